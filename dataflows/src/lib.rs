@@ -1,1 +1,24 @@
-pub fn x(){}
+//! promflow's dataflow layer: the only crate that touches timely and differential types.
+//!
+//! The service talks to it through a small API ([`Engine`]): feed sample batches,
+//! advance the watermark, read maintained outputs. It knows nothing of HTTP, config
+//! files or scraping.
+//!
+//! Contract of the time model (see DESIGN.md): logical time is milliseconds; the input
+//! frontier is the watermark given by the service (it never passes the start time of a
+//! scrape still in flight); samples older than the watermark are *late*: they are counted
+//! and never merged into the dataflow at the wrong time.
+
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod labels;
+pub mod latest;
+pub mod sample;
+pub mod selector;
+
+pub use engine::{Engine, EngineConfig, EngineStats};
+pub use labels::Labels;
+pub use latest::{LatestEntry, LatestTable};
+pub use sample::{is_stale_marker, Sample, STALE_MARKER};
+pub use selector::{LabelMatcher, MatchKind, Selector};

@@ -1,0 +1,332 @@
+//! The engine: owns the timely worker threads and is the service's only handle on them.
+//!
+//! Contract: [`Engine::feed`] hands a batch of samples to the dataflow; samples older
+//! than the current watermark are late and only counted. [`Engine::advance_watermark`]
+//! moves the input frontier (never backwards). Maintained outputs are read through
+//! shared tables (e.g. [`Engine::latest`]); [`Engine::stats`] reports progress.
+
+use crate::latest::{maintain_latest, LatestTable};
+use crate::sample::Sample;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::Thread;
+use std::time::Duration;
+use timely::dataflow::operators::{Input, Probe};
+use timely::dataflow::{InputHandleVec, ProbeHandle};
+
+/// How to start the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Worker threads in this process.
+    pub workers: usize,
+    /// The lookback delta in milliseconds (Prometheus default: 5 minutes).
+    pub lookback_ms: i64,
+}
+
+/// Progress counters, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineStats {
+    /// The watermark given by the service (ms).
+    pub watermark_ms: i64,
+    /// The frontier the dataflow has fully processed (ms): the minimum over workers.
+    pub frontier_ms: i64,
+    /// Samples accepted into the dataflow.
+    pub samples_fed: u64,
+    /// Samples refused because they were older than the watermark.
+    pub samples_late: u64,
+}
+
+enum Command {
+    Samples(Vec<Sample>),
+    Advance(u64),
+    Shutdown,
+}
+
+struct Feeder {
+    senders: Vec<Sender<Command>>,
+    threads: Vec<Thread>,
+    watermark: u64,
+    next_worker: usize,
+}
+
+/// The running dataflow.
+pub struct Engine {
+    feeder: Mutex<Feeder>,
+    latest: LatestTable,
+    worker_frontiers: Arc<Vec<AtomicU64>>,
+    samples_fed: AtomicU64,
+    samples_late: AtomicU64,
+    guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
+}
+
+impl Engine {
+    /// Starts `config.workers` timely worker threads with the ingest dataflow installed.
+    pub fn start(config: EngineConfig) -> Result<Engine, String> {
+        let workers = config.workers.max(1);
+        let latest = LatestTable::new(workers);
+        let worker_frontiers: Arc<Vec<AtomicU64>> =
+            Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
+        let (senders, receivers): (Vec<Sender<Command>>, Vec<Receiver<Command>>) =
+            (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
+        let (thread_tx, thread_rx) = crossbeam_channel::unbounded::<(usize, Thread)>();
+
+        let receivers = Arc::new(receivers);
+        let table = latest.clone();
+        let frontiers = worker_frontiers.clone();
+        let lookback_ms = config.lookback_ms;
+        let timely_config = timely::Config {
+            communication: timely::CommunicationConfig::Process(workers),
+            worker: timely::WorkerConfig::default().idle_spin(Duration::ZERO),
+        };
+        let guards = timely::execute(timely_config, move |worker| {
+            let index = worker.index();
+            let commands = receivers[index].clone();
+            let _ = thread_tx.send((index, std::thread::current()));
+            let mut input: InputHandleVec<u64, Sample> = InputHandleVec::new();
+            let probe = ProbeHandle::new();
+            let table = table.clone();
+            worker.dataflow::<u64, _, _>(|scope| {
+                let samples = scope.input_from(&mut input);
+                samples.clone().probe_with(&probe);
+                maintain_latest(samples, table, index, lookback_ms);
+            });
+            'run: loop {
+                while let Ok(command) = commands.try_recv() {
+                    match command {
+                        Command::Samples(batch) => {
+                            for sample in batch {
+                                // The feeder already refused late samples.
+                                input.send(sample);
+                            }
+                        }
+                        Command::Advance(to) => {
+                            if to > *input.time() {
+                                input.advance_to(to);
+                            }
+                        }
+                        Command::Shutdown => break 'run,
+                    }
+                }
+                input.flush();
+                worker.step_or_park(Some(Duration::from_millis(500)));
+                let front = probe.with_frontier(|f| f.iter().min().copied().unwrap_or(u64::MAX));
+                frontiers[index].store(front, Ordering::Relaxed);
+            }
+            drop(input);
+            while !probe.done() {
+                worker.step_or_park(Some(Duration::from_millis(10)));
+            }
+        })?;
+
+        let mut threads: Vec<Option<Thread>> = vec![None; workers];
+        for _ in 0..workers {
+            let (index, thread) = thread_rx
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|_| "timely workers did not start".to_string())?;
+            threads[index] = Some(thread);
+        }
+        Ok(Engine {
+            feeder: Mutex::new(Feeder {
+                senders,
+                threads: threads.into_iter().flatten().collect(),
+                watermark: 0,
+                next_worker: 0,
+            }),
+            latest,
+            worker_frontiers,
+            samples_fed: AtomicU64::new(0),
+            samples_late: AtomicU64::new(0),
+            guards: Mutex::new(Some(guards)),
+        })
+    }
+
+    /// Feeds a batch into the dataflow. Samples older than the watermark are late:
+    /// counted, not fed. Returns how many were fed.
+    pub fn feed(&self, mut samples: Vec<Sample>) -> usize {
+        let mut feeder = self.feeder.lock();
+        let watermark = feeder.watermark as i64;
+        let before = samples.len();
+        samples.retain(|s| s.timestamp_ms >= watermark);
+        let late = before - samples.len();
+        if late > 0 {
+            self.samples_late.fetch_add(late as u64, Ordering::Relaxed);
+        }
+        let fed = samples.len();
+        if fed == 0 {
+            return 0;
+        }
+        self.samples_fed.fetch_add(fed as u64, Ordering::Relaxed);
+        // Any worker will do: the dataflow exchanges samples by series id.
+        let worker = feeder.next_worker % feeder.senders.len();
+        feeder.next_worker = feeder.next_worker.wrapping_add(1);
+        let _ = feeder.senders[worker].send(Command::Samples(samples));
+        feeder.threads[worker].unpark();
+        fed
+    }
+
+    /// Moves the input frontier to `to_ms` (ignored if not ahead of the current one).
+    pub fn advance_watermark(&self, to_ms: i64) {
+        let mut feeder = self.feeder.lock();
+        let to = to_ms.max(0) as u64;
+        if to <= feeder.watermark {
+            return;
+        }
+        feeder.watermark = to;
+        for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
+            let _ = sender.send(Command::Advance(to));
+            thread.unpark();
+        }
+    }
+
+    /// The maintained latest-sample table (federation output).
+    pub fn latest(&self) -> &LatestTable {
+        &self.latest
+    }
+
+    /// Progress counters.
+    pub fn stats(&self) -> EngineStats {
+        let frontier = self
+            .worker_frontiers
+            .iter()
+            .map(|f| f.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        EngineStats {
+            watermark_ms: self.feeder.lock().watermark as i64,
+            frontier_ms: frontier.min(i64::MAX as u64) as i64,
+            samples_fed: self.samples_fed.load(Ordering::Relaxed),
+            samples_late: self.samples_late.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the workers and waits for them.
+    pub fn shutdown(&self) {
+        {
+            let feeder = self.feeder.lock();
+            for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
+                let _ = sender.send(Command::Shutdown);
+                thread.unpark();
+            }
+        }
+        if let Some(guards) = self.guards.lock().take() {
+            drop(guards.join());
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::Labels;
+    use crate::sample::STALE_MARKER;
+    use std::time::Instant;
+
+    fn sample(name: &str, instance: &str, ts: i64, value: f64) -> Sample {
+        let labels = Labels::from_pairs(vec![
+            ("__name__".into(), name.into()),
+            ("instance".into(), instance.into()),
+        ]);
+        Sample {
+            series_id: labels.hash(),
+            labels: Arc::new(labels),
+            timestamp_ms: ts,
+            value,
+        }
+    }
+
+    fn wait_for_frontier(engine: &Engine, at_least: i64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while engine.stats().frontier_ms < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "frontier stuck at {:?}",
+                engine.stats()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn live(engine: &Engine, at: i64) -> Vec<(String, i64, f64)> {
+        let mut out = Vec::new();
+        engine.latest().for_each_live(at, 300_000, |e| {
+            out.push((e.labels.to_string(), e.timestamp_ms, e.value))
+        });
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn keeps_the_newest_sample_per_series_across_workers() {
+        let engine = Engine::start(EngineConfig {
+            workers: 3,
+            lookback_ms: 300_000,
+        })
+        .unwrap();
+        let batch: Vec<Sample> = (0..50)
+            .flat_map(|i| {
+                vec![
+                    sample("m", &format!("h{i}"), 1_000, i as f64),
+                    sample("m", &format!("h{i}"), 2_000, i as f64 + 0.5),
+                ]
+            })
+            .collect();
+        assert_eq!(engine.feed(batch), 100);
+        // An older sample arriving after a newer one does not win.
+        engine.feed(vec![sample("m", "h0", 1_500, -1.0)]);
+        engine.advance_watermark(3_000);
+        wait_for_frontier(&engine, 3_000);
+        let rows = live(&engine, 3_000);
+        assert_eq!(rows.len(), 50);
+        assert!(rows.iter().all(|(_, ts, _)| *ts == 2_000));
+        assert_eq!(rows[0], (r#"m{instance="h0"}"#.to_string(), 2_000, 0.5));
+    }
+
+    #[test]
+    fn late_samples_are_counted_not_fed() {
+        let engine = Engine::start(EngineConfig {
+            workers: 2,
+            lookback_ms: 300_000,
+        })
+        .unwrap();
+        engine.advance_watermark(10_000);
+        assert_eq!(engine.feed(vec![sample("m", "a", 9_999, 1.0)]), 0);
+        assert_eq!(engine.feed(vec![sample("m", "a", 10_000, 2.0)]), 1);
+        let stats = engine.stats();
+        assert_eq!((stats.samples_late, stats.samples_fed), (1, 1));
+    }
+
+    #[test]
+    fn stale_markers_hide_and_lookback_retires() {
+        let engine = Engine::start(EngineConfig {
+            workers: 2,
+            lookback_ms: 300_000,
+        })
+        .unwrap();
+        engine.feed(vec![
+            sample("m", "a", 1_000, 1.0),
+            sample("m", "b", 1_000, 1.0),
+        ]);
+        engine.feed(vec![sample("m", "a", 2_000, STALE_MARKER)]);
+        engine.advance_watermark(2_500);
+        wait_for_frontier(&engine, 2_500);
+        let rows = live(&engine, 2_500);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].0, r#"m{instance="b"}"#);
+        // Past the lookback delta nothing is live and the table has been emptied.
+        engine.advance_watermark(400_000);
+        wait_for_frontier(&engine, 400_000);
+        // Retirement happens on the next activation after the frontier moved.
+        engine.advance_watermark(402_000);
+        wait_for_frontier(&engine, 402_000);
+        assert!(live(&engine, 402_000).is_empty());
+        assert_eq!(engine.latest().len(), 0);
+    }
+}

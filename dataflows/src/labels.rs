@@ -1,0 +1,134 @@
+//! Label sets: the identity of a series.
+//!
+//! A [`Labels`] value is a list of `(name, value)` pairs sorted by name, with the
+//! metric name stored under `__name__` like Prometheus. Its [`Labels::hash`] is the
+//! series id used to exchange samples between workers; it is stable across processes.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use xxhash_rust::xxh3::Xxh3;
+
+/// The label that holds a series' metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// A sorted set of labels identifying one series.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Labels(Vec<(String, String)>);
+
+impl Labels {
+    /// Builds a label set from pairs in any order; empty values are dropped, as in
+    /// Prometheus where an empty label value means the label is absent. If a name
+    /// repeats, the last value wins.
+    pub fn from_pairs(mut pairs: Vec<(String, String)>) -> Labels {
+        pairs.retain(|(_, v)| !v.is_empty());
+        // Stable sort keeps the insertion order of duplicates; keep the last one.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+        for (name, value) in pairs {
+            match out.last_mut() {
+                Some(last) if last.0 == name => last.1 = value,
+                _ => out.push((name, value)),
+            }
+        }
+        Labels(out)
+    }
+
+    /// The value of label `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    /// The metric name (`__name__`), or `""` if the series has none.
+    pub fn metric_name(&self) -> &str {
+        self.get(METRIC_NAME).unwrap_or("")
+    }
+
+    /// The pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The number of labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no labels at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The series id: a 64-bit hash of names and values, separated so that
+    /// `{a="bc"}` and `{ab="c"}` differ.
+    pub fn hash(&self) -> u64 {
+        let mut hasher = Xxh3::new();
+        for (name, value) in &self.0 {
+            hasher.update(name.as_bytes());
+            hasher.update(&[0xff]);
+            hasher.update(value.as_bytes());
+            hasher.update(&[0xff]);
+        }
+        hasher.digest()
+    }
+
+    /// Consumes the set, returning its sorted pairs.
+    pub fn into_pairs(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Formats like Prometheus: `name{a="1", b="2"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{{", self.metric_name())?;
+        let mut first = true;
+        for (name, value) in self.iter().filter(|(n, _)| *n != METRIC_NAME) {
+            if !first {
+                write!(f, ", ")?;
+            }
+            first = false;
+            write!(f, "{name}={value:?}")?;
+        }
+        write!(f, "}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn sorted_and_deduplicated_last_wins() {
+        let l = labels(&[("b", "1"), ("a", "x"), ("b", "2"), ("c", "")]);
+        assert_eq!(l.iter().collect::<Vec<_>>(), vec![("a", "x"), ("b", "2")]);
+        assert_eq!(l.get("b"), Some("2"));
+        assert_eq!(l.get("c"), None);
+    }
+
+    #[test]
+    fn hash_separates_names_from_values() {
+        assert_ne!(labels(&[("a", "bc")]).hash(), labels(&[("ab", "c")]).hash());
+        assert_eq!(
+            labels(&[("a", "1"), ("b", "2")]).hash(),
+            labels(&[("b", "2"), ("a", "1")]).hash()
+        );
+    }
+
+    #[test]
+    fn displays_like_prometheus() {
+        let l = labels(&[("__name__", "up"), ("job", "node"), ("instance", "h:1")]);
+        assert_eq!(l.to_string(), r#"up{instance="h:1", job="node"}"#);
+    }
+}

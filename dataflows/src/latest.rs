@@ -1,0 +1,138 @@
+//! The latest sample of every live series: the maintained output behind `/federate`.
+//!
+//! PromQL (instant-vector selector at the frontier):
+//! ```promql
+//! {__name__=~".+"}   # every series' newest sample within the lookback delta, not stale
+//! ```
+//! One sink operator per worker, fed by series hash, keeps a map series id → newest
+//! sample in its own shard of a [`LatestTable`]. Readers see every shard. When the
+//! input frontier passes `timestamp + lookback`, an entry can never be selected again
+//! and is retired, so the table holds the active window only.
+
+use crate::labels::Labels;
+use crate::sample::{is_stale_marker, Sample};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::Stream;
+
+/// The newest sample of one series.
+#[derive(Clone, Debug)]
+pub struct LatestEntry {
+    /// The series' labels.
+    pub labels: Arc<Labels>,
+    /// Milliseconds since the epoch.
+    pub timestamp_ms: i64,
+    /// The value; a stale marker when the series went away.
+    pub value: f64,
+}
+
+type Shard = RwLock<HashMap<u64, LatestEntry>>;
+
+/// The maintained table, one shard per worker. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct LatestTable {
+    shards: Arc<Vec<Shard>>,
+}
+
+impl LatestTable {
+    /// An empty table with one shard per worker.
+    pub fn new(workers: usize) -> LatestTable {
+        LatestTable {
+            shards: Arc::new((0..workers.max(1)).map(|_| Shard::default()).collect()),
+        }
+    }
+
+    /// Calls `visit` with every series whose newest sample is not a stale marker and
+    /// lies in `(at - lookback, at]`, the way an instant selector at `at` sees it.
+    pub fn for_each_live(&self, at_ms: i64, lookback_ms: i64, mut visit: impl FnMut(&LatestEntry)) {
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            for entry in shard.values() {
+                if !is_stale_marker(entry.value)
+                    && entry.timestamp_ms <= at_ms
+                    && entry.timestamp_ms > at_ms - lookback_ms
+                {
+                    visit(entry);
+                }
+            }
+        }
+    }
+
+    /// How many series the table holds (including stale ones not yet retired).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn shard(&self, index: usize) -> &Shard {
+        &self.shards[index % self.shards.len()]
+    }
+}
+
+/// Maintains `table`'s shard for this worker from `samples`, exchanged by series id.
+/// Returns nothing: the table is the output. Entries are retired once the frontier
+/// passes `timestamp + lookback_ms`.
+pub fn maintain_latest<'scope>(
+    samples: Stream<'scope, u64, Vec<Sample>>,
+    table: LatestTable,
+    worker_index: usize,
+    lookback_ms: i64,
+) {
+    let mut retired_through: u64 = 0;
+    samples.sink(
+        Exchange::new(|s: &Sample| s.series_id),
+        "LatestSample",
+        move |(input, frontier)| {
+            let shard = table.shard(worker_index);
+            input.for_each(|_time, batch| {
+                let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+                for sample in batch.drain(..) {
+                    match map.get_mut(&sample.series_id) {
+                        Some(entry) if entry.timestamp_ms > sample.timestamp_ms => {}
+                        Some(entry) => {
+                            entry.timestamp_ms = sample.timestamp_ms;
+                            entry.value = sample.value;
+                        }
+                        None => {
+                            map.insert(
+                                sample.series_id,
+                                LatestEntry {
+                                    labels: sample.labels,
+                                    timestamp_ms: sample.timestamp_ms,
+                                    value: sample.value,
+                                },
+                            );
+                        }
+                    }
+                }
+            });
+            // Retire at most once per second of frontier progress: a full scan per step
+            // would cost more than the memory it frees.
+            let front = frontier
+                .frontier()
+                .iter()
+                .min()
+                .copied()
+                .unwrap_or(u64::MAX);
+            if front != u64::MAX && front >= retired_through + 1000 {
+                retired_through = front;
+                let front = front as i64;
+                let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+                map.retain(|_, e| {
+                    let expired = e.timestamp_ms + lookback_ms < front;
+                    let stale_passed = is_stale_marker(e.value) && e.timestamp_ms < front;
+                    !(expired || stale_passed)
+                });
+            }
+        },
+    );
+}

@@ -1,0 +1,115 @@
+//! Series selectors: a conjunction of label matchers, as in `{job="node", mode!~"idle|iowait"}`.
+//!
+//! Regexes are fully anchored like Prometheus's. A matcher on a label the series does
+//! not have sees the empty string, so `{foo=""}` matches series without `foo`.
+
+use crate::labels::Labels;
+use regex::Regex;
+
+/// How one matcher compares a label value.
+#[derive(Clone, Debug)]
+pub enum MatchKind {
+    /// `=`
+    Equal(String),
+    /// `!=`
+    NotEqual(String),
+    /// `=~`, the regex already anchored.
+    Regex(Regex),
+    /// `!~`, the regex already anchored.
+    NotRegex(Regex),
+}
+
+/// One label matcher.
+#[derive(Clone, Debug)]
+pub struct LabelMatcher {
+    /// The label name.
+    pub name: String,
+    /// The comparison.
+    pub kind: MatchKind,
+}
+
+impl LabelMatcher {
+    /// Builds a matcher; `op` is one of `=`, `!=`, `=~`, `!~`. Regexes are anchored here.
+    pub fn new(name: &str, op: &str, value: &str) -> Result<LabelMatcher, String> {
+        let anchored = || {
+            Regex::new(&format!("^(?:{value})$"))
+                .map_err(|e| format!("invalid regex {value:?} for label {name}: {e}"))
+        };
+        let kind = match op {
+            "=" => MatchKind::Equal(value.to_string()),
+            "!=" => MatchKind::NotEqual(value.to_string()),
+            "=~" => MatchKind::Regex(anchored()?),
+            "!~" => MatchKind::NotRegex(anchored()?),
+            other => return Err(format!("unknown match operator {other:?}")),
+        };
+        Ok(LabelMatcher {
+            name: name.to_string(),
+            kind,
+        })
+    }
+
+    /// Whether a label value (empty when absent) satisfies this matcher.
+    pub fn matches_value(&self, value: &str) -> bool {
+        match &self.kind {
+            MatchKind::Equal(v) => v == value,
+            MatchKind::NotEqual(v) => v != value,
+            MatchKind::Regex(r) => r.is_match(value),
+            MatchKind::NotRegex(r) => !r.is_match(value),
+        }
+    }
+}
+
+/// A conjunction of matchers.
+#[derive(Clone, Debug, Default)]
+pub struct Selector {
+    /// All must match.
+    pub matchers: Vec<LabelMatcher>,
+}
+
+impl Selector {
+    /// Whether the series with `labels` is selected.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.matchers
+            .iter()
+            .all(|m| m.matches_value(labels.get(&m.name).unwrap_or("")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn all_matcher_kinds() {
+        let l = labels(&[("__name__", "up"), ("job", "node")]);
+        let sel = |ms: &[(&str, &str, &str)]| Selector {
+            matchers: ms
+                .iter()
+                .map(|(n, o, v)| LabelMatcher::new(n, o, v).unwrap())
+                .collect(),
+        };
+        assert!(sel(&[("job", "=", "node")]).matches(&l));
+        assert!(!sel(&[("job", "!=", "node")]).matches(&l));
+        assert!(sel(&[("job", "=~", "no.*")]).matches(&l));
+        // Anchored: a partial match is no match.
+        assert!(!sel(&[("job", "=~", "no")]).matches(&l));
+        assert!(sel(&[("job", "!~", "no")]).matches(&l));
+        // Absent label is the empty string.
+        assert!(sel(&[("missing", "=", "")]).matches(&l));
+        assert!(!sel(&[("missing", "=~", ".+")]).matches(&l));
+    }
+
+    #[test]
+    fn bad_regex_is_an_error() {
+        assert!(LabelMatcher::new("a", "=~", "(").is_err());
+    }
+}
