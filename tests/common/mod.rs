@@ -1,0 +1,553 @@
+//! Test harness: starts promflow and REAL peers (Prometheus, node_exporter) on
+//! 127.0.0.1 with free ports, and runs promtool.
+//!
+//! Each peer runs in its own temporary directory, with its stdout and stderr in
+//! `<dir>/output.log`; a peer is killed through its own child handle when its value
+//! is dropped (never by name). If a test panics while a peer is alive, the tail of
+//! that peer's log is printed. Every wait is bounded.
+//!
+//! The peers come from Debian packages that `.ci/run` installs; a missing binary is a
+//! panic that says how to install it, never a silent skip.
+//!
+//! Not every test file uses every helper.
+#![allow(dead_code)]
+
+pub mod exposition;
+pub mod http;
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use exposition::Exposition;
+use http::HttpResponse;
+use tempfile::TempDir;
+
+/// How long a peer may take to become ready.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a helper command (promtool, `promflow check`) may run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often `wait_until` polls.
+const POLL: Duration = Duration::from_millis(100);
+/// How many ports to try when a freshly found port is taken before the peer binds it.
+const PORT_ATTEMPTS: usize = 5;
+
+pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
+pub const PROMTOOL_BIN: &str = "/usr/bin/promtool";
+pub const NODE_EXPORTER_BIN: &str = "/usr/bin/prometheus-node-exporter";
+
+/// The promflow binary built by Cargo for this test run.
+pub fn promflow_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_promflow"))
+}
+
+/// The repository root (where `queries/` and `deploy/` live).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Polls `f` every 100ms until it returns true or `timeout` passes; returns whether it did.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    wait_for(timeout, || f().then_some(())).is_some()
+}
+
+/// Polls `f` every 100ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (bound to port 0, then released).
+/// Another process may take it before the peer binds it: `spawn_peer` retries.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Panics with an install hint unless `bin` exists.
+pub fn require_peer(bin: &str, package: &str) {
+    if !Path::new(bin).exists() {
+        panic!(
+            "real peer {bin} is missing: run `bash .ci/run` (installs all peers) or \
+             `apt-get install --no-install-recommends {package}`"
+        );
+    }
+}
+
+/// A running process on a loopback port, owned through its child handle.
+pub struct Peer {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    log_path: PathBuf,
+    config_path: Option<PathBuf>,
+    // Dropped after `child` is killed (see `Drop`), so the process never loses its files.
+    dir: TempDir,
+}
+
+impl Peer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The file holding the process's stdout and stderr.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// What the process has written to stdout and stderr so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `GET path`, panicking on a transport error (the peer is expected to be up).
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http::get(&self.url(path))
+            .unwrap_or_else(|e| panic!("{}: GET {path}: {e}\n{}", self.name, self.log_tail()))
+    }
+
+    /// `GET path`, panicking unless the answer is 200; returns the body.
+    pub fn get_ok(&self, path: &str) -> String {
+        let resp = self.get(path);
+        assert_eq!(
+            resp.status, 200,
+            "{}: GET {path} answered {}: {}",
+            self.name, resp.status, resp.body
+        );
+        resp.body
+    }
+
+    /// `POST path` with an empty body, panicking on a transport error.
+    pub fn post(&self, path: &str) -> HttpResponse {
+        http::post(&self.url(path), None, &[])
+            .unwrap_or_else(|e| panic!("{}: POST {path}: {e}\n{}", self.name, self.log_tail()))
+    }
+
+    /// Sends SIGHUP to the process (by its PID, through the shell's `kill` builtin).
+    pub fn sighup(&self) {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "kill -HUP \"$1\"", "sh", &self.pid().to_string()]);
+        let out = run_command(cmd, None, COMMAND_TIMEOUT);
+        assert!(out.status.success(), "kill -HUP: {}", combined_output(&out));
+    }
+
+    /// `GET /federate?match[]=m1&match[]=m2…` as text (panics unless 200).
+    pub fn federate_body(&self, matchers: &[&str]) -> String {
+        let params: Vec<(&str, &str)> = matchers.iter().map(|m| ("match[]", *m)).collect();
+        self.get_ok(&http::with_query("/federate", &params))
+    }
+
+    /// `GET /federate?match[]=…`, parsed.
+    pub fn federate(&self, matchers: &[&str]) -> Exposition {
+        exposition::parse(&self.federate_body(matchers))
+    }
+
+    /// `GET /metrics`, parsed.
+    pub fn metrics(&self) -> Exposition {
+        exposition::parse(&self.get_ok("/metrics"))
+    }
+
+    /// The config file the process was started with (promflow and Prometheus only).
+    pub fn config_path(&self) -> &Path {
+        self.config_path
+            .as_deref()
+            .unwrap_or_else(|| panic!("{} has no config file", self.name))
+    }
+
+    /// Replaces the config file (does not reload: see `reload` and `sighup`).
+    pub fn write_config(&self, config_yaml: &str) {
+        fs::write(self.config_path(), config_yaml).expect("write config");
+    }
+
+    /// `POST /-/reload`.
+    pub fn reload(&self) -> HttpResponse {
+        self.post("/-/reload")
+    }
+
+    /// Whether the process has exited (and reaps it if so).
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let from = lines.len().saturating_sub(60);
+        format!(
+            "--- last lines of {} output ({}) ---\n{}",
+            self.name,
+            self.log_path.display(),
+            lines[from..].join("\n")
+        )
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // Only our own child, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+    }
+}
+
+/// Starts `bin` in `dir` on a free loopback port and waits until `GET ready_path`
+/// answers 200. `args(dir, addr)` gives the command line for a chosen address. If the
+/// process dies complaining that the address is in use, it is retried on another port.
+fn spawn_peer(
+    name: &'static str,
+    bin: &Path,
+    dir: TempDir,
+    ready_path: &str,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> Peer {
+    let log_path = dir.path().join("output.log");
+    let read_log = || fs::read_to_string(&log_path).unwrap_or_default();
+    let mut last_log = String::new();
+    for _attempt in 0..PORT_ATTEMPTS {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let log = File::create(&log_path).expect("create peer log");
+        let mut child = Command::new(bin)
+            .args(args(dir.path(), addr))
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name} ({}): {e}", bin.display()));
+        let url = format!("http://{addr}{ready_path}");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        let mut exit_status = None;
+        let ready = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                exit_status = Some(status);
+                break false;
+            }
+            if matches!(http::get(&url), Ok(r) if r.status == 200) {
+                break true;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{name} did not answer 200 on {ready_path} within {STARTUP_TIMEOUT:?}; \
+                     its output:\n{}",
+                    read_log()
+                );
+            }
+            std::thread::sleep(POLL);
+        };
+        if ready {
+            return Peer {
+                name,
+                child,
+                addr,
+                log_path: log_path.clone(),
+                config_path: None,
+                dir,
+            };
+        }
+        // The process exited before it was ready: retry only if its port was taken.
+        last_log = read_log();
+        let lower = last_log.to_ascii_lowercase();
+        if !lower.contains("address already in use") && !lower.contains("addrinuse") {
+            panic!(
+                "{name} ({}) exited before it was ready ({exit_status:?}); its output:\n{last_log}",
+                bin.display()
+            );
+        }
+    }
+    panic!("{name}: no free port after {PORT_ATTEMPTS} attempts; last output:\n{last_log}");
+}
+
+/// Runs a command with optional stdin, killing it if it outlives `timeout`.
+pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    // Feed stdin and drain stdout/stderr on threads so a large body cannot deadlock.
+    let writer = stdin.map(|data| {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for command") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// stdout and stderr of a finished command, as one text.
+pub fn combined_output(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// promflow
+
+/// A running promflow on a free loopback port, with its config and data in a temp dir.
+pub struct Promflow {
+    peer: Peer,
+}
+
+impl std::ops::Deref for Promflow {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl std::ops::DerefMut for Promflow {
+    fn deref_mut(&mut self) -> &mut Peer {
+        &mut self.peer
+    }
+}
+
+impl Promflow {
+    /// Writes `config_yaml` to `<tmp>/promflow.yml` and starts promflow on it,
+    /// returning once `/-/ready` answers 200.
+    pub fn start(config_yaml: &str) -> Promflow {
+        Self::start_with_args(config_yaml, &[])
+    }
+
+    /// Like `start`, with extra command-line flags (e.g. `--log.level=debug`).
+    pub fn start_with_args(config_yaml: &str, extra_args: &[&str]) -> Promflow {
+        let bin = promflow_bin();
+        assert!(
+            bin.exists(),
+            "promflow binary {} is missing (cargo builds it for integration tests)",
+            bin.display()
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("promflow-test-")
+            .tempdir()
+            .expect("temp dir");
+        let config_path = dir.path().join("promflow.yml");
+        fs::write(&config_path, config_yaml).expect("write promflow config");
+        let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let mut peer = spawn_peer("promflow", &bin, dir, "/-/ready", |dir, addr| {
+            let mut args = vec![
+                format!("--config.file={}", dir.join("promflow.yml").display()),
+                format!("--web.listen-address={addr}"),
+                format!("--storage.tsdb.path={}", dir.join("data").display()),
+            ];
+            args.extend(extra.iter().cloned());
+            args
+        });
+        peer.config_path = Some(config_path);
+        Promflow { peer }
+    }
+}
+
+/// Runs the promflow binary with `args` (e.g. `check config FILE`) and waits for it.
+pub fn run_promflow(args: &[&str]) -> Output {
+    let mut cmd = Command::new(promflow_bin());
+    cmd.args(args);
+    run_command(cmd, None, COMMAND_TIMEOUT)
+}
+
+// ---------------------------------------------------------------------------
+// Prometheus
+
+/// A real Prometheus (Debian package `prometheus`) on a free loopback port.
+pub struct Prometheus {
+    peer: Peer,
+}
+
+impl std::ops::Deref for Prometheus {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl Prometheus {
+    /// Starts Prometheus on `config_yaml` with its TSDB in a temp dir and
+    /// `--web.enable-lifecycle`; returns once `/-/ready` answers 200.
+    pub fn start(config_yaml: &str) -> Prometheus {
+        require_peer(PROMETHEUS_BIN, "prometheus");
+        let dir = tempfile::Builder::new()
+            .prefix("prometheus-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::write(dir.path().join("prometheus.yml"), config_yaml).expect("write config");
+        let config_path = dir.path().join("prometheus.yml");
+        let mut peer = spawn_peer(
+            "prometheus",
+            Path::new(PROMETHEUS_BIN),
+            dir,
+            "/-/ready",
+            |dir, addr| {
+                vec![
+                    format!("--config.file={}", dir.join("prometheus.yml").display()),
+                    format!("--storage.tsdb.path={}", dir.join("data").display()),
+                    format!("--web.listen-address={addr}"),
+                    "--web.enable-lifecycle".to_string(),
+                    "--log.level=warn".to_string(),
+                ]
+            },
+        );
+        peer.config_path = Some(config_path);
+        Prometheus { peer }
+    }
+
+    /// `GET /api/v1/query?query=expr` at the server's current time; returns `data`
+    /// (`{"resultType": …, "result": …}`), panicking unless the status is success.
+    pub fn query(&self, expr: &str) -> serde_json::Value {
+        self.api_query(&[("query", expr)])
+    }
+
+    /// Like `query`, evaluated at `time` (Unix seconds, millisecond precision).
+    pub fn query_at(&self, expr: &str, time_ms: i64) -> serde_json::Value {
+        let time = format!(
+            "{}.{:03}",
+            time_ms.div_euclid(1000),
+            time_ms.rem_euclid(1000)
+        );
+        self.api_query(&[("query", expr), ("time", &time)])
+    }
+
+    fn api_query(&self, params: &[(&str, &str)]) -> serde_json::Value {
+        let resp = self.get(&http::with_query("/api/v1/query", params));
+        let v: serde_json::Value = serde_json::from_str(&resp.body)
+            .unwrap_or_else(|e| panic!("query {params:?}: bad JSON ({e}): {}", resp.body));
+        assert_eq!(
+            v["status"], "success",
+            "query {params:?} answered {}: {}",
+            resp.status, resp.body
+        );
+        v["data"].clone()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// node_exporter
+
+/// A real node_exporter (Debian package `prometheus-node-exporter`) on a free loopback port.
+pub struct NodeExporter {
+    peer: Peer,
+}
+
+impl std::ops::Deref for NodeExporter {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl NodeExporter {
+    /// Starts node_exporter and returns once `/metrics` answers 200.
+    pub fn start() -> NodeExporter {
+        require_peer(NODE_EXPORTER_BIN, "prometheus-node-exporter");
+        let dir = tempfile::Builder::new()
+            .prefix("node-exporter-test-")
+            .tempdir()
+            .expect("temp dir");
+        let peer = spawn_peer(
+            "node_exporter",
+            Path::new(NODE_EXPORTER_BIN),
+            dir,
+            "/metrics",
+            |_, addr| vec![format!("--web.listen-address={addr}")],
+        );
+        NodeExporter { peer }
+    }
+
+    /// The exporter's `/metrics` body as text.
+    pub fn metrics_body(&self) -> String {
+        self.get_ok("/metrics")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// promtool
+
+/// Pipes `body` into `promtool check metrics`; returns (exit status success, stdout+stderr).
+///
+/// promtool 2.42 exits 1 when the body does not parse ("error while linting: text
+/// format parsing error …") and 3 when it parses but has lint problems (one line per
+/// problem: `<metric> <problem>`).
+pub fn promtool_check_metrics(body: &str) -> (bool, String) {
+    require_peer(PROMTOOL_BIN, "prometheus");
+    let mut cmd = Command::new(PROMTOOL_BIN);
+    cmd.args(["check", "metrics"]);
+    let out = run_command(cmd, Some(body.as_bytes()), COMMAND_TIMEOUT);
+    (out.status.success(), combined_output(&out))
+}
+
+/// Runs `promtool <args>` from `cwd`; returns (exit status success, stdout+stderr).
+pub fn promtool(args: &[&str], cwd: &Path) -> (bool, String) {
+    require_peer(PROMTOOL_BIN, "prometheus");
+    let mut cmd = Command::new(PROMTOOL_BIN);
+    cmd.args(args).current_dir(cwd);
+    let out = run_command(cmd, None, COMMAND_TIMEOUT);
+    (out.status.success(), combined_output(&out))
+}

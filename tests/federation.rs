@@ -1,0 +1,249 @@
+//! Federation against a real Prometheus: what promflow serves on `/federate` is what a
+//! Prometheus federating it stores, and promtool accepts the bodies.
+//!
+//! Real peers: node_exporter (`prometheus-node-exporter`), Prometheus 2.42 and
+//! promtool (`prometheus`). `.ci/run` installs them.
+//!
+//! The same check also runs with a real Prometheus in promflow's place
+//! (`reference_prometheus_passes_the_federation_check`): that proves the check itself
+//! holds for the reference implementation, so a failure with promflow is promflow's.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::exposition::{self, same_value, series_key, Exposition};
+use common::{promtool_check_metrics, wait_for, NodeExporter, Prometheus, Promflow};
+
+/// The source scrapes every 3s and the oracle scrapes `/federate` every 1s, so every
+/// sample the source holds stays the newest one for ~3 oracle scrapes: the oracle sees
+/// (and stores, at the source's timestamp) every sample we fetch.
+fn source_config(node: &str) -> String {
+    format!(
+        r#"# Scrapes one node_exporter; the external label must reach /federate.
+global:
+  scrape_interval: 3s
+  scrape_timeout: 2s
+  external_labels:
+    federated_from: source
+scrape_configs:
+  - job_name: node
+    static_configs:
+      - targets: ['{node}']
+"#
+    )
+}
+
+/// A Prometheus federating `source` like the main instance in DESIGN.md does.
+fn oracle_config(source: &str) -> String {
+    format!(
+        r#"# Federates {{job="node"}} from the source, keeping its labels and timestamps.
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: federate
+    honor_labels: true
+    metrics_path: /federate
+    params:
+      'match[]': ['{{job="node"}}']
+    static_configs:
+      - targets: ['{source}']
+"#
+    )
+}
+
+const NODE_MATCHER: &str = r#"{job="node"}"#;
+
+/// Waits until the source federates a full node_exporter scrape, then checks that for
+/// every federated series the oracle stored exactly the federated sample: same labels,
+/// a sample at the same timestamp, with the same value.
+///
+/// Values change between scrapes, so the comparison is per (series, timestamp): the
+/// oracle is asked for its raw samples (`{job="node"}[1m]` returns them with their own
+/// timestamps) and must hold the federated one among them. A missing sample is waited
+/// for (bounded); a different value at the same timestamp fails at once.
+fn check_oracle_stores_federated_samples(fetch_federate: impl Fn() -> String, oracle: &Prometheus) {
+    // 1. A body with a full scrape in it.
+    let body = wait_for(Duration::from_secs(30), || {
+        let body = fetch_federate();
+        let exp = exposition::parse(&body);
+        (exp.samples.len() >= 100 && exp.named("up").count() == 1).then_some(body)
+    })
+    .expect("source never federated >= 100 node series within 30s");
+    let fed = exposition::parse(&body);
+
+    // 2. Shape of the body: timestamps, external label, a TYPE line for every family,
+    //    no series twice.
+    let mut federated: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    for s in &fed.samples {
+        let ts = s
+            .timestamp_ms
+            .unwrap_or_else(|| panic!("federated sample without timestamp: {s:?}"));
+        assert_eq!(
+            s.label("federated_from"),
+            Some("source"),
+            "external label missing: {s:?}"
+        );
+        assert_eq!(
+            s.label("job"),
+            Some("node"),
+            "matcher leaked another job: {s:?}"
+        );
+        assert!(
+            has_type_line(&fed, &s.name),
+            "no # TYPE line for {}",
+            s.name
+        );
+        let dup = federated.insert(s.series(), (ts, s.value));
+        assert!(dup.is_none(), "series federated twice: {}", s.series());
+    }
+    let newest = federated.values().map(|(ts, _)| *ts).max().unwrap();
+
+    // 3. The oracle must hold each (series, ts, value).
+    let mut problems = Vec::new();
+    let all_stored = wait_for(Duration::from_secs(30), || {
+        let data = oracle.query_at(&format!("{NODE_MATCHER}[1m]"), newest);
+        let stored = stored_samples(&data);
+        problems.clear();
+        let mut missing = 0;
+        for (series, (ts, value)) in &federated {
+            match stored.get(series).and_then(|samples| samples.get(ts)) {
+                Some(v) if same_value(*v, *value) => {}
+                Some(v) => problems.push(format!("{series} @{ts}: federated {value}, stored {v}")),
+                None => missing += 1,
+            }
+        }
+        // A wrong value will not heal: stop waiting.
+        (missing == 0 || !problems.is_empty()).then_some(missing)
+    });
+    assert!(
+        problems.is_empty(),
+        "oracle stored different values:\n{}",
+        problems.join("\n")
+    );
+    assert_eq!(
+        all_stored,
+        Some(0),
+        "oracle did not store all {} federated samples within 30s (newest ts {newest})",
+        federated.len()
+    );
+}
+
+/// `{series key: {timestamp_ms: value}}` from a matrix answer.
+fn stored_samples(data: &serde_json::Value) -> BTreeMap<String, BTreeMap<i64, f64>> {
+    assert_eq!(data["resultType"], "matrix", "{data}");
+    let mut out = BTreeMap::new();
+    for series in data["result"].as_array().expect("result array") {
+        let mut labels: BTreeMap<String, String> = series["metric"]
+            .as_object()
+            .expect("metric object")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let name = labels.remove("__name__").unwrap_or_default();
+        let samples = series["values"]
+            .as_array()
+            .expect("values array")
+            .iter()
+            .map(|pair| {
+                let ts = (pair[0].as_f64().expect("timestamp") * 1000.0).round() as i64;
+                let v = exposition::parse_value(pair[1].as_str().expect("value")).unwrap();
+                (ts, v)
+            })
+            .collect();
+        out.insert(series_key(&name, &labels), samples);
+    }
+    out
+}
+
+/// Whether `name` or the family it belongs to (`_bucket`, `_sum`, `_count`) has a TYPE.
+fn has_type_line(exp: &Exposition, name: &str) -> bool {
+    exp.types.contains_key(name)
+        || ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .any(|family| exp.types.contains_key(family))
+}
+
+/// promtool's lint problems (`<metric> <problem>` lines) for a body that must parse.
+fn lint_lines(what: &str, body: &str) -> BTreeSet<String> {
+    let (_, out) = promtool_check_metrics(body);
+    assert!(
+        !out.contains("error while linting"),
+        "promtool cannot parse {what}:\n{out}"
+    );
+    out.lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// promtool must parse the federated body; the only lint problems tolerated are
+/// "no help text" and those promtool reports for node_exporter's own body.
+///
+/// Why: promtool 2.42 on a real Prometheus 2.42's `/federate` of node_exporter exits
+/// 3 with exactly two kinds of lines: `<metric> no help text` for every family
+/// (federation emits `# TYPE` but no `# HELP`), and node_exporter's own naming lints
+/// (`node_memory_MemFree_bytes … 'snake_case' not 'camelCase'`, `node_entropy_* use base
+/// unit "bytes" instead of "bits"`), which promtool also prints for node_exporter's
+/// `/metrics`. Anything else (a parse error, a suffix lint caused by a wrong `# TYPE`)
+/// is promflow's doing.
+fn check_promtool_on_federate(federate_body: &str, node_body: &str) {
+    let allowed = lint_lines("node_exporter's /metrics", node_body);
+    let unexpected: Vec<String> = lint_lines("/federate", federate_body)
+        .into_iter()
+        .filter(|l| !l.ends_with(" no help text") && !allowed.contains(l))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "promtool lint problems on /federate not explained by node_exporter's own body:\n{}",
+        unexpected.join("\n")
+    );
+}
+
+#[test]
+fn prometheus_stores_exactly_what_promflow_federates() {
+    let node = NodeExporter::start();
+    let promflow = Promflow::start(&source_config(&node.addr().to_string()));
+    let oracle = Prometheus::start(&oracle_config(&promflow.addr().to_string()));
+    check_oracle_stores_federated_samples(|| promflow.federate_body(&[NODE_MATCHER]), &oracle);
+}
+
+#[test]
+fn promtool_accepts_promflow_federate_and_metrics() {
+    let node = NodeExporter::start();
+    let promflow = Promflow::start(&source_config(&node.addr().to_string()));
+    let body = wait_for(Duration::from_secs(30), || {
+        let body = promflow.federate_body(&[NODE_MATCHER]);
+        (exposition::parse(&body).samples.len() >= 100).then_some(body)
+    })
+    .expect("promflow never federated >= 100 node series within 30s");
+    check_promtool_on_federate(&body, &node.metrics_body());
+
+    // promflow's own metrics have HELP and TYPE and follow the naming rules, like
+    // Prometheus's own /metrics, which promtool 2.42 passes with no output.
+    let (ok, out) = promtool_check_metrics(&promflow.get_ok("/metrics"));
+    assert!(ok, "promtool check metrics on promflow's /metrics:\n{out}");
+}
+
+#[test]
+fn reference_prometheus_passes_the_federation_check() {
+    let node = NodeExporter::start();
+    let source = Prometheus::start(&source_config(&node.addr().to_string()));
+    let oracle = Prometheus::start(&oracle_config(&source.addr().to_string()));
+    let fetch = || {
+        source.get_ok(&common::http::with_query(
+            "/federate",
+            &[("match[]", NODE_MATCHER)],
+        ))
+    };
+    check_oracle_stores_federated_samples(fetch, &oracle);
+    check_promtool_on_federate(&fetch(), &node.metrics_body());
+    let (ok, out) = promtool_check_metrics(&source.get_ok("/metrics"));
+    assert!(
+        ok,
+        "promtool check metrics on Prometheus's /metrics:\n{out}"
+    );
+}
