@@ -1,0 +1,232 @@
+//! Loading and validating promflow's config file: Prometheus 2.42's format.
+//!
+//! Two stages, as in ripgrep's flags: `raw.rs` holds the file as written (serde
+//! structs, everything optional), `validate.rs` resolves it into the ready-to-use
+//! types of `resolved.rs`, applying Prometheus's defaults and collecting *every*
+//! problem. Unknown fields are gathered in the same serde pass by
+//! `serde_ignored`; fields Prometheus has but promflow does not support yet are
+//! told apart from typos by `unsupported.rs`. Every problem is located (file,
+//! line, field path) by `locate.rs`.
+//!
+//! Boundary: this module reads and checks configuration. It never opens network
+//! connections, applies relabelling, or reads rule files and secrets files; it
+//! only expands `rule_files` globs into paths.
+//!
+//! ```
+//! # use promflow::config::Config;
+//! # use std::path::Path;
+//! let yaml = "scrape_configs:\n- job_name: node\n  static_configs:\n  - targets: ['localhost:9100']\n";
+//! let config = Config::load_str(yaml, "prometheus.yml", Path::new(".")).unwrap();
+//! assert_eq!(config.scrape_configs[0].metrics_path, "/metrics");
+//! ```
+
+mod duration;
+mod error;
+mod locate;
+mod raw;
+mod relabel;
+mod resolved;
+mod rule_files;
+mod secret;
+mod size;
+mod unsupported;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use duration::{format_duration, parse_duration};
+pub use error::{ConfigError, Problem};
+pub use relabel::compile_anchored_regex;
+pub use resolved::{
+    AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
+    GlobalConfig, RelabelAction, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
+};
+pub use secret::Secret;
+pub use validate::{
+    is_valid_label_name, DEFAULT_ALERTMANAGER_TIMEOUT, DEFAULT_EVALUATION_INTERVAL,
+    DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL, DEFAULT_SCRAPE_TIMEOUT,
+};
+
+use locate::{FieldPath, PathSegment, YamlLocator};
+use raw::RawConfig;
+use validate::Problems;
+
+/// The config used when promflow runs without `--config.file`: scrape promflow
+/// itself and a local node_exporter every 15s, load the shipped rules. The same
+/// text, with comments, is the example config `deploy/promflow.yml`.
+pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../deploy/promflow.yml");
+
+/// A loaded, validated config file.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// `global:` settings, defaults applied.
+    pub global: GlobalConfig,
+    /// `alerting:` settings.
+    #[serde(skip_serializing_if = "AlertingConfig::is_empty")]
+    pub alerting: AlertingConfig,
+    /// `rule_files` patterns as written, joined to the config file's directory;
+    /// kept so a reload can expand them again.
+    #[serde(rename = "rule_files", skip_serializing_if = "Vec::is_empty")]
+    pub rule_file_patterns: Vec<PathBuf>,
+    /// The rule files matched by `rule_file_patterns` at load time, in order.
+    #[serde(skip)]
+    pub rule_files: Vec<PathBuf>,
+    /// `scrape_configs:`, defaults from `global` applied.
+    pub scrape_configs: Vec<ScrapeConfig>,
+}
+
+impl AlertingConfig {
+    fn is_empty(&self) -> bool {
+        self.alert_relabel_configs.is_empty() && self.alertmanagers.is_empty()
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file; relative paths in it (rule files,
+    /// password files) are resolved against the file's directory.
+    pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+        let file_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            problems: vec![Problem {
+                file: file_name.clone(),
+                line: None,
+                field: String::new(),
+                message: format!("cannot read config file: {error}"),
+            }],
+        })?;
+        let base_dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        Config::load_str(&text, &file_name, base_dir)
+    }
+
+    /// Validates config text. `file_name` only labels problems; relative paths
+    /// are resolved against `base_dir`.
+    pub fn load_str(text: &str, file_name: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let locator = YamlLocator::new(text);
+        let mut ignored_fields = Vec::new();
+        let parsed: Result<RawConfig, serde_yaml_ng::Error> = if is_empty_document(text) {
+            Ok(RawConfig::default())
+        } else {
+            let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+            serde_ignored::deserialize(deserializer, |path| {
+                ignored_fields.push(field_path_from_ignored(&path))
+            })
+        };
+
+        let mut problems = Problems::default();
+        for path in ignored_fields {
+            let message = ignored_field_message(&path);
+            problems.push(path, message);
+        }
+        let mut located: Vec<Problem> = Vec::new();
+        let config = match parsed {
+            Ok(raw) => Some(validate::resolve_config(&raw, base_dir, &mut problems)),
+            Err(error) => {
+                located.push(problem_from_yaml_error(&error, file_name));
+                None
+            }
+        };
+        located.extend(
+            problems
+                .into_entries()
+                .into_iter()
+                .map(|(path, message)| Problem {
+                    file: file_name.to_string(),
+                    line: locator.line_of(&path),
+                    field: path.to_string(),
+                    message,
+                }),
+        );
+        match config {
+            Some(config) if located.is_empty() => Ok(config),
+            _ => {
+                // File order; problems that could not be located go last.
+                located.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
+                Err(ConfigError { problems: located })
+            }
+        }
+    }
+
+    /// The resolved config as Prometheus-style YAML, secrets shown as `<secret>`
+    /// (for `/api/v1/status/config`).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml_ng::to_string(self)
+            .unwrap_or_else(|error| format!("# cannot serialize config: {error}\n"))
+    }
+}
+
+/// Whether the text has no content at all (Prometheus accepts an empty file).
+fn is_empty_document(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#') || line == "---"
+    })
+}
+
+fn field_path_from_ignored(path: &serde_ignored::Path<'_>) -> FieldPath {
+    match path {
+        serde_ignored::Path::Root => FieldPath::root(),
+        serde_ignored::Path::Seq { parent, index } => field_path_from_ignored(parent).index(*index),
+        serde_ignored::Path::Map { parent, key } => field_path_from_ignored(parent).key(key),
+        serde_ignored::Path::Some { parent }
+        | serde_ignored::Path::NewtypeStruct { parent }
+        | serde_ignored::Path::NewtypeVariant { parent } => field_path_from_ignored(parent),
+    }
+}
+
+/// "not supported by promflow yet" for Prometheus fields, "unknown field" otherwise.
+fn ignored_field_message(path: &FieldPath) -> String {
+    let Some((PathSegment::Key(field), parent)) = path.segments().split_last() else {
+        return "unknown field".to_string();
+    };
+    let parent_keys: Vec<&str> = parent
+        .iter()
+        .filter_map(|segment| match segment {
+            PathSegment::Key(key) => Some(key.as_str()),
+            PathSegment::Index(_) => None,
+        })
+        .collect();
+    if unsupported::is_unsupported_prometheus_field(&parent_keys, field) {
+        format!("field {field} is not supported by promflow yet")
+    } else {
+        format!("unknown field {field}")
+    }
+}
+
+/// A syntax or type error from the YAML parser, with its line and, when serde
+/// named one, its field path.
+fn problem_from_yaml_error(error: &serde_yaml_ng::Error, file_name: &str) -> Problem {
+    let line = error.location().map(|location| location.line());
+    // Raw struct names are internal: "expected struct RawGlobalConfig" → "GlobalConfig".
+    let mut message = error.to_string().replace("struct Raw", "struct ");
+    // The location is reported separately.
+    if let Some(at) = message.rfind(" at line ") {
+        if message[at..].contains(" column ") && !message[at..].contains(',') {
+            message.truncate(at);
+        }
+    }
+    let mut field = String::new();
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        let looks_like_path = !prefix.is_empty()
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+        if looks_like_path {
+            field = prefix.to_string();
+            message = rest.to_string();
+        }
+    }
+    Problem {
+        file: file_name.to_string(),
+        line,
+        field,
+        message,
+    }
+}

@@ -1,0 +1,151 @@
+//! The config file as written: serde structs with every field optional.
+//!
+//! These structs mirror Prometheus 2.42's YAML field names for what promflow
+//! supports. Nothing here applies defaults or validates: "was this field set?"
+//! must stay answerable (some relabel actions forbid fields that are set even to
+//! their default). Unknown and unsupported fields are not rejected here either;
+//! `serde_ignored` reports them during the same pass (see `validate.rs`).
+//! Scalars that Prometheus parses from text (durations, sizes, label values)
+//! are read as [`ScalarText`] so `scrape_interval: 30` reaches validation as the
+//! text `30` (and a located problem) instead of stopping the parse.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+/// Any YAML scalar kept as its text: strings, numbers and booleans are all
+/// accepted, as Go's YAML decoder does for string fields; null becomes "".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ScalarText(pub String);
+
+impl<'de> Deserialize<'de> for ScalarText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl Visitor<'_> for ScalarVisitor {
+            type Value = ScalarText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ScalarText, E> {
+                Ok(ScalarText(v.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ScalarText, E> {
+                Ok(ScalarText(String::new()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<ScalarText, E> {
+                Ok(ScalarText(String::new()))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// The whole file. Top-level keys of Prometheus 2.42 that promflow does not
+/// support (`remote_write`, `storage`, ...) are reported as unsupported.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawConfig {
+    pub global: Option<RawGlobalConfig>,
+    pub scrape_configs: Option<Vec<Option<RawScrapeConfig>>>,
+    pub rule_files: Option<Vec<ScalarText>>,
+    pub alerting: Option<RawAlertingConfig>,
+}
+
+/// `global:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawGlobalConfig {
+    pub scrape_interval: Option<ScalarText>,
+    pub scrape_timeout: Option<ScalarText>,
+    pub evaluation_interval: Option<ScalarText>,
+    pub external_labels: Option<BTreeMap<String, ScalarText>>,
+}
+
+/// One entry of `scrape_configs:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawScrapeConfig {
+    pub job_name: Option<ScalarText>,
+    pub scrape_interval: Option<ScalarText>,
+    pub scrape_timeout: Option<ScalarText>,
+    pub metrics_path: Option<ScalarText>,
+    pub scheme: Option<ScalarText>,
+    pub params: Option<BTreeMap<String, Vec<ScalarText>>>,
+    pub honor_labels: Option<bool>,
+    pub honor_timestamps: Option<bool>,
+    pub static_configs: Option<Vec<Option<RawStaticConfig>>>,
+    pub body_size_limit: Option<ScalarText>,
+    pub sample_limit: Option<u64>,
+    pub label_limit: Option<u64>,
+    pub label_name_length_limit: Option<u64>,
+    pub label_value_length_limit: Option<u64>,
+    pub relabel_configs: Option<Vec<RawRelabelConfig>>,
+    pub metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
+}
+
+/// One entry of `static_configs:` (a Prometheus target group).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawStaticConfig {
+    pub targets: Option<Vec<ScalarText>>,
+    pub labels: Option<BTreeMap<String, ScalarText>>,
+}
+
+/// One relabelling step, as written.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawRelabelConfig {
+    pub source_labels: Option<Vec<ScalarText>>,
+    pub separator: Option<ScalarText>,
+    pub regex: Option<ScalarText>,
+    pub modulus: Option<u64>,
+    pub target_label: Option<ScalarText>,
+    pub replacement: Option<ScalarText>,
+    pub action: Option<ScalarText>,
+}
+
+/// `alerting:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawAlertingConfig {
+    pub alert_relabel_configs: Option<Vec<RawRelabelConfig>>,
+    pub alertmanagers: Option<Vec<Option<RawAlertmanagerConfig>>>,
+}
+
+/// One entry of `alerting.alertmanagers:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawAlertmanagerConfig {
+    pub static_configs: Option<Vec<Option<RawStaticConfig>>>,
+    pub scheme: Option<ScalarText>,
+    pub path_prefix: Option<ScalarText>,
+    pub timeout: Option<ScalarText>,
+    pub api_version: Option<ScalarText>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
+    pub relabel_configs: Option<Vec<RawRelabelConfig>>,
+}
+
+/// `basic_auth:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawBasicAuth {
+    pub username: Option<ScalarText>,
+    pub password: Option<ScalarText>,
+    pub password_file: Option<ScalarText>,
+}
+
+/// `authorization:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawAuthorization {
+    #[serde(rename = "type")]
+    pub kind: Option<ScalarText>,
+    pub credentials: Option<ScalarText>,
+    pub credentials_file: Option<ScalarText>,
+}

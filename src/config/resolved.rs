@@ -1,0 +1,292 @@
+//! The resolved config: defaults applied, everything validated, ready to use.
+//!
+//! These are the types the rest of promflow reads. They serialize back to YAML
+//! in Prometheus's field names and formats (durations as `1m30s`, sizes as
+//! `10MiB`, secrets as `<secret>`) for `/api/v1/status/config`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use super::duration::format_duration;
+use super::secret::Secret;
+use super::size::format_base2_bytes;
+
+pub(crate) fn serialize_duration<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*value))
+}
+
+fn serialize_size<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_base2_bytes(*value))
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// `global:` with Prometheus's defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct GlobalConfig {
+    /// How often to scrape targets by default (default `1m`).
+    #[serde(serialize_with = "serialize_duration")]
+    pub scrape_interval: Duration,
+    /// How long a scrape may take by default (default `10s`, capped at the interval).
+    #[serde(serialize_with = "serialize_duration")]
+    pub scrape_timeout: Duration,
+    /// How often to evaluate rules by default (default `1m`).
+    #[serde(serialize_with = "serialize_duration")]
+    pub evaluation_interval: Duration,
+    /// Labels added to every series and alert leaving this instance.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_labels: BTreeMap<String, String>,
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP (the default).
+    Http,
+    /// HTTP over TLS.
+    Https,
+}
+
+impl Scheme {
+    /// The scheme as it appears in a URL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// A fixed list of targets sharing a set of labels (`static_configs[]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaticConfig {
+    /// `host:port` addresses (the port may be left out; the scheme's default applies).
+    pub targets: Vec<String>,
+    /// Labels attached to every target of the group.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One scrape job (`scrape_configs[]`) with defaults from `global` applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScrapeConfig {
+    /// The job name; unique across the file; becomes the `job` label.
+    pub job_name: String,
+    /// Keep the target's own labels when they clash with server-side ones (default false).
+    #[serde(skip_serializing_if = "is_false")]
+    pub honor_labels: bool,
+    /// Use timestamps exposed by the target (default true).
+    pub honor_timestamps: bool,
+    /// URL parameters added to each scrape request.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Vec<String>>,
+    /// How often to scrape this job's targets.
+    #[serde(serialize_with = "serialize_duration")]
+    pub scrape_interval: Duration,
+    /// How long one scrape may take; never more than `scrape_interval`.
+    #[serde(serialize_with = "serialize_duration")]
+    pub scrape_timeout: Duration,
+    /// HTTP path of the metrics endpoint (default `/metrics`).
+    pub metrics_path: String,
+    /// `http` (default) or `https`.
+    pub scheme: Scheme,
+    /// Largest uncompressed response body accepted, in bytes; 0 means no limit.
+    #[serde(serialize_with = "serialize_size", skip_serializing_if = "is_zero")]
+    pub body_size_limit: u64,
+    /// Most samples accepted per scrape after relabelling; 0 means no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub sample_limit: u64,
+    /// Most labels per sample; 0 means no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_limit: u64,
+    /// Longest label name; 0 means no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_name_length_limit: u64,
+    /// Longest label value; 0 means no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_value_length_limit: u64,
+    /// Fixed target groups.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_configs: Vec<StaticConfig>,
+    /// Relabelling applied to targets before scraping.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relabel_configs: Vec<RelabelConfig>,
+    /// Relabelling applied to scraped samples before ingestion.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+}
+
+/// What a relabelling step does (Prometheus 2.42's set of actions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelabelAction {
+    /// Set `target_label` to `replacement` with regex groups expanded (default).
+    Replace,
+    /// Drop the target/sample unless the joined source labels match `regex`.
+    Keep,
+    /// Drop the target/sample if the joined source labels match `regex`.
+    Drop,
+    /// Drop unless the joined source labels equal the value of `target_label`.
+    KeepEqual,
+    /// Drop if the joined source labels equal the value of `target_label`.
+    DropEqual,
+    /// Set `target_label` to a hash of the joined source labels modulo `modulus`.
+    HashMod,
+    /// Copy labels whose names match `regex` to names built from `replacement`.
+    LabelMap,
+    /// Remove labels whose names match `regex`.
+    LabelDrop,
+    /// Remove labels whose names do not match `regex`.
+    LabelKeep,
+    /// Set `target_label` to the lowercased joined source labels.
+    Lowercase,
+    /// Set `target_label` to the uppercased joined source labels.
+    Uppercase,
+}
+
+impl RelabelAction {
+    /// Parses an action name case-insensitively, as Prometheus does.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "replace" => RelabelAction::Replace,
+            "keep" => RelabelAction::Keep,
+            "drop" => RelabelAction::Drop,
+            "keepequal" => RelabelAction::KeepEqual,
+            "dropequal" => RelabelAction::DropEqual,
+            "hashmod" => RelabelAction::HashMod,
+            "labelmap" => RelabelAction::LabelMap,
+            "labeldrop" => RelabelAction::LabelDrop,
+            "labelkeep" => RelabelAction::LabelKeep,
+            "lowercase" => RelabelAction::Lowercase,
+            "uppercase" => RelabelAction::Uppercase,
+            _ => return None,
+        })
+    }
+
+    /// The action's name as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelabelAction::Replace => "replace",
+            RelabelAction::Keep => "keep",
+            RelabelAction::Drop => "drop",
+            RelabelAction::KeepEqual => "keepequal",
+            RelabelAction::DropEqual => "dropequal",
+            RelabelAction::HashMod => "hashmod",
+            RelabelAction::LabelMap => "labelmap",
+            RelabelAction::LabelDrop => "labeldrop",
+            RelabelAction::LabelKeep => "labelkeep",
+            RelabelAction::Lowercase => "lowercase",
+            RelabelAction::Uppercase => "uppercase",
+        }
+    }
+}
+
+/// One validated relabelling step. Applying it is the discovery module's job.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelabelConfig {
+    /// Labels whose values are joined with `separator` to form the input.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub source_labels: Vec<String>,
+    /// Separator for joining source label values (default `;`).
+    pub separator: String,
+    /// `regex_source` compiled fully anchored: `^(?:<regex_source>)$`.
+    #[serde(skip)]
+    pub regex: regex::Regex,
+    /// The regex as written (default `(.*)`).
+    #[serde(rename = "regex")]
+    pub regex_source: String,
+    /// Modulus for `hashmod` (0 when unused).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub modulus: u64,
+    /// Label written by `replace`, `hashmod`, `lowercase`, `uppercase`, or
+    /// compared by `keepequal`/`dropequal`; may contain `$1`-style references
+    /// for `replace`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub target_label: String,
+    /// Replacement with `$1`/`${name}` references (default `$1`).
+    pub replacement: String,
+    /// What this step does (default `replace`).
+    pub action: RelabelAction,
+}
+
+/// `alerting:`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlertingConfig {
+    /// Relabelling applied to alerts before they are sent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alert_relabel_configs: Vec<RelabelConfig>,
+    /// Alertmanagers to notify.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+}
+
+/// Alertmanager API version. Only v2 is supported by promflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertmanagerApiVersion {
+    /// `/api/v2/alerts` (the default).
+    V2,
+}
+
+/// One `alerting.alertmanagers[]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertmanagerConfig {
+    /// `http` (default) or `https`.
+    pub scheme: Scheme,
+    /// Prefix of the Alertmanager API path (default `/`).
+    pub path_prefix: String,
+    /// Timeout of one push of alerts (default `10s`).
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// API version (always v2).
+    pub api_version: AlertmanagerApiVersion,
+    /// HTTP basic authentication.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// `Authorization` header credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    /// Fixed Alertmanager addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_configs: Vec<StaticConfig>,
+    /// Relabelling applied to discovered Alertmanagers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relabel_configs: Vec<RelabelConfig>,
+}
+
+/// `basic_auth:`. At most one of `password` and `password_file` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BasicAuth {
+    /// The user name.
+    pub username: String,
+    /// The password, written inline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// A file holding the password, resolved against the config file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `authorization:`. At most one of `credentials` and `credentials_file` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Authorization {
+    /// Header scheme (default `Bearer`; `Basic` is rejected in favour of `basic_auth`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The credentials, written inline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Secret>,
+    /// A file holding the credentials, resolved against the config file's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credentials_file: Option<PathBuf>,
+}

@@ -1,0 +1,569 @@
+//! Resolution: raw config → [`Config`], applying Prometheus 2.42 defaults and
+//! collecting every problem instead of stopping at the first.
+//!
+//! Each check reports against a [`FieldPath`]; turning paths into lines is the
+//! caller's job (`locate.rs`), so this file stays about semantics. Messages use
+//! Prometheus's wording where Prometheus has one, so users can search for them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use super::duration::{format_duration, parse_duration};
+use super::locate::FieldPath;
+use super::raw::{
+    RawAlertingConfig, RawAlertmanagerConfig, RawAuthorization, RawBasicAuth, RawConfig,
+    RawGlobalConfig, RawRelabelConfig, RawScrapeConfig, RawStaticConfig, ScalarText,
+};
+use super::relabel::resolve_relabel_config;
+use super::resolved::{
+    AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
+    GlobalConfig, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
+};
+use super::rule_files;
+use super::secret::Secret;
+use super::size::parse_base2_bytes;
+use super::Config;
+
+/// Default `global.scrape_interval`.
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `global.scrape_timeout` (lowered to the interval when that is shorter).
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `global.evaluation_interval`.
+pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `scrape_configs[].metrics_path`.
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
+/// Default `alerting.alertmanagers[].timeout`.
+pub const DEFAULT_ALERTMANAGER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `alerting.alertmanagers[].path_prefix`.
+pub const DEFAULT_PATH_PREFIX: &str = "/";
+/// Default `authorization.type`.
+pub const DEFAULT_AUTHORIZATION_TYPE: &str = "Bearer";
+
+/// Problems found so far, each with the field it is about.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    entries: Vec<(FieldPath, String)>,
+}
+
+impl Problems {
+    pub(crate) fn push(&mut self, path: FieldPath, message: impl Into<String>) {
+        self.entries.push((path, message.into()));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn into_entries(self) -> Vec<(FieldPath, String)> {
+        self.entries
+    }
+}
+
+/// Prometheus's `model.LabelName.IsValid`: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Resolves the whole file. Always returns a config; it is only meaningful
+/// when no problem was added.
+pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Problems) -> Config {
+    let root = FieldPath::root();
+    let global = resolve_global(raw.global.as_ref(), &root.key("global"), problems);
+
+    let mut scrape_configs = Vec::new();
+    let mut job_names = BTreeSet::new();
+    let scrape_path = root.key("scrape_configs");
+    for (index, entry) in raw.scrape_configs.iter().flatten().enumerate() {
+        let path = scrape_path.index(index);
+        let Some(entry) = entry else {
+            problems.push(path, "empty or null scrape config section");
+            continue;
+        };
+        let scrape = resolve_scrape_config(entry, &global, &path, problems);
+        if !scrape.job_name.is_empty() && !job_names.insert(scrape.job_name.clone()) {
+            problems.push(
+                path.key("job_name"),
+                format!(
+                    "found multiple scrape configs with job name {:?}",
+                    scrape.job_name
+                ),
+            );
+        }
+        scrape_configs.push(scrape);
+    }
+
+    let (rule_file_patterns, rule_files) = resolve_rule_files(
+        raw.rule_files.as_deref().unwrap_or(&[]),
+        base_dir,
+        &root.key("rule_files"),
+        problems,
+    );
+    let alerting = resolve_alerting(
+        raw.alerting.as_ref(),
+        base_dir,
+        &root.key("alerting"),
+        problems,
+    );
+
+    Config {
+        global,
+        alerting,
+        rule_file_patterns,
+        rule_files,
+        scrape_configs,
+    }
+}
+
+/// Parses an optional duration field; `None` when absent or invalid (reported).
+fn duration_field(
+    value: Option<&ScalarText>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Duration> {
+    let text = value?;
+    match parse_duration(&text.0) {
+        Ok(duration) => Some(duration),
+        Err(message) => {
+            problems.push(path.clone(), message);
+            None
+        }
+    }
+}
+
+/// A duration where Prometheus treats zero as "not set".
+fn nonzero(duration: Option<Duration>) -> Option<Duration> {
+    duration.filter(|d| !d.is_zero())
+}
+
+fn resolve_global(
+    raw: Option<&RawGlobalConfig>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> GlobalConfig {
+    let empty = RawGlobalConfig::default();
+    let raw = raw.unwrap_or(&empty);
+    let scrape_interval = nonzero(duration_field(
+        raw.scrape_interval.as_ref(),
+        &path.key("scrape_interval"),
+        problems,
+    ))
+    .unwrap_or(DEFAULT_SCRAPE_INTERVAL);
+    let timeout_path = path.key("scrape_timeout");
+    let scrape_timeout = match nonzero(duration_field(
+        raw.scrape_timeout.as_ref(),
+        &timeout_path,
+        problems,
+    )) {
+        Some(timeout) => {
+            if timeout > scrape_interval {
+                problems.push(
+                    timeout_path,
+                    format!(
+                        "global scrape timeout {} greater than scrape interval {}",
+                        format_duration(timeout),
+                        format_duration(scrape_interval)
+                    ),
+                );
+            }
+            timeout
+        }
+        None => DEFAULT_SCRAPE_TIMEOUT.min(scrape_interval),
+    };
+    let evaluation_interval = nonzero(duration_field(
+        raw.evaluation_interval.as_ref(),
+        &path.key("evaluation_interval"),
+        problems,
+    ))
+    .unwrap_or(DEFAULT_EVALUATION_INTERVAL);
+    let external_labels = resolve_labels(
+        raw.external_labels.as_ref(),
+        &path.key("external_labels"),
+        problems,
+    );
+    GlobalConfig {
+        scrape_interval,
+        scrape_timeout,
+        evaluation_interval,
+        external_labels,
+    }
+}
+
+fn resolve_labels(
+    raw: Option<&BTreeMap<String, ScalarText>>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    for (name, value) in raw.into_iter().flatten() {
+        if !is_valid_label_name(name) {
+            problems.push(
+                path.key(name),
+                format!("{name:?} is not a valid label name"),
+            );
+        }
+        labels.insert(name.clone(), value.0.clone());
+    }
+    labels
+}
+
+fn resolve_scheme(
+    raw: Option<&ScalarText>,
+    kind: &str,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Scheme {
+    let text = raw.map_or("", |s| s.0.as_str());
+    match text.to_ascii_lowercase().as_str() {
+        "" | "http" => Scheme::Http,
+        "https" => Scheme::Https,
+        _ => {
+            // promtool 2.42 accepts any scheme here and fails at request time;
+            // promflow can only speak http and https, so it says so up front.
+            problems.push(
+                path.clone(),
+                format!("unknown {kind} scheme {text:?} (promflow supports http and https)"),
+            );
+            Scheme::Http
+        }
+    }
+}
+
+fn resolve_scrape_config(
+    raw: &RawScrapeConfig,
+    global: &GlobalConfig,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> ScrapeConfig {
+    let job_name = raw
+        .job_name
+        .as_ref()
+        .map(|j| j.0.clone())
+        .unwrap_or_default();
+    if job_name.is_empty() {
+        problems.push(path.key("job_name"), "job_name is empty");
+    }
+    let scrape_interval = nonzero(duration_field(
+        raw.scrape_interval.as_ref(),
+        &path.key("scrape_interval"),
+        problems,
+    ))
+    .unwrap_or(global.scrape_interval);
+    let timeout_path = path.key("scrape_timeout");
+    let scrape_timeout = match nonzero(duration_field(
+        raw.scrape_timeout.as_ref(),
+        &timeout_path,
+        problems,
+    )) {
+        Some(timeout) => {
+            if timeout > scrape_interval {
+                problems.push(
+                    timeout_path,
+                    format!(
+                        "scrape timeout {} greater than scrape interval {}",
+                        format_duration(timeout),
+                        format_duration(scrape_interval)
+                    ),
+                );
+            }
+            timeout
+        }
+        // As Prometheus: a job that only shortens its interval below the global
+        // timeout gets a timeout equal to its interval.
+        None => global.scrape_timeout.min(scrape_interval),
+    };
+    let metrics_path = raw
+        .metrics_path
+        .as_ref()
+        .map_or(DEFAULT_METRICS_PATH, |p| &p.0)
+        .to_string();
+    let scheme = resolve_scheme(
+        raw.scheme.as_ref(),
+        "scrape config",
+        &path.key("scheme"),
+        problems,
+    );
+    let params = raw
+        .params
+        .iter()
+        .flatten()
+        .map(|(name, values)| (name.clone(), values.iter().map(|v| v.0.clone()).collect()))
+        .collect();
+    let static_configs = resolve_static_configs(
+        raw.static_configs.as_deref(),
+        &path.key("static_configs"),
+        problems,
+    );
+    let body_size_limit = match &raw.body_size_limit {
+        None => 0,
+        Some(text) => match parse_base2_bytes(&text.0) {
+            // Zero or negative means "no limit" in Prometheus.
+            Ok(bytes) => bytes.max(0) as u64,
+            Err(message) => {
+                problems.push(path.key("body_size_limit"), message);
+                0
+            }
+        },
+    };
+    ScrapeConfig {
+        job_name,
+        honor_labels: raw.honor_labels.unwrap_or(false),
+        honor_timestamps: raw.honor_timestamps.unwrap_or(true),
+        params,
+        scrape_interval,
+        scrape_timeout,
+        metrics_path,
+        scheme,
+        body_size_limit,
+        sample_limit: raw.sample_limit.unwrap_or(0),
+        label_limit: raw.label_limit.unwrap_or(0),
+        label_name_length_limit: raw.label_name_length_limit.unwrap_or(0),
+        label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),
+        static_configs,
+        relabel_configs: resolve_relabel_configs(
+            raw.relabel_configs.as_deref(),
+            &path.key("relabel_configs"),
+            problems,
+        ),
+        metric_relabel_configs: resolve_relabel_configs(
+            raw.metric_relabel_configs.as_deref(),
+            &path.key("metric_relabel_configs"),
+            problems,
+        ),
+    }
+}
+
+fn resolve_static_configs(
+    raw: Option<&[Option<RawStaticConfig>]>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<StaticConfig> {
+    let mut groups = Vec::new();
+    for (index, group) in raw.unwrap_or(&[]).iter().enumerate() {
+        let group_path = path.index(index);
+        let Some(group) = group else {
+            problems.push(group_path, "empty or null section in static_configs");
+            continue;
+        };
+        let mut targets = Vec::new();
+        for (target_index, target) in group.targets.iter().flatten().enumerate() {
+            let target_path = group_path.key("targets").index(target_index);
+            let address = target.0.clone();
+            // promtool 2.42 rejects exactly these two; ports are checked at scrape time.
+            if address.is_empty() {
+                problems.push(target_path, "target has no address");
+            } else if address.contains('/') {
+                problems.push(target_path, format!("{address:?} is not a valid hostname"));
+            }
+            targets.push(address);
+        }
+        let labels = resolve_labels(group.labels.as_ref(), &group_path.key("labels"), problems);
+        groups.push(StaticConfig { targets, labels });
+    }
+    groups
+}
+
+fn resolve_relabel_configs(
+    raw: Option<&[RawRelabelConfig]>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<RelabelConfig> {
+    raw.unwrap_or(&[])
+        .iter()
+        .enumerate()
+        .filter_map(|(index, entry)| resolve_relabel_config(entry, &path.index(index), problems))
+        .collect()
+}
+
+fn resolve_rule_files(
+    raw: &[ScalarText],
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> (Vec<std::path::PathBuf>, Vec<std::path::PathBuf>) {
+    let mut patterns = Vec::new();
+    let mut files = Vec::new();
+    for (index, pattern) in raw.iter().enumerate() {
+        let entry_path = path.index(index);
+        if let Err(message) = rule_files::check_pattern(&pattern.0) {
+            problems.push(
+                entry_path,
+                format!("invalid rule file path {:?}: {message}", pattern.0),
+            );
+            continue;
+        }
+        let joined = rule_files::pattern_path(&pattern.0, base_dir);
+        match rule_files::expand(&joined) {
+            Ok(found) => files.extend(found),
+            Err(message) => problems.push(entry_path, message),
+        }
+        patterns.push(joined);
+    }
+    (patterns, files)
+}
+
+fn resolve_alerting(
+    raw: Option<&RawAlertingConfig>,
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> AlertingConfig {
+    let Some(raw) = raw else {
+        return AlertingConfig::default();
+    };
+    let alert_relabel_configs = resolve_relabel_configs(
+        raw.alert_relabel_configs.as_deref(),
+        &path.key("alert_relabel_configs"),
+        problems,
+    );
+    let mut alertmanagers = Vec::new();
+    for (index, entry) in raw.alertmanagers.iter().flatten().enumerate() {
+        let entry_path = path.key("alertmanagers").index(index);
+        match entry {
+            // promtool 2.42 crashes on this one; Prometheus's scrape config wording.
+            None => problems.push(entry_path, "empty or null alertmanager config section"),
+            Some(entry) => {
+                alertmanagers.push(resolve_alertmanager(entry, base_dir, &entry_path, problems))
+            }
+        }
+    }
+    AlertingConfig {
+        alert_relabel_configs,
+        alertmanagers,
+    }
+}
+
+fn resolve_alertmanager(
+    raw: &RawAlertmanagerConfig,
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> AlertmanagerConfig {
+    let scheme = resolve_scheme(
+        raw.scheme.as_ref(),
+        "alertmanager",
+        &path.key("scheme"),
+        problems,
+    );
+    let timeout = duration_field(raw.timeout.as_ref(), &path.key("timeout"), problems)
+        .unwrap_or(DEFAULT_ALERTMANAGER_TIMEOUT);
+    let api_version = match raw.api_version.as_ref().map(|v| v.0.as_str()) {
+        None | Some("v2") => AlertmanagerApiVersion::V2,
+        Some("v1") => {
+            // Prometheus 2.42 still accepts v1 (deprecated); promflow speaks only v2.
+            problems.push(
+                path.key("api_version"),
+                "Alertmanager api_version v1 is not supported by promflow yet (use v2)",
+            );
+            AlertmanagerApiVersion::V2
+        }
+        Some(other) => {
+            problems.push(
+                path.key("api_version"),
+                format!("expected Alertmanager api version to be one of [v1 v2] but got {other}"),
+            );
+            AlertmanagerApiVersion::V2
+        }
+    };
+    let basic_auth = raw
+        .basic_auth
+        .as_ref()
+        .map(|auth| resolve_basic_auth(auth, base_dir, &path.key("basic_auth"), problems));
+    let authorization = raw
+        .authorization
+        .as_ref()
+        .map(|auth| resolve_authorization(auth, base_dir, &path.key("authorization"), problems));
+    if basic_auth.is_some() && authorization.is_some() {
+        problems.push(
+            path.clone(),
+            "at most one of basic_auth, oauth2 & authorization must be configured",
+        );
+    }
+    AlertmanagerConfig {
+        scheme,
+        path_prefix: raw
+            .path_prefix
+            .as_ref()
+            .map_or(DEFAULT_PATH_PREFIX, |p| &p.0)
+            .to_string(),
+        timeout,
+        api_version,
+        basic_auth,
+        authorization,
+        static_configs: resolve_static_configs(
+            raw.static_configs.as_deref(),
+            &path.key("static_configs"),
+            problems,
+        ),
+        relabel_configs: resolve_relabel_configs(
+            raw.relabel_configs.as_deref(),
+            &path.key("relabel_configs"),
+            problems,
+        ),
+    }
+}
+
+/// A set, non-empty text field (Prometheus treats empty as unset).
+fn set_text(value: &Option<ScalarText>) -> Option<&str> {
+    value
+        .as_ref()
+        .map(|v| v.0.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn resolve_basic_auth(
+    raw: &RawBasicAuth,
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> BasicAuth {
+    let password = set_text(&raw.password).map(Secret::new);
+    let password_file = set_text(&raw.password_file).map(|file| base_dir.join(file));
+    if password.is_some() && password_file.is_some() {
+        problems.push(
+            path.clone(),
+            "at most one of basic_auth password & password_file must be configured",
+        );
+    }
+    BasicAuth {
+        username: raw
+            .username
+            .as_ref()
+            .map(|u| u.0.clone())
+            .unwrap_or_default(),
+        password,
+        password_file,
+    }
+}
+
+fn resolve_authorization(
+    raw: &RawAuthorization,
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Authorization {
+    let kind = set_text(&raw.kind)
+        .unwrap_or(DEFAULT_AUTHORIZATION_TYPE)
+        .to_string();
+    if kind.eq_ignore_ascii_case("basic") {
+        problems.push(
+            path.key("type"),
+            "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
+        );
+    }
+    let credentials = set_text(&raw.credentials).map(Secret::new);
+    let credentials_file = set_text(&raw.credentials_file).map(|file| base_dir.join(file));
+    if credentials.is_some() && credentials_file.is_some() {
+        problems.push(
+            path.clone(),
+            "at most one of authorization credentials & credentials_file must be configured",
+        );
+    }
+    Authorization {
+        kind,
+        credentials,
+        credentials_file,
+    }
+}
