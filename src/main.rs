@@ -1,1 +1,190 @@
-fn main() {}
+//! The `promflow` command: with no subcommand it runs the server; `check config`
+//! validates configuration files. Flags are spelled like Prometheus's so existing
+//! service definitions work unchanged.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use promflow::config::{parse_duration, Config};
+use promflow::service::{Service, ServiceOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "promflow",
+    version,
+    about = "A Prometheus-compatible monitoring engine on timely dataflow"
+)]
+struct Cli {
+    /// Prometheus configuration file. Without it, promflow runs its built-in default
+    /// config (scrapes itself and node_exporter on localhost:9100).
+    #[arg(long = "config.file", global = true)]
+    config_file: Option<PathBuf>,
+    /// Address to listen on for the API, UI and federation.
+    #[arg(
+        long = "web.listen-address",
+        default_value = "0.0.0.0:9090",
+        global = true
+    )]
+    listen_address: SocketAddr,
+    /// Base path for storage.
+    #[arg(long = "storage.tsdb.path", default_value = "data/", global = true)]
+    storage_path: PathBuf,
+    /// How far back PromQL and federation look for a series' latest sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg, global = true)]
+    lookback_delta: Duration,
+    /// Only log messages with the given severity or above: debug, info, warn, error.
+    #[arg(long = "log.level", default_value = "info", global = true)]
+    log_level: String,
+    /// Timely worker threads (default: the number of cores).
+    #[arg(long = "workers", global = true)]
+    workers: Option<usize>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate configuration.
+    Check {
+        #[command(subcommand)]
+        what: CheckCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CheckCommand {
+    /// Validate Prometheus configuration files; lists every problem with file and line.
+    Config {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check {
+            what: CheckCommand::Config { files },
+        }) => check_config(&files),
+        None => match run_server(cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("promflow: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn check_config(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        match Config::load_file(file) {
+            Ok(config) => {
+                println!(
+                    "Checking {}\n  SUCCESS: {} scrape configs, {} rule files found",
+                    file.display(),
+                    config.scrape_configs.len(),
+                    config.rule_files.len()
+                );
+            }
+            Err(e) => {
+                failed = true;
+                println!(
+                    "Checking {}\n  FAILED: {} problem(s):",
+                    file.display(),
+                    e.problems.len()
+                );
+                for problem in &e.problems {
+                    println!("    {problem}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_server(cli: Cli) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{},hyper=warn,reqwest=warn",
+        cli.log_level
+    ))
+    .with_context(|| format!("invalid --log.level {:?}", cli.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let workers = cli.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let options = ServiceOptions {
+        config_file: cli.config_file,
+        listen_address: cli.listen_address,
+        storage_path: cli.storage_path,
+        lookback_delta: cli.lookback_delta,
+        workers,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen_address)
+            .await
+            .with_context(|| format!("listening on {}", options.listen_address))?;
+        let service = Service::start(options).map_err(|e| anyhow::anyhow!(e))?;
+        tracing::info!(address = %service.options.listen_address, workers, "promflow is ready");
+        spawn_sighup_reloader(service.clone());
+        let app = promflow::api::router(service.clone());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("shutting down");
+        service.shutdown();
+        Ok(())
+    })
+}
+
+fn spawn_sighup_reloader(service: std::sync::Arc<Service>) {
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let _ = service.reload().await;
+        }
+    });
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -65,6 +65,14 @@ const NODE_MATCHER: &str = r#"{job="node"}"#;
 /// timestamps) and must hold the federated one among them. A missing sample is waited
 /// for (bounded); a different value at the same timestamp fails at once.
 fn check_oracle_stores_federated_samples(fetch_federate: impl Fn() -> String, oracle: &Prometheus) {
+    // 0. The oracle must already be scraping the source: a body captured before its
+    //    first scrape may hold samples the source replaced before the oracle saw them.
+    wait_for(Duration::from_secs(30), || {
+        let data = oracle.query(&format!("count({NODE_MATCHER})"));
+        (!data["result"].as_array()?.is_empty()).then_some(())
+    })
+    .expect("oracle stored no node series from the source within 30s");
+
     // 1. A body with a full scrape in it.
     let body = wait_for(Duration::from_secs(30), || {
         let body = fetch_federate();
@@ -103,16 +111,27 @@ fn check_oracle_stores_federated_samples(fetch_federate: impl Fn() -> String, or
 
     // 3. The oracle must hold each (series, ts, value).
     let mut problems = Vec::new();
+    let mut missing_examples = Vec::new();
     let all_stored = wait_for(Duration::from_secs(30), || {
         let data = oracle.query_at(&format!("{NODE_MATCHER}[1m]"), newest);
         let stored = stored_samples(&data);
         problems.clear();
+        missing_examples.clear();
         let mut missing = 0;
         for (series, (ts, value)) in &federated {
             match stored.get(series).and_then(|samples| samples.get(ts)) {
                 Some(v) if same_value(*v, *value) => {}
                 Some(v) => problems.push(format!("{series} @{ts}: federated {value}, stored {v}")),
-                None => missing += 1,
+                None => {
+                    missing += 1;
+                    if missing_examples.len() < 5 {
+                        let near = stored
+                            .get(series)
+                            .map(|s| s.keys().copied().collect::<Vec<_>>());
+                        missing_examples
+                            .push(format!("{series} @{ts} (oracle has timestamps {near:?})"));
+                    }
+                }
             }
         }
         // A wrong value will not heal: stop waiting.
@@ -126,8 +145,9 @@ fn check_oracle_stores_federated_samples(fetch_federate: impl Fn() -> String, or
     assert_eq!(
         all_stored,
         Some(0),
-        "oracle did not store all {} federated samples within 30s (newest ts {newest})",
-        federated.len()
+        "oracle did not store all {} federated samples within 30s (newest ts {newest}); e.g.\n{}",
+        federated.len(),
+        missing_examples.join("\n")
     );
 }
 

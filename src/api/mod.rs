@@ -1,0 +1,118 @@
+//! The HTTP surface: routes and the handlers of the endpoints promflow serves.
+//!
+//! - `/federate` ([`federate`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
+//!   `/api/v1/status/buildinfo`, and a small status page at `/`.
+//!
+//! Handlers only translate HTTP to calls on the [`Service`] and back.
+
+pub mod federate;
+pub mod text_format;
+
+use crate::ingest::now_ms;
+use crate::selfmetrics::RenderInputs;
+use crate::service::Service;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::sync::Arc;
+
+/// The content type of the text exposition format 0.0.4.
+pub const TEXT_FORMAT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// All routes, bound to `service`.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/federate", get(federate::federate))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload).put(reload))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .with_state(service)
+}
+
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    let head = service.ingester.head();
+    let body = service.metrics.render(&RenderInputs {
+        active_series: head.series_count(),
+        head_samples: head.sample_count(),
+        engine: service.ingester.engine().stats(),
+        now_ms: now_ms(),
+        active_targets: service.scrapes.targets().len(),
+    });
+    ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
+}
+
+async fn healthy() -> &'static str {
+    "promflow is Healthy.\n"
+}
+
+async fn ready(State(service): State<Arc<Service>>) -> Response {
+    if service.is_ready() {
+        "promflow is Ready.\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+    }
+}
+
+async fn reload(State(service): State<Arc<Service>>) -> Response {
+    match service.reload().await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("failed to reload config: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn buildinfo() -> Response {
+    axum::Json(serde_json::json!({
+        "status": "success",
+        "data": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": "",
+            "branch": "",
+            "buildUser": "",
+            "buildDate": "",
+            "goVersion": "",
+        }
+    }))
+    .into_response()
+}
+
+/// A small status page: targets and their health, links to the endpoints.
+async fn index(State(service): State<Arc<Service>>) -> Html<String> {
+    let mut rows = String::new();
+    for t in service.scrapes.targets() {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{:.3}s</td><td>{}</td></tr>\n",
+            html_escape(&t.spec.job),
+            html_escape(&t.spec.url),
+            html_escape(&t.spec.url),
+            t.health.health,
+            html_escape(&t.spec.labels.to_string()),
+            t.health.last_duration.as_secs_f64(),
+            html_escape(&t.health.last_error),
+        ));
+    }
+    Html(format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>promflow</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}}</style>\
+         </head><body><h1>promflow {}</h1>\
+         <p><a href=\"/metrics\">/metrics</a> · <a href=\"/federate?match[]=%7B__name__%3D~%22.%2B%22%7D\">/federate</a> · \
+         <a href=\"/-/healthy\">/-/healthy</a></p><h2>Targets</h2>\
+         <table><tr><th>Job</th><th>Endpoint</th><th>State</th><th>Labels</th><th>Last scrape took</th><th>Error</th></tr>\n{rows}</table></body></html>",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,114 @@
+//! Ingest: the one path every scraped sample takes into storage and the dataflow.
+//!
+//! Contract: a scrape calls [`Ingester::begin_scrape`] *before* it reads the clock for
+//! its sample timestamps and holds the returned [`ScrapeInFlight`] until it has committed
+//! its samples. The watermark given to the dataflow is the minimum start time of the
+//! scrapes in flight (or now, when none is), so the input frontier never passes a
+//! scrape that can still produce samples. [`Ingester::commit`] writes to the head first
+//! and then feeds the dataflow.
+
+use crate::selfmetrics::SelfMetrics;
+use crate::storage::Head;
+use dataflows::{Engine, Sample};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Owns the watermark and the write path.
+pub struct Ingester {
+    head: Arc<Head>,
+    engine: Arc<Engine>,
+    metrics: Arc<SelfMetrics>,
+    /// Start time (ms) → number of scrapes in flight that started then.
+    in_flight: Mutex<BTreeMap<i64, usize>>,
+}
+
+/// A scrape in flight; dropping it releases its hold on the watermark.
+pub struct ScrapeInFlight {
+    ingester: Arc<Ingester>,
+    start_ms: i64,
+}
+
+impl ScrapeInFlight {
+    /// The scrape's start time, the timestamp of its samples.
+    pub fn start_ms(&self) -> i64 {
+        self.start_ms
+    }
+}
+
+impl Drop for ScrapeInFlight {
+    fn drop(&mut self) {
+        let mut in_flight = self.ingester.in_flight.lock();
+        if let Some(count) = in_flight.get_mut(&self.start_ms) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.remove(&self.start_ms);
+            }
+        }
+    }
+}
+
+impl Ingester {
+    /// A new ingester writing to `head` and feeding `engine`.
+    pub fn new(head: Arc<Head>, engine: Arc<Engine>, metrics: Arc<SelfMetrics>) -> Arc<Ingester> {
+        Arc::new(Ingester {
+            head,
+            engine,
+            metrics,
+            in_flight: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Registers a scrape starting now; its samples carry the returned start time.
+    pub fn begin_scrape(self: &Arc<Self>) -> ScrapeInFlight {
+        let mut in_flight = self.in_flight.lock();
+        // Read the clock under the lock so the watermark cannot pass it meanwhile.
+        let start_ms = now_ms();
+        *in_flight.entry(start_ms).or_insert(0) += 1;
+        ScrapeInFlight {
+            ingester: self.clone(),
+            start_ms,
+        }
+    }
+
+    /// Writes a batch to the head, then feeds it to the dataflow. Returns the number of
+    /// series the head saw for the first time.
+    pub fn commit(&self, batch: Vec<Sample>) -> usize {
+        if batch.is_empty() {
+            return 0;
+        }
+        let outcome = self.head.append(&batch);
+        self.metrics.samples_ingested.add(outcome.appended as u64);
+        self.metrics
+            .samples_out_of_order
+            .add(outcome.out_of_order as u64);
+        self.engine.feed(batch);
+        outcome.new_series
+    }
+
+    /// Advances the dataflow's watermark as far as the scrapes in flight allow.
+    pub fn advance_watermark(&self) {
+        let in_flight = self.in_flight.lock();
+        let watermark = in_flight.keys().next().copied().unwrap_or_else(now_ms);
+        self.engine.advance_watermark(watermark);
+    }
+
+    /// The head this ingester writes to.
+    pub fn head(&self) -> &Arc<Head> {
+        &self.head
+    }
+
+    /// The dataflow engine this ingester feeds.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+}

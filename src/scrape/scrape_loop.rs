@@ -1,0 +1,446 @@
+//! The per-target scrape loop: one tokio task per target.
+//!
+//! Each tick (offset within the interval by a hash of the target, like Prometheus) it
+//! fetches the target with `Accept` negotiation and gzip, enforces the body size and
+//! sample/label limits, parses the body, attaches target labels (`honor_labels`
+//! semantics), writes stale markers for series that vanished since the last scrape, and
+//! appends the synthetic series `up`, `scrape_duration_seconds`,
+//! `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling` and
+//! `scrape_series_added`. A failed scrape yields `up 0` and stale markers for every
+//! series of the previous scrape. When the loop is stopped it writes stale markers for
+//! everything it produced.
+
+use crate::ingest::{now_ms, Ingester};
+use crate::relabel;
+use crate::scrape::exposition::{self, Format, SCRAPE_ACCEPT_HEADER};
+use crate::scrape::target::TargetSpec;
+use crate::selfmetrics::SelfMetrics;
+use dataflows::{Labels, Sample, STALE_MARKER};
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// The User-Agent promflow scrapes with.
+pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
+
+/// The last scrape of a target, for `/api/v1/targets` and logs.
+#[derive(Clone, Debug, Default)]
+pub struct TargetHealth {
+    /// `up`, `down` or `unknown` (not scraped yet).
+    pub health: &'static str,
+    /// Error of the last scrape, empty if it succeeded.
+    pub last_error: String,
+    /// Start of the last scrape (ms).
+    pub last_scrape_ms: i64,
+    /// Duration of the last scrape.
+    pub last_duration: Duration,
+}
+
+/// Why a scrape failed.
+#[derive(Debug)]
+enum ScrapeError {
+    Fetch(String),
+    Parse(String),
+    Limit(String),
+}
+
+impl std::fmt::Display for ScrapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScrapeError::Fetch(m) | ScrapeError::Limit(m) => f.write_str(m),
+            ScrapeError::Parse(m) => write!(f, "parse error: {m}"),
+        }
+    }
+}
+
+/// What the loop needs from the rest of the service.
+#[derive(Clone)]
+pub struct LoopContext {
+    /// HTTP client shared by all loops.
+    pub client: reqwest::Client,
+    /// Where samples go.
+    pub ingester: Arc<Ingester>,
+    /// Self-monitoring.
+    pub metrics: Arc<SelfMetrics>,
+}
+
+/// State kept from one scrape to the next.
+struct LoopState {
+    /// Series ids (and labels) of the previous scrape that had no explicit timestamp:
+    /// the ones that get stale markers when they vanish.
+    previous: HashMap<u64, Arc<Labels>>,
+    /// Interned labels, so a series' labels are allocated once, not per scrape.
+    interned: HashMap<u64, Arc<Labels>>,
+}
+
+/// How a loop is told to stop: `true` = write stale markers (target went away),
+/// `false` = just stop (a replacement loop takes over).
+pub type StopSignal = watch::Sender<Option<bool>>;
+
+/// Runs the loop for `spec` until `stop` says so.
+pub async fn run(
+    spec: Arc<TargetSpec>,
+    ctx: LoopContext,
+    health: Arc<Mutex<TargetHealth>>,
+    mut stop: watch::Receiver<Option<bool>>,
+) {
+    let interval = spec.interval.max(Duration::from_millis(1));
+    let offset = scrape_offset(spec.identity(), interval, now_ms());
+    let mut state = LoopState {
+        previous: HashMap::new(),
+        interned: HashMap::new(),
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let write_stale = loop {
+        tokio::select! {
+            _ = ticker.tick() => scrape_once(&spec, &ctx, &health, &mut state).await,
+            changed = stop.changed() => {
+                let stale = *stop.borrow();
+                match (changed, stale) {
+                    (Ok(()), Some(stale)) => break stale,
+                    (Ok(()), None) => continue,
+                    (Err(_), _) => break true,
+                }
+            }
+        }
+    };
+    if write_stale {
+        let ts = now_ms();
+        let mut batch: Vec<Sample> = state
+            .previous
+            .drain()
+            .map(|(id, labels)| Sample {
+                series_id: id,
+                labels,
+                timestamp_ms: ts,
+                value: STALE_MARKER,
+            })
+            .collect();
+        for name in REPORT_SERIES {
+            let labels = Arc::new(with_name(&spec.labels, name));
+            batch.push(Sample {
+                series_id: labels.hash(),
+                labels,
+                timestamp_ms: ts,
+                value: STALE_MARKER,
+            });
+        }
+        ctx.ingester.commit(batch);
+    }
+}
+
+const REPORT_SERIES: [&str; 5] = [
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+];
+
+/// Prometheus spreads targets over the interval: each scrapes at a fixed phase given by
+/// a hash of the target.
+fn scrape_offset(target_hash: u64, interval: Duration, now_ms: i64) -> Duration {
+    let interval_ns = interval.as_nanos().max(1) as u64;
+    let now_ns = (now_ms as u64).wrapping_mul(1_000_000);
+    let phase = target_hash % interval_ns;
+    let into_interval = now_ns % interval_ns;
+    Duration::from_nanos((phase + interval_ns - into_interval) % interval_ns)
+}
+
+async fn scrape_once(
+    spec: &TargetSpec,
+    ctx: &LoopContext,
+    health: &Mutex<TargetHealth>,
+    state: &mut LoopState,
+) {
+    let in_flight = ctx.ingester.begin_scrape();
+    let ts = in_flight.start_ms();
+    let started = Instant::now();
+    let fetched = fetch(spec, ctx).await;
+    let mut scraped = 0usize;
+    let result = fetched.and_then(|(body, content_type)| {
+        let parsed = exposition::parse(&body, Format::from_content_type(content_type.as_deref()))
+            .map_err(|e| ScrapeError::Parse(e.to_string()))?;
+        scraped = parsed.samples.len();
+        build_samples(spec, parsed, ts, state)
+    });
+    let duration = started.elapsed();
+    let (mut batch, current, error) = match result {
+        Ok((batch, current)) => (batch, current, None),
+        Err(e) => (Vec::new(), HashMap::new(), Some(e)),
+    };
+    let post_relabel = batch.len();
+    let added = current
+        .keys()
+        .filter(|id| !state.previous.contains_key(id))
+        .count();
+    for (id, labels) in state.previous.drain() {
+        if !current.contains_key(&id) {
+            batch.push(Sample {
+                series_id: id,
+                labels,
+                timestamp_ms: ts,
+                value: STALE_MARKER,
+            });
+        }
+    }
+    state.previous = current;
+    let up = if error.is_none() { 1.0 } else { 0.0 };
+    for (name, value) in [
+        ("up", up),
+        ("scrape_duration_seconds", duration.as_secs_f64()),
+        ("scrape_samples_scraped", scraped as f64),
+        ("scrape_samples_post_metric_relabeling", post_relabel as f64),
+        ("scrape_series_added", added as f64),
+    ] {
+        let labels = intern(state, with_name(&spec.labels, name));
+        batch.push(Sample {
+            series_id: labels.hash(),
+            labels,
+            timestamp_ms: ts,
+            value,
+        });
+    }
+    // Keep interned labels only for series still produced, so churn does not grow it.
+    state.interned = batch
+        .iter()
+        .filter(|s| !dataflows::is_stale_marker(s.value))
+        .map(|s| (s.series_id, s.labels.clone()))
+        .collect();
+    ctx.ingester.commit(batch);
+    drop(in_flight);
+    ctx.ingester.advance_watermark();
+
+    let parse_error = matches!(error, Some(ScrapeError::Parse(_)));
+    ctx.metrics
+        .record_scrape(&spec.job, error.is_some(), parse_error);
+    if let Some(e) = &error {
+        tracing::debug!(job = %spec.job, url = %spec.url, error = %e, "scrape failed");
+    }
+    let mut h = health.lock();
+    h.health = if error.is_none() { "up" } else { "down" };
+    h.last_error = error.map(|e| e.to_string()).unwrap_or_default();
+    h.last_scrape_ms = ts;
+    h.last_duration = duration;
+}
+
+async fn fetch(
+    spec: &TargetSpec,
+    ctx: &LoopContext,
+) -> Result<(Vec<u8>, Option<String>), ScrapeError> {
+    let mut response = ctx
+        .client
+        .get(&spec.url)
+        .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT_HEADER)
+        .header(
+            "X-Prometheus-Scrape-Timeout-Seconds",
+            format!("{}", spec.timeout.as_secs_f64()),
+        )
+        .timeout(spec.timeout)
+        .send()
+        .await
+        .map_err(|e| ScrapeError::Fetch(describe_reqwest_error(&e, spec.timeout)))?;
+    if !response.status().is_success() {
+        return Err(ScrapeError::Fetch(format!(
+            "server returned HTTP status {}",
+            response.status()
+        )));
+    }
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ScrapeError::Fetch(describe_reqwest_error(&e, spec.timeout)))?
+    {
+        body.extend_from_slice(&chunk);
+        if spec.limits.body_size > 0 && body.len() as u64 > spec.limits.body_size {
+            return Err(ScrapeError::Limit(format!(
+                "body size limit exceeded: more than {} bytes",
+                spec.limits.body_size
+            )));
+        }
+    }
+    Ok((body, content_type))
+}
+
+fn describe_reqwest_error(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        format!("Get: context deadline exceeded (scrape timeout {timeout:?})")
+    } else {
+        // The source chain says what actually failed (connection refused, …).
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        message
+    }
+}
+
+type BuiltSamples = (Vec<Sample>, HashMap<u64, Arc<Labels>>);
+
+/// Labels, relabels and limits the parsed samples. Returns the batch and the series
+/// (without explicit timestamps) seen in it.
+fn build_samples(
+    spec: &TargetSpec,
+    parsed: exposition::Exposition,
+    ts: i64,
+    state: &mut LoopState,
+) -> Result<BuiltSamples, ScrapeError> {
+    let mut batch = Vec::with_capacity(parsed.samples.len());
+    let mut current = HashMap::with_capacity(parsed.samples.len());
+    let mut seen_explicit: HashSet<u64> = HashSet::new();
+    let metric_relabel = &spec.config.metric_relabel_configs;
+    for sample in parsed.samples {
+        let labels = attach_target_labels(spec, sample.name, sample.labels);
+        let labels = if metric_relabel.is_empty() {
+            labels
+        } else {
+            match relabel::process(metric_relabel, &labels) {
+                Some(l) => l,
+                None => continue,
+            }
+        };
+        check_label_limits(spec, &labels)?;
+        let labels = intern(state, labels);
+        let id = labels.hash();
+        let timestamp_ms = match (spec.honor_timestamps, sample.timestamp_ms) {
+            (true, Some(explicit)) => {
+                seen_explicit.insert(id);
+                explicit
+            }
+            _ => {
+                current.insert(id, labels.clone());
+                ts
+            }
+        };
+        batch.push(Sample {
+            series_id: id,
+            labels,
+            timestamp_ms,
+            value: sample.value,
+        });
+    }
+    if spec.limits.samples > 0 && batch.len() as u64 > spec.limits.samples {
+        return Err(ScrapeError::Limit(format!(
+            "sample limit exceeded: {} samples, limit {}",
+            batch.len(),
+            spec.limits.samples
+        )));
+    }
+    Ok((batch, current))
+}
+
+/// Merges target labels into a scraped sample's labels the way Prometheus does: with
+/// `honor_labels` the scraped value wins; otherwise a conflicting scraped label is kept
+/// as `exported_<name>` and the target's value wins.
+fn attach_target_labels(spec: &TargetSpec, name: String, scraped: Vec<(String, String)>) -> Labels {
+    let mut pairs: Vec<(String, String)> =
+        Vec::with_capacity(scraped.len() + spec.labels.len() + 1);
+    pairs.push(("__name__".into(), name));
+    if spec.honor_labels {
+        let scraped_names: HashSet<&str> = scraped.iter().map(|(n, _)| n.as_str()).collect();
+        for (n, v) in spec.labels.iter() {
+            if !scraped_names.contains(n) {
+                pairs.push((n.to_string(), v.to_string()));
+            }
+        }
+        // A scraped label with an empty value removes the target label too.
+        pairs.extend(scraped);
+    } else {
+        for (n, v) in scraped {
+            if spec.labels.get(&n).is_some() {
+                let mut exported = format!("exported_{n}");
+                while spec.labels.get(&exported).is_some() {
+                    exported = format!("exported_{exported}");
+                }
+                pairs.push((exported, v));
+            } else {
+                pairs.push((n, v));
+            }
+        }
+        pairs.extend(
+            spec.labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        );
+    }
+    Labels::from_pairs(pairs)
+}
+
+fn check_label_limits(spec: &TargetSpec, labels: &Labels) -> Result<(), ScrapeError> {
+    let limits = &spec.limits;
+    if limits.labels > 0 && labels.len() as u64 > limits.labels {
+        return Err(ScrapeError::Limit(format!(
+            "label_limit exceeded (metric: {}, number of labels: {}, limit: {})",
+            labels.metric_name(),
+            labels.len(),
+            limits.labels
+        )));
+    }
+    for (name, value) in labels.iter() {
+        if limits.label_name_length > 0 && name.len() as u64 > limits.label_name_length {
+            return Err(ScrapeError::Limit(format!(
+                "label_name_length_limit exceeded (metric: {}, label name: {name}, limit: {})",
+                labels.metric_name(),
+                limits.label_name_length
+            )));
+        }
+        if limits.label_value_length > 0 && value.len() as u64 > limits.label_value_length {
+            return Err(ScrapeError::Limit(format!(
+                "label_value_length_limit exceeded (metric: {}, label name: {name}, limit: {})",
+                labels.metric_name(),
+                limits.label_value_length
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn with_name(target_labels: &Labels, name: &str) -> Labels {
+    let mut pairs: Vec<(String, String)> = target_labels
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    pairs.push(("__name__".into(), name.to_string()));
+    Labels::from_pairs(pairs)
+}
+
+fn intern(state: &mut LoopState, labels: Labels) -> Arc<Labels> {
+    let id = labels.hash();
+    state
+        .interned
+        .entry(id)
+        .or_insert_with(|| Arc::new(labels))
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_are_within_the_interval_and_stable_in_phase() {
+        let interval = Duration::from_secs(15);
+        for now in [0i64, 1_234, 14_999, 1_700_000_000_123] {
+            let off = scrape_offset(42_000_000_007, interval, now);
+            assert!(off < interval);
+            // Scrape instant modulo the interval is the same whatever `now` is.
+            let at_ns = now as u128 * 1_000_000 + off.as_nanos();
+            assert_eq!(
+                at_ns % interval.as_nanos(),
+                42_000_000_007u128 % interval.as_nanos()
+            );
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Targets: what one scrape loop scrapes, resolved from a scrape config.
+//!
+//! Follows Prometheus: a target starts as its discovered labels plus `__address__`,
+//! `__scheme__`, `__metrics_path__`, `__scrape_interval__`, `__scrape_timeout__`,
+//! `__param_<name>` and `job`; `relabel_configs` run over that set (a target may be
+//! dropped); `instance` defaults to `__address__`; labels starting with `__` are then
+//! removed, and the URL is built from the reserved labels.
+
+use crate::config::{format_duration, ScrapeConfig};
+use crate::relabel;
+use dataflows::Labels;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Limits applied to each scrape of a target (0 = no limit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScrapeLimits {
+    /// Uncompressed body size in bytes.
+    pub body_size: u64,
+    /// Samples after metric relabeling.
+    pub samples: u64,
+    /// Labels per sample.
+    pub labels: u64,
+    /// Length of a label name.
+    pub label_name_length: u64,
+    /// Length of a label value.
+    pub label_value_length: u64,
+}
+
+/// One target, ready to scrape.
+#[derive(Clone, Debug)]
+pub struct TargetSpec {
+    /// The job (scrape pool) it belongs to.
+    pub job: String,
+    /// The URL scraped.
+    pub url: String,
+    /// Labels before relabeling (for `/api/v1/targets`' `discoveredLabels`).
+    pub discovered_labels: Labels,
+    /// Labels attached to every sample of the target (`job`, `instance`, …).
+    pub labels: Labels,
+    /// How often to scrape.
+    pub interval: Duration,
+    /// How long one scrape may take.
+    pub timeout: Duration,
+    /// Scraped labels win over target labels on conflict.
+    pub honor_labels: bool,
+    /// Use timestamps the target exposes.
+    pub honor_timestamps: bool,
+    /// Per-scrape limits.
+    pub limits: ScrapeLimits,
+    /// The scrape config it came from (for metric relabeling).
+    pub config: Arc<ScrapeConfig>,
+}
+
+impl TargetSpec {
+    /// The identity of the target: same URL and labels means the same target, even if
+    /// it came from several groups or configs.
+    pub fn identity(&self) -> u64 {
+        let mut pairs: Vec<(String, String)> = self
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        pairs.push(("__url__".into(), self.url.clone()));
+        Labels::from_pairs(pairs).hash()
+    }
+
+    /// Whether two specs of the same identity scrape the same way (else the loop restarts).
+    pub fn same_settings(&self, other: &TargetSpec) -> bool {
+        self.interval == other.interval
+            && self.timeout == other.timeout
+            && self.honor_labels == other.honor_labels
+            && self.honor_timestamps == other.honor_timestamps
+            && self.limits == other.limits
+            && self.config.metric_relabel_configs.len() == other.config.metric_relabel_configs.len()
+            && format!("{:?}", self.config.metric_relabel_configs)
+                == format!("{:?}", other.config.metric_relabel_configs)
+    }
+}
+
+/// A target group as discovery hands it over: addresses plus common labels.
+#[derive(Clone, Debug, Default)]
+pub struct TargetGroup {
+    /// `host:port` of each target.
+    pub targets: Vec<String>,
+    /// Labels common to the group (including `__meta_*`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Targets of one scrape config, and the ones relabeling dropped (with their labels).
+#[derive(Default)]
+pub struct ResolvedTargets {
+    /// Targets to scrape.
+    pub active: Vec<TargetSpec>,
+    /// Discovered labels of targets dropped by relabeling.
+    pub dropped: Vec<Labels>,
+}
+
+/// Resolves the targets of `config` from its target groups.
+pub fn resolve(config: &Arc<ScrapeConfig>, groups: &[TargetGroup]) -> ResolvedTargets {
+    let mut out = ResolvedTargets::default();
+    for group in groups {
+        for address in &group.targets {
+            // Earlier entries win (see `dedup_keep_first`), in Prometheus's precedence:
+            // params and the target's address, then group labels, then the defaults
+            // that apply only where discovery set nothing.
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            for (name, values) in &config.params {
+                if let Some(first) = values.first() {
+                    pairs.push((format!("__param_{name}"), first.clone()));
+                }
+            }
+            pairs.push(("__address__".into(), address.clone()));
+            pairs.extend(group.labels.iter().map(|(n, v)| (n.clone(), v.clone())));
+            pairs.push(("job".into(), config.job_name.clone()));
+            pairs.push(("__scheme__".into(), config.scheme.as_str().to_string()));
+            pairs.push(("__metrics_path__".into(), config.metrics_path.clone()));
+            pairs.push((
+                "__scrape_interval__".into(),
+                format_duration(config.scrape_interval),
+            ));
+            pairs.push((
+                "__scrape_timeout__".into(),
+                format_duration(config.scrape_timeout),
+            ));
+            let discovered = Labels::from_pairs(dedup_keep_first(pairs));
+            match relabel::process(&config.relabel_configs, &discovered) {
+                Some(labels) => match finish_target(config, labels, discovered.clone()) {
+                    Some(spec) => out.active.push(spec),
+                    None => out.dropped.push(discovered),
+                },
+                None => out.dropped.push(discovered),
+            }
+        }
+    }
+    out
+}
+
+/// Keeps the first value of each label name (group labels come first and win).
+fn dedup_keep_first(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    pairs
+        .into_iter()
+        .filter(|(n, _)| seen.insert(n.clone()))
+        .collect()
+}
+
+fn finish_target(
+    config: &Arc<ScrapeConfig>,
+    labels: Labels,
+    discovered: Labels,
+) -> Option<TargetSpec> {
+    let address = labels.get("__address__")?.to_string();
+    if address.is_empty() {
+        return None;
+    }
+    let scheme = labels.get("__scheme__").unwrap_or("http").to_string();
+    let path = labels
+        .get("__metrics_path__")
+        .unwrap_or("/metrics")
+        .to_string();
+    let mut query: Vec<(String, String)> = Vec::new();
+    for (name, values) in &config.params {
+        // A relabeled __param_<name> replaces the first value; the rest stay.
+        let first = labels
+            .get(&format!("__param_{name}"))
+            .map(str::to_string)
+            .or_else(|| values.first().cloned());
+        for (i, value) in values.iter().enumerate() {
+            let value = if i == 0 {
+                first.clone().unwrap_or_default()
+            } else {
+                value.clone()
+            };
+            query.push((name.clone(), value));
+        }
+    }
+    for (name, value) in labels.iter() {
+        if let Some(param) = name.strip_prefix("__param_") {
+            if !config.params.contains_key(param) {
+                query.push((param.to_string(), value.to_string()));
+            }
+        }
+    }
+    let mut url = format!("{scheme}://{address}{path}");
+    if !query.is_empty() {
+        let encoded: Vec<String> = query
+            .iter()
+            .map(|(n, v)| format!("{}={}", url_encode(n), url_encode(v)))
+            .collect();
+        url.push(if path.contains('?') { '&' } else { '?' });
+        url.push_str(&encoded.join("&"));
+    }
+    let mut final_pairs: Vec<(String, String)> = labels
+        .iter()
+        .filter(|(n, _)| !n.starts_with("__"))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    if labels.get("instance").is_none() {
+        final_pairs.push(("instance".into(), address.clone()));
+    }
+    Some(TargetSpec {
+        job: config.job_name.clone(),
+        url,
+        discovered_labels: discovered,
+        labels: Labels::from_pairs(final_pairs),
+        interval: config.scrape_interval,
+        timeout: config.scrape_timeout,
+        honor_labels: config.honor_labels,
+        honor_timestamps: config.honor_timestamps,
+        limits: ScrapeLimits {
+            body_size: config.body_size_limit,
+            samples: config.sample_limit,
+            labels: config.label_limit,
+            label_name_length: config.label_name_length_limit,
+            label_value_length: config.label_value_length_limit,
+        },
+        config: config.clone(),
+    })
+}
+
+/// Percent-encodes a query component (RFC 3986 unreserved characters pass through).
+fn url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,246 @@
+//! promflow's own metrics, served on `/metrics` in the text exposition format.
+//!
+//! Operational events (a scrape error, a parse error, a reload) bump a counter here in
+//! one place and are logged by their caller; this module only counts and renders.
+
+use crate::api::text_format::{write_sample, write_type};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A monotonically increasing counter.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down, stored as `f64` bits.
+#[derive(Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+    /// The current value.
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// Counters kept per scrape job.
+#[derive(Default)]
+pub struct JobCounters {
+    /// Scrapes attempted.
+    pub scrapes: u64,
+    /// Scrapes that failed (network, HTTP status, limit, parse).
+    pub failures: u64,
+    /// Scrapes that failed because the body did not parse.
+    pub parse_errors: u64,
+}
+
+/// Every metric promflow exports about itself.
+#[derive(Default)]
+pub struct SelfMetrics {
+    /// Samples written to storage.
+    pub samples_ingested: Counter,
+    /// Samples refused by storage for being out of order or duplicate.
+    pub samples_out_of_order: Counter,
+    /// Per-job scrape counters, keyed by job name.
+    pub jobs: Mutex<BTreeMap<String, JobCounters>>,
+    /// 1 if the last configuration reload succeeded.
+    pub config_last_reload_successful: Gauge,
+    /// When the configuration was last loaded successfully (seconds).
+    pub config_last_reload_success_timestamp_seconds: Gauge,
+    /// Reloads that failed.
+    pub config_reload_failures: Counter,
+}
+
+/// Values read from elsewhere at render time (storage, engine, process).
+pub struct RenderInputs {
+    /// Series in the head.
+    pub active_series: usize,
+    /// Samples in the head.
+    pub head_samples: usize,
+    /// The engine's watermark and frontier (ms) and its late/fed counts.
+    pub engine: dataflows::EngineStats,
+    /// Now (ms).
+    pub now_ms: i64,
+    /// Targets being scraped.
+    pub active_targets: usize,
+}
+
+impl SelfMetrics {
+    /// Records the outcome of one scrape of `job`.
+    pub fn record_scrape(&self, job: &str, failed: bool, parse_error: bool) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let counters = jobs.entry(job.to_string()).or_default();
+        counters.scrapes += 1;
+        counters.failures += failed as u64;
+        counters.parse_errors += parse_error as u64;
+    }
+
+    /// Renders every metric in the text exposition format 0.0.4.
+    pub fn render(&self, inputs: &RenderInputs) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&[(&str, &str)], f64)]| {
+            out.push_str(&format!("# HELP {name} {help}\n"));
+            write_type(&mut out, name, kind);
+            for (labels, value) in rows {
+                write_sample(&mut out, name, labels.iter().copied(), *value, None);
+            }
+        };
+        metric(
+            "promflow_build_info",
+            "gauge",
+            "A metric with a constant '1' value labeled by the version promflow was built from.",
+            &[(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+        );
+        metric(
+            "promflow_samples_ingested_total",
+            "counter",
+            "Samples written to storage and fed to the dataflow.",
+            &[(&[], self.samples_ingested.get() as f64)],
+        );
+        metric(
+            "promflow_samples_out_of_order_total",
+            "counter",
+            "Samples refused by storage as out of order or duplicate.",
+            &[(&[], self.samples_out_of_order.get() as f64)],
+        );
+        metric(
+            "promflow_samples_late_total",
+            "counter",
+            "Samples older than the dataflow's watermark, stored but not fed to the dataflow.",
+            &[(&[], inputs.engine.samples_late as f64)],
+        );
+        metric(
+            "promflow_active_series",
+            "gauge",
+            "Series held in the in-memory head.",
+            &[(&[], inputs.active_series as f64)],
+        );
+        metric(
+            "promflow_head_samples",
+            "gauge",
+            "Samples held in the in-memory head.",
+            &[(&[], inputs.head_samples as f64)],
+        );
+        metric(
+            "promflow_active_targets",
+            "gauge",
+            "Targets being scraped.",
+            &[(&[], inputs.active_targets as f64)],
+        );
+        metric(
+            "promflow_dataflow_frontier_timestamp_seconds",
+            "gauge",
+            "The time up to which the dataflow has processed all input.",
+            &[(&[], inputs.engine.frontier_ms as f64 / 1000.0)],
+        );
+        let lag = (inputs.now_ms - inputs.engine.frontier_ms).max(0) as f64 / 1000.0;
+        metric(
+            "promflow_dataflow_lag_seconds",
+            "gauge",
+            "How far the dataflow's frontier is behind the wall clock.",
+            &[(&[], lag)],
+        );
+        {
+            let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            let per_job = |pick: fn(&JobCounters) -> u64| -> Vec<(String, f64)> {
+                jobs.iter()
+                    .map(|(job, c)| (job.clone(), pick(c) as f64))
+                    .collect()
+            };
+            for (name, help, rows) in [
+                (
+                    "promflow_scrapes_total",
+                    "Scrapes attempted, per job.",
+                    per_job(|c| c.scrapes),
+                ),
+                (
+                    "promflow_scrape_failures_total",
+                    "Scrapes that failed, per job.",
+                    per_job(|c| c.failures),
+                ),
+                (
+                    "promflow_scrape_parse_errors_total",
+                    "Scrapes whose body did not parse, per job.",
+                    per_job(|c| c.parse_errors),
+                ),
+            ] {
+                let rows: Vec<([(&str, &str); 1], f64)> = rows
+                    .iter()
+                    .map(|(job, v)| ([("job", job.as_str())], *v))
+                    .collect();
+                let rows: Vec<(&[(&str, &str)], f64)> =
+                    rows.iter().map(|(l, v)| (&l[..], *v)).collect();
+                metric(name, "counter", help, &rows);
+            }
+        }
+        metric(
+            "promflow_config_last_reload_successful",
+            "gauge",
+            "Whether the last configuration reload attempt was successful.",
+            &[(&[], self.config_last_reload_successful.get())],
+        );
+        metric(
+            "promflow_config_last_reload_success_timestamp_seconds",
+            "gauge",
+            "Timestamp of the last successful configuration reload.",
+            &[(&[], self.config_last_reload_success_timestamp_seconds.get())],
+        );
+        metric(
+            "promflow_config_reload_failures_total",
+            "counter",
+            "Configuration reloads that failed.",
+            &[(&[], self.config_reload_failures.get() as f64)],
+        );
+        let process = crate::process_stats::read();
+        metric(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            &[(&[], process.cpu_seconds)],
+        );
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            &[(&[], process.resident_bytes)],
+        );
+        metric(
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            &[(&[], process.virtual_bytes)],
+        );
+        metric(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            &[(&[], process.open_fds)],
+        );
+        metric(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            &[(&[], process.start_time_seconds)],
+        );
+        out
+    }
+}
