@@ -1,0 +1,135 @@
+//! A controllable exporter for tests: serves whatever body the test sets, with the
+//! content type and encoding it sets, and records the headers of every request.
+//!
+//! Listens on a free port of 127.0.0.1; one thread per connection; stops accepting
+//! when dropped (a final self-connection wakes the accept loop).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the exporter answers.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    /// Sent as `Content-Encoding: gzip` (the body is compressed by the exporter).
+    pub gzip: bool,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A 200 text-format answer.
+    pub fn text(body: &str) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/plain; version=0.0.4".into(),
+            gzip: false,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    reply: Option<Reply>,
+    /// Lower-cased header names and values of each request, in order.
+    requests: Vec<Vec<(String, String)>>,
+}
+
+pub struct Exporter {
+    addr: SocketAddr,
+    shared: Arc<Mutex<Shared>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Exporter {
+    pub fn start(reply: Reply) -> Exporter {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind exporter");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Mutex::new(Shared {
+            reply: Some(reply),
+            requests: Vec::new(),
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (shared.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if st.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    let s = s.clone();
+                    std::thread::spawn(move || serve(stream, &s));
+                }
+            }
+        });
+        Exporter { addr, shared, stop }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn set(&self, reply: Reply) {
+        self.shared.lock().unwrap().reply = Some(reply);
+    }
+
+    /// Headers of every request so far.
+    pub fn requests(&self) -> Vec<Vec<(String, String)>> {
+        self.shared.lock().unwrap().requests.clone()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+fn serve(mut stream: TcpStream, shared: &Mutex<Shared>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&request);
+    let headers: Vec<(String, String)> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let reply = {
+        let mut s = shared.lock().unwrap();
+        s.requests.push(headers);
+        s.reply.clone().expect("reply set")
+    };
+    let body = if reply.gzip {
+        use flate2::write::GzEncoder;
+        let mut e = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&reply.body).unwrap();
+        e.finish().unwrap()
+    } else {
+        reply.body.clone()
+    };
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        reply.content_type,
+        body.len()
+    );
+    if reply.gzip {
+        head.push_str("Content-Encoding: gzip\r\n");
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+}
