@@ -1,0 +1,3 @@
+//! promflow as a library: the service's layers, used by the `promflow` binary.
+
+pub mod scrape;
