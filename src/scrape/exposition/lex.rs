@@ -1,0 +1,329 @@
+//! Lexing pieces shared by the Prometheus text and OpenMetrics parsers: splitting
+//! a body into lines, a byte cursor over one line, name and quoted-string scanners,
+//! escape handling, number parsing with Go's `strconv` rules, and the duplicate
+//! label check.
+//!
+//! Everything here works on bytes and returns `Result<_, String>` where the string
+//! is a message without a line number; the format parsers attach the line. Nothing
+//! here indexes out of bounds or unwraps input-derived data.
+
+use std::borrow::Cow;
+
+/// Prometheus's canonical NaN (`value.NormalNaN`): every parsed NaN gets these bits,
+/// so NaN samples compare bit-equal and never look like a staleness marker.
+pub(super) const NORMAL_NAN_BITS: u64 = 0x7ff8_0000_0000_0001;
+
+/// A label as parsed: the name borrowed from the body, the value unescaped.
+pub(super) type LabelRef<'a> = (&'a str, Cow<'a, str>);
+
+/// One line of a body, without its `\n`.
+pub(super) struct Line<'a> {
+    /// 1-based line number.
+    pub number: usize,
+    pub bytes: &'a [u8],
+    /// Whether the line ended with `\n` (only the last line of a body may not).
+    pub terminated: bool,
+}
+
+/// Splits `body` into lines. A final `\n` does not start an empty last line.
+pub(super) fn lines(body: &[u8]) -> impl Iterator<Item = Line<'_>> {
+    let mut rest = body;
+    let mut number = 0;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        number += 1;
+        let line = match rest.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                let (bytes, tail) = rest.split_at(end);
+                rest = tail.get(1..).unwrap_or_default();
+                Line {
+                    number,
+                    bytes,
+                    terminated: true,
+                }
+            }
+            None => {
+                let bytes = rest;
+                rest = &[];
+                Line {
+                    number,
+                    bytes,
+                    terminated: false,
+                }
+            }
+        };
+        Some(line)
+    })
+}
+
+/// A read position inside one line.
+pub(super) struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Cursor { bytes, pos: 0 }
+    }
+
+    pub fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.bytes.len()
+    }
+
+    /// The unread part of the line.
+    pub fn rest(&self) -> &'a [u8] {
+        self.bytes.get(self.pos..).unwrap_or_default()
+    }
+
+    /// Consumes `byte` if it is next.
+    pub fn eat(&mut self, byte: u8) -> bool {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Consumes `prefix` if the rest starts with it.
+    pub fn eat_prefix(&mut self, prefix: &[u8]) -> bool {
+        if self.rest().starts_with(prefix) {
+            self.pos += prefix.len();
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Consumes `byte` or fails with "expected {what}, got ...".
+    pub fn expect(&mut self, byte: u8, what: &str) -> Result<(), String> {
+        if self.eat(byte) {
+            Ok(())
+        } else {
+            Err(format!("expected {what}, got {}", self.describe_rest()))
+        }
+    }
+
+    /// Skips spaces and tabs (the Prometheus text format's whitespace).
+    pub fn skip_blanks(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    /// Consumes the longest run of bytes for which `keep` holds.
+    pub fn take_while(&mut self, keep: impl Fn(u8) -> bool) -> &'a [u8] {
+        let rest = self.rest();
+        let len = rest.iter().position(|&b| !keep(b)).unwrap_or(rest.len());
+        self.pos += len;
+        rest.get(..len).unwrap_or_default()
+    }
+
+    /// Consumes everything left on the line.
+    pub fn take_rest(&mut self) -> &'a [u8] {
+        let rest = self.rest();
+        self.pos = self.bytes.len();
+        rest
+    }
+
+    /// Scans a metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), or returns `None` and
+    /// consumes nothing.
+    pub fn metric_name(&mut self) -> Option<&'a str> {
+        self.name(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+    }
+
+    /// Scans a label name (`[a-zA-Z_][a-zA-Z0-9_]*`), or returns `None` and
+    /// consumes nothing.
+    pub fn label_name(&mut self) -> Option<&'a str> {
+        self.name(|b| b.is_ascii_alphabetic() || b == b'_')
+    }
+
+    fn name(&mut self, is_letter: impl Fn(u8) -> bool) -> Option<&'a str> {
+        if !self.peek().is_some_and(&is_letter) {
+            return None;
+        }
+        let name = self.take_while(|b| is_letter(b) || b.is_ascii_digit());
+        // Only ASCII was taken, so this cannot fail.
+        std::str::from_utf8(name).ok()
+    }
+
+    /// Scans a double-quoted label value whose opening quote is next and returns
+    /// it unescaped. `\\`, `\"` and `\n` are escapes; any other backslash pair is
+    /// kept verbatim, as Prometheus does. The value must be valid UTF-8 and end on
+    /// this line.
+    pub fn label_value(&mut self) -> Result<Cow<'a, str>, String> {
+        self.expect(b'"', "'\"' to open the label value")?;
+        let rest = self.rest();
+        let mut i = 0;
+        loop {
+            match rest.get(i) {
+                None => return Err("unterminated label value (missing closing '\"')".into()),
+                Some(b'"') => break,
+                Some(b'\\') if i + 1 >= rest.len() => {
+                    return Err("unterminated label value (backslash at end of line)".into())
+                }
+                Some(b'\\') => i += 2,
+                Some(_) => i += 1,
+            }
+        }
+        let raw = rest.get(..i).unwrap_or_default();
+        self.pos += i + 1;
+        let raw = std::str::from_utf8(raw)
+            .map_err(|_| format!("invalid UTF-8 in label value {}", describe(raw)))?;
+        Ok(unescape(raw, LABEL_VALUE_ESCAPES))
+    }
+
+    /// Describes what is left for an error message: `"…"` or `end of line`.
+    pub fn describe_rest(&self) -> String {
+        if self.at_end() {
+            "end of line".to_string()
+        } else {
+            describe(self.rest())
+        }
+    }
+}
+
+/// Quotes up to 40 bytes of `bytes` for an error message.
+pub(super) fn describe(bytes: &[u8]) -> String {
+    const MAX: usize = 40;
+    let shown = String::from_utf8_lossy(bytes.get(..MAX).unwrap_or(bytes));
+    if bytes.len() > MAX {
+        format!("{:?}…", shown)
+    } else {
+        format!("{:?}", shown)
+    }
+}
+
+/// Escapes in label values (both formats) and OpenMetrics HELP text.
+pub(super) const LABEL_VALUE_ESCAPES: &[(u8, char)] = &[(b'\\', '\\'), (b'"', '"'), (b'n', '\n')];
+/// Escapes in Prometheus text HELP lines (`\"` stays as it is).
+pub(super) const TEXT_HELP_ESCAPES: &[(u8, char)] = &[(b'\\', '\\'), (b'n', '\n')];
+
+/// Replaces each backslash pair listed in `escapes`; other backslashes stay, like
+/// Go's `strings.Replacer` that Prometheus uses. Borrows when nothing changes.
+pub(super) fn unescape<'a>(raw: &'a str, escapes: &[(u8, char)]) -> Cow<'a, str> {
+    let Some(first) = raw.find('\\') else {
+        return Cow::Borrowed(raw);
+    };
+    let bytes = raw.as_bytes();
+    let mut out = String::with_capacity(raw.len());
+    out.push_str(raw.get(..first).unwrap_or_default());
+    // `copied_from` is where the next verbatim run starts; every split point below
+    // sits next to an ASCII byte, so it is a char boundary.
+    let mut copied_from = first;
+    let mut i = first;
+    while i < bytes.len() {
+        if bytes.get(i) == Some(&b'\\') {
+            let next = bytes.get(i + 1).copied();
+            if let Some(&(_, replacement)) = escapes.iter().find(|(e, _)| Some(*e) == next) {
+                out.push_str(raw.get(copied_from..i).unwrap_or_default());
+                out.push(replacement);
+                i += 2;
+                copied_from = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(raw.get(copied_from..).unwrap_or_default());
+    Cow::Owned(out)
+}
+
+/// Parses a sample value or OpenMetrics timestamp the way Prometheus does: Go's
+/// `strconv.ParseFloat` restricted to pre-Go-1.13 forms (no hex, no `_`). Accepts
+/// decimal floats with optional sign and exponent, `Inf`/`Infinity` with optional
+/// sign and `NaN`, case-insensitively. Out-of-range values are errors.
+pub(super) fn parse_float(token: &[u8]) -> Result<f64, String> {
+    let invalid = || format!("invalid number {}", describe(token));
+    let text = std::str::from_utf8(token).map_err(|_| invalid())?;
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, text.get(1..).unwrap_or_default()),
+        Some(b'+') => (false, text.get(1..).unwrap_or_default()),
+        _ => (false, text),
+    };
+    if unsigned.eq_ignore_ascii_case("nan") {
+        // Go accepts no sign on NaN.
+        return if unsigned.len() == text.len() {
+            Ok(f64::from_bits(NORMAL_NAN_BITS))
+        } else {
+            Err(invalid())
+        };
+    }
+    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
+        return Ok(if negative {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
+    }
+    let starts_like_number = unsigned
+        .as_bytes()
+        .first()
+        .is_some_and(|&b| b.is_ascii_digit() || b == b'.');
+    let only_decimal_chars = unsigned
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if !starts_like_number || !only_decimal_chars {
+        return Err(invalid());
+    }
+    // With the characters restricted as above, Rust's grammar for decimal floats
+    // is Go's, and Rust rounds correctly like Go.
+    let value: f64 = text.parse().map_err(|_| invalid())?;
+    if value.is_infinite() {
+        return Err(format!("number {} out of range", describe(token)));
+    }
+    Ok(value)
+}
+
+/// Parses a Prometheus text timestamp: decimal digits only (no sign), as an i64
+/// of milliseconds.
+pub(super) fn parse_millis(token: &[u8]) -> Result<i64, String> {
+    if token.is_empty() || !token.iter().all(u8::is_ascii_digit) {
+        return Err(format!("invalid timestamp {}", describe(token)));
+    }
+    std::str::from_utf8(token)
+        .ok()
+        .and_then(|digits| digits.parse().ok())
+        .ok_or_else(|| format!("timestamp {} out of range", describe(token)))
+}
+
+/// Parses an OpenMetrics timestamp (float seconds) into milliseconds, truncating
+/// toward zero like Prometheus's `int64(ts * 1000)`. NaN and infinities are errors.
+pub(super) fn parse_seconds_as_millis(token: &[u8]) -> Result<i64, String> {
+    let seconds = parse_float(token)?;
+    if !seconds.is_finite() {
+        return Err(format!("invalid timestamp {}", describe(token)));
+    }
+    // `as` saturates on overflow instead of wrapping: no panic, no UB.
+    Ok((seconds * 1000.0) as i64)
+}
+
+/// Returns the first label name that occurs twice, counting the metric name as a
+/// `__name__` label.
+pub(super) fn duplicate_label<'a>(labels: &[LabelRef<'a>]) -> Option<&'a str> {
+    const SMALL: usize = 16;
+    if let Some((name, _)) = labels.iter().find(|(name, _)| *name == "__name__") {
+        return Some(name);
+    }
+    if labels.len() <= SMALL {
+        for (i, (name, _)) in labels.iter().enumerate() {
+            if labels.iter().skip(i + 1).any(|(other, _)| other == name) {
+                return Some(name);
+            }
+        }
+        return None;
+    }
+    let mut names: Vec<&'a str> = labels.iter().map(|(name, _)| *name).collect();
+    names.sort_unstable();
+    names.windows(2).find_map(|pair| match pair {
+        [a, b] if a == b => Some(*a),
+        _ => None,
+    })
+}

@@ -1,0 +1,254 @@
+//! Parsing of scrape response bodies: the Prometheus text format 0.0.4 and the
+//! OpenMetrics 1.0 text format, plus the content negotiation that picks between
+//! them.
+//!
+//! Contract:
+//! - [`parse`] turns a whole body into samples and per-family metadata, or returns
+//!   the first [`ParseError`], which names the 1-based line and what was wrong.
+//!   Like Prometheus, one bad line fails the whole scrape; nothing is returned
+//!   partially. No input makes it panic.
+//! - What is accepted and rejected follows Prometheus 2.42's `textparse` package
+//!   (`promparse.go`, `openmetricsparse.go`), with these deliberate differences:
+//!   duplicate label names (and a `__name__` label inside braces) are rejected here
+//!   rather than later at append time; a raw newline inside a quoted label value
+//!   is an error (Prometheus' lexer lets the value run on to the next line); a NUL
+//!   byte outside label values, HELP text and comments is an error (Prometheus
+//!   stops reading silently there).
+//! - Samples come out in body order with their labels in exposition order (not
+//!   sorted); label values and HELP text are unescaped. Histograms, summaries and
+//!   the OpenMetrics composite types are just their series: `_bucket`, `_sum`,
+//!   `_count`, `_created`, quantiles, stateset members, all as plain samples.
+//!   Exemplars are checked and dropped.
+//! - Timestamps are milliseconds: the text format's integer milliseconds as they
+//!   are, OpenMetrics' float seconds times 1000 truncated toward zero.
+//!
+//! The module knows nothing of HTTP beyond the two header helpers, of targets or
+//! of storage.
+
+mod lex;
+mod openmetrics;
+mod text;
+
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+/// The `Accept` header a scraper sends, the same as Prometheus 2.42's: OpenMetrics
+/// preferred, the text format as fallback.
+pub const SCRAPE_ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// An exposition format this module can parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// The Prometheus text format, version 0.0.4.
+    PrometheusText,
+    /// The OpenMetrics 1.0 text format.
+    OpenMetrics,
+}
+
+impl Format {
+    /// Picks the format from a response's `Content-Type`, as Prometheus does: the
+    /// media type `application/openmetrics-text` (any case, any parameters) means
+    /// OpenMetrics; anything else, including a missing or malformed header, means
+    /// the Prometheus text format.
+    ///
+    /// ```
+    /// use promflow::scrape::exposition::Format;
+    /// let om = Format::from_content_type(Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    /// assert_eq!(om, Format::OpenMetrics);
+    /// assert_eq!(Format::from_content_type(Some("text/plain; version=0.0.4")), Format::PrometheusText);
+    /// assert_eq!(Format::from_content_type(None), Format::PrometheusText);
+    /// ```
+    pub fn from_content_type(content_type: Option<&str>) -> Format {
+        let media_type = content_type
+            .and_then(|ct| ct.split(';').next())
+            .map(str::trim)
+            .unwrap_or_default();
+        if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
+            Format::OpenMetrics
+        } else {
+            Format::PrometheusText
+        }
+    }
+}
+
+/// The type of a metric family, as declared by a `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    /// `untyped` in the Prometheus text format.
+    Untyped,
+    Info,
+    StateSet,
+    GaugeHistogram,
+    /// `unknown` in OpenMetrics, or no `# TYPE` line at all.
+    Unknown,
+}
+
+impl MetricType {
+    /// The word used for this type in `# TYPE` lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
+            MetricType::Untyped => "untyped",
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the `# HELP`, `# TYPE` and `# UNIT` lines say about one metric family.
+/// Fields not given are empty (`kind` is then [`MetricType::Unknown`]); when a
+/// line is repeated for a family, the last one wins.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricMetadata {
+    /// The family name as written in the metadata lines (for OpenMetrics counters,
+    /// without `_total`).
+    pub family: String,
+    pub kind: MetricType,
+    /// Unescaped HELP text.
+    pub help: String,
+    /// OpenMetrics UNIT; always empty for the text format.
+    pub unit: String,
+}
+
+/// One sample. `labels` excludes the metric name and keeps exposition order;
+/// label values are unescaped. A NaN value has Prometheus's canonical NaN bits
+/// (`0x7ff8000000000001`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    /// The exposed timestamp in milliseconds, if any.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A sample borrowed from the body being parsed, as given to [`parse_each`].
+/// Same meaning as [`Sample`], without the per-sample allocations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleRef<'a> {
+    pub name: &'a str,
+    pub labels: &'a [(&'a str, Cow<'a, str>)],
+    pub value: f64,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl SampleRef<'_> {
+    /// Copies the sample into an owned [`Sample`].
+    pub fn to_owned(&self) -> Sample {
+        Sample {
+            name: self.name.to_string(),
+            labels: self
+                .labels
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+/// Everything a body contained.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Exposition {
+    pub samples: Vec<Sample>,
+    /// One entry per family that has metadata lines, in order of first mention.
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// Why a body was rejected. Displays as `line 12: <message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parses a whole body in `format`.
+pub fn parse(body: &[u8], format: Format) -> Result<Exposition, ParseError> {
+    let mut samples = Vec::new();
+    let metadata = parse_each(body, format, |sample| samples.push(sample.to_owned()))?;
+    Ok(Exposition { samples, metadata })
+}
+
+/// Parses a whole body in `format`, handing each sample to `on_sample` as it is
+/// read instead of collecting them, and returns the metadata. On error, the
+/// samples before the bad line have already been handed over; the caller decides
+/// whether to discard them (Prometheus does).
+pub fn parse_each<F>(
+    body: &[u8],
+    format: Format,
+    mut on_sample: F,
+) -> Result<Vec<MetricMetadata>, ParseError>
+where
+    F: FnMut(SampleRef<'_>),
+{
+    let mut metadata = MetadataTable::default();
+    match format {
+        Format::PrometheusText => text::parse(body, &mut metadata, &mut on_sample)?,
+        Format::OpenMetrics => openmetrics::parse(body, &mut metadata, &mut on_sample)?,
+    }
+    Ok(metadata.entries)
+}
+
+/// Collects metadata lines by family, keeping first-mention order.
+#[derive(Default)]
+struct MetadataTable {
+    entries: Vec<MetricMetadata>,
+    index: HashMap<String, usize>,
+}
+
+impl MetadataTable {
+    fn family(&mut self, family: &str) -> &mut MetricMetadata {
+        // HELP, TYPE and UNIT of one family are nearly always adjacent.
+        let last_matches = self.entries.last().is_some_and(|m| m.family == family);
+        let position = if last_matches {
+            self.entries.len() - 1
+        } else if let Some(&position) = self.index.get(family) {
+            position
+        } else {
+            self.index.insert(family.to_string(), self.entries.len());
+            self.entries.push(MetricMetadata {
+                family: family.to_string(),
+                kind: MetricType::Unknown,
+                help: String::new(),
+                unit: String::new(),
+            });
+            self.entries.len() - 1
+        };
+        &mut self.entries[position]
+    }
+
+    fn set_help(&mut self, family: &str, help: Cow<'_, str>) {
+        self.family(family).help = help.into_owned();
+    }
+
+    fn set_kind(&mut self, family: &str, kind: MetricType) {
+        self.family(family).kind = kind;
+    }
+
+    fn set_unit(&mut self, family: &str, unit: &str) {
+        self.family(family).unit = unit.to_string();
+    }
+}

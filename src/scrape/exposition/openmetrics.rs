@@ -1,0 +1,264 @@
+//! The OpenMetrics 1.0 text format, read line by line.
+//!
+//! Grammar, as Prometheus 2.42's `openmetricslex.l` and `openmetricsparse.go`
+//! accept it. Separators are exactly one space; there are no blank lines, no
+//! free comments and no trailing commas; every line ends with `\n` except `# EOF`,
+//! which must come last:
+//!
+//! ```text
+//! body     = { line "\n" } "# EOF" [ "\n" ] ;
+//! line     = "# " ( "HELP" | "TYPE" | "UNIT" ) " " name " " text
+//!          | sample ;
+//! sample   = name [ "{" [ label { "," label } ] "}" ] " " value [ " " seconds ]
+//!            [ " # {" [ label { "," label } ] "}" " " value [ " " seconds ] ] ;
+//! label    = lname "=" quoted ;
+//! ```
+//!
+//! HELP text uses the label value escapes (`\\`, `\"`, `\n`); a non-empty UNIT
+//! must be a `_`-separated suffix of the family name. Timestamps are float
+//! seconds, converted to milliseconds. Exemplars (the part after ` # `) are only
+//! allowed on `_total` and `_bucket` samples; they are validated and dropped.
+//! `_created` samples are ordinary series, as in Prometheus 2.42.
+
+use super::lex::{self, Cursor, LabelRef, LABEL_VALUE_ESCAPES};
+use super::{MetadataTable, MetricType, ParseError, SampleRef};
+
+pub(super) fn parse<F>(
+    body: &[u8],
+    metadata: &mut MetadataTable,
+    on_sample: &mut F,
+) -> Result<(), ParseError>
+where
+    F: FnMut(SampleRef<'_>),
+{
+    let mut labels = Vec::new();
+    let mut eof_line = None;
+    let mut next_line = 1;
+    for line in lex::lines(body) {
+        let fail = |message: String| ParseError {
+            line: line.number,
+            message,
+        };
+        next_line = line.number + 1;
+        if eof_line.is_some() {
+            return Err(fail("unexpected data after # EOF".to_string()));
+        }
+        if line.bytes == b"# EOF" {
+            eof_line = Some(line.number);
+            continue;
+        }
+        if !line.terminated {
+            return Err(fail(format!(
+                "data does not end with # EOF (last line {} has no newline)",
+                lex::describe(line.bytes)
+            )));
+        }
+        parse_line(line.bytes, metadata, &mut labels, on_sample).map_err(fail)?;
+    }
+    match eof_line {
+        Some(_) => Ok(()),
+        None => Err(ParseError {
+            line: next_line,
+            message: "data does not end with # EOF".to_string(),
+        }),
+    }
+}
+
+fn parse_line<'a, F>(
+    line: &'a [u8],
+    metadata: &mut MetadataTable,
+    labels: &mut Vec<LabelRef<'a>>,
+    on_sample: &mut F,
+) -> Result<(), String>
+where
+    F: FnMut(SampleRef<'_>),
+{
+    let cursor = Cursor::new(line);
+    match cursor.peek() {
+        Some(b'#') => parse_metadata(cursor, metadata),
+        _ => parse_sample(cursor, labels, on_sample),
+    }
+}
+
+fn parse_metadata(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result<(), String> {
+    let keyword = if cursor.eat_prefix(b"# HELP ") {
+        "HELP"
+    } else if cursor.eat_prefix(b"# TYPE ") {
+        "TYPE"
+    } else if cursor.eat_prefix(b"# UNIT ") {
+        "UNIT"
+    } else if cursor.rest().starts_with(b"# EOF") {
+        return Err("unexpected data after # EOF".to_string());
+    } else {
+        return Err(format!(
+            "expected '# HELP ', '# TYPE ', '# UNIT ' or '# EOF', got {}",
+            cursor.describe_rest()
+        ));
+    };
+    let family = cursor.metric_name().ok_or_else(|| {
+        format!(
+            "expected metric name after {keyword}, got {}",
+            cursor.describe_rest()
+        )
+    })?;
+    if !cursor.eat(b' ') {
+        return Err(format!(
+            "expected ' ' and text after {keyword} {family}, got {}",
+            cursor.describe_rest()
+        ));
+    }
+    let text = cursor.take_rest();
+    match keyword {
+        "HELP" => {
+            let help = std::str::from_utf8(text)
+                .map_err(|_| format!("HELP text of {family} is not valid UTF-8"))?;
+            metadata.set_help(family, lex::unescape(help, LABEL_VALUE_ESCAPES));
+        }
+        "TYPE" => metadata.set_kind(family, metric_type(text)?),
+        _ => {
+            let not_a_suffix = || {
+                format!(
+                    "unit {} is not a suffix of metric {family}",
+                    lex::describe(text)
+                )
+            };
+            let unit = std::str::from_utf8(text).map_err(|_| not_a_suffix())?;
+            let is_suffix = family
+                .strip_suffix(unit)
+                .is_some_and(|stem| stem.ends_with('_'));
+            if !unit.is_empty() && !is_suffix {
+                return Err(not_a_suffix());
+            }
+            metadata.set_unit(family, unit);
+        }
+    }
+    Ok(())
+}
+
+fn metric_type(word: &[u8]) -> Result<MetricType, String> {
+    Ok(match word {
+        b"counter" => MetricType::Counter,
+        b"gauge" => MetricType::Gauge,
+        b"histogram" => MetricType::Histogram,
+        b"gaugehistogram" => MetricType::GaugeHistogram,
+        b"summary" => MetricType::Summary,
+        b"info" => MetricType::Info,
+        b"stateset" => MetricType::StateSet,
+        b"unknown" => MetricType::Unknown,
+        _ => return Err(format!("invalid metric type {}", lex::describe(word))),
+    })
+}
+
+fn parse_sample<'a, F>(
+    mut cursor: Cursor<'a>,
+    labels: &mut Vec<LabelRef<'a>>,
+    on_sample: &mut F,
+) -> Result<(), String>
+where
+    F: FnMut(SampleRef<'_>),
+{
+    let name = cursor.metric_name().ok_or_else(|| {
+        format!(
+            "expected metric name or '# ', got {}",
+            cursor.describe_rest()
+        )
+    })?;
+    labels.clear();
+    if cursor.eat(b'{') {
+        parse_labels(&mut cursor, labels)?;
+    }
+    let value = lex::parse_float(space_then_token(&mut cursor, "value")?)?;
+    let mut timestamp_ms = None;
+    if !cursor.at_end() && !cursor.rest().starts_with(b" # {") {
+        timestamp_ms = Some(lex::parse_seconds_as_millis(space_then_token(
+            &mut cursor,
+            "timestamp",
+        )?)?);
+    }
+    if !cursor.at_end() {
+        if !cursor.eat_prefix(b" # {") {
+            return Err(format!(
+                "expected exemplar or end of line after timestamp, got {}",
+                cursor.describe_rest()
+            ));
+        }
+        check_exemplar(name, &mut cursor)?;
+    }
+    if let Some(duplicate) = lex::duplicate_label(labels) {
+        return Err(format!("duplicate label name {duplicate:?} in {name}"));
+    }
+    on_sample(SampleRef {
+        name,
+        labels,
+        value,
+        timestamp_ms,
+    });
+    Ok(())
+}
+
+/// Reads `" " token`, where the token runs to the next space or the line's end.
+fn space_then_token<'a>(cursor: &mut Cursor<'a>, what: &str) -> Result<&'a [u8], String> {
+    let token = if cursor.eat(b' ') {
+        cursor.take_while(|b| b != b' ')
+    } else {
+        &[]
+    };
+    if token.is_empty() {
+        return Err(format!(
+            "expected ' ' and {what}, got {}",
+            cursor.describe_rest()
+        ));
+    }
+    Ok(token)
+}
+
+/// Parses label pairs after the opening `{`, through the closing `}`.
+fn parse_labels<'a>(cursor: &mut Cursor<'a>, labels: &mut Vec<LabelRef<'a>>) -> Result<(), String> {
+    if cursor.eat(b'}') {
+        return Ok(());
+    }
+    loop {
+        let label = cursor
+            .label_name()
+            .ok_or_else(|| format!("expected label name, got {}", cursor.describe_rest()))?;
+        if !cursor.eat(b'=') {
+            return Err(format!(
+                "expected '=' after label name {label}, got {}",
+                cursor.describe_rest()
+            ));
+        }
+        let value = cursor.label_value()?;
+        labels.push((label, value));
+        if cursor.eat(b'}') {
+            return Ok(());
+        }
+        if !cursor.eat(b',') {
+            return Err(format!(
+                "expected ',' or '}}' after label value, got {}",
+                cursor.describe_rest()
+            ));
+        }
+    }
+}
+
+/// Validates an exemplar after its ` # {` and consumes it through the line's end.
+fn check_exemplar(name: &str, cursor: &mut Cursor<'_>) -> Result<(), String> {
+    if !(name.ends_with("_total") || name.ends_with("_bucket")) {
+        return Err(format!(
+            "metric name {name} does not support exemplars (only _total and _bucket do)"
+        ));
+    }
+    let mut exemplar_labels = Vec::new();
+    parse_labels(cursor, &mut exemplar_labels)?;
+    lex::parse_float(space_then_token(cursor, "exemplar value")?)?;
+    if !cursor.at_end() {
+        lex::parse_seconds_as_millis(space_then_token(cursor, "exemplar timestamp")?)?;
+    }
+    if !cursor.at_end() {
+        return Err(format!(
+            "expected end of line after exemplar, got {}",
+            cursor.describe_rest()
+        ));
+    }
+    Ok(())
+}

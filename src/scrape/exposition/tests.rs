@@ -1,0 +1,686 @@
+//! Tests of the exposition parsers: one test per grammar feature for each format,
+//! then a corpus of bad inputs that must fail on a named line, then a
+//! no-panic sweep over truncations and byte flips of valid bodies.
+
+use super::*;
+
+fn text(body: &str) -> Exposition {
+    parse(body.as_bytes(), Format::PrometheusText)
+        .unwrap_or_else(|e| panic!("text body failed: {e}\n{body}"))
+}
+
+fn om(body: &str) -> Exposition {
+    parse(body.as_bytes(), Format::OpenMetrics)
+        .unwrap_or_else(|e| panic!("OpenMetrics body failed: {e}\n{body}"))
+}
+
+/// A sample built from string pieces, for comparisons.
+fn sample(name: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: Option<i64>) -> Sample {
+    Sample {
+        name: name.to_string(),
+        labels: labels
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        value,
+        timestamp_ms,
+    }
+}
+
+fn meta(family: &str, kind: MetricType, help: &str, unit: &str) -> MetricMetadata {
+    MetricMetadata {
+        family: family.to_string(),
+        kind,
+        help: help.to_string(),
+        unit: unit.to_string(),
+    }
+}
+
+fn only_value(exposition: &Exposition) -> f64 {
+    assert_eq!(exposition.samples.len(), 1, "{exposition:?}");
+    exposition.samples[0].value
+}
+
+// ---- content negotiation -------------------------------------------------------
+
+#[test]
+fn format_from_content_type() {
+    use Format::*;
+    let cases = [
+        (
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            OpenMetrics,
+        ),
+        (
+            Some("application/openmetrics-text;version=0.0.1"),
+            OpenMetrics,
+        ),
+        (Some("Application/OpenMetrics-Text"), OpenMetrics),
+        (
+            Some(" application/openmetrics-text ; version=1.0.0"),
+            OpenMetrics,
+        ),
+        (
+            Some("text/plain; version=0.0.4; charset=utf-8"),
+            PrometheusText,
+        ),
+        (Some("text/plain"), PrometheusText),
+        (Some("application/json"), PrometheusText),
+        (Some(""), PrometheusText),
+        (Some(";;;"), PrometheusText),
+        (None, PrometheusText),
+    ];
+    for (content_type, want) in cases {
+        assert_eq!(
+            Format::from_content_type(content_type),
+            want,
+            "{content_type:?}"
+        );
+    }
+}
+
+#[test]
+fn accept_header_matches_prometheus_2_42() {
+    assert_eq!(
+        SCRAPE_ACCEPT_HEADER,
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+    );
+}
+
+#[test]
+fn parse_error_display() {
+    let err = ParseError {
+        line: 12,
+        message: "bad".into(),
+    };
+    assert_eq!(err.to_string(), "line 12: bad");
+}
+
+// ---- Prometheus text 0.0.4 ---------------------------------------------------
+
+#[test]
+fn text_simple_samples_and_timestamps() {
+    let got = text("a 1\nb{x=\"y\"} 2.5 1700000000000\nc_total{x=\"1\",y=\"2\"} -3e2\n");
+    assert_eq!(
+        got.samples,
+        vec![
+            sample("a", &[], 1.0, None),
+            sample("b", &[("x", "y")], 2.5, Some(1_700_000_000_000)),
+            sample("c_total", &[("x", "1"), ("y", "2")], -300.0, None),
+        ]
+    );
+    assert!(got.metadata.is_empty());
+}
+
+#[test]
+fn text_help_and_type() {
+    let got = text(
+        "# HELP http_requests_total The total.\\nSecond line \\\\ \\\" kept\n\
+         # TYPE http_requests_total counter\n\
+         http_requests_total{code=\"200\"} 1027\n\
+         # TYPE rpc summary\n# TYPE h histogram\n# TYPE g gauge\n# TYPE u untyped\n",
+    );
+    assert_eq!(
+        got.metadata,
+        vec![
+            meta(
+                "http_requests_total",
+                MetricType::Counter,
+                "The total.\nSecond line \\ \\\" kept",
+                ""
+            ),
+            meta("rpc", MetricType::Summary, "", ""),
+            meta("h", MetricType::Histogram, "", ""),
+            meta("g", MetricType::Gauge, "", ""),
+            meta("u", MetricType::Untyped, "", ""),
+        ]
+    );
+}
+
+#[test]
+fn text_help_edge_cases() {
+    // Empty help, tabs as separators, trailing blanks kept, repeated HELP: last wins.
+    let got = text("# HELP a\n#\tHELP\tb\tx y  \n# HELP c first\n# HELP c second\n# HELP d   \n");
+    assert_eq!(
+        got.metadata,
+        vec![
+            meta("a", MetricType::Unknown, "", ""),
+            meta("b", MetricType::Unknown, "x y  ", ""),
+            meta("c", MetricType::Unknown, "second", ""),
+            meta("d", MetricType::Unknown, "", ""),
+        ]
+    );
+}
+
+#[test]
+fn text_other_comments_are_ignored() {
+    let got = text(
+        "#no space\n# just a comment\n#\n# HELPER text\n# TYPEWRITER\n# help lower case\n\
+         # comment with invalid utf8 \u{fffd}\nx 1\n",
+    );
+    assert_eq!(got.samples, vec![sample("x", &[], 1.0, None)]);
+    assert!(got.metadata.is_empty());
+    // Invalid UTF-8 in an ordinary comment is ignored, as in Prometheus.
+    let body = b"# caf\xe9\nx 1\n";
+    assert_eq!(
+        parse(body, Format::PrometheusText).unwrap().samples.len(),
+        1
+    );
+}
+
+#[test]
+fn text_blank_lines_and_whitespace() {
+    let got = text("\n\n  \t\n  a   1 \t 5  \n\tb{ x = \"1\" , y=\"2\" , }\t2\t\n\n");
+    assert_eq!(
+        got.samples,
+        vec![
+            sample("a", &[], 1.0, Some(5)),
+            sample("b", &[("x", "1"), ("y", "2")], 2.0, None),
+        ]
+    );
+}
+
+#[test]
+fn text_no_trailing_newline() {
+    assert_eq!(text("a 1").samples, vec![sample("a", &[], 1.0, None)]);
+    assert_eq!(text("a 1 2").samples, vec![sample("a", &[], 1.0, Some(2))]);
+    assert!(text("").samples.is_empty());
+}
+
+#[test]
+fn text_label_value_escapes() {
+    let got = text(r#"a{x="q\"b\\s\nn",y="\t kept",z="é😀",w=""} 1"#);
+    assert_eq!(
+        got.samples[0].labels,
+        vec![
+            ("x".to_string(), "q\"b\\s\nn".to_string()),
+            ("y".to_string(), "\\t kept".to_string()),
+            ("z".to_string(), "é😀".to_string()),
+            ("w".to_string(), String::new()),
+        ]
+    );
+}
+
+#[test]
+fn text_label_set_shapes() {
+    // Empty braces, trailing comma, and (Prometheus quirk) no comma at all.
+    assert!(text("a{} 1").samples[0].labels.is_empty());
+    assert_eq!(text("a{x=\"1\",} 1").samples[0].labels.len(), 1);
+    assert_eq!(text("a{x=\"1\" y=\"2\"} 1").samples[0].labels.len(), 2);
+    // No blank needed between the closing brace and the value.
+    assert_eq!(only_value(&text("a{x=\"1\"}7")), 7.0);
+}
+
+#[test]
+fn text_names_charset() {
+    let got = text("a:b_c:9 1\n_x 1\n:y 1\nn{_l=\"\",L9_=\"\"} 1\n");
+    let names: Vec<_> = got.samples.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["a:b_c:9", "_x", ":y", "n"]);
+    assert_eq!(got.samples[3].labels[1].0, "L9_");
+}
+
+#[test]
+fn text_values() {
+    let cases: &[(&str, f64)] = &[
+        ("1", 1.0),
+        ("-1", -1.0),
+        ("+1", 1.0),
+        ("1.5", 1.5),
+        (".5", 0.5),
+        ("5.", 5.0),
+        ("1e3", 1000.0),
+        ("1E-3", 0.001),
+        ("-2.5e+2", -250.0),
+        ("0", 0.0),
+        ("007", 7.0),
+        ("1.7976931348623157e308", f64::MAX),
+        ("1e-400", 0.0),
+        ("+Inf", f64::INFINITY),
+        ("-Inf", f64::NEG_INFINITY),
+        ("Inf", f64::INFINITY),
+        ("inf", f64::INFINITY),
+        ("+infinity", f64::INFINITY),
+        ("-Infinity", f64::NEG_INFINITY),
+        ("9007199254740993", 9007199254740992.0),
+    ];
+    for (token, want) in cases {
+        let got = only_value(&text(&format!("a {token}\n")));
+        assert_eq!(got.to_bits(), want.to_bits(), "{token}");
+    }
+    for token in ["NaN", "nan", "NAN"] {
+        let got = only_value(&text(&format!("a {token}\n")));
+        assert_eq!(got.to_bits(), 0x7ff8_0000_0000_0001, "{token}");
+    }
+}
+
+#[test]
+fn text_timestamps() {
+    let got = text("a 1 0\nb 1 9223372036854775807\nc 1 0001\n");
+    let ts: Vec<_> = got.samples.iter().map(|s| s.timestamp_ms).collect();
+    assert_eq!(ts, [Some(0), Some(i64::MAX), Some(1)]);
+}
+
+#[test]
+fn text_histogram_and_summary_are_plain_series() {
+    let got = text(
+        "# TYPE h histogram\nh_bucket{le=\"0.1\"} 1\nh_bucket{le=\"+Inf\"} 3\nh_sum 4.5\nh_count 3\n\
+         # TYPE s summary\ns{quantile=\"0.99\"} 1\ns_sum 2\ns_count 3\n",
+    );
+    let names: Vec<_> = got.samples.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["h_bucket", "h_bucket", "h_sum", "h_count", "s", "s_sum", "s_count"]
+    );
+    assert_eq!(
+        got.samples[1].labels,
+        vec![("le".to_string(), "+Inf".to_string())]
+    );
+}
+
+#[test]
+fn text_nul_allowed_in_label_values_help_and_comments() {
+    let body = b"# HELP a x\0y\n# c\0\na{l=\"\0\"} 1\n";
+    let got = parse(body, Format::PrometheusText).unwrap();
+    assert_eq!(got.metadata[0].help, "x\0y");
+    assert_eq!(got.samples[0].labels[0].1, "\0");
+}
+
+#[test]
+fn parse_each_streams_borrowed_samples() {
+    let body = b"a{x=\"1\",y=\"e\\\\\"} 1\nb 2 3\n";
+    let mut seen = Vec::new();
+    let metadata = parse_each(body, Format::PrometheusText, |s| {
+        seen.push(s.to_owned());
+        if s.name == "a" {
+            assert!(matches!(s.labels[0].1, Cow::Borrowed("1")));
+            assert!(matches!(s.labels[1].1, Cow::Owned(_)));
+        }
+    })
+    .unwrap();
+    assert!(metadata.is_empty());
+    assert_eq!(seen, parse(body, Format::PrometheusText).unwrap().samples);
+}
+
+// ---- OpenMetrics 1.0 ------------------------------------------------------------
+
+#[test]
+fn om_minimal_and_eof() {
+    assert_eq!(om("# EOF\n"), Exposition::default());
+    assert_eq!(om("# EOF"), Exposition::default());
+    assert_eq!(
+        om("a 1\n# EOF\n").samples,
+        vec![sample("a", &[], 1.0, None)]
+    );
+}
+
+#[test]
+fn om_metadata_lines() {
+    let got = om("# TYPE foo_seconds counter\n# UNIT foo_seconds seconds\n\
+                  # HELP foo_seconds A \\\"quoted\\\" \\\\ help\\nline \\t.\n\
+                  foo_seconds_total 1\nfoo_seconds_created 1.6e9\n\
+                  # TYPE i info\n# TYPE s stateset\n# TYPE gh gaugehistogram\n# TYPE u unknown\n\
+                  # TYPE g gauge\n# TYPE h histogram\n# TYPE sm summary\n# UNIT e \n# HELP e \n# EOF\n");
+    assert_eq!(
+        got.metadata,
+        vec![
+            meta(
+                "foo_seconds",
+                MetricType::Counter,
+                "A \"quoted\" \\ help\nline \\t.",
+                "seconds"
+            ),
+            meta("i", MetricType::Info, "", ""),
+            meta("s", MetricType::StateSet, "", ""),
+            meta("gh", MetricType::GaugeHistogram, "", ""),
+            meta("u", MetricType::Unknown, "", ""),
+            meta("g", MetricType::Gauge, "", ""),
+            meta("h", MetricType::Histogram, "", ""),
+            meta("sm", MetricType::Summary, "", ""),
+            meta("e", MetricType::Unknown, "", ""),
+        ]
+    );
+    // Counters' family names come without `_total`; `_created` is a plain series.
+    assert_eq!(
+        got.samples,
+        vec![
+            sample("foo_seconds_total", &[], 1.0, None),
+            sample("foo_seconds_created", &[], 1.6e9, None),
+        ]
+    );
+}
+
+#[test]
+fn om_timestamps_are_seconds() {
+    let got = om("a 1 1520879607.789\nb 1 1520879607\nc 1 -1.5\nd 1 1e3\ne 1 0.0009\n# EOF\n");
+    let ts: Vec<_> = got.samples.iter().map(|s| s.timestamp_ms).collect();
+    assert_eq!(
+        ts,
+        [
+            Some(1_520_879_607_789),
+            Some(1_520_879_607_000),
+            Some(-1500),
+            Some(1_000_000),
+            Some(0)
+        ]
+    );
+}
+
+#[test]
+fn om_labels_and_escapes() {
+    let got = om("a{x=\"1\",y=\"q\\\"\\n\\\\\"} 1\nb{} 2\n# EOF\n");
+    assert_eq!(
+        got.samples,
+        vec![
+            sample("a", &[("x", "1"), ("y", "q\"\n\\")], 1.0, None),
+            sample("b", &[], 2.0, None),
+        ]
+    );
+}
+
+#[test]
+fn om_values() {
+    let got = om("a +Inf\nb -Inf\nc NaN\nd 1.5e-3\ne -0\n# EOF\n");
+    let values: Vec<_> = got.samples.iter().map(|s| s.value).collect();
+    assert_eq!(values[0], f64::INFINITY);
+    assert_eq!(values[1], f64::NEG_INFINITY);
+    assert_eq!(values[2].to_bits(), 0x7ff8_0000_0000_0001);
+    assert_eq!(values[3], 1.5e-3);
+    assert!(values[4] == 0.0 && values[4].is_sign_negative());
+}
+
+#[test]
+fn om_exemplars_are_parsed_and_skipped() {
+    let got = om("# TYPE foo histogram\n\
+                  foo_bucket{le=\"0.1\"} 8 # {trace_id=\"abc\"} 0.05 1520879607.789\n\
+                  foo_bucket{le=\"+Inf\"} 9 123 # {} 1\n\
+                  foo_count 9\n\
+                  bar_total 3 # {a=\"1\",b=\"x\\\"y\"} NaN\n# EOF\n");
+    assert_eq!(
+        got.samples,
+        vec![
+            sample("foo_bucket", &[("le", "0.1")], 8.0, None),
+            sample("foo_bucket", &[("le", "+Inf")], 9.0, Some(123_000)),
+            sample("foo_count", &[], 9.0, None),
+            sample("bar_total", &[], 3.0, None),
+        ]
+    );
+}
+
+#[test]
+fn om_composite_types_are_plain_series() {
+    let got = om("# TYPE s stateset\ns{s=\"a\"} 1\ns{s=\"b\"} 0\n\
+                  # TYPE i info\ni_info{version=\"1.2\"} 1\n\
+                  # TYPE gh gaugehistogram\ngh_bucket{le=\"+Inf\"} 3\ngh_gcount 3\ngh_gsum 1\n# EOF\n");
+    let names: Vec<_> = got.samples.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["s", "s", "i_info", "gh_bucket", "gh_gcount", "gh_gsum"]
+    );
+}
+
+// ---- bad inputs ---------------------------------------------------------------
+
+/// Each case: format, body, the line the error must name, a piece of its message.
+const BAD: &[(Format, &[u8], usize, &str)] = {
+    use Format::{OpenMetrics as OM, PrometheusText as T};
+    &[
+        // Truncated lines.
+        (T, b"a 1\nb", 2, "expected value"),
+        (T, b"a 1\nb{", 2, "expected label name"),
+        (T, b"a{x", 1, "expected '='"),
+        (T, b"a{x=", 1, "'\"'"),
+        (T, b"a{x=\"1", 1, "unterminated label value"),
+        (T, b"a{x=\"1\"", 1, "expected label name or '}'"),
+        (T, b"a{x=\"1\"}", 1, "expected value"),
+        (T, b"# HELP ", 1, "expected metric name after HELP"),
+        (T, b"# TYPE a", 1, "invalid metric type"),
+        (OM, b"a 1\nb", 2, "data does not end with # EOF"),
+        (OM, b"a{x=\"1\n# EOF\n", 1, "unterminated label value"),
+        (OM, b"a\n# EOF\n", 1, "expected ' ' and value"),
+        (
+            OM,
+            b"# HELP a\n# EOF\n",
+            1,
+            "expected ' ' and text after HELP",
+        ),
+        // Bad escapes and quoting.
+        (T, b"a{x=\"1\\\"} 1\n", 1, "unterminated label value"),
+        (T, b"a{x=\"1\\", 1, "backslash at end of line"),
+        (T, b"a{x=1} 1\n", 1, "'\"'"),
+        (T, b"a{x='1'} 1\n", 1, "'\"'"),
+        (OM, b"a{x=\"\\\"} 1\n# EOF\n", 1, "unterminated label value"),
+        // Raw newline inside a label value (Prometheus would join the lines).
+        (T, b"a{x=\"1\n2\"} 1\n", 1, "unterminated label value"),
+        // Bad numbers.
+        (T, b"a 1.2.3\n", 1, "invalid number"),
+        (T, b"a one\n", 1, "invalid number"),
+        (T, b"a 0x1A\n", 1, "invalid number"),
+        (T, b"a 0x1p3\n", 1, "invalid number"),
+        (T, b"a 1_000\n", 1, "invalid number"),
+        (T, b"a 1e\n", 1, "invalid number"),
+        (T, b"a .\n", 1, "invalid number"),
+        (T, b"a -\n", 1, "invalid number"),
+        (T, b"a +NaN\n", 1, "invalid number"),
+        (T, b"a -nan\n", 1, "invalid number"),
+        (T, b"a infin\n", 1, "invalid number"),
+        (T, b"a 1e400\n", 1, "out of range"),
+        (T, b"a -1e400\n", 1, "out of range"),
+        (T, b"a 1}\n", 1, "invalid number"),
+        (T, b"a 1 -5\n", 1, "expected timestamp"),
+        (T, b"a 1 1.5\n", 1, "expected end of line after timestamp"),
+        (T, b"a 1 2 3\n", 1, "expected end of line after timestamp"),
+        (T, b"a 1 9223372036854775808\n", 1, "out of range"),
+        (T, b"a 1 12abc\n", 1, "expected end of line after timestamp"),
+        (OM, b"a 1 NaN\n# EOF\n", 1, "invalid timestamp"),
+        (OM, b"a 1 +Inf\n# EOF\n", 1, "invalid timestamp"),
+        (OM, b"a 1 1e400\n# EOF\n", 1, "out of range"),
+        (OM, b"a 1 abc\n# EOF\n", 1, "invalid number"),
+        (OM, b"a x\n# EOF\n", 1, "invalid number"),
+        // OpenMetrics EOF rules.
+        (OM, b"", 1, "data does not end with # EOF"),
+        (OM, b"a 1\n", 2, "data does not end with # EOF"),
+        (OM, b"a 1\n# EOF\nb 1\n", 3, "unexpected data after # EOF"),
+        (OM, b"# EOF\n\n", 2, "unexpected data after # EOF"),
+        (OM, b"# EOF\n# EOF\n", 2, "unexpected data after # EOF"),
+        (OM, b"# EOF \n", 1, "unexpected data after # EOF"),
+        (OM, b"# EOFx\n", 1, "unexpected data after # EOF"),
+        (OM, b"a 1\n# EO", 2, "data does not end with # EOF"),
+        // OpenMetrics strictness.
+        (OM, b"\n# EOF\n", 1, "expected metric name"),
+        (OM, b"# comment\n# EOF\n", 1, "expected '# HELP '"),
+        (OM, b"#HELP a x\n# EOF\n", 1, "expected '# HELP '"),
+        (OM, b"a  1\n# EOF\n", 1, "expected ' ' and value"),
+        (OM, b"a 1 \n# EOF\n", 1, "expected ' ' and timestamp"),
+        (OM, b"a\t1\n# EOF\n", 1, "expected ' ' and value"),
+        (OM, b"a{x=\"1\",} 1\n# EOF\n", 1, "expected label name"),
+        (OM, b"a{x=\"1\" } 1\n# EOF\n", 1, "expected ',' or '}'"),
+        (
+            OM,
+            b"a{x=\"1\"y=\"2\"} 1\n# EOF\n",
+            1,
+            "expected ',' or '}'",
+        ),
+        (OM, b"a{,} 1\n# EOF\n", 1, "expected label name"),
+        (
+            OM,
+            b"a 1 2 3\n# EOF\n",
+            1,
+            "expected exemplar or end of line",
+        ),
+        (OM, b"# TYPE a untyped\n# EOF\n", 1, "invalid metric type"),
+        (OM, b"# TYPE a counter \n# EOF\n", 1, "invalid metric type"),
+        (OM, b"# UNIT a_seconds bytes\n# EOF\n", 1, "not a suffix"),
+        (OM, b"# UNIT seconds seconds\n# EOF\n", 1, "not a suffix"),
+        (OM, b"# UNIT aseconds seconds\n# EOF\n", 1, "not a suffix"),
+        (OM, b"# UNIT a_s \xff\n# EOF\n", 1, "not a suffix"),
+        // Exemplars.
+        (
+            OM,
+            b"a 1 # {x=\"1\"} 1\n# EOF\n",
+            1,
+            "does not support exemplars",
+        ),
+        (OM, b"a_total 1 # {x=\"1\"}\n# EOF\n", 1, "exemplar value"),
+        (OM, b"a_total 1 # {x=\"1\"} z\n# EOF\n", 1, "invalid number"),
+        (
+            OM,
+            b"a_total 1 # {x=\"1\"} 1 NaN\n# EOF\n",
+            1,
+            "invalid timestamp",
+        ),
+        (
+            OM,
+            b"a_total 1 # {x=\"1\"} 1 2 3\n# EOF\n",
+            1,
+            "end of line after exemplar",
+        ),
+        (OM, b"a_total 1 # {x=1} 1\n# EOF\n", 1, "'\"'"),
+        (OM, b"a_total 1 # x\n# EOF\n", 1, "invalid number"),
+        // Invalid names.
+        (T, b"1a 1\n", 1, "expected metric name"),
+        (T, b"a-b 1\n", 1, "invalid number"),
+        (T, b"{x=\"1\"} 1\n", 1, "expected metric name"),
+        (T, b"a{1x=\"1\"} 1\n", 1, "expected label name"),
+        (T, b"a{x:y=\"1\"} 1\n", 1, "expected '='"),
+        (T, b"a{x-y=\"1\"} 1\n", 1, "expected '='"),
+        (T, b"\xc3\xa9 1\n", 1, "expected metric name"),
+        (T, b"# HELP 1a x\n", 1, "expected metric name after HELP"),
+        (T, b"# TYPE a-b counter\n", 1, "invalid metric type"),
+        (T, b"# TYPE a  counter\n", 1, "invalid metric type"),
+        (T, b"# TYPE a Counter\n", 1, "invalid metric type"),
+        (T, b"# TYPE a info\n", 1, "invalid metric type"),
+        (OM, b"9a 1\n# EOF\n", 1, "expected metric name"),
+        (OM, b"a{1=\"1\"} 1\n# EOF\n", 1, "expected label name"),
+        (
+            OM,
+            b"# TYPE 1a counter\n# EOF\n",
+            1,
+            "expected metric name after TYPE",
+        ),
+        // Duplicate labels.
+        (
+            T,
+            b"a{x=\"1\",x=\"2\"} 1\n",
+            1,
+            "duplicate label name \"x\"",
+        ),
+        (
+            T,
+            b"a{__name__=\"b\"} 1\n",
+            1,
+            "duplicate label name \"__name__\"",
+        ),
+        (
+            OM,
+            b"a{x=\"1\",y=\"1\",x=\"1\"} 1\n# EOF\n",
+            1,
+            "duplicate label name \"x\"",
+        ),
+        // Invalid UTF-8.
+        (T, b"a{x=\"\xff\"} 1\n", 1, "invalid UTF-8 in label value"),
+        (T, b"a 1\n# HELP a \xc3\x28\n", 2, "not valid UTF-8"),
+        (T, b"a \xff\n", 1, "invalid number"),
+        (T, b"a\xff 1\n", 1, "invalid number"),
+        (
+            OM,
+            b"a{x=\"\xe2\x82\"} 1\n# EOF\n",
+            1,
+            "invalid UTF-8 in label value",
+        ),
+        (OM, b"# HELP a \xff\n# EOF\n", 1, "not valid UTF-8"),
+        // NUL outside the places Prometheus allows it.
+        (T, b"a 1\n\0\n", 2, "expected metric name"),
+        (T, b"a\0 1\n", 1, "invalid number"),
+        // Odd characters and line shapes.
+        (T, b"a 1\r\n", 1, "invalid number"),
+        (T, b"a{} {}\n", 1, "expected value"),
+        (T, b"a 1 {x=\"1\"}\n", 1, "expected timestamp"),
+        (T, b"a {x=\"1\"} 1 extra\n", 1, "expected timestamp"),
+        (T, b"a{x=\"1\",,} 1\n", 1, "expected label name"),
+        (T, b"a{,} 1\n", 1, "expected label name"),
+        (T, b"a{x=\"1\"}} 1\n", 1, "invalid number"),
+        (
+            T,
+            b"ok 1\nok 2\n\n# fine\nbad line here\n",
+            5,
+            "invalid number",
+        ),
+    ]
+};
+
+#[test]
+fn bad_inputs_fail_on_the_named_line() {
+    let mut failures = Vec::new();
+    for (format, body, line, fragment) in BAD {
+        match parse(body, *format) {
+            Ok(got) => failures.push(format!(
+                "{format:?} {:?}: accepted, got {got:?}",
+                String::from_utf8_lossy(body)
+            )),
+            Err(err) if err.line != *line || !err.message.contains(fragment) => {
+                failures.push(format!(
+                    "{format:?} {:?}: got `{err}`, want line {line} containing {fragment:?}",
+                    String::from_utf8_lossy(body)
+                ))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} bad inputs misjudged:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Valid bodies covering every grammar path, used by the no-panic sweep below.
+const VALID: &[(Format, &str)] = &[
+    (
+        Format::PrometheusText,
+        "# HELP a Some \\\\ help\\n.\n# TYPE a counter\na{x=\"1\",y=\"q\\\"\\\\\\n\",} 1.5e3 123\n\
+         # comment\n\n\tb {z=\"é\"} -Inf\nc NaN 9\n",
+    ),
+    (
+        Format::OpenMetrics,
+        "# HELP a_seconds Some \\\" help\n# TYPE a_seconds counter\n# UNIT a_seconds seconds\n\
+         a_seconds_total{x=\"1\",y=\"\\\"\"} 1.5e3 123.456 # {t=\"é\"} 0.5 1.25\n\
+         a_seconds_created 1.7e9\nb{} +Inf\n# EOF\n",
+    ),
+];
+
+#[test]
+fn truncations_and_byte_flips_never_panic() {
+    let replacements = [
+        b'\0', b'\n', b' ', b'\t', b'"', b'\\', b'{', b'}', b',', b'=', b'#', 0xff, 0xc3, b'e',
+    ];
+    for (format, body) in VALID {
+        let body = body.as_bytes();
+        parse(body, *format).expect("the valid body itself must parse");
+        for end in 0..=body.len() {
+            let _ = parse(&body[..end], *format);
+        }
+        for position in 0..body.len() {
+            for replacement in replacements {
+                let mut mutated = body.to_vec();
+                mutated[position] = replacement;
+                let _ = parse(&mutated, *format);
+                mutated.remove(position);
+                let _ = parse(&mutated, *format);
+            }
+        }
+    }
+}
+
+#[test]
+fn many_labels_use_the_sorting_duplicate_check() {
+    let mut line = String::from("a{");
+    for i in 0..40 {
+        line.push_str(&format!("l{i}=\"v\","));
+    }
+    let ok = format!("{line}}} 1\n");
+    assert_eq!(text(&ok).samples[0].labels.len(), 40);
+    let bad = format!("{line}l7=\"again\"}} 1\n");
+    let err = parse(bad.as_bytes(), Format::PrometheusText).unwrap_err();
+    assert!(err.message.contains("\"l7\""), "{err}");
+}

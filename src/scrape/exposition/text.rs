@@ -1,0 +1,195 @@
+//! The Prometheus text exposition format, version 0.0.4, read line by line.
+//!
+//! Grammar, as Prometheus 2.42's `promlex.l` and `promparse.go` accept it (spaces
+//! and tabs are interchangeable wherever blanks are allowed):
+//!
+//! ```text
+//! line     = blanks ( "" | comment | sample ) ;
+//! comment  = "#" blanks1 ( "HELP" | "TYPE" ) blanks1 name [ byte text ]  (* text: rest of line *)
+//!          | "#" anything ;                                             (* ignored *)
+//! sample   = name blanks [ "{" labels "}" ] blanks value [ blanks1 digits ] blanks ;
+//! labels   = blanks { lname blanks "=" blanks quoted blanks [ "," ] blanks } ;
+//! ```
+//!
+//! The byte right after a HELP/TYPE name is dropped (it is normally the separating
+//! space), the TYPE text must be exactly a type word, and label pairs may be
+//! separated by a comma, a trailing comma or (a Prometheus quirk) nothing at all.
+//! A body need not end with a newline.
+
+use super::lex::{self, Cursor, LabelRef};
+use super::{MetadataTable, MetricType, ParseError, SampleRef};
+
+pub(super) fn parse<F>(
+    body: &[u8],
+    metadata: &mut MetadataTable,
+    on_sample: &mut F,
+) -> Result<(), ParseError>
+where
+    F: FnMut(SampleRef<'_>),
+{
+    let mut labels = Vec::new();
+    for line in lex::lines(body) {
+        parse_line(line.bytes, metadata, &mut labels, on_sample).map_err(|message| ParseError {
+            line: line.number,
+            message,
+        })?;
+    }
+    Ok(())
+}
+
+fn parse_line<'a, F>(
+    line: &'a [u8],
+    metadata: &mut MetadataTable,
+    labels: &mut Vec<LabelRef<'a>>,
+    on_sample: &mut F,
+) -> Result<(), String>
+where
+    F: FnMut(SampleRef<'_>),
+{
+    let mut cursor = Cursor::new(line);
+    cursor.skip_blanks();
+    match cursor.peek() {
+        None => Ok(()),
+        Some(b'#') => parse_comment(cursor, metadata),
+        Some(_) => parse_sample(cursor, labels, on_sample),
+    }
+}
+
+fn parse_comment(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result<(), String> {
+    cursor.eat(b'#');
+    if !matches!(cursor.peek(), Some(b' ' | b'\t')) {
+        return Ok(());
+    }
+    cursor.skip_blanks();
+    let keyword = if cursor.eat_prefix(b"HELP") {
+        "HELP"
+    } else if cursor.eat_prefix(b"TYPE") {
+        "TYPE"
+    } else {
+        return Ok(());
+    };
+    if !matches!(cursor.peek(), Some(b' ' | b'\t')) {
+        // "# HELPful remark": an ordinary comment.
+        return Ok(());
+    }
+    cursor.skip_blanks();
+    let family = cursor.metric_name().ok_or_else(|| {
+        format!(
+            "expected metric name after {keyword}, got {}",
+            cursor.describe_rest()
+        )
+    })?;
+    let rest = cursor.take_rest();
+    // Prometheus's lexer reads a rest made only of blanks as no text at all.
+    let text = if rest.iter().all(|&b| b == b' ' || b == b'\t') {
+        &[]
+    } else {
+        rest.get(1..).unwrap_or_default()
+    };
+    if keyword == "HELP" {
+        let help = std::str::from_utf8(text)
+            .map_err(|_| format!("HELP text of {family} is not valid UTF-8"))?;
+        metadata.set_help(family, lex::unescape(help, lex::TEXT_HELP_ESCAPES));
+    } else {
+        metadata.set_kind(family, metric_type(text)?);
+    }
+    Ok(())
+}
+
+fn metric_type(word: &[u8]) -> Result<MetricType, String> {
+    Ok(match word {
+        b"counter" => MetricType::Counter,
+        b"gauge" => MetricType::Gauge,
+        b"histogram" => MetricType::Histogram,
+        b"summary" => MetricType::Summary,
+        b"untyped" => MetricType::Untyped,
+        _ => return Err(format!("invalid metric type {}", lex::describe(word))),
+    })
+}
+
+fn parse_sample<'a, F>(
+    mut cursor: Cursor<'a>,
+    labels: &mut Vec<LabelRef<'a>>,
+    on_sample: &mut F,
+) -> Result<(), String>
+where
+    F: FnMut(SampleRef<'_>),
+{
+    let name = cursor.metric_name().ok_or_else(|| {
+        format!(
+            "expected metric name, comment or blank line, got {}",
+            cursor.describe_rest()
+        )
+    })?;
+    cursor.skip_blanks();
+    labels.clear();
+    if cursor.eat(b'{') {
+        parse_labels(&mut cursor, labels)?;
+        cursor.skip_blanks();
+    }
+    let value = cursor.take_while(|b| !matches!(b, b' ' | b'\t' | b'{'));
+    if value.is_empty() {
+        return Err(format!(
+            "expected value after metric {name}, got {}",
+            cursor.describe_rest()
+        ));
+    }
+    let value = lex::parse_float(value)?;
+    cursor.skip_blanks();
+    let mut timestamp_ms = None;
+    if !cursor.at_end() {
+        let digits = cursor.take_while(|b| b.is_ascii_digit());
+        if digits.is_empty() {
+            return Err(format!(
+                "expected timestamp or end of line after value, got {}",
+                cursor.describe_rest()
+            ));
+        }
+        timestamp_ms = Some(lex::parse_millis(digits)?);
+        cursor.skip_blanks();
+        if !cursor.at_end() {
+            return Err(format!(
+                "expected end of line after timestamp, got {}",
+                cursor.describe_rest()
+            ));
+        }
+    }
+    if let Some(duplicate) = lex::duplicate_label(labels) {
+        return Err(format!("duplicate label name {duplicate:?} in {name}"));
+    }
+    on_sample(SampleRef {
+        name,
+        labels,
+        value,
+        timestamp_ms,
+    });
+    Ok(())
+}
+
+/// Parses label pairs after the opening `{`, through the closing `}`.
+fn parse_labels<'a>(cursor: &mut Cursor<'a>, labels: &mut Vec<LabelRef<'a>>) -> Result<(), String> {
+    loop {
+        cursor.skip_blanks();
+        if cursor.eat(b'}') {
+            return Ok(());
+        }
+        let label = cursor.label_name().ok_or_else(|| {
+            format!(
+                "expected label name or '}}', got {}",
+                cursor.describe_rest()
+            )
+        })?;
+        cursor.skip_blanks();
+        if !cursor.eat(b'=') {
+            return Err(format!(
+                "expected '=' after label name {label}, got {}",
+                cursor.describe_rest()
+            ));
+        }
+        cursor.skip_blanks();
+        let value = cursor.label_value()?;
+        labels.push((label, value));
+        cursor.skip_blanks();
+        cursor.eat(b',');
+    }
+}
