@@ -29,7 +29,9 @@ fn federated(promflow: &Promflow) -> Vec<String> {
 }
 
 fn has(promflow: &Promflow, series_prefix: &str) -> bool {
-    federated(promflow).iter().any(|s| s.starts_with(series_prefix))
+    federated(promflow)
+        .iter()
+        .any(|s| s.starts_with(series_prefix))
 }
 
 /// Whether the oracle's instant query for `expr` returns any series now.
@@ -47,9 +49,15 @@ fn a_vanished_series_is_stale_at_once_like_prometheus() {
 
     exporter.set(Reply::text("a 1\n"));
     // Far sooner than the 5m lookback: stale markers, not expiry.
-    assert!(wait_until(WAIT, || !has(&promflow, "b{")), "b still federated");
+    assert!(
+        wait_until(WAIT, || !has(&promflow, "b{")),
+        "b still federated"
+    );
     assert!(has(&promflow, "a{"));
-    assert!(wait_until(WAIT, || !oracle_has(&oracle, "b")), "oracle still has b");
+    assert!(
+        wait_until(WAIT, || !oracle_has(&oracle, "b")),
+        "oracle still has b"
+    );
 }
 
 #[test]
@@ -59,15 +67,24 @@ fn a_failed_scrape_marks_up_zero_and_its_series_stale() {
     assert!(wait_until(WAIT, || has(&promflow, "a{")));
 
     exporter.set(Reply::text("a 1\nthis is { not a metric\n"));
-    assert!(wait_until(WAIT, || !has(&promflow, "a{")), "a still federated after a failed scrape");
+    assert!(
+        wait_until(WAIT, || !has(&promflow, "a{")),
+        "a still federated after a failed scrape"
+    );
     let up = promflow.federate(&[r#"up{job="app"}"#]);
     assert_eq!(up.samples.len(), 1);
     assert_eq!(up.samples[0].value, 0.0);
-    let parse_errors = promflow.metrics().sum("promflow_scrape_parse_errors_total").unwrap_or(0.0);
+    let parse_errors = promflow
+        .metrics()
+        .sum("promflow_scrape_parse_errors_total")
+        .unwrap_or(0.0);
     assert!(parse_errors >= 1.0, "parse error not counted");
 
     exporter.set(Reply::text("a 1\n"));
-    assert!(wait_until(WAIT, || has(&promflow, "a{")), "a did not come back");
+    assert!(
+        wait_until(WAIT, || has(&promflow, "a{")),
+        "a did not come back"
+    );
 }
 
 #[test]
@@ -77,7 +94,10 @@ fn a_removed_job_goes_stale_on_reload() {
     assert!(wait_until(WAIT, || has(&promflow, "a{")));
     promflow.write_config("scrape_configs: []\n");
     assert_eq!(promflow.reload().status, 200);
-    assert!(wait_until(WAIT, || federated(&promflow).is_empty()), "series of the removed job remain");
+    assert!(
+        wait_until(WAIT, || federated(&promflow).is_empty()),
+        "series of the removed job remain"
+    );
 }
 
 #[test]
@@ -93,9 +113,16 @@ fn scrape_requests_carry_prometheus_headers() {
             .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
-    assert_eq!(header("user-agent"), format!("promflow/{}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        header("user-agent"),
+        format!("promflow/{}", env!("CARGO_PKG_VERSION"))
+    );
     let accept = header("accept");
-    assert!(accept.contains("application/openmetrics-text") && accept.contains("text/plain;version=0.0.4"), "{accept}");
+    assert!(
+        accept.contains("application/openmetrics-text")
+            && accept.contains("text/plain;version=0.0.4"),
+        "{accept}"
+    );
     assert!(header("accept-encoding").contains("gzip"));
     assert_eq!(header("x-prometheus-scrape-timeout-seconds"), "1");
     drop(promflow);
@@ -109,10 +136,17 @@ fn gzip_and_openmetrics_bodies_are_ingested() {
     let exporter = Exporter::start(reply);
     let promflow = Promflow::start(&config(&exporter, ""));
     let oracle = Prometheus::start(&config(&exporter, ""));
-    assert!(wait_until(WAIT, || has(&promflow, "c_total{")), "{:?}", federated(&promflow));
+    assert!(
+        wait_until(WAIT, || has(&promflow, "c_total{")),
+        "{:?}",
+        federated(&promflow)
+    );
     assert!(wait_until(WAIT, || oracle_has(&oracle, "c_total")));
     // Prometheus 2.42 keeps `_created` as a series of its own; so must we.
-    assert_eq!(has(&promflow, "c_created{"), oracle_has(&oracle, "c_created"));
+    assert_eq!(
+        has(&promflow, "c_created{"),
+        oracle_has(&oracle, "c_created")
+    );
 }
 
 #[test]
@@ -127,7 +161,10 @@ fn conflicting_labels_become_exported_unless_honored() {
     assert_eq!(s.label("exported_instance"), Some("x"));
 
     let honoring = Promflow::start(&config(&exporter, "    honor_labels: true\n"));
-    assert!(wait_until(WAIT, || !honoring.federate(&["m"]).samples.is_empty()));
+    assert!(wait_until(WAIT, || !honoring
+        .federate(&["m"])
+        .samples
+        .is_empty()));
     let m = honoring.federate(&["m"]);
     assert_eq!(m.samples[0].label("job"), Some("inner"));
     assert_eq!(m.samples[0].label("instance"), Some("x"));
@@ -137,11 +174,20 @@ fn conflicting_labels_become_exported_unless_honored() {
 fn limits_fail_the_scrape() {
     let exporter = Exporter::start(Reply::text("a 1\nb 2\nc 3\n"));
     let promflow = Promflow::start(&config(&exporter, "    sample_limit: 2\n"));
-    assert!(wait_until(WAIT, || !promflow.federate(&[r#"up{job="app"}"#]).samples.is_empty()));
-    assert_eq!(promflow.federate(&[r#"up{job="app"}"#]).samples[0].value, 0.0);
+    assert!(wait_until(WAIT, || !promflow
+        .federate(&[r#"up{job="app"}"#])
+        .samples
+        .is_empty()));
+    assert_eq!(
+        promflow.federate(&[r#"up{job="app"}"#]).samples[0].value,
+        0.0
+    );
     assert!(!has(&promflow, "a{"));
 
     let small = Promflow::start(&config(&exporter, "    body_size_limit: 4B\n"));
-    assert!(wait_until(WAIT, || !small.federate(&[r#"up{job="app"}"#]).samples.is_empty()));
+    assert!(wait_until(WAIT, || !small
+        .federate(&[r#"up{job="app"}"#])
+        .samples
+        .is_empty()));
     assert_eq!(small.federate(&[r#"up{job="app"}"#]).samples[0].value, 0.0);
 }

@@ -71,8 +71,15 @@ struct LoopState {
     /// Series ids (and labels) of the previous scrape that had no explicit timestamp:
     /// the ones that get stale markers when they vanish.
     previous: HashMap<u64, Arc<Labels>>,
-    /// Interned labels, so a series' labels are allocated once, not per scrape.
-    interned: HashMap<u64, Arc<Labels>>,
+    /// The scrape cache, like Prometheus's: a hash of a sample's series as exposed
+    /// (name and labels in exposition order) → its final labels, or `None` if metric
+    /// relabeling drops it. A series seen before skips labeling, relabeling and limit
+    /// checks. Rebuilt every scrape from what the scrape exposed, so churn does not
+    /// grow it. (A 64-bit hash stands in for the raw series text; a collision needs
+    /// ~2^32 series in one target.)
+    cache: HashMap<u64, Option<Arc<Labels>>>,
+    /// Labels of `up`, `scrape_duration_seconds`, … in [`REPORT_SERIES`] order.
+    report_labels: Vec<Arc<Labels>>,
 }
 
 /// How a loop is told to stop: `true` = write stale markers (target went away),
@@ -90,7 +97,11 @@ pub async fn run(
     let offset = scrape_offset(spec.identity(), interval, now_ms());
     let mut state = LoopState {
         previous: HashMap::new(),
-        interned: HashMap::new(),
+        cache: HashMap::new(),
+        report_labels: REPORT_SERIES
+            .iter()
+            .map(|name| Arc::new(with_name(&spec.labels, name)))
+            .collect(),
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -119,8 +130,7 @@ pub async fn run(
                 value: STALE_MARKER,
             })
             .collect();
-        for name in REPORT_SERIES {
-            let labels = Arc::new(with_name(&spec.labels, name));
+        for labels in state.report_labels {
             batch.push(Sample {
                 series_id: labels.hash(),
                 labels,
@@ -162,10 +172,12 @@ async fn scrape_once(
     let fetched = fetch(spec, ctx).await;
     let mut scraped = 0usize;
     let result = fetched.and_then(|(body, content_type)| {
-        let parsed = exposition::parse(&body, Format::from_content_type(content_type.as_deref()))
-            .map_err(|e| ScrapeError::Parse(e.to_string()))?;
-        scraped = parsed.samples.len();
-        build_samples(spec, parsed, ts, state)
+        let format = Format::from_content_type(content_type.as_deref());
+        let mut builder = BatchBuilder::new(spec, ts, state);
+        let parsed = exposition::parse_each(&body, format, |sample| builder.add(sample));
+        scraped = builder.scraped;
+        parsed.map_err(|e| ScrapeError::Parse(e.to_string()))?;
+        builder.finish()
     });
     let duration = started.elapsed();
     let (mut batch, current, error) = match result {
@@ -189,27 +201,21 @@ async fn scrape_once(
     }
     state.previous = current;
     let up = if error.is_none() { 1.0 } else { 0.0 };
-    for (name, value) in [
-        ("up", up),
-        ("scrape_duration_seconds", duration.as_secs_f64()),
-        ("scrape_samples_scraped", scraped as f64),
-        ("scrape_samples_post_metric_relabeling", post_relabel as f64),
-        ("scrape_series_added", added as f64),
-    ] {
-        let labels = intern(state, with_name(&spec.labels, name));
+    let values = [
+        up,
+        duration.as_secs_f64(),
+        scraped as f64,
+        post_relabel as f64,
+        added as f64,
+    ];
+    for (labels, value) in state.report_labels.iter().zip(values) {
         batch.push(Sample {
             series_id: labels.hash(),
-            labels,
+            labels: labels.clone(),
             timestamp_ms: ts,
             value,
         });
     }
-    // Keep interned labels only for series still produced, so churn does not grow it.
-    state.interned = batch
-        .iter()
-        .filter(|s| !dataflows::is_stale_marker(s.value))
-        .map(|s| (s.series_id, s.labels.clone()))
-        .collect();
     ctx.ingester.commit(batch);
     drop(in_flight);
     ctx.ingester.advance_watermark();
@@ -289,56 +295,121 @@ fn describe_reqwest_error(e: &reqwest::Error, timeout: Duration) -> String {
 
 type BuiltSamples = (Vec<Sample>, HashMap<u64, Arc<Labels>>);
 
-/// Labels, relabels and limits the parsed samples. Returns the batch and the series
-/// (without explicit timestamps) seen in it.
-fn build_samples(
-    spec: &TargetSpec,
-    parsed: exposition::Exposition,
+/// Turns the samples of one scrape into a batch: target labels, metric relabeling and
+/// limits through the scrape cache. The first limit error stops the scrape.
+struct BatchBuilder<'a> {
+    spec: &'a TargetSpec,
     ts: i64,
-    state: &mut LoopState,
-) -> Result<BuiltSamples, ScrapeError> {
-    let mut batch = Vec::with_capacity(parsed.samples.len());
-    let mut current = HashMap::with_capacity(parsed.samples.len());
-    let mut seen_explicit: HashSet<u64> = HashSet::new();
-    let metric_relabel = &spec.config.metric_relabel_configs;
-    for sample in parsed.samples {
-        let labels = attach_target_labels(spec, sample.name, sample.labels);
-        let labels = if metric_relabel.is_empty() {
-            labels
-        } else {
-            match relabel::process(metric_relabel, &labels) {
-                Some(l) => l,
-                None => continue,
+    state: &'a mut LoopState,
+    next_cache: HashMap<u64, Option<Arc<Labels>>>,
+    batch: Vec<Sample>,
+    /// Series without an explicit timestamp: the ones staleness tracks.
+    current: HashMap<u64, Arc<Labels>>,
+    scraped: usize,
+    error: Option<ScrapeError>,
+}
+
+impl<'a> BatchBuilder<'a> {
+    fn new(spec: &'a TargetSpec, ts: i64, state: &'a mut LoopState) -> Self {
+        let expected = state.cache.len();
+        BatchBuilder {
+            spec,
+            ts,
+            state,
+            next_cache: HashMap::with_capacity(expected),
+            batch: Vec::with_capacity(expected),
+            current: HashMap::with_capacity(expected),
+            scraped: 0,
+            error: None,
+        }
+    }
+
+    fn add(&mut self, sample: exposition::SampleRef<'_>) {
+        self.scraped += 1;
+        if self.error.is_some() {
+            return;
+        }
+        let key = exposed_series_hash(&sample);
+        let labels = match self.next_cache.get(&key) {
+            Some(cached) => cached.clone(),
+            None => {
+                let cached = match self.state.cache.remove(&key) {
+                    Some(cached) => cached,
+                    None => match label_new_series(self.spec, &sample) {
+                        Ok(labels) => labels.map(Arc::new),
+                        Err(e) => {
+                            self.error = Some(e);
+                            return;
+                        }
+                    },
+                };
+                self.next_cache.insert(key, cached.clone());
+                cached
             }
         };
-        check_label_limits(spec, &labels)?;
-        let labels = intern(state, labels);
+        let Some(labels) = labels else { return };
         let id = labels.hash();
-        let timestamp_ms = match (spec.honor_timestamps, sample.timestamp_ms) {
-            (true, Some(explicit)) => {
-                seen_explicit.insert(id);
-                explicit
-            }
+        let timestamp_ms = match (self.spec.honor_timestamps, sample.timestamp_ms) {
+            (true, Some(explicit)) => explicit,
             _ => {
-                current.insert(id, labels.clone());
-                ts
+                self.current.insert(id, labels.clone());
+                self.ts
             }
         };
-        batch.push(Sample {
+        self.batch.push(Sample {
             series_id: id,
             labels,
             timestamp_ms,
             value: sample.value,
         });
     }
-    if spec.limits.samples > 0 && batch.len() as u64 > spec.limits.samples {
-        return Err(ScrapeError::Limit(format!(
-            "sample limit exceeded: {} samples, limit {}",
-            batch.len(),
-            spec.limits.samples
-        )));
+
+    fn finish(self) -> Result<BuiltSamples, ScrapeError> {
+        self.state.cache = self.next_cache;
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let limit = self.spec.limits.samples;
+        if limit > 0 && self.batch.len() as u64 > limit {
+            return Err(ScrapeError::Limit(format!(
+                "sample limit exceeded: {} samples, limit {limit}",
+                self.batch.len()
+            )));
+        }
+        Ok((self.batch, self.current))
     }
-    Ok((batch, current))
+}
+
+/// A hash of the series as the target exposed it: name, then labels in order.
+fn exposed_series_hash(sample: &exposition::SampleRef<'_>) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(sample.name.as_bytes());
+    for (name, value) in sample.labels {
+        hasher.update(&[0xff]);
+        hasher.update(name.as_bytes());
+        hasher.update(&[0xfe]);
+        hasher.update(value.as_bytes());
+    }
+    hasher.digest()
+}
+
+/// Final labels of a series not in the cache: target labels merged, metric relabeling
+/// applied (`None` = dropped), label limits checked.
+fn label_new_series(
+    spec: &TargetSpec,
+    sample: &exposition::SampleRef<'_>,
+) -> Result<Option<Labels>, ScrapeError> {
+    let scraped: Vec<(String, String)> = sample
+        .labels
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let labels = attach_target_labels(spec, sample.name.to_string(), scraped);
+    let Some(labels) = relabel::process(&spec.config.metric_relabel_configs, &labels) else {
+        return Ok(None);
+    };
+    check_label_limits(spec, &labels)?;
+    Ok(Some(labels))
 }
 
 /// Merges target labels into a scraped sample's labels the way Prometheus does: with
@@ -414,15 +485,6 @@ fn with_name(target_labels: &Labels, name: &str) -> Labels {
         .collect();
     pairs.push(("__name__".into(), name.to_string()));
     Labels::from_pairs(pairs)
-}
-
-fn intern(state: &mut LoopState, labels: Labels) -> Arc<Labels> {
-    let id = labels.hash();
-    state
-        .interned
-        .entry(id)
-        .or_insert_with(|| Arc::new(labels))
-        .clone()
 }
 
 #[cfg(test)]
