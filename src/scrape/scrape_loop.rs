@@ -77,7 +77,7 @@ struct LoopState {
     /// checks. Rebuilt every scrape from what the scrape exposed, so churn does not
     /// grow it. (A 64-bit hash stands in for the raw series text; a collision needs
     /// ~2^32 series in one target.)
-    cache: HashMap<u64, Option<Arc<Labels>>>,
+    cache: HashMap<u64, Option<CachedSeries>>,
     /// Labels of `up`, `scrape_duration_seconds`, … in [`REPORT_SERIES`] order.
     report_labels: Vec<Arc<Labels>>,
 }
@@ -295,13 +295,16 @@ fn describe_reqwest_error(e: &reqwest::Error, timeout: Duration) -> String {
 
 type BuiltSamples = (Vec<Sample>, HashMap<u64, Arc<Labels>>);
 
+/// A series in the scrape cache: its id and final labels.
+type CachedSeries = (u64, Arc<Labels>);
+
 /// Turns the samples of one scrape into a batch: target labels, metric relabeling and
 /// limits through the scrape cache. The first limit error stops the scrape.
 struct BatchBuilder<'a> {
     spec: &'a TargetSpec,
     ts: i64,
     state: &'a mut LoopState,
-    next_cache: HashMap<u64, Option<Arc<Labels>>>,
+    next_cache: HashMap<u64, Option<CachedSeries>>,
     batch: Vec<Sample>,
     /// Series without an explicit timestamp: the ones staleness tracks.
     current: HashMap<u64, Arc<Labels>>,
@@ -336,7 +339,7 @@ impl<'a> BatchBuilder<'a> {
                 let cached = match self.state.cache.remove(&key) {
                     Some(cached) => cached,
                     None => match label_new_series(self.spec, &sample) {
-                        Ok(labels) => labels.map(Arc::new),
+                        Ok(labels) => labels.map(|l| (l.hash(), Arc::new(l))),
                         Err(e) => {
                             self.error = Some(e);
                             return;
@@ -347,8 +350,7 @@ impl<'a> BatchBuilder<'a> {
                 cached
             }
         };
-        let Some(labels) = labels else { return };
-        let id = labels.hash();
+        let Some((id, labels)) = labels else { return };
         let timestamp_ms = match (self.spec.honor_timestamps, sample.timestamp_ms) {
             (true, Some(explicit)) => explicit,
             _ => {
