@@ -4,4 +4,5 @@
 //! The reference evaluator is the oracle that maintained dataflow operators are
 //! checked against; it follows Prometheus 3.x semantics (left-open windows).
 
+pub mod plan;
 pub mod testscript;
