@@ -1,0 +1,232 @@
+//! Reference evaluator: computes a [`Plan`] at one instant from a [`SeriesSource`].
+//!
+//! This is the from-scratch oracle that maintained operators are checked against. It
+//! follows Prometheus 3.x: instant selectors look back over `(t - lookback, t]`, range
+//! selectors cover `(t - range, t]`, a stale marker ends a series, `@`/`offset` shift
+//! the evaluation time of the selector (or subquery) they modify. A range query is
+//! instant evaluation at each step ([`Evaluator::range`]).
+//!
+//! One function family per file: [`selector`] (instant/range/subquery selection),
+//! [`rate`], [`over_time`], [`aggregate`], [`binary`], [`math`], [`functions`]
+//! (time, labels, absent, sort, clamp, histogram_quantile, …).
+
+pub mod aggregate;
+pub mod binary;
+pub mod functions;
+pub mod histogram;
+pub mod math;
+pub mod over_time;
+pub mod rate;
+pub mod selector;
+
+use crate::labels::Labels;
+use crate::promql::plan::Plan;
+use crate::selector::Selector;
+use std::sync::Arc;
+
+/// Where the evaluator reads samples from.
+pub trait SeriesSource {
+    /// Every series matching `matchers` with its samples in `[start_ms, end_ms]`
+    /// (both inclusive), sorted by time; stale markers included.
+    fn select(
+        &self,
+        matchers: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(Arc<Labels>, Vec<(i64, f64)>)>;
+}
+
+/// One element of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Element {
+    /// Labels of the element.
+    pub labels: Arc<Labels>,
+    /// Its value.
+    pub value: f64,
+}
+
+/// One series of a range vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Labels of the series.
+    pub labels: Arc<Labels>,
+    /// Points `(timestamp_ms, value)`, sorted by time.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A PromQL value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A scalar.
+    Scalar(f64),
+    /// A string.
+    String(String),
+    /// An instant vector.
+    Vector(Vec<Element>),
+    /// A range vector.
+    Matrix(Vec<Series>),
+}
+
+/// A runtime error (Prometheus's `execution` errors).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalError(pub String);
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Shorthand result type.
+pub type EvalResult<T> = Result<T, EvalError>;
+
+/// Settings and the source for one query.
+pub struct Evaluator<'a> {
+    /// The samples.
+    pub source: &'a dyn SeriesSource,
+    /// Lookback delta in ms (Prometheus default 5m).
+    pub lookback_ms: i64,
+    /// Default subquery step in ms (the rule/global evaluation interval; tests use 1m).
+    pub subquery_step_ms: i64,
+    /// Query start (for `@ start()`), ms.
+    pub start_ms: i64,
+    /// Query end (for `@ end()`), ms.
+    pub end_ms: i64,
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator for an instant query at `t_ms` with Prometheus's defaults.
+    pub fn new(source: &'a dyn SeriesSource, t_ms: i64) -> Evaluator<'a> {
+        Evaluator {
+            source,
+            lookback_ms: 5 * 60_000,
+            subquery_step_ms: 60_000,
+            start_ms: t_ms,
+            end_ms: t_ms,
+        }
+    }
+
+    /// Evaluates `plan` at every step of `[start, end]`, assembling a matrix (a scalar
+    /// result becomes a series with no labels). Series are sorted by labels.
+    pub fn range(&self, plan: &Plan, start: i64, end: i64, step: i64) -> EvalResult<Vec<Series>> {
+        let mut out: std::collections::BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = Default::default();
+        let mut t = start;
+        while t <= end {
+            match self.eval(plan, t)? {
+                Value::Scalar(v) => out
+                    .entry(Arc::new(Labels::default()))
+                    .or_default()
+                    .push((t, v)),
+                Value::Vector(v) => {
+                    for e in v {
+                        out.entry(e.labels).or_default().push((t, e.value));
+                    }
+                }
+                _ => return Err(EvalError("range query of a non-vector expression".into())),
+            }
+            if step <= 0 {
+                break;
+            }
+            t += step;
+        }
+        Ok(out
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect())
+    }
+
+    /// Evaluates `plan` at `t` (ms).
+    pub fn eval(&self, plan: &Plan, t: i64) -> EvalResult<Value> {
+        Ok(match plan {
+            Plan::Number(v) => Value::Scalar(*v),
+            Plan::String(s) => Value::String(s.clone()),
+            Plan::Vector(sel) => Value::Vector(selector::instant(self, sel, t)),
+            Plan::Matrix { .. } | Plan::Subquery { .. } => {
+                Value::Matrix(selector::range_arg(self, plan, t)?.series)
+            }
+            Plan::Neg(inner) => match self.eval(inner, t)? {
+                Value::Scalar(v) => Value::Scalar(-v),
+                Value::Vector(v) => Value::Vector(
+                    v.into_iter()
+                        .map(|e| Element {
+                            labels: drop_name(&e.labels),
+                            value: -e.value,
+                        })
+                        .collect(),
+                ),
+                _ => return Err(EvalError("unary minus on a non-numeric value".into())),
+            },
+            Plan::Call { func, args } => {
+                let v = functions::call(self, func, args, t)?;
+                if let Value::Vector(v) = &v {
+                    check_unique(v)?;
+                }
+                v
+            }
+            Plan::Aggregate {
+                op,
+                expr,
+                param,
+                grouping,
+            } => aggregate::eval(self, *op, expr, param.as_deref(), grouping, t)?,
+            Plan::Binary {
+                op,
+                lhs,
+                rhs,
+                matching,
+                return_bool,
+            } => binary::eval(self, *op, lhs, rhs, matching.as_ref(), *return_bool, t)?,
+        })
+    }
+
+    /// Evaluates to an instant vector, or errors.
+    pub fn vector(&self, plan: &Plan, t: i64) -> EvalResult<Vec<Element>> {
+        match self.eval(plan, t)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(EvalError(format!("expected instant vector, got {other:?}"))),
+        }
+    }
+
+    /// Evaluates to a scalar, or errors.
+    pub fn scalar(&self, plan: &Plan, t: i64) -> EvalResult<f64> {
+        match self.eval(plan, t)? {
+            Value::Scalar(v) => Ok(v),
+            _ => Err(EvalError("expected scalar".into())),
+        }
+    }
+
+    /// Evaluates to a string, or errors.
+    pub fn string(&self, plan: &Plan, t: i64) -> EvalResult<String> {
+        match self.eval(plan, t)? {
+            Value::String(s) => Ok(s),
+            _ => Err(EvalError("expected string".into())),
+        }
+    }
+}
+
+/// The labels without `__name__`.
+pub fn drop_name(labels: &Arc<Labels>) -> Arc<Labels> {
+    if labels.get(crate::labels::METRIC_NAME).is_none() {
+        return labels.clone();
+    }
+    Arc::new(Labels::from_pairs(
+        labels
+            .iter()
+            .filter(|(n, _)| *n != crate::labels::METRIC_NAME)
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    ))
+}
+
+/// Prometheus's check that a function result has no two elements with the same labels.
+pub fn check_unique(v: &[Element]) -> EvalResult<()> {
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    for e in v {
+        if !seen.insert(e.labels.clone()) {
+            return Err(EvalError(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(())
+}
