@@ -87,6 +87,9 @@ pub fn eval(
         }
         _ => 0.0,
     };
+    if matches!(op, AggOp::Topk | AggOp::Bottomk) && scalar_param.is_nan() {
+        return Err(EvalError("Parameter value is NaN".into()));
+    }
     for e in input {
         add(group_labels(&e.labels, grouping), e);
     }

@@ -139,6 +139,12 @@ fn set_op(op: BinOp, a: Vec<Element>, b: Vec<Element>, m: &Matching) -> Vec<Elem
     }
 }
 
+/// All labels, `__name__` included, as `{a="1", b="2"}`.
+fn fmt_labels(labels: &Labels) -> String {
+    let inner: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
 fn fmt_sig(sig: &[(String, String)]) -> String {
     let inner: Vec<String> = sig.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
     format!("{{{}}}", inner.join(", "))
@@ -161,8 +167,8 @@ fn vector_vector(
                 "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                 fmt_sig(&sig),
                 if one_to_many { "left" } else { "right" },
-                prev.labels,
-                e.labels
+                fmt_labels(&prev.labels),
+                fmt_labels(&e.labels)
             )));
         }
         one_by_sig.insert(sig, e);
@@ -183,12 +189,7 @@ fn vector_vector(
         } else {
             (e.value, o.value)
         };
-        let (mut value, keep) = elem(op, vl, vr);
-        if return_bool {
-            value = f64::from(u8::from(keep));
-        } else if !keep {
-            continue;
-        }
+        // Matching errors are raised before comparison filtering, like upstream.
         let labels = result_labels(&e.labels, &o.labels, op, m, include, return_bool);
         let seen = matched.entry(sig).or_default();
         if m.card == Card::OneToOne {
@@ -201,6 +202,12 @@ fn vector_vector(
             ));
         }
         seen.insert(labels.clone());
+        let (mut value, keep) = elem(op, vl, vr);
+        if return_bool {
+            value = f64::from(u8::from(keep));
+        } else if !keep {
+            continue;
+        }
         out.push(Element { labels, value });
     }
     Ok(out)

@@ -32,6 +32,20 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
     }
     Ok(match func {
         "time" => Value::Scalar(t as f64 / 1000.0),
+        "start" => Value::Scalar(ev.start_ms as f64 / 1000.0),
+        "end" => Value::Scalar(ev.end_ms as f64 / 1000.0),
+        "step" => Value::Scalar(ev.step_ms as f64 / 1000.0),
+        "range" => Value::Scalar((ev.end_ms - ev.start_ms) as f64 / 1000.0),
+        "min_of" | "max_of" => {
+            let (a, b) = (ev.scalar(arg(0)?, t)?, ev.scalar(arg(1)?, t)?);
+            Value::Scalar(if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else if func == "min_of" {
+                a.min(b)
+            } else {
+                a.max(b)
+            })
+        }
         "pi" => Value::Scalar(std::f64::consts::PI),
         "vector" => Value::Vector(vec![Element {
             labels: Arc::default(),
@@ -117,13 +131,14 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
                 names.push(ev.string(p, t)?);
             }
             v.sort_by(|a, b| {
-                let key = |e: &Element| {
-                    names
-                        .iter()
-                        .map(|n| e.labels.get(n).unwrap_or("").to_string())
-                        .collect::<Vec<_>>()
-                };
-                let o = key(a).cmp(&key(b)).then_with(|| a.labels.cmp(&b.labels));
+                let o = names
+                    .iter()
+                    .map(|n| {
+                        natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""))
+                    })
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then_with(|| a.labels.cmp(&b.labels));
                 if func == "sort_by_label_desc" {
                     o.reverse()
                 } else {
@@ -167,7 +182,6 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
     } else {
         (0.0, 0.0)
     };
-    let eval_ms = arg.window_end;
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
         let p = &s.points;
@@ -178,7 +192,7 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
             "irate" => rate::instant_delta(p, true),
             "idelta" => rate::instant_delta(p, false),
             "deriv" => rate::deriv(p),
-            "predict_linear" => rate::predict_linear(p, eval_ms, param),
+            "predict_linear" => rate::predict_linear(p, t, param),
             "resets" => Some(rate::resets(p)),
             "changes" => Some(rate::changes(p)),
             "double_exponential_smoothing" => over_time::double_exponential_smoothing(p, sf, tf)?,
@@ -186,7 +200,7 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
             other => return Err(EvalError(format!("not supported: function {other}"))),
         };
         if let Some(value) = value {
-            let labels = if func == "last_over_time" {
+            let labels = if func == "last_over_time" || func == "first_over_time" {
                 s.labels.clone()
             } else {
                 drop_name(&s.labels)
@@ -209,15 +223,17 @@ fn absent(is_empty: bool, arg: &Plan) -> Value {
     };
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut repeated = Vec::new();
+    let mut seen = Vec::new();
     if let Some(sel) = sel {
         for m in &sel.selector.matchers {
             if m.name == crate::labels::METRIC_NAME {
                 continue;
             }
+            if seen.contains(&m.name) {
+                repeated.push(m.name.clone());
+            }
+            seen.push(m.name.clone());
             if let MatchKind::Equal(v) = &m.kind {
-                if pairs.iter().any(|(n, _)| *n == m.name) {
-                    repeated.push(m.name.clone());
-                }
                 pairs.push((m.name.clone(), v.clone()));
             }
         }
@@ -303,6 +319,35 @@ fn label_join(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value> {
             })
             .collect(),
     ))
+}
+
+/// Natural order: digit runs compare as numbers (`2` < `10`), the rest bytewise.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(&cb) {
+        let o = if x.0 && y.0 {
+            let (tx, ty) = (x.1.trim_start_matches('0'), y.1.trim_start_matches('0'));
+            tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty))
+        } else {
+            x.1.cmp(y.1)
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    ca.len().cmp(&cb.len())
 }
 
 /// The labels with `name` set to `value` (removed when `value` is empty).

@@ -24,16 +24,14 @@ use crate::promql::plan::Plan;
 use crate::selector::Selector;
 use std::sync::Arc;
 
+/// Selected series: labels and `(timestamp_ms, value)` samples sorted by time.
+pub type Selected = Vec<(Arc<Labels>, Vec<(i64, f64)>)>;
+
 /// Where the evaluator reads samples from.
 pub trait SeriesSource {
     /// Every series matching `matchers` with its samples in `[start_ms, end_ms]`
     /// (both inclusive), sorted by time; stale markers included.
-    fn select(
-        &self,
-        matchers: &Selector,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Vec<(Arc<Labels>, Vec<(i64, f64)>)>;
+    fn select(&self, matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected;
 }
 
 /// One element of an instant vector.
@@ -92,6 +90,8 @@ pub struct Evaluator<'a> {
     pub start_ms: i64,
     /// Query end (for `@ end()`), ms.
     pub end_ms: i64,
+    /// Query step (for `step()`), ms; 0 for instant queries.
+    pub step_ms: i64,
 }
 
 impl<'a> Evaluator<'a> {
@@ -103,6 +103,7 @@ impl<'a> Evaluator<'a> {
             subquery_step_ms: 60_000,
             start_ms: t_ms,
             end_ms: t_ms,
+            step_ms: 0,
         }
     }
 
@@ -146,14 +147,17 @@ impl<'a> Evaluator<'a> {
             }
             Plan::Neg(inner) => match self.eval(inner, t)? {
                 Value::Scalar(v) => Value::Scalar(-v),
-                Value::Vector(v) => Value::Vector(
-                    v.into_iter()
+                Value::Vector(v) => {
+                    let v: Vec<Element> = v
+                        .into_iter()
                         .map(|e| Element {
                             labels: drop_name(&e.labels),
                             value: -e.value,
                         })
-                        .collect(),
-                ),
+                        .collect();
+                    check_unique(&v)?;
+                    Value::Vector(v)
+                }
                 _ => return Err(EvalError("unary minus on a non-numeric value".into())),
             },
             Plan::Call { func, args } => {

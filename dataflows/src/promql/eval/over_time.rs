@@ -36,10 +36,24 @@ pub fn apply(name: &str, points: &[(i64, f64)], param: f64) -> Option<f64> {
                 .fold(f64::NAN, |m, v| if v > m || m.is_nan() { v } else { m })
         }
         "last_over_time" => values[values.len() - 1],
+        "first_over_time" => values[0],
+        "ts_of_first_over_time" => points[0].0 as f64 / 1000.0,
+        "ts_of_last_over_time" => points[points.len() - 1].0 as f64 / 1000.0,
+        "ts_of_min_over_time" | "ts_of_max_over_time" => {
+            let max = name == "ts_of_max_over_time";
+            let mut best = points[0];
+            for &p in &points[1..] {
+                if (max && p.1 > best.1) || (!max && p.1 < best.1) || best.1.is_nan() {
+                    best = p;
+                }
+            }
+            best.0 as f64 / 1000.0
+        }
         "present_over_time" => 1.0,
         "stddev_over_time" => math::variance(&values).sqrt(),
         "stdvar_over_time" => math::variance(&values),
         "quantile_over_time" => math::quantile(param, &mut values.clone()),
+        "mad_over_time" if values.iter().any(|v| v.is_nan()) => f64::NAN,
         "mad_over_time" => {
             let mut v = values.clone();
             let median = math::quantile(0.5, &mut v);
@@ -60,6 +74,11 @@ pub fn is_over_time(name: &str) -> bool {
             | "min_over_time"
             | "max_over_time"
             | "last_over_time"
+            | "first_over_time"
+            | "ts_of_first_over_time"
+            | "ts_of_last_over_time"
+            | "ts_of_min_over_time"
+            | "ts_of_max_over_time"
             | "present_over_time"
             | "stddev_over_time"
             | "stdvar_over_time"

@@ -138,11 +138,7 @@ fn expand_item(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), String> {
         out.extend(std::iter::repeat_n(None, k));
         return Ok(());
     }
-    if let Ok(v) = parse_number(item) {
-        out.push(Some(Point::Float(v)));
-        return Ok(());
-    }
-    // `AxK`, `A+BxK`, `A-BxK`. The sign of A is part of A.
+    // `A`, `AxK`, `A+BxK`, `A-BxK`. The sign of A is part of A.
     let (body, times) = match item.rfind('x') {
         Some(i) if !item[..i].is_empty() && item[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
             let k: usize = item[i + 1..]
