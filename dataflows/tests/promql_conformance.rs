@@ -30,7 +30,7 @@ const FLOORS: &[(&str, usize)] = &[
     ("extended_vectors.test", 30),
     ("fill-modifier.test", 1),
     ("functions.test", 325),
-    ("histograms.test", 53),
+    ("histograms.test", 64),
     ("info.test", 0),
     ("limit.test", 0),
     ("literals.test", 25),
@@ -43,7 +43,7 @@ const FLOORS: &[(&str, usize)] = &[
     ("start_timestamps.test", 3),
     ("subquery.test", 32),
     ("trig_functions.test", 19),
-    ("type_and_unit.test", 43),
+    ("type_and_unit.test", 57),
 ];
 
 /// Samples loaded by a script, like upstream's test storage.

@@ -257,6 +257,7 @@ pub const FUNCTIONS: &[&str] = &[
     "exp",
     "floor",
     "histogram_quantile",
+    "histogram_quantiles",
     "hour",
     "idelta",
     "increase",

@@ -11,7 +11,7 @@
 //! not supported yet.
 
 use super::{math, Element, EvalError, EvalResult, Evaluator, Value};
-use crate::labels::{Labels, METRIC_NAME};
+use crate::labels::Labels;
 use crate::promql::plan::{AggOp, Grouping, Plan};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ pub fn group_labels(labels: &Labels, grouping: &Grouping) -> Labels {
             .iter()
             .filter(|(n, _)| match grouping {
                 Grouping::By(keep) => keep.iter().any(|k| k == n),
-                Grouping::Without(drop) => *n != METRIC_NAME && !drop.iter().any(|d| d == n),
+                Grouping::Without(drop) => !super::is_name_label(n) && !drop.iter().any(|d| d == n),
             })
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect(),

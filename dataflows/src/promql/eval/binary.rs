@@ -10,8 +10,8 @@
 //! Mirrors `VectorBinop`, `VectorAnd/Or/Unless`, `VectorscalarBinop` and
 //! `resultMetric` of Prometheus's engine.go, including its many-to-many errors.
 
-use super::{drop_name, Element, EvalError, EvalResult, Evaluator, Value};
-use crate::labels::{Labels, METRIC_NAME};
+use super::{drop_name, is_name_label, Element, EvalError, EvalResult, Evaluator, Value};
+use crate::labels::Labels;
 use crate::promql::plan::{BinOp, Card, Matching, Plan};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -106,7 +106,7 @@ fn signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
             if m.on {
                 m.labels.iter().any(|l| l == n)
             } else {
-                *n != METRIC_NAME && !m.labels.iter().any(|l| l == n)
+                !is_name_label(n) && !m.labels.iter().any(|l| l == n)
             }
         })
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -224,7 +224,7 @@ fn result_labels(
     let drop = !op.is_comparison() || return_bool;
     let mut pairs: Vec<(String, String)> = many
         .iter()
-        .filter(|(n, _)| !(drop && *n == METRIC_NAME))
+        .filter(|(n, _)| !(drop && is_name_label(n)))
         .filter(|(n, _)| {
             if m.card != Card::OneToOne {
                 return true;

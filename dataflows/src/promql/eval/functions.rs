@@ -147,6 +147,23 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             });
             Value::Vector(v)
         }
+        "histogram_quantiles" => {
+            // histogram_quantiles(v, "q", 0.5, 0.9): one element per group and φ,
+            // labelled q="0.5" etc.
+            let v = ev.vector(arg(0)?, t)?;
+            let label = ev.string(arg(1)?, t)?;
+            let mut out = Vec::new();
+            for p in &args[2..] {
+                let phi = ev.scalar(p, t)?;
+                for e in super::histogram::quantile(phi, v.clone()) {
+                    out.push(Element {
+                        labels: set_label(&e.labels, &label, &format!("{phi:?}")),
+                        value: e.value,
+                    });
+                }
+            }
+            Value::Vector(out)
+        }
         "histogram_quantile" => {
             let phi = ev.scalar(arg(0)?, t)?;
             Value::Vector(super::histogram::quantile(phi, ev.vector(arg(1)?, t)?))

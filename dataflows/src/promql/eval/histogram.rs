@@ -1,6 +1,6 @@
 //! `histogram_quantile(φ, b)` over classic buckets (`le` label), as Prometheus's
 //! `bucketQuantile` (promql/quantile.go): buckets grouped by their labels without
-//! `le` and `__name__`, made monotonic, then linear interpolation within a bucket.
+//! `le`, made monotonic, then linear interpolation within a bucket.
 
 use super::{drop_name, Element};
 use crate::labels::Labels;
@@ -17,8 +17,10 @@ pub fn quantile(phi: f64, v: Vec<Element>) -> Vec<Element> {
         let Some(upper) = parse_le(le) else {
             continue;
         };
+        // Grouped with the metric name, dropped afterwards: two histograms that differ
+        // only by name collide, which the caller reports as duplicate label sets.
         let key = Arc::new(Labels::from_pairs(
-            drop_name(&e.labels)
+            e.labels
                 .iter()
                 .filter(|(n, _)| *n != "le")
                 .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -29,7 +31,7 @@ pub fn quantile(phi: f64, v: Vec<Element>) -> Vec<Element> {
     groups
         .into_iter()
         .map(|(labels, buckets)| Element {
-            labels,
+            labels: drop_name(&labels),
             value: bucket_quantile(phi, buckets),
         })
         .collect()

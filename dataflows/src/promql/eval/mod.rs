@@ -208,15 +208,22 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// The labels without `__name__`.
+/// Whether `name` is `__name__` or one of the metadata labels that go with it.
+pub fn is_name_label(name: &str) -> bool {
+    matches!(name, "__name__" | "__type__" | "__unit__")
+}
+
+/// The labels without `__name__` (and the `__type__`/`__unit__` metadata labels, which
+/// describe the name and go with it).
 pub fn drop_name(labels: &Arc<Labels>) -> Arc<Labels> {
-    if labels.get(crate::labels::METRIC_NAME).is_none() {
+    const NAME_LABELS: [&str; 3] = [crate::labels::METRIC_NAME, "__type__", "__unit__"];
+    if !labels.iter().any(|(n, _)| NAME_LABELS.contains(&n)) {
         return labels.clone();
     }
     Arc::new(Labels::from_pairs(
         labels
             .iter()
-            .filter(|(n, _)| *n != crate::labels::METRIC_NAME)
+            .filter(|(n, _)| !NAME_LABELS.contains(n))
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect(),
     ))
