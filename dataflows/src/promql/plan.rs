@@ -14,7 +14,6 @@
 //! - Experimental syntax the parser rejects (duration arithmetic such as `[5m+1m]`,
 //!   `step()`/`range()`, `anchored`/`smoothed`, histogram trim operators `</` `>/`) is
 //!   reported as a parse error; it is not worked around yet.
-//! - `fill(…)` binary modifiers parse but are lowered to `not supported`.
 
 use crate::selector::{LabelMatcher, Selector};
 use promql_parser::label::MatchOp;
@@ -136,6 +135,10 @@ pub struct Matching {
     pub labels: Vec<String>,
     /// Cardinality.
     pub card: Card,
+    /// `fill_left(v)` / `fill(v)`: value used for a missing left-hand element.
+    pub fill_lhs: Option<f64>,
+    /// `fill_right(v)` / `fill(v)`: value used for a missing right-hand element.
+    pub fill_rhs: Option<f64>,
 }
 
 /// Matching cardinality.
@@ -501,9 +504,6 @@ fn lower_binary(b: &ast::BinaryExpr) -> Result<Plan, PlanError> {
     let (matching, return_bool) = match &b.modifier {
         None => (None, false),
         Some(m) => {
-            if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
-                return Err(PlanError::NotSupported("fill() modifiers".into()));
-            }
             let card = match &m.card {
                 ast::VectorMatchCardinality::OneToOne => Card::OneToOne,
                 ast::VectorMatchCardinality::ManyToOne(l) => Card::ManyToOne(labels(l)),
@@ -515,7 +515,14 @@ fn lower_binary(b: &ast::BinaryExpr) -> Result<Plan, PlanError> {
                 Some(ast::LabelModifier::Include(l)) => (true, labels(l)),
                 Some(ast::LabelModifier::Exclude(l)) => (false, labels(l)),
             };
-            (Some(Matching { on, labels, card }), m.return_bool)
+            let matching = Matching {
+                on,
+                labels,
+                card,
+                fill_lhs: m.fill_values.lhs,
+                fill_rhs: m.fill_values.rhs,
+            };
+            (Some(matching), m.return_bool)
         }
     };
     Ok(Plan::Binary {

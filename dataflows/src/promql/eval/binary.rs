@@ -44,6 +44,8 @@ pub fn eval(
                 on: false,
                 labels: Vec::new(),
                 card: Card::OneToOne,
+                fill_lhs: None,
+                fill_rhs: None,
             };
             let m = matching.unwrap_or(&default);
             if op.is_set() {
@@ -150,13 +152,44 @@ fn fmt_sig(sig: &[(String, String)]) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
+/// `fill(v)`, `fill_left(v)`, `fill_right(v)`: for each match group present on one side
+/// only, adds an element with the group's signature labels and the fill value to the
+/// other side.
+fn add_fill(a: &mut Vec<Element>, b: &mut Vec<Element>, m: &Matching) {
+    let sigs = |v: &[Element]| -> HashSet<Vec<(String, String)>> {
+        v.iter().map(|e| signature(&e.labels, m)).collect()
+    };
+    let fills = |from: &[Element], present: &HashSet<_>, value: f64| {
+        let mut added = HashSet::new();
+        let mut out = Vec::new();
+        for e in from {
+            let sig = signature(&e.labels, m);
+            if !present.contains(&sig) && added.insert(sig.clone()) {
+                out.push(Element {
+                    labels: Arc::new(Labels::from_pairs(sig)),
+                    value,
+                });
+            }
+        }
+        out
+    };
+    let (sa, sb) = (sigs(a), sigs(b));
+    let new_a = m.fill_lhs.map(|v| fills(b, &sa, v)).unwrap_or_default();
+    let new_b = m.fill_rhs.map(|v| fills(a, &sb, v)).unwrap_or_default();
+    a.extend(new_a);
+    b.extend(new_b);
+}
+
 fn vector_vector(
     op: BinOp,
-    a: Vec<Element>,
-    b: Vec<Element>,
+    mut a: Vec<Element>,
+    mut b: Vec<Element>,
     m: &Matching,
     return_bool: bool,
 ) -> EvalResult<Vec<Element>> {
+    if m.fill_lhs.is_some() || m.fill_rhs.is_some() {
+        add_fill(&mut a, &mut b, m);
+    }
     let one_to_many = matches!(m.card, Card::OneToMany(_));
     let (many, one) = if one_to_many { (b, a) } else { (a, b) };
     let mut one_by_sig: HashMap<Vec<(String, String)>, Element> = HashMap::new();
