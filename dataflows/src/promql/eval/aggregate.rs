@@ -7,8 +7,8 @@
 //! count_values("v", x)      # one element per distinct value, labels {v="<value>"}
 //! ```
 //!
-//! Mirrors `aggregation` in Prometheus's engine.go. `limitk`/`limit_ratio` are
-//! not supported yet.
+//! Mirrors `aggregation` in Prometheus's engine.go. `limit_ratio` is not supported
+//! yet (it needs Prometheus's series hash).
 
 use super::{math, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::labels::Labels;
@@ -73,22 +73,32 @@ pub fn eval(
         return Ok(Value::Vector(
             order
                 .into_iter()
-                .map(|k| Element {
-                    value: groups[&k].len() as f64,
-                    labels: k,
-                })
+                .map(|k| Element::new(k.clone(), groups[&k].len() as f64))
                 .collect(),
         ));
     }
     let scalar_param = match (op, param) {
-        (AggOp::Topk | AggOp::Bottomk | AggOp::Quantile, Some(p)) => ev.scalar(p, t)?,
-        (AggOp::Limitk | AggOp::LimitRatio, _) => {
-            return Err(EvalError("not supported: limitk/limit_ratio".into()))
-        }
+        (_, Some(p)) => ev.scalar(p, t)?,
         _ => 0.0,
     };
-    if matches!(op, AggOp::Topk | AggOp::Bottomk) && scalar_param.is_nan() {
-        return Err(EvalError("Parameter value is NaN".into()));
+    let k_param = matches!(
+        op,
+        AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio
+    );
+    if k_param && scalar_param.is_nan() {
+        return Err(EvalError(
+            if op == AggOp::LimitRatio {
+                "Ratio value is NaN"
+            } else {
+                "Parameter value is NaN"
+            }
+            .into(),
+        ));
+    }
+    if op == AggOp::LimitRatio {
+        // Needs Prometheus's series hash (xxhash64 of its label encoding) to pick the
+        // same series.
+        return Err(EvalError("not supported: limit_ratio".into()));
     }
     for e in input {
         add(group_labels(&e.labels, grouping), e);
@@ -133,9 +143,22 @@ pub fn eval(
                 out.extend(top_k(elems, scalar_param, op == AggOp::Topk));
                 continue;
             }
-            AggOp::CountValues | AggOp::Limitk | AggOp::LimitRatio => continue,
+            AggOp::Limitk => {
+                // The first k elements of the group, in input order.
+                if scalar_param >= 1.0 {
+                    out.extend(elems.iter().take(scalar_param as usize).cloned());
+                }
+                continue;
+            }
+            AggOp::CountValues | AggOp::LimitRatio => continue,
         };
-        out.push(Element { labels: key, value });
+        // With `by (__name__)` the name survives; it is still dropped at the end if
+        // any input of the group had it pending removal.
+        out.push(Element {
+            labels: key,
+            value,
+            drop_name: elems.iter().any(|e| e.drop_name),
+        });
     }
     Ok(Value::Vector(out))
 }

@@ -94,7 +94,11 @@ fn vector_scalar(op: BinOp, v: Vec<Element>, s: f64, swap: bool, return_bool: bo
                     return None;
                 }
                 let labels = if drop { drop_name(&e.labels) } else { e.labels };
-                Some(Element { labels, value })
+                Some(Element {
+                    labels,
+                    value,
+                    drop_name: e.drop_name,
+                })
             })
             .collect(),
     )
@@ -165,10 +169,7 @@ fn add_fill(a: &mut Vec<Element>, b: &mut Vec<Element>, m: &Matching) {
         for e in from {
             let sig = signature(&e.labels, m);
             if !present.contains(&sig) && added.insert(sig.clone()) {
-                out.push(Element {
-                    labels: Arc::new(Labels::from_pairs(sig)),
-                    value,
-                });
+                out.push(Element::new(Arc::new(Labels::from_pairs(sig)), value));
             }
         }
         out
@@ -241,7 +242,11 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
-        out.push(Element { labels, value });
+        out.push(Element {
+            labels,
+            value,
+            drop_name: e.drop_name,
+        });
     }
     Ok(out)
 }

@@ -5,10 +5,12 @@
 //! [`super::histogram`].
 //!
 //! Contract: `__name__` is dropped from the output of every function except
-//! `label_replace`, `label_join`, `sort*` and `last_over_time` (Prometheus 3.x).
+//! `label_replace`, `label_join`, `sort*`, `first_over_time` and `last_over_time`
+//! (Prometheus 3.x). The drop is delayed ([`Element::drop_name`]) and applied by
+//! [`super::finish_vector`] at the end of the query or at a subquery boundary.
 
 use super::selector::{instant_with_ts, range_arg};
-use super::{drop_name, math, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
+use super::{math, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::labels::Labels;
 use crate::promql::plan::Plan;
 use crate::selector::MatchKind;
@@ -47,10 +49,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             })
         }
         "pi" => Value::Scalar(std::f64::consts::PI),
-        "vector" => Value::Vector(vec![Element {
-            labels: Arc::default(),
-            value: ev.scalar(arg(0)?, t)?,
-        }]),
+        "vector" => Value::Vector(vec![Element::new(Arc::default(), ev.scalar(arg(0)?, t)?)]),
         "scalar" => {
             let v = ev.vector(arg(0)?, t)?;
             Value::Scalar(if v.len() == 1 { v[0].value } else { f64::NAN })
@@ -59,10 +58,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             Plan::Vector(sel) => Value::Vector(
                 instant_with_ts(ev, sel, t)
                     .into_iter()
-                    .map(|(l, ts, _)| Element {
-                        labels: drop_name(&l),
-                        value: ts as f64 / 1000.0,
-                    })
+                    .map(|(l, ts, _)| Element::name_dropped(l, ts as f64 / 1000.0))
                     .collect(),
             ),
             other => map_values(ev.vector(other, t)?, |_| t as f64 / 1000.0)?,
@@ -98,10 +94,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         | "month" | "year" => {
             let v = match args.first() {
                 Some(p) => ev.vector(p, t)?,
-                None => vec![Element {
-                    labels: Arc::default(),
-                    value: t as f64 / 1000.0,
-                }],
+                None => vec![Element::new(Arc::default(), t as f64 / 1000.0)],
             };
             let f = date_part(func);
             map_values(v, f)?
@@ -156,10 +149,8 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             for p in &args[2..] {
                 let phi = ev.scalar(p, t)?;
                 for e in super::histogram::quantile(phi, v.clone()) {
-                    out.push(Element {
-                        labels: set_label(&e.labels, &label, &format!("{phi:?}")),
-                        value: e.value,
-                    });
+                    let labels = set_label(&e.labels, &label, &format!("{phi:?}"));
+                    out.push(Element::new(labels, e.value));
                 }
             }
             Value::Vector(out)
@@ -175,10 +166,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
 fn map_values(v: Vec<Element>, f: impl Fn(f64) -> f64) -> EvalResult<Value> {
     Ok(Value::Vector(
         v.into_iter()
-            .map(|e| Element {
-                labels: drop_name(&e.labels),
-                value: f(e.value),
-            })
+            .map(|e| Element::name_dropped(e.labels, f(e.value)))
             .collect(),
     ))
 }
@@ -217,12 +205,11 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
             other => return Err(EvalError(format!("not supported: function {other}"))),
         };
         if let Some(value) = value {
-            let labels = if func == "last_over_time" || func == "first_over_time" {
-                s.labels.clone()
+            out.push(if func == "last_over_time" || func == "first_over_time" {
+                Element::new(s.labels.clone(), value)
             } else {
-                drop_name(&s.labels)
-            };
-            out.push(Element { labels, value });
+                Element::name_dropped(s.labels.clone(), value)
+            });
         }
     }
     Ok(Value::Vector(out))
@@ -256,10 +243,7 @@ fn absent(is_empty: bool, arg: &Plan) -> Value {
         }
     }
     pairs.retain(|(n, _)| !repeated.contains(n));
-    Value::Vector(vec![Element {
-        labels: Arc::new(Labels::from_pairs(pairs)),
-        value: 1.0,
-    }])
+    Value::Vector(vec![Element::new(Arc::new(Labels::from_pairs(pairs)), 1.0)])
 }
 
 fn valid_label_name(name: &str) -> bool {
@@ -295,9 +279,11 @@ fn label_replace(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value>
             };
             let mut res = String::new();
             caps.expand(&repl, &mut res);
+            // Writing `__name__` cancels a pending name removal.
             Element {
                 labels: set_label(&e.labels, &dst, &res),
                 value: e.value,
+                drop_name: e.drop_name && dst != crate::labels::METRIC_NAME,
             }
         })
         .collect();
@@ -332,6 +318,7 @@ fn label_join(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value> {
                 Element {
                     labels: set_label(&e.labels, &dst, &joined),
                     value: e.value,
+                    drop_name: e.drop_name && dst != crate::labels::METRIC_NAME,
                 }
             })
             .collect(),

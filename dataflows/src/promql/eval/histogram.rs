@@ -30,10 +30,7 @@ pub fn quantile(phi: f64, v: Vec<Element>) -> Vec<Element> {
     }
     groups
         .into_iter()
-        .map(|(labels, buckets)| Element {
-            labels: drop_name(&labels),
-            value: bucket_quantile(phi, buckets),
-        })
+        .map(|(labels, buckets)| Element::new(drop_name(&labels), bucket_quantile(phi, buckets)))
         .collect()
 }
 

@@ -41,6 +41,47 @@ pub struct Element {
     pub labels: Arc<Labels>,
     /// Its value.
     pub value: f64,
+    /// Delayed name removal (Prometheus 3.x): a function dropped `__name__`, but the
+    /// label stays until the end of evaluation (or a subquery boundary) so that
+    /// `label_replace(…, "__name__", …)` and `by (__name__)` can still see it.
+    pub drop_name: bool,
+}
+
+impl Element {
+    /// An element whose name is kept.
+    pub fn new(labels: Arc<Labels>, value: f64) -> Element {
+        Element {
+            labels,
+            value,
+            drop_name: false,
+        }
+    }
+
+    /// An element whose name is dropped at the end of evaluation.
+    pub fn name_dropped(labels: Arc<Labels>, value: f64) -> Element {
+        Element {
+            labels,
+            value,
+            drop_name: true,
+        }
+    }
+}
+
+/// Applies delayed name removal: drops `__name__` from flagged elements and checks
+/// that the label sets are still unique.
+pub fn finish_vector(v: Vec<Element>) -> EvalResult<Vec<Element>> {
+    let v: Vec<Element> = v
+        .into_iter()
+        .map(|e| {
+            if e.drop_name {
+                Element::new(drop_name(&e.labels), e.value)
+            } else {
+                e
+            }
+        })
+        .collect();
+    check_unique(&v)?;
+    Ok(v)
 }
 
 /// One series of a range vector.
@@ -113,7 +154,7 @@ impl<'a> Evaluator<'a> {
         let mut out: std::collections::BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = Default::default();
         let mut t = start;
         while t <= end {
-            match self.eval(plan, t)? {
+            match self.instant(plan, t)? {
                 Value::Scalar(v) => out
                     .entry(Arc::new(Labels::default()))
                     .or_default()
@@ -136,7 +177,15 @@ impl<'a> Evaluator<'a> {
             .collect())
     }
 
-    /// Evaluates `plan` at `t` (ms).
+    /// Evaluates a whole query at `t` (ms): [`Evaluator::eval`] plus delayed name removal.
+    pub fn instant(&self, plan: &Plan, t: i64) -> EvalResult<Value> {
+        Ok(match self.eval(plan, t)? {
+            Value::Vector(v) => Value::Vector(finish_vector(v)?),
+            other => other,
+        })
+    }
+
+    /// Evaluates a sub-expression `plan` at `t` (ms); names may still be pending removal.
     pub fn eval(&self, plan: &Plan, t: i64) -> EvalResult<Value> {
         Ok(match plan {
             Plan::Number(v) => Value::Scalar(*v),
@@ -147,17 +196,11 @@ impl<'a> Evaluator<'a> {
             }
             Plan::Neg(inner) => match self.eval(inner, t)? {
                 Value::Scalar(v) => Value::Scalar(-v),
-                Value::Vector(v) => {
-                    let v: Vec<Element> = v
-                        .into_iter()
-                        .map(|e| Element {
-                            labels: drop_name(&e.labels),
-                            value: -e.value,
-                        })
-                        .collect();
-                    check_unique(&v)?;
-                    Value::Vector(v)
-                }
+                Value::Vector(v) => Value::Vector(
+                    v.into_iter()
+                        .map(|e| Element::name_dropped(e.labels, -e.value))
+                        .collect(),
+                ),
                 _ => return Err(EvalError("unary minus on a non-numeric value".into())),
             },
             Plan::Call { func, args } => {

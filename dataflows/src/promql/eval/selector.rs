@@ -53,7 +53,7 @@ pub fn instant_with_ts(
 pub fn instant(ev: &Evaluator<'_>, sel: &VectorSel, t: i64) -> Vec<Element> {
     instant_with_ts(ev, sel, t)
         .into_iter()
-        .map(|(labels, _, value)| Element { labels, value })
+        .map(|(labels, _, value)| Element::new(labels, value))
         .collect()
 }
 
@@ -109,7 +109,7 @@ pub fn range_arg(ev: &Evaluator<'_>, plan: &Plan, t: i64) -> EvalResult<RangeArg
             }
             let mut out: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
             while ts <= end {
-                match ev.eval(expr, ts)? {
+                match ev.instant(expr, ts)? {
                     Value::Vector(v) => {
                         for e in v {
                             out.entry(e.labels).or_default().push((ts, e.value));
