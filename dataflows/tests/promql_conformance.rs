@@ -43,7 +43,7 @@ const FLOORS: &[(&str, usize)] = &[
     ("start_timestamps.test", 3),
     ("subquery.test", 32),
     ("trig_functions.test", 19),
-    ("type_and_unit.test", 57),
+    ("type_and_unit.test", 58),
 ];
 
 /// Samples loaded by a script, like upstream's test storage.

@@ -104,15 +104,29 @@ fn vector_scalar(op: BinOp, v: Vec<Element>, s: f64, swap: bool, return_bool: bo
     )
 }
 
-/// The matching signature of `labels`.
+/// The matching signature of `labels`. Set operators also ignore the `__type__` and
+/// `__unit__` metadata labels; arithmetic and comparisons match on them.
 fn signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
+    signature_with(labels, m, false)
+}
+
+fn set_signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
+    signature_with(labels, m, true)
+}
+
+fn signature_with(labels: &Labels, m: &Matching, set_op: bool) -> Vec<(String, String)> {
     labels
         .iter()
         .filter(|(n, _)| {
             if m.on {
                 m.labels.iter().any(|l| l == n)
             } else {
-                !is_name_label(n) && !m.labels.iter().any(|l| l == n)
+                let meta = if set_op {
+                    is_name_label(n)
+                } else {
+                    *n == crate::labels::METRIC_NAME
+                };
+                !meta && !m.labels.iter().any(|l| l == n)
             }
         })
         .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -122,23 +136,23 @@ fn signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
 fn set_op(op: BinOp, a: Vec<Element>, b: Vec<Element>, m: &Matching) -> Vec<Element> {
     match op {
         BinOp::And => {
-            let right: HashSet<_> = b.iter().map(|e| signature(&e.labels, m)).collect();
+            let right: HashSet<_> = b.iter().map(|e| set_signature(&e.labels, m)).collect();
             a.into_iter()
-                .filter(|e| right.contains(&signature(&e.labels, m)))
+                .filter(|e| right.contains(&set_signature(&e.labels, m)))
                 .collect()
         }
         BinOp::Unless => {
-            let right: HashSet<_> = b.iter().map(|e| signature(&e.labels, m)).collect();
+            let right: HashSet<_> = b.iter().map(|e| set_signature(&e.labels, m)).collect();
             a.into_iter()
-                .filter(|e| !right.contains(&signature(&e.labels, m)))
+                .filter(|e| !right.contains(&set_signature(&e.labels, m)))
                 .collect()
         }
         _ => {
-            let left: HashSet<_> = a.iter().map(|e| signature(&e.labels, m)).collect();
+            let left: HashSet<_> = a.iter().map(|e| set_signature(&e.labels, m)).collect();
             let mut out = a;
             out.extend(
                 b.into_iter()
-                    .filter(|e| !left.contains(&signature(&e.labels, m))),
+                    .filter(|e| !left.contains(&set_signature(&e.labels, m))),
             );
             out
         }
