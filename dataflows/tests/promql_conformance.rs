@@ -28,7 +28,7 @@ const FLOORS: &[(&str, usize)] = &[
     ("collision.test", 2),
     ("duration_expression.test", 8),
     ("extended_vectors.test", 30),
-    ("fill-modifier.test", 44),
+    ("fill-modifier.test", 46),
     ("functions.test", 325),
     ("histograms.test", 64),
     ("info.test", 0),

@@ -189,8 +189,14 @@ fn add_fill(a: &mut Vec<Element>, b: &mut Vec<Element>, m: &Matching) {
         out
     };
     let (sa, sb) = (sigs(a), sigs(b));
-    let new_a = m.fill_lhs.map(|v| fills(b, &sa, v)).unwrap_or_default();
-    let new_b = m.fill_rhs.map(|v| fills(a, &sb, v)).unwrap_or_default();
+    // Upstream applies the fill values after swapping sides for group_right, so
+    // there `fill_left` fills the right operand and vice versa.
+    let (fill_a, fill_b) = match m.card {
+        Card::OneToMany(_) => (m.fill_rhs, m.fill_lhs),
+        _ => (m.fill_lhs, m.fill_rhs),
+    };
+    let new_a = fill_a.map(|v| fills(b, &sa, v)).unwrap_or_default();
+    let new_b = fill_b.map(|v| fills(a, &sb, v)).unwrap_or_default();
     a.extend(new_a);
     b.extend(new_b);
 }

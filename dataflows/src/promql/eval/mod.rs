@@ -7,8 +7,12 @@
 //! instant evaluation at each step ([`Evaluator::range`]).
 //!
 //! One function family per file: [`selector`] (instant/range/subquery selection),
-//! [`rate`], [`over_time`], [`aggregate`], [`binary`], [`math`], [`functions`]
-//! (time, labels, absent, sort, clamp, histogram_quantile, …).
+//! [`rate`], [`over_time`], [`aggregate`], [`binary`], [`math`], [`histogram`]
+//! (classic-bucket `histogram_quantile`), [`functions`] (dispatch, time, labels,
+//! absent, sort, clamp, …).
+//!
+//! Not yet: native histograms, `info()`, `limit_ratio`, start timestamps, and the
+//! experimental syntax promql-parser rejects (see `plan.rs`).
 
 pub mod aggregate;
 pub mod binary;
