@@ -11,10 +11,13 @@
 //! - `holt_winters(…)`, the Prometheus 2.x name of `double_exponential_smoothing`, is
 //!   rejected by the parser; [`parse`] renames the identifier in the query text
 //!   (outside string literals) before parsing.
-//! - Experimental syntax the parser rejects (duration arithmetic such as `[5m+1m]`,
-//!   `step()`/`range()`, `anchored`/`smoothed`, histogram trim operators `</` `>/`) is
-//!   reported as a parse error; it is not worked around yet.
+//! - Duration arithmetic (`[5m+1m]`, `[step()]`, `offset min_of(step(), 1s)`) is
+//!   rejected; [`parse_with`] first rewrites it to literals (`durations.rs`).
+//! - Other experimental syntax the parser rejects (`anchored`/`smoothed` range
+//!   modifiers, histogram trim operators `</` `>/`, `info(x, {l=~".*"})`) is reported
+//!   as a parse error; not worked around yet.
 
+use crate::promql::durations::{self, QueryTimes};
 use crate::selector::{LabelMatcher, Selector};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self as ast, Expr};
@@ -304,9 +307,15 @@ pub const FUNCTIONS: &[&str] = &[
     "year",
 ];
 
-/// Parses and lowers a PromQL expression.
+/// Parses and lowers a PromQL expression of an instant query.
 pub fn parse(query: &str) -> Result<Plan, PlanError> {
-    let text = rename_holt_winters(query);
+    parse_with(query, QueryTimes::default())
+}
+
+/// Parses and lowers a PromQL expression; `times` gives `step()` and `range()` for
+/// duration expressions.
+pub fn parse_with(query: &str, times: QueryTimes) -> Result<Plan, PlanError> {
+    let text = rename_holt_winters(&durations::rewrite(query, times));
     let expr = ast::parse(&text).map_err(PlanError::Parse)?;
     lower(&expr)
 }
