@@ -14,6 +14,7 @@
 pub mod engine;
 pub mod labels;
 pub mod latest;
+pub mod promql;
 pub mod sample;
 pub mod selector;
 

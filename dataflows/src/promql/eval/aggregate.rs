@@ -1,0 +1,195 @@
+//! Aggregations: `sum avg min max count group stddev stdvar topk bottomk quantile
+//! count_values` with `by`/`without`.
+//!
+//! ```promql
+//! sum by (job) (x)          # one element per distinct job, labels {job}
+//! topk without (i) (2, x)   # the elements themselves, per group
+//! count_values("v", x)      # one element per distinct value, labels {v="<value>"}
+//! ```
+//!
+//! Mirrors `aggregation` in Prometheus's engine.go. `limit_ratio` is not supported
+//! yet (it needs Prometheus's series hash).
+
+use super::{math, Element, EvalError, EvalResult, Evaluator, Value};
+use crate::labels::Labels;
+use crate::promql::plan::{AggOp, Grouping, Plan};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The group labels of `labels` under `grouping` (`without` also drops `__name__`).
+pub fn group_labels(labels: &Labels, grouping: &Grouping) -> Labels {
+    Labels::from_pairs(
+        labels
+            .iter()
+            .filter(|(n, _)| match grouping {
+                Grouping::By(keep) => keep.iter().any(|k| k == n),
+                Grouping::Without(drop) => !super::is_name_label(n) && !drop.iter().any(|d| d == n),
+            })
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// Evaluates an aggregation at `t`.
+pub fn eval(
+    ev: &Evaluator<'_>,
+    op: AggOp,
+    expr: &Plan,
+    param: Option<&Plan>,
+    grouping: &Grouping,
+    t: i64,
+) -> EvalResult<Value> {
+    let input = ev.vector(expr, t)?;
+    // Groups in first-seen order.
+    let mut order: Vec<Arc<Labels>> = Vec::new();
+    let mut groups: HashMap<Arc<Labels>, Vec<Element>> = HashMap::new();
+    let mut add = |key: Labels, e: Element| {
+        let key = Arc::new(key);
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(e);
+    };
+    if op == AggOp::CountValues {
+        let label = match param {
+            Some(p) => ev.string(p, t)?,
+            None => return Err(EvalError("count_values needs a label name".into())),
+        };
+        if label.is_empty() {
+            return Err(EvalError(format!("invalid label name {label:?}")));
+        }
+        for e in input {
+            let mut pairs: Vec<(String, String)> = group_labels(&e.labels, grouping)
+                .into_pairs()
+                .into_iter()
+                .filter(|(n, _)| *n != label)
+                .collect();
+            pairs.push((label.clone(), format_value(e.value)));
+            add(Labels::from_pairs(pairs), e);
+        }
+        return Ok(Value::Vector(
+            order
+                .into_iter()
+                .map(|k| Element::new(k.clone(), groups[&k].len() as f64))
+                .collect(),
+        ));
+    }
+    let scalar_param = match (op, param) {
+        (_, Some(p)) => ev.scalar(p, t)?,
+        _ => 0.0,
+    };
+    let k_param = matches!(
+        op,
+        AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio
+    );
+    if k_param && scalar_param.is_nan() {
+        return Err(EvalError(
+            if op == AggOp::LimitRatio {
+                "Ratio value is NaN"
+            } else {
+                "Parameter value is NaN"
+            }
+            .into(),
+        ));
+    }
+    if op == AggOp::LimitRatio {
+        // Needs Prometheus's series hash (xxhash64 of its label encoding) to pick the
+        // same series.
+        return Err(EvalError("not supported: limit_ratio".into()));
+    }
+    for e in input {
+        add(group_labels(&e.labels, grouping), e);
+    }
+    let mut out = Vec::new();
+    for key in order {
+        let elems = &groups[&key];
+        let values: Vec<f64> = elems.iter().map(|e| e.value).collect();
+        let value = match op {
+            AggOp::Sum => math::sum(values.iter().copied()),
+            AggOp::Avg => math::mean(&values),
+            AggOp::Count => values.len() as f64,
+            AggOp::Group => 1.0,
+            AggOp::Min => {
+                values.iter().copied().fold(
+                    f64::NAN,
+                    |m, v| {
+                        if v < m || m.is_nan() {
+                            v
+                        } else {
+                            m
+                        }
+                    },
+                )
+            }
+            AggOp::Max => {
+                values.iter().copied().fold(
+                    f64::NAN,
+                    |m, v| {
+                        if v > m || m.is_nan() {
+                            v
+                        } else {
+                            m
+                        }
+                    },
+                )
+            }
+            AggOp::Stddev => math::variance(&values).sqrt(),
+            AggOp::Stdvar => math::variance(&values),
+            AggOp::Quantile => math::quantile(scalar_param, &mut values.clone()),
+            AggOp::Topk | AggOp::Bottomk => {
+                out.extend(top_k(elems, scalar_param, op == AggOp::Topk));
+                continue;
+            }
+            AggOp::Limitk => {
+                // The first k elements of the group, in input order.
+                if scalar_param >= 1.0 {
+                    out.extend(elems.iter().take(scalar_param as usize).cloned());
+                }
+                continue;
+            }
+            AggOp::CountValues | AggOp::LimitRatio => continue,
+        };
+        // With `by (__name__)` the name survives; it is still dropped at the end if
+        // any input of the group had it pending removal.
+        out.push(Element {
+            labels: key,
+            value,
+            drop_name: elems.iter().any(|e| e.drop_name),
+        });
+    }
+    Ok(Value::Vector(out))
+}
+
+/// The `k` largest (or smallest) elements, best first; NaN counts as the worst.
+fn top_k(elems: &[Element], k: f64, largest: bool) -> Vec<Element> {
+    if k.is_nan() || k < 1.0 {
+        return Vec::new();
+    }
+    let k = (k as usize).min(elems.len());
+    let mut sorted: Vec<Element> = elems.to_vec();
+    sorted.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ if largest => b.value.total_cmp(&a.value),
+        _ => a.value.total_cmp(&b.value),
+    });
+    sorted.truncate(k);
+    sorted
+}
+
+/// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}

@@ -1,0 +1,432 @@
+//! Function calls: dispatch by name, plus the small families that do not deserve a
+//! file of their own (time and date, labels, absent, sort, clamp/round, scalar/vector,
+//! timestamp). Range-vector families live in [`super::rate`] and [`super::over_time`],
+//! element-wise math in [`super::math`], classic `histogram_quantile` in
+//! [`super::histogram`].
+//!
+//! Contract: `__name__` is dropped from the output of every function except
+//! `label_replace`, `label_join`, `sort*`, `first_over_time` and `last_over_time`
+//! (Prometheus 3.x). The drop is delayed ([`Element::drop_name`]) and applied by
+//! [`super::finish_vector`] at the end of the query or at a subquery boundary.
+
+use super::selector::{instant_with_ts, range_arg};
+use super::{math, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
+use crate::labels::Labels;
+use crate::promql::plan::Plan;
+use crate::selector::MatchKind;
+use std::sync::Arc;
+
+/// Evaluates `func(args…)` at `t`.
+pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult<Value> {
+    let arg = |i: usize| {
+        args.get(i)
+            .ok_or_else(|| EvalError(format!("missing argument {i} of {func}")))
+    };
+    // Range-vector functions.
+    if args
+        .iter()
+        .any(|a| matches!(a, Plan::Matrix { .. } | Plan::Subquery { .. }))
+    {
+        return range_function(ev, func, args, t);
+    }
+    if let Some(f) = math::unary(func) {
+        return map_values(ev.vector(arg(0)?, t)?, f);
+    }
+    Ok(match func {
+        "time" => Value::Scalar(t as f64 / 1000.0),
+        "start" => Value::Scalar(ev.start_ms as f64 / 1000.0),
+        "end" => Value::Scalar(ev.end_ms as f64 / 1000.0),
+        "step" => Value::Scalar(ev.step_ms as f64 / 1000.0),
+        "range" => Value::Scalar((ev.end_ms - ev.start_ms) as f64 / 1000.0),
+        "min_of" | "max_of" => {
+            let (a, b) = (ev.scalar(arg(0)?, t)?, ev.scalar(arg(1)?, t)?);
+            Value::Scalar(if a.is_nan() || b.is_nan() {
+                f64::NAN
+            } else if func == "min_of" {
+                a.min(b)
+            } else {
+                a.max(b)
+            })
+        }
+        "pi" => Value::Scalar(std::f64::consts::PI),
+        "vector" => Value::Vector(vec![Element::new(Arc::default(), ev.scalar(arg(0)?, t)?)]),
+        "scalar" => {
+            let v = ev.vector(arg(0)?, t)?;
+            Value::Scalar(if v.len() == 1 { v[0].value } else { f64::NAN })
+        }
+        "timestamp" => match arg(0)? {
+            Plan::Vector(sel) => Value::Vector(
+                instant_with_ts(ev, sel, t)
+                    .into_iter()
+                    .map(|(l, ts, _)| Element::name_dropped(l, ts as f64 / 1000.0))
+                    .collect(),
+            ),
+            other => map_values(ev.vector(other, t)?, |_| t as f64 / 1000.0)?,
+        },
+        "clamp" | "clamp_min" | "clamp_max" => {
+            let v = ev.vector(arg(0)?, t)?;
+            let (lo, hi) = match func {
+                "clamp" => (ev.scalar(arg(1)?, t)?, ev.scalar(arg(2)?, t)?),
+                "clamp_min" => (ev.scalar(arg(1)?, t)?, f64::NAN),
+                _ => (f64::NAN, ev.scalar(arg(1)?, t)?),
+            };
+            if func == "clamp" && hi < lo {
+                return Ok(Value::Vector(Vec::new()));
+            }
+            map_values(v, move |x| {
+                let x = if lo.is_nan() { x } else { x.max(lo) };
+                if hi.is_nan() {
+                    x
+                } else {
+                    x.min(hi)
+                }
+            })?
+        }
+        "round" => {
+            let v = ev.vector(arg(0)?, t)?;
+            let to = match args.get(1) {
+                Some(p) => ev.scalar(p, t)?,
+                None => 1.0,
+            };
+            map_values(v, move |x| math::round(x, to))?
+        }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
+            let v = match args.first() {
+                Some(p) => ev.vector(p, t)?,
+                None => vec![Element::new(Arc::default(), t as f64 / 1000.0)],
+            };
+            let f = date_part(func);
+            map_values(v, f)?
+        }
+        "absent" => {
+            let v = ev.vector(arg(0)?, t)?;
+            absent(v.is_empty(), arg(0)?)
+        }
+        "label_replace" => label_replace(ev, args, t)?,
+        "label_join" => label_join(ev, args, t)?,
+        "sort" | "sort_desc" => {
+            let mut v = ev.vector(arg(0)?, t)?;
+            let desc = func == "sort_desc";
+            v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+                (true, true) => std::cmp::Ordering::Equal,
+                (true, false) => std::cmp::Ordering::Greater,
+                (false, true) => std::cmp::Ordering::Less,
+                _ if desc => b.value.total_cmp(&a.value),
+                _ => a.value.total_cmp(&b.value),
+            });
+            Value::Vector(v)
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut v = ev.vector(arg(0)?, t)?;
+            let mut names = Vec::new();
+            for p in &args[1..] {
+                names.push(ev.string(p, t)?);
+            }
+            v.sort_by(|a, b| {
+                let o = names
+                    .iter()
+                    .map(|n| {
+                        natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""))
+                    })
+                    .find(|o| o.is_ne())
+                    .unwrap_or(std::cmp::Ordering::Equal)
+                    .then_with(|| a.labels.cmp(&b.labels));
+                if func == "sort_by_label_desc" {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+            Value::Vector(v)
+        }
+        "histogram_quantiles" => {
+            // histogram_quantiles(v, "q", 0.5, 0.9): one element per group and φ,
+            // labelled q="0.5" etc.
+            let v = ev.vector(arg(0)?, t)?;
+            let label = ev.string(arg(1)?, t)?;
+            let mut out = Vec::new();
+            for p in &args[2..] {
+                let phi = ev.scalar(p, t)?;
+                for e in super::histogram::quantile(phi, v.clone()) {
+                    let labels = set_label(&e.labels, &label, &format!("{phi:?}"));
+                    out.push(Element::new(labels, e.value));
+                }
+            }
+            Value::Vector(out)
+        }
+        "histogram_quantile" => {
+            let phi = ev.scalar(arg(0)?, t)?;
+            Value::Vector(super::histogram::quantile(phi, ev.vector(arg(1)?, t)?))
+        }
+        other => return Err(EvalError(format!("not supported: function {other}"))),
+    })
+}
+
+fn map_values(v: Vec<Element>, f: impl Fn(f64) -> f64) -> EvalResult<Value> {
+    Ok(Value::Vector(
+        v.into_iter()
+            .map(|e| Element::name_dropped(e.labels, f(e.value)))
+            .collect(),
+    ))
+}
+
+/// Functions whose (first or second) argument is a range vector.
+fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult<Value> {
+    let (matrix_idx, param) = match func {
+        "quantile_over_time" => (1, ev.scalar(&args[0], t)?),
+        "predict_linear" => (0, ev.scalar(&args[1], t)?),
+        _ => (0, 0.0),
+    };
+    let arg = range_arg(ev, &args[matrix_idx], t)?;
+    if func == "absent_over_time" {
+        return Ok(absent(arg.series.is_empty(), &args[0]));
+    }
+    let (sf, tf) = if func == "double_exponential_smoothing" {
+        (ev.scalar(&args[1], t)?, ev.scalar(&args[2], t)?)
+    } else {
+        (0.0, 0.0)
+    };
+    let mut out = Vec::with_capacity(arg.series.len());
+    for s in &arg.series {
+        let p = &s.points;
+        let value = match func {
+            "rate" => rate::extrapolated(p, &arg, true, true),
+            "increase" => rate::extrapolated(p, &arg, true, false),
+            "delta" => rate::extrapolated(p, &arg, false, false),
+            "irate" => rate::instant_delta(p, true),
+            "idelta" => rate::instant_delta(p, false),
+            "deriv" => rate::deriv(p),
+            "predict_linear" => rate::predict_linear(p, t, param),
+            "resets" => Some(rate::resets(p)),
+            "changes" => Some(rate::changes(p)),
+            "double_exponential_smoothing" => over_time::double_exponential_smoothing(p, sf, tf)?,
+            f if over_time::is_over_time(f) => over_time::apply(f, p, param),
+            other => return Err(EvalError(format!("not supported: function {other}"))),
+        };
+        if let Some(value) = value {
+            out.push(if func == "last_over_time" || func == "first_over_time" {
+                Element::new(s.labels.clone(), value)
+            } else {
+                Element::name_dropped(s.labels.clone(), value)
+            });
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+/// `absent(x{a="b"})` / `absent_over_time(x{a="b"}[5m])`: `{a="b"} 1` when nothing
+/// matched, labels taken from the equality matchers of a plain selector argument.
+fn absent(is_empty: bool, arg: &Plan) -> Value {
+    if !is_empty {
+        return Value::Vector(Vec::new());
+    }
+    let sel = match arg {
+        Plan::Vector(s) | Plan::Matrix { sel: s, .. } => Some(s),
+        _ => None,
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut repeated = Vec::new();
+    let mut seen = Vec::new();
+    if let Some(sel) = sel {
+        for m in &sel.selector.matchers {
+            if m.name == crate::labels::METRIC_NAME {
+                continue;
+            }
+            if seen.contains(&m.name) {
+                repeated.push(m.name.clone());
+            }
+            seen.push(m.name.clone());
+            if let MatchKind::Equal(v) = &m.kind {
+                pairs.push((m.name.clone(), v.clone()));
+            }
+        }
+    }
+    pairs.retain(|(n, _)| !repeated.contains(n));
+    Value::Vector(vec![Element::new(Arc::new(Labels::from_pairs(pairs)), 1.0)])
+}
+
+fn valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+}
+
+/// `label_replace(v, "dst", "$1-x", "src", "(.*)")`.
+fn label_replace(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value> {
+    if args.len() != 5 {
+        return Err(EvalError("label_replace needs 5 arguments".into()));
+    }
+    let v = ev.vector(&args[0], t)?;
+    let dst = ev.string(&args[1], t)?;
+    let repl = ev.string(&args[2], t)?;
+    let src = ev.string(&args[3], t)?;
+    let re_text = ev.string(&args[4], t)?;
+    let re = regex::Regex::new(&format!("^(?s:{re_text})$")).map_err(|e| {
+        EvalError(format!(
+            "invalid regular expression in label_replace(): {re_text}: {e}"
+        ))
+    })?;
+    if !valid_label_name(&dst) {
+        return Err(EvalError(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
+    }
+    let out = v
+        .into_iter()
+        .map(|e| {
+            let value = e.labels.get(&src).unwrap_or("");
+            let Some(caps) = re.captures(value) else {
+                return e;
+            };
+            let mut res = String::new();
+            caps.expand(&repl, &mut res);
+            // Writing `__name__` cancels a pending name removal.
+            Element {
+                labels: set_label(&e.labels, &dst, &res),
+                value: e.value,
+                drop_name: e.drop_name && dst != crate::labels::METRIC_NAME,
+            }
+        })
+        .collect();
+    Ok(Value::Vector(out))
+}
+
+/// `label_join(v, "dst", ",", "src1", "src2", …)`.
+fn label_join(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value> {
+    if args.len() < 3 {
+        return Err(EvalError("label_join needs at least 3 arguments".into()));
+    }
+    let v = ev.vector(&args[0], t)?;
+    let dst = ev.string(&args[1], t)?;
+    let sep = ev.string(&args[2], t)?;
+    let mut srcs = Vec::new();
+    for p in &args[3..] {
+        srcs.push(ev.string(p, t)?);
+    }
+    if !valid_label_name(&dst) {
+        return Err(EvalError(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    Ok(Value::Vector(
+        v.into_iter()
+            .map(|e| {
+                let joined = srcs
+                    .iter()
+                    .map(|s| e.labels.get(s).unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join(&sep);
+                Element {
+                    labels: set_label(&e.labels, &dst, &joined),
+                    value: e.value,
+                    drop_name: e.drop_name && dst != crate::labels::METRIC_NAME,
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// Natural order: digit runs compare as numbers (`2` < `10`), the rest bytewise.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ca, cb) = (chunks(a), chunks(b));
+    for (x, y) in ca.iter().zip(&cb) {
+        let o = if x.0 && y.0 {
+            let (tx, ty) = (x.1.trim_start_matches('0'), y.1.trim_start_matches('0'));
+            tx.len().cmp(&ty.len()).then_with(|| tx.cmp(ty))
+        } else {
+            x.1.cmp(y.1)
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    ca.len().cmp(&cb.len())
+}
+
+/// The labels with `name` set to `value` (removed when `value` is empty).
+pub fn set_label(labels: &Arc<Labels>, name: &str, value: &str) -> Arc<Labels> {
+    let mut pairs: Vec<(String, String)> = labels
+        .iter()
+        .filter(|(n, _)| *n != name)
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    pairs.push((name.to_string(), value.to_string()));
+    Arc::new(Labels::from_pairs(pairs))
+}
+
+/// The date function named `func`, applied to Unix seconds (UTC).
+fn date_part(func: &str) -> fn(f64) -> f64 {
+    match func {
+        "day_of_month" => |s| civil(s).2 as f64,
+        "day_of_week" => |s| ((secs(s).div_euclid(86_400) + 4).rem_euclid(7)) as f64,
+        "day_of_year" => |s| {
+            let (y, m, d) = civil(s);
+            (days_before_month(y, m) + d) as f64
+        },
+        "days_in_month" => |s| {
+            let (y, m, _) = civil(s);
+            (days_before_month(y, m + 1) - days_before_month(y, m)) as f64
+        },
+        "hour" => |s| (secs(s).rem_euclid(86_400) / 3600) as f64,
+        "minute" => |s| (secs(s).rem_euclid(3600) / 60) as f64,
+        "month" => |s| civil(s).1 as f64,
+        _ => |s| civil(s).0 as f64,
+    }
+}
+
+fn secs(s: f64) -> i64 {
+    s as i64
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+/// Days in the months before month `m` (1-based; 13 gives the year length).
+fn days_before_month(y: i64, m: i64) -> i64 {
+    const CUM: [i64; 13] = [0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 365];
+    CUM[(m - 1) as usize] + i64::from(m > 2 && is_leap(y))
+}
+
+/// (year, month, day) of Unix seconds, proleptic Gregorian, UTC.
+fn civil(s: f64) -> (i64, i64, i64) {
+    let z = secs(s).div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        // 2020-02-29T13:45:00Z
+        let s = 1_582_983_900.0;
+        assert_eq!(civil(s), (2020, 2, 29));
+        assert_eq!(date_part("day_of_year")(s), 60.0);
+        assert_eq!(date_part("days_in_month")(s), 29.0);
+        assert_eq!(date_part("hour")(s), 13.0);
+        assert_eq!(date_part("minute")(s), 45.0);
+        assert_eq!(date_part("day_of_week")(s), 6.0);
+        assert_eq!(civil(0.0), (1970, 1, 1));
+    }
+}

@@ -1,0 +1,106 @@
+//! `histogram_quantile(φ, b)` over classic buckets (`le` label), as Prometheus's
+//! `bucketQuantile` (promql/quantile.go): buckets grouped by their labels without
+//! `le`, made monotonic, then linear interpolation within a bucket.
+
+use super::{drop_name, Element};
+use crate::labels::Labels;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One output element per bucket group; elements without a parsable `le` are ignored.
+pub fn quantile(phi: f64, v: Vec<Element>) -> Vec<Element> {
+    let mut groups: BTreeMap<Arc<Labels>, Vec<(f64, f64)>> = BTreeMap::new();
+    for e in v {
+        let Some(le) = e.labels.get("le") else {
+            continue;
+        };
+        let Some(upper) = parse_le(le) else {
+            continue;
+        };
+        // Grouped with the metric name, dropped afterwards: two histograms that differ
+        // only by name collide, which the caller reports as duplicate label sets.
+        let key = Arc::new(Labels::from_pairs(
+            e.labels
+                .iter()
+                .filter(|(n, _)| *n != "le")
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        ));
+        groups.entry(key).or_default().push((upper, e.value));
+    }
+    groups
+        .into_iter()
+        .map(|(labels, buckets)| Element::new(drop_name(&labels), bucket_quantile(phi, buckets)))
+        .collect()
+}
+
+fn parse_le(s: &str) -> Option<f64> {
+    match s.trim() {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        other => other.parse().ok(),
+    }
+}
+
+/// The φ-quantile of buckets `(upper_bound, cumulative_count)`.
+pub fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if phi.is_nan() {
+        return f64::NAN;
+    }
+    if phi < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if phi > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Coalesce equal bounds.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for (ub, c) in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == ub => last.1 += c,
+            _ => merged.push((ub, c)),
+        }
+    }
+    let mut buckets = merged;
+    // Monotonic, ignoring tiny deltas.
+    let mut prev = buckets[0].1;
+    for b in buckets.iter_mut().skip(1) {
+        let curr = b.1;
+        if curr == prev {
+            continue;
+        }
+        if ((curr - prev) / (curr.abs() + prev.abs())).abs() < 1e-12 || curr < prev {
+            b.1 = prev;
+            continue;
+        }
+        prev = curr;
+    }
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = phi * observations;
+    let n = buckets.len() - 1;
+    let b = (0..n).find(|&i| buckets[i].1 >= rank).unwrap_or(n);
+    if b == n {
+        return buckets[n - 1].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let mut start = 0.0;
+    let end = buckets[b].0;
+    let mut count = buckets[b].1;
+    if b > 0 {
+        start = buckets[b - 1].0;
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}

@@ -1,0 +1,290 @@
+//! Reference evaluator: computes a [`Plan`] at one instant from a [`SeriesSource`].
+//!
+//! This is the from-scratch oracle that maintained operators are checked against. It
+//! follows Prometheus 3.x: instant selectors look back over `(t - lookback, t]`, range
+//! selectors cover `(t - range, t]`, a stale marker ends a series, `@`/`offset` shift
+//! the evaluation time of the selector (or subquery) they modify. A range query is
+//! instant evaluation at each step ([`Evaluator::range`]).
+//!
+//! One function family per file: [`selector`] (instant/range/subquery selection),
+//! [`rate`], [`over_time`], [`aggregate`], [`binary`], [`math`], [`histogram`]
+//! (classic-bucket `histogram_quantile`), [`functions`] (dispatch, time, labels,
+//! absent, sort, clamp, …).
+//!
+//! Not yet: native histograms, `info()`, `limit_ratio`, start timestamps, and the
+//! experimental syntax promql-parser rejects (see `plan.rs`).
+
+pub mod aggregate;
+pub mod binary;
+pub mod functions;
+pub mod histogram;
+pub mod math;
+pub mod over_time;
+pub mod rate;
+pub mod selector;
+
+use crate::labels::Labels;
+use crate::promql::plan::Plan;
+use crate::selector::Selector;
+use std::sync::Arc;
+
+/// Selected series: labels and `(timestamp_ms, value)` samples sorted by time.
+pub type Selected = Vec<(Arc<Labels>, Vec<(i64, f64)>)>;
+
+/// Where the evaluator reads samples from.
+pub trait SeriesSource {
+    /// Every series matching `matchers` with its samples in `[start_ms, end_ms]`
+    /// (both inclusive), sorted by time; stale markers included.
+    fn select(&self, matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected;
+}
+
+/// One element of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Element {
+    /// Labels of the element.
+    pub labels: Arc<Labels>,
+    /// Its value.
+    pub value: f64,
+    /// Delayed name removal (Prometheus 3.x): a function dropped `__name__`, but the
+    /// label stays until the end of evaluation (or a subquery boundary) so that
+    /// `label_replace(…, "__name__", …)` and `by (__name__)` can still see it.
+    pub drop_name: bool,
+}
+
+impl Element {
+    /// An element whose name is kept.
+    pub fn new(labels: Arc<Labels>, value: f64) -> Element {
+        Element {
+            labels,
+            value,
+            drop_name: false,
+        }
+    }
+
+    /// An element whose name is dropped at the end of evaluation.
+    pub fn name_dropped(labels: Arc<Labels>, value: f64) -> Element {
+        Element {
+            labels,
+            value,
+            drop_name: true,
+        }
+    }
+}
+
+/// Applies delayed name removal: drops `__name__` from flagged elements and checks
+/// that the label sets are still unique.
+pub fn finish_vector(v: Vec<Element>) -> EvalResult<Vec<Element>> {
+    let v: Vec<Element> = v
+        .into_iter()
+        .map(|e| {
+            if e.drop_name {
+                Element::new(drop_name(&e.labels), e.value)
+            } else {
+                e
+            }
+        })
+        .collect();
+    check_unique(&v)?;
+    Ok(v)
+}
+
+/// One series of a range vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Labels of the series.
+    pub labels: Arc<Labels>,
+    /// Points `(timestamp_ms, value)`, sorted by time.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A PromQL value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A scalar.
+    Scalar(f64),
+    /// A string.
+    String(String),
+    /// An instant vector.
+    Vector(Vec<Element>),
+    /// A range vector.
+    Matrix(Vec<Series>),
+}
+
+/// A runtime error (Prometheus's `execution` errors).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalError(pub String);
+
+impl std::fmt::Display for EvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Shorthand result type.
+pub type EvalResult<T> = Result<T, EvalError>;
+
+/// Settings and the source for one query.
+pub struct Evaluator<'a> {
+    /// The samples.
+    pub source: &'a dyn SeriesSource,
+    /// Lookback delta in ms (Prometheus default 5m).
+    pub lookback_ms: i64,
+    /// Default subquery step in ms (the rule/global evaluation interval; tests use 1m).
+    pub subquery_step_ms: i64,
+    /// Query start (for `@ start()`), ms.
+    pub start_ms: i64,
+    /// Query end (for `@ end()`), ms.
+    pub end_ms: i64,
+    /// Query step (for `step()`), ms; 0 for instant queries.
+    pub step_ms: i64,
+}
+
+impl<'a> Evaluator<'a> {
+    /// An evaluator for an instant query at `t_ms` with Prometheus's defaults.
+    pub fn new(source: &'a dyn SeriesSource, t_ms: i64) -> Evaluator<'a> {
+        Evaluator {
+            source,
+            lookback_ms: 5 * 60_000,
+            subquery_step_ms: 60_000,
+            start_ms: t_ms,
+            end_ms: t_ms,
+            step_ms: 0,
+        }
+    }
+
+    /// Evaluates `plan` at every step of `[start, end]`, assembling a matrix (a scalar
+    /// result becomes a series with no labels). Series are sorted by labels.
+    pub fn range(&self, plan: &Plan, start: i64, end: i64, step: i64) -> EvalResult<Vec<Series>> {
+        let mut out: std::collections::BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = Default::default();
+        let mut t = start;
+        while t <= end {
+            match self.instant(plan, t)? {
+                Value::Scalar(v) => out
+                    .entry(Arc::new(Labels::default()))
+                    .or_default()
+                    .push((t, v)),
+                Value::Vector(v) => {
+                    for e in v {
+                        out.entry(e.labels).or_default().push((t, e.value));
+                    }
+                }
+                _ => return Err(EvalError("range query of a non-vector expression".into())),
+            }
+            if step <= 0 {
+                break;
+            }
+            t += step;
+        }
+        Ok(out
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect())
+    }
+
+    /// Evaluates a whole query at `t` (ms): [`Evaluator::eval`] plus delayed name removal.
+    pub fn instant(&self, plan: &Plan, t: i64) -> EvalResult<Value> {
+        Ok(match self.eval(plan, t)? {
+            Value::Vector(v) => Value::Vector(finish_vector(v)?),
+            other => other,
+        })
+    }
+
+    /// Evaluates a sub-expression `plan` at `t` (ms); names may still be pending removal.
+    pub fn eval(&self, plan: &Plan, t: i64) -> EvalResult<Value> {
+        Ok(match plan {
+            Plan::Number(v) => Value::Scalar(*v),
+            Plan::String(s) => Value::String(s.clone()),
+            Plan::Vector(sel) => Value::Vector(selector::instant(self, sel, t)),
+            Plan::Matrix { .. } | Plan::Subquery { .. } => {
+                Value::Matrix(selector::range_arg(self, plan, t)?.series)
+            }
+            Plan::Neg(inner) => match self.eval(inner, t)? {
+                Value::Scalar(v) => Value::Scalar(-v),
+                Value::Vector(v) => Value::Vector(
+                    v.into_iter()
+                        .map(|e| Element::name_dropped(e.labels, -e.value))
+                        .collect(),
+                ),
+                _ => return Err(EvalError("unary minus on a non-numeric value".into())),
+            },
+            Plan::Call { func, args } => {
+                let v = functions::call(self, func, args, t)?;
+                if let Value::Vector(v) = &v {
+                    check_unique(v)?;
+                }
+                v
+            }
+            Plan::Aggregate {
+                op,
+                expr,
+                param,
+                grouping,
+            } => aggregate::eval(self, *op, expr, param.as_deref(), grouping, t)?,
+            Plan::Binary {
+                op,
+                lhs,
+                rhs,
+                matching,
+                return_bool,
+            } => binary::eval(self, *op, lhs, rhs, matching.as_ref(), *return_bool, t)?,
+        })
+    }
+
+    /// Evaluates to an instant vector, or errors.
+    pub fn vector(&self, plan: &Plan, t: i64) -> EvalResult<Vec<Element>> {
+        match self.eval(plan, t)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(EvalError(format!("expected instant vector, got {other:?}"))),
+        }
+    }
+
+    /// Evaluates to a scalar, or errors.
+    pub fn scalar(&self, plan: &Plan, t: i64) -> EvalResult<f64> {
+        match self.eval(plan, t)? {
+            Value::Scalar(v) => Ok(v),
+            _ => Err(EvalError("expected scalar".into())),
+        }
+    }
+
+    /// Evaluates to a string, or errors.
+    pub fn string(&self, plan: &Plan, t: i64) -> EvalResult<String> {
+        match self.eval(plan, t)? {
+            Value::String(s) => Ok(s),
+            _ => Err(EvalError("expected string".into())),
+        }
+    }
+}
+
+/// Whether `name` is `__name__` or one of the metadata labels that go with it.
+pub fn is_name_label(name: &str) -> bool {
+    matches!(name, "__name__" | "__type__" | "__unit__")
+}
+
+/// The labels without `__name__` (and the `__type__`/`__unit__` metadata labels, which
+/// describe the name and go with it).
+pub fn drop_name(labels: &Arc<Labels>) -> Arc<Labels> {
+    const NAME_LABELS: [&str; 3] = [crate::labels::METRIC_NAME, "__type__", "__unit__"];
+    if !labels.iter().any(|(n, _)| NAME_LABELS.contains(&n)) {
+        return labels.clone();
+    }
+    Arc::new(Labels::from_pairs(
+        labels
+            .iter()
+            .filter(|(n, _)| !NAME_LABELS.contains(n))
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    ))
+}
+
+/// Prometheus's check that a function result has no two elements with the same labels.
+pub fn check_unique(v: &[Element]) -> EvalResult<()> {
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    for e in v {
+        if !seen.insert(e.labels.clone()) {
+            return Err(EvalError(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! PromQL: the test-script reader, the plan (lowered from promql-parser's AST) and a
+//! reference evaluator that computes a plan at an instant from stored samples.
+//!
+//! The reference evaluator is the oracle that maintained dataflow operators are
+//! checked against; it follows Prometheus 3.x semantics (left-open windows).
+
+pub mod durations;
+pub mod eval;
+pub mod plan;
+pub mod testscript;

@@ -1,0 +1,609 @@
+//! The PromQL plan: an explicit tree lowered from promql-parser's AST.
+//!
+//! Owns parsing ([`parse`]) and lowering. The plan is what evaluators (the reference
+//! evaluator in `eval/`, later the maintained dataflow operators) consume; it holds
+//! resolved values (milliseconds, anchored matchers, operator enums), never AST types.
+//!
+//! Contract: every construct either lowers to a [`Plan`] or returns
+//! [`PlanError::NotSupported`] / [`PlanError::Parse`]; lowering never panics.
+//!
+//! promql-parser 0.11 workarounds (constructs affected):
+//! - `holt_winters(…)`, the Prometheus 2.x name of `double_exponential_smoothing`, is
+//!   rejected by the parser; [`parse`] renames the identifier in the query text
+//!   (outside string literals) before parsing.
+//! - Duration arithmetic (`[5m+1m]`, `[step()]`, `offset min_of(step(), 1s)`) is
+//!   rejected; [`parse_with`] first rewrites it to literals (`durations.rs`).
+//! - Other experimental syntax the parser rejects (`anchored`/`smoothed` range
+//!   modifiers, histogram trim operators `</` `>/`, `info(x, {l=~".*"})`) is reported
+//!   as a parse error; not worked around yet.
+
+use crate::promql::durations::{self, QueryTimes};
+use crate::selector::{LabelMatcher, Selector};
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{self as ast, Expr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Why an expression cannot be planned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanError {
+    /// The text does not parse.
+    Parse(String),
+    /// It parses but uses something not implemented yet.
+    NotSupported(String),
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Parse(m) => write!(f, "parse error: {m}"),
+            PlanError::NotSupported(m) => write!(f, "not supported: {m}"),
+        }
+    }
+}
+
+/// An `@` modifier.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum At {
+    /// `@ <timestamp>`, in ms.
+    Ms(i64),
+    /// `@ start()`.
+    Start,
+    /// `@ end()`.
+    End,
+}
+
+/// An instant vector selector with its modifiers.
+#[derive(Clone, Debug)]
+pub struct VectorSel {
+    /// The matchers, including `__name__` when a name was written.
+    pub selector: Selector,
+    /// `offset`, in ms (negative for `offset -5m`).
+    pub offset_ms: i64,
+    /// `@`, if given.
+    pub at: Option<At>,
+}
+
+/// Aggregation operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum AggOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+    Group,
+    Stddev,
+    Stdvar,
+    Topk,
+    Bottomk,
+    Quantile,
+    CountValues,
+    Limitk,
+    LimitRatio,
+}
+
+/// `by (…)` / `without (…)`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Grouping {
+    /// `by (labels)`; an aggregation with no clause is `By(vec![])`.
+    By(Vec<String>),
+    /// `without (labels)`.
+    Without(Vec<String>),
+}
+
+/// Binary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl BinOp {
+    /// `== != > < >= <=`.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinOp::Eq | BinOp::Ne | BinOp::Gt | BinOp::Lt | BinOp::Ge | BinOp::Le
+        )
+    }
+
+    /// `and or unless`.
+    pub fn is_set(self) -> bool {
+        matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
+    }
+}
+
+/// Vector matching of a binary operation between two vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Matching {
+    /// `on(…)` when true, `ignoring(…)` (or nothing) when false.
+    pub on: bool,
+    /// The listed labels.
+    pub labels: Vec<String>,
+    /// Cardinality.
+    pub card: Card,
+    /// `fill_left(v)` / `fill(v)`: value used for a missing left-hand element.
+    pub fill_lhs: Option<f64>,
+    /// `fill_right(v)` / `fill(v)`: value used for a missing right-hand element.
+    pub fill_rhs: Option<f64>,
+}
+
+/// Matching cardinality.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Card {
+    /// Default for arithmetic and comparison.
+    OneToOne,
+    /// `group_left(include…)`.
+    ManyToOne(Vec<String>),
+    /// `group_right(include…)`.
+    OneToMany(Vec<String>),
+    /// Set operators.
+    ManyToMany,
+}
+
+/// A planned PromQL expression.
+#[derive(Clone, Debug)]
+pub enum Plan {
+    /// A number literal.
+    Number(f64),
+    /// A string literal.
+    String(String),
+    /// `metric{…} offset … @ …`.
+    Vector(VectorSel),
+    /// `metric{…}[range] …`.
+    Matrix {
+        /// The selector and its modifiers.
+        sel: VectorSel,
+        /// Range in ms.
+        range_ms: i64,
+    },
+    /// `expr[range:step] offset … @ …`.
+    Subquery {
+        /// The inner expression.
+        expr: Box<Plan>,
+        /// Range in ms.
+        range_ms: i64,
+        /// Step in ms; `None` uses the default evaluation interval.
+        step_ms: Option<i64>,
+        /// Offset in ms.
+        offset_ms: i64,
+        /// `@`, if given.
+        at: Option<At>,
+    },
+    /// A function call; the name is one the evaluator knows.
+    Call {
+        /// Function name (aliases resolved).
+        func: &'static str,
+        /// Arguments.
+        args: Vec<Plan>,
+    },
+    /// An aggregation.
+    Aggregate {
+        /// The operator.
+        op: AggOp,
+        /// The aggregated expression.
+        expr: Box<Plan>,
+        /// `k`, `φ` or the label name of count_values.
+        param: Option<Box<Plan>>,
+        /// Grouping.
+        grouping: Grouping,
+    },
+    /// A binary operation.
+    Binary {
+        /// The operator.
+        op: BinOp,
+        /// Left operand.
+        lhs: Box<Plan>,
+        /// Right operand.
+        rhs: Box<Plan>,
+        /// Vector matching, when both sides are vectors.
+        matching: Option<Matching>,
+        /// The `bool` modifier.
+        return_bool: bool,
+    },
+    /// Unary minus.
+    Neg(Box<Plan>),
+}
+
+/// Functions the evaluator implements; a call to anything else is `not supported`.
+pub const FUNCTIONS: &[&str] = &[
+    "abs",
+    "absent",
+    "absent_over_time",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "avg_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "cos",
+    "cosh",
+    "count_over_time",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "deg",
+    "delta",
+    "deriv",
+    "end",
+    "first_over_time",
+    "max_of",
+    "min_of",
+    "range",
+    "start",
+    "step",
+    "ts_of_first_over_time",
+    "ts_of_last_over_time",
+    "ts_of_max_over_time",
+    "ts_of_min_over_time",
+    "double_exponential_smoothing",
+    "exp",
+    "floor",
+    "histogram_quantile",
+    "histogram_quantiles",
+    "hour",
+    "idelta",
+    "increase",
+    "irate",
+    "label_join",
+    "label_replace",
+    "last_over_time",
+    "ln",
+    "log10",
+    "log2",
+    "mad_over_time",
+    "max_over_time",
+    "min_over_time",
+    "minute",
+    "month",
+    "pi",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
+    "rad",
+    "rate",
+    "resets",
+    "round",
+    "scalar",
+    "sgn",
+    "sin",
+    "sinh",
+    "sort",
+    "sort_by_label",
+    "sort_by_label_desc",
+    "sort_desc",
+    "sqrt",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+    "tan",
+    "tanh",
+    "time",
+    "timestamp",
+    "vector",
+    "year",
+];
+
+/// Parses and lowers a PromQL expression of an instant query.
+pub fn parse(query: &str) -> Result<Plan, PlanError> {
+    parse_with(query, QueryTimes::default())
+}
+
+/// Parses and lowers a PromQL expression; `times` gives `step()` and `range()` for
+/// duration expressions.
+pub fn parse_with(query: &str, times: QueryTimes) -> Result<Plan, PlanError> {
+    let text = rename_holt_winters(&durations::rewrite(query, times));
+    let expr = ast::parse(&text).map_err(PlanError::Parse)?;
+    lower(&expr)
+}
+
+/// Rewrites the identifier `holt_winters` outside string literals.
+fn rename_holt_winters(query: &str) -> String {
+    const OLD: &str = "holt_winters";
+    if !query.contains(OLD) {
+        return query.to_string();
+    }
+    let mut out = String::with_capacity(query.len() + 32);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < query.len() {
+        let c = query[i..].chars().next().unwrap_or(' ');
+        if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q != '`' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+        } else if c == '"' || c == '\'' || c == '`' {
+            quote = Some(c);
+        } else if query[i..].starts_with(OLD) {
+            let before_ok = !query[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|b| b.is_alphanumeric() || b == '_' || b == ':');
+            let after = query[i + OLD.len()..].chars().next();
+            let after_ok = !after.is_some_and(|a| a.is_alphanumeric() || a == '_' || a == ':');
+            if before_ok && after_ok {
+                out.push_str("double_exponential_smoothing");
+                i += OLD.len();
+                continue;
+            }
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+fn ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn offset_ms(o: &Option<ast::Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(ast::Offset::Pos(d)) => ms(d),
+        Some(ast::Offset::Neg(d)) => -ms(d),
+    }
+}
+
+fn at(a: &Option<ast::AtModifier>) -> Option<At> {
+    a.as_ref().map(|a| match a {
+        ast::AtModifier::Start => At::Start,
+        ast::AtModifier::End => At::End,
+        ast::AtModifier::At(t) => At::Ms(system_time_ms(t)),
+    })
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => ms(&d),
+        Err(e) => -ms(&e.duration()),
+    }
+}
+
+fn lower_selector(vs: &ast::VectorSelector) -> Result<VectorSel, PlanError> {
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(PlanError::NotSupported("`or` inside a selector".into()));
+    }
+    let mut matchers = Vec::new();
+    let has_name = vs.matchers.matchers.iter().any(|m| m.name == "__name__");
+    if let (Some(name), false) = (&vs.name, has_name) {
+        matchers.push(LabelMatcher::new("__name__", "=", name).map_err(PlanError::Parse)?);
+    }
+    for m in &vs.matchers.matchers {
+        let op = match m.op {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Re(_) => "=~",
+            MatchOp::NotRe(_) => "!~",
+        };
+        matchers.push(LabelMatcher::new(&m.name, op, &m.value).map_err(PlanError::Parse)?);
+    }
+    Ok(VectorSel {
+        selector: Selector { matchers },
+        offset_ms: offset_ms(&vs.offset),
+        at: at(&vs.at),
+    })
+}
+
+fn labels(l: &promql_parser::label::Labels) -> Vec<String> {
+    l.labels.clone()
+}
+
+/// Lowers a parsed AST.
+pub fn lower(expr: &Expr) -> Result<Plan, PlanError> {
+    Ok(match expr {
+        Expr::NumberLiteral(n) => Plan::Number(n.val),
+        Expr::StringLiteral(s) => Plan::String(s.val.clone()),
+        Expr::Paren(p) => lower(&p.expr)?,
+        Expr::Unary(u) => Plan::Neg(Box::new(lower(&u.expr)?)),
+        Expr::VectorSelector(vs) => Plan::Vector(lower_selector(vs)?),
+        Expr::MatrixSelector(m) => Plan::Matrix {
+            sel: lower_selector(&m.vs)?,
+            range_ms: ms(&m.range),
+        },
+        Expr::Subquery(s) => Plan::Subquery {
+            expr: Box::new(lower(&s.expr)?),
+            range_ms: ms(&s.range),
+            step_ms: s.step.as_ref().map(ms).filter(|s| *s > 0),
+            offset_ms: offset_ms(&s.offset),
+            at: at(&s.at),
+        },
+        Expr::Call(c) => {
+            let name = c.func.name;
+            let func = FUNCTIONS
+                .iter()
+                .find(|f| **f == name)
+                .ok_or_else(|| PlanError::NotSupported(format!("function {name}")))?;
+            let args = c
+                .args
+                .args
+                .iter()
+                .map(|a| lower(a))
+                .collect::<Result<_, _>>()?;
+            Plan::Call { func, args }
+        }
+        Expr::Aggregate(a) => lower_aggregate(a)?,
+        Expr::Binary(b) => lower_binary(b)?,
+        Expr::Extension(_) => return Err(PlanError::NotSupported("extension expression".into())),
+    })
+}
+
+fn lower_aggregate(a: &ast::AggregateExpr) -> Result<Plan, PlanError> {
+    let op = match a.op.to_string().to_lowercase().as_str() {
+        "sum" => AggOp::Sum,
+        "avg" => AggOp::Avg,
+        "min" => AggOp::Min,
+        "max" => AggOp::Max,
+        "count" => AggOp::Count,
+        "group" => AggOp::Group,
+        "stddev" => AggOp::Stddev,
+        "stdvar" => AggOp::Stdvar,
+        "topk" => AggOp::Topk,
+        "bottomk" => AggOp::Bottomk,
+        "quantile" => AggOp::Quantile,
+        "count_values" => AggOp::CountValues,
+        "limitk" => AggOp::Limitk,
+        "limit_ratio" => AggOp::LimitRatio,
+        other => return Err(PlanError::NotSupported(format!("aggregation {other}"))),
+    };
+    let grouping = match &a.modifier {
+        None => Grouping::By(Vec::new()),
+        Some(ast::LabelModifier::Include(l)) => Grouping::By(labels(l)),
+        Some(ast::LabelModifier::Exclude(l)) => Grouping::Without(labels(l)),
+    };
+    Ok(Plan::Aggregate {
+        op,
+        expr: Box::new(lower(&a.expr)?),
+        param: match &a.param {
+            Some(p) => Some(Box::new(lower(p)?)),
+            None => None,
+        },
+        grouping,
+    })
+}
+
+fn lower_binary(b: &ast::BinaryExpr) -> Result<Plan, PlanError> {
+    let op = match b.op.to_string().to_lowercase().as_str() {
+        "+" => BinOp::Add,
+        "-" => BinOp::Sub,
+        "*" => BinOp::Mul,
+        "/" => BinOp::Div,
+        "%" => BinOp::Mod,
+        "^" => BinOp::Pow,
+        "atan2" => BinOp::Atan2,
+        "==" => BinOp::Eq,
+        "!=" => BinOp::Ne,
+        ">" => BinOp::Gt,
+        "<" => BinOp::Lt,
+        ">=" => BinOp::Ge,
+        "<=" => BinOp::Le,
+        "and" => BinOp::And,
+        "or" => BinOp::Or,
+        "unless" => BinOp::Unless,
+        other => return Err(PlanError::NotSupported(format!("binary operator {other}"))),
+    };
+    let (matching, return_bool) = match &b.modifier {
+        None => (None, false),
+        Some(m) => {
+            let card = match &m.card {
+                ast::VectorMatchCardinality::OneToOne => Card::OneToOne,
+                ast::VectorMatchCardinality::ManyToOne(l) => Card::ManyToOne(labels(l)),
+                ast::VectorMatchCardinality::OneToMany(l) => Card::OneToMany(labels(l)),
+                ast::VectorMatchCardinality::ManyToMany => Card::ManyToMany,
+            };
+            let (on, labels) = match &m.matching {
+                None => (false, Vec::new()),
+                Some(ast::LabelModifier::Include(l)) => (true, labels(l)),
+                Some(ast::LabelModifier::Exclude(l)) => (false, labels(l)),
+            };
+            let matching = Matching {
+                on,
+                labels,
+                card,
+                fill_lhs: m.fill_values.lhs,
+                fill_rhs: m.fill_values.rhs,
+            };
+            (Some(matching), m.return_bool)
+        }
+    };
+    Ok(Plan::Binary {
+        op,
+        lhs: Box::new(lower(&b.lhs)?),
+        rhs: Box::new(lower(&b.rhs)?),
+        matching,
+        return_bool,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowers_selectors_with_modifiers() {
+        let Plan::Matrix { sel, range_ms } =
+            parse(r#"foo{a=~"x.*"}[5m] offset -1m @ 100"#).unwrap()
+        else {
+            panic!("not a matrix")
+        };
+        assert_eq!(range_ms, 300_000);
+        assert_eq!(sel.offset_ms, -60_000);
+        assert_eq!(sel.at, Some(At::Ms(100_000)));
+        assert_eq!(sel.selector.matchers.len(), 2);
+    }
+
+    #[test]
+    fn holt_winters_is_an_alias() {
+        let p = parse(
+            r#"holt_winters(x[5m], 0.5, 0.5) + on() label_replace(y, "a", "holt_winters", "b", "")"#,
+        );
+        let Ok(Plan::Binary { lhs, .. }) = p else {
+            panic!("{p:?}")
+        };
+        assert!(matches!(
+            *lhs,
+            Plan::Call {
+                func: "double_exponential_smoothing",
+                ..
+            }
+        ));
+        assert!(rename_holt_winters(r#"x{a="holt_winters"}"#).contains("holt_winters"));
+    }
+
+    #[test]
+    fn binary_matching_and_aggregation() {
+        let p = parse("sum without (a) (x) / on (b) group_left (c) y").unwrap();
+        let Plan::Binary {
+            op, matching, lhs, ..
+        } = p
+        else {
+            panic!("not binary")
+        };
+        assert_eq!(op, BinOp::Div);
+        let m = matching.unwrap();
+        assert!(m.on);
+        assert_eq!(m.card, Card::ManyToOne(vec!["c".into()]));
+        assert!(matches!(
+            *lhs,
+            Plan::Aggregate {
+                op: AggOp::Sum,
+                grouping: Grouping::Without(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unsupported_is_an_error_not_a_panic() {
+        assert!(matches!(parse("info(x)"), Err(PlanError::NotSupported(_))));
+        assert!(matches!(parse("foo("), Err(PlanError::Parse(_))));
+    }
+}
