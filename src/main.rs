@@ -35,6 +35,9 @@ struct Cli {
     /// How far back PromQL and federation look for a series' latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg, global = true)]
     lookback_delta: Duration,
+    /// Maximum time a query may take before it is aborted.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg, global = true)]
+    query_timeout: Duration,
     /// Only log messages with the given severity or above: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info", global = true)]
     log_level: String,
@@ -137,6 +140,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         storage_path: cli.storage_path,
         lookback_delta: cli.lookback_delta,
         workers,
+        query_timeout: cli.query_timeout,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -37,6 +37,8 @@ pub struct ServiceOptions {
     pub lookback_delta: Duration,
     /// `--workers`.
     pub workers: usize,
+    /// `--query.timeout`: the longest an ad-hoc query may run.
+    pub query_timeout: Duration,
 }
 
 /// The running service.

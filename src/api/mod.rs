@@ -1,11 +1,17 @@
 //! The HTTP surface: routes and the handlers of the endpoints promflow serves.
 //!
-//! - `/federate` ([`federate`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
-//!   `/api/v1/status/buildinfo`, and a small status page at `/`.
+//! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
+//!   `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/status/buildinfo`,
+//!   and a small status page at `/`.
+//! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
+//!   [`params`] reads query-string and form parameters.
 //!
 //! Handlers only translate HTTP to calls on the [`Service`] and back.
 
 pub mod federate;
+pub mod params;
+pub mod query;
+pub mod response;
 pub mod text_format;
 
 use crate::ingest::now_ms;
@@ -30,6 +36,14 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
+        .route(
+            "/api/v1/query",
+            get(query::instant_query).post(query::instant_query),
+        )
+        .route(
+            "/api/v1/query_range",
+            get(query::range_query).post(query::range_query),
+        )
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .with_state(service)
 }

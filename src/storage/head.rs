@@ -113,6 +113,17 @@ impl Head {
     }
 }
 
+impl dataflows::promql::eval::SeriesSource for Head {
+    fn select(
+        &self,
+        matchers: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> dataflows::promql::eval::Selected {
+        Head::select(self, matchers, start_ms, end_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

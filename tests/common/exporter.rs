@@ -35,6 +35,8 @@ impl Reply {
 #[derive(Default)]
 struct Shared {
     reply: Option<Reply>,
+    /// Replies given in turn, one per request, before `reply` takes over.
+    sequence: std::collections::VecDeque<Reply>,
     /// Lower-cased header names and values of each request, in order.
     requests: Vec<Vec<(String, String)>>,
 }
@@ -51,7 +53,7 @@ impl Exporter {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Mutex::new(Shared {
             reply: Some(reply),
-            requests: Vec::new(),
+            ..Shared::default()
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (s, st) = (shared.clone(), stop.clone());
@@ -71,6 +73,19 @@ impl Exporter {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serves `replies` one per request, then the last one for ever.
+    pub fn start_sequence(replies: Vec<Reply>) -> Exporter {
+        let last = replies.last().cloned().expect("at least one reply");
+        let exporter = Exporter::start(last);
+        exporter.shared.lock().unwrap().sequence = replies.into();
+        exporter
+    }
+
+    /// Whether every reply of a sequence has been served.
+    pub fn sequence_done(&self) -> bool {
+        self.shared.lock().unwrap().sequence.is_empty()
     }
 
     pub fn set(&self, reply: Reply) {
@@ -110,7 +125,10 @@ fn serve(mut stream: TcpStream, shared: &Mutex<Shared>) {
     let reply = {
         let mut s = shared.lock().unwrap();
         s.requests.push(headers);
-        s.reply.clone().expect("reply set")
+        match s.sequence.pop_front() {
+            Some(next) => next,
+            None => s.reply.clone().expect("reply set"),
+        }
     };
     let body = if reply.gzip {
         use flate2::write::GzEncoder;

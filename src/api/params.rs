@@ -1,0 +1,115 @@
+//! Request parameters of the API v1: from the query string and, for POST, from an
+//! `application/x-www-form-urlencoded` body (Grafana sends both), plus Prometheus's
+//! time and duration parameter syntaxes.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, Method};
+use axum::response::Response;
+
+use crate::api::response::{api_error, ErrorType};
+
+/// All parameters of a request, in order; repeated names (like `match[]`) kept.
+#[derive(Clone, Debug, Default)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Params, Response> {
+        let mut pairs: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .map(|q| form_urlencoded(q.as_bytes()))
+            .unwrap_or_default();
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        if request.method() == Method::POST && is_form {
+            let body = Bytes::from_request(request, state).await.map_err(|e| {
+                api_error(
+                    ErrorType::BadData,
+                    &format!("reading the request body: {e}"),
+                )
+            })?;
+            pairs.extend(form_urlencoded(&body));
+        }
+        Ok(Params(pairs))
+    }
+}
+
+fn form_urlencoded(bytes: &[u8]) -> Vec<(String, String)> {
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes).unwrap_or_default()
+}
+
+/// Prometheus's time parameter: Unix seconds (fractions allowed) or RFC 3339.
+/// Returns milliseconds.
+pub fn parse_time_param(s: &str) -> Result<i64, String> {
+    if let Ok(seconds) = s.parse::<f64>() {
+        if seconds.is_finite() {
+            return Ok((seconds * 1000.0).round() as i64);
+        }
+    }
+    match s {
+        // Prometheus's spellings of the extremes.
+        "-292273086-05-16T16:47:06Z" => return Ok(i64::MIN / 1000),
+        "292277025-08-18T07:12:54.999999999Z" => return Ok(i64::MAX / 1000),
+        _ => {}
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+/// Prometheus's duration parameter: seconds (fractions allowed) or a duration like
+/// `1m30s`. Returns milliseconds.
+pub fn parse_duration_param(s: &str) -> Result<i64, String> {
+    if let Ok(seconds) = s.parse::<f64>() {
+        if seconds.is_finite() {
+            return Ok((seconds * 1000.0).round() as i64);
+        }
+        return Err(format!("cannot parse {s:?} to a valid duration"));
+    }
+    crate::config::parse_duration(s)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_durations() {
+        assert_eq!(parse_time_param("1435781451.781"), Ok(1_435_781_451_781));
+        assert_eq!(
+            parse_time_param("2015-07-01T20:10:51.781Z"),
+            Ok(1_435_781_451_781)
+        );
+        assert!(parse_time_param("yesterday").is_err());
+        assert_eq!(parse_duration_param("15"), Ok(15_000));
+        assert_eq!(parse_duration_param("1m30s"), Ok(90_000));
+        assert!(parse_duration_param("fast").is_err());
+    }
+}

@@ -1,0 +1,274 @@
+//! `/api/v1/query` and `/api/v1/query_range`: ad-hoc PromQL over stored samples, with
+//! Prometheus's parameters, JSON shapes and errors.
+//!
+//! Queries are planned by `dataflows::promql::plan` and evaluated by its reference
+//! evaluator over the in-memory head (the same semantics the maintained operators are
+//! checked against). Errors: `bad_data` (400) for unparsable parameters or PromQL,
+//! `execution` (422) for runtime errors, `timeout` (503) past `timeout`/`--query.timeout`.
+
+use crate::api::params::{parse_duration_param, parse_time_param, Params};
+use crate::api::response::{api_error, api_success, ErrorType};
+use crate::ingest::now_ms;
+use crate::service::Service;
+use axum::extract::State;
+use axum::response::Response;
+use dataflows::promql::durations::QueryTimes;
+use dataflows::promql::eval::{Evaluator, Value};
+use dataflows::promql::plan::{self, Plan};
+use serde_json::{json, Value as Json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Prometheus refuses range queries with more points than this per series.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// `GET|POST /api/v1/query`
+pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) -> Response {
+    let Some(query) = params.get("query") else {
+        return api_error(
+            ErrorType::BadData,
+            "invalid parameter \"query\": query is required",
+        );
+    };
+    let t = match params.get("time") {
+        Some(t) => match parse_time_param(t) {
+            Ok(t) => t,
+            Err(e) => {
+                return api_error(
+                    ErrorType::BadData,
+                    &format!("invalid parameter \"time\": {e}"),
+                )
+            }
+        },
+        None => now_ms(),
+    };
+    let plan = match plan::parse_with(query, QueryTimes::default()) {
+        Ok(plan) => plan,
+        Err(e) => {
+            return api_error(
+                ErrorType::BadData,
+                &format!("invalid parameter \"query\": {e}"),
+            )
+        }
+    };
+    let timeout = match query_timeout(&service, &params) {
+        Ok(t) => t,
+        Err(e) => return api_error(ErrorType::BadData, &e),
+    };
+    run(service, timeout, move |service| {
+        let head = service.ingester.head().clone();
+        let mut evaluator = Evaluator::new(head.as_ref(), t);
+        configure(&mut evaluator, &service);
+        evaluator
+            .instant(&plan, t)
+            .map(|value| instant_json(value, t))
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
+/// `GET|POST /api/v1/query_range`
+pub async fn range_query(State(service): State<Arc<Service>>, params: Params) -> Response {
+    let parsed = (|| -> Result<(String, i64, i64, i64), String> {
+        let query = params
+            .get("query")
+            .ok_or("invalid parameter \"query\": query is required")?;
+        let start = params
+            .get("start")
+            .ok_or("invalid parameter \"start\": missing")
+            .and_then(|s| parse_time_param(s).map_err(|_| "invalid parameter \"start\""))
+            .map_err(|e| e.to_string())?;
+        let end = params
+            .get("end")
+            .ok_or("invalid parameter \"end\": missing")
+            .and_then(|s| parse_time_param(s).map_err(|_| "invalid parameter \"end\""))
+            .map_err(|e| e.to_string())?;
+        if end < start {
+            return Err(
+                "invalid parameter \"end\": end timestamp must not be before start time".into(),
+            );
+        }
+        let step = params
+            .get("step")
+            .ok_or_else(|| "invalid parameter \"step\": missing".to_string())
+            .and_then(|s| {
+                parse_duration_param(s).map_err(|e| format!("invalid parameter \"step\": {e}"))
+            })?;
+        if step <= 0 {
+            return Err("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into());
+        }
+        if (end - start) / step > MAX_POINTS_PER_SERIES {
+            return Err("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into());
+        }
+        Ok((query.to_string(), start, end, step))
+    })();
+    let (query, start, end, step) = match parsed {
+        Ok(p) => p,
+        Err(e) => return api_error(ErrorType::BadData, &e),
+    };
+    let times = QueryTimes {
+        step_ms: step,
+        range_ms: end - start,
+    };
+    let plan: Plan = match plan::parse_with(&query, times) {
+        Ok(plan) => plan,
+        Err(e) => {
+            return api_error(
+                ErrorType::BadData,
+                &format!("invalid parameter \"query\": {e}"),
+            )
+        }
+    };
+    let timeout = match query_timeout(&service, &params) {
+        Ok(t) => t,
+        Err(e) => return api_error(ErrorType::BadData, &e),
+    };
+    run(service, timeout, move |service| {
+        let head = service.ingester.head().clone();
+        let mut evaluator = Evaluator::new(head.as_ref(), start);
+        configure(&mut evaluator, &service);
+        evaluator.start_ms = start;
+        evaluator.end_ms = end;
+        evaluator.step_ms = step;
+        let series = evaluator
+            .range(&plan, start, end, step)
+            .map_err(|e| e.to_string())?;
+        let result: Vec<Json> = series
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "metric": labels_json(&s.labels),
+                    "values": s.points.iter().map(|&(t, v)| point_json(t, v)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Ok(json!({ "resultType": "matrix", "result": result }))
+    })
+    .await
+}
+
+fn configure(evaluator: &mut Evaluator<'_>, service: &Service) {
+    evaluator.lookback_ms = service.options.lookback_delta.as_millis() as i64;
+    evaluator.subquery_step_ms = service
+        .config
+        .read()
+        .global
+        .evaluation_interval
+        .as_millis()
+        .max(1) as i64;
+}
+
+/// The `timeout` parameter, capped by `--query.timeout`; the error is the message.
+fn query_timeout(service: &Service, params: &Params) -> Result<Duration, String> {
+    match params.get("timeout") {
+        None => Ok(service.options.query_timeout),
+        Some(t) => parse_duration_param(t)
+            .map(|ms| Duration::from_millis(ms.max(0) as u64).min(service.options.query_timeout))
+            .map_err(|e| format!("invalid parameter \"timeout\": {e}")),
+    }
+}
+
+/// Runs an evaluation off the async threads, bounded by `timeout`.
+async fn run(
+    service: Arc<Service>,
+    timeout: Duration,
+    evaluate: impl FnOnce(Arc<Service>) -> Result<Json, String> + Send + 'static,
+) -> Response {
+    let task = tokio::task::spawn_blocking(move || evaluate(service));
+    match tokio::time::timeout(timeout, task).await {
+        Err(_) => api_error(
+            ErrorType::Timeout,
+            "query timed out in expression evaluation",
+        ),
+        Ok(Err(join_error)) => api_error(
+            ErrorType::Internal,
+            &format!("query evaluation failed: {join_error}"),
+        ),
+        Ok(Ok(Err(e))) => api_error(ErrorType::Execution, &e),
+        Ok(Ok(Ok(data))) => api_success(data),
+    }
+}
+
+fn instant_json(value: Value, t: i64) -> Json {
+    match value {
+        Value::Scalar(v) => json!({ "resultType": "scalar", "result": point_json(t, v) }),
+        Value::String(s) => json!({ "resultType": "string", "result": [timestamp_json(t), s] }),
+        Value::Vector(elements) => json!({
+            "resultType": "vector",
+            "result": elements
+                .iter()
+                .map(|e| json!({ "metric": labels_json(&e.labels), "value": point_json(t, e.value) }))
+                .collect::<Vec<_>>(),
+        }),
+        Value::Matrix(series) => json!({
+            "resultType": "matrix",
+            "result": series
+                .iter()
+                .map(|s| json!({
+                    "metric": labels_json(&s.labels),
+                    "values": s.points.iter().map(|&(t, v)| point_json(t, v)).collect::<Vec<_>>(),
+                }))
+                .collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// Labels as a JSON object, as Prometheus writes `metric`.
+pub fn labels_json(labels: &dataflows::Labels) -> Json {
+    Json::Object(
+        labels
+            .iter()
+            .map(|(n, v)| (n.to_string(), Json::String(v.to_string())))
+            .collect(),
+    )
+}
+
+/// `[seconds, "value"]` with Prometheus's number formats.
+pub fn point_json(t_ms: i64, value: f64) -> Json {
+    json!([timestamp_json(t_ms), format_value(value)])
+}
+
+/// Seconds since the epoch as a JSON number with millisecond precision and no trailing
+/// zeros, like Prometheus (`1435781451.781`, `1435781451`).
+fn timestamp_json(t_ms: i64) -> Json {
+    if t_ms % 1000 == 0 {
+        json!(t_ms / 1000)
+    } else {
+        // Exact in decimal: serde_json prints the shortest round-trip form.
+        json!(t_ms as f64 / 1000.0)
+    }
+}
+
+/// Sample values are strings formatted like Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_timestamps_like_prometheus() {
+        assert_eq!(format_value(1e21), "1000000000000000000000");
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(-0.0), "-0");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(
+            point_json(1_435_781_451_781, 1.0).to_string(),
+            r#"[1435781451.781,"1"]"#
+        );
+        assert_eq!(
+            point_json(1_435_781_451_000, 2.5).to_string(),
+            r#"[1435781451,"2.5"]"#
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! The Prometheus API v1 response envelope: `{"status":"success","data":…}` or
+//! `{"status":"error","errorType":…,"error":…}`, with the HTTP status each error type
+//! maps to. Every API handler answers through here, so the mapping lives in one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+/// Prometheus's error types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorType {
+    /// Bad parameters or unparsable PromQL (400).
+    BadData,
+    /// A runtime error of the query (422).
+    Execution,
+    /// The query ran past its timeout (503).
+    Timeout,
+    /// Something broke inside promflow (500).
+    Internal,
+    /// The resource does not exist (404).
+    NotFound,
+    /// The feature is switched off (503 in Prometheus).
+    Unavailable,
+}
+
+impl ErrorType {
+    fn name(self) -> &'static str {
+        match self {
+            ErrorType::BadData => "bad_data",
+            ErrorType::Execution => "execution",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Internal => "internal",
+            ErrorType::NotFound => "not_found",
+            ErrorType::Unavailable => "unavailable",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            ErrorType::BadData => StatusCode::BAD_REQUEST,
+            ErrorType::Execution => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorType::Timeout | ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::NotFound => StatusCode::NOT_FOUND,
+        }
+    }
+}
+
+/// A success envelope around `data`.
+pub fn api_success(data: Value) -> Response {
+    axum::Json(json!({ "status": "success", "data": data })).into_response()
+}
+
+/// An error envelope.
+pub fn api_error(kind: ErrorType, message: &str) -> Response {
+    (
+        kind.status(),
+        axum::Json(json!({ "status": "error", "errorType": kind.name(), "error": message })),
+    )
+        .into_response()
+}

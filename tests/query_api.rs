@@ -1,0 +1,334 @@
+//! `/api/v1/query` and `/api/v1/query_range` against a real Prometheus (Debian
+//! `prometheus`) holding the same samples.
+//!
+//! Both scrape their own copy of a controllable exporter that serves a fixed sequence
+//! of bodies with explicit timestamps (one point per series per body, 15s apart,
+//! ending ~5 minutes ago), so both stores hold exactly the same samples. Then the same
+//! queries go to both APIs and the answers are compared: result type, label sets,
+//! timestamps, and values (to 1e-9 relative: summation order may differ).
+//!
+//! Query times are chosen off the 15s sample grid so that Prometheus 2.42's closed
+//! range windows and promflow's left-open ones (Prometheus 3.x) select the same
+//! samples.
+
+mod common;
+
+use common::exporter::{Exporter, Reply};
+use common::http::with_query;
+use common::{wait_until, Peer, Prometheus, Promflow};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const POINTS: i64 = 60;
+const STEP_MS: i64 = 15_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// The i-th body: every series' i-th point at `t0 + i*15s`.
+fn body(t0: i64, i: i64) -> Reply {
+    let ts = t0 + i * STEP_MS;
+    let f = i as f64;
+    let mut lines = vec![
+        // A counter with a reset half way.
+        format!(
+            "http_requests_total{{job=\"api\",instance=\"a\",code=\"200\"}} {} {ts}",
+            if i < 30 { f * 10.0 } else { (f - 30.0) * 3.0 }
+        ),
+        format!(
+            "http_requests_total{{job=\"api\",instance=\"b\",code=\"500\"}} {} {ts}",
+            f * 1.5
+        ),
+        format!(
+            "http_requests_total{{job=\"web\",instance=\"c\",code=\"200\"}} {} {ts}",
+            f * f
+        ),
+        format!(
+            "node_memory_free_bytes{{instance=\"a\"}} {} {ts}",
+            1e9 - f * 1e6
+        ),
+        format!(
+            "node_memory_free_bytes{{instance=\"b\"}} {} {ts}",
+            5e8 + (f * 0.7).sin() * 1e7
+        ),
+        format!(
+            "node_memory_free_bytes{{instance=\"c\"}} {} {ts}",
+            2e8 + f * 3e5
+        ),
+    ];
+    for (le, rate) in [("0.1", 2.0), ("0.5", 5.0), ("1", 7.0), ("+Inf", 8.0)] {
+        lines.push(format!(
+            "request_duration_seconds_bucket{{instance=\"h\",le=\"{le}\"}} {} {ts}",
+            f * rate
+        ));
+    }
+    lines.push(format!(
+        "request_duration_seconds_sum{{instance=\"h\"}} {} {ts}",
+        f * 3.3
+    ));
+    lines.push(format!(
+        "request_duration_seconds_count{{instance=\"h\"}} {} {ts}",
+        f * 8.0
+    ));
+    if i < 40 {
+        lines.push(format!("flaky_gauge{{instance=\"x\"}} {} {ts}", 100.0 - f));
+    }
+    Reply::text(&(lines.join("\n") + "\n"))
+}
+
+fn config(exporter: &Exporter) -> String {
+    format!(
+        "global:\n  scrape_interval: 100ms\n  scrape_timeout: 100ms\nscrape_configs:\n  - job_name: data\n    honor_labels: true\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.addr()
+    )
+}
+
+fn api(peer: &Peer, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
+    let response = peer.get(&with_query(path, params));
+    let json: Value = serde_json::from_str(&response.body)
+        .unwrap_or_else(|e| panic!("{path} {params:?}: not JSON ({e}): {}", response.body));
+    (response.status, json)
+}
+
+fn seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+/// A result in a comparable form: series (labels as text) → points.
+fn normalise(data: &Value) -> (String, BTreeMap<String, Vec<(f64, f64)>>) {
+    let kind = data["resultType"].as_str().unwrap_or_default().to_string();
+    let mut out = BTreeMap::new();
+    let point = |p: &Value| (p[0].as_f64().unwrap(), parse_value(p[1].as_str().unwrap()));
+    match kind.as_str() {
+        "scalar" | "string" => {
+            out.insert(
+                String::new(),
+                vec![(data["result"][0].as_f64().unwrap(), 0.0)],
+            );
+            if kind == "scalar" {
+                out.insert(String::new(), vec![point(&data["result"])]);
+            }
+        }
+        _ => {
+            for s in data["result"].as_array().unwrap() {
+                let key = s["metric"].to_string();
+                let points = match s.get("values") {
+                    Some(values) => values.as_array().unwrap().iter().map(point).collect(),
+                    None => vec![point(&s["value"])],
+                };
+                out.insert(key, points);
+            }
+        }
+    }
+    (kind, out)
+}
+
+fn parse_value(s: &str) -> f64 {
+    match s {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => s.parse().unwrap(),
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+fn compare(what: &str, ours: &Value, theirs: &Value) -> Option<String> {
+    let (ok, ek) = (normalise(ours), normalise(theirs));
+    if ok.0 != ek.0 {
+        return Some(format!(
+            "{what}: result type {} vs prometheus {}",
+            ok.0, ek.0
+        ));
+    }
+    if ok.1.keys().collect::<Vec<_>>() != ek.1.keys().collect::<Vec<_>>() {
+        return Some(format!(
+            "{what}: series differ\n  promflow:   {:?}\n  prometheus: {:?}",
+            ok.1.keys().collect::<Vec<_>>(),
+            ek.1.keys().collect::<Vec<_>>()
+        ));
+    }
+    for (series, points) in &ok.1 {
+        let expected = &ek.1[series];
+        let same = points.len() == expected.len()
+            && points
+                .iter()
+                .zip(expected)
+                .all(|(a, b)| a.0 == b.0 && close(a.1, b.1));
+        if !same {
+            return Some(format!(
+                "{what}: {series}\n  promflow:   {points:?}\n  prometheus: {expected:?}"
+            ));
+        }
+    }
+    None
+}
+
+const INSTANT_QUERIES: &[&str] = &[
+    "http_requests_total",
+    "rate(http_requests_total[5m])",
+    "sum by (job) (rate(http_requests_total[5m]))",
+    "increase(http_requests_total[2m])",
+    "irate(http_requests_total[1m])",
+    "resets(http_requests_total[10m])",
+    "delta(node_memory_free_bytes[3m])",
+    "deriv(node_memory_free_bytes[5m])",
+    "predict_linear(node_memory_free_bytes[5m], 3600)",
+    "avg_over_time(node_memory_free_bytes[4m])",
+    "max_over_time(node_memory_free_bytes[4m]) - min_over_time(node_memory_free_bytes[4m])",
+    "count_over_time(http_requests_total[1m])",
+    "stddev_over_time(node_memory_free_bytes[5m])",
+    "quantile_over_time(0.9, node_memory_free_bytes[5m])",
+    "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket[5m])))",
+    "rate(request_duration_seconds_sum[5m]) / rate(request_duration_seconds_count[5m])",
+    "topk(2, http_requests_total)",
+    "bottomk(1, node_memory_free_bytes)",
+    "quantile(0.5, http_requests_total)",
+    "stddev(node_memory_free_bytes)",
+    "count by (job) (http_requests_total)",
+    "count_values(\"v\", count_over_time(http_requests_total[1m]))",
+    "http_requests_total / on(instance) group_left node_memory_free_bytes",
+    "sum by (job) (http_requests_total) > 100",
+    "sum by (job) (http_requests_total) > bool 100",
+    "http_requests_total and on(instance) node_memory_free_bytes > 4e8",
+    "http_requests_total unless on(instance) node_memory_free_bytes > 4e8",
+    "node_memory_free_bytes offset 2m",
+    "label_replace(http_requests_total, \"host\", \"h-$1\", \"instance\", \"(.*)\")",
+    "label_join(http_requests_total, \"jc\", \"-\", \"job\", \"code\")",
+    "absent(nonexistent_metric)",
+    "absent(http_requests_total)",
+    "flaky_gauge",
+    "last_over_time(flaky_gauge[10m])",
+    "time()",
+    "vector(1) + 1",
+    "scalar(sum(http_requests_total)) * 2",
+    "clamp(node_memory_free_bytes, 3e8, 6e8)",
+    "abs(-node_memory_free_bytes) ^ 0.5",
+    "timestamp(http_requests_total)",
+    "max_over_time(rate(http_requests_total[1m])[5m:30s])",
+];
+
+#[test]
+fn query_api_answers_like_prometheus() {
+    let t0 = (now_ms() - (POINTS * STEP_MS + 5 * 60_000)) / 1000 * 1000;
+    let bodies: Vec<Reply> = (0..POINTS).map(|i| body(t0, i)).collect();
+    let for_promflow = Exporter::start_sequence(bodies.clone());
+    let for_prometheus = Exporter::start_sequence(bodies);
+    let promflow = Promflow::start(&config(&for_promflow));
+    let prometheus = Prometheus::start(&config(&for_prometheus));
+    assert!(
+        wait_until(Duration::from_secs(60), || for_promflow.sequence_done()
+            && for_prometheus.sequence_done()),
+        "the scrapers did not fetch every body"
+    );
+    // One more scrape each so the last body is stored.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let last = t0 + (POINTS - 1) * STEP_MS;
+    let times = [
+        t0 + 5 * 60_000 + 7_500,
+        t0 + 7 * 60_000 + 3_300,
+        t0 + 11 * 60_000 + 500,
+        last + 4_100,
+        // flaky_gauge stopped at point 40: within, then beyond the lookback delta.
+        t0 + 40 * STEP_MS + 2 * 60_000 + 1_700,
+        t0 + 40 * STEP_MS + 6 * 60_000 + 1_700,
+    ];
+    let mut problems = Vec::new();
+    for query in INSTANT_QUERIES {
+        for &t in &times {
+            let params = [("query", *query), ("time", &seconds(t))];
+            let (our_status, ours) = api(&promflow, "/api/v1/query", &params);
+            let (their_status, theirs) = api(&prometheus, "/api/v1/query", &params);
+            if our_status != their_status || ours["status"] != theirs["status"] {
+                problems.push(format!("{query} @{t}: status {our_status} {ours} vs prometheus {their_status} {theirs}"));
+            } else if theirs["status"] == "success" {
+                problems.extend(compare(
+                    &format!("{query} @{t}"),
+                    &ours["data"],
+                    &theirs["data"],
+                ));
+            }
+        }
+    }
+    for query in [
+        "rate(http_requests_total[1m])",
+        "sum by (job) (increase(http_requests_total[2m]))",
+        "node_memory_free_bytes",
+        "flaky_gauge",
+        "1 + 1",
+    ] {
+        let params = [
+            ("query", query),
+            ("start", &seconds(t0 + 2 * 60_000 + 1_100)),
+            ("end", &seconds(last + 7 * 60_000)),
+            ("step", "30"),
+        ];
+        let (_, ours) = api(&promflow, "/api/v1/query_range", &params);
+        let (_, theirs) = api(&prometheus, "/api/v1/query_range", &params);
+        assert_eq!(theirs["status"], "success", "{query}: {theirs}");
+        if ours["status"] != "success" {
+            problems.push(format!("range {query}: {ours}"));
+        } else {
+            problems.extend(compare(
+                &format!("range {query}"),
+                &ours["data"],
+                &theirs["data"],
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn query_api_errors_like_prometheus() {
+    let exporter = Exporter::start(Reply::text("m 1\n"));
+    let promflow = Promflow::start(&config(&exporter));
+    let prometheus = Prometheus::start(&config(&exporter));
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        ("/api/v1/query", &[("query", "sum(")]),
+        ("/api/v1/query", &[("query", "m"), ("time", "yesterday")]),
+        ("/api/v1/query", &[]),
+        (
+            "/api/v1/query_range",
+            &[("query", "m"), ("start", "10"), ("end", "5"), ("step", "1")],
+        ),
+        (
+            "/api/v1/query_range",
+            &[("query", "m"), ("start", "0"), ("end", "5"), ("step", "0")],
+        ),
+        (
+            "/api/v1/query_range",
+            &[
+                ("query", "m"),
+                ("start", "0"),
+                ("end", "100000"),
+                ("step", "1"),
+            ],
+        ),
+    ];
+    for (path, params) in cases {
+        let (our_status, ours) = api(&promflow, path, params);
+        let (their_status, theirs) = api(&prometheus, path, params);
+        assert_eq!(
+            our_status, their_status,
+            "{path} {params:?}: {ours} vs {theirs}"
+        );
+        assert_eq!(
+            ours["errorType"], theirs["errorType"],
+            "{path} {params:?}: {ours} vs {theirs}"
+        );
+    }
+}
