@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use promflow::config::{parse_duration, Config};
+use promflow::config::{format_duration, parse_duration, Config};
 use promflow::service::{Service, ServiceOptions};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -134,7 +134,35 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let flags = vec![
+        (
+            "config.file".to_string(),
+            cli.config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "web.listen-address".to_string(),
+            cli.listen_address.to_string(),
+        ),
+        (
+            "storage.tsdb.path".to_string(),
+            cli.storage_path.display().to_string(),
+        ),
+        (
+            "query.lookback-delta".to_string(),
+            format_duration(cli.lookback_delta),
+        ),
+        (
+            "query.timeout".to_string(),
+            format_duration(cli.query_timeout),
+        ),
+        ("log.level".to_string(), cli.log_level.clone()),
+        ("workers".to_string(), workers.to_string()),
+    ];
     let options = ServiceOptions {
+        flags,
         config_file: cli.config_file,
         listen_address: cli.listen_address,
         storage_path: cli.storage_path,

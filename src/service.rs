@@ -22,7 +22,7 @@ use std::time::Duration;
 
 /// How long the in-memory head keeps samples: Prometheus's head block span plus the
 /// lookback delta. Older history needs durable storage (storage issue).
-const HEAD_RETENTION: Duration = Duration::from_secs(3 * 3600);
+pub const HEAD_RETENTION: Duration = Duration::from_secs(3 * 3600);
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -39,6 +39,8 @@ pub struct ServiceOptions {
     pub workers: usize,
     /// `--query.timeout`: the longest an ad-hoc query may run.
     pub query_timeout: Duration,
+    /// Every flag as given or defaulted, for `/api/v1/status/flags`.
+    pub flags: Vec<(String, String)>,
 }
 
 /// The running service.

@@ -35,6 +35,9 @@ fn body(t0: i64, i: i64) -> Reply {
     let ts = t0 + i * STEP_MS;
     let f = i as f64;
     let mut lines = vec![
+        "# HELP http_requests_total Requests served.".to_string(),
+        "# TYPE http_requests_total counter".to_string(),
+        "# TYPE node_memory_free_bytes gauge".to_string(),
         // A counter with a reset half way.
         format!(
             "http_requests_total{{job=\"api\",instance=\"a\",code=\"200\"}} {} {ts}",
@@ -215,8 +218,16 @@ const INSTANT_QUERIES: &[&str] = &[
     "max_over_time(rate(http_requests_total[1m])[5m:30s])",
 ];
 
-#[test]
-fn query_api_answers_like_prometheus() {
+/// Two exporters serving the same sequence, promflow scraping one and Prometheus the
+/// other, both holding every body once this returns.
+struct SameData {
+    t0: i64,
+    _exporters: (Exporter, Exporter),
+    promflow: Promflow,
+    prometheus: Prometheus,
+}
+
+fn same_data() -> SameData {
     let t0 = (now_ms() - (POINTS * STEP_MS + 5 * 60_000)) / 1000 * 1000;
     let bodies: Vec<Reply> = (0..POINTS).map(|i| body(t0, i)).collect();
     let for_promflow = Exporter::start_sequence(bodies.clone());
@@ -230,7 +241,22 @@ fn query_api_answers_like_prometheus() {
     );
     // One more scrape each so the last body is stored.
     std::thread::sleep(Duration::from_secs(1));
+    SameData {
+        t0,
+        _exporters: (for_promflow, for_prometheus),
+        promflow,
+        prometheus,
+    }
+}
 
+#[test]
+fn query_api_answers_like_prometheus() {
+    let SameData {
+        t0,
+        promflow,
+        prometheus,
+        ..
+    } = same_data();
     let last = t0 + (POINTS - 1) * STEP_MS;
     let times = [
         t0 + 5 * 60_000 + 7_500,
@@ -331,4 +357,81 @@ fn query_api_errors_like_prometheus() {
             "{path} {params:?}: {ours} vs {theirs}"
         );
     }
+}
+
+/// The series/label/metadata endpoints Grafana uses for its query builder.
+#[test]
+fn series_labels_and_metadata_like_prometheus() {
+    let data = same_data();
+    let (promflow, prometheus) = (&data.promflow, &data.prometheus);
+    let start = seconds(data.t0);
+    let end = seconds(now_ms());
+    let cases: Vec<(String, Vec<(&str, &str)>)> = vec![
+        (
+            "/api/v1/series".into(),
+            vec![("match[]", "http_requests_total")],
+        ),
+        (
+            "/api/v1/series".into(),
+            vec![
+                ("match[]", r#"{job="api"}"#),
+                ("match[]", "node_memory_free_bytes"),
+            ],
+        ),
+        (
+            "/api/v1/series".into(),
+            vec![("match[]", "flaky_gauge"), ("start", &start), ("end", &end)],
+        ),
+        ("/api/v1/series".into(), vec![]),
+        ("/api/v1/labels".into(), vec![]),
+        (
+            "/api/v1/labels".into(),
+            vec![("match[]", "node_memory_free_bytes")],
+        ),
+        ("/api/v1/label/__name__/values".into(), vec![]),
+        ("/api/v1/label/job/values".into(), vec![]),
+        (
+            "/api/v1/label/code/values".into(),
+            vec![("match[]", r#"{job="api"}"#)],
+        ),
+        (
+            "/api/v1/metadata".into(),
+            vec![("metric", "http_requests_total")],
+        ),
+        (
+            "/api/v1/metadata".into(),
+            vec![("metric", "node_memory_free_bytes")],
+        ),
+        (
+            "/api/v1/query_exemplars".into(),
+            vec![
+                ("query", "http_requests_total"),
+                ("start", &start),
+                ("end", &end),
+            ],
+        ),
+    ];
+    for (path, params) in &cases {
+        let (our_status, ours) = api(promflow, path, params);
+        let (their_status, theirs) = api(prometheus, path, params);
+        assert_eq!(
+            our_status, their_status,
+            "{path} {params:?}: {ours} vs {theirs}"
+        );
+        assert_eq!(ours["status"], theirs["status"], "{path} {params:?}");
+        assert_eq!(ours["errorType"], theirs["errorType"], "{path} {params:?}");
+        let sorted = |v: &Value| {
+            let mut items: Vec<String> = match &v["data"] {
+                Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
+                other => vec![other.to_string()],
+            };
+            items.sort();
+            items
+        };
+        assert_eq!(sorted(&ours), sorted(&theirs), "{path} {params:?}");
+    }
+    // `limit` (not in Prometheus 2.42): truncates with a warning.
+    let (_, limited) = api(promflow, "/api/v1/label/__name__/values", &[("limit", "2")]);
+    assert_eq!(limited["data"].as_array().unwrap().len(), 2, "{limited}");
+    assert_eq!(limited["warnings"][0], "results truncated due to limit");
 }

@@ -12,6 +12,8 @@ pub mod federate;
 pub mod params;
 pub mod query;
 pub mod response;
+pub mod series;
+pub mod status;
 pub mod text_format;
 
 use crate::ingest::now_ms;
@@ -44,7 +46,24 @@ pub fn router(service: Arc<Service>) -> Router {
             "/api/v1/query_range",
             get(query::range_query).post(query::range_query),
         )
-        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route(
+            "/api/v1/series",
+            get(series::series_api).post(series::series_api),
+        )
+        .route(
+            "/api/v1/labels",
+            get(series::label_names).post(series::label_names),
+        )
+        .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/metadata", get(status::metadata))
+        .route(
+            "/api/v1/query_exemplars",
+            get(status::query_exemplars).post(status::query_exemplars),
+        )
+        .route("/api/v1/status/buildinfo", get(status::buildinfo))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
         .with_state(service)
 }
 
@@ -81,21 +100,6 @@ async fn reload(State(service): State<Arc<Service>>) -> Response {
         )
             .into_response(),
     }
-}
-
-async fn buildinfo() -> Response {
-    axum::Json(serde_json::json!({
-        "status": "success",
-        "data": {
-            "version": env!("CARGO_PKG_VERSION"),
-            "revision": "",
-            "branch": "",
-            "buildUser": "",
-            "buildDate": "",
-            "goVersion": "",
-        }
-    }))
-    .into_response()
 }
 
 /// A small status page: targets and their health, links to the endpoints.

@@ -51,6 +51,11 @@ pub fn api_success(data: Value) -> Response {
     axum::Json(json!({ "status": "success", "data": data })).into_response()
 }
 
+/// A success envelope with `warnings`.
+pub fn api_success_with_warnings(data: Value, warnings: &[&str]) -> Response {
+    axum::Json(json!({ "status": "success", "data": data, "warnings": warnings })).into_response()
+}
+
 /// An error envelope.
 pub fn api_error(kind: ErrorType, message: &str) -> Response {
     (

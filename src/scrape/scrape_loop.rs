@@ -36,6 +36,8 @@ pub struct TargetHealth {
     pub last_scrape_ms: i64,
     /// Duration of the last scrape.
     pub last_duration: Duration,
+    /// Metric metadata (`# HELP`, `# TYPE`, `# UNIT`) of the last successful scrape.
+    pub metadata: Arc<Vec<exposition::MetricMetadata>>,
 }
 
 /// Why a scrape failed.
@@ -171,12 +173,13 @@ async fn scrape_once(
     let started = Instant::now();
     let fetched = fetch(spec, ctx).await;
     let mut scraped = 0usize;
+    let mut metadata = None;
     let result = fetched.and_then(|(body, content_type)| {
         let format = Format::from_content_type(content_type.as_deref());
         let mut builder = BatchBuilder::new(spec, ts, state);
         let parsed = exposition::parse_each(&body, format, |sample| builder.add(sample));
         scraped = builder.scraped;
-        parsed.map_err(|e| ScrapeError::Parse(e.to_string()))?;
+        metadata = Some(parsed.map_err(|e| ScrapeError::Parse(e.to_string()))?);
         builder.finish()
     });
     let duration = started.elapsed();
@@ -231,6 +234,11 @@ async fn scrape_once(
     h.last_error = error.map(|e| e.to_string()).unwrap_or_default();
     h.last_scrape_ms = ts;
     h.last_duration = duration;
+    if let Some(metadata) = metadata {
+        if *h.metadata != metadata {
+            h.metadata = Arc::new(metadata);
+        }
+    }
 }
 
 async fn fetch(

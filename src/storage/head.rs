@@ -91,6 +91,28 @@ impl Head {
         out
     }
 
+    /// Labels of every series matching any of `selectors` (all series if there are
+    /// none) with at least one sample in `[start, end]`, sorted.
+    pub fn series_in_range(
+        &self,
+        selectors: &[Selector],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Arc<Labels>> {
+        let series = self.series.read();
+        let mut out: Vec<Arc<Labels>> = series
+            .values()
+            .filter(|s| selectors.is_empty() || selectors.iter().any(|sel| sel.matches(&s.labels)))
+            .filter(|s| {
+                let first = s.samples.partition_point(|&(ts, _)| ts < start_ms);
+                s.samples.get(first).is_some_and(|&(ts, _)| ts <= end_ms)
+            })
+            .map(|s| s.labels.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Drops samples older than `cutoff_ms`, and series left empty.
     pub fn truncate_before(&self, cutoff_ms: i64) {
         let mut series = self.series.write();
@@ -100,6 +122,20 @@ impl Head {
             }
             !s.samples.is_empty()
         });
+    }
+
+    /// The oldest and newest sample timestamps held, if any.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let series = self.series.read();
+        let min = series
+            .values()
+            .filter_map(|s| s.samples.front().map(|p| p.0))
+            .min()?;
+        let max = series
+            .values()
+            .filter_map(|s| s.samples.back().map(|p| p.0))
+            .max()?;
+        Some((min, max))
     }
 
     /// The number of series held.

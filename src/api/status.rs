@@ -1,0 +1,156 @@
+//! `/api/v1/status/*` (buildinfo, flags, runtimeinfo, tsdb), `/api/v1/metadata` and
+//! `/api/v1/query_exemplars`, with Prometheus's JSON shapes.
+
+use crate::api::params::Params;
+use crate::api::response::{api_error, api_success, ErrorType};
+use crate::service::Service;
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// `GET /api/v1/status/buildinfo`
+pub async fn buildinfo() -> Response {
+    api_success(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+/// `GET /api/v1/status/flags`: every command-line flag and its value.
+pub async fn flags(State(service): State<Arc<Service>>) -> Response {
+    let flags: Map<String, Value> = service
+        .options
+        .flags
+        .iter()
+        .map(|(n, v)| (n.clone(), Value::String(v.clone())))
+        .collect();
+    api_success(Value::Object(flags))
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// `GET /api/v1/status/runtimeinfo`
+pub async fn runtimeinfo(State(service): State<Arc<Service>>) -> Response {
+    let process = crate::process_stats::read();
+    let metrics = &service.metrics;
+    api_success(json!({
+        "startTime": rfc3339((process.start_time_seconds * 1000.0) as i64),
+        "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+        "reloadConfigSuccess": metrics.config_last_reload_successful.get() == 1.0,
+        "lastConfigTime": rfc3339((metrics.config_last_reload_success_timestamp_seconds.get() * 1000.0) as i64),
+        "corruptionCount": 0,
+        "goroutineCount": 0,
+        "GOMAXPROCS": service.options.workers,
+        "GOGC": "",
+        "GODEBUG": "",
+        "storageRetention": format!("{}h (in-memory head)", crate::service::HEAD_RETENTION.as_secs() / 3600),
+    }))
+}
+
+/// `GET /api/v1/status/tsdb`: head statistics and the top-10 cardinality tables.
+pub async fn tsdb(State(service): State<Arc<Service>>) -> Response {
+    let head = service.ingester.head();
+    let series = head.series_in_range(&[], i64::MIN, i64::MAX);
+    let (min_time, max_time) = head.time_range().unwrap_or((i64::MAX, i64::MIN));
+    let mut by_metric: HashMap<&str, u64> = HashMap::new();
+    let mut values_by_label: HashMap<&str, std::collections::HashSet<&str>> = HashMap::new();
+    let mut bytes_by_label: HashMap<&str, u64> = HashMap::new();
+    let mut by_pair: HashMap<String, u64> = HashMap::new();
+    let mut label_pairs = std::collections::HashSet::new();
+    for labels in &series {
+        *by_metric.entry(labels.metric_name()).or_default() += 1;
+        for (name, value) in labels.iter() {
+            if values_by_label.entry(name).or_default().insert(value) {
+                *bytes_by_label.entry(name).or_default() += value.len() as u64;
+            }
+            label_pairs.insert((name, value));
+            *by_pair.entry(format!("{name}={value}")).or_default() += 1;
+        }
+    }
+    fn top10<K: ToString>(counts: impl IntoIterator<Item = (K, u64)>) -> Value {
+        let mut rows: Vec<(String, u64)> = counts
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rows.truncate(10);
+        Value::Array(
+            rows.into_iter()
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect(),
+        )
+    }
+    api_success(json!({
+        "headStats": {
+            "numSeries": series.len(),
+            "numLabelPairs": label_pairs.len(),
+            "chunkCount": 0,
+            "minTime": min_time,
+            "maxTime": max_time,
+        },
+        "seriesCountByMetricName": top10(by_metric),
+        "labelValueCountByLabelName": top10(values_by_label.into_iter().map(|(k, v)| (k, v.len() as u64))),
+        "memoryInBytesByLabelName": top10(bytes_by_label),
+        "seriesCountByLabelValuePair": top10(by_pair),
+    }))
+}
+
+/// `GET /api/v1/metadata?metric=&limit=&limit_per_metric=`: metadata of the metrics
+/// scraped, merged over targets, distinct entries per metric.
+pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Response {
+    let parse_limit = |name: &str| -> Result<i64, String> {
+        params
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map_or(Ok(-1), |v| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("invalid parameter \"{name}\": {v:?}"))
+            })
+    };
+    let (limit, per_metric) = match (parse_limit("limit"), parse_limit("limit_per_metric")) {
+        (Ok(l), Ok(p)) => (l, p),
+        (Err(e), _) | (_, Err(e)) => return api_error(ErrorType::BadData, &e),
+    };
+    let wanted = params.get("metric").filter(|m| !m.is_empty());
+    let mut merged: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for target in service.scrapes.targets() {
+        for m in target.health.metadata.iter() {
+            if wanted.is_some_and(|w| w != m.family) {
+                continue;
+            }
+            // Prometheus reports metrics typed `untyped` as `unknown`.
+            let kind = match m.kind.as_str() {
+                "untyped" => "unknown",
+                other => other,
+            };
+            let entry = json!({ "type": kind, "help": m.help, "unit": m.unit });
+            let list = merged.entry(m.family.clone()).or_default();
+            if !list.contains(&entry) && (per_metric < 0 || (list.len() as i64) < per_metric) {
+                list.push(entry);
+            }
+        }
+    }
+    let mut data = Map::new();
+    for (name, entries) in merged {
+        if limit >= 0 && data.len() as i64 >= limit {
+            break;
+        }
+        data.insert(name, Value::Array(entries));
+    }
+    api_success(Value::Object(data))
+}
+
+/// `GET|POST /api/v1/query_exemplars`: promflow keeps no exemplars yet.
+pub async fn query_exemplars() -> Response {
+    api_success(json!([]))
+}
