@@ -436,6 +436,9 @@ fn series_labels_and_metadata_like_prometheus() {
     assert_eq!(limited["warnings"][0], "results truncated due to limit");
 }
 
+/// (method, path, form parameters)
+type GrafanaRequest<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
 /// The request sequence Grafana's Prometheus data source sends when a dashboard opens
 /// and its query editor is used: GET probes, then POST form bodies. Each answer must
 /// have the same status, error type, result type and content as Prometheus's.
@@ -454,8 +457,7 @@ fn grafana_request_sequence_is_answered_like_prometheus() {
             .collect::<Vec<_>>()
             .join("&")
     };
-    // (method, path, form parameters)
-    let sequence: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+    let sequence: Vec<GrafanaRequest> = vec![
         ("GET", "/api/v1/status/buildinfo", vec![]),
         (
             "POST",
