@@ -359,6 +359,16 @@ fn query_api_errors_like_prometheus() {
     }
 }
 
+/// A non-query answer's `data` in a comparable form: list items sorted.
+fn sorted_data(v: &Value) -> Vec<String> {
+    let mut items: Vec<String> = match &v["data"] {
+        Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
+        other => vec![other.to_string()],
+    };
+    items.sort();
+    items
+}
+
 /// The series/label/metadata endpoints Grafana uses for its query builder.
 #[test]
 fn series_labels_and_metadata_like_prometheus() {
@@ -420,15 +430,11 @@ fn series_labels_and_metadata_like_prometheus() {
         );
         assert_eq!(ours["status"], theirs["status"], "{path} {params:?}");
         assert_eq!(ours["errorType"], theirs["errorType"], "{path} {params:?}");
-        let sorted = |v: &Value| {
-            let mut items: Vec<String> = match &v["data"] {
-                Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
-                other => vec![other.to_string()],
-            };
-            items.sort();
-            items
-        };
-        assert_eq!(sorted(&ours), sorted(&theirs), "{path} {params:?}");
+        assert_eq!(
+            sorted_data(&ours),
+            sorted_data(&theirs),
+            "{path} {params:?}"
+        );
     }
     // `limit` (not in Prometheus 2.42): truncates with a warning.
     let (_, limited) = api(promflow, "/api/v1/label/__name__/values", &[("limit", "2")]);
@@ -565,15 +571,7 @@ fn grafana_request_sequence_is_answered_like_prometheus() {
                 }
             }
             None => {
-                let sorted = |v: &Value| {
-                    let mut items: Vec<String> = match &v["data"] {
-                        Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
-                        other => vec![other.to_string()],
-                    };
-                    items.sort();
-                    items
-                };
-                assert_eq!(sorted(&ours), sorted(&theirs), "{what}");
+                assert_eq!(sorted_data(&ours), sorted_data(&theirs), "{what}");
             }
         }
     }
