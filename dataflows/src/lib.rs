@@ -20,6 +20,6 @@ pub mod selector;
 
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use labels::Labels;
-pub use latest::{LatestEntry, LatestTable};
+pub use latest::{ChangeListener, LatestChange, LatestEntry, LatestTable};
 pub use sample::{is_stale_marker, Sample, STALE_MARKER};
 pub use selector::{LabelMatcher, MatchKind, Selector};
