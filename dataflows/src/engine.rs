@@ -44,6 +44,8 @@ pub struct EngineStats {
     pub samples_fed: u64,
     /// Samples refused because they were older than the watermark.
     pub samples_late: u64,
+    /// Samples held in maintained rules' windows (as of each worker's last retirement).
+    pub rule_samples_retained: u64,
 }
 
 enum Command {
@@ -68,6 +70,7 @@ pub struct Engine {
     workers: usize,
     lookback_ms: i64,
     worker_frontiers: Arc<Vec<AtomicU64>>,
+    rule_retained: Arc<Vec<AtomicU64>>,
     samples_fed: AtomicU64,
     samples_late: AtomicU64,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
@@ -80,6 +83,9 @@ impl Engine {
         let latest = LatestTable::new(workers);
         let worker_frontiers: Arc<Vec<AtomicU64>> =
             Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
+        let rule_retained: Arc<Vec<AtomicU64>> =
+            Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
+        let retained = rule_retained.clone();
         let (senders, receivers): (Vec<Sender<Command>>, Vec<Receiver<Command>>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let (thread_tx, thread_rx) = crossbeam_channel::unbounded::<(usize, Thread)>();
@@ -102,13 +108,14 @@ impl Engine {
             let probe = ProbeHandle::new();
             let table = table.clone();
             let registry = registry.clone();
+            let retained = retained.clone();
             let rules_activator = worker.dataflow::<u64, _, _>(|scope| {
                 let samples = scope.input_from(&mut input);
                 samples.clone().probe_with(&probe);
                 maintain_latest(samples.clone(), table, index, lookback_ms);
                 let routed = route_to_owners(samples, registry.clone());
                 let routed = routed.probe_with(&probe);
-                maintain_rules(routed, registry, index, lookback_ms)
+                maintain_rules(routed, registry, index, lookback_ms, retained)
             });
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
@@ -162,6 +169,7 @@ impl Engine {
             workers,
             lookback_ms: config.lookback_ms,
             worker_frontiers,
+            rule_retained,
             samples_fed: AtomicU64::new(0),
             samples_late: AtomicU64::new(0),
             guards: Mutex::new(Some(guards)),
@@ -306,6 +314,11 @@ impl Engine {
             frontier_ms: frontier.min(i64::MAX as u64) as i64,
             samples_fed: self.samples_fed.load(Ordering::Relaxed),
             samples_late: self.samples_late.load(Ordering::Relaxed),
+            rule_samples_retained: self
+                .rule_retained
+                .iter()
+                .map(|r| r.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 

@@ -68,6 +68,18 @@ fn assemble_range(outputs: Vec<(i64, Result<Value, EvalError>)>) -> Result<Value
     ))
 }
 
+fn wait_for_frontier(engine: &Engine, at_least: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while engine.stats().frontier_ms < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "frontier stuck at {:?}",
+            engine.stats()
+        );
+        std::thread::yield_now();
+    }
+}
+
 fn schedule(e: &Eval) -> RuleSchedule {
     match e.time {
         EvalTime::Instant { at_ms } => RuleSchedule::At { at_ms },
@@ -176,6 +188,9 @@ fn run_segment(store: &MemStorage, evals: Vec<Eval>, skip: &dyn Fn(&Eval) -> boo
         }
         engine.feed(batch);
         engine.advance_watermark(ts + 1);
+        // Let the dataflow catch up, so that evaluations happen while data streams in
+        // (an evaluation made before its inputs are complete shows as a failure).
+        wait_for_frontier(&engine, ts + 1);
     }
     // Closing the input evaluates everything still pending.
     engine.shutdown();

@@ -30,6 +30,7 @@ use crate::sample::Sample;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -223,12 +224,14 @@ impl RuleState {
 }
 
 /// Hosts the rules this worker owns. `routed` carries `(owner, sample)` from the
-/// router; returns the operator's activator, to poke it when the registry changes.
+/// router; `retained[worker_index]` is kept at the number of samples the windows
+/// hold. Returns the operator's activator, to poke it when the registry changes.
 pub fn maintain_rules<'scope>(
     routed: Stream<'scope, u64, Vec<(u64, Sample)>>,
     registry: SharedRegistry,
     worker_index: usize,
     lookback_ms: i64,
+    retained: Arc<Vec<AtomicU64>>,
 ) -> Option<Activator> {
     let scope = routed.scope();
     let slot: Rc<RefCell<Option<Activator>>> = Rc::new(RefCell::new(None));
@@ -322,6 +325,9 @@ pub fn maintain_rules<'scope>(
                 if front == i64::MAX || front >= retired_at.saturating_add(RETIRE_EVERY_MS) {
                     retired_at = front;
                     store.retire(|rule| rules.get(&rule).and_then(|s| s.earliest_next(front)));
+                    if let Some(gauge) = retained.get(worker_index) {
+                        gauge.store(store.len() as u64, Ordering::Relaxed);
+                    }
                 }
             }
         },
