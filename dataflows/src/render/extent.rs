@@ -141,16 +141,16 @@ fn shifted(times: Times, at: Option<At>, offset_ms: i64, range: QueryRange) -> T
     };
     match (fixed, times) {
         (Some(base), _) => Times::Absolute {
-            lo: base - offset_ms,
-            hi: base - offset_ms,
+            lo: base.saturating_sub(offset_ms),
+            hi: base.saturating_sub(offset_ms),
         },
         (None, Times::Relative { lo, hi }) => Times::Relative {
-            lo: lo - offset_ms,
-            hi: hi - offset_ms,
+            lo: lo.saturating_sub(offset_ms),
+            hi: hi.saturating_sub(offset_ms),
         },
         (None, Times::Absolute { lo, hi }) => Times::Absolute {
-            lo: lo - offset_ms,
-            hi: hi - offset_ms,
+            lo: lo.saturating_sub(offset_ms),
+            hi: hi.saturating_sub(offset_ms),
         },
     }
 }
@@ -159,11 +159,11 @@ fn add_use(out: &mut Vec<SelectorUse>, sel: &VectorSel, ends: Times, width_ms: i
     // A window of `width` ending at `e` reads `[e - width + 1, e]`.
     let extent = match ends {
         Times::Relative { lo, hi } => Extent::Relative {
-            back: width_ms - 1 - lo,
+            back: (width_ms - 1).saturating_sub(lo),
             fwd: hi,
         },
         Times::Absolute { lo, hi } => Extent::Absolute {
-            lo: lo - width_ms + 1,
+            lo: lo.saturating_sub(width_ms - 1),
             hi,
         },
     };
@@ -217,11 +217,11 @@ fn walk(
         } => {
             let inner = match shifted(times, *at, *offset_ms, range) {
                 Times::Relative { lo, hi } => Times::Relative {
-                    lo: lo - range_ms + 1,
+                    lo: lo.saturating_sub(range_ms.saturating_sub(1)),
                     hi,
                 },
                 Times::Absolute { lo, hi } => Times::Absolute {
-                    lo: lo - range_ms + 1,
+                    lo: lo.saturating_sub(range_ms.saturating_sub(1)),
                     hi,
                 },
             };

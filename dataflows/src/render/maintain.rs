@@ -164,7 +164,7 @@ impl RuleState {
                         break;
                     }
                     out.push(t);
-                    self.next = Some(t + step_ms).filter(|n| *n <= end_ms);
+                    self.next = t.checked_add(step_ms).filter(|n| *n <= end_ms);
                 }
                 if self.next.is_some_and(|n| n > end_ms) {
                     self.next = None;
@@ -182,12 +182,18 @@ impl RuleState {
                 if ready >= t {
                     let count = (ready - t) / every_ms + 1;
                     if count > MAX_CATCH_UP {
-                        t += (count - MAX_CATCH_UP) * every_ms;
+                        t = t.saturating_add((count - MAX_CATCH_UP).saturating_mul(every_ms));
                     }
                 }
                 while self.ready_time(t) < frontier {
                     out.push(t);
-                    t += every_ms;
+                    match t.checked_add(every_ms) {
+                        Some(n) => t = n,
+                        None => {
+                            self.next = None;
+                            return out;
+                        }
+                    }
                 }
                 self.next = Some(t);
             }

@@ -43,7 +43,17 @@
 //! exact from the first evaluation; without a seed they are exact once the longest
 //! window has filled.
 //!
-//! **On-arrival times.** A sample at `ts` read through a window `[t-back, t+fwd]`
+//! **Readiness.** An evaluation at `t` runs once the frontier passes the last
+//! timestamp it can read: `t` itself, `t + 30s` for `x offset -30s`, and a fixed
+//! `@ 1700000000` time (a rule reading a fixed future time waits for it). Until then
+//! its inputs may be incomplete; after it, the result is final and is sent once.
+//!
+//! **Retention.** A window keeps, per series, every sample at or after the earliest
+//! next evaluation time of its readers minus their reach, plus the samples of fixed
+//! `@` windows. Instant selectors therefore keep a lookback delta of samples per
+//! series where the newest one before that bound would do (next step).
+//!
+//! //! **On-arrival times.** A sample at `ts` read through a window `[t-back, t+fwd]`
 //! triggers evaluations at `ts - fwd` (it enters) and `ts + back + 1` (it leaves);
 //! through a fixed `@` window, at `ts`. For subqueries these are the times the outer
 //! window changes, not every inner step boundary.
