@@ -323,3 +323,37 @@ fn unsupported_shapes_and_bad_schedules_are_refused() {
         .expect("refused");
     assert!(matches!(err, RenderError::BadSchedule(_)));
 }
+
+#[test]
+fn instant_selectors_retain_about_one_sample_per_series() {
+    let samples: Vec<Sample> = workload(3_600_000)
+        .into_iter()
+        .filter(|s| s.labels.metric_name() == "x")
+        .collect();
+    let store = store_of(&samples);
+    let engine = engine();
+    let every = 30_000;
+    let rule = engine
+        .register(
+            parse("x").expect("parses"),
+            RuleSchedule::Interval {
+                start_ms: 0,
+                every_ms: every,
+            },
+        )
+        .expect("registers");
+    stream(&engine, &samples, |_| {});
+    wait_for_frontier(&engine, 3_600_001);
+    // Retirement runs on the next activation after the frontier moved.
+    engine.advance_watermark(3_610_000);
+    wait_for_frontier(&engine, 3_610_000);
+    let retained = engine.stats().rule_samples_retained;
+    engine.shutdown();
+    // 4 series at 15s, a 5m lookback: 20 samples each if the lookback were kept.
+    assert!(retained > 0 && retained <= 4 * 3, "retained {retained}");
+    let outs: Vec<RuleOutput> = rule.output.try_iter().collect();
+    assert!(outs.len() >= 120);
+    for out in &outs {
+        assert_matches_reference("x", out, &store, every);
+    }
+}

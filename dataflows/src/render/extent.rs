@@ -75,6 +75,10 @@ pub struct SelectorUse {
     pub relative: Option<Extent>,
     /// Reads at fixed times, if any.
     pub absolute: Option<Extent>,
+    /// Whether every relative read is an instant selector at the evaluation time
+    /// itself (not inside a subquery or a range): such a read only ever needs the
+    /// newest sample at or before its window's end, not the whole lookback.
+    pub latest_only: bool,
 }
 
 /// Canonical text of a selector: its matchers sorted, so that `{a="1",b="2"}` and
@@ -155,7 +159,8 @@ fn shifted(times: Times, at: Option<At>, offset_ms: i64, range: QueryRange) -> T
     }
 }
 
-fn add_use(out: &mut Vec<SelectorUse>, sel: &VectorSel, ends: Times, width_ms: i64) {
+fn add_use(out: &mut Vec<SelectorUse>, sel: &VectorSel, ends: Times, width_ms: i64, instant: bool) {
+    let latest_only = instant && matches!(ends, Times::Relative { lo, hi } if lo == hi);
     // A window of `width` ending at `e` reads `[e - width + 1, e]`.
     let extent = match ends {
         Times::Relative { lo, hi } => Extent::Relative {
@@ -176,11 +181,15 @@ fn add_use(out: &mut Vec<SelectorUse>, sel: &VectorSel, ends: Times, width_ms: i
                 selector: sel.selector.clone(),
                 relative: None,
                 absolute: None,
+                latest_only: true,
             });
             let last = out.len() - 1;
             &mut out[last]
         }
     };
+    if matches!(extent, Extent::Relative { .. }) && !latest_only {
+        slot.latest_only = false;
+    }
     let target = match extent {
         Extent::Relative { .. } => &mut slot.relative,
         Extent::Absolute { .. } => &mut slot.absolute,
@@ -202,11 +211,11 @@ fn walk(
         Plan::Number(_) | Plan::String(_) => {}
         Plan::Vector(sel) => {
             let ends = shifted(times, sel.at, sel.offset_ms, range);
-            add_use(out, sel, ends, lookback_ms);
+            add_use(out, sel, ends, lookback_ms, true);
         }
         Plan::Matrix { sel, range_ms } => {
             let ends = shifted(times, sel.at, sel.offset_ms, range);
-            add_use(out, sel, ends, (*range_ms).max(1));
+            add_use(out, sel, ends, (*range_ms).max(1), false);
         }
         Plan::Subquery {
             expr,

@@ -280,6 +280,7 @@ pub fn maintain_rules<'scope>(
                             let reach = Reach {
                                 relative: u.relative,
                                 absolute: u.absolute,
+                                latest_only: u.latest_only,
                             };
                             store.add_user(&u.key, &u.selector, spec.id, reach);
                         }

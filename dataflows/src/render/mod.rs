@@ -50,8 +50,8 @@
 //!
 //! **Retention.** A window keeps, per series, every sample at or after the earliest
 //! next evaluation time of its readers minus their reach, plus the samples of fixed
-//! `@` windows. Instant selectors therefore keep a lookback delta of samples per
-//! series where the newest one before that bound would do (next step).
+//! `@` windows; a plain instant selector (not under a subquery) keeps only from the
+//! newest sample at or before its next read on.
 //!
 //! //! **On-arrival times.** A sample at `ts` read through a window `[t-back, t+fwd]`
 //! triggers evaluations at `ts - fwd` (it enters) and `ts + back + 1` (it leaves);

@@ -7,8 +7,10 @@
 //! ```
 //! One window per distinct selector (keyed by its canonical matcher text): rules that
 //! read the same selector on this worker share one copy of its samples, kept for the
-//! union of what they read. Samples are retired once no rule can read them any more
-//! (below the earliest next evaluation time minus the window's reach). Implements the
+//! union of what they read. Samples are retired once no rule can read them any more:
+//! below the earliest next evaluation time minus the window's reach, and for plain
+//! instant selectors below the newest sample at or before the next evaluation (one
+//! sample per idle series instead of a lookback delta of them). Implements the
 //! reference evaluator's [`SeriesSource`], so a plan evaluates over exactly the
 //! retained samples.
 
@@ -28,6 +30,8 @@ pub struct Reach {
     pub relative: Option<Extent>,
     /// Reads at fixed times.
     pub absolute: Option<Extent>,
+    /// The relative reads need only the newest sample at or before the window's end.
+    pub latest_only: bool,
 }
 
 struct Window {
@@ -134,18 +138,36 @@ impl WindowStore {
     /// rule may still be evaluated at (`None`: never again).
     pub fn retire(&mut self, next: impl Fn(RuleId) -> Option<i64>) {
         for w in self.windows.values_mut() {
-            let mut keep_from = i64::MAX;
+            // Relative readers as (window start, window end, latest only).
+            let mut readers: Vec<(i64, i64, bool)> = Vec::new();
             let mut fixed: Vec<(i64, i64)> = Vec::new();
             for (rule, reach) in &w.users {
                 let Some(t) = next(*rule) else { continue };
-                if let Some(Extent::Relative { back, .. }) = reach.relative {
-                    keep_from = keep_from.min(t.saturating_sub(back));
+                if let Some(Extent::Relative { back, fwd }) = reach.relative {
+                    readers.push((
+                        t.saturating_sub(back),
+                        t.saturating_add(fwd),
+                        reach.latest_only,
+                    ));
                 }
                 if let Some(Extent::Absolute { lo, hi }) = reach.absolute {
                     fixed.push((lo, hi));
                 }
             }
             w.series.retain(|_, points| {
+                // A future evaluation reads at or after `start`; one that needs only the
+                // newest sample before `end` never reads below that sample (later
+                // arrivals are newer still).
+                let keep_from = readers
+                    .iter()
+                    .map(|&(start, end, latest_only)| {
+                        let newest = latest_only
+                            .then(|| points.range(..=end).next_back().map(|(ts, _)| *ts))
+                            .flatten();
+                        newest.map_or(start, |n| n.max(start))
+                    })
+                    .min()
+                    .unwrap_or(i64::MAX);
                 let old: Vec<i64> = points
                     .range(..keep_from)
                     .map(|(ts, _)| *ts)
