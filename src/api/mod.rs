@@ -14,6 +14,7 @@ pub mod query;
 pub mod response;
 pub mod series;
 pub mod status;
+pub mod stream;
 pub mod text_format;
 
 use crate::ingest::now_ms;
@@ -55,6 +56,7 @@ pub fn router(service: Arc<Service>) -> Router {
             get(series::label_names).post(series::label_names),
         )
         .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metadata", get(status::metadata))
         .route(
             "/api/v1/query_exemplars",
