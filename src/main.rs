@@ -1,5 +1,6 @@
 //! The `promflow` command: with no subcommand it runs the server; `check config`
-//! validates configuration files. Flags are spelled like Prometheus's so existing
+//! validates configuration files, `check rules` rule files, `test rules` runs
+//! promtool-format rule unit tests. Flags are spelled like Prometheus's so existing
 //! service definitions work unchanged.
 
 use anyhow::Context;
@@ -55,12 +56,33 @@ enum Command {
         #[command(subcommand)]
         what: CheckCommand,
     },
+    /// Run unit tests.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TestCommand {
+    /// Run promtool-format rule unit tests.
+    Rules {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum CheckCommand {
     /// Validate Prometheus configuration files; lists every problem with file and line.
     Config {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate rule files like `promtool check rules`; lists every problem.
+    Rules {
         /// Files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -77,6 +99,12 @@ fn main() -> ExitCode {
         Some(Command::Check {
             what: CheckCommand::Config { files },
         }) => check_config(&files),
+        Some(Command::Check {
+            what: CheckCommand::Rules { files },
+        }) => check_rules(&files),
+        Some(Command::Test {
+            what: TestCommand::Rules { files },
+        }) => test_rules(&files),
         None => match run_server(cli) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -109,6 +137,63 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
                 for problem in &e.problems {
                     println!("    {problem}");
                 }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check_rules(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        println!("Checking {}", file.display());
+        match promflow::rules::file::load_file(file) {
+            Ok(groups) => {
+                let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {rules} rules found\n");
+            }
+            Err(problems) => {
+                failed = true;
+                eprintln!("  FAILED:");
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                eprintln!();
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    use promflow::rules::unittest::{run_file, Outcome};
+    let mut failed = false;
+    for file in files {
+        println!("Unit Testing:  {}", file.display());
+        match run_file(file) {
+            Ok(outcomes) => {
+                let bad: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed()).collect();
+                if bad.is_empty() {
+                    println!("  SUCCESS\n");
+                } else {
+                    failed = true;
+                    eprintln!("  FAILED:");
+                    for o in bad {
+                        eprintln!("    {o:?}");
+                    }
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("  FAILED:\n    {e}");
             }
         }
     }

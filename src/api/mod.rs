@@ -2,7 +2,7 @@
 //!
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/status/buildinfo`,
-//!   and a small status page at `/`.
+//!   `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), and a small status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
@@ -12,6 +12,7 @@ pub mod federate;
 pub mod params;
 pub mod query;
 pub mod response;
+pub mod rules;
 pub mod text_format;
 
 use crate::ingest::now_ms;
@@ -45,6 +46,8 @@ pub fn router(service: Arc<Service>) -> Router {
             get(query::range_query).post(query::range_query),
         )
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
         .with_state(service)
 }
 
