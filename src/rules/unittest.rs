@@ -91,6 +91,9 @@ struct ExpSample {
     value: f64,
 }
 
+/// A computed expression result: (labels, value) per element.
+pub type GotSamples = Vec<(BTreeMap<String, String>, f64)>;
+
 /// A computed alert: labels and annotations.
 pub type GotAlert = (BTreeMap<String, String>, BTreeMap<String, String>);
 
@@ -115,7 +118,7 @@ pub enum Outcome {
         /// Evaluation time (ms from 0).
         time_ms: i64,
         /// Result (labels, value), sorted by labels; `Err` on evaluation error.
-        got: Result<Vec<(BTreeMap<String, String>, f64)>, String>,
+        got: Result<GotSamples, String>,
         /// Whether it equals the expectation.
         pass: bool,
     },
