@@ -5,11 +5,13 @@
 //! [`storage`] and the `dataflows` crate → [`api`] (HTTP). [`service`] owns the
 //! running pieces; `main.rs` is the CLI.
 
+pub mod alerting;
 pub mod api;
 pub mod config;
 pub mod ingest;
 pub mod process_stats;
 pub mod relabel;
+pub mod rules;
 pub mod scrape;
 pub mod selfmetrics;
 pub mod service;

@@ -68,6 +68,12 @@ pub struct SelfMetrics {
     pub config_last_reload_success_timestamp_seconds: Gauge,
     /// Reloads that failed.
     pub config_reload_failures: Counter,
+    /// Alerts sent to Alertmanagers (one per alert per Alertmanager).
+    pub notifications_sent: Counter,
+    /// Alert batches that failed to reach an Alertmanager.
+    pub notification_errors: Counter,
+    /// Alerts dropped because the notification queue was full.
+    pub notifications_dropped: Counter,
 }
 
 /// Values read from elsewhere at render time (storage, engine, process).
@@ -209,6 +215,24 @@ impl SelfMetrics {
             "counter",
             "Configuration reloads that failed.",
             &[(&[], self.config_reload_failures.get() as f64)],
+        );
+        metric(
+            "promflow_notifications_sent_total",
+            "counter",
+            "Alerts sent to Alertmanagers.",
+            &[(&[], self.notifications_sent.get() as f64)],
+        );
+        metric(
+            "promflow_notifications_errors_total",
+            "counter",
+            "Alert batches that failed to reach an Alertmanager.",
+            &[(&[], self.notification_errors.get() as f64)],
+        );
+        metric(
+            "promflow_notifications_dropped_total",
+            "counter",
+            "Alerts dropped because the notification queue was full.",
+            &[(&[], self.notifications_dropped.get() as f64)],
         );
         let process = crate::process_stats::read();
         metric(

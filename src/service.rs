@@ -5,8 +5,10 @@
 //! completely before anything changes; a bad one is refused with every problem listed,
 //! the old one keeps running, and `promflow_config_last_reload_successful` drops to 0.
 
+use crate::alerting::notifier::{Notifier, NotifierConfig};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_YAML};
 use crate::ingest::{now_ms, Ingester};
+use crate::rules::manager::{HeadEvaluator, ManagerOptions, RuleManager};
 use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
 use crate::scrape::target::{resolve, TargetGroup};
 use crate::scrape::ScrapeManager;
@@ -55,6 +57,10 @@ pub struct Service {
     pub ingester: Arc<Ingester>,
     /// The scrape loops.
     pub scrapes: ScrapeManager,
+    /// Rule evaluation (recording and alerting rules).
+    pub rules: Arc<RuleManager>,
+    /// Sends alerts to Alertmanagers.
+    pub notifier: Arc<Notifier>,
     ready: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -86,12 +92,24 @@ impl Service {
             ingester: ingester.clone(),
             metrics: metrics.clone(),
         });
+        let notifier = Notifier::new(metrics.clone());
+        tokio::spawn(notifier.clone().run());
+        let rules = RuleManager::new(
+            Arc::new(HeadEvaluator {
+                head: ingester.head().clone(),
+                lookback_ms: options.lookback_delta.as_millis() as i64,
+            }),
+            ingester.clone(),
+            notifier.clone(),
+        );
         let service = Arc::new(Service {
             options,
             config: RwLock::new(Arc::new(config.clone())),
             metrics,
             ingester,
             scrapes,
+            rules,
+            notifier,
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
         });
@@ -138,18 +156,49 @@ impl Service {
                 .collect();
             wanted.extend(resolve(&scrape_config, &groups).active);
         }
-        if !config.rule_files.is_empty() {
-            tracing::warn!(
-                files = config.rule_files.len(),
-                "rule_files are validated but not evaluated yet: rule evaluation arrives with the PromQL issue"
-            );
-        }
+        self.apply_rules(&config);
         self.scrapes.apply(wanted);
         *self.config.write() = Arc::new(config);
         self.metrics.config_last_reload_successful.set(1.0);
         self.metrics
             .config_last_reload_success_timestamp_seconds
             .set(now_ms() as f64 / 1000.0);
+    }
+
+    /// Loads the rule files and hands them to the rule manager and notifier. A rule
+    /// file with problems is logged and left out; the others run.
+    fn apply_rules(&self, config: &Config) {
+        let mut groups = Vec::new();
+        for path in &config.rule_files {
+            match crate::rules::file::load_file(path) {
+                Ok(g) => groups.extend(g),
+                Err(problems) => {
+                    for problem in problems {
+                        tracing::error!(%problem, "rule file not loaded");
+                    }
+                }
+            }
+        }
+        let external_url = format!(
+            "http://{}:{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+            self.options.listen_address.port()
+        );
+        self.notifier.apply(NotifierConfig {
+            external_labels: config.global.external_labels.clone(),
+            relabel: config.alerting.alert_relabel_configs.clone(),
+            alertmanagers: config.alerting.alertmanagers.clone(),
+            external_url: external_url.clone(),
+        });
+        self.rules.apply(
+            groups,
+            ManagerOptions {
+                default_interval: config.global.evaluation_interval,
+                external_labels: config.global.external_labels.clone(),
+                external_url,
+                ..ManagerOptions::default()
+            },
+        );
     }
 
     /// Advances the watermark when nothing is scraped, and trims the head.
@@ -176,6 +225,7 @@ impl Service {
     /// Stops scraping (writing stale markers) and the dataflow.
     pub fn shutdown(&self) {
         self.scrapes.stop_all();
+        self.rules.stop();
         self.ingester.engine().shutdown();
     }
 }

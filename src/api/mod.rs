@@ -2,7 +2,7 @@
 //!
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/status/buildinfo`,
-//!   and a small status page at `/`.
+//!   `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), and a small status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
@@ -12,6 +12,7 @@ pub mod federate;
 pub mod params;
 pub mod query;
 pub mod response;
+pub mod rules;
 pub mod series;
 pub mod status;
 pub mod stream;
@@ -66,6 +67,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/flags", get(status::flags))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
         .with_state(service)
 }
 

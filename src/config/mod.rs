@@ -22,7 +22,7 @@
 
 mod duration;
 mod error;
-mod locate;
+pub(crate) mod locate;
 mod raw;
 mod relabel;
 mod resolved;
