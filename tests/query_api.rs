@@ -7,9 +7,9 @@
 //! queries go to both APIs and the answers are compared: result type, label sets,
 //! timestamps, and values (to 1e-9 relative: summation order may differ).
 //!
-//! Query times are chosen off the 15s sample grid so that Prometheus 2.42's closed
-//! range windows and promflow's left-open ones (Prometheus 3.x) select the same
-//! samples.
+//! Query times, and the samples themselves, are placed so that no window boundary
+//! falls on a sample: there Prometheus 2.42's closed range windows and promflow's
+//! left-open ones (Prometheus 3.x) would select different samples.
 
 mod common;
 
@@ -228,7 +228,10 @@ struct SameData {
 }
 
 fn same_data() -> SameData {
-    let t0 = (now_ms() - (POINTS * STEP_MS + 5 * 60_000)) / 1000 * 1000;
+    // Samples sit 7.5s off the 15s grid: subquery steps, aligned to absolute
+    // multiples of their step, then never fall on a sample (where Prometheus 2.42's
+    // closed windows and promflow's left-open ones would differ).
+    let t0 = (now_ms() - (POINTS * STEP_MS + 5 * 60_000)) / STEP_MS * STEP_MS + STEP_MS / 2;
     let bodies: Vec<Reply> = (0..POINTS).map(|i| body(t0, i)).collect();
     let for_promflow = Exporter::start_sequence(bodies.clone());
     let for_prometheus = Exporter::start_sequence(bodies);
