@@ -16,6 +16,7 @@ pub mod dnsmasq;
 pub mod exporter;
 pub mod exposition;
 pub mod http;
+pub mod moto;
 
 use std::fs::{self, File};
 use std::io::Write;
