@@ -1,11 +1,13 @@
 //! The HTTP surface: routes and the handlers of the endpoints promflow serves.
 //!
 //! - `/federate` ([`federate`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`,
-//!   `/api/v1/status/buildinfo`, and a small status page at `/`.
+//!   `/api/v1/status/buildinfo`, `/api/v1/status/config`, `/api/v1/targets`
+//!   ([`targets`]), and a small status page at `/`.
 //!
 //! Handlers only translate HTTP to calls on the [`Service`] and back.
 
 pub mod federate;
+pub mod targets;
 pub mod text_format;
 
 use crate::ingest::now_ms;
@@ -31,6 +33,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload).put(reload))
         .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/config", get(status_config))
+        .route("/api/v1/targets", get(targets::targets))
         .with_state(service)
 }
 
@@ -67,6 +71,12 @@ async fn reload(State(service): State<Arc<Service>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The configuration in force as YAML, secrets shown as `<secret>`.
+async fn status_config(State(service): State<Arc<Service>>) -> Response {
+    let yaml = service.config.read().to_yaml();
+    axum::Json(serde_json::json!({ "status": "success", "data": { "yaml": yaml } })).into_response()
 }
 
 async fn buildinfo() -> Response {

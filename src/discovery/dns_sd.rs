@@ -5,7 +5,8 @@
 //! `__address__`, `__meta_dns_name` (the name as configured),
 //! `__meta_dns_srv_record_target` and `__meta_dns_srv_record_port` (SRV only, the
 //! target as the record has it, trailing dot included), `__meta_dns_mx_record_target`
-//! (MX only); the labels that do not apply are empty. A and AAAA targets use `port`;
+//! (MX only); the labels that do not apply are empty (so absent from a target's
+//! discovered labels, as in Prometheus). A and AAAA targets use `port`;
 //! SRV targets use the record's host (trailing dot removed) and port; MX targets the
 //! exchange host and `port`. A name that does not exist (or has no record of the
 //! type) is an empty group; any other failure fails the whole refresh, so the last

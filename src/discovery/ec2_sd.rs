@@ -8,8 +8,8 @@
 //! `_ipv6_addresses`, `_owner_id`, `_platform`, `_primary_subnet_id`,
 //! `_private_dns_name`, `_private_ip`, `_public_dns_name`, `_public_ip`, `_region`,
 //! `_subnet_id`, `_tag_<key>` and `_vpc_id`, each set exactly where Prometheus sets it
-//! (e.g. `_availability_zone_id` always, empty if unknown; `_public_*` only with a
-//! public IP); the subnet and IPv6 lists are comma-wrapped: `,subnet-1,subnet-2,`. Instances are not
+//! (e.g. `_availability_zone_id` always, empty — so absent — if unknown; `_public_*`
+//! only with a public IP); the subnet and IPv6 lists are comma-wrapped: `,subnet-1,subnet-2,`. Instances are not
 //! filtered by state: a stopped instance is a target unless a filter says otherwise,
 //! a terminated one has no private IP and is not. An API error fails the refresh, so
 //! the last good targets are kept.

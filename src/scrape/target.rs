@@ -37,8 +37,7 @@ pub struct TargetSpec {
     pub job: String,
     /// The URL scraped.
     pub url: String,
-    /// Labels before relabeling (for `/api/v1/targets`' `discoveredLabels`); unlike
-    /// [`Labels`] it keeps labels with empty values, as Prometheus shows them.
+    /// Labels before relabeling (for `/api/v1/targets`' `discoveredLabels`).
     pub discovered_labels: BTreeMap<String, String>,
     /// Labels attached to every sample of the target (`job`, `instance`, …).
     pub labels: Labels,
@@ -131,8 +130,12 @@ pub fn resolve(config: &Arc<ScrapeConfig>, groups: &[TargetGroup]) -> ResolvedTa
                     .map(|(n, v)| (n.clone(), v.clone())),
             );
             pairs.extend(defaults.iter().map(|(n, v)| (n.to_string(), v.clone())));
-            let discovered: BTreeMap<String, String> =
-                dedup_keep_first(pairs).into_iter().collect();
+            // Empty values are no labels: Prometheus 2.42 shows none in discoveredLabels
+            // (checked against it in tests/targets_api.rs).
+            let discovered: BTreeMap<String, String> = dedup_keep_first(pairs)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
             let input = Labels::from_pairs(discovered.clone().into_iter().collect());
             match relabel::process(&config.relabel_configs, &input) {
                 Some(labels) => match finish_target(config, labels, discovered.clone()) {
