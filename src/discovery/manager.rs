@@ -257,3 +257,74 @@ async fn run<R: Refresh>(
         tokio::time::sleep(provider.interval()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn scrape_configs(dir: &Path, interval: &str, files: &str) -> Vec<ScrapeConfig> {
+        let text = format!(
+            "scrape_configs:\n- job_name: files\n  scrape_interval: {interval}\n  file_sd_configs:\n  - files: ['{files}']\n"
+        );
+        Config::load_str(&text, "t.yml", dir)
+            .unwrap()
+            .scrape_configs
+    }
+
+    fn addresses(manager: &DiscoveryManager) -> Vec<String> {
+        manager
+            .snapshot()
+            .iter()
+            .flat_map(|(_, groups)| groups.iter().flat_map(|g| g.targets.clone()))
+            .map(|t| t["__address__"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn unchanged_providers_keep_running_across_reloads() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("a.json"), r#"[{"targets": ["a:1"]}]"#).unwrap();
+            std::fs::write(dir.path().join("b.json"), r#"[{"targets": ["b:1"]}]"#).unwrap();
+            let manager = DiscoveryManager::new(DiscoveryContext {
+                metrics: Arc::new(SelfMetrics::default()),
+                dns_nameserver: None,
+            });
+            let mut updates = manager.subscribe();
+            manager.apply(&scrape_configs(dir.path(), "1m", "a.json"));
+            while addresses(&manager).is_empty() {
+                tokio::time::timeout(Duration::from_secs(10), updates.changed())
+                    .await
+                    .expect("the file provider reports its groups")
+                    .unwrap();
+            }
+            assert_eq!(addresses(&manager), ["a:1"]);
+
+            // Same sd config, another scrape interval: the provider (and its groups)
+            // carry over at once; the job's config is the new one.
+            manager.apply(&scrape_configs(dir.path(), "5s", "a.json"));
+            assert_eq!(addresses(&manager), ["a:1"]);
+            assert_eq!(
+                manager.snapshot()[0].0.scrape_interval,
+                Duration::from_secs(5)
+            );
+
+            // A changed sd config starts a new provider: nothing until it has read.
+            manager.apply(&scrape_configs(dir.path(), "5s", "b.json"));
+            assert!(addresses(&manager).is_empty());
+            while addresses(&manager).is_empty() {
+                tokio::time::timeout(Duration::from_secs(10), updates.changed())
+                    .await
+                    .expect("the new provider reports its groups")
+                    .unwrap();
+            }
+            assert_eq!(addresses(&manager), ["b:1"]);
+        });
+    }
+}
