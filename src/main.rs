@@ -42,6 +42,10 @@ struct Cli {
     /// Only log messages with the given severity or above: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info", global = true)]
     log_level: String,
+    /// DNS server (IP:PORT) for `dns_sd_configs`, instead of the system's resolver
+    /// configuration (/etc/resolv.conf).
+    #[arg(long = "discovery.dns.nameserver", global = true)]
+    dns_nameserver: Option<SocketAddr>,
     /// Timely worker threads (default: the number of cores).
     #[arg(long = "workers", global = true)]
     workers: Option<usize>,
@@ -319,6 +323,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,
+        dns_nameserver: cli.dns_nameserver,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,8 +1,10 @@
 //! The HTTP surface: routes and the handlers of the endpoints promflow serves.
 //!
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
-//!   `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/status/buildinfo`,
-//!   `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), and a small status page at `/`.
+//!   series, labels, metadata and status ([`series`], [`status`]), the push stream
+//!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), `/api/v1/targets`
+//!   ([`targets`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
+//!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
@@ -16,6 +18,7 @@ pub mod rules;
 pub mod series;
 pub mod status;
 pub mod stream;
+pub mod targets;
 pub mod text_format;
 
 use crate::ingest::now_ms;
@@ -69,6 +72,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/rules", get(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/targets", get(targets::targets))
         .with_state(service)
 }
 
