@@ -579,3 +579,44 @@ fn grafana_request_sequence_is_answered_like_prometheus() {
         }
     }
 }
+
+/// `/api/v1/targets/metadata` for one exporter scraped by both.
+#[test]
+fn targets_metadata_like_prometheus() {
+    let exporter = Exporter::start(Reply::text(
+        "# HELP a_total Requests.\n# TYPE a_total counter\na_total 1\n# TYPE g gauge\ng 2\n# HELP u Untyped one.\n# TYPE u untyped\nu 3\n",
+    ));
+    let promflow = Promflow::start(&config(&exporter));
+    let prometheus = Prometheus::start(&config(&exporter));
+    let has_metadata = |peer: &Peer| {
+        let (_, v) = api(peer, "/api/v1/targets/metadata", &[]);
+        v["data"].as_array().is_some_and(|a| !a.is_empty())
+    };
+    assert!(wait_until(Duration::from_secs(20), || has_metadata(
+        &promflow
+    ) && has_metadata(
+        &prometheus
+    )));
+    let cases: &[&[(&str, &str)]] = &[
+        &[],
+        &[("metric", "a_total")],
+        &[("metric", "u")],
+        &[("match_target", r#"{job="data"}"#)],
+        &[("match_target", r#"{job="other"}"#)],
+        &[("metric", "missing")],
+        &[("limit", "1")],
+        &[("match_target", "{")],
+    ];
+    for params in cases {
+        let (our_status, ours) = api(&promflow, "/api/v1/targets/metadata", params);
+        let (their_status, theirs) = api(&prometheus, "/api/v1/targets/metadata", params);
+        assert_eq!(our_status, their_status, "{params:?}: {ours} vs {theirs}");
+        assert_eq!(
+            ours["errorType"], theirs["errorType"],
+            "{params:?}: {ours} vs {theirs}"
+        );
+        if theirs["status"] == "success" {
+            assert_eq!(sorted_data(&ours), sorted_data(&theirs), "{params:?}");
+        }
+    }
+}

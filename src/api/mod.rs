@@ -74,6 +74,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/targets/metadata", get(status::targets_metadata))
         .with_state(service)
 }
 

@@ -128,12 +128,7 @@ pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Re
             if wanted.is_some_and(|w| w != m.family) {
                 continue;
             }
-            // Prometheus reports metrics typed `untyped` as `unknown`.
-            let kind = match m.kind.as_str() {
-                "untyped" => "unknown",
-                other => other,
-            };
-            let entry = json!({ "type": kind, "help": m.help, "unit": m.unit });
+            let entry = json!({ "type": metadata_type(m), "help": m.help, "unit": m.unit });
             let list = merged.entry(m.family.clone()).or_default();
             if !list.contains(&entry) && (per_metric < 0 || (list.len() as i64) < per_metric) {
                 list.push(entry);
@@ -148,6 +143,76 @@ pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Re
         data.insert(name, Value::Array(entries));
     }
     api_success(Value::Object(data))
+}
+
+/// The `type` the metadata APIs report: Prometheus says `unknown` for `untyped`.
+pub fn metadata_type(m: &crate::scrape::exposition::MetricMetadata) -> &'static str {
+    match m.kind.as_str() {
+        "untyped" => "unknown",
+        other => other,
+    }
+}
+
+/// `GET /api/v1/targets/metadata?match_target=&metric=&limit=`: metadata per target.
+pub async fn targets_metadata(State(service): State<Arc<Service>>, params: Params) -> Response {
+    let selector = match params.get("match_target").filter(|m| !m.is_empty()) {
+        None => None,
+        Some(m) => match crate::api::federate::parse_selector(m) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                return api_error(
+                    ErrorType::BadData,
+                    &format!("invalid parameter \"match_target\": {e}"),
+                )
+            }
+        },
+    };
+    let limit = match params.get("limit").filter(|v| !v.is_empty()) {
+        None => -1,
+        Some(v) => match v.parse::<i64>() {
+            Ok(l) => l,
+            Err(_) => {
+                return api_error(
+                    ErrorType::BadData,
+                    &format!("invalid parameter \"limit\": {v:?}"),
+                )
+            }
+        },
+    };
+    let metric = params.get("metric").filter(|m| !m.is_empty());
+    let mut out = Vec::new();
+    for target in service.scrapes.targets() {
+        // As in Prometheus 2.42, `limit` is checked per target, before its entries.
+        if limit >= 0 && out.len() as i64 >= limit {
+            break;
+        }
+        if selector
+            .as_ref()
+            .is_some_and(|s| !s.matches(&target.spec.labels))
+        {
+            continue;
+        }
+        for m in target.health.metadata.iter() {
+            if metric.is_some_and(|name| name != m.family) {
+                continue;
+            }
+            // Prometheus leaves `metric` out when the request named it.
+            let mut entry = Map::new();
+            entry.insert(
+                "target".into(),
+                crate::api::query::labels_json(&target.spec.labels),
+            );
+            if metric.is_none() {
+                entry.insert("metric".into(), json!(m.family));
+            }
+            entry.insert("type".into(), json!(metadata_type(m)));
+            entry.insert("help".into(), json!(m.help));
+            entry.insert("unit".into(), json!(m.unit));
+            let entry = Value::Object(entry);
+            out.push(entry);
+        }
+    }
+    api_success(Value::Array(out))
 }
 
 /// `GET|POST /api/v1/query_exemplars`: promflow keeps no exemplars yet.

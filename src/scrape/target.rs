@@ -163,11 +163,11 @@ fn finish_target(
     labels: Labels,
     discovered: BTreeMap<String, String>,
 ) -> Option<TargetSpec> {
-    let address = labels.get("__address__")?.to_string();
+    let scheme = labels.get("__scheme__").unwrap_or("http").to_string();
+    let address = with_default_port(labels.get("__address__")?, &scheme);
     if address.is_empty() {
         return None;
     }
-    let scheme = labels.get("__scheme__").unwrap_or("http").to_string();
     let path = labels
         .get("__metrics_path__")
         .unwrap_or("/metrics")
@@ -232,6 +232,24 @@ fn finish_target(
     })
 }
 
+/// Prometheus 2.42 gives an address without a port the scheme's default one (`:80`
+/// for http, `:443` for https); an address that is not valid either way is kept.
+fn with_default_port(address: &str, scheme: &str) -> String {
+    let (has_port, can_add) = match address.strip_prefix('[') {
+        Some(_) => (address.contains("]:"), address.ends_with(']')),
+        None => match address.matches(':').count() {
+            0 => (false, !address.is_empty()),
+            1 => (true, false),
+            _ => (false, false),
+        },
+    };
+    match (has_port, can_add, scheme) {
+        (false, true, "https") => format!("{address}:443"),
+        (false, true, _) => format!("{address}:80"),
+        _ => address.to_string(),
+    }
+}
+
 /// Percent-encodes a query component (RFC 3986 unreserved characters pass through).
 fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -244,4 +262,20 @@ fn url_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod default_port_tests {
+    use super::with_default_port;
+
+    #[test]
+    fn adds_the_scheme_port_only_where_prometheus_does() {
+        assert_eq!(with_default_port("host", "http"), "host:80");
+        assert_eq!(with_default_port("host", "https"), "host:443");
+        assert_eq!(with_default_port("host:9100", "http"), "host:9100");
+        assert_eq!(with_default_port("[::1]", "http"), "[::1]:80");
+        assert_eq!(with_default_port("[::1]:9100", "https"), "[::1]:9100");
+        assert_eq!(with_default_port("a:b:c", "http"), "a:b:c");
+        assert_eq!(with_default_port("", "http"), "");
+    }
 }
