@@ -36,6 +36,9 @@ struct Cli {
     /// How far back PromQL and federation look for a series' latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg, global = true)]
     lookback_delta: Duration,
+    /// Accept samples pushed with remote write on /api/v1/write.
+    #[arg(long = "web.enable-remote-write-receiver", global = true)]
+    enable_remote_write_receiver: bool,
     /// Maximum time a query may take before it is aborted.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg, global = true)]
     query_timeout: Duration,
@@ -314,6 +317,10 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         ),
         ("log.level".to_string(), cli.log_level.clone()),
         ("workers".to_string(), workers.to_string()),
+        (
+            "web.enable-remote-write-receiver".to_string(),
+            cli.enable_remote_write_receiver.to_string(),
+        ),
     ];
     let options = ServiceOptions {
         flags,
@@ -323,6 +330,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,
+        enable_remote_write_receiver: cli.enable_remote_write_receiver,
         dns_nameserver: cli.dns_nameserver,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

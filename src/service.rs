@@ -50,6 +50,8 @@ pub struct ServiceOptions {
     pub query_timeout: Duration,
     /// Every flag as given or defaulted, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
+    /// `--web.enable-remote-write-receiver`: accept `POST /api/v1/write`.
+    pub enable_remote_write_receiver: bool,
     /// `--discovery.dns.nameserver`: the DNS server for `dns_sd_configs` instead of
     /// the system's resolver configuration.
     pub dns_nameserver: Option<SocketAddr>,

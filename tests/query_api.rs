@@ -32,7 +32,12 @@ fn now_ms() -> i64 {
 
 /// The i-th body: every series' i-th point at `t0 + i*15s`.
 fn body(t0: i64, i: i64) -> Reply {
-    let ts = t0 + i * STEP_MS;
+    body_at(Some(t0 + i * STEP_MS), i)
+}
+
+/// The i-th body, each line stamped `ts` (or not stamped at all: scrape time).
+fn body_at(ts: Option<i64>, i: i64) -> Reply {
+    let ts = ts.map(|t| t.to_string()).unwrap_or_default();
     let f = i as f64;
     let mut lines = vec![
         "# HELP http_requests_total Requests served.".to_string(),
@@ -81,6 +86,7 @@ fn body(t0: i64, i: i64) -> Reply {
     if i < 40 {
         lines.push(format!("flaky_gauge{{instance=\"x\"}} {} {ts}", 100.0 - f));
     }
+    let lines: Vec<&str> = lines.iter().map(|l| l.trim_end()).collect();
     Reply::text(&(lines.join("\n") + "\n"))
 }
 
@@ -619,4 +625,103 @@ fn targets_metadata_like_prometheus() {
             assert_eq!(sorted_data(&ours), sorted_data(&theirs), "{params:?}");
         }
     }
+}
+
+/// A real Prometheus remote-writes what it scrapes into a promflow that scrapes
+/// nothing itself; the same queries then give the same answers on both.
+///
+/// Prometheus forwards only samples newer than its remote-write queue's start, so the
+/// bodies carry no timestamps here: the samples are stamped at Prometheus's scrapes
+/// (every 100ms) and forwarded with those stamps.
+#[test]
+fn remote_write_from_prometheus_answers_like_prometheus() {
+    let receiver = Promflow::start_with_args(
+        "scrape_configs: []\n",
+        &["--web.enable-remote-write-receiver"],
+    );
+    let exporter = Exporter::start(Reply::text(""));
+    let prometheus = Prometheus::start(&format!(
+        "{}remote_write:\n  - url: http://{}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n",
+        config(&exporter),
+        receiver.addr()
+    ));
+    // Start the data once remote write is flowing (`up` has come through).
+    assert!(wait_until(Duration::from_secs(60), || {
+        let (_, v) = api(&receiver, "/api/v1/query", &[("query", "up")]);
+        v["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+    }));
+    exporter.play_sequence((0..POINTS).map(|i| body_at(None, i)).collect());
+    assert!(wait_until(Duration::from_secs(60), || exporter.sequence_done()));
+    std::thread::sleep(Duration::from_secs(1));
+    let now = now_ms();
+    let at = seconds(now);
+    let count = |peer: &Peer| {
+        let (_, v) = api(
+            peer,
+            "/api/v1/query",
+            &[
+                ("query", "count_over_time(http_requests_total[1h])"),
+                ("time", &at),
+            ],
+        );
+        // Series in a stable order, so the two answers compare as text.
+        let mut series: Vec<String> = v["data"]["result"]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.to_string()).collect())
+            .unwrap_or_default();
+        series.sort();
+        series.join(",")
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let theirs = count(&prometheus);
+            !theirs.is_empty() && count(&receiver) == theirs
+        }),
+        "promflow did not receive every sample: {} vs prometheus {}\nreceiver has: {}\nprometheus remote storage: {}\nreceiver at {} log:\n{}",
+        count(&receiver),
+        api(&receiver, "/api/v1/query", &[("query", r#"count by (__name__) ({__name__=~".+"})"#)]).1,
+        count(&prometheus),
+        prometheus
+            .get("/metrics")
+            .body
+            .lines()
+            .filter(|l| l.starts_with("prometheus_remote_storage_samples"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        receiver.addr(),
+        receiver.log().lines().take(8).collect::<Vec<_>>().join("\n")
+    );
+    let mut problems = Vec::new();
+    for query in INSTANT_QUERIES {
+        for t in [now - 2_000, now] {
+            let params = [("query", *query), ("time", &seconds(t))];
+            let (_, ours) = api(&receiver, "/api/v1/query", &params);
+            let (_, theirs) = api(&prometheus, "/api/v1/query", &params);
+            if theirs["status"] == "success" {
+                problems.extend(compare(
+                    &format!("{query} @{t}"),
+                    &ours["data"],
+                    &theirs["data"],
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+
+    // Without the flag the endpoint is refused, as in Prometheus.
+    let closed = Promflow::start("scrape_configs: []\n");
+    let response = common::http::post(
+        &closed.url("/api/v1/write"),
+        Some("application/x-protobuf"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(response.status, 404);
 }

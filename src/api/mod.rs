@@ -13,6 +13,7 @@
 pub mod federate;
 pub mod params;
 pub mod query;
+pub mod remote_write;
 pub mod response;
 pub mod rules;
 pub mod series;
@@ -74,6 +75,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/write", post(remote_write::write))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
         .with_state(service)
 }

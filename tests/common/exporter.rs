@@ -83,10 +83,17 @@ impl Exporter {
 
     /// Serves `replies` one per request, then the last one for ever.
     pub fn start_sequence(replies: Vec<Reply>) -> Exporter {
-        let last = replies.last().cloned().expect("at least one reply");
-        let exporter = Exporter::start(last);
-        exporter.shared.lock().unwrap().sequence = replies.into();
+        let exporter = Exporter::start(Reply::text(""));
+        exporter.play_sequence(replies);
         exporter
+    }
+
+    /// From the next request on, serves `replies` one per request, then the last one
+    /// for ever.
+    pub fn play_sequence(&self, replies: Vec<Reply>) {
+        let mut shared = self.shared.lock().unwrap();
+        shared.reply = replies.last().cloned();
+        shared.sequence = replies.into();
     }
 
     /// Whether every reply of a sequence has been served.
