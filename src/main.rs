@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use promflow::config::{format_duration, parse_duration, Config};
 use promflow::service::{Service, ServiceOptions};
+use promflow::storage::WalFsync;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,12 @@ struct Cli {
     /// Base path for storage.
     #[arg(long = "storage.tsdb.path", default_value = "data/", global = true)]
     storage_path: PathBuf,
+    /// When the write-ahead log is fsynced: `batch` (after every scrape's batch, before
+    /// it is acknowledged) or a duration (by a background thread at that interval).
+    /// Either way a batch is written to the log before it is acknowledged, which
+    /// survives a killed process; fsync is what survives a power loss.
+    #[arg(long = "storage.tsdb.wal-fsync", default_value = "1s", value_parser = wal_fsync_arg, global = true)]
+    wal_fsync: WalFsync,
     /// How far back PromQL and federation look for a series' latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg, global = true)]
     lookback_delta: Duration,
@@ -69,6 +76,16 @@ enum CheckCommand {
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s)
+}
+
+fn wal_fsync_arg(s: &str) -> Result<WalFsync, String> {
+    match s {
+        "batch" => Ok(WalFsync::Batch),
+        _ => match parse_duration(s)? {
+            d if d.is_zero() => Ok(WalFsync::Batch),
+            d => Ok(WalFsync::Every(d)),
+        },
+    }
 }
 
 fn main() -> ExitCode {
@@ -151,6 +168,10 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             cli.storage_path.display().to_string(),
         ),
         (
+            "storage.tsdb.wal-fsync".to_string(),
+            cli.wal_fsync.to_string(),
+        ),
+        (
             "query.lookback-delta".to_string(),
             format_duration(cli.lookback_delta),
         ),
@@ -166,6 +187,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         config_file: cli.config_file,
         listen_address: cli.listen_address,
         storage_path: cli.storage_path,
+        wal_fsync: cli.wal_fsync,
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,

@@ -11,7 +11,7 @@ use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
 use crate::scrape::target::{resolve, TargetGroup};
 use crate::scrape::ScrapeManager;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::Head;
+use crate::storage::{Storage, StorageOptions, WalFsync};
 use dataflows::{Engine, EngineConfig};
 use parking_lot::RwLock;
 use std::net::SocketAddr;
@@ -33,6 +33,8 @@ pub struct ServiceOptions {
     pub listen_address: SocketAddr,
     /// `--storage.tsdb.path`.
     pub storage_path: PathBuf,
+    /// `--storage.tsdb.wal-fsync`.
+    pub wal_fsync: WalFsync,
     /// `--query.lookback-delta`.
     pub lookback_delta: Duration,
     /// `--workers`.
@@ -75,7 +77,14 @@ impl Service {
             lookback_ms: options.lookback_delta.as_millis() as i64,
         })?);
         let metrics = Arc::new(SelfMetrics::default());
-        let head = Arc::new(Head::new());
+        let head = Arc::new(
+            Storage::open(&StorageOptions {
+                path: options.storage_path.clone(),
+                wal_fsync: options.wal_fsync,
+            })
+            .map_err(|e| e.to_string())?,
+        );
+        head.truncate_before(now_ms() - HEAD_RETENTION.as_millis() as i64);
         let ingester = Ingester::new(head, engine, metrics.clone());
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
