@@ -39,6 +39,12 @@ struct Cli {
     /// survives a killed process; fsync is what survives a power loss.
     #[arg(long = "storage.tsdb.wal-fsync", default_value = "1s", value_parser = wal_fsync_arg, global = true)]
     wal_fsync: WalFsync,
+    /// The time range of a block cut from the in-memory head.
+    #[arg(long = "storage.tsdb.min-block-duration", default_value = "2h", value_parser = duration_arg, global = true)]
+    min_block_duration: Duration,
+    /// How long to keep blocks, counted back from the newest sample.
+    #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration_arg, global = true)]
+    retention: Duration,
     /// How far back PromQL and federation look for a series' latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg, global = true)]
     lookback_delta: Duration,
@@ -172,6 +178,14 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             cli.wal_fsync.to_string(),
         ),
         (
+            "storage.tsdb.min-block-duration".to_string(),
+            format_duration(cli.min_block_duration),
+        ),
+        (
+            "storage.tsdb.retention.time".to_string(),
+            format_duration(cli.retention),
+        ),
+        (
             "query.lookback-delta".to_string(),
             format_duration(cli.lookback_delta),
         ),
@@ -188,6 +202,8 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         listen_address: cli.listen_address,
         storage_path: cli.storage_path,
         wal_fsync: cli.wal_fsync,
+        min_block_duration: cli.min_block_duration,
+        retention: cli.retention,
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,

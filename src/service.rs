@@ -35,6 +35,10 @@ pub struct ServiceOptions {
     pub storage_path: PathBuf,
     /// `--storage.tsdb.wal-fsync`.
     pub wal_fsync: WalFsync,
+    /// `--storage.tsdb.min-block-duration`.
+    pub min_block_duration: Duration,
+    /// `--storage.tsdb.retention.time`.
+    pub retention: Duration,
     /// `--query.lookback-delta`.
     pub lookback_delta: Duration,
     /// `--workers`.
@@ -81,10 +85,12 @@ impl Service {
             Storage::open(&StorageOptions {
                 path: options.storage_path.clone(),
                 wal_fsync: options.wal_fsync,
+                min_block_duration: options.min_block_duration,
+                retention: options.retention,
             })
             .map_err(|e| e.to_string())?,
         );
-        head.truncate_before(now_ms() - HEAD_RETENTION.as_millis() as i64);
+        head.housekeeping(now_ms());
         let ingester = Ingester::new(head, engine, metrics.clone());
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -173,10 +179,9 @@ impl Service {
                 let now = now_ms();
                 if now - last_trim > 60_000 {
                     last_trim = now;
-                    service
-                        .ingester
-                        .head()
-                        .truncate_before(now - HEAD_RETENTION.as_millis() as i64);
+                    let storage = service.ingester.head().clone();
+                    // Block writes are file I/O: keep them off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || storage.housekeeping(now)).await;
                 }
             }
         });

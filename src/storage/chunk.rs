@@ -261,6 +261,31 @@ impl Iterator for ChunkIter<'_> {
     }
 }
 
+/// A chunk as persisted in a block: its encoded bytes and what they hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedChunk {
+    /// The chunk's bit stream (see the module docs).
+    pub bytes: Vec<u8>,
+    /// Samples in it.
+    pub count: u16,
+    /// Its first timestamp.
+    pub min_t: i64,
+    /// Its last timestamp.
+    pub max_t: i64,
+}
+
+impl EncodedChunk {
+    /// Decodes the samples.
+    pub fn samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        decode(&self.bytes, self.count)
+    }
+}
+
+/// Decodes `count` samples from a chunk's bytes (fewer if the bytes end early).
+pub fn decode(bytes: &[u8], count: u16) -> impl Iterator<Item = (i64, f64)> + '_ {
+    ChunkIter::new(bytes, count)
+}
+
 /// One series' samples, compressed; see the module contract.
 #[derive(Clone, Debug, Default)]
 pub struct SeriesChunks {
@@ -370,6 +395,25 @@ impl SeriesChunks {
                 self.push(t, v);
             }
         }
+    }
+
+    /// The samples in `[start, end]`, encoded afresh into full chunks (for a block).
+    pub fn encode_range(&self, start: i64, end: i64) -> Vec<EncodedChunk> {
+        let mut fresh = SeriesChunks::new();
+        for (t, v) in self.range(start, end) {
+            fresh.push(t, v);
+        }
+        fresh.close_open();
+        fresh
+            .closed
+            .into_iter()
+            .map(|c| EncodedChunk {
+                bytes: c.bytes.into_vec(),
+                count: c.count,
+                min_t: c.min_t,
+                max_t: c.max_t,
+            })
+            .collect()
     }
 
     /// Heap bytes of the encoded samples (excluding bookkeeping).

@@ -12,7 +12,7 @@
 //! sample before it is logged; [`Head::replay_series`] and [`Head::replay_samples`]
 //! rebuild the head from the log with the same refs.
 
-use super::chunk::SeriesChunks;
+use super::chunk::{EncodedChunk, SeriesChunks};
 use dataflows::{Labels, Sample, Selector};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -203,6 +203,18 @@ impl Head {
             .values()
             .map(|s| (s.wal_ref, s.labels.as_ref()));
         then(&mut live)
+    }
+
+    /// Every series with samples in `[start, end]`, encoded afresh into chunks that
+    /// hold only those samples (to persist them in a block).
+    pub fn encode_range(&self, start: i64, end: i64) -> Vec<(Arc<Labels>, Vec<EncodedChunk>)> {
+        let inner = self.inner.read();
+        inner
+            .series
+            .values()
+            .map(|s| (s.labels.clone(), s.samples.encode_range(start, end)))
+            .filter(|(_, chunks)| !chunks.is_empty())
+            .collect()
     }
 
     /// The oldest and newest sample timestamps held, if any.
