@@ -329,6 +329,37 @@ impl Block {
             .collect())
     }
 
+    /// Every series with all its chunks, in time order (for compaction).
+    pub fn all_chunks(&self) -> io::Result<Vec<(Arc<Labels>, Vec<EncodedChunk>)>> {
+        let mut out: Vec<(Arc<Labels>, Vec<EncodedChunk>)> = self
+            .series
+            .iter()
+            .map(|l| (l.clone(), Vec::new()))
+            .collect();
+        let reader = FileReader::try_new(File::open(self.dir.join("chunks.arrow"))?, None)
+            .map_err(arrow_err)?;
+        for batch in reader {
+            let batch = batch.map_err(arrow_err)?;
+            let series = batch.column(0).as_primitive::<UInt32Type>();
+            let min_t = batch.column(1).as_primitive::<Int64Type>();
+            let max_t = batch.column(2).as_primitive::<Int64Type>();
+            let count = batch.column(3).as_primitive::<UInt32Type>();
+            let data = batch.column(4).as_binary::<i32>();
+            for row in 0..batch.num_rows() {
+                let slot = out.get_mut(series.value(row) as usize).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, "series number out of range")
+                })?;
+                slot.1.push(EncodedChunk {
+                    bytes: data.value(row).to_vec(),
+                    count: u16::try_from(count.value(row)).unwrap_or(u16::MAX),
+                    min_t: min_t.value(row),
+                    max_t: max_t.value(row),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     /// Bytes of the block's files.
     pub fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.dir)
@@ -345,6 +376,27 @@ pub fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Writes one block covering `[min_t, max_t)` from `parts` (blocks inside that range)
+/// by copying their chunks, series by series, in time order. A chunk that starts no
+/// later than the series' last chunk so far is a duplicate (a compaction interrupted
+/// before its inputs were deleted leaves such overlaps) and is skipped.
+pub fn compact(root: &Path, min_t: i64, max_t: i64, parts: &[Arc<Block>]) -> io::Result<Block> {
+    let mut parts: Vec<&Arc<Block>> = parts.iter().collect();
+    parts.sort_by_key(|b| (b.meta.min_t, std::cmp::Reverse(b.meta.max_t)));
+    let mut merged: BTreeMap<Arc<Labels>, Vec<EncodedChunk>> = BTreeMap::new();
+    for block in parts {
+        for (labels, chunks) in block.all_chunks()? {
+            let into = merged.entry(labels).or_default();
+            for c in chunks {
+                if into.last().is_none_or(|last| c.min_t > last.max_t) {
+                    into.push(c);
+                }
+            }
+        }
+    }
+    Block::write(root, min_t, max_t, merged.into_iter().collect())
 }
 
 fn write_arrow(

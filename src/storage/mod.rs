@@ -85,6 +85,7 @@ struct StorageMetrics {
     wal_replayed_records: AtomicU64,
     wal_truncations: AtomicU64,
     blocks_cut: AtomicU64,
+    compactions: AtomicU64,
     blocks_deleted: AtomicU64,
     block_failures: AtomicU64,
     out_of_bounds: AtomicU64,
@@ -369,7 +370,72 @@ impl Storage {
             }
             self.truncate_before(end);
         }
+        self.compact(p);
         self.apply_retention(p);
+    }
+
+    /// Merges the blocks inside each complete aligned window of 3, 9 and 27 block
+    /// ranges (as long as the window is at most a tenth of the retention, as in
+    /// Prometheus) into one block. A
+    /// window is complete once newer data exists past its end. The merged block is in
+    /// place before its inputs are deleted.
+    fn compact(&self, p: &Persisted) {
+        let newest = self.time_range().map(|r| r.1);
+        let Some(newest) = newest else { return };
+        for factor in [3, 9, 27] {
+            let window = p.range_ms * factor;
+            // Like Prometheus: no block longer than a tenth of the retention.
+            if window > p.retention_ms / 10 {
+                break;
+            }
+            loop {
+                let blocks: Vec<Arc<Block>> = p.blocks.read().clone();
+                let candidate = blocks.iter().find_map(|b| {
+                    let start = b.meta().min_t.div_euclid(window) * window;
+                    let end = start + window;
+                    let inside: Vec<Arc<Block>> = blocks
+                        .iter()
+                        .filter(|o| o.meta().min_t >= start && o.meta().max_t <= end)
+                        .cloned()
+                        .collect();
+                    let straddles = blocks.iter().any(|o| {
+                        o.meta().min_t < end
+                            && o.meta().max_t > start
+                            && !inside.iter().any(|i| Arc::ptr_eq(i, o))
+                    });
+                    (inside.len() >= 2 && !straddles && newest >= end)
+                        .then_some((start, end, inside))
+                });
+                let Some((start, end, inside)) = candidate else {
+                    break;
+                };
+                match block::compact(&p.root, start, end, &inside) {
+                    Ok(merged) => {
+                        tracing::info!(block = %merged.dir().display(), merged = inside.len(), "blocks compacted");
+                        let merged_dir = merged.dir().to_path_buf();
+                        {
+                            let mut blocks = p.blocks.write();
+                            blocks.retain(|b| !inside.iter().any(|i| Arc::ptr_eq(i, b)));
+                            blocks.push(Arc::new(merged));
+                            blocks.sort_by_key(|b| (b.meta().min_t, b.meta().max_t));
+                        }
+                        for old in &inside {
+                            if old.dir() != merged_dir {
+                                if let Err(e) = std::fs::remove_dir_all(old.dir()) {
+                                    tracing::error!(block = %old.dir().display(), error = %e, "deleting a compacted block failed");
+                                }
+                            }
+                        }
+                        self.metrics.compactions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.metrics.block_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "compacting blocks failed");
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     fn apply_retention(&self, p: &Persisted) {
@@ -530,6 +596,12 @@ impl Storage {
         ];
         rows.extend([
             (
+                "promflow_tsdb_block_compactions_total",
+                "counter",
+                "Block merges of small blocks.",
+                m.compactions.load(Ordering::Relaxed) as f64,
+            ),
+            (
                 "promflow_tsdb_blocks_loaded",
                 "gauge",
                 "Persisted blocks open.",
@@ -677,18 +749,19 @@ mod tests {
     }
 
     /// Three days of samples with explicit timestamps, a minute apart, in time order:
-    /// blocks are cut every 2h of data, queries span blocks and head, a restart
-    /// reopens the blocks, and retention (1d, from the newest sample) deletes old ones.
+    /// blocks are cut every 2h of data and compacted into 6h ones, queries span blocks
+    /// and head, a restart reopens the blocks, and retention (60h, counted from the
+    /// newest sample) deletes old ones.
     #[test]
-    fn three_day_backfill_cuts_blocks_and_applies_retention() {
+    fn three_day_backfill_cuts_compacts_and_applies_retention() {
         const MINUTE: i64 = 60_000;
         const HOUR: i64 = 60 * MINUTE;
         let dir = tempfile::tempdir().unwrap();
         let options = StorageOptions {
-            retention: Duration::from_secs(24 * 3600),
+            retention: Duration::from_secs(60 * 3600),
             ..StorageOptions::new(dir.path().to_path_buf())
         };
-        let t0 = 1_700_000_000_000 / (2 * HOUR) * (2 * HOUR);
+        let t0 = 1_700_000_000_000 / (6 * HOUR) * (6 * HOUR);
         let end = t0 + 72 * HOUR;
         let jobs = ["a", "b", "c"];
         let value = |t: i64, j: usize| ((t - t0) / MINUTE) as f64 * 0.5 + j as f64;
@@ -709,15 +782,29 @@ mod tests {
             }
             s.housekeeping(end);
             let blocks = s.blocks();
-            // Retention keeps blocks ending within a day of the newest sample.
+            // Retention keeps blocks ending within 60h of the newest sample.
             assert!(
-                blocks.iter().all(|b| b.max_t > end - MINUTE - 24 * HOUR),
+                blocks.iter().all(|b| b.max_t > end - MINUTE - 60 * HOUR),
                 "{blocks:?}"
             );
-            assert!((11..=12).contains(&blocks.len()), "{} blocks", blocks.len());
-            assert!(blocks
+            // Aligned, disjoint, in order; 2h blocks compacted into 6h ones.
+            for pair in blocks.windows(2) {
+                assert_eq!(pair[0].max_t, pair[1].min_t, "{blocks:?}");
+            }
+            for b in &blocks {
+                let span = b.max_t - b.min_t;
+                assert!(span == 2 * HOUR || span == 6 * HOUR, "{b:?}");
+                assert_eq!(b.min_t % span, 0);
+                assert_eq!(b.samples as i64, 3 * span / MINUTE);
+            }
+            let six = blocks
                 .iter()
-                .all(|b| b.max_t - b.min_t == 2 * HOUR && b.samples == 3 * 120));
+                .filter(|b| b.max_t - b.min_t == 6 * HOUR)
+                .count();
+            assert!(six >= 8, "{blocks:?}");
+            assert!(s
+                .render_metrics()
+                .contains("promflow_tsdb_block_compactions_total"));
             // The head holds what is not in a block, at most 3.5h.
             let (head_min, _) = s.head().time_range().unwrap();
             assert_eq!(head_min, blocks.last().unwrap().max_t);
