@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the in-memory head keeps samples: Prometheus's head block span plus the
-/// lookback delta. Older history needs durable storage (storage issue).
-pub const HEAD_RETENTION: Duration = Duration::from_secs(3 * 3600);
+/// How long an in-memory-only head keeps samples. With a data directory, the head
+/// keeps what is not yet in a block, and `--storage.tsdb.retention.time` bounds history.
+pub const HEAD_RETENTION: Duration = crate::storage::MEMORY_ONLY_RETENTION;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -167,7 +167,8 @@ impl Service {
             .set(now_ms() as f64 / 1000.0);
     }
 
-    /// Advances the watermark when nothing is scraped, and trims the head.
+    /// Advances the watermark when nothing is scraped, and runs storage housekeeping
+    /// (block cuts, WAL truncation, retention) every minute.
     fn spawn_housekeeping(self: &Arc<Self>) {
         let service = self.clone();
         tokio::spawn(async move {
@@ -180,8 +181,9 @@ impl Service {
                 if now - last_trim > 60_000 {
                     last_trim = now;
                     let storage = service.ingester.head().clone();
-                    // Block writes are file I/O: keep them off the async workers.
-                    let _ = tokio::task::spawn_blocking(move || storage.housekeeping(now)).await;
+                    // Block writes are file I/O: off the async workers, and not awaited so
+                    // the watermark keeps advancing meanwhile (storage serialises them).
+                    drop(tokio::task::spawn_blocking(move || storage.housekeeping(now)));
                 }
             }
         });

@@ -98,6 +98,7 @@ pub struct Wal {
     /// Per segment still on disk: the newest sample timestamp it holds (`i64::MIN` if none).
     max_ts: BTreeMap<u64, i64>,
     buf: Vec<u8>,
+    segment_bytes: u64,
 }
 
 impl Wal {
@@ -167,6 +168,7 @@ impl Wal {
                 dirty: false,
                 max_ts,
                 buf: Vec::with_capacity(64 << 10),
+                segment_bytes: SEGMENT_BYTES,
             },
             stats,
         ))
@@ -189,7 +191,7 @@ impl Wal {
         if !samples.is_empty() {
             encode_samples(&mut self.buf, samples);
         }
-        if self.size > 0 && self.size + self.buf.len() as u64 > SEGMENT_BYTES {
+        if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
             self.rotate()?;
         }
         self.file.write_all(&self.buf)?;
@@ -274,6 +276,11 @@ impl Wal {
     /// The number of segments on disk.
     pub fn segment_count(&self) -> usize {
         self.max_ts.len()
+    }
+
+    #[cfg(test)]
+    fn set_segment_bytes(&mut self, bytes: u64) {
+        self.segment_bytes = bytes;
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -634,5 +641,36 @@ mod tests {
                 Record::Samples(vec![(1, 5000, 2.0)]),
             ]
         );
+    }
+
+    #[test]
+    fn segments_rotate_and_retire_by_sample_age() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_, _, mut wal) = replay(dir.path());
+            wal.set_segment_bytes(200);
+            wal.log(&[(0, &labels("a"))], &[]).unwrap();
+            for t in 0..100 {
+                wal.log(&[], &[(0, t * 1000, t as f64)]).unwrap();
+            }
+            assert!(wal.segment_count() > 5, "{} segments", wal.segment_count());
+            let before = wal.segment_count();
+            let removed = wal
+                .truncate(50_000, [(0u32, &labels("a"))].into_iter())
+                .unwrap();
+            assert!(removed > 0 && removed < before);
+        }
+        let (records, stats, _) = replay(dir.path());
+        assert_eq!(stats.corruptions, 0);
+        let samples: Vec<i64> = records
+            .iter()
+            .flat_map(|r| match r {
+                Record::Samples(s) => s.iter().map(|x| x.1).collect(),
+                Record::Series(_) => vec![],
+            })
+            .collect();
+        assert!(samples.contains(&50_000) && samples.contains(&99_000));
+        assert!(samples.windows(2).all(|w| w[0] < w[1]));
+        assert!(matches!(&records[0], Record::Series(s) if s[0].0 == 0));
     }
 }
