@@ -183,7 +183,9 @@ impl Service {
                     let storage = service.ingester.head().clone();
                     // Block writes are file I/O: off the async workers, and not awaited so
                     // the watermark keeps advancing meanwhile (storage serialises them).
-                    drop(tokio::task::spawn_blocking(move || storage.housekeeping(now)));
+                    drop(tokio::task::spawn_blocking(move || {
+                        storage.housekeeping(now)
+                    }));
                 }
             }
         });

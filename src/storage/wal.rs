@@ -10,12 +10,14 @@
 //!   from `NNNNNNNN` on.
 //!
 //! A record is framed as `len: u32 LE | crc32: u32 LE | body` (`crc32` of the body,
-//! IEEE, by `crc32fast`). A body is a type byte and a payload:
+//! IEEE, by `crc32fast`). A body is a type byte and a payload; a type byte with its
+//! high bit set ([`COMPRESSED`]) means the payload is Snappy-compressed (raw format,
+//! `snap` crate), as Prometheus does, used when that makes it smaller:
 //! - `1` series: `count`, then per series `ref`, `label count`, and per label the
 //!   name's and the value's length-prefixed bytes;
-//! - `2` samples: `count`, `base timestamp` (zig-zag), then per sample `ref`,
-//!   `timestamp - base` (zig-zag) and the value's 8 raw bytes (stale markers stay
-//!   bit-exact).
+//! - `2` samples: `count`, `base timestamp` (zig-zag), then per sample the ref's
+//!   difference from the previous sample's ref (zig-zag), `timestamp - base`
+//!   (zig-zag) and the value's 8 raw bytes (stale markers stay bit-exact).
 //!
 //! Integers are LEB128 varints. A ref is the head's small per-series number; a later
 //! series record for the same labels re-keys the series (refs of dropped series may be
@@ -47,6 +49,10 @@ const MAX_RECORD_BYTES: usize = 256 << 20;
 const FRAME_HEADER: usize = 8;
 const TYPE_SERIES: u8 = 1;
 const TYPE_SAMPLES: u8 = 2;
+/// Type-byte flag: the payload is Snappy-compressed.
+const COMPRESSED: u8 = 0x80;
+/// Payloads shorter than this are stored as they are.
+const COMPRESS_FROM: usize = 64;
 const CHECKPOINT_PREFIX: &str = "checkpoint.";
 
 /// When the log is `fsync`ed (`--storage.tsdb.wal-fsync`).
@@ -424,6 +430,16 @@ fn frame(out: &mut Vec<u8>, body_type: u8, fill: impl FnOnce(&mut Vec<u8>)) {
     out.extend_from_slice(&[0; FRAME_HEADER]);
     out.push(body_type);
     fill(out);
+    let payload_at = start + FRAME_HEADER + 1;
+    if out.len() - payload_at >= COMPRESS_FROM {
+        if let Ok(packed) = snap::raw::Encoder::new().compress_vec(&out[payload_at..]) {
+            if packed.len() < out.len() - payload_at {
+                out.truncate(payload_at);
+                out.extend_from_slice(&packed);
+                out[payload_at - 1] |= COMPRESSED;
+            }
+        }
+    }
     let body = &out[start + FRAME_HEADER..];
     let len = (body.len() as u32).to_le_bytes();
     let crc = crc32fast::hash(body).to_le_bytes();
@@ -452,8 +468,10 @@ fn encode_samples(out: &mut Vec<u8>, samples: &[(u32, i64, f64)]) {
         let base = samples[0].1;
         put_uvarint(b, samples.len() as u64);
         put_varint(b, base);
+        let mut prev = 0i64;
         for &(r, ts, v) in samples {
-            put_uvarint(b, u64::from(r));
+            put_varint(b, i64::from(r) - prev);
+            prev = i64::from(r);
             put_varint(b, ts.wrapping_sub(base));
             b.extend_from_slice(&v.to_bits().to_le_bytes());
         }
@@ -461,8 +479,15 @@ fn encode_samples(out: &mut Vec<u8>, samples: &[(u32, i64, f64)]) {
 }
 
 fn decode(body: &[u8]) -> Option<Record> {
-    let (&kind, mut p) = body.split_first()?;
-    let record = match kind {
+    let (&kind, payload) = body.split_first()?;
+    let unpacked;
+    let mut p = if kind & COMPRESSED != 0 {
+        unpacked = snap::raw::Decoder::new().decompress_vec(payload).ok()?;
+        &unpacked[..]
+    } else {
+        payload
+    };
+    let record = match kind & !COMPRESSED {
         TYPE_SERIES => {
             let n = get_uvarint(&mut p)? as usize;
             let mut series = Vec::with_capacity(n.min(1 << 16));
@@ -483,8 +508,10 @@ fn decode(body: &[u8]) -> Option<Record> {
             let n = get_uvarint(&mut p)? as usize;
             let base = get_varint(&mut p)?;
             let mut samples = Vec::with_capacity(n.min(1 << 20));
+            let mut prev = 0i64;
             for _ in 0..n {
-                let r = u32::try_from(get_uvarint(&mut p)?).ok()?;
+                prev = prev.checked_add(get_varint(&mut p)?)?;
+                let r = u32::try_from(prev).ok()?;
                 let ts = base.wrapping_add(get_varint(&mut p)?);
                 let (bits, rest) = p.split_first_chunk::<8>()?;
                 p = rest;
