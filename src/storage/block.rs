@@ -489,4 +489,45 @@ mod tests {
         assert_eq!(block.series_matching(&[]).len(), 3000);
         assert!(block.select(&sel, 400_000, 500_000).unwrap().is_empty());
     }
+
+    #[test]
+    fn compaction_merges_in_time_order_and_skips_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = |from: i64, to: i64, series: usize| {
+            let list: Vec<_> = (0..series)
+                .map(|i| {
+                    let mut c = SeriesChunks::new();
+                    for t in (from..to).step_by(10) {
+                        c.push(t, t as f64 + i as f64);
+                    }
+                    (labels("j", i), c.encode_range(from, to - 1))
+                })
+                .collect();
+            Arc::new(Block::write(dir.path(), from, to, list).unwrap())
+        };
+        // Series 2 exists only in the second block.
+        let (a, b) = (part(0, 2000, 2), part(2000, 4000, 3));
+        let merged = Arc::new(compact(dir.path(), 0, 4000, &[b.clone(), a.clone()]).unwrap());
+        let everything = Selector { matchers: vec![] };
+        let check = |block: &Block| {
+            let mut got = block.select(&everything, 0, 4000).unwrap();
+            got.sort_by(|x, y| x.0.cmp(&y.0));
+            assert_eq!(got.len(), 3);
+            for (labels, samples) in &got {
+                let i: i64 = labels.get("i").unwrap().parse().unwrap();
+                let from = if i == 2 { 2000 } else { 0 };
+                let want: Vec<(i64, f64)> = (from..4000)
+                    .step_by(10)
+                    .map(|t| (t, (t + i) as f64))
+                    .collect();
+                assert_eq!(samples, &want, "series {i}");
+            }
+        };
+        check(&merged);
+        // An interrupted compaction left the inputs next to the merged block: merging
+        // all three again gives the same samples once.
+        let again = compact(dir.path(), 0, 4000, &[a, merged, b]).unwrap();
+        check(&again);
+        assert_eq!(again.meta().samples, 2 * 400 + 200);
+    }
 }
