@@ -17,7 +17,8 @@
 //!    of the WAL directory / samples ingested (each server's own counter).
 //!
 //! Run: `cargo bench --bench storage` (env `STORAGE_SERIES` [2000], `STORAGE_TARGETS`
-//! [10], `STORAGE_LIVE_SERIES` [1000], `STORAGE_SECONDS` [60] override the workload).
+//! [10], `STORAGE_LIVE_SERIES` [1000], `STORAGE_SECONDS` [60] override the workload;
+//! `STORAGE_SECONDS=0` runs part 1 only).
 
 use promflow::storage::{Storage, StorageOptions, WalFsync};
 use std::io::{Read, Write};
@@ -327,6 +328,9 @@ fn main() {
         }
     }
 
+    if seconds == 0 {
+        return;
+    }
     let ticks = Arc::new(AtomicU64::new(0));
     let mut addresses = Vec::new();
     for target in 0..targets {

@@ -22,7 +22,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type};
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow_ipc::reader::FileReader;
-use arrow_ipc::writer::FileWriter;
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow_ipc::CompressionType;
 use arrow_schema::{DataType, Field, Schema};
 use dataflows::{Labels, MatchKind, Selector};
 use serde::{Deserialize, Serialize};
@@ -405,7 +406,10 @@ fn write_arrow(
     batches: impl IntoIterator<Item = RecordBatch>,
 ) -> io::Result<()> {
     let file = File::create(path)?;
-    let mut writer = FileWriter::try_new(file, schema).map_err(arrow_err)?;
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+        .map_err(arrow_err)?;
+    let mut writer = FileWriter::try_new_with_options(file, schema, options).map_err(arrow_err)?;
     for batch in batches {
         writer.write(&batch).map_err(arrow_err)?;
     }
