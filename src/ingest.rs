@@ -8,7 +8,7 @@
 //! and then feeds the dataflow.
 
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::Storage;
+use crate::storage::Head;
 use dataflows::{Engine, Sample};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ pub fn now_ms() -> i64 {
 
 /// Owns the watermark and the write path.
 pub struct Ingester {
-    head: Arc<Storage>,
+    head: Arc<Head>,
     engine: Arc<Engine>,
     metrics: Arc<SelfMetrics>,
     /// Start time (ms) → number of scrapes in flight that started then.
@@ -59,11 +59,7 @@ impl Drop for ScrapeInFlight {
 
 impl Ingester {
     /// A new ingester writing to `head` and feeding `engine`.
-    pub fn new(
-        head: Arc<Storage>,
-        engine: Arc<Engine>,
-        metrics: Arc<SelfMetrics>,
-    ) -> Arc<Ingester> {
+    pub fn new(head: Arc<Head>, engine: Arc<Engine>, metrics: Arc<SelfMetrics>) -> Arc<Ingester> {
         Arc::new(Ingester {
             head,
             engine,
@@ -106,8 +102,8 @@ impl Ingester {
         self.engine.advance_watermark(watermark);
     }
 
-    /// The storage this ingester writes to.
-    pub fn head(&self) -> &Arc<Storage> {
+    /// The head this ingester writes to.
+    pub fn head(&self) -> &Arc<Head> {
         &self.head
     }
 

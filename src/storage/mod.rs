@@ -22,7 +22,12 @@ pub mod chunk;
 pub mod head;
 pub mod wal;
 
-pub use head::{AppendOutcome, Head, SeriesSamplesInRange};
+pub use head::{AppendOutcome, SeriesSamplesInRange};
+
+/// The name the rest of promflow has used for storage since it was only an in-memory
+/// head (`Head::new()` is an in-memory [`Storage`]); the in-memory part itself is
+/// [`head::Head`].
+pub type Head = Storage;
 pub use wal::WalFsync;
 
 use block::Block;
@@ -105,7 +110,7 @@ struct Persisted {
 
 /// The storage engine: WAL + head. See the module docs.
 pub struct Storage {
-    head: Head,
+    head: head::Head,
     wal: Option<Arc<Mutex<Wal>>>,
     persisted: Option<Persisted>,
     metrics: StorageMetrics,
@@ -121,7 +126,7 @@ impl Storage {
     /// A storage held in memory only (no WAL), for tests and tools.
     pub fn new() -> Storage {
         Storage {
-            head: Head::new(),
+            head: head::Head::new(),
             wal: None,
             persisted: None,
             metrics: StorageMetrics::default(),
@@ -141,7 +146,7 @@ impl Storage {
             .max()
             .unwrap_or(i64::MIN);
         let dir = options.path.join("wal");
-        let head = Head::new();
+        let head = head::Head::new();
         let metrics = StorageMetrics::default();
         let mut refs: HashMap<u32, u64> = HashMap::new();
         let mut refused = 0usize;
@@ -534,7 +539,7 @@ impl Storage {
     }
 
     /// The in-memory head.
-    pub fn head(&self) -> &Head {
+    pub fn head(&self) -> &head::Head {
         &self.head
     }
 
