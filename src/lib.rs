@@ -1,15 +1,19 @@
 //! promflow: a Prometheus-compatible monitoring engine on timely/differential dataflow.
 //!
-//! The data path reads top to bottom: [`config`] → [`scrape`] (targets, loops, the
-//! exposition parser) → [`relabel`] → [`ingest`] (watermark, write path) →
+//! The data path reads top to bottom: [`config`] → [`discovery`] (target groups) →
+//! [`scrape`] (targets, loops, the exposition parser) → [`relabel`] → [`ingest`]
+//! (watermark, write path) →
 //! [`storage`] and the `dataflows` crate → [`api`] (HTTP). [`service`] owns the
 //! running pieces; `main.rs` is the CLI.
 
+pub mod alerting;
 pub mod api;
 pub mod config;
+pub mod discovery;
 pub mod ingest;
 pub mod process_stats;
 pub mod relabel;
+pub mod rules;
 pub mod scrape;
 pub mod selfmetrics;
 pub mod service;

@@ -1,5 +1,6 @@
 //! The `promflow` command: with no subcommand it runs the server; `check config`
-//! validates configuration files. Flags are spelled like Prometheus's so existing
+//! validates configuration files, `check rules` rule files, `test rules` runs
+//! promtool-format rule unit tests, `test promql` runs PromQL test scripts. Flags are spelled like Prometheus's so existing
 //! service definitions work unchanged.
 
 use anyhow::Context;
@@ -54,6 +55,10 @@ struct Cli {
     /// Only log messages with the given severity or above: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info", global = true)]
     log_level: String,
+    /// DNS server (IP:PORT) for `dns_sd_configs`, instead of the system's resolver
+    /// configuration (/etc/resolv.conf).
+    #[arg(long = "discovery.dns.nameserver", global = true)]
+    dns_nameserver: Option<SocketAddr>,
     /// Timely worker threads (default: the number of cores).
     #[arg(long = "workers", global = true)]
     workers: Option<usize>,
@@ -68,12 +73,44 @@ enum Command {
         #[command(subcommand)]
         what: CheckCommand,
     },
+    /// Run unit tests.
+    Test {
+        #[command(subcommand)]
+        what: TestCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TestCommand {
+    /// Run promtool-format rule unit tests.
+    Rules {
+        /// Test files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run Prometheus's PromQL test scripts (`*.test`) in both modes: ad hoc, and as
+    /// maintained rules fed the samples as a stream. Evals needing native histograms
+    /// are skipped (flagged by an `INDEX.tsv` beside the scripts, or by `{{…}}` values).
+    Promql {
+        /// Print every failing eval with its reason.
+        #[arg(long)]
+        verbose: bool,
+        /// Script files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum CheckCommand {
     /// Validate Prometheus configuration files; lists every problem with file and line.
     Config {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate rule files like `promtool check rules`; lists every problem.
+    Rules {
         /// Files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -100,6 +137,15 @@ fn main() -> ExitCode {
         Some(Command::Check {
             what: CheckCommand::Config { files },
         }) => check_config(&files),
+        Some(Command::Check {
+            what: CheckCommand::Rules { files },
+        }) => check_rules(&files),
+        Some(Command::Test {
+            what: TestCommand::Rules { files },
+        }) => test_rules(&files),
+        Some(Command::Test {
+            what: TestCommand::Promql { verbose, files },
+        }) => test_promql(&files, verbose),
         None => match run_server(cli) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -131,6 +177,114 @@ fn check_config(files: &[PathBuf]) -> ExitCode {
                 );
                 for problem in &e.problems {
                     println!("    {problem}");
+                }
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn check_rules(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    for file in files {
+        println!("Checking {}", file.display());
+        match promflow::rules::file::load_file(file) {
+            Ok(groups) => {
+                let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+                println!("  SUCCESS: {rules} rules found\n");
+            }
+            Err(problems) => {
+                failed = true;
+                eprintln!("  FAILED:");
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                eprintln!();
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    use promflow::rules::unittest::{run_file, Outcome};
+    let mut failed = false;
+    for file in files {
+        println!("Unit Testing:  {}", file.display());
+        match run_file(file) {
+            Ok(outcomes) => {
+                let bad: Vec<&Outcome> = outcomes.iter().filter(|o| !o.passed()).collect();
+                if bad.is_empty() {
+                    println!("  SUCCESS\n");
+                } else {
+                    failed = true;
+                    eprintln!("  FAILED:");
+                    for o in bad {
+                        eprintln!("    {o:?}");
+                    }
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("  FAILED:\n    {e}");
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn test_promql(files: &[PathBuf], verbose: bool) -> ExitCode {
+    use dataflows::promql::conformance::{native_histogram_lines, run_script, Verdict};
+    let mut failed = false;
+    println!(
+        "{:<32} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "file", "pass(a)", "fail(a)", "pass(b)", "fail(b)", "skipped"
+    );
+    for file in files {
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let index = file
+            .parent()
+            .and_then(|dir| std::fs::read_to_string(dir.join("INDEX.tsv")).ok())
+            .unwrap_or_default();
+        let report = match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| run_script(&text, &native_histogram_lines(&index, &name)))
+        {
+            Ok(report) => report,
+            Err(e) => {
+                println!("{}: {e}", file.display());
+                failed = true;
+                continue;
+            }
+        };
+        let (a, b) = (report.adhoc(), report.maintained());
+        println!(
+            "{name:<32} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            a.pass, a.fail, b.pass, b.fail, a.skipped
+        );
+        failed |= a.fail + b.fail > 0;
+        if verbose {
+            for o in &report.outcomes {
+                for (mode, verdict) in [("ad hoc", &o.adhoc), ("maintained", &o.maintained)] {
+                    if let Verdict::Fail(reason) = verdict {
+                        println!("  FAIL ({mode}) line {}: {}\n    {reason}", o.line, o.expr);
+                    }
                 }
             }
         }
@@ -207,6 +361,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,
+        dns_nameserver: cli.dns_nameserver,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

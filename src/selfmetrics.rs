@@ -53,6 +53,18 @@ pub struct JobCounters {
     pub parse_errors: u64,
 }
 
+/// Service discovery mechanisms with refresh counters (always rendered, even at 0).
+pub const SD_MECHANISMS: [&str; 3] = ["dns", "ec2", "file"];
+
+/// Counters kept per service discovery mechanism.
+#[derive(Default, Clone, Copy)]
+pub struct SdCounters {
+    /// Refreshes attempted.
+    pub refreshes: u64,
+    /// Refreshes (or file reads) that failed; the last good targets were kept.
+    pub failures: u64,
+}
+
 /// Every metric promflow exports about itself.
 #[derive(Default)]
 pub struct SelfMetrics {
@@ -68,6 +80,14 @@ pub struct SelfMetrics {
     pub config_last_reload_success_timestamp_seconds: Gauge,
     /// Reloads that failed.
     pub config_reload_failures: Counter,
+    /// Alerts sent to Alertmanagers (one per alert per Alertmanager).
+    pub notifications_sent: Counter,
+    /// Alert batches that failed to reach an Alertmanager.
+    pub notification_errors: Counter,
+    /// Alerts dropped because the notification queue was full.
+    pub notifications_dropped: Counter,
+    /// Per-mechanism discovery counters, keyed by mechanism (`dns`, `ec2`, `file`).
+    pub sd: Mutex<BTreeMap<&'static str, SdCounters>>,
 }
 
 /// Values read from elsewhere at render time (storage, engine, process).
@@ -92,6 +112,27 @@ impl SelfMetrics {
         counters.scrapes += 1;
         counters.failures += failed as u64;
         counters.parse_errors += parse_error as u64;
+    }
+
+    /// Records one discovery refresh of `mechanism`.
+    pub fn record_sd_refresh(&self, mechanism: &'static str, failed: bool) {
+        let mut sd = self.sd.lock().unwrap_or_else(|e| e.into_inner());
+        let counters = sd.entry(mechanism).or_default();
+        counters.refreshes += 1;
+        counters.failures += failed as u64;
+    }
+
+    /// Records a failure inside a refresh that otherwise went on (a file that
+    /// could not be read).
+    pub fn record_sd_failure(&self, mechanism: &'static str) {
+        let mut sd = self.sd.lock().unwrap_or_else(|e| e.into_inner());
+        sd.entry(mechanism).or_default().failures += 1;
+    }
+
+    /// Failures counted so far for `mechanism`.
+    pub fn sd_failures(&self, mechanism: &str) -> u64 {
+        let sd = self.sd.lock().unwrap_or_else(|e| e.into_inner());
+        sd.get(mechanism).map_or(0, |c| c.failures)
     }
 
     /// Renders every metric in the text exposition format 0.0.4.
@@ -192,6 +233,32 @@ impl SelfMetrics {
                 metric(name, "counter", help, &rows);
             }
         }
+        {
+            let sd = self.sd.lock().unwrap_or_else(|e| e.into_inner());
+            let mut mechanisms: Vec<&str> = SD_MECHANISMS.to_vec();
+            mechanisms.extend(sd.keys().filter(|m| !SD_MECHANISMS.contains(m)));
+            for (name, help, pick) in [
+                (
+                    "promflow_sd_refreshes_total",
+                    "Service discovery refreshes, per mechanism.",
+                    (|c: &SdCounters| c.refreshes) as fn(&SdCounters) -> u64,
+                ),
+                (
+                    "promflow_sd_refresh_failures_total",
+                    "Service discovery refreshes that failed (the last good targets were kept), per mechanism.",
+                    |c: &SdCounters| c.failures,
+                ),
+            ] {
+                let labels: Vec<[(&str, &str); 1]> =
+                    mechanisms.iter().map(|m| [("mechanism", *m)]).collect();
+                let rows: Vec<(&[(&str, &str)], f64)> = labels
+                    .iter()
+                    .zip(&mechanisms)
+                    .map(|(l, m)| (&l[..], sd.get(m).map_or(0, pick) as f64))
+                    .collect();
+                metric(name, "counter", help, &rows);
+            }
+        }
         metric(
             "promflow_config_last_reload_successful",
             "gauge",
@@ -209,6 +276,24 @@ impl SelfMetrics {
             "counter",
             "Configuration reloads that failed.",
             &[(&[], self.config_reload_failures.get() as f64)],
+        );
+        metric(
+            "promflow_notifications_sent_total",
+            "counter",
+            "Alerts sent to Alertmanagers.",
+            &[(&[], self.notifications_sent.get() as f64)],
+        );
+        metric(
+            "promflow_notifications_errors_total",
+            "counter",
+            "Alert batches that failed to reach an Alertmanager.",
+            &[(&[], self.notification_errors.get() as f64)],
+        );
+        metric(
+            "promflow_notifications_dropped_total",
+            "counter",
+            "Alerts dropped because the notification queue was full.",
+            &[(&[], self.notifications_dropped.get() as f64)],
         );
         let process = crate::process_stats::read();
         metric(

@@ -4,16 +4,25 @@
 //! Contract of [`Service::reload`]: the new configuration is loaded and validated
 //! completely before anything changes; a bad one is refused with every problem listed,
 //! the old one keeps running, and `promflow_config_last_reload_successful` drops to 0.
+//!
+//! Targets: the [`DiscoveryManager`] keeps each job's target groups; whenever they (or
+//! the config) change, every job's groups are resolved (relabeled) and the union of
+//! all jobs' targets is handed to [`ScrapeManager::apply`]. Discovery of scrape
+//! configs that a reload leaves unchanged keeps running.
 
+use crate::alerting::notifier::{Notifier, NotifierConfig};
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_YAML};
+use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
+use crate::rules::manager::{HeadEvaluator, ManagerOptions, RuleManager};
 use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
-use crate::scrape::target::{resolve, TargetGroup};
+use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::{Storage, StorageOptions, WalFsync};
 use dataflows::{Engine, EngineConfig};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +56,23 @@ pub struct ServiceOptions {
     pub query_timeout: Duration,
     /// Every flag as given or defaulted, for `/api/v1/status/flags`.
     pub flags: Vec<(String, String)>,
+    /// `--discovery.dns.nameserver`: the DNS server for `dns_sd_configs` instead of
+    /// the system's resolver configuration.
+    pub dns_nameserver: Option<SocketAddr>,
 }
+
+/// A target that relabeling dropped, for `/api/v1/targets`.
+#[derive(Clone, Debug)]
+pub struct DroppedTarget {
+    /// The job (scrape pool) it was discovered for.
+    pub job: String,
+    /// Its labels before relabeling.
+    pub discovered_labels: BTreeMap<String, String>,
+}
+
+/// How long target updates settle before the scrape loops are reconciled, so a burst
+/// of provider updates costs one reconciliation.
+const TARGET_UPDATE_SETTLE: Duration = Duration::from_millis(100);
 
 /// The running service.
 pub struct Service {
@@ -61,6 +86,15 @@ pub struct Service {
     pub ingester: Arc<Ingester>,
     /// The scrape loops.
     pub scrapes: ScrapeManager,
+    /// Rule evaluation (recording and alerting rules).
+    pub rules: Arc<RuleManager>,
+    /// Sends alerts to Alertmanagers.
+    pub notifier: Arc<Notifier>,
+    /// Service discovery for every scrape job.
+    pub discovery: DiscoveryManager,
+    /// Targets dropped by relabeling at the last reconciliation.
+    pub dropped_targets: RwLock<Vec<DroppedTarget>>,
+    reconcile_lock: Mutex<()>,
     ready: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -101,16 +135,36 @@ impl Service {
             ingester: ingester.clone(),
             metrics: metrics.clone(),
         });
+        let notifier = Notifier::new(metrics.clone());
+        tokio::spawn(notifier.clone().run());
+        let rules = RuleManager::new(
+            Arc::new(HeadEvaluator {
+                head: ingester.head().clone(),
+                lookback_ms: options.lookback_delta.as_millis() as i64,
+            }),
+            ingester.clone(),
+            notifier.clone(),
+        );
+        let discovery = DiscoveryManager::new(DiscoveryContext {
+            metrics: metrics.clone(),
+            dns_nameserver: options.dns_nameserver,
+        });
         let service = Arc::new(Service {
             options,
             config: RwLock::new(Arc::new(config.clone())),
             metrics,
             ingester,
             scrapes,
+            rules,
+            notifier,
+            discovery,
+            dropped_targets: RwLock::new(Vec::new()),
+            reconcile_lock: Mutex::new(()),
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
         });
         service.apply(config);
+        service.spawn_target_updates();
         service.spawn_housekeeping();
         service.ready.store(true, Ordering::SeqCst);
         Ok(service)
@@ -140,31 +194,84 @@ impl Service {
     }
 
     fn apply(&self, config: Config) {
-        let mut wanted = Vec::new();
-        for scrape_config in &config.scrape_configs {
-            let scrape_config = Arc::new(scrape_config.clone());
-            let groups: Vec<TargetGroup> = scrape_config
-                .static_configs
-                .iter()
-                .map(|sc| TargetGroup {
-                    targets: sc.targets.clone(),
-                    labels: sc.labels.clone(),
-                })
-                .collect();
-            wanted.extend(resolve(&scrape_config, &groups).active);
-        }
-        if !config.rule_files.is_empty() {
-            tracing::warn!(
-                files = config.rule_files.len(),
-                "rule_files are validated but not evaluated yet: rule evaluation arrives with the PromQL issue"
-            );
-        }
-        self.scrapes.apply(wanted);
+        self.discovery.apply(&config.scrape_configs);
+        self.reconcile_targets();
+        self.apply_rules(&config);
         *self.config.write() = Arc::new(config);
         self.metrics.config_last_reload_successful.set(1.0);
         self.metrics
             .config_last_reload_success_timestamp_seconds
             .set(now_ms() as f64 / 1000.0);
+    }
+
+    /// Loads the rule files and hands them to the rule manager and notifier. A rule
+    /// file with problems is logged and left out; the others run.
+    fn apply_rules(&self, config: &Config) {
+        let mut groups = Vec::new();
+        for path in &config.rule_files {
+            match crate::rules::file::load_file(path) {
+                Ok(g) => groups.extend(g),
+                Err(problems) => {
+                    for problem in problems {
+                        tracing::error!(%problem, "rule file not loaded");
+                    }
+                }
+            }
+        }
+        let external_url = format!(
+            "http://{}:{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+            self.options.listen_address.port()
+        );
+        self.notifier.apply(NotifierConfig {
+            external_labels: config.global.external_labels.clone(),
+            relabel: config.alerting.alert_relabel_configs.clone(),
+            alertmanagers: config.alerting.alertmanagers.clone(),
+            external_url: external_url.clone(),
+        });
+        self.rules.apply(
+            groups,
+            ManagerOptions {
+                default_interval: config.global.evaluation_interval,
+                external_labels: config.global.external_labels.clone(),
+                external_url,
+                ..ManagerOptions::default()
+            },
+        );
+    }
+
+    /// Resolves every job's discovered groups into targets and reconciles the scrape
+    /// loops with their union.
+    pub fn reconcile_targets(&self) {
+        let _serialised = self.reconcile_lock.lock();
+        let mut wanted = Vec::new();
+        let mut dropped = Vec::new();
+        for (scrape_config, groups) in self.discovery.snapshot() {
+            let resolved = resolve(&scrape_config, &groups);
+            wanted.extend(resolved.active);
+            dropped.extend(resolved.dropped.into_iter().map(|labels| DroppedTarget {
+                job: scrape_config.job_name.clone(),
+                discovered_labels: labels,
+            }));
+        }
+        self.scrapes.apply(wanted);
+        *self.dropped_targets.write() = dropped;
+    }
+
+    /// Reconciles the scrape loops whenever discovery reports a change.
+    fn spawn_target_updates(self: &Arc<Self>) {
+        let service = Arc::downgrade(self);
+        let mut updates = self.discovery.subscribe();
+        tokio::spawn(async move {
+            while updates.changed().await.is_ok() {
+                tokio::time::sleep(TARGET_UPDATE_SETTLE).await;
+                updates.borrow_and_update();
+                let Some(service) = service.upgrade() else {
+                    return;
+                };
+                service.reconcile_targets();
+            }
+        });
     }
 
     /// Advances the watermark when nothing is scraped, and runs storage housekeeping
@@ -193,7 +300,9 @@ impl Service {
 
     /// Stops scraping (writing stale markers) and the dataflow.
     pub fn shutdown(&self) {
+        self.discovery.stop_all();
         self.scrapes.stop_all();
+        self.rules.stop();
         self.ingester.engine().shutdown();
     }
 }

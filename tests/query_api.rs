@@ -7,9 +7,9 @@
 //! queries go to both APIs and the answers are compared: result type, label sets,
 //! timestamps, and values (to 1e-9 relative: summation order may differ).
 //!
-//! Query times are chosen off the 15s sample grid so that Prometheus 2.42's closed
-//! range windows and promflow's left-open ones (Prometheus 3.x) select the same
-//! samples.
+//! Query times, and the samples themselves, are placed so that no window boundary
+//! falls on a sample: there Prometheus 2.42's closed range windows and promflow's
+//! left-open ones (Prometheus 3.x) would select different samples.
 
 mod common;
 
@@ -228,7 +228,10 @@ struct SameData {
 }
 
 fn same_data() -> SameData {
-    let t0 = (now_ms() - (POINTS * STEP_MS + 5 * 60_000)) / 1000 * 1000;
+    // Samples sit 7.5s off the 15s grid: subquery steps, aligned to absolute
+    // multiples of their step, then never fall on a sample (where Prometheus 2.42's
+    // closed windows and promflow's left-open ones would differ).
+    let t0 = (now_ms() - (POINTS * STEP_MS + 5 * 60_000)) / STEP_MS * STEP_MS + STEP_MS / 2;
     let bodies: Vec<Reply> = (0..POINTS).map(|i| body(t0, i)).collect();
     let for_promflow = Exporter::start_sequence(bodies.clone());
     let for_prometheus = Exporter::start_sequence(bodies);
@@ -359,6 +362,16 @@ fn query_api_errors_like_prometheus() {
     }
 }
 
+/// A non-query answer's `data` in a comparable form: list items sorted.
+fn sorted_data(v: &Value) -> Vec<String> {
+    let mut items: Vec<String> = match &v["data"] {
+        Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
+        other => vec![other.to_string()],
+    };
+    items.sort();
+    items
+}
+
 /// The series/label/metadata endpoints Grafana uses for its query builder.
 #[test]
 fn series_labels_and_metadata_like_prometheus() {
@@ -420,18 +433,149 @@ fn series_labels_and_metadata_like_prometheus() {
         );
         assert_eq!(ours["status"], theirs["status"], "{path} {params:?}");
         assert_eq!(ours["errorType"], theirs["errorType"], "{path} {params:?}");
-        let sorted = |v: &Value| {
-            let mut items: Vec<String> = match &v["data"] {
-                Value::Array(a) => a.iter().map(|x| x.to_string()).collect(),
-                other => vec![other.to_string()],
-            };
-            items.sort();
-            items
-        };
-        assert_eq!(sorted(&ours), sorted(&theirs), "{path} {params:?}");
+        assert_eq!(
+            sorted_data(&ours),
+            sorted_data(&theirs),
+            "{path} {params:?}"
+        );
     }
     // `limit` (not in Prometheus 2.42): truncates with a warning.
     let (_, limited) = api(promflow, "/api/v1/label/__name__/values", &[("limit", "2")]);
     assert_eq!(limited["data"].as_array().unwrap().len(), 2, "{limited}");
     assert_eq!(limited["warnings"][0], "results truncated due to limit");
+}
+
+/// (method, path, form parameters)
+type GrafanaRequest<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
+/// The request sequence Grafana's Prometheus data source sends when a dashboard opens
+/// and its query editor is used: GET probes, then POST form bodies. Each answer must
+/// have the same status, error type, result type and content as Prometheus's.
+#[test]
+fn grafana_request_sequence_is_answered_like_prometheus() {
+    let data = same_data();
+    let now = now_ms();
+    let start = seconds(now - 3600 * 1000);
+    let end = seconds(now);
+    let last = data.t0 + (POINTS - 1) * STEP_MS;
+    let at = seconds(last + 4_100);
+    let form = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", common::http::encode(k), common::http::encode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let sequence: Vec<GrafanaRequest> = vec![
+        ("GET", "/api/v1/status/buildinfo", vec![]),
+        (
+            "POST",
+            "/api/v1/query",
+            vec![("query", "1+1"), ("time", &end)],
+        ),
+        (
+            "GET",
+            "/api/v1/labels",
+            vec![("start", &start), ("end", &end)],
+        ),
+        (
+            "GET",
+            "/api/v1/label/__name__/values",
+            vec![("start", &start), ("end", &end)],
+        ),
+        ("GET", "/api/v1/metadata", vec![]),
+        (
+            "POST",
+            "/api/v1/series",
+            vec![
+                ("match[]", "http_requests_total"),
+                ("start", &start),
+                ("end", &end),
+            ],
+        ),
+        (
+            "POST",
+            "/api/v1/labels",
+            vec![
+                ("match[]", "http_requests_total"),
+                ("start", &start),
+                ("end", &end),
+            ],
+        ),
+        (
+            "GET",
+            "/api/v1/label/job/values",
+            vec![
+                ("match[]", "http_requests_total"),
+                ("start", &start),
+                ("end", &end),
+            ],
+        ),
+        (
+            "POST",
+            "/api/v1/query_range",
+            vec![
+                ("query", "sum by (job) (rate(http_requests_total[5m]))"),
+                ("start", &start),
+                ("end", &end),
+                ("step", "15"),
+            ],
+        ),
+        (
+            "POST",
+            "/api/v1/query",
+            vec![("query", "sum(http_requests_total)"), ("time", &at)],
+        ),
+        (
+            "POST",
+            "/api/v1/query_exemplars",
+            vec![
+                ("query", "http_requests_total"),
+                ("start", &start),
+                ("end", &end),
+            ],
+        ),
+        (
+            "POST",
+            "/api/v1/query",
+            vec![
+                ("query", "sum(rate(http_requests_total[5m]) by (job)"),
+                ("time", &end),
+            ],
+        ),
+    ];
+    for (method, path, params) in &sequence {
+        let send = |peer: &Peer| -> (u16, Value) {
+            let response = match *method {
+                "GET" => peer.get(&with_query(path, params)),
+                _ => common::http::post(
+                    &peer.url(path),
+                    Some("application/x-www-form-urlencoded"),
+                    form(params).as_bytes(),
+                )
+                .unwrap(),
+            };
+            let json = serde_json::from_str(&response.body)
+                .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {}", response.body));
+            (response.status, json)
+        };
+        let (our_status, ours) = send(&data.promflow);
+        let (their_status, theirs) = send(&data.prometheus);
+        let what = format!("{method} {path} {params:?}");
+        assert_eq!(our_status, their_status, "{what}: {ours} vs {theirs}");
+        assert_eq!(ours["errorType"], theirs["errorType"], "{what}");
+        if *path == "/api/v1/status/buildinfo" || theirs["status"] != "success" {
+            continue;
+        }
+        match theirs["data"].get("resultType") {
+            Some(_) => {
+                if let Some(problem) = compare(&what, &ours["data"], &theirs["data"]) {
+                    panic!("{problem}");
+                }
+            }
+            None => {
+                assert_eq!(sorted_data(&ours), sorted_data(&theirs), "{what}");
+            }
+        }
+    }
 }

@@ -4,8 +4,16 @@
 //! than the current watermark are late and only counted. [`Engine::advance_watermark`]
 //! moves the input frontier (never backwards). Maintained outputs are read through
 //! shared tables (e.g. [`Engine::latest`]); [`Engine::stats`] reports progress.
+//! [`Engine::register`] installs a PromQL plan as a maintained rule (see
+//! [`crate::render`]); its evaluations arrive on the returned handle's channel.
 
 use crate::latest::{maintain_latest, LatestTable};
+use crate::promql::eval::SeriesSource;
+use crate::promql::plan::Plan;
+use crate::render::maintain::maintain_rules;
+use crate::render::route::route_to_owners;
+use crate::render::rule::{RuleSpec, SharedRegistry};
+use crate::render::{RenderError, RuleHandle, RuleId, RuleSchedule};
 use crate::sample::Sample;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -36,11 +44,14 @@ pub struct EngineStats {
     pub samples_fed: u64,
     /// Samples refused because they were older than the watermark.
     pub samples_late: u64,
+    /// Samples held in maintained rules' windows (as of each worker's last retirement).
+    pub rule_samples_retained: u64,
 }
 
 enum Command {
     Samples(Vec<Sample>),
     Advance(u64),
+    RulesChanged,
     Shutdown,
 }
 
@@ -55,7 +66,11 @@ struct Feeder {
 pub struct Engine {
     feeder: Mutex<Feeder>,
     latest: LatestTable,
+    rules: SharedRegistry,
+    workers: usize,
+    lookback_ms: i64,
     worker_frontiers: Arc<Vec<AtomicU64>>,
+    rule_retained: Arc<Vec<AtomicU64>>,
     samples_fed: AtomicU64,
     samples_late: AtomicU64,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
@@ -68,11 +83,16 @@ impl Engine {
         let latest = LatestTable::new(workers);
         let worker_frontiers: Arc<Vec<AtomicU64>> =
             Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
+        let rule_retained: Arc<Vec<AtomicU64>> =
+            Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
+        let retained = rule_retained.clone();
         let (senders, receivers): (Vec<Sender<Command>>, Vec<Receiver<Command>>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let (thread_tx, thread_rx) = crossbeam_channel::unbounded::<(usize, Thread)>();
 
         let receivers = Arc::new(receivers);
+        let rules: SharedRegistry = Default::default();
+        let registry = rules.clone();
         let table = latest.clone();
         let frontiers = worker_frontiers.clone();
         let lookback_ms = config.lookback_ms;
@@ -87,10 +107,15 @@ impl Engine {
             let mut input: InputHandleVec<u64, Sample> = InputHandleVec::new();
             let probe = ProbeHandle::new();
             let table = table.clone();
-            worker.dataflow::<u64, _, _>(|scope| {
+            let registry = registry.clone();
+            let retained = retained.clone();
+            let rules_activator = worker.dataflow::<u64, _, _>(|scope| {
                 let samples = scope.input_from(&mut input);
                 samples.clone().probe_with(&probe);
-                maintain_latest(samples, table, index, lookback_ms);
+                maintain_latest(samples.clone(), table, index, lookback_ms);
+                let routed = route_to_owners(samples, registry.clone());
+                let routed = routed.probe_with(&probe);
+                maintain_rules(routed, registry, index, lookback_ms, retained)
             });
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
@@ -104,6 +129,11 @@ impl Engine {
                         Command::Advance(to) => {
                             if to > *input.time() {
                                 input.advance_to(to);
+                            }
+                        }
+                        Command::RulesChanged => {
+                            if let Some(a) = &rules_activator {
+                                a.activate();
                             }
                         }
                         Command::Shutdown => break 'run,
@@ -135,7 +165,11 @@ impl Engine {
                 next_worker: 0,
             }),
             latest,
+            rules,
+            workers,
+            lookback_ms: config.lookback_ms,
             worker_frontiers,
+            rule_retained,
             samples_fed: AtomicU64::new(0),
             samples_late: AtomicU64::new(0),
             guards: Mutex::new(Some(guards)),
@@ -180,6 +214,88 @@ impl Engine {
         }
     }
 
+    /// Registers `plan` as a maintained rule evaluated at the times `schedule` gives,
+    /// starting from the current watermark with empty windows (see
+    /// [`crate::render`]). Plans the maintained mode cannot run are refused with
+    /// [`RenderError::NotSupported`].
+    ///
+    /// ```
+    /// use dataflows::{Engine, EngineConfig, Labels, Sample};
+    /// use dataflows::promql::plan::parse;
+    /// use dataflows::render::RuleSchedule;
+    /// use std::sync::Arc;
+    ///
+    /// let engine = Engine::start(EngineConfig { workers: 2, lookback_ms: 300_000 }).unwrap();
+    /// let rule = engine
+    ///     .register(parse("sum(x)").unwrap(), RuleSchedule::At { at_ms: 1_000 })
+    ///     .unwrap();
+    /// let labels = Labels::from_pairs(vec![("__name__".into(), "x".into())]);
+    /// engine.feed(vec![Sample {
+    ///     series_id: labels.hash(),
+    ///     labels: Arc::new(labels),
+    ///     timestamp_ms: 500,
+    ///     value: 2.0,
+    /// }]);
+    /// engine.advance_watermark(1_001);
+    /// let out = rule.output.recv().unwrap();
+    /// assert_eq!(out.eval_ms, 1_000);
+    /// assert_eq!(out.samples().unwrap()[0].1, 2.0);
+    /// ```
+    pub fn register(&self, plan: Plan, schedule: RuleSchedule) -> Result<RuleHandle, RenderError> {
+        self.install(plan, schedule, None)
+    }
+
+    /// Like [`Engine::register`], with the windows the first evaluation reads seeded
+    /// from `history` (e.g. storage), so results are exact from the first evaluation.
+    pub fn register_seeded(
+        &self,
+        plan: Plan,
+        schedule: RuleSchedule,
+        history: &dyn SeriesSource,
+    ) -> Result<RuleHandle, RenderError> {
+        self.install(plan, schedule, Some(history))
+    }
+
+    fn install(
+        &self,
+        plan: Plan,
+        schedule: RuleSchedule,
+        history: Option<&dyn SeriesSource>,
+    ) -> Result<RuleHandle, RenderError> {
+        // Under the feeder lock: no sample is fed between reading the watermark and
+        // the rule becoming visible to the router.
+        let feeder = self.feeder.lock();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let id = self.rules.lock().next_id();
+        let spec = RuleSpec::new(
+            id,
+            plan,
+            schedule,
+            self.lookback_ms,
+            feeder.watermark as i64,
+            self.workers,
+            tx,
+            history,
+        )?;
+        self.rules.lock().insert(spec);
+        for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
+            let _ = sender.send(Command::RulesChanged);
+            thread.unpark();
+        }
+        Ok(RuleHandle { id, output: rx })
+    }
+
+    /// Removes a rule; its state is dropped and its channel closes. Whether it existed.
+    pub fn unregister(&self, id: RuleId) -> bool {
+        let feeder = self.feeder.lock();
+        let existed = self.rules.lock().remove(id);
+        for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
+            let _ = sender.send(Command::RulesChanged);
+            thread.unpark();
+        }
+        existed
+    }
+
     /// The maintained latest-sample table (federation output).
     pub fn latest(&self) -> &LatestTable {
         &self.latest
@@ -198,6 +314,11 @@ impl Engine {
             frontier_ms: frontier.min(i64::MAX as u64) as i64,
             samples_fed: self.samples_fed.load(Ordering::Relaxed),
             samples_late: self.samples_late.load(Ordering::Relaxed),
+            rule_samples_retained: self
+                .rule_retained
+                .iter()
+                .map(|r| r.load(Ordering::Relaxed))
+                .sum(),
         }
     }
 

@@ -8,6 +8,10 @@
 //! sample in its own shard of a [`LatestTable`]. Readers see every shard. When the
 //! input frontier passes `timestamp + lookback`, an entry can never be selected again
 //! and is retired, so the table holds the active window only.
+//!
+//! Changes are also pushed to subscribers ([`LatestTable::subscribe`]) as they are
+//! applied: every accepted sample, every stale marker, every series retired past the
+//! lookback delta. A subscriber's callback runs on a worker thread and must not block.
 
 use crate::labels::Labels;
 use crate::sample::{is_stale_marker, Sample};
@@ -30,10 +34,39 @@ pub struct LatestEntry {
 
 type Shard = RwLock<HashMap<u64, LatestEntry>>;
 
+/// One change to the table, as pushed to subscribers.
+#[derive(Clone, Debug)]
+pub enum LatestChange {
+    /// A new newest sample of a series (a new series, or a new value).
+    Sample(LatestEntry),
+    /// The series got a stale marker at this time: it went away from its target.
+    Stale {
+        /// The series' labels.
+        labels: Arc<Labels>,
+        /// When the marker was written (ms).
+        timestamp_ms: i64,
+    },
+    /// No sample for longer than the lookback delta: the series is no longer live.
+    Expired {
+        /// The series' labels.
+        labels: Arc<Labels>,
+        /// Its last sample's time (ms).
+        timestamp_ms: i64,
+    },
+}
+
+/// A subscriber's callback: called with each batch of changes, on a worker thread.
+pub type ChangeListener = Arc<dyn Fn(&[LatestChange]) + Send + Sync>;
+
+/// The subscribers, by id.
+type Listeners = RwLock<Vec<(u64, ChangeListener)>>;
+
 /// The maintained table, one shard per worker. Cheap to clone (shared).
 #[derive(Clone)]
 pub struct LatestTable {
     shards: Arc<Vec<Shard>>,
+    listeners: Arc<Listeners>,
+    next_listener: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl LatestTable {
@@ -41,6 +74,47 @@ impl LatestTable {
     pub fn new(workers: usize) -> LatestTable {
         LatestTable {
             shards: Arc::new((0..workers.max(1)).map(|_| Shard::default()).collect()),
+            listeners: Arc::new(Listeners::default()),
+            next_listener: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+
+    /// Registers `listener` for every later change; returns an id for
+    /// [`LatestTable::unsubscribe`].
+    pub fn subscribe(&self, listener: ChangeListener) -> u64 {
+        let id = self
+            .next_listener
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((id, listener));
+        id
+    }
+
+    /// Removes a subscriber.
+    pub fn unsubscribe(&self, id: u64) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(i, _)| *i != id);
+    }
+
+    /// How many subscribers there are.
+    pub fn subscribers(&self) -> usize {
+        self.listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    fn publish(&self, changes: &[LatestChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner());
+        for (_, listener) in listeners.iter() {
+            listener(changes);
         }
     }
 
@@ -93,25 +167,33 @@ pub fn maintain_latest<'scope>(
         "LatestSample",
         move |(input, frontier)| {
             let shard = table.shard(worker_index);
+            let publishing = table.subscribers() > 0;
+            let mut changes: Vec<LatestChange> = Vec::new();
             input.for_each(|_time, batch| {
                 let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
                 for sample in batch.drain(..) {
-                    match map.get_mut(&sample.series_id) {
-                        Some(entry) if entry.timestamp_ms > sample.timestamp_ms => {}
+                    let entry = match map.get_mut(&sample.series_id) {
+                        Some(entry) if entry.timestamp_ms > sample.timestamp_ms => continue,
                         Some(entry) => {
                             entry.timestamp_ms = sample.timestamp_ms;
                             entry.value = sample.value;
+                            entry
                         }
-                        None => {
-                            map.insert(
-                                sample.series_id,
-                                LatestEntry {
-                                    labels: sample.labels,
-                                    timestamp_ms: sample.timestamp_ms,
-                                    value: sample.value,
-                                },
-                            );
-                        }
+                        None => map.entry(sample.series_id).or_insert(LatestEntry {
+                            labels: sample.labels,
+                            timestamp_ms: sample.timestamp_ms,
+                            value: sample.value,
+                        }),
+                    };
+                    if publishing {
+                        changes.push(if is_stale_marker(entry.value) {
+                            LatestChange::Stale {
+                                labels: entry.labels.clone(),
+                                timestamp_ms: entry.timestamp_ms,
+                            }
+                        } else {
+                            LatestChange::Sample(entry.clone())
+                        });
                     }
                 }
             });
@@ -130,9 +212,16 @@ pub fn maintain_latest<'scope>(
                 map.retain(|_, e| {
                     let expired = e.timestamp_ms + lookback_ms < front;
                     let stale_passed = is_stale_marker(e.value) && e.timestamp_ms < front;
+                    if expired && !is_stale_marker(e.value) && publishing {
+                        changes.push(LatestChange::Expired {
+                            labels: e.labels.clone(),
+                            timestamp_ms: e.timestamp_ms,
+                        });
+                    }
                     !(expired || stale_passed)
                 });
             }
+            table.publish(&changes);
         },
     );
 }

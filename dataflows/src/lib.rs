@@ -15,11 +15,13 @@ pub mod engine;
 pub mod labels;
 pub mod latest;
 pub mod promql;
+pub mod render;
 pub mod sample;
 pub mod selector;
 
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use labels::Labels;
-pub use latest::{LatestEntry, LatestTable};
+pub use latest::{ChangeListener, LatestChange, LatestEntry, LatestTable};
+pub use render::{RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};
 pub use sample::{is_stale_marker, Sample, STALE_MARKER};
 pub use selector::{LabelMatcher, MatchKind, Selector};

@@ -1,8 +1,10 @@
 //! The HTTP surface: routes and the handlers of the endpoints promflow serves.
 //!
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
-//!   `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/status/buildinfo`,
-//!   and a small status page at `/`.
+//!   series, labels, metadata and status ([`series`], [`status`]), the push stream
+//!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), `/api/v1/targets`
+//!   ([`targets`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
+//!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
@@ -12,8 +14,11 @@ pub mod federate;
 pub mod params;
 pub mod query;
 pub mod response;
+pub mod rules;
 pub mod series;
 pub mod status;
+pub mod stream;
+pub mod targets;
 pub mod text_format;
 
 use crate::ingest::now_ms;
@@ -55,6 +60,7 @@ pub fn router(service: Arc<Service>) -> Router {
             get(series::label_names).post(series::label_names),
         )
         .route("/api/v1/label/{name}/values", get(series::label_values))
+        .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/metadata", get(status::metadata))
         .route(
             "/api/v1/query_exemplars",
@@ -64,6 +70,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/flags", get(status::flags))
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/targets", get(targets::targets))
         .with_state(service)
 }
 

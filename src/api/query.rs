@@ -42,17 +42,8 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         },
         None => now_ms(),
     };
-    let plan = match plan::parse_with(query, QueryTimes::default()) {
-        Ok(plan) => plan,
-        Err(e) => {
-            return api_error(
-                ErrorType::BadData,
-                &format!("invalid parameter \"query\": {e}"),
-            )
-        }
-    };
-    let timeout = match query_timeout(&service, &params) {
-        Ok(t) => t,
+    let (plan, timeout) = match plan_and_timeout(&service, &params, query, QueryTimes::default()) {
+        Ok(p) => p,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
     run(service, timeout, move |service| {
@@ -110,17 +101,8 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         step_ms: step,
         range_ms: end - start,
     };
-    let plan: Plan = match plan::parse_with(&query, times) {
-        Ok(plan) => plan,
-        Err(e) => {
-            return api_error(
-                ErrorType::BadData,
-                &format!("invalid parameter \"query\": {e}"),
-            )
-        }
-    };
-    let timeout = match query_timeout(&service, &params) {
-        Ok(t) => t,
+    let (plan, timeout) = match plan_and_timeout(&service, &params, &query, times) {
+        Ok(p) => p,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
     run(service, timeout, move |service| {
@@ -156,6 +138,18 @@ fn configure(evaluator: &mut Evaluator<'_>, service: &Service) {
         .evaluation_interval
         .as_millis()
         .max(1) as i64;
+}
+
+/// Plans the query and reads its timeout; every error here is `bad_data`.
+fn plan_and_timeout(
+    service: &Service,
+    params: &Params,
+    query: &str,
+    times: QueryTimes,
+) -> Result<(Plan, Duration), String> {
+    let plan =
+        plan::parse_with(query, times).map_err(|e| format!("invalid parameter \"query\": {e}"))?;
+    Ok((plan, query_timeout(service, params)?))
 }
 
 /// The `timeout` parameter, capped by `--query.timeout`; the error is the message.
@@ -240,17 +234,7 @@ fn timestamp_json(t_ms: i64) -> Json {
 }
 
 /// Sample values are strings formatted like Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
-pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
-}
+pub use dataflows::promql::eval::aggregate::format_value;
 
 #[cfg(test)]
 mod tests {

@@ -154,3 +154,10 @@ pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Re
 pub async fn query_exemplars() -> Response {
     api_success(json!([]))
 }
+
+/// `GET /api/v1/status/config`: the configuration in force as YAML, secrets shown as
+/// `<secret>`.
+pub async fn config(State(service): State<Arc<Service>>) -> Response {
+    let yaml = service.config.read().to_yaml();
+    api_success(json!({ "yaml": yaml }))
+}

@@ -9,8 +9,8 @@
 //! line, field path) by `locate.rs`.
 //!
 //! Boundary: this module reads and checks configuration. It never opens network
-//! connections, applies relabelling, or reads rule files and secrets files; it
-//! only expands `rule_files` globs into paths.
+//! connections, applies relabelling, or reads rule files, secrets files or
+//! file_sd target files; it only expands `rule_files` globs into paths.
 //!
 //! ```
 //! # use promflow::config::Config;
@@ -20,9 +20,10 @@
 //! assert_eq!(config.scrape_configs[0].metrics_path, "/metrics");
 //! ```
 
+mod discovery;
 mod duration;
 mod error;
-mod locate;
+pub(crate) mod locate;
 mod raw;
 mod relabel;
 mod resolved;
@@ -39,6 +40,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use discovery::{
+    DnsRecordType, DnsSdConfig, Ec2Filter, Ec2SdConfig, FileSdConfig,
+    DEFAULT_DNS_SD_REFRESH_INTERVAL, DEFAULT_EC2_SD_PORT, DEFAULT_EC2_SD_REFRESH_INTERVAL,
+    DEFAULT_FILE_SD_REFRESH_INTERVAL,
+};
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub use relabel::compile_anchored_regex;

@@ -85,6 +85,9 @@ pub(crate) struct RawScrapeConfig {
     pub honor_labels: Option<bool>,
     pub honor_timestamps: Option<bool>,
     pub static_configs: Option<Vec<Option<RawStaticConfig>>>,
+    pub file_sd_configs: Option<Vec<Option<RawFileSdConfig>>>,
+    pub dns_sd_configs: Option<Vec<Option<RawDnsSdConfig>>>,
+    pub ec2_sd_configs: Option<Vec<Option<RawEc2SdConfig>>>,
     pub body_size_limit: Option<ScalarText>,
     pub sample_limit: Option<u64>,
     pub label_limit: Option<u64>,
@@ -99,6 +102,44 @@ pub(crate) struct RawScrapeConfig {
 pub(crate) struct RawStaticConfig {
     pub targets: Option<Vec<ScalarText>>,
     pub labels: Option<BTreeMap<String, ScalarText>>,
+}
+
+/// One entry of `file_sd_configs:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawFileSdConfig {
+    pub files: Option<Vec<ScalarText>>,
+    pub refresh_interval: Option<ScalarText>,
+}
+
+/// One entry of `dns_sd_configs:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawDnsSdConfig {
+    pub names: Option<Vec<ScalarText>>,
+    #[serde(rename = "type")]
+    pub kind: Option<ScalarText>,
+    pub port: Option<ScalarText>,
+    pub refresh_interval: Option<ScalarText>,
+}
+
+/// One entry of `ec2_sd_configs:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawEc2SdConfig {
+    pub region: Option<ScalarText>,
+    pub endpoint: Option<ScalarText>,
+    pub access_key: Option<ScalarText>,
+    pub secret_key: Option<ScalarText>,
+    pub profile: Option<ScalarText>,
+    pub role_arn: Option<ScalarText>,
+    pub port: Option<ScalarText>,
+    pub refresh_interval: Option<ScalarText>,
+    pub filters: Option<Vec<Option<RawEc2Filter>>>,
+}
+
+/// One entry of `ec2_sd_configs[].filters:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawEc2Filter {
+    pub name: Option<ScalarText>,
+    pub values: Option<Vec<ScalarText>>,
 }
 
 /// One relabelling step, as written.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+use super::discovery::{DnsSdConfig, Ec2SdConfig, FileSdConfig};
 use super::duration::format_duration;
 use super::secret::Secret;
 use super::size::format_base2_bytes;
@@ -118,6 +119,15 @@ pub struct ScrapeConfig {
     /// Fixed target groups.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub static_configs: Vec<StaticConfig>,
+    /// Target groups from files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Targets from DNS records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_sd_configs: Vec<DnsSdConfig>,
+    /// Targets from the EC2 API.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ec2_sd_configs: Vec<Ec2SdConfig>,
     /// Relabelling applied to targets before scraping.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub relabel_configs: Vec<RelabelConfig>,

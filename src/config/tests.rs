@@ -420,11 +420,11 @@ storage:
   tsdb: {}
 scrape_configs:
 - job_name: ec2
+  consul_sd_configs:
+  - server: x
   ec2_sd_configs:
   - region: eu-west-1
-  dns_sd_configs:
-  - names: [tasks.app]
-  file_sd_configs: []
+    tls_config: {}
   tls_config:
     insecure_skip_verify: true
   basic_auth:
@@ -440,9 +440,8 @@ alerting:
             "prometheus.yml:2: global.query_log_file: field query_log_file is not supported by promflow yet",
             "prometheus.yml:3: remote_write: field remote_write is not supported by promflow yet",
             "prometheus.yml:5: storage: field storage is not supported by promflow yet",
-            "prometheus.yml:9: scrape_configs[0].ec2_sd_configs: field ec2_sd_configs is not supported by promflow yet",
-            "prometheus.yml:11: scrape_configs[0].dns_sd_configs: field dns_sd_configs is not supported by promflow yet",
-            "prometheus.yml:13: scrape_configs[0].file_sd_configs: field file_sd_configs is not supported by promflow yet",
+            "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
+            "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
             "prometheus.yml:14: scrape_configs[0].tls_config: field tls_config is not supported by promflow yet",
             "prometheus.yml:16: scrape_configs[0].basic_auth: field basic_auth is not supported by promflow yet",
             "prometheus.yml:18: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
@@ -779,5 +778,57 @@ fn default_config_is_valid() {
     assert_eq!(
         config.rule_file_patterns,
         vec![Path::new("/nonexistent/queries/*.yml")]
+    );
+}
+
+// ---- service discovery configs ---------------------------------------------------
+
+#[test]
+fn discovery_configs_get_prometheus_defaults() {
+    let config = load(&job("  file_sd_configs:\n  - files: [targets/*.json]\n  dns_sd_configs:\n  - names: [_prom._tcp.example.org]\n  - names: [tasks.app]\n    type: a\n    port: 9100\n  ec2_sd_configs:\n  - region: eu-west-1\n    secret_key: hunter2\n    access_key: AKIA\n    filters:\n    - name: instance-state-name\n      values: [running]\n"));
+    let scrape = &config.scrape_configs[0];
+    assert_eq!(
+        scrape.file_sd_configs,
+        vec![FileSdConfig {
+            files: vec!["/etc/promflow/targets/*.json".into()],
+            refresh_interval: secs(300),
+        }]
+    );
+    assert_eq!(scrape.dns_sd_configs[0].record_type, DnsRecordType::Srv);
+    assert_eq!(scrape.dns_sd_configs[0].refresh_interval, secs(30));
+    assert_eq!(scrape.dns_sd_configs[1].record_type, DnsRecordType::A);
+    assert_eq!(scrape.dns_sd_configs[1].port, 9100);
+    let ec2 = &scrape.ec2_sd_configs[0];
+    assert_eq!(ec2.port, 80);
+    assert_eq!(ec2.refresh_interval, secs(60));
+    assert_eq!(ec2.secret_key.as_ref().map(|s| s.expose()), Some("hunter2"));
+    assert_eq!(
+        ec2.filters,
+        vec![Ec2Filter {
+            name: "instance-state-name".into(),
+            values: vec!["running".into()],
+        }]
+    );
+    let yaml = config.to_yaml();
+    assert!(yaml.contains("secret_key: <secret>"), "{yaml}");
+    assert!(!yaml.contains("hunter2"), "{yaml}");
+    assert!(yaml.contains("type: A"), "{yaml}");
+}
+
+/// Messages as `promtool check config` 2.42 words them.
+#[test]
+fn discovery_config_problems_are_located() {
+    let text = job("  file_sd_configs:\n  - files: []\n  - files: ['a/*.txt', ok.yml]\n  dns_sd_configs:\n  - names: []\n  - names: [a]\n    type: A\n  - names: [a]\n    type: txt\n    port: 1\n  ec2_sd_configs:\n  - region: us-east-1\n    refresh_interval: soon\n    filters:\n    - name: a\n");
+    assert_problems!(
+        text,
+        [
+            "prometheus.yml:4: scrape_configs[0].file_sd_configs[0].files: file service discovery config must contain at least one path name",
+            r#"prometheus.yml:5: scrape_configs[0].file_sd_configs[1].files[0]: path name "a/*.txt" is not valid for file discovery"#,
+            "prometheus.yml:7: scrape_configs[0].dns_sd_configs[0].names: DNS-SD config must contain at least one SRV record name",
+            "prometheus.yml:8: scrape_configs[0].dns_sd_configs[1]: a port is required in DNS-SD configs for all record types except SRV",
+            "prometheus.yml:11: scrape_configs[0].dns_sd_configs[2].type: invalid DNS-SD records type txt",
+            r#"prometheus.yml:15: scrape_configs[0].ec2_sd_configs[0].refresh_interval: not a valid duration string: "soon""#,
+            "prometheus.yml:17: scrape_configs[0].ec2_sd_configs[0].filters[0].values: EC2 SD configuration filter values cannot be empty",
+        ]
     );
 }

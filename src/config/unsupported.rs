@@ -7,17 +7,15 @@
 //! promtool build leaves out but upstream Prometheus 2.42 has (consul,
 //! kubernetes, kuma, linode, nomad).
 
-/// Service discovery mechanisms of Prometheus 2.42 other than `static_configs`.
+/// Service discovery mechanisms of Prometheus 2.42 that promflow does not have
+/// (it has `static_configs`, `file_sd_configs`, `dns_sd_configs`, `ec2_sd_configs`).
 const SERVICE_DISCOVERY_FIELDS: &[&str] = &[
     "azure_sd_configs",
     "consul_sd_configs",
     "digitalocean_sd_configs",
     "docker_sd_configs",
     "dockerswarm_sd_configs",
-    "dns_sd_configs",
-    "ec2_sd_configs",
     "eureka_sd_configs",
-    "file_sd_configs",
     "gce_sd_configs",
     "hetzner_sd_configs",
     "http_sd_configs",
@@ -66,7 +64,14 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["alerting", "alertmanagers"] => {
-            HTTP_CLIENT_FIELDS.contains(&field) || SERVICE_DISCOVERY_FIELDS.contains(&field)
+            HTTP_CLIENT_FIELDS.contains(&field)
+                || SERVICE_DISCOVERY_FIELDS.contains(&field)
+                // Discovery of Alertmanagers arrives with the alerting issue.
+                || matches!(field, "file_sd_configs" | "dns_sd_configs" | "ec2_sd_configs")
+        }
+        // The EC2 API client has Prometheus's HTTP client settings too.
+        ["scrape_configs", "ec2_sd_configs"] => {
+            matches!(field, "basic_auth" | "authorization") || HTTP_CLIENT_FIELDS.contains(&field)
         }
         _ => false,
     }
@@ -81,7 +86,11 @@ mod tests {
         assert!(is_unsupported_prometheus_field(&[], "remote_write"));
         assert!(is_unsupported_prometheus_field(
             &["scrape_configs"],
-            "ec2_sd_configs"
+            "consul_sd_configs"
+        ));
+        assert!(is_unsupported_prometheus_field(
+            &["scrape_configs", "ec2_sd_configs"],
+            "tls_config"
         ));
         assert!(is_unsupported_prometheus_field(
             &["alerting", "alertmanagers"],

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
+use super::discovery::{resolve_dns_sd_configs, resolve_ec2_sd_configs, resolve_file_sd_configs};
 use super::duration::{format_duration, parse_duration};
 use super::locate::FieldPath;
 use super::raw::{
@@ -82,7 +83,7 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
             problems.push(path, "empty or null scrape config section");
             continue;
         };
-        let scrape = resolve_scrape_config(entry, &global, &path, problems);
+        let scrape = resolve_scrape_config(entry, &global, base_dir, &path, problems);
         if !scrape.job_name.is_empty() && !job_names.insert(scrape.job_name.clone()) {
             problems.push(
                 path.key("job_name"),
@@ -234,6 +235,7 @@ fn resolve_scheme(
 fn resolve_scrape_config(
     raw: &RawScrapeConfig,
     global: &GlobalConfig,
+    base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
 ) -> ScrapeConfig {
@@ -322,6 +324,22 @@ fn resolve_scrape_config(
         label_name_length_limit: raw.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),
         static_configs,
+        file_sd_configs: resolve_file_sd_configs(
+            raw.file_sd_configs.as_deref(),
+            base_dir,
+            &path.key("file_sd_configs"),
+            problems,
+        ),
+        dns_sd_configs: resolve_dns_sd_configs(
+            raw.dns_sd_configs.as_deref(),
+            &path.key("dns_sd_configs"),
+            problems,
+        ),
+        ec2_sd_configs: resolve_ec2_sd_configs(
+            raw.ec2_sd_configs.as_deref(),
+            &path.key("ec2_sd_configs"),
+            problems,
+        ),
         relabel_configs: resolve_relabel_configs(
             raw.relabel_configs.as_deref(),
             &path.key("relabel_configs"),

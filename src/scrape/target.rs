@@ -6,6 +6,8 @@
 //! dropped); `instance` defaults to `__address__`; labels starting with `__` are then
 //! removed, and the URL is built from the reserved labels.
 
+pub use crate::discovery::TargetGroup;
+
 use crate::config::{format_duration, ScrapeConfig};
 use crate::relabel;
 use dataflows::Labels;
@@ -36,7 +38,7 @@ pub struct TargetSpec {
     /// The URL scraped.
     pub url: String,
     /// Labels before relabeling (for `/api/v1/targets`' `discoveredLabels`).
-    pub discovered_labels: Labels,
+    pub discovered_labels: BTreeMap<String, String>,
     /// Labels attached to every sample of the target (`job`, `instance`, …).
     pub labels: Labels,
     /// How often to scrape.
@@ -79,53 +81,63 @@ impl TargetSpec {
     }
 }
 
-/// A target group as discovery hands it over: addresses plus common labels.
-#[derive(Clone, Debug, Default)]
-pub struct TargetGroup {
-    /// `host:port` of each target.
-    pub targets: Vec<String>,
-    /// Labels common to the group (including `__meta_*`).
-    pub labels: BTreeMap<String, String>,
-}
-
 /// Targets of one scrape config, and the ones relabeling dropped (with their labels).
 #[derive(Default)]
 pub struct ResolvedTargets {
     /// Targets to scrape.
     pub active: Vec<TargetSpec>,
     /// Discovered labels of targets dropped by relabeling.
-    pub dropped: Vec<Labels>,
+    pub dropped: Vec<BTreeMap<String, String>>,
 }
 
 /// Resolves the targets of `config` from its target groups.
 pub fn resolve(config: &Arc<ScrapeConfig>, groups: &[TargetGroup]) -> ResolvedTargets {
     let mut out = ResolvedTargets::default();
     for group in groups {
-        for address in &group.targets {
+        for target in &group.targets {
             // Earlier entries win (see `dedup_keep_first`), in Prometheus's precedence:
-            // params and the target's address, then group labels, then the defaults
-            // that apply only where discovery set nothing.
+            // params, then the target's own labels, then group labels, then the
+            // defaults that apply only where discovery set nothing (or set "").
             let mut pairs: Vec<(String, String)> = Vec::new();
             for (name, values) in &config.params {
                 if let Some(first) = values.first() {
                     pairs.push((format!("__param_{name}"), first.clone()));
                 }
             }
-            pairs.push(("__address__".into(), address.clone()));
-            pairs.extend(group.labels.iter().map(|(n, v)| (n.clone(), v.clone())));
-            pairs.push(("job".into(), config.job_name.clone()));
-            pairs.push(("__scheme__".into(), config.scheme.as_str().to_string()));
-            pairs.push(("__metrics_path__".into(), config.metrics_path.clone()));
-            pairs.push((
-                "__scrape_interval__".into(),
-                format_duration(config.scrape_interval),
-            ));
-            pairs.push((
-                "__scrape_timeout__".into(),
-                format_duration(config.scrape_timeout),
-            ));
-            let discovered = Labels::from_pairs(dedup_keep_first(pairs));
-            match relabel::process(&config.relabel_configs, &discovered) {
+            let defaults = [
+                ("job", config.job_name.clone()),
+                ("__scheme__", config.scheme.as_str().to_string()),
+                ("__metrics_path__", config.metrics_path.clone()),
+                (
+                    "__scrape_interval__",
+                    format_duration(config.scrape_interval),
+                ),
+                ("__scrape_timeout__", format_duration(config.scrape_timeout)),
+            ];
+            let is_defaulted = |name: &str, value: &str| {
+                value.is_empty() && defaults.iter().any(|(d, _)| *d == name)
+            };
+            pairs.extend(
+                target
+                    .iter()
+                    .chain(
+                        group
+                            .labels
+                            .iter()
+                            .filter(|(n, _)| !target.contains_key(*n)),
+                    )
+                    .filter(|(n, v)| !is_defaulted(n, v))
+                    .map(|(n, v)| (n.clone(), v.clone())),
+            );
+            pairs.extend(defaults.iter().map(|(n, v)| (n.to_string(), v.clone())));
+            // Empty values are no labels: Prometheus 2.42 shows none in discoveredLabels
+            // (checked against it in tests/targets_api.rs).
+            let discovered: BTreeMap<String, String> = dedup_keep_first(pairs)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+            let input = Labels::from_pairs(discovered.clone().into_iter().collect());
+            match relabel::process(&config.relabel_configs, &input) {
                 Some(labels) => match finish_target(config, labels, discovered.clone()) {
                     Some(spec) => out.active.push(spec),
                     None => out.dropped.push(discovered),
@@ -149,7 +161,7 @@ fn dedup_keep_first(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
 fn finish_target(
     config: &Arc<ScrapeConfig>,
     labels: Labels,
-    discovered: Labels,
+    discovered: BTreeMap<String, String>,
 ) -> Option<TargetSpec> {
     let address = labels.get("__address__")?.to_string();
     if address.is_empty() {

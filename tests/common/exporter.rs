@@ -1,7 +1,8 @@
 //! A controllable exporter for tests: serves whatever body the test sets, with the
 //! content type and encoding it sets, and records the headers of every request.
 //!
-//! Listens on a free port of 127.0.0.1; one thread per connection; stops accepting
+//! Listens on a free port of 127.0.0.1 (or a given loopback address, for discovery
+//! tests where targets are 127.0.0.2, 127.0.0.3, …); one thread per connection; stops accepting
 //! when dropped (a final self-connection wakes the accept loop).
 
 use std::io::{Read, Write};
@@ -49,7 +50,12 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn start(reply: Reply) -> Exporter {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind exporter");
+        Self::start_on("127.0.0.1:0".parse().unwrap(), reply).expect("bind exporter")
+    }
+
+    /// Listens on `addr` (any loopback address; port 0 picks a free one).
+    pub fn start_on(addr: SocketAddr, reply: Reply) -> std::io::Result<Exporter> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Mutex::new(Shared {
             reply: Some(reply),
@@ -68,7 +74,7 @@ impl Exporter {
                 }
             }
         });
-        Exporter { addr, shared, stop }
+        Ok(Exporter { addr, shared, stop })
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -12,9 +12,11 @@
 //! Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod dnsmasq;
 pub mod exporter;
 pub mod exposition;
 pub mod http;
+pub mod moto;
 
 use std::fs::{self, File};
 use std::io::Write;

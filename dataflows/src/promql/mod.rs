@@ -4,6 +4,7 @@
 //! The reference evaluator is the oracle that maintained dataflow operators are
 //! checked against; it follows Prometheus 3.x semantics (left-open windows).
 
+pub mod conformance;
 pub mod durations;
 pub mod eval;
 pub mod plan;

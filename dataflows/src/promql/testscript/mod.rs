@@ -10,6 +10,8 @@
 //! kept as text, not parsed here); native-histogram points become
 //! [`Point::Histogram`], an "unsupported" marker, so callers can skip those evals.
 
+pub mod compare;
+pub mod store;
 mod values;
 
 pub use values::{parse_duration_ms, parse_number, parse_values, Point};

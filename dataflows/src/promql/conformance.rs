@@ -1,0 +1,297 @@
+//! The PromQL conformance runner: runs Prometheus's `.test` scripts in both modes and
+//! reports, per eval, whether it passed.
+//!
+//! - Mode (a), *ad hoc*: the reference evaluator over the loaded samples.
+//! - Mode (b), *maintained*: every eval of a storage state is registered on an
+//!   [`Engine`] as a maintained rule (`At` for instant evals, `Range` for range evals),
+//!   the loaded samples are streamed in time order with the watermark just behind
+//!   each batch, and the rule's output at the eval time is judged the same way.
+//!
+//! Evals that touch native histograms (flagged in `INDEX.tsv`, expecting `{{…}}`
+//! values, or reading a stored histogram) are skipped. Used by the conformance test
+//! (`dataflows/tests/promql_conformance.rs`) and by `promflow test promql`.
+
+use crate::engine::{Engine, EngineConfig};
+use crate::labels::Labels;
+use crate::promql::eval::{EvalError, Evaluator, Series, Value};
+use crate::promql::plan::Plan;
+use crate::promql::testscript::compare::{check, plan_eval};
+use crate::promql::testscript::store::MemStorage;
+use crate::promql::testscript::{parse_script, Command, Eval, EvalTime};
+use crate::render::{RuleHandle, RuleSchedule};
+use crate::sample::Sample;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How one eval fared in one mode.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// The result matched the script's expectation.
+    Pass,
+    /// It did not; why.
+    Fail(String),
+    /// Not run: it needs native histograms.
+    Skipped,
+}
+
+/// One eval's outcome in both modes.
+#[derive(Clone, Debug)]
+pub struct EvalOutcome {
+    /// Line of the `eval` command in the script.
+    pub line: usize,
+    /// The expression.
+    pub expr: String,
+    /// Mode (a), ad hoc.
+    pub adhoc: Verdict,
+    /// Mode (b), maintained.
+    pub maintained: Verdict,
+}
+
+/// Pass / fail / skipped counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Passed.
+    pub pass: usize,
+    /// Failed.
+    pub fail: usize,
+    /// Skipped (native histograms).
+    pub skipped: usize,
+}
+
+impl Counts {
+    fn add(&mut self, v: &Verdict) {
+        match v {
+            Verdict::Pass => self.pass += 1,
+            Verdict::Fail(_) => self.fail += 1,
+            Verdict::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+/// The outcomes of one script.
+#[derive(Clone, Debug, Default)]
+pub struct FileReport {
+    /// Every eval, in script order.
+    pub outcomes: Vec<EvalOutcome>,
+}
+
+impl FileReport {
+    /// Counts in mode (a).
+    pub fn adhoc(&self) -> Counts {
+        let mut c = Counts::default();
+        self.outcomes.iter().for_each(|o| c.add(&o.adhoc));
+        c
+    }
+
+    /// Counts in mode (b).
+    pub fn maintained(&self) -> Counts {
+        let mut c = Counts::default();
+        self.outcomes.iter().for_each(|o| c.add(&o.maintained));
+        c
+    }
+}
+
+/// Lines of `file_name` that `INDEX.tsv` (the text of that file) flags as using native
+/// histograms.
+pub fn native_histogram_lines(index_tsv: &str, file_name: &str) -> HashSet<usize> {
+    index_tsv
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() >= 4 && f[0] == file_name && f[3] == "1").then(|| f[1].parse().ok())?
+        })
+        .collect()
+}
+
+/// Runs a script in both modes. `skip_lines` are evals to skip (native histograms).
+pub fn run_script(text: &str, skip_lines: &HashSet<usize>) -> Result<FileReport, String> {
+    let cmds = parse_script(text).map_err(|e| e.to_string())?;
+    let skip = |e: &Eval| skip_lines.contains(&e.line) || e.expects_histograms();
+    let mut store = MemStorage::default();
+    let mut pending: Vec<Eval> = Vec::new();
+    let mut report = FileReport::default();
+    for cmd in cmds {
+        match cmd {
+            Command::Eval(e) => pending.push(*e),
+            other => {
+                report
+                    .outcomes
+                    .extend(run_segment(&store, std::mem::take(&mut pending), &skip)?);
+                match other {
+                    Command::Load(load) => store.load(load),
+                    _ => store = MemStorage::default(),
+                }
+            }
+        }
+    }
+    report.outcomes.extend(run_segment(&store, pending, &skip)?);
+    Ok(report)
+}
+
+/// Mode (a): the reference evaluator over the loaded samples.
+pub fn reference(store: &MemStorage, plan: &Plan, e: &Eval) -> Result<Value, EvalError> {
+    match e.time {
+        EvalTime::Instant { at_ms } => Evaluator::new(store, at_ms).instant(plan, at_ms),
+        EvalTime::Range {
+            start_ms,
+            end_ms,
+            step_ms,
+        } => {
+            let mut ev = Evaluator::new(store, start_ms);
+            ev.end_ms = end_ms;
+            ev.step_ms = step_ms;
+            ev.range(plan, start_ms, end_ms, step_ms).map(Value::Matrix)
+        }
+    }
+}
+
+fn verdict(result: Result<(), String>) -> Verdict {
+    match result {
+        Ok(()) => Verdict::Pass,
+        Err(reason) => Verdict::Fail(reason),
+    }
+}
+
+/// Runs the evals of one storage state: mode (a) one by one, mode (b) on one engine
+/// with every eval registered and the samples streamed once.
+fn run_segment(
+    store: &MemStorage,
+    evals: Vec<Eval>,
+    skip: &dyn Fn(&Eval) -> bool,
+) -> Result<Vec<EvalOutcome>, String> {
+    let mut outcomes = Vec::new();
+    let mut live: Vec<(Eval, usize, Plan)> = Vec::new();
+    for e in evals {
+        let mut outcome = EvalOutcome {
+            line: e.line,
+            expr: e.expr.clone(),
+            adhoc: Verdict::Skipped,
+            maintained: Verdict::Skipped,
+        };
+        if skip(&e) {
+            outcomes.push(outcome);
+            continue;
+        }
+        let plan = match plan_eval(&e) {
+            Ok(p) => p,
+            Err(reason) => {
+                outcome.adhoc = Verdict::Fail(reason.clone());
+                outcome.maintained = Verdict::Fail(reason);
+                outcomes.push(outcome);
+                continue;
+            }
+        };
+        store.touched_histogram.set(false);
+        let adhoc = verdict(check(&e, reference(store, &plan, &e)));
+        if !store.touched_histogram.get() {
+            outcome.adhoc = adhoc;
+            outcome.maintained = Verdict::Fail("not run".into());
+            live.push((e, outcomes.len(), plan));
+        }
+        outcomes.push(outcome);
+    }
+    if live.is_empty() {
+        return Ok(outcomes);
+    }
+    let engine = Engine::start(EngineConfig {
+        workers: 2,
+        lookback_ms: 300_000,
+    })?;
+    let mut handles: Vec<(usize, &Eval, RuleHandle)> = Vec::new();
+    for (e, index, plan) in &live {
+        match engine.register(plan.clone(), schedule(e)) {
+            Ok(h) => handles.push((*index, e, h)),
+            Err(err) => outcomes[*index].maintained = Verdict::Fail(err.to_string()),
+        }
+    }
+    stream_in_time_order(&engine, store)?;
+    // Closing the input evaluates everything still pending.
+    engine.shutdown();
+    for (index, e, handle) in handles {
+        let outputs: Vec<(i64, Result<Value, EvalError>)> = handle
+            .output
+            .try_iter()
+            .map(|o| (o.eval_ms, o.value))
+            .collect();
+        outcomes[index].maintained = match e.time {
+            EvalTime::Instant { at_ms } => match outputs.into_iter().next() {
+                Some((t, v)) if t == at_ms => verdict(check(e, v)),
+                Some((t, _)) => Verdict::Fail(format!("output at {t}, not {at_ms}")),
+                None => Verdict::Fail("no output".into()),
+            },
+            EvalTime::Range { .. } => verdict(check(e, assemble_range(outputs))),
+        };
+    }
+    Ok(outcomes)
+}
+
+fn schedule(e: &Eval) -> RuleSchedule {
+    match e.time {
+        EvalTime::Instant { at_ms } => RuleSchedule::At { at_ms },
+        EvalTime::Range {
+            start_ms,
+            end_ms,
+            step_ms,
+        } => RuleSchedule::Range {
+            start_ms,
+            end_ms,
+            step_ms,
+        },
+    }
+}
+
+/// Feeds the samples batch by batch (one timestamp each), waiting after each batch
+/// until the dataflow has caught up, so evaluations happen while data streams in: an
+/// evaluation made before its inputs are complete shows as a failure.
+fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), String> {
+    let samples = store.samples_in_time_order();
+    let mut i = 0;
+    while i < samples.len() {
+        let ts = samples[i].0;
+        let mut batch = Vec::new();
+        while i < samples.len() && samples[i].0 == ts {
+            let (t, labels, value) = &samples[i];
+            batch.push(Sample {
+                series_id: labels.hash(),
+                labels: labels.clone(),
+                timestamp_ms: *t,
+                value: *value,
+            });
+            i += 1;
+        }
+        engine.feed(batch);
+        engine.advance_watermark(ts + 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while engine.stats().frontier_ms < ts + 1 {
+            if Instant::now() > deadline {
+                return Err(format!("dataflow frontier stuck at {:?}", engine.stats()));
+            }
+            std::thread::yield_now();
+        }
+    }
+    Ok(())
+}
+
+/// A range eval's result assembled from its per-step outputs, like the reference
+/// evaluator's `range`.
+fn assemble_range(outputs: Vec<(i64, Result<Value, EvalError>)>) -> Result<Value, EvalError> {
+    let mut out: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
+    for (t, value) in outputs {
+        match value? {
+            Value::Scalar(v) => out.entry(Arc::default()).or_default().push((t, v)),
+            Value::Vector(v) => {
+                for e in v {
+                    out.entry(e.labels).or_default().push((t, e.value));
+                }
+            }
+            _ => return Err(EvalError("range query of a non-vector expression".into())),
+        }
+    }
+    Ok(Value::Matrix(
+        out.into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect(),
+    ))
+}

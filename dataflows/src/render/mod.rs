@@ -1,0 +1,79 @@
+//! Rendering: registered PromQL plans maintained as samples stream in.
+//!
+//! The service registers an expression with [`crate::Engine::register`] (a [`Plan`]
+//! and a [`RuleSchedule`]) and reads `(eval_time, result)` from the returned
+//! [`RuleHandle`]'s channel once the input frontier passes what the evaluation at
+//! that time reads. Results equal the reference evaluator's `instant(plan, t)` over
+//! the same samples.
+//!
+//! ```text
+//! samples ──(every worker)── route.rs: keep samples some rule reads, tag with owner
+//!         ──exchange(owner)── maintain.rs: per-worker host of its rules
+//!                                │  window.rs: one retained window per selector,
+//!                                │             shared by the worker's rules
+//!                                └─ reference evaluator over the windows at each
+//!                                   ready evaluation time → RuleOutput channel
+//! ```
+//!
+//! Files: [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
+//! registry, routing table), [`route`] (routing operator), [`window`] (retained
+//! windows), [`maintain`] (the evaluation operator).
+//!
+//! **Distribution.** A plan can aggregate across series, so all of a rule's input
+//! must meet in one place: each rule has an *owner* worker, chosen by the hash of its
+//! smallest selector key (rules reading the same metric land together and share its
+//! window; a rule reading nothing goes by its id). Samples enter on any worker, are
+//! matched against the routing table there and sent to each owner that reads them
+//! (once per owner), so the exchange carries only samples some rule reads.
+//!
+//! **Incremental vs recomputed.** Maintained: the selector windows (appended on
+//! arrival, retired as the frontier passes: memory tracks the active windows), their
+//! sharing between the rules of a worker, and the schedules (on-arrival rules
+//! evaluate when a sample enters or leaves what they read). Recomputed: each
+//! evaluation runs the whole plan over the retained windows, so its cost is that of
+//! an ad-hoc query over the window, not of the change. Per-series/group
+//! incrementality (recompute `rate` only for series whose window changed, re-reduce
+//! only touched groups) is the next step.
+//!
+//! **Registration after data has flowed.** A rule starts from the watermark at
+//! registration: its windows hold what other rules on the owner already retain for
+//! the same selector plus what arrives from then on. With
+//! [`crate::Engine::register_seeded`] they are seeded from a [`SeriesSource`]
+//! snapshot (storage) covering what the first evaluation reads, which makes results
+//! exact from the first evaluation; without a seed they are exact once the longest
+//! window has filled.
+//!
+//! **Readiness.** An evaluation at `t` runs once the frontier passes the last
+//! timestamp it can read: `t` itself, `t + 30s` for `x offset -30s`, and a fixed
+//! `@ 1700000000` time (a rule reading a fixed future time waits for it). Until then
+//! its inputs may be incomplete; after it, the result is final and is sent once.
+//!
+//! **Retention.** A window keeps, per series, every sample at or after the earliest
+//! next evaluation time of its readers minus their reach, plus the samples of fixed
+//! `@` windows; a plain instant selector (not under a subquery) keeps only from the
+//! newest sample at or before its next read on.
+//!
+//! //! **On-arrival times.** A sample at `ts` read through a window `[t-back, t+fwd]`
+//! triggers evaluations at `ts - fwd` (it enters) and `ts + back + 1` (it leaves);
+//! through a fixed `@` window, at `ts`. For subqueries these are the times the outer
+//! window changes, not every inner step boundary.
+//!
+//! [`Plan`]: crate::promql::plan::Plan
+//! [`SeriesSource`]: crate::promql::eval::SeriesSource
+
+pub mod extent;
+pub mod maintain;
+pub mod route;
+pub mod rule;
+pub mod window;
+
+pub use rule::{RenderError, RuleId, RuleOutput, RuleSchedule};
+
+/// A registered expression: its id and the channel its evaluations arrive on, in
+/// evaluation-time order.
+pub struct RuleHandle {
+    /// The rule's id (for [`crate::Engine::unregister`]).
+    pub id: RuleId,
+    /// Evaluations, sent as the frontier passes them.
+    pub output: crossbeam_channel::Receiver<RuleOutput>,
+}

@@ -1,0 +1,220 @@
+//! Retained selector windows, shared by every rule a worker owns.
+//!
+//! PromQL: the selectors themselves, instant and range
+//! ```promql
+//! x{job="node"}          # last sample in (t - lookback, t]
+//! x{job="node"}[5m]      # samples in (t - 5m, t]
+//! ```
+//! One window per distinct selector (keyed by its canonical matcher text): rules that
+//! read the same selector on this worker share one copy of its samples, kept for the
+//! union of what they read. Samples are retired once no rule can read them any more:
+//! below the earliest next evaluation time minus the window's reach, and for plain
+//! instant selectors below the newest sample at or before the next evaluation (one
+//! sample per idle series instead of a lookback delta of them). Implements the
+//! reference evaluator's [`SeriesSource`], so a plan evaluates over exactly the
+//! retained samples.
+
+use crate::labels::{Labels, METRIC_NAME};
+use crate::promql::eval::{Selected, SeriesSource};
+use crate::render::extent::{selector_key, Extent};
+use crate::render::rule::RuleId;
+use crate::sample::Sample;
+use crate::selector::{MatchKind, Selector};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// What one rule reads through one selector.
+#[derive(Clone, Copy, Debug)]
+pub struct Reach {
+    /// Reads relative to the evaluation time.
+    pub relative: Option<Extent>,
+    /// Reads at fixed times.
+    pub absolute: Option<Extent>,
+    /// The relative reads need only the newest sample at or before the window's end.
+    pub latest_only: bool,
+}
+
+struct Window {
+    selector: Selector,
+    series: BTreeMap<Arc<Labels>, BTreeMap<i64, f64>>,
+    users: BTreeMap<RuleId, Reach>,
+}
+
+/// The windows of one worker.
+#[derive(Default)]
+pub struct WindowStore {
+    windows: HashMap<String, Window>,
+    /// Window keys by the metric name their selector requires, if any.
+    by_name: HashMap<String, Vec<String>>,
+    /// Keys of windows whose selector requires no fixed name.
+    other: Vec<String>,
+}
+
+fn required_name(sel: &Selector) -> Option<&str> {
+    sel.matchers.iter().find_map(|m| match &m.kind {
+        MatchKind::Equal(v) if m.name == METRIC_NAME => Some(v.as_str()),
+        _ => None,
+    })
+}
+
+impl WindowStore {
+    /// Records that `rule` reads `selector` (keyed `key`) with `reach`.
+    pub fn add_user(&mut self, key: &str, selector: &Selector, rule: RuleId, reach: Reach) {
+        if !self.windows.contains_key(key) {
+            match required_name(selector) {
+                Some(n) => self
+                    .by_name
+                    .entry(n.to_string())
+                    .or_default()
+                    .push(key.to_string()),
+                None => self.other.push(key.to_string()),
+            }
+            self.windows.insert(
+                key.to_string(),
+                Window {
+                    selector: selector.clone(),
+                    series: BTreeMap::new(),
+                    users: BTreeMap::new(),
+                },
+            );
+        }
+        if let Some(w) = self.windows.get_mut(key) {
+            w.users.insert(rule, reach);
+        }
+    }
+
+    /// Forgets `rule`; windows nobody reads are dropped.
+    pub fn remove_user(&mut self, rule: RuleId) {
+        let mut dropped = Vec::new();
+        self.windows.retain(|key, w| {
+            w.users.remove(&rule);
+            let keep = !w.users.is_empty();
+            if !keep {
+                dropped.push(key.clone());
+            }
+            keep
+        });
+        if !dropped.is_empty() {
+            self.other.retain(|k| !dropped.contains(k));
+            for keys in self.by_name.values_mut() {
+                keys.retain(|k| !dropped.contains(k));
+            }
+            self.by_name.retain(|_, keys| !keys.is_empty());
+        }
+    }
+
+    /// Adds seed points to the window `key` (idempotent per timestamp).
+    pub fn seed(&mut self, key: &str, labels: Arc<Labels>, points: &[(i64, f64)]) {
+        if let Some(w) = self.windows.get_mut(key) {
+            w.series
+                .entry(labels)
+                .or_default()
+                .extend(points.iter().copied());
+        }
+    }
+
+    /// Adds a sample to every window whose selector matches it; calls `matched` with
+    /// each such window's readers.
+    pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach)) {
+        let named = self.by_name.get(sample.labels.metric_name());
+        for key in named.into_iter().flatten().chain(self.other.iter()) {
+            let Some(w) = self.windows.get_mut(key) else {
+                continue;
+            };
+            if !w.selector.matches(&sample.labels) {
+                continue;
+            }
+            w.series
+                .entry(sample.labels.clone())
+                .or_default()
+                .insert(sample.timestamp_ms, sample.value);
+            for (rule, reach) in &w.users {
+                matched(*rule, *reach);
+            }
+        }
+    }
+
+    /// Drops samples no reader can read again: `next(rule)` is the earliest time the
+    /// rule may still be evaluated at (`None`: never again).
+    pub fn retire(&mut self, next: impl Fn(RuleId) -> Option<i64>) {
+        for w in self.windows.values_mut() {
+            // Relative readers as (window start, window end, latest only).
+            let mut readers: Vec<(i64, i64, bool)> = Vec::new();
+            let mut fixed: Vec<(i64, i64)> = Vec::new();
+            for (rule, reach) in &w.users {
+                let Some(t) = next(*rule) else { continue };
+                if let Some(Extent::Relative { back, fwd }) = reach.relative {
+                    readers.push((
+                        t.saturating_sub(back),
+                        t.saturating_add(fwd),
+                        reach.latest_only,
+                    ));
+                }
+                if let Some(Extent::Absolute { lo, hi }) = reach.absolute {
+                    fixed.push((lo, hi));
+                }
+            }
+            w.series.retain(|_, points| {
+                // A future evaluation reads at or after `start`; one that needs only the
+                // newest sample before `end` never reads below that sample (later
+                // arrivals are newer still).
+                let keep_from = readers
+                    .iter()
+                    .map(|&(start, end, latest_only)| {
+                        let newest = latest_only
+                            .then(|| points.range(..=end).next_back().map(|(ts, _)| *ts))
+                            .flatten();
+                        newest.map_or(start, |n| n.max(start))
+                    })
+                    .min()
+                    .unwrap_or(i64::MAX);
+                let old: Vec<i64> = points
+                    .range(..keep_from)
+                    .map(|(ts, _)| *ts)
+                    .filter(|ts| !fixed.iter().any(|(lo, hi)| ts >= lo && ts <= hi))
+                    .collect();
+                for ts in old {
+                    points.remove(&ts);
+                }
+                !points.is_empty()
+            });
+        }
+    }
+
+    /// Samples held, over all windows (for tests and stats).
+    pub fn len(&self) -> usize {
+        self.windows
+            .values()
+            .map(|w| w.series.values().map(|p| p.len()).sum::<usize>())
+            .sum()
+    }
+
+    /// Whether no sample is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SeriesSource for WindowStore {
+    fn select(&self, matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+        if start_ms > end_ms {
+            return Vec::new();
+        }
+        let Some(w) = self.windows.get(&selector_key(matchers)) else {
+            return Vec::new();
+        };
+        w.series
+            .iter()
+            .map(|(labels, points)| {
+                (
+                    labels.clone(),
+                    points
+                        .range(start_ms..=end_ms)
+                        .map(|(t, v)| (*t, *v))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, points)| !points.is_empty())
+            .collect()
+    }
+}

@@ -1,0 +1,300 @@
+//! Sending alerts to Alertmanagers (API v2), like Prometheus's `notifier` package.
+//!
+//! Owns: the bounded queue of alerts to send, the conversion of an [`Alert`] to
+//! Alertmanager's v2 payload (`labels` with external labels added, `annotations`,
+//! `startsAt` = when it fired, `endsAt` = resolution time or `ValidUntil`,
+//! `generatorURL` = external URL + table link of the rule's expression),
+//! `alert_relabel_configs`, and POSTing batches of at most [`MAX_BATCH`] to
+//! `<scheme>://<target><path_prefix>/api/v2/alerts` of every static Alertmanager, with
+//! its timeout and basic auth / `Authorization` credentials.
+//!
+//! Contract: [`Notifier::enqueue`] never blocks; when the queue ([`QUEUE_CAPACITY`])
+//! is full the oldest alerts are dropped and counted in
+//! `promflow_notifications_dropped_total`, as Prometheus does. A failed POST is
+//! counted in `promflow_notifications_errors_total` and logged; alerts are not
+//! retried (the rule manager re-sends firing alerts every resend delay, 1m).
+//! Discovered Alertmanagers (`*_sd_configs`) are not supported yet.
+
+use crate::alerting::state::{Alert, AlertState};
+use crate::alerting::template::graph_link;
+use crate::config::{AlertmanagerConfig, RelabelConfig};
+use crate::rules::manager::AlertSink;
+use crate::selfmetrics::SelfMetrics;
+use dataflows::Labels;
+use parking_lot::Mutex;
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// Alerts waiting to be sent, at most (Prometheus's `--alertmanager.notification-queue-capacity`).
+pub const QUEUE_CAPACITY: usize = 10_000;
+/// Alerts per POST (Prometheus's `maxBatchSize`).
+pub const MAX_BATCH: usize = 64;
+
+/// One alert as Alertmanager receives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutgoingAlert {
+    /// Labels incl. external labels, after `alert_relabel_configs`.
+    pub labels: Labels,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// `startsAt` (ms).
+    pub starts_at_ms: i64,
+    /// `endsAt` (ms).
+    pub ends_at_ms: i64,
+    /// `generatorURL`.
+    pub generator_url: String,
+}
+
+impl OutgoingAlert {
+    /// The v2 JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let labels: serde_json::Map<String, serde_json::Value> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect();
+        json!({
+            "labels": labels,
+            "annotations": self.annotations,
+            "startsAt": rfc3339_ms(self.starts_at_ms),
+            "endsAt": rfc3339_ms(self.ends_at_ms),
+            "generatorURL": self.generator_url,
+        })
+    }
+}
+
+/// `2024-01-01T00:20:00.000Z`.
+pub fn rfc3339_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+/// What the notifier needs from the config.
+#[derive(Clone, Debug, Default)]
+pub struct NotifierConfig {
+    /// `global.external_labels`.
+    pub external_labels: BTreeMap<String, String>,
+    /// `alerting.alert_relabel_configs`.
+    pub relabel: Vec<RelabelConfig>,
+    /// `alerting.alertmanagers`.
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+    /// `--web.external-url`.
+    pub external_url: String,
+}
+
+/// The Alertmanager notifier.
+pub struct Notifier {
+    config: Mutex<NotifierConfig>,
+    queue: Mutex<VecDeque<OutgoingAlert>>,
+    wake: tokio::sync::Notify,
+    metrics: Arc<SelfMetrics>,
+    client: reqwest::Client,
+}
+
+impl Notifier {
+    /// A notifier; call [`Notifier::run`] in a task to send.
+    pub fn new(metrics: Arc<SelfMetrics>) -> Arc<Notifier> {
+        Arc::new(Notifier {
+            config: Mutex::new(NotifierConfig::default()),
+            queue: Mutex::new(VecDeque::new()),
+            wake: tokio::sync::Notify::new(),
+            metrics,
+            client: reqwest::Client::new(),
+        })
+    }
+
+    /// Replaces the configuration (on reload).
+    pub fn apply(&self, config: NotifierConfig) {
+        *self.config.lock() = config;
+    }
+
+    /// Converts alerts of rule `expr` and queues them; see the module contract.
+    pub fn enqueue(&self, expr: &str, alerts: Vec<Alert>) {
+        let config = self.config.lock().clone();
+        if config.alertmanagers.is_empty() {
+            return;
+        }
+        let outgoing: Vec<OutgoingAlert> = alerts
+            .into_iter()
+            .filter_map(|a| to_outgoing(&config, expr, &a))
+            .collect();
+        let mut queue = self.queue.lock();
+        queue.extend(outgoing);
+        if queue.len() > QUEUE_CAPACITY {
+            let excess = queue.len() - QUEUE_CAPACITY;
+            queue.drain(..excess);
+            self.metrics.notifications_dropped.add(excess as u64);
+            tracing::warn!(
+                dropped = excess,
+                "notification queue full; dropped the oldest alerts"
+            );
+        }
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// Alerts waiting in the queue.
+    pub fn queue_len(&self) -> usize {
+        self.queue.lock().len()
+    }
+
+    /// Sends queued alerts until the task is aborted.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let batch: Vec<OutgoingAlert> = {
+                let mut queue = self.queue.lock();
+                let n = queue.len().min(MAX_BATCH);
+                queue.drain(..n).collect()
+            };
+            if batch.is_empty() {
+                self.wake.notified().await;
+                continue;
+            }
+            let body = serde_json::Value::Array(batch.iter().map(|a| a.to_json()).collect());
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let managers = self.config.lock().alertmanagers.clone();
+            for am in &managers {
+                for sc in &am.static_configs {
+                    for target in &sc.targets {
+                        self.post(am, target, body.clone(), batch.len()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn post(&self, am: &AlertmanagerConfig, target: &str, body: Vec<u8>, n: usize) {
+        let url = alerts_url(am, target);
+        let mut request = self
+            .client
+            .post(&url)
+            .timeout(am.timeout)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(auth) = &am.basic_auth {
+            let password = match (&auth.password, &auth.password_file) {
+                (Some(p), _) => Some(p.expose().to_string()),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .ok()
+                    .map(|s| s.trim().to_string()),
+                _ => None,
+            };
+            request = request.basic_auth(&auth.username, password);
+        }
+        if let Some(auth) = &am.authorization {
+            let credentials = match (&auth.credentials, &auth.credentials_file) {
+                (Some(c), _) => Some(c.expose().to_string()),
+                (None, Some(f)) => std::fs::read_to_string(f)
+                    .ok()
+                    .map(|s| s.trim().to_string()),
+                _ => None,
+            };
+            if let Some(c) = credentials {
+                request = request.header("Authorization", format!("{} {c}", auth.kind));
+            }
+        }
+        match request.send().await {
+            Ok(r) if r.status().is_success() => self.metrics.notifications_sent.add(n as u64),
+            Ok(r) => {
+                self.metrics.notification_errors.inc();
+                tracing::warn!(%url, status = %r.status(), "Alertmanager refused alerts");
+            }
+            Err(e) => {
+                self.metrics.notification_errors.inc();
+                tracing::warn!(%url, error = %e, "sending alerts to Alertmanager failed");
+            }
+        }
+    }
+}
+
+impl AlertSink for Notifier {
+    fn send(&self, expr: &str, alerts: Vec<Alert>) {
+        self.enqueue(expr, alerts);
+    }
+}
+
+/// `<scheme>://<target><path_prefix>/api/v2/alerts` (prefix joined like Go's `path.Join`).
+pub fn alerts_url(am: &AlertmanagerConfig, target: &str) -> String {
+    let prefix = am.path_prefix.trim_matches('/');
+    let path = if prefix.is_empty() {
+        "/api/v2/alerts".to_string()
+    } else {
+        format!("/{prefix}/api/v2/alerts")
+    };
+    format!("{}://{target}{path}", am.scheme.as_str())
+}
+
+/// Prometheus's `SendAlerts` + the notifier's label handling: external labels are
+/// added where the alert lacks them, then `alert_relabel_configs` run (may drop).
+pub fn to_outgoing(config: &NotifierConfig, expr: &str, a: &Alert) -> Option<OutgoingAlert> {
+    let mut pairs: Vec<(String, String)> = config
+        .external_labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    pairs.extend(a.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let labels = crate::relabel::process(&config.relabel, &Labels::from_pairs(pairs))?;
+    if labels.is_empty() {
+        return None;
+    }
+    let ends_at_ms = match (a.state, a.resolved_at_ms) {
+        (AlertState::Inactive, Some(r)) => r,
+        _ => a.valid_until_ms.unwrap_or(0),
+    };
+    Some(OutgoingAlert {
+        labels,
+        annotations: a.annotations.clone(),
+        starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
+        ends_at_ms,
+        generator_url: format!(
+            "{}{}",
+            config.external_url.trim_end_matches('/'),
+            graph_link(expr, 1)
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_has_prometheus_shape() {
+        let alert = Alert {
+            labels: Arc::new(Labels::from_pairs(vec![
+                ("alertname".into(), "HighCPU".into()),
+                ("instance".into(), "b".into()),
+            ])),
+            annotations: BTreeMap::from([("summary".into(), "CPU 95 on b".into())]),
+            state: AlertState::Firing,
+            value: 95.0,
+            active_at_ms: 1_704_067_200_000,
+            fired_at_ms: Some(1_704_068_400_000),
+            resolved_at_ms: None,
+            keep_firing_since_ms: None,
+            last_sent_ms: Some(1_704_068_400_000),
+            valid_until_ms: Some(1_704_068_640_000),
+        };
+        let config = NotifierConfig {
+            external_labels: BTreeMap::from([
+                ("dc".into(), "eu1".into()),
+                ("instance".into(), "x".into()),
+            ]),
+            external_url: "http://vm:9090/".into(),
+            ..NotifierConfig::default()
+        };
+        let out = to_outgoing(&config, "cpu > 90", &alert).unwrap().to_json();
+        assert_eq!(
+            out,
+            json!({
+                "labels": {"alertname": "HighCPU", "dc": "eu1", "instance": "b"},
+                "annotations": {"summary": "CPU 95 on b"},
+                "startsAt": "2024-01-01T00:20:00.000Z",
+                "endsAt": "2024-01-01T00:24:00.000Z",
+                "generatorURL": "http://vm:9090/graph?g0.expr=cpu+%3E+90&g0.tab=1",
+            })
+        );
+    }
+}

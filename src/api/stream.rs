@@ -1,0 +1,233 @@
+//! `GET /api/v1/stream?match[]=…`: the federation output as a push stream.
+//!
+//! The answer is long-lived: first a snapshot of the matching live series (as
+//! `/federate` would serve them), then every change as the dataflow applies it — a new
+//! sample, a series marked stale, a series expired past the lookback delta. Events are
+//! newline-delimited JSON, or Server-Sent Events when the client asks for
+//! `text/event-stream`. Each event carries `type`, `labels` (with `__name__` and the
+//! external labels), `timestamp` (ms) and, for samples, `value`.
+//!
+//! Slow consumers are bounded: each stream has a queue of [`QUEUE_EVENTS`] events; a
+//! consumer whose queue is full is dropped, after a final `{"type":"dropped"}` event,
+//! instead of growing the server's memory. The stream reads the same maintained table
+//! that serves `/federate` (`dataflows::LatestTable`), through its change feed.
+
+use crate::api::federate::parse_selector;
+use crate::api::params::Params;
+use crate::api::query::format_value;
+use crate::api::response::{api_error, ErrorType};
+use crate::ingest::now_ms;
+use crate::service::Service;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use dataflows::{Labels, LatestChange, LatestTable, Selector};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Events one consumer may have queued before it is dropped.
+pub const QUEUE_EVENTS: usize = 10_000;
+
+/// The handler.
+pub async fn stream(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    let mut selectors = Vec::new();
+    for m in params.all("match[]") {
+        match parse_selector(m) {
+            Ok(s) => selectors.push(s),
+            Err(e) => {
+                return api_error(
+                    ErrorType::BadData,
+                    &format!("invalid parameter \"match[]\": {e}"),
+                )
+            }
+        }
+    }
+    if selectors.is_empty() {
+        return api_error(ErrorType::BadData, "no match[] parameter provided");
+    }
+    let sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    let external = service.config.read().global.external_labels.clone();
+    let table = service.ingester.engine().latest().clone();
+    let (events, receiver) = mpsc::channel::<Value>(QUEUE_EVENTS);
+    let overflowed = Arc::new(AtomicBool::new(false));
+
+    // Subscribe before taking the snapshot: a change racing the snapshot is then sent
+    // twice rather than lost.
+    let subscription = {
+        let (events, overflowed, selectors, external) = (
+            events.clone(),
+            overflowed.clone(),
+            selectors.clone(),
+            external.clone(),
+        );
+        table.subscribe(Arc::new(move |changes: &[LatestChange]| {
+            if overflowed.load(Ordering::Relaxed) {
+                return;
+            }
+            for change in changes {
+                let (kind, labels, ts, value) = match change {
+                    LatestChange::Sample(e) => ("sample", &e.labels, e.timestamp_ms, Some(e.value)),
+                    LatestChange::Stale {
+                        labels,
+                        timestamp_ms,
+                    } => ("stale", labels, *timestamp_ms, None),
+                    LatestChange::Expired {
+                        labels,
+                        timestamp_ms,
+                    } => ("expired", labels, *timestamp_ms, None),
+                };
+                if !selectors.iter().any(|s| s.matches(labels)) {
+                    continue;
+                }
+                if events
+                    .try_send(event(kind, labels, &external, ts, value))
+                    .is_err()
+                {
+                    overflowed.store(true, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }))
+    };
+    let lookback_ms = service.options.lookback_delta.as_millis() as i64;
+    let mut snapshot = Vec::new();
+    table.for_each_live(now_ms(), lookback_ms, |e| {
+        if selectors.iter().any(|s: &Selector| s.matches(&e.labels)) {
+            snapshot.push(event(
+                "sample",
+                &e.labels,
+                &external,
+                e.timestamp_ms,
+                Some(e.value),
+            ));
+        }
+    });
+    drop(events);
+
+    let state = StreamState {
+        snapshot: snapshot.into_iter(),
+        receiver,
+        overflowed,
+        done: false,
+        _subscription: Subscription {
+            table,
+            id: subscription,
+        },
+        sse,
+    };
+    let body = futures_util::stream::unfold(state, |mut state| async move {
+        let line = state.next_event().await?;
+        Some((Ok::<_, std::convert::Infallible>(line), state))
+    });
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/x-ndjson"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Unsubscribes when the stream is dropped (client gone or consumer dropped).
+struct Subscription {
+    table: LatestTable,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.table.unsubscribe(self.id);
+    }
+}
+
+struct StreamState {
+    snapshot: std::vec::IntoIter<Value>,
+    receiver: mpsc::Receiver<Value>,
+    overflowed: Arc<AtomicBool>,
+    done: bool,
+    _subscription: Subscription,
+    sse: bool,
+}
+
+impl StreamState {
+    /// The next encoded event, or `None` when the stream ends.
+    async fn next_event(&mut self) -> Option<String> {
+        if self.done {
+            return None;
+        }
+        if let Some(e) = self.snapshot.next() {
+            return Some(self.encode(&e));
+        }
+        // Events queued before an overflow are still delivered; then the final one.
+        match self.receiver.try_recv() {
+            Ok(e) => return Some(self.encode(&e)),
+            Err(_) if self.overflowed.load(Ordering::Relaxed) => {
+                self.done = true;
+                let e = json!({"type": "dropped", "reason": format!("consumer too slow: more than {QUEUE_EVENTS} events queued")});
+                return Some(self.encode(&e));
+            }
+            Err(_) => {}
+        }
+        loop {
+            tokio::select! {
+                e = self.receiver.recv() => return e.map(|e| self.encode(&e)),
+                // Wake up to notice an overflow even when nothing more is queued.
+                _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {
+                    if self.overflowed.load(Ordering::Relaxed) && self.receiver.is_empty() {
+                        self.done = true;
+                        let e = json!({"type": "dropped", "reason": format!("consumer too slow: more than {QUEUE_EVENTS} events queued")});
+                        return Some(self.encode(&e));
+                    }
+                }
+            }
+        }
+    }
+
+    fn encode(&self, e: &Value) -> String {
+        if self.sse {
+            let kind = e["type"].as_str().unwrap_or("message");
+            format!("event: {kind}\ndata: {e}\n\n")
+        } else {
+            format!("{e}\n")
+        }
+    }
+}
+
+fn event(
+    kind: &str,
+    labels: &Labels,
+    external: &BTreeMap<String, String>,
+    ts: i64,
+    value: Option<f64>,
+) -> Value {
+    let mut map: Map<String, Value> = labels
+        .iter()
+        .map(|(n, v)| (n.to_string(), Value::String(v.to_string())))
+        .collect();
+    for (n, v) in external {
+        map.entry(n.clone())
+            .or_insert_with(|| Value::String(v.clone()));
+    }
+    let mut e = json!({ "type": kind, "labels": Value::Object(map), "timestamp": ts });
+    if let Some(v) = value {
+        e["value"] = Value::String(format_value(v));
+    }
+    e
+}

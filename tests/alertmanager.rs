@@ -1,0 +1,233 @@
+//! promflow → real Alertmanager 0.25 → webhook: an alerting rule over a scraped
+//! exporter fires, Alertmanager receives promflow's v2 payload and delivers a webhook
+//! whose shape matches Alertmanager's own (oracle sample
+//! `../shared/oracle-samples/alertmanager-0.25_webhook_payloads.jsonl`); when the
+//! condition clears, promflow sends the alert with `endsAt` and a `resolved` webhook
+//! arrives.
+//!
+//! Real peers: Alertmanager 0.25 (`prometheus-alertmanager`, installed by `.ci/run`),
+//! started here on 127.0.0.1 with clustering off; a webhook receiver (a small
+//! std::net HTTP server in this file); the controllable exporter of `common`.
+
+mod common;
+
+use common::exporter::{Exporter, Reply};
+use common::{free_port, http, require_peer, wait_for, wait_until, Promflow, STARTUP_TIMEOUT};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
+
+/// Collects the JSON bodies POSTed to it.
+struct Webhook {
+    port: u16,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let sink = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        sink.lock().unwrap().push(v);
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Webhook { port, bodies }
+    }
+
+    fn with_status(&self, status: &str) -> Option<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|b| b["status"] == status)
+            .cloned()
+    }
+}
+
+/// Alertmanager in a temp dir, killed (by its own handle) on drop.
+struct Alertmanager {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    fn start(webhook_port: u16) -> Alertmanager {
+        require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = format!(
+            "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{webhook_port}/hook\n        send_resolved: true\n"
+        );
+        std::fs::write(dir.path().join("am.yml"), config).unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("output.log")).unwrap();
+        let child = Command::new(ALERTMANAGER_BIN)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn alertmanager");
+        let am = Alertmanager {
+            child,
+            port,
+            _dir: dir,
+        };
+        let ready = wait_until(
+            STARTUP_TIMEOUT,
+            || matches!(http::get(&format!("http://127.0.0.1:{port}/-/ready")), Ok(r) if r.status == 200),
+        );
+        assert!(ready, "alertmanager not ready: {}", am.log());
+        am
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("output.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn oracle_payloads() -> Vec<Value> {
+    let path = common::repo_root()
+        .join("../shared/oracle-samples/alertmanager-0.25_webhook_payloads.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn alert_fires_then_resolves_through_a_real_alertmanager() {
+    let webhook = Webhook::start();
+    let am = Alertmanager::start(webhook.port);
+    let exporter = Exporter::start(Reply::text("cpu_busy_percent 95\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: cpu\n    rules:\n      - alert: HighCPU\n        expr: cpu_busy_percent > 90\n        for: 2s\n        labels:\n          severity: page\n        annotations:\n          summary: \"CPU {{ $value }} on {{ $labels.instance }}\"\n          runbook_url: https://runbooks.example.com/highcpu\n",
+    )
+    .unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    dc: test\nrule_files:\n  - {}\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{}']\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        am.port,
+        exporter.addr()
+    );
+    let promflow = Promflow::start(&config);
+
+    let firing = wait_for(Duration::from_secs(40), || webhook.with_status("firing"));
+    let firing = firing.unwrap_or_else(|| {
+        panic!(
+            "no firing webhook; alertmanager log:\n{}\npromflow log:\n{}\nrules: {}",
+            am.log(),
+            promflow.log(),
+            promflow.get_ok("/api/v1/rules")
+        )
+    });
+    let oracle = oracle_payloads();
+    assert_eq!(keys(&firing), keys(&oracle[0]), "webhook top-level keys");
+    assert_eq!(firing["version"], "4");
+    let alert = &firing["alerts"][0];
+    assert_eq!(keys(alert), keys(&oracle[0]["alerts"][0]), "alert keys");
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["labels"]["alertname"], "HighCPU");
+    assert_eq!(alert["labels"]["severity"], "page");
+    assert_eq!(alert["labels"]["dc"], "test", "external labels are added");
+    assert_eq!(alert["labels"]["job"], "app");
+    assert!(alert["labels"].get("__name__").is_none());
+    let instance = exporter.addr().to_string();
+    assert_eq!(
+        alert["annotations"]["summary"],
+        format!("CPU 95 on {instance}")
+    );
+    assert_eq!(
+        alert["annotations"]["runbook_url"],
+        "https://runbooks.example.com/highcpu"
+    );
+    assert_eq!(alert["endsAt"], "0001-01-01T00:00:00Z");
+    let generator = alert["generatorURL"].as_str().unwrap();
+    assert!(
+        generator.ends_with("/graph?g0.expr=cpu_busy_percent+%3E+90&g0.tab=1"),
+        "{generator}"
+    );
+    // Alertmanager's own API shows what promflow sent.
+    let listed = http::get(&format!("http://127.0.0.1:{}/api/v2/alerts", am.port)).unwrap();
+    let listed: Value = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(listed[0]["labels"]["alertname"], "HighCPU");
+    assert_eq!(
+        listed[0]["annotations"]["summary"],
+        format!("CPU 95 on {instance}")
+    );
+    // promflow's API.
+    let alerts: Value = serde_json::from_str(&promflow.get_ok("/api/v1/alerts")).unwrap();
+    assert_eq!(alerts["data"]["alerts"][0]["state"], "firing");
+    assert_eq!(alerts["data"]["alerts"][0]["value"], "9.5e+01");
+
+    exporter.set(Reply::text("cpu_busy_percent 10\n"));
+    let resolved = wait_for(Duration::from_secs(40), || webhook.with_status("resolved"));
+    let resolved = resolved.unwrap_or_else(|| panic!("no resolved webhook; log:\n{}", am.log()));
+    assert_eq!(keys(&resolved), keys(&oracle[1]));
+    let alert = &resolved["alerts"][0];
+    assert_eq!(alert["status"], "resolved");
+    assert_eq!(alert["labels"]["alertname"], "HighCPU");
+    assert_ne!(alert["endsAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(alert["startsAt"], firing["alerts"][0]["startsAt"]);
+}

@@ -1,0 +1,190 @@
+//! `/api/v1/targets` and `/api/v1/status/config`, and `file_sd_configs` end to end.
+//!
+//! Real peer: Prometheus 2.42 (Debian `prometheus`) runs the same config, reading the
+//! same target file, and scrapes the same exporter (`tests/common/exporter.rs`);
+//! promflow's targets API must answer what Prometheus answers, field by field (the
+//! scrape times and durations only in format). `.ci/run` installs Prometheus.
+
+mod common;
+
+use common::exporter::{Exporter, Reply};
+use common::{wait_until, Peer, Prometheus, Promflow};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(targets_file: &Path, static_target: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n\
+         - job_name: files\n  file_sd_configs:\n  - files: ['{}']\n    refresh_interval: 1m\n  \
+         relabel_configs:\n  - source_labels: [team]\n    regex: drop-me\n    action: drop\n  \
+         - source_labels: [__meta_filepath]\n    regex: '.*/(.*)'\n    target_label: file\n\
+         - job_name: fixed\n  static_configs:\n  - targets: ['{static_target}']\n    labels:\n      env: test\n",
+        targets_file.display()
+    )
+}
+
+fn targets_json(server: &Peer, query: &str) -> Value {
+    let body = server.get_ok(&format!("/api/v1/targets{query}"));
+    let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    assert_eq!(json["status"], "success", "{body}");
+    json["data"].clone()
+}
+
+/// Active targets keyed by scrape pool and URL.
+fn active_by_key(data: &Value) -> BTreeMap<String, Value> {
+    data["activeTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let key = format!(
+                "{} {}",
+                t["scrapePool"].as_str().unwrap(),
+                t["scrapeUrl"].as_str().unwrap()
+            );
+            (key, t.clone())
+        })
+        .collect()
+}
+
+fn dropped_labels(data: &Value) -> Vec<Value> {
+    let mut out: Vec<Value> = data["droppedTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["discoveredLabels"].clone())
+        .collect();
+    out.sort_by_key(|v| v.to_string());
+    out
+}
+
+fn all_up(data: &Value, count: usize) -> bool {
+    let active = data["activeTargets"].as_array().unwrap();
+    active.len() == count && active.iter().all(|t| t["health"] == "up")
+}
+
+#[test]
+fn targets_api_matches_prometheus_and_follows_target_files() {
+    let exporter = Exporter::start(Reply::text("demo_metric 1\n"));
+    let addr = exporter.addr().to_string();
+    let other = Exporter::start(Reply::text("demo_metric 2\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("targets.yml");
+    // Three groups: one kept, one dropped by relabeling, one with an empty label value.
+    std::fs::write(
+        &file,
+        format!(
+            "- targets: ['{addr}']\n  labels:\n    team: a\n\
+             - targets: ['127.0.0.1:1']\n  labels:\n    team: drop-me\n\
+             - targets: ['localhost:{}']\n  labels:\n    team: ''\n",
+            exporter.addr().port()
+        ),
+    )
+    .unwrap();
+    let yaml = config(&file, &other.addr().to_string());
+    let prometheus = Prometheus::start(&yaml);
+    let promflow = Promflow::start(&yaml);
+
+    assert!(
+        wait_until(WAIT, || all_up(&targets_json(&prometheus, ""), 3)),
+        "Prometheus: {}",
+        targets_json(&prometheus, "")
+    );
+    assert!(
+        wait_until(WAIT, || all_up(&targets_json(&promflow, ""), 3)),
+        "promflow: {}",
+        targets_json(&promflow, "")
+    );
+    let theirs = targets_json(&prometheus, "");
+    let ours = targets_json(&promflow, "");
+    let (theirs_active, ours_active) = (active_by_key(&theirs), active_by_key(&ours));
+    assert_eq!(
+        ours_active.keys().collect::<Vec<_>>(),
+        theirs_active.keys().collect::<Vec<_>>()
+    );
+    for (key, want) in &theirs_active {
+        let got = &ours_active[key];
+        for field in [
+            "discoveredLabels",
+            "labels",
+            "scrapePool",
+            "scrapeUrl",
+            "globalUrl",
+            "lastError",
+            "health",
+            "scrapeInterval",
+            "scrapeTimeout",
+        ] {
+            assert_eq!(got[field], want[field], "{key}: field {field}");
+        }
+        let mut fields: Vec<&String> = got.as_object().unwrap().keys().collect();
+        let mut want_fields: Vec<&String> = want.as_object().unwrap().keys().collect();
+        fields.sort();
+        want_fields.sort();
+        assert_eq!(fields, want_fields, "{key}: the same fields");
+        let last = got["lastScrape"].as_str().unwrap();
+        assert!(
+            last.len() >= 20 && last.as_bytes()[10] == b'T' && last.ends_with('Z'),
+            "lastScrape {last:?}"
+        );
+        assert!(got["lastScrapeDuration"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(dropped_labels(&ours), dropped_labels(&theirs));
+
+    // ?state= empties the other list, as in Prometheus.
+    for state in ["active", "dropped"] {
+        let q = format!("?state={state}");
+        let (t, o) = (targets_json(&prometheus, &q), targets_json(&promflow, &q));
+        assert_eq!(
+            o["activeTargets"].as_array().unwrap().len(),
+            t["activeTargets"].as_array().unwrap().len(),
+            "{state}"
+        );
+        assert_eq!(dropped_labels(&o), dropped_labels(&t), "{state}");
+    }
+
+    // The target file changes: promflow follows without waiting for refresh_interval.
+    std::fs::write(
+        &file,
+        format!("- targets: ['{addr}']\n  labels:\n    team: b\n"),
+    )
+    .unwrap();
+    assert!(
+        wait_until(WAIT, || {
+            let data = targets_json(&promflow, "?state=active");
+            let files: Vec<&Value> = data["activeTargets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["scrapePool"] == "files")
+                .collect();
+            files.len() == 1 && files[0]["labels"]["team"] == "b"
+        }),
+        "promflow did not follow the file: {}",
+        targets_json(&promflow, "")
+    );
+    assert!(targets_json(&promflow, "")["droppedTargets"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn status_config_hides_secrets() {
+    let yaml = "scrape_configs:\n- job_name: ec2\n  ec2_sd_configs:\n  - region: us-east-1\n    \
+                endpoint: http://127.0.0.1:9\n    access_key: AKIDEXAMPLE\n    secret_key: very-secret-value\n    \
+                refresh_interval: 1h\n";
+    let promflow = Promflow::start(yaml);
+    let body = promflow.get_ok("/api/v1/status/config");
+    let json: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["status"], "success");
+    let config = json["data"]["yaml"].as_str().unwrap();
+    assert!(config.contains("job_name: ec2"), "{config}");
+    assert!(config.contains("secret_key: <secret>"), "{config}");
+    assert!(!body.contains("very-secret-value"), "{body}");
+    assert!(!promflow.log().contains("very-secret-value"));
+}
