@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use promflow::config::{format_duration, parse_duration, Config};
 use promflow::service::{Service, ServiceOptions};
+use promflow::storage::WalFsync;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,18 @@ struct Cli {
     /// Base path for storage.
     #[arg(long = "storage.tsdb.path", default_value = "data/", global = true)]
     storage_path: PathBuf,
+    /// When the write-ahead log is fsynced: `batch` (after every scrape's batch, before
+    /// it is acknowledged) or a duration (by a background thread at that interval).
+    /// Either way a batch is written to the log before it is acknowledged, which
+    /// survives a killed process; fsync is what survives a power loss.
+    #[arg(long = "storage.tsdb.wal-fsync", default_value = "1s", value_parser = wal_fsync_arg, global = true)]
+    wal_fsync: WalFsync,
+    /// The time range of a block cut from the in-memory head.
+    #[arg(long = "storage.tsdb.min-block-duration", default_value = "2h", value_parser = duration_arg, global = true)]
+    min_block_duration: Duration,
+    /// How long to keep blocks, counted back from the newest sample.
+    #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration_arg, global = true)]
+    retention: Duration,
     /// How far back PromQL and federation look for a series' latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg, global = true)]
     lookback_delta: Duration,
@@ -109,6 +122,16 @@ enum CheckCommand {
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s)
+}
+
+fn wal_fsync_arg(s: &str) -> Result<WalFsync, String> {
+    match s {
+        "batch" => Ok(WalFsync::Batch),
+        _ => match parse_duration(s)? {
+            d if d.is_zero() => Ok(WalFsync::Batch),
+            d => Ok(WalFsync::Every(d)),
+        },
+    }
 }
 
 fn main() -> ExitCode {
@@ -308,6 +331,18 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             cli.storage_path.display().to_string(),
         ),
         (
+            "storage.tsdb.wal-fsync".to_string(),
+            cli.wal_fsync.to_string(),
+        ),
+        (
+            "storage.tsdb.min-block-duration".to_string(),
+            format_duration(cli.min_block_duration),
+        ),
+        (
+            "storage.tsdb.retention.time".to_string(),
+            format_duration(cli.retention),
+        ),
+        (
             "query.lookback-delta".to_string(),
             format_duration(cli.lookback_delta),
         ),
@@ -327,6 +362,9 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         config_file: cli.config_file,
         listen_address: cli.listen_address,
         storage_path: cli.storage_path,
+        wal_fsync: cli.wal_fsync,
+        min_block_duration: cli.min_block_duration,
+        retention: cli.retention,
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,

@@ -19,7 +19,7 @@ use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::Head;
+use crate::storage::{Storage, StorageOptions, WalFsync};
 use dataflows::{Engine, EngineConfig};
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
@@ -29,9 +29,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long the in-memory head keeps samples: Prometheus's head block span plus the
-/// lookback delta. Older history needs durable storage (storage issue).
-pub const HEAD_RETENTION: Duration = Duration::from_secs(3 * 3600);
+/// How long an in-memory-only head keeps samples. With a data directory, the head
+/// keeps what is not yet in a block, and `--storage.tsdb.retention.time` bounds history.
+pub const HEAD_RETENTION: Duration = crate::storage::MEMORY_ONLY_RETENTION;
 
 /// Settings from the command line.
 #[derive(Clone, Debug)]
@@ -42,6 +42,12 @@ pub struct ServiceOptions {
     pub listen_address: SocketAddr,
     /// `--storage.tsdb.path`.
     pub storage_path: PathBuf,
+    /// `--storage.tsdb.wal-fsync`.
+    pub wal_fsync: WalFsync,
+    /// `--storage.tsdb.min-block-duration`.
+    pub min_block_duration: Duration,
+    /// `--storage.tsdb.retention.time`.
+    pub retention: Duration,
     /// `--query.lookback-delta`.
     pub lookback_delta: Duration,
     /// `--workers`.
@@ -111,7 +117,16 @@ impl Service {
             lookback_ms: options.lookback_delta.as_millis() as i64,
         })?);
         let metrics = Arc::new(SelfMetrics::default());
-        let head = Arc::new(Head::new());
+        let head = Arc::new(
+            Storage::open(&StorageOptions {
+                path: options.storage_path.clone(),
+                wal_fsync: options.wal_fsync,
+                min_block_duration: options.min_block_duration,
+                retention: options.retention,
+            })
+            .map_err(|e| e.to_string())?,
+        );
+        head.housekeeping(now_ms());
         let ingester = Ingester::new(head, engine, metrics.clone());
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -261,7 +276,8 @@ impl Service {
         });
     }
 
-    /// Advances the watermark when nothing is scraped, and trims the head.
+    /// Advances the watermark when nothing is scraped, and runs storage housekeeping
+    /// (block cuts, WAL truncation, retention) every minute.
     fn spawn_housekeeping(self: &Arc<Self>) {
         let service = self.clone();
         tokio::spawn(async move {
@@ -273,10 +289,12 @@ impl Service {
                 let now = now_ms();
                 if now - last_trim > 60_000 {
                     last_trim = now;
-                    service
-                        .ingester
-                        .head()
-                        .truncate_before(now - HEAD_RETENTION.as_millis() as i64);
+                    let storage = service.ingester.head().clone();
+                    // Block writes are file I/O: off the async workers, and not awaited so
+                    // the watermark keeps advancing meanwhile (storage serialises them).
+                    drop(tokio::task::spawn_blocking(move || {
+                        storage.housekeeping(now)
+                    }));
                 }
             }
         });

@@ -82,13 +82,14 @@ pub fn router(service: Arc<Service>) -> Router {
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
     let head = service.ingester.head();
-    let body = service.metrics.render(&RenderInputs {
+    let mut body = service.metrics.render(&RenderInputs {
         active_series: head.series_count(),
         head_samples: head.sample_count(),
         engine: service.ingester.engine().stats(),
         now_ms: now_ms(),
         active_targets: service.scrapes.targets().len(),
     });
+    body.push_str(&head.render_metrics());
     ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
 }
 

@@ -53,7 +53,7 @@ pub async fn runtimeinfo(State(service): State<Arc<Service>>) -> Response {
         "GOMAXPROCS": service.options.workers,
         "GOGC": "",
         "GODEBUG": "",
-        "storageRetention": format!("{}h (in-memory head)", crate::service::HEAD_RETENTION.as_secs() / 3600),
+        "storageRetention": crate::config::format_duration(service.options.retention),
     }))
 }
 

@@ -5,15 +5,23 @@
 //! duplicates of the newest timestamp, as Prometheus's head does. [`Head::select`] returns
 //! the samples of matching series in a closed time range. [`Head::truncate_before`] drops
 //! what has left the retention window, and series with nothing left.
+//!
+//! Every series carries a small number, its *ref*, by which the write-ahead log names
+//! it. [`Head::append_logged`] hands the new series and the accepted samples of a batch
+//! to a logging callback while it still holds the write lock, so no reader sees a
+//! sample before it is logged; [`Head::replay_series`] and [`Head::replay_samples`]
+//! rebuild the head from the log with the same refs.
 
+use super::chunk::{EncodedChunk, SeriesChunks};
 use dataflows::{Labels, Sample, Selector};
 use parking_lot::RwLock;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-struct SeriesSamples {
+struct MemSeries {
     labels: Arc<Labels>,
-    samples: VecDeque<(i64, f64)>,
+    wal_ref: u32,
+    samples: SeriesChunks,
 }
 
 /// What one append did.
@@ -30,10 +38,17 @@ pub struct AppendOutcome {
 /// The samples of one series in a time range, as [`Head::select`] returns them.
 pub type SeriesSamplesInRange = (Arc<Labels>, Vec<(i64, f64)>);
 
+#[derive(Default)]
+struct Inner {
+    /// Series id ([`Labels::hash`]) → series.
+    series: HashMap<u64, MemSeries>,
+    next_ref: u32,
+}
+
 /// The in-memory head.
 #[derive(Default)]
 pub struct Head {
-    series: RwLock<HashMap<u64, SeriesSamples>>,
+    inner: RwLock<Inner>,
 }
 
 impl Head {
@@ -44,25 +59,83 @@ impl Head {
 
     /// Appends a batch; see the module contract.
     pub fn append(&self, batch: &[Sample]) -> AppendOutcome {
+        self.append_logged(batch, |_, _| {})
+    }
+
+    /// Appends a batch and, before any reader can see it, calls `log` with the series
+    /// created (`(ref, labels)`) and the samples accepted (`(ref, ts, value)`).
+    pub fn append_logged(
+        &self,
+        batch: &[Sample],
+        log: impl FnOnce(&[(u32, &Labels)], &[(u32, i64, f64)]),
+    ) -> AppendOutcome {
         let mut outcome = AppendOutcome::default();
-        let mut series = self.series.write();
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        let mut created: Vec<u64> = Vec::new();
+        let mut accepted: Vec<(u32, i64, f64)> = Vec::with_capacity(batch.len());
         for sample in batch {
-            let entry = series.entry(sample.series_id).or_insert_with(|| {
+            let entry = inner.series.entry(sample.series_id).or_insert_with(|| {
                 outcome.new_series += 1;
-                SeriesSamples {
+                created.push(sample.series_id);
+                let wal_ref = inner.next_ref;
+                inner.next_ref = inner.next_ref.wrapping_add(1);
+                MemSeries {
                     labels: sample.labels.clone(),
-                    samples: VecDeque::new(),
+                    wal_ref,
+                    samples: SeriesChunks::new(),
                 }
             });
-            match entry.samples.back() {
-                Some(&(last_ts, _)) if last_ts >= sample.timestamp_ms => outcome.out_of_order += 1,
+            match entry.samples.last_ts() {
+                Some(last_ts) if last_ts >= sample.timestamp_ms => outcome.out_of_order += 1,
                 _ => {
-                    entry.samples.push_back((sample.timestamp_ms, sample.value));
+                    entry.samples.push(sample.timestamp_ms, sample.value);
+                    accepted.push((entry.wal_ref, sample.timestamp_ms, sample.value));
                     outcome.appended += 1;
                 }
             }
         }
+        let new_series: Vec<(u32, &Labels)> = created
+            .iter()
+            .filter_map(|id| inner.series.get(id))
+            .map(|s| (s.wal_ref, s.labels.as_ref()))
+            .collect();
+        log(&new_series, &accepted);
         outcome
+    }
+
+    /// Replay: (re)defines the series `wal_ref` as `labels`; returns its series id. A
+    /// series already held under another ref takes the new one.
+    pub fn replay_series(&self, wal_ref: u32, labels: Labels) -> u64 {
+        let id = labels.hash();
+        let mut inner = self.inner.write();
+        inner.next_ref = inner.next_ref.max(wal_ref.wrapping_add(1));
+        inner
+            .series
+            .entry(id)
+            .and_modify(|s| s.wal_ref = wal_ref)
+            .or_insert_with(|| MemSeries {
+                labels: Arc::new(labels),
+                wal_ref,
+                samples: SeriesChunks::new(),
+            });
+        id
+    }
+
+    /// Replay: appends logged samples of series ids; returns how many were refused as
+    /// out of order (or for an unknown series).
+    pub fn replay_samples(&self, samples: impl Iterator<Item = (Option<u64>, i64, f64)>) -> usize {
+        let mut refused = 0;
+        let mut inner = self.inner.write();
+        for (id, ts, value) in samples {
+            match id.and_then(|id| inner.series.get_mut(&id)) {
+                Some(s) if s.samples.last_ts().is_none_or(|last| last < ts) => {
+                    s.samples.push(ts, value)
+                }
+                _ => refused += 1,
+            }
+        }
+        refused
     }
 
     /// The samples of every series matching `selector` with timestamps in `[start, end]`.
@@ -73,19 +146,15 @@ impl Head {
         start_ms: i64,
         end_ms: i64,
     ) -> Vec<SeriesSamplesInRange> {
-        let series = self.series.read();
+        let inner = self.inner.read();
         let mut out = Vec::new();
-        for s in series.values() {
+        for s in inner.series.values() {
             if !selector.matches(&s.labels) {
                 continue;
             }
-            let from = s.samples.partition_point(|&(ts, _)| ts < start_ms);
-            let to = s.samples.partition_point(|&(ts, _)| ts <= end_ms);
-            if from < to {
-                out.push((
-                    s.labels.clone(),
-                    s.samples.range(from..to).copied().collect(),
-                ));
+            let samples: Vec<(i64, f64)> = s.samples.range(start_ms, end_ms).collect();
+            if !samples.is_empty() {
+                out.push((s.labels.clone(), samples));
             }
         }
         out
@@ -99,14 +168,12 @@ impl Head {
         start_ms: i64,
         end_ms: i64,
     ) -> Vec<Arc<Labels>> {
-        let series = self.series.read();
-        let mut out: Vec<Arc<Labels>> = series
+        let inner = self.inner.read();
+        let mut out: Vec<Arc<Labels>> = inner
+            .series
             .values()
             .filter(|s| selectors.is_empty() || selectors.iter().any(|sel| sel.matches(&s.labels)))
-            .filter(|s| {
-                let first = s.samples.partition_point(|&(ts, _)| ts < start_ms);
-                s.samples.get(first).is_some_and(|&(ts, _)| ts <= end_ms)
-            })
+            .filter(|s| s.samples.has_sample_in(start_ms, end_ms))
             .map(|s| s.labels.clone())
             .collect();
         out.sort();
@@ -115,37 +182,80 @@ impl Head {
 
     /// Drops samples older than `cutoff_ms`, and series left empty.
     pub fn truncate_before(&self, cutoff_ms: i64) {
-        let mut series = self.series.write();
-        series.retain(|_, s| {
-            while s.samples.front().is_some_and(|&(ts, _)| ts < cutoff_ms) {
-                s.samples.pop_front();
-            }
+        self.truncate_before_then(cutoff_ms, |_| {});
+    }
+
+    /// Like [`Head::truncate_before`], then calls `then` with every series left
+    /// (`(ref, labels)`) while still holding the write lock, so no series can be
+    /// created in between.
+    pub fn truncate_before_then<R>(
+        &self,
+        cutoff_ms: i64,
+        then: impl FnOnce(&mut dyn Iterator<Item = (u32, &Labels)>) -> R,
+    ) -> R {
+        let mut inner = self.inner.write();
+        inner.series.retain(|_, s| {
+            s.samples.drop_before(cutoff_ms);
             !s.samples.is_empty()
         });
+        let mut live = inner
+            .series
+            .values()
+            .map(|s| (s.wal_ref, s.labels.as_ref()));
+        then(&mut live)
+    }
+
+    /// Every series with samples in `[start, end]`, encoded afresh into chunks that
+    /// hold only those samples (to persist them in a block).
+    pub fn encode_range(&self, start: i64, end: i64) -> Vec<(Arc<Labels>, Vec<EncodedChunk>)> {
+        let inner = self.inner.read();
+        inner
+            .series
+            .values()
+            .map(|s| (s.labels.clone(), s.samples.encode_range(start, end)))
+            .filter(|(_, chunks)| !chunks.is_empty())
+            .collect()
     }
 
     /// The oldest and newest sample timestamps held, if any.
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        let series = self.series.read();
-        let min = series
+        let inner = self.inner.read();
+        let min = inner
+            .series
             .values()
-            .filter_map(|s| s.samples.front().map(|p| p.0))
+            .filter_map(|s| s.samples.first_ts())
             .min()?;
-        let max = series
+        let max = inner
+            .series
             .values()
-            .filter_map(|s| s.samples.back().map(|p| p.0))
+            .filter_map(|s| s.samples.last_ts())
             .max()?;
         Some((min, max))
     }
 
     /// The number of series held.
     pub fn series_count(&self) -> usize {
-        self.series.read().len()
+        self.inner.read().series.len()
     }
 
     /// The number of samples held.
     pub fn sample_count(&self) -> usize {
-        self.series.read().values().map(|s| s.samples.len()).sum()
+        self.inner
+            .read()
+            .series
+            .values()
+            .map(|s| s.samples.len())
+            .sum()
+    }
+
+    /// Bytes of compressed sample data held.
+    pub fn chunk_bytes(&self) -> usize {
+        self.inner
+            .read()
+            .series
+            .values()
+            .map(|s| s.samples.encoded_bytes())
+            .sum()
     }
 }
 
@@ -159,7 +269,6 @@ impl dataflows::promql::eval::SeriesSource for Head {
         Head::select(self, matchers, start_ms, end_ms)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

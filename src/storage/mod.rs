@@ -1,9 +1,842 @@
 //! Storage: where samples live after they are scraped, for queries and history.
 //!
-//! Today this is an in-memory head of recent samples per series ([`head::Head`]),
-//! trimmed to a retention window. The storage issue makes it durable (WAL, compressed
-//! chunks, persisted blocks) behind the same append/select interface.
+//! [`Storage`] is the one type the rest of promflow talks to: `append` a batch (it is
+//! in the write-ahead log before `append` returns and before any reader sees it),
+//! `select` by matchers and time range, list series, trim by retention. Inside, one job
+//! per module:
+//! - [`wal`]: the write-ahead log (segments, checksums, fsync policy, replay);
+//! - [`chunk`]: Gorilla-compressed sample chunks;
+//! - [`head`]: the in-memory head of every series, built of chunks;
+//! - [`block`]: persisted, read-only blocks of one time range each.
+//!
+//! Lifecycle (driven by [`Storage::housekeeping`], once a minute): when the head spans
+//! more than 1.5 block ranges, its oldest complete block range `[k·range, (k+1)·range)`
+//! is written as a block, the head drops those samples and the WAL retires the
+//! segments that held only them. Samples older than the newest block's end are
+//! refused from then on (counted as out of order). Blocks whose end is more than the
+//! retention before the newest data are deleted. A query reads every overlapping
+//! block and the head, merged by series, one sample per timestamp.
 
+pub mod block;
+pub mod chunk;
 pub mod head;
+pub mod wal;
 
-pub use head::{AppendOutcome, Head};
+pub use head::{AppendOutcome, SeriesSamplesInRange};
+
+/// The name the rest of promflow has used for storage since it was only an in-memory
+/// head (`Head::new()` is an in-memory [`Storage`]); the in-memory part itself is
+/// [`head::Head`].
+pub type Head = Storage;
+pub use wal::WalFsync;
+
+use block::Block;
+use dataflows::{Labels, Sample, Selector};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use wal::{Record, Wal};
+
+/// How long an in-memory-only storage ([`Storage::new`]) keeps samples: a block range
+/// and a half plus the lookback delta, like a Prometheus head.
+pub const MEMORY_ONLY_RETENTION: Duration = Duration::from_secs(3 * 3600);
+
+/// How storage is set up (from the `--storage.tsdb.*` flags).
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    /// `--storage.tsdb.path`: the data directory.
+    pub path: PathBuf,
+    /// `--storage.tsdb.wal-fsync`.
+    pub wal_fsync: WalFsync,
+    /// `--storage.tsdb.min-block-duration`: the time range of a block cut from the head.
+    pub min_block_duration: Duration,
+    /// `--storage.tsdb.retention.time`: blocks ending this long before the newest data
+    /// are deleted.
+    pub retention: Duration,
+}
+
+impl StorageOptions {
+    /// Options with Prometheus's defaults (2h blocks, 15d retention, fsync every 1s).
+    pub fn new(path: PathBuf) -> StorageOptions {
+        StorageOptions {
+            path,
+            wal_fsync: WalFsync::Every(Duration::from_secs(1)),
+            min_block_duration: Duration::from_secs(2 * 3600),
+            retention: Duration::from_secs(15 * 24 * 3600),
+        }
+    }
+}
+
+/// A storage failure that stops startup.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The data directory or the WAL could not be read or created.
+    #[error("opening storage in {path}: {source}")]
+    Open {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Default)]
+struct StorageMetrics {
+    wal_corruptions: AtomicU64,
+    wal_write_failures: AtomicU64,
+    wal_replayed_records: AtomicU64,
+    wal_truncations: AtomicU64,
+    blocks_cut: AtomicU64,
+    compactions: AtomicU64,
+    blocks_deleted: AtomicU64,
+    block_failures: AtomicU64,
+    out_of_bounds: AtomicU64,
+}
+
+/// The on-disk part: blocks and how they are cut and retired.
+struct Persisted {
+    root: PathBuf,
+    range_ms: i64,
+    retention_ms: i64,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Samples older than this are in blocks; the head refuses them.
+    min_valid_t: AtomicI64,
+    /// Serialises housekeeping.
+    cutting: Mutex<()>,
+}
+
+/// The storage engine: WAL + head. See the module docs.
+pub struct Storage {
+    head: head::Head,
+    wal: Option<Arc<Mutex<Wal>>>,
+    persisted: Option<Persisted>,
+    metrics: StorageMetrics,
+}
+
+impl Default for Storage {
+    fn default() -> Storage {
+        Storage::new()
+    }
+}
+
+impl Storage {
+    /// A storage held in memory only (no WAL), for tests and tools.
+    pub fn new() -> Storage {
+        Storage {
+            head: head::Head::new(),
+            wal: None,
+            persisted: None,
+            metrics: StorageMetrics::default(),
+        }
+    }
+
+    /// Opens (or creates) the storage in `options.path`, replaying its WAL.
+    pub fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
+        let root = options.path.join("blocks");
+        let blocks = block::open_all(&root).map_err(|source| StorageError::Open {
+            path: root.clone(),
+            source,
+        })?;
+        let min_valid_t = blocks
+            .iter()
+            .map(|b| b.meta().max_t)
+            .max()
+            .unwrap_or(i64::MIN);
+        let dir = options.path.join("wal");
+        let head = head::Head::new();
+        let metrics = StorageMetrics::default();
+        let mut refs: HashMap<u32, u64> = HashMap::new();
+        let mut refused = 0usize;
+        let started = std::time::Instant::now();
+        let (wal, stats) = Wal::open(&dir, options.wal_fsync, |record| match record {
+            Record::Series(series) => {
+                for (r, labels) in series {
+                    refs.insert(r, head.replay_series(r, labels));
+                }
+            }
+            Record::Samples(samples) => {
+                refused += head.replay_samples(
+                    samples
+                        .into_iter()
+                        .map(|(r, ts, v)| (refs.get(&r).copied(), ts, v)),
+                );
+            }
+        })
+        .map_err(|source| StorageError::Open {
+            path: dir.clone(),
+            source,
+        })?;
+        metrics
+            .wal_corruptions
+            .store(stats.corruptions, Ordering::Relaxed);
+        metrics
+            .wal_replayed_records
+            .store(stats.records, Ordering::Relaxed);
+        tracing::info!(
+            segments = stats.segments,
+            records = stats.records,
+            series = head.series_count(),
+            samples = head.sample_count(),
+            refused,
+            corruptions = stats.corruptions,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "WAL replayed"
+        );
+        let wal = Arc::new(Mutex::new(wal));
+        wal::spawn_syncer(&wal);
+        tracing::info!(blocks = blocks.len(), "blocks opened");
+        let storage = Storage {
+            head,
+            wal: Some(wal),
+            persisted: Some(Persisted {
+                root,
+                range_ms: (options.min_block_duration.as_millis() as i64).max(1),
+                retention_ms: options.retention.as_millis() as i64,
+                blocks: RwLock::new(blocks.into_iter().map(Arc::new).collect()),
+                min_valid_t: AtomicI64::new(min_valid_t),
+                cutting: Mutex::new(()),
+            }),
+            metrics,
+        };
+        // What the WAL still holds of persisted blocks is dropped again.
+        if min_valid_t > i64::MIN {
+            storage.truncate_before(min_valid_t);
+        }
+        Ok(storage)
+    }
+
+    /// Appends a batch: the accepted samples (and new series) are written to the WAL
+    /// before this returns and before a query can see them.
+    pub fn append(&self, batch: &[Sample]) -> AppendOutcome {
+        let min_valid = self
+            .persisted
+            .as_ref()
+            .map_or(i64::MIN, |p| p.min_valid_t.load(Ordering::Relaxed));
+        let filtered: Vec<Sample>;
+        let mut refused = 0;
+        let batch = if batch.iter().any(|s| s.timestamp_ms < min_valid) {
+            filtered = batch
+                .iter()
+                .filter(|s| s.timestamp_ms >= min_valid)
+                .cloned()
+                .collect();
+            refused = batch.len() - filtered.len();
+            self.metrics
+                .out_of_bounds
+                .fetch_add(refused as u64, Ordering::Relaxed);
+            &filtered[..]
+        } else {
+            batch
+        };
+        let mut outcome = self.append_to_head(batch);
+        outcome.out_of_order += refused;
+        outcome
+    }
+
+    fn append_to_head(&self, batch: &[Sample]) -> AppendOutcome {
+        let Some(wal) = &self.wal else {
+            return self.head.append(batch);
+        };
+        self.head.append_logged(batch, |series, samples| {
+            if let Err(e) = wal.lock().log(series, samples) {
+                self.metrics
+                    .wal_write_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, samples = samples.len(), "writing the WAL failed; these samples are in memory only");
+            }
+        })
+    }
+
+    /// The samples of every series matching `selector` with timestamps in `[start, end]`.
+    pub fn select(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SeriesSamplesInRange> {
+        let head = self.head.select(selector, start_ms, end_ms);
+        let blocks = self.blocks_overlapping(start_ms, end_ms);
+        if blocks.is_empty() {
+            return head;
+        }
+        let mut merged: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
+        for block in blocks {
+            match block.select(selector, start_ms, end_ms) {
+                Ok(found) => {
+                    for (labels, samples) in found {
+                        merged.entry(labels).or_default().extend(samples);
+                    }
+                }
+                Err(e) => {
+                    self.metrics.block_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(block = %block.dir().display(), error = %e, "reading a block failed");
+                }
+            }
+        }
+        for (labels, samples) in head {
+            merged.entry(labels).or_default().extend(samples);
+        }
+        merged
+            .into_iter()
+            .map(|(labels, mut samples)| {
+                // Blocks are in time order and the head follows them; a sample can be in
+                // both only for the moment between a cut and the head's truncation.
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+                (labels, samples)
+            })
+            .collect()
+    }
+
+    fn blocks_overlapping(&self, start_ms: i64, end_ms: i64) -> Vec<Arc<Block>> {
+        self.persisted.as_ref().map_or_else(Vec::new, |p| {
+            p.blocks
+                .read()
+                .iter()
+                .filter(|b| b.overlaps(start_ms, end_ms))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Labels of every series matching any of `selectors` (all if none) with a sample in
+    /// `[start, end]`, sorted.
+    pub fn series_in_range(
+        &self,
+        selectors: &[Selector],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Arc<Labels>> {
+        let mut out = self.head.series_in_range(selectors, start_ms, end_ms);
+        let blocks = self.blocks_overlapping(start_ms, end_ms);
+        if blocks.is_empty() {
+            return out;
+        }
+        let all = [Selector { matchers: vec![] }];
+        let selectors = if selectors.is_empty() {
+            &all[..]
+        } else {
+            selectors
+        };
+        for block in blocks {
+            // Series listed by a block's index have a sample in its range; a partial
+            // overlap needs a look at the samples.
+            let whole = block.meta().min_t >= start_ms && block.meta().max_t - 1 <= end_ms;
+            for selector in selectors {
+                if whole {
+                    out.extend(block.series_matching(std::slice::from_ref(selector)));
+                } else if let Ok(found) = block.select(selector, start_ms, end_ms) {
+                    out.extend(found.into_iter().map(|(labels, _)| labels));
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Periodic upkeep: cuts blocks from the head, retires WAL segments and deletes
+    /// blocks past retention (see the module docs). An in-memory storage just drops
+    /// samples older than [`MEMORY_ONLY_RETENTION`] before `now_ms`.
+    pub fn housekeeping(&self, now_ms: i64) {
+        let Some(p) = &self.persisted else {
+            self.head
+                .truncate_before(now_ms - MEMORY_ONLY_RETENTION.as_millis() as i64);
+            return;
+        };
+        let _serialised = p.cutting.lock();
+        while let Some((min_t, max_t)) = self.head.time_range() {
+            let start = min_t.div_euclid(p.range_ms) * p.range_ms;
+            let end = start + p.range_ms;
+            if max_t < end + p.range_ms / 2 {
+                break;
+            }
+            // Refuse samples for the range before reading it, so none lands unseen.
+            p.min_valid_t.fetch_max(end, Ordering::Relaxed);
+            let series = self.head.encode_range(start, end - 1);
+            if !series.is_empty() {
+                match Block::write(&p.root, start, end, series) {
+                    Ok(block) => {
+                        tracing::info!(block = %block.dir().display(), series = block.meta().series, samples = block.meta().samples, "block cut");
+                        self.metrics.blocks_cut.fetch_add(1, Ordering::Relaxed);
+                        let mut blocks = p.blocks.write();
+                        blocks.push(Arc::new(block));
+                        blocks.sort_by_key(|b| (b.meta().min_t, b.meta().max_t));
+                    }
+                    Err(e) => {
+                        self.metrics.block_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "writing a block failed; keeping the samples in the head");
+                        break;
+                    }
+                }
+            }
+            self.truncate_before(end);
+        }
+        self.compact(p);
+        self.apply_retention(p);
+    }
+
+    /// Merges the blocks inside each complete aligned window of 3, 9 and 27 block
+    /// ranges (as long as the window is at most a tenth of the retention, as in
+    /// Prometheus) into one block. A
+    /// window is complete once newer data exists past its end. The merged block is in
+    /// place before its inputs are deleted.
+    fn compact(&self, p: &Persisted) {
+        let newest = self.time_range().map(|r| r.1);
+        let Some(newest) = newest else { return };
+        for factor in [3, 9, 27] {
+            let window = p.range_ms * factor;
+            // Like Prometheus: no block longer than a tenth of the retention.
+            if window > p.retention_ms / 10 {
+                break;
+            }
+            loop {
+                let blocks: Vec<Arc<Block>> = p.blocks.read().clone();
+                let candidate = blocks.iter().find_map(|b| {
+                    let start = b.meta().min_t.div_euclid(window) * window;
+                    let end = start + window;
+                    let inside: Vec<Arc<Block>> = blocks
+                        .iter()
+                        .filter(|o| o.meta().min_t >= start && o.meta().max_t <= end)
+                        .cloned()
+                        .collect();
+                    let straddles = blocks.iter().any(|o| {
+                        o.meta().min_t < end
+                            && o.meta().max_t > start
+                            && !inside.iter().any(|i| Arc::ptr_eq(i, o))
+                    });
+                    (inside.len() >= 2 && !straddles && newest >= end)
+                        .then_some((start, end, inside))
+                });
+                let Some((start, end, inside)) = candidate else {
+                    break;
+                };
+                match block::compact(&p.root, start, end, &inside) {
+                    Ok(merged) => {
+                        tracing::info!(block = %merged.dir().display(), merged = inside.len(), "blocks compacted");
+                        let merged_dir = merged.dir().to_path_buf();
+                        {
+                            let mut blocks = p.blocks.write();
+                            blocks.retain(|b| !inside.iter().any(|i| Arc::ptr_eq(i, b)));
+                            blocks.push(Arc::new(merged));
+                            blocks.sort_by_key(|b| (b.meta().min_t, b.meta().max_t));
+                        }
+                        for old in &inside {
+                            if old.dir() != merged_dir {
+                                if let Err(e) = std::fs::remove_dir_all(old.dir()) {
+                                    tracing::error!(block = %old.dir().display(), error = %e, "deleting a compacted block failed");
+                                }
+                            }
+                        }
+                        self.metrics.compactions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.metrics.block_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(error = %e, "compacting blocks failed");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_retention(&self, p: &Persisted) {
+        let newest = self
+            .head
+            .time_range()
+            .map(|r| r.1)
+            .into_iter()
+            .chain(p.blocks.read().iter().map(|b| b.meta().max_t))
+            .max();
+        let Some(newest) = newest else { return };
+        let horizon = newest - p.retention_ms;
+        let expired: Vec<Arc<Block>> = {
+            let mut blocks = p.blocks.write();
+            let (expired, kept) = blocks.drain(..).partition(|b| b.meta().max_t <= horizon);
+            *blocks = kept;
+            expired
+        };
+        for block in expired {
+            match std::fs::remove_dir_all(block.dir()) {
+                Ok(()) => {
+                    self.metrics.blocks_deleted.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(block = %block.dir().display(), "block past retention deleted");
+                }
+                Err(e) => {
+                    tracing::error!(block = %block.dir().display(), error = %e, "deleting a block failed")
+                }
+            }
+        }
+    }
+
+    /// The open blocks' metadata, oldest first.
+    pub fn blocks(&self) -> Vec<block::BlockMeta> {
+        self.persisted.as_ref().map_or_else(Vec::new, |p| {
+            p.blocks.read().iter().map(|b| b.meta().clone()).collect()
+        })
+    }
+
+    /// Bytes on disk: `(blocks, wal)`.
+    pub fn disk_bytes(&self) -> (u64, u64) {
+        let blocks = self
+            .persisted
+            .as_ref()
+            .map_or(0, |p| p.blocks.read().iter().map(|b| b.disk_bytes()).sum());
+        let wal = self.wal.as_ref().map_or(0, |w| w.lock().disk_bytes());
+        (blocks, wal)
+    }
+
+    /// Drops samples older than `cutoff_ms` and retires the WAL segments that held only
+    /// such samples.
+    pub fn truncate_before(&self, cutoff_ms: i64) {
+        let Some(wal) = &self.wal else {
+            self.head.truncate_before(cutoff_ms);
+            return;
+        };
+        let result = self
+            .head
+            .truncate_before_then(cutoff_ms, |live| wal.lock().truncate(cutoff_ms, live));
+        match result {
+            Ok(0) => {}
+            Ok(removed) => {
+                self.metrics.wal_truncations.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(removed, "WAL segments retired");
+            }
+            Err(e) => tracing::error!(error = %e, "truncating the WAL failed"),
+        }
+    }
+
+    /// The oldest and newest sample timestamps held, if any.
+    pub fn time_range(&self) -> Option<(i64, i64)> {
+        let blocks = self.blocks();
+        let head = self.head.time_range();
+        let min = blocks
+            .first()
+            .map(|b| b.min_t)
+            .into_iter()
+            .chain(head.map(|h| h.0))
+            .min()?;
+        let max = blocks
+            .last()
+            .map(|b| b.max_t - 1)
+            .into_iter()
+            .chain(head.map(|h| h.1))
+            .max()?;
+        Some((min, max))
+    }
+
+    /// The number of series held.
+    pub fn series_count(&self) -> usize {
+        self.head.series_count()
+    }
+
+    /// The number of samples held.
+    pub fn sample_count(&self) -> usize {
+        self.head.sample_count()
+    }
+
+    /// The in-memory head.
+    pub fn head(&self) -> &head::Head {
+        &self.head
+    }
+
+    /// Storage self-metrics in the text exposition format, for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.metrics;
+        let (wal_bytes, segments) = self
+            .wal
+            .as_ref()
+            .map(|w| {
+                let w = w.lock();
+                (w.disk_bytes(), w.segment_count())
+            })
+            .unwrap_or((0, 0));
+        let (block_bytes, _) = self.disk_bytes();
+        let mut rows: Vec<(&str, &str, &str, f64)> = vec![
+            (
+                "promflow_wal_corruptions_total",
+                "counter",
+                "WAL torn or corrupt tails truncated at replay.",
+                m.wal_corruptions.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "promflow_wal_write_failures_total",
+                "counter",
+                "Batches the WAL failed to write.",
+                m.wal_write_failures.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "promflow_wal_replayed_records_total",
+                "counter",
+                "WAL records replayed at startup.",
+                m.wal_replayed_records.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "promflow_wal_truncations_total",
+                "counter",
+                "WAL truncations that retired segments.",
+                m.wal_truncations.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "promflow_wal_storage_size_bytes",
+                "gauge",
+                "Bytes of WAL segments and checkpoints on disk.",
+                wal_bytes as f64,
+            ),
+            (
+                "promflow_wal_segments",
+                "gauge",
+                "WAL segments on disk.",
+                segments as f64,
+            ),
+            (
+                "promflow_tsdb_head_chunks_bytes",
+                "gauge",
+                "Bytes of compressed samples in the head.",
+                self.head.chunk_bytes() as f64,
+            ),
+        ];
+        rows.extend([
+            (
+                "promflow_tsdb_block_compactions_total",
+                "counter",
+                "Block merges of small blocks.",
+                m.compactions.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "promflow_tsdb_blocks_loaded",
+                "gauge",
+                "Persisted blocks open.",
+                self.blocks().len() as f64,
+            ),
+            (
+                "promflow_tsdb_storage_blocks_bytes",
+                "gauge",
+                "Bytes of persisted blocks on disk.",
+                block_bytes as f64,
+            ),
+            (
+                "promflow_tsdb_compactions_total",
+                "counter",
+                "Blocks cut from the head.",
+                m.blocks_cut.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "promflow_tsdb_blocks_deleted_total",
+                "counter",
+                "Blocks deleted past retention.",
+                m.blocks_deleted.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "promflow_tsdb_block_failures_total",
+                "counter",
+                "Failed block writes and reads.",
+                m.block_failures.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "promflow_tsdb_out_of_bounds_samples_total",
+                "counter",
+                "Samples refused for being older than the newest block.",
+                m.out_of_bounds.load(Ordering::Relaxed) as f64,
+            ),
+        ]);
+        let mut out = String::new();
+        for (name, kind, help, value) in rows {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        out
+    }
+}
+
+impl dataflows::promql::eval::SeriesSource for Storage {
+    fn select(
+        &self,
+        matchers: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> dataflows::promql::eval::Selected {
+        Storage::select(self, matchers, start_ms, end_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(job: &str, ts: i64, value: f64) -> Sample {
+        let labels = Labels::from_pairs(vec![
+            ("__name__".into(), "m".into()),
+            ("job".into(), job.into()),
+        ]);
+        Sample {
+            series_id: labels.hash(),
+            labels: Arc::new(labels),
+            timestamp_ms: ts,
+            value,
+        }
+    }
+
+    fn all(storage: &Storage) -> Vec<(String, Vec<(i64, u64)>)> {
+        let mut out: Vec<_> = storage
+            .select(&Selector { matchers: vec![] }, i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|(l, s)| {
+                (
+                    l.to_string(),
+                    s.into_iter().map(|(t, v)| (t, v.to_bits())).collect(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_reopened_storage_holds_what_was_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StorageOptions {
+            wal_fsync: WalFsync::Batch,
+            ..StorageOptions::new(dir.path().to_path_buf())
+        };
+        let before = {
+            let s = Storage::open(&options).unwrap();
+            s.append(&[sample("a", 10, 1.0), sample("b", 10, 2.0)]);
+            s.append(&[
+                sample("a", 20, dataflows::STALE_MARKER),
+                sample("a", 15, 9.0),
+            ]);
+            all(&s)
+        };
+        let s = Storage::open(&options).unwrap();
+        assert_eq!(all(&s), before);
+        // New series after a restart keep distinct refs from replayed ones.
+        s.append(&[sample("c", 30, 3.0), sample("a", 30, 4.0)]);
+        let before = all(&s);
+        drop(s);
+        let s = Storage::open(&options).unwrap();
+        assert_eq!(all(&s), before);
+        assert_eq!(s.sample_count(), 5);
+    }
+
+    #[test]
+    fn truncation_retires_segments_and_keeps_live_series_replayable() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StorageOptions {
+            wal_fsync: WalFsync::Every(std::time::Duration::from_millis(10)),
+            ..StorageOptions::new(dir.path().to_path_buf())
+        };
+        {
+            let s = Storage::open(&options).unwrap();
+            s.append(&[sample("old", 10, 1.0), sample("kept", 10, 1.0)]);
+        }
+        {
+            // Restart: segment 2 begins; series "kept" was defined in segment 1.
+            let s = Storage::open(&options).unwrap();
+            s.append(&[sample("kept", 5000, 2.0)]);
+            s.truncate_before(1000);
+            assert!(s
+                .render_metrics()
+                .contains("promflow_wal_truncations_total 1\n"));
+        }
+        let s = Storage::open(&options).unwrap();
+        assert_eq!(
+            all(&s),
+            vec![(
+                "m{job=\"kept\"}".to_string(),
+                vec![(5000, 2.0f64.to_bits())]
+            )]
+        );
+    }
+
+    /// Three days of samples with explicit timestamps, a minute apart, in time order:
+    /// blocks are cut every 2h of data and compacted into 6h ones, queries span blocks
+    /// and head, a restart reopens the blocks, and retention (60h, counted from the
+    /// newest sample) deletes old ones.
+    #[test]
+    fn three_day_backfill_cuts_compacts_and_applies_retention() {
+        const MINUTE: i64 = 60_000;
+        const HOUR: i64 = 60 * MINUTE;
+        let dir = tempfile::tempdir().unwrap();
+        let options = StorageOptions {
+            retention: Duration::from_secs(60 * 3600),
+            ..StorageOptions::new(dir.path().to_path_buf())
+        };
+        let t0 = 1_700_000_000_000 / (6 * HOUR) * (6 * HOUR);
+        let end = t0 + 72 * HOUR;
+        let jobs = ["a", "b", "c"];
+        let value = |t: i64, j: usize| ((t - t0) / MINUTE) as f64 * 0.5 + j as f64;
+        {
+            let s = Storage::open(&options).unwrap();
+            let mut t = t0;
+            while t < end {
+                let batch: Vec<Sample> = jobs
+                    .iter()
+                    .enumerate()
+                    .map(|(j, job)| sample(job, t, value(t, j)))
+                    .collect();
+                assert_eq!(s.append(&batch).appended, 3);
+                if (t - t0) % HOUR == 0 {
+                    s.housekeeping(t);
+                }
+                t += MINUTE;
+            }
+            s.housekeeping(end);
+            let blocks = s.blocks();
+            // Retention keeps blocks ending within 60h of the newest sample.
+            assert!(
+                blocks.iter().all(|b| b.max_t > end - MINUTE - 60 * HOUR),
+                "{blocks:?}"
+            );
+            // Aligned, disjoint, in order; 2h blocks compacted into 6h ones.
+            for pair in blocks.windows(2) {
+                assert_eq!(pair[0].max_t, pair[1].min_t, "{blocks:?}");
+            }
+            for b in &blocks {
+                let span = b.max_t - b.min_t;
+                assert!(span == 2 * HOUR || span == 6 * HOUR, "{b:?}");
+                assert_eq!(b.min_t % span, 0);
+                assert_eq!(b.samples as i64, 3 * span / MINUTE);
+            }
+            let six = blocks
+                .iter()
+                .filter(|b| b.max_t - b.min_t == 6 * HOUR)
+                .count();
+            assert!(six >= 8, "{blocks:?}");
+            assert!(s
+                .render_metrics()
+                .contains("promflow_tsdb_block_compactions_total"));
+            // The head holds what is not in a block, at most 3.5h.
+            let (head_min, _) = s.head().time_range().unwrap();
+            assert_eq!(head_min, blocks.last().unwrap().max_t);
+            assert!(end - head_min <= 7 * HOUR / 2);
+            // Old samples are refused.
+            let out = s.append(&[sample("a", head_min - MINUTE, 1.0)]);
+            assert_eq!(out.out_of_order, 1);
+        }
+        let s = Storage::open(&options).unwrap();
+        let first = s.blocks()[0].min_t;
+        let sel = Selector {
+            matchers: vec![dataflows::LabelMatcher::new("job", "=", "b").unwrap()],
+        };
+        // A range spanning blocks and the head: every minute, once, with its value.
+        let got = s.select(&sel, first, end);
+        assert_eq!(got.len(), 1);
+        let want: Vec<(i64, f64)> = (0..)
+            .map(|i| first + i * MINUTE)
+            .take_while(|&t| t < end)
+            .map(|t| (t, value(t, 1)))
+            .collect();
+        assert_eq!(got[0].1, want);
+        assert_eq!(s.series_in_range(&[], first, first + HOUR).len(), 3);
+        assert_eq!(s.time_range(), Some((first, end - MINUTE)));
+        assert!(
+            s.select(&sel, t0, first - 1).is_empty(),
+            "deleted blocks are gone"
+        );
+    }
+}

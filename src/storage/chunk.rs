@@ -1,0 +1,527 @@
+//! Compressed sample chunks: the head's per-series storage.
+//!
+//! Contract: [`SeriesChunks`] holds one series' samples in timestamp order in chunks of
+//! at most [`SAMPLES_PER_CHUNK`] samples, each a bit stream in the Gorilla encoding
+//! (Pelkonen et al., VLDB 2015): timestamps as delta-of-deltas in variable-width
+//! buckets, values as the XOR with the previous value's bits. Values round-trip
+//! bit-exactly (NaNs, including Prometheus's stale marker, keep their payload).
+//! Appending is O(1); reading decodes only the chunks that overlap the asked range.
+//!
+//! Stream layout of a chunk: first timestamp (64 bits), first value (64 bits); then per
+//! sample a timestamp delta-of-delta (`0`; `10`+14 bits; `110`+17; `1110`+20;
+//! `1111`+64, two's complement; the first delta is taken against a delta of 0) and a
+//! value XOR (`0` same bits; `10` + the meaningful bits inside the previous
+//! leading/trailing-zero window; `11` + 5 bits leading zeros + 6 bits meaningful
+//! length (0 means 64) + the meaningful bits).
+//!
+//! Hand-written: the Rust Gorilla crates on crates.io (`tsz` and its forks) are
+//! unmaintained, use second-resolution `u64` timestamps and cannot decode a chunk
+//! that is still being appended to without copying it, which the head needs for
+//! every query of recent data.
+
+/// Samples per chunk before a new one is started (Prometheus uses 120 too).
+pub const SAMPLES_PER_CHUNK: u16 = 120;
+
+/// Bits appended MSB-first to a byte vector.
+#[derive(Clone, Debug, Default)]
+struct BitWriter {
+    bytes: Vec<u8>,
+    /// Bits used in the last byte (0 = the last byte is full or there is none).
+    used: u8,
+}
+
+impl BitWriter {
+    fn write_bit(&mut self, bit: bool) {
+        if self.used == 0 {
+            self.bytes.push(0);
+        }
+        if bit {
+            *self.bytes.last_mut().expect("pushed above") |= 0x80 >> self.used;
+        }
+        self.used = (self.used + 1) % 8;
+    }
+
+    /// Writes the low `n` bits of `value`, most significant first.
+    fn write_bits(&mut self, value: u64, mut n: u8) {
+        while n > 0 {
+            if self.used == 0 {
+                self.bytes.push(0);
+            }
+            let free = 8 - self.used;
+            let take = free.min(n);
+            let chunk = ((value >> (n - take)) & ((1u64 << take) - 1)) as u8;
+            *self.bytes.last_mut().expect("pushed above") |= chunk << (free - take);
+            self.used = (self.used + take) % 8;
+            n -= take;
+        }
+    }
+}
+
+/// Reads bits MSB-first.
+struct BitReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl BitReader<'_> {
+    fn read_bit(&mut self) -> Option<bool> {
+        let byte = *self.bytes.get(self.pos / 8)?;
+        let bit = byte & (0x80 >> (self.pos % 8)) != 0;
+        self.pos += 1;
+        Some(bit)
+    }
+
+    fn read_bits(&mut self, mut n: u8) -> Option<u64> {
+        let mut out = 0u64;
+        while n > 0 {
+            let byte = *self.bytes.get(self.pos / 8)?;
+            let offset = (self.pos % 8) as u8;
+            let avail = 8 - offset;
+            let take = avail.min(n);
+            let bits = (byte >> (avail - take)) & (((1u16 << take) - 1) as u8);
+            out = (out << take) | u64::from(bits);
+            self.pos += usize::from(take);
+            n -= take;
+        }
+        Some(out)
+    }
+}
+
+/// Sign-extends the low `bits` bits of `v`.
+fn sign_extend(v: u64, bits: u8) -> i64 {
+    let shift = 64 - bits;
+    ((v << shift) as i64) >> shift
+}
+
+fn fits(v: i64, bits: u8) -> bool {
+    let limit = 1i64 << (bits - 1);
+    (-limit..limit).contains(&v)
+}
+
+/// Encoder state of the chunk being appended to.
+#[derive(Clone, Debug)]
+struct OpenChunk {
+    bits: BitWriter,
+    count: u16,
+    min_t: i64,
+    last_t: i64,
+    last_delta: i64,
+    last_value: u64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl OpenChunk {
+    fn new(t: i64, v: f64) -> OpenChunk {
+        let mut bits = BitWriter::default();
+        bits.write_bits(t as u64, 64);
+        bits.write_bits(v.to_bits(), 64);
+        OpenChunk {
+            bits,
+            count: 1,
+            min_t: t,
+            last_t: t,
+            last_delta: 0,
+            last_value: v.to_bits(),
+            leading: u8::MAX,
+            trailing: 0,
+        }
+    }
+
+    fn push(&mut self, t: i64, v: f64) {
+        let delta = t.wrapping_sub(self.last_t);
+        let dod = delta.wrapping_sub(self.last_delta);
+        let w = &mut self.bits;
+        if dod == 0 {
+            w.write_bit(false);
+        } else if fits(dod, 14) {
+            w.write_bits(0b10, 2);
+            w.write_bits(dod as u64, 14);
+        } else if fits(dod, 17) {
+            w.write_bits(0b110, 3);
+            w.write_bits(dod as u64, 17);
+        } else if fits(dod, 20) {
+            w.write_bits(0b1110, 4);
+            w.write_bits(dod as u64, 20);
+        } else {
+            w.write_bits(0b1111, 4);
+            w.write_bits(dod as u64, 64);
+        }
+        let bits = v.to_bits();
+        let xor = bits ^ self.last_value;
+        if xor == 0 {
+            w.write_bit(false);
+        } else {
+            let leading = (xor.leading_zeros() as u8).min(31);
+            let trailing = xor.trailing_zeros() as u8;
+            if self.leading != u8::MAX && leading >= self.leading && trailing >= self.trailing {
+                w.write_bits(0b10, 2);
+                let sig = 64 - self.leading - self.trailing;
+                w.write_bits(xor >> self.trailing, sig);
+            } else {
+                let sig = 64 - leading - trailing;
+                w.write_bits(0b11, 2);
+                w.write_bits(u64::from(leading), 5);
+                w.write_bits(u64::from(sig % 64), 6);
+                w.write_bits(xor >> trailing, sig);
+                self.leading = leading;
+                self.trailing = trailing;
+            }
+        }
+        self.count += 1;
+        self.last_t = t;
+        self.last_delta = delta;
+        self.last_value = bits;
+    }
+}
+
+/// A full chunk: its bytes and time bounds only.
+#[derive(Clone, Debug)]
+struct ClosedChunk {
+    bytes: Box<[u8]>,
+    count: u16,
+    min_t: i64,
+    max_t: i64,
+}
+
+/// Decodes `count` samples from a chunk's bytes.
+struct ChunkIter<'a> {
+    r: BitReader<'a>,
+    left: u16,
+    started: bool,
+    t: i64,
+    delta: i64,
+    value: u64,
+    leading: u8,
+    trailing: u8,
+}
+
+impl<'a> ChunkIter<'a> {
+    fn new(bytes: &'a [u8], count: u16) -> ChunkIter<'a> {
+        ChunkIter {
+            r: BitReader { bytes, pos: 0 },
+            left: count,
+            started: false,
+            t: 0,
+            delta: 0,
+            value: 0,
+            leading: 0,
+            trailing: 0,
+        }
+    }
+
+    fn step(&mut self) -> Option<(i64, f64)> {
+        if !self.started {
+            self.started = true;
+            self.t = self.r.read_bits(64)? as i64;
+            self.value = self.r.read_bits(64)?;
+            return Some((self.t, f64::from_bits(self.value)));
+        }
+        let r = &mut self.r;
+        let mut prefix = 0;
+        while prefix < 4 && r.read_bit()? {
+            prefix += 1;
+        }
+        let dod = match prefix {
+            0 => 0,
+            1 => sign_extend(r.read_bits(14)?, 14),
+            2 => sign_extend(r.read_bits(17)?, 17),
+            3 => sign_extend(r.read_bits(20)?, 20),
+            _ => r.read_bits(64)? as i64,
+        };
+        self.delta = self.delta.wrapping_add(dod);
+        self.t = self.t.wrapping_add(self.delta);
+        if r.read_bit()? {
+            if r.read_bit()? {
+                self.leading = r.read_bits(5)? as u8;
+                let sig = r.read_bits(6)? as u8;
+                let sig = if sig == 0 { 64 } else { sig };
+                self.trailing = 64 - self.leading - sig;
+            }
+            let sig = 64 - self.leading - self.trailing;
+            self.value ^= r.read_bits(sig)? << self.trailing;
+        }
+        Some((self.t, f64::from_bits(self.value)))
+    }
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = (i64, f64);
+
+    fn next(&mut self) -> Option<(i64, f64)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let out = self.step();
+        if out.is_none() {
+            self.left = 0;
+        }
+        out
+    }
+}
+
+/// A chunk as persisted in a block: its encoded bytes and what they hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedChunk {
+    /// The chunk's bit stream (see the module docs).
+    pub bytes: Vec<u8>,
+    /// Samples in it.
+    pub count: u16,
+    /// Its first timestamp.
+    pub min_t: i64,
+    /// Its last timestamp.
+    pub max_t: i64,
+}
+
+impl EncodedChunk {
+    /// Decodes the samples.
+    pub fn samples(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        decode(&self.bytes, self.count)
+    }
+}
+
+/// Decodes `count` samples from a chunk's bytes (fewer if the bytes end early).
+pub fn decode(bytes: &[u8], count: u16) -> impl Iterator<Item = (i64, f64)> + '_ {
+    ChunkIter::new(bytes, count)
+}
+
+/// One series' samples, compressed; see the module contract.
+#[derive(Clone, Debug, Default)]
+pub struct SeriesChunks {
+    closed: Vec<ClosedChunk>,
+    open: Option<OpenChunk>,
+}
+
+impl SeriesChunks {
+    /// No samples.
+    pub fn new() -> SeriesChunks {
+        SeriesChunks::default()
+    }
+
+    /// Appends a sample; the caller keeps timestamps increasing.
+    pub fn push(&mut self, t: i64, v: f64) {
+        match &mut self.open {
+            Some(open) if open.count < SAMPLES_PER_CHUNK => open.push(t, v),
+            _ => {
+                self.close_open();
+                self.open = Some(OpenChunk::new(t, v));
+            }
+        }
+    }
+
+    fn close_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.closed.push(ClosedChunk {
+                bytes: open.bits.bytes.into_boxed_slice(),
+                count: open.count,
+                min_t: open.min_t,
+                max_t: open.last_t,
+            });
+        }
+    }
+
+    /// Every chunk as `(bytes, count, min_t, max_t)`, oldest first.
+    fn chunks(&self) -> impl Iterator<Item = (&[u8], u16, i64, i64)> {
+        self.closed
+            .iter()
+            .map(|c| (&c.bytes[..], c.count, c.min_t, c.max_t))
+            .chain(
+                self.open
+                    .iter()
+                    .map(|o| (&o.bits.bytes[..], o.count, o.min_t, o.last_t)),
+            )
+    }
+
+    /// The newest timestamp.
+    pub fn last_ts(&self) -> Option<i64> {
+        self.chunks().last().map(|c| c.3)
+    }
+
+    /// The oldest timestamp.
+    pub fn first_ts(&self) -> Option<i64> {
+        self.chunks().next().map(|c| c.2)
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.chunks().map(|c| usize::from(c.1)).sum()
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_none() && self.closed.is_empty()
+    }
+
+    /// The samples with timestamps in `[start, end]`, in order.
+    pub fn range(&self, start: i64, end: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
+        self.chunks()
+            .filter(move |c| c.3 >= start && c.2 <= end)
+            .flat_map(|(bytes, count, _, _)| ChunkIter::new(bytes, count))
+            .filter(move |&(t, _)| t >= start && t <= end)
+    }
+
+    /// Whether some sample lies in `[start, end]`.
+    pub fn has_sample_in(&self, start: i64, end: i64) -> bool {
+        self.range(start, end).next().is_some()
+    }
+
+    /// Drops samples older than `cutoff`; the chunk that straddles it is re-encoded.
+    pub fn drop_before(&mut self, cutoff: i64) {
+        self.closed.retain(|c| c.max_t >= cutoff);
+        if self.open.as_ref().is_some_and(|o| o.last_t < cutoff) {
+            self.open = None;
+        }
+        let straddles = self.chunks().next().is_some_and(|c| c.2 < cutoff);
+        if !straddles {
+            return;
+        }
+        if let Some(first) = self.closed.first() {
+            let kept: Vec<(i64, f64)> = ChunkIter::new(&first.bytes, first.count)
+                .filter(|&(t, _)| t >= cutoff)
+                .collect();
+            let mut rebuilt = SeriesChunks::new();
+            for (t, v) in kept {
+                rebuilt.push(t, v);
+            }
+            rebuilt.close_open();
+            self.closed.splice(0..1, rebuilt.closed);
+        } else if let Some(open) = &self.open {
+            let kept: Vec<(i64, f64)> = ChunkIter::new(&open.bits.bytes, open.count)
+                .filter(|&(t, _)| t >= cutoff)
+                .collect();
+            self.open = None;
+            for (t, v) in kept {
+                self.push(t, v);
+            }
+        }
+    }
+
+    /// The samples in `[start, end]`, encoded afresh into full chunks (for a block).
+    pub fn encode_range(&self, start: i64, end: i64) -> Vec<EncodedChunk> {
+        let mut fresh = SeriesChunks::new();
+        for (t, v) in self.range(start, end) {
+            fresh.push(t, v);
+        }
+        fresh.close_open();
+        fresh
+            .closed
+            .into_iter()
+            .map(|c| EncodedChunk {
+                bytes: c.bytes.into_vec(),
+                count: c.count,
+                min_t: c.min_t,
+                max_t: c.max_t,
+            })
+            .collect()
+    }
+
+    /// Heap bytes of the encoded samples (excluding bookkeeping).
+    pub fn encoded_bytes(&self) -> usize {
+        self.chunks().map(|c| c.0.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(samples: &[(i64, f64)]) {
+        let mut c = SeriesChunks::new();
+        for &(t, v) in samples {
+            c.push(t, v);
+        }
+        let got: Vec<(i64, u64)> = c
+            .range(i64::MIN, i64::MAX)
+            .map(|(t, v)| (t, v.to_bits()))
+            .collect();
+        let want: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+        assert_eq!(got, want);
+        assert_eq!(c.len(), samples.len());
+    }
+
+    #[test]
+    fn random_series_round_trip_bit_exactly() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for case in 0..300 {
+            let n = rng.usize(0..500);
+            let mut t = rng.i64(-1 << 40..1 << 42);
+            let mut v = rng.f64() * 1000.0;
+            let mut samples = Vec::with_capacity(n);
+            for _ in 0..n {
+                t += match case % 4 {
+                    0 => 15_000,
+                    1 => 15_000 + rng.i64(-50..50),
+                    2 => rng.i64(1..1 << 30),
+                    _ => rng.i64(1..i64::MAX >> 24),
+                };
+                v = match rng.u8(0..8) {
+                    0 => f64::from_bits(rng.u64(..)),
+                    1 => dataflows::STALE_MARKER,
+                    2 => f64::NAN,
+                    3 => v,
+                    4 => v + 1.0,
+                    5 => rng.f64() * 1e300,
+                    6 => -0.0,
+                    _ => (v + rng.f64()).round(),
+                };
+                samples.push((t, v));
+            }
+            round_trip(&samples);
+        }
+    }
+
+    #[test]
+    fn range_and_truncation() {
+        let mut c = SeriesChunks::new();
+        for i in 0..1000 {
+            c.push(i * 10, i as f64);
+        }
+        let got: Vec<i64> = c.range(95, 130).map(|p| p.0).collect();
+        assert_eq!(got, vec![100, 110, 120, 130]);
+        c.drop_before(1505);
+        assert_eq!(c.first_ts(), Some(1510));
+        assert_eq!(c.len(), 1000 - 151);
+        assert_eq!(c.last_ts(), Some(9990));
+        c.drop_before(9985);
+        assert_eq!(
+            c.range(i64::MIN, i64::MAX).collect::<Vec<_>>(),
+            vec![(9990, 999.0)]
+        );
+        c.drop_before(10_000);
+        assert!(c.is_empty());
+    }
+
+    /// Bytes per sample for typical scrape data; printed with `--nocapture`.
+    #[test]
+    fn bytes_per_sample() {
+        let n = 120 * 100;
+        let mut rng = fastrand::Rng::with_seed(1);
+        type Values = Box<dyn Fn(i64, &mut fastrand::Rng) -> f64>;
+        let cases: [(&str, Values, f64); 4] = [
+            ("constant", Box::new(|_, _| 1.0), 2.1),
+            (
+                "counter +1..100/scrape",
+                Box::new(|i, _| (i * 37 % 100 + i * 50) as f64),
+                4.0,
+            ),
+            (
+                "gauge, 2 decimals",
+                Box::new(|_, r| (r.f64() * 10_000.0).round() / 100.0),
+                10.0,
+            ),
+            ("random f64", Box::new(|_, r| r.f64()), 9.5),
+        ];
+        for (name, value, bound) in cases {
+            let mut c = SeriesChunks::new();
+            let mut t = 1_700_000_000_000i64;
+            for i in 0..n {
+                t += 15_000 + rng.i64(-3..3);
+                c.push(t, value(i, &mut rng));
+            }
+            let bps = c.encoded_bytes() as f64 / n as f64;
+            eprintln!("{name}: {bps:.3} bytes/sample");
+            assert!(bps <= bound, "{name}: {bps} bytes/sample > {bound}");
+        }
+    }
+}
