@@ -264,6 +264,9 @@ impl Service {
     fn spawn_target_updates(self: &Arc<Self>) {
         let service = Arc::downgrade(self);
         let mut updates = self.discovery.subscribe();
+        // A provider may have reported before this subscription existed (its first
+        // refresh races with startup): reconcile once right away so that is not lost.
+        updates.mark_changed();
         tokio::spawn(async move {
             while updates.changed().await.is_ok() {
                 tokio::time::sleep(TARGET_UPDATE_SETTLE).await;
