@@ -162,8 +162,8 @@ fn main() -> ExitCode {
 fn check_config(files: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for file in files {
-        match Config::load_file(file) {
-            Ok(config) => {
+        match Config::load_file(file).and_then(promflow::service::with_rule_files) {
+            Ok((config, _rules)) => {
                 println!(
                     "Checking {}\n  SUCCESS: {} scrape configs, {} rule files found",
                     file.display(),

@@ -11,9 +11,10 @@
 //! configs that a reload leaves unchanged keeps running.
 
 use crate::alerting::notifier::{Notifier, NotifierConfig};
-use crate::config::{Config, ConfigError, DEFAULT_CONFIG_YAML};
+use crate::config::{Config, ConfigError, Problem, DEFAULT_CONFIG_YAML};
 use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
+use crate::rules::file::RuleGroup;
 use crate::rules::manager::{HeadEvaluator, ManagerOptions, RuleManager};
 use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
 use crate::scrape::target::resolve;
@@ -105,7 +106,7 @@ impl Service {
     /// Starts the engine and the scrape loops for the initial configuration.
     /// Must be called within a tokio runtime.
     pub fn start(options: ServiceOptions) -> Result<Arc<Service>, String> {
-        let config = load_config(&options).map_err(|e| e.to_string())?;
+        let (config, rule_groups) = load_config(&options).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&options.storage_path).map_err(|e| {
             format!(
                 "creating storage directory {}: {e}",
@@ -165,7 +166,7 @@ impl Service {
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
         });
-        service.apply(config);
+        service.apply(config, rule_groups);
         service.spawn_target_updates();
         service.spawn_housekeeping();
         service.ready.store(true, Ordering::SeqCst);
@@ -181,8 +182,8 @@ impl Service {
     pub async fn reload(&self) -> Result<(), ConfigError> {
         let _serialised = self.reload_lock.lock().await;
         match load_config(&self.options) {
-            Ok(config) => {
-                self.apply(config);
+            Ok((config, rule_groups)) => {
+                self.apply(config, rule_groups);
                 tracing::info!("configuration reloaded");
                 Ok(())
             }
@@ -195,10 +196,10 @@ impl Service {
         }
     }
 
-    fn apply(&self, config: Config) {
+    fn apply(&self, config: Config, rule_groups: Vec<RuleGroup>) {
         self.discovery.apply(&config.scrape_configs);
         self.reconcile_targets();
-        self.apply_rules(&config);
+        self.apply_rules(&config, rule_groups);
         *self.config.write() = Arc::new(config);
         self.metrics.config_last_reload_successful.set(1.0);
         self.metrics
@@ -206,20 +207,9 @@ impl Service {
             .set(now_ms() as f64 / 1000.0);
     }
 
-    /// Loads the rule files and hands them to the rule manager and notifier. A rule
-    /// file with problems is logged and left out; the others run.
-    fn apply_rules(&self, config: &Config) {
-        let mut groups = Vec::new();
-        for path in &config.rule_files {
-            match crate::rules::file::load_file(path) {
-                Ok(g) => groups.extend(g),
-                Err(problems) => {
-                    for problem in problems {
-                        tracing::error!(%problem, "rule file not loaded");
-                    }
-                }
-            }
-        }
+    /// Hands the (already validated) rule groups to the rule manager, and the alerting
+    /// settings to the notifier.
+    fn apply_rules(&self, config: &Config, groups: Vec<RuleGroup>) {
         let external_url = format!(
             "http://{}:{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
@@ -313,15 +303,35 @@ impl Service {
 }
 
 /// Loads the configuration named by the options, or the embedded default, in which
-/// the self-scrape target follows `--web.listen-address`.
-pub fn load_config(options: &ServiceOptions) -> Result<Config, ConfigError> {
-    match &options.config_file {
-        Some(path) => Config::load_file(path),
+/// the self-scrape target follows `--web.listen-address`, and the rule files it names.
+/// As in Prometheus, a rule file with problems fails the whole load (so a reload with
+/// a broken rule file keeps the running configuration), with every problem listed.
+pub fn load_config(options: &ServiceOptions) -> Result<(Config, Vec<RuleGroup>), ConfigError> {
+    let config = match &options.config_file {
+        Some(path) => Config::load_file(path)?,
         None => {
             let own = format!("localhost:{}", options.listen_address.port());
             let text = DEFAULT_CONFIG_YAML.replace("localhost:9090", &own);
             let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-            Config::load_str(&text, "<default config>", &base)
+            Config::load_str(&text, "<default config>", &base)?
         }
-    }
+    };
+    with_rule_files(config)
+}
+
+/// Loads the rule files `config` names; their problems become config problems.
+pub fn with_rule_files(config: Config) -> Result<(Config, Vec<RuleGroup>), ConfigError> {
+    let groups =
+        crate::rules::file::load_files(&config.rule_files).map_err(|problems| ConfigError {
+            problems: problems
+                .into_iter()
+                .map(|p| Problem {
+                    file: p.file,
+                    line: p.line,
+                    field: p.context,
+                    message: p.message,
+                })
+                .collect(),
+        })?;
+    Ok((config, groups))
 }

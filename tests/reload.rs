@@ -132,3 +132,65 @@ fn reference_prometheus_reloads_the_same_way() {
     let prometheus = Prometheus::start(&config(&addr, &["old"]));
     check_reload(&prometheus, &addr, "prometheus");
 }
+
+/// A config naming a rule file with bad PromQL: Prometheus refuses the reload (500)
+/// and keeps its rules; promflow must too. The same steps run against both.
+fn check_bad_rule_file_reload(server: &Peer, rules_path: &std::path::Path, prefix: &str) {
+    std::fs::write(
+        rules_path,
+        "groups:\n  - name: g\n    rules:\n      - record: job:up:sum\n        expr: sum(up) by (job)\n",
+    )
+    .unwrap();
+    assert_eq!(
+        server.reload().status,
+        200,
+        "{prefix}: a good rule file reloads"
+    );
+    std::fs::write(
+        rules_path,
+        "groups:\n  - name: g\n    rules:\n      - record: job:up:sum\n        expr: sum(up by (job)\n",
+    )
+    .unwrap();
+    let refused = server.reload();
+    assert_eq!(refused.status, 500, "{prefix}: {}", refused.body);
+    assert_eq!(
+        gauge(server, &format!("{prefix}_config_last_reload_successful")),
+        0.0
+    );
+    // The previous rule still runs: its output keeps appearing.
+    assert!(
+        wait_until(Duration::from_secs(20), || !server
+            .federate(&["job:up:sum"])
+            .samples
+            .is_empty()),
+        "{prefix}: the old rule stopped"
+    );
+}
+
+fn rule_config(node: &str, rules_path: &std::path::Path) -> String {
+    let base = config(node, &["node"]).replace(
+        "global:\n  scrape_interval: 1s",
+        "global:\n  evaluation_interval: 1s\n  scrape_interval: 1s",
+    );
+    format!("{base}rule_files: ['{}']\n", rules_path.display())
+}
+
+#[test]
+fn promflow_refuses_a_reload_with_a_broken_rule_file() {
+    let node = NodeExporter::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, "groups: []\n").unwrap();
+    let promflow = Promflow::start(&rule_config(&node.addr().to_string(), &rules));
+    check_bad_rule_file_reload(&promflow, &rules, "promflow");
+}
+
+#[test]
+fn reference_prometheus_refuses_a_reload_with_a_broken_rule_file() {
+    let node = NodeExporter::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, "groups: []\n").unwrap();
+    let prometheus = Prometheus::start(&rule_config(&node.addr().to_string(), &rules));
+    check_bad_rule_file_reload(&prometheus, &rules, "prometheus");
+}
