@@ -4,11 +4,11 @@
 //! its sample timestamps and holds the returned [`ScrapeInFlight`] until it has committed
 //! its samples. The watermark given to the dataflow is the minimum start time of the
 //! scrapes in flight (or now, when none is), so the input frontier never passes a
-//! scrape that can still produce samples. [`Ingester::commit`] writes to the head first
+//! scrape that can still produce samples. [`Ingester::commit`] writes to storage first
 //! and then feeds the dataflow.
 
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::Head;
+use crate::storage::Storage;
 use dataflows::{Engine, Sample};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -25,7 +25,7 @@ pub fn now_ms() -> i64 {
 
 /// Owns the watermark and the write path.
 pub struct Ingester {
-    head: Arc<Head>,
+    storage: Arc<Storage>,
     engine: Arc<Engine>,
     metrics: Arc<SelfMetrics>,
     /// Start time (ms) → number of scrapes in flight that started then.
@@ -58,10 +58,14 @@ impl Drop for ScrapeInFlight {
 }
 
 impl Ingester {
-    /// A new ingester writing to `head` and feeding `engine`.
-    pub fn new(head: Arc<Head>, engine: Arc<Engine>, metrics: Arc<SelfMetrics>) -> Arc<Ingester> {
+    /// A new ingester writing to `storage` and feeding `engine`.
+    pub fn new(
+        storage: Arc<Storage>,
+        engine: Arc<Engine>,
+        metrics: Arc<SelfMetrics>,
+    ) -> Arc<Ingester> {
         Arc::new(Ingester {
-            head,
+            storage,
             engine,
             metrics,
             in_flight: Mutex::new(BTreeMap::new()),
@@ -80,13 +84,13 @@ impl Ingester {
         }
     }
 
-    /// Writes a batch to the head, then feeds it to the dataflow. Returns the number of
-    /// series the head saw for the first time.
+    /// Writes a batch to storage, then feeds it to the dataflow. Returns the number of
+    /// series storage saw for the first time.
     pub fn commit(&self, batch: Vec<Sample>) -> usize {
         if batch.is_empty() {
             return 0;
         }
-        let outcome = self.head.append(&batch);
+        let outcome = self.storage.append(&batch);
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
@@ -102,9 +106,9 @@ impl Ingester {
         self.engine.advance_watermark(watermark);
     }
 
-    /// The head this ingester writes to.
-    pub fn head(&self) -> &Arc<Head> {
-        &self.head
+    /// The storage this ingester writes to.
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
     }
 
     /// The dataflow engine this ingester feeds.

@@ -142,7 +142,7 @@ impl Service {
         tokio::spawn(notifier.clone().run());
         let rules = RuleManager::new(
             Arc::new(HeadEvaluator {
-                head: ingester.head().clone(),
+                head: ingester.storage().clone(),
                 lookback_ms: options.lookback_delta.as_millis() as i64,
             }),
             ingester.clone(),
@@ -282,7 +282,7 @@ impl Service {
                 let now = now_ms();
                 if now - last_trim > 60_000 {
                     last_trim = now;
-                    let storage = service.ingester.head().clone();
+                    let storage = service.ingester.storage().clone();
                     // Block writes are file I/O: off the async workers, and not awaited so
                     // the watermark keeps advancing meanwhile (storage serialises them).
                     drop(tokio::task::spawn_blocking(move || {

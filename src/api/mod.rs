@@ -81,7 +81,7 @@ pub fn router(service: Arc<Service>) -> Router {
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
-    let head = service.ingester.head();
+    let head = service.ingester.storage();
     let mut body = service.metrics.render(&RenderInputs {
         active_series: head.series_count(),
         head_samples: head.sample_count(),

@@ -47,7 +47,7 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
     run(service, timeout, move |service| {
-        let head = service.ingester.head().clone();
+        let head = service.ingester.storage().clone();
         let mut evaluator = Evaluator::new(head.as_ref(), t);
         configure(&mut evaluator, &service);
         evaluator
@@ -106,7 +106,7 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
     run(service, timeout, move |service| {
-        let head = service.ingester.head().clone();
+        let head = service.ingester.storage().clone();
         let mut evaluator = Evaluator::new(head.as_ref(), start);
         configure(&mut evaluator, &service);
         evaluator.start_ms = start;

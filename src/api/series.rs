@@ -57,7 +57,7 @@ fn series_query(params: &Params) -> Result<SeriesQuery, String> {
 fn series(service: &Service, q: &SeriesQuery) -> Vec<Arc<Labels>> {
     service
         .ingester
-        .head()
+        .storage()
         .series_in_range(&q.selectors, q.start_ms, q.end_ms)
 }
 

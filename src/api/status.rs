@@ -59,7 +59,7 @@ pub async fn runtimeinfo(State(service): State<Arc<Service>>) -> Response {
 
 /// `GET /api/v1/status/tsdb`: head statistics and the top-10 cardinality tables.
 pub async fn tsdb(State(service): State<Arc<Service>>) -> Response {
-    let head = service.ingester.head();
+    let head = service.ingester.storage();
     let series = head.series_in_range(&[], i64::MIN, i64::MAX);
     let (min_time, max_time) = head.time_range().unwrap_or((i64::MAX, i64::MIN));
     let mut by_metric: HashMap<&str, u64> = HashMap::new();

@@ -17,7 +17,7 @@
 use crate::alerting::state::{Alert, AlertRuleState, Candidate};
 use crate::alerting::template::{self, QueryFn, TemplateData};
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
-use crate::storage::Head;
+use crate::storage::Storage;
 use dataflows::promql::eval::{Evaluator, Value};
 use dataflows::promql::plan::{parse, Plan};
 use dataflows::{Labels, Sample, STALE_MARKER};
@@ -50,7 +50,7 @@ impl SampleSink for crate::ingest::Ingester {
     }
 }
 
-impl SampleSink for Head {
+impl SampleSink for Storage {
     fn commit(&self, batch: Vec<Sample>) {
         self.append(&batch);
     }
@@ -59,7 +59,7 @@ impl SampleSink for Head {
 /// The reference evaluator over the head.
 pub struct HeadEvaluator {
     /// The samples.
-    pub head: Arc<Head>,
+    pub head: Arc<Storage>,
     /// Lookback delta (ms).
     pub lookback_ms: i64,
 }

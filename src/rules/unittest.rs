@@ -14,7 +14,7 @@
 use crate::alerting::state::AlertState;
 use crate::rules::file::load_files;
 use crate::rules::manager::{GroupState, HeadEvaluator, ManagerOptions, RuleEvaluator, SampleSink};
-use crate::storage::Head;
+use crate::storage::Storage;
 use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::{parse_duration_ms, parse_values, split_series, Point};
 use dataflows::{Labels, Sample};
@@ -166,7 +166,7 @@ pub fn run_file(path: &Path) -> Result<Vec<Outcome>, String> {
             Some(s) => parse_duration_ms(s)?,
             None => eval_interval,
         };
-        let head = Arc::new(Head::new());
+        let head = Arc::new(Storage::new());
         for input in &test.input_series {
             let (labels, _) = split_series(&input.series)?;
             let labels = Arc::new(labels);

@@ -259,22 +259,13 @@ impl Head {
     }
 }
 
-impl dataflows::promql::eval::SeriesSource for Head {
-    fn select(
-        &self,
-        matchers: &Selector,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> dataflows::promql::eval::Selected {
-        Head::select(self, matchers, start_ms, end_ms)
-    }
-}
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use dataflows::LabelMatcher;
 
-    fn sample(job: &str, ts: i64, value: f64) -> Sample {
+    /// A sample of `m{job=…}`, shared by the storage tests.
+    pub(crate) fn sample(job: &str, ts: i64, value: f64) -> Sample {
         let labels = Labels::from_pairs(vec![
             ("__name__".into(), "m".into()),
             ("job".into(), job.into()),

@@ -24,10 +24,6 @@ pub mod wal;
 
 pub use head::{AppendOutcome, SeriesSamplesInRange};
 
-/// The name the rest of promflow has used for storage since it was only an in-memory
-/// head (`Head::new()` is an in-memory [`Storage`]); the in-memory part itself is
-/// [`head::Head`].
-pub type Head = Storage;
 pub use wal::WalFsync;
 
 use block::Block;
@@ -555,7 +551,7 @@ impl Storage {
             })
             .unwrap_or((0, 0));
         let (block_bytes, _) = self.disk_bytes();
-        let mut rows: Vec<(&str, &str, &str, f64)> = vec![
+        let rows: [(&str, &str, &str, f64); 14] = [
             (
                 "promflow_wal_corruptions_total",
                 "counter",
@@ -598,8 +594,6 @@ impl Storage {
                 "Bytes of compressed samples in the head.",
                 self.head.chunk_bytes() as f64,
             ),
-        ];
-        rows.extend([
             (
                 "promflow_tsdb_block_compactions_total",
                 "counter",
@@ -642,12 +636,13 @@ impl Storage {
                 "Samples refused for being older than the newest block.",
                 m.out_of_bounds.load(Ordering::Relaxed) as f64,
             ),
-        ]);
+        ];
+        // One writer of the text format for every self-metric (Go's float spelling).
         let mut out = String::new();
         for (name, kind, help, value) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            ));
+            out.push_str(&format!("# HELP {name} {help}\n"));
+            crate::api::text_format::write_type(&mut out, name, kind);
+            crate::api::text_format::write_sample(&mut out, name, [], value, None);
         }
         out
     }
@@ -668,18 +663,7 @@ impl dataflows::promql::eval::SeriesSource for Storage {
 mod tests {
     use super::*;
 
-    fn sample(job: &str, ts: i64, value: f64) -> Sample {
-        let labels = Labels::from_pairs(vec![
-            ("__name__".into(), "m".into()),
-            ("job".into(), job.into()),
-        ]);
-        Sample {
-            series_id: labels.hash(),
-            labels: Arc::new(labels),
-            timestamp_ms: ts,
-            value,
-        }
-    }
+    use head::tests::sample;
 
     fn all(storage: &Storage) -> Vec<(String, Vec<(i64, u64)>)> {
         let mut out: Vec<_> = storage
