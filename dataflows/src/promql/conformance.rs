@@ -176,9 +176,9 @@ fn run_segment(
         }
         let plan = match plan_eval(&e) {
             Ok(p) => p,
-            Err(reason) => {
-                outcome.adhoc = Verdict::Fail(reason.clone());
-                outcome.maintained = Verdict::Fail(reason);
+            Err(decided) => {
+                outcome.adhoc = verdict(decided.clone());
+                outcome.maintained = verdict(decided);
                 outcomes.push(outcome);
                 continue;
             }

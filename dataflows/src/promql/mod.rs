@@ -8,4 +8,5 @@ pub mod conformance;
 pub mod durations;
 pub mod eval;
 pub mod plan;
+pub mod range_modifiers;
 pub mod testscript;

@@ -5,7 +5,8 @@
 //! resolved values (milliseconds, anchored matchers, operator enums), never AST types.
 //!
 //! Contract: every construct either lowers to a [`Plan`] or returns
-//! [`PlanError::NotSupported`] / [`PlanError::Parse`]; lowering never panics.
+//! [`PlanError::NotSupported`] / [`PlanError::Parse`] / [`PlanError::Invalid`];
+//! lowering never panics.
 //!
 //! promql-parser 0.11 workarounds (constructs affected):
 //! - `holt_winters(…)`, the Prometheus 2.x name of `double_exponential_smoothing`, is
@@ -13,11 +14,14 @@
 //!   (outside string literals) before parsing.
 //! - Duration arithmetic (`[5m+1m]`, `[step()]`, `offset min_of(step(), 1s)`) is
 //!   rejected; [`parse_with`] first rewrites it to literals (`durations.rs`).
-//! - Other experimental syntax the parser rejects (`anchored`/`smoothed` range
-//!   modifiers, histogram trim operators `</` `>/`, `info(x, {l=~".*"})`) is reported
-//!   as a parse error; not worked around yet.
+//! - The `anchored` / `smoothed` selector modifiers are rejected; [`parse_with`]
+//!   rewrites them into a marker matcher (`range_modifiers.rs`) that lowering takes
+//!   back out into [`VectorSel::modifier`].
+//! - Other experimental syntax the parser rejects (histogram trim operators `</`
+//!   `>/`, `info(x, {l=~".*"})`) is reported as a parse error; not worked around yet.
 
 use crate::promql::durations::{self, QueryTimes};
+use crate::promql::range_modifiers;
 use crate::selector::{LabelMatcher, Selector};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self as ast, Expr};
@@ -30,6 +34,9 @@ pub enum PlanError {
     Parse(String),
     /// It parses but uses something not implemented yet.
     NotSupported(String),
+    /// It parses but Prometheus rejects it when the query is created (e.g. `smoothed`
+    /// on a function that cannot use it); the message is Prometheus's.
+    Invalid(String),
 }
 
 impl std::fmt::Display for PlanError {
@@ -37,6 +44,7 @@ impl std::fmt::Display for PlanError {
         match self {
             PlanError::Parse(m) => write!(f, "parse error: {m}"),
             PlanError::NotSupported(m) => write!(f, "not supported: {m}"),
+            PlanError::Invalid(m) => f.write_str(m),
         }
     }
 }
@@ -52,6 +60,36 @@ pub enum At {
     End,
 }
 
+/// The `anchored` / `smoothed` selector modifiers (Prometheus 3.x, experimental).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectorModifier {
+    /// `x[5m] anchored`: the window also takes the last sample at or before its start
+    /// (looking back at most the lookback delta).
+    Anchored,
+    /// `x[5m] smoothed` / `x smoothed`: values at the window edges (or at the instant)
+    /// are interpolated between the neighbouring samples, which may lie up to the
+    /// lookback delta outside.
+    Smoothed,
+}
+
+impl SelectorModifier {
+    /// The keyword.
+    pub fn name(self) -> &'static str {
+        match self {
+            SelectorModifier::Anchored => "anchored",
+            SelectorModifier::Smoothed => "smoothed",
+        }
+    }
+
+    /// The functions whose range argument may carry the modifier.
+    pub fn functions(self) -> &'static [&'static str] {
+        match self {
+            SelectorModifier::Anchored => &["changes", "delta", "increase", "rate", "resets"],
+            SelectorModifier::Smoothed => &["delta", "increase", "rate"],
+        }
+    }
+}
+
 /// An instant vector selector with its modifiers.
 #[derive(Clone, Debug)]
 pub struct VectorSel {
@@ -61,6 +99,22 @@ pub struct VectorSel {
     pub offset_ms: i64,
     /// `@`, if given.
     pub at: Option<At>,
+    /// `anchored` / `smoothed`, if given.
+    pub modifier: Option<SelectorModifier>,
+}
+
+impl VectorSel {
+    /// How much further than the plain selector this one reads, `(before, after)` in
+    /// ms: `anchored` reaches one lookback delta before a range window, `smoothed` one
+    /// before and one after (an instant `smoothed` selector: one after).
+    pub fn extra_reads(&self, lookback_ms: i64, range: bool) -> (i64, i64) {
+        match (self.modifier, range) {
+            (None, _) => (0, 0),
+            (Some(SelectorModifier::Anchored), _) => (lookback_ms, 0),
+            (Some(SelectorModifier::Smoothed), true) => (lookback_ms, lookback_ms),
+            (Some(SelectorModifier::Smoothed), false) => (0, lookback_ms),
+        }
+    }
 }
 
 /// Aggregation operators.
@@ -315,7 +369,7 @@ pub fn parse(query: &str) -> Result<Plan, PlanError> {
 /// Parses and lowers a PromQL expression; `times` gives `step()` and `range()` for
 /// duration expressions.
 pub fn parse_with(query: &str, times: QueryTimes) -> Result<Plan, PlanError> {
-    let text = rename_holt_winters(&durations::rewrite(query, times));
+    let text = range_modifiers::rewrite(&rename_holt_winters(&durations::rewrite(query, times)));
     let expr = ast::parse(&text).map_err(PlanError::Parse)?;
     lower(&expr)
 }
@@ -393,11 +447,19 @@ fn lower_selector(vs: &ast::VectorSelector) -> Result<VectorSel, PlanError> {
         return Err(PlanError::NotSupported("`or` inside a selector".into()));
     }
     let mut matchers = Vec::new();
+    let mut modifier = None;
     let has_name = vs.matchers.matchers.iter().any(|m| m.name == "__name__");
     if let (Some(name), false) = (&vs.name, has_name) {
         matchers.push(LabelMatcher::new("__name__", "=", name).map_err(PlanError::Parse)?);
     }
     for m in &vs.matchers.matchers {
+        if m.name == range_modifiers::MARKER {
+            modifier = match m.value.as_str() {
+                "anchored" => Some(SelectorModifier::Anchored),
+                _ => Some(SelectorModifier::Smoothed),
+            };
+            continue;
+        }
         let op = match m.op {
             MatchOp::Equal => "=",
             MatchOp::NotEqual => "!=",
@@ -410,6 +472,7 @@ fn lower_selector(vs: &ast::VectorSelector) -> Result<VectorSel, PlanError> {
         selector: Selector { matchers },
         offset_ms: offset_ms(&vs.offset),
         at: at(&vs.at),
+        modifier,
     })
 }
 
@@ -424,7 +487,15 @@ pub fn lower(expr: &Expr) -> Result<Plan, PlanError> {
         Expr::StringLiteral(s) => Plan::String(s.val.clone()),
         Expr::Paren(p) => lower(&p.expr)?,
         Expr::Unary(u) => Plan::Neg(Box::new(lower(&u.expr)?)),
-        Expr::VectorSelector(vs) => Plan::Vector(lower_selector(vs)?),
+        Expr::VectorSelector(vs) => {
+            let sel = lower_selector(vs)?;
+            if sel.modifier == Some(SelectorModifier::Anchored) {
+                return Err(PlanError::Invalid(
+                    "anchored modifier can only be used with range vector selectors".into(),
+                ));
+            }
+            Plan::Vector(sel)
+        }
         Expr::MatrixSelector(m) => Plan::Matrix {
             sel: lower_selector(&m.vs)?,
             range_ms: ms(&m.range),
@@ -442,12 +513,30 @@ pub fn lower(expr: &Expr) -> Result<Plan, PlanError> {
                 .iter()
                 .find(|f| **f == name)
                 .ok_or_else(|| PlanError::NotSupported(format!("function {name}")))?;
-            let args = c
+            let args: Vec<Plan> = c
                 .args
                 .args
                 .iter()
                 .map(|a| lower(a))
                 .collect::<Result<_, _>>()?;
+            for a in &args {
+                if let Plan::Matrix {
+                    sel:
+                        VectorSel {
+                            modifier: Some(m), ..
+                        },
+                    ..
+                } = a
+                {
+                    if !m.functions().contains(func) {
+                        return Err(PlanError::Invalid(format!(
+                            "{} modifier can only be used with: {} - not with {func}",
+                            m.name(),
+                            m.functions().join(", ")
+                        )));
+                    }
+                }
+            }
             Plan::Call { func, args }
         }
         Expr::Aggregate(a) => lower_aggregate(a)?,
@@ -599,6 +688,26 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn range_modifiers_lower_and_are_checked() {
+        let Ok(Plan::Call { args, .. }) = parse(r#"rate(x{a="b"}[5m] smoothed)"#) else {
+            panic!("not a call")
+        };
+        let Plan::Matrix { sel, .. } = &args[0] else {
+            panic!("not a matrix")
+        };
+        assert_eq!(sel.modifier, Some(SelectorModifier::Smoothed));
+        assert_eq!(sel.selector.matchers.len(), 2);
+        assert_eq!(
+            parse("deriv(x[5m] anchored)").unwrap_err(),
+            PlanError::Invalid(
+                "anchored modifier can only be used with: changes, delta, increase, rate, \
+                 resets - not with deriv"
+                    .into()
+            )
+        );
     }
 
     #[test]

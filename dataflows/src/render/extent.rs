@@ -6,6 +6,9 @@
 //! x[r] offset o              # [t - o - r + 1,        t - o]
 //! x @ a                      # [a - lookback + 1, a]   (absolute: independent of t)
 //! f(x[r])[s:st] offset o     # inner evaluated at times in [t - o - s + 1, t - o]
+//! x[r] anchored              # [t - r - lookback + 1, t]
+//! x[r] smoothed              # [t - r - lookback + 1, t + lookback]
+//! x smoothed                 # [t - lookback + 1,     t + lookback]
 //! ```
 //! The extents drive three things in maintained evaluation: how long a window of
 //! samples is retained (retirement as the frontier passes), when an evaluation at `t`
@@ -210,12 +213,14 @@ fn walk(
     match plan {
         Plan::Number(_) | Plan::String(_) => {}
         Plan::Vector(sel) => {
-            let ends = shifted(times, sel.at, sel.offset_ms, range);
-            add_use(out, sel, ends, lookback_ms, true);
+            let (_, after) = sel.extra_reads(lookback_ms, false);
+            let ends = shifted(times, sel.at, sel.offset_ms - after, range);
+            add_use(out, sel, ends, lookback_ms + after, after == 0);
         }
         Plan::Matrix { sel, range_ms } => {
-            let ends = shifted(times, sel.at, sel.offset_ms, range);
-            add_use(out, sel, ends, (*range_ms).max(1), false);
+            let (before, after) = sel.extra_reads(lookback_ms, true);
+            let ends = shifted(times, sel.at, sel.offset_ms - after, range);
+            add_use(out, sel, ends, (*range_ms).max(1) + before + after, false);
         }
         Plan::Subquery {
             expr,

@@ -9,7 +9,7 @@
 //! (Prometheus 3.x). The drop is delayed ([`Element::drop_name`]) and applied by
 //! [`super::finish_vector`] at the end of the query or at a subquery boundary.
 
-use super::selector::{instant_with_ts, range_arg};
+use super::selector::{instant_with_ts, range_arg, RangeArg};
 use super::{math, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::labels::Labels;
 use crate::promql::plan::Plan;
@@ -187,13 +187,23 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
     } else {
         (0.0, 0.0)
     };
+    // Over an `anchored` window, `changes` and `resets` see its edge points too.
+    let arg = match arg.modifier {
+        Some(_) if !matches!(func, "rate" | "increase" | "delta") => RangeArg {
+            window_end: arg.window_end,
+            range_ms: arg.range_ms,
+            modifier: None,
+            series: arg.window_series(),
+        },
+        _ => arg,
+    };
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
         let p = &s.points;
         let value = match func {
-            "rate" => rate::extrapolated(p, &arg, true, true),
-            "increase" => rate::extrapolated(p, &arg, true, false),
-            "delta" => rate::extrapolated(p, &arg, false, false),
+            "rate" => rate::increase_family(p, &arg, true, true),
+            "increase" => rate::increase_family(p, &arg, true, false),
+            "delta" => rate::increase_family(p, &arg, false, false),
             "irate" => rate::instant_delta(p, true),
             "idelta" => rate::instant_delta(p, false),
             "deriv" => rate::deriv(p),

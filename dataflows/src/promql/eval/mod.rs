@@ -11,8 +11,8 @@
 //! (classic-bucket `histogram_quantile`), [`functions`] (dispatch, time, labels,
 //! absent, sort, clamp, …).
 //!
-//! Not yet: native histograms, `info()`, `limit_ratio`, start timestamps, and the
-//! experimental syntax promql-parser rejects (see `plan.rs`).
+//! Not yet: native histograms, `info()`, start timestamps, and the experimental
+//! syntax promql-parser rejects (see `plan.rs`).
 
 pub mod aggregate;
 pub mod binary;
@@ -196,7 +196,7 @@ impl<'a> Evaluator<'a> {
             Plan::String(s) => Value::String(s.clone()),
             Plan::Vector(sel) => Value::Vector(selector::instant(self, sel, t)),
             Plan::Matrix { .. } | Plan::Subquery { .. } => {
-                Value::Matrix(selector::range_arg(self, plan, t)?.series)
+                Value::Matrix(selector::range_arg(self, plan, t)?.window_series())
             }
             Plan::Neg(inner) => match self.eval(inner, t)? {
                 Value::Scalar(v) => Value::Scalar(-v),

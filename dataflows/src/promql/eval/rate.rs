@@ -1,11 +1,27 @@
-//! The rate family: `rate`, `increase`, `delta` (one extrapolation, [`extrapolated`]),
-//! `irate`, `idelta` ([`instant_delta`]), `deriv`, `predict_linear`, `resets`, `changes`.
+//! The rate family: `rate`, `increase`, `delta` (one extrapolation, [`extrapolated`];
+//! over an `anchored` / `smoothed` window, [`extended`]), `irate`, `idelta`
+//! ([`instant_delta`]), `deriv`, `predict_linear`, `resets`, `changes`.
 //!
-//! Mirrors Prometheus's `extrapolatedRate`, `instantValue`, `funcDeriv`,
-//! `funcPredictLinear` (promql/functions.go).
+//! Mirrors Prometheus's `extrapolatedRate`, `extendedRate`, `instantValue`,
+//! `funcDeriv`, `funcPredictLinear` (promql/functions.go).
 
 use super::math::kahan_inc;
-use super::selector::RangeArg;
+use super::selector::{edge_indices, edge_values, inner_points, RangeArg};
+use crate::promql::plan::SelectorModifier;
+
+/// `rate`/`increase` (`counter`) and `delta`: [`extended`] over an `anchored` /
+/// `smoothed` window, else [`extrapolated`].
+pub fn increase_family(
+    points: &[(i64, f64)],
+    arg: &RangeArg,
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
+    match arg.modifier {
+        Some(_) => extended(points, arg, counter, per_second),
+        None => extrapolated(points, arg, counter, per_second),
+    }
+}
 
 /// `rate`/`increase` (`counter`) and `delta`, with Prometheus's extrapolation to the
 /// window edges.
@@ -60,6 +76,47 @@ pub fn extrapolated(
         factor /= arg.range_ms as f64 / 1000.0;
     }
     Some(result * factor)
+}
+
+/// `rate`/`increase` (`counter`) and `delta` over an `anchored` or `smoothed` window:
+/// no extrapolation; the difference between the values at the window edges (the
+/// edge samples, or interpolated onto the edges), plus for counters every reset
+/// between them.
+///
+/// ```promql
+/// increase(x[5m] anchored)   # from the last sample at or before t-5m to the last one
+/// rate(x[5m] smoothed)       # from x interpolated at t-5m to x interpolated at t
+/// ```
+pub fn extended(
+    points: &[(i64, f64)],
+    arg: &RangeArg,
+    counter: bool,
+    per_second: bool,
+) -> Option<f64> {
+    let smoothed = arg.modifier == Some(SelectorModifier::Smoothed);
+    let (start, end) = (arg.window_end - arg.range_ms, arg.window_end);
+    let edges = edge_indices(points, start, end, smoothed)?;
+    if smoothed && points[edges.0].0 > end {
+        return None;
+    }
+    let (left, right) = edge_values(points, edges, start, end, smoothed, counter);
+    let mut result = right - left;
+    if counter {
+        let mut prev = left;
+        for &(_, v) in inner_points(points, edges, start, end) {
+            if v < prev {
+                result += prev;
+            }
+            prev = v;
+        }
+        if right < prev {
+            result += prev;
+        }
+    }
+    if per_second {
+        result /= arg.range_ms as f64 / 1000.0;
+    }
+    Some(result)
 }
 
 /// `irate` (`rate`) and `idelta`: from the last two samples only.

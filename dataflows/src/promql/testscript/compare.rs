@@ -46,12 +46,15 @@ pub fn query_times(e: &Eval) -> QueryTimes {
     }
 }
 
-/// Plans an eval's expression; the error is the failure reason to report.
-pub fn plan_eval(e: &Eval) -> Result<Plan, String> {
+/// Plans an eval's expression. `Err` decides the eval without running it: an error
+/// Prometheus raises when it creates the query is judged like a runtime error
+/// (`Ok(())` when the eval expects it), anything else is the failure reason.
+pub fn plan_eval(e: &Eval) -> Result<Plan, Result<(), String>> {
     match plan::parse_with(&e.expr, query_times(e)) {
         Ok(p) => Ok(p),
-        Err(err @ PlanError::NotSupported(_)) => Err(err.to_string()),
-        Err(PlanError::Parse(m)) => Err(format!("parser limitation: {m}")),
+        Err(PlanError::Invalid(m)) => Err(check(e, Err(EvalError(m)))),
+        Err(err @ PlanError::NotSupported(_)) => Err(Err(err.to_string())),
+        Err(PlanError::Parse(m)) => Err(Err(format!("parser limitation: {m}"))),
     }
 }
 
