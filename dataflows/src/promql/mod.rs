@@ -8,5 +8,5 @@ pub mod conformance;
 pub mod durations;
 pub mod eval;
 pub mod plan;
-pub mod range_modifiers;
+pub mod rewrite;
 pub mod testscript;

@@ -9,20 +9,19 @@
 //! lowering never panics.
 //!
 //! promql-parser 0.11 workarounds (constructs affected):
-//! - `holt_winters(…)`, the Prometheus 2.x name of `double_exponential_smoothing`, is
-//!   rejected by the parser; [`parse`] renames the identifier in the query text
-//!   (outside string literals) before parsing.
 //! - Duration arithmetic (`[5m+1m]`, `[step()]`, `offset min_of(step(), 1s)`) is
 //!   rejected; [`parse_with`] first rewrites it to literals (`durations.rs`).
-//! - The `anchored` / `smoothed` selector modifiers are rejected; [`parse_with`]
-//!   rewrites them into a marker matcher (`range_modifiers.rs`) that lowering takes
-//!   back out into [`VectorSel::modifier`].
-//! - Other experimental syntax the parser rejects (histogram trim operators `</`
-//!   `>/`, `info(x, {l=~".*"})`) is reported as a parse error; not worked around yet.
+//! - The `anchored` / `smoothed` selector modifiers, an `info()` data-label selector
+//!   that matches the empty label set (`info(x, {l=~".*"})`), and `holt_winters`
+//!   (the Prometheus 2.x name of `double_exponential_smoothing`) are rejected;
+//!   [`parse_with`] rewrites them before parsing (`rewrite.rs`) and lowering takes
+//!   the marker matchers back out (into [`VectorSel::modifier`]).
+//! - Histogram trim operators `</` `>/` are reported as a parse error; not worked
+//!   around (native histograms are out of scope).
 
 use crate::promql::durations::{self, QueryTimes};
-use crate::promql::range_modifiers;
-use crate::selector::{LabelMatcher, Selector};
+use crate::promql::rewrite;
+use crate::selector::{LabelMatcher, MatchKind, Selector};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self as ast, Expr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -321,6 +320,7 @@ pub const FUNCTIONS: &[&str] = &[
     "hour",
     "idelta",
     "increase",
+    "info",
     "irate",
     "label_join",
     "label_replace",
@@ -369,50 +369,9 @@ pub fn parse(query: &str) -> Result<Plan, PlanError> {
 /// Parses and lowers a PromQL expression; `times` gives `step()` and `range()` for
 /// duration expressions.
 pub fn parse_with(query: &str, times: QueryTimes) -> Result<Plan, PlanError> {
-    let text = range_modifiers::rewrite(&rename_holt_winters(&durations::rewrite(query, times)));
+    let text = rewrite::rewrite(&durations::rewrite(query, times));
     let expr = ast::parse(&text).map_err(PlanError::Parse)?;
     lower(&expr)
-}
-
-/// Rewrites the identifier `holt_winters` outside string literals.
-fn rename_holt_winters(query: &str) -> String {
-    const OLD: &str = "holt_winters";
-    if !query.contains(OLD) {
-        return query.to_string();
-    }
-    let mut out = String::with_capacity(query.len() + 32);
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    let mut i = 0;
-    while i < query.len() {
-        let c = query[i..].chars().next().unwrap_or(' ');
-        if let Some(q) = quote {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' && q != '`' {
-                escaped = true;
-            } else if c == q {
-                quote = None;
-            }
-        } else if c == '"' || c == '\'' || c == '`' {
-            quote = Some(c);
-        } else if query[i..].starts_with(OLD) {
-            let before_ok = !query[..i]
-                .chars()
-                .next_back()
-                .is_some_and(|b| b.is_alphanumeric() || b == '_' || b == ':');
-            let after = query[i + OLD.len()..].chars().next();
-            let after_ok = !after.is_some_and(|a| a.is_alphanumeric() || a == '_' || a == ':');
-            if before_ok && after_ok {
-                out.push_str("double_exponential_smoothing");
-                i += OLD.len();
-                continue;
-            }
-        }
-        out.push(c);
-        i += c.len_utf8();
-    }
-    out
 }
 
 fn ms(d: &Duration) -> i64 {
@@ -453,10 +412,11 @@ fn lower_selector(vs: &ast::VectorSelector) -> Result<VectorSel, PlanError> {
         matchers.push(LabelMatcher::new("__name__", "=", name).map_err(PlanError::Parse)?);
     }
     for m in &vs.matchers.matchers {
-        if m.name == range_modifiers::MARKER {
+        if m.name == rewrite::MARKER {
             modifier = match m.value.as_str() {
                 "anchored" => Some(SelectorModifier::Anchored),
-                _ => Some(SelectorModifier::Smoothed),
+                "smoothed" => Some(SelectorModifier::Smoothed),
+                _ => None,
             };
             continue;
         }
@@ -507,6 +467,7 @@ pub fn lower(expr: &Expr) -> Result<Plan, PlanError> {
             offset_ms: offset_ms(&s.offset),
             at: at(&s.at),
         },
+        Expr::Call(c) if c.func.name == "info" => lower_info(&c.args.args)?,
         Expr::Call(c) => {
             let name = c.func.name;
             let func = FUNCTIONS
@@ -543,6 +504,87 @@ pub fn lower(expr: &Expr) -> Result<Plan, PlanError> {
         Expr::Binary(b) => lower_binary(b)?,
         Expr::Extension(_) => return Err(PlanError::NotSupported("extension expression".into())),
     })
+}
+
+/// `info(expr [, {data-label selector}])` lowers to `Call("info", [expr, selector])`
+/// where the selector reads the info series: the given matchers (with
+/// `__name__="target_info"` when none names a metric, `__name__=~".+_info"` when all
+/// that do are negative), at the time the first selector of `expr` reads (its `@` and
+/// offsets, through enclosing subqueries).
+fn lower_info(args: &[Box<Expr>]) -> Result<Plan, PlanError> {
+    let expr = lower(
+        args.first()
+            .ok_or_else(|| PlanError::Parse("info() needs an instant vector argument".into()))?,
+    )?;
+    let mut matchers = match args.get(1).map(|a| &**a) {
+        None => Vec::new(),
+        Some(Expr::VectorSelector(vs)) => lower_selector(vs)?.selector.matchers,
+        Some(_) => {
+            return Err(PlanError::Parse(
+                "expected label selector as the second argument of info()".into(),
+            ))
+        }
+    };
+    // No name matcher: target_info. Only negative ones: any other info metric.
+    let names: Vec<&LabelMatcher> = matchers
+        .iter()
+        .filter(|m| m.name == crate::labels::METRIC_NAME)
+        .collect();
+    let implied = if names.is_empty() {
+        Some(("=", "target_info"))
+    } else if names
+        .iter()
+        .all(|m| matches!(m.kind, MatchKind::NotEqual(_) | MatchKind::NotRegex(_)))
+    {
+        Some(("=~", ".+_info"))
+    } else {
+        None
+    };
+    if let Some((op, value)) = implied {
+        let m = LabelMatcher::new(crate::labels::METRIC_NAME, op, value);
+        matchers.insert(0, m.map_err(PlanError::Parse)?);
+    }
+    let (at, offset_ms) = first_read_time(&expr, None, 0).unwrap_or((None, 0));
+    let info = VectorSel {
+        selector: Selector { matchers },
+        offset_ms,
+        at,
+        modifier: None,
+    };
+    Ok(Plan::Call {
+        func: "info",
+        args: vec![expr, Plan::Vector(info)],
+    })
+}
+
+/// The `@` and offset with which the first selector of `plan` (in evaluation order)
+/// reads, composed with those of the subqueries around it (`at`, `offset_ms`).
+fn first_read_time(plan: &Plan, at: Option<At>, offset_ms: i64) -> Option<(Option<At>, i64)> {
+    let compose = |inner_at: Option<At>, inner_offset: i64| match inner_at {
+        Some(a) => (Some(a), inner_offset),
+        None => (at, offset_ms + inner_offset),
+    };
+    match plan {
+        Plan::Number(_) | Plan::String(_) => None,
+        Plan::Vector(sel) | Plan::Matrix { sel, .. } => Some(compose(sel.at, sel.offset_ms)),
+        Plan::Subquery {
+            expr,
+            offset_ms: o,
+            at: a,
+            ..
+        } => {
+            let (at, offset_ms) = compose(*a, *o);
+            first_read_time(expr, at, offset_ms)
+        }
+        Plan::Call { args, .. } => args.iter().find_map(|a| first_read_time(a, at, offset_ms)),
+        Plan::Aggregate { expr, param, .. } => std::iter::once(expr)
+            .chain(param)
+            .find_map(|a| first_read_time(a, at, offset_ms)),
+        Plan::Binary { lhs, rhs, .. } => {
+            first_read_time(lhs, at, offset_ms).or_else(|| first_read_time(rhs, at, offset_ms))
+        }
+        Plan::Neg(inner) => first_read_time(inner, at, offset_ms),
+    }
 }
 
 fn lower_aggregate(a: &ast::AggregateExpr) -> Result<Plan, PlanError> {
@@ -664,7 +706,6 @@ mod tests {
                 ..
             }
         ));
-        assert!(rename_holt_winters(r#"x{a="holt_winters"}"#).contains("holt_winters"));
     }
 
     #[test]
@@ -711,8 +752,26 @@ mod tests {
     }
 
     #[test]
+    fn info_reads_its_series_when_the_argument_does() {
+        let info_sel = |q: &str| match parse(q) {
+            Ok(Plan::Call { func: "info", args }) => match &args[1] {
+                Plan::Vector(sel) => sel.clone(),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        let sel = info_sel("info(last_over_time((x offset 1m)[10m:1m] @ 180))");
+        assert_eq!((sel.at, sel.offset_ms), (Some(At::Ms(180_000)), 60_000));
+        assert_eq!(sel.selector.matchers[0].name, "__name__");
+        let sel = info_sel("info(last_over_time(x[5m:1m] offset 6m) * y offset 1m)");
+        assert_eq!((sel.at, sel.offset_ms), (None, 360_000));
+        let sel = info_sel(r#"info(x, {data=~".*"})"#);
+        assert_eq!(sel.selector.matchers.len(), 2);
+    }
+
+    #[test]
     fn unsupported_is_an_error_not_a_panic() {
-        assert!(matches!(parse("info(x)"), Err(PlanError::NotSupported(_))));
+        assert!(matches!(parse("info2(x)"), Err(PlanError::Parse(_))));
         assert!(matches!(parse("foo("), Err(PlanError::Parse(_))));
     }
 }

@@ -103,6 +103,14 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             let v = ev.vector(arg(0)?, t)?;
             absent(v.is_empty(), arg(0)?)
         }
+        "info" => match args {
+            [base, Plan::Vector(info)] => Value::Vector(super::info::eval(ev, base, info, t)?),
+            _ => {
+                return Err(EvalError(
+                    "info() needs a vector and a label selector".into(),
+                ))
+            }
+        },
         "label_replace" => label_replace(ev, args, t)?,
         "label_join" => label_join(ev, args, t)?,
         "sort" | "sort_desc" => {

@@ -8,16 +8,16 @@
 //!
 //! One function family per file: [`selector`] (instant/range/subquery selection),
 //! [`rate`], [`over_time`], [`aggregate`], [`binary`], [`math`], [`histogram`]
-//! (classic-bucket `histogram_quantile`), [`functions`] (dispatch, time, labels,
-//! absent, sort, clamp, …).
+//! (classic-bucket `histogram_quantile`), [`info`], [`functions`] (dispatch, time,
+//! labels, absent, sort, clamp, …).
 //!
-//! Not yet: native histograms, `info()`, start timestamps, and the experimental
-//! syntax promql-parser rejects (see `plan.rs`).
+//! Not yet: native histograms and start timestamps.
 
 pub mod aggregate;
 pub mod binary;
 pub mod functions;
 pub mod histogram;
+pub mod info;
 pub mod math;
 pub mod over_time;
 pub mod rate;
