@@ -725,3 +725,76 @@ fn remote_write_from_prometheus_answers_like_prometheus() {
     .unwrap();
     assert_eq!(response.status, 404);
 }
+
+/// Warnings and infos (Prometheus 3.x; 2.42 has none of these, so the expected texts
+/// are the ones Prometheus's own PromQL test scripts check, without their `(l:c)`
+/// position suffix, which promflow's plans do not keep).
+#[test]
+fn query_annotations_like_prometheus_3() {
+    let exporter = Exporter::start(Reply::text(
+        "http_requests_total{instance=\"a\"} 10\nnode_memory_free_bytes{instance=\"a\"} 5\n",
+    ));
+    let promflow = Promflow::start(&config(&exporter));
+    let scraped = || {
+        let (_, v) = api(
+            &promflow,
+            "/api/v1/query",
+            &[("query", "count_over_time(node_memory_free_bytes[1m])")],
+        );
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .is_some_and(|n| n.parse::<f64>().unwrap_or(0.0) >= 3.0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), scraped),
+        "no samples scraped"
+    );
+    let annotations = |path: &str, params: &[(&str, &str)]| {
+        let (status, v) = api(&promflow, path, params);
+        assert_eq!(
+            (status, &v["status"]),
+            (200, &Value::from("success")),
+            "{params:?}: {v}"
+        );
+        (v["warnings"].clone(), v["infos"].clone())
+    };
+    let q = |query: &'static str| [("query", query)];
+    assert_eq!(
+        annotations("/api/v1/query", &q("rate(node_memory_free_bytes[1m])")),
+        (
+            Value::Null,
+            serde_json::json!(["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"node_memory_free_bytes\""])
+        )
+    );
+    assert_eq!(
+        annotations("/api/v1/query", &q("rate(http_requests_total[1m])")),
+        (Value::Null, Value::Null)
+    );
+    assert_eq!(
+        annotations("/api/v1/query", &q("histogram_quantile(0.5, node_memory_free_bytes)")),
+        (
+            serde_json::json!(["PromQL warning: bucket label \"le\" is missing or has a malformed value of \"\" for metric name \"node_memory_free_bytes\""]),
+            Value::Null
+        )
+    );
+    assert_eq!(
+        annotations("/api/v1/query", &q("quantile(1.5, node_memory_free_bytes)")),
+        (
+            serde_json::json!([
+                "PromQL warning: quantile value should be between 0 and 1, got 1.5"
+            ]),
+            Value::Null
+        )
+    );
+    let now = seconds(now_ms());
+    assert_eq!(
+        annotations(
+            "/api/v1/query_range",
+            &[("query", "sort(node_memory_free_bytes)"), ("start", &now), ("end", &now), ("step", "1")]
+        ),
+        (
+            serde_json::json!(["PromQL warning: sort is ineffective for range queries since results are always ordered by labels"]),
+            Value::Null
+        )
+    );
+}

@@ -7,7 +7,7 @@
 //! Fails if an eval fails that the baseline does not list (a regression). Evals the
 //! baseline lists that now pass are printed: remove them from the baseline (or
 //! regenerate it with `PROMQL_WRITE_BASELINE=1`). `PROMQL_VERBOSE=1` prints every
-//! failure with its reason.
+//! failure with its reason, and every unmet annotation expectation (counted apart).
 
 use dataflows::promql::conformance::{native_histogram_lines, run_script, Verdict};
 use std::collections::BTreeSet;
@@ -59,6 +59,7 @@ fn promql_conformance() {
         "file", "pass(a)", "fail(a)", "pass(b)", "fail(b)", "skipped"
     );
     let mut totals = [0usize; 5];
+    let mut annotations = (0usize, 0usize);
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(path).unwrap();
@@ -75,7 +76,12 @@ fn promql_conformance() {
         {
             *t += v;
         }
+        let (met, checked) = report.annotations();
+        annotations = (annotations.0 + met, annotations.1 + checked);
         for o in &report.outcomes {
+            if let (true, Some(Verdict::Fail(reason))) = (verbose, &o.annotations) {
+                println!("ANNOTATIONS {name}:{} {}\n     {reason}", o.line, o.expr);
+            }
             for (mode, verdict) in [("adhoc", &o.adhoc), ("maintained", &o.maintained)] {
                 if let Verdict::Fail(reason) = verdict {
                     if verbose {
@@ -89,6 +95,11 @@ fn promql_conformance() {
     println!(
         "{:<28} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "total", totals[0], totals[1], totals[2], totals[3], totals[4]
+    );
+    println!(
+        "annotations (ad hoc, not part of the verdicts): {} of {} evals with \
+         `expect warn|info|no_warn|no_info` meet them",
+        annotations.0, annotations.1
     );
 
     if std::env::var_os("PROMQL_WRITE_BASELINE").is_some() {

@@ -5,15 +5,17 @@
 //! evaluator over the in-memory head (the same semantics the maintained operators are
 //! checked against). Errors: `bad_data` (400) for unparsable parameters or PromQL,
 //! `execution` (422) for runtime errors, `timeout` (503) past `timeout`/`--query.timeout`.
+//! Warnings and infos the evaluation raises (e.g. `rate` over a name that does not
+//! look like a counter) are returned as `warnings` / `infos`, as in Prometheus 3.x.
 
 use crate::api::params::{parse_duration_param, parse_time_param, Params};
-use crate::api::response::{api_error, api_success, ErrorType};
+use crate::api::response::{api_error, api_success_annotated, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
 use axum::extract::State;
 use axum::response::Response;
 use dataflows::promql::durations::QueryTimes;
-use dataflows::promql::eval::{Evaluator, Value};
+use dataflows::promql::eval::{Annotations, Evaluator, Value};
 use dataflows::promql::plan::{self, Plan};
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
@@ -50,10 +52,8 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         let head = service.ingester.storage().clone();
         let mut evaluator = Evaluator::new(head.as_ref(), t);
         configure(&mut evaluator, &service);
-        evaluator
-            .instant(&plan, t)
-            .map(|value| instant_json(value, t))
-            .map_err(|e| e.to_string())
+        let value = evaluator.instant(&plan, t).map_err(|e| e.to_string())?;
+        Ok((instant_json(value, t), evaluator.take_annotations()))
     })
     .await
 }
@@ -124,7 +124,8 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
                 })
             })
             .collect();
-        Ok(json!({ "resultType": "matrix", "result": result }))
+        let data = json!({ "resultType": "matrix", "result": result });
+        Ok((data, evaluator.take_annotations()))
     })
     .await
 }
@@ -162,11 +163,12 @@ fn query_timeout(service: &Service, params: &Params) -> Result<Duration, String>
     }
 }
 
-/// Runs an evaluation off the async threads, bounded by `timeout`.
+/// Runs an evaluation off the async threads, bounded by `timeout`; the answer carries
+/// the evaluation's annotations as `warnings` / `infos`.
 async fn run(
     service: Arc<Service>,
     timeout: Duration,
-    evaluate: impl FnOnce(Arc<Service>) -> Result<Json, String> + Send + 'static,
+    evaluate: impl FnOnce(Arc<Service>) -> Result<(Json, Annotations), String> + Send + 'static,
 ) -> Response {
     let task = tokio::task::spawn_blocking(move || evaluate(service));
     match tokio::time::timeout(timeout, task).await {
@@ -179,7 +181,11 @@ async fn run(
             &format!("query evaluation failed: {join_error}"),
         ),
         Ok(Ok(Err(e))) => api_error(ErrorType::Execution, &e),
-        Ok(Ok(Ok(data))) => api_success(data),
+        Ok(Ok(Ok((data, annotations)))) => {
+            let warnings: Vec<String> = annotations.warnings.into_iter().collect();
+            let infos: Vec<String> = annotations.infos.into_iter().collect();
+            api_success_annotated(data, &warnings, &infos)
+        }
     }
 }
 

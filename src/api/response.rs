@@ -56,6 +56,19 @@ pub fn api_success_with_warnings(data: Value, warnings: &[&str]) -> Response {
     axum::Json(json!({ "status": "success", "data": data, "warnings": warnings })).into_response()
 }
 
+/// A success envelope with the query annotations of Prometheus 3.x: `warnings` and
+/// `infos`, each present only when not empty.
+pub fn api_success_annotated(data: Value, warnings: &[String], infos: &[String]) -> Response {
+    let mut body = json!({ "status": "success", "data": data });
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    if !infos.is_empty() {
+        body["infos"] = json!(infos);
+    }
+    axum::Json(body).into_response()
+}
+
 /// An error envelope.
 pub fn api_error(kind: ErrorType, message: &str) -> Response {
     (

@@ -13,9 +13,9 @@
 
 use crate::engine::{Engine, EngineConfig};
 use crate::labels::Labels;
-use crate::promql::eval::{EvalError, Evaluator, Series, Value};
+use crate::promql::eval::{Annotations, EvalError, Evaluator, Series, Value};
 use crate::promql::plan::Plan;
-use crate::promql::testscript::compare::{check, plan_eval};
+use crate::promql::testscript::compare::{check, check_annotations, plan_eval};
 use crate::promql::testscript::store::MemStorage;
 use crate::promql::testscript::{parse_script, Command, Eval, EvalTime};
 use crate::render::{RuleHandle, RuleSchedule};
@@ -46,6 +46,9 @@ pub struct EvalOutcome {
     pub adhoc: Verdict,
     /// Mode (b), maintained.
     pub maintained: Verdict,
+    /// The annotations of mode (a) against the eval's `expect warn|info|no_warn|no_info`
+    /// directives, if it has any (reported apart: not part of the verdicts).
+    pub annotations: Option<Verdict>,
 }
 
 /// Pass / fail / skipped counts.
@@ -82,6 +85,17 @@ impl FileReport {
         let mut c = Counts::default();
         self.outcomes.iter().for_each(|o| c.add(&o.adhoc));
         c
+    }
+
+    /// Annotation expectations of mode (a): `(met, checked)`.
+    pub fn annotations(&self) -> (usize, usize) {
+        let checked: Vec<&Verdict> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| o.annotations.as_ref())
+            .collect();
+        let met = checked.iter().filter(|v| ***v == Verdict::Pass).count();
+        (met, checked.len())
     }
 
     /// Counts in mode (b).
@@ -130,10 +144,18 @@ pub fn run_script(text: &str, skip_lines: &HashSet<usize>) -> Result<FileReport,
     Ok(report)
 }
 
-/// Mode (a): the reference evaluator over the loaded samples.
-pub fn reference(store: &MemStorage, plan: &Plan, e: &Eval) -> Result<Value, EvalError> {
+/// Mode (a): the reference evaluator over the loaded samples, with the annotations
+/// it raised.
+pub fn reference(
+    store: &MemStorage,
+    plan: &Plan,
+    e: &Eval,
+) -> (Result<Value, EvalError>, Annotations) {
     match e.time {
-        EvalTime::Instant { at_ms } => Evaluator::new(store, at_ms).instant(plan, at_ms),
+        EvalTime::Instant { at_ms } => {
+            let ev = Evaluator::new(store, at_ms);
+            (ev.instant(plan, at_ms), ev.take_annotations())
+        }
         EvalTime::Range {
             start_ms,
             end_ms,
@@ -142,7 +164,8 @@ pub fn reference(store: &MemStorage, plan: &Plan, e: &Eval) -> Result<Value, Eva
             let mut ev = Evaluator::new(store, start_ms);
             ev.end_ms = end_ms;
             ev.step_ms = step_ms;
-            ev.range(plan, start_ms, end_ms, step_ms).map(Value::Matrix)
+            let value = ev.range(plan, start_ms, end_ms, step_ms).map(Value::Matrix);
+            (value, ev.take_annotations())
         }
     }
 }
@@ -169,6 +192,7 @@ fn run_segment(
             expr: e.expr.clone(),
             adhoc: Verdict::Skipped,
             maintained: Verdict::Skipped,
+            annotations: None,
         };
         if skip(&e) {
             outcomes.push(outcome);
@@ -184,9 +208,11 @@ fn run_segment(
             }
         };
         store.touched_histogram.set(false);
-        let adhoc = verdict(check(&e, reference(store, &plan, &e)));
+        let (value, annotations) = reference(store, &plan, &e);
+        let adhoc = verdict(check(&e, value));
         if !store.touched_histogram.get() {
             outcome.adhoc = adhoc;
+            outcome.annotations = check_annotations(&e, &annotations).map(verdict);
             outcome.maintained = Verdict::Fail("not run".into());
             live.push((e, outcomes.len(), plan));
         }

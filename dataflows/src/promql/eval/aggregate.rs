@@ -81,6 +81,9 @@ pub fn eval(
         (_, Some(p)) => ev.scalar(p, t)?,
         _ => 0.0,
     };
+    if op == AggOp::Quantile {
+        super::functions::check_quantile(ev, scalar_param);
+    }
     let k_param = matches!(
         op,
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio

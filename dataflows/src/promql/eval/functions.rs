@@ -156,7 +156,8 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             let mut out = Vec::new();
             for p in &args[2..] {
                 let phi = ev.scalar(p, t)?;
-                for e in super::histogram::quantile(phi, v.clone()) {
+                check_quantile(ev, phi);
+                for e in super::histogram::quantile(ev, phi, v.clone()) {
                     let labels = set_label(&e.labels, &label, &format!("{phi:?}"));
                     out.push(Element::new(labels, e.value));
                 }
@@ -165,7 +166,8 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         }
         "histogram_quantile" => {
             let phi = ev.scalar(arg(0)?, t)?;
-            Value::Vector(super::histogram::quantile(phi, ev.vector(arg(1)?, t)?))
+            check_quantile(ev, phi);
+            Value::Vector(super::histogram::quantile(ev, phi, ev.vector(arg(1)?, t)?))
         }
         other => return Err(EvalError(format!("not supported: function {other}"))),
     })
@@ -205,6 +207,14 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
         },
         _ => arg,
     };
+    if func == "quantile_over_time" {
+        check_quantile(ev, param);
+    }
+    if func == "rate" || func == "increase" {
+        for s in &arg.series {
+            possible_non_counter(ev, &s.labels);
+        }
+    }
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
         let p = &s.points;
@@ -231,6 +241,31 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// Prometheus's info for `rate`/`increase` over a series whose name does not say it
+/// is a counter (and whose `__type__` does not either).
+fn possible_non_counter(ev: &Evaluator<'_>, labels: &Labels) {
+    let name = labels.metric_name();
+    let counter_like = ["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+        || labels.get("__type__") == Some("counter");
+    if !name.is_empty() && !counter_like {
+        ev.info(format!(
+            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
+        ));
+    }
+}
+
+/// Prometheus's warning for a quantile φ outside `[0, 1]`.
+pub fn check_quantile(ev: &Evaluator<'_>, phi: f64) {
+    if !(0.0..=1.0).contains(&phi) {
+        ev.warn(format!(
+            "quantile value should be between 0 and 1, got {}",
+            super::aggregate::format_value(phi)
+        ));
+    }
 }
 
 /// `absent(x{a="b"})` / `absent_over_time(x{a="b"}[5m])`: `{a="b"} 1` when nothing

@@ -2,19 +2,23 @@
 //! `bucketQuantile` (promql/quantile.go): buckets grouped by their labels without
 //! `le`, made monotonic, then linear interpolation within a bucket.
 
-use super::{drop_name, Element};
+use super::{drop_name, Element, Evaluator};
 use crate::labels::Labels;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// One output element per bucket group; elements without a parsable `le` are ignored.
-pub fn quantile(phi: f64, v: Vec<Element>) -> Vec<Element> {
+/// One output element per bucket group; elements without a parsable `le` are ignored
+/// (with a warning), buckets made monotonic are reported (an info).
+pub fn quantile(ev: &Evaluator<'_>, phi: f64, v: Vec<Element>) -> Vec<Element> {
     let mut groups: BTreeMap<Arc<Labels>, Vec<(f64, f64)>> = BTreeMap::new();
     for e in v {
-        let Some(le) = e.labels.get("le") else {
-            continue;
-        };
-        let Some(upper) = parse_le(le) else {
+        let le = e.labels.get("le");
+        let Some(upper) = le.and_then(parse_le) else {
+            ev.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {:?} for metric name {:?}",
+                le.unwrap_or(""),
+                e.labels.metric_name()
+            ));
             continue;
         };
         // Grouped with the metric name, dropped afterwards: two histograms that differ
@@ -30,7 +34,18 @@ pub fn quantile(phi: f64, v: Vec<Element>) -> Vec<Element> {
     }
     groups
         .into_iter()
-        .map(|(labels, buckets)| Element::new(drop_name(&labels), bucket_quantile(phi, buckets)))
+        .map(|(labels, buckets)| {
+            let (value, forced_monotonic) = bucket_quantile(phi, buckets);
+            if forced_monotonic {
+                ev.info(format!(
+                    "input to histogram_quantile needed to be fixed for monotonicity (see \
+                     https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) \
+                     for metric name {:?}",
+                    labels.metric_name()
+                ));
+            }
+            Element::new(drop_name(&labels), value)
+        })
         .collect()
 }
 
@@ -41,20 +56,21 @@ fn parse_le(s: &str) -> Option<f64> {
     }
 }
 
-/// The φ-quantile of buckets `(upper_bound, cumulative_count)`.
-pub fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+/// The φ-quantile of buckets `(upper_bound, cumulative_count)`, and whether a count
+/// had to be raised to make the buckets monotonic.
+pub fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> (f64, bool) {
     if phi.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     if phi < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, false);
     }
     if phi > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, false);
     }
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
-        return f64::NAN;
+        return (f64::NAN, false);
     }
     // Coalesce equal bounds.
     let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
@@ -66,6 +82,7 @@ pub fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     }
     let mut buckets = merged;
     // Monotonic, ignoring tiny deltas.
+    let mut forced = false;
     let mut prev = buckets[0].1;
     for b in buckets.iter_mut().skip(1) {
         let curr = b.1;
@@ -73,11 +90,16 @@ pub fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
             continue;
         }
         if ((curr - prev) / (curr.abs() + prev.abs())).abs() < 1e-12 || curr < prev {
+            forced |= curr < prev;
             b.1 = prev;
             continue;
         }
         prev = curr;
     }
+    (quantile_of_monotonic(phi, &buckets), forced)
+}
+
+fn quantile_of_monotonic(phi: f64, buckets: &[(f64, f64)]) -> f64 {
     if buckets.len() < 2 {
         return f64::NAN;
     }

@@ -26,6 +26,8 @@ pub mod selector;
 use crate::labels::Labels;
 use crate::promql::plan::Plan;
 use crate::selector::Selector;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Selected series: labels and `(timestamp_ms, value)` samples sorted by time.
@@ -137,6 +139,19 @@ pub struct Evaluator<'a> {
     pub end_ms: i64,
     /// Query step (for `step()`), ms; 0 for instant queries.
     pub step_ms: i64,
+    /// Warnings and infos raised so far.
+    annotations: RefCell<Annotations>,
+}
+
+/// Prometheus's annotations of a query result: messages that do not fail it, as
+/// `PromQL warning: …` / `PromQL info: …` (without Prometheus's `(line:col)` suffix:
+/// plans do not keep source positions).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// Warnings, sorted, each once.
+    pub warnings: BTreeSet<String>,
+    /// Infos, sorted, each once.
+    pub infos: BTreeSet<String>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -149,12 +164,35 @@ impl<'a> Evaluator<'a> {
             start_ms: t_ms,
             end_ms: t_ms,
             step_ms: 0,
+            annotations: RefCell::default(),
         }
+    }
+
+    /// Raises a warning (`msg` without the `PromQL warning: ` prefix).
+    pub fn warn(&self, msg: impl std::fmt::Display) {
+        let text = format!("PromQL warning: {msg}");
+        self.annotations.borrow_mut().warnings.insert(text);
+    }
+
+    /// Raises an info (`msg` without the `PromQL info: ` prefix).
+    pub fn info(&self, msg: impl std::fmt::Display) {
+        let text = format!("PromQL info: {msg}");
+        self.annotations.borrow_mut().infos.insert(text);
+    }
+
+    /// The annotations raised so far, leaving none.
+    pub fn take_annotations(&self) -> Annotations {
+        self.annotations.take()
     }
 
     /// Evaluates `plan` at every step of `[start, end]`, assembling a matrix (a scalar
     /// result becomes a series with no labels). Series are sorted by labels.
     pub fn range(&self, plan: &Plan, start: i64, end: i64, step: i64) -> EvalResult<Vec<Series>> {
+        if sorts(plan) {
+            self.warn(
+                "sort is ineffective for range queries since results are always ordered by labels",
+            );
+        }
         let mut out: std::collections::BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = Default::default();
         let mut t = start;
         while t <= end {
@@ -252,6 +290,17 @@ impl<'a> Evaluator<'a> {
             Value::String(s) => Ok(s),
             _ => Err(EvalError("expected string".into())),
         }
+    }
+}
+
+/// Whether `plan` calls one of the `sort` functions anywhere.
+fn sorts(plan: &Plan) -> bool {
+    match plan {
+        Plan::Number(_) | Plan::String(_) | Plan::Vector(_) | Plan::Matrix { .. } => false,
+        Plan::Call { func, args } => func.starts_with("sort") || args.iter().any(sorts),
+        Plan::Subquery { expr, .. } | Plan::Neg(expr) => sorts(expr),
+        Plan::Aggregate { expr, param, .. } => sorts(expr) || param.as_deref().is_some_and(sorts),
+        Plan::Binary { lhs, rhs, .. } => sorts(lhs) || sorts(rhs),
     }
 }
 

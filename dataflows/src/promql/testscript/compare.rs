@@ -9,7 +9,7 @@
 use super::{Eval, EvalTime, Expected, FailMatch, Point};
 use crate::labels::Labels;
 use crate::promql::durations::QueryTimes;
-use crate::promql::eval::{Element, EvalError, Series, Value};
+use crate::promql::eval::{Annotations, Element, EvalError, Series, Value};
 use crate::promql::plan::{self, Plan, PlanError};
 use crate::sample::is_stale_marker;
 use std::collections::{HashMap, HashSet};
@@ -194,4 +194,76 @@ pub fn check(e: &Eval, result: Result<Value, EvalError>) -> Result<(), String> {
         },
         (Value::String(s), _) => Err(format!("got string {s:?}")),
     }
+}
+
+/// An annotation text without Prometheus's `(line:col)` suffix (promflow's have none).
+fn without_position(text: &str) -> &str {
+    match text
+        .trim_end()
+        .strip_suffix(')')
+        .and_then(|t| t.rsplit_once(" ("))
+    {
+        Some((head, pos)) if pos.split(':').all(|n| n.parse::<u32>().is_ok()) => head.trim(),
+        _ => text.trim(),
+    }
+}
+
+/// A directive's regex without a trailing position pattern (`\([0-9]+:[0-9]+\)`).
+fn regex_without_position(re: &str) -> &str {
+    re.trim_end()
+        .strip_suffix("\\)")
+        .and_then(|r| r.rfind("\\(").map(|i| r[..i].trim_end()))
+        .unwrap_or(re)
+}
+
+/// Judges the annotations of an eval against its `expect warn|info|no_warn|no_info`
+/// directives, as upstream's runner: `no_…` means none of that level; `warn`/`info`
+/// means at least one, and with `msg:`/`regex:` each directive matches some annotation
+/// and every annotation matches some directive. Positions are not compared. `None`
+/// when the eval has no such directive.
+pub fn check_annotations(e: &Eval, got: &Annotations) -> Option<Result<(), String>> {
+    if e.annotations.is_empty() {
+        return None;
+    }
+    let check = |level: &str, texts: &std::collections::BTreeSet<String>| -> Result<(), String> {
+        let texts: Vec<&str> = texts.iter().map(|t| without_position(t)).collect();
+        let none = format!("no_{level}");
+        if e.annotations.iter().any(|d| d.trim() == none) && !texts.is_empty() {
+            return Err(format!("expected no {level}, got {texts:?}"));
+        }
+        let directives: Vec<&str> = e
+            .annotations
+            .iter()
+            .filter_map(|d| d.strip_prefix(level))
+            .filter(|rest| rest.is_empty() || rest.starts_with(' '))
+            .map(str::trim)
+            .collect();
+        if directives.is_empty() {
+            return Ok(());
+        }
+        if texts.is_empty() {
+            return Err(format!("expected a {level} annotation, got none"));
+        }
+        let matches = |d: &str, t: &str| match (d.strip_prefix("msg:"), d.strip_prefix("regex:")) {
+            (Some(m), _) => without_position(m.trim()) == t,
+            (_, Some(r)) => regex_find(regex_without_position(r.trim()), t),
+            _ => true,
+        };
+        for d in &directives {
+            if !texts.iter().any(|t| matches(d, t)) {
+                return Err(format!("no {level} matches {d:?}; got {texts:?}"));
+            }
+        }
+        let specific: Vec<&&str> = directives.iter().filter(|d| !d.is_empty()).collect();
+        if !specific.is_empty() {
+            if let Some(t) = texts
+                .iter()
+                .find(|t| !specific.iter().any(|d| matches(d, t)))
+            {
+                return Err(format!("unexpected {level} {t:?}"));
+            }
+        }
+        Ok(())
+    };
+    Some(check("warn", &got.warnings).and_then(|()| check("info", &got.infos)))
 }
