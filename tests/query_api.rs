@@ -366,6 +366,26 @@ fn query_api_errors_like_prometheus() {
             "{path} {params:?}: {ours} vs {theirs}"
         );
     }
+    // Parse errors: the same text, position included (`1:8: parse error: …`), where
+    // promql-parser's message lets promflow say where.
+    for query in [
+        "sum(",
+        "sum(foo",
+        "sum by (",
+        r#"foo{a="b"} +"#,
+        "foo and",
+        "x[5m",
+        "x[5m:",
+        "1 + foo{",
+        "rate(foo)",
+        "abs(foo[5m])",
+        "histogram_quantile(foo)",
+    ] {
+        let (_, ours) = api(&promflow, "/api/v1/query", &[("query", query)]);
+        let (_, theirs) = api(&prometheus, "/api/v1/query", &[("query", query)]);
+        assert_eq!(ours["error"], theirs["error"], "{query}");
+        assert_eq!(ours["errorType"], "bad_data", "{query}");
+    }
 }
 
 /// A non-query answer's `data` in a comparable form: list items sorted.

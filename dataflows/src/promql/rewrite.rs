@@ -152,6 +152,43 @@ pub fn rewrite(query: &str) -> String {
     out
 }
 
+/// Whether the query ends where more must follow: after an operator, a comma, an
+/// opening bracket or a keyword such as `by` (promql-parser then reports only
+/// "invalid promql query").
+pub fn expects_more(query: &str) -> bool {
+    let tokens = lex(query);
+    let Some(last) = tokens.last() else {
+        return true;
+    };
+    let text = &query[last.start..last.end];
+    match last.kind {
+        Kind::Punct(c) => "+-*/%^=!<>,([{@".contains(c),
+        Kind::Ident => OPERATOR_WORDS.iter().any(|w| text.eq_ignore_ascii_case(w)),
+        _ => false,
+    }
+}
+
+/// The byte offset of the first call to `func`.
+pub fn call(query: &str, func: &str) -> Option<usize> {
+    call_tokens(query, func).map(|(name, _)| name)
+}
+
+/// The byte offset of the first argument of the first call to `func`.
+pub fn first_argument(query: &str, func: &str) -> Option<usize> {
+    call_tokens(query, func).and_then(|(_, arg)| arg)
+}
+
+/// Offsets of the name and of the first argument of the first call to `func`.
+fn call_tokens(query: &str, func: &str) -> Option<(usize, Option<usize>)> {
+    let tokens = lex(query);
+    let i = (0..tokens.len().saturating_sub(1)).find(|&i| {
+        tokens[i].kind == Kind::Ident
+            && &query[tokens[i].start..tokens[i].end] == func
+            && tokens[i + 1].kind == Kind::Punct('(')
+    })?;
+    Some((tokens[i].start, tokens.get(i + 2).map(|t| t.start)))
+}
+
 /// Replace `start..end` (empty: insert at `start`) by `insert`.
 struct Edit {
     start: usize,

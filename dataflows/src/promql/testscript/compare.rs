@@ -54,7 +54,9 @@ pub fn plan_eval(e: &Eval) -> Result<Plan, Result<(), String>> {
         Ok(p) => Ok(p),
         Err(PlanError::Invalid(m)) => Err(check(e, Err(EvalError(m)))),
         Err(err @ PlanError::NotSupported(_)) => Err(Err(err.to_string())),
-        Err(PlanError::Parse(m)) => Err(Err(format!("parser limitation: {m}"))),
+        Err(err @ (PlanError::Parse(_) | PlanError::ParseAt { .. })) => {
+            Err(Err(format!("parser limitation: {err}")))
+        }
     }
 }
 
