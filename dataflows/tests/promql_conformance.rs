@@ -20,6 +20,36 @@ const BASELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/promql_baseli
 /// `(file, line, mode)` → reason, one line of the baseline.
 type Failure = (String, usize, &'static str, String);
 
+/// Why the evals that still fail do, by file (and line): written before the mismatch in
+/// the baseline.
+const KNOWN_CAUSES: &[(&str, Option<usize>, &str)] = &[
+    (
+        "start_timestamps.test",
+        None,
+        "start timestamps (`@st` load lines) are not stored: needs a start-time column in \
+         samples, storage and maintained windows",
+    ),
+    (
+        "functions.test",
+        Some(523),
+        "promql-parser decodes \"\\xff\" to U+00FF (a valid label name) where Go keeps the \
+         invalid byte; plan: reject \\x escapes >= 0x80 in label names from the raw text",
+    ),
+    (
+        "histograms.test",
+        None,
+        "needs native histograms: load_with_nhcb also stores the buckets as native \
+         histograms whose names collide here",
+    ),
+];
+
+fn cause(file: &str, line: usize) -> Option<&'static str> {
+    KNOWN_CAUSES
+        .iter()
+        .find(|(f, l, _)| *f == file && l.is_none_or(|l| l == line))
+        .map(|(_, _, why)| *why)
+}
+
 fn one_line(reason: &str) -> String {
     let flat: String = reason.split_whitespace().collect::<Vec<_>>().join(" ");
     flat.chars().take(200).collect()
@@ -110,6 +140,10 @@ fn promql_conformance() {
              # file\tline\tmode\treason\n",
         );
         for (file, line, mode, reason) in &failures {
+            let reason = match cause(file, *line) {
+                Some(why) => one_line(&format!("{why}; {reason}")),
+                None => reason.clone(),
+            };
             let _ = writeln!(out, "{file}\t{line}\t{mode}\t{reason}");
         }
         std::fs::write(BASELINE, out).expect("write baseline");
