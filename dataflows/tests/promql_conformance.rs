@@ -30,12 +30,6 @@ const KNOWN_CAUSES: &[(&str, Option<usize>, &str)] = &[
          samples, storage and maintained windows",
     ),
     (
-        "functions.test",
-        Some(523),
-        "promql-parser decodes \"\\xff\" to U+00FF (a valid label name) where Go keeps the \
-         invalid byte; plan: reject \\x escapes >= 0x80 in label names from the raw text",
-    ),
-    (
         "histograms.test",
         None,
         "needs native histograms: load_with_nhcb also stores the buckets as native \

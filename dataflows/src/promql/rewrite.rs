@@ -6,6 +6,7 @@
 //! x @ 100 smoothed                       ->  x{__promflow_rewrite__="smoothed"} @ 100
 //! info(x, {data=~".*"})                  ->  info(x, {__promflow_rewrite__="info",data=~".*"})
 //! holt_winters(x[5m], 0.5, 0.5)          ->  double_exponential_smoothing(x[5m], 0.5, 0.5)
+//! label_join(x, "\xff", ",")              ->  label_join(x, "\u{fffd}", ",")
 //! ```
 //!
 //! - `anchored` / `smoothed` modifiers become a marker matcher on the selector they
@@ -14,6 +15,10 @@
 //! - The data-label selector of `info()` may match the empty label set, which the
 //!   parser refuses for a selector; a marker matcher makes it acceptable.
 //! - `holt_winters`, the Prometheus 2.x name of `double_exponential_smoothing`.
+//! - A string whose escapes (`\xff`, `\377`) spell bytes that are not UTF-8: Go keeps
+//!   the bytes (and then rejects them as a label name), promql-parser decodes each as a
+//!   character (`\xff` to `ÿ`, a valid name). The string is rewritten with U+FFFD in
+//!   their place, as Prometheus prints them, and [`NOT_UTF8`] marks it as not a name.
 //!
 //! Anything else is left as is, for the parser to report. Marker matchers are taken
 //! out again when the selector is lowered.
@@ -23,6 +28,9 @@ pub const MARKER: &str = "__promflow_rewrite__";
 
 /// The value of the marker on the data-label selector of `info()`.
 pub const INFO_SELECTOR: &str = "info";
+
+/// What stands for bytes that are not UTF-8 in a rewritten string literal.
+pub const NOT_UTF8: char = char::REPLACEMENT_CHARACTER;
 
 /// The keywords, as they are written.
 const KEYWORDS: [&str; 2] = ["anchored", "smoothed"];
@@ -132,6 +140,9 @@ pub fn rewrite(query: &str) -> String {
     for k in 0..src.tokens.len() {
         src.modifier(k, &mut edits);
         src.info_selector(k, &mut edits);
+        if src.is(k, Kind::Str) {
+            edits.extend(not_utf8_string(&src.tokens[k], src.text(k)));
+        }
         if src.word(k, "holt_winters") && src.is(k + 1, Kind::Punct('(')) {
             edits.push(Edit {
                 start: src.tokens[k].start,
@@ -187,6 +198,82 @@ fn call_tokens(query: &str, func: &str) -> Option<(usize, Option<usize>)> {
             && tokens[i + 1].kind == Kind::Punct('(')
     })?;
     Some((tokens[i].start, tokens.get(i + 2).map(|t| t.start)))
+}
+
+/// The edit rewriting a quoted string literal whose escapes spell bytes that are not
+/// UTF-8 (see the module doc); `None` for any other token.
+fn not_utf8_string(token: &Token, text: &str) -> Option<Edit> {
+    let bytes = go_unquote(text)?;
+    if std::str::from_utf8(&bytes).is_ok() {
+        return None;
+    }
+    let mut insert = String::from("\"");
+    for c in String::from_utf8_lossy(&bytes).chars() {
+        match c {
+            '\\' | '"' => insert.extend(['\\', c]),
+            c if c.is_control() => insert.push_str(&format!("\\u{:04x}", c as u32)),
+            c => insert.push(c),
+        }
+    }
+    insert.push('"');
+    Some(Edit {
+        start: token.start,
+        end: token.end,
+        insert,
+    })
+}
+
+/// The bytes a `"…"` or `'…'` literal stands for, with Go's escapes (`\n`, `\xHH`,
+/// `\ooo`, `\uHHHH`, `\UHHHHHHHH`); `None` for a raw string or a malformed literal
+/// (left for the parser to report).
+fn go_unquote(text: &str) -> Option<Vec<u8>> {
+    let quote = text.chars().next().filter(|q| *q == '"' || *q == '\'')?;
+    let body = text.strip_prefix(quote)?.strip_suffix(quote)?.as_bytes();
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    let hex = |s: &[u8]| u32::from_str_radix(std::str::from_utf8(s).ok()?, 16).ok();
+    while i < body.len() {
+        if body[i] != b'\\' {
+            out.push(body[i]);
+            i += 1;
+            continue;
+        }
+        let e = *body.get(i + 1)?;
+        let simple = match e {
+            b'a' => Some(7),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            b'v' => Some(11),
+            b'\\' | b'"' | b'\'' => Some(e),
+            _ => None,
+        };
+        if let Some(b) = simple {
+            out.push(b);
+            i += 2;
+            continue;
+        }
+        let (len, value) = match e {
+            b'x' => (4, hex(body.get(i + 2..i + 4)?)?),
+            b'0'..=b'7' => {
+                let digits = std::str::from_utf8(body.get(i + 1..i + 4)?).ok()?;
+                (4, u32::from_str_radix(digits, 8).ok().filter(|v| *v < 256)?)
+            }
+            b'u' | b'U' => {
+                let n = if e == b'u' { 4 } else { 8 };
+                let c = char::from_u32(hex(body.get(i + 2..i + 2 + n)?)?)?;
+                out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                i += 2 + n;
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(value as u8);
+        i += len;
+    }
+    Some(out)
 }
 
 /// Replace `start..end` (empty: insert at `start`) by `insert`.
@@ -371,6 +458,23 @@ mod tests {
             rewrite(r#"holt_winters(x[5m], 0.5, 0.5) + y{a="holt_winters"}"#),
             r#"double_exponential_smoothing(x[5m], 0.5, 0.5) + y{a="holt_winters"}"#
         );
+    }
+
+    #[test]
+    fn strings_that_are_not_utf8() {
+        assert_eq!(
+            rewrite(r#"label_join(x, "\xff", ",")"#),
+            "label_join(x, \"\u{fffd}\", \",\")"
+        );
+        assert_eq!(rewrite(r#"x{a='\377b\n'}"#), "x{a=\"\u{fffd}b\\u000a\"}");
+        // Escapes that spell UTF-8, and raw strings, are left to the parser.
+        for q in [
+            r#"x{a="\xc3\xbf"}"#,
+            r#"x{a="\u00ff\x41"}"#,
+            r#"x{a=`\xff`}"#,
+        ] {
+            assert_eq!(rewrite(q), q);
+        }
     }
 
     #[test]

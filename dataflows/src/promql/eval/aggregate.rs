@@ -58,7 +58,7 @@ pub fn eval(
             Some(p) => ev.string(p, t)?,
             None => return Err(EvalError("count_values needs a label name".into())),
         };
-        if label.is_empty() {
+        if !super::functions::valid_label_name(&label) {
             return Err(EvalError(format!("invalid label name {label:?}")));
         }
         for e in input {

@@ -299,8 +299,12 @@ fn absent(is_empty: bool, arg: &Plan) -> Value {
     Value::Vector(vec![Element::new(Arc::new(Labels::from_pairs(pairs)), 1.0)])
 }
 
-fn valid_label_name(name: &str) -> bool {
-    !name.is_empty()
+/// Whether a label name written as a string argument is valid: Prometheus 3.x accepts
+/// any non-empty UTF-8; bytes that are not UTF-8 arrive as [`rewrite::NOT_UTF8`].
+///
+/// [`rewrite::NOT_UTF8`]: crate::promql::rewrite::NOT_UTF8
+pub(super) fn valid_label_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(crate::promql::rewrite::NOT_UTF8)
 }
 
 /// `label_replace(v, "dst", "$1-x", "src", "(.*)")`.
