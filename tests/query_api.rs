@@ -380,12 +380,59 @@ fn query_api_errors_like_prometheus() {
         "rate(foo)",
         "abs(foo[5m])",
         "histogram_quantile(foo)",
+        // Where promql-parser says only "invalid promql query": the first token
+        // that cannot continue, worded as Prometheus's grammar does.
+        "foo bar",
+        "sum(x) by",
+        "sum by (a b) (x)",
+        "sum(rate(x y))",
+        "sum without (a) ",
+        r#"x{a="b" c="d"}"#,
+        "foo{a=}",
+        r#"foo{="b"}"#,
+        "x{a}",
+        r#"x{a "b"}"#,
+        "x offset y",
+        "x @ foo",
+        "foo[5m] @ start(1)",
+        "x + on a y",
+        "x + on(a) group_left(b) group_right y",
+        "x == bool bool y",
+        "x % % y",
+        r#"x "abcdefghijklmnop""#,
+        "foo:bar baz:qux",
+        "1 2",
+        "()",
+        "sum(x) by (a) by (b)",
+        "count_values(\"a\" x)",
+        // Messages promql-parser gives without a position or in other words.
+        "{}",
+        "unknown_fn(x)",
+        "x[5x]",
+        "x offset 5x",
+        "x[1h:5m:1m]",
+        "x[0s]",
+        "foo{a~\"b\"}",
+        "$x",
+        "foo )",
+        "sum(x,)",
+        "foo{a=\"b\"}[5m][5m]",
+        "count_values(x)",
+        "`foo",
+        "holt_winters(x[5m], 0.5)",
     ] {
         let (_, ours) = api(&promflow, "/api/v1/query", &[("query", query)]);
         let (_, theirs) = api(&prometheus, "/api/v1/query", &[("query", query)]);
         assert_eq!(ours["error"], theirs["error"], "{query}");
         assert_eq!(ours["errorType"], "bad_data", "{query}");
     }
+    // A label name whose escapes are not UTF-8 fails when evaluated, as in Prometheus.
+    let query = r#"label_join(m, "\xff", ",")"#;
+    let (our_status, ours) = api(&promflow, "/api/v1/query", &[("query", query)]);
+    let (their_status, theirs) = api(&prometheus, "/api/v1/query", &[("query", query)]);
+    assert_eq!(our_status, their_status, "{query}: {ours} vs {theirs}");
+    assert_eq!(ours["error"], theirs["error"], "{query}");
+    assert_eq!(ours["errorType"], theirs["errorType"], "{query}");
 }
 
 /// A non-query answer's `data` in a comparable form: list items sorted.

@@ -7,6 +7,7 @@
 pub mod conformance;
 pub mod durations;
 pub mod eval;
+pub mod parse_error;
 pub mod plan;
 pub mod rewrite;
 pub mod testscript;

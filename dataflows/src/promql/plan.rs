@@ -20,6 +20,7 @@
 //!   around (native histograms are out of scope).
 
 use crate::promql::durations::{self, QueryTimes};
+use crate::promql::parse_error;
 use crate::promql::rewrite;
 use crate::selector::{LabelMatcher, MatchKind, Selector};
 use promql_parser::label::MatchOp;
@@ -383,67 +384,8 @@ pub fn parse(query: &str) -> Result<Plan, PlanError> {
 /// duration expressions.
 pub fn parse_with(query: &str, times: QueryTimes) -> Result<Plan, PlanError> {
     let text = rewrite::rewrite(&durations::rewrite(query, times));
-    let expr = ast::parse(&text).map_err(|m| syntax_error(query, m))?;
+    let expr = ast::parse(&text).map_err(|m| parse_error::syntax_error(query, m))?;
     lower(&expr)
-}
-
-/// A parser error in Prometheus's words and with its position where promql-parser's
-/// message allows: unclosed brackets and an incomplete expression are at the end of
-/// the input, a wrong argument type at the called function's first argument, a wrong
-/// argument count at the call.
-fn syntax_error(query: &str, message: String) -> PlanError {
-    let at = |offset: usize, message: String| {
-        let before = &query[..offset.min(query.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        PlanError::ParseAt { line, col, message }
-    };
-    let end = query.trim_end().len();
-    if message == "unexpected end of input inside brackets" {
-        return at(end, "unclosed left bracket".into());
-    }
-    if message.contains("unclosed") || message.contains("unexpected end of input") {
-        return at(end, message);
-    }
-    // expected 2 argument(s) in call to 'histogram_quantile', got 1
-    let arity_error = message
-        .split_once(" in call to '")
-        .and_then(|(head, r)| Some((head, r.split_once("', got ")?)));
-    if let Some((head, (func, got))) = arity_error {
-        let message = format!("{head} in call to {func:?}, got {got}");
-        return match rewrite::call(query, func) {
-            Some(offset) => at(offset, message),
-            None => PlanError::Parse(message),
-        };
-    }
-    if message == "invalid promql query" && rewrite::expects_more(query) {
-        return at(end, "unexpected end of input".into());
-    }
-    // expected type matrix in call to function 'rate', got vector
-    let type_error = message
-        .strip_prefix("expected type ")
-        .and_then(|r| r.split_once(" in call to function '"))
-        .and_then(|(want, r)| {
-            let (func, got) = r.split_once("', got ")?;
-            Some((want, func, got))
-        });
-    if let Some((want, func, got)) = type_error {
-        let name = |t: &str| match t {
-            "matrix" => "range vector".to_string(),
-            "vector" => "instant vector".to_string(),
-            other => other.to_string(),
-        };
-        let message = format!(
-            "expected type {} in call to function {func:?}, got {}",
-            name(want),
-            name(got)
-        );
-        if let Some(offset) = rewrite::first_argument(query, func) {
-            return at(offset, message);
-        }
-        return PlanError::Parse(message);
-    }
-    PlanError::Parse(message)
 }
 
 fn ms(d: &Duration) -> i64 {
@@ -862,7 +804,7 @@ mod tests {
 
     #[test]
     fn unsupported_is_an_error_not_a_panic() {
-        assert!(matches!(parse("info2(x)"), Err(PlanError::Parse(_))));
-        assert!(matches!(parse("foo bar"), Err(PlanError::Parse(_))));
+        assert!(matches!(parse("info2(x)"), Err(PlanError::ParseAt { .. })));
+        assert!(matches!(parse("foo bar"), Err(PlanError::ParseAt { .. })));
     }
 }

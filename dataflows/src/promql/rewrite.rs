@@ -51,22 +51,26 @@ const OPERATOR_WORDS: [&str; 12] = [
     "atan2",
 ];
 
+/// What a token of [`lex`] is.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
+pub(super) enum Kind {
     Str,
     Ident,
     Num,
     Punct(char),
 }
 
+/// A token: its kind and byte range in the query.
 #[derive(Clone, Copy, Debug)]
-struct Token {
-    kind: Kind,
-    start: usize,
-    end: usize,
+pub(super) struct Token {
+    pub(super) kind: Kind,
+    pub(super) start: usize,
+    pub(super) end: usize,
 }
 
-fn lex(q: &str) -> Vec<Token> {
+/// Splits a query into strings, identifiers, numbers (durations included) and single
+/// punctuation characters, skipping blanks and comments.
+pub(super) fn lex(q: &str) -> Vec<Token> {
     let b = q.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -114,7 +118,7 @@ fn lex(q: &str) -> Vec<Token> {
 }
 
 /// For each closing bracket token, the index of its opening one.
-fn openers(tokens: &[Token]) -> Vec<Option<usize>> {
+pub(super) fn openers(tokens: &[Token]) -> Vec<Option<usize>> {
     let mut out = vec![None; tokens.len()];
     let mut stack: Vec<usize> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
@@ -161,22 +165,6 @@ pub fn rewrite(query: &str) -> String {
     }
     out.push_str(&query[pos..]);
     out
-}
-
-/// Whether the query ends where more must follow: after an operator, a comma, an
-/// opening bracket or a keyword such as `by` (promql-parser then reports only
-/// "invalid promql query").
-pub fn expects_more(query: &str) -> bool {
-    let tokens = lex(query);
-    let Some(last) = tokens.last() else {
-        return true;
-    };
-    let text = &query[last.start..last.end];
-    match last.kind {
-        Kind::Punct(c) => "+-*/%^=!<>,([{@".contains(c),
-        Kind::Ident => OPERATOR_WORDS.iter().any(|w| text.eq_ignore_ascii_case(w)),
-        _ => false,
-    }
 }
 
 /// The byte offset of the first call to `func`.
