@@ -62,12 +62,14 @@
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource
 
 pub mod extent;
+pub mod incremental;
 pub mod maintain;
 pub mod route;
 pub mod rule;
+pub mod shape;
 pub mod window;
 
-pub use rule::{RenderError, RuleId, RuleOutput, RuleSchedule};
+pub use rule::{Evaluation, RenderError, RuleId, RuleOutput, RuleSchedule};
 
 /// A registered expression: its id and the channel its evaluations arrive on, in
 /// evaluation-time order.
