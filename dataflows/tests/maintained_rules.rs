@@ -399,7 +399,10 @@ fn only_changed_series_and_groups_are_recomputed() {
 
     // First evaluation: every series and group is computed.
     feed(
-        series.iter().map(|l| sample(l.clone(), 1_000, 1.0)).collect(),
+        series
+            .iter()
+            .map(|l| sample(l.clone(), 1_000, 1.0))
+            .collect(),
         1_001,
     );
     let first = drain(&rule);
@@ -437,7 +440,11 @@ fn only_changed_series_and_groups_are_recomputed() {
     let stats = engine.stats();
     engine.shutdown();
     assert_eq!(stats.rule_evaluations_whole_plan, 0);
-    let outs: Vec<RuleOutput> = first.into_iter().chain(second).chain(drain(&rule)).collect();
+    let outs: Vec<RuleOutput> = first
+        .into_iter()
+        .chain(second)
+        .chain(drain(&rule))
+        .collect();
     assert_eq!(outs.len(), 302);
     assert_eq!(stats.rule_evaluations_incremental, 302);
     let store = store_of(&all);
@@ -587,4 +594,63 @@ fn incremental_equals_whole_plan_on_random_streams() {
             "seed {seed}: {stats:?}"
         );
     }
+}
+
+#[test]
+fn rules_reading_one_selector_share_its_window_whatever_their_first_selector() {
+    use dataflows::render::extent::selector_key;
+    let workers = 4u64;
+    let worker_of = |name: &str| {
+        let sel = match parse(name).expect("parses") {
+            dataflows::promql::plan::Plan::Vector(v) => v.selector,
+            other => panic!("{other:?}"),
+        };
+        xxhash_rust::xxh3::xxh3_64(selector_key(&sel).as_bytes()) % workers
+    };
+    // A metric name sorting before `b` whose own hash picks another worker than `b`:
+    // without sharing, the second rule would keep a second copy of `b`.
+    let a = (0..100)
+        .map(|i| format!("a{i}"))
+        .find(|a| worker_of(a) != worker_of("b"))
+        .expect("a name on another worker");
+    let engine = Engine::start(EngineConfig {
+        workers: workers as usize,
+        lookback_ms: 300_000,
+    })
+    .expect("engine starts");
+    let every = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms: 1_000,
+    };
+    let first = engine
+        .register(parse("b").expect("parses"), every)
+        .expect("registers");
+    let second = engine
+        .register(
+            parse(&format!("count({a}) + count(b)")).expect("parses"),
+            every,
+        )
+        .expect("registers");
+    let mut batch: Vec<Sample> = (0..10)
+        .map(|i| {
+            sample(
+                labels(&[("__name__", "b"), ("i", &i.to_string())]),
+                500,
+                1.0,
+            )
+        })
+        .collect();
+    batch.push(sample(labels(&[("__name__", &a)]), 500, 1.0));
+    engine.feed(batch);
+    for front in [1_001, 3_001, 5_001] {
+        engine.advance_watermark(front);
+        wait_for_frontier(&engine, front);
+    }
+    let retained = engine.stats().rule_samples_retained;
+    engine.shutdown();
+    // One copy of each of the 11 series, not 10 more for the second rule's `b`.
+    assert_eq!(retained, 11);
+    let last = |h: &RuleHandle| drain(h).last().and_then(|o| o.samples());
+    assert_eq!(last(&first).map(|s| s.len()), Some(10));
+    assert_eq!(last(&second).map(|s| s[0].1), Some(11.0));
 }

@@ -10,14 +10,16 @@
 //! registry changes, (2) adds routed samples to the shared [`WindowStore`] and, for
 //! on-arrival rules, records the evaluation times they trigger, (3) evaluates every
 //! rule whose next evaluation time `t` is *ready* — every sample it can read at `t`
-//! is older than the input frontier — with the reference evaluator over the store,
-//! sending `(t, result)` to the rule's channel, and (4) retires samples no rule can
-//! read any more.
+//! is older than the input frontier — sending `(t, result)` to the rule's channel, and
+//! (4) retires samples no rule can read any more.
 //!
-//! What is recomputed: each evaluation runs the whole plan over the retained windows
-//! (the reference evaluator's cost for that window). What is maintained: the windows
-//! themselves (appended as samples arrive, retired as the frontier passes, shared by
-//! every rule reading the same selector on this worker) and the schedule.
+//! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
+//! inputs changed are recomputed) when the plan has an incremental shape and the rule
+//! did not ask for [`Evaluation::WholePlan`]; otherwise, or when the incremental state
+//! cannot vouch for the result, the reference evaluator runs the whole plan over the
+//! store. The windows (appended as samples arrive, retired as the frontier passes,
+//! shared by every rule reading the same selector on this worker) and the schedule are
+//! maintained either way.
 
 use crate::promql::eval::{EvalResult, Value};
 use crate::render::extent::Extent;

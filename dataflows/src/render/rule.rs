@@ -310,10 +310,23 @@ impl Registry {
         RuleId(self.next_id)
     }
 
-    /// Adds a rule and rebuilds the routing table.
-    pub fn insert(&mut self, spec: RuleSpec) {
+    /// Adds a rule and rebuilds the routing table. A rule reading a selector some
+    /// registered rule already reads goes to that rule's worker (whatever its own
+    /// smallest selector is), so the two share one window for it.
+    pub fn insert(&mut self, mut spec: RuleSpec) {
+        if let Some(owner) = self.owner_reading(&spec.uses) {
+            spec.owner = owner;
+        }
         self.rules.insert(spec.id, Arc::new(spec));
         self.changed();
+    }
+
+    /// The worker of the oldest registered rule reading one of `uses`' selectors.
+    fn owner_reading(&self, uses: &[SelectorUse]) -> Option<usize> {
+        self.rules
+            .values()
+            .find(|r| r.uses.iter().any(|u| uses.iter().any(|n| n.key == u.key)))
+            .map(|r| r.owner)
     }
 
     /// Removes a rule; whether it existed.
