@@ -20,9 +20,12 @@
 //! [10], `STORAGE_LIVE_SERIES` [1000], `STORAGE_SECONDS` [60] override the workload;
 //! `STORAGE_SECONDS=0` runs part 1 only).
 
+mod side_by_side;
+
 use promflow::storage::{Storage, StorageOptions, WalFsync};
+use side_by_side::{env_or, http_get, metric_value};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,13 +36,6 @@ const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
 const STEP_MS: i64 = 15_000;
 const HOUR_MS: i64 = 3_600_000;
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Bytes of every file under `path`.
 fn du(path: &Path) -> u64 {
@@ -209,29 +205,6 @@ fn serve(listener: TcpListener, target: usize, series: usize, ticks: Arc<AtomicU
             });
         }
     });
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
-fn metric_value(body: &str, metric: &str) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn rss_bytes(pid: u32) -> f64 {

@@ -12,8 +12,8 @@ use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
 use crate::render::maintain::maintain_rules;
 use crate::render::route::route_to_owners;
-use crate::render::rule::{RuleSpec, SharedRegistry};
-use crate::render::{RenderError, RuleHandle, RuleId, RuleSchedule};
+use crate::render::rule::{RuleCounters, RuleSpec, SharedRegistry};
+use crate::render::{Evaluation, RenderError, RuleHandle, RuleId, RuleSchedule};
 use crate::sample::Sample;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -46,6 +46,14 @@ pub struct EngineStats {
     pub samples_late: u64,
     /// Samples held in maintained rules' windows (as of each worker's last retirement).
     pub rule_samples_retained: u64,
+    /// Rule evaluations answered incrementally (per series and group).
+    pub rule_evaluations_incremental: u64,
+    /// Rule evaluations of the whole plan (shapes without incremental evaluation,
+    /// [`Evaluation::WholePlan`] rules, and incremental rules falling back).
+    pub rule_evaluations_whole_plan: u64,
+    /// Elements and groups recomputed by incremental evaluations: what changed, not
+    /// the size of the result.
+    pub rule_recomputations: u64,
 }
 
 enum Command {
@@ -71,6 +79,7 @@ pub struct Engine {
     lookback_ms: i64,
     worker_frontiers: Arc<Vec<AtomicU64>>,
     rule_retained: Arc<Vec<AtomicU64>>,
+    rule_counters: Arc<RuleCounters>,
     samples_fed: AtomicU64,
     samples_late: AtomicU64,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
@@ -86,6 +95,8 @@ impl Engine {
         let rule_retained: Arc<Vec<AtomicU64>> =
             Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
         let retained = rule_retained.clone();
+        let rule_counters: Arc<RuleCounters> = Default::default();
+        let counters = rule_counters.clone();
         let (senders, receivers): (Vec<Sender<Command>>, Vec<Receiver<Command>>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let (thread_tx, thread_rx) = crossbeam_channel::unbounded::<(usize, Thread)>();
@@ -109,13 +120,14 @@ impl Engine {
             let table = table.clone();
             let registry = registry.clone();
             let retained = retained.clone();
+            let counters = counters.clone();
             let rules_activator = worker.dataflow::<u64, _, _>(|scope| {
                 let samples = scope.input_from(&mut input);
                 samples.clone().probe_with(&probe);
                 maintain_latest(samples.clone(), table, index, lookback_ms);
                 let routed = route_to_owners(samples, registry.clone());
                 let routed = routed.probe_with(&probe);
-                maintain_rules(routed, registry, index, lookback_ms, retained)
+                maintain_rules(routed, registry, index, lookback_ms, retained, counters)
             });
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
@@ -170,6 +182,7 @@ impl Engine {
             lookback_ms: config.lookback_ms,
             worker_frontiers,
             rule_retained,
+            rule_counters,
             samples_fed: AtomicU64::new(0),
             samples_late: AtomicU64::new(0),
             guards: Mutex::new(Some(guards)),
@@ -242,7 +255,18 @@ impl Engine {
     /// assert_eq!(out.samples().unwrap()[0].1, 2.0);
     /// ```
     pub fn register(&self, plan: Plan, schedule: RuleSchedule) -> Result<RuleHandle, RenderError> {
-        self.install(plan, schedule, None)
+        self.install(plan, schedule, Evaluation::Incremental, None)
+    }
+
+    /// Like [`Engine::register`], choosing how each evaluation is made (whole-plan
+    /// rules are the baseline incremental ones are compared with).
+    pub fn register_with(
+        &self,
+        plan: Plan,
+        schedule: RuleSchedule,
+        evaluation: Evaluation,
+    ) -> Result<RuleHandle, RenderError> {
+        self.install(plan, schedule, evaluation, None)
     }
 
     /// Like [`Engine::register`], with the windows the first evaluation reads seeded
@@ -253,13 +277,14 @@ impl Engine {
         schedule: RuleSchedule,
         history: &dyn SeriesSource,
     ) -> Result<RuleHandle, RenderError> {
-        self.install(plan, schedule, Some(history))
+        self.install(plan, schedule, Evaluation::Incremental, Some(history))
     }
 
     fn install(
         &self,
         plan: Plan,
         schedule: RuleSchedule,
+        evaluation: Evaluation,
         history: Option<&dyn SeriesSource>,
     ) -> Result<RuleHandle, RenderError> {
         // Under the feeder lock: no sample is fed between reading the watermark and
@@ -267,7 +292,7 @@ impl Engine {
         let feeder = self.feeder.lock();
         let (tx, rx) = crossbeam_channel::unbounded();
         let id = self.rules.lock().next_id();
-        let spec = RuleSpec::new(
+        let mut spec = RuleSpec::new(
             id,
             plan,
             schedule,
@@ -277,6 +302,7 @@ impl Engine {
             tx,
             history,
         )?;
+        spec.evaluation = evaluation;
         self.rules.lock().insert(spec);
         for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
             let _ = sender.send(Command::RulesChanged);
@@ -319,6 +345,9 @@ impl Engine {
                 .iter()
                 .map(|r| r.load(Ordering::Relaxed))
                 .sum(),
+            rule_evaluations_incremental: self.rule_counters.incremental.load(Ordering::Relaxed),
+            rule_evaluations_whole_plan: self.rule_counters.whole_plan.load(Ordering::Relaxed),
+            rule_recomputations: self.rule_counters.recomputed.load(Ordering::Relaxed),
         }
     }
 

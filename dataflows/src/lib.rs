@@ -22,6 +22,6 @@ pub mod selector;
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use labels::Labels;
 pub use latest::{ChangeListener, LatestChange, LatestEntry, LatestTable};
-pub use render::{RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};
+pub use render::{Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};
 pub use sample::{is_stale_marker, Sample, STALE_MARKER};
 pub use selector::{LabelMatcher, MatchKind, Selector};

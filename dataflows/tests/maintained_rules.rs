@@ -2,14 +2,17 @@
 //! over the full sample history (the oracle): interval rules while samples stream in
 //! and the frontier advances, on-arrival rules (including the evaluation when a
 //! sample expires with no new data), registration after data has flowed (seeded),
-//! unregistering, unsupported shapes, and window retirement.
+//! unregistering, unsupported shapes, and window retirement; incremental evaluation
+//! recomputing only changed series and groups (counted in the engine's stats) and
+//! equal to whole-plan evaluation and the reference on randomized streams.
 
 use dataflows::promql::eval::{Evaluator, Value};
 use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::compare::float_eq;
 use dataflows::promql::testscript::store::MemStorage;
 use dataflows::{
-    Engine, EngineConfig, Labels, RenderError, RuleHandle, RuleOutput, RuleSchedule, Sample,
+    Engine, EngineConfig, Evaluation, Labels, RenderError, RuleHandle, RuleOutput, RuleSchedule,
+    Sample,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -356,4 +359,298 @@ fn instant_selectors_retain_about_one_sample_per_series() {
     for out in &outs {
         assert_matches_reference("x", out, &store, every);
     }
+}
+
+/// Drains a rule's outputs received so far.
+fn drain(rule: &RuleHandle) -> Vec<RuleOutput> {
+    rule.output.try_iter().collect()
+}
+
+#[test]
+fn only_changed_series_and_groups_are_recomputed() {
+    let engine = engine();
+    let query = "sum by (g) (x)";
+    let rule = engine
+        .register(
+            parse(query).expect("parses"),
+            RuleSchedule::Interval {
+                start_ms: 1_000,
+                every_ms: 1_000,
+            },
+        )
+        .expect("registers");
+    let series: Vec<Arc<Labels>> = (0..100)
+        .map(|i| {
+            labels(&[
+                ("__name__", "x"),
+                ("i", &i.to_string()),
+                ("g", &(i % 10).to_string()),
+            ])
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut feed = |batch: Vec<Sample>, until: i64| {
+        all.extend(batch.iter().cloned());
+        engine.feed(batch);
+        engine.advance_watermark(until);
+        wait_for_frontier(&engine, until);
+    };
+    let recomputations = |engine: &Engine| engine.stats().rule_recomputations;
+
+    // First evaluation: every series and group is computed.
+    feed(
+        series
+            .iter()
+            .map(|l| sample(l.clone(), 1_000, 1.0))
+            .collect(),
+        1_001,
+    );
+    let first = drain(&rule);
+    assert_eq!(first.len(), 1);
+    assert_eq!(recomputations(&engine), 100 + 10);
+
+    // Three series of two groups change: three elements and two groups recomputed.
+    let before = recomputations(&engine);
+    let changed = [0usize, 10, 11];
+    feed(
+        changed
+            .iter()
+            .map(|&i| sample(series[i].clone(), 2_000, 5.0))
+            .collect(),
+        2_001,
+    );
+    let second = drain(&rule);
+    assert_eq!(second.len(), 1);
+    assert_eq!(recomputations(&engine) - before, 3 + 2);
+
+    // No data for five minutes: nothing is recomputed until the lookback expires, a
+    // time event with no sample; then the 97 series last seen at 1s leave (all 10
+    // groups), and at 302s the other three (groups 0 and 1).
+    let before = recomputations(&engine);
+    engine.advance_watermark(300_001);
+    wait_for_frontier(&engine, 300_001);
+    assert_eq!(recomputations(&engine) - before, 0);
+    engine.advance_watermark(301_001);
+    wait_for_frontier(&engine, 301_001);
+    assert_eq!(recomputations(&engine) - before, 97 + 10);
+    engine.advance_watermark(302_001);
+    wait_for_frontier(&engine, 302_001);
+    assert_eq!(recomputations(&engine) - before, 97 + 10 + 3 + 2);
+
+    let stats = engine.stats();
+    engine.shutdown();
+    assert_eq!(stats.rule_evaluations_whole_plan, 0);
+    let outs: Vec<RuleOutput> = first
+        .into_iter()
+        .chain(second)
+        .chain(drain(&rule))
+        .collect();
+    assert_eq!(outs.len(), 302);
+    assert_eq!(stats.rule_evaluations_incremental, 302);
+    let store = store_of(&all);
+    for out in &outs {
+        assert_matches_reference(query, out, &store, 1_000);
+    }
+    let last = outs.last().expect("outputs");
+    assert_eq!(last.eval_ms, 302_000);
+    assert!(last.samples().expect("vector").is_empty());
+}
+
+/// A small deterministic generator (xorshift64*), so the streams are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `[0, n)`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Counters and gauges on 8 instances in 2 jobs with jittered scrape times, gaps,
+/// counter resets and stale markers.
+fn random_stream(seed: u64, until_ms: i64) -> Vec<Sample> {
+    let mut rng = Rng(seed);
+    let mut counters = [0.0f64; 8];
+    let mut out = Vec::new();
+    let mut scrape = 0;
+    while scrape <= until_ms {
+        for (i, counter) in counters.iter_mut().enumerate() {
+            let skip = rng.below(10) == 0;
+            if skip {
+                continue;
+            }
+            let ts = scrape + rng.below(3_000) as i64;
+            let job = if i % 2 == 0 { "a" } else { "b" };
+            let instance = format!("h{i}");
+            let x = labels(&[("__name__", "x"), ("instance", &instance), ("job", job)]);
+            let y = labels(&[("__name__", "y"), ("instance", &instance), ("job", job)]);
+            if rng.below(40) == 0 {
+                out.push(sample(x, ts, dataflows::STALE_MARKER));
+                continue;
+            }
+            *counter = if rng.below(30) == 0 {
+                rng.below(3) as f64
+            } else {
+                *counter + rng.below(20) as f64
+            };
+            out.push(sample(x, ts, *counter));
+            out.push(sample(y, ts, rng.below(10) as f64 - 2.0));
+        }
+        // Sometimes a long silence (past the lookback delta).
+        scrape += if rng.below(60) == 0 { 400_000 } else { 10_000 };
+    }
+    out.sort_by_key(|s| s.timestamp_ms);
+    out
+}
+
+const INCREMENTAL_QUERIES: &[&str] = &[
+    "x == 0",
+    "y > 0.5 * 2",
+    "x * 100",
+    r#"label_replace(x, "host", "$1", "instance", "h(.*)")"#,
+    "rate(x[1m])",
+    "increase(x[2m] offset 30s)",
+    "max_over_time(y[1m])",
+    "sum by (job) (rate(x[1m]))",
+    "100 - avg by (job) (y) * 2 > 3",
+    "count without (instance) (y > 3)",
+    "max(sum by (job) (x))",
+    "deriv(y[1m])",
+    "changes(y[1m]) + resets(x[1m])",
+    "-y",
+    "abs(y - 5)",
+    "quantile by (job) (0.5, y)",
+    "stddev(rate(x[1m]))",
+    "timestamp(y)",
+    "y offset -20s",
+    "sum by (__name__) (rate(x[1m]))",
+    r#"{__name__=~"x|y"} * 2"#,
+];
+
+#[test]
+fn incremental_equals_whole_plan_on_random_streams() {
+    let until = 1_800_000;
+    for seed in [1u64, 7, 42] {
+        let samples = random_stream(seed, until);
+        let store = store_of(&samples);
+        let engine = engine();
+        let every = 5_000;
+        let mut pairs = Vec::new();
+        for (q, query) in INCREMENTAL_QUERIES.iter().enumerate() {
+            // Interval rules, and every third query also on arrival (irregular times).
+            let schedule = if q % 3 == 0 {
+                RuleSchedule::OnArrival
+            } else {
+                RuleSchedule::Interval {
+                    start_ms: 0,
+                    every_ms: every,
+                }
+            };
+            let register = |evaluation| {
+                engine
+                    .register_with(parse(query).expect("parses"), schedule, evaluation)
+                    .expect("registers")
+            };
+            pairs.push((
+                *query,
+                register(Evaluation::Incremental),
+                register(Evaluation::WholePlan),
+            ));
+        }
+        stream(&engine, &samples, |_| {});
+        engine.advance_watermark(until + 20_000);
+        wait_for_frontier(&engine, until + 20_000);
+        let stats = engine.stats();
+        engine.shutdown();
+        for (query, incremental, whole) in &pairs {
+            let (inc, whole) = (drain(incremental), drain(whole));
+            assert!(inc.len() > 50, "{query}: {} evaluations", inc.len());
+            assert_eq!(
+                inc.iter().map(|o| o.eval_ms).collect::<Vec<_>>(),
+                whole.iter().map(|o| o.eval_ms).collect::<Vec<_>>(),
+                "{query}: evaluation times"
+            );
+            for (i, w) in inc.iter().zip(&whole) {
+                assert_eq!(
+                    i.value.is_err(),
+                    w.value.is_err(),
+                    "{query} at {}: {:?} vs {:?}",
+                    i.eval_ms,
+                    i.value,
+                    w.value
+                );
+                assert_matches_reference(query, i, &store, every);
+            }
+        }
+        assert!(
+            stats.rule_evaluations_incremental > stats.rule_evaluations_whole_plan / 2,
+            "seed {seed}: {stats:?}"
+        );
+    }
+}
+
+#[test]
+fn rules_reading_one_selector_share_its_window_whatever_their_first_selector() {
+    use dataflows::render::extent::selector_key;
+    let workers = 4u64;
+    let worker_of = |name: &str| {
+        let sel = match parse(name).expect("parses") {
+            dataflows::promql::plan::Plan::Vector(v) => v.selector,
+            other => panic!("{other:?}"),
+        };
+        xxhash_rust::xxh3::xxh3_64(selector_key(&sel).as_bytes()) % workers
+    };
+    // A metric name sorting before `b` whose own hash picks another worker than `b`:
+    // without sharing, the second rule would keep a second copy of `b`.
+    let a = (0..100)
+        .map(|i| format!("a{i}"))
+        .find(|a| worker_of(a) != worker_of("b"))
+        .expect("a name on another worker");
+    let engine = Engine::start(EngineConfig {
+        workers: workers as usize,
+        lookback_ms: 300_000,
+    })
+    .expect("engine starts");
+    let every = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms: 1_000,
+    };
+    let first = engine
+        .register(parse("b").expect("parses"), every)
+        .expect("registers");
+    let second = engine
+        .register(
+            parse(&format!("count({a}) + count(b)")).expect("parses"),
+            every,
+        )
+        .expect("registers");
+    let mut batch: Vec<Sample> = (0..10)
+        .map(|i| {
+            sample(
+                labels(&[("__name__", "b"), ("i", &i.to_string())]),
+                500,
+                1.0,
+            )
+        })
+        .collect();
+    batch.push(sample(labels(&[("__name__", &a)]), 500, 1.0));
+    engine.feed(batch);
+    for front in [1_001, 3_001, 5_001] {
+        engine.advance_watermark(front);
+        wait_for_frontier(&engine, front);
+    }
+    let retained = engine.stats().rule_samples_retained;
+    engine.shutdown();
+    // One copy of each of the 11 series, not 10 more for the second rule's `b`.
+    assert_eq!(retained, 11);
+    let last = |h: &RuleHandle| drain(h).last().and_then(|o| o.samples());
+    assert_eq!(last(&first).map(|s| s.len()), Some(10));
+    assert_eq!(last(&second).map(|s| s[0].1), Some(11.0));
 }

@@ -10,21 +10,25 @@
 //! registry changes, (2) adds routed samples to the shared [`WindowStore`] and, for
 //! on-arrival rules, records the evaluation times they trigger, (3) evaluates every
 //! rule whose next evaluation time `t` is *ready* — every sample it can read at `t`
-//! is older than the input frontier — with the reference evaluator over the store,
-//! sending `(t, result)` to the rule's channel, and (4) retires samples no rule can
-//! read any more.
+//! is older than the input frontier — sending `(t, result)` to the rule's channel, and
+//! (4) retires samples no rule can read any more.
 //!
-//! What is recomputed: each evaluation runs the whole plan over the retained windows
-//! (the reference evaluator's cost for that window). What is maintained: the windows
-//! themselves (appended as samples arrive, retired as the frontier passes, shared by
-//! every rule reading the same selector on this worker) and the schedule.
+//! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
+//! inputs changed are recomputed) when the plan has an incremental shape and the rule
+//! did not ask for [`Evaluation::WholePlan`]; otherwise, or when the incremental state
+//! cannot vouch for the result, the reference evaluator runs the whole plan over the
+//! store. The windows (appended as samples arrive, retired as the frontier passes,
+//! shared by every rule reading the same selector on this worker) and the schedule are
+//! maintained either way.
 
-use crate::promql::eval::Evaluator;
+use crate::promql::eval::{EvalResult, Value};
 use crate::render::extent::Extent;
+use crate::render::incremental::{IncrementalRule, Settings};
 use crate::render::rule::{
-    first_eval, RuleId, RuleOutput, RuleSchedule, RuleSpec, SharedRegistry,
-    DEFAULT_SUBQUERY_STEP_MS,
+    first_eval, Evaluation, RuleCounters, RuleId, RuleOutput, RuleSchedule, RuleSpec,
+    SharedRegistry, DEFAULT_SUBQUERY_STEP_MS,
 };
+use crate::render::shape::shape;
 use crate::render::window::{Reach, WindowStore};
 use crate::sample::Sample;
 use std::cell::RefCell;
@@ -59,10 +63,15 @@ struct RuleState {
     fixed_hi: Option<i64>,
     /// Whether its windows were released after its last evaluation.
     released: bool,
+    /// How the reference evaluator is set up for it.
+    settings: Settings,
+    /// Per-series/group state when the plan has an incremental shape (and the rule
+    /// asked for it); `None`: the whole plan is evaluated each time.
+    incremental: Option<IncrementalRule>,
 }
 
 impl RuleState {
-    fn new(spec: Arc<RuleSpec>) -> RuleState {
+    fn new(spec: Arc<RuleSpec>, lookback_ms: i64) -> RuleState {
         let mut fwd = 0;
         let mut fixed_hi = None;
         for u in &spec.uses {
@@ -77,6 +86,30 @@ impl RuleState {
             RuleSchedule::OnArrival => None,
             s => Some(first_eval(s, spec.registered_at_ms)),
         };
+        let mut settings = Settings {
+            lookback_ms,
+            subquery_step_ms: DEFAULT_SUBQUERY_STEP_MS,
+            start_ms: None,
+            end_ms: None,
+            step_ms: 0,
+        };
+        match spec.schedule {
+            RuleSchedule::Interval { every_ms, .. } => settings.subquery_step_ms = every_ms,
+            RuleSchedule::Range {
+                start_ms,
+                end_ms,
+                step_ms,
+            } => {
+                settings.start_ms = Some(start_ms);
+                settings.end_ms = Some(end_ms);
+                settings.step_ms = step_ms;
+            }
+            _ => {}
+        }
+        let incremental = match spec.evaluation {
+            Evaluation::Incremental => shape(&spec.plan, lookback_ms).map(IncrementalRule::new),
+            Evaluation::WholePlan => None,
+        };
         RuleState {
             spec,
             next,
@@ -85,7 +118,32 @@ impl RuleState {
             fwd,
             fixed_hi,
             released: false,
+            settings,
+            incremental,
         }
+    }
+
+    /// The result at `t`: incrementally when the rule's shape allows and the
+    /// incremental state can vouch for it, else the whole plan over the windows.
+    fn evaluate(
+        &mut self,
+        store: &WindowStore,
+        counters: &RuleCounters,
+        t: i64,
+    ) -> EvalResult<Value> {
+        if let Some(inc) = &mut self.incremental {
+            let mut recomputed = 0;
+            let result = inc.evaluate(store, &self.settings, t, &mut recomputed);
+            counters.recomputed.fetch_add(recomputed, Ordering::Relaxed);
+            if let Some(result) = result {
+                counters.incremental.fetch_add(1, Ordering::Relaxed);
+                return result;
+            }
+        }
+        counters.whole_plan.fetch_add(1, Ordering::Relaxed);
+        self.settings
+            .evaluator(store, t)
+            .instant(&self.spec.plan, t)
     }
 
     /// The last timestamp an evaluation at `t` can read (never before `t`).
@@ -201,26 +259,6 @@ impl RuleState {
         out
     }
 
-    fn evaluator<'a>(&self, store: &'a WindowStore, lookback_ms: i64, t: i64) -> Evaluator<'a> {
-        let mut ev = Evaluator::new(store, t);
-        ev.lookback_ms = lookback_ms;
-        match self.spec.schedule {
-            RuleSchedule::Interval { every_ms, .. } => ev.subquery_step_ms = every_ms,
-            RuleSchedule::Range {
-                start_ms,
-                end_ms,
-                step_ms,
-            } => {
-                ev.start_ms = start_ms;
-                ev.end_ms = end_ms;
-                ev.step_ms = step_ms;
-                ev.subquery_step_ms = DEFAULT_SUBQUERY_STEP_MS;
-            }
-            _ => ev.subquery_step_ms = DEFAULT_SUBQUERY_STEP_MS,
-        }
-        ev
-    }
-
     fn finished(&self) -> bool {
         matches!(
             self.spec.schedule,
@@ -238,6 +276,7 @@ pub fn maintain_rules<'scope>(
     worker_index: usize,
     lookback_ms: i64,
     retained: Arc<Vec<AtomicU64>>,
+    counters: Arc<RuleCounters>,
 ) -> Option<Activator> {
     let scope = routed.scope();
     let slot: Rc<RefCell<Option<Activator>>> = Rc::new(RefCell::new(None));
@@ -286,16 +325,27 @@ pub fn maintain_rules<'scope>(
                         }
                         for (key, labels, points) in std::mem::take(&mut *spec.seed.lock()) {
                             store.seed(&key, labels, &points);
+                            // Rules already reading the window did not see these arrive.
+                            for user in store.users(&key) {
+                                if let Some(inc) =
+                                    rules.get_mut(&user).and_then(|r| r.incremental.as_mut())
+                                {
+                                    inc.rebuild();
+                                }
+                            }
                         }
-                        rules.insert(spec.id, RuleState::new(spec));
+                        rules.insert(spec.id, RuleState::new(spec, lookback_ms));
                     }
                 }
                 // (2) New samples.
                 input.for_each(|_time, batch| {
                     for (_, sample) in batch.drain(..) {
-                        store.insert(&sample, |rule, reach| {
+                        store.insert(&sample, |rule, reach, key| {
                             if let Some(state) = rules.get_mut(&rule) {
                                 state.trigger(sample.timestamp_ms, reach);
+                                if let Some(inc) = &mut state.incremental {
+                                    inc.arrived(key, &sample.labels, sample.timestamp_ms);
+                                }
                             }
                         });
                     }
@@ -309,9 +359,7 @@ pub fn maintain_rules<'scope>(
                 let mut done = Vec::new();
                 for (id, state) in rules.iter_mut() {
                     for t in state.due(front) {
-                        let value = state
-                            .evaluator(&store, lookback_ms, t)
-                            .instant(&state.spec.plan, t);
+                        let value = state.evaluate(&store, &counters, t);
                         state.last = Some(t);
                         let _ = state.spec.output.send(RuleOutput {
                             rule: *id,

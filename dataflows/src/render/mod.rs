@@ -11,29 +11,46 @@
 //!         ──exchange(owner)── maintain.rs: per-worker host of its rules
 //!                                │  window.rs: one retained window per selector,
 //!                                │             shared by the worker's rules
-//!                                └─ reference evaluator over the windows at each
-//!                                   ready evaluation time → RuleOutput channel
+//!                                ├─ incremental.rs: per-series / per-group state of
+//!                                │  rules of an incremental shape (shape.rs)
+//!                                └─ else the reference evaluator over the windows
+//!                                   at each ready evaluation time → RuleOutput channel
 //! ```
 //!
 //! Files: [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
 //! registry, routing table), [`route`] (routing operator), [`window`] (retained
-//! windows), [`maintain`] (the evaluation operator).
+//! windows), [`shape`] (which plans are incremental), [`incremental`] (their
+//! per-series and per-group state), [`maintain`] (the evaluation operator).
 //!
 //! **Distribution.** A plan can aggregate across series, so all of a rule's input
-//! must meet in one place: each rule has an *owner* worker, chosen by the hash of its
-//! smallest selector key (rules reading the same metric land together and share its
-//! window; a rule reading nothing goes by its id). Samples enter on any worker, are
+//! must meet in one place: each rule has an *owner* worker. A rule reading a selector
+//! that a registered rule already reads goes to that rule's owner; otherwise the hash
+//! of its smallest selector key picks it (a rule reading nothing goes by its id).
+//! What is shared: one window per distinct selector (canonical matcher text) per
+//! worker, read by every rule on that worker. So two rules reading the same selector
+//! share one window, unless the later one also reads a selector first read by a rule
+//! on another worker and was placed with that one — a rule joins one worker, and
+//! rules are not moved once placed. Samples enter on any worker, are
 //! matched against the routing table there and sent to each owner that reads them
 //! (once per owner), so the exchange carries only samples some rule reads.
 //!
-//! **Incremental vs recomputed.** Maintained: the selector windows (appended on
-//! arrival, retired as the frontier passes: memory tracks the active windows), their
-//! sharing between the rules of a worker, and the schedules (on-arrival rules
-//! evaluate when a sample enters or leaves what they read). Recomputed: each
-//! evaluation runs the whole plan over the retained windows, so its cost is that of
-//! an ad-hoc query over the window, not of the change. Per-series/group
-//! incrementality (recompute `rate` only for series whose window changed, re-reduce
-//! only touched groups) is the next step.
+//! **Incremental vs recomputed.** Always maintained: the selector windows (appended
+//! on arrival, retired as the frontier passes: memory tracks the active windows),
+//! their sharing, and the schedules (on-arrival rules evaluate when a sample enters
+//! or leaves what they read). For plans of an incremental shape ([`shape`]: a
+//! selector or a range function of it with element-wise operations on constants —
+//! `up == 0`, `x > 0.9`, `x * 100`, `label_replace(x, …)`, `rate(x[5m])`,
+//! `*_over_time(x[5m])` —, and `sum avg min max count group stddev stdvar quantile`
+//! `by`/`without` over those, nested, with element-wise operations after), each
+//! evaluation recomputes only the series whose window changed (a sample arrived, one
+//! left the window or passed the lookback delta — time events kept in an agenda —
+//! and, for `rate`/`increase`/`delta`/`predict_linear`, every series with samples in
+//! its window, over that window only), then only the groups with a changed member,
+//! then the element-wise operations of changed keys ([`incremental`]). Other shapes
+//! (vector/vector binary operators, `@`, subqueries, `absent`, `topk`, `sort`,
+//! `histogram_quantile`, …) evaluate the whole plan over the retained windows, as do
+//! incremental rules at an evaluation where two elements of a node share labels.
+//! [`crate::EngineStats`] counts both kinds of evaluation and the recomputations.
 //!
 //! **Registration after data has flowed.** A rule starts from the watermark at
 //! registration: its windows hold what other rules on the owner already retain for
@@ -53,7 +70,7 @@
 //! `@` windows; a plain instant selector (not under a subquery) keeps only from the
 //! newest sample at or before its next read on.
 //!
-//! //! **On-arrival times.** A sample at `ts` read through a window `[t-back, t+fwd]`
+//! **On-arrival times.** A sample at `ts` read through a window `[t-back, t+fwd]`
 //! triggers evaluations at `ts - fwd` (it enters) and `ts + back + 1` (it leaves);
 //! through a fixed `@` window, at `ts`. For subqueries these are the times the outer
 //! window changes, not every inner step boundary.
@@ -62,12 +79,14 @@
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource
 
 pub mod extent;
+pub mod incremental;
 pub mod maintain;
 pub mod route;
 pub mod rule;
+pub mod shape;
 pub mod window;
 
-pub use rule::{RenderError, RuleId, RuleOutput, RuleSchedule};
+pub use rule::{Evaluation, RenderError, RuleId, RuleOutput, RuleSchedule};
 
 /// A registered expression: its id and the channel its evaluations arrive on, in
 /// evaluation-time order.

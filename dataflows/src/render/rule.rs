@@ -17,6 +17,7 @@ use crate::selector::{MatchKind, Selector};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -61,6 +62,28 @@ pub enum RuleSchedule {
 /// The subquery step used when neither the subquery nor the schedule gives one (the
 /// default global `evaluation_interval`).
 pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
+
+/// How a registered expression is evaluated at each of its times.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Evaluation {
+    /// Per series and per group, recomputing only what changed, when the plan has an
+    /// incremental shape (see [`crate::render::shape`]); else as `WholePlan`.
+    #[default]
+    Incremental,
+    /// The whole plan by the reference evaluator over the retained windows.
+    WholePlan,
+}
+
+/// Work done by the maintained rules, for stats and tests.
+#[derive(Debug, Default)]
+pub struct RuleCounters {
+    /// Elements and groups recomputed by incremental evaluations.
+    pub recomputed: AtomicU64,
+    /// Evaluations answered incrementally.
+    pub incremental: AtomicU64,
+    /// Evaluations of the whole plan.
+    pub whole_plan: AtomicU64,
+}
 
 /// One evaluation of a registered expression.
 #[derive(Clone, Debug)]
@@ -116,6 +139,8 @@ pub struct RuleSpec {
     pub plan: Plan,
     /// Its evaluation times.
     pub schedule: RuleSchedule,
+    /// Incremental or whole-plan.
+    pub evaluation: Evaluation,
     /// The selectors it reads and how far.
     pub uses: Vec<SelectorUse>,
     /// The watermark when it was registered: the first evaluation time of an
@@ -203,6 +228,7 @@ impl RuleSpec {
             id,
             plan,
             schedule,
+            evaluation: Evaluation::default(),
             uses,
             registered_at_ms,
             owner: (owner_hash % peers.max(1) as u64) as usize,
@@ -284,10 +310,23 @@ impl Registry {
         RuleId(self.next_id)
     }
 
-    /// Adds a rule and rebuilds the routing table.
-    pub fn insert(&mut self, spec: RuleSpec) {
+    /// Adds a rule and rebuilds the routing table. A rule reading a selector some
+    /// registered rule already reads goes to that rule's worker (whatever its own
+    /// smallest selector is), so the two share one window for it.
+    pub fn insert(&mut self, mut spec: RuleSpec) {
+        if let Some(owner) = self.owner_reading(&spec.uses) {
+            spec.owner = owner;
+        }
         self.rules.insert(spec.id, Arc::new(spec));
         self.changed();
+    }
+
+    /// The worker of the oldest registered rule reading one of `uses`' selectors.
+    fn owner_reading(&self, uses: &[SelectorUse]) -> Option<usize> {
+        self.rules
+            .values()
+            .find(|r| r.uses.iter().any(|u| uses.iter().any(|n| n.key == u.key)))
+            .map(|r| r.owner)
     }
 
     /// Removes a rule; whether it existed.

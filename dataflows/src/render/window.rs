@@ -34,9 +34,38 @@ pub struct Reach {
     pub latest_only: bool,
 }
 
+/// One series' retained samples, sorted by timestamp, one per timestamp.
+#[derive(Default)]
+struct Points(Vec<(i64, f64)>);
+
+impl Points {
+    /// Adds (or replaces) the sample at `ts`; in-order arrival is a push.
+    fn insert(&mut self, ts: i64, value: f64) {
+        match self.0.last() {
+            Some(&(last, _)) if last >= ts => match self.0.binary_search_by_key(&ts, |p| p.0) {
+                Ok(i) => self.0[i].1 = value,
+                Err(i) => self.0.insert(i, (ts, value)),
+            },
+            _ => self.0.push((ts, value)),
+        }
+    }
+
+    /// The samples with `start <= ts <= end`.
+    fn range(&self, start: i64, end: i64) -> &[(i64, f64)] {
+        within(&self.0, start, end)
+    }
+}
+
+/// The part of time-sorted `points` with `start <= ts <= end`.
+pub fn within(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
+    let lo = points.partition_point(|p| p.0 < start);
+    let hi = points.partition_point(|p| p.0 <= end);
+    &points[lo..hi.max(lo)]
+}
+
 struct Window {
     selector: Selector,
-    series: BTreeMap<Arc<Labels>, BTreeMap<i64, f64>>,
+    series: BTreeMap<Arc<Labels>, Points>,
     users: BTreeMap<RuleId, Reach>,
 }
 
@@ -106,16 +135,40 @@ impl WindowStore {
     /// Adds seed points to the window `key` (idempotent per timestamp).
     pub fn seed(&mut self, key: &str, labels: Arc<Labels>, points: &[(i64, f64)]) {
         if let Some(w) = self.windows.get_mut(key) {
-            w.series
-                .entry(labels)
-                .or_default()
-                .extend(points.iter().copied());
+            let series = w.series.entry(labels).or_default();
+            for &(ts, v) in points {
+                series.insert(ts, v);
+            }
         }
     }
 
+    /// The rules reading window `key`.
+    pub fn users(&self, key: &str) -> impl Iterator<Item = RuleId> + '_ {
+        self.windows
+            .get(key)
+            .into_iter()
+            .flat_map(|w| w.users.keys().copied())
+    }
+
+    /// Every series window `key` holds, with all its retained samples (sorted).
+    pub fn series(&self, key: &str) -> impl Iterator<Item = (&Arc<Labels>, &[(i64, f64)])> {
+        self.windows
+            .get(key)
+            .into_iter()
+            .flat_map(|w| w.series.iter().map(|(l, p)| (l, p.0.as_slice())))
+    }
+
+    /// The retained samples of one series of window `key` (sorted; empty if none).
+    pub fn points(&self, key: &str, labels: &Labels) -> &[(i64, f64)] {
+        self.windows
+            .get(key)
+            .and_then(|w| w.series.get(labels))
+            .map_or(&[], |p| p.0.as_slice())
+    }
+
     /// Adds a sample to every window whose selector matches it; calls `matched` with
-    /// each such window's readers.
-    pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach)) {
+    /// each such window's readers and the window's key.
+    pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach, &str)) {
         let named = self.by_name.get(sample.labels.metric_name());
         for key in named.into_iter().flatten().chain(self.other.iter()) {
             let Some(w) = self.windows.get_mut(key) else {
@@ -129,7 +182,7 @@ impl WindowStore {
                 .or_default()
                 .insert(sample.timestamp_ms, sample.value);
             for (rule, reach) in &w.users {
-                matched(*rule, *reach);
+                matched(*rule, *reach, key);
             }
         }
     }
@@ -162,21 +215,21 @@ impl WindowStore {
                     .iter()
                     .map(|&(start, end, latest_only)| {
                         let newest = latest_only
-                            .then(|| points.range(..=end).next_back().map(|(ts, _)| *ts))
+                            .then(|| points.range(i64::MIN, end).last().map(|(ts, _)| *ts))
                             .flatten();
                         newest.map_or(start, |n| n.max(start))
                     })
                     .min()
                     .unwrap_or(i64::MAX);
-                let old: Vec<i64> = points
-                    .range(..keep_from)
-                    .map(|(ts, _)| *ts)
-                    .filter(|ts| !fixed.iter().any(|(lo, hi)| ts >= lo && ts <= hi))
-                    .collect();
-                for ts in old {
-                    points.remove(&ts);
+                let old = points.0.partition_point(|p| p.0 < keep_from);
+                if fixed.is_empty() {
+                    points.0.drain(..old);
+                } else if old > 0 {
+                    points.0.retain(|&(ts, _)| {
+                        ts >= keep_from || fixed.iter().any(|&(lo, hi)| ts >= lo && ts <= hi)
+                    });
                 }
-                !points.is_empty()
+                !points.0.is_empty()
             });
         }
     }
@@ -185,7 +238,7 @@ impl WindowStore {
     pub fn len(&self) -> usize {
         self.windows
             .values()
-            .map(|w| w.series.values().map(|p| p.len()).sum::<usize>())
+            .map(|w| w.series.values().map(|p| p.0.len()).sum::<usize>())
             .sum()
     }
 
@@ -205,15 +258,7 @@ impl SeriesSource for WindowStore {
         };
         w.series
             .iter()
-            .map(|(labels, points)| {
-                (
-                    labels.clone(),
-                    points
-                        .range(start_ms..=end_ms)
-                        .map(|(t, v)| (*t, *v))
-                        .collect::<Vec<_>>(),
-                )
-            })
+            .map(|(labels, points)| (labels.clone(), points.range(start_ms, end_ms).to_vec()))
             .filter(|(_, points)| !points.is_empty())
             .collect()
     }

@@ -1,0 +1,344 @@
+//! Maintained rule cost: CPU per ingested sample with 10 and 100 alert rules.
+//!
+//! Isolates what evaluating alert rules adds to ingest, over a node_exporter-like
+//! workload (CPU, filesystem, memory, load, network, disk series on `RULES_TARGETS`
+//! targets, scraped every second). Two parts:
+//!
+//! 1. **Side by side.** A synthetic exporter in this process serves the targets on
+//!    loopback; promflow and then a real Prometheus 2.42 (`/usr/bin/prometheus`) scrape
+//!    them with the same config and the same rule file at `evaluation_interval: 1s`,
+//!    with 0, 10 and 100 rules. After `RULES_WARMUP` seconds (so the 1m windows are
+//!    full) we read each server's CPU time from `/proc/<pid>/stat` and its
+//!    ingested-sample counter over `RULES_SECONDS`, and print CPU µs per ingested
+//!    sample, the rules' share (minus the 0-rule run) and the promflow/Prometheus
+//!    ratio. This measures the rule path the service runs.
+//! 2. **Engine, incremental vs whole-plan.** The same series and rules on the
+//!    dataflow engine in this process, in simulated time (`RULES_SIM_SECONDS` of
+//!    scrapes, the first 60 s not measured), each rule registered with
+//!    `Evaluation::Incremental` and then `Evaluation::WholePlan`; CPU of this process
+//!    per ingested sample, minus a run with no rules.
+//!
+//! Run: `cargo bench --bench rules` (env `RULES_TARGETS`, `RULES_SECONDS`,
+//! `RULES_WARMUP`, `RULES_SIM_SECONDS` override; `RULES_PART=1` or `2` runs one part).
+//! All traffic stays on 127.0.0.1.
+
+mod side_by_side;
+
+use dataflows::promql::plan::parse;
+use dataflows::{Engine, EngineConfig, Evaluation, Labels, RuleSchedule, Sample};
+use side_by_side::{
+    cpu_seconds, env_or, exporters_and_config, measure_after, start, Body, PROMETHEUS,
+    PROMETHEUS_COUNTER, PROMFLOW_COUNTER,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The ten alert expressions; `{k}` is the rule's variant (thresholds differ, none
+/// fires on this workload).
+const RULES: [&str; 10] = [
+    r#"100 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])) * 100 > 90 + {k}"#,
+    "node_filesystem_avail_bytes / node_filesystem_size_bytes < 0.1 - {k} / 1000",
+    "up == -{k}",
+    "node_load1 > 4 + {k}",
+    "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes < 0.05 - {k} / 1000",
+    "rate(node_network_receive_bytes_total[1m]) > 1e9 + {k}",
+    "avg_over_time(node_load5[1m]) > 8 + {k}",
+    "sum by (instance) (rate(node_disk_io_time_seconds_total[1m])) > 1.5 + {k}",
+    "max by (instance) (node_filesystem_files_free) < 1000 - {k}",
+    "deriv(node_memory_MemAvailable_bytes[1m]) < -1e12 - {k}",
+];
+
+fn rule_expr(i: usize) -> String {
+    RULES[i % RULES.len()].replace("{k}", &(i / RULES.len()).to_string())
+}
+
+fn rule_file(n: usize) -> String {
+    let mut out = String::from("groups:\n  - name: bench\n    rules:\n");
+    for i in 0..n {
+        out.push_str(&format!(
+            "      - alert: Bench{i}\n        expr: '{}'\n        for: 1m\n",
+            rule_expr(i)
+        ));
+    }
+    out
+}
+
+/// One series of a target: (name, labels without `instance`/`job`, value).
+type NodeSeries = (&'static str, Vec<(&'static str, String)>, f64);
+
+/// One target's series at scrape `tick`.
+fn node_series(tick: u64) -> Vec<NodeSeries> {
+    let t = tick as f64;
+    let mut out = Vec::new();
+    const MODES: [&str; 8] = [
+        "idle", "user", "system", "iowait", "irq", "nice", "softirq", "steal",
+    ];
+    for cpu in 0..4 {
+        for (m, mode) in MODES.iter().enumerate() {
+            let rate = if m == 0 { 0.9 } else { 0.1 / 7.0 };
+            out.push((
+                "node_cpu_seconds_total",
+                vec![("cpu", cpu.to_string()), ("mode", mode.to_string())],
+                1000.0 + t * rate,
+            ));
+        }
+    }
+    for (d, mount) in ["/", "/var", "/home"].iter().enumerate() {
+        let l = vec![
+            ("device", format!("/dev/sda{d}")),
+            ("fstype", "ext4".to_string()),
+            ("mountpoint", mount.to_string()),
+        ];
+        let wobble = (tick % 7) as f64 * 4096.0;
+        out.push(("node_filesystem_avail_bytes", l.clone(), 5e10 - wobble));
+        out.push(("node_filesystem_size_bytes", l.clone(), 1e11));
+        out.push(("node_filesystem_files_free", l, 6e6 - wobble));
+    }
+    out.push((
+        "node_memory_MemAvailable_bytes",
+        vec![],
+        4e9 + (tick % 11) as f64 * 1e6,
+    ));
+    out.push(("node_memory_MemTotal_bytes", vec![], 8e9));
+    out.push(("node_load1", vec![], 0.5 + (tick % 5) as f64 * 0.1));
+    out.push(("node_load5", vec![], 0.6 + (tick % 3) as f64 * 0.1));
+    for dev in ["eth0", "lo"] {
+        let l = vec![("device", dev.to_string())];
+        out.push(("node_network_receive_bytes_total", l.clone(), t * 12_345.0));
+        out.push(("node_network_transmit_bytes_total", l, t * 23_456.0));
+    }
+    for dev in ["sda", "sdb"] {
+        out.push((
+            "node_disk_io_time_seconds_total",
+            vec![("device", dev.to_string())],
+            t * 0.05,
+        ));
+    }
+    out
+}
+
+fn node_body(tick: u64) -> String {
+    let mut out = String::with_capacity(4096);
+    for (name, labels, value) in node_series(tick) {
+        let l: Vec<String> = labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+        out.push_str(&format!("{name}{{{}}} {value}\n", l.join(",")));
+    }
+    out
+}
+
+/// Part 1: promflow and Prometheus with 0, 10 and 100 rules.
+fn side_by_side(targets: usize, warmup: u64, seconds: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let body: Body = Arc::new(node_body);
+    let mut configs = Vec::new();
+    for n in [0usize, 10, 100] {
+        let rules = dir.path().join(format!("rules{n}.yml"));
+        std::fs::write(&rules, rule_file(n)).unwrap();
+        let extra = if n == 0 {
+            String::new()
+        } else {
+            format!("rule_files: [\"{}\"]\n", rules.display())
+        };
+        configs.push((
+            n,
+            exporters_and_config(
+                targets,
+                body.clone(),
+                dir.path(),
+                &format!("bench{n}.yml"),
+                &extra,
+            ),
+        ));
+    }
+    let mut servers = vec![("promflow", env!("CARGO_BIN_EXE_promflow"), PROMFLOW_COUNTER)];
+    if std::path::Path::new(PROMETHEUS).exists() {
+        servers.push(("prometheus", PROMETHEUS, PROMETHEUS_COUNTER));
+    } else {
+        println!("{PROMETHEUS} not found: promflow only (apt-get install prometheus)");
+    }
+    println!(
+        "part 1: {targets} node-like targets ({} series each) scraped every 1s, rules every 1s, \
+         {warmup}s warm-up, measured over {seconds}s",
+        node_series(0).len() + 5
+    );
+    // (server, rules) -> CPU µs per sample.
+    let mut per_sample = Vec::new();
+    for (name, binary, counter) in &servers {
+        for (n, config) in &configs {
+            let data = dir.path().join(format!("{name}-{n}"));
+            let server = start(name, binary, config, &data, counter);
+            let (samples, cpu) = measure_after(&server, warmup, seconds);
+            drop(server);
+            let us = cpu * 1e6 / samples.max(1.0);
+            println!(
+                "{name:>10} {n:>3} rules: {samples:>8.0} samples, {cpu:>6.2} CPU-s, {us:>6.2} µs/sample"
+            );
+            per_sample.push((*name, *n, us));
+        }
+    }
+    let get = |name: &str, n: usize| {
+        per_sample
+            .iter()
+            .find(|(s, r, _)| *s == name && *r == n)
+            .map(|x| x.2)
+    };
+    for n in [10, 100] {
+        let line = |name: &str| {
+            let (with, without) = (get(name, n)?, get(name, 0)?);
+            Some((with, with - without))
+        };
+        if let (Some((pf, pf_rules)), Some((pq, pq_rules))) = (line("promflow"), line("prometheus"))
+        {
+            println!(
+                "{n:>3} rules: total µs/sample promflow/prometheus {:.2}; rules' share {pf_rules:.2} vs {pq_rules:.2} µs/sample",
+                pf / pq
+            );
+        }
+    }
+}
+
+fn labels_of(name: &str, pairs: &[(&str, String)], instance: usize) -> Arc<Labels> {
+    let mut all: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    all.push(("__name__".into(), name.into()));
+    all.push(("instance".into(), format!("target-{instance}")));
+    all.push(("job".into(), "node".into()));
+    Arc::new(Labels::from_pairs(all))
+}
+
+/// Part 2, one run: CPU seconds of this process over the measured simulated seconds,
+/// and the samples fed then.
+fn engine_run(
+    targets: usize,
+    sim_seconds: u64,
+    rules: usize,
+    evaluation: Evaluation,
+) -> (f64, u64) {
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        lookback_ms: 300_000,
+    })
+    .expect("engine starts");
+    let handles: Vec<_> = (0..rules)
+        .map(|i| {
+            engine
+                .register_with(
+                    parse(&rule_expr(i)).expect("rule parses"),
+                    RuleSchedule::Interval {
+                        start_ms: 1_000,
+                        every_ms: 1_000,
+                    },
+                    evaluation,
+                )
+                .expect("registers")
+        })
+        .collect();
+    // Label sets are built once, as the scrape cache does.
+    let series: Vec<Vec<Arc<Labels>>> = (0..targets)
+        .map(|i| {
+            node_series(0)
+                .iter()
+                .map(|(name, l, _)| labels_of(name, l, i))
+                .collect()
+        })
+        .collect();
+    let up: Vec<Arc<Labels>> = (0..targets).map(|i| labels_of("up", &[], i)).collect();
+    let warmup = 60;
+    let (mut cpu0, mut fed) = (0.0, 0u64);
+    for tick in 1..=sim_seconds {
+        if tick == warmup {
+            cpu0 = cpu_seconds(std::process::id());
+        }
+        let ts = tick as i64 * 1_000;
+        let values = node_series(tick);
+        let mut batch = Vec::with_capacity(targets * (values.len() + 1));
+        for (t, labels) in series.iter().enumerate() {
+            for (l, (_, _, v)) in labels.iter().zip(&values) {
+                batch.push(sample(l, ts, *v));
+            }
+            batch.push(sample(&up[t], ts, 1.0));
+        }
+        if tick >= warmup {
+            fed += batch.len() as u64;
+        }
+        engine.feed(batch);
+        engine.advance_watermark(ts + 1);
+        // Bounded queue: wait for the engine every 10 simulated seconds.
+        if tick % 10 == 0 || tick == sim_seconds {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while engine.stats().frontier_ms < ts + 1 {
+                assert!(Instant::now() < deadline, "engine stuck");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            for h in &handles {
+                for out in h.output.try_iter() {
+                    assert!(out.value.is_ok(), "{:?}", out.value);
+                }
+            }
+        }
+    }
+    let cpu = cpu_seconds(std::process::id()) - cpu0;
+    let stats = engine.stats();
+    engine.shutdown();
+    if rules > 0 {
+        println!(
+            "    ({evaluation:?}, {rules} rules: {} incremental / {} whole-plan evaluations, {} recomputations)",
+            stats.rule_evaluations_incremental,
+            stats.rule_evaluations_whole_plan,
+            stats.rule_recomputations
+        );
+    }
+    (cpu, fed)
+}
+
+fn sample(labels: &Arc<Labels>, ts: i64, value: f64) -> Sample {
+    Sample {
+        series_id: labels.hash(),
+        labels: labels.clone(),
+        timestamp_ms: ts,
+        value,
+    }
+}
+
+/// Part 2: the engine alone, incremental vs whole-plan.
+fn engine_part(targets: usize, sim_seconds: u64) {
+    println!(
+        "part 2: dataflow engine in-process, {targets} targets, {sim_seconds} simulated seconds \
+         (first 60 not measured), rules every 1s"
+    );
+    let (base_cpu, base_fed) = engine_run(targets, sim_seconds, 0, Evaluation::Incremental);
+    let base = base_cpu * 1e6 / base_fed as f64;
+    println!("  no rules: {base:.2} µs/sample (ingest into the engine)");
+    for n in [10, 100] {
+        let mut share = Vec::new();
+        for evaluation in [Evaluation::WholePlan, Evaluation::Incremental] {
+            let (cpu, fed) = engine_run(targets, sim_seconds, n, evaluation);
+            let us = cpu * 1e6 / fed as f64;
+            println!(
+                "  {n:>3} rules {evaluation:?}: {us:.2} µs/sample, rules' share {:.2} µs/sample",
+                us - base
+            );
+            share.push(us - base);
+        }
+        println!(
+            "  {n:>3} rules: whole-plan / incremental (rules' share) = {:.1}x",
+            share[0] / share[1].max(1e-9)
+        );
+    }
+}
+
+fn main() {
+    let targets = env_or("RULES_TARGETS", 20);
+    let seconds = env_or("RULES_SECONDS", 20) as u64;
+    let warmup = env_or("RULES_WARMUP", 65) as u64;
+    let sim_seconds = env_or("RULES_SIM_SECONDS", 180) as u64;
+    let part = env_or("RULES_PART", 0);
+    if part != 2 {
+        side_by_side(targets, warmup, seconds);
+    }
+    if part != 1 {
+        engine_part(targets, sim_seconds);
+    }
+}
