@@ -75,6 +75,7 @@ pub fn hole() -> Plan {
         },
         offset_ms: 0,
         at: None,
+        modifier: None,
     })
 }
 
@@ -242,12 +243,15 @@ fn element_wise(plan: &Plan) -> Option<(&Plan, bool)> {
 /// The selector a per-series plan reads, and whether it depends on `t`.
 fn per_series(plan: &Plan) -> Option<(&VectorSel, bool)> {
     match plan {
-        Plan::Vector(sel) => sel.at.is_none().then_some((sel, false)),
+        // `anchored`/`smoothed` read past the window and interpolate at `t`: whole plan.
+        Plan::Vector(sel) => (sel.at.is_none() && sel.modifier.is_none()).then_some((sel, false)),
         Plan::Call { func, args } if per_series_range_function(func) => {
             let mut matrix = None;
             for a in args {
                 match a {
-                    Plan::Matrix { sel, .. } if sel.at.is_none() && matrix.is_none() => {
+                    Plan::Matrix { sel, .. }
+                        if sel.at.is_none() && sel.modifier.is_none() && matrix.is_none() =>
+                    {
                         matrix = Some(sel)
                     }
                     a if constant(a) => {}
