@@ -8,7 +8,7 @@
 //! answers 404 with a message saying so.
 
 use crate::api::params::Params;
-use crate::notify::alert::{fingerprint_hex, format_time, from_postable, now_nanos};
+use crate::notify::alert::{fingerprint_hex, format_time_api, from_postable, now_nanos};
 use crate::notify::matcher::{parse_matchers, Matchers};
 use crate::service::Service;
 use axum::body::Bytes;
@@ -123,16 +123,16 @@ pub async fn get_alerts(State(service): State<Arc<Service>>, params: Params) -> 
             let muted = !s.inhibited_by.is_empty() || !s.silenced_by.is_empty();
             json!({
                 "annotations": s.alert.annotations,
-                "endsAt": format_time(s.alert.ends_at),
+                "endsAt": format_time_api(s.alert.ends_at),
                 "fingerprint": fingerprint_hex(s.alert.fingerprint()),
                 "receivers": s.receivers.iter().map(|r| json!({"name": r})).collect::<Vec<_>>(),
-                "startsAt": format_time(s.alert.starts_at),
+                "startsAt": format_time_api(s.alert.starts_at),
                 "status": {
                     "inhibitedBy": s.inhibited_by.iter().map(|fp| fingerprint_hex(*fp)).collect::<Vec<_>>(),
                     "silencedBy": s.silenced_by,
                     "state": if muted { "suppressed" } else { "active" },
                 },
-                "updatedAt": format_time(s.alert.updated_at),
+                "updatedAt": format_time_api(s.alert.updated_at),
                 "generatorURL": s.alert.generator_url,
                 "labels": s.alert.labels,
             })

@@ -127,6 +127,12 @@ pub fn format_time(t: Nanos) -> String {
     out
 }
 
+/// The API v2's `strfmt.DateTime`: always three fractional digits
+/// (`2024-01-01T00:20:00.000Z`).
+pub fn format_time_api(t: Nanos) -> String {
+    crate::alerting::notifier::rfc3339_ms(t.div_euclid(1_000_000))
+}
+
 /// Go's `time.Time.String()` in UTC (`2024-01-01 00:20:00 +0000 UTC`), what a
 /// template prints for `.StartsAt`.
 pub fn format_time_go_string(t: Option<Nanos>) -> String {

@@ -242,11 +242,9 @@ impl Dispatcher {
                 let route = &self.routes[g.route];
                 g.next_flush = now + nanos(route.group_interval);
                 g.has_flushed = true;
-                (
-                    g.route,
-                    g.labels.clone(),
-                    g.alerts.values().cloned().collect::<Vec<_>>(),
-                )
+                let mut alerts: Vec<Alert> = g.alerts.values().cloned().collect();
+                alerts.sort_by(notification_order);
+                (g.route, g.labels.clone(), alerts)
             };
             let route = self.routes[route].clone();
             let snapshot = alerts
@@ -405,6 +403,26 @@ impl Dispatcher {
         out.sort_by(|a, b| a.alert.labels.cmp(&b.alert.labels));
         out
     }
+}
+
+/// The order of alerts in a notification (Alertmanager's `AlertSlice`): by `job`,
+/// then `instance` (alerts without the label last), then by label set (fewer labels
+/// first, then pairwise by name and value).
+fn notification_order(a: &Alert, b: &Alert) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for key in ["job", "instance"] {
+        match (a.labels.get(key), b.labels.get(key)) {
+            (None, None) => continue,
+            (None, Some(_)) => return Ordering::Greater,
+            (Some(_), None) => return Ordering::Less,
+            (Some(x), Some(y)) if x != y => return x.cmp(y),
+            _ => {}
+        }
+    }
+    a.labels
+        .len()
+        .cmp(&b.labels.len())
+        .then_with(|| a.labels.iter().cmp(b.labels.iter()))
 }
 
 /// Alertmanager 0.25's `DedupStage.needsUpdate`.

@@ -7,7 +7,7 @@
 //! creates a new one, as Alertmanager does), expiring, and the v2 `GettableSilence`
 //! JSON. Not persisted across restarts (Alertmanager keeps a snapshot file).
 
-use crate::notify::alert::{format_time, parse_time, Nanos};
+use crate::notify::alert::{format_time_api, parse_time, Nanos};
 use crate::notify::matcher::{MatchType, Matcher, Matchers};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -61,12 +61,12 @@ impl Silence {
         json!({
             "id": self.id,
             "status": {"state": self.state(now)},
-            "updatedAt": format_time(self.updated_at),
+            "updatedAt": format_time_api(self.updated_at),
             "comment": self.comment,
             "createdBy": self.created_by,
-            "endsAt": format_time(self.ends_at),
+            "endsAt": format_time_api(self.ends_at),
             "matchers": matchers,
-            "startsAt": format_time(self.starts_at),
+            "startsAt": format_time_api(self.starts_at),
         })
     }
 }

@@ -150,13 +150,6 @@ impl Data {
                 }
             })
             .collect();
-        let common = |get: fn(&DataAlert) -> &BTreeMap<String, String>| {
-            let mut common = alerts.first().map(|a| get(a).clone()).unwrap_or_default();
-            for a in alerts.iter().skip(1) {
-                common.retain(|k, v| get(a).get(k) == Some(v));
-            }
-            common
-        };
         Data {
             receiver: go_quote_meta(receiver),
             status: if alerts.iter().any(|a| a.status == "firing") {
@@ -164,11 +157,23 @@ impl Data {
             } else {
                 "resolved"
             },
-            common_labels: common(|a| &a.labels),
-            common_annotations: common(|a| &a.annotations),
+            common_labels: common(&alerts, |a| &a.labels),
+            common_annotations: common(&alerts, |a| &a.annotations),
             group_labels: group_labels.clone(),
             alerts,
             external_url: external_url.to_string(),
+        }
+    }
+
+    /// The same notification with only the first `n` alerts (a webhook's
+    /// `max_alerts`): common labels and annotations are those of the kept alerts.
+    pub fn truncated(&self, n: usize) -> Data {
+        let alerts: Vec<DataAlert> = self.alerts.iter().take(n).cloned().collect();
+        Data {
+            common_labels: common(&alerts, |a| &a.labels),
+            common_annotations: common(&alerts, |a| &a.annotations),
+            alerts,
+            ..self.clone()
         }
     }
 
@@ -199,6 +204,18 @@ impl Data {
             ("ExternalURL", text(self.external_url.clone())),
         ])
     }
+}
+
+/// The pairs every alert has with the same value.
+fn common(
+    alerts: &[DataAlert],
+    get: fn(&DataAlert) -> &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut common = alerts.first().map(|a| get(a).clone()).unwrap_or_default();
+    for a in alerts.iter().skip(1) {
+        common.retain(|k, v| get(a).get(k) == Some(v));
+    }
+    common
 }
 
 fn map<const N: usize>(entries: [(&str, Value); N]) -> Value {

@@ -12,6 +12,7 @@
 //! Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod dnsmasq;
 pub mod exporter;
 pub mod exposition;

@@ -10,12 +10,14 @@ use serde_json::{json, Value};
 
 /// The webhook message for `data`.
 pub fn message(data: &Data, group_key: &str, max_alerts: u64) -> Value {
-    let keep = if max_alerts > 0 {
-        (max_alerts as usize).min(data.alerts.len())
+    let total = data.alerts.len();
+    let data = if max_alerts > 0 && (max_alerts as usize) < total {
+        data.truncated(max_alerts as usize)
     } else {
-        data.alerts.len()
+        data.clone()
     };
-    let alerts: Vec<Value> = data.alerts[..keep]
+    let alerts: Vec<Value> = data
+        .alerts
         .iter()
         .map(|a| {
             json!({
@@ -39,7 +41,7 @@ pub fn message(data: &Data, group_key: &str, max_alerts: u64) -> Value {
         "externalURL": data.external_url,
         "version": "4",
         "groupKey": group_key,
-        "truncatedAlerts": data.alerts.len() - keep,
+        "truncatedAlerts": total - data.alerts.len(),
     })
 }
 
