@@ -170,53 +170,56 @@ fn main() -> ExitCode {
 fn check_config(files: &[PathBuf], alertmanager_config: Option<&std::path::Path>) -> ExitCode {
     let mut failed = false;
     if let Some(file) = alertmanager_config {
-        match promflow::notify::config::NotifyConfig::load_file(file) {
-            Ok(config) => println!(
-                "Checking {}\n  SUCCESS: {} receivers, {} inhibit rules found",
-                file.display(),
-                config.receivers.len(),
-                config.inhibit_rules.len()
-            ),
-            Err(e) => {
-                failed = true;
-                println!(
-                    "Checking {}\n  FAILED: {} problem(s):",
-                    file.display(),
-                    e.problems.len()
-                );
-                for problem in &e.problems {
-                    println!("    {problem}");
-                }
-            }
-        }
+        failed |= !report_check(
+            file,
+            promflow::notify::config::NotifyConfig::load_file(file).map(|config| {
+                format!(
+                    "{} receivers, {} inhibit rules found",
+                    config.receivers.len(),
+                    config.inhibit_rules.len()
+                )
+            }),
+        );
     }
     for file in files {
-        match Config::load_file(file).and_then(promflow::service::with_rule_files) {
-            Ok((config, _rules)) => {
-                println!(
-                    "Checking {}\n  SUCCESS: {} scrape configs, {} rule files found",
-                    file.display(),
-                    config.scrape_configs.len(),
-                    config.rule_files.len()
-                );
-            }
-            Err(e) => {
-                failed = true;
-                println!(
-                    "Checking {}\n  FAILED: {} problem(s):",
-                    file.display(),
-                    e.problems.len()
-                );
-                for problem in &e.problems {
-                    println!("    {problem}");
-                }
-            }
-        }
+        failed |= !report_check(
+            file,
+            Config::load_file(file)
+                .and_then(promflow::service::with_rule_files)
+                .map(|(config, _rules)| {
+                    format!(
+                        "{} scrape configs, {} rule files found",
+                        config.scrape_configs.len(),
+                        config.rule_files.len()
+                    )
+                }),
+        );
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Prints one file's check result like promtool; returns whether it passed.
+fn report_check(
+    file: &std::path::Path,
+    result: Result<String, promflow::config::ConfigError>,
+) -> bool {
+    println!("Checking {}", file.display());
+    match result {
+        Ok(summary) => {
+            println!("  SUCCESS: {summary}");
+            true
+        }
+        Err(e) => {
+            println!("  FAILED: {} problem(s):", e.problems.len());
+            for problem in &e.problems {
+                println!("    {problem}");
+            }
+            false
+        }
     }
 }
 

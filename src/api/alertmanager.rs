@@ -65,15 +65,12 @@ pub async fn post_alerts(State(service): State<Arc<Service>>, body: Bytes) -> Re
     }
 }
 
-fn flag(params: &Params, name: &str) -> Result<bool, Response> {
+/// A boolean filter parameter (default true); `Err` is the message for a bad value.
+fn flag(params: &Params, name: &str) -> Result<bool, String> {
     match params.get(name) {
-        None => Ok(true),
-        Some("true") => Ok(true),
+        None | Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(other) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("{name}: expected true or false, got {other:?}"),
-        )),
+        Some(other) => Err(format!("{name}: expected true or false, got {other:?}")),
     }
 }
 
@@ -85,7 +82,9 @@ pub async fn get_alerts(State(service): State<Arc<Service>>, params: Params) -> 
         flag(&params, "inhibited"),
     ) {
         (Ok(a), Ok(s), Ok(i)) => (a, s, i),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, e)
+        }
     };
     let mut filter = Vec::new();
     for f in params.all("filter") {

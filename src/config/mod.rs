@@ -96,19 +96,7 @@ impl Config {
     /// Reads and validates a config file; relative paths in it (rule files,
     /// password files) are resolved against the file's directory.
     pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-        let file_name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            problems: vec![Problem {
-                file: file_name.clone(),
-                line: None,
-                field: String::new(),
-                message: format!("cannot read config file: {error}"),
-            }],
-        })?;
-        let base_dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
+        let (text, file_name, base_dir) = read_config_file(path, "config file")?;
         Config::load_str(&text, &file_name, base_dir)
     }
 
@@ -137,6 +125,28 @@ fn is_empty_document(text: &str) -> bool {
         let line = line.trim();
         line.is_empty() || line.starts_with('#') || line == "---"
     })
+}
+
+/// Reads a config file: its text, its name for problems, and the directory its
+/// relative paths are resolved against. `what` names the file in the error.
+pub(crate) fn read_config_file<'a>(
+    path: &'a Path,
+    what: &str,
+) -> Result<(String, String, &'a Path), ConfigError> {
+    let file_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        problems: vec![Problem {
+            file: file_name.clone(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read {what}: {error}"),
+        }],
+    })?;
+    let base_dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    Ok((text, file_name, base_dir))
 }
 
 /// Parses YAML `text` into the raw struct `R` and resolves it, collecting every

@@ -113,18 +113,7 @@ pub fn fingerprint_hex(fp: u64) -> String {
 
 /// Go's `time.RFC3339Nano` in UTC: fractional seconds without trailing zeros.
 pub fn format_time(t: Nanos) -> String {
-    let secs = t.div_euclid(1_000_000_000);
-    let nanos = t.rem_euclid(1_000_000_000) as u32;
-    let Some(dt) = chrono::DateTime::from_timestamp(secs, nanos) else {
-        return ZERO_TIME.to_string();
-    };
-    let mut out = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
-    if nanos > 0 {
-        out.push('.');
-        out.push_str(format!("{nanos:09}").trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
+    go_time(Some(t), "%Y-%m-%dT%H:%M:%S", "Z")
 }
 
 /// The API v2's `strfmt.DateTime`: always three fractional digits
@@ -134,26 +123,32 @@ pub fn format_time_api(t: Nanos) -> String {
 }
 
 /// Go's `time.Time.String()` in UTC (`2024-01-01 00:20:00 +0000 UTC`), what a
-/// template prints for `.StartsAt`.
+/// template prints for `.StartsAt`; `None` is Go's zero time.
 pub fn format_time_go_string(t: Option<Nanos>) -> String {
-    let t = match t {
-        Some(t) => t,
-        None => return "0001-01-01 00:00:00 +0000 UTC".into(),
+    go_time(t, "%Y-%m-%d %H:%M:%S", " +0000 UTC")
+}
+
+/// `date` (a chrono format), then `.fraction` without trailing zeros if any, then
+/// `zone`; `None` or a time chrono cannot hold is Go's zero time.
+fn go_time(t: Option<Nanos>, date: &str, zone: &str) -> String {
+    let parts = t.and_then(|t| {
+        let nanos = t.rem_euclid(1_000_000_000) as u32;
+        chrono::DateTime::from_timestamp(t.div_euclid(1_000_000_000), nanos).map(|dt| (dt, nanos))
+    });
+    let Some((dt, nanos)) = parts else {
+        let zero = chrono::NaiveDate::from_ymd_opt(1, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.format(date).to_string())
+            .unwrap_or_default();
+        return format!("{zero}{zone}");
     };
-    let secs = t.div_euclid(1_000_000_000);
-    let nanos = t.rem_euclid(1_000_000_000) as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
-        Some(dt) => {
-            let mut out = dt.format("%Y-%m-%d %H:%M:%S").to_string();
-            if nanos > 0 {
-                out.push('.');
-                out.push_str(format!("{nanos:09}").trim_end_matches('0'));
-            }
-            out.push_str(" +0000 UTC");
-            out
-        }
-        None => "0001-01-01 00:00:00 +0000 UTC".into(),
+    let mut out = dt.format(date).to_string();
+    if nanos > 0 {
+        out.push('.');
+        out.push_str(format!("{nanos:09}").trim_end_matches('0'));
     }
+    out.push_str(zone);
+    out
 }
 
 /// Parses RFC 3339; Go's zero time (and anything before 1678, outside `Nanos`) is `None`.

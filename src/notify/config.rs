@@ -15,8 +15,8 @@
 
 use crate::config::rule_files;
 use crate::config::{
-    is_valid_label_name, load_located, parse_duration, ConfigError, FieldPath, PathSegment,
-    Problem, Problems, Secret,
+    is_valid_label_name, load_located, parse_duration, read_config_file, ConfigError, FieldPath,
+    PathSegment, Problems, Secret,
 };
 use crate::notify::matcher::{parse_matchers, MatchType, Matcher, Matchers};
 use crate::notify::route::{GroupBy, Route};
@@ -382,19 +382,7 @@ impl NotifyConfig {
     /// Reads and validates an Alertmanager config file; `templates:` paths are
     /// relative to its directory.
     pub fn load_file(path: &Path) -> Result<NotifyConfig, ConfigError> {
-        let file_name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![Problem {
-                file: file_name.clone(),
-                line: None,
-                field: String::new(),
-                message: format!("cannot read Alertmanager config file: {e}"),
-            }],
-        })?;
-        let base = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
+        let (text, file_name, base) = read_config_file(path, "Alertmanager config file")?;
         NotifyConfig::load_str(&text, &file_name, base)
     }
 
