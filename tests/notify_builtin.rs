@@ -291,3 +291,29 @@ fn bad_alertmanager_config_is_refused_with_located_problems() {
     );
     assert!(text.contains("no global Slack API URL set"), "{text}");
 }
+
+#[test]
+fn reload_keeps_alerts_and_what_was_notified() {
+    let capture = CaptureServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let promflow = start("global:\n  scrape_interval: 15s\n", &capture, dir.path());
+    post_alerts(
+        &promflow,
+        &json!([{"labels": {"alertname": "A", "instance": "x"}}]),
+    );
+    assert_eq!(capture.wait_for(1, Duration::from_secs(20)).len(), 1);
+    let r = promflow.reload();
+    assert_eq!(r.status, 200, "{}", r.body);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        capture.count(),
+        1,
+        "no repeat after a reload: the notification log is kept"
+    );
+    let listed: Value = serde_json::from_str(&promflow.get_ok("/api/v2/alerts")).unwrap();
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "alerts are kept: {listed}"
+    );
+}

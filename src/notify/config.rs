@@ -724,11 +724,18 @@ fn matchers_of(
     Matchers::sorted(out)
 }
 
-/// Only `http://` is reachable: promflow's HTTP client has no TLS stack yet.
+/// Receivers are reached over plain `http://` only: promflow's HTTP client has no
+/// TLS stack yet, so an `https://` URL is refused here rather than failing at every
+/// notification.
 fn check_http_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     match parsed.scheme() {
-        "http" | "https" => Ok(()),
+        "http" => Ok(()),
+        "https" => Err(format!(
+            "https URLs are not supported by promflow's notifier yet (no TLS in its HTTP client): {}://{}; use an http:// relay or a real Alertmanager",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or("")
+        )),
         other => Err(format!("unsupported scheme {other:?} for URL")),
     }
 }
@@ -911,6 +918,10 @@ mod tests {
         assert!(
             text.contains("undefined receiver \"nope\" used in route"),
             "{text}"
+        );
+        assert!(
+            text.contains("receivers[0].pushover_configs[0].api_url: https URLs are not supported"),
+            "the default Pushover API is https: {text}"
         );
     }
 }
