@@ -551,6 +551,52 @@ mod tests {
     }
 
     #[test]
+    fn common_user_template_shapes_work() {
+        let t = Templates::default_only();
+        let alerts = [
+            alert(
+                &[("alertname", "Disk"), ("instance", "a")],
+                &[("description", "full")],
+                i64::MAX,
+            ),
+            alert(
+                &[("alertname", "Disk"), ("instance", "b")],
+                &[("description", "full")],
+                0,
+            ),
+        ];
+        let data = Data::new("ops", &BTreeMap::new(), &alerts, "http://x", 1).to_value();
+        let run = |text: &str| t.expand(text, &data).unwrap();
+        assert_eq!(
+            run("{{ len .Alerts.Firing }}/{{ len .Alerts.Resolved }}"),
+            "1/1"
+        );
+        assert_eq!(
+            run(r#"{{ (index .Alerts 0).Labels.SortedPairs.Names | join "," }}"#),
+            "alertname,instance"
+        );
+        assert_eq!(run("{{ (index .Alerts 1).Labels.instance }}"), "b");
+        assert_eq!(
+            run(
+                r#"{{- range .Alerts.Firing }}{{ .Labels.instance | toUpper }}: {{ .Annotations.description }}{{ end -}}"#
+            ),
+            "A: full"
+        );
+        assert_eq!(
+            run(r#"{{ range $k, $v := .CommonLabels }}{{ $k }}={{ $v }};{{ end }}"#),
+            "alertname=Disk;"
+        );
+        assert_eq!(
+            run(r#"{{ .CommonAnnotations.Values | join " " }} {{ .Receiver }}"#),
+            "full ops"
+        );
+        assert_eq!(
+            run(r#"{{ stringSlice "a" "b" | join "-" }} {{ "  x " | trimSpace }}"#),
+            "a-b x"
+        );
+    }
+
+    #[test]
     fn default_subject_matches_alertmanager() {
         // Expected text rendered by Alertmanager 0.25 (slack title of two alerts).
         let t = Templates::default_only();
