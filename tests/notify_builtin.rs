@@ -2,7 +2,8 @@
 //! Prometheus 2.42 and from promflow's own rules is one alert and one notification;
 //! a receiver's 500 is retried and counted; a 400 is counted, not retried at once,
 //! and delivered at the next group interval; silences mute and unmute; a bad
-//! Alertmanager config is refused with located problems.
+//! Alertmanager config is refused with located problems; a scraped target's alert
+//! reaches Slack with its templated title, text and runbook link, then resolves.
 //!
 //! Prometheus learns its Alertmanagers (here: promflow) through discovery, which
 //! reports at most every 5s, and drops alerts until then; the rule has `for: 10s` so
@@ -14,7 +15,8 @@
 
 mod common;
 
-use common::receiver::CaptureServer;
+use common::exporter::{Exporter, Reply};
+use common::receiver::{check_slack_request, CaptureServer};
 use common::{combined_output, http, run_promflow, Prometheus, Promflow};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -316,4 +318,62 @@ fn reload_keeps_alerts_and_what_was_notified() {
         1,
         "alerts are kept: {listed}"
     );
+}
+
+#[test]
+fn scraped_alert_reaches_slack_templated_then_resolves() {
+    let slack = CaptureServer::start();
+    let exporter = Exporter::start(Reply::text("cpu_busy_percent 97\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: cpu\n    rules:\n      - alert: HighCPU\n        expr: cpu_busy_percent > 90\n        for: 2s\n        labels:\n          severity: page\n        annotations:\n          summary: \"CPU of {{ $labels.instance }} is {{ $value }}%\"\n          runbook_url: https://runbooks.example.com/high-cpu\n",
+    )
+    .unwrap();
+    let am = dir.path().join("am.yml");
+    std::fs::write(
+        &am,
+        format!(
+            "route:\n  receiver: slack\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: slack\n    slack_configs:\n      - api_url: {}\n        channel: '#oncall'\n        send_resolved: true\n        title: '{{{{ .CommonLabels.alertname }}}} ({{{{ .Status }}}})'\n        title_link: '{{{{ .CommonAnnotations.runbook_url }}}}'\n        text: '{{{{ range .Alerts }}}}{{{{ .Annotations.summary }}}} <{{{{ .Annotations.runbook_url }}}}|runbook>{{{{ end }}}}'\n",
+            slack.url("/services/T/B/X")
+        ),
+    )
+    .unwrap();
+    let promflow = Promflow::start_with_args(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+            rules.display(),
+            exporter.addr()
+        ),
+        &[&format!("--alertmanager.config.file={}", am.display())],
+    );
+    let firing = slack.wait_for(1, Duration::from_secs(40));
+    assert!(
+        !firing.is_empty(),
+        "no Slack message; promflow log:\n{}",
+        promflow.log()
+    );
+    let body = check_slack_request(&firing[0]);
+    let attachment = &body["attachments"][0];
+    assert_eq!(attachment["title"], "HighCPU (firing)");
+    assert_eq!(
+        attachment["title_link"],
+        "https://runbooks.example.com/high-cpu"
+    );
+    assert_eq!(
+        attachment["text"],
+        format!(
+            "CPU of {} is 97% <https://runbooks.example.com/high-cpu|runbook>",
+            exporter.addr()
+        )
+    );
+    assert_eq!(firing[0].path, "/services/T/B/X");
+
+    exporter.set(Reply::text("cpu_busy_percent 10\n"));
+    let all = slack.wait_for(2, Duration::from_secs(40));
+    assert_eq!(all.len(), 2, "one firing and one resolved message: {all:?}");
+    let body = check_slack_request(&all[1]);
+    assert_eq!(body["attachments"][0]["title"], "HighCPU (resolved)");
+    assert_eq!(body["attachments"][0]["color"], "good");
 }
