@@ -152,6 +152,7 @@ impl Service {
         let notifier = Notifier::new(metrics.clone());
         tokio::spawn(notifier.clone().run());
         let builtin_notifier = BuiltinNotifier::new();
+        builtin_notifier.set_state_file(options.storage_path.join("notifier.json"));
         tokio::spawn(builtin_notifier.clone().run());
         let alert_sink = Arc::new(AlertFanOut {
             alertmanagers: notifier.clone(),

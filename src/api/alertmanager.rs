@@ -160,10 +160,9 @@ pub async fn post_silence(State(service): State<Arc<Service>>, body: Bytes) -> R
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
     };
-    let now = now_nanos();
     match service
         .builtin_notifier
-        .with_dispatcher(|d| d.silences.post(&v, now))
+        .with_silences(|silences, now| silences.post(&v, now))
     {
         None => not_configured(),
         Some(Ok(id)) => Json(json!({"silenceID": id})).into_response(),
@@ -189,10 +188,9 @@ pub async fn delete_silence(
     State(service): State<Arc<Service>>,
     Path(id): Path<String>,
 ) -> Response {
-    let now = now_nanos();
     match service
         .builtin_notifier
-        .with_dispatcher(|d| d.silences.expire(&id, now))
+        .with_silences(|silences, now| silences.expire(&id, now))
     {
         None => not_configured(),
         Some(Ok(())) => StatusCode::OK.into_response(),

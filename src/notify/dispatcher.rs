@@ -377,6 +377,69 @@ impl Dispatcher {
         }
     }
 
+    /// The notification log and silences, as saved in the state file: log entries
+    /// and expired silences older than `retention` are left out.
+    pub fn snapshot(&self, now: Nanos, retention: Duration) -> serde_json::Value {
+        let retention = nanos(retention);
+        let log: Vec<serde_json::Value> = self
+            .log
+            .iter()
+            .filter(|(_, e)| e.at > now - retention)
+            .map(|((group_key, receiver, index), e)| {
+                serde_json::json!({
+                    "groupKey": group_key,
+                    "receiver": receiver,
+                    "integration": index,
+                    "firing": e.firing,
+                    "resolved": e.resolved,
+                    "at": e.at,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "log": log,
+            "silences": self.silences.snapshot(now, retention),
+        })
+    }
+
+    /// Restores what [`Dispatcher::snapshot`] saved; returns what could not be read.
+    pub fn restore(&mut self, saved: &serde_json::Value) -> Vec<String> {
+        let mut problems = Vec::new();
+        let empty = Vec::new();
+        for e in saved["log"].as_array().unwrap_or(&empty) {
+            let set = |k: &str| -> Option<BTreeSet<u64>> {
+                e[k].as_array()?
+                    .iter()
+                    .map(serde_json::Value::as_u64)
+                    .collect()
+            };
+            let entry = (|| {
+                let key = (
+                    e["groupKey"].as_str()?.to_string(),
+                    e["receiver"].as_str()?.to_string(),
+                    e["integration"].as_u64()? as usize,
+                );
+                let entry = LogEntry {
+                    firing: set("firing")?,
+                    resolved: set("resolved")?,
+                    at: e["at"].as_i64()?,
+                };
+                Some((key, entry))
+            })();
+            match entry {
+                Some((key, entry)) => {
+                    self.log.insert(key, entry);
+                }
+                None => problems.push(format!("unreadable notification log entry {e}")),
+            }
+        }
+        problems.extend(
+            self.silences
+                .restore(saved["silences"].as_array().unwrap_or(&empty)),
+        );
+        problems
+    }
+
     /// Every stored alert with its routing and muting, for `GET /api/v2/alerts`.
     pub fn list(&self, now: Nanos) -> Vec<AlertStatus> {
         let mut out: Vec<AlertStatus> = self

@@ -14,6 +14,12 @@
 //! runtime, [`BuiltinNotifier`], which runs the dispatcher on the clock, delivers with
 //! retries and counts outcomes.
 //!
+//! State file: with [`BuiltinNotifier::set_state_file`], the notification log and
+//! the silences are saved (JSON, written to a temporary file then renamed) after each
+//! change and read back when the notifier is configured, so a restart neither
+//! re-sends what was notified nor forgets silences (Alertmanager keeps both in
+//! `--storage.path`). Alerts are not saved: senders re-send them.
+//!
 //! Contract: a delivery that fails with a retryable error (5xx, network) is retried
 //! with exponential backoff (0.5s × 1.5ⁿ, at most 60s apart) until it succeeds or the
 //! flush's timeout (`group_interval`, at least 10s) passes; every attempt and failure
@@ -36,8 +42,10 @@ use crate::notify::alert::{now_nanos, Alert, Nanos};
 use crate::notify::config::NotifyConfig;
 use crate::notify::dispatcher::{Dispatcher, Flush};
 use crate::notify::receivers::{build_request, send, SendError};
+use crate::notify::silence::Silences;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +57,9 @@ pub const INTEGRATIONS: [&str; 3] = ["pushover", "slack", "webhook"];
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 /// Longest retry delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long notification log entries and expired silences are kept (Alertmanager's
+/// `--data.retention`).
+pub const STATE_RETENTION: Duration = Duration::from_secs(120 * 3600);
 
 /// Outcome counters, named like Alertmanager's.
 #[derive(Default)]
@@ -126,6 +137,7 @@ impl NotifyMetrics {
 /// The runtime; see the module doc.
 pub struct BuiltinNotifier {
     dispatcher: Mutex<Option<Dispatcher>>,
+    state_file: Mutex<Option<PathBuf>>,
     wake: tokio::sync::Notify,
     client: reqwest::Client,
     /// Outcome counters.
@@ -137,6 +149,7 @@ impl BuiltinNotifier {
     pub fn new() -> Arc<BuiltinNotifier> {
         Arc::new(BuiltinNotifier {
             dispatcher: Mutex::new(None),
+            state_file: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
             client: reqwest::Client::builder()
                 .user_agent(concat!("promflow/", env!("CARGO_PKG_VERSION")))
@@ -146,18 +159,76 @@ impl BuiltinNotifier {
         })
     }
 
+    /// Where the notification log and silences are saved (see the module doc); call
+    /// before the first [`Self::apply`].
+    pub fn set_state_file(&self, path: PathBuf) {
+        *self.state_file.lock() = Some(path);
+    }
+
     /// Installs a configuration (or removes it with `None`), keeping alerts, the
-    /// notification log and silences across reloads. `external_url` is what
-    /// templates see as `.ExternalURL`.
+    /// notification log and silences across reloads; the first configuration reads
+    /// the state file. `external_url` is what templates see as `.ExternalURL`.
     pub fn apply(&self, config: Option<NotifyConfig>, external_url: &str) {
         let mut d = self.dispatcher.lock();
         *d = match (d.take(), config) {
             (_, None) => None,
-            (None, Some(c)) => Some(Dispatcher::new(Arc::new(c), external_url)),
+            (None, Some(c)) => {
+                let mut fresh = Dispatcher::new(Arc::new(c), external_url);
+                self.restore(&mut fresh);
+                Some(fresh)
+            }
             (Some(old), Some(c)) => Some(old.reconfigure(Arc::new(c), external_url, now_nanos())),
         };
         drop(d);
         self.wake.notify_one();
+    }
+
+    fn restore(&self, dispatcher: &mut Dispatcher) {
+        let Some(path) = self.state_file.lock().clone() else {
+            return;
+        };
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the notifier state; starting without it");
+                return;
+            }
+        };
+        match serde_json::from_slice::<serde_json::Value>(&text) {
+            Ok(saved) => {
+                for problem in dispatcher.restore(&saved) {
+                    tracing::warn!(path = %path.display(), %problem, "skipped part of the notifier state");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "notifier state is not JSON; starting without it")
+            }
+        }
+    }
+
+    /// Writes the state file, if one is set (see the module doc).
+    fn save(&self) {
+        let Some(path) = self.state_file.lock().clone() else {
+            return;
+        };
+        let Some(snapshot) = self.with_dispatcher(|d| d.snapshot(now_nanos(), STATE_RETENTION))
+        else {
+            return;
+        };
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::write(&tmp, serde_json::to_vec(&snapshot).unwrap_or_default())
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot save the notifier state");
+        }
+    }
+
+    /// Changes the silences with `f` and saves the state; `None` when not configured.
+    pub fn with_silences<T>(&self, f: impl FnOnce(&mut Silences, Nanos) -> T) -> Option<T> {
+        let result = self.with_dispatcher(|d| f(&mut d.silences, now_nanos()));
+        self.save();
+        result
     }
 
     /// Whether a configuration is installed.
@@ -243,6 +314,9 @@ impl BuiltinNotifier {
         });
         let delivered = futures_util::future::join_all(deliveries).await;
         self.with_dispatcher(|d| d.complete(&flush, &delivered));
+        if delivered.iter().any(|ok| *ok) {
+            self.save();
+        }
         self.wake.notify_one();
     }
 

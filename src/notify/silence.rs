@@ -5,7 +5,7 @@
 //! `active`, `expired` from `endsAt`), creating/updating from the v2 `PostableSilence`
 //! JSON (an update of an active silence whose matchers or start change expires it and
 //! creates a new one, as Alertmanager does), expiring, and the v2 `GettableSilence`
-//! JSON. Not persisted across restarts (Alertmanager keeps a snapshot file).
+//! JSON, and the form saved in the notifier's state file (see `notify`).
 
 use crate::notify::alert::{format_time_api, parse_time, Nanos};
 use crate::notify::matcher::{MatchType, Matcher, Matchers};
@@ -102,34 +102,7 @@ impl Silences {
     pub fn post(&mut self, v: &Value, now: Nanos) -> Result<String, String> {
         let o = v.as_object().ok_or("silence is not a JSON object")?;
         let string = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let mut matchers = Vec::new();
-        for m in o
-            .get("matchers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = m
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or("matcher without name")?;
-            let value = m
-                .get("value")
-                .and_then(Value::as_str)
-                .ok_or("matcher without value")?;
-            let regex = m
-                .get("isRegex")
-                .and_then(Value::as_bool)
-                .ok_or("matcher without isRegex")?;
-            let equal = m.get("isEqual").and_then(Value::as_bool).unwrap_or(true);
-            let kind = match (regex, equal) {
-                (false, true) => MatchType::Equal,
-                (false, false) => MatchType::NotEqual,
-                (true, true) => MatchType::Regexp,
-                (true, false) => MatchType::NotRegexp,
-            };
-            matchers.push(Matcher::new(name, kind, value)?);
-        }
+        let matchers = matchers_from_json(v)?;
         if matchers.is_empty() {
             return Err("silence has no matchers".into());
         }
@@ -206,6 +179,42 @@ impl Silences {
         Ok(new_id)
     }
 
+    /// Every silence as saved in the notifier's state file; silences that expired
+    /// more than `retention` before `now` are left out.
+    pub fn snapshot(&self, now: Nanos, retention: Nanos) -> Vec<Value> {
+        self.by_id
+            .values()
+            .filter(|s| s.ends_at > now - retention)
+            .map(|s| {
+                let mut v = s.to_json(now);
+                for (field, t) in [
+                    ("startsAt", s.starts_at),
+                    ("endsAt", s.ends_at),
+                    ("updatedAt", s.updated_at),
+                ] {
+                    v[field] = json!(t);
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Restores silences saved by [`Silences::snapshot`]; entries that do not read
+    /// back are returned as errors and skipped.
+    pub fn restore(&mut self, saved: &[Value]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for v in saved {
+            match silence_from_snapshot(v) {
+                Ok(s) => {
+                    self.by_id.insert(s.id.clone(), s);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        self.next = self.by_id.len() as u64;
+        problems
+    }
+
     /// Expires a silence now (`DELETE /api/v2/silence/{id}`).
     pub fn expire(&mut self, id: &str, now: Nanos) -> Result<(), String> {
         let s = self
@@ -222,4 +231,59 @@ impl Silences {
         s.updated_at = now;
         Ok(())
     }
+}
+
+/// The matchers of a v2 silence JSON object.
+fn matchers_from_json(v: &Value) -> Result<Vec<Matcher>, String> {
+    let mut matchers = Vec::new();
+    for m in v
+        .get("matchers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or("matcher without name")?;
+        let value = m
+            .get("value")
+            .and_then(Value::as_str)
+            .ok_or("matcher without value")?;
+        let regex = m
+            .get("isRegex")
+            .and_then(Value::as_bool)
+            .ok_or("matcher without isRegex")?;
+        let equal = m.get("isEqual").and_then(Value::as_bool).unwrap_or(true);
+        let kind = match (regex, equal) {
+            (false, true) => MatchType::Equal,
+            (false, false) => MatchType::NotEqual,
+            (true, true) => MatchType::Regexp,
+            (true, false) => MatchType::NotRegexp,
+        };
+        matchers.push(Matcher::new(name, kind, value)?);
+    }
+    Ok(matchers)
+}
+
+fn silence_from_snapshot(v: &Value) -> Result<Silence, String> {
+    let string = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let time = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_i64)
+            .ok_or(format!("saved silence without {k}"))
+    };
+    let id = string("id");
+    if id.is_empty() {
+        return Err("saved silence without id".into());
+    }
+    Ok(Silence {
+        id,
+        matchers: Matchers::sorted(matchers_from_json(v)?),
+        starts_at: time("startsAt")?,
+        ends_at: time("endsAt")?,
+        updated_at: time("updatedAt")?,
+        created_by: string("createdBy"),
+        comment: string("comment"),
+    })
 }
