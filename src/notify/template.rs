@@ -258,6 +258,18 @@ fn pairs_of(v: &Value, f: &str) -> gotmpl::Result<Vec<Value>> {
     }
 }
 
+/// `Names` / `Values`: one field of each pair of a label set or pair list.
+fn pair_fields(args: &[Value], method: &str, field: &str) -> gotmpl::Result<Value> {
+    let pairs = pairs_of(&arg(args, 0, method)?, method)?;
+    Ok(Value::List(
+        pairs
+            .iter()
+            .filter_map(|p| p.field(field).cloned())
+            .collect::<Vec<_>>()
+            .into(),
+    ))
+}
+
 fn alerts_with_status(args: &[Value], f: &str, status: &str) -> gotmpl::Result<Value> {
     match arg(args, 0, f)? {
         Value::List(l) => Ok(Value::List(
@@ -304,26 +316,8 @@ fn functions(template: Template) -> Template {
                 pairs_of(&arg(args, 0, "SortedPairs")?, "SortedPairs")?.into(),
             ))
         })
-        .func("__names", |args| {
-            let pairs = pairs_of(&arg(args, 0, "Names")?, "Names")?;
-            Ok(Value::List(
-                pairs
-                    .iter()
-                    .filter_map(|p| p.field("Name").cloned())
-                    .collect::<Vec<_>>()
-                    .into(),
-            ))
-        })
-        .func("__values", |args| {
-            let pairs = pairs_of(&arg(args, 0, "Values")?, "Values")?;
-            Ok(Value::List(
-                pairs
-                    .iter()
-                    .filter_map(|p| p.field("Value").cloned())
-                    .collect::<Vec<_>>()
-                    .into(),
-            ))
-        })
+        .func("__names", |args| pair_fields(args, "Names", "Name"))
+        .func("__values", |args| pair_fields(args, "Values", "Value"))
         .func("__remove", |args| match arg(args, 0, "Remove")? {
             Value::Map(m) => {
                 let drop = string_list(&arg(args, 1, "Remove")?);
