@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 pub mod discovery;
 pub mod ingest;
+pub mod notify;
 pub mod process_stats;
 pub mod relabel;
 pub mod rules;

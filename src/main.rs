@@ -62,6 +62,12 @@ struct Cli {
     /// configuration (/etc/resolv.conf).
     #[arg(long = "discovery.dns.nameserver", global = true)]
     dns_nameserver: Option<SocketAddr>,
+    /// Alertmanager configuration file (Alertmanager 0.25 format: `route`,
+    /// `receivers` with Slack, Pushover and webhook configs, `inhibit_rules`,
+    /// `templates`). With it, promflow notifies receivers itself and accepts alerts
+    /// from other servers on /api/v2/alerts.
+    #[arg(long = "alertmanager.config.file", global = true)]
+    alertmanager_config_file: Option<PathBuf>,
     /// Timely worker threads (default: the number of cores).
     #[arg(long = "workers", global = true)]
     workers: Option<usize>,
@@ -139,7 +145,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check {
             what: CheckCommand::Config { files },
-        }) => check_config(&files),
+        }) => check_config(&files, cli.alertmanager_config_file.as_deref()),
         Some(Command::Check {
             what: CheckCommand::Rules { files },
         }) => check_rules(&files),
@@ -159,35 +165,61 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(files: &[PathBuf]) -> ExitCode {
+/// Checks Prometheus config files and, with `--alertmanager.config.file`, the
+/// built-in notifier's Alertmanager config.
+fn check_config(files: &[PathBuf], alertmanager_config: Option<&std::path::Path>) -> ExitCode {
     let mut failed = false;
+    if let Some(file) = alertmanager_config {
+        failed |= !report_check(
+            file,
+            promflow::notify::config::NotifyConfig::load_file(file).map(|config| {
+                format!(
+                    "{} receivers, {} inhibit rules found",
+                    config.receivers.len(),
+                    config.inhibit_rules.len()
+                )
+            }),
+        );
+    }
     for file in files {
-        match Config::load_file(file).and_then(promflow::service::with_rule_files) {
-            Ok((config, _rules)) => {
-                println!(
-                    "Checking {}\n  SUCCESS: {} scrape configs, {} rule files found",
-                    file.display(),
-                    config.scrape_configs.len(),
-                    config.rule_files.len()
-                );
-            }
-            Err(e) => {
-                failed = true;
-                println!(
-                    "Checking {}\n  FAILED: {} problem(s):",
-                    file.display(),
-                    e.problems.len()
-                );
-                for problem in &e.problems {
-                    println!("    {problem}");
-                }
-            }
-        }
+        failed |= !report_check(
+            file,
+            Config::load_file(file)
+                .and_then(promflow::service::with_rule_files)
+                .map(|(config, _rules)| {
+                    format!(
+                        "{} scrape configs, {} rule files found",
+                        config.scrape_configs.len(),
+                        config.rule_files.len()
+                    )
+                }),
+        );
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Prints one file's check result like promtool; returns whether it passed.
+fn report_check(
+    file: &std::path::Path,
+    result: Result<String, promflow::config::ConfigError>,
+) -> bool {
+    println!("Checking {}", file.display());
+    match result {
+        Ok(summary) => {
+            println!("  SUCCESS: {summary}");
+            true
+        }
+        Err(e) => {
+            println!("  FAILED: {} problem(s):", e.problems.len());
+            for problem in &e.problems {
+                println!("    {problem}");
+            }
+            false
+        }
     }
 }
 
@@ -356,6 +388,13 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             "web.enable-remote-write-receiver".to_string(),
             cli.enable_remote_write_receiver.to_string(),
         ),
+        (
+            "alertmanager.config.file".to_string(),
+            cli.alertmanager_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
     ];
     let options = ServiceOptions {
         flags,
@@ -370,6 +409,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         query_timeout: cli.query_timeout,
         enable_remote_write_receiver: cli.enable_remote_write_receiver,
         dns_nameserver: cli.dns_nameserver,
+        alertmanager_config_file: cli.alertmanager_config_file,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

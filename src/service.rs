@@ -14,6 +14,9 @@ use crate::alerting::notifier::{Notifier, NotifierConfig};
 use crate::config::{Config, ConfigError, Problem, DEFAULT_CONFIG_YAML};
 use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
+use crate::notify::config::NotifyConfig;
+use crate::notify::sink::AlertFanOut;
+use crate::notify::BuiltinNotifier;
 use crate::rules::file::RuleGroup;
 use crate::rules::manager::{HeadEvaluator, ManagerOptions, RuleManager};
 use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
@@ -62,6 +65,9 @@ pub struct ServiceOptions {
     /// `--discovery.dns.nameserver`: the DNS server for `dns_sd_configs` instead of
     /// the system's resolver configuration.
     pub dns_nameserver: Option<SocketAddr>,
+    /// `--alertmanager.config.file`: run the built-in notifier with this Alertmanager
+    /// config (routes, receivers); without it alerts only go to `alerting.alertmanagers`.
+    pub alertmanager_config_file: Option<PathBuf>,
 }
 
 /// A target that relabeling dropped, for `/api/v1/targets`.
@@ -93,6 +99,10 @@ pub struct Service {
     pub rules: Arc<RuleManager>,
     /// Sends alerts to Alertmanagers.
     pub notifier: Arc<Notifier>,
+    /// The built-in notifier (`--alertmanager.config.file`).
+    pub builtin_notifier: Arc<BuiltinNotifier>,
+    /// Where rule alerts go: both notifiers.
+    alert_sink: Arc<AlertFanOut>,
     /// Service discovery for every scrape job.
     pub discovery: DiscoveryManager,
     /// Targets dropped by relabeling at the last reconciliation.
@@ -107,6 +117,7 @@ impl Service {
     /// Must be called within a tokio runtime.
     pub fn start(options: ServiceOptions) -> Result<Arc<Service>, String> {
         let (config, rule_groups) = load_config(&options).map_err(|e| e.to_string())?;
+        let notify_config = load_notify_config(&options).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&options.storage_path).map_err(|e| {
             format!(
                 "creating storage directory {}: {e}",
@@ -140,13 +151,21 @@ impl Service {
         });
         let notifier = Notifier::new(metrics.clone());
         tokio::spawn(notifier.clone().run());
+        let builtin_notifier = BuiltinNotifier::new();
+        builtin_notifier.set_state_file(options.storage_path.join("notifier.json"));
+        tokio::spawn(builtin_notifier.clone().run());
+        let alert_sink = Arc::new(AlertFanOut {
+            alertmanagers: notifier.clone(),
+            builtin: builtin_notifier.clone(),
+            config: Mutex::new(NotifierConfig::default()),
+        });
         let rules = RuleManager::new(
             Arc::new(HeadEvaluator {
                 head: ingester.storage().clone(),
                 lookback_ms: options.lookback_delta.as_millis() as i64,
             }),
             ingester.clone(),
-            notifier.clone(),
+            alert_sink.clone(),
         );
         let discovery = DiscoveryManager::new(DiscoveryContext {
             metrics: metrics.clone(),
@@ -160,13 +179,15 @@ impl Service {
             scrapes,
             rules,
             notifier,
+            builtin_notifier,
+            alert_sink,
             discovery,
             dropped_targets: RwLock::new(Vec::new()),
             reconcile_lock: Mutex::new(()),
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
         });
-        service.apply(config, rule_groups);
+        service.apply(config, rule_groups, notify_config);
         service.spawn_target_updates();
         service.spawn_housekeeping();
         service.ready.store(true, Ordering::SeqCst);
@@ -181,9 +202,11 @@ impl Service {
     /// Reloads the configuration file; see the module contract.
     pub async fn reload(&self) -> Result<(), ConfigError> {
         let _serialised = self.reload_lock.lock().await;
-        match load_config(&self.options) {
-            Ok((config, rule_groups)) => {
-                self.apply(config, rule_groups);
+        match load_config(&self.options).and_then(|(config, rule_groups)| {
+            Ok((config, rule_groups, load_notify_config(&self.options)?))
+        }) {
+            Ok((config, rule_groups, notify_config)) => {
+                self.apply(config, rule_groups, notify_config);
                 tracing::info!("configuration reloaded");
                 Ok(())
             }
@@ -196,10 +219,15 @@ impl Service {
         }
     }
 
-    fn apply(&self, config: Config, rule_groups: Vec<RuleGroup>) {
+    fn apply(
+        &self,
+        config: Config,
+        rule_groups: Vec<RuleGroup>,
+        notify_config: Option<NotifyConfig>,
+    ) {
         self.discovery.apply(&config.scrape_configs);
         self.reconcile_targets();
-        self.apply_rules(&config, rule_groups);
+        self.apply_rules(&config, rule_groups, notify_config);
         *self.config.write() = Arc::new(config);
         self.metrics.config_last_reload_successful.set(1.0);
         self.metrics
@@ -209,18 +237,26 @@ impl Service {
 
     /// Hands the (already validated) rule groups to the rule manager, and the alerting
     /// settings to the notifier.
-    fn apply_rules(&self, config: &Config, groups: Vec<RuleGroup>) {
+    fn apply_rules(
+        &self,
+        config: &Config,
+        groups: Vec<RuleGroup>,
+        notify_config: Option<NotifyConfig>,
+    ) {
         let external_url = format!(
             "http://{}:{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
             self.options.listen_address.port()
         );
-        self.notifier.apply(NotifierConfig {
+        let notifier_config = NotifierConfig {
             external_labels: config.global.external_labels.clone(),
             relabel: config.alerting.alert_relabel_configs.clone(),
             alertmanagers: config.alerting.alertmanagers.clone(),
             external_url: external_url.clone(),
-        });
+        };
+        *self.alert_sink.config.lock() = notifier_config.clone();
+        self.notifier.apply(notifier_config);
+        self.builtin_notifier.apply(notify_config, &external_url);
         self.rules.apply(
             groups,
             ManagerOptions {
@@ -317,6 +353,15 @@ pub fn load_config(options: &ServiceOptions) -> Result<(Config, Vec<RuleGroup>),
         }
     };
     with_rule_files(config)
+}
+
+/// Loads `--alertmanager.config.file`, if given.
+pub fn load_notify_config(options: &ServiceOptions) -> Result<Option<NotifyConfig>, ConfigError> {
+    options
+        .alertmanager_config_file
+        .as_deref()
+        .map(NotifyConfig::load_file)
+        .transpose()
 }
 
 /// Loads the rule files `config` names; their problems become config problems.

@@ -4,8 +4,9 @@
 //! [`template`] expands annotations and labels (Go text/template with Prometheus's
 //! functions), [`notifier`] sends alerts to Alertmanagers (API v2).
 //!
-//! Not here yet: the built-in notifier (route tree, grouping, Slack/Pushover/webhook
-//! receivers) of issue 5 item 5; alerts go to Alertmanager only for now.
+//! The built-in notifier (route tree, grouping, Slack/Pushover/webhook receivers) is
+//! [`crate::notify`]; the rule manager's alerts reach it beside the Alertmanager sender
+//! through [`crate::notify::sink::AlertFanOut`].
 
 pub mod notifier;
 pub mod state;

@@ -78,7 +78,7 @@ pub fn expand(
         .map_err(|e| format!("template: {name}: {e}"))
 }
 
-fn string_map(map: &BTreeMap<String, String>) -> Value {
+pub(crate) fn string_map(map: &BTreeMap<String, String>) -> Value {
     Value::Map(Arc::new(
         map.iter()
             .map(|(k, v)| (Arc::from(k.as_str()), Value::String(Arc::from(v.as_str()))))
@@ -86,11 +86,11 @@ fn string_map(map: &BTreeMap<String, String>) -> Value {
     ))
 }
 
-fn text(s: impl Into<String>) -> Value {
+pub(crate) fn text(s: impl Into<String>) -> Value {
     Value::String(Arc::from(s.into().as_str()))
 }
 
-fn err(message: impl Into<String>) -> gotmpl::TemplateError {
+pub(crate) fn err(message: impl Into<String>) -> gotmpl::TemplateError {
     gotmpl::TemplateError::Exec(message.into())
 }
 
@@ -108,13 +108,13 @@ fn to_float(v: &Value) -> gotmpl::Result<f64> {
     }
 }
 
-fn arg(args: &[Value], i: usize, f: &str) -> gotmpl::Result<Value> {
+pub(crate) fn arg(args: &[Value], i: usize, f: &str) -> gotmpl::Result<Value> {
     args.get(i)
         .cloned()
         .ok_or_else(|| err(format!("wrong number of args for {f}")))
 }
 
-fn arg_str(args: &[Value], i: usize, f: &str) -> gotmpl::Result<String> {
+pub(crate) fn arg_str(args: &[Value], i: usize, f: &str) -> gotmpl::Result<String> {
     Ok(arg(args, i, f)?.to_string())
 }
 
@@ -130,10 +130,40 @@ fn sample_value(labels: &Labels, value: f64) -> Value {
     ])))
 }
 
+/// Adds the string functions Prometheus and Alertmanager templates share:
+/// `reReplaceAll`, `match`, `safeHtml`, `toUpper`, `toLower`, `title`.
+pub(crate) fn with_text_funcs(template: Template) -> Template {
+    template
+        .func("reReplaceAll", |args| {
+            let pattern = arg_str(args, 0, "reReplaceAll")?;
+            let replacement = arg_str(args, 1, "reReplaceAll")?;
+            let input = arg_str(args, 2, "reReplaceAll")?;
+            let re = regex::Regex::new(&pattern).map_err(|e| err(e.to_string()))?;
+            Ok(text(
+                re.replace_all(&input, go_replacement(&replacement).as_str())
+                    .into_owned(),
+            ))
+        })
+        .func("match", |args| {
+            let pattern = arg_str(args, 0, "match")?;
+            let input = arg_str(args, 1, "match")?;
+            let re = regex::Regex::new(&pattern).map_err(|e| err(e.to_string()))?;
+            Ok(Value::Bool(re.is_match(&input)))
+        })
+        .func("safeHtml", |args| Ok(text(arg_str(args, 0, "safeHtml")?)))
+        .func("toUpper", |args| {
+            Ok(text(arg_str(args, 0, "toUpper")?.to_uppercase()))
+        })
+        .func("toLower", |args| {
+            Ok(text(arg_str(args, 0, "toLower")?.to_lowercase()))
+        })
+        .func("title", |args| Ok(text(title(&arg_str(args, 0, "title")?))))
+}
+
 fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
     let prefix = external_url_path(external_url);
     let url = external_url.to_string();
-    Template::new(name)
+    with_text_funcs(Template::new(name))
         .missing_key(gotmpl::MissingKey::ZeroValue)
         .func("query", move |args| {
             let q = arg_str(args, 0, "query")?;
@@ -206,30 +236,6 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
                 .collect();
             Ok(Value::Map(Arc::new(map)))
         })
-        .func("reReplaceAll", |args| {
-            let pattern = arg_str(args, 0, "reReplaceAll")?;
-            let replacement = arg_str(args, 1, "reReplaceAll")?;
-            let input = arg_str(args, 2, "reReplaceAll")?;
-            let re = regex::Regex::new(&pattern).map_err(|e| err(e.to_string()))?;
-            Ok(text(
-                re.replace_all(&input, go_replacement(&replacement).as_str())
-                    .into_owned(),
-            ))
-        })
-        .func("match", |args| {
-            let pattern = arg_str(args, 0, "match")?;
-            let input = arg_str(args, 1, "match")?;
-            let re = regex::Regex::new(&pattern).map_err(|e| err(e.to_string()))?;
-            Ok(Value::Bool(re.is_match(&input)))
-        })
-        .func("safeHtml", |args| Ok(text(arg_str(args, 0, "safeHtml")?)))
-        .func("toUpper", |args| {
-            Ok(text(arg_str(args, 0, "toUpper")?.to_uppercase()))
-        })
-        .func("toLower", |args| {
-            Ok(text(arg_str(args, 0, "toLower")?.to_lowercase()))
-        })
-        .func("title", |args| Ok(text(title(&arg_str(args, 0, "title")?))))
         .func("humanize", |args| {
             Ok(text(humanize(to_float(&arg(args, 0, "humanize")?)?)))
         })

@@ -3,13 +3,15 @@
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   series, labels, metadata and status ([`series`], [`status`]), the push stream
 //!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), `/api/v1/targets`
-//!   ([`targets`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
+//!   ([`targets`]), Alertmanager's v2 alerts and silences for the built-in notifier
+//!   ([`alertmanager`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
 //!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
 //! Handlers only translate HTTP to calls on the [`Service`] and back.
 
+pub mod alertmanager;
 pub mod federate;
 pub mod params;
 pub mod query;
@@ -77,6 +79,18 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/write", post(remote_write::write))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
+        .route(
+            "/api/v2/alerts",
+            get(alertmanager::get_alerts).post(alertmanager::post_alerts),
+        )
+        .route(
+            "/api/v2/silences",
+            get(alertmanager::get_silences).post(alertmanager::post_silence),
+        )
+        .route(
+            "/api/v2/silence/{id}",
+            get(alertmanager::get_silence).delete(alertmanager::delete_silence),
+        )
         .with_state(service)
 }
 
@@ -90,6 +104,9 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
         active_targets: service.scrapes.targets().len(),
     });
     body.push_str(&head.render_metrics());
+    if service.builtin_notifier.is_enabled() {
+        body.push_str(&service.builtin_notifier.metrics.render());
+    }
     ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
 }
 

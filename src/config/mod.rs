@@ -27,7 +27,7 @@ pub(crate) mod locate;
 mod raw;
 mod relabel;
 mod resolved;
-mod rule_files;
+pub(crate) mod rule_files;
 mod secret;
 mod size;
 mod unsupported;
@@ -58,9 +58,9 @@ pub use validate::{
     DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL, DEFAULT_SCRAPE_TIMEOUT,
 };
 
-use locate::{FieldPath, PathSegment, YamlLocator};
+pub(crate) use locate::{FieldPath, PathSegment, YamlLocator};
 use raw::RawConfig;
-use validate::Problems;
+pub(crate) use validate::Problems;
 
 /// The config used when promflow runs without `--config.file`: scrape promflow
 /// itself and a local node_exporter every 15s, load the shipped rules. The same
@@ -96,68 +96,19 @@ impl Config {
     /// Reads and validates a config file; relative paths in it (rule files,
     /// password files) are resolved against the file's directory.
     pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
-        let file_name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
-            problems: vec![Problem {
-                file: file_name.clone(),
-                line: None,
-                field: String::new(),
-                message: format!("cannot read config file: {error}"),
-            }],
-        })?;
-        let base_dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
+        let (text, file_name, base_dir) = read_config_file(path, "config file")?;
         Config::load_str(&text, &file_name, base_dir)
     }
 
     /// Validates config text. `file_name` only labels problems; relative paths
     /// are resolved against `base_dir`.
     pub fn load_str(text: &str, file_name: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        let locator = YamlLocator::new(text);
-        let mut ignored_fields = Vec::new();
-        let parsed: Result<RawConfig, serde_yaml_ng::Error> = if is_empty_document(text) {
-            Ok(RawConfig::default())
-        } else {
-            let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-            serde_ignored::deserialize(deserializer, |path| {
-                ignored_fields.push(field_path_from_ignored(&path))
-            })
-        };
-
-        let mut problems = Problems::default();
-        for path in ignored_fields {
-            let message = ignored_field_message(&path);
-            problems.push(path, message);
-        }
-        let mut located: Vec<Problem> = Vec::new();
-        let config = match parsed {
-            Ok(raw) => Some(validate::resolve_config(&raw, base_dir, &mut problems)),
-            Err(error) => {
-                located.push(problem_from_yaml_error(&error, file_name));
-                None
-            }
-        };
-        located.extend(
-            problems
-                .into_entries()
-                .into_iter()
-                .map(|(path, message)| Problem {
-                    file: file_name.to_string(),
-                    line: locator.line_of(&path),
-                    field: path.to_string(),
-                    message,
-                }),
-        );
-        match config {
-            Some(config) if located.is_empty() => Ok(config),
-            _ => {
-                // File order; problems that could not be located go last.
-                located.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
-                Err(ConfigError { problems: located })
-            }
-        }
+        load_located(
+            text,
+            file_name,
+            ignored_field_message,
+            |raw: &RawConfig, problems| validate::resolve_config(raw, base_dir, problems),
+        )
     }
 
     /// The resolved config as Prometheus-style YAML, secrets shown as `<secret>`
@@ -174,6 +125,87 @@ fn is_empty_document(text: &str) -> bool {
         let line = line.trim();
         line.is_empty() || line.starts_with('#') || line == "---"
     })
+}
+
+/// Reads a config file: its text, its name for problems, and the directory its
+/// relative paths are resolved against. `what` names the file in the error.
+pub(crate) fn read_config_file<'a>(
+    path: &'a Path,
+    what: &str,
+) -> Result<(String, String, &'a Path), ConfigError> {
+    let file_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        problems: vec![Problem {
+            file: file_name.clone(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read {what}: {error}"),
+        }],
+    })?;
+    let base_dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    Ok((text, file_name, base_dir))
+}
+
+/// Parses YAML `text` into the raw struct `R` and resolves it, collecting every
+/// problem: unknown fields (reported by `serde_ignored` during the same pass, worded
+/// by `unknown_field`), the parser's error, and what `resolve` adds; each is located
+/// (file, line, field path). An empty document is `R::default()`. Shared by every
+/// config file promflow reads (Prometheus's, Alertmanager's).
+pub(crate) fn load_located<R, T>(
+    text: &str,
+    file_name: &str,
+    unknown_field: impl Fn(&FieldPath) -> String,
+    resolve: impl FnOnce(&R, &mut Problems) -> T,
+) -> Result<T, ConfigError>
+where
+    R: serde::de::DeserializeOwned + Default,
+{
+    let locator = YamlLocator::new(text);
+    let mut ignored_fields = Vec::new();
+    let parsed: Result<R, serde_yaml_ng::Error> = if is_empty_document(text) {
+        Ok(R::default())
+    } else {
+        let deserializer = serde_yaml_ng::Deserializer::from_str(text);
+        serde_ignored::deserialize(deserializer, |path| {
+            ignored_fields.push(field_path_from_ignored(&path))
+        })
+    };
+
+    let mut problems = Problems::default();
+    for path in ignored_fields {
+        let message = unknown_field(&path);
+        problems.push(path, message);
+    }
+    let mut located: Vec<Problem> = Vec::new();
+    let resolved = match parsed {
+        Ok(raw) => Some(resolve(&raw, &mut problems)),
+        Err(error) => {
+            located.push(problem_from_yaml_error(&error, file_name));
+            None
+        }
+    };
+    located.extend(
+        problems
+            .into_entries()
+            .into_iter()
+            .map(|(path, message)| Problem {
+                file: file_name.to_string(),
+                line: locator.line_of(&path),
+                field: path.to_string(),
+                message,
+            }),
+    );
+    match resolved {
+        Some(resolved) if located.is_empty() => Ok(resolved),
+        _ => {
+            // File order; problems that could not be located go last.
+            located.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
+            Err(ConfigError { problems: located })
+        }
+    }
 }
 
 fn field_path_from_ignored(path: &serde_ignored::Path<'_>) -> FieldPath {

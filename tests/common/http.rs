@@ -46,6 +46,11 @@ pub fn post(url: &str, content_type: Option<&str>, body: &[u8]) -> io::Result<Ht
     request("POST", url, content_type, body)
 }
 
+/// `DELETE url`.
+pub fn delete(url: &str) -> io::Result<HttpResponse> {
+    request("DELETE", url, None, &[])
+}
+
 /// Percent-encodes a query parameter value (everything but RFC 3986 unreserved).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

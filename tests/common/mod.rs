@@ -12,11 +12,13 @@
 //! Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod dnsmasq;
 pub mod exporter;
 pub mod exposition;
 pub mod http;
 pub mod moto;
+pub mod receiver;
 
 use std::fs::{self, File};
 use std::io::Write;

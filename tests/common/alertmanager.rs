@@ -1,0 +1,53 @@
+//! A real Alertmanager 0.25 (Debian package `prometheus-alertmanager`) on a free
+//! loopback port, clustering off, its data in a temp dir; the oracle for the built-in
+//! notifier.
+
+use super::{require_peer, spawn_peer, Peer};
+use std::fs;
+use std::path::Path;
+
+pub const ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
+
+/// What templates see as `.ExternalURL` in the oracle's notifications.
+pub const EXTERNAL_URL: &str = "http://alertmanager.test";
+
+pub struct Alertmanager {
+    peer: Peer,
+}
+
+impl std::ops::Deref for Alertmanager {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl Alertmanager {
+    /// Starts Alertmanager on `config_yaml` (written to `<dir>/alertmanager.yml`) with
+    /// `--web.external-url` [`EXTERNAL_URL`]; returns once `/-/ready` answers 200.
+    pub fn start(config_yaml: &str) -> Alertmanager {
+        require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
+        let dir = tempfile::Builder::new()
+            .prefix("alertmanager-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::write(dir.path().join("alertmanager.yml"), config_yaml).expect("write config");
+        let peer = spawn_peer(
+            "alertmanager",
+            Path::new(ALERTMANAGER_BIN),
+            dir,
+            "/-/ready",
+            |dir, addr| {
+                vec![
+                    format!("--config.file={}", dir.join("alertmanager.yml").display()),
+                    format!("--storage.path={}", dir.join("data").display()),
+                    format!("--web.listen-address={addr}"),
+                    format!("--web.external-url={EXTERNAL_URL}"),
+                    "--cluster.listen-address=".to_string(),
+                    "--log.level=warn".to_string(),
+                ]
+            },
+        );
+        Alertmanager { peer }
+    }
+}
