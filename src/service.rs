@@ -15,7 +15,9 @@ use crate::config::{Config, ConfigError, Problem, DEFAULT_CONFIG_YAML};
 use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
 use crate::rules::file::RuleGroup;
-use crate::rules::manager::{HeadEvaluator, ManagerOptions, RuleManager};
+use crate::rules::manager::{
+    EvaluationMode, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
+};
 use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
@@ -62,6 +64,48 @@ pub struct ServiceOptions {
     /// `--discovery.dns.nameserver`: the DNS server for `dns_sd_configs` instead of
     /// the system's resolver configuration.
     pub dns_nameserver: Option<SocketAddr>,
+    /// Rule evaluation and alerting flags.
+    pub alerting: AlertingFlags,
+}
+
+/// Rule evaluation and alerting flags.
+#[derive(Clone, Debug)]
+pub struct AlertingFlags {
+    /// `--web.external-url`: the URL promflow is reached at (alerts' `generatorURL`,
+    /// templates' `$externalURL`); `None`: `http://<hostname>:<listen port>`.
+    pub external_url: Option<String>,
+    /// `--rules.evaluation`: `interval` (like Prometheus) or `on-arrival`.
+    pub evaluation_mode: EvaluationMode,
+    /// `--rules.alert.for-outage-tolerance`.
+    pub for_outage_tolerance: Duration,
+    /// `--rules.alert.for-grace-period`.
+    pub for_grace_period: Duration,
+}
+
+impl Default for AlertingFlags {
+    fn default() -> Self {
+        let defaults = ManagerOptions::default();
+        AlertingFlags {
+            external_url: None,
+            evaluation_mode: defaults.evaluation_mode,
+            for_outage_tolerance: defaults.for_outage_tolerance,
+            for_grace_period: defaults.for_grace_period,
+        }
+    }
+}
+
+impl AlertingFlags {
+    /// The external URL: the flag, or `http://<hostname>:<port>` like Prometheus.
+    pub fn external_url(&self, listen_address: SocketAddr) -> String {
+        match &self.external_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!(
+                "http://{}:{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+                listen_address.port()
+            ),
+        }
+    }
 }
 
 /// A target that relabeling dropped, for `/api/v1/targets`.
@@ -140,13 +184,24 @@ impl Service {
         });
         let notifier = Notifier::new(metrics.clone());
         tokio::spawn(notifier.clone().run());
-        let rules = RuleManager::new(
+        let lookback_ms = options.lookback_delta.as_millis() as i64;
+        let rules = RuleManager::maintained(
             Arc::new(HeadEvaluator {
                 head: ingester.storage().clone(),
-                lookback_ms: options.lookback_delta.as_millis() as i64,
+                lookback_ms,
             }),
             ingester.clone(),
             notifier.clone(),
+            Maintained {
+                engine: ingester.engine().clone(),
+                history: ingester.storage().clone(),
+                lookback_ms,
+                state_file: Some(
+                    options
+                        .storage_path
+                        .join(crate::rules::restore::KEEP_FIRING_FILE),
+                ),
+            },
         );
         let discovery = DiscoveryManager::new(DiscoveryContext {
             metrics: metrics.clone(),
@@ -210,11 +265,8 @@ impl Service {
     /// Hands the (already validated) rule groups to the rule manager, and the alerting
     /// settings to the notifier.
     fn apply_rules(&self, config: &Config, groups: Vec<RuleGroup>) {
-        let external_url = format!(
-            "http://{}:{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
-            self.options.listen_address.port()
-        );
+        let flags = &self.options.alerting;
+        let external_url = flags.external_url(self.options.listen_address);
         self.notifier.apply(NotifierConfig {
             external_labels: config.global.external_labels.clone(),
             relabel: config.alerting.alert_relabel_configs.clone(),
@@ -227,6 +279,9 @@ impl Service {
                 default_interval: config.global.evaluation_interval,
                 external_labels: config.global.external_labels.clone(),
                 external_url,
+                evaluation_mode: flags.evaluation_mode,
+                for_outage_tolerance: flags.for_outage_tolerance,
+                for_grace_period: flags.for_grace_period,
                 ..ManagerOptions::default()
             },
         );
