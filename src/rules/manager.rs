@@ -717,7 +717,11 @@ impl GroupRunner {
                         }
                     }
                 }
-                _ => Source::Storage,
+                Some(_) => {
+                    tracing::info!(rule = %rs.rule.name, reason = "reads a rule's output", "rule evaluated over storage");
+                    Source::Storage
+                }
+                None => Source::Storage,
             };
             rs.maintained = matches!(source, Source::Dataflow { .. });
             sources.push(source);
@@ -808,8 +812,12 @@ impl GroupRunner {
                         match source {
                             Source::Storage => evaluator.evaluate(&rule.plan, t_eval),
                             Source::Dataflow { output, held, .. } => {
-                                dataflow_result_at(output, held, t_eval, wait)
-                                    .unwrap_or_else(|| evaluator.evaluate(&rule.plan, t_eval))
+                                dataflow_result_at(output, held, t_eval, wait).unwrap_or_else(
+                                    || {
+                                        tracing::warn!(rule = %rule.name, t_ms = t_eval, "no dataflow result for the tick in time; evaluated over storage");
+                                        evaluator.evaluate(&rule.plan, t_eval)
+                                    },
+                                )
                             }
                         }
                     },
