@@ -72,17 +72,17 @@ impl Webhook {
             .map(|(_, b)| b.clone())
     }
 
-    /// When the first firing notification holding an alert with `label=value` came.
-    pub fn firing_since(&self, label: &str, value: &str) -> Option<Instant> {
+    /// When the first firing notification holding an alert with all of `labels` came.
+    pub fn firing_with(&self, labels: &[(&str, &str)]) -> Option<Instant> {
         self.bodies
             .lock()
             .unwrap()
             .iter()
             .find(|(_, b)| {
                 b["alerts"].as_array().is_some_and(|alerts| {
-                    alerts
-                        .iter()
-                        .any(|a| a["status"] == "firing" && a["labels"][label] == value)
+                    alerts.iter().any(|a| {
+                        a["status"] == "firing" && labels.iter().all(|(k, v)| a["labels"][*k] == *v)
+                    })
                 })
             })
             .map(|(t, _)| *t)
