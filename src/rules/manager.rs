@@ -449,7 +449,9 @@ fn rule_output(
                     value,
                 });
             }
-            let state = rs.alerts.as_mut().expect("alerting rules have state");
+            let Some(state) = rs.alerts.as_mut() else {
+                return Err("alert state moved to a reloaded rule".into());
+            };
             let step = state.step(t, candidates, limit)?;
             for (labels, from, to) in &step.changes {
                 tracing::debug!(alert = %labels, from = from.as_str(), to = to.as_str(), at_ms = t, "alert state changed");
@@ -801,6 +803,9 @@ impl GroupRunner {
         let mode = self.mode;
         let sources = &mut self.sources;
         let mut state = self.state.lock();
+        if self.stop.load(Ordering::SeqCst) {
+            return; // replaced by a reload meanwhile: its state moved on
+        }
         let sends = match mode {
             EvaluationMode::Interval => {
                 let mut index = 0;
@@ -884,7 +889,8 @@ impl GroupRunner {
         let deadline = self.state.lock().next_deadline_after_last();
         let now = crate::ingest::now_ms();
         let wake_at = deadline.map_or(until_ms, |d| d.min(until_ms));
-        let timeout = Duration::from_millis((wake_at - now).clamp(0, 200) as u64);
+        // At least a few ms: a deadline waiting for the frontier must not spin.
+        let timeout = Duration::from_millis((wake_at - now).clamp(5, 200) as u64);
         let mut select = crossbeam_channel::Select::new();
         let mut indices = Vec::new();
         for (index, source) in self.sources.iter().enumerate() {
@@ -903,6 +909,9 @@ impl GroupRunner {
         let mut sends = Vec::new();
         {
             let mut state = self.state.lock();
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
             if ready.is_some() {
                 // Drain every channel: outputs of different rules are independent.
                 for &index in &indices {
