@@ -265,6 +265,10 @@ impl Service {
     /// Hands the (already validated) rule groups to the rule manager, and the alerting
     /// settings to the notifier.
     fn apply_rules(&self, config: &Config, groups: Vec<RuleGroup>) {
+        // Rules registered in the dataflow start at its watermark, their windows seeded
+        // from storage up to there: bring it to now (as far as scrapes in flight allow),
+        // not the epoch of a fresh engine.
+        self.ingester.advance_watermark();
         let flags = &self.options.alerting;
         let external_url = flags.external_url(self.options.listen_address);
         self.notifier.apply(NotifierConfig {

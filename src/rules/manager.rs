@@ -3,7 +3,8 @@
 //!
 //! Owns: one runner thread per group that evaluates its rules in order; recording
 //! rule outputs and `ALERTS`/`ALERTS_FOR_STATE` are written back through a
-//! [`SampleSink`] (the ingester: head + dataflow), with stale markers for series that
+//! [`SampleSink`] (the ingester: storage and the dataflow's latest-sample table, for
+//! queries, federation and the push stream), with stale markers for series that
 //! left a rule's output; alerting rules drive [`AlertRuleState`], which emits a
 //! change record (pending/firing/resolved) when an alert's state changes; alerts due
 //! for sending go to an [`AlertSink`] (the notifier). Reload ([`RuleManager::apply`])
@@ -23,12 +24,13 @@
 //!   `keep_firing_for` clocks are exact: the runner steps the rule again at the alert's
 //!   deadline (a timer), once the dataflow's frontier has passed it, with the last
 //!   result; so an alert fires at `activeAt + for`, not at the next sample. Firing
-//!   alerts are re-sent at the group interval ticks.
+//!   alerts are re-sent (every resend delay) as their rule is evaluated, at the rule's
+//!   own evaluation times, which keeps the notifier's times monotonic per rule.
 //!
 //! **Rules that read rule outputs** (a recording rule's name, `ALERTS`,
-//! `ALERTS_FOR_STATE`, in any group): rule outputs are written back through the
-//! ingester *after* the evaluation that produced them, i.e. behind the dataflow's
-//! frontier, so the dataflow sees them late (it counts and drops them). Such a rule is
+//! `ALERTS_FOR_STATE`, in any group): rule outputs are written back *after* the
+//! evaluation that produced them, i.e. behind the dataflow's frontier, so they do not
+//! enter the dataflow's rule windows (only its latest-sample table). Such a rule is
 //! evaluated over storage by the [`RuleEvaluator`] ([`HeadEvaluator`]) at the group's
 //! ticks, in rule order, after the earlier rules of the group wrote their outputs —
 //! exactly Prometheus's semantics for recording rules feeding later rules of the same
@@ -86,7 +88,7 @@ pub trait AlertSink: Send + Sync {
 
 impl SampleSink for crate::ingest::Ingester {
     fn commit(&self, batch: Vec<Sample>) {
-        crate::ingest::Ingester::commit(self, batch);
+        self.commit_rule_outputs(batch);
     }
 }
 
@@ -603,6 +605,14 @@ impl RuleManager {
             (Some(file), true) => file.load(options.for_outage_tolerance),
             _ => Vec::new(),
         };
+        if let Some(file) = &self.keep_firing {
+            file.retain_groups(
+                &groups
+                    .iter()
+                    .map(|g| (g.file.clone(), g.name.clone()))
+                    .collect(),
+            );
+        }
         for group in groups {
             let mut state = GroupState::new(group, options.default_interval);
             let key = (state.group.file.clone(), state.group.name.clone());
@@ -795,7 +805,7 @@ impl GroupRunner {
     }
 
     /// A group tick at `t`. Interval mode: every rule, in order (dataflow results for
-    /// maintained rules). On-arrival mode: the storage rules, and re-sending.
+    /// maintained rules). On-arrival mode: the rules evaluated over storage.
     fn tick(&mut self, t: i64, restore_pending: &mut [bool]) {
         let options = self.manager.options.lock().clone();
         let evaluator = self.manager.evaluator.clone();
@@ -840,7 +850,6 @@ impl GroupRunner {
             }
             EvaluationMode::OnArrival => {
                 let t_eval = t - state.group.query_offset.as_millis() as i64;
-                let interval_ms = self.interval_ms;
                 let mut sends = Vec::new();
                 for index in 0..state.rules.len() {
                     if matches!(sources[index], Source::Storage) {
@@ -855,20 +864,6 @@ impl GroupRunner {
                         ));
                         if std::mem::take(&mut restore_pending[index]) {
                             Self::restore(&self.manager, &mut state, index, t_eval, &options);
-                        }
-                    } else {
-                        // Re-send firing alerts (and resolved ones) between arrivals.
-                        let rs = &mut state.rules[index];
-                        let last = rs.last_eval_ms;
-                        if let Some(alerts) = rs.alerts.as_mut() {
-                            let due = alerts.to_send(
-                                t_eval.max(last),
-                                options.resend_delay.as_millis() as i64,
-                                interval_ms,
-                            );
-                            if !due.is_empty() {
-                                sends.push((rs.rule.expr.clone(), due));
-                            }
                         }
                     }
                 }
@@ -899,12 +894,12 @@ impl GroupRunner {
                 indices.push(index);
             }
         }
-        let ready = if indices.is_empty() {
+        if indices.is_empty() {
             std::thread::sleep(timeout);
-            None
         } else {
-            select.ready_timeout(timeout).ok()
-        };
+            // Woken by any output, or the timeout; either way every channel is drained.
+            let _ = select.ready_timeout(timeout);
+        }
         drop(select);
         let mut sends = Vec::new();
         {
@@ -912,8 +907,9 @@ impl GroupRunner {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
-            if ready.is_some() {
-                // Drain every channel: outputs of different rules are independent.
+            // Drain every channel (also after a timeout: an output may have come since),
+            // before any timer step, so no output older than a deadline is left behind.
+            {
                 for &index in &indices {
                     let Source::Dataflow { output, .. } = &self.sources[index] else {
                         continue;

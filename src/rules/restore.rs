@@ -177,6 +177,11 @@ impl KeepFiringFile {
         contents.alerts
     }
 
+    /// Forgets the saved alerts of groups not in `groups` (file, name).
+    pub fn retain_groups(&self, groups: &std::collections::HashSet<(PathBuf, String)>) {
+        self.saved.lock().0.retain(|key, _| groups.contains(key));
+    }
+
     /// Records `state`'s firing keep-firing alerts; rewrites the file if they changed
     /// or the heartbeat is due.
     pub fn update(&self, state: &GroupState) {
