@@ -7,7 +7,8 @@
 //!   rule of its group sees that rule's output of the same tick, as in Prometheus.
 //! - On-arrival mode: an alert with `for: 2s` over a target scraped every 5s fires
 //!   exactly 2s after it became pending (the `ALERTS{alertstate="firing"}` sample is at
-//!   `activeAt + 2s`), not at the next scrape.
+//!   `activeAt + 2s`), not at the next scrape; one with `keep_firing_for: 3s` resolves
+//!   exactly 3s after the scrape that cleared it.
 //! - Restart: Prometheus's `for` restore from `ALERTS_FOR_STATE` (a firing alert keeps
 //!   its `activeAt`; a pending one does not count the downtime), and a firing alert
 //!   with `keep_firing_for` whose condition cleared during the downtime stays firing
@@ -145,12 +146,12 @@ fn interval_rules_through_the_dataflow_equal_adhoc_queries_at_each_tick() {
 }
 
 #[test]
-fn on_arrival_alert_fires_exactly_for_after_it_became_pending() {
+fn on_arrival_for_and_keep_firing_for_run_on_exact_timers() {
     let exporter = Exporter::start(Reply::text("g 0\n"));
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(
         dir.path(),
-        "groups:\n  - name: a\n    rules:\n      - alert: Hot\n        expr: g > 1\n        for: 2s\n",
+        "groups:\n  - name: a\n    rules:\n      - alert: Hot\n        expr: g > 1\n        for: 2s\n      - alert: Held\n        expr: g > 1\n        keep_firing_for: 3s\n",
     );
     let promflow = Promflow::start_with_args(
         &config(&rules, "5s", &exporter.addr().to_string()),
@@ -180,6 +181,47 @@ fn on_arrival_alert_fires_exactly_for_after_it_became_pending() {
         fired.first().map(|p| p.0),
         Some(active_at + 2_000),
         "fired by the timer at activeAt + for, not at the next scrape (+5s)"
+    );
+
+    // keep_firing_for: the scrape that clears the condition starts the clock; the alert
+    // resolves by the timer 3s later (its ALERTS_FOR_STATE series ends exactly then),
+    // not at the next scrape 5s later.
+    exporter.set(Reply::text("g 0\n"));
+    let since = wait_for(Duration::from_secs(20), || {
+        let v: Value = serde_json::from_str(&promflow.get_ok("/api/v1/alerts")).unwrap();
+        v["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .find_map(|a| {
+                (a["labels"]["alertname"] == "Held").then(|| a["keepFiringSince"].as_str())?
+            })
+            .map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .unwrap()
+                    .timestamp_millis()
+            })
+    })
+    .unwrap_or_else(|| panic!("Held never kept firing: {}", promflow.log()));
+    let resolved = since + 3_000;
+    assert!(
+        common::wait_until(Duration::from_secs(10), || alert(&promflow, "Held")
+            .is_none()),
+        "Held did not resolve"
+    );
+    let held = "ALERTS_FOR_STATE{alertname=\"Held\"}";
+    assert_eq!(
+        query(&promflow, held, Some((resolved - 1) as f64 / 1000.0))
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "still firing 1ms before keepFiringSince + 3s"
+    );
+    assert_eq!(
+        query(&promflow, held, Some(resolved as f64 / 1000.0))
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "resolved at keepFiringSince + 3s exactly"
     );
 }
 
