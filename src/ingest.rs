@@ -5,7 +5,8 @@
 //! its samples. The watermark given to the dataflow is the minimum start time of the
 //! scrapes in flight (or now, when none is), so the input frontier never passes a
 //! scrape that can still produce samples. [`Ingester::commit`] writes to storage first
-//! and then feeds the dataflow.
+//! and then feeds the dataflow; [`Ingester::commit_rule_outputs`] writes rule outputs
+//! (always behind the frontier) to storage and the latest-sample table.
 
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::Storage;
@@ -90,12 +91,30 @@ impl Ingester {
         if batch.is_empty() {
             return 0;
         }
-        let outcome = self.storage.append(&batch);
+        let new_series = self.store(&batch);
+        self.engine.feed(batch);
+        new_series
+    }
+
+    /// Writes rule outputs: to storage, and to the dataflow's latest-sample table
+    /// (federation, the push stream) directly — they are produced after the frontier
+    /// passed their time, so the dataflow's input would refuse them as late. Rules that
+    /// read them are evaluated over storage (see `rules::manager`).
+    pub fn commit_rule_outputs(&self, batch: Vec<Sample>) {
+        if batch.is_empty() {
+            return;
+        }
+        self.store(&batch);
+        self.engine.latest().apply_written_back(batch);
+    }
+
+    /// Appends to storage and counts; returns the number of new series.
+    fn store(&self, batch: &[Sample]) -> usize {
+        let outcome = self.storage.append(batch);
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
             .add(outcome.out_of_order as u64);
-        self.engine.feed(batch);
         outcome.new_series
     }
 

@@ -6,7 +6,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use promflow::config::{format_duration, parse_duration, Config};
-use promflow::service::{Service, ServiceOptions};
+use promflow::rules::manager::EvaluationMode;
+use promflow::service::{AlertingFlags, Service, ServiceOptions};
 use promflow::storage::WalFsync;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +72,22 @@ struct Cli {
     /// Timely worker threads (default: the number of cores).
     #[arg(long = "workers", global = true)]
     workers: Option<usize>,
+    /// The URL under which promflow is reached (alerts' generatorURL, templates'
+    /// $externalURL). Default: http://<hostname>:<listen port>.
+    #[arg(long = "web.external-url", global = true)]
+    external_url: Option<String>,
+    /// When rules are evaluated: `interval` (at each group's interval, like
+    /// Prometheus) or `on-arrival` (whenever a sample a rule reads arrives or expires,
+    /// with exact `for` timers).
+    #[arg(long = "rules.evaluation", default_value = "interval", global = true)]
+    rules_evaluation: EvaluationMode,
+    /// Longest downtime after which alerts' `for` (and keep_firing_for) state is still restored.
+    #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h", value_parser = duration_arg, global = true)]
+    for_outage_tolerance: Duration,
+    /// Least time between a restart and the firing of a restored alert whose `for` is
+    /// at least this long.
+    #[arg(long = "rules.alert.for-grace-period", default_value = "10m", value_parser = duration_arg, global = true)]
+    for_grace_period: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -395,6 +412,26 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         ),
+        (
+            "web.external-url".to_string(),
+            cli.external_url.clone().unwrap_or_default(),
+        ),
+        (
+            "rules.evaluation".to_string(),
+            match cli.rules_evaluation {
+                EvaluationMode::Interval => "interval",
+                EvaluationMode::OnArrival => "on-arrival",
+            }
+            .to_string(),
+        ),
+        (
+            "rules.alert.for-outage-tolerance".to_string(),
+            format_duration(cli.for_outage_tolerance),
+        ),
+        (
+            "rules.alert.for-grace-period".to_string(),
+            format_duration(cli.for_grace_period),
+        ),
     ];
     let options = ServiceOptions {
         flags,
@@ -410,6 +447,12 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         enable_remote_write_receiver: cli.enable_remote_write_receiver,
         dns_nameserver: cli.dns_nameserver,
         alertmanager_config_file: cli.alertmanager_config_file,
+        alerting: AlertingFlags {
+            external_url: cli.external_url,
+            evaluation_mode: cli.rules_evaluation,
+            for_outage_tolerance: cli.for_outage_tolerance,
+            for_grace_period: cli.for_grace_period,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -84,8 +84,10 @@ pub struct SelfMetrics {
     pub notifications_sent: Counter,
     /// Alert batches that failed to reach an Alertmanager.
     pub notification_errors: Counter,
-    /// Alerts dropped because the notification queue was full.
+    /// Alerts dropped: the notification queue was full, or no Alertmanager took them.
     pub notifications_dropped: Counter,
+    /// Alerts waiting in the notification queue.
+    pub notifications_queue_length: Gauge,
     /// Per-mechanism discovery counters, keyed by mechanism (`dns`, `ec2`, `file`).
     pub sd: Mutex<BTreeMap<&'static str, SdCounters>>,
 }
@@ -286,14 +288,26 @@ impl SelfMetrics {
         metric(
             "promflow_notifications_errors_total",
             "counter",
-            "Alert batches that failed to reach an Alertmanager.",
+            "Failed attempts to POST alerts to an Alertmanager (retried with backoff within its timeout).",
             &[(&[], self.notification_errors.get() as f64)],
         );
         metric(
             "promflow_notifications_dropped_total",
             "counter",
-            "Alerts dropped because the notification queue was full.",
+            "Alerts dropped because the notification queue was full or no Alertmanager accepted them.",
             &[(&[], self.notifications_dropped.get() as f64)],
+        );
+        metric(
+            "promflow_notifications_queue_length",
+            "gauge",
+            "Alerts waiting in the notification queue.",
+            &[(&[], self.notifications_queue_length.get())],
+        );
+        metric(
+            "promflow_notifications_queue_capacity",
+            "gauge",
+            "Capacity of the notification queue.",
+            &[(&[], crate::alerting::notifier::QUEUE_CAPACITY as f64)],
         );
         let process = crate::process_stats::read();
         metric(

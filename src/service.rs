@@ -18,7 +18,9 @@ use crate::notify::config::NotifyConfig;
 use crate::notify::sink::AlertFanOut;
 use crate::notify::BuiltinNotifier;
 use crate::rules::file::RuleGroup;
-use crate::rules::manager::{HeadEvaluator, ManagerOptions, RuleManager};
+use crate::rules::manager::{
+    EvaluationMode, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
+};
 use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
@@ -68,6 +70,48 @@ pub struct ServiceOptions {
     /// `--alertmanager.config.file`: run the built-in notifier with this Alertmanager
     /// config (routes, receivers); without it alerts only go to `alerting.alertmanagers`.
     pub alertmanager_config_file: Option<PathBuf>,
+    /// Rule evaluation and alerting flags.
+    pub alerting: AlertingFlags,
+}
+
+/// Rule evaluation and alerting flags.
+#[derive(Clone, Debug)]
+pub struct AlertingFlags {
+    /// `--web.external-url`: the URL promflow is reached at (alerts' `generatorURL`,
+    /// templates' `$externalURL`); `None`: `http://<hostname>:<listen port>`.
+    pub external_url: Option<String>,
+    /// `--rules.evaluation`: `interval` (like Prometheus) or `on-arrival`.
+    pub evaluation_mode: EvaluationMode,
+    /// `--rules.alert.for-outage-tolerance`.
+    pub for_outage_tolerance: Duration,
+    /// `--rules.alert.for-grace-period`.
+    pub for_grace_period: Duration,
+}
+
+impl Default for AlertingFlags {
+    fn default() -> Self {
+        let defaults = ManagerOptions::default();
+        AlertingFlags {
+            external_url: None,
+            evaluation_mode: defaults.evaluation_mode,
+            for_outage_tolerance: defaults.for_outage_tolerance,
+            for_grace_period: defaults.for_grace_period,
+        }
+    }
+}
+
+impl AlertingFlags {
+    /// The external URL: the flag, or `http://<hostname>:<port>` like Prometheus.
+    pub fn external_url(&self, listen_address: SocketAddr) -> String {
+        match &self.external_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!(
+                "http://{}:{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+                listen_address.port()
+            ),
+        }
+    }
 }
 
 /// A target that relabeling dropped, for `/api/v1/targets`.
@@ -159,13 +203,24 @@ impl Service {
             builtin: builtin_notifier.clone(),
             config: Mutex::new(NotifierConfig::default()),
         });
-        let rules = RuleManager::new(
+        let lookback_ms = options.lookback_delta.as_millis() as i64;
+        let rules = RuleManager::maintained(
             Arc::new(HeadEvaluator {
                 head: ingester.storage().clone(),
-                lookback_ms: options.lookback_delta.as_millis() as i64,
+                lookback_ms,
             }),
             ingester.clone(),
             alert_sink.clone(),
+            Maintained {
+                engine: ingester.engine().clone(),
+                history: ingester.storage().clone(),
+                lookback_ms,
+                state_file: Some(
+                    options
+                        .storage_path
+                        .join(crate::rules::restore::KEEP_FIRING_FILE),
+                ),
+            },
         );
         let discovery = DiscoveryManager::new(DiscoveryContext {
             metrics: metrics.clone(),
@@ -243,11 +298,12 @@ impl Service {
         groups: Vec<RuleGroup>,
         notify_config: Option<NotifyConfig>,
     ) {
-        let external_url = format!(
-            "http://{}:{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
-            self.options.listen_address.port()
-        );
+        // Rules registered in the dataflow start at its watermark, their windows seeded
+        // from storage up to there: bring it to now (as far as scrapes in flight allow),
+        // not the epoch of a fresh engine.
+        self.ingester.advance_watermark();
+        let flags = &self.options.alerting;
+        let external_url = flags.external_url(self.options.listen_address);
         let notifier_config = NotifierConfig {
             external_labels: config.global.external_labels.clone(),
             relabel: config.alerting.alert_relabel_configs.clone(),
@@ -263,6 +319,9 @@ impl Service {
                 default_interval: config.global.evaluation_interval,
                 external_labels: config.global.external_labels.clone(),
                 external_url,
+                evaluation_mode: flags.evaluation_mode,
+                for_outage_tolerance: flags.for_outage_tolerance,
+                for_grace_period: flags.for_grace_period,
                 ..ManagerOptions::default()
             },
         );

@@ -132,7 +132,7 @@ fn notifications_match_alertmanager() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("custom.tmpl"), CUSTOM_TEMPLATE).unwrap();
     let (am_capture, pf_capture) = (CaptureServer::start(), CaptureServer::start());
-    let am = Alertmanager::start(&notifier_config(&am_capture, dir.path()));
+    let am = Alertmanager::start_with_config(&notifier_config(&am_capture, dir.path()));
     let am_config = dir.path().join("promflow-am.yml");
     std::fs::write(&am_config, notifier_config(&pf_capture, dir.path())).unwrap();
     let promflow = Promflow::start_with_args(

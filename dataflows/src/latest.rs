@@ -147,9 +147,59 @@ impl LatestTable {
         self.len() == 0
     }
 
+    /// Applies samples written back from outside the dataflow, behind its frontier
+    /// (rule outputs: an evaluation at `t` is emitted once the frontier passed `t`), as
+    /// the dataflow would have: newest sample per series, published to subscribers,
+    /// retired like the rest. Such series must only ever arrive this way (the shard is
+    /// chosen by series id here, by the exchange in the dataflow).
+    pub fn apply_written_back(&self, samples: Vec<Sample>) {
+        let publishing = self.subscribers() > 0;
+        let mut changes = Vec::new();
+        for sample in samples {
+            let shard = self.shard((sample.series_id % self.shards.len() as u64) as usize);
+            let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(change) = upsert(&mut map, sample, publishing) {
+                changes.push(change);
+            }
+        }
+        self.publish(&changes);
+    }
+
     fn shard(&self, index: usize) -> &Shard {
         &self.shards[index % self.shards.len()]
     }
+}
+
+/// Makes `sample` its series' newest entry unless a newer one is held; the change to
+/// publish, when `publishing`.
+fn upsert(
+    map: &mut HashMap<u64, LatestEntry>,
+    sample: Sample,
+    publishing: bool,
+) -> Option<LatestChange> {
+    let entry = match map.get_mut(&sample.series_id) {
+        Some(entry) if entry.timestamp_ms > sample.timestamp_ms => return None,
+        Some(entry) => {
+            entry.timestamp_ms = sample.timestamp_ms;
+            entry.value = sample.value;
+            entry
+        }
+        None => map.entry(sample.series_id).or_insert(LatestEntry {
+            labels: sample.labels,
+            timestamp_ms: sample.timestamp_ms,
+            value: sample.value,
+        }),
+    };
+    publishing.then(|| {
+        if is_stale_marker(entry.value) {
+            LatestChange::Stale {
+                labels: entry.labels.clone(),
+                timestamp_ms: entry.timestamp_ms,
+            }
+        } else {
+            LatestChange::Sample(entry.clone())
+        }
+    })
 }
 
 /// Maintains `table`'s shard for this worker from `samples`, exchanged by series id.
@@ -172,29 +222,7 @@ pub fn maintain_latest<'scope>(
             input.for_each(|_time, batch| {
                 let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
                 for sample in batch.drain(..) {
-                    let entry = match map.get_mut(&sample.series_id) {
-                        Some(entry) if entry.timestamp_ms > sample.timestamp_ms => continue,
-                        Some(entry) => {
-                            entry.timestamp_ms = sample.timestamp_ms;
-                            entry.value = sample.value;
-                            entry
-                        }
-                        None => map.entry(sample.series_id).or_insert(LatestEntry {
-                            labels: sample.labels,
-                            timestamp_ms: sample.timestamp_ms,
-                            value: sample.value,
-                        }),
-                    };
-                    if publishing {
-                        changes.push(if is_stale_marker(entry.value) {
-                            LatestChange::Stale {
-                                labels: entry.labels.clone(),
-                                timestamp_ms: entry.timestamp_ms,
-                            }
-                        } else {
-                            LatestChange::Sample(entry.clone())
-                        });
-                    }
+                    changes.extend(upsert(&mut map, sample, publishing));
                 }
             });
             // Retire at most once per second of frontier progress: a full scan per step

@@ -10,9 +10,15 @@
 //!
 //! Contract: [`Notifier::enqueue`] never blocks; when the queue ([`QUEUE_CAPACITY`])
 //! is full the oldest alerts are dropped and counted in
-//! `promflow_notifications_dropped_total`, as Prometheus does. A failed POST is
-//! counted in `promflow_notifications_errors_total` and logged; alerts are not
-//! retried (the rule manager re-sends firing alerts every resend delay, 1m).
+//! `promflow_notifications_dropped_total`, as Prometheus does. A POST that fails with
+//! a network error or a 5xx is retried with exponential backoff ([`FIRST_BACKOFF`]
+//! doubling up to [`MAX_BACKOFF`]) until the Alertmanager's `timeout` has passed
+//! since the first attempt (so an Alertmanager that starts or restarts meanwhile still
+//! gets the batch); a 4xx is not retried. Every failed attempt is counted in
+//! `promflow_notifications_errors_total` and logged; a batch that no Alertmanager
+//! accepted is counted in `promflow_notifications_dropped_total` (the rule manager
+//! still re-sends firing alerts every resend delay, 1m). The queue's length and
+//! capacity are gauges (`promflow_notifications_queue_length`, `_capacity`).
 //! Discovered Alertmanagers (`*_sd_configs`) are not supported yet.
 
 use crate::alerting::state::{Alert, AlertState};
@@ -30,6 +36,10 @@ use std::sync::Arc;
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// Alerts per POST (Prometheus's `maxBatchSize`).
 pub const MAX_BATCH: usize = 64;
+/// The wait before the first retry of a failed POST.
+pub const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+/// The longest wait between retries.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One alert as Alertmanager receives it.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,6 +132,9 @@ impl Notifier {
             .collect();
         let mut queue = self.queue.lock();
         queue.extend(outgoing);
+        self.metrics
+            .notifications_queue_length
+            .set(queue.len().min(QUEUE_CAPACITY) as f64);
         if queue.len() > QUEUE_CAPACITY {
             let excess = queue.len() - QUEUE_CAPACITY;
             queue.drain(..excess);
@@ -146,7 +159,11 @@ impl Notifier {
             let batch: Vec<OutgoingAlert> = {
                 let mut queue = self.queue.lock();
                 let n = queue.len().min(MAX_BATCH);
-                queue.drain(..n).collect()
+                let batch = queue.drain(..n).collect();
+                self.metrics
+                    .notifications_queue_length
+                    .set(queue.len() as f64);
+                batch
             };
             if batch.is_empty() {
                 self.wake.notified().await;
@@ -155,22 +172,61 @@ impl Notifier {
             let body = serde_json::Value::Array(batch.iter().map(|a| a.to_json()).collect());
             let body = serde_json::to_vec(&body).unwrap_or_default();
             let managers = self.config.lock().alertmanagers.clone();
+            let mut delivered = false;
             for am in &managers {
                 for sc in &am.static_configs {
                     for target in &sc.targets {
-                        self.post(am, target, body.clone(), batch.len()).await;
+                        delivered |= self.post(am, target, &body, batch.len()).await;
                     }
                 }
+            }
+            if !delivered {
+                self.metrics.notifications_dropped.add(batch.len() as u64);
+                tracing::warn!(
+                    count = batch.len(),
+                    "no Alertmanager accepted the alerts; dropped"
+                );
             }
         }
     }
 
-    async fn post(&self, am: &AlertmanagerConfig, target: &str, body: Vec<u8>, n: usize) {
+    /// POSTs `body` to one Alertmanager, retrying (see the module contract); whether
+    /// it was accepted.
+    async fn post(&self, am: &AlertmanagerConfig, target: &str, body: &[u8], n: usize) -> bool {
         let url = alerts_url(am, target);
+        let deadline = tokio::time::Instant::now() + am.timeout;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let retry = match self.post_once(am, &url, body.to_vec(), left).await {
+                Ok(()) => {
+                    self.metrics.notifications_sent.add(n as u64);
+                    return true;
+                }
+                Err(retry) => retry,
+            };
+            self.metrics.notification_errors.inc();
+            let now = tokio::time::Instant::now();
+            if !retry || now + backoff >= deadline {
+                return false;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One POST with `timeout`; on failure, whether it is worth retrying.
+    async fn post_once(
+        &self,
+        am: &AlertmanagerConfig,
+        url: &str,
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<(), bool> {
         let mut request = self
             .client
-            .post(&url)
-            .timeout(am.timeout)
+            .post(url)
+            .timeout(timeout)
             .header("Content-Type", "application/json")
             .body(body);
         if let Some(auth) = &am.basic_auth {
@@ -196,14 +252,14 @@ impl Notifier {
             }
         }
         match request.send().await {
-            Ok(r) if r.status().is_success() => self.metrics.notifications_sent.add(n as u64),
+            Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => {
-                self.metrics.notification_errors.inc();
                 tracing::warn!(%url, status = %r.status(), "Alertmanager refused alerts");
+                Err(r.status().is_server_error())
             }
             Err(e) => {
-                self.metrics.notification_errors.inc();
                 tracing::warn!(%url, error = %e, "sending alerts to Alertmanager failed");
+                Err(true)
             }
         }
     }

@@ -238,7 +238,9 @@ impl AlertRuleState {
                 AlertState::Firing => a.keep_firing_since_ms.map(|s| s + self.keep_firing_for_ms),
                 AlertState::Inactive => None,
             })
-            .filter(|&d| d > t_ms)
+            // A deadline already passed (e.g. `activeAt` restored after a restart) is due
+            // at the next instant.
+            .map(|d| d.max(t_ms + 1))
             .min()
     }
 
@@ -266,6 +268,29 @@ impl AlertRuleState {
             }
         }
         out
+    }
+
+    /// The rule's `for` (ms).
+    pub fn for_ms(&self) -> i64 {
+        self.for_ms
+    }
+
+    /// The rule's `keep_firing_for` (ms).
+    pub fn keep_firing_for_ms(&self) -> i64 {
+        self.keep_firing_for_ms
+    }
+
+    /// Sets the `activeAt` of a held alert (the restore after a restart).
+    pub fn set_active_at(&mut self, labels: &Labels, active_at_ms: i64) {
+        if let Some(a) = self.active.get_mut(labels) {
+            a.active_at_ms = active_at_ms;
+        }
+    }
+
+    /// Holds `alert` unless an alert with its labels is held already (the restore of
+    /// firing alerts after a restart).
+    pub fn insert_if_absent(&mut self, alert: Alert) {
+        self.active.entry(alert.labels.clone()).or_insert(alert);
     }
 
     /// Restores alerts (e.g. kept across a reload of an unchanged rule).

@@ -15,8 +15,12 @@
 //!
 //! Contract: [`expand`] never panics; an expansion error is returned as `Err` and the
 //! caller renders it as Prometheus does (`<error expanding template: …>`).
-//! Known difference: a missing label (`{{ $labels.nope }}`) renders `<no value>`
-//! where Go's `missingkey=zero` on a `map[string]string` renders "".
+//! A missing label (`{{ $labels.nope }}`) renders "" as in Prometheus (Go's
+//! `missingkey=zero` on a `map[string]string`; checked with promtool). gotmpl's maps
+//! are untyped and print a missing key as `<no value>`, so [`expand`] removes that
+//! text from the output unless the template or its data contain it literally.
+//! Known difference: a missing label piped into a function (`{{ $labels.nope |
+//! printf "%q" }}`) is nil there, where Go passes "".
 
 use dataflows::Labels;
 use gotmpl::{Template, Value};
@@ -73,10 +77,24 @@ pub fn expand(
         ),
         (Arc::from("Value"), Value::Float(data.value)),
     ])));
-    template
+    let out = template
         .execute_to_string(&root)
-        .map_err(|e| format!("template: {name}: {e}"))
+        .map_err(|e| format!("template: {name}: {e}"))?;
+    // gotmpl prints a missing map key as Go's untyped nil; Prometheus's maps are
+    // `map[string]string`, whose missing keys are "" (see the module doc).
+    let literal = text.contains(NO_VALUE)
+        || data.labels.values().any(|v| v.contains(NO_VALUE))
+        || data.external_labels.values().any(|v| v.contains(NO_VALUE))
+        || data.external_url.contains(NO_VALUE);
+    Ok(if literal {
+        out
+    } else {
+        out.replace(NO_VALUE, "")
+    })
 }
+
+/// What gotmpl prints for nil.
+const NO_VALUE: &str = "<no value>";
 
 pub(crate) fn string_map(map: &BTreeMap<String, String>) -> Value {
     Value::Map(Arc::new(

@@ -1,30 +1,72 @@
-//! The rule manager: evaluates rule groups at their interval, like Prometheus.
+//! The rule manager: evaluates rule groups, like Prometheus, through the maintained
+//! dataflow.
 //!
-//! Owns: one task per group that evaluates its rules in order at times aligned to the
-//! group's interval (with a per-group offset, as Prometheus spreads groups); recording
+//! Owns: one runner thread per group that evaluates its rules in order; recording
 //! rule outputs and `ALERTS`/`ALERTS_FOR_STATE` are written back through a
-//! [`SampleSink`] (the ingester: head + dataflow), with stale markers for series that
-//! left a rule's output; alerting rules drive [`AlertRuleState`]; alerts due for
-//! sending go to an [`AlertSink`] (the notifier). Reload ([`RuleManager::apply`])
+//! [`SampleSink`] (the ingester: storage and the dataflow's latest-sample table, for
+//! queries, federation and the push stream), with stale markers for series that
+//! left a rule's output; alerting rules drive [`AlertRuleState`], which emits a
+//! change record (pending/firing/resolved) when an alert's state changes; alerts due
+//! for sending go to an [`AlertSink`] (the notifier). Reload ([`RuleManager::apply`])
 //! replaces groups and keeps the alert state of rules that did not change.
 //!
-//! The seam: rules are evaluated through [`RuleEvaluator`]. [`HeadEvaluator`] is the
-//! reference evaluator over the in-memory head; the maintained dataflow
-//! (`dataflows::render`, `Engine::register(plan, schedule)`) will implement the same
-//! trait, and nothing else here needs to change. [`GroupState::evaluate`] is a plain
-//! function of (time, evaluator) so tests and `promflow test rules` drive it directly.
+//! **Where results come from.** With a [`Maintained`] runtime each rule is registered
+//! in the dataflow with [`Engine::register_seeded`] (windows seeded from storage, so
+//! the first result is exact) and its results are read from the rule's output channel:
+//! - *interval* mode ([`EvaluationMode::Interval`], the default): the schedule is
+//!   `RuleSchedule::Interval` on Prometheus's grid for the group (interval, per-group
+//!   offset, minus `query_offset`); at each tick the runner takes the dataflow's result
+//!   for exactly that time, so results, `ALERTS` samples and state transitions are
+//!   those of Prometheus at each tick. `for` fires at the first tick `>= activeAt + for`.
+//! - *on-arrival* mode (`--rules.evaluation=on-arrival`): the schedule is
+//!   `RuleSchedule::OnArrival`: each result (a batch the rule reads arrived, or a
+//!   sample left a window) steps the rule at its own time. The `for` and
+//!   `keep_firing_for` clocks are exact: the runner steps the rule again at the alert's
+//!   deadline (a timer), once the dataflow's frontier has passed it, with the last
+//!   result; so an alert fires at `activeAt + for`, not at the next sample. Firing
+//!   alerts are re-sent (every resend delay) as their rule is evaluated, at the rule's
+//!   own evaluation times, which keeps the notifier's times monotonic per rule.
+//!
+//! **Rules that read rule outputs** (a recording rule's name, `ALERTS`,
+//! `ALERTS_FOR_STATE`, in any group): rule outputs are written back *after* the
+//! evaluation that produced them, i.e. behind the dataflow's frontier, so they do not
+//! enter the dataflow's rule windows (only its latest-sample table). Such a rule is
+//! evaluated over storage by the [`RuleEvaluator`] ([`HeadEvaluator`]) at the group's
+//! ticks, in rule order, after the earlier rules of the group wrote their outputs —
+//! exactly Prometheus's semantics for recording rules feeding later rules of the same
+//! group at the same evaluation time. (So does any rule the dataflow refuses to
+//! register.) A selector with no `__name__` equality is assumed to possibly read rule
+//! outputs.
+//!
+//! **Restart.** At the first evaluation after startup, pending alerts get their
+//! `activeAt` back from `ALERTS_FOR_STATE` in storage with Prometheus's algorithm
+//! (`--rules.alert.for-outage-tolerance`, `--rules.alert.for-grace-period`; see
+//! [`crate::rules::restore`]). Firing alerts of rules with `keep_firing_for` (which
+//! Prometheus loses) are kept in a small state file in the storage directory, written
+//! atomically when they change, and restored as firing with their keep-firing clock.
+//!
+//! Without a runtime ([`RuleManager::new`]), and in `promflow test rules`, every rule
+//! is evaluated by the [`RuleEvaluator`]; [`GroupState::evaluate`] is a plain function
+//! of (time, evaluator) so tests drive it directly.
 
 use crate::alerting::state::{Alert, AlertRuleState, Candidate};
 use crate::alerting::template::{self, QueryFn, TemplateData};
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
+use crate::rules::restore::{self, KeepFiringFile};
 use crate::storage::Storage;
-use dataflows::promql::eval::{Evaluator, Value};
+use dataflows::promql::eval::{Evaluator, SeriesSource, Value};
 use dataflows::promql::plan::{parse, Plan};
-use dataflows::{Labels, Sample, STALE_MARKER};
+use dataflows::render::extent::{selector_uses, QueryRange};
+use dataflows::{Engine, Labels, RuleOutput, RuleSchedule, Sample, STALE_MARKER};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// A rule's result at one time: an instant vector, or the evaluation error.
+pub type RuleResult = Result<Vec<(Arc<Labels>, f64)>, String>;
 
 /// Evaluates a planned expression at one instant (ms) into an instant vector.
 pub trait RuleEvaluator: Send + Sync {
@@ -46,7 +88,7 @@ pub trait AlertSink: Send + Sync {
 
 impl SampleSink for crate::ingest::Ingester {
     fn commit(&self, batch: Vec<Sample>) {
-        crate::ingest::Ingester::commit(self, batch);
+        self.commit_rule_outputs(batch);
     }
 }
 
@@ -68,10 +110,43 @@ impl RuleEvaluator for HeadEvaluator {
     fn evaluate(&self, plan: &Plan, t_ms: i64) -> Result<Vec<(Arc<Labels>, f64)>, String> {
         let mut evaluator = Evaluator::new(&*self.head, t_ms);
         evaluator.lookback_ms = self.lookback_ms;
-        match evaluator.instant(plan, t_ms).map_err(|e| e.to_string())? {
-            Value::Vector(v) => Ok(v.into_iter().map(|e| (e.labels, e.value)).collect()),
-            Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), v)]),
-            other => Err(format!("rule result is not a vector: {other:?}")),
+        vector_result(evaluator.instant(plan, t_ms).map_err(|e| e.to_string())?)
+    }
+}
+
+/// A rule result as an instant vector (a scalar is one element without labels).
+fn vector_result(value: Value) -> Result<Vec<(Arc<Labels>, f64)>, String> {
+    match value {
+        Value::Vector(v) => Ok(v.into_iter().map(|e| (e.labels, e.value)).collect()),
+        Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), v)]),
+        other => Err(format!("rule result is not a vector: {other:?}")),
+    }
+}
+
+/// A dataflow evaluation as a rule result.
+fn output_result(output: RuleOutput) -> Result<Vec<(Arc<Labels>, f64)>, String> {
+    vector_result(output.value.map_err(|e| e.to_string())?)
+}
+
+/// Which times rules are evaluated at (with a [`Maintained`] runtime).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EvaluationMode {
+    /// At the group interval, like Prometheus.
+    #[default]
+    Interval,
+    /// Whenever a sample the rule reads arrives or expires, with exact `for` timers.
+    OnArrival,
+}
+
+impl std::str::FromStr for EvaluationMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "interval" => Ok(EvaluationMode::Interval),
+            "on-arrival" => Ok(EvaluationMode::OnArrival),
+            other => Err(format!(
+                "unknown rule evaluation mode {other:?} (expected \"interval\" or \"on-arrival\")"
+            )),
         }
     }
 }
@@ -87,6 +162,14 @@ pub struct ManagerOptions {
     pub external_url: String,
     /// How often a firing alert is re-sent (Prometheus's `--rules.alert.resend-delay`, 1m).
     pub resend_delay: Duration,
+    /// `--rules.evaluation`.
+    pub evaluation_mode: EvaluationMode,
+    /// `--rules.alert.for-outage-tolerance`: the longest downtime after which alert
+    /// state is still restored (1h).
+    pub for_outage_tolerance: Duration,
+    /// `--rules.alert.for-grace-period`: the least time between restore and firing of
+    /// a restored pending alert whose `for` is at least this long (10m).
+    pub for_grace_period: Duration,
 }
 
 impl Default for ManagerOptions {
@@ -96,6 +179,9 @@ impl Default for ManagerOptions {
             external_labels: BTreeMap::new(),
             external_url: String::new(),
             resend_delay: Duration::from_secs(60),
+            evaluation_mode: EvaluationMode::Interval,
+            for_outage_tolerance: Duration::from_secs(3600),
+            for_grace_period: Duration::from_secs(600),
         }
     }
 }
@@ -114,7 +200,11 @@ pub struct RuleState {
     pub eval_duration: Duration,
     /// Whether it was evaluated at all.
     pub evaluated: bool,
+    /// Whether its results come from the maintained dataflow (else from storage).
+    pub maintained: bool,
     previous_series: HashSet<Arc<Labels>>,
+    /// The last result (for on-arrival timer steps).
+    last_result: Vec<(Arc<Labels>, f64)>,
 }
 
 /// A group and its rules' state.
@@ -150,7 +240,9 @@ impl GroupState {
                 last_eval_ms: 0,
                 eval_duration: Duration::ZERO,
                 evaluated: false,
+                maintained: false,
                 previous_series: HashSet::new(),
+                last_result: Vec::new(),
             })
             .collect();
         GroupState {
@@ -172,59 +264,96 @@ impl GroupState {
         sink: &dyn SampleSink,
         options: &ManagerOptions,
     ) -> Vec<(String, Vec<Alert>)> {
-        let started = std::time::Instant::now();
+        self.evaluate_with(
+            t_ms,
+            &mut |rule, t| evaluator.evaluate(&rule.plan, t),
+            evaluator,
+            sink,
+            options,
+        )
+    }
+
+    /// Like [`GroupState::evaluate`], with each rule's result at the evaluation time
+    /// taken from `results(rule_index, eval_time)`; `evaluator` serves templates'
+    /// `query`.
+    pub fn evaluate_with(
+        &mut self,
+        t_ms: i64,
+        results: &mut dyn FnMut(&Rule, i64) -> RuleResult,
+        evaluator: &Arc<dyn RuleEvaluator>,
+        sink: &dyn SampleSink,
+        options: &ManagerOptions,
+    ) -> Vec<(String, Vec<Alert>)> {
+        let started = Instant::now();
         let t_eval = t_ms - self.group.query_offset.as_millis() as i64;
         let mut to_send = Vec::new();
-        let limit = self.group.limit;
-        let interval_ms = self.interval.as_millis() as i64;
-        for rs in &mut self.rules {
-            let rule_started = std::time::Instant::now();
-            let result = evaluate_rule(rs, t_eval, evaluator, options, limit);
-            let series: Vec<(Arc<Labels>, f64)> = match result {
-                Ok(series) => {
-                    rs.last_error.clear();
-                    series
-                }
-                Err(e) => {
-                    tracing::warn!(rule = %rs.rule.name, error = %e, "rule evaluation failed");
-                    rs.last_error = e;
-                    Vec::new()
-                }
-            };
-            let now: HashSet<Arc<Labels>> = series.iter().map(|(l, _)| l.clone()).collect();
-            let mut batch: Vec<Sample> = series
-                .into_iter()
-                .map(|(labels, value)| Sample {
-                    series_id: labels.hash(),
-                    labels,
-                    timestamp_ms: t_eval,
-                    value,
-                })
-                .collect();
-            for gone in rs.previous_series.difference(&now) {
-                batch.push(Sample {
-                    series_id: gone.hash(),
-                    labels: gone.clone(),
-                    timestamp_ms: t_eval,
-                    value: STALE_MARKER,
-                });
-            }
-            rs.previous_series = now;
-            sink.commit(batch);
-            if let Some(state) = &mut rs.alerts {
-                let due =
-                    state.to_send(t_eval, options.resend_delay.as_millis() as i64, interval_ms);
-                if !due.is_empty() {
-                    to_send.push((rs.rule.expr.clone(), due));
-                }
-            }
-            rs.last_eval_ms = t_ms;
-            rs.evaluated = true;
-            rs.eval_duration = rule_started.elapsed();
+        for index in 0..self.rules.len() {
+            let result = results(&self.rules[index].rule, t_eval);
+            to_send.extend(self.apply_result(index, t_eval, result, evaluator, sink, options));
+            self.rules[index].last_eval_ms = t_ms;
         }
         self.last_eval_ms = t_ms;
         self.eval_duration = started.elapsed();
         to_send
+    }
+
+    /// Steps rule `index` at `t_eval` with `result`: writes its output series (and
+    /// stale markers for series that left it), steps its alert state, and returns its
+    /// alerts due for sending.
+    pub fn apply_result(
+        &mut self,
+        index: usize,
+        t_eval: i64,
+        result: Result<Vec<(Arc<Labels>, f64)>, String>,
+        evaluator: &Arc<dyn RuleEvaluator>,
+        sink: &dyn SampleSink,
+        options: &ManagerOptions,
+    ) -> Option<(String, Vec<Alert>)> {
+        let limit = self.group.limit;
+        let interval_ms = self.interval.as_millis() as i64;
+        let rs = &mut self.rules[index];
+        let rule_started = Instant::now();
+        let result = result.and_then(|r| {
+            rs.last_result = r.clone();
+            rule_output(rs, t_eval, r, evaluator, options, limit)
+        });
+        let series: Vec<(Arc<Labels>, f64)> = match result {
+            Ok(series) => {
+                rs.last_error.clear();
+                series
+            }
+            Err(e) => {
+                tracing::warn!(rule = %rs.rule.name, error = %e, "rule evaluation failed");
+                rs.last_error = e;
+                Vec::new()
+            }
+        };
+        let now: HashSet<Arc<Labels>> = series.iter().map(|(l, _)| l.clone()).collect();
+        let mut batch: Vec<Sample> = series
+            .into_iter()
+            .map(|(labels, value)| Sample {
+                series_id: labels.hash(),
+                labels,
+                timestamp_ms: t_eval,
+                value,
+            })
+            .collect();
+        for gone in rs.previous_series.difference(&now) {
+            batch.push(Sample {
+                series_id: gone.hash(),
+                labels: gone.clone(),
+                timestamp_ms: t_eval,
+                value: STALE_MARKER,
+            });
+        }
+        rs.previous_series = now;
+        sink.commit(batch);
+        rs.last_eval_ms = t_eval;
+        rs.evaluated = true;
+        rs.eval_duration = rule_started.elapsed();
+        let state = rs.alerts.as_mut()?;
+        let due = state.to_send(t_eval, options.resend_delay.as_millis() as i64, interval_ms);
+        (!due.is_empty()).then(|| (rs.rule.expr.clone(), due))
     }
 
     /// The earliest `for`/`keep_firing_for` deadline after `t_ms` of any rule.
@@ -236,16 +365,16 @@ impl GroupState {
     }
 }
 
-/// Evaluates one rule: the output series to write at `t`.
-fn evaluate_rule(
+/// One rule's output series at `t` from its result; alerting rules step their state.
+fn rule_output(
     rs: &mut RuleState,
     t: i64,
+    result: Vec<(Arc<Labels>, f64)>,
     evaluator: &Arc<dyn RuleEvaluator>,
     options: &ManagerOptions,
     limit: usize,
 ) -> Result<Vec<(Arc<Labels>, f64)>, String> {
     let rule = &rs.rule;
-    let result = evaluator.evaluate(&rule.plan, t)?;
     match rule.kind {
         RuleKind::Recording => {
             let mut out = Vec::with_capacity(result.len());
@@ -322,8 +451,14 @@ fn evaluate_rule(
                     value,
                 });
             }
-            let state = rs.alerts.as_mut().expect("alerting rules have state");
-            Ok(state.step(t, candidates, limit)?.samples)
+            let Some(state) = rs.alerts.as_mut() else {
+                return Err("alert state moved to a reloaded rule".into());
+            };
+            let step = state.step(t, candidates, limit)?;
+            for (labels, from, to) in &step.changes {
+                tracing::debug!(alert = %labels, from = from.as_str(), to = to.as_str(), at_ms = t, "alert state changed");
+            }
+            Ok(step.samples)
         }
     }
 }
@@ -341,9 +476,53 @@ pub fn next_eval_time(now_ms: i64, interval_ms: i64, offset_ms: i64) -> i64 {
     base + offset_ms + interval_ms
 }
 
+/// Names of the series rules write: recording rule names, `ALERTS`, `ALERTS_FOR_STATE`.
+fn rule_output_names(groups: &[RuleGroup]) -> HashSet<String> {
+    let mut names: HashSet<String> = groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .filter(|r| r.kind == RuleKind::Recording)
+        .map(|r| r.name.clone())
+        .collect();
+    names.insert("ALERTS".into());
+    names.insert("ALERTS_FOR_STATE".into());
+    names
+}
+
+/// Whether `plan` may read a series named in `outputs` (see the module doc).
+fn reads_rule_outputs(plan: &Plan, outputs: &HashSet<String>, lookback_ms: i64) -> bool {
+    let range = QueryRange {
+        start_ms: None,
+        end_ms: None,
+    };
+    selector_uses(plan, lookback_ms, range).iter().any(|u| {
+        let name_matchers: Vec<_> = u
+            .selector
+            .matchers
+            .iter()
+            .filter(|m| m.name == dataflows::labels::METRIC_NAME)
+            .collect();
+        outputs
+            .iter()
+            .any(|name| name_matchers.iter().all(|m| m.matches_value(name)))
+    })
+}
+
+/// What the manager needs to evaluate through the dataflow and to restore state.
+pub struct Maintained {
+    /// The dataflow rules are registered in.
+    pub engine: Arc<Engine>,
+    /// Storage: seeds rule windows, and holds `ALERTS_FOR_STATE` for the restore.
+    pub history: Arc<Storage>,
+    /// Lookback delta (ms).
+    pub lookback_ms: i64,
+    /// Where firing `keep_firing_for` alerts are persisted.
+    pub state_file: Option<PathBuf>,
+}
+
 struct RunningGroup {
     state: Arc<Mutex<GroupState>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
 }
 
 /// Evaluates the groups of the loaded rule files; see the module doc.
@@ -351,36 +530,70 @@ pub struct RuleManager {
     evaluator: Arc<dyn RuleEvaluator>,
     sink: Arc<dyn SampleSink>,
     alerts: Arc<dyn AlertSink>,
+    maintained: Option<Maintained>,
+    keep_firing: Option<KeepFiringFile>,
     options: Mutex<ManagerOptions>,
     groups: Mutex<Vec<RunningGroup>>,
+    /// Whether the first `apply` (startup) happened: only its groups restore state.
+    started: AtomicBool,
+    /// When the manager was created (ms): `ALERTS_FOR_STATE` from before is restored.
+    created_ms: i64,
 }
 
 impl RuleManager {
-    /// A manager with no groups.
+    /// A manager with no groups, evaluating every rule with `evaluator`.
     pub fn new(
         evaluator: Arc<dyn RuleEvaluator>,
         sink: Arc<dyn SampleSink>,
         alerts: Arc<dyn AlertSink>,
     ) -> Arc<RuleManager> {
+        Self::build(evaluator, sink, alerts, None)
+    }
+
+    /// A manager evaluating rules through the dataflow (see the module doc).
+    pub fn maintained(
+        evaluator: Arc<dyn RuleEvaluator>,
+        sink: Arc<dyn SampleSink>,
+        alerts: Arc<dyn AlertSink>,
+        maintained: Maintained,
+    ) -> Arc<RuleManager> {
+        Self::build(evaluator, sink, alerts, Some(maintained))
+    }
+
+    fn build(
+        evaluator: Arc<dyn RuleEvaluator>,
+        sink: Arc<dyn SampleSink>,
+        alerts: Arc<dyn AlertSink>,
+        maintained: Option<Maintained>,
+    ) -> Arc<RuleManager> {
+        let keep_firing = maintained
+            .as_ref()
+            .and_then(|m| m.state_file.clone())
+            .map(KeepFiringFile::new);
         Arc::new(RuleManager {
             evaluator,
             sink,
             alerts,
+            maintained,
+            keep_firing,
             options: Mutex::new(ManagerOptions::default()),
             groups: Mutex::new(Vec::new()),
+            started: AtomicBool::new(false),
+            created_ms: crate::ingest::now_ms(),
         })
     }
 
-    /// Replaces the groups (must run inside a tokio runtime). Rules identical to a
-    /// rule of the same group (file and name) keep their alert state, as Prometheus
-    /// keeps it on reload.
+    /// Replaces the groups. Rules identical to a rule of the same group (file and
+    /// name) keep their alert state, as Prometheus keeps it on reload.
     pub fn apply(self: &Arc<Self>, groups: Vec<RuleGroup>, options: ManagerOptions) {
         *self.options.lock() = options.clone();
+        let startup = !self.started.swap(true, Ordering::SeqCst);
+        let outputs = rule_output_names(&groups);
         let mut running = self.groups.lock();
-        let mut old: HashMap<(std::path::PathBuf, String), RunningGroup> = running
+        let mut old: HashMap<(PathBuf, String), RunningGroup> = running
             .drain(..)
             .map(|g| {
-                g.task.abort();
+                g.stop.store(true, Ordering::SeqCst);
                 let key = {
                     let s = g.state.lock();
                     (s.group.file.clone(), s.group.name.clone())
@@ -388,6 +601,18 @@ impl RuleManager {
                 (key, g)
             })
             .collect();
+        let restored = match (&self.keep_firing, startup) {
+            (Some(file), true) => file.load(options.for_outage_tolerance),
+            _ => Vec::new(),
+        };
+        if let Some(file) = &self.keep_firing {
+            file.retain_groups(
+                &groups
+                    .iter()
+                    .map(|g| (g.file.clone(), g.name.clone()))
+                    .collect(),
+            );
+        }
         for group in groups {
             let mut state = GroupState::new(group, options.default_interval);
             let key = (state.group.file.clone(), state.group.name.clone());
@@ -405,16 +630,25 @@ impl RuleManager {
                     }
                 }
             }
+            restore::restore_keep_firing(&mut state, &restored);
+            let stop = Arc::new(AtomicBool::new(false));
             let state = Arc::new(Mutex::new(state));
-            let task = tokio::spawn(run_group(self.clone(), state.clone()));
-            running.push(RunningGroup { state, task });
+            let runner = GroupRunner::new(self.clone(), state.clone(), stop.clone(), &outputs);
+            let name = format!("rules-{}", key.1);
+            let spawned = std::thread::Builder::new()
+                .name(name.chars().take(15).collect())
+                .spawn(move || runner.run(startup));
+            if let Err(e) = spawned {
+                tracing::error!(group = %key.1, error = %e, "cannot start rule group");
+            }
+            running.push(RunningGroup { state, stop });
         }
     }
 
     /// Stops every group.
     pub fn stop(&self) {
         for g in self.groups.lock().drain(..) {
-            g.task.abort();
+            g.stop.store(true, Ordering::SeqCst);
         }
     }
 
@@ -426,29 +660,374 @@ impl RuleManager {
             .map(|g| f(&g.state.lock()))
             .collect()
     }
+
+    fn send(&self, sends: Vec<(String, Vec<Alert>)>) {
+        for (expr, alerts) in sends {
+            self.alerts.send(&expr, alerts);
+        }
+    }
 }
 
-async fn run_group(manager: Arc<RuleManager>, state: Arc<Mutex<GroupState>>) {
-    let (interval_ms, offset_ms) = {
-        let s = state.lock();
+/// Where one rule's results come from.
+enum Source {
+    /// The evaluator over storage, at the group's ticks.
+    Storage,
+    /// The dataflow; `held` is an evaluation read ahead of the tick being served.
+    Dataflow {
+        id: dataflows::RuleId,
+        output: crossbeam_channel::Receiver<RuleOutput>,
+        held: Option<RuleOutput>,
+    },
+}
+
+/// Runs one group until stopped: the thread body.
+struct GroupRunner {
+    manager: Arc<RuleManager>,
+    state: Arc<Mutex<GroupState>>,
+    stop: Arc<AtomicBool>,
+    sources: Vec<Source>,
+    mode: EvaluationMode,
+    interval_ms: i64,
+    offset_ms: i64,
+}
+
+impl GroupRunner {
+    fn new(
+        manager: Arc<RuleManager>,
+        state: Arc<Mutex<GroupState>>,
+        stop: Arc<AtomicBool>,
+        outputs: &HashSet<String>,
+    ) -> GroupRunner {
+        let mode = manager.options.lock().evaluation_mode;
+        let mut s = state.lock();
         let interval_ms = s.interval.as_millis().max(1) as i64;
-        (interval_ms, group_offset_ms(&s.group, interval_ms))
-    };
-    loop {
+        let offset_ms = group_offset_ms(&s.group, interval_ms);
+        let query_offset_ms = s.group.query_offset.as_millis() as i64;
+        let mut sources = Vec::with_capacity(s.rules.len());
+        for rs in &mut s.rules {
+            let source = match &manager.maintained {
+                Some(m) if !reads_rule_outputs(&rs.rule.plan, outputs, m.lookback_ms) => {
+                    let schedule = match mode {
+                        EvaluationMode::Interval => RuleSchedule::Interval {
+                            start_ms: offset_ms - query_offset_ms,
+                            every_ms: interval_ms,
+                        },
+                        EvaluationMode::OnArrival => RuleSchedule::OnArrival,
+                    };
+                    match m
+                        .engine
+                        .register_seeded((*rs.rule.plan).clone(), schedule, &*m.history)
+                    {
+                        Ok(handle) => Source::Dataflow {
+                            id: handle.id,
+                            output: handle.output,
+                            held: None,
+                        },
+                        Err(e) => {
+                            tracing::info!(rule = %rs.rule.name, reason = %e, "rule evaluated over storage");
+                            Source::Storage
+                        }
+                    }
+                }
+                Some(_) => {
+                    tracing::info!(rule = %rs.rule.name, reason = "reads a rule's output", "rule evaluated over storage");
+                    Source::Storage
+                }
+                None => Source::Storage,
+            };
+            rs.maintained = matches!(source, Source::Dataflow { .. });
+            sources.push(source);
+        }
+        drop(s);
+        GroupRunner {
+            manager,
+            state,
+            stop,
+            sources,
+            mode,
+            interval_ms,
+            offset_ms,
+        }
+    }
+
+    fn run(mut self, startup: bool) {
+        let rules = self.sources.len();
+        let mut restore_pending: Vec<bool> = vec![startup; rules];
+        let mut next_tick =
+            next_eval_time(crate::ingest::now_ms(), self.interval_ms, self.offset_ms);
+        while !self.stop.load(Ordering::SeqCst) {
+            match self.mode {
+                EvaluationMode::Interval => {
+                    if !self.sleep_until(next_tick) {
+                        break;
+                    }
+                    self.tick(next_tick, &mut restore_pending);
+                    next_tick = next_eval_time(
+                        crate::ingest::now_ms().max(next_tick),
+                        self.interval_ms,
+                        self.offset_ms,
+                    );
+                }
+                EvaluationMode::OnArrival => {
+                    if crate::ingest::now_ms() >= next_tick {
+                        self.tick(next_tick, &mut restore_pending);
+                        next_tick = next_eval_time(
+                            crate::ingest::now_ms().max(next_tick),
+                            self.interval_ms,
+                            self.offset_ms,
+                        );
+                    }
+                    self.on_arrival_step(next_tick, &mut restore_pending);
+                }
+            }
+        }
+        if let Some(m) = &self.manager.maintained {
+            for source in &self.sources {
+                if let Source::Dataflow { id, .. } = source {
+                    m.engine.unregister(*id);
+                }
+            }
+        }
+    }
+
+    /// Sleeps until wall time `t_ms`; false if stopped meanwhile.
+    fn sleep_until(&self, t_ms: i64) -> bool {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let left = t_ms - crate::ingest::now_ms();
+            if left <= 0 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(left.min(200) as u64));
+        }
+    }
+
+    /// A group tick at `t`. Interval mode: every rule, in order (dataflow results for
+    /// maintained rules). On-arrival mode: the rules evaluated over storage.
+    fn tick(&mut self, t: i64, restore_pending: &mut [bool]) {
+        let options = self.manager.options.lock().clone();
+        let evaluator = self.manager.evaluator.clone();
+        let wait = Duration::from_millis(self.interval_ms as u64);
+        let mode = self.mode;
+        let sources = &mut self.sources;
+        let mut state = self.state.lock();
+        if self.stop.load(Ordering::SeqCst) {
+            return; // replaced by a reload meanwhile: its state moved on
+        }
+        let sends = match mode {
+            EvaluationMode::Interval => {
+                let mut index = 0;
+                let sends = state.evaluate_with(
+                    t,
+                    &mut |rule, t_eval| {
+                        let source = &mut sources[index];
+                        index += 1;
+                        match source {
+                            Source::Storage => evaluator.evaluate(&rule.plan, t_eval),
+                            Source::Dataflow { output, held, .. } => {
+                                dataflow_result_at(output, held, t_eval, wait).unwrap_or_else(
+                                    || {
+                                        tracing::warn!(rule = %rule.name, t_ms = t_eval, "no dataflow result for the tick in time; evaluated over storage");
+                                        evaluator.evaluate(&rule.plan, t_eval)
+                                    },
+                                )
+                            }
+                        }
+                    },
+                    &evaluator,
+                    &*self.manager.sink,
+                    &options,
+                );
+                let t_eval = t - state.group.query_offset.as_millis() as i64;
+                for (index, pending) in restore_pending.iter_mut().enumerate() {
+                    if std::mem::take(pending) {
+                        Self::restore(&self.manager, &mut state, index, t_eval, &options);
+                    }
+                }
+                sends
+            }
+            EvaluationMode::OnArrival => {
+                let t_eval = t - state.group.query_offset.as_millis() as i64;
+                let mut sends = Vec::new();
+                for index in 0..state.rules.len() {
+                    if matches!(sources[index], Source::Storage) {
+                        let result = evaluator.evaluate(&state.rules[index].rule.plan, t_eval);
+                        sends.extend(state.apply_result(
+                            index,
+                            t_eval,
+                            result,
+                            &evaluator,
+                            &*self.manager.sink,
+                            &options,
+                        ));
+                        if std::mem::take(&mut restore_pending[index]) {
+                            Self::restore(&self.manager, &mut state, index, t_eval, &options);
+                        }
+                    }
+                }
+                state.last_eval_ms = t;
+                sends
+            }
+        };
+        self.persist(&state);
+        drop(state);
+        self.manager.send(sends);
+    }
+
+    /// On-arrival mode: waits (until `until_ms` at the latest) for a dataflow result or
+    /// an alert deadline, and steps the rules concerned.
+    fn on_arrival_step(&mut self, until_ms: i64, restore_pending: &mut [bool]) {
+        let options = self.manager.options.lock().clone();
+        let evaluator = self.manager.evaluator.clone();
+        let deadline = self.state.lock().next_deadline_after_last();
         let now = crate::ingest::now_ms();
-        let next = next_eval_time(now, interval_ms, offset_ms);
-        tokio::time::sleep(Duration::from_millis((next - now).max(0) as u64)).await;
-        let options = manager.options.lock().clone();
-        let evaluator = manager.evaluator.clone();
-        let sink = manager.sink.clone();
-        let state2 = state.clone();
-        let sends = tokio::task::spawn_blocking(move || {
-            state2.lock().evaluate(next, &evaluator, &*sink, &options)
-        })
-        .await
-        .unwrap_or_default();
-        for (expr, alerts) in sends {
-            manager.alerts.send(&expr, alerts);
+        let wake_at = deadline.map_or(until_ms, |d| d.min(until_ms));
+        // At least a few ms: a deadline waiting for the frontier must not spin.
+        let timeout = Duration::from_millis((wake_at - now).clamp(5, 200) as u64);
+        let mut select = crossbeam_channel::Select::new();
+        let mut indices = Vec::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            if let Source::Dataflow { output, .. } = source {
+                select.recv(output);
+                indices.push(index);
+            }
+        }
+        if indices.is_empty() {
+            std::thread::sleep(timeout);
+        } else {
+            // Woken by any output, or the timeout; either way every channel is drained.
+            let _ = select.ready_timeout(timeout);
+        }
+        drop(select);
+        let mut sends = Vec::new();
+        {
+            let mut state = self.state.lock();
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            // Drain every channel (also after a timeout: an output may have come since),
+            // before any timer step, so no output older than a deadline is left behind.
+            {
+                for &index in &indices {
+                    let Source::Dataflow { output, .. } = &self.sources[index] else {
+                        continue;
+                    };
+                    while let Ok(out) = output.try_recv() {
+                        let t = out.eval_ms;
+                        if state.rules[index].evaluated && t < state.rules[index].last_eval_ms {
+                            continue; // behind a timer step already taken
+                        }
+                        sends.extend(state.apply_result(
+                            index,
+                            t,
+                            output_result(out),
+                            &evaluator,
+                            &*self.manager.sink,
+                            &options,
+                        ));
+                        if std::mem::take(&mut restore_pending[index]) {
+                            Self::restore(&self.manager, &mut state, index, t, &options);
+                        }
+                    }
+                }
+            }
+            // Timers: step alerting rules whose deadline has passed, once the
+            // dataflow has emitted everything before it.
+            let now = crate::ingest::now_ms();
+            let frontier = self
+                .manager
+                .maintained
+                .as_ref()
+                .map_or(i64::MAX, |m| m.engine.stats().frontier_ms);
+            for index in 0..state.rules.len() {
+                let rs = &state.rules[index];
+                if !rs.maintained || !rs.evaluated {
+                    continue;
+                }
+                let Some(d) = rs
+                    .alerts
+                    .as_ref()
+                    .and_then(|a| a.next_deadline(rs.last_eval_ms))
+                else {
+                    continue;
+                };
+                if d > now || d >= frontier {
+                    continue;
+                }
+                let last = rs.last_result.clone();
+                sends.extend(state.apply_result(
+                    index,
+                    d,
+                    Ok(last),
+                    &evaluator,
+                    &*self.manager.sink,
+                    &options,
+                ));
+            }
+            if !sends.is_empty() {
+                self.persist(&state);
+            }
+        }
+        self.manager.send(sends);
+    }
+
+    /// Prometheus's `for` restore, once, at the first evaluation after startup.
+    fn restore(
+        manager: &RuleManager,
+        state: &mut GroupState,
+        index: usize,
+        t_eval: i64,
+        options: &ManagerOptions,
+    ) {
+        if let Some(m) = &manager.maintained {
+            let history: &dyn SeriesSource = &*m.history;
+            restore::restore_for_state(state, index, t_eval, manager.created_ms, history, options);
+        }
+    }
+
+    fn persist(&self, state: &GroupState) {
+        if let Some(file) = &self.manager.keep_firing {
+            file.update(state);
+        }
+    }
+}
+
+impl GroupState {
+    /// The earliest alert deadline after each rule's own last evaluation.
+    fn next_deadline_after_last(&self) -> Option<i64> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.alerts.as_ref()?.next_deadline(r.last_eval_ms))
+            .min()
+    }
+}
+
+/// The dataflow's result for exactly `t`, waiting up to `wait` for it; `None` when it
+/// did not come (the dataflow skipped `t` or is behind), so the caller falls back to
+/// storage.
+fn dataflow_result_at(
+    output: &crossbeam_channel::Receiver<RuleOutput>,
+    held: &mut Option<RuleOutput>,
+    t: i64,
+    wait: Duration,
+) -> Option<RuleResult> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let out = match held.take() {
+            Some(out) => out,
+            None => output
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok()?,
+        };
+        match out.eval_ms.cmp(&t) {
+            std::cmp::Ordering::Less => continue,
+            std::cmp::Ordering::Equal => return Some(output_result(out)),
+            std::cmp::Ordering::Greater => {
+                *held = Some(out);
+                return None;
+            }
         }
     }
 }
@@ -464,5 +1043,19 @@ mod tests {
         assert_eq!(next_eval_time(60_000, 60_000, 0), 120_000);
         assert_eq!(next_eval_time(61_000, 60_000, 5_000), 65_000);
         assert_eq!(next_eval_time(65_000, 60_000, 5_000), 125_000);
+    }
+
+    #[test]
+    fn rules_reading_rule_outputs_are_found() {
+        let groups = vec![];
+        let mut outputs = rule_output_names(&groups);
+        outputs.insert("job:up:sum".into());
+        let reads = |q: &str| reads_rule_outputs(&parse(q).unwrap(), &outputs, 300_000);
+        assert!(reads("job:up:sum > 1"));
+        assert!(reads("ALERTS{alertstate=\"firing\"}"));
+        assert!(reads("{job=\"x\"}"), "no name matcher: may read anything");
+        assert!(reads("{__name__=~\"job:.*\"}"));
+        assert!(!reads("up == 0"));
+        assert!(!reads("rate(x[5m]) > 1 and on() vector(1)"));
     }
 }

@@ -1,53 +1,190 @@
-//! A real Alertmanager 0.25 (Debian package `prometheus-alertmanager`) on a free
-//! loopback port, clustering off, its data in a temp dir; the oracle for the built-in
-//! notifier.
+//! A real Alertmanager 0.25 (Debian `prometheus-alertmanager`) on loopback — the
+//! receiving end for promflow's alerts and the oracle for the built-in notifier — and
+//! a webhook receiver that records what Alertmanager delivers and when.
+//!
+//! Alertmanager runs in its own temp dir with clustering off, its output in
+//! `<dir>/output.log`, killed through its own child handle on drop. The webhook is a
+//! small std::net HTTP server (one request per connection) answering 200.
 
-use super::{require_peer, spawn_peer, Peer};
-use std::fs;
-use std::path::Path;
+use super::{free_port, http, require_peer, wait_until, STARTUP_TIMEOUT};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
 
-/// What templates see as `.ExternalURL` in the oracle's notifications.
+/// What templates see as `.ExternalURL` in Alertmanager's notifications.
 pub const EXTERNAL_URL: &str = "http://alertmanager.test";
 
-pub struct Alertmanager {
-    peer: Peer,
+/// Collects the JSON bodies POSTed to it, with the time each request was read.
+pub struct Webhook {
+    pub port: u16,
+    pub bodies: Arc<Mutex<Vec<(Instant, Value)>>>,
 }
 
-impl std::ops::Deref for Alertmanager {
-    type Target = Peer;
-    fn deref(&self) -> &Peer {
-        &self.peer
+impl Webhook {
+    pub fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+        let port = listener.local_addr().unwrap().port();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let sink = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    if let Ok(v) = serde_json::from_slice(&body) {
+                        sink.lock().unwrap().push((Instant::now(), v));
+                    }
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Webhook { port, bodies }
+    }
+
+    /// The first body with `status`.
+    pub fn with_status(&self, status: &str) -> Option<Value> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, b)| b["status"] == status)
+            .map(|(_, b)| b.clone())
+    }
+
+    /// When the first firing notification holding an alert with all of `labels` came.
+    pub fn firing_with(&self, labels: &[(&str, &str)]) -> Option<Instant> {
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, b)| {
+                b["alerts"].as_array().is_some_and(|alerts| {
+                    alerts.iter().any(|a| {
+                        a["status"] == "firing" && labels.iter().all(|(k, v)| a["labels"][*k] == *v)
+                    })
+                })
+            })
+            .map(|(t, _)| *t)
     }
 }
 
+/// Alertmanager in a temp dir, killed (by its own handle) on drop.
+pub struct Alertmanager {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
 impl Alertmanager {
-    /// Starts Alertmanager on `config_yaml` (written to `<dir>/alertmanager.yml`) with
-    /// `--web.external-url` [`EXTERNAL_URL`]; returns once `/-/ready` answers 200.
-    pub fn start(config_yaml: &str) -> Alertmanager {
-        require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
-        let dir = tempfile::Builder::new()
-            .prefix("alertmanager-test-")
-            .tempdir()
-            .expect("temp dir");
-        fs::write(dir.path().join("alertmanager.yml"), config_yaml).expect("write config");
-        let peer = spawn_peer(
-            "alertmanager",
-            Path::new(ALERTMANAGER_BIN),
-            dir,
-            "/-/ready",
-            |dir, addr| {
-                vec![
-                    format!("--config.file={}", dir.join("alertmanager.yml").display()),
-                    format!("--storage.path={}", dir.join("data").display()),
-                    format!("--web.listen-address={addr}"),
-                    format!("--web.external-url={EXTERNAL_URL}"),
-                    "--cluster.listen-address=".to_string(),
-                    "--log.level=warn".to_string(),
-                ]
-            },
+    /// Routes everything to a webhook on `webhook_port` (group_wait and
+    /// group_interval 1s, resolved notifications on), on a free port.
+    pub fn start(webhook_port: u16) -> Alertmanager {
+        Self::start_on(free_port(), webhook_port, "1s", &["alertname"])
+    }
+
+    /// Like [`Alertmanager::start`] on `port`, with `group_wait` and `group_by`.
+    pub fn start_on(
+        port: u16,
+        webhook_port: u16,
+        group_wait: &str,
+        group_by: &[&str],
+    ) -> Alertmanager {
+        let config = format!(
+            "route:\n  receiver: hook\n  group_by: [{}]\n  group_wait: {group_wait}\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{webhook_port}/hook\n        send_resolved: true\n",
+            group_by.join(", ")
         );
-        Alertmanager { peer }
+        Self::spawn(port, &config)
+    }
+
+    /// Alertmanager on `config_yaml` with `--web.external-url` [`EXTERNAL_URL`], on a
+    /// free port; returns once `/-/ready` answers 200.
+    pub fn start_with_config(config_yaml: &str) -> Alertmanager {
+        Self::spawn(free_port(), config_yaml)
+    }
+
+    fn spawn(port: u16, config_yaml: &str) -> Alertmanager {
+        require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("am.yml"), config_yaml).unwrap();
+        let log = std::fs::File::create(dir.path().join("output.log")).unwrap();
+        let child = Command::new(ALERTMANAGER_BIN)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("am.yml").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.external-url={EXTERNAL_URL}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn alertmanager");
+        let am = Alertmanager { child, port, dir };
+        let ready = wait_until(
+            STARTUP_TIMEOUT,
+            || matches!(http::get(&am.url("/-/ready")), Ok(r) if r.status == 200),
+        );
+        assert!(ready, "alertmanager not ready: {}", am.log());
+        am
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// GET `path`, asserting 200; the body.
+    pub fn get_ok(&self, path: &str) -> String {
+        let response = http::get(&self.url(path)).expect("alertmanager GET");
+        assert_eq!(response.status, 200, "GET {path}: {}", response.body);
+        response.body
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("output.log")).unwrap_or_default()
+    }
+
+    /// Alertmanager's `GET /api/v2/alerts`.
+    pub fn alerts(&self) -> Value {
+        let listed = http::get(&format!("http://127.0.0.1:{}/api/v2/alerts", self.port))
+            .expect("alertmanager alerts");
+        serde_json::from_str(&listed.body).expect("alerts JSON")
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,5 +1,6 @@
 //! A controllable exporter for tests: serves whatever body the test sets, with the
-//! content type and encoding it sets, and records the headers of every request.
+//! content type and encoding it sets, and records the headers of every request and
+//! when (and with which reply) it answered it.
 //!
 //! Listens on a free port of 127.0.0.1 (or a given loopback address, for discovery
 //! tests where targets are 127.0.0.2, 127.0.0.3, …); one thread per connection; stops accepting
@@ -40,6 +41,21 @@ struct Shared {
     sequence: std::collections::VecDeque<Reply>,
     /// Lower-cased header names and values of each request, in order.
     requests: Vec<Vec<(String, String)>>,
+    /// Bumped by every `set`: which reply a request got.
+    generation: u64,
+    /// Each answered request: when the answer was written, path, reply generation.
+    served: Vec<Served>,
+}
+
+/// One answered request.
+#[derive(Clone, Debug)]
+pub struct Served {
+    /// When the whole answer had been written.
+    pub at: std::time::Instant,
+    /// The request path (with query string).
+    pub path: String,
+    /// The generation of the reply (see [`Exporter::set`]).
+    pub generation: u64,
 }
 
 pub struct Exporter {
@@ -101,8 +117,17 @@ impl Exporter {
         self.shared.lock().unwrap().sequence.is_empty()
     }
 
-    pub fn set(&self, reply: Reply) {
-        self.shared.lock().unwrap().reply = Some(reply);
+    /// Serves `reply` from now on; returns its generation (see [`Exporter::served`]).
+    pub fn set(&self, reply: Reply) -> u64 {
+        let mut shared = self.shared.lock().unwrap();
+        shared.reply = Some(reply);
+        shared.generation += 1;
+        shared.generation
+    }
+
+    /// Every answered request so far.
+    pub fn served(&self) -> Vec<Served> {
+        self.shared.lock().unwrap().served.clone()
     }
 
     /// Headers of every request so far.
@@ -135,13 +160,20 @@ fn serve(mut stream: TcpStream, shared: &Mutex<Shared>) {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    let reply = {
+    let path = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_default()
+        .to_string();
+    let (reply, generation) = {
         let mut s = shared.lock().unwrap();
         s.requests.push(headers);
-        match s.sequence.pop_front() {
+        let reply = match s.sequence.pop_front() {
             Some(next) => next,
             None => s.reply.clone().expect("reply set"),
-        }
+        };
+        (reply, s.generation)
     };
     let body = if reply.gzip {
         use flate2::write::GzEncoder;
@@ -163,4 +195,9 @@ fn serve(mut stream: TcpStream, shared: &Mutex<Shared>) {
     head.push_str("\r\n");
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&body);
+    shared.lock().unwrap().served.push(Served {
+        at: std::time::Instant::now(),
+        path,
+        generation,
+    });
 }

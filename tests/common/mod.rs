@@ -233,15 +233,35 @@ fn spawn_peer(
     ready_path: &str,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> Peer {
-    let log_path = dir.path().join("output.log");
+    let (child, addr) = launch(name, bin, dir.path(), ready_path, args);
+    Peer {
+        name,
+        child,
+        addr,
+        log_path: dir.path().join("output.log"),
+        config_path: None,
+        dir,
+    }
+}
+
+/// Starts `bin` in `dir` (see [`spawn_peer`]) and returns its child and address once
+/// ready.
+fn launch(
+    name: &'static str,
+    bin: &Path,
+    dir: &Path,
+    ready_path: &str,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> (Child, SocketAddr) {
+    let log_path = dir.join("output.log");
     let read_log = || fs::read_to_string(&log_path).unwrap_or_default();
     let mut last_log = String::new();
     for _attempt in 0..PORT_ATTEMPTS {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let log = File::create(&log_path).expect("create peer log");
         let mut child = Command::new(bin)
-            .args(args(dir.path(), addr))
-            .current_dir(dir.path())
+            .args(args(dir, addr))
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -270,14 +290,7 @@ fn spawn_peer(
             std::thread::sleep(POLL);
         };
         if ready {
-            return Peer {
-                name,
-                child,
-                addr,
-                log_path: log_path.clone(),
-                config_path: None,
-                dir,
-            };
+            return (child, addr);
         }
         // The process exited before it was ready: retry only if its port was taken.
         last_log = read_log();
@@ -361,6 +374,7 @@ pub fn combined_output(out: &Output) -> String {
 /// A running promflow on a free loopback port, with its config and data in a temp dir.
 pub struct Promflow {
     peer: Peer,
+    extra_args: Vec<String>,
 }
 
 impl std::ops::Deref for Promflow {
@@ -399,17 +413,43 @@ impl Promflow {
         fs::write(&config_path, config_yaml).expect("write promflow config");
         let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         let mut peer = spawn_peer("promflow", &bin, dir, "/-/ready", |dir, addr| {
-            let mut args = vec![
-                format!("--config.file={}", dir.join("promflow.yml").display()),
-                format!("--web.listen-address={addr}"),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-            ];
-            args.extend(extra.iter().cloned());
-            args
+            promflow_args(dir, addr, &extra)
         });
         peer.config_path = Some(config_path);
-        Promflow { peer }
+        Promflow {
+            peer,
+            extra_args: extra,
+        }
     }
+
+    /// Kills promflow with SIGKILL (its own child handle) and starts it again on the
+    /// same directory (config, storage) and flags, on a new port; the log so far is
+    /// kept in `output-before-restart.log`.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.peer.child.kill();
+        let _ = self.peer.child.wait();
+        let dir = self.peer.dir.path().to_path_buf();
+        let _ = fs::copy(
+            dir.join("output.log"),
+            dir.join("output-before-restart.log"),
+        );
+        let extra = self.extra_args.clone();
+        let (child, addr) = launch("promflow", &promflow_bin(), &dir, "/-/ready", |d, a| {
+            promflow_args(d, a, &extra)
+        });
+        self.peer.child = child;
+        self.peer.addr = addr;
+    }
+}
+
+fn promflow_args(dir: &Path, addr: SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut args = vec![
+        format!("--config.file={}", dir.join("promflow.yml").display()),
+        format!("--web.listen-address={addr}"),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+    ];
+    args.extend(extra.iter().cloned());
+    args
 }
 
 /// Runs the promflow binary with `args` (e.g. `check config FILE`) and waits for it.
