@@ -52,6 +52,12 @@ struct Cli {
     /// Accept samples pushed with remote write on /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver", global = true)]
     enable_remote_write_receiver: bool,
+    /// Accept rule group changes over HTTP (PUT/DELETE /api/v1/rules/{namespace}/{group}).
+    #[arg(long = "web.enable-rules-api", global = true)]
+    enable_rules_api: bool,
+    /// Accept federation view changes over HTTP (PUT/DELETE /api/v1/federation/{name}).
+    #[arg(long = "web.enable-federation-views-api", global = true)]
+    enable_federation_views_api: bool,
     /// Maximum time a query may take before it is aborted.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg, global = true)]
     query_timeout: Duration,
@@ -356,6 +362,14 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             "web.enable-remote-write-receiver".to_string(),
             cli.enable_remote_write_receiver.to_string(),
         ),
+        (
+            "web.enable-rules-api".to_string(),
+            cli.enable_rules_api.to_string(),
+        ),
+        (
+            "web.enable-federation-views-api".to_string(),
+            cli.enable_federation_views_api.to_string(),
+        ),
     ];
     let options = ServiceOptions {
         flags,
@@ -370,6 +384,8 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         query_timeout: cli.query_timeout,
         enable_remote_write_receiver: cli.enable_remote_write_receiver,
         dns_nameserver: cli.dns_nameserver,
+        enable_rules_api: cli.enable_rules_api,
+        enable_federation_views_api: cli.enable_federation_views_api,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -16,6 +16,7 @@ use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
 use crate::rules::file::RuleGroup;
 use crate::rules::manager::{HeadEvaluator, ManagerOptions, RuleManager};
+use crate::rules::registry::RuleRegistry;
 use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
@@ -62,6 +63,12 @@ pub struct ServiceOptions {
     /// `--discovery.dns.nameserver`: the DNS server for `dns_sd_configs` instead of
     /// the system's resolver configuration.
     pub dns_nameserver: Option<SocketAddr>,
+    /// `--web.enable-rules-api`: accept rule group changes (`PUT`/`DELETE
+    /// /api/v1/rules/…`).
+    pub enable_rules_api: bool,
+    /// `--web.enable-federation-views-api`: accept federation view changes (`PUT`/`DELETE
+    /// /api/v1/federation/…`).
+    pub enable_federation_views_api: bool,
 }
 
 /// A target that relabeling dropped, for `/api/v1/targets`.
@@ -91,6 +98,10 @@ pub struct Service {
     pub scrapes: ScrapeManager,
     /// Rule evaluation (recording and alerting rules).
     pub rules: Arc<RuleManager>,
+    /// Rule groups registered over HTTP; evaluated with the config's groups.
+    pub rule_registry: RuleRegistry,
+    /// The rule groups of the config's rule files, as last loaded.
+    config_rule_groups: RwLock<Vec<RuleGroup>>,
     /// Sends alerts to Alertmanagers.
     pub notifier: Arc<Notifier>,
     /// Service discovery for every scrape job.
@@ -128,6 +139,7 @@ impl Service {
             .map_err(|e| e.to_string())?,
         );
         head.housekeeping(now_ms());
+        let rule_registry = RuleRegistry::open(&options.storage_path)?;
         let ingester = Ingester::new(head, engine, metrics.clone());
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -159,6 +171,8 @@ impl Service {
             ingester,
             scrapes,
             rules,
+            rule_registry,
+            config_rule_groups: RwLock::new(Vec::new()),
             notifier,
             discovery,
             dropped_targets: RwLock::new(Vec::new()),
@@ -207,20 +221,34 @@ impl Service {
             .set(now_ms() as f64 / 1000.0);
     }
 
-    /// Hands the (already validated) rule groups to the rule manager, and the alerting
-    /// settings to the notifier.
+    /// Hands the (already validated) rule groups of the config's files, with the
+    /// groups registered over HTTP, to the rule manager, and the alerting settings to
+    /// the notifier.
     fn apply_rules(&self, config: &Config, groups: Vec<RuleGroup>) {
-        let external_url = format!(
-            "http://{}:{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
-            self.options.listen_address.port()
-        );
+        *self.config_rule_groups.write() = groups;
+        let external_url = self.external_url();
         self.notifier.apply(NotifierConfig {
             external_labels: config.global.external_labels.clone(),
             relabel: config.alerting.alert_relabel_configs.clone(),
             alertmanagers: config.alerting.alertmanagers.clone(),
             external_url: external_url.clone(),
         });
+        self.apply_rule_groups(config, external_url);
+    }
+
+    /// Re-applies the config's groups and the registered ones after the registry
+    /// changed; serialised with reloads. Groups that did not change keep their state
+    /// (the rule manager keeps alert state per file and group name).
+    pub async fn apply_registered_rules(&self) {
+        let _serialised = self.reload_lock.lock().await;
+        let config = self.config.read().clone();
+        let external_url = self.external_url();
+        self.apply_rule_groups(&config, external_url);
+    }
+
+    fn apply_rule_groups(&self, config: &Config, external_url: String) {
+        let mut groups = self.config_rule_groups.read().clone();
+        groups.extend(self.rule_registry.groups());
         self.rules.apply(
             groups,
             ManagerOptions {
@@ -230,6 +258,19 @@ impl Service {
                 ..ManagerOptions::default()
             },
         );
+    }
+
+    /// The config's rule files (a registered namespace may not be one of them).
+    pub fn config_rule_files(&self) -> Vec<PathBuf> {
+        self.config.read().rule_files.clone()
+    }
+
+    fn external_url(&self) -> String {
+        format!(
+            "http://{}:{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+            self.options.listen_address.port()
+        )
     }
 
     /// Resolves every job's discovered groups into targets and reconciles the scrape

@@ -2,7 +2,8 @@
 //!
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   series, labels, metadata and status ([`series`], [`status`]), the push stream
-//!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), `/api/v1/targets`
+//!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), rule groups
+//!   registered over HTTP ([`rules_admin`]), `/api/v1/targets`
 //!   ([`targets`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
 //!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
@@ -16,6 +17,7 @@ pub mod query;
 pub mod remote_write;
 pub mod response;
 pub mod rules;
+pub mod rules_admin;
 pub mod series;
 pub mod status;
 pub mod stream;
@@ -72,6 +74,16 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/rules", get(rules::rules))
+        .route(
+            "/api/v1/rules/{namespace}",
+            get(rules_admin::get_namespace).delete(rules_admin::delete_namespace),
+        )
+        .route(
+            "/api/v1/rules/{namespace}/{group}",
+            get(rules_admin::get_group)
+                .put(rules_admin::put_group)
+                .delete(rules_admin::delete_group),
+        )
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))

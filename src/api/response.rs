@@ -56,6 +56,17 @@ pub fn api_success_with_warnings(data: Value, warnings: &[&str]) -> Response {
     axum::Json(json!({ "status": "success", "data": data, "warnings": warnings })).into_response()
 }
 
+/// The answer to a write endpoint that is switched off: 403 with the `unavailable`
+/// error type (Prometheus answers a disabled admin API with that error type, a disabled
+/// lifecycle API with 403).
+pub fn api_disabled(message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({ "status": "error", "errorType": ErrorType::Unavailable.name(), "error": message })),
+    )
+        .into_response()
+}
+
 /// An error envelope.
 pub fn api_error(kind: ErrorType, message: &str) -> Response {
     (

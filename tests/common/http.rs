@@ -46,6 +46,17 @@ pub fn post(url: &str, content_type: Option<&str>, body: &[u8]) -> io::Result<Ht
     request("POST", url, content_type, body)
 }
 
+/// `method url` with extra request headers and a body of the given content type.
+pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    content_type: Option<&str>,
+    body: &[u8],
+) -> io::Result<HttpResponse> {
+    request_with_headers(method, url, headers, content_type, body)
+}
+
 /// Percent-encodes a query parameter value (everything but RFC 3986 unreserved).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -78,6 +89,16 @@ fn request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> io::Result<HttpResponse> {
+    request_with_headers(method, url, &[], content_type, body)
+}
+
+fn request_with_headers(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    content_type: Option<&str>,
+    body: &[u8],
+) -> io::Result<HttpResponse> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| invalid(format!("only http:// URLs are supported: {url}")))?;
@@ -99,6 +120,9 @@ fn request(
     );
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     if method != "GET" {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));

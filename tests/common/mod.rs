@@ -12,6 +12,7 @@
 //! Not every test file uses every helper.
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod dnsmasq;
 pub mod exporter;
 pub mod exposition;
@@ -231,6 +232,19 @@ fn spawn_peer(
     ready_path: &str,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> Peer {
+    spawn_peer_answering(name, bin, dir, ready_path, 200, args)
+}
+
+/// `spawn_peer`, ready once `GET ready_path` answers `ready_status` (401 for a peer
+/// that requires authentication everywhere).
+fn spawn_peer_answering(
+    name: &'static str,
+    bin: &Path,
+    dir: TempDir,
+    ready_path: &str,
+    ready_status: u16,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> Peer {
     let log_path = dir.path().join("output.log");
     let read_log = || fs::read_to_string(&log_path).unwrap_or_default();
     let mut last_log = String::new();
@@ -253,14 +267,14 @@ fn spawn_peer(
                 exit_status = Some(status);
                 break false;
             }
-            if matches!(http::get(&url), Ok(r) if r.status == 200) {
+            if matches!(http::get(&url), Ok(r) if r.status == ready_status) {
                 break true;
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "{name} did not answer 200 on {ready_path} within {STARTUP_TIMEOUT:?}; \
+                    "{name} did not answer {ready_status} on {ready_path} within {STARTUP_TIMEOUT:?}; \
                      its output:\n{}",
                     read_log()
                 );
@@ -359,6 +373,7 @@ pub fn combined_output(out: &Output) -> String {
 /// A running promflow on a free loopback port, with its config and data in a temp dir.
 pub struct Promflow {
     peer: Peer,
+    extra_args: Vec<String>,
 }
 
 impl std::ops::Deref for Promflow {
@@ -393,20 +408,52 @@ impl Promflow {
             .prefix("promflow-test-")
             .tempdir()
             .expect("temp dir");
-        let config_path = dir.path().join("promflow.yml");
-        fs::write(&config_path, config_yaml).expect("write promflow config");
+        fs::write(dir.path().join("promflow.yml"), config_yaml).expect("write promflow config");
         let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let mut peer = spawn_peer("promflow", &bin, dir, "/-/ready", |dir, addr| {
-            let mut args = vec![
-                format!("--config.file={}", dir.join("promflow.yml").display()),
-                format!("--web.listen-address={addr}"),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-            ];
-            args.extend(extra.iter().cloned());
-            args
-        });
+        Self::start_in(dir, extra)
+    }
+
+    /// Stops the process (SIGKILL, through its handle) and starts it again on the same
+    /// directory (config, storage) with the same flags, on a new port.
+    pub fn restart(mut self) -> Promflow {
+        let _ = self.peer.child.kill();
+        let _ = self.peer.child.wait();
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        let dir = std::mem::replace(&mut self.peer.dir, placeholder);
+        Self::start_in(dir, std::mem::take(&mut self.extra_args))
+    }
+
+    fn start_in(dir: TempDir, extra: Vec<String>) -> Promflow {
+        let bin = promflow_bin();
+        let config_path = dir.path().join("promflow.yml");
+        let args_extra = extra.clone();
+        // With a web config every endpoint requires authentication: up means 401.
+        let ready_status = if extra.iter().any(|a| a.starts_with("--web.config.file")) {
+            401
+        } else {
+            200
+        };
+        let mut peer = spawn_peer_answering(
+            "promflow",
+            &bin,
+            dir,
+            "/-/ready",
+            ready_status,
+            |dir, addr| {
+                let mut args = vec![
+                    format!("--config.file={}", dir.join("promflow.yml").display()),
+                    format!("--web.listen-address={addr}"),
+                    format!("--storage.tsdb.path={}", dir.join("data").display()),
+                ];
+                args.extend(args_extra.iter().cloned());
+                args
+            },
+        );
         peer.config_path = Some(config_path);
-        Promflow { peer }
+        Promflow {
+            peer,
+            extra_args: extra,
+        }
     }
 }
 
