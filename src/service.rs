@@ -98,6 +98,8 @@ pub struct Service {
     pub scrapes: ScrapeManager,
     /// Rule evaluation (recording and alerting rules).
     pub rules: Arc<RuleManager>,
+    /// Federation views registered over HTTP, maintained from the latest-sample table.
+    pub federation_views: crate::api::federation_views::FederationViews,
     /// Rule groups registered over HTTP; evaluated with the config's groups.
     pub rule_registry: RuleRegistry,
     /// The rule groups of the config's rule files, as last loaded.
@@ -140,6 +142,11 @@ impl Service {
         );
         head.housekeeping(now_ms());
         let rule_registry = RuleRegistry::open(&options.storage_path)?;
+        let federation_views = crate::api::federation_views::FederationViews::open(
+            &options.storage_path,
+            engine.latest().clone(),
+            options.lookback_delta.as_millis() as i64,
+        )?;
         let ingester = Ingester::new(head, engine, metrics.clone());
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -171,6 +178,7 @@ impl Service {
             ingester,
             scrapes,
             rules,
+            federation_views,
             rule_registry,
             config_rule_groups: RwLock::new(Vec::new()),
             notifier,

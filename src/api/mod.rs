@@ -3,7 +3,8 @@
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   series, labels, metadata and status ([`series`], [`status`]), the push stream
 //!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), rule groups
-//!   registered over HTTP ([`rules_admin`]), `/api/v1/targets`
+//!   registered over HTTP ([`rules_admin`]), registered federation views
+//!   ([`federation_views`]), `/api/v1/targets`
 //!   ([`targets`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
 //!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
@@ -12,6 +13,7 @@
 //! Handlers only translate HTTP to calls on the [`Service`] and back.
 
 pub mod federate;
+pub mod federation_views;
 pub mod params;
 pub mod query;
 pub mod remote_write;
@@ -64,6 +66,13 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .route("/api/v1/label/{name}/values", get(series::label_values))
         .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/federation", get(federation_views::list_views))
+        .route(
+            "/api/v1/federation/{name}",
+            get(federation_views::get_view)
+                .put(federation_views::put_view)
+                .delete(federation_views::delete_view),
+        )
         .route("/api/v1/metadata", get(status::metadata))
         .route(
             "/api/v1/query_exemplars",

@@ -18,6 +18,7 @@ pub mod exporter;
 pub mod exposition;
 pub mod http;
 pub mod moto;
+pub mod stream_client;
 
 use std::fs::{self, File};
 use std::io::Write;
