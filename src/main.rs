@@ -52,6 +52,10 @@ struct Cli {
     /// Accept samples pushed with remote write on /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver", global = true)]
     enable_remote_write_receiver: bool,
+    /// Web configuration file (Prometheus exporter-toolkit format): `basic_auth_users`
+    /// with bcrypt hashes protect every endpoint. TLS settings are not supported yet.
+    #[arg(long = "web.config.file", global = true)]
+    web_config_file: Option<PathBuf>,
     /// Accept rule group changes over HTTP (PUT/DELETE /api/v1/rules/{namespace}/{group}).
     #[arg(long = "web.enable-rules-api", global = true)]
     enable_rules_api: bool,
@@ -363,6 +367,13 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             cli.enable_remote_write_receiver.to_string(),
         ),
         (
+            "web.config.file".to_string(),
+            cli.web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
             "web.enable-rules-api".to_string(),
             cli.enable_rules_api.to_string(),
         ),
@@ -386,6 +397,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         dns_nameserver: cli.dns_nameserver,
         enable_rules_api: cli.enable_rules_api,
         enable_federation_views_api: cli.enable_federation_views_api,
+        web_config_file: cli.web_config_file,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

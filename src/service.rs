@@ -69,6 +69,8 @@ pub struct ServiceOptions {
     /// `--web.enable-federation-views-api`: accept federation view changes (`PUT`/`DELETE
     /// /api/v1/federation/…`).
     pub enable_federation_views_api: bool,
+    /// `--web.config.file`: basic authentication for every endpoint.
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// A target that relabeling dropped, for `/api/v1/targets`.
@@ -98,6 +100,8 @@ pub struct Service {
     pub scrapes: ScrapeManager,
     /// Rule evaluation (recording and alerting rules).
     pub rules: Arc<RuleManager>,
+    /// The web config file's authentication, when `--web.config.file` is given.
+    pub web_auth: Option<Arc<crate::api::auth::WebAuth>>,
     /// Federation views registered over HTTP, maintained from the latest-sample table.
     pub federation_views: crate::api::federation_views::FederationViews,
     /// Rule groups registered over HTTP; evaluated with the config's groups.
@@ -120,6 +124,10 @@ impl Service {
     /// Must be called within a tokio runtime.
     pub fn start(options: ServiceOptions) -> Result<Arc<Service>, String> {
         let (config, rule_groups) = load_config(&options).map_err(|e| e.to_string())?;
+        let web_auth = match &options.web_config_file {
+            Some(path) => Some(Arc::new(crate::api::auth::WebAuth::load(path)?)),
+            None => None,
+        };
         std::fs::create_dir_all(&options.storage_path).map_err(|e| {
             format!(
                 "creating storage directory {}: {e}",
@@ -178,6 +186,7 @@ impl Service {
             ingester,
             scrapes,
             rules,
+            web_auth,
             federation_views,
             rule_registry,
             config_rule_groups: RwLock::new(Vec::new()),

@@ -10,8 +10,10 @@
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
-//! Handlers only translate HTTP to calls on the [`Service`] and back.
+//! Every route passes [`auth`] first (basic authentication when `--web.config.file`
+//! configures users). Handlers only translate HTTP to calls on the [`Service`] and back.
 
+pub mod auth;
 pub mod federate;
 pub mod federation_views;
 pub mod params;
@@ -98,6 +100,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/write", post(remote_write::write))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            auth::require_basic_auth,
+        ))
         .with_state(service)
 }
 

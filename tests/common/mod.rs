@@ -484,6 +484,11 @@ impl Prometheus {
     /// Starts Prometheus on `config_yaml` with its TSDB in a temp dir and
     /// `--web.enable-lifecycle`; returns once `/-/ready` answers 200.
     pub fn start(config_yaml: &str) -> Prometheus {
+        Self::start_with_args(config_yaml, &[])
+    }
+
+    /// Like `start`, with extra flags (a `--web.config.file` makes "up" mean 401).
+    pub fn start_with_args(config_yaml: &str, extra_args: &[&str]) -> Prometheus {
         require_peer(PROMETHEUS_BIN, "prometheus");
         let dir = tempfile::Builder::new()
             .prefix("prometheus-test-")
@@ -491,19 +496,30 @@ impl Prometheus {
             .expect("temp dir");
         fs::write(dir.path().join("prometheus.yml"), config_yaml).expect("write config");
         let config_path = dir.path().join("prometheus.yml");
-        let mut peer = spawn_peer(
+        let ready_status = if extra_args
+            .iter()
+            .any(|a| a.starts_with("--web.config.file"))
+        {
+            401
+        } else {
+            200
+        };
+        let mut peer = spawn_peer_answering(
             "prometheus",
             Path::new(PROMETHEUS_BIN),
             dir,
             "/-/ready",
+            ready_status,
             |dir, addr| {
-                vec![
+                let mut args = vec![
                     format!("--config.file={}", dir.join("prometheus.yml").display()),
                     format!("--storage.tsdb.path={}", dir.join("data").display()),
                     format!("--web.listen-address={addr}"),
                     "--web.enable-lifecycle".to_string(),
                     "--log.level=warn".to_string(),
-                ]
+                ];
+                args.extend(extra_args.iter().map(|a| a.to_string()));
+                args
             },
         );
         peer.config_path = Some(config_path);
