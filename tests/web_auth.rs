@@ -94,6 +94,7 @@ fn every_endpoint_requires_basic_auth_as_in_prometheus() {
         "/api/v1/targets",
         "/api/v1/labels",
         "/api/v1/status/buildinfo",
+        "/no/such/page",
     ];
     for path in paths {
         for auth in credentials {

@@ -403,3 +403,93 @@ fn refuse_unless_enabled(service: &Service) -> Option<Response> {
         api_disabled("federation views API disabled: start promflow with --web.enable-federation-views-api to change views")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataflows::Labels;
+
+    fn labels(name: &str, x: &str) -> Arc<Labels> {
+        Arc::new(Labels::from_pairs(vec![
+            ("__name__".into(), name.into()),
+            ("x".into(), x.into()),
+        ]))
+    }
+
+    fn sample(name: &str, x: &str, t: i64, v: f64) -> LatestChange {
+        LatestChange::Sample(LatestEntry {
+            labels: labels(name, x),
+            timestamp_ms: t,
+            value: v,
+        })
+    }
+
+    #[test]
+    fn keeps_the_matching_series_and_forwards_only_their_changes() {
+        let table = LatestTable::new(1);
+        let view = FederationView::start(vec!["a".into()], &table, 300_000).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        view.subscribe(Arc::new(move |changes: &[LatestChange]| {
+            sink.lock().extend(changes.iter().cloned())
+        }));
+        view.apply(&[
+            sample("a", "1", 1_000, 1.0),
+            sample("a", "2", 1_000, 2.0),
+            sample("b", "1", 1_000, 3.0),
+        ]);
+        // An older sample (e.g. from the start-up snapshot) does not replace a newer one.
+        view.apply(&[sample("a", "1", 2_000, 5.0), sample("a", "1", 1_500, 4.0)]);
+        view.apply(&[LatestChange::Stale {
+            labels: labels("a", "2"),
+            timestamp_ms: 2_000,
+        }]);
+        let live = |at| {
+            let mut out = Vec::new();
+            view.for_each_live(at, |e| {
+                out.push((e.labels.get("x").unwrap().to_string(), e.value))
+            });
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        };
+        assert_eq!(live(2_000), vec![("1".to_string(), 5.0)]);
+        // Past the lookback delta nothing is live, even before an Expired change.
+        assert!(live(2_000 + 300_000).is_empty());
+        view.apply(&[LatestChange::Expired {
+            labels: labels("a", "1"),
+            timestamp_ms: 2_000,
+        }]);
+        assert!(live(2_000).is_empty());
+        let forwarded = seen.lock();
+        assert_eq!(forwarded.len(), 6, "{forwarded:?}");
+        assert!(forwarded.iter().all(|c| match c {
+            LatestChange::Sample(e) => e.labels.metric_name() == "a",
+            LatestChange::Stale { labels, .. } | LatestChange::Expired { labels, .. } =>
+                labels.metric_name() == "a",
+        }));
+    }
+
+    #[test]
+    fn a_stale_series_does_not_come_back_from_an_older_sample() {
+        let table = LatestTable::new(1);
+        let view = FederationView::start(vec!["a".into()], &table, 300_000).unwrap();
+        view.apply(&[LatestChange::Stale {
+            labels: labels("a", "1"),
+            timestamp_ms: 2_000,
+        }]);
+        view.apply(&[sample("a", "1", 1_000, 1.0)]);
+        let mut n = 0;
+        view.for_each_live(2_000, |_| n += 1);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn refuses_bad_selectors() {
+        let table = LatestTable::new(1);
+        assert!(FederationView::start(vec![], &table, 1).is_err());
+        let e = FederationView::start(vec!["a".into(), "rate(a[1m])".into()], &table, 1)
+            .err()
+            .unwrap();
+        assert!(e.contains("\"rate(a[1m])\""), "{e}");
+    }
+}

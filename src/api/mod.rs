@@ -100,6 +100,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/write", post(remote_write::write))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
+        // Before the auth layer, so unknown paths require authentication too.
+        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             service.clone(),
             auth::require_basic_auth,
@@ -118,6 +120,11 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
     });
     body.push_str(&head.render_metrics());
     ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
+}
+
+/// Go's `http.NotFound`, as Prometheus answers an unknown path.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
 }
 
 async fn healthy() -> &'static str {
