@@ -185,7 +185,7 @@ fn fan_out(
 
 fn main() {
     let targets = env_or("RULES_API_TARGETS", 2);
-    let rounds = env_or("RULES_API_ROUNDS", 10);
+    let rounds = env_or("RULES_API_ROUNDS", 30);
     let consumers = env_or("RULES_API_CONSUMERS", 100);
     let seconds = env_or("RULES_API_SECONDS", 10) as u64;
 
@@ -275,7 +275,8 @@ fn main() {
         move |n, d, s| consume(addr.clone(), path.clone(), n, d, s)
     };
     let (events, cpu, dropped) = fan_out(promflow.pid(), consumers, seconds, work);
-    let expected = (targets * series * consumers) as f64;
+    // Each scrape also writes `up` and the four other scrape series.
+    let expected = (targets * (series + 5) * consumers) as f64;
     println!(
         "{:>40}: {events:>9.0} events/s ({:.0}% of {expected:.0} new samples/s x consumers), {cpu:.2} CPU-s/s, {dropped} consumers dropped",
         "promflow stream, match[] per request",
