@@ -76,19 +76,7 @@ pub async fn delete_group(
     State(service): State<Arc<Service>>,
     Path((namespace, group)): Path<(String, String)>,
 ) -> Response {
-    if let Some(refused) = refuse_unless_enabled(&service) {
-        return refused;
-    }
-    let firing = firing_alerts(&service, &namespace, Some(&group));
-    match service.rule_registry.delete_group(&namespace, &group) {
-        Ok(true) => {
-            service.apply_registered_rules().await;
-            send_resolved(&service, firing);
-            accepted()
-        }
-        Ok(false) => api_error(ErrorType::NotFound, "group does not exist"),
-        Err(e) => api_error(ErrorType::Internal, &e),
-    }
+    delete(&service, &namespace, Some(&group)).await
 }
 
 /// `DELETE /api/v1/rules/{namespace}`.
@@ -96,16 +84,26 @@ pub async fn delete_namespace(
     State(service): State<Arc<Service>>,
     Path(namespace): Path<String>,
 ) -> Response {
-    if let Some(refused) = refuse_unless_enabled(&service) {
+    delete(&service, &namespace, None).await
+}
+
+/// Removes one group of `namespace`, or all of them; resolves their firing alerts.
+async fn delete(service: &Service, namespace: &str, group: Option<&str>) -> Response {
+    if let Some(refused) = refuse_unless_enabled(service) {
         return refused;
     }
-    let firing = firing_alerts(&service, &namespace, None);
-    match service.rule_registry.delete_namespace(&namespace) {
+    let firing = firing_alerts(service, namespace, group);
+    let removed = match group {
+        Some(group) => service.rule_registry.delete_group(namespace, group),
+        None => service.rule_registry.delete_namespace(namespace),
+    };
+    match removed {
         Ok(true) => {
             service.apply_registered_rules().await;
-            send_resolved(&service, firing);
+            send_resolved(service, firing);
             accepted()
         }
+        Ok(false) if group.is_some() => api_error(ErrorType::NotFound, "group does not exist"),
         Ok(false) => api_error(ErrorType::NotFound, "namespace does not exist"),
         Err(e) => api_error(ErrorType::Internal, &e),
     }

@@ -46,17 +46,6 @@ pub fn post(url: &str, content_type: Option<&str>, body: &[u8]) -> io::Result<Ht
     request("POST", url, content_type, body)
 }
 
-/// `method url` with extra request headers and a body of the given content type.
-pub fn send(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    content_type: Option<&str>,
-    body: &[u8],
-) -> io::Result<HttpResponse> {
-    request_with_headers(method, url, headers, content_type, body)
-}
-
 /// Percent-encodes a query parameter value (everything but RFC 3986 unreserved).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -89,10 +78,11 @@ fn request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> io::Result<HttpResponse> {
-    request_with_headers(method, url, &[], content_type, body)
+    send(method, url, &[], content_type, body)
 }
 
-fn request_with_headers(
+/// `method url` with extra request headers and a body of the given content type.
+pub fn send(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
