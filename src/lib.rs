@@ -18,4 +18,5 @@ pub mod rules;
 pub mod scrape;
 pub mod selfmetrics;
 pub mod service;
+pub mod state_file;
 pub mod storage;

@@ -53,6 +53,16 @@ struct Cli {
     /// Accept samples pushed with remote write on /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver", global = true)]
     enable_remote_write_receiver: bool,
+    /// Web configuration file (Prometheus exporter-toolkit format): `basic_auth_users`
+    /// with bcrypt hashes protect every endpoint. TLS settings are not supported yet.
+    #[arg(long = "web.config.file", global = true)]
+    web_config_file: Option<PathBuf>,
+    /// Accept rule group changes over HTTP (PUT/DELETE /api/v1/rules/{namespace}/{group}).
+    #[arg(long = "web.enable-rules-api", global = true)]
+    enable_rules_api: bool,
+    /// Accept federation view changes over HTTP (PUT/DELETE /api/v1/federation/{name}).
+    #[arg(long = "web.enable-federation-views-api", global = true)]
+    enable_federation_views_api: bool,
     /// Maximum time a query may take before it is aborted.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg, global = true)]
     query_timeout: Duration,
@@ -413,6 +423,13 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_default(),
         ),
         (
+            "web.config.file".to_string(),
+            cli.web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
             "web.external-url".to_string(),
             cli.external_url.clone().unwrap_or_default(),
         ),
@@ -431,6 +448,14 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         (
             "rules.alert.for-grace-period".to_string(),
             format_duration(cli.for_grace_period),
+        ),
+        (
+            "web.enable-rules-api".to_string(),
+            cli.enable_rules_api.to_string(),
+        ),
+        (
+            "web.enable-federation-views-api".to_string(),
+            cli.enable_federation_views_api.to_string(),
         ),
     ];
     let options = ServiceOptions {
@@ -453,6 +478,9 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             for_outage_tolerance: cli.for_outage_tolerance,
             for_grace_period: cli.for_grace_period,
         },
+        enable_rules_api: cli.enable_rules_api,
+        enable_federation_views_api: cli.enable_federation_views_api,
+        web_config_file: cli.web_config_file,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

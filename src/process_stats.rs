@@ -1,4 +1,5 @@
-//! Process CPU, memory and file descriptors, read from Linux's `/proc/self`.
+//! Process CPU, memory and file descriptors, read from Linux's `/proc/self` (or
+//! `/proc/<pid>` of another process, for benchmarks).
 //!
 //! Values are 0 where `/proc` is not available; the metrics still render.
 
@@ -24,8 +25,13 @@ const PAGE_SIZE: f64 = 4096.0;
 
 /// Reads the current values.
 pub fn read() -> ProcessStats {
+    read_process("self")
+}
+
+/// Reads the current values of process `pid` (`"self"` for this one).
+pub fn read_process(pid: &str) -> ProcessStats {
     let mut stats = ProcessStats::default();
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Fields after the command name, which is in parentheses and may hold spaces.
         if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
             let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -51,7 +57,7 @@ pub fn read() -> ProcessStats {
             stats.start_time_seconds = boot_time + field(19) / CLOCK_TICKS_PER_SECOND;
         }
     }
-    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
         stats.open_fds = dir.count() as f64;
     }
     stats

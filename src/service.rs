@@ -21,6 +21,7 @@ use crate::rules::file::RuleGroup;
 use crate::rules::manager::{
     EvaluationMode, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
 };
+use crate::rules::registry::RuleRegistry;
 use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
@@ -72,6 +73,14 @@ pub struct ServiceOptions {
     pub alertmanager_config_file: Option<PathBuf>,
     /// Rule evaluation and alerting flags.
     pub alerting: AlertingFlags,
+    /// `--web.enable-rules-api`: accept rule group changes (`PUT`/`DELETE
+    /// /api/v1/rules/…`).
+    pub enable_rules_api: bool,
+    /// `--web.enable-federation-views-api`: accept federation view changes (`PUT`/`DELETE
+    /// /api/v1/federation/…`).
+    pub enable_federation_views_api: bool,
+    /// `--web.config.file`: basic authentication for every endpoint.
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// Rule evaluation and alerting flags.
@@ -141,6 +150,14 @@ pub struct Service {
     pub scrapes: ScrapeManager,
     /// Rule evaluation (recording and alerting rules).
     pub rules: Arc<RuleManager>,
+    /// The web config file's authentication, when `--web.config.file` is given.
+    pub web_auth: Option<Arc<crate::api::auth::WebAuth>>,
+    /// Federation views registered over HTTP, maintained from the latest-sample table.
+    pub federation_views: crate::api::federation_views::FederationViews,
+    /// Rule groups registered over HTTP; evaluated with the config's groups.
+    pub rule_registry: RuleRegistry,
+    /// The rule groups of the config's rule files, as last loaded.
+    config_rule_groups: RwLock<Vec<RuleGroup>>,
     /// Sends alerts to Alertmanagers.
     pub notifier: Arc<Notifier>,
     /// The built-in notifier (`--alertmanager.config.file`).
@@ -162,6 +179,10 @@ impl Service {
     pub fn start(options: ServiceOptions) -> Result<Arc<Service>, String> {
         let (config, rule_groups) = load_config(&options).map_err(|e| e.to_string())?;
         let notify_config = load_notify_config(&options).map_err(|e| e.to_string())?;
+        let web_auth = match &options.web_config_file {
+            Some(path) => Some(Arc::new(crate::api::auth::WebAuth::load(path)?)),
+            None => None,
+        };
         std::fs::create_dir_all(&options.storage_path).map_err(|e| {
             format!(
                 "creating storage directory {}: {e}",
@@ -183,6 +204,12 @@ impl Service {
             .map_err(|e| e.to_string())?,
         );
         head.housekeeping(now_ms());
+        let rule_registry = RuleRegistry::open(&options.storage_path)?;
+        let federation_views = crate::api::federation_views::FederationViews::open(
+            &options.storage_path,
+            engine.latest().clone(),
+            options.lookback_delta.as_millis() as i64,
+        )?;
         let ingester = Ingester::new(head, engine, metrics.clone());
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -233,6 +260,10 @@ impl Service {
             ingester,
             scrapes,
             rules,
+            web_auth,
+            federation_views,
+            rule_registry,
+            config_rule_groups: RwLock::new(Vec::new()),
             notifier,
             builtin_notifier,
             alert_sink,
@@ -290,20 +321,17 @@ impl Service {
             .set(now_ms() as f64 / 1000.0);
     }
 
-    /// Hands the (already validated) rule groups to the rule manager, and the alerting
-    /// settings to the notifier.
+    /// Hands the (already validated) rule groups of the config's files, with the
+    /// groups registered over HTTP, to the rule manager, and the alerting settings to
+    /// the notifiers.
     fn apply_rules(
         &self,
         config: &Config,
         groups: Vec<RuleGroup>,
         notify_config: Option<NotifyConfig>,
     ) {
-        // Rules registered in the dataflow start at its watermark, their windows seeded
-        // from storage up to there: bring it to now (as far as scrapes in flight allow),
-        // not the epoch of a fresh engine.
-        self.ingester.advance_watermark();
-        let flags = &self.options.alerting;
-        let external_url = flags.external_url(self.options.listen_address);
+        *self.config_rule_groups.write() = groups;
+        let external_url = self.external_url();
         let notifier_config = NotifierConfig {
             external_labels: config.global.external_labels.clone(),
             relabel: config.alerting.alert_relabel_configs.clone(),
@@ -313,6 +341,27 @@ impl Service {
         *self.alert_sink.config.lock() = notifier_config.clone();
         self.notifier.apply(notifier_config);
         self.builtin_notifier.apply(notify_config, &external_url);
+        self.apply_rule_groups(config, external_url);
+    }
+
+    /// Re-applies the config's groups and the registered ones after the registry
+    /// changed; serialised with reloads. Groups that did not change keep their state
+    /// (the rule manager keeps alert state per file and group name).
+    pub async fn apply_registered_rules(&self) {
+        let _serialised = self.reload_lock.lock().await;
+        let config = self.config.read().clone();
+        let external_url = self.external_url();
+        self.apply_rule_groups(&config, external_url);
+    }
+
+    fn apply_rule_groups(&self, config: &Config, external_url: String) {
+        // Rules registered in the dataflow start at its watermark, their windows seeded
+        // from storage up to there: bring it to now (as far as scrapes in flight allow),
+        // not the epoch of a fresh engine.
+        self.ingester.advance_watermark();
+        let flags = &self.options.alerting;
+        let mut groups = self.config_rule_groups.read().clone();
+        groups.extend(self.rule_registry.groups());
         self.rules.apply(
             groups,
             ManagerOptions {
@@ -325,6 +374,18 @@ impl Service {
                 ..ManagerOptions::default()
             },
         );
+    }
+
+    /// The config's rule files (a registered namespace may not be one of them).
+    pub fn config_rule_files(&self) -> Vec<PathBuf> {
+        self.config.read().rule_files.clone()
+    }
+
+    /// `--web.external-url`, or `http://<hostname>:<port>` like Prometheus.
+    fn external_url(&self) -> String {
+        self.options
+            .alerting
+            .external_url(self.options.listen_address)
     }
 
     /// Resolves every job's discovered groups into targets and reconciles the scrape

@@ -4,10 +4,9 @@
 mod common;
 
 use common::exporter::{Exporter, Reply};
+use common::stream_client::StreamClient;
 use common::{wait_until, Promflow};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn config(exporter: &Exporter, interval: &str) -> String {
@@ -15,69 +14,6 @@ fn config(exporter: &Exporter, interval: &str) -> String {
         "global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n  external_labels:\n    site: s1\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
         exporter.addr()
     )
-}
-
-/// A streaming client: sends the request and decodes the chunked body into lines.
-struct StreamClient {
-    reader: BufReader<TcpStream>,
-    pending: String,
-}
-
-impl StreamClient {
-    fn open(promflow: &Promflow, matcher: &str, accept: &str) -> StreamClient {
-        let mut socket = TcpStream::connect(promflow.addr()).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let path = common::http::with_query("/api/v1/stream", &[("match[]", matcher)]);
-        write!(
-            socket,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n\r\n"
-        )
-        .unwrap();
-        let mut reader = BufReader::new(socket);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            assert!(!line.is_empty(), "connection closed in the headers");
-        }
-        StreamClient {
-            reader,
-            pending: String::new(),
-        }
-    }
-
-    /// The next complete line of the body, or `None` at its end.
-    fn next_line(&mut self) -> Option<String> {
-        loop {
-            if let Some(i) = self.pending.find('\n') {
-                let line = self.pending[..i].to_string();
-                self.pending.drain(..=i);
-                return Some(line);
-            }
-            let mut size = String::new();
-            if self.reader.read_line(&mut size).ok()? == 0 {
-                return None;
-            }
-            let size = usize::from_str_radix(size.trim(), 16).ok()?;
-            if size == 0 {
-                return None;
-            }
-            let mut chunk = vec![0u8; size + 2];
-            self.reader.read_exact(&mut chunk).ok()?;
-            self.pending
-                .push_str(std::str::from_utf8(&chunk[..size]).unwrap());
-        }
-    }
-
-    fn next_event(&mut self) -> Option<Value> {
-        let line = self.next_line()?;
-        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad event {line:?}: {e}")))
-    }
 }
 
 fn named<'a>(e: &'a Value, name: &str) -> Option<&'a Value> {

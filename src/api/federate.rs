@@ -5,6 +5,9 @@
 //! included if its newest sample lies within the lookback delta of now and is not a
 //! stale marker. Output is grouped by metric name with `# TYPE <name> untyped` lines,
 //! external labels are added where the series lacks them, gzip when asked.
+//!
+//! `?view=name` (instead of `match[]`) serves a registered federation view's maintained
+//! output ([`crate::api::federation_views`]), with no per-request filtering.
 
 use crate::api::text_format::{write_sample, write_type};
 use crate::api::TEXT_FORMAT_CONTENT_TYPE;
@@ -76,16 +79,38 @@ pub async fn federate(
     let external_labels = service.config.read().global.external_labels.clone();
     let lookback_ms = service.options.lookback_delta.as_millis() as i64;
     let mut rows: HashMap<u64, (Arc<Labels>, i64, f64)> = HashMap::new();
-    service
-        .ingester
-        .engine()
-        .latest()
-        .for_each_live(now_ms(), lookback_ms, |entry| {
-            if selectors.iter().any(|s| s.matches(&entry.labels)) {
-                rows.entry(entry.labels.hash())
-                    .or_insert_with(|| (entry.labels.clone(), entry.timestamp_ms, entry.value));
+    let mut add = |entry: &dataflows::LatestEntry| {
+        rows.entry(entry.labels.hash())
+            .or_insert_with(|| (entry.labels.clone(), entry.timestamp_ms, entry.value));
+    };
+    match params.iter().find(|(name, _)| name == "view") {
+        Some(_) if !selectors.is_empty() => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "give either view or match[], not both\n",
+            )
+                .into_response()
+        }
+        Some((_, name)) => match service.federation_views.get(name) {
+            Some(view) => view.for_each_live(now_ms(), add),
+            None => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    format!("no federation view {name:?}\n"),
+                )
+                    .into_response()
             }
-        });
+        },
+        None => service
+            .ingester
+            .engine()
+            .latest()
+            .for_each_live(now_ms(), lookback_ms, |entry| {
+                if selectors.iter().any(|s| s.matches(&entry.labels)) {
+                    add(entry);
+                }
+            }),
+    }
     let mut rows: Vec<(Arc<Labels>, i64, f64)> = rows.into_values().collect();
     rows.sort_by(|a, b| {
         a.0.metric_name()

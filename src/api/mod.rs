@@ -2,22 +2,28 @@
 //!
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   series, labels, metadata and status ([`series`], [`status`]), the push stream
-//!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), `/api/v1/targets`
-//!   ([`targets`]), Alertmanager's v2 alerts and silences for the built-in notifier
-//!   ([`alertmanager`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
+//!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), rule groups
+//!   registered over HTTP ([`rules_admin`]), registered federation views
+//!   ([`federation_views`]), `/api/v1/targets` ([`targets`]), Alertmanager's v2 alerts
+//!   and silences for the built-in notifier ([`alertmanager`]), `/metrics`,
+//!   `/-/healthy`, `/-/ready`, `/-/reload`, and a small
 //!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
-//! Handlers only translate HTTP to calls on the [`Service`] and back.
+//! Every route passes [`auth`] first (basic authentication when `--web.config.file`
+//! configures users). Handlers only translate HTTP to calls on the [`Service`] and back.
 
 pub mod alertmanager;
+pub mod auth;
 pub mod federate;
+pub mod federation_views;
 pub mod params;
 pub mod query;
 pub mod remote_write;
 pub mod response;
 pub mod rules;
+pub mod rules_admin;
 pub mod series;
 pub mod status;
 pub mod stream;
@@ -64,6 +70,13 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .route("/api/v1/label/{name}/values", get(series::label_values))
         .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/federation", get(federation_views::list_views))
+        .route(
+            "/api/v1/federation/{name}",
+            get(federation_views::get_view)
+                .put(federation_views::put_view)
+                .delete(federation_views::delete_view),
+        )
         .route("/api/v1/metadata", get(status::metadata))
         .route(
             "/api/v1/query_exemplars",
@@ -74,6 +87,16 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/rules", get(rules::rules))
+        .route(
+            "/api/v1/rules/{namespace}",
+            get(rules_admin::get_namespace).delete(rules_admin::delete_namespace),
+        )
+        .route(
+            "/api/v1/rules/{namespace}/{group}",
+            get(rules_admin::get_group)
+                .put(rules_admin::put_group)
+                .delete(rules_admin::delete_group),
+        )
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))
@@ -91,6 +114,12 @@ pub fn router(service: Arc<Service>) -> Router {
             "/api/v2/silence/{id}",
             get(alertmanager::get_silence).delete(alertmanager::delete_silence),
         )
+        // Before the auth layer, so unknown paths require authentication too.
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            auth::require_basic_auth,
+        ))
         .with_state(service)
 }
 
@@ -108,6 +137,11 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
         body.push_str(&service.builtin_notifier.metrics.render());
     }
     ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
+}
+
+/// Go's `http.NotFound`, as Prometheus answers an unknown path.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
 }
 
 async fn healthy() -> &'static str {

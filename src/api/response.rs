@@ -69,6 +69,17 @@ pub fn api_success_annotated(data: Value, warnings: &[String], infos: &[String])
     axum::Json(body).into_response()
 }
 
+/// The answer to a write endpoint that is switched off: 403 with the `unavailable`
+/// error type (Prometheus answers a disabled admin API with that error type, a disabled
+/// lifecycle API with 403).
+pub fn api_disabled(message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({ "status": "error", "errorType": ErrorType::Unavailable.name(), "error": message })),
+    )
+        .into_response()
+}
+
 /// An error envelope.
 pub fn api_error(kind: ErrorType, message: &str) -> Response {
     (

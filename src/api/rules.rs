@@ -2,7 +2,10 @@
 //!
 //! Both read the rule manager's state; `type=alert|record` filters rules. Alert values
 //! are formatted like Prometheus (`strconv.FormatFloat(v, 'e', -1, 64)`), times as
-//! RFC 3339.
+//! RFC 3339. Groups of the config's rule files and groups registered over HTTP are
+//! listed together; each group has `origin`: `file`, or `api` (its `file` is then its
+//! namespace). Asked for `application/yaml`, `/api/v1/rules` answers the registered
+//! groups' definitions instead ([`crate::api::rules_admin`]).
 
 use crate::alerting::state::{Alert, AlertState};
 use crate::api::params::Params;
@@ -11,6 +14,7 @@ use crate::api::response::{api_error, api_success, ErrorType};
 use crate::rules::file::RuleKind;
 use crate::service::Service;
 use axum::extract::State;
+use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
@@ -54,7 +58,18 @@ fn alert_json(a: &Alert) -> Json {
 }
 
 /// `GET /api/v1/rules`.
-pub async fn rules(State(service): State<Arc<Service>>, params: Params) -> Response {
+pub async fn rules(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
+    let wants_yaml = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/yaml"));
+    if wants_yaml {
+        return crate::api::rules_admin::get_all(&service);
+    }
     let filter = match params.get("type") {
         None | Some("") => None,
         Some("alert") => Some(RuleKind::Alerting),
@@ -107,9 +122,18 @@ pub async fn rules(State(service): State<Arc<Service>>, params: Params) -> Respo
                 j
             })
             .collect();
+        let origin = if service
+            .rule_registry
+            .is_registered(&g.group.file, &g.group.name)
+        {
+            "api"
+        } else {
+            "file"
+        };
         json!({
             "name": g.group.name,
             "file": g.group.file.display().to_string(),
+            "origin": origin,
             "rules": rules,
             "interval": g.interval.as_secs_f64(),
             "limit": g.group.limit,

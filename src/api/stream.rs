@@ -11,8 +11,13 @@
 //! consumer whose queue is full is dropped, after a final `{"type":"dropped"}` event,
 //! instead of growing the server's memory. The stream reads the same maintained table
 //! that serves `/federate` (`dataflows::LatestTable`), through its change feed.
+//!
+//! `?view=name` (instead of `match[]`) streams a registered federation view
+//! ([`crate::api::federation_views`]): its snapshot and changes come already filtered,
+//! and the stream ends when the view is deleted.
 
 use crate::api::federate::parse_selector;
+use crate::api::federation_views::FederationView;
 use crate::api::params::Params;
 use crate::api::query::format_value;
 use crate::api::response::{api_error, ErrorType};
@@ -22,7 +27,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use dataflows::{Labels, LatestChange, LatestTable, Selector};
+use dataflows::{ChangeListener, Labels, LatestChange, LatestEntry, LatestTable, Selector};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,15 +55,25 @@ pub async fn stream(
             }
         }
     }
-    if selectors.is_empty() {
-        return api_error(ErrorType::BadData, "no match[] parameter provided");
-    }
+    let source = match (params.get("view"), selectors.is_empty()) {
+        (Some(_), false) => {
+            return api_error(ErrorType::BadData, "give either view or match[], not both")
+        }
+        (Some(name), true) => match service.federation_views.get(name) {
+            Some(view) => Source::View(view),
+            None => return api_error(ErrorType::NotFound, &format!("no federation view {name:?}")),
+        },
+        (None, true) => return api_error(ErrorType::BadData, "no match[] parameter provided"),
+        (None, false) => Source::Table {
+            table: service.ingester.engine().latest().clone(),
+            selectors,
+        },
+    };
     let sse = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     let external = service.config.read().global.external_labels.clone();
-    let table = service.ingester.engine().latest().clone();
     let (events, receiver) = mpsc::channel::<Value>(QUEUE_EVENTS);
     let overflowed = Arc::new(AtomicBool::new(false));
 
@@ -68,10 +83,10 @@ pub async fn stream(
         let (events, overflowed, selectors, external) = (
             events.clone(),
             overflowed.clone(),
-            selectors.clone(),
+            source.selectors().to_vec(),
             external.clone(),
         );
-        table.subscribe(Arc::new(move |changes: &[LatestChange]| {
+        source.subscribe(Arc::new(move |changes: &[LatestChange]| {
             if overflowed.load(Ordering::Relaxed) {
                 return;
             }
@@ -87,7 +102,8 @@ pub async fn stream(
                         timestamp_ms,
                     } => ("expired", labels, *timestamp_ms, None),
                 };
-                if !selectors.iter().any(|s| s.matches(labels)) {
+                // A view's changes come filtered already (`selectors` is empty).
+                if !selectors.is_empty() && !selectors.iter().any(|s| s.matches(labels)) {
                     continue;
                 }
                 if events
@@ -102,16 +118,14 @@ pub async fn stream(
     };
     let lookback_ms = service.options.lookback_delta.as_millis() as i64;
     let mut snapshot = Vec::new();
-    table.for_each_live(now_ms(), lookback_ms, |e| {
-        if selectors.iter().any(|s: &Selector| s.matches(&e.labels)) {
-            snapshot.push(event(
-                "sample",
-                &e.labels,
-                &external,
-                e.timestamp_ms,
-                Some(e.value),
-            ));
-        }
+    source.for_each_live(now_ms(), lookback_ms, |e| {
+        snapshot.push(event(
+            "sample",
+            &e.labels,
+            &external,
+            e.timestamp_ms,
+            Some(e.value),
+        ));
     });
     drop(events);
 
@@ -121,7 +135,7 @@ pub async fn stream(
         overflowed,
         done: false,
         _subscription: Subscription {
-            table,
+            source,
             id: subscription,
         },
         sse,
@@ -145,15 +159,61 @@ pub async fn stream(
         .into_response()
 }
 
+/// Where a stream's events come from: the latest-sample table filtered by the
+/// request's selectors, or a registered view's maintained output.
+enum Source {
+    Table {
+        table: LatestTable,
+        selectors: Vec<Selector>,
+    },
+    View(Arc<FederationView>),
+}
+
+impl Source {
+    /// The selectors the stream must apply itself (none for a view).
+    fn selectors(&self) -> &[Selector] {
+        match self {
+            Source::Table { selectors, .. } => selectors,
+            Source::View(_) => &[],
+        }
+    }
+
+    fn subscribe(&self, listener: ChangeListener) -> u64 {
+        match self {
+            Source::Table { table, .. } => table.subscribe(listener),
+            Source::View(view) => view.subscribe(listener),
+        }
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        match self {
+            Source::Table { table, .. } => table.unsubscribe(id),
+            Source::View(view) => view.unsubscribe(id),
+        }
+    }
+
+    /// The live series the stream starts with.
+    fn for_each_live(&self, at_ms: i64, lookback_ms: i64, mut visit: impl FnMut(&LatestEntry)) {
+        match self {
+            Source::Table { table, selectors } => table.for_each_live(at_ms, lookback_ms, |e| {
+                if selectors.iter().any(|s| s.matches(&e.labels)) {
+                    visit(e);
+                }
+            }),
+            Source::View(view) => view.for_each_live(at_ms, visit),
+        }
+    }
+}
+
 /// Unsubscribes when the stream is dropped (client gone or consumer dropped).
 struct Subscription {
-    table: LatestTable,
+    source: Source,
     id: u64,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.table.unsubscribe(self.id);
+        self.source.unsubscribe(self.id);
     }
 }
 

@@ -1,7 +1,9 @@
-//! Rules: rule files ([`file`]), the manager that evaluates rule groups, and the
-//! restore of alert state after a restart ([`restore`]).
+//! Rules: rule files ([`file`]), groups registered over HTTP ([`registry`]), the
+//! manager that evaluates rule groups, and the restore of alert state after a restart
+//! ([`restore`]).
 
 pub mod file;
 pub mod manager;
+pub mod registry;
 pub mod restore;
 pub mod unittest;

@@ -83,6 +83,17 @@ fn request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> io::Result<HttpResponse> {
+    send(method, url, &[], content_type, body)
+}
+
+/// `method url` with extra request headers and a body of the given content type.
+pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    content_type: Option<&str>,
+    body: &[u8],
+) -> io::Result<HttpResponse> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| invalid(format!("only http:// URLs are supported: {url}")))?;
@@ -104,6 +115,9 @@ fn request(
     );
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
     }
     if method != "GET" {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));

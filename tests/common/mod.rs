@@ -19,6 +19,7 @@ pub mod exposition;
 pub mod http;
 pub mod moto;
 pub mod receiver;
+pub mod stream_client;
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -233,7 +234,20 @@ fn spawn_peer(
     ready_path: &str,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> Peer {
-    let (child, addr) = launch(name, bin, dir.path(), ready_path, args);
+    spawn_peer_answering(name, bin, dir, ready_path, 200, args)
+}
+
+/// `spawn_peer`, ready once `GET ready_path` answers `ready_status` (401 for a peer
+/// that requires authentication everywhere).
+fn spawn_peer_answering(
+    name: &'static str,
+    bin: &Path,
+    dir: TempDir,
+    ready_path: &str,
+    ready_status: u16,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> Peer {
+    let (child, addr) = launch(name, bin, dir.path(), ready_path, ready_status, args);
     Peer {
         name,
         child,
@@ -245,12 +259,13 @@ fn spawn_peer(
 }
 
 /// Starts `bin` in `dir` (see [`spawn_peer`]) and returns its child and address once
-/// ready.
+/// `GET ready_path` answers `ready_status`.
 fn launch(
     name: &'static str,
     bin: &Path,
     dir: &Path,
     ready_path: &str,
+    ready_status: u16,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> (Child, SocketAddr) {
     let log_path = dir.join("output.log");
@@ -275,14 +290,14 @@ fn launch(
                 exit_status = Some(status);
                 break false;
             }
-            if matches!(http::get(&url), Ok(r) if r.status == 200) {
+            if matches!(http::get(&url), Ok(r) if r.status == ready_status) {
                 break true;
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "{name} did not answer 200 on {ready_path} within {STARTUP_TIMEOUT:?}; \
+                    "{name} did not answer {ready_status} on {ready_path} within {STARTUP_TIMEOUT:?}; \
                      its output:\n{}",
                     read_log()
                 );
@@ -412,14 +427,25 @@ impl Promflow {
         let config_path = dir.path().join("promflow.yml");
         fs::write(&config_path, config_yaml).expect("write promflow config");
         let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let mut peer = spawn_peer("promflow", &bin, dir, "/-/ready", |dir, addr| {
-            promflow_args(dir, addr, &extra)
-        });
+        let mut peer = spawn_peer_answering(
+            "promflow",
+            &bin,
+            dir,
+            "/-/ready",
+            ready_status(&extra),
+            |dir, addr| promflow_args(dir, addr, &extra),
+        );
         peer.config_path = Some(config_path);
         Promflow {
             peer,
             extra_args: extra,
         }
+    }
+
+    /// [`Promflow::kill_and_restart`], by value.
+    pub fn restart(mut self) -> Promflow {
+        self.kill_and_restart();
+        self
     }
 
     /// Kills promflow with SIGKILL (its own child handle) and starts it again on the
@@ -434,11 +460,25 @@ impl Promflow {
             dir.join("output-before-restart.log"),
         );
         let extra = self.extra_args.clone();
-        let (child, addr) = launch("promflow", &promflow_bin(), &dir, "/-/ready", |d, a| {
-            promflow_args(d, a, &extra)
-        });
+        let (child, addr) = launch(
+            "promflow",
+            &promflow_bin(),
+            &dir,
+            "/-/ready",
+            ready_status(&extra),
+            |d, a| promflow_args(d, a, &extra),
+        );
         self.peer.child = child;
         self.peer.addr = addr;
+    }
+}
+
+/// What "up" answers: 401 when a web config requires authentication everywhere.
+fn ready_status(args: &[String]) -> u16 {
+    if args.iter().any(|a| a.starts_with("--web.config.file")) {
+        401
+    } else {
+        200
     }
 }
 
@@ -478,6 +518,11 @@ impl Prometheus {
     /// Starts Prometheus on `config_yaml` with its TSDB in a temp dir and
     /// `--web.enable-lifecycle`; returns once `/-/ready` answers 200.
     pub fn start(config_yaml: &str) -> Prometheus {
+        Self::start_with_args(config_yaml, &[])
+    }
+
+    /// Like `start`, with extra flags (a `--web.config.file` makes "up" mean 401).
+    pub fn start_with_args(config_yaml: &str, extra_args: &[&str]) -> Prometheus {
         require_peer(PROMETHEUS_BIN, "prometheus");
         let dir = tempfile::Builder::new()
             .prefix("prometheus-test-")
@@ -485,19 +530,23 @@ impl Prometheus {
             .expect("temp dir");
         fs::write(dir.path().join("prometheus.yml"), config_yaml).expect("write config");
         let config_path = dir.path().join("prometheus.yml");
-        let mut peer = spawn_peer(
+        let extra: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let mut peer = spawn_peer_answering(
             "prometheus",
             Path::new(PROMETHEUS_BIN),
             dir,
             "/-/ready",
+            ready_status(&extra),
             |dir, addr| {
-                vec![
+                let mut args = vec![
                     format!("--config.file={}", dir.join("prometheus.yml").display()),
                     format!("--storage.tsdb.path={}", dir.join("data").display()),
                     format!("--web.listen-address={addr}"),
                     "--web.enable-lifecycle".to_string(),
                     "--log.level=warn".to_string(),
-                ]
+                ];
+                args.extend(extra.iter().cloned());
+                args
             },
         );
         peer.config_path = Some(config_path);

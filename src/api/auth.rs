@@ -1,0 +1,258 @@
+//! `--web.config.file`: the web configuration file in the format of Prometheus's
+//! exporter-toolkit, and the HTTP basic authentication it asks for.
+//!
+//! Owns: reading and validating the file ([`WebConfig::parse`]): `basic_auth_users`
+//! (user → bcrypt hash) is supported; `tls_server_config` with settings is refused as
+//! not supported yet (an empty one is accepted, as it means plain HTTP);
+//! `http_server_config` accepts `http2` only (promflow serves HTTP/1.1 either way);
+//! unknown fields are errors, as in exporter-toolkit. And the middleware
+//! ([`require_basic_auth`]): when users are configured, every endpoint requires valid
+//! credentials, as in Prometheus — otherwise `401 Unauthorized` with
+//! `WWW-Authenticate: Basic`, the body and headers Prometheus answers.
+//!
+//! Like exporter-toolkit, the file is re-read when it changes (checked on each request
+//! by its modification time), so passwords rotate without a restart; a changed file
+//! that no longer validates is logged and the previous one stays in force. bcrypt is
+//! slow on purpose: a verified (user, password, hash) is cached, and an unknown user
+//! still costs one bcrypt verification, so timing does not tell which users exist.
+
+use crate::service::Service;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Verified credentials kept at most; the cache is emptied when full.
+const CACHE_ENTRIES: usize = 1024;
+
+/// A hash checked against when the user does not exist (`bcrypt("", 10)`).
+const DUMMY_HASH: &str = "$2b$10$QoXgAgf31f4qr9oulmtuZOFQLF6HLy/1HXYvjVLdYJIiM/iBmdG52";
+
+/// The validated file.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WebConfig {
+    /// User → bcrypt hash. Empty: no authentication.
+    pub basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    #[serde(default)]
+    tls_server_config: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    http_server_config: Option<RawHttpServerConfig>,
+    #[serde(default)]
+    basic_auth_users: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttpServerConfig {
+    #[serde(default)]
+    #[allow(dead_code)]
+    http2: Option<bool>,
+}
+
+impl WebConfig {
+    /// Parses and validates the file's text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<WebConfig, String> {
+        let raw: RawWebConfig = if text.trim().is_empty() {
+            RawWebConfig::default()
+        } else {
+            serde_yaml_ng::from_str(text).map_err(|e| format!("{file}: {e}"))?
+        };
+        let tls_is_set = match &raw.tls_server_config {
+            None | Some(serde_yaml_ng::Value::Null) => false,
+            Some(serde_yaml_ng::Value::Mapping(m)) => !m.is_empty(),
+            Some(_) => true,
+        };
+        if tls_is_set {
+            return Err(format!(
+                "{file}: tls_server_config: TLS is not supported yet; terminate TLS in front of promflow"
+            ));
+        }
+        let _ = raw.http_server_config;
+        for (user, hash) in &raw.basic_auth_users {
+            hash.parse::<bcrypt::HashParts>().map_err(|e| {
+                format!("{file}: basic_auth_users: {user:?}: not a bcrypt hash ({e})")
+            })?;
+        }
+        Ok(WebConfig {
+            basic_auth_users: raw.basic_auth_users,
+        })
+    }
+}
+
+/// The web config file in force, re-read when it changes; see the module doc.
+pub struct WebAuth {
+    path: PathBuf,
+    state: Mutex<(Option<SystemTime>, Arc<WebConfig>)>,
+    verified: Mutex<HashSet<String>>,
+}
+
+impl WebAuth {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<WebAuth, String> {
+        let (modified, config) = read(path)?;
+        Ok(WebAuth {
+            path: path.to_path_buf(),
+            state: Mutex::new((modified, Arc::new(config))),
+            verified: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The configuration in force, re-read first if the file changed.
+    fn current(&self) -> Arc<WebConfig> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut state = self.state.lock();
+        if modified != state.0 {
+            match read(&self.path) {
+                Ok((m, config)) => {
+                    *state = (m, Arc::new(config));
+                    self.verified.lock().clear();
+                }
+                Err(e) => {
+                    // Logged once per change of the file; the old config stays.
+                    state.0 = modified;
+                    tracing::error!(error = %e, "web config file changed but is invalid; keeping the previous one");
+                }
+            }
+        }
+        state.1.clone()
+    }
+
+    /// Whether `user`/`password` are valid under `config` (slow: bcrypt).
+    fn verify(&self, config: &WebConfig, user: &str, password: &str) -> bool {
+        let hash = config.basic_auth_users.get(user);
+        let key = format!(
+            "{user}\u{0}{password}\u{0}{}",
+            hash.map(String::as_str).unwrap_or("")
+        );
+        if hash.is_some() && self.verified.lock().contains(&key) {
+            return true;
+        }
+        let ok = bcrypt::verify(password, hash.map(String::as_str).unwrap_or(DUMMY_HASH))
+            .unwrap_or(false)
+            && hash.is_some();
+        if ok {
+            let mut verified = self.verified.lock();
+            if verified.len() >= CACHE_ENTRIES {
+                verified.clear();
+            }
+            verified.insert(key);
+        }
+        ok
+    }
+}
+
+fn read(path: &Path) -> Result<(Option<SystemTime>, WebConfig), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading web config file {}: {e}", path.display()))?;
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    Ok((
+        modified,
+        WebConfig::parse(&text, &path.display().to_string())?,
+    ))
+}
+
+/// The user and password of a `Basic` Authorization header.
+fn basic_credentials(request: &Request) -> Option<(String, String)> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// The middleware: passes the request on when no users are configured or the
+/// credentials are valid; answers 401 like Prometheus otherwise.
+pub async fn require_basic_auth(
+    State(service): State<Arc<Service>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = service.web_auth.clone() else {
+        return next.run(request).await;
+    };
+    let config = auth.current();
+    if config.basic_auth_users.is_empty() {
+        return next.run(request).await;
+    }
+    let valid = match basic_credentials(&request) {
+        Some((user, password)) => {
+            tokio::task::spawn_blocking(move || auth.verify(&config, &user, &password))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    if valid {
+        return next.run(request).await;
+    }
+    let mut response = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_is_a_valid_bcrypt_hash() {
+        assert!(DUMMY_HASH.parse::<bcrypt::HashParts>().is_ok());
+    }
+
+    #[test]
+    fn parses_the_exporter_toolkit_format() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let text = format!("tls_server_config: {{}}\nhttp_server_config:\n  http2: false\nbasic_auth_users:\n  alice: {hash}\n");
+        let config = WebConfig::parse(&text, "web.yml").unwrap();
+        assert_eq!(config.basic_auth_users["alice"], hash);
+        assert_eq!(
+            WebConfig::parse("", "web.yml").unwrap(),
+            WebConfig::default()
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_honour() {
+        // Hashes, unknown fields and TLS files: tests/web_auth.rs, beside promtool.
+        let e = WebConfig::parse(
+            "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+            "web.yml",
+        )
+        .unwrap_err();
+        assert!(e.starts_with("web.yml: "), "{e}");
+        assert!(e.contains("unknown field `headers`"), "{e}");
+    }
+}

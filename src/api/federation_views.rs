@@ -1,0 +1,495 @@
+//! Registered federation views: named `match[]` sets whose filtered output is
+//! maintained ahead of time, so `/federate?view=name` and `/api/v1/stream?view=name`
+//! read it with no per-request filtering.
+//!
+//! Owns: [`FederationView`], one view's maintained series set (the latest sample of
+//! every series its selectors match), kept from the dataflow's latest-sample table
+//! through its change feed (`LatestTable::subscribe`): the selectors run once per
+//! change, when it is applied, never per request. A view also fans its (already
+//! filtered) changes out to its own subscribers, the streams reading it.
+//! [`FederationViews`] is the registry by name, persisted in
+//! `<storage>/federation_views.yml` (name → list of selectors), rewritten atomically
+//! on every change and read at start. And the HTTP handlers:
+//!
+//! - `PUT /api/v1/federation/{name}`: the body is the `match[]` list, form-encoded
+//!   (`match[]=up&match[]={job="node"}`, as `/federate` takes it) or JSON
+//!   (`{"match[]": ["up", "{job=\"node\"}"]}`). Every selector is checked first (400
+//!   `bad_data` naming the bad one; nothing changes); then 202.
+//! - `GET /api/v1/federation/{name}` (JSON: name, `match[]`, live series count),
+//!   `GET /api/v1/federation` (all views), `DELETE /api/v1/federation/{name}` (202 or
+//!   404). Streams reading a deleted view end.
+//!
+//! Changes are refused with 403 `unavailable` unless `--web.enable-federation-views-api`.
+
+use crate::api::federate::parse_selector;
+use crate::api::response::{api_disabled, api_error, api_success, ErrorType};
+use crate::ingest::now_ms;
+use crate::service::Service;
+use crate::state_file::{read_optional, write_atomically};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use dataflows::{
+    is_stale_marker, ChangeListener, LatestChange, LatestEntry, LatestTable, Selector, STALE_MARKER,
+};
+use parking_lot::{Mutex, RwLock};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The state file's name in the storage directory.
+pub const STATE_FILE: &str = "federation_views.yml";
+
+/// How often (in sample time) stale entries older than the lookback delta are pruned.
+const PRUNE_EVERY_MS: i64 = 1_000;
+
+/// One view's maintained output; see the module doc.
+pub struct FederationView {
+    /// The selectors as registered.
+    pub matchers: Vec<String>,
+    selectors: Vec<Selector>,
+    lookback_ms: i64,
+    /// Series hash → newest sample; a stale marker keeps its place until pruned, so
+    /// the initial snapshot cannot bring back a series that went stale meanwhile.
+    series: Mutex<ViewSeries>,
+    listeners: RwLock<Vec<(u64, ChangeListener)>>,
+    next_listener: AtomicU64,
+    table: LatestTable,
+    subscription: AtomicU64,
+}
+
+#[derive(Default)]
+struct ViewSeries {
+    entries: HashMap<u64, LatestEntry>,
+    newest_ms: i64,
+    pruned_ms: i64,
+}
+
+impl FederationView {
+    /// Parses `matchers` and starts maintaining the view from `table`.
+    pub fn start(
+        matchers: Vec<String>,
+        table: &LatestTable,
+        lookback_ms: i64,
+    ) -> Result<Arc<FederationView>, String> {
+        if matchers.is_empty() {
+            return Err("no match[] selector given".into());
+        }
+        let selectors = matchers
+            .iter()
+            .map(|m| parse_selector(m).map_err(|e| format!("invalid match[] {m:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let view = Arc::new(FederationView {
+            matchers,
+            selectors,
+            lookback_ms,
+            series: Mutex::new(ViewSeries::default()),
+            listeners: RwLock::new(Vec::new()),
+            next_listener: AtomicU64::new(0),
+            table: table.clone(),
+            subscription: AtomicU64::new(0),
+        });
+        // Subscribe before the snapshot: a change racing it is applied, not lost.
+        let weak = Arc::downgrade(&view);
+        let id = table.subscribe(Arc::new(move |changes: &[LatestChange]| {
+            if let Some(view) = weak.upgrade() {
+                view.apply(changes);
+            }
+        }));
+        view.subscription.store(id, Ordering::SeqCst);
+        {
+            let mut series = view.series.lock();
+            table.for_each_live(now_ms(), lookback_ms, |e| {
+                if view.selectors.iter().any(|s| s.matches(&e.labels)) {
+                    series
+                        .entries
+                        .entry(e.labels.hash())
+                        .or_insert_with(|| e.clone());
+                }
+            });
+        }
+        Ok(view)
+    }
+
+    /// Applies a batch of table changes: keeps the matching ones and passes them on.
+    fn apply(&self, changes: &[LatestChange]) {
+        let mut matching = Vec::new();
+        {
+            let mut series = self.series.lock();
+            for change in changes {
+                let labels = match change {
+                    LatestChange::Sample(e) => &e.labels,
+                    LatestChange::Stale { labels, .. } | LatestChange::Expired { labels, .. } => {
+                        labels
+                    }
+                };
+                if !self.selectors.iter().any(|s| s.matches(labels)) {
+                    continue;
+                }
+                let key = labels.hash();
+                match change {
+                    LatestChange::Sample(e) => series.upsert(key, e.clone()),
+                    LatestChange::Stale {
+                        labels,
+                        timestamp_ms,
+                    } => series.upsert(
+                        key,
+                        LatestEntry {
+                            labels: labels.clone(),
+                            timestamp_ms: *timestamp_ms,
+                            value: STALE_MARKER,
+                        },
+                    ),
+                    LatestChange::Expired { .. } => {
+                        series.entries.remove(&key);
+                    }
+                }
+                matching.push(change.clone());
+            }
+            series.prune(self.lookback_ms);
+        }
+        if !matching.is_empty() {
+            for (_, listener) in self.listeners.read().iter() {
+                listener(&matching);
+            }
+        }
+    }
+
+    /// Registers `listener` for the view's later changes (already filtered).
+    pub fn subscribe(&self, listener: ChangeListener) -> u64 {
+        let id = self.next_listener.fetch_add(1, Ordering::Relaxed);
+        self.listeners.write().push((id, listener));
+        id
+    }
+
+    /// Removes a subscriber.
+    pub fn unsubscribe(&self, id: u64) {
+        self.listeners.write().retain(|(i, _)| *i != id);
+    }
+
+    /// Calls `visit` with every series of the view that is live at `at_ms`: newest
+    /// sample not a stale marker and within the lookback delta, as `/federate` selects.
+    pub fn for_each_live(&self, at_ms: i64, mut visit: impl FnMut(&LatestEntry)) {
+        let series = self.series.lock();
+        for e in series.entries.values() {
+            if !is_stale_marker(e.value)
+                && e.timestamp_ms <= at_ms
+                && e.timestamp_ms > at_ms - self.lookback_ms
+            {
+                visit(e);
+            }
+        }
+    }
+
+    /// Stops maintaining the view; its subscribers' streams end.
+    fn stop(&self) {
+        self.table
+            .unsubscribe(self.subscription.load(Ordering::SeqCst));
+        self.listeners.write().clear();
+    }
+}
+
+impl ViewSeries {
+    fn upsert(&mut self, key: u64, entry: LatestEntry) {
+        self.newest_ms = self.newest_ms.max(entry.timestamp_ms);
+        match self.entries.get_mut(&key) {
+            Some(old) if old.timestamp_ms > entry.timestamp_ms => {}
+            Some(old) => *old = entry,
+            None => {
+                self.entries.insert(key, entry);
+            }
+        }
+    }
+
+    /// Drops stale markers once they are older than the lookback delta.
+    fn prune(&mut self, lookback_ms: i64) {
+        if self.newest_ms - self.pruned_ms < PRUNE_EVERY_MS {
+            return;
+        }
+        self.pruned_ms = self.newest_ms;
+        let horizon = self.newest_ms - lookback_ms;
+        self.entries
+            .retain(|_, e| !(is_stale_marker(e.value) && e.timestamp_ms < horizon));
+    }
+}
+
+/// The registered views; see the module doc.
+pub struct FederationViews {
+    path: std::path::PathBuf,
+    table: LatestTable,
+    lookback_ms: i64,
+    views: Mutex<BTreeMap<String, Arc<FederationView>>>,
+}
+
+impl FederationViews {
+    /// Reads `<dir>/federation_views.yml` and starts every view in it.
+    pub fn open(
+        dir: &std::path::Path,
+        table: LatestTable,
+        lookback_ms: i64,
+    ) -> Result<FederationViews, String> {
+        let path = dir.join(STATE_FILE);
+        let mut views = BTreeMap::new();
+        if let Some(text) = read_optional(&path)? {
+            let stored: BTreeMap<String, Vec<String>> =
+                serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            for (name, matchers) in stored {
+                let view = FederationView::start(matchers, &table, lookback_ms)
+                    .map_err(|e| format!("{}: view {name:?}: {e}", path.display()))?;
+                views.insert(name, view);
+            }
+        }
+        Ok(FederationViews {
+            path,
+            table,
+            lookback_ms,
+            views: Mutex::new(views),
+        })
+    }
+
+    /// The view named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<FederationView>> {
+        self.views.lock().get(name).cloned()
+    }
+
+    /// Registers or replaces a view; `Err` says what is wrong with `matchers` (nothing
+    /// changed) or that it could not be persisted.
+    pub fn put(&self, name: &str, matchers: Vec<String>) -> Result<(), (ErrorType, String)> {
+        let view = FederationView::start(matchers, &self.table, self.lookback_ms)
+            .map_err(|e| (ErrorType::BadData, e))?;
+        let mut views = self.views.lock();
+        let mut next = views.clone();
+        let previous = next.insert(name.to_string(), view.clone());
+        if let Err(e) = self.persist(&next) {
+            view.stop();
+            return Err((ErrorType::Internal, e));
+        }
+        *views = next;
+        if let Some(previous) = previous {
+            previous.stop();
+        }
+        Ok(())
+    }
+
+    /// Removes a view; `Ok(false)` when there was none.
+    pub fn delete(&self, name: &str) -> Result<bool, String> {
+        let mut views = self.views.lock();
+        let mut next = views.clone();
+        let Some(removed) = next.remove(name) else {
+            return Ok(false);
+        };
+        self.persist(&next)?;
+        *views = next;
+        removed.stop();
+        Ok(true)
+    }
+
+    /// Every view by name.
+    pub fn all(&self) -> Vec<(String, Arc<FederationView>)> {
+        self.views
+            .lock()
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect()
+    }
+
+    fn persist(&self, views: &BTreeMap<String, Arc<FederationView>>) -> Result<(), String> {
+        let stored: BTreeMap<&String, &Vec<String>> =
+            views.iter().map(|(n, v)| (n, &v.matchers)).collect();
+        let text = serde_yaml_ng::to_string(&stored).map_err(|e| e.to_string())?;
+        write_atomically(&self.path, text.as_bytes())
+            .map_err(|e| format!("writing {}: {e}", self.path.display()))
+    }
+}
+
+/// `PUT /api/v1/federation/{name}`.
+pub async fn put_view(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Some(refused) = refuse_unless_enabled(&service) {
+        return refused;
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let matchers = if is_json {
+        match serde_json::from_str::<BTreeMap<String, Vec<String>>>(&body) {
+            Ok(mut fields) if fields.len() == 1 && fields.contains_key("match[]") => {
+                fields.remove("match[]").unwrap_or_default()
+            }
+            Ok(_) => {
+                return api_error(
+                    ErrorType::BadData,
+                    "the JSON body must be {\"match[]\": [selectors…]} and nothing else",
+                )
+            }
+            Err(e) => return api_error(ErrorType::BadData, &format!("invalid JSON body: {e}")),
+        }
+    } else {
+        match serde_urlencoded::from_str::<Vec<(String, String)>>(&body) {
+            Ok(pairs) => {
+                if let Some((other, _)) = pairs.iter().find(|(k, _)| k != "match[]") {
+                    return api_error(
+                        ErrorType::BadData,
+                        &format!("unknown parameter {other:?}: only match[] is accepted"),
+                    );
+                }
+                pairs.into_iter().map(|(_, v)| v).collect()
+            }
+            Err(e) => return api_error(ErrorType::BadData, &format!("invalid form body: {e}")),
+        }
+    };
+    match service.federation_views.put(&name, matchers) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "success", "data": null})),
+        )
+            .into_response(),
+        Err((kind, e)) => api_error(kind, &e),
+    }
+}
+
+/// `DELETE /api/v1/federation/{name}`.
+pub async fn delete_view(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+) -> Response {
+    if let Some(refused) = refuse_unless_enabled(&service) {
+        return refused;
+    }
+    match service.federation_views.delete(&name) {
+        Ok(true) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "success", "data": null})),
+        )
+            .into_response(),
+        Ok(false) => api_error(ErrorType::NotFound, &format!("no federation view {name:?}")),
+        Err(e) => api_error(ErrorType::Internal, &e),
+    }
+}
+
+/// `GET /api/v1/federation/{name}`.
+pub async fn get_view(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
+    match service.federation_views.get(&name) {
+        Some(view) => api_success(view_json(&name, &view)),
+        None => api_error(ErrorType::NotFound, &format!("no federation view {name:?}")),
+    }
+}
+
+/// `GET /api/v1/federation`.
+pub async fn list_views(State(service): State<Arc<Service>>) -> Response {
+    let views: Vec<serde_json::Value> = service
+        .federation_views
+        .all()
+        .iter()
+        .map(|(name, view)| view_json(name, view))
+        .collect();
+    api_success(json!(views))
+}
+
+fn view_json(name: &str, view: &FederationView) -> serde_json::Value {
+    let mut live = 0;
+    view.for_each_live(now_ms(), |_| live += 1);
+    json!({ "name": name, "match[]": view.matchers, "series": live })
+}
+
+fn refuse_unless_enabled(service: &Service) -> Option<Response> {
+    (!service.options.enable_federation_views_api).then(|| {
+        api_disabled("federation views API disabled: start promflow with --web.enable-federation-views-api to change views")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataflows::Labels;
+
+    fn labels(name: &str, x: &str) -> Arc<Labels> {
+        Arc::new(Labels::from_pairs(vec![
+            ("__name__".into(), name.into()),
+            ("x".into(), x.into()),
+        ]))
+    }
+
+    fn sample(name: &str, x: &str, t: i64, v: f64) -> LatestChange {
+        LatestChange::Sample(LatestEntry {
+            labels: labels(name, x),
+            timestamp_ms: t,
+            value: v,
+        })
+    }
+
+    #[test]
+    fn keeps_the_matching_series_and_forwards_only_their_changes() {
+        let table = LatestTable::new(1);
+        let view = FederationView::start(vec!["a".into()], &table, 300_000).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        view.subscribe(Arc::new(move |changes: &[LatestChange]| {
+            sink.lock().extend(changes.iter().cloned())
+        }));
+        view.apply(&[
+            sample("a", "1", 1_000, 1.0),
+            sample("a", "2", 1_000, 2.0),
+            sample("b", "1", 1_000, 3.0),
+        ]);
+        // An older sample (e.g. from the start-up snapshot) does not replace a newer one.
+        view.apply(&[sample("a", "1", 2_000, 5.0), sample("a", "1", 1_500, 4.0)]);
+        view.apply(&[LatestChange::Stale {
+            labels: labels("a", "2"),
+            timestamp_ms: 2_000,
+        }]);
+        let live = |at| {
+            let mut out = Vec::new();
+            view.for_each_live(at, |e| {
+                out.push((e.labels.get("x").unwrap().to_string(), e.value))
+            });
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        };
+        assert_eq!(live(2_000), vec![("1".to_string(), 5.0)]);
+        // Past the lookback delta nothing is live, even before an Expired change.
+        assert!(live(2_000 + 300_000).is_empty());
+        view.apply(&[LatestChange::Expired {
+            labels: labels("a", "1"),
+            timestamp_ms: 2_000,
+        }]);
+        assert!(live(2_000).is_empty());
+        let forwarded = seen.lock();
+        assert_eq!(forwarded.len(), 6, "{forwarded:?}");
+        assert!(forwarded.iter().all(|c| match c {
+            LatestChange::Sample(e) => e.labels.metric_name() == "a",
+            LatestChange::Stale { labels, .. } | LatestChange::Expired { labels, .. } =>
+                labels.metric_name() == "a",
+        }));
+    }
+
+    #[test]
+    fn a_stale_series_does_not_come_back_from_an_older_sample() {
+        let table = LatestTable::new(1);
+        let view = FederationView::start(vec!["a".into()], &table, 300_000).unwrap();
+        view.apply(&[LatestChange::Stale {
+            labels: labels("a", "1"),
+            timestamp_ms: 2_000,
+        }]);
+        view.apply(&[sample("a", "1", 1_000, 1.0)]);
+        let mut n = 0;
+        view.for_each_live(2_000, |_| n += 1);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn refuses_bad_selectors() {
+        let table = LatestTable::new(1);
+        assert!(FederationView::start(vec![], &table, 1).is_err());
+        let e = FederationView::start(vec!["a".into(), "rate(a[1m])".into()], &table, 1)
+            .err()
+            .unwrap();
+        assert!(e.contains("\"rate(a[1m])\""), "{e}");
+    }
+}
