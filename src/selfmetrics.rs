@@ -172,6 +172,12 @@ impl SelfMetrics {
             &[(&[], inputs.engine.samples_late as f64)],
         );
         metric(
+            "promflow_engine_rules_installed_total",
+            "counter",
+            "Rules installed in the dataflow (a rule group change installs only its own rules).",
+            &[(&[], inputs.engine.rules_installed as f64)],
+        );
+        metric(
             "promflow_active_series",
             "gauge",
             "Series held in the in-memory head.",

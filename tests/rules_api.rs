@@ -182,11 +182,21 @@ fn a_change_to_one_group_leaves_other_groups_pending_alerts_alone() {
 
     // activeAt has second resolution in the API: wait so a restarted state would show.
     std::thread::sleep(Duration::from_millis(1500));
+    let installed = || {
+        promflow
+            .metrics()
+            .sum("promflow_engine_rules_installed_total")
+            .expect("rules installed counter")
+    };
+    let installed_before = installed();
     let changed = "name: changing\nrules:\n  - alert: Changing\n    expr: c > 0.5\n    for: 10m\n";
     assert_eq!(
         put(&promflow, "/api/v1/rules/ns/changing", changed).status,
         202
     );
+    // Only the changed group's one rule is installed in the dataflow again; the
+    // other groups keep running untouched.
+    assert_eq!(installed() - installed_before, 1.0);
     assert!(
         wait_until(WAIT, || active_at(&promflow, "Changing")
             .is_some_and(|at| at != changing_at)),

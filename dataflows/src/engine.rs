@@ -54,6 +54,8 @@ pub struct EngineStats {
     /// Elements and groups recomputed by incremental evaluations: what changed, not
     /// the size of the result.
     pub rule_recomputations: u64,
+    /// Rules installed since start ([`Engine::register`] and its variants).
+    pub rules_installed: u64,
 }
 
 enum Command {
@@ -82,6 +84,7 @@ pub struct Engine {
     rule_counters: Arc<RuleCounters>,
     samples_fed: AtomicU64,
     samples_late: AtomicU64,
+    rules_installed: AtomicU64,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
 }
 
@@ -185,6 +188,7 @@ impl Engine {
             rule_counters,
             samples_fed: AtomicU64::new(0),
             samples_late: AtomicU64::new(0),
+            rules_installed: AtomicU64::new(0),
             guards: Mutex::new(Some(guards)),
         })
     }
@@ -304,6 +308,7 @@ impl Engine {
         )?;
         spec.evaluation = evaluation;
         self.rules.lock().insert(spec);
+        self.rules_installed.fetch_add(1, Ordering::Relaxed);
         for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
             let _ = sender.send(Command::RulesChanged);
             thread.unpark();
@@ -348,6 +353,7 @@ impl Engine {
             rule_evaluations_incremental: self.rule_counters.incremental.load(Ordering::Relaxed),
             rule_evaluations_whole_plan: self.rule_counters.whole_plan.load(Ordering::Relaxed),
             rule_recomputations: self.rule_counters.recomputed.load(Ordering::Relaxed),
+            rules_installed: self.rules_installed.load(Ordering::Relaxed),
         }
     }
 

@@ -75,6 +75,21 @@ pub struct Rule {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl RuleGroup {
+    /// Everything that defines how the group evaluates (not where it came from): two
+    /// groups with the same definition evaluate the same way.
+    pub fn definition(&self) -> String {
+        let rules: Vec<String> = self.rules.iter().map(Rule::identity).collect();
+        format!(
+            "{:?}|{}|{:?}|{}",
+            self.interval,
+            self.limit,
+            self.query_offset,
+            rules.join("\u{1f}")
+        )
+    }
+}
+
 impl Rule {
     /// Identity for keeping state across reloads: everything that defines the rule.
     pub fn identity(&self) -> String {

@@ -152,7 +152,7 @@ impl std::str::FromStr for EvaluationMode {
 }
 
 /// Settings shared by all groups.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ManagerOptions {
     /// `global.evaluation_interval`.
     pub default_interval: Duration,
@@ -536,6 +536,9 @@ pub struct RuleManager {
     groups: Mutex<Vec<RunningGroup>>,
     /// Whether the first `apply` (startup) happened: only its groups restore state.
     started: AtomicBool,
+    /// The recording rules' output names of the last `apply` (which rules read rule
+    /// outputs decides where each rule is evaluated).
+    outputs: Mutex<HashSet<String>>,
     /// When the manager was created (ms): `ALERTS_FOR_STATE` from before is restored.
     created_ms: i64,
 }
@@ -579,21 +582,31 @@ impl RuleManager {
             options: Mutex::new(ManagerOptions::default()),
             groups: Mutex::new(Vec::new()),
             started: AtomicBool::new(false),
+            outputs: Mutex::new(HashSet::new()),
             created_ms: crate::ingest::now_ms(),
         })
     }
 
-    /// Replaces the groups. Rules identical to a rule of the same group (file and
-    /// name) keep their alert state, as Prometheus keeps it on reload.
+    /// Replaces the groups. A group whose definition did not change (same file, name,
+    /// settings and rules, with the same options and the same recording rules around
+    /// it) keeps running untouched: its dataflow rules stay registered. In a changed
+    /// group, rules identical to a rule of the old group keep their alert state, as
+    /// Prometheus keeps it on reload.
     pub fn apply(self: &Arc<Self>, groups: Vec<RuleGroup>, options: ManagerOptions) {
-        *self.options.lock() = options.clone();
         let startup = !self.started.swap(true, Ordering::SeqCst);
         let outputs = rule_output_names(&groups);
+        let same_surroundings = {
+            let mut previous_options = self.options.lock();
+            let mut previous_outputs = self.outputs.lock();
+            let same = !startup && *previous_options == options && *previous_outputs == outputs;
+            *previous_options = options.clone();
+            *previous_outputs = outputs.clone();
+            same
+        };
         let mut running = self.groups.lock();
         let mut old: HashMap<(PathBuf, String), RunningGroup> = running
             .drain(..)
             .map(|g| {
-                g.stop.store(true, Ordering::SeqCst);
                 let key = {
                     let s = g.state.lock();
                     (s.group.file.clone(), s.group.name.clone())
@@ -614,9 +627,19 @@ impl RuleManager {
             );
         }
         for group in groups {
+            let key = (group.file.clone(), group.name.clone());
+            if same_surroundings {
+                let unchanged = old
+                    .get(&key)
+                    .is_some_and(|g| g.state.lock().group.definition() == group.definition());
+                if unchanged {
+                    running.push(old.remove(&key).expect("checked above"));
+                    continue;
+                }
+            }
             let mut state = GroupState::new(group, options.default_interval);
-            let key = (state.group.file.clone(), state.group.name.clone());
             if let Some(previous) = old.remove(&key) {
+                previous.stop.store(true, Ordering::SeqCst);
                 let mut previous = previous.state.lock();
                 for rs in &mut state.rules {
                     let identity = rs.rule.identity();
@@ -642,6 +665,9 @@ impl RuleManager {
                 tracing::error!(group = %key.1, error = %e, "cannot start rule group");
             }
             running.push(RunningGroup { state, stop });
+        }
+        for removed in old.into_values() {
+            removed.stop.store(true, Ordering::SeqCst);
         }
     }
 
