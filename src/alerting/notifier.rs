@@ -90,7 +90,8 @@ pub struct Notifier {
     queue: Mutex<VecDeque<OutgoingAlert>>,
     wake: tokio::sync::Notify,
     metrics: Arc<SelfMetrics>,
-    client: reqwest::Client,
+    /// Clients by `tls_config` (`crate::http_client`).
+    clients: crate::http_client::ClientCache,
 }
 
 impl Notifier {
@@ -101,7 +102,7 @@ impl Notifier {
             queue: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
             metrics,
-            client: reqwest::Client::new(),
+            clients: crate::http_client::ClientCache::default(),
         })
     }
 
@@ -167,8 +168,15 @@ impl Notifier {
 
     async fn post(&self, am: &AlertmanagerConfig, target: &str, body: Vec<u8>, n: usize) {
         let url = alerts_url(am, target);
-        let mut request = self
-            .client
+        let client = match self.clients.get(&am.tls_config) {
+            Ok(client) => client,
+            Err(e) => {
+                self.metrics.notification_errors.inc();
+                tracing::warn!(%url, error = %e, "sending alerts to Alertmanager failed");
+                return;
+            }
+        };
+        let mut request = client
             .post(&url)
             .timeout(am.timeout)
             .header("Content-Type", "application/json")
