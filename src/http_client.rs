@@ -374,19 +374,27 @@ impl ServerCertVerifier for VerifyAsServerName {
 /// errors in Prometheus (`x509: certificate signed by unknown authority`); `None`
 /// when the failure is not about TLS.
 pub fn describe_tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        let rustls_error = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls_error) = rustls_error {
-            return Some(go_wording(rustls_error));
-        }
-        current = e.source();
+    find_rustls_error(error).map(go_wording)
+}
+
+/// The rustls error in `error`'s source chain. The TLS stack wraps it in
+/// `io::Error`s (sometimes two), whose `source()` skips the wrapped error, so
+/// those are opened with `get_ref`.
+fn find_rustls_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    if let Some(found) = error.downcast_ref::<rustls::Error>() {
+        return Some(found);
     }
-    None
+    if let Some(inner) = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(found) = find_rustls_error(inner) {
+            return Some(found);
+        }
+    }
+    find_rustls_error(error.source()?)
 }
 
 fn go_wording(error: &rustls::Error) -> String {
@@ -398,11 +406,7 @@ fn go_wording(error: &rustls::Error) -> String {
             CertificateError::NotValidForNameContext {
                 expected,
                 presented,
-            } => format!(
-                "x509: certificate is valid for {}, not {}",
-                presented.join(", "),
-                expected.to_str()
-            ),
+            } => name_mismatch(expected, presented),
             CertificateError::NotValidForName => {
                 "x509: certificate is not valid for the requested name".into()
             }
@@ -418,6 +422,30 @@ fn go_wording(error: &rustls::Error) -> String {
             format!("remote error: tls: {}", alert_text(*alert))
         }
         other => format!("tls: {other}"),
+    }
+}
+
+/// Go's `x509.HostnameError`: the certificate's names of the kind asked for (DNS
+/// names for a host name, IP addresses for an IP). rustls presents them as
+/// `DnsName("localhost")` / `IpAddress(127.0.0.1)`.
+fn name_mismatch(expected: &ServerName<'_>, presented: &[String]) -> String {
+    let (prefix, kind) = match expected {
+        ServerName::IpAddress(_) => ("IpAddress(", "IP SANs"),
+        _ => ("DnsName(\"", "names"),
+    };
+    let names: Vec<&str> = presented
+        .iter()
+        .filter_map(|p| p.strip_prefix(prefix)?.strip_suffix(')'))
+        .map(|name| name.trim_end_matches('"'))
+        .collect();
+    let expected = expected.to_str();
+    if names.is_empty() {
+        format!("x509: cannot validate certificate for {expected} because it doesn't contain any {kind}")
+    } else {
+        format!(
+            "x509: certificate is valid for {}, not {expected}",
+            names.join(", ")
+        )
     }
 }
 
@@ -508,6 +536,28 @@ mod tests {
                 .unwrap_err()
                 .field,
             "max_version"
+        );
+    }
+
+    #[test]
+    fn name_mismatches_use_go_wording() {
+        let presented = vec![
+            "DnsName(\"localhost\")".to_string(),
+            "IpAddress(127.0.0.1)".to_string(),
+        ];
+        let host = ServerName::try_from("wrong.example").unwrap();
+        assert_eq!(
+            name_mismatch(&host, &presented),
+            "x509: certificate is valid for localhost, not wrong.example"
+        );
+        let ip = ServerName::try_from("10.0.0.1").unwrap();
+        assert_eq!(
+            name_mismatch(&ip, &presented),
+            "x509: certificate is valid for 127.0.0.1, not 10.0.0.1"
+        );
+        assert_eq!(
+            name_mismatch(&ip, &presented[..1]),
+            "x509: cannot validate certificate for 10.0.0.1 because it doesn't contain any IP SANs"
         );
     }
 

@@ -976,4 +976,29 @@ mod tests {
             "the default Pushover API is https, reached with the system's roots: {text}"
         );
     }
+
+    #[test]
+    fn receivers_take_an_http_config_tls_config() {
+        let c = load(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url: https://hooks.internal/x\n        http_config:\n          tls_config:\n            server_name: hooks\n            insecure_skip_verify: true\n",
+        )
+        .unwrap();
+        let tls = c.receivers[0].integrations[0].tls_config();
+        assert_eq!(tls.server_name.as_deref(), Some("hooks"));
+        assert!(tls.insecure_skip_verify);
+
+        let text = load(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: https://slack.internal/x\n        http_config:\n          proxy_url: http://proxy:3128\n          tls_config:\n            ca_file: /nonexistent/ca.pem\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("am.yml:8: receivers[0].slack_configs[0].http_config.proxy_url: field proxy_url is not supported by promflow yet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("am.yml:10: receivers[0].slack_configs[0].http_config.tls_config.ca_file: unable to load specified CA cert /nonexistent/ca.pem: "),
+            "{text}"
+        );
+    }
 }

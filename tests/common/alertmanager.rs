@@ -2,7 +2,7 @@
 //! loopback port, clustering off, its data in a temp dir; the oracle for the built-in
 //! notifier.
 
-use super::{require_peer, spawn_peer, Peer};
+use super::{require_peer, spawn_https_peer, spawn_peer, Peer};
 use std::fs;
 use std::path::Path;
 
@@ -40,6 +40,36 @@ impl Alertmanager {
             |dir, addr| {
                 vec![
                     format!("--config.file={}", dir.join("alertmanager.yml").display()),
+                    format!("--storage.path={}", dir.join("data").display()),
+                    format!("--web.listen-address={addr}"),
+                    format!("--web.external-url={EXTERNAL_URL}"),
+                    "--cluster.listen-address=".to_string(),
+                    "--log.level=warn".to_string(),
+                ]
+            },
+        );
+        Alertmanager { peer }
+    }
+
+    /// Like `start`, serving https only with `web_config_yaml` (exporter toolkit's
+    /// `--web.config.file`; absolute paths) written to `<dir>/web.yml`; returns once
+    /// it listens (readiness over https is the test's business, see `tls::https_get`).
+    pub fn start_tls(config_yaml: &str, web_config_yaml: &str) -> Alertmanager {
+        require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
+        let dir = tempfile::Builder::new()
+            .prefix("alertmanager-tls-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::write(dir.path().join("alertmanager.yml"), config_yaml).expect("write config");
+        fs::write(dir.path().join("web.yml"), web_config_yaml).expect("write web config");
+        let peer = spawn_https_peer(
+            "alertmanager",
+            Path::new(ALERTMANAGER_BIN),
+            dir,
+            |dir, addr| {
+                vec![
+                    format!("--config.file={}", dir.join("alertmanager.yml").display()),
+                    format!("--web.config.file={}", dir.join("web.yml").display()),
                     format!("--storage.path={}", dir.join("data").display()),
                     format!("--web.listen-address={addr}"),
                     format!("--web.external-url={EXTERNAL_URL}"),

@@ -19,6 +19,7 @@ pub mod exposition;
 pub mod http;
 pub mod moto;
 pub mod receiver;
+pub mod tls;
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -233,6 +234,41 @@ fn spawn_peer(
     ready_path: &str,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> Peer {
+    let ready = |addr: SocketAddr| matches!(http::get(&format!("http://{addr}{ready_path}")), Ok(r) if r.status == 200);
+    spawn_peer_until(
+        name,
+        bin,
+        dir,
+        &format!("answer 200 on {ready_path}"),
+        ready,
+        args,
+    )
+}
+
+/// Like `spawn_peer`, for a peer that serves only https: ready once a plain-HTTP
+/// request gets Go's "Client sent an HTTP request to an HTTPS server." answer.
+fn spawn_https_peer(
+    name: &'static str,
+    bin: &Path,
+    dir: TempDir,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> Peer {
+    let ready = |addr: SocketAddr| {
+        matches!(http::get(&format!("http://{addr}/")),
+            Ok(r) if r.status == 400 && r.body.contains("HTTPS server"))
+    };
+    spawn_peer_until(name, bin, dir, "listen for https", ready, args)
+}
+
+/// `spawn_peer` with the readiness check `ready(addr)`, described by `ready_what`.
+fn spawn_peer_until(
+    name: &'static str,
+    bin: &Path,
+    dir: TempDir,
+    ready_what: &str,
+    ready_check: impl Fn(SocketAddr) -> bool,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> Peer {
     let log_path = dir.path().join("output.log");
     let read_log = || fs::read_to_string(&log_path).unwrap_or_default();
     let mut last_log = String::new();
@@ -247,7 +283,6 @@ fn spawn_peer(
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name} ({}): {e}", bin.display()));
-        let url = format!("http://{addr}{ready_path}");
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut exit_status = None;
         let ready = loop {
@@ -255,14 +290,14 @@ fn spawn_peer(
                 exit_status = Some(status);
                 break false;
             }
-            if matches!(http::get(&url), Ok(r) if r.status == 200) {
+            if ready_check(addr) {
                 break true;
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "{name} did not answer 200 on {ready_path} within {STARTUP_TIMEOUT:?}; \
+                    "{name} did not {ready_what} within {STARTUP_TIMEOUT:?}; \
                      its output:\n{}",
                     read_log()
                 );
@@ -522,6 +557,30 @@ impl NodeExporter {
             dir,
             "/metrics",
             |_, addr| vec![format!("--web.listen-address={addr}")],
+        );
+        NodeExporter { peer }
+    }
+
+    /// Starts node_exporter serving https only, with `web_config_yaml` (exporter
+    /// toolkit's `--web.config.file`: `tls_server_config`, …; paths in it should be
+    /// absolute) written to `<dir>/web.yml`; returns once it listens.
+    pub fn start_tls(web_config_yaml: &str) -> NodeExporter {
+        require_peer(NODE_EXPORTER_BIN, "prometheus-node-exporter");
+        let dir = tempfile::Builder::new()
+            .prefix("node-exporter-tls-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::write(dir.path().join("web.yml"), web_config_yaml).expect("write web config");
+        let peer = spawn_https_peer(
+            "node_exporter",
+            Path::new(NODE_EXPORTER_BIN),
+            dir,
+            |dir, addr| {
+                vec![
+                    format!("--web.listen-address={addr}"),
+                    format!("--web.config.file={}", dir.join("web.yml").display()),
+                ]
+            },
         );
         NodeExporter { peer }
     }
