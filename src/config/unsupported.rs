@@ -37,8 +37,9 @@ const SERVICE_DISCOVERY_FIELDS: &[&str] = &[
     "vultr_sd_configs",
 ];
 
-/// HTTP client settings (prometheus/common `HTTPClientConfig`) not supported yet.
-const HTTP_CLIENT_FIELDS: &[&str] = &[
+/// HTTP client settings (prometheus/common `HTTPClientConfig`) not supported yet
+/// (also for the built-in notifier's receivers).
+pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
     "oauth2",
     "bearer_token",
     "bearer_token_file",

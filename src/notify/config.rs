@@ -19,6 +19,7 @@ use crate::config::rule_files;
 use crate::config::{
     is_valid_label_name, load_located, parse_duration, read_config_file, resolve_tls_config,
     ConfigError, FieldPath, PathSegment, Problems, RawTlsConfig, Secret, TlsConfig,
+    HTTP_CLIENT_FIELDS,
 };
 use crate::notify::matcher::{parse_matchers, MatchType, Matcher, Matchers};
 use crate::notify::route::{GroupBy, Route};
@@ -378,20 +379,8 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         ],
     ),
     ("slack_configs", &["actions"]),
-    (
-        "http_config",
-        &[
-            "basic_auth",
-            "authorization",
-            "oauth2",
-            "bearer_token",
-            "bearer_token_file",
-            "proxy_url",
-            "proxy_connect_header",
-            "follow_redirects",
-            "enable_http2",
-        ],
-    ),
+    // A receiver's `http_config`: the fields promflow's own config lacks too, and auth.
+    ("http_config", &["basic_auth", "authorization"]),
     ("inhibit_rules", &[]),
 ];
 
@@ -409,7 +398,8 @@ fn unknown_field_message(path: &FieldPath) -> String {
         .unwrap_or("");
     let supported_elsewhere = UNSUPPORTED_FIELDS
         .iter()
-        .any(|(s, fields)| *s == section && fields.contains(&field.as_str()));
+        .any(|(s, fields)| *s == section && fields.contains(&field.as_str()))
+        || (section == "http_config" && HTTP_CLIENT_FIELDS.contains(&field.as_str()));
     if supported_elsewhere {
         format!("field {field} is not supported by promflow yet")
     } else {

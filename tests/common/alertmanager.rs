@@ -4,7 +4,9 @@
 
 use super::{require_peer, spawn_https_peer, spawn_peer, Peer};
 use std::fs;
+use std::net::SocketAddr;
 use std::path::Path;
+use tempfile::TempDir;
 
 pub const ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
 
@@ -26,27 +28,13 @@ impl Alertmanager {
     /// Starts Alertmanager on `config_yaml` (written to `<dir>/alertmanager.yml`) with
     /// `--web.external-url` [`EXTERNAL_URL`]; returns once `/-/ready` answers 200.
     pub fn start(config_yaml: &str) -> Alertmanager {
-        require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
-        let dir = tempfile::Builder::new()
-            .prefix("alertmanager-test-")
-            .tempdir()
-            .expect("temp dir");
-        fs::write(dir.path().join("alertmanager.yml"), config_yaml).expect("write config");
+        let dir = alertmanager_dir("alertmanager-test-", config_yaml);
         let peer = spawn_peer(
             "alertmanager",
             Path::new(ALERTMANAGER_BIN),
             dir,
             "/-/ready",
-            |dir, addr| {
-                vec![
-                    format!("--config.file={}", dir.join("alertmanager.yml").display()),
-                    format!("--storage.path={}", dir.join("data").display()),
-                    format!("--web.listen-address={addr}"),
-                    format!("--web.external-url={EXTERNAL_URL}"),
-                    "--cluster.listen-address=".to_string(),
-                    "--log.level=warn".to_string(),
-                ]
-            },
+            alertmanager_args,
         );
         Alertmanager { peer }
     }
@@ -55,29 +43,44 @@ impl Alertmanager {
     /// `--web.config.file`; absolute paths) written to `<dir>/web.yml`; returns once
     /// it listens (readiness over https is the test's business, see `tls::https_get`).
     pub fn start_tls(config_yaml: &str, web_config_yaml: &str) -> Alertmanager {
-        require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
-        let dir = tempfile::Builder::new()
-            .prefix("alertmanager-tls-test-")
-            .tempdir()
-            .expect("temp dir");
-        fs::write(dir.path().join("alertmanager.yml"), config_yaml).expect("write config");
+        let dir = alertmanager_dir("alertmanager-tls-test-", config_yaml);
         fs::write(dir.path().join("web.yml"), web_config_yaml).expect("write web config");
         let peer = spawn_https_peer(
             "alertmanager",
             Path::new(ALERTMANAGER_BIN),
             dir,
             |dir, addr| {
-                vec![
-                    format!("--config.file={}", dir.join("alertmanager.yml").display()),
-                    format!("--web.config.file={}", dir.join("web.yml").display()),
-                    format!("--storage.path={}", dir.join("data").display()),
-                    format!("--web.listen-address={addr}"),
-                    format!("--web.external-url={EXTERNAL_URL}"),
-                    "--cluster.listen-address=".to_string(),
-                    "--log.level=warn".to_string(),
-                ]
+                let mut args = alertmanager_args(dir, addr);
+                args.push(format!(
+                    "--web.config.file={}",
+                    dir.join("web.yml").display()
+                ));
+                args
             },
         );
         Alertmanager { peer }
     }
+}
+
+/// A temp dir holding `alertmanager.yml`.
+fn alertmanager_dir(prefix: &str, config_yaml: &str) -> TempDir {
+    require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    fs::write(dir.path().join("alertmanager.yml"), config_yaml).expect("write config");
+    dir
+}
+
+/// The command line: config and data in `dir`, clustering off, quiet.
+fn alertmanager_args(dir: &Path, addr: SocketAddr) -> Vec<String> {
+    vec![
+        format!("--config.file={}", dir.join("alertmanager.yml").display()),
+        format!("--storage.path={}", dir.join("data").display()),
+        format!("--web.listen-address={addr}"),
+        format!("--web.external-url={EXTERNAL_URL}"),
+        "--cluster.listen-address=".to_string(),
+        "--log.level=warn".to_string(),
+    ]
 }
