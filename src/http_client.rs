@@ -12,7 +12,7 @@
 //! the `TlsConfig`, or a [`TlsSetupError`] naming the field at fault;
 //! [`check_tls_config`] is the same work without the client, for config validation.
 //! Files are read when a client is built (Prometheus re-reads them on change; promflow
-//! reads them again on the next reload).
+//! reads them again on the next reload, see [`tls_files_fingerprint`]).
 //!
 //! Limit: `server_name` changes which name the server certificate must be valid for;
 //! the SNI sent is still the URL's host (reqwest derives it from the URL).
@@ -83,6 +83,26 @@ pub fn default_client() -> Result<reqwest::Client, TlsSetupError> {
 /// data, and the key matches the certificate.
 pub fn check_tls_config(tls: &TlsConfig) -> Result<(), TlsSetupError> {
     rustls_client_config(tls).map(drop)
+}
+
+/// A hash of the contents of `tls`'s files (0 when it names none; unreadable files
+/// hash as empty), so a config loaded after the files changed differs from the one
+/// before.
+pub fn tls_files_fingerprint(tls: &TlsConfig) -> u64 {
+    let files = [&tls.ca_file, &tls.cert_file, &tls.key_file];
+    if files.iter().all(|file| file.is_none()) {
+        return 0;
+    }
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for file in files {
+        let bytes = file
+            .as_ref()
+            .and_then(|path| std::fs::read(path).ok())
+            .unwrap_or_default();
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    hasher.digest()
 }
 
 /// Clients by TLS settings, built on first use: for senders whose targets each carry
@@ -513,6 +533,21 @@ mod tests {
             error.message.contains("no PEM CERTIFICATE block"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_fingerprint_follows_file_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let tls = TlsConfig {
+            ca_file: Some(ca.clone()),
+            ..TlsConfig::default()
+        };
+        std::fs::write(&ca, "first").unwrap();
+        let first = tls_files_fingerprint(&tls);
+        std::fs::write(&ca, "second").unwrap();
+        assert_ne!(tls_files_fingerprint(&tls), first);
+        assert_eq!(tls_files_fingerprint(&TlsConfig::default()), 0);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! [`TlsConfig`]; at load time it is asked to do exactly that once, so an unreadable
 //! file, a file without PEM data or a key that does not match its certificate is a
 //! located config problem instead of a failing scrape. Relative paths are resolved
-//! against the config file's directory, as Prometheus does.
+//! against the config file's directory, as Prometheus does. Prometheus re-reads the
+//! files when they change; promflow reads them at each (re)load.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -105,6 +106,11 @@ pub struct TlsConfig {
     /// Highest TLS version offered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_version: Option<TlsVersion>,
+    /// A hash of the files' contents when the config was loaded (0 without files):
+    /// after a reload, rotated certificates at the same paths make a different
+    /// `TlsConfig`, so the clients (and the scrape loops using them) are rebuilt.
+    #[serde(skip)]
+    pub files_fingerprint: u64,
 }
 
 impl TlsConfig {
@@ -151,6 +157,7 @@ pub(crate) fn resolve_tls_config(
         insecure_skip_verify: raw.insecure_skip_verify.unwrap_or(false),
         min_version,
         max_version,
+        files_fingerprint: 0,
     };
     // What the file check below is given: the fields already reported are left out,
     // so it reports only problems of its own.
@@ -191,5 +198,8 @@ pub(crate) fn resolve_tls_config(
     if let Err(error) = crate::http_client::check_tls_config(&checked) {
         problems.push(path.key(error.field), error.message);
     }
-    tls
+    TlsConfig {
+        files_fingerprint: crate::http_client::tls_files_fingerprint(&tls),
+        ..tls
+    }
 }
