@@ -4,12 +4,14 @@
 //! [`scrape`] (targets, loops, the exposition parser) → [`relabel`] → [`ingest`]
 //! (watermark, write path) →
 //! [`storage`] and the `dataflows` crate → [`api`] (HTTP). [`service`] owns the
-//! running pieces; `main.rs` is the CLI.
+//! running pieces; `main.rs` is the CLI. Every outgoing HTTP client (scrapes,
+//! Alertmanagers, notifier receivers) is built by [`http_client`].
 
 pub mod alerting;
 pub mod api;
 pub mod config;
 pub mod discovery;
+pub mod http_client;
 pub mod ingest;
 pub mod notify;
 pub mod process_stats;

@@ -359,8 +359,10 @@ fn test_promql(files: &[PathBuf], verbose: bool) -> ExitCode {
 }
 
 fn run_server(cli: Cli) -> anyhow::Result<()> {
+    // rustls-platform-verifier logs every refused certificate at ERROR; the scrape
+    // or send that failed reports it already (target lastError, notifier logs).
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{},hyper=warn,reqwest=warn",
+        "{},hyper=warn,reqwest=warn,rustls_platform_verifier=off",
         cli.log_level
     ))
     .with_context(|| format!("invalid --log.level {:?}", cli.log_level))?;

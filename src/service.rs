@@ -22,14 +22,14 @@ use crate::rules::manager::{
     EvaluationMode, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
 };
 use crate::rules::registry::RuleRegistry;
-use crate::scrape::scrape_loop::{LoopContext, USER_AGENT};
+use crate::scrape::scrape_loop::LoopContext;
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::{Storage, StorageOptions, WalFsync};
 use dataflows::{Engine, EngineConfig};
 use parking_lot::{Mutex, RwLock};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -178,6 +178,7 @@ impl Service {
     /// Must be called within a tokio runtime.
     pub fn start(options: ServiceOptions) -> Result<Arc<Service>, String> {
         let (config, rule_groups) = load_config(&options).map_err(|e| e.to_string())?;
+        let scrape_clients = build_scrape_clients(&config, &options).map_err(|e| e.to_string())?;
         let notify_config = load_notify_config(&options).map_err(|e| e.to_string())?;
         let web_auth = match &options.web_config_file {
             Some(path) => Some(Arc::new(crate::api::auth::WebAuth::load(path)?)),
@@ -211,10 +212,7 @@ impl Service {
             options.lookback_delta.as_millis() as i64,
         )?;
         let ingester = Ingester::new(head, engine, metrics.clone());
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| format!("building HTTP client: {e}"))?;
+        let client = crate::http_client::default_client().map_err(|e| e.to_string())?;
         let scrapes = ScrapeManager::new(LoopContext {
             client,
             ingester: ingester.clone(),
@@ -273,7 +271,7 @@ impl Service {
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
         });
-        service.apply(config, rule_groups, notify_config);
+        service.apply(config, rule_groups, notify_config, scrape_clients);
         service.spawn_target_updates();
         service.spawn_housekeeping();
         service.ready.store(true, Ordering::SeqCst);
@@ -289,10 +287,12 @@ impl Service {
     pub async fn reload(&self) -> Result<(), ConfigError> {
         let _serialised = self.reload_lock.lock().await;
         match load_config(&self.options).and_then(|(config, rule_groups)| {
-            Ok((config, rule_groups, load_notify_config(&self.options)?))
+            let scrape_clients = build_scrape_clients(&config, &self.options)?;
+            let notify_config = load_notify_config(&self.options)?;
+            Ok((config, rule_groups, notify_config, scrape_clients))
         }) {
-            Ok((config, rule_groups, notify_config)) => {
-                self.apply(config, rule_groups, notify_config);
+            Ok((config, rule_groups, notify_config, scrape_clients)) => {
+                self.apply(config, rule_groups, notify_config, scrape_clients);
                 tracing::info!("configuration reloaded");
                 Ok(())
             }
@@ -310,7 +310,9 @@ impl Service {
         config: Config,
         rule_groups: Vec<RuleGroup>,
         notify_config: Option<NotifyConfig>,
+        scrape_clients: HashMap<String, reqwest::Client>,
     ) {
+        self.scrapes.set_job_clients(scrape_clients);
         self.discovery.apply(&config.scrape_configs);
         self.reconcile_targets();
         self.apply_rules(&config, rule_groups, notify_config);
@@ -473,6 +475,37 @@ pub fn load_config(options: &ServiceOptions) -> Result<(Config, Vec<RuleGroup>),
         }
     };
     with_rule_files(config)
+}
+
+/// Each scrape job's HTTP client, from its `tls_config` (whose files were checked at
+/// load; one that became unreadable since fails the load the same way).
+pub fn build_scrape_clients(
+    config: &Config,
+    options: &ServiceOptions,
+) -> Result<HashMap<String, reqwest::Client>, ConfigError> {
+    let mut clients = HashMap::new();
+    let mut problems = Vec::new();
+    for scrape in &config.scrape_configs {
+        match crate::http_client::build_client(&scrape.tls_config) {
+            Ok(client) => {
+                clients.insert(scrape.job_name.clone(), client);
+            }
+            Err(e) => problems.push(Problem {
+                file: options.config_file.as_ref().map_or_else(
+                    || "<default config>".to_string(),
+                    |path| path.display().to_string(),
+                ),
+                line: None,
+                field: format!("scrape_configs[job_name={}]", scrape.job_name),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(clients)
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 /// Loads `--alertmanager.config.file`, if given.

@@ -100,7 +100,8 @@ pub struct Notifier {
     queue: Mutex<VecDeque<OutgoingAlert>>,
     wake: tokio::sync::Notify,
     metrics: Arc<SelfMetrics>,
-    client: reqwest::Client,
+    /// Clients by `tls_config` (`crate::http_client`).
+    clients: crate::http_client::ClientCache,
 }
 
 impl Notifier {
@@ -111,7 +112,7 @@ impl Notifier {
             queue: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
             metrics,
-            client: reqwest::Client::new(),
+            clients: crate::http_client::ClientCache::default(),
         })
     }
 
@@ -223,8 +224,14 @@ impl Notifier {
         body: Vec<u8>,
         timeout: std::time::Duration,
     ) -> Result<(), bool> {
-        let mut request = self
-            .client
+        let client = match self.clients.get(&am.tls_config) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "sending alerts to Alertmanager failed");
+                return Err(false);
+            }
+        };
+        let mut request = client
             .post(url)
             .timeout(timeout)
             .header("Content-Type", "application/json")

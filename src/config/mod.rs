@@ -10,7 +10,9 @@
 //!
 //! Boundary: this module reads and checks configuration. It never opens network
 //! connections, applies relabelling, or reads rule files, secrets files or
-//! file_sd target files; it only expands `rule_files` globs into paths.
+//! file_sd target files; it only expands `rule_files` globs into paths, and has
+//! `crate::http_client` load each `tls_config`'s files once so a bad one is a
+//! located problem.
 //!
 //! ```
 //! # use promflow::config::Config;
@@ -30,6 +32,7 @@ mod resolved;
 pub(crate) mod rule_files;
 mod secret;
 mod size;
+mod tls;
 mod unsupported;
 mod validate;
 
@@ -53,6 +56,9 @@ pub use resolved::{
     GlobalConfig, RelabelAction, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
 };
 pub use secret::Secret;
+pub(crate) use tls::{resolve_tls_config, RawTlsConfig};
+pub use tls::{TlsConfig, TlsVersion};
+pub(crate) use unsupported::HTTP_CLIENT_FIELDS;
 pub use validate::{
     is_valid_label_name, DEFAULT_ALERTMANAGER_TIMEOUT, DEFAULT_EVALUATION_INTERVAL,
     DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL, DEFAULT_SCRAPE_TIMEOUT,

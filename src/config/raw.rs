@@ -15,6 +15,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+pub(crate) use super::tls::RawTlsConfig;
+
 /// Any YAML scalar kept as its text: strings, numbers and booleans are all
 /// accepted, as Go's YAML decoder does for string fields; null becomes "".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +95,7 @@ pub(crate) struct RawScrapeConfig {
     pub label_limit: Option<u64>,
     pub label_name_length_limit: Option<u64>,
     pub label_value_length_limit: Option<u64>,
+    pub tls_config: Option<RawTlsConfig>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
     pub metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
 }
@@ -171,6 +174,7 @@ pub(crate) struct RawAlertmanagerConfig {
     pub api_version: Option<ScalarText>,
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
+    pub tls_config: Option<RawTlsConfig>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
 }
 

@@ -14,6 +14,7 @@ use super::discovery::{DnsSdConfig, Ec2SdConfig, FileSdConfig};
 use super::duration::format_duration;
 use super::secret::Secret;
 use super::size::format_base2_bytes;
+use super::tls::TlsConfig;
 
 pub(crate) fn serialize_duration<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*value))
@@ -116,6 +117,9 @@ pub struct ScrapeConfig {
     /// Longest label value; 0 means no limit.
     #[serde(skip_serializing_if = "is_zero")]
     pub label_value_length_limit: u64,
+    /// How to speak TLS to the job's targets (`scheme: https`).
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
     /// Fixed target groups.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub static_configs: Vec<StaticConfig>,
@@ -266,6 +270,9 @@ pub struct AlertmanagerConfig {
     /// `Authorization` header credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// How to speak TLS to the Alertmanagers (`scheme: https`).
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
     /// Fixed Alertmanager addresses.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub static_configs: Vec<StaticConfig>,

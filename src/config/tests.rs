@@ -425,8 +425,7 @@ scrape_configs:
   ec2_sd_configs:
   - region: eu-west-1
     tls_config: {}
-  tls_config:
-    insecure_skip_verify: true
+  proxy_url: http://proxy:3128
   basic_auth:
     username: a
   target_limit: 10
@@ -442,10 +441,10 @@ alerting:
             "prometheus.yml:5: storage: field storage is not supported by promflow yet",
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
             "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
-            "prometheus.yml:14: scrape_configs[0].tls_config: field tls_config is not supported by promflow yet",
-            "prometheus.yml:16: scrape_configs[0].basic_auth: field basic_auth is not supported by promflow yet",
-            "prometheus.yml:18: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
-            "prometheus.yml:21: alerting.alertmanagers[0].oauth2: field oauth2 is not supported by promflow yet",
+            "prometheus.yml:14: scrape_configs[0].proxy_url: field proxy_url is not supported by promflow yet",
+            "prometheus.yml:15: scrape_configs[0].basic_auth: field basic_auth is not supported by promflow yet",
+            "prometheus.yml:17: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
+            "prometheus.yml:20: alerting.alertmanagers[0].oauth2: field oauth2 is not supported by promflow yet",
         ]
     );
 }
@@ -830,5 +829,72 @@ fn discovery_config_problems_are_located() {
             r#"prometheus.yml:15: scrape_configs[0].ec2_sd_configs[0].refresh_interval: not a valid duration string: "soon""#,
             "prometheus.yml:17: scrape_configs[0].ec2_sd_configs[0].filters[0].values: EC2 SD configuration filter values cannot be empty",
         ]
+    );
+}
+
+// ---- tls_config ------------------------------------------------------------------
+
+#[test]
+fn tls_config_is_resolved_and_printed_like_prometheus() {
+    let config = load(&job("  scheme: https\n  tls_config:\n    server_name: node.internal\n    insecure_skip_verify: true\n    min_version: TLS12\n"));
+    let tls = &config.scrape_configs[0].tls_config;
+    assert_eq!(tls.server_name.as_deref(), Some("node.internal"));
+    assert!(tls.insecure_skip_verify);
+    assert_eq!(tls.min_version, Some(TlsVersion::Tls12));
+    // Field order and names of Prometheus 2.42's /api/v1/status/config, which prints
+    // `min_version: 771` (a bug: it cannot load that back); the name is printed here.
+    let yaml = config.to_yaml();
+    assert!(
+        yaml.contains("  scheme: https\n  tls_config:\n    server_name: node.internal\n    insecure_skip_verify: true\n    min_version: TLS12\n"),
+        "{yaml}"
+    );
+    assert_eq!(load(&yaml).scrape_configs[0].tls_config, *tls);
+    // Nothing set: nothing printed (like follow_redirects, see above).
+    assert!(!load(&job("")).to_yaml().contains("tls_config"));
+}
+
+/// Wording of `promtool check config` 2.42 for its own checks; the file checks are
+/// promflow's (Prometheus reports them when it creates the scrape pool).
+#[test]
+fn tls_config_problems_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.pem"), "not PEM\n").unwrap();
+    let text = "scrape_configs:\n- job_name: x\n  scheme: https\n  tls_config:\n    ca_file: missing-ca.pem\n    min_version: TLS14\n- job_name: y\n  tls_config:\n    cert_file: client.pem\nalerting:\n  alertmanagers:\n  - scheme: https\n    tls_config:\n      ca_file: junk.pem\n      max_version: TLS13\n      min_version: TLS13\n      insecure_skip_verify: maybe\n";
+    let problems: Vec<String> = Config::load_str(text, "prometheus.yml", dir.path())
+        .unwrap_err()
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let base = dir.path().display();
+    // A type error stops serde before validation: it is the only problem then.
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("insecure_skip_verify") && problems[0].contains(":17"),
+        "{problems:#?}"
+    );
+    let text = text.replace("      insecure_skip_verify: maybe\n", "");
+    let problems: Vec<String> = Config::load_str(&text, "prometheus.yml", dir.path())
+        .unwrap_err()
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(
+        problems,
+        vec![
+            format!("prometheus.yml:5: scrape_configs[0].tls_config.ca_file: unable to load specified CA cert {base}/missing-ca.pem: No such file or directory (os error 2)"),
+            "prometheus.yml:6: scrape_configs[0].tls_config.min_version: unknown TLS version: TLS14".to_string(),
+            format!("prometheus.yml:9: scrape_configs[1].tls_config.cert_file: client cert file \"{base}/client.pem\" specified without client key file"),
+            format!("prometheus.yml:14: alerting.alertmanagers[0].tls_config.ca_file: unable to use specified CA cert {base}/junk.pem: no PEM CERTIFICATE block in it"),
+        ]
+    );
+}
+
+#[test]
+fn tls_config_of_ec2_discovery_is_still_unsupported() {
+    assert_problems!(
+        job("  ec2_sd_configs:\n  - region: eu-west-1\n    tls_config: {}\n"),
+        ["prometheus.yml:5: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet"]
     );
 }

@@ -24,6 +24,7 @@ use super::resolved::{
 use super::rule_files;
 use super::secret::Secret;
 use super::size::parse_base2_bytes;
+use super::tls::resolve_tls_config;
 use super::Config;
 
 /// Default `global.scrape_interval`.
@@ -323,6 +324,12 @@ fn resolve_scrape_config(
         label_limit: raw.label_limit.unwrap_or(0),
         label_name_length_limit: raw.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),
+        tls_config: resolve_tls_config(
+            raw.tls_config.as_ref(),
+            base_dir,
+            &path.key("tls_config"),
+            problems,
+        ),
         static_configs,
         file_sd_configs: resolve_file_sd_configs(
             raw.file_sd_configs.as_deref(),
@@ -510,6 +517,12 @@ fn resolve_alertmanager(
         api_version,
         basic_auth,
         authorization,
+        tls_config: resolve_tls_config(
+            raw.tls_config.as_ref(),
+            base_dir,
+            &path.key("tls_config"),
+            problems,
+        ),
         static_configs: resolve_static_configs(
             raw.static_configs.as_deref(),
             &path.key("static_configs"),

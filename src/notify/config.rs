@@ -8,15 +8,18 @@
 //! `default.tmpl`), and every problem, located by file, line and field, through the
 //! same loader as promflow's own config. Fields Alertmanager has but promflow does not
 //! support (other receiver kinds, `http_config`, time intervals, …) are reported as
-//! such, not ignored.
+//! such, not ignored. Of a receiver's `http_config`, `tls_config` is supported (the
+//! same fields and checks as promflow's own config, see `crate::config::TlsConfig`);
+//! without it receivers are verified against the system's CA roots.
 //!
 //! Extension: `pushover_configs[].api_url` (Alertmanager 0.25 always posts to
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
 
 use crate::config::rule_files;
 use crate::config::{
-    is_valid_label_name, load_located, parse_duration, read_config_file, ConfigError, FieldPath,
-    PathSegment, Problems, Secret,
+    is_valid_label_name, load_located, parse_duration, read_config_file, resolve_tls_config,
+    ConfigError, FieldPath, PathSegment, Problems, RawTlsConfig, Secret, TlsConfig,
+    HTTP_CLIENT_FIELDS,
 };
 use crate::notify::matcher::{parse_matchers, MatchType, Matcher, Matchers};
 use crate::notify::route::{GroupBy, Route};
@@ -106,6 +109,14 @@ struct RawSlack {
     thumb_url: Option<String>,
     link_names: Option<bool>,
     mrkdwn_in: Option<Vec<String>>,
+    http_config: Option<RawHttpConfig>,
+}
+
+/// A receiver's `http_config` (prometheus/common's HTTP client settings); only
+/// `tls_config` is supported, the rest is reported as not supported.
+#[derive(Debug, Default, Deserialize)]
+struct RawHttpConfig {
+    tls_config: Option<RawTlsConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +141,7 @@ struct RawPushover {
     expire: Option<String>,
     html: Option<bool>,
     api_url: Option<String>,
+    http_config: Option<RawHttpConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +149,7 @@ struct RawWebhook {
     send_resolved: Option<bool>,
     url: Option<String>,
     max_alerts: Option<u64>,
+    http_config: Option<RawHttpConfig>,
 }
 
 // ---------------------------------------------------------------------------
@@ -198,6 +211,15 @@ impl Integration {
         }
     }
 
+    /// `http_config.tls_config`: how the receiver's endpoint is reached over https.
+    pub fn tls_config(&self) -> &TlsConfig {
+        match self {
+            Integration::Slack(c) => &c.tls_config,
+            Integration::Pushover(c) => &c.tls_config,
+            Integration::Webhook(c) => &c.tls_config,
+        }
+    }
+
     /// `send_resolved`.
     pub fn send_resolved(&self) -> bool {
         match self {
@@ -215,6 +237,8 @@ pub struct SlackConfig {
     pub send_resolved: bool,
     /// Incoming-webhook URL (from the entry, or `global.slack_api_url`).
     pub api_url: Secret,
+    /// `http_config.tls_config`.
+    pub tls_config: TlsConfig,
     /// Templates.
     pub channel: String,
     /// Template.
@@ -293,6 +317,8 @@ pub struct PushoverConfig {
     pub html: bool,
     /// Where to POST (promflow extension; Pushover's API by default).
     pub api_url: String,
+    /// `http_config.tls_config`.
+    pub tls_config: TlsConfig,
 }
 
 /// `webhook_configs` entry.
@@ -304,6 +330,8 @@ pub struct WebhookConfig {
     pub url: Secret,
     /// At most this many alerts per message (0: all).
     pub max_alerts: u64,
+    /// `http_config.tls_config`.
+    pub tls_config: TlsConfig,
 }
 
 /// Alertmanager 0.25 fields that promflow does not support yet, by parent section.
@@ -350,9 +378,9 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "webex_configs",
         ],
     ),
-    ("slack_configs", &["http_config", "actions"]),
-    ("pushover_configs", &["http_config"]),
-    ("webhook_configs", &["http_config"]),
+    ("slack_configs", &["actions"]),
+    // A receiver's `http_config`: the fields promflow's own config lacks too, and auth.
+    ("http_config", &["basic_auth", "authorization"]),
     ("inhibit_rules", &[]),
 ];
 
@@ -370,7 +398,8 @@ fn unknown_field_message(path: &FieldPath) -> String {
         .unwrap_or("");
     let supported_elsewhere = UNSUPPORTED_FIELDS
         .iter()
-        .any(|(s, fields)| *s == section && fields.contains(&field.as_str()));
+        .any(|(s, fields)| *s == section && fields.contains(&field.as_str()))
+        || (section == "http_config" && HTTP_CLIENT_FIELDS.contains(&field.as_str()));
     if supported_elsewhere {
         format!("field {field} is not supported by promflow yet")
     } else {
@@ -475,7 +504,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         }
         for (j, c) in r.pushover_configs.iter().flatten().enumerate() {
             let cpath = path.key("pushover_configs").index(j);
-            integrations.push(Integration::Pushover(resolve_pushover(c, &cpath, p)));
+            integrations.push(Integration::Pushover(resolve_pushover(c, base, &cpath, p)));
         }
         for (j, c) in r.webhook_configs.iter().flatten().enumerate() {
             let cpath = path.key("webhook_configs").index(j);
@@ -492,6 +521,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
                 send_resolved: c.send_resolved.unwrap_or(true),
                 url: Secret::new(url),
                 max_alerts: c.max_alerts.unwrap_or(0),
+                tls_config: receiver_tls_config(&c.http_config, base, &cpath, p),
             }));
         }
         receivers.push(Receiver { name, integrations });
@@ -724,20 +754,25 @@ fn matchers_of(
     Matchers::sorted(out)
 }
 
-/// Receivers are reached over plain `http://` only: promflow's HTTP client has no
-/// TLS stack yet, so an `https://` URL is refused here rather than failing at every
-/// notification.
+/// Receivers are reached over `http://` or `https://` (verified against the system's
+/// CA roots, or `http_config.tls_config`).
 fn check_http_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     match parsed.scheme() {
-        "http" => Ok(()),
-        "https" => Err(format!(
-            "https URLs are not supported by promflow's notifier yet (no TLS in its HTTP client): {}://{}; use an http:// relay or a real Alertmanager",
-            parsed.scheme(),
-            parsed.host_str().unwrap_or("")
-        )),
+        "http" | "https" => Ok(()),
         other => Err(format!("unsupported scheme {other:?} for URL")),
     }
+}
+
+/// The `http_config.tls_config` of a receiver entry at `path`.
+fn receiver_tls_config(
+    http_config: &Option<RawHttpConfig>,
+    base: &Path,
+    path: &FieldPath,
+    p: &mut Problems,
+) -> TlsConfig {
+    let raw = http_config.as_ref().and_then(|h| h.tls_config.as_ref());
+    resolve_tls_config(raw, base, &path.key("http_config").key("tls_config"), p)
 }
 
 fn resolve_slack(
@@ -793,6 +828,7 @@ fn resolve_slack(
     SlackConfig {
         send_resolved: s.send_resolved.unwrap_or(false),
         api_url: Secret::new(api_url),
+        tls_config: receiver_tls_config(&s.http_config, base, path, p),
         channel: s.channel.clone().unwrap_or_default(),
         username: template_or(&s.username, r#"{{ template "slack.default.username" . }}"#),
         color: template_or(
@@ -829,7 +865,12 @@ fn resolve_slack(
     }
 }
 
-fn resolve_pushover(c: &RawPushover, path: &FieldPath, p: &mut Problems) -> PushoverConfig {
+fn resolve_pushover(
+    c: &RawPushover,
+    base: &Path,
+    path: &FieldPath,
+    p: &mut Problems,
+) -> PushoverConfig {
     let user_key = c.user_key.clone().unwrap_or_default();
     if user_key.is_empty() {
         p.push(path.key("user_key"), "missing user key in Pushover config");
@@ -862,6 +903,7 @@ fn resolve_pushover(c: &RawPushover, path: &FieldPath, p: &mut Problems) -> Push
         expire: duration(&c.expire, Duration::from_secs(3600), path.key("expire"), p),
         html: c.html.unwrap_or(false),
         api_url,
+        tls_config: receiver_tls_config(&c.http_config, base, path, p),
     }
 }
 
@@ -920,8 +962,33 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("receivers[0].pushover_configs[0].api_url: https URLs are not supported"),
-            "the default Pushover API is https: {text}"
+            !text.contains("api_url"),
+            "the default Pushover API is https, reached with the system's roots: {text}"
+        );
+    }
+
+    #[test]
+    fn receivers_take_an_http_config_tls_config() {
+        let c = load(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url: https://hooks.internal/x\n        http_config:\n          tls_config:\n            server_name: hooks\n            insecure_skip_verify: true\n",
+        )
+        .unwrap();
+        let tls = c.receivers[0].integrations[0].tls_config();
+        assert_eq!(tls.server_name.as_deref(), Some("hooks"));
+        assert!(tls.insecure_skip_verify);
+
+        let text = load(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: https://slack.internal/x\n        http_config:\n          proxy_url: http://proxy:3128\n          tls_config:\n            ca_file: /nonexistent/ca.pem\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("am.yml:8: receivers[0].slack_configs[0].http_config.proxy_url: field proxy_url is not supported by promflow yet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("am.yml:10: receivers[0].slack_configs[0].http_config.tls_config.ca_file: unable to load specified CA cert /nonexistent/ca.pem: "),
+            "{text}"
         );
     }
 }

@@ -38,6 +38,7 @@ pub mod silence;
 pub mod sink;
 pub mod template;
 
+use crate::http_client::ClientCache;
 use crate::notify::alert::{now_nanos, Alert, Nanos};
 use crate::notify::config::NotifyConfig;
 use crate::notify::dispatcher::{Dispatcher, Flush};
@@ -139,7 +140,8 @@ pub struct BuiltinNotifier {
     dispatcher: Mutex<Option<Dispatcher>>,
     state_file: Mutex<Option<PathBuf>>,
     wake: tokio::sync::Notify,
-    client: reqwest::Client,
+    /// Clients by the receivers' `tls_config` (`crate::http_client`).
+    clients: ClientCache,
     /// Outcome counters.
     pub metrics: NotifyMetrics,
 }
@@ -151,10 +153,7 @@ impl BuiltinNotifier {
             dispatcher: Mutex::new(None),
             state_file: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
-            client: reqwest::Client::builder()
-                .user_agent(concat!("promflow/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .unwrap_or_default(),
+            clients: ClientCache::default(),
             metrics: NotifyMetrics::default(),
         })
     }
@@ -298,7 +297,13 @@ impl BuiltinNotifier {
             self.metrics.inc("notifications_total", kind);
             let result = match &templates {
                 Some(t) => match build_request(&job.integration, t, &job.data, &flush.group_key) {
-                    Ok(request) => self.send_with_retries(kind, &request, flush.timeout).await,
+                    Ok(request) => match self.clients.get(job.integration.tls_config()) {
+                        Ok(client) => {
+                            self.send_with_retries(&client, kind, &request, flush.timeout)
+                                .await
+                        }
+                        Err(e) => Err(SendError::Permanent(e.to_string())),
+                    },
                     Err(e) => Err(SendError::Permanent(e)),
                 },
                 None => Err(SendError::Permanent("notifier is not configured".into())),
@@ -322,6 +327,7 @@ impl BuiltinNotifier {
 
     async fn send_with_retries(
         &self,
+        client: &reqwest::Client,
         kind: &'static str,
         request: &receivers::Request,
         timeout: Duration,
@@ -331,7 +337,7 @@ impl BuiltinNotifier {
         loop {
             self.metrics.inc("notification_requests_total", kind);
             let left = deadline.saturating_duration_since(Instant::now());
-            match send(&self.client, request, left.max(Duration::from_millis(100))).await {
+            match send(client, request, left.max(Duration::from_millis(100))).await {
                 Ok(()) => return Ok(()),
                 Err(SendError::Retryable(e)) => {
                     self.metrics.inc("notification_requests_failed_total", kind);

@@ -4,7 +4,9 @@
 //! targets no longer wanted stop and write stale markers; new targets start; a target
 //! with the same identity and settings keeps its loop (and its staleness state); one
 //! whose settings changed is restarted without stale markers. Identical targets from
-//! several groups are scraped once.
+//! several groups are scraped once. A loop scrapes with its job's client (see
+//! [`ScrapeManager::set_job_clients`]); a job's `tls_config` is part of its targets'
+//! settings, so changing it restarts them with the new client.
 
 use crate::scrape::scrape_loop::{self, LoopContext, StopSignal, TargetHealth};
 use crate::scrape::target::TargetSpec;
@@ -30,7 +32,10 @@ pub struct TargetStatus {
 
 /// Owns the scrape loops.
 pub struct ScrapeManager {
+    /// `client` is the fallback for a job without an entry in `job_clients`.
     ctx: LoopContext,
+    /// Each job's HTTP client (its `tls_config`), by job name.
+    job_clients: Mutex<HashMap<String, reqwest::Client>>,
     running: Mutex<HashMap<u64, RunningTarget>>,
 }
 
@@ -39,8 +44,15 @@ impl ScrapeManager {
     pub fn new(ctx: LoopContext) -> ScrapeManager {
         ScrapeManager {
             ctx,
+            job_clients: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Replaces the jobs' HTTP clients (on every config load); loops started from now
+    /// on use them.
+    pub fn set_job_clients(&self, clients: HashMap<String, reqwest::Client>) {
+        *self.job_clients.lock() = clients;
     }
 
     /// Reconciles the running loops with `wanted`; see the module contract. Must be
@@ -71,12 +83,12 @@ impl ScrapeManager {
                 ..TargetHealth::default()
             }));
             let (stop, stop_rx) = watch::channel(None);
-            tokio::spawn(scrape_loop::run(
-                spec.clone(),
-                self.ctx.clone(),
-                health.clone(),
-                stop_rx,
-            ));
+            let client = self.job_clients.lock().get(&spec.job).cloned();
+            let ctx = LoopContext {
+                client: client.unwrap_or_else(|| self.ctx.client.clone()),
+                ..self.ctx.clone()
+            };
+            tokio::spawn(scrape_loop::run(spec.clone(), ctx, health.clone(), stop_rx));
             running.insert(id, RunningTarget { spec, health, stop });
         }
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The User-Agent promflow scrapes with.
-pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
+pub use crate::http_client::USER_AGENT;
 
 /// The last scrape of a target, for `/api/v1/targets` and logs.
 #[derive(Clone, Debug, Default)]
@@ -60,7 +60,8 @@ impl std::fmt::Display for ScrapeError {
 /// What the loop needs from the rest of the service.
 #[derive(Clone)]
 pub struct LoopContext {
-    /// HTTP client shared by all loops.
+    /// HTTP client of the target's job (built by `crate::http_client` from the
+    /// job's `tls_config`; shared by the job's loops).
     pub client: reqwest::Client,
     /// Where samples go.
     pub ingester: Arc<Ingester>,
@@ -256,7 +257,7 @@ async fn fetch(
         .timeout(spec.timeout)
         .send()
         .await
-        .map_err(|e| ScrapeError::Fetch(describe_reqwest_error(&e, spec.timeout)))?;
+        .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?;
     if !response.status().is_success() {
         return Err(ScrapeError::Fetch(format!(
             "server returned HTTP status {}",
@@ -272,7 +273,7 @@ async fn fetch(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| ScrapeError::Fetch(describe_reqwest_error(&e, spec.timeout)))?
+        .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?
     {
         body.extend_from_slice(&chunk);
         if spec.limits.body_size > 0 && body.len() as u64 > spec.limits.body_size {
@@ -285,9 +286,15 @@ async fn fetch(
     Ok((body, content_type))
 }
 
-fn describe_reqwest_error(e: &reqwest::Error, timeout: Duration) -> String {
+fn describe_fetch_error(e: &reqwest::Error, spec: &TargetSpec) -> String {
     if e.is_timeout() {
-        format!("Get: context deadline exceeded (scrape timeout {timeout:?})")
+        format!(
+            "Get: context deadline exceeded (scrape timeout {:?})",
+            spec.timeout
+        )
+    } else if let Some(tls) = crate::http_client::describe_tls_failure(e) {
+        // Prometheus's wording: `Get "<url>": x509: certificate signed by unknown authority`.
+        format!("Get {:?}: {tls}", spec.url)
     } else {
         // The source chain says what actually failed (connection refused, …).
         let mut message = e.to_string();

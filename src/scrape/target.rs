@@ -75,6 +75,7 @@ impl TargetSpec {
             && self.honor_labels == other.honor_labels
             && self.honor_timestamps == other.honor_timestamps
             && self.limits == other.limits
+            && self.config.tls_config == other.config.tls_config
             && self.config.metric_relabel_configs.len() == other.config.metric_relabel_configs.len()
             && format!("{:?}", self.config.metric_relabel_configs)
                 == format!("{:?}", other.config.metric_relabel_configs)

@@ -6,10 +6,10 @@
 //! `<dir>/output.log`, killed through its own child handle on drop. The webhook is a
 //! small std::net HTTP server (one request per connection) answering 200.
 
-use super::{free_port, http, require_peer, wait_until, STARTUP_TIMEOUT};
+use super::{free_port, http, require_peer, serves_https, wait_until, STARTUP_TIMEOUT};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -127,10 +127,28 @@ impl Alertmanager {
         Self::spawn(free_port(), config_yaml)
     }
 
+    /// Like [`Alertmanager::start_with_config`], serving https only with
+    /// `web_config_yaml` (exporter toolkit's `--web.config.file`; absolute paths);
+    /// returns once it listens (readiness over https is the test's business, see
+    /// `tls::https_get`).
+    pub fn start_tls(config_yaml: &str, web_config_yaml: &str) -> Alertmanager {
+        Self::spawn_with(free_port(), config_yaml, Some(web_config_yaml))
+    }
+
     fn spawn(port: u16, config_yaml: &str) -> Alertmanager {
+        Self::spawn_with(port, config_yaml, None)
+    }
+
+    fn spawn_with(port: u16, config_yaml: &str, web_config_yaml: Option<&str>) -> Alertmanager {
         require_peer(ALERTMANAGER_BIN, "prometheus-alertmanager");
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("am.yml"), config_yaml).unwrap();
+        let mut web_config = Vec::new();
+        if let Some(yaml) = web_config_yaml {
+            let path = dir.path().join("web.yml");
+            std::fs::write(&path, yaml).expect("write web config");
+            web_config.push(format!("--web.config.file={}", path.display()));
+        }
         let log = std::fs::File::create(dir.path().join("output.log")).unwrap();
         let child = Command::new(ALERTMANAGER_BIN)
             .arg(format!(
@@ -144,18 +162,24 @@ impl Alertmanager {
             ))
             .arg(format!("--web.external-url={EXTERNAL_URL}"))
             .arg("--cluster.listen-address=")
+            .args(&web_config)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("spawn alertmanager");
         let am = Alertmanager { child, port, dir };
-        let ready = wait_until(
-            STARTUP_TIMEOUT,
-            || matches!(http::get(&am.url("/-/ready")), Ok(r) if r.status == 200),
-        );
+        let ready = wait_until(STARTUP_TIMEOUT, || match web_config_yaml {
+            Some(_) => serves_https(am.addr()),
+            None => matches!(http::get(&am.url("/-/ready")), Ok(r) if r.status == 200),
+        });
         assert!(ready, "alertmanager not ready: {}", am.log());
         am
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
     }
 
     /// `http://127.0.0.1:<port><path>`.

@@ -132,7 +132,8 @@ pub fn send(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
+/// Parses a complete HTTP/1.x response (e.g. one read through `openssl s_client`).
+pub fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -20,6 +20,7 @@ pub mod http;
 pub mod moto;
 pub mod receiver;
 pub mod stream_client;
+pub mod tls;
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -247,7 +248,50 @@ fn spawn_peer_answering(
     ready_status: u16,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> Peer {
-    let (child, addr) = launch(name, bin, dir.path(), ready_path, ready_status, args);
+    let what = format!("answer {ready_status} on {ready_path}");
+    spawn_peer_until(
+        name,
+        bin,
+        dir,
+        &what,
+        answers(ready_path, ready_status),
+        args,
+    )
+}
+
+/// Readiness: `GET ready_path` answers `status`.
+fn answers(ready_path: &str, status: u16) -> impl Fn(SocketAddr) -> bool + '_ {
+    move |addr| matches!(http::get(&format!("http://{addr}{ready_path}")), Ok(r) if r.status == status)
+}
+
+/// Like `spawn_peer`, for a peer that serves only https: ready once a plain-HTTP
+/// request gets Go's "Client sent an HTTP request to an HTTPS server." answer.
+fn spawn_https_peer(
+    name: &'static str,
+    bin: &Path,
+    dir: TempDir,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> Peer {
+    spawn_peer_until(name, bin, dir, "listen for https", serves_https, args)
+}
+
+/// Whether `addr` serves https: a plain-HTTP request gets Go's "Client sent an HTTP
+/// request to an HTTPS server." answer.
+pub fn serves_https(addr: SocketAddr) -> bool {
+    matches!(http::get(&format!("http://{addr}/")),
+        Ok(r) if r.status == 400 && r.body.contains("HTTPS server"))
+}
+
+/// `spawn_peer` with the readiness check `ready_check(addr)`, described by `ready_what`.
+fn spawn_peer_until(
+    name: &'static str,
+    bin: &Path,
+    dir: TempDir,
+    ready_what: &str,
+    ready_check: impl Fn(SocketAddr) -> bool,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> Peer {
+    let (child, addr) = launch(name, bin, dir.path(), ready_what, ready_check, args);
     Peer {
         name,
         child,
@@ -259,13 +303,13 @@ fn spawn_peer_answering(
 }
 
 /// Starts `bin` in `dir` (see [`spawn_peer`]) and returns its child and address once
-/// `GET ready_path` answers `ready_status`.
+/// `ready_check(addr)` holds.
 fn launch(
     name: &'static str,
     bin: &Path,
     dir: &Path,
-    ready_path: &str,
-    ready_status: u16,
+    ready_what: &str,
+    ready_check: impl Fn(SocketAddr) -> bool,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> (Child, SocketAddr) {
     let log_path = dir.join("output.log");
@@ -282,7 +326,6 @@ fn launch(
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name} ({}): {e}", bin.display()));
-        let url = format!("http://{addr}{ready_path}");
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         let mut exit_status = None;
         let ready = loop {
@@ -290,14 +333,14 @@ fn launch(
                 exit_status = Some(status);
                 break false;
             }
-            if matches!(http::get(&url), Ok(r) if r.status == ready_status) {
+            if ready_check(addr) {
                 break true;
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "{name} did not answer {ready_status} on {ready_path} within {STARTUP_TIMEOUT:?}; \
+                    "{name} did not {ready_what} within {STARTUP_TIMEOUT:?}; \
                      its output:\n{}",
                     read_log()
                 );
@@ -460,12 +503,13 @@ impl Promflow {
             dir.join("output-before-restart.log"),
         );
         let extra = self.extra_args.clone();
+        let status = ready_status(&extra);
         let (child, addr) = launch(
             "promflow",
             &promflow_bin(),
             &dir,
-            "/-/ready",
-            ready_status(&extra),
+            &format!("answer {status} on /-/ready"),
+            answers("/-/ready", status),
             |d, a| promflow_args(d, a, &extra),
         );
         self.peer.child = child;
@@ -611,6 +655,30 @@ impl NodeExporter {
             dir,
             "/metrics",
             |_, addr| vec![format!("--web.listen-address={addr}")],
+        );
+        NodeExporter { peer }
+    }
+
+    /// Starts node_exporter serving https only, with `web_config_yaml` (exporter
+    /// toolkit's `--web.config.file`: `tls_server_config`, …; paths in it should be
+    /// absolute) written to `<dir>/web.yml`; returns once it listens.
+    pub fn start_tls(web_config_yaml: &str) -> NodeExporter {
+        require_peer(NODE_EXPORTER_BIN, "prometheus-node-exporter");
+        let dir = tempfile::Builder::new()
+            .prefix("node-exporter-tls-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::write(dir.path().join("web.yml"), web_config_yaml).expect("write web config");
+        let peer = spawn_https_peer(
+            "node_exporter",
+            Path::new(NODE_EXPORTER_BIN),
+            dir,
+            |dir, addr| {
+                vec![
+                    format!("--web.listen-address={addr}"),
+                    format!("--web.config.file={}", dir.join("web.yml").display()),
+                ]
+            },
         );
         NodeExporter { peer }
     }

@@ -70,7 +70,12 @@ pub async fn send(
         .body(request.body.clone())
         .send()
         .await
-        .map_err(|e| SendError::Retryable(format!("POST {}: {e}", redact(&request.url))))?;
+        .map_err(|e| {
+            // A failed handshake says why (`x509: certificate signed by unknown authority`).
+            let reason =
+                crate::http_client::describe_tls_failure(&e).unwrap_or_else(|| e.to_string());
+            SendError::Retryable(format!("POST {}: {reason}", redact(&request.url)))
+        })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());

@@ -1,0 +1,610 @@
+//! Outgoing HTTP clients: the one place promflow builds a [`reqwest::Client`].
+//!
+//! Owns: the process-wide rustls crypto provider (`ring`, installed once by
+//! [`install_crypto_provider`], safe to call from `main`, tests and every builder),
+//! turning a [`TlsConfig`] into a rustls client configuration (CA file or the
+//! system's roots through rustls-platform-verifier, client certificate, server name,
+//! `insecure_skip_verify`, protocol versions), and wording TLS failures the way
+//! Prometheus (Go's `crypto/tls` and `x509`) does, so `lastError` in
+//! `/api/v1/targets` reads the same.
+//!
+//! Contract: [`build_client`] either returns a client that enforces every field of
+//! the `TlsConfig`, or a [`TlsSetupError`] naming the field at fault;
+//! [`check_tls_config`] is the same work without the client, for config validation.
+//! Files are read when a client is built (Prometheus re-reads them on change; promflow
+//! reads them again on the next reload, see [`tls_files_fingerprint`]).
+//!
+//! Limit: `server_name` changes which name the server certificate must be valid for;
+//! the SNI sent is still the URL's host (reqwest derives it from the URL).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Once};
+
+use parking_lot::Mutex;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+
+use crate::config::{TlsConfig, TlsVersion};
+
+/// The User-Agent of every outgoing request.
+pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
+
+/// A `tls_config` that cannot be turned into a client: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSetupError {
+    /// The `tls_config` field at fault (`ca_file`, `cert_file`, …).
+    pub field: &'static str,
+    /// What is wrong, with the file name.
+    pub message: String,
+}
+
+impl std::fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tls_config.{}: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for TlsSetupError {}
+
+/// Installs `ring` as rustls's process-wide crypto provider; later calls do nothing.
+/// reqwest is built without a provider of its own (no aws-lc), so this must run
+/// before any client is built; every builder here calls it.
+pub fn install_crypto_provider() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        // Err means another provider is already the default: keep it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A client for `tls` with promflow's User-Agent.
+pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, TlsSetupError> {
+    let rustls_config = rustls_client_config(tls)?;
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .tls_backend_preconfigured(rustls_config)
+        .build()
+        .map_err(|e| TlsSetupError {
+            field: "",
+            message: format!("building the HTTP client: {e}"),
+        })
+}
+
+/// A client with the default TLS settings (system roots, no client certificate).
+pub fn default_client() -> Result<reqwest::Client, TlsSetupError> {
+    build_client(&TlsConfig::default())
+}
+
+/// Checks that `tls` can be turned into a client: its files are readable, hold PEM
+/// data, and the key matches the certificate.
+pub fn check_tls_config(tls: &TlsConfig) -> Result<(), TlsSetupError> {
+    rustls_client_config(tls).map(drop)
+}
+
+/// A hash of the contents of `tls`'s files (0 when it names none; unreadable files
+/// hash as empty), so a config loaded after the files changed differs from the one
+/// before.
+pub fn tls_files_fingerprint(tls: &TlsConfig) -> u64 {
+    let files = [&tls.ca_file, &tls.cert_file, &tls.key_file];
+    if files.iter().all(|file| file.is_none()) {
+        return 0;
+    }
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for file in files {
+        let bytes = file
+            .as_ref()
+            .and_then(|path| std::fs::read(path).ok())
+            .unwrap_or_default();
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    hasher.digest()
+}
+
+/// Clients by TLS settings, built on first use: for senders whose targets each carry
+/// a `tls_config` (Alertmanagers, notifier receivers). A failed build is not cached.
+#[derive(Default)]
+pub struct ClientCache {
+    clients: Mutex<HashMap<TlsConfig, reqwest::Client>>,
+}
+
+impl ClientCache {
+    /// The client for `tls` (a cheap handle to a shared connection pool).
+    pub fn get(&self, tls: &TlsConfig) -> Result<reqwest::Client, TlsSetupError> {
+        if let Some(client) = self.clients.lock().get(tls) {
+            return Ok(client.clone());
+        }
+        let client = build_client(tls)?;
+        self.clients.lock().insert(tls.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+fn rustls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsSetupError> {
+    install_crypto_provider();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions = protocol_versions(tls)?;
+    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
+        Arc::new(AcceptAnyServerCert(provider.clone()))
+    } else if let Some(ca_file) = &tls.ca_file {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in read_certificates(ca_file, "ca_file", "CA cert")? {
+            roots.add(cert).map_err(|e| TlsSetupError {
+                field: "ca_file",
+                message: format!("unable to use specified CA cert {}: {e}", ca_file.display()),
+            })?;
+        }
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| TlsSetupError {
+            field: "ca_file",
+            message: format!("unable to use specified CA cert {}: {e}", ca_file.display()),
+        })?
+    } else {
+        Arc::new(
+            rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| {
+                TlsSetupError {
+                    field: "ca_file",
+                    message: format!("unable to load the system's CA certificates: {e}"),
+                }
+            })?,
+        )
+    };
+    let verifier = match &tls.server_name {
+        Some(name) => {
+            let name = ServerName::try_from(name.clone()).map_err(|e| TlsSetupError {
+                field: "server_name",
+                message: format!("invalid server name {name:?}: {e}"),
+            })?;
+            Arc::new(VerifyAsServerName {
+                inner: verifier,
+                name,
+            }) as Arc<dyn ServerCertVerifier>
+        }
+        None => verifier,
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| TlsSetupError {
+            field: "min_version",
+            message: e.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    match (&tls.cert_file, &tls.key_file) {
+        (Some(cert_file), Some(key_file)) => {
+            let chain = read_certificates(cert_file, "cert_file", "client cert")?;
+            let key = read_private_key(key_file)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TlsSetupError {
+                    field: "key_file",
+                    message: format!(
+                        "unable to use specified client cert ({}) & key ({}): {e}",
+                        cert_file.display(),
+                        key_file.display()
+                    ),
+                })
+        }
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(_), None) => Err(TlsSetupError {
+            field: "cert_file",
+            message: "client cert file specified without client key file".into(),
+        }),
+        (None, Some(_)) => Err(TlsSetupError {
+            field: "key_file",
+            message: "client key file specified without client cert file".into(),
+        }),
+    }
+}
+
+/// The versions between `min_version` and `max_version`; rustls speaks 1.2 and 1.3,
+/// so `TLS10`/`TLS11` as a minimum mean 1.2, and as a maximum cannot be honoured.
+fn protocol_versions(
+    tls: &TlsConfig,
+) -> Result<&'static [&'static rustls::SupportedProtocolVersion], TlsSetupError> {
+    static BOTH: &[&rustls::SupportedProtocolVersion] =
+        &[&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY_13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+    static ONLY_12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+    let min = tls.min_version.unwrap_or(TlsVersion::Tls12);
+    let max = tls.max_version.unwrap_or(TlsVersion::Tls13);
+    if max < TlsVersion::Tls12 {
+        return Err(TlsSetupError {
+            field: "max_version",
+            message: format!(
+                "max_version {max} is not supported: promflow speaks TLS 1.2 and 1.3 only"
+            ),
+        });
+    }
+    Ok(match (min >= TlsVersion::Tls13, max >= TlsVersion::Tls13) {
+        (true, true) => ONLY_13,
+        (false, true) => BOTH,
+        (false, false) => ONLY_12,
+        (true, false) => {
+            return Err(TlsSetupError {
+                field: "min_version",
+                message: format!("min_version {min} is higher than max_version {max}"),
+            })
+        }
+    })
+}
+
+/// Every certificate in the PEM file `path` (at least one).
+fn read_certificates(
+    path: &Path,
+    field: &'static str,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let bytes = std::fs::read(path).map_err(|e| TlsSetupError {
+        field,
+        message: format!("unable to load specified {what} {}: {e}", path.display()),
+    })?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsSetupError {
+            field,
+            message: format!("unable to use specified {what} {}: {e}", path.display()),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError {
+            field,
+            message: format!(
+                "unable to use specified {what} {}: no PEM CERTIFICATE block in it",
+                path.display()
+            ),
+        });
+    }
+    Ok(certs)
+}
+
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file `path`.
+fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    let bytes = std::fs::read(path).map_err(|e| TlsSetupError {
+        field: "key_file",
+        message: format!(
+            "unable to load specified client key {}: {e}",
+            path.display()
+        ),
+    })?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsSetupError {
+        field: "key_file",
+        message: format!(
+            "unable to use specified client key {}: {}",
+            path.display(),
+            match e {
+                rustls::pki_types::pem::Error::NoItemsFound =>
+                    "no PEM private key block in it".to_string(),
+                other => other.to_string(),
+            }
+        ),
+    })
+}
+
+/// `insecure_skip_verify`: any certificate is accepted; handshake signatures are
+/// still checked, so the session is encrypted to whoever holds the certificate's key.
+#[derive(Debug)]
+struct AcceptAnyServerCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `server_name`: verifies the server certificate for a fixed name instead of the
+/// URL's host.
+#[derive(Debug)]
+struct VerifyAsServerName {
+    inner: Arc<dyn ServerCertVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for VerifyAsServerName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+/// The TLS failure in `error`'s source chain, worded like Go's `crypto/tls` / `x509`
+/// errors in Prometheus (`x509: certificate signed by unknown authority`); `None`
+/// when the failure is not about TLS.
+pub fn describe_tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    find_rustls_error(error).map(go_wording)
+}
+
+/// The rustls error in `error`'s source chain. The TLS stack wraps it in
+/// `io::Error`s (sometimes two), whose `source()` skips the wrapped error, so
+/// those are opened with `get_ref`.
+fn find_rustls_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a rustls::Error> {
+    if let Some(found) = error.downcast_ref::<rustls::Error>() {
+        return Some(found);
+    }
+    if let Some(inner) = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(found) = find_rustls_error(inner) {
+            return Some(found);
+        }
+    }
+    find_rustls_error(error.source()?)
+}
+
+fn go_wording(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            CertificateError::UnknownIssuer => {
+                "x509: certificate signed by unknown authority".into()
+            }
+            CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            } => name_mismatch(expected, presented),
+            CertificateError::NotValidForName => {
+                "x509: certificate is not valid for the requested name".into()
+            }
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => {
+                format!("x509: certificate has expired or is not yet valid: {cert:?}")
+            }
+            other => format!("x509: {other:?}"),
+        },
+        rustls::Error::AlertReceived(alert) => {
+            format!("remote error: tls: {}", alert_text(*alert))
+        }
+        other => format!("tls: {other}"),
+    }
+}
+
+/// Go's `x509.HostnameError`: the certificate's names of the kind asked for (DNS
+/// names for a host name, IP addresses for an IP). rustls presents them as
+/// `DnsName("localhost")` / `IpAddress(127.0.0.1)`.
+fn name_mismatch(expected: &ServerName<'_>, presented: &[String]) -> String {
+    let (prefix, kind) = match expected {
+        ServerName::IpAddress(_) => ("IpAddress(", "IP SANs"),
+        _ => ("DnsName(\"", "names"),
+    };
+    let names: Vec<&str> = presented
+        .iter()
+        .filter_map(|p| p.strip_prefix(prefix)?.strip_suffix(')'))
+        .map(|name| name.trim_end_matches('"'))
+        .collect();
+    let expected = expected.to_str();
+    if names.is_empty() {
+        format!("x509: cannot validate certificate for {expected} because it doesn't contain any {kind}")
+    } else {
+        format!(
+            "x509: certificate is valid for {}, not {expected}",
+            names.join(", ")
+        )
+    }
+}
+
+/// Go's names for TLS alerts (`crypto/tls/alert.go`), lower-case words otherwise.
+fn alert_text(alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription as A;
+    match alert {
+        A::UnknownCA => "unknown certificate authority".into(),
+        A::ProtocolVersion => "protocol version not supported".into(),
+        A::DecryptError => "error decrypting message".into(),
+        other => {
+            let name = format!("{other:?}");
+            let mut words = String::new();
+            for (i, c) in name.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    words.push(' ');
+                }
+                words.push(c.to_ascii_lowercase());
+            }
+            words
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_install_is_idempotent() {
+        install_crypto_provider();
+        install_crypto_provider();
+        assert!(CryptoProvider::get_default().is_some());
+        default_client().expect("a default client builds");
+    }
+
+    #[test]
+    fn missing_files_name_the_field() {
+        let tls = TlsConfig {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..TlsConfig::default()
+        };
+        let error = check_tls_config(&tls).unwrap_err();
+        assert_eq!(error.field, "ca_file");
+        assert!(
+            error
+                .message
+                .starts_with("unable to load specified CA cert /nonexistent/ca.pem: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_file_without_pem_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate\n").unwrap();
+        let tls = TlsConfig {
+            ca_file: Some(ca.clone()),
+            ..TlsConfig::default()
+        };
+        let error = check_tls_config(&tls).unwrap_err();
+        assert_eq!(error.field, "ca_file");
+        assert!(
+            error.message.contains("no PEM CERTIFICATE block"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_follows_file_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let tls = TlsConfig {
+            ca_file: Some(ca.clone()),
+            ..TlsConfig::default()
+        };
+        std::fs::write(&ca, "first").unwrap();
+        let first = tls_files_fingerprint(&tls);
+        std::fs::write(&ca, "second").unwrap();
+        assert_ne!(tls_files_fingerprint(&tls), first);
+        assert_eq!(tls_files_fingerprint(&TlsConfig::default()), 0);
+    }
+
+    #[test]
+    fn versions_follow_min_and_max() {
+        let with = |min, max| TlsConfig {
+            min_version: min,
+            max_version: max,
+            ..TlsConfig::default()
+        };
+        assert_eq!(protocol_versions(&with(None, None)).unwrap().len(), 2);
+        assert_eq!(
+            protocol_versions(&with(Some(TlsVersion::Tls13), None)).unwrap(),
+            &[&rustls::version::TLS13]
+        );
+        assert_eq!(
+            protocol_versions(&with(Some(TlsVersion::Tls10), Some(TlsVersion::Tls12))).unwrap(),
+            &[&rustls::version::TLS12]
+        );
+        assert_eq!(
+            protocol_versions(&with(None, Some(TlsVersion::Tls11)))
+                .unwrap_err()
+                .field,
+            "max_version"
+        );
+    }
+
+    #[test]
+    fn name_mismatches_use_go_wording() {
+        let presented = vec![
+            "DnsName(\"localhost\")".to_string(),
+            "IpAddress(127.0.0.1)".to_string(),
+        ];
+        let host = ServerName::try_from("wrong.example").unwrap();
+        assert_eq!(
+            name_mismatch(&host, &presented),
+            "x509: certificate is valid for localhost, not wrong.example"
+        );
+        let ip = ServerName::try_from("10.0.0.1").unwrap();
+        assert_eq!(
+            name_mismatch(&ip, &presented),
+            "x509: certificate is valid for 127.0.0.1, not 10.0.0.1"
+        );
+        assert_eq!(
+            name_mismatch(&ip, &presented[..1]),
+            "x509: cannot validate certificate for 10.0.0.1 because it doesn't contain any IP SANs"
+        );
+    }
+
+    #[test]
+    fn alerts_use_go_names() {
+        assert_eq!(
+            alert_text(rustls::AlertDescription::BadCertificate),
+            "bad certificate"
+        );
+        assert_eq!(
+            alert_text(rustls::AlertDescription::CertificateRequired),
+            "certificate required"
+        );
+    }
+}

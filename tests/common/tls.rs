@@ -1,0 +1,161 @@
+//! TLS material and an https probe for tests, made with the real `openssl` CLI.
+//!
+//! [`TestPki::generate`] writes a throw-away CA, a server certificate for
+//! `localhost` and `127.0.0.1` signed by it, a client certificate signed by it, and a
+//! second, unrelated CA (for "wrong CA" cases) into a temp dir. [`https_get`] fetches
+//! one path from an https peer through `openssl s_client`, verifying the server
+//! against a CA file, so tests can read a TLS-only peer's API without a TLS stack
+//! of their own.
+
+use super::http::{self, HttpResponse};
+use super::{combined_output, run_command, COMMAND_TIMEOUT};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tempfile::TempDir;
+
+pub const OPENSSL_BIN: &str = "openssl";
+
+/// Certificates and keys (PEM) in a temp dir; see the module doc.
+pub struct TestPki {
+    dir: TempDir,
+}
+
+impl TestPki {
+    /// Generates everything with `openssl` (P-256 keys, valid for two days).
+    pub fn generate() -> TestPki {
+        let dir = tempfile::Builder::new()
+            .prefix("promflow-pki-")
+            .tempdir()
+            .expect("temp dir");
+        let pki = TestPki { dir };
+        pki.self_signed_ca("ca", "promflow test CA");
+        pki.self_signed_ca("other-ca", "unrelated test CA");
+        pki.signed_leaf(
+            "server",
+            "localhost",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        );
+        pki.signed_leaf(
+            "client",
+            "promflow test client",
+            "extendedKeyUsage=clientAuth\n",
+        );
+        pki
+    }
+
+    /// `<dir>/<name>` (e.g. `ca.crt`, `server.key`).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `path` as text for YAML.
+    pub fn file(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let mut cmd = Command::new(OPENSSL_BIN);
+        cmd.args(args).current_dir(self.dir.path());
+        let out = run_command(cmd, None, COMMAND_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "openssl {args:?} failed (install the `openssl` package): {}",
+            combined_output(&out)
+        );
+    }
+
+    fn self_signed_ca(&self, name: &str, common_name: &str) {
+        self.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-subj",
+            &format!("/CN={common_name}"),
+        ]);
+    }
+
+    fn signed_leaf(&self, name: &str, common_name: &str, extensions: &str) {
+        std::fs::write(self.path(&format!("{name}.ext")), extensions).expect("write ext");
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={common_name}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-in",
+            &format!("{name}.csr"),
+            "-out",
+            &format!("{name}.crt"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+
+    /// Exporter toolkit's `--web.config.file` serving `server.crt`; with
+    /// `require_client_cert`, clients must present a certificate signed by the CA.
+    pub fn web_config(&self, require_client_cert: bool) -> String {
+        let mut yaml = format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            self.file("server.crt"),
+            self.file("server.key")
+        );
+        if require_client_cert {
+            yaml.push_str(&format!(
+                "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+                self.file("ca.crt")
+            ));
+        }
+        yaml
+    }
+}
+
+/// `GET path` from the https peer at `addr`, verifying its certificate against
+/// `ca_file` (and presenting `client` = (cert, key) if given); `None` if the TLS
+/// handshake or the request failed.
+pub fn https_get(
+    addr: SocketAddr,
+    path: &str,
+    ca_file: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Option<HttpResponse> {
+    let mut cmd = Command::new(OPENSSL_BIN);
+    cmd.args(["s_client", "-quiet", "-verify_return_error", "-connect"])
+        .arg(addr.to_string())
+        .arg("-CAfile")
+        .arg(ca_file);
+    if let Some((cert, key)) = client {
+        cmd.arg("-cert").arg(cert).arg("-key").arg(key);
+    }
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let out = run_command(cmd, Some(request.as_bytes()), COMMAND_TIMEOUT);
+    http::parse_response(&out.stdout).ok()
+}
