@@ -3,84 +3,57 @@
 //! a webhook receiver that records what Alertmanager delivers and when.
 //!
 //! Alertmanager runs in its own temp dir with clustering off, its output in
-//! `<dir>/output.log`, killed through its own child handle on drop. The webhook is a
-//! small std::net HTTP server (one request per connection) answering 200.
+//! `<dir>/output.log`, killed through its own child handle on drop. The webhook is the
+//! capture server of [`super::receiver`].
 
+use super::receiver::CaptureServer;
 use super::{free_port, http, require_peer, serves_https, wait_until, STARTUP_TIMEOUT};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub const ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
 
 /// What templates see as `.ExternalURL` in Alertmanager's notifications.
 pub const EXTERNAL_URL: &str = "http://alertmanager.test";
 
-/// Collects the JSON bodies POSTed to it, with the time each request was read.
+/// Collects the JSON bodies POSTed to it, with the time each request was read (a
+/// [`CaptureServer`] answering 200).
 pub struct Webhook {
     pub port: u16,
-    pub bodies: Arc<Mutex<Vec<(Instant, Value)>>>,
+    server: CaptureServer,
 }
 
 impl Webhook {
     pub fn start() -> Webhook {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let sink = bodies.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut length = 0usize;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.split_once(':') {
-                        if k.eq_ignore_ascii_case("content-length") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_ok() {
-                    if let Ok(v) = serde_json::from_slice(&body) {
-                        sink.lock().unwrap().push((Instant::now(), v));
-                    }
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
-            }
-        });
-        Webhook { port, bodies }
+        let server = CaptureServer::start();
+        Webhook {
+            port: server.port(),
+            server,
+        }
+    }
+
+    /// Every JSON body so far, with when it came.
+    fn bodies(&self) -> Vec<(Instant, Value)> {
+        self.server
+            .requests()
+            .iter()
+            .filter_map(|r| Some((r.received_at, serde_json::from_slice(&r.body).ok()?)))
+            .collect()
     }
 
     /// The first body with `status`.
     pub fn with_status(&self, status: &str) -> Option<Value> {
-        self.bodies
-            .lock()
-            .unwrap()
-            .iter()
+        self.bodies()
+            .into_iter()
             .find(|(_, b)| b["status"] == status)
-            .map(|(_, b)| b.clone())
+            .map(|(_, b)| b)
     }
 
     /// When the first firing notification holding an alert with all of `labels` came.
     pub fn firing_with(&self, labels: &[(&str, &str)]) -> Option<Instant> {
-        self.bodies
-            .lock()
-            .unwrap()
+        self.bodies()
             .iter()
             .find(|(_, b)| {
                 b["alerts"].as_array().is_some_and(|alerts| {

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One request as received.
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ pub struct Captured {
     /// Lower-cased names.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the request was read.
+    pub received_at: Instant,
 }
 
 impl Captured {
@@ -108,6 +110,7 @@ impl CaptureServer {
                     path,
                     headers,
                     body,
+                    received_at: Instant::now(),
                 });
                 let status = script.lock().unwrap().pop_front().unwrap_or(200);
                 let reason = if status == 200 { "OK" } else { "Error" };
@@ -126,6 +129,10 @@ impl CaptureServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Answers the next requests with these statuses (then 200 again).
