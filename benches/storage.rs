@@ -107,17 +107,19 @@ fn block_footprint(dir: &Path, series: usize) -> (f64, f64, Option<f64>) {
                 value: value(i, k),
             })
             .collect();
-        storage.append(&batch);
+        storage.append(&batch).expect("appending to storage");
     }
     let (_, wal_bytes) = storage.disk_bytes();
     // One sample 1h past the block's end makes the first 2h cuttable.
     let (i, l) = (0, all[0].clone());
-    storage.append(&[dataflows::Sample {
-        series_id: l.hash(),
-        labels: l,
-        timestamp_ms: t0 + 3 * HOUR_MS,
-        value: value(i, steps),
-    }]);
+    storage
+        .append(&[dataflows::Sample {
+            series_id: l.hash(),
+            labels: l,
+            timestamp_ms: t0 + 3 * HOUR_MS,
+            value: value(i, steps),
+        }])
+        .expect("appending to storage");
     storage.housekeeping(t0 + 3 * HOUR_MS);
     let blocks = storage.blocks();
     assert_eq!(blocks.len(), 1, "one block cut");

@@ -8,7 +8,7 @@
 //! and then feeds the dataflow.
 
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::Storage;
+use crate::storage::{AppendError, Storage};
 use dataflows::{Engine, Sample};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -85,18 +85,19 @@ impl Ingester {
     }
 
     /// Writes a batch to storage, then feeds it to the dataflow. Returns the number of
-    /// series storage saw for the first time.
-    pub fn commit(&self, batch: Vec<Sample>) -> usize {
+    /// series storage saw for the first time. A batch storage refuses (its WAL could not
+    /// be written) is not fed to the dataflow either: the caller gets the error.
+    pub fn commit(&self, batch: Vec<Sample>) -> Result<usize, AppendError> {
         if batch.is_empty() {
-            return 0;
+            return Ok(0);
         }
-        let outcome = self.storage.append(&batch);
+        let outcome = self.storage.append(&batch)?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
-            .add(outcome.out_of_order as u64);
+            .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
         self.engine.feed(batch);
-        outcome.new_series
+        Ok(outcome.new_series)
     }
 
     /// Advances the dataflow's watermark as far as the scrapes in flight allow.

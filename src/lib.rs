@@ -13,6 +13,7 @@ pub mod discovery;
 pub mod ingest;
 pub mod process_stats;
 pub mod relabel;
+pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod selfmetrics;

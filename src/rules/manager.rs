@@ -46,13 +46,15 @@ pub trait AlertSink: Send + Sync {
 
 impl SampleSink for crate::ingest::Ingester {
     fn commit(&self, batch: Vec<Sample>) {
-        crate::ingest::Ingester::commit(self, batch);
+        // A refused batch is logged and counted by storage.
+        let _ = crate::ingest::Ingester::commit(self, batch);
     }
 }
 
 impl SampleSink for Storage {
     fn commit(&self, batch: Vec<Sample>) {
-        self.append(&batch);
+        // A refused batch is logged and counted by storage.
+        let _ = self.append(&batch);
     }
 }
 

@@ -31,7 +31,7 @@ use dataflows::{Labels, Sample, Selector};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use wal::{Record, Wal};
@@ -66,6 +66,14 @@ impl StorageOptions {
     }
 }
 
+/// Why a batch was not appended (nothing of it was applied).
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The write-ahead log could not be written.
+    #[error("writing the write-ahead log: {0}")]
+    Wal(std::io::Error),
+}
+
 /// A storage failure that stops startup.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -98,8 +106,6 @@ struct Persisted {
     range_ms: i64,
     retention_ms: i64,
     blocks: RwLock<Vec<Arc<Block>>>,
-    /// Samples older than this are in blocks; the head refuses them.
-    min_valid_t: AtomicI64,
     /// Serialises housekeeping.
     cutting: Mutex<()>,
 }
@@ -192,58 +198,44 @@ impl Storage {
                 range_ms: (options.min_block_duration.as_millis() as i64).max(1),
                 retention_ms: options.retention.as_millis() as i64,
                 blocks: RwLock::new(blocks.into_iter().map(Arc::new).collect()),
-                min_valid_t: AtomicI64::new(min_valid_t),
                 cutting: Mutex::new(()),
             }),
             metrics,
         };
         // What the WAL still holds of persisted blocks is dropped again.
         if min_valid_t > i64::MIN {
+            storage.head.refuse_before(min_valid_t);
             storage.truncate_before(min_valid_t);
         }
         Ok(storage)
     }
 
     /// Appends a batch: the accepted samples (and new series) are written to the WAL
-    /// before this returns and before a query can see them.
-    pub fn append(&self, batch: &[Sample]) -> AppendOutcome {
-        let min_valid = self
-            .persisted
-            .as_ref()
-            .map_or(i64::MIN, |p| p.min_valid_t.load(Ordering::Relaxed));
-        let filtered: Vec<Sample>;
-        let mut refused = 0;
-        let batch = if batch.iter().any(|s| s.timestamp_ms < min_valid) {
-            filtered = batch
-                .iter()
-                .filter(|s| s.timestamp_ms >= min_valid)
-                .cloned()
-                .collect();
-            refused = batch.len() - filtered.len();
-            self.metrics
-                .out_of_bounds
-                .fetch_add(refused as u64, Ordering::Relaxed);
-            &filtered[..]
-        } else {
-            batch
+    /// before this returns and before a query can see them. If the WAL cannot be
+    /// written, nothing of the batch is applied and the error is returned: the batch
+    /// is not acknowledged.
+    pub fn append(&self, batch: &[Sample]) -> Result<AppendOutcome, AppendError> {
+        let outcome = match &self.wal {
+            None => Ok(self.head.append(batch)),
+            Some(wal) => self
+                .head
+                .append_logged(batch, |series, samples| wal.lock().log(series, samples)),
         };
-        let mut outcome = self.append_to_head(batch);
-        outcome.out_of_order += refused;
-        outcome
-    }
-
-    fn append_to_head(&self, batch: &[Sample]) -> AppendOutcome {
-        let Some(wal) = &self.wal else {
-            return self.head.append(batch);
-        };
-        self.head.append_logged(batch, |series, samples| {
-            if let Err(e) = wal.lock().log(series, samples) {
+        match outcome {
+            Ok(outcome) => {
+                self.metrics
+                    .out_of_bounds
+                    .fetch_add(outcome.out_of_bounds as u64, Ordering::Relaxed);
+                Ok(outcome)
+            }
+            Err(e) => {
                 self.metrics
                     .wal_write_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, samples = samples.len(), "writing the WAL failed; these samples are in memory only");
+                tracing::error!(error = %e, samples = batch.len(), "writing the WAL failed; the batch is refused");
+                Err(AppendError::Wal(e))
             }
-        })
+        }
     }
 
     /// The samples of every series matching `selector` with timestamps in `[start, end]`.
@@ -350,8 +342,9 @@ impl Storage {
             if max_t < end + p.range_ms / 2 {
                 break;
             }
-            // Refuse samples for the range before reading it, so none lands unseen.
-            p.min_valid_t.fetch_max(end, Ordering::Relaxed);
+            // Refuse samples for the range before reading it, so none lands unseen (the
+            // head checks the bound under its write lock).
+            self.head.refuse_before(end);
             let series = self.head.encode_range(start, end - 1);
             if !series.is_empty() {
                 match Block::write(&p.root, start, end, series) {
@@ -689,17 +682,20 @@ mod tests {
         };
         let before = {
             let s = Storage::open(&options).unwrap();
-            s.append(&[sample("a", 10, 1.0), sample("b", 10, 2.0)]);
+            s.append(&[sample("a", 10, 1.0), sample("b", 10, 2.0)])
+                .unwrap();
             s.append(&[
                 sample("a", 20, dataflows::STALE_MARKER),
                 sample("a", 15, 9.0),
-            ]);
+            ])
+            .unwrap();
             all(&s)
         };
         let s = Storage::open(&options).unwrap();
         assert_eq!(all(&s), before);
         // New series after a restart keep distinct refs from replayed ones.
-        s.append(&[sample("c", 30, 3.0), sample("a", 30, 4.0)]);
+        s.append(&[sample("c", 30, 3.0), sample("a", 30, 4.0)])
+            .unwrap();
         let before = all(&s);
         drop(s);
         let s = Storage::open(&options).unwrap();
@@ -716,12 +712,13 @@ mod tests {
         };
         {
             let s = Storage::open(&options).unwrap();
-            s.append(&[sample("old", 10, 1.0), sample("kept", 10, 1.0)]);
+            s.append(&[sample("old", 10, 1.0), sample("kept", 10, 1.0)])
+                .unwrap();
         }
         {
             // Restart: segment 2 begins; series "kept" was defined in segment 1.
             let s = Storage::open(&options).unwrap();
-            s.append(&[sample("kept", 5000, 2.0)]);
+            s.append(&[sample("kept", 5000, 2.0)]).unwrap();
             s.truncate_before(1000);
             assert!(s
                 .render_metrics()
@@ -763,7 +760,7 @@ mod tests {
                     .enumerate()
                     .map(|(j, job)| sample(job, t, value(t, j)))
                     .collect();
-                assert_eq!(s.append(&batch).appended, 3);
+                assert_eq!(s.append(&batch).unwrap().appended, 3);
                 if (t - t0) % HOUR == 0 {
                     s.housekeeping(t);
                 }
@@ -799,8 +796,8 @@ mod tests {
             assert_eq!(head_min, blocks.last().unwrap().max_t);
             assert!(end - head_min <= 7 * HOUR / 2);
             // Old samples are refused.
-            let out = s.append(&[sample("a", head_min - MINUTE, 1.0)]);
-            assert_eq!(out.out_of_order, 1);
+            let out = s.append(&[sample("a", head_min - MINUTE, 1.0)]).unwrap();
+            assert_eq!(out.out_of_bounds, 1);
         }
         let s = Storage::open(&options).unwrap();
         let first = s.blocks()[0].min_t;
@@ -822,5 +819,68 @@ mod tests {
             s.select(&sel, t0, first - 1).is_empty(),
             "deleted blocks are gone"
         );
+    }
+
+    /// A writer appends late samples (inside the range being cut) while blocks are
+    /// cut: every sample storage acknowledged is found afterwards, in a block or in
+    /// the head. Before the bound was checked under the head's lock, a sample could
+    /// pass the check, land in the head after the cut read it, and be trimmed.
+    #[test]
+    fn a_late_sample_racing_a_block_cut_is_refused_or_kept() {
+        const HOUR: i64 = 3_600_000;
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let s =
+                Arc::new(Storage::open(&StorageOptions::new(dir.path().to_path_buf())).unwrap());
+            // The head spans 0..3.5h: housekeeping cuts [0, 2h).
+            let mut t = 0;
+            while t <= 7 * HOUR / 2 {
+                s.append(&[sample("steady", t, 1.0)]).unwrap();
+                t += 60_000;
+            }
+            let cutting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let started = Arc::new(std::sync::Barrier::new(3));
+            let writers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (s, cutting, started) = (s.clone(), cutting.clone(), started.clone());
+                    std::thread::spawn(move || {
+                        let mut acknowledged = Vec::new();
+                        started.wait();
+                        let mut i = 0;
+                        while cutting.load(Ordering::Relaxed) && i < 100_000 {
+                            // Each late sample is its own series: only the bound refuses it.
+                            let job = format!("late-{w}-{i}");
+                            let out = s.append(&[sample(&job, HOUR + i, 1.0)]).unwrap();
+                            if out.appended == 1 {
+                                acknowledged.push(job);
+                            }
+                            i += 1;
+                        }
+                        acknowledged
+                    })
+                })
+                .collect();
+            started.wait();
+            s.housekeeping(7 * HOUR / 2);
+            cutting.store(false, Ordering::Relaxed);
+            let acknowledged: Vec<String> = writers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect();
+            assert_eq!(s.blocks().len(), 1);
+            let stored: std::collections::HashSet<String> = s
+                .series_in_range(&[], 0, 2 * HOUR)
+                .iter()
+                .map(|l| l.get("job").unwrap_or_default().to_string())
+                .collect();
+            let lost: Vec<&String> = acknowledged
+                .iter()
+                .filter(|j| !stored.contains(*j))
+                .collect();
+            assert!(
+                lost.is_empty(),
+                "round {round}: acknowledged then lost: {lost:?}"
+            );
+        }
     }
 }

@@ -105,6 +105,8 @@ pub struct Wal {
     max_ts: BTreeMap<u64, i64>,
     buf: Vec<u8>,
     segment_bytes: u64,
+    /// A failed write left bytes after `size` that are not cut off yet.
+    torn: bool,
 }
 
 impl Wal {
@@ -175,6 +177,7 @@ impl Wal {
                 max_ts,
                 buf: Vec::with_capacity(64 << 10),
                 segment_bytes: SEGMENT_BYTES,
+                torn: false,
             },
             stats,
         ))
@@ -197,19 +200,43 @@ impl Wal {
         if !samples.is_empty() {
             encode_samples(&mut self.buf, samples);
         }
+        if self.torn {
+            self.cut_back()?;
+            self.torn = false;
+        }
         if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
             self.rotate()?;
         }
-        self.file.write_all(&self.buf)?;
+        let written = self.file.write_all(&self.buf).and_then(|()| {
+            if self.fsync == WalFsync::Batch {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // The batch is refused: cut off whatever part of it reached the segment, so
+            // neither replay nor later records see a half-written record.
+            if let Err(cut) = self.cut_back() {
+                tracing::error!(error = %cut, "cutting a failed write off the WAL segment failed; refusing writes until it succeeds");
+                self.torn = true;
+            }
+            return Err(e);
+        }
         self.size += self.buf.len() as u64;
         if let Some(newest) = samples.iter().map(|s| s.1).max() {
             let entry = self.max_ts.entry(self.index).or_insert(i64::MIN);
             *entry = (*entry).max(newest);
         }
-        self.dirty = true;
-        if self.fsync == WalFsync::Batch {
-            self.sync()?;
-        }
+        self.dirty = self.fsync != WalFsync::Batch;
+        Ok(())
+    }
+
+    /// Truncates the segment back to the end of its last complete record.
+    fn cut_back(&mut self) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.file.set_len(self.size)?;
+        self.file.seek(SeekFrom::Start(self.size))?;
         Ok(())
     }
 

@@ -383,6 +383,15 @@ impl Promflow {
 
     /// Like `start`, with extra command-line flags (e.g. `--log.level=debug`).
     pub fn start_with_args(config_yaml: &str, extra_args: &[&str]) -> Promflow {
+        Self::launch(PromflowLaunch {
+            config_yaml,
+            extra_args,
+            ..PromflowLaunch::default()
+        })
+    }
+
+    /// Starts promflow as `launch` says; returns once `/-/ready` answers 200.
+    pub fn launch(launch: PromflowLaunch) -> Promflow {
         let bin = promflow_bin();
         assert!(
             bin.exists(),
@@ -394,20 +403,55 @@ impl Promflow {
             .tempdir()
             .expect("temp dir");
         let config_path = dir.path().join("promflow.yml");
-        fs::write(&config_path, config_yaml).expect("write promflow config");
-        let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let mut peer = spawn_peer("promflow", &bin, dir, "/-/ready", |dir, addr| {
+        fs::write(&config_path, launch.config_yaml).expect("write promflow config");
+        let extra: Vec<String> = launch.extra_args.iter().map(|s| s.to_string()).collect();
+        let data_dir = launch.data_dir.clone();
+        let args = |dir: &Path, addr: SocketAddr| {
+            let data = data_dir.clone().unwrap_or_else(|| dir.join("data"));
             let mut args = vec![
                 format!("--config.file={}", dir.join("promflow.yml").display()),
                 format!("--web.listen-address={addr}"),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
+                format!("--storage.tsdb.path={}", data.display()),
             ];
             args.extend(extra.iter().cloned());
             args
-        });
+        };
+        let mut peer = match launch.file_size_limit_kib {
+            None => spawn_peer("promflow", &bin, dir, "/-/ready", args),
+            // bash's `ulimit -f` counts KiB; SIGXFSZ is ignored so a write past the
+            // limit fails with EFBIG instead of killing the process.
+            Some(kib) => spawn_peer(
+                "promflow",
+                Path::new("/bin/bash"),
+                dir,
+                "/-/ready",
+                |d, a| {
+                    let mut wrapped = vec![
+                        "-c".to_string(),
+                        format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""),
+                        bin.display().to_string(),
+                    ];
+                    wrapped.extend(args(d, a));
+                    wrapped
+                },
+            ),
+        };
         peer.config_path = Some(config_path);
         Promflow { peer }
     }
+}
+
+/// How [`Promflow::launch`] starts promflow.
+#[derive(Default)]
+pub struct PromflowLaunch<'a> {
+    /// The config file's text.
+    pub config_yaml: &'a str,
+    /// Extra command-line flags.
+    pub extra_args: &'a [&'a str],
+    /// `--storage.tsdb.path` (default: `data` in the peer's temp dir, gone with it).
+    pub data_dir: Option<PathBuf>,
+    /// A file size limit (`ulimit -f`, KiB) on the process: writes past it fail.
+    pub file_size_limit_kib: Option<u64>,
 }
 
 /// Runs the promflow binary with `args` (e.g. `check config FILE`) and waits for it.
@@ -436,6 +480,11 @@ impl Prometheus {
     /// Starts Prometheus on `config_yaml` with its TSDB in a temp dir and
     /// `--web.enable-lifecycle`; returns once `/-/ready` answers 200.
     pub fn start(config_yaml: &str) -> Prometheus {
+        Self::start_with_args(config_yaml, &[])
+    }
+
+    /// Like `start`, with extra command-line flags (e.g. `--web.enable-admin-api`).
+    pub fn start_with_args(config_yaml: &str, extra_args: &[&str]) -> Prometheus {
         require_peer(PROMETHEUS_BIN, "prometheus");
         let dir = tempfile::Builder::new()
             .prefix("prometheus-test-")
@@ -456,6 +505,9 @@ impl Prometheus {
                     "--web.enable-lifecycle".to_string(),
                     "--log.level=warn".to_string(),
                 ]
+                .into_iter()
+                .chain(extra_args.iter().map(|s| s.to_string()))
+                .collect()
             },
         );
         peer.config_path = Some(config_path);
