@@ -5,7 +5,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use promflow::config::{format_duration, parse_duration, Config};
+use promflow::config::{
+    format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config,
+};
 use promflow::service::{Service, ServiceOptions};
 use promflow::storage::WalFsync;
 use std::net::SocketAddr;
@@ -46,12 +48,19 @@ struct Cli {
     /// How long to keep blocks, counted back from the newest sample.
     #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration_arg, global = true)]
     retention: Duration,
+    /// The most bytes storage may use (WAL and blocks; units as in Prometheus: 512MB,
+    /// 10GB, powers of 1024). The oldest blocks go first. 0 means no limit.
+    #[arg(long = "storage.tsdb.retention.size", default_value = "0B", value_parser = bytes_arg, global = true)]
+    retention_size: u64,
     /// How far back PromQL and federation look for a series' latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg, global = true)]
     lookback_delta: Duration,
     /// Accept samples pushed with remote write on /api/v1/write.
     #[arg(long = "web.enable-remote-write-receiver", global = true)]
     enable_remote_write_receiver: bool,
+    /// Enable the admin endpoints (/api/v1/admin/tsdb/{delete_series,clean_tombstones,snapshot}).
+    #[arg(long = "web.enable-admin-api", global = true)]
+    enable_admin_api: bool,
     /// Maximum time a query may take before it is aborted.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg, global = true)]
     query_timeout: Duration,
@@ -122,6 +131,10 @@ enum CheckCommand {
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s)
+}
+
+fn bytes_arg(s: &str) -> Result<u64, String> {
+    parse_base2_bytes(s).map(|b| b.max(0) as u64)
 }
 
 fn wal_fsync_arg(s: &str) -> Result<WalFsync, String> {
@@ -343,6 +356,10 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             format_duration(cli.retention),
         ),
         (
+            "storage.tsdb.retention.size".to_string(),
+            format_base2_bytes(cli.retention_size),
+        ),
+        (
             "query.lookback-delta".to_string(),
             format_duration(cli.lookback_delta),
         ),
@@ -356,6 +373,10 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             "web.enable-remote-write-receiver".to_string(),
             cli.enable_remote_write_receiver.to_string(),
         ),
+        (
+            "web.enable-admin-api".to_string(),
+            cli.enable_admin_api.to_string(),
+        ),
     ];
     let options = ServiceOptions {
         flags,
@@ -365,10 +386,12 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         wal_fsync: cli.wal_fsync,
         min_block_duration: cli.min_block_duration,
         retention: cli.retention,
+        retention_size: cli.retention_size,
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,
         enable_remote_write_receiver: cli.enable_remote_write_receiver,
+        enable_admin_api: cli.enable_admin_api,
         dns_nameserver: cli.dns_nameserver,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

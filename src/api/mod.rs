@@ -3,13 +3,14 @@
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   series, labels, metadata and status ([`series`], [`status`]), the push stream
 //!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), `/api/v1/targets`
-//!   ([`targets`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
+//!   ([`targets`]), the TSDB admin endpoints ([`admin`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
 //!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
 //! Handlers only translate HTTP to calls on the [`Service`] and back.
 
+pub mod admin;
 pub mod federate;
 pub mod params;
 pub mod query;
@@ -77,6 +78,18 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/write", post(remote_write::write))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(admin::delete_series).put(admin::delete_series),
+        )
+        .route(
+            "/api/v1/admin/tsdb/clean_tombstones",
+            post(admin::clean_tombstones).put(admin::clean_tombstones),
+        )
+        .route(
+            "/api/v1/admin/tsdb/snapshot",
+            post(admin::snapshot).put(admin::snapshot),
+        )
         .with_state(service)
 }
 

@@ -53,6 +53,7 @@ pub use resolved::{
     GlobalConfig, RelabelAction, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
 };
 pub use secret::Secret;
+pub use size::{format_base2_bytes, parse_base2_bytes};
 pub use validate::{
     is_valid_label_name, DEFAULT_ALERTMANAGER_TIMEOUT, DEFAULT_EVALUATION_INTERVAL,
     DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL, DEFAULT_SCRAPE_TIMEOUT,

@@ -195,6 +195,47 @@ impl Head {
         refused
     }
 
+    /// Deletes the samples in `[min_t, max_t]` of every series matching any of
+    /// `selectors`. Under the write lock, and before anything is deleted, `log` gets
+    /// `(ref, min_t, max_t)` of each series that has samples there; if it fails, nothing
+    /// is deleted. Returns the number of samples deleted.
+    pub fn delete_logged<E>(
+        &self,
+        selectors: &[Selector],
+        min_t: i64,
+        max_t: i64,
+        log: impl FnOnce(&[(u32, i64, i64)]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut inner = self.inner.write();
+        let doomed: Vec<u64> = inner
+            .series
+            .iter()
+            .filter(|(_, s)| selectors.iter().any(|sel| sel.matches(&s.labels)))
+            .filter(|(_, s)| s.samples.has_sample_in(min_t, max_t))
+            .map(|(&id, _)| id)
+            .collect();
+        let deletions: Vec<(u32, i64, i64)> = doomed
+            .iter()
+            .filter_map(|id| inner.series.get(id))
+            .map(|s| (s.wal_ref, min_t, max_t))
+            .collect();
+        log(&deletions)?;
+        let mut deleted = 0;
+        for id in doomed {
+            if let Some(s) = inner.series.get_mut(&id) {
+                deleted += s.samples.delete_range(min_t, max_t);
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Replay: deletes the samples of series `id` in `[min_t, max_t]`.
+    pub fn replay_delete(&self, id: u64, min_t: i64, max_t: i64) {
+        if let Some(s) = self.inner.write().series.get_mut(&id) {
+            s.samples.delete_range(min_t, max_t);
+        }
+    }
+
     /// The samples of every series matching `selector` with timestamps in `[start, end]`.
     /// Series with no sample in the range are left out.
     pub fn select(
