@@ -13,9 +13,9 @@
 mod common;
 
 use common::exporter::{Exporter, Reply};
-use common::http::{post, with_query};
+use common::http::with_query;
+use common::remote_write::{self, Series};
 use common::{wait_until, Promflow, PromflowLaunch};
-use promflow::remote::proto::{self, Label, Sample, TimeSeries, WriteRequest};
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,29 +30,19 @@ fn now_ms() -> i64 {
 /// hard-to-compress text (so the WAL record is about as big as the batch).
 fn batch(metric: &str, count: usize, pad: usize, ts: i64) -> Vec<u8> {
     let mut noise = noise(metric.len() as u64);
-    let timeseries = (0..count)
-        .map(|i| TimeSeries {
-            labels: vec![
-                Label {
-                    name: "__name__".into(),
-                    value: metric.into(),
-                },
-                Label {
-                    name: "i".into(),
-                    value: i.to_string(),
-                },
-                Label {
-                    name: "pad".into(),
-                    value: noise(pad),
-                },
-            ],
-            samples: vec![Sample {
-                value: i as f64,
-                timestamp: ts,
-            }],
+    let series: Vec<Series> = (0..count)
+        .map(|i| {
+            (
+                vec![
+                    ("__name__".to_string(), metric.to_string()),
+                    ("i".to_string(), i.to_string()),
+                    ("pad".to_string(), noise(pad)),
+                ],
+                vec![(ts, i as f64)],
+            )
         })
         .collect();
-    proto::encode(&WriteRequest { timeseries })
+    remote_write::body(&series)
 }
 
 /// A source of hard-to-compress label values (xorshift over lowercase letters).
@@ -83,13 +73,7 @@ fn count(peer: &Promflow, metric: &str, at_ms: i64) -> Option<f64> {
 }
 
 fn write(peer: &Promflow, body: &[u8]) -> u16 {
-    post(
-        &peer.url("/api/v1/write"),
-        Some("application/x-protobuf"),
-        body,
-    )
-    .expect("POST /api/v1/write")
-    .status
+    remote_write::send(&peer.url(""), body).status
 }
 
 #[test]

@@ -38,7 +38,12 @@ pub async fn delete_series(State(service): State<Arc<Service>>, params: Params) 
     for m in matches {
         match parse_selector(m) {
             Ok(s) => selectors.push(s),
-            Err(e) => return api_error(ErrorType::BadData, &e),
+            Err(e) => {
+                return api_error(
+                    ErrorType::BadData,
+                    &format!("invalid parameter \"match[]\": {e}"),
+                )
+            }
         }
     }
     let time = |name: &str, default: i64| -> Result<i64, String> {

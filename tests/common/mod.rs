@@ -17,6 +17,7 @@ pub mod exporter;
 pub mod exposition;
 pub mod http;
 pub mod moto;
+pub mod remote_write;
 
 use std::fs::{self, File};
 use std::io::Write;
