@@ -26,6 +26,7 @@ mod error;
 pub(crate) mod locate;
 mod raw;
 mod relabel;
+mod remote_write;
 mod resolved;
 mod rule_files;
 mod secret;
@@ -48,6 +49,7 @@ pub use discovery::{
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub use relabel::compile_anchored_regex;
+pub use remote_write::{MetadataConfig, QueueConfig, RemoteWriteConfig};
 pub use resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
     GlobalConfig, RelabelAction, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
@@ -85,6 +87,9 @@ pub struct Config {
     pub rule_files: Vec<PathBuf>,
     /// `scrape_configs:`, defaults from `global` applied.
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// `remote_write:`, defaults applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 impl AlertingConfig {
