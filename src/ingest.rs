@@ -5,8 +5,10 @@
 //! its samples. The watermark given to the dataflow is the minimum start time of the
 //! scrapes in flight (or now, when none is), so the input frontier never passes a
 //! scrape that can still produce samples. [`Ingester::commit`] writes to storage first
-//! and then feeds the dataflow.
+//! (forwarding what storage stored to the remote write queues) and then feeds the
+//! dataflow.
 
+use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::{AppendError, Storage};
 use dataflows::{Engine, Sample};
@@ -27,6 +29,7 @@ pub fn now_ms() -> i64 {
 pub struct Ingester {
     storage: Arc<Storage>,
     engine: Arc<Engine>,
+    remote_write: RemoteWrite,
     metrics: Arc<SelfMetrics>,
     /// Start time (ms) → number of scrapes in flight that started then.
     in_flight: Mutex<BTreeMap<i64, usize>>,
@@ -67,6 +70,7 @@ impl Ingester {
         Arc::new(Ingester {
             storage,
             engine,
+            remote_write: RemoteWrite::new(),
             metrics,
             in_flight: Mutex::new(BTreeMap::new()),
         })
@@ -84,14 +88,18 @@ impl Ingester {
         }
     }
 
-    /// Writes a batch to storage, then feeds it to the dataflow. Returns the number of
+    /// Writes a batch to storage (which hands what it stored to the remote write
+    /// queues), then feeds it to the dataflow. Returns the number of
     /// series storage saw for the first time. A batch storage refuses (its WAL could not
     /// be written) is not fed to the dataflow either: the caller gets the error.
     pub fn commit(&self, batch: Vec<Sample>) -> Result<usize, AppendError> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let outcome = self.storage.append(&batch)?;
+        let remote = &self.remote_write;
+        let outcome = self
+            .storage
+            .append_observed(&batch, |stored| remote.enqueue(&batch, stored))?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
@@ -110,6 +118,11 @@ impl Ingester {
     /// The storage this ingester writes to.
     pub fn storage(&self) -> &Arc<Storage> {
         &self.storage
+    }
+
+    /// The remote write queues fed with what storage stores.
+    pub fn remote_write(&self) -> &RemoteWrite {
+        &self.remote_write
     }
 
     /// The dataflow engine this ingester feeds.

@@ -202,6 +202,9 @@ impl Service {
     }
 
     fn apply(&self, config: Config, rule_groups: Vec<RuleGroup>) {
+        self.ingester
+            .remote_write()
+            .apply(&config.remote_write, &config.global.external_labels);
         self.discovery.apply(&config.scrape_configs);
         self.reconcile_targets();
         self.apply_rules(&config, rule_groups);
@@ -303,6 +306,7 @@ impl Service {
         self.discovery.stop_all();
         self.scrapes.stop_all();
         self.rules.stop();
+        self.ingester.remote_write().stop_all();
         self.ingester.engine().shutdown();
     }
 }

@@ -103,6 +103,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
         active_targets: service.scrapes.targets().len(),
     });
     body.push_str(&head.render_metrics());
+    body.push_str(&service.ingester.remote_write().render_metrics());
     ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
 }
 

@@ -73,7 +73,7 @@ impl Head {
 
     /// Appends a batch; see the module contract.
     pub fn append(&self, batch: &[Sample]) -> AppendOutcome {
-        match self.append_logged(batch, |_, _| Ok::<(), std::convert::Infallible>(())) {
+        match self.append_logged(batch, |_, _| Ok::<(), std::convert::Infallible>(()), |_| {}) {
             Ok(outcome) => outcome,
             Err(never) => match never {},
         }
@@ -82,7 +82,9 @@ impl Head {
     /// Appends a batch and, before any reader can see it, calls `log` with the series
     /// created (`(ref, labels)`) and the samples accepted (`(ref, ts, value)`). If `log`
     /// fails, nothing of the batch is applied (no series created, no sample stored)
-    /// and its error is returned.
+    /// and its error is returned. Once the batch is applied, and still under the lock
+    /// (so concurrent appends are seen in the order they were applied), `applied` gets
+    /// the indices in `batch` of the samples stored.
     ///
     /// Samples older than [`Head::refuse_before`]'s bound are refused here, under the
     /// write lock, so a block cut that raised the bound before reading the head sees
@@ -91,6 +93,7 @@ impl Head {
         &self,
         batch: &[Sample],
         log: impl FnOnce(&[(u32, &Labels)], &[(u32, i64, f64)]) -> Result<(), E>,
+        applied: impl FnOnce(&[usize]),
     ) -> Result<AppendOutcome, E> {
         let mut outcome = AppendOutcome::default();
         let mut inner = self.inner.write();
@@ -101,8 +104,8 @@ impl Head {
         // Per series touched by the batch: its ref and its newest timestamp so far.
         let mut touched: HashMap<u64, (u32, Option<i64>)> = HashMap::new();
         let mut accepted: Vec<(u32, i64, f64)> = Vec::with_capacity(batch.len());
-        let mut accepted_ids: Vec<u64> = Vec::with_capacity(batch.len());
-        for sample in batch {
+        let mut accepted_at: Vec<usize> = Vec::with_capacity(batch.len());
+        for (at, sample) in batch.iter().enumerate() {
             if sample.timestamp_ms < min_valid {
                 outcome.out_of_bounds += 1;
                 continue;
@@ -124,7 +127,7 @@ impl Head {
             }
             state.1 = Some(sample.timestamp_ms);
             accepted.push((state.0, sample.timestamp_ms, sample.value));
-            accepted_ids.push(id);
+            accepted_at.push(at);
         }
         let new_series: Vec<(u32, &Labels)> = created.iter().map(|c| (c.1, c.2.as_ref())).collect();
         log(&new_series, &accepted)?;
@@ -140,12 +143,14 @@ impl Head {
                 },
             );
         }
-        for (id, (_, ts, value)) in accepted_ids.into_iter().zip(accepted) {
-            if let Some(s) = inner.series.get_mut(&id) {
-                s.samples.push(ts, value);
+        for &at in &accepted_at {
+            let sample = &batch[at];
+            if let Some(s) = inner.series.get_mut(&sample.series_id) {
+                s.samples.push(sample.timestamp_ms, sample.value);
             }
         }
-        outcome.appended = batch.len() - outcome.out_of_order - outcome.out_of_bounds;
+        outcome.appended = accepted_at.len();
+        applied(&accepted_at);
         Ok(outcome)
     }
 
@@ -443,9 +448,11 @@ pub(crate) mod tests {
     fn a_failed_log_applies_nothing_of_the_batch() {
         let head = Head::new();
         head.append(&[sample("a", 10, 1.0)]);
-        let refused = head.append_logged(&[sample("a", 20, 2.0), sample("b", 20, 2.0)], |_, _| {
-            Err("disk full")
-        });
+        let refused = head.append_logged(
+            &[sample("a", 20, 2.0), sample("b", 20, 2.0)],
+            |_, _| Err("disk full"),
+            |_| panic!("nothing applied"),
+        );
         assert_eq!(refused, Err("disk full"));
         assert_eq!((head.series_count(), head.sample_count()), (1, 1));
         // The refs the refused batch would have used are handed out again.
@@ -460,6 +467,7 @@ pub(crate) mod tests {
                     ));
                     Ok::<(), ()>(())
                 },
+                |at| assert_eq!(at, [0, 1]),
             )
             .unwrap();
         assert_eq!((out.appended, out.new_series), (2, 1));

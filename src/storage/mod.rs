@@ -230,11 +230,26 @@ impl Storage {
     /// written, nothing of the batch is applied and the error is returned: the batch
     /// is not acknowledged.
     pub fn append(&self, batch: &[Sample]) -> Result<AppendOutcome, AppendError> {
+        self.append_observed(batch, |_| {})
+    }
+
+    /// Like [`Storage::append`]; `stored` gets the indices in `batch` of the samples
+    /// stored, once they are logged and while no other append can interleave (so
+    /// whatever it forwards them to sees every series in time order).
+    pub fn append_observed(
+        &self,
+        batch: &[Sample],
+        stored: impl FnOnce(&[usize]),
+    ) -> Result<AppendOutcome, AppendError> {
         let outcome = match &self.wal {
-            None => Ok(self.head.append(batch)),
-            Some(wal) => self
+            None => self
                 .head
-                .append_logged(batch, |series, samples| wal.lock().log(series, samples)),
+                .append_logged(batch, |_, _| Ok::<(), std::io::Error>(()), stored),
+            Some(wal) => self.head.append_logged(
+                batch,
+                |series, samples| wal.lock().log(series, samples),
+                stored,
+            ),
         };
         match outcome {
             Ok(outcome) => {

@@ -154,10 +154,25 @@ impl Peer {
 
     /// Sends SIGHUP to the process (by its PID, through the shell's `kill` builtin).
     pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends signal `name` (`HUP`, `STOP`, `CONT`, …) to the process, by its PID.
+    pub fn signal(&self, name: &str) {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "kill -HUP \"$1\"", "sh", &self.pid().to_string()]);
+        cmd.args([
+            "-c",
+            "kill -\"$1\" \"$2\"",
+            "sh",
+            name,
+            &self.pid().to_string(),
+        ]);
         let out = run_command(cmd, None, COMMAND_TIMEOUT);
-        assert!(out.status.success(), "kill -HUP: {}", combined_output(&out));
+        assert!(
+            out.status.success(),
+            "kill -{name}: {}",
+            combined_output(&out)
+        );
     }
 
     /// `GET /federate?match[]=m1&match[]=m2…` as text (panics unless 200).
