@@ -14,6 +14,7 @@ pub mod admin;
 pub mod federate;
 pub mod params;
 pub mod query;
+pub mod remote_read;
 pub mod remote_write;
 pub mod response;
 pub mod rules;
@@ -77,6 +78,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/write", post(remote_write::write))
+        .route("/api/v1/read", post(remote_read::read))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
         .route(
             "/api/v1/admin/tsdb/delete_series",
