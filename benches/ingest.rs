@@ -10,19 +10,14 @@
 //! Run: `cargo bench --bench ingest` (env `INGEST_TARGETS`, `INGEST_SERIES`,
 //! `INGEST_SECONDS` override the workload). All traffic stays on 127.0.0.1.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+#[path = "side_by_side/mod.rs"]
+mod side_by_side;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use side_by_side::{cpu_seconds, env_or, serve_exporter, Server, PROMETHEUS, PROMFLOW};
+use std::net::TcpListener;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A node_exporter-like body: counters and gauges with a few labels.
 fn body(series: usize, tick: u64) -> String {
@@ -39,128 +34,13 @@ fn body(series: usize, tick: u64) -> String {
     out
 }
 
-/// Serves one listener forever with a minimal HTTP/1.1 responder (one request per
-/// connection is enough for scrapers; keep-alive is honoured by closing).
-fn serve(listener: TcpListener, series: usize, ticks: Arc<AtomicU64>) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let ticks = ticks.clone();
-            std::thread::spawn(move || respond(stream, series, &ticks));
-        }
-    });
-}
-
-fn respond(mut stream: TcpStream, series: usize, ticks: &AtomicU64) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = [0u8; 4096];
-    loop {
-        let mut request = Vec::new();
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
-            if request.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-        let payload = body(series, ticks.fetch_add(1, Ordering::Relaxed));
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
-            payload.len()
-        );
-        if stream
-            .write_all(head.as_bytes())
-            .and_then(|_| stream.write_all(payload.as_bytes()))
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-}
-
-/// Sums every sample of `metric` (no labels or any labels) in a text-format body.
-/// Bodies may be chunked; chunk-size lines never start with the metric name.
-fn metric_value(body: &str, metric: &str) -> f64 {
-    body.lines()
-        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
-}
-
-struct Server {
-    name: &'static str,
-    child: Child,
-    addr: String,
-    counter: &'static str,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_ready(server: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(&server.addr, "/-/ready").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not become ready",
-            server.name
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Returns (samples ingested, CPU seconds) over `seconds` after a warm-up.
-fn measure(server: &Server, seconds: u64) -> (f64, f64) {
-    wait_ready(server);
+/// Returns (samples ingested, CPU seconds) over `seconds` after a warm-up; `counter`
+/// is the server's own ingested-samples counter.
+fn measure(server: &Server, counter: &str, seconds: u64) -> (f64, f64) {
     std::thread::sleep(Duration::from_secs(3));
-    let read = || {
-        metric_value(
-            &http_get(&server.addr, "/metrics").unwrap_or_default(),
-            server.counter,
-        )
-    };
-    let (s0, c0) = (read(), cpu_seconds(server.child.id()));
+    let (s0, c0) = (server.metric(counter), cpu_seconds(server.pid()));
     std::thread::sleep(Duration::from_secs(seconds));
-    let (s1, c1) = (read(), cpu_seconds(server.child.id()));
+    let (s1, c1) = (server.metric(counter), cpu_seconds(server.pid()));
     (s1 - s0, c1 - c0)
 }
 
@@ -173,7 +53,7 @@ fn main() {
     for _ in 0..targets {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         addresses.push(format!("\"{}\"", listener.local_addr().unwrap()));
-        serve(listener, series, ticks.clone());
+        serve_exporter(listener, ticks.clone(), move |tick| body(series, tick));
     }
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
@@ -187,49 +67,37 @@ fn main() {
     );
 
     let mut results = Vec::new();
-    let port = free_port();
-    let promflow = Server {
-        name: "promflow",
-        child: Command::new(env!("CARGO_BIN_EXE_promflow"))
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("promflow").display()
-            ))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start promflow"),
-        addr: format!("127.0.0.1:{port}"),
-        counter: "promflow_samples_ingested_total",
-    };
-    results.push(("promflow", measure(&promflow, seconds)));
+    let promflow = Server::start(
+        "promflow",
+        PROMFLOW,
+        &config_path,
+        &dir.path().join("promflow"),
+        &[],
+    );
+    results.push((
+        "promflow",
+        measure(&promflow, "promflow_samples_ingested_total", seconds),
+    ));
     drop(promflow);
 
-    if std::path::Path::new("/usr/bin/prometheus").exists() {
-        let port = free_port();
-        let prometheus = Server {
-            name: "prometheus",
-            child: Command::new("/usr/bin/prometheus")
-                .arg(format!("--config.file={}", config_path.display()))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("prometheus").display()
-                ))
-                .arg("--log.level=warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start prometheus"),
-            addr: format!("127.0.0.1:{port}"),
-            counter: "prometheus_tsdb_head_samples_appended_total",
-        };
-        results.push(("prometheus", measure(&prometheus, seconds)));
+    if std::path::Path::new(PROMETHEUS).exists() {
+        let prometheus = Server::start(
+            "prometheus",
+            PROMETHEUS,
+            &config_path,
+            &dir.path().join("prometheus"),
+            &[],
+        );
+        results.push((
+            "prometheus",
+            measure(
+                &prometheus,
+                "prometheus_tsdb_head_samples_appended_total",
+                seconds,
+            ),
+        ));
     } else {
-        println!("/usr/bin/prometheus not found: no side-by-side comparison (apt-get install prometheus)");
+        println!("{PROMETHEUS} not found: no side-by-side comparison (apt-get install prometheus)");
     }
 
     for (name, (samples, cpu)) in &results {

@@ -7,7 +7,8 @@
 //! - [`wal`]: the write-ahead log (segments, checksums, fsync policy, replay);
 //! - [`chunk`]: Gorilla-compressed sample chunks;
 //! - [`head`]: the in-memory head of every series, built of chunks;
-//! - [`block`]: persisted, read-only blocks of one time range each.
+//! - [`block`]: persisted, read-only blocks of one time range each;
+//! - [`range_reader`]: reads each selector once for a whole range query.
 //!
 //! Lifecycle (driven by [`Storage::housekeeping`], once a minute): when the head spans
 //! more than 1.5 block ranges, its oldest complete block range `[k·range, (k+1)·range)`
@@ -20,6 +21,7 @@
 pub mod block;
 pub mod chunk;
 pub mod head;
+pub mod range_reader;
 pub mod wal;
 
 pub use head::{AppendOutcome, SeriesSamplesInRange};

@@ -1,0 +1,228 @@
+//! What the side-by-side benchmarks share: starting promflow and a real Prometheus
+//! (`/usr/bin/prometheus`, Debian package) as child processes on loopback, a minimal
+//! HTTP client, and reading a process's CPU time and RSS from `/proc`.
+//!
+//! Used as `#[path = "side_by_side/mod.rs"] mod side_by_side;` by `ingest.rs`,
+//! `storage.rs` and `query.rs`; not every bench uses every item.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The real Prometheus.
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+/// Its promtool.
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+/// The promflow binary of this build.
+pub const PROMFLOW: &str = env!("CARGO_BIN_EXE_promflow");
+
+/// The environment variable `name` as a number, or `default`.
+pub fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 request (connection closed after it); returns status and body.
+pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `GET path`, the body if the answer is 200.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    match http(addr, "GET", path, b"")? {
+        (200, body) => Some(body),
+        _ => None,
+    }
+}
+
+/// Sums every sample of `metric` (any labels) in a text-format body.
+pub fn metric_value(body: &str, metric: &str) -> f64 {
+    body.lines()
+        .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// User + system CPU seconds of a process.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// Resident set size of a process, bytes.
+pub fn rss_bytes(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb * 1024.0)
+}
+
+/// Bytes of every file under `path`.
+pub fn du(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| du(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// A promflow or Prometheus child process, killed (by its own handle) when dropped.
+pub struct Server {
+    pub name: &'static str,
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `bin` (promflow or Prometheus: the same flags) on `config` with its data
+    /// in `data`, plus `extra` flags, and waits until `/-/ready` answers.
+    pub fn start(
+        name: &'static str,
+        bin: &str,
+        config: &Path,
+        data: &Path,
+        extra: &[&str],
+    ) -> Server {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--log.level=warn")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let server = Server { name, child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(&server.addr, "/-/ready").is_none() {
+            assert!(Instant::now() < deadline, "{name} did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A metric's value (summed over labels) from the server's `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_value(&http_get(&self.addr, "/metrics").unwrap_or_default(), name)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves `listener` forever as a synthetic exporter: every request (keep-alive
+/// honoured) is answered 200 with `body(tick)` in the text format, `tick` counting the
+/// requests of every listener sharing `ticks`.
+pub fn serve_exporter(
+    listener: TcpListener,
+    ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    body: impl Fn(u64) -> String + Send + Sync + Clone + 'static,
+) {
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let ticks = ticks.clone();
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut request = Vec::new();
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let tick = ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let payload = body(tick);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                        payload.len()
+                    );
+                    if stream
+                        .write_all(head.as_bytes())
+                        .and_then(|_| stream.write_all(payload.as_bytes()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
