@@ -12,7 +12,8 @@
 //!
 //! one sample every 15s, 7.5s off the query step grid (so no range window ends on a
 //! sample, where Prometheus 2.42's closed windows and promflow's left-open ones would
-//! differ). Once both have cut blocks from what they received, each query runs
+//! differ), for 24h and 10 minutes (so no query window reaches back to where the series
+//! start). Once both have cut blocks from what they received, each query runs
 //! `QUERY_REPEATS` (20) times on each server, alternating; the bench prints p50 and p99
 //! wall-clock latency per server and the ratio promflow/Prometheus of each, and checks
 //! once that both give the same answer (same series, values within 1e-6 relative).
@@ -162,16 +163,31 @@ fn matrix(body: &str) -> Vec<(String, Vec<f64>)> {
     out
 }
 
-fn same(a: &[(String, Vec<f64>)], b: &[(String, Vec<f64>)]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.0 == y.0
-                && x.1.len() == y.1.len()
-                && x.1.iter().zip(&y.1).all(|(p, q)| {
-                    (p.is_nan() && q.is_nan())
-                        || (p - q).abs() <= 1e-6 * p.abs().max(q.abs()).max(1e-9)
-                })
-        })
+/// `None` if both answers are the same (values within 1e-6 relative), else the first
+/// difference.
+fn difference(a: &[(String, Vec<f64>)], b: &[(String, Vec<f64>)]) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("{} series vs {}", a.len(), b.len()));
+    }
+    for (x, y) in a.iter().zip(b) {
+        if x.0 != y.0 || x.1.len() != y.1.len() {
+            return Some(format!(
+                "{} ({} points) vs {} ({} points)",
+                x.0,
+                x.1.len(),
+                y.0,
+                y.1.len()
+            ));
+        }
+        for (i, (p, q)) in x.1.iter().zip(&y.1).enumerate() {
+            let close = (p.is_nan() && q.is_nan())
+                || (p - q).abs() <= 1e-6 * p.abs().max(q.abs()).max(1e-9);
+            if !close {
+                return Some(format!("{} point {i}: {p} vs {q}", x.0));
+            }
+        }
+    }
+    None
 }
 
 fn main() {
@@ -207,7 +223,10 @@ fn main() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let steps = hours * 3600 * 1000 / STEP_MS;
+    // 10 minutes more than the longest query range, so that no window of it reaches
+    // back to where the series start (rate's extrapolation differs there between
+    // Prometheus 2.42 and 3.x semantics).
+    let steps = (hours * 3600 + 600) * 1000 / STEP_MS;
     // Samples 7.5s off the 15s grid the query steps are on.
     let end_grid = now / 60_000 * 60_000 - 60_000;
     let t0 = end_grid - steps * STEP_MS + STEP_MS / 2;
@@ -244,6 +263,8 @@ fn main() {
 
     let end_s = end_grid / 1000;
     let cases: Vec<(&str, &str, i64, i64)> = vec![
+        ("bench_cpu_seconds_total", "1h", 3600, 15),
+        ("rate(bench_cpu_seconds_total[5m])", "1h", 3600, 15),
         (
             "sum by (instance) (rate(bench_cpu_seconds_total[5m]))",
             "1h",
@@ -287,7 +308,11 @@ fn main() {
         );
         let ours = http_get(&promflow.addr, &path).unwrap_or_default();
         let theirs = http_get(&prometheus.addr, &path).unwrap_or_default();
-        let agree = same(&matrix(&ours), &matrix(&theirs)) && !matrix(&ours).is_empty();
+        let differs = difference(&matrix(&ours), &matrix(&theirs));
+        if let Some(d) = &differs {
+            println!("(promflow and Prometheus differ on {query} over {range_name}: {d})");
+        }
+        let agree = differs.is_none() && !matrix(&ours).is_empty();
         let mut times = [Vec::new(), Vec::new()];
         for _ in 0..repeats {
             for (i, server) in [&promflow, &prometheus].into_iter().enumerate() {

@@ -27,7 +27,7 @@ struct Read {
 pub struct RangeQueryReader<'a> {
     storage: &'a Storage,
     until_ms: i64,
-    read: RefCell<HashMap<String, Read>>,
+    read: RefCell<HashMap<usize, Read>>,
 }
 
 impl<'a> RangeQueryReader<'a> {
@@ -43,7 +43,9 @@ impl<'a> RangeQueryReader<'a> {
 
 impl SeriesSource for RangeQueryReader<'_> {
     fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Selected {
-        let key = format!("{:?}", selector.matchers);
+        // The evaluator asks with the same selector (of its plan) at every step: its
+        // address names it for the query's lifetime, cheaper than hashing matchers.
+        let key = selector as *const Selector as usize;
         let mut read = self.read.borrow_mut();
         let covered = read
             .get(&key)
@@ -54,7 +56,7 @@ impl SeriesSource for RangeQueryReader<'_> {
                 None => (start_ms, end_ms.max(self.until_ms)),
             };
             let series = self.storage.select(selector, from, to);
-            read.insert(key.clone(), Read { from, to, series });
+            read.insert(key, Read { from, to, series });
         }
         let Some(r) = read.get(&key) else {
             return Vec::new();
