@@ -10,13 +10,14 @@
 //! Run: `cargo bench --bench ingest` (env `INGEST_TARGETS`, `INGEST_SERIES`,
 //! `INGEST_SECONDS` override the workload). All traffic stays on 127.0.0.1.
 
+#[path = "side_by_side/mod.rs"]
 mod side_by_side;
 
-use side_by_side::{
-    env_or, exporters_and_config, measure, start, Body, PROMETHEUS, PROMETHEUS_COUNTER,
-    PROMFLOW_COUNTER,
-};
+use side_by_side::{cpu_seconds, env_or, serve_exporter, Server, PROMETHEUS, PROMFLOW};
+use std::net::TcpListener;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A node_exporter-like body: counters and gauges with a few labels.
 fn body(series: usize, tick: u64) -> String {
@@ -33,39 +34,70 @@ fn body(series: usize, tick: u64) -> String {
     out
 }
 
+/// Returns (samples ingested, CPU seconds) over `seconds` after a warm-up; `counter`
+/// is the server's own ingested-samples counter.
+fn measure(server: &Server, counter: &str, seconds: u64) -> (f64, f64) {
+    std::thread::sleep(Duration::from_secs(3));
+    let (s0, c0) = (server.metric(counter), cpu_seconds(server.pid()));
+    std::thread::sleep(Duration::from_secs(seconds));
+    let (s1, c1) = (server.metric(counter), cpu_seconds(server.pid()));
+    (s1 - s0, c1 - c0)
+}
+
 fn main() {
     let targets = env_or("INGEST_TARGETS", 50);
     let series = env_or("INGEST_SERIES", 1000);
     let seconds = env_or("INGEST_SECONDS", 20) as u64;
+    let ticks = Arc::new(AtomicU64::new(0));
+    let mut addresses = Vec::new();
+    for _ in 0..targets {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        addresses.push(format!("\"{}\"", listener.local_addr().unwrap()));
+        serve_exporter(listener, ticks.clone(), move |tick| body(series, tick));
+    }
     let dir = tempfile::tempdir().unwrap();
-    let body: Body = Arc::new(move |tick| body(series, tick));
-    let config = exporters_and_config(targets, body, dir.path(), "bench.yml", "");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: synthetic\n    static_configs:\n      - targets: [{}]\n",
+        addresses.join(", ")
+    );
+    let config_path = dir.path().join("bench.yml");
+    std::fs::write(&config_path, config).unwrap();
     println!(
         "workload: {targets} targets x {series} series, scraped every 1s, measured over {seconds}s"
     );
 
     let mut results = Vec::new();
-    let promflow = start(
+    let promflow = Server::start(
         "promflow",
-        env!("CARGO_BIN_EXE_promflow"),
-        &config,
+        PROMFLOW,
+        &config_path,
         &dir.path().join("promflow"),
-        PROMFLOW_COUNTER,
+        &[],
     );
-    results.push(("promflow", measure(&promflow, seconds)));
+    results.push((
+        "promflow",
+        measure(&promflow, "promflow_samples_ingested_total", seconds),
+    ));
     drop(promflow);
 
     if std::path::Path::new(PROMETHEUS).exists() {
-        let prometheus = start(
+        let prometheus = Server::start(
             "prometheus",
             PROMETHEUS,
-            &config,
+            &config_path,
             &dir.path().join("prometheus"),
-            PROMETHEUS_COUNTER,
+            &[],
         );
-        results.push(("prometheus", measure(&prometheus, seconds)));
+        results.push((
+            "prometheus",
+            measure(
+                &prometheus,
+                "prometheus_tsdb_head_samples_appended_total",
+                seconds,
+            ),
+        ));
     } else {
-        println!("/usr/bin/prometheus not found: no side-by-side comparison (apt-get install prometheus)");
+        println!("{PROMETHEUS} not found: no side-by-side comparison (apt-get install prometheus)");
     }
 
     for (name, (samples, cpu)) in &results {

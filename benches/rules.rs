@@ -27,8 +27,8 @@ mod side_by_side;
 use dataflows::promql::plan::parse;
 use dataflows::{Engine, EngineConfig, Evaluation, Labels, RuleSchedule, Sample};
 use side_by_side::{
-    cpu_seconds, env_or, exporters_and_config, measure_after, start, Body, PROMETHEUS,
-    PROMETHEUS_COUNTER, PROMFLOW_COUNTER,
+    cpu_seconds, env_or, exporters_and_config, measure_after, Body, Server, PROMETHEUS,
+    PROMETHEUS_COUNTER, PROMFLOW, PROMFLOW_COUNTER,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,7 +150,7 @@ fn side_by_side(targets: usize, warmup: u64, seconds: u64) {
             ),
         ));
     }
-    let mut servers = vec![("promflow", env!("CARGO_BIN_EXE_promflow"), PROMFLOW_COUNTER)];
+    let mut servers = vec![("promflow", PROMFLOW, PROMFLOW_COUNTER)];
     if std::path::Path::new(PROMETHEUS).exists() {
         servers.push(("prometheus", PROMETHEUS, PROMETHEUS_COUNTER));
     } else {
@@ -166,8 +166,8 @@ fn side_by_side(targets: usize, warmup: u64, seconds: u64) {
     for (name, binary, counter) in &servers {
         for (n, config) in &configs {
             let data = dir.path().join(format!("{name}-{n}"));
-            let server = start(name, binary, config, &data, counter);
-            let (samples, cpu) = measure_after(&server, warmup, seconds);
+            let server = Server::start(name, binary, config, &data, &[]);
+            let (samples, cpu) = measure_after(&server, counter, warmup, seconds);
             drop(server);
             let us = cpu * 1e6 / samples.max(1.0);
             println!(

@@ -20,35 +20,20 @@
 //! [10], `STORAGE_LIVE_SERIES` [1000], `STORAGE_SECONDS` [60] override the workload;
 //! `STORAGE_SECONDS=0` runs part 1 only).
 
+#[path = "side_by_side/mod.rs"]
 mod side_by_side;
 
 use promflow::storage::{Storage, StorageOptions, WalFsync};
-use side_by_side::{env_or, http_get, metric_value};
-use std::io::{Read, Write};
+use side_by_side::{du, env_or, rss_bytes, serve_exporter, Server, PROMETHEUS, PROMFLOW, PROMTOOL};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::Command;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const PROMETHEUS: &str = "/usr/bin/prometheus";
-const PROMTOOL: &str = "/usr/bin/promtool";
 const STEP_MS: i64 = 15_000;
 const HOUR_MS: i64 = 3_600_000;
-
-/// Bytes of every file under `path`.
-fn du(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return 0;
-    };
-    if meta.is_file() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| du(&e.path())).sum())
-        .unwrap_or(0)
-}
 
 /// The value of series `i` at step `k`: counters with varying increments, or gauges
 /// with two decimals, deterministic.
@@ -103,17 +88,19 @@ fn block_footprint(dir: &Path, series: usize) -> (f64, f64, Option<f64>) {
                 value: value(i, k),
             })
             .collect();
-        storage.append(&batch);
+        storage.append(&batch).expect("appending to storage");
     }
     let (_, wal_bytes) = storage.disk_bytes();
     // One sample 1h past the block's end makes the first 2h cuttable.
     let (i, l) = (0, all[0].clone());
-    storage.append(&[dataflows::Sample {
-        series_id: l.hash(),
-        labels: l,
-        timestamp_ms: t0 + 3 * HOUR_MS,
-        value: value(i, steps),
-    }]);
+    storage
+        .append(&[dataflows::Sample {
+            series_id: l.hash(),
+            labels: l,
+            timestamp_ms: t0 + 3 * HOUR_MS,
+            value: value(i, steps),
+        }])
+        .expect("appending to storage");
     storage.housekeeping(t0 + 3 * HOUR_MS);
     let blocks = storage.blocks();
     assert_eq!(blocks.len(), 1, "one block cut");
@@ -181,51 +168,6 @@ fn body(target: usize, series: usize, tick: u64) -> String {
     out
 }
 
-fn serve(listener: TcpListener, target: usize, series: usize, ticks: Arc<AtomicU64>) {
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let ticks = ticks.clone();
-            std::thread::spawn(move || {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let tick = ticks.fetch_add(1, Ordering::Relaxed);
-                let body = body(target, series, tick);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
-        }
-    });
-}
-
-fn rss_bytes(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb * 1024.0)
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Our own child only, by its handle.
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Live {
     rss_per_series: f64,
     rss_end: f64,
@@ -243,32 +185,11 @@ fn live(
     series: usize,
     seconds: u64,
 ) -> Live {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let server = Server(
-        Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {bin}: {e}")),
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(&addr, "/-/ready").is_none() {
-        assert!(Instant::now() < deadline, "{bin} did not become ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let rss_start = rss_bytes(server.0.id());
+    let server = Server::start("server", bin, config, data, &[]);
+    let rss_start = rss_bytes(server.pid());
     std::thread::sleep(Duration::from_secs(seconds));
-    let rss_end = rss_bytes(server.0.id());
-    let samples = metric_value(&http_get(&addr, "/metrics").unwrap_or_default(), counter);
+    let rss_end = rss_bytes(server.pid());
+    let samples = server.metric(counter);
     let wal = du(&data.join(wal_dir));
     Live {
         rss_per_series: (rss_end - rss_start) / series as f64,
@@ -309,7 +230,9 @@ fn main() {
     for target in 0..targets {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         addresses.push(format!("\"{}\"", listener.local_addr().unwrap()));
-        serve(listener, target, live_series, ticks.clone());
+        serve_exporter(listener, ticks.clone(), move |tick| {
+            body(target, live_series, tick)
+        });
     }
     let config = dir.path().join("bench.yml");
     std::fs::write(
@@ -325,7 +248,7 @@ fn main() {
     let mut results = vec![(
         "promflow",
         live(
-            env!("CARGO_BIN_EXE_promflow"),
+            PROMFLOW,
             &dir.path().join("promflow-live"),
             "wal",
             "promflow_samples_ingested_total",

@@ -5,11 +5,13 @@
 //! its samples. The watermark given to the dataflow is the minimum start time of the
 //! scrapes in flight (or now, when none is), so the input frontier never passes a
 //! scrape that can still produce samples. [`Ingester::commit`] writes to storage first
-//! and then feeds the dataflow; [`Ingester::commit_rule_outputs`] writes rule outputs
-//! (always behind the frontier) to storage and the latest-sample table.
+//! and then feeds the dataflow (storage forwards what it stored to the remote write
+//! queues); [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
+//! frontier) to storage and the latest-sample table.
 
+use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::Storage;
+use crate::storage::{AppendError, Storage};
 use dataflows::{Engine, Sample};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ pub fn now_ms() -> i64 {
 pub struct Ingester {
     storage: Arc<Storage>,
     engine: Arc<Engine>,
+    remote_write: RemoteWrite,
     metrics: Arc<SelfMetrics>,
     /// Start time (ms) → number of scrapes in flight that started then.
     in_flight: Mutex<BTreeMap<i64, usize>>,
@@ -68,6 +71,7 @@ impl Ingester {
         Arc::new(Ingester {
             storage,
             engine,
+            remote_write: RemoteWrite::new(),
             metrics,
             in_flight: Mutex::new(BTreeMap::new()),
         })
@@ -85,37 +89,45 @@ impl Ingester {
         }
     }
 
-    /// Writes a batch to storage, then feeds it to the dataflow. Returns the number of
-    /// series storage saw for the first time.
-    pub fn commit(&self, batch: Vec<Sample>) -> usize {
+    /// Writes a batch to storage (which hands what it stored to the remote write
+    /// queues), then feeds it to the dataflow. Returns the number of
+    /// series storage saw for the first time. A batch storage refuses (its WAL could not
+    /// be written) is not fed to the dataflow either: the caller gets the error.
+    pub fn commit(&self, batch: Vec<Sample>) -> Result<usize, AppendError> {
         if batch.is_empty() {
-            return 0;
+            return Ok(0);
         }
-        let new_series = self.store(&batch);
+        let new_series = self.store(&batch)?;
         self.engine.feed(batch);
-        new_series
+        Ok(new_series)
     }
 
     /// Writes rule outputs: to storage, and to the dataflow's latest-sample table
     /// (federation, the push stream) directly — they are produced after the frontier
     /// passed their time, so the dataflow's input would refuse them as late. Rules that
-    /// read them are evaluated over storage (see `rules::manager`).
+    /// read them are evaluated over storage (see `rules::manager`). A batch storage
+    /// refuses is logged and counted there, and not shown as latest either.
     pub fn commit_rule_outputs(&self, batch: Vec<Sample>) {
         if batch.is_empty() {
             return;
         }
-        self.store(&batch);
-        self.engine.latest().apply_written_back(batch);
+        if self.store(&batch).is_ok() {
+            self.engine.latest().apply_written_back(batch);
+        }
     }
 
-    /// Appends to storage and counts; returns the number of new series.
-    fn store(&self, batch: &[Sample]) -> usize {
-        let outcome = self.storage.append(batch);
+    /// Appends to storage (forwarding what it stored to the remote write queues) and
+    /// counts; returns the number of new series.
+    fn store(&self, batch: &[Sample]) -> Result<usize, AppendError> {
+        let remote = &self.remote_write;
+        let outcome = self
+            .storage
+            .append_observed(batch, |stored| remote.enqueue(batch, stored))?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
-            .add(outcome.out_of_order as u64);
-        outcome.new_series
+            .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
+        Ok(outcome.new_series)
     }
 
     /// Advances the dataflow's watermark as far as the scrapes in flight allow.
@@ -128,6 +140,11 @@ impl Ingester {
     /// The storage this ingester writes to.
     pub fn storage(&self) -> &Arc<Storage> {
         &self.storage
+    }
+
+    /// The remote write queues fed with what storage stores.
+    pub fn remote_write(&self) -> &RemoteWrite {
+        &self.remote_write
     }
 
     /// The dataflow engine this ingester feeds.

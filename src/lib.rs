@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod notify;
 pub mod process_stats;
 pub mod relabel;
+pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod selfmetrics;

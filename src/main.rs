@@ -5,7 +5,9 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use promflow::config::{format_duration, parse_duration, Config};
+use promflow::config::{
+    format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config,
+};
 use promflow::rules::manager::EvaluationMode;
 use promflow::service::{AlertingFlags, Service, ServiceOptions};
 use promflow::storage::WalFsync;
@@ -47,6 +49,10 @@ struct Cli {
     /// How long to keep blocks, counted back from the newest sample.
     #[arg(long = "storage.tsdb.retention.time", default_value = "15d", value_parser = duration_arg, global = true)]
     retention: Duration,
+    /// The most bytes storage may use (WAL and blocks; units as in Prometheus: 512MB,
+    /// 10GB, powers of 1024). The oldest blocks go first. 0 means no limit.
+    #[arg(long = "storage.tsdb.retention.size", default_value = "0B", value_parser = bytes_arg, global = true)]
+    retention_size: u64,
     /// How far back PromQL and federation look for a series' latest sample.
     #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = duration_arg, global = true)]
     lookback_delta: Duration,
@@ -63,6 +69,9 @@ struct Cli {
     /// Accept federation view changes over HTTP (PUT/DELETE /api/v1/federation/{name}).
     #[arg(long = "web.enable-federation-views-api", global = true)]
     enable_federation_views_api: bool,
+    /// Enable the admin endpoints (/api/v1/admin/tsdb/{delete_series,clean_tombstones,snapshot}).
+    #[arg(long = "web.enable-admin-api", global = true)]
+    enable_admin_api: bool,
     /// Maximum time a query may take before it is aborted.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg, global = true)]
     query_timeout: Duration,
@@ -155,6 +164,10 @@ enum CheckCommand {
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s)
+}
+
+fn bytes_arg(s: &str) -> Result<u64, String> {
+    parse_base2_bytes(s).map(|b| b.max(0) as u64)
 }
 
 fn wal_fsync_arg(s: &str) -> Result<WalFsync, String> {
@@ -404,6 +417,10 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             format_duration(cli.retention),
         ),
         (
+            "storage.tsdb.retention.size".to_string(),
+            format_base2_bytes(cli.retention_size),
+        ),
+        (
             "query.lookback-delta".to_string(),
             format_duration(cli.lookback_delta),
         ),
@@ -459,6 +476,10 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             "web.enable-federation-views-api".to_string(),
             cli.enable_federation_views_api.to_string(),
         ),
+        (
+            "web.enable-admin-api".to_string(),
+            cli.enable_admin_api.to_string(),
+        ),
     ];
     let options = ServiceOptions {
         flags,
@@ -468,10 +489,12 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         wal_fsync: cli.wal_fsync,
         min_block_duration: cli.min_block_duration,
         retention: cli.retention,
+        retention_size: cli.retention_size,
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,
         enable_remote_write_receiver: cli.enable_remote_write_receiver,
+        enable_admin_api: cli.enable_admin_api,
         dns_nameserver: cli.dns_nameserver,
         alertmanager_config_file: cli.alertmanager_config_file,
         alerting: AlertingFlags {

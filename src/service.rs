@@ -55,6 +55,8 @@ pub struct ServiceOptions {
     pub min_block_duration: Duration,
     /// `--storage.tsdb.retention.time`.
     pub retention: Duration,
+    /// `--storage.tsdb.retention.size` in bytes (0: no limit).
+    pub retention_size: u64,
     /// `--query.lookback-delta`.
     pub lookback_delta: Duration,
     /// `--workers`.
@@ -65,6 +67,8 @@ pub struct ServiceOptions {
     pub flags: Vec<(String, String)>,
     /// `--web.enable-remote-write-receiver`: accept `POST /api/v1/write`.
     pub enable_remote_write_receiver: bool,
+    /// `--web.enable-admin-api`: serve `/api/v1/admin/tsdb/*`.
+    pub enable_admin_api: bool,
     /// `--discovery.dns.nameserver`: the DNS server for `dns_sd_configs` instead of
     /// the system's resolver configuration.
     pub dns_nameserver: Option<SocketAddr>,
@@ -201,6 +205,7 @@ impl Service {
                 wal_fsync: options.wal_fsync,
                 min_block_duration: options.min_block_duration,
                 retention: options.retention,
+                retention_size: options.retention_size,
             })
             .map_err(|e| e.to_string())?,
         );
@@ -313,6 +318,9 @@ impl Service {
         scrape_clients: HashMap<String, reqwest::Client>,
     ) {
         self.scrapes.set_job_clients(scrape_clients);
+        self.ingester
+            .remote_write()
+            .apply(&config.remote_write, &config.global.external_labels);
         self.discovery.apply(&config.scrape_configs);
         self.reconcile_targets();
         self.apply_rules(&config, rule_groups, notify_config);
@@ -456,6 +464,7 @@ impl Service {
         self.discovery.stop_all();
         self.scrapes.stop_all();
         self.rules.stop();
+        self.ingester.remote_write().stop_all();
         self.ingester.engine().shutdown();
     }
 }

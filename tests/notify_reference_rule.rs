@@ -119,7 +119,7 @@ async fn cpu_over_90_for_20m_pages_once_per_state_change() {
             )
         })
         .collect();
-    head.append(&samples);
+    head.append(&samples).expect("append the input series");
     let groups =
         promflow::rules::file::load_str(RULES, "rules.yml", Path::new("rules.yml")).unwrap();
     let mut group = GroupState::new(groups[0].clone(), Duration::from_secs(60));

@@ -1,20 +1,25 @@
-//! Pieces shared by the side-by-side benchmarks (`ingest`, `rules`): a synthetic
-//! exporter served on loopback, starting promflow or Prometheus with one config, and
-//! reading a server's CPU time and ingested-sample counter.
-
+//! What the side-by-side benchmarks share: starting promflow and a real Prometheus
+//! (`/usr/bin/prometheus`, Debian package) as child processes on loopback, a minimal
+//! HTTP client, and reading a process's CPU time and RSS from `/proc`.
+//!
+//! Used as `mod side_by_side;` by `ingest.rs`, `storage.rs`, `query.rs` and
+//! `rules.rs`; not every bench uses every item.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// An exposition body for scrape number `tick`.
-pub type Body = Arc<dyn Fn(u64) -> String + Send + Sync>;
+/// The real Prometheus.
+pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+/// Its promtool.
+pub const PROMTOOL: &str = "/usr/bin/promtool";
+/// The promflow binary of this build.
+pub const PROMFLOW: &str = env!("CARGO_BIN_EXE_promflow");
 
+/// The environment variable `name` as a number, or `default`.
 pub fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -22,46 +27,7 @@ pub fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Serves one listener forever with a minimal HTTP/1.1 responder (one request per
-/// connection is enough for scrapers; keep-alive is honoured by closing).
-pub fn serve(listener: TcpListener, body: Body, ticks: Arc<AtomicU64>) {
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (ticks, body) = (ticks.clone(), body.clone());
-            std::thread::spawn(move || respond(stream, &body, &ticks));
-        }
-    });
-}
-
-fn respond(mut stream: TcpStream, body: &Body, ticks: &AtomicU64) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut buf = [0u8; 4096];
-    loop {
-        let mut request = Vec::new();
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
-            if request.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-        let payload = body(ticks.fetch_add(1, Ordering::Relaxed));
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
-            payload.len()
-        );
-        if stream
-            .write_all(head.as_bytes())
-            .and_then(|_| stream.write_all(payload.as_bytes()))
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
+/// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -70,24 +36,59 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn http_get(addr: &str, path: &str) -> Option<String> {
+/// One HTTP/1.1 request (connection closed after it); returns status and body.
+pub fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(300)))
         .ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
     )
     .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
+    stream.write_all(body).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Some((status, body))
 }
 
-/// Sums every sample of `metric` (no labels or any labels) in a text-format body.
-/// Bodies may be chunked; chunk-size lines never start with the metric name.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `GET path`, the body if the answer is 200.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    match http(addr, "GET", path, b"")? {
+        (200, body) => Some(body),
+        _ => None,
+    }
+}
+
+/// Sums every sample of `metric` (any labels) in a text-format body.
 pub fn metric_value(body: &str, metric: &str) -> f64 {
     body.lines()
         .filter(|l| l.starts_with(metric) && l[metric.len()..].starts_with([' ', '{']))
@@ -95,6 +96,7 @@ pub fn metric_value(body: &str, metric: &str) -> f64 {
         .sum()
 }
 
+/// User + system CPU seconds of a process.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
@@ -105,15 +107,75 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
+/// Resident set size of a process, bytes.
+pub fn rss_bytes(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb * 1024.0)
+}
+
+/// Bytes of every file under `path`.
+pub fn du(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| du(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// A promflow or Prometheus child process, killed (by its own handle) when dropped.
 pub struct Server {
-    /// Shown in messages.
     pub name: &'static str,
-    /// The process.
     pub child: Child,
-    /// `host:port` of its HTTP API.
     pub addr: String,
-    /// Its counter of ingested samples on `/metrics`.
-    pub counter: &'static str,
+}
+
+impl Server {
+    /// Starts `bin` (promflow or Prometheus: the same flags) on `config` with its data
+    /// in `data`, plus `extra` flags, and waits until `/-/ready` answers.
+    pub fn start(
+        name: &'static str,
+        bin: &str,
+        config: &Path,
+        data: &Path,
+        extra: &[&str],
+    ) -> Server {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--log.level=warn")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let server = Server { name, child, addr };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(&server.addr, "/-/ready").is_none() {
+            assert!(Instant::now() < deadline, "{name} did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A metric's value (summed over labels) from the server's `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        metric_value(&http_get(&self.addr, "/metrics").unwrap_or_default(), name)
+    }
 }
 
 impl Drop for Server {
@@ -123,72 +185,50 @@ impl Drop for Server {
     }
 }
 
-pub fn wait_ready(server: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(&server.addr, "/-/ready").is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "{} did not become ready",
-            server.name
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Serves `listener` forever as a synthetic exporter: every request (keep-alive
+/// honoured) is answered 200 with `body(tick)` in the text format, `tick` counting the
+/// requests of every listener sharing `ticks`.
+pub fn serve_exporter(
+    listener: TcpListener,
+    ticks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    body: impl Fn(u64) -> String + Send + Sync + Clone + 'static,
+) {
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let ticks = ticks.clone();
+            let body = body.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = [0u8; 4096];
+                loop {
+                    let mut request = Vec::new();
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let tick = ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let payload = body(tick);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n",
+                        payload.len()
+                    );
+                    if stream
+                        .write_all(head.as_bytes())
+                        .and_then(|_| stream.write_all(payload.as_bytes()))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
 }
 
-/// Returns (samples ingested, CPU seconds) over `seconds` after a 3 s warm-up.
-pub fn measure(server: &Server, seconds: u64) -> (f64, f64) {
-    measure_after(server, 3, seconds)
-}
-
-/// Returns (samples ingested, CPU seconds) over `seconds` after `warmup` seconds.
-pub fn measure_after(server: &Server, warmup: u64, seconds: u64) -> (f64, f64) {
-    wait_ready(server);
-    std::thread::sleep(Duration::from_secs(warmup));
-    let read = || {
-        metric_value(
-            &http_get(&server.addr, "/metrics").unwrap_or_default(),
-            server.counter,
-        )
-    };
-    let (s0, c0) = (read(), cpu_seconds(server.child.id()));
-    std::thread::sleep(Duration::from_secs(seconds));
-    let (s1, c1) = (read(), cpu_seconds(server.child.id()));
-    (s1 - s0, c1 - c0)
-}
-
-/// Starts `binary` (promflow or Prometheus: the same flags) with `config`, storing
-/// under `data`; `counter` is its ingested-samples counter.
-pub fn start(
-    name: &'static str,
-    binary: &str,
-    config: &Path,
-    data: &Path,
-    counter: &'static str,
-) -> Server {
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    Server {
-        name,
-        child,
-        addr: format!("127.0.0.1:{port}"),
-        counter,
-    }
-}
-
-/// promflow's ingested-samples counter.
-pub const PROMFLOW_COUNTER: &str = "promflow_samples_ingested_total";
-/// Prometheus's ingested-samples counter.
-pub const PROMETHEUS_COUNTER: &str = "prometheus_tsdb_head_samples_appended_total";
-/// The real Prometheus (Debian package).
-pub const PROMETHEUS: &str = "/usr/bin/prometheus";
+/// An exporter body by tick (see [`serve_exporter`]).
+pub type Body = std::sync::Arc<dyn Fn(u64) -> String + Send + Sync>;
 
 /// Serves `targets` exporters with `body` and writes a config scraping them every
 /// second (plus `extra`, appended to `global:`'s siblings, e.g. `rule_files`) to
@@ -200,12 +240,13 @@ pub fn exporters_and_config(
     name: &str,
     extra: &str,
 ) -> std::path::PathBuf {
-    let ticks = Arc::new(AtomicU64::new(0));
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut addresses = Vec::new();
     for _ in 0..targets {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         addresses.push(format!("\"{}\"", listener.local_addr().unwrap()));
-        serve(listener, body.clone(), ticks.clone());
+        let body = body.clone();
+        serve_exporter(listener, ticks.clone(), move |tick| body(tick));
     }
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{extra}scrape_configs:\n  - job_name: synthetic\n    static_configs:\n      - targets: [{}]\n",
@@ -214,4 +255,19 @@ pub fn exporters_and_config(
     let path = dir.join(name);
     std::fs::write(&path, config).unwrap();
     path
+}
+
+/// promflow's ingested-samples counter.
+pub const PROMFLOW_COUNTER: &str = "promflow_samples_ingested_total";
+/// Prometheus's ingested-samples counter.
+pub const PROMETHEUS_COUNTER: &str = "prometheus_tsdb_head_samples_appended_total";
+
+/// Returns (samples ingested by `counter`, CPU seconds) of `server` over `seconds`
+/// after `warmup` seconds.
+pub fn measure_after(server: &Server, counter: &str, warmup: u64, seconds: u64) -> (f64, f64) {
+    std::thread::sleep(Duration::from_secs(warmup));
+    let (s0, c0) = (server.metric(counter), cpu_seconds(server.pid()));
+    std::thread::sleep(Duration::from_secs(seconds));
+    let (s1, c1) = (server.metric(counter), cpu_seconds(server.pid()));
+    (s1 - s0, c1 - c0)
 }

@@ -4,9 +4,9 @@
 //!   series, labels, metadata and status ([`series`], [`status`]), the push stream
 //!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), rule groups
 //!   registered over HTTP ([`rules_admin`]), registered federation views
-//!   ([`federation_views`]), `/api/v1/targets` ([`targets`]), Alertmanager's v2 alerts
-//!   and silences for the built-in notifier ([`alertmanager`]), `/metrics`,
-//!   `/-/healthy`, `/-/ready`, `/-/reload`, and a small
+//!   ([`federation_views`]), `/api/v1/targets` ([`targets`]), the TSDB admin endpoints
+//!   ([`admin`]), Alertmanager's v2 alerts and silences for the built-in notifier
+//!   ([`alertmanager`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
 //!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
@@ -14,12 +14,14 @@
 //! Every route passes [`auth`] first (basic authentication when `--web.config.file`
 //! configures users). Handlers only translate HTTP to calls on the [`Service`] and back.
 
+pub mod admin;
 pub mod alertmanager;
 pub mod auth;
 pub mod federate;
 pub mod federation_views;
 pub mod params;
 pub mod query;
+pub mod remote_read;
 pub mod remote_write;
 pub mod response;
 pub mod rules;
@@ -101,7 +103,20 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/write", post(remote_write::write))
+        .route("/api/v1/read", post(remote_read::read))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(admin::delete_series).put(admin::delete_series),
+        )
+        .route(
+            "/api/v1/admin/tsdb/clean_tombstones",
+            post(admin::clean_tombstones).put(admin::clean_tombstones),
+        )
+        .route(
+            "/api/v1/admin/tsdb/snapshot",
+            post(admin::snapshot).put(admin::snapshot),
+        )
         .route(
             "/api/v2/alerts",
             get(alertmanager::get_alerts).post(alertmanager::post_alerts),
@@ -136,6 +151,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
     if service.builtin_notifier.is_enabled() {
         body.push_str(&service.builtin_notifier.metrics.render());
     }
+    body.push_str(&service.ingester.remote_write().render_metrics());
     ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
 }
 

@@ -46,7 +46,9 @@ impl<S: Send + Sync> FromRequest<S> for Params {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-        if request.method() == Method::POST && is_form {
+        // Like Go's `Request.ParseForm`: a form body counts for POST and PUT.
+        let has_body = matches!(*request.method(), Method::POST | Method::PUT);
+        if has_body && is_form {
             let body = Bytes::from_request(request, state).await.map_err(|e| {
                 api_error(
                     ErrorType::BadData,

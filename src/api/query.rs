@@ -12,6 +12,7 @@ use crate::api::params::{parse_duration_param, parse_time_param, Params};
 use crate::api::response::{api_error, api_success_annotated, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
+use crate::storage::range_reader::RangeQueryReader;
 use axum::extract::State;
 use axum::response::Response;
 use dataflows::promql::durations::QueryTimes;
@@ -106,8 +107,10 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
     run(service, timeout, move |service| {
-        let head = service.ingester.storage().clone();
-        let mut evaluator = Evaluator::new(head.as_ref(), start);
+        let storage = service.ingester.storage().clone();
+        // Each selector is read from storage once for the whole range.
+        let reader = RangeQueryReader::new(storage.as_ref(), end);
+        let mut evaluator = Evaluator::new(&reader, start);
         configure(&mut evaluator, &service);
         evaluator.start_ms = start;
         evaluator.end_ms = end;

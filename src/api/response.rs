@@ -19,7 +19,8 @@ pub enum ErrorType {
     Internal,
     /// The resource does not exist (404).
     NotFound,
-    /// The feature is switched off (503 in Prometheus).
+    /// The feature is switched off (500: Prometheus 2.42's `respondError` has no case
+    /// for it and falls to its default, e.g. "admin APIs disabled").
     Unavailable,
 }
 
@@ -39,8 +40,8 @@ impl ErrorType {
         match self {
             ErrorType::BadData => StatusCode::BAD_REQUEST,
             ErrorType::Execution => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorType::Timeout | ErrorType::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorType::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorType::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorType::Internal | ErrorType::Unavailable => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorType::NotFound => StatusCode::NOT_FOUND,
         }
     }

@@ -28,6 +28,7 @@ mod error;
 pub(crate) mod locate;
 mod raw;
 mod relabel;
+mod remote_write;
 mod resolved;
 pub(crate) mod rule_files;
 mod secret;
@@ -51,11 +52,13 @@ pub use discovery::{
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
 pub use relabel::compile_anchored_regex;
+pub use remote_write::{MetadataConfig, QueueConfig, RemoteWriteConfig};
 pub use resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
     GlobalConfig, RelabelAction, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
 };
 pub use secret::Secret;
+pub use size::{format_base2_bytes, parse_base2_bytes};
 pub(crate) use tls::{resolve_tls_config, RawTlsConfig};
 pub use tls::{TlsConfig, TlsVersion};
 pub(crate) use unsupported::HTTP_CLIENT_FIELDS;
@@ -90,6 +93,9 @@ pub struct Config {
     pub rule_files: Vec<PathBuf>,
     /// `scrape_configs:`, defaults from `global` applied.
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// `remote_write:`, defaults applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_write: Vec<RemoteWriteConfig>,
 }
 
 impl AlertingConfig {

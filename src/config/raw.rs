@@ -57,13 +57,14 @@ impl<'de> Deserialize<'de> for ScalarText {
 }
 
 /// The whole file. Top-level keys of Prometheus 2.42 that promflow does not
-/// support (`remote_write`, `storage`, ...) are reported as unsupported.
+/// support (`remote_read`, `storage`, ...) are reported as unsupported.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawConfig {
     pub global: Option<RawGlobalConfig>,
     pub scrape_configs: Option<Vec<Option<RawScrapeConfig>>>,
     pub rule_files: Option<Vec<ScalarText>>,
     pub alerting: Option<RawAlertingConfig>,
+    pub remote_write: Option<Vec<Option<RawRemoteWriteConfig>>>,
 }
 
 /// `global:`.
@@ -193,4 +194,39 @@ pub(crate) struct RawAuthorization {
     pub kind: Option<ScalarText>,
     pub credentials: Option<ScalarText>,
     pub credentials_file: Option<ScalarText>,
+}
+
+/// One entry of `remote_write:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawRemoteWriteConfig {
+    pub url: Option<ScalarText>,
+    pub name: Option<ScalarText>,
+    pub remote_timeout: Option<ScalarText>,
+    pub headers: Option<BTreeMap<String, ScalarText>>,
+    pub write_relabel_configs: Option<Vec<RawRelabelConfig>>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
+    pub queue_config: Option<RawQueueConfig>,
+    pub metadata_config: Option<RawMetadataConfig>,
+}
+
+/// `remote_write[].queue_config:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawQueueConfig {
+    pub capacity: Option<u64>,
+    pub max_shards: Option<u64>,
+    pub min_shards: Option<u64>,
+    pub max_samples_per_send: Option<u64>,
+    pub batch_send_deadline: Option<ScalarText>,
+    pub min_backoff: Option<ScalarText>,
+    pub max_backoff: Option<ScalarText>,
+    pub retry_on_http_429: Option<bool>,
+}
+
+/// `remote_write[].metadata_config:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawMetadataConfig {
+    pub send: Option<bool>,
+    pub send_interval: Option<ScalarText>,
+    pub max_samples_per_send: Option<u64>,
 }

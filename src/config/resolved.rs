@@ -307,3 +307,32 @@ pub struct Authorization {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_file: Option<PathBuf>,
 }
+
+impl BasicAuth {
+    /// The password: inline, or read from `password_file` now (trimmed); `None` if
+    /// neither is set or the file cannot be read.
+    pub fn password_text(&self) -> Option<String> {
+        match (&self.password, &self.password_file) {
+            (Some(p), _) => Some(p.expose().to_string()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .ok()
+                .map(|s| s.trim().to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl Authorization {
+    /// The `Authorization` header value (`<type> <credentials>`), credentials inline or
+    /// read from `credentials_file` now; `None` if there are none.
+    pub fn header_value(&self) -> Option<String> {
+        let credentials = match (&self.credentials, &self.credentials_file) {
+            (Some(c), _) => Some(c.expose().to_string()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .ok()
+                .map(|s| s.trim().to_string()),
+            _ => None,
+        }?;
+        Some(format!("{} {credentials}", self.kind))
+    }
+}

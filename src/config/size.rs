@@ -25,7 +25,7 @@ const UNITS: [(&str, &str, f64); 7] = [
 ///
 /// Prometheus accepts negative sizes (`-1MB`); for `body_size_limit` a value of
 /// zero or below means "no limit", which the caller maps to 0.
-pub(crate) fn parse_base2_bytes(text: &str) -> Result<i64, String> {
+pub fn parse_base2_bytes(text: &str) -> Result<i64, String> {
     let invalid = || format!("invalid size {text:?}");
     let (negative, rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -71,7 +71,7 @@ pub(crate) fn parse_base2_bytes(text: &str) -> Result<i64, String> {
 }
 
 /// Formats a byte count the way Prometheus prints a `Base2Bytes` (`1MiB512KiB`, `0B`).
-pub(crate) fn format_base2_bytes(bytes: u64) -> String {
+pub fn format_base2_bytes(bytes: u64) -> String {
     if bytes == 0 {
         return "0B".to_string();
     }

@@ -414,8 +414,8 @@ fn prometheus_fields_promflow_lacks_are_errors_not_ignored() {
     let text = "\
 global:
   query_log_file: /tmp/q.log
-remote_write:
-- url: http://x/api/v1/write
+remote_read:
+- url: http://x/api/v1/read
 storage:
   tsdb: {}
 scrape_configs:
@@ -437,7 +437,7 @@ alerting:
         text,
         [
             "prometheus.yml:2: global.query_log_file: field query_log_file is not supported by promflow yet",
-            "prometheus.yml:3: remote_write: field remote_write is not supported by promflow yet",
+            "prometheus.yml:3: remote_read: field remote_read is not supported by promflow yet",
             "prometheus.yml:5: storage: field storage is not supported by promflow yet",
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
             "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
@@ -896,5 +896,36 @@ fn tls_config_of_ec2_discovery_is_still_unsupported() {
     assert_problems!(
         job("  ec2_sd_configs:\n  - region: eu-west-1\n    tls_config: {}\n"),
         ["prometheus.yml:5: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet"]
+    );
+}
+
+/// Problems and wording checked with `promtool check config` 2.42.
+#[test]
+fn remote_write_defaults_and_problems() {
+    let config = load(
+        "remote_write:\n- url: http://127.0.0.1:9/api/v1/write\n  headers: {X-Scope-OrgID: a}\n  queue_config: {max_backoff: 1s}\n  write_relabel_configs:\n  - source_labels: [__name__]\n    regex: secret_.*\n    action: drop\n",
+    );
+    let rw = &config.remote_write[0];
+    assert_eq!(rw.remote_timeout, Duration::from_secs(30));
+    assert_eq!(rw.headers["X-Scope-OrgID"], "a");
+    assert_eq!(
+        rw.queue_config,
+        QueueConfig {
+            max_backoff: Duration::from_secs(1),
+            ..QueueConfig::default()
+        }
+    );
+    assert_eq!(rw.write_relabel_configs.len(), 1);
+    assert!(!rw.metadata_config.send);
+    assert!(config.to_yaml().contains("max_samples_per_send: 500"));
+    assert_problems!(
+        "remote_write:\n- name: a\n- url: http://x/w\n  headers:\n    Content-Type: x\n- url: http://y/w\n  name: a\n  metadata_config: {send: true}\n  sigv4: {}\n",
+        [
+            "prometheus.yml:2: remote_write[0].url: url for remote_write is empty",
+            "prometheus.yml:5: remote_write[1].headers.Content-Type: Content-Type is a reserved header. It must not be changed",
+            "prometheus.yml:7: remote_write[2].name: found multiple remote write configs with job name \"a\"",
+            "prometheus.yml:8: remote_write[2].metadata_config.send: sending metadata over remote write is not supported by promflow yet (set send: false)",
+            "prometheus.yml:9: remote_write[2].sigv4: field sigv4 is not supported by promflow yet",
+        ]
     );
 }

@@ -53,10 +53,7 @@ pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
 /// `parent_keys`, is a Prometheus 2.42 field that promflow does not support yet.
 pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str) -> bool {
     match parent_keys {
-        [] => matches!(
-            field,
-            "remote_write" | "remote_read" | "storage" | "tracing"
-        ),
+        [] => matches!(field, "remote_read" | "storage" | "tracing"),
         ["global"] => field == "query_log_file",
         ["scrape_configs"] => {
             matches!(field, "target_limit" | "basic_auth" | "authorization")
@@ -68,6 +65,12 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
                 // Discovery of Alertmanagers arrives with the alerting issue.
                 || matches!(field, "file_sd_configs" | "dns_sd_configs" | "ec2_sd_configs")
+        }
+        ["remote_write"] => {
+            matches!(
+                field,
+                "send_exemplars" | "send_native_histograms" | "sigv4" | "azuread"
+            ) || HTTP_CLIENT_FIELDS.contains(&field)
         }
         // The EC2 API client has Prometheus's HTTP client settings too.
         ["scrape_configs", "ec2_sd_configs"] => {
@@ -84,7 +87,8 @@ mod tests {
 
     #[test]
     fn tells_unsupported_from_unknown() {
-        assert!(is_unsupported_prometheus_field(&[], "remote_write"));
+        assert!(is_unsupported_prometheus_field(&[], "remote_read"));
+        assert!(is_unsupported_prometheus_field(&["remote_write"], "sigv4"));
         assert!(is_unsupported_prometheus_field(
             &["scrape_configs"],
             "consul_sd_configs"

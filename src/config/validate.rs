@@ -110,17 +110,25 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
         problems,
     );
 
+    let remote_write = super::remote_write::resolve_remote_write(
+        raw.remote_write.as_deref().unwrap_or(&[]),
+        base_dir,
+        &root.key("remote_write"),
+        problems,
+    );
+
     Config {
         global,
         alerting,
         rule_file_patterns,
         rule_files,
         scrape_configs,
+        remote_write,
     }
 }
 
 /// Parses an optional duration field; `None` when absent or invalid (reported).
-fn duration_field(
+pub(crate) fn duration_field(
     value: Option<&ScalarText>,
     path: &FieldPath,
     problems: &mut Problems,
@@ -390,7 +398,7 @@ fn resolve_static_configs(
     groups
 }
 
-fn resolve_relabel_configs(
+pub(crate) fn resolve_relabel_configs(
     raw: Option<&[RawRelabelConfig]>,
     path: &FieldPath,
     problems: &mut Problems,
@@ -544,7 +552,7 @@ fn set_text(value: &Option<ScalarText>) -> Option<&str> {
         .filter(|v| !v.is_empty())
 }
 
-fn resolve_basic_auth(
+pub(crate) fn resolve_basic_auth(
     raw: &RawBasicAuth,
     base_dir: &Path,
     path: &FieldPath,
@@ -569,7 +577,7 @@ fn resolve_basic_auth(
     }
 }
 
-fn resolve_authorization(
+pub(crate) fn resolve_authorization(
     raw: &RawAuthorization,
     base_dir: &Path,
     path: &FieldPath,

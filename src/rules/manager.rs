@@ -94,7 +94,8 @@ impl SampleSink for crate::ingest::Ingester {
 
 impl SampleSink for Storage {
     fn commit(&self, batch: Vec<Sample>) {
-        self.append(&batch);
+        // A refused batch is logged and counted by storage.
+        let _ = self.append(&batch);
     }
 }
 

@@ -181,7 +181,8 @@ pub fn run_file(path: &Path) -> Result<Vec<Outcome>, String> {
                     });
                 }
             }
-            head.append(&batch);
+            head.append(&batch)
+                .expect("an in-memory storage takes every batch");
         }
         let evaluator: Arc<dyn RuleEvaluator> = Arc::new(HeadEvaluator {
             head: head.clone(),

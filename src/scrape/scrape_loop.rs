@@ -46,6 +46,7 @@ enum ScrapeError {
     Fetch(String),
     Parse(String),
     Limit(String),
+    Append(String),
 }
 
 impl std::fmt::Display for ScrapeError {
@@ -53,6 +54,7 @@ impl std::fmt::Display for ScrapeError {
         match self {
             ScrapeError::Fetch(m) | ScrapeError::Limit(m) => f.write_str(m),
             ScrapeError::Parse(m) => write!(f, "parse error: {m}"),
+            ScrapeError::Append(m) => write!(f, "appending to storage: {m}"),
         }
     }
 }
@@ -141,7 +143,8 @@ pub async fn run(
                 value: STALE_MARKER,
             });
         }
-        ctx.ingester.commit(batch);
+        // A refused batch is logged and counted by storage.
+        let _ = ctx.ingester.commit(batch);
     }
 }
 
@@ -220,8 +223,13 @@ async fn scrape_once(
             value,
         });
     }
-    ctx.ingester.commit(batch);
+    let committed = ctx.ingester.commit(batch);
     drop(in_flight);
+    // Storage refused the batch: nothing of this scrape is kept, the target reports it.
+    let error = match (error, committed) {
+        (None, Err(e)) => Some(ScrapeError::Append(e.to_string())),
+        (error, _) => error,
+    };
     ctx.ingester.advance_watermark();
 
     let parse_error = matches!(error, Some(ScrapeError::Parse(_)));

@@ -9,7 +9,10 @@
 //!   the Gorilla-encoded bytes of [`super::chunk`]), sorted by series then time, in
 //!   record batches of at most [`CHUNKS_PER_BATCH`] rows so a query reads only the
 //!   batches of the series it wants;
-//! - `meta.json`: the time range `[min_t, max_t)` and counts.
+//! - `meta.json`: the time range `[min_t, max_t)` and counts;
+//! - `tombstones.json` (only after `delete_series`): per series number, the closed time
+//!   ranges whose samples are deleted. Reads skip them; compaction and
+//!   [`Block::live_chunks`] leave them out, after which the file is gone.
 //!
 //! Contract: [`Block::write`] writes into `<name>.tmp`, fsyncs, and renames into place,
 //! so a block directory either exists whole or not at all (leftover `.tmp` directories
@@ -26,6 +29,7 @@ use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use arrow_schema::{DataType, Field, Schema};
 use dataflows::{Labels, MatchKind, Selector};
+use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -61,6 +65,25 @@ pub struct Block {
     postings: HashMap<String, HashMap<String, Vec<u32>>>,
     /// Per record batch of `chunks.arrow`: its first and last series number.
     batches: Vec<(u32, u32)>,
+    /// Series number → deleted closed ranges (`tombstones.json`).
+    tombstones: RwLock<Tombstones>,
+}
+
+/// Series number → deleted closed time ranges.
+type Tombstones = BTreeMap<u32, Vec<(i64, i64)>>;
+
+const TOMBSTONES_FILE: &str = "tombstones.json";
+
+/// One entry of `tombstones.json`.
+#[derive(Serialize, Deserialize)]
+struct Tombstone {
+    series: u32,
+    min_t: i64,
+    max_t: i64,
+}
+
+fn is_deleted(ranges: Option<&Vec<(i64, i64)>>, t: i64) -> bool {
+    ranges.is_some_and(|r| r.iter().any(|&(min, max)| t >= min && t <= max))
 }
 
 fn arrow_err(e: arrow_schema::ArrowError) -> io::Error {
@@ -209,13 +232,79 @@ impl Block {
                 batches.push((s.value(0), s.value(batch.num_rows() - 1)));
             }
         }
+        let mut tombstones = Tombstones::new();
+        match fs::read(dir.join(TOMBSTONES_FILE)) {
+            Ok(bytes) => {
+                let list: Vec<Tombstone> = serde_json::from_slice(&bytes)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                for t in list {
+                    tombstones
+                        .entry(t.series)
+                        .or_default()
+                        .push((t.min_t, t.max_t));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         Ok(Block {
             dir: dir.to_path_buf(),
             meta,
             series,
             postings,
             batches,
+            tombstones: RwLock::new(tombstones),
         })
+    }
+
+    /// Marks the samples in `[min_t, max_t]` of the series matching any of `selectors`
+    /// as deleted, durably (`tombstones.json` is replaced atomically). Returns the
+    /// number of series marked.
+    pub fn delete(&self, selectors: &[Selector], min_t: i64, max_t: i64) -> io::Result<usize> {
+        if selectors.is_empty() || !self.overlaps(min_t, max_t) {
+            return Ok(0);
+        }
+        let mut numbers: Vec<u32> = selectors.iter().flat_map(|s| self.matching(s)).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        if numbers.is_empty() {
+            return Ok(0);
+        }
+        let mut tombstones = self.tombstones.write();
+        let mut updated = tombstones.clone();
+        for &n in &numbers {
+            updated.entry(n).or_default().push((min_t, max_t));
+        }
+        let list: Vec<Tombstone> = updated
+            .iter()
+            .flat_map(|(&series, ranges)| {
+                ranges.iter().map(move |&(min_t, max_t)| Tombstone {
+                    series,
+                    min_t,
+                    max_t,
+                })
+            })
+            .collect();
+        let tmp = self.dir.join(format!("{TOMBSTONES_FILE}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            io::Write::write_all(
+                &mut f,
+                &serde_json::to_vec(&list).map_err(io::Error::other)?,
+            )?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, self.dir.join(TOMBSTONES_FILE))?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        *tombstones = updated;
+        Ok(numbers.len())
+    }
+
+    /// Whether some samples of the block are deleted (by tombstones).
+    pub fn has_tombstones(&self) -> bool {
+        !self.tombstones.read().is_empty()
     }
 
     /// The block's metadata.
@@ -294,6 +383,7 @@ impl Block {
             return Ok(Vec::new());
         }
         let mut out: BTreeMap<u32, Vec<(i64, f64)>> = BTreeMap::new();
+        let tombstones = self.tombstones.read();
         let mut reader = FileReader::try_new(File::open(self.dir.join("chunks.arrow"))?, None)
             .map_err(arrow_err)?;
         for (i, &(first, last)) in self.batches.iter().enumerate() {
@@ -318,8 +408,10 @@ impl Block {
                     continue;
                 }
                 let count = u16::try_from(count.value(row)).unwrap_or(u16::MAX);
+                let deleted = tombstones.get(&n);
                 out.entry(n).or_default().extend(
-                    chunk::decode(data.value(row), count).filter(|&(t, _)| t >= start && t <= end),
+                    chunk::decode(data.value(row), count)
+                        .filter(|&(t, _)| t >= start && t <= end && !is_deleted(deleted, t)),
                 );
             }
         }
@@ -361,6 +453,31 @@ impl Block {
         Ok(out)
     }
 
+    /// Every series with what is left of its chunks once deleted samples are left
+    /// out (chunks holding some are re-encoded); series with nothing left are dropped.
+    pub fn live_chunks(&self) -> io::Result<Vec<(Arc<Labels>, Vec<EncodedChunk>)>> {
+        let all = self.all_chunks()?;
+        let tombstones = self.tombstones.read();
+        if tombstones.is_empty() {
+            return Ok(all);
+        }
+        Ok(all
+            .into_iter()
+            .enumerate()
+            .map(|(n, (labels, chunks))| match tombstones.get(&(n as u32)) {
+                None => (labels, chunks),
+                Some(ranges) => {
+                    let kept = chunks.iter().flat_map(|c| c.samples().collect::<Vec<_>>());
+                    let live: Vec<(i64, f64)> = kept
+                        .filter(|&(t, _)| !is_deleted(Some(ranges), t))
+                        .collect();
+                    (labels, chunk::encode(live))
+                }
+            })
+            .filter(|(_, chunks)| !chunks.is_empty())
+            .collect())
+    }
+
     /// Bytes of the block's files.
     pub fn disk_bytes(&self) -> u64 {
         dir_bytes(&self.dir)
@@ -380,7 +497,7 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Writes one block covering `[min_t, max_t)` from `parts` (blocks inside that range)
-/// by copying their chunks, series by series, in time order. A chunk that starts no
+/// by copying their chunks (less deleted samples), series by series, in time order. A chunk that starts no
 /// later than the series' last chunk so far is a duplicate (a compaction interrupted
 /// before its inputs were deleted leaves such overlaps) and is skipped.
 pub fn compact(root: &Path, min_t: i64, max_t: i64, parts: &[Arc<Block>]) -> io::Result<Block> {
@@ -388,7 +505,7 @@ pub fn compact(root: &Path, min_t: i64, max_t: i64, parts: &[Arc<Block>]) -> io:
     parts.sort_by_key(|b| (b.meta.min_t, std::cmp::Reverse(b.meta.max_t)));
     let mut merged: BTreeMap<Arc<Labels>, Vec<EncodedChunk>> = BTreeMap::new();
     for block in parts {
-        for (labels, chunks) in block.all_chunks()? {
+        for (labels, chunks) in block.live_chunks()? {
             let into = merged.entry(labels).or_default();
             for c in chunks {
                 if into.last().is_none_or(|last| c.min_t > last.max_t) {

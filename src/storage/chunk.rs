@@ -397,29 +397,51 @@ impl SeriesChunks {
         }
     }
 
+    /// Deletes the samples in `[min_t, max_t]`; returns how many there were. Chunks
+    /// that hold some are re-encoded (a rare, admin-driven operation).
+    pub fn delete_range(&mut self, min_t: i64, max_t: i64) -> usize {
+        let doomed = self.range(min_t, max_t).count();
+        if doomed > 0 {
+            let kept: Vec<(i64, f64)> = self
+                .range(i64::MIN, i64::MAX)
+                .filter(|&(t, _)| t < min_t || t > max_t)
+                .collect();
+            *self = SeriesChunks::new();
+            for (t, v) in kept {
+                self.push(t, v);
+            }
+        }
+        doomed
+    }
+
     /// The samples in `[start, end]`, encoded afresh into full chunks (for a block).
     pub fn encode_range(&self, start: i64, end: i64) -> Vec<EncodedChunk> {
-        let mut fresh = SeriesChunks::new();
-        for (t, v) in self.range(start, end) {
-            fresh.push(t, v);
-        }
-        fresh.close_open();
-        fresh
-            .closed
-            .into_iter()
-            .map(|c| EncodedChunk {
-                bytes: c.bytes.into_vec(),
-                count: c.count,
-                min_t: c.min_t,
-                max_t: c.max_t,
-            })
-            .collect()
+        encode(self.range(start, end))
     }
 
     /// Heap bytes of the encoded samples (excluding bookkeeping).
     pub fn encoded_bytes(&self) -> usize {
         self.chunks().map(|c| c.0.len()).sum()
     }
+}
+
+/// Samples (in time order) encoded into full chunks.
+pub fn encode(samples: impl IntoIterator<Item = (i64, f64)>) -> Vec<EncodedChunk> {
+    let mut fresh = SeriesChunks::new();
+    for (t, v) in samples {
+        fresh.push(t, v);
+    }
+    fresh.close_open();
+    fresh
+        .closed
+        .into_iter()
+        .map(|c| EncodedChunk {
+            bytes: c.bytes.into_vec(),
+            count: c.count,
+            min_t: c.min_t,
+            max_t: c.max_t,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! - [`wal`]: the write-ahead log (segments, checksums, fsync policy, replay);
 //! - [`chunk`]: Gorilla-compressed sample chunks;
 //! - [`head`]: the in-memory head of every series, built of chunks;
-//! - [`block`]: persisted, read-only blocks of one time range each.
+//! - [`block`]: persisted, read-only blocks of one time range each;
+//! - [`range_reader`]: reads each selector once for a whole range query.
 //!
 //! Lifecycle (driven by [`Storage::housekeeping`], once a minute): when the head spans
 //! more than 1.5 block ranges, its oldest complete block range `[k·range, (k+1)·range)`
@@ -20,6 +21,7 @@
 pub mod block;
 pub mod chunk;
 pub mod head;
+pub mod range_reader;
 pub mod wal;
 
 pub use head::{AppendOutcome, SeriesSamplesInRange};
@@ -31,7 +33,7 @@ use dataflows::{Labels, Sample, Selector};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use wal::{Record, Wal};
@@ -52,6 +54,10 @@ pub struct StorageOptions {
     /// `--storage.tsdb.retention.time`: blocks ending this long before the newest data
     /// are deleted.
     pub retention: Duration,
+    /// `--storage.tsdb.retention.size` in bytes (0: no limit). Counted as Prometheus
+    /// does: the WAL, then blocks from the newest; the oldest blocks past the limit
+    /// are deleted.
+    pub retention_size: u64,
 }
 
 impl StorageOptions {
@@ -62,8 +68,17 @@ impl StorageOptions {
             wal_fsync: WalFsync::Every(Duration::from_secs(1)),
             min_block_duration: Duration::from_secs(2 * 3600),
             retention: Duration::from_secs(15 * 24 * 3600),
+            retention_size: 0,
         }
     }
+}
+
+/// Why a batch was not appended (nothing of it was applied).
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The write-ahead log could not be written.
+    #[error("writing the write-ahead log: {0}")]
+    Wal(std::io::Error),
 }
 
 /// A storage failure that stops startup.
@@ -90,6 +105,7 @@ struct StorageMetrics {
     blocks_deleted: AtomicU64,
     block_failures: AtomicU64,
     out_of_bounds: AtomicU64,
+    size_retentions: AtomicU64,
 }
 
 /// The on-disk part: blocks and how they are cut and retired.
@@ -97,9 +113,8 @@ struct Persisted {
     root: PathBuf,
     range_ms: i64,
     retention_ms: i64,
+    retention_bytes: u64,
     blocks: RwLock<Vec<Arc<Block>>>,
-    /// Samples older than this are in blocks; the head refuses them.
-    min_valid_t: AtomicI64,
     /// Serialises housekeeping.
     cutting: Mutex<()>,
 }
@@ -160,6 +175,13 @@ impl Storage {
                         .map(|(r, ts, v)| (refs.get(&r).copied(), ts, v)),
                 );
             }
+            Record::Tombstones(deletions) => {
+                for (r, min_t, max_t) in deletions {
+                    if let Some(&id) = refs.get(&r) {
+                        head.replay_delete(id, min_t, max_t);
+                    }
+                }
+            }
         })
         .map_err(|source| StorageError::Open {
             path: dir.clone(),
@@ -191,59 +213,61 @@ impl Storage {
                 root,
                 range_ms: (options.min_block_duration.as_millis() as i64).max(1),
                 retention_ms: options.retention.as_millis() as i64,
+                retention_bytes: options.retention_size,
                 blocks: RwLock::new(blocks.into_iter().map(Arc::new).collect()),
-                min_valid_t: AtomicI64::new(min_valid_t),
                 cutting: Mutex::new(()),
             }),
             metrics,
         };
         // What the WAL still holds of persisted blocks is dropped again.
         if min_valid_t > i64::MIN {
+            storage.head.refuse_before(min_valid_t);
             storage.truncate_before(min_valid_t);
         }
         Ok(storage)
     }
 
     /// Appends a batch: the accepted samples (and new series) are written to the WAL
-    /// before this returns and before a query can see them.
-    pub fn append(&self, batch: &[Sample]) -> AppendOutcome {
-        let min_valid = self
-            .persisted
-            .as_ref()
-            .map_or(i64::MIN, |p| p.min_valid_t.load(Ordering::Relaxed));
-        let filtered: Vec<Sample>;
-        let mut refused = 0;
-        let batch = if batch.iter().any(|s| s.timestamp_ms < min_valid) {
-            filtered = batch
-                .iter()
-                .filter(|s| s.timestamp_ms >= min_valid)
-                .cloned()
-                .collect();
-            refused = batch.len() - filtered.len();
-            self.metrics
-                .out_of_bounds
-                .fetch_add(refused as u64, Ordering::Relaxed);
-            &filtered[..]
-        } else {
-            batch
-        };
-        let mut outcome = self.append_to_head(batch);
-        outcome.out_of_order += refused;
-        outcome
+    /// before this returns and before a query can see them. If the WAL cannot be
+    /// written, nothing of the batch is applied and the error is returned: the batch
+    /// is not acknowledged.
+    pub fn append(&self, batch: &[Sample]) -> Result<AppendOutcome, AppendError> {
+        self.append_observed(batch, |_| {})
     }
 
-    fn append_to_head(&self, batch: &[Sample]) -> AppendOutcome {
-        let Some(wal) = &self.wal else {
-            return self.head.append(batch);
+    /// Like [`Storage::append`]; `stored` gets the indices in `batch` of the samples
+    /// stored, once they are logged and while no other append can interleave (so
+    /// whatever it forwards them to sees every series in time order).
+    pub fn append_observed(
+        &self,
+        batch: &[Sample],
+        stored: impl FnOnce(&[usize]),
+    ) -> Result<AppendOutcome, AppendError> {
+        let outcome = match &self.wal {
+            None => self
+                .head
+                .append_logged(batch, |_, _| Ok::<(), std::io::Error>(()), stored),
+            Some(wal) => self.head.append_logged(
+                batch,
+                |series, samples| wal.lock().log(series, samples),
+                stored,
+            ),
         };
-        self.head.append_logged(batch, |series, samples| {
-            if let Err(e) = wal.lock().log(series, samples) {
+        match outcome {
+            Ok(outcome) => {
+                self.metrics
+                    .out_of_bounds
+                    .fetch_add(outcome.out_of_bounds as u64, Ordering::Relaxed);
+                Ok(outcome)
+            }
+            Err(e) => {
                 self.metrics
                     .wal_write_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, samples = samples.len(), "writing the WAL failed; these samples are in memory only");
+                tracing::error!(error = %e, samples = batch.len(), "writing the WAL failed; the batch is refused");
+                Err(AppendError::Wal(e))
             }
-        })
+        }
     }
 
     /// The samples of every series matching `selector` with timestamps in `[start, end]`.
@@ -320,7 +344,9 @@ impl Storage {
         for block in blocks {
             // Series listed by a block's index have a sample in its range; a partial
             // overlap needs a look at the samples.
-            let whole = block.meta().min_t >= start_ms && block.meta().max_t - 1 <= end_ms;
+            let whole = block.meta().min_t >= start_ms
+                && block.meta().max_t - 1 <= end_ms
+                && !block.has_tombstones();
             for selector in selectors {
                 if whole {
                     out.extend(block.series_matching(std::slice::from_ref(selector)));
@@ -350,8 +376,9 @@ impl Storage {
             if max_t < end + p.range_ms / 2 {
                 break;
             }
-            // Refuse samples for the range before reading it, so none lands unseen.
-            p.min_valid_t.fetch_max(end, Ordering::Relaxed);
+            // Refuse samples for the range before reading it, so none lands unseen (the
+            // head checks the bound under its write lock).
+            self.head.refuse_before(end);
             let series = self.head.encode_range(start, end - 1);
             if !series.is_empty() {
                 match Block::write(&p.root, start, end, series) {
@@ -449,23 +476,144 @@ impl Storage {
             .max();
         let Some(newest) = newest else { return };
         let horizon = newest - p.retention_ms;
-        let expired: Vec<Arc<Block>> = {
+        // Size: the WAL counts first (Prometheus counts its WAL and head chunk files;
+        // the head's chunks live in memory here), then blocks from the newest.
+        let mut budget_used = self.wal.as_ref().map_or(0, |w| w.lock().disk_bytes());
+        let expired: Vec<(Arc<Block>, &str)> = {
             let mut blocks = p.blocks.write();
-            let (expired, kept) = blocks.drain(..).partition(|b| b.meta().max_t <= horizon);
+            let mut over_size = vec![false; blocks.len()];
+            if p.retention_bytes > 0 {
+                for (i, b) in blocks.iter().enumerate().rev() {
+                    budget_used += b.disk_bytes();
+                    over_size[i] = budget_used > p.retention_bytes;
+                }
+            }
+            let mut expired = Vec::new();
+            let mut kept = Vec::new();
+            for (b, over_size) in blocks.drain(..).zip(over_size) {
+                if b.meta().max_t <= horizon {
+                    expired.push((b, "time"));
+                } else if over_size {
+                    expired.push((b, "size"));
+                } else {
+                    kept.push(b);
+                }
+            }
             *blocks = kept;
             expired
         };
-        for block in expired {
+        for (block, reason) in expired {
             match std::fs::remove_dir_all(block.dir()) {
                 Ok(()) => {
                     self.metrics.blocks_deleted.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(block = %block.dir().display(), "block past retention deleted");
+                    if reason == "size" {
+                        self.metrics.size_retentions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::info!(block = %block.dir().display(), retention = reason, "block past retention deleted");
                 }
                 Err(e) => {
                     tracing::error!(block = %block.dir().display(), error = %e, "deleting a block failed")
                 }
             }
         }
+    }
+
+    /// `delete_series`: deletes the samples in `[min_t, max_t]` of every series matching
+    /// any of `selectors`. In the head they go at once (a WAL tombstone record makes
+    /// that survive a restart); in blocks they are marked by tombstones, which queries
+    /// honour and [`Storage::clean_tombstones`] (or compaction) makes final.
+    pub fn delete_series(
+        &self,
+        selectors: &[Selector],
+        min_t: i64,
+        max_t: i64,
+    ) -> std::io::Result<()> {
+        let _serialised = self.persisted.as_ref().map(|p| p.cutting.lock());
+        let deleted = match &self.wal {
+            None => self
+                .head
+                .delete_logged(selectors, min_t, max_t, |_| Ok::<(), std::io::Error>(())),
+            Some(wal) => self
+                .head
+                .delete_logged(selectors, min_t, max_t, |deletions| {
+                    wal.lock().log_tombstones(deletions)
+                }),
+        }?;
+        let mut marked = 0;
+        if let Some(p) = &self.persisted {
+            for block in p.blocks.read().iter() {
+                marked += block.delete(selectors, min_t, max_t)?;
+            }
+        }
+        tracing::info!(
+            head_samples = deleted,
+            block_series = marked,
+            min_t,
+            max_t,
+            "series deleted"
+        );
+        Ok(())
+    }
+
+    /// `clean_tombstones`: rewrites every block that has tombstones without the
+    /// deleted samples. Returns the number of blocks rewritten.
+    pub fn clean_tombstones(&self) -> std::io::Result<usize> {
+        let Some(p) = &self.persisted else {
+            return Ok(0);
+        };
+        let _serialised = p.cutting.lock();
+        let dirty: Vec<Arc<Block>> = p
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.has_tombstones())
+            .cloned()
+            .collect();
+        for old in &dirty {
+            let meta = old.meta();
+            let rewritten = Block::write(&p.root, meta.min_t, meta.max_t, old.live_chunks()?)?;
+            tracing::info!(block = %rewritten.dir().display(), samples_before = meta.samples, samples = rewritten.meta().samples, "tombstones cleaned");
+            let mut blocks = p.blocks.write();
+            for b in blocks.iter_mut() {
+                if Arc::ptr_eq(b, old) {
+                    *b = Arc::new(Block::open(rewritten.dir())?);
+                }
+            }
+        }
+        Ok(dirty.len())
+    }
+
+    /// `snapshot`: a copy of the data under `dir` that can be opened as a data
+    /// directory: every block hard-linked into `dir/blocks/`, and (unless `skip_head`)
+    /// the head written there as one more block. Nothing is cut, compacted or deleted
+    /// meanwhile.
+    pub fn snapshot(&self, dir: &std::path::Path, skip_head: bool) -> std::io::Result<()> {
+        let blocks_dir = dir.join("blocks");
+        std::fs::create_dir_all(&blocks_dir)?;
+        let _serialised = self.persisted.as_ref().map(|p| p.cutting.lock());
+        if let Some(p) = &self.persisted {
+            for block in p.blocks.read().iter() {
+                let name = block.dir().file_name().unwrap_or_default();
+                let to = blocks_dir.join(name);
+                std::fs::create_dir_all(&to)?;
+                for entry in std::fs::read_dir(block.dir())? {
+                    let from = entry?.path();
+                    let Some(file) = from.file_name() else {
+                        continue;
+                    };
+                    if std::fs::hard_link(&from, to.join(file)).is_err() {
+                        std::fs::copy(&from, to.join(file))?;
+                    }
+                }
+            }
+        }
+        if !skip_head {
+            if let Some((min_t, max_t)) = self.head.time_range() {
+                let series = self.head.encode_range(min_t, max_t);
+                Block::write(&blocks_dir, min_t, max_t + 1, series)?;
+            }
+        }
+        Ok(())
     }
 
     /// The open blocks' metadata, oldest first.
@@ -551,7 +699,7 @@ impl Storage {
             })
             .unwrap_or((0, 0));
         let (block_bytes, _) = self.disk_bytes();
-        let rows: [(&str, &str, &str, f64); 14] = [
+        let rows: [(&str, &str, &str, f64); 15] = [
             (
                 "promflow_wal_corruptions_total",
                 "counter",
@@ -625,6 +773,12 @@ impl Storage {
                 m.blocks_deleted.load(Ordering::Relaxed) as f64,
             ),
             (
+                "promflow_tsdb_size_retentions_total",
+                "counter",
+                "Blocks deleted because the storage exceeded --storage.tsdb.retention.size.",
+                m.size_retentions.load(Ordering::Relaxed) as f64,
+            ),
+            (
                 "promflow_tsdb_block_failures_total",
                 "counter",
                 "Failed block writes and reads.",
@@ -689,17 +843,20 @@ mod tests {
         };
         let before = {
             let s = Storage::open(&options).unwrap();
-            s.append(&[sample("a", 10, 1.0), sample("b", 10, 2.0)]);
+            s.append(&[sample("a", 10, 1.0), sample("b", 10, 2.0)])
+                .unwrap();
             s.append(&[
                 sample("a", 20, dataflows::STALE_MARKER),
                 sample("a", 15, 9.0),
-            ]);
+            ])
+            .unwrap();
             all(&s)
         };
         let s = Storage::open(&options).unwrap();
         assert_eq!(all(&s), before);
         // New series after a restart keep distinct refs from replayed ones.
-        s.append(&[sample("c", 30, 3.0), sample("a", 30, 4.0)]);
+        s.append(&[sample("c", 30, 3.0), sample("a", 30, 4.0)])
+            .unwrap();
         let before = all(&s);
         drop(s);
         let s = Storage::open(&options).unwrap();
@@ -716,12 +873,13 @@ mod tests {
         };
         {
             let s = Storage::open(&options).unwrap();
-            s.append(&[sample("old", 10, 1.0), sample("kept", 10, 1.0)]);
+            s.append(&[sample("old", 10, 1.0), sample("kept", 10, 1.0)])
+                .unwrap();
         }
         {
             // Restart: segment 2 begins; series "kept" was defined in segment 1.
             let s = Storage::open(&options).unwrap();
-            s.append(&[sample("kept", 5000, 2.0)]);
+            s.append(&[sample("kept", 5000, 2.0)]).unwrap();
             s.truncate_before(1000);
             assert!(s
                 .render_metrics()
@@ -763,7 +921,7 @@ mod tests {
                     .enumerate()
                     .map(|(j, job)| sample(job, t, value(t, j)))
                     .collect();
-                assert_eq!(s.append(&batch).appended, 3);
+                assert_eq!(s.append(&batch).unwrap().appended, 3);
                 if (t - t0) % HOUR == 0 {
                     s.housekeeping(t);
                 }
@@ -799,8 +957,8 @@ mod tests {
             assert_eq!(head_min, blocks.last().unwrap().max_t);
             assert!(end - head_min <= 7 * HOUR / 2);
             // Old samples are refused.
-            let out = s.append(&[sample("a", head_min - MINUTE, 1.0)]);
-            assert_eq!(out.out_of_order, 1);
+            let out = s.append(&[sample("a", head_min - MINUTE, 1.0)]).unwrap();
+            assert_eq!(out.out_of_bounds, 1);
         }
         let s = Storage::open(&options).unwrap();
         let first = s.blocks()[0].min_t;
@@ -822,5 +980,240 @@ mod tests {
             s.select(&sel, t0, first - 1).is_empty(),
             "deleted blocks are gone"
         );
+    }
+
+    /// A writer appends late samples (inside the range being cut) while blocks are
+    /// cut: every sample storage acknowledged is found afterwards, in a block or in
+    /// the head. Before the bound was checked under the head's lock, a sample could
+    /// pass the check, land in the head after the cut read it, and be trimmed.
+    #[test]
+    fn a_late_sample_racing_a_block_cut_is_refused_or_kept() {
+        const HOUR: i64 = 3_600_000;
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let s =
+                Arc::new(Storage::open(&StorageOptions::new(dir.path().to_path_buf())).unwrap());
+            // The head spans 0..3.5h: housekeeping cuts [0, 2h).
+            let mut t = 0;
+            while t <= 7 * HOUR / 2 {
+                s.append(&[sample("steady", t, 1.0)]).unwrap();
+                t += 60_000;
+            }
+            let cutting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let started = Arc::new(std::sync::Barrier::new(3));
+            let writers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (s, cutting, started) = (s.clone(), cutting.clone(), started.clone());
+                    std::thread::spawn(move || {
+                        let mut acknowledged = Vec::new();
+                        started.wait();
+                        let mut i = 0;
+                        while cutting.load(Ordering::Relaxed) && i < 100_000 {
+                            // Each late sample is its own series: only the bound refuses it.
+                            let job = format!("late-{w}-{i}");
+                            let out = s.append(&[sample(&job, HOUR + i, 1.0)]).unwrap();
+                            if out.appended == 1 {
+                                acknowledged.push(job);
+                            }
+                            i += 1;
+                        }
+                        acknowledged
+                    })
+                })
+                .collect();
+            started.wait();
+            s.housekeeping(7 * HOUR / 2);
+            cutting.store(false, Ordering::Relaxed);
+            let acknowledged: Vec<String> = writers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect();
+            assert_eq!(s.blocks().len(), 1);
+            let stored: std::collections::HashSet<String> = s
+                .series_in_range(&[], 0, 2 * HOUR)
+                .iter()
+                .map(|l| l.get("job").unwrap_or_default().to_string())
+                .collect();
+            let lost: Vec<&String> = acknowledged
+                .iter()
+                .filter(|j| !stored.contains(*j))
+                .collect();
+            assert!(
+                lost.is_empty(),
+                "round {round}: acknowledged then lost: {lost:?}"
+            );
+        }
+    }
+
+    /// Hours of samples, a minute apart, for jobs a, b, c, with housekeeping every hour.
+    fn backfill(s: &Storage, from: i64, to: i64) {
+        const MINUTE: i64 = 60_000;
+        let mut t = from;
+        while t < to {
+            let batch: Vec<Sample> = ["a", "b", "c"]
+                .iter()
+                .map(|job| sample(job, t, (t / MINUTE) as f64))
+                .collect();
+            s.append(&batch).unwrap();
+            if t % (3_600_000) == 0 {
+                s.housekeeping(t);
+            }
+            t += MINUTE;
+        }
+    }
+
+    fn job(name: &str) -> Selector {
+        Selector {
+            matchers: vec![dataflows::LabelMatcher::new("job", "=", name).unwrap()],
+        }
+    }
+
+    /// delete_series over blocks and head: queries skip the deleted samples at once,
+    /// after a restart, and after clean_tombstones rewrote the blocks; a series deleted
+    /// whole is no longer listed.
+    #[test]
+    fn deleted_series_stay_deleted_through_restart_and_cleaning() {
+        const HOUR: i64 = 3_600_000;
+        let dir = tempfile::tempdir().unwrap();
+        let options = StorageOptions {
+            wal_fsync: WalFsync::Batch,
+            ..StorageOptions::new(dir.path().to_path_buf())
+        };
+        let (from, to) = (100 * HOUR, 108 * HOUR);
+        // job b loses [101.5h, 107h] (blocks and head), job c everything.
+        let (del_from, del_to) = (101 * HOUR + HOUR / 2, 107 * HOUR);
+        let expected = |job: &str| -> Vec<i64> {
+            (from / 60_000..to / 60_000)
+                .map(|m| m * 60_000)
+                .filter(|&t| match job {
+                    "b" => t < del_from || t > del_to,
+                    "c" => false,
+                    _ => true,
+                })
+                .collect()
+        };
+        let check = |s: &Storage, when: &str| {
+            for name in ["a", "b", "c"] {
+                let got: Vec<i64> = s
+                    .select(&job(name), i64::MIN, i64::MAX)
+                    .into_iter()
+                    .flat_map(|(_, samples)| samples.into_iter().map(|(t, _)| t))
+                    .collect();
+                assert_eq!(got, expected(name), "job {name} {when}");
+            }
+            let listed = s.series_in_range(&[], from, to);
+            assert_eq!(listed.len(), 2, "{when}: {listed:?}");
+        };
+        {
+            let s = Storage::open(&options).unwrap();
+            backfill(&s, from, to);
+            assert!(s.blocks().len() >= 2, "{:?}", s.blocks());
+            s.delete_series(&[job("b")], del_from, del_to).unwrap();
+            s.delete_series(&[job("c")], i64::MIN, i64::MAX).unwrap();
+            check(&s, "after delete");
+        }
+        let s = Storage::open(&options).unwrap();
+        check(&s, "after restart");
+        let before: u64 = s.blocks().iter().map(|b| b.samples).sum();
+        assert!(s.clean_tombstones().unwrap() >= 2);
+        let after: u64 = s.blocks().iter().map(|b| b.samples).sum();
+        assert!(after < before, "{after} < {before}");
+        check(&s, "after clean_tombstones");
+        assert_eq!(s.clean_tombstones().unwrap(), 0, "nothing left to clean");
+        drop(s);
+        check(
+            &Storage::open(&options).unwrap(),
+            "after cleaning and restart",
+        );
+    }
+
+    /// A snapshot opens as a data directory holding the same samples (blocks and head);
+    /// with skip_head only the blocks'.
+    #[test]
+    fn a_snapshot_opens_as_a_data_directory() {
+        const HOUR: i64 = 3_600_000;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Storage::open(&StorageOptions::new(dir.path().join("data"))).unwrap();
+        backfill(&s, 10 * HOUR, 15 * HOUR);
+        let (newest_block_end, head_samples) = (s.blocks().last().unwrap().max_t, s.sample_count());
+        assert!(head_samples > 0);
+        s.snapshot(&dir.path().join("full"), false).unwrap();
+        s.snapshot(&dir.path().join("blocks-only"), true).unwrap();
+        let full = Storage::open(&StorageOptions::new(dir.path().join("full"))).unwrap();
+        assert_eq!(all(&full), all(&s));
+        let blocks_only =
+            Storage::open(&StorageOptions::new(dir.path().join("blocks-only"))).unwrap();
+        let wanted: Vec<_> = all(&s)
+            .into_iter()
+            .map(|(l, samples)| {
+                (
+                    l,
+                    samples
+                        .into_iter()
+                        .filter(|(t, _)| *t < newest_block_end)
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(all(&blocks_only), wanted);
+        // The original keeps working after its blocks were hard-linked.
+        s.append(&[sample("a", 15 * HOUR, 1.0)]).unwrap();
+        assert_eq!(s.sample_count(), head_samples + 1);
+    }
+
+    /// retention.size: after every housekeeping the WAL and blocks fit the limit, the
+    /// oldest blocks went first, and no more than needed (one more block would not fit).
+    #[test]
+    fn size_retention_deletes_the_oldest_blocks_beyond_the_limit() {
+        const HOUR: i64 = 3_600_000;
+        let dir = tempfile::tempdir().unwrap();
+        let limit = 150_000;
+        let s = Storage::open(&StorageOptions {
+            retention_size: limit,
+            ..StorageOptions::new(dir.path().to_path_buf())
+        })
+        .unwrap();
+        let mut t = 0;
+        let mut deleted_by_size = false;
+        while t < 72 * HOUR {
+            backfill(&s, t, t + HOUR);
+            t += HOUR;
+            s.housekeeping(t);
+            let (blocks, wal) = s.disk_bytes();
+            // (The WAL alone may exceed it: then every block goes, as in Prometheus.)
+            assert!(
+                blocks + wal <= limit || blocks == 0,
+                "{blocks} + {wal} > {limit} at {t}"
+            );
+            let metas = s.blocks();
+            if let Some(first) = metas.first() {
+                if first.min_t > 0 {
+                    deleted_by_size = true;
+                    let biggest = s
+                        .persisted
+                        .as_ref()
+                        .unwrap()
+                        .blocks
+                        .read()
+                        .iter()
+                        .map(|b| b.disk_bytes())
+                        .max()
+                        .unwrap();
+                    assert!(
+                        blocks + wal + biggest > limit,
+                        "more deleted than needed at {t}"
+                    );
+                }
+                // What is left is the newest data, without gaps.
+                for pair in metas.windows(2) {
+                    assert_eq!(pair[0].max_t, pair[1].min_t);
+                }
+            }
+        }
+        assert!(deleted_by_size);
+        assert!(s
+            .render_metrics()
+            .lines()
+            .any(|l| l.starts_with("promflow_tsdb_size_retentions_total ") && !l.ends_with(" 0")));
     }
 }

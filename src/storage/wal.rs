@@ -17,7 +17,10 @@
 //!   name's and the value's length-prefixed bytes;
 //! - `2` samples: `count`, `base timestamp` (zig-zag), then per sample the ref's
 //!   difference from the previous sample's ref (zig-zag), `timestamp - base`
-//!   (zig-zag) and the value's 8 raw bytes (stale markers stay bit-exact).
+//!   (zig-zag) and the value's 8 raw bytes (stale markers stay bit-exact);
+//! - `3` tombstones (`delete_series`): `count`, then per deletion `ref`, `min_t` and
+//!   `max_t` (zig-zag): the samples of `ref` logged before it in `[min_t, max_t]` are
+//!   deleted.
 //!
 //! Integers are LEB128 varints. A ref is the head's small per-series number; a later
 //! series record for the same labels re-keys the series (refs of dropped series may be
@@ -49,6 +52,7 @@ const MAX_RECORD_BYTES: usize = 256 << 20;
 const FRAME_HEADER: usize = 8;
 const TYPE_SERIES: u8 = 1;
 const TYPE_SAMPLES: u8 = 2;
+const TYPE_TOMBSTONES: u8 = 3;
 /// Type-byte flag: the payload is Snappy-compressed.
 const COMPRESSED: u8 = 0x80;
 /// Payloads shorter than this are stored as they are.
@@ -80,6 +84,8 @@ pub enum Record {
     Series(Vec<(u32, Labels)>),
     /// Samples: `(ref, timestamp_ms, value)`.
     Samples(Vec<(u32, i64, f64)>),
+    /// Deletions: `(ref, min_t, max_t)`, a closed range.
+    Tombstones(Vec<(u32, i64, i64)>),
 }
 
 /// What replay found.
@@ -105,6 +111,8 @@ pub struct Wal {
     max_ts: BTreeMap<u64, i64>,
     buf: Vec<u8>,
     segment_bytes: u64,
+    /// A failed write left bytes after `size` that are not cut off yet.
+    torn: bool,
 }
 
 impl Wal {
@@ -175,6 +183,7 @@ impl Wal {
                 max_ts,
                 buf: Vec::with_capacity(64 << 10),
                 segment_bytes: SEGMENT_BYTES,
+                torn: false,
             },
             stats,
         ))
@@ -200,17 +209,64 @@ impl Wal {
         if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
             self.rotate()?;
         }
-        self.file.write_all(&self.buf)?;
-        self.size += self.buf.len() as u64;
+        self.write_buf(self.fsync == WalFsync::Batch)?;
         if let Some(newest) = samples.iter().map(|s| s.1).max() {
             let entry = self.max_ts.entry(self.index).or_insert(i64::MIN);
             *entry = (*entry).max(newest);
         }
-        self.dirty = true;
-        if self.fsync == WalFsync::Batch {
-            self.sync()?;
-        }
         Ok(())
+    }
+
+    /// Appends `buf` to the segment (and `fsync`s it if `sync`). On failure the
+    /// segment is cut back to its last complete record, so neither replay nor later
+    /// records see a half-written one; until that succeeds, writes are refused.
+    fn write_buf(&mut self, sync: bool) -> io::Result<()> {
+        if self.torn {
+            self.cut_back()?;
+            self.torn = false;
+        }
+        let written = self.file.write_all(&self.buf).and_then(|()| {
+            if sync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            if let Err(cut) = self.cut_back() {
+                tracing::error!(error = %cut, "cutting a failed write off the WAL segment failed; refusing writes until it succeeds");
+                self.torn = true;
+            }
+            return Err(e);
+        }
+        self.size += self.buf.len() as u64;
+        self.dirty = !sync;
+        Ok(())
+    }
+
+    /// Truncates the segment back to the end of its last complete record.
+    fn cut_back(&mut self) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.file.set_len(self.size)?;
+        self.file.seek(SeekFrom::Start(self.size))?;
+        Ok(())
+    }
+
+    /// Writes a tombstone record (deletions of logged samples) and `fsync`s it.
+    pub fn log_tombstones(&mut self, deletions: &[(u32, i64, i64)]) -> io::Result<()> {
+        if deletions.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        frame(&mut self.buf, TYPE_TOMBSTONES, |b| {
+            put_uvarint(b, deletions.len() as u64);
+            for &(r, min_t, max_t) in deletions {
+                put_uvarint(b, u64::from(r));
+                put_varint(b, min_t);
+                put_varint(b, max_t);
+            }
+        });
+        self.write_buf(true)
     }
 
     /// `fsync`s what was written since the last sync.
@@ -519,6 +575,15 @@ fn decode(body: &[u8]) -> Option<Record> {
             }
             Record::Samples(samples)
         }
+        TYPE_TOMBSTONES => {
+            let n = get_uvarint(&mut p)? as usize;
+            let mut deletions = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                let r = u32::try_from(get_uvarint(&mut p)?).ok()?;
+                deletions.push((r, get_varint(&mut p)?, get_varint(&mut p)?));
+            }
+            Record::Tombstones(deletions)
+        }
         _ => return None,
     };
     p.is_empty().then_some(record)
@@ -693,7 +758,7 @@ mod tests {
             .iter()
             .flat_map(|r| match r {
                 Record::Samples(s) => s.iter().map(|x| x.1).collect(),
-                Record::Series(_) => vec![],
+                Record::Series(_) | Record::Tombstones(_) => vec![],
             })
             .collect();
         assert!(samples.contains(&50_000) && samples.contains(&99_000));

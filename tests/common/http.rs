@@ -51,6 +51,11 @@ pub fn delete(url: &str) -> io::Result<HttpResponse> {
     request("DELETE", url, None, &[])
 }
 
+/// `PUT url` with a body of the given content type (`None` sends no body).
+pub fn put(url: &str, content_type: Option<&str>, body: &[u8]) -> io::Result<HttpResponse> {
+    request("PUT", url, content_type, body)
+}
+
 /// Percent-encodes a query parameter value (everything but RFC 3986 unreserved).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

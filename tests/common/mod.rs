@@ -19,6 +19,7 @@ pub mod exposition;
 pub mod http;
 pub mod moto;
 pub mod receiver;
+pub mod remote_write;
 pub mod stream_client;
 pub mod tls;
 
@@ -157,10 +158,25 @@ impl Peer {
 
     /// Sends SIGHUP to the process (by its PID, through the shell's `kill` builtin).
     pub fn sighup(&self) {
+        self.signal("HUP");
+    }
+
+    /// Sends signal `name` (`HUP`, `STOP`, `CONT`, …) to the process, by its PID.
+    pub fn signal(&self, name: &str) {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "kill -HUP \"$1\"", "sh", &self.pid().to_string()]);
+        cmd.args([
+            "-c",
+            "kill -\"$1\" \"$2\"",
+            "sh",
+            name,
+            &self.pid().to_string(),
+        ]);
         let out = run_command(cmd, None, COMMAND_TIMEOUT);
-        assert!(out.status.success(), "kill -HUP: {}", combined_output(&out));
+        assert!(
+            out.status.success(),
+            "kill -{name}: {}",
+            combined_output(&out)
+        );
     }
 
     /// `GET /federate?match[]=m1&match[]=m2…` as text (panics unless 200).
@@ -457,6 +473,15 @@ impl Promflow {
 
     /// Like `start`, with extra command-line flags (e.g. `--log.level=debug`).
     pub fn start_with_args(config_yaml: &str, extra_args: &[&str]) -> Promflow {
+        Self::launch(PromflowLaunch {
+            config_yaml,
+            extra_args,
+            ..PromflowLaunch::default()
+        })
+    }
+
+    /// Starts promflow as `launch` says; returns once `/-/ready` answers 200.
+    pub fn launch(launch: PromflowLaunch) -> Promflow {
         let bin = promflow_bin();
         assert!(
             bin.exists(),
@@ -468,16 +493,42 @@ impl Promflow {
             .tempdir()
             .expect("temp dir");
         let config_path = dir.path().join("promflow.yml");
-        fs::write(&config_path, config_yaml).expect("write promflow config");
-        let extra: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let mut peer = spawn_peer_answering(
-            "promflow",
-            &bin,
-            dir,
-            "/-/ready",
-            ready_status(&extra),
-            |dir, addr| promflow_args(dir, addr, &extra),
-        );
+        fs::write(&config_path, launch.config_yaml).expect("write promflow config");
+        let mut extra: Vec<String> = launch.extra_args.iter().map(|s| s.to_string()).collect();
+        if let Some(data) = &launch.data_dir {
+            extra.push(format!("--storage.tsdb.path={}", data.display()));
+        }
+        let status = ready_status(&extra);
+        let what = format!("answer {status} on /-/ready");
+        let mut peer = match launch.file_size_limit_kib {
+            None => spawn_peer_until(
+                "promflow",
+                &bin,
+                dir,
+                &what,
+                answers("/-/ready", status),
+                |d, a| promflow_args(d, a, &extra),
+            ),
+            // bash's `ulimit -f` counts KiB; SIGXFSZ is ignored so a write past the
+            // limit fails with EFBIG instead of killing the process. (A restart runs
+            // without the limit.)
+            Some(kib) => spawn_peer_until(
+                "promflow",
+                Path::new("/bin/bash"),
+                dir,
+                &what,
+                answers("/-/ready", status),
+                |d, a| {
+                    let mut wrapped = vec![
+                        "-c".to_string(),
+                        format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""),
+                        bin.display().to_string(),
+                    ];
+                    wrapped.extend(promflow_args(d, a, &extra));
+                    wrapped
+                },
+            ),
+        };
         peer.config_path = Some(config_path);
         Promflow {
             peer,
@@ -526,14 +577,34 @@ fn ready_status(args: &[String]) -> u16 {
     }
 }
 
+/// The command line: config in `dir`, storage in `<dir>/data` unless `extra` names
+/// another `--storage.tsdb.path`.
 fn promflow_args(dir: &Path, addr: SocketAddr, extra: &[String]) -> Vec<String> {
     let mut args = vec![
         format!("--config.file={}", dir.join("promflow.yml").display()),
         format!("--web.listen-address={addr}"),
-        format!("--storage.tsdb.path={}", dir.join("data").display()),
     ];
+    if !extra.iter().any(|a| a.starts_with("--storage.tsdb.path")) {
+        args.push(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ));
+    }
     args.extend(extra.iter().cloned());
     args
+}
+
+/// How [`Promflow::launch`] starts promflow.
+#[derive(Default)]
+pub struct PromflowLaunch<'a> {
+    /// The config file's text.
+    pub config_yaml: &'a str,
+    /// Extra command-line flags.
+    pub extra_args: &'a [&'a str],
+    /// `--storage.tsdb.path` (default: `data` in the peer's temp dir, gone with it).
+    pub data_dir: Option<PathBuf>,
+    /// A file size limit (`ulimit -f`, KiB) on the process: writes past it fail.
+    pub file_size_limit_kib: Option<u64>,
 }
 
 /// Runs the promflow binary with `args` (e.g. `check config FILE`) and waits for it.

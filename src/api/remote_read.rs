@@ -1,0 +1,115 @@
+//! `POST /api/v1/read`: remote read with sampled responses, as Prometheus 2.42 serves it
+//! (`storage/remote/read_handler.go`) to a Prometheus whose `remote_read` points here.
+//!
+//! The body is a snappy-compressed protobuf `ReadRequest`; each query's matchers select
+//! series from storage in the closed range `[start_timestamp_ms, end_timestamp_ms]`,
+//! and the answer is a snappy-compressed `ReadResponse` with one result per query, in
+//! order. As in Prometheus, the configured `external_labels` are added to every series
+//! returned (labels the series has win), and an equality matcher on an external label
+//! with its external value selects the series without that label of their own. Only the `SAMPLES` response
+//! type is served: a request that accepts only streamed chunks gets a 400. Errors are
+//! plain text: 400 for a body or matcher that cannot be read.
+
+use crate::remote::proto::{self, ReadRequest, ReadResponse, RESPONSE_TYPE_SAMPLES};
+use crate::service::Service;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use dataflows::{LabelMatcher, Selector};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The handler.
+pub async fn read(State(service): State<Arc<Service>>, body: Bytes) -> Response {
+    let request = match proto::decode::<ReadRequest>(&body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    if !request.accepted_response_types.is_empty()
+        && !request
+            .accepted_response_types
+            .contains(&RESPONSE_TYPE_SAMPLES)
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "server does not support any of the requested response types: {:?}; supported: [SAMPLES]\n",
+                request.accepted_response_types
+            ),
+        )
+            .into_response();
+    }
+    let external_labels = service.config.read().global.external_labels.clone();
+    let storage = service.ingester.storage().clone();
+    let answered = tokio::task::spawn_blocking(move || {
+        let mut results = Vec::with_capacity(request.queries.len());
+        for query in &request.queries {
+            let selector = selector(query, &external_labels)?;
+            let timeseries = storage
+                .select(&selector, query.start_timestamp_ms, query.end_timestamp_ms)
+                .into_iter()
+                .map(|(labels, samples)| {
+                    let mut pairs: BTreeMap<&str, &str> = external_labels
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    pairs.extend(labels.iter());
+                    proto::TimeSeries {
+                        labels: pairs
+                            .into_iter()
+                            .map(|(name, value)| proto::Label {
+                                name: name.to_string(),
+                                value: value.to_string(),
+                            })
+                            .collect(),
+                        samples: samples
+                            .into_iter()
+                            .map(|(timestamp, value)| proto::Sample { value, timestamp })
+                            .collect(),
+                    }
+                })
+                .collect();
+            results.push(proto::QueryResult { timeseries });
+        }
+        Ok::<_, String>(ReadResponse { results })
+    })
+    .await;
+    match answered {
+        Ok(Ok(response)) => (
+            [
+                (header::CONTENT_TYPE, "application/x-protobuf"),
+                (header::CONTENT_ENCODING, "snappy"),
+            ],
+            proto::encode(&response),
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// The query's matchers as a selector, less those an external label satisfies.
+fn selector(
+    query: &proto::Query,
+    external_labels: &BTreeMap<String, String>,
+) -> Result<Selector, String> {
+    let mut matchers = Vec::new();
+    for m in &query.matchers {
+        let op = match m.r#type {
+            0 => "=",
+            1 => "!=",
+            2 => "=~",
+            3 => "!~",
+            other => return Err(format!("unknown label matcher type {other}")),
+        };
+        // Prometheus's filterExtLabelsFromMatchers: `name="v"` where `v` is the
+        // external value selects series that do not have the label themselves.
+        let value = match external_labels.get(&m.name) {
+            Some(v) if op == "=" && *v == m.value => "",
+            _ => m.value.as_str(),
+        };
+        matchers.push(LabelMatcher::new(&m.name, op, value)?);
+    }
+    Ok(Selector { matchers })
+}

@@ -1,0 +1,509 @@
+//! The remote write sender: forwards every sample storage accepts to the `remote_write`
+//! endpoints of the config, as remote write 1.0 (snappy-compressed protobuf
+//! `WriteRequest`), like Prometheus 2.42's queue manager.
+//!
+//! Contract:
+//! - [`RemoteWrite::enqueue`] is called by the ingest path with the samples storage
+//!   stored, in the order storage applied them; it only copies them into bounded
+//!   per-shard buffers (series → shard by hash, so a series keeps its order) and never
+//!   blocks. A sample that finds its shard's buffer full is dropped and counted
+//!   (`prometheus_remote_storage_samples_dropped_total`). A shard buffers at most
+//!   `capacity × max_shards / shards` samples: the room Prometheus's shards have in
+//!   flight, here kept in memory because promflow does not re-read its WAL.
+//! - Each shard sends batches of up to `max_samples_per_send` samples, or fewer once
+//!   its oldest has waited `batch_send_deadline`. Per series, `external_labels` are
+//!   added (labels already present win), then `write_relabel_configs` run; a series
+//!   they drop is counted as dropped.
+//! - A request that fails with a network error, a 5xx, or a 429 when
+//!   `retry_on_http_429` is set is retried after `min_backoff`, doubled per attempt up
+//!   to `max_backoff`, until it succeeds (the shard waits meanwhile, its buffer keeps
+//!   filling). Any other 4xx drops the batch (`..._samples_failed_total`).
+//! - [`RemoteWrite::apply`] (config load and reload) keeps the queues whose settings
+//!   did not change and replaces the others; a replaced queue makes one last attempt
+//!   to send what it holds.
+//!
+//! Shards: a fixed number, `min_shards` (at least 1); Prometheus resizes between
+//! `min_shards` and `max_shards` from the observed rate, which promflow does not yet.
+
+use crate::config::RemoteWriteConfig;
+use crate::remote::proto::{self, WriteRequest};
+use dataflows::{Labels, Sample};
+use parking_lot::{Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// `User-Agent` of remote write requests.
+/// Relabel results cached per shard before the cache is cleared (series churn).
+const LABEL_CACHE_LIMIT: usize = 1 << 20;
+
+/// Every configured remote write queue.
+pub struct RemoteWrite {
+    client: reqwest::Client,
+    queues: RwLock<Vec<Arc<Queue>>>,
+    samples_in: AtomicU64,
+    highest_in_ms: AtomicI64,
+}
+
+/// A sample waiting in a shard.
+struct Pending {
+    series_id: u64,
+    labels: Arc<Labels>,
+    timestamp_ms: i64,
+    value: f64,
+}
+
+/// One `remote_write` entry at work.
+struct Queue {
+    config: RemoteWriteConfig,
+    external_labels: BTreeMap<String, String>,
+    /// `remote_name`: the configured name, or a hash of the config like Prometheus.
+    name: String,
+    shards: Vec<Shard>,
+    shard_bound: usize,
+    stopping: AtomicBool,
+    metrics: QueueMetrics,
+}
+
+struct Shard {
+    buffer: Mutex<VecDeque<Pending>>,
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct QueueMetrics {
+    samples_total: AtomicU64,
+    samples_failed: AtomicU64,
+    samples_retried: AtomicU64,
+    samples_dropped: AtomicU64,
+    bytes_total: AtomicU64,
+    highest_sent_ms: AtomicI64,
+}
+
+impl Default for RemoteWrite {
+    fn default() -> RemoteWrite {
+        RemoteWrite::new()
+    }
+}
+
+impl RemoteWrite {
+    /// No queues yet (see [`RemoteWrite::apply`]).
+    pub fn new() -> RemoteWrite {
+        RemoteWrite {
+            // System roots; `tls_config` of `remote_write` is not supported yet.
+            client: crate::http_client::default_client()
+                .expect("the default TLS settings always make a client"),
+            queues: RwLock::new(Vec::new()),
+            samples_in: AtomicU64::new(0),
+            highest_in_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// Puts the configured queues in place: unchanged ones keep running (and what they
+    /// hold), others start; queues no longer configured stop. Needs a tokio runtime.
+    pub fn apply(&self, configs: &[RemoteWriteConfig], external_labels: &BTreeMap<String, String>) {
+        let mut queues = self.queues.write();
+        let mut next = Vec::new();
+        for config in configs {
+            let same = queues.iter().position(|q| {
+                q.external_labels == *external_labels
+                    && serde_json::to_value(&q.config).ok() == serde_json::to_value(config).ok()
+            });
+            match same {
+                Some(i) => next.push(queues.remove(i)),
+                None => {
+                    let queue = Arc::new(Queue::new(config.clone(), external_labels.clone()));
+                    for shard in 0..queue.shards.len() {
+                        tokio::spawn(run_shard(queue.clone(), shard, self.client.clone()));
+                    }
+                    tracing::info!(url = %config.url, remote_name = %queue.name, shards = queue.shards.len(), "remote write queue started");
+                    next.push(queue);
+                }
+            }
+        }
+        for old in queues.drain(..) {
+            old.stop();
+        }
+        *queues = next;
+    }
+
+    /// Stops every queue (each makes one last attempt to send what it holds).
+    pub fn stop_all(&self) {
+        for q in self.queues.write().drain(..) {
+            q.stop();
+        }
+    }
+
+    /// Copies the samples `batch[i]` for `i` in `stored` into the queues; see the
+    /// module contract. Cheap and non-blocking: storage calls it under its lock.
+    pub fn enqueue(&self, batch: &[Sample], stored: &[usize]) {
+        if stored.is_empty() {
+            return;
+        }
+        self.samples_in
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        if let Some(newest) = stored.iter().map(|&i| batch[i].timestamp_ms).max() {
+            self.highest_in_ms.fetch_max(newest, Ordering::Relaxed);
+        }
+        for queue in self.queues.read().iter() {
+            queue.enqueue(batch, stored);
+        }
+    }
+
+    /// The `prometheus_remote_storage_*` metrics, Prometheus's names and labels.
+    pub fn render_metrics(&self) -> String {
+        let queues = self.queues.read();
+        let mut out = String::new();
+        let global = [
+            (
+                "prometheus_remote_storage_samples_in_total",
+                "counter",
+                "Samples in to remote storage, compare to samples out for queue managers.",
+                self.samples_in.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "prometheus_remote_storage_highest_timestamp_in_seconds",
+                "gauge",
+                "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
+                self.highest_in_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            ),
+        ];
+        for (name, kind, help, value) in global {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            crate::api::text_format::write_type(&mut out, name, kind);
+            crate::api::text_format::write_sample(&mut out, name, [], value, None);
+        }
+        type Metric = (&'static str, &'static str, &'static str, fn(&Queue) -> f64);
+        let per_queue: [Metric; 10] = [
+            ("prometheus_remote_storage_samples_total", "counter", "Total number of samples sent to remote storage.", |q| q.metrics.samples_total.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_samples_failed_total", "counter", "Total number of samples which failed on send to remote storage, non-recoverable errors.", |q| q.metrics.samples_failed.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_samples_retried_total", "counter", "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.", |q| q.metrics.samples_retried.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_samples_dropped_total", "counter", "Total number of samples which were dropped before being sent via remote write, either via relabelling or because the queue was full.", |q| q.metrics.samples_dropped.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_samples_pending", "gauge", "The number of samples pending in the queues shards to be sent to the remote storage.", |q| q.pending() as f64),
+            ("prometheus_remote_storage_bytes_total", "counter", "The total number of bytes of data (not metadata) sent by the queue after compression.", |q| q.metrics.bytes_total.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_queue_highest_sent_timestamp_seconds", "gauge", "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch.", |q| q.metrics.highest_sent_ms.load(Ordering::Relaxed) as f64 / 1000.0),
+            ("prometheus_remote_storage_shards", "gauge", "The number of shards used for parallel sending to the remote storage.", |q| q.shards.len() as f64),
+            ("prometheus_remote_storage_shard_capacity", "gauge", "The capacity of each shard of the queue used for parallel sending to the remote storage.", |q| q.shard_bound as f64),
+            ("prometheus_remote_storage_max_samples_per_send", "gauge", "The maximum number of samples to be sent, in a single request, to the remote storage.", |q| q.config.queue_config.max_samples_per_send as f64),
+        ];
+        for (name, kind, help, value) in per_queue {
+            if queues.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "# HELP {name} {help}");
+            crate::api::text_format::write_type(&mut out, name, kind);
+            for q in queues.iter() {
+                crate::api::text_format::write_sample(
+                    &mut out,
+                    name,
+                    [
+                        ("remote_name", q.name.as_str()),
+                        ("url", q.config.url.as_str()),
+                    ],
+                    value(q),
+                    None,
+                );
+            }
+        }
+        out
+    }
+}
+
+impl Queue {
+    fn new(config: RemoteWriteConfig, external_labels: BTreeMap<String, String>) -> Queue {
+        let q = &config.queue_config;
+        let shards = q.min_shards.clamp(1, q.max_shards.max(1));
+        let shard_bound = (q.capacity.max(1) * q.max_shards.max(1) / shards).max(1);
+        let name = if config.name.is_empty() {
+            use md5::{Digest, Md5};
+            let json = serde_json::to_vec(&config).unwrap_or_default();
+            let digest = Md5::digest(&json);
+            digest[..3].iter().map(|b| format!("{b:02x}")).collect()
+        } else {
+            config.name.clone()
+        };
+        Queue {
+            external_labels,
+            name,
+            shards: (0..shards)
+                .map(|_| Shard {
+                    buffer: Mutex::new(VecDeque::new()),
+                    wake: Notify::new(),
+                })
+                .collect(),
+            shard_bound,
+            stopping: AtomicBool::new(false),
+            metrics: QueueMetrics::default(),
+            config,
+        }
+    }
+
+    fn enqueue(&self, batch: &[Sample], stored: &[usize]) {
+        let n = self.shards.len();
+        let mut dropped = 0u64;
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for &i in stored {
+            by_shard[(batch[i].series_id % n as u64) as usize].push(i);
+        }
+        for (shard, indices) in self.shards.iter().zip(by_shard) {
+            if indices.is_empty() {
+                continue;
+            }
+            let mut buffer = shard.buffer.lock();
+            for i in indices {
+                if buffer.len() >= self.shard_bound {
+                    dropped += 1;
+                    continue;
+                }
+                let s = &batch[i];
+                buffer.push_back(Pending {
+                    series_id: s.series_id,
+                    labels: s.labels.clone(),
+                    timestamp_ms: s.timestamp_ms,
+                    value: s.value,
+                });
+            }
+            let full = buffer.len() >= self.config.queue_config.max_samples_per_send;
+            drop(buffer);
+            if full {
+                shard.wake.notify_one();
+            }
+        }
+        if dropped > 0 {
+            self.metrics
+                .samples_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
+    fn pending(&self) -> usize {
+        self.shards.iter().map(|s| s.buffer.lock().len()).sum()
+    }
+
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        for shard in &self.shards {
+            shard.wake.notify_one();
+        }
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The labels to send for a series: external labels added, then relabeled.
+    fn outgoing_labels(&self, labels: &Labels) -> Option<Vec<proto::Label>> {
+        let with_external;
+        let labels = if self.external_labels.is_empty() {
+            labels
+        } else {
+            let mut pairs: Vec<(String, String)> = labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            for (name, value) in &self.external_labels {
+                if labels.get(name).is_none() {
+                    pairs.push((name.clone(), value.clone()));
+                }
+            }
+            with_external = Labels::from_pairs(pairs);
+            &with_external
+        };
+        let relabeled = crate::relabel::process(&self.config.write_relabel_configs, labels)?;
+        Some(
+            relabeled
+                .iter()
+                .map(|(name, value)| proto::Label {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One shard: waits for a full batch or the batch deadline, then sends.
+async fn run_shard(queue: Arc<Queue>, index: usize, client: reqwest::Client) {
+    let shard = &queue.shards[index];
+    let q = queue.config.queue_config.clone();
+    let max = q.max_samples_per_send.max(1);
+    let mut cache: HashMap<u64, Option<Vec<proto::Label>>> = HashMap::new();
+    loop {
+        let stopping = queue.is_stopping();
+        let ready = shard.buffer.lock().len() >= max;
+        if !ready && !stopping {
+            // A partial batch goes once its deadline passes.
+            let _ = tokio::time::timeout(q.batch_send_deadline, shard.wake.notified()).await;
+        }
+        let batch: Vec<Pending> = {
+            let mut buffer = shard.buffer.lock();
+            let n = buffer.len().min(max);
+            buffer.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            if queue.is_stopping() {
+                return;
+            }
+            continue;
+        }
+        if cache.len() > LABEL_CACHE_LIMIT {
+            cache.clear();
+        }
+        send_batch(&queue, &client, &mut cache, batch).await;
+    }
+}
+
+/// Builds one request from `batch` (samples grouped by series) and sends it with
+/// retries; see the module contract.
+async fn send_batch(
+    queue: &Queue,
+    client: &reqwest::Client,
+    cache: &mut HashMap<u64, Option<Vec<proto::Label>>>,
+    batch: Vec<Pending>,
+) {
+    let m = &queue.metrics;
+    let mut series: Vec<proto::TimeSeries> = Vec::new();
+    let mut slot: HashMap<u64, usize> = HashMap::new();
+    let mut dropped = 0u64;
+    let mut newest = i64::MIN;
+    for p in &batch {
+        let labels = cache
+            .entry(p.series_id)
+            .or_insert_with(|| queue.outgoing_labels(&p.labels));
+        let Some(labels) = labels else {
+            dropped += 1;
+            continue;
+        };
+        let at = *slot.entry(p.series_id).or_insert_with(|| {
+            series.push(proto::TimeSeries {
+                labels: labels.clone(),
+                samples: Vec::new(),
+            });
+            series.len() - 1
+        });
+        series[at].samples.push(proto::Sample {
+            value: p.value,
+            timestamp: p.timestamp_ms,
+        });
+        newest = newest.max(p.timestamp_ms);
+    }
+    if dropped > 0 {
+        m.samples_dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+    let count = batch.len() as u64 - dropped;
+    if count == 0 {
+        return;
+    }
+    let body = proto::encode(&WriteRequest { timeseries: series });
+    let q = &queue.config.queue_config;
+    let mut backoff = q.min_backoff;
+    loop {
+        m.samples_total.fetch_add(count, Ordering::Relaxed);
+        m.bytes_total
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        let outcome = post(queue, client, body.clone()).await;
+        let retry = match outcome {
+            Ok(status) if status.is_success() => {
+                m.highest_sent_ms.fetch_max(newest, Ordering::Relaxed);
+                return;
+            }
+            Ok(status)
+                if status.is_server_error() || (status.as_u16() == 429 && q.retry_on_http_429) =>
+            {
+                format!("HTTP status {status}")
+            }
+            Ok(status) => {
+                m.samples_failed.fetch_add(count, Ordering::Relaxed);
+                tracing::error!(url = %queue.config.url, %status, samples = count, "remote write refused a batch; dropping it (not retried)");
+                return;
+            }
+            Err(e) => e,
+        };
+        if queue.is_stopping() {
+            m.samples_failed.fetch_add(count, Ordering::Relaxed);
+            tracing::warn!(url = %queue.config.url, samples = count, error = %retry, "remote write queue stopped; dropping a batch that failed");
+            return;
+        }
+        m.samples_retried.fetch_add(count, Ordering::Relaxed);
+        tracing::warn!(url = %queue.config.url, error = %retry, retry_in_ms = backoff.as_millis() as u64, "remote write failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(q.max_backoff.max(Duration::from_millis(1)));
+    }
+}
+
+async fn post(
+    queue: &Queue,
+    client: &reqwest::Client,
+    body: Vec<u8>,
+) -> Result<reqwest::StatusCode, String> {
+    let c = &queue.config;
+    let mut request = client
+        .post(&c.url)
+        .timeout(c.remote_timeout)
+        .header("Content-Encoding", "snappy")
+        .header("Content-Type", "application/x-protobuf")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body);
+    for (name, value) in &c.headers {
+        request = request.header(name, value);
+    }
+    if let Some(auth) = &c.basic_auth {
+        request = request.basic_auth(&auth.username, auth.password_text());
+    }
+    if let Some(auth) = &c.authorization {
+        if let Some(header) = auth.header_value() {
+            request = request.header("Authorization", header);
+        }
+    }
+    request
+        .send()
+        .await
+        .map(|r| r.status())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn external_labels_fill_in_then_write_relabel_configs_run() {
+        let config = crate::config::Config::load_str(
+            "remote_write:\n- url: http://127.0.0.1:9/w\n  write_relabel_configs:\n  - source_labels: [__name__]\n    regex: drop_me\n    action: drop\n",
+            "t.yml",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let external: BTreeMap<String, String> = [
+            ("dc".to_string(), "x".to_string()),
+            ("job".to_string(), "ext".to_string()),
+        ]
+        .into();
+        let queue = Queue::new(config.remote_write[0].clone(), external);
+        let sent = queue
+            .outgoing_labels(&labels(&[("__name__", "m"), ("job", "own")]))
+            .unwrap();
+        let sent: Vec<(String, String)> = sent.into_iter().map(|l| (l.name, l.value)).collect();
+        assert_eq!(
+            sent,
+            [("__name__", "m"), ("dc", "x"), ("job", "own")]
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+        );
+        assert!(queue
+            .outgoing_labels(&labels(&[("__name__", "drop_me")]))
+            .is_none());
+        assert_eq!(queue.name.len(), 6, "a hash of the config names it");
+    }
+}
