@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use promflow::config::{
     format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config,
 };
-use promflow::rules::manager::EvaluationMode;
+use promflow::rules::manager::{EvaluationMode, ForRestore};
 use promflow::service::{AlertingFlags, Service, ServiceOptions};
 use promflow::storage::WalFsync;
 use std::net::SocketAddr;
@@ -107,6 +107,15 @@ struct Cli {
     /// at least this long.
     #[arg(long = "rules.alert.for-grace-period", default_value = "10m", value_parser = duration_arg, global = true)]
     for_grace_period: Duration,
+    /// How a pending alert's activeAt comes back after a restart: `keep` (as it was;
+    /// the downtime counts towards `for`) or `prometheus` (Prometheus's restore: the
+    /// downtime does not count, only for `for` >= the grace period).
+    #[arg(
+        long = "rules.alert.for-restore",
+        default_value = "keep",
+        global = true
+    )]
+    for_restore: ForRestore,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -469,6 +478,14 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             format_duration(cli.for_grace_period),
         ),
         (
+            "rules.alert.for-restore".to_string(),
+            match cli.for_restore {
+                ForRestore::Keep => "keep",
+                ForRestore::Prometheus => "prometheus",
+            }
+            .to_string(),
+        ),
+        (
             "web.enable-rules-api".to_string(),
             cli.enable_rules_api.to_string(),
         ),
@@ -502,6 +519,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             evaluation_mode: cli.rules_evaluation,
             for_outage_tolerance: cli.for_outage_tolerance,
             for_grace_period: cli.for_grace_period,
+            for_restore: cli.for_restore,
         },
         enable_rules_api: cli.enable_rules_api,
         enable_federation_views_api: cli.enable_federation_views_api,

@@ -19,7 +19,7 @@ use crate::notify::sink::AlertFanOut;
 use crate::notify::BuiltinNotifier;
 use crate::rules::file::RuleGroup;
 use crate::rules::manager::{
-    EvaluationMode, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
+    EvaluationMode, ForRestore, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
 };
 use crate::rules::registry::RuleRegistry;
 use crate::scrape::scrape_loop::LoopContext;
@@ -99,6 +99,8 @@ pub struct AlertingFlags {
     pub for_outage_tolerance: Duration,
     /// `--rules.alert.for-grace-period`.
     pub for_grace_period: Duration,
+    /// `--rules.alert.for-restore`.
+    pub for_restore: ForRestore,
 }
 
 impl Default for AlertingFlags {
@@ -109,6 +111,7 @@ impl Default for AlertingFlags {
             evaluation_mode: defaults.evaluation_mode,
             for_outage_tolerance: defaults.for_outage_tolerance,
             for_grace_period: defaults.for_grace_period,
+            for_restore: defaults.for_restore,
         }
     }
 }
@@ -381,6 +384,7 @@ impl Service {
                 evaluation_mode: flags.evaluation_mode,
                 for_outage_tolerance: flags.for_outage_tolerance,
                 for_grace_period: flags.for_grace_period,
+                for_restore: flags.for_restore,
                 ..ManagerOptions::default()
             },
         );

@@ -152,6 +152,31 @@ impl std::str::FromStr for EvaluationMode {
     }
 }
 
+/// How a pending alert's `activeAt` comes back after a restart.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForRestore {
+    /// The alert keeps its `activeAt` (the downtime counts towards `for`), whatever
+    /// its `for`: an alert pending when promflow stopped fires when it would have.
+    #[default]
+    Keep,
+    /// Prometheus 2.42's algorithm: only for `for` >= the grace period, the downtime
+    /// does not count, and a restored alert fires no sooner than the grace period.
+    Prometheus,
+}
+
+impl std::str::FromStr for ForRestore {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "keep" => Ok(ForRestore::Keep),
+            "prometheus" => Ok(ForRestore::Prometheus),
+            other => Err(format!(
+                "unknown for-restore mode {other:?} (expected \"keep\" or \"prometheus\")"
+            )),
+        }
+    }
+}
+
 /// Settings shared by all groups.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ManagerOptions {
@@ -171,6 +196,8 @@ pub struct ManagerOptions {
     /// `--rules.alert.for-grace-period`: the least time between restore and firing of
     /// a restored pending alert whose `for` is at least this long (10m).
     pub for_grace_period: Duration,
+    /// `--rules.alert.for-restore`.
+    pub for_restore: ForRestore,
 }
 
 impl Default for ManagerOptions {
@@ -183,6 +210,7 @@ impl Default for ManagerOptions {
             evaluation_mode: EvaluationMode::Interval,
             for_outage_tolerance: Duration::from_secs(3600),
             for_grace_period: Duration::from_secs(600),
+            for_restore: ForRestore::Keep,
         }
     }
 }

@@ -1,16 +1,19 @@
 //! Alert state across a restart.
 //!
 //! Owns two things:
-//! - [`restore_for_state`]: Prometheus's `for` restore (`rules/manager.go`,
-//!   `Group.RestoreForState`, 2.42). For each alerting rule whose `for` is at least the
-//!   grace period, each alert that the first evaluation after startup made pending gets
-//!   its `activeAt` from the last sample of its `ALERTS_FOR_STATE` series written
-//!   before startup, within the outage tolerance (none or a stale marker: nothing to
-//!   restore). With `downAt` that sample's time (whole seconds), `pending = downAt −
+//! - [`restore_for_state`]: the `for` restore. Each alert that the first evaluation
+//!   after startup made pending gets its `activeAt` from the last sample of its
+//!   `ALERTS_FOR_STATE` series written before startup, within the outage tolerance
+//!   (none or a stale marker: nothing to restore). By default
+//!   ([`ForRestore::Keep`]) that `activeAt` is kept as it was: an alert pending when
+//!   promflow stopped fires when it would have, and a firing one fires again at once.
+//!   With [`ForRestore::Prometheus`] it is Prometheus's restore (`rules/manager.go`,
+//!   `Group.RestoreForState`, 2.42): only rules whose `for` is at least the grace
+//!   period; with `downAt` that sample's time (whole seconds), `pending = downAt −
 //!   activeAt`, `remaining = for − pending`: if `remaining <= 0` (it was firing) the old
-//!   `activeAt` is kept, so the alert fires again at the next evaluation; if `remaining <
-//!   grace` it fires `grace` after the restore (`activeAt = t + grace − for`); otherwise
-//!   the downtime does not count (`activeAt = old + (t − downAt)`). Prometheus restores
+//!   `activeAt` is kept; if `remaining < grace` it fires `grace` after the restore
+//!   (`activeAt = t + grace − for`); otherwise the downtime does not count (`activeAt =
+//!   old + (t − downAt)`). Prometheus restores
 //!   after its second evaluation and suppresses `ALERTS` until then; promflow's rule
 //!   windows are seeded from storage, so it restores at the first one, reading only
 //!   samples written before startup.
@@ -26,7 +29,7 @@
 
 use crate::alerting::state::{for_state_series, Alert, AlertState};
 use crate::ingest::now_ms;
-use crate::rules::manager::{GroupState, ManagerOptions};
+use crate::rules::manager::{ForRestore, GroupState, ManagerOptions};
 use dataflows::promql::eval::SeriesSource;
 use dataflows::{is_stale_marker, LabelMatcher, Labels, Selector};
 use parking_lot::Mutex;
@@ -59,7 +62,8 @@ pub fn restore_for_state(
         return;
     };
     let hold_ms = alerts.for_ms();
-    if hold_ms < grace_ms {
+    let prometheus = options.for_restore == ForRestore::Prometheus;
+    if prometheus && hold_ms < grace_ms {
         return;
     }
     let pending: Vec<Arc<Labels>> = alerts
@@ -89,7 +93,7 @@ pub fn restore_for_state(
         let down_at = t_down.div_euclid(1000) * 1000;
         let old_active_at = (v as i64) * 1000;
         let remaining = hold_ms - (down_at - old_active_at);
-        let restored = if remaining <= 0 {
+        let restored = if !prometheus || remaining <= 0 {
             old_active_at
         } else if remaining < grace_ms {
             t_ms + grace_ms - hold_ms
@@ -347,9 +351,33 @@ mod tests {
     const M: i64 = 60_000;
 
     #[test]
+    fn for_restore_keeps_active_at_by_default() {
+        let options = ManagerOptions::default(); // keep; tolerance 1h
+                                                 // Down 2m after becoming active, 20m `for`: activeAt as it was.
+        let mut s = group("20m");
+        first_eval(&mut s, 105 * M);
+        let stored = Stored(vec![(100 * M, 100.0 * 60.0), (102 * M + 500, 100.0 * 60.0)]);
+        restore_for_state(&mut s, 0, 105 * M, 104 * M, &stored, &options);
+        assert_eq!(active_at(&s), 100 * M);
+        // A `for` shorter than the grace period is restored too.
+        let mut s = group("5m");
+        first_eval(&mut s, 103 * M);
+        restore_for_state(&mut s, 0, 103 * M, 103 * M - 1, &stored, &options);
+        assert_eq!(active_at(&s), 100 * M);
+        // Older than the outage tolerance: not restored.
+        let mut s = group("20m");
+        first_eval(&mut s, 200 * M);
+        restore_for_state(&mut s, 0, 200 * M, 190 * M, &stored, &options);
+        assert_eq!(active_at(&s), 200 * M);
+    }
+
+    #[test]
     fn for_restore_follows_prometheus_cases() {
-        let options = ManagerOptions::default(); // tolerance 1h, grace 10m
-                                                 // Down 2m after becoming active, 20m `for`: downtime (3m) does not count.
+        let options = ManagerOptions {
+            for_restore: ForRestore::Prometheus,
+            ..ManagerOptions::default()
+        }; // tolerance 1h, grace 10m
+           // Down 2m after becoming active, 20m `for`: downtime (3m) does not count.
         let mut s = group("20m");
         first_eval(&mut s, 105 * M);
         let stored = Stored(vec![(100 * M, 100.0 * 60.0), (102 * M + 500, 100.0 * 60.0)]);
