@@ -159,7 +159,7 @@ pub fn describe(shape: &Shape) -> String {
 }
 
 /// A number, or arithmetic on numbers.
-fn constant(plan: &Plan) -> bool {
+pub(crate) fn constant(plan: &Plan) -> bool {
     match plan {
         Plan::Number(_) => true,
         Plan::Neg(p) => constant(p),
@@ -169,7 +169,7 @@ fn constant(plan: &Plan) -> bool {
 }
 
 /// Range functions whose value for a series depends only on that series' window.
-fn per_series_range_function(func: &str) -> bool {
+pub(crate) fn per_series_range_function(func: &str) -> bool {
     is_over_time(func)
         || matches!(
             func,
@@ -216,7 +216,7 @@ fn element_wise_function(func: &str) -> bool {
 
 /// The one vector operand of an element-wise operation whose other operands are
 /// constants, and whether the result depends on `t` beyond that operand.
-fn element_wise(plan: &Plan) -> Option<(&Plan, bool)> {
+pub(crate) fn element_wise(plan: &Plan) -> Option<(&Plan, bool)> {
     match plan {
         Plan::Neg(inner) => Some((inner, false)),
         Plan::Binary { op, lhs, rhs, .. } if !op.is_set() => match (constant(lhs), constant(rhs)) {

@@ -34,11 +34,15 @@ pub struct Reach {
     pub latest_only: bool,
 }
 
-/// One series' retained samples, sorted by timestamp, one per timestamp.
-#[derive(Default)]
-struct Points(Vec<(i64, f64)>);
+/// One series' retained samples, sorted by timestamp, one per timestamp, and the
+/// series' [`Labels::hash`] (computed once, when the series enters the window).
+struct Points(Vec<(i64, f64)>, u64);
 
 impl Points {
+    fn new(labels: &Labels) -> Points {
+        Points(Vec::new(), labels.hash())
+    }
+
     /// Adds (or replaces) the sample at `ts`; in-order arrival is a push.
     fn insert(&mut self, ts: i64, value: f64) {
         match self.0.last() {
@@ -63,10 +67,18 @@ pub fn within(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
     &points[lo..hi.max(lo)]
 }
 
-struct Window {
+/// The retained samples of one selector, by series.
+pub struct Window {
     selector: Selector,
     series: BTreeMap<Arc<Labels>, Points>,
     users: BTreeMap<RuleId, Reach>,
+}
+
+impl Window {
+    /// The retained samples of one series (sorted; empty if none).
+    pub fn points(&self, labels: &Labels) -> &[(i64, f64)] {
+        self.series.get(labels).map_or(&[], |p| p.0.as_slice())
+    }
 }
 
 /// The windows of one worker.
@@ -135,7 +147,10 @@ impl WindowStore {
     /// Adds seed points to the window `key` (idempotent per timestamp).
     pub fn seed(&mut self, key: &str, labels: Arc<Labels>, points: &[(i64, f64)]) {
         if let Some(w) = self.windows.get_mut(key) {
-            let series = w.series.entry(labels).or_default();
+            let series = w
+                .series
+                .entry(labels)
+                .or_insert_with_key(|l| Points::new(l));
             for &(ts, v) in points {
                 series.insert(ts, v);
             }
@@ -158,17 +173,14 @@ impl WindowStore {
             .flat_map(|w| w.series.iter().map(|(l, p)| (l, p.0.as_slice())))
     }
 
-    /// The retained samples of one series of window `key` (sorted; empty if none).
-    pub fn points(&self, key: &str, labels: &Labels) -> &[(i64, f64)] {
-        self.windows
-            .get(key)
-            .and_then(|w| w.series.get(labels))
-            .map_or(&[], |p| p.0.as_slice())
+    /// The window of selector key `key`, if some rule reads it.
+    pub fn window(&self, key: &str) -> Option<&Window> {
+        self.windows.get(key)
     }
 
     /// Adds a sample to every window whose selector matches it; calls `matched` with
-    /// each such window's readers and the window's key.
-    pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach, &str)) {
+    /// each such window's readers, the window's key and the series' [`Labels::hash`].
+    pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach, &str, u64)) {
         let named = self.by_name.get(sample.labels.metric_name());
         for key in named.into_iter().flatten().chain(self.other.iter()) {
             let Some(w) = self.windows.get_mut(key) else {
@@ -177,12 +189,14 @@ impl WindowStore {
             if !w.selector.matches(&sample.labels) {
                 continue;
             }
-            w.series
+            let points = w
+                .series
                 .entry(sample.labels.clone())
-                .or_default()
-                .insert(sample.timestamp_ms, sample.value);
+                .or_insert_with_key(|l| Points::new(l));
+            points.insert(sample.timestamp_ms, sample.value);
+            let hash = points.1;
             for (rule, reach) in &w.users {
-                matched(*rule, *reach, key);
+                matched(*rule, *reach, key, hash);
             }
         }
     }

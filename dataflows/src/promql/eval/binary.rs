@@ -79,29 +79,39 @@ fn elem(op: BinOp, l: f64, r: f64) -> (f64, bool) {
 }
 
 fn vector_scalar(op: BinOp, v: Vec<Element>, s: f64, swap: bool, return_bool: bool) -> Value {
-    let drop = !op.is_comparison() || return_bool;
     Value::Vector(
         v.into_iter()
-            .filter_map(|e| {
-                let (l, r) = if swap { (s, e.value) } else { (e.value, s) };
-                let (mut value, keep) = elem(op, l, r);
-                if op.is_comparison() && swap {
-                    value = e.value;
-                }
-                if return_bool {
-                    value = f64::from(u8::from(keep));
-                } else if !keep {
-                    return None;
-                }
-                let labels = if drop { drop_name(&e.labels) } else { e.labels };
-                Some(Element {
-                    labels,
-                    value,
-                    drop_name: e.drop_name,
-                })
-            })
+            .filter_map(|e| scalar_element(op, e, s, swap, return_bool))
             .collect(),
     )
+}
+
+/// `e op s` (`s op e` when `swap`) for one element of a vector/scalar operation;
+/// `None` when a comparison without `bool` filters it out.
+pub fn scalar_element(
+    op: BinOp,
+    e: Element,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Option<Element> {
+    let (l, r) = if swap { (s, e.value) } else { (e.value, s) };
+    let (mut value, keep) = elem(op, l, r);
+    if op.is_comparison() && swap {
+        value = e.value;
+    }
+    if return_bool {
+        value = f64::from(u8::from(keep));
+    } else if !keep {
+        return None;
+    }
+    let drop = !op.is_comparison() || return_bool;
+    let labels = if drop { drop_name(&e.labels) } else { e.labels };
+    Some(Element {
+        labels,
+        value,
+        drop_name: e.drop_name,
+    })
 }
 
 /// The matching signature of `labels`. Set operators also ignore the `__type__` and
