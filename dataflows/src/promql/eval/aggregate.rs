@@ -146,23 +146,13 @@ pub fn eval(
 pub fn reduce(op: AggOp, values: &[f64], param: f64) -> Option<f64> {
     Some(match op {
         AggOp::Sum => math::sum(values.iter().copied()),
-        AggOp::Avg => math::mean(values),
+        AggOp::Avg => math::mean(values.iter().copied()),
         AggOp::Count => values.len() as f64,
         AggOp::Group => 1.0,
-        AggOp::Min => {
-            values
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, v| if v < m || m.is_nan() { v } else { m })
-        }
-        AggOp::Max => {
-            values
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, v| if v > m || m.is_nan() { v } else { m })
-        }
-        AggOp::Stddev => math::variance(values).sqrt(),
-        AggOp::Stdvar => math::variance(values),
+        AggOp::Min => math::min(values.iter().copied()),
+        AggOp::Max => math::max(values.iter().copied()),
+        AggOp::Stddev => math::variance(values.iter().copied()).sqrt(),
+        AggOp::Stdvar => math::variance(values.iter().copied()),
         AggOp::Quantile => math::quantile(param, &mut values.to_vec()),
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::CountValues | AggOp::LimitRatio => {
             return None
