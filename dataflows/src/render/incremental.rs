@@ -7,13 +7,16 @@
 //!                                  # that series' window (and every time for `rate`)
 //! sum by (job) (rate(x[1m]))       # per group: re-reduced only when a member changed
 //! sum by (job) (rate(x[1m])) > 10  # map: re-applied only to changed groups
+//! a / b < 0.1                      # join: only match groups with a changed side
 //! ```
 //! Contract: [`IncrementalRule::evaluate`] returns exactly what the reference evaluator
 //! returns for the whole plan over the same [`WindowStore`], or `None` when it cannot
 //! vouch for that (two elements of a node with the same labels, where the reference
-//! may answer with an error or merge them; a per-series error) and the caller
+//! may answer with an error or merge them; a join's match group with two elements on
+//! a side, where it may answer with a matching error; a per-series error) and the caller
 //! evaluates the whole plan. Each node keeps its current elements keyed by input
-//! series (per-series, map) or group labels (aggregate) and reports which keys changed.
+//! series (per-series, map), group labels (aggregate) or match group (join) and reports
+//! which keys changed.
 //!
 //! When a per-series element must be recomputed: a sample of the series arrives
 //! ([`IncrementalRule::arrived`], at the time it enters the window), or a time event
@@ -32,12 +35,12 @@
 
 use crate::labels::Labels;
 use crate::promql::eval::aggregate::{group_labels, reduce};
-use crate::promql::eval::binary::scalar_element;
+use crate::promql::eval::binary::{matched_element, result_labels, scalar_element, signature};
 use crate::promql::eval::functions::{range_element, range_kernel, RangeParams};
 use crate::promql::eval::selector::{latest_in_lookback, range_window, RangeArg};
 use crate::promql::eval::{finish_vector, math, Element, EvalError, EvalResult, Evaluator};
 use crate::promql::eval::{Selected, SeriesSource, Value};
-use crate::promql::plan::{AggOp, BinOp, Grouping, Plan};
+use crate::promql::plan::{AggOp, BinOp, Grouping, Matching, Plan};
 use crate::render::shape::{constant, element_wise, per_series_range_function, Shape};
 use crate::render::window::{within, WindowStore};
 use crate::selector::Selector;
@@ -702,10 +705,136 @@ impl GroupNode {
     }
 }
 
+/// Input keys of one side of a join by match group, and each key's group.
+#[derive(Default)]
+struct JoinSide {
+    /// The match group of each input key, and the input labels it was computed from.
+    sig_of: KeyMap<(Arc<Labels>, Key)>,
+    /// Input keys by match group.
+    by_sig: KeyMap<Vec<Key>>,
+    /// Match groups with more than one element on this side.
+    crowded: usize,
+}
+
+impl JoinSide {
+    /// Files input key `key` (now `input`, or gone) under its match group; marks the
+    /// groups it left and joined dirty.
+    fn refile(&mut self, key: Key, input: Option<&Element>, m: &Matching, dirty: &mut KeySet) {
+        if let (Some((labels, sig)), Some(e)) = (self.sig_of.get(&key), input) {
+            if Arc::ptr_eq(labels, &e.labels) {
+                // Same labels, same match group: only its value changed.
+                dirty.insert(sig.clone());
+                return;
+            }
+        }
+        if let Some((_, sig)) = self.sig_of.remove(&key) {
+            if let Some(keys) = self.by_sig.get_mut(&sig) {
+                if keys.len() == 2 {
+                    self.crowded -= 1;
+                }
+                keys.retain(|k| *k != key);
+                if keys.is_empty() {
+                    self.by_sig.remove(&sig);
+                }
+            }
+            dirty.insert(sig);
+        }
+        if let Some(e) = input {
+            let sig = Key::new(Arc::new(Labels::from_pairs(signature(&e.labels, m))));
+            let sig = match self.by_sig.get_key_value(&sig) {
+                Some((s, _)) => s.clone(),
+                None => sig,
+            };
+            let keys = self.by_sig.entry(sig.clone()).or_default();
+            keys.push(key.clone());
+            if keys.len() == 2 {
+                self.crowded += 1;
+            }
+            self.sig_of.insert(key, (e.labels.clone(), sig.clone()));
+            dirty.insert(sig);
+        }
+    }
+
+    /// The one input key of match group `sig`, if it has exactly one.
+    fn single(&self, sig: &Key) -> Option<&Key> {
+        match self.by_sig.get(sig).map(Vec::as_slice) {
+            Some([key]) => Some(key),
+            _ => None,
+        }
+    }
+}
+
+struct JoinNode {
+    lhs: Box<Node>,
+    rhs: Box<Node>,
+    op: BinOp,
+    matching: Matching,
+    return_bool: bool,
+    /// Left and right.
+    sides: [JoinSide; 2],
+    out: Outputs,
+}
+
+impl JoinNode {
+    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
+        let changed = [self.lhs.update(ctx)?, self.rhs.update(ctx)?];
+        let mut dirty = KeySet::default();
+        for ((mut keys, input), side) in changed
+            .into_iter()
+            .zip([&self.lhs, &self.rhs])
+            .zip(&mut self.sides)
+        {
+            if ctx.rebuild {
+                let mut all: BTreeSet<Key> = input.out().elements.keys().cloned().collect();
+                all.extend(side.sig_of.keys().cloned());
+                keys = all.into_iter().collect();
+            }
+            for key in keys {
+                let e = input.out().get(&key);
+                side.refile(key, e, &self.matching, &mut dirty);
+            }
+        }
+        let mut changed = Vec::new();
+        for sig in dirty {
+            ctx.recomputed += 1;
+            let pair = self.sides[0]
+                .single(&sig)
+                .and_then(|l| self.lhs.out().get(l))
+                .zip(
+                    self.sides[1]
+                        .single(&sig)
+                        .and_then(|r| self.rhs.out().get(r)),
+                );
+            let element = pair.and_then(|(l, r)| {
+                let labels = result_labels(
+                    &l.labels,
+                    &r.labels,
+                    self.op,
+                    &self.matching,
+                    &[],
+                    self.return_bool,
+                );
+                matched_element(
+                    self.op,
+                    (l.value, r.value),
+                    labels,
+                    l.drop_name,
+                    self.return_bool,
+                )
+            });
+            if self.out.set(&sig, element) {
+                changed.push(sig);
+            }
+        }
+        Ok(changed)
+    }
+}
+
 enum Node {
     PerSeries(PerSeriesNode),
     Map(MapNode),
     Group(GroupNode),
+    Join(JoinNode),
 }
 
 impl Node {
@@ -762,6 +891,21 @@ impl Node {
                     out: Outputs::default(),
                 })
             }
+            Shape::Join {
+                lhs,
+                rhs,
+                op,
+                matching,
+                return_bool,
+            } => Node::Join(JoinNode {
+                lhs: Box::new(Node::new(*lhs)),
+                rhs: Box::new(Node::new(*rhs)),
+                op,
+                matching,
+                return_bool,
+                sides: Default::default(),
+                out: Outputs::default(),
+            }),
         }
     }
 
@@ -770,6 +914,7 @@ impl Node {
             Node::PerSeries(n) => &n.out,
             Node::Map(n) => &n.out,
             Node::Group(n) => &n.out,
+            Node::Join(n) => &n.out,
         }
     }
 
@@ -778,6 +923,7 @@ impl Node {
             Node::PerSeries(n) => n.update(ctx),
             Node::Map(n) => n.update(ctx),
             Node::Group(n) => n.update(ctx),
+            Node::Join(n) => n.update(ctx),
         }
     }
 
@@ -791,6 +937,10 @@ impl Node {
             }
             Node::Map(n) => n.input.arrived(window, key, ts),
             Node::Group(n) => n.input.arrived(window, key, ts),
+            Node::Join(n) => {
+                n.lhs.arrived(window, key, ts);
+                n.rhs.arrived(window, key, ts);
+            }
         }
     }
 
@@ -800,6 +950,11 @@ impl Node {
             Node::PerSeries(_) => 0,
             Node::Map(n) => n.input.collisions(),
             Node::Group(n) => n.input.collisions(),
+            // A match group with two elements on a side: the reference may answer with
+            // a matching error.
+            Node::Join(n) => {
+                n.sides[0].crowded + n.sides[1].crowded + n.lhs.collisions() + n.rhs.collisions()
+            }
         }
     }
 }
