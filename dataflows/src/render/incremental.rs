@@ -30,7 +30,7 @@
 //! calling the reference evaluator's own per-series functions on the retained slice
 //! (no evaluator, no copy), others with the reference evaluator over a source
 //! holding that one series. A group is re-reduced with the reference's
-//! [`reduce`] over its members' values. Keys carry their labels' hash ([`Key`]), so
+//! [`reduce`] over its members' values. Keys carry their labels' hash ([`LabelsKey`]), so
 //! the maps of series, elements and groups never rehash label sets.
 
 use crate::labels::Labels;
@@ -42,10 +42,10 @@ use crate::promql::eval::{finish_vector, math, Element, EvalError, EvalResult, E
 use crate::promql::eval::{Selected, SeriesSource, Value};
 use crate::promql::plan::{AggOp, BinOp, Grouping, Matching, Plan};
 use crate::render::shape::{constant, element_wise, per_series_range_function, Shape};
-use crate::render::window::{within, WindowStore};
+use crate::render::window::{self, within, KeyHasher, LabelsKey, WindowStore};
 use crate::selector::Selector;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// How the reference evaluator is set up for a rule (lookback, subquery step, the
@@ -77,71 +77,7 @@ impl Settings {
     }
 }
 
-/// A series or group key: labels with their [`Labels::hash`], computed once, so a map
-/// lookup hashes eight bytes and an equal key is usually the same `Arc`.
-#[derive(Clone, Debug)]
-struct Key {
-    hash: u64,
-    labels: Arc<Labels>,
-}
-
-impl Key {
-    fn new(labels: Arc<Labels>) -> Key {
-        Key {
-            hash: Labels::hash(&labels),
-            labels,
-        }
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Key) -> bool {
-        self.hash == other.hash
-            && (Arc::ptr_eq(&self.labels, &other.labels) || self.labels == other.labels)
-    }
-}
-
-impl Eq for Key {}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
-    }
-}
-
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// By labels: the reference's series order.
-impl Ord for Key {
-    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
-        self.labels.cmp(&other.labels)
-    }
-}
-
-/// Hashes an already hashed key (a `u64`) to itself.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
+type Key = LabelsKey;
 type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
 type KeySet = HashSet<Key, BuildHasherDefault<KeyHasher>>;
 
@@ -161,7 +97,7 @@ struct Outputs {
     elements: KeyMap<(Element, u64)>,
     /// Elements per label-set hash. Two label sets with one hash count as a collision
     /// too: that only sends the evaluation to the whole plan.
-    label_counts: HashMap<u64, u32, BuildHasherDefault<KeyHasher>>,
+    label_counts: window::KeyMap<u64, u32>,
     /// Elements whose labels another element already has.
     collisions: usize,
 }
@@ -490,11 +426,7 @@ impl PerSeriesNode {
         if ctx.rebuild {
             self.agenda.clear();
             self.wake.clear();
-            let mut all: BTreeSet<Key> = ctx
-                .store
-                .series(&self.key)
-                .map(|(l, _)| Key::new(l.clone()))
-                .collect();
+            let mut all: BTreeSet<Key> = ctx.store.series(&self.key).map(|(k, _)| k).collect();
             all.extend(self.out.elements.keys().cloned());
             due.extend(all);
         } else {
@@ -514,7 +446,7 @@ impl PerSeriesNode {
         let mut changed = Vec::new();
         for key in due {
             ctx.recomputed += 1;
-            let points = window.map_or(&[][..], |w| w.points(&key.labels));
+            let points = window.map_or(&[][..], |w| w.points(&key));
             let element = match &self.kernel {
                 Some(kernel) => kernel.element(&key.labels, points, t, ctx.settings.lookback_ms)?,
                 None => {
