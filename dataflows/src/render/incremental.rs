@@ -110,31 +110,34 @@ impl Outputs {
 
     /// Sets the element of `key`; whether it changed.
     fn set(&mut self, key: &Key, new: Option<Element>) -> bool {
-        let old = match new {
-            Some(mut e) => {
-                let hash = match self.elements.get(key) {
-                    Some((old, hash)) if old.labels == e.labels => {
-                        if old.value.to_bits() == e.value.to_bits() && old.drop_name == e.drop_name
-                        {
-                            return false;
-                        }
-                        // Keep the old `Arc` (fewer label sets alive, faster compares).
-                        e.labels = old.labels.clone();
-                        *hash
-                    }
-                    _ => labels_hash(key, &e.labels),
-                };
-                self.count(hash, true);
-                self.elements.insert(key.clone(), (e, hash))
-            }
-            None => match self.elements.remove(key) {
-                Some(old) => Some(old),
-                None => return false,
-            },
+        let Some(mut e) = new else {
+            return match self.elements.remove(key) {
+                Some((_, old_hash)) => {
+                    self.count(old_hash, false);
+                    true
+                }
+                None => false,
+            };
         };
-        if let Some((_, old_hash)) = old {
-            self.count(old_hash, false);
+        let Some(slot) = self.elements.get_mut(key) else {
+            let hash = labels_hash(key, &e.labels);
+            self.elements.insert(key.clone(), (e, hash));
+            self.count(hash, true);
+            return true;
+        };
+        if slot.0.labels == e.labels {
+            if slot.0.value.to_bits() == e.value.to_bits() && slot.0.drop_name == e.drop_name {
+                return false;
+            }
+            // Keep the old `Arc` (fewer label sets alive, faster compares).
+            e.labels = slot.0.labels.clone();
+            slot.0 = e;
+            return true;
         }
+        let hash = labels_hash(key, &e.labels);
+        let old_hash = std::mem::replace(slot, (e, hash)).1;
+        self.count(hash, true);
+        self.count(old_hash, false);
         true
     }
 
