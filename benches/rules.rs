@@ -13,10 +13,13 @@
 //!    sample, the rules' share (minus the 0-rule run) and the promflow/Prometheus
 //!    ratio. This measures the rule path the service runs.
 //! 2. **Engine, incremental vs whole-plan.** The same series and rules on the
-//!    dataflow engine in this process, in simulated time (`RULES_SIM_SECONDS` of
-//!    scrapes, the first 60 s not measured), each rule registered with
-//!    `Evaluation::Incremental` and then `Evaluation::WholePlan`; CPU of this process
-//!    per ingested sample, minus a run with no rules.
+//!    dataflow engine in this process, in simulated time (`RULES_SIM_SECONDS`, the
+//!    first 60 s not measured), each rule registered with `Evaluation::Incremental`
+//!    and then `Evaluation::WholePlan`, evaluated every 1s; CPU of this process per
+//!    ingested sample, minus a run with no rules. Two workloads: the targets scraped
+//!    every 1s (every series changes at every evaluation), and every 15s (a typical
+//!    scrape interval under `evaluation_interval: 1s`: most series do not change
+//!    between two evaluations; simulated 4x as long).
 //!
 //! Run: `cargo bench --bench rules` (env `RULES_TARGETS`, `RULES_SECONDS`,
 //! `RULES_WARMUP`, `RULES_SIM_SECONDS` override; `RULES_PART=1` or `2` runs one part).
@@ -213,6 +216,7 @@ fn labels_of(name: &str, pairs: &[(&str, String)], instance: usize) -> Arc<Label
 fn engine_run(
     targets: usize,
     sim_seconds: u64,
+    scrape_every: u64,
     rules: usize,
     evaluation: Evaluation,
 ) -> (f64, u64) {
@@ -252,18 +256,20 @@ fn engine_run(
             cpu0 = cpu_seconds(std::process::id());
         }
         let ts = tick as i64 * 1_000;
-        let values = node_series(tick);
-        let mut batch = Vec::with_capacity(targets * (values.len() + 1));
-        for (t, labels) in series.iter().enumerate() {
-            for (l, (_, _, v)) in labels.iter().zip(&values) {
-                batch.push(sample(l, ts, *v));
+        if tick % scrape_every == 0 {
+            let values = node_series(tick);
+            let mut batch = Vec::with_capacity(targets * (values.len() + 1));
+            for (t, labels) in series.iter().enumerate() {
+                for (l, (_, _, v)) in labels.iter().zip(&values) {
+                    batch.push(sample(l, ts, *v));
+                }
+                batch.push(sample(&up[t], ts, 1.0));
             }
-            batch.push(sample(&up[t], ts, 1.0));
+            if tick >= warmup {
+                fed += batch.len() as u64;
+            }
+            engine.feed(batch);
         }
-        if tick >= warmup {
-            fed += batch.len() as u64;
-        }
-        engine.feed(batch);
         engine.advance_watermark(ts + 1);
         // Bounded queue: wait for the engine every 10 simulated seconds.
         if tick % 10 == 0 || tick == sim_seconds {
@@ -280,8 +286,8 @@ fn engine_run(
         }
     }
     let cpu = cpu_seconds(std::process::id()) - cpu0;
-    let stats = engine.stats();
     engine.shutdown();
+    let stats = engine.stats();
     if rules > 0 {
         println!(
             "    ({evaluation:?}, {rules} rules: {} incremental / {} whole-plan evaluations, {} recomputations)",
@@ -302,19 +308,20 @@ fn sample(labels: &Arc<Labels>, ts: i64, value: f64) -> Sample {
     }
 }
 
-/// Part 2: the engine alone, incremental vs whole-plan.
-fn engine_part(targets: usize, sim_seconds: u64) {
+/// Part 2: the engine alone, incremental vs whole-plan, for one scrape interval.
+fn engine_part(targets: usize, sim_seconds: u64, scrape_every: u64) {
     println!(
-        "part 2: dataflow engine in-process, {targets} targets, {sim_seconds} simulated seconds \
-         (first 60 not measured), rules every 1s"
+        "part 2: dataflow engine in-process, {targets} targets scraped every {scrape_every}s, \
+         {sim_seconds} simulated seconds (first 60 not measured), rules every 1s"
     );
-    let (base_cpu, base_fed) = engine_run(targets, sim_seconds, 0, Evaluation::Incremental);
+    let run = |rules, evaluation| engine_run(targets, sim_seconds, scrape_every, rules, evaluation);
+    let (base_cpu, base_fed) = run(0, Evaluation::Incremental);
     let base = base_cpu * 1e6 / base_fed as f64;
     println!("  no rules: {base:.2} µs/sample (ingest into the engine)");
     for n in [10, 100] {
         let mut share = Vec::new();
         for evaluation in [Evaluation::WholePlan, Evaluation::Incremental] {
-            let (cpu, fed) = engine_run(targets, sim_seconds, n, evaluation);
+            let (cpu, fed) = run(n, evaluation);
             let us = cpu * 1e6 / fed as f64;
             println!(
                 "  {n:>3} rules {evaluation:?}: {us:.2} µs/sample, rules' share {:.2} µs/sample",
@@ -339,6 +346,7 @@ fn main() {
         side_by_side(targets, warmup, seconds);
     }
     if part != 1 {
-        engine_part(targets, sim_seconds);
+        engine_part(targets, sim_seconds, 1);
+        engine_part(targets, sim_seconds * 4, 15);
     }
 }

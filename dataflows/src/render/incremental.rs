@@ -7,13 +7,16 @@
 //!                                  # that series' window (and every time for `rate`)
 //! sum by (job) (rate(x[1m]))       # per group: re-reduced only when a member changed
 //! sum by (job) (rate(x[1m])) > 10  # map: re-applied only to changed groups
+//! a / b < 0.1                      # join: only match groups with a changed side
 //! ```
 //! Contract: [`IncrementalRule::evaluate`] returns exactly what the reference evaluator
 //! returns for the whole plan over the same [`WindowStore`], or `None` when it cannot
 //! vouch for that (two elements of a node with the same labels, where the reference
-//! may answer with an error or merge them; a per-series error) and the caller
+//! may answer with an error or merge them; a join's match group with two elements on
+//! a side, where it may answer with a matching error; a per-series error) and the caller
 //! evaluates the whole plan. Each node keeps its current elements keyed by input
-//! series (per-series, map) or group labels (aggregate) and reports which keys changed.
+//! series (per-series, map), group labels (aggregate) or match group (join) and reports
+//! which keys changed.
 //!
 //! When a per-series element must be recomputed: a sample of the series arrives
 //! ([`IncrementalRule::arrived`], at the time it enters the window), or a time event
@@ -22,18 +25,27 @@
 //! for `t`-dependent functions (`rate`'s extrapolation), every evaluation while the
 //! window is not empty. These times sit in an agenda, so an evaluation touches only
 //! the series due, never the others. Each recomputation evaluates the node's sub-plan
-//! with the reference evaluator over that one series' window (O(window), no copy of
-//! the other series).
+//! over that one series' window, O(window): common plans (an instant selector, a
+//! range function, then element-wise operations with constants) as a [`SeriesKernel`]
+//! calling the reference evaluator's own per-series functions on the retained slice
+//! (no evaluator, no copy), others with the reference evaluator over a source
+//! holding that one series. A group is re-reduced with the reference's
+//! [`reduce`] over its members' values. Keys carry their labels' hash ([`LabelsKey`]), so
+//! the maps of series, elements and groups never rehash label sets.
 
 use crate::labels::Labels;
-use crate::promql::eval::aggregate::group_labels;
-use crate::promql::eval::{finish_vector, Element, EvalResult, Evaluator, Selected};
-use crate::promql::eval::{SeriesSource, Value};
-use crate::promql::plan::{Grouping, Plan};
-use crate::render::shape::Shape;
-use crate::render::window::{within, WindowStore};
+use crate::promql::eval::aggregate::{group_labels, reduce};
+use crate::promql::eval::binary::{matched_element, result_labels, scalar_element, signature};
+use crate::promql::eval::functions::{range_element, range_kernel, RangeParams};
+use crate::promql::eval::selector::{latest_in_lookback, range_window, RangeArg};
+use crate::promql::eval::{finish_vector, math, Element, EvalError, EvalResult, Evaluator};
+use crate::promql::eval::{Selected, SeriesSource, Value};
+use crate::promql::plan::{AggOp, BinOp, Grouping, Matching, Plan};
+use crate::render::shape::{constant, element_wise, per_series_range_function, Shape};
+use crate::render::window::{self, within, KeyHasher, LabelsKey, WindowStore};
 use crate::selector::Selector;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 /// How the reference evaluator is set up for a rule (lookback, subquery step, the
@@ -65,52 +77,279 @@ impl Settings {
     }
 }
 
-/// A node's current elements by key, and how many labels two keys share.
+type Key = LabelsKey;
+type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+type KeySet = HashSet<Key, BuildHasherDefault<KeyHasher>>;
+
+/// The hash of an element's labels: its key's when they are the key's labels.
+fn labels_hash(key: &Key, labels: &Arc<Labels>) -> u64 {
+    if Arc::ptr_eq(&key.labels, labels) {
+        key.hash
+    } else {
+        Labels::hash(labels)
+    }
+}
+
+/// A node's current elements by key, and how many elements share a label set.
 #[derive(Default)]
 struct Outputs {
-    elements: HashMap<Arc<Labels>, Element>,
-    label_counts: HashMap<Arc<Labels>, u32>,
+    /// Each element with the hash of its labels.
+    elements: KeyMap<(Element, u64)>,
+    /// Elements per label-set hash. Two label sets with one hash count as a collision
+    /// too: that only sends the evaluation to the whole plan.
+    label_counts: window::KeyMap<u64, u32>,
     /// Elements whose labels another element already has.
     collisions: usize,
 }
 
 impl Outputs {
+    /// The element of `key`, if any.
+    fn get(&self, key: &Key) -> Option<&Element> {
+        self.elements.get(key).map(|(e, _)| e)
+    }
+
     /// Sets the element of `key`; whether it changed.
-    fn set(&mut self, key: &Arc<Labels>, new: Option<Element>) -> bool {
-        let old = match &new {
-            Some(e) => self.elements.insert(key.clone(), e.clone()),
-            None => self.elements.remove(key),
-        };
-        let same = match (&old, &new) {
-            (Some(a), Some(b)) => {
-                a.labels == b.labels
-                    && a.value.to_bits() == b.value.to_bits()
-                    && a.drop_name == b.drop_name
-            }
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
-            return false;
-        }
-        if let Some(old) = old {
-            if let Some(c) = self.label_counts.get_mut(&old.labels) {
-                *c -= 1;
-                if *c > 0 {
-                    self.collisions -= 1;
-                } else {
-                    self.label_counts.remove(&old.labels);
+    fn set(&mut self, key: &Key, new: Option<Element>) -> bool {
+        let Some(mut e) = new else {
+            return match self.elements.remove(key) {
+                Some((_, old_hash)) => {
+                    self.count(old_hash, false);
+                    true
                 }
+                None => false,
+            };
+        };
+        let Some(slot) = self.elements.get_mut(key) else {
+            let hash = labels_hash(key, &e.labels);
+            self.elements.insert(key.clone(), (e, hash));
+            self.count(hash, true);
+            return true;
+        };
+        if slot.0.labels == e.labels {
+            if slot.0.value.to_bits() == e.value.to_bits() && slot.0.drop_name == e.drop_name {
+                return false;
             }
+            // Keep the old `Arc` (fewer label sets alive, faster compares).
+            e.labels = slot.0.labels.clone();
+            slot.0 = e;
+            return true;
         }
-        if let Some(new) = new {
-            let c = self.label_counts.entry(new.labels).or_insert(0);
+        let hash = labels_hash(key, &e.labels);
+        let old_hash = std::mem::replace(slot, (e, hash)).1;
+        self.count(hash, true);
+        self.count(old_hash, false);
+        true
+    }
+
+    fn count(&mut self, hash: u64, add: bool) {
+        if add {
+            let c = self.label_counts.entry(hash).or_insert(0);
             if *c > 0 {
                 self.collisions += 1;
             }
             *c += 1;
+        } else if let Some(c) = self.label_counts.get_mut(&hash) {
+            *c -= 1;
+            if *c > 0 {
+                self.collisions -= 1;
+            } else {
+                self.label_counts.remove(&hash);
+            }
         }
-        true
+    }
+}
+
+/// No series at all (for evaluating constants).
+struct NoSeries;
+
+impl SeriesSource for NoSeries {
+    fn select(&self, _matchers: &Selector, _start_ms: i64, _end_ms: i64) -> Selected {
+        Vec::new()
+    }
+}
+
+/// The value of a constant plan (a number, or arithmetic on numbers).
+fn constant_value(plan: &Plan) -> Option<f64> {
+    if !constant(plan) {
+        return None;
+    }
+    Evaluator::new(&NoSeries, 0).scalar(plan, 0).ok()
+}
+
+/// One element-wise operation with constant operands, as the reference applies it.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// `-x`.
+    Neg,
+    /// `x op s`, or `s op x` when `swap`.
+    Scalar {
+        op: BinOp,
+        s: f64,
+        swap: bool,
+        return_bool: bool,
+    },
+    /// `abs(x)`, `sqrt(x)`, … ([`math::unary`]).
+    Unary(fn(f64) -> f64),
+}
+
+impl Step {
+    /// The step `plan` applies to its element-wise operand, if it is one of these.
+    fn of(plan: &Plan) -> Option<Step> {
+        match plan {
+            Plan::Neg(_) => Some(Step::Neg),
+            Plan::Binary {
+                op,
+                lhs,
+                rhs,
+                return_bool,
+                ..
+            } if !op.is_set() => {
+                let (s, swap) = match constant_value(rhs) {
+                    Some(s) => (s, false),
+                    None => (constant_value(lhs)?, true),
+                };
+                Some(Step::Scalar {
+                    op: *op,
+                    s,
+                    swap,
+                    return_bool: *return_bool,
+                })
+            }
+            Plan::Call { func, args } if args.len() == 1 => math::unary(func).map(Step::Unary),
+            _ => None,
+        }
+    }
+
+    /// The step applied to `e`; `None`: a comparison filtered it out.
+    fn apply(&self, e: Element) -> Option<Element> {
+        match *self {
+            Step::Neg => Some(Element::name_dropped(e.labels, -e.value)),
+            Step::Scalar {
+                op,
+                s,
+                swap,
+                return_bool,
+            } => scalar_element(op, e, s, swap, return_bool),
+            Step::Unary(f) => Some(Element::name_dropped(e.labels, f(e.value))),
+        }
+    }
+}
+
+/// What a per-series plan reads from its series' window at `t`.
+#[derive(Clone, Debug)]
+enum Read {
+    /// An instant selector: the newest sample within the lookback delta.
+    Instant { offset_ms: i64 },
+    /// A range function of a range selector without modifier.
+    Range {
+        func: &'static str,
+        offset_ms: i64,
+        range_ms: i64,
+        params: RangeParams,
+    },
+}
+
+/// A per-series plan as the reference evaluator's per-series functions applied to the
+/// retained slice of one series: a [`Read`], then element-wise [`Step`]s.
+#[derive(Clone, Debug)]
+struct SeriesKernel {
+    read: Read,
+    /// Innermost first.
+    steps: Vec<Step>,
+}
+
+impl SeriesKernel {
+    /// The kernel of `plan`, or `None` when only the evaluator handles it.
+    fn of(plan: &Plan) -> Option<SeriesKernel> {
+        let read = match plan {
+            Plan::Vector(sel) if sel.at.is_none() && sel.modifier.is_none() => Read::Instant {
+                offset_ms: sel.offset_ms,
+            },
+            Plan::Call { func, args } if per_series_range_function(func) => {
+                // Where the reference takes the range argument and the scalars from.
+                let (matrix, param, smoothing) = match *func {
+                    "quantile_over_time" => (1, Some(0), None),
+                    "predict_linear" => (0, Some(1), None),
+                    "double_exponential_smoothing" => (0, None, Some((1, 2))),
+                    _ => (0, None, None),
+                };
+                let arity = 1 + usize::from(param.is_some()) + 2 * usize::from(smoothing.is_some());
+                if args.len() != arity {
+                    return None;
+                }
+                let Plan::Matrix { sel, range_ms } = &args[matrix] else {
+                    return None;
+                };
+                if sel.at.is_some() || sel.modifier.is_some() {
+                    return None;
+                }
+                let mut params = RangeParams::default();
+                if let Some(i) = param {
+                    params.param = constant_value(&args[i])?;
+                }
+                if let Some((sf, tf)) = smoothing {
+                    params.sf = constant_value(&args[sf])?;
+                    params.tf = constant_value(&args[tf])?;
+                }
+                Read::Range {
+                    func,
+                    offset_ms: sel.offset_ms,
+                    range_ms: *range_ms,
+                    params,
+                }
+            }
+            _ => {
+                let (operand, _) = element_wise(plan)?;
+                let mut kernel = SeriesKernel::of(operand)?;
+                kernel.steps.push(Step::of(plan)?);
+                return Some(kernel);
+            }
+        };
+        Some(SeriesKernel {
+            read,
+            steps: Vec::new(),
+        })
+    }
+
+    /// The element of the series `labels` whose retained samples are `points`, at `t`.
+    fn element(
+        &self,
+        labels: &Arc<Labels>,
+        points: &[(i64, f64)],
+        t: i64,
+        lookback_ms: i64,
+    ) -> EvalResult<Option<Element>> {
+        let mut element = match &self.read {
+            Read::Instant { offset_ms } => latest_in_lookback(points, t - offset_ms, lookback_ms)
+                .map(|(_, v)| Element::new(labels.clone(), v)),
+            Read::Range {
+                func,
+                offset_ms,
+                range_ms,
+                params,
+            } => {
+                let end = t - offset_ms;
+                let window = range_window(points, end - range_ms, end);
+                if window.is_empty() {
+                    return Ok(None);
+                }
+                let arg = RangeArg {
+                    series: Vec::new(),
+                    window_end: end,
+                    range_ms: *range_ms,
+                    modifier: None,
+                };
+                range_kernel(func, &window, &arg, t, *params)?
+                    .map(|v| range_element(func, labels.clone(), v))
+            }
+        };
+        for step in &self.steps {
+            element = match element {
+                Some(e) => step.apply(e),
+                None => return Ok(None),
+            };
+        }
+        Ok(element)
     }
 }
 
@@ -161,38 +400,36 @@ struct Ctx<'a> {
 
 struct PerSeriesNode {
     plan: Plan,
+    /// The plan as per-series kernels, when it has that form.
+    kernel: Option<SeriesKernel>,
     key: String,
     back: i64,
     fwd: i64,
     latest_only: bool,
     time_dependent: bool,
     /// The earliest time each series must be recomputed at (absent: only on arrival).
-    wake: HashMap<Arc<Labels>, i64>,
+    wake: KeyMap<i64>,
     /// `wake`, by time (entries may be stale: `wake` decides).
-    agenda: BTreeMap<i64, Vec<Arc<Labels>>>,
+    agenda: BTreeMap<i64, Vec<Key>>,
     out: Outputs,
 }
 
 impl PerSeriesNode {
-    fn schedule(&mut self, labels: &Arc<Labels>, at: i64) {
-        let wake = self.wake.entry(labels.clone()).or_insert(i64::MAX);
+    fn schedule(&mut self, key: &Key, at: i64) {
+        let wake = self.wake.entry(key.clone()).or_insert(i64::MAX);
         if at < *wake {
             *wake = at;
-            self.agenda.entry(at).or_default().push(labels.clone());
+            self.agenda.entry(at).or_default().push(key.clone());
         }
     }
 
-    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Arc<Labels>>> {
+    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
         let t = ctx.t;
-        let mut due: Vec<Arc<Labels>> = Vec::new();
+        let mut due: Vec<Key> = Vec::new();
         if ctx.rebuild {
             self.agenda.clear();
             self.wake.clear();
-            let mut all: BTreeSet<Arc<Labels>> = ctx
-                .store
-                .series(&self.key)
-                .map(|(l, _)| l.clone())
-                .collect();
+            let mut all: BTreeSet<Key> = ctx.store.series(&self.key).map(|(k, _)| k).collect();
             all.extend(self.out.elements.keys().cloned());
             due.extend(all);
         } else {
@@ -200,32 +437,38 @@ impl PerSeriesNode {
                 if *entry.key() > t {
                     break;
                 }
-                for labels in entry.remove() {
-                    if self.wake.get(&labels).is_some_and(|w| *w <= t) {
-                        self.wake.remove(&labels);
-                        due.push(labels);
+                for key in entry.remove() {
+                    if self.wake.get(&key).is_some_and(|w| *w <= t) {
+                        self.wake.remove(&key);
+                        due.push(key);
                     }
                 }
             }
         }
+        let window = ctx.store.window(&self.key);
         let mut changed = Vec::new();
-        for labels in due {
+        for key in due {
             ctx.recomputed += 1;
-            let points = ctx.store.points(&self.key, &labels);
-            let source = OneSeries {
-                labels: &labels,
-                points,
-            };
-            let element = match ctx.settings.evaluator(&source, t).eval(&self.plan, t)? {
-                Value::Vector(v) => v.into_iter().next(),
-                _ => None,
+            let points = window.map_or(&[][..], |w| w.points(&key));
+            let element = match &self.kernel {
+                Some(kernel) => kernel.element(&key.labels, points, t, ctx.settings.lookback_ms)?,
+                None => {
+                    let source = OneSeries {
+                        labels: &key.labels,
+                        points,
+                    };
+                    match ctx.settings.evaluator(&source, t).eval(&self.plan, t)? {
+                        Value::Vector(v) => v.into_iter().next(),
+                        _ => None,
+                    }
+                }
             };
             let next = self.next_change(points, t);
-            if self.out.set(&labels, element) {
-                changed.push(labels.clone());
-            }
             if next != i64::MAX {
-                self.schedule(&labels, next);
+                self.schedule(&key, next);
+            }
+            if self.out.set(&key, element) {
+                changed.push(key);
             }
         }
         Ok(changed)
@@ -258,25 +501,27 @@ impl PerSeriesNode {
 struct MapNode {
     input: Box<Node>,
     plan: Plan,
+    /// The operation as a [`Step`], when it is one.
+    step: Option<Step>,
     writes_name: bool,
     out: Outputs,
 }
 
 impl MapNode {
-    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Arc<Labels>>> {
+    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
         let mut keys = self.input.update(ctx)?;
         if ctx.rebuild {
-            let mut all: BTreeSet<Arc<Labels>> =
-                self.input.out().elements.keys().cloned().collect();
+            let mut all: BTreeSet<Key> = self.input.out().elements.keys().cloned().collect();
             all.extend(self.out.elements.keys().cloned());
             keys = all.into_iter().collect();
         }
         let mut changed = Vec::new();
         for key in keys {
             ctx.recomputed += 1;
-            let element = match self.input.out().elements.get(&key) {
-                None => None,
-                Some(input) => {
+            let element = match (self.input.out().get(&key), self.step) {
+                (None, _) => None,
+                (Some(input), Some(step)) => step.apply(input.clone()),
+                (Some(input), None) => {
                     let source = Elements {
                         elements: vec![input],
                         t: ctx.t,
@@ -305,80 +550,215 @@ impl MapNode {
 
 struct GroupNode {
     input: Box<Node>,
-    plan: Plan,
+    op: AggOp,
+    /// The constant parameter (φ of `quantile`), if it has one.
+    param: Option<f64>,
     grouping: Grouping,
     /// Input keys by group, in label order (the reference's input order).
-    members: HashMap<Arc<Labels>, BTreeSet<Arc<Labels>>>,
-    group_of: HashMap<Arc<Labels>, Arc<Labels>>,
+    members: KeyMap<BTreeSet<Key>>,
+    /// The group of each input key, and the input labels it was computed from.
+    group_of: KeyMap<(Arc<Labels>, Key)>,
     out: Outputs,
 }
 
 impl GroupNode {
-    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Arc<Labels>>> {
+    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
         let mut keys = self.input.update(ctx)?;
         if ctx.rebuild {
-            let mut all: BTreeSet<Arc<Labels>> =
-                self.input.out().elements.keys().cloned().collect();
+            let mut all: BTreeSet<Key> = self.input.out().elements.keys().cloned().collect();
             all.extend(self.group_of.keys().cloned());
             keys = all.into_iter().collect();
         }
-        let mut dirty: HashSet<Arc<Labels>> = HashSet::new();
+        let mut dirty = KeySet::default();
         for key in keys {
-            if let Some(group) = self.group_of.remove(&key) {
+            let input = self.input.out().get(&key);
+            if let (Some((labels, group)), Some(e)) = (self.group_of.get(&key), input) {
+                if Arc::ptr_eq(labels, &e.labels) {
+                    // Same labels, same group: only its value changed.
+                    dirty.insert(group.clone());
+                    continue;
+                }
+            }
+            if let Some((_, group)) = self.group_of.remove(&key) {
                 if let Some(m) = self.members.get_mut(&group) {
                     m.remove(&key);
                 }
                 dirty.insert(group);
             }
-            if let Some(e) = self.input.out().elements.get(&key) {
+            if let Some(e) = input {
                 let labels = group_labels(&e.labels, &self.grouping);
-                // One Arc per group.
-                let group = match self.members.get_key_value(&labels) {
+                let group = Key::new(Arc::new(labels));
+                // One `Arc` per group.
+                let group = match self.members.get_key_value(&group) {
                     Some((g, _)) => g.clone(),
-                    None => Arc::new(labels),
+                    None => group,
                 };
                 self.members
                     .entry(group.clone())
                     .or_default()
                     .insert(key.clone());
-                self.group_of.insert(key, group.clone());
+                self.group_of.insert(key, (e.labels.clone(), group.clone()));
                 dirty.insert(group);
             }
         }
         let mut changed = Vec::new();
+        let mut values = Vec::new();
         for group in dirty {
             ctx.recomputed += 1;
-            let inputs = &self.input.out().elements;
-            let members: Vec<&Element> = self
+            let inputs = self.input.out();
+            values.clear();
+            let mut drop_name = false;
+            for e in self
                 .members
                 .get(&group)
                 .into_iter()
                 .flatten()
                 .filter_map(|k| inputs.get(k))
-                .collect();
-            let element = if members.is_empty() {
+            {
+                values.push(e.value);
+                drop_name |= e.drop_name;
+            }
+            let element = if values.is_empty() {
                 self.members.remove(&group);
                 None
             } else {
-                let drop_name = members.iter().any(|e| e.drop_name);
-                let source = Elements {
-                    elements: members,
-                    t: ctx.t,
-                };
-                match ctx
-                    .settings
-                    .evaluator(&source, ctx.t)
-                    .eval(&self.plan, ctx.t)?
-                {
-                    Value::Vector(v) => v.into_iter().next().map(|mut e| {
-                        e.drop_name = drop_name;
-                        e
-                    }),
-                    _ => None,
-                }
+                let param = self.param.unwrap_or(0.0);
+                let value = reduce(self.op, &values, param).ok_or_else(|| {
+                    EvalError(format!("{:?} is not one element per group", self.op))
+                })?;
+                Some(Element {
+                    labels: group.labels.clone(),
+                    value,
+                    drop_name,
+                })
             };
             if self.out.set(&group, element) {
                 changed.push(group);
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Input keys of one side of a join by match group, and each key's group.
+#[derive(Default)]
+struct JoinSide {
+    /// The match group of each input key, and the input labels it was computed from.
+    sig_of: KeyMap<(Arc<Labels>, Key)>,
+    /// Input keys by match group.
+    by_sig: KeyMap<Vec<Key>>,
+    /// Match groups with more than one element on this side.
+    crowded: usize,
+}
+
+impl JoinSide {
+    /// Files input key `key` (now `input`, or gone) under its match group; marks the
+    /// groups it left and joined dirty.
+    fn refile(&mut self, key: Key, input: Option<&Element>, m: &Matching, dirty: &mut KeySet) {
+        if let (Some((labels, sig)), Some(e)) = (self.sig_of.get(&key), input) {
+            if Arc::ptr_eq(labels, &e.labels) {
+                // Same labels, same match group: only its value changed.
+                dirty.insert(sig.clone());
+                return;
+            }
+        }
+        if let Some((_, sig)) = self.sig_of.remove(&key) {
+            if let Some(keys) = self.by_sig.get_mut(&sig) {
+                if keys.len() == 2 {
+                    self.crowded -= 1;
+                }
+                keys.retain(|k| *k != key);
+                if keys.is_empty() {
+                    self.by_sig.remove(&sig);
+                }
+            }
+            dirty.insert(sig);
+        }
+        if let Some(e) = input {
+            let sig = Key::new(Arc::new(Labels::from_pairs(signature(&e.labels, m))));
+            let sig = match self.by_sig.get_key_value(&sig) {
+                Some((s, _)) => s.clone(),
+                None => sig,
+            };
+            let keys = self.by_sig.entry(sig.clone()).or_default();
+            keys.push(key.clone());
+            if keys.len() == 2 {
+                self.crowded += 1;
+            }
+            self.sig_of.insert(key, (e.labels.clone(), sig.clone()));
+            dirty.insert(sig);
+        }
+    }
+
+    /// The one input key of match group `sig`, if it has exactly one.
+    fn single(&self, sig: &Key) -> Option<&Key> {
+        match self.by_sig.get(sig).map(Vec::as_slice) {
+            Some([key]) => Some(key),
+            _ => None,
+        }
+    }
+}
+
+struct JoinNode {
+    lhs: Box<Node>,
+    rhs: Box<Node>,
+    op: BinOp,
+    matching: Matching,
+    return_bool: bool,
+    /// Left and right.
+    sides: [JoinSide; 2],
+    out: Outputs,
+}
+
+impl JoinNode {
+    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
+        let changed = [self.lhs.update(ctx)?, self.rhs.update(ctx)?];
+        let mut dirty = KeySet::default();
+        for ((mut keys, input), side) in changed
+            .into_iter()
+            .zip([&self.lhs, &self.rhs])
+            .zip(&mut self.sides)
+        {
+            if ctx.rebuild {
+                let mut all: BTreeSet<Key> = input.out().elements.keys().cloned().collect();
+                all.extend(side.sig_of.keys().cloned());
+                keys = all.into_iter().collect();
+            }
+            for key in keys {
+                let e = input.out().get(&key);
+                side.refile(key, e, &self.matching, &mut dirty);
+            }
+        }
+        let mut changed = Vec::new();
+        for sig in dirty {
+            ctx.recomputed += 1;
+            let pair = self.sides[0]
+                .single(&sig)
+                .and_then(|l| self.lhs.out().get(l))
+                .zip(
+                    self.sides[1]
+                        .single(&sig)
+                        .and_then(|r| self.rhs.out().get(r)),
+                );
+            let element = pair.and_then(|(l, r)| {
+                let labels = result_labels(
+                    &l.labels,
+                    &r.labels,
+                    self.op,
+                    &self.matching,
+                    &[],
+                    self.return_bool,
+                );
+                matched_element(
+                    self.op,
+                    (l.value, r.value),
+                    labels,
+                    l.drop_name,
+                    self.return_bool,
+                )
+            });
+            if self.out.set(&sig, element) {
+                changed.push(sig);
             }
         }
         Ok(changed)
@@ -389,6 +769,7 @@ enum Node {
     PerSeries(PerSeriesNode),
     Map(MapNode),
     Group(GroupNode),
+    Join(JoinNode),
 }
 
 impl Node {
@@ -402,13 +783,14 @@ impl Node {
                 latest_only,
                 time_dependent,
             } => Node::PerSeries(PerSeriesNode {
+                kernel: SeriesKernel::of(&plan),
                 plan,
                 key,
                 back,
                 fwd,
                 latest_only,
                 time_dependent,
-                wake: HashMap::new(),
+                wake: KeyMap::default(),
                 agenda: BTreeMap::new(),
                 out: Outputs::default(),
             }),
@@ -418,6 +800,7 @@ impl Node {
                 writes_name,
             } => Node::Map(MapNode {
                 input: Box::new(Node::new(*input)),
+                step: Step::of(&plan),
                 plan,
                 writes_name,
                 out: Outputs::default(),
@@ -426,12 +809,36 @@ impl Node {
                 input,
                 plan,
                 grouping,
-            } => Node::Group(GroupNode {
-                input: Box::new(Node::new(*input)),
-                plan,
-                grouping,
-                members: HashMap::new(),
-                group_of: HashMap::new(),
+            } => {
+                let (op, param) = match &plan {
+                    Plan::Aggregate { op, param, .. } => {
+                        (*op, param.as_deref().and_then(constant_value))
+                    }
+                    _ => (AggOp::CountValues, None),
+                };
+                Node::Group(GroupNode {
+                    input: Box::new(Node::new(*input)),
+                    op,
+                    param,
+                    grouping,
+                    members: KeyMap::default(),
+                    group_of: KeyMap::default(),
+                    out: Outputs::default(),
+                })
+            }
+            Shape::Join {
+                lhs,
+                rhs,
+                op,
+                matching,
+                return_bool,
+            } => Node::Join(JoinNode {
+                lhs: Box::new(Node::new(*lhs)),
+                rhs: Box::new(Node::new(*rhs)),
+                op,
+                matching,
+                return_bool,
+                sides: Default::default(),
                 out: Outputs::default(),
             }),
         }
@@ -442,27 +849,33 @@ impl Node {
             Node::PerSeries(n) => &n.out,
             Node::Map(n) => &n.out,
             Node::Group(n) => &n.out,
+            Node::Join(n) => &n.out,
         }
     }
 
-    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Arc<Labels>>> {
+    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
         match self {
             Node::PerSeries(n) => n.update(ctx),
             Node::Map(n) => n.update(ctx),
             Node::Group(n) => n.update(ctx),
+            Node::Join(n) => n.update(ctx),
         }
     }
 
-    fn arrived(&mut self, key: &str, labels: &Arc<Labels>, ts: i64) {
+    fn arrived(&mut self, window: &str, key: &Key, ts: i64) {
         match self {
             Node::PerSeries(n) => {
-                if n.key == key {
+                if n.key == window {
                     let at = ts.saturating_sub(n.fwd);
-                    n.schedule(labels, at);
+                    n.schedule(key, at);
                 }
             }
-            Node::Map(n) => n.input.arrived(key, labels, ts),
-            Node::Group(n) => n.input.arrived(key, labels, ts),
+            Node::Map(n) => n.input.arrived(window, key, ts),
+            Node::Group(n) => n.input.arrived(window, key, ts),
+            Node::Join(n) => {
+                n.lhs.arrived(window, key, ts);
+                n.rhs.arrived(window, key, ts);
+            }
         }
     }
 
@@ -472,6 +885,11 @@ impl Node {
             Node::PerSeries(_) => 0,
             Node::Map(n) => n.input.collisions(),
             Node::Group(n) => n.input.collisions(),
+            // A match group with two elements on a side: the reference may answer with
+            // a matching error.
+            Node::Join(n) => {
+                n.sides[0].crowded + n.sides[1].crowded + n.lhs.collisions() + n.rhs.collisions()
+            }
         }
     }
 }
@@ -493,10 +911,15 @@ impl IncrementalRule {
         }
     }
 
-    /// A sample of series `labels` at `ts` was added to window `key`.
-    pub fn arrived(&mut self, key: &str, labels: &Arc<Labels>, ts: i64) {
+    /// A sample of series `labels` (whose [`Labels::hash`] is `hash`) at `ts` was
+    /// added to window `window`.
+    pub fn arrived(&mut self, window: &str, labels: &Arc<Labels>, hash: u64, ts: i64) {
         if !self.rebuild {
-            self.root.arrived(key, labels, ts);
+            let key = Key {
+                hash,
+                labels: labels.clone(),
+            };
+            self.root.arrived(window, &key, ts);
         }
     }
 
@@ -533,11 +956,50 @@ impl IncrementalRule {
         if self.root.collisions() > 0 {
             return None;
         }
-        let mut elements: Vec<(&Arc<Labels>, &Element)> = self.root.out().elements.iter().collect();
+        let mut elements: Vec<(&Key, &Element)> = self
+            .root
+            .out()
+            .elements
+            .iter()
+            .map(|(k, (e, _))| (k, e))
+            .collect();
         elements.sort_by(|a, b| a.0.cmp(b.0));
         Some(
             finish_vector(elements.into_iter().map(|(_, e)| e.clone()).collect())
                 .map(Value::Vector),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::plan::parse;
+
+    #[test]
+    fn common_per_series_plans_run_as_kernels() {
+        for q in [
+            "up == 0",
+            "x offset 1m > bool 3",
+            "rate(x[1m]) * 100 > 5",
+            "-abs(y)",
+            "2 ^ y",
+            "quantile_over_time(0.9, x[5m] offset 1m)",
+            "predict_linear(x[5m], 3600) < 0",
+            "double_exponential_smoothing(x[5m], 0.5, 0.1)",
+            "changes(y[1m])",
+        ] {
+            assert!(SeriesKernel::of(&parse(q).unwrap()).is_some(), "{q}");
+        }
+        // The evaluator handles the rest.
+        for q in [
+            "timestamp(x)",
+            r#"label_replace(x, "a", "$1", "b", "(.*)")"#,
+            "clamp_min(x, 0)",
+            "rate(x[5m] anchored)",
+            "x smoothed",
+        ] {
+            assert!(SeriesKernel::of(&parse(q).unwrap()).is_none(), "{q}");
+        }
     }
 }

@@ -340,11 +340,11 @@ pub fn maintain_rules<'scope>(
                 // (2) New samples.
                 input.for_each(|_time, batch| {
                     for (_, sample) in batch.drain(..) {
-                        store.insert(&sample, |rule, reach, key| {
+                        store.insert(&sample, |rule, reach, key, hash| {
                             if let Some(state) = rules.get_mut(&rule) {
                                 state.trigger(sample.timestamp_ms, reach);
                                 if let Some(inc) = &mut state.incremental {
-                                    inc.arrived(key, &sample.labels, sample.timestamp_ms);
+                                    inc.arrived(key, &sample.labels, hash, sample.timestamp_ms);
                                 }
                             }
                         });

@@ -40,16 +40,20 @@
 //! or leaves what they read). For plans of an incremental shape ([`shape`]: a
 //! selector or a range function of it with element-wise operations on constants —
 //! `up == 0`, `x > 0.9`, `x * 100`, `label_replace(x, …)`, `rate(x[5m])`,
-//! `*_over_time(x[5m])` —, and `sum avg min max count group stddev stdvar quantile`
-//! `by`/`without` over those, nested, with element-wise operations after), each
+//! `*_over_time(x[5m])` —, `sum avg min max count group stddev stdvar quantile`
+//! `by`/`without` over those, nested, with element-wise operations after, and
+//! one-to-one arithmetic or comparisons of two such), each
 //! evaluation recomputes only the series whose window changed (a sample arrived, one
 //! left the window or passed the lookback delta — time events kept in an agenda —
 //! and, for `rate`/`increase`/`delta`/`predict_linear`, every series with samples in
 //! its window, over that window only), then only the groups with a changed member,
-//! then the element-wise operations of changed keys ([`incremental`]). Other shapes
-//! (vector/vector binary operators, `@`, subqueries, `absent`, `topk`, `sort`,
-//! `histogram_quantile`, …) evaluate the whole plan over the retained windows, as do
-//! incremental rules at an evaluation where two elements of a node share labels.
+//! then the element-wise operations of changed keys, and one-to-one vector/vector
+//! arithmetic and comparisons (`a / b < 0.1`) only for the match groups with a changed
+//! side ([`incremental`]). Other shapes (set operators, `group_left`/`group_right`,
+//! `@`, subqueries, `absent`, `topk`, `sort`, `histogram_quantile`, …) evaluate the
+//! whole plan over the retained windows, as do incremental rules at an evaluation
+//! where two elements of a node share labels or a match group has two elements on a
+//! side.
 //! [`crate::EngineStats`] counts both kinds of evaluation and the recomputations.
 //!
 //! **Registration after data has flowed.** A rule starts from the watermark at

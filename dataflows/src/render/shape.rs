@@ -7,15 +7,18 @@
 //! label_replace(x, "a", "$1", "b", "(.*)")  #   of that selector
 //! 100 - avg by (instance) (rate(cpu{mode="idle"}[1m])) * 100 > 90   # groups, then a map
 //! max(sum by (a) (x))                       # groups of groups
+//! a / b < 0.1                               # one-to-one matches of two nodes
 //! ```
-//! A [`Shape`] is one of three nodes: [`Shape::PerSeries`] (a sub-plan whose element
+//! A [`Shape`] is one of four nodes: [`Shape::PerSeries`] (a sub-plan whose element
 //! for a series of its one selector depends only on that series' samples in the
 //! selector's extent, and on `t` for `rate`/`increase`/`delta`/`predict_linear`/
 //! `timestamp` of a non-selector), [`Shape::Map`] (element-wise ops with constant
 //! operands over another node), [`Shape::Aggregate`] (`sum avg min max count group
-//! stddev stdvar quantile` with a constant parameter, `by`/`without`). Selectors with
-//! `@`, subqueries, vector/vector binary operators, `absent`, `sort`, `topk` and
-//! friends, `histogram_quantile`, `scalar`, `time()` operands are not incremental.
+//! stddev stdvar quantile` with a constant parameter, `by`/`without`), [`Shape::Join`]
+//! (arithmetic or comparison of two nodes, one-to-one, `on`/`ignoring` allowed).
+//! Selectors with `@`, subqueries, set operators, `group_left`/`group_right`,
+//! `fill`, `absent`, `sort`, `topk` and friends, `histogram_quantile`, `scalar`,
+//! `time()` operands are not incremental.
 //!
 //! Nodes keep the sub-plan they stand for, with their input replaced by [`hole`], an
 //! empty selector: evaluating it with the reference evaluator over a source holding
@@ -24,7 +27,7 @@
 
 use crate::promql::eval::math;
 use crate::promql::eval::over_time::is_over_time;
-use crate::promql::plan::{AggOp, Grouping, Plan, VectorSel};
+use crate::promql::plan::{AggOp, BinOp, Card, Grouping, Matching, Plan, VectorSel};
 use crate::render::extent::{selector_key, selector_uses, Extent, QueryRange};
 use crate::selector::Selector;
 
@@ -64,6 +67,20 @@ pub enum Shape {
         plan: Plan,
         /// Its grouping.
         grouping: Grouping,
+    },
+    /// One element per match group of a one-to-one vector/vector arithmetic or
+    /// comparison.
+    Join {
+        /// The left operand's node.
+        lhs: Box<Shape>,
+        /// The right operand's node.
+        rhs: Box<Shape>,
+        /// The operator (not a set operator).
+        op: BinOp,
+        /// `on`/`ignoring` (one-to-one, no `fill`).
+        matching: Matching,
+        /// The `bool` modifier.
+        return_bool: bool,
     },
 }
 
@@ -133,6 +150,37 @@ pub fn shape(plan: &Plan, lookback_ms: i64) -> Option<Shape> {
             grouping: grouping.clone(),
         });
     }
+    if let Plan::Binary {
+        op,
+        lhs,
+        rhs,
+        matching,
+        return_bool,
+    } = plan
+    {
+        if !op.is_set() && !constant(lhs) && !constant(rhs) {
+            let matching = matching.clone().unwrap_or(Matching {
+                on: false,
+                labels: Vec::new(),
+                card: Card::OneToOne,
+                fill_lhs: None,
+                fill_rhs: None,
+            });
+            let one_to_one = matching.card == Card::OneToOne
+                && matching.fill_lhs.is_none()
+                && matching.fill_rhs.is_none();
+            if !one_to_one {
+                return None;
+            }
+            return Some(Shape::Join {
+                lhs: Box::new(shape(lhs, lookback_ms)?),
+                rhs: Box::new(shape(rhs, lookback_ms)?),
+                op: *op,
+                matching,
+                return_bool: *return_bool,
+            });
+        }
+    }
     let (operand, time_dependent) = element_wise(plan)?;
     if time_dependent {
         return None;
@@ -155,11 +203,12 @@ pub fn describe(shape: &Shape) -> String {
         Shape::PerSeries { key, .. } => format!("per-series({key})"),
         Shape::Map { input, .. } => format!("map({})", describe(input)),
         Shape::Aggregate { input, .. } => format!("groups({})", describe(input)),
+        Shape::Join { lhs, rhs, .. } => format!("join({}, {})", describe(lhs), describe(rhs)),
     }
 }
 
 /// A number, or arithmetic on numbers.
-fn constant(plan: &Plan) -> bool {
+pub(crate) fn constant(plan: &Plan) -> bool {
     match plan {
         Plan::Number(_) => true,
         Plan::Neg(p) => constant(p),
@@ -169,7 +218,7 @@ fn constant(plan: &Plan) -> bool {
 }
 
 /// Range functions whose value for a series depends only on that series' window.
-fn per_series_range_function(func: &str) -> bool {
+pub(crate) fn per_series_range_function(func: &str) -> bool {
     is_over_time(func)
         || matches!(
             func,
@@ -216,7 +265,7 @@ fn element_wise_function(func: &str) -> bool {
 
 /// The one vector operand of an element-wise operation whose other operands are
 /// constants, and whether the result depends on `t` beyond that operand.
-fn element_wise(plan: &Plan) -> Option<(&Plan, bool)> {
+pub(crate) fn element_wise(plan: &Plan) -> Option<(&Plan, bool)> {
     match plan {
         Plan::Neg(inner) => Some((inner, false)),
         Plan::Binary { op, lhs, rhs, .. } if !op.is_set() => match (constant(lhs), constant(rhs)) {
@@ -319,6 +368,10 @@ mod tests {
             Some(r#"groups(groups(per-series(__name__="x")))"#)
         );
         assert_eq!(
+            described("a / ignoring (d) b < 0.1").as_deref(),
+            Some(r#"map(join(per-series(__name__="a"), per-series(__name__="b")))"#)
+        );
+        assert_eq!(
             described("quantile_over_time(0.9, x[5m] offset 1m)").as_deref(),
             Some(r#"per-series(__name__="x")"#)
         );
@@ -327,7 +380,8 @@ mod tests {
     #[test]
     fn other_shapes_are_evaluated_whole() {
         for q in [
-            "x / y",
+            "x / on (a) group_left y",
+            "x and y",
             "x @ 100",
             "absent(x)",
             "topk(3, x)",

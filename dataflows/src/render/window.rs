@@ -10,7 +10,9 @@
 //! union of what they read. Samples are retired once no rule can read them any more:
 //! below the earliest next evaluation time minus the window's reach, and for plain
 //! instant selectors below the newest sample at or before the next evaluation (one
-//! sample per idle series instead of a lookback delta of them). Implements the
+//! sample per idle series instead of a lookback delta of them). Series are found by
+//! [`LabelsKey`] (labels with their hash, so incremental rules look a series up
+//! without comparing label sets) and listed in label order. Implements the
 //! reference evaluator's [`SeriesSource`], so a plan evaluates over exactly the
 //! retained samples.
 
@@ -21,6 +23,7 @@ use crate::render::rule::RuleId;
 use crate::sample::Sample;
 use crate::selector::{MatchKind, Selector};
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 /// What one rule reads through one selector.
@@ -33,6 +36,77 @@ pub struct Reach {
     /// The relative reads need only the newest sample at or before the window's end.
     pub latest_only: bool,
 }
+
+/// A label set with its [`Labels::hash`], computed once: as a map key it hashes eight
+/// bytes, and an equal key is usually the same `Arc` (no label compare). Ordered by
+/// labels (the reference's series order).
+#[derive(Clone, Debug)]
+pub struct LabelsKey {
+    /// [`Labels::hash`] of `labels`.
+    pub hash: u64,
+    /// The labels.
+    pub labels: Arc<Labels>,
+}
+
+impl LabelsKey {
+    /// The key of `labels` (hashes them).
+    pub fn new(labels: Arc<Labels>) -> LabelsKey {
+        LabelsKey {
+            hash: Labels::hash(&labels),
+            labels,
+        }
+    }
+}
+
+impl PartialEq for LabelsKey {
+    fn eq(&self, other: &LabelsKey) -> bool {
+        self.hash == other.hash
+            && (Arc::ptr_eq(&self.labels, &other.labels) || self.labels == other.labels)
+    }
+}
+
+impl Eq for LabelsKey {}
+
+impl Hash for LabelsKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for LabelsKey {
+    fn partial_cmp(&self, other: &LabelsKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LabelsKey {
+    fn cmp(&self, other: &LabelsKey) -> std::cmp::Ordering {
+        self.labels.cmp(&other.labels)
+    }
+}
+
+/// Hashes an already hashed key (a `u64`) to itself.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map by [`LabelsKey`] (or by a `u64` hash).
+pub type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
 /// One series' retained samples, sorted by timestamp, one per timestamp.
 #[derive(Default)]
@@ -63,10 +137,50 @@ pub fn within(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
     &points[lo..hi.max(lo)]
 }
 
-struct Window {
+/// The retained samples of one selector, by series.
+pub struct Window {
     selector: Selector,
-    series: BTreeMap<Arc<Labels>, Points>,
+    /// Each series' samples.
+    series: KeyMap<LabelsKey, Points>,
+    /// The series in label order, with their hashes.
+    order: BTreeMap<Arc<Labels>, u64>,
     users: BTreeMap<RuleId, Reach>,
+}
+
+impl Window {
+    /// The retained samples of one series (sorted; empty if none).
+    pub fn points(&self, key: &LabelsKey) -> &[(i64, f64)] {
+        self.series.get(key).map_or(&[], |p| p.0.as_slice())
+    }
+
+    /// The samples of series `labels`, created empty if new; its key.
+    fn entry(&mut self, labels: &Arc<Labels>) -> (&mut Points, u64) {
+        let key = match self.order.get(&**labels) {
+            Some(&hash) => LabelsKey {
+                hash,
+                labels: labels.clone(),
+            },
+            None => {
+                let key = LabelsKey::new(labels.clone());
+                self.order.insert(labels.clone(), key.hash);
+                key
+            }
+        };
+        let hash = key.hash;
+        (self.series.entry(key).or_default(), hash)
+    }
+
+    /// Every series with its key and samples, in label order.
+    fn in_order(&self) -> impl Iterator<Item = (LabelsKey, &Points)> {
+        self.order.iter().filter_map(|(labels, &hash)| {
+            let key = LabelsKey {
+                hash,
+                labels: labels.clone(),
+            };
+            let points = self.series.get(&key)?;
+            Some((key, points))
+        })
+    }
 }
 
 /// The windows of one worker.
@@ -102,7 +216,8 @@ impl WindowStore {
                 key.to_string(),
                 Window {
                     selector: selector.clone(),
-                    series: BTreeMap::new(),
+                    series: KeyMap::default(),
+                    order: BTreeMap::new(),
                     users: BTreeMap::new(),
                 },
             );
@@ -135,7 +250,7 @@ impl WindowStore {
     /// Adds seed points to the window `key` (idempotent per timestamp).
     pub fn seed(&mut self, key: &str, labels: Arc<Labels>, points: &[(i64, f64)]) {
         if let Some(w) = self.windows.get_mut(key) {
-            let series = w.series.entry(labels).or_default();
+            let (series, _) = w.entry(&labels);
             for &(ts, v) in points {
                 series.insert(ts, v);
             }
@@ -150,25 +265,23 @@ impl WindowStore {
             .flat_map(|w| w.users.keys().copied())
     }
 
-    /// Every series window `key` holds, with all its retained samples (sorted).
-    pub fn series(&self, key: &str) -> impl Iterator<Item = (&Arc<Labels>, &[(i64, f64)])> {
+    /// Every series window `key` holds, in label order, with all its retained samples
+    /// (sorted).
+    pub fn series(&self, key: &str) -> impl Iterator<Item = (LabelsKey, &[(i64, f64)])> {
         self.windows
             .get(key)
             .into_iter()
-            .flat_map(|w| w.series.iter().map(|(l, p)| (l, p.0.as_slice())))
+            .flat_map(|w| w.in_order().map(|(k, p)| (k, p.0.as_slice())))
     }
 
-    /// The retained samples of one series of window `key` (sorted; empty if none).
-    pub fn points(&self, key: &str, labels: &Labels) -> &[(i64, f64)] {
-        self.windows
-            .get(key)
-            .and_then(|w| w.series.get(labels))
-            .map_or(&[], |p| p.0.as_slice())
+    /// The window of selector key `key`, if some rule reads it.
+    pub fn window(&self, key: &str) -> Option<&Window> {
+        self.windows.get(key)
     }
 
     /// Adds a sample to every window whose selector matches it; calls `matched` with
-    /// each such window's readers and the window's key.
-    pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach, &str)) {
+    /// each such window's readers, the window's key and the series' [`Labels::hash`].
+    pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach, &str, u64)) {
         let named = self.by_name.get(sample.labels.metric_name());
         for key in named.into_iter().flatten().chain(self.other.iter()) {
             let Some(w) = self.windows.get_mut(key) else {
@@ -177,12 +290,10 @@ impl WindowStore {
             if !w.selector.matches(&sample.labels) {
                 continue;
             }
-            w.series
-                .entry(sample.labels.clone())
-                .or_default()
-                .insert(sample.timestamp_ms, sample.value);
+            let (points, hash) = w.entry(&sample.labels);
+            points.insert(sample.timestamp_ms, sample.value);
             for (rule, reach) in &w.users {
-                matched(*rule, *reach, key);
+                matched(*rule, *reach, key, hash);
             }
         }
     }
@@ -231,6 +342,15 @@ impl WindowStore {
                 }
                 !points.0.is_empty()
             });
+            if w.order.len() != w.series.len() {
+                let series = &w.series;
+                w.order.retain(|labels, &mut hash| {
+                    series.contains_key(&LabelsKey {
+                        hash,
+                        labels: labels.clone(),
+                    })
+                });
+            }
         }
     }
 
@@ -256,9 +376,8 @@ impl SeriesSource for WindowStore {
         let Some(w) = self.windows.get(&selector_key(matchers)) else {
             return Vec::new();
         };
-        w.series
-            .iter()
-            .map(|(labels, points)| (labels.clone(), points.range(start_ms, end_ms).to_vec()))
+        w.in_order()
+            .map(|(key, points)| (key.labels, points.range(start_ms, end_ms).to_vec()))
             .filter(|(_, points)| !points.is_empty())
             .collect()
     }

@@ -109,39 +109,7 @@ pub fn eval(
     let mut out = Vec::new();
     for key in order {
         let elems = &groups[&key];
-        let values: Vec<f64> = elems.iter().map(|e| e.value).collect();
         let value = match op {
-            AggOp::Sum => math::sum(values.iter().copied()),
-            AggOp::Avg => math::mean(&values),
-            AggOp::Count => values.len() as f64,
-            AggOp::Group => 1.0,
-            AggOp::Min => {
-                values.iter().copied().fold(
-                    f64::NAN,
-                    |m, v| {
-                        if v < m || m.is_nan() {
-                            v
-                        } else {
-                            m
-                        }
-                    },
-                )
-            }
-            AggOp::Max => {
-                values.iter().copied().fold(
-                    f64::NAN,
-                    |m, v| {
-                        if v > m || m.is_nan() {
-                            v
-                        } else {
-                            m
-                        }
-                    },
-                )
-            }
-            AggOp::Stddev => math::variance(&values).sqrt(),
-            AggOp::Stdvar => math::variance(&values),
-            AggOp::Quantile => math::quantile(scalar_param, &mut values.clone()),
             AggOp::Topk | AggOp::Bottomk => {
                 out.extend(top_k(elems, scalar_param, op == AggOp::Topk));
                 continue;
@@ -153,7 +121,13 @@ pub fn eval(
                 }
                 continue;
             }
-            AggOp::CountValues | AggOp::LimitRatio => continue,
+            _ => {
+                let values: Vec<f64> = elems.iter().map(|e| e.value).collect();
+                match reduce(op, &values, scalar_param) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            }
         };
         // With `by (__name__)` the name survives; it is still dropped at the end if
         // any input of the group had it pending removal.
@@ -164,6 +138,26 @@ pub fn eval(
         });
     }
     Ok(Value::Vector(out))
+}
+
+/// The value of a one-element-per-group aggregation (`sum avg count group min max
+/// stddev stdvar quantile`) over a group's values in input order; `param` is φ of
+/// `quantile`. `None` for the other operators.
+pub fn reduce(op: AggOp, values: &[f64], param: f64) -> Option<f64> {
+    Some(match op {
+        AggOp::Sum => math::sum(values.iter().copied()),
+        AggOp::Avg => math::mean(values.iter().copied()),
+        AggOp::Count => values.len() as f64,
+        AggOp::Group => 1.0,
+        AggOp::Min => math::min(values.iter().copied()),
+        AggOp::Max => math::max(values.iter().copied()),
+        AggOp::Stddev => math::variance(values.iter().copied()).sqrt(),
+        AggOp::Stdvar => math::variance(values.iter().copied()),
+        AggOp::Quantile => math::quantile(param, &mut values.to_vec()),
+        AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::CountValues | AggOp::LimitRatio => {
+            return None
+        }
+    })
 }
 
 /// The `k` largest (or smallest) elements, best first; NaN counts as the worst.

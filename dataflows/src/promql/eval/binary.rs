@@ -79,34 +79,44 @@ fn elem(op: BinOp, l: f64, r: f64) -> (f64, bool) {
 }
 
 fn vector_scalar(op: BinOp, v: Vec<Element>, s: f64, swap: bool, return_bool: bool) -> Value {
-    let drop = !op.is_comparison() || return_bool;
     Value::Vector(
         v.into_iter()
-            .filter_map(|e| {
-                let (l, r) = if swap { (s, e.value) } else { (e.value, s) };
-                let (mut value, keep) = elem(op, l, r);
-                if op.is_comparison() && swap {
-                    value = e.value;
-                }
-                if return_bool {
-                    value = f64::from(u8::from(keep));
-                } else if !keep {
-                    return None;
-                }
-                let labels = if drop { drop_name(&e.labels) } else { e.labels };
-                Some(Element {
-                    labels,
-                    value,
-                    drop_name: e.drop_name,
-                })
-            })
+            .filter_map(|e| scalar_element(op, e, s, swap, return_bool))
             .collect(),
     )
 }
 
+/// `e op s` (`s op e` when `swap`) for one element of a vector/scalar operation;
+/// `None` when a comparison without `bool` filters it out.
+pub fn scalar_element(
+    op: BinOp,
+    e: Element,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Option<Element> {
+    let (l, r) = if swap { (s, e.value) } else { (e.value, s) };
+    let (mut value, keep) = elem(op, l, r);
+    if op.is_comparison() && swap {
+        value = e.value;
+    }
+    if return_bool {
+        value = f64::from(u8::from(keep));
+    } else if !keep {
+        return None;
+    }
+    let drop = !op.is_comparison() || return_bool;
+    let labels = if drop { drop_name(&e.labels) } else { e.labels };
+    Some(Element {
+        labels,
+        value,
+        drop_name: e.drop_name,
+    })
+}
+
 /// The matching signature of `labels`. Set operators also ignore the `__type__` and
 /// `__unit__` metadata labels; arithmetic and comparisons match on them.
-fn signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
+pub fn signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
     signature_with(labels, m, false)
 }
 
@@ -256,22 +266,44 @@ fn vector_vector(
             ));
         }
         seen.insert(labels.clone());
-        let (mut value, keep) = elem(op, vl, vr);
-        if return_bool {
-            value = f64::from(u8::from(keep));
-        } else if !keep {
-            continue;
-        }
-        out.push(Element {
+        out.extend(matched_element(
+            op,
+            (vl, vr),
             labels,
-            value,
-            drop_name: e.drop_name,
-        });
+            e.drop_name,
+            return_bool,
+        ));
     }
     Ok(out)
 }
 
-fn result_labels(
+/// The element of one matched pair of a vector/vector arithmetic or comparison:
+/// `values` are (left, right), `labels` its [`result_labels`], `drop_name` the "many"
+/// side's; `None` when a comparison without `bool` filters it out.
+pub fn matched_element(
+    op: BinOp,
+    (vl, vr): (f64, f64),
+    labels: Arc<Labels>,
+    drop_name: bool,
+    return_bool: bool,
+) -> Option<Element> {
+    let (mut value, keep) = elem(op, vl, vr);
+    if return_bool {
+        value = f64::from(u8::from(keep));
+    } else if !keep {
+        return None;
+    }
+    Some(Element {
+        labels,
+        value,
+        drop_name,
+    })
+}
+
+/// The labels of a matched pair's result: the "many" side's, less the name for
+/// arithmetic and `bool`, less (one-to-one) the labels `on`/`ignoring` exclude, plus
+/// the `include`d labels of the "one" side.
+pub fn result_labels(
     many: &Arc<Labels>,
     one: &Labels,
     op: BinOp,

@@ -215,32 +215,65 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
             possible_non_counter(ev, &s.labels);
         }
     }
+    let params = RangeParams { param, sf, tf };
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
-        let p = &s.points;
-        let value = match func {
-            "rate" => rate::increase_family(p, &arg, true, true),
-            "increase" => rate::increase_family(p, &arg, true, false),
-            "delta" => rate::increase_family(p, &arg, false, false),
-            "irate" => rate::instant_delta(p, true),
-            "idelta" => rate::instant_delta(p, false),
-            "deriv" => rate::deriv(p),
-            "predict_linear" => rate::predict_linear(p, t, param),
-            "resets" => Some(rate::resets(p)),
-            "changes" => Some(rate::changes(p)),
-            "double_exponential_smoothing" => over_time::double_exponential_smoothing(p, sf, tf)?,
-            f if over_time::is_over_time(f) => over_time::apply(f, p, param),
-            other => return Err(EvalError(format!("not supported: function {other}"))),
-        };
-        if let Some(value) = value {
-            out.push(if func == "last_over_time" || func == "first_over_time" {
-                Element::new(s.labels.clone(), value)
-            } else {
-                Element::name_dropped(s.labels.clone(), value)
-            });
+        if let Some(value) = range_kernel(func, &s.points, &arg, t, params)? {
+            out.push(range_element(func, s.labels.clone(), value));
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// The scalar arguments of a range function: φ of `quantile_over_time`, the seconds
+/// of `predict_linear` (both `param`), the factors of `double_exponential_smoothing`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RangeParams {
+    /// φ or seconds.
+    pub param: f64,
+    /// Smoothing factor.
+    pub sf: f64,
+    /// Trend factor.
+    pub tf: f64,
+}
+
+/// The value of range function `func` for one series whose window holds `points`
+/// (non-empty, as [`range_arg`] gives them; `arg` says which window), at `t`; `None`:
+/// no element for the series.
+pub fn range_kernel(
+    func: &str,
+    points: &[(i64, f64)],
+    arg: &RangeArg,
+    t: i64,
+    params: RangeParams,
+) -> EvalResult<Option<f64>> {
+    let p = points;
+    Ok(match func {
+        "rate" => rate::increase_family(p, arg, true, true),
+        "increase" => rate::increase_family(p, arg, true, false),
+        "delta" => rate::increase_family(p, arg, false, false),
+        "irate" => rate::instant_delta(p, true),
+        "idelta" => rate::instant_delta(p, false),
+        "deriv" => rate::deriv(p),
+        "predict_linear" => rate::predict_linear(p, t, params.param),
+        "resets" => Some(rate::resets(p)),
+        "changes" => Some(rate::changes(p)),
+        "double_exponential_smoothing" => {
+            over_time::double_exponential_smoothing(p, params.sf, params.tf)?
+        }
+        f if over_time::is_over_time(f) => over_time::apply(f, p, params.param),
+        other => return Err(EvalError(format!("not supported: function {other}"))),
+    })
+}
+
+/// The element of range function `func` for series `labels`: the name is dropped
+/// (delayed) except by `last_over_time` and `first_over_time`.
+pub fn range_element(func: &str, labels: Arc<Labels>, value: f64) -> Element {
+    if func == "last_over_time" || func == "first_over_time" {
+        Element::new(labels, value)
+    } else {
+        Element::name_dropped(labels, value)
+    }
 }
 
 /// Prometheus's info for `rate`/`increase` over a series whose name does not say it

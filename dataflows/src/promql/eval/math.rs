@@ -31,11 +31,11 @@ pub fn sum(values: impl IntoIterator<Item = f64>) -> f64 {
 
 /// Mean as Prometheus computes it: compensated sum, switching to an incremental mean
 /// when the sum overflows.
-pub fn mean(values: &[f64]) -> f64 {
+pub fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
     let (mut s, mut c, mut m) = (0.0, 0.0, 0.0);
     let mut incremental = false;
     let mut count = 0.0;
-    for &v in values {
+    for v in values {
         count += 1.0;
         if !incremental {
             let (ns, nc) = kahan_inc(v, s, c);
@@ -66,15 +66,29 @@ pub fn mean(values: &[f64]) -> f64 {
 }
 
 /// Population variance (Welford with compensation).
-pub fn variance(values: &[f64]) -> f64 {
+pub fn variance(values: impl IntoIterator<Item = f64>) -> f64 {
     let (mut count, mut m, mut cm, mut aux, mut caux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for &v in values {
+    for v in values {
         count += 1.0;
         let delta = v - (m + cm);
         (m, cm) = kahan_inc(delta / count, m, cm);
         (aux, caux) = kahan_inc(delta * (v - (m + cm)), aux, caux);
     }
     (aux + caux) / count
+}
+
+/// The smallest value; NaN only when all are NaN (or there are none).
+pub fn min(values: impl IntoIterator<Item = f64>) -> f64 {
+    values
+        .into_iter()
+        .fold(f64::NAN, |m, v| if v < m || m.is_nan() { v } else { m })
+}
+
+/// The largest value; NaN only when all are NaN (or there are none).
+pub fn max(values: impl IntoIterator<Item = f64>) -> f64 {
+    values
+        .into_iter()
+        .fold(f64::NAN, |m, v| if v > m || m.is_nan() { v } else { m })
 }
 
 /// The φ-quantile with linear interpolation, as Prometheus's `quantile`.
@@ -166,6 +180,6 @@ mod tests {
 
     #[test]
     fn mean_survives_overflow() {
-        assert_eq!(mean(&[f64::MAX, f64::MAX]), f64::MAX);
+        assert_eq!(mean([f64::MAX, f64::MAX]), f64::MAX);
     }
 }

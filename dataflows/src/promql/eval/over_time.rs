@@ -15,30 +15,18 @@ use super::EvalError;
 /// Applies the named `*_over_time` aggregation to one series' window; `None` means
 /// "no output for this series". `param` is φ for `quantile_over_time`.
 pub fn apply(name: &str, points: &[(i64, f64)], param: f64) -> Option<f64> {
-    let values: Vec<f64> = points.iter().map(|p| p.1).collect();
-    if values.is_empty() {
-        return None;
-    }
+    let (&(first_ts, first), &(last_ts, last)) = (points.first()?, points.last()?);
+    let values = || points.iter().map(|p| p.1);
     Some(match name {
-        "avg_over_time" => math::mean(&values),
-        "sum_over_time" => math::sum(values.iter().copied()),
-        "count_over_time" => values.len() as f64,
-        "min_over_time" => {
-            values
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, v| if v < m || m.is_nan() { v } else { m })
-        }
-        "max_over_time" => {
-            values
-                .iter()
-                .copied()
-                .fold(f64::NAN, |m, v| if v > m || m.is_nan() { v } else { m })
-        }
-        "last_over_time" => values[values.len() - 1],
-        "first_over_time" => values[0],
-        "ts_of_first_over_time" => points[0].0 as f64 / 1000.0,
-        "ts_of_last_over_time" => points[points.len() - 1].0 as f64 / 1000.0,
+        "avg_over_time" => math::mean(values()),
+        "sum_over_time" => math::sum(values()),
+        "count_over_time" => points.len() as f64,
+        "min_over_time" => math::min(values()),
+        "max_over_time" => math::max(values()),
+        "last_over_time" => last,
+        "first_over_time" => first,
+        "ts_of_first_over_time" => first_ts as f64 / 1000.0,
+        "ts_of_last_over_time" => last_ts as f64 / 1000.0,
         "ts_of_min_over_time" | "ts_of_max_over_time" => {
             let max = name == "ts_of_max_over_time";
             let mut best = points[0];
@@ -50,14 +38,13 @@ pub fn apply(name: &str, points: &[(i64, f64)], param: f64) -> Option<f64> {
             best.0 as f64 / 1000.0
         }
         "present_over_time" => 1.0,
-        "stddev_over_time" => math::variance(&values).sqrt(),
-        "stdvar_over_time" => math::variance(&values),
-        "quantile_over_time" => math::quantile(param, &mut values.clone()),
-        "mad_over_time" if values.iter().any(|v| v.is_nan()) => f64::NAN,
+        "stddev_over_time" => math::variance(values()).sqrt(),
+        "stdvar_over_time" => math::variance(values()),
+        "quantile_over_time" => math::quantile(param, &mut values().collect::<Vec<f64>>()),
+        "mad_over_time" if values().any(|v| v.is_nan()) => f64::NAN,
         "mad_over_time" => {
-            let mut v = values.clone();
-            let median = math::quantile(0.5, &mut v);
-            let mut dev: Vec<f64> = values.iter().map(|x| (x - median).abs()).collect();
+            let median = math::quantile(0.5, &mut values().collect::<Vec<f64>>());
+            let mut dev: Vec<f64> = values().map(|x| (x - median).abs()).collect();
             math::quantile(0.5, &mut dev)
         }
         _ => return None,

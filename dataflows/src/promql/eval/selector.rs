@@ -16,6 +16,7 @@ use super::{Element, EvalError, EvalResult, Evaluator, Series, Value};
 use crate::labels::Labels;
 use crate::promql::plan::{At, Plan, SelectorModifier, VectorSel};
 use crate::sample::is_stale_marker;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -42,14 +43,39 @@ pub fn instant_with_ts(
         .select(&sel.selector, eff - ev.lookback_ms + 1, eff)
         .into_iter()
         .filter_map(|(labels, points)| {
-            let &(ts, v) = points.iter().rev().find(|(ts, _)| *ts <= eff)?;
-            if is_stale_marker(v) || ts <= eff - ev.lookback_ms {
-                None
-            } else {
-                Some((labels, ts, v))
-            }
+            let (ts, v) = latest_in_lookback(&points, eff, ev.lookback_ms)?;
+            Some((labels, ts, v))
         })
         .collect()
+}
+
+/// What an instant selector reads from one series at `eff` (the evaluation time
+/// after `offset`/`@`): its newest sample in `(eff - lookback_ms, eff]` of the
+/// time-sorted `points`, unless that sample is a stale marker.
+pub fn latest_in_lookback(points: &[(i64, f64)], eff: i64, lookback_ms: i64) -> Option<(i64, f64)> {
+    let end = points.partition_point(|p| p.0 <= eff);
+    let &(ts, v) = points[..end].last()?;
+    (!is_stale_marker(v) && ts > eff - lookback_ms).then_some((ts, v))
+}
+
+/// What a range selector without modifier reads from one series: the samples of the
+/// time-sorted `points` in `(lo, hi]`, stale markers left out (borrowed unless there
+/// is one to leave out).
+pub fn range_window(points: &[(i64, f64)], lo: i64, hi: i64) -> Cow<'_, [(i64, f64)]> {
+    let start = points.partition_point(|p| p.0 <= lo);
+    let end = points.partition_point(|p| p.0 <= hi).max(start);
+    let window = &points[start..end];
+    if window.iter().any(|p| is_stale_marker(p.1)) {
+        Cow::Owned(
+            window
+                .iter()
+                .copied()
+                .filter(|p| !is_stale_marker(p.1))
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(window)
+    }
 }
 
 /// An instant selector evaluated at `t`.
@@ -232,10 +258,7 @@ pub fn range_arg(ev: &Evaluator<'_>, plan: &Plan, t: i64) -> EvalResult<RangeArg
                 .select(&sel.selector, lo + 1, hi)
                 .into_iter()
                 .filter_map(|(labels, points)| {
-                    let points: Vec<(i64, f64)> = points
-                        .into_iter()
-                        .filter(|(ts, v)| *ts > lo && *ts <= hi && !is_stale_marker(*v))
-                        .collect();
+                    let points = range_window(&points, lo, hi).into_owned();
                     (!points.is_empty()).then_some(Series { labels, points })
                 })
                 .collect();
