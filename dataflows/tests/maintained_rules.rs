@@ -98,6 +98,28 @@ fn wait_for_frontier(engine: &Engine, at_least: i64) {
     }
 }
 
+/// Waits until the rule operators are idle: the probe's frontier can pass a time
+/// before the rule operator downstream of the router has run for it (it runs at the
+/// worker's next step), so the evaluation counters must also stop moving (unchanged
+/// over 5 polls 50 ms apart; at most 20 s).
+fn settle(engine: &Engine) {
+    let evaluations = || {
+        let s = engine.stats();
+        (
+            s.rule_evaluations_incremental,
+            s.rule_evaluations_whole_plan,
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut last, mut unchanged) = (evaluations(), 0);
+    while unchanged < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = evaluations();
+        unchanged = if now == last { unchanged + 1 } else { 0 };
+        last = now;
+    }
+}
+
 /// Asserts that a maintained output equals the reference at its evaluation time.
 fn assert_matches_reference(query: &str, out: &RuleOutput, store: &MemStorage, every_ms: i64) {
     let plan = parse(query).expect("parses");
@@ -198,6 +220,7 @@ fn interval_rules_match_the_reference_while_streaming() {
     });
     wait_for_frontier(&engine, until + 1);
     let retained = engine.stats().rule_samples_retained;
+    settle(&engine);
     engine.shutdown();
     for (r, rule) in rules.iter().enumerate() {
         for out in rule.output.try_iter() {
@@ -270,6 +293,7 @@ fn registered_after_data_flowed_with_a_seed_is_exact_from_the_start() {
         .expect("registers");
     stream(&engine, &after, |_| {});
     wait_for_frontier(&engine, 1_800_001);
+    settle(&engine);
     engine.shutdown();
     let outs: Vec<RuleOutput> = rule.output.try_iter().collect();
     assert_eq!(outs.first().map(|o| o.eval_ms), Some(900_000));
@@ -351,6 +375,7 @@ fn instant_selectors_retain_about_one_sample_per_series() {
     engine.advance_watermark(3_610_000);
     wait_for_frontier(&engine, 3_610_000);
     let retained = engine.stats().rule_samples_retained;
+    settle(&engine);
     engine.shutdown();
     // 4 series at 15s, a 5m lookback: 20 samples each if the lookback were kept.
     assert!(retained > 0 && retained <= 4 * 3, "retained {retained}");
@@ -438,6 +463,7 @@ fn only_changed_series_and_groups_are_recomputed() {
     assert_eq!(recomputations(&engine) - before, 97 + 10 + 3 + 2);
 
     // After shutdown: the frontier can pass before the rule operator has run.
+    settle(&engine);
     engine.shutdown();
     let stats = engine.stats();
     assert_eq!(stats.rule_evaluations_whole_plan, 0);
@@ -505,6 +531,7 @@ fn one_to_one_matches_recompute_only_changed_pairs() {
     for out in [&out1, &out2] {
         assert_matches_reference(query, out, &store, 1_000);
     }
+    settle(&engine);
     engine.shutdown();
     let stats = engine.stats();
     assert_eq!(stats.rule_evaluations_whole_plan, 0);
@@ -626,6 +653,7 @@ fn incremental_equals_whole_plan_on_random_streams() {
         engine.advance_watermark(until + 20_000);
         wait_for_frontier(&engine, until + 20_000);
         // After shutdown: the frontier can pass before the rule operator has run.
+        settle(&engine);
         engine.shutdown();
         let stats = engine.stats();
         for (query, incremental, whole) in &pairs {
@@ -706,6 +734,7 @@ fn rules_reading_one_selector_share_its_window_whatever_their_first_selector() {
         wait_for_frontier(&engine, front);
     }
     let retained = engine.stats().rule_samples_retained;
+    settle(&engine);
     engine.shutdown();
     // One copy of each of the 11 series, not 10 more for the second rule's `b`.
     assert_eq!(retained, 11);
