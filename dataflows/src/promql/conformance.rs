@@ -321,3 +321,60 @@ fn assemble_range(outputs: Vec<(i64, Result<Value, EvalError>)>) -> Result<Value
             .collect(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `limit_ratio` on float series, with expectations that follow from its
+    /// definition as in Prometheus's limit.test (whose evals all load native
+    /// histograms and are skipped): ratio 1 or -1 keeps all, 0 none, and `r` and
+    /// `-(1 - r)` are complements. Both modes.
+    #[test]
+    fn limit_ratio_picks_complementary_subsets() {
+        let script = r#"
+load 5m
+    http_requests{job="api", instance="0", group="production"} 0+10x10
+    http_requests{job="api", instance="1", group="production"} 0+20x10
+    http_requests{job="api", instance="0", group="canary"} 0+30x10
+    http_requests{job="api", instance="1", group="canary"} 0+40x10
+    http_requests{job="api", instance="2", group="canary"} 0+50x10
+    http_requests{job="api", instance="3", group="canary"} 0+60x10
+
+eval range from 0 to 50m step 5m count(limit_ratio(0.0, http_requests))
+
+eval range from 0 to 50m step 5m count(limit_ratio(1.0, http_requests) and http_requests)
+    {} 6+0x10
+
+eval range from 0 to 50m step 5m count(limit_ratio(-1.0, http_requests) and http_requests)
+    {} 6+0x10
+
+eval range from 0 to 50m step 5m count(limit_ratio(1.1, http_requests) and http_requests)
+    expect warn msg: PromQL warning: ratio value should be between -1 and 1, got 1.1, capping to 1
+    {} 6+0x10
+
+eval range from 0 to 50m step 5m count(limit_ratio(0.2, http_requests) or limit_ratio(-0.8, http_requests))
+    {} 6+0x10
+
+eval range from 0 to 50m step 5m count(limit_ratio(0.2, http_requests) and limit_ratio(-0.8, http_requests))
+
+eval range from 0 to 50m step 5m count(limit_ratio(time() % 17/17, http_requests) or limit_ratio( - (1.0 - (time() % 17/17)), http_requests))
+    {} 6+0x10
+
+eval range from 0 to 50m step 5m count(limit_ratio(time() % 17/17, http_requests) and limit_ratio( - (1.0 - (time() % 17/17)), http_requests))
+"#;
+        let report = run_script(script, &HashSet::new()).expect("runs");
+        for (mode, counts) in [
+            ("ad hoc", report.adhoc()),
+            ("maintained", report.maintained()),
+        ] {
+            assert_eq!(
+                (counts.pass, counts.fail),
+                (8, 0),
+                "{mode}: {:#?}",
+                report.outcomes
+            );
+        }
+        assert_eq!(report.annotations(), (1, 1), "the capping warning");
+    }
+}

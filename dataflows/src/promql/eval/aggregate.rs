@@ -1,5 +1,5 @@
 //! Aggregations: `sum avg min max count group stddev stdvar topk bottomk quantile
-//! count_values` with `by`/`without`.
+//! count_values limitk limit_ratio` with `by`/`without`.
 //!
 //! ```promql
 //! sum by (job) (x)          # one element per distinct job, labels {job}
@@ -7,8 +7,11 @@
 //! count_values("v", x)      # one element per distinct value, labels {v="<value>"}
 //! ```
 //!
-//! Mirrors `aggregation` in Prometheus's engine.go. `limit_ratio` is not supported
-//! yet (it needs Prometheus's series hash).
+//! Mirrors `aggregation` in Prometheus's engine.go. `limit_ratio(r, x)` keeps the
+//! elements whose Prometheus series hash, as a fraction of `u64::MAX`, is below `r`
+//! (or, for a negative `r`, at least `1 + r`), so `limit_ratio(r, x)` and
+//! `limit_ratio(-(1 - r), x)` are complements and the same series are picked as by
+//! Prometheus.
 
 use super::{math, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::labels::Labels;
@@ -98,11 +101,11 @@ pub fn eval(
             .into(),
         ));
     }
-    if op == AggOp::LimitRatio {
-        // Needs Prometheus's series hash (xxhash64 of its label encoding) to pick the
-        // same series.
-        return Err(EvalError("not supported: limit_ratio".into()));
-    }
+    let ratio = if op == AggOp::LimitRatio {
+        capped_ratio(ev, scalar_param)
+    } else {
+        0.0
+    };
     for e in input {
         add(group_labels(&e.labels, grouping), e);
     }
@@ -112,6 +115,15 @@ pub fn eval(
         let value = match op {
             AggOp::Topk | AggOp::Bottomk => {
                 out.extend(top_k(elems, scalar_param, op == AggOp::Topk));
+                continue;
+            }
+            AggOp::LimitRatio => {
+                out.extend(
+                    elems
+                        .iter()
+                        .filter(|e| ratio_sampled(&e.labels, ratio))
+                        .cloned(),
+                );
                 continue;
             }
             AggOp::Limitk => {
@@ -176,6 +188,27 @@ fn top_k(elems: &[Element], k: f64, largest: bool) -> Vec<Element> {
     });
     sorted.truncate(k);
     sorted
+}
+
+/// `limit_ratio`'s ratio, capped to [-1, 1] with Prometheus's warning.
+fn capped_ratio(ev: &Evaluator<'_>, ratio: f64) -> f64 {
+    if (-1.0..=1.0).contains(&ratio) {
+        return ratio;
+    }
+    let capped = ratio.clamp(-1.0, 1.0);
+    ev.warn(format!(
+        "ratio value should be between -1 and 1, got {}, capping to {}",
+        format_value(ratio),
+        format_value(capped)
+    ));
+    capped
+}
+
+/// Whether `limit_ratio(ratio, …)` keeps the series `labels` (Prometheus's
+/// `HashRatioSampler`).
+fn ratio_sampled(labels: &Labels, ratio: f64) -> bool {
+    let offset = labels.prometheus_hash() as f64 / u64::MAX as f64;
+    (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
