@@ -416,11 +416,14 @@ struct PerSeriesNode {
 
 impl PerSeriesNode {
     fn schedule(&mut self, key: &Key, at: i64) {
-        let wake = self.wake.entry(key.clone()).or_insert(i64::MAX);
-        if at < *wake {
-            *wake = at;
-            self.agenda.entry(at).or_default().push(key.clone());
+        match self.wake.get_mut(key) {
+            Some(wake) if at >= *wake => return,
+            Some(wake) => *wake = at,
+            None => {
+                self.wake.insert(key.clone(), at);
+            }
         }
+        self.agenda.entry(at).or_default().push(key.clone());
     }
 
     fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
@@ -438,9 +441,12 @@ impl PerSeriesNode {
                     break;
                 }
                 for key in entry.remove() {
-                    if self.wake.get(&key).is_some_and(|w| *w <= t) {
-                        self.wake.remove(&key);
-                        due.push(key);
+                    if let Some(wake) = self.wake.get_mut(&key) {
+                        if *wake <= t {
+                            // Rescheduled (or removed) below.
+                            *wake = i64::MAX;
+                            due.push(key);
+                        }
                     }
                 }
             }
@@ -466,6 +472,8 @@ impl PerSeriesNode {
             let next = self.next_change(points, t);
             if next != i64::MAX {
                 self.schedule(&key, next);
+            } else {
+                self.wake.remove(&key);
             }
             if self.out.set(&key, element) {
                 changed.push(key);
@@ -707,6 +715,9 @@ struct JoinNode {
     return_bool: bool,
     /// Left and right.
     sides: [JoinSide; 2],
+    /// Per match group: the left labels its result labels were computed from, and
+    /// those (one-to-one, they depend on the left labels only).
+    result_labels: KeyMap<(Arc<Labels>, Arc<Labels>)>,
     out: Outputs,
 }
 
@@ -741,14 +752,22 @@ impl JoinNode {
                         .and_then(|r| self.rhs.out().get(r)),
                 );
             let element = pair.and_then(|(l, r)| {
-                let labels = result_labels(
-                    &l.labels,
-                    &r.labels,
-                    self.op,
-                    &self.matching,
-                    &[],
-                    self.return_bool,
-                );
+                let labels = match self.result_labels.get(&sig) {
+                    Some((from, labels)) if Arc::ptr_eq(from, &l.labels) => labels.clone(),
+                    _ => {
+                        let labels = result_labels(
+                            &l.labels,
+                            &r.labels,
+                            self.op,
+                            &self.matching,
+                            &[],
+                            self.return_bool,
+                        );
+                        self.result_labels
+                            .insert(sig.clone(), (l.labels.clone(), labels.clone()));
+                        labels
+                    }
+                };
                 matched_element(
                     self.op,
                     (l.value, r.value),
@@ -757,6 +776,9 @@ impl JoinNode {
                     self.return_bool,
                 )
             });
+            if pair.is_none() {
+                self.result_labels.remove(&sig);
+            }
             if self.out.set(&sig, element) {
                 changed.push(sig);
             }
@@ -839,6 +861,7 @@ impl Node {
                 matching,
                 return_bool,
                 sides: Default::default(),
+                result_labels: KeyMap::default(),
                 out: Outputs::default(),
             }),
         }
