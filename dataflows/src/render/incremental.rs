@@ -30,7 +30,8 @@
 //! calling the reference evaluator's own per-series functions on the retained slice
 //! (no evaluator, no copy), others with the reference evaluator over a source
 //! holding that one series. A group is re-reduced with the reference's
-//! [`reduce`] over its members' values. Keys carry their labels' hash ([`LabelsKey`]), so
+//! [`reduce`] over its members' values, a join's match group re-matched with its
+//! [`result_labels`] and [`matched_element`]. Keys carry their labels' hash ([`LabelsKey`]), so
 //! the maps of series, elements and groups never rehash label sets.
 
 use crate::labels::Labels;
