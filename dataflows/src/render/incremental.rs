@@ -26,7 +26,7 @@
 //! window is not empty. These times sit in an agenda, so an evaluation touches only
 //! the series due, never the others. Each recomputation evaluates the node's sub-plan
 //! over that one series' window, O(window): common plans (an instant selector, a
-//! range function, then element-wise operations with constants) as a [`SeriesKernel`]
+//! range function, then element-wise operations with constants) as a `SeriesKernel`
 //! calling the reference evaluator's own per-series functions on the retained slice
 //! (no evaluator, no copy), others with the reference evaluator over a source
 //! holding that one series. A group is re-reduced with the reference's
