@@ -391,11 +391,9 @@ fn drain(rule: &RuleHandle) -> Vec<RuleOutput> {
     rule.output.try_iter().collect()
 }
 
-#[test]
-fn only_changed_series_and_groups_are_recomputed() {
-    let engine = engine();
-    let query = "sum by (g) (x)";
-    let rule = engine
+/// `query` registered as an interval rule evaluated every second from 1s on.
+fn every_second_from_1s(engine: &Engine, query: &str) -> RuleHandle {
+    engine
         .register(
             parse(query).expect("parses"),
             RuleSchedule::Interval {
@@ -403,7 +401,14 @@ fn only_changed_series_and_groups_are_recomputed() {
                 every_ms: 1_000,
             },
         )
-        .expect("registers");
+        .expect("registers")
+}
+
+#[test]
+fn only_changed_series_and_groups_are_recomputed() {
+    let engine = engine();
+    let query = "sum by (g) (x)";
+    let rule = every_second_from_1s(&engine, query);
     let series: Vec<Arc<Labels>> = (0..100)
         .map(|i| {
             labels(&[
@@ -487,15 +492,7 @@ fn only_changed_series_and_groups_are_recomputed() {
 fn one_to_one_matches_recompute_only_changed_pairs() {
     let engine = engine();
     let query = "a / b > 0.5";
-    let rule = engine
-        .register(
-            parse(query).expect("parses"),
-            RuleSchedule::Interval {
-                start_ms: 1_000,
-                every_ms: 1_000,
-            },
-        )
-        .expect("registers");
+    let rule = every_second_from_1s(&engine, query);
     let series = |name: &str, i: usize| labels(&[("__name__", name), ("i", &i.to_string())]);
     let mut all = Vec::new();
     // The output at `t` is sent after its evaluation is counted: wait for it, not for

@@ -26,11 +26,12 @@
 //! window is not empty. These times sit in an agenda, so an evaluation touches only
 //! the series due, never the others. Each recomputation evaluates the node's sub-plan
 //! over that one series' window, O(window): common plans (an instant selector, a
-//! range function, then element-wise operations with constants) as a [`SeriesKernel`]
+//! range function, then element-wise operations with constants) as a `SeriesKernel`
 //! calling the reference evaluator's own per-series functions on the retained slice
 //! (no evaluator, no copy), others with the reference evaluator over a source
 //! holding that one series. A group is re-reduced with the reference's
-//! [`reduce`] over its members' values. Keys carry their labels' hash ([`LabelsKey`]), so
+//! [`reduce`] over its members' values, a join's match group re-matched with its
+//! [`result_labels`] and [`matched_element`]. Keys carry their labels' hash ([`LabelsKey`]), so
 //! the maps of series, elements and groups never rehash label sets.
 
 use crate::labels::Labels;
@@ -416,11 +417,14 @@ struct PerSeriesNode {
 
 impl PerSeriesNode {
     fn schedule(&mut self, key: &Key, at: i64) {
-        let wake = self.wake.entry(key.clone()).or_insert(i64::MAX);
-        if at < *wake {
-            *wake = at;
-            self.agenda.entry(at).or_default().push(key.clone());
+        match self.wake.get_mut(key) {
+            Some(wake) if at >= *wake => return,
+            Some(wake) => *wake = at,
+            None => {
+                self.wake.insert(key.clone(), at);
+            }
         }
+        self.agenda.entry(at).or_default().push(key.clone());
     }
 
     fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
@@ -438,9 +442,12 @@ impl PerSeriesNode {
                     break;
                 }
                 for key in entry.remove() {
-                    if self.wake.get(&key).is_some_and(|w| *w <= t) {
-                        self.wake.remove(&key);
-                        due.push(key);
+                    if let Some(wake) = self.wake.get_mut(&key) {
+                        if *wake <= t {
+                            // Rescheduled (or removed) below.
+                            *wake = i64::MAX;
+                            due.push(key);
+                        }
                     }
                 }
             }
@@ -466,6 +473,8 @@ impl PerSeriesNode {
             let next = self.next_change(points, t);
             if next != i64::MAX {
                 self.schedule(&key, next);
+            } else {
+                self.wake.remove(&key);
             }
             if self.out.set(&key, element) {
                 changed.push(key);
@@ -554,10 +563,8 @@ struct GroupNode {
     /// The constant parameter (φ of `quantile`), if it has one.
     param: Option<f64>,
     grouping: Grouping,
-    /// Input keys by group, in label order (the reference's input order).
-    members: KeyMap<BTreeSet<Key>>,
-    /// The group of each input key, and the input labels it was computed from.
-    group_of: KeyMap<(Arc<Labels>, Key)>,
+    /// Input keys by group.
+    filing: Filing,
     out: Outputs,
 }
 
@@ -566,40 +573,15 @@ impl GroupNode {
         let mut keys = self.input.update(ctx)?;
         if ctx.rebuild {
             let mut all: BTreeSet<Key> = self.input.out().elements.keys().cloned().collect();
-            all.extend(self.group_of.keys().cloned());
+            all.extend(self.filing.group_of.keys().cloned());
             keys = all.into_iter().collect();
         }
         let mut dirty = KeySet::default();
+        let grouping = &self.grouping;
         for key in keys {
             let input = self.input.out().get(&key);
-            if let (Some((labels, group)), Some(e)) = (self.group_of.get(&key), input) {
-                if Arc::ptr_eq(labels, &e.labels) {
-                    // Same labels, same group: only its value changed.
-                    dirty.insert(group.clone());
-                    continue;
-                }
-            }
-            if let Some((_, group)) = self.group_of.remove(&key) {
-                if let Some(m) = self.members.get_mut(&group) {
-                    m.remove(&key);
-                }
-                dirty.insert(group);
-            }
-            if let Some(e) = input {
-                let labels = group_labels(&e.labels, &self.grouping);
-                let group = Key::new(Arc::new(labels));
-                // One `Arc` per group.
-                let group = match self.members.get_key_value(&group) {
-                    Some((g, _)) => g.clone(),
-                    None => group,
-                };
-                self.members
-                    .entry(group.clone())
-                    .or_default()
-                    .insert(key.clone());
-                self.group_of.insert(key, (e.labels.clone(), group.clone()));
-                dirty.insert(group);
-            }
+            self.filing
+                .refile(key, input, |l| group_labels(l, grouping), &mut dirty);
         }
         let mut changed = Vec::new();
         let mut values = Vec::new();
@@ -608,18 +590,11 @@ impl GroupNode {
             let inputs = self.input.out();
             values.clear();
             let mut drop_name = false;
-            for e in self
-                .members
-                .get(&group)
-                .into_iter()
-                .flatten()
-                .filter_map(|k| inputs.get(k))
-            {
+            for e in self.filing.members(&group).filter_map(|k| inputs.get(k)) {
                 values.push(e.value);
                 drop_name |= e.drop_name;
             }
             let element = if values.is_empty() {
-                self.members.remove(&group);
                 None
             } else {
                 let param = self.param.unwrap_or(0.0);
@@ -640,60 +615,73 @@ impl GroupNode {
     }
 }
 
-/// Input keys of one side of a join by match group, and each key's group.
+/// Input keys filed under a group computed from their labels (an aggregation's
+/// group, a join side's match group), and each key's group.
 #[derive(Default)]
-struct JoinSide {
-    /// The match group of each input key, and the input labels it was computed from.
-    sig_of: KeyMap<(Arc<Labels>, Key)>,
-    /// Input keys by match group.
-    by_sig: KeyMap<Vec<Key>>,
-    /// Match groups with more than one element on this side.
+struct Filing {
+    /// The group of each input key, and the input labels it was computed from.
+    group_of: KeyMap<(Arc<Labels>, Key)>,
+    /// Input keys by group, in label order (the reference's input order).
+    members: KeyMap<BTreeSet<Key>>,
+    /// Groups with more than one member.
     crowded: usize,
 }
 
-impl JoinSide {
-    /// Files input key `key` (now `input`, or gone) under its match group; marks the
-    /// groups it left and joined dirty.
-    fn refile(&mut self, key: Key, input: Option<&Element>, m: &Matching, dirty: &mut KeySet) {
-        if let (Some((labels, sig)), Some(e)) = (self.sig_of.get(&key), input) {
+impl Filing {
+    /// Files input key `key` (now `input`, or gone) under its group `group_of(labels)`;
+    /// marks the groups it left and joined dirty.
+    fn refile(
+        &mut self,
+        key: Key,
+        input: Option<&Element>,
+        group_of: impl Fn(&Labels) -> Labels,
+        dirty: &mut KeySet,
+    ) {
+        if let (Some((labels, group)), Some(e)) = (self.group_of.get(&key), input) {
             if Arc::ptr_eq(labels, &e.labels) {
-                // Same labels, same match group: only its value changed.
-                dirty.insert(sig.clone());
+                // Same labels, same group: only its value changed.
+                dirty.insert(group.clone());
                 return;
             }
         }
-        if let Some((_, sig)) = self.sig_of.remove(&key) {
-            if let Some(keys) = self.by_sig.get_mut(&sig) {
-                if keys.len() == 2 {
+        if let Some((_, group)) = self.group_of.remove(&key) {
+            if let Some(keys) = self.members.get_mut(&group) {
+                keys.remove(&key);
+                if keys.len() == 1 {
                     self.crowded -= 1;
                 }
-                keys.retain(|k| *k != key);
                 if keys.is_empty() {
-                    self.by_sig.remove(&sig);
+                    self.members.remove(&group);
                 }
             }
-            dirty.insert(sig);
+            dirty.insert(group);
         }
         if let Some(e) = input {
-            let sig = Key::new(Arc::new(Labels::from_pairs(signature(&e.labels, m))));
-            let sig = match self.by_sig.get_key_value(&sig) {
-                Some((s, _)) => s.clone(),
-                None => sig,
+            let group = Key::new(Arc::new(group_of(&e.labels)));
+            // One `Arc` per group.
+            let group = match self.members.get_key_value(&group) {
+                Some((g, _)) => g.clone(),
+                None => group,
             };
-            let keys = self.by_sig.entry(sig.clone()).or_default();
-            keys.push(key.clone());
+            let keys = self.members.entry(group.clone()).or_default();
+            keys.insert(key.clone());
             if keys.len() == 2 {
                 self.crowded += 1;
             }
-            self.sig_of.insert(key, (e.labels.clone(), sig.clone()));
-            dirty.insert(sig);
+            self.group_of.insert(key, (e.labels.clone(), group.clone()));
+            dirty.insert(group);
         }
     }
 
-    /// The one input key of match group `sig`, if it has exactly one.
-    fn single(&self, sig: &Key) -> Option<&Key> {
-        match self.by_sig.get(sig).map(Vec::as_slice) {
-            Some([key]) => Some(key),
+    /// The members of `group`, in label order.
+    fn members(&self, group: &Key) -> impl Iterator<Item = &Key> {
+        self.members.get(group).into_iter().flatten()
+    }
+
+    /// The one member of `group`, if it has exactly one.
+    fn single(&self, group: &Key) -> Option<&Key> {
+        match self.members.get(group) {
+            Some(keys) if keys.len() == 1 => keys.first(),
             _ => None,
         }
     }
@@ -705,8 +693,11 @@ struct JoinNode {
     op: BinOp,
     matching: Matching,
     return_bool: bool,
-    /// Left and right.
-    sides: [JoinSide; 2],
+    /// Left and right keys by match group.
+    sides: [Filing; 2],
+    /// Per match group: the left labels its result labels were computed from, and
+    /// those (one-to-one, they depend on the left labels only).
+    result_labels: KeyMap<(Arc<Labels>, Arc<Labels>)>,
     out: Outputs,
 }
 
@@ -721,12 +712,13 @@ impl JoinNode {
         {
             if ctx.rebuild {
                 let mut all: BTreeSet<Key> = input.out().elements.keys().cloned().collect();
-                all.extend(side.sig_of.keys().cloned());
+                all.extend(side.group_of.keys().cloned());
                 keys = all.into_iter().collect();
             }
+            let signature = |l: &Labels| Labels::from_pairs(signature(l, &self.matching));
             for key in keys {
                 let e = input.out().get(&key);
-                side.refile(key, e, &self.matching, &mut dirty);
+                side.refile(key, e, signature, &mut dirty);
             }
         }
         let mut changed = Vec::new();
@@ -741,14 +733,22 @@ impl JoinNode {
                         .and_then(|r| self.rhs.out().get(r)),
                 );
             let element = pair.and_then(|(l, r)| {
-                let labels = result_labels(
-                    &l.labels,
-                    &r.labels,
-                    self.op,
-                    &self.matching,
-                    &[],
-                    self.return_bool,
-                );
+                let labels = match self.result_labels.get(&sig) {
+                    Some((from, labels)) if Arc::ptr_eq(from, &l.labels) => labels.clone(),
+                    _ => {
+                        let labels = result_labels(
+                            &l.labels,
+                            &r.labels,
+                            self.op,
+                            &self.matching,
+                            &[],
+                            self.return_bool,
+                        );
+                        self.result_labels
+                            .insert(sig.clone(), (l.labels.clone(), labels.clone()));
+                        labels
+                    }
+                };
                 matched_element(
                     self.op,
                     (l.value, r.value),
@@ -757,6 +757,9 @@ impl JoinNode {
                     self.return_bool,
                 )
             });
+            if pair.is_none() {
+                self.result_labels.remove(&sig);
+            }
             if self.out.set(&sig, element) {
                 changed.push(sig);
             }
@@ -821,8 +824,7 @@ impl Node {
                     op,
                     param,
                     grouping,
-                    members: KeyMap::default(),
-                    group_of: KeyMap::default(),
+                    filing: Filing::default(),
                     out: Outputs::default(),
                 })
             }
@@ -839,6 +841,7 @@ impl Node {
                 matching,
                 return_bool,
                 sides: Default::default(),
+                result_labels: KeyMap::default(),
                 out: Outputs::default(),
             }),
         }
