@@ -183,6 +183,64 @@ fn prometheus_federates_promflow_with_basic_auth() {
     );
 }
 
+/// The promflow extension `bearer_tokens` (bcrypt hashes): a valid token passes,
+/// with or without basic-auth users beside it; anything else is 401 with the challenge
+/// of what is configured.
+#[test]
+fn bearer_tokens_authenticate_machine_clients() {
+    let exporter = Exporter::start(Reply::text("m 1\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "bearer_tokens:\n  - {}\n",
+            bcrypt::hash("s3cret", 4).unwrap()
+        ),
+    )
+    .unwrap();
+    let promflow = Promflow::start_with_args(
+        &scrape_config(&exporter.addr().to_string()),
+        &[&format!("--web.config.file={}", web.display())],
+    );
+    let url = promflow.url("/api/v1/query?query=m");
+    let ok = request(&url, "GET", Some("Bearer s3cret"), "");
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some(basic("s3cret", "s3cret").as_str()),
+    ] {
+        let refused = request(&url, "GET", auth, "");
+        assert_eq!(refused.status, 401, "{auth:?}");
+        assert_eq!(
+            refused.header("www-authenticate"),
+            Some("Bearer"),
+            "{auth:?}"
+        );
+    }
+    // Beside basic-auth users (the file is re-read): both kinds pass, the challenge
+    // is Basic as in Prometheus.
+    std::fs::write(
+        &web,
+        format!(
+            "basic_auth_users:\n  alice: {}\nbearer_tokens:\n  - {}\n",
+            bcrypt::hash("pw", 4).unwrap(),
+            bcrypt::hash("s3cret", 4).unwrap()
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        request(&url, "GET", Some(&basic("alice", "pw")), "").status,
+        200
+    );
+    assert_eq!(request(&url, "GET", Some("Bearer s3cret"), "").status, 200);
+    let refused = request(&url, "GET", None, "");
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.header("www-authenticate"), Some("Basic"));
+}
+
 #[test]
 fn write_endpoints_are_refused_unless_enabled() {
     let exporter = Exporter::start(Reply::text("m 1\n"));

@@ -5,10 +5,14 @@
 //! (user → bcrypt hash) is supported; `tls_server_config` with settings is refused as
 //! not supported yet (an empty one is accepted, as it means plain HTTP);
 //! `http_server_config` accepts `http2` only (promflow serves HTTP/1.1 either way);
-//! unknown fields are errors, as in exporter-toolkit. And the middleware
-//! ([`require_basic_auth`]): when users are configured, every endpoint requires valid
-//! credentials, as in Prometheus — otherwise `401 Unauthorized` with
-//! `WWW-Authenticate: Basic`, the body and headers Prometheus answers.
+//! unknown fields are errors, as in exporter-toolkit. A promflow extension (not in
+//! exporter-toolkit, so `promtool check web-config` refuses it): `bearer_tokens`, a
+//! list of bcrypt hashes of tokens accepted as `Authorization: Bearer <token>` (for
+//! machine clients that cannot do basic auth). And the middleware
+//! ([`require_basic_auth`]): when users or tokens are configured, every endpoint
+//! requires valid credentials, as in Prometheus — otherwise `401 Unauthorized` with
+//! `WWW-Authenticate: Basic` (`Bearer` when only tokens are configured), the body and
+//! headers Prometheus answers.
 //!
 //! Like exporter-toolkit, the file is re-read when it changes (checked on each request
 //! by its modification time), so passwords rotate without a restart; a changed file
@@ -38,8 +42,11 @@ const DUMMY_HASH: &str = "$2b$10$QoXgAgf31f4qr9oulmtuZOFQLF6HLy/1HXYvjVLdYJIiM/i
 /// The validated file.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WebConfig {
-    /// User → bcrypt hash. Empty: no authentication.
+    /// User → bcrypt hash.
     pub basic_auth_users: BTreeMap<String, String>,
+    /// bcrypt hashes of accepted bearer tokens (promflow extension). Both empty: no
+    /// authentication.
+    pub bearer_tokens: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -51,6 +58,8 @@ struct RawWebConfig {
     http_server_config: Option<RawHttpServerConfig>,
     #[serde(default)]
     basic_auth_users: BTreeMap<String, String>,
+    #[serde(default)]
+    bearer_tokens: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -85,8 +94,13 @@ impl WebConfig {
                 format!("{file}: basic_auth_users: {user:?}: not a bcrypt hash ({e})")
             })?;
         }
+        for (i, hash) in raw.bearer_tokens.iter().enumerate() {
+            hash.parse::<bcrypt::HashParts>()
+                .map_err(|e| format!("{file}: bearer_tokens[{i}]: not a bcrypt hash ({e})"))?;
+        }
         Ok(WebConfig {
             basic_auth_users: raw.basic_auth_users,
+            bearer_tokens: raw.bearer_tokens,
         })
     }
 }
@@ -153,6 +167,26 @@ impl WebAuth {
         }
         ok
     }
+
+    /// Whether `token` matches one of `config`'s bearer token hashes (slow: bcrypt).
+    fn verify_token(&self, config: &WebConfig, token: &str) -> bool {
+        let key = format!("\u{0}bearer\u{0}{token}");
+        if self.verified.lock().contains(&key) {
+            return true;
+        }
+        let ok = config
+            .bearer_tokens
+            .iter()
+            .any(|hash| bcrypt::verify(token, hash).unwrap_or(false));
+        if ok {
+            let mut verified = self.verified.lock();
+            if verified.len() >= CACHE_ENTRIES {
+                verified.clear();
+            }
+            verified.insert(key);
+        }
+        ok
+    }
 }
 
 fn read(path: &Path) -> Result<(Option<SystemTime>, WebConfig), String> {
@@ -163,6 +197,19 @@ fn read(path: &Path) -> Result<(Option<SystemTime>, WebConfig), String> {
         modified,
         WebConfig::parse(&text, &path.display().to_string())?,
     ))
+}
+
+/// The token of a `Bearer` Authorization header.
+fn bearer_token(request: &Request) -> Option<String> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 /// The user and password of a `Basic` Authorization header.
@@ -195,23 +242,36 @@ pub async fn require_basic_auth(
         return next.run(request).await;
     };
     let config = auth.current();
-    if config.basic_auth_users.is_empty() {
+    if config.basic_auth_users.is_empty() && config.bearer_tokens.is_empty() {
         return next.run(request).await;
     }
-    let valid = match basic_credentials(&request) {
-        Some((user, password)) => {
+    let challenge = if config.basic_auth_users.is_empty() {
+        "Bearer"
+    } else {
+        "Basic"
+    };
+    let valid = match (basic_credentials(&request), bearer_token(&request)) {
+        (Some((user, password)), _) => {
             tokio::task::spawn_blocking(move || auth.verify(&config, &user, &password))
                 .await
                 .unwrap_or(false)
         }
-        None => false,
+        (None, Some(token)) if !config.bearer_tokens.is_empty() => {
+            tokio::task::spawn_blocking(move || auth.verify_token(&config, &token))
+                .await
+                .unwrap_or(false)
+        }
+        _ => false,
     };
     if valid {
         return next.run(request).await;
     }
     let mut response = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
     let headers = response.headers_mut();
-    headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    headers.insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

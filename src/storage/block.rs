@@ -181,12 +181,23 @@ impl Block {
         let meta_json = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
         fs::write(tmp.join("meta.json"), meta_json)?;
         File::open(tmp.join("meta.json"))?.sync_all()?;
+        // Replacing a block (compaction into the same range, clean_tombstones): the
+        // old one steps aside as `<name>.old` first and is removed only after the new
+        // one is in place, so a crash at any point leaves one whole block (see
+        // `open_all`).
+        let old = root.join(format!("{name}.old"));
         if dir.exists() {
-            fs::remove_dir_all(&dir)?;
+            if old.exists() {
+                fs::remove_dir_all(&old)?;
+            }
+            fs::rename(&dir, &old)?;
         }
         fs::rename(&tmp, &dir)?;
         if let Ok(d) = File::open(root) {
             let _ = d.sync_all();
+        }
+        if old.exists() {
+            fs::remove_dir_all(&old)?;
         }
         Block::open(&dir)
     }
@@ -535,9 +546,23 @@ fn write_arrow(
 }
 
 /// Opens every block under `root`, oldest first, removing unfinished `.tmp` ones. A
-/// block that cannot be read is logged and skipped (its directory is left alone).
+/// block replaced by [`Block::write`] when it was interrupted: `<name>.old` is removed
+/// if `<name>` made it into place, else it is put back. A block that cannot be read is
+/// logged and skipped (its directory is left alone).
 pub fn open_all(root: &Path) -> io::Result<Vec<Block>> {
     fs::create_dir_all(root)?;
+    for entry in fs::read_dir(root)? {
+        let path = entry?.path();
+        if !path.is_dir() || !path.extension().is_some_and(|e| e == "old") {
+            continue;
+        }
+        let current = path.with_extension("");
+        if current.exists() {
+            fs::remove_dir_all(&path)?;
+        } else {
+            fs::rename(&path, &current)?;
+        }
+    }
     let mut blocks = Vec::new();
     for entry in fs::read_dir(root)? {
         let path = entry?.path();
@@ -609,6 +634,44 @@ mod tests {
         );
         assert_eq!(block.series_matching(&[]).len(), 3000);
         assert!(block.select(&sel, 400_000, 500_000).unwrap().is_empty());
+    }
+
+    /// A block replaced in place survives a crash at either step of the swap.
+    #[test]
+    fn an_interrupted_replacement_leaves_one_whole_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |n: usize| {
+            let series = (0..n)
+                .map(|i| {
+                    let mut c = SeriesChunks::new();
+                    c.push(1_000, i as f64);
+                    (labels("j", i), c.encode_range(0, 10_000))
+                })
+                .collect();
+            Block::write(dir.path(), 0, 10_000, series).unwrap()
+        };
+        let name = dir.path().join(block_name(0, 10_000));
+        let old = dir.path().join(format!("{}.old", block_name(0, 10_000)));
+        let series_in =
+            |blocks: Vec<Block>| -> Vec<u64> { blocks.iter().map(|b| b.meta().series).collect() };
+        // Crash after the old block stepped aside, before the new one moved in: the
+        // old one comes back.
+        write(3);
+        fs::rename(&name, &old).unwrap();
+        assert_eq!(series_in(open_all(dir.path()).unwrap()), vec![3]);
+        assert!(name.exists() && !old.exists());
+        // Crash after the new one moved in, before the old one was removed: the new
+        // one stays.
+        let keep = dir.path().join("keep");
+        fs::rename(&name, &keep).unwrap();
+        write(2);
+        fs::rename(&keep, &old).unwrap();
+        assert_eq!(series_in(open_all(dir.path()).unwrap()), vec![2]);
+        assert!(!old.exists());
+        // And a plain replacement leaves nothing behind.
+        assert_eq!(write(5).meta().series, 5);
+        assert!(!old.exists());
+        assert_eq!(series_in(open_all(dir.path()).unwrap()), vec![5]);
     }
 
     #[test]
