@@ -553,7 +553,7 @@ pub fn open_all(root: &Path) -> io::Result<Vec<Block>> {
     fs::create_dir_all(root)?;
     for entry in fs::read_dir(root)? {
         let path = entry?.path();
-        if !path.is_dir() || !path.extension().is_some_and(|e| e == "old") {
+        if !path.is_dir() || path.extension().is_none_or(|e| e != "old") {
             continue;
         }
         let current = path.with_extension("");
