@@ -15,9 +15,7 @@ use serde::Serialize;
 use super::locate::FieldPath;
 use super::raw::{RawMetadataConfig, RawQueueConfig, RawRemoteWriteConfig};
 use super::resolved::{serialize_duration, Authorization, BasicAuth, RelabelConfig};
-use super::validate::{
-    duration_field, resolve_authorization, resolve_basic_auth, resolve_relabel_configs, Problems,
-};
+use super::validate::{duration_field, resolve_http_auth, resolve_relabel_configs, Problems};
 
 /// One `remote_write[]` entry.
 #[derive(Debug, Clone, Serialize)]
@@ -176,20 +174,13 @@ fn resolve_one(
         }
         headers.insert(name.clone(), value.0.clone());
     }
-    let basic_auth = raw
-        .basic_auth
-        .as_ref()
-        .map(|auth| resolve_basic_auth(auth, base_dir, &path.key("basic_auth"), problems));
-    let authorization = raw
-        .authorization
-        .as_ref()
-        .map(|auth| resolve_authorization(auth, base_dir, &path.key("authorization"), problems));
-    if basic_auth.is_some() && authorization.is_some() {
-        problems.push(
-            path.clone(),
-            "at most one of basic_auth, oauth2 & authorization must be configured",
-        );
-    }
+    let (basic_auth, authorization) = resolve_http_auth(
+        raw.basic_auth.as_ref(),
+        raw.authorization.as_ref(),
+        base_dir,
+        &path,
+        problems,
+    );
     RemoteWriteConfig {
         url,
         remote_timeout: duration_field(

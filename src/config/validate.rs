@@ -500,20 +500,13 @@ fn resolve_alertmanager(
             AlertmanagerApiVersion::V2
         }
     };
-    let basic_auth = raw
-        .basic_auth
-        .as_ref()
-        .map(|auth| resolve_basic_auth(auth, base_dir, &path.key("basic_auth"), problems));
-    let authorization = raw
-        .authorization
-        .as_ref()
-        .map(|auth| resolve_authorization(auth, base_dir, &path.key("authorization"), problems));
-    if basic_auth.is_some() && authorization.is_some() {
-        problems.push(
-            path.clone(),
-            "at most one of basic_auth, oauth2 & authorization must be configured",
-        );
-    }
+    let (basic_auth, authorization) = resolve_http_auth(
+        raw.basic_auth.as_ref(),
+        raw.authorization.as_ref(),
+        base_dir,
+        &path,
+        problems,
+    );
     AlertmanagerConfig {
         scheme,
         path_prefix: raw
@@ -550,6 +543,28 @@ fn set_text(value: &Option<ScalarText>) -> Option<&str> {
         .as_ref()
         .map(|v| v.0.as_str())
         .filter(|v| !v.is_empty())
+}
+
+/// An HTTP client's `basic_auth` and `authorization` (at most one of them, as
+/// Prometheus checks).
+pub(crate) fn resolve_http_auth(
+    basic_auth: Option<&RawBasicAuth>,
+    authorization: Option<&RawAuthorization>,
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> (Option<BasicAuth>, Option<Authorization>) {
+    let basic_auth = basic_auth
+        .map(|auth| resolve_basic_auth(auth, base_dir, &path.key("basic_auth"), problems));
+    let authorization = authorization
+        .map(|auth| resolve_authorization(auth, base_dir, &path.key("authorization"), problems));
+    if basic_auth.is_some() && authorization.is_some() {
+        problems.push(
+            path.clone(),
+            "at most one of basic_auth, oauth2 & authorization must be configured",
+        );
+    }
+    (basic_auth, authorization)
 }
 
 pub(crate) fn resolve_basic_auth(
