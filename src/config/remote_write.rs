@@ -178,7 +178,7 @@ fn resolve_one(
         raw.basic_auth.as_ref(),
         raw.authorization.as_ref(),
         base_dir,
-        &path,
+        path,
         problems,
     );
     RemoteWriteConfig {

@@ -504,7 +504,7 @@ fn resolve_alertmanager(
         raw.basic_auth.as_ref(),
         raw.authorization.as_ref(),
         base_dir,
-        &path,
+        path,
         problems,
     );
     AlertmanagerConfig {
