@@ -507,6 +507,14 @@ impl PerSeriesNode {
     }
 }
 
+/// On a rebuild, the keys a node must revisit: every key its input holds now and
+/// every key it knew before (those may have left), each once, in order.
+fn every_key<'a>(input: &Outputs, known: impl Iterator<Item = &'a Key>) -> Vec<Key> {
+    let mut all: BTreeSet<Key> = input.elements.keys().cloned().collect();
+    all.extend(known.cloned());
+    all.into_iter().collect()
+}
+
 struct MapNode {
     input: Box<Node>,
     plan: Plan,
@@ -520,9 +528,7 @@ impl MapNode {
     fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
         let mut keys = self.input.update(ctx)?;
         if ctx.rebuild {
-            let mut all: BTreeSet<Key> = self.input.out().elements.keys().cloned().collect();
-            all.extend(self.out.elements.keys().cloned());
-            keys = all.into_iter().collect();
+            keys = every_key(self.input.out(), self.out.elements.keys());
         }
         let mut changed = Vec::new();
         for key in keys {
@@ -572,9 +578,7 @@ impl GroupNode {
     fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
         let mut keys = self.input.update(ctx)?;
         if ctx.rebuild {
-            let mut all: BTreeSet<Key> = self.input.out().elements.keys().cloned().collect();
-            all.extend(self.filing.group_of.keys().cloned());
-            keys = all.into_iter().collect();
+            keys = every_key(self.input.out(), self.filing.group_of.keys());
         }
         let mut dirty = KeySet::default();
         let grouping = &self.grouping;
@@ -711,9 +715,7 @@ impl JoinNode {
             .zip(&mut self.sides)
         {
             if ctx.rebuild {
-                let mut all: BTreeSet<Key> = input.out().elements.keys().cloned().collect();
-                all.extend(side.group_of.keys().cloned());
-                keys = all.into_iter().collect();
+                keys = every_key(input.out(), side.group_of.keys());
             }
             let signature = |l: &Labels| Labels::from_pairs(signature(l, &self.matching));
             for key in keys {
