@@ -17,25 +17,15 @@
 
 mod common;
 
+use common::{api_seconds, now_ms};
+
 use common::http::{post, put, with_query, HttpResponse};
 use common::remote_write::{self, Series};
 use common::{Peer, Prometheus, Promflow, PromflowLaunch};
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const STEP: i64 = 15_000;
 const POINTS: i64 = 120;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn seconds(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
 
 /// Series `m{job=…}` for jobs a, b, c and `other{job="a"}`, one sample every 15s.
 fn data(t0: i64) -> Vec<Series> {
@@ -79,7 +69,7 @@ fn view(peer: &Peer, at: i64) -> Vec<(String, Value)> {
         "sum_over_time(m[1h])",
         "count_over_time(other[1h])",
     ] {
-        let params = [("query", query), ("time", &seconds(at) as &str)];
+        let params = [("query", query), ("time", &api_seconds(at) as &str)];
         let (_, mut v) = answer(peer.get(&with_query("/api/v1/query", &params)));
         sort_result(&mut v["data"]["result"]);
         out.push((query.to_string(), v["data"].clone()));
@@ -170,7 +160,7 @@ fn admin_api_answers_and_deletes_like_prometheus() {
         &[("match[]", "m"), ("start", "soon")],
     );
     // The edges of the range are sample timestamps: both are deleted (closed range).
-    let (from, to) = (seconds(t0 + 20 * STEP), seconds(t0 + 40 * STEP));
+    let (from, to) = (api_seconds(t0 + 20 * STEP), api_seconds(t0 + 40 * STEP));
     let deleted = both(
         "delete a range",
         "POST",

@@ -13,22 +13,17 @@
 
 mod common;
 
+use common::{api_seconds, now_ms};
+
 use common::exporter::{Exporter, Reply};
 use common::http::with_query;
 use common::{wait_until, Peer, Prometheus, Promflow};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const POINTS: i64 = 60;
 const STEP_MS: i64 = 15_000;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 /// The i-th body: every series' i-th point at `t0 + i*15s`.
 fn body(t0: i64, i: i64) -> Reply {
@@ -102,10 +97,6 @@ fn api(peer: &Peer, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
     let json: Value = serde_json::from_str(&response.body)
         .unwrap_or_else(|e| panic!("{path} {params:?}: not JSON ({e}): {}", response.body));
     (response.status, json)
-}
-
-fn seconds(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
 }
 
 /// A result in a comparable form: series (labels as text) → points.
@@ -279,7 +270,7 @@ fn query_api_answers_like_prometheus() {
     let mut problems = Vec::new();
     for query in INSTANT_QUERIES {
         for &t in &times {
-            let params = [("query", *query), ("time", &seconds(t))];
+            let params = [("query", *query), ("time", &api_seconds(t))];
             let (our_status, ours) = api(&promflow, "/api/v1/query", &params);
             let (their_status, theirs) = api(&prometheus, "/api/v1/query", &params);
             if our_status != their_status || ours["status"] != theirs["status"] {
@@ -302,8 +293,8 @@ fn query_api_answers_like_prometheus() {
     ] {
         let params = [
             ("query", query),
-            ("start", &seconds(t0 + 2 * 60_000 + 1_100)),
-            ("end", &seconds(last + 7 * 60_000)),
+            ("start", &api_seconds(t0 + 2 * 60_000 + 1_100)),
+            ("end", &api_seconds(last + 7 * 60_000)),
             ("step", "30"),
         ];
         let (_, ours) = api(&promflow, "/api/v1/query_range", &params);
@@ -450,8 +441,8 @@ fn sorted_data(v: &Value) -> Vec<String> {
 fn series_labels_and_metadata_like_prometheus() {
     let data = same_data();
     let (promflow, prometheus) = (&data.promflow, &data.prometheus);
-    let start = seconds(data.t0);
-    let end = seconds(now_ms());
+    let start = api_seconds(data.t0);
+    let end = api_seconds(now_ms());
     let cases: Vec<(String, Vec<(&str, &str)>)> = vec![
         (
             "/api/v1/series".into(),
@@ -528,10 +519,10 @@ type GrafanaRequest<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
 fn grafana_request_sequence_is_answered_like_prometheus() {
     let data = same_data();
     let now = now_ms();
-    let start = seconds(now - 3600 * 1000);
-    let end = seconds(now);
+    let start = api_seconds(now - 3600 * 1000);
+    let end = api_seconds(now);
     let last = data.t0 + (POINTS - 1) * STEP_MS;
-    let at = seconds(last + 4_100);
+    let at = api_seconds(last + 4_100);
     let form = |pairs: &[(&str, &str)]| {
         pairs
             .iter()
@@ -723,7 +714,7 @@ fn remote_write_from_prometheus_answers_like_prometheus() {
     assert!(wait_until(Duration::from_secs(60), || exporter.sequence_done()));
     std::thread::sleep(Duration::from_secs(1));
     let now = now_ms();
-    let at = seconds(now);
+    let at = api_seconds(now);
     let count = |peer: &Peer| {
         let (_, v) = api(
             peer,
@@ -763,7 +754,7 @@ fn remote_write_from_prometheus_answers_like_prometheus() {
     let mut problems = Vec::new();
     for query in INSTANT_QUERIES {
         for t in [now - 2_000, now] {
-            let params = [("query", *query), ("time", &seconds(t))];
+            let params = [("query", *query), ("time", &api_seconds(t))];
             let (_, ours) = api(&receiver, "/api/v1/query", &params);
             let (_, theirs) = api(&prometheus, "/api/v1/query", &params);
             if theirs["status"] == "success" {
@@ -853,7 +844,7 @@ fn query_annotations_like_prometheus_3() {
             Value::Null
         )
     );
-    let now = seconds(now_ms());
+    let now = api_seconds(now_ms());
     assert_eq!(
         annotations(
             "/api/v1/query_range",

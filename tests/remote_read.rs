@@ -9,25 +9,15 @@
 
 mod common;
 
+use common::{api_seconds, now_ms};
+
 use common::http::with_query;
 use common::remote_write::{self, Series};
 use common::{Peer, Prometheus, Promflow};
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const STEP: i64 = 15_000;
 const POINTS: i64 = 200;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn seconds(ms: i64) -> String {
-    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
-}
 
 fn data(t0: i64) -> Vec<Series> {
     let mut out = Vec::new();
@@ -75,8 +65,8 @@ fn prometheus_queries_promflow_through_remote_read() {
         "scrape_configs: []\nremote_read:\n  - url: {}\n    read_recent: true\n",
         promflow.url("/api/v1/read")
     ));
-    let at = seconds(t0 + (POINTS - 1) * STEP + 2_000);
-    let (start, end) = (seconds(t0 + 3_000), at.clone());
+    let at = api_seconds(t0 + (POINTS - 1) * STEP + 2_000);
+    let (start, end) = (api_seconds(t0 + 3_000), at.clone());
     let mut checked = 0;
     for query in [
         "requests_total",

@@ -15,18 +15,13 @@
 
 mod common;
 
+use common::now_ms;
+
 use common::exporter::{Exporter, Reply};
 use common::http::with_query;
 use common::{wait_until, Peer, Prometheus, Promflow};
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use std::time::Duration;
 
 fn body(round: u64) -> Reply {
     let mut text = String::from("# TYPE kept_metric gauge\n");

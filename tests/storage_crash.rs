@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::now_ms;
+
 use common::exporter::{Exporter, Reply};
 use common::http::{get, with_query};
 use common::{free_port, promflow_bin, wait_until, STARTUP_TIMEOUT};
@@ -24,7 +26,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const EXPORTERS: usize = 4;
 const SERIES_PER_EXPORTER: usize = 25;
@@ -132,13 +134,6 @@ fn body(exporter: usize, round: u64) -> Reply {
         text.push_str(&format!("crash_metric{{series=\"{s}\"}} {v}\n"));
     }
     Reply::text(&text)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[test]

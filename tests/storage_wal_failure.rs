@@ -12,19 +12,14 @@
 
 mod common;
 
+use common::now_ms;
+
 use common::exporter::{Exporter, Reply};
 use common::http::with_query;
 use common::remote_write::{self, Series};
 use common::{wait_until, Promflow, PromflowLaunch};
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
+use std::time::Duration;
 
 /// `count` series of `metric`, one sample each at `ts`, with a label of `pad` bytes of
 /// hard-to-compress text (so the WAL record is about as big as the batch).

@@ -76,6 +76,19 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+/// Wall-clock time in ms since the epoch (sample timestamps in tests).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A timestamp in ms as the API's seconds parameter (`1700000000.123`).
+pub fn api_seconds(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (bound to port 0, then released).
 /// Another process may take it before the peer binds it: `spawn_peer` retries.
 pub fn free_port() -> u16 {
