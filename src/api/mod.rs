@@ -21,6 +21,7 @@ pub mod federate;
 pub mod federation_views;
 pub mod params;
 pub mod query;
+pub mod query_json;
 pub mod remote_read;
 pub mod remote_write;
 pub mod response;

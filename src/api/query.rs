@@ -9,6 +9,7 @@
 //! look like a counter) are returned as `warnings` / `infos`, as in Prometheus 3.x.
 
 use crate::api::params::{parse_duration_param, parse_time_param, Params};
+use crate::api::query_json::QueryData;
 use crate::api::response::{api_error, api_success_annotated, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
@@ -16,9 +17,9 @@ use crate::storage::range_reader::RangeQueryReader;
 use axum::extract::State;
 use axum::response::Response;
 use dataflows::promql::durations::QueryTimes;
-use dataflows::promql::eval::{Annotations, Evaluator, Value};
+use dataflows::promql::eval::{Annotations, Evaluator};
 use dataflows::promql::plan::{self, Plan};
-use serde_json::{json, Value as Json};
+use serde_json::Value as Json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         let mut evaluator = Evaluator::new(head.as_ref(), t);
         configure(&mut evaluator, &service);
         let value = evaluator.instant(&plan, t).map_err(|e| e.to_string())?;
-        Ok((instant_json(value, t), evaluator.take_annotations()))
+        Ok((QueryData::Instant(value, t), evaluator.take_annotations()))
     })
     .await
 }
@@ -118,17 +119,7 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         let series = evaluator
             .range(&plan, start, end, step)
             .map_err(|e| e.to_string())?;
-        let result: Vec<Json> = series
-            .into_iter()
-            .map(|s| {
-                json!({
-                    "metric": labels_json(&s.labels),
-                    "values": s.points.iter().map(|&(t, v)| point_json(t, v)).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        let data = json!({ "resultType": "matrix", "result": result });
-        Ok((data, evaluator.take_annotations()))
+        Ok((QueryData::Range(series), evaluator.take_annotations()))
     })
     .await
 }
@@ -167,13 +158,20 @@ fn query_timeout(service: &Service, params: &Params) -> Result<Duration, String>
 }
 
 /// Runs an evaluation off the async threads, bounded by `timeout`; the answer carries
-/// the evaluation's annotations as `warnings` / `infos`.
+/// the evaluation's annotations as `warnings` / `infos`. The JSON body is written off
+/// the async threads too.
 async fn run(
     service: Arc<Service>,
     timeout: Duration,
-    evaluate: impl FnOnce(Arc<Service>) -> Result<(Json, Annotations), String> + Send + 'static,
+    evaluate: impl FnOnce(Arc<Service>) -> Result<(QueryData, Annotations), String> + Send + 'static,
 ) -> Response {
-    let task = tokio::task::spawn_blocking(move || evaluate(service));
+    let task = tokio::task::spawn_blocking(move || {
+        evaluate(service).map(|(data, annotations)| {
+            let warnings: Vec<String> = annotations.warnings.into_iter().collect();
+            let infos: Vec<String> = annotations.infos.into_iter().collect();
+            api_success_annotated(&data, &warnings, &infos)
+        })
+    });
     match tokio::time::timeout(timeout, task).await {
         Err(_) => api_error(
             ErrorType::Timeout,
@@ -184,35 +182,7 @@ async fn run(
             &format!("query evaluation failed: {join_error}"),
         ),
         Ok(Ok(Err(e))) => api_error(ErrorType::Execution, &e),
-        Ok(Ok(Ok((data, annotations)))) => {
-            let warnings: Vec<String> = annotations.warnings.into_iter().collect();
-            let infos: Vec<String> = annotations.infos.into_iter().collect();
-            api_success_annotated(data, &warnings, &infos)
-        }
-    }
-}
-
-fn instant_json(value: Value, t: i64) -> Json {
-    match value {
-        Value::Scalar(v) => json!({ "resultType": "scalar", "result": point_json(t, v) }),
-        Value::String(s) => json!({ "resultType": "string", "result": [timestamp_json(t), s] }),
-        Value::Vector(elements) => json!({
-            "resultType": "vector",
-            "result": elements
-                .iter()
-                .map(|e| json!({ "metric": labels_json(&e.labels), "value": point_json(t, e.value) }))
-                .collect::<Vec<_>>(),
-        }),
-        Value::Matrix(series) => json!({
-            "resultType": "matrix",
-            "result": series
-                .iter()
-                .map(|s| json!({
-                    "metric": labels_json(&s.labels),
-                    "values": s.points.iter().map(|&(t, v)| point_json(t, v)).collect::<Vec<_>>(),
-                }))
-                .collect::<Vec<_>>(),
-        }),
+        Ok(Ok(Ok(answer))) => answer,
     }
 }
 
@@ -226,22 +196,6 @@ pub fn labels_json(labels: &dataflows::Labels) -> Json {
     )
 }
 
-/// `[seconds, "value"]` with Prometheus's number formats.
-pub fn point_json(t_ms: i64, value: f64) -> Json {
-    json!([timestamp_json(t_ms), format_value(value)])
-}
-
-/// Seconds since the epoch as a JSON number with millisecond precision and no trailing
-/// zeros, like Prometheus (`1435781451.781`, `1435781451`).
-fn timestamp_json(t_ms: i64) -> Json {
-    if t_ms % 1000 == 0 {
-        json!(t_ms / 1000)
-    } else {
-        // Exact in decimal: serde_json prints the shortest round-trip form.
-        json!(t_ms as f64 / 1000.0)
-    }
-}
-
 /// Sample values are strings formatted like Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
 pub use dataflows::promql::eval::aggregate::format_value;
 
@@ -250,18 +204,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_and_timestamps_like_prometheus() {
+    fn values_like_prometheus() {
         assert_eq!(format_value(1e21), "1000000000000000000000");
         assert_eq!(format_value(0.1), "0.1");
         assert_eq!(format_value(-0.0), "-0");
         assert_eq!(format_value(f64::NAN), "NaN");
-        assert_eq!(
-            point_json(1_435_781_451_781, 1.0).to_string(),
-            r#"[1435781451.781,"1"]"#
-        );
-        assert_eq!(
-            point_json(1_435_781_451_000, 2.5).to_string(),
-            r#"[1435781451,"2.5"]"#
-        );
     }
 }

@@ -2,8 +2,9 @@
 //! `{"status":"error","errorType":…,"error":…}`, with the HTTP status each error type
 //! maps to. Every API handler answers through here, so the mapping lives in one place.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// Prometheus's error types.
@@ -58,16 +59,47 @@ pub fn api_success_with_warnings(data: Value, warnings: &[&str]) -> Response {
 }
 
 /// A success envelope with the query annotations of Prometheus 3.x: `warnings` and
-/// `infos`, each present only when not empty.
-pub fn api_success_annotated(data: Value, warnings: &[String], infos: &[String]) -> Response {
-    let mut body = json!({ "status": "success", "data": data });
-    if !warnings.is_empty() {
-        body["warnings"] = json!(warnings);
+/// `infos`, each present only when not empty. `data` is serialized straight into the
+/// body.
+pub fn api_success_annotated<T: Serialize>(
+    data: &T,
+    warnings: &[String],
+    infos: &[String],
+) -> Response {
+    let envelope = Annotated {
+        data,
+        warnings,
+        infos,
+    };
+    match serde_json::to_vec(&envelope) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => api_error(
+            ErrorType::Internal,
+            &format!("encoding the answer failed: {e}"),
+        ),
     }
-    if !infos.is_empty() {
-        body["infos"] = json!(infos);
+}
+
+struct Annotated<'a, T> {
+    data: &'a T,
+    warnings: &'a [String],
+    infos: &'a [String],
+}
+
+impl<T: Serialize> Serialize for Annotated<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("status", "success")?;
+        map.serialize_entry("data", self.data)?;
+        if !self.warnings.is_empty() {
+            map.serialize_entry("warnings", self.warnings)?;
+        }
+        if !self.infos.is_empty() {
+            map.serialize_entry("infos", self.infos)?;
+        }
+        map.end()
     }
-    axum::Json(body).into_response()
 }
 
 /// The answer to a write endpoint that is switched off: 403 with the `unavailable`

@@ -1,0 +1,249 @@
+//! The JSON of query results (`/api/v1/query`, `/api/v1/query_range`), serialized
+//! straight from the evaluator's values into the response body, without building a
+//! `serde_json::Value` tree first.
+//!
+//! Contract: the output is what Prometheus writes: `{"resultType":…,"result":…}` with
+//! `metric` objects in label order, points as `[seconds, "value"]`; seconds a JSON
+//! number with millisecond precision and no trailing zeros (`1435781451.781`,
+//! `1435781451`), values formatted like Go's `strconv.FormatFloat(v, 'f', -1, 64)`
+//! (`NaN`, `+Inf`, `-Inf`, `-0`, `0.1`, `1000000000000000000000`).
+
+use dataflows::promql::eval::aggregate::GoFloat;
+use dataflows::promql::eval::{Series, Value};
+use dataflows::Labels;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
+
+/// The `data` of a query answer.
+pub enum QueryData {
+    /// An instant query's value at its evaluation time (ms).
+    Instant(Value, i64),
+    /// A range query's matrix.
+    Range(Vec<Series>),
+}
+
+impl Serialize for QueryData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        match self {
+            QueryData::Instant(Value::Scalar(v), t) => {
+                map.serialize_entry("resultType", "scalar")?;
+                map.serialize_entry("result", &Point(*t, *v))?;
+            }
+            QueryData::Instant(Value::String(text), t) => {
+                map.serialize_entry("resultType", "string")?;
+                map.serialize_entry("result", &(Timestamp(*t), text))?;
+            }
+            QueryData::Instant(Value::Vector(elements), t) => {
+                map.serialize_entry("resultType", "vector")?;
+                map.serialize_entry("result", &Elements(elements, *t))?;
+            }
+            QueryData::Instant(Value::Matrix(series), _) => {
+                map.serialize_entry("resultType", "matrix")?;
+                map.serialize_entry("result", &Matrix(series))?;
+            }
+            QueryData::Range(series) => {
+                map.serialize_entry("resultType", "matrix")?;
+                map.serialize_entry("result", &Matrix(series))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// An instant vector at `t`: `[{"metric":…,"value":[t,"v"]},…]`.
+struct Elements<'a>(&'a [dataflows::promql::eval::Element], i64);
+
+impl Serialize for Elements<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for e in self.0 {
+            seq.serialize_element(&Sample {
+                labels: &e.labels,
+                key: "value",
+                points: PointOrPoints::One(Point(self.1, e.value)),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// A matrix: `[{"metric":…,"values":[[t,"v"],…]},…]`.
+struct Matrix<'a>(&'a [Series]);
+
+impl Serialize for Matrix<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for series in self.0 {
+            seq.serialize_element(&Sample {
+                labels: &series.labels,
+                key: "values",
+                points: PointOrPoints::Many(&series.points),
+            })?;
+        }
+        seq.end()
+    }
+}
+
+/// One element of a vector or series of a matrix.
+struct Sample<'a> {
+    labels: &'a Labels,
+    key: &'static str,
+    points: PointOrPoints<'a>,
+}
+
+enum PointOrPoints<'a> {
+    One(Point),
+    Many(&'a [(i64, f64)]),
+}
+
+impl Serialize for Sample<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(2))?;
+        map.serialize_entry("metric", &LabelsJson(self.labels))?;
+        match &self.points {
+            PointOrPoints::One(point) => map.serialize_entry(self.key, point)?,
+            PointOrPoints::Many(points) => map.serialize_entry(self.key, &Points(points))?,
+        }
+        map.end()
+    }
+}
+
+struct Points<'a>(&'a [(i64, f64)]);
+
+impl Serialize for Points<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&(t, v)| Point(t, v)))
+    }
+}
+
+/// Labels as a JSON object, as Prometheus writes `metric`.
+pub struct LabelsJson<'a>(pub &'a Labels);
+
+impl Serialize for LabelsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
+
+/// `[seconds, "value"]`.
+pub struct Point(pub i64, pub f64);
+
+impl Serialize for Point {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(2))?;
+        seq.serialize_element(&Timestamp(self.0))?;
+        seq.serialize_element(&SampleValue(self.1))?;
+        seq.end()
+    }
+}
+
+/// Seconds since the epoch as a JSON number with millisecond precision and no
+/// trailing zeros.
+struct Timestamp(i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 1000 == 0 {
+            s.serialize_i64(self.0 / 1000)
+        } else {
+            // Exact in decimal: serde_json prints the shortest round-trip form.
+            s.serialize_f64(self.0 as f64 / 1000.0)
+        }
+    }
+}
+
+/// A sample value as a JSON string in Go's `'f', -1` format.
+struct SampleValue(f64);
+
+impl Serialize for SampleValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&GoFloat(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataflows::promql::eval::Element;
+    use std::sync::Arc;
+
+    fn json(data: &QueryData) -> String {
+        serde_json::to_string(data).unwrap()
+    }
+
+    fn labels() -> Arc<Labels> {
+        Arc::new(Labels::from_pairs(vec![
+            ("__name__".into(), "up".into()),
+            ("job".into(), "a\"b\\c\n".into()),
+            ("instance".into(), "h:1".into()),
+        ]))
+    }
+
+    #[test]
+    fn points_like_prometheus() {
+        let point = |t, v| serde_json::to_string(&Point(t, v)).unwrap();
+        assert_eq!(point(1_435_781_451_781, 1.0), r#"[1435781451.781,"1"]"#);
+        assert_eq!(point(1_435_781_451_000, 2.5), r#"[1435781451,"2.5"]"#);
+        assert_eq!(point(1_435_781_451_780, 0.1), r#"[1435781451.78,"0.1"]"#);
+        assert_eq!(point(-1_500, -0.0), r#"[-1.5,"-0"]"#);
+        assert_eq!(point(0, f64::NAN), r#"[0,"NaN"]"#);
+        assert_eq!(point(0, f64::INFINITY), r#"[0,"+Inf"]"#);
+        assert_eq!(point(0, f64::NEG_INFINITY), r#"[0,"-Inf"]"#);
+        assert_eq!(point(0, 1e21), r#"[0,"1000000000000000000000"]"#);
+        assert_eq!(point(0, 1e-7), r#"[0,"0.0000001"]"#);
+        assert_eq!(
+            point(0, 123_456.789_012_345_67),
+            r#"[0,"123456.78901234567"]"#
+        );
+    }
+
+    /// The same bytes as the `serde_json::Value` tree the handlers built before.
+    #[test]
+    fn every_result_type_as_a_json_tree_would_write_it() {
+        let tree_point = |t: i64, v: f64| serde_json::json!([Timestamp(t), GoFloat(v).to_string()]);
+        let tree_labels = |l: &Labels| {
+            serde_json::Value::Object(
+                l.iter()
+                    .map(|(n, v)| (n.to_string(), serde_json::Value::String(v.to_string())))
+                    .collect(),
+            )
+        };
+        let l = labels();
+        let matrix = vec![
+            Series {
+                labels: l.clone(),
+                points: vec![(1_000, 1.5), (16_500, f64::NAN)],
+            },
+            Series {
+                labels: Arc::default(),
+                points: vec![],
+            },
+        ];
+        let want = serde_json::json!({"resultType": "matrix", "result": [
+            {"metric": tree_labels(&l), "values": [tree_point(1_000, 1.5), tree_point(16_500, f64::NAN)]},
+            {"metric": {}, "values": []},
+        ]});
+        assert_eq!(json(&QueryData::Range(matrix.clone())), want.to_string());
+        assert_eq!(
+            json(&QueryData::Instant(Value::Matrix(matrix), 5)),
+            want.to_string()
+        );
+        let vector = vec![Element::new(l.clone(), -2.0)];
+        assert_eq!(
+            json(&QueryData::Instant(Value::Vector(vector), 2_250)),
+            serde_json::json!({"resultType": "vector", "result": [
+                {"metric": tree_labels(&l), "value": tree_point(2_250, -2.0)}
+            ]})
+            .to_string()
+        );
+        assert_eq!(
+            json(&QueryData::Instant(Value::Scalar(0.25), 7_000)),
+            r#"{"resultType":"scalar","result":[7,"0.25"]}"#
+        );
+        assert_eq!(
+            json(&QueryData::Instant(Value::String("a\"b".into()), 7_001)),
+            r#"{"resultType":"string","result":[7.001,"a\"b"]}"#
+        );
+    }
+}
