@@ -33,11 +33,30 @@ use std::sync::Arc;
 /// Selected series: labels and `(timestamp_ms, value)` samples sorted by time.
 pub type Selected = Vec<(Arc<Labels>, Vec<(i64, f64)>)>;
 
+/// What [`SeriesSource::select_each`] calls with each selected series: its labels and
+/// its samples in the range.
+pub type EachSeries<'a> = dyn FnMut(&Arc<Labels>, &[(i64, f64)]) + 'a;
+
 /// Where the evaluator reads samples from.
 pub trait SeriesSource {
     /// Every series matching `matchers` with its samples in `[start_ms, end_ms]`
     /// (both inclusive), sorted by time; stale markers included.
     fn select(&self, matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected;
+
+    /// What [`SeriesSource::select`] returns, handed to `each` one series at a time
+    /// (in the same order) instead of as an owned list; a source that holds the samples
+    /// already lends them without copying.
+    fn select_each(
+        &self,
+        matchers: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+        each: &mut EachSeries<'_>,
+    ) {
+        for (labels, samples) in self.select(matchers, start_ms, end_ms) {
+            each(&labels, &samples);
+        }
+    }
 }
 
 /// One element of an instant vector.

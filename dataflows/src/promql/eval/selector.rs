@@ -39,14 +39,18 @@ pub fn instant_with_ts(
     t: i64,
 ) -> Vec<(Arc<Labels>, i64, f64)> {
     let eff = effective_time(ev, sel.at, sel.offset_ms, t);
-    ev.source
-        .select(&sel.selector, eff - ev.lookback_ms + 1, eff)
-        .into_iter()
-        .filter_map(|(labels, points)| {
-            let (ts, v) = latest_in_lookback(&points, eff, ev.lookback_ms)?;
-            Some((labels, ts, v))
-        })
-        .collect()
+    let mut out = Vec::new();
+    ev.source.select_each(
+        &sel.selector,
+        eff - ev.lookback_ms + 1,
+        eff,
+        &mut |labels, points| {
+            if let Some((ts, v)) = latest_in_lookback(points, eff, ev.lookback_ms) {
+                out.push((labels.clone(), ts, v));
+            }
+        },
+    );
+    out
 }
 
 /// What an instant selector reads from one series at `eff` (the evaluation time
@@ -253,15 +257,17 @@ pub fn range_arg(ev: &Evaluator<'_>, plan: &Plan, t: i64) -> EvalResult<RangeArg
             let end = effective_time(ev, sel.at, sel.offset_ms, t);
             let (before, after) = sel.extra_reads(ev.lookback_ms, true);
             let (lo, hi) = (end - range_ms - before, end + after);
-            let series = ev
-                .source
-                .select(&sel.selector, lo + 1, hi)
-                .into_iter()
-                .filter_map(|(labels, points)| {
-                    let points = range_window(&points, lo, hi).into_owned();
-                    (!points.is_empty()).then_some(Series { labels, points })
-                })
-                .collect();
+            let mut series = Vec::new();
+            ev.source
+                .select_each(&sel.selector, lo + 1, hi, &mut |labels, points| {
+                    let points = range_window(points, lo, hi).into_owned();
+                    if !points.is_empty() {
+                        series.push(Series {
+                            labels: labels.clone(),
+                            points,
+                        });
+                    }
+                });
             Ok(RangeArg {
                 series,
                 window_end: end,
