@@ -13,7 +13,7 @@
 //! `limit_ratio(-(1 - r), x)` are complements and the same series are picked as by
 //! Prometheus.
 
-use super::{math, Element, EvalError, EvalResult, Evaluator, Value};
+use super::{math, Derivation, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::labels::Labels;
 use crate::promql::plan::{AggOp, Grouping, Plan};
 use std::collections::HashMap;
@@ -46,8 +46,7 @@ pub fn eval(
     // Groups in first-seen order.
     let mut order: Vec<Arc<Labels>> = Vec::new();
     let mut groups: HashMap<Arc<Labels>, Vec<Element>> = HashMap::new();
-    let mut add = |key: Labels, e: Element| {
-        let key = Arc::new(key);
+    let mut add = |key: Arc<Labels>, e: Element| {
         groups
             .entry(key.clone())
             .or_insert_with(|| {
@@ -71,7 +70,7 @@ pub fn eval(
                 .filter(|(n, _)| *n != label)
                 .collect();
             pairs.push((label.clone(), format_value(e.value)));
-            add(Labels::from_pairs(pairs), e);
+            add(Arc::new(Labels::from_pairs(pairs)), e);
         }
         return Ok(Value::Vector(
             order
@@ -107,7 +106,7 @@ pub fn eval(
         0.0
     };
     for e in input {
-        add(group_labels(&e.labels, grouping), e);
+        add(ev.derived(&e.labels, Derivation::Group(grouping)), e);
     }
     let mut out = Vec::new();
     for key in order {

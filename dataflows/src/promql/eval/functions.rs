@@ -16,17 +16,20 @@ use crate::promql::plan::Plan;
 use crate::selector::MatchKind;
 use std::sync::Arc;
 
+/// Whether a call with `args` is of a range-vector function (one element per series
+/// of its range argument, at most).
+pub fn takes_range(args: &[Plan]) -> bool {
+    args.iter()
+        .any(|a| matches!(a, Plan::Matrix { .. } | Plan::Subquery { .. }))
+}
+
 /// Evaluates `func(args…)` at `t`.
 pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult<Value> {
     let arg = |i: usize| {
         args.get(i)
             .ok_or_else(|| EvalError(format!("missing argument {i} of {func}")))
     };
-    // Range-vector functions.
-    if args
-        .iter()
-        .any(|a| matches!(a, Plan::Matrix { .. } | Plan::Subquery { .. }))
-    {
+    if takes_range(args) {
         return range_function(ev, func, args, t);
     }
     if let Some(f) = math::unary(func) {

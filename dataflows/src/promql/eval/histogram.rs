@@ -2,7 +2,7 @@
 //! `bucketQuantile` (promql/quantile.go): buckets grouped by their labels without
 //! `le`, made monotonic, then linear interpolation within a bucket.
 
-use super::{drop_name, Element, Evaluator};
+use super::{Derivation, Element, Evaluator};
 use crate::labels::Labels;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,13 +23,7 @@ pub fn quantile(ev: &Evaluator<'_>, phi: f64, v: Vec<Element>) -> Vec<Element> {
         };
         // Grouped with the metric name, dropped afterwards: two histograms that differ
         // only by name collide, which the caller reports as duplicate label sets.
-        let key = Arc::new(Labels::from_pairs(
-            e.labels
-                .iter()
-                .filter(|(n, _)| *n != "le")
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        ));
+        let key = ev.derived(&e.labels, Derivation::WithoutLe);
         groups.entry(key).or_default().push((upper, e.value));
     }
     groups
@@ -44,7 +38,7 @@ pub fn quantile(ev: &Evaluator<'_>, phi: f64, v: Vec<Element>) -> Vec<Element> {
                     labels.metric_name()
                 ));
             }
-            Element::new(drop_name(&labels), value)
+            Element::new(ev.derived(&labels, Derivation::DropName), value)
         })
         .collect()
 }

@@ -24,10 +24,10 @@ pub mod rate;
 pub mod selector;
 
 use crate::labels::Labels;
-use crate::promql::plan::Plan;
+use crate::promql::plan::{Grouping, Plan};
 use crate::selector::Selector;
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Selected series: labels and `(timestamp_ms, value)` samples sorted by time.
@@ -160,6 +160,43 @@ pub struct Evaluator<'a> {
     pub step_ms: i64,
     /// Warnings and infos raised so far.
     annotations: RefCell<Annotations>,
+    /// Label sets derived during this evaluation ([`Evaluator::derived`]).
+    derived: RefCell<HashMap<(usize, usize), Derived>>,
+}
+
+/// The most label sets [`Evaluator::derived`] remembers.
+const MAX_DERIVED: usize = 1 << 16;
+
+/// How a label set is derived from another ([`Evaluator::derived`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Derivation<'p> {
+    /// Without `__name__` and its metadata labels ([`drop_name`]).
+    DropName,
+    /// The group of an aggregation ([`aggregate::group_labels`]).
+    Group(&'p Grouping),
+    /// Without `le` (the bucket group of `histogram_quantile`).
+    WithoutLe,
+}
+
+impl Derivation<'_> {
+    /// Part of the memo key: a number per kind, the grouping's address for a group
+    /// (checked against the stored grouping on a hit).
+    fn tag(&self) -> usize {
+        match self {
+            Derivation::DropName => 0,
+            Derivation::WithoutLe => 1,
+            Derivation::Group(g) => *g as *const Grouping as usize,
+        }
+    }
+}
+
+/// One memo entry of [`Evaluator::derived`]: the source set (held, so that its address
+/// names it as long as the entry exists), the grouping it was derived by (if any),
+/// and the result.
+struct Derived {
+    from: Arc<Labels>,
+    grouping: Option<Grouping>,
+    labels: Arc<Labels>,
 }
 
 /// Prometheus's annotations of a query result: messages that do not fail it, as
@@ -184,6 +221,7 @@ impl<'a> Evaluator<'a> {
             end_ms: t_ms,
             step_ms: 0,
             annotations: RefCell::default(),
+            derived: RefCell::default(),
         }
     }
 
@@ -199,6 +237,47 @@ impl<'a> Evaluator<'a> {
         self.annotations.borrow_mut().infos.insert(text);
     }
 
+    /// The label set derived from `from` by `how`, memoized for this evaluation: a
+    /// range query derives the same sets at every step, and an unchanged `Arc` lets the
+    /// steps' results be matched up by address.
+    pub fn derived(&self, from: &Arc<Labels>, how: Derivation<'_>) -> Arc<Labels> {
+        let key = (Arc::as_ptr(from) as usize, how.tag());
+        let grouping = match how {
+            Derivation::Group(g) => Some(g),
+            _ => None,
+        };
+        if let Some(d) = self.derived.borrow().get(&key) {
+            if Arc::ptr_eq(&d.from, from) && d.grouping.as_ref() == grouping {
+                return d.labels.clone();
+            }
+        }
+        let mut memo = self.derived.borrow_mut();
+        if memo.len() >= MAX_DERIVED {
+            // Sources that are new at every step (never hit): start over rather than
+            // hold every step's sets.
+            memo.clear();
+        }
+        let labels = match how {
+            Derivation::DropName => drop_name(from),
+            Derivation::Group(g) => Arc::new(aggregate::group_labels(from, g)),
+            Derivation::WithoutLe => Arc::new(Labels::from_pairs(
+                from.iter()
+                    .filter(|(n, _)| *n != "le")
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+            )),
+        };
+        memo.insert(
+            key,
+            Derived {
+                from: from.clone(),
+                grouping: grouping.cloned(),
+                labels: labels.clone(),
+            },
+        );
+        labels
+    }
+
     /// The annotations raised so far, leaving none.
     pub fn take_annotations(&self) -> Annotations {
         self.annotations.take()
@@ -212,17 +291,24 @@ impl<'a> Evaluator<'a> {
                 "sort is ineffective for range queries since results are always ordered by labels",
             );
         }
-        let mut out: std::collections::BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = Default::default();
+        let steps = if step > 0 {
+            ((end - start) / step + 1).clamp(1, 1 << 16) as usize
+        } else {
+            1
+        };
+        let mut matrix = Matrix::new(steps);
         let mut t = start;
         while t <= end {
-            match self.instant(plan, t)? {
-                Value::Scalar(v) => out
-                    .entry(Arc::new(Labels::default()))
-                    .or_default()
-                    .push((t, v)),
+            match self.eval(plan, t)? {
+                Value::Scalar(v) => matrix.push(Arc::default(), t, v)?,
                 Value::Vector(v) => {
                     for e in v {
-                        out.entry(e.labels).or_default().push((t, e.value));
+                        let labels = if e.drop_name {
+                            self.derived(&e.labels, Derivation::DropName)
+                        } else {
+                            e.labels
+                        };
+                        matrix.push(labels, t, e.value)?;
                     }
                 }
                 _ => return Err(EvalError("range query of a non-vector expression".into())),
@@ -232,10 +318,7 @@ impl<'a> Evaluator<'a> {
             }
             t += step;
         }
-        Ok(out
-            .into_iter()
-            .map(|(labels, points)| Series { labels, points })
-            .collect())
+        Ok(matrix.into_sorted())
     }
 
     /// Evaluates a whole query at `t` (ms): [`Evaluator::eval`] plus delayed name removal.
@@ -266,8 +349,12 @@ impl<'a> Evaluator<'a> {
             },
             Plan::Call { func, args } => {
                 let v = functions::call(self, func, args, t)?;
+                // A range function's elements are its distinct input series, labels
+                // unchanged (the name drop is delayed): nothing to check.
                 if let Value::Vector(v) = &v {
-                    check_unique(v)?;
+                    if !functions::takes_range(args) {
+                        check_unique(v)?;
+                    }
                 }
                 v
             }
@@ -309,6 +396,65 @@ impl<'a> Evaluator<'a> {
             Value::String(s) => Ok(s),
             _ => Err(EvalError("expected string".into())),
         }
+    }
+}
+
+/// A range query's result as it is assembled step by step: the points of each
+/// distinct label set, found by the address of its `Arc` (unchanged across steps for
+/// a selected series or a memoized derived set) or else by the labels themselves.
+struct Matrix {
+    series: Vec<Series>,
+    by_labels: HashMap<Arc<Labels>, usize>,
+    /// Addresses of the `Arc`s held in `series`: alive for the whole query, so an
+    /// address names one label set.
+    by_address: HashMap<usize, usize>,
+    steps: usize,
+}
+
+impl Matrix {
+    fn new(steps: usize) -> Matrix {
+        Matrix {
+            series: Vec::new(),
+            by_labels: HashMap::new(),
+            by_address: HashMap::new(),
+            steps,
+        }
+    }
+
+    /// Adds the point `(t, value)` of `labels`; two points of one label set at the same
+    /// step are Prometheus's duplicate-labelset error (what [`finish_vector`] checks for
+    /// an instant query).
+    fn push(&mut self, labels: Arc<Labels>, t: i64, value: f64) -> EvalResult<()> {
+        let address = Arc::as_ptr(&labels) as usize;
+        let at = match self.by_address.get(&address) {
+            Some(&at) => at,
+            None => match self.by_labels.get(&labels) {
+                Some(&at) => at,
+                None => {
+                    let at = self.series.len();
+                    self.by_address.insert(address, at);
+                    self.by_labels.insert(labels.clone(), at);
+                    self.series.push(Series {
+                        labels,
+                        points: Vec::with_capacity(self.steps),
+                    });
+                    at
+                }
+            },
+        };
+        let points = &mut self.series[at].points;
+        if points.last().is_some_and(|p| p.0 == t) {
+            return Err(EvalError(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+        points.push((t, value));
+        Ok(())
+    }
+
+    fn into_sorted(mut self) -> Vec<Series> {
+        self.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        self.series
     }
 }
 
@@ -355,4 +501,149 @@ pub fn check_unique(v: &[Element]) -> EvalResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::plan;
+    use crate::promql::testscript::store::MemStorage;
+
+    /// A store that hands out new `Arc`s for the same series at every selection (as a
+    /// source reading from disk would), so no address is stable across steps.
+    struct FreshArcs<'a>(&'a MemStorage);
+
+    impl SeriesSource for FreshArcs<'_> {
+        fn select(&self, matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+            self.0
+                .select(matchers, start_ms, end_ms)
+                .into_iter()
+                .map(|(l, s)| (Arc::new(Labels::clone(&l)), s))
+                .collect()
+        }
+    }
+
+    fn store() -> MemStorage {
+        let mut store = MemStorage::default();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for name in ["a_total", "b_total"] {
+            for instance in ["x", "y", "z"] {
+                for le in ["0.1", "1", "+Inf"] {
+                    let labels = Labels::from_pairs(vec![
+                        ("__name__".into(), name.into()),
+                        ("instance".into(), instance.into()),
+                        ("le".into(), le.into()),
+                    ]);
+                    // Series that start late, stop early, and have gaps.
+                    let (from, to) = (next() % 20, 20 + next() % 21);
+                    let mut total = 0.0;
+                    let mut points = std::collections::BTreeMap::new();
+                    for i in from..to {
+                        total += (next() % 7) as f64;
+                        if next() % 5 != 0 {
+                            points.insert(i as i64 * 15_000 + 7_500, total);
+                        }
+                    }
+                    store.series.insert(Arc::new(labels), points);
+                }
+            }
+        }
+        store
+    }
+
+    /// What `range` must equal: the instant query at every step, assembled by labels.
+    fn per_step(
+        ev: &Evaluator<'_>,
+        plan: &Plan,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> EvalResult<Vec<Series>> {
+        let mut out: std::collections::BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = Default::default();
+        let mut t = start;
+        while t <= end {
+            match ev.instant(plan, t)? {
+                Value::Scalar(v) => out.entry(Arc::default()).or_default().push((t, v)),
+                Value::Vector(v) => {
+                    for e in v {
+                        out.entry(e.labels).or_default().push((t, e.value));
+                    }
+                }
+                _ => unreachable!(),
+            }
+            t += step;
+        }
+        Ok(out
+            .into_iter()
+            .map(|(labels, points)| Series { labels, points })
+            .collect())
+    }
+
+    /// Values as bits, so that NaN equals NaN.
+    type Bits = EvalResult<Vec<(Arc<Labels>, Vec<(i64, u64)>)>>;
+
+    fn bits(result: EvalResult<Vec<Series>>) -> Bits {
+        result.map(|series| {
+            series
+                .into_iter()
+                .map(|s| {
+                    let points = s.points.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                    (s.labels, points)
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn range_is_the_instant_query_at_every_step() {
+        let store = store();
+        let fresh = FreshArcs(&store);
+        let queries = [
+            "a_total",
+            "{le=\"1\"}",
+            "rate(a_total[1m])",
+            "rate({le=\"1\"}[1m])",
+            "sum by (instance) (rate(a_total[1m]))",
+            "sum without (le) (a_total)",
+            "max by (instance, __name__) ({instance=~\"x|y\", le!=\"1\"})",
+            "histogram_quantile(0.9, sum by (le) (rate(a_total[2m])))",
+            "histogram_quantile(0.5, rate({__name__=~\".+\", instance=\"x\"}[2m]))",
+            "-a_total",
+            "count_values(\"v\", a_total > 20)",
+            "abs(a_total) + on (instance, le) group_left b_total",
+            "time()",
+            "max_over_time(rate(a_total[1m])[2m:30s])",
+            "label_replace(a_total, \"instance\", \"same\", \"instance\", \".*\")",
+            "rate({le=\"1\"}[1m]) + 1",
+        ];
+        for source in [&store as &dyn SeriesSource, &fresh] {
+            for query in queries {
+                let plan = plan::parse(query).unwrap();
+                for (start, end, step) in [(0, 600_000, 15_000), (60_000, 300_000, 60_000)] {
+                    let ev = Evaluator::new(source, start);
+                    let got = bits(ev.range(&plan, start, end, step));
+                    let want = bits(per_step(
+                        &Evaluator::new(source, start),
+                        &plan,
+                        start,
+                        end,
+                        step,
+                    ));
+                    assert_eq!(got, want, "{query} over [{start}, {end}] step {step}");
+                    // Names dropped onto one label set; a label_replace collision; two
+                    // histograms that differ only by name.
+                    let duplicates = ["rate({le", "label_", "histogram_quantile(0.5"]
+                        .iter()
+                        .any(|p| query.starts_with(p));
+                    assert_eq!(got.is_err(), duplicates, "{query}");
+                }
+            }
+        }
+    }
 }
