@@ -13,10 +13,9 @@
 //! `limit_ratio(-(1 - r), x)` are complements and the same series are picked as by
 //! Prometheus.
 
-use super::{math, Derivation, Element, EvalError, EvalResult, Evaluator, Value};
+use super::{math, Derivation, Element, EvalError, EvalResult, Evaluator, LabelSlots, Value};
 use crate::labels::Labels;
 use crate::promql::plan::{AggOp, Grouping, Plan};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The group labels of `labels` under `grouping` (`without` also drops `__name__`).
@@ -44,16 +43,14 @@ pub fn eval(
 ) -> EvalResult<Value> {
     let input = ev.vector(expr, t)?;
     // Groups in first-seen order.
-    let mut order: Vec<Arc<Labels>> = Vec::new();
-    let mut groups: HashMap<Arc<Labels>, Vec<Element>> = HashMap::new();
+    let mut groups: Vec<(Arc<Labels>, Vec<Element>)> = Vec::new();
+    let mut slots = LabelSlots::default();
     let mut add = |key: Arc<Labels>, e: Element| {
-        groups
-            .entry(key.clone())
-            .or_insert_with(|| {
-                order.push(key);
-                Vec::new()
-            })
-            .push(e);
+        let (at, new) = slots.slot(&key);
+        if new {
+            groups.push((key, Vec::new()));
+        }
+        groups[at].1.push(e);
     };
     if op == AggOp::CountValues {
         let label = match param {
@@ -73,9 +70,9 @@ pub fn eval(
             add(Arc::new(Labels::from_pairs(pairs)), e);
         }
         return Ok(Value::Vector(
-            order
+            groups
                 .into_iter()
-                .map(|k| Element::new(k.clone(), groups[&k].len() as f64))
+                .map(|(k, elems)| Element::new(k, elems.len() as f64))
                 .collect(),
         ));
     }
@@ -109,8 +106,8 @@ pub fn eval(
         add(ev.derived(&e.labels, Derivation::Group(grouping)), e);
     }
     let mut out = Vec::new();
-    for key in order {
-        let elems = &groups[&key];
+    for (key, elems) in groups {
+        let elems = &elems;
         let value = match op {
             AggOp::Topk | AggOp::Bottomk => {
                 out.extend(top_k(elems, scalar_param, op == AggOp::Topk));

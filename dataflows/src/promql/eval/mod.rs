@@ -27,7 +27,7 @@ use crate::labels::Labels;
 use crate::promql::plan::{Grouping, Plan};
 use crate::selector::Selector;
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// Selected series: labels and `(timestamp_ms, value)` samples sorted by time.
@@ -162,6 +162,9 @@ pub struct Evaluator<'a> {
     annotations: RefCell<Annotations>,
     /// Label sets derived during this evaluation ([`Evaluator::derived`]).
     derived: RefCell<HashMap<(usize, usize), Derived>>,
+    /// Every distinct set [`Evaluator::derived`] returned, so that equal sets are one
+    /// `Arc` (found by address in [`LabelSlots`]).
+    interned: RefCell<HashSet<Arc<Labels>>>,
 }
 
 /// The most label sets [`Evaluator::derived`] remembers.
@@ -222,6 +225,7 @@ impl<'a> Evaluator<'a> {
             step_ms: 0,
             annotations: RefCell::default(),
             derived: RefCell::default(),
+            interned: RefCell::default(),
         }
     }
 
@@ -256,6 +260,7 @@ impl<'a> Evaluator<'a> {
             // Sources that are new at every step (never hit): start over rather than
             // hold every step's sets.
             memo.clear();
+            self.interned.borrow_mut().clear();
         }
         let labels = match how {
             Derivation::DropName => drop_name(from),
@@ -266,6 +271,16 @@ impl<'a> Evaluator<'a> {
                     .map(|(n, v)| (n.to_string(), v.to_string()))
                     .collect(),
             )),
+        };
+        let labels = {
+            let mut interned = self.interned.borrow_mut();
+            match interned.get(&labels) {
+                Some(same) => same.clone(),
+                None => {
+                    interned.insert(labels.clone());
+                    labels
+                }
+            }
         };
         memo.insert(
             key,
@@ -399,15 +414,73 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// A range query's result as it is assembled step by step: the points of each
-/// distinct label set, found by the address of its `Arc` (unchanged across steps for
-/// a selected series or a memoized derived set) or else by the labels themselves.
+/// Slots of distinct label sets, found by the address of an `Arc` (a set seen before
+/// through the same `Arc`: a selected series, or a set from [`Evaluator::derived`],
+/// at every step) or else by the labels themselves. The index holds every `Arc` whose
+/// address it knows, so an address names one label set for the index's lifetime.
+#[derive(Default)]
+pub struct LabelSlots {
+    by_address: HashMap<usize, usize, BuildAddressHasher>,
+    by_labels: HashMap<Arc<Labels>, usize>,
+}
+
+impl LabelSlots {
+    /// The slot of `labels`, and whether it is new (numbered in first-seen order).
+    pub fn slot(&mut self, labels: &Arc<Labels>) -> (usize, bool) {
+        let address = Arc::as_ptr(labels) as usize;
+        if let Some(&at) = self.by_address.get(&address) {
+            return (at, false);
+        }
+        if let Some(&at) = self.by_labels.get(labels) {
+            return (at, false);
+        }
+        let at = self.by_labels.len();
+        self.by_address.insert(address, at);
+        self.by_labels.insert(labels.clone(), at);
+        (at, true)
+    }
+}
+
+/// Hashes an address (a `usize` key) by one multiplication: addresses are distinct
+/// and SipHash showed in profiles.
+#[derive(Clone, Copy, Default)]
+pub struct BuildAddressHasher;
+
+/// See [`BuildAddressHasher`].
+#[derive(Default)]
+pub struct AddressHasher(u64);
+
+impl std::hash::Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        // Fibonacci hashing; the high bits, which hashbrown uses, mix all of `n`.
+        self.0 = (n as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(26);
+    }
+}
+
+impl std::hash::BuildHasher for BuildAddressHasher {
+    type Hasher = AddressHasher;
+
+    fn build_hasher(&self) -> AddressHasher {
+        AddressHasher::default()
+    }
+}
+
+/// A range query's result as it is assembled step by step.
 struct Matrix {
     series: Vec<Series>,
-    by_labels: HashMap<Arc<Labels>, usize>,
-    /// Addresses of the `Arc`s held in `series`: alive for the whole query, so an
-    /// address names one label set.
-    by_address: HashMap<usize, usize>,
+    slots: LabelSlots,
     steps: usize,
 }
 
@@ -415,8 +488,7 @@ impl Matrix {
     fn new(steps: usize) -> Matrix {
         Matrix {
             series: Vec::new(),
-            by_labels: HashMap::new(),
-            by_address: HashMap::new(),
+            slots: LabelSlots::default(),
             steps,
         }
     }
@@ -425,23 +497,13 @@ impl Matrix {
     /// step are Prometheus's duplicate-labelset error (what [`finish_vector`] checks for
     /// an instant query).
     fn push(&mut self, labels: Arc<Labels>, t: i64, value: f64) -> EvalResult<()> {
-        let address = Arc::as_ptr(&labels) as usize;
-        let at = match self.by_address.get(&address) {
-            Some(&at) => at,
-            None => match self.by_labels.get(&labels) {
-                Some(&at) => at,
-                None => {
-                    let at = self.series.len();
-                    self.by_address.insert(address, at);
-                    self.by_labels.insert(labels.clone(), at);
-                    self.series.push(Series {
-                        labels,
-                        points: Vec::with_capacity(self.steps),
-                    });
-                    at
-                }
-            },
-        };
+        let (at, new) = self.slots.slot(&labels);
+        if new {
+            self.series.push(Series {
+                labels,
+                points: Vec::with_capacity(self.steps),
+            });
+        }
         let points = &mut self.series[at].points;
         if points.last().is_some_and(|p| p.0 == t) {
             return Err(EvalError(
