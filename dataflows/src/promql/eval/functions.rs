@@ -9,10 +9,10 @@
 //! (Prometheus 3.x). The drop is delayed ([`Element::drop_name`]) and applied by
 //! [`super::finish_vector`] at the end of the query or at a subquery boundary.
 
-use super::selector::{instant_with_ts, range_arg, RangeArg};
+use super::selector::{effective_time, instant_with_ts, range_arg, range_window, RangeArg};
 use super::{math, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::labels::Labels;
-use crate::promql::plan::Plan;
+use crate::promql::plan::{Plan, VectorSel};
 use crate::selector::MatchKind;
 use std::sync::Arc;
 
@@ -191,15 +191,18 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
         "predict_linear" => (0, ev.scalar(&args[1], t)?),
         _ => (0, 0.0),
     };
+    if let Plan::Matrix { sel, range_ms } = &args[matrix_idx] {
+        if sel.modifier.is_none() && func != "absent_over_time" {
+            let (sf, tf) = smoothing_factors(ev, func, args, t)?;
+            let params = RangeParams { param, sf, tf };
+            return plain_window_function(ev, func, sel, *range_ms, t, params);
+        }
+    }
     let arg = range_arg(ev, &args[matrix_idx], t)?;
     if func == "absent_over_time" {
         return Ok(absent(arg.series.is_empty(), &args[0]));
     }
-    let (sf, tf) = if func == "double_exponential_smoothing" {
-        (ev.scalar(&args[1], t)?, ev.scalar(&args[2], t)?)
-    } else {
-        (0.0, 0.0)
-    };
+    let (sf, tf) = smoothing_factors(ev, func, args, t)?;
     // Over an `anchored` window, `changes` and `resets` see its edge points too.
     let arg = match arg.modifier {
         Some(_) if !matches!(func, "rate" | "increase" | "delta") => RangeArg {
@@ -226,6 +229,69 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// The factors of `double_exponential_smoothing` (zeros for other functions).
+fn smoothing_factors(
+    ev: &Evaluator<'_>,
+    func: &str,
+    args: &[Plan],
+    t: i64,
+) -> EvalResult<(f64, f64)> {
+    Ok(if func == "double_exponential_smoothing" {
+        (ev.scalar(&args[1], t)?, ev.scalar(&args[2], t)?)
+    } else {
+        (0.0, 0.0)
+    })
+}
+
+/// A range function over a plain window `x[r]` (no `anchored`/`smoothed`): the
+/// kernel runs on the samples the source lends ([`SeriesSource::select_each`]), with
+/// no copy of each window first. The same elements, annotations and errors as going
+/// through [`range_arg`].
+///
+/// [`SeriesSource::select_each`]: super::SeriesSource::select_each
+fn plain_window_function(
+    ev: &Evaluator<'_>,
+    func: &str,
+    sel: &VectorSel,
+    range_ms: i64,
+    t: i64,
+    params: RangeParams,
+) -> EvalResult<Value> {
+    if func == "quantile_over_time" {
+        check_quantile(ev, params.param);
+    }
+    let end = effective_time(ev, sel.at, sel.offset_ms, t);
+    let start = end - range_ms;
+    let arg = RangeArg {
+        series: Vec::new(),
+        window_end: end,
+        range_ms,
+        modifier: None,
+    };
+    let counter = func == "rate" || func == "increase";
+    let mut out = Vec::new();
+    let mut failed = None;
+    ev.source
+        .select_each(&sel.selector, start + 1, end, &mut |labels, points| {
+            let window = range_window(points, start, end);
+            if failed.is_some() || window.is_empty() {
+                return;
+            }
+            if counter {
+                possible_non_counter(ev, labels);
+            }
+            match range_kernel(func, &window, &arg, t, params) {
+                Ok(Some(value)) => out.push(range_element(func, labels.clone(), value)),
+                Ok(None) => {}
+                Err(e) => failed = Some(e),
+            }
+        });
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Value::Vector(out)),
+    }
 }
 
 /// The scalar arguments of a range function: φ of `quantile_over_time`, the seconds

@@ -161,7 +161,7 @@ pub struct Evaluator<'a> {
     /// Warnings and infos raised so far.
     annotations: RefCell<Annotations>,
     /// Label sets derived during this evaluation ([`Evaluator::derived`]).
-    derived: RefCell<HashMap<(usize, usize), Derived>>,
+    derived: RefCell<HashMap<(usize, usize), Derived, BuildAddressHasher>>,
     /// Every distinct set [`Evaluator::derived`] returned, so that equal sets are one
     /// `Arc` (found by address in [`LabelSlots`]).
     interned: RefCell<HashSet<Arc<Labels>>>,
@@ -441,8 +441,8 @@ impl LabelSlots {
     }
 }
 
-/// Hashes an address (a `usize` key) by one multiplication: addresses are distinct
-/// and SipHash showed in profiles.
+/// Hashes addresses (`usize` keys, or tuples of them) by one multiplication each:
+/// addresses are distinct, and SipHash showed in profiles.
 #[derive(Clone, Copy, Default)]
 pub struct BuildAddressHasher;
 
@@ -462,8 +462,9 @@ impl std::hash::Hasher for AddressHasher {
     }
 
     fn write_usize(&mut self, n: usize) {
-        // Fibonacci hashing; the high bits, which hashbrown uses, mix all of `n`.
-        self.0 = (n as u64)
+        // Fibonacci hashing of each word into the state (a tuple of addresses writes
+        // several); the rotation brings the well-mixed high bits down too.
+        self.0 = (self.0 ^ n as u64)
             .wrapping_mul(0x9e37_79b9_7f4a_7c15)
             .rotate_left(26);
     }
