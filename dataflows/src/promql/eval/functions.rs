@@ -270,7 +270,9 @@ fn plain_window_function(
         range_ms,
         modifier: None,
     };
-    let counter = func == "rate" || func == "increase";
+    // Per series only when the selector does not already say (profiles: label lookups
+    // for every series at every step).
+    let counter = (func == "rate" || func == "increase") && !selects_counters(sel);
     let mut out = Vec::new();
     let mut failed = None;
     ev.source
@@ -349,15 +351,28 @@ pub fn range_element(func: &str, labels: Arc<Labels>, value: f64) -> Element {
 /// is a counter (and whose `__type__` does not either).
 fn possible_non_counter(ev: &Evaluator<'_>, labels: &Labels) {
     let name = labels.metric_name();
-    let counter_like = ["_total", "_sum", "_count", "_bucket"]
-        .iter()
-        .any(|suffix| name.ends_with(suffix))
-        || labels.get("__type__") == Some("counter");
+    let counter_like = counter_like_name(name) || labels.get("__type__") == Some("counter");
     if !name.is_empty() && !counter_like {
         ev.info(format!(
             "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {name:?}"
         ));
     }
+}
+
+/// Whether a metric name says it is a counter (`rate`'s info is not raised for it).
+fn counter_like_name(name: &str) -> bool {
+    ["_total", "_sum", "_count", "_bucket"]
+        .iter()
+        .any(|suffix| name.ends_with(suffix))
+}
+
+/// Whether every series `sel` selects has a counter-like name (an `__name__` equality
+/// matcher says so), so that no series needs [`possible_non_counter`].
+fn selects_counters(sel: &VectorSel) -> bool {
+    sel.selector.matchers.iter().any(|m| {
+        m.name == crate::labels::METRIC_NAME
+            && matches!(&m.kind, MatchKind::Equal(name) if counter_like_name(name))
+    })
 }
 
 /// Prometheus's warning for a quantile φ outside `[0, 1]`.
