@@ -19,7 +19,7 @@ use crate::notify::sink::AlertFanOut;
 use crate::notify::BuiltinNotifier;
 use crate::rules::file::RuleGroup;
 use crate::rules::manager::{
-    EvaluationMode, ForRestore, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
+    EvaluationPolicy, ForRestore, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
 };
 use crate::rules::registry::RuleRegistry;
 use crate::scrape::scrape_loop::LoopContext;
@@ -93,8 +93,9 @@ pub struct AlertingFlags {
     /// `--web.external-url`: the URL promflow is reached at (alerts' `generatorURL`,
     /// templates' `$externalURL`); `None`: `http://<hostname>:<listen port>`.
     pub external_url: Option<String>,
-    /// `--rules.evaluation`: `interval` (like Prometheus) or `on-arrival`.
-    pub evaluation_mode: EvaluationMode,
+    /// `--rules.evaluation` (`interval` like Prometheus, or `on-arrival`) and
+    /// `--rules.on-arrival-groups`.
+    pub evaluation: EvaluationPolicy,
     /// `--rules.alert.for-outage-tolerance`.
     pub for_outage_tolerance: Duration,
     /// `--rules.alert.for-grace-period`.
@@ -108,7 +109,7 @@ impl Default for AlertingFlags {
         let defaults = ManagerOptions::default();
         AlertingFlags {
             external_url: None,
-            evaluation_mode: defaults.evaluation_mode,
+            evaluation: defaults.evaluation,
             for_outage_tolerance: defaults.for_outage_tolerance,
             for_grace_period: defaults.for_grace_period,
             for_restore: defaults.for_restore,
@@ -381,7 +382,7 @@ impl Service {
                 default_interval: config.global.evaluation_interval,
                 external_labels: config.global.external_labels.clone(),
                 external_url,
-                evaluation_mode: flags.evaluation_mode,
+                evaluation: flags.evaluation.clone(),
                 for_outage_tolerance: flags.for_outage_tolerance,
                 for_grace_period: flags.for_grace_period,
                 for_restore: flags.for_restore,

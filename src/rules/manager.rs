@@ -18,7 +18,8 @@
 //!   offset, minus `query_offset`); at each tick the runner takes the dataflow's result
 //!   for exactly that time, so results, `ALERTS` samples and state transitions are
 //!   those of Prometheus at each tick. `for` fires at the first tick `>= activeAt + for`.
-//! - *on-arrival* mode (`--rules.evaluation=on-arrival`): the schedule is
+//! - *on-arrival* mode (`--rules.evaluation=on-arrival`, or a group whose name matches
+//!   `--rules.on-arrival-groups`): the schedule is
 //!   `RuleSchedule::OnArrival`: each result (a batch the rule reads arrived, or a
 //!   sample left a window) steps the rule at its own time. The `for` and
 //!   `keep_firing_for` clocks are exact: the runner steps the rule again at the alert's
@@ -152,6 +153,41 @@ impl std::str::FromStr for EvaluationMode {
     }
 }
 
+/// The evaluation mode of every group: `--rules.evaluation` for all groups, except
+/// groups whose name matches `--rules.on-arrival-groups`, which are evaluated on
+/// arrival. (A flag rather than a rule-file field keeps rule files valid for promtool.)
+#[derive(Clone, Debug, Default)]
+pub struct EvaluationPolicy {
+    /// `--rules.evaluation`.
+    pub default: EvaluationMode,
+    /// `--rules.on-arrival-groups`, anchored at both ends like Prometheus's regexes.
+    pub on_arrival_groups: Option<regex::Regex>,
+}
+
+impl EvaluationPolicy {
+    /// The mode of the group named `group`.
+    pub fn mode_for(&self, group: &str) -> EvaluationMode {
+        match &self.on_arrival_groups {
+            Some(re) if re.is_match(group) => EvaluationMode::OnArrival,
+            _ => self.default,
+        }
+    }
+
+    /// Parses a `--rules.on-arrival-groups` value into an anchored regex.
+    pub fn parse_groups(pattern: &str) -> Result<regex::Regex, String> {
+        regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| format!("invalid group name regex {pattern:?}: {e}"))
+    }
+}
+
+impl PartialEq for EvaluationPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.default == other.default
+            && self.on_arrival_groups.as_ref().map(|r| r.as_str())
+                == other.on_arrival_groups.as_ref().map(|r| r.as_str())
+    }
+}
+
 /// How a pending alert's `activeAt` comes back after a restart.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ForRestore {
@@ -188,8 +224,8 @@ pub struct ManagerOptions {
     pub external_url: String,
     /// How often a firing alert is re-sent (Prometheus's `--rules.alert.resend-delay`, 1m).
     pub resend_delay: Duration,
-    /// `--rules.evaluation`.
-    pub evaluation_mode: EvaluationMode,
+    /// `--rules.evaluation` and `--rules.on-arrival-groups`.
+    pub evaluation: EvaluationPolicy,
     /// `--rules.alert.for-outage-tolerance`: the longest downtime after which alert
     /// state is still restored (1h).
     pub for_outage_tolerance: Duration,
@@ -207,7 +243,7 @@ impl Default for ManagerOptions {
             external_labels: BTreeMap::new(),
             external_url: String::new(),
             resend_delay: Duration::from_secs(60),
-            evaluation_mode: EvaluationMode::Interval,
+            evaluation: EvaluationPolicy::default(),
             for_outage_tolerance: Duration::from_secs(3600),
             for_grace_period: Duration::from_secs(600),
             for_restore: ForRestore::Keep,
@@ -753,8 +789,9 @@ impl GroupRunner {
         stop: Arc<AtomicBool>,
         outputs: &HashSet<String>,
     ) -> GroupRunner {
-        let mode = manager.options.lock().evaluation_mode;
+        let policy = manager.options.lock().evaluation.clone();
         let mut s = state.lock();
+        let mode = policy.mode_for(&s.group.name);
         let interval_ms = s.interval.as_millis().max(1) as i64;
         let offset_ms = group_offset_ms(&s.group, interval_ms);
         let query_offset_ms = s.group.query_offset.as_millis() as i64;
