@@ -175,8 +175,10 @@ impl EvaluationPolicy {
 
     /// Parses a `--rules.on-arrival-groups` value into an anchored regex.
     pub fn parse_groups(pattern: &str) -> Result<regex::Regex, String> {
-        regex::Regex::new(&format!("^(?:{pattern})$"))
-            .map_err(|e| format!("invalid group name regex {pattern:?}: {e}"))
+        // Compiled unanchored first so an error points into the pattern as written.
+        regex::Regex::new(pattern)
+            .and_then(|_| regex::Regex::new(&format!("^(?:{pattern})$")))
+            .map_err(|e| format!("invalid group name regex: {e}"))
     }
 }
 
