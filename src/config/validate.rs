@@ -529,6 +529,22 @@ fn resolve_alertmanager(
             &path.key("static_configs"),
             problems,
         ),
+        file_sd_configs: resolve_file_sd_configs(
+            raw.file_sd_configs.as_deref(),
+            base_dir,
+            &path.key("file_sd_configs"),
+            problems,
+        ),
+        dns_sd_configs: resolve_dns_sd_configs(
+            raw.dns_sd_configs.as_deref(),
+            &path.key("dns_sd_configs"),
+            problems,
+        ),
+        ec2_sd_configs: resolve_ec2_sd_configs(
+            raw.ec2_sd_configs.as_deref(),
+            &path.key("ec2_sd_configs"),
+            problems,
+        ),
         relabel_configs: resolve_relabel_configs(
             raw.relabel_configs.as_deref(),
             &path.key("relabel_configs"),
