@@ -129,6 +129,25 @@ fn alerts_follow_the_file_sd_file_to_another_alertmanager() {
     // Each batch goes to every active Alertmanager at once: had the first still been
     // one, it would hold SecondAlert by now.
     assert_eq!(alertnames(&first), ["FirstAlert"]);
+
+    // A file that no longer parses keeps the last good Alertmanagers.
+    let failures = || {
+        promflow
+            .metrics()
+            .sum("promflow_sd_refresh_failures_total")
+            .unwrap_or(0.0)
+    };
+    let failures_before = failures();
+    std::fs::write(&sd_file, "[{\"targets\": ").unwrap();
+    assert!(
+        wait_until(WAIT, || failures() > failures_before),
+        "the broken sd file was not noticed; promflow log:\n{}",
+        promflow.log()
+    );
+    assert_eq!(
+        am_urls(&promflow.get_ok("/api/v1/alertmanagers")),
+        (vec![alerts_url(&second)], vec![])
+    );
     let metrics = promflow.metrics();
     assert_eq!(
         metrics.sum("promflow_notifications_alertmanagers_discovered"),

@@ -168,6 +168,9 @@ impl Notifier {
         let Some(mut updates) = notifier.upgrade().map(|n| n.discovery.subscribe()) else {
             return;
         };
+        // A provider may have reported before this subscription existed: resolve once
+        // right away so that is not lost.
+        updates.mark_changed();
         while updates.changed().await.is_ok() {
             updates.borrow_and_update();
             let Some(notifier) = notifier.upgrade() else {
