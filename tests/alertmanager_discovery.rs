@@ -7,7 +7,8 @@
 //! Real peers: Alertmanager 0.25 (`prometheus-alertmanager`) twice, each receiving
 //! promflow's alerts (read back through Alertmanager's own `GET /api/v2/alerts`);
 //! Prometheus 2.42 and promtool (`prometheus`) as the oracle for the API and the
-//! config errors; dnsmasq for `dns_sd_configs`; the controllable exporter of `common`
+//! config errors; dnsmasq for `dns_sd_configs`; moto (`.venv`) as the EC2 API for
+//! `ec2_sd_configs`; the controllable exporter of `common`
 //! makes rules fire when the test says so.
 
 mod common;
@@ -15,6 +16,7 @@ mod common;
 use common::alertmanager::{Alertmanager, Webhook};
 use common::dnsmasq::Dnsmasq;
 use common::exporter::{Exporter, Reply};
+use common::moto::{self, Moto};
 use common::{combined_output, promtool, run_promflow, wait_until, Prometheus, Promflow};
 use serde_json::Value;
 use std::path::Path;
@@ -77,6 +79,13 @@ fn am_urls(body: &str) -> (Vec<String>, Vec<String>) {
             .collect()
     };
     (urls("activeAlertmanagers"), urls("droppedAlertmanagers"))
+}
+
+/// Both lists sorted: Prometheus lists its Alertmanager sets in Go map order.
+fn sorted((mut active, mut dropped): (Vec<String>, Vec<String>)) -> (Vec<String>, Vec<String>) {
+    active.sort();
+    dropped.sort();
+    (active, dropped)
 }
 
 fn alerts_url(am: &Alertmanager) -> String {
@@ -185,6 +194,54 @@ fn relabeling_drops_an_alertmanager() {
         promflow.log()
     );
     assert!(alertnames(&dropped).is_empty(), "{:?}", dropped.alerts());
+
+    // Without the relabeling (reloaded), both are Alertmanagers.
+    promflow.write_config(&config_with_alerting(
+        dir.path(),
+        &exporter,
+        &format!(
+            "  alertmanagers:\n    - static_configs:\n        - targets: ['{}', '{}']\n",
+            kept.addr(),
+            dropped.addr()
+        ),
+    ));
+    assert_eq!(promflow.reload().status, 200);
+    assert_eq!(
+        am_urls(&promflow.get_ok("/api/v1/alertmanagers")),
+        (vec![alerts_url(&kept), alerts_url(&dropped)], vec![])
+    );
+}
+
+/// Alertmanagers found through `ec2_sd_configs` (a real EC2 API, moto) and kept by
+/// their `Name` tag: the same `/api/v1/alertmanagers` as Prometheus 2.42's.
+#[test]
+fn ec2_alertmanagers_api_matches_prometheus() {
+    let moto = Moto::start();
+    moto.run_instance("127.0.0.2", &[("Name", "am-1")]);
+    moto.run_instance("127.0.0.3", &[("Name", "web-1")]);
+    moto.run_instance("127.0.0.4", &[("Name", "am-2")]);
+    let config = format!(
+        "alerting:\n  alertmanagers:\n    - path_prefix: /alertmanager\n      ec2_sd_configs:\n        - region: {region}\n          endpoint: {endpoint}\n          access_key: test\n          secret_key: test\n          port: 9093\n          refresh_interval: 2s\n      relabel_configs:\n        - source_labels: [__meta_ec2_tag_Name]\n          regex: 'am-.+'\n          action: keep\n",
+        region = moto::REGION,
+        endpoint = moto.endpoint()
+    );
+    let promflow = Promflow::start(&config);
+    let prometheus = Prometheus::start(&config);
+    let ours = || sorted(am_urls(&promflow.get_ok("/api/v1/alertmanagers")));
+    let theirs = || sorted(am_urls(&prometheus.get_ok("/api/v1/alertmanagers")));
+    assert!(
+        wait_until(WAIT, || !theirs().0.is_empty()),
+        "Prometheus never listed the EC2 Alertmanagers: {:?}\n{}",
+        theirs(),
+        prometheus.log()
+    );
+    assert!(
+        wait_until(WAIT, || !ours().0.is_empty()),
+        "promflow never listed the EC2 Alertmanagers: {:?}\n{}",
+        ours(),
+        promflow.log()
+    );
+    assert_eq!(ours(), theirs());
 }
 
 /// Alertmanagers found through `dns_sd_configs` (A records on a real DNS server).
@@ -240,11 +297,6 @@ fn alertmanagers_api_matches_prometheus() {
     );
     let promflow = Promflow::start(&config);
     let prometheus = Prometheus::start(&config);
-    let sorted = |(mut active, mut dropped): (Vec<String>, Vec<String>)| {
-        active.sort();
-        dropped.sort();
-        (active, dropped)
-    };
     let ours = || sorted(am_urls(&promflow.get_ok("/api/v1/alertmanagers")));
     let theirs = || sorted(am_urls(&prometheus.get_ok("/api/v1/alertmanagers")));
     // Prometheus applies discovery updates every 5s; promflow's file provider reads
