@@ -149,6 +149,8 @@ impl Notifier {
 
     /// Resolves every entry's discovered groups into Alertmanagers.
     fn resolve_alertmanagers(&self) {
+        // Held from snapshot to store, so an older snapshot never replaces a newer one.
+        let mut current = self.alertmanagers.lock();
         let resolved: Vec<ResolvedAlertmanagers> = self
             .discovery
             .snapshot()
@@ -159,7 +161,7 @@ impl Notifier {
         self.metrics
             .notifications_alertmanagers_discovered
             .set(active as f64);
-        *self.alertmanagers.lock() = Arc::new(resolved);
+        *current = Arc::new(resolved);
     }
 
     /// Resolves the Alertmanagers again on every discovery change, while the
