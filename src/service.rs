@@ -227,7 +227,10 @@ impl Service {
             ingester: ingester.clone(),
             metrics: metrics.clone(),
         });
-        let notifier = Notifier::new(metrics.clone());
+        let notifier = Notifier::new(DiscoveryContext {
+            metrics: metrics.clone(),
+            dns_nameserver: options.dns_nameserver,
+        });
         tokio::spawn(notifier.clone().run());
         let builtin_notifier = BuiltinNotifier::new();
         builtin_notifier.set_state_file(options.storage_path.join("notifier.json"));
@@ -467,6 +470,7 @@ impl Service {
     /// Stops scraping (writing stale markers) and the dataflow.
     pub fn shutdown(&self) {
         self.discovery.stop_all();
+        self.notifier.stop_discovery();
         self.scrapes.stop_all();
         self.rules.stop();
         self.ingester.remote_write().stop_all();
