@@ -7,7 +7,8 @@
 //! Alertmanager sender) and from other Prometheus / promflow servers that POST to
 //! `/api/v2/alerts`; the same alert from several senders is one alert.
 //!
-//! Layout, top to bottom: [`config`] (the file), [`matcher`] and [`route`] (the
+//! Layout, top to bottom: [`config`] (the file; [`config_show`] prints it back as
+//! Alertmanager does), [`matcher`] and [`route`] (the
 //! tree), [`alert`] (the alert record), [`dispatcher`] (store, groups, dedup — pure,
 //! driven by explicit times), [`inhibit`], [`silence`], [`template`] (data and
 //! default templates), [`receivers`] (request bodies and sending), and here the
@@ -29,6 +30,7 @@
 
 pub mod alert;
 pub mod config;
+pub mod config_show;
 pub mod dispatcher;
 pub mod inhibit;
 pub mod matcher;

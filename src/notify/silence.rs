@@ -93,6 +93,34 @@ impl Silences {
         self.by_id.values()
     }
 
+    /// The silences `filter` selects, in Alertmanager's order for `GET
+    /// /api/v2/silences`: active ones first (soonest end first), then pending
+    /// (soonest start first), then expired (latest end first).
+    ///
+    /// A silence is selected when every filter matcher is one of its own matchers
+    /// (same name, operator and value text; Alertmanager's
+    /// `CheckSilenceMatchesFilterLabels`).
+    pub fn query(&self, filter: &[Matcher], now: Nanos) -> Vec<&Silence> {
+        let mut out: Vec<&Silence> = self
+            .by_id
+            .values()
+            .filter(|s| filter.iter().all(|f| s.matchers.0.contains(f)))
+            .collect();
+        let rank = |s: &Silence| match s.state(now) {
+            "active" => 0,
+            "pending" => 1,
+            _ => 2,
+        };
+        out.sort_by(|a, b| {
+            rank(a).cmp(&rank(b)).then_with(|| match a.state(now) {
+                "active" => a.ends_at.cmp(&b.ends_at),
+                "pending" => a.starts_at.cmp(&b.starts_at),
+                _ => b.ends_at.cmp(&a.ends_at),
+            })
+        });
+        out
+    }
+
     /// One silence.
     pub fn get(&self, id: &str) -> Option<&Silence> {
         self.by_id.get(id)
@@ -215,14 +243,15 @@ impl Silences {
         problems
     }
 
-    /// Expires a silence now (`DELETE /api/v2/silence/{id}`).
+    /// Expires a silence now (`DELETE /api/v2/silence/{id}`); one already expired
+    /// is left as it is (Alertmanager 0.25 answers 200 for it too).
     pub fn expire(&mut self, id: &str, now: Nanos) -> Result<(), String> {
         let s = self
             .by_id
             .get_mut(id)
-            .ok_or_else(|| format!("silence {id} not found"))?;
+            .ok_or_else(|| "silence not found".to_string())?;
         if s.state(now) == "expired" {
-            return Err(format!("silence {id} already expired"));
+            return Ok(());
         }
         if s.starts_at > now {
             s.starts_at = now;
