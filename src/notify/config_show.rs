@@ -14,6 +14,7 @@
 //! folding come out the same.
 
 use crate::config::{format_duration, parse_duration};
+use crate::notify::go_time::duration_string;
 use crate::notify::matcher::{parse_matchers, Matchers};
 use serde_yaml_ng::{Mapping, Value};
 use std::time::Duration;
@@ -480,7 +481,10 @@ fn pushover(c: &Value) -> Mapping {
             .and_then(string)
             .and_then(|t| parse_duration(&t).ok())
             .unwrap_or(Duration::from_secs(default));
-        m.insert(key.into(), go_duration_string(d).into());
+        m.insert(
+            key.into(),
+            duration_string(d.as_nanos().min(i64::MAX as u128) as i64).into(),
+        );
     }
     m.insert(
         "html".into(),
@@ -505,55 +509,4 @@ fn webhook(c: &Value) -> Mapping {
             .into(),
     );
     m
-}
-
-/// Go's `time.Duration.String()` for whole milliseconds: `1h0m0s`, `1m30s`, `1.5s`,
-/// `250ms`, `0s`.
-pub fn go_duration_string(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (hours, minutes) = (ms / 3_600_000, ms / 60_000 % 60);
-    let seconds = ms % 60_000;
-    let seconds = if seconds.is_multiple_of(1000) {
-        format!("{}s", seconds / 1000)
-    } else {
-        format!(
-            "{}.{}s",
-            seconds / 1000,
-            format!("{:03}", seconds % 1000).trim_end_matches('0')
-        )
-    };
-    if hours > 0 {
-        format!("{hours}h{minutes}m{seconds}")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds}")
-    } else {
-        seconds
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations() {
-        // Go: time.Duration(x).String().
-        for (ms, want) in [
-            (0, "0s"),
-            (250, "250ms"),
-            (1500, "1.5s"),
-            (60_000, "1m0s"),
-            (90_000, "1m30s"),
-            (3_600_000, "1h0m0s"),
-            (5_430_500, "1h30m30.5s"),
-        ] {
-            assert_eq!(go_duration_string(Duration::from_millis(ms)), want);
-        }
-    }
 }

@@ -11,7 +11,7 @@
 //! Alertmanager does), [`matcher`] and [`route`] (the
 //! tree), [`alert`] (the alert record), [`dispatcher`] (store, groups, dedup — pure,
 //! driven by explicit times), [`inhibit`], [`silence`], [`template`] (data and
-//! default templates), [`receivers`] (request bodies and sending), and here the
+//! default templates; [`go_time`] for their time values), [`receivers`] (request bodies and sending), and here the
 //! runtime, [`BuiltinNotifier`], which runs the dispatcher on the clock, delivers with
 //! retries and counts outcomes.
 //!
@@ -32,6 +32,7 @@ pub mod alert;
 pub mod config;
 pub mod config_show;
 pub mod dispatcher;
+pub mod go_time;
 pub mod inhibit;
 pub mod matcher;
 pub mod receivers;
