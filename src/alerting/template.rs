@@ -6,7 +6,8 @@
 //! function map (`humanize*`, `printf` (built in), `toUpper`, `toLower`, `title`,
 //! `reReplaceAll`, `match`, `safeHtml`, `args`, `first`, `label`, `value`,
 //! `strvalue`, `sortByLabel`, `graphLink`, `tableLink`, `query`, `pathPrefix`,
-//! `externalURL`). Numbers are formatted like Go's `%.4g` so results match promtool.
+//! `externalURL`, `toTime` (printed as Go's `time.Time`; its methods are not
+//! available), `parseDuration`, `stripPort`, `stripDomain`). Numbers are formatted like Go's `%.4g` so results match promtool.
 //!
 //! The Go-template engine is the `gotmpl` crate: a maintained, dependency-free
 //! reimplementation of Go's `text/template` (parser, pipelines, variables,
@@ -276,11 +277,31 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
             Ok(text(format!("{}%", go_g4(v * 100.0))))
         })
         .func("humanizeTimestamp", |args| {
-            Ok(text(humanize_timestamp(to_float(&arg(
-                args,
-                0,
-                "humanizeTimestamp",
-            )?)?)))
+            let v = to_float(&arg(args, 0, "humanizeTimestamp")?)?;
+            if !v.is_finite() {
+                return Ok(text(go_g4(v)));
+            }
+            float_to_time(v).map(text).map_err(err)
+        })
+        .func("toTime", |args| {
+            let v = to_float(&arg(args, 0, "toTime")?)?;
+            float_to_time(v).map(text).map_err(err)
+        })
+        .func("parseDuration", |args| {
+            let d = arg_str(args, 0, "parseDuration")?;
+            crate::config::parse_duration(&d)
+                .map(|d| Value::Float(d.as_secs_f64()))
+                .map_err(err)
+        })
+        .func("stripPort", |args| {
+            let host_port = arg_str(args, 0, "stripPort")?;
+            Ok(text(match split_host_port(&host_port) {
+                Some((host, _)) => host.to_string(),
+                None => host_port,
+            }))
+        })
+        .func("stripDomain", |args| {
+            Ok(text(strip_domain(&arg_str(args, 0, "stripDomain")?)))
         })
         .func("graphLink", |args| {
             Ok(text(graph_link(&arg_str(args, 0, "graphLink")?, 0)))
@@ -461,27 +482,85 @@ pub fn humanize_duration(mut v: f64) -> String {
     format!("{}{prefix}s", go_g4(v))
 }
 
-/// Prometheus's `humanizeTimestamp`: Go's `time.Time.String()` in UTC.
-pub fn humanize_timestamp(v: f64) -> String {
+/// Prometheus's `floatToTime` as `toTime` and `humanizeTimestamp` print it: seconds
+/// to Go's `time.Time.String()` in UTC, truncated (toward zero) to milliseconds like
+/// `model.TimeFromUnixNano`; NaN, ±Inf and times beyond int64 nanoseconds are errors
+/// with Prometheus's messages.
+pub fn float_to_time(v: f64) -> Result<String, String> {
     if !v.is_finite() {
-        return go_g4(v);
+        return Err("value is NaN or Inf".into());
     }
-    // Like Prometheus: nanoseconds, then `model.Time` (milliseconds).
-    let ms = ((v * 1e9) as i64).div_euclid(1_000_000);
+    let nanos = v * 1e9;
+    if nanos > i64::MAX as f64 || nanos < i64::MIN as f64 {
+        return Err(format!(
+            "{} cannot be represented as a nanoseconds timestamp since it overflows int64",
+            go_float(v)
+        ));
+    }
+    let ms = (nanos as i64) / 1_000_000;
     let secs = ms.div_euclid(1000);
     let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
-        Some(t) => {
-            let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
-            if nanos > 0 {
-                let frac = format!("{nanos:09}");
-                out.push('.');
-                out.push_str(frac.trim_end_matches('0'));
-            }
-            out.push_str(" +0000 UTC");
-            out
+    let t = chrono::DateTime::from_timestamp(secs, nanos)
+        .ok_or_else(|| format!("{} is out of range", go_float(v)))?;
+    let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    if nanos > 0 {
+        out.push('.');
+        out.push_str(format!("{nanos:09}").trim_end_matches('0'));
+    }
+    out.push_str(" +0000 UTC");
+    Ok(out)
+}
+
+/// Go's `%v` of a float64 (`%g` with the shortest digits): exponent form when the
+/// decimal exponent is below -4 or at least 6 (`1e+10`, `1.2096e+06`).
+fn go_float(v: f64) -> String {
+    let sci = format!("{v:e}");
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if v.is_finite() && v != 0.0 && !(-4..6).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Go's `net.SplitHostPort`: `host:port` or `[host]:port`; `None` where Go errs
+/// (no port, too many colons, misplaced brackets).
+fn split_host_port(host_port: &str) -> Option<(&str, &str)> {
+    let colon = host_port.rfind(':')?;
+    let (host, brackets_from) = if let Some(inner) = host_port.strip_prefix('[') {
+        let end = inner.find(']')? + 1;
+        if end + 1 != colon {
+            return None;
         }
-        None => go_g4(v),
+        (&host_port[1..end], end + 1)
+    } else {
+        let host = &host_port[..colon];
+        if host.contains(':') {
+            return None;
+        }
+        (host, 0)
+    };
+    let start = usize::from(host_port.starts_with('['));
+    if host_port[start..].contains('[') || host_port[brackets_from..].contains(']') {
+        return None;
+    }
+    Some((host, &host_port[colon + 1..]))
+}
+
+/// Prometheus's `stripDomain`: the first label of a host name, the port kept; IP
+/// addresses are returned unchanged.
+fn strip_domain(host_port: &str) -> String {
+    let (host, port) = split_host_port(host_port).unwrap_or((host_port, ""));
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return host_port.to_string();
+    }
+    let host = host.split('.').next().unwrap_or("");
+    match (port.is_empty(), host.contains(':')) {
+        (true, _) => host.to_string(),
+        (false, true) => format!("[{host}]:{port}"),
+        (false, false) => format!("{host}:{port}"),
     }
 }
 
@@ -542,10 +621,18 @@ mod tests {
         assert_eq!(humanize_duration(0.0), "0s");
         assert_eq!(humanize_duration(0.0015), "1.5ms");
         assert_eq!(
-            humanize_timestamp(1435065584.128),
+            float_to_time(1435065584.128).unwrap(),
             "2015-06-23 13:19:44.128 +0000 UTC"
         );
-        assert_eq!(humanize_timestamp(0.0), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(float_to_time(0.0).unwrap(), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(go_float(1209600.0), "1.2096e+06");
+        assert_eq!(go_float(5400.0), "5400");
+        assert_eq!(go_float(0.001), "0.001");
+        // promtool 2.42's message for humanizeTimestamp / toTime of 1e10.
+        assert_eq!(
+            float_to_time(1e10).unwrap_err(),
+            "1e+10 cannot be represented as a nanoseconds timestamp since it overflows int64"
+        );
     }
 
     #[test]
