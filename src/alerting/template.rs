@@ -20,6 +20,8 @@
 //! `missingkey=zero` on a `map[string]string`; checked with promtool). gotmpl's maps
 //! are untyped and print a missing key as `<no value>`, so [`expand`] removes that
 //! text from the output unless the template or its data contain it literally.
+//! gotmpl prints floats as Rust does; [`print_like_go`] pipes every printing action
+//! through `__goPrint` so `{{ $value }}` prints as Go's `%v` (`1.5e+10`, `+Inf`).
 //! Known difference: a missing label piped into a function (`{{ $labels.nope |
 //! printf "%q" }}`) is nil there, where Go passes "".
 
@@ -51,7 +53,7 @@ const PREAMBLE: &str = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabe
 /// Checks that `text` parses as an alert template (what `promtool check rules` does).
 pub fn check(name: &str, text: &str) -> Result<(), String> {
     build(name, None, "")
-        .parse(&format!("{PREAMBLE}{text}"))
+        .parse(&format!("{PREAMBLE}{}", print_like_go(text)))
         .map(|_| ())
         .map_err(|e| format!("template: {name}: {e}"))
 }
@@ -64,7 +66,7 @@ pub fn expand(
     query: Option<QueryFn>,
 ) -> Result<String, String> {
     let template = build(name, query, &data.external_url)
-        .parse(&format!("{PREAMBLE}{text}"))
+        .parse(&format!("{PREAMBLE}{}", print_like_go(text)))
         .map_err(|e| format!("template: {name}: {e}"))?;
     let root = Value::Map(Arc::new(BTreeMap::from([
         (Arc::from("Labels"), string_map(&data.labels)),
@@ -92,6 +94,105 @@ pub fn expand(
     } else {
         out.replace(NO_VALUE, "")
     })
+}
+
+/// Go keywords that open or close actions printing nothing themselves.
+const CONTROL_WORDS: [&str; 10] = [
+    "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+];
+
+/// Pipes the output of every printing action of `src` through `__goPrint`, so a
+/// float prints as Go's `%v` does (`1.5e+10`, `+Inf`, where gotmpl prints
+/// `15000000000`, `inf`): `{{ $value }}` → `{{ $value | __goPrint }}`. Control
+/// actions, comments and variable declarations/assignments (which print nothing)
+/// are left as they are; quoted text inside actions is skipped while scanning.
+pub fn print_like_go(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 16);
+    let mut rest = src;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open + 2]);
+        rest = &rest[open + 2..];
+        let Some(close) = action_end(rest) else {
+            out.push_str(rest);
+            return out;
+        };
+        let body = &rest[..close];
+        let (inner, right_trim) = match body.strip_suffix(" -") {
+            Some(inner) => (inner, " -"),
+            None => (body, ""),
+        };
+        let words = inner.trim_start_matches('-').trim_start();
+        let first = words
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        let prints = !words.starts_with("/*")
+            && !CONTROL_WORDS.contains(&first)
+            && !words.is_empty()
+            && !assigns(words);
+        let content = inner.trim_end();
+        out.push_str(content);
+        if prints {
+            out.push_str(" | __goPrint");
+        }
+        out.push_str(&inner[content.len()..]);
+        out.push_str(right_trim);
+        out.push_str("}}");
+        rest = &rest[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the action starting at `s` (just after `{{`) ends: the index of its `}}`,
+/// quoted text and comments skipped.
+fn action_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    if bytes[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'/' if s[i..].starts_with("/*") => {
+                i += s[i..].find("*/")? + 2;
+            }
+            b'}' if s[i..].starts_with("}}") => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether an action declares or assigns a variable (`$x := …`, `$x = …`, also
+/// `range $i, $v := …` is caught by its keyword first): an `=` outside quotes.
+fn assigns(action: &str) -> bool {
+    let bytes = action.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'"' | b'\'' | b'`') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    if bytes[i] == b'\\' && q != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'=' => return true,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// What gotmpl prints for nil.
@@ -282,6 +383,10 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
                 return Ok(text(go_g4(v)));
             }
             float_to_time(v).map(text).map_err(err)
+        })
+        .func("__goPrint", |args| match arg(args, 0, "__goPrint")? {
+            Value::Float(f) => Ok(text(go_float(f))),
+            other => Ok(other),
         })
         .func("toTime", |args| {
             let v = to_float(&arg(args, 0, "toTime")?)?;
@@ -512,8 +617,11 @@ pub fn float_to_time(v: f64) -> Result<String, String> {
 }
 
 /// Go's `%v` of a float64 (`%g` with the shortest digits): exponent form when the
-/// decimal exponent is below -4 or at least 6 (`1e+10`, `1.2096e+06`).
+/// decimal exponent is below -4 or at least 6 (`1e+10`, `1.2096e+06`); `+Inf`.
 fn go_float(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
     let sci = format!("{v:e}");
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
@@ -684,6 +792,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a=1");
+    }
+
+    #[test]
+    fn printing_actions_print_floats_like_go() {
+        assert_eq!(
+            print_like_go(
+                r#"a {{ $value }} {{- if gt $value 1.0 -}} {{ $x := 2.0 }}{{ $x }}{{ end }} {{/* c */}} {{ "}}" }}"#
+            ),
+            r#"a {{ $value | __goPrint }} {{- if gt $value 1.0 -}} {{ $x := 2.0 }}{{ $x | __goPrint }}{{ end }} {{/* c */}} {{ "}}" | __goPrint }}"#
+        );
+        assert_eq!(print_like_go("{{ .Value -}}"), "{{ .Value | __goPrint -}}");
+        // Go's %v: expected strings from promtool 2.42 ($value of these samples).
+        assert_eq!(run("{{ $value }}", 1.5e10), "1.5e+10");
+        assert_eq!(run("{{ $value }}", f64::INFINITY), "+Inf");
+        assert_eq!(run("{{ $value }}", 0.00001), "1e-05");
+        assert_eq!(run("{{ $value }} {{ $labels.nope }}|", 98.5), "98.5 |");
     }
 
     #[test]
