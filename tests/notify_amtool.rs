@@ -2,7 +2,7 @@
 //! real Alertmanager 0.25 (the oracle) holding the same config and the same alerts:
 //! every command's output must agree — `alert query` (table, `-o json`,
 //! `-o extended`, matchers, `--receiver`, `-i`/`-s`/`-a`), `silence add` / `query`
-//! (with matchers, `-o json`, `--expired`) / `expire`, `config show`, `config
+//! (with matchers, `-o json`, `--expired`) / `expire` / `update`, `config show`, `config
 //! routes` (and `routes test`), `cluster show` — and the API v2 endpoints behind
 //! them (`/api/v2/status`, `/api/v2/receivers`, `/api/v2/alerts/groups` with its
 //! filters, `/api/v2/silences?filter=`) answer the same JSON. Only what depends on
@@ -345,4 +345,23 @@ fn amtool_sees_the_builtin_notifier_as_alertmanager() {
     assert_eq!(active.lines().count(), 1, "{active}");
     sides.same(&["silence", "query", "--expired"], ids_and_times);
     sides.same(&["alert", "query"], as_is);
+
+    // Updating: in place while the matchers stay; moving an active silence's start
+    // into the future expires it and makes a new one.
+    for (base, (_, short)) in [&sides.am, &sides.promflow].into_iter().zip(&ids) {
+        for args in [
+            &["-c", "longer maintenance", "-d", "3h"][..],
+            &["--start=2030-01-01T00:00:00Z", "--end=2030-01-02T00:00:00Z"],
+        ] {
+            let mut command = vec!["silence", "update", short.as_str()];
+            command.extend(args);
+            let (ok, _, err) = amtool(base, &command);
+            assert!(ok, "silence update on {base}: {err}");
+        }
+    }
+    sides.same(&["silence", "query"], ids_and_times);
+    sides.same(
+        &["silence", "query", "--expired", "-o", "json"],
+        silences_json,
+    );
 }
