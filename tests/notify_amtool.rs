@@ -21,7 +21,8 @@ use serde_json::{json, Value};
 
 /// Covers what `config show` prints for every supported part: global URLs, a
 /// route tree with `matchers`/`match`/`match_re`, inhibit rules, Slack / Pushover /
-/// webhook receivers with defaults, a long text that Go's YAML folds.
+/// webhook receivers with defaults, a `tls_config`, a long text that Go's YAML folds,
+/// quotes, a newline and a tab.
 fn notifier_config(capture: &CaptureServer) -> String {
     format!(
         r#"
@@ -55,6 +56,8 @@ receivers:
       - channel: '#ops'
         send_resolved: true
         title: "A rather long title for the alert group {{{{ .GroupLabels.alertname }}}} that goes on for a while"
+        text: "it's \"quoted\",\nmulti-line\tand tabbed"
+        mrkdwn_in: [text]
         fields:
           - title: Summary
             value: '{{{{ .CommonAnnotations.summary }}}}'
@@ -71,6 +74,10 @@ receivers:
         retry: 90s
     webhook_configs:
       - url: {notes}
+        http_config:
+          tls_config:
+            insecure_skip_verify: true
+            server_name: hook.test
 "#,
         slack = capture.url("/slack"),
         team = capture.url("/team"),
@@ -241,7 +248,38 @@ fn amtool_sees_the_builtin_notifier_as_alertmanager() {
     sides.same(&["alert", "query", "--receiver=notes"], as_is);
     sides.same(&["alert", "query", "--receiver=te.*", "-a"], as_is);
 
+    // An alert added with amtool itself.
+    for base in [&sides.am, &sides.promflow] {
+        let (ok, _, err) = amtool(
+            base,
+            &[
+                "alert",
+                "add",
+                "alertname=Added",
+                "severity=info",
+                "team=web",
+                "--annotation=summary=added by amtool",
+                &format!("--start={starts}"),
+                &format!("--end={ends}"),
+            ],
+        );
+        assert!(ok, "alert add on {base}: {err}");
+    }
+    sides.same(
+        &["alert", "query", "alertname=Added", "-o", "extended"],
+        as_is,
+    );
+
     // The endpoints behind other clients (Grafana, the Alertmanager UI).
+    for query in [
+        "?active=false",
+        "?silenced=false&inhibited=false",
+        "?receiver=pag.*",
+        "?active=true&receiver=notes",
+        &format!("?filter={}", http::encode("severity!~crit.*")),
+    ] {
+        sides.get(&format!("/api/v2/alerts{query}"), without_updated_at);
+    }
     sides.get("/api/v2/receivers", |_| {});
     let groups = sides.get("/api/v2/alerts/groups", without_updated_at);
     assert!(groups.as_array().unwrap().len() >= 4, "{groups:#}");

@@ -124,10 +124,11 @@ impl AlertQuery {
     }
 }
 
-/// The v2 `GettableAlert` JSON.
+/// The v2 `GettableAlert` JSON (`generatorURL` left out when empty, as
+/// Alertmanager's `omitempty` does).
 fn gettable_alert(s: &AlertStatus) -> Value {
     let muted = !s.inhibited_by.is_empty() || !s.silenced_by.is_empty();
-    json!({
+    let mut alert = json!({
         "annotations": s.alert.annotations,
         "endsAt": format_time_api(s.alert.ends_at),
         "fingerprint": fingerprint_hex(s.alert.fingerprint()),
@@ -141,7 +142,13 @@ fn gettable_alert(s: &AlertStatus) -> Value {
         "updatedAt": format_time_api(s.alert.updated_at),
         "generatorURL": s.alert.generator_url,
         "labels": s.alert.labels,
-    })
+    });
+    if s.alert.generator_url.is_empty() {
+        if let Some(o) = alert.as_object_mut() {
+            o.remove("generatorURL");
+        }
+    }
+    alert
 }
 
 /// `GET /api/v2/alerts?active=&silenced=&inhibited=&filter=&receiver=`.

@@ -205,9 +205,14 @@ fn http_config_of(written: &Value) -> Value {
             .unwrap_or(false)
             .into(),
     );
+    // Alertmanager 0.25 prints TLS versions as Go's uint16 constants.
     for key in ["min_version", "max_version"] {
         if let Some(v) = tls.get(key).and_then(string) {
-            t.insert(key.into(), v.into());
+            let number = ["TLS10", "TLS11", "TLS12", "TLS13"]
+                .iter()
+                .position(|name| *name == v)
+                .map(|i| 769 + i as u64);
+            t.insert(key.into(), number.map_or_else(|| v.into(), Value::from));
         }
     }
     let mut m = Mapping::new();
@@ -509,4 +514,28 @@ fn webhook(c: &Value) -> Mapping {
             .into(),
     );
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_what_alertmanager_0_25_prints() {
+        // Expected lines from `amtool config show` against Alertmanager 0.25 with
+        // the same file.
+        let shown = show(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url: https://h/x\n        http_config:\n          tls_config:\n            min_version: TLS12\n    slack_configs:\n      - api_url: https://h/s\n        title: \"A very long title that goes on and on and on and on and on and on and on and on and on and on\"\n",
+        );
+        assert!(shown.contains("        min_version: 771\n"), "{shown}");
+        assert!(
+            shown.contains("    title: A very long title that goes on and on and on and on and on and on and on\n      and on and on and on\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.starts_with("global:\n  resolve_timeout: 5m\n"),
+            "{shown}"
+        );
+        assert!(shown.ends_with("templates: []\n"), "{shown}");
+    }
 }
