@@ -151,16 +151,7 @@ fn action_end(s: &str) -> Option<usize> {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            q @ (b'"' | b'\'' | b'`') => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != q {
-                    if bytes[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                i += 1;
-            }
+            b'"' | b'\'' | b'`' => i = quoted_end(bytes, i),
             b'/' if s[i..].starts_with("/*") => {
                 i += s[i..].find("*/")? + 2;
             }
@@ -178,21 +169,26 @@ fn assigns(action: &str) -> bool {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            q @ (b'"' | b'\'' | b'`') => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != q {
-                    if bytes[i] == b'\\' && q != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
+            b'"' | b'\'' | b'`' => i = quoted_end(bytes, i),
             b'=' => return true,
-            _ => {}
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// The index just after the quoted text (Go string, raw string or char) opening at
+/// `start`; backslash escapes are skipped except in raw strings.
+fn quoted_end(bytes: &[u8], start: usize) -> usize {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() && bytes[i] != quote {
+        if bytes[i] == b'\\' && quote != b'`' {
+            i += 1;
         }
         i += 1;
     }
-    false
+    i + 1
 }
 
 /// What gotmpl prints for nil.

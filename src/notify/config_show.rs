@@ -200,10 +200,7 @@ fn http_config_of(written: &Value) -> Value {
     }
     t.insert(
         "insecure_skip_verify".into(),
-        tls.get("insecure_skip_verify")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            .into(),
+        flag(tls, "insecure_skip_verify", false),
     );
     // Alertmanager 0.25 prints TLS versions as Go's uint16 constants.
     for key in ["min_version", "max_version"] {
@@ -309,13 +306,7 @@ fn route_of(r: &Value) -> Mapping {
             m.insert(key.into(), v);
         }
     }
-    m.insert(
-        "continue".into(),
-        r.get("continue")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            .into(),
-    );
+    m.insert("continue".into(), flag(r, "continue", false));
     let children = list(&r["routes"], route_of);
     if !children.is_empty() {
         m.insert("routes".into(), Value::Sequence(children));
@@ -377,10 +368,7 @@ fn notifier_head(c: &Value, send_resolved_default: bool) -> Mapping {
     let mut m = Mapping::new();
     m.insert(
         "send_resolved".into(),
-        c.get("send_resolved")
-            .and_then(Value::as_bool)
-            .unwrap_or(send_resolved_default)
-            .into(),
+        flag(c, "send_resolved", send_resolved_default),
     );
     m.insert(
         "http_config".into(),
@@ -389,6 +377,23 @@ fn notifier_head(c: &Value, send_resolved_default: bool) -> Mapping {
             .unwrap_or_else(http_config),
     );
     m
+}
+
+/// A boolean field, or its default.
+fn flag(c: &Value, key: &str, default: bool) -> Value {
+    c.get(key)
+        .and_then(Value::as_bool)
+        .unwrap_or(default)
+        .into()
+}
+
+/// Copies the `keys` that are set and not empty (Go's `omitempty` strings).
+fn insert_nonempty(m: &mut Mapping, c: &Value, keys: &[&str]) {
+    for key in keys {
+        if let Some(v) = c.get(*key).and_then(string).filter(|s| !s.is_empty()) {
+            m.insert((*key).into(), v.into());
+        }
+    }
 }
 
 fn text_or(c: &Value, key: &str, default: &str) -> Value {
@@ -432,28 +437,12 @@ fn slack(c: &Value, global_url_file: Option<&Value>) -> Mapping {
     if !fields.is_empty() {
         m.insert("fields".into(), Value::Sequence(fields));
     }
-    m.insert(
-        "short_fields".into(),
-        c.get("short_fields")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            .into(),
-    );
+    m.insert("short_fields".into(), flag(c, "short_fields", false));
     for (key, default) in SLACK_TEXTS_AFTER_FIELDS {
         m.insert(key.into(), text_or(c, key, default));
     }
-    for key in ["image_url", "thumb_url"] {
-        if let Some(v) = c.get(key).and_then(string).filter(|s| !s.is_empty()) {
-            m.insert(key.into(), v.into());
-        }
-    }
-    m.insert(
-        "link_names".into(),
-        c.get("link_names")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            .into(),
-    );
+    insert_nonempty(&mut m, c, &["image_url", "thumb_url"]);
+    m.insert("link_names".into(), flag(c, "link_names", false));
     if let Some(mrkdwn_in) = c.get("mrkdwn_in").and_then(strings) {
         m.insert("mrkdwn_in".into(), mrkdwn_in);
     }
@@ -467,11 +456,7 @@ fn pushover(c: &Value) -> Mapping {
     for (key, default) in PUSHOVER_TEXTS {
         m.insert(key.into(), text_or(c, key, default));
     }
-    for key in ["url_title", "sound"] {
-        if let Some(v) = c.get(key).and_then(string).filter(|s| !s.is_empty()) {
-            m.insert(key.into(), v.into());
-        }
-    }
+    insert_nonempty(&mut m, c, &["url_title", "sound"]);
     m.insert(
         "priority".into(),
         text_or(
@@ -491,13 +476,7 @@ fn pushover(c: &Value) -> Mapping {
             duration_string(d.as_nanos().min(i64::MAX as u128) as i64).into(),
         );
     }
-    m.insert(
-        "html".into(),
-        c.get("html")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            .into(),
-    );
+    m.insert("html".into(), flag(c, "html", false));
     m
 }
 
