@@ -126,6 +126,9 @@ pub fn router(service: Arc<Service>) -> Router {
             "/api/v2/alerts",
             get(alertmanager::get_alerts).post(alertmanager::post_alerts),
         )
+        .route("/api/v2/alerts/groups", get(alertmanager::get_alert_groups))
+        .route("/api/v2/status", get(alertmanager::get_status))
+        .route("/api/v2/receivers", get(alertmanager::get_receivers))
         .route(
             "/api/v2/silences",
             get(alertmanager::get_silences).post(alertmanager::post_silence),
