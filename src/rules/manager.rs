@@ -35,7 +35,9 @@
 //! evaluated over storage by the [`RuleEvaluator`] ([`HeadEvaluator`]) at the group's
 //! ticks, in rule order, after the earlier rules of the group wrote their outputs —
 //! exactly Prometheus's semantics for recording rules feeding later rules of the same
-//! group at the same evaluation time. (So does any rule the dataflow refuses to
+//! group at the same evaluation time; in on-arrival mode also right after the group's
+//! dataflow rules wrote new outputs (at their time), so an alert on a recording rule
+//! of its group reacts on arrival too. (So does any rule the dataflow refuses to
 //! register.) A selector with no `__name__` equality is assumed to possibly read rule
 //! outputs.
 //!
@@ -545,15 +547,20 @@ pub fn next_eval_time(now_ms: i64, interval_ms: i64, offset_ms: i64) -> i64 {
 
 /// Names of the series rules write: recording rule names, `ALERTS`, `ALERTS_FOR_STATE`.
 fn rule_output_names(groups: &[RuleGroup]) -> HashSet<String> {
-    let mut names: HashSet<String> = groups
+    groups
         .iter()
         .flat_map(|g| &g.rules)
-        .filter(|r| r.kind == RuleKind::Recording)
-        .map(|r| r.name.clone())
-        .collect();
-    names.insert("ALERTS".into());
-    names.insert("ALERTS_FOR_STATE".into());
-    names
+        .flat_map(output_names)
+        .collect()
+}
+
+/// The metric names one rule writes: its own (recording), or `ALERTS` and
+/// `ALERTS_FOR_STATE` (alerting).
+fn output_names(rule: &Rule) -> Vec<String> {
+    match rule.kind {
+        RuleKind::Recording => vec![rule.name.clone()],
+        RuleKind::Alerting => vec!["ALERTS".into(), "ALERTS_FOR_STATE".into()],
+    }
 }
 
 /// Whether `plan` may read a series named in `outputs` (see the module doc).
@@ -779,6 +786,8 @@ struct GroupRunner {
     state: Arc<Mutex<GroupState>>,
     stop: Arc<AtomicBool>,
     sources: Vec<Source>,
+    /// For each rule over storage, the earlier rules of the group whose outputs it reads.
+    reads_earlier: Vec<Vec<usize>>,
     mode: EvaluationMode,
     interval_ms: i64,
     offset_ms: i64,
@@ -832,12 +841,27 @@ impl GroupRunner {
             rs.maintained = matches!(source, Source::Dataflow { .. });
             sources.push(source);
         }
+        let lookback_ms = manager.maintained.as_ref().map_or(0, |m| m.lookback_ms);
+        let reads_earlier = (0..s.rules.len())
+            .map(|j| {
+                if !matches!(sources[j], Source::Storage) {
+                    return Vec::new();
+                }
+                (0..j)
+                    .filter(|&i| {
+                        let names = output_names(&s.rules[i].rule).into_iter().collect();
+                        reads_rule_outputs(&s.rules[j].rule.plan, &names, lookback_ms)
+                    })
+                    .collect()
+            })
+            .collect();
         drop(s);
         GroupRunner {
             manager,
             state,
             stop,
             sources,
+            reads_earlier,
             mode,
             interval_ms,
             offset_ms,
@@ -944,23 +968,14 @@ impl GroupRunner {
             }
             EvaluationMode::OnArrival => {
                 let t_eval = t - state.group.query_offset.as_millis() as i64;
-                let mut sends = Vec::new();
-                for index in 0..state.rules.len() {
-                    if matches!(sources[index], Source::Storage) {
-                        let result = evaluator.evaluate(&state.rules[index].rule.plan, t_eval);
-                        sends.extend(state.apply_result(
-                            index,
-                            t_eval,
-                            result,
-                            &evaluator,
-                            &*self.manager.sink,
-                            &options,
-                        ));
-                        if std::mem::take(&mut restore_pending[index]) {
-                            Self::restore(&self.manager, &mut state, index, t_eval, &options);
-                        }
-                    }
-                }
+                let sends = Self::step_storage_rules(
+                    &self.manager,
+                    sources,
+                    &mut state,
+                    restore_pending,
+                    &options,
+                    |_| Some(t_eval),
+                );
                 state.last_eval_ms = t;
                 sends
             }
@@ -970,8 +985,51 @@ impl GroupRunner {
         self.manager.send(sends);
     }
 
+    /// On-arrival mode: evaluates the group's rules that run over storage, in rule
+    /// order, each at `time_of(index)` if that is later than its last evaluation; the
+    /// alerts to send.
+    fn step_storage_rules(
+        manager: &RuleManager,
+        sources: &[Source],
+        state: &mut GroupState,
+        restore_pending: &mut [bool],
+        options: &ManagerOptions,
+        mut time_of: impl FnMut(usize) -> Option<i64>,
+    ) -> Vec<(String, Vec<Alert>)> {
+        let evaluator = manager.evaluator.clone();
+        let mut sends = Vec::new();
+        for index in 0..state.rules.len() {
+            if !matches!(sources[index], Source::Storage) {
+                continue;
+            }
+            let Some(t_eval) = time_of(index) else {
+                continue;
+            };
+            let rs = &state.rules[index];
+            if rs.evaluated && rs.last_eval_ms >= t_eval {
+                continue;
+            }
+            let result = evaluator.evaluate(&rs.rule.plan, t_eval);
+            sends.extend(state.apply_result(
+                index,
+                t_eval,
+                result,
+                &evaluator,
+                &*manager.sink,
+                options,
+            ));
+            if std::mem::take(&mut restore_pending[index]) {
+                Self::restore(manager, state, index, t_eval, options);
+            }
+        }
+        sends
+    }
+
     /// On-arrival mode: waits (until `until_ms` at the latest) for a dataflow result or
-    /// an alert deadline, and steps the rules concerned.
+    /// an alert deadline, and steps the rules concerned. A rule over storage that
+    /// reads outputs of earlier rules of the group is stepped right after they wrote
+    /// new outputs, at the latest of their times, so an alert on a recording rule
+    /// also changes state on arrival, not at the next tick.
     fn on_arrival_step(&mut self, until_ms: i64, restore_pending: &mut [bool]) {
         let options = self.manager.options.lock().clone();
         let evaluator = self.manager.evaluator.clone();
@@ -1003,6 +1061,7 @@ impl GroupRunner {
             }
             // Drain every channel (also after a timeout: an output may have come since),
             // before any timer step, so no output older than a deadline is left behind.
+            let mut output_at: Vec<Option<i64>> = vec![None; self.sources.len()];
             {
                 for &index in &indices {
                     let Source::Dataflow { output, .. } = &self.sources[index] else {
@@ -1024,9 +1083,27 @@ impl GroupRunner {
                         if std::mem::take(&mut restore_pending[index]) {
                             Self::restore(&self.manager, &mut state, index, t, &options);
                         }
+                        output_at[index] = output_at[index].max(Some(t));
                     }
                 }
             }
+            // Rules over storage that read outputs written just now, at their time.
+            let reads_earlier = &self.reads_earlier;
+            sends.extend(Self::step_storage_rules(
+                &self.manager,
+                &self.sources,
+                &mut state,
+                restore_pending,
+                &options,
+                |index| {
+                    let t = reads_earlier[index]
+                        .iter()
+                        .filter_map(|&i| output_at[i])
+                        .max()?;
+                    output_at[index] = Some(t);
+                    Some(t)
+                },
+            ));
             // Timers: step alerting rules whose deadline has passed, once the
             // dataflow has emitted everything before it.
             let now = crate::ingest::now_ms();
