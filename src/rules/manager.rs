@@ -547,11 +547,16 @@ pub fn next_eval_time(now_ms: i64, interval_ms: i64, offset_ms: i64) -> i64 {
 
 /// Names of the series rules write: recording rule names, `ALERTS`, `ALERTS_FOR_STATE`.
 fn rule_output_names(groups: &[RuleGroup]) -> HashSet<String> {
-    groups
+    // `ALERTS`/`ALERTS_FOR_STATE` always: a reload may have just removed the
+    // alerting rules whose series are still being written back.
+    let mut names: HashSet<String> = groups
         .iter()
         .flat_map(|g| &g.rules)
         .flat_map(output_names)
-        .collect()
+        .collect();
+    names.insert("ALERTS".into());
+    names.insert("ALERTS_FOR_STATE".into());
+    names
 }
 
 /// The metric names one rule writes: its own (recording), or `ALERTS` and
