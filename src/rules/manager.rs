@@ -422,7 +422,7 @@ impl GroupState {
         rs.eval_duration = rule_started.elapsed();
         let state = rs.alerts.as_mut()?;
         let due = state.to_send(t_eval, options.resend_delay.as_millis() as i64, interval_ms);
-        (!due.is_empty()).then(|| (rs.rule.expr.clone(), due))
+        (!due.is_empty()).then(|| (rs.rule.query.clone(), due))
     }
 
     /// The earliest `for`/`keep_firing_for` deadline after `t_ms` of any rule.
