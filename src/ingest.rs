@@ -50,14 +50,19 @@ impl ScrapeInFlight {
 }
 
 impl Drop for ScrapeInFlight {
+    /// The scrape is over (committed, failed, or its task was aborted): the watermark
+    /// moves on at once, not at the next housekeeping tick.
     fn drop(&mut self) {
-        let mut in_flight = self.ingester.in_flight.lock();
-        if let Some(count) = in_flight.get_mut(&self.start_ms) {
-            *count -= 1;
-            if *count == 0 {
-                in_flight.remove(&self.start_ms);
+        {
+            let mut in_flight = self.ingester.in_flight.lock();
+            if let Some(count) = in_flight.get_mut(&self.start_ms) {
+                *count -= 1;
+                if *count == 0 {
+                    in_flight.remove(&self.start_ms);
+                }
             }
         }
+        self.ingester.advance_watermark();
     }
 }
 

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use promflow::config::{
     format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config,
 };
-use promflow::rules::manager::{EvaluationMode, ForRestore};
+use promflow::rules::manager::{EvaluationMode, EvaluationPolicy, ForRestore};
 use promflow::service::{AlertingFlags, Service, ServiceOptions};
 use promflow::storage::WalFsync;
 use std::net::SocketAddr;
@@ -100,6 +100,10 @@ struct Cli {
     /// with exact `for` timers).
     #[arg(long = "rules.evaluation", default_value = "interval", global = true)]
     rules_evaluation: EvaluationMode,
+    /// Groups whose name matches this regex (anchored) are evaluated on arrival, the
+    /// others as `--rules.evaluation` says.
+    #[arg(long = "rules.on-arrival-groups", value_parser = EvaluationPolicy::parse_groups, global = true)]
+    on_arrival_groups: Option<regex::Regex>,
     /// Longest downtime after which alerts' `for` (and keep_firing_for) state is still restored.
     #[arg(long = "rules.alert.for-outage-tolerance", default_value = "1h", value_parser = duration_arg, global = true)]
     for_outage_tolerance: Duration,
@@ -470,6 +474,16 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             .to_string(),
         ),
         (
+            "rules.on-arrival-groups".to_string(),
+            cli.on_arrival_groups
+                .as_ref()
+                .map(|re| {
+                    let anchored = re.as_str();
+                    anchored[4..anchored.len() - 2].to_string()
+                })
+                .unwrap_or_default(),
+        ),
+        (
             "rules.alert.for-outage-tolerance".to_string(),
             format_duration(cli.for_outage_tolerance),
         ),
@@ -516,7 +530,10 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         alertmanager_config_file: cli.alertmanager_config_file,
         alerting: AlertingFlags {
             external_url: cli.external_url,
-            evaluation_mode: cli.rules_evaluation,
+            evaluation: EvaluationPolicy {
+                default: cli.rules_evaluation,
+                on_arrival_groups: cli.on_arrival_groups,
+            },
             for_outage_tolerance: cli.for_outage_tolerance,
             for_grace_period: cli.for_grace_period,
             for_restore: cli.for_restore,

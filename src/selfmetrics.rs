@@ -88,6 +88,8 @@ pub struct SelfMetrics {
     pub notifications_dropped: Counter,
     /// Alerts waiting in the notification queue.
     pub notifications_queue_length: Gauge,
+    /// Alertmanagers discovered and active (after relabeling and deduplication).
+    pub notifications_alertmanagers_discovered: Gauge,
     /// Per-mechanism discovery counters, keyed by mechanism (`dns`, `ec2`, `file`).
     pub sd: Mutex<BTreeMap<&'static str, SdCounters>>,
 }
@@ -314,6 +316,12 @@ impl SelfMetrics {
             "gauge",
             "Capacity of the notification queue.",
             &[(&[], crate::alerting::notifier::QUEUE_CAPACITY as f64)],
+        );
+        metric(
+            "promflow_notifications_alertmanagers_discovered",
+            "gauge",
+            "The number of alertmanagers discovered and active.",
+            &[(&[], self.notifications_alertmanagers_discovered.get())],
         );
         let process = crate::process_stats::read();
         metric(

@@ -19,7 +19,7 @@ use crate::notify::sink::AlertFanOut;
 use crate::notify::BuiltinNotifier;
 use crate::rules::file::RuleGroup;
 use crate::rules::manager::{
-    EvaluationMode, ForRestore, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
+    EvaluationPolicy, ForRestore, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
 };
 use crate::rules::registry::RuleRegistry;
 use crate::scrape::scrape_loop::LoopContext;
@@ -93,8 +93,9 @@ pub struct AlertingFlags {
     /// `--web.external-url`: the URL promflow is reached at (alerts' `generatorURL`,
     /// templates' `$externalURL`); `None`: `http://<hostname>:<listen port>`.
     pub external_url: Option<String>,
-    /// `--rules.evaluation`: `interval` (like Prometheus) or `on-arrival`.
-    pub evaluation_mode: EvaluationMode,
+    /// `--rules.evaluation` (`interval` like Prometheus, or `on-arrival`) and
+    /// `--rules.on-arrival-groups`.
+    pub evaluation: EvaluationPolicy,
     /// `--rules.alert.for-outage-tolerance`.
     pub for_outage_tolerance: Duration,
     /// `--rules.alert.for-grace-period`.
@@ -108,7 +109,7 @@ impl Default for AlertingFlags {
         let defaults = ManagerOptions::default();
         AlertingFlags {
             external_url: None,
-            evaluation_mode: defaults.evaluation_mode,
+            evaluation: defaults.evaluation,
             for_outage_tolerance: defaults.for_outage_tolerance,
             for_grace_period: defaults.for_grace_period,
             for_restore: defaults.for_restore,
@@ -226,7 +227,10 @@ impl Service {
             ingester: ingester.clone(),
             metrics: metrics.clone(),
         });
-        let notifier = Notifier::new(metrics.clone());
+        let notifier = Notifier::new(DiscoveryContext {
+            metrics: metrics.clone(),
+            dns_nameserver: options.dns_nameserver,
+        });
         tokio::spawn(notifier.clone().run());
         let builtin_notifier = BuiltinNotifier::new();
         builtin_notifier.set_state_file(options.storage_path.join("notifier.json"));
@@ -381,7 +385,7 @@ impl Service {
                 default_interval: config.global.evaluation_interval,
                 external_labels: config.global.external_labels.clone(),
                 external_url,
-                evaluation_mode: flags.evaluation_mode,
+                evaluation: flags.evaluation.clone(),
                 for_outage_tolerance: flags.for_outage_tolerance,
                 for_grace_period: flags.for_grace_period,
                 for_restore: flags.for_restore,
@@ -466,6 +470,7 @@ impl Service {
     /// Stops scraping (writing stale markers) and the dataflow.
     pub fn shutdown(&self) {
         self.discovery.stop_all();
+        self.notifier.stop_discovery();
         self.scrapes.stop_all();
         self.rules.stop();
         self.ingester.remote_write().stop_all();

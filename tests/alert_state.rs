@@ -8,7 +8,10 @@
 //! - On-arrival mode: an alert with `for: 2s` over a target scraped every 5s fires
 //!   exactly 2s after it became pending (the `ALERTS{alertstate="firing"}` sample is at
 //!   `activeAt + 2s`), not at the next scrape; one with `keep_firing_for: 3s` resolves
-//!   exactly 3s after the scrape that cleared it.
+//!   exactly 3s after the scrape that cleared it. The mode is per group
+//!   (`--rules.on-arrival-groups`): a group not named keeps Prometheus's interval ticks.
+//!   An alert on a recording rule of an on-arrival group becomes active at the same
+//!   scrape as one on the raw series.
 //! - Restart: Prometheus's `for` restore from `ALERTS_FOR_STATE` (a firing alert keeps
 //!   its `activeAt`; a pending one does not count the downtime), and a firing alert
 //!   with `keep_firing_for` whose condition cleared during the downtime stays firing
@@ -151,11 +154,15 @@ fn on_arrival_for_and_keep_firing_for_run_on_exact_timers() {
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(
         dir.path(),
-        "groups:\n  - name: a\n    rules:\n      - alert: Hot\n        expr: g > 1\n        for: 2s\n      - alert: Held\n        expr: g > 1\n        keep_firing_for: 3s\n",
+        "groups:\n  - name: a\n    rules:\n      - alert: Hot\n        expr: g > 1\n        for: 2s\n      - alert: Held\n        expr: g > 1\n        keep_firing_for: 3s\n      - record: r:g\n        expr: g * 2\n      - alert: HotOnRecorded\n        expr: r:g > 2\n  - name: grid\n    interval: 10s\n    rules:\n      - alert: HotOnGrid\n        expr: g > 1\n        for: 2s\n",
     );
+    // Group `a` on arrival, group `grid` at its interval like Prometheus.
     let promflow = Promflow::start_with_args(
         &config(&rules, "5s", &exporter.addr().to_string()),
-        &["--rules.evaluation=on-arrival"],
+        &[
+            "--rules.evaluation=interval",
+            "--rules.on-arrival-groups=a|b",
+        ],
     );
     exporter.set(Reply::text("g 5\n"));
     let firing = wait_for(Duration::from_secs(30), || {
@@ -181,6 +188,39 @@ fn on_arrival_for_and_keep_firing_for_run_on_exact_timers() {
         fired.first().map(|p| p.0),
         Some(active_at + 2_000),
         "fired by the timer at activeAt + for, not at the next scrape (+5s)"
+    );
+    // An alert on a recording rule of its group (evaluated over storage) is stepped
+    // right after the recording rule's dataflow output, at the scrape's time, not at
+    // the next 1s tick.
+    let on_recorded = wait_for(Duration::from_secs(10), || {
+        alert(&promflow, "HotOnRecorded")
+    });
+    assert_eq!(
+        on_recorded.map(|(_, at)| at),
+        Some(active_at),
+        "HotOnRecorded active from the same scrape as Hot; r:g {:?}; ALERTS {:?}",
+        raw(&promflow, "r:g", "1m"),
+        raw(&promflow, "ALERTS{alertname=\"HotOnRecorded\"}", "1m"),
+    );
+    // The interval group fires at its first tick >= activeAt + 2s: activeAt + 10s.
+    let grid_firing = wait_for(Duration::from_secs(40), || {
+        alert(&promflow, "HotOnGrid").filter(|(s, _)| s == "firing")
+    });
+    let (_, grid_active_at) = grid_firing.unwrap_or_else(|| panic!("{}", promflow.log()));
+    let grid_fired = raw(
+        &promflow,
+        "ALERTS{alertname=\"HotOnGrid\",alertstate=\"firing\"}",
+        "1m",
+    );
+    assert_eq!(
+        grid_fired.first().map(|p| p.0),
+        Some(grid_active_at + 10_000),
+        "the group not named by --rules.on-arrival-groups fires at its interval's tick; firing {grid_fired:?}, pending {:?}",
+        raw(
+            &promflow,
+            "ALERTS{alertname=\"HotOnGrid\",alertstate=\"pending\"}",
+            "1m",
+        ),
     );
 
     // keep_firing_for: the scrape that clears the condition starts the clock; the alert

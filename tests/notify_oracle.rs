@@ -2,7 +2,8 @@
 //! the same Alertmanager config file and the same alerts on `POST /api/v2/alerts`,
 //! and must send the same notifications — webhook bodies and Slack bodies
 //! (default Slack templates, Pushover's default message rendered through a Slack
-//! field, a `templates:` file), the same grouping (two alerts in one notification),
+//! field, a `templates:` file using Alertmanager's functions, the data's methods and
+//! time values: `.StartsAt.Format`, `.Unix`, `.EndsAt.Sub`, …), the same grouping (two alerts in one notification),
 //! inhibition, `max_alerts` truncation, and the same `GET /api/v2/alerts` listing.
 //! Only what depends on the instance is normalised: each side's external URL, and
 //! in the listing `updatedAt` and the `resolve_timeout` guess of `endsAt`.
@@ -20,6 +21,13 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 const CUSTOM_TEMPLATE: &str = r#"{{ define "custom.text" }}{{ range .Alerts }}*{{ .Labels.instance }}*: {{ .Annotations.summary }} <{{ .Annotations.runbook_url }}|runbook>
+{{ end }}{{ end }}
+{{ define "custom.funcs" }}{{ .Status | toUpper }} {{ .Receiver | title }} {{ .GroupLabels.SortedPairs.Values | join "," }}
+{{- with .CommonLabels.Remove .GroupLabels.Names }} {{ .Names | join "+" }}={{ .Values | join "+" }}{{ end }}
+{{- " " }}{{ len .Alerts.Firing }}/{{ len .Alerts.Resolved }} {{ if match "^High" .CommonLabels.alertname }}high{{ end }}
+{{- " " }}{{ reReplaceAll "([AEIOU])" "<$1>" (.CommonLabels.alertname | toUpper) }} {{ stringSlice "x" "y" | join "-" }} {{ safeHtml "<b>" }} {{ .ExternalURL }}
+{{ range .Alerts }}{{ .StartsAt.Format "2006-01-02T15:04:05.000Z07:00 Mon Jan _2 3:04PM MST" }} {{ .StartsAt.Unix }} {{ .EndsAt.IsZero }} {{ .EndsAt }}
+{{- if eq .Status "resolved" }} took {{ .EndsAt.Sub .StartsAt }} until {{ .EndsAt.UTC.Format "15:04:05.999" }}{{ end }};
 {{ end }}{{ end }}"#;
 
 fn notifier_config(capture: &CaptureServer, template_dir: &std::path::Path) -> String {
@@ -54,6 +62,9 @@ receivers:
           - title: Pushover title
             value: '{{{{ template "pushover.default.title" . }}}}'
             short: true
+          - title: Functions and times
+            value: '{{{{ template "custom.funcs" . }}}}'
+
   - name: notes
     webhook_configs:
       - url: {notes}
@@ -167,6 +178,18 @@ fn notifications_match_alertmanager() {
         team["alerts"].as_array().unwrap().len(),
         2,
         "two alerts grouped into one notification"
+    );
+    let slack = &expected.iter().find(|(p, _)| p == "/slack").unwrap().1;
+    let funcs = slack["attachments"][0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["title"] == "Functions and times")
+        .expect("the functions field");
+    let funcs = funcs["value"].as_str().unwrap();
+    assert!(
+        funcs.starts_with("FIRING Team HighCPU") && funcs.contains(" UTC "),
+        "oracle rendered {funcs:?}"
     );
     let notes = &expected.iter().find(|(p, _)| p == "/notes").unwrap().1;
     assert_eq!(notes["truncatedAlerts"], 1);

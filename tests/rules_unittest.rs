@@ -1,9 +1,9 @@
 //! The alert state machine, templates and recording rules against `promtool test
 //! rules` (Prometheus 2.42): on probe test files (empty expectations, so promtool
 //! prints what it computed) promflow's runner computes the same firing alerts (labels
-//! and expanded annotations), the same `ALERTS`/`ALERTS_FOR_STATE` series and the same
-//! recording-rule output at every checked time; on the shipped `queries/tests/`
-//! file both pass.
+//! and expanded annotations, including the template functions at their edges), the
+//! same `ALERTS`/`ALERTS_FOR_STATE` series and the same recording-rule output at
+//! every checked time; on the shipped `queries/tests/` file both pass.
 //!
 //! Real peers: promtool 2.42 (`prometheus`), python3 for the shared output parser
 //! `../shared/oracle-samples/promtool/promtool_got.py`.
@@ -110,6 +110,14 @@ fn recording_rule_and_alert_at_30m_match_promtool() {
 #[test]
 fn flapping_keep_firing_for_and_templates_match_promtool() {
     compare("flap_probe_test.yml");
+}
+
+#[test]
+fn template_functions_and_number_edges_match_promtool() {
+    // humanize*/toTime of NaN, ±Inf, negatives and values below 1s and 1ms;
+    // stripPort/stripDomain of names, IPv4/IPv6 with and without ports;
+    // parseDuration.
+    compare("template_probe_test.yml");
 }
 
 #[test]

@@ -4,9 +4,11 @@
 //! Alertmanager's v2 payload (`labels` with external labels added, `annotations`,
 //! `startsAt` = when it fired, `endsAt` = resolution time or `ValidUntil`,
 //! `generatorURL` = external URL + table link of the rule's expression),
-//! `alert_relabel_configs`, and POSTing batches of at most [`MAX_BATCH`] to
-//! `<scheme>://<target><path_prefix>/api/v2/alerts` of every static Alertmanager, with
-//! its timeout and basic auth / `Authorization` credentials.
+//! `alert_relabel_configs`, the discovery of Alertmanagers (a
+//! [`DiscoveryManager`] of its own running every entry's `static_configs` and
+//! `*_sd_configs`, resolved by [`crate::alerting::alertmanagers`]), and POSTing
+//! batches of at most [`MAX_BATCH`] to every resolved Alertmanager at once, with its
+//! entry's timeout and basic auth / `Authorization` credentials.
 //!
 //! Contract: [`Notifier::enqueue`] never blocks; when the queue ([`QUEUE_CAPACITY`])
 //! is full the oldest alerts are dropped and counted in
@@ -18,12 +20,16 @@
 //! `promflow_notifications_errors_total` and logged; a batch that no Alertmanager
 //! accepted is counted in `promflow_notifications_dropped_total` (the rule manager
 //! still re-sends firing alerts every resend delay, 1m). The queue's length and
-//! capacity are gauges (`promflow_notifications_queue_length`, `_capacity`).
-//! Discovered Alertmanagers (`*_sd_configs`) are not supported yet.
+//! capacity are gauges (`promflow_notifications_queue_length`, `_capacity`), the
+//! number of active Alertmanagers is `promflow_notifications_alertmanagers_discovered`.
+//! Each batch goes to the Alertmanagers resolved when it is taken from the queue;
+//! they are resolved again on every discovery change and every [`Notifier::apply`].
 
+use crate::alerting::alertmanagers::{self, AlertmanagerSet, ResolvedAlertmanagers};
 use crate::alerting::state::{Alert, AlertState};
 use crate::alerting::template::graph_link;
 use crate::config::{AlertmanagerConfig, RelabelConfig};
+use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::rules::manager::AlertSink;
 use crate::selfmetrics::SelfMetrics;
 use dataflows::Labels;
@@ -102,23 +108,78 @@ pub struct Notifier {
     metrics: Arc<SelfMetrics>,
     /// Clients by `tls_config` (`crate::http_client`).
     clients: crate::http_client::ClientCache,
+    /// Discovery of every `alerting.alertmanagers[]` entry's targets.
+    discovery: DiscoveryManager<AlertmanagerSet>,
+    /// The Alertmanagers of every entry, as last resolved.
+    alertmanagers: Mutex<Arc<Vec<ResolvedAlertmanagers>>>,
 }
 
 impl Notifier {
     /// A notifier; call [`Notifier::run`] in a task to send.
-    pub fn new(metrics: Arc<SelfMetrics>) -> Arc<Notifier> {
+    pub fn new(ctx: DiscoveryContext) -> Arc<Notifier> {
         Arc::new(Notifier {
             config: Mutex::new(NotifierConfig::default()),
             queue: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
-            metrics,
+            metrics: ctx.metrics.clone(),
             clients: crate::http_client::ClientCache::default(),
+            discovery: DiscoveryManager::new(ctx),
+            alertmanagers: Mutex::new(Arc::new(Vec::new())),
         })
     }
 
-    /// Replaces the configuration (on reload).
+    /// Replaces the configuration (on reload): discovery of entries that did not
+    /// change keeps running. Must be called within a tokio runtime.
     pub fn apply(&self, config: NotifierConfig) {
+        let sets = AlertmanagerSet::of(&config.alertmanagers);
         *self.config.lock() = config;
+        self.discovery.apply(&sets);
+        self.resolve_alertmanagers();
+    }
+
+    /// The Alertmanagers of every `alerting.alertmanagers[]` entry, in config order.
+    pub fn alertmanagers(&self) -> Arc<Vec<ResolvedAlertmanagers>> {
+        self.alertmanagers.lock().clone()
+    }
+
+    /// Stops discovering Alertmanagers.
+    pub fn stop_discovery(&self) {
+        self.discovery.stop_all();
+    }
+
+    /// Resolves every entry's discovered groups into Alertmanagers.
+    fn resolve_alertmanagers(&self) {
+        // Held from snapshot to store, so an older snapshot never replaces a newer one.
+        let mut current = self.alertmanagers.lock();
+        let resolved: Vec<ResolvedAlertmanagers> = self
+            .discovery
+            .snapshot()
+            .iter()
+            .map(|(set, groups)| alertmanagers::resolve(set, groups))
+            .collect();
+        let active: usize = resolved.iter().map(|r| r.active.len()).sum();
+        self.metrics
+            .notifications_alertmanagers_discovered
+            .set(active as f64);
+        *current = Arc::new(resolved);
+    }
+
+    /// Resolves the Alertmanagers again on every discovery change, while the
+    /// notifier lives.
+    async fn follow_discovery(notifier: std::sync::Weak<Notifier>) {
+        let Some(mut updates) = notifier.upgrade().map(|n| n.discovery.subscribe()) else {
+            return;
+        };
+        // A provider may have reported before this subscription existed: resolve once
+        // right away so that is not lost.
+        updates.mark_changed();
+        while updates.changed().await.is_ok() {
+            updates.borrow_and_update();
+            let Some(notifier) = notifier.upgrade() else {
+                return;
+            };
+            notifier.resolve_alertmanagers();
+        }
     }
 
     /// Converts alerts of rule `expr` and queues them; see the module contract.
@@ -154,8 +215,9 @@ impl Notifier {
         self.queue.lock().len()
     }
 
-    /// Sends queued alerts until the task is aborted.
+    /// Sends queued alerts until the task is aborted (and follows discovery).
     pub async fn run(self: Arc<Self>) {
+        tokio::spawn(Self::follow_discovery(Arc::downgrade(&self)));
         loop {
             let batch: Vec<OutgoingAlert> = {
                 let mut queue = self.queue.lock();
@@ -172,15 +234,16 @@ impl Notifier {
             }
             let body = serde_json::Value::Array(batch.iter().map(|a| a.to_json()).collect());
             let body = serde_json::to_vec(&body).unwrap_or_default();
-            let managers = self.config.lock().alertmanagers.clone();
-            let mut delivered = false;
-            for am in &managers {
-                for sc in &am.static_configs {
-                    for target in &sc.targets {
-                        delivered |= self.post(am, target, &body, batch.len()).await;
-                    }
-                }
-            }
+            let sets = self.alertmanagers();
+            let posts = sets.iter().flat_map(|set| {
+                set.active
+                    .iter()
+                    .map(|url| self.post(&set.set.config, url, &body, batch.len()))
+            });
+            let delivered = futures_util::future::join_all(posts)
+                .await
+                .into_iter()
+                .any(|accepted| accepted);
             if !delivered {
                 self.metrics.notifications_dropped.add(batch.len() as u64);
                 tracing::warn!(
@@ -193,13 +256,12 @@ impl Notifier {
 
     /// POSTs `body` to one Alertmanager, retrying (see the module contract); whether
     /// it was accepted.
-    async fn post(&self, am: &AlertmanagerConfig, target: &str, body: &[u8], n: usize) -> bool {
-        let url = alerts_url(am, target);
+    async fn post(&self, am: &AlertmanagerConfig, url: &str, body: &[u8], n: usize) -> bool {
         let deadline = tokio::time::Instant::now() + am.timeout;
         let mut backoff = FIRST_BACKOFF;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let retry = match self.post_once(am, &url, body.to_vec(), left).await {
+            let retry = match self.post_once(am, url, body.to_vec(), left).await {
                 Ok(()) => {
                     self.metrics.notifications_sent.add(n as u64);
                     return true;
@@ -237,26 +299,10 @@ impl Notifier {
             .header("Content-Type", "application/json")
             .body(body);
         if let Some(auth) = &am.basic_auth {
-            let password = match (&auth.password, &auth.password_file) {
-                (Some(p), _) => Some(p.expose().to_string()),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .ok()
-                    .map(|s| s.trim().to_string()),
-                _ => None,
-            };
-            request = request.basic_auth(&auth.username, password);
+            request = request.basic_auth(&auth.username, auth.password_text());
         }
-        if let Some(auth) = &am.authorization {
-            let credentials = match (&auth.credentials, &auth.credentials_file) {
-                (Some(c), _) => Some(c.expose().to_string()),
-                (None, Some(f)) => std::fs::read_to_string(f)
-                    .ok()
-                    .map(|s| s.trim().to_string()),
-                _ => None,
-            };
-            if let Some(c) = credentials {
-                request = request.header("Authorization", format!("{} {c}", auth.kind));
-            }
+        if let Some(header) = am.authorization.as_ref().and_then(|a| a.header_value()) {
+            request = request.header("Authorization", header);
         }
         match request.send().await {
             Ok(r) if r.status().is_success() => Ok(()),
@@ -276,17 +322,6 @@ impl AlertSink for Notifier {
     fn send(&self, expr: &str, alerts: Vec<Alert>) {
         self.enqueue(expr, alerts);
     }
-}
-
-/// `<scheme>://<target><path_prefix>/api/v2/alerts` (prefix joined like Go's `path.Join`).
-pub fn alerts_url(am: &AlertmanagerConfig, target: &str) -> String {
-    let prefix = am.path_prefix.trim_matches('/');
-    let path = if prefix.is_empty() {
-        "/api/v2/alerts".to_string()
-    } else {
-        format!("/{prefix}/api/v2/alerts")
-    };
-    format!("{}://{target}{path}", am.scheme.as_str())
 }
 
 /// Prometheus's `SendAlerts` + the notifier's label handling: external labels are

@@ -6,7 +6,8 @@
 //! function map (`humanize*`, `printf` (built in), `toUpper`, `toLower`, `title`,
 //! `reReplaceAll`, `match`, `safeHtml`, `args`, `first`, `label`, `value`,
 //! `strvalue`, `sortByLabel`, `graphLink`, `tableLink`, `query`, `pathPrefix`,
-//! `externalURL`). Numbers are formatted like Go's `%.4g` so results match promtool.
+//! `externalURL`, `toTime` (printed as Go's `time.Time`; its methods are not
+//! available), `parseDuration`, `stripPort`, `stripDomain`). Numbers are formatted like Go's `%.4g` so results match promtool.
 //!
 //! The Go-template engine is the `gotmpl` crate: a maintained, dependency-free
 //! reimplementation of Go's `text/template` (parser, pipelines, variables,
@@ -19,6 +20,8 @@
 //! `missingkey=zero` on a `map[string]string`; checked with promtool). gotmpl's maps
 //! are untyped and print a missing key as `<no value>`, so [`expand`] removes that
 //! text from the output unless the template or its data contain it literally.
+//! gotmpl prints floats as Rust does; [`print_like_go`] pipes every printing action
+//! through `__goPrint` so `{{ $value }}` prints as Go's `%v` (`1.5e+10`, `+Inf`).
 //! Known difference: a missing label piped into a function (`{{ $labels.nope |
 //! printf "%q" }}`) is nil there, where Go passes "".
 
@@ -50,7 +53,7 @@ const PREAMBLE: &str = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabe
 /// Checks that `text` parses as an alert template (what `promtool check rules` does).
 pub fn check(name: &str, text: &str) -> Result<(), String> {
     build(name, None, "")
-        .parse(&format!("{PREAMBLE}{text}"))
+        .parse(&format!("{PREAMBLE}{}", print_like_go(text)))
         .map(|_| ())
         .map_err(|e| format!("template: {name}: {e}"))
 }
@@ -63,7 +66,7 @@ pub fn expand(
     query: Option<QueryFn>,
 ) -> Result<String, String> {
     let template = build(name, query, &data.external_url)
-        .parse(&format!("{PREAMBLE}{text}"))
+        .parse(&format!("{PREAMBLE}{}", print_like_go(text)))
         .map_err(|e| format!("template: {name}: {e}"))?;
     let root = Value::Map(Arc::new(BTreeMap::from([
         (Arc::from("Labels"), string_map(&data.labels)),
@@ -91,6 +94,101 @@ pub fn expand(
     } else {
         out.replace(NO_VALUE, "")
     })
+}
+
+/// Go keywords that open or close actions printing nothing themselves.
+const CONTROL_WORDS: [&str; 10] = [
+    "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+];
+
+/// Pipes the output of every printing action of `src` through `__goPrint`, so a
+/// float prints as Go's `%v` does (`1.5e+10`, `+Inf`, where gotmpl prints
+/// `15000000000`, `inf`): `{{ $value }}` → `{{ $value | __goPrint }}`. Control
+/// actions, comments and variable declarations/assignments (which print nothing)
+/// are left as they are; quoted text inside actions is skipped while scanning.
+pub fn print_like_go(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 16);
+    let mut rest = src;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open + 2]);
+        rest = &rest[open + 2..];
+        let Some(close) = action_end(rest) else {
+            out.push_str(rest);
+            return out;
+        };
+        let body = &rest[..close];
+        let (inner, right_trim) = match body.strip_suffix(" -") {
+            Some(inner) => (inner, " -"),
+            None => (body, ""),
+        };
+        let words = inner.trim_start_matches('-').trim_start();
+        let first = words
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        let prints = !words.starts_with("/*")
+            && !CONTROL_WORDS.contains(&first)
+            && !words.is_empty()
+            && !assigns(words);
+        let content = inner.trim_end();
+        out.push_str(content);
+        if prints {
+            out.push_str(" | __goPrint");
+        }
+        out.push_str(&inner[content.len()..]);
+        out.push_str(right_trim);
+        out.push_str("}}");
+        rest = &rest[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the action starting at `s` (just after `{{`) ends: the index of its `}}`,
+/// quoted text and comments skipped.
+fn action_end(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' | b'\'' | b'`' => i = quoted_end(bytes, i),
+            b'/' if s[i..].starts_with("/*") => {
+                i += s[i..].find("*/")? + 2;
+            }
+            b'}' if s[i..].starts_with("}}") => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether an action declares or assigns a variable (`$x := …`, `$x = …`, also
+/// `range $i, $v := …` is caught by its keyword first): an `=` outside quotes.
+fn assigns(action: &str) -> bool {
+    let bytes = action.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' | b'\'' | b'`' => i = quoted_end(bytes, i),
+            b'=' => return true,
+            _ => i += 1,
+        }
+    }
+    false
+}
+
+/// The index just after the quoted text (Go string, raw string or char) opening at
+/// `start`; backslash escapes are skipped except in raw strings.
+fn quoted_end(bytes: &[u8], start: usize) -> usize {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() && bytes[i] != quote {
+        if bytes[i] == b'\\' && quote != b'`' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i + 1
 }
 
 /// What gotmpl prints for nil.
@@ -276,11 +374,35 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
             Ok(text(format!("{}%", go_g4(v * 100.0))))
         })
         .func("humanizeTimestamp", |args| {
-            Ok(text(humanize_timestamp(to_float(&arg(
-                args,
-                0,
-                "humanizeTimestamp",
-            )?)?)))
+            let v = to_float(&arg(args, 0, "humanizeTimestamp")?)?;
+            if !v.is_finite() {
+                return Ok(text(go_g4(v)));
+            }
+            float_to_time(v).map(text).map_err(err)
+        })
+        .func("__goPrint", |args| match arg(args, 0, "__goPrint")? {
+            Value::Float(f) => Ok(text(go_float(f))),
+            other => Ok(other),
+        })
+        .func("toTime", |args| {
+            let v = to_float(&arg(args, 0, "toTime")?)?;
+            float_to_time(v).map(text).map_err(err)
+        })
+        .func("parseDuration", |args| {
+            let d = arg_str(args, 0, "parseDuration")?;
+            crate::config::parse_duration(&d)
+                .map(|d| Value::Float(d.as_secs_f64()))
+                .map_err(err)
+        })
+        .func("stripPort", |args| {
+            let host_port = arg_str(args, 0, "stripPort")?;
+            Ok(text(match split_host_port(&host_port) {
+                Some((host, _)) => host.to_string(),
+                None => host_port,
+            }))
+        })
+        .func("stripDomain", |args| {
+            Ok(text(strip_domain(&arg_str(args, 0, "stripDomain")?)))
         })
         .func("graphLink", |args| {
             Ok(text(graph_link(&arg_str(args, 0, "graphLink")?, 0)))
@@ -461,27 +583,88 @@ pub fn humanize_duration(mut v: f64) -> String {
     format!("{}{prefix}s", go_g4(v))
 }
 
-/// Prometheus's `humanizeTimestamp`: Go's `time.Time.String()` in UTC.
-pub fn humanize_timestamp(v: f64) -> String {
+/// Prometheus's `floatToTime` as `toTime` and `humanizeTimestamp` print it: seconds
+/// to Go's `time.Time.String()` in UTC, truncated (toward zero) to milliseconds like
+/// `model.TimeFromUnixNano`; NaN, ±Inf and times beyond int64 nanoseconds are errors
+/// with Prometheus's messages.
+pub fn float_to_time(v: f64) -> Result<String, String> {
     if !v.is_finite() {
-        return go_g4(v);
+        return Err("value is NaN or Inf".into());
     }
-    // Like Prometheus: nanoseconds, then `model.Time` (milliseconds).
-    let ms = ((v * 1e9) as i64).div_euclid(1_000_000);
+    let nanos = v * 1e9;
+    if nanos > i64::MAX as f64 || nanos < i64::MIN as f64 {
+        return Err(format!(
+            "{} cannot be represented as a nanoseconds timestamp since it overflows int64",
+            go_float(v)
+        ));
+    }
+    let ms = (nanos as i64) / 1_000_000;
     let secs = ms.div_euclid(1000);
     let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
-        Some(t) => {
-            let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
-            if nanos > 0 {
-                let frac = format!("{nanos:09}");
-                out.push('.');
-                out.push_str(frac.trim_end_matches('0'));
-            }
-            out.push_str(" +0000 UTC");
-            out
+    let t = chrono::DateTime::from_timestamp(secs, nanos)
+        .ok_or_else(|| format!("{} is out of range", go_float(v)))?;
+    let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
+    if nanos > 0 {
+        out.push('.');
+        out.push_str(format!("{nanos:09}").trim_end_matches('0'));
+    }
+    out.push_str(" +0000 UTC");
+    Ok(out)
+}
+
+/// Go's `%v` of a float64 (`%g` with the shortest digits): exponent form when the
+/// decimal exponent is below -4 or at least 6 (`1e+10`, `1.2096e+06`); `+Inf`.
+fn go_float(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let sci = format!("{v:e}");
+    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if v.is_finite() && v != 0.0 && !(-4..6).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Go's `net.SplitHostPort`: `host:port` or `[host]:port`; `None` where Go errs
+/// (no port, too many colons, misplaced brackets).
+fn split_host_port(host_port: &str) -> Option<(&str, &str)> {
+    let colon = host_port.rfind(':')?;
+    let (host, brackets_from) = if let Some(inner) = host_port.strip_prefix('[') {
+        let end = inner.find(']')? + 1;
+        if end + 1 != colon {
+            return None;
         }
-        None => go_g4(v),
+        (&host_port[1..end], end + 1)
+    } else {
+        let host = &host_port[..colon];
+        if host.contains(':') {
+            return None;
+        }
+        (host, 0)
+    };
+    let start = usize::from(host_port.starts_with('['));
+    if host_port[start..].contains('[') || host_port[brackets_from..].contains(']') {
+        return None;
+    }
+    Some((host, &host_port[colon + 1..]))
+}
+
+/// Prometheus's `stripDomain`: the first label of a host name, the port kept; IP
+/// addresses are returned unchanged.
+fn strip_domain(host_port: &str) -> String {
+    let (host, port) = split_host_port(host_port).unwrap_or((host_port, ""));
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return host_port.to_string();
+    }
+    let host = host.split('.').next().unwrap_or("");
+    match (port.is_empty(), host.contains(':')) {
+        (true, _) => host.to_string(),
+        (false, true) => format!("[{host}]:{port}"),
+        (false, false) => format!("{host}:{port}"),
     }
 }
 
@@ -542,10 +725,18 @@ mod tests {
         assert_eq!(humanize_duration(0.0), "0s");
         assert_eq!(humanize_duration(0.0015), "1.5ms");
         assert_eq!(
-            humanize_timestamp(1435065584.128),
+            float_to_time(1435065584.128).unwrap(),
             "2015-06-23 13:19:44.128 +0000 UTC"
         );
-        assert_eq!(humanize_timestamp(0.0), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(float_to_time(0.0).unwrap(), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(go_float(1209600.0), "1.2096e+06");
+        assert_eq!(go_float(5400.0), "5400");
+        assert_eq!(go_float(0.001), "0.001");
+        // promtool 2.42's message for humanizeTimestamp / toTime of 1e10.
+        assert_eq!(
+            float_to_time(1e10).unwrap_err(),
+            "1e+10 cannot be represented as a nanoseconds timestamp since it overflows int64"
+        );
     }
 
     #[test]
@@ -597,6 +788,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "a=1");
+    }
+
+    #[test]
+    fn printing_actions_print_floats_like_go() {
+        assert_eq!(
+            print_like_go(
+                r#"a {{ $value }} {{- if gt $value 1.0 -}} {{ $x := 2.0 }}{{ $x }}{{ end }} {{/* c */}} {{ "}}" }}"#
+            ),
+            r#"a {{ $value | __goPrint }} {{- if gt $value 1.0 -}} {{ $x := 2.0 }}{{ $x | __goPrint }}{{ end }} {{/* c */}} {{ "}}" | __goPrint }}"#
+        );
+        assert_eq!(print_like_go("{{ .Value -}}"), "{{ .Value | __goPrint -}}");
+        // Go's %v: expected strings from promtool 2.42 ($value of these samples).
+        assert_eq!(run("{{ $value }}", 1.5e10), "1.5e+10");
+        assert_eq!(run("{{ $value }}", f64::INFINITY), "+Inf");
+        assert_eq!(run("{{ $value }}", 0.00001), "1e-05");
+        assert_eq!(run("{{ $value }} {{ $labels.nope }}|", 98.5), "98.5 |");
     }
 
     #[test]

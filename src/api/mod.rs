@@ -6,7 +6,7 @@
 //!   registered over HTTP ([`rules_admin`]), registered federation views
 //!   ([`federation_views`]), `/api/v1/targets` ([`targets`]), the TSDB admin endpoints
 //!   ([`admin`]), Alertmanager's v2 alerts and silences for the built-in notifier
-//!   ([`alertmanager`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
+//!   ([`alertmanager`]), the Alertmanagers alerts go to ([`alertmanager_targets`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
 //!   status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod alertmanager;
+pub mod alertmanager_targets;
 pub mod auth;
 pub mod federate;
 pub mod federation_views;
@@ -101,6 +102,10 @@ pub fn router(service: Arc<Service>) -> Router {
                 .delete(rules_admin::delete_group),
         )
         .route("/api/v1/alerts", get(rules::alerts))
+        .route(
+            "/api/v1/alertmanagers",
+            get(alertmanager_targets::alertmanagers),
+        )
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/write", post(remote_write::write))
@@ -122,6 +127,9 @@ pub fn router(service: Arc<Service>) -> Router {
             "/api/v2/alerts",
             get(alertmanager::get_alerts).post(alertmanager::post_alerts),
         )
+        .route("/api/v2/alerts/groups", get(alertmanager::get_alert_groups))
+        .route("/api/v2/status", get(alertmanager::get_status))
+        .route("/api/v2/receivers", get(alertmanager::get_receivers))
         .route(
             "/api/v2/silences",
             get(alertmanager::get_silences).post(alertmanager::post_silence),

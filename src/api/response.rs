@@ -7,6 +7,16 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+/// A float64 as Go's `encoding/json` writes it: a whole number without a fraction
+/// (`60`, where serde_json writes `60.0`), so typed clients see the same number kind.
+pub fn go_number(v: f64) -> Value {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
 /// Prometheus's error types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorType {

@@ -10,7 +10,7 @@
 use crate::alerting::state::{Alert, AlertState};
 use crate::api::params::Params;
 use crate::api::query::labels_json;
-use crate::api::response::{api_error, api_success, ErrorType};
+use crate::api::response::{api_error, api_success, go_number, ErrorType};
 use crate::rules::file::RuleKind;
 use crate::service::Service;
 use axum::extract::State;
@@ -75,7 +75,10 @@ pub async fn rules(
         Some("alert") => Some(RuleKind::Alerting),
         Some("record") => Some(RuleKind::Recording),
         Some(other) => {
-            return api_error(ErrorType::BadData, &format!("unsupported type {other:?}"))
+            return api_error(
+                ErrorType::BadData,
+                &format!("invalid parameter \"type\": not supported value {other:?}"),
+            )
         }
     };
     let groups = service.rules.with_groups(|g| {
@@ -93,7 +96,7 @@ pub async fn rules(
                 };
                 let mut j = json!({
                     "name": r.rule.name,
-                    "query": r.rule.expr,
+                    "query": r.rule.query,
                     "labels": r.rule.labels,
                     "health": health,
                     "evaluationTime": r.eval_duration.as_secs_f64(),
@@ -105,8 +108,8 @@ pub async fn rules(
                 match &r.alerts {
                     Some(state) => {
                         j["state"] = json!(state.rule_state().as_str());
-                        j["duration"] = json!(r.rule.for_.as_secs_f64());
-                        j["keepFiringFor"] = json!(r.rule.keep_firing_for.as_secs_f64());
+                        j["duration"] = go_number(r.rule.for_.as_secs_f64());
+                        j["keepFiringFor"] = go_number(r.rule.keep_firing_for.as_secs_f64());
                         j["annotations"] = json!(r.rule.annotations);
                         j["alerts"] = Json::Array(
                             state
@@ -117,7 +120,13 @@ pub async fn rules(
                         );
                         j["type"] = json!("alerting");
                     }
-                    None => j["type"] = json!("recording"),
+                    None => {
+                        j["type"] = json!("recording");
+                        // `omitempty` on a recording rule's labels in Prometheus.
+                        if r.rule.labels.is_empty() {
+                            j.as_object_mut().map(|o| o.remove("labels"));
+                        }
+                    }
                 }
                 j
             })
@@ -135,7 +144,7 @@ pub async fn rules(
             "file": g.group.file.display().to_string(),
             "origin": origin,
             "rules": rules,
-            "interval": g.interval.as_secs_f64(),
+            "interval": go_number(g.interval.as_secs_f64()),
             "limit": g.group.limit,
             "evaluationTime": g.eval_duration.as_secs_f64(),
             "lastEvaluation": time_json(g.last_eval_ms),

@@ -172,7 +172,7 @@ fn firing_alerts(
                 .cloned()
                 .collect();
             if !firing.is_empty() {
-                out.push((rule.rule.expr.clone(), firing));
+                out.push((rule.rule.query.clone(), firing));
             }
         }
     });

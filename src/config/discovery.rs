@@ -175,7 +175,32 @@ fn is_valid_file_sd_path(path: &str) -> bool {
         .is_match(path)
 }
 
-pub(crate) fn resolve_file_sd_configs(
+/// The `file_sd_configs`, `dns_sd_configs` and `ec2_sd_configs` of one scrape job or
+/// `alerting.alertmanagers[]` entry.
+pub(crate) struct SdConfigLists {
+    pub file: Vec<FileSdConfig>,
+    pub dns: Vec<DnsSdConfig>,
+    pub ec2: Vec<Ec2SdConfig>,
+}
+
+/// Resolves the sd configs of the mapping at `path` (a scrape job or an Alertmanager
+/// entry: both take them alike).
+pub(crate) fn resolve_sd_configs(
+    file: Option<&[Option<RawFileSdConfig>]>,
+    dns: Option<&[Option<RawDnsSdConfig>]>,
+    ec2: Option<&[Option<RawEc2SdConfig>]>,
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> SdConfigLists {
+    SdConfigLists {
+        file: resolve_file_sd_configs(file, base_dir, &path.key("file_sd_configs"), problems),
+        dns: resolve_dns_sd_configs(dns, &path.key("dns_sd_configs"), problems),
+        ec2: resolve_ec2_sd_configs(ec2, &path.key("ec2_sd_configs"), problems),
+    }
+}
+
+fn resolve_file_sd_configs(
     raw: Option<&[Option<RawFileSdConfig>]>,
     base_dir: &Path,
     path: &FieldPath,
@@ -219,7 +244,7 @@ pub(crate) fn resolve_file_sd_configs(
     out
 }
 
-pub(crate) fn resolve_dns_sd_configs(
+fn resolve_dns_sd_configs(
     raw: Option<&[Option<RawDnsSdConfig>]>,
     path: &FieldPath,
     problems: &mut Problems,
@@ -274,7 +299,7 @@ pub(crate) fn resolve_dns_sd_configs(
     out
 }
 
-pub(crate) fn resolve_ec2_sd_configs(
+fn resolve_ec2_sd_configs(
     raw: Option<&[Option<RawEc2SdConfig>]>,
     path: &FieldPath,
     problems: &mut Problems,

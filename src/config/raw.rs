@@ -169,6 +169,9 @@ pub(crate) struct RawAlertingConfig {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawAlertmanagerConfig {
     pub static_configs: Option<Vec<Option<RawStaticConfig>>>,
+    pub file_sd_configs: Option<Vec<Option<RawFileSdConfig>>>,
+    pub dns_sd_configs: Option<Vec<Option<RawDnsSdConfig>>>,
+    pub ec2_sd_configs: Option<Vec<Option<RawEc2SdConfig>>>,
     pub scheme: Option<ScalarText>,
     pub path_prefix: Option<ScalarText>,
     pub timeout: Option<ScalarText>,

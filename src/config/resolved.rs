@@ -276,7 +276,16 @@ pub struct AlertmanagerConfig {
     /// Fixed Alertmanager addresses.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub static_configs: Vec<StaticConfig>,
-    /// Relabelling applied to discovered Alertmanagers.
+    /// Alertmanagers from files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Alertmanagers from DNS records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_sd_configs: Vec<DnsSdConfig>,
+    /// Alertmanagers from the EC2 API.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ec2_sd_configs: Vec<Ec2SdConfig>,
+    /// Relabelling applied to discovered Alertmanagers (static ones too).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub relabel_configs: Vec<RelabelConfig>,
 }

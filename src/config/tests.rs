@@ -929,3 +929,31 @@ fn remote_write_defaults_and_problems() {
         ]
     );
 }
+
+#[test]
+fn alertmanagers_take_the_scrape_jobs_service_discoveries() {
+    let config = load(
+        "alerting:\n  alertmanagers:\n  - file_sd_configs:\n    - files: [ams/*.json]\n    dns_sd_configs:\n    - names: [tasks.alertmanager]\n      type: A\n      port: 9093\n    ec2_sd_configs:\n    - region: eu-west-1\n      port: 9093\n    relabel_configs:\n    - source_labels: [__meta_ec2_tag_Name]\n      regex: am-.*\n      action: keep\n",
+    );
+    let am = &config.alerting.alertmanagers[0];
+    assert_eq!(
+        am.file_sd_configs[0].files,
+        [Path::new("/etc/promflow/ams/*.json")]
+    );
+    assert_eq!(
+        am.file_sd_configs[0].refresh_interval,
+        crate::config::DEFAULT_FILE_SD_REFRESH_INTERVAL
+    );
+    assert_eq!(am.dns_sd_configs[0].names, ["tasks.alertmanager"]);
+    assert_eq!(am.dns_sd_configs[0].port, 9093);
+    assert_eq!(am.ec2_sd_configs[0].region, "eu-west-1");
+    assert_eq!(am.relabel_configs.len(), 1);
+    // The EC2 client's HTTP settings are as unsupported here as under a scrape job.
+    assert_problems!(
+        "alerting:\n  alertmanagers:\n  - ec2_sd_configs:\n    - region: eu-west-1\n      tls_config: {}\n    consul_sd_configs: []\n",
+        [
+            "prometheus.yml:5: alerting.alertmanagers[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
+            "prometheus.yml:6: alerting.alertmanagers[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
+        ]
+    );
+}

@@ -61,10 +61,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["alerting", "alertmanagers"] => {
-            HTTP_CLIENT_FIELDS.contains(&field)
-                || SERVICE_DISCOVERY_FIELDS.contains(&field)
-                // Discovery of Alertmanagers arrives with the alerting issue.
-                || matches!(field, "file_sd_configs" | "dns_sd_configs" | "ec2_sd_configs")
+            HTTP_CLIENT_FIELDS.contains(&field) || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["remote_write"] => {
             matches!(
@@ -73,7 +70,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
             ) || HTTP_CLIENT_FIELDS.contains(&field)
         }
         // The EC2 API client has Prometheus's HTTP client settings too.
-        ["scrape_configs", "ec2_sd_configs"] => {
+        ["scrape_configs", "ec2_sd_configs"] | ["alerting", "alertmanagers", "ec2_sd_configs"] => {
             matches!(field, "basic_auth" | "authorization" | "tls_config")
                 || HTTP_CLIENT_FIELDS.contains(&field)
         }
@@ -100,6 +97,10 @@ mod tests {
         assert!(is_unsupported_prometheus_field(
             &["alerting", "alertmanagers"],
             "proxy_url"
+        ));
+        assert!(is_unsupported_prometheus_field(
+            &["alerting", "alertmanagers", "ec2_sd_configs"],
+            "basic_auth"
         ));
         // Supported now: consumed by serde, never reaches this list.
         assert!(!is_unsupported_prometheus_field(

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use super::discovery::{resolve_dns_sd_configs, resolve_ec2_sd_configs, resolve_file_sd_configs};
+use super::discovery::resolve_sd_configs;
 use super::duration::{format_duration, parse_duration};
 use super::locate::FieldPath;
 use super::raw::{
@@ -318,6 +318,14 @@ fn resolve_scrape_config(
             }
         },
     };
+    let sd = resolve_sd_configs(
+        raw.file_sd_configs.as_deref(),
+        raw.dns_sd_configs.as_deref(),
+        raw.ec2_sd_configs.as_deref(),
+        base_dir,
+        path,
+        problems,
+    );
     ScrapeConfig {
         job_name,
         honor_labels: raw.honor_labels.unwrap_or(false),
@@ -339,22 +347,9 @@ fn resolve_scrape_config(
             problems,
         ),
         static_configs,
-        file_sd_configs: resolve_file_sd_configs(
-            raw.file_sd_configs.as_deref(),
-            base_dir,
-            &path.key("file_sd_configs"),
-            problems,
-        ),
-        dns_sd_configs: resolve_dns_sd_configs(
-            raw.dns_sd_configs.as_deref(),
-            &path.key("dns_sd_configs"),
-            problems,
-        ),
-        ec2_sd_configs: resolve_ec2_sd_configs(
-            raw.ec2_sd_configs.as_deref(),
-            &path.key("ec2_sd_configs"),
-            problems,
-        ),
+        file_sd_configs: sd.file,
+        dns_sd_configs: sd.dns,
+        ec2_sd_configs: sd.ec2,
         relabel_configs: resolve_relabel_configs(
             raw.relabel_configs.as_deref(),
             &path.key("relabel_configs"),
@@ -507,6 +502,14 @@ fn resolve_alertmanager(
         path,
         problems,
     );
+    let sd = resolve_sd_configs(
+        raw.file_sd_configs.as_deref(),
+        raw.dns_sd_configs.as_deref(),
+        raw.ec2_sd_configs.as_deref(),
+        base_dir,
+        path,
+        problems,
+    );
     AlertmanagerConfig {
         scheme,
         path_prefix: raw
@@ -529,6 +532,9 @@ fn resolve_alertmanager(
             &path.key("static_configs"),
             problems,
         ),
+        file_sd_configs: sd.file,
+        dns_sd_configs: sd.dns,
+        ec2_sd_configs: sd.ec2,
         relabel_configs: resolve_relabel_configs(
             raw.relabel_configs.as_deref(),
             &path.key("relabel_configs"),

@@ -1,28 +1,71 @@
-//! The discovery manager: one provider per sd config of every scrape job.
+//! The discovery manager: one provider per sd config of every set of targets.
+//!
+//! A set is a scrape job or an `alerting.alertmanagers[]` entry ([`DiscoverySet`]);
+//! the service runs one manager for scrape jobs and the Alertmanager notifier one for
+//! its Alertmanagers, both with the providers and refresh loop of this file.
 //!
 //! Contract:
-//! - [`DiscoveryManager::apply`] takes the scrape configs of a (re)loaded config.
-//!   A provider whose job and sd config are unchanged keeps running, with its
-//!   groups; new ones start; ones no longer configured stop. Static configs are
-//!   one provider per job whose groups are known at once.
+//! - [`DiscoveryManager::apply`] takes the sets of a (re)loaded config. A provider
+//!   whose set (by [`DiscoverySet::key`]) and sd config are unchanged keeps running,
+//!   with its groups; new ones start; ones no longer configured stop. Static configs
+//!   are one provider per set whose groups are known at once.
 //! - A provider refreshes on its own interval. A refresh that fails keeps the
 //!   provider's last good groups (never empties them), is logged and counted in
 //!   `promflow_sd_refresh_failures_total{mechanism}`.
 //! - Every change of any provider's groups, and every `apply`, bumps the
 //!   generation watched through [`DiscoveryManager::subscribe`]; readers take a
-//!   [`DiscoveryManager::snapshot`] of every job's config and groups.
+//!   [`DiscoveryManager::snapshot`] of every set's config and groups.
 
 use super::{dns_sd, ec2_sd, file_sd, static_sd, DiscoveryError, TargetGroup};
 use crate::config::{DnsSdConfig, Ec2SdConfig, FileSdConfig, ScrapeConfig, StaticConfig};
 use crate::selfmetrics::SelfMetrics;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// A set of targets discovered together: its identity and its sd configs.
+pub trait DiscoverySet: Clone + Send + Sync + 'static {
+    /// Identifies the set across reloads (and in logs); snapshots list sets in key order.
+    type Key: Ord + Clone + Display + Send + Sync + 'static;
+    /// This set's key; unique among the sets applied together.
+    fn key(&self) -> Self::Key;
+    /// The sd configs to run for it.
+    fn sd_configs(&self) -> SdConfigs<'_>;
+}
+
+/// The sd configs of one set, borrowed from its config.
+pub struct SdConfigs<'a> {
+    /// `static_configs`.
+    pub static_configs: &'a [StaticConfig],
+    /// `file_sd_configs`.
+    pub file: &'a [FileSdConfig],
+    /// `dns_sd_configs`.
+    pub dns: &'a [DnsSdConfig],
+    /// `ec2_sd_configs`.
+    pub ec2: &'a [Ec2SdConfig],
+}
+
+/// A scrape job is a set keyed by its job name.
+impl DiscoverySet for ScrapeConfig {
+    type Key = String;
+    fn key(&self) -> String {
+        self.job_name.clone()
+    }
+    fn sd_configs(&self) -> SdConfigs<'_> {
+        SdConfigs {
+            static_configs: &self.static_configs,
+            file: &self.file_sd_configs,
+            dns: &self.dns_sd_configs,
+            ec2: &self.ec2_sd_configs,
+        }
+    }
+}
 
 /// What providers need from the rest of the service.
 #[derive(Clone)]
@@ -43,32 +86,14 @@ enum ProviderConfig {
 }
 
 impl ProviderConfig {
-    fn of(config: &ScrapeConfig) -> Vec<ProviderConfig> {
+    fn of(configs: SdConfigs<'_>) -> Vec<ProviderConfig> {
         let mut out = Vec::new();
-        if !config.static_configs.is_empty() {
-            out.push(ProviderConfig::Static(config.static_configs.clone()));
+        if !configs.static_configs.is_empty() {
+            out.push(ProviderConfig::Static(configs.static_configs.to_vec()));
         }
-        out.extend(
-            config
-                .file_sd_configs
-                .iter()
-                .cloned()
-                .map(ProviderConfig::File),
-        );
-        out.extend(
-            config
-                .dns_sd_configs
-                .iter()
-                .cloned()
-                .map(ProviderConfig::Dns),
-        );
-        out.extend(
-            config
-                .ec2_sd_configs
-                .iter()
-                .cloned()
-                .map(ProviderConfig::Ec2),
-        );
+        out.extend(configs.file.iter().cloned().map(ProviderConfig::File));
+        out.extend(configs.dns.iter().cloned().map(ProviderConfig::Dns));
+        out.extend(configs.ec2.iter().cloned().map(ProviderConfig::Ec2));
         out
     }
 }
@@ -88,15 +113,15 @@ impl Drop for Provider {
     }
 }
 
-struct Job {
-    config: Arc<ScrapeConfig>,
+struct Set<S> {
+    config: Arc<S>,
     providers: Vec<Provider>,
 }
 
-/// Owns the providers of every scrape job.
-pub struct DiscoveryManager {
+/// Owns the providers of every set (by default: of every scrape job).
+pub struct DiscoveryManager<S: DiscoverySet = ScrapeConfig> {
     ctx: DiscoveryContext,
-    jobs: Mutex<BTreeMap<String, Job>>,
+    sets: Mutex<BTreeMap<S::Key, Set<S>>>,
     generation: watch::Sender<u64>,
 }
 
@@ -110,76 +135,77 @@ pub(crate) trait Refresh: Send + 'static {
     fn refresh(&mut self) -> impl Future<Output = Result<Vec<TargetGroup>, DiscoveryError>> + Send;
 }
 
-impl DiscoveryManager {
-    /// A manager with no jobs.
-    pub fn new(ctx: DiscoveryContext) -> DiscoveryManager {
+impl<S: DiscoverySet> DiscoveryManager<S> {
+    /// A manager with no sets.
+    pub fn new(ctx: DiscoveryContext) -> DiscoveryManager<S> {
         DiscoveryManager {
             ctx,
-            jobs: Mutex::new(BTreeMap::new()),
+            sets: Mutex::new(BTreeMap::new()),
             generation: watch::channel(0).0,
         }
     }
 
     /// Reconciles the providers with `configs`; see the module contract. Must be
     /// called within a tokio runtime.
-    pub fn apply(&self, configs: &[ScrapeConfig]) {
-        let mut jobs = self.jobs.lock();
-        let mut old = std::mem::take(&mut *jobs);
+    pub fn apply(&self, configs: &[S]) {
+        let mut sets = self.sets.lock();
+        let mut old = std::mem::take(&mut *sets);
         for config in configs {
+            let key = config.key();
             let mut previous = old
-                .remove(&config.job_name)
-                .map(|job| job.providers)
+                .remove(&key)
+                .map(|set| set.providers)
                 .unwrap_or_default();
-            let providers = ProviderConfig::of(config)
+            let providers = ProviderConfig::of(config.sd_configs())
                 .into_iter()
                 .map(
                     |wanted| match previous.iter().position(|p| p.config == wanted) {
                         Some(index) => previous.swap_remove(index),
-                        None => self.start(&config.job_name, wanted),
+                        None => self.start(&key, wanted),
                     },
                 )
                 .collect();
             // `previous` now holds only providers no longer wanted: dropping stops them.
-            jobs.insert(
-                config.job_name.clone(),
-                Job {
+            sets.insert(
+                key,
+                Set {
                     config: Arc::new(config.clone()),
                     providers,
                 },
             );
         }
-        drop(jobs);
+        drop(sets);
         drop(old);
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// A receiver that changes whenever some job's groups (or the configs) change.
+    /// A receiver that changes whenever some set's groups (or the configs) change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
     }
 
-    /// Every job's config and current groups, in job-name order.
-    pub fn snapshot(&self) -> Vec<(Arc<ScrapeConfig>, Vec<TargetGroup>)> {
-        self.jobs
+    /// Every set's config and current groups, in key order.
+    pub fn snapshot(&self) -> Vec<(Arc<S>, Vec<TargetGroup>)> {
+        self.sets
             .lock()
             .values()
-            .map(|job| {
-                let groups = job
+            .map(|set| {
+                let groups = set
                     .providers
                     .iter()
                     .flat_map(|p| p.groups.lock().clone())
                     .collect();
-                (job.config.clone(), groups)
+                (set.config.clone(), groups)
             })
             .collect()
     }
 
     /// Stops every provider.
     pub fn stop_all(&self) {
-        self.jobs.lock().clear();
+        self.sets.lock().clear();
     }
 
-    fn start(&self, job: &str, config: ProviderConfig) -> Provider {
+    fn start(&self, set: &S::Key, config: ProviderConfig) -> Provider {
         let groups = Arc::new(Mutex::new(Vec::new()));
         let task = match &config {
             ProviderConfig::Static(statics) => {
@@ -187,17 +213,17 @@ impl DiscoveryManager {
                 None
             }
             ProviderConfig::File(file) => Some(self.spawn(
-                job,
+                set,
                 file_sd::FileDiscovery::new(file.clone(), self.ctx.metrics.clone()),
                 &groups,
             )),
             ProviderConfig::Dns(dns) => Some(self.spawn(
-                job,
+                set,
                 dns_sd::DnsDiscovery::new(dns.clone(), self.ctx.dns_nameserver),
                 &groups,
             )),
             ProviderConfig::Ec2(ec2) => {
-                Some(self.spawn(job, ec2_sd::Ec2Discovery::new(ec2.clone()), &groups))
+                Some(self.spawn(set, ec2_sd::Ec2Discovery::new(ec2.clone()), &groups))
             }
         };
         Provider {
@@ -209,12 +235,12 @@ impl DiscoveryManager {
 
     fn spawn<R: Refresh>(
         &self,
-        job: &str,
+        set: &S::Key,
         provider: R,
         groups: &Arc<Mutex<Vec<TargetGroup>>>,
     ) -> JoinHandle<()> {
         tokio::spawn(run(
-            job.to_string(),
+            set.to_string(),
             provider,
             groups.clone(),
             self.generation.clone(),
@@ -225,7 +251,7 @@ impl DiscoveryManager {
 
 /// The refresh loop shared by every mechanism.
 async fn run<R: Refresh>(
-    job: String,
+    set: String,
     mut provider: R,
     groups: Arc<Mutex<Vec<TargetGroup>>>,
     generation: watch::Sender<u64>,
@@ -243,12 +269,12 @@ async fn run<R: Refresh>(
                     changed
                 };
                 if changed {
-                    tracing::debug!(job, mechanism = R::MECHANISM, "discovered targets changed");
+                    tracing::debug!(set, mechanism = R::MECHANISM, "discovered targets changed");
                     generation.send_modify(|g| *g += 1);
                 }
             }
             Err(error) => tracing::warn!(
-                job,
+                set,
                 mechanism = R::MECHANISM,
                 %error,
                 "service discovery refresh failed; keeping the last discovered targets"
@@ -273,7 +299,7 @@ mod tests {
             .scrape_configs
     }
 
-    fn addresses(manager: &DiscoveryManager) -> Vec<String> {
+    fn addresses(manager: &DiscoveryManager<ScrapeConfig>) -> Vec<String> {
         manager
             .snapshot()
             .iter()

@@ -1,4 +1,5 @@
-//! Service discovery: turning a scrape job's `*_sd_configs` into target groups.
+//! Service discovery: turning the `*_sd_configs` of a scrape job or of an
+//! `alerting.alertmanagers[]` entry into target groups.
 //!
 //! One module per mechanism, each producing [`TargetGroup`]s with `__meta_*` labels
 //! named exactly as Prometheus 2.42 names them:
@@ -10,7 +11,8 @@
 //! [`manager`] runs one provider per sd config, keeps each provider's last good
 //! groups when a refresh fails (logged and counted on `/metrics`), keeps providers
 //! whose config did not change across reloads, and signals every change. Turning
-//! groups into targets (relabeling) is `crate::scrape::target`'s job, not this one's.
+//! groups into targets (relabeling) is `crate::scrape::target`'s job (scrape targets)
+//! and `crate::alerting::alertmanagers`' (Alertmanagers), not this one's.
 
 pub mod dns_sd;
 pub mod ec2_sd;
@@ -18,7 +20,7 @@ pub mod file_sd;
 pub mod manager;
 pub mod static_sd;
 
-pub use manager::{DiscoveryContext, DiscoveryManager};
+pub use manager::{DiscoveryContext, DiscoveryManager, DiscoverySet, SdConfigs};
 
 use std::collections::BTreeMap;
 

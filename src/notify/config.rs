@@ -168,6 +168,8 @@ pub struct NotifyConfig {
     pub receivers: Vec<Receiver>,
     /// `default.tmpl` plus the `templates:` files, parsed.
     pub templates: Templates,
+    /// The file as Alertmanager shows it (`crate::notify::config_show`).
+    pub original: String,
 }
 
 /// One inhibit rule.
@@ -417,12 +419,14 @@ impl NotifyConfig {
 
     /// Validates config text; `file_name` labels problems.
     pub fn load_str(text: &str, file_name: &str, base: &Path) -> Result<NotifyConfig, ConfigError> {
-        load_located(
+        let mut config = load_located(
             text,
             file_name,
             unknown_field_message,
             |raw: &RawFile, p| resolve(raw, base, p),
-        )
+        )?;
+        config.original = crate::notify::config_show::show(text);
+        Ok(config)
     }
 }
 
@@ -616,6 +620,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         inhibit_rules,
         receivers,
         templates,
+        original: String::new(),
     }
 }
 

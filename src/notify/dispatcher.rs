@@ -100,6 +100,17 @@ pub struct AlertStatus {
     pub silenced_by: Vec<String>,
 }
 
+/// An aggregation group as the API lists it.
+#[derive(Clone, Debug)]
+pub struct GroupStatus {
+    /// The group's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its route's receiver.
+    pub receiver: String,
+    /// Its unresolved alerts.
+    pub alerts: Vec<AlertStatus>,
+}
+
 /// See the module doc.
 pub struct Dispatcher {
     config: Arc<NotifyConfig>,
@@ -440,32 +451,104 @@ impl Dispatcher {
         problems
     }
 
+    /// One stored alert with its routing and muting at `now`.
+    fn status_of(&self, a: &Alert, now: Nanos) -> AlertStatus {
+        let (inhibited_by, silenced_by) = self.mutes(a, now);
+        let mut receivers: Vec<String> = self
+            .config
+            .route
+            .matching(&a.labels)
+            .into_iter()
+            .map(|r| r.receiver.clone())
+            .collect();
+        receivers.dedup();
+        AlertStatus {
+            alert: a.clone(),
+            receivers,
+            inhibited_by,
+            silenced_by,
+        }
+    }
+
     /// Every stored alert with its routing and muting, for `GET /api/v2/alerts`.
     pub fn list(&self, now: Nanos) -> Vec<AlertStatus> {
         let mut out: Vec<AlertStatus> = self
             .alerts
             .values()
-            .map(|a| {
-                let (inhibited_by, silenced_by) = self.mutes(a, now);
-                let mut receivers: Vec<String> = self
-                    .config
-                    .route
-                    .matching(&a.labels)
-                    .into_iter()
-                    .map(|r| r.receiver.clone())
-                    .collect();
-                receivers.dedup();
-                AlertStatus {
-                    alert: a.clone(),
-                    receivers,
-                    inhibited_by,
-                    silenced_by,
-                }
-            })
+            .map(|a| self.status_of(a, now))
             .collect();
         out.sort_by(|a, b| a.alert.labels.cmp(&b.alert.labels));
         out
     }
+
+    /// The aggregation groups with their unresolved alerts at `now`, for `GET
+    /// /api/v2/alerts/groups`: ordered by group labels, then receiver (Alertmanager's
+    /// `AlertGroups`), alerts in notification order; groups with no unresolved alert
+    /// are left out.
+    pub fn group_list(&self, now: Nanos) -> Vec<GroupStatus> {
+        let mut out: Vec<GroupStatus> = self
+            .groups
+            .values()
+            .filter_map(|g| {
+                let mut alerts: Vec<&Alert> = g
+                    .alerts
+                    .keys()
+                    .filter_map(|fp| self.alerts.get(fp))
+                    .filter(|a| !a.resolved_at(now))
+                    .collect();
+                if alerts.is_empty() {
+                    return None;
+                }
+                alerts.sort_by(|a, b| notification_order(a, b));
+                Some(GroupStatus {
+                    labels: g.labels.clone(),
+                    receiver: self.routes[g.route].receiver.clone(),
+                    alerts: alerts.into_iter().map(|a| self.status_of(a, now)).collect(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            label_set_before(&a.labels, &b.labels).then_with(|| a.receiver.cmp(&b.receiver))
+        });
+        out
+    }
+
+    /// Receiver names in config order.
+    pub fn receiver_names(&self) -> Vec<String> {
+        self.config
+            .receivers
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &NotifyConfig {
+        &self.config
+    }
+}
+
+/// Prometheus's `LabelSet.Before`: fewer labels first; then, over all label names
+/// in order, the first name only one set has puts that set first, else the first
+/// differing value decides.
+fn label_set_before(
+    a: &BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    if a.len() != b.len() {
+        return a.len().cmp(&b.len());
+    }
+    let names: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for name in names {
+        match (a.get(name), b.get(name)) {
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) if x != y => return x.cmp(y),
+            _ => {}
+        }
+    }
+    Ordering::Equal
 }
 
 /// The order of alerts in a notification (Alertmanager's `AlertSlice`): by `job`,

@@ -7,10 +7,11 @@
 //! Alertmanager sender) and from other Prometheus / promflow servers that POST to
 //! `/api/v2/alerts`; the same alert from several senders is one alert.
 //!
-//! Layout, top to bottom: [`config`] (the file), [`matcher`] and [`route`] (the
+//! Layout, top to bottom: [`config`] (the file; [`config_show`] prints it back as
+//! Alertmanager does), [`matcher`] and [`route`] (the
 //! tree), [`alert`] (the alert record), [`dispatcher`] (store, groups, dedup — pure,
 //! driven by explicit times), [`inhibit`], [`silence`], [`template`] (data and
-//! default templates), [`receivers`] (request bodies and sending), and here the
+//! default templates; [`go_time`] for their time values), [`receivers`] (request bodies and sending), and here the
 //! runtime, [`BuiltinNotifier`], which runs the dispatcher on the clock, delivers with
 //! retries and counts outcomes.
 //!
@@ -29,7 +30,9 @@
 
 pub mod alert;
 pub mod config;
+pub mod config_show;
 pub mod dispatcher;
+pub mod go_time;
 pub mod inhibit;
 pub mod matcher;
 pub mod receivers;

@@ -3,9 +3,10 @@
 //!
 //! Owns: the silence records, their state at a time (`pending` before `startsAt`,
 //! `active`, `expired` from `endsAt`), creating/updating from the v2 `PostableSilence`
-//! JSON (an update of an active silence whose matchers or start change expires it and
-//! creates a new one, as Alertmanager does), expiring, and the v2 `GettableSilence`
-//! JSON, and the form saved in the notifier's state file (see `notify`).
+//! JSON (an update changes a silence in place only as Alertmanager's `canUpdate`
+//! allows; otherwise it expires it and creates a new one), expiring, listing with
+//! Alertmanager's filter and order, the v2 `GettableSilence` JSON, and the form saved
+//! in the notifier's state file (see `notify`).
 
 use crate::notify::alert::{format_time_api, parse_time, Nanos};
 use crate::notify::matcher::{MatchType, Matcher, Matchers};
@@ -93,6 +94,34 @@ impl Silences {
         self.by_id.values()
     }
 
+    /// The silences `filter` selects, in Alertmanager's order for `GET
+    /// /api/v2/silences`: active ones first (soonest end first), then pending
+    /// (soonest start first), then expired (latest end first).
+    ///
+    /// A silence is selected when every filter matcher is one of its own matchers
+    /// (same name, operator and value text; Alertmanager's
+    /// `CheckSilenceMatchesFilterLabels`).
+    pub fn query(&self, filter: &[Matcher], now: Nanos) -> Vec<&Silence> {
+        let mut out: Vec<&Silence> = self
+            .by_id
+            .values()
+            .filter(|s| filter.iter().all(|f| s.matchers.0.contains(f)))
+            .collect();
+        let rank = |s: &Silence| match s.state(now) {
+            "active" => 0,
+            "pending" => 1,
+            _ => 2,
+        };
+        out.sort_by(|a, b| {
+            rank(a).cmp(&rank(b)).then_with(|| match a.state(now) {
+                "active" => a.ends_at.cmp(&b.ends_at),
+                "pending" => a.starts_at.cmp(&b.starts_at),
+                _ => b.ends_at.cmp(&a.ends_at),
+            })
+        });
+        out
+    }
+
     /// One silence.
     pub fn get(&self, id: &str) -> Option<&Silence> {
         self.by_id.get(id)
@@ -113,7 +142,8 @@ impl Silences {
         let time = |k: &str| -> Result<Nanos, String> {
             parse_time(&string(k))?.ok_or_else(|| format!("{k} is required"))
         };
-        let (starts_at, ends_at) = (time("startsAt")?.max(now), time("endsAt")?);
+        let (written_start, ends_at) = (time("startsAt")?, time("endsAt")?);
+        let starts_at = written_start.max(now);
         if ends_at < starts_at {
             return Err("end time must not be before start time".into());
         }
@@ -133,20 +163,32 @@ impl Silences {
                 .by_id
                 .get(&id)
                 .ok_or_else(|| format!("silence {id} not found"))?;
-            // An active silence can only be changed in place if what it matches stays.
-            if existing.state(now) != "active"
-                || (existing.matchers == matchers && existing.starts_at <= starts_at)
-            {
+            // Alertmanager's `canUpdate`: same matchers, and an active silence keeps
+            // its start (as the API shows it, to the millisecond) and does not end in
+            // the past, a pending one does not start in the past; an expired one is
+            // never changed. Otherwise the old one is expired and a new one made.
+            let in_place = existing.matchers == matchers
+                && match existing.state(now) {
+                    "active" => {
+                        written_start.div_euclid(1_000_000)
+                            == existing.starts_at.div_euclid(1_000_000)
+                            && ends_at >= now
+                    }
+                    "pending" => written_start >= now,
+                    _ => false,
+                };
+            if in_place {
+                let starts_at = if existing.state(now) == "active" {
+                    existing.starts_at
+                } else {
+                    written_start
+                };
                 self.by_id.insert(
                     id.clone(),
                     Silence {
                         id: id.clone(),
                         matchers,
-                        starts_at: if existing.state(now) == "active" {
-                            existing.starts_at
-                        } else {
-                            starts_at
-                        },
+                        starts_at,
                         ends_at,
                         updated_at: now,
                         created_by,
@@ -215,14 +257,15 @@ impl Silences {
         problems
     }
 
-    /// Expires a silence now (`DELETE /api/v2/silence/{id}`).
+    /// Expires a silence now (`DELETE /api/v2/silence/{id}`); one already expired
+    /// is left as it is (Alertmanager 0.25 answers 200 for it too).
     pub fn expire(&mut self, id: &str, now: Nanos) -> Result<(), String> {
         let s = self
             .by_id
             .get_mut(id)
-            .ok_or_else(|| format!("silence {id} not found"))?;
+            .ok_or_else(|| "silence not found".to_string())?;
         if s.state(now) == "expired" {
-            return Err(format!("silence {id} already expired"));
+            return Ok(());
         }
         if s.starts_at > now {
             s.starts_at = now;

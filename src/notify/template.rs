@@ -5,8 +5,9 @@
 //! plus the `templates:` files), the data a notification's templates see
 //! ([`Data`]: `.Receiver`, `.Status`, `.Alerts` with `.Firing`/`.Resolved`,
 //! `.GroupLabels`, `.CommonLabels`, `.CommonAnnotations`, `.ExternalURL`), and
-//! Alertmanager's functions (`toUpper`, `toLower`, `title`, `trimSpace`, `join`,
-//! `match`, `safeHtml`, `reReplaceAll`, `stringSlice`).
+//! Alertmanager's functions (`toUpper`, `toLower`, `title`, `join`, `match`,
+//! `safeHtml`, `reReplaceAll`, `stringSlice`, and `trimSpace`, which Alertmanager
+//! only has from 0.26 on).
 //!
 //! Go templates call methods of the data (`.CommonLabels.SortedPairs.Values`,
 //! `.CommonLabels.Remove .GroupLabels.Names`, `.Alerts.Firing`); `gotmpl` data has
@@ -16,11 +17,15 @@
 //! lists) and `Firing`, `Resolved` (alert lists), as in Alertmanager's
 //! `template.go`; like Go, a method wins over a label of the same name.
 //!
-//! Known gap: `time.Time` methods (`.StartsAt.Format …`) are not available; times
-//! print as Go's `time.Time.String()`.
+//! `.StartsAt` and `.EndsAt` print as Go's `time.Time.String()`; their methods
+//! `Format LAYOUT`, `Unix`, `UnixNano`, `IsZero`, `Sub TIME`, `UTC` and `Local` are
+//! rewritten the same way (`.StartsAt.Format "15:04"` → `__timeFormat .StartsAt
+//! "15:04"`) and computed by [`crate::notify::go_time`]. Only a field chain through
+//! `StartsAt` / `EndsAt` has them: a time held in a variable (`$t.Format`) does not.
 
 use crate::alerting::template::{arg, arg_str, err, string_map, text, with_text_funcs};
 use crate::notify::alert::{fingerprint_hex, format_time_go_string, Alert, Nanos};
+use crate::notify::go_time::{duration_string, GoTime};
 use gotmpl::{Template, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,14 +35,24 @@ use std::sync::Arc;
 pub const DEFAULT_TEMPLATES: &str = include_str!("default.tmpl");
 
 /// Method names rewritten into function calls (see the module doc).
-const METHODS: [&str; 6] = [
+const METHODS: [&str; 13] = [
     "SortedPairs",
     "Names",
     "Values",
     "Remove",
     "Firing",
     "Resolved",
+    "Format",
+    "Unix",
+    "UnixNano",
+    "IsZero",
+    "Sub",
+    "UTC",
+    "Local",
 ];
+
+/// The data's `time.Time` fields, whose segments may be followed by time methods.
+const TIME_FIELDS: [&str; 2] = ["StartsAt", "EndsAt"];
 
 /// A parsed template set.
 #[derive(Clone)]
@@ -286,6 +301,12 @@ fn alerts_with_status(args: &[Value], f: &str, status: &str) -> gotmpl::Result<V
     }
 }
 
+/// Argument `i` as a time (the `time.Time.String()` text of `.StartsAt` / `.EndsAt`).
+fn time_arg(args: &[Value], i: usize, method: &str) -> gotmpl::Result<GoTime> {
+    let value = arg_str(args, i, method)?;
+    GoTime::parse(&value).ok_or_else(|| err(format!("{method}: not a time: {value:?}")))
+}
+
 fn string_list(v: &Value) -> Vec<String> {
     match v {
         Value::List(l) => l.iter().map(|s| s.to_string()).collect(),
@@ -332,6 +353,23 @@ fn functions(template: Template) -> Template {
                 "Remove: not a label set: {}",
                 other.type_name()
             ))),
+        })
+        .func("__timeFormat", |args| {
+            let layout = arg_str(args, 1, "Format")?;
+            Ok(text(time_arg(args, 0, "Format")?.format(&layout)))
+        })
+        .func("__timeSub", |args| {
+            let (a, b) = (time_arg(args, 0, "Sub")?, time_arg(args, 1, "Sub")?);
+            Ok(text(duration_string(a.nanos_since(b))))
+        })
+        .func("__timeUnix", |args| {
+            Ok(Value::Int(time_arg(args, 0, "Unix")?.unix()))
+        })
+        .func("__timeUnixNano", |args| {
+            Ok(Value::Int(time_arg(args, 0, "UnixNano")?.unix_nano()))
+        })
+        .func("__timeIsZero", |args| {
+            Ok(Value::Bool(time_arg(args, 0, "IsZero")?.is_zero()))
         })
         .func("__firing", |args| {
             alerts_with_status(args, "Firing", "firing")
@@ -471,7 +509,30 @@ fn field_segments(s: &str) -> (Vec<&str>, usize) {
 /// Builds the rewritten expression for `base` followed by `segments`.
 fn apply_methods(base: &str, segments: &[&str]) -> String {
     let mut expr = base.to_string();
+    // Whether `expr` is a `time.Time` (a time field, possibly through UTC/Local).
+    let mut is_time = false;
     for (n, seg) in segments.iter().enumerate() {
+        let rest = || {
+            segments[n + 1..]
+                .iter()
+                .map(|s| format!(".{s}"))
+                .collect::<String>()
+        };
+        if is_time {
+            match *seg {
+                "UTC" | "Local" => continue,
+                // Methods with an argument head their command; the argument follows.
+                "Format" => return format!("__timeFormat {expr}{}", rest()),
+                "Sub" => return format!("__timeSub {expr}{}", rest()),
+                "Unix" | "UnixNano" | "IsZero" => {
+                    expr = format!("(__time{seg} {expr})");
+                    is_time = false;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        is_time = TIME_FIELDS.contains(seg);
         let function = match *seg {
             "SortedPairs" => "__sortedPairs",
             "Names" => "__names",
@@ -480,13 +541,7 @@ fn apply_methods(base: &str, segments: &[&str]) -> String {
             "Resolved" => "__resolved",
             "Remove" => {
                 // Takes arguments: it must head its command; the rest of the command follows.
-                return format!(
-                    "__remove {expr}{}",
-                    segments[n + 1..]
-                        .iter()
-                        .map(|s| format!(".{s}"))
-                        .collect::<String>()
-                );
+                return format!("__remove {expr}{}", rest());
             }
             field => {
                 if expr == "." {
@@ -587,6 +642,46 @@ mod tests {
         assert_eq!(
             run(r#"{{ stringSlice "a" "b" | join "-" }} {{ "  x " | trimSpace }}"#),
             "a-b x"
+        );
+    }
+
+    #[test]
+    fn time_methods_work_on_alert_times() {
+        assert_eq!(
+            rewrite_methods(r#"{{ .StartsAt.UTC.Format "15:04" }} {{ .EndsAt.Sub .StartsAt }}"#),
+            r#"{{ __timeFormat .StartsAt "15:04" }} {{ __timeSub .EndsAt .StartsAt }}"#
+        );
+        assert_eq!(
+            rewrite_methods("{{ (index .Alerts 0).StartsAt.Unix }} {{ .Labels.Format }}"),
+            "{{ (__timeUnix (index .Alerts 0).StartsAt) }} {{ .Labels.Format }}"
+        );
+        let t = Templates::default_only();
+        let mut resolved = alert(&[("alertname", "A")], &[], 1_709_647_689_500_000_000);
+        resolved.starts_at = 1_709_647_629_120_000_000;
+        let mut firing = alert(&[("alertname", "B")], &[], i64::MAX);
+        firing.starts_at = resolved.starts_at;
+        let data = Data::new(
+            "r",
+            &BTreeMap::new(),
+            &[resolved, firing],
+            "http://x",
+            1_709_647_700_000_000_000,
+        )
+        .to_value();
+        let run = |text: &str| t.expand(text, &data).unwrap();
+        assert_eq!(
+            run(
+                r#"{{ range .Alerts }}{{ .StartsAt.Format "2006-01-02 15:04:05.000 MST" }}|{{ end }}"#
+            ),
+            "2024-03-05 14:07:09.120 UTC|2024-03-05 14:07:09.120 UTC|"
+        );
+        assert_eq!(
+            run("{{ range .Alerts.Resolved }}{{ .EndsAt.Sub .StartsAt }} {{ .StartsAt.Unix }}{{ end }}"),
+            "1m0.38s 1709647629"
+        );
+        assert_eq!(
+            run("{{ range .Alerts.Firing }}{{ .EndsAt.IsZero }} {{ .EndsAt }}{{ end }}"),
+            "true 0001-01-01 00:00:00 +0000 UTC"
         );
     }
 

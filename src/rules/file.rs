@@ -11,7 +11,7 @@
 use crate::alerting::template;
 use crate::config::locate::{FieldPath, YamlLocator};
 use crate::config::parse_duration;
-use dataflows::promql::plan::{parse, Plan};
+use dataflows::promql::plan::{format_query, parse, Plan};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -63,6 +63,8 @@ pub struct Rule {
     pub kind: RuleKind,
     /// The PromQL text as written.
     pub expr: String,
+    /// The expression as Prometheus prints it (`/api/v1/rules`' `query`, `generatorURL`).
+    pub query: String,
     /// The planned expression.
     pub plan: Arc<Plan>,
     /// `for` (alerting only; zero by default).
@@ -385,6 +387,7 @@ pub fn load_str(text: &str, file: &str, path: &Path) -> Result<Vec<RuleGroup>, V
                         name,
                         kind,
                         expr: r.expr.clone(),
+                        query: format_query(&r.expr),
                         plan: Arc::new(plan),
                         for_,
                         keep_firing_for,

@@ -18,7 +18,8 @@
 //!   offset, minus `query_offset`); at each tick the runner takes the dataflow's result
 //!   for exactly that time, so results, `ALERTS` samples and state transitions are
 //!   those of Prometheus at each tick. `for` fires at the first tick `>= activeAt + for`.
-//! - *on-arrival* mode (`--rules.evaluation=on-arrival`): the schedule is
+//! - *on-arrival* mode (`--rules.evaluation=on-arrival`, or a group whose name matches
+//!   `--rules.on-arrival-groups`): the schedule is
 //!   `RuleSchedule::OnArrival`: each result (a batch the rule reads arrived, or a
 //!   sample left a window) steps the rule at its own time. The `for` and
 //!   `keep_firing_for` clocks are exact: the runner steps the rule again at the alert's
@@ -34,7 +35,9 @@
 //! evaluated over storage by the [`RuleEvaluator`] ([`HeadEvaluator`]) at the group's
 //! ticks, in rule order, after the earlier rules of the group wrote their outputs —
 //! exactly Prometheus's semantics for recording rules feeding later rules of the same
-//! group at the same evaluation time. (So does any rule the dataflow refuses to
+//! group at the same evaluation time; in on-arrival mode also right after the group's
+//! dataflow rules wrote new outputs (at their time), so an alert on a recording rule
+//! of its group reacts on arrival too. (So does any rule the dataflow refuses to
 //! register.) A selector with no `__name__` equality is assumed to possibly read rule
 //! outputs.
 //!
@@ -152,6 +155,43 @@ impl std::str::FromStr for EvaluationMode {
     }
 }
 
+/// The evaluation mode of every group: `--rules.evaluation` for all groups, except
+/// groups whose name matches `--rules.on-arrival-groups`, which are evaluated on
+/// arrival. (A flag rather than a rule-file field keeps rule files valid for promtool.)
+#[derive(Clone, Debug, Default)]
+pub struct EvaluationPolicy {
+    /// `--rules.evaluation`.
+    pub default: EvaluationMode,
+    /// `--rules.on-arrival-groups`, anchored at both ends like Prometheus's regexes.
+    pub on_arrival_groups: Option<regex::Regex>,
+}
+
+impl EvaluationPolicy {
+    /// The mode of the group named `group`.
+    pub fn mode_for(&self, group: &str) -> EvaluationMode {
+        match &self.on_arrival_groups {
+            Some(re) if re.is_match(group) => EvaluationMode::OnArrival,
+            _ => self.default,
+        }
+    }
+
+    /// Parses a `--rules.on-arrival-groups` value into an anchored regex.
+    pub fn parse_groups(pattern: &str) -> Result<regex::Regex, String> {
+        // Compiled unanchored first so an error points into the pattern as written.
+        regex::Regex::new(pattern)
+            .and_then(|_| regex::Regex::new(&format!("^(?:{pattern})$")))
+            .map_err(|e| format!("invalid group name regex: {e}"))
+    }
+}
+
+impl PartialEq for EvaluationPolicy {
+    fn eq(&self, other: &Self) -> bool {
+        self.default == other.default
+            && self.on_arrival_groups.as_ref().map(|r| r.as_str())
+                == other.on_arrival_groups.as_ref().map(|r| r.as_str())
+    }
+}
+
 /// How a pending alert's `activeAt` comes back after a restart.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ForRestore {
@@ -188,8 +228,8 @@ pub struct ManagerOptions {
     pub external_url: String,
     /// How often a firing alert is re-sent (Prometheus's `--rules.alert.resend-delay`, 1m).
     pub resend_delay: Duration,
-    /// `--rules.evaluation`.
-    pub evaluation_mode: EvaluationMode,
+    /// `--rules.evaluation` and `--rules.on-arrival-groups`.
+    pub evaluation: EvaluationPolicy,
     /// `--rules.alert.for-outage-tolerance`: the longest downtime after which alert
     /// state is still restored (1h).
     pub for_outage_tolerance: Duration,
@@ -207,7 +247,7 @@ impl Default for ManagerOptions {
             external_labels: BTreeMap::new(),
             external_url: String::new(),
             resend_delay: Duration::from_secs(60),
-            evaluation_mode: EvaluationMode::Interval,
+            evaluation: EvaluationPolicy::default(),
             for_outage_tolerance: Duration::from_secs(3600),
             for_grace_period: Duration::from_secs(600),
             for_restore: ForRestore::Keep,
@@ -382,7 +422,7 @@ impl GroupState {
         rs.eval_duration = rule_started.elapsed();
         let state = rs.alerts.as_mut()?;
         let due = state.to_send(t_eval, options.resend_delay.as_millis() as i64, interval_ms);
-        (!due.is_empty()).then(|| (rs.rule.expr.clone(), due))
+        (!due.is_empty()).then(|| (rs.rule.query.clone(), due))
     }
 
     /// The earliest `for`/`keep_firing_for` deadline after `t_ms` of any rule.
@@ -507,15 +547,25 @@ pub fn next_eval_time(now_ms: i64, interval_ms: i64, offset_ms: i64) -> i64 {
 
 /// Names of the series rules write: recording rule names, `ALERTS`, `ALERTS_FOR_STATE`.
 fn rule_output_names(groups: &[RuleGroup]) -> HashSet<String> {
+    // `ALERTS`/`ALERTS_FOR_STATE` always: a reload may have just removed the
+    // alerting rules whose series are still being written back.
     let mut names: HashSet<String> = groups
         .iter()
         .flat_map(|g| &g.rules)
-        .filter(|r| r.kind == RuleKind::Recording)
-        .map(|r| r.name.clone())
+        .flat_map(output_names)
         .collect();
     names.insert("ALERTS".into());
     names.insert("ALERTS_FOR_STATE".into());
     names
+}
+
+/// The metric names one rule writes: its own (recording), or `ALERTS` and
+/// `ALERTS_FOR_STATE` (alerting).
+fn output_names(rule: &Rule) -> Vec<String> {
+    match rule.kind {
+        RuleKind::Recording => vec![rule.name.clone()],
+        RuleKind::Alerting => vec!["ALERTS".into(), "ALERTS_FOR_STATE".into()],
+    }
 }
 
 /// Whether `plan` may read a series named in `outputs` (see the module doc).
@@ -741,6 +791,8 @@ struct GroupRunner {
     state: Arc<Mutex<GroupState>>,
     stop: Arc<AtomicBool>,
     sources: Vec<Source>,
+    /// For each rule over storage, the earlier rules of the group whose outputs it reads.
+    reads_earlier: Vec<Vec<usize>>,
     mode: EvaluationMode,
     interval_ms: i64,
     offset_ms: i64,
@@ -753,8 +805,9 @@ impl GroupRunner {
         stop: Arc<AtomicBool>,
         outputs: &HashSet<String>,
     ) -> GroupRunner {
-        let mode = manager.options.lock().evaluation_mode;
+        let policy = manager.options.lock().evaluation.clone();
         let mut s = state.lock();
+        let mode = policy.mode_for(&s.group.name);
         let interval_ms = s.interval.as_millis().max(1) as i64;
         let offset_ms = group_offset_ms(&s.group, interval_ms);
         let query_offset_ms = s.group.query_offset.as_millis() as i64;
@@ -793,12 +846,27 @@ impl GroupRunner {
             rs.maintained = matches!(source, Source::Dataflow { .. });
             sources.push(source);
         }
+        let lookback_ms = manager.maintained.as_ref().map_or(0, |m| m.lookback_ms);
+        let reads_earlier = (0..s.rules.len())
+            .map(|j| {
+                if !matches!(sources[j], Source::Storage) {
+                    return Vec::new();
+                }
+                (0..j)
+                    .filter(|&i| {
+                        let names = output_names(&s.rules[i].rule).into_iter().collect();
+                        reads_rule_outputs(&s.rules[j].rule.plan, &names, lookback_ms)
+                    })
+                    .collect()
+            })
+            .collect();
         drop(s);
         GroupRunner {
             manager,
             state,
             stop,
             sources,
+            reads_earlier,
             mode,
             interval_ms,
             offset_ms,
@@ -905,23 +973,14 @@ impl GroupRunner {
             }
             EvaluationMode::OnArrival => {
                 let t_eval = t - state.group.query_offset.as_millis() as i64;
-                let mut sends = Vec::new();
-                for index in 0..state.rules.len() {
-                    if matches!(sources[index], Source::Storage) {
-                        let result = evaluator.evaluate(&state.rules[index].rule.plan, t_eval);
-                        sends.extend(state.apply_result(
-                            index,
-                            t_eval,
-                            result,
-                            &evaluator,
-                            &*self.manager.sink,
-                            &options,
-                        ));
-                        if std::mem::take(&mut restore_pending[index]) {
-                            Self::restore(&self.manager, &mut state, index, t_eval, &options);
-                        }
-                    }
-                }
+                let sends = Self::step_storage_rules(
+                    &self.manager,
+                    sources,
+                    &mut state,
+                    restore_pending,
+                    &options,
+                    |_| Some(t_eval),
+                );
                 state.last_eval_ms = t;
                 sends
             }
@@ -931,8 +990,51 @@ impl GroupRunner {
         self.manager.send(sends);
     }
 
+    /// On-arrival mode: evaluates the group's rules that run over storage, in rule
+    /// order, each at `time_of(index)` if that is later than its last evaluation; the
+    /// alerts to send.
+    fn step_storage_rules(
+        manager: &RuleManager,
+        sources: &[Source],
+        state: &mut GroupState,
+        restore_pending: &mut [bool],
+        options: &ManagerOptions,
+        mut time_of: impl FnMut(usize) -> Option<i64>,
+    ) -> Vec<(String, Vec<Alert>)> {
+        let evaluator = manager.evaluator.clone();
+        let mut sends = Vec::new();
+        for index in 0..state.rules.len() {
+            if !matches!(sources[index], Source::Storage) {
+                continue;
+            }
+            let Some(t_eval) = time_of(index) else {
+                continue;
+            };
+            let rs = &state.rules[index];
+            if rs.evaluated && rs.last_eval_ms >= t_eval {
+                continue;
+            }
+            let result = evaluator.evaluate(&rs.rule.plan, t_eval);
+            sends.extend(state.apply_result(
+                index,
+                t_eval,
+                result,
+                &evaluator,
+                &*manager.sink,
+                options,
+            ));
+            if std::mem::take(&mut restore_pending[index]) {
+                Self::restore(manager, state, index, t_eval, options);
+            }
+        }
+        sends
+    }
+
     /// On-arrival mode: waits (until `until_ms` at the latest) for a dataflow result or
-    /// an alert deadline, and steps the rules concerned.
+    /// an alert deadline, and steps the rules concerned. A rule over storage that
+    /// reads outputs of earlier rules of the group is stepped right after they wrote
+    /// new outputs, at the latest of their times, so an alert on a recording rule
+    /// also changes state on arrival, not at the next tick.
     fn on_arrival_step(&mut self, until_ms: i64, restore_pending: &mut [bool]) {
         let options = self.manager.options.lock().clone();
         let evaluator = self.manager.evaluator.clone();
@@ -964,6 +1066,7 @@ impl GroupRunner {
             }
             // Drain every channel (also after a timeout: an output may have come since),
             // before any timer step, so no output older than a deadline is left behind.
+            let mut output_at: Vec<Option<i64>> = vec![None; self.sources.len()];
             {
                 for &index in &indices {
                     let Source::Dataflow { output, .. } = &self.sources[index] else {
@@ -985,9 +1088,27 @@ impl GroupRunner {
                         if std::mem::take(&mut restore_pending[index]) {
                             Self::restore(&self.manager, &mut state, index, t, &options);
                         }
+                        output_at[index] = output_at[index].max(Some(t));
                     }
                 }
             }
+            // Rules over storage that read outputs written just now, at their time.
+            let reads_earlier = &self.reads_earlier;
+            sends.extend(Self::step_storage_rules(
+                &self.manager,
+                &self.sources,
+                &mut state,
+                restore_pending,
+                &options,
+                |index| {
+                    let t = reads_earlier[index]
+                        .iter()
+                        .filter_map(|&i| output_at[i])
+                        .max()?;
+                    output_at[index] = Some(t);
+                    Some(t)
+                },
+            ));
             // Timers: step alerting rules whose deadline has passed, once the
             // dataflow has emitted everything before it.
             let now = crate::ingest::now_ms();

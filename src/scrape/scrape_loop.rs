@@ -224,13 +224,13 @@ async fn scrape_once(
         });
     }
     let committed = ctx.ingester.commit(batch);
+    // Ends the scrape: the watermark passes its samples (see `ScrapeInFlight`).
     drop(in_flight);
     // Storage refused the batch: nothing of this scrape is kept, the target reports it.
     let error = match (error, committed) {
         (None, Err(e)) => Some(ScrapeError::Append(e.to_string())),
         (error, _) => error,
     };
-    ctx.ingester.advance_watermark();
 
     let parse_error = matches!(error, Some(ScrapeError::Parse(_)));
     ctx.metrics

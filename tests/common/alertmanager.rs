@@ -1,19 +1,39 @@
 //! A real Alertmanager 0.25 (Debian `prometheus-alertmanager`) on loopback — the
 //! receiving end for promflow's alerts and the oracle for the built-in notifier — and
-//! a webhook receiver that records what Alertmanager delivers and when.
+//! a webhook receiver that records what Alertmanager delivers and when, and `amtool`,
+//! Alertmanager's client, to run against either.
 //!
 //! Alertmanager runs in its own temp dir with clustering off, its output in
 //! `<dir>/output.log`, killed through its own child handle on drop. The webhook is the
 //! capture server of [`super::receiver`].
 
 use super::receiver::CaptureServer;
-use super::{free_port, http, require_peer, serves_https, wait_until, STARTUP_TIMEOUT};
+use super::{
+    free_port, http, require_peer, run_command, serves_https, wait_until, COMMAND_TIMEOUT,
+    STARTUP_TIMEOUT,
+};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 pub const ALERTMANAGER_BIN: &str = "/usr/bin/prometheus-alertmanager";
+
+/// Alertmanager's command-line client, from the same Debian package.
+pub const AMTOOL_BIN: &str = "/usr/bin/amtool";
+
+/// Runs `amtool --alertmanager.url=<url> ARGS…`; (success, stdout, stderr).
+pub fn amtool(url: &str, args: &[&str]) -> (bool, String, String) {
+    require_peer(AMTOOL_BIN, "prometheus-alertmanager");
+    let mut cmd = Command::new(AMTOOL_BIN);
+    cmd.arg(format!("--alertmanager.url={url}")).args(args);
+    let out = run_command(cmd, None, COMMAND_TIMEOUT);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 /// What templates see as `.ExternalURL` in Alertmanager's notifications.
 pub const EXTERNAL_URL: &str = "http://alertmanager.test";

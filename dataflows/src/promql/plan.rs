@@ -388,6 +388,19 @@ pub fn parse_with(query: &str, times: QueryTimes) -> Result<Plan, PlanError> {
     lower(&expr)
 }
 
+/// The expression as Prometheus prints a parsed query (`parser.Expr.String()`, which
+/// its rules API and alerts' `generatorURL` show); the text as written when it needs
+/// one of promflow's rewrites (or durations arithmetic) to parse.
+pub fn format_query(query: &str) -> String {
+    let rewritten = rewrite::rewrite(&durations::rewrite(query, QueryTimes::default()));
+    if rewritten != query {
+        return query.to_string();
+    }
+    ast::parse(query)
+        .map(|expr| expr.to_string())
+        .unwrap_or_else(|_| query.to_string())
+}
+
 fn ms(d: &Duration) -> i64 {
     d.as_millis() as i64
 }
