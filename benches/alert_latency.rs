@@ -79,7 +79,7 @@ fn main() {
     let mut exporter = Exporter::start(Reply::text("probe{trial=\"0\"} 0\n"));
     serve_only(&targets_file, &exporter);
     let targets = targets_file.display().to_string();
-    let _promflow = Promflow::start_with_args(
+    let promflow = Promflow::start_with_args(
         &config("promflow", "1s", &rules, am.port, &targets),
         &["--rules.evaluation=on-arrival", "--log.level=warn"],
     );
@@ -142,6 +142,12 @@ fn main() {
             }
         }
         println!("{line}");
+    }
+    // What promflow's notifier went through (a retried POST shows as errors).
+    for line in promflow.get_ok("/metrics").lines() {
+        if line.starts_with("promflow_notifications_") {
+            println!("promflow: {line}");
+        }
     }
     println!(
         "{:>16} {:>10} {:>10} {:>6}",
