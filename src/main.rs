@@ -401,6 +401,10 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let evaluation = EvaluationPolicy {
+        default: cli.rules_evaluation,
+        on_arrival_groups: cli.on_arrival_groups.clone(),
+    };
     let flags = vec![
         (
             "config.file".to_string(),
@@ -475,13 +479,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         ),
         (
             "rules.on-arrival-groups".to_string(),
-            cli.on_arrival_groups
-                .as_ref()
-                .map(|re| {
-                    let anchored = re.as_str();
-                    anchored[4..anchored.len() - 2].to_string()
-                })
-                .unwrap_or_default(),
+            evaluation.groups_pattern().unwrap_or_default().to_string(),
         ),
         (
             "rules.alert.for-outage-tolerance".to_string(),
@@ -530,10 +528,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         alertmanager_config_file: cli.alertmanager_config_file,
         alerting: AlertingFlags {
             external_url: cli.external_url,
-            evaluation: EvaluationPolicy {
-                default: cli.rules_evaluation,
-                on_arrival_groups: cli.on_arrival_groups,
-            },
+            evaluation,
             for_outage_tolerance: cli.for_outage_tolerance,
             for_grace_period: cli.for_grace_period,
             for_restore: cli.for_restore,

@@ -141,22 +141,13 @@ mod tests {
         config.scrape_configs[0].relabel_configs.clone()
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        Labels::from_pairs(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     type Pairs<'a> = &'a [(&'a str, &'a str)];
 
     /// Runs each `(yaml, input, expected)` row; `None` = dropped.
     fn check(rows: &[(&str, Pairs, Option<Pairs>)]) {
         for (yaml, input, expected) in rows {
-            let got = process(&steps(yaml), &labels(input));
-            let want = expected.map(labels);
+            let got = process(&steps(yaml), &Labels::from_strs(input));
+            let want = expected.map(Labels::from_strs);
             assert_eq!(got, want, "step:\n{yaml}\ninput: {input:?}");
         }
     }

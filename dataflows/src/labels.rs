@@ -16,6 +16,16 @@ pub const METRIC_NAME: &str = "__name__";
 pub struct Labels(Vec<(String, String)>);
 
 impl Labels {
+    /// [`Labels::from_pairs`] over borrowed `(name, value)` pairs.
+    pub fn from_strs(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     /// Builds a label set from pairs in any order; empty values are dropped, as in
     /// Prometheus where an empty label value means the label is absent. If a name
     /// repeats, the last value wins.
@@ -114,18 +124,9 @@ impl fmt::Display for Labels {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        Labels::from_pairs(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn sorted_and_deduplicated_last_wins() {
-        let l = labels(&[("b", "1"), ("a", "x"), ("b", "2"), ("c", "")]);
+        let l = Labels::from_strs(&[("b", "1"), ("a", "x"), ("b", "2"), ("c", "")]);
         assert_eq!(l.iter().collect::<Vec<_>>(), vec![("a", "x"), ("b", "2")]);
         assert_eq!(l.get("b"), Some("2"));
         assert_eq!(l.get("c"), None);
@@ -135,7 +136,7 @@ mod tests {
     fn prometheus_hash_is_xxhash64_of_the_label_encoding() {
         // xxHash64's published value for empty input (seed 0).
         assert_eq!(Labels::default().prometheus_hash(), 0xef46_db37_51d8_e999);
-        let l = labels(&[("a", "b")]);
+        let l = Labels::from_strs(&[("a", "b")]);
         assert_eq!(
             l.prometheus_hash(),
             xxhash_rust::xxh64::xxh64(b"a\xffb\xff", 0)
@@ -144,16 +145,19 @@ mod tests {
 
     #[test]
     fn hash_separates_names_from_values() {
-        assert_ne!(labels(&[("a", "bc")]).hash(), labels(&[("ab", "c")]).hash());
+        assert_ne!(
+            Labels::from_strs(&[("a", "bc")]).hash(),
+            Labels::from_strs(&[("ab", "c")]).hash()
+        );
         assert_eq!(
-            labels(&[("a", "1"), ("b", "2")]).hash(),
-            labels(&[("b", "2"), ("a", "1")]).hash()
+            Labels::from_strs(&[("a", "1"), ("b", "2")]).hash(),
+            Labels::from_strs(&[("b", "2"), ("a", "1")]).hash()
         );
     }
 
     #[test]
     fn displays_like_prometheus() {
-        let l = labels(&[("__name__", "up"), ("job", "node"), ("instance", "h:1")]);
+        let l = Labels::from_strs(&[("__name__", "up"), ("job", "node"), ("instance", "h:1")]);
         assert_eq!(l.to_string(), r#"up{instance="h:1", job="node"}"#);
     }
 }

@@ -79,18 +79,9 @@ impl Selector {
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        Labels::from_pairs(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn all_matcher_kinds() {
-        let l = labels(&[("__name__", "up"), ("job", "node")]);
+        let l = Labels::from_strs(&[("__name__", "up"), ("job", "node")]);
         let sel = |ms: &[(&str, &str, &str)]| Selector {
             matchers: ms
                 .iter()

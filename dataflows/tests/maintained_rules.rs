@@ -20,12 +20,7 @@ use std::time::{Duration, Instant};
 const STEP_MS: i64 = 15_000;
 
 fn labels(pairs: &[(&str, &str)]) -> Arc<Labels> {
-    Arc::new(Labels::from_pairs(
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-    ))
+    Arc::new(Labels::from_strs(pairs))
 }
 
 /// Counters `x` on 4 instances in 2 jobs (one resets) and a gauge `y`, every 15s.

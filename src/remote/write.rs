@@ -469,15 +469,6 @@ async fn post(
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> Labels {
-        Labels::from_pairs(
-            pairs
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        )
-    }
-
     #[test]
     fn external_labels_fill_in_then_write_relabel_configs_run() {
         let config = crate::config::Config::load_str(
@@ -493,7 +484,7 @@ mod tests {
         .into();
         let queue = Queue::new(config.remote_write[0].clone(), external);
         let sent = queue
-            .outgoing_labels(&labels(&[("__name__", "m"), ("job", "own")]))
+            .outgoing_labels(&Labels::from_strs(&[("__name__", "m"), ("job", "own")]))
             .unwrap();
         let sent: Vec<(String, String)> = sent.into_iter().map(|l| (l.name, l.value)).collect();
         assert_eq!(
@@ -502,7 +493,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
         );
         assert!(queue
-            .outgoing_labels(&labels(&[("__name__", "drop_me")]))
+            .outgoing_labels(&Labels::from_strs(&[("__name__", "drop_me")]))
             .is_none());
         assert_eq!(queue.name.len(), 6, "a hash of the config names it");
     }

@@ -175,6 +175,12 @@ impl EvaluationPolicy {
         }
     }
 
+    /// The `--rules.on-arrival-groups` pattern as given (without the anchors).
+    pub fn groups_pattern(&self) -> Option<&str> {
+        let anchored = self.on_arrival_groups.as_ref()?.as_str();
+        anchored.strip_prefix("^(?:")?.strip_suffix(")$")
+    }
+
     /// Parses a `--rules.on-arrival-groups` value into an anchored regex.
     pub fn parse_groups(pattern: &str) -> Result<regex::Regex, String> {
         // Compiled unanchored first so an error points into the pattern as written.
