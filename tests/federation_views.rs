@@ -86,6 +86,9 @@ fn a_view_serves_federate_and_the_stream_from_its_maintained_output() {
     assert_eq!(snapshot[0]["labels"]["x"], "1");
     assert_eq!(snapshot[0]["labels"]["site"], "s1", "external labels");
     assert_eq!(snapshot[1]["value"], "2");
+    let end = client.next_event().unwrap();
+    assert_eq!(end["type"], "snapshot_end", "{end}");
+    assert_eq!(end["series"], 2, "{end}");
 
     exporter.set(Reply::text("a{x=\"1\"} 5\nb 7\n"));
     let (mut a5, mut a2_stale) = (false, false);

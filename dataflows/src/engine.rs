@@ -416,9 +416,11 @@ mod tests {
 
     fn live(engine: &Engine, at: i64) -> Vec<(String, i64, f64)> {
         let mut out = Vec::new();
-        engine.latest().for_each_live(at, 300_000, |e| {
-            out.push((e.labels.to_string(), e.timestamp_ms, e.value))
-        });
+        engine.latest().for_each_live(
+            || at,
+            300_000,
+            |e| out.push((e.labels.to_string(), e.timestamp_ms, e.value)),
+        );
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }

@@ -32,6 +32,16 @@ pub struct LatestEntry {
     pub value: f64,
 }
 
+impl LatestEntry {
+    /// Whether an instant selector at `at_ms` selects this sample: not a stale marker,
+    /// and in `(at - lookback, at]`.
+    pub fn is_live(&self, at_ms: i64, lookback_ms: i64) -> bool {
+        !is_stale_marker(self.value)
+            && self.timestamp_ms <= at_ms
+            && self.timestamp_ms > at_ms - lookback_ms
+    }
+}
+
 type Shard = RwLock<HashMap<u64, LatestEntry>>;
 
 /// One change to the table, as pushed to subscribers.
@@ -119,15 +129,29 @@ impl LatestTable {
     }
 
     /// Calls `visit` with every series whose newest sample is not a stale marker and
-    /// lies in `(at - lookback, at]`, the way an instant selector at `at` sees it.
-    pub fn for_each_live(&self, at_ms: i64, lookback_ms: i64, mut visit: impl FnMut(&LatestEntry)) {
+    /// lies in `(at - lookback, at]`, the way an instant selector at `at` sees it, where
+    /// `at` is `clock()` read once per shard, *after* the shard is locked for reading.
+    ///
+    /// Why after: the table keeps only the newest sample of a series, and a sample is
+    /// applied no earlier than its timestamp (a scrape's samples carry its start time, a
+    /// rule's its evaluation time). A time read before the read began is older than the
+    /// samples applied while the read goes on (a scrape that started after it), and
+    /// those samples have already replaced the previous ones that were live then: the
+    /// series would be missing from the read. Read under the lock, `at` is at least
+    /// every timestamp the shard holds, so every live series is visited. Only a sample
+    /// with an explicit timestamp in the future is left out, as Prometheus's
+    /// `/federate` (`maxt` = now) leaves it out.
+    pub fn for_each_live(
+        &self,
+        clock: impl Fn() -> i64,
+        lookback_ms: i64,
+        mut visit: impl FnMut(&LatestEntry),
+    ) {
         for shard in self.shards.iter() {
             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            let at_ms = clock();
             for entry in shard.values() {
-                if !is_stale_marker(entry.value)
-                    && entry.timestamp_ms <= at_ms
-                    && entry.timestamp_ms > at_ms - lookback_ms
-                {
+                if entry.is_live(at_ms, lookback_ms) {
                     visit(entry);
                 }
             }
@@ -252,4 +276,71 @@ pub fn maintain_latest<'scope>(
             table.publish(&changes);
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn sample(series_id: u64, timestamp_ms: i64, value: f64) -> Sample {
+        let labels = Labels::from_pairs(vec![
+            ("__name__".into(), "m".into()),
+            ("id".into(), series_id.to_string()),
+        ]);
+        Sample {
+            series_id,
+            labels: Arc::new(labels),
+            timestamp_ms,
+            value,
+        }
+    }
+
+    /// Issue 19: a scrape applied while a read goes on (here, to the shard read second)
+    /// replaces a live sample with a newer one; the read must still show the series.
+    #[test]
+    fn a_sample_applied_during_a_read_is_read() {
+        let table = LatestTable::new(2);
+        // Series 0 lives in shard 0, series 1 in shard 1.
+        table.apply_written_back(vec![sample(0, 1_000, 1.0), sample(1, 1_000, 1.0)]);
+        let clock = Cell::new(1_000);
+        let mut seen = Vec::new();
+        table.for_each_live(
+            || clock.get(),
+            300_000,
+            |e| {
+                if e.labels.get("id") == Some("0") {
+                    // The next scrape starts and is applied while shard 0 is read.
+                    clock.set(1_500);
+                    table.apply_written_back(vec![sample(1, 1_500, 2.0)]);
+                }
+                seen.push((e.labels.get("id").unwrap().to_string(), e.value));
+            },
+        );
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(seen, vec![("0".into(), 1.0), ("1".into(), 2.0)]);
+    }
+
+    #[test]
+    fn stale_expired_and_future_samples_are_not_live() {
+        let table = LatestTable::new(1);
+        table.apply_written_back(vec![
+            sample(0, 1_000, 1.0),
+            sample(1, 1_000, crate::sample::STALE_MARKER),
+            sample(2, 2_001, 1.0),
+        ]);
+        let mut live = Vec::new();
+        table.for_each_live(
+            || 2_000,
+            1_000,
+            |e| live.push(e.labels.get("id").unwrap().to_string()),
+        );
+        assert!(live.is_empty(), "{live:?}");
+        table.for_each_live(
+            || 1_999,
+            1_000,
+            |e| live.push(e.labels.get("id").unwrap().to_string()),
+        );
+        assert_eq!(live, vec!["0".to_string()]);
+    }
 }

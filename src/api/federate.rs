@@ -3,7 +3,9 @@
 //!
 //! Reads the dataflow's maintained latest-sample table (not storage): a series is
 //! included if its newest sample lies within the lookback delta of now and is not a
-//! stale marker. Output is grouped by metric name with `# TYPE <name> untyped` lines,
+//! stale marker, "now" being read as the table is read (never before: see
+//! `LatestTable::for_each_live`), so every live series is in every answer, also while
+//! its target's scrape is being applied. Output is grouped by metric name with `# TYPE <name> untyped` lines,
 //! external labels are added where the series lacks them, gzip when asked.
 //!
 //! `?view=name` (instead of `match[]`) serves a registered federation view's maintained
@@ -92,7 +94,7 @@ pub async fn federate(
                 .into_response()
         }
         Some((_, name)) => match service.federation_views.get(name) {
-            Some(view) => view.for_each_live(now_ms(), add),
+            Some(view) => view.for_each_live(now_ms, add),
             None => {
                 return (
                     StatusCode::NOT_FOUND,
@@ -105,7 +107,7 @@ pub async fn federate(
             .ingester
             .engine()
             .latest()
-            .for_each_live(now_ms(), lookback_ms, |entry| {
+            .for_each_live(now_ms, lookback_ms, |entry| {
                 if selectors.iter().any(|s| s.matches(&entry.labels)) {
                     add(entry);
                 }

@@ -100,7 +100,7 @@ impl FederationView {
         view.subscription.store(id, Ordering::SeqCst);
         {
             let mut series = view.series.lock();
-            table.for_each_live(now_ms(), lookback_ms, |e| {
+            table.for_each_live(now_ms, lookback_ms, |e| {
                 if view.selectors.iter().any(|s| s.matches(&e.labels)) {
                     series
                         .entries
@@ -168,15 +168,16 @@ impl FederationView {
         self.listeners.write().retain(|(i, _)| *i != id);
     }
 
-    /// Calls `visit` with every series of the view that is live at `at_ms`: newest
-    /// sample not a stale marker and within the lookback delta, as `/federate` selects.
-    pub fn for_each_live(&self, at_ms: i64, mut visit: impl FnMut(&LatestEntry)) {
+    /// Calls `visit` with every series of the view that is live: newest sample not a
+    /// stale marker and within the lookback delta of `clock()`, as `/federate` selects.
+    /// The clock is read once the view is locked, for the reason
+    /// [`LatestTable::for_each_live`] gives: a sample applied while the reader waited
+    /// must not be newer than the time it is selected at.
+    pub fn for_each_live(&self, clock: impl Fn() -> i64, mut visit: impl FnMut(&LatestEntry)) {
         let series = self.series.lock();
+        let at_ms = clock();
         for e in series.entries.values() {
-            if !is_stale_marker(e.value)
-                && e.timestamp_ms <= at_ms
-                && e.timestamp_ms > at_ms - self.lookback_ms
-            {
+            if e.is_live(at_ms, self.lookback_ms) {
                 visit(e);
             }
         }
@@ -394,7 +395,7 @@ pub async fn list_views(State(service): State<Arc<Service>>) -> Response {
 
 fn view_json(name: &str, view: &FederationView) -> serde_json::Value {
     let mut live = 0;
-    view.for_each_live(now_ms(), |_| live += 1);
+    view.for_each_live(now_ms, |_| live += 1);
     json!({ "name": name, "match[]": view.matchers, "series": live })
 }
 
@@ -446,9 +447,10 @@ mod tests {
         }]);
         let live = |at| {
             let mut out = Vec::new();
-            view.for_each_live(at, |e| {
-                out.push((e.labels.get("x").unwrap().to_string(), e.value))
-            });
+            view.for_each_live(
+                || at,
+                |e| out.push((e.labels.get("x").unwrap().to_string(), e.value)),
+            );
             out.sort_by(|a, b| a.0.cmp(&b.0));
             out
         };
@@ -479,7 +481,7 @@ mod tests {
         }]);
         view.apply(&[sample("a", "1", 1_000, 1.0)]);
         let mut n = 0;
-        view.for_each_live(2_000, |_| n += 1);
+        view.for_each_live(|| 2_000, |_| n += 1);
         assert_eq!(n, 0);
     }
 

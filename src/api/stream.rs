@@ -1,11 +1,13 @@
 //! `GET /api/v1/stream?match[]=…`: the federation output as a push stream.
 //!
 //! The answer is long-lived: first a snapshot of the matching live series (as
-//! `/federate` would serve them), then every change as the dataflow applies it — a new
-//! sample, a series marked stale, a series expired past the lookback delta. Events are
-//! newline-delimited JSON, or Server-Sent Events when the client asks for
-//! `text/event-stream`. Each event carries `type`, `labels` (with `__name__` and the
-//! external labels), `timestamp` (ms) and, for samples, `value`.
+//! `/federate` would serve them: every one of them), closed by one
+//! `{"type":"snapshot_end","series":N}` event, then every change as the dataflow
+//! applies it — a new sample, a series marked stale, a series expired past the
+//! lookback delta. Events are newline-delimited JSON, or Server-Sent Events when the
+//! client asks for `text/event-stream`. Each change and snapshot event carries `type`,
+//! `labels` (with `__name__` and the external labels), `timestamp` (ms) and, for
+//! samples, `value`.
 //!
 //! Slow consumers are bounded: each stream has a queue of [`QUEUE_EVENTS`] events; a
 //! consumer whose queue is full is dropped, after a final `{"type":"dropped"}` event,
@@ -118,7 +120,7 @@ pub async fn stream(
     };
     let lookback_ms = service.options.lookback_delta.as_millis() as i64;
     let mut snapshot = Vec::new();
-    source.for_each_live(now_ms(), lookback_ms, |e| {
+    source.for_each_live(now_ms, lookback_ms, |e| {
         snapshot.push(event(
             "sample",
             &e.labels,
@@ -127,6 +129,8 @@ pub async fn stream(
             Some(e.value),
         ));
     });
+    // Says where the snapshot ends: a client knows it holds every live series from here.
+    snapshot.push(json!({"type": "snapshot_end", "series": snapshot.len()}));
     drop(events);
 
     let state = StreamState {
@@ -192,15 +196,21 @@ impl Source {
         }
     }
 
-    /// The live series the stream starts with.
-    fn for_each_live(&self, at_ms: i64, lookback_ms: i64, mut visit: impl FnMut(&LatestEntry)) {
+    /// The live series the stream starts with (as of `clock()`, read when the source
+    /// is locked: see [`LatestTable::for_each_live`]).
+    fn for_each_live(
+        &self,
+        clock: impl Fn() -> i64,
+        lookback_ms: i64,
+        mut visit: impl FnMut(&LatestEntry),
+    ) {
         match self {
-            Source::Table { table, selectors } => table.for_each_live(at_ms, lookback_ms, |e| {
+            Source::Table { table, selectors } => table.for_each_live(clock, lookback_ms, |e| {
                 if selectors.iter().any(|s| s.matches(&e.labels)) {
                     visit(e);
                 }
             }),
-            Source::View(view) => view.for_each_live(at_ms, visit),
+            Source::View(view) => view.for_each_live(clock, visit),
         }
     }
 }

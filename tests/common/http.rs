@@ -4,8 +4,10 @@
 //! peers on 127.0.0.1, one request per connection, and `blocking` would switch that
 //! feature on for the server's own `reqwest` too (Cargo unifies features), adding
 //! build time for every engineer. This client sends `Connection: close` and
-//! `Accept-Encoding: identity`, so a response is read to EOF; it understands
-//! `Content-Length` and `Transfer-Encoding: chunked`. Every socket has timeouts.
+//! `Accept-Encoding: identity` (unless the caller sends its own `Accept-Encoding`), so a
+//! response is read to EOF; it understands `Content-Length`,
+//! `Transfer-Encoding: chunked` and `Content-Encoding: gzip` (decoded; the header is
+//! kept, so a test can see the body came compressed). Every socket has timeouts.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -116,8 +118,14 @@ pub fn send(
 
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: promflow-tests\r\n\
-         Accept-Encoding: identity\r\nConnection: close\r\n"
+         Connection: close\r\n"
     );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"))
+    {
+        head.push_str("Accept-Encoding: identity\r\n");
+    }
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
@@ -173,6 +181,13 @@ pub fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
         payload[..len.min(payload.len())].to_vec()
     } else {
         payload.to_vec()
+    };
+    let body = if resp.header("content-encoding") == Some("gzip") {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain)?;
+        plain
+    } else {
+        body
     };
     resp.body = String::from_utf8_lossy(&body).into_owned();
     Ok(resp)
