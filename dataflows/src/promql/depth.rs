@@ -207,7 +207,7 @@ mod tests {
     }
 
     /// `n` levels of one shape around a leaf.
-    pub(crate) fn nested(kind: &str, n: usize) -> String {
+    fn nested(kind: &str, n: usize) -> String {
         match kind {
             "paren" => format!("{}1{}", "(".repeat(n), ")".repeat(n)),
             "neg" => format!("{}1", "-".repeat(n)),
