@@ -247,6 +247,23 @@ mod tests {
     }
 
     #[test]
+    fn the_recursive_helpers_before_the_parser_run_on_the_parse_stack() {
+        let n = MAX_TEXT_DEPTH - 1;
+        // A syntax error 10,000 levels deep goes through the error recognizer.
+        let broken = format!("{}1 +{}", "(".repeat(n), ")".repeat(n));
+        let err = parse(&broken).unwrap_err().to_string();
+        assert!(err.contains("parse error"), "{err}");
+        // Duration arithmetic is rewritten by a recursive-descent reader (`[…]` and
+        // the range it wraps count two levels).
+        let n = MAX_TEXT_DEPTH - 2;
+        let range = format!("x[{}5m{}]", "(".repeat(n), ")".repeat(n));
+        let Plan::Matrix { range_ms, .. } = parse(&range).unwrap() else {
+            panic!("not a range selector");
+        };
+        assert_eq!(range_ms, 300_000);
+    }
+
+    #[test]
     fn plans_over_the_limit_are_refused_after_lowering() {
         for kind in ["binary", "neg_vector", "call", "sum"] {
             assert_eq!(
