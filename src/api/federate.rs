@@ -18,16 +18,20 @@ use crate::service::Service;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dataflows::promql::depth;
 use dataflows::{LabelMatcher, Labels, Selector};
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::Expr;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
 
 /// Parses one `match[]` value, a series selector like `{job="node"}` or `up{job=~"a|b"}`.
 pub fn parse_selector(text: &str) -> Result<Selector, String> {
-    let expr = parser::parse(text).map_err(|e| e.to_string())?;
+    depth::parse_ast(text, |expr| selector(text, expr))
+}
+
+fn selector(text: &str, expr: Expr) -> Result<Selector, String> {
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("{text:?} is not a series selector"));
     };
