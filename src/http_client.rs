@@ -181,7 +181,7 @@ fn rustls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsSetu
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert_file), Some(key_file)) => {
             let chain = read_certificates(cert_file, "cert_file", "client cert")?;
-            let key = read_private_key(key_file)?;
+            let key = read_private_key(key_file, "client key")?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| TlsSetupError {
@@ -210,12 +210,21 @@ fn rustls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsSetu
 fn protocol_versions(
     tls: &TlsConfig,
 ) -> Result<&'static [&'static rustls::SupportedProtocolVersion], TlsSetupError> {
+    protocol_versions_between(tls.min_version, tls.max_version)
+}
+
+/// The versions between `min` (default TLS 1.2) and `max` (default TLS 1.3); see
+/// [`protocol_versions`]. Shared with promflow's own https server.
+pub(crate) fn protocol_versions_between(
+    min: Option<TlsVersion>,
+    max: Option<TlsVersion>,
+) -> Result<&'static [&'static rustls::SupportedProtocolVersion], TlsSetupError> {
     static BOTH: &[&rustls::SupportedProtocolVersion] =
         &[&rustls::version::TLS13, &rustls::version::TLS12];
     static ONLY_13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
     static ONLY_12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
-    let min = tls.min_version.unwrap_or(TlsVersion::Tls12);
-    let max = tls.max_version.unwrap_or(TlsVersion::Tls13);
+    let min = min.unwrap_or(TlsVersion::Tls12);
+    let max = max.unwrap_or(TlsVersion::Tls13);
     if max < TlsVersion::Tls12 {
         return Err(TlsSetupError {
             field: "max_version",
@@ -238,7 +247,7 @@ fn protocol_versions(
 }
 
 /// Every certificate in the PEM file `path` (at least one).
-fn read_certificates(
+pub(crate) fn read_certificates(
     path: &Path,
     field: &'static str,
     what: &str,
@@ -265,19 +274,20 @@ fn read_certificates(
     Ok(certs)
 }
 
-/// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file `path`.
-fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file `path`; `what`
+/// names it in errors (`client key`).
+pub(crate) fn read_private_key(
+    path: &Path,
+    what: &str,
+) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     let bytes = std::fs::read(path).map_err(|e| TlsSetupError {
         field: "key_file",
-        message: format!(
-            "unable to load specified client key {}: {e}",
-            path.display()
-        ),
+        message: format!("unable to load specified {what} {}: {e}", path.display()),
     })?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsSetupError {
         field: "key_file",
         message: format!(
-            "unable to use specified client key {}: {}",
+            "unable to use specified {what} {}: {}",
             path.display(),
             match e {
                 rustls::pki_types::pem::Error::NoItemsFound =>

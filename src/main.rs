@@ -549,10 +549,29 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         tracing::info!(address = %service.options.listen_address, workers, "promflow is ready");
         spawn_sighup_reloader(service.clone());
         let app = promflow::api::router(service.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")?;
+        // `tls_server_config` in `--web.config.file`: https, with the configuration in
+        // force at each handshake (it follows changes of the files).
+        match service
+            .web_auth
+            .clone()
+            .filter(|a| a.server_tls().is_some())
+        {
+            Some(auth) => {
+                let config = std::sync::Arc::new(move || {
+                    auth.server_tls().expect("TLS stays on once started")
+                });
+                let listener = promflow::api::tls_server::TlsListener::new(listener, config)
+                    .context("listening for https")?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await
+                    .context("serving https")?;
+            }
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .context("serving HTTP")?,
+        }
         tracing::info!("shutting down");
         service.shutdown();
         Ok(())

@@ -33,6 +33,7 @@ pub mod status;
 pub mod stream;
 pub mod targets;
 pub mod text_format;
+pub mod tls_server;
 
 use crate::ingest::now_ms;
 use crate::selfmetrics::RenderInputs;
