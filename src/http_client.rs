@@ -28,7 +28,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::config::{TlsConfig, TlsVersion};
+use crate::config::{Authorization, BasicAuth, TlsConfig, TlsVersion};
 
 /// The User-Agent of every outgoing request.
 pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
@@ -103,6 +103,23 @@ pub fn tls_files_fingerprint(tls: &TlsConfig) -> u64 {
         hasher.update(&bytes);
     }
     hasher.digest()
+}
+
+/// `request` with the `Authorization` header of `basic_auth` or `authorization`, as
+/// prometheus/common's round trippers add it (files are read at each request, as
+/// there, so rotated secrets apply without a reload).
+pub fn authenticate(
+    mut request: reqwest::RequestBuilder,
+    basic_auth: Option<&BasicAuth>,
+    authorization: Option<&Authorization>,
+) -> reqwest::RequestBuilder {
+    if let Some(auth) = basic_auth {
+        request = request.basic_auth(&auth.username, auth.password_text());
+    }
+    if let Some(header) = authorization.and_then(|a| a.header_value()) {
+        request = request.header(reqwest::header::AUTHORIZATION, header);
+    }
+    request
 }
 
 /// Clients by TLS settings, built on first use: for senders whose targets each carry

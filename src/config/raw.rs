@@ -96,6 +96,8 @@ pub(crate) struct RawScrapeConfig {
     pub label_limit: Option<u64>,
     pub label_name_length_limit: Option<u64>,
     pub label_value_length_limit: Option<u64>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
     pub tls_config: Option<RawTlsConfig>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
     pub metric_relabel_configs: Option<Vec<RawRelabelConfig>>,

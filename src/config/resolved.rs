@@ -117,6 +117,12 @@ pub struct ScrapeConfig {
     /// Longest label value; 0 means no limit.
     #[serde(skip_serializing_if = "is_zero")]
     pub label_value_length_limit: u64,
+    /// HTTP basic authentication of every scrape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// `Authorization` header credentials of every scrape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
     /// How to speak TLS to the job's targets (`scheme: https`).
     #[serde(skip_serializing_if = "TlsConfig::is_default")]
     pub tls_config: TlsConfig,

@@ -426,8 +426,8 @@ scrape_configs:
   - region: eu-west-1
     tls_config: {}
   proxy_url: http://proxy:3128
-  basic_auth:
-    username: a
+  oauth2:
+    client_id: a
   target_limit: 10
 alerting:
   alertmanagers:
@@ -442,7 +442,7 @@ alerting:
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
             "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
             "prometheus.yml:14: scrape_configs[0].proxy_url: field proxy_url is not supported by promflow yet",
-            "prometheus.yml:15: scrape_configs[0].basic_auth: field basic_auth is not supported by promflow yet",
+            "prometheus.yml:15: scrape_configs[0].oauth2: field oauth2 is not supported by promflow yet",
             "prometheus.yml:17: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
             "prometheus.yml:20: alerting.alertmanagers[0].oauth2: field oauth2 is not supported by promflow yet",
         ]
@@ -746,6 +746,17 @@ fn to_yaml_prints_like_prometheus_status_config() {
     assert_eq!(
         config.to_yaml(),
         "global:\n  scrape_interval: 1h30m\n  scrape_timeout: 10s\n  evaluation_interval: 1w\nscrape_configs:\n- job_name: a\n  honor_timestamps: true\n  scrape_interval: 1m30s\n  scrape_timeout: 10s\n  metrics_path: /metrics\n  scheme: http\n  body_size_limit: 1MiB512KiB\n"
+    );
+}
+
+#[test]
+fn scrape_credentials_print_like_prometheus_status_config() {
+    // Prometheus 2.42's /api/v1/status/config for the same file, minus its
+    // follow_redirects/enable_http2 lines.
+    let config = load("scrape_configs:\n- job_name: a\n  sample_limit: 5\n  basic_auth:\n    username: u\n    password: p\n  tls_config:\n    insecure_skip_verify: true\n  static_configs:\n  - targets: ['127.0.0.1:9']\n");
+    assert_eq!(
+        config.to_yaml(),
+        "global:\n  scrape_interval: 1m\n  scrape_timeout: 10s\n  evaluation_interval: 1m\nscrape_configs:\n- job_name: a\n  honor_timestamps: true\n  scrape_interval: 1m\n  scrape_timeout: 10s\n  metrics_path: /metrics\n  scheme: http\n  sample_limit: 5\n  basic_auth:\n    username: u\n    password: <secret>\n  tls_config:\n    insecure_skip_verify: true\n  static_configs:\n  - targets:\n    - 127.0.0.1:9\n"
     );
 }
 

@@ -56,7 +56,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
         [] => matches!(field, "remote_read" | "storage" | "tracing"),
         ["global"] => field == "query_log_file",
         ["scrape_configs"] => {
-            matches!(field, "target_limit" | "basic_auth" | "authorization")
+            field == "target_limit"
                 || HTTP_CLIENT_FIELDS.contains(&field)
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }

@@ -326,6 +326,13 @@ fn resolve_scrape_config(
         path,
         problems,
     );
+    let (basic_auth, authorization) = resolve_http_auth(
+        raw.basic_auth.as_ref(),
+        raw.authorization.as_ref(),
+        base_dir,
+        path,
+        problems,
+    );
     ScrapeConfig {
         job_name,
         honor_labels: raw.honor_labels.unwrap_or(false),
@@ -340,6 +347,8 @@ fn resolve_scrape_config(
         label_limit: raw.label_limit.unwrap_or(0),
         label_name_length_limit: raw.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),
+        basic_auth,
+        authorization,
         tls_config: resolve_tls_config(
             raw.tls_config.as_ref(),
             base_dir,

@@ -254,7 +254,7 @@ async fn fetch(
     spec: &TargetSpec,
     ctx: &LoopContext,
 ) -> Result<(Vec<u8>, Option<String>), ScrapeError> {
-    let mut response = ctx
+    let request = ctx
         .client
         .get(&spec.url)
         .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT_HEADER)
@@ -262,10 +262,15 @@ async fn fetch(
             "X-Prometheus-Scrape-Timeout-Seconds",
             format!("{}", spec.timeout.as_secs_f64()),
         )
-        .timeout(spec.timeout)
-        .send()
-        .await
-        .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?;
+        .timeout(spec.timeout);
+    let mut response = crate::http_client::authenticate(
+        request,
+        spec.config.basic_auth.as_ref(),
+        spec.config.authorization.as_ref(),
+    )
+    .send()
+    .await
+    .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?;
     if !response.status().is_success() {
         return Err(ScrapeError::Fetch(format!(
             "server returned HTTP status {}",
