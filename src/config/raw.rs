@@ -211,6 +211,7 @@ pub(crate) struct RawRemoteWriteConfig {
     pub write_relabel_configs: Option<Vec<RawRelabelConfig>>,
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
+    pub tls_config: Option<RawTlsConfig>,
     pub queue_config: Option<RawQueueConfig>,
     pub metadata_config: Option<RawMetadataConfig>,
 }

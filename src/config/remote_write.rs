@@ -2,7 +2,7 @@
 //! Prometheus 2.42's defaults and checks (`config/config.go`, `RemoteWriteConfig`).
 //!
 //! Supported: `url`, `name`, `remote_timeout`, `headers` (reserved ones refused as in
-//! Prometheus), `write_relabel_configs`, `basic_auth`, `authorization`, `queue_config`
+//! Prometheus), `write_relabel_configs`, `basic_auth`, `authorization`, `tls_config`, `queue_config`
 //! and `metadata_config`. promflow sends no metadata: `metadata_config.send: true` is a
 //! problem (the default here is `false`), never silently ignored.
 
@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::locate::FieldPath;
 use super::raw::{RawMetadataConfig, RawQueueConfig, RawRemoteWriteConfig};
 use super::resolved::{serialize_duration, Authorization, BasicAuth, RelabelConfig};
+use super::tls::{resolve_tls_config, TlsConfig};
 use super::validate::{duration_field, resolve_http_auth, resolve_relabel_configs, Problems};
 
 /// One `remote_write[]` entry.
@@ -40,6 +41,9 @@ pub struct RemoteWriteConfig {
     /// `Authorization` header credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// How to speak TLS to an `https://` URL.
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
     /// Queueing, batching and retries.
     pub queue_config: QueueConfig,
     /// Metadata sending (not done by promflow).
@@ -198,6 +202,12 @@ fn resolve_one(
         ),
         basic_auth,
         authorization,
+        tls_config: resolve_tls_config(
+            raw.tls_config.as_ref(),
+            base_dir,
+            &path.key("tls_config"),
+            problems,
+        ),
         queue_config: resolve_queue(
             raw.queue_config.as_ref(),
             &path.key("queue_config"),
