@@ -28,7 +28,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::config::{Authorization, BasicAuth, TlsConfig, TlsVersion};
+use crate::config::{Authorization, BasicAuth, HttpClientOptions, TlsConfig, TlsVersion};
 
 /// The User-Agent of every outgoing request.
 pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
@@ -63,15 +63,35 @@ pub fn install_crypto_provider() {
 
 /// A client for `tls` with promflow's User-Agent.
 pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, TlsSetupError> {
+    build_client_with(tls, &HttpClientOptions::default())
+}
+
+/// A client for `tls` and `options` (`proxy_url`, `follow_redirects`) with promflow's
+/// User-Agent. No proxy from the environment, as in Prometheus 2.42.
+pub fn build_client_with(
+    tls: &TlsConfig,
+    options: &HttpClientOptions,
+) -> Result<reqwest::Client, TlsSetupError> {
     let rustls_config = rustls_client_config(tls)?;
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .tls_backend_preconfigured(rustls_config)
-        .build()
-        .map_err(|e| TlsSetupError {
+        .redirect(if options.follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+    let builder = match &options.proxy_url {
+        None => builder.no_proxy(),
+        Some(url) => builder.proxy(reqwest::Proxy::all(url).map_err(|e| TlsSetupError {
             field: "",
-            message: format!("building the HTTP client: {e}"),
-        })
+            message: format!("proxy_url {url:?}: {e}"),
+        })?),
+    };
+    builder.build().map_err(|e| TlsSetupError {
+        field: "",
+        message: format!("building the HTTP client: {e}"),
+    })
 }
 
 /// A client with the default TLS settings (system roots, no client certificate).

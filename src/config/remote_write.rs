@@ -14,9 +14,14 @@ use serde::Serialize;
 
 use super::locate::FieldPath;
 use super::raw::{RawMetadataConfig, RawQueueConfig, RawRemoteWriteConfig};
-use super::resolved::{serialize_duration, Authorization, BasicAuth, RelabelConfig};
+use super::resolved::{
+    serialize_duration, Authorization, BasicAuth, HttpClientOptions, RelabelConfig,
+};
 use super::tls::{resolve_tls_config, TlsConfig};
-use super::validate::{duration_field, resolve_http_auth, resolve_relabel_configs, Problems};
+use super::validate::{
+    duration_field, resolve_http_auth, resolve_http_client_options, resolve_relabel_configs,
+    Problems,
+};
 
 /// One `remote_write[]` entry.
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +46,9 @@ pub struct RemoteWriteConfig {
     /// `Authorization` header credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// Proxy and redirects.
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
     /// How to speak TLS to an `https://` URL.
     #[serde(skip_serializing_if = "TlsConfig::is_default")]
     pub tls_config: TlsConfig,
@@ -202,6 +210,13 @@ fn resolve_one(
         ),
         basic_auth,
         authorization,
+        http: resolve_http_client_options(
+            raw.proxy_url.as_ref(),
+            raw.follow_redirects,
+            raw.enable_http2,
+            path,
+            problems,
+        ),
         tls_config: resolve_tls_config(
             raw.tls_config.as_ref(),
             base_dir,

@@ -123,6 +123,9 @@ pub struct ScrapeConfig {
     /// `Authorization` header credentials of every scrape.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// Proxy and redirects.
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
     /// How to speak TLS to the job's targets (`scheme: https`).
     #[serde(skip_serializing_if = "TlsConfig::is_default")]
     pub tls_config: TlsConfig,
@@ -294,6 +297,37 @@ pub struct AlertmanagerConfig {
     /// Relabelling applied to discovered Alertmanagers (static ones too).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub relabel_configs: Vec<RelabelConfig>,
+}
+
+/// An HTTP client's `proxy_url`, `follow_redirects` and `enable_http2` (printed only
+/// when not the default). promflow speaks HTTP/1.1 only: `enable_http2: true` (the
+/// default) is accepted and HTTP/1.1 is used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct HttpClientOptions {
+    /// An `http://` or `https://` proxy every request goes through (no proxy from the
+    /// environment, as in Prometheus 2.42).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+    /// Follow redirects (default true; Go's limit of 10).
+    #[serde(skip_serializing_if = "is_true")]
+    pub follow_redirects: bool,
+    /// Accepted, not used (HTTP/1.1 only).
+    #[serde(skip_serializing_if = "is_true")]
+    pub enable_http2: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+impl Default for HttpClientOptions {
+    fn default() -> HttpClientOptions {
+        HttpClientOptions {
+            proxy_url: None,
+            follow_redirects: true,
+            enable_http2: true,
+        }
+    }
 }
 
 /// `basic_auth:`. At most one of `password` and `password_file` is set.

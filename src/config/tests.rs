@@ -425,7 +425,7 @@ scrape_configs:
   ec2_sd_configs:
   - region: eu-west-1
     tls_config: {}
-  proxy_url: http://proxy:3128
+  bearer_token: x
   oauth2:
     client_id: a
   target_limit: 10
@@ -441,7 +441,7 @@ alerting:
             "prometheus.yml:5: storage: field storage is not supported by promflow yet",
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
             "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
-            "prometheus.yml:14: scrape_configs[0].proxy_url: field proxy_url is not supported by promflow yet",
+            "prometheus.yml:14: scrape_configs[0].bearer_token: field bearer_token is not supported by promflow yet",
             "prometheus.yml:15: scrape_configs[0].oauth2: field oauth2 is not supported by promflow yet",
             "prometheus.yml:17: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
             "prometheus.yml:20: alerting.alertmanagers[0].oauth2: field oauth2 is not supported by promflow yet",
@@ -747,6 +747,21 @@ fn to_yaml_prints_like_prometheus_status_config() {
         config.to_yaml(),
         "global:\n  scrape_interval: 1h30m\n  scrape_timeout: 10s\n  evaluation_interval: 1w\nscrape_configs:\n- job_name: a\n  honor_timestamps: true\n  scrape_interval: 1m30s\n  scrape_timeout: 10s\n  metrics_path: /metrics\n  scheme: http\n  body_size_limit: 1MiB512KiB\n"
     );
+}
+
+#[test]
+fn proxy_urls_must_be_http_or_https() {
+    assert_problems!(
+        "scrape_configs:\n- job_name: a\n  proxy_url: socks5://127.0.0.1:1080\n  follow_redirects: false\n",
+        [r#"prometheus.yml:3: scrape_configs[0].proxy_url: proxy_url scheme "socks5" is not supported by promflow (http and https proxies only)"#]
+    );
+    let config = load("scrape_configs:\n- job_name: a\n  proxy_url: http://127.0.0.1:3128\n  follow_redirects: false\n");
+    let yaml = config.to_yaml();
+    assert!(
+        yaml.contains("  proxy_url: http://127.0.0.1:3128\n"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("  follow_redirects: false\n"), "{yaml}");
 }
 
 #[test]

@@ -49,6 +49,9 @@ pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
     "enable_http2",
 ];
 
+/// The [`HTTP_CLIENT_FIELDS`] scrape configs and remote write have already.
+const HTTP_CLIENT_OPTIONS: &[&str] = &["proxy_url", "follow_redirects", "enable_http2"];
+
 /// Whether `field`, found under the mapping whose keys (indices left out) are
 /// `parent_keys`, is a Prometheus 2.42 field that promflow does not support yet.
 pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str) -> bool {
@@ -57,7 +60,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
         ["global"] => field == "query_log_file",
         ["scrape_configs"] => {
             field == "target_limit"
-                || HTTP_CLIENT_FIELDS.contains(&field)
+                || (HTTP_CLIENT_FIELDS.contains(&field) && !HTTP_CLIENT_OPTIONS.contains(&field))
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["alerting", "alertmanagers"] => {
@@ -67,7 +70,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
             matches!(
                 field,
                 "send_exemplars" | "send_native_histograms" | "sigv4" | "azuread"
-            ) || HTTP_CLIENT_FIELDS.contains(&field)
+            ) || (HTTP_CLIENT_FIELDS.contains(&field) && !HTTP_CLIENT_OPTIONS.contains(&field))
         }
         // The EC2 API client has Prometheus's HTTP client settings too.
         ["scrape_configs", "ec2_sd_configs"] | ["alerting", "alertmanagers", "ec2_sd_configs"] => {

@@ -19,7 +19,7 @@ use super::raw::{
 use super::relabel::resolve_relabel_config;
 use super::resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
-    GlobalConfig, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
+    GlobalConfig, HttpClientOptions, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
 };
 use super::rule_files;
 use super::secret::Secret;
@@ -349,6 +349,13 @@ fn resolve_scrape_config(
         label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),
         basic_auth,
         authorization,
+        http: resolve_http_client_options(
+            raw.proxy_url.as_ref(),
+            raw.follow_redirects,
+            raw.enable_http2,
+            path,
+            problems,
+        ),
         tls_config: resolve_tls_config(
             raw.tls_config.as_ref(),
             base_dir,
@@ -558,6 +565,36 @@ fn set_text(value: &Option<ScalarText>) -> Option<&str> {
         .as_ref()
         .map(|v| v.0.as_str())
         .filter(|v| !v.is_empty())
+}
+
+/// An HTTP client's `proxy_url` (an `http://` or `https://` URL with a host),
+/// `follow_redirects` and `enable_http2`.
+pub(crate) fn resolve_http_client_options(
+    proxy_url: Option<&ScalarText>,
+    follow_redirects: Option<bool>,
+    enable_http2: Option<bool>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> HttpClientOptions {
+    let proxy_url = set_text(&proxy_url.cloned()).map(str::to_string);
+    if let Some(url) = &proxy_url {
+        match reqwest::Url::parse(url) {
+            Err(e) => problems.push(path.key("proxy_url"), format!("parse {url:?}: {e}")),
+            Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => problems.push(
+                path.key("proxy_url"),
+                format!(
+                    "proxy_url scheme {:?} is not supported by promflow (http and https proxies only)",
+                    parsed.scheme()
+                ),
+            ),
+            Ok(_) => {}
+        }
+    }
+    HttpClientOptions {
+        proxy_url,
+        follow_redirects: follow_redirects.unwrap_or(true),
+        enable_http2: enable_http2.unwrap_or(true),
+    }
 }
 
 /// An HTTP client's `basic_auth` and `authorization` (at most one of them, as

@@ -118,7 +118,10 @@ impl RemoteWrite {
                 Some(i) => next.push(queues.remove(i)),
                 None => {
                     // Validated with the config; a file changed since fails here.
-                    let client = match crate::http_client::build_client(&config.tls_config) {
+                    let client = match crate::http_client::build_client_with(
+                        &config.tls_config,
+                        &config.http,
+                    ) {
                         Ok(client) => client,
                         Err(e) => {
                             tracing::error!(url = %config.url, error = %e, "remote write queue not started");

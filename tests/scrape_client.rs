@@ -1,0 +1,152 @@
+//! Scrape jobs' HTTP client settings, against the oracle: a real Prometheus 2.42
+//! scrapes the same recording servers with the same job settings. `basic_auth` and
+//! `authorization`: the `Authorization` headers both send are compared, and a rotated
+//! password file applies at the next scrape; `proxy_url`: both go through the same
+//! plain forward proxy with the same request line; `follow_redirects`: a redirecting
+//! target is followed or reported as Prometheus does.
+//!
+//! Peers: Prometheus 2.42, the controllable exporter (records request headers), the
+//! test proxy and redirector (`common::proxy`).
+
+mod common;
+
+use common::exporter::{Exporter, Reply};
+use common::proxy::{Proxy, Redirector};
+use common::{wait_for, wait_until, Peer, Prometheus, Promflow};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The `Authorization` values of the requests whose User-Agent starts with `agent`.
+fn authorizations(exporter: &Exporter, agent: &str) -> BTreeSet<String> {
+    exporter
+        .requests()
+        .iter()
+        .filter(|headers| {
+            headers
+                .iter()
+                .any(|(k, v)| k == "user-agent" && v.starts_with(agent))
+        })
+        .map(|headers| {
+            headers
+                .iter()
+                .find(|(k, _)| k == "authorization")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn scrape_credentials_are_sent_as_prometheus_sends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, "from-a-file\n").unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "t0ken\n").unwrap();
+    let exporters: Vec<Exporter> = (0..4)
+        .map(|_| Exporter::start(Reply::text("m 1\n")))
+        .collect();
+    let jobs = [
+        "basic_auth:\n      username: alice\n      password: s3cret".to_string(),
+        format!(
+            "basic_auth:\n      username: bob\n      password_file: {}",
+            password_file.display()
+        ),
+        "authorization:\n      credentials: abc".to_string(),
+        format!(
+            "authorization:\n      type: Token\n      credentials_file: {}",
+            token_file.display()
+        ),
+    ];
+    let mut config = String::from(
+        "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n",
+    );
+    for (i, (job, exporter)) in jobs.iter().zip(&exporters).enumerate() {
+        config.push_str(&format!(
+            "  - job_name: job{i}\n    {job}\n    static_configs:\n      - targets: ['{}']\n",
+            exporter.addr()
+        ));
+    }
+    let _promflow = Promflow::start(&config);
+    let _prometheus = Prometheus::start(&config);
+    for exporter in &exporters {
+        assert!(
+            wait_until(WAIT, || !authorizations(exporter, "promflow/").is_empty()
+                && !authorizations(exporter, "Prometheus/").is_empty()),
+            "not scraped by both: {:?}",
+            exporter.requests()
+        );
+        let ours = authorizations(exporter, "promflow/");
+        let theirs = authorizations(exporter, "Prometheus/");
+        assert_eq!(ours, theirs);
+        assert_eq!(ours.len(), 1, "{ours:?}");
+        assert!(!ours.contains(""), "no Authorization header sent");
+    }
+    // The password file is read at each scrape.
+    std::fs::write(&password_file, "rotated").unwrap();
+    let rotated = |agent: &str| authorizations(&exporters[1], agent).len() == 2;
+    assert!(wait_until(WAIT, || rotated("promflow/") && rotated("Prometheus/")));
+    assert_eq!(
+        authorizations(&exporters[1], "promflow/"),
+        authorizations(&exporters[1], "Prometheus/")
+    );
+}
+
+/// `job → (health, lastError)` of `server`'s targets once none is `unknown`.
+fn target_states(server: &Peer) -> Option<Vec<(String, String, String)>> {
+    let json: Value = serde_json::from_str(&server.get_ok("/api/v1/targets")).ok()?;
+    let mut states: Vec<(String, String, String)> = json["data"]["activeTargets"]
+        .as_array()?
+        .iter()
+        .map(|t| {
+            (
+                t["labels"]["job"].as_str().unwrap_or_default().to_string(),
+                t["health"].as_str().unwrap_or_default().to_string(),
+                t["lastError"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    states.sort();
+    (!states.is_empty() && states.iter().all(|(_, health, _)| health != "unknown"))
+        .then_some(states)
+}
+
+#[test]
+fn proxies_and_redirects_are_followed_as_prometheus_follows_them() {
+    let exporter = Exporter::start(Reply::text("m 1\n"));
+    let proxy = Proxy::start();
+    let redirector = Redirector::start(&format!("http://{}/metrics", exporter.addr()));
+    let config = format!(
+        "global:\n  scrape_interval: 500ms\n  scrape_timeout: 400ms\nscrape_configs:\n\
+         - job_name: proxied\n    proxy_url: {}\n    static_configs:\n      - targets: ['{}']\n\
+         - job_name: redirected\n    static_configs:\n      - targets: ['{}']\n\
+         - job_name: not-redirected\n    follow_redirects: false\n    static_configs:\n      - targets: ['{}']\n",
+        proxy.url(),
+        exporter.addr(),
+        redirector.addr(),
+        redirector.addr(),
+    )
+    .replace("\n- job_name", "\n  - job_name");
+    let promflow = Promflow::start(&config);
+    let prometheus = Prometheus::start(&config);
+    let ours = wait_for(WAIT, || target_states(&promflow)).expect("promflow's targets");
+    let theirs = wait_for(WAIT, || target_states(&prometheus)).expect("Prometheus's targets");
+    assert_eq!(ours, theirs);
+    let health: Vec<&str> = ours.iter().map(|(_, h, _)| h.as_str()).collect();
+    assert_eq!(health, ["down", "up", "up"], "{ours:?}");
+    assert!(ours[0].2.contains("302"), "{ours:?}");
+    let lines = |agent: &str| -> BTreeSet<String> {
+        proxy
+            .requests()
+            .into_iter()
+            .filter(|(_, a)| a.starts_with(agent))
+            .map(|(line, _)| line)
+            .collect()
+    };
+    assert!(wait_until(WAIT, || !lines("promflow/").is_empty()
+        && !lines("Prometheus/").is_empty()));
+    assert_eq!(lines("promflow/"), lines("Prometheus/"));
+}
