@@ -28,7 +28,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::config::{Authorization, BasicAuth, HttpClientOptions, TlsConfig, TlsVersion};
+use crate::config::{Authorization, BasicAuth, HttpClientOptions, OAuth2, TlsConfig, TlsVersion};
 
 /// The User-Agent of every outgoing request.
 pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
@@ -140,6 +140,123 @@ pub fn authenticate(
         request = request.header(reqwest::header::AUTHORIZATION, header);
     }
     request
+}
+
+/// How much earlier than its expiry a token is fetched again (golang.org/x/oauth2's
+/// `expiryDelta`).
+const OAUTH2_EXPIRY_DELTA: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `oauth2:` tokens of one configuration: fetched with the client credentials grant
+/// as golang.org/x/oauth2's `clientcredentials` does (client id and secret in a Basic
+/// header, `grant_type`, `scope` space-separated, `endpoint_params` in the form) and
+/// cached until shortly before `expires_in` runs out (forever without one). Shared by
+/// every request of the same configuration ([`OAuth2Tokens::shared`]).
+pub struct OAuth2Tokens {
+    config: OAuth2,
+    client: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<(String, Option<std::time::Instant>)>>,
+}
+
+impl OAuth2Tokens {
+    /// The token source of `config`, one per distinct configuration in the process.
+    pub fn shared(config: &OAuth2) -> Result<Arc<OAuth2Tokens>, TlsSetupError> {
+        static SOURCES: std::sync::LazyLock<Mutex<HashMap<String, Arc<OAuth2Tokens>>>> =
+            std::sync::LazyLock::new(Default::default);
+        let key = format!(
+            "{:?}\u{0}{}",
+            config,
+            config
+                .client_secret
+                .as_ref()
+                .map_or("", |secret| secret.expose())
+        );
+        if let Some(source) = SOURCES.lock().get(&key) {
+            return Ok(source.clone());
+        }
+        let client = build_client_with(
+            &config.tls_config,
+            &HttpClientOptions {
+                proxy_url: config.proxy_url.clone(),
+                ..HttpClientOptions::default()
+            },
+        )?;
+        let source = Arc::new(OAuth2Tokens {
+            config: config.clone(),
+            client,
+            cached: tokio::sync::Mutex::new(None),
+        });
+        SOURCES.lock().insert(key, source.clone());
+        Ok(source)
+    }
+
+    /// The `Authorization` header value (`Bearer <token>`), fetching a token if none
+    /// is cached or it is about to expire; errors worded like golang.org/x/oauth2's.
+    pub async fn header(&self) -> Result<String, String> {
+        let mut cached = self.cached.lock().await;
+        if let Some((header, expiry)) = &*cached {
+            if expiry.is_none_or(|e| std::time::Instant::now() + OAUTH2_EXPIRY_DELTA < e) {
+                return Ok(header.clone());
+            }
+        }
+        let c = &self.config;
+        let secret = c.secret_text()?;
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        let scope = c.scopes.join(" ");
+        if !scope.is_empty() {
+            form.push(("scope", &scope));
+        }
+        for (k, v) in &c.endpoint_params {
+            form.push((k, v));
+        }
+        let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
+        let encode =
+            |s: &str| serde_urlencoded::to_string([("", s)]).unwrap_or_default()[1..].to_string();
+        let response = self
+            .client
+            .post(&c.token_url)
+            .basic_auth(encode(&c.client_id), Some(encode(&secret)))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("oauth2: cannot fetch token: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!(
+                "oauth2: cannot fetch token: {status}\nResponse: {text}"
+            ));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            token_type: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let token: TokenResponse =
+            serde_json::from_str(&text).map_err(|e| format!("oauth2: cannot parse json: {e}"))?;
+        if token.access_token.is_empty() {
+            return Err("oauth2: server response missing access_token".into());
+        }
+        let kind = match token.token_type.to_ascii_lowercase().as_str() {
+            "" | "bearer" => "Bearer".to_string(),
+            "mac" => "MAC".to_string(),
+            "basic" => "Basic".to_string(),
+            _ => token.token_type.clone(),
+        };
+        let header = format!("{kind} {}", token.access_token);
+        let expiry = token
+            .expires_in
+            .filter(|s| *s > 0)
+            .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+        *cached = Some((header.clone(), expiry));
+        Ok(header)
+    }
 }
 
 /// Clients by TLS settings, built on first use: for senders whose targets each carry

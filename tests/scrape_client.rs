@@ -3,7 +3,9 @@
 //! `authorization`: the `Authorization` headers both send are compared, and a rotated
 //! password file applies at the next scrape; `proxy_url`: both go through the same
 //! plain forward proxy with the same request line; `follow_redirects`: a redirecting
-//! target is followed or reported as Prometheus does.
+//! target is followed or reported as Prometheus does; `oauth2`: the token request
+//! both make to a token endpoint served by the test is the same, and the token is
+//! sent and cached until it expires.
 //!
 //! Peers: Prometheus 2.42, the controllable exporter (records request headers), the
 //! test proxy and redirector (`common::proxy`).
@@ -149,4 +151,141 @@ fn proxies_and_redirects_are_followed_as_prometheus_follows_them() {
     assert!(wait_until(WAIT, || !lines("promflow/").is_empty()
         && !lines("Prometheus/").is_empty()));
     assert_eq!(lines("promflow/"), lines("Prometheus/"));
+}
+
+/// (headers, sorted form fields) of one token request.
+type TokenRequest = (Vec<(String, String)>, Vec<(String, String)>);
+
+/// A token endpoint: answers each request with a new token (`tok-1`, `tok-2`, …,
+/// `expires_in: 3600`) and records (headers, form) of each, in order.
+struct TokenServer {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<TokenRequest>>>,
+}
+
+impl TokenServer {
+    fn start() -> TokenServer {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<TokenRequest>>> = Default::default();
+        let record = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut headers = Vec::new();
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let length: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                let mut form: Vec<(String, String)> =
+                    serde_urlencoded::from_bytes(&body).unwrap_or_default();
+                form.sort();
+                let n = {
+                    let mut seen = record.lock().unwrap();
+                    seen.push((headers, form));
+                    seen.len()
+                };
+                let json = format!(
+                    r#"{{"access_token":"tok-{n}","token_type":"bearer","expires_in":3600}}"#
+                );
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                        json.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        TokenServer { addr, seen }
+    }
+}
+
+#[test]
+fn oauth2_tokens_are_fetched_and_sent_as_prometheus_does() {
+    let tokens = TokenServer::start();
+    let exporter = Exporter::start(Reply::text("m 1\n"));
+    let config = format!(
+        "global:\n  scrape_interval: 300ms\n  scrape_timeout: 250ms\nscrape_configs:\n  - job_name: oauth\n    oauth2:\n      client_id: 'id x'\n      client_secret: 's&cret'\n      scopes: [read, 'write:all']\n      token_url: http://{}/token\n      endpoint_params:\n        audience: promflow\n    static_configs:\n      - targets: ['{}']\n",
+        tokens.addr,
+        exporter.addr()
+    );
+    let _promflow = Promflow::start(&config);
+    let _prometheus = Prometheus::start(&config);
+    let scrapes = |agent: &str| -> Vec<String> {
+        exporter
+            .requests()
+            .iter()
+            .filter(|h| {
+                h.iter()
+                    .any(|(k, v)| k == "user-agent" && v.starts_with(agent))
+            })
+            .map(|h| {
+                h.iter()
+                    .find(|(k, _)| k == "authorization")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    assert!(
+        wait_until(WAIT, || scrapes("promflow/").len() >= 4
+            && scrapes("Prometheus/").len() >= 4),
+        "{:?}",
+        exporter.requests()
+    );
+    // One token each, reused by every scrape.
+    let seen = tokens.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let token_of = |agent: &str| -> usize {
+        let sent: BTreeSet<String> = scrapes(agent).into_iter().collect();
+        assert_eq!(sent.len(), 1, "{agent}: {sent:?}");
+        let header = sent.into_iter().next().unwrap();
+        header
+            .strip_prefix("Bearer tok-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{agent} sent {header:?}"))
+    };
+    let (ours, theirs) = (
+        &seen[token_of("promflow/") - 1],
+        &seen[token_of("Prometheus/") - 1],
+    );
+    let header = |h: &Vec<(String, String)>, name: &str| {
+        h.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    assert!(
+        ours.1
+            .contains(&("grant_type".into(), "client_credentials".into())),
+        "{ours:?}"
+    );
+    assert!(
+        header(&ours.0, "authorization").is_some_and(|h| h.starts_with("Basic ")),
+        "{ours:?}"
+    );
+    assert_eq!(ours.1, theirs.1, "token request forms differ");
+    assert_eq!(
+        header(&ours.0, "authorization"),
+        header(&theirs.0, "authorization")
+    );
+    assert_eq!(
+        header(&ours.0, "content-type"),
+        header(&theirs.0, "content-type")
+    );
 }

@@ -55,7 +55,7 @@ pub use relabel::compile_anchored_regex;
 pub use remote_write::{MetadataConfig, QueueConfig, RemoteWriteConfig};
 pub use resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
-    GlobalConfig, HttpClientOptions, RelabelAction, RelabelConfig, Scheme, ScrapeConfig,
+    GlobalConfig, HttpClientOptions, OAuth2, RelabelAction, RelabelConfig, Scheme, ScrapeConfig,
     StaticConfig,
 };
 pub use secret::Secret;

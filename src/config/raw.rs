@@ -98,6 +98,7 @@ pub(crate) struct RawScrapeConfig {
     pub label_value_length_limit: Option<u64>,
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<RawOAuth2>,
     pub proxy_url: Option<ScalarText>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,
@@ -185,6 +186,19 @@ pub(crate) struct RawAlertmanagerConfig {
     pub authorization: Option<RawAuthorization>,
     pub tls_config: Option<RawTlsConfig>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
+}
+
+/// `oauth2:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawOAuth2 {
+    pub client_id: Option<ScalarText>,
+    pub client_secret: Option<ScalarText>,
+    pub client_secret_file: Option<ScalarText>,
+    pub scopes: Option<Vec<ScalarText>>,
+    pub token_url: Option<ScalarText>,
+    pub endpoint_params: Option<BTreeMap<String, ScalarText>>,
+    pub tls_config: Option<RawTlsConfig>,
+    pub proxy_url: Option<ScalarText>,
 }
 
 /// `basic_auth:`.

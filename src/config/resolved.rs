@@ -123,6 +123,9 @@ pub struct ScrapeConfig {
     /// `Authorization` header credentials of every scrape.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// OAuth 2.0 client credentials for every scrape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
     /// Proxy and redirects.
     #[serde(flatten)]
     pub http: HttpClientOptions,
@@ -326,6 +329,47 @@ impl Default for HttpClientOptions {
             proxy_url: None,
             follow_redirects: true,
             enable_http2: true,
+        }
+    }
+}
+
+/// `oauth2:` (client credentials grant). At most one of `client_secret` and
+/// `client_secret_file` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OAuth2 {
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    /// Resolved against the config file's directory; read at each token fetch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    pub token_url: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoint_params: BTreeMap<String, String>,
+    /// How to speak TLS to the token endpoint.
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
+    /// A proxy for the token endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+}
+
+impl OAuth2 {
+    /// The client secret: inline, or read from `client_secret_file` now (trimmed).
+    pub fn secret_text(&self) -> Result<String, String> {
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(s), _) => Ok(s.expose().to_string()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| {
+                    format!(
+                        "unable to read oauth2 client secret file {}: {e}",
+                        f.display()
+                    )
+                }),
+            _ => Ok(String::new()),
         }
     }
 }

@@ -52,6 +52,11 @@ pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
 /// The [`HTTP_CLIENT_FIELDS`] scrape configs and remote write have already.
 const HTTP_CLIENT_OPTIONS: &[&str] = &["proxy_url", "follow_redirects", "enable_http2"];
 
+/// Whether `field` of an HTTP client is supported on scrape jobs.
+fn scrape_has(field: &str) -> bool {
+    HTTP_CLIENT_OPTIONS.contains(&field) || field == "oauth2"
+}
+
 /// Whether `field`, found under the mapping whose keys (indices left out) are
 /// `parent_keys`, is a Prometheus 2.42 field that promflow does not support yet.
 pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str) -> bool {
@@ -60,7 +65,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
         ["global"] => field == "query_log_file",
         ["scrape_configs"] => {
             field == "target_limit"
-                || (HTTP_CLIENT_FIELDS.contains(&field) && !HTTP_CLIENT_OPTIONS.contains(&field))
+                || (HTTP_CLIENT_FIELDS.contains(&field) && !scrape_has(field))
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["alerting", "alertmanagers"] => {

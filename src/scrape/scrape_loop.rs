@@ -263,14 +263,25 @@ async fn fetch(
             format!("{}", spec.timeout.as_secs_f64()),
         )
         .timeout(spec.timeout);
-    let mut response = crate::http_client::authenticate(
+    let mut request = crate::http_client::authenticate(
         request,
         spec.config.basic_auth.as_ref(),
         spec.config.authorization.as_ref(),
-    )
-    .send()
-    .await
-    .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?;
+    );
+    if let Some(oauth2) = &spec.config.oauth2 {
+        let token = match crate::http_client::OAuth2Tokens::shared(oauth2) {
+            Ok(tokens) => tokens.header().await,
+            Err(e) => Err(e.to_string()),
+        };
+        match token {
+            Ok(header) => request = request.header(reqwest::header::AUTHORIZATION, header),
+            Err(e) => return Err(ScrapeError::Fetch(format!("Get {:?}: {e}", spec.url))),
+        }
+    }
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?;
     if !response.status().is_success() {
         return Err(ScrapeError::Fetch(format!(
             "server returned HTTP status {}",

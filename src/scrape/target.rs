@@ -79,6 +79,7 @@ impl TargetSpec {
             && self.config.basic_auth == other.config.basic_auth
             && self.config.authorization == other.config.authorization
             && self.config.http == other.config.http
+            && self.config.oauth2 == other.config.oauth2
             && self.config.metric_relabel_configs.len() == other.config.metric_relabel_configs.len()
             && format!("{:?}", self.config.metric_relabel_configs)
                 == format!("{:?}", other.config.metric_relabel_configs)
