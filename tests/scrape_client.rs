@@ -5,7 +5,7 @@
 //! plain forward proxy with the same request line; `follow_redirects`: a redirecting
 //! target is followed or reported as Prometheus does; `oauth2`: the token request
 //! both make to a token endpoint served by the test is the same, and the token is
-//! sent and cached until it expires.
+//! sent and cached until it expires (also by `remote_write`, same code path).
 //!
 //! Peers: Prometheus 2.42, the controllable exporter (records request headers), the
 //! test proxy and redirector (`common::proxy`).
@@ -287,5 +287,29 @@ fn oauth2_tokens_are_fetched_and_sent_as_prometheus_does() {
     assert_eq!(
         header(&ours.0, "content-type"),
         header(&theirs.0, "content-type")
+    );
+}
+
+#[test]
+fn remote_write_sends_its_oauth2_token() {
+    let tokens = TokenServer::start();
+    let receiver = common::receiver::CaptureServer::start();
+    let exporter = Exporter::start(Reply::text("m 1\n"));
+    let _promflow = Promflow::start(&format!(
+        "global:\n  scrape_interval: 300ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\nremote_write:\n  - url: {}\n    oauth2:\n      client_id: rw\n      client_secret: s\n      token_url: http://{}/token\n    queue_config:\n      batch_send_deadline: 200ms\n",
+        exporter.addr(),
+        receiver.url("/write"),
+        tokens.addr
+    ));
+    let writes = receiver.wait_for(3, WAIT);
+    assert!(writes.len() >= 3, "{writes:?}");
+    for write in &writes {
+        assert_eq!(write.header("authorization"), Some("Bearer tok-1"));
+    }
+    let seen = tokens.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "the token is reused: {seen:?}");
+    assert_eq!(
+        seen[0].1,
+        [("grant_type".to_string(), "client_credentials".to_string())]
     );
 }

@@ -228,6 +228,7 @@ pub(crate) struct RawRemoteWriteConfig {
     pub write_relabel_configs: Option<Vec<RawRelabelConfig>>,
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<RawOAuth2>,
     pub proxy_url: Option<ScalarText>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,

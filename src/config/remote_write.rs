@@ -15,12 +15,12 @@ use serde::Serialize;
 use super::locate::FieldPath;
 use super::raw::{RawMetadataConfig, RawQueueConfig, RawRemoteWriteConfig};
 use super::resolved::{
-    serialize_duration, Authorization, BasicAuth, HttpClientOptions, RelabelConfig,
+    serialize_duration, Authorization, BasicAuth, HttpClientOptions, OAuth2, RelabelConfig,
 };
 use super::tls::{resolve_tls_config, TlsConfig};
 use super::validate::{
-    duration_field, resolve_http_auth, resolve_http_client_options, resolve_relabel_configs,
-    Problems,
+    duration_field, resolve_http_auth, resolve_http_client_options, resolve_oauth2,
+    resolve_relabel_configs, Problems,
 };
 
 /// One `remote_write[]` entry.
@@ -46,6 +46,9 @@ pub struct RemoteWriteConfig {
     /// `Authorization` header credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// OAuth 2.0 client credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
     /// Proxy and redirects.
     #[serde(flatten)]
     pub http: HttpClientOptions,
@@ -206,6 +209,13 @@ fn resolve_one(
         write_relabel_configs: resolve_relabel_configs(
             raw.write_relabel_configs.as_deref(),
             &path.key("write_relabel_configs"),
+            problems,
+        ),
+        oauth2: resolve_oauth2(
+            raw.oauth2.as_ref(),
+            basic_auth.is_some() || authorization.is_some(),
+            base_dir,
+            path,
             problems,
         ),
         basic_auth,

@@ -52,7 +52,7 @@ pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
 /// The [`HTTP_CLIENT_FIELDS`] scrape configs and remote write have already.
 const HTTP_CLIENT_OPTIONS: &[&str] = &["proxy_url", "follow_redirects", "enable_http2"];
 
-/// Whether `field` of an HTTP client is supported on scrape jobs.
+/// Whether `field` of an HTTP client is supported on scrape jobs (and remote write).
 fn scrape_has(field: &str) -> bool {
     HTTP_CLIENT_OPTIONS.contains(&field) || field == "oauth2"
 }
@@ -75,7 +75,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
             matches!(
                 field,
                 "send_exemplars" | "send_native_histograms" | "sigv4" | "azuread"
-            ) || (HTTP_CLIENT_FIELDS.contains(&field) && !HTTP_CLIENT_OPTIONS.contains(&field))
+            ) || (HTTP_CLIENT_FIELDS.contains(&field) && !scrape_has(field))
         }
         // The EC2 API client has Prometheus's HTTP client settings too.
         ["scrape_configs", "ec2_sd_configs"] | ["alerting", "alertmanagers", "ec2_sd_configs"] => {
