@@ -60,7 +60,8 @@ struct Cli {
     #[arg(long = "web.enable-remote-write-receiver", global = true)]
     enable_remote_write_receiver: bool,
     /// Web configuration file (Prometheus exporter-toolkit format): `basic_auth_users`
-    /// with bcrypt hashes protect every endpoint. TLS settings are not supported yet.
+    /// with bcrypt hashes protect every endpoint; `tls_server_config` serves https
+    /// (optionally requiring client certificates). Re-read when it changes.
     #[arg(long = "web.config.file", global = true)]
     web_config_file: Option<PathBuf>,
     /// Accept rule group changes over HTTP (PUT/DELETE /api/v1/rules/{namespace}/{group}).
