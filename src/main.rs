@@ -29,10 +29,12 @@ struct Cli {
     /// config (scrapes itself and node_exporter on localhost:9100).
     #[arg(long = "config.file", global = true)]
     config_file: Option<PathBuf>,
-    /// Address to listen on for the API, UI and federation.
+    /// Address to listen on for the API, UI and federation: HOST:PORT, or :PORT for
+    /// every interface, as Prometheus takes it.
     #[arg(
         long = "web.listen-address",
         default_value = "0.0.0.0:9090",
+        value_parser = listen_address_arg,
         global = true
     )]
     listen_address: SocketAddr,
@@ -182,6 +184,20 @@ enum CheckCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+/// Go's listen address: `:9090` is every interface; a host name is resolved.
+fn listen_address_arg(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let address = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    address
+        .to_socket_addrs()
+        .map_err(|e| format!("invalid listen address {s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {

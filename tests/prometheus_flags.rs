@@ -131,6 +131,17 @@ fn every_prometheus_flag_is_known_to_promflow() {
     assert!(unknown.is_empty(), "{}", unknown.join("\n"));
 }
 
+#[test]
+fn listen_address_takes_gos_forms() {
+    let config = minimal_config();
+    let config = config.path().to_str().unwrap();
+    for address in [":9090", "localhost:9090", "127.0.0.1:9090", "[::1]:9090"] {
+        let flag = format!("--web.listen-address={address}");
+        let out = run_promflow(&[&flag, "check", "config", config]);
+        assert!(out.status.success(), "{flag}: {}", combined_output(&out));
+    }
+}
+
 /// Runs the promflow server with `args`, expecting it to refuse to start.
 fn refused(args: &[&str]) -> String {
     let data = tempfile::tempdir().unwrap();
