@@ -369,6 +369,9 @@ pub struct Review {
     pub remote_write_receiver: bool,
     /// Whether `--enable-feature=auto-reload-config` was given.
     pub auto_reload_config: bool,
+    /// `--enable-feature` values Prometheus does not know either; logged as a warning
+    /// in Prometheus's words and ignored.
+    pub unknown_features: Vec<String>,
 }
 
 impl PrometheusFlags {
@@ -411,6 +414,7 @@ impl PrometheusFlags {
             notes: Vec::new(),
             remote_write_receiver: false,
             auto_reload_config: false,
+            unknown_features: Vec::new(),
         };
         for name in self
             .enable_feature
@@ -430,9 +434,7 @@ impl PrometheusFlags {
                     "--enable-feature={name} is accepted and ignored: {why}"
                 )),
                 Feature::Refused(why) => refused.push(format!("--enable-feature={name}: {why}")),
-                Feature::Unknown => notes.push(format!(
-                    "Unknown option for --enable-feature: {name:?}; ignored"
-                )),
+                Feature::Unknown => review.unknown_features.push(name.to_string()),
             }
         }
         if !refused.is_empty() {
@@ -601,8 +603,9 @@ mod tests {
         ]);
         let review = cli.flags.review(&Cli::command(), &m).expect("accepted");
         assert!(review.remote_write_receiver);
-        assert_eq!(review.notes.len(), 2, "{:?}", review.notes);
+        assert_eq!(review.notes.len(), 1, "{:?}", review.notes);
         assert!(review.notes[0].contains("--web.console.templates"));
+        assert_eq!(review.unknown_features, ["bogus"]);
     }
 
     #[test]

@@ -458,6 +458,9 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
     for note in &review.notes {
         tracing::info!("{note}");
     }
+    for option in &review.unknown_features {
+        tracing::warn!(option = %option, "Unknown option for --enable-feature");
+    }
     // The deprecated --storage.tsdb.retention counts unless retention.time is given.
     let retention = match (
         cli.prometheus.storage_tsdb_retention,

@@ -363,3 +363,26 @@ fn log_format_json_and_queue_capacity() {
         Some(77.0)
     );
 }
+
+/// Prometheus 3's `--enable-feature=auto-reload-config`: a changed config file is
+/// applied without SIGHUP or `/-/reload`.
+#[test]
+fn auto_reload_config_applies_a_changed_file() {
+    let promflow = Promflow::start_with_args(
+        "scrape_configs: []\n",
+        &[
+            "--enable-feature=auto-reload-config",
+            "--config.auto-reload-interval=1s",
+        ],
+    );
+    promflow.write_config(
+        "scrape_configs:\n  - job_name: appeared\n    static_configs:\n      - targets: ['127.0.0.1:9']\n",
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || promflow
+            .get_ok("/api/v1/targets")
+            .contains("\"appeared\"")),
+        "not reloaded:\n{}",
+        promflow.log()
+    );
+}
