@@ -88,6 +88,8 @@ pub struct SelfMetrics {
     pub notifications_dropped: Counter,
     /// Alerts waiting in the notification queue.
     pub notifications_queue_length: Gauge,
+    /// `--alertmanager.notification-queue-capacity`, as the notifier applies it.
+    pub notifications_queue_capacity: Gauge,
     /// Alertmanagers discovered and active (after relabeling and deduplication).
     pub notifications_alertmanagers_discovered: Gauge,
     /// Per-mechanism discovery counters, keyed by mechanism (`dns`, `ec2`, `file`).
@@ -315,7 +317,7 @@ impl SelfMetrics {
             "promflow_notifications_queue_capacity",
             "gauge",
             "Capacity of the notification queue.",
-            &[(&[], crate::alerting::notifier::QUEUE_CAPACITY as f64)],
+            &[(&[], self.notifications_queue_capacity.get())],
         );
         metric(
             "promflow_notifications_alertmanagers_discovered",

@@ -18,6 +18,7 @@ pub mod promql;
 pub mod render;
 pub mod sample;
 pub mod selector;
+pub mod shared_data;
 
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use labels::Labels;

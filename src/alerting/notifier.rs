@@ -38,7 +38,8 @@ use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-/// Alerts waiting to be sent, at most (Prometheus's `--alertmanager.notification-queue-capacity`).
+/// Alerts waiting to be sent, at most, unless [`Notifier::set_queue_capacity`] says
+/// otherwise (Prometheus's `--alertmanager.notification-queue-capacity` default).
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// Alerts per POST (Prometheus's `maxBatchSize`).
 pub const MAX_BATCH: usize = 64;
@@ -104,6 +105,8 @@ pub struct NotifierConfig {
 pub struct Notifier {
     config: Mutex<NotifierConfig>,
     queue: Mutex<VecDeque<OutgoingAlert>>,
+    /// The queue's capacity (`--alertmanager.notification-queue-capacity`).
+    capacity: std::sync::atomic::AtomicUsize,
     wake: tokio::sync::Notify,
     metrics: Arc<SelfMetrics>,
     /// Clients by `tls_config` (`crate::http_client`).
@@ -117,7 +120,11 @@ pub struct Notifier {
 impl Notifier {
     /// A notifier; call [`Notifier::run`] in a task to send.
     pub fn new(ctx: DiscoveryContext) -> Arc<Notifier> {
+        ctx.metrics
+            .notifications_queue_capacity
+            .set(QUEUE_CAPACITY as f64);
         Arc::new(Notifier {
+            capacity: std::sync::atomic::AtomicUsize::new(QUEUE_CAPACITY),
             config: Mutex::new(NotifierConfig::default()),
             queue: Mutex::new(VecDeque::new()),
             wake: tokio::sync::Notify::new(),
@@ -126,6 +133,15 @@ impl Notifier {
             discovery: DiscoveryManager::new(ctx),
             alertmanagers: Mutex::new(Arc::new(Vec::new())),
         })
+    }
+
+    /// `--alertmanager.notification-queue-capacity`: the most alerts waiting to be sent.
+    pub fn set_queue_capacity(&self, capacity: usize) {
+        self.capacity
+            .store(capacity, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .notifications_queue_capacity
+            .set(capacity as f64);
     }
 
     /// Replaces the configuration (on reload): discovery of entries that did not
@@ -192,13 +208,14 @@ impl Notifier {
             .into_iter()
             .filter_map(|a| to_outgoing(&config, expr, &a))
             .collect();
+        let capacity = self.capacity.load(std::sync::atomic::Ordering::Relaxed);
         let mut queue = self.queue.lock();
         queue.extend(outgoing);
         self.metrics
             .notifications_queue_length
-            .set(queue.len().min(QUEUE_CAPACITY) as f64);
-        if queue.len() > QUEUE_CAPACITY {
-            let excess = queue.len() - QUEUE_CAPACITY;
+            .set(queue.len().min(capacity) as f64);
+        if queue.len() > capacity {
+            let excess = queue.len() - capacity;
             queue.drain(..excess);
             self.metrics.notifications_dropped.add(excess as u64);
             tracing::warn!(

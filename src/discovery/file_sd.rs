@@ -178,10 +178,9 @@ pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
             }
         }
         let mut targets = Vec::new();
+        // A URL as target is fine here: relabeling may move it (the blackbox exporter's
+        // pattern); the address is checked when the target is created, as Prometheus does.
         for target in &group.targets {
-            if target.contains('/') {
-                return Err(format!("{target:?} is not a valid hostname"));
-            }
             targets.push(LabelMap::from([(
                 super::ADDRESS_LABEL.to_string(),
                 target.clone(),
@@ -270,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn invalid_label_names_and_urls_are_rejected() {
+    fn invalid_label_names_are_rejected_urls_kept_for_relabeling() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.yaml");
         std::fs::write(&file, "- targets: [a:1]\n  labels: {'a-b': x}\n").unwrap();
@@ -278,8 +277,6 @@ mod tests {
             .unwrap_err()
             .contains("not a valid label name"));
         std::fs::write(&file, "- targets: ['http://a:1']\n").unwrap();
-        assert!(read_file(&file)
-            .unwrap_err()
-            .contains("not a valid hostname"));
+        assert_eq!(addresses(&read_file(&file).unwrap()), ["http://a:1"]);
     }
 }

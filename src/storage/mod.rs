@@ -144,6 +144,14 @@ impl Storage {
         }
     }
 
+    /// `fsync`s the WAL (at a clean shutdown, whatever `--storage.tsdb.wal-fsync` says).
+    pub fn sync_wal(&self) -> std::io::Result<()> {
+        match &self.wal {
+            Some(wal) => wal.lock().sync(),
+            None => Ok(()),
+        }
+    }
+
     /// Opens (or creates) the storage in `options.path`, replaying its WAL.
     pub fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
         let root = options.path.join("blocks");
