@@ -225,7 +225,7 @@ fn check_config(files: &[PathBuf], alertmanager_config: Option<&std::path::Path>
     if let Some(file) = alertmanager_config {
         failed |= !report_check(
             file,
-            promflow::notify::config::NotifyConfig::load_file(file).map(|config| {
+            promflow::alertmanager::config::NotifyConfig::load_file(file).map(|config| {
                 format!(
                     "{} receivers, {} inhibit rules found",
                     config.receivers.len(),

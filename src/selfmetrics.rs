@@ -3,7 +3,7 @@
 //! Operational events (a scrape error, a parse error, a reload) bump a counter here in
 //! one place and are logged by their caller; this module only counts and renders.
 
-use crate::api::text_format::{write_sample, write_type};
+use crate::exposition::{write_sample, write_type};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -315,7 +315,7 @@ impl SelfMetrics {
             "promflow_notifications_queue_capacity",
             "gauge",
             "Capacity of the notification queue.",
-            &[(&[], crate::alerting::notifier::QUEUE_CAPACITY as f64)],
+            &[(&[], crate::notifier::QUEUE_CAPACITY as f64)],
         );
         metric(
             "promflow_notifications_alertmanagers_discovered",

@@ -10,10 +10,12 @@
 //! 404 for an unknown silence); without `--alertmanager.config.file` every endpoint
 //! answers 404 with a message saying so.
 
+use crate::alertmanager::alert::{
+    fingerprint_hex, format_time_api, from_postable, now_nanos, Nanos,
+};
+use crate::alertmanager::dispatcher::AlertStatus;
+use crate::alertmanager::matcher::{parse_matchers, Matchers};
 use crate::api::params::Params;
-use crate::notify::alert::{fingerprint_hex, format_time_api, from_postable, now_nanos, Nanos};
-use crate::notify::dispatcher::AlertStatus;
-use crate::notify::matcher::{parse_matchers, Matchers};
 use crate::service::Service;
 use axum::body::Bytes;
 use axum::extract::{Path, State};

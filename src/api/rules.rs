@@ -7,10 +7,10 @@
 //! namespace). Asked for `application/yaml`, `/api/v1/rules` answers the registered
 //! groups' definitions instead ([`crate::api::rules_admin`]).
 
-use crate::alerting::state::{Alert, AlertState};
 use crate::api::params::Params;
 use crate::api::query::labels_json;
 use crate::api::response::{api_error, api_success, go_number, ErrorType};
+use crate::rules::alert::{Alert, AlertState};
 use crate::rules::file::RuleKind;
 use crate::service::Service;
 use axum::extract::State;

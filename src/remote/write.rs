@@ -173,8 +173,8 @@ impl RemoteWrite {
         ];
         for (name, kind, help, value) in global {
             let _ = writeln!(out, "# HELP {name} {help}");
-            crate::api::text_format::write_type(&mut out, name, kind);
-            crate::api::text_format::write_sample(&mut out, name, [], value, None);
+            crate::exposition::write_type(&mut out, name, kind);
+            crate::exposition::write_sample(&mut out, name, [], value, None);
         }
         type Metric = (&'static str, &'static str, &'static str, fn(&Queue) -> f64);
         let per_queue: [Metric; 10] = [
@@ -194,9 +194,9 @@ impl RemoteWrite {
                 continue;
             }
             let _ = writeln!(out, "# HELP {name} {help}");
-            crate::api::text_format::write_type(&mut out, name, kind);
+            crate::exposition::write_type(&mut out, name, kind);
             for q in queues.iter() {
-                crate::api::text_format::write_sample(
+                crate::exposition::write_sample(
                     &mut out,
                     name,
                     [

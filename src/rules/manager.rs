@@ -52,10 +52,10 @@
 //! is evaluated by the [`RuleEvaluator`]; [`GroupState::evaluate`] is a plain function
 //! of (time, evaluator) so tests drive it directly.
 
-use crate::alerting::state::{Alert, AlertRuleState, Candidate};
-use crate::alerting::template::{self, QueryFn, TemplateData};
+use crate::rules::alert::{Alert, AlertRuleState, Candidate};
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
 use crate::rules::restore::{self, KeepFiringFile};
+use crate::rules::template::{self, QueryFn, TemplateData};
 use crate::storage::Storage;
 use dataflows::promql::eval::{Evaluator, SeriesSource, Value};
 use dataflows::promql::plan::{parse, Plan};

@@ -11,7 +11,7 @@
 //! Contract: [`run_file`] returns, per check, what was computed ([`Outcome`]), so
 //! tests compare it with what promtool computed on the same file.
 
-use crate::alerting::state::AlertState;
+use crate::rules::alert::AlertState;
 use crate::rules::file::load_files;
 use crate::rules::manager::{GroupState, HeadEvaluator, ManagerOptions, RuleEvaluator, SampleSink};
 use crate::storage::Storage;

@@ -795,8 +795,8 @@ impl Storage {
         let mut out = String::new();
         for (name, kind, help, value) in rows {
             out.push_str(&format!("# HELP {name} {help}\n"));
-            crate::api::text_format::write_type(&mut out, name, kind);
-            crate::api::text_format::write_sample(&mut out, name, [], value, None);
+            crate::exposition::write_type(&mut out, name, kind);
+            crate::exposition::write_sample(&mut out, name, [], value, None);
         }
         out
     }

@@ -3,9 +3,9 @@
 //! `max_alerts` alerts.
 
 use super::Request;
-use crate::notify::alert::{format_time, ZERO_TIME};
-use crate::notify::config::WebhookConfig;
-use crate::notify::template::Data;
+use crate::alertmanager::alert::{format_time, ZERO_TIME};
+use crate::alertmanager::config::WebhookConfig;
+use crate::alertmanager::template::Data;
 use serde_json::{json, Value};
 
 /// The webhook message for `data`.

@@ -5,7 +5,7 @@
 //! receiver texts), secrets as `<secret>`, durations re-printed, unset optional
 //! fields left out.
 //!
-//! Contract: input is a file [`crate::notify::config::NotifyConfig`] already
+//! Contract: input is a file [`crate::alertmanager::config::NotifyConfig`] already
 //! accepted, so unreadable parts are skipped rather than reported. Covers what the
 //! built-in notifier supports (global, route, inhibit rules, Slack / Pushover /
 //! webhook receivers, templates); promflow's own extension `pushover_configs[].api_url`
@@ -13,9 +13,9 @@
 //! libyaml's (through `serde_yaml_ng`), as Go's `yaml.v2` is, so quoting and line
 //! folding come out the same.
 
+use crate::alertmanager::go_time::duration_string;
+use crate::alertmanager::matcher::{parse_matchers, Matchers};
 use crate::config::{format_duration, parse_duration};
-use crate::notify::go_time::duration_string;
-use crate::notify::matcher::{parse_matchers, Matchers};
 use serde_yaml_ng::{Mapping, Value};
 use std::time::Duration;
 

@@ -15,15 +15,15 @@
 //! Extension: `pushover_configs[].api_url` (Alertmanager 0.25 always posts to
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
 
+use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
+use crate::alertmanager::route::{GroupBy, Route};
+use crate::alertmanager::template::Templates;
 use crate::config::rule_files;
 use crate::config::{
     is_valid_label_name, load_located, parse_duration, read_config_file, resolve_tls_config,
     ConfigError, FieldPath, PathSegment, Problems, RawTlsConfig, Secret, TlsConfig,
     HTTP_CLIENT_FIELDS,
 };
-use crate::notify::matcher::{parse_matchers, MatchType, Matcher, Matchers};
-use crate::notify::route::{GroupBy, Route};
-use crate::notify::template::Templates;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -168,7 +168,7 @@ pub struct NotifyConfig {
     pub receivers: Vec<Receiver>,
     /// `default.tmpl` plus the `templates:` files, parsed.
     pub templates: Templates,
-    /// The file as Alertmanager shows it (`crate::notify::config_show`).
+    /// The file as Alertmanager shows it (`crate::alertmanager::config_show`).
     pub original: String,
 }
 
@@ -425,7 +425,7 @@ impl NotifyConfig {
             unknown_field_message,
             |raw: &RawFile, p| resolve(raw, base, p),
         )?;
-        config.original = crate::notify::config_show::show(text);
+        config.original = crate::alertmanager::config_show::show(text);
         Ok(config)
     }
 }

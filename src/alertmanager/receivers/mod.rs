@@ -11,8 +11,8 @@ pub mod pushover;
 pub mod slack;
 pub mod webhook;
 
-use crate::notify::config::Integration;
-use crate::notify::template::{Data, Templates};
+use crate::alertmanager::config::Integration;
+use crate::alertmanager::template::{Data, Templates};
 use std::time::Duration;
 
 /// An HTTP request ready to send.

@@ -41,12 +41,12 @@ pub mod silence;
 pub mod sink;
 pub mod template;
 
+use crate::alertmanager::alert::{now_nanos, Alert, Nanos};
+use crate::alertmanager::config::NotifyConfig;
+use crate::alertmanager::dispatcher::{Dispatcher, Flush};
+use crate::alertmanager::receivers::{build_request, send, SendError};
+use crate::alertmanager::silence::Silences;
 use crate::http_client::ClientCache;
-use crate::notify::alert::{now_nanos, Alert, Nanos};
-use crate::notify::config::NotifyConfig;
-use crate::notify::dispatcher::{Dispatcher, Flush};
-use crate::notify::receivers::{build_request, send, SendError};
-use crate::notify::silence::Silences;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,8 +5,8 @@
 //! message.
 
 use super::{truncate_runes, Expander, Request};
-use crate::notify::config::PushoverConfig;
-use crate::notify::template::{Data, Templates};
+use crate::alertmanager::config::PushoverConfig;
+use crate::alertmanager::template::{Data, Templates};
 
 const MAX_TITLE_RUNES: usize = 250;
 const MAX_MESSAGE_RUNES: usize = 1024;

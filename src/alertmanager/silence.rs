@@ -8,8 +8,8 @@
 //! Alertmanager's filter and order, the v2 `GettableSilence` JSON, and the form saved
 //! in the notifier's state file (see `notify`).
 
-use crate::notify::alert::{format_time_api, parse_time, Nanos};
-use crate::notify::matcher::{MatchType, Matcher, Matchers};
+use crate::alertmanager::alert::{format_time_api, parse_time, Nanos};
+use crate::alertmanager::matcher::{MatchType, Matcher, Matchers};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -3,8 +3,8 @@
 //! JSON structs kept, so the bodies are byte-comparable).
 
 use super::{truncate_runes, Expander, Request};
-use crate::notify::config::SlackConfig;
-use crate::notify::template::{Data, Templates};
+use crate::alertmanager::config::SlackConfig;
+use crate::alertmanager::template::{Data, Templates};
 use serde_json::{json, Map, Value};
 
 /// Slack shows at most this many characters of a title.
