@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use promflow::config::{
     format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config,
 };
-use promflow::rules::manager::{EvaluationMode, EvaluationPolicy, ForRestore};
+use promflow::rules::options::{EvaluationMode, EvaluationPolicy, ForRestore};
 use promflow::service::{AlertingFlags, Service, ServiceOptions};
 use promflow::storage::WalFsync;
 use std::net::SocketAddr;

@@ -106,6 +106,8 @@ pub struct RenderInputs {
     pub now_ms: i64,
     /// Targets being scraped.
     pub active_targets: usize,
+    /// Capacity of the Alertmanager notification queue.
+    pub notifications_queue_capacity: usize,
 }
 
 impl SelfMetrics {
@@ -315,7 +317,7 @@ impl SelfMetrics {
             "promflow_notifications_queue_capacity",
             "gauge",
             "Capacity of the notification queue.",
-            &[(&[], crate::notifier::QUEUE_CAPACITY as f64)],
+            &[(&[], inputs.notifications_queue_capacity as f64)],
         );
         metric(
             "promflow_notifications_alertmanagers_discovered",

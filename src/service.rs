@@ -18,10 +18,11 @@ use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
 use crate::notifier::{Notifier, NotifierConfig};
 use crate::rules::file::RuleGroup;
-use crate::rules::manager::{
-    EvaluationPolicy, ForRestore, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
-};
+use crate::rules::manager::RuleManager;
+use crate::rules::options::{EvaluationPolicy, ForRestore, ManagerOptions};
 use crate::rules::registry::RuleRegistry;
+use crate::rules::runner::Maintained;
+use crate::rules::sinks::HeadEvaluator;
 use crate::scrape::scrape_loop::LoopContext;
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;

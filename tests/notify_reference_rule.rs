@@ -24,9 +24,9 @@ use promflow::alertmanager::sink::to_builtin;
 use promflow::alertmanager::BuiltinNotifier;
 use promflow::notifier::NotifierConfig;
 use promflow::rules::alert::AlertState;
-use promflow::rules::manager::{
-    GroupState, HeadEvaluator, ManagerOptions, RuleEvaluator, SampleSink,
-};
+use promflow::rules::group::GroupState;
+use promflow::rules::options::ManagerOptions;
+use promflow::rules::sinks::{HeadEvaluator, RuleEvaluator, SampleSink};
 use promflow::storage::Storage;
 use std::path::Path;
 use std::sync::Arc;

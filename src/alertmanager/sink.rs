@@ -9,7 +9,7 @@ use crate::alertmanager::alert::{now_nanos, Alert, Nanos};
 use crate::alertmanager::BuiltinNotifier;
 use crate::notifier::{to_outgoing, Notifier, NotifierConfig};
 use crate::rules::alert::Alert as RuleAlert;
-use crate::rules::manager::AlertSink;
+use crate::rules::sinks::AlertSink;
 use parking_lot::Mutex;
 use std::sync::Arc;
 

@@ -154,6 +154,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
         engine: service.ingester.engine().stats(),
         now_ms: now_ms(),
         active_targets: service.scrapes.targets().len(),
+        notifications_queue_capacity: crate::notifier::QUEUE_CAPACITY,
     });
     body.push_str(&head.render_metrics());
     if service.builtin_notifier.is_enabled() {

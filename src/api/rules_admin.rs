@@ -23,8 +23,8 @@
 use crate::api::response::{api_disabled, api_error, ErrorType};
 use crate::ingest::now_ms;
 use crate::rules::alert::{Alert, AlertState};
-use crate::rules::manager::AlertSink;
 use crate::rules::registry::validate_group;
+use crate::rules::sinks::AlertSink;
 use crate::service::Service;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};

@@ -31,7 +31,7 @@ use crate::config::{AlertmanagerConfig, RelabelConfig};
 use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::notifier::alertmanagers::{AlertmanagerSet, ResolvedAlertmanagers};
 use crate::rules::alert::{Alert, AlertState};
-use crate::rules::manager::AlertSink;
+use crate::rules::sinks::AlertSink;
 use crate::rules::template::graph_link;
 use crate::selfmetrics::SelfMetrics;
 use dataflows::Labels;

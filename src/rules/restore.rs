@@ -29,7 +29,8 @@
 
 use crate::ingest::now_ms;
 use crate::rules::alert::{for_state_series, Alert, AlertState};
-use crate::rules::manager::{ForRestore, GroupState, ManagerOptions};
+use crate::rules::group::GroupState;
+use crate::rules::options::{ForRestore, ManagerOptions};
 use dataflows::promql::eval::SeriesSource;
 use dataflows::{is_stale_marker, LabelMatcher, Labels, Selector};
 use parking_lot::Mutex;

@@ -13,7 +13,9 @@
 
 use crate::rules::alert::AlertState;
 use crate::rules::file::load_files;
-use crate::rules::manager::{GroupState, HeadEvaluator, ManagerOptions, RuleEvaluator, SampleSink};
+use crate::rules::group::GroupState;
+use crate::rules::options::ManagerOptions;
+use crate::rules::sinks::{HeadEvaluator, RuleEvaluator, SampleSink};
 use crate::storage::Storage;
 use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::{parse_duration_ms, parse_values, split_series, Point};
