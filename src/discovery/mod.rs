@@ -20,7 +20,7 @@ pub mod file_sd;
 pub mod manager;
 pub mod static_sd;
 
-pub use manager::{DiscoveryContext, DiscoveryManager, DiscoverySet, SdConfigs};
+pub use manager::{DiscoveryContext, DiscoveryManager, DiscoverySet};
 
 use std::collections::BTreeMap;
 
