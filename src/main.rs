@@ -10,7 +10,7 @@ use clap::{CommandFactory, FromArgMatches, Subcommand};
 use promflow::config::{
     format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config,
 };
-use promflow::rules::manager::{EvaluationMode, EvaluationPolicy, ForRestore};
+use promflow::rules::options::{EvaluationMode, EvaluationPolicy, ForRestore};
 use promflow::service::{AlertingFlags, Service, ServiceOptions};
 use promflow::storage::WalFsync;
 use std::net::SocketAddr;
@@ -253,7 +253,7 @@ fn check_config(files: &[PathBuf], alertmanager_config: Option<&std::path::Path>
     if let Some(file) = alertmanager_config {
         failed |= !report_check(
             file,
-            promflow::notify::config::NotifyConfig::load_file(file).map(|config| {
+            promflow::alertmanager::config::NotifyConfig::load_file(file).map(|config| {
                 format!(
                     "{} receivers, {} inhibit rules found",
                     config.receivers.len(),

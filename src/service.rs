@@ -10,18 +10,19 @@
 //! all jobs' targets is handed to [`ScrapeManager::apply`]. Discovery of scrape
 //! configs that a reload leaves unchanged keeps running.
 
-use crate::alerting::notifier::{Notifier, NotifierConfig};
+use crate::alertmanager::config::NotifyConfig;
+use crate::alertmanager::sink::AlertFanOut;
+use crate::alertmanager::BuiltinNotifier;
 use crate::config::{Config, ConfigError, Problem, DEFAULT_CONFIG_YAML};
 use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
-use crate::notify::config::NotifyConfig;
-use crate::notify::sink::AlertFanOut;
-use crate::notify::BuiltinNotifier;
+use crate::notifier::{Notifier, NotifierConfig};
 use crate::rules::file::RuleGroup;
-use crate::rules::manager::{
-    EvaluationPolicy, ForRestore, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
-};
+use crate::rules::manager::RuleManager;
+use crate::rules::options::{EvaluationPolicy, ForRestore, ManagerOptions};
 use crate::rules::registry::RuleRegistry;
+use crate::rules::runner::Maintained;
+use crate::rules::sinks::HeadEvaluator;
 use crate::scrape::scrape_loop::LoopContext;
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;

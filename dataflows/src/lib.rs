@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod go_float;
 pub mod labels;
 pub mod latest;
 pub mod promql;

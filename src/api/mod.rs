@@ -37,7 +37,6 @@ pub mod server;
 pub mod status;
 pub mod stream;
 pub mod targets;
-pub mod text_format;
 
 use crate::ingest::now_ms;
 use crate::selfmetrics::RenderInputs;

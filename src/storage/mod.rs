@@ -802,9 +802,7 @@ impl Storage {
         // One writer of the text format for every self-metric (Go's float spelling).
         let mut out = String::new();
         for (name, kind, help, value) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n"));
-            crate::api::text_format::write_type(&mut out, name, kind);
-            crate::api::text_format::write_sample(&mut out, name, [], value, None);
+            crate::exposition::write_single(&mut out, name, kind, help, value);
         }
         out
     }

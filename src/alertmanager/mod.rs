@@ -41,12 +41,13 @@ pub mod silence;
 pub mod sink;
 pub mod template;
 
+use crate::alertmanager::alert::{now_nanos, Alert, Nanos};
+use crate::alertmanager::config::NotifyConfig;
+use crate::alertmanager::dispatcher::{Dispatcher, Flush};
+use crate::alertmanager::receivers::{build_request, send, SendError};
+use crate::alertmanager::silence::Silences;
+use crate::exposition::{write_header, write_sample, write_single};
 use crate::http_client::ClientCache;
-use crate::notify::alert::{now_nanos, Alert, Nanos};
-use crate::notify::config::NotifyConfig;
-use crate::notify::dispatcher::{Dispatcher, Flush};
-use crate::notify::receivers::{build_request, send, SendError};
-use crate::notify::silence::Silences;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -96,7 +97,7 @@ impl NotifyMetrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let counters = self.counters.lock();
-        for (name, help) in [
+        for (metric, help) in [
             (
                 "notifications_total",
                 "The total number of attempted notifications.",
@@ -114,26 +115,40 @@ impl NotifyMetrics {
                 "The total number of failed notification requests.",
             ),
         ] {
-            out.push_str(&format!(
-                "# HELP alertmanager_{name} {help}\n# TYPE alertmanager_{name} counter\n"
-            ));
+            let name = format!("alertmanager_{metric}");
+            write_header(&mut out, &name, "counter", help);
             for integration in INTEGRATIONS {
-                let v = counters.get(&(name, integration)).copied().unwrap_or(0);
-                out.push_str(&format!(
-                    "alertmanager_{name}{{integration=\"{integration}\"}} {v}\n"
-                ));
+                let v = counters.get(&(metric, integration)).copied().unwrap_or(0);
+                write_sample(
+                    &mut out,
+                    &name,
+                    [("integration", integration)],
+                    v as f64,
+                    None,
+                );
             }
         }
-        out.push_str("# HELP alertmanager_alerts_received_total The total number of received alerts.\n# TYPE alertmanager_alerts_received_total counter\n");
-        out.push_str(&format!(
-            "alertmanager_alerts_received_total{{status=\"firing\"}} {}\nalertmanager_alerts_received_total{{status=\"resolved\"}} {}\n",
-            self.alerts_received_firing.load(Ordering::Relaxed),
-            self.alerts_received_resolved.load(Ordering::Relaxed)
-        ));
-        out.push_str(&format!(
-            "# HELP alertmanager_alerts_invalid_total The total number of received alerts that were invalid.\n# TYPE alertmanager_alerts_invalid_total counter\nalertmanager_alerts_invalid_total {}\n",
-            self.alerts_invalid.load(Ordering::Relaxed)
-        ));
+        let name = "alertmanager_alerts_received_total";
+        write_header(
+            &mut out,
+            name,
+            "counter",
+            "The total number of received alerts.",
+        );
+        for (status, count) in [
+            ("firing", &self.alerts_received_firing),
+            ("resolved", &self.alerts_received_resolved),
+        ] {
+            let v = count.load(Ordering::Relaxed) as f64;
+            write_sample(&mut out, name, [("status", status)], v, None);
+        }
+        write_single(
+            &mut out,
+            "alertmanager_alerts_invalid_total",
+            "counter",
+            "The total number of received alerts that were invalid.",
+            self.alerts_invalid.load(Ordering::Relaxed) as f64,
+        );
         out
     }
 }

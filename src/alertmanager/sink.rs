@@ -2,14 +2,14 @@
 //! Alertmanager sender and to the built-in notifier.
 //!
 //! The built-in notifier receives what an Alertmanager would: the same conversion
-//! ([`crate::alerting::notifier::to_outgoing`]: external labels, alert relabeling,
+//! ([`crate::notifier::to_outgoing`]: external labels, alert relabeling,
 //! `startsAt`/`endsAt` as Prometheus sends them), received at the wall clock.
 
-use crate::alerting::notifier::{to_outgoing, Notifier, NotifierConfig};
-use crate::alerting::state::Alert as RuleAlert;
-use crate::notify::alert::{now_nanos, Alert, Nanos};
-use crate::notify::BuiltinNotifier;
-use crate::rules::manager::AlertSink;
+use crate::alertmanager::alert::{now_nanos, Alert, Nanos};
+use crate::alertmanager::BuiltinNotifier;
+use crate::notifier::{to_outgoing, Notifier, NotifierConfig};
+use crate::rules::alert::Alert as RuleAlert;
+use crate::rules::sinks::AlertSink;
 use parking_lot::Mutex;
 use std::sync::Arc;
 

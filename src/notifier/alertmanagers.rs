@@ -12,8 +12,8 @@
 //! containing `/` is an error that skips its whole group (logged), as in Prometheus.
 //! Identical URLs of one set are kept once (the first); dropped ones are all listed.
 
-use crate::config::AlertmanagerConfig;
-use crate::discovery::{DiscoverySet, SdConfigs, TargetGroup, ADDRESS_LABEL};
+use crate::config::{AlertmanagerConfig, SdConfig};
+use crate::discovery::{DiscoverySet, TargetGroup, ADDRESS_LABEL};
 use dataflows::Labels;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -62,13 +62,8 @@ impl DiscoverySet for AlertmanagerSet {
     fn key(&self) -> AlertmanagerSetKey {
         AlertmanagerSetKey(self.index)
     }
-    fn sd_configs(&self) -> SdConfigs<'_> {
-        SdConfigs {
-            static_configs: &self.config.static_configs,
-            file: &self.config.file_sd_configs,
-            dns: &self.config.dns_sd_configs,
-            ec2: &self.config.ec2_sd_configs,
-        }
+    fn sd_configs(&self) -> Vec<SdConfig> {
+        self.config.sd_configs()
     }
 }
 

@@ -6,7 +6,7 @@
 //! labels for `...`), and the route key (`{}` for the root, then
 //! `parent/{matchers}`) that, with the group labels, names an aggregation group.
 
-use crate::notify::matcher::Matchers;
+use crate::alertmanager::matcher::Matchers;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ impl Route {
 pub fn label_set_string(labels: &BTreeMap<String, String>) -> String {
     let pairs: Vec<String> = labels
         .iter()
-        .map(|(k, v)| format!("{k}={}", crate::notify::matcher::go_quote(v)))
+        .map(|(k, v)| format!("{k}={}", crate::alertmanager::matcher::go_quote(v)))
         .collect();
     format!("{{{}}}", pairs.join(", "))
 }
@@ -108,7 +108,7 @@ pub fn label_set_string(labels: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::matcher::parse_matchers;
+    use crate::alertmanager::matcher::parse_matchers;
 
     fn node(matchers: &str, receiver: &str, cont: bool, routes: Vec<Route>) -> Route {
         Route {

@@ -20,12 +20,12 @@
 //! `.StartsAt` and `.EndsAt` print as Go's `time.Time.String()`; their methods
 //! `Format LAYOUT`, `Unix`, `UnixNano`, `IsZero`, `Sub TIME`, `UTC` and `Local` are
 //! rewritten the same way (`.StartsAt.Format "15:04"` → `__timeFormat .StartsAt
-//! "15:04"`) and computed by [`crate::notify::go_time`]. Only a field chain through
+//! "15:04"`) and computed by [`crate::alertmanager::go_time`]. Only a field chain through
 //! `StartsAt` / `EndsAt` has them: a time held in a variable (`$t.Format`) does not.
 
-use crate::alerting::template::{arg, arg_str, err, string_map, text, with_text_funcs};
-use crate::notify::alert::{fingerprint_hex, format_time_go_string, Alert, Nanos};
-use crate::notify::go_time::{duration_string, GoTime};
+use crate::alertmanager::alert::{fingerprint_hex, format_time_go_string, Alert, Nanos};
+use crate::alertmanager::go_time::{duration_string, GoTime};
+use crate::rules::template::{arg, arg_str, err, string_map, text, with_text_funcs};
 use gotmpl::{Template, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,8 +5,8 @@
 //! muted by itself (Alertmanager's "two-sided match" exclusion); resolved sources do
 //! not inhibit; a label missing on both sides counts as equal.
 
-use crate::notify::alert::{Alert, Nanos};
-use crate::notify::config::InhibitRule;
+use crate::alertmanager::alert::{Alert, Nanos};
+use crate::alertmanager::config::InhibitRule;
 use std::collections::HashMap;
 
 /// The fingerprints of the alerts that inhibit `target` at `now` (empty: not muted).

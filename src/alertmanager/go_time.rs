@@ -5,7 +5,7 @@
 //!
 //! Times in template data are text in Go's `time.Time.String()` form
 //! (`2024-01-01 00:20:00.5 +0000 UTC`, always UTC; Go's zero time is year 1), which
-//! is what `{{ .StartsAt }}` prints (`crate::notify::alert::format_time_go_string`);
+//! is what `{{ .StartsAt }}` prints (`crate::alertmanager::alert::format_time_go_string`);
 //! [`GoTime::parse`] reads that text back for the methods. Contract: every Go layout element is handled; zones print as UTC
 //! (`MST` → `UTC`, `-0700` → `+0000`, `Z07:00` → `Z`), as every alert time is UTC.
 
@@ -357,7 +357,8 @@ mod tests {
             assert_eq!(t.format(layout), want, "{layout}");
         }
         assert_eq!(t.unix(), 1_709_647_629);
-        let text = crate::notify::alert::format_time_go_string(Some(1_709_647_629_120_000_000));
+        let text =
+            crate::alertmanager::alert::format_time_go_string(Some(1_709_647_629_120_000_000));
         assert_eq!(GoTime::parse(&text), Some(t), "{text}");
         let zero = GoTime::from_nanos(None);
         assert!(zero.is_zero());

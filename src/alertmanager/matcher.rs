@@ -52,14 +52,40 @@ impl PartialEq for Matcher {
     }
 }
 
+/// Why a matcher is not valid (Alertmanager's messages).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MatcherError {
+    /// Not `name op value`, or unbalanced braces around a list.
+    #[error("bad matcher format: {0}")]
+    BadFormat(String),
+    /// A quoted value without its closing quote.
+    #[error("{0}: unterminated quoted value")]
+    Unterminated(String),
+    /// A quoted value with an escape Go does not know.
+    #[error("{0}: invalid escape in quoted value")]
+    InvalidEscape(String),
+    /// A regex value that does not compile.
+    #[error("invalid regular expression {value:?}: {source}")]
+    Regex {
+        /// The value as written.
+        value: String,
+        /// The compiler's error.
+        source: regex::Error,
+    },
+}
+
 impl Matcher {
     /// A matcher; regex values are compiled anchored (`^(?:re)$`).
-    pub fn new(name: &str, kind: MatchType, value: &str) -> Result<Matcher, String> {
+    pub fn new(name: &str, kind: MatchType, value: &str) -> Result<Matcher, MatcherError> {
         let re = match kind {
-            MatchType::Regexp | MatchType::NotRegexp => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("invalid regular expression {value:?}: {e}"))?,
-            ),
+            MatchType::Regexp | MatchType::NotRegexp => {
+                Some(Regex::new(&format!("^(?:{value})$")).map_err(|source| {
+                    MatcherError::Regex {
+                        value: value.to_string(),
+                        source,
+                    }
+                })?)
+            }
             _ => None,
         };
         Ok(Matcher {
@@ -155,12 +181,12 @@ pub fn go_quote(s: &str) -> String {
 
 /// Parses a matcher list as Alertmanager's `ParseMatchers`: optional surrounding
 /// braces, comma-separated matchers, values bare or double-quoted.
-pub fn parse_matchers(text: &str) -> Result<Vec<Matcher>, String> {
+pub fn parse_matchers(text: &str) -> Result<Vec<Matcher>, MatcherError> {
     let mut body = text.trim();
     if let Some(inner) = body.strip_prefix('{') {
         body = inner
             .strip_suffix('}')
-            .ok_or_else(|| format!("bad matcher format: {text}"))?;
+            .ok_or_else(|| MatcherError::BadFormat(text.to_string()))?;
     }
     let mut out = Vec::new();
     for part in split_outside_quotes(body) {
@@ -194,8 +220,8 @@ fn split_outside_quotes(s: &str) -> Vec<&str> {
 }
 
 /// One matcher such as `severity=~"page|critical"`.
-pub fn parse_matcher(text: &str) -> Result<Matcher, String> {
-    let bad = || format!("bad matcher format: {text}");
+pub fn parse_matcher(text: &str) -> Result<Matcher, MatcherError> {
+    let bad = || MatcherError::BadFormat(text.to_string());
     let name_end = text
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .ok_or_else(bad)?;
@@ -219,8 +245,8 @@ pub fn parse_matcher(text: &str) -> Result<Matcher, String> {
     let value = if let Some(inner) = value.strip_prefix('"') {
         let inner = inner
             .strip_suffix('"')
-            .ok_or_else(|| format!("{text}: unterminated quoted value"))?;
-        go_unquote(inner).ok_or_else(|| format!("{text}: invalid escape in quoted value"))?
+            .ok_or_else(|| MatcherError::Unterminated(text.to_string()))?;
+        go_unquote(inner).ok_or_else(|| MatcherError::InvalidEscape(text.to_string()))?
     } else {
         value.to_string()
     };

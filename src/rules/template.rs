@@ -25,6 +25,7 @@
 //! Known difference: a missing label piped into a function (`{{ $labels.nope |
 //! printf "%q" }}`) is nil there, where Go passes "".
 
+use dataflows::go_float::{format_g, format_g_precision};
 use dataflows::Labels;
 use gotmpl::{Template, Value};
 use std::collections::BTreeMap;
@@ -381,7 +382,7 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
             float_to_time(v).map(text).map_err(err)
         })
         .func("__goPrint", |args| match arg(args, 0, "__goPrint")? {
-            Value::Float(f) => Ok(text(go_float(f))),
+            Value::Float(f) => Ok(text(format_g(f))),
             other => Ok(other),
         })
         .func("toTime", |args| {
@@ -467,44 +468,7 @@ pub fn query_escape(s: &str) -> String {
 
 /// Go's `fmt.Sprintf("%.4g", v)`.
 pub fn go_g4(v: f64) -> String {
-    go_g(v, 4)
-}
-
-/// Go's `%.{precision}g`: scientific when the exponent is < -4 or >= precision,
-/// trailing zeros removed, exponent with at least two digits.
-pub fn go_g(v: f64, precision: usize) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0" } else { "0" }.into();
-    }
-    let sci = format!("{:.*e}", precision.saturating_sub(1), v);
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if exponent < -4 || exponent >= precision as i32 {
-        let mantissa = trim_zeros(mantissa);
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    } else {
-        let decimals = (precision as i32 - 1 - exponent).max(0) as usize;
-        trim_zeros(&format!("{v:.decimals$}")).to_string()
-    }
-}
-
-fn trim_zeros(s: &str) -> &str {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        s
-    }
+    format_g_precision(v, 4)
 }
 
 /// Prometheus's `humanize`: SI prefixes, 4 significant digits.
@@ -595,14 +559,14 @@ pub fn float_to_time(v: f64) -> Result<String, String> {
     if nanos > i64::MAX as f64 || nanos < i64::MIN as f64 {
         return Err(format!(
             "{} cannot be represented as a nanoseconds timestamp since it overflows int64",
-            go_float(v)
+            format_g(v)
         ));
     }
     let ms = (nanos as i64) / 1_000_000;
     let secs = ms.div_euclid(1000);
     let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
     let t = chrono::DateTime::from_timestamp(secs, nanos)
-        .ok_or_else(|| format!("{} is out of range", go_float(v)))?;
+        .ok_or_else(|| format!("{} is out of range", format_g(v)))?;
     let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
     if nanos > 0 {
         out.push('.');
@@ -610,23 +574,6 @@ pub fn float_to_time(v: f64) -> Result<String, String> {
     }
     out.push_str(" +0000 UTC");
     Ok(out)
-}
-
-/// Go's `%v` of a float64 (`%g` with the shortest digits): exponent form when the
-/// decimal exponent is below -4 or at least 6 (`1e+10`, `1.2096e+06`); `+Inf`.
-fn go_float(v: f64) -> String {
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    let sci = format!("{v:e}");
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if v.is_finite() && v != 0.0 && !(-4..6).contains(&exponent) {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
-    } else {
-        format!("{v}")
-    }
 }
 
 /// Go's `net.SplitHostPort`: `host:port` or `[host]:port`; `None` where Go errs
@@ -729,9 +676,9 @@ mod tests {
             "2015-06-23 13:19:44.128 +0000 UTC"
         );
         assert_eq!(float_to_time(0.0).unwrap(), "1970-01-01 00:00:00 +0000 UTC");
-        assert_eq!(go_float(1209600.0), "1.2096e+06");
-        assert_eq!(go_float(5400.0), "5400");
-        assert_eq!(go_float(0.001), "0.001");
+        assert_eq!(format_g(1209600.0), "1.2096e+06");
+        assert_eq!(format_g(5400.0), "5400");
+        assert_eq!(format_g(0.001), "0.001");
         // promtool 2.42's message for humanizeTimestamp / toTime of 1e10.
         assert_eq!(
             float_to_time(1e10).unwrap_err(),

@@ -1,9 +1,12 @@
 //! Receivers: turning one notification into the HTTP request of an integration, and
 //! sending it.
 //!
+//! One file per integration, holding its config (as written, resolved with
+//! Alertmanager's defaults and checks, and its default texts) and its request:
 //! [`slack`], [`pushover`] and [`webhook`] each build the request body from the
 //! integration's config, the template set and the notification's [`Data`], the way
-//! Alertmanager 0.25's `notify/<kind>` packages do. [`send`] POSTs it and classifies
+//! Alertmanager 0.25's `notify/<kind>` packages do. Adding an integration is a file
+//! here and an arm of [`crate::alertmanager::config::Integration`]. [`send`] POSTs it and classifies
 //! the outcome like Alertmanager's `Retrier`: 2xx is delivered, 5xx and transport
 //! errors may be retried, anything else is a permanent failure.
 
@@ -11,8 +14,8 @@ pub mod pushover;
 pub mod slack;
 pub mod webhook;
 
-use crate::notify::config::Integration;
-use crate::notify::template::{Data, Templates};
+use crate::alertmanager::config::Integration;
+use crate::alertmanager::template::{Data, Templates};
 use std::time::Duration;
 
 /// An HTTP request ready to send.

@@ -8,8 +8,8 @@
 //! Alertmanager's filter and order, the v2 `GettableSilence` JSON, and the form saved
 //! in the notifier's state file (see `notify`).
 
-use crate::notify::alert::{format_time_api, parse_time, Nanos};
-use crate::notify::matcher::{MatchType, Matcher, Matchers};
+use crate::alertmanager::alert::{format_time_api, parse_time, Nanos};
+use crate::alertmanager::matcher::{MatchType, Matcher, Matchers};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -128,41 +128,48 @@ impl Silences {
     }
 
     /// Creates or updates a silence from a v2 `PostableSilence`; returns its id.
-    pub fn post(&mut self, v: &Value, now: Nanos) -> Result<String, String> {
-        let o = v.as_object().ok_or("silence is not a JSON object")?;
+    pub fn post(&mut self, v: &Value, now: Nanos) -> Result<String, SilenceError> {
+        let invalid = |message: &str| SilenceError::Invalid(message.to_string());
+        let o = v
+            .as_object()
+            .ok_or_else(|| invalid("silence is not a JSON object"))?;
         let string = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let matchers = matchers_from_json(v)?;
+        let matchers = matchers_from_json(v).map_err(SilenceError::Invalid)?;
         if matchers.is_empty() {
-            return Err("silence has no matchers".into());
+            return Err(invalid("silence has no matchers"));
         }
         let matchers = Matchers::sorted(matchers);
         if matchers.matches(&BTreeMap::new()) {
-            return Err("at least one matcher must not match the empty string".into());
+            return Err(invalid(
+                "at least one matcher must not match the empty string",
+            ));
         }
-        let time = |k: &str| -> Result<Nanos, String> {
-            parse_time(&string(k))?.ok_or_else(|| format!("{k} is required"))
+        let time = |k: &str| -> Result<Nanos, SilenceError> {
+            parse_time(&string(k))
+                .map_err(SilenceError::Invalid)?
+                .ok_or_else(|| SilenceError::Invalid(format!("{k} is required")))
         };
         let (written_start, ends_at) = (time("startsAt")?, time("endsAt")?);
         let starts_at = written_start.max(now);
         if ends_at < starts_at {
-            return Err("end time must not be before start time".into());
+            return Err(invalid("end time must not be before start time"));
         }
         if ends_at < now {
-            return Err("end time can't be in the past".into());
+            return Err(invalid("end time can't be in the past"));
         }
         let (created_by, comment) = (string("createdBy"), string("comment"));
         if created_by.is_empty() {
-            return Err("creator information missing".into());
+            return Err(invalid("creator information missing"));
         }
         if comment.is_empty() {
-            return Err("comment missing".into());
+            return Err(invalid("comment missing"));
         }
         let id = string("id");
         if !id.is_empty() {
             let existing = self
                 .by_id
                 .get(&id)
-                .ok_or_else(|| format!("silence {id} not found"))?;
+                .ok_or_else(|| SilenceError::UnknownId(id.clone()))?;
             // Alertmanager's `canUpdate`: same matchers, and an active silence keeps
             // its start (as the API shows it, to the millisecond) and does not end in
             // the past, a pending one does not start in the past; an expired one is
@@ -259,11 +266,8 @@ impl Silences {
 
     /// Expires a silence now (`DELETE /api/v2/silence/{id}`); one already expired
     /// is left as it is (Alertmanager 0.25 answers 200 for it too).
-    pub fn expire(&mut self, id: &str, now: Nanos) -> Result<(), String> {
-        let s = self
-            .by_id
-            .get_mut(id)
-            .ok_or_else(|| "silence not found".to_string())?;
+    pub fn expire(&mut self, id: &str, now: Nanos) -> Result<(), SilenceError> {
+        let s = self.by_id.get_mut(id).ok_or(SilenceError::NotFound)?;
         if s.state(now) == "expired" {
             return Ok(());
         }
@@ -274,6 +278,20 @@ impl Silences {
         s.updated_at = now;
         Ok(())
     }
+}
+
+/// Why a silence cannot be created, updated or expired (Alertmanager 0.25's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SilenceError {
+    /// The posted silence is not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// An update names an id no silence has.
+    #[error("silence {0} not found")]
+    UnknownId(String),
+    /// An expiry names an id no silence has.
+    #[error("silence not found")]
+    NotFound,
 }
 
 /// The matchers of a v2 silence JSON object.
@@ -304,7 +322,7 @@ fn matchers_from_json(v: &Value) -> Result<Vec<Matcher>, String> {
             (true, true) => MatchType::Regexp,
             (true, false) => MatchType::NotRegexp,
         };
-        matchers.push(Matcher::new(name, kind, value)?);
+        matchers.push(Matcher::new(name, kind, value).map_err(|e| e.to_string())?);
     }
     Ok(matchers)
 }

@@ -119,7 +119,7 @@ pub fn format_time(t: Nanos) -> String {
 /// The API v2's `strfmt.DateTime`: always three fractional digits
 /// (`2024-01-01T00:20:00.000Z`).
 pub fn format_time_api(t: Nanos) -> String {
-    crate::alerting::notifier::rfc3339_ms(t.div_euclid(1_000_000))
+    crate::notifier::rfc3339_ms(t.div_euclid(1_000_000))
 }
 
 /// Go's `time.Time.String()` in UTC (`2024-01-01 00:20:00 +0000 UTC`), what a

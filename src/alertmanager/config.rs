@@ -4,33 +4,31 @@
 //! Owns: the file as written (serde structs, every field optional), its resolution
 //! into ready-to-use settings with Alertmanager's defaults (`resolve_timeout` 5m;
 //! `group_wait` 30s, `group_interval` 5m, `repeat_interval` 4h, inherited down the
-//! route tree; the default Slack/Pushover texts that name templates of
-//! `default.tmpl`), and every problem, located by file, line and field, through the
+//! route tree), and every problem, located by file, line and field, through the
 //! same loader as promflow's own config. Fields Alertmanager has but promflow does not
 //! support (other receiver kinds, `http_config`, time intervals, …) are reported as
 //! such, not ignored. Of a receiver's `http_config`, `tls_config` is supported (the
 //! same fields and checks as promflow's own config, see `crate::config::TlsConfig`);
-//! without it receivers are verified against the system's CA roots.
+//! without it receivers are verified against the system's CA roots. Each receiver
+//! kind's own fields, defaults and checks live beside its request in
+//! [`crate::alertmanager::receivers`].
 //!
 //! Extension: `pushover_configs[].api_url` (Alertmanager 0.25 always posts to
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
 
+use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
+use crate::alertmanager::receivers::{pushover, slack, webhook};
+use crate::alertmanager::route::{GroupBy, Route};
+use crate::alertmanager::template::Templates;
 use crate::config::rule_files;
 use crate::config::{
     is_valid_label_name, load_located, parse_duration, read_config_file, resolve_tls_config,
-    ConfigError, FieldPath, PathSegment, Problems, RawTlsConfig, Secret, TlsConfig,
-    HTTP_CLIENT_FIELDS,
+    ConfigError, FieldPath, PathSegment, Problems, RawTlsConfig, TlsConfig, HTTP_CLIENT_FIELDS,
 };
-use crate::notify::matcher::{parse_matchers, MatchType, Matcher, Matchers};
-use crate::notify::route::{GroupBy, Route};
-use crate::notify::template::Templates;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
-
-/// Pushover's message API (Alertmanager 0.25's fixed endpoint).
-pub const PUSHOVER_API_URL: &str = "https://api.pushover.net/1/messages.json";
 
 // ---------------------------------------------------------------------------
 // As written
@@ -81,75 +79,16 @@ struct RawInhibitRule {
 #[derive(Debug, Default, Deserialize)]
 struct RawReceiver {
     name: Option<String>,
-    slack_configs: Option<Vec<RawSlack>>,
-    pushover_configs: Option<Vec<RawPushover>>,
-    webhook_configs: Option<Vec<RawWebhook>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawSlack {
-    send_resolved: Option<bool>,
-    api_url: Option<String>,
-    api_url_file: Option<String>,
-    channel: Option<String>,
-    username: Option<String>,
-    color: Option<String>,
-    title: Option<String>,
-    title_link: Option<String>,
-    pretext: Option<String>,
-    text: Option<String>,
-    fields: Option<Vec<RawSlackField>>,
-    short_fields: Option<bool>,
-    footer: Option<String>,
-    fallback: Option<String>,
-    callback_id: Option<String>,
-    icon_emoji: Option<String>,
-    icon_url: Option<String>,
-    image_url: Option<String>,
-    thumb_url: Option<String>,
-    link_names: Option<bool>,
-    mrkdwn_in: Option<Vec<String>>,
-    http_config: Option<RawHttpConfig>,
+    slack_configs: Option<Vec<slack::RawSlack>>,
+    pushover_configs: Option<Vec<pushover::RawPushover>>,
+    webhook_configs: Option<Vec<webhook::RawWebhook>>,
 }
 
 /// A receiver's `http_config` (prometheus/common's HTTP client settings); only
 /// `tls_config` is supported, the rest is reported as not supported.
 #[derive(Debug, Default, Deserialize)]
-struct RawHttpConfig {
+pub(crate) struct RawHttpConfig {
     tls_config: Option<RawTlsConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawSlackField {
-    title: Option<String>,
-    value: Option<String>,
-    short: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawPushover {
-    send_resolved: Option<bool>,
-    user_key: Option<String>,
-    token: Option<String>,
-    title: Option<String>,
-    message: Option<String>,
-    url: Option<String>,
-    url_title: Option<String>,
-    sound: Option<String>,
-    priority: Option<String>,
-    retry: Option<String>,
-    expire: Option<String>,
-    html: Option<bool>,
-    api_url: Option<String>,
-    http_config: Option<RawHttpConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawWebhook {
-    send_resolved: Option<bool>,
-    url: Option<String>,
-    max_alerts: Option<u64>,
-    http_config: Option<RawHttpConfig>,
 }
 
 // ---------------------------------------------------------------------------
@@ -168,7 +107,7 @@ pub struct NotifyConfig {
     pub receivers: Vec<Receiver>,
     /// `default.tmpl` plus the `templates:` files, parsed.
     pub templates: Templates,
-    /// The file as Alertmanager shows it (`crate::notify::config_show`).
+    /// The file as Alertmanager shows it (`crate::alertmanager::config_show`).
     pub original: String,
 }
 
@@ -196,11 +135,11 @@ pub struct Receiver {
 #[derive(Clone, Debug)]
 pub enum Integration {
     /// `slack_configs`.
-    Slack(SlackConfig),
+    Slack(slack::SlackConfig),
     /// `pushover_configs`.
-    Pushover(PushoverConfig),
+    Pushover(pushover::PushoverConfig),
     /// `webhook_configs`.
-    Webhook(WebhookConfig),
+    Webhook(webhook::WebhookConfig),
 }
 
 impl Integration {
@@ -230,110 +169,6 @@ impl Integration {
             Integration::Webhook(c) => c.send_resolved,
         }
     }
-}
-
-/// `slack_configs` entry; text fields are templates.
-#[derive(Clone, Debug)]
-pub struct SlackConfig {
-    /// Defaults to false.
-    pub send_resolved: bool,
-    /// Incoming-webhook URL (from the entry, or `global.slack_api_url`).
-    pub api_url: Secret,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
-    /// Templates.
-    pub channel: String,
-    /// Template.
-    pub username: String,
-    /// Template.
-    pub color: String,
-    /// Template.
-    pub title: String,
-    /// Template.
-    pub title_link: String,
-    /// Template.
-    pub pretext: String,
-    /// Template.
-    pub text: String,
-    /// `fields` (title and value are templates).
-    pub fields: Vec<SlackField>,
-    /// Default for fields without `short`.
-    pub short_fields: bool,
-    /// Template.
-    pub footer: String,
-    /// Template.
-    pub fallback: String,
-    /// Template.
-    pub callback_id: String,
-    /// Template.
-    pub icon_emoji: String,
-    /// Template.
-    pub icon_url: String,
-    /// Template.
-    pub image_url: String,
-    /// Template.
-    pub thumb_url: String,
-    /// `link_names`.
-    pub link_names: bool,
-    /// `mrkdwn_in`.
-    pub mrkdwn_in: Vec<String>,
-}
-
-/// A Slack attachment field.
-#[derive(Clone, Debug)]
-pub struct SlackField {
-    /// Template.
-    pub title: String,
-    /// Template.
-    pub value: String,
-    /// `short`, if set.
-    pub short: Option<bool>,
-}
-
-/// `pushover_configs` entry.
-#[derive(Clone, Debug)]
-pub struct PushoverConfig {
-    /// Defaults to true.
-    pub send_resolved: bool,
-    /// Template.
-    pub user_key: Secret,
-    /// Template.
-    pub token: Secret,
-    /// Template.
-    pub title: String,
-    /// Template.
-    pub message: String,
-    /// Template.
-    pub url: String,
-    /// Template.
-    pub url_title: String,
-    /// Template.
-    pub sound: String,
-    /// Template.
-    pub priority: String,
-    /// Emergency retry interval.
-    pub retry: Duration,
-    /// Emergency expiry.
-    pub expire: Duration,
-    /// `html`.
-    pub html: bool,
-    /// Where to POST (promflow extension; Pushover's API by default).
-    pub api_url: String,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
-}
-
-/// `webhook_configs` entry.
-#[derive(Clone, Debug)]
-pub struct WebhookConfig {
-    /// Defaults to true.
-    pub send_resolved: bool,
-    /// Where to POST.
-    pub url: Secret,
-    /// At most this many alerts per message (0: all).
-    pub max_alerts: u64,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
 }
 
 /// Alertmanager 0.25 fields that promflow does not support yet, by parent section.
@@ -425,12 +260,12 @@ impl NotifyConfig {
             unknown_field_message,
             |raw: &RawFile, p| resolve(raw, base, p),
         )?;
-        config.original = crate::notify::config_show::show(text);
+        config.original = crate::alertmanager::config_show::show(text);
         Ok(config)
     }
 }
 
-fn duration(
+pub(crate) fn duration(
     text: &Option<String>,
     default: Duration,
     path: FieldPath,
@@ -445,7 +280,7 @@ fn duration(
     }
 }
 
-fn template_or(value: &Option<String>, default: &str) -> String {
+pub(crate) fn template_or(value: &Option<String>, default: &str) -> String {
     value.clone().unwrap_or_else(|| default.to_string())
 }
 
@@ -498,7 +333,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         let mut integrations = Vec::new();
         for (j, s) in r.slack_configs.iter().flatten().enumerate() {
             let spath = path.key("slack_configs").index(j);
-            integrations.push(Integration::Slack(resolve_slack(
+            integrations.push(Integration::Slack(slack::resolve(
                 s,
                 global_slack_url.as_deref(),
                 base,
@@ -508,25 +343,11 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         }
         for (j, c) in r.pushover_configs.iter().flatten().enumerate() {
             let cpath = path.key("pushover_configs").index(j);
-            integrations.push(Integration::Pushover(resolve_pushover(c, base, &cpath, p)));
+            integrations.push(Integration::Pushover(pushover::resolve(c, base, &cpath, p)));
         }
         for (j, c) in r.webhook_configs.iter().flatten().enumerate() {
             let cpath = path.key("webhook_configs").index(j);
-            let url = c.url.clone().unwrap_or_default();
-            if url.is_empty() {
-                p.push(
-                    cpath.key("url"),
-                    "one of url or url_file must be configured",
-                );
-            } else if let Err(e) = check_http_url(&url) {
-                p.push(cpath.key("url"), e);
-            }
-            integrations.push(Integration::Webhook(WebhookConfig {
-                send_resolved: c.send_resolved.unwrap_or(true),
-                url: Secret::new(url),
-                max_alerts: c.max_alerts.unwrap_or(0),
-                tls_config: receiver_tls_config(&c.http_config, base, &cpath, p),
-            }));
+            integrations.push(Integration::Webhook(webhook::resolve(c, base, &cpath, p)));
         }
         receivers.push(Receiver { name, integrations });
     }
@@ -735,7 +556,7 @@ fn matchers_of(
     for (i, text) in matchers.iter().flatten().enumerate() {
         match parse_matchers(text) {
             Ok(ms) => out.extend(ms),
-            Err(e) => p.push(path.key(fields[0]).index(i), e),
+            Err(e) => p.push(path.key(fields[0]).index(i), e.to_string()),
         }
     }
     for (map, field, kind) in [
@@ -752,7 +573,7 @@ fn matchers_of(
             }
             match Matcher::new(name, kind, value) {
                 Ok(m) => out.push(m),
-                Err(e) => p.push(path.key(field).key(name), e),
+                Err(e) => p.push(path.key(field).key(name), e.to_string()),
             }
         }
     }
@@ -761,7 +582,7 @@ fn matchers_of(
 
 /// Receivers are reached over `http://` or `https://` (verified against the system's
 /// CA roots, or `http_config.tls_config`).
-fn check_http_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     match parsed.scheme() {
         "http" | "https" => Ok(()),
@@ -770,7 +591,7 @@ fn check_http_url(url: &str) -> Result<(), String> {
 }
 
 /// The `http_config.tls_config` of a receiver entry at `path`.
-fn receiver_tls_config(
+pub(crate) fn receiver_tls_config(
     http_config: &Option<RawHttpConfig>,
     base: &Path,
     path: &FieldPath,
@@ -778,138 +599,6 @@ fn receiver_tls_config(
 ) -> TlsConfig {
     let raw = http_config.as_ref().and_then(|h| h.tls_config.as_ref());
     resolve_tls_config(raw, base, &path.key("http_config").key("tls_config"), p)
-}
-
-fn resolve_slack(
-    s: &RawSlack,
-    global_url: Option<&str>,
-    base: &Path,
-    path: &FieldPath,
-    p: &mut Problems,
-) -> SlackConfig {
-    let api_url = match (&s.api_url, &s.api_url_file) {
-        (Some(u), _) => Some(u.clone()),
-        (None, Some(f)) => match std::fs::read_to_string(base.join(f)) {
-            Ok(t) => Some(t.trim().to_string()),
-            Err(e) => {
-                p.push(path.key("api_url_file"), format!("cannot read {f}: {e}"));
-                None
-            }
-        },
-        _ => global_url.map(str::to_string),
-    };
-    let api_url = api_url.unwrap_or_else(|| {
-        p.push(path.key("api_url"), "no global Slack API URL set");
-        String::new()
-    });
-    if !api_url.is_empty() {
-        if let Err(e) = check_http_url(&api_url) {
-            p.push(path.key("api_url"), e);
-        }
-    }
-    let fields = s
-        .fields
-        .iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, f)| {
-            let (title, value) = (
-                f.title.clone().unwrap_or_default(),
-                f.value.clone().unwrap_or_default(),
-            );
-            if title.is_empty() || value.is_empty() {
-                p.push(
-                    path.key("fields").index(i),
-                    "missing title or value in Slack field config",
-                );
-            }
-            SlackField {
-                title,
-                value,
-                short: f.short,
-            }
-        })
-        .collect();
-    SlackConfig {
-        send_resolved: s.send_resolved.unwrap_or(false),
-        api_url: Secret::new(api_url),
-        tls_config: receiver_tls_config(&s.http_config, base, path, p),
-        channel: s.channel.clone().unwrap_or_default(),
-        username: template_or(&s.username, r#"{{ template "slack.default.username" . }}"#),
-        color: template_or(
-            &s.color,
-            r#"{{ if eq .Status "firing" }}danger{{ else }}good{{ end }}"#,
-        ),
-        title: template_or(&s.title, r#"{{ template "slack.default.title" . }}"#),
-        title_link: template_or(
-            &s.title_link,
-            r#"{{ template "slack.default.titlelink" . }}"#,
-        ),
-        pretext: template_or(&s.pretext, r#"{{ template "slack.default.pretext" . }}"#),
-        text: template_or(&s.text, r#"{{ template "slack.default.text" . }}"#),
-        fields,
-        short_fields: s.short_fields.unwrap_or(false),
-        footer: template_or(&s.footer, r#"{{ template "slack.default.footer" . }}"#),
-        fallback: template_or(&s.fallback, r#"{{ template "slack.default.fallback" . }}"#),
-        callback_id: template_or(
-            &s.callback_id,
-            r#"{{ template "slack.default.callbackid" . }}"#,
-        ),
-        icon_emoji: template_or(
-            &s.icon_emoji,
-            r#"{{ template "slack.default.iconemoji" . }}"#,
-        ),
-        icon_url: template_or(&s.icon_url, r#"{{ template "slack.default.iconurl" . }}"#),
-        image_url: s.image_url.clone().unwrap_or_default(),
-        thumb_url: s.thumb_url.clone().unwrap_or_default(),
-        link_names: s.link_names.unwrap_or(false),
-        mrkdwn_in: s
-            .mrkdwn_in
-            .clone()
-            .unwrap_or_else(|| vec!["fallback".into(), "pretext".into(), "text".into()]),
-    }
-}
-
-fn resolve_pushover(
-    c: &RawPushover,
-    base: &Path,
-    path: &FieldPath,
-    p: &mut Problems,
-) -> PushoverConfig {
-    let user_key = c.user_key.clone().unwrap_or_default();
-    if user_key.is_empty() {
-        p.push(path.key("user_key"), "missing user key in Pushover config");
-    }
-    let token = c.token.clone().unwrap_or_default();
-    if token.is_empty() {
-        p.push(path.key("token"), "missing token in Pushover config");
-    }
-    let api_url = c
-        .api_url
-        .clone()
-        .unwrap_or_else(|| PUSHOVER_API_URL.to_string());
-    if let Err(e) = check_http_url(&api_url) {
-        p.push(path.key("api_url"), e);
-    }
-    PushoverConfig {
-        send_resolved: c.send_resolved.unwrap_or(true),
-        user_key: Secret::new(user_key),
-        token: Secret::new(token),
-        title: template_or(&c.title, r#"{{ template "pushover.default.title" . }}"#),
-        message: template_or(&c.message, r#"{{ template "pushover.default.message" . }}"#),
-        url: template_or(&c.url, r#"{{ template "pushover.default.url" . }}"#),
-        url_title: c.url_title.clone().unwrap_or_default(),
-        sound: c.sound.clone().unwrap_or_default(),
-        priority: template_or(
-            &c.priority,
-            r#"{{ if eq .Status "firing" }}2{{ else }}0{{ end }}"#,
-        ),
-        retry: duration(&c.retry, Duration::from_secs(60), path.key("retry"), p),
-        expire: duration(&c.expire, Duration::from_secs(3600), path.key("expire"), p),
-        html: c.html.unwrap_or(false),
-        api_url,
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
-    }
 }
 
 #[cfg(test)]

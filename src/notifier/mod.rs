@@ -6,7 +6,7 @@
 //! `generatorURL` = external URL + table link of the rule's expression),
 //! `alert_relabel_configs`, the discovery of Alertmanagers (a
 //! [`DiscoveryManager`] of its own running every entry's `static_configs` and
-//! `*_sd_configs`, resolved by [`crate::alerting::alertmanagers`]), and POSTing
+//! `*_sd_configs`, resolved by [`crate::notifier::alertmanagers`]), and POSTing
 //! batches of at most [`MAX_BATCH`] to every resolved Alertmanager at once, with its
 //! entry's timeout and basic auth / `Authorization` credentials.
 //!
@@ -25,12 +25,14 @@
 //! Each batch goes to the Alertmanagers resolved when it is taken from the queue;
 //! they are resolved again on every discovery change and every [`Notifier::apply`].
 
-use crate::alerting::alertmanagers::{self, AlertmanagerSet, ResolvedAlertmanagers};
-use crate::alerting::state::{Alert, AlertState};
-use crate::alerting::template::graph_link;
+pub mod alertmanagers;
+
 use crate::config::{AlertmanagerConfig, RelabelConfig};
 use crate::discovery::{DiscoveryContext, DiscoveryManager};
-use crate::rules::manager::AlertSink;
+use crate::notifier::alertmanagers::{AlertmanagerSet, ResolvedAlertmanagers};
+use crate::rules::alert::{Alert, AlertState};
+use crate::rules::sinks::AlertSink;
+use crate::rules::template::graph_link;
 use crate::selfmetrics::SelfMetrics;
 use dataflows::Labels;
 use parking_lot::Mutex;

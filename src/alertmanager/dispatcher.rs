@@ -21,12 +21,12 @@
 //! logged, so a failed delivery is tried again at the next `group_interval`.
 //! Nothing here does I/O or reads the clock.
 
-use crate::notify::alert::{Alert, Nanos};
-use crate::notify::config::{Integration, NotifyConfig};
-use crate::notify::inhibit::inhibited_by;
-use crate::notify::route::{label_set_string, Route};
-use crate::notify::silence::Silences;
-use crate::notify::template::Data;
+use crate::alertmanager::alert::{Alert, Nanos};
+use crate::alertmanager::config::{Integration, NotifyConfig};
+use crate::alertmanager::inhibit::inhibited_by;
+use crate::alertmanager::route::{label_set_string, Route};
+use crate::alertmanager::silence::Silences;
+use crate::alertmanager::template::Data;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,7 +162,7 @@ impl Dispatcher {
     }
 
     /// The template set.
-    pub fn templates(&self) -> crate::notify::template::Templates {
+    pub fn templates(&self) -> crate::alertmanager::template::Templates {
         self.config.templates.clone()
     }
 

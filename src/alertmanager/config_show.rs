@@ -5,7 +5,7 @@
 //! receiver texts), secrets as `<secret>`, durations re-printed, unset optional
 //! fields left out.
 //!
-//! Contract: input is a file [`crate::notify::config::NotifyConfig`] already
+//! Contract: input is a file [`crate::alertmanager::config::NotifyConfig`] already
 //! accepted, so unreadable parts are skipped rather than reported. Covers what the
 //! built-in notifier supports (global, route, inhibit rules, Slack / Pushover /
 //! webhook receivers, templates); promflow's own extension `pushover_configs[].api_url`
@@ -13,9 +13,11 @@
 //! libyaml's (through `serde_yaml_ng`), as Go's `yaml.v2` is, so quoting and line
 //! folding come out the same.
 
+use crate::alertmanager::go_time::duration_string;
+use crate::alertmanager::matcher::{parse_matchers, Matchers};
+use crate::alertmanager::receivers::pushover::defaults as pushover;
+use crate::alertmanager::receivers::slack::defaults as slack;
 use crate::config::{format_duration, parse_duration};
-use crate::notify::go_time::duration_string;
-use crate::notify::matcher::{parse_matchers, Matchers};
 use serde_yaml_ng::{Mapping, Value};
 use std::time::Duration;
 
@@ -36,40 +38,28 @@ const GLOBAL_URLS: [(&str, &str); 6] = [
 
 /// Slack's texts and their defaults, in `SlackConfig` order (after `channel`).
 const SLACK_TEXTS: [(&str, &str); 6] = [
-    ("username", r#"{{ template "slack.default.username" . }}"#),
-    (
-        "color",
-        r#"{{ if eq .Status "firing" }}danger{{ else }}good{{ end }}"#,
-    ),
-    ("title", r#"{{ template "slack.default.title" . }}"#),
-    (
-        "title_link",
-        r#"{{ template "slack.default.titlelink" . }}"#,
-    ),
-    ("pretext", r#"{{ template "slack.default.pretext" . }}"#),
-    ("text", r#"{{ template "slack.default.text" . }}"#),
+    ("username", slack::USERNAME),
+    ("color", slack::COLOR),
+    ("title", slack::TITLE),
+    ("title_link", slack::TITLE_LINK),
+    ("pretext", slack::PRETEXT),
+    ("text", slack::TEXT),
 ];
 
 /// Slack's texts after `fields` and `short_fields`.
 const SLACK_TEXTS_AFTER_FIELDS: [(&str, &str); 5] = [
-    ("footer", r#"{{ template "slack.default.footer" . }}"#),
-    ("fallback", r#"{{ template "slack.default.fallback" . }}"#),
-    (
-        "callback_id",
-        r#"{{ template "slack.default.callbackid" . }}"#,
-    ),
-    (
-        "icon_emoji",
-        r#"{{ template "slack.default.iconemoji" . }}"#,
-    ),
-    ("icon_url", r#"{{ template "slack.default.iconurl" . }}"#),
+    ("footer", slack::FOOTER),
+    ("fallback", slack::FALLBACK),
+    ("callback_id", slack::CALLBACK_ID),
+    ("icon_emoji", slack::ICON_EMOJI),
+    ("icon_url", slack::ICON_URL),
 ];
 
 /// Pushover's texts and their defaults, in `PushoverConfig` order.
 const PUSHOVER_TEXTS: [(&str, &str); 3] = [
-    ("title", r#"{{ template "pushover.default.title" . }}"#),
-    ("message", r#"{{ template "pushover.default.message" . }}"#),
-    ("url", r#"{{ template "pushover.default.url" . }}"#),
+    ("title", pushover::TITLE),
+    ("message", pushover::MESSAGE),
+    ("url", pushover::URL),
 ];
 
 /// The config file `text` as Alertmanager shows it (see the module doc).
@@ -459,11 +449,7 @@ fn pushover(c: &Value) -> Mapping {
     insert_nonempty(&mut m, c, &["url_title", "sound"]);
     m.insert(
         "priority".into(),
-        text_or(
-            c,
-            "priority",
-            r#"{{ if eq .Status "firing" }}2{{ else }}0{{ end }}"#,
-        ),
+        text_or(c, "priority", pushover::PRIORITY),
     );
     for (key, default) in [("retry", 60), ("expire", 3600)] {
         let d = c
