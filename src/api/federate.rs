@@ -11,8 +11,8 @@
 //! `?view=name` (instead of `match[]`) serves a registered federation view's maintained
 //! output ([`crate::api::federation_views`]), with no per-request filtering.
 
-use crate::api::text_format::{write_sample, write_type};
 use crate::api::TEXT_FORMAT_CONTENT_TYPE;
+use crate::exposition::{write_sample, write_type};
 use crate::ingest::now_ms;
 use crate::service::Service;
 use axum::extract::{Query, State};

@@ -7,8 +7,8 @@
 //! `client_ca_file` means plain HTTP, as there); turning it into a rustls server
 //! configuration ([`TlsServerSettings::build`], which reads the files, so a bad file is
 //! refused when the web config is loaded, as `promtool check web-config` does); and the
-//! listener ([`TlsListener`]) that hands axum TLS connections, each handshaking on its
-//! own task with the configuration in force at that moment
+//! handshake ([`handshake`]) the server loop ([`super::server`]) runs on each new
+//! connection's task with the configuration in force at that moment
 //! ([`crate::api::auth::WebAuth::server_tls`], which re-reads the web config and the
 //! certificate files when they change and keeps the previous configuration when they
 //! no longer load).
@@ -36,13 +36,11 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CipherSuite, DigitallySignedStruct, DistinguishedName, NamedGroup, SignatureScheme};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 /// How long a client has to send its first byte and finish the TLS handshake.
@@ -400,59 +398,18 @@ impl ClientCertVerifier for AnyClientCert {
     }
 }
 
-/// TLS connections for `axum::serve`: a task accepts TCP connections and handshakes
-/// each on its own task (a slow client holds up no one), with the configuration
-/// `config()` gives at that moment; finished handshakes come out of `accept`.
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+/// The TLS handshake on `stream` with `config`, bounded by [`HANDSHAKE_TIMEOUT`];
+/// `None` when the client spoke plain HTTP (answered as Go does).
+pub async fn handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> std::io::Result<Option<TlsStream<TcpStream>>> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake_unbounded(stream, config))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))?
 }
 
-impl TlsListener {
-    /// Starts accepting on `listener`; stops when the `TlsListener` is dropped.
-    pub fn new(
-        listener: TcpListener,
-        config: Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>,
-    ) -> std::io::Result<TlsListener> {
-        let local = listener.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    _ = tx.closed() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of file descriptors and the like: as axum does.
-                            tracing::error!(error = %e, "accepting a connection");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    },
-                };
-                let tx = tx.clone();
-                let config = config();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(stream, config)).await {
-                        Ok(Ok(Some(tls))) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Ok(None)) => {}
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake error")
-                        }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(TlsListener { ready, local })
-    }
-}
-
-/// The TLS handshake on `stream`; `None` when the client spoke plain HTTP (answered
-/// as Go does).
-async fn handshake(
+async fn handshake_unbounded(
     mut stream: TcpStream,
     config: Arc<rustls::ServerConfig>,
 ) -> std::io::Result<Option<TlsStream<TcpStream>>> {
@@ -471,23 +428,6 @@ async fn handshake(
         .accept(stream)
         .await
         .map(Some)
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The accepting task ended (the runtime is shutting down).
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]
