@@ -28,7 +28,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::config::{TlsConfig, TlsVersion};
+use crate::config::{Authorization, BasicAuth, HttpClientOptions, OAuth2, TlsConfig, TlsVersion};
 
 /// The User-Agent of every outgoing request.
 pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
@@ -63,15 +63,35 @@ pub fn install_crypto_provider() {
 
 /// A client for `tls` with promflow's User-Agent.
 pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, TlsSetupError> {
+    build_client_with(tls, &HttpClientOptions::default())
+}
+
+/// A client for `tls` and `options` (`proxy_url`, `follow_redirects`) with promflow's
+/// User-Agent. No proxy from the environment, as in Prometheus 2.42.
+pub fn build_client_with(
+    tls: &TlsConfig,
+    options: &HttpClientOptions,
+) -> Result<reqwest::Client, TlsSetupError> {
     let rustls_config = rustls_client_config(tls)?;
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .tls_backend_preconfigured(rustls_config)
-        .build()
-        .map_err(|e| TlsSetupError {
+        .redirect(if options.follow_redirects {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+    let builder = match &options.proxy_url {
+        None => builder.no_proxy(),
+        Some(url) => builder.proxy(reqwest::Proxy::all(url).map_err(|e| TlsSetupError {
             field: "",
-            message: format!("building the HTTP client: {e}"),
-        })
+            message: format!("proxy_url {url:?}: {e}"),
+        })?),
+    };
+    builder.build().map_err(|e| TlsSetupError {
+        field: "",
+        message: format!("building the HTTP client: {e}"),
+    })
 }
 
 /// A client with the default TLS settings (system roots, no client certificate).
@@ -103,6 +123,140 @@ pub fn tls_files_fingerprint(tls: &TlsConfig) -> u64 {
         hasher.update(&bytes);
     }
     hasher.digest()
+}
+
+/// `request` with the `Authorization` header of `basic_auth` or `authorization`, as
+/// prometheus/common's round trippers add it (files are read at each request, as
+/// there, so rotated secrets apply without a reload).
+pub fn authenticate(
+    mut request: reqwest::RequestBuilder,
+    basic_auth: Option<&BasicAuth>,
+    authorization: Option<&Authorization>,
+) -> reqwest::RequestBuilder {
+    if let Some(auth) = basic_auth {
+        request = request.basic_auth(&auth.username, auth.password_text());
+    }
+    if let Some(header) = authorization.and_then(|a| a.header_value()) {
+        request = request.header(reqwest::header::AUTHORIZATION, header);
+    }
+    request
+}
+
+/// How much earlier than its expiry a token is fetched again (golang.org/x/oauth2's
+/// `expiryDelta`).
+const OAUTH2_EXPIRY_DELTA: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `oauth2:` tokens of one configuration: fetched with the client credentials grant
+/// as golang.org/x/oauth2's `clientcredentials` does (client id and secret in a Basic
+/// header, `grant_type`, `scope` space-separated, `endpoint_params` in the form) and
+/// cached until shortly before `expires_in` runs out (forever without one). Shared by
+/// every request of the same configuration ([`OAuth2Tokens::shared`]).
+pub struct OAuth2Tokens {
+    config: OAuth2,
+    client: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<(String, Option<std::time::Instant>)>>,
+}
+
+impl OAuth2Tokens {
+    /// The token source of `config`, one per distinct configuration in the process.
+    pub fn shared(config: &OAuth2) -> Result<Arc<OAuth2Tokens>, TlsSetupError> {
+        static SOURCES: std::sync::LazyLock<Mutex<HashMap<String, Arc<OAuth2Tokens>>>> =
+            std::sync::LazyLock::new(Default::default);
+        let key = format!(
+            "{:?}\u{0}{}",
+            config,
+            config
+                .client_secret
+                .as_ref()
+                .map_or("", |secret| secret.expose())
+        );
+        if let Some(source) = SOURCES.lock().get(&key) {
+            return Ok(source.clone());
+        }
+        let client = build_client_with(
+            &config.tls_config,
+            &HttpClientOptions {
+                proxy_url: config.proxy_url.clone(),
+                ..HttpClientOptions::default()
+            },
+        )?;
+        let source = Arc::new(OAuth2Tokens {
+            config: config.clone(),
+            client,
+            cached: tokio::sync::Mutex::new(None),
+        });
+        SOURCES.lock().insert(key, source.clone());
+        Ok(source)
+    }
+
+    /// The `Authorization` header value (`Bearer <token>`), fetching a token if none
+    /// is cached or it is about to expire; errors worded like golang.org/x/oauth2's.
+    pub async fn header(&self) -> Result<String, String> {
+        let mut cached = self.cached.lock().await;
+        if let Some((header, expiry)) = &*cached {
+            if expiry.is_none_or(|e| std::time::Instant::now() + OAUTH2_EXPIRY_DELTA < e) {
+                return Ok(header.clone());
+            }
+        }
+        let c = &self.config;
+        let secret = c.secret_text()?;
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        let scope = c.scopes.join(" ");
+        if !scope.is_empty() {
+            form.push(("scope", &scope));
+        }
+        for (k, v) in &c.endpoint_params {
+            form.push((k, v));
+        }
+        let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
+        let encode =
+            |s: &str| serde_urlencoded::to_string([("", s)]).unwrap_or_default()[1..].to_string();
+        let response = self
+            .client
+            .post(&c.token_url)
+            .basic_auth(encode(&c.client_id), Some(encode(&secret)))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("oauth2: cannot fetch token: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!(
+                "oauth2: cannot fetch token: {status}\nResponse: {text}"
+            ));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            token_type: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let token: TokenResponse =
+            serde_json::from_str(&text).map_err(|e| format!("oauth2: cannot parse json: {e}"))?;
+        if token.access_token.is_empty() {
+            return Err("oauth2: server response missing access_token".into());
+        }
+        let kind = match token.token_type.to_ascii_lowercase().as_str() {
+            "" | "bearer" => "Bearer".to_string(),
+            "mac" => "MAC".to_string(),
+            "basic" => "Basic".to_string(),
+            _ => token.token_type.clone(),
+        };
+        let header = format!("{kind} {}", token.access_token);
+        let expiry = token
+            .expires_in
+            .filter(|s| *s > 0)
+            .map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+        *cached = Some((header.clone(), expiry));
+        Ok(header)
+    }
 }
 
 /// Clients by TLS settings, built on first use: for senders whose targets each carry
@@ -181,7 +335,7 @@ fn rustls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsSetu
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert_file), Some(key_file)) => {
             let chain = read_certificates(cert_file, "cert_file", "client cert")?;
-            let key = read_private_key(key_file)?;
+            let key = read_private_key(key_file, "client key")?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| TlsSetupError {
@@ -210,12 +364,21 @@ fn rustls_client_config(tls: &TlsConfig) -> Result<rustls::ClientConfig, TlsSetu
 fn protocol_versions(
     tls: &TlsConfig,
 ) -> Result<&'static [&'static rustls::SupportedProtocolVersion], TlsSetupError> {
+    protocol_versions_between(tls.min_version, tls.max_version)
+}
+
+/// The versions between `min` (default TLS 1.2) and `max` (default TLS 1.3); see
+/// [`protocol_versions`]. Shared with promflow's own https server.
+pub(crate) fn protocol_versions_between(
+    min: Option<TlsVersion>,
+    max: Option<TlsVersion>,
+) -> Result<&'static [&'static rustls::SupportedProtocolVersion], TlsSetupError> {
     static BOTH: &[&rustls::SupportedProtocolVersion] =
         &[&rustls::version::TLS13, &rustls::version::TLS12];
     static ONLY_13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
     static ONLY_12: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
-    let min = tls.min_version.unwrap_or(TlsVersion::Tls12);
-    let max = tls.max_version.unwrap_or(TlsVersion::Tls13);
+    let min = min.unwrap_or(TlsVersion::Tls12);
+    let max = max.unwrap_or(TlsVersion::Tls13);
     if max < TlsVersion::Tls12 {
         return Err(TlsSetupError {
             field: "max_version",
@@ -238,7 +401,7 @@ fn protocol_versions(
 }
 
 /// Every certificate in the PEM file `path` (at least one).
-fn read_certificates(
+pub(crate) fn read_certificates(
     path: &Path,
     field: &'static str,
     what: &str,
@@ -265,19 +428,20 @@ fn read_certificates(
     Ok(certs)
 }
 
-/// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file `path`.
-fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+/// The first private key (PKCS#8, PKCS#1 or SEC1) in the PEM file `path`; `what`
+/// names it in errors (`client key`).
+pub(crate) fn read_private_key(
+    path: &Path,
+    what: &str,
+) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
     let bytes = std::fs::read(path).map_err(|e| TlsSetupError {
         field: "key_file",
-        message: format!(
-            "unable to load specified client key {}: {e}",
-            path.display()
-        ),
+        message: format!("unable to load specified {what} {}: {e}", path.display()),
     })?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| TlsSetupError {
         field: "key_file",
         message: format!(
-            "unable to use specified client key {}: {}",
+            "unable to use specified {what} {}: {}",
             path.display(),
             match e {
                 rustls::pki_types::pem::Error::NoItemsFound =>

@@ -64,7 +64,8 @@ struct Cli {
     #[arg(long = "web.enable-remote-write-receiver", global = true)]
     enable_remote_write_receiver: bool,
     /// Web configuration file (Prometheus exporter-toolkit format): `basic_auth_users`
-    /// with bcrypt hashes protect every endpoint. TLS settings are not supported yet.
+    /// with bcrypt hashes protect every endpoint; `tls_server_config` serves https
+    /// (optionally requiring client certificates). Re-read when it changes.
     #[arg(long = "web.config.file", global = true)]
     web_config_file: Option<PathBuf>,
     /// Accept rule group changes over HTTP (PUT/DELETE /api/v1/rules/{namespace}/{group}).
@@ -669,7 +670,17 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
             &route_prefix,
         );
         let quit = service.clone();
-        promflow::api::server::serve(listener, app, limits, async move {
+        // `tls_server_config` in `--web.config.file`: https, with the configuration in
+        // force at each handshake (it follows changes of the files).
+        let tls: Option<promflow::api::server::TlsConfigSource> = service
+            .web_auth
+            .clone()
+            .filter(|auth| auth.server_tls().is_some())
+            .map(|auth| {
+                std::sync::Arc::new(move || auth.server_tls().expect("TLS stays on once started"))
+                    as promflow::api::server::TlsConfigSource
+            });
+        promflow::api::server::serve(listener, app, limits, tls, async move {
             tokio::select! {
                 _ = shutdown_signal() => {}
                 _ = quit.quit_requested() => tracing::info!("termination requested over HTTP (/-/quit)"),

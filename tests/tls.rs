@@ -1,6 +1,7 @@
 //! https everywhere promflow sends HTTP: scrapes (`scheme: https` + `tls_config`),
-//! Alertmanagers (`alerting.alertmanagers[].tls_config`) and the built-in notifier's
-//! receivers (`http_config.tls_config`).
+//! Alertmanagers (`alerting.alertmanagers[].tls_config`), the built-in notifier's
+//! receivers (`http_config.tls_config`) and `remote_write[].tls_config` (into a real
+//! Prometheus serving its remote write receiver over mutual TLS).
 //!
 //! Real peers: node_exporter and Alertmanager 0.25 serving https only through the
 //! exporter toolkit's `--web.config.file` (`tls_server_config`, optionally requiring a
@@ -11,7 +12,7 @@
 mod common;
 
 use common::alertmanager::Alertmanager;
-use common::tls::{https_get, TestPki};
+use common::tls::{curl_https, https_get, TestPki};
 use common::{wait_for, wait_until, NodeExporter, Peer, Prometheus, Promflow};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -351,4 +352,61 @@ fn builtin_notifier_receivers_use_their_tls_config() {
         metric("alertmanager_notification_requests_failed_total{integration=\"slack\"}"),
         0.0
     );
+}
+
+#[test]
+fn remote_write_presents_its_client_certificate() {
+    let pki = TestPki::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, pki.web_config(true)).unwrap();
+    let prometheus = Prometheus::start_with_args(
+        "",
+        &[
+            "--web.enable-remote-write-receiver",
+            &format!("--web.config.file={}", web.display()),
+        ],
+    );
+    let exporter =
+        common::exporter::Exporter::start(common::exporter::Reply::text("over_mtls 5\n"));
+    let remote = |name: &str, client_cert: bool| {
+        let mut tls = format!("    tls_config:\n      ca_file: {}\n", pki.file("ca.crt"));
+        if client_cert {
+            tls += &format!(
+                "      cert_file: {}\n      key_file: {}\n",
+                pki.file("client.crt"),
+                pki.file("client.key")
+            );
+        }
+        format!(
+            "  - url: https://localhost:{}/api/v1/write\n    name: {name}\n{tls}    queue_config:\n      batch_send_deadline: 200ms\n      min_backoff: 50ms\n      max_backoff: 200ms\n",
+            prometheus.addr().port()
+        )
+    };
+    let promflow = Promflow::start(&format!(
+        "global:\n  scrape_interval: 500ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\nremote_write:\n{}{}",
+        exporter.addr(),
+        remote("with_cert", true),
+        remote("without_cert", false),
+    ));
+    let client = (pki.path("client.crt"), pki.path("client.key"));
+    let query = common::http::with_query("/api/v1/query", &[("query", "over_mtls")]);
+    assert!(
+        wait_until(SETTLE, || curl_https(
+            prometheus.addr(),
+            &query,
+            &pki.path("ca.crt"),
+            Some((&client.0, &client.1))
+        )
+        .is_ok_and(|(_, body)| body.contains("\"5\""))),
+        "the samples did not reach Prometheus over mTLS"
+    );
+    // The queue without a client certificate is refused at the handshake and retries.
+    assert!(wait_until(SETTLE, || {
+        promflow.get_ok("/metrics").lines().any(|l| {
+            l.starts_with("prometheus_remote_storage_samples_retried_total")
+                && l.contains("without_cert")
+                && !l.ends_with(" 0")
+        })
+    }));
 }

@@ -295,7 +295,7 @@ fn bad_web_config_files_are_refused_like_promtool() {
         ),
         (
             "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n",
-            "TLS is not supported yet",
+            "failed to load X509KeyPair",
         ),
     ]
     .into_iter()

@@ -2,8 +2,8 @@
 //! exporter-toolkit, and the HTTP basic authentication it asks for.
 //!
 //! Owns: reading and validating the file ([`WebConfig::parse`]): `basic_auth_users`
-//! (user → bcrypt hash) is supported; `tls_server_config` with settings is refused as
-//! not supported yet (an empty one is accepted, as it means plain HTTP);
+//! (user → bcrypt hash) is supported; `tls_server_config` is validated and built by
+//! [`crate::api::tls_server`] (the files it names are read when the web config is);
 //! `http_server_config` accepts `http2` only (promflow serves HTTP/1.1 either way);
 //! unknown fields are errors, as in exporter-toolkit. A promflow extension (not in
 //! exporter-toolkit, so `promtool check web-config` refuses it): `bearer_tokens`, a
@@ -15,11 +15,15 @@
 //! headers Prometheus answers.
 //!
 //! Like exporter-toolkit, the file is re-read when it changes (checked on each request
-//! by its modification time), so passwords rotate without a restart; a changed file
-//! that no longer validates is logged and the previous one stays in force. bcrypt is
+//! and each TLS handshake by its modification time, and those of the certificate, key
+//! and client CA files), so passwords and certificates rotate without a restart; a
+//! changed file that no longer validates is logged and the previous one stays in
+//! force. Whether promflow serves https is decided at startup: a change that adds or
+//! removes `tls_server_config` is refused the same way (restart for that). bcrypt is
 //! slow on purpose: a verified (user, password, hash) is cached, and an unknown user
 //! still costs one bcrypt verification, so timing does not tell which users exist.
 
+use crate::api::tls_server::{RawTlsServerConfig, TlsServerSettings};
 use crate::service::Service;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -47,13 +51,15 @@ pub struct WebConfig {
     /// bcrypt hashes of accepted bearer tokens (promflow extension). Both empty: no
     /// authentication.
     pub bearer_tokens: Vec<String>,
+    /// `tls_server_config`, when it asks for TLS.
+    pub tls: Option<TlsServerSettings>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawWebConfig {
     #[serde(default)]
-    tls_server_config: Option<serde_yaml_ng::Value>,
+    tls_server_config: Option<RawTlsServerConfig>,
     #[serde(default)]
     http_server_config: Option<RawHttpServerConfig>,
     #[serde(default)]
@@ -78,17 +84,10 @@ impl WebConfig {
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| format!("{file}: {e}"))?
         };
-        let tls_is_set = match &raw.tls_server_config {
-            None | Some(serde_yaml_ng::Value::Null) => false,
-            Some(serde_yaml_ng::Value::Mapping(m)) => !m.is_empty(),
-            Some(_) => true,
-        };
-        if tls_is_set {
-            return Err(format!(
-                "{file}: tls_server_config: TLS is not supported yet; terminate TLS in front of promflow"
-            ));
-        }
         let _ = raw.http_server_config;
+        let dir = Path::new(file).parent().unwrap_or(Path::new(""));
+        let tls = TlsServerSettings::parse(raw.tls_server_config.unwrap_or_default(), dir)
+            .map_err(|e| format!("{file}: tls_server_config: {e}"))?;
         for (user, hash) in &raw.basic_auth_users {
             hash.parse::<bcrypt::HashParts>().map_err(|e| {
                 format!("{file}: basic_auth_users: {user:?}: not a bcrypt hash ({e})")
@@ -101,48 +100,75 @@ impl WebConfig {
         Ok(WebConfig {
             basic_auth_users: raw.basic_auth_users,
             bearer_tokens: raw.bearer_tokens,
+            tls,
         })
     }
+}
+
+/// A loaded web config: the modification times it was read at (the file's, then its
+/// TLS files'), the config, and its rustls configuration when it asks for TLS.
+struct Loaded {
+    stamps: Vec<Option<SystemTime>>,
+    config: Arc<WebConfig>,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The web config file in force, re-read when it changes; see the module doc.
 pub struct WebAuth {
     path: PathBuf,
-    state: Mutex<(Option<SystemTime>, Arc<WebConfig>)>,
+    state: Mutex<Loaded>,
     verified: Mutex<HashSet<String>>,
 }
 
 impl WebAuth {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<WebAuth, String> {
-        let (modified, config) = read(path)?;
         Ok(WebAuth {
             path: path.to_path_buf(),
-            state: Mutex::new((modified, Arc::new(config))),
+            state: Mutex::new(read(path)?),
             verified: Mutex::new(HashSet::new()),
         })
     }
 
     /// The configuration in force, re-read first if the file changed.
     fn current(&self) -> Arc<WebConfig> {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        self.refreshed().0
+    }
+
+    /// The rustls configuration in force (re-read first if a file changed); `None`
+    /// when the web config does not ask for TLS.
+    pub fn server_tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.refreshed().1
+    }
+
+    /// The state in force, re-read first if the file or its TLS files changed.
+    fn refreshed(&self) -> (Arc<WebConfig>, Option<Arc<rustls::ServerConfig>>) {
         let mut state = self.state.lock();
-        if modified != state.0 {
-            match read(&self.path) {
-                Ok((m, config)) => {
-                    *state = (m, Arc::new(config));
+        let stamps = stamps(&self.path, &state.config);
+        if stamps != state.stamps {
+            let reread = read(&self.path).and_then(|loaded| {
+                if loaded.server_tls.is_some() == state.server_tls.is_some() {
+                    Ok(loaded)
+                } else {
+                    Err(format!(
+                        "{}: adding or removing tls_server_config takes a restart",
+                        self.path.display()
+                    ))
+                }
+            });
+            match reread {
+                Ok(loaded) => {
+                    *state = loaded;
                     self.verified.lock().clear();
                 }
                 Err(e) => {
-                    // Logged once per change of the file; the old config stays.
-                    state.0 = modified;
-                    tracing::error!(error = %e, "web config file changed but is invalid; keeping the previous one");
+                    // Logged once per change of the files; the old config stays.
+                    state.stamps = stamps;
+                    tracing::error!(error = %e, "web config file or its TLS files changed but are invalid; keeping the previous ones");
                 }
             }
         }
-        state.1.clone()
+        (state.config.clone(), state.server_tls.clone())
     }
 
     /// Whether `user`/`password` are valid under `config` (slow: bcrypt).
@@ -189,14 +215,34 @@ impl WebAuth {
     }
 }
 
-fn read(path: &Path) -> Result<(Option<SystemTime>, WebConfig), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("reading web config file {}: {e}", path.display()))?;
+/// The modification times of `path` and of the TLS files `config` names.
+fn stamps(path: &Path, config: &WebConfig) -> Vec<Option<SystemTime>> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    std::iter::once(modified(path))
+        .chain(config.tls.iter().flat_map(|t| t.files()).map(modified))
+        .collect()
+}
+
+fn read(path: &Path) -> Result<Loaded, String> {
+    let file = path.display().to_string();
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    Ok((
-        modified,
-        WebConfig::parse(&text, &path.display().to_string())?,
-    ))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("reading web config file {file}: {e}"))?;
+    let config = WebConfig::parse(&text, &file)?;
+    let mut stamps = stamps(path, &config);
+    // The file as read, even if it changed since: the next check re-reads it.
+    stamps[0] = modified;
+    let server_tls = config
+        .tls
+        .as_ref()
+        .map(|tls| tls.build())
+        .transpose()
+        .map_err(|e| format!("{file}: tls_server_config: {e}"))?;
+    Ok(Loaded {
+        stamps,
+        config: Arc::new(config),
+        server_tls,
+    })
 }
 
 /// The token of a `Bearer` Authorization header.

@@ -37,6 +37,7 @@ pub mod server;
 pub mod status;
 pub mod stream;
 pub mod targets;
+pub mod tls_server;
 
 use crate::ingest::now_ms;
 use crate::selfmetrics::RenderInputs;

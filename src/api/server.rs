@@ -8,6 +8,9 @@
 //! after `read_timeout` (`--web.read-timeout`); a response being written (a long
 //! `/api/v1/stream`) is not cut. When `shutdown` completes, no new connection is
 //! accepted and the open ones finish their requests before [`serve`] returns.
+//! With a TLS configuration source (`tls_server_config`), each connection first
+//! handshakes on its own task with the configuration in force at that moment
+//! ([`super::tls_server::handshake`]).
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -18,6 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+
+/// The rustls configuration in force, asked for at each new connection.
+pub type TlsConfigSource = Arc<dyn Fn() -> Arc<rustls::ServerConfig> + Send + Sync>;
 
 /// `--web.max-connections` and `--web.read-timeout`.
 #[derive(Clone, Copy, Debug)]
@@ -33,6 +39,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsConfigSource>,
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(match limits.max_connections {
@@ -65,11 +72,30 @@ pub async fn serve(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.read_timeout);
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        let tls_config = tls.as_ref().map(|source| source());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let result = match tls_config {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
+                Some(config) => match super::tls_server::handshake(stream, config).await {
+                    Ok(Some(tls)) => {
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(tls), service))
+                            .await
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake error");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);

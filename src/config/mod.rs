@@ -55,7 +55,8 @@ pub use relabel::compile_anchored_regex;
 pub use remote_write::{MetadataConfig, QueueConfig, RemoteWriteConfig};
 pub use resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
-    GlobalConfig, RelabelAction, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
+    GlobalConfig, HttpClientOptions, OAuth2, RelabelAction, RelabelConfig, Scheme, ScrapeConfig,
+    StaticConfig,
 };
 pub use secret::Secret;
 pub use size::{format_base2_bytes, parse_base2_bytes};

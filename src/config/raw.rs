@@ -96,6 +96,12 @@ pub(crate) struct RawScrapeConfig {
     pub label_limit: Option<u64>,
     pub label_name_length_limit: Option<u64>,
     pub label_value_length_limit: Option<u64>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<RawOAuth2>,
+    pub proxy_url: Option<ScalarText>,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
     pub tls_config: Option<RawTlsConfig>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
     pub metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
@@ -182,6 +188,19 @@ pub(crate) struct RawAlertmanagerConfig {
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
 }
 
+/// `oauth2:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawOAuth2 {
+    pub client_id: Option<ScalarText>,
+    pub client_secret: Option<ScalarText>,
+    pub client_secret_file: Option<ScalarText>,
+    pub scopes: Option<Vec<ScalarText>>,
+    pub token_url: Option<ScalarText>,
+    pub endpoint_params: Option<BTreeMap<String, ScalarText>>,
+    pub tls_config: Option<RawTlsConfig>,
+    pub proxy_url: Option<ScalarText>,
+}
+
 /// `basic_auth:`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawBasicAuth {
@@ -209,6 +228,11 @@ pub(crate) struct RawRemoteWriteConfig {
     pub write_relabel_configs: Option<Vec<RawRelabelConfig>>,
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<RawOAuth2>,
+    pub proxy_url: Option<ScalarText>,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
+    pub tls_config: Option<RawTlsConfig>,
     pub queue_config: Option<RawQueueConfig>,
     pub metadata_config: Option<RawMetadataConfig>,
 }

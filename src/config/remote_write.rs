@@ -2,7 +2,7 @@
 //! Prometheus 2.42's defaults and checks (`config/config.go`, `RemoteWriteConfig`).
 //!
 //! Supported: `url`, `name`, `remote_timeout`, `headers` (reserved ones refused as in
-//! Prometheus), `write_relabel_configs`, `basic_auth`, `authorization`, `queue_config`
+//! Prometheus), `write_relabel_configs`, `basic_auth`, `authorization`, `tls_config`, `queue_config`
 //! and `metadata_config`. promflow sends no metadata: `metadata_config.send: true` is a
 //! problem (the default here is `false`), never silently ignored.
 
@@ -14,8 +14,14 @@ use serde::Serialize;
 
 use super::locate::FieldPath;
 use super::raw::{RawMetadataConfig, RawQueueConfig, RawRemoteWriteConfig};
-use super::resolved::{serialize_duration, Authorization, BasicAuth, RelabelConfig};
-use super::validate::{duration_field, resolve_http_auth, resolve_relabel_configs, Problems};
+use super::resolved::{
+    serialize_duration, Authorization, BasicAuth, HttpClientOptions, OAuth2, RelabelConfig,
+};
+use super::tls::{resolve_tls_config, TlsConfig};
+use super::validate::{
+    duration_field, resolve_http_auth, resolve_http_client_options, resolve_oauth2,
+    resolve_relabel_configs, Problems,
+};
 
 /// One `remote_write[]` entry.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +46,15 @@ pub struct RemoteWriteConfig {
     /// `Authorization` header credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// OAuth 2.0 client credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
+    /// Proxy and redirects.
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
+    /// How to speak TLS to an `https://` URL.
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
     /// Queueing, batching and retries.
     pub queue_config: QueueConfig,
     /// Metadata sending (not done by promflow).
@@ -196,8 +211,28 @@ fn resolve_one(
             &path.key("write_relabel_configs"),
             problems,
         ),
+        oauth2: resolve_oauth2(
+            raw.oauth2.as_ref(),
+            basic_auth.is_some() || authorization.is_some(),
+            base_dir,
+            path,
+            problems,
+        ),
         basic_auth,
         authorization,
+        http: resolve_http_client_options(
+            raw.proxy_url.as_ref(),
+            raw.follow_redirects,
+            raw.enable_http2,
+            path,
+            problems,
+        ),
+        tls_config: resolve_tls_config(
+            raw.tls_config.as_ref(),
+            base_dir,
+            &path.key("tls_config"),
+            problems,
+        ),
         queue_config: resolve_queue(
             raw.queue_config.as_ref(),
             &path.key("queue_config"),

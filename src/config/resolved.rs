@@ -117,6 +117,18 @@ pub struct ScrapeConfig {
     /// Longest label value; 0 means no limit.
     #[serde(skip_serializing_if = "is_zero")]
     pub label_value_length_limit: u64,
+    /// HTTP basic authentication of every scrape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// `Authorization` header credentials of every scrape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    /// OAuth 2.0 client credentials for every scrape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
+    /// Proxy and redirects.
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
     /// How to speak TLS to the job's targets (`scheme: https`).
     #[serde(skip_serializing_if = "TlsConfig::is_default")]
     pub tls_config: TlsConfig,
@@ -300,6 +312,78 @@ pub struct AlertmanagerConfig {
     /// Relabelling applied to discovered Alertmanagers (static ones too).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub relabel_configs: Vec<RelabelConfig>,
+}
+
+/// An HTTP client's `proxy_url`, `follow_redirects` and `enable_http2` (printed only
+/// when not the default). promflow speaks HTTP/1.1 only: `enable_http2: true` (the
+/// default) is accepted and HTTP/1.1 is used.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct HttpClientOptions {
+    /// An `http://` or `https://` proxy every request goes through (no proxy from the
+    /// environment, as in Prometheus 2.42).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+    /// Follow redirects (default true; Go's limit of 10).
+    #[serde(skip_serializing_if = "is_true")]
+    pub follow_redirects: bool,
+    /// Accepted, not used (HTTP/1.1 only).
+    #[serde(skip_serializing_if = "is_true")]
+    pub enable_http2: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+impl Default for HttpClientOptions {
+    fn default() -> HttpClientOptions {
+        HttpClientOptions {
+            proxy_url: None,
+            follow_redirects: true,
+            enable_http2: true,
+        }
+    }
+}
+
+/// `oauth2:` (client credentials grant). At most one of `client_secret` and
+/// `client_secret_file` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OAuth2 {
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    /// Resolved against the config file's directory; read at each token fetch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    pub token_url: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoint_params: BTreeMap<String, String>,
+    /// How to speak TLS to the token endpoint.
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
+    /// A proxy for the token endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_url: Option<String>,
+}
+
+impl OAuth2 {
+    /// The client secret: inline, or read from `client_secret_file` now (trimmed).
+    pub fn secret_text(&self) -> Result<String, String> {
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(s), _) => Ok(s.expose().to_string()),
+            (None, Some(f)) => std::fs::read_to_string(f)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| {
+                    format!(
+                        "unable to read oauth2 client secret file {}: {e}",
+                        f.display()
+                    )
+                }),
+            _ => Ok(String::new()),
+        }
+    }
 }
 
 /// `basic_auth:`. At most one of `password` and `password_file` is set.

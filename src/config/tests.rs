@@ -425,9 +425,9 @@ scrape_configs:
   ec2_sd_configs:
   - region: eu-west-1
     tls_config: {}
-  proxy_url: http://proxy:3128
-  basic_auth:
-    username: a
+  bearer_token: x
+  bearer_token_file: y
+  enable_http2: true
   target_limit: 10
 alerting:
   alertmanagers:
@@ -441,8 +441,8 @@ alerting:
             "prometheus.yml:5: storage: field storage is not supported by promflow yet",
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
             "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
-            "prometheus.yml:14: scrape_configs[0].proxy_url: field proxy_url is not supported by promflow yet",
-            "prometheus.yml:15: scrape_configs[0].basic_auth: field basic_auth is not supported by promflow yet",
+            "prometheus.yml:14: scrape_configs[0].bearer_token: field bearer_token is not supported by promflow yet",
+            "prometheus.yml:15: scrape_configs[0].bearer_token_file: field bearer_token_file is not supported by promflow yet",
             "prometheus.yml:17: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
             "prometheus.yml:20: alerting.alertmanagers[0].oauth2: field oauth2 is not supported by promflow yet",
         ]
@@ -746,6 +746,61 @@ fn to_yaml_prints_like_prometheus_status_config() {
     assert_eq!(
         config.to_yaml(),
         "global:\n  scrape_interval: 1h30m\n  scrape_timeout: 10s\n  evaluation_interval: 1w\nscrape_configs:\n- job_name: a\n  honor_timestamps: true\n  scrape_interval: 1m30s\n  scrape_timeout: 10s\n  metrics_path: /metrics\n  scheme: http\n  body_size_limit: 1MiB512KiB\n"
+    );
+}
+
+#[test]
+fn oauth2_is_checked_like_prometheus() {
+    // promtool check config 2.42's messages for the same oauth2 sections.
+    let job = |oauth2: &str| format!("scrape_configs:\n- job_name: a\n  oauth2:\n{oauth2}");
+    assert_problems!(
+        job("    client_id: a\n"),
+        ["prometheus.yml:3: scrape_configs[0].oauth2: either oauth2 client_secret or client_secret_file must be configured"]
+    );
+    assert_problems!(
+        job("    client_id: a\n    client_secret: b\n"),
+        ["prometheus.yml:3: scrape_configs[0].oauth2: oauth2 token_url must be configured"]
+    );
+    assert_problems!(
+        job("    client_secret: b\n    token_url: http://x\n"),
+        ["prometheus.yml:3: scrape_configs[0].oauth2: oauth2 client_id must be configured"]
+    );
+    assert_problems!(
+        job("    client_id: a\n    client_secret: b\n    client_secret_file: c\n    token_url: http://x\n"),
+        ["prometheus.yml:3: scrape_configs[0].oauth2: at most one of oauth2 client_secret & client_secret_file must be configured"]
+    );
+    let config = load(&job("    client_id: a\n    client_secret: b\n    token_url: http://x\n    scopes: [s]\n    proxy_url: http://y\n"));
+    let oauth2 = config.scrape_configs[0].oauth2.as_ref().unwrap();
+    assert_eq!(
+        (oauth2.scopes.as_slice(), oauth2.proxy_url.as_deref()),
+        (&["s".to_string()][..], Some("http://y"))
+    );
+    assert!(config.to_yaml().contains("client_secret: <secret>"));
+}
+
+#[test]
+fn proxy_urls_must_be_http_or_https() {
+    assert_problems!(
+        "scrape_configs:\n- job_name: a\n  proxy_url: socks5://127.0.0.1:1080\n  follow_redirects: false\n",
+        [r#"prometheus.yml:3: scrape_configs[0].proxy_url: proxy_url scheme "socks5" is not supported by promflow (http and https proxies only)"#]
+    );
+    let config = load("scrape_configs:\n- job_name: a\n  proxy_url: http://127.0.0.1:3128\n  follow_redirects: false\n");
+    let yaml = config.to_yaml();
+    assert!(
+        yaml.contains("  proxy_url: http://127.0.0.1:3128\n"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("  follow_redirects: false\n"), "{yaml}");
+}
+
+#[test]
+fn scrape_credentials_print_like_prometheus_status_config() {
+    // Prometheus 2.42's /api/v1/status/config for the same file, minus its
+    // follow_redirects/enable_http2 lines.
+    let config = load("scrape_configs:\n- job_name: a\n  sample_limit: 5\n  basic_auth:\n    username: u\n    password: p\n  tls_config:\n    insecure_skip_verify: true\n  static_configs:\n  - targets: ['127.0.0.1:9']\n");
+    assert_eq!(
+        config.to_yaml(),
+        "global:\n  scrape_interval: 1m\n  scrape_timeout: 10s\n  evaluation_interval: 1m\nscrape_configs:\n- job_name: a\n  honor_timestamps: true\n  scrape_interval: 1m\n  scrape_timeout: 10s\n  metrics_path: /metrics\n  scheme: http\n  sample_limit: 5\n  basic_auth:\n    username: u\n    password: <secret>\n  tls_config:\n    insecure_skip_verify: true\n  static_configs:\n  - targets:\n    - 127.0.0.1:9\n"
     );
 }
 

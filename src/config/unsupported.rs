@@ -49,6 +49,14 @@ pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
     "enable_http2",
 ];
 
+/// The [`HTTP_CLIENT_FIELDS`] scrape configs and remote write have already.
+const HTTP_CLIENT_OPTIONS: &[&str] = &["proxy_url", "follow_redirects", "enable_http2"];
+
+/// Whether `field` of an HTTP client is supported on scrape jobs (and remote write).
+fn scrape_has(field: &str) -> bool {
+    HTTP_CLIENT_OPTIONS.contains(&field) || field == "oauth2"
+}
+
 /// Whether `field`, found under the mapping whose keys (indices left out) are
 /// `parent_keys`, is a Prometheus 2.42 field that promflow does not support yet.
 pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str) -> bool {
@@ -56,8 +64,8 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
         [] => matches!(field, "remote_read" | "storage" | "tracing"),
         ["global"] => field == "query_log_file",
         ["scrape_configs"] => {
-            matches!(field, "target_limit" | "basic_auth" | "authorization")
-                || HTTP_CLIENT_FIELDS.contains(&field)
+            field == "target_limit"
+                || (HTTP_CLIENT_FIELDS.contains(&field) && !scrape_has(field))
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["alerting", "alertmanagers"] => {
@@ -67,7 +75,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
             matches!(
                 field,
                 "send_exemplars" | "send_native_histograms" | "sigv4" | "azuread"
-            ) || HTTP_CLIENT_FIELDS.contains(&field)
+            ) || (HTTP_CLIENT_FIELDS.contains(&field) && !scrape_has(field))
         }
         // The EC2 API client has Prometheus's HTTP client settings too.
         ["scrape_configs", "ec2_sd_configs"] | ["alerting", "alertmanagers", "ec2_sd_configs"] => {

@@ -14,12 +14,12 @@ use super::duration::{format_duration, parse_duration};
 use super::locate::FieldPath;
 use super::raw::{
     RawAlertingConfig, RawAlertmanagerConfig, RawAuthorization, RawBasicAuth, RawConfig,
-    RawGlobalConfig, RawRelabelConfig, RawScrapeConfig, RawStaticConfig, ScalarText,
+    RawGlobalConfig, RawOAuth2, RawRelabelConfig, RawScrapeConfig, RawStaticConfig, ScalarText,
 };
 use super::relabel::resolve_relabel_config;
 use super::resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
-    GlobalConfig, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
+    GlobalConfig, HttpClientOptions, OAuth2, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
 };
 use super::rule_files;
 use super::secret::Secret;
@@ -327,6 +327,13 @@ fn resolve_scrape_config(
         path,
         problems,
     );
+    let (basic_auth, authorization) = resolve_http_auth(
+        raw.basic_auth.as_ref(),
+        raw.authorization.as_ref(),
+        base_dir,
+        path,
+        problems,
+    );
     ScrapeConfig {
         job_name,
         honor_labels: raw.honor_labels.unwrap_or(false),
@@ -341,6 +348,22 @@ fn resolve_scrape_config(
         label_limit: raw.label_limit.unwrap_or(0),
         label_name_length_limit: raw.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),
+        oauth2: resolve_oauth2(
+            raw.oauth2.as_ref(),
+            basic_auth.is_some() || authorization.is_some(),
+            base_dir,
+            path,
+            problems,
+        ),
+        basic_auth,
+        authorization,
+        http: resolve_http_client_options(
+            raw.proxy_url.as_ref(),
+            raw.follow_redirects,
+            raw.enable_http2,
+            path,
+            problems,
+        ),
         tls_config: resolve_tls_config(
             raw.tls_config.as_ref(),
             base_dir,
@@ -555,6 +578,95 @@ fn set_text(value: &Option<ScalarText>) -> Option<&str> {
         .as_ref()
         .map(|v| v.0.as_str())
         .filter(|v| !v.is_empty())
+}
+
+/// An HTTP client's `proxy_url` (an `http://` or `https://` URL with a host),
+/// `follow_redirects` and `enable_http2`.
+pub(crate) fn resolve_http_client_options(
+    proxy_url: Option<&ScalarText>,
+    follow_redirects: Option<bool>,
+    enable_http2: Option<bool>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> HttpClientOptions {
+    let proxy_url = set_text(&proxy_url.cloned()).map(str::to_string);
+    if let Some(url) = &proxy_url {
+        match reqwest::Url::parse(url) {
+            Err(e) => problems.push(path.key("proxy_url"), format!("parse {url:?}: {e}")),
+            Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => problems.push(
+                path.key("proxy_url"),
+                format!(
+                    "proxy_url scheme {:?} is not supported by promflow (http and https proxies only)",
+                    parsed.scheme()
+                ),
+            ),
+            Ok(_) => {}
+        }
+    }
+    HttpClientOptions {
+        proxy_url,
+        follow_redirects: follow_redirects.unwrap_or(true),
+        enable_http2: enable_http2.unwrap_or(true),
+    }
+}
+
+/// An HTTP client's `oauth2`, with prometheus/common's checks; `other_auth`: whether
+/// `basic_auth` or `authorization` is set too (at most one of the three).
+pub(crate) fn resolve_oauth2(
+    raw: Option<&RawOAuth2>,
+    other_auth: bool,
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<OAuth2> {
+    let raw = raw?;
+    if other_auth {
+        problems.push(
+            path.clone(),
+            "at most one of basic_auth, oauth2 & authorization must be configured",
+        );
+    }
+    let at = path.key("oauth2");
+    let client_id = set_text(&raw.client_id).unwrap_or_default().to_string();
+    let client_secret = set_text(&raw.client_secret).map(Secret::new);
+    let client_secret_file = set_text(&raw.client_secret_file).map(|file| base_dir.join(file));
+    let token_url = set_text(&raw.token_url).unwrap_or_default().to_string();
+    if client_id.is_empty() {
+        problems.push(at.clone(), "oauth2 client_id must be configured");
+    } else if client_secret.is_none() && client_secret_file.is_none() {
+        problems.push(
+            at.clone(),
+            "either oauth2 client_secret or client_secret_file must be configured",
+        );
+    } else if token_url.is_empty() {
+        problems.push(at.clone(), "oauth2 token_url must be configured");
+    } else if client_secret.is_some() && client_secret_file.is_some() {
+        problems.push(
+            at.clone(),
+            "at most one of oauth2 client_secret & client_secret_file must be configured",
+        );
+    }
+    let options = resolve_http_client_options(raw.proxy_url.as_ref(), None, None, &at, problems);
+    Some(OAuth2 {
+        client_id,
+        client_secret,
+        client_secret_file,
+        scopes: raw.scopes.iter().flatten().map(|s| s.0.clone()).collect(),
+        token_url,
+        endpoint_params: raw
+            .endpoint_params
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect(),
+        tls_config: resolve_tls_config(
+            raw.tls_config.as_ref(),
+            base_dir,
+            &at.key("tls_config"),
+            problems,
+        ),
+        proxy_url: options.proxy_url,
+    })
 }
 
 /// An HTTP client's `basic_auth` and `authorization` (at most one of them, as

@@ -19,8 +19,9 @@
 //!   to `max_backoff`, until it succeeds (the shard waits meanwhile, its buffer keeps
 //!   filling). Any other 4xx drops the batch (`..._samples_failed_total`).
 //! - [`RemoteWrite::apply`] (config load and reload) keeps the queues whose settings
-//!   did not change and replaces the others; a replaced queue makes one last attempt
-//!   to send what it holds.
+//!   (and `tls_config` files' contents) did not change and replaces the others; a
+//!   replaced queue makes one last attempt to send what it holds. Each queue has its
+//!   own client, built from its `tls_config` when it starts.
 //!
 //! Shards: a fixed number, `min_shards` (at least 1); Prometheus resizes between
 //! `min_shards` and `max_shards` from the observed rate, which promflow does not yet.
@@ -41,7 +42,6 @@ const LABEL_CACHE_LIMIT: usize = 1 << 20;
 
 /// Every configured remote write queue.
 pub struct RemoteWrite {
-    client: reqwest::Client,
     queues: RwLock<Vec<Arc<Queue>>>,
     samples_in: AtomicU64,
     highest_in_ms: AtomicI64,
@@ -58,6 +58,9 @@ struct Pending {
 /// One `remote_write` entry at work.
 struct Queue {
     config: RemoteWriteConfig,
+    /// Built from `config.tls_config`, with the hash of its files' contents.
+    client: reqwest::Client,
+    tls_fingerprint: u64,
     external_labels: BTreeMap<String, String>,
     /// `remote_name`: the configured name, or a hash of the config like Prometheus.
     name: String,
@@ -92,9 +95,6 @@ impl RemoteWrite {
     /// No queues yet (see [`RemoteWrite::apply`]).
     pub fn new() -> RemoteWrite {
         RemoteWrite {
-            // System roots; `tls_config` of `remote_write` is not supported yet.
-            client: crate::http_client::default_client()
-                .expect("the default TLS settings always make a client"),
             queues: RwLock::new(Vec::new()),
             samples_in: AtomicU64::new(0),
             highest_in_ms: AtomicI64::new(0),
@@ -107,16 +107,34 @@ impl RemoteWrite {
         let mut queues = self.queues.write();
         let mut next = Vec::new();
         for config in configs {
+            let tls_fingerprint = crate::http_client::tls_files_fingerprint(&config.tls_config);
             let same = queues.iter().position(|q| {
                 q.external_labels == *external_labels
+                    && q.tls_fingerprint == tls_fingerprint
                     && serde_json::to_value(&q.config).ok() == serde_json::to_value(config).ok()
             });
             match same {
                 Some(i) => next.push(queues.remove(i)),
                 None => {
-                    let queue = Arc::new(Queue::new(config.clone(), external_labels.clone()));
+                    // Validated with the config; a file changed since fails here.
+                    let client = match crate::http_client::build_client_with(
+                        &config.tls_config,
+                        &config.http,
+                    ) {
+                        Ok(client) => client,
+                        Err(e) => {
+                            tracing::error!(url = %config.url, error = %e, "remote write queue not started");
+                            continue;
+                        }
+                    };
+                    let queue = Arc::new(Queue::new(
+                        config.clone(),
+                        client,
+                        tls_fingerprint,
+                        external_labels.clone(),
+                    ));
                     for shard in 0..queue.shards.len() {
-                        tokio::spawn(run_shard(queue.clone(), shard, self.client.clone()));
+                        tokio::spawn(run_shard(queue.clone(), shard));
                     }
                     tracing::info!(url = %config.url, remote_name = %queue.name, shards = queue.shards.len(), "remote write queue started");
                     next.push(queue);
@@ -209,7 +227,12 @@ impl RemoteWrite {
 }
 
 impl Queue {
-    fn new(config: RemoteWriteConfig, external_labels: BTreeMap<String, String>) -> Queue {
+    fn new(
+        config: RemoteWriteConfig,
+        client: reqwest::Client,
+        tls_fingerprint: u64,
+        external_labels: BTreeMap<String, String>,
+    ) -> Queue {
         let q = &config.queue_config;
         let shards = q.min_shards.clamp(1, q.max_shards.max(1));
         let shard_bound = (q.capacity.max(1) * q.max_shards.max(1) / shards).max(1);
@@ -234,6 +257,8 @@ impl Queue {
             stopping: AtomicBool::new(false),
             metrics: QueueMetrics::default(),
             config,
+            client,
+            tls_fingerprint,
         }
     }
 
@@ -322,7 +347,8 @@ impl Queue {
 }
 
 /// One shard: waits for a full batch or the batch deadline, then sends.
-async fn run_shard(queue: Arc<Queue>, index: usize, client: reqwest::Client) {
+async fn run_shard(queue: Arc<Queue>, index: usize) {
+    let client = queue.client.clone();
     let shard = &queue.shards[index];
     let q = queue.config.queue_config.clone();
     let max = q.max_samples_per_send.max(1);
@@ -446,13 +472,11 @@ async fn post(
     for (name, value) in &c.headers {
         request = request.header(name, value);
     }
-    if let Some(auth) = &c.basic_auth {
-        request = request.basic_auth(&auth.username, auth.password_text());
-    }
-    if let Some(auth) = &c.authorization {
-        if let Some(header) = auth.header_value() {
-            request = request.header("Authorization", header);
-        }
+    request =
+        crate::http_client::authenticate(request, c.basic_auth.as_ref(), c.authorization.as_ref());
+    if let Some(oauth2) = &c.oauth2 {
+        let tokens = crate::http_client::OAuth2Tokens::shared(oauth2).map_err(|e| e.to_string())?;
+        request = request.header(reqwest::header::AUTHORIZATION, tokens.header().await?);
     }
     request
         .send()
@@ -478,7 +502,8 @@ mod tests {
             ("job".to_string(), "ext".to_string()),
         ]
         .into();
-        let queue = Queue::new(config.remote_write[0].clone(), external);
+        let client = crate::http_client::default_client().unwrap();
+        let queue = Queue::new(config.remote_write[0].clone(), client, 0, external);
         let sent = queue
             .outgoing_labels(&Labels::from_strs(&[("__name__", "m"), ("job", "own")]))
             .unwrap();

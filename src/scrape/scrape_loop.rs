@@ -254,7 +254,7 @@ async fn fetch(
     spec: &TargetSpec,
     ctx: &LoopContext,
 ) -> Result<(Vec<u8>, Option<String>), ScrapeError> {
-    let mut response = ctx
+    let request = ctx
         .client
         .get(&spec.url)
         .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT_HEADER)
@@ -262,7 +262,23 @@ async fn fetch(
             "X-Prometheus-Scrape-Timeout-Seconds",
             format!("{}", spec.timeout.as_secs_f64()),
         )
-        .timeout(spec.timeout)
+        .timeout(spec.timeout);
+    let mut request = crate::http_client::authenticate(
+        request,
+        spec.config.basic_auth.as_ref(),
+        spec.config.authorization.as_ref(),
+    );
+    if let Some(oauth2) = &spec.config.oauth2 {
+        let token = match crate::http_client::OAuth2Tokens::shared(oauth2) {
+            Ok(tokens) => tokens.header().await,
+            Err(e) => Err(e.to_string()),
+        };
+        match token {
+            Ok(header) => request = request.header(reqwest::header::AUTHORIZATION, header),
+            Err(e) => return Err(ScrapeError::Fetch(format!("Get {:?}: {e}", spec.url))),
+        }
+    }
+    let mut response = request
         .send()
         .await
         .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?;

@@ -18,6 +18,7 @@ pub mod exporter;
 pub mod exposition;
 pub mod http;
 pub mod moto;
+pub mod proxy;
 pub mod receiver;
 pub mod remote_write;
 pub mod stream_client;
@@ -517,18 +518,11 @@ impl Promflow {
         if let Some(data) = &launch.data_dir {
             extra.push(format!("--storage.tsdb.path={}", data.display()));
         }
-        let status = ready_status(&extra);
-        let ready = ready_path(&extra);
-        let what = format!("answer {status} on {ready}");
+        let (what, check) = ready_check(&extra);
         let mut peer = match launch.file_size_limit_kib {
-            None => spawn_peer_until(
-                "promflow",
-                &bin,
-                dir,
-                &what,
-                answers(&ready, status),
-                |d, a| promflow_args(d, a, &extra),
-            ),
+            None => spawn_peer_until("promflow", &bin, dir, &what, &*check, |d, a| {
+                promflow_args(d, a, &extra)
+            }),
             // bash's `ulimit -f` counts KiB; SIGXFSZ is ignored so a write past the
             // limit fails with EFBIG instead of killing the process. (A restart runs
             // without the limit.)
@@ -537,7 +531,7 @@ impl Promflow {
                 Path::new("/bin/bash"),
                 dir,
                 &what,
-                answers(&ready, status),
+                &*check,
                 |d, a| {
                     let mut wrapped = vec![
                         "-c".to_string(),
@@ -574,24 +568,45 @@ impl Promflow {
             dir.join("output-before-restart.log"),
         );
         let extra = self.extra_args.clone();
-        let status = ready_status(&extra);
-        let ready = ready_path(&extra);
-        let (child, addr) = launch(
-            "promflow",
-            &promflow_bin(),
-            &dir,
-            &format!("answer {status} on {ready}"),
-            answers(&ready, status),
-            |d, a| promflow_args(d, a, &extra),
-        );
+        let (what, check) = ready_check(&extra);
+        let (child, addr) = launch("promflow", &promflow_bin(), &dir, &what, &*check, |d, a| {
+            promflow_args(d, a, &extra)
+        });
         self.peer.child = child;
         self.peer.addr = addr;
     }
 }
 
+/// When a server started with `args` is up: it serves https when its
+/// `--web.config.file` names a `cert_file` (`tls_server_config`), else `/-/ready`
+/// answers [`ready_status`].
+fn ready_check(args: &[String]) -> (String, Box<dyn Fn(SocketAddr) -> bool>) {
+    let serves_tls = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--web.config.file="))
+        .any(|file| fs::read_to_string(file).is_ok_and(|text| text.contains("cert_file:")));
+    if serves_tls {
+        return ("listen for https".to_string(), Box::new(serves_https));
+    }
+    let status = ready_status(args);
+    let ready = ready_path(args);
+    (
+        format!("answer {status} on {ready}"),
+        Box::new(move |addr| answers(&ready, status)(addr)),
+    )
+}
+
 /// What "up" answers: 401 when a web config requires authentication everywhere.
 fn ready_status(args: &[String]) -> u16 {
-    if args.iter().any(|a| a.starts_with("--web.config.file")) {
+    let requires_auth = args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--web.config.file="))
+        .any(|file| {
+            fs::read_to_string(file).map_or(true, |text| {
+                text.contains("basic_auth_users:") || text.contains("bearer_tokens:")
+            })
+        });
+    if requires_auth {
         401
     } else {
         200
@@ -694,13 +709,13 @@ impl Prometheus {
             .filter(|a| **a != "--no-web.enable-lifecycle")
             .map(|a| a.to_string())
             .collect();
-        let ready = ready_path(&extra);
-        let mut peer = spawn_peer_answering(
+        let (what, check) = ready_check(&extra);
+        let mut peer = spawn_peer_until(
             "prometheus",
             Path::new(PROMETHEUS_BIN),
             dir,
-            &ready,
-            ready_status(&extra),
+            &what,
+            &*check,
             |dir, addr| {
                 let mut args = vec![
                     format!("--config.file={}", dir.join("prometheus.yml").display()),

@@ -86,6 +86,12 @@ impl TestPki {
     }
 
     fn signed_leaf(&self, name: &str, common_name: &str, extensions: &str) {
+        self.leaf(name, "ca", common_name, extensions, 2);
+    }
+
+    /// Writes `<name>.crt`/`<name>.key`: a P-256 leaf signed by the CA `ca` (`ca` or
+    /// `other-ca`), valid for `days` from now (negative: already expired).
+    pub fn leaf(&self, name: &str, ca: &str, common_name: &str, extensions: &str, days: i32) {
         std::fs::write(self.path(&format!("{name}.ext")), extensions).expect("write ext");
         self.openssl(&[
             "req",
@@ -105,11 +111,11 @@ impl TestPki {
             "x509",
             "-req",
             "-days",
-            "2",
+            &days.to_string(),
             "-CA",
-            "ca.crt",
+            &format!("{ca}.crt"),
             "-CAkey",
-            "ca.key",
+            &format!("{ca}.key"),
             "-CAcreateserial",
             "-in",
             &format!("{name}.csr"),
@@ -158,4 +164,38 @@ pub fn https_get(
     let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     let out = run_command(cmd, Some(request.as_bytes()), COMMAND_TIMEOUT);
     http::parse_response(&out.stdout).ok()
+}
+
+/// `curl` (Debian `curl`) `GET https://localhost:<port><path>`, verifying the server
+/// against `ca_file` and presenting `client` = (cert, key) if given: `Ok((status,
+/// body))`, or `Err(curl's output)` when the connection or handshake failed.
+pub fn curl_https(
+    addr: SocketAddr,
+    path: &str,
+    ca_file: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<(u16, String), String> {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+    ])
+    .arg(ca_file)
+    .arg("--resolve")
+    .arg(format!("localhost:{}:127.0.0.1", addr.port()));
+    if let Some((cert, key)) = client {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    cmd.arg(format!("https://localhost:{}{path}", addr.port()));
+    let out = run_command(cmd, None, COMMAND_TIMEOUT);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        return Err(combined_output(&out));
+    }
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    Ok((status.trim().parse().unwrap_or(0), body.to_string()))
 }
