@@ -23,8 +23,9 @@ use crate::api::text_format::{escape_label_value, format_float};
 use crate::api::TEXT_FORMAT_CONTENT_TYPE;
 use crate::ingest::now_ms;
 use crate::service::Service;
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dataflows::{LabelMatcher, Labels, LatestEntry, Selector};
 use parking_lot::Mutex;
@@ -111,54 +112,80 @@ pub async fn federate(
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-    // Rendering takes milliseconds to hundreds of them: off the async workers.
-    let rendered = tokio::task::spawn_blocking(move || {
+    // Rendered off the async workers, sent as it is written; with gzip, compressed on
+    // a second thread as the pieces come.
+    let (chunks, receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let emit: Box<dyn FnMut(Vec<u8>) + Send> = if wants_gzip {
+        let (plain, pieces) = crossbeam_channel::unbounded::<Vec<u8>>();
+        tokio::task::spawn_blocking(move || gzip_pieces(pieces, chunks));
+        Box::new(move |piece| {
+            let _ = plain.send(piece);
+        })
+    } else {
+        Box::new(move |piece| {
+            let _ = chunks.send(piece);
+        })
+    };
+    tokio::task::spawn_blocking(move || {
         let external_labels = service.config.read().global.external_labels.clone();
         let lookback_ms = service.options.lookback_delta.as_millis() as i64;
         let lines = &service.federation_views.lines;
-        let body = match view {
-            Some(view) => lines.render(&external_labels, |add| view.for_each_live(now_ms, add)),
-            None => lines.render(&external_labels, |add| {
-                service
-                    .ingester
-                    .engine()
-                    .latest()
-                    .for_each_live(now_ms, lookback_ms, |entry| {
-                        if selectors.iter().any(|s| s.matches(&entry.labels)) {
-                            add(entry);
-                        }
-                    })
-            }),
-        };
-        if wants_gzip {
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 8),
-                flate2::Compression::fast(),
-            );
-            if let Ok(compressed) = encoder.write_all(&body).and_then(|_| encoder.finish()) {
-                return (compressed, true);
-            }
+        match view {
+            Some(view) => lines.render(
+                &external_labels,
+                |add| view.for_each_live(now_ms, add),
+                emit,
+            ),
+            None => lines.render(
+                &external_labels,
+                |add| {
+                    service
+                        .ingester
+                        .engine()
+                        .latest()
+                        .for_each_live(now_ms, lookback_ms, |entry| {
+                            if selectors.iter().any(|s| s.matches(&entry.labels)) {
+                                add(entry);
+                            }
+                        })
+                },
+                emit,
+            ),
         }
-        (body, false)
-    })
-    .await;
-    match rendered {
-        Ok((body, true)) => (
-            [
-                (header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE),
-                (header::CONTENT_ENCODING, "gzip"),
-            ],
-            body,
-        )
-            .into_response(),
-        Ok((body, false)) => {
-            ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
+    });
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let piece = receiver.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(piece), receiver))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(TEXT_FORMAT_CONTENT_TYPE),
+    );
+    if wants_gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// Compresses the body's `pieces` as they come and sends what is compressed on.
+fn gzip_pieces(
+    pieces: crossbeam_channel::Receiver<Vec<u8>>,
+    out: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+) {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for piece in pieces {
+        if encoder.write_all(&piece).is_err() {
+            return;
         }
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("rendering /federate failed: {e}\n"),
-        )
-            .into_response(),
+        let compressed = std::mem::take(encoder.get_mut());
+        if !compressed.is_empty() && out.send(compressed).is_err() {
+            return;
+        }
+    }
+    if let Ok(rest) = encoder.finish() {
+        let _ = out.send(rest);
     }
 }
 
@@ -201,6 +228,9 @@ struct Slot {
     seen_ms: i64,
 }
 
+/// About how much of a body is handed on at once.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
 /// A series no read has included for this long is forgotten (encoded again if it
 /// comes back).
 const FORGET_AFTER_MS: i64 = 10 * 60 * 1000;
@@ -209,11 +239,13 @@ impl EncodedLines {
     /// The `/federate` body of the series `collect` passes to its callback (the first
     /// of several with one label set wins), with `external` labels added where the
     /// series lacks them: `# TYPE <name> untyped` before each metric name's group.
+    /// Handed to `emit` in pieces of about [`CHUNK_BYTES`], as it is written.
     pub fn render(
         &self,
         external: &BTreeMap<String, String>,
         collect: impl FnOnce(&mut dyn FnMut(&LatestEntry)),
-    ) -> Vec<u8> {
+        mut emit: impl FnMut(Vec<u8>),
+    ) {
         let mut guard = self.inner.lock();
         let encoded = &mut *guard;
         if encoded.external != *external {
@@ -249,19 +281,25 @@ impl EncodedLines {
             }
         });
         encoded.sort_fresh();
-        let mut body = Vec::with_capacity(count * 96);
-        let mut group: &str = "";
+        let mut body = Vec::with_capacity(CHUNK_BYTES.min(count * 128) + 512);
+        let mut group: Option<&str> = None;
         for &i in &encoded.order {
             let slot = &encoded.slots[i as usize];
             if slot.read != read {
                 continue;
             }
+            if body.len() >= CHUNK_BYTES {
+                emit(std::mem::replace(
+                    &mut body,
+                    Vec::with_capacity(CHUNK_BYTES + 512),
+                ));
+            }
             let name = &slot.prefix[..slot.name_len];
-            if name != group || body.is_empty() {
+            if group != Some(name) {
                 body.extend_from_slice(b"# TYPE ");
                 body.extend_from_slice(name.as_bytes());
                 body.extend_from_slice(b" untyped\n");
-                group = name;
+                group = Some(name);
             }
             body.extend_from_slice(slot.prefix.as_bytes());
             push_float(&mut body, slot.value);
@@ -273,7 +311,9 @@ impl EncodedLines {
             encoded.forget(now - FORGET_AFTER_MS);
             encoded.forgotten_ms = now;
         }
-        body
+        if !body.is_empty() {
+            emit(body);
+        }
     }
 
     /// How many series have an encoded line.
@@ -384,11 +424,16 @@ impl Slot {
     }
 }
 
-/// Appends `v` as [`format_float`] writes it; integers below 1e6 (most counters and
-/// gauges) without the detour through a `String`.
+/// Appends `v` as [`format_float`] writes it, without its detours through `String`s
+/// where the layout is plain: integers below 1e6 (most counters and gauges) as
+/// integers, and other magnitudes in `[1e-4, 1e6)` in Rust's shortest round-trip
+/// decimal form, which is what `format_float` (Go's `'g'`) prints there.
 fn push_float(out: &mut Vec<u8>, v: f64) {
-    if v.fract() == 0.0 && v.abs() < 1e6 && v != 0.0 {
+    let magnitude = v.abs();
+    if v.fract() == 0.0 && v != 0.0 && magnitude < 1e6 {
         let _ = write!(out, "{}", v as i64);
+    } else if (1e-4..1e6).contains(&magnitude) {
+        let _ = write!(out, "{v}");
     } else {
         out.extend_from_slice(format_float(v).as_bytes());
     }
@@ -482,10 +527,24 @@ mod tests {
             entry(&[("__name__", "up"), ("zone", "us")], 8, f64::NAN),
             entry(&[("__name__", "b")], 9, -3.0),
             entry(&[("__name__", "b"), ("le", "+Inf")], 9, 2.5e-7),
+            entry(&[("__name__", "c"), ("i", "1")], 9, 0.0001),
+            entry(&[("__name__", "c"), ("i", "2")], 9, -0.00009999),
+            entry(&[("__name__", "c"), ("i", "3")], 9, 999999.9999),
+            entry(&[("__name__", "c"), ("i", "4")], 9, -123456.789),
+            entry(&[("__name__", "c"), ("i", "5")], 9, f64::INFINITY),
+            entry(&[("__name__", "c"), ("i", "6")], 9, 0.0),
+            entry(&[("__name__", "c"), ("i", "7")], 9, 1e-300),
+            entry(&[("__name__", "c"), ("i", "8")], 9, 0.1 + 0.2),
         ];
         let lines = EncodedLines::default();
         let render = |entries: &[LatestEntry]| {
-            String::from_utf8(lines.render(&external, |add| entries.iter().for_each(add))).unwrap()
+            let mut body = Vec::new();
+            lines.render(
+                &external,
+                |add| entries.iter().for_each(add),
+                |chunk| body.extend(chunk),
+            );
+            String::from_utf8(body).unwrap()
         };
         assert_eq!(render(&entries), reference(&entries, &external));
         entries.remove(3);
@@ -495,5 +554,22 @@ mod tests {
         assert_eq!(render(&entries), reference(&entries, &external));
         assert_eq!(render(&entries[..2]), reference(&entries[..2], &external));
         assert_eq!(render(&[]), "");
+        // More than one piece: groups and lines must not care where pieces end.
+        let long = "v".repeat(200);
+        let many: Vec<LatestEntry> = (0..3_000)
+            .map(|i| {
+                let name = format!("m{}", i % 7);
+                let id = i.to_string();
+                entry(
+                    &[("__name__", &name), ("id", &id), ("long", &long)],
+                    i,
+                    0.25,
+                )
+            })
+            .collect();
+        let mut pieces = 0;
+        lines.render(&external, |add| many.iter().for_each(add), |_| pieces += 1);
+        assert!(pieces > 1, "{pieces} pieces");
+        assert_eq!(render(&many), reference(&many, &external));
     }
 }
