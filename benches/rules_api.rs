@@ -205,6 +205,7 @@ fn main() {
         &[
             "--web.enable-rules-api",
             "--web.enable-federation-views-api",
+            "--web.enable-lifecycle",
             "--log.level=warn",
         ],
     );

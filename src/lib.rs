@@ -7,13 +7,16 @@
 //! running pieces; `main.rs` is the CLI. Every outgoing HTTP client (scrapes,
 //! Alertmanagers, notifier receivers) is built by [`http_client`].
 
-pub mod alerting;
+pub mod alertmanager;
 pub mod api;
 pub mod config;
 pub mod discovery;
+pub mod exposition;
+pub mod flags;
 pub mod http_client;
 pub mod ingest;
-pub mod notify;
+pub mod logging;
+pub mod notifier;
 pub mod process_stats;
 pub mod relabel;
 pub mod remote;

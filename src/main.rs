@@ -1,14 +1,16 @@
 //! The `promflow` command: with no subcommand it runs the server; `check config`
 //! validates configuration files, `check rules` rule files, `test rules` runs
 //! promtool-format rule unit tests, `test promql` runs PromQL test scripts. Flags are spelled like Prometheus's so existing
-//! service definitions work unchanged.
+//! service definitions work unchanged: promflow's own are here, the rest of
+//! Prometheus's command line (implemented, no-op or refused) is `promflow::flags`, and
+//! booleans take kingpin's `--no-flag` too.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 use promflow::config::{
     format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config,
 };
-use promflow::rules::manager::{EvaluationMode, EvaluationPolicy, ForRestore};
+use promflow::rules::options::{EvaluationMode, EvaluationPolicy, ForRestore};
 use promflow::service::{AlertingFlags, Service, ServiceOptions};
 use promflow::storage::WalFsync;
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-#[derive(Parser, Debug)]
+#[derive(clap::Parser, Debug)]
 #[command(
     name = "promflow",
     version,
@@ -27,10 +29,12 @@ struct Cli {
     /// config (scrapes itself and node_exporter on localhost:9100).
     #[arg(long = "config.file", global = true)]
     config_file: Option<PathBuf>,
-    /// Address to listen on for the API, UI and federation.
+    /// Address to listen on for the API, UI and federation: HOST:PORT, or :PORT for
+    /// every interface, as Prometheus takes it.
     #[arg(
         long = "web.listen-address",
         default_value = "0.0.0.0:9090",
+        value_parser = listen_address_arg,
         global = true
     )]
     listen_address: SocketAddr,
@@ -72,6 +76,10 @@ struct Cli {
     /// Enable the admin endpoints (/api/v1/admin/tsdb/{delete_series,clean_tombstones,snapshot}).
     #[arg(long = "web.enable-admin-api", global = true)]
     enable_admin_api: bool,
+    /// Enable shutdown and reload via HTTP request (POST or PUT /-/quit, /-/reload);
+    /// without it both answer 403 like Prometheus. SIGHUP reloads either way.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    enable_lifecycle: bool,
     /// Maximum time a query may take before it is aborted.
     #[arg(long = "query.timeout", default_value = "2m", value_parser = duration_arg, global = true)]
     query_timeout: Duration,
@@ -120,6 +128,9 @@ struct Cli {
         global = true
     )]
     for_restore: ForRestore,
+    /// The rest of Prometheus's flags.
+    #[command(flatten)]
+    prometheus: promflow::flags::PrometheusFlags,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -175,6 +186,20 @@ enum CheckCommand {
     },
 }
 
+/// Go's listen address: `:9090` is every interface; a host name is resolved.
+fn listen_address_arg(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let address = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    address
+        .to_socket_addrs()
+        .map_err(|e| format!("invalid listen address {s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s)
 }
@@ -194,8 +219,11 @@ fn wal_fsync_arg(s: &str) -> Result<WalFsync, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
+    let command = Cli::command();
+    let args = promflow::flags::kingpin_negations(std::env::args_os().collect(), &command);
+    let matches = command.clone().get_matches_from(args);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command.take() {
         Some(Command::Check {
             what: CheckCommand::Config { files },
         }) => check_config(&files, cli.alertmanager_config_file.as_deref()),
@@ -208,7 +236,7 @@ fn main() -> ExitCode {
         Some(Command::Test {
             what: TestCommand::Promql { verbose, files },
         }) => test_promql(&files, verbose),
-        None => match run_server(cli) {
+        None => match run_server(cli, &command, &matches) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("promflow: {e:#}");
@@ -225,7 +253,7 @@ fn check_config(files: &[PathBuf], alertmanager_config: Option<&std::path::Path>
     if let Some(file) = alertmanager_config {
         failed |= !report_check(
             file,
-            promflow::notify::config::NotifyConfig::load_file(file).map(|config| {
+            promflow::alertmanager::config::NotifyConfig::load_file(file).map(|config| {
                 format!(
                     "{} receivers, {} inhibit rules found",
                     config.receivers.len(),
@@ -238,6 +266,7 @@ fn check_config(files: &[PathBuf], alertmanager_config: Option<&std::path::Path>
         failed |= !report_check(
             file,
             Config::load_file(file)
+                .and_then(|config| static_targets_check(config, file))
                 .and_then(promflow::service::with_rule_files)
                 .map(|(config, _rules)| {
                     format!(
@@ -252,6 +281,37 @@ fn check_config(files: &[PathBuf], alertmanager_config: Option<&std::path::Path>
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Creates the targets of every job's `static_configs` as the server would (after
+/// `relabel_configs`), like `promtool check config`: each target that cannot be
+/// created is a problem, in Prometheus's words.
+fn static_targets_check(
+    config: Config,
+    file: &std::path::Path,
+) -> Result<Config, promflow::config::ConfigError> {
+    let mut problems = Vec::new();
+    for (index, scrape_config) in config.scrape_configs.iter().enumerate() {
+        let groups = promflow::discovery::static_sd::groups(&scrape_config.static_configs);
+        let resolved =
+            promflow::scrape::target::resolve(&std::sync::Arc::new(scrape_config.clone()), &groups);
+        problems.extend(
+            resolved
+                .failures
+                .into_iter()
+                .map(|message| promflow::config::Problem {
+                    file: file.display().to_string(),
+                    line: None,
+                    field: format!("scrape_configs[{index}]"),
+                    message,
+                }),
+        );
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(promflow::config::ConfigError { problems })
     }
 }
 
@@ -384,18 +444,50 @@ fn test_promql(files: &[PathBuf], verbose: bool) -> ExitCode {
     }
 }
 
-fn run_server(cli: Cli) -> anyhow::Result<()> {
-    // rustls-platform-verifier logs every refused certificate at ERROR; the scrape
-    // or send that failed reports it already (target lastError, notifier logs).
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{},hyper=warn,reqwest=warn,rustls_platform_verifier=off",
-        cli.log_level
-    ))
-    .with_context(|| format!("invalid --log.level {:?}", cli.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+    let log_format = cli
+        .prometheus
+        .log_format
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    promflow::logging::init(&cli.log_level, log_format).map_err(anyhow::Error::msg)?;
+    let review = cli
+        .prometheus
+        .review(command, matches)
+        .map_err(anyhow::Error::msg)?;
+    for note in &review.notes {
+        tracing::info!("{note}");
+    }
+    for option in &review.unknown_features {
+        tracing::warn!(option = %option, "Unknown option for --enable-feature");
+    }
+    // The deprecated --storage.tsdb.retention counts unless retention.time is given.
+    let retention = match (
+        cli.prometheus.storage_tsdb_retention,
+        matches.value_source("retention"),
+    ) {
+        (Some(old), Some(clap::parser::ValueSource::DefaultValue)) => {
+            tracing::warn!(
+                "--storage.tsdb.retention is deprecated; use --storage.tsdb.retention.time"
+            );
+            old
+        }
+        _ => cli.retention,
+    };
+    let cors_origin = promflow::api::cors::origin_regex(&cli.prometheus.web_cors_origin)
+        .with_context(|| {
+            format!(
+                "invalid --web.cors.origin {:?}",
+                cli.prometheus.web_cors_origin
+            )
+        })?;
+    let route_prefix = promflow::api::server::route_prefix(
+        cli.prometheus.web_route_prefix.as_deref(),
+        cli.external_url.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let enable_remote_write_receiver =
+        cli.enable_remote_write_receiver || review.remote_write_receiver;
     let workers = cli.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -405,7 +497,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         default: cli.rules_evaluation,
         on_arrival_groups: cli.on_arrival_groups.clone(),
     };
-    let flags = vec![
+    let flags: Vec<(String, String)> = vec![
         (
             "config.file".to_string(),
             cli.config_file
@@ -431,7 +523,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         ),
         (
             "storage.tsdb.retention.time".to_string(),
-            format_duration(cli.retention),
+            format_duration(retention),
         ),
         (
             "storage.tsdb.retention.size".to_string(),
@@ -449,7 +541,7 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         ("workers".to_string(), workers.to_string()),
         (
             "web.enable-remote-write-receiver".to_string(),
-            cli.enable_remote_write_receiver.to_string(),
+            enable_remote_write_receiver.to_string(),
         ),
         (
             "alertmanager.config.file".to_string(),
@@ -509,7 +601,16 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             "web.enable-admin-api".to_string(),
             cli.enable_admin_api.to_string(),
         ),
-    ];
+        (
+            "web.enable-lifecycle".to_string(),
+            cli.enable_lifecycle.to_string(),
+        ),
+    ]
+    .into_iter()
+    .chain(promflow::flags::PrometheusFlags::status_entries(
+        command, matches,
+    ))
+    .collect();
     let options = ServiceOptions {
         flags,
         config_file: cli.config_file,
@@ -517,13 +618,19 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         storage_path: cli.storage_path,
         wal_fsync: cli.wal_fsync,
         min_block_duration: cli.min_block_duration,
-        retention: cli.retention,
+        retention,
         retention_size: cli.retention_size,
         lookback_delta: cli.lookback_delta,
         workers,
         query_timeout: cli.query_timeout,
-        enable_remote_write_receiver: cli.enable_remote_write_receiver,
+        enable_remote_write_receiver,
         enable_admin_api: cli.enable_admin_api,
+        enable_lifecycle: cli.enable_lifecycle,
+        cors_origin,
+        query_max_concurrency: cli.prometheus.query_max_concurrency,
+        remote_read_sample_limit: cli.prometheus.storage_remote_read_sample_limit,
+        remote_read_concurrent_limit: cli.prometheus.storage_remote_read_concurrent_limit,
+        notification_queue_capacity: cli.prometheus.alertmanager_notification_queue_capacity,
         dns_nameserver: cli.dns_nameserver,
         alertmanager_config_file: cli.alertmanager_config_file,
         alerting: AlertingFlags {
@@ -532,11 +639,17 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
             for_outage_tolerance: cli.for_outage_tolerance,
             for_grace_period: cli.for_grace_period,
             for_restore: cli.for_restore,
+            resend_delay: cli.prometheus.rules_alert_resend_delay,
         },
         enable_rules_api: cli.enable_rules_api,
         enable_federation_views_api: cli.enable_federation_views_api,
         web_config_file: cli.web_config_file,
     };
+    let limits = promflow::api::server::ConnectionLimits {
+        max_connections: cli.prometheus.web_max_connections,
+        read_timeout: cli.prometheus.web_read_timeout,
+    };
+    let auto_reload_interval = cli.prometheus.config_auto_reload_interval;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -548,11 +661,21 @@ fn run_server(cli: Cli) -> anyhow::Result<()> {
         let service = Service::start(options).map_err(|e| anyhow::anyhow!(e))?;
         tracing::info!(address = %service.options.listen_address, workers, "promflow is ready");
         spawn_sighup_reloader(service.clone());
-        let app = promflow::api::router(service.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP")?;
+        if review.auto_reload_config {
+            spawn_config_watcher(service.clone(), auto_reload_interval);
+        }
+        let app = promflow::api::server::with_route_prefix(
+            promflow::api::router(service.clone()),
+            &route_prefix,
+        );
+        let quit = service.clone();
+        promflow::api::server::serve(listener, app, limits, async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = quit.quit_requested() => tracing::info!("termination requested over HTTP (/-/quit)"),
+            }
+        })
+        .await;
         tracing::info!("shutting down");
         service.shutdown();
         Ok(())
@@ -564,11 +687,33 @@ fn spawn_sighup_reloader(service: std::sync::Arc<Service>) {
         let Ok(mut hangups) =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
-            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            tracing::warn!(
+                "cannot listen for SIGHUP; reload with POST /-/reload (--web.enable-lifecycle)"
+            );
             return;
         };
         while hangups.recv().await.is_some() {
             let _ = service.reload().await;
+        }
+    });
+}
+
+/// `--enable-feature=auto-reload-config`: reloads when the config file's content
+/// changed since the last look, every `every` (`--config.auto-reload-interval`).
+fn spawn_config_watcher(service: std::sync::Arc<Service>, every: Duration) {
+    let Some(path) = service.options.config_file.clone() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut last = std::fs::read(&path).ok();
+        loop {
+            tokio::time::sleep(every).await;
+            let now = std::fs::read(&path).ok();
+            if now != last {
+                last = now;
+                tracing::info!("the config file changed; reloading");
+                let _ = service.reload().await;
+            }
         }
     });
 }

@@ -3,7 +3,7 @@
 //! Operational events (a scrape error, a parse error, a reload) bump a counter here in
 //! one place and are logged by their caller; this module only counts and renders.
 
-use crate::api::text_format::{write_sample, write_type};
+use crate::exposition::{write_header, write_sample};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -88,6 +88,8 @@ pub struct SelfMetrics {
     pub notifications_dropped: Counter,
     /// Alerts waiting in the notification queue.
     pub notifications_queue_length: Gauge,
+    /// `--alertmanager.notification-queue-capacity`, as the notifier applies it.
+    pub notifications_queue_capacity: Gauge,
     /// Alertmanagers discovered and active (after relabeling and deduplication).
     pub notifications_alertmanagers_discovered: Gauge,
     /// Per-mechanism discovery counters, keyed by mechanism (`dns`, `ec2`, `file`).
@@ -143,8 +145,7 @@ impl SelfMetrics {
     pub fn render(&self, inputs: &RenderInputs) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, rows: &[(&[(&str, &str)], f64)]| {
-            out.push_str(&format!("# HELP {name} {help}\n"));
-            write_type(&mut out, name, kind);
+            write_header(&mut out, name, kind, help);
             for (labels, value) in rows {
                 write_sample(&mut out, name, labels.iter().copied(), *value, None);
             }
@@ -315,7 +316,7 @@ impl SelfMetrics {
             "promflow_notifications_queue_capacity",
             "gauge",
             "Capacity of the notification queue.",
-            &[(&[], crate::alerting::notifier::QUEUE_CAPACITY as f64)],
+            &[(&[], self.notifications_queue_capacity.get())],
         );
         metric(
             "promflow_notifications_alertmanagers_discovered",

@@ -10,18 +10,19 @@
 //! all jobs' targets is handed to [`ScrapeManager::apply`]. Discovery of scrape
 //! configs that a reload leaves unchanged keeps running.
 
-use crate::alerting::notifier::{Notifier, NotifierConfig};
+use crate::alertmanager::config::NotifyConfig;
+use crate::alertmanager::sink::AlertFanOut;
+use crate::alertmanager::BuiltinNotifier;
 use crate::config::{Config, ConfigError, Problem, DEFAULT_CONFIG_YAML};
 use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
-use crate::notify::config::NotifyConfig;
-use crate::notify::sink::AlertFanOut;
-use crate::notify::BuiltinNotifier;
+use crate::notifier::{Notifier, NotifierConfig};
 use crate::rules::file::RuleGroup;
-use crate::rules::manager::{
-    EvaluationPolicy, ForRestore, HeadEvaluator, Maintained, ManagerOptions, RuleManager,
-};
+use crate::rules::manager::RuleManager;
+use crate::rules::options::{EvaluationPolicy, ForRestore, ManagerOptions};
 use crate::rules::registry::RuleRegistry;
+use crate::rules::runner::Maintained;
+use crate::rules::sinks::HeadEvaluator;
 use crate::scrape::scrape_loop::LoopContext;
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
@@ -69,6 +70,18 @@ pub struct ServiceOptions {
     pub enable_remote_write_receiver: bool,
     /// `--web.enable-admin-api`: serve `/api/v1/admin/tsdb/*`.
     pub enable_admin_api: bool,
+    /// `--web.enable-lifecycle`: serve `POST /-/reload` and `POST /-/quit`.
+    pub enable_lifecycle: bool,
+    /// `--web.cors.origin`, anchored: `Origin`s that `/api/v1` answers allow.
+    pub cors_origin: regex::Regex,
+    /// `--query.max-concurrency`: ad-hoc queries evaluated at once (0: no limit).
+    pub query_max_concurrency: usize,
+    /// `--storage.remote.read-sample-limit`: samples one remote read may return (0: no limit).
+    pub remote_read_sample_limit: u64,
+    /// `--storage.remote.read-concurrent-limit`: remote reads served at once (0: no limit).
+    pub remote_read_concurrent_limit: usize,
+    /// `--alertmanager.notification-queue-capacity`.
+    pub notification_queue_capacity: usize,
     /// `--discovery.dns.nameserver`: the DNS server for `dns_sd_configs` instead of
     /// the system's resolver configuration.
     pub dns_nameserver: Option<SocketAddr>,
@@ -102,6 +115,8 @@ pub struct AlertingFlags {
     pub for_grace_period: Duration,
     /// `--rules.alert.for-restore`.
     pub for_restore: ForRestore,
+    /// `--rules.alert.resend-delay`.
+    pub resend_delay: Duration,
 }
 
 impl Default for AlertingFlags {
@@ -113,6 +128,7 @@ impl Default for AlertingFlags {
             for_outage_tolerance: defaults.for_outage_tolerance,
             for_grace_period: defaults.for_grace_period,
             for_restore: defaults.for_restore,
+            resend_delay: defaults.resend_delay,
         }
     }
 }
@@ -179,6 +195,12 @@ pub struct Service {
     reconcile_lock: Mutex<()>,
     ready: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Signalled by `POST /-/quit`; the server then shuts down as on SIGTERM.
+    quit: tokio::sync::Notify,
+    /// Admits ad-hoc queries (`--query.max-concurrency`).
+    pub query_gate: tokio::sync::Semaphore,
+    /// Admits remote reads (`--storage.remote.read-concurrent-limit`).
+    pub remote_read_gate: tokio::sync::Semaphore,
 }
 
 impl Service {
@@ -231,6 +253,7 @@ impl Service {
             metrics: metrics.clone(),
             dns_nameserver: options.dns_nameserver,
         });
+        notifier.set_queue_capacity(options.notification_queue_capacity);
         tokio::spawn(notifier.clone().run());
         let builtin_notifier = BuiltinNotifier::new();
         builtin_notifier.set_state_file(options.storage_path.join("notifier.json"));
@@ -264,7 +287,6 @@ impl Service {
             dns_nameserver: options.dns_nameserver,
         });
         let service = Arc::new(Service {
-            options,
             config: RwLock::new(Arc::new(config.clone())),
             metrics,
             ingester,
@@ -282,12 +304,27 @@ impl Service {
             reconcile_lock: Mutex::new(()),
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
+            quit: tokio::sync::Notify::new(),
+            query_gate: gate(options.query_max_concurrency),
+            remote_read_gate: gate(options.remote_read_concurrent_limit),
+            options,
         });
         service.apply(config, rule_groups, notify_config, scrape_clients);
         service.spawn_target_updates();
         service.spawn_housekeeping();
         service.ready.store(true, Ordering::SeqCst);
         Ok(service)
+    }
+
+    /// Asks the server to shut down (`POST /-/quit`); [`Service::quit_requested`]
+    /// completes, also when it is awaited only later.
+    pub fn request_quit(&self) {
+        self.quit.notify_one();
+    }
+
+    /// Completes once [`Service::request_quit`] has been called.
+    pub async fn quit_requested(&self) {
+        self.quit.notified().await
     }
 
     /// Whether startup has finished.
@@ -389,7 +426,7 @@ impl Service {
                 for_outage_tolerance: flags.for_outage_tolerance,
                 for_grace_period: flags.for_grace_period,
                 for_restore: flags.for_restore,
-                ..ManagerOptions::default()
+                resend_delay: flags.resend_delay,
             },
         );
     }
@@ -414,6 +451,9 @@ impl Service {
         let mut dropped = Vec::new();
         for (scrape_config, groups) in self.discovery.snapshot() {
             let resolved = resolve(&scrape_config, &groups);
+            for failure in &resolved.failures {
+                tracing::error!(scrape_pool = %scrape_config.job_name, err = %failure, "Creating target failed");
+            }
             wanted.extend(resolved.active);
             dropped.extend(resolved.dropped.into_iter().map(|labels| DroppedTarget {
                 job: scrape_config.job_name.clone(),
@@ -475,7 +515,18 @@ impl Service {
         self.rules.stop();
         self.ingester.remote_write().stop_all();
         self.ingester.engine().shutdown();
+        if let Err(e) = self.ingester.storage().sync_wal() {
+            tracing::error!(error = %e, "fsync of the WAL at shutdown failed");
+        }
     }
+}
+
+/// A semaphore admitting `limit` at once; 0 means no limit, as in Prometheus.
+fn gate(limit: usize) -> tokio::sync::Semaphore {
+    tokio::sync::Semaphore::new(match limit {
+        0 => tokio::sync::Semaphore::MAX_PERMITS,
+        n => n,
+    })
 }
 
 /// Loads the configuration named by the options, or the embedded default, in which

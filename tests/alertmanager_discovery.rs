@@ -183,7 +183,10 @@ fn relabeling_drops_an_alertmanager() {
         dropped.addr(),
         regex::escape(&dropped.addr().to_string())
     );
-    let promflow = Promflow::start(&config_with_alerting(dir.path(), &exporter, &alerting));
+    let promflow = Promflow::start_with_args(
+        &config_with_alerting(dir.path(), &exporter, &alerting),
+        &["--web.enable-lifecycle"],
+    );
     assert_eq!(
         am_urls(&promflow.get_ok("/api/v1/alertmanagers")),
         (vec![alerts_url(&kept)], vec![alerts_url(&dropped)])

@@ -20,18 +20,22 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn oracle_targets() -> Vec<BTreeMap<String, String>> {
-    let path = common::repo_root()
-        .join("../shared/oracle-samples/ec2_sd_targets_prometheus-2.42_vs_moto.json");
+/// Prometheus's discovered labels against moto (shared data; `None`: absent, skipped).
+fn oracle_targets() -> Option<Vec<BTreeMap<String, String>>> {
+    let path = dataflows::shared_data::locate(
+        "oracle-samples/ec2_sd_targets_prometheus-2.42_vs_moto.json",
+        "EC2 labels compared with Prometheus's",
+    )?;
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("oracle sample {}: {e}", path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["data"]["activeTargets"]
+    let targets = json["data"]["activeTargets"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| serde_json::from_value(t["discoveredLabels"].clone()).unwrap())
-        .collect()
+        .collect();
+    Some(targets)
 }
 
 fn sd_config(moto: &Moto, port: u16) -> Ec2SdConfig {
@@ -77,33 +81,34 @@ fn labels_match_prometheus_and_all_pages_are_read() {
     let targets = discover(sd_config(&moto, 9100), 5);
     assert_eq!(targets.len(), 7, "every page read: {targets:#?}");
 
-    let oracle = oracle_targets();
-    let oracle_names: BTreeSet<&str> = oracle[0]
-        .keys()
-        .map(String::as_str)
-        // Added by the scrape pool, not by discovery.
-        .filter(|n| n.starts_with("__meta_") || *n == "__address__")
-        .collect();
     let web0 = targets
         .iter()
         .find(|t| t.get("__meta_ec2_instance_id") == Some(&ids[0]))
         .expect("web-0 discovered");
-    let names: BTreeSet<&str> = web0.keys().map(String::as_str).collect();
-    assert_eq!(names, oracle_names, "label names differ from Prometheus's");
+    if let Some(oracle) = oracle_targets() {
+        let oracle_names: BTreeSet<&str> = oracle[0]
+            .keys()
+            .map(String::as_str)
+            // Added by the scrape pool, not by discovery.
+            .filter(|n| n.starts_with("__meta_") || *n == "__address__")
+            .collect();
+        let names: BTreeSet<&str> = web0.keys().map(String::as_str).collect();
+        assert_eq!(names, oracle_names, "label names differ from Prometheus's");
 
-    // Values that do not depend on moto's random ids, as Prometheus has them.
-    for label in [
-        "__meta_ec2_ami",
-        "__meta_ec2_architecture",
-        "__meta_ec2_availability_zone",
-        "__meta_ec2_availability_zone_id",
-        "__meta_ec2_instance_state",
-        "__meta_ec2_instance_type",
-        "__meta_ec2_owner_id",
-        "__meta_ec2_platform",
-        "__meta_ec2_region",
-    ] {
-        assert_eq!(web0[label], oracle[0][label], "{label}");
+        // Values that do not depend on moto's random ids, as Prometheus has them.
+        for label in [
+            "__meta_ec2_ami",
+            "__meta_ec2_architecture",
+            "__meta_ec2_availability_zone",
+            "__meta_ec2_availability_zone_id",
+            "__meta_ec2_instance_state",
+            "__meta_ec2_instance_type",
+            "__meta_ec2_owner_id",
+            "__meta_ec2_platform",
+            "__meta_ec2_region",
+        ] {
+            assert_eq!(web0[label], oracle[0][label], "{label}");
+        }
     }
     assert_eq!(web0["__address__"], "127.0.0.10:9100");
     assert_eq!(web0["__meta_ec2_private_ip"], "127.0.0.10");

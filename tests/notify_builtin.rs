@@ -33,7 +33,10 @@ fn start(prometheus_config: &str, capture: &CaptureServer, dir: &std::path::Path
     std::fs::write(&path, notifier_config(capture)).unwrap();
     Promflow::start_with_args(
         prometheus_config,
-        &[&format!("--alertmanager.config.file={}", path.display())],
+        &[
+            &format!("--alertmanager.config.file={}", path.display()),
+            "--web.enable-lifecycle",
+        ],
     )
 }
 

@@ -19,14 +19,14 @@ mod common;
 
 use common::receiver::{check_pushover_request, check_slack_request, CaptureServer};
 use dataflows::{Labels, Sample};
-use promflow::alerting::notifier::NotifierConfig;
-use promflow::alerting::state::AlertState;
-use promflow::notify::config::NotifyConfig;
-use promflow::notify::sink::to_builtin;
-use promflow::notify::BuiltinNotifier;
-use promflow::rules::manager::{
-    GroupState, HeadEvaluator, ManagerOptions, RuleEvaluator, SampleSink,
-};
+use promflow::alertmanager::config::NotifyConfig;
+use promflow::alertmanager::sink::to_builtin;
+use promflow::alertmanager::BuiltinNotifier;
+use promflow::notifier::NotifierConfig;
+use promflow::rules::alert::AlertState;
+use promflow::rules::group::GroupState;
+use promflow::rules::options::ManagerOptions;
+use promflow::rules::sinks::{HeadEvaluator, RuleEvaluator, SampleSink};
 use promflow::storage::Storage;
 use std::path::Path;
 use std::sync::Arc;

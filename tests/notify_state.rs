@@ -6,9 +6,9 @@
 mod common;
 
 use common::receiver::CaptureServer;
-use promflow::notify::alert::{now_nanos, Alert};
-use promflow::notify::config::NotifyConfig;
-use promflow::notify::BuiltinNotifier;
+use promflow::alertmanager::alert::{now_nanos, Alert};
+use promflow::alertmanager::config::NotifyConfig;
+use promflow::alertmanager::BuiltinNotifier;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;

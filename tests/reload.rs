@@ -121,7 +121,7 @@ fn check_reload(server: &Peer, node: &str, prefix: &str) {
 fn promflow_refuses_a_bad_reload_and_applies_a_good_one() {
     let node = NodeExporter::start();
     let addr = node.addr().to_string();
-    let promflow = Promflow::start(&config(&addr, &["old"]));
+    let promflow = Promflow::start_with_args(&config(&addr, &["old"]), &["--web.enable-lifecycle"]);
     check_reload(&promflow, &addr, "promflow");
 }
 
@@ -181,7 +181,10 @@ fn promflow_refuses_a_reload_with_a_broken_rule_file() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, "groups: []\n").unwrap();
-    let promflow = Promflow::start(&rule_config(&node.addr().to_string(), &rules));
+    let promflow = Promflow::start_with_args(
+        &rule_config(&node.addr().to_string(), &rules),
+        &["--web.enable-lifecycle"],
+    );
     check_bad_rule_file_reload(&promflow, &rules, "promflow");
 }
 

@@ -110,3 +110,67 @@ fn prometheus_queries_promflow_through_remote_read() {
     let through = data_of(&prometheus, "/api/v1/query", &params, false);
     assert_eq!(through["result"][0]["value"][1], "4", "{through}");
 }
+
+/// `--storage.remote.read-sample-limit` and `--storage.remote.read-concurrent-limit`
+/// are honoured like Prometheus's: a read returning more samples than the limit is
+/// refused with the same status and message.
+#[test]
+fn read_sample_limit_like_prometheus() {
+    use promflow::remote::proto::{self, LabelMatcher, Query, ReadRequest};
+    let args = [
+        "--web.enable-remote-write-receiver",
+        "--storage.remote.read-sample-limit=10",
+        "--storage.remote.read-concurrent-limit=1",
+    ];
+    let promflow = Promflow::start_with_args("scrape_configs: []\n", &args);
+    let prometheus = Prometheus::start_with_args("scrape_configs: []\n", &args);
+    let t0 = now_ms() - POINTS * STEP;
+    let body = remote_write::body(&data(t0));
+    for peer in [&*promflow, &*prometheus] {
+        let resp = remote_write::send(&peer.url(""), &body);
+        assert!(resp.status / 100 == 2, "remote write: {resp:?}");
+    }
+    let read = |job: &str| {
+        proto::encode(&ReadRequest {
+            queries: vec![Query {
+                start_timestamp_ms: t0,
+                end_timestamp_ms: t0 + POINTS * STEP,
+                matchers: vec![
+                    LabelMatcher {
+                        r#type: 0,
+                        name: "__name__".into(),
+                        value: "requests_total".into(),
+                    },
+                    LabelMatcher {
+                        r#type: 0,
+                        name: "job".into(),
+                        value: job.into(),
+                    },
+                ],
+                ..Query::default()
+            }],
+            accepted_response_types: vec![],
+        })
+    };
+    let post = |peer: &Peer, body: &[u8]| {
+        common::http::post(
+            &peer.url("/api/v1/read"),
+            Some("application/x-protobuf"),
+            body,
+        )
+        .expect("POST /api/v1/read")
+    };
+    // 2 series × 200 samples: over the limit of 10.
+    let ours = post(&promflow, &read("api"));
+    let theirs = post(&prometheus, &read("api"));
+    assert_eq!(ours.status, 400, "{ours:?}");
+    assert_eq!(
+        (ours.status, ours.body.clone()),
+        (theirs.status, theirs.body)
+    );
+    assert!(ours.body.contains("exceeded sample limit (10)"), "{ours:?}");
+    // Nothing matches: within the limit.
+    let ours = post(&promflow, &read("none"));
+    let theirs = post(&prometheus, &read("none"));
+    assert_eq!((ours.status, theirs.status), (200, 200));
+}

@@ -100,7 +100,10 @@ fn remote_write_reaches_prometheus_with_retries_relabeling_and_refusals() {
     let b = Prometheus::start_with_args("scrape_configs: []\n", &args);
     let refusing = Promflow::start("scrape_configs: []\n");
     let exporter = Exporter::start(body(0));
-    let promflow = Promflow::start(&config(Some(&exporter), &a, &b, &refusing));
+    let promflow = Promflow::start_with_args(
+        &config(Some(&exporter), &a, &b, &refusing),
+        &["--web.enable-lifecycle"],
+    );
 
     // Data flows to A; B is frozen for a while meanwhile.
     assert!(wait_until(Duration::from_secs(30), || !answer(

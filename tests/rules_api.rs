@@ -145,7 +145,7 @@ fn a_change_to_one_group_leaves_other_groups_pending_alerts_alone() {
             &exporter,
             &format!("rule_files:\n  - {}\n", rule_file.display()),
         ),
-        &["--web.enable-rules-api"],
+        &["--web.enable-rules-api", "--web.enable-lifecycle"],
     );
     // JSON bodies are accepted as well as YAML.
     let held =

@@ -90,7 +90,7 @@ fn a_failed_scrape_marks_up_zero_and_its_series_stale() {
 #[test]
 fn a_removed_job_goes_stale_on_reload() {
     let exporter = Exporter::start(Reply::text("a 1\n"));
-    let promflow = Promflow::start(&config(&exporter, ""));
+    let promflow = Promflow::start_with_args(&config(&exporter, ""), &["--web.enable-lifecycle"]);
     assert!(wait_until(WAIT, || has(&promflow, "a{")));
     promflow.write_config("scrape_configs: []\n");
     assert_eq!(promflow.reload().status, 200);

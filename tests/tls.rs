@@ -184,7 +184,7 @@ fn a_reload_picks_up_a_rotated_ca_file() {
             &format!("    ca_file: {}\n", ca.display())
         )
     );
-    let promflow = Promflow::start(&config);
+    let promflow = Promflow::start_with_args(&config, &["--web.enable-lifecycle"]);
     assert_eq!(target_states(&promflow)["rotated"].0, "down");
     // Same config text, new file contents: the reload rebuilds the job's client.
     std::fs::copy(pki.path("ca.crt"), &ca).unwrap();

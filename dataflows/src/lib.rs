@@ -12,12 +12,14 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod go_float;
 pub mod labels;
 pub mod latest;
 pub mod promql;
 pub mod render;
 pub mod sample;
 pub mod selector;
+pub mod shared_data;
 
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use labels::Labels;

@@ -10,10 +10,13 @@
 //! 404 for an unknown silence); without `--alertmanager.config.file` every endpoint
 //! answers 404 with a message saying so.
 
+use crate::alertmanager::alert::{
+    fingerprint_hex, format_time_api, from_postable, now_nanos, Nanos,
+};
+use crate::alertmanager::dispatcher::AlertStatus;
+use crate::alertmanager::matcher::{parse_matchers, Matchers};
+use crate::alertmanager::silence::SilenceError;
 use crate::api::params::Params;
-use crate::notify::alert::{fingerprint_hex, format_time_api, from_postable, now_nanos, Nanos};
-use crate::notify::dispatcher::AlertStatus;
-use crate::notify::matcher::{parse_matchers, Matchers};
 use crate::service::Service;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -93,7 +96,7 @@ impl AlertQuery {
     fn from_params(params: &Params) -> Result<AlertQuery, String> {
         let mut filter = Vec::new();
         for f in params.all("filter") {
-            filter.extend(parse_matchers(f)?);
+            filter.extend(parse_matchers(f).map_err(|e| e.to_string())?);
         }
         let receiver = params
             .get("receiver")
@@ -259,7 +262,7 @@ pub async fn get_silences(State(service): State<Arc<Service>>, params: Params) -
     for f in params.all("filter") {
         match parse_matchers(f) {
             Ok(m) => filter.extend(m),
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
     let now = now_nanos();
@@ -275,6 +278,16 @@ pub async fn get_silences(State(service): State<Arc<Service>>, params: Params) -
     }
 }
 
+/// A silence error as Alertmanager 0.25 answers it: a bad or unknown silence in a
+/// POST is a 400; expiring an unknown id is a 500 ("silence not found").
+fn silence_error(e: SilenceError) -> Response {
+    let status = match e {
+        SilenceError::Invalid(_) | SilenceError::UnknownId(_) => StatusCode::BAD_REQUEST,
+        SilenceError::NotFound => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
 /// `POST /api/v2/silences`: creates or updates; answers `{"silenceID": …}`.
 pub async fn post_silence(State(service): State<Arc<Service>>, body: Bytes) -> Response {
     let v: Value = match serde_json::from_slice(&body) {
@@ -287,7 +300,7 @@ pub async fn post_silence(State(service): State<Arc<Service>>, body: Bytes) -> R
     {
         None => not_configured(),
         Some(Ok(id)) => Json(json!({"silenceID": id})).into_response(),
-        Some(Err(e)) => error(StatusCode::BAD_REQUEST, e),
+        Some(Err(e)) => silence_error(e),
     }
 }
 
@@ -316,6 +329,6 @@ pub async fn delete_silence(
     {
         None => not_configured(),
         Some(Ok(())) => StatusCode::OK.into_response(),
-        Some(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Some(Err(e)) => silence_error(e),
     }
 }

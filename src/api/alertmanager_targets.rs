@@ -5,7 +5,7 @@
 //! Contract: `{"activeAlertmanagers": [{"url": …}], "droppedAlertmanagers":
 //! [{"url": …}]}`: every resolved Alertmanager URL of every `alerting.alertmanagers[]`
 //! entry (in config order, then discovery order), and the URLs (before relabeling) of
-//! the targets `relabel_configs` dropped; see `crate::alerting::alertmanagers`.
+//! the targets `relabel_configs` dropped; see `crate::notifier::alertmanagers`.
 
 use crate::api::response::api_success;
 use crate::service::Service;

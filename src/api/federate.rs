@@ -19,25 +19,30 @@
 //! sorted and merged in). Lines no read included for 10 minutes are dropped; a change
 //! of external labels re-encodes everything.
 
-use crate::api::text_format::{escape_label_value, format_float};
 use crate::api::TEXT_FORMAT_CONTENT_TYPE;
+use crate::exposition::escape_label_value;
 use crate::ingest::now_ms;
 use crate::service::Service;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dataflows::go_float::format_g;
+use dataflows::promql::depth;
 use dataflows::{LabelMatcher, Labels, LatestEntry, Selector};
 use parking_lot::Mutex;
 use promql_parser::label::MatchOp;
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::Expr;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 
 /// Parses one `match[]` value, a series selector like `{job="node"}` or `up{job=~"a|b"}`.
 pub fn parse_selector(text: &str) -> Result<Selector, String> {
-    let expr = parser::parse(text).map_err(|e| e.to_string())?;
+    depth::parse_ast(text, |expr| selector(text, expr))
+}
+
+fn selector(text: &str, expr: Expr) -> Result<Selector, String> {
     let Expr::VectorSelector(vs) = expr else {
         return Err(format!("{text:?} is not a series selector"));
     };
@@ -424,10 +429,10 @@ impl Slot {
     }
 }
 
-/// Appends `v` as [`format_float`] writes it, without its detours through `String`s
+/// Appends `v` as [`format_g`] writes it, without its detours through `String`s
 /// where the layout is plain: integers below 1e6 (most counters and gauges) as
 /// integers, and other magnitudes in `[1e-4, 1e6)` in Rust's shortest round-trip
-/// decimal form, which is what `format_float` (Go's `'g'`) prints there.
+/// decimal form, which is what `format_g` (Go's `'g'`) prints there.
 fn push_float(out: &mut Vec<u8>, v: f64) {
     let magnitude = v.abs();
     if v.fract() == 0.0 && v != 0.0 && magnitude < 1e6 {
@@ -435,7 +440,7 @@ fn push_float(out: &mut Vec<u8>, v: f64) {
     } else if (1e-4..1e6).contains(&magnitude) {
         let _ = write!(out, "{v}");
     } else {
-        out.extend_from_slice(format_float(v).as_bytes());
+        out.extend_from_slice(format_g(v).as_bytes());
     }
 }
 
@@ -466,7 +471,7 @@ mod tests {
     /// The body as written before lines were kept encoded (and as the federation test
     /// against a real Prometheus checks it): every line formatted and sorted per read.
     fn reference(entries: &[LatestEntry], external: &BTreeMap<String, String>) -> String {
-        use crate::api::text_format::{write_sample, write_type};
+        use crate::exposition::{write_sample, write_type};
         let mut rows: Vec<&LatestEntry> = entries.iter().collect();
         rows.sort_by(|a, b| {
             a.labels
@@ -505,7 +510,7 @@ mod tests {
 
     /// Names that sort differently as names and as encoded lines (`a` < `a_b` <
     /// `a{`), escaping, external labels (added, sorted in, not overriding), values
-    /// the integer shortcut must leave to `format_float`; and series coming and going
+    /// the integer shortcut must leave to `format_g`; and series coming and going
     /// between reads, which are merged into the kept order.
     #[test]
     fn encoded_lines_render_what_formatting_every_read_renders() {

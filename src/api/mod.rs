@@ -6,11 +6,14 @@
 //!   registered over HTTP ([`rules_admin`]), registered federation views
 //!   ([`federation_views`]), `/api/v1/targets` ([`targets`]), the TSDB admin endpoints
 //!   ([`admin`]), Alertmanager's v2 alerts and silences for the built-in notifier
-//!   ([`alertmanager`]), the Alertmanagers alerts go to ([`alertmanager_targets`]), `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`, and a small
-//!   status page at `/`.
+//!   ([`alertmanager`]), the Alertmanagers alerts go to ([`alertmanager_targets`]), `/metrics`, `/-/healthy`, `/-/ready`, the lifecycle endpoints
+//!   `/-/reload` and `/-/quit` (only with `--web.enable-lifecycle`, answered like
+//!   Prometheus otherwise), and a small status page at `/`.
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
+//! [`server`] is the accept loop (`--web.max-connections`, `--web.read-timeout`).
+//! `/api/v1` answers browsers' CORS requests as `--web.cors.origin` says ([`cors`]).
 //! Every route passes [`auth`] first (basic authentication when `--web.config.file`
 //! configures users). Handlers only translate HTTP to calls on the [`Service`] and back.
 
@@ -18,6 +21,7 @@ pub mod admin;
 pub mod alertmanager;
 pub mod alertmanager_targets;
 pub mod auth;
+pub mod cors;
 pub mod federate;
 pub mod federation_views;
 pub mod params;
@@ -29,10 +33,10 @@ pub mod response;
 pub mod rules;
 pub mod rules_admin;
 pub mod series;
+pub mod server;
 pub mod status;
 pub mod stream;
 pub mod targets;
-pub mod text_format;
 
 use crate::ingest::now_ms;
 use crate::selfmetrics::RenderInputs;
@@ -55,7 +59,14 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
-        .route("/-/reload", post(reload).put(reload))
+        .route(
+            "/-/reload",
+            post(reload).put(reload).get(lifecycle_method_not_allowed),
+        )
+        .route(
+            "/-/quit",
+            post(quit).put(quit).get(lifecycle_method_not_allowed),
+        )
         .route(
             "/api/v1/query",
             get(query::instant_query).post(query::instant_query),
@@ -138,6 +149,10 @@ pub fn router(service: Arc<Service>) -> Router {
             "/api/v2/silence/{id}",
             get(alertmanager::get_silence).delete(alertmanager::delete_silence),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            cors::cors,
+        ))
         // Before the auth layer, so unknown paths require authentication too.
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -181,7 +196,33 @@ async fn ready(State(service): State<Arc<Service>>) -> Response {
     }
 }
 
+/// Prometheus's answer to a lifecycle request without `--web.enable-lifecycle`.
+fn lifecycle_disabled() -> Response {
+    (StatusCode::FORBIDDEN, "Lifecycle API is not enabled.").into_response()
+}
+
+/// Prometheus's answer to `GET /-/reload` and `GET /-/quit`.
+async fn lifecycle_method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Only POST or PUT requests allowed",
+    )
+        .into_response()
+}
+
+/// `POST /-/quit`: answers, then the server shuts down as on SIGTERM.
+async fn quit(State(service): State<Arc<Service>>) -> Response {
+    if !service.options.enable_lifecycle {
+        return lifecycle_disabled();
+    }
+    service.request_quit();
+    "Requesting termination... Goodbye!".into_response()
+}
+
 async fn reload(State(service): State<Arc<Service>>) -> Response {
+    if !service.options.enable_lifecycle {
+        return lifecycle_disabled();
+    }
     match service.reload().await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => (

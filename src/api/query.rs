@@ -165,6 +165,11 @@ async fn run(
     timeout: Duration,
     evaluate: impl FnOnce(Arc<Service>) -> Result<(QueryData, Annotations), String> + Send + 'static,
 ) -> Response {
+    // `--query.max-concurrency`: wait for a turn, as Prometheus's query gate does.
+    let gate = service.clone();
+    let Ok(_turn) = gate.query_gate.acquire().await else {
+        return api_error(ErrorType::Internal, "query gate closed");
+    };
     let task = tokio::task::spawn_blocking(move || {
         evaluate(service).map(|(data, annotations)| {
             let warnings: Vec<String> = annotations.warnings.into_iter().collect();

@@ -40,13 +40,23 @@ pub async fn read(State(service): State<Arc<Service>>, body: Bytes) -> Response 
         )
             .into_response();
     }
+    // `--storage.remote.read-concurrent-limit`: wait for a turn.
+    let Ok(_turn) = service.remote_read_gate.acquire().await else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "remote read gate closed\n",
+        )
+            .into_response();
+    };
+    let sample_limit = service.options.remote_read_sample_limit;
     let external_labels = service.config.read().global.external_labels.clone();
     let storage = service.ingester.storage().clone();
     let answered = tokio::task::spawn_blocking(move || {
+        let mut samples_left = sample_limit;
         let mut results = Vec::with_capacity(request.queries.len());
         for query in &request.queries {
             let selector = selector(query, &external_labels)?;
-            let timeseries = storage
+            let timeseries: Vec<proto::TimeSeries> = storage
                 .select(&selector, query.start_timestamp_ms, query.end_timestamp_ms)
                 .into_iter()
                 .map(|(labels, samples)| {
@@ -70,6 +80,13 @@ pub async fn read(State(service): State<Arc<Service>>, body: Bytes) -> Response 
                     }
                 })
                 .collect();
+            // `--storage.remote.read-sample-limit`, over all queries, in Prometheus's words.
+            if sample_limit > 0 {
+                let n: u64 = timeseries.iter().map(|t| t.samples.len() as u64).sum();
+                samples_left = samples_left
+                    .checked_sub(n)
+                    .ok_or_else(|| format!("exceeded sample limit ({sample_limit})"))?;
+            }
             results.push(proto::QueryResult { timeseries });
         }
         Ok::<_, String>(ReadResponse { results })

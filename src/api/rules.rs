@@ -7,15 +7,16 @@
 //! namespace). Asked for `application/yaml`, `/api/v1/rules` answers the registered
 //! groups' definitions instead ([`crate::api::rules_admin`]).
 
-use crate::alerting::state::{Alert, AlertState};
 use crate::api::params::Params;
 use crate::api::query::labels_json;
 use crate::api::response::{api_error, api_success, go_number, ErrorType};
+use crate::rules::alert::{Alert, AlertState};
 use crate::rules::file::RuleKind;
 use crate::service::Service;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::Response;
+use dataflows::go_float::format_e;
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
 
@@ -29,27 +30,13 @@ fn time_json(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `9.5e+01`.
-fn value_e(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    let s = format!("{v:e}");
-    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-    let e: i32 = e.parse().unwrap_or(0);
-    format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
-}
-
 fn alert_json(a: &Alert) -> Json {
     let mut j = json!({
         "labels": labels_json(&a.labels),
         "annotations": a.annotations,
         "state": a.state.as_str(),
         "activeAt": time_json(a.active_at_ms),
-        "value": value_e(a.value),
+        "value": format_e(a.value),
     });
     if let Some(since) = a.keep_firing_since_ms {
         j["keepFiringSince"] = json!(time_json(since));
@@ -177,9 +164,9 @@ mod tests {
 
     #[test]
     fn values_and_times_format_like_prometheus() {
-        assert_eq!(value_e(95.0), "9.5e+01");
-        assert_eq!(value_e(1.0), "1e+00");
-        assert_eq!(value_e(0.001), "1e-03");
+        assert_eq!(format_e(95.0), "9.5e+01");
+        assert_eq!(format_e(1.0), "1e+00");
+        assert_eq!(format_e(0.001), "1e-03");
         assert_eq!(time_json(1_704_068_400_000), "2024-01-01T00:20:00Z");
         assert_eq!(time_json(1_704_068_400_123), "2024-01-01T00:20:00.123Z");
     }

@@ -20,11 +20,11 @@
 //! Alertmanagers once more with `endsAt` = now, so receivers hear that they ended
 //! (rather than waiting for the `endsAt` of their last firing notification).
 
-use crate::alerting::state::{Alert, AlertState};
 use crate::api::response::{api_disabled, api_error, ErrorType};
 use crate::ingest::now_ms;
-use crate::rules::manager::AlertSink;
+use crate::rules::alert::{Alert, AlertState};
 use crate::rules::registry::validate_group;
+use crate::rules::sinks::AlertSink;
 use crate::service::Service;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};

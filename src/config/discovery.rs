@@ -175,6 +175,43 @@ fn is_valid_file_sd_path(path: &str) -> bool {
         .is_match(path)
 }
 
+/// One service discovery config of a scrape job or an `alerting.alertmanagers[]`
+/// entry: the mechanisms promflow supports, one arm each. The discovery manager starts
+/// one provider per value (and keeps it across reloads while the value is equal), the
+/// Alertmanager resolver gets its targets the same way. A job's `static_configs` are
+/// one value together.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SdConfig {
+    /// `static_configs`.
+    Static(Vec<super::StaticConfig>),
+    /// One `file_sd_configs` entry.
+    File(FileSdConfig),
+    /// One `dns_sd_configs` entry.
+    Dns(DnsSdConfig),
+    /// One `ec2_sd_configs` entry.
+    Ec2(Ec2SdConfig),
+}
+
+impl SdConfig {
+    /// The configs of one scrape job or Alertmanager entry, in Prometheus's order:
+    /// static, then file, DNS and EC2 entries as listed.
+    pub(crate) fn all(
+        static_configs: &[super::StaticConfig],
+        file: &[FileSdConfig],
+        dns: &[DnsSdConfig],
+        ec2: &[Ec2SdConfig],
+    ) -> Vec<SdConfig> {
+        let mut out = Vec::new();
+        if !static_configs.is_empty() {
+            out.push(SdConfig::Static(static_configs.to_vec()));
+        }
+        out.extend(file.iter().cloned().map(SdConfig::File));
+        out.extend(dns.iter().cloned().map(SdConfig::Dns));
+        out.extend(ec2.iter().cloned().map(SdConfig::Ec2));
+        out
+    }
+}
+
 /// The `file_sd_configs`, `dns_sd_configs` and `ec2_sd_configs` of one scrape job or
 /// `alerting.alertmanagers[]` entry.
 pub(crate) struct SdConfigLists {

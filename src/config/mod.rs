@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use discovery::{
-    DnsRecordType, DnsSdConfig, Ec2Filter, Ec2SdConfig, FileSdConfig,
+    DnsRecordType, DnsSdConfig, Ec2Filter, Ec2SdConfig, FileSdConfig, SdConfig,
     DEFAULT_DNS_SD_REFRESH_INTERVAL, DEFAULT_EC2_SD_PORT, DEFAULT_EC2_SD_REFRESH_INTERVAL,
     DEFAULT_FILE_SD_REFRESH_INTERVAL,
 };

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::discovery::{DnsSdConfig, Ec2SdConfig, FileSdConfig};
+use super::discovery::{DnsSdConfig, Ec2SdConfig, FileSdConfig, SdConfig};
 use super::duration::format_duration;
 use super::secret::Secret;
 use super::size::format_base2_bytes;
@@ -168,6 +168,18 @@ pub enum RelabelAction {
     Uppercase,
 }
 
+impl ScrapeConfig {
+    /// The job's service discovery configs, one value per provider.
+    pub fn sd_configs(&self) -> Vec<SdConfig> {
+        SdConfig::all(
+            &self.static_configs,
+            &self.file_sd_configs,
+            &self.dns_sd_configs,
+            &self.ec2_sd_configs,
+        )
+    }
+}
+
 impl RelabelAction {
     /// Parses an action name case-insensitively, as Prometheus does.
     pub fn parse(name: &str) -> Option<Self> {
@@ -315,6 +327,18 @@ pub struct Authorization {
     /// A file holding the credentials, resolved against the config file's directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credentials_file: Option<PathBuf>,
+}
+
+impl AlertmanagerConfig {
+    /// The entry's service discovery configs, one value per provider.
+    pub fn sd_configs(&self) -> Vec<SdConfig> {
+        SdConfig::all(
+            &self.static_configs,
+            &self.file_sd_configs,
+            &self.dns_sd_configs,
+            &self.ec2_sd_configs,
+        )
+    }
 }
 
 impl BasicAuth {

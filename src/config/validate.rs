@@ -304,6 +304,7 @@ fn resolve_scrape_config(
         .collect();
     let static_configs = resolve_static_configs(
         raw.static_configs.as_deref(),
+        raw.relabel_configs.as_ref().is_none_or(|r| r.is_empty()),
         &path.key("static_configs"),
         problems,
     );
@@ -363,8 +364,12 @@ fn resolve_scrape_config(
     }
 }
 
+/// `static_configs`; with `check_addresses` (a job without `relabel_configs`, as
+/// Prometheus decides) a target that is not a `host:port` is a problem. Jobs with
+/// relabeling have their addresses checked after it, when targets are created.
 fn resolve_static_configs(
     raw: Option<&[Option<RawStaticConfig>]>,
+    check_addresses: bool,
     path: &FieldPath,
     problems: &mut Problems,
 ) -> Vec<StaticConfig> {
@@ -382,7 +387,7 @@ fn resolve_static_configs(
             // promtool 2.42 rejects exactly these two; ports are checked at scrape time.
             if address.is_empty() {
                 problems.push(target_path, "target has no address");
-            } else if address.contains('/') {
+            } else if check_addresses && address.contains('/') {
                 problems.push(target_path, format!("{address:?} is not a valid hostname"));
             }
             targets.push(address);
@@ -529,6 +534,7 @@ fn resolve_alertmanager(
         ),
         static_configs: resolve_static_configs(
             raw.static_configs.as_deref(),
+            raw.relabel_configs.as_ref().is_none_or(|r| r.is_empty()),
             &path.key("static_configs"),
             problems,
         ),

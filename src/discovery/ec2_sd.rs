@@ -214,12 +214,15 @@ async fn build_client(config: &Ec2SdConfig) -> Result<(Client, String), Discover
     Ok((Client::new(&sdk_config), region))
 }
 
-async fn zone_ids(client: &Client) -> Result<HashMap<String, String>, String> {
+async fn zone_ids(client: &Client) -> Result<HashMap<String, String>, DiscoveryError> {
     let zones = client
         .describe_availability_zones()
         .send()
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| DiscoveryError::Ec2 {
+            operation: "DescribeAvailabilityZones",
+            message: error_chain(&e),
+        })?;
     Ok(zones
         .availability_zones()
         .iter()

@@ -19,6 +19,35 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Why a target file (or the directory of a pattern) could not be read; its previous
+/// targets are kept.
+#[derive(Debug, thiserror::Error)]
+pub enum FileSdError {
+    /// The directory of a `*` pattern could not be listed.
+    #[error("listing {dir}: {source}")]
+    List {
+        /// The directory.
+        dir: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    /// A `.json` file is not a list of target groups.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// A YAML file is not a list of target groups.
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// A group's label name is not valid.
+    #[error("{0:?} is not a valid label name")]
+    LabelName(String),
+    /// A target is not a `host:port`.
+    #[error("{0:?} is not a valid hostname")]
+    Hostname(String),
+}
+
 /// How often file metadata is checked for changes.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -73,7 +102,7 @@ impl FileDiscovery {
         for pattern in &self.config.files {
             match expand(pattern) {
                 Ok(paths) => present.extend(paths),
-                Err(error) => self.fail(pattern, &error),
+                Err(error) => self.fail(pattern, &error.to_string()),
             }
         }
         // Files that disappeared take their groups with them, as in Prometheus.
@@ -94,7 +123,7 @@ impl FileDiscovery {
                 Ok(groups) => {
                     self.files.insert(path, FileState { stamp, groups });
                 }
-                Err(error) => self.fail(&path, &error),
+                Err(error) => self.fail(&path, &error.to_string()),
             }
         }
         self.files.values().flat_map(|f| f.groups.clone()).collect()
@@ -119,7 +148,7 @@ impl Refresh for FileDiscovery {
 }
 
 /// The files matching `pattern` (a `*` may stand in the last component), sorted.
-fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+fn expand(pattern: &Path) -> Result<Vec<PathBuf>, FileSdError> {
     let Some(name) = pattern.file_name().and_then(|n| n.to_str()) else {
         return Ok(Vec::new());
     };
@@ -138,7 +167,12 @@ fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
         Ok(entries) => entries,
         // A missing directory is no files, as for Go's filepath.Glob.
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(error) => return Err(format!("listing {}: {error}", dir.display())),
+        Err(source) => {
+            return Err(FileSdError::List {
+                dir: dir.display().to_string(),
+                source,
+            })
+        }
     };
     let mut out: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -156,32 +190,31 @@ fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Reads one target file into groups (`source` is `path:index`).
-pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+pub fn read_file(path: &Path) -> Result<Vec<TargetGroup>, FileSdError> {
+    let text = std::fs::read_to_string(path)?;
     let is_json = path
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     let parsed: Option<Vec<FileGroup>> = if is_json {
-        serde_json::from_str(&text).map_err(|e| e.to_string())?
+        serde_json::from_str(&text)?
     } else if text.trim().is_empty() {
         None
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?
+        serde_yaml_ng::from_str(&text)?
     };
     let file = path.display().to_string();
     let mut groups = Vec::new();
     for (index, group) in parsed.unwrap_or_default().into_iter().enumerate() {
         for name in group.labels.keys() {
             if !is_valid_label_name(name) {
-                return Err(format!("{name:?} is not a valid label name"));
+                return Err(FileSdError::LabelName(name.clone()));
             }
         }
         let mut targets = Vec::new();
+        // A URL as target is fine here: relabeling may move it (the blackbox exporter's
+        // pattern); the address is checked when the target is created, as Prometheus does.
         for target in &group.targets {
-            if target.contains('/') {
-                return Err(format!("{target:?} is not a valid hostname"));
-            }
             targets.push(LabelMap::from([(
                 super::ADDRESS_LABEL.to_string(),
                 target.clone(),
@@ -270,16 +303,15 @@ mod tests {
     }
 
     #[test]
-    fn invalid_label_names_and_urls_are_rejected() {
+    fn invalid_label_names_are_rejected_urls_kept_for_relabeling() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("t.yaml");
         std::fs::write(&file, "- targets: [a:1]\n  labels: {'a-b': x}\n").unwrap();
         assert!(read_file(&file)
             .unwrap_err()
+            .to_string()
             .contains("not a valid label name"));
         std::fs::write(&file, "- targets: ['http://a:1']\n").unwrap();
-        assert!(read_file(&file)
-            .unwrap_err()
-            .contains("not a valid hostname"));
+        assert_eq!(addresses(&read_file(&file).unwrap()), ["http://a:1"]);
     }
 }

@@ -17,7 +17,7 @@
 //!   [`DiscoveryManager::snapshot`] of every set's config and groups.
 
 use super::{dns_sd, ec2_sd, file_sd, static_sd, DiscoveryError, TargetGroup};
-use crate::config::{DnsSdConfig, Ec2SdConfig, FileSdConfig, ScrapeConfig, StaticConfig};
+use crate::config::{ScrapeConfig, SdConfig};
 use crate::selfmetrics::SelfMetrics;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -35,20 +35,8 @@ pub trait DiscoverySet: Clone + Send + Sync + 'static {
     type Key: Ord + Clone + Display + Send + Sync + 'static;
     /// This set's key; unique among the sets applied together.
     fn key(&self) -> Self::Key;
-    /// The sd configs to run for it.
-    fn sd_configs(&self) -> SdConfigs<'_>;
-}
-
-/// The sd configs of one set, borrowed from its config.
-pub struct SdConfigs<'a> {
-    /// `static_configs`.
-    pub static_configs: &'a [StaticConfig],
-    /// `file_sd_configs`.
-    pub file: &'a [FileSdConfig],
-    /// `dns_sd_configs`.
-    pub dns: &'a [DnsSdConfig],
-    /// `ec2_sd_configs`.
-    pub ec2: &'a [Ec2SdConfig],
+    /// The sd configs to run for it, one provider each.
+    fn sd_configs(&self) -> Vec<SdConfig>;
 }
 
 /// A scrape job is a set keyed by its job name.
@@ -57,13 +45,8 @@ impl DiscoverySet for ScrapeConfig {
     fn key(&self) -> String {
         self.job_name.clone()
     }
-    fn sd_configs(&self) -> SdConfigs<'_> {
-        SdConfigs {
-            static_configs: &self.static_configs,
-            file: &self.file_sd_configs,
-            dns: &self.dns_sd_configs,
-            ec2: &self.ec2_sd_configs,
-        }
+    fn sd_configs(&self) -> Vec<SdConfig> {
+        ScrapeConfig::sd_configs(self)
     }
 }
 
@@ -76,31 +59,9 @@ pub struct DiscoveryContext {
     pub dns_nameserver: Option<SocketAddr>,
 }
 
-/// One sd config, the identity of a provider across reloads.
-#[derive(Clone, Debug, PartialEq)]
-enum ProviderConfig {
-    Static(Vec<StaticConfig>),
-    File(FileSdConfig),
-    Dns(DnsSdConfig),
-    Ec2(Ec2SdConfig),
-}
-
-impl ProviderConfig {
-    fn of(configs: SdConfigs<'_>) -> Vec<ProviderConfig> {
-        let mut out = Vec::new();
-        if !configs.static_configs.is_empty() {
-            out.push(ProviderConfig::Static(configs.static_configs.to_vec()));
-        }
-        out.extend(configs.file.iter().cloned().map(ProviderConfig::File));
-        out.extend(configs.dns.iter().cloned().map(ProviderConfig::Dns));
-        out.extend(configs.ec2.iter().cloned().map(ProviderConfig::Ec2));
-        out
-    }
-}
-
 /// A running provider: its config, its last good groups, its task.
 struct Provider {
-    config: ProviderConfig,
+    config: SdConfig,
     groups: Arc<Mutex<Vec<TargetGroup>>>,
     task: Option<JoinHandle<()>>,
 }
@@ -156,7 +117,8 @@ impl<S: DiscoverySet> DiscoveryManager<S> {
                 .remove(&key)
                 .map(|set| set.providers)
                 .unwrap_or_default();
-            let providers = ProviderConfig::of(config.sd_configs())
+            let providers = config
+                .sd_configs()
                 .into_iter()
                 .map(
                     |wanted| match previous.iter().position(|p| p.config == wanted) {
@@ -205,24 +167,24 @@ impl<S: DiscoverySet> DiscoveryManager<S> {
         self.sets.lock().clear();
     }
 
-    fn start(&self, set: &S::Key, config: ProviderConfig) -> Provider {
+    fn start(&self, set: &S::Key, config: SdConfig) -> Provider {
         let groups = Arc::new(Mutex::new(Vec::new()));
         let task = match &config {
-            ProviderConfig::Static(statics) => {
+            SdConfig::Static(statics) => {
                 *groups.lock() = static_sd::groups(statics);
                 None
             }
-            ProviderConfig::File(file) => Some(self.spawn(
+            SdConfig::File(file) => Some(self.spawn(
                 set,
                 file_sd::FileDiscovery::new(file.clone(), self.ctx.metrics.clone()),
                 &groups,
             )),
-            ProviderConfig::Dns(dns) => Some(self.spawn(
+            SdConfig::Dns(dns) => Some(self.spawn(
                 set,
                 dns_sd::DnsDiscovery::new(dns.clone(), self.ctx.dns_nameserver),
                 &groups,
             )),
-            ProviderConfig::Ec2(ec2) => {
+            SdConfig::Ec2(ec2) => {
                 Some(self.spawn(set, ec2_sd::Ec2Discovery::new(ec2.clone()), &groups))
             }
         };

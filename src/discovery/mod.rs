@@ -12,7 +12,7 @@
 //! groups when a refresh fails (logged and counted on `/metrics`), keeps providers
 //! whose config did not change across reloads, and signals every change. Turning
 //! groups into targets (relabeling) is `crate::scrape::target`'s job (scrape targets)
-//! and `crate::alerting::alertmanagers`' (Alertmanagers), not this one's.
+//! and `crate::notifier::alertmanagers`' (Alertmanagers), not this one's.
 
 pub mod dns_sd;
 pub mod ec2_sd;
@@ -20,7 +20,7 @@ pub mod file_sd;
 pub mod manager;
 pub mod static_sd;
 
-pub use manager::{DiscoveryContext, DiscoveryManager, DiscoverySet, SdConfigs};
+pub use manager::{DiscoveryContext, DiscoveryManager, DiscoverySet};
 
 use std::collections::BTreeMap;
 

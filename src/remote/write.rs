@@ -30,7 +30,6 @@ use crate::remote::proto::{self, WriteRequest};
 use dataflows::{Labels, Sample};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,9 +171,7 @@ impl RemoteWrite {
             ),
         ];
         for (name, kind, help, value) in global {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            crate::api::text_format::write_type(&mut out, name, kind);
-            crate::api::text_format::write_sample(&mut out, name, [], value, None);
+            crate::exposition::write_single(&mut out, name, kind, help, value);
         }
         type Metric = (&'static str, &'static str, &'static str, fn(&Queue) -> f64);
         let per_queue: [Metric; 10] = [
@@ -193,10 +190,9 @@ impl RemoteWrite {
             if queues.is_empty() {
                 continue;
             }
-            let _ = writeln!(out, "# HELP {name} {help}");
-            crate::api::text_format::write_type(&mut out, name, kind);
+            crate::exposition::write_header(&mut out, name, kind, help);
             for q in queues.iter() {
-                crate::api::text_format::write_sample(
+                crate::exposition::write_sample(
                     &mut out,
                     name,
                     [

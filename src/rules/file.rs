@@ -8,9 +8,9 @@
 //! Accepted beyond promtool 2.42: `query_offset` (Prometheus 2.53+).
 //! Unknown fields are rejected (promtool rejects them too).
 
-use crate::alerting::template;
 use crate::config::locate::{FieldPath, YamlLocator};
 use crate::config::parse_duration;
+use crate::rules::template;
 use dataflows::promql::plan::{format_query, parse, Plan};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};

@@ -27,9 +27,10 @@
 //!   (counted from the saved time it left the result, else from the first evaluation
 //!   after startup) and resolves, and Alertmanager is told both.
 
-use crate::alerting::state::{for_state_series, Alert, AlertState};
 use crate::ingest::now_ms;
-use crate::rules::manager::{ForRestore, GroupState, ManagerOptions};
+use crate::rules::alert::{for_state_series, Alert, AlertState};
+use crate::rules::group::GroupState;
+use crate::rules::options::{ForRestore, ManagerOptions};
 use dataflows::promql::eval::SeriesSource;
 use dataflows::{is_stale_marker, LabelMatcher, Labels, Selector};
 use parking_lot::Mutex;
@@ -329,7 +330,7 @@ mod tests {
 
     fn first_eval(state: &mut GroupState, t: i64) {
         let alerts = state.rules[0].alerts.as_mut().unwrap();
-        let c = crate::alerting::state::Candidate {
+        let c = crate::rules::alert::Candidate {
             labels: Arc::new(Labels::from_pairs(vec![("alertname".into(), "A".into())])),
             annotations: BTreeMap::new(),
             value: 2.0,

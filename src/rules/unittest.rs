@@ -11,9 +11,11 @@
 //! Contract: [`run_file`] returns, per check, what was computed ([`Outcome`]), so
 //! tests compare it with what promtool computed on the same file.
 
-use crate::alerting::state::AlertState;
+use crate::rules::alert::AlertState;
 use crate::rules::file::load_files;
-use crate::rules::manager::{GroupState, HeadEvaluator, ManagerOptions, RuleEvaluator, SampleSink};
+use crate::rules::group::GroupState;
+use crate::rules::options::ManagerOptions;
+use crate::rules::sinks::{HeadEvaluator, RuleEvaluator, SampleSink};
 use crate::storage::Storage;
 use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::{parse_duration_ms, parse_values, split_series, Point};

@@ -5,6 +5,12 @@
 //! `__param_<name>` and `job`; `relabel_configs` run over that set (a target may be
 //! dropped); `instance` defaults to `__address__`; labels starting with `__` are then
 //! removed, and the URL is built from the reserved labels.
+//!
+//! A target whose relabeled labels cannot make a target (no `__address__`, an address
+//! that is not `host:port` such as a URL, an interval or timeout that does not parse
+//! or a timeout above the interval) is neither active nor dropped: it is a failure,
+//! with Prometheus 2.42's message (`instance 0 in group 0: "http://…" is not a valid
+//! hostname`), which the caller logs as Prometheus does ("Creating target failed").
 
 pub use crate::discovery::TargetGroup;
 
@@ -82,20 +88,23 @@ impl TargetSpec {
     }
 }
 
-/// Targets of one scrape config, and the ones relabeling dropped (with their labels).
+/// Targets of one scrape config, the ones relabeling dropped (with their labels), and
+/// the ones that failed (see the module docs).
 #[derive(Default)]
 pub struct ResolvedTargets {
     /// Targets to scrape.
     pub active: Vec<TargetSpec>,
     /// Discovered labels of targets dropped by relabeling.
     pub dropped: Vec<BTreeMap<String, String>>,
+    /// Why targets could not be created, in Prometheus's words.
+    pub failures: Vec<String>,
 }
 
 /// Resolves the targets of `config` from its target groups.
 pub fn resolve(config: &Arc<ScrapeConfig>, groups: &[TargetGroup]) -> ResolvedTargets {
     let mut out = ResolvedTargets::default();
     for group in groups {
-        for target in &group.targets {
+        for (index, target) in group.targets.iter().enumerate() {
             // Earlier entries win (see `dedup_keep_first`), in Prometheus's precedence:
             // params, then the target's own labels, then group labels, then the
             // defaults that apply only where discovery set nothing (or set "").
@@ -139,9 +148,11 @@ pub fn resolve(config: &Arc<ScrapeConfig>, groups: &[TargetGroup]) -> ResolvedTa
                 .collect();
             let input = Labels::from_pairs(discovered.clone().into_iter().collect());
             match relabel::process(&config.relabel_configs, &input) {
-                Some(labels) => match finish_target(config, labels, discovered.clone()) {
-                    Some(spec) => out.active.push(spec),
-                    None => out.dropped.push(discovered),
+                Some(labels) => match finish_target(config, labels, discovered) {
+                    Ok(spec) => out.active.push(spec),
+                    Err(e) => out
+                        .failures
+                        .push(format!("instance {index} in group {}: {e}", group.source)),
                 },
                 None => out.dropped.push(discovered),
             }
@@ -159,15 +170,43 @@ fn dedup_keep_first(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The target of relabeled `labels`, or Prometheus's reason why there is none
+/// (`PopulateLabels` in Prometheus 2.42).
 fn finish_target(
     config: &Arc<ScrapeConfig>,
     labels: Labels,
     discovered: BTreeMap<String, String>,
-) -> Option<TargetSpec> {
+) -> Result<TargetSpec, String> {
     let scheme = labels.get("__scheme__").unwrap_or("http").to_string();
-    let address = with_default_port(labels.get("__address__")?, &scheme);
-    if address.is_empty() {
-        return None;
+    let address = match labels.get("__address__") {
+        None | Some("") => return Err("no address".to_string()),
+        Some(address) => with_default_port(address, &scheme),
+    };
+    if address.contains('/') {
+        return Err(format!("{address:?} is not a valid hostname"));
+    }
+    let interval = match labels.get("__scrape_interval__") {
+        None => config.scrape_interval,
+        Some(text) => crate::config::parse_duration(text)
+            .map_err(|e| format!("error parsing scrape interval: {e}"))?,
+    };
+    let timeout = match labels.get("__scrape_timeout__") {
+        None => config.scrape_timeout,
+        Some(text) => crate::config::parse_duration(text)
+            .map_err(|e| format!("error parsing scrape timeout: {e}"))?,
+    };
+    if interval.is_zero() {
+        return Err("scrape interval cannot be 0".to_string());
+    }
+    if timeout.is_zero() {
+        return Err("scrape timeout cannot be 0".to_string());
+    }
+    if timeout > interval {
+        return Err(format!(
+            "scrape timeout cannot be greater than scrape interval ({:?} > {:?})",
+            format_duration(timeout),
+            format_duration(interval)
+        ));
     }
     let path = labels
         .get("__metrics_path__")
@@ -213,13 +252,13 @@ fn finish_target(
     if labels.get("instance").is_none() {
         final_pairs.push(("instance".into(), address.clone()));
     }
-    Some(TargetSpec {
+    Ok(TargetSpec {
         job: config.job_name.clone(),
         url,
         discovered_labels: discovered,
         labels: Labels::from_pairs(final_pairs),
-        interval: config.scrape_interval,
-        timeout: config.scrape_timeout,
+        interval,
+        timeout,
         honor_labels: config.honor_labels,
         honor_timestamps: config.honor_timestamps,
         limits: ScrapeLimits {

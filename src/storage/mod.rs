@@ -144,6 +144,14 @@ impl Storage {
         }
     }
 
+    /// `fsync`s the WAL (at a clean shutdown, whatever `--storage.tsdb.wal-fsync` says).
+    pub fn sync_wal(&self) -> std::io::Result<()> {
+        match &self.wal {
+            Some(wal) => wal.lock().sync(),
+            None => Ok(()),
+        }
+    }
+
     /// Opens (or creates) the storage in `options.path`, replaying its WAL.
     pub fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
         let root = options.path.join("blocks");
@@ -794,9 +802,7 @@ impl Storage {
         // One writer of the text format for every self-metric (Go's float spelling).
         let mut out = String::new();
         for (name, kind, help, value) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n"));
-            crate::api::text_format::write_type(&mut out, name, kind);
-            crate::api::text_format::write_sample(&mut out, name, [], value, None);
+            crate::exposition::write_single(&mut out, name, kind, help, value);
         }
         out
     }

@@ -46,6 +46,7 @@ const PORT_ATTEMPTS: usize = 5;
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 pub const PROMTOOL_BIN: &str = "/usr/bin/promtool";
 pub const NODE_EXPORTER_BIN: &str = "/usr/bin/prometheus-node-exporter";
+pub const BLACKBOX_EXPORTER_BIN: &str = "/usr/bin/prometheus-blackbox-exporter";
 
 /// The promflow binary built by Cargo for this test run.
 pub fn promflow_bin() -> PathBuf {
@@ -102,7 +103,7 @@ pub fn free_port() -> u16 {
 pub fn require_peer(bin: &str, package: &str) {
     if !Path::new(bin).exists() {
         panic!(
-            "real peer {bin} is missing: run `bash .ci/run` (installs all peers) or \
+            "real peer {bin} is missing: run `bash .ci/test` (installs all peers, then tests) or \
              `apt-get install --no-install-recommends {package}`"
         );
     }
@@ -223,6 +224,11 @@ impl Peer {
     /// `POST /-/reload`.
     pub fn reload(&self) -> HttpResponse {
         self.post("/-/reload")
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        wait_for(timeout, || self.child.try_wait().ok().flatten())
     }
 
     /// Whether the process has exited (and reaps it if so).
@@ -512,14 +518,15 @@ impl Promflow {
             extra.push(format!("--storage.tsdb.path={}", data.display()));
         }
         let status = ready_status(&extra);
-        let what = format!("answer {status} on /-/ready");
+        let ready = ready_path(&extra);
+        let what = format!("answer {status} on {ready}");
         let mut peer = match launch.file_size_limit_kib {
             None => spawn_peer_until(
                 "promflow",
                 &bin,
                 dir,
                 &what,
-                answers("/-/ready", status),
+                answers(&ready, status),
                 |d, a| promflow_args(d, a, &extra),
             ),
             // bash's `ulimit -f` counts KiB; SIGXFSZ is ignored so a write past the
@@ -530,7 +537,7 @@ impl Promflow {
                 Path::new("/bin/bash"),
                 dir,
                 &what,
-                answers("/-/ready", status),
+                answers(&ready, status),
                 |d, a| {
                     let mut wrapped = vec![
                         "-c".to_string(),
@@ -568,12 +575,13 @@ impl Promflow {
         );
         let extra = self.extra_args.clone();
         let status = ready_status(&extra);
+        let ready = ready_path(&extra);
         let (child, addr) = launch(
             "promflow",
             &promflow_bin(),
             &dir,
-            &format!("answer {status} on /-/ready"),
-            answers("/-/ready", status),
+            &format!("answer {status} on {ready}"),
+            answers(&ready, status),
             |d, a| promflow_args(d, a, &extra),
         );
         self.peer.child = child;
@@ -588,6 +596,19 @@ fn ready_status(args: &[String]) -> u16 {
     } else {
         200
     }
+}
+
+/// Where readiness is asked: `/-/ready` under the route prefix that
+/// `--web.route-prefix` or `--web.external-url` in `args` give (Prometheus's rule).
+fn ready_path(args: &[String]) -> String {
+    let flag = |name: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")))
+    };
+    let prefix =
+        promflow::api::server::route_prefix(flag("web.route-prefix"), flag("web.external-url"))
+            .expect("valid route prefix flags");
+    format!("{}/-/ready", prefix.trim_end_matches('/'))
 }
 
 /// The command line: config in `dir`, storage in `<dir>/data` unless `extra` names
@@ -642,9 +663,16 @@ impl std::ops::Deref for Prometheus {
     }
 }
 
+impl std::ops::DerefMut for Prometheus {
+    fn deref_mut(&mut self) -> &mut Peer {
+        &mut self.peer
+    }
+}
+
 impl Prometheus {
     /// Starts Prometheus on `config_yaml` with its TSDB in a temp dir and
-    /// `--web.enable-lifecycle`; returns once `/-/ready` answers 200.
+    /// `--web.enable-lifecycle` (unless `--no-web.enable-lifecycle` is among the extra
+    /// flags); returns once `/-/ready` answers 200.
     pub fn start(config_yaml: &str) -> Prometheus {
         Self::start_with_args(config_yaml, &[])
     }
@@ -658,21 +686,31 @@ impl Prometheus {
             .expect("temp dir");
         fs::write(dir.path().join("prometheus.yml"), config_yaml).expect("write config");
         let config_path = dir.path().join("prometheus.yml");
-        let extra: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        // `--no-web.enable-lifecycle` drops the harness's `--web.enable-lifecycle`:
+        // kingpin refuses a flag given twice.
+        let lifecycle = !extra_args.contains(&"--no-web.enable-lifecycle");
+        let extra: Vec<String> = extra_args
+            .iter()
+            .filter(|a| **a != "--no-web.enable-lifecycle")
+            .map(|a| a.to_string())
+            .collect();
+        let ready = ready_path(&extra);
         let mut peer = spawn_peer_answering(
             "prometheus",
             Path::new(PROMETHEUS_BIN),
             dir,
-            "/-/ready",
+            &ready,
             ready_status(&extra),
             |dir, addr| {
                 let mut args = vec![
                     format!("--config.file={}", dir.join("prometheus.yml").display()),
                     format!("--storage.tsdb.path={}", dir.join("data").display()),
                     format!("--web.listen-address={addr}"),
-                    "--web.enable-lifecycle".to_string(),
                     "--log.level=warn".to_string(),
                 ];
+                if lifecycle {
+                    args.push("--web.enable-lifecycle".to_string());
+                }
                 args.extend(extra.iter().cloned());
                 args
             },
@@ -712,6 +750,44 @@ impl Prometheus {
 
 // ---------------------------------------------------------------------------
 // node_exporter
+
+/// A real blackbox exporter (Debian package `prometheus-blackbox-exporter`) on a free
+/// loopback port, with the modules of `config_yaml` (written to `<dir>/blackbox.yml`).
+pub struct BlackboxExporter {
+    peer: Peer,
+}
+
+impl std::ops::Deref for BlackboxExporter {
+    type Target = Peer;
+    fn deref(&self) -> &Peer {
+        &self.peer
+    }
+}
+
+impl BlackboxExporter {
+    /// Starts it and returns once `/metrics` answers 200.
+    pub fn start(config_yaml: &str) -> BlackboxExporter {
+        require_peer(BLACKBOX_EXPORTER_BIN, "prometheus-blackbox-exporter");
+        let dir = tempfile::Builder::new()
+            .prefix("blackbox-exporter-test-")
+            .tempdir()
+            .expect("temp dir");
+        fs::write(dir.path().join("blackbox.yml"), config_yaml).expect("write blackbox config");
+        let peer = spawn_peer(
+            "blackbox_exporter",
+            Path::new(BLACKBOX_EXPORTER_BIN),
+            dir,
+            "/metrics",
+            |dir, addr| {
+                vec![
+                    format!("--config.file={}", dir.join("blackbox.yml").display()),
+                    format!("--web.listen-address={addr}"),
+                ]
+            },
+        );
+        BlackboxExporter { peer }
+    }
+}
 
 /// A real node_exporter (Debian package `prometheus-node-exporter`) on a free loopback port.
 pub struct NodeExporter {

@@ -2,7 +2,7 @@
 //! port of 127.0.0.1, plus a small aws-sdk-ec2 client to create, stop and terminate
 //! instances in it.
 //!
-//! The binary is `$MOTO_SERVER_BIN` (set by `.ci/run`), else `<repo>/.venv/bin/moto_server`;
+//! The binary is `$MOTO_SERVER_BIN` (set by `.ci/test`), else `<repo>/.venv/bin/moto_server`;
 //! if neither exists the test panics with the install command. Instances get private
 //! IPs in a 127.0.0.0/24 subnet, so every address promflow scrapes is on loopback.
 
@@ -29,7 +29,7 @@ pub fn moto_server_bin() -> PathBuf {
         .unwrap_or_else(|| super::repo_root().join(".venv/bin/moto_server"));
     if !bin.exists() {
         panic!(
-            "moto_server is missing ({}): run `bash .ci/run`, or `python3 -m venv .venv && \
+            "moto_server is missing ({}): run `bash .ci/test`, or `python3 -m venv .venv && \
              .venv/bin/pip install 'moto[server]'` in the repository root, or set MOTO_SERVER_BIN",
             bin.display()
         );

@@ -5,6 +5,7 @@
 //! checked against; it follows Prometheus 3.x semantics (left-open windows).
 
 pub mod conformance;
+pub mod depth;
 pub mod durations;
 pub mod eval;
 pub mod parse_error;

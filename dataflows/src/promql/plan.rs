@@ -19,6 +19,7 @@
 //! - Histogram trim operators `</` `>/` are reported as a parse error; not worked
 //!   around (native histograms are out of scope).
 
+use crate::promql::depth;
 use crate::promql::durations::{self, QueryTimes};
 use crate::promql::parse_error;
 use crate::promql::rewrite;
@@ -382,23 +383,37 @@ pub fn parse(query: &str) -> Result<Plan, PlanError> {
 
 /// Parses and lowers a PromQL expression; `times` gives `step()` and `range()` for
 /// duration expressions.
+///
+/// The nesting limits of `depth.rs` are checked first; parsing and lowering run on its
+/// parse thread, and the plan returned is one any thread can walk.
 pub fn parse_with(query: &str, times: QueryTimes) -> Result<Plan, PlanError> {
-    let text = rewrite::rewrite(&durations::rewrite(query, times));
-    let expr = ast::parse(&text).map_err(|m| parse_error::syntax_error(query, m))?;
-    lower(&expr)
+    depth::check_text(query)?;
+    depth::on_parse_stack(|| {
+        let text = rewrite::rewrite(&durations::rewrite(query, times));
+        let expr = ast::parse(&text).map_err(|m| parse_error::syntax_error(query, m))?;
+        let plan = lower(&expr)?;
+        depth::check_plan(&plan)?;
+        Ok(plan)
+    })?
 }
 
 /// The expression as Prometheus prints a parsed query (`parser.Expr.String()`, which
 /// its rules API and alerts' `generatorURL` show); the text as written when it needs
 /// one of promflow's rewrites (or durations arithmetic) to parse.
 pub fn format_query(query: &str) -> String {
-    let rewritten = rewrite::rewrite(&durations::rewrite(query, QueryTimes::default()));
-    if rewritten != query {
+    if depth::check_text(query).is_err() {
         return query.to_string();
     }
-    ast::parse(query)
-        .map(|expr| expr.to_string())
-        .unwrap_or_else(|_| query.to_string())
+    depth::on_parse_stack(|| {
+        let rewritten = rewrite::rewrite(&durations::rewrite(query, QueryTimes::default()));
+        if rewritten != query {
+            return query.to_string();
+        }
+        ast::parse(query)
+            .map(|expr| expr.to_string())
+            .unwrap_or_else(|_| query.to_string())
+    })
+    .unwrap_or_else(|_| query.to_string())
 }
 
 fn ms(d: &Duration) -> i64 {

@@ -207,27 +207,5 @@ fn ratio_sampled(labels: &Labels, ratio: f64) -> bool {
     (ratio >= 0.0 && offset < ratio) || (ratio < 0.0 && offset >= 1.0 + ratio)
 }
 
-/// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
-pub fn format_value(v: f64) -> String {
-    GoFloat(v).to_string()
-}
-
-/// Displays a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)`: `NaN`, `+Inf`,
-/// `-Inf`, else Rust's `{}`, which is the same shortest round-trip decimal without
-/// exponent (`-0`, `0.1`, `1000000000000000000000`).
-pub struct GoFloat(pub f64);
-
-impl std::fmt::Display for GoFloat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = self.0;
-        if v.is_nan() {
-            f.write_str("NaN")
-        } else if v == f64::INFINITY {
-            f.write_str("+Inf")
-        } else if v == f64::NEG_INFINITY {
-            f.write_str("-Inf")
-        } else {
-            std::fmt::Display::fmt(&v, f)
-        }
-    }
-}
+/// Floats as Go's `strconv.FormatFloat(v, 'f', -1, 64)` (see [`crate::go_float`]).
+pub use crate::go_float::{format_f as format_value, GoFloat};

@@ -119,10 +119,10 @@ fn expect_directives() {
 
 #[test]
 fn every_shipped_script_reads() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/promql-tests");
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return; // The conformance data is not present in this checkout.
+    let Some(dir) = crate::shared_data::locate("promql-tests", "every shipped script reads") else {
+        return;
     };
+    let entries = std::fs::read_dir(&dir).expect("read the scripts' directory");
     let mut evals = 0;
     let mut files = 0;
     for entry in entries.flatten() {

@@ -1,0 +1,60 @@
+//! Group nodes: an aggregation re-reduced only for the groups a member of which
+//! changed.
+
+use super::*;
+
+pub(super) struct GroupNode {
+    pub(super) input: Box<Node>,
+    pub(super) op: AggOp,
+    /// The constant parameter (φ of `quantile`), if it has one.
+    pub(super) param: Option<f64>,
+    pub(super) grouping: Grouping,
+    /// Input keys by group.
+    pub(super) filing: Filing,
+    pub(super) out: Outputs,
+}
+
+impl GroupNode {
+    pub(super) fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
+        let mut keys = self.input.update(ctx)?;
+        if ctx.rebuild {
+            keys = every_key(self.input.out(), self.filing.group_of.keys());
+        }
+        let mut dirty = KeySet::default();
+        let grouping = &self.grouping;
+        for key in keys {
+            let input = self.input.out().get(&key);
+            self.filing
+                .refile(key, input, |l| group_labels(l, grouping), &mut dirty);
+        }
+        let mut changed = Vec::new();
+        let mut values = Vec::new();
+        for group in dirty {
+            ctx.recomputed += 1;
+            let inputs = self.input.out();
+            values.clear();
+            let mut drop_name = false;
+            for e in self.filing.members(&group).filter_map(|k| inputs.get(k)) {
+                values.push(e.value);
+                drop_name |= e.drop_name;
+            }
+            let element = if values.is_empty() {
+                None
+            } else {
+                let param = self.param.unwrap_or(0.0);
+                let value = reduce(self.op, &values, param).ok_or_else(|| {
+                    EvalError(format!("{:?} is not one element per group", self.op))
+                })?;
+                Some(Element {
+                    labels: group.labels.clone(),
+                    value,
+                    drop_name,
+                })
+            };
+            if self.out.set(&group, element) {
+                changed.push(group);
+            }
+        }
+        Ok(changed)
+    }
+}

@@ -1,0 +1,428 @@
+//! Incremental evaluation: a rule's result kept per series and per group, recomputed
+//! at each evaluation time only where an input changed.
+//!
+//! PromQL (the node kinds of [`crate::render::shape`]):
+//! ```promql
+//! rate(x[1m]) * 100 > 5            # per series: recomputed when a sample enters or leaves
+//!                                  # that series' window (and every time for `rate`)
+//! sum by (job) (rate(x[1m]))       # per group: re-reduced only when a member changed
+//! sum by (job) (rate(x[1m])) > 10  # map: re-applied only to changed groups
+//! a / b < 0.1                      # join: only match groups with a changed side
+//! ```
+//! Contract: [`IncrementalRule::evaluate`] returns exactly what the reference evaluator
+//! returns for the whole plan over the same [`WindowStore`], or `None` when it cannot
+//! vouch for that (two elements of a node with the same labels, where the reference
+//! may answer with an error or merge them; a join's match group with two elements on
+//! a side, where it may answer with a matching error; a per-series error) and the caller
+//! evaluates the whole plan. Each node keeps its current elements keyed by input
+//! series (per-series, map), group labels (aggregate) or match group (join) and reports
+//! which keys changed.
+//!
+//! When a per-series element must be recomputed: a sample of the series arrives
+//! ([`IncrementalRule::arrived`], at the time it enters the window), or a time event
+//! passes — the oldest sample in the window leaves it (for an instant selector: the
+//! newest sample passes the lookback delta), a sample already held enters it, or,
+//! for `t`-dependent functions (`rate`'s extrapolation), every evaluation while the
+//! window is not empty. These times sit in an agenda, so an evaluation touches only
+//! the series due, never the others. Each recomputation evaluates the node's sub-plan
+//! over that one series' window, O(window): common plans (an instant selector, a
+//! range function, then element-wise operations with constants) as a `SeriesKernel`
+//! calling the reference evaluator's own per-series functions on the retained slice
+//! (no evaluator, no copy), others with the reference evaluator over a source
+//! holding that one series. A group is re-reduced with the reference's
+//! [`reduce`] over its members' values, a join's match group re-matched with its
+//! [`result_labels`] and [`matched_element`]. Keys carry their labels' hash ([`LabelsKey`]), so
+//! the maps of series, elements and groups never rehash label sets.
+
+use crate::labels::Labels;
+use crate::promql::eval::aggregate::{group_labels, reduce};
+use crate::promql::eval::binary::{matched_element, result_labels, scalar_element, signature};
+use crate::promql::eval::functions::{range_element, range_kernel, RangeParams};
+use crate::promql::eval::selector::{latest_in_lookback, range_window, RangeArg};
+use crate::promql::eval::{finish_vector, math, Element, EvalError, EvalResult, Evaluator};
+use crate::promql::eval::{Selected, SeriesSource, Value};
+use crate::promql::plan::{AggOp, BinOp, Grouping, Matching, Plan};
+use crate::render::shape::{constant, element_wise, per_series_range_function, Shape};
+use crate::render::window::{self, within, KeyHasher, LabelsKey, WindowStore};
+use crate::selector::Selector;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+
+mod group;
+mod join;
+mod map;
+mod series;
+
+use group::GroupNode;
+use join::{Filing, JoinNode};
+use map::MapNode;
+use series::{constant_value, Elements, PerSeriesNode, SeriesKernel, Step};
+
+/// How the reference evaluator is set up for a rule (lookback, subquery step, the
+/// query range for `@ start()`/`@ end()`/`step()`).
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Lookback delta (ms).
+    pub lookback_ms: i64,
+    /// Default subquery step (ms).
+    pub subquery_step_ms: i64,
+    /// Query range start (ms); `None`: the evaluation time.
+    pub start_ms: Option<i64>,
+    /// Query range end (ms); `None`: the evaluation time.
+    pub end_ms: Option<i64>,
+    /// Query step (ms).
+    pub step_ms: i64,
+}
+
+impl Settings {
+    /// An evaluator over `source` at `t`.
+    pub fn evaluator<'a>(&self, source: &'a dyn SeriesSource, t: i64) -> Evaluator<'a> {
+        let mut ev = Evaluator::new(source, t);
+        ev.lookback_ms = self.lookback_ms;
+        ev.subquery_step_ms = self.subquery_step_ms;
+        ev.start_ms = self.start_ms.unwrap_or(t);
+        ev.end_ms = self.end_ms.unwrap_or(t);
+        ev.step_ms = self.step_ms;
+        ev
+    }
+}
+
+type Key = LabelsKey;
+type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<KeyHasher>>;
+type KeySet = HashSet<Key, BuildHasherDefault<KeyHasher>>;
+
+/// The hash of an element's labels: its key's when they are the key's labels.
+fn labels_hash(key: &Key, labels: &Arc<Labels>) -> u64 {
+    if Arc::ptr_eq(&key.labels, labels) {
+        key.hash
+    } else {
+        Labels::hash(labels)
+    }
+}
+
+/// A node's current elements by key, and how many elements share a label set.
+#[derive(Default)]
+struct Outputs {
+    /// Each element with the hash of its labels.
+    elements: KeyMap<(Element, u64)>,
+    /// Elements per label-set hash. Two label sets with one hash count as a collision
+    /// too: that only sends the evaluation to the whole plan.
+    label_counts: window::KeyMap<u64, u32>,
+    /// Elements whose labels another element already has.
+    collisions: usize,
+}
+
+impl Outputs {
+    /// The element of `key`, if any.
+    fn get(&self, key: &Key) -> Option<&Element> {
+        self.elements.get(key).map(|(e, _)| e)
+    }
+
+    /// Sets the element of `key`; whether it changed.
+    fn set(&mut self, key: &Key, new: Option<Element>) -> bool {
+        let Some(mut e) = new else {
+            return match self.elements.remove(key) {
+                Some((_, old_hash)) => {
+                    self.count(old_hash, false);
+                    true
+                }
+                None => false,
+            };
+        };
+        let Some(slot) = self.elements.get_mut(key) else {
+            let hash = labels_hash(key, &e.labels);
+            self.elements.insert(key.clone(), (e, hash));
+            self.count(hash, true);
+            return true;
+        };
+        if slot.0.labels == e.labels {
+            if slot.0.value.to_bits() == e.value.to_bits() && slot.0.drop_name == e.drop_name {
+                return false;
+            }
+            // Keep the old `Arc` (fewer label sets alive, faster compares).
+            e.labels = slot.0.labels.clone();
+            slot.0 = e;
+            return true;
+        }
+        let hash = labels_hash(key, &e.labels);
+        let old_hash = std::mem::replace(slot, (e, hash)).1;
+        self.count(hash, true);
+        self.count(old_hash, false);
+        true
+    }
+
+    fn count(&mut self, hash: u64, add: bool) {
+        if add {
+            let c = self.label_counts.entry(hash).or_insert(0);
+            if *c > 0 {
+                self.collisions += 1;
+            }
+            *c += 1;
+        } else if let Some(c) = self.label_counts.get_mut(&hash) {
+            *c -= 1;
+            if *c > 0 {
+                self.collisions -= 1;
+            } else {
+                self.label_counts.remove(&hash);
+            }
+        }
+    }
+}
+
+/// Per-evaluation context.
+struct Ctx<'a> {
+    store: &'a WindowStore,
+    settings: &'a Settings,
+    t: i64,
+    rebuild: bool,
+    /// Elements and groups recomputed.
+    recomputed: u64,
+}
+
+/// On a rebuild, the keys a node must revisit: every key its input holds now and
+/// every key it knew before (those may have left), each once, in order.
+fn every_key<'a>(input: &Outputs, known: impl Iterator<Item = &'a Key>) -> Vec<Key> {
+    let mut all: BTreeSet<Key> = input.elements.keys().cloned().collect();
+    all.extend(known.cloned());
+    all.into_iter().collect()
+}
+
+enum Node {
+    PerSeries(PerSeriesNode),
+    Map(MapNode),
+    Group(GroupNode),
+    Join(JoinNode),
+}
+
+impl Node {
+    fn new(shape: Shape) -> Node {
+        match shape {
+            Shape::PerSeries {
+                plan,
+                key,
+                back,
+                fwd,
+                latest_only,
+                time_dependent,
+            } => Node::PerSeries(PerSeriesNode {
+                kernel: SeriesKernel::of(&plan),
+                plan,
+                key,
+                back,
+                fwd,
+                latest_only,
+                time_dependent,
+                wake: KeyMap::default(),
+                agenda: BTreeMap::new(),
+                out: Outputs::default(),
+            }),
+            Shape::Map {
+                input,
+                plan,
+                writes_name,
+            } => Node::Map(MapNode {
+                input: Box::new(Node::new(*input)),
+                step: Step::of(&plan),
+                plan,
+                writes_name,
+                out: Outputs::default(),
+            }),
+            Shape::Aggregate {
+                input,
+                plan,
+                grouping,
+            } => {
+                let (op, param) = match &plan {
+                    Plan::Aggregate { op, param, .. } => {
+                        (*op, param.as_deref().and_then(constant_value))
+                    }
+                    _ => (AggOp::CountValues, None),
+                };
+                Node::Group(GroupNode {
+                    input: Box::new(Node::new(*input)),
+                    op,
+                    param,
+                    grouping,
+                    filing: Filing::default(),
+                    out: Outputs::default(),
+                })
+            }
+            Shape::Join {
+                lhs,
+                rhs,
+                op,
+                matching,
+                return_bool,
+            } => Node::Join(JoinNode {
+                lhs: Box::new(Node::new(*lhs)),
+                rhs: Box::new(Node::new(*rhs)),
+                op,
+                matching,
+                return_bool,
+                sides: Default::default(),
+                result_labels: KeyMap::default(),
+                out: Outputs::default(),
+            }),
+        }
+    }
+
+    fn out(&self) -> &Outputs {
+        match self {
+            Node::PerSeries(n) => &n.out,
+            Node::Map(n) => &n.out,
+            Node::Group(n) => &n.out,
+            Node::Join(n) => &n.out,
+        }
+    }
+
+    fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
+        match self {
+            Node::PerSeries(n) => n.update(ctx),
+            Node::Map(n) => n.update(ctx),
+            Node::Group(n) => n.update(ctx),
+            Node::Join(n) => n.update(ctx),
+        }
+    }
+
+    fn arrived(&mut self, window: &str, key: &Key, ts: i64) {
+        match self {
+            Node::PerSeries(n) => {
+                if n.key == window {
+                    let at = ts.saturating_sub(n.fwd);
+                    n.schedule(key, at);
+                }
+            }
+            Node::Map(n) => n.input.arrived(window, key, ts),
+            Node::Group(n) => n.input.arrived(window, key, ts),
+            Node::Join(n) => {
+                n.lhs.arrived(window, key, ts);
+                n.rhs.arrived(window, key, ts);
+            }
+        }
+    }
+
+    fn collisions(&self) -> usize {
+        let own = self.out().collisions;
+        own + match self {
+            Node::PerSeries(_) => 0,
+            Node::Map(n) => n.input.collisions(),
+            Node::Group(n) => n.input.collisions(),
+            // A match group with two elements on a side: the reference may answer with
+            // a matching error.
+            Node::Join(n) => {
+                n.sides[0].crowded + n.sides[1].crowded + n.lhs.collisions() + n.rhs.collisions()
+            }
+        }
+    }
+}
+
+/// A rule's incremental state.
+pub struct IncrementalRule {
+    root: Node,
+    /// Recompute every element at the next evaluation (at start, after an error, after
+    /// samples were seeded into a window it reads).
+    rebuild: bool,
+}
+
+impl IncrementalRule {
+    /// The incremental state of a plan of this shape (see [`crate::render::shape`]).
+    pub fn new(shape: Shape) -> IncrementalRule {
+        IncrementalRule {
+            root: Node::new(shape),
+            rebuild: true,
+        }
+    }
+
+    /// A sample of series `labels` (whose [`Labels::hash`] is `hash`) at `ts` was
+    /// added to window `window`.
+    pub fn arrived(&mut self, window: &str, labels: &Arc<Labels>, hash: u64, ts: i64) {
+        if !self.rebuild {
+            let key = Key {
+                hash,
+                labels: labels.clone(),
+            };
+            self.root.arrived(window, &key, ts);
+        }
+    }
+
+    /// Forget what is known: recompute everything at the next evaluation.
+    pub fn rebuild(&mut self) {
+        self.rebuild = true;
+    }
+
+    /// The result at `t` (evaluation times must increase), or `None`: evaluate the
+    /// whole plan instead. `recomputed` is increased by the number of elements and
+    /// groups recomputed.
+    pub fn evaluate(
+        &mut self,
+        store: &WindowStore,
+        settings: &Settings,
+        t: i64,
+        recomputed: &mut u64,
+    ) -> Option<EvalResult<Value>> {
+        let mut ctx = Ctx {
+            store,
+            settings,
+            t,
+            rebuild: self.rebuild,
+            recomputed: 0,
+        };
+        let updated = self.root.update(&mut ctx);
+        *recomputed += ctx.recomputed;
+        if updated.is_err() {
+            // The reference gives the error; state may be half updated.
+            self.rebuild = true;
+            return None;
+        }
+        self.rebuild = false;
+        if self.root.collisions() > 0 {
+            return None;
+        }
+        let mut elements: Vec<(&Key, &Element)> = self
+            .root
+            .out()
+            .elements
+            .iter()
+            .map(|(k, (e, _))| (k, e))
+            .collect();
+        elements.sort_by(|a, b| a.0.cmp(b.0));
+        Some(
+            finish_vector(elements.into_iter().map(|(_, e)| e.clone()).collect())
+                .map(Value::Vector),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::plan::parse;
+
+    #[test]
+    fn common_per_series_plans_run_as_kernels() {
+        for q in [
+            "up == 0",
+            "x offset 1m > bool 3",
+            "rate(x[1m]) * 100 > 5",
+            "-abs(y)",
+            "2 ^ y",
+            "quantile_over_time(0.9, x[5m] offset 1m)",
+            "predict_linear(x[5m], 3600) < 0",
+            "double_exponential_smoothing(x[5m], 0.5, 0.1)",
+            "changes(y[1m])",
+        ] {
+            assert!(SeriesKernel::of(&parse(q).unwrap()).is_some(), "{q}");
+        }
+        // The evaluator handles the rest.
+        for q in [
+            "timestamp(x)",
+            r#"label_replace(x, "a", "$1", "b", "(.*)")"#,
+            "clamp_min(x, 0)",
+            "rate(x[5m] anchored)",
+            "x smoothed",
+        ] {
+            assert!(SeriesKernel::of(&parse(q).unwrap()).is_none(), "{q}");
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Per-series nodes: an element per input series, recomputed when a sample enters
+//! or leaves that series' window (see the parent module), evaluated by a
+//! [`SeriesKernel`] or by the reference evaluator over that one series.
+
+use super::*;
+
+/// No series at all (for evaluating constants).
+pub(super) struct NoSeries;
+
+impl SeriesSource for NoSeries {
+    fn select(&self, _matchers: &Selector, _start_ms: i64, _end_ms: i64) -> Selected {
+        Vec::new()
+    }
+}
+
+/// The value of a constant plan (a number, or arithmetic on numbers).
+pub(super) fn constant_value(plan: &Plan) -> Option<f64> {
+    if !constant(plan) {
+        return None;
+    }
+    Evaluator::new(&NoSeries, 0).scalar(plan, 0).ok()
+}
+
+/// One element-wise operation with constant operands, as the reference applies it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Step {
+    /// `-x`.
+    Neg,
+    /// `x op s`, or `s op x` when `swap`.
+    Scalar {
+        op: BinOp,
+        s: f64,
+        swap: bool,
+        return_bool: bool,
+    },
+    /// `abs(x)`, `sqrt(x)`, … ([`math::unary`]).
+    Unary(fn(f64) -> f64),
+}
+
+impl Step {
+    /// The step `plan` applies to its element-wise operand, if it is one of these.
+    pub(super) fn of(plan: &Plan) -> Option<Step> {
+        match plan {
+            Plan::Neg(_) => Some(Step::Neg),
+            Plan::Binary {
+                op,
+                lhs,
+                rhs,
+                return_bool,
+                ..
+            } if !op.is_set() => {
+                let (s, swap) = match constant_value(rhs) {
+                    Some(s) => (s, false),
+                    None => (constant_value(lhs)?, true),
+                };
+                Some(Step::Scalar {
+                    op: *op,
+                    s,
+                    swap,
+                    return_bool: *return_bool,
+                })
+            }
+            Plan::Call { func, args } if args.len() == 1 => math::unary(func).map(Step::Unary),
+            _ => None,
+        }
+    }
+
+    /// The step applied to `e`; `None`: a comparison filtered it out.
+    pub(super) fn apply(&self, e: Element) -> Option<Element> {
+        match *self {
+            Step::Neg => Some(Element::name_dropped(e.labels, -e.value)),
+            Step::Scalar {
+                op,
+                s,
+                swap,
+                return_bool,
+            } => scalar_element(op, e, s, swap, return_bool),
+            Step::Unary(f) => Some(Element::name_dropped(e.labels, f(e.value))),
+        }
+    }
+}
+
+/// What a per-series plan reads from its series' window at `t`.
+#[derive(Clone, Debug)]
+pub(super) enum Read {
+    /// An instant selector: the newest sample within the lookback delta.
+    Instant { offset_ms: i64 },
+    /// A range function of a range selector without modifier.
+    Range {
+        func: &'static str,
+        offset_ms: i64,
+        range_ms: i64,
+        params: RangeParams,
+    },
+}
+
+/// A per-series plan as the reference evaluator's per-series functions applied to the
+/// retained slice of one series: a [`Read`], then element-wise [`Step`]s.
+#[derive(Clone, Debug)]
+pub(super) struct SeriesKernel {
+    pub(super) read: Read,
+    /// Innermost first.
+    pub(super) steps: Vec<Step>,
+}
+
+impl SeriesKernel {
+    /// The kernel of `plan`, or `None` when only the evaluator handles it.
+    pub(super) fn of(plan: &Plan) -> Option<SeriesKernel> {
+        let read = match plan {
+            Plan::Vector(sel) if sel.at.is_none() && sel.modifier.is_none() => Read::Instant {
+                offset_ms: sel.offset_ms,
+            },
+            Plan::Call { func, args } if per_series_range_function(func) => {
+                // Where the reference takes the range argument and the scalars from.
+                let (matrix, param, smoothing) = match *func {
+                    "quantile_over_time" => (1, Some(0), None),
+                    "predict_linear" => (0, Some(1), None),
+                    "double_exponential_smoothing" => (0, None, Some((1, 2))),
+                    _ => (0, None, None),
+                };
+                let arity = 1 + usize::from(param.is_some()) + 2 * usize::from(smoothing.is_some());
+                if args.len() != arity {
+                    return None;
+                }
+                let Plan::Matrix { sel, range_ms } = &args[matrix] else {
+                    return None;
+                };
+                if sel.at.is_some() || sel.modifier.is_some() {
+                    return None;
+                }
+                let mut params = RangeParams::default();
+                if let Some(i) = param {
+                    params.param = constant_value(&args[i])?;
+                }
+                if let Some((sf, tf)) = smoothing {
+                    params.sf = constant_value(&args[sf])?;
+                    params.tf = constant_value(&args[tf])?;
+                }
+                Read::Range {
+                    func,
+                    offset_ms: sel.offset_ms,
+                    range_ms: *range_ms,
+                    params,
+                }
+            }
+            _ => {
+                let (operand, _) = element_wise(plan)?;
+                let mut kernel = SeriesKernel::of(operand)?;
+                kernel.steps.push(Step::of(plan)?);
+                return Some(kernel);
+            }
+        };
+        Some(SeriesKernel {
+            read,
+            steps: Vec::new(),
+        })
+    }
+
+    /// The element of the series `labels` whose retained samples are `points`, at `t`.
+    pub(super) fn element(
+        &self,
+        labels: &Arc<Labels>,
+        points: &[(i64, f64)],
+        t: i64,
+        lookback_ms: i64,
+    ) -> EvalResult<Option<Element>> {
+        let mut element = match &self.read {
+            Read::Instant { offset_ms } => latest_in_lookback(points, t - offset_ms, lookback_ms)
+                .map(|(_, v)| Element::new(labels.clone(), v)),
+            Read::Range {
+                func,
+                offset_ms,
+                range_ms,
+                params,
+            } => {
+                let end = t - offset_ms;
+                let window = range_window(points, end - range_ms, end);
+                if window.is_empty() {
+                    return Ok(None);
+                }
+                let arg = RangeArg {
+                    series: Vec::new(),
+                    window_end: end,
+                    range_ms: *range_ms,
+                    modifier: None,
+                };
+                range_kernel(func, &window, &arg, t, *params)?
+                    .map(|v| range_element(func, labels.clone(), v))
+            }
+        };
+        for step in &self.steps {
+            element = match element {
+                Some(e) => step.apply(e),
+                None => return Ok(None),
+            };
+        }
+        Ok(element)
+    }
+}
+
+/// One series' window as a source: every `select` answers with this series.
+pub(super) struct OneSeries<'a> {
+    pub(super) labels: &'a Arc<Labels>,
+    pub(super) points: &'a [(i64, f64)],
+}
+
+impl SeriesSource for OneSeries<'_> {
+    fn select(&self, _matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+        let points = within(self.points, start_ms, end_ms);
+        if points.is_empty() {
+            return Vec::new();
+        }
+        vec![(self.labels.clone(), points.to_vec())]
+    }
+}
+
+/// Elements as a source for a node's [`crate::render::shape::hole`]: each is a series
+/// with one sample at the evaluation time.
+pub(super) struct Elements<'a> {
+    pub(super) elements: Vec<&'a Element>,
+    pub(super) t: i64,
+}
+
+impl SeriesSource for Elements<'_> {
+    fn select(&self, _matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+        if self.t < start_ms || self.t > end_ms {
+            return Vec::new();
+        }
+        self.elements
+            .iter()
+            .map(|e| (e.labels.clone(), vec![(self.t, e.value)]))
+            .collect()
+    }
+}
+
+pub(super) struct PerSeriesNode {
+    pub(super) plan: Plan,
+    /// The plan as per-series kernels, when it has that form.
+    pub(super) kernel: Option<SeriesKernel>,
+    pub(super) key: String,
+    pub(super) back: i64,
+    pub(super) fwd: i64,
+    pub(super) latest_only: bool,
+    pub(super) time_dependent: bool,
+    /// The earliest time each series must be recomputed at (absent: only on arrival).
+    pub(super) wake: KeyMap<i64>,
+    /// `wake`, by time (entries may be stale: `wake` decides).
+    pub(super) agenda: BTreeMap<i64, Vec<Key>>,
+    pub(super) out: Outputs,
+}
+
+impl PerSeriesNode {
+    pub(super) fn schedule(&mut self, key: &Key, at: i64) {
+        match self.wake.get_mut(key) {
+            Some(wake) if at >= *wake => return,
+            Some(wake) => *wake = at,
+            None => {
+                self.wake.insert(key.clone(), at);
+            }
+        }
+        self.agenda.entry(at).or_default().push(key.clone());
+    }
+
+    pub(super) fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
+        let t = ctx.t;
+        let mut due: Vec<Key> = Vec::new();
+        if ctx.rebuild {
+            self.agenda.clear();
+            self.wake.clear();
+            let mut all: BTreeSet<Key> = ctx.store.series(&self.key).map(|(k, _)| k).collect();
+            all.extend(self.out.elements.keys().cloned());
+            due.extend(all);
+        } else {
+            while let Some(entry) = self.agenda.first_entry() {
+                if *entry.key() > t {
+                    break;
+                }
+                for key in entry.remove() {
+                    if let Some(wake) = self.wake.get_mut(&key) {
+                        if *wake <= t {
+                            // Rescheduled (or removed) below.
+                            *wake = i64::MAX;
+                            due.push(key);
+                        }
+                    }
+                }
+            }
+        }
+        let window = ctx.store.window(&self.key);
+        let mut changed = Vec::new();
+        for key in due {
+            ctx.recomputed += 1;
+            let points = window.map_or(&[][..], |w| w.points(&key));
+            let element = match &self.kernel {
+                Some(kernel) => kernel.element(&key.labels, points, t, ctx.settings.lookback_ms)?,
+                None => {
+                    let source = OneSeries {
+                        labels: &key.labels,
+                        points,
+                    };
+                    match ctx.settings.evaluator(&source, t).eval(&self.plan, t)? {
+                        Value::Vector(v) => v.into_iter().next(),
+                        _ => None,
+                    }
+                }
+            };
+            let next = self.next_change(points, t);
+            if next != i64::MAX {
+                self.schedule(&key, next);
+            } else {
+                self.wake.remove(&key);
+            }
+            if self.out.set(&key, element) {
+                changed.push(key);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The first time after `t` the element can change with no new sample.
+    pub(super) fn next_change(&self, points: &[(i64, f64)], t: i64) -> i64 {
+        let (lo, hi) = (t.saturating_sub(self.back), t.saturating_add(self.fwd));
+        let end = points.partition_point(|p| p.0 <= hi);
+        // A sample already held enters the window.
+        let mut next = points
+            .get(end)
+            .map_or(i64::MAX, |p| p.0.saturating_sub(self.fwd));
+        let window = &points[points.partition_point(|p| p.0 < lo).min(end)..end];
+        let leaving = if self.latest_only {
+            window.last()
+        } else {
+            window.first()
+        };
+        if let Some(&(ts, _)) = leaving {
+            next = next.min(ts.saturating_add(self.back).saturating_add(1));
+            if self.time_dependent {
+                next = next.min(t + 1);
+            }
+        }
+        next.max(t + 1)
+    }
+}

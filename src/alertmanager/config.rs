@@ -1,0 +1,688 @@
+//! The built-in notifier's config file: Alertmanager 0.25's format
+//! (`--alertmanager.config.file`).
+//!
+//! Owns: the file as written (serde structs, every field optional), its resolution
+//! into ready-to-use settings with Alertmanager's defaults (`resolve_timeout` 5m;
+//! `group_wait` 30s, `group_interval` 5m, `repeat_interval` 4h, inherited down the
+//! route tree), and every problem, located by file, line and field, through the
+//! same loader as promflow's own config. Fields Alertmanager has but promflow does not
+//! support (other receiver kinds, `http_config`, time intervals, …) are reported as
+//! such, not ignored. Of a receiver's `http_config`, `tls_config` is supported (the
+//! same fields and checks as promflow's own config, see `crate::config::TlsConfig`);
+//! without it receivers are verified against the system's CA roots. Each receiver
+//! kind's own fields, defaults and checks live beside its request in
+//! [`crate::alertmanager::receivers`].
+//!
+//! Extension: `pushover_configs[].api_url` (Alertmanager 0.25 always posts to
+//! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
+
+use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
+use crate::alertmanager::receivers::{pushover, slack, webhook};
+use crate::alertmanager::route::{GroupBy, Route};
+use crate::alertmanager::template::Templates;
+use crate::config::rule_files;
+use crate::config::{
+    is_valid_label_name, load_located, parse_duration, read_config_file, resolve_tls_config,
+    ConfigError, FieldPath, PathSegment, Problems, RawTlsConfig, TlsConfig, HTTP_CLIENT_FIELDS,
+};
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------
+// As written
+
+#[derive(Debug, Default, Deserialize)]
+struct RawFile {
+    global: Option<RawGlobal>,
+    route: Option<RawRoute>,
+    inhibit_rules: Option<Vec<RawInhibitRule>>,
+    receivers: Option<Vec<RawReceiver>>,
+    templates: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawGlobal {
+    resolve_timeout: Option<String>,
+    slack_api_url: Option<String>,
+    slack_api_url_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRoute {
+    receiver: Option<String>,
+    group_by: Option<Vec<String>>,
+    #[serde(rename = "continue")]
+    continue_matching: Option<bool>,
+    #[serde(rename = "match")]
+    match_equal: Option<BTreeMap<String, String>>,
+    match_re: Option<BTreeMap<String, String>>,
+    matchers: Option<Vec<String>>,
+    group_wait: Option<String>,
+    group_interval: Option<String>,
+    repeat_interval: Option<String>,
+    routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawInhibitRule {
+    source_matchers: Option<Vec<String>>,
+    target_matchers: Option<Vec<String>>,
+    source_match: Option<BTreeMap<String, String>>,
+    source_match_re: Option<BTreeMap<String, String>>,
+    target_match: Option<BTreeMap<String, String>>,
+    target_match_re: Option<BTreeMap<String, String>>,
+    equal: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawReceiver {
+    name: Option<String>,
+    slack_configs: Option<Vec<slack::RawSlack>>,
+    pushover_configs: Option<Vec<pushover::RawPushover>>,
+    webhook_configs: Option<Vec<webhook::RawWebhook>>,
+}
+
+/// A receiver's `http_config` (prometheus/common's HTTP client settings); only
+/// `tls_config` is supported, the rest is reported as not supported.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawHttpConfig {
+    tls_config: Option<RawTlsConfig>,
+}
+
+// ---------------------------------------------------------------------------
+// Resolved
+
+/// The loaded notifier configuration.
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    /// `global.resolve_timeout`.
+    pub resolve_timeout: Duration,
+    /// The routing tree.
+    pub route: Route,
+    /// `inhibit_rules`.
+    pub inhibit_rules: Vec<InhibitRule>,
+    /// `receivers`.
+    pub receivers: Vec<Receiver>,
+    /// `default.tmpl` plus the `templates:` files, parsed.
+    pub templates: Templates,
+    /// The file as Alertmanager shows it (`crate::alertmanager::config_show`).
+    pub original: String,
+}
+
+/// One inhibit rule.
+#[derive(Clone, Debug)]
+pub struct InhibitRule {
+    /// Alerts that inhibit.
+    pub source: Matchers,
+    /// Alerts that can be inhibited.
+    pub target: Matchers,
+    /// Labels that must be equal in source and target.
+    pub equal: Vec<String>,
+}
+
+/// A named receiver and its integrations.
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    /// `name`.
+    pub name: String,
+    /// Its integrations, in Alertmanager's order (by kind, then as listed).
+    pub integrations: Vec<Integration>,
+}
+
+/// One `*_configs` entry.
+#[derive(Clone, Debug)]
+pub enum Integration {
+    /// `slack_configs`.
+    Slack(slack::SlackConfig),
+    /// `pushover_configs`.
+    Pushover(pushover::PushoverConfig),
+    /// `webhook_configs`.
+    Webhook(webhook::WebhookConfig),
+}
+
+impl Integration {
+    /// The integration label of Alertmanager's metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Integration::Slack(_) => "slack",
+            Integration::Pushover(_) => "pushover",
+            Integration::Webhook(_) => "webhook",
+        }
+    }
+
+    /// `http_config.tls_config`: how the receiver's endpoint is reached over https.
+    pub fn tls_config(&self) -> &TlsConfig {
+        match self {
+            Integration::Slack(c) => &c.tls_config,
+            Integration::Pushover(c) => &c.tls_config,
+            Integration::Webhook(c) => &c.tls_config,
+        }
+    }
+
+    /// `send_resolved`.
+    pub fn send_resolved(&self) -> bool {
+        match self {
+            Integration::Slack(c) => c.send_resolved,
+            Integration::Pushover(c) => c.send_resolved,
+            Integration::Webhook(c) => c.send_resolved,
+        }
+    }
+}
+
+/// Alertmanager 0.25 fields that promflow does not support yet, by parent section.
+const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
+    ("", &["mute_time_intervals", "time_intervals"]),
+    (
+        "global",
+        &[
+            "http_config",
+            "smtp_from",
+            "smtp_hello",
+            "smtp_smarthost",
+            "smtp_auth_username",
+            "smtp_auth_password",
+            "smtp_auth_password_file",
+            "smtp_auth_secret",
+            "smtp_auth_identity",
+            "smtp_require_tls",
+            "pagerduty_url",
+            "opsgenie_api_url",
+            "opsgenie_api_key",
+            "opsgenie_api_key_file",
+            "wechat_api_url",
+            "wechat_api_secret",
+            "wechat_api_corp_id",
+            "victorops_api_url",
+            "victorops_api_key",
+            "victorops_api_key_file",
+            "telegram_api_url",
+            "webex_api_url",
+        ],
+    ),
+    ("route", &["mute_time_intervals", "active_time_intervals"]),
+    (
+        "receivers",
+        &[
+            "email_configs",
+            "pagerduty_configs",
+            "opsgenie_configs",
+            "wechat_configs",
+            "victorops_configs",
+            "sns_configs",
+            "telegram_configs",
+            "webex_configs",
+        ],
+    ),
+    ("slack_configs", &["actions"]),
+    // A receiver's `http_config`: the fields promflow's own config lacks too, and auth.
+    ("http_config", &["basic_auth", "authorization"]),
+    ("inhibit_rules", &[]),
+];
+
+fn unknown_field_message(path: &FieldPath) -> String {
+    let Some((PathSegment::Key(field), parent)) = path.segments().split_last() else {
+        return "unknown field".to_string();
+    };
+    let section = parent
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            PathSegment::Key(k) if k != "routes" => Some(k.as_str()),
+            _ => None,
+        })
+        .unwrap_or("");
+    let supported_elsewhere = UNSUPPORTED_FIELDS
+        .iter()
+        .any(|(s, fields)| *s == section && fields.contains(&field.as_str()))
+        || (section == "http_config" && HTTP_CLIENT_FIELDS.contains(&field.as_str()));
+    if supported_elsewhere {
+        format!("field {field} is not supported by promflow yet")
+    } else {
+        format!("unknown field {field}")
+    }
+}
+
+impl NotifyConfig {
+    /// Reads and validates an Alertmanager config file; `templates:` paths are
+    /// relative to its directory.
+    pub fn load_file(path: &Path) -> Result<NotifyConfig, ConfigError> {
+        let (text, file_name, base) = read_config_file(path, "Alertmanager config file")?;
+        NotifyConfig::load_str(&text, &file_name, base)
+    }
+
+    /// Validates config text; `file_name` labels problems.
+    pub fn load_str(text: &str, file_name: &str, base: &Path) -> Result<NotifyConfig, ConfigError> {
+        let mut config = load_located(
+            text,
+            file_name,
+            unknown_field_message,
+            |raw: &RawFile, p| resolve(raw, base, p),
+        )?;
+        config.original = crate::alertmanager::config_show::show(text);
+        Ok(config)
+    }
+}
+
+pub(crate) fn duration(
+    text: &Option<String>,
+    default: Duration,
+    path: FieldPath,
+    p: &mut Problems,
+) -> Duration {
+    match text {
+        None => default,
+        Some(t) => parse_duration(t).unwrap_or_else(|e| {
+            p.push(path, e);
+            default
+        }),
+    }
+}
+
+pub(crate) fn template_or(value: &Option<String>, default: &str) -> String {
+    value.clone().unwrap_or_else(|| default.to_string())
+}
+
+fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
+    let root = FieldPath::root();
+    let global = raw.global.as_ref();
+    let gpath = root.key("global");
+    let resolve_timeout = duration(
+        &global.and_then(|g| g.resolve_timeout.clone()),
+        Duration::from_secs(300),
+        gpath.key("resolve_timeout"),
+        p,
+    );
+    let global_slack_url = match global {
+        Some(RawGlobal {
+            slack_api_url: Some(u),
+            ..
+        }) => Some(u.clone()),
+        Some(RawGlobal {
+            slack_api_url_file: Some(f),
+            ..
+        }) => match std::fs::read_to_string(base.join(f)) {
+            Ok(s) => Some(s.trim().to_string()),
+            Err(e) => {
+                p.push(
+                    gpath.key("slack_api_url_file"),
+                    format!("cannot read {f}: {e}"),
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+
+    let mut receivers = Vec::new();
+    let mut names = BTreeSet::new();
+    let rpath = root.key("receivers");
+    for (i, r) in raw.receivers.iter().flatten().enumerate() {
+        let path = rpath.index(i);
+        let Some(name) = r.name.clone().filter(|n| !n.is_empty()) else {
+            p.push(path.key("name"), "missing name in receiver");
+            continue;
+        };
+        if !names.insert(name.clone()) {
+            p.push(
+                path.key("name"),
+                format!("notification config name {name:?} is not unique"),
+            );
+        }
+        let mut integrations = Vec::new();
+        for (j, s) in r.slack_configs.iter().flatten().enumerate() {
+            let spath = path.key("slack_configs").index(j);
+            integrations.push(Integration::Slack(slack::resolve(
+                s,
+                global_slack_url.as_deref(),
+                base,
+                &spath,
+                p,
+            )));
+        }
+        for (j, c) in r.pushover_configs.iter().flatten().enumerate() {
+            let cpath = path.key("pushover_configs").index(j);
+            integrations.push(Integration::Pushover(pushover::resolve(c, base, &cpath, p)));
+        }
+        for (j, c) in r.webhook_configs.iter().flatten().enumerate() {
+            let cpath = path.key("webhook_configs").index(j);
+            integrations.push(Integration::Webhook(webhook::resolve(c, base, &cpath, p)));
+        }
+        receivers.push(Receiver { name, integrations });
+    }
+
+    let route_path = root.key("route");
+    let mut route = match &raw.route {
+        None => {
+            p.push(route_path.clone(), "no route provided in config");
+            default_route()
+        }
+        Some(r) => {
+            if r.receiver.as_deref().unwrap_or("").is_empty() {
+                p.push(
+                    route_path.key("receiver"),
+                    "root route must specify a default receiver",
+                );
+            }
+            if r.matchers.as_ref().is_some_and(|m| !m.is_empty())
+                || r.match_equal.as_ref().is_some_and(|m| !m.is_empty())
+                || r.match_re.as_ref().is_some_and(|m| !m.is_empty())
+            {
+                p.push(route_path.clone(), "root route must not have any matchers");
+            }
+            resolve_route(r, &default_route(), &route_path, p)
+        }
+    };
+    route.assign_keys(None);
+    let mut all = Vec::new();
+    route.walk(&mut all);
+    for r in all {
+        if !names.contains(&r.receiver) && !r.receiver.is_empty() {
+            p.push(
+                route_path.clone(),
+                format!("undefined receiver {:?} used in route", r.receiver),
+            );
+        }
+    }
+
+    let mut inhibit_rules = Vec::new();
+    for (i, r) in raw.inhibit_rules.iter().flatten().enumerate() {
+        let path = root.key("inhibit_rules").index(i);
+        let source = matchers_of(
+            &r.source_matchers,
+            &r.source_match,
+            &r.source_match_re,
+            &path,
+            ["source_matchers", "source_match", "source_match_re"],
+            p,
+        );
+        let target = matchers_of(
+            &r.target_matchers,
+            &r.target_match,
+            &r.target_match_re,
+            &path,
+            ["target_matchers", "target_match", "target_match_re"],
+            p,
+        );
+        let equal = r.equal.clone().unwrap_or_default();
+        for name in &equal {
+            if !is_valid_label_name(name) {
+                p.push(path.key("equal"), format!("invalid label name {name:?}"));
+            }
+        }
+        inhibit_rules.push(InhibitRule {
+            source,
+            target,
+            equal,
+        });
+    }
+
+    let mut template_files = Vec::new();
+    for (i, pattern) in raw.templates.iter().flatten().enumerate() {
+        let tpath = root.key("templates").index(i);
+        let full = rule_files::pattern_path(pattern, base);
+        match rule_files::check_pattern(pattern).and_then(|()| rule_files::expand(&full)) {
+            Ok(files) => template_files.extend(files),
+            Err(e) => p.push(tpath, e),
+        }
+    }
+    let templates = match Templates::load(&template_files) {
+        Ok(t) => t,
+        Err(e) => {
+            p.push(root.key("templates"), e);
+            Templates::default_only()
+        }
+    };
+
+    NotifyConfig {
+        resolve_timeout,
+        route,
+        inhibit_rules,
+        receivers,
+        templates,
+        original: String::new(),
+    }
+}
+
+fn default_route() -> Route {
+    Route {
+        receiver: String::new(),
+        group_by: GroupBy::Labels(BTreeSet::new()),
+        matchers: Matchers::default(),
+        continue_matching: false,
+        group_wait: Duration::from_secs(30),
+        group_interval: Duration::from_secs(300),
+        repeat_interval: Duration::from_secs(4 * 3600),
+        routes: Vec::new(),
+        key: String::new(),
+    }
+}
+
+fn resolve_route(r: &RawRoute, parent: &Route, path: &FieldPath, p: &mut Problems) -> Route {
+    let group_by = match &r.group_by {
+        None => parent.group_by.clone(),
+        Some(list) => {
+            if list.iter().any(|l| l == "...") {
+                if list.len() > 1 {
+                    p.push(
+                        path.key("group_by"),
+                        "cannot have wildcard group_by (`...`) and other labels at the same time",
+                    );
+                }
+                GroupBy::All
+            } else {
+                let mut set = BTreeSet::new();
+                for name in list {
+                    if !is_valid_label_name(name) {
+                        p.push(
+                            path.key("group_by"),
+                            format!("invalid label name {name:?} in group_by list"),
+                        );
+                    } else if !set.insert(name.clone()) {
+                        p.push(
+                            path.key("group_by"),
+                            format!("duplicated label {name:?} in group_by"),
+                        );
+                    }
+                }
+                GroupBy::Labels(set)
+            }
+        }
+    };
+    let group_interval = duration(
+        &r.group_interval,
+        parent.group_interval,
+        path.key("group_interval"),
+        p,
+    );
+    if group_interval.is_zero() {
+        p.push(path.key("group_interval"), "group_interval cannot be zero");
+    }
+    let repeat_interval = duration(
+        &r.repeat_interval,
+        parent.repeat_interval,
+        path.key("repeat_interval"),
+        p,
+    );
+    if repeat_interval.is_zero() {
+        p.push(
+            path.key("repeat_interval"),
+            "repeat_interval cannot be zero",
+        );
+    }
+    let mut node = Route {
+        receiver: r
+            .receiver
+            .clone()
+            .unwrap_or_else(|| parent.receiver.clone()),
+        group_by,
+        matchers: matchers_of(
+            &r.matchers,
+            &r.match_equal,
+            &r.match_re,
+            path,
+            ["matchers", "match", "match_re"],
+            p,
+        ),
+        continue_matching: r.continue_matching.unwrap_or(false),
+        group_wait: duration(&r.group_wait, parent.group_wait, path.key("group_wait"), p),
+        group_interval,
+        repeat_interval,
+        routes: Vec::new(),
+        key: String::new(),
+    };
+    let children: Vec<Route> = r
+        .routes
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| resolve_route(c, &node, &path.key("routes").index(i), p))
+        .collect();
+    node.routes = children;
+    node
+}
+
+/// `matchers` plus the legacy `match` / `match_re` maps, sorted.
+fn matchers_of(
+    matchers: &Option<Vec<String>>,
+    equal: &Option<BTreeMap<String, String>>,
+    regex: &Option<BTreeMap<String, String>>,
+    path: &FieldPath,
+    fields: [&str; 3],
+    p: &mut Problems,
+) -> Matchers {
+    let mut out: Vec<Matcher> = Vec::new();
+    for (i, text) in matchers.iter().flatten().enumerate() {
+        match parse_matchers(text) {
+            Ok(ms) => out.extend(ms),
+            Err(e) => p.push(path.key(fields[0]).index(i), e.to_string()),
+        }
+    }
+    for (map, field, kind) in [
+        (equal, fields[1], MatchType::Equal),
+        (regex, fields[2], MatchType::Regexp),
+    ] {
+        for (name, value) in map.iter().flatten() {
+            if !is_valid_label_name(name) {
+                p.push(
+                    path.key(field).key(name),
+                    format!("invalid label name {name:?}"),
+                );
+                continue;
+            }
+            match Matcher::new(name, kind, value) {
+                Ok(m) => out.push(m),
+                Err(e) => p.push(path.key(field).key(name), e.to_string()),
+            }
+        }
+    }
+    Matchers::sorted(out)
+}
+
+/// Receivers are reached over `http://` or `https://` (verified against the system's
+/// CA roots, or `http_config.tls_config`).
+pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(()),
+        other => Err(format!("unsupported scheme {other:?} for URL")),
+    }
+}
+
+/// The `http_config.tls_config` of a receiver entry at `path`.
+pub(crate) fn receiver_tls_config(
+    http_config: &Option<RawHttpConfig>,
+    base: &Path,
+    path: &FieldPath,
+    p: &mut Problems,
+) -> TlsConfig {
+    let raw = http_config.as_ref().and_then(|h| h.tls_config.as_ref());
+    resolve_tls_config(raw, base, &path.key("http_config").key("tls_config"), p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<NotifyConfig, ConfigError> {
+        NotifyConfig::load_str(text, "am.yml", Path::new("."))
+    }
+
+    #[test]
+    fn inherits_route_settings_and_applies_defaults() {
+        let c = load(
+            "global:\n  slack_api_url: http://127.0.0.1:1/s\nroute:\n  receiver: a\n  group_by: [alertname]\n  group_wait: 10s\n  routes:\n    - matchers: ['severity=\"page\"']\n      receiver: b\n      repeat_interval: 1h\nreceivers:\n  - name: a\n    slack_configs:\n      - channel: '#x'\n  - name: b\n    webhook_configs:\n      - url: http://127.0.0.1:1/h\n",
+        )
+        .unwrap();
+        let child = &c.route.routes[0];
+        assert_eq!(child.group_wait, Duration::from_secs(10));
+        assert_eq!(child.group_interval, Duration::from_secs(300));
+        assert_eq!(child.repeat_interval, Duration::from_secs(3600));
+        assert_eq!(child.key, "{}/{severity=\"page\"}");
+        assert_eq!(c.resolve_timeout, Duration::from_secs(300));
+        let Integration::Slack(s) = &c.receivers[0].integrations[0] else {
+            panic!()
+        };
+        assert_eq!(s.api_url.expose(), "http://127.0.0.1:1/s");
+        assert!(!s.send_resolved);
+    }
+
+    #[test]
+    fn every_problem_is_located() {
+        let err = load(
+            "route:\n  receiver: nope\n  group_wait: 1x\n  colour: red\nreceivers:\n  - name: a\n    email_configs: []\n    pushover_configs:\n      - token: t\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("am.yml:3: route.group_wait: not a valid duration string"),
+            "{text}"
+        );
+        assert!(
+            text.contains("am.yml:4: route.colour: unknown field colour"),
+            "{text}"
+        );
+        assert!(
+            text.contains("am.yml:7: receivers[0].email_configs: field email_configs is not supported by promflow yet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("missing user key in Pushover config"),
+            "{text}"
+        );
+        assert!(
+            text.contains("undefined receiver \"nope\" used in route"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("api_url"),
+            "the default Pushover API is https, reached with the system's roots: {text}"
+        );
+    }
+
+    #[test]
+    fn receivers_take_an_http_config_tls_config() {
+        let c = load(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url: https://hooks.internal/x\n        http_config:\n          tls_config:\n            server_name: hooks\n            insecure_skip_verify: true\n",
+        )
+        .unwrap();
+        let tls = c.receivers[0].integrations[0].tls_config();
+        assert_eq!(tls.server_name.as_deref(), Some("hooks"));
+        assert!(tls.insecure_skip_verify);
+
+        let text = load(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: https://slack.internal/x\n        http_config:\n          proxy_url: http://proxy:3128\n          tls_config:\n            ca_file: /nonexistent/ca.pem\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("am.yml:8: receivers[0].slack_configs[0].http_config.proxy_url: field proxy_url is not supported by promflow yet"),
+            "{text}"
+        );
+        assert!(
+            text.contains("am.yml:10: receivers[0].slack_configs[0].http_config.tls_config.ca_file: unable to load specified CA cert /nonexistent/ca.pem: "),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! Receivers: turning one notification into the HTTP request of an integration, and
+//! sending it.
+//!
+//! One file per integration, holding its config (as written, resolved with
+//! Alertmanager's defaults and checks, and its default texts) and its request:
+//! [`slack`], [`pushover`] and [`webhook`] each build the request body from the
+//! integration's config, the template set and the notification's [`Data`], the way
+//! Alertmanager 0.25's `notify/<kind>` packages do. Adding an integration is a file
+//! here and an arm of [`crate::alertmanager::config::Integration`]. [`send`] POSTs it and classifies
+//! the outcome like Alertmanager's `Retrier`: 2xx is delivered, 5xx and transport
+//! errors may be retried, anything else is a permanent failure.
+
+pub mod pushover;
+pub mod slack;
+pub mod webhook;
+
+use crate::alertmanager::config::Integration;
+use crate::alertmanager::template::{Data, Templates};
+use std::time::Duration;
+
+/// An HTTP request ready to send.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// Where to POST.
+    pub url: String,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// Why a request failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SendError {
+    /// Worth retrying (5xx, network).
+    Retryable(String),
+    /// Not (4xx, template errors).
+    Permanent(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Retryable(m) | SendError::Permanent(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The request `integration` sends for `data`; a template error is returned as `Err`.
+pub fn build_request(
+    integration: &Integration,
+    templates: &Templates,
+    data: &Data,
+    group_key: &str,
+) -> Result<Request, String> {
+    match integration {
+        Integration::Slack(c) => slack::request(c, templates, data),
+        Integration::Pushover(c) => pushover::request(c, templates, data),
+        Integration::Webhook(c) => Ok(webhook::request(c, data, group_key)),
+    }
+}
+
+/// POSTs `request` once.
+pub async fn send(
+    client: &reqwest::Client,
+    request: &Request,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    let response = client
+        .post(&request.url)
+        .timeout(timeout)
+        .header("Content-Type", request.content_type)
+        .body(request.body.clone())
+        .send()
+        .await
+        .map_err(|e| {
+            // A failed handshake says why (`x509: certificate signed by unknown authority`).
+            let reason =
+                crate::http_client::describe_tls_failure(&e).unwrap_or_else(|| e.to_string());
+            SendError::Retryable(format!("POST {}: {reason}", redact(&request.url)))
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    let message = format!(
+        "unexpected status code {} from {}: {}",
+        status.as_u16(),
+        redact(&request.url),
+        body.chars().take(200).collect::<String>()
+    );
+    if status.is_server_error() {
+        Err(SendError::Retryable(message))
+    } else {
+        Err(SendError::Permanent(message))
+    }
+}
+
+/// The URL without its path and query, which hold secrets for Slack and Pushover.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")),
+        Err(_) => "<url>".into(),
+    }
+}
+
+/// Alertmanager's `TruncateInRunes`: at most `n` characters, the last one `…`.
+pub fn truncate_runes(s: String, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s;
+    }
+    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Expands templates, keeping the first error (Alertmanager's `tmplText`).
+pub(crate) struct Expander<'a> {
+    templates: &'a Templates,
+    data: gotmpl::Value,
+    error: Option<String>,
+}
+
+impl<'a> Expander<'a> {
+    pub(crate) fn new(templates: &'a Templates, data: &Data) -> Expander<'a> {
+        Expander {
+            templates,
+            data: data.to_value(),
+            error: None,
+        }
+    }
+
+    pub(crate) fn expand(&mut self, text: &str) -> String {
+        match self.templates.expand(text, &self.data) {
+            Ok(s) => s,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                String::new()
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> Result<(), String> {
+        match self.error {
+            Some(e) => Err(format!("template error: {e}")),
+            None => Ok(()),
+        }
+    }
+}

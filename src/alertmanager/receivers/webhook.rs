@@ -1,0 +1,106 @@
+//! Webhooks: the JSON message of Alertmanager 0.25's `notify/webhook` (version 4):
+//! the template data plus `version`, `groupKey` and `truncatedAlerts`, with at most
+//! `max_alerts` alerts.
+
+use super::Request;
+use crate::alertmanager::alert::{format_time, ZERO_TIME};
+use crate::alertmanager::config::{check_http_url, receiver_tls_config, RawHttpConfig};
+use crate::alertmanager::template::Data;
+use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// The webhook message for `data`.
+pub fn message(data: &Data, group_key: &str, max_alerts: u64) -> Value {
+    let total = data.alerts.len();
+    let data = if max_alerts > 0 && (max_alerts as usize) < total {
+        data.truncated(max_alerts as usize)
+    } else {
+        data.clone()
+    };
+    let alerts: Vec<Value> = data
+        .alerts
+        .iter()
+        .map(|a| {
+            json!({
+                "status": a.status,
+                "labels": a.labels,
+                "annotations": a.annotations,
+                "startsAt": format_time(a.starts_at),
+                "endsAt": a.ends_at.map_or(ZERO_TIME.to_string(), format_time),
+                "generatorURL": a.generator_url,
+                "fingerprint": a.fingerprint,
+            })
+        })
+        .collect();
+    json!({
+        "receiver": data.receiver,
+        "status": data.status,
+        "alerts": alerts,
+        "groupLabels": data.group_labels,
+        "commonLabels": data.common_labels,
+        "commonAnnotations": data.common_annotations,
+        "externalURL": data.external_url,
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": total - data.alerts.len(),
+    })
+}
+
+/// The POST for `data`.
+pub fn request(c: &WebhookConfig, data: &Data, group_key: &str) -> Request {
+    Request {
+        url: c.url.expose().to_string(),
+        content_type: "application/json",
+        body: serde_json::to_vec(&message(data, group_key, c.max_alerts)).unwrap_or_default(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Config
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawWebhook {
+    pub(crate) send_resolved: Option<bool>,
+    pub(crate) url: Option<String>,
+    pub(crate) max_alerts: Option<u64>,
+    pub(crate) http_config: Option<RawHttpConfig>,
+}
+
+/// `webhook_configs` entry.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    /// Defaults to true.
+    pub send_resolved: bool,
+    /// Where to POST.
+    pub url: Secret,
+    /// At most this many alerts per message (0: all).
+    pub max_alerts: u64,
+    /// `http_config.tls_config`.
+    pub tls_config: TlsConfig,
+}
+
+/// Resolves one `webhook_configs` entry, adding its problems.
+pub(crate) fn resolve(
+    c: &RawWebhook,
+    base: &Path,
+    cpath: &FieldPath,
+    p: &mut Problems,
+) -> WebhookConfig {
+    let url = c.url.clone().unwrap_or_default();
+    if url.is_empty() {
+        p.push(
+            cpath.key("url"),
+            "one of url or url_file must be configured",
+        );
+    } else if let Err(e) = check_http_url(&url) {
+        p.push(cpath.key("url"), e);
+    }
+    WebhookConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        url: Secret::new(url),
+        max_alerts: c.max_alerts.unwrap_or(0),
+        tls_config: receiver_tls_config(&c.http_config, base, cpath, p),
+    }
+}

@@ -1,0 +1,134 @@
+//! The HTTP server loop: accepts connections on the listening socket and serves the
+//! [`router`](super::router) on each, with Prometheus's connection flags.
+//!
+//! Contract: at most `max_connections` connections are open at once (0: no limit);
+//! beyond that new ones wait to be accepted, like Go's `netutil.LimitListener` behind
+//! `--web.max-connections`. A connection must deliver each request's headers within
+//! `read_timeout` of being ready for it, so an idle keep-alive connection is closed
+//! after `read_timeout` (`--web.read-timeout`); a response being written (a long
+//! `/api/v1/stream`) is not cut. When `shutdown` completes, no new connection is
+//! accepted and the open ones finish their requests before [`serve`] returns.
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// `--web.max-connections` and `--web.read-timeout`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    /// Open connections at most; 0: no limit.
+    pub max_connections: usize,
+    /// The longest wait for a request's headers (idle connections included).
+    pub read_timeout: Duration,
+}
+
+/// Serves `app` on `listener` until `shutdown` completes; see the module contract.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(match limits.max_connections {
+        0 => Semaphore::MAX_PERMITS,
+        n => n,
+    }));
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.read_timeout);
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// The prefix every route is served under, as Prometheus derives it: `--web.route-prefix`,
+/// else the path of `--web.external-url`; always `/` followed by the path without
+/// surrounding slashes.
+pub fn route_prefix(flag: Option<&str>, external_url: Option<&str>) -> Result<String, String> {
+    let path = match (flag, external_url) {
+        (Some(prefix), _) if !prefix.is_empty() => prefix.to_string(),
+        (_, Some(url)) if !url.is_empty() => reqwest::Url::parse(url)
+            .map_err(|e| format!("invalid --web.external-url {url:?}: {e}"))?
+            .path()
+            .to_string(),
+        _ => String::new(),
+    };
+    Ok(format!("/{}", path.trim_matches('/')))
+}
+
+/// `app` served under `prefix` (see [`route_prefix`]); `/` then redirects to it (302),
+/// as in Prometheus.
+pub fn with_route_prefix(app: Router, prefix: &str) -> Router {
+    if prefix == "/" {
+        return app;
+    }
+    let target = prefix.to_string();
+    Router::new()
+        .route(
+            "/",
+            axum::routing::get(move || async move {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [(axum::http::header::LOCATION, target)],
+                )
+            }),
+        )
+        .nest(prefix, app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_prefix;
+
+    #[test]
+    fn prefix_from_flag_or_external_url() {
+        assert_eq!(route_prefix(None, None).unwrap(), "/");
+        assert_eq!(
+            route_prefix(None, Some("http://example.com/prom/")).unwrap(),
+            "/prom"
+        );
+        assert_eq!(
+            route_prefix(Some("/a/b/"), Some("http://example.com/prom")).unwrap(),
+            "/a/b"
+        );
+        assert_eq!(route_prefix(None, Some("http://example.com")).unwrap(), "/");
+    }
+}

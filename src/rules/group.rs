@@ -1,0 +1,363 @@
+//! One rule group's state and its evaluation: [`GroupState::evaluate`] is a plain
+//! function of (time, results) that writes rule outputs with stale markers and steps
+//! alerting rules' state (see [`crate::rules::manager`] for who calls it when).
+
+use crate::rules::alert::{Alert, AlertRuleState, Candidate};
+use crate::rules::file::{Rule, RuleGroup, RuleKind};
+use crate::rules::options::ManagerOptions;
+use crate::rules::sinks::{RuleEvaluator, RuleResult, SampleSink};
+use crate::rules::template::{self, QueryFn, TemplateData};
+use dataflows::promql::plan::{parse, Plan};
+use dataflows::render::extent::{selector_uses, QueryRange};
+use dataflows::{Labels, Sample, STALE_MARKER};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One rule and what its evaluations left behind.
+pub struct RuleState {
+    /// The rule.
+    pub rule: Rule,
+    /// Alert state (alerting rules).
+    pub alerts: Option<AlertRuleState>,
+    /// Last error, empty when healthy.
+    pub last_error: String,
+    /// Time of the last evaluation (ms), 0 if never.
+    pub last_eval_ms: i64,
+    /// Wall time the last evaluation took.
+    pub eval_duration: Duration,
+    /// Whether it was evaluated at all.
+    pub evaluated: bool,
+    /// Whether its results come from the maintained dataflow (else from storage).
+    pub maintained: bool,
+    pub(crate) previous_series: HashSet<Arc<Labels>>,
+    /// The last result (for on-arrival timer steps).
+    pub(crate) last_result: Vec<(Arc<Labels>, f64)>,
+}
+
+/// A group and its rules' state.
+pub struct GroupState {
+    /// The group as loaded.
+    pub group: RuleGroup,
+    /// Effective interval.
+    pub interval: Duration,
+    /// Rules in order.
+    pub rules: Vec<RuleState>,
+    /// Last evaluation time (ms).
+    pub last_eval_ms: i64,
+    /// Wall time of the last evaluation.
+    pub eval_duration: Duration,
+}
+
+impl GroupState {
+    /// A fresh group state.
+    pub fn new(group: RuleGroup, default_interval: Duration) -> GroupState {
+        let interval = group.interval.unwrap_or(default_interval);
+        let rules = group
+            .rules
+            .iter()
+            .map(|rule| RuleState {
+                alerts: (rule.kind == RuleKind::Alerting).then(|| {
+                    AlertRuleState::new(
+                        rule.for_.as_millis() as i64,
+                        rule.keep_firing_for.as_millis() as i64,
+                    )
+                }),
+                rule: rule.clone(),
+                last_error: String::new(),
+                last_eval_ms: 0,
+                eval_duration: Duration::ZERO,
+                evaluated: false,
+                maintained: false,
+                previous_series: HashSet::new(),
+                last_result: Vec::new(),
+            })
+            .collect();
+        GroupState {
+            group,
+            interval,
+            rules,
+            last_eval_ms: 0,
+            eval_duration: Duration::ZERO,
+        }
+    }
+
+    /// Evaluates every rule at `t_ms` in order, writing outputs to `sink` before the
+    /// next rule runs (so later rules see earlier recording rules), and returns the
+    /// alerts due for sending per rule expression.
+    pub fn evaluate(
+        &mut self,
+        t_ms: i64,
+        evaluator: &Arc<dyn RuleEvaluator>,
+        sink: &dyn SampleSink,
+        options: &ManagerOptions,
+    ) -> Vec<(String, Vec<Alert>)> {
+        self.evaluate_with(
+            t_ms,
+            &mut |rule, t| evaluator.evaluate(&rule.plan, t),
+            evaluator,
+            sink,
+            options,
+        )
+    }
+
+    /// Like [`GroupState::evaluate`], with each rule's result at the evaluation time
+    /// taken from `results(rule_index, eval_time)`; `evaluator` serves templates'
+    /// `query`.
+    pub fn evaluate_with(
+        &mut self,
+        t_ms: i64,
+        results: &mut dyn FnMut(&Rule, i64) -> RuleResult,
+        evaluator: &Arc<dyn RuleEvaluator>,
+        sink: &dyn SampleSink,
+        options: &ManagerOptions,
+    ) -> Vec<(String, Vec<Alert>)> {
+        let started = Instant::now();
+        let t_eval = t_ms - self.group.query_offset.as_millis() as i64;
+        let mut to_send = Vec::new();
+        for index in 0..self.rules.len() {
+            let result = results(&self.rules[index].rule, t_eval);
+            to_send.extend(self.apply_result(index, t_eval, result, evaluator, sink, options));
+            self.rules[index].last_eval_ms = t_ms;
+        }
+        self.last_eval_ms = t_ms;
+        self.eval_duration = started.elapsed();
+        to_send
+    }
+
+    /// Steps rule `index` at `t_eval` with `result`: writes its output series (and
+    /// stale markers for series that left it), steps its alert state, and returns its
+    /// alerts due for sending.
+    pub fn apply_result(
+        &mut self,
+        index: usize,
+        t_eval: i64,
+        result: Result<Vec<(Arc<Labels>, f64)>, String>,
+        evaluator: &Arc<dyn RuleEvaluator>,
+        sink: &dyn SampleSink,
+        options: &ManagerOptions,
+    ) -> Option<(String, Vec<Alert>)> {
+        let limit = self.group.limit;
+        let interval_ms = self.interval.as_millis() as i64;
+        let rs = &mut self.rules[index];
+        let rule_started = Instant::now();
+        let result = result.and_then(|r| {
+            rs.last_result = r.clone();
+            rule_output(rs, t_eval, r, evaluator, options, limit)
+        });
+        let series: Vec<(Arc<Labels>, f64)> = match result {
+            Ok(series) => {
+                rs.last_error.clear();
+                series
+            }
+            Err(e) => {
+                tracing::warn!(rule = %rs.rule.name, error = %e, "rule evaluation failed");
+                rs.last_error = e;
+                Vec::new()
+            }
+        };
+        let now: HashSet<Arc<Labels>> = series.iter().map(|(l, _)| l.clone()).collect();
+        let mut batch: Vec<Sample> = series
+            .into_iter()
+            .map(|(labels, value)| Sample {
+                series_id: labels.hash(),
+                labels,
+                timestamp_ms: t_eval,
+                value,
+            })
+            .collect();
+        for gone in rs.previous_series.difference(&now) {
+            batch.push(Sample {
+                series_id: gone.hash(),
+                labels: gone.clone(),
+                timestamp_ms: t_eval,
+                value: STALE_MARKER,
+            });
+        }
+        rs.previous_series = now;
+        sink.commit(batch);
+        rs.last_eval_ms = t_eval;
+        rs.evaluated = true;
+        rs.eval_duration = rule_started.elapsed();
+        let state = rs.alerts.as_mut()?;
+        let due = state.to_send(t_eval, options.resend_delay.as_millis() as i64, interval_ms);
+        (!due.is_empty()).then(|| (rs.rule.query.clone(), due))
+    }
+
+    /// The earliest `for`/`keep_firing_for` deadline after `t_ms` of any rule.
+    pub fn next_deadline(&self, t_ms: i64) -> Option<i64> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.alerts.as_ref()?.next_deadline(t_ms))
+            .min()
+    }
+}
+
+/// One rule's output series at `t` from its result; alerting rules step their state.
+fn rule_output(
+    rs: &mut RuleState,
+    t: i64,
+    result: Vec<(Arc<Labels>, f64)>,
+    evaluator: &Arc<dyn RuleEvaluator>,
+    options: &ManagerOptions,
+    limit: usize,
+) -> Result<Vec<(Arc<Labels>, f64)>, String> {
+    let rule = &rs.rule;
+    match rule.kind {
+        RuleKind::Recording => {
+            let mut out = Vec::with_capacity(result.len());
+            let mut seen = HashSet::new();
+            for (labels, value) in result {
+                let mut pairs: Vec<(String, String)> = labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                pairs.push(("__name__".into(), rule.name.clone()));
+                pairs.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let labels = Arc::new(Labels::from_pairs(pairs));
+                if !seen.insert(labels.clone()) {
+                    return Err(
+                        "vector contains metrics with the same labelset after applying rule labels"
+                            .into(),
+                    );
+                }
+                out.push((labels, value));
+            }
+            if limit > 0 && out.len() > limit {
+                return Err(format!(
+                    "exceeded limit of {limit} with {} series",
+                    out.len()
+                ));
+            }
+            Ok(out)
+        }
+        RuleKind::Alerting => {
+            let query: QueryFn = {
+                let evaluator = evaluator.clone();
+                Arc::new(move |q: &str| {
+                    let plan = parse(q).map_err(|e| e.to_string())?;
+                    Ok(evaluator
+                        .evaluate(&plan, t)?
+                        .into_iter()
+                        .map(|(l, v)| ((*l).clone(), v))
+                        .collect())
+                })
+            };
+            let name = format!("__alert_{}", rule.name);
+            let mut candidates = Vec::with_capacity(result.len());
+            for (labels, value) in result {
+                let data = TemplateData {
+                    labels: labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    external_labels: options.external_labels.clone(),
+                    external_url: options.external_url.clone(),
+                    value,
+                };
+                let expand = |text: &str| {
+                    template::expand(&name, text, &data, Some(query.clone()))
+                        .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+                };
+                let mut pairs: Vec<(String, String)> = labels
+                    .iter()
+                    .filter(|(k, _)| *k != "__name__")
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                for (k, v) in &rule.labels {
+                    pairs.push((k.clone(), expand(v)));
+                }
+                pairs.push(("alertname".into(), rule.name.clone()));
+                let annotations = rule
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), expand(v)))
+                    .collect();
+                candidates.push(Candidate {
+                    labels: Arc::new(Labels::from_pairs(pairs)),
+                    annotations,
+                    value,
+                });
+            }
+            let Some(state) = rs.alerts.as_mut() else {
+                return Err("alert state moved to a reloaded rule".into());
+            };
+            let step = state.step(t, candidates, limit)?;
+            for (labels, from, to) in &step.changes {
+                tracing::debug!(alert = %labels, from = from.as_str(), to = to.as_str(), at_ms = t, "alert state changed");
+            }
+            Ok(step.samples)
+        }
+    }
+}
+
+impl GroupState {
+    /// The earliest alert deadline after each rule's own last evaluation.
+    pub(crate) fn next_deadline_after_last(&self) -> Option<i64> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.alerts.as_ref()?.next_deadline(r.last_eval_ms))
+            .min()
+    }
+}
+
+/// Names of the series rules write: recording rule names, `ALERTS`, `ALERTS_FOR_STATE`.
+pub(crate) fn rule_output_names(groups: &[RuleGroup]) -> HashSet<String> {
+    // `ALERTS`/`ALERTS_FOR_STATE` always: a reload may have just removed the
+    // alerting rules whose series are still being written back.
+    let mut names: HashSet<String> = groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .flat_map(output_names)
+        .collect();
+    names.insert("ALERTS".into());
+    names.insert("ALERTS_FOR_STATE".into());
+    names
+}
+
+/// The metric names one rule writes: its own (recording), or `ALERTS` and
+/// `ALERTS_FOR_STATE` (alerting).
+pub(crate) fn output_names(rule: &Rule) -> Vec<String> {
+    match rule.kind {
+        RuleKind::Recording => vec![rule.name.clone()],
+        RuleKind::Alerting => vec!["ALERTS".into(), "ALERTS_FOR_STATE".into()],
+    }
+}
+
+/// Whether `plan` may read a series named in `outputs` (see the module doc).
+pub(crate) fn reads_rule_outputs(plan: &Plan, outputs: &HashSet<String>, lookback_ms: i64) -> bool {
+    let range = QueryRange {
+        start_ms: None,
+        end_ms: None,
+    };
+    selector_uses(plan, lookback_ms, range).iter().any(|u| {
+        let name_matchers: Vec<_> = u
+            .selector
+            .matchers
+            .iter()
+            .filter(|m| m.name == dataflows::labels::METRIC_NAME)
+            .collect();
+        outputs
+            .iter()
+            .any(|name| name_matchers.iter().all(|m| m.matches_value(name)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_reading_rule_outputs_are_found() {
+        let groups = vec![];
+        let mut outputs = rule_output_names(&groups);
+        outputs.insert("job:up:sum".into());
+        let reads = |q: &str| reads_rule_outputs(&parse(q).unwrap(), &outputs, 300_000);
+        assert!(reads("job:up:sum > 1"));
+        assert!(reads("ALERTS{alertstate=\"firing\"}"));
+        assert!(reads("{job=\"x\"}"), "no name matcher: may read anything");
+        assert!(reads("{__name__=~\"job:.*\"}"));
+        assert!(!reads("up == 0"));
+        assert!(!reads("rate(x[5m]) > 1 and on() vector(1)"));
+    }
+}

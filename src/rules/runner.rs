@@ -1,0 +1,504 @@
+//! The group runner: one thread per rule group that takes each rule's results (from
+//! the maintained dataflow or from storage) at the group's evaluation times, steps
+//! the [`GroupState`], writes outputs and sends alerts, until stopped. What results
+//! come from where, and when, is described in [`crate::rules::manager`].
+
+use crate::rules::alert::Alert;
+use crate::rules::file::RuleGroup;
+use crate::rules::group::{output_names, reads_rule_outputs, GroupState};
+use crate::rules::options::{EvaluationMode, ManagerOptions};
+use crate::rules::restore::{self, KeepFiringFile};
+use crate::rules::sinks::{output_result, AlertSink, RuleEvaluator, RuleResult, SampleSink};
+use crate::storage::Storage;
+use dataflows::promql::eval::SeriesSource;
+use dataflows::{Engine, RuleOutput, RuleSchedule};
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the manager needs to evaluate through the dataflow and to restore state.
+pub struct Maintained {
+    /// The dataflow rules are registered in.
+    pub engine: Arc<Engine>,
+    /// Storage: seeds rule windows, and holds `ALERTS_FOR_STATE` for the restore.
+    pub history: Arc<Storage>,
+    /// Lookback delta (ms).
+    pub lookback_ms: i64,
+    /// Where firing `keep_firing_for` alerts are persisted.
+    pub state_file: Option<PathBuf>,
+}
+
+/// What every group runner of one manager shares: where results come from and go to.
+pub(crate) struct Context {
+    pub(crate) evaluator: Arc<dyn RuleEvaluator>,
+    pub(crate) sink: Arc<dyn SampleSink>,
+    pub(crate) alerts: Arc<dyn AlertSink>,
+    pub(crate) maintained: Option<Maintained>,
+    pub(crate) keep_firing: Option<KeepFiringFile>,
+    pub(crate) options: Mutex<ManagerOptions>,
+    /// When the manager was created (ms): `ALERTS_FOR_STATE` from before is restored.
+    pub(crate) created_ms: i64,
+}
+
+impl Context {
+    fn send(&self, sends: Vec<(String, Vec<Alert>)>) {
+        for (expr, alerts) in sends {
+            self.alerts.send(&expr, alerts);
+        }
+    }
+}
+
+/// Prometheus's group offset: groups with the same interval do not all run at once.
+fn group_offset_ms(group: &RuleGroup, interval_ms: i64) -> i64 {
+    let key = format!("{}\u{ff}{}", group.file.display(), group.name);
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % interval_ms.max(1) as u64) as i64
+}
+
+/// The next evaluation time strictly after `now_ms` on the group's aligned grid.
+pub fn next_eval_time(now_ms: i64, interval_ms: i64, offset_ms: i64) -> i64 {
+    let adj = now_ms - offset_ms;
+    let base = adj - adj.rem_euclid(interval_ms);
+    base + offset_ms + interval_ms
+}
+
+/// Where one rule's results come from.
+enum Source {
+    /// The evaluator over storage, at the group's ticks.
+    Storage,
+    /// The dataflow; `held` is an evaluation read ahead of the tick being served.
+    Dataflow {
+        id: dataflows::RuleId,
+        output: crossbeam_channel::Receiver<RuleOutput>,
+        held: Option<RuleOutput>,
+    },
+}
+
+/// Runs one group until stopped: the thread body.
+pub(crate) struct GroupRunner {
+    context: Arc<Context>,
+    state: Arc<Mutex<GroupState>>,
+    stop: Arc<AtomicBool>,
+    sources: Vec<Source>,
+    /// For each rule over storage, the earlier rules of the group whose outputs it reads.
+    reads_earlier: Vec<Vec<usize>>,
+    mode: EvaluationMode,
+    interval_ms: i64,
+    offset_ms: i64,
+}
+
+impl GroupRunner {
+    pub(crate) fn new(
+        context: Arc<Context>,
+        state: Arc<Mutex<GroupState>>,
+        stop: Arc<AtomicBool>,
+        outputs: &HashSet<String>,
+    ) -> GroupRunner {
+        let policy = context.options.lock().evaluation.clone();
+        let mut s = state.lock();
+        let mode = policy.mode_for(&s.group.name);
+        let interval_ms = s.interval.as_millis().max(1) as i64;
+        let offset_ms = group_offset_ms(&s.group, interval_ms);
+        let query_offset_ms = s.group.query_offset.as_millis() as i64;
+        let mut sources = Vec::with_capacity(s.rules.len());
+        for rs in &mut s.rules {
+            let source = match &context.maintained {
+                Some(m) if !reads_rule_outputs(&rs.rule.plan, outputs, m.lookback_ms) => {
+                    let schedule = match mode {
+                        EvaluationMode::Interval => RuleSchedule::Interval {
+                            start_ms: offset_ms - query_offset_ms,
+                            every_ms: interval_ms,
+                        },
+                        EvaluationMode::OnArrival => RuleSchedule::OnArrival,
+                    };
+                    match m
+                        .engine
+                        .register_seeded((*rs.rule.plan).clone(), schedule, &*m.history)
+                    {
+                        Ok(handle) => Source::Dataflow {
+                            id: handle.id,
+                            output: handle.output,
+                            held: None,
+                        },
+                        Err(e) => {
+                            tracing::info!(rule = %rs.rule.name, reason = %e, "rule evaluated over storage");
+                            Source::Storage
+                        }
+                    }
+                }
+                Some(_) => {
+                    tracing::info!(rule = %rs.rule.name, reason = "reads a rule's output", "rule evaluated over storage");
+                    Source::Storage
+                }
+                None => Source::Storage,
+            };
+            rs.maintained = matches!(source, Source::Dataflow { .. });
+            sources.push(source);
+        }
+        let lookback_ms = context.maintained.as_ref().map_or(0, |m| m.lookback_ms);
+        let reads_earlier = (0..s.rules.len())
+            .map(|j| {
+                if !matches!(sources[j], Source::Storage) {
+                    return Vec::new();
+                }
+                (0..j)
+                    .filter(|&i| {
+                        let names = output_names(&s.rules[i].rule).into_iter().collect();
+                        reads_rule_outputs(&s.rules[j].rule.plan, &names, lookback_ms)
+                    })
+                    .collect()
+            })
+            .collect();
+        drop(s);
+        GroupRunner {
+            context,
+            state,
+            stop,
+            sources,
+            reads_earlier,
+            mode,
+            interval_ms,
+            offset_ms,
+        }
+    }
+
+    pub(crate) fn run(mut self, startup: bool) {
+        let rules = self.sources.len();
+        let mut restore_pending: Vec<bool> = vec![startup; rules];
+        let mut next_tick =
+            next_eval_time(crate::ingest::now_ms(), self.interval_ms, self.offset_ms);
+        while !self.stop.load(Ordering::SeqCst) {
+            match self.mode {
+                EvaluationMode::Interval => {
+                    if !self.sleep_until(next_tick) {
+                        break;
+                    }
+                    self.tick(next_tick, &mut restore_pending);
+                    next_tick = next_eval_time(
+                        crate::ingest::now_ms().max(next_tick),
+                        self.interval_ms,
+                        self.offset_ms,
+                    );
+                }
+                EvaluationMode::OnArrival => {
+                    if crate::ingest::now_ms() >= next_tick {
+                        self.tick(next_tick, &mut restore_pending);
+                        next_tick = next_eval_time(
+                            crate::ingest::now_ms().max(next_tick),
+                            self.interval_ms,
+                            self.offset_ms,
+                        );
+                    }
+                    self.on_arrival_step(next_tick, &mut restore_pending);
+                }
+            }
+        }
+        if let Some(m) = &self.context.maintained {
+            for source in &self.sources {
+                if let Source::Dataflow { id, .. } = source {
+                    m.engine.unregister(*id);
+                }
+            }
+        }
+    }
+
+    /// Sleeps until wall time `t_ms`; false if stopped meanwhile.
+    fn sleep_until(&self, t_ms: i64) -> bool {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let left = t_ms - crate::ingest::now_ms();
+            if left <= 0 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(left.min(200) as u64));
+        }
+    }
+
+    /// A group tick at `t`. Interval mode: every rule, in order (dataflow results for
+    /// maintained rules). On-arrival mode: the rules evaluated over storage.
+    fn tick(&mut self, t: i64, restore_pending: &mut [bool]) {
+        let options = self.context.options.lock().clone();
+        let evaluator = self.context.evaluator.clone();
+        let wait = Duration::from_millis(self.interval_ms as u64);
+        let mode = self.mode;
+        let sources = &mut self.sources;
+        let mut state = self.state.lock();
+        if self.stop.load(Ordering::SeqCst) {
+            return; // replaced by a reload meanwhile: its state moved on
+        }
+        let sends = match mode {
+            EvaluationMode::Interval => {
+                let mut index = 0;
+                let sends = state.evaluate_with(
+                    t,
+                    &mut |rule, t_eval| {
+                        let source = &mut sources[index];
+                        index += 1;
+                        match source {
+                            Source::Storage => evaluator.evaluate(&rule.plan, t_eval),
+                            Source::Dataflow { output, held, .. } => {
+                                dataflow_result_at(output, held, t_eval, wait).unwrap_or_else(
+                                    || {
+                                        tracing::warn!(rule = %rule.name, t_ms = t_eval, "no dataflow result for the tick in time; evaluated over storage");
+                                        evaluator.evaluate(&rule.plan, t_eval)
+                                    },
+                                )
+                            }
+                        }
+                    },
+                    &evaluator,
+                    &*self.context.sink,
+                    &options,
+                );
+                let t_eval = t - state.group.query_offset.as_millis() as i64;
+                for (index, pending) in restore_pending.iter_mut().enumerate() {
+                    if std::mem::take(pending) {
+                        Self::restore(&self.context, &mut state, index, t_eval, &options);
+                    }
+                }
+                sends
+            }
+            EvaluationMode::OnArrival => {
+                let t_eval = t - state.group.query_offset.as_millis() as i64;
+                let sends = Self::step_storage_rules(
+                    &self.context,
+                    sources,
+                    &mut state,
+                    restore_pending,
+                    &options,
+                    |_| Some(t_eval),
+                );
+                state.last_eval_ms = t;
+                sends
+            }
+        };
+        self.persist(&state);
+        drop(state);
+        self.context.send(sends);
+    }
+
+    /// On-arrival mode: evaluates the group's rules that run over storage, in rule
+    /// order, each at `time_of(index)` if that is later than its last evaluation; the
+    /// alerts to send.
+    fn step_storage_rules(
+        context: &Context,
+        sources: &[Source],
+        state: &mut GroupState,
+        restore_pending: &mut [bool],
+        options: &ManagerOptions,
+        mut time_of: impl FnMut(usize) -> Option<i64>,
+    ) -> Vec<(String, Vec<Alert>)> {
+        let evaluator = context.evaluator.clone();
+        let mut sends = Vec::new();
+        for index in 0..state.rules.len() {
+            if !matches!(sources[index], Source::Storage) {
+                continue;
+            }
+            let Some(t_eval) = time_of(index) else {
+                continue;
+            };
+            let rs = &state.rules[index];
+            if rs.evaluated && rs.last_eval_ms >= t_eval {
+                continue;
+            }
+            let result = evaluator.evaluate(&rs.rule.plan, t_eval);
+            sends.extend(state.apply_result(
+                index,
+                t_eval,
+                result,
+                &evaluator,
+                &*context.sink,
+                options,
+            ));
+            if std::mem::take(&mut restore_pending[index]) {
+                Self::restore(context, state, index, t_eval, options);
+            }
+        }
+        sends
+    }
+
+    /// On-arrival mode: waits (until `until_ms` at the latest) for a dataflow result or
+    /// an alert deadline, and steps the rules concerned. A rule over storage that
+    /// reads outputs of earlier rules of the group is stepped right after they wrote
+    /// new outputs, at the latest of their times, so an alert on a recording rule
+    /// also changes state on arrival, not at the next tick.
+    fn on_arrival_step(&mut self, until_ms: i64, restore_pending: &mut [bool]) {
+        let options = self.context.options.lock().clone();
+        let evaluator = self.context.evaluator.clone();
+        let deadline = self.state.lock().next_deadline_after_last();
+        let now = crate::ingest::now_ms();
+        let wake_at = deadline.map_or(until_ms, |d| d.min(until_ms));
+        // At least a few ms: a deadline waiting for the frontier must not spin.
+        let timeout = Duration::from_millis((wake_at - now).clamp(5, 200) as u64);
+        let mut select = crossbeam_channel::Select::new();
+        let mut indices = Vec::new();
+        for (index, source) in self.sources.iter().enumerate() {
+            if let Source::Dataflow { output, .. } = source {
+                select.recv(output);
+                indices.push(index);
+            }
+        }
+        if indices.is_empty() {
+            std::thread::sleep(timeout);
+        } else {
+            // Woken by any output, or the timeout; either way every channel is drained.
+            let _ = select.ready_timeout(timeout);
+        }
+        drop(select);
+        let mut sends = Vec::new();
+        {
+            let mut state = self.state.lock();
+            if self.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            // Drain every channel (also after a timeout: an output may have come since),
+            // before any timer step, so no output older than a deadline is left behind.
+            let mut output_at: Vec<Option<i64>> = vec![None; self.sources.len()];
+            {
+                for &index in &indices {
+                    let Source::Dataflow { output, .. } = &self.sources[index] else {
+                        continue;
+                    };
+                    while let Ok(out) = output.try_recv() {
+                        let t = out.eval_ms;
+                        if state.rules[index].evaluated && t < state.rules[index].last_eval_ms {
+                            continue; // behind a timer step already taken
+                        }
+                        sends.extend(state.apply_result(
+                            index,
+                            t,
+                            output_result(out),
+                            &evaluator,
+                            &*self.context.sink,
+                            &options,
+                        ));
+                        if std::mem::take(&mut restore_pending[index]) {
+                            Self::restore(&self.context, &mut state, index, t, &options);
+                        }
+                        output_at[index] = output_at[index].max(Some(t));
+                    }
+                }
+            }
+            // Rules over storage that read outputs written just now, at their time.
+            let reads_earlier = &self.reads_earlier;
+            sends.extend(Self::step_storage_rules(
+                &self.context,
+                &self.sources,
+                &mut state,
+                restore_pending,
+                &options,
+                |index| {
+                    let t = reads_earlier[index]
+                        .iter()
+                        .filter_map(|&i| output_at[i])
+                        .max()?;
+                    output_at[index] = Some(t);
+                    Some(t)
+                },
+            ));
+            // Timers: step alerting rules whose deadline has passed, once the
+            // dataflow has emitted everything before it.
+            let now = crate::ingest::now_ms();
+            let frontier = self
+                .context
+                .maintained
+                .as_ref()
+                .map_or(i64::MAX, |m| m.engine.stats().frontier_ms);
+            for index in 0..state.rules.len() {
+                let rs = &state.rules[index];
+                if !rs.maintained || !rs.evaluated {
+                    continue;
+                }
+                let Some(d) = rs
+                    .alerts
+                    .as_ref()
+                    .and_then(|a| a.next_deadline(rs.last_eval_ms))
+                else {
+                    continue;
+                };
+                if d > now || d >= frontier {
+                    continue;
+                }
+                let last = rs.last_result.clone();
+                sends.extend(state.apply_result(
+                    index,
+                    d,
+                    Ok(last),
+                    &evaluator,
+                    &*self.context.sink,
+                    &options,
+                ));
+            }
+            if !sends.is_empty() {
+                self.persist(&state);
+            }
+        }
+        self.context.send(sends);
+    }
+
+    /// Prometheus's `for` restore, once, at the first evaluation after startup.
+    fn restore(
+        context: &Context,
+        state: &mut GroupState,
+        index: usize,
+        t_eval: i64,
+        options: &ManagerOptions,
+    ) {
+        if let Some(m) = &context.maintained {
+            let history: &dyn SeriesSource = &*m.history;
+            restore::restore_for_state(state, index, t_eval, context.created_ms, history, options);
+        }
+    }
+
+    fn persist(&self, state: &GroupState) {
+        if let Some(file) = &self.context.keep_firing {
+            file.update(state);
+        }
+    }
+}
+
+/// The dataflow's result for exactly `t`, waiting up to `wait` for it; `None` when it
+/// did not come (the dataflow skipped `t` or is behind), so the caller falls back to
+/// storage.
+fn dataflow_result_at(
+    output: &crossbeam_channel::Receiver<RuleOutput>,
+    held: &mut Option<RuleOutput>,
+    t: i64,
+    wait: Duration,
+) -> Option<RuleResult> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let out = match held.take() {
+            Some(out) => out,
+            None => output
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .ok()?,
+        };
+        match out.eval_ms.cmp(&t) {
+            std::cmp::Ordering::Less => continue,
+            std::cmp::Ordering::Equal => return Some(output_result(out)),
+            std::cmp::Ordering::Greater => {
+                *held = Some(out);
+                return None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eval_times_are_aligned_to_the_interval_and_offset() {
+        assert_eq!(next_eval_time(0, 60_000, 0), 60_000);
+        assert_eq!(next_eval_time(59_999, 60_000, 0), 60_000);
+        assert_eq!(next_eval_time(60_000, 60_000, 0), 120_000);
+        assert_eq!(next_eval_time(61_000, 60_000, 5_000), 65_000);
+        assert_eq!(next_eval_time(65_000, 60_000, 5_000), 125_000);
+    }
+}
