@@ -5,24 +5,35 @@
 //! included if its newest sample lies within the lookback delta of now and is not a
 //! stale marker, "now" being read as the table is read (never before: see
 //! `LatestTable::for_each_live`), so every live series is in every answer, also while
-//! its target's scrape is being applied. Output is grouped by metric name with `# TYPE <name> untyped` lines,
-//! external labels are added where the series lacks them, gzip when asked.
+//! its target's scrape is being applied. Output is grouped by metric name with
+//! `# TYPE <name> untyped` lines, sorted by metric name then label set, external labels
+//! are added where the series lacks them, gzip when asked.
 //!
 //! `?view=name` (instead of `match[]`) serves a registered federation view's maintained
 //! output ([`crate::api::federation_views`]), with no per-request filtering.
+//!
+//! Owns [`EncodedLines`]: every series' line up to its value (`name{labels} `), encoded
+//! once, the first time a read includes the series, and kept in the output's order, so
+//! a read costs a lookup per live series and writing its value and timestamp; no
+//! per-read label formatting, escaping or sort (series new since the last read are
+//! sorted and merged in). Lines no read included for 10 minutes are dropped; a change
+//! of external labels re-encodes everything.
 
 use crate::api::TEXT_FORMAT_CONTENT_TYPE;
-use crate::exposition::{write_sample, write_type};
+use crate::exposition::escape_label_value;
 use crate::ingest::now_ms;
 use crate::service::Service;
+use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dataflows::go_float::format_g;
 use dataflows::promql::depth;
-use dataflows::{LabelMatcher, Labels, Selector};
+use dataflows::{LabelMatcher, Labels, LatestEntry, Selector};
+use parking_lot::Mutex;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 
@@ -82,14 +93,7 @@ pub async fn federate(
             }
         }
     }
-    let external_labels = service.config.read().global.external_labels.clone();
-    let lookback_ms = service.options.lookback_delta.as_millis() as i64;
-    let mut rows: HashMap<u64, (Arc<Labels>, i64, f64)> = HashMap::new();
-    let mut add = |entry: &dataflows::LatestEntry| {
-        rows.entry(entry.labels.hash())
-            .or_insert_with(|| (entry.labels.clone(), entry.timestamp_ms, entry.value));
-    };
-    match params.iter().find(|(name, _)| name == "view") {
+    let view = match params.iter().find(|(name, _)| name == "view") {
         Some(_) if !selectors.is_empty() => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -98,7 +102,7 @@ pub async fn federate(
                 .into_response()
         }
         Some((_, name)) => match service.federation_views.get(name) {
-            Some(view) => view.for_each_live(now_ms, add),
+            Some(view) => Some(view),
             None => {
                 return (
                     StatusCode::NOT_FOUND,
@@ -107,62 +111,337 @@ pub async fn federate(
                     .into_response()
             }
         },
-        None => service
-            .ingester
-            .engine()
-            .latest()
-            .for_each_live(now_ms, lookback_ms, |entry| {
-                if selectors.iter().any(|s| s.matches(&entry.labels)) {
-                    add(entry);
-                }
-            }),
-    }
-    let mut rows: Vec<(Arc<Labels>, i64, f64)> = rows.into_values().collect();
-    rows.sort_by(|a, b| {
-        a.0.metric_name()
-            .cmp(b.0.metric_name())
-            .then_with(|| a.0.cmp(&b.0))
-    });
-
-    let mut body = String::new();
-    let mut current_name: Option<&str> = None;
-    for (labels, ts, value) in &rows {
-        let name = labels.metric_name();
-        if current_name != Some(name) {
-            write_type(&mut body, name, "untyped");
-            current_name = Some(name);
+        None => None,
+    };
+    let wants_gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    // Rendered off the async workers, sent as it is written; with gzip, compressed on
+    // a second thread as the pieces come.
+    let (chunks, receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let emit: Box<dyn FnMut(Vec<u8>) + Send> = if wants_gzip {
+        let (plain, pieces) = crossbeam_channel::unbounded::<Vec<u8>>();
+        tokio::task::spawn_blocking(move || gzip_pieces(pieces, chunks));
+        Box::new(move |piece| {
+            let _ = plain.send(piece);
+        })
+    } else {
+        Box::new(move |piece| {
+            let _ = chunks.send(piece);
+        })
+    };
+    tokio::task::spawn_blocking(move || {
+        let external_labels = service.config.read().global.external_labels.clone();
+        let lookback_ms = service.options.lookback_delta.as_millis() as i64;
+        let lines = &service.federation_views.lines;
+        match view {
+            Some(view) => lines.render(
+                &external_labels,
+                |add| view.for_each_live(now_ms, add),
+                emit,
+            ),
+            None => lines.render(
+                &external_labels,
+                |add| {
+                    service
+                        .ingester
+                        .engine()
+                        .latest()
+                        .for_each_live(now_ms, lookback_ms, |entry| {
+                            if selectors.iter().any(|s| s.matches(&entry.labels)) {
+                                add(entry);
+                            }
+                        })
+                },
+                emit,
+            ),
         }
+    });
+    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let piece = receiver.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(piece), receiver))
+    });
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(TEXT_FORMAT_CONTENT_TYPE),
+    );
+    if wants_gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// Compresses the body's `pieces` as they come and sends what is compressed on.
+fn gzip_pieces(
+    pieces: crossbeam_channel::Receiver<Vec<u8>>,
+    out: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+) {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for piece in pieces {
+        if encoder.write_all(&piece).is_err() {
+            return;
+        }
+        let compressed = std::mem::take(encoder.get_mut());
+        if !compressed.is_empty() && out.send(compressed).is_err() {
+            return;
+        }
+    }
+    if let Ok(rest) = encoder.finish() {
+        let _ = out.send(rest);
+    }
+}
+
+/// Every series' `/federate` line up to its value, encoded once (escaped, external
+/// labels merged, labels sorted by name) and kept in Prometheus's order, so a read
+/// only looks up the live entries and writes value and timestamp. See the module doc.
+#[derive(Default)]
+pub struct EncodedLines {
+    inner: Mutex<Encoded>,
+}
+
+#[derive(Default)]
+struct Encoded {
+    /// The external labels every line was encoded with; other ones empty the cache.
+    external: BTreeMap<String, String>,
+    /// Labels hash → index into `slots`.
+    index: HashMap<u64, u32>,
+    slots: Vec<Slot>,
+    /// Every slot's index, sorted like Prometheus sorts the output: by metric name,
+    /// then by label set.
+    order: Vec<u32>,
+    /// Slots added since `order` was last sorted.
+    fresh: Vec<u32>,
+    /// Counts reads: a slot whose `read` equals it is in the current read.
+    reads: u64,
+    /// When slots not read for longer than [`FORGET_AFTER_MS`] were last dropped.
+    forgotten_ms: i64,
+}
+
+struct Slot {
+    labels: Arc<Labels>,
+    /// `name{label="value",…} ` (or `name `).
+    prefix: Box<str>,
+    /// The metric name's length: `prefix[..name_len]` is the name.
+    name_len: usize,
+    read: u64,
+    timestamp_ms: i64,
+    value: f64,
+    /// Wall-clock time of the last read that included it.
+    seen_ms: i64,
+}
+
+/// About how much of a body is handed on at once.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// A series no read has included for this long is forgotten (encoded again if it
+/// comes back).
+const FORGET_AFTER_MS: i64 = 10 * 60 * 1000;
+
+impl EncodedLines {
+    /// The `/federate` body of the series `collect` passes to its callback (the first
+    /// of several with one label set wins), with `external` labels added where the
+    /// series lacks them: `# TYPE <name> untyped` before each metric name's group.
+    /// Handed to `emit` in pieces of about [`CHUNK_BYTES`], as it is written.
+    pub fn render(
+        &self,
+        external: &BTreeMap<String, String>,
+        collect: impl FnOnce(&mut dyn FnMut(&LatestEntry)),
+        mut emit: impl FnMut(Vec<u8>),
+    ) {
+        let mut guard = self.inner.lock();
+        let encoded = &mut *guard;
+        if encoded.external != *external {
+            *encoded = Encoded {
+                external: external.clone(),
+                ..Encoded::default()
+            };
+        }
+        encoded.reads += 1;
+        let read = encoded.reads;
+        let now = now_ms();
+        let mut count = 0usize;
+        collect(&mut |entry: &LatestEntry| {
+            let key = entry.labels.hash();
+            let slot = match encoded.index.get(&key) {
+                Some(&i) => &mut encoded.slots[i as usize],
+                None => {
+                    let i = encoded.slots.len() as u32;
+                    encoded
+                        .slots
+                        .push(Slot::encode(entry.labels.clone(), external));
+                    encoded.index.insert(key, i);
+                    encoded.fresh.push(i);
+                    &mut encoded.slots[i as usize]
+                }
+            };
+            if slot.read != read {
+                slot.read = read;
+                slot.timestamp_ms = entry.timestamp_ms;
+                slot.value = entry.value;
+                slot.seen_ms = now;
+                count += 1;
+            }
+        });
+        encoded.sort_fresh();
+        let mut body = Vec::with_capacity(CHUNK_BYTES.min(count * 128) + 512);
+        let mut group: Option<&str> = None;
+        for &i in &encoded.order {
+            let slot = &encoded.slots[i as usize];
+            if slot.read != read {
+                continue;
+            }
+            if body.len() >= CHUNK_BYTES {
+                emit(std::mem::replace(
+                    &mut body,
+                    Vec::with_capacity(CHUNK_BYTES + 512),
+                ));
+            }
+            let name = &slot.prefix[..slot.name_len];
+            if group != Some(name) {
+                body.extend_from_slice(b"# TYPE ");
+                body.extend_from_slice(name.as_bytes());
+                body.extend_from_slice(b" untyped\n");
+                group = Some(name);
+            }
+            body.extend_from_slice(slot.prefix.as_bytes());
+            push_float(&mut body, slot.value);
+            body.push(b' ');
+            let _ = write!(body, "{}", slot.timestamp_ms);
+            body.push(b'\n');
+        }
+        if now - encoded.forgotten_ms > FORGET_AFTER_MS / 10 {
+            encoded.forget(now - FORGET_AFTER_MS);
+            encoded.forgotten_ms = now;
+        }
+        if !body.is_empty() {
+            emit(body);
+        }
+    }
+
+    /// How many series have an encoded line.
+    pub fn len(&self) -> usize {
+        self.inner.lock().slots.len()
+    }
+
+    /// Whether no series has an encoded line.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Encoded {
+    /// Merges the slots added since the last read into `order`.
+    fn sort_fresh(&mut self) {
+        if self.fresh.is_empty() {
+            return;
+        }
+        let slots = &self.slots;
+        let before = |a: &u32, b: &u32| {
+            let (a, b) = (&slots[*a as usize], &slots[*b as usize]);
+            a.prefix[..a.name_len]
+                .cmp(&b.prefix[..b.name_len])
+                .then_with(|| a.labels.cmp(&b.labels))
+        };
+        self.fresh.sort_unstable_by(before);
+        let mut merged = Vec::with_capacity(self.order.len() + self.fresh.len());
+        let (mut old, mut new) = (self.order.iter().peekable(), self.fresh.iter().peekable());
+        while let (Some(a), Some(b)) = (old.peek(), new.peek()) {
+            if before(a, b).is_le() {
+                merged.push(**a);
+                old.next();
+            } else {
+                merged.push(**b);
+                new.next();
+            }
+        }
+        merged.extend(old);
+        merged.extend(new);
+        self.order = merged;
+        self.fresh.clear();
+    }
+
+    /// Drops the slots no read included since `horizon_ms`.
+    fn forget(&mut self, horizon_ms: i64) {
+        if self.slots.iter().all(|s| s.seen_ms >= horizon_ms) {
+            return;
+        }
+        let mut renumbered = vec![u32::MAX; self.slots.len()];
+        let mut kept = Vec::new();
+        for (i, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if slot.seen_ms >= horizon_ms {
+                renumbered[i] = kept.len() as u32;
+                kept.push(slot);
+            }
+        }
+        self.slots = kept;
+        self.order = self
+            .order
+            .iter()
+            .map(|&i| renumbered[i as usize])
+            .filter(|&i| i != u32::MAX)
+            .collect();
+        self.index.retain(|_, i| {
+            *i = renumbered[*i as usize];
+            *i != u32::MAX
+        });
+    }
+}
+
+impl Slot {
+    /// Encodes the line prefix of `labels` with `external` labels it lacks, in label
+    /// name order, escaped like the text format.
+    fn encode(labels: Arc<Labels>, external: &BTreeMap<String, String>) -> Slot {
+        let name = labels.metric_name();
         let mut pairs: Vec<(&str, &str)> =
             labels.iter().filter(|(n, _)| *n != "__name__").collect();
-        for (n, v) in &external_labels {
+        for (n, v) in external {
             if labels.get(n).is_none() {
                 pairs.push((n.as_str(), v.as_str()));
             }
         }
         pairs.sort_by(|a, b| a.0.cmp(b.0));
-        write_sample(&mut body, name, pairs, *value, Some(*ts));
-    }
-
-    let wants_gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
-    if wants_gzip {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        if encoder.write_all(body.as_bytes()).is_ok() {
-            if let Ok(compressed) = encoder.finish() {
-                return (
-                    [
-                        (header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE),
-                        (header::CONTENT_ENCODING, "gzip"),
-                    ],
-                    compressed,
-                )
-                    .into_response();
-            }
+        let mut prefix = String::with_capacity(name.len() + 16 * pairs.len() + 2);
+        prefix.push_str(name);
+        for (i, (label, value)) in pairs.iter().enumerate() {
+            prefix.push(if i == 0 { '{' } else { ',' });
+            prefix.push_str(label);
+            prefix.push_str("=\"");
+            escape_label_value(&mut prefix, value);
+            prefix.push('"');
+        }
+        if !pairs.is_empty() {
+            prefix.push('}');
+        }
+        prefix.push(' ');
+        let name_len = name.len();
+        Slot {
+            labels,
+            prefix: prefix.into_boxed_str(),
+            name_len,
+            read: 0,
+            timestamp_ms: 0,
+            value: 0.0,
+            seen_ms: 0,
         }
     }
-    ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
+}
+
+/// Appends `v` as [`format_g`] writes it, without its detours through `String`s
+/// where the layout is plain: integers below 1e6 (most counters and gauges) as
+/// integers, and other magnitudes in `[1e-4, 1e6)` in Rust's shortest round-trip
+/// decimal form, which is what `format_g` (Go's `'g'`) prints there.
+fn push_float(out: &mut Vec<u8>, v: f64) {
+    let magnitude = v.abs();
+    if v.fract() == 0.0 && v != 0.0 && magnitude < 1e6 {
+        let _ = write!(out, "{}", v as i64);
+    } else if (1e-4..1e6).contains(&magnitude) {
+        let _ = write!(out, "{v}");
+    } else {
+        out.extend_from_slice(format_g(v).as_bytes());
+    }
 }
 
 #[cfg(test)]
@@ -187,5 +466,115 @@ mod tests {
         assert!(parse_selector("sum(up)").is_err());
         assert!(parse_selector("up{").is_err());
         assert!(parse_selector("up offset 5m").is_err());
+    }
+
+    /// The body as written before lines were kept encoded (and as the federation test
+    /// against a real Prometheus checks it): every line formatted and sorted per read.
+    fn reference(entries: &[LatestEntry], external: &BTreeMap<String, String>) -> String {
+        use crate::exposition::{write_sample, write_type};
+        let mut rows: Vec<&LatestEntry> = entries.iter().collect();
+        rows.sort_by(|a, b| {
+            a.labels
+                .metric_name()
+                .cmp(b.labels.metric_name())
+                .then_with(|| a.labels.cmp(&b.labels))
+        });
+        let mut body = String::new();
+        let mut current: Option<&str> = None;
+        for e in rows {
+            let name = e.labels.metric_name();
+            if current != Some(name) {
+                write_type(&mut body, name, "untyped");
+                current = Some(name);
+            }
+            let mut pairs: Vec<(&str, &str)> =
+                e.labels.iter().filter(|(n, _)| *n != "__name__").collect();
+            for (n, v) in external {
+                if e.labels.get(n).is_none() {
+                    pairs.push((n.as_str(), v.as_str()));
+                }
+            }
+            pairs.sort_by(|a, b| a.0.cmp(b.0));
+            write_sample(&mut body, name, pairs, e.value, Some(e.timestamp_ms));
+        }
+        body
+    }
+
+    fn entry(pairs: &[(&str, &str)], timestamp_ms: i64, value: f64) -> LatestEntry {
+        LatestEntry {
+            labels: Arc::new(Labels::from_strs(pairs)),
+            timestamp_ms,
+            value,
+        }
+    }
+
+    /// Names that sort differently as names and as encoded lines (`a` < `a_b` <
+    /// `a{`), escaping, external labels (added, sorted in, not overriding), values
+    /// the integer shortcut must leave to `format_g`; and series coming and going
+    /// between reads, which are merged into the kept order.
+    #[test]
+    fn encoded_lines_render_what_formatting_every_read_renders() {
+        let external: BTreeMap<String, String> = [
+            ("zone".to_string(), "eu".to_string()),
+            ("job".to_string(), "ext".to_string()),
+        ]
+        .into();
+        let mut entries = vec![
+            entry(&[("__name__", "a_b"), ("job", "x")], 5, 1.0),
+            entry(
+                &[("__name__", "a"), ("job", "x"), ("path", "q\"\\\n")],
+                5,
+                0.5,
+            ),
+            entry(&[("__name__", "a"), ("A", "1"), ("job", "y")], 6, -0.0),
+            entry(&[("__name__", "a:b"), ("instance", "i")], 7, 1e6),
+            entry(&[("__name__", "up")], 8, 999999.0),
+            entry(&[("__name__", "up"), ("zone", "us")], 8, f64::NAN),
+            entry(&[("__name__", "b")], 9, -3.0),
+            entry(&[("__name__", "b"), ("le", "+Inf")], 9, 2.5e-7),
+            entry(&[("__name__", "c"), ("i", "1")], 9, 0.0001),
+            entry(&[("__name__", "c"), ("i", "2")], 9, -0.00009999),
+            entry(&[("__name__", "c"), ("i", "3")], 9, 999999.9999),
+            entry(&[("__name__", "c"), ("i", "4")], 9, -123456.789),
+            entry(&[("__name__", "c"), ("i", "5")], 9, f64::INFINITY),
+            entry(&[("__name__", "c"), ("i", "6")], 9, 0.0),
+            entry(&[("__name__", "c"), ("i", "7")], 9, 1e-300),
+            entry(&[("__name__", "c"), ("i", "8")], 9, 0.1 + 0.2),
+        ];
+        let lines = EncodedLines::default();
+        let render = |entries: &[LatestEntry]| {
+            let mut body = Vec::new();
+            lines.render(
+                &external,
+                |add| entries.iter().for_each(add),
+                |chunk| body.extend(chunk),
+            );
+            String::from_utf8(body).unwrap()
+        };
+        assert_eq!(render(&entries), reference(&entries, &external));
+        entries.remove(3);
+        entries.push(entry(&[("__name__", "a"), ("job", "w")], 10, 7.0));
+        entries.push(entry(&[("__name__", "a_")], 10, 1.5));
+        entries[0].value = 2.0;
+        assert_eq!(render(&entries), reference(&entries, &external));
+        assert_eq!(render(&entries[..2]), reference(&entries[..2], &external));
+        assert_eq!(render(&[]), "");
+        // More than one piece: groups and lines must not care where pieces end.
+        let long = "v".repeat(200);
+        let many: Vec<LatestEntry> = (0..3_000)
+            .map(|i| {
+                let name = format!("m{}", i % 7);
+                let id = i.to_string();
+                entry(
+                    &[("__name__", &name), ("id", &id), ("long", &long)],
+                    i,
+                    0.25,
+                )
+            })
+            .collect();
+        let mut pieces = 0;
+        lines.render(&external, |add| many.iter().for_each(add), |_| pieces += 1);
+        assert!(pieces > 1, "{pieces} pieces");
+        assert_eq!(render(&many), reference(&many, &external));
     }
 }

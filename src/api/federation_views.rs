@@ -221,6 +221,8 @@ pub struct FederationViews {
     table: LatestTable,
     lookback_ms: i64,
     views: Mutex<BTreeMap<String, Arc<FederationView>>>,
+    /// The encoded `/federate` lines every read (of a view or of `match[]`) shares.
+    pub lines: crate::api::federate::EncodedLines,
 }
 
 impl FederationViews {
@@ -246,6 +248,7 @@ impl FederationViews {
             table,
             lookback_ms,
             views: Mutex::new(views),
+            lines: Default::default(),
         })
     }
 
