@@ -155,11 +155,11 @@ impl Engine {
                     }
                 }
                 input.flush();
-                // A short park: a wake-up is sometimes missed (not found yet), and the
-                // worker then slept until its timeout. With 500 ms, 9 of 20 alert-latency
-                // trials (release) took 39–246 ms; with 20 ms the worst of 16 was 22 ms,
-                // for 50 idle wake-ups a second per worker.
-                worker.step_or_park(Some(Duration::from_millis(20)));
+                // Park until woken: every command is sent before its `unpark`, and timely
+                // buzzes (unparks) a worker after pushing to it, so an idle worker costs
+                // nothing and wakes within a millisecond of input
+                // (`every_advance_wakes_the_workers`).
+                worker.step_or_park(None);
                 let front = probe.with_frontier(|f| f.iter().min().copied().unwrap_or(u64::MAX));
                 frontiers[index].store(front, Ordering::Relaxed);
             }
@@ -488,5 +488,57 @@ mod tests {
         wait_for_frontier(&engine, 402_000);
         assert!(live(&engine, 402_000).is_empty());
         assert_eq!(engine.latest().len(), 0);
+    }
+
+    /// Regression: a worker sometimes missed a wake-up and slept until its park
+    /// timeout (or the next command), so the frontier stalled after an advance. The
+    /// workers now park without a timeout: a missed wake-up would stall the frontier
+    /// for good, and every one of many advances must be seen within a second (in
+    /// practice a millisecond or less), with pauses in between that let them park.
+    #[test]
+    fn every_advance_wakes_the_workers() {
+        let engine = Engine::start(EngineConfig {
+            workers: 2,
+            lookback_ms: 300_000,
+        })
+        .unwrap();
+        let rule = engine
+            .register(
+                crate::promql::plan::parse("sum(m)").unwrap(),
+                RuleSchedule::OnArrival,
+            )
+            .unwrap();
+        let mut rng = 19u64;
+        let mut worst = Duration::ZERO;
+        for k in 1..=1_000i64 {
+            let t = k * 1_000;
+            engine.feed(vec![sample("m", &format!("h{}", k % 5), t - 1, 1.0)]);
+            let at = Instant::now();
+            engine.advance_watermark(t);
+            while engine.stats().frontier_ms < t {
+                assert!(
+                    at.elapsed() < Duration::from_secs(1),
+                    "advance {k}: frontier stuck at {:?}",
+                    engine.stats()
+                );
+                std::thread::yield_now();
+            }
+            // The rule's evaluation at the sample's time comes out too.
+            loop {
+                let out = rule
+                    .output
+                    .recv_timeout(Duration::from_secs(1).saturating_sub(at.elapsed()))
+                    .unwrap_or_else(|_| panic!("advance {k}: no evaluation at {}", t - 1));
+                if out.eval_ms >= t - 1 {
+                    break;
+                }
+            }
+            worst = worst.max(at.elapsed());
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            std::thread::sleep(Duration::from_micros(rng >> 54));
+        }
+        eprintln!("slowest advance seen after {worst:?}");
     }
 }
