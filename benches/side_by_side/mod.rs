@@ -2,8 +2,8 @@
 //! (`/usr/bin/prometheus`, Debian package) as child processes on loopback, a minimal
 //! HTTP client, and reading a process's CPU time and RSS from `/proc`.
 //!
-//! Used as `mod side_by_side;` by `ingest.rs`, `storage.rs`, `query.rs` and
-//! `rules.rs`; not every bench uses every item.
+//! Used as `mod side_by_side;` by `ingest.rs`, `storage.rs`, `query.rs`, `rules.rs` and
+//! `idle.rs`; not every bench uses every item.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

@@ -1,6 +1,7 @@
 //! `/api/v1/series`, `/api/v1/labels` and `/api/v1/label/<name>/values`: what series
 //! and labels exist, with Prometheus's parameters (`match[]`, `start`, `end`, `limit`)
-//! and JSON shapes. Read from the head.
+//! and JSON shapes. Read from storage; without `match[]`, names and values come
+//! straight from the label indexes.
 
 use crate::api::federate::parse_selector;
 use crate::api::params::{parse_time_param, Params};
@@ -92,10 +93,15 @@ pub async fn label_names(State(service): State<Arc<Service>>, params: Params) ->
         Ok(q) => q,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
-    let names: BTreeSet<String> = series(&service, &q)
-        .iter()
-        .flat_map(|l| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
-        .collect();
+    let names: Vec<String> = if q.selectors.is_empty() {
+        service.ingester.storage().label_names(q.start_ms, q.end_ms)
+    } else {
+        let names: BTreeSet<String> = series(&service, &q)
+            .iter()
+            .flat_map(|l| l.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
+            .collect();
+        names.into_iter().collect()
+    };
     limited(names.into_iter().map(Value::String).collect(), q.limit)
 }
 
@@ -112,9 +118,17 @@ pub async fn label_values(
         Ok(q) => q,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
-    let values: BTreeSet<String> = series(&service, &q)
-        .iter()
-        .filter_map(|l| l.get(&name).map(str::to_string))
-        .collect();
+    let values: Vec<String> = if q.selectors.is_empty() {
+        service
+            .ingester
+            .storage()
+            .label_values(&name, q.start_ms, q.end_ms)
+    } else {
+        let values: BTreeSet<String> = series(&service, &q)
+            .iter()
+            .filter_map(|l| l.get(&name).map(str::to_string))
+            .collect();
+        values.into_iter().collect()
+    };
     limited(values.into_iter().map(Value::String).collect(), q.limit)
 }

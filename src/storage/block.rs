@@ -21,6 +21,7 @@
 //! the file on demand.
 
 use super::chunk::{self, EncodedChunk};
+use super::postings::Postings;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type};
 use arrow_array::{ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, UInt32Array};
@@ -28,10 +29,10 @@ use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use arrow_schema::{DataType, Field, Schema};
-use dataflows::{Labels, MatchKind, Selector};
+use dataflows::{Labels, Selector};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -61,8 +62,8 @@ pub struct Block {
     meta: BlockMeta,
     /// Labels by block-local series number.
     series: Vec<Arc<Labels>>,
-    /// name → value → series numbers (sorted).
-    postings: HashMap<String, HashMap<String, Vec<u32>>>,
+    /// The label index over the series numbers.
+    postings: Postings,
     /// Per record batch of `chunks.arrow`: its first and last series number.
     batches: Vec<(u32, u32)>,
     /// Series number → deleted closed ranges (`tombstones.json`).
@@ -207,7 +208,6 @@ impl Block {
         let meta: BlockMeta = serde_json::from_slice(&fs::read(dir.join("meta.json"))?)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         let mut pairs: Vec<Vec<(String, String)>> = vec![Vec::new(); meta.series as usize];
-        let mut postings: HashMap<String, HashMap<String, Vec<u32>>> = HashMap::new();
         for batch in
             FileReader::try_new(File::open(dir.join("index.arrow"))?, None).map_err(arrow_err)?
         {
@@ -221,18 +221,16 @@ impl Block {
                     io::Error::new(io::ErrorKind::InvalidData, "series number out of range")
                 })?;
                 slot.push((name.to_string(), value.to_string()));
-                postings
-                    .entry(name.to_string())
-                    .or_default()
-                    .entry(value.to_string())
-                    .or_default()
-                    .push(n);
             }
         }
-        let series = pairs
+        let series: Vec<Arc<Labels>> = pairs
             .into_iter()
             .map(|p| Arc::new(Labels::from_pairs(p)))
             .collect();
+        let mut postings = Postings::new();
+        for (n, labels) in series.iter().enumerate() {
+            postings.add(n as u32, labels);
+        }
         let mut batches = Vec::new();
         for batch in
             FileReader::try_new(File::open(dir.join("chunks.arrow"))?, None).map_err(arrow_err)?
@@ -333,36 +331,19 @@ impl Block {
         self.meta.min_t <= end && self.meta.max_t > start
     }
 
-    /// Series numbers that may match `selector`: narrowed by the postings of its
-    /// equality matchers, then checked against every matcher.
+    /// The numbers of the series matching `selector`, sorted, from the index.
     fn matching(&self, selector: &Selector) -> Vec<u32> {
-        let mut candidates: Option<Vec<u32>> = None;
-        for m in &selector.matchers {
-            if let MatchKind::Equal(value) = &m.kind {
-                if value.is_empty() {
-                    continue;
-                }
-                let list = self
-                    .postings
-                    .get(&m.name)
-                    .and_then(|values| values.get(value))
-                    .cloned()
-                    .unwrap_or_default();
-                candidates = Some(match candidates {
-                    None => list,
-                    Some(prev) => prev
-                        .into_iter()
-                        .filter(|n| list.binary_search(n).is_ok())
-                        .collect(),
-                });
-            }
-        }
-        let candidates =
-            candidates.unwrap_or_else(|| (0..self.series.len() as u32).collect::<Vec<_>>());
-        candidates
-            .into_iter()
-            .filter(|&n| selector.matches(&self.series[n as usize]))
-            .collect()
+        self.postings.select(selector)
+    }
+
+    /// Every label name of the block's series, sorted (from the index).
+    pub fn label_names(&self) -> Vec<String> {
+        self.postings.label_names()
+    }
+
+    /// Every value of label `name` among the block's series, sorted (from the index).
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        self.postings.label_values(name)
     }
 
     /// Labels of the series matching any of `selectors` (all if none).

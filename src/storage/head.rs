@@ -11,18 +11,43 @@
 //! to a logging callback while it still holds the write lock, so no reader sees a
 //! sample before it is logged; [`Head::replay_series`] and [`Head::replay_samples`]
 //! rebuild the head from the log with the same refs.
+//!
+//! Selection goes through the label index ([`super::postings`], keyed by ref), so it
+//! costs what it selects. Readers hold the head's lock only to resolve the matchers
+//! and take the matching series out (reference-counted); they read samples under each
+//! series' own lock, so a large read does not hold appends back, and an append waits
+//! for a reader only while it reads one series.
 
 use super::chunk::{EncodedChunk, SeriesChunks};
+use super::postings::Postings;
 use dataflows::{Labels, Sample, Selector};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 
 struct MemSeries {
+    /// The series id ([`Sample::series_id`]) it is held under.
+    id: u64,
     labels: Arc<Labels>,
-    wal_ref: u32,
-    samples: SeriesChunks,
+    /// Changes only when the log's replay names the series anew, under the write lock.
+    wal_ref: AtomicU32,
+    samples: Mutex<SeriesChunks>,
+}
+
+impl MemSeries {
+    fn new(id: u64, wal_ref: u32, labels: Arc<Labels>) -> Arc<MemSeries> {
+        Arc::new(MemSeries {
+            id,
+            labels,
+            wal_ref: AtomicU32::new(wal_ref),
+            samples: Mutex::new(SeriesChunks::new()),
+        })
+    }
+
+    fn wal_ref(&self) -> u32 {
+        self.wal_ref.load(Ordering::Relaxed)
+    }
 }
 
 /// What one append did.
@@ -45,8 +70,33 @@ pub type SeriesSamplesInRange = (Arc<Labels>, Vec<(i64, f64)>);
 #[derive(Default)]
 struct Inner {
     /// Series id ([`Labels::hash`]) → series.
-    series: HashMap<u64, MemSeries>,
+    by_id: HashMap<u64, Arc<MemSeries>>,
+    /// Ref → series.
+    by_ref: HashMap<u32, Arc<MemSeries>>,
+    /// The label index, by ref.
+    postings: Postings,
     next_ref: u32,
+}
+
+impl Inner {
+    fn insert(&mut self, series: Arc<MemSeries>) {
+        let wal_ref = series.wal_ref();
+        self.postings.add(wal_ref, &series.labels);
+        self.by_id.insert(series.id, series.clone());
+        self.by_ref.insert(wal_ref, series);
+    }
+
+    /// The oldest and newest sample times held, from every series (`(MAX, MIN)` if none).
+    fn time_bounds(&self) -> (i64, i64) {
+        let mut bounds = (i64::MAX, i64::MIN);
+        for s in self.by_ref.values() {
+            let samples = s.samples.lock();
+            if let (Some(first), Some(last)) = (samples.first_ts(), samples.last_ts()) {
+                bounds = (bounds.0.min(first), bounds.1.max(last));
+            }
+        }
+        bounds
+    }
 }
 
 /// The in-memory head.
@@ -54,6 +104,12 @@ pub struct Head {
     inner: RwLock<Inner>,
     /// Samples older than this are refused ([`Head::refuse_before`]).
     min_valid_t: AtomicI64,
+    /// The oldest and newest sample times held (`MAX`/`MIN` when empty), kept up to date
+    /// under the write lock by appends and truncation, so [`Head::time_range`] needs no
+    /// scan; a deletion marks them stale and the next read recomputes them.
+    min_t: AtomicI64,
+    max_t: AtomicI64,
+    bounds_stale: AtomicBool,
 }
 
 impl Default for Head {
@@ -61,6 +117,9 @@ impl Default for Head {
         Head {
             inner: RwLock::default(),
             min_valid_t: AtomicI64::new(i64::MIN),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            bounds_stale: AtomicBool::new(false),
         }
     }
 }
@@ -113,8 +172,8 @@ impl Head {
             let id = sample.series_id;
             let state = touched
                 .entry(id)
-                .or_insert_with(|| match inner.series.get(&id) {
-                    Some(s) => (s.wal_ref, s.samples.last_ts()),
+                .or_insert_with(|| match inner.by_id.get(&id) {
+                    Some(s) => (s.wal_ref(), s.samples.lock().last_ts()),
                     None => {
                         let wal_ref = inner.next_ref.wrapping_add(created.len() as u32);
                         created.push((id, wal_ref, &sample.labels));
@@ -134,24 +193,26 @@ impl Head {
         inner.next_ref = inner.next_ref.wrapping_add(created.len() as u32);
         outcome.new_series = created.len();
         for (id, wal_ref, labels) in created {
-            inner.series.insert(
-                id,
-                MemSeries {
-                    labels: labels.clone(),
-                    wal_ref,
-                    samples: SeriesChunks::new(),
-                },
-            );
+            inner.insert(MemSeries::new(id, wal_ref, labels.clone()));
         }
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for &at in &accepted_at {
             let sample = &batch[at];
-            if let Some(s) = inner.series.get_mut(&sample.series_id) {
-                s.samples.push(sample.timestamp_ms, sample.value);
+            if let Some(s) = inner.by_id.get(&sample.series_id) {
+                s.samples.lock().push(sample.timestamp_ms, sample.value);
+                min_t = min_t.min(sample.timestamp_ms);
+                max_t = max_t.max(sample.timestamp_ms);
             }
         }
+        self.widen_bounds(min_t, max_t);
         outcome.appended = accepted_at.len();
         applied(&accepted_at);
         Ok(outcome)
+    }
+
+    fn widen_bounds(&self, min_t: i64, max_t: i64) {
+        self.min_t.fetch_min(min_t, Ordering::AcqRel);
+        self.max_t.fetch_max(max_t, Ordering::AcqRel);
     }
 
     /// From now on, samples older than `min_valid_ms` are refused (counted as out of
@@ -172,15 +233,17 @@ impl Head {
         let id = labels.hash();
         let mut inner = self.inner.write();
         inner.next_ref = inner.next_ref.max(wal_ref.wrapping_add(1));
-        inner
-            .series
-            .entry(id)
-            .and_modify(|s| s.wal_ref = wal_ref)
-            .or_insert_with(|| MemSeries {
-                labels: Arc::new(labels),
-                wal_ref,
-                samples: SeriesChunks::new(),
-            });
+        match inner.by_id.get(&id).cloned() {
+            Some(s) if s.wal_ref() != wal_ref => {
+                let old = s.wal_ref();
+                inner.by_ref.remove(&old);
+                inner.postings.remove([(old, s.labels.as_ref())]);
+                s.wal_ref.store(wal_ref, Ordering::Relaxed);
+                inner.insert(s);
+            }
+            Some(_) => {}
+            None => inner.insert(MemSeries::new(id, wal_ref, Arc::new(labels))),
+        }
         id
     }
 
@@ -188,15 +251,23 @@ impl Head {
     /// out of order (or for an unknown series).
     pub fn replay_samples(&self, samples: impl Iterator<Item = (Option<u64>, i64, f64)>) -> usize {
         let mut refused = 0;
-        let mut inner = self.inner.write();
+        let inner = self.inner.write();
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for (id, ts, value) in samples {
-            match id.and_then(|id| inner.series.get_mut(&id)) {
-                Some(s) if s.samples.last_ts().is_none_or(|last| last < ts) => {
-                    s.samples.push(ts, value)
-                }
-                _ => refused += 1,
+            let Some(s) = id.and_then(|id| inner.by_id.get(&id)) else {
+                refused += 1;
+                continue;
+            };
+            let mut chunks = s.samples.lock();
+            if chunks.last_ts().is_none_or(|last| last < ts) {
+                chunks.push(ts, value);
+                min_t = min_t.min(ts);
+                max_t = max_t.max(ts);
+            } else {
+                refused += 1;
             }
         }
+        self.widen_bounds(min_t, max_t);
         refused
     }
 
@@ -211,34 +282,42 @@ impl Head {
         max_t: i64,
         log: impl FnOnce(&[(u32, i64, i64)]) -> Result<(), E>,
     ) -> Result<usize, E> {
-        let mut inner = self.inner.write();
-        let doomed: Vec<u64> = inner
-            .series
+        let inner = self.inner.write();
+        let doomed: Vec<&Arc<MemSeries>> = matching_refs(&inner.postings, selectors)
             .iter()
-            .filter(|(_, s)| selectors.iter().any(|sel| sel.matches(&s.labels)))
-            .filter(|(_, s)| s.samples.has_sample_in(min_t, max_t))
-            .map(|(&id, _)| id)
+            .filter_map(|r| inner.by_ref.get(r))
+            .filter(|s| s.samples.lock().has_sample_in(min_t, max_t))
             .collect();
-        let deletions: Vec<(u32, i64, i64)> = doomed
-            .iter()
-            .filter_map(|id| inner.series.get(id))
-            .map(|s| (s.wal_ref, min_t, max_t))
-            .collect();
+        let deletions: Vec<(u32, i64, i64)> =
+            doomed.iter().map(|s| (s.wal_ref(), min_t, max_t)).collect();
         log(&deletions)?;
         let mut deleted = 0;
-        for id in doomed {
-            if let Some(s) = inner.series.get_mut(&id) {
-                deleted += s.samples.delete_range(min_t, max_t);
-            }
+        for s in doomed {
+            deleted += s.samples.lock().delete_range(min_t, max_t);
+        }
+        if deleted > 0 {
+            self.bounds_stale.store(true, Ordering::Release);
         }
         Ok(deleted)
     }
 
     /// Replay: deletes the samples of series `id` in `[min_t, max_t]`.
     pub fn replay_delete(&self, id: u64, min_t: i64, max_t: i64) {
-        if let Some(s) = self.inner.write().series.get_mut(&id) {
-            s.samples.delete_range(min_t, max_t);
+        if let Some(s) = self.inner.read().by_id.get(&id) {
+            if s.samples.lock().delete_range(min_t, max_t) > 0 {
+                self.bounds_stale.store(true, Ordering::Release);
+            }
         }
+    }
+
+    /// The series matching any of `selectors` (every series if there are none), in ref
+    /// order: resolved over the index and taken out under a short read lock.
+    fn matching(&self, selectors: &[Selector]) -> Vec<Arc<MemSeries>> {
+        let inner = self.inner.read();
+        matching_refs(&inner.postings, selectors)
+            .iter()
+            .filter_map(|r| inner.by_ref.get(r).cloned())
+            .collect()
     }
 
     /// The samples of every series matching `selector` with timestamps in `[start, end]`.
@@ -249,18 +328,13 @@ impl Head {
         start_ms: i64,
         end_ms: i64,
     ) -> Vec<SeriesSamplesInRange> {
-        let inner = self.inner.read();
-        let mut out = Vec::new();
-        for s in inner.series.values() {
-            if !selector.matches(&s.labels) {
-                continue;
-            }
-            let samples: Vec<(i64, f64)> = s.samples.range(start_ms, end_ms).collect();
-            if !samples.is_empty() {
-                out.push((s.labels.clone(), samples));
-            }
-        }
-        out
+        self.matching(std::slice::from_ref(selector))
+            .into_iter()
+            .filter_map(|s| {
+                let samples: Vec<(i64, f64)> = s.samples.lock().range(start_ms, end_ms).collect();
+                (!samples.is_empty()).then(|| (s.labels.clone(), samples))
+            })
+            .collect()
     }
 
     /// Labels of every series matching any of `selectors` (all series if there are
@@ -271,16 +345,24 @@ impl Head {
         start_ms: i64,
         end_ms: i64,
     ) -> Vec<Arc<Labels>> {
-        let inner = self.inner.read();
-        let mut out: Vec<Arc<Labels>> = inner
-            .series
-            .values()
-            .filter(|s| selectors.is_empty() || selectors.iter().any(|sel| sel.matches(&s.labels)))
-            .filter(|s| s.samples.has_sample_in(start_ms, end_ms))
+        let mut out: Vec<Arc<Labels>> = self
+            .matching(selectors)
+            .into_iter()
+            .filter(|s| s.samples.lock().has_sample_in(start_ms, end_ms))
             .map(|s| s.labels.clone())
             .collect();
         out.sort();
         out
+    }
+
+    /// Every label name of a series held, sorted (from the index, no series read).
+    pub fn label_names(&self) -> Vec<String> {
+        self.inner.read().postings.label_names()
+    }
+
+    /// Every value of label `name` among the series held, sorted (from the index).
+    pub fn label_values(&self, name: &str) -> Vec<String> {
+        self.inner.read().postings.label_values(name)
     }
 
     /// Drops samples older than `cutoff_ms`, and series left empty.
@@ -297,74 +379,96 @@ impl Head {
         then: impl FnOnce(&mut dyn Iterator<Item = (u32, &Labels)>) -> R,
     ) -> R {
         let mut inner = self.inner.write();
-        inner.series.retain(|_, s| {
-            s.samples.drop_before(cutoff_ms);
-            !s.samples.is_empty()
-        });
+        let inner = &mut *inner;
+        let mut emptied: Vec<Arc<MemSeries>> = Vec::new();
+        for s in inner.by_ref.values() {
+            let mut samples = s.samples.lock();
+            samples.drop_before(cutoff_ms);
+            if samples.is_empty() {
+                emptied.push(s.clone());
+            }
+        }
+        for s in &emptied {
+            inner.by_ref.remove(&s.wal_ref());
+            inner.by_id.remove(&s.id);
+        }
+        inner
+            .postings
+            .remove(emptied.iter().map(|s| (s.wal_ref(), s.labels.as_ref())));
+        let (min_t, max_t) = inner.time_bounds();
+        self.min_t.store(min_t, Ordering::Release);
+        self.max_t.store(max_t, Ordering::Release);
+        self.bounds_stale.store(false, Ordering::Release);
         let mut live = inner
-            .series
+            .by_ref
             .values()
-            .map(|s| (s.wal_ref, s.labels.as_ref()));
+            .map(|s| (s.wal_ref(), s.labels.as_ref()));
         then(&mut live)
     }
 
     /// Every series with samples in `[start, end]`, encoded afresh into chunks that
     /// hold only those samples (to persist them in a block).
     pub fn encode_range(&self, start: i64, end: i64) -> Vec<(Arc<Labels>, Vec<EncodedChunk>)> {
-        let inner = self.inner.read();
-        inner
-            .series
-            .values()
-            .map(|s| (s.labels.clone(), s.samples.encode_range(start, end)))
+        self.matching(&[])
+            .into_iter()
+            .map(|s| (s.labels.clone(), s.samples.lock().encode_range(start, end)))
             .filter(|(_, chunks)| !chunks.is_empty())
             .collect()
     }
 
     /// The oldest and newest sample timestamps held, if any.
     pub fn time_range(&self) -> Option<(i64, i64)> {
-        let inner = self.inner.read();
-        let min = inner
-            .series
-            .values()
-            .filter_map(|s| s.samples.first_ts())
-            .min()?;
-        let max = inner
-            .series
-            .values()
-            .filter_map(|s| s.samples.last_ts())
-            .max()?;
-        Some((min, max))
+        if self.bounds_stale.swap(false, Ordering::AcqRel) {
+            let inner = self.inner.read();
+            let (min_t, max_t) = inner.time_bounds();
+            self.min_t.store(min_t, Ordering::Release);
+            self.max_t.store(max_t, Ordering::Release);
+        }
+        let min_t = self.min_t.load(Ordering::Acquire);
+        let max_t = self.max_t.load(Ordering::Acquire);
+        (min_t <= max_t).then_some((min_t, max_t))
     }
 
     /// The number of series held.
     pub fn series_count(&self) -> usize {
-        self.inner.read().series.len()
+        self.inner.read().by_id.len()
     }
 
     /// The number of samples held.
     pub fn sample_count(&self) -> usize {
-        self.inner
-            .read()
-            .series
-            .values()
-            .map(|s| s.samples.len())
+        self.matching(&[])
+            .iter()
+            .map(|s| s.samples.lock().len())
             .sum()
     }
 
     /// Bytes of compressed sample data held.
     pub fn chunk_bytes(&self) -> usize {
-        self.inner
-            .read()
-            .series
-            .values()
-            .map(|s| s.samples.encoded_bytes())
+        self.matching(&[])
+            .iter()
+            .map(|s| s.samples.lock().encoded_bytes())
             .sum()
+    }
+}
+
+/// The refs of the series matching any of `selectors` (all if there are none), sorted.
+fn matching_refs(postings: &Postings, selectors: &[Selector]) -> Vec<u32> {
+    match selectors {
+        [] => postings.select(&Selector::default()),
+        [one] => postings.select(one),
+        many => {
+            let mut refs: Vec<u32> = many.iter().flat_map(|s| postings.select(s)).collect();
+            refs.sort_unstable();
+            refs.dedup();
+            refs
+        }
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::storage::postings::tests::{random_labels, random_selector};
     use dataflows::LabelMatcher;
 
     /// A sample of `m{job=…}`, shared by the storage tests.
@@ -496,5 +600,78 @@ pub(crate) mod tests {
         assert_eq!(head.min_valid_t(), 100);
         let out = head.append(&[sample("a", 99, 1.0), sample("a", 100, 1.0)]);
         assert_eq!((out.appended, out.out_of_bounds), (1, 1));
+    }
+
+    /// Random series selected by random matchers through the index, compared with
+    /// checking every series against the matchers; again after truncation dropped the
+    /// series with only old samples and a deletion emptied more of them.
+    #[test]
+    fn indexed_selection_matches_a_scan_through_truncation_and_deletion() {
+        let mut rng = fastrand::Rng::with_seed(19);
+        let head = Head::new();
+        let mut live: Vec<(Arc<Labels>, i64)> = Vec::new();
+        for i in 0..400 {
+            let mut pairs = random_labels(&mut rng).into_pairs();
+            pairs.push(("i".into(), i.to_string()));
+            let labels = Arc::new(Labels::from_pairs(pairs));
+            let ts = if rng.bool() { 10 } else { 100 };
+            head.append(&[Sample {
+                series_id: labels.hash(),
+                labels: labels.clone(),
+                timestamp_ms: ts,
+                value: 1.0,
+            }]);
+            live.push((labels, ts));
+        }
+        let check = |live: &[(Arc<Labels>, i64)], rng: &mut fastrand::Rng| {
+            for _ in 0..200 {
+                let selector = random_selector(rng);
+                let mut got: Vec<Arc<Labels>> = head
+                    .select(&selector, i64::MIN, i64::MAX)
+                    .into_iter()
+                    .map(|(labels, _)| labels)
+                    .collect();
+                got.sort();
+                let mut want: Vec<Arc<Labels>> = live
+                    .iter()
+                    .filter(|(labels, _)| selector.matches(labels))
+                    .map(|(labels, _)| labels.clone())
+                    .collect();
+                want.sort();
+                assert_eq!(got, want, "{selector:?}");
+                let listed = head.series_in_range(std::slice::from_ref(&selector), 0, 200);
+                assert_eq!(listed, want, "{selector:?}");
+            }
+        };
+        check(&live, &mut rng);
+        assert_eq!(head.time_range(), Some((10, 100)));
+
+        head.truncate_before(50);
+        live.retain(|(_, ts)| *ts >= 50);
+        assert_eq!(head.series_count(), live.len());
+        check(&live, &mut rng);
+        assert_eq!(head.time_range(), Some((100, 100)));
+
+        let doomed = Selector {
+            matchers: vec![LabelMatcher::new("job", "=~", "a|b").unwrap()],
+        };
+        let deleted =
+            head.delete_logged(std::slice::from_ref(&doomed), 0, 200, |_| Ok::<(), ()>(()));
+        let before = live.len();
+        live.retain(|(labels, _)| !doomed.matches(labels));
+        assert_eq!(deleted, Ok(before - live.len()));
+        head.truncate_before(50);
+        assert_eq!(head.series_count(), live.len());
+        check(&live, &mut rng);
+        let names: std::collections::BTreeSet<String> = live
+            .iter()
+            .flat_map(|(labels, _)| {
+                labels
+                    .iter()
+                    .map(|(n, _)| n.to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(head.label_names(), names.into_iter().collect::<Vec<_>>());
     }
 }

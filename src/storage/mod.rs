@@ -7,6 +7,8 @@
 //! - [`wal`]: the write-ahead log (segments, checksums, fsync policy, replay);
 //! - [`chunk`]: Gorilla-compressed sample chunks;
 //! - [`head`]: the in-memory head of every series, built of chunks;
+//! - [`postings`]: the label index of the head and of each block, which resolves
+//!   matchers to series;
 //! - [`block`]: persisted, read-only blocks of one time range each;
 //! - [`range_reader`]: reads each selector once for a whole range query.
 //!
@@ -21,6 +23,8 @@
 pub mod block;
 pub mod chunk;
 pub mod head;
+mod label_names;
+pub mod postings;
 pub mod range_reader;
 pub mod wal;
 
