@@ -20,6 +20,7 @@ pub mod http;
 pub mod moto;
 pub mod receiver;
 pub mod remote_write;
+pub mod smtp;
 pub mod stream_client;
 pub mod tls;
 
