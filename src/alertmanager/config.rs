@@ -13,11 +13,14 @@
 //! kind's own fields, defaults and checks live beside its request in
 //! [`crate::alertmanager::receivers`].
 //!
+//! Email entries take their defaults from `global.smtp_*` (see
+//! [`crate::alertmanager::receivers::email`]).
+//!
 //! Extension: `pushover_configs[].api_url` (Alertmanager 0.25 always posts to
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
 
 use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
-use crate::alertmanager::receivers::{pushover, slack, webhook};
+use crate::alertmanager::receivers::{email, pushover, slack, webhook};
 use crate::alertmanager::route::{GroupBy, Route};
 use crate::alertmanager::template::Templates;
 use crate::config::rule_files;
@@ -47,6 +50,32 @@ struct RawGlobal {
     resolve_timeout: Option<String>,
     slack_api_url: Option<String>,
     slack_api_url_file: Option<String>,
+    smtp_from: Option<String>,
+    smtp_hello: Option<String>,
+    smtp_smarthost: Option<String>,
+    smtp_auth_username: Option<String>,
+    smtp_auth_password: Option<String>,
+    smtp_auth_password_file: Option<String>,
+    smtp_auth_secret: Option<String>,
+    smtp_auth_identity: Option<String>,
+    smtp_require_tls: Option<bool>,
+}
+
+impl RawGlobal {
+    /// The `smtp_*` defaults of email entries.
+    fn smtp(&self) -> email::RawGlobalSmtp {
+        email::RawGlobalSmtp {
+            smtp_from: self.smtp_from.clone(),
+            smtp_hello: self.smtp_hello.clone(),
+            smtp_smarthost: self.smtp_smarthost.clone(),
+            smtp_auth_username: self.smtp_auth_username.clone(),
+            smtp_auth_password: self.smtp_auth_password.clone(),
+            smtp_auth_password_file: self.smtp_auth_password_file.clone(),
+            smtp_auth_secret: self.smtp_auth_secret.clone(),
+            smtp_auth_identity: self.smtp_auth_identity.clone(),
+            smtp_require_tls: self.smtp_require_tls,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +108,7 @@ struct RawInhibitRule {
 #[derive(Debug, Default, Deserialize)]
 struct RawReceiver {
     name: Option<String>,
+    email_configs: Option<Vec<email::RawEmail>>,
     slack_configs: Option<Vec<slack::RawSlack>>,
     pushover_configs: Option<Vec<pushover::RawPushover>>,
     webhook_configs: Option<Vec<webhook::RawWebhook>>,
@@ -134,6 +164,8 @@ pub struct Receiver {
 /// One `*_configs` entry.
 #[derive(Clone, Debug)]
 pub enum Integration {
+    /// `email_configs`.
+    Email(email::EmailConfig),
     /// `slack_configs`.
     Slack(slack::SlackConfig),
     /// `pushover_configs`.
@@ -146,6 +178,7 @@ impl Integration {
     /// The integration label of Alertmanager's metrics.
     pub fn kind(&self) -> &'static str {
         match self {
+            Integration::Email(_) => "email",
             Integration::Slack(_) => "slack",
             Integration::Pushover(_) => "pushover",
             Integration::Webhook(_) => "webhook",
@@ -155,6 +188,7 @@ impl Integration {
     /// `http_config.tls_config`: how the receiver's endpoint is reached over https.
     pub fn tls_config(&self) -> &TlsConfig {
         match self {
+            Integration::Email(c) => &c.tls_config,
             Integration::Slack(c) => &c.tls_config,
             Integration::Pushover(c) => &c.tls_config,
             Integration::Webhook(c) => &c.tls_config,
@@ -164,6 +198,7 @@ impl Integration {
     /// `send_resolved`.
     pub fn send_resolved(&self) -> bool {
         match self {
+            Integration::Email(c) => c.send_resolved,
             Integration::Slack(c) => c.send_resolved,
             Integration::Pushover(c) => c.send_resolved,
             Integration::Webhook(c) => c.send_resolved,
@@ -178,15 +213,6 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         "global",
         &[
             "http_config",
-            "smtp_from",
-            "smtp_hello",
-            "smtp_smarthost",
-            "smtp_auth_username",
-            "smtp_auth_password",
-            "smtp_auth_password_file",
-            "smtp_auth_secret",
-            "smtp_auth_identity",
-            "smtp_require_tls",
             "pagerduty_url",
             "opsgenie_api_url",
             "opsgenie_api_key",
@@ -205,7 +231,6 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     (
         "receivers",
         &[
-            "email_configs",
             "pagerduty_configs",
             "opsgenie_configs",
             "wechat_configs",
@@ -315,6 +340,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         _ => None,
     };
 
+    let global_smtp = global.map(RawGlobal::smtp);
     let mut receivers = Vec::new();
     let mut names = BTreeSet::new();
     let rpath = root.key("receivers");
@@ -331,6 +357,16 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
             );
         }
         let mut integrations = Vec::new();
+        for (j, c) in r.email_configs.iter().flatten().enumerate() {
+            let cpath = path.key("email_configs").index(j);
+            integrations.push(Integration::Email(email::resolve(
+                c,
+                global_smtp.as_ref(),
+                base,
+                &cpath,
+                p,
+            )));
+        }
         for (j, s) in r.slack_configs.iter().flatten().enumerate() {
             let spath = path.key("slack_configs").index(j);
             integrations.push(Integration::Slack(slack::resolve(
@@ -631,7 +667,7 @@ mod tests {
     #[test]
     fn every_problem_is_located() {
         let err = load(
-            "route:\n  receiver: nope\n  group_wait: 1x\n  colour: red\nreceivers:\n  - name: a\n    email_configs: []\n    pushover_configs:\n      - token: t\n",
+            "route:\n  receiver: nope\n  group_wait: 1x\n  colour: red\nreceivers:\n  - name: a\n    opsgenie_configs: []\n    pushover_configs:\n      - token: t\n",
         )
         .unwrap_err();
         let text = err.to_string();
@@ -644,7 +680,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("am.yml:7: receivers[0].email_configs: field email_configs is not supported by promflow yet"),
+            text.contains("am.yml:7: receivers[0].opsgenie_configs: field opsgenie_configs is not supported by promflow yet"),
             "{text}"
         );
         assert!(

@@ -7,7 +7,7 @@
 //!
 //! Contract: input is a file [`crate::alertmanager::config::NotifyConfig`] already
 //! accepted, so unreadable parts are skipped rather than reported. Covers what the
-//! built-in notifier supports (global, route, inhibit rules, Slack / Pushover /
+//! built-in notifier supports (global, route, inhibit rules, email / Slack / Pushover /
 //! webhook receivers, templates); promflow's own extension `pushover_configs[].api_url`
 //! is left out, so the text stays a valid Alertmanager file. The YAML emitter is
 //! libyaml's (through `serde_yaml_ng`), as Go's `yaml.v2` is, so quoting and line
@@ -15,6 +15,7 @@
 
 use crate::alertmanager::go_time::duration_string;
 use crate::alertmanager::matcher::{parse_matchers, Matchers};
+use crate::alertmanager::receivers::email::{canonical_header, defaults as email};
 use crate::alertmanager::receivers::pushover::defaults as pushover;
 use crate::alertmanager::receivers::slack::defaults as slack;
 use crate::config::{format_duration, parse_duration};
@@ -74,9 +75,7 @@ pub fn show(text: &str) -> String {
     if !inhibit.is_empty() {
         out.insert("inhibit_rules".into(), Value::Sequence(inhibit));
     }
-    let receivers = list(&file["receivers"], |r| {
-        receiver(r, file["global"].get("slack_api_url_file"))
-    });
+    let receivers = list(&file["receivers"], |r| receiver(r, &file["global"]));
     if !receivers.is_empty() {
         out.insert("receivers".into(), Value::Sequence(receivers));
     }
@@ -172,6 +171,17 @@ fn http_config_of(written: &Value) -> Value {
     let Some(tls) = written.get("tls_config").filter(|t| t.is_mapping()) else {
         return http_config();
     };
+    let t = tls_config_of(tls);
+    let mut m = Mapping::new();
+    m.insert("tls_config".into(), Value::Mapping(t));
+    if let Value::Mapping(defaults) = http_config() {
+        m.extend(defaults);
+    }
+    Value::Mapping(m)
+}
+
+/// A written `tls_config` as prometheus/common's `TLSConfig` marshals.
+fn tls_config_of(tls: &Value) -> Mapping {
     let mut t = Mapping::new();
     for key in [
         "ca",
@@ -202,12 +212,7 @@ fn http_config_of(written: &Value) -> Value {
             t.insert(key.into(), number.map_or_else(|| v.into(), Value::from));
         }
     }
-    let mut m = Mapping::new();
-    m.insert("tls_config".into(), Value::Mapping(t));
-    if let Value::Mapping(defaults) = http_config() {
-        m.extend(defaults);
-    }
-    Value::Mapping(m)
+    t
 }
 
 fn global(g: &Value) -> Mapping {
@@ -219,8 +224,9 @@ fn global(g: &Value) -> Mapping {
         .unwrap_or(Duration::from_secs(300));
     m.insert("resolve_timeout".into(), format_duration(timeout).into());
     m.insert("http_config".into(), http_config());
-    m.insert("smtp_hello".into(), "localhost".into());
-    m.insert("smtp_require_tls".into(), true.into());
+    for (key, value) in global_smtp(g) {
+        m.insert(key.into(), value);
+    }
     if g.get("slack_api_url").is_some() {
         m.insert("slack_api_url".into(), SECRET.into());
     }
@@ -333,15 +339,123 @@ fn inhibit_rule(r: &Value) -> Mapping {
     m
 }
 
-fn receiver(r: &Value, global_slack_url_file: Option<&Value>) -> Mapping {
+/// `global.smtp_*` in `GlobalConfig` order, defaults filled in.
+fn global_smtp(g: &Value) -> Vec<(&'static str, Value)> {
+    let mut out = Vec::new();
+    let text = |key: &str| g.get(key).and_then(string).filter(|s| !s.is_empty());
+    for key in [
+        "smtp_from",
+        "smtp_hello",
+        "smtp_smarthost",
+        "smtp_auth_username",
+        "smtp_auth_password",
+        "smtp_auth_password_file",
+        "smtp_auth_secret",
+        "smtp_auth_identity",
+    ] {
+        let value = match (key, text(key)) {
+            ("smtp_hello", None) => Some(email::HELLO.to_string()),
+            ("smtp_auth_password" | "smtp_auth_secret", Some(_)) => Some(SECRET.to_string()),
+            (_, v) => v,
+        };
+        if let Some(v) = value {
+            out.push((key, v.into()));
+        }
+    }
+    out.push(("smtp_require_tls", flag(g, "smtp_require_tls", true)));
+    out
+}
+
+/// An `email_configs` entry with the globals applied, as `EmailConfig` marshals.
+fn email(c: &Value, g: &Value) -> Mapping {
+    let mut m = Mapping::new();
+    m.insert("send_resolved".into(), flag(c, "send_resolved", false));
+    let own = |key: &str| c.get(key).and_then(string).filter(|s| !s.is_empty());
+    let global = |key: &str| g.get(key).and_then(string).filter(|s| !s.is_empty());
+    let to = own("to").unwrap_or_default();
+    m.insert("to".into(), to.clone().into());
+    let from = own("from")
+        .or_else(|| global("smtp_from"))
+        .unwrap_or_default();
+    m.insert("from".into(), from.clone().into());
+    let hello = own("hello")
+        .or_else(|| global("smtp_hello"))
+        .unwrap_or_else(|| email::HELLO.to_string());
+    m.insert("hello".into(), hello.into());
+    if let Some(v) = own("smarthost").or_else(|| global("smtp_smarthost")) {
+        m.insert("smarthost".into(), v.into());
+    }
+    if let Some(v) = own("auth_username").or_else(|| global("smtp_auth_username")) {
+        m.insert("auth_username".into(), v.into());
+    }
+    let (password, password_file) =
+        if own("auth_password").is_some() || own("auth_password_file").is_some() {
+            (own("auth_password"), own("auth_password_file"))
+        } else {
+            (
+                global("smtp_auth_password"),
+                global("smtp_auth_password_file"),
+            )
+        };
+    if password.is_some() {
+        m.insert("auth_password".into(), SECRET.into());
+    }
+    if let Some(f) = password_file {
+        m.insert("auth_password_file".into(), f.into());
+    }
+    if own("auth_secret")
+        .or_else(|| global("smtp_auth_secret"))
+        .is_some()
+    {
+        m.insert("auth_secret".into(), SECRET.into());
+    }
+    if let Some(v) = own("auth_identity").or_else(|| global("smtp_auth_identity")) {
+        m.insert("auth_identity".into(), v.into());
+    }
+    // Alertmanager fills in To, From and Subject at load; names canonical, sorted.
+    let mut headers: std::collections::BTreeMap<String, Value> = c
+        .get("headers")
+        .and_then(Value::as_mapping)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((canonical_header(&string(k)?), v.clone())))
+        .collect();
+    headers.entry("To".into()).or_insert_with(|| to.into());
+    headers.entry("From".into()).or_insert_with(|| from.into());
+    headers
+        .entry("Subject".into())
+        .or_insert_with(|| email::SUBJECT.into());
+    m.insert(
+        "headers".into(),
+        Value::Mapping(headers.into_iter().map(|(k, v)| (k.into(), v)).collect()),
+    );
+    m.insert("html".into(), text_or(c, "html", email::HTML));
+    insert_nonempty(&mut m, c, &["text"]);
+    let require_tls = c
+        .get("require_tls")
+        .or_else(|| g.get("smtp_require_tls"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    m.insert("require_tls".into(), require_tls.into());
+    if let Some(tls) = c.get("tls_config").filter(|t| t.is_mapping()) {
+        m.insert("tls_config".into(), Value::Mapping(tls_config_of(tls)));
+    }
+    m
+}
+
+fn receiver(r: &Value, global: &Value) -> Mapping {
     let mut m = Mapping::new();
     m.insert(
         "name".into(),
         r.get("name").and_then(string).unwrap_or_default().into(),
     );
-    let slack = |s: &Value| slack(s, global_slack_url_file);
+    let slack = |s: &Value| slack(s, global.get("slack_api_url_file"));
     // Alertmanager's `Receiver` struct order.
     for (key, configs) in [
+        (
+            "email_configs",
+            list(&r["email_configs"], |c| email(c, global)),
+        ),
         ("slack_configs", list(&r["slack_configs"], slack)),
         ("webhook_configs", list(&r["webhook_configs"], webhook)),
         ("pushover_configs", list(&r["pushover_configs"], pushover)),
@@ -502,5 +616,51 @@ mod tests {
             "{shown}"
         );
         assert!(shown.ends_with("templates: []\n"), "{shown}");
+    }
+
+    #[test]
+    fn shows_email_configs_as_alertmanager_0_25() {
+        // Expected: `amtool config show` against Alertmanager 0.25 with the same file.
+        let shown = show(
+            "global:\n  smtp_smarthost: 'localhost:25'\n  smtp_from: 'alertmanager@example.org'\n  smtp_auth_username: 'alertmanager'\n  smtp_auth_password: 'password'\nroute:\n  receiver: a\nreceivers:\n- name: a\n  email_configs:\n  - to: 'team-X+alerts@example.org'\n  - to: b@example.org\n    send_resolved: true\n    headers: {x-team: X}\n    text: hi\n    auth_password_file: /tmp/pw\n    tls_config: {insecure_skip_verify: true}\n",
+        );
+        let expected_global = "  smtp_from: alertmanager@example.org\n  smtp_hello: localhost\n  smtp_smarthost: localhost:25\n  smtp_auth_username: alertmanager\n  smtp_auth_password: <secret>\n  smtp_require_tls: true\n  pagerduty_url:";
+        assert!(shown.contains(expected_global), "{shown}");
+        let expected = r#"receivers:
+- name: a
+  email_configs:
+  - send_resolved: false
+    to: team-X+alerts@example.org
+    from: alertmanager@example.org
+    hello: localhost
+    smarthost: localhost:25
+    auth_username: alertmanager
+    auth_password: <secret>
+    headers:
+      From: alertmanager@example.org
+      Subject: '{{ template "email.default.subject" . }}'
+      To: team-X+alerts@example.org
+    html: '{{ template "email.default.html" . }}'
+    require_tls: true
+  - send_resolved: true
+    to: b@example.org
+    from: alertmanager@example.org
+    hello: localhost
+    smarthost: localhost:25
+    auth_username: alertmanager
+    auth_password_file: /tmp/pw
+    headers:
+      From: alertmanager@example.org
+      Subject: '{{ template "email.default.subject" . }}'
+      To: b@example.org
+      X-Team: X
+    html: '{{ template "email.default.html" . }}'
+    text: hi
+    require_tls: true
+    tls_config:
+      insecure_skip_verify: true
+templates: []
+"#;
+        assert!(shown.ends_with(expected), "{shown}");
     }
 }

@@ -347,7 +347,7 @@ impl BuiltinNotifier {
         &self,
         client: &reqwest::Client,
         kind: &'static str,
-        request: &receivers::Request,
+        request: &receivers::Delivery,
         timeout: Duration,
     ) -> Result<(), SendError> {
         let deadline = Instant::now() + timeout;

@@ -25,7 +25,7 @@
 
 use crate::alertmanager::alert::{fingerprint_hex, format_time_go_string, Alert, Nanos};
 use crate::alertmanager::go_time::{duration_string, GoTime};
-use crate::rules::template::{arg, arg_str, err, string_map, text, with_text_funcs};
+use crate::rules::template::{arg, arg_str, err, string_map, text, with_text_funcs, FuncHost};
 use gotmpl::{Template, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -98,6 +98,24 @@ impl Templates {
         self.base
             .clone()
             .parse(&rewrite_methods(text))
+            .and_then(|t| t.execute_to_string(data))
+            .map_err(|e| e.to_string())
+    }
+
+    /// Expands one config text as Go's `html/template` does (Alertmanager's
+    /// `ExecuteHTMLString`, the email `html` body): the same definitions, values
+    /// escaped for their HTML context.
+    pub fn expand_html(&self, text: &str, data: &Value) -> Result<String, String> {
+        let mut t = functions(gotmpl::html::Template::new("__html"))
+            .missing_key(gotmpl::MissingKey::ZeroValue);
+        for name in self.base.templates() {
+            if let Some(tree) = self.base.lookup(name).filter(|_| name != "__notify") {
+                t = t
+                    .add_parse_tree(name, tree.clone())
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        t.parse(&rewrite_methods(text))
             .and_then(|t| t.execute_to_string(data))
             .map_err(|e| e.to_string())
     }
@@ -315,7 +333,7 @@ fn string_list(v: &Value) -> Vec<String> {
     }
 }
 
-fn functions(template: Template) -> Template {
+fn functions<T: FuncHost>(template: T) -> T {
     with_text_funcs(template)
         .func("trimSpace", |args| {
             Ok(text(arg_str(args, 0, "trimSpace")?.trim().to_string()))

@@ -247,9 +247,40 @@ fn sample_value(labels: &Labels, value: f64) -> Value {
     ])))
 }
 
+/// A template that functions can be added to: Go's `text/template` and, for
+/// Alertmanager's HTML email bodies, `html/template`.
+pub(crate) trait FuncHost: Sized {
+    /// Adds function `name`.
+    fn func(
+        self,
+        name: &str,
+        f: impl Fn(&[Value]) -> Result<Value, gotmpl::TemplateError> + Send + Sync + 'static,
+    ) -> Self;
+}
+
+impl FuncHost for Template {
+    fn func(
+        self,
+        name: &str,
+        f: impl Fn(&[Value]) -> Result<Value, gotmpl::TemplateError> + Send + Sync + 'static,
+    ) -> Self {
+        Template::func(self, name, f)
+    }
+}
+
+impl FuncHost for gotmpl::html::Template {
+    fn func(
+        self,
+        name: &str,
+        f: impl Fn(&[Value]) -> Result<Value, gotmpl::TemplateError> + Send + Sync + 'static,
+    ) -> Self {
+        gotmpl::html::Template::func(self, name, f)
+    }
+}
+
 /// Adds the string functions Prometheus and Alertmanager templates share:
 /// `reReplaceAll`, `match`, `safeHtml`, `toUpper`, `toLower`, `title`.
-pub(crate) fn with_text_funcs(template: Template) -> Template {
+pub(crate) fn with_text_funcs<T: FuncHost>(template: T) -> T {
     template
         .func("reReplaceAll", |args| {
             let pattern = arg_str(args, 0, "reReplaceAll")?;

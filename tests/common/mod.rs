@@ -21,6 +21,7 @@ pub mod moto;
 pub mod proxy;
 pub mod receiver;
 pub mod remote_write;
+pub mod smtp;
 pub mod stream_client;
 pub mod tls;
 

@@ -5,11 +5,13 @@
 //! Alertmanager's defaults and checks, and its default texts) and its request:
 //! [`slack`], [`pushover`] and [`webhook`] each build the request body from the
 //! integration's config, the template set and the notification's [`Data`], the way
-//! Alertmanager 0.25's `notify/<kind>` packages do. Adding an integration is a file
+//! Alertmanager 0.25's `notify/<kind>` packages do; [`email`] builds a message for
+//! an SMTP smarthost instead. Adding an integration is a file
 //! here and an arm of [`crate::alertmanager::config::Integration`]. [`send`] POSTs it and classifies
 //! the outcome like Alertmanager's `Retrier`: 2xx is delivered, 5xx and transport
 //! errors may be retried, anything else is a permanent failure.
 
+pub mod email;
 pub mod pushover;
 pub mod slack;
 pub mod webhook;
@@ -27,6 +29,15 @@ pub struct Request {
     pub content_type: &'static str,
     /// Body.
     pub body: Vec<u8>,
+}
+
+/// What one integration sends for one notification.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// An HTTP POST.
+    Http(Request),
+    /// A message for an SMTP smarthost.
+    Email(Box<email::Email>),
 }
 
 /// Why a request failed.
@@ -52,16 +63,31 @@ pub fn build_request(
     templates: &Templates,
     data: &Data,
     group_key: &str,
-) -> Result<Request, String> {
+) -> Result<Delivery, String> {
     match integration {
-        Integration::Slack(c) => slack::request(c, templates, data),
-        Integration::Pushover(c) => pushover::request(c, templates, data),
-        Integration::Webhook(c) => Ok(webhook::request(c, data, group_key)),
+        Integration::Slack(c) => slack::request(c, templates, data).map(Delivery::Http),
+        Integration::Pushover(c) => pushover::request(c, templates, data).map(Delivery::Http),
+        Integration::Webhook(c) => Ok(Delivery::Http(webhook::request(c, data, group_key))),
+        Integration::Email(c) => {
+            email::request(c, templates, data).map(|e| Delivery::Email(Box::new(e)))
+        }
+    }
+}
+
+/// Sends `delivery` once (`client` carries HTTP requests).
+pub async fn send(
+    client: &reqwest::Client,
+    delivery: &Delivery,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    match delivery {
+        Delivery::Http(request) => post(client, request, timeout).await,
+        Delivery::Email(e) => email::send(e, timeout).await,
     }
 }
 
 /// POSTs `request` once.
-pub async fn send(
+async fn post(
     client: &reqwest::Client,
     request: &Request,
     timeout: Duration,
