@@ -1,4 +1,4 @@
-//! promflow's dataflow layer: the only crate that touches timely and differential types.
+//! promflow's dataflow layer: the only crate that touches timely types.
 //!
 //! The service talks to it through a small API ([`Engine`]): feed sample batches,
 //! advance the watermark, read maintained outputs. It knows nothing of HTTP, config
