@@ -21,6 +21,7 @@
 
 use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
 use crate::alertmanager::receivers::{email, pushover, slack, webhook};
+use crate::alertmanager::receivers::{msteams, sns, webex, wechat};
 use crate::alertmanager::route::{GroupBy, Route};
 use crate::alertmanager::template::Templates;
 use crate::config::rule_files;
@@ -59,6 +60,10 @@ struct RawGlobal {
     smtp_auth_secret: Option<String>,
     smtp_auth_identity: Option<String>,
     smtp_require_tls: Option<bool>,
+    webex_api_url: Option<String>,
+    wechat_api_url: Option<String>,
+    wechat_api_secret: Option<String>,
+    wechat_api_corp_id: Option<String>,
 }
 
 impl RawGlobal {
@@ -74,6 +79,15 @@ impl RawGlobal {
             smtp_auth_secret: self.smtp_auth_secret.clone(),
             smtp_auth_identity: self.smtp_auth_identity.clone(),
             smtp_require_tls: self.smtp_require_tls,
+        }
+    }
+
+    /// The `wechat_*` defaults of WeChat entries.
+    fn wechat(&self) -> wechat::RawGlobalWechat {
+        wechat::RawGlobalWechat {
+            api_url: self.wechat_api_url.clone(),
+            api_secret: self.wechat_api_secret.clone(),
+            corp_id: self.wechat_api_corp_id.clone(),
         }
     }
 }
@@ -112,6 +126,10 @@ struct RawReceiver {
     slack_configs: Option<Vec<slack::RawSlack>>,
     pushover_configs: Option<Vec<pushover::RawPushover>>,
     webhook_configs: Option<Vec<webhook::RawWebhook>>,
+    webex_configs: Option<Vec<webex::RawWebex>>,
+    wechat_configs: Option<Vec<wechat::RawWechat>>,
+    sns_configs: Option<Vec<sns::RawSns>>,
+    msteams_configs: Option<Vec<msteams::RawMsteams>>,
 }
 
 /// A receiver's `http_config` (prometheus/common's HTTP client settings); only
@@ -172,6 +190,14 @@ pub enum Integration {
     Pushover(pushover::PushoverConfig),
     /// `webhook_configs`.
     Webhook(webhook::WebhookConfig),
+    /// `webex_configs`.
+    Webex(webex::WebexConfig),
+    /// `wechat_configs`.
+    Wechat(wechat::WechatConfig),
+    /// `sns_configs`.
+    Sns(sns::SnsConfig),
+    /// `msteams_configs` (Alertmanager 0.26+).
+    Msteams(msteams::MsteamsConfig),
 }
 
 impl Integration {
@@ -182,6 +208,10 @@ impl Integration {
             Integration::Slack(_) => "slack",
             Integration::Pushover(_) => "pushover",
             Integration::Webhook(_) => "webhook",
+            Integration::Webex(_) => "webex",
+            Integration::Wechat(_) => "wechat",
+            Integration::Sns(_) => "sns",
+            Integration::Msteams(_) => "msteams",
         }
     }
 
@@ -192,6 +222,10 @@ impl Integration {
             Integration::Slack(c) => &c.tls_config,
             Integration::Pushover(c) => &c.tls_config,
             Integration::Webhook(c) => &c.tls_config,
+            Integration::Webex(c) => &c.tls_config,
+            Integration::Wechat(c) => &c.tls_config,
+            Integration::Sns(c) => &c.tls_config,
+            Integration::Msteams(c) => &c.tls_config,
         }
     }
 
@@ -202,6 +236,10 @@ impl Integration {
             Integration::Slack(c) => c.send_resolved,
             Integration::Pushover(c) => c.send_resolved,
             Integration::Webhook(c) => c.send_resolved,
+            Integration::Webex(c) => c.send_resolved,
+            Integration::Wechat(c) => c.send_resolved,
+            Integration::Sns(c) => c.send_resolved,
+            Integration::Msteams(c) => c.send_resolved,
         }
     }
 }
@@ -217,14 +255,10 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
             "opsgenie_api_url",
             "opsgenie_api_key",
             "opsgenie_api_key_file",
-            "wechat_api_url",
-            "wechat_api_secret",
-            "wechat_api_corp_id",
             "victorops_api_url",
             "victorops_api_key",
             "victorops_api_key_file",
             "telegram_api_url",
-            "webex_api_url",
         ],
     ),
     ("route", &["mute_time_intervals", "active_time_intervals"]),
@@ -233,14 +267,12 @@ const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
         &[
             "pagerduty_configs",
             "opsgenie_configs",
-            "wechat_configs",
             "victorops_configs",
-            "sns_configs",
             "telegram_configs",
-            "webex_configs",
         ],
     ),
     ("slack_configs", &["actions"]),
+    ("sns_configs", &["http_config"]),
     // A receiver's `http_config`: the fields promflow's own config lacks too, and auth.
     ("http_config", &["basic_auth", "authorization"]),
     ("inhibit_rules", &[]),
@@ -341,6 +373,20 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
     };
 
     let global_smtp = global.map(RawGlobal::smtp);
+    for (key, url) in [
+        (
+            "webex_api_url",
+            global.and_then(|g| g.webex_api_url.as_ref()),
+        ),
+        (
+            "wechat_api_url",
+            global.and_then(|g| g.wechat_api_url.as_ref()),
+        ),
+    ] {
+        if let Some(Err(e)) = url.map(|u| check_http_url(u)) {
+            p.push(gpath.key(key), e);
+        }
+    }
     let mut receivers = Vec::new();
     let mut names = BTreeSet::new();
     let rpath = root.key("receivers");
@@ -384,6 +430,26 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         for (j, c) in r.webhook_configs.iter().flatten().enumerate() {
             let cpath = path.key("webhook_configs").index(j);
             integrations.push(Integration::Webhook(webhook::resolve(c, base, &cpath, p)));
+        }
+        for (j, c) in r.webex_configs.iter().flatten().enumerate() {
+            let cpath = path.key("webex_configs").index(j);
+            let global_url = global.and_then(|g| g.webex_api_url.as_deref());
+            integrations.push(Integration::Webex(webex::resolve(
+                c, global_url, base, &cpath, p,
+            )));
+        }
+        for (j, c) in r.wechat_configs.iter().flatten().enumerate() {
+            let cpath = path.key("wechat_configs").index(j);
+            let g = global.map(RawGlobal::wechat).unwrap_or_default();
+            integrations.push(Integration::Wechat(wechat::resolve(c, &g, base, &cpath, p)));
+        }
+        for (j, c) in r.sns_configs.iter().flatten().enumerate() {
+            let cpath = path.key("sns_configs").index(j);
+            integrations.push(Integration::Sns(sns::resolve(c, &cpath, p)));
+        }
+        for (j, c) in r.msteams_configs.iter().flatten().enumerate() {
+            let cpath = path.key("msteams_configs").index(j);
+            integrations.push(Integration::Msteams(msteams::resolve(c, base, &cpath, p)));
         }
         receivers.push(Receiver { name, integrations });
     }

@@ -69,7 +69,9 @@ pub use validate::{
 };
 
 pub(crate) use locate::{FieldPath, PathSegment, YamlLocator};
+pub(crate) use raw::RawAuthorization;
 use raw::RawConfig;
+pub(crate) use validate::resolve_authorization;
 pub(crate) use validate::Problems;
 
 /// The config used when promflow runs without `--config.file`: scrape promflow

@@ -18,6 +18,7 @@ pub mod exporter;
 pub mod exposition;
 pub mod http;
 pub mod moto;
+pub mod notify_pair;
 pub mod proxy;
 pub mod receiver;
 pub mod remote_write;

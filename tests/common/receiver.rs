@@ -61,6 +61,8 @@ pub struct CaptureServer {
     port: u16,
     requests: Arc<Mutex<Vec<Captured>>>,
     statuses: Arc<Mutex<VecDeque<u16>>>,
+    /// Answer bodies by path prefix (the first match wins; else `ok`).
+    answers: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl CaptureServer {
@@ -69,7 +71,8 @@ impl CaptureServer {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let statuses: Arc<Mutex<VecDeque<u16>>> = Arc::new(Mutex::new(VecDeque::new()));
-        let (sink, script) = (requests.clone(), statuses.clone());
+        let answers: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
+        let (sink, script, bodies) = (requests.clone(), statuses.clone(), answers.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -105,6 +108,12 @@ impl CaptureServer {
                 if reader.read_exact(&mut body).is_err() {
                     continue;
                 }
+                let answer = bodies
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+                    .map_or_else(|| "ok".to_string(), |(_, b)| b.clone());
                 sink.lock().unwrap().push(Captured {
                     method,
                     path,
@@ -115,7 +124,8 @@ impl CaptureServer {
                 let status = script.lock().unwrap().pop_front().unwrap_or(200);
                 let reason = if status == 200 { "OK" } else { "Error" };
                 let reply = format!(
-                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
                 );
                 let _ = stream.write_all(reply.as_bytes());
             }
@@ -124,7 +134,17 @@ impl CaptureServer {
             port,
             requests,
             statuses,
+            answers,
         }
+    }
+
+    /// Answers requests whose path starts with `path_prefix` with `body` (e.g. a
+    /// service's JSON answer) instead of `ok`.
+    pub fn answer(&self, path_prefix: &str, body: &str) {
+        self.answers
+            .lock()
+            .unwrap()
+            .push((path_prefix.to_string(), body.to_string()));
     }
 
     pub fn url(&self, path: &str) -> String {

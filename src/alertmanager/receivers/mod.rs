@@ -12,12 +12,17 @@
 //! errors may be retried, anything else is a permanent failure.
 
 pub mod email;
+pub mod msteams;
 pub mod pushover;
 pub mod slack;
+pub mod sns;
+pub mod webex;
 pub mod webhook;
+pub mod wechat;
 
 use crate::alertmanager::config::Integration;
 use crate::alertmanager::template::{Data, Templates};
+use crate::config::Secret;
 use std::time::Duration;
 
 /// An HTTP request ready to send.
@@ -38,6 +43,12 @@ pub enum Delivery {
     Http(Request),
     /// A message for an SMTP smarthost.
     Email(Box<email::Email>),
+    /// An HTTP POST with an `Authorization` header (`http_config.authorization`).
+    AuthorizedHttp(Request, Secret),
+    /// WeChat's token request, then its message POST.
+    Wechat(Box<wechat::Message>),
+    /// An SNS `Publish` call.
+    Sns(Box<sns::Publish>),
 }
 
 /// Why a request failed.
@@ -71,6 +82,10 @@ pub fn build_request(
         Integration::Email(c) => {
             email::request(c, templates, data).map(|e| Delivery::Email(Box::new(e)))
         }
+        Integration::Webex(c) => webex::request(c, templates, data),
+        Integration::Wechat(c) => wechat::request(c, templates, data).map(Delivery::Wechat),
+        Integration::Sns(c) => sns::request(c, templates, data, group_key).map(Delivery::Sns),
+        Integration::Msteams(c) => msteams::request(c, templates, data).map(Delivery::Http),
     }
 }
 
@@ -81,21 +96,31 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<(), SendError> {
     match delivery {
-        Delivery::Http(request) => post(client, request, timeout).await,
+        Delivery::Http(request) => post(client, request, None, timeout).await,
         Delivery::Email(e) => email::send(e, timeout).await,
+        Delivery::AuthorizedHttp(request, authorization) => {
+            post(client, request, Some(authorization), timeout).await
+        }
+        Delivery::Wechat(m) => wechat::send(client, m, timeout).await,
+        Delivery::Sns(p) => sns::send(p, timeout).await,
     }
 }
 
-/// POSTs `request` once.
+/// POSTs `request` once, with `authorization` as its `Authorization` header if set.
 async fn post(
     client: &reqwest::Client,
     request: &Request,
+    authorization: Option<&Secret>,
     timeout: Duration,
 ) -> Result<(), SendError> {
-    let response = client
+    let mut builder = client
         .post(&request.url)
         .timeout(timeout)
-        .header("Content-Type", request.content_type)
+        .header("Content-Type", request.content_type);
+    if let Some(a) = authorization {
+        builder = builder.header("Authorization", a.expose());
+    }
+    let response = builder
         .body(request.body.clone())
         .send()
         .await
@@ -110,17 +135,7 @@ async fn post(
         return Ok(());
     }
     let body = response.text().await.unwrap_or_default();
-    let message = format!(
-        "unexpected status code {} from {}: {}",
-        status.as_u16(),
-        redact(&request.url),
-        body.chars().take(200).collect::<String>()
-    );
-    if status.is_server_error() {
-        Err(SendError::Retryable(message))
-    } else {
-        Err(SendError::Permanent(message))
-    }
+    Err(status_error(status.as_u16(), &request.url, &body))
 }
 
 /// The URL without its path and query, which hold secrets for Slack and Pushover.
@@ -128,6 +143,21 @@ fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")),
         Err(_) => "<url>".into(),
+    }
+}
+
+/// How a failed HTTP exchange is classified from its status (Alertmanager's
+/// `Retrier.Check`): 5xx may be retried, anything else may not; `body` says why.
+pub(crate) fn status_error(status: u16, url: &str, body: &str) -> SendError {
+    let message = format!(
+        "unexpected status code {status} from {}: {}",
+        redact(url),
+        body.chars().take(200).collect::<String>()
+    );
+    if (500..600).contains(&status) {
+        SendError::Retryable(message)
+    } else {
+        SendError::Permanent(message)
     }
 }
 
@@ -139,6 +169,22 @@ pub fn truncate_runes(s: String, n: usize) -> String {
     let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// Alertmanager's `TruncateInBytes`: at most `n` bytes, the last three `…`, cut at a
+/// character boundary.
+pub fn truncate_bytes(s: String, n: usize) -> String {
+    if s.len() <= n {
+        return s;
+    }
+    if n <= 3 {
+        return if n == 3 { "…".into() } else { ".".repeat(n) };
+    }
+    let mut end = n - 3;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// Expands templates, keeping the first error (Alertmanager's `tmplText`).

@@ -1,0 +1,150 @@
+//! Microsoft Teams incoming webhooks: the legacy MessageCard of Alertmanager
+//! 0.26/0.27's `notify/msteams` (not in 0.25) — JSON `@context`
+//! (`http://schema.org/extensions`), `type` (`MessageCard`), `title`, `summary`,
+//! `text` and `themeColor` (`8C1A1A` while any alert fires, `2DC72D` when all are
+//! resolved), POSTed to `webhook_url` or the URL read from `webhook_url_file` at each
+//! send.
+//!
+//! Config checks as Alertmanager 0.28's (0.27 refuses `webhook_url_file` without
+//! `webhook_url`, a bug fixed later): exactly one of `webhook_url` and
+//! `webhook_url_file`; `send_resolved` defaults to true; `title`, `summary` and `text`
+//! default to `msteams.default.*`.
+
+use super::{Expander, Request};
+use crate::alertmanager::config::{
+    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+};
+use crate::alertmanager::template::{Data, Templates};
+use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use serde::Deserialize;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+/// `themeColor` while alerts fire.
+const COLOR_FIRING: &str = "8C1A1A";
+/// `themeColor` once all are resolved.
+const COLOR_RESOLVED: &str = "2DC72D";
+
+/// The MessageCard POST for `data`.
+pub fn request(c: &MsteamsConfig, templates: &Templates, data: &Data) -> Result<Request, String> {
+    let mut t = Expander::new(templates, data);
+    let title = t.expand(&c.title);
+    let text = t.expand(&c.text);
+    let summary = t.expand(&c.summary);
+    t.finish()?;
+    let url = match &c.webhook_url {
+        WebhookUrl::Inline(u) => u.expose().to_string(),
+        WebhookUrl::File(f) => std::fs::read_to_string(f)
+            .map_err(|e| format!("read webhook_url_file: {e}"))?
+            .trim()
+            .to_string(),
+    };
+    let color = if data.status == "firing" {
+        COLOR_FIRING
+    } else {
+        COLOR_RESOLVED
+    };
+    let card = json!({
+        "@context": "http://schema.org/extensions",
+        "type": "MessageCard",
+        "title": title,
+        "summary": summary,
+        "text": text,
+        "themeColor": color,
+    });
+    Ok(Request {
+        url,
+        content_type: "application/json",
+        body: serde_json::to_vec(&card).unwrap_or_default(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Config
+
+/// Alertmanager 0.27's default texts of a Teams config (`DefaultMSTeamsConfig`).
+pub mod defaults {
+    /// `title`.
+    pub const TITLE: &str = r#"{{ template "msteams.default.title" . }}"#;
+    /// `summary`.
+    pub const SUMMARY: &str = r#"{{ template "msteams.default.summary" . }}"#;
+    /// `text`.
+    pub const TEXT: &str = r#"{{ template "msteams.default.text" . }}"#;
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawMsteams {
+    send_resolved: Option<bool>,
+    webhook_url: Option<String>,
+    webhook_url_file: Option<String>,
+    title: Option<String>,
+    summary: Option<String>,
+    text: Option<String>,
+    http_config: Option<RawHttpConfig>,
+}
+
+/// Where the card goes.
+#[derive(Clone, Debug)]
+pub enum WebhookUrl {
+    /// `webhook_url`.
+    Inline(Secret),
+    /// `webhook_url_file`, read at each send.
+    File(PathBuf),
+}
+
+/// `msteams_configs` entry.
+#[derive(Clone, Debug)]
+pub struct MsteamsConfig {
+    /// Defaults to true.
+    pub send_resolved: bool,
+    /// `webhook_url` or `webhook_url_file`.
+    pub webhook_url: WebhookUrl,
+    /// Template.
+    pub title: String,
+    /// Template.
+    pub summary: String,
+    /// Template.
+    pub text: String,
+    /// `http_config.tls_config`.
+    pub tls_config: TlsConfig,
+}
+
+/// Resolves one `msteams_configs` entry, adding its problems.
+pub(crate) fn resolve(
+    c: &RawMsteams,
+    base: &Path,
+    path: &FieldPath,
+    p: &mut Problems,
+) -> MsteamsConfig {
+    let webhook_url = match (&c.webhook_url, &c.webhook_url_file) {
+        (Some(_), Some(_)) => {
+            p.push(
+                path.clone(),
+                "at most one of webhook_url & webhook_url_file must be configured",
+            );
+            WebhookUrl::Inline(Secret::new(""))
+        }
+        (Some(u), None) => {
+            if let Err(e) = check_http_url(u) {
+                p.push(path.key("webhook_url"), e);
+            }
+            WebhookUrl::Inline(Secret::new(u.clone()))
+        }
+        (None, Some(f)) => WebhookUrl::File(base.join(f)),
+        (None, None) => {
+            p.push(
+                path.clone(),
+                "one of webhook_url or webhook_url_file must be configured",
+            );
+            WebhookUrl::Inline(Secret::new(""))
+        }
+    };
+    MsteamsConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        webhook_url,
+        title: template_or(&c.title, defaults::TITLE),
+        summary: template_or(&c.summary, defaults::SUMMARY),
+        text: template_or(&c.text, defaults::TEXT),
+        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+    }
+}

@@ -1,0 +1,153 @@
+//! Webex: the message POST of Alertmanager 0.25's `notify/webex` — JSON
+//! `{"markdown": <message>, "roomId": <room_id>}` to `api_url` (by default
+//! `global.webex_api_url`, `https://webexapis.com/v1/messages`), the message cut to
+//! Webex's 7439 bytes (`TruncateInBytes`: the last three `…`, cut at a character
+//! boundary; Alertmanager 0.25 panics instead when such a text has fewer than 7436
+//! characters), the bot token sent as the
+//! `Authorization` header of `http_config.authorization`, which is required.
+//!
+//! Config checks as Alertmanager's: `room_id` and `http_config.authorization` are
+//! required; `room_id` is sent as written (not a template); `send_resolved` defaults
+//! to true.
+
+use super::{truncate_bytes, Delivery, Expander, Request};
+use crate::alertmanager::config::{check_http_url, template_or};
+use crate::alertmanager::template::{Data, Templates};
+use crate::config::{
+    resolve_authorization, resolve_tls_config, Authorization, FieldPath, Problems,
+    RawAuthorization, RawTlsConfig, Secret, TlsConfig,
+};
+use serde::Deserialize;
+use serde_json::{json, Map};
+use std::path::Path;
+
+/// The most Webex accepts in a message, in bytes.
+const MAX_MESSAGE_BYTES: usize = 7439;
+
+/// Alertmanager 0.25's `global.webex_api_url`.
+pub const DEFAULT_API_URL: &str = "https://webexapis.com/v1/messages";
+
+/// The authorized POST for `data`.
+pub fn request(c: &WebexConfig, templates: &Templates, data: &Data) -> Result<Delivery, String> {
+    let mut t = Expander::new(templates, data);
+    let message = truncate_bytes(t.expand(&c.message), MAX_MESSAGE_BYTES);
+    t.finish()?;
+    let mut body = Map::new();
+    body.insert("markdown".into(), json!(message));
+    if !c.room_id.is_empty() {
+        body.insert("roomId".into(), json!(c.room_id));
+    }
+    // Without credentials prometheus/common still sends the type (`Bearer `).
+    let a = &c.authorization;
+    let authorization = match (&a.credentials, &a.credentials_file) {
+        (None, None) => format!("{} ", a.kind),
+        (_, file) => a.header_value().ok_or_else(|| {
+            format!(
+                "unable to read authorization credentials file {}",
+                file.as_deref().unwrap_or(Path::new("")).display()
+            )
+        })?,
+    };
+    Ok(Delivery::AuthorizedHttp(
+        Request {
+            url: c.api_url.clone(),
+            content_type: "application/json",
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+        },
+        Secret::new(authorization),
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// Config
+
+/// Alertmanager 0.25's default texts of a Webex config (`DefaultWebexConfig`).
+pub mod defaults {
+    /// `message`.
+    pub const MESSAGE: &str = r#"{{ template "webex.default.message" . }}"#;
+}
+
+/// A Webex entry's `http_config`: `authorization` and `tls_config`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawWebexHttpConfig {
+    authorization: Option<RawAuthorization>,
+    tls_config: Option<RawTlsConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawWebex {
+    send_resolved: Option<bool>,
+    api_url: Option<String>,
+    message: Option<String>,
+    room_id: Option<String>,
+    http_config: Option<RawWebexHttpConfig>,
+}
+
+/// `webex_configs` entry.
+#[derive(Clone, Debug)]
+pub struct WebexConfig {
+    /// Defaults to true.
+    pub send_resolved: bool,
+    /// Where to POST.
+    pub api_url: String,
+    /// Template.
+    pub message: String,
+    /// `room_id`, as written.
+    pub room_id: String,
+    /// `http_config.authorization`.
+    pub authorization: Authorization,
+    /// `http_config.tls_config`.
+    pub tls_config: TlsConfig,
+}
+
+/// Resolves one `webex_configs` entry (`global_url`: `global.webex_api_url`), adding
+/// its problems.
+pub(crate) fn resolve(
+    c: &RawWebex,
+    global_url: Option<&str>,
+    base: &Path,
+    path: &FieldPath,
+    p: &mut Problems,
+) -> WebexConfig {
+    let room_id = c.room_id.clone().unwrap_or_default();
+    if room_id.is_empty() {
+        p.push(path.key("room_id"), "missing room_id on webex_config");
+    }
+    let http_path = path.key("http_config");
+    let authorization = match c
+        .http_config
+        .as_ref()
+        .and_then(|h| h.authorization.as_ref())
+    {
+        Some(a) => resolve_authorization(a, base, &http_path.key("authorization"), p),
+        None => {
+            p.push(
+                http_path.clone(),
+                "missing webex_configs.http_config.authorization",
+            );
+            Authorization {
+                kind: "Bearer".into(),
+                credentials: None,
+                credentials_file: None,
+            }
+        }
+    };
+    let api_url = match &c.api_url {
+        Some(u) => {
+            if let Err(e) = check_http_url(u) {
+                p.push(path.key("api_url"), e);
+            }
+            u.clone()
+        }
+        None => global_url.unwrap_or(DEFAULT_API_URL).to_string(),
+    };
+    let tls = c.http_config.as_ref().and_then(|h| h.tls_config.as_ref());
+    WebexConfig {
+        send_resolved: c.send_resolved.unwrap_or(true),
+        api_url,
+        message: template_or(&c.message, defaults::MESSAGE),
+        room_id,
+        authorization,
+        tls_config: resolve_tls_config(tls, base, &http_path.key("tls_config"), p),
+    }
+}
