@@ -53,27 +53,32 @@ impl std::ops::Deref for Moto {
     }
 }
 
+/// A bare moto_server (every AWS API it mocks, nothing created), ready to answer.
+pub fn spawn_moto() -> Peer {
+    let bin = moto_server_bin();
+    let dir = tempfile::Builder::new()
+        .prefix("moto-test-")
+        .tempdir()
+        .expect("temp dir");
+    spawn_peer(
+        "moto_server",
+        Path::new(&bin),
+        dir,
+        "/moto-api/",
+        |_, addr| {
+            vec![
+                "-H".into(),
+                addr.ip().to_string(),
+                "-p".into(),
+                addr.port().to_string(),
+            ]
+        },
+    )
+}
+
 impl Moto {
     pub fn start() -> Moto {
-        let bin = moto_server_bin();
-        let dir = tempfile::Builder::new()
-            .prefix("moto-test-")
-            .tempdir()
-            .expect("temp dir");
-        let peer = spawn_peer(
-            "moto_server",
-            Path::new(&bin),
-            dir,
-            "/moto-api/",
-            |_, addr| {
-                vec![
-                    "-H".into(),
-                    addr.ip().to_string(),
-                    "-p".into(),
-                    addr.port().to_string(),
-                ]
-            },
-        );
+        let peer = spawn_moto();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
