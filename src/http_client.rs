@@ -14,6 +14,9 @@
 //! Files are read when a client is built (Prometheus re-reads them on change; promflow
 //! reads them again on the next reload, see [`tls_files_fingerprint`]).
 //!
+//! Also the AWS SDK's side ([`aws_config_loader`]): its own HTTP client (hyper 1, rustls
+//! on `ring`, the system's roots), shared by EC2 discovery and the SNS receiver.
+//!
 //! Limit: `server_name` changes which name the server certificate must be valid for;
 //! the SNI sent is still the URL's host (reqwest derives it from the URL).
 
@@ -652,6 +655,59 @@ fn alert_text(alert: rustls::AlertDescription) -> String {
             words
         }
     }
+}
+
+/// The AWS SDK's config loader for one of promflow's AWS clients (EC2 discovery, the
+/// SNS receiver): the SDK's HTTP client on hyper 1 with rustls on `ring` and the
+/// system's roots (it speaks plain HTTP too, for an endpoint such as moto on
+/// loopback), `timeout` per operation, and `region`, `profile` and static
+/// `credentials` (access and secret key) where set; the SDK's default chain supplies
+/// the rest. `source` names the static credentials in the SDK's logs.
+pub fn aws_config_loader(
+    region: &str,
+    profile: &str,
+    credentials: Option<(&str, &str)>,
+    timeout: std::time::Duration,
+    source: &'static str,
+) -> aws_config::ConfigLoader {
+    use aws_smithy_http_client::tls;
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_timeout(timeout)
+                .build(),
+        );
+    if !region.is_empty() {
+        loader = loader.region(aws_config::Region::new(region.to_string()));
+    }
+    if !profile.is_empty() {
+        loader = loader.profile_name(profile);
+    }
+    if let Some((access_key, secret_key)) = credentials {
+        loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            access_key, secret_key, None, None, source,
+        ));
+    }
+    loader
+}
+
+/// An error and its sources on one line (the AWS SDK's top level alone says only
+/// "service error").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::notify_pair::{alert, now, promflow_check, NotifyPair};
+use common::notify_pair::{alert, now, promflow_check, NotifyPair, ROUTE};
 use common::receiver::{CaptureServer, Captured};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -32,7 +32,7 @@ fn oracle_config(server: &CaptureServer, templates: &str) -> String {
         )
     };
     format!(
-        "templates: ['{templates}']\nroute:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: team\n    webex_configs:\n{}{}{}{}",
+        "templates: ['{templates}']\n{ROUTE}receivers:\n  - name: team\n    webex_configs:\n{}{}{}{}",
         webex("/title", r#"{{ template "msteams.default.title" . }}"#),
         webex("/summary", r#"{{ template "msteams.default.summary" . }}"#),
         webex("/text", r#"{{ template "msteams.default.text" . }}"#),
@@ -42,7 +42,7 @@ fn oracle_config(server: &CaptureServer, templates: &str) -> String {
 
 fn promflow_config(server: &CaptureServer, url_file: &str) -> String {
     format!(
-        "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: team\n    msteams_configs:\n      - webhook_url: {}\n      - webhook_url_file: {url_file}\n        send_resolved: false\n        title: '{CUSTOM_TITLE}'\n",
+        "{ROUTE}receivers:\n  - name: team\n    msteams_configs:\n      - webhook_url: {}\n      - webhook_url_file: {url_file}\n        send_resolved: false\n        title: '{CUSTOM_TITLE}'\n",
         server.url("/webhookb2/default"),
     )
 }

@@ -15,11 +15,9 @@
 
 mod common;
 
-use aws_sdk_sns::config::{BehaviorVersion, Credentials, Region};
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use common::http;
-use common::moto::spawn_moto;
-use common::notify_pair::{alert, assert_same_verdict, now, NotifyPair};
+use common::moto::{sdk_config, spawn_moto};
+use common::notify_pair::{alert, assert_same_verdict, now, NotifyPair, ROUTE};
 use common::Peer;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -33,18 +31,7 @@ fn prepare(moto: &Peer) -> String {
         .enable_all()
         .build()
         .unwrap();
-    let config = aws_sdk_sns::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(moto.url(""))
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .http_client(
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .build_https(),
-        )
-        .build();
-    let client = aws_sdk_sns::Client::from_conf(config);
+    let client = aws_sdk_sns::Client::new(&sdk_config(moto));
     runtime.block_on(async {
         client
             .create_topic()
@@ -81,13 +68,7 @@ fn prepare(moto: &Peer) -> String {
 fn config(moto: &Peer, endpoint_arn: &str) -> String {
     format!(
         r#"
-route:
-  receiver: team
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
+{ROUTE}receivers:
   - name: team
     sns_configs:
       - api_url: {url}

@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::notify_pair::{alert, assert_same_verdict, now, NotifyPair};
+use common::notify_pair::{alert, assert_same_verdict, now, NotifyPair, ROUTE};
 use common::receiver::{CaptureServer, Captured};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -19,13 +19,7 @@ use std::time::Duration;
 fn config(server: &CaptureServer, token_file: &str) -> String {
     format!(
         r#"
-route:
-  receiver: team
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
+{ROUTE}receivers:
   - name: team
     webex_configs:
       - api_url: {url}/v1/messages

@@ -14,7 +14,7 @@
 mod common;
 
 use common::alertmanager::EXTERNAL_URL;
-use common::notify_pair::{alert, assert_same_verdict, now, NotifyPair};
+use common::notify_pair::{alert, assert_same_verdict, now, NotifyPair, ROUTE};
 use common::receiver::{CaptureServer, Captured};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -39,13 +39,7 @@ global:
   wechat_api_url: {url}/cgi-bin
   wechat_api_secret: 's3cret&='
   wechat_api_corp_id: corp1
-route:
-  receiver: team
-  group_by: [alertname]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
+{ROUTE}receivers:
   - name: team
     wechat_configs:
       - to_user: '@all'

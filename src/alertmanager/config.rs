@@ -15,6 +15,8 @@
 //!
 //! Email entries take their defaults from `global.smtp_*` (see
 //! [`crate::alertmanager::receivers::email`]).
+//! Webex and WeChat entries take theirs from `global.webex_api_url` and
+//! `global.wechat_*`.
 //!
 //! Extension: `pushover_configs[].api_url` (Alertmanager 0.25 always posts to
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.

@@ -25,11 +25,9 @@ use super::{
     join_host_port, sanitize_label_name, DiscoveryError, LabelMap, TargetGroup, ADDRESS_LABEL,
 };
 use crate::config::Ec2SdConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::config::Credentials;
+use crate::http_client::{aws_config_loader, error_chain};
 use aws_sdk_ec2::types::{Filter, Instance, Reservation};
 use aws_sdk_ec2::Client;
-use aws_smithy_http_client::tls;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -145,48 +143,20 @@ impl Refresh for Ec2Discovery {
     }
 }
 
-/// The SDK's error with its sources (the top level alone says only "service error").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
 async fn build_client(config: &Ec2SdConfig) -> Result<(Client, String), DiscoveryError> {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .operation_timeout(OPERATION_TIMEOUT)
-                .build(),
-        );
-    if !config.region.is_empty() {
-        loader = loader.region(Region::new(config.region.clone()));
-    }
+    let credentials = match (config.access_key.as_str(), &config.secret_key) {
+        ("", _) | (_, None) => None,
+        (key, Some(secret)) => Some((key, secret.expose())),
+    };
+    let mut loader = aws_config_loader(
+        &config.region,
+        &config.profile,
+        credentials,
+        OPERATION_TIMEOUT,
+        "ec2_sd_configs",
+    );
     if !config.endpoint.is_empty() {
         loader = loader.endpoint_url(&config.endpoint);
-    }
-    if !config.profile.is_empty() {
-        loader = loader.profile_name(&config.profile);
-    }
-    if let (false, Some(secret)) = (config.access_key.is_empty(), &config.secret_key) {
-        loader = loader.credentials_provider(Credentials::new(
-            &config.access_key,
-            secret.expose(),
-            None,
-            None,
-            "ec2_sd_configs",
-        ));
     }
     let mut sdk_config = loader.load().await;
     let region = sdk_config

@@ -1,6 +1,6 @@
 //! A real EC2 API for discovery tests: `moto_server` (PyPI `moto[server]`) on a free
 //! port of 127.0.0.1, plus a small aws-sdk-ec2 client to create, stop and terminate
-//! instances in it.
+//! instances in it. [`spawn_moto`] and [`sdk_config`] serve other AWS APIs (SNS).
 //!
 //! The binary is `$MOTO_SERVER_BIN` (set by `.ci/test`), else `<repo>/.venv/bin/moto_server`;
 //! if neither exists the test panics with the install command. Instances get private
@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ec2::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_ec2::types::{
     AttributeBooleanValue, InstanceType, ResourceType, Tag, TagSpecification,
 };
@@ -76,6 +76,23 @@ pub fn spawn_moto() -> Peer {
     )
 }
 
+/// What an AWS SDK client of `moto` needs: its endpoint, [`REGION`], test keys.
+pub fn sdk_config(moto: &Peer) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(moto.url(""))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "test",
+        )))
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https(),
+        )
+        .build()
+}
+
 impl Moto {
     pub fn start() -> Moto {
         let peer = spawn_moto();
@@ -83,18 +100,7 @@ impl Moto {
             .enable_all()
             .build()
             .unwrap();
-        let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(REGION))
-            .endpoint_url(peer.url(""))
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                    .build_https(),
-            )
-            .build();
-        let client = Client::from_conf(config);
+        let client = Client::new(&sdk_config(&peer));
         let (vpc_id, subnet_id) = runtime.block_on(async {
             let vpc = client
                 .create_vpc()

@@ -6,6 +6,10 @@ use super::alertmanager::Alertmanager;
 use super::{http, Promflow};
 use serde_json::{json, Value};
 
+/// The route of the oracle tests: everything to receiver `team`, grouped by
+/// alertname, flushed after 1s.
+pub const ROUTE: &str = "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n";
+
 /// Alertmanager on `am_config`, promflow with `--alertmanager.config.file` holding
 /// `pf_config`.
 pub struct NotifyPair {

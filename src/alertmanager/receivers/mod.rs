@@ -6,7 +6,9 @@
 //! [`slack`], [`pushover`] and [`webhook`] each build the request body from the
 //! integration's config, the template set and the notification's [`Data`], the way
 //! Alertmanager 0.25's `notify/<kind>` packages do; [`email`] builds a message for
-//! an SMTP smarthost instead. Adding an integration is a file
+//! an SMTP smarthost instead. [`webex`] and [`msteams`] are POSTs too (Webex with an
+//! `Authorization` header); [`wechat`] (a token request, then a POST) and [`sns`] (an
+//! AWS SDK `Publish` call) send their own. Adding an integration is a file
 //! here and an arm of [`crate::alertmanager::config::Integration`]. [`send`] POSTs it and classifies
 //! the outcome like Alertmanager's `Retrier`: 2xx is delivered, 5xx and transport
 //! errors may be retried, anything else is a permanent failure.

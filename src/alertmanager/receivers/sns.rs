@@ -27,11 +27,9 @@ use super::{status_error, Expander, SendError};
 use crate::alertmanager::config::template_or;
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, Secret};
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_sns::config::Credentials;
+use crate::http_client::{aws_config_loader, error_chain};
 use aws_sdk_sns::error::SdkError;
 use aws_sdk_sns::types::MessageAttributeValue;
-use aws_smithy_http_client::tls;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -159,51 +157,12 @@ pub async fn send(p: &Publish, timeout: Duration) -> Result<(), SendError> {
     }
 }
 
-/// The SDK's error with its sources.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
 /// An SNS client for `p`'s endpoint, region and credentials.
 async fn client(p: &Publish, timeout: Duration) -> Result<aws_sdk_sns::Client, SendError> {
     let s = &p.sigv4;
-    let loader = || {
-        let http_client = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http_client)
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_timeout(timeout)
-                    .build(),
-            );
-        if !s.region.is_empty() {
-            loader = loader.region(Region::new(s.region.clone()));
-        }
-        if !s.profile.is_empty() {
-            loader = loader.profile_name(&s.profile);
-        }
-        if !s.access_key.is_empty() && !s.secret_key.expose().is_empty() {
-            loader = loader.credentials_provider(Credentials::new(
-                &s.access_key,
-                s.secret_key.expose(),
-                None,
-                None,
-                "sns_configs",
-            ));
-        }
-        loader
-    };
+    let credentials = (!s.access_key.is_empty() && !s.secret_key.expose().is_empty())
+        .then(|| (s.access_key.as_str(), s.secret_key.expose()));
+    let loader = || aws_config_loader(&s.region, &s.profile, credentials, timeout, "sns_configs");
     let mut builder = loader();
     if !p.api_url.is_empty() {
         builder = builder.endpoint_url(&p.api_url);
