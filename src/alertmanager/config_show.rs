@@ -8,7 +8,8 @@
 //! Contract: input is a file [`crate::alertmanager::config::NotifyConfig`] already
 //! accepted, so unreadable parts are skipped rather than reported. Covers what the
 //! built-in notifier supports (global, route, inhibit rules, email / Slack / Pushover /
-//! webhook receivers, templates); promflow's own extension `pushover_configs[].api_url`
+//! webhook / WeChat / SNS / Webex receivers, templates; Teams as Alertmanager 0.27
+//! shows it); promflow's own extension `pushover_configs[].api_url`
 //! is left out, so the text stays a valid Alertmanager file. The YAML emitter is
 //! libyaml's (through `serde_yaml_ng`), as Go's `yaml.v2` is, so quoting and line
 //! folding come out the same.
@@ -18,6 +19,7 @@ use crate::alertmanager::matcher::{parse_matchers, Matchers};
 use crate::alertmanager::receivers::email::{canonical_header, defaults as email};
 use crate::alertmanager::receivers::pushover::defaults as pushover;
 use crate::alertmanager::receivers::slack::defaults as slack;
+use crate::alertmanager::receivers::{msteams, sns, webex, wechat};
 use crate::config::{format_duration, parse_duration};
 use serde_yaml_ng::{Mapping, Value};
 use std::time::Duration;
@@ -82,7 +84,43 @@ pub fn show(text: &str) -> String {
     let templates = file["templates"].as_sequence().cloned().unwrap_or_default();
     out.insert("templates".into(), Value::Sequence(templates));
     let text = serde_yaml_ng::to_string(&Value::Mapping(out)).unwrap_or_default();
-    text.lines().map(fold_line).collect()
+    text.lines().map(|l| fold_line(&go_quoted(l))).collect()
+}
+
+/// Go's `yaml.v2` double-quotes a string that would otherwise read as another type
+/// (`"1"`, `"+1555"`, `"true"`), where libyaml's emitter single-quotes it: such a
+/// single-quoted value (after `key: ` or `- `) is re-quoted Go's way.
+fn go_quoted(line: &str) -> String {
+    let start = match line.find(": '") {
+        Some(i) => i + 2,
+        None => match line.trim_start().strip_prefix("- '") {
+            Some(_) => line.len() - line.trim_start().len() + 2,
+            None => return line.to_string(),
+        },
+    };
+    let quoted = &line[start..];
+    let Some(inner) = quoted
+        .strip_prefix('\'')
+        .and_then(|q| q.strip_suffix('\''))
+        .filter(|i| !i.contains('\''))
+    else {
+        return line.to_string();
+    };
+    let yaml_1_1_bool = matches!(
+        inner.to_ascii_lowercase().as_str(),
+        "y" | "yes" | "n" | "no" | "on" | "off"
+    );
+    let null = matches!(inner, "" | "~" | "null" | "Null" | "NULL");
+    let other_type = null
+        || matches!(
+            serde_yaml_ng::from_str::<Value>(inner),
+            Ok(Value::Number(_) | Value::Bool(_))
+        );
+    if yaml_1_1_bool || other_type {
+        format!("{}\"{inner}\"", &line[..start])
+    } else {
+        line.to_string()
+    }
 }
 
 /// libyaml's preferred line width, which Go's `yaml.v2` keeps and `serde_yaml_ng`
@@ -165,15 +203,26 @@ fn http_config() -> Value {
     Value::Mapping(m)
 }
 
-/// An `http_config` as prometheus/common marshals it (only `tls_config` is
-/// supported by the notifier).
+/// An `http_config` as prometheus/common marshals it (the notifier supports
+/// `tls_config`, and `authorization` for Webex).
 fn http_config_of(written: &Value) -> Value {
-    let Some(tls) = written.get("tls_config").filter(|t| t.is_mapping()) else {
-        return http_config();
-    };
-    let t = tls_config_of(tls);
     let mut m = Mapping::new();
-    m.insert("tls_config".into(), Value::Mapping(t));
+    if let Some(auth) = written.get("authorization").filter(|a| a.is_mapping()) {
+        let mut a = Mapping::new();
+        let kind = auth.get("type").and_then(string).filter(|t| !t.is_empty());
+        a.insert(
+            "type".into(),
+            kind.unwrap_or_else(|| "Bearer".into()).into(),
+        );
+        if auth.get("credentials").is_some() {
+            a.insert("credentials".into(), SECRET.into());
+        }
+        insert_nonempty(&mut a, auth, &["credentials_file"]);
+        m.insert("authorization".into(), Value::Mapping(a));
+    }
+    if let Some(tls) = written.get("tls_config").filter(|t| t.is_mapping()) {
+        m.insert("tls_config".into(), Value::Mapping(tls_config_of(tls)));
+    }
     if let Value::Mapping(defaults) = http_config() {
         m.extend(defaults);
     }
@@ -234,7 +283,17 @@ fn global(g: &Value) -> Mapping {
         m.insert("slack_api_url_file".into(), f.into());
     }
     for (key, default) in GLOBAL_URLS {
-        m.insert(key.into(), default.into());
+        let url = g.get(key).and_then(string);
+        m.insert(
+            key.into(),
+            url.unwrap_or_else(|| default.to_string()).into(),
+        );
+        if key == "wechat_api_url" {
+            if g.get("wechat_api_secret").is_some() {
+                m.insert("wechat_api_secret".into(), SECRET.into());
+            }
+            insert_nonempty(&mut m, g, &["wechat_api_corp_id"]);
+        }
     }
     m
 }
@@ -458,7 +517,20 @@ fn receiver(r: &Value, global: &Value) -> Mapping {
         ),
         ("slack_configs", list(&r["slack_configs"], slack)),
         ("webhook_configs", list(&r["webhook_configs"], webhook)),
+        (
+            "wechat_configs",
+            list(&r["wechat_configs"], |c| wechat_config(c, global)),
+        ),
         ("pushover_configs", list(&r["pushover_configs"], pushover)),
+        ("sns_configs", list(&r["sns_configs"], sns_config)),
+        (
+            "webex_configs",
+            list(&r["webex_configs"], |c| webex_config(c, global)),
+        ),
+        (
+            "msteams_configs",
+            list(&r["msteams_configs"], msteams_config),
+        ),
     ] {
         if !configs.is_empty() {
             m.insert(key.into(), Value::Sequence(configs));
@@ -595,6 +667,110 @@ fn webhook(c: &Value) -> Mapping {
     m
 }
 
+fn webex_config(c: &Value, global: &Value) -> Mapping {
+    let mut m = notifier_head(c, true);
+    let url = c.get("api_url").or(global.get("webex_api_url"));
+    m.insert(
+        "api_url".into(),
+        url.and_then(string)
+            .unwrap_or_else(|| webex::DEFAULT_API_URL.into())
+            .into(),
+    );
+    m.insert(
+        "message".into(),
+        text_or(c, "message", webex::defaults::MESSAGE),
+    );
+    m.insert("room_id".into(), text_or(c, "room_id", ""));
+    m
+}
+
+fn wechat_config(c: &Value, global: &Value) -> Mapping {
+    let mut m = notifier_head(c, false);
+    m.insert("api_secret".into(), SECRET.into());
+    let corp_id = c.get("corp_id").or(global.get("wechat_api_corp_id"));
+    m.insert(
+        "corp_id".into(),
+        corp_id.and_then(string).unwrap_or_default().into(),
+    );
+    m.insert(
+        "message".into(),
+        text_or(c, "message", wechat::defaults::MESSAGE),
+    );
+    let mut url = c
+        .get("api_url")
+        .or(global.get("wechat_api_url"))
+        .and_then(string)
+        .unwrap_or_else(|| wechat::DEFAULT_API_URL.into());
+    if !url.ends_with('/') {
+        url.push('/');
+    }
+    m.insert("api_url".into(), url.into());
+    for (key, default) in [
+        ("to_user", wechat::defaults::TO_USER),
+        ("to_party", wechat::defaults::TO_PARTY),
+        ("to_tag", wechat::defaults::TO_TAG),
+        ("agent_id", wechat::defaults::AGENT_ID),
+    ] {
+        m.insert(key.into(), text_or(c, key, default));
+    }
+    let kind = c
+        .get("message_type")
+        .and_then(string)
+        .filter(|t| !t.is_empty());
+    m.insert(
+        "message_type".into(),
+        kind.unwrap_or_else(|| "text".into()).into(),
+    );
+    m
+}
+
+fn sns_config(c: &Value) -> Mapping {
+    let mut m = notifier_head(c, true);
+    insert_nonempty(&mut m, c, &["api_url"]);
+    let mut sigv4 = Mapping::new();
+    let written = &c["sigv4"];
+    insert_nonempty(&mut sigv4, written, &["region", "access_key"]);
+    if written
+        .get("secret_key")
+        .and_then(string)
+        .is_some_and(|k| !k.is_empty())
+    {
+        sigv4.insert("secret_key".into(), SECRET.into());
+    }
+    insert_nonempty(&mut sigv4, written, &["profile", "role_arn"]);
+    m.insert("sigv4".into(), Value::Mapping(sigv4));
+    insert_nonempty(&mut m, c, &["topic_arn", "phone_number", "target_arn"]);
+    for (key, default) in [
+        ("subject", sns::defaults::SUBJECT),
+        ("message", sns::defaults::MESSAGE),
+    ] {
+        if let Some(v) = string(&text_or(c, key, default)).filter(|v| !v.is_empty()) {
+            m.insert(key.into(), v.into());
+        }
+    }
+    if let Some(attributes) = sorted_map(&c["attributes"]) {
+        m.insert("attributes".into(), attributes);
+    }
+    m
+}
+
+/// Alertmanager 0.27's marshalling (0.25 has no Teams).
+fn msteams_config(c: &Value) -> Mapping {
+    let mut m = notifier_head(c, true);
+    if c.get("webhook_url").is_some() {
+        m.insert("webhook_url".into(), SECRET.into());
+    }
+    insert_nonempty(&mut m, c, &["webhook_url_file"]);
+    for (key, default) in [
+        ("title", msteams::defaults::TITLE),
+        ("summary", msteams::defaults::SUMMARY),
+        ("text", msteams::defaults::TEXT),
+    ] {
+        m.insert(key.into(), text_or(c, key, default));
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -662,5 +838,15 @@ mod tests {
 templates: []
 "#;
         assert!(shown.ends_with(expected), "{shown}");
+    }
+
+    #[test]
+    fn shows_webex_wechat_and_sns_configs_as_alertmanager_0_25() {
+        // Expected: Alertmanager 0.25's `config.original` for the same file.
+        let shown = show(include_str!(
+            "../../tests/data/am-show-webex-wechat-sns.yml"
+        ));
+        let expected = include_str!("../../tests/data/am-show-webex-wechat-sns.expected");
+        assert_eq!(shown, expected);
     }
 }
