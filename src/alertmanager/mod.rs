@@ -56,7 +56,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Integrations counted in the metrics (always rendered, even at 0).
-pub const INTEGRATIONS: [&str; 3] = ["pushover", "slack", "webhook"];
+pub const INTEGRATIONS: &[&str] = &[
+    "pushover",
+    "slack",
+    "webhook",
+    // Added for issue 12 (append-only, so parallel additions merge).
+    "email",
+    "pagerduty",
+    "opsgenie",
+    "victorops",
+    "telegram",
+    "discord",
+];
 
 /// First retry delay.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -117,7 +128,7 @@ impl NotifyMetrics {
         ] {
             let name = format!("alertmanager_{metric}");
             write_header(&mut out, &name, "counter", help);
-            for integration in INTEGRATIONS {
+            for &integration in INTEGRATIONS {
                 let v = counters.get(&(metric, integration)).copied().unwrap_or(0);
                 write_sample(
                     &mut out,

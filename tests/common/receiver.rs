@@ -61,6 +61,7 @@ pub struct CaptureServer {
     port: u16,
     requests: Arc<Mutex<Vec<Captured>>>,
     statuses: Arc<Mutex<VecDeque<u16>>>,
+    reply: Arc<Mutex<String>>,
 }
 
 impl CaptureServer {
@@ -69,7 +70,8 @@ impl CaptureServer {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let statuses: Arc<Mutex<VecDeque<u16>>> = Arc::new(Mutex::new(VecDeque::new()));
-        let (sink, script) = (requests.clone(), statuses.clone());
+        let reply_body = Arc::new(Mutex::new("ok".to_string()));
+        let (sink, script, body_text) = (requests.clone(), statuses.clone(), reply_body.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -114,8 +116,10 @@ impl CaptureServer {
                 });
                 let status = script.lock().unwrap().pop_front().unwrap_or(200);
                 let reason = if status == 200 { "OK" } else { "Error" };
+                let text = body_text.lock().unwrap().clone();
                 let reply = format!(
-                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
                 );
                 let _ = stream.write_all(reply.as_bytes());
             }
@@ -124,7 +128,14 @@ impl CaptureServer {
             port,
             requests,
             statuses,
+            reply: reply_body,
         }
+    }
+
+    /// Answers every request with `body` (instead of `ok`), e.g. the JSON a
+    /// Telegram-speaking client needs to see.
+    pub fn reply_with_body(&self, body: &str) {
+        *self.reply.lock().unwrap() = body.to_string();
     }
 
     pub fn url(&self, path: &str) -> String {

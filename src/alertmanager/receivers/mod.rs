@@ -10,14 +10,27 @@
 //! here and an arm of [`crate::alertmanager::config::Integration`]. [`send`] POSTs it and classifies
 //! the outcome like Alertmanager's `Retrier`: 2xx is delivered, 5xx and transport
 //! errors may be retried, anything else is a permanent failure.
+//!
+//! Integrations that need more than one POST with a content type — a method,
+//! headers, several requests in turn, or their own notion of a retryable answer
+//! ([`pagerduty`], [`opsgenie`], [`victorops`], [`telegram`], [`discord`]) — build
+//! [`Call`]s with a [`Retrier`] instead of a [`Request`].
 
 pub mod email;
 pub mod pushover;
 pub mod slack;
 pub mod webhook;
+// Added for issue 12 (append-only, so parallel additions merge).
+pub mod discord;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod telegram;
+pub mod victorops;
 
 use crate::alertmanager::config::Integration;
 use crate::alertmanager::template::{Data, Templates};
+use crate::config::Secret;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// An HTTP request ready to send.
@@ -38,6 +51,107 @@ pub enum Delivery {
     Http(Request),
     /// A message for an SMTP smarthost.
     Email(Box<email::Email>),
+    /// HTTP requests sent in turn; the first failure stops the rest.
+    Calls(Vec<Call>),
+}
+
+/// An HTTP request with its method and headers, and how its answer is judged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// `POST`, `PUT`.
+    pub method: reqwest::Method,
+    /// Where to.
+    pub url: String,
+    /// Headers besides `Content-Type` (e.g. OpsGenie's `Authorization: GenieKey …`).
+    pub headers: Vec<(&'static str, String)>,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Vec<u8>,
+    /// How the answer is judged.
+    pub retrier: Retrier,
+}
+
+impl Call {
+    /// A JSON POST judged by status, retrying 5xx and `retry_codes`.
+    pub fn post_json(url: String, body: Vec<u8>, retry_codes: &'static [u16]) -> Call {
+        Call {
+            method: reqwest::Method::POST,
+            url,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body,
+            retrier: Retrier::Status(retry_codes),
+        }
+    }
+}
+
+impl From<&Request> for Call {
+    fn from(r: &Request) -> Call {
+        Call {
+            method: reqwest::Method::POST,
+            url: r.url.clone(),
+            headers: Vec::new(),
+            content_type: r.content_type,
+            body: r.body.clone(),
+            retrier: Retrier::Status(&[]),
+        }
+    }
+}
+
+/// When a failed call may be retried (Alertmanager's per-integration `Retrier`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Retrier {
+    /// 2xx is delivered; 5xx, these codes and transport errors may be retried.
+    Status(&'static [u16]),
+    /// Telegram's Bot API as Alertmanager's client (telebot) reads it: delivered when
+    /// the body is JSON with `"ok": true`, whatever the status; anything else may be
+    /// retried.
+    TelegramOk,
+}
+
+/// A key written inline or in a file read at each send.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// Inline.
+    Inline(Secret),
+    /// `*_file`.
+    File(PathBuf),
+}
+
+impl KeySource {
+    /// The inline key if set, else the file (relative to `base`), else an empty key.
+    pub(crate) fn of(inline: Option<&str>, file: Option<&str>, base: &Path) -> KeySource {
+        match (inline, file) {
+            (Some(k), _) => KeySource::Inline(Secret::new(k)),
+            (None, Some(f)) => KeySource::File(base.join(f)),
+            (None, None) => KeySource::Inline(Secret::new("")),
+        }
+    }
+
+    /// The key as written (a file's whole content; OpsGenie does not trim it).
+    pub fn read_raw(&self) -> Result<String, String> {
+        match self {
+            KeySource::Inline(s) => Ok(s.expose().to_string()),
+            KeySource::File(f) => std::fs::read_to_string(f)
+                .map_err(|e| format!("failed to read key from file {}: {e}", f.display())),
+        }
+    }
+
+    /// The key (a file's content trimmed).
+    pub fn read(&self) -> Result<String, String> {
+        self.read_raw().map(|s| s.trim().to_string())
+    }
+}
+
+/// Alertmanager's `Key.Hash`: the hex SHA-256 of a group key (PagerDuty's dedup
+/// key, OpsGenie's alias, VictorOps' entity id).
+pub fn group_key_hash(group_key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(group_key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Why a request failed.
@@ -71,6 +185,11 @@ pub fn build_request(
         Integration::Email(c) => {
             email::request(c, templates, data).map(|e| Delivery::Email(Box::new(e)))
         }
+        Integration::Pagerduty(c) => pagerduty::request(c, templates, data, group_key),
+        Integration::Opsgenie(c) => opsgenie::request(c, templates, data, group_key),
+        Integration::Victorops(c) => victorops::request(c, templates, data, group_key),
+        Integration::Telegram(c) => telegram::request(c, templates, data),
+        Integration::Discord(c) => discord::request(c, templates, data),
     }
 }
 
@@ -81,21 +200,31 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<(), SendError> {
     match delivery {
-        Delivery::Http(request) => post(client, request, timeout).await,
+        Delivery::Http(request) => call(client, &Call::from(request), timeout).await,
         Delivery::Email(e) => email::send(e, timeout).await,
+        Delivery::Calls(calls) => {
+            for c in calls {
+                call(client, c, timeout).await?;
+            }
+            Ok(())
+        }
     }
 }
 
-/// POSTs `request` once.
-async fn post(
+/// Sends `request` once.
+async fn call(
     client: &reqwest::Client,
-    request: &Request,
+    request: &Call,
     timeout: Duration,
 ) -> Result<(), SendError> {
-    let response = client
-        .post(&request.url)
+    let mut builder = client
+        .request(request.method.clone(), &request.url)
         .timeout(timeout)
-        .header("Content-Type", request.content_type)
+        .header("Content-Type", request.content_type);
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
+    }
+    let response = builder
         .body(request.body.clone())
         .send()
         .await
@@ -103,23 +232,37 @@ async fn post(
             // A failed handshake says why (`x509: certificate signed by unknown authority`).
             let reason =
                 crate::http_client::describe_tls_failure(&e).unwrap_or_else(|| e.to_string());
-            SendError::Retryable(format!("POST {}: {reason}", redact(&request.url)))
+            SendError::Retryable(format!(
+                "{} {}: {reason}",
+                request.method,
+                redact(&request.url)
+            ))
         })?;
     let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
     let body = response.text().await.unwrap_or_default();
-    let message = format!(
-        "unexpected status code {} from {}: {}",
-        status.as_u16(),
-        redact(&request.url),
-        body.chars().take(200).collect::<String>()
-    );
-    if status.is_server_error() {
-        Err(SendError::Retryable(message))
-    } else {
-        Err(SendError::Permanent(message))
+    let message = || {
+        format!(
+            "unexpected status code {} from {}: {}",
+            status.as_u16(),
+            redact(&request.url),
+            body.chars().take(200).collect::<String>()
+        )
+    };
+    match request.retrier {
+        Retrier::Status(_) if status.is_success() => Ok(()),
+        Retrier::Status(codes) if status.is_server_error() || codes.contains(&status.as_u16()) => {
+            Err(SendError::Retryable(message()))
+        }
+        Retrier::Status(_) => Err(SendError::Permanent(message())),
+        Retrier::TelegramOk => {
+            let ok = serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["ok"] == true && v["result"].is_object());
+            if ok {
+                Ok(())
+            } else {
+                Err(SendError::Retryable(message()))
+            }
+        }
     }
 }
 
