@@ -21,10 +21,13 @@
 
 mod common;
 
-use common::alertmanager::{Alertmanager, EXTERNAL_URL};
+use common::alertmanager::{Alertmanager, AMTOOL_BIN, EXTERNAL_URL};
 use common::receiver::{CaptureServer, Captured};
-use common::{http, Promflow};
+use common::{
+    combined_output, http, require_peer, run_command, run_promflow, Promflow, COMMAND_TIMEOUT,
+};
 use serde_json::{json, Value};
+use std::process::Command;
 use std::time::Duration;
 
 /// What a Telegram-speaking client needs to hear to count a message as sent.
@@ -255,4 +258,378 @@ fn receivers_match_alertmanager() {
         assert_eq!(g, e);
     }
     assert_eq!(got.len(), expected.len());
+}
+
+/// PagerDuty's Events API v1 endpoint, which Alertmanager 0.25 always posts to.
+const PAGERDUTY_V1_PATH: &str = "/generic/2010-04-15/create_event.json";
+
+/// A `service_key` (v1) entry: the oracle reaches PagerDuty's fixed endpoint through
+/// `proxy`, an intercepting proxy it trusts through `ca_file`; promflow is pointed at
+/// `capture` with its `url` extension.
+fn v1_config(pagerduty: &str, hook: &str) -> String {
+    format!(
+        r#"
+route:
+  receiver: pager
+  group_by: [alertname]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: pager
+    webhook_configs:
+      - url: {hook}
+    pagerduty_configs:
+      - service_key: 'sk-{{{{ .CommonLabels.team }}}}'
+{pagerduty}
+      - service_key: second
+        description: '{{{{ .CommonAnnotations.long }}}}'
+        client: custom client
+        client_url: 'https://client.example/{{{{ .GroupLabels.alertname }}}}'
+        details:
+          extra: '{{{{ .CommonLabels.team }}}}'
+          num_firing: overridden
+{pagerduty}
+"#
+    )
+}
+
+#[test]
+fn pagerduty_v1_matches_alertmanager() {
+    let pki = common::tls::TestPki::generate();
+    pki.leaf(
+        "pagerduty",
+        "ca",
+        "events.pagerduty.com",
+        "subjectAltName=DNS:events.pagerduty.com\nextendedKeyUsage=serverAuth\n",
+        2,
+    );
+    let proxy =
+        CaptureServer::start_tls_proxy(&pki.file("pagerduty.crt"), &pki.file("pagerduty.key"));
+    let (am_hook, pf_capture) = (CaptureServer::start(), CaptureServer::start());
+    let am_entry = format!(
+        "        http_config:\n          proxy_url: {}\n          tls_config:\n            ca_file: {}",
+        proxy.url(""),
+        pki.file("ca.crt")
+    );
+    let am = Alertmanager::start_with_config(&v1_config(&am_entry, &am_hook.url("/hook")));
+    let pf_entry = format!("        url: {}", pf_capture.url(PAGERDUTY_V1_PATH));
+    let dir = tempfile::tempdir().unwrap();
+    let promflow = start_promflow(&v1_config(&pf_entry, &pf_capture.url("/hook")), dir.path());
+
+    let firing = json!([alert("a", None), alert("b", None)]);
+    post(&am.url("/api/v2/alerts"), &firing);
+    post(&promflow.url("/api/v2/alerts"), &firing);
+    let ends = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let resolved = json!([alert("a", Some(&ends)), alert("b", Some(&ends))]);
+    // Two events each, then two resolve events each.
+    for (n, alerts) in [(2, &firing), (4, &resolved)] {
+        if n == 4 {
+            post(&am.url("/api/v2/alerts"), alerts);
+            post(&promflow.url("/api/v2/alerts"), alerts);
+        }
+        proxy.wait_for(n, Duration::from_secs(30));
+        wait_for_path(&pf_capture, PAGERDUTY_V1_PATH, n);
+        std::thread::sleep(Duration::from_secs(2));
+        let expected = sorted(&proxy.requests(), EXTERNAL_URL);
+        assert_eq!(expected.len(), n, "oracle sent {expected:#?}");
+        for r in proxy.requests() {
+            assert_eq!(r.header("host"), Some("events.pagerduty.com"));
+        }
+        let pf_url = external_url_of(&pf_capture.requests());
+        let got: Vec<Captured> = pf_capture
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == PAGERDUTY_V1_PATH)
+            .collect();
+        assert_eq!(sorted(&got, &pf_url), expected);
+    }
+    let first = &sorted(&proxy.requests(), EXTERNAL_URL)[0]["body"];
+    assert!(
+        first["incident_key"].as_str().unwrap().len() == 64,
+        "{first}"
+    );
+}
+
+/// Waits (bounded) until `capture` got `n` requests on `path`.
+fn wait_for_path(capture: &CaptureServer, path: &str, n: usize) {
+    common::wait_until(Duration::from_secs(30), || {
+        capture.requests().iter().filter(|r| r.path == path).count() >= n
+    });
+}
+
+fn servers<'a>(s: &'a [(&'static str, CaptureServer)]) -> Vec<(&'static str, &'a CaptureServer)> {
+    s.iter().map(|(k, c)| (*k, c)).collect()
+}
+
+/// One receiver per integration, each on its own capture server, routed by `kind`.
+fn retry_config(servers: &[(&str, &CaptureServer)], v1_entry: &str) -> String {
+    let url = |kind: &str| {
+        servers
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, s)| s.url(""))
+            .unwrap()
+    };
+    format!(
+        r#"
+route:
+  receiver: pd
+  group_by: [kind]
+  group_wait: 1s
+  group_interval: 1m
+  repeat_interval: 1h
+  routes:
+    - {{matchers: [kind=pd], receiver: pd}}
+    - {{matchers: [kind=pd1], receiver: pd1}}
+    - {{matchers: [kind=og], receiver: og}}
+    - {{matchers: [kind=vo], receiver: vo}}
+    - {{matchers: [kind=tg], receiver: tg}}
+    - {{matchers: [kind=dc], receiver: dc}}
+receivers:
+  - name: pd
+    pagerduty_configs: [{{routing_key: k, url: {pd}/enqueue}}]
+  - name: pd1
+    pagerduty_configs:
+      - service_key: k
+{v1_entry}
+  - name: og
+    opsgenie_configs: [{{api_key: k, api_url: {og}/}}]
+  - name: vo
+    victorops_configs: [{{api_key: k, routing_key: r, api_url: {vo}/}}]
+  - name: tg
+    telegram_configs: [{{bot_token: 'k', chat_id: 1, api_url: {tg}}}]
+  - name: dc
+    discord_configs: [{{webhook_url: {dc}/hook}}]
+"#,
+        pd = url("pd"),
+        og = url("og"),
+        vo = url("vo"),
+        tg = url("tg"),
+        dc = url("dc"),
+    )
+}
+
+#[test]
+fn retries_match_alertmanager() {
+    // The first answer each integration gets, and whether Alertmanager 0.25's
+    // retrier for it tries again.
+    let cases: [(&str, u16, bool); 6] = [
+        ("pd", 429, true),
+        ("pd1", 403, true),
+        ("og", 429, true),
+        ("vo", 429, false),
+        ("tg", 400, true),
+        ("dc", 429, false),
+    ];
+    let pki = common::tls::TestPki::generate();
+    pki.leaf(
+        "pagerduty",
+        "ca",
+        "events.pagerduty.com",
+        "subjectAltName=DNS:events.pagerduty.com\nextendedKeyUsage=serverAuth\n",
+        2,
+    );
+    let side = |oracle: bool| -> Vec<(&str, CaptureServer)> {
+        cases
+            .iter()
+            .map(|(kind, status, _)| {
+                let server = if oracle && *kind == "pd1" {
+                    CaptureServer::start_tls_proxy(
+                        &pki.file("pagerduty.crt"),
+                        &pki.file("pagerduty.key"),
+                    )
+                } else {
+                    CaptureServer::start()
+                };
+                if *kind == "tg" {
+                    // The Bot API's refusal; then its success.
+                    server.reply_with_body(TELEGRAM_OK);
+                    server.respond_with_bodies(&[(
+                        *status,
+                        r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+                    )]);
+                } else {
+                    server.respond_with(&[*status]);
+                }
+                (*kind, server)
+            })
+            .collect()
+    };
+    let (am_side, pf_side) = (side(true), side(false));
+    let am_pd1 = &am_side.iter().find(|(k, _)| *k == "pd1").unwrap().1;
+    let pf_pd1 = &pf_side.iter().find(|(k, _)| *k == "pd1").unwrap().1;
+    let am_v1 = format!(
+        "        http_config:\n          proxy_url: {}\n          tls_config:\n            ca_file: {}",
+        am_pd1.url(""),
+        pki.file("ca.crt")
+    );
+    let pf_v1 = format!("        url: {}", pf_pd1.url(PAGERDUTY_V1_PATH));
+    let am = Alertmanager::start_with_config(&retry_config(&servers(&am_side), &am_v1));
+    let dir = tempfile::tempdir().unwrap();
+    let promflow = start_promflow(&retry_config(&servers(&pf_side), &pf_v1), dir.path());
+    let alerts: Vec<Value> = cases
+        .iter()
+        .map(|(kind, ..)| json!({"labels": {"alertname": "A", "kind": kind}}))
+        .collect();
+    post(&am.url("/api/v2/alerts"), &json!(alerts));
+    post(&promflow.url("/api/v2/alerts"), &json!(alerts));
+    common::wait_until(Duration::from_secs(20), || {
+        cases
+            .iter()
+            .zip(am_side.iter().zip(&pf_side))
+            .all(|((_, _, retried), (a, p))| {
+                let n = if *retried { 2 } else { 1 };
+                a.1.count() >= n && p.1.count() >= n
+            })
+    });
+    // Retries come within a second or two; give stray ones time to show.
+    std::thread::sleep(Duration::from_secs(5));
+    for ((kind, status, retried), (a, p)) in cases.iter().zip(am_side.iter().zip(&pf_side)) {
+        let expected = if *retried { 2 } else { 1 };
+        assert_eq!(
+            a.1.count(),
+            expected,
+            "the oracle's {kind} after {status} (retried: {retried})"
+        );
+        assert_eq!(p.1.count(), a.1.count(), "promflow's {kind} after {status}");
+    }
+}
+
+/// Configs Alertmanager 0.25 refuses, with a fragment of its message.
+const BAD_CONFIGS: &[(&str, &str)] = &[
+    (
+        "pagerduty_configs: [{}]",
+        "missing service or routing key in PagerDuty config",
+    ),
+    (
+        "pagerduty_configs: [{routing_key: a, routing_key_file: /x}]",
+        "at most one of routing_key & routing_key_file must be configured",
+    ),
+    (
+        "pagerduty_configs: [{service_key: a, service_key_file: /x}]",
+        "at most one of service_key & service_key_file must be configured",
+    ),
+    (
+        "pagerduty_configs: [{routing_key: a, url: 'ftp://x/'}]",
+        "unsupported scheme",
+    ),
+    (
+        "opsgenie_configs: [{}]",
+        "no global OpsGenie API Key set either inline or in a file",
+    ),
+    (
+        "opsgenie_configs: [{api_key: a, api_key_file: /x}]",
+        "at most one of api_key & api_key_file must be configured",
+    ),
+    (
+        "opsgenie_configs: [{api_key: a, responders: [{name: ops, type: Squad}]}]",
+        "type does not match valid options",
+    ),
+    (
+        "opsgenie_configs: [{api_key: a, responders: [{type: team}]}]",
+        "has to have at least one of id, username or name specified",
+    ),
+    (
+        "victorops_configs: [{api_key: a}]",
+        "missing Routing key in VictorOps config",
+    ),
+    (
+        "victorops_configs: [{routing_key: r}]",
+        "no global VictorOps API Key set",
+    ),
+    (
+        "victorops_configs: [{api_key: a, routing_key: r, custom_fields: {entity_id: x}}]",
+        "victorOps config contains custom field entity_id",
+    ),
+    (
+        "telegram_configs: [{chat_id: 1}]",
+        "missing bot_token on telegram_config",
+    ),
+    (
+        "telegram_configs: [{bot_token: t}]",
+        "missing chat_id on telegram_config",
+    ),
+    (
+        "telegram_configs: [{bot_token: t, chat_id: 1, parse_mode: Plain}]",
+        "unknown parse_mode on telegram_config",
+    ),
+    ("discord_configs: [{}]", "no discord webhook URL provided"),
+    (
+        "discord_configs: [{webhook_url: 'ftp://x/'}]",
+        "unsupported scheme",
+    ),
+];
+
+#[test]
+fn load_errors_match_amtool() {
+    require_peer(AMTOOL_BIN, "prometheus-alertmanager");
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = dir.path().join("prometheus.yml");
+    std::fs::write(&prometheus, "global:\n  scrape_interval: 15s\n").unwrap();
+    for (i, (entry, fragment)) in BAD_CONFIGS.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.yml"));
+        std::fs::write(
+            &path,
+            format!("route:\n  receiver: r\nreceivers:\n  - name: r\n    {entry}\n"),
+        )
+        .unwrap();
+        let path = path.display().to_string();
+        let mut cmd = Command::new(AMTOOL_BIN);
+        cmd.args(["check-config", &path]);
+        let am = combined_output(&run_command(cmd, None, COMMAND_TIMEOUT));
+        // amtool: `Checking '<file>'  FAILED: <Alertmanager's message>`.
+        let message = am
+            .lines()
+            .find_map(|l| l.split_once("FAILED: ").map(|(_, m)| m.trim().to_string()))
+            .unwrap_or_else(|| panic!("amtool accepts {entry}:\n{am}"));
+        assert!(message.contains(fragment), "amtool on {entry}: {am}");
+        let out = run_promflow(&[
+            "check",
+            "config",
+            &prometheus.display().to_string(),
+            &format!("--alertmanager.config.file={path}"),
+        ]);
+        let text = combined_output(&out);
+        assert!(!out.status.success(), "promflow accepts {entry}:\n{text}");
+        assert!(
+            text.contains(&message),
+            "promflow on {entry} does not say {message:?}:\n{text}"
+        );
+    }
+}
+
+/// Debian's `prometheus-alertmanager` ships this sample (email and PagerDuty v1
+/// receivers, a `templates:` glob matching nothing); promflow must take it as it is.
+const DEBIAN_SAMPLE: &str = "/etc/prometheus/alertmanager.yml";
+
+#[test]
+fn debian_sample_config_loads_unchanged() {
+    require_peer(AMTOOL_BIN, "prometheus-alertmanager");
+    let mut cmd = Command::new(AMTOOL_BIN);
+    cmd.args(["check-config", DEBIAN_SAMPLE]);
+    let out = run_command(cmd, None, COMMAND_TIMEOUT);
+    assert!(out.status.success(), "amtool: {}", combined_output(&out));
+    let sample = std::fs::read_to_string(DEBIAN_SAMPLE).expect("Debian's sample");
+    assert!(
+        sample.contains("pagerduty_configs") && sample.contains("email_configs"),
+        "not Debian's sample: {sample}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = dir.path().join("prometheus.yml");
+    std::fs::write(&prometheus, "global:\n  scrape_interval: 15s\n").unwrap();
+    let out = run_promflow(&[
+        "check",
+        "config",
+        &prometheus.display().to_string(),
+        &format!("--alertmanager.config.file={DEBIAN_SAMPLE}"),
+    ]);
+    assert!(out.status.success(), "{}", combined_output(&out));
+    // And it runs with it: the receivers are listed as Alertmanager lists them.
+    let promflow = Promflow::start_with_args(
+        "global:\n  scrape_interval: 15s\n",
+        &[&format!("--alertmanager.config.file={DEBIAN_SAMPLE}")],
+    );
+    let receivers: Value = serde_json::from_str(&promflow.get_ok("/api/v2/receivers")).unwrap();
+    assert_eq!(receivers.as_array().map(Vec::len), Some(5), "{receivers}");
 }
