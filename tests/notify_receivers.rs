@@ -7,8 +7,9 @@
 //! (details, images, links, responders with `teams`, tags, priority,
 //! `update_alerts`, custom fields, HTML and Markdown `parse_mode`,
 //! `disable_notifications`) and Alertmanager's limits (PagerDuty summary 1024,
-//! OpsGenie message 130, Telegram text 4096 characters; Discord texts are not cut
-//! in 0.25). Only the external URL is normalised. Also: which answers each
+//! OpsGenie message 130, Telegram text 4096, VictorOps state message 20480
+//! characters, PagerDuty's 512000-byte event; Discord texts are not cut in 0.25).
+//! Only the external URL is normalised. Also: which answers each
 //! integration retries (PagerDuty v2 and OpsGenie 429, Telegram any failure, not
 //! VictorOps or Discord), the same on both sides; PagerDuty v1 (`service_key`),
 //! whose endpoint Alertmanager does not let a config move, checked field by field
@@ -294,8 +295,8 @@ receivers:
     )
 }
 
-#[test]
-fn pagerduty_v1_matches_alertmanager() {
+/// A test CA and, signed by it, `pagerduty.crt`/`.key` for `events.pagerduty.com`.
+fn pagerduty_pki() -> common::tls::TestPki {
     let pki = common::tls::TestPki::generate();
     pki.leaf(
         "pagerduty",
@@ -304,6 +305,12 @@ fn pagerduty_v1_matches_alertmanager() {
         "subjectAltName=DNS:events.pagerduty.com\nextendedKeyUsage=serverAuth\n",
         2,
     );
+    pki
+}
+
+#[test]
+fn pagerduty_v1_matches_alertmanager() {
+    let pki = pagerduty_pki();
     let proxy =
         CaptureServer::start_tls_proxy(&pki.file("pagerduty.crt"), &pki.file("pagerduty.key"));
     let (am_hook, pf_capture) = (CaptureServer::start(), CaptureServer::start());
@@ -422,14 +429,7 @@ fn retries_match_alertmanager() {
         ("tg", 400, true),
         ("dc", 429, false),
     ];
-    let pki = common::tls::TestPki::generate();
-    pki.leaf(
-        "pagerduty",
-        "ca",
-        "events.pagerduty.com",
-        "subjectAltName=DNS:events.pagerduty.com\nextendedKeyUsage=serverAuth\n",
-        2,
-    );
+    let pki = pagerduty_pki();
     let side = |oracle: bool| -> Vec<(&str, CaptureServer)> {
         cases
             .iter()
@@ -632,4 +632,78 @@ fn debian_sample_config_loads_unchanged() {
     );
     let receivers: Value = serde_json::from_str(&promflow.get_ok("/api/v2/receivers")).unwrap();
     assert_eq!(receivers.as_array().map(Vec::len), Some(5), "{receivers}");
+}
+
+/// An alert whose `big` annotation passes PagerDuty's 512000-byte event limit and
+/// VictorOps' 20480-character state message.
+fn big_alert() -> Value {
+    json!({
+        "labels": {"alertname": "Big", "team": "X"},
+        "annotations": {"big": "é<".repeat(180_000)},
+        "startsAt": (chrono::Utc::now() - chrono::Duration::seconds(5))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+fn limits_config(capture: &CaptureServer) -> String {
+    format!(
+        r#"
+route:
+  receiver: team
+  group_wait: 1s
+  group_interval: 1h
+receivers:
+  - name: team
+    pagerduty_configs:
+      - routing_key: k
+        url: {pd}
+        details:
+          big: '{{{{ .CommonAnnotations.big }}}}'
+    victorops_configs:
+      - api_key: k
+        api_url: {vo}
+        routing_key: r
+        state_message: '{{{{ .CommonAnnotations.big }}}}'
+"#,
+        pd = capture.url("/pd"),
+        vo = capture.url("/vo/"),
+    )
+}
+
+#[test]
+fn limits_match_alertmanager() {
+    let (am_capture, pf_capture) = (CaptureServer::start(), CaptureServer::start());
+    let am = Alertmanager::start_with_config(&limits_config(&am_capture));
+    let dir = tempfile::tempdir().unwrap();
+    let promflow = start_promflow(&limits_config(&pf_capture), dir.path());
+    let alerts = json!([big_alert()]);
+    post(&am.url("/api/v2/alerts"), &alerts);
+    post(&promflow.url("/api/v2/alerts"), &alerts);
+    am_capture.wait_for(2, Duration::from_secs(30));
+    pf_capture.wait_for(2, Duration::from_secs(30));
+    let expected = sorted(&am_capture.requests(), EXTERNAL_URL);
+    let pagerduty = &expected.iter().find(|r| r["path"] == "/pd").unwrap()["body"];
+    assert!(
+        pagerduty["payload"]["custom_details"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("512")),
+        "the oracle drops the details: {}",
+        pagerduty["payload"]["custom_details"]
+    );
+    let victorops = &expected.iter().find(|r| r["path"] != "/pd").unwrap()["body"];
+    assert_eq!(
+        victorops["state_message"].as_str().unwrap().chars().count(),
+        20480
+    );
+    // Only the PagerDuty event carries the external URL (client_url).
+    let pf_requests = pf_capture.requests();
+    let pf_url = pf_requests
+        .iter()
+        .find(|r| r.path == "/pd")
+        .map(|r| {
+            let client_url = r.json()["client_url"].as_str().unwrap().to_string();
+            client_url.split("/#/").next().unwrap().to_string()
+        })
+        .unwrap();
+    assert_eq!(sorted(&pf_requests, &pf_url), expected);
 }

@@ -22,6 +22,7 @@
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
 
 use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
+use crate::alertmanager::receivers::RawGlobalApi;
 use crate::alertmanager::receivers::{discord, opsgenie, pagerduty, telegram, victorops};
 use crate::alertmanager::receivers::{email, pushover, slack, webhook};
 use crate::alertmanager::route::{GroupBy, Route};
@@ -366,12 +367,12 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
     };
 
     let global_smtp = global.map(RawGlobal::smtp);
-    let global_opsgenie = opsgenie::RawGlobalOpsgenie {
+    let global_opsgenie = RawGlobalApi {
         api_url: global.and_then(|g| g.opsgenie_api_url.clone()),
         api_key: global.and_then(|g| g.opsgenie_api_key.clone()),
         api_key_file: global.and_then(|g| g.opsgenie_api_key_file.clone()),
     };
-    let global_victorops = victorops::RawGlobalVictorops {
+    let global_victorops = RawGlobalApi {
         api_url: global.and_then(|g| g.victorops_api_url.clone()),
         api_key: global.and_then(|g| g.victorops_api_key.clone()),
         api_key_file: global.and_then(|g| g.victorops_api_key_file.clone()),

@@ -1,5 +1,6 @@
 //! The built-in notifier: Alertmanager 0.25's routing, grouping, inhibition,
-//! silences and Slack / Pushover / webhook receivers inside promflow, configured by
+//! silences and receivers (email, Slack, Pushover, webhook, PagerDuty, OpsGenie, VictorOps,
+//! Telegram, Discord, …) inside promflow, configured by
 //! an Alertmanager config file (`--alertmanager.config.file`), so one promflow can
 //! page without an Alertmanager.
 //!

@@ -144,6 +144,49 @@ impl KeySource {
     }
 }
 
+/// An API's `*_api_url`, `*_api_key` and `*_api_key_file` settings in `global`
+/// (OpsGenie's, VictorOps').
+#[derive(Debug, Default)]
+pub(crate) struct RawGlobalApi {
+    pub(crate) api_url: Option<String>,
+    pub(crate) api_key: Option<String>,
+    pub(crate) api_key_file: Option<String>,
+}
+
+impl RawGlobalApi {
+    /// The key of an entry at `path` (`api_key`, `api_key_file`), else the global
+    /// one; adds Alertmanager's problems: both set in the entry, or no key anywhere
+    /// (`missing`).
+    pub(crate) fn key_for(
+        &self,
+        api_key: &Option<String>,
+        api_key_file: &Option<String>,
+        missing: &str,
+        base: &Path,
+        path: &crate::config::FieldPath,
+        p: &mut crate::config::Problems,
+    ) -> KeySource {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.is_empty())
+        }
+        let (key, file) = (set(api_key), set(api_key_file));
+        if key.is_some() && file.is_some() {
+            p.push(
+                path.key("api_key"),
+                "at most one of api_key & api_key_file must be configured",
+            );
+        }
+        if key.is_some() || file.is_some() {
+            return KeySource::of(key, file, base);
+        }
+        let (key, file) = (set(&self.api_key), set(&self.api_key_file));
+        if key.is_none() && file.is_none() {
+            p.push(path.clone(), missing);
+        }
+        KeySource::of(key, file, base)
+    }
+}
+
 /// Alertmanager's `Key.Hash`: the hex SHA-256 of a group key (PagerDuty's dedup
 /// key, OpsGenie's alias, VictorOps' entity id).
 pub fn group_key_hash(group_key: &str) -> String {

@@ -20,7 +20,9 @@
 //! `global.opsgenie_api_key`/`_file`; responder types checked (lower-cased) against
 //! `team|teams|user|escalation|schedule` unless they are templates.
 
-use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, Retrier};
+use super::{
+    group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi, Retrier,
+};
 use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, TlsConfig};
@@ -209,14 +211,6 @@ pub(crate) struct RawResponder {
     pub(crate) kind: Option<String>,
 }
 
-/// The `opsgenie_*` settings of `global`.
-#[derive(Debug, Default)]
-pub(crate) struct RawGlobalOpsgenie {
-    pub(crate) api_url: Option<String>,
-    pub(crate) api_key: Option<String>,
-    pub(crate) api_key_file: Option<String>,
-}
-
 /// `opsgenie_configs` entry; text fields are templates.
 #[derive(Clone, Debug)]
 pub struct OpsgenieConfig {
@@ -268,32 +262,19 @@ pub struct Responder {
 /// Resolves one `opsgenie_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawOpsgenie,
-    global: &RawGlobalOpsgenie,
+    global: &RawGlobalApi,
     base: &Path,
     path: &FieldPath,
     p: &mut Problems,
 ) -> OpsgenieConfig {
-    let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    let (key, key_file) = (set(&c.api_key), set(&c.api_key_file));
-    if key.is_some() && key_file.is_some() {
-        p.push(
-            path.key("api_key"),
-            "at most one of api_key & api_key_file must be configured",
-        );
-    }
-    let api_key = match (key, key_file) {
-        (None, None) => {
-            let (gkey, gfile) = (set(&global.api_key), set(&global.api_key_file));
-            if gkey.is_none() && gfile.is_none() {
-                p.push(
-                    path.clone(),
-                    "no global OpsGenie API Key set either inline or in a file",
-                );
-            }
-            KeySource::of(gkey.as_deref(), gfile.as_deref(), base)
-        }
-        (k, f) => KeySource::of(k.as_deref(), f.as_deref(), base),
-    };
+    let api_key = global.key_for(
+        &c.api_key,
+        &c.api_key_file,
+        "no global OpsGenie API Key set either inline or in a file",
+        base,
+        path,
+        p,
+    );
     let api_url = base_url(
         &c.api_url,
         &global.api_url,

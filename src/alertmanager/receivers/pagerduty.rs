@@ -42,7 +42,7 @@ pub const V1_URL: &str = "https://events.pagerduty.com/generic/2010-04-15/create
 const MAX_SUMMARY_RUNES: usize = 1024;
 const MAX_EVENT_BYTES: usize = 512_000;
 const TRUNCATED_DETAILS: &str =
-    "Custom details have been removed because the original event exceeds the maximum size of 512kB";
+    "Custom details have been removed because the original event exceeds the maximum size of 512KB";
 
 /// The event for `data` in group `group_key`.
 pub fn request(

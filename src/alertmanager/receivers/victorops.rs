@@ -15,7 +15,7 @@
 //! `global.victorops_api_key`/`_file`; `routing_key` required; custom fields may not
 //! reuse the fixed fields' names.
 
-use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource};
+use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi};
 use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, TlsConfig};
@@ -118,14 +118,6 @@ pub(crate) struct RawVictorops {
     pub(crate) custom_fields: Option<BTreeMap<String, String>>,
 }
 
-/// The `victorops_*` settings of `global`.
-#[derive(Debug, Default)]
-pub(crate) struct RawGlobalVictorops {
-    pub(crate) api_url: Option<String>,
-    pub(crate) api_key: Option<String>,
-    pub(crate) api_key_file: Option<String>,
-}
-
 /// `victorops_configs` entry; text fields are templates.
 #[derive(Clone, Debug)]
 pub struct VictoropsConfig {
@@ -154,24 +146,16 @@ pub struct VictoropsConfig {
 /// Resolves one `victorops_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawVictorops,
-    global: &RawGlobalVictorops,
+    global: &RawGlobalApi,
     base: &Path,
     path: &FieldPath,
     p: &mut Problems,
 ) -> VictoropsConfig {
-    let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     let routing_key = c.routing_key.clone().unwrap_or_default();
     if routing_key.is_empty() {
         p.push(
             path.key("routing_key"),
             "missing Routing key in VictorOps config",
-        );
-    }
-    let (key, key_file) = (set(&c.api_key), set(&c.api_key_file));
-    if key.is_some() && key_file.is_some() {
-        p.push(
-            path.key("api_key"),
-            "at most one of api_key & api_key_file must be configured",
         );
     }
     let custom_fields = c.custom_fields.clone().unwrap_or_default();
@@ -183,16 +167,14 @@ pub(crate) fn resolve(
             );
         }
     }
-    let api_key = match (key, key_file) {
-        (None, None) => {
-            let (gkey, gfile) = (set(&global.api_key), set(&global.api_key_file));
-            if gkey.is_none() && gfile.is_none() {
-                p.push(path.clone(), "no global VictorOps API Key set");
-            }
-            KeySource::of(gkey.as_deref(), gfile.as_deref(), base)
-        }
-        (k, f) => KeySource::of(k.as_deref(), f.as_deref(), base),
-    };
+    let api_key = global.key_for(
+        &c.api_key,
+        &c.api_key_file,
+        "no global VictorOps API Key set",
+        base,
+        path,
+        p,
+    );
     let api_url = base_url(
         &c.api_url,
         &global.api_url,
