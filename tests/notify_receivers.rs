@@ -218,6 +218,21 @@ fn receivers_match_alertmanager() {
     let dir = tempfile::tempdir().unwrap();
     let promflow = start_promflow(&receivers_config(&pf_capture), dir.path());
 
+    // The file as both show it (`GET /api/v2/status`, `amtool config show`), before
+    // any notification: Alertmanager 0.25 writes `severity: error` into a PagerDuty
+    // v2 entry's config when it first sends, and shows that from then on.
+    let shown = |body: String, capture: &CaptureServer| {
+        let status: Value = serde_json::from_str(&body).unwrap();
+        status["config"]["original"]
+            .as_str()
+            .unwrap()
+            .replace(&capture.url(""), "CAPTURE")
+    };
+    assert_eq!(
+        shown(promflow.get_ok("/api/v2/status"), &pf_capture),
+        shown(am.get_ok("/api/v2/status"), &am_capture)
+    );
+
     let firing = json!([alert("a", None), alert("b", None)]);
     post(&am.url("/api/v2/alerts"), &firing);
     post(&promflow.url("/api/v2/alerts"), &firing);

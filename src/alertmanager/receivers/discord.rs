@@ -11,10 +11,12 @@ use super::{Call, Delivery, Expander};
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
+use crate::alertmanager::config_show::{insert_text, notifier_head, SECRET};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, Secret, TlsConfig};
 use serde::Deserialize;
 use serde_json::json;
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
 
 const COLOR_RED: u32 = 0x992D22;
@@ -97,4 +99,16 @@ pub(crate) fn resolve(
         title: template_or(&c.title, defaults::TITLE),
         message: template_or(&c.message, defaults::MESSAGE),
     }
+}
+
+/// An entry as Alertmanager 0.25 shows it (`crate::alertmanager::config_show`):
+/// defaults filled in, the webhook URL as `<secret>`.
+pub(crate) fn show(c: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    if c.get("webhook_url").is_some() {
+        m.insert("webhook_url".into(), SECRET.into());
+    }
+    insert_text(&mut m, c, "title", defaults::TITLE);
+    insert_text(&mut m, c, "message", defaults::MESSAGE);
+    m
 }

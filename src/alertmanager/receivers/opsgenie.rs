@@ -24,10 +24,14 @@ use super::{
     group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi, Retrier,
 };
 use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
+use crate::alertmanager::config_show::{
+    insert_key, insert_nonempty, insert_text, notifier_head, sorted_map, url_of,
+};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, TlsConfig};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -337,4 +341,52 @@ pub(crate) fn resolve(
         priority: c.priority.clone().unwrap_or_default(),
         update_alerts: c.update_alerts.unwrap_or(false),
     }
+}
+
+/// An entry as Alertmanager 0.25 shows it (`crate::alertmanager::config_show`):
+/// defaults, the global key and URL filled in, keys as `<secret>`.
+pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    insert_key(
+        &mut m,
+        c,
+        ["api_key", "api_key_file"],
+        global,
+        ["opsgenie_api_key", "opsgenie_api_key_file"],
+    );
+    let url = url_of(
+        c,
+        "api_url",
+        global,
+        "opsgenie_api_url",
+        DEFAULT_API_URL,
+        true,
+    );
+    m.insert("api_url".into(), url.into());
+    insert_text(&mut m, c, "message", defaults::MESSAGE);
+    insert_text(&mut m, c, "description", defaults::DESCRIPTION);
+    insert_text(&mut m, c, "source", defaults::SOURCE);
+    if let Some(d) = c.get("details").and_then(sorted_map) {
+        m.insert("details".into(), d);
+    }
+    insert_nonempty(&mut m, c, &["entity"]);
+    let responders: Vec<YamlValue> = c
+        .get("responders")
+        .and_then(YamlValue::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let mut i = Mapping::new();
+            insert_nonempty(&mut i, r, &["id", "name", "username", "type"]);
+            YamlValue::Mapping(i)
+        })
+        .collect();
+    if !responders.is_empty() {
+        m.insert("responders".into(), YamlValue::Sequence(responders));
+    }
+    insert_nonempty(&mut m, c, &["actions", "tags", "note", "priority"]);
+    if c.get("update_alerts").and_then(YamlValue::as_bool) == Some(true) {
+        m.insert("update_alerts".into(), true.into());
+    }
+    m
 }

@@ -27,10 +27,14 @@ use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource}
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
+use crate::alertmanager::config_show::{
+    insert_nonempty, insert_text, notifier_head, sorted_map, string, url_of, SECRET,
+};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, TlsConfig};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -412,4 +416,67 @@ pub(crate) fn resolve(
         component: c.component.clone().unwrap_or_default(),
         group: c.group.clone().unwrap_or_default(),
     }
+}
+
+/// An entry as Alertmanager 0.25 shows it (`crate::alertmanager::config_show`):
+/// defaults and the URL filled in, keys as `<secret>`. As loaded: once a v2 entry
+/// without `severity` has sent, Alertmanager shows `severity: error` (it writes the
+/// default into its config then); promflow does not.
+pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    for (key, file) in [
+        ("service_key", "service_key_file"),
+        ("routing_key", "routing_key_file"),
+    ] {
+        if c.get(key).and_then(string).is_some_and(|s| !s.is_empty()) {
+            m.insert(key.into(), SECRET.into());
+        }
+        insert_nonempty(&mut m, c, &[file]);
+    }
+    let url = url_of(c, "url", global, "pagerduty_url", DEFAULT_URL, false);
+    m.insert("url".into(), url.into());
+    insert_text(&mut m, c, "client", defaults::CLIENT);
+    insert_text(&mut m, c, "client_url", defaults::CLIENT_URL);
+    insert_text(&mut m, c, "description", defaults::DESCRIPTION);
+    let mut details = c.get("details").cloned().unwrap_or(YamlValue::Null);
+    if !details.is_mapping() {
+        details = YamlValue::Mapping(Mapping::new());
+    }
+    if let YamlValue::Mapping(d) = &mut details {
+        for (k, v) in defaults::DETAILS {
+            if !d.contains_key(k) {
+                d.insert(k.into(), v.into());
+            }
+        }
+    }
+    if let Some(d) = sorted_map(&details) {
+        m.insert("details".into(), d);
+    }
+    for (key, fields) in [
+        ("images", &["src", "alt", "href"][..]),
+        ("links", &["href", "text"]),
+    ] {
+        let items: Vec<YamlValue> = c
+            .get(key)
+            .and_then(YamlValue::as_sequence)
+            .into_iter()
+            .flatten()
+            .map(|item| {
+                let mut i = Mapping::new();
+                insert_nonempty(&mut i, item, fields);
+                YamlValue::Mapping(i)
+            })
+            .collect();
+        if !items.is_empty() {
+            m.insert(key.into(), YamlValue::Sequence(items));
+        }
+    }
+    let client = c.get("client").and_then(string);
+    let source = c.get("source").and_then(string).filter(|s| !s.is_empty());
+    let source = source.or(client).unwrap_or(defaults::CLIENT.to_string());
+    if !source.is_empty() {
+        m.insert("source".into(), source.into());
+    }
+    insert_nonempty(&mut m, c, &["severity", "class", "component", "group"]);
+    m
 }

@@ -18,9 +18,11 @@ use super::{truncate_runes, Call, Delivery, Expander, Retrier};
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
+use crate::alertmanager::config_show::{insert_text, notifier_head, string, url_of, SECRET};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, Secret, TlsConfig};
 use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -150,4 +152,38 @@ pub(crate) fn resolve(
         disable_notifications: c.disable_notifications.unwrap_or(false),
         parse_mode,
     }
+}
+
+/// An entry as Alertmanager 0.25 shows it (`crate::alertmanager::config_show`):
+/// defaults and the URL filled in, the token as `<secret>`.
+pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    let url = url_of(
+        c,
+        "api_url",
+        global,
+        "telegram_api_url",
+        DEFAULT_API_URL,
+        false,
+    );
+    m.insert("api_url".into(), url.into());
+    if c.get("bot_token")
+        .and_then(string)
+        .is_some_and(|s| !s.is_empty())
+    {
+        m.insert("bot_token".into(), SECRET.into());
+    }
+    if let Some(id) = c
+        .get("chat_id")
+        .and_then(YamlValue::as_i64)
+        .filter(|i| *i != 0)
+    {
+        m.insert("chat_id".into(), id.into());
+    }
+    insert_text(&mut m, c, "message", defaults::MESSAGE);
+    if c.get("disable_notifications").and_then(YamlValue::as_bool) == Some(true) {
+        m.insert("disable_notifications".into(), true.into());
+    }
+    insert_text(&mut m, c, "parse_mode", defaults::PARSE_MODE);
+    m
 }

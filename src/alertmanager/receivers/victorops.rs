@@ -17,9 +17,11 @@
 
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi};
 use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
+use crate::alertmanager::config_show::{insert_key, notifier_head, sorted_map, string, url_of};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, TlsConfig};
 use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -194,4 +196,40 @@ pub(crate) fn resolve(
         monitoring_tool: template_or(&c.monitoring_tool, defaults::MONITORING_TOOL),
         custom_fields,
     }
+}
+
+/// An entry as Alertmanager 0.25 shows it (`crate::alertmanager::config_show`):
+/// defaults, the global key and URL filled in, keys as `<secret>`.
+pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    insert_key(
+        &mut m,
+        c,
+        ["api_key", "api_key_file"],
+        global,
+        ["victorops_api_key", "victorops_api_key_file"],
+    );
+    let url = url_of(
+        c,
+        "api_url",
+        global,
+        "victorops_api_url",
+        DEFAULT_API_URL,
+        true,
+    );
+    m.insert("api_url".into(), url.into());
+    for (key, default) in [
+        ("routing_key", ""),
+        ("message_type", defaults::MESSAGE_TYPE),
+        ("state_message", defaults::STATE_MESSAGE),
+        ("entity_display_name", defaults::ENTITY_DISPLAY_NAME),
+        ("monitoring_tool", defaults::MONITORING_TOOL),
+    ] {
+        let text = c.get(key).and_then(string);
+        m.insert(key.into(), text.as_deref().unwrap_or(default).into());
+    }
+    if let Some(f) = c.get("custom_fields").and_then(sorted_map) {
+        m.insert("custom_fields".into(), f);
+    }
+    m
 }
