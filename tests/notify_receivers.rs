@@ -9,13 +9,14 @@
 //! `disable_notifications`) and Alertmanager's limits (PagerDuty summary 1024,
 //! OpsGenie message 130, Telegram text 4096, VictorOps state message 20480
 //! characters, PagerDuty's 512000-byte event; Discord texts are not cut in 0.25).
-//! Only the external URL is normalised. Also: which answers each
-//! integration retries (PagerDuty v2 and OpsGenie 429, Telegram any failure, not
-//! VictorOps or Discord), the same on both sides; PagerDuty v1 (`service_key`),
-//! whose endpoint Alertmanager does not let a config move, checked field by field
-//! against the oracle's v2 event; Alertmanager's load errors, compared with
-//! `amtool check-config`; and Debian's sample `alertmanager.yml`, which must load
-//! unchanged.
+//! Keys come inline, from the entry's `*_file` and from `global`. Only the external
+//! URL is normalised; the file as both show it (`GET /api/v2/status`) must match too.
+//! Also: PagerDuty v1 (`service_key`), whose endpoint Alertmanager does not let a
+//! config move, so the oracle reaches an intercepting https proxy; which answers each
+//! integration retries (PagerDuty v2 and OpsGenie 429, v1 403, Telegram any answer
+//! but `"ok": true`; not VictorOps or Discord), the same on both sides;
+//! Alertmanager's load errors, compared with `amtool check-config`; and Debian's
+//! sample `alertmanager.yml`, which must load unchanged.
 //!
 //! Real peers: Alertmanager 0.25 and amtool (Debian `prometheus-alertmanager`),
 //! promflow.
@@ -35,13 +36,22 @@ use std::time::Duration;
 const TELEGRAM_OK: &str =
     r#"{"ok":true,"result":{"message_id":1,"date":0,"chat":{"id":-1001,"type":"group"}}}"#;
 
-fn receivers_config(capture: &CaptureServer) -> String {
+/// `receivers_config` reads its key files from `dir`.
+fn write_key_files(dir: &std::path::Path) {
+    std::fs::write(dir.join("routing.key"), "rk-from-file\n").unwrap();
+    // OpsGenie's file is used as it is (no trailing newline, or the header breaks).
+    std::fs::write(dir.join("genie.key"), "genie-from-file").unwrap();
+    std::fs::write(dir.join("vo-global.key"), "  vo-global-file-key\n").unwrap();
+}
+
+fn receivers_config(capture: &CaptureServer, dir: &std::path::Path) -> String {
     format!(
         r#"
 global:
   opsgenie_api_key: global-genie-key
   opsgenie_api_url: {og}
   telegram_api_url: {tg}
+  victorops_api_key_file: {dir}/vo-global.key
 route:
   receiver: team
   group_by: [alertname]
@@ -75,8 +85,11 @@ receivers:
         links:
           - href: 'https://runbooks.example/{{{{ .GroupLabels.alertname }}}}'
             text: runbook
+      - routing_key_file: {dir}/routing.key
+        url: {pd}
     opsgenie_configs:
       - {{}}
+      - api_key_file: {dir}/genie.key
       - api_key: 'entry-{{{{ .CommonLabels.team }}}}'
         api_url: {og_entry}
         message: '{{{{ .CommonAnnotations.long }}}}'
@@ -114,6 +127,8 @@ receivers:
         custom_fields:
           team: '{{{{ .CommonLabels.team }}}}'
           static: value
+      - api_url: {vo}
+        routing_key: global-key
     telegram_configs:
       - bot_token: 123:abc
         chat_id: -1001
@@ -136,6 +151,7 @@ receivers:
         tg = capture.url("/tg"),
         discord = capture.url("/discord"),
         hook = capture.url("/hook"),
+        dir = dir.display(),
     )
 }
 
@@ -214,9 +230,10 @@ fn receivers_match_alertmanager() {
     let (am_capture, pf_capture) = (CaptureServer::start(), CaptureServer::start());
     am_capture.reply_with_body(TELEGRAM_OK);
     pf_capture.reply_with_body(TELEGRAM_OK);
-    let am = Alertmanager::start_with_config(&receivers_config(&am_capture));
     let dir = tempfile::tempdir().unwrap();
-    let promflow = start_promflow(&receivers_config(&pf_capture), dir.path());
+    write_key_files(dir.path());
+    let am = Alertmanager::start_with_config(&receivers_config(&am_capture, dir.path()));
+    let promflow = start_promflow(&receivers_config(&pf_capture, dir.path()), dir.path());
 
     // The file as both show it (`GET /api/v2/status`, `amtool config show`), before
     // any notification: Alertmanager 0.25 writes `severity: error` into a PagerDuty
@@ -236,8 +253,8 @@ fn receivers_match_alertmanager() {
     let firing = json!([alert("a", None), alert("b", None)]);
     post(&am.url("/api/v2/alerts"), &firing);
     post(&promflow.url("/api/v2/alerts"), &firing);
-    // 1 webhook, 2 PagerDuty, 1 + 3 OpsGenie, 2 VictorOps, 2 Telegram, 2 Discord.
-    let n = 13;
+    // 1 webhook, 3 PagerDuty, 2 + 3 OpsGenie, 3 VictorOps, 2 Telegram, 2 Discord.
+    let n = 16;
     am_capture.wait_for(n, Duration::from_secs(30));
     pf_capture.wait_for(n, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(3));
@@ -257,13 +274,21 @@ fn receivers_match_alertmanager() {
         .unwrap()
         .to_string();
     assert_eq!(summary.chars().count(), 1024, "the oracle cuts the summary");
+    let text = serde_json::to_string(&expected).unwrap();
+    for from_file in [
+        "\"routing_key\":\"rk-from-file\"",
+        "GenieKey genie-from-file",
+        "/vo-global-file-key/global-key",
+    ] {
+        assert!(text.contains(from_file), "the oracle sent no {from_file}");
+    }
 
     let ends = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let resolved = json!([alert("a", Some(&ends)), alert("b", Some(&ends))]);
     post(&am.url("/api/v2/alerts"), &resolved);
     post(&promflow.url("/api/v2/alerts"), &resolved);
-    // 1 webhook, 2 PagerDuty, 2 OpsGenie closes, 2 VictorOps, 2 Telegram, 2 Discord.
-    let n = n + 11;
+    // 1 webhook, 3 PagerDuty, 3 OpsGenie closes, 3 VictorOps, 2 Telegram, 2 Discord.
+    let n = n + 14;
     am_capture.wait_for(n, Duration::from_secs(30));
     pf_capture.wait_for(n, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(3));
