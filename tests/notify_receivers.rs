@@ -274,6 +274,37 @@ fn receivers_match_alertmanager() {
         .unwrap()
         .to_string();
     assert_eq!(summary.chars().count(), 1024, "the oracle cuts the summary");
+    // The same counts, per integration (Discord's only once used, as Alertmanager
+    // does not initialise it).
+    let counters = |body: String| -> Vec<String> {
+        let mut lines: Vec<String> = body
+            .lines()
+            .filter(|l| {
+                l.starts_with("alertmanager_notification")
+                    && [
+                        "email",
+                        "pagerduty",
+                        "opsgenie",
+                        "victorops",
+                        "telegram",
+                        "discord",
+                    ]
+                    .iter()
+                    .any(|i| l.contains(&format!("integration=\"{i}\"")))
+                    && !l.contains("latency")
+            })
+            .map(str::to_string)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let am_counters = counters(am.get_ok("/metrics"));
+    assert!(
+        am_counters.iter().any(|l| l.contains("discord")),
+        "{am_counters:#?}"
+    );
+    assert_eq!(counters(promflow.get_ok("/metrics")), am_counters);
+
     let text = serde_json::to_string(&expected).unwrap();
     for from_file in [
         "\"routing_key\":\"rk-from-file\"",

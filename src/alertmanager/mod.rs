@@ -56,7 +56,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Integrations counted in the metrics (always rendered, even at 0).
+/// Integrations whose counters are rendered even at 0, as Alertmanager 0.25
+/// initialises them; others (Discord, Webex) appear once counted. Series come out
+/// sorted by integration.
 pub const INTEGRATIONS: &[&str] = &[
     "pushover",
     "slack",
@@ -67,7 +69,6 @@ pub const INTEGRATIONS: &[&str] = &[
     "opsgenie",
     "victorops",
     "telegram",
-    "discord",
 ];
 
 /// First retry delay.
@@ -129,7 +130,13 @@ impl NotifyMetrics {
         ] {
             let name = format!("alertmanager_{metric}");
             write_header(&mut out, &name, "counter", help);
-            for &integration in INTEGRATIONS {
+            let counted = counters
+                .keys()
+                .filter(|(m, _)| *m == metric)
+                .map(|(_, i)| *i);
+            let integrations: std::collections::BTreeSet<&str> =
+                INTEGRATIONS.iter().copied().chain(counted).collect();
+            for integration in integrations {
                 let v = counters.get(&(metric, integration)).copied().unwrap_or(0);
                 write_sample(
                     &mut out,
