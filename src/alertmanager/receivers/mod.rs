@@ -110,7 +110,9 @@ pub enum Retrier {
     TelegramOk,
 }
 
-/// A key written inline or in a file read at each send.
+/// A key written inline or in a file read at each send. A relative file is taken
+/// from the config file's directory, as promflow does for every `*_file` (Alertmanager
+/// 0.25 reads these from its working directory).
 #[derive(Clone, Debug)]
 pub enum KeySource {
     /// Inline.
