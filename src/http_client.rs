@@ -128,21 +128,28 @@ pub fn tls_files_fingerprint(tls: &TlsConfig) -> u64 {
     hasher.digest()
 }
 
-/// `request` with the `Authorization` header of `basic_auth` or `authorization`, as
-/// prometheus/common's round trippers add it (files are read at each request, as
-/// there, so rotated secrets apply without a reload).
-pub fn authenticate(
+/// `request` with the `Authorization` header of `basic_auth`, `authorization` or
+/// `oauth2` (at most one is configured), as prometheus/common's round trippers add it:
+/// files are read at each request, as there, so rotated secrets apply without a
+/// reload; an OAuth 2.0 token is fetched when none is cached. Errs (with the reason)
+/// only when a token cannot be had.
+pub async fn authorize(
     mut request: reqwest::RequestBuilder,
     basic_auth: Option<&BasicAuth>,
     authorization: Option<&Authorization>,
-) -> reqwest::RequestBuilder {
+    oauth2: Option<&OAuth2>,
+) -> Result<reqwest::RequestBuilder, String> {
     if let Some(auth) = basic_auth {
         request = request.basic_auth(&auth.username, auth.password_text());
     }
     if let Some(header) = authorization.and_then(|a| a.header_value()) {
         request = request.header(reqwest::header::AUTHORIZATION, header);
     }
-    request
+    if let Some(oauth2) = oauth2 {
+        let tokens = OAuth2Tokens::shared(oauth2).map_err(|e| e.to_string())?;
+        request = request.header(reqwest::header::AUTHORIZATION, tokens.header().await?);
+    }
+    Ok(request)
 }
 
 /// How much earlier than its expiry a token is fetched again (golang.org/x/oauth2's
@@ -262,21 +269,33 @@ impl OAuth2Tokens {
     }
 }
 
-/// Clients by TLS settings, built on first use: for senders whose targets each carry
-/// a `tls_config` (Alertmanagers, notifier receivers). A failed build is not cached.
+/// Clients by TLS settings and options, built on first use: for senders whose
+/// targets each carry their own (Alertmanagers, notifier receivers). A failed build is
+/// not cached.
 #[derive(Default)]
 pub struct ClientCache {
-    clients: Mutex<HashMap<TlsConfig, reqwest::Client>>,
+    clients: Mutex<HashMap<(TlsConfig, HttpClientOptions), reqwest::Client>>,
 }
 
 impl ClientCache {
-    /// The client for `tls` (a cheap handle to a shared connection pool).
+    /// The client for `tls` with the default options (a cheap handle to a shared
+    /// connection pool).
     pub fn get(&self, tls: &TlsConfig) -> Result<reqwest::Client, TlsSetupError> {
-        if let Some(client) = self.clients.lock().get(tls) {
+        self.get_with(tls, &HttpClientOptions::default())
+    }
+
+    /// The client for `tls` and `options`.
+    pub fn get_with(
+        &self,
+        tls: &TlsConfig,
+        options: &HttpClientOptions,
+    ) -> Result<reqwest::Client, TlsSetupError> {
+        let key = (tls.clone(), options.clone());
+        if let Some(client) = self.clients.lock().get(&key) {
             return Ok(client.clone());
         }
-        let client = build_client(tls)?;
-        self.clients.lock().insert(tls.clone(), client.clone());
+        let client = build_client_with(tls, options)?;
+        self.clients.lock().insert(key, client.clone());
         Ok(client)
     }
 }

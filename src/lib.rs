@@ -7,6 +7,9 @@
 //! running pieces; `main.rs` is the CLI. Every outgoing HTTP client (scrapes,
 //! Alertmanagers, notifier receivers) is built by [`http_client`].
 
+// No unsafe code anywhere in promflow: the compiler holds us to it.
+#![forbid(unsafe_code)]
+
 pub mod alertmanager;
 pub mod api;
 pub mod config;

@@ -5,6 +5,9 @@
 //! Prometheus's command line (implemented, no-op or refused) is `promflow::flags`, and
 //! booleans take kingpin's `--no-flag` too.
 
+// No unsafe code anywhere in promflow: the compiler holds us to it.
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Subcommand};
 use promflow::config::{

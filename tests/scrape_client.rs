@@ -6,6 +6,9 @@
 //! target is followed or reported as Prometheus does; `oauth2`: the token request
 //! both make to a token endpoint served by the test is the same, and the token is
 //! sent and cached until it expires (also by `remote_write`, same code path).
+//! Alertmanagers (`alerting.alertmanagers[]`) take the same settings: a
+//! `bearer_token_file`, `oauth2` and `proxy_url` each reach the Alertmanager endpoint
+//! as they do from Prometheus.
 //!
 //! Peers: Prometheus 2.42, the controllable exporter (records request headers), the
 //! test proxy and redirector (`common::proxy`).
@@ -97,6 +100,16 @@ fn scrape_credentials_are_sent_as_prometheus_sends_them() {
     );
 }
 
+/// The request lines `proxy` forwarded for clients whose User-Agent starts with `agent`.
+fn proxied_request_lines(proxy: &Proxy, agent: &str) -> BTreeSet<String> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|(_, a)| a.starts_with(agent))
+        .map(|(line, _)| line)
+        .collect()
+}
+
 /// `job → (health, lastError)` of `server`'s targets once none is `unknown`.
 fn target_states(server: &Peer) -> Option<Vec<(String, String, String)>> {
     let json: Value = serde_json::from_str(&server.get_ok("/api/v1/targets")).ok()?;
@@ -140,14 +153,7 @@ fn proxies_and_redirects_are_followed_as_prometheus_follows_them() {
     let health: Vec<&str> = ours.iter().map(|(_, h, _)| h.as_str()).collect();
     assert_eq!(health, ["down", "up", "up"], "{ours:?}");
     assert!(ours[0].2.contains("302"), "{ours:?}");
-    let lines = |agent: &str| -> BTreeSet<String> {
-        proxy
-            .requests()
-            .into_iter()
-            .filter(|(_, a)| a.starts_with(agent))
-            .map(|(line, _)| line)
-            .collect()
-    };
+    let lines = |agent: &str| proxied_request_lines(&proxy, agent);
     assert!(wait_until(WAIT, || !lines("promflow/").is_empty()
         && !lines("Prometheus/").is_empty()));
     assert_eq!(lines("promflow/"), lines("Prometheus/"));
@@ -311,5 +317,117 @@ fn remote_write_sends_its_oauth2_token() {
     assert_eq!(
         seen[0].1,
         [("grant_type".to_string(), "client_credentials".to_string())]
+    );
+}
+
+#[test]
+fn alertmanagers_take_the_http_client_settings_prometheus_gives_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("am-token");
+    std::fs::write(&token_file, "am-t0ken\n").unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - alert: Always\n        expr: vector(1)\n",
+    )
+    .unwrap();
+    let tokens = TokenServer::start();
+    let proxy = Proxy::start();
+    let (bearer, oauth, proxied) = (
+        common::receiver::CaptureServer::start(),
+        common::receiver::CaptureServer::start(),
+        common::receiver::CaptureServer::start(),
+    );
+    let config = format!(
+        r#"global:
+  evaluation_interval: 300ms
+rule_files:
+  - {rules}
+alerting:
+  alertmanagers:
+    - bearer_token_file: {token_file}
+      static_configs:
+        - targets: ['127.0.0.1:{p0}']
+    - oauth2:
+        client_id: am
+        client_secret: s
+        scopes: [alerts]
+        token_url: http://{token}/token
+      static_configs:
+        - targets: ['127.0.0.1:{p1}']
+    - proxy_url: {proxy}
+      follow_redirects: false
+      static_configs:
+        - targets: ['127.0.0.1:{p2}']
+"#,
+        rules = rules.display(),
+        token_file = token_file.display(),
+        p0 = bearer.port(),
+        token = tokens.addr,
+        p1 = oauth.port(),
+        proxy = proxy.url(),
+        p2 = proxied.port(),
+    );
+    // Prometheus drops the first alert when it comes before discovery has named the
+    // Alertmanagers; a short resend delay sends it again soon after.
+    let _promflow = Promflow::start_with_args(&config, &["--rules.alert.resend-delay=1s"]);
+    let _prometheus = Prometheus::start_with_args(&config, &["--rules.alert.resend-delay=1s"]);
+    let sent_by = |server: &common::receiver::CaptureServer, agent: &str| -> BTreeSet<String> {
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.header("user-agent").is_some_and(|a| a.starts_with(agent)))
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.method,
+                    r.path,
+                    r.header("authorization").unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let both = |server: &common::receiver::CaptureServer| {
+        !sent_by(server, "promflow/").is_empty() && !sent_by(server, "Prometheus/").is_empty()
+    };
+    assert!(
+        wait_until(WAIT, || both(&bearer) && both(&oauth) && both(&proxied)),
+        "not every Alertmanager got alerts from both: {:?} {:?} {:?}",
+        bearer.requests().len(),
+        oauth.requests().len(),
+        proxied.requests().len()
+    );
+    // bearer_token_file: the same header from both.
+    assert_eq!(
+        sent_by(&bearer, "promflow/"),
+        sent_by(&bearer, "Prometheus/")
+    );
+    assert_eq!(
+        sent_by(&bearer, "promflow/")
+            .into_iter()
+            .collect::<Vec<_>>(),
+        ["POST /api/v2/alerts Bearer am-t0ken"]
+    );
+    // oauth2: a token each, the same token request form, sent as a Bearer header.
+    let seen = tokens.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].1, seen[1].1, "token request forms differ");
+    for agent in ["promflow/", "Prometheus/"] {
+        let sent = sent_by(&oauth, agent);
+        assert!(
+            sent.iter()
+                .all(|s| s.starts_with("POST /api/v2/alerts Bearer tok-")),
+            "{agent}: {sent:?}"
+        );
+    }
+    // proxy_url: both go through the proxy with the same request line.
+    let lines = |agent: &str| proxied_request_lines(&proxy, agent);
+    assert_eq!(lines("promflow/"), lines("Prometheus/"));
+    assert_eq!(
+        lines("promflow/").into_iter().collect::<Vec<_>>(),
+        [format!(
+            "POST http://127.0.0.1:{}/api/v2/alerts HTTP/1.1",
+            proxied.port()
+        )]
     );
 }

@@ -9,6 +9,8 @@
 //! scrape still in flight); samples older than the watermark are *late*: they are counted
 //! and never merged into the dataflow at the wrong time.
 
+// No unsafe code anywhere in the dataflows: the compiler holds us to it.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod engine;

@@ -14,14 +14,17 @@
 //! [`crate::alertmanager::receivers`].
 //!
 //! Email entries take their defaults from `global.smtp_*` (see
-//! [`crate::alertmanager::receivers::email`]).
-//! Webex and WeChat entries take theirs from `global.webex_api_url` and
-//! `global.wechat_*`.
+//! [`crate::alertmanager::receivers::email`]); PagerDuty, OpsGenie, VictorOps and
+//! Telegram entries theirs from `global.pagerduty_url`, `opsgenie_api_*`,
+//! `victorops_api_*` and `telegram_api_url`, Webex and WeChat entries from
+//! `global.webex_api_url` and `global.wechat_*` (see their files there).
 //!
 //! Extension: `pushover_configs[].api_url` (Alertmanager 0.25 always posts to
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
 
 use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
+use crate::alertmanager::receivers::RawGlobalApi;
+use crate::alertmanager::receivers::{discord, opsgenie, pagerduty, telegram, victorops};
 use crate::alertmanager::receivers::{email, pushover, slack, webhook};
 use crate::alertmanager::receivers::{msteams, sns, webex, wechat};
 use crate::alertmanager::route::{GroupBy, Route};
@@ -62,6 +65,14 @@ struct RawGlobal {
     smtp_auth_secret: Option<String>,
     smtp_auth_identity: Option<String>,
     smtp_require_tls: Option<bool>,
+    pagerduty_url: Option<String>,
+    opsgenie_api_url: Option<String>,
+    opsgenie_api_key: Option<String>,
+    opsgenie_api_key_file: Option<String>,
+    victorops_api_url: Option<String>,
+    victorops_api_key: Option<String>,
+    victorops_api_key_file: Option<String>,
+    telegram_api_url: Option<String>,
     webex_api_url: Option<String>,
     wechat_api_url: Option<String>,
     wechat_api_secret: Option<String>,
@@ -128,6 +139,11 @@ struct RawReceiver {
     slack_configs: Option<Vec<slack::RawSlack>>,
     pushover_configs: Option<Vec<pushover::RawPushover>>,
     webhook_configs: Option<Vec<webhook::RawWebhook>>,
+    pagerduty_configs: Option<Vec<pagerduty::RawPagerduty>>,
+    opsgenie_configs: Option<Vec<opsgenie::RawOpsgenie>>,
+    victorops_configs: Option<Vec<victorops::RawVictorops>>,
+    telegram_configs: Option<Vec<telegram::RawTelegram>>,
+    discord_configs: Option<Vec<discord::RawDiscord>>,
     webex_configs: Option<Vec<webex::RawWebex>>,
     wechat_configs: Option<Vec<wechat::RawWechat>>,
     sns_configs: Option<Vec<sns::RawSns>>,
@@ -192,6 +208,16 @@ pub enum Integration {
     Pushover(pushover::PushoverConfig),
     /// `webhook_configs`.
     Webhook(webhook::WebhookConfig),
+    /// `pagerduty_configs`.
+    Pagerduty(pagerduty::PagerdutyConfig),
+    /// `opsgenie_configs`.
+    Opsgenie(opsgenie::OpsgenieConfig),
+    /// `victorops_configs`.
+    Victorops(victorops::VictoropsConfig),
+    /// `telegram_configs`.
+    Telegram(telegram::TelegramConfig),
+    /// `discord_configs`.
+    Discord(discord::DiscordConfig),
     /// `webex_configs`.
     Webex(webex::WebexConfig),
     /// `wechat_configs`.
@@ -210,6 +236,11 @@ impl Integration {
             Integration::Slack(_) => "slack",
             Integration::Pushover(_) => "pushover",
             Integration::Webhook(_) => "webhook",
+            Integration::Pagerduty(_) => "pagerduty",
+            Integration::Opsgenie(_) => "opsgenie",
+            Integration::Victorops(_) => "victorops",
+            Integration::Telegram(_) => "telegram",
+            Integration::Discord(_) => "discord",
             Integration::Webex(_) => "webex",
             Integration::Wechat(_) => "wechat",
             Integration::Sns(_) => "sns",
@@ -224,6 +255,11 @@ impl Integration {
             Integration::Slack(c) => &c.tls_config,
             Integration::Pushover(c) => &c.tls_config,
             Integration::Webhook(c) => &c.tls_config,
+            Integration::Pagerduty(c) => &c.tls_config,
+            Integration::Opsgenie(c) => &c.tls_config,
+            Integration::Victorops(c) => &c.tls_config,
+            Integration::Telegram(c) => &c.tls_config,
+            Integration::Discord(c) => &c.tls_config,
             Integration::Webex(c) => &c.tls_config,
             Integration::Wechat(c) => &c.tls_config,
             Integration::Sns(c) => &c.tls_config,
@@ -238,6 +274,11 @@ impl Integration {
             Integration::Slack(c) => c.send_resolved,
             Integration::Pushover(c) => c.send_resolved,
             Integration::Webhook(c) => c.send_resolved,
+            Integration::Pagerduty(c) => c.send_resolved,
+            Integration::Opsgenie(c) => c.send_resolved,
+            Integration::Victorops(c) => c.send_resolved,
+            Integration::Telegram(c) => c.send_resolved,
+            Integration::Discord(c) => c.send_resolved,
             Integration::Webex(c) => c.send_resolved,
             Integration::Wechat(c) => c.send_resolved,
             Integration::Sns(c) => c.send_resolved,
@@ -249,30 +290,9 @@ impl Integration {
 /// Alertmanager 0.25 fields that promflow does not support yet, by parent section.
 const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("", &["mute_time_intervals", "time_intervals"]),
-    (
-        "global",
-        &[
-            "http_config",
-            "pagerduty_url",
-            "opsgenie_api_url",
-            "opsgenie_api_key",
-            "opsgenie_api_key_file",
-            "victorops_api_url",
-            "victorops_api_key",
-            "victorops_api_key_file",
-            "telegram_api_url",
-        ],
-    ),
+    ("global", &["http_config"]),
     ("route", &["mute_time_intervals", "active_time_intervals"]),
-    (
-        "receivers",
-        &[
-            "pagerduty_configs",
-            "opsgenie_configs",
-            "victorops_configs",
-            "telegram_configs",
-        ],
-    ),
+    ("receivers", &[]),
     ("slack_configs", &["actions"]),
     ("sns_configs", &["http_config"]),
     // A receiver's `http_config`: the fields promflow's own config lacks too, and auth.
@@ -375,18 +395,43 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
     };
 
     let global_smtp = global.map(RawGlobal::smtp);
-    for (key, url) in [
-        (
-            "webex_api_url",
-            global.and_then(|g| g.webex_api_url.as_ref()),
-        ),
-        (
-            "wechat_api_url",
-            global.and_then(|g| g.wechat_api_url.as_ref()),
-        ),
-    ] {
-        if let Some(Err(e)) = url.map(|u| check_http_url(u)) {
-            p.push(gpath.key(key), e);
+    let global_opsgenie = RawGlobalApi {
+        api_url: global.and_then(|g| g.opsgenie_api_url.clone()),
+        api_key: global.and_then(|g| g.opsgenie_api_key.clone()),
+        api_key_file: global.and_then(|g| g.opsgenie_api_key_file.clone()),
+    };
+    let global_victorops = RawGlobalApi {
+        api_url: global.and_then(|g| g.victorops_api_url.clone()),
+        api_key: global.and_then(|g| g.victorops_api_key.clone()),
+        api_key_file: global.and_then(|g| g.victorops_api_key_file.clone()),
+    };
+    if let Some(g) = global {
+        for (field, url) in [
+            ("pagerduty_url", &g.pagerduty_url),
+            ("opsgenie_api_url", &g.opsgenie_api_url),
+            ("victorops_api_url", &g.victorops_api_url),
+            ("telegram_api_url", &g.telegram_api_url),
+            ("webex_api_url", &g.webex_api_url),
+            ("wechat_api_url", &g.wechat_api_url),
+        ] {
+            if let Some(Err(e)) = url.as_deref().map(check_http_url) {
+                p.push(gpath.key(field), e);
+            }
+        }
+        for (kind, key, file) in [
+            ("opsgenie", &g.opsgenie_api_key, &g.opsgenie_api_key_file),
+            ("victorops", &g.victorops_api_key, &g.victorops_api_key_file),
+        ] {
+            if key.as_deref().is_some_and(|k| !k.is_empty())
+                && file.as_deref().is_some_and(|f| !f.is_empty())
+            {
+                p.push(
+                    gpath.key(&format!("{kind}_api_key")),
+                    format!(
+                        "at most one of {kind}_api_key & {kind}_api_key_file must be configured"
+                    ),
+                );
+            }
         }
     }
     let mut receivers = Vec::new();
@@ -432,6 +477,44 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         for (j, c) in r.webhook_configs.iter().flatten().enumerate() {
             let cpath = path.key("webhook_configs").index(j);
             integrations.push(Integration::Webhook(webhook::resolve(c, base, &cpath, p)));
+        }
+        for (j, c) in r.pagerduty_configs.iter().flatten().enumerate() {
+            let cpath = path.key("pagerduty_configs").index(j);
+            let url = global.and_then(|g| g.pagerduty_url.as_deref());
+            integrations.push(Integration::Pagerduty(pagerduty::resolve(
+                c, url, base, &cpath, p,
+            )));
+        }
+        for (j, c) in r.opsgenie_configs.iter().flatten().enumerate() {
+            let cpath = path.key("opsgenie_configs").index(j);
+            integrations.push(Integration::Opsgenie(opsgenie::resolve(
+                c,
+                &global_opsgenie,
+                base,
+                &cpath,
+                p,
+            )));
+        }
+        for (j, c) in r.victorops_configs.iter().flatten().enumerate() {
+            let cpath = path.key("victorops_configs").index(j);
+            integrations.push(Integration::Victorops(victorops::resolve(
+                c,
+                &global_victorops,
+                base,
+                &cpath,
+                p,
+            )));
+        }
+        for (j, c) in r.telegram_configs.iter().flatten().enumerate() {
+            let cpath = path.key("telegram_configs").index(j);
+            let url = global.and_then(|g| g.telegram_api_url.as_deref());
+            integrations.push(Integration::Telegram(telegram::resolve(
+                c, url, base, &cpath, p,
+            )));
+        }
+        for (j, c) in r.discord_configs.iter().flatten().enumerate() {
+            let cpath = path.key("discord_configs").index(j);
+            integrations.push(Integration::Discord(discord::resolve(c, base, &cpath, p)));
         }
         for (j, c) in r.webex_configs.iter().flatten().enumerate() {
             let cpath = path.key("webex_configs").index(j);
@@ -694,6 +777,37 @@ pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// A receiver's base URL: the entry's (`entry`, reported at `path` when bad), else
+/// the global one, else `default`; its path made to end in `/` as Alertmanager does
+/// for OpsGenie, VictorOps and WeChat.
+pub(crate) fn base_url(
+    entry: &Option<String>,
+    global: &Option<String>,
+    default: &str,
+    path: &FieldPath,
+    p: &mut Problems,
+) -> reqwest::Url {
+    let text = entry
+        .as_ref()
+        .or(global.as_ref())
+        .map_or(default, |s| s.as_str());
+    let parsed =
+        check_http_url(text).and_then(|()| reqwest::Url::parse(text).map_err(|e| e.to_string()));
+    let mut url = match parsed {
+        Ok(u) => u,
+        Err(e) => {
+            if entry.is_some() {
+                p.push(path.clone(), e);
+            }
+            reqwest::Url::parse(default).expect("default URL")
+        }
+    };
+    if !url.path().ends_with('/') {
+        url.set_path(&format!("{}/", url.path()));
+    }
+    url
+}
+
 /// The `http_config.tls_config` of a receiver entry at `path`.
 pub(crate) fn receiver_tls_config(
     http_config: &Option<RawHttpConfig>,
@@ -735,7 +849,7 @@ mod tests {
     #[test]
     fn every_problem_is_located() {
         let err = load(
-            "route:\n  receiver: nope\n  group_wait: 1x\n  colour: red\nreceivers:\n  - name: a\n    opsgenie_configs: []\n    pushover_configs:\n      - token: t\n",
+            "route:\n  receiver: nope\n  group_wait: 1x\n  colour: red\nreceivers:\n  - name: a\n    opsgenie_configs: [{}]\n    pushover_configs:\n      - token: t\n",
         )
         .unwrap_err();
         let text = err.to_string();
@@ -748,7 +862,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("am.yml:7: receivers[0].opsgenie_configs: field opsgenie_configs is not supported by promflow yet"),
+            text.contains("am.yml:7: receivers[0].opsgenie_configs[0]: no global OpsGenie API Key set either inline or in a file"),
             "{text}"
         );
         assert!(

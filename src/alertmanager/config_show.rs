@@ -8,8 +8,7 @@
 //! Contract: input is a file [`crate::alertmanager::config::NotifyConfig`] already
 //! accepted, so unreadable parts are skipped rather than reported. Covers what the
 //! built-in notifier supports (global, route, inhibit rules, email / Slack / Pushover /
-//! webhook / WeChat / SNS / Webex receivers, templates; Teams as Alertmanager 0.27
-//! shows it); promflow's own extension `pushover_configs[].api_url`
+//! webhook receivers here, the others through their files' `show`, templates); promflow's own extension `pushover_configs[].api_url`
 //! is left out, so the text stays a valid Alertmanager file. The YAML emitter is
 //! libyaml's (through `serde_yaml_ng`), as Go's `yaml.v2` is, so quoting and line
 //! folding come out the same.
@@ -19,23 +18,21 @@ use crate::alertmanager::matcher::{parse_matchers, Matchers};
 use crate::alertmanager::receivers::email::{canonical_header, defaults as email};
 use crate::alertmanager::receivers::pushover::defaults as pushover;
 use crate::alertmanager::receivers::slack::defaults as slack;
+use crate::alertmanager::receivers::{discord, opsgenie, pagerduty, telegram, victorops};
 use crate::alertmanager::receivers::{msteams, sns, webex, wechat};
 use crate::config::{format_duration, parse_duration};
 use serde_yaml_ng::{Mapping, Value};
 use std::time::Duration;
 
-const SECRET: &str = "<secret>";
+pub(crate) const SECRET: &str = "<secret>";
 
 /// Alertmanager 0.25's global URLs, in `GlobalConfig` order after `slack_api_url`.
 const GLOBAL_URLS: [(&str, &str); 6] = [
-    ("pagerduty_url", "https://events.pagerduty.com/v2/enqueue"),
-    ("opsgenie_api_url", "https://api.opsgenie.com/"),
+    ("pagerduty_url", pagerduty::DEFAULT_URL),
+    ("opsgenie_api_url", opsgenie::DEFAULT_API_URL),
     ("wechat_api_url", "https://qyapi.weixin.qq.com/cgi-bin/"),
-    (
-        "victorops_api_url",
-        "https://alert.victorops.com/integrations/generic/20131114/alert/",
-    ),
-    ("telegram_api_url", "https://api.telegram.org"),
+    ("victorops_api_url", victorops::DEFAULT_API_URL),
+    ("telegram_api_url", telegram::DEFAULT_API_URL),
     ("webex_api_url", "https://webexapis.com/v1/messages"),
 ];
 
@@ -69,7 +66,10 @@ const PUSHOVER_TEXTS: [(&str, &str); 3] = [
 pub fn show(text: &str) -> String {
     let file: Value = serde_yaml_ng::from_str(text).unwrap_or(Value::Null);
     let mut out = Mapping::new();
-    out.insert("global".into(), Value::Mapping(global(&file["global"])));
+    out.insert(
+        "global".into(),
+        Value::Mapping(global(&file["global"], &file)),
+    );
     if let Some(route) = file.get("route").filter(|r| r.is_mapping()) {
         out.insert("route".into(), Value::Mapping(route_of(route)));
     }
@@ -187,7 +187,7 @@ fn list(v: &Value, f: impl Fn(&Value) -> Mapping) -> Vec<Value> {
         .collect()
 }
 
-fn string(v: &Value) -> Option<String> {
+pub(crate) fn string(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -264,7 +264,7 @@ fn tls_config_of(tls: &Value) -> Mapping {
     t
 }
 
-fn global(g: &Value) -> Mapping {
+fn global(g: &Value, file: &Value) -> Mapping {
     let mut m = Mapping::new();
     let timeout = g
         .get("resolve_timeout")
@@ -283,23 +283,66 @@ fn global(g: &Value) -> Mapping {
         m.insert("slack_api_url_file".into(), f.into());
     }
     for (key, default) in GLOBAL_URLS {
-        let url = g.get(key).and_then(string);
-        m.insert(
-            key.into(),
-            url.unwrap_or_else(|| default.to_string()).into(),
-        );
-        if key == "wechat_api_url" {
-            if g.get("wechat_api_secret").is_some() {
-                m.insert("wechat_api_secret".into(), SECRET.into());
+        let mut url = g.get(key).and_then(string).unwrap_or(default.to_string());
+        // Alertmanager appends the `/` to the URL it shares with the entries that
+        // take it, so the global one shows it too once one does.
+        let kind = key.split('_').next().unwrap_or("");
+        if DIRECTORY_URLS.contains(&key) && takes_global_url(file, kind) {
+            url = directory_url(&url);
+        }
+        m.insert(key.into(), url.into());
+        if let Some((_, [secret, file_key])) = GLOBAL_KEYS.iter().find(|(k, _)| *k == key) {
+            if g.get(*secret)
+                .and_then(string)
+                .is_some_and(|s| !s.is_empty())
+            {
+                m.insert((*secret).into(), SECRET.into());
             }
-            insert_nonempty(&mut m, g, &["wechat_api_corp_id"]);
+            if let Some(f) = g.get(*file_key).and_then(string).filter(|s| !s.is_empty()) {
+                m.insert((*file_key).into(), f.into());
+            }
         }
     }
     m
 }
 
+/// Global URLs Alertmanager turns into directories (a `/` added to the path).
+const DIRECTORY_URLS: [&str; 3] = ["opsgenie_api_url", "wechat_api_url", "victorops_api_url"];
+
+/// The credentials `GlobalConfig` lists right after a global URL: a secret shown as
+/// `<secret>`, then a field shown as written (a key file, WeChat's corp id).
+const GLOBAL_KEYS: [(&str, [&str; 2]); 3] = [
+    (
+        "opsgenie_api_url",
+        ["opsgenie_api_key", "opsgenie_api_key_file"],
+    ),
+    (
+        "wechat_api_url",
+        ["wechat_api_secret", "wechat_api_corp_id"],
+    ),
+    (
+        "victorops_api_url",
+        ["victorops_api_key", "victorops_api_key_file"],
+    ),
+];
+
+/// Whether some `<kind>_configs` entry of `file` has no `api_url` of its own.
+fn takes_global_url(file: &Value, kind: &str) -> bool {
+    file["receivers"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| {
+            r[format!("{kind}_configs").as_str()]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .any(|c| c.get("api_url").is_none())
+}
+
 /// A string map with its keys in order (how Go marshals a `map[string]string`).
-fn sorted_map(v: &Value) -> Option<Value> {
+pub(crate) fn sorted_map(v: &Value) -> Option<Value> {
     let map = v.as_mapping()?;
     let mut pairs: Vec<(String, String)> = map
         .iter()
@@ -510,26 +553,47 @@ fn receiver(r: &Value, global: &Value) -> Mapping {
     );
     let slack = |s: &Value| slack(s, global.get("slack_api_url_file"));
     // Alertmanager's `Receiver` struct order.
+    let with_global = |f: fn(&Value, &Value) -> Mapping| move |c: &Value| f(c, global);
     for (key, configs) in [
+        (
+            "discord_configs",
+            list(&r["discord_configs"], discord::show),
+        ),
         (
             "email_configs",
             list(&r["email_configs"], |c| email(c, global)),
         ),
+        (
+            "pagerduty_configs",
+            list(&r["pagerduty_configs"], with_global(pagerduty::show)),
+        ),
         ("slack_configs", list(&r["slack_configs"], slack)),
         ("webhook_configs", list(&r["webhook_configs"], webhook)),
         (
+            "opsgenie_configs",
+            list(&r["opsgenie_configs"], with_global(opsgenie::show)),
+        ),
+        (
             "wechat_configs",
-            list(&r["wechat_configs"], |c| wechat_config(c, global)),
+            list(&r["wechat_configs"], with_global(wechat::show)),
         ),
         ("pushover_configs", list(&r["pushover_configs"], pushover)),
-        ("sns_configs", list(&r["sns_configs"], sns_config)),
+        (
+            "victorops_configs",
+            list(&r["victorops_configs"], with_global(victorops::show)),
+        ),
+        ("sns_configs", list(&r["sns_configs"], sns::show)),
+        (
+            "telegram_configs",
+            list(&r["telegram_configs"], with_global(telegram::show)),
+        ),
         (
             "webex_configs",
-            list(&r["webex_configs"], |c| webex_config(c, global)),
+            list(&r["webex_configs"], with_global(webex::show)),
         ),
         (
             "msteams_configs",
-            list(&r["msteams_configs"], msteams_config),
+            list(&r["msteams_configs"], msteams::show),
         ),
     ] {
         if !configs.is_empty() {
@@ -540,7 +604,7 @@ fn receiver(r: &Value, global: &Value) -> Mapping {
 }
 
 /// `send_resolved` and `http_config`, which every receiver config starts with.
-fn notifier_head(c: &Value, send_resolved_default: bool) -> Mapping {
+pub(crate) fn notifier_head(c: &Value, send_resolved_default: bool) -> Mapping {
     let mut m = Mapping::new();
     m.insert(
         "send_resolved".into(),
@@ -556,7 +620,7 @@ fn notifier_head(c: &Value, send_resolved_default: bool) -> Mapping {
 }
 
 /// A boolean field, or its default.
-fn flag(c: &Value, key: &str, default: bool) -> Value {
+pub(crate) fn flag(c: &Value, key: &str, default: bool) -> Value {
     c.get(key)
         .and_then(Value::as_bool)
         .unwrap_or(default)
@@ -564,11 +628,79 @@ fn flag(c: &Value, key: &str, default: bool) -> Value {
 }
 
 /// Copies the `keys` that are set and not empty (Go's `omitempty` strings).
-fn insert_nonempty(m: &mut Mapping, c: &Value, keys: &[&str]) {
+pub(crate) fn insert_nonempty(m: &mut Mapping, c: &Value, keys: &[&str]) {
     for key in keys {
         if let Some(v) = c.get(*key).and_then(string).filter(|s| !s.is_empty()) {
             m.insert((*key).into(), v.into());
         }
+    }
+}
+
+/// A text with a default, left out when empty (Go's `omitempty` on a string the
+/// config filled in).
+pub(crate) fn insert_text(m: &mut Mapping, c: &Value, key: &str, default: &str) {
+    let text = c.get(key).and_then(string);
+    let text = text.as_deref().unwrap_or(default);
+    if !text.is_empty() {
+        m.insert(key.into(), text.into());
+    }
+}
+
+/// `secret_key` as `<secret>` and `file_key` as written, from the entry when it sets
+/// either, else from `global`'s `global_secret`/`global_file` (Alertmanager copies
+/// both then).
+pub(crate) fn insert_key(
+    m: &mut Mapping,
+    c: &Value,
+    [secret_key, file_key]: [&str; 2],
+    global: &Value,
+    [global_secret, global_file]: [&str; 2],
+) {
+    let set = |v: &Value, k: &str| v.get(k).and_then(string).filter(|s| !s.is_empty());
+    let from_entry = set(c, secret_key).is_some() || set(c, file_key).is_some();
+    let (secret, file) = if from_entry {
+        (set(c, secret_key), set(c, file_key))
+    } else {
+        (set(global, global_secret), set(global, global_file))
+    };
+    if secret.is_some() {
+        m.insert(secret_key.into(), SECRET.into());
+    }
+    if let Some(f) = file {
+        m.insert(file_key.into(), f.into());
+    }
+}
+
+/// A receiver's URL: the entry's `key`, else `global`'s `global_key`, else
+/// `default`; with a `/` added to its path when `directory` (OpsGenie, VictorOps).
+pub(crate) fn url_of(
+    c: &Value,
+    key: &str,
+    global: &Value,
+    global_key: &str,
+    default: &str,
+    directory: bool,
+) -> String {
+    let text = c
+        .get(key)
+        .and_then(string)
+        .or_else(|| global.get(global_key).and_then(string))
+        .unwrap_or_else(|| default.to_string());
+    if directory {
+        directory_url(&text)
+    } else {
+        text
+    }
+}
+
+/// `url` with a `/` added to its path, as Alertmanager does to base URLs.
+fn directory_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if !u.path().ends_with('/') => {
+            u.set_path(&format!("{}/", u.path()));
+            u.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 
@@ -664,110 +796,6 @@ fn webhook(c: &Value) -> Mapping {
             .unwrap_or(0)
             .into(),
     );
-    m
-}
-
-fn webex_config(c: &Value, global: &Value) -> Mapping {
-    let mut m = notifier_head(c, true);
-    let url = c.get("api_url").or(global.get("webex_api_url"));
-    m.insert(
-        "api_url".into(),
-        url.and_then(string)
-            .unwrap_or_else(|| webex::DEFAULT_API_URL.into())
-            .into(),
-    );
-    m.insert(
-        "message".into(),
-        text_or(c, "message", webex::defaults::MESSAGE),
-    );
-    m.insert("room_id".into(), text_or(c, "room_id", ""));
-    m
-}
-
-fn wechat_config(c: &Value, global: &Value) -> Mapping {
-    let mut m = notifier_head(c, false);
-    m.insert("api_secret".into(), SECRET.into());
-    let corp_id = c.get("corp_id").or(global.get("wechat_api_corp_id"));
-    m.insert(
-        "corp_id".into(),
-        corp_id.and_then(string).unwrap_or_default().into(),
-    );
-    m.insert(
-        "message".into(),
-        text_or(c, "message", wechat::defaults::MESSAGE),
-    );
-    let mut url = c
-        .get("api_url")
-        .or(global.get("wechat_api_url"))
-        .and_then(string)
-        .unwrap_or_else(|| wechat::DEFAULT_API_URL.into());
-    if !url.ends_with('/') {
-        url.push('/');
-    }
-    m.insert("api_url".into(), url.into());
-    for (key, default) in [
-        ("to_user", wechat::defaults::TO_USER),
-        ("to_party", wechat::defaults::TO_PARTY),
-        ("to_tag", wechat::defaults::TO_TAG),
-        ("agent_id", wechat::defaults::AGENT_ID),
-    ] {
-        m.insert(key.into(), text_or(c, key, default));
-    }
-    let kind = c
-        .get("message_type")
-        .and_then(string)
-        .filter(|t| !t.is_empty());
-    m.insert(
-        "message_type".into(),
-        kind.unwrap_or_else(|| "text".into()).into(),
-    );
-    m
-}
-
-fn sns_config(c: &Value) -> Mapping {
-    let mut m = notifier_head(c, true);
-    insert_nonempty(&mut m, c, &["api_url"]);
-    let mut sigv4 = Mapping::new();
-    let written = &c["sigv4"];
-    insert_nonempty(&mut sigv4, written, &["region", "access_key"]);
-    if written
-        .get("secret_key")
-        .and_then(string)
-        .is_some_and(|k| !k.is_empty())
-    {
-        sigv4.insert("secret_key".into(), SECRET.into());
-    }
-    insert_nonempty(&mut sigv4, written, &["profile", "role_arn"]);
-    m.insert("sigv4".into(), Value::Mapping(sigv4));
-    insert_nonempty(&mut m, c, &["topic_arn", "phone_number", "target_arn"]);
-    for (key, default) in [
-        ("subject", sns::defaults::SUBJECT),
-        ("message", sns::defaults::MESSAGE),
-    ] {
-        if let Some(v) = string(&text_or(c, key, default)).filter(|v| !v.is_empty()) {
-            m.insert(key.into(), v.into());
-        }
-    }
-    if let Some(attributes) = sorted_map(&c["attributes"]) {
-        m.insert("attributes".into(), attributes);
-    }
-    m
-}
-
-/// Alertmanager 0.27's marshalling (0.25 has no Teams).
-fn msteams_config(c: &Value) -> Mapping {
-    let mut m = notifier_head(c, true);
-    if c.get("webhook_url").is_some() {
-        m.insert("webhook_url".into(), SECRET.into());
-    }
-    insert_nonempty(&mut m, c, &["webhook_url_file"]);
-    for (key, default) in [
-        ("title", msteams::defaults::TITLE),
-        ("summary", msteams::defaults::SUMMARY),
-        ("text", msteams::defaults::TEXT),
-    ] {
-        m.insert(key.into(), text_or(c, key, default));
-    }
     m
 }
 

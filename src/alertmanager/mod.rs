@@ -1,5 +1,6 @@
 //! The built-in notifier: Alertmanager 0.25's routing, grouping, inhibition,
-//! silences and Slack / Pushover / webhook receivers inside promflow, configured by
+//! silences and receivers (email, Slack, Pushover, webhook, PagerDuty, OpsGenie, VictorOps,
+//! Telegram, Discord, …) inside promflow, configured by
 //! an Alertmanager config file (`--alertmanager.config.file`), so one promflow can
 //! page without an Alertmanager.
 //!
@@ -55,8 +56,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Integrations counted in the metrics (always rendered, even at 0).
-pub const INTEGRATIONS: [&str; 3] = ["pushover", "slack", "webhook"];
+/// Integrations whose counters are rendered even at 0, as Alertmanager 0.25
+/// initialises them; others (Discord, Webex, Microsoft Teams) appear once counted. Series come out
+/// sorted by integration.
+pub const INTEGRATIONS: &[&str] = &[
+    "pushover",
+    "slack",
+    "webhook",
+    // Added for issue 12 (append-only, so parallel additions merge).
+    "email",
+    "pagerduty",
+    "opsgenie",
+    "victorops",
+    "telegram",
+    "wechat",
+    "sns",
+];
 
 /// First retry delay.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -117,7 +132,13 @@ impl NotifyMetrics {
         ] {
             let name = format!("alertmanager_{metric}");
             write_header(&mut out, &name, "counter", help);
-            for integration in INTEGRATIONS {
+            let counted = counters
+                .keys()
+                .filter(|(m, _)| *m == metric)
+                .map(|(_, i)| *i);
+            let integrations: std::collections::BTreeSet<&str> =
+                INTEGRATIONS.iter().copied().chain(counted).collect();
+            for integration in integrations {
                 let v = counters.get(&(metric, integration)).copied().unwrap_or(0);
                 write_sample(
                     &mut out,

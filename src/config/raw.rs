@@ -99,6 +99,8 @@ pub(crate) struct RawScrapeConfig {
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
     pub oauth2: Option<RawOAuth2>,
+    pub bearer_token: Option<ScalarText>,
+    pub bearer_token_file: Option<ScalarText>,
     pub proxy_url: Option<ScalarText>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,
@@ -184,6 +186,12 @@ pub(crate) struct RawAlertmanagerConfig {
     pub api_version: Option<ScalarText>,
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<RawOAuth2>,
+    pub bearer_token: Option<ScalarText>,
+    pub bearer_token_file: Option<ScalarText>,
+    pub proxy_url: Option<ScalarText>,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
     pub tls_config: Option<RawTlsConfig>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
 }
@@ -229,6 +237,8 @@ pub(crate) struct RawRemoteWriteConfig {
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
     pub oauth2: Option<RawOAuth2>,
+    pub bearer_token: Option<ScalarText>,
+    pub bearer_token_file: Option<ScalarText>,
     pub proxy_url: Option<ScalarText>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,
@@ -257,3 +267,41 @@ pub(crate) struct RawMetadataConfig {
     pub send_interval: Option<ScalarText>,
     pub max_samples_per_send: Option<u64>,
 }
+
+/// The HTTP client settings of one section (prometheus/common's `HTTPClientConfig`,
+/// inlined in scrape jobs, remote write and Alertmanager entries), borrowed from the
+/// section so that one function (`validate::resolve_http_client`) resolves them all.
+pub(crate) struct RawHttpClient<'a> {
+    pub basic_auth: Option<&'a RawBasicAuth>,
+    pub authorization: Option<&'a RawAuthorization>,
+    pub oauth2: Option<&'a RawOAuth2>,
+    pub bearer_token: Option<&'a ScalarText>,
+    pub bearer_token_file: Option<&'a ScalarText>,
+    pub proxy_url: Option<&'a ScalarText>,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
+    pub tls_config: Option<&'a RawTlsConfig>,
+}
+
+/// The sections that inline an HTTP client's settings: their fields have the same names.
+macro_rules! raw_http_client_of {
+    ($($section:ty),*) => {$(
+        impl $section {
+            /// This section's HTTP client settings.
+            pub(crate) fn http_client(&self) -> RawHttpClient<'_> {
+                RawHttpClient {
+                    basic_auth: self.basic_auth.as_ref(),
+                    authorization: self.authorization.as_ref(),
+                    oauth2: self.oauth2.as_ref(),
+                    bearer_token: self.bearer_token.as_ref(),
+                    bearer_token_file: self.bearer_token_file.as_ref(),
+                    proxy_url: self.proxy_url.as_ref(),
+                    follow_redirects: self.follow_redirects,
+                    enable_http2: self.enable_http2,
+                    tls_config: self.tls_config.as_ref(),
+                }
+            }
+        }
+    )*};
+}
+raw_http_client_of!(RawScrapeConfig, RawRemoteWriteConfig, RawAlertmanagerConfig);

@@ -17,11 +17,8 @@ use super::raw::{RawMetadataConfig, RawQueueConfig, RawRemoteWriteConfig};
 use super::resolved::{
     serialize_duration, Authorization, BasicAuth, HttpClientOptions, OAuth2, RelabelConfig,
 };
-use super::tls::{resolve_tls_config, TlsConfig};
-use super::validate::{
-    duration_field, resolve_http_auth, resolve_http_client_options, resolve_oauth2,
-    resolve_relabel_configs, Problems,
-};
+use super::tls::TlsConfig;
+use super::validate::{duration_field, resolve_http_client, resolve_relabel_configs, Problems};
 
 /// One `remote_write[]` entry.
 #[derive(Debug, Clone, Serialize)]
@@ -189,13 +186,7 @@ fn resolve_one(
         }
         headers.insert(name.clone(), value.0.clone());
     }
-    let (basic_auth, authorization) = resolve_http_auth(
-        raw.basic_auth.as_ref(),
-        raw.authorization.as_ref(),
-        base_dir,
-        path,
-        problems,
-    );
+    let client = resolve_http_client(raw.http_client(), base_dir, path, problems);
     RemoteWriteConfig {
         url,
         remote_timeout: duration_field(
@@ -211,28 +202,11 @@ fn resolve_one(
             &path.key("write_relabel_configs"),
             problems,
         ),
-        oauth2: resolve_oauth2(
-            raw.oauth2.as_ref(),
-            basic_auth.is_some() || authorization.is_some(),
-            base_dir,
-            path,
-            problems,
-        ),
-        basic_auth,
-        authorization,
-        http: resolve_http_client_options(
-            raw.proxy_url.as_ref(),
-            raw.follow_redirects,
-            raw.enable_http2,
-            path,
-            problems,
-        ),
-        tls_config: resolve_tls_config(
-            raw.tls_config.as_ref(),
-            base_dir,
-            &path.key("tls_config"),
-            problems,
-        ),
+        basic_auth: client.basic_auth,
+        authorization: client.authorization,
+        oauth2: client.oauth2,
+        http: client.http,
+        tls_config: client.tls_config,
         queue_config: resolve_queue(
             raw.queue_config.as_ref(),
             &path.key("queue_config"),

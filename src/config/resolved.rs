@@ -291,9 +291,15 @@ pub struct AlertmanagerConfig {
     /// HTTP basic authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
-    /// `Authorization` header credentials.
+    /// `Authorization` header credentials (also from `bearer_token[_file]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization: Option<Authorization>,
+    /// OAuth 2.0 client credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
+    /// Proxy and redirects.
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
     /// How to speak TLS to the Alertmanagers (`scheme: https`).
     #[serde(skip_serializing_if = "TlsConfig::is_default")]
     pub tls_config: TlsConfig,

@@ -425,13 +425,13 @@ scrape_configs:
   ec2_sd_configs:
   - region: eu-west-1
     tls_config: {}
-  bearer_token: x
-  bearer_token_file: y
+  proxy_url: http://127.0.0.1:3128
+  proxy_connect_header: {X: [y]}
   enable_http2: true
   target_limit: 10
 alerting:
   alertmanagers:
-  - oauth2: {}
+  - proxy_connect_header: {}
 ";
     assert_problems!(
         text,
@@ -441,10 +441,9 @@ alerting:
             "prometheus.yml:5: storage: field storage is not supported by promflow yet",
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
             "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
-            "prometheus.yml:14: scrape_configs[0].bearer_token: field bearer_token is not supported by promflow yet",
-            "prometheus.yml:15: scrape_configs[0].bearer_token_file: field bearer_token_file is not supported by promflow yet",
+            "prometheus.yml:15: scrape_configs[0].proxy_connect_header: field proxy_connect_header is not supported by promflow yet",
             "prometheus.yml:17: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
-            "prometheus.yml:20: alerting.alertmanagers[0].oauth2: field oauth2 is not supported by promflow yet",
+            "prometheus.yml:20: alerting.alertmanagers[0].proxy_connect_header: field proxy_connect_header is not supported by promflow yet",
         ]
     );
 }
@@ -1011,4 +1010,65 @@ fn alertmanagers_take_the_scrape_jobs_service_discoveries() {
             "prometheus.yml:6: alerting.alertmanagers[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
         ]
     );
+}
+
+#[test]
+fn bearer_tokens_become_authorization_and_conflicts_are_named_like_prometheus() {
+    // promtool check config 2.42 on the same sections (one conflict at a time, its
+    // first); a real Prometheus 2.42 shows bearer_token[_file] as `authorization`
+    // of type Bearer in /api/v1/status/config.
+    let job = |client: &str| {
+        format!(
+            "scrape_configs:\n- job_name: a\n{client}  static_configs: [{{targets: [\"a:1\"]}}]\n"
+        )
+    };
+    assert_problems!(
+        &job("  bearer_token: x\n  bearer_token_file: f\n"),
+        ["prometheus.yml:2: scrape_configs[0]: at most one of bearer_token & bearer_token_file must be configured"]
+    );
+    assert_problems!(
+        &job("  bearer_token: x\n  basic_auth: {username: u}\n"),
+        ["prometheus.yml:2: scrape_configs[0]: at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured"]
+    );
+    assert_problems!(
+        &job("  bearer_token_file: f\n  oauth2: {client_id: a, client_secret: b, token_url: 'http://x'}\n"),
+        ["prometheus.yml:2: scrape_configs[0]: at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured"]
+    );
+    assert_problems!(
+        &job("  bearer_token: x\n  authorization: {credentials: y}\n"),
+        ["prometheus.yml:2: scrape_configs[0]: authorization is not compatible with bearer_token & bearer_token_file"]
+    );
+    let config = load(
+        "scrape_configs:\n- job_name: a\n  bearer_token: x\n- job_name: b\n  bearer_token_file: tok\nremote_write:\n- url: http://127.0.0.1:1/w\n  bearer_token: x\nalerting:\n  alertmanagers:\n  - bearer_token_file: tok\n    proxy_url: http://127.0.0.1:3128\n    follow_redirects: false\n    static_configs: [{targets: [\"a:1\"]}]\n  - oauth2: {client_id: a, client_secret: b, token_url: 'http://x', scopes: [s]}\n    static_configs: [{targets: [\"a:1\"]}]\n",
+    );
+    let a = config.scrape_configs[0].authorization.as_ref().unwrap();
+    assert_eq!(
+        (a.kind.as_str(), a.header_value().as_deref()),
+        ("Bearer", Some("Bearer x"))
+    );
+    let b = config.scrape_configs[1].authorization.as_ref().unwrap();
+    assert_eq!(b.kind, "Bearer");
+    assert!(b.credentials.is_none() && b.credentials_file.as_ref().unwrap().ends_with("tok"));
+    let w = config.remote_write[0].authorization.as_ref().unwrap();
+    assert_eq!(w.header_value().as_deref(), Some("Bearer x"));
+    let ams = &config.alerting.alertmanagers;
+    assert!(ams[0]
+        .authorization
+        .as_ref()
+        .unwrap()
+        .credentials_file
+        .is_some());
+    assert_eq!(
+        ams[0].http.proxy_url.as_deref(),
+        Some("http://127.0.0.1:3128")
+    );
+    assert!(!ams[0].http.follow_redirects);
+    assert_eq!(ams[1].oauth2.as_ref().unwrap().scopes, ["s"]);
+    // Shown as Prometheus shows them: `authorization`, never the token itself.
+    let yaml = config.to_yaml();
+    assert!(
+        yaml.contains("  authorization:\n    type: Bearer\n    credentials: <secret>\n"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("bearer_token"), "{yaml}");
 }

@@ -37,8 +37,9 @@ const SERVICE_DISCOVERY_FIELDS: &[&str] = &[
     "vultr_sd_configs",
 ];
 
-/// HTTP client settings (prometheus/common `HTTPClientConfig`) not supported yet
-/// (also for the built-in notifier's receivers).
+/// HTTP client settings (prometheus/common `HTTPClientConfig`) that not every client
+/// of promflow has yet: the built-in notifier's receivers have none of them, the
+/// inlined clients all but `proxy_connect_header`.
 pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
     "oauth2",
     "bearer_token",
@@ -49,12 +50,10 @@ pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
     "enable_http2",
 ];
 
-/// The [`HTTP_CLIENT_FIELDS`] scrape configs and remote write have already.
-const HTTP_CLIENT_OPTIONS: &[&str] = &["proxy_url", "follow_redirects", "enable_http2"];
-
-/// Whether `field` of an HTTP client is supported on scrape jobs (and remote write).
-fn scrape_has(field: &str) -> bool {
-    HTTP_CLIENT_OPTIONS.contains(&field) || field == "oauth2"
+/// Whether `field` of an HTTP client is supported where Prometheus inlines one (scrape
+/// jobs, remote write, Alertmanagers): all but `proxy_connect_header`.
+fn inline_client_has(field: &str) -> bool {
+    field != "proxy_connect_header"
 }
 
 /// Whether `field`, found under the mapping whose keys (indices left out) are
@@ -65,17 +64,18 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
         ["global"] => field == "query_log_file",
         ["scrape_configs"] => {
             field == "target_limit"
-                || (HTTP_CLIENT_FIELDS.contains(&field) && !scrape_has(field))
+                || (HTTP_CLIENT_FIELDS.contains(&field) && !inline_client_has(field))
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["alerting", "alertmanagers"] => {
-            HTTP_CLIENT_FIELDS.contains(&field) || SERVICE_DISCOVERY_FIELDS.contains(&field)
+            (HTTP_CLIENT_FIELDS.contains(&field) && !inline_client_has(field))
+                || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["remote_write"] => {
             matches!(
                 field,
                 "send_exemplars" | "send_native_histograms" | "sigv4" | "azuread"
-            ) || (HTTP_CLIENT_FIELDS.contains(&field) && !scrape_has(field))
+            ) || (HTTP_CLIENT_FIELDS.contains(&field) && !inline_client_has(field))
         }
         // The EC2 API client has Prometheus's HTTP client settings too.
         ["scrape_configs", "ec2_sd_configs"] | ["alerting", "alertmanagers", "ec2_sd_configs"] => {
@@ -104,7 +104,7 @@ mod tests {
         ));
         assert!(is_unsupported_prometheus_field(
             &["alerting", "alertmanagers"],
-            "proxy_url"
+            "proxy_connect_header"
         ));
         assert!(is_unsupported_prometheus_field(
             &["alerting", "alertmanagers", "ec2_sd_configs"],

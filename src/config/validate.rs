@@ -14,7 +14,8 @@ use super::duration::{format_duration, parse_duration};
 use super::locate::FieldPath;
 use super::raw::{
     RawAlertingConfig, RawAlertmanagerConfig, RawAuthorization, RawBasicAuth, RawConfig,
-    RawGlobalConfig, RawOAuth2, RawRelabelConfig, RawScrapeConfig, RawStaticConfig, ScalarText,
+    RawGlobalConfig, RawHttpClient, RawOAuth2, RawRelabelConfig, RawScrapeConfig, RawStaticConfig,
+    ScalarText,
 };
 use super::relabel::resolve_relabel_config;
 use super::resolved::{
@@ -24,7 +25,7 @@ use super::resolved::{
 use super::rule_files;
 use super::secret::Secret;
 use super::size::parse_base2_bytes;
-use super::tls::resolve_tls_config;
+use super::tls::{resolve_tls_config, TlsConfig};
 use super::Config;
 
 /// Default `global.scrape_interval`.
@@ -327,13 +328,7 @@ fn resolve_scrape_config(
         path,
         problems,
     );
-    let (basic_auth, authorization) = resolve_http_auth(
-        raw.basic_auth.as_ref(),
-        raw.authorization.as_ref(),
-        base_dir,
-        path,
-        problems,
-    );
+    let client = resolve_http_client(raw.http_client(), base_dir, path, problems);
     ScrapeConfig {
         job_name,
         honor_labels: raw.honor_labels.unwrap_or(false),
@@ -348,28 +343,11 @@ fn resolve_scrape_config(
         label_limit: raw.label_limit.unwrap_or(0),
         label_name_length_limit: raw.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),
-        oauth2: resolve_oauth2(
-            raw.oauth2.as_ref(),
-            basic_auth.is_some() || authorization.is_some(),
-            base_dir,
-            path,
-            problems,
-        ),
-        basic_auth,
-        authorization,
-        http: resolve_http_client_options(
-            raw.proxy_url.as_ref(),
-            raw.follow_redirects,
-            raw.enable_http2,
-            path,
-            problems,
-        ),
-        tls_config: resolve_tls_config(
-            raw.tls_config.as_ref(),
-            base_dir,
-            &path.key("tls_config"),
-            problems,
-        ),
+        basic_auth: client.basic_auth,
+        authorization: client.authorization,
+        oauth2: client.oauth2,
+        http: client.http,
+        tls_config: client.tls_config,
         static_configs,
         file_sd_configs: sd.file,
         dns_sd_configs: sd.dns,
@@ -523,13 +501,7 @@ fn resolve_alertmanager(
             AlertmanagerApiVersion::V2
         }
     };
-    let (basic_auth, authorization) = resolve_http_auth(
-        raw.basic_auth.as_ref(),
-        raw.authorization.as_ref(),
-        base_dir,
-        path,
-        problems,
-    );
+    let client = resolve_http_client(raw.http_client(), base_dir, path, problems);
     let sd = resolve_sd_configs(
         raw.file_sd_configs.as_deref(),
         raw.dns_sd_configs.as_deref(),
@@ -547,14 +519,11 @@ fn resolve_alertmanager(
             .to_string(),
         timeout,
         api_version,
-        basic_auth,
-        authorization,
-        tls_config: resolve_tls_config(
-            raw.tls_config.as_ref(),
-            base_dir,
-            &path.key("tls_config"),
-            problems,
-        ),
+        basic_auth: client.basic_auth,
+        authorization: client.authorization,
+        oauth2: client.oauth2,
+        http: client.http,
+        tls_config: client.tls_config,
         static_configs: resolve_static_configs(
             raw.static_configs.as_deref(),
             raw.relabel_configs.as_ref().is_none_or(|r| r.is_empty()),
@@ -610,22 +579,13 @@ pub(crate) fn resolve_http_client_options(
     }
 }
 
-/// An HTTP client's `oauth2`, with prometheus/common's checks; `other_auth`: whether
-/// `basic_auth` or `authorization` is set too (at most one of the three).
-pub(crate) fn resolve_oauth2(
-    raw: Option<&RawOAuth2>,
-    other_auth: bool,
+/// An HTTP client's `oauth2`, with prometheus/common's checks.
+fn resolve_oauth2(
+    raw: &RawOAuth2,
     base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
-) -> Option<OAuth2> {
-    let raw = raw?;
-    if other_auth {
-        problems.push(
-            path.clone(),
-            "at most one of basic_auth, oauth2 & authorization must be configured",
-        );
-    }
+) -> OAuth2 {
     let at = path.key("oauth2");
     let client_id = set_text(&raw.client_id).unwrap_or_default().to_string();
     let client_secret = set_text(&raw.client_secret).map(Secret::new);
@@ -647,7 +607,7 @@ pub(crate) fn resolve_oauth2(
         );
     }
     let options = resolve_http_client_options(raw.proxy_url.as_ref(), None, None, &at, problems);
-    Some(OAuth2 {
+    OAuth2 {
         client_id,
         client_secret,
         client_secret_file,
@@ -666,29 +626,81 @@ pub(crate) fn resolve_oauth2(
             problems,
         ),
         proxy_url: options.proxy_url,
-    })
+    }
 }
 
-/// An HTTP client's `basic_auth` and `authorization` (at most one of them, as
-/// Prometheus checks).
-pub(crate) fn resolve_http_auth(
-    basic_auth: Option<&RawBasicAuth>,
-    authorization: Option<&RawAuthorization>,
+/// An HTTP client's settings, resolved: what a request needs to authenticate and how
+/// its connection is made.
+pub(crate) struct HttpClientParts {
+    pub basic_auth: Option<BasicAuth>,
+    pub authorization: Option<Authorization>,
+    pub oauth2: Option<OAuth2>,
+    pub http: HttpClientOptions,
+    pub tls_config: TlsConfig,
+}
+
+/// The HTTP client settings of the section at `path`, checked as prometheus/common
+/// 0.39's `HTTPClientConfig.Validate` (Prometheus 2.42) does, reporting its first
+/// conflict between the ways to authenticate with its words. The deprecated
+/// `bearer_token` / `bearer_token_file` become `authorization` credentials of type
+/// `Bearer`, as there (and are shown so in the loaded config).
+pub(crate) fn resolve_http_client(
+    raw: RawHttpClient<'_>,
     base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
-) -> (Option<BasicAuth>, Option<Authorization>) {
-    let basic_auth = basic_auth
-        .map(|auth| resolve_basic_auth(auth, base_dir, &path.key("basic_auth"), problems));
-    let authorization = authorization
-        .map(|auth| resolve_authorization(auth, base_dir, &path.key("authorization"), problems));
-    if basic_auth.is_some() && authorization.is_some() {
-        problems.push(
-            path.clone(),
-            "at most one of basic_auth, oauth2 & authorization must be configured",
-        );
+) -> HttpClientParts {
+    let bearer = raw.bearer_token.filter(|t| !t.0.is_empty());
+    let bearer_file = raw.bearer_token_file.filter(|t| !t.0.is_empty());
+    let has_bearer = bearer.is_some() || bearer_file.is_some();
+    let conflict = if bearer.is_some() && bearer_file.is_some() {
+        Some("at most one of bearer_token & bearer_token_file must be configured")
+    } else if (raw.basic_auth.is_some() || raw.oauth2.is_some()) && has_bearer {
+        Some("at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured")
+    } else if raw.authorization.is_some() && has_bearer {
+        Some("authorization is not compatible with bearer_token & bearer_token_file")
+    } else if (raw.authorization.is_some() && (raw.basic_auth.is_some() || raw.oauth2.is_some()))
+        || (raw.oauth2.is_some() && raw.basic_auth.is_some())
+    {
+        Some("at most one of basic_auth, oauth2 & authorization must be configured")
+    } else {
+        None
+    };
+    if let Some(message) = conflict {
+        problems.push(path.clone(), message);
     }
-    (basic_auth, authorization)
+    let basic_auth = raw
+        .basic_auth
+        .map(|auth| resolve_basic_auth(auth, base_dir, &path.key("basic_auth"), problems));
+    let authorization = match raw.authorization {
+        Some(auth) => Some(resolve_authorization(
+            auth,
+            base_dir,
+            &path.key("authorization"),
+            problems,
+        )),
+        None if has_bearer => Some(Authorization {
+            kind: DEFAULT_AUTHORIZATION_TYPE.to_string(),
+            credentials: bearer.map(|t| Secret::new(t.0.as_str())),
+            credentials_file: bearer_file.map(|file| base_dir.join(&file.0)),
+        }),
+        None => None,
+    };
+    HttpClientParts {
+        basic_auth,
+        authorization,
+        oauth2: raw
+            .oauth2
+            .map(|oauth2| resolve_oauth2(oauth2, base_dir, path, problems)),
+        http: resolve_http_client_options(
+            raw.proxy_url,
+            raw.follow_redirects,
+            raw.enable_http2,
+            path,
+            problems,
+        ),
+        tls_config: resolve_tls_config(raw.tls_config, base_dir, &path.key("tls_config"), problems),
+    }
 }
 
 pub(crate) fn resolve_basic_auth(

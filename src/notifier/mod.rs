@@ -305,24 +305,32 @@ impl Notifier {
         body: Vec<u8>,
         timeout: std::time::Duration,
     ) -> Result<(), bool> {
-        let client = match self.clients.get(&am.tls_config) {
+        let client = match self.clients.get_with(&am.tls_config, &am.http) {
             Ok(client) => client,
             Err(e) => {
                 tracing::warn!(%url, error = %e, "sending alerts to Alertmanager failed");
                 return Err(false);
             }
         };
-        let mut request = client
+        let request = client
             .post(url)
             .timeout(timeout)
             .header("Content-Type", "application/json")
             .body(body);
-        if let Some(auth) = &am.basic_auth {
-            request = request.basic_auth(&auth.username, auth.password_text());
-        }
-        if let Some(header) = am.authorization.as_ref().and_then(|a| a.header_value()) {
-            request = request.header("Authorization", header);
-        }
+        let request = match crate::http_client::authorize(
+            request,
+            am.basic_auth.as_ref(),
+            am.authorization.as_ref(),
+            am.oauth2.as_ref(),
+        )
+        .await
+        {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "sending alerts to Alertmanager failed");
+                return Err(true);
+            }
+        };
         match request.send().await {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => {

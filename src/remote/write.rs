@@ -472,17 +472,17 @@ async fn post(
     for (name, value) in &c.headers {
         request = request.header(name, value);
     }
-    request =
-        crate::http_client::authenticate(request, c.basic_auth.as_ref(), c.authorization.as_ref());
-    if let Some(oauth2) = &c.oauth2 {
-        let tokens = crate::http_client::OAuth2Tokens::shared(oauth2).map_err(|e| e.to_string())?;
-        request = request.header(reqwest::header::AUTHORIZATION, tokens.header().await?);
-    }
-    request
-        .send()
-        .await
-        .map(|r| r.status())
-        .map_err(|e| e.to_string())
+    crate::http_client::authorize(
+        request,
+        c.basic_auth.as_ref(),
+        c.authorization.as_ref(),
+        c.oauth2.as_ref(),
+    )
+    .await?
+    .send()
+    .await
+    .map(|r| r.status())
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

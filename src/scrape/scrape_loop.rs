@@ -263,21 +263,14 @@ async fn fetch(
             format!("{}", spec.timeout.as_secs_f64()),
         )
         .timeout(spec.timeout);
-    let mut request = crate::http_client::authenticate(
+    let request = crate::http_client::authorize(
         request,
         spec.config.basic_auth.as_ref(),
         spec.config.authorization.as_ref(),
-    );
-    if let Some(oauth2) = &spec.config.oauth2 {
-        let token = match crate::http_client::OAuth2Tokens::shared(oauth2) {
-            Ok(tokens) => tokens.header().await,
-            Err(e) => Err(e.to_string()),
-        };
-        match token {
-            Ok(header) => request = request.header(reqwest::header::AUTHORIZATION, header),
-            Err(e) => return Err(ScrapeError::Fetch(format!("Get {:?}: {e}", spec.url))),
-        }
-    }
+        spec.config.oauth2.as_ref(),
+    )
+    .await
+    .map_err(|e| ScrapeError::Fetch(format!("Get {:?}: {e}", spec.url)))?;
     let mut response = request
         .send()
         .await

@@ -100,7 +100,7 @@ impl Proxy {
                 "{method} {} HTTP/1.1\r\n",
                 if path.is_empty() { "/" } else { path }
             );
-            for header in headers {
+            for header in &headers {
                 let name = header.split(':').next().unwrap_or("").to_ascii_lowercase();
                 if name != "connection" && name != "proxy-connection" {
                     forwarded.push_str(header);
@@ -109,6 +109,16 @@ impl Proxy {
             }
             forwarded.push_str("Connection: close\r\n\r\n");
             let _ = origin.write_all(forwarded.as_bytes());
+            // A request body (POSTs: alerts, remote write) follows the head.
+            let length: u64 = headers
+                .iter()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                })
+                .unwrap_or(0);
+            let _ = std::io::copy(&mut (&mut client).take(length), &mut origin);
             let _ = std::io::copy(&mut origin, &mut client);
         });
         Proxy { addr, stop, seen }

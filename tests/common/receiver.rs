@@ -1,5 +1,8 @@
 //! Stand-ins for Slack and Pushover (and any webhook): a small HTTP server on
-//! 127.0.0.1 that records every request and answers with scripted statuses, plus
+//! 127.0.0.1 that records every request and answers with scripted statuses (and
+//! bodies, e.g. the JSON Telegram's Bot API answers), also as an intercepting https
+//! proxy for clients whose endpoint is fixed (`CONNECT`, then TLS with a test
+//! certificate — PagerDuty's v1 endpoint in Alertmanager), plus
 //! checks of request bodies against the services' documented formats:
 //!
 //! - Slack incoming webhooks (<https://api.slack.com/messaging/webhooks>, legacy
@@ -14,7 +17,7 @@
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,91 +63,184 @@ impl Captured {
 pub struct CaptureServer {
     port: u16,
     requests: Arc<Mutex<Vec<Captured>>>,
-    statuses: Arc<Mutex<VecDeque<u16>>>,
-    /// Answer bodies by path prefix (the first match wins; else `ok`).
+    statuses: Arc<Mutex<VecDeque<Answer>>>,
+    reply: Arc<Mutex<String>>,
     answers: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+/// A scripted answer: status, and body (else the server's reply body).
+type Answer = (u16, Option<String>);
+
+/// What the serving thread shares with the [`CaptureServer`].
+#[derive(Clone)]
+struct Shared {
+    requests: Arc<Mutex<Vec<Captured>>>,
+    statuses: Arc<Mutex<VecDeque<Answer>>>,
+    reply: Arc<Mutex<String>>,
+    /// Answer bodies by path prefix (the first match wins; else `reply`).
+    answers: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+/// Reads one request from `stream`, records it and answers it.
+fn serve_one(mut stream: impl Read + Write, shared: &Shared) {
+    let mut reader = BufReader::new(&mut stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    drop(reader);
+    let by_path = shared
+        .answers
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+        .map(|(_, b)| b.clone());
+    shared.requests.lock().unwrap().push(Captured {
+        method,
+        path,
+        headers,
+        body,
+        received_at: Instant::now(),
+    });
+    let (status, text) = shared
+        .statuses
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((200, None));
+    let reason = if status == 200 { "OK" } else { "Error" };
+    let text = text
+        .or(by_path)
+        .unwrap_or_else(|| shared.reply.lock().unwrap().clone());
+    let reply = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(reply.as_bytes());
+    let _ = stream.flush();
 }
 
 impl CaptureServer {
     pub fn start() -> CaptureServer {
+        Self::serve(serve_one)
+    }
+
+    /// A capture server that is an HTTP proxy intercepting https: it accepts
+    /// `CONNECT host:443`, then serves TLS inside the tunnel with `cert`/`key`
+    /// (PEM files; the client must trust their CA) and records the request — for
+    /// clients whose endpoint cannot be moved, only proxied (`proxy_url`).
+    pub fn start_tls_proxy(cert: &str, key: &str) -> CaptureServer {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .expect("read cert")
+            .map(|c| c.expect("parse cert"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key).expect("read key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("server config"),
+        );
+        Self::serve(move |mut stream: TcpStream, shared| {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => head.push(byte[0]),
+                    _ => return,
+                }
+            }
+            if !head.starts_with(b"CONNECT ") {
+                return;
+            }
+            if stream
+                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                .is_err()
+            {
+                return;
+            }
+            let Ok(connection) = rustls::ServerConnection::new(config.clone()) else {
+                return;
+            };
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            serve_one(&mut tls, shared);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        })
+    }
+
+    /// Accepts on a free loopback port, handling one connection at a time.
+    fn serve(handle: impl Fn(TcpStream, &Shared) + Send + 'static) -> CaptureServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind capture server");
         let port = listener.local_addr().unwrap().port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let statuses: Arc<Mutex<VecDeque<u16>>> = Arc::new(Mutex::new(VecDeque::new()));
-        let answers: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
-        let (sink, script, bodies) = (requests.clone(), statuses.clone(), answers.clone());
+        let shared = Shared {
+            requests: Arc::new(Mutex::new(Vec::new())),
+            statuses: Arc::new(Mutex::new(VecDeque::new())),
+            reply: Arc::new(Mutex::new("ok".to_string())),
+            answers: Arc::new(Mutex::new(Vec::new())),
+        };
+        let serving = shared.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let Ok(stream) = stream else { continue };
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-                let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                    continue;
-                }
-                let mut parts = request_line.split_whitespace();
-                let method = parts.next().unwrap_or("").to_string();
-                let path = parts.next().unwrap_or("").to_string();
-                let mut headers = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let line = line.trim_end();
-                    if line.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.split_once(':') {
-                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                    }
-                }
-                let length: usize = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let answer = bodies
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-                    .map_or_else(|| "ok".to_string(), |(_, b)| b.clone());
-                sink.lock().unwrap().push(Captured {
-                    method,
-                    path,
-                    headers,
-                    body,
-                    received_at: Instant::now(),
-                });
-                let status = script.lock().unwrap().pop_front().unwrap_or(200);
-                let reason = if status == 200 { "OK" } else { "Error" };
-                let reply = format!(
-                    "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                    answer.len()
-                );
-                let _ = stream.write_all(reply.as_bytes());
+                handle(stream, &serving);
             }
         });
         CaptureServer {
             port,
-            requests,
-            statuses,
-            answers,
+            requests: shared.requests,
+            statuses: shared.statuses,
+            reply: shared.reply,
+            answers: shared.answers,
         }
     }
 
     /// Answers requests whose path starts with `path_prefix` with `body` (e.g. a
-    /// service's JSON answer) instead of `ok`.
+    /// service's JSON answer) instead of the reply body.
     pub fn answer(&self, path_prefix: &str, body: &str) {
         self.answers
             .lock()
             .unwrap()
             .push((path_prefix.to_string(), body.to_string()));
+    }
+
+    /// Answers every request with `body` (instead of `ok`), e.g. the JSON a
+    /// Telegram-speaking client needs to see.
+    pub fn reply_with_body(&self, body: &str) {
+        *self.reply.lock().unwrap() = body.to_string();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -157,7 +253,18 @@ impl CaptureServer {
 
     /// Answers the next requests with these statuses (then 200 again).
     pub fn respond_with(&self, statuses: &[u16]) {
-        self.statuses.lock().unwrap().extend(statuses);
+        self.statuses
+            .lock()
+            .unwrap()
+            .extend(statuses.iter().map(|s| (*s, None)));
+    }
+
+    /// Answers the next requests with these statuses and bodies (then as before).
+    pub fn respond_with_bodies(&self, answers: &[(u16, &str)]) {
+        self.statuses
+            .lock()
+            .unwrap()
+            .extend(answers.iter().map(|(s, b)| (*s, Some(b.to_string()))));
     }
 
     pub fn requests(&self) -> Vec<Captured> {

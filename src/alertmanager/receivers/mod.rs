@@ -6,25 +6,37 @@
 //! [`slack`], [`pushover`] and [`webhook`] each build the request body from the
 //! integration's config, the template set and the notification's [`Data`], the way
 //! Alertmanager 0.25's `notify/<kind>` packages do; [`email`] builds a message for
-//! an SMTP smarthost instead. [`webex`] and [`msteams`] are POSTs too (Webex with an
-//! `Authorization` header); [`wechat`] (a token request, then a POST) and [`sns`] (an
-//! AWS SDK `Publish` call) send their own. Adding an integration is a file
+//! an SMTP smarthost instead. Adding an integration is a file
 //! here and an arm of [`crate::alertmanager::config::Integration`]. [`send`] POSTs it and classifies
 //! the outcome like Alertmanager's `Retrier`: 2xx is delivered, 5xx and transport
 //! errors may be retried, anything else is a permanent failure.
+//!
+//! Integrations that need more than one POST with a content type — a method,
+//! headers, several requests in turn, or their own notion of a retryable answer
+//! ([`pagerduty`], [`opsgenie`], [`victorops`], [`telegram`], [`discord`]) — build
+//! [`Call`]s with a [`Retrier`] instead of a [`Request`]; [`webex`] is such a call
+//! (its `Authorization` header), [`msteams`] a plain POST, while [`wechat`] (a token
+//! request, then a POST) and [`sns`] (an AWS SDK `Publish` call) send their own.
 
 pub mod email;
-pub mod msteams;
 pub mod pushover;
 pub mod slack;
-pub mod sns;
-pub mod webex;
 pub mod webhook;
+// Added for issue 12 (append-only, so parallel additions merge).
+pub mod discord;
+pub mod msteams;
+pub mod opsgenie;
+pub mod pagerduty;
+pub mod sns;
+pub mod telegram;
+pub mod victorops;
+pub mod webex;
 pub mod wechat;
 
 use crate::alertmanager::config::Integration;
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::Secret;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// An HTTP request ready to send.
@@ -45,12 +57,156 @@ pub enum Delivery {
     Http(Request),
     /// A message for an SMTP smarthost.
     Email(Box<email::Email>),
-    /// An HTTP POST with an `Authorization` header (`http_config.authorization`).
-    AuthorizedHttp(Request, Secret),
+    /// HTTP requests sent in turn; the first failure stops the rest.
+    Calls(Vec<Call>),
     /// WeChat's token request, then its message POST.
     Wechat(Box<wechat::Message>),
     /// An SNS `Publish` call.
     Sns(Box<sns::Publish>),
+}
+
+/// An HTTP request with its method and headers, and how its answer is judged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// `POST`, `PUT`.
+    pub method: reqwest::Method,
+    /// Where to.
+    pub url: String,
+    /// Headers besides `Content-Type` (e.g. OpsGenie's `Authorization: GenieKey …`).
+    pub headers: Vec<(&'static str, String)>,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Body.
+    pub body: Vec<u8>,
+    /// How the answer is judged.
+    pub retrier: Retrier,
+}
+
+impl Call {
+    /// A JSON POST judged by status, retrying 5xx and `retry_codes`.
+    pub fn post_json(url: String, body: Vec<u8>, retry_codes: &'static [u16]) -> Call {
+        Call {
+            method: reqwest::Method::POST,
+            url,
+            headers: Vec::new(),
+            content_type: "application/json",
+            body,
+            retrier: Retrier::Status(retry_codes),
+        }
+    }
+}
+
+impl From<&Request> for Call {
+    fn from(r: &Request) -> Call {
+        Call {
+            method: reqwest::Method::POST,
+            url: r.url.clone(),
+            headers: Vec::new(),
+            content_type: r.content_type,
+            body: r.body.clone(),
+            retrier: Retrier::Status(&[]),
+        }
+    }
+}
+
+/// When a failed call may be retried (Alertmanager's per-integration `Retrier`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Retrier {
+    /// 2xx is delivered; 5xx, these codes and transport errors may be retried.
+    Status(&'static [u16]),
+    /// Telegram's Bot API as Alertmanager's client (telebot) reads it: delivered when
+    /// the body is JSON with `"ok": true`, whatever the status; anything else may be
+    /// retried.
+    TelegramOk,
+}
+
+/// A key written inline or in a file read at each send. A relative file is taken
+/// from the config file's directory, as promflow does for every `*_file` (Alertmanager
+/// 0.25 reads these from its working directory).
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// Inline.
+    Inline(Secret),
+    /// `*_file`.
+    File(PathBuf),
+}
+
+impl KeySource {
+    /// The inline key if set, else the file (relative to `base`), else an empty key.
+    pub(crate) fn of(inline: Option<&str>, file: Option<&str>, base: &Path) -> KeySource {
+        match (inline, file) {
+            (Some(k), _) => KeySource::Inline(Secret::new(k)),
+            (None, Some(f)) => KeySource::File(base.join(f)),
+            (None, None) => KeySource::Inline(Secret::new("")),
+        }
+    }
+
+    /// The key as written (a file's whole content; OpsGenie does not trim it).
+    pub fn read_raw(&self) -> Result<String, String> {
+        match self {
+            KeySource::Inline(s) => Ok(s.expose().to_string()),
+            KeySource::File(f) => std::fs::read_to_string(f)
+                .map_err(|e| format!("failed to read key from file {}: {e}", f.display())),
+        }
+    }
+
+    /// The key (a file's content trimmed).
+    pub fn read(&self) -> Result<String, String> {
+        self.read_raw().map(|s| s.trim().to_string())
+    }
+}
+
+/// An API's `*_api_url`, `*_api_key` and `*_api_key_file` settings in `global`
+/// (OpsGenie's, VictorOps').
+#[derive(Debug, Default)]
+pub(crate) struct RawGlobalApi {
+    pub(crate) api_url: Option<String>,
+    pub(crate) api_key: Option<String>,
+    pub(crate) api_key_file: Option<String>,
+}
+
+impl RawGlobalApi {
+    /// The key of an entry at `path` (`api_key`, `api_key_file`), else the global
+    /// one; adds Alertmanager's problems: both set in the entry, or no key anywhere
+    /// (`missing`).
+    pub(crate) fn key_for(
+        &self,
+        api_key: &Option<String>,
+        api_key_file: &Option<String>,
+        missing: &str,
+        base: &Path,
+        path: &crate::config::FieldPath,
+        p: &mut crate::config::Problems,
+    ) -> KeySource {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.is_empty())
+        }
+        let (key, file) = (set(api_key), set(api_key_file));
+        if key.is_some() && file.is_some() {
+            p.push(
+                path.key("api_key"),
+                "at most one of api_key & api_key_file must be configured",
+            );
+        }
+        if key.is_some() || file.is_some() {
+            return KeySource::of(key, file, base);
+        }
+        let (key, file) = (set(&self.api_key), set(&self.api_key_file));
+        if key.is_none() && file.is_none() {
+            p.push(path.clone(), missing);
+        }
+        KeySource::of(key, file, base)
+    }
+}
+
+/// Alertmanager's `Key.Hash`: the hex SHA-256 of a group key (PagerDuty's dedup
+/// key, OpsGenie's alias, VictorOps' entity id).
+pub fn group_key_hash(group_key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(group_key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Why a request failed.
@@ -84,6 +240,11 @@ pub fn build_request(
         Integration::Email(c) => {
             email::request(c, templates, data).map(|e| Delivery::Email(Box::new(e)))
         }
+        Integration::Pagerduty(c) => pagerduty::request(c, templates, data, group_key),
+        Integration::Opsgenie(c) => opsgenie::request(c, templates, data, group_key),
+        Integration::Victorops(c) => victorops::request(c, templates, data, group_key),
+        Integration::Telegram(c) => telegram::request(c, templates, data),
+        Integration::Discord(c) => discord::request(c, templates, data),
         Integration::Webex(c) => webex::request(c, templates, data),
         Integration::Wechat(c) => wechat::request(c, templates, data).map(Delivery::Wechat),
         Integration::Sns(c) => sns::request(c, templates, data, group_key).map(Delivery::Sns),
@@ -98,29 +259,31 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<(), SendError> {
     match delivery {
-        Delivery::Http(request) => post(client, request, None, timeout).await,
+        Delivery::Http(request) => call(client, &Call::from(request), timeout).await,
         Delivery::Email(e) => email::send(e, timeout).await,
-        Delivery::AuthorizedHttp(request, authorization) => {
-            post(client, request, Some(authorization), timeout).await
+        Delivery::Calls(calls) => {
+            for c in calls {
+                call(client, c, timeout).await?;
+            }
+            Ok(())
         }
         Delivery::Wechat(m) => wechat::send(client, m, timeout).await,
         Delivery::Sns(p) => sns::send(p, timeout).await,
     }
 }
 
-/// POSTs `request` once, with `authorization` as its `Authorization` header if set.
-async fn post(
+/// Sends `request` once.
+async fn call(
     client: &reqwest::Client,
-    request: &Request,
-    authorization: Option<&Secret>,
+    request: &Call,
     timeout: Duration,
 ) -> Result<(), SendError> {
     let mut builder = client
-        .post(&request.url)
+        .request(request.method.clone(), &request.url)
         .timeout(timeout)
         .header("Content-Type", request.content_type);
-    if let Some(a) = authorization {
-        builder = builder.header("Authorization", a.expose());
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
     }
     let response = builder
         .body(request.body.clone())
@@ -130,14 +293,38 @@ async fn post(
             // A failed handshake says why (`x509: certificate signed by unknown authority`).
             let reason =
                 crate::http_client::describe_tls_failure(&e).unwrap_or_else(|| e.to_string());
-            SendError::Retryable(format!("POST {}: {reason}", redact(&request.url)))
+            SendError::Retryable(format!(
+                "{} {}: {reason}",
+                request.method,
+                redact(&request.url)
+            ))
         })?;
     let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
     let body = response.text().await.unwrap_or_default();
-    Err(status_error(status.as_u16(), &request.url, &body))
+    let message = || {
+        format!(
+            "unexpected status code {} from {}: {}",
+            status.as_u16(),
+            redact(&request.url),
+            body.chars().take(200).collect::<String>()
+        )
+    };
+    match request.retrier {
+        Retrier::Status(_) if status.is_success() => Ok(()),
+        Retrier::Status(codes) if status.is_server_error() || codes.contains(&status.as_u16()) => {
+            Err(SendError::Retryable(message()))
+        }
+        Retrier::Status(_) => Err(SendError::Permanent(message())),
+        Retrier::TelegramOk => {
+            let ok = serde_json::from_str::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["ok"] == true && v["result"].is_object());
+            if ok {
+                Ok(())
+            } else {
+                Err(SendError::Retryable(message()))
+            }
+        }
+    }
 }
 
 /// The URL without its path and query, which hold secrets for Slack and Pushover.
@@ -145,21 +332,6 @@ fn redact(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")),
         Err(_) => "<url>".into(),
-    }
-}
-
-/// How a failed HTTP exchange is classified from its status (Alertmanager's
-/// `Retrier.Check`): 5xx may be retried, anything else may not; `body` says why.
-pub(crate) fn status_error(status: u16, url: &str, body: &str) -> SendError {
-    let message = format!(
-        "unexpected status code {status} from {}: {}",
-        redact(url),
-        body.chars().take(200).collect::<String>()
-    );
-    if (500..600).contains(&status) {
-        SendError::Retryable(message)
-    } else {
-        SendError::Permanent(message)
     }
 }
 

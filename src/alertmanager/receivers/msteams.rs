@@ -14,10 +14,12 @@ use super::{Expander, Request};
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
+use crate::alertmanager::config_show::{insert_nonempty, insert_text, notifier_head, SECRET};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, Secret, TlsConfig};
 use serde::Deserialize;
 use serde_json::json;
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::{Path, PathBuf};
 
 /// `themeColor` while alerts fire.
@@ -57,6 +59,20 @@ pub fn request(c: &MsteamsConfig, templates: &Templates, data: &Data) -> Result<
         content_type: "application/json",
         body: serde_json::to_vec(&card).unwrap_or_default(),
     })
+}
+
+/// An entry as Alertmanager 0.27 shows it (0.25 has no Teams;
+/// `crate::alertmanager::config_show`): defaults filled in, the URL as `<secret>`.
+pub(crate) fn show(c: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    if c.get("webhook_url").is_some() {
+        m.insert("webhook_url".into(), SECRET.into());
+    }
+    insert_nonempty(&mut m, c, &["webhook_url_file"]);
+    insert_text(&mut m, c, "title", defaults::TITLE);
+    insert_text(&mut m, c, "summary", defaults::SUMMARY);
+    insert_text(&mut m, c, "text", defaults::TEXT);
+    m
 }
 
 // ---------------------------------------------------------------------------

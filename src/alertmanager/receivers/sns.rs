@@ -23,15 +23,18 @@
 //! `secret_key` together. `send_resolved` defaults to true. Not supported:
 //! `http_config` (the SDK uses its own client, with the system's CA roots).
 
-use super::{status_error, Expander, SendError};
+use super::{group_key_hash, Expander, SendError};
 use crate::alertmanager::config::template_or;
+use crate::alertmanager::config_show::{
+    insert_nonempty, insert_text, notifier_head, sorted_map, string, SECRET,
+};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, Secret};
 use crate::http_client::{aws_config_loader, error_chain};
 use aws_sdk_sns::error::SdkError;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -81,8 +84,7 @@ pub fn request(
     let mut fifo_id = None;
     let topic_arn = (!c.topic_arn.is_empty()).then(|| t.expand(&c.topic_arn));
     if topic_arn.as_deref().is_some_and(|a| a.ends_with(".fifo")) {
-        let hash = Sha256::digest(group_key.as_bytes());
-        fifo_id = Some(hash.iter().map(|b| format!("{b:02x}")).collect());
+        fifo_id = Some(group_key_hash(group_key));
     }
     let phone_number = (!c.phone_number.is_empty()).then(|| t.expand(&c.phone_number));
     if phone_number.is_some() {
@@ -144,13 +146,17 @@ pub async fn send(p: &Publish, timeout: Duration) -> Result<(), SendError> {
         Ok(_) => Ok(()),
         Err(e) => {
             let reason = error_chain(&e);
-            match &e {
-                SdkError::ServiceError(s) => {
-                    Err(status_error(s.raw().status().as_u16(), &p.api_url, &reason))
-                }
-                SdkError::ResponseError(r) => {
-                    Err(status_error(r.raw().status().as_u16(), &p.api_url, &reason))
-                }
+            let status = match &e {
+                SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
+                SdkError::ResponseError(r) => Some(r.raw().status().as_u16()),
+                _ => None,
+            };
+            // Alertmanager's Retrier on SNS's answer: 5xx may be retried, any other
+            // status may not; no answer may be retried.
+            match status {
+                Some(s) if !(500..600).contains(&s) => Err(SendError::Permanent(format!(
+                    "SNS Publish: unexpected status code {s}: {reason}"
+                ))),
                 _ => Err(SendError::Retryable(format!("SNS Publish: {reason}"))),
             }
         }
@@ -188,6 +194,32 @@ async fn client(p: &Publish, timeout: Duration) -> Result<aws_sdk_sns::Client, S
             .build();
     }
     Ok(aws_sdk_sns::Client::new(&config))
+}
+
+/// An entry as Alertmanager 0.25 shows it (`crate::alertmanager::config_show`):
+/// defaults filled in, the secret key as `<secret>`, unset fields left out.
+pub(crate) fn show(c: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    insert_nonempty(&mut m, c, &["api_url"]);
+    let mut sigv4 = Mapping::new();
+    let written = &c["sigv4"];
+    insert_nonempty(&mut sigv4, written, &["region", "access_key"]);
+    if written
+        .get("secret_key")
+        .and_then(string)
+        .is_some_and(|k| !k.is_empty())
+    {
+        sigv4.insert("secret_key".into(), SECRET.into());
+    }
+    insert_nonempty(&mut sigv4, written, &["profile", "role_arn"]);
+    m.insert("sigv4".into(), YamlValue::Mapping(sigv4));
+    insert_nonempty(&mut m, c, &["topic_arn", "phone_number", "target_arn"]);
+    insert_text(&mut m, c, "subject", defaults::SUBJECT);
+    insert_text(&mut m, c, "message", defaults::MESSAGE);
+    if let Some(attributes) = sorted_map(&c["attributes"]) {
+        m.insert("attributes".into(), attributes);
+    }
+    m
 }
 
 // ---------------------------------------------------------------------------

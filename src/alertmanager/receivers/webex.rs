@@ -10,15 +10,17 @@
 //! required; `room_id` is sent as written (not a template); `send_resolved` defaults
 //! to true.
 
-use super::{truncate_bytes, Delivery, Expander, Request};
+use super::{truncate_bytes, Call, Delivery, Expander};
 use crate::alertmanager::config::{check_http_url, template_or};
+use crate::alertmanager::config_show::{insert_text, notifier_head, url_of};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{
     resolve_authorization, resolve_tls_config, Authorization, FieldPath, Problems,
-    RawAuthorization, RawTlsConfig, Secret, TlsConfig,
+    RawAuthorization, RawTlsConfig, TlsConfig,
 };
 use serde::Deserialize;
 use serde_json::{json, Map};
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
 
 /// The most Webex accepts in a message, in bytes.
@@ -48,14 +50,32 @@ pub fn request(c: &WebexConfig, templates: &Templates, data: &Data) -> Result<De
             )
         })?,
     };
-    Ok(Delivery::AuthorizedHttp(
-        Request {
-            url: c.api_url.clone(),
-            content_type: "application/json",
-            body: serde_json::to_vec(&body).unwrap_or_default(),
-        },
-        Secret::new(authorization),
-    ))
+    let mut call = Call::post_json(
+        c.api_url.clone(),
+        serde_json::to_vec(&body).unwrap_or_default(),
+        &[],
+    );
+    call.headers.push(("Authorization", authorization));
+    Ok(Delivery::Calls(vec![call]))
+}
+
+/// An entry as Alertmanager 0.25 shows it (`crate::alertmanager::config_show`):
+/// defaults filled in, `global.webex_api_url` as its URL when it has none.
+pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    let url = url_of(
+        c,
+        "api_url",
+        global,
+        "webex_api_url",
+        DEFAULT_API_URL,
+        false,
+    );
+    m.insert("api_url".into(), url.into());
+    insert_text(&mut m, c, "message", defaults::MESSAGE);
+    let room_id = c.get("room_id").and_then(YamlValue::as_str).unwrap_or("");
+    m.insert("room_id".into(), room_id.into());
+    m
 }
 
 // ---------------------------------------------------------------------------

@@ -27,11 +27,13 @@ use super::{Expander, SendError};
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
+use crate::alertmanager::config_show::{insert_text, notifier_head, string, url_of, SECRET};
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, Secret, TlsConfig};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -235,6 +237,43 @@ fn redacted(url: &reqwest::Url) -> String {
     let mut u = url.clone();
     u.set_query(None);
     u.to_string()
+}
+
+/// An entry as Alertmanager 0.25 shows it (`crate::alertmanager::config_show`):
+/// defaults filled in, the secret as `<secret>`, the global settings where the entry
+/// has none.
+pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, false);
+    m.insert("api_secret".into(), SECRET.into());
+    let corp_id = c.get("corp_id").or(global.get("wechat_api_corp_id"));
+    m.insert(
+        "corp_id".into(),
+        corp_id.and_then(string).unwrap_or_default().into(),
+    );
+    insert_text(&mut m, c, "message", defaults::MESSAGE);
+    let url = url_of(
+        c,
+        "api_url",
+        global,
+        "wechat_api_url",
+        DEFAULT_API_URL,
+        true,
+    );
+    m.insert("api_url".into(), url.into());
+    for (key, default) in [
+        ("to_user", defaults::TO_USER),
+        ("to_party", defaults::TO_PARTY),
+        ("to_tag", defaults::TO_TAG),
+        ("agent_id", defaults::AGENT_ID),
+    ] {
+        insert_text(&mut m, c, key, default);
+    }
+    let kind = c.get("message_type").and_then(string);
+    let kind = kind
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "text".into());
+    m.insert("message_type".into(), kind.into());
+    m
 }
 
 // ---------------------------------------------------------------------------
