@@ -17,7 +17,7 @@ use crate::storage::range_reader::RangeQueryReader;
 use axum::extract::State;
 use axum::response::Response;
 use dataflows::promql::durations::QueryTimes;
-use dataflows::promql::eval::{Annotations, Evaluator};
+use dataflows::promql::eval::{Annotations, Evaluator, SampleBudget, TOO_MANY_SAMPLES};
 use dataflows::promql::plan::{self, Plan};
 use serde_json::Value as Json;
 use std::sync::Arc;
@@ -125,6 +125,8 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
 }
 
 fn configure(evaluator: &mut Evaluator<'_>, service: &Service) {
+    evaluator.samples =
+        SampleBudget::new(usize::try_from(service.options.query_max_samples).unwrap_or(usize::MAX));
     evaluator.lookback_ms = service.options.lookback_delta.as_millis() as i64;
     evaluator.subquery_step_ms = service
         .config
@@ -167,9 +169,11 @@ async fn run(
 ) -> Response {
     // `--query.max-concurrency`: wait for a turn, as Prometheus's query gate does.
     let gate = service.clone();
+    let _in_flight = InFlight::enter(&gate);
     let Ok(_turn) = gate.query_gate.acquire().await else {
         return api_error(ErrorType::Internal, "query gate closed");
     };
+    let metrics = service.metrics.clone();
     let task = tokio::task::spawn_blocking(move || {
         evaluate(service).map(|(data, annotations)| {
             let warnings: Vec<String> = annotations.warnings.into_iter().collect();
@@ -186,8 +190,30 @@ async fn run(
             ErrorType::Internal,
             &format!("query evaluation failed: {join_error}"),
         ),
-        Ok(Ok(Err(e))) => api_error(ErrorType::Execution, &e),
+        Ok(Ok(Err(e))) => {
+            if e == TOO_MANY_SAMPLES {
+                metrics.limits.query_samples.inc();
+            }
+            api_error(ErrorType::Execution, &e)
+        }
         Ok(Ok(Ok(answer))) => answer,
+    }
+}
+
+/// Counts a query in `prometheus_engine_queries` from arrival (waiting for a turn
+/// included, as Prometheus counts) until its answer.
+struct InFlight<'a>(&'a Service);
+
+impl<'a> InFlight<'a> {
+    fn enter(service: &'a Service) -> InFlight<'a> {
+        service.metrics.limits.queries_in_flight.add(1.0);
+        InFlight(service)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.limits.queries_in_flight.add(-1.0);
     }
 }
 

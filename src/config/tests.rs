@@ -428,7 +428,6 @@ scrape_configs:
   bearer_token: x
   bearer_token_file: y
   enable_http2: true
-  target_limit: 10
 alerting:
   alertmanagers:
   - oauth2: {}
@@ -443,8 +442,7 @@ alerting:
             "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
             "prometheus.yml:14: scrape_configs[0].bearer_token: field bearer_token is not supported by promflow yet",
             "prometheus.yml:15: scrape_configs[0].bearer_token_file: field bearer_token_file is not supported by promflow yet",
-            "prometheus.yml:17: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
-            "prometheus.yml:20: alerting.alertmanagers[0].oauth2: field oauth2 is not supported by promflow yet",
+            "prometheus.yml:19: alerting.alertmanagers[0].oauth2: field oauth2 is not supported by promflow yet",
         ]
     );
 }
