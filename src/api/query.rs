@@ -16,9 +16,10 @@ use crate::service::Service;
 use crate::storage::range_reader::RangeQueryReader;
 use axum::extract::State;
 use axum::response::Response;
+use dataflows::promql::depth::{QueryPlan, QUERY_STACK_BYTES};
 use dataflows::promql::durations::QueryTimes;
 use dataflows::promql::eval::{Annotations, Evaluator, SampleBudget, TOO_MANY_SAMPLES};
-use dataflows::promql::plan::{self, Plan};
+use dataflows::promql::plan;
 use serde_json::Value as Json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,7 +55,9 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         let head = service.ingester.storage().clone();
         let mut evaluator = Evaluator::new(head.as_ref(), t);
         configure(&mut evaluator, &service);
-        let value = evaluator.instant(&plan, t).map_err(|e| e.to_string())?;
+        let value = evaluator
+            .instant(plan.plan(), t)
+            .map_err(|e| e.to_string())?;
         Ok((QueryData::Instant(value, t), evaluator.take_annotations()))
     })
     .await
@@ -117,7 +120,7 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         evaluator.end_ms = end;
         evaluator.step_ms = step;
         let series = evaluator
-            .range(&plan, start, end, step)
+            .range(plan.plan(), start, end, step)
             .map_err(|e| e.to_string())?;
         Ok((QueryData::Range(series), evaluator.take_annotations()))
     })
@@ -137,16 +140,19 @@ fn configure(evaluator: &mut Evaluator<'_>, service: &Service) {
         .max(1) as i64;
 }
 
-/// Plans the query and reads its timeout; every error here is `bad_data`.
+/// Plans the query and reads its timeout; every error here is `bad_data`. The plan
+/// may nest as deep as the text (`dataflows::promql::depth`): it is evaluated by
+/// [`run`] on a thread with the stack for it.
 fn plan_and_timeout(
     service: &Service,
     params: &Params,
     query: &str,
     times: QueryTimes,
-) -> Result<(Plan, Duration), String> {
-    let plan =
-        plan::parse_with(query, times).map_err(|e| format!("invalid parameter \"query\": {e}"))?;
-    Ok((plan, query_timeout(service, params)?))
+) -> Result<(QueryPlan, Duration), String> {
+    let timeout = query_timeout(service, params)?;
+    let plan = plan::parse_query_with(query, times)
+        .map_err(|e| format!("invalid parameter \"query\": {e}"))?;
+    Ok((plan, timeout))
 }
 
 /// The `timeout` parameter, capped by `--query.timeout`; the error is the message.
@@ -174,22 +180,31 @@ async fn run(
         return api_error(ErrorType::Internal, "query gate closed");
     };
     let metrics = service.metrics.clone();
-    let task = tokio::task::spawn_blocking(move || {
-        evaluate(service).map(|(data, annotations)| {
-            let warnings: Vec<String> = annotations.warnings.into_iter().collect();
-            let infos: Vec<String> = annotations.infos.into_iter().collect();
-            api_success_annotated(&data, &warnings, &infos)
-        })
-    });
+    // A thread per query, with the stack a plan as deep as the text needs.
+    let (send, task) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("promql-query".into())
+        .stack_size(QUERY_STACK_BYTES)
+        .spawn(move || {
+            let answer = evaluate(service).map(|(data, annotations)| {
+                let warnings: Vec<String> = annotations.warnings.into_iter().collect();
+                let infos: Vec<String> = annotations.infos.into_iter().collect();
+                api_success_annotated(&data, &warnings, &infos)
+            });
+            let _ = send.send(answer);
+        });
+    if let Err(e) = spawned {
+        return api_error(
+            ErrorType::Internal,
+            &format!("cannot start the query thread: {e}"),
+        );
+    }
     match tokio::time::timeout(timeout, task).await {
         Err(_) => api_error(
             ErrorType::Timeout,
             "query timed out in expression evaluation",
         ),
-        Ok(Err(join_error)) => api_error(
-            ErrorType::Internal,
-            &format!("query evaluation failed: {join_error}"),
-        ),
+        Ok(Err(_)) => api_error(ErrorType::Internal, "query evaluation failed (panicked)"),
         Ok(Ok(Err(e))) => {
             if e == TOO_MANY_SAMPLES {
                 metrics.limits.query_samples.inc();
