@@ -531,11 +531,13 @@ fn attach_target_labels(spec: &TargetSpec, name: String, scraped: Vec<(String, S
 /// characters, the value quoted, lengths in bytes).
 fn check_label_limits(spec: &TargetSpec, labels: &Labels) -> Result<(), ScrapeError> {
     let limits = &spec.limits;
-    let metric = cut50(labels.metric_name());
+    // Only when a limit is hit (this runs for every new series).
+    let metric = || cut50(labels.metric_name());
     let fail = |message: String| Err(ScrapeError::Limit(Limit::Labels, message));
     if limits.labels > 0 && labels.len() as u64 > limits.labels {
         return fail(format!(
-            "label_limit exceeded (metric: {metric}, number of labels: {}, limit: {})",
+            "label_limit exceeded (metric: {}, number of labels: {}, limit: {})",
+            metric(),
             labels.len(),
             limits.labels
         ));
@@ -543,7 +545,8 @@ fn check_label_limits(spec: &TargetSpec, labels: &Labels) -> Result<(), ScrapeEr
     for (name, value) in labels.iter() {
         if limits.label_name_length > 0 && name.len() as u64 > limits.label_name_length {
             return fail(format!(
-                "label_name_length_limit exceeded (metric: {metric}, label name: {}, length: {}, limit: {})",
+                "label_name_length_limit exceeded (metric: {}, label name: {}, length: {}, limit: {})",
+                metric(),
                 cut50(name),
                 name.len(),
                 limits.label_name_length
@@ -551,7 +554,8 @@ fn check_label_limits(spec: &TargetSpec, labels: &Labels) -> Result<(), ScrapeEr
         }
         if limits.label_value_length > 0 && value.len() as u64 > limits.label_value_length {
             return fail(format!(
-                "label_value_length_limit exceeded (metric: {metric}, label name: {}, value: {:?}, length: {}, limit: {})",
+                "label_value_length_limit exceeded (metric: {}, label name: {}, value: {:?}, length: {}, limit: {})",
+                metric(),
                 cut50(name),
                 // Debug quoting is Go's `%q` for printable text.
                 cut50(value),
