@@ -142,8 +142,12 @@ fn instant_and_range_queries_answer_and_promflow_lives() {
                 Ok(value) => {
                     assert_eq!(resp.status, 200, "{what}: {}", resp.body);
                     let got = json(&resp)["data"].clone();
-                    let want = json(&post_form(&prometheus.url(path), &params))["data"].clone();
-                    assert_eq!(got, want, "{what}: promflow vs Prometheus");
+                    // Prometheus takes 17-20 s to answer 10,000 terms (measured on a
+                    // loaded 2-core machine): it is asked 1,000 terms below instead.
+                    if kind != "binary" {
+                        let want = json(&post_form(&prometheus.url(path), &params))["data"].clone();
+                        assert_eq!(got, want, "{what}: promflow vs Prometheus");
+                    }
                     let first = if path.ends_with("range") {
                         &got["result"][0]["values"][0][1]
                     } else {
@@ -155,6 +159,13 @@ fn instant_and_range_queries_answer_and_promflow_lives() {
             }
             assert_alive(&mut promflow, &what);
         }
+        // A chain past the 100 levels other entry points take, answered like Prometheus.
+        let query = nested("binary", 1_000, "1");
+        let mut params = vec![("query", query.as_str())];
+        params.extend_from_slice(times);
+        let got = json(&post_form(&promflow.url(path), &params))["data"].clone();
+        let want = json(&post_form(&prometheus.url(path), &params))["data"].clone();
+        assert_eq!(got, want, "{path} binary 1000: promflow vs Prometheus");
     }
 }
 
