@@ -361,3 +361,49 @@ fn request_bodies_are_bounded_per_endpoint_and_streams_by_consumers() {
         Some(1.0)
     );
 }
+
+/// Threads of the process named `name` (`/proc/<pid>/task/*/comm`).
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|comm| comm.trim() == name)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_timed_out_query_stops_and_gives_its_turn_back() {
+    let exporter = Exporter::start(Reply::text("a_total 1\n"));
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['{}']}}]\n",
+        exporter.addr()
+    );
+    let promflow = Promflow::start_with_args(&config, &["--query.max-concurrency=1"]);
+    assert!(wait_until(WAIT, || !values(&promflow, "a_total").is_empty()));
+    // 86,400,000 subquery steps: far more than a second of work.
+    let slow = "query=count_over_time(a_total[1d:1ms])&timeout=1s";
+    let answer = post_form(&promflow, "/api/v1/query", slow.as_bytes());
+    assert_eq!(
+        outcome(&answer),
+        (
+            503,
+            "error".to_string(),
+            "timeout query timed out in expression evaluation".to_string()
+        )
+    );
+    // The evaluation itself stops at its deadline: its thread ends, and the one turn
+    // of --query.max-concurrency=1 is free for the next query.
+    assert!(wait_until(Duration::from_secs(5), || threads_named(
+        promflow.pid(),
+        "promql-query"
+    ) == 0));
+    let fast = post_form(&promflow, "/api/v1/query", b"query=a_total");
+    assert_eq!(outcome(&fast).1, "success", "{}", fast.body);
+    assert_eq!(
+        promflow.metrics().sum("prometheus_engine_queries"),
+        Some(0.0)
+    );
+}

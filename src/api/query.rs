@@ -4,7 +4,10 @@
 //! Queries are planned by `dataflows::promql::plan` and evaluated by its reference
 //! evaluator over the in-memory head (the same semantics the maintained operators are
 //! checked against). Errors: `bad_data` (400) for unparsable parameters or PromQL,
-//! `execution` (422) for runtime errors, `timeout` (503) past `timeout`/`--query.timeout`.
+//! `execution` (422) for runtime errors (`--query.max-samples` among them), `timeout`
+//! (503) past `timeout`/`--query.timeout`. Each evaluation runs on a thread of its own
+//! (the stack of `dataflows::promql::depth::QUERY_STACK_BYTES`), holds its turn of
+//! `--query.max-concurrency` until it ends, and stops at its deadline.
 //! Warnings and infos the evaluation raises (e.g. `rate` over a name that does not
 //! look like a counter) are returned as `warnings` / `infos`, as in Prometheus 3.x.
 
@@ -18,11 +21,11 @@ use axum::extract::State;
 use axum::response::Response;
 use dataflows::promql::depth::{QueryPlan, QUERY_STACK_BYTES};
 use dataflows::promql::durations::QueryTimes;
-use dataflows::promql::eval::{Annotations, Evaluator, SampleBudget, TOO_MANY_SAMPLES};
+use dataflows::promql::eval::{Annotations, Evaluator, SampleBudget, TIMED_OUT, TOO_MANY_SAMPLES};
 use dataflows::promql::plan;
 use serde_json::Value as Json;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Prometheus refuses range queries with more points than this per series.
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
@@ -51,10 +54,10 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         Ok(p) => p,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
-    run(service, timeout, move |service| {
+    run(service, timeout, move |service, deadline| {
         let head = service.ingester.storage().clone();
         let mut evaluator = Evaluator::new(head.as_ref(), t);
-        configure(&mut evaluator, &service);
+        configure(&mut evaluator, &service, deadline);
         let value = evaluator
             .instant(plan.plan(), t)
             .map_err(|e| e.to_string())?;
@@ -110,12 +113,12 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         Ok(p) => p,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
-    run(service, timeout, move |service| {
+    run(service, timeout, move |service, deadline| {
         let storage = service.ingester.storage().clone();
         // Each selector is read from storage once for the whole range.
         let reader = RangeQueryReader::new(storage.as_ref(), end);
         let mut evaluator = Evaluator::new(&reader, start);
-        configure(&mut evaluator, &service);
+        configure(&mut evaluator, &service, deadline);
         evaluator.start_ms = start;
         evaluator.end_ms = end;
         evaluator.step_ms = step;
@@ -127,7 +130,8 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
     .await
 }
 
-fn configure(evaluator: &mut Evaluator<'_>, service: &Service) {
+fn configure(evaluator: &mut Evaluator<'_>, service: &Service, deadline: Instant) {
+    evaluator.deadline = Some(deadline);
     evaluator.samples =
         SampleBudget::new(usize::try_from(service.options.query_max_samples).unwrap_or(usize::MAX));
     evaluator.lookback_ms = service.options.lookback_delta.as_millis() as i64;
@@ -171,14 +175,21 @@ fn query_timeout(service: &Service, params: &Params) -> Result<Duration, String>
 async fn run(
     service: Arc<Service>,
     timeout: Duration,
-    evaluate: impl FnOnce(Arc<Service>) -> Result<(QueryData, Annotations), String> + Send + 'static,
+    evaluate: impl FnOnce(Arc<Service>, Instant) -> Result<(QueryData, Annotations), String>
+        + Send
+        + 'static,
 ) -> Response {
     // `--query.max-concurrency`: wait for a turn, as Prometheus's query gate does.
     let gate = service.clone();
     let _in_flight = InFlight::enter(&gate);
-    let Ok(_turn) = gate.query_gate.acquire().await else {
+    let Ok(turn) = gate.query_gate.acquire().await else {
         return api_error(ErrorType::Internal, "query gate closed");
     };
+    // The turn is held by the evaluation, which may outlive a timed-out request (until
+    // its next step sees the deadline): evaluations at once stay within the limit.
+    turn.forget();
+    let turn = Turn(service.clone());
+    let deadline = Instant::now() + timeout;
     let metrics = service.metrics.clone();
     // A thread per query, with the stack a plan as deep as the text needs.
     let (send, task) = tokio::sync::oneshot::channel();
@@ -186,7 +197,8 @@ async fn run(
         .name("promql-query".into())
         .stack_size(QUERY_STACK_BYTES)
         .spawn(move || {
-            let answer = evaluate(service).map(|(data, annotations)| {
+            let _turn = turn;
+            let answer = evaluate(service, deadline).map(|(data, annotations)| {
                 let warnings: Vec<String> = annotations.warnings.into_iter().collect();
                 let infos: Vec<String> = annotations.infos.into_iter().collect();
                 api_success_annotated(&data, &warnings, &infos)
@@ -200,10 +212,8 @@ async fn run(
         );
     }
     match tokio::time::timeout(timeout, task).await {
-        Err(_) => api_error(
-            ErrorType::Timeout,
-            "query timed out in expression evaluation",
-        ),
+        Err(_) => api_error(ErrorType::Timeout, TIMED_OUT),
+        Ok(Ok(Err(e))) if e == TIMED_OUT => api_error(ErrorType::Timeout, &e),
         Ok(Err(_)) => api_error(ErrorType::Internal, "query evaluation failed (panicked)"),
         Ok(Ok(Err(e))) => {
             if e == TOO_MANY_SAMPLES {
@@ -212,6 +222,15 @@ async fn run(
             api_error(ErrorType::Execution, &e)
         }
         Ok(Ok(Ok(answer))) => answer,
+    }
+}
+
+/// A turn of `--query.max-concurrency`, given back when dropped.
+struct Turn(Arc<Service>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.query_gate.add_permits(1);
     }
 }
 

@@ -148,6 +148,9 @@ pub type EvalResult<T> = Result<T, EvalError>;
 pub const TOO_MANY_SAMPLES: &str =
     "query processing would load too many samples into memory in query execution";
 
+/// Prometheus's error when a query runs past its timeout.
+pub const TIMED_OUT: &str = "query timed out in expression evaluation";
+
 /// `--query.max-samples`: the samples a query holds at once, counted the way
 /// Prometheus 2.42's engine counts them for an instant evaluation. A selector holds
 /// what it selected (a range selector every point of its window); a function,
@@ -225,6 +228,10 @@ pub struct Evaluator<'a> {
     pub step_ms: i64,
     /// `--query.max-samples` (no limit unless set).
     pub samples: SampleBudget,
+    /// When the query times out: evaluation stops at the next node or step after it
+    /// (Prometheus checks its context at each step), so a timed-out query frees its
+    /// thread.
+    pub deadline: Option<std::time::Instant>,
     /// Warnings and infos raised so far.
     annotations: RefCell<Annotations>,
     /// Label sets derived during this evaluation ([`Evaluator::derived`]).
@@ -291,6 +298,7 @@ impl<'a> Evaluator<'a> {
             end_ms: t_ms,
             step_ms: 0,
             samples: SampleBudget::new(usize::MAX),
+            deadline: None,
             annotations: RefCell::default(),
             derived: RefCell::default(),
             interned: RefCell::default(),
@@ -420,6 +428,12 @@ impl<'a> Evaluator<'a> {
     /// Evaluates a sub-expression `plan` at `t` (ms); names may still be pending removal.
     /// Counts the samples it holds in [`Evaluator::samples`].
     pub fn eval(&self, plan: &Plan, t: i64) -> EvalResult<Value> {
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Err(EvalError(TIMED_OUT.to_string()));
+        }
         let base = self.samples.held();
         let value = self.eval_node(plan, t)?;
         match plan {
