@@ -12,6 +12,7 @@
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
+//! [`body_limit`] bounds request bodies per endpoint.
 //! [`server`] is the accept loop (`--web.max-connections`, `--web.read-timeout`).
 //! `/api/v1` answers browsers' CORS requests as `--web.cors.origin` says ([`cors`]).
 //! Every route passes [`auth`] first (basic authentication when `--web.config.file`
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod alertmanager;
 pub mod alertmanager_targets;
 pub mod auth;
+pub mod body_limit;
 pub mod cors;
 pub mod federate;
 pub mod federation_views;
@@ -154,6 +156,12 @@ pub fn router(service: Arc<Service>) -> Router {
             service.clone(),
             cors::cors,
         ))
+        // Request bodies are bounded per endpoint there, not by axum's default.
+        .route_layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            body_limit::enforce,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         // Before the auth layer, so unknown paths require authentication too.
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

@@ -45,14 +45,24 @@ pub struct TargetHealth {
 enum ScrapeError {
     Fetch(String),
     Parse(String),
-    Limit(String),
+    Limit(Limit, String),
     Append(String),
+}
+
+/// Which limit failed a scrape (each has its counter on `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    BodySize,
+    Samples,
+    Labels,
+    /// The job is over its `target_limit` (counted where targets are resolved).
+    Targets,
 }
 
 impl std::fmt::Display for ScrapeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ScrapeError::Fetch(m) | ScrapeError::Limit(m) => f.write_str(m),
+            ScrapeError::Fetch(m) | ScrapeError::Limit(_, m) => f.write_str(m),
             ScrapeError::Parse(m) => write!(f, "parse error: {m}"),
             ScrapeError::Append(m) => write!(f, "appending to storage: {m}"),
         }
@@ -175,14 +185,22 @@ async fn scrape_once(
     let in_flight = ctx.ingester.begin_scrape();
     let ts = in_flight.start_ms();
     let started = Instant::now();
-    let fetched = fetch(spec, ctx).await;
+    let fetched = match &spec.forced_error {
+        // Over the job's `target_limit`: not scraped, the error is reported as a scrape's.
+        Some(forced) => Err(ScrapeError::Limit(Limit::Targets, forced.clone())),
+        None => fetch(spec, ctx).await,
+    };
     let mut scraped = 0usize;
+    // Samples kept before a limit stopped the scrape (Prometheus reports them as
+    // `scrape_samples_post_metric_relabeling`).
+    let mut kept_before_limit = 0usize;
     let mut metadata = None;
     let result = fetched.and_then(|(body, content_type)| {
         let format = Format::from_content_type(content_type.as_deref());
         let mut builder = BatchBuilder::new(spec, ts, state);
         let parsed = exposition::parse_each(&body, format, |sample| builder.add(sample));
         scraped = builder.scraped;
+        kept_before_limit = builder.batch.len();
         metadata = Some(parsed.map_err(|e| ScrapeError::Parse(e.to_string()))?);
         builder.finish()
     });
@@ -191,7 +209,10 @@ async fn scrape_once(
         Ok((batch, current)) => (batch, current, None),
         Err(e) => (Vec::new(), HashMap::new(), Some(e)),
     };
-    let post_relabel = batch.len();
+    let post_relabel = match &error {
+        Some(ScrapeError::Limit(..)) => kept_before_limit,
+        _ => batch.len(),
+    };
     let added = current
         .keys()
         .filter(|id| !state.previous.contains_key(id))
@@ -233,6 +254,15 @@ async fn scrape_once(
     };
 
     let parse_error = matches!(error, Some(ScrapeError::Parse(_)));
+    if let Some(ScrapeError::Limit(limit, _)) = &error {
+        let limits = &ctx.metrics.limits;
+        match limit {
+            Limit::BodySize => limits.scrape_body_size.inc(),
+            Limit::Samples => limits.scrape_samples.inc(),
+            Limit::Labels => limits.scrape_labels.inc(),
+            Limit::Targets => {}
+        }
+    }
     ctx.metrics
         .record_scrape(&spec.job, error.is_some(), parse_error);
     if let Some(e) = &error {
@@ -293,11 +323,12 @@ async fn fetch(
         .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?
     {
         body.extend_from_slice(&chunk);
-        if spec.limits.body_size > 0 && body.len() as u64 > spec.limits.body_size {
-            return Err(ScrapeError::Limit(format!(
-                "body size limit exceeded: more than {} bytes",
-                spec.limits.body_size
-            )));
+        // Prometheus reads at most the limit and fails when it got that much.
+        if spec.limits.body_size > 0 && body.len() as u64 >= spec.limits.body_size {
+            return Err(ScrapeError::Limit(
+                Limit::BodySize,
+                "body size limit exceeded".to_string(),
+            ));
         }
     }
     Ok((body, content_type))
@@ -360,6 +391,11 @@ impl<'a> BatchBuilder<'a> {
     }
 
     fn add(&mut self, sample: exposition::SampleRef<'_>) {
+        // A label limit stops counting at the failing sample; the sample limit goes on
+        // (Prometheus reports every sample scraped).
+        if matches!(self.error, Some(ScrapeError::Limit(Limit::Labels, _))) {
+            return;
+        }
         self.scraped += 1;
         if self.error.is_some() {
             return;
@@ -405,10 +441,10 @@ impl<'a> BatchBuilder<'a> {
         }
         let limit = self.spec.limits.samples;
         if limit > 0 && self.batch.len() as u64 > limit {
-            return Err(ScrapeError::Limit(format!(
-                "sample limit exceeded: {} samples, limit {limit}",
-                self.batch.len()
-            )));
+            return Err(ScrapeError::Limit(
+                Limit::Samples,
+                "sample limit exceeded".to_string(),
+            ));
         }
         Ok((self.batch, self.current))
     }
@@ -483,33 +519,50 @@ fn attach_target_labels(spec: &TargetSpec, name: String, scraped: Vec<(String, S
     Labels::from_pairs(pairs)
 }
 
+/// `label_limit`, `label_name_length_limit` and `label_value_length_limit`, with
+/// Prometheus 2.42's messages (`verifyLabelLimits`: names and values cut to 50
+/// characters, the value quoted, lengths in bytes).
 fn check_label_limits(spec: &TargetSpec, labels: &Labels) -> Result<(), ScrapeError> {
     let limits = &spec.limits;
+    // Only when a limit is hit (this runs for every new series).
+    let metric = || cut50(labels.metric_name());
+    let fail = |message: String| Err(ScrapeError::Limit(Limit::Labels, message));
     if limits.labels > 0 && labels.len() as u64 > limits.labels {
-        return Err(ScrapeError::Limit(format!(
+        return fail(format!(
             "label_limit exceeded (metric: {}, number of labels: {}, limit: {})",
-            labels.metric_name(),
+            metric(),
             labels.len(),
             limits.labels
-        )));
+        ));
     }
     for (name, value) in labels.iter() {
         if limits.label_name_length > 0 && name.len() as u64 > limits.label_name_length {
-            return Err(ScrapeError::Limit(format!(
-                "label_name_length_limit exceeded (metric: {}, label name: {name}, limit: {})",
-                labels.metric_name(),
+            return fail(format!(
+                "label_name_length_limit exceeded (metric: {}, label name: {}, length: {}, limit: {})",
+                metric(),
+                cut50(name),
+                name.len(),
                 limits.label_name_length
-            )));
+            ));
         }
         if limits.label_value_length > 0 && value.len() as u64 > limits.label_value_length {
-            return Err(ScrapeError::Limit(format!(
-                "label_value_length_limit exceeded (metric: {}, label name: {name}, limit: {})",
-                labels.metric_name(),
+            return fail(format!(
+                "label_value_length_limit exceeded (metric: {}, label name: {}, value: {:?}, length: {}, limit: {})",
+                metric(),
+                cut50(name),
+                // Debug quoting is Go's `%q` for printable text.
+                cut50(value),
+                value.len(),
                 limits.label_value_length
-            )));
+            ));
         }
     }
     Ok(())
+}
+
+/// Go's `%.50s`: the first 50 characters.
+fn cut50(s: &str) -> String {
+    s.chars().take(50).collect()
 }
 
 fn with_name(target_labels: &Labels, name: &str) -> Labels {
