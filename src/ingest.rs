@@ -4,7 +4,8 @@
 //! its sample timestamps and holds the returned [`ScrapeInFlight`] until it has committed
 //! its samples. The watermark given to the dataflow is the minimum start time of the
 //! scrapes in flight (or now, when none is), so the input frontier never passes a
-//! scrape that can still produce samples. [`Ingester::commit`] writes to storage first
+//! scrape that can still produce samples, and once the last scrape in flight has ended
+//! it is past that scrape's samples (see [`ScrapeInFlight`]'s drop). [`Ingester::commit`] writes to storage first
 //! and then feeds the dataflow (storage forwards what it stored to the remote write
 //! queues); [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier) to storage and the latest-sample table.
