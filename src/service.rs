@@ -504,18 +504,38 @@ impl Service {
         });
     }
 
-    /// Advances the watermark when nothing is scraped, and runs storage housekeeping
-    /// (block cuts, WAL truncation, retention) every minute.
+    /// Advances the watermark when nothing is scraped, every 250 ms while the dataflow
+    /// has something time releases (rules, series to retire; [`Engine::needs_time`]),
+    /// and runs storage housekeeping (block cuts, WAL truncation, retention) every
+    /// minute. An idle dataflow needs no ticks: the loop then sleeps until housekeeping
+    /// is due or the dataflow gets work ([`Engine::on_busy`]).
+    ///
+    /// [`Engine::needs_time`]: dataflows::Engine::needs_time
+    /// [`Engine::on_busy`]: dataflows::Engine::on_busy
     fn spawn_housekeeping(self: &Arc<Self>) {
+        const TICK: Duration = Duration::from_millis(250);
+        const HOUSEKEEPING_MS: i64 = 60_000;
         let service = self.clone();
+        let busy = Arc::new(tokio::sync::Notify::new());
+        let notify = busy.clone();
+        self.ingester
+            .engine()
+            .on_busy(Arc::new(move || notify.notify_one()));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
             let mut last_trim = now_ms();
             loop {
-                tick.tick().await;
+                if service.ingester.engine().needs_time() {
+                    tokio::time::sleep(TICK).await;
+                } else {
+                    let due = (last_trim + HOUSEKEEPING_MS - now_ms()).max(0) as u64;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(due) + TICK) => {}
+                        _ = busy.notified() => {}
+                    }
+                }
                 service.ingester.advance_watermark();
                 let now = now_ms();
-                if now - last_trim > 60_000 {
+                if now - last_trim > HOUSEKEEPING_MS {
                     last_trim = now;
                     let storage = service.ingester.storage().clone();
                     // Block writes are file I/O: off the async workers, and not awaited so

@@ -172,6 +172,9 @@ pub fn router(service: Arc<Service>) -> Router {
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    // An idle dataflow's watermark follows the clock only when asked: bring it to now,
+    // so the frontier and its lag are current.
+    service.ingester.advance_watermark();
     let head = service.ingester.storage();
     let mut body = service.metrics.render(&RenderInputs {
         active_series: head.series_count(),
