@@ -37,7 +37,8 @@ const RULES: &str = r#"groups:
 "#;
 
 const EXPOSITION: &str = "# TYPE demo_requests_total counter\n\
-demo_requests_total{path=\"/a\"} 5\ndemo_requests_total{path=\"/b\"} 7\n";
+demo_requests_total{path=\"/a\"} 5\ndemo_requests_total{path=\"/b\"} 7\n\
+# TYPE demo_temperature_celsius gauge\ndemo_temperature_celsius 21.5\n";
 
 fn start(exporter: &Exporter, rules: &Path) -> Promflow {
     let config = format!(

@@ -9,7 +9,7 @@ import { EditorState } from '@codemirror/state';
 import { defaultKeymap, history as editHistory, historyKeymap, insertNewlineAndIndent } from '@codemirror/commands';
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from '@codemirror/autocomplete';
 import { syntaxHighlighting, defaultHighlightStyle, bracketMatching } from '@codemirror/language';
-import { lintKeymap } from '@codemirror/lint';
+import { lintKeymap, setDiagnostics } from '@codemirror/lint';
 import { PromQLExtension } from '@prometheus-io/codemirror-promql';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
@@ -198,6 +198,7 @@ function panelView(panel: Panel, save: () => void, remove: () => void): HTMLElem
     for (const i of result.infos ?? []) messages.append(h('div', { class: 'alert info' }, i));
     if (result.status !== 'success' || !result.data) {
       output.replaceChildren(errorBox(`Error executing query: ${result.error ?? 'unknown error'}`));
+      markError(editor, result.error ?? '');
       return;
     }
     const data = result.data;
@@ -359,6 +360,17 @@ function panelView(panel: Panel, save: () => void, remove: () => void): HTMLElem
   );
   if (panel.expr) void execute();
   return el;
+}
+
+/** Underlines the position a parse error names (`1:10: parse error: …`) in the editor. */
+function markError(editor: EditorView, error: string): void {
+  const m = error.match(/(\d+):(\d+): parse error: (.*)/);
+  if (!m) return;
+  const doc = editor.state.doc;
+  const line = doc.line(Math.min(Math.max(Number(m[1]), 1), doc.lines));
+  const from = Math.min(line.from + Math.max(Number(m[2]) - 1, 0), doc.length);
+  const to = Math.min(from + 1, doc.length);
+  editor.dispatch(setDiagnostics(editor.state, [{ from: from === to && from > 0 ? from - 1 : from, to, severity: 'error', message: m[3] }]));
 }
 
 function tableView(data: QueryData): HTMLElement {

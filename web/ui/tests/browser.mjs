@@ -185,7 +185,18 @@ await check('a parse error is shown with its position', async () => {
   await error.waitFor();
   const t = await error.innerText();
   expect(/\d+:\d+: parse error/.test(t), `error text: ${t}`);
+  await panel.locator('.cm-lintRange-error').first().waitFor();
   await screenshot('parse-error');
+});
+
+await check("the API's infos are shown", async () => {
+  await page.goto(`${base}/query`);
+  const panel = page.locator('section.panel').first();
+  await runQuery(panel, 'rate(demo_temperature_celsius[1m])');
+  const info = panel.locator('.alert.info');
+  await info.waitFor();
+  const t = await info.innerText();
+  expect(t.includes('might not be a counter'), `info text: ${t}`);
 });
 
 await check("an alert's generatorURL opens the query as a table", async () => {
