@@ -1,7 +1,7 @@
 // The status pages, each one view of an API endpoint: targets, service discovery,
 // alerts, rules, status (build and runtime), flags, config and TSDB status.
 
-import { apiData } from './api';
+import { apiData, pathPrefix } from './api';
 import { ago, errorBox, filterBox, formatSeconds, h, labelBadges } from './dom';
 
 type Labels = Record<string, string>;
@@ -312,6 +312,29 @@ function kvTable(entries: [string, unknown][]): HTMLElement {
   );
 }
 
+/** promflow's own figures of its dataflow, read from its `/metrics` (text format). */
+const DATAFLOW_METRICS: [string, string][] = [
+  ['promflow_engine_rules_installed_total', 'Rules installed'],
+  ['promflow_dataflow_lag_seconds', 'Lag (seconds)'],
+  ['promflow_samples_ingested_total', 'Samples ingested'],
+  ['promflow_samples_late_total', 'Late samples'],
+  ['promflow_samples_out_of_order_total', 'Out-of-order samples'],
+  ['promflow_active_series', 'Active series'],
+  ['promflow_active_targets', 'Active targets'],
+];
+
+async function dataflowFigures(workers: string): Promise<[string, unknown][]> {
+  let text = '';
+  try {
+    const res = await fetch(pathPrefix() + '/metrics', { cache: 'no-store' });
+    if (res.ok) text = await res.text();
+  } catch {
+    // Shown as empty figures.
+  }
+  const value = (name: string) => text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? '';
+  return [['Workers', workers], ...DATAFLOW_METRICS.map(([name, label]): [string, unknown] => [label, value(name)])];
+}
+
 export function renderStatus(root: HTMLElement): Promise<void> {
   return withData(root, async () => {
     const [build, runtime, ams] = await Promise.all([
@@ -321,6 +344,8 @@ export function renderStatus(root: HTMLElement): Promise<void> {
     ]);
     return [
       h('h1', {}, 'Status'),
+      h('h2', {}, 'Dataflow'),
+      kvTable(await dataflowFigures(String(runtime['GOMAXPROCS'] ?? ''))),
       h('h2', {}, 'Runtime information'),
       kvTable(Object.entries(runtime)),
       h('h2', {}, 'Build information'),

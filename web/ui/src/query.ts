@@ -275,17 +275,10 @@ function panelView(panel: Panel, save: () => void, remove: () => void): HTMLElem
     if (panel.tab === 'table') {
       controls.replaceChildren(
         h('label', {}, 'Evaluation time '),
-        h('input', {
-          type: 'datetime-local',
-          step: 1,
-          value: panel.moment === null ? '' : new Date(panel.moment).toISOString().slice(0, 19),
-          onchange: (e: Event) => {
-            const v = (e.target as HTMLInputElement).value;
-            panel.moment = v ? Date.parse(v + 'Z') : null;
-            void execute();
-          },
+        ...timeInput(panel.moment, (t) => {
+          panel.moment = t;
+          void execute();
         }),
-        h('span', { class: 'muted' }, ' (UTC; empty: now)'),
       );
     } else {
       controls.replaceChildren(
@@ -302,17 +295,10 @@ function panelView(panel: Panel, save: () => void, remove: () => void): HTMLElem
           },
         }),
         h('label', {}, ' End '),
-        h('input', {
-          type: 'datetime-local',
-          step: 1,
-          value: panel.end === null ? '' : new Date(panel.end).toISOString().slice(0, 19),
-          onchange: (e: Event) => {
-            const v = (e.target as HTMLInputElement).value;
-            panel.end = v ? Date.parse(v + 'Z') : null;
-            void execute();
-          },
+        ...timeInput(panel.end, (t) => {
+          panel.end = t;
+          void execute();
         }),
-        h('span', { class: 'muted' }, ' (UTC; empty: now) '),
         h(
           'label',
           {},
@@ -360,6 +346,22 @@ function panelView(panel: Panel, save: () => void, remove: () => void): HTMLElem
   );
   if (panel.expr) void execute();
   return el;
+}
+
+/** A UTC date-time input for `ms` (null: empty, meaning now); `onChange` gets the new value. */
+function timeInput(ms: number | null, onChange: (ms: number | null) => void): HTMLElement[] {
+  return [
+    h('input', {
+      type: 'datetime-local',
+      step: 1,
+      value: ms === null ? '' : new Date(ms).toISOString().slice(0, 19),
+      onchange: (e: Event) => {
+        const v = (e.target as HTMLInputElement).value;
+        onChange(v ? Date.parse(v + 'Z') : null);
+      },
+    }),
+    h('span', { class: 'muted' }, ' (UTC; empty: now) '),
+  ];
 }
 
 /** Underlines the position a parse error names (`1:10: parse error: …`) in the editor. */

@@ -121,7 +121,10 @@ const pages = [
     expect(t.includes('demo') && t.includes('job:demo_requests:sum') && t.includes('OK'), `rules page: ${t}`);
   }],
   ['status', 'table.kv', async () => {
-    expect((await text('main')).includes('Runtime information'), 'status page');
+    const t = await text('main');
+    expect(t.includes('Runtime information') && t.includes('Dataflow'), 'status page');
+    // The rule file's two rules are installed in the dataflow.
+    expect(/Rules installed\s+2\b/.test(t), `dataflow figures: ${t}`);
   }],
   ['flags', 'table.kv tbody tr', async () => {
     expect((await text('main')).includes('web.route-prefix'), 'flags page lists flags');
