@@ -5,15 +5,18 @@
 //! the route prefix redirect, with the same `--web.external-url`;
 //! Debian's `chromium`, driven headless by `playwright-core` (`web/ui/tests/browser.mjs`,
 //! installed by `npm ci` in `web/ui`), loads every page against a promflow scraping a
-//! synthetic target with a firing alert, runs queries, and writes a screenshot of each
+//! synthetic target with a firing alert, runs queries, opens the alert's `generatorURL`
+//! as Alertmanager 0.25 (`prometheus-alertmanager`) received it, and writes a screenshot of each
 //! page to `<target>/tmp/web_ui/`. `.ci/test` installs chromium and node.
 
 mod common;
 
+use common::alertmanager::{Alertmanager, Webhook};
 use common::exporter::{Exporter, Reply};
 use common::http;
 use common::{
-    combined_output, repo_root, require_peer, run_command, wait_until, Prometheus, Promflow,
+    combined_output, repo_root, require_peer, run_command, wait_for, wait_until, Prometheus,
+    Promflow,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,11 +43,13 @@ const EXPOSITION: &str = "# TYPE demo_requests_total counter\n\
 demo_requests_total{path=\"/a\"} 5\ndemo_requests_total{path=\"/b\"} 7\n\
 # TYPE demo_temperature_celsius gauge\ndemo_temperature_celsius 21.5\n";
 
-fn start(exporter: &Exporter, rules: &Path) -> Promflow {
+fn start(exporter: &Exporter, rules: &Path, alertmanager: &Alertmanager) -> Promflow {
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+         alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{}']\n\
          scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{}']\n",
         rules.display(),
+        alertmanager.port,
         exporter.addr()
     );
     Promflow::start_with_args(&config, PREFIX_ARGS)
@@ -136,7 +141,9 @@ fn every_page_works_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();
-    let promflow = start(&exporter, &rules);
+    let webhook = Webhook::start();
+    let alertmanager = Alertmanager::start(webhook.port);
+    let promflow = start(&exporter, &rules, &alertmanager);
     // Scraped, recorded and firing before the browser looks.
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -151,11 +158,22 @@ fn every_page_works_in_chromium() {
     let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).unwrap();
     let base = promflow.url("/prom");
-    // The link promflow puts in every alert's generatorURL (2.x: tab 1 is the table).
-    let generator = format!(
-        "{base}{}",
-        promflow::rules::template::graph_link("demo_requests_total > 0", 1)
-    );
+    // The generatorURL promflow sent with the alert (2.x's link: tab 1 is the table),
+    // as Alertmanager holds it; its host is the external URL's, so the path and query
+    // are opened on this promflow.
+    let generator = wait_for(Duration::from_secs(30), || {
+        let alerts = alertmanager.alerts();
+        let url = alerts.as_array()?.first()?["generatorURL"]
+            .as_str()?
+            .to_string();
+        Some(url)
+    })
+    .unwrap_or_else(|| panic!("no alert at Alertmanager: {}", alertmanager.log()));
+    let path = generator
+        .strip_prefix("http://127.0.0.1:9090")
+        .unwrap_or_else(|| panic!("generatorURL under the external URL: {generator}"));
+    assert!(path.starts_with("/prom/graph?g0.expr="), "{generator}");
+    let generator = promflow.url(path);
     let mut node = Command::new("node");
     node.arg(&script)
         .args([&base, artifacts.to_str().unwrap(), &generator]);
