@@ -113,6 +113,12 @@ fn pages_and_redirects_like_prometheus() {
         let etag = asset.header("etag").expect("an ETag").to_string();
         let again = http::send("GET", &url, &[("If-None-Match", &etag)], None, b"").unwrap();
         assert_eq!(again.status, 304, "{name}");
+        // Compressed for a client that accepts gzip (the harness decodes it).
+        let gzip = http::send("GET", &url, &[("Accept-Encoding", "gzip")], None, b"").unwrap();
+        assert_eq!(gzip.header("content-encoding"), Some("gzip"), "{name}");
+        assert_eq!(gzip.header("vary"), Some("Accept-Encoding"), "{name}");
+        assert_eq!(gzip.body, asset.body, "{name}");
+        assert_ne!(gzip.header("etag"), Some(etag.as_str()), "{name}");
         assets += 1;
     }
     assert!(assets >= 2, "index.html names its script and style: {html}");

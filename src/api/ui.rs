@@ -8,7 +8,8 @@
 //! such as an alert's `generatorURL` (`/graph?g0.expr=…&g0.tab=1`) open in it;
 //! `/assets/<file>` answers the built file with its content type. Asset names carry a
 //! content hash, so they are cached for a year (`immutable`); `index.html` is
-//! revalidated on each load (`no-cache` with an `ETag`). Asset URLs in `index.html` are
+//! revalidated on each load (`no-cache` with an `ETag`). Text files are sent
+//! gzip-compressed to clients that accept it (compressed once, then kept). Asset URLs in `index.html` are
 //! relative and the app derives the API's prefix from its own path, so the UI works
 //! under `--web.route-prefix` / `--web.external-url` with nothing rewritten.
 
@@ -19,7 +20,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use include_dir::{include_dir, Dir};
-use std::sync::Arc;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
 
 /// `web/ui/dist`, built by `npm run build` in `web/ui` (checked by `.ci/web-ui`).
 static DIST: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web/ui/dist");
@@ -91,13 +95,19 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
 }
 
 /// The embedded file at `path` with its content type, `cache_control` and an `ETag`
-/// (304 when the request's `If-None-Match` has it); 404 when there is none.
+/// (304 when the request's `If-None-Match` has it), gzip-compressed when the client
+/// accepts it; 404 when there is none.
 fn file_response(path: &str, headers: &HeaderMap, cache_control: &'static str) -> Response {
     let Some(file) = DIST.get_file(path) else {
         return (StatusCode::NOT_FOUND, "404 page not found\n").into_response();
     };
-    let body = file.contents();
-    let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(body));
+    let plain = file.contents();
+    let hash = xxhash_rust::xxh3::xxh3_64(plain);
+    let gzipped = accepts_gzip(headers).then(|| gzipped(path)).flatten();
+    let (body, etag, encoding) = match gzipped {
+        Some(body) => (body, format!("\"{hash:016x}-gzip\""), Some("gzip")),
+        None => (plain, format!("\"{hash:016x}\""), None),
+    };
     let cached = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -111,17 +121,53 @@ fn file_response(path: &str, headers: &HeaderMap, cache_control: &'static str) -
             header::ETAG,
             HeaderValue::from_str(&etag).expect("hex is a valid header value"),
         ),
+        (header::VARY, HeaderValue::from_static("Accept-Encoding")),
     ];
     if cached {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
-    (
+    let mut response = (
         common,
         [(header::CONTENT_TYPE, content_type(path))],
         [(header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
         body,
     )
-        .into_response()
+        .into_response();
+    if let Some(encoding) = encoding {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    response
+}
+
+/// Whether the request's `Accept-Encoding` lists gzip.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
+}
+
+/// The gzip encoding of the embedded text file at `path` (compressed once, on first
+/// use); `None` for files that do not compress (images, fonts).
+fn gzipped(path: &str) -> Option<&'static [u8]> {
+    static CACHE: OnceLock<Mutex<HashMap<String, &'static [u8]>>> = OnceLock::new();
+    let compressible = ["html", "js", "css", "json", "map", "svg", "txt"];
+    if !compressible.contains(&path.rsplit('.').next().unwrap_or_default()) {
+        return None;
+    }
+    let mut cache = CACHE.get_or_init(Default::default).lock();
+    if let Some(body) = cache.get(path) {
+        return Some(body);
+    }
+    let file = DIST.get_file(path)?;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(file.contents()).ok()?;
+    // Leaked once per embedded file: the set is fixed at compile time.
+    let body: &'static [u8] = Vec::leak(encoder.finish().ok()?);
+    cache.insert(path.to_string(), body);
+    Some(body)
 }
 
 /// The content type of a built file, by its extension (the kinds vite writes).
