@@ -158,6 +158,12 @@ await check('a query shows a table, then a graph', async () => {
   await panel.locator('.uplot canvas').waitFor();
   await panel.locator('.u-legend', { hasText: METRIC }).waitFor();
   expect(new URL(page.url()).searchParams.get('g0.tab') === 'graph', `URL keeps the tab: ${page.url()}`);
+  // Hovering shows the values under the cursor in the legend (the samples are at the right edge).
+  const box = await panel.locator('.u-over').boundingBox();
+  await page.mouse.move(box.x + box.width - 2, box.y + box.height / 2);
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll('.u-legend .u-series:not(:first-child) .u-value')].some((v) => /^[57]$/.test(v.textContent ?? '')),
+  );
   await screenshot('query-graph');
 });
 
