@@ -167,6 +167,13 @@ await check('a query shows a table, then a graph', async () => {
   await screenshot('query-graph');
 });
 
+await check('the stacked option is kept in the URL', async () => {
+  const panel = page.locator('section.panel').first();
+  await panel.locator('.controls input[type=checkbox]').check();
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('g0.stacked') === '1');
+  await panel.locator('.uplot canvas').waitFor();
+});
+
 await check('dragging over the graph zooms in', async () => {
   const over = page.locator('.u-over').first();
   const box = await over.boundingBox();
