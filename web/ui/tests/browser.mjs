@@ -18,7 +18,8 @@ if (!base || !artifacts || !generatorLink) {
   process.exit(2);
 }
 const METRIC = 'demo_requests_total';
-const TIMEOUT = 15000;
+// Generous: CI runs this beside the rest of the suite on two cores.
+const TIMEOUT = 30000;
 
 const profile = mkdtempSync(join(tmpdir(), 'promflow-chromium-'));
 const context = await chromium.launchPersistentContext(profile, {
@@ -35,7 +36,7 @@ const context = await chromium.launchPersistentContext(profile, {
     '--disable-sync',
   ],
   viewport: { width: 1280, height: 800 },
-  timeout: 30000,
+  timeout: 60000,
 });
 context.setDefaultTimeout(TIMEOUT);
 const page = context.pages()[0] ?? (await context.newPage());
