@@ -194,6 +194,16 @@ await check('completion offers a metric name', async () => {
   await screenshot('completion');
 });
 
+await check('completion offers label names and values', async () => {
+  await page.goto(`${base}/query`);
+  await page.locator('.cm-content').first().click();
+  await page.keyboard.type(`${METRIC}{pa`);
+  await page.locator('.cm-tooltip-autocomplete .cm-completionLabel', { hasText: /^path$/ }).waitFor();
+  await page.keyboard.press('Escape');
+  await page.keyboard.type('th="');
+  await page.locator('.cm-tooltip-autocomplete .cm-completionLabel', { hasText: /^\/b$/ }).waitFor();
+});
+
 await check('a parse error is shown with its position', async () => {
   await page.goto(`${base}/query`);
   const panel = page.locator('section.panel').first();
