@@ -18,6 +18,9 @@ fn durations() {
     assert_eq!(parse_duration_ms("1h30m"), Ok(5_400_000));
     assert_eq!(parse_duration_ms("20s500ms"), Ok(20_500));
     assert_eq!(parse_duration_ms("0"), Ok(0));
+    // Found by the promql fuzz target: overflowed (a panic in debug builds).
+    assert!(parse_duration_ms("3m777777777777w").is_err());
+    assert!(parse_duration_ms("9223372036854775807ms1ms").is_err());
     assert!(parse_duration_ms("1.5m").is_err());
 }
 

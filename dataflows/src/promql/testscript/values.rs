@@ -46,7 +46,11 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
             "y" => 31_536_000_000,
             _ => return Err(bad()),
         };
-        total += n * unit;
+        // Out of range (`777777777777w`, found by fuzzing) is an error, not an overflow.
+        total = n
+            .checked_mul(unit)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(bad)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
