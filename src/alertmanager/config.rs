@@ -11,7 +11,9 @@
 //! same fields and checks as promflow's own config, see `crate::config::TlsConfig`);
 //! without it receivers are verified against the system's CA roots. Each receiver
 //! kind's own fields, defaults and checks live beside its request in
-//! [`crate::alertmanager::receivers`].
+//! [`crate::alertmanager::receivers`], whose one list of kinds also gives a
+//! receiver's `*_configs` fields and [`Integration`]; this file resolves `global`
+//! into [`Globals`] for them.
 //!
 //! Email entries take their defaults from `global.smtp_*` (see
 //! [`crate::alertmanager::receivers::email`]); PagerDuty, OpsGenie, VictorOps and
@@ -23,10 +25,8 @@
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
 
 use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
-use crate::alertmanager::receivers::RawGlobalApi;
-use crate::alertmanager::receivers::{discord, opsgenie, pagerduty, telegram, victorops};
-use crate::alertmanager::receivers::{email, pushover, slack, webhook};
-use crate::alertmanager::receivers::{msteams, sns, webex, wechat};
+pub use crate::alertmanager::receivers::Integration;
+use crate::alertmanager::receivers::{email, wechat, RawGlobalApi, RawReceiver};
 use crate::alertmanager::route::{GroupBy, Route};
 use crate::alertmanager::template::Templates;
 use crate::config::rule_files;
@@ -51,37 +51,38 @@ struct RawFile {
     templates: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct RawGlobal {
-    resolve_timeout: Option<String>,
-    slack_api_url: Option<String>,
-    slack_api_url_file: Option<String>,
-    smtp_from: Option<String>,
-    smtp_hello: Option<String>,
-    smtp_smarthost: Option<String>,
-    smtp_auth_username: Option<String>,
-    smtp_auth_password: Option<String>,
-    smtp_auth_password_file: Option<String>,
-    smtp_auth_secret: Option<String>,
-    smtp_auth_identity: Option<String>,
-    smtp_require_tls: Option<bool>,
-    pagerduty_url: Option<String>,
-    opsgenie_api_url: Option<String>,
-    opsgenie_api_key: Option<String>,
-    opsgenie_api_key_file: Option<String>,
-    victorops_api_url: Option<String>,
-    victorops_api_key: Option<String>,
-    victorops_api_key_file: Option<String>,
-    telegram_api_url: Option<String>,
-    webex_api_url: Option<String>,
-    wechat_api_url: Option<String>,
-    wechat_api_secret: Option<String>,
-    wechat_api_corp_id: Option<String>,
+/// `global` as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct RawGlobal {
+    pub(crate) resolve_timeout: Option<String>,
+    pub(crate) slack_api_url: Option<String>,
+    pub(crate) slack_api_url_file: Option<String>,
+    pub(crate) smtp_from: Option<String>,
+    pub(crate) smtp_hello: Option<String>,
+    pub(crate) smtp_smarthost: Option<String>,
+    pub(crate) smtp_auth_username: Option<String>,
+    pub(crate) smtp_auth_password: Option<String>,
+    pub(crate) smtp_auth_password_file: Option<String>,
+    pub(crate) smtp_auth_secret: Option<String>,
+    pub(crate) smtp_auth_identity: Option<String>,
+    pub(crate) smtp_require_tls: Option<bool>,
+    pub(crate) pagerduty_url: Option<String>,
+    pub(crate) opsgenie_api_url: Option<String>,
+    pub(crate) opsgenie_api_key: Option<String>,
+    pub(crate) opsgenie_api_key_file: Option<String>,
+    pub(crate) victorops_api_url: Option<String>,
+    pub(crate) victorops_api_key: Option<String>,
+    pub(crate) victorops_api_key_file: Option<String>,
+    pub(crate) telegram_api_url: Option<String>,
+    pub(crate) webex_api_url: Option<String>,
+    pub(crate) wechat_api_url: Option<String>,
+    pub(crate) wechat_api_secret: Option<String>,
+    pub(crate) wechat_api_corp_id: Option<String>,
 }
 
 impl RawGlobal {
     /// The `smtp_*` defaults of email entries.
-    fn smtp(&self) -> email::RawGlobalSmtp {
+    pub(crate) fn smtp(&self) -> email::RawGlobalSmtp {
         email::RawGlobalSmtp {
             smtp_from: self.smtp_from.clone(),
             smtp_hello: self.smtp_hello.clone(),
@@ -96,13 +97,41 @@ impl RawGlobal {
     }
 
     /// The `wechat_*` defaults of WeChat entries.
-    fn wechat(&self) -> wechat::RawGlobalWechat {
+    pub(crate) fn wechat(&self) -> wechat::RawGlobalWechat {
         wechat::RawGlobalWechat {
             api_url: self.wechat_api_url.clone(),
             api_secret: self.wechat_api_secret.clone(),
             corp_id: self.wechat_api_corp_id.clone(),
         }
     }
+
+    /// The `opsgenie_api_*` defaults of OpsGenie entries.
+    pub(crate) fn opsgenie(&self) -> RawGlobalApi {
+        RawGlobalApi {
+            api_url: self.opsgenie_api_url.clone(),
+            api_key: self.opsgenie_api_key.clone(),
+            api_key_file: self.opsgenie_api_key_file.clone(),
+        }
+    }
+
+    /// The `victorops_api_*` defaults of VictorOps entries.
+    pub(crate) fn victorops(&self) -> RawGlobalApi {
+        RawGlobalApi {
+            api_url: self.victorops_api_url.clone(),
+            api_key: self.victorops_api_key.clone(),
+            api_key_file: self.victorops_api_key_file.clone(),
+        }
+    }
+}
+
+/// What receiver entries take from `global`: the section as written (empty when
+/// absent), and the Slack URL of `slack_api_url` or `slack_api_url_file`, read once.
+#[derive(Debug, Default)]
+pub(crate) struct Globals {
+    /// `global` as written.
+    pub(crate) raw: RawGlobal,
+    /// `slack_api_url`, or the content of `slack_api_url_file`.
+    pub(crate) slack_api_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,24 +159,6 @@ struct RawInhibitRule {
     target_match: Option<BTreeMap<String, String>>,
     target_match_re: Option<BTreeMap<String, String>>,
     equal: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RawReceiver {
-    name: Option<String>,
-    email_configs: Option<Vec<email::RawEmail>>,
-    slack_configs: Option<Vec<slack::RawSlack>>,
-    pushover_configs: Option<Vec<pushover::RawPushover>>,
-    webhook_configs: Option<Vec<webhook::RawWebhook>>,
-    pagerduty_configs: Option<Vec<pagerduty::RawPagerduty>>,
-    opsgenie_configs: Option<Vec<opsgenie::RawOpsgenie>>,
-    victorops_configs: Option<Vec<victorops::RawVictorops>>,
-    telegram_configs: Option<Vec<telegram::RawTelegram>>,
-    discord_configs: Option<Vec<discord::RawDiscord>>,
-    webex_configs: Option<Vec<webex::RawWebex>>,
-    wechat_configs: Option<Vec<wechat::RawWechat>>,
-    sns_configs: Option<Vec<sns::RawSns>>,
-    msteams_configs: Option<Vec<msteams::RawMsteams>>,
 }
 
 /// A receiver's `http_config` (prometheus/common's HTTP client settings); only
@@ -193,98 +204,9 @@ pub struct InhibitRule {
 pub struct Receiver {
     /// `name`.
     pub name: String,
-    /// Its integrations, in Alertmanager's order (by kind, then as listed).
+    /// Its integrations: by kind in the order of Alertmanager's `Receiver` struct
+    /// (the `receivers!` list), then as listed.
     pub integrations: Vec<Integration>,
-}
-
-/// One `*_configs` entry.
-#[derive(Clone, Debug)]
-pub enum Integration {
-    /// `email_configs`.
-    Email(email::EmailConfig),
-    /// `slack_configs`.
-    Slack(slack::SlackConfig),
-    /// `pushover_configs`.
-    Pushover(pushover::PushoverConfig),
-    /// `webhook_configs`.
-    Webhook(webhook::WebhookConfig),
-    /// `pagerduty_configs`.
-    Pagerduty(pagerduty::PagerdutyConfig),
-    /// `opsgenie_configs`.
-    Opsgenie(opsgenie::OpsgenieConfig),
-    /// `victorops_configs`.
-    Victorops(victorops::VictoropsConfig),
-    /// `telegram_configs`.
-    Telegram(telegram::TelegramConfig),
-    /// `discord_configs`.
-    Discord(discord::DiscordConfig),
-    /// `webex_configs`.
-    Webex(webex::WebexConfig),
-    /// `wechat_configs`.
-    Wechat(wechat::WechatConfig),
-    /// `sns_configs`.
-    Sns(sns::SnsConfig),
-    /// `msteams_configs` (Alertmanager 0.26+).
-    Msteams(msteams::MsteamsConfig),
-}
-
-impl Integration {
-    /// The integration label of Alertmanager's metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Integration::Email(_) => "email",
-            Integration::Slack(_) => "slack",
-            Integration::Pushover(_) => "pushover",
-            Integration::Webhook(_) => "webhook",
-            Integration::Pagerduty(_) => "pagerduty",
-            Integration::Opsgenie(_) => "opsgenie",
-            Integration::Victorops(_) => "victorops",
-            Integration::Telegram(_) => "telegram",
-            Integration::Discord(_) => "discord",
-            Integration::Webex(_) => "webex",
-            Integration::Wechat(_) => "wechat",
-            Integration::Sns(_) => "sns",
-            Integration::Msteams(_) => "msteams",
-        }
-    }
-
-    /// `http_config.tls_config`: how the receiver's endpoint is reached over https.
-    pub fn tls_config(&self) -> &TlsConfig {
-        match self {
-            Integration::Email(c) => &c.tls_config,
-            Integration::Slack(c) => &c.tls_config,
-            Integration::Pushover(c) => &c.tls_config,
-            Integration::Webhook(c) => &c.tls_config,
-            Integration::Pagerduty(c) => &c.tls_config,
-            Integration::Opsgenie(c) => &c.tls_config,
-            Integration::Victorops(c) => &c.tls_config,
-            Integration::Telegram(c) => &c.tls_config,
-            Integration::Discord(c) => &c.tls_config,
-            Integration::Webex(c) => &c.tls_config,
-            Integration::Wechat(c) => &c.tls_config,
-            Integration::Sns(c) => &c.tls_config,
-            Integration::Msteams(c) => &c.tls_config,
-        }
-    }
-
-    /// `send_resolved`.
-    pub fn send_resolved(&self) -> bool {
-        match self {
-            Integration::Email(c) => c.send_resolved,
-            Integration::Slack(c) => c.send_resolved,
-            Integration::Pushover(c) => c.send_resolved,
-            Integration::Webhook(c) => c.send_resolved,
-            Integration::Pagerduty(c) => c.send_resolved,
-            Integration::Opsgenie(c) => c.send_resolved,
-            Integration::Victorops(c) => c.send_resolved,
-            Integration::Telegram(c) => c.send_resolved,
-            Integration::Discord(c) => c.send_resolved,
-            Integration::Webex(c) => c.send_resolved,
-            Integration::Wechat(c) => c.send_resolved,
-            Integration::Sns(c) => c.send_resolved,
-            Integration::Msteams(c) => c.send_resolved,
-        }
-    }
 }
 
 /// Alertmanager 0.25 fields that promflow does not support yet, by parent section.
@@ -394,17 +316,6 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         _ => None,
     };
 
-    let global_smtp = global.map(RawGlobal::smtp);
-    let global_opsgenie = RawGlobalApi {
-        api_url: global.and_then(|g| g.opsgenie_api_url.clone()),
-        api_key: global.and_then(|g| g.opsgenie_api_key.clone()),
-        api_key_file: global.and_then(|g| g.opsgenie_api_key_file.clone()),
-    };
-    let global_victorops = RawGlobalApi {
-        api_url: global.and_then(|g| g.victorops_api_url.clone()),
-        api_key: global.and_then(|g| g.victorops_api_key.clone()),
-        api_key_file: global.and_then(|g| g.victorops_api_key_file.clone()),
-    };
     if let Some(g) = global {
         for (field, url) in [
             ("pagerduty_url", &g.pagerduty_url),
@@ -434,6 +345,10 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
             }
         }
     }
+    let globals = Globals {
+        raw: global.cloned().unwrap_or_default(),
+        slack_api_url: global_slack_url,
+    };
     let mut receivers = Vec::new();
     let mut names = BTreeSet::new();
     let rpath = root.key("receivers");
@@ -449,93 +364,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
                 format!("notification config name {name:?} is not unique"),
             );
         }
-        let mut integrations = Vec::new();
-        for (j, c) in r.email_configs.iter().flatten().enumerate() {
-            let cpath = path.key("email_configs").index(j);
-            integrations.push(Integration::Email(email::resolve(
-                c,
-                global_smtp.as_ref(),
-                base,
-                &cpath,
-                p,
-            )));
-        }
-        for (j, s) in r.slack_configs.iter().flatten().enumerate() {
-            let spath = path.key("slack_configs").index(j);
-            integrations.push(Integration::Slack(slack::resolve(
-                s,
-                global_slack_url.as_deref(),
-                base,
-                &spath,
-                p,
-            )));
-        }
-        for (j, c) in r.pushover_configs.iter().flatten().enumerate() {
-            let cpath = path.key("pushover_configs").index(j);
-            integrations.push(Integration::Pushover(pushover::resolve(c, base, &cpath, p)));
-        }
-        for (j, c) in r.webhook_configs.iter().flatten().enumerate() {
-            let cpath = path.key("webhook_configs").index(j);
-            integrations.push(Integration::Webhook(webhook::resolve(c, base, &cpath, p)));
-        }
-        for (j, c) in r.pagerduty_configs.iter().flatten().enumerate() {
-            let cpath = path.key("pagerduty_configs").index(j);
-            let url = global.and_then(|g| g.pagerduty_url.as_deref());
-            integrations.push(Integration::Pagerduty(pagerduty::resolve(
-                c, url, base, &cpath, p,
-            )));
-        }
-        for (j, c) in r.opsgenie_configs.iter().flatten().enumerate() {
-            let cpath = path.key("opsgenie_configs").index(j);
-            integrations.push(Integration::Opsgenie(opsgenie::resolve(
-                c,
-                &global_opsgenie,
-                base,
-                &cpath,
-                p,
-            )));
-        }
-        for (j, c) in r.victorops_configs.iter().flatten().enumerate() {
-            let cpath = path.key("victorops_configs").index(j);
-            integrations.push(Integration::Victorops(victorops::resolve(
-                c,
-                &global_victorops,
-                base,
-                &cpath,
-                p,
-            )));
-        }
-        for (j, c) in r.telegram_configs.iter().flatten().enumerate() {
-            let cpath = path.key("telegram_configs").index(j);
-            let url = global.and_then(|g| g.telegram_api_url.as_deref());
-            integrations.push(Integration::Telegram(telegram::resolve(
-                c, url, base, &cpath, p,
-            )));
-        }
-        for (j, c) in r.discord_configs.iter().flatten().enumerate() {
-            let cpath = path.key("discord_configs").index(j);
-            integrations.push(Integration::Discord(discord::resolve(c, base, &cpath, p)));
-        }
-        for (j, c) in r.webex_configs.iter().flatten().enumerate() {
-            let cpath = path.key("webex_configs").index(j);
-            let global_url = global.and_then(|g| g.webex_api_url.as_deref());
-            integrations.push(Integration::Webex(webex::resolve(
-                c, global_url, base, &cpath, p,
-            )));
-        }
-        for (j, c) in r.wechat_configs.iter().flatten().enumerate() {
-            let cpath = path.key("wechat_configs").index(j);
-            let g = global.map(RawGlobal::wechat).unwrap_or_default();
-            integrations.push(Integration::Wechat(wechat::resolve(c, &g, base, &cpath, p)));
-        }
-        for (j, c) in r.sns_configs.iter().flatten().enumerate() {
-            let cpath = path.key("sns_configs").index(j);
-            integrations.push(Integration::Sns(sns::resolve(c, &cpath, p)));
-        }
-        for (j, c) in r.msteams_configs.iter().flatten().enumerate() {
-            let cpath = path.key("msteams_configs").index(j);
-            integrations.push(Integration::Msteams(msteams::resolve(c, base, &cpath, p)));
-        }
+        let integrations = r.integrations(&globals, base, &path, p);
         receivers.push(Receiver { name, integrations });
     }
 
@@ -900,6 +729,23 @@ mod tests {
         );
         assert!(
             text.contains("am.yml:10: receivers[0].slack_configs[0].http_config.tls_config.ca_file: unable to load specified CA cert /nonexistent/ca.pem: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_receiver_fields_are_reported() {
+        let text = load(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    pigeon_configs: [{}]\n    webhook_configs:\n      - url: http://127.0.0.1:1/h\n        colour: red\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("am.yml:5: receivers[0].pigeon_configs: unknown field pigeon_configs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("am.yml:8: receivers[0].webhook_configs[0].colour: unknown field colour"),
             "{text}"
         );
     }

@@ -45,7 +45,7 @@ pub mod template;
 use crate::alertmanager::alert::{now_nanos, Alert, Nanos};
 use crate::alertmanager::config::NotifyConfig;
 use crate::alertmanager::dispatcher::{Dispatcher, Flush};
-use crate::alertmanager::receivers::{build_request, send, SendError};
+use crate::alertmanager::receivers::{send, SendError, INTEGRATIONS};
 use crate::alertmanager::silence::Silences;
 use crate::exposition::{write_header, write_sample, write_single};
 use crate::http_client::ClientCache;
@@ -55,23 +55,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Integrations whose counters are rendered even at 0, as Alertmanager 0.25
-/// initialises them; others (Discord, Webex, Microsoft Teams) appear once counted. Series come out
-/// sorted by integration.
-pub const INTEGRATIONS: &[&str] = &[
-    "pushover",
-    "slack",
-    "webhook",
-    // Added for issue 12 (append-only, so parallel additions merge).
-    "email",
-    "pagerduty",
-    "opsgenie",
-    "victorops",
-    "telegram",
-    "wechat",
-    "sns",
-];
 
 /// First retry delay.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -136,8 +119,14 @@ impl NotifyMetrics {
                 .keys()
                 .filter(|(m, _)| *m == metric)
                 .map(|(_, i)| *i);
+            // Counters Alertmanager 0.25 initialises are rendered even at 0, the
+            // others once counted; series come out sorted by integration.
+            let initialised = INTEGRATIONS
+                .iter()
+                .filter(|(_, from_start)| *from_start)
+                .map(|(name, _)| *name);
             let integrations: std::collections::BTreeSet<&str> =
-                INTEGRATIONS.iter().copied().chain(counted).collect();
+                initialised.chain(counted).collect();
             for integration in integrations {
                 let v = counters.get(&(metric, integration)).copied().unwrap_or(0);
                 write_sample(
@@ -335,7 +324,7 @@ impl BuiltinNotifier {
             let kind = job.integration.kind();
             self.metrics.inc("notifications_total", kind);
             let result = match &templates {
-                Some(t) => match build_request(&job.integration, t, &job.data, &flush.group_key) {
+                Some(t) => match job.integration.request(t, &job.data, &flush.group_key) {
                     Ok(request) => match self.clients.get(job.integration.tls_config()) {
                         Ok(client) => {
                             self.send_with_retries(&client, kind, &request, flush.timeout)

@@ -7,7 +7,9 @@
 //!
 //! Config: `send_resolved` true; `webhook_url` required.
 
+use super::ReceiverKind;
 use super::{Call, Delivery, Expander};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
@@ -111,4 +113,41 @@ pub(crate) fn show(c: &YamlValue) -> Mapping {
     insert_text(&mut m, c, "title", defaults::TITLE);
     insert_text(&mut m, c, "message", defaults::MESSAGE);
     m
+}
+
+impl ReceiverKind for DiscordConfig {
+    type Raw = RawDiscord;
+    const NAME: &'static str = "discord";
+    const COUNTED_FROM_START: bool = false;
+
+    fn resolve(
+        raw: &RawDiscord,
+        _global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> DiscordConfig {
+        resolve(raw, base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data)
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, _global: &YamlValue) -> Mapping {
+        show(entry)
+    }
 }

@@ -10,7 +10,9 @@
 //! `webhook_url_file`; `send_resolved` defaults to true; `title`, `summary` and `text`
 //! default to `msteams.default.*`.
 
+use super::{Delivery, ReceiverKind};
 use super::{Expander, Request};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
@@ -162,5 +164,42 @@ pub(crate) fn resolve(
         summary: template_or(&c.summary, defaults::SUMMARY),
         text: template_or(&c.text, defaults::TEXT),
         tls_config: receiver_tls_config(&c.http_config, base, path, p),
+    }
+}
+
+impl ReceiverKind for MsteamsConfig {
+    type Raw = RawMsteams;
+    const NAME: &'static str = "msteams";
+    const COUNTED_FROM_START: bool = false;
+
+    fn resolve(
+        raw: &RawMsteams,
+        _global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> MsteamsConfig {
+        resolve(raw, base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data).map(Delivery::Http)
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, _global: &YamlValue) -> Mapping {
+        show(entry)
     }
 }

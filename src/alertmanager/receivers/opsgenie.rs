@@ -20,9 +20,11 @@
 //! `global.opsgenie_api_key`/`_file`; responder types checked (lower-cased) against
 //! `team|teams|user|escalation|schedule` unless they are templates.
 
+use super::ReceiverKind;
 use super::{
     group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi, Retrier,
 };
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
 use crate::alertmanager::config_show::{
     insert_key, insert_nonempty, insert_text, notifier_head, sorted_map, url_of,
@@ -389,4 +391,41 @@ pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
         m.insert("update_alerts".into(), true.into());
     }
     m
+}
+
+impl ReceiverKind for OpsgenieConfig {
+    type Raw = RawOpsgenie;
+    const NAME: &'static str = "opsgenie";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawOpsgenie,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> OpsgenieConfig {
+        resolve(raw, &global.raw.opsgenie(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data, group_key)
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
 }

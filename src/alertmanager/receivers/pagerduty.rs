@@ -23,7 +23,9 @@
 //! Extension: a v1 entry that sets its own `url` is sent there (Alertmanager 0.25
 //! ignores `url` for v1), so tests and proxies can redirect it.
 
+use super::ReceiverKind;
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
@@ -479,4 +481,41 @@ pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
     }
     insert_nonempty(&mut m, c, &["severity", "class", "component", "group"]);
     m
+}
+
+impl ReceiverKind for PagerdutyConfig {
+    type Raw = RawPagerduty;
+    const NAME: &'static str = "pagerduty";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawPagerduty,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> PagerdutyConfig {
+        resolve(raw, global.raw.pagerduty_url.as_deref(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data, group_key)
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
 }

@@ -14,7 +14,9 @@
 //! non-zero `chat_id` required; `parse_mode` `HTML` by default, else `Markdown`,
 //! `MarkdownV2` or empty.
 
+use super::ReceiverKind;
 use super::{truncate_runes, Call, Delivery, Expander, Retrier};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
@@ -186,4 +188,41 @@ pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
     }
     insert_text(&mut m, c, "parse_mode", defaults::PARSE_MODE);
     m
+}
+
+impl ReceiverKind for TelegramConfig {
+    type Raw = RawTelegram;
+    const NAME: &'static str = "telegram";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawTelegram,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> TelegramConfig {
+        resolve(raw, global.raw.telegram_api_url.as_deref(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data)
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
 }

@@ -15,7 +15,9 @@
 //! `global.victorops_api_key`/`_file`; `routing_key` required; custom fields may not
 //! reuse the fixed fields' names.
 
+use super::ReceiverKind;
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
 use crate::alertmanager::config_show::{insert_key, notifier_head, sorted_map, string, url_of};
 use crate::alertmanager::template::{Data, Templates};
@@ -232,4 +234,41 @@ pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
         m.insert("custom_fields".into(), f);
     }
     m
+}
+
+impl ReceiverKind for VictoropsConfig {
+    type Raw = RawVictorops;
+    const NAME: &'static str = "victorops";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawVictorops,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> VictoropsConfig {
+        resolve(raw, &global.raw.victorops(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data, group_key)
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
 }

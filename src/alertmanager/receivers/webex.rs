@@ -10,7 +10,9 @@
 //! required; `room_id` is sent as written (not a template); `send_resolved` defaults
 //! to true.
 
+use super::ReceiverKind;
 use super::{truncate_bytes, Call, Delivery, Expander};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, template_or};
 use crate::alertmanager::config_show::{insert_text, notifier_head, url_of};
 use crate::alertmanager::template::{Data, Templates};
@@ -169,5 +171,42 @@ pub(crate) fn resolve(
         room_id,
         authorization,
         tls_config: resolve_tls_config(tls, base, &http_path.key("tls_config"), p),
+    }
+}
+
+impl ReceiverKind for WebexConfig {
+    type Raw = RawWebex;
+    const NAME: &'static str = "webex";
+    const COUNTED_FROM_START: bool = false;
+
+    fn resolve(
+        raw: &RawWebex,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> WebexConfig {
+        resolve(raw, global.raw.webex_api_url.as_deref(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data)
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
     }
 }

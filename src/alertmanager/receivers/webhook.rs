@@ -3,12 +3,16 @@
 //! `max_alerts` alerts.
 
 use super::Request;
+use super::{Delivery, ReceiverKind};
 use crate::alertmanager::alert::{format_time, ZERO_TIME};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_tls_config, RawHttpConfig};
-use crate::alertmanager::template::Data;
+use crate::alertmanager::config_show::{notifier_head, string};
+use crate::alertmanager::template::{Data, Templates};
 use crate::config::{FieldPath, Problems, Secret, TlsConfig};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
 
 /// The webhook message for `data`.
@@ -103,4 +107,57 @@ pub(crate) fn resolve(
         max_alerts: c.max_alerts.unwrap_or(0),
         tls_config: receiver_tls_config(&c.http_config, base, cpath, p),
     }
+}
+
+impl ReceiverKind for WebhookConfig {
+    type Raw = RawWebhook;
+    const NAME: &'static str = "webhook";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawWebhook,
+        _global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> WebhookConfig {
+        resolve(raw, base, path, p)
+    }
+
+    fn request(
+        &self,
+        _templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        Ok(Delivery::Http(request(self, data, group_key)))
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, _global: &YamlValue) -> Mapping {
+        show(entry)
+    }
+}
+
+/// An entry as Alertmanager 0.25 marshals it.
+pub(crate) fn show(c: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    if let Some(url) = c.get("url").and_then(string) {
+        m.insert("url".into(), url.into());
+    }
+    m.insert(
+        "max_alerts".into(),
+        c.get("max_alerts")
+            .and_then(YamlValue::as_u64)
+            .unwrap_or(0)
+            .into(),
+    );
+    m
 }

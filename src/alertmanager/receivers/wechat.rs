@@ -23,7 +23,9 @@
 //! `api_url` gets a trailing `/`; `message_type` is `text` (default) or `markdown`;
 //! `send_resolved` defaults to false.
 
+use super::{Delivery, ReceiverKind};
 use super::{Expander, SendError};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
     check_http_url, receiver_tls_config, template_or, RawHttpConfig,
 };
@@ -407,5 +409,42 @@ pub(crate) fn resolve(
         message_type,
         tls_config: receiver_tls_config(&c.http_config, base, path, p),
         token: TokenCache::default(),
+    }
+}
+
+impl ReceiverKind for WechatConfig {
+    type Raw = RawWechat;
+    const NAME: &'static str = "wechat";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawWechat,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> WechatConfig {
+        resolve(raw, &global.raw.wechat(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data).map(Delivery::Wechat)
+    }
+
+    fn tls_config(&self) -> &TlsConfig {
+        &self.tls_config
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
     }
 }
