@@ -6,10 +6,14 @@
 //! `group_wait` 30s, `group_interval` 5m, `repeat_interval` 4h, inherited down the
 //! route tree), and every problem, located by file, line and field, through the
 //! same loader as promflow's own config. Fields Alertmanager has but promflow does not
-//! support (other receiver kinds, `http_config`, time intervals, …) are reported as
-//! such, not ignored. Of a receiver's `http_config`, `tls_config` is supported (the
-//! same fields and checks as promflow's own config, see `crate::config::TlsConfig`);
-//! without it receivers are verified against the system's CA roots. Each receiver
+//! support (time intervals, Slack's `actions`, SNS's `http_config`, …) are reported
+//! as such, not ignored. A receiver's `http_config` (else `global.http_config`,
+//! taken whole as Alertmanager does) has prometheus/common's HTTP client settings —
+//! `basic_auth`, `authorization`, `bearer_token[_file]`, `oauth2`, `proxy_url`,
+//! `follow_redirects`, `enable_http2`, `tls_config` — resolved and checked by the
+//! same code as promflow's own sections (`crate::config::resolve_http_client`);
+//! without `tls_config` receivers are verified against the system's CA roots. SNS
+//! entries have none (the AWS SDK sends them). Each receiver
 //! kind's own fields, defaults and checks live beside its request in
 //! [`crate::alertmanager::receivers`], whose one list of kinds also gives a
 //! receiver's `*_configs` fields and [`Integration`]; this file resolves `global`
@@ -31,8 +35,10 @@ use crate::alertmanager::route::{GroupBy, Route};
 use crate::alertmanager::template::Templates;
 use crate::config::rule_files;
 use crate::config::{
-    is_valid_label_name, load_located, parse_duration, read_config_file, resolve_tls_config,
-    ConfigError, FieldPath, PathSegment, Problems, RawTlsConfig, TlsConfig, HTTP_CLIENT_FIELDS,
+    is_valid_label_name, load_located, parse_duration, raw_http_client_of, read_config_file,
+    resolve_http_client, ConfigError, FieldPath, HttpClientParts, PathSegment, Problems,
+    RawAuthorization, RawBasicAuth, RawHttpClient, RawOAuth2, RawTlsConfig, ScalarText,
+    HTTP_CLIENT_FIELDS,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,9 +58,10 @@ struct RawFile {
 }
 
 /// `global` as written.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawGlobal {
     pub(crate) resolve_timeout: Option<String>,
+    pub(crate) http_config: Option<RawHttpConfig>,
     pub(crate) slack_api_url: Option<String>,
     pub(crate) slack_api_url_file: Option<String>,
     pub(crate) smtp_from: Option<String>,
@@ -125,11 +132,14 @@ impl RawGlobal {
 }
 
 /// What receiver entries take from `global`: the section as written (empty when
-/// absent), and the Slack URL of `slack_api_url` or `slack_api_url_file`, read once.
-#[derive(Debug, Default)]
-pub(crate) struct Globals {
+/// absent), its `http_config` and the Slack URL of `slack_api_url` or
+/// `slack_api_url_file`, resolved once.
+#[derive(Debug)]
+pub(crate) struct Globals<'a> {
     /// `global` as written.
-    pub(crate) raw: RawGlobal,
+    pub(crate) raw: &'a RawGlobal,
+    /// `global.http_config`: the `http_config` of entries without their own.
+    pub(crate) http_config: HttpClientParts,
     /// `slack_api_url`, or the content of `slack_api_url_file`.
     pub(crate) slack_api_url: Option<String>,
 }
@@ -161,12 +171,22 @@ struct RawInhibitRule {
     equal: Option<Vec<String>>,
 }
 
-/// A receiver's `http_config` (prometheus/common's HTTP client settings); only
-/// `tls_config` is supported, the rest is reported as not supported.
+/// A receiver's (and `global`'s) `http_config`: prometheus/common's HTTP client
+/// settings, resolved by the same code as promflow's own sections'
+/// (`crate::config::resolve_http_client`).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawHttpConfig {
+    basic_auth: Option<RawBasicAuth>,
+    authorization: Option<RawAuthorization>,
+    oauth2: Option<RawOAuth2>,
+    bearer_token: Option<ScalarText>,
+    bearer_token_file: Option<ScalarText>,
+    proxy_url: Option<ScalarText>,
+    follow_redirects: Option<bool>,
+    enable_http2: Option<bool>,
     tls_config: Option<RawTlsConfig>,
 }
+raw_http_client_of!(RawHttpConfig);
 
 // ---------------------------------------------------------------------------
 // Resolved
@@ -212,13 +232,11 @@ pub struct Receiver {
 /// Alertmanager 0.25 fields that promflow does not support yet, by parent section.
 const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("", &["mute_time_intervals", "time_intervals"]),
-    ("global", &["http_config"]),
     ("route", &["mute_time_intervals", "active_time_intervals"]),
     ("receivers", &[]),
     ("slack_configs", &["actions"]),
     ("sns_configs", &["http_config"]),
-    // A receiver's `http_config`: the fields promflow's own config lacks too, and auth.
-    ("http_config", &["basic_auth", "authorization"]),
+    // A receiver's `http_config`: the fields promflow's own config lacks too.
     ("inhibit_rules", &[]),
 ];
 
@@ -345,8 +363,13 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
             }
         }
     }
+    let no_global = RawGlobal::default();
     let globals = Globals {
-        raw: global.cloned().unwrap_or_default(),
+        raw: global.unwrap_or(&no_global),
+        http_config: match global.and_then(|g| g.http_config.as_ref()) {
+            Some(h) => resolve_http_client(h.http_client(), base, &gpath.key("http_config"), p),
+            None => HttpClientParts::default(),
+        },
         slack_api_url: global_slack_url,
     };
     let mut receivers = Vec::new();
@@ -637,15 +660,19 @@ pub(crate) fn base_url(
     url
 }
 
-/// The `http_config.tls_config` of a receiver entry at `path`.
-pub(crate) fn receiver_tls_config(
+/// The `http_config` of a receiver entry at `path`, else `global.http_config`
+/// (Alertmanager takes the global one whole when an entry has none).
+pub(crate) fn receiver_http_config(
     http_config: &Option<RawHttpConfig>,
+    global: &Globals,
     base: &Path,
     path: &FieldPath,
     p: &mut Problems,
-) -> TlsConfig {
-    let raw = http_config.as_ref().and_then(|h| h.tls_config.as_ref());
-    resolve_tls_config(raw, base, &path.key("http_config").key("tls_config"), p)
+) -> HttpClientParts {
+    match http_config {
+        Some(h) => resolve_http_client(h.http_client(), base, &path.key("http_config"), p),
+        None => global.http_config.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -709,22 +736,25 @@ mod tests {
     }
 
     #[test]
-    fn receivers_take_an_http_config_tls_config() {
+    fn receivers_take_an_http_config() {
         let c = load(
             "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url: https://hooks.internal/x\n        http_config:\n          tls_config:\n            server_name: hooks\n            insecure_skip_verify: true\n",
         )
         .unwrap();
-        let tls = c.receivers[0].integrations[0].tls_config();
+        let tls = &c.receivers[0].integrations[0]
+            .http_config()
+            .unwrap()
+            .tls_config;
         assert_eq!(tls.server_name.as_deref(), Some("hooks"));
         assert!(tls.insecure_skip_verify);
 
         let text = load(
-            "route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: https://slack.internal/x\n        http_config:\n          proxy_url: http://proxy:3128\n          tls_config:\n            ca_file: /nonexistent/ca.pem\n",
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: https://slack.internal/x\n        http_config:\n          proxy_url: ftp://proxy:3128\n          tls_config:\n            ca_file: /nonexistent/ca.pem\n",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            text.contains("am.yml:8: receivers[0].slack_configs[0].http_config.proxy_url: field proxy_url is not supported by promflow yet"),
+            text.contains("am.yml:8: receivers[0].slack_configs[0].http_config.proxy_url: proxy_url scheme \"ftp\" is not supported by promflow (http and https proxies only)"),
             "{text}"
         );
         assert!(

@@ -173,28 +173,83 @@ fn http_config() -> Value {
     Value::Mapping(m)
 }
 
-/// An `http_config` as prometheus/common marshals it (the notifier supports
-/// `tls_config`, and `authorization` for Webex).
+/// An `http_config` as prometheus/common 0.39 marshals it after its checks:
+/// `bearer_token[_file]` become `authorization` of type `Bearer`, secrets
+/// `<secret>`, `follow_redirects` and `enable_http2` always shown.
 fn http_config_of(written: &Value) -> Value {
     let mut m = Mapping::new();
-    if let Some(auth) = written.get("authorization").filter(|a| a.is_mapping()) {
+    let text = |v: &Value, key: &str| v.get(key).and_then(string).filter(|s| !s.is_empty());
+    if let Some(auth) = written.get("basic_auth").filter(|a| a.is_mapping()) {
         let mut a = Mapping::new();
-        let kind = auth.get("type").and_then(string).filter(|t| !t.is_empty());
+        a.insert(
+            "username".into(),
+            text(auth, "username").unwrap_or_default().into(),
+        );
+        if text(auth, "password").is_some() {
+            a.insert("password".into(), SECRET.into());
+        }
+        insert_nonempty(&mut a, auth, &["password_file"]);
+        m.insert("basic_auth".into(), Value::Mapping(a));
+    }
+    let bearer = text(written, "bearer_token");
+    let bearer_file = text(written, "bearer_token_file");
+    let authorization = written.get("authorization").filter(|a| a.is_mapping());
+    if authorization.is_some() || bearer.is_some() || bearer_file.is_some() {
+        let mut a = Mapping::new();
+        let kind = authorization.and_then(|auth| text(auth, "type"));
         a.insert(
             "type".into(),
             kind.unwrap_or_else(|| "Bearer".into()).into(),
         );
-        if auth.get("credentials").is_some() {
+        let credentials = authorization.and_then(|auth| auth.get("credentials"));
+        if credentials.is_some() || bearer.is_some() {
             a.insert("credentials".into(), SECRET.into());
         }
-        insert_nonempty(&mut a, auth, &["credentials_file"]);
+        let file = authorization
+            .and_then(|auth| text(auth, "credentials_file"))
+            .or(bearer_file);
+        if let Some(f) = file {
+            a.insert("credentials_file".into(), f.into());
+        }
         m.insert("authorization".into(), Value::Mapping(a));
     }
+    if let Some(oauth2) = written.get("oauth2").filter(|o| o.is_mapping()) {
+        let mut o = Mapping::new();
+        o.insert(
+            "client_id".into(),
+            text(oauth2, "client_id").unwrap_or_default().into(),
+        );
+        if text(oauth2, "client_secret").is_some() {
+            o.insert("client_secret".into(), SECRET.into());
+        }
+        o.insert(
+            "client_secret_file".into(),
+            text(oauth2, "client_secret_file")
+                .unwrap_or_default()
+                .into(),
+        );
+        if let Some(scopes) = oauth2.get("scopes").and_then(strings) {
+            o.insert("scopes".into(), scopes);
+        }
+        o.insert(
+            "token_url".into(),
+            text(oauth2, "token_url").unwrap_or_default().into(),
+        );
+        if let Some(params) = oauth2.get("endpoint_params").and_then(sorted_map) {
+            o.insert("endpoint_params".into(), params);
+        }
+        if let Some(tls) = oauth2.get("tls_config").filter(|t| t.is_mapping()) {
+            o.insert("tls_config".into(), Value::Mapping(tls_config_of(tls)));
+        }
+        insert_nonempty(&mut o, oauth2, &["proxy_url"]);
+        m.insert("oauth2".into(), Value::Mapping(o));
+    }
+    insert_nonempty(&mut m, written, &["proxy_url"]);
     if let Some(tls) = written.get("tls_config").filter(|t| t.is_mapping()) {
         m.insert("tls_config".into(), Value::Mapping(tls_config_of(tls)));
     }
-    if let Value::Mapping(defaults) = http_config() {
-        m.extend(defaults);
+    for key in ["follow_redirects", "enable_http2"] {
+        m.insert(key.into(), flag(written, key, true));
     }
     Value::Mapping(m)
 }
@@ -242,7 +297,12 @@ fn global(g: &Value, file: &Value) -> Mapping {
         .and_then(|t| parse_duration(&t).ok())
         .unwrap_or(Duration::from_secs(300));
     m.insert("resolve_timeout".into(), format_duration(timeout).into());
-    m.insert("http_config".into(), http_config());
+    m.insert(
+        "http_config".into(),
+        g.get("http_config")
+            .map(http_config_of)
+            .unwrap_or_else(http_config),
+    );
     for (key, value) in global_smtp(g) {
         m.insert(key.into(), value);
     }
@@ -444,9 +504,18 @@ fn receiver(r: &Value, global: &Value) -> Mapping {
         "name".into(),
         r.get("name").and_then(string).unwrap_or_default().into(),
     );
-    // Alertmanager's `Receiver` struct order.
+    // Alertmanager's `Receiver` struct order; entries without an `http_config` take
+    // `global.http_config`.
+    let inherit = |c: &Value| match (c, global.get("http_config")) {
+        (Value::Mapping(entry), Some(h)) if !entry.contains_key("http_config") => {
+            let mut entry = entry.clone();
+            entry.insert("http_config".into(), h.clone());
+            Value::Mapping(entry)
+        }
+        _ => c.clone(),
+    };
     for (key, show) in SHOWN {
-        let configs = list(&r[*key], |c| show(c, global));
+        let configs = list(&r[*key], |c| show(&inherit(c), global));
         if !configs.is_empty() {
             m.insert((*key).into(), Value::Sequence(configs));
         }

@@ -47,6 +47,7 @@ use crate::alertmanager::config::NotifyConfig;
 use crate::alertmanager::dispatcher::{Dispatcher, Flush};
 use crate::alertmanager::receivers::{send, SendError, INTEGRATIONS};
 use crate::alertmanager::silence::Silences;
+use crate::config::HttpClientParts;
 use crate::exposition::{write_header, write_sample, write_single};
 use crate::http_client::ClientCache;
 use parking_lot::Mutex;
@@ -168,7 +169,7 @@ pub struct BuiltinNotifier {
     dispatcher: Mutex<Option<Dispatcher>>,
     state_file: Mutex<Option<PathBuf>>,
     wake: tokio::sync::Notify,
-    /// Clients by the receivers' `tls_config` (`crate::http_client`).
+    /// Clients by the receivers' `tls_config` and proxy options (`crate::http_client`).
     clients: ClientCache,
     /// Outcome counters.
     pub metrics: NotifyMetrics,
@@ -322,12 +323,13 @@ impl BuiltinNotifier {
         let templates = self.with_dispatcher(|d| d.templates());
         let deliveries = flush.jobs.iter().map(|job| async {
             let kind = job.integration.kind();
+            let http = job.integration.http_config().cloned().unwrap_or_default();
             self.metrics.inc("notifications_total", kind);
             let result = match &templates {
                 Some(t) => match job.integration.request(t, &job.data, &flush.group_key) {
-                    Ok(request) => match self.clients.get(job.integration.tls_config()) {
+                    Ok(request) => match self.clients.get_with(&http.tls_config, &http.http) {
                         Ok(client) => {
-                            self.send_with_retries(&client, kind, &request, flush.timeout)
+                            self.send_with_retries(&client, &http, kind, &request, flush.timeout)
                                 .await
                         }
                         Err(e) => Err(SendError::Permanent(e.to_string())),
@@ -356,6 +358,7 @@ impl BuiltinNotifier {
     async fn send_with_retries(
         &self,
         client: &reqwest::Client,
+        http: &HttpClientParts,
         kind: &'static str,
         request: &receivers::Delivery,
         timeout: Duration,
@@ -365,7 +368,7 @@ impl BuiltinNotifier {
         loop {
             self.metrics.inc("notification_requests_total", kind);
             let left = deadline.saturating_duration_since(Instant::now());
-            match send(client, request, left.max(Duration::from_millis(100))).await {
+            match send(client, http, request, left.max(Duration::from_millis(100))).await {
                 Ok(()) => return Ok(()),
                 Err(SendError::Retryable(e)) => {
                     self.metrics.inc("notification_requests_failed_total", kind);

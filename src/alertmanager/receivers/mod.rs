@@ -18,7 +18,7 @@
 //!
 //! **Adding an integration** is one file and one line: the file (`pub mod` it below)
 //! implements [`ReceiverKind`] for its resolved config — its raw type, integration
-//! name, `resolve`, `request`, `tls_config`, `send_resolved` and `show` — and one
+//! name, `resolve`, `request`, `http_config`, `send_resolved` and `show` — and one
 //! line in the `receivers!` list below names its `*_configs` key, its
 //! [`Integration`] variant and that config type. The list generates the
 //! `Integration` enum and its dispatch, the `*_configs` fields of a receiver as
@@ -44,7 +44,7 @@ pub mod wechat;
 
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::{FieldPath, HttpClientParts, Problems, Secret};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::{Path, PathBuf};
@@ -262,8 +262,10 @@ pub(crate) trait ReceiverKind: Sized {
         data: &Data,
         group_key: &str,
     ) -> Result<Delivery, String>;
-    /// `http_config.tls_config`: how its endpoint is reached over https.
-    fn tls_config(&self) -> &TlsConfig;
+    /// `http_config` (else `global.http_config`): how its endpoint is reached and
+    /// requests are authorized; `None` for kinds that send without HTTP (email) or
+    /// with their own client (SNS).
+    fn http_config(&self) -> Option<&HttpClientParts>;
     /// `send_resolved`.
     fn send_resolved(&self) -> bool;
     /// The entry as written (`entry`) as Alertmanager 0.25 marshals it, with the
@@ -293,10 +295,10 @@ macro_rules! receivers {
                 }
             }
 
-            /// `http_config.tls_config`: how the receiver's endpoint is reached over https.
-            pub fn tls_config(&self) -> &TlsConfig {
+            /// `http_config`, else `global.http_config`; `None` for email and SNS.
+            pub(crate) fn http_config(&self) -> Option<&HttpClientParts> {
                 match self {
-                    $(Integration::$variant(c) => c.tls_config(),)*
+                    $(Integration::$variant(c) => c.http_config(),)*
                 }
             }
 
@@ -381,29 +383,47 @@ receivers! {
     msteams_configs: Msteams(msteams::MsteamsConfig),
 }
 
-/// Sends `delivery` once (`client` carries HTTP requests).
-pub async fn send(
+/// Sends `delivery` once (`client` carries HTTP requests, authorized as `http` says).
+pub(crate) async fn send(
     client: &reqwest::Client,
+    http: &HttpClientParts,
     delivery: &Delivery,
     timeout: Duration,
 ) -> Result<(), SendError> {
     match delivery {
-        Delivery::Http(request) => call(client, &Call::from(request), timeout).await,
+        Delivery::Http(request) => call(client, http, &Call::from(request), timeout).await,
         Delivery::Email(e) => email::send(e, timeout).await,
         Delivery::Calls(calls) => {
             for c in calls {
-                call(client, c, timeout).await?;
+                call(client, http, c, timeout).await?;
             }
             Ok(())
         }
-        Delivery::Wechat(m) => wechat::send(client, m, timeout).await,
+        Delivery::Wechat(m) => wechat::send(client, http, m, timeout).await,
         Delivery::Sns(p) => sns::send(p, timeout).await,
     }
+}
+
+/// `builder` with the credentials of `http` (`basic_auth`, `authorization`, an
+/// `oauth2` token); failing to get them may be retried.
+pub(crate) async fn authorized(
+    builder: reqwest::RequestBuilder,
+    http: &HttpClientParts,
+) -> Result<reqwest::RequestBuilder, SendError> {
+    crate::http_client::authorize(
+        builder,
+        http.basic_auth.as_ref(),
+        http.authorization.as_ref(),
+        http.oauth2.as_ref(),
+    )
+    .await
+    .map_err(SendError::Retryable)
 }
 
 /// Sends `request` once.
 async fn call(
     client: &reqwest::Client,
+    http: &HttpClientParts,
     request: &Call,
     timeout: Duration,
 ) -> Result<(), SendError> {
@@ -414,6 +434,7 @@ async fn call(
     for (name, value) in &request.headers {
         builder = builder.header(*name, value);
     }
+    let builder = authorized(builder, http).await?;
     let response = builder
         .body(request.body.clone())
         .send()

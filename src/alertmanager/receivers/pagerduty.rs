@@ -27,13 +27,14 @@ use super::ReceiverKind;
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
 };
 use crate::alertmanager::config_show::{
     insert_nonempty, insert_text, notifier_head, sorted_map, string, url_of, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -277,8 +278,8 @@ pub enum Key {
 pub struct PagerdutyConfig {
     /// Defaults to true.
     pub send_resolved: bool,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// The key, and so the API version.
     pub key: Key,
     /// v2 endpoint.
@@ -332,6 +333,7 @@ pub struct Link {
 /// Resolves one `pagerduty_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawPagerduty,
+    globals: &Globals,
     global_url: Option<&str>,
     base: &Path,
     path: &FieldPath,
@@ -385,7 +387,7 @@ pub(crate) fn resolve(
     let client = template_or(&c.client, defaults::CLIENT);
     PagerdutyConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
         key,
         v1_url: c.url.clone(),
         url,
@@ -495,7 +497,14 @@ impl ReceiverKind for PagerdutyConfig {
         path: &FieldPath,
         p: &mut Problems,
     ) -> PagerdutyConfig {
-        resolve(raw, global.raw.pagerduty_url.as_deref(), base, path, p)
+        resolve(
+            raw,
+            global,
+            global.raw.pagerduty_url.as_deref(),
+            base,
+            path,
+            p,
+        )
     }
 
     fn request(
@@ -507,8 +516,8 @@ impl ReceiverKind for PagerdutyConfig {
         request(self, templates, data, group_key)
     }
 
-    fn tls_config(&self) -> &TlsConfig {
-        &self.tls_config
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
     }
 
     fn send_resolved(&self) -> bool {

@@ -8,7 +8,7 @@ use super::{truncate_runes, Expander, Request};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, duration, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, duration, receiver_http_config, template_or, RawHttpConfig,
 };
 use crate::alertmanager::config_show::{
     flag, insert_nonempty, notifier_head, string, text_or, SECRET,
@@ -16,7 +16,8 @@ use crate::alertmanager::config_show::{
 use crate::alertmanager::go_time::duration_string;
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::parse_duration;
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
@@ -128,13 +129,14 @@ pub struct PushoverConfig {
     pub html: bool,
     /// Where to POST (promflow extension; Pushover's API by default).
     pub api_url: String,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
 }
 
 /// Resolves one `pushover_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawPushover,
+    globals: &Globals,
     base: &Path,
     path: &FieldPath,
     p: &mut Problems,
@@ -168,7 +170,7 @@ pub(crate) fn resolve(
         expire: duration(&c.expire, Duration::from_secs(3600), path.key("expire"), p),
         html: c.html.unwrap_or(false),
         api_url,
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
     }
 }
 
@@ -179,12 +181,12 @@ impl ReceiverKind for PushoverConfig {
 
     fn resolve(
         raw: &RawPushover,
-        _global: &Globals,
+        global: &Globals,
         base: &Path,
         path: &FieldPath,
         p: &mut Problems,
     ) -> PushoverConfig {
-        resolve(raw, base, path, p)
+        resolve(raw, global, base, path, p)
     }
 
     fn request(
@@ -196,8 +198,8 @@ impl ReceiverKind for PushoverConfig {
         request(self, templates, data).map(Delivery::Http)
     }
 
-    fn tls_config(&self) -> &TlsConfig {
-        &self.tls_config
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
     }
 
     fn send_resolved(&self) -> bool {

@@ -6,13 +6,14 @@ use super::{truncate_runes, Expander, Request};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
 };
 use crate::alertmanager::config_show::{
     flag, insert_nonempty, notifier_head, string, strings, text_or, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -146,8 +147,8 @@ pub struct SlackConfig {
     pub send_resolved: bool,
     /// Incoming-webhook URL (from the entry, or `global.slack_api_url`).
     pub api_url: Secret,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// Templates.
     pub channel: String,
     /// Template.
@@ -200,6 +201,7 @@ pub struct SlackField {
 /// Resolves one `slack_configs` entry, adding its problems.
 pub(crate) fn resolve(
     s: &RawSlack,
+    globals: &Globals,
     global_url: Option<&str>,
     base: &Path,
     path: &FieldPath,
@@ -251,7 +253,7 @@ pub(crate) fn resolve(
     SlackConfig {
         send_resolved: s.send_resolved.unwrap_or(false),
         api_url: Secret::new(api_url),
-        tls_config: receiver_tls_config(&s.http_config, base, path, p),
+        http_config: receiver_http_config(&s.http_config, globals, base, path, p),
         channel: s.channel.clone().unwrap_or_default(),
         username: template_or(&s.username, defaults::USERNAME),
         color: template_or(&s.color, defaults::COLOR),
@@ -288,7 +290,7 @@ impl ReceiverKind for SlackConfig {
         path: &FieldPath,
         p: &mut Problems,
     ) -> SlackConfig {
-        resolve(raw, global.slack_api_url.as_deref(), base, path, p)
+        resolve(raw, global, global.slack_api_url.as_deref(), base, path, p)
     }
 
     fn request(
@@ -300,8 +302,8 @@ impl ReceiverKind for SlackConfig {
         request(self, templates, data).map(Delivery::Http)
     }
 
-    fn tls_config(&self) -> &TlsConfig {
-        &self.tls_config
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
     }
 
     fn send_resolved(&self) -> bool {

@@ -31,6 +31,7 @@ use crate::alertmanager::config_show::{
     insert_nonempty, insert_text, notifier_head, sorted_map, string, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
+use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret, TlsConfig};
 use crate::http_client::{aws_config_loader, error_chain};
 use aws_sdk_sns::error::SdkError;
@@ -365,8 +366,8 @@ impl ReceiverKind for SnsConfig {
         request(self, templates, data, group_key).map(Delivery::Sns)
     }
 
-    fn tls_config(&self) -> &TlsConfig {
-        &self.tls_config
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        None
     }
 
     fn send_resolved(&self) -> bool {

@@ -18,10 +18,11 @@
 use super::ReceiverKind;
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
+use crate::alertmanager::config::{base_url, receiver_http_config, template_or, RawHttpConfig};
 use crate::alertmanager::config_show::{insert_key, notifier_head, sorted_map, string, url_of};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
@@ -127,8 +128,8 @@ pub(crate) struct RawVictorops {
 pub struct VictoropsConfig {
     /// Defaults to true.
     pub send_resolved: bool,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// The API key.
     pub api_key: KeySource,
     /// Base URL, its path ending in `/`.
@@ -150,6 +151,7 @@ pub struct VictoropsConfig {
 /// Resolves one `victorops_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawVictorops,
+    globals: &Globals,
     global: &RawGlobalApi,
     base: &Path,
     path: &FieldPath,
@@ -188,7 +190,7 @@ pub(crate) fn resolve(
     );
     VictoropsConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
         api_key,
         api_url,
         routing_key,
@@ -248,7 +250,7 @@ impl ReceiverKind for VictoropsConfig {
         path: &FieldPath,
         p: &mut Problems,
     ) -> VictoropsConfig {
-        resolve(raw, &global.raw.victorops(), base, path, p)
+        resolve(raw, global, &global.raw.victorops(), base, path, p)
     }
 
     fn request(
@@ -260,8 +262,8 @@ impl ReceiverKind for VictoropsConfig {
         request(self, templates, data, group_key)
     }
 
-    fn tls_config(&self) -> &TlsConfig {
-        &self.tls_config
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
     }
 
     fn send_resolved(&self) -> bool {

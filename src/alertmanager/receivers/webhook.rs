@@ -6,10 +6,11 @@ use super::Request;
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::alert::{format_time, ZERO_TIME};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{check_http_url, receiver_tls_config, RawHttpConfig};
+use crate::alertmanager::config::{check_http_url, receiver_http_config, RawHttpConfig};
 use crate::alertmanager::config_show::{notifier_head, string};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -81,13 +82,14 @@ pub struct WebhookConfig {
     pub url: Secret,
     /// At most this many alerts per message (0: all).
     pub max_alerts: u64,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
 }
 
 /// Resolves one `webhook_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawWebhook,
+    globals: &Globals,
     base: &Path,
     cpath: &FieldPath,
     p: &mut Problems,
@@ -105,7 +107,7 @@ pub(crate) fn resolve(
         send_resolved: c.send_resolved.unwrap_or(true),
         url: Secret::new(url),
         max_alerts: c.max_alerts.unwrap_or(0),
-        tls_config: receiver_tls_config(&c.http_config, base, cpath, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, cpath, p),
     }
 }
 
@@ -116,12 +118,12 @@ impl ReceiverKind for WebhookConfig {
 
     fn resolve(
         raw: &RawWebhook,
-        _global: &Globals,
+        global: &Globals,
         base: &Path,
         path: &FieldPath,
         p: &mut Problems,
     ) -> WebhookConfig {
-        resolve(raw, base, path, p)
+        resolve(raw, global, base, path, p)
     }
 
     fn request(
@@ -133,8 +135,8 @@ impl ReceiverKind for WebhookConfig {
         Ok(Delivery::Http(request(self, data, group_key)))
     }
 
-    fn tls_config(&self) -> &TlsConfig {
-        &self.tls_config
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
     }
 
     fn send_resolved(&self) -> bool {
