@@ -5,7 +5,8 @@
 //! which takes `global.http_config`'s `basic_auth` — pointing at their own capture
 //! server, and must send the same `Authorization` headers and proxy request lines,
 //! and show the file the same (`GET /api/v2/status`); conflicting settings fail to
-//! load with `amtool check-config`'s message.
+//! load with `amtool check-config`'s message. An `oauth2` entry and a custom
+//! `authorization` type are compared as shown only.
 //!
 //! Real peers: Alertmanager 0.25 and amtool (Debian `prometheus-alertmanager`),
 //! promflow.
@@ -46,6 +47,23 @@ receivers:
         http_config:
           proxy_url: {proxy}
       - url: {global}
+  # Only shown, never sent to.
+  - name: shown-only
+    webhook_configs:
+      - url: http://127.0.0.1:9/oauth2
+        http_config:
+          oauth2:
+            client_id: id
+            client_secret: secret
+            token_url: http://127.0.0.1:9/token
+            scopes: [read, write]
+            endpoint_params: {{audience: hooks}}
+          enable_http2: false
+          tls_config: {{insecure_skip_verify: true}}
+      - url: http://127.0.0.1:9/authorization
+        http_config:
+          authorization: {{type: Token, credentials_file: {dir}/token}}
+          bearer_token: ""
 "#,
         basic = capture.url("/basic"),
         bearer = capture.url("/bearer"),
