@@ -6,6 +6,9 @@
 //!   (a `String` per name and label);
 //! - `promflow parse_each`: `exposition::parse_each`, which lends each sample to a
 //!   callback without allocating per sample;
+//! - `promflow parse_with known`: `exposition::parse_with` with a sink that knows
+//!   every series text already (the scrape cache's steady state: labels are not
+//!   read), looked up in a hash set;
 //! - `prometheus-parse`: the `prometheus-parse` crate (text format only), fed the
 //!   body's lines as its API requires.
 //!
@@ -86,6 +89,16 @@ fn main() {
             });
             count
         });
+        let mut known = KnownSeries::default();
+        exposition::parse_each(body, format, |s| {
+            known.0.insert(s.series.to_vec());
+        })
+        .expect("benchmark body must parse");
+        run("promflow parse_with known", &mut || {
+            known.1 = 0;
+            let _ = exposition::parse_with(black_box(body), format, &mut known);
+            known.1
+        });
         if format == Format::PrometheusText {
             run("prometheus-parse", &mut || {
                 let text = std::str::from_utf8(black_box(body)).unwrap_or_default();
@@ -95,6 +108,26 @@ fn main() {
                     .unwrap_or(0)
             });
         }
+    }
+}
+
+/// A sink that knows the series texts in its set and counts the samples it takes.
+#[derive(Default)]
+struct KnownSeries(std::collections::HashSet<Vec<u8>>, usize);
+
+impl exposition::SampleSink for KnownSeries {
+    const KNOWS_SERIES: bool = true;
+
+    fn known(&mut self, series: &[u8], value: f64, _timestamp_ms: Option<i64>) -> bool {
+        black_box(value);
+        let known = self.0.contains(series);
+        self.1 += usize::from(known);
+        known
+    }
+
+    fn sample(&mut self, sample: exposition::SampleRef<'_>) {
+        black_box(&sample);
+        self.1 += 1;
     }
 }
 

@@ -221,8 +221,9 @@ pub struct PrometheusFlags {
     /// concurrently; more wait. 0: no limit.
     #[arg(long = "query.max-concurrency", default_value = "20", global = true)]
     pub query_max_concurrency: usize,
-    /// No-op: promflow does not count the samples a query loads; --query.timeout
-    /// bounds a query.
+    /// Maximum number of samples a single query can load into memory. Note that
+    /// queries will fail if they try to load more samples than this into memory, so
+    /// this also limits the number of samples a query can return.
     #[arg(long = "query.max-samples", default_value = "50000000", global = true)]
     pub query_max_samples: u64,
     /// No-op: promflow keeps the timestamps a scrape gives its samples as they are.
@@ -281,7 +282,6 @@ pub const NO_OPS: &[&str] = &[
     "rules.max-concurrent-evals",
     "alertmanager.timeout",
     "alertmanager.drain-notification-queue-on-shutdown",
-    "query.max-samples",
     "scrape.adjust-timestamps",
     "scrape.timestamp-tolerance",
     "scrape.discovery-reload-interval",

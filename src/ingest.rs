@@ -4,7 +4,8 @@
 //! its sample timestamps and holds the returned [`ScrapeInFlight`] until it has committed
 //! its samples. The watermark given to the dataflow is the minimum start time of the
 //! scrapes in flight (or now, when none is), so the input frontier never passes a
-//! scrape that can still produce samples. [`Ingester::commit`] writes to storage first
+//! scrape that can still produce samples, and once the last scrape in flight has ended
+//! it is past that scrape's samples (see [`ScrapeInFlight`]'s drop). [`Ingester::commit`] writes to storage first
 //! and then feeds the dataflow (storage forwards what it stored to the remote write
 //! queues); [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier) to storage and the latest-sample table.
@@ -51,9 +52,17 @@ impl ScrapeInFlight {
 
 impl Drop for ScrapeInFlight {
     /// The scrape is over (committed, failed, or its task was aborted): the watermark
-    /// moves on at once, not at the next housekeeping tick.
+    /// moves past its samples at once, not at the next housekeeping tick.
+    ///
+    /// With nothing else in flight the watermark is the clock, which does not pass
+    /// samples stamped in the current millisecond (a scrape beginning now would get
+    /// that timestamp too). A scrape that ends within the millisecond it started in
+    /// (a small target on loopback) therefore waits the rest of that millisecond here
+    /// before advancing: otherwise its samples stayed at the frontier, and the
+    /// on-arrival evaluations they release waited for whatever advanced the watermark
+    /// next (up to the 250 ms tick): the "missed wake-up" of alert-latency runs.
     fn drop(&mut self) {
-        {
+        let alone = {
             let mut in_flight = self.ingester.in_flight.lock();
             if let Some(count) = in_flight.get_mut(&self.start_ms) {
                 *count -= 1;
@@ -61,8 +70,28 @@ impl Drop for ScrapeInFlight {
                     in_flight.remove(&self.start_ms);
                 }
             }
+            in_flight.is_empty()
+        };
+        if alone {
+            wait_past_ms(self.start_ms);
         }
         self.ingester.advance_watermark();
+    }
+}
+
+/// Sleeps until the clock has left millisecond `ms` (at most about 1 ms; returns at
+/// once if it already has, and gives up if the clock stepped back meanwhile).
+fn wait_past_ms(ms: i64) {
+    for _ in 0..3 {
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let left_ns = (ms + 1).saturating_mul(1_000_000) - now_ns;
+        if left_ns <= 0 || left_ns > 1_000_000 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_nanos(left_ns as u64));
     }
 }
 
@@ -155,5 +184,85 @@ impl Ingester {
     /// The dataflow engine this ingester feeds.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataflows::promql::plan::parse;
+    use dataflows::{EngineConfig, Labels, RuleSchedule};
+    use std::time::{Duration, Instant};
+
+    fn ingester() -> Arc<Ingester> {
+        let engine = Engine::start(EngineConfig {
+            workers: 2,
+            lookback_ms: 300_000,
+        })
+        .unwrap();
+        Ingester::new(
+            Arc::new(Storage::new()),
+            Arc::new(engine),
+            Arc::new(SelfMetrics::default()),
+        )
+    }
+
+    fn sample(ts: i64, value: f64) -> Sample {
+        let labels = Labels::from_pairs(vec![("__name__".into(), "m".into())]);
+        Sample {
+            series_id: labels.hash(),
+            labels: Arc::new(labels),
+            timestamp_ms: ts,
+            value,
+        }
+    }
+
+    /// A scrape that begins, commits and ends within one millisecond of the clock:
+    /// once it has ended, with nothing else in flight, the watermark is past its
+    /// samples, so an on-arrival rule over them is evaluated at once. Nothing else
+    /// advances the watermark here (no housekeeping tick, no other scrape): a scrape
+    /// that left it at its own start time had its evaluation wait for whatever
+    /// advanced it next (the 250 ms tick in the service).
+    #[test]
+    fn a_scrape_ending_in_its_start_millisecond_releases_its_samples() {
+        let ingester = ingester();
+        let rule = ingester
+            .engine()
+            .register(parse("sum(m)").unwrap(), RuleSchedule::OnArrival)
+            .unwrap();
+        let mut within_start_ms = 0;
+        for k in 0..20 {
+            // Start just after a millisecond boundary, so the scrape usually ends in it.
+            let t0 = now_ms();
+            while now_ms() == t0 {
+                std::hint::spin_loop();
+            }
+            let scrape = ingester.begin_scrape();
+            let ts = scrape.start_ms();
+            ingester.commit(vec![sample(ts, k as f64)]).unwrap();
+            if now_ms() == ts {
+                within_start_ms += 1;
+            }
+            drop(scrape);
+            let at = Instant::now();
+            loop {
+                let out = rule
+                    .output
+                    .recv_timeout(Duration::from_secs(2).saturating_sub(at.elapsed()))
+                    .unwrap_or_else(|_| {
+                        panic!(
+                            "scrape {k} at {ts}: no evaluation; {:?}",
+                            ingester.engine().stats()
+                        )
+                    });
+                if out.eval_ms >= ts {
+                    break;
+                }
+            }
+        }
+        assert!(
+            within_start_ms > 0,
+            "no scrape ended within its start millisecond: the case was not exercised"
+        );
     }
 }

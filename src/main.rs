@@ -90,6 +90,14 @@ struct Cli {
     /// Only log messages with the given severity or above: debug, info, warn, error.
     #[arg(long = "log.level", default_value = "info", global = true)]
     log_level: String,
+    /// Most consumers of /api/v1/stream connected at once; one more is refused with
+    /// 503 (0: no limit).
+    #[arg(
+        long = "web.stream.max-consumers",
+        default_value = "1000",
+        global = true
+    )]
+    stream_max_consumers: usize,
     /// DNS server (IP:PORT) for `dns_sd_configs`, instead of the system's resolver
     /// configuration (/etc/resolv.conf).
     #[arg(long = "discovery.dns.nameserver", global = true)]
@@ -632,10 +640,12 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         enable_lifecycle: cli.enable_lifecycle,
         cors_origin,
         query_max_concurrency: cli.prometheus.query_max_concurrency,
+        query_max_samples: cli.prometheus.query_max_samples,
         remote_read_sample_limit: cli.prometheus.storage_remote_read_sample_limit,
         remote_read_concurrent_limit: cli.prometheus.storage_remote_read_concurrent_limit,
         notification_queue_capacity: cli.prometheus.alertmanager_notification_queue_capacity,
         dns_nameserver: cli.dns_nameserver,
+        stream_max_consumers: cli.stream_max_consumers,
         alertmanager_config_file: cli.alertmanager_config_file,
         alerting: AlertingFlags {
             external_url: cli.external_url,

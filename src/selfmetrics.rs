@@ -40,6 +40,14 @@ impl Gauge {
     pub fn get(&self) -> f64 {
         f64::from_bits(self.0.load(Ordering::Relaxed))
     }
+    /// Adds `d` (negative to subtract), atomically.
+    pub fn add(&self, d: f64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                Some((f64::from_bits(bits) + d).to_bits())
+            });
+    }
 }
 
 /// Counters kept per scrape job.
@@ -94,6 +102,45 @@ pub struct SelfMetrics {
     pub notifications_alertmanagers_discovered: Gauge,
     /// Per-mechanism discovery counters, keyed by mechanism (`dns`, `ec2`, `file`).
     pub sd: Mutex<BTreeMap<&'static str, SdCounters>>,
+    /// Limits that refused input (rendered under Prometheus's names where it has one).
+    pub limits: LimitCounters,
+}
+
+/// How often each limit on incoming data was hit (see README, "Limits").
+#[derive(Default)]
+pub struct LimitCounters {
+    /// Scrapes whose body reached `body_size_limit`.
+    pub scrape_body_size: Counter,
+    /// Scrapes with more samples than `sample_limit`.
+    pub scrape_samples: Counter,
+    /// Scrapes that failed on `label_limit`, `label_name_length_limit` or
+    /// `label_value_length_limit`.
+    pub scrape_labels: Counter,
+    /// Target updates where a job had more targets than its `target_limit`.
+    pub targets: Counter,
+    /// Queries refused by `--query.max-samples`.
+    pub query_samples: Counter,
+    /// Ad-hoc queries being evaluated or waiting for a turn (`--query.max-concurrency`).
+    pub queries_in_flight: Gauge,
+    /// `--query.max-concurrency`.
+    pub queries_concurrent_max: Gauge,
+    /// Request bodies refused for their size, per endpoint.
+    pub request_bodies: Mutex<BTreeMap<&'static str, u64>>,
+    /// Stream consumers connected now.
+    pub stream_consumers: Gauge,
+    /// Stream requests refused because `--web.stream.max-consumers` were connected.
+    pub stream_consumers_refused: Counter,
+}
+
+impl LimitCounters {
+    /// Counts a request body refused on `endpoint` for its size.
+    pub fn record_body_too_large(&self, endpoint: &'static str) {
+        let mut bodies = self
+            .request_bodies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *bodies.entry(endpoint).or_default() += 1;
+    }
 }
 
 /// Values read from elsewhere at render time (storage, engine, process).
@@ -269,6 +316,78 @@ impl SelfMetrics {
                     .collect();
                 metric(name, "counter", help, &rows);
             }
+        }
+        let limits = &self.limits;
+        for (name, help, value) in [
+            (
+                "prometheus_target_scrapes_exceeded_body_size_limit_total",
+                "Total number of scrapes that hit the body size limit",
+                limits.scrape_body_size.get(),
+            ),
+            (
+                "prometheus_target_scrapes_exceeded_sample_limit_total",
+                "Total number of scrapes that hit the sample limit and were rejected.",
+                limits.scrape_samples.get(),
+            ),
+            (
+                "prometheus_target_scrape_pool_exceeded_label_limits_total",
+                "Total number of times scrape pools hit the label limits, during sync or config reload.",
+                limits.scrape_labels.get(),
+            ),
+            (
+                "prometheus_target_scrape_pool_exceeded_target_limit_total",
+                "Total number of times scrape pools hit the target limit, during sync or config reload.",
+                limits.targets.get(),
+            ),
+            (
+                "promflow_query_max_samples_exceeded_total",
+                "Queries refused because they would load more samples than --query.max-samples.",
+                limits.query_samples.get(),
+            ),
+            (
+                "promflow_stream_consumers_refused_total",
+                "Stream requests refused because --web.stream.max-consumers streams were open.",
+                limits.stream_consumers_refused.get(),
+            ),
+        ] {
+            metric(name, "counter", help, &[(&[], value as f64)]);
+        }
+        for (name, help, value) in [
+            (
+                "prometheus_engine_queries",
+                "The current number of queries being executed or waiting.",
+                limits.queries_in_flight.get(),
+            ),
+            (
+                "prometheus_engine_queries_concurrent_max",
+                "The max number of concurrent queries.",
+                limits.queries_concurrent_max.get(),
+            ),
+            (
+                "promflow_stream_consumers",
+                "Consumers connected to /api/v1/stream.",
+                limits.stream_consumers.get(),
+            ),
+        ] {
+            metric(name, "gauge", help, &[(&[], value)]);
+        }
+        {
+            let bodies = limits
+                .request_bodies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let labels: Vec<[(&str, &str); 1]> = bodies.keys().map(|e| [("handler", *e)]).collect();
+            let rows: Vec<(&[(&str, &str)], f64)> = labels
+                .iter()
+                .zip(bodies.values())
+                .map(|(l, v)| (&l[..], *v as f64))
+                .collect();
+            metric(
+                "promflow_http_request_body_too_large_total",
+                "counter",
+                "Requests refused because their body was larger than the endpoint's limit, per endpoint.",
+                &rows,
+            );
         }
         metric(
             "promflow_config_last_reload_successful",

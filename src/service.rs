@@ -76,6 +76,10 @@ pub struct ServiceOptions {
     pub cors_origin: regex::Regex,
     /// `--query.max-concurrency`: ad-hoc queries evaluated at once (0: no limit).
     pub query_max_concurrency: usize,
+    /// `--query.max-samples`: samples one ad-hoc query may hold at once.
+    pub query_max_samples: u64,
+    /// `--web.stream.max-consumers`: `/api/v1/stream` consumers at once (0: no limit).
+    pub stream_max_consumers: usize,
     /// `--storage.remote.read-sample-limit`: samples one remote read may return (0: no limit).
     pub remote_read_sample_limit: u64,
     /// `--storage.remote.read-concurrent-limit`: remote reads served at once (0: no limit).
@@ -192,7 +196,9 @@ pub struct Service {
     pub discovery: DiscoveryManager,
     /// Targets dropped by relabeling at the last reconciliation.
     pub dropped_targets: RwLock<Vec<DroppedTarget>>,
-    reconcile_lock: Mutex<()>,
+    /// Serialises reconciliations; holds the jobs over their `target_limit` (with the
+    /// error), so a job is counted when it goes over, not at every reconciliation.
+    reconcile_lock: Mutex<HashMap<String, String>>,
     ready: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
     /// Signalled by `POST /-/quit`; the server then shuts down as on SIGTERM.
@@ -201,6 +207,8 @@ pub struct Service {
     pub query_gate: tokio::sync::Semaphore,
     /// Admits remote reads (`--storage.remote.read-concurrent-limit`).
     pub remote_read_gate: tokio::sync::Semaphore,
+    /// One permit per open `/api/v1/stream` (`--web.stream.max-consumers`).
+    pub stream_gate: Arc<tokio::sync::Semaphore>,
 }
 
 impl Service {
@@ -225,6 +233,10 @@ impl Service {
             lookback_ms: options.lookback_delta.as_millis() as i64,
         })?);
         let metrics = Arc::new(SelfMetrics::default());
+        metrics
+            .limits
+            .queries_concurrent_max
+            .set(options.query_max_concurrency as f64);
         let head = Arc::new(
             Storage::open(&StorageOptions {
                 path: options.storage_path.clone(),
@@ -301,12 +313,13 @@ impl Service {
             alert_sink,
             discovery,
             dropped_targets: RwLock::new(Vec::new()),
-            reconcile_lock: Mutex::new(()),
+            reconcile_lock: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
             quit: tokio::sync::Notify::new(),
             query_gate: gate(options.query_max_concurrency),
             remote_read_gate: gate(options.remote_read_concurrent_limit),
+            stream_gate: Arc::new(gate(options.stream_max_consumers)),
             options,
         });
         service.apply(config, rule_groups, notify_config, scrape_clients);
@@ -446,11 +459,18 @@ impl Service {
     /// Resolves every job's discovered groups into targets and reconciles the scrape
     /// loops with their union.
     pub fn reconcile_targets(&self) {
-        let _serialised = self.reconcile_lock.lock();
+        let mut over_target_limit = self.reconcile_lock.lock();
+        let mut still_over = HashMap::new();
         let mut wanted = Vec::new();
         let mut dropped = Vec::new();
         for (scrape_config, groups) in self.discovery.snapshot() {
             let resolved = resolve(&scrape_config, &groups);
+            if let Some(error) = resolved.active.first().and_then(|t| t.forced_error.clone()) {
+                if over_target_limit.get(&scrape_config.job_name) != Some(&error) {
+                    self.metrics.limits.targets.inc();
+                }
+                still_over.insert(scrape_config.job_name.clone(), error);
+            }
             for failure in &resolved.failures {
                 tracing::error!(scrape_pool = %scrape_config.job_name, err = %failure, "Creating target failed");
             }
@@ -462,6 +482,7 @@ impl Service {
         }
         self.scrapes.apply(wanted);
         *self.dropped_targets.write() = dropped;
+        *over_target_limit = still_over;
     }
 
     /// Reconciles the scrape loops whenever discovery reports a change.
@@ -483,18 +504,38 @@ impl Service {
         });
     }
 
-    /// Advances the watermark when nothing is scraped, and runs storage housekeeping
-    /// (block cuts, WAL truncation, retention) every minute.
+    /// Advances the watermark when nothing is scraped, every 250 ms while the dataflow
+    /// has something time releases (rules, series to retire; [`Engine::needs_time`]),
+    /// and runs storage housekeeping (block cuts, WAL truncation, retention) every
+    /// minute. An idle dataflow needs no ticks: the loop then sleeps until housekeeping
+    /// is due or the dataflow gets work ([`Engine::on_busy`]).
+    ///
+    /// [`Engine::needs_time`]: dataflows::Engine::needs_time
+    /// [`Engine::on_busy`]: dataflows::Engine::on_busy
     fn spawn_housekeeping(self: &Arc<Self>) {
+        const TICK: Duration = Duration::from_millis(250);
+        const HOUSEKEEPING_MS: i64 = 60_000;
         let service = self.clone();
+        let busy = Arc::new(tokio::sync::Notify::new());
+        let notify = busy.clone();
+        self.ingester
+            .engine()
+            .on_busy(Arc::new(move || notify.notify_one()));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
             let mut last_trim = now_ms();
             loop {
-                tick.tick().await;
+                if service.ingester.engine().needs_time() {
+                    tokio::time::sleep(TICK).await;
+                } else {
+                    let due = (last_trim + HOUSEKEEPING_MS - now_ms()).max(0) as u64;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(due) + TICK) => {}
+                        _ = busy.notified() => {}
+                    }
+                }
                 service.ingester.advance_watermark();
                 let now = now_ms();
-                if now - last_trim > 60_000 {
+                if now - last_trim > HOUSEKEEPING_MS {
                     last_trim = now;
                     let storage = service.ingester.storage().clone();
                     // Block writes are file I/O: off the async workers, and not awaited so

@@ -6,9 +6,11 @@
 //!
 //! The real Prometheus 2.42 (Debian `prometheus`) is asked the same where promflow
 //! answers a value: 10,000 parentheses or minus signs give 1 in both. Where promflow
-//! refuses (over 10,000 levels of text, or a plan over 100 levels), Prometheus, with
-//! Go's growable stacks, answers 100,000 parentheses and `1+1+…` with 10,000 terms,
-//! and had not answered 100,000 terms after 2 minutes; those are not asked.
+//! refuses (over 10,000 levels of text, or, except in ad-hoc queries, a plan over 100
+//! levels), Prometheus, with Go's growable stacks, answers 100,000 parentheses and
+//! `1+1+…` with 10,000 terms, and had not answered 100,000 terms after 2 minutes;
+//! those are not asked. Ad-hoc queries answer `1+1+…` with 10,000 terms like
+//! Prometheus.
 
 mod common;
 
@@ -52,6 +54,15 @@ fn expected(kind: &str, n: usize) -> Result<&'static str, &'static str> {
         (_, 100_000) => Err(TEXT_LIMIT),
         ("binary", _) => Err(PLAN_LIMIT),
         _ => Ok("1"),
+    }
+}
+
+/// What an ad-hoc query answers: its plan may nest as deep as its text (it is
+/// evaluated on a big stack), so `1+1+…` with 10,000 terms is answered.
+fn expected_query(kind: &str, n: usize) -> Result<&'static str, &'static str> {
+    match (kind, n) {
+        ("binary", 10_000) => Ok("10001"),
+        _ => expected(kind, n),
     }
 }
 
@@ -127,12 +138,16 @@ fn instant_and_range_queries_answer_and_promflow_lives() {
             let mut params = vec![("query", query.as_str())];
             params.extend_from_slice(times);
             let resp = post_form(&promflow.url(path), &params);
-            match expected(kind, n) {
+            match expected_query(kind, n) {
                 Ok(value) => {
                     assert_eq!(resp.status, 200, "{what}: {}", resp.body);
                     let got = json(&resp)["data"].clone();
-                    let want = json(&post_form(&prometheus.url(path), &params))["data"].clone();
-                    assert_eq!(got, want, "{what}: promflow vs Prometheus");
+                    // Prometheus takes 17-20 s to answer 10,000 terms (measured on a
+                    // loaded 2-core machine): it is asked 1,000 terms below instead.
+                    if kind != "binary" {
+                        let want = json(&post_form(&prometheus.url(path), &params))["data"].clone();
+                        assert_eq!(got, want, "{what}: promflow vs Prometheus");
+                    }
                     let first = if path.ends_with("range") {
                         &got["result"][0]["values"][0][1]
                     } else {
@@ -144,6 +159,13 @@ fn instant_and_range_queries_answer_and_promflow_lives() {
             }
             assert_alive(&mut promflow, &what);
         }
+        // A chain past the 100 levels other entry points take, answered like Prometheus.
+        let query = nested("binary", 1_000, "1");
+        let mut params = vec![("query", query.as_str())];
+        params.extend_from_slice(times);
+        let got = json(&post_form(&promflow.url(path), &params))["data"].clone();
+        let want = json(&post_form(&prometheus.url(path), &params))["data"].clone();
+        assert_eq!(got, want, "{path} binary 1000: promflow vs Prometheus");
     }
 }
 

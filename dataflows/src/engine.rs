@@ -6,6 +6,15 @@
 //! shared tables (e.g. [`Engine::latest`]); [`Engine::stats`] reports progress.
 //! [`Engine::register`] installs a PromQL plan as a maintained rule (see
 //! [`crate::render`]); its evaluations arrive on the returned handle's channel.
+//!
+//! Waking: the workers park without a timeout; every command (a batch, an advance, a
+//! rule change) unparks the worker it is for, and timely's channels unpark the peers
+//! they push to. An idle engine — no rule installed, no series in the latest-sample
+//! table, nothing fed since the workers' last advance — has nothing that moving the
+//! frontier could release, so [`Engine::advance_watermark`] then only records the
+//! watermark and the workers stay asleep; [`Engine::needs_time`] tells a clock driving
+//! the watermark whether it has to keep ticking, and [`Engine::on_busy`] when to start
+//! again.
 
 use crate::latest::{maintain_latest, LatestTable};
 use crate::promql::eval::SeriesSource;
@@ -69,8 +78,15 @@ struct Feeder {
     senders: Vec<Sender<Command>>,
     threads: Vec<Thread>,
     watermark: u64,
+    /// The watermark last sent to the workers (behind `watermark` while idle).
+    sent: u64,
+    /// Whether a batch was fed since `sent` was sent.
+    fed_since_sent: bool,
     next_worker: usize,
 }
+
+/// Called when an idle engine gets work: a batch fed or a rule installed.
+pub type BusyCallback = Arc<dyn Fn() + Send + Sync>;
 
 /// The running dataflow.
 pub struct Engine {
@@ -85,6 +101,7 @@ pub struct Engine {
     samples_fed: AtomicU64,
     samples_late: AtomicU64,
     rules_installed: AtomicU64,
+    on_busy: Mutex<Option<BusyCallback>>,
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
 }
 
@@ -160,13 +177,9 @@ impl Engine {
                     }
                 }
                 input.flush();
-                // A short park: a wake-up is sometimes missed (not found yet) and the
-                // worker then sleeps until its timeout. Release alert-latency runs: with
-                // 500 ms, 9 of 20 trials took 39-246 ms; with 20 ms the worst of 16 was
-                // 22 ms; with no timeout one of 12 took 157 ms; with no timeout only while
-                // caught up (probe frontier at the input's time) one of 4 took 245 ms, so
-                // the stalled work is not visible to this probe (it sits after the route).
-                worker.step_or_park(Some(Duration::from_millis(20)));
+                // No timeout: every command unparks this thread after it is sent, and
+                // timely unparks it for its peers' messages and progress.
+                worker.step_or_park(None);
                 frontiers[index].store(frontier(&probe), Ordering::Relaxed);
             }
             drop(input);
@@ -187,6 +200,8 @@ impl Engine {
                 senders,
                 threads: threads.into_iter().flatten().collect(),
                 watermark: 0,
+                sent: 0,
+                fed_since_sent: false,
                 next_worker: 0,
             }),
             latest,
@@ -199,13 +214,22 @@ impl Engine {
             samples_fed: AtomicU64::new(0),
             samples_late: AtomicU64::new(0),
             rules_installed: AtomicU64::new(0),
+            on_busy: Mutex::new(None),
             guards: Mutex::new(Some(guards)),
         })
     }
 
     /// Feeds a batch into the dataflow. Samples older than the watermark are late:
     /// counted, not fed. Returns how many were fed.
-    pub fn feed(&self, mut samples: Vec<Sample>) -> usize {
+    pub fn feed(&self, samples: Vec<Sample>) -> usize {
+        let fed = self.send_samples(samples);
+        if fed > 0 {
+            self.busy();
+        }
+        fed
+    }
+
+    fn send_samples(&self, mut samples: Vec<Sample>) -> usize {
         let mut feeder = self.feeder.lock();
         let watermark = feeder.watermark as i64;
         let before = samples.len();
@@ -219,6 +243,7 @@ impl Engine {
             return 0;
         }
         self.samples_fed.fetch_add(fed as u64, Ordering::Relaxed);
+        feeder.fed_since_sent = true;
         // Any worker will do: the dataflow exchanges samples by series id.
         let worker = feeder.next_worker % feeder.senders.len();
         feeder.next_worker = feeder.next_worker.wrapping_add(1);
@@ -228,6 +253,8 @@ impl Engine {
     }
 
     /// Moves the input frontier to `to_ms` (ignored if not ahead of the current one).
+    /// While the engine is idle (see [`Engine::needs_time`]) the watermark is only
+    /// recorded: the workers, with nothing to release, are not woken for it.
     pub fn advance_watermark(&self, to_ms: i64) {
         let mut feeder = self.feeder.lock();
         let to = to_ms.max(0) as u64;
@@ -235,6 +262,11 @@ impl Engine {
             return;
         }
         feeder.watermark = to;
+        if !self.needs_time_locked(&feeder) {
+            return;
+        }
+        feeder.sent = to;
+        feeder.fed_since_sent = false;
         for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
             let _ = sender.send(Command::Advance(to));
             thread.unpark();
@@ -301,6 +333,18 @@ impl Engine {
         evaluation: Evaluation,
         history: Option<&dyn SeriesSource>,
     ) -> Result<RuleHandle, RenderError> {
+        let handle = self.install_locked(plan, schedule, evaluation, history)?;
+        self.busy();
+        Ok(handle)
+    }
+
+    fn install_locked(
+        &self,
+        plan: Plan,
+        schedule: RuleSchedule,
+        evaluation: Evaluation,
+        history: Option<&dyn SeriesSource>,
+    ) -> Result<RuleHandle, RenderError> {
         // Under the feeder lock: no sample is fed between reading the watermark and
         // the rule becoming visible to the router.
         let feeder = self.feeder.lock();
@@ -337,6 +381,32 @@ impl Engine {
         existed
     }
 
+    /// Whether moving the watermark can release anything: a rule is installed (its
+    /// evaluations and timers wait for the frontier), the latest-sample table holds
+    /// series (retired as the frontier passes their lookback), or a batch was fed since
+    /// the workers' last advance. When not, the engine is idle and a clock advancing the
+    /// watermark may stop until [`Engine::on_busy`]'s callback runs.
+    pub fn needs_time(&self) -> bool {
+        self.needs_time_locked(&self.feeder.lock())
+    }
+
+    fn needs_time_locked(&self, feeder: &Feeder) -> bool {
+        feeder.fed_since_sent || !self.rules.lock().is_empty() || !self.latest.is_empty()
+    }
+
+    /// Sets the callback run (on the feeding or registering thread, after the fact)
+    /// whenever a batch is fed or a rule installed: work an idle engine needs time for.
+    pub fn on_busy(&self, callback: BusyCallback) {
+        *self.on_busy.lock() = Some(callback);
+    }
+
+    fn busy(&self) {
+        let callback = self.on_busy.lock().clone();
+        if let Some(callback) = callback {
+            callback();
+        }
+    }
+
     /// The maintained latest-sample table (federation output).
     pub fn latest(&self) -> &LatestTable {
         &self.latest
@@ -344,14 +414,27 @@ impl Engine {
 
     /// Progress counters.
     pub fn stats(&self) -> EngineStats {
-        let frontier = self
+        let (watermark, sent, idle) = {
+            let feeder = self.feeder.lock();
+            (
+                feeder.watermark,
+                feeder.sent,
+                !self.needs_time_locked(&feeder),
+            )
+        };
+        let mut frontier = self
             .worker_frontiers
             .iter()
             .map(|f| f.load(Ordering::Relaxed))
             .min()
             .unwrap_or(0);
+        // Idle and through the last advance sent: nothing fed since, so everything
+        // before the recorded watermark is processed too.
+        if idle && frontier >= sent {
+            frontier = watermark;
+        }
         EngineStats {
-            watermark_ms: self.feeder.lock().watermark as i64,
+            watermark_ms: watermark as i64,
             frontier_ms: frontier.min(i64::MAX as u64) as i64,
             samples_fed: self.samples_fed.load(Ordering::Relaxed),
             samples_late: self.samples_late.load(Ordering::Relaxed),
@@ -498,11 +581,70 @@ mod tests {
         assert_eq!(engine.latest().len(), 0);
     }
 
+    /// An idle engine records advances without waking its workers and reports itself
+    /// caught up with them; a batch or a rule makes it busy (the callback runs) and
+    /// advances reach the workers again.
+    #[test]
+    fn an_idle_engine_needs_no_time_until_fed_or_given_a_rule() {
+        let engine = Engine::start(EngineConfig {
+            workers: 2,
+            lookback_ms: 300_000,
+        })
+        .unwrap();
+        let calls = Arc::new(AtomicU64::new(0));
+        let counter = calls.clone();
+        engine.on_busy(Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        assert!(!engine.needs_time());
+        engine.advance_watermark(5_000);
+        let stats = engine.stats();
+        assert_eq!((stats.watermark_ms, stats.frontier_ms), (5_000, 5_000));
+        assert_eq!(
+            engine.feeder.lock().sent,
+            0,
+            "an idle advance reached the workers"
+        );
+
+        engine.feed(vec![sample("m", "a", 5_000, 1.0)]);
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert!(engine.needs_time());
+        assert!(engine.stats().frontier_ms < 5_001);
+        engine.advance_watermark(6_000);
+        wait_for_frontier(&engine, 6_000);
+        assert_eq!(live(&engine, 6_000).len(), 1);
+        // The series is in the table until the lookback retires it: still busy.
+        assert!(engine.needs_time());
+
+        let idle = Engine::start(EngineConfig {
+            workers: 1,
+            lookback_ms: 300_000,
+        })
+        .unwrap();
+        let counter = calls.clone();
+        idle.on_busy(Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }));
+        let rule = idle
+            .register(
+                crate::promql::plan::parse("vector(1)").unwrap(),
+                RuleSchedule::Interval {
+                    start_ms: 0,
+                    every_ms: 1_000,
+                },
+            )
+            .unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
+        assert!(idle.needs_time());
+        idle.advance_watermark(2_001);
+        let out = rule.output.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(out.eval_ms, 0);
+    }
+
     /// Every one of many advances, with pauses in between that let the workers park,
     /// is seen (and the on-arrival evaluation it releases comes out) within a second,
-    /// in practice within a few ms. With the worker loop's park made indefinite
-    /// (`step_or_park(None)`) this passes too: the wake-up that alert-latency runs
-    /// still miss is not on this command path.
+    /// in practice within a few ms. The workers park without a timeout, so a wake-up
+    /// missed on this command path would hang here until the assertion fails.
     #[test]
     fn every_advance_wakes_the_workers() {
         let engine = Engine::start(EngineConfig {

@@ -14,8 +14,8 @@
 //! lookback delta. A subscriber's callback runs on a worker thread and must not block.
 
 use crate::labels::Labels;
+use crate::render::window::KeyMap;
 use crate::sample::{is_stale_marker, Sample};
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -42,7 +42,8 @@ impl LatestEntry {
     }
 }
 
-type Shard = RwLock<HashMap<u64, LatestEntry>>;
+/// Series id (already a hash, not hashed again) → newest sample.
+type Shard = RwLock<KeyMap<u64, LatestEntry>>;
 
 /// One change to the table, as pushed to subscribers.
 #[derive(Clone, Debug)]
@@ -197,7 +198,7 @@ impl LatestTable {
 /// Makes `sample` its series' newest entry unless a newer one is held; the change to
 /// publish, when `publishing`.
 fn upsert(
-    map: &mut HashMap<u64, LatestEntry>,
+    map: &mut KeyMap<u64, LatestEntry>,
     sample: Sample,
     publishing: bool,
 ) -> Option<LatestChange> {

@@ -398,7 +398,11 @@ impl BuiltinNotifier {
                 let me = self.clone();
                 tokio::spawn(async move { me.deliver(flush).await });
             }
-            let next = self.with_dispatcher(|d| d.next_due()).flatten();
+            let Some(next) = self.with_dispatcher(|d| d.next_due()) else {
+                // Not configured: nothing to flush until `apply` installs a config.
+                self.wake.notified().await;
+                continue;
+            };
             let wait = next
                 .map(|t| Duration::from_nanos((t - now_nanos()).max(0) as u64))
                 .unwrap_or(Duration::from_secs(1))

@@ -8,10 +8,11 @@
 //!   ([`admin`]), Alertmanager's v2 alerts and silences for the built-in notifier
 //!   ([`alertmanager`]), the Alertmanagers alerts go to ([`alertmanager_targets`]), `/metrics`, `/-/healthy`, `/-/ready`, the lifecycle endpoints
 //!   `/-/reload` and `/-/quit` (only with `--web.enable-lifecycle`, answered like
-//!   Prometheus otherwise), and a small status page at `/`.
+//!   Prometheus otherwise), and the web UI at `/` and Prometheus's page paths ([`ui`]).
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
+//! [`body_limit`] bounds request bodies per endpoint.
 //! [`server`] is the accept loop (`--web.max-connections`, `--web.read-timeout`).
 //! `/api/v1` answers browsers' CORS requests as `--web.cors.origin` says ([`cors`]).
 //! Every route passes [`auth`] first (basic authentication when `--web.config.file`
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod alertmanager;
 pub mod alertmanager_targets;
 pub mod auth;
+pub mod body_limit;
 pub mod cors;
 pub mod federate;
 pub mod federation_views;
@@ -38,13 +40,14 @@ pub mod status;
 pub mod stream;
 pub mod targets;
 pub mod tls_server;
+pub mod ui;
 
 use crate::ingest::now_ms;
 use crate::selfmetrics::RenderInputs;
 use crate::service::Service;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use std::sync::Arc;
@@ -55,7 +58,7 @@ pub const TEXT_FORMAT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=u
 /// All routes, bound to `service`.
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(ui::routes())
         .route("/federate", get(federate::federate))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
@@ -154,6 +157,12 @@ pub fn router(service: Arc<Service>) -> Router {
             service.clone(),
             cors::cors,
         ))
+        // Request bodies are bounded per endpoint there, not by axum's default.
+        .route_layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            body_limit::enforce,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::disable())
         // Before the auth layer, so unknown paths require authentication too.
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -164,6 +173,9 @@ pub fn router(service: Arc<Service>) -> Router {
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    // An idle dataflow's watermark follows the clock only when asked: bring it to now,
+    // so the frontier and its lag are current.
+    service.ingester.advance_watermark();
     let head = service.ingester.storage();
     let mut body = service.metrics.render(&RenderInputs {
         active_series: head.series_count(),
@@ -232,37 +244,4 @@ async fn reload(State(service): State<Arc<Service>>) -> Response {
         )
             .into_response(),
     }
-}
-
-/// A small status page: targets and their health, links to the endpoints.
-async fn index(State(service): State<Arc<Service>>) -> Html<String> {
-    let mut rows = String::new();
-    for t in service.scrapes.targets() {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{:.3}s</td><td>{}</td></tr>\n",
-            html_escape(&t.spec.job),
-            html_escape(&t.spec.url),
-            html_escape(&t.spec.url),
-            t.health.health,
-            html_escape(&t.spec.labels.to_string()),
-            t.health.last_duration.as_secs_f64(),
-            html_escape(&t.health.last_error),
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>promflow</title>\
-         <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 8px;border-bottom:1px solid #ddd;text-align:left}}</style>\
-         </head><body><h1>promflow {}</h1>\
-         <p><a href=\"/metrics\">/metrics</a> · <a href=\"/federate?match[]=%7B__name__%3D~%22.%2B%22%7D\">/federate</a> · \
-         <a href=\"/-/healthy\">/-/healthy</a></p><h2>Targets</h2>\
-         <table><tr><th>Job</th><th>Endpoint</th><th>State</th><th>Labels</th><th>Last scrape took</th><th>Error</th></tr>\n{rows}</table></body></html>",
-        env!("CARGO_PKG_VERSION")
-    ))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

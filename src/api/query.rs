@@ -4,7 +4,10 @@
 //! Queries are planned by `dataflows::promql::plan` and evaluated by its reference
 //! evaluator over the in-memory head (the same semantics the maintained operators are
 //! checked against). Errors: `bad_data` (400) for unparsable parameters or PromQL,
-//! `execution` (422) for runtime errors, `timeout` (503) past `timeout`/`--query.timeout`.
+//! `execution` (422) for runtime errors (`--query.max-samples` among them), `timeout`
+//! (503) past `timeout`/`--query.timeout`. Each evaluation runs on a thread of its own
+//! (the stack of `dataflows::promql::depth::QUERY_STACK_BYTES`), holds its turn of
+//! `--query.max-concurrency` until it ends, and stops at its deadline.
 //! Warnings and infos the evaluation raises (e.g. `rate` over a name that does not
 //! look like a counter) are returned as `warnings` / `infos`, as in Prometheus 3.x.
 
@@ -16,12 +19,13 @@ use crate::service::Service;
 use crate::storage::range_reader::RangeQueryReader;
 use axum::extract::State;
 use axum::response::Response;
+use dataflows::promql::depth::{QueryPlan, QUERY_STACK_BYTES};
 use dataflows::promql::durations::QueryTimes;
-use dataflows::promql::eval::{Annotations, Evaluator};
-use dataflows::promql::plan::{self, Plan};
+use dataflows::promql::eval::{Annotations, Evaluator, SampleBudget, TIMED_OUT, TOO_MANY_SAMPLES};
+use dataflows::promql::plan;
 use serde_json::Value as Json;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Prometheus refuses range queries with more points than this per series.
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
@@ -50,11 +54,13 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         Ok(p) => p,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
-    run(service, timeout, move |service| {
+    run(service, timeout, move |service, deadline| {
         let head = service.ingester.storage().clone();
         let mut evaluator = Evaluator::new(head.as_ref(), t);
-        configure(&mut evaluator, &service);
-        let value = evaluator.instant(&plan, t).map_err(|e| e.to_string())?;
+        configure(&mut evaluator, &service, deadline);
+        let value = evaluator
+            .instant(plan.plan(), t)
+            .map_err(|e| e.to_string())?;
         Ok((QueryData::Instant(value, t), evaluator.take_annotations()))
     })
     .await
@@ -107,24 +113,27 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         Ok(p) => p,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
-    run(service, timeout, move |service| {
+    run(service, timeout, move |service, deadline| {
         let storage = service.ingester.storage().clone();
         // Each selector is read from storage once for the whole range.
         let reader = RangeQueryReader::new(storage.as_ref(), end);
         let mut evaluator = Evaluator::new(&reader, start);
-        configure(&mut evaluator, &service);
+        configure(&mut evaluator, &service, deadline);
         evaluator.start_ms = start;
         evaluator.end_ms = end;
         evaluator.step_ms = step;
         let series = evaluator
-            .range(&plan, start, end, step)
+            .range(plan.plan(), start, end, step)
             .map_err(|e| e.to_string())?;
         Ok((QueryData::Range(series), evaluator.take_annotations()))
     })
     .await
 }
 
-fn configure(evaluator: &mut Evaluator<'_>, service: &Service) {
+fn configure(evaluator: &mut Evaluator<'_>, service: &Service, deadline: Instant) {
+    evaluator.deadline = Some(deadline);
+    evaluator.samples =
+        SampleBudget::new(usize::try_from(service.options.query_max_samples).unwrap_or(usize::MAX));
     evaluator.lookback_ms = service.options.lookback_delta.as_millis() as i64;
     evaluator.subquery_step_ms = service
         .config
@@ -135,16 +144,19 @@ fn configure(evaluator: &mut Evaluator<'_>, service: &Service) {
         .max(1) as i64;
 }
 
-/// Plans the query and reads its timeout; every error here is `bad_data`.
+/// Plans the query and reads its timeout; every error here is `bad_data`. The plan
+/// may nest as deep as the text (`dataflows::promql::depth`): it is evaluated by
+/// [`run`] on a thread with the stack for it.
 fn plan_and_timeout(
     service: &Service,
     params: &Params,
     query: &str,
     times: QueryTimes,
-) -> Result<(Plan, Duration), String> {
-    let plan =
-        plan::parse_with(query, times).map_err(|e| format!("invalid parameter \"query\": {e}"))?;
-    Ok((plan, query_timeout(service, params)?))
+) -> Result<(QueryPlan, Duration), String> {
+    let timeout = query_timeout(service, params)?;
+    let plan = plan::parse_query_with(query, times)
+        .map_err(|e| format!("invalid parameter \"query\": {e}"))?;
+    Ok((plan, timeout))
 }
 
 /// The `timeout` parameter, capped by `--query.timeout`; the error is the message.
@@ -163,31 +175,79 @@ fn query_timeout(service: &Service, params: &Params) -> Result<Duration, String>
 async fn run(
     service: Arc<Service>,
     timeout: Duration,
-    evaluate: impl FnOnce(Arc<Service>) -> Result<(QueryData, Annotations), String> + Send + 'static,
+    evaluate: impl FnOnce(Arc<Service>, Instant) -> Result<(QueryData, Annotations), String>
+        + Send
+        + 'static,
 ) -> Response {
     // `--query.max-concurrency`: wait for a turn, as Prometheus's query gate does.
     let gate = service.clone();
-    let Ok(_turn) = gate.query_gate.acquire().await else {
+    let _in_flight = InFlight::enter(&gate);
+    let Ok(turn) = gate.query_gate.acquire().await else {
         return api_error(ErrorType::Internal, "query gate closed");
     };
-    let task = tokio::task::spawn_blocking(move || {
-        evaluate(service).map(|(data, annotations)| {
-            let warnings: Vec<String> = annotations.warnings.into_iter().collect();
-            let infos: Vec<String> = annotations.infos.into_iter().collect();
-            api_success_annotated(&data, &warnings, &infos)
-        })
-    });
-    match tokio::time::timeout(timeout, task).await {
-        Err(_) => api_error(
-            ErrorType::Timeout,
-            "query timed out in expression evaluation",
-        ),
-        Ok(Err(join_error)) => api_error(
+    // The turn is held by the evaluation, which may outlive a timed-out request (until
+    // its next step sees the deadline): evaluations at once stay within the limit.
+    turn.forget();
+    let turn = Turn(service.clone());
+    let deadline = Instant::now() + timeout;
+    let metrics = service.metrics.clone();
+    // A thread per query, with the stack a plan as deep as the text needs.
+    let (send, task) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("promql-query".into())
+        .stack_size(QUERY_STACK_BYTES)
+        .spawn(move || {
+            let _turn = turn;
+            let answer = evaluate(service, deadline).map(|(data, annotations)| {
+                let warnings: Vec<String> = annotations.warnings.into_iter().collect();
+                let infos: Vec<String> = annotations.infos.into_iter().collect();
+                api_success_annotated(&data, &warnings, &infos)
+            });
+            let _ = send.send(answer);
+        });
+    if let Err(e) = spawned {
+        return api_error(
             ErrorType::Internal,
-            &format!("query evaluation failed: {join_error}"),
-        ),
-        Ok(Ok(Err(e))) => api_error(ErrorType::Execution, &e),
+            &format!("cannot start the query thread: {e}"),
+        );
+    }
+    match tokio::time::timeout(timeout, task).await {
+        Err(_) => api_error(ErrorType::Timeout, TIMED_OUT),
+        Ok(Ok(Err(e))) if e == TIMED_OUT => api_error(ErrorType::Timeout, &e),
+        Ok(Err(_)) => api_error(ErrorType::Internal, "query evaluation failed (panicked)"),
+        Ok(Ok(Err(e))) => {
+            if e == TOO_MANY_SAMPLES {
+                metrics.limits.query_samples.inc();
+            }
+            api_error(ErrorType::Execution, &e)
+        }
         Ok(Ok(Ok(answer))) => answer,
+    }
+}
+
+/// A turn of `--query.max-concurrency`, given back when dropped.
+struct Turn(Arc<Service>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.query_gate.add_permits(1);
+    }
+}
+
+/// Counts a query in `prometheus_engine_queries` from arrival (waiting for a turn
+/// included, as Prometheus counts) until its answer.
+struct InFlight<'a>(&'a Service);
+
+impl<'a> InFlight<'a> {
+    fn enter(service: &'a Service) -> InFlight<'a> {
+        service.metrics.limits.queries_in_flight.add(1.0);
+        InFlight(service)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.limits.queries_in_flight.add(-1.0);
     }
 }
 

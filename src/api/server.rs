@@ -121,22 +121,23 @@ pub fn route_prefix(flag: Option<&str>, external_url: Option<&str>) -> Result<St
 }
 
 /// `app` served under `prefix` (see [`route_prefix`]); `/` then redirects to it (302),
-/// as in Prometheus.
+/// as in Prometheus, and `<prefix>/` to the web UI's home page `<prefix>/graph`.
 pub fn with_route_prefix(app: Router, prefix: &str) -> Router {
     if prefix == "/" {
         return app;
     }
-    let target = prefix.to_string();
+    let redirect = |target: String| {
+        axum::routing::get(move || async move {
+            (
+                axum::http::StatusCode::FOUND,
+                [(axum::http::header::LOCATION, target)],
+            )
+        })
+    };
     Router::new()
-        .route(
-            "/",
-            axum::routing::get(move || async move {
-                (
-                    axum::http::StatusCode::FOUND,
-                    [(axum::http::header::LOCATION, target)],
-                )
-            }),
-        )
+        .route("/", redirect(prefix.to_string()))
+        // A nested router's `/` answers `<prefix>` only.
+        .route(&format!("{prefix}/"), redirect(format!("{prefix}/graph")))
         .nest(prefix, app)
 }
 

@@ -13,6 +13,8 @@
 //! consumer whose queue is full is dropped, after a final `{"type":"dropped"}` event,
 //! instead of growing the server's memory. The stream reads the same maintained table
 //! that serves `/federate` (`dataflows::LatestTable`), through its change feed.
+//! At most `--web.stream.max-consumers` streams are open at once; one more is refused
+//! with 503 (`promflow_stream_consumers_refused_total`).
 //!
 //! `?view=name` (instead of `match[]`) streams a registered federation view
 //! ([`crate::api::federation_views`]): its snapshot and changes come already filtered,
@@ -70,6 +72,19 @@ pub async fn stream(
             table: service.ingester.engine().latest().clone(),
             selectors,
         },
+    };
+    // `--web.stream.max-consumers`: the permit lives as long as the stream.
+    let Ok(permit) = service.stream_gate.clone().try_acquire_owned() else {
+        service.metrics.limits.stream_consumers_refused.inc();
+        let mut refused = api_error(
+            ErrorType::Unavailable,
+            &format!(
+                "too many stream consumers: {} are connected (--web.stream.max-consumers)",
+                service.options.stream_max_consumers
+            ),
+        );
+        *refused.status_mut() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
+        return refused;
     };
     let sse = headers
         .get(header::ACCEPT)
@@ -142,6 +157,7 @@ pub async fn stream(
             source,
             id: subscription,
         },
+        _consumer: Consumer::enter(service.metrics.clone(), permit),
         sse,
     };
     let body = futures_util::stream::unfold(state, |mut state| async move {
@@ -233,7 +249,34 @@ struct StreamState {
     overflowed: Arc<AtomicBool>,
     done: bool,
     _subscription: Subscription,
+    _consumer: Consumer,
     sse: bool,
+}
+
+/// An open stream: counted in `promflow_stream_consumers` and holding its place under
+/// `--web.stream.max-consumers` until the stream ends.
+struct Consumer {
+    metrics: Arc<crate::selfmetrics::SelfMetrics>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Consumer {
+    fn enter(
+        metrics: Arc<crate::selfmetrics::SelfMetrics>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Consumer {
+        metrics.limits.stream_consumers.add(1.0);
+        Consumer {
+            metrics,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.metrics.limits.stream_consumers.add(-1.0);
+    }
 }
 
 impl StreamState {

@@ -93,6 +93,7 @@ pub(crate) struct RawScrapeConfig {
     pub ec2_sd_configs: Option<Vec<Option<RawEc2SdConfig>>>,
     pub body_size_limit: Option<ScalarText>,
     pub sample_limit: Option<u64>,
+    pub target_limit: Option<u64>,
     pub label_limit: Option<u64>,
     pub label_name_length_limit: Option<u64>,
     pub label_value_length_limit: Option<u64>,

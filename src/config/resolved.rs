@@ -108,6 +108,10 @@ pub struct ScrapeConfig {
     /// Most samples accepted per scrape after relabelling; 0 means no limit.
     #[serde(skip_serializing_if = "is_zero")]
     pub sample_limit: u64,
+    /// Most targets after relabeling; over it, none of the job's targets is scraped
+    /// (each reports Prometheus's `target_limit exceeded` error); 0 means no limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub target_limit: u64,
     /// Most labels per sample; 0 means no limit.
     #[serde(skip_serializing_if = "is_zero")]
     pub label_limit: u64,

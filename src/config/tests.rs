@@ -428,7 +428,6 @@ scrape_configs:
   proxy_url: http://127.0.0.1:3128
   proxy_connect_header: {X: [y]}
   enable_http2: true
-  target_limit: 10
 alerting:
   alertmanagers:
   - proxy_connect_header: {}
@@ -442,8 +441,7 @@ alerting:
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
             "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
             "prometheus.yml:15: scrape_configs[0].proxy_connect_header: field proxy_connect_header is not supported by promflow yet",
-            "prometheus.yml:17: scrape_configs[0].target_limit: field target_limit is not supported by promflow yet",
-            "prometheus.yml:20: alerting.alertmanagers[0].proxy_connect_header: field proxy_connect_header is not supported by promflow yet",
+            "prometheus.yml:19: alerting.alertmanagers[0].proxy_connect_header: field proxy_connect_header is not supported by promflow yet",
         ]
     );
 }

@@ -63,8 +63,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
         [] => matches!(field, "remote_read" | "storage" | "tracing"),
         ["global"] => field == "query_log_file",
         ["scrape_configs"] => {
-            field == "target_limit"
-                || (HTTP_CLIENT_FIELDS.contains(&field) && !inline_client_has(field))
+            (HTTP_CLIENT_FIELDS.contains(&field) && !inline_client_has(field))
                 || SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["alerting", "alertmanagers"] => {

@@ -340,6 +340,7 @@ fn resolve_scrape_config(
         scheme,
         body_size_limit,
         sample_limit: raw.sample_limit.unwrap_or(0),
+        target_limit: raw.target_limit.unwrap_or(0),
         label_limit: raw.label_limit.unwrap_or(0),
         label_name_length_limit: raw.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),

@@ -4,12 +4,15 @@
 //! - [`target`] resolves a scrape config into the targets to scrape (labels, URL).
 //! - [`scrape_loop`] is the per-target task: fetch, parse, label, stale markers,
 //!   synthetic series (`up`, …), commit through the ingester.
+//! - [`scrape_cache`] is a loop's memory of what each exposed series became, which
+//!   also drives its stale markers.
 //! - [`manager`] reconciles the running loops with the wanted targets on every
 //!   (re)load: new targets start, removed ones stop with stale markers, unchanged
 //!   ones keep running.
 
 pub mod exposition;
 pub mod manager;
+pub mod scrape_cache;
 pub mod scrape_loop;
 pub mod target;
 

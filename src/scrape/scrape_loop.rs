@@ -12,12 +12,13 @@
 
 use crate::ingest::{now_ms, Ingester};
 use crate::relabel;
-use crate::scrape::exposition::{self, Format, SCRAPE_ACCEPT_HEADER};
+use crate::scrape::exposition::{self, Format, SampleSink, SCRAPE_ACCEPT_HEADER};
+use crate::scrape::scrape_cache::{Lookup, ScrapeCache};
 use crate::scrape::target::TargetSpec;
 use crate::selfmetrics::SelfMetrics;
 use dataflows::{Labels, Sample, STALE_MARKER};
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -45,14 +46,24 @@ pub struct TargetHealth {
 enum ScrapeError {
     Fetch(String),
     Parse(String),
-    Limit(String),
+    Limit(Limit, String),
     Append(String),
+}
+
+/// Which limit failed a scrape (each has its counter on `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limit {
+    BodySize,
+    Samples,
+    Labels,
+    /// The job is over its `target_limit` (counted where targets are resolved).
+    Targets,
 }
 
 impl std::fmt::Display for ScrapeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ScrapeError::Fetch(m) | ScrapeError::Limit(m) => f.write_str(m),
+            ScrapeError::Fetch(m) | ScrapeError::Limit(_, m) => f.write_str(m),
             ScrapeError::Parse(m) => write!(f, "parse error: {m}"),
             ScrapeError::Append(m) => write!(f, "appending to storage: {m}"),
         }
@@ -73,16 +84,9 @@ pub struct LoopContext {
 
 /// State kept from one scrape to the next.
 struct LoopState {
-    /// Series ids (and labels) of the previous scrape that had no explicit timestamp:
-    /// the ones that get stale markers when they vanish.
-    previous: HashMap<u64, Arc<Labels>>,
-    /// The scrape cache, like Prometheus's: a hash of a sample's series as exposed
-    /// (name and labels in exposition order) → its final labels, or `None` if metric
-    /// relabeling drops it. A series seen before skips labeling, relabeling and limit
-    /// checks. Rebuilt every scrape from what the scrape exposed, so churn does not
-    /// grow it. (A 64-bit hash stands in for the raw series text; a collision needs
-    /// ~2^32 series in one target.)
-    cache: HashMap<u64, Option<CachedSeries>>,
+    /// What each exposed series became, and which series get stale markers when they
+    /// vanish. Lives as long as the loop, i.e. as the target's settings.
+    cache: ScrapeCache,
     /// Labels of `up`, `scrape_duration_seconds`, … in [`REPORT_SERIES`] order.
     report_labels: Vec<Arc<Labels>>,
 }
@@ -101,8 +105,7 @@ pub async fn run(
     let interval = spec.interval.max(Duration::from_millis(1));
     let offset = scrape_offset(spec.identity(), interval, now_ms());
     let mut state = LoopState {
-        previous: HashMap::new(),
-        cache: HashMap::new(),
+        cache: ScrapeCache::new(),
         report_labels: REPORT_SERIES
             .iter()
             .map(|name| Arc::new(with_name(&spec.labels, name)))
@@ -126,11 +129,11 @@ pub async fn run(
     if write_stale {
         let ts = now_ms();
         let mut batch: Vec<Sample> = state
-            .previous
-            .drain()
+            .cache
+            .live()
             .map(|(id, labels)| Sample {
                 series_id: id,
-                labels,
+                labels: labels.clone(),
                 timestamp_ms: ts,
                 value: STALE_MARKER,
             })
@@ -175,38 +178,45 @@ async fn scrape_once(
     let in_flight = ctx.ingester.begin_scrape();
     let ts = in_flight.start_ms();
     let started = Instant::now();
-    let fetched = fetch(spec, ctx).await;
+    let fetched = match &spec.forced_error {
+        // Over the job's `target_limit`: not scraped, the error is reported as a scrape's.
+        Some(forced) => Err(ScrapeError::Limit(Limit::Targets, forced.clone())),
+        None => fetch(spec, ctx).await,
+    };
     let mut scraped = 0usize;
+    // Samples left after metric relabeling (duplicates included); after a limit
+    // stopped the scrape, those kept before it (Prometheus reports them as
+    // `scrape_samples_post_metric_relabeling`).
+    let mut post_relabel = 0usize;
     let mut metadata = None;
     let result = fetched.and_then(|(body, content_type)| {
         let format = Format::from_content_type(content_type.as_deref());
-        let mut builder = BatchBuilder::new(spec, ts, state);
-        let parsed = exposition::parse_each(&body, format, |sample| builder.add(sample));
+        state.cache.begin(format);
+        let mut builder = BatchBuilder::new(spec, ts, &mut state.cache);
+        let parsed = exposition::parse_with(&body, format, &mut builder);
         scraped = builder.scraped;
+        post_relabel = builder.out.post_relabel;
         metadata = Some(parsed.map_err(|e| ScrapeError::Parse(e.to_string()))?);
         builder.finish()
     });
     let duration = started.elapsed();
-    let (mut batch, current, error) = match result {
-        Ok((batch, current)) => (batch, current, None),
-        Err(e) => (Vec::new(), HashMap::new(), Some(e)),
-    };
-    let post_relabel = batch.len();
-    let added = current
-        .keys()
-        .filter(|id| !state.previous.contains_key(id))
-        .count();
-    for (id, labels) in state.previous.drain() {
-        if !current.contains_key(&id) {
-            batch.push(Sample {
-                series_id: id,
-                labels,
-                timestamp_ms: ts,
-                value: STALE_MARKER,
-            });
+    let (mut batch, error) = match result {
+        Ok(batch) => (batch, None),
+        Err(e) => {
+            if !matches!(e, ScrapeError::Limit(..)) {
+                post_relabel = 0;
+            }
+            (Vec::new(), Some(e))
         }
-    }
-    state.previous = current;
+    };
+    let added = state.cache.end(error.is_none(), |id, labels| {
+        batch.push(Sample {
+            series_id: id,
+            labels: labels.clone(),
+            timestamp_ms: ts,
+            value: STALE_MARKER,
+        })
+    });
     let up = if error.is_none() { 1.0 } else { 0.0 };
     let values = [
         up,
@@ -233,6 +243,15 @@ async fn scrape_once(
     };
 
     let parse_error = matches!(error, Some(ScrapeError::Parse(_)));
+    if let Some(ScrapeError::Limit(limit, _)) = &error {
+        let limits = &ctx.metrics.limits;
+        match limit {
+            Limit::BodySize => limits.scrape_body_size.inc(),
+            Limit::Samples => limits.scrape_samples.inc(),
+            Limit::Labels => limits.scrape_labels.inc(),
+            Limit::Targets => {}
+        }
+    }
     ctx.metrics
         .record_scrape(&spec.job, error.is_some(), parse_error);
     if let Some(e) = &error {
@@ -293,11 +312,12 @@ async fn fetch(
         .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?
     {
         body.extend_from_slice(&chunk);
-        if spec.limits.body_size > 0 && body.len() as u64 > spec.limits.body_size {
-            return Err(ScrapeError::Limit(format!(
-                "body size limit exceeded: more than {} bytes",
-                spec.limits.body_size
-            )));
+        // Prometheus reads at most the limit and fails when it got that much.
+        if spec.limits.body_size > 0 && body.len() as u64 >= spec.limits.body_size {
+            return Err(ScrapeError::Limit(
+                Limit::BodySize,
+                "body size limit exceeded".to_string(),
+            ));
         }
     }
     Ok((body, content_type))
@@ -325,106 +345,118 @@ fn describe_fetch_error(e: &reqwest::Error, spec: &TargetSpec) -> String {
     }
 }
 
-type BuiltSamples = (Vec<Sample>, HashMap<u64, Arc<Labels>>);
-
-/// A series in the scrape cache: its id and final labels.
-type CachedSeries = (u64, Arc<Labels>);
-
 /// Turns the samples of one scrape into a batch: target labels, metric relabeling and
 /// limits through the scrape cache. The first limit error stops the scrape.
 struct BatchBuilder<'a> {
     spec: &'a TargetSpec,
-    ts: i64,
-    state: &'a mut LoopState,
-    next_cache: HashMap<u64, Option<CachedSeries>>,
-    batch: Vec<Sample>,
-    /// Series without an explicit timestamp: the ones staleness tracks.
-    current: HashMap<u64, Arc<Labels>>,
+    cache: &'a mut ScrapeCache,
+    out: Batch,
+    /// Samples read.
     scraped: usize,
     error: Option<ScrapeError>,
 }
 
+/// The samples a scrape produced so far.
+struct Batch {
+    /// The scrape's time: the timestamp of samples without a kept explicit one.
+    ts: i64,
+    samples: Vec<Sample>,
+    /// Samples left after metric relabeling, duplicates included (Prometheus's
+    /// `scrape_samples_post_metric_relabeling`, and what `sample_limit` counts).
+    post_relabel: usize,
+}
+
+impl Batch {
+    /// Adds a sample as the cache resolved it; false if the cache does not know it.
+    fn add(&mut self, lookup: Lookup<'_>, value: f64, timestamp_ms: Option<i64>) -> bool {
+        match lookup {
+            Lookup::Unknown => return false,
+            Lookup::Dropped => {}
+            // The first value of the scrape stays.
+            Lookup::Duplicate => self.post_relabel += 1,
+            Lookup::Series(series_id, labels) => {
+                self.post_relabel += 1;
+                self.samples.push(Sample {
+                    series_id,
+                    labels: labels.clone(),
+                    timestamp_ms: timestamp_ms.unwrap_or(self.ts),
+                    value,
+                });
+            }
+        }
+        true
+    }
+}
+
 impl<'a> BatchBuilder<'a> {
-    fn new(spec: &'a TargetSpec, ts: i64, state: &'a mut LoopState) -> Self {
-        let expected = state.cache.len();
+    fn new(spec: &'a TargetSpec, ts: i64, cache: &'a mut ScrapeCache) -> Self {
         BatchBuilder {
             spec,
-            ts,
-            state,
-            next_cache: HashMap::with_capacity(expected),
-            batch: Vec::with_capacity(expected),
-            current: HashMap::with_capacity(expected),
+            out: Batch {
+                ts,
+                samples: Vec::with_capacity(cache.cached_texts()),
+                post_relabel: 0,
+            },
+            cache,
             scraped: 0,
             error: None,
         }
     }
 
-    fn add(&mut self, sample: exposition::SampleRef<'_>) {
-        self.scraped += 1;
-        if self.error.is_some() {
-            return;
-        }
-        let key = exposed_series_hash(&sample);
-        let labels = match self.next_cache.get(&key) {
-            Some(cached) => cached.clone(),
-            None => {
-                let cached = match self.state.cache.remove(&key) {
-                    Some(cached) => cached,
-                    None => match label_new_series(self.spec, &sample) {
-                        Ok(labels) => labels.map(|l| (l.hash(), Arc::new(l))),
-                        Err(e) => {
-                            self.error = Some(e);
-                            return;
-                        }
-                    },
-                };
-                self.next_cache.insert(key, cached.clone());
-                cached
-            }
-        };
-        let Some((id, labels)) = labels else { return };
-        let timestamp_ms = match (self.spec.honor_timestamps, sample.timestamp_ms) {
-            (true, Some(explicit)) => explicit,
-            _ => {
-                self.current.insert(id, labels.clone());
-                self.ts
-            }
-        };
-        self.batch.push(Sample {
-            series_id: id,
-            labels,
-            timestamp_ms,
-            value: sample.value,
-        });
+    /// The explicit timestamp kept for a sample, if any.
+    fn kept_timestamp(&self, exposed: Option<i64>) -> Option<i64> {
+        exposed.filter(|_| self.spec.honor_timestamps)
     }
 
-    fn finish(self) -> Result<BuiltSamples, ScrapeError> {
-        self.state.cache = self.next_cache;
+    fn finish(self) -> Result<Vec<Sample>, ScrapeError> {
         if let Some(e) = self.error {
             return Err(e);
         }
         let limit = self.spec.limits.samples;
-        if limit > 0 && self.batch.len() as u64 > limit {
-            return Err(ScrapeError::Limit(format!(
-                "sample limit exceeded: {} samples, limit {limit}",
-                self.batch.len()
-            )));
+        if limit > 0 && self.out.post_relabel as u64 > limit {
+            return Err(ScrapeError::Limit(
+                Limit::Samples,
+                "sample limit exceeded".to_string(),
+            ));
         }
-        Ok((self.batch, self.current))
+        Ok(self.out.samples)
     }
 }
 
-/// A hash of the series as the target exposed it: name, then labels in order.
-fn exposed_series_hash(sample: &exposition::SampleRef<'_>) -> u64 {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    hasher.update(sample.name.as_bytes());
-    for (name, value) in sample.labels {
-        hasher.update(&[0xff]);
-        hasher.update(name.as_bytes());
-        hasher.update(&[0xfe]);
-        hasher.update(value.as_bytes());
+impl SampleSink for BatchBuilder<'_> {
+    const KNOWS_SERIES: bool = true;
+
+    fn known(&mut self, series: &[u8], value: f64, timestamp_ms: Option<i64>) -> bool {
+        if self.error.is_some() {
+            // A label limit failed the scrape: counting stops at the failing sample,
+            // as in Prometheus (the sample limit, checked at the end, counts them all).
+            return true;
+        }
+        let timestamp_ms = self.kept_timestamp(timestamp_ms);
+        let lookup = self.cache.lookup(series, timestamp_ms.is_some());
+        let known = self.out.add(lookup, value, timestamp_ms);
+        self.scraped += usize::from(known);
+        known
     }
-    hasher.digest()
+
+    fn sample(&mut self, sample: exposition::SampleRef<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        self.scraped += 1;
+        let labels = match label_new_series(self.spec, &sample) {
+            Ok(labels) => labels,
+            Err(e) => {
+                self.error = Some(e);
+                return;
+            }
+        };
+        let timestamp_ms = self.kept_timestamp(sample.timestamp_ms);
+        let lookup = self
+            .cache
+            .insert(sample.series, labels, timestamp_ms.is_some());
+        self.out.add(lookup, sample.value, timestamp_ms);
+    }
 }
 
 /// Final labels of a series not in the cache: target labels merged, metric relabeling
@@ -483,33 +515,50 @@ fn attach_target_labels(spec: &TargetSpec, name: String, scraped: Vec<(String, S
     Labels::from_pairs(pairs)
 }
 
+/// `label_limit`, `label_name_length_limit` and `label_value_length_limit`, with
+/// Prometheus 2.42's messages (`verifyLabelLimits`: names and values cut to 50
+/// characters, the value quoted, lengths in bytes).
 fn check_label_limits(spec: &TargetSpec, labels: &Labels) -> Result<(), ScrapeError> {
     let limits = &spec.limits;
+    // Only when a limit is hit (this runs for every new series).
+    let metric = || cut50(labels.metric_name());
+    let fail = |message: String| Err(ScrapeError::Limit(Limit::Labels, message));
     if limits.labels > 0 && labels.len() as u64 > limits.labels {
-        return Err(ScrapeError::Limit(format!(
+        return fail(format!(
             "label_limit exceeded (metric: {}, number of labels: {}, limit: {})",
-            labels.metric_name(),
+            metric(),
             labels.len(),
             limits.labels
-        )));
+        ));
     }
     for (name, value) in labels.iter() {
         if limits.label_name_length > 0 && name.len() as u64 > limits.label_name_length {
-            return Err(ScrapeError::Limit(format!(
-                "label_name_length_limit exceeded (metric: {}, label name: {name}, limit: {})",
-                labels.metric_name(),
+            return fail(format!(
+                "label_name_length_limit exceeded (metric: {}, label name: {}, length: {}, limit: {})",
+                metric(),
+                cut50(name),
+                name.len(),
                 limits.label_name_length
-            )));
+            ));
         }
         if limits.label_value_length > 0 && value.len() as u64 > limits.label_value_length {
-            return Err(ScrapeError::Limit(format!(
-                "label_value_length_limit exceeded (metric: {}, label name: {name}, limit: {})",
-                labels.metric_name(),
+            return fail(format!(
+                "label_value_length_limit exceeded (metric: {}, label name: {}, value: {:?}, length: {}, limit: {})",
+                metric(),
+                cut50(name),
+                // Debug quoting is Go's `%q` for printable text.
+                cut50(value),
+                value.len(),
                 limits.label_value_length
-            )));
+            ));
         }
     }
     Ok(())
+}
+
+/// Go's `%.50s`: the first 50 characters.
+fn cut50(s: &str) -> String {
+    s.chars().take(50).collect()
 }
 
 fn with_name(target_labels: &Labels, name: &str) -> Labels {

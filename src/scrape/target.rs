@@ -59,6 +59,10 @@ pub struct TargetSpec {
     pub limits: ScrapeLimits,
     /// The scrape config it came from (for metric relabeling).
     pub config: Arc<ScrapeConfig>,
+    /// Set when the job has more targets than its `target_limit`: the target is listed
+    /// but not scraped, and every scrape interval reports this error with `up` 0
+    /// (Prometheus's forced error).
+    pub forced_error: Option<String>,
 }
 
 impl TargetSpec {
@@ -81,6 +85,7 @@ impl TargetSpec {
             && self.honor_labels == other.honor_labels
             && self.honor_timestamps == other.honor_timestamps
             && self.limits == other.limits
+            && self.forced_error == other.forced_error
             && self.config.tls_config == other.config.tls_config
             && self.config.basic_auth == other.config.basic_auth
             && self.config.authorization == other.config.authorization
@@ -162,7 +167,29 @@ pub fn resolve(config: &Arc<ScrapeConfig>, groups: &[TargetGroup]) -> ResolvedTa
             }
         }
     }
+    enforce_target_limit(config.target_limit, &mut out);
     out
+}
+
+/// `target_limit`, as Prometheus 2.42 applies it to a scrape pool: when the distinct
+/// targets after relabeling are more than the limit, none is scraped and each reports
+/// `target_limit exceeded (number of targets: N, limit: M)`.
+fn enforce_target_limit(limit: u64, out: &mut ResolvedTargets) {
+    if limit == 0 {
+        return;
+    }
+    let distinct: std::collections::HashSet<u64> =
+        out.active.iter().map(TargetSpec::identity).collect();
+    if distinct.len() as u64 <= limit {
+        return;
+    }
+    let error = format!(
+        "target_limit exceeded (number of targets: {}, limit: {limit})",
+        distinct.len()
+    );
+    for spec in &mut out.active {
+        spec.forced_error = Some(error.clone());
+    }
 }
 
 /// Keeps the first value of each label name (group labels come first and win).
@@ -273,6 +300,7 @@ fn finish_target(
             label_value_length: config.label_value_length_limit,
         },
         config: config.clone(),
+        forced_error: None,
     })
 }
 

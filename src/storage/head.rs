@@ -20,6 +20,7 @@
 
 use super::chunk::{EncodedChunk, SeriesChunks};
 use super::postings::Postings;
+use dataflows::render::window::KeyMap;
 use dataflows::{Labels, Sample, Selector};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
@@ -69,8 +70,8 @@ pub type SeriesSamplesInRange = (Arc<Labels>, Vec<(i64, f64)>);
 
 #[derive(Default)]
 struct Inner {
-    /// Series id ([`Labels::hash`]) → series.
-    by_id: HashMap<u64, Arc<MemSeries>>,
+    /// Series id ([`Labels::hash`], already a hash: not hashed again) → series.
+    by_id: KeyMap<u64, Arc<MemSeries>>,
     /// Ref → series.
     by_ref: HashMap<u32, Arc<MemSeries>>,
     /// The label index, by ref.
@@ -84,6 +85,17 @@ impl Inner {
         self.postings.add(wal_ref, &series.labels);
         self.by_id.insert(series.id, series.clone());
         self.by_ref.insert(wal_ref, series);
+    }
+
+    /// A ref no series holds, from `next` on (refs wrap after 2^32 series, and old
+    /// series may still hold small ones); `next` moves past it.
+    fn free_ref(&self, next: &mut u32) -> u32 {
+        while self.by_ref.contains_key(next) {
+            *next = next.wrapping_add(1);
+        }
+        let free = *next;
+        *next = next.wrapping_add(1);
+        free
     }
 
     /// The oldest and newest sample times held, from every series (`(MAX, MIN)` if none).
@@ -161,7 +173,8 @@ impl Head {
         // Decide first, apply after the log succeeded.
         let mut created: Vec<(u64, u32, &Arc<Labels>)> = Vec::new();
         // Per series touched by the batch: its ref and its newest timestamp so far.
-        let mut touched: HashMap<u64, (u32, Option<i64>)> = HashMap::new();
+        let mut touched: KeyMap<u64, (u32, Option<i64>)> = KeyMap::default();
+        let mut next_ref = inner.next_ref;
         let mut accepted: Vec<(u32, i64, f64)> = Vec::with_capacity(batch.len());
         let mut accepted_at: Vec<usize> = Vec::with_capacity(batch.len());
         for (at, sample) in batch.iter().enumerate() {
@@ -175,7 +188,7 @@ impl Head {
                 .or_insert_with(|| match inner.by_id.get(&id) {
                     Some(s) => (s.wal_ref(), s.samples.lock().last_ts()),
                     None => {
-                        let wal_ref = inner.next_ref.wrapping_add(created.len() as u32);
+                        let wal_ref = inner.free_ref(&mut next_ref);
                         created.push((id, wal_ref, &sample.labels));
                         (wal_ref, None)
                     }
@@ -190,7 +203,7 @@ impl Head {
         }
         let new_series: Vec<(u32, &Labels)> = created.iter().map(|c| (c.1, c.2.as_ref())).collect();
         log(&new_series, &accepted)?;
-        inner.next_ref = inner.next_ref.wrapping_add(created.len() as u32);
+        inner.next_ref = next_ref;
         outcome.new_series = created.len();
         for (id, wal_ref, labels) in created {
             inner.insert(MemSeries::new(id, wal_ref, labels.clone()));
@@ -483,6 +496,21 @@ pub(crate) mod tests {
             timestamp_ms: ts,
             value,
         }
+    }
+
+    #[test]
+    fn refs_wrap_around_without_reusing_a_held_one() {
+        let head = Head::new();
+        head.inner.write().next_ref = u32::MAX - 1;
+        head.append(&["a", "b", "c", "d"].map(|job| sample(job, 10, 1.0)));
+        // As if the counter came round again while a..d are still held.
+        head.inner.write().next_ref = u32::MAX - 1;
+        head.append(&["e", "f"].map(|job| sample(job, 10, 1.0)));
+        let inner = head.inner.read();
+        let mut refs: Vec<u32> = inner.by_ref.keys().copied().collect();
+        refs.sort_unstable();
+        assert_eq!(refs, vec![0, 1, 2, 3, u32::MAX - 1, u32::MAX]);
+        assert_eq!(inner.by_id.len(), 6);
     }
 
     #[test]

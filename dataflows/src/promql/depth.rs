@@ -15,9 +15,16 @@
 //!    literal as Prometheus does) is refused when it nests deeper than
 //!    [`MAX_PLAN_DEPTH`], a depth every walk of a plan handles on a default 2 MiB
 //!    thread stack (tokio workers, timely workers), so plans can go anywhere.
+//! 3. Ad-hoc queries only: [`crate::promql::plan::parse_query_with`] lets the plan nest
+//!    as deep as the text ([`MAX_TEXT_DEPTH`]), so that `1+1+…+1` with 10,000 terms is
+//!    answered as Prometheus answers it. Such a plan is a [`QueryPlan`]: evaluated on
+//!    a thread of [`QUERY_STACK_BYTES`] (the query API starts one per query) and
+//!    dropped on one wherever its owner lets it go; it never reaches rules, views or
+//!    the dataflow.
 //!
 //! Contract: [`crate::promql::plan::parse_with`] and
-//! [`crate::promql::plan::format_query`] apply both; an expression over a limit is a
+//! [`crate::promql::plan::format_query`] apply 1 and 2,
+//! [`crate::promql::plan::parse_query_with`] 1 and 3; an expression over a limit is a
 //! parse error that names the limit (`expression nesting depth 100001 exceeds the
 //! limit of 10000`), never a stack overflow. Prometheus 2.42 (Go, growable stacks)
 //! answers 10,000- and 100,000-deep parentheses and unary minus; promflow answers
@@ -40,6 +47,15 @@ pub const MAX_TEXT_DEPTH: usize = 10_000;
 /// evaluated at depth 200 and overflows at 400; binary chains overflow rendering at
 /// 600. 100 keeps the worst case near half the stack; real queries nest a few levels.
 pub const MAX_PLAN_DEPTH: usize = 100;
+
+/// The stack of the thread an ad-hoc query is evaluated on (by the query API): its
+/// plan may nest [`MAX_TEXT_DEPTH`] levels. Measured (debug build, whose frames are the
+/// largest, 10,000 levels): binary chains (`+`, `or`, `* on()`, `^`), unary minus,
+/// nested calls, aggregations and subqueries, evaluated as instant and range queries
+/// and dropped, fit in 128 MiB (nested calls, the deepest frames, overflow 64 MiB);
+/// 256 MiB is twice that. Only the pages touched are committed; the thread ends with
+/// the query.
+pub const QUERY_STACK_BYTES: usize = 256 << 20;
 
 /// The stack of the thread [`on_parse_stack`] runs on. Measured (debug build): parsing,
 /// printing and lowering `1+1+…+1` with 10,000 operators (the most stack per level of
@@ -151,10 +167,19 @@ fn too_deep(depth: usize, limit: usize) -> Result<(), PlanError> {
 /// Runs `f` on a thread with a [`PARSE_STACK_BYTES`] stack and returns its result;
 /// a panic in `f` is resumed here.
 pub fn on_parse_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, PlanError> {
+    on_thread("promql-parse", PARSE_STACK_BYTES, f)
+}
+
+/// Runs `f` on a thread named `name` with a `stack_bytes` stack and waits for it.
+fn on_thread<T: Send>(
+    name: &str,
+    stack_bytes: usize,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T, PlanError> {
     std::thread::scope(|scope| {
         let thread = std::thread::Builder::new()
-            .name("promql-parse".into())
-            .stack_size(PARSE_STACK_BYTES)
+            .name(name.into())
+            .stack_size(stack_bytes)
             .spawn_scoped(scope, f)
             .map_err(|e| PlanError::Parse(format!("cannot start the parser thread: {e}")))?;
         match thread.join() {
@@ -162,6 +187,37 @@ pub fn on_parse_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Result<T, PlanEr
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// A query's plan that may nest deeper than [`MAX_PLAN_DEPTH`] (up to
+/// [`MAX_TEXT_DEPTH`]): walk it only on a thread of [`QUERY_STACK_BYTES`]; dropped
+/// anywhere, it is dropped on a thread with the stack for it.
+#[derive(Debug)]
+pub struct QueryPlan(Option<Plan>);
+
+impl QueryPlan {
+    /// Wraps a plan (bounded by [`MAX_TEXT_DEPTH`] already).
+    pub fn new(plan: Plan) -> QueryPlan {
+        QueryPlan(Some(plan))
+    }
+
+    /// The plan, to walk on a thread of [`QUERY_STACK_BYTES`].
+    pub fn plan(&self) -> &Plan {
+        self.0
+            .as_ref()
+            .expect("a QueryPlan holds its plan until dropped")
+    }
+}
+
+impl Drop for QueryPlan {
+    fn drop(&mut self) {
+        if let Some(plan) = self.0.take() {
+            if plan_depth(&plan) > MAX_PLAN_DEPTH {
+                // `Drop` of a plan recurses once per level.
+                let _ = on_thread("promql-drop", QUERY_STACK_BYTES, move || drop(plan));
+            }
+        }
+    }
 }
 
 /// Parses `text` with promql-parser under the limit of [`check_text`] and hands its AST
@@ -318,5 +374,57 @@ mod tests {
             let rule = engine.register(rendered, RuleSchedule::At { at_ms: 1_000 });
             assert!(rule.is_ok(), "{kind}");
         }
+    }
+
+    /// Query plans as deep as the text allows are evaluated (instant and range) and
+    /// dropped on half of [`QUERY_STACK_BYTES`]; dropped elsewhere, a
+    /// [`QueryPlan`] goes to a big stack by itself.
+    #[test]
+    fn the_deepest_query_plans_run_on_half_the_query_stack() {
+        use crate::promql::durations::QueryTimes;
+        use crate::promql::plan::parse_query_with;
+        let n = MAX_TEXT_DEPTH;
+        for query in [
+            vec!["1"; n + 1].join("+"),
+            vec!["x"; n + 1].join("+"),
+            vec!["x"; n + 1].join(" or "),
+            vec!["x"; n].join(" * on() "),
+            vec!["2"; n + 1].join("^"),
+            nested("neg_vector", n / 2),
+            nested("call", n - 1),
+            nested("sum", n - 1),
+            nested("subquery", n / 2 - 1),
+        ] {
+            let plan = parse_query_with(&query, QueryTimes::default()).unwrap();
+            assert!(plan_depth(plan.plan()) > MAX_PLAN_DEPTH, "{}", &query[..20]);
+            std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .stack_size(QUERY_STACK_BYTES / 2)
+                    .spawn_scoped(s, || {
+                        let x = Labels::from_pairs(vec![("__name__".into(), "x".into())]);
+                        let mut store = MemStorage::default();
+                        let samples = (0..100).map(|i| (i * 15_000, 1.0)).collect();
+                        store.series.insert(Arc::new(x), samples);
+                        let store = &store;
+                        let at = Evaluator::new(store, 600_000).instant(plan.plan(), 600_000);
+                        let over = Evaluator::new(store, 0).range(plan.plan(), 0, 600_000, 60_000);
+                        assert!(at.is_ok() && over.is_ok(), "{}", &query[..20]);
+                        drop(plan);
+                    })
+                    .unwrap()
+                    .join()
+                    .unwrap()
+            });
+        }
+        // Dropped on this (test) thread's stack: handed to a big one.
+        let plan = parse_query_with(&vec!["x"; n + 1].join("+"), QueryTimes::default());
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn_scoped(s, move || drop(plan))
+                .unwrap()
+                .join()
+                .unwrap()
+        });
     }
 }

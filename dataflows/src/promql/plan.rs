@@ -387,12 +387,28 @@ pub fn parse(query: &str) -> Result<Plan, PlanError> {
 /// The nesting limits of `depth.rs` are checked first; parsing and lowering run on its
 /// parse thread, and the plan returned is one any thread can walk.
 pub fn parse_with(query: &str, times: QueryTimes) -> Result<Plan, PlanError> {
+    parse_on_stack(query, times, depth::check_plan)
+}
+
+/// Parses and lowers an ad-hoc query: as [`parse_with`], but the plan may nest as
+/// deep as the text does, so it comes as a [`depth::QueryPlan`] (evaluated on a thread
+/// of [`depth::QUERY_STACK_BYTES`]).
+pub fn parse_query_with(query: &str, times: QueryTimes) -> Result<depth::QueryPlan, PlanError> {
+    // Bounded by the text already (`check_text`).
+    parse_on_stack(query, times, |_| Ok(())).map(depth::QueryPlan::new)
+}
+
+fn parse_on_stack(
+    query: &str,
+    times: QueryTimes,
+    check: fn(&Plan) -> Result<(), PlanError>,
+) -> Result<Plan, PlanError> {
     depth::check_text(query)?;
     depth::on_parse_stack(|| {
         let text = rewrite::rewrite(&durations::rewrite(query, times));
         let expr = ast::parse(&text).map_err(|m| parse_error::syntax_error(query, m))?;
         let plan = lower(&expr)?;
-        depth::check_plan(&plan)?;
+        check(&plan)?;
         Ok(plan)
     })?
 }

@@ -310,6 +310,11 @@ impl Registry {
         RuleId(self.next_id)
     }
 
+    /// Whether no rule is registered.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// Adds a rule and rebuilds the routing table. A rule reading a selector some
     /// registered rule already reads goes to that rule's worker (whatever its own
     /// smallest selector is), so the two share one window for it.

@@ -59,6 +59,7 @@ pub(super) fn lines(body: &[u8]) -> impl Iterator<Item = Line<'_>> {
 }
 
 /// A read position inside one line.
+#[derive(Clone)]
 pub(super) struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -75,6 +76,40 @@ impl<'a> Cursor<'a> {
 
     pub fn at_end(&self) -> bool {
         self.pos >= self.bytes.len()
+    }
+
+    /// The read position, for [`Cursor::since`].
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The bytes read from position `start` up to here.
+    pub fn since(&self, start: usize) -> &'a [u8] {
+        self.bytes.get(start..self.pos).unwrap_or_default()
+    }
+
+    /// Skips a label block whose `{` was just consumed, through its closing `}`,
+    /// without reading the labels: quoted values (with backslash escapes) may hold
+    /// `}`. Returns false, having consumed nothing, if the line ends first. Says
+    /// nothing about whether the labels are valid; for a block the label parsers
+    /// accept it stops where they stop.
+    pub fn skip_label_block(&mut self) -> bool {
+        let rest = self.rest();
+        let mut quoted = false;
+        let mut i = 0;
+        while let Some(&b) = rest.get(i) {
+            match (quoted, b) {
+                (true, b'\\') => i += 1,
+                (_, b'"') => quoted = !quoted,
+                (false, b'}') => {
+                    self.pos += i + 1;
+                    return true;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        false
     }
 
     /// The unread part of the line.

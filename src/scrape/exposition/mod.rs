@@ -21,6 +21,12 @@
 //!   Exemplars are checked and dropped.
 //! - Timestamps are milliseconds: the text format's integer milliseconds as they
 //!   are, OpenMetrics' float seconds times 1000 truncated toward zero.
+//! - Each sample also carries its *series text*: the bytes from the metric name
+//!   through the label block's closing `}` (just the name without one), exactly as
+//!   exposed. [`parse_with`] lets a [`SampleSink`] take a line by its series text,
+//!   value and timestamp before its labels are read, which is how the scrape cache
+//!   skips labels it has seen (Prometheus's `Series()` fast path): the labels of a
+//!   series text are read and checked only the first time a sink sees it.
 //!
 //! The module knows nothing of HTTP beyond the two header helpers, of targets or
 //! of storage.
@@ -139,6 +145,8 @@ pub struct Sample {
 /// Same meaning as [`Sample`], without the per-sample allocations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleRef<'a> {
+    /// The series text as exposed (see the module doc).
+    pub series: &'a [u8],
     pub name: &'a str,
     pub labels: &'a [(&'a str, Cow<'a, str>)],
     pub value: f64,
@@ -199,15 +207,54 @@ pub fn parse(body: &[u8], format: Format) -> Result<Exposition, ParseError> {
 pub fn parse_each<F>(
     body: &[u8],
     format: Format,
-    mut on_sample: F,
+    on_sample: F,
 ) -> Result<Vec<MetricMetadata>, ParseError>
 where
     F: FnMut(SampleRef<'_>),
 {
+    parse_with(body, format, &mut EverySample(on_sample))
+}
+
+/// Receives the samples of [`parse_with`].
+pub trait SampleSink {
+    /// Whether the parser should offer lines to [`SampleSink::known`] first.
+    const KNOWS_SERIES: bool = false;
+
+    /// A sample line by its series text (see the module doc), before its labels are
+    /// read. Returns true if the sink took the sample; otherwise the parser reads and
+    /// checks the labels and calls [`SampleSink::sample`]. The rest of the line
+    /// (value, timestamp, exemplar) has been checked; the label block has not, but it
+    /// is valid whenever `series` equals the series text of a sample this sink was
+    /// given through `sample` in the same format — so a sink should answer true only
+    /// for those.
+    fn known(&mut self, _series: &[u8], _value: f64, _timestamp_ms: Option<i64>) -> bool {
+        false
+    }
+
+    /// A sample with its labels read and checked.
+    fn sample(&mut self, sample: SampleRef<'_>);
+}
+
+/// [`parse_each`]'s sink: every sample to one callback, labels always read.
+struct EverySample<F>(F);
+
+impl<F: FnMut(SampleRef<'_>)> SampleSink for EverySample<F> {
+    fn sample(&mut self, sample: SampleRef<'_>) {
+        (self.0)(sample)
+    }
+}
+
+/// Parses a whole body in `format`, handing each sample to `sink` (see
+/// [`SampleSink`]), and returns the metadata. Errors as [`parse_each`].
+pub fn parse_with<S: SampleSink>(
+    body: &[u8],
+    format: Format,
+    sink: &mut S,
+) -> Result<Vec<MetricMetadata>, ParseError> {
     let mut metadata = MetadataTable::default();
     match format {
-        Format::PrometheusText => text::parse(body, &mut metadata, &mut on_sample)?,
-        Format::OpenMetrics => openmetrics::parse(body, &mut metadata, &mut on_sample)?,
+        Format::PrometheusText => text::parse(body, &mut metadata, sink)?,
+        Format::OpenMetrics => openmetrics::parse(body, &mut metadata, sink)?,
     }
     Ok(metadata.entries)
 }

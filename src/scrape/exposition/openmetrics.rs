@@ -21,16 +21,13 @@
 //! `_created` samples are ordinary series, as in Prometheus 2.42.
 
 use super::lex::{self, Cursor, LabelRef, LABEL_VALUE_ESCAPES};
-use super::{MetadataTable, MetricType, ParseError, SampleRef};
+use super::{MetadataTable, MetricType, ParseError, SampleRef, SampleSink};
 
-pub(super) fn parse<F>(
+pub(super) fn parse<S: SampleSink>(
     body: &[u8],
     metadata: &mut MetadataTable,
-    on_sample: &mut F,
-) -> Result<(), ParseError>
-where
-    F: FnMut(SampleRef<'_>),
-{
+    on_sample: &mut S,
+) -> Result<(), ParseError> {
     let mut labels = Vec::new();
     let mut eof_line = None;
     let mut next_line = 1;
@@ -64,15 +61,12 @@ where
     }
 }
 
-fn parse_line<'a, F>(
+fn parse_line<'a, S: SampleSink>(
     line: &'a [u8],
     metadata: &mut MetadataTable,
     labels: &mut Vec<LabelRef<'a>>,
-    on_sample: &mut F,
-) -> Result<(), String>
-where
-    F: FnMut(SampleRef<'_>),
-{
+    on_sample: &mut S,
+) -> Result<(), String> {
     let cursor = Cursor::new(line);
     match cursor.peek() {
         Some(b'#') => parse_metadata(cursor, metadata),
@@ -149,24 +143,58 @@ fn metric_type(word: &[u8]) -> Result<MetricType, String> {
     })
 }
 
-fn parse_sample<'a, F>(
+fn parse_sample<'a, S: SampleSink>(
     mut cursor: Cursor<'a>,
     labels: &mut Vec<LabelRef<'a>>,
-    on_sample: &mut F,
-) -> Result<(), String>
-where
-    F: FnMut(SampleRef<'_>),
-{
+    sink: &mut S,
+) -> Result<(), String> {
+    let start = cursor.pos();
     let name = cursor.metric_name().ok_or_else(|| {
         format!(
             "expected metric name or '# ', got {}",
             cursor.describe_rest()
         )
     })?;
-    labels.clear();
-    if cursor.eat(b'{') {
-        parse_labels(&mut cursor, labels)?;
+    if S::KNOWS_SERIES {
+        // As in the text format: the series text without reading the labels.
+        let mut fast = cursor.clone();
+        let series = if !fast.eat(b'{') {
+            Some(name.as_bytes())
+        } else if fast.skip_label_block() {
+            Some(fast.since(start))
+        } else {
+            None
+        };
+        if let (Some(series), Ok((value, timestamp_ms))) = (series, rest_of_sample(fast, name)) {
+            if sink.known(series, value, timestamp_ms) {
+                return Ok(());
+            }
+        }
     }
+    labels.clear();
+    let series = if cursor.eat(b'{') {
+        parse_labels(&mut cursor, labels)?;
+        cursor.since(start)
+    } else {
+        name.as_bytes()
+    };
+    let (value, timestamp_ms) = rest_of_sample(cursor, name)?;
+    if let Some(duplicate) = lex::duplicate_label(labels) {
+        return Err(format!("duplicate label name {duplicate:?} in {name}"));
+    }
+    sink.sample(SampleRef {
+        series,
+        name,
+        labels,
+        value,
+        timestamp_ms,
+    });
+    Ok(())
+}
+
+/// Reads the rest of a sample line after its series: value, optional timestamp,
+/// optional exemplar (checked, dropped).
+fn rest_of_sample(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64>), String> {
     let value = lex::parse_float(space_then_token(&mut cursor, "value")?)?;
     let mut timestamp_ms = None;
     if !cursor.at_end() && !cursor.rest().starts_with(b" # {") {
@@ -184,16 +212,7 @@ where
         }
         check_exemplar(name, &mut cursor)?;
     }
-    if let Some(duplicate) = lex::duplicate_label(labels) {
-        return Err(format!("duplicate label name {duplicate:?} in {name}"));
-    }
-    on_sample(SampleRef {
-        name,
-        labels,
-        value,
-        timestamp_ms,
-    });
-    Ok(())
+    Ok((value, timestamp_ms))
 }
 
 /// Reads `" " token`, where the token runs to the next space or the line's end.

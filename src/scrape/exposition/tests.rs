@@ -684,3 +684,113 @@ fn many_labels_use_the_sorting_duplicate_check() {
     let err = parse(bad.as_bytes(), Format::PrometheusText).unwrap_err();
     assert!(err.message.contains("\"l7\""), "{err}");
 }
+
+// ---- the series-text fast path -------------------------------------------------
+
+/// Like the scrape cache: remembers the series texts it was given with labels and
+/// takes those by text from then on.
+#[derive(Default)]
+struct Remembering {
+    seen: std::collections::HashSet<Vec<u8>>,
+    /// (series text, value bits, timestamp) of every sample, in order.
+    got: Vec<(Vec<u8>, u64, Option<i64>)>,
+    /// Samples whose labels were read.
+    read: usize,
+}
+
+impl SampleSink for Remembering {
+    const KNOWS_SERIES: bool = true;
+
+    fn known(&mut self, series: &[u8], value: f64, timestamp_ms: Option<i64>) -> bool {
+        let known = self.seen.contains(series);
+        if known {
+            self.got
+                .push((series.to_vec(), value.to_bits(), timestamp_ms));
+        }
+        known
+    }
+
+    fn sample(&mut self, sample: SampleRef<'_>) {
+        self.read += 1;
+        self.seen.insert(sample.series.to_vec());
+        self.got.push((
+            sample.series.to_vec(),
+            sample.value.to_bits(),
+            sample.timestamp_ms,
+        ));
+    }
+}
+
+/// The outcome and samples of `parse_each`, the reference for the fast path.
+type Outcome = (
+    Result<Vec<MetricMetadata>, ParseError>,
+    Vec<(Vec<u8>, u64, Option<i64>)>,
+);
+
+fn reference(body: &[u8], format: Format) -> Outcome {
+    let mut got = Vec::new();
+    let result = parse_each(body, format, |s| {
+        got.push((s.series.to_vec(), s.value.to_bits(), s.timestamp_ms))
+    });
+    (result, got)
+}
+
+#[test]
+fn series_text_is_the_name_and_label_block_as_exposed() {
+    let body = b"a{x=\"}\\\"\"} 1\n  b {y=\"2\"}\t2\nc 3 9\n";
+    let got: Vec<Vec<u8>> = reference(body, Format::PrometheusText)
+        .1
+        .into_iter()
+        .map(|(series, _, _)| series)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            b"a{x=\"}\\\"\"}".to_vec(),
+            b"b {y=\"2\"}".to_vec(),
+            b"c".to_vec()
+        ]
+    );
+}
+
+#[test]
+fn known_series_are_taken_by_text_with_the_same_outcome() {
+    let replacements = [b'\n', b' ', b'"', b'\\', b'{', b'}', b',', b'=', 0xff, b'1'];
+    for (format, body) in VALID {
+        let body = body.as_bytes();
+        let mut primed = Remembering::default();
+        parse_with(body, *format, &mut primed).expect("the valid body parses");
+        let first_read = primed.read;
+        primed.got.clear();
+        // Again: every label block is taken by its text.
+        let again = parse_with(body, *format, &mut primed);
+        assert_eq!((again, primed.got.clone()), reference(body, *format));
+        assert_eq!(primed.read, first_read, "labels read again");
+        // Changed bodies: known texts or not, the outcome is parse_each's.
+        let mut bodies = Vec::new();
+        for end in 0..body.len() {
+            bodies.push(body[..end].to_vec());
+        }
+        for position in 0..body.len() {
+            for replacement in replacements {
+                let mut mutated = body.to_vec();
+                mutated[position] = replacement;
+                bodies.push(mutated);
+            }
+        }
+        for mutated in bodies {
+            primed.got.clear();
+            let mut sink = Remembering {
+                seen: primed.seen.clone(),
+                ..Remembering::default()
+            };
+            let outcome = (parse_with(&mutated, *format, &mut sink), sink.got);
+            assert_eq!(
+                outcome,
+                reference(&mutated, *format),
+                "{:?}",
+                String::from_utf8_lossy(&mutated)
+            );
+        }
+    }
+}

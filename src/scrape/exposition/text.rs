@@ -17,16 +17,13 @@
 //! A body need not end with a newline.
 
 use super::lex::{self, Cursor, LabelRef};
-use super::{MetadataTable, MetricType, ParseError, SampleRef};
+use super::{MetadataTable, MetricType, ParseError, SampleRef, SampleSink};
 
-pub(super) fn parse<F>(
+pub(super) fn parse<S: SampleSink>(
     body: &[u8],
     metadata: &mut MetadataTable,
-    on_sample: &mut F,
-) -> Result<(), ParseError>
-where
-    F: FnMut(SampleRef<'_>),
-{
+    on_sample: &mut S,
+) -> Result<(), ParseError> {
     let mut labels = Vec::new();
     for line in lex::lines(body) {
         parse_line(line.bytes, metadata, &mut labels, on_sample).map_err(|message| ParseError {
@@ -37,15 +34,12 @@ where
     Ok(())
 }
 
-fn parse_line<'a, F>(
+fn parse_line<'a, S: SampleSink>(
     line: &'a [u8],
     metadata: &mut MetadataTable,
     labels: &mut Vec<LabelRef<'a>>,
-    on_sample: &mut F,
-) -> Result<(), String>
-where
-    F: FnMut(SampleRef<'_>),
-{
+    on_sample: &mut S,
+) -> Result<(), String> {
     let mut cursor = Cursor::new(line);
     cursor.skip_blanks();
     match cursor.peek() {
@@ -107,26 +101,62 @@ fn metric_type(word: &[u8]) -> Result<MetricType, String> {
     })
 }
 
-fn parse_sample<'a, F>(
+fn parse_sample<'a, S: SampleSink>(
     mut cursor: Cursor<'a>,
     labels: &mut Vec<LabelRef<'a>>,
-    on_sample: &mut F,
-) -> Result<(), String>
-where
-    F: FnMut(SampleRef<'_>),
-{
+    sink: &mut S,
+) -> Result<(), String> {
+    let start = cursor.pos();
     let name = cursor.metric_name().ok_or_else(|| {
         format!(
             "expected metric name, comment or blank line, got {}",
             cursor.describe_rest()
         )
     })?;
+    if S::KNOWS_SERIES {
+        // The series text, found without reading the labels; any trouble falls
+        // through to the full reading below, which says what is wrong.
+        let mut fast = cursor.clone();
+        fast.skip_blanks();
+        let series = if !fast.eat(b'{') {
+            Some(name.as_bytes())
+        } else if fast.skip_label_block() {
+            Some(fast.since(start))
+        } else {
+            None
+        };
+        if let (Some(series), Ok((value, timestamp_ms))) = (series, value_and_timestamp(fast, name))
+        {
+            if sink.known(series, value, timestamp_ms) {
+                return Ok(());
+            }
+        }
+    }
     cursor.skip_blanks();
     labels.clear();
-    if cursor.eat(b'{') {
+    let series = if cursor.eat(b'{') {
         parse_labels(&mut cursor, labels)?;
-        cursor.skip_blanks();
+        cursor.since(start)
+    } else {
+        name.as_bytes()
+    };
+    let (value, timestamp_ms) = value_and_timestamp(cursor, name)?;
+    if let Some(duplicate) = lex::duplicate_label(labels) {
+        return Err(format!("duplicate label name {duplicate:?} in {name}"));
     }
+    sink.sample(SampleRef {
+        series,
+        name,
+        labels,
+        value,
+        timestamp_ms,
+    });
+    Ok(())
+}
+
+/// Reads the rest of a sample line after its series: value, optional timestamp.
+fn value_and_timestamp(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64>), String> {
+    cursor.skip_blanks();
     let value = cursor.take_while(|b| !matches!(b, b' ' | b'\t' | b'{'));
     if value.is_empty() {
         return Err(format!(
@@ -154,16 +184,7 @@ where
             ));
         }
     }
-    if let Some(duplicate) = lex::duplicate_label(labels) {
-        return Err(format!("duplicate label name {duplicate:?} in {name}"));
-    }
-    on_sample(SampleRef {
-        name,
-        labels,
-        value,
-        timestamp_ms,
-    });
-    Ok(())
+    Ok((value, timestamp_ms))
 }
 
 /// Parses label pairs after the opening `{`, through the closing `}`.

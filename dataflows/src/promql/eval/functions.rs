@@ -225,9 +225,13 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
         if let Some(value) = range_kernel(func, &s.points, &arg, t, params)? {
+            ev.samples.take(1)?;
             out.push(range_element(func, s.labels.clone(), value));
         }
     }
+    // The windows are let go once the outputs are computed.
+    ev.samples
+        .release(arg.series.iter().map(|s| s.points.len()).sum());
     Ok(Value::Vector(out))
 }
 
@@ -284,11 +288,20 @@ fn plain_window_function(
             if counter {
                 possible_non_counter(ev, labels);
             }
+            // One window is held at a time, with the outputs so far.
+            if let Err(e) = ev.samples.take(window.len()) {
+                failed = Some(e);
+                return;
+            }
             match range_kernel(func, &window, &arg, t, params) {
-                Ok(Some(value)) => out.push(range_element(func, labels.clone(), value)),
+                Ok(Some(value)) => match ev.samples.take(1) {
+                    Ok(()) => out.push(range_element(func, labels.clone(), value)),
+                    Err(e) => failed = Some(e),
+                },
                 Ok(None) => {}
                 Err(e) => failed = Some(e),
             }
+            ev.samples.release(window.len());
         });
     match failed {
         Some(e) => Err(e),

@@ -26,7 +26,7 @@ pub mod selector;
 use crate::labels::Labels;
 use crate::promql::plan::{Grouping, Plan};
 use crate::selector::Selector;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -144,6 +144,74 @@ impl std::fmt::Display for EvalError {
 /// Shorthand result type.
 pub type EvalResult<T> = Result<T, EvalError>;
 
+/// Prometheus's error when a query would hold more than `--query.max-samples` samples.
+pub const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
+
+/// Prometheus's error when a query runs past its timeout.
+pub const TIMED_OUT: &str = "query timed out in expression evaluation";
+
+/// `--query.max-samples`: the samples a query holds at once, counted the way
+/// Prometheus 2.42's engine counts them for an instant evaluation. A selector holds
+/// what it selected (a range selector every point of its window); a function,
+/// aggregation or binary operation over instant vectors counts its inputs a second time
+/// while it combines them (Prometheus gathers each step's inputs into a vector) and
+/// then holds only its output; a range function holds one window at a time plus its
+/// outputs; a number holds one sample; unary minus nothing more. A range query holds
+/// its result as it grows, plus each step's evaluation. Prometheus evaluates a range
+/// query node by node over all steps, so for nested expressions its count is larger
+/// than this one: such range queries may be served by promflow slightly past the point
+/// where Prometheus refuses them.
+#[derive(Debug)]
+pub struct SampleBudget {
+    max: usize,
+    held: Cell<usize>,
+}
+
+impl SampleBudget {
+    /// A budget of `max` samples.
+    pub fn new(max: usize) -> SampleBudget {
+        SampleBudget {
+            max,
+            held: Cell::new(0),
+        }
+    }
+
+    /// Holds `n` more samples, or fails with [`TOO_MANY_SAMPLES`].
+    pub fn take(&self, n: usize) -> EvalResult<()> {
+        let held = self.held.get().saturating_add(n);
+        self.held.set(held);
+        if held > self.max {
+            return Err(EvalError(TOO_MANY_SAMPLES.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Lets go of `n` samples.
+    pub fn release(&self, n: usize) {
+        self.held.set(self.held.get().saturating_sub(n));
+    }
+
+    /// Samples held now.
+    pub fn held(&self) -> usize {
+        self.held.get()
+    }
+
+    fn set(&self, held: usize) {
+        self.held.set(held);
+    }
+}
+
+/// The samples a value holds in Prometheus's count ([`SampleBudget`]).
+fn samples_in(value: &Value) -> usize {
+    match value {
+        Value::Scalar(_) => 1,
+        Value::String(_) => 0,
+        Value::Vector(v) => v.len(),
+        Value::Matrix(m) => m.iter().map(|s| s.points.len()).sum(),
+    }
+}
+
 /// Settings and the source for one query.
 pub struct Evaluator<'a> {
     /// The samples.
@@ -158,6 +226,12 @@ pub struct Evaluator<'a> {
     pub end_ms: i64,
     /// Query step (for `step()`), ms; 0 for instant queries.
     pub step_ms: i64,
+    /// `--query.max-samples` (no limit unless set).
+    pub samples: SampleBudget,
+    /// When the query times out: evaluation stops at the next node or step after it
+    /// (Prometheus checks its context at each step), so a timed-out query frees its
+    /// thread.
+    pub deadline: Option<std::time::Instant>,
     /// Warnings and infos raised so far.
     annotations: RefCell<Annotations>,
     /// Label sets derived during this evaluation ([`Evaluator::derived`]).
@@ -223,6 +297,8 @@ impl<'a> Evaluator<'a> {
             start_ms: t_ms,
             end_ms: t_ms,
             step_ms: 0,
+            samples: SampleBudget::new(usize::MAX),
+            deadline: None,
             annotations: RefCell::default(),
             derived: RefCell::default(),
             interned: RefCell::default(),
@@ -314,7 +390,12 @@ impl<'a> Evaluator<'a> {
         let mut matrix = Matrix::new(steps);
         let mut t = start;
         while t <= end {
-            match self.eval(plan, t)? {
+            // The result so far stays held; each step's evaluation adds its own.
+            let base = self.samples.held();
+            let value = self.eval(plan, t)?;
+            self.samples.set(base);
+            self.samples.take(samples_in(&value))?;
+            match value {
                 Value::Scalar(v) => matrix.push(Arc::default(), t, v)?,
                 Value::Vector(v) => {
                     for e in v {
@@ -345,7 +426,32 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Evaluates a sub-expression `plan` at `t` (ms); names may still be pending removal.
+    /// Counts the samples it holds in [`Evaluator::samples`].
     pub fn eval(&self, plan: &Plan, t: i64) -> EvalResult<Value> {
+        if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return Err(EvalError(TIMED_OUT.to_string()));
+        }
+        let base = self.samples.held();
+        let value = self.eval_node(plan, t)?;
+        match plan {
+            Plan::Number(_) | Plan::Vector(_) => self.samples.take(samples_in(&value))?,
+            // Held by the selection itself, or nothing more.
+            Plan::String(_) | Plan::Matrix { .. } | Plan::Subquery { .. } | Plan::Neg(_) => {}
+            Plan::Call { args, .. } if functions::takes_range(args) => {}
+            Plan::Call { .. } | Plan::Aggregate { .. } | Plan::Binary { .. } => {
+                let inputs = self.samples.held().saturating_sub(base);
+                self.samples.take(inputs)?;
+                self.samples.take(samples_in(&value))?;
+                self.samples.set(base + samples_in(&value));
+            }
+        }
+        Ok(value)
+    }
+
+    fn eval_node(&self, plan: &Plan, t: i64) -> EvalResult<Value> {
         Ok(match plan {
             Plan::Number(v) => Value::Scalar(*v),
             Plan::String(s) => Value::String(s.clone()),

@@ -258,16 +258,20 @@ pub fn range_arg(ev: &Evaluator<'_>, plan: &Plan, t: i64) -> EvalResult<RangeArg
             let (before, after) = sel.extra_reads(ev.lookback_ms, true);
             let (lo, hi) = (end - range_ms - before, end + after);
             let mut series = Vec::new();
+            let mut held = Ok(());
             ev.source
                 .select_each(&sel.selector, lo + 1, hi, &mut |labels, points| {
                     let points = range_window(points, lo, hi).into_owned();
-                    if !points.is_empty() {
+                    if held.is_ok() && !points.is_empty() {
+                        // Every point of the window is held (`--query.max-samples`).
+                        held = ev.samples.take(points.len());
                         series.push(Series {
                             labels: labels.clone(),
                             points,
                         });
                     }
                 });
+            held?;
             Ok(RangeArg {
                 series,
                 window_end: end,

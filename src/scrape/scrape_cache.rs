@@ -1,0 +1,279 @@
+//! The per-target scrape cache, like Prometheus's `scrapeCache`: what each series
+//! text of a target's exposition became, and which series the last scrape produced.
+//!
+//! Contract:
+//! - An entry maps a *series text* (the metric name and label block exactly as
+//!   exposed, see [`crate::scrape::exposition`]) to the final series after target
+//!   labels and metric relabeling — its id and shared labels — or to "dropped by
+//!   relabeling". A text found here is not parsed into labels, hashed, relabeled or
+//!   checked against the label limits again.
+//! - Entries hold for one target's settings and one exposition format: a loop is
+//!   replaced when its target's settings change (`TargetSpec::same_settings`: relabel
+//!   rules, `honor_labels`, limits, …), which starts an empty cache, and a change of
+//!   format between scrapes empties it.
+//! - Staleness is by final series, not by text: a series produced (without an
+//!   explicit timestamp) by the previous scrape and not by this one is reported stale
+//!   once by [`ScrapeCache::end`]; a failed scrape reports every such series. Within
+//!   one scrape a series is produced once: a later sample of a series the scrape
+//!   already produced (a repeated line, or two texts that relabel to one series) is
+//!   reported as a duplicate, and the first value is kept, as Prometheus's head does.
+//! - Entries not seen in a successful scrape are forgotten at its end (Prometheus's
+//!   iteration-based clean-up); failed scrapes keep them unless the cache has grown
+//!   past twice its last successful size plus 1,000, so churn cannot grow it without
+//!   bound.
+
+use crate::scrape::exposition::Format;
+use dataflows::render::window::KeyMap;
+use dataflows::Labels;
+use std::sync::Arc;
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct ScrapeCache {
+    /// Hash of a series text → its entry (the text is kept to rule out collisions).
+    entries: KeyMap<u64, Entry>,
+    /// Final series id → the series, for every series an entry leads to.
+    series: KeyMap<u64, Tracked>,
+    /// Counts scrapes; marks what the current one saw.
+    iteration: u64,
+    format: Option<Format>,
+    /// Entries after the last successful scrape.
+    successful_count: usize,
+}
+
+struct Entry {
+    text: Box<[u8]>,
+    /// The final series id, `None` if metric relabeling drops the series.
+    series: Option<u64>,
+    last_iteration: u64,
+}
+
+struct Tracked {
+    labels: Arc<Labels>,
+    /// The last scrape that produced a sample of the series (any timestamp).
+    last_used: u64,
+    /// The last scrape that produced a sample without an explicit timestamp.
+    last_untimed: u64,
+    /// Produced without an explicit timestamp by the previous scrape: gets a stale
+    /// marker if the next one does not produce it.
+    live: bool,
+}
+
+/// What the cache says about a sample's series text.
+pub enum Lookup<'a> {
+    /// Not cached: read its labels and [`ScrapeCache::insert`] them.
+    Unknown,
+    /// Metric relabeling drops it.
+    Dropped,
+    /// The scrape already produced this series: not a new sample.
+    Duplicate,
+    /// The final series.
+    Series(u64, &'a Arc<Labels>),
+}
+
+impl ScrapeCache {
+    /// An empty cache.
+    pub fn new() -> ScrapeCache {
+        ScrapeCache::default()
+    }
+
+    /// Series texts cached: about the number of samples the next scrape brings.
+    pub fn cached_texts(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Starts a scrape whose body is in `format`.
+    pub fn begin(&mut self, format: Format) {
+        if self.format != Some(format) {
+            // Series texts were checked by the other format's grammar.
+            self.entries.clear();
+            self.format = Some(format);
+        }
+        self.iteration += 1;
+    }
+
+    /// Looks a series text up and, if it is cached, marks it seen by this scrape;
+    /// `timed` says the sample has an explicit timestamp that is kept.
+    pub fn lookup(&mut self, text: &[u8], timed: bool) -> Lookup<'_> {
+        let iteration = self.iteration;
+        let Some(entry) = self.entries.get_mut(&text_hash(text)) else {
+            return Lookup::Unknown;
+        };
+        if *entry.text != *text {
+            return Lookup::Unknown;
+        }
+        entry.last_iteration = iteration;
+        match entry.series {
+            None => Lookup::Dropped,
+            Some(id) => match self.series.get_mut(&id) {
+                Some(tracked) => tracked.produce(id, iteration, timed),
+                None => Lookup::Unknown,
+            },
+        }
+    }
+
+    /// Caches what a series text not found by [`ScrapeCache::lookup`] became
+    /// (`None`: dropped by relabeling) and marks it seen by this scrape.
+    pub fn insert(&mut self, text: &[u8], labels: Option<Labels>, timed: bool) -> Lookup<'_> {
+        let iteration = self.iteration;
+        let id = labels.as_ref().map(Labels::hash);
+        let hash = text_hash(text);
+        // A hash collision with another text: that one keeps the slot, this one is
+        // read in full every time.
+        self.entries.entry(hash).or_insert_with(|| Entry {
+            text: text.into(),
+            series: id,
+            last_iteration: iteration,
+        });
+        let (Some(id), Some(labels)) = (id, labels) else {
+            return Lookup::Dropped;
+        };
+        let tracked = self.series.entry(id).or_insert_with(|| Tracked {
+            labels: Arc::new(labels),
+            last_used: 0,
+            last_untimed: 0,
+            live: false,
+        });
+        tracked.produce(id, iteration, timed)
+    }
+
+    /// Ends the scrape: calls `stale` for each series the previous scrape produced
+    /// without an explicit timestamp and this one did not (every such series if the
+    /// scrape failed), forgets what the clean-up rule says, and returns how many
+    /// series this scrape produced that the previous one did not.
+    pub fn end(&mut self, succeeded: bool, mut stale: impl FnMut(u64, &Arc<Labels>)) -> usize {
+        let iteration = self.iteration;
+        let mut added = 0;
+        for (&id, tracked) in self.series.iter_mut() {
+            let now = succeeded && tracked.last_untimed == iteration;
+            if now && !tracked.live {
+                added += 1;
+            }
+            if tracked.live && !now {
+                stale(id, &tracked.labels);
+            }
+            tracked.live = now;
+        }
+        let flush = if succeeded {
+            self.successful_count = self.entries.len();
+            true
+        } else {
+            self.entries.len() > self.successful_count * 2 + 1000
+        };
+        if flush {
+            self.entries.retain(|_, e| e.last_iteration == iteration);
+            // An entry seen now marked its series used now, so none is left dangling.
+            self.series
+                .retain(|_, t| t.last_used == iteration || t.live);
+        }
+        added
+    }
+
+    /// The series the last scrape produced without an explicit timestamp, for the
+    /// stale markers written when the target goes away.
+    pub fn live(&self) -> impl Iterator<Item = (u64, &Arc<Labels>)> {
+        self.series
+            .iter()
+            .filter(|(_, t)| t.live)
+            .map(|(&id, t)| (id, &t.labels))
+    }
+}
+
+impl Tracked {
+    fn produce(&mut self, id: u64, iteration: u64, timed: bool) -> Lookup<'_> {
+        if !timed {
+            if self.last_untimed == iteration {
+                return Lookup::Duplicate;
+            }
+            self.last_untimed = iteration;
+        }
+        self.last_used = iteration;
+        Lookup::Series(id, &self.labels)
+    }
+}
+
+fn text_hash(text: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(name: &str) -> Labels {
+        Labels::from_pairs(vec![("__name__".to_string(), name.to_string())])
+    }
+
+    fn scrape(
+        cache: &mut ScrapeCache,
+        texts: &[&str],
+        succeeded: bool,
+    ) -> (Vec<String>, Vec<String>, usize) {
+        cache.begin(Format::PrometheusText);
+        let mut produced = Vec::new();
+        for text in texts {
+            let lookup = match cache.lookup(text.as_bytes(), false) {
+                Lookup::Unknown => {
+                    // Relabeling drops names starting with "drop".
+                    let l = (!text.starts_with("drop")).then(|| labels(text.trim_end_matches('2')));
+                    cache.insert(text.as_bytes(), l, false)
+                }
+                other => other,
+            };
+            if let Lookup::Series(_, l) = lookup {
+                produced.push(l.metric_name().to_string());
+            }
+        }
+        let mut stale = Vec::new();
+        let added = cache.end(succeeded, |_, l| stale.push(l.metric_name().to_string()));
+        stale.sort();
+        (produced, stale, added)
+    }
+
+    #[test]
+    fn known_texts_are_produced_vanished_ones_stale_once() {
+        let mut cache = ScrapeCache::new();
+        assert_eq!(
+            scrape(&mut cache, &["a", "b", "drop_c"], true),
+            (vec!["a".into(), "b".into()], vec![], 2)
+        );
+        assert_eq!(
+            scrape(&mut cache, &["a", "drop_c"], true),
+            (vec!["a".into()], vec!["b".into()], 0)
+        );
+        assert_eq!(
+            scrape(&mut cache, &["a"], true),
+            (vec!["a".into()], vec![], 0)
+        );
+        assert_eq!(cache.entries.len(), 1);
+        assert_eq!(cache.series.len(), 1);
+        // A failed scrape marks everything stale; the next success adds it back.
+        assert_eq!(
+            scrape(&mut cache, &["a"], false),
+            (vec!["a".into()], vec!["a".into()], 0)
+        );
+        assert_eq!(
+            scrape(&mut cache, &["a"], true),
+            (vec!["a".into()], vec![], 1)
+        );
+    }
+
+    #[test]
+    fn a_series_is_produced_once_per_scrape() {
+        let mut cache = ScrapeCache::new();
+        // "a2" relabels to the series of "a": a duplicate, like a repeated line.
+        assert_eq!(
+            scrape(&mut cache, &["a", "a", "a2"], true).0,
+            vec!["a".to_string()]
+        );
+        assert_eq!(
+            scrape(&mut cache, &["a2", "a"], true).0,
+            vec!["a".to_string()]
+        );
+        // Only "a2" now: the series lives on through the other text.
+        assert_eq!(
+            scrape(&mut cache, &["a2"], true),
+            (vec!["a".into()], vec![], 0)
+        );
+    }
+}

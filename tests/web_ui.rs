@@ -1,0 +1,198 @@
+//! The web UI (`src/api/ui.rs`, built from `web/ui/`): served at Prometheus's paths
+//! under the route prefix, and working in a real browser.
+//!
+//! Real peers: Prometheus 2.42 (Debian `prometheus`) is the oracle for where `/` and
+//! the route prefix redirect, with the same `--web.external-url`;
+//! Debian's `chromium`, driven headless by `playwright-core` (`web/ui/tests/browser.mjs`,
+//! installed by `npm ci` in `web/ui`), loads every page against a promflow scraping a
+//! synthetic target with a firing alert, runs queries, opens the alert's `generatorURL`
+//! as Alertmanager 0.25 (`prometheus-alertmanager`) received it, and writes a screenshot of each
+//! page to `<target>/tmp/web_ui/`. `.ci/test` installs chromium and node.
+
+mod common;
+
+use common::alertmanager::{Alertmanager, Webhook};
+use common::exporter::{Exporter, Reply};
+use common::http;
+use common::{
+    combined_output, repo_root, require_peer, run_command, wait_for, wait_until, Prometheus,
+    Promflow,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+const PREFIX_ARGS: &[&str] = &["--web.external-url=http://127.0.0.1:9090/prom/"];
+
+const RULES: &str = r#"groups:
+  - name: demo
+    interval: 1s
+    rules:
+      - record: job:demo_requests:sum
+        expr: sum by (job) (demo_requests_total)
+      - alert: DemoAlert
+        expr: demo_requests_total > 0
+        labels:
+          severity: page
+        annotations:
+          summary: "{{ $labels.path }} has requests"
+          runbook_url: http://runbooks.invalid/demo
+"#;
+
+const EXPOSITION: &str = "# TYPE demo_requests_total counter\n\
+demo_requests_total{path=\"/a\"} 5\ndemo_requests_total{path=\"/b\"} 7\n\
+# TYPE demo_temperature_celsius gauge\ndemo_temperature_celsius 21.5\n";
+
+fn start(exporter: &Exporter, rules: &Path, alertmanager: &Alertmanager) -> Promflow {
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+         alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{}']\n\
+         scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        alertmanager.port,
+        exporter.addr()
+    );
+    Promflow::start_with_args(&config, PREFIX_ARGS)
+}
+
+/// Where `/`, `/prom/` and each page path lead, and as what, on promflow and on
+/// Prometheus with the same external URL.
+#[test]
+fn pages_and_redirects_like_prometheus() {
+    let promflow = Promflow::start_with_args("scrape_configs: []\n", PREFIX_ARGS);
+    let prometheus = Prometheus::start_with_args("scrape_configs: []\n", PREFIX_ARGS);
+    // Debian builds Prometheus without its React UI: the home page is the classic
+    // UI's `classic/graph` there (upstream 2.42: `graph`), and the React pages' paths
+    // answer 404. So Prometheus is the oracle for the redirects, with `classic/` taken
+    // out, and the page paths answer the app on promflow.
+    for path in ["/", "/prom", "/prom/"] {
+        let ours = http::get(&promflow.url(path)).unwrap();
+        let theirs = http::get(&prometheus.url(path)).unwrap();
+        assert_eq!(ours.status, theirs.status, "{path}");
+        let theirs_location = theirs
+            .header("location")
+            .map(|l| l.replace("/classic/", "/"));
+        assert_eq!(
+            ours.header("location"),
+            theirs_location.as_deref(),
+            "{path}"
+        );
+    }
+    for page in promflow::api::ui::PAGES {
+        let ours = http::get(&promflow.url(&format!("/prom{page}"))).unwrap();
+        assert_eq!(ours.status, 200, "{page}");
+        assert_eq!(
+            ours.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{page}"
+        );
+        assert!(ours.body.contains("<script type=\"module\""), "{page}");
+    }
+    let graph = http::get(&promflow.url("/prom/query?g0.expr=up&g0.tab=graph")).unwrap();
+    assert_eq!(graph.status, 200);
+    assert_eq!(graph.header("cache-control"), Some("no-cache"));
+    let html = graph.body.clone();
+
+    // The assets index.html names, relative to the page, with their types; cached for
+    // good (their names carry a hash), and 304 for a known ETag.
+    let mut assets = 0;
+    for name in html.split('"').filter(|s| s.starts_with("./assets/")) {
+        let url = promflow.url(&format!("/prom/{}", &name[2..]));
+        let asset = http::get(&url).unwrap();
+        assert_eq!(asset.status, 200, "{name}");
+        let expected = if name.ends_with(".js") {
+            "text/javascript; charset=utf-8"
+        } else {
+            "text/css; charset=utf-8"
+        };
+        assert_eq!(asset.header("content-type"), Some(expected), "{name}");
+        assert_eq!(
+            asset.header("cache-control"),
+            Some("public, max-age=31536000, immutable")
+        );
+        let etag = asset.header("etag").expect("an ETag").to_string();
+        let again = http::send("GET", &url, &[("If-None-Match", &etag)], None, b"").unwrap();
+        assert_eq!(again.status, 304, "{name}");
+        // Compressed for a client that accepts gzip (the harness decodes it).
+        let gzip = http::send("GET", &url, &[("Accept-Encoding", "gzip")], None, b"").unwrap();
+        assert_eq!(gzip.header("content-encoding"), Some("gzip"), "{name}");
+        assert_eq!(gzip.header("vary"), Some("Accept-Encoding"), "{name}");
+        assert_eq!(gzip.body, asset.body, "{name}");
+        assert_ne!(gzip.header("etag"), Some(etag.as_str()), "{name}");
+        assets += 1;
+    }
+    assert!(assets >= 2, "index.html names its script and style: {html}");
+    let missing = http::get(&promflow.url("/prom/assets/nope.js")).unwrap();
+    assert_eq!(missing.status, 404);
+}
+
+/// Runs `npm ci` in web/ui when playwright-core is not installed there yet.
+fn browser_driver() -> PathBuf {
+    let ui = repo_root().join("web/ui");
+    require_peer("/usr/bin/node", "nodejs");
+    require_peer("/usr/bin/chromium", "chromium");
+    if !ui.join("node_modules/playwright-core").exists() {
+        let mut npm = Command::new("npm");
+        npm.args(["ci", "--no-audit", "--no-fund"]).current_dir(&ui);
+        let out = run_command(npm, None, Duration::from_secs(300));
+        assert!(out.status.success(), "npm ci: {}", combined_output(&out));
+    }
+    ui.join("tests/browser.mjs")
+}
+
+#[test]
+fn every_page_works_in_chromium() {
+    let script = browser_driver();
+    let exporter = Exporter::start(Reply::text(EXPOSITION));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let webhook = Webhook::start();
+    let alertmanager = Alertmanager::start(webhook.port);
+    let promflow = start(&exporter, &rules, &alertmanager);
+    // Scraped, recorded and firing before the browser looks.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let alerts = promflow.get_ok("/prom/api/v1/alerts");
+            let recorded = promflow.get_ok("/prom/api/v1/query?query=job:demo_requests:sum");
+            alerts.contains("\"firing\"") && recorded.contains("\"demo\"")
+        }),
+        "no firing alert: {}",
+        promflow.log()
+    );
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let base = promflow.url("/prom");
+    // The generatorURL promflow sent with the alert (2.x's link: tab 1 is the table),
+    // as Alertmanager holds it; its host is the external URL's, so the path and query
+    // are opened on this promflow.
+    let generator = wait_for(Duration::from_secs(30), || {
+        let alerts = alertmanager.alerts();
+        let url = alerts.as_array()?.first()?["generatorURL"]
+            .as_str()?
+            .to_string();
+        Some(url)
+    })
+    .unwrap_or_else(|| panic!("no alert at Alertmanager: {}", alertmanager.log()));
+    let path = generator
+        .strip_prefix("http://127.0.0.1:9090")
+        .unwrap_or_else(|| panic!("generatorURL under the external URL: {generator}"));
+    assert!(path.starts_with("/prom/graph?g0.expr="), "{generator}");
+    let generator = promflow.url(path);
+    let mut node = Command::new("node");
+    node.arg(&script)
+        .args([&base, artifacts.to_str().unwrap(), &generator]);
+    let out = run_command(node, None, Duration::from_secs(240));
+    let output = combined_output(&out);
+    assert!(out.status.success(), "browser test failed:\n{output}");
+    assert!(output.contains(" passed, 0 failed"), "{output}");
+    for page in promflow::api::ui::PAGES
+        .iter()
+        .filter(|p| **p != "/graph" && **p != "/query")
+    {
+        let png = artifacts.join(format!("{}.png", &page[1..]));
+        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 1000, "{}: {size} bytes", png.display());
+    }
+}

@@ -1,0 +1,421 @@
+// The status pages, each one view of an API endpoint: targets, service discovery,
+// alerts, rules, status (build and runtime), flags, config and TSDB status.
+
+import { apiData, pathPrefix } from './api';
+import { ago, errorBox, filterBox, formatSeconds, h, labelBadges } from './dom';
+
+type Labels = Record<string, string>;
+
+interface Target {
+  discoveredLabels: Labels;
+  labels: Labels;
+  scrapePool: string;
+  scrapeUrl: string;
+  globalUrl: string;
+  lastError: string;
+  lastScrape: string;
+  lastScrapeDuration: number;
+  health: string;
+  scrapeInterval: string;
+  scrapeTimeout: string;
+}
+interface TargetsData {
+  activeTargets: Target[];
+  droppedTargets: { discoveredLabels: Labels }[];
+}
+interface Alert {
+  labels: Labels;
+  annotations: Labels;
+  state: string;
+  activeAt?: string;
+  value: string;
+}
+interface Rule {
+  name: string;
+  query: string;
+  labels?: Labels;
+  health: string;
+  lastError?: string;
+  evaluationTime: number;
+  lastEvaluation: string;
+  type: 'alerting' | 'recording';
+  state?: string;
+  duration?: number;
+  keepFiringFor?: number;
+  annotations?: Labels;
+  alerts?: Alert[];
+}
+interface RuleGroup {
+  name: string;
+  file: string;
+  interval: number;
+  evaluationTime: number;
+  lastEvaluation: string;
+  rules: Rule[];
+}
+
+/** Runs `load`, showing its error text in `root` when it fails. */
+async function withData(root: HTMLElement, load: () => Promise<(Node | string)[]>): Promise<void> {
+  root.replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
+  try {
+    root.replaceChildren(...(await load()));
+  } catch (e) {
+    root.replaceChildren(errorBox(e instanceof Error ? e.message : String(e)));
+  }
+}
+
+function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
+  const m = new Map<string, T[]>();
+  for (const i of items) {
+    const k = key(i);
+    m.set(k, [...(m.get(k) ?? []), i]);
+  }
+  return new Map([...m.entries()].sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** Shows only the `section`s whose text contains the filter, and inside them only matching rows. */
+function filterSections(root: HTMLElement, text: string): void {
+  for (const row of root.querySelectorAll<HTMLElement>('tbody tr')) {
+    row.hidden = !!text && !row.textContent!.toLowerCase().includes(text);
+  }
+}
+
+function healthBadge(health: string): HTMLElement {
+  const cls = health === 'up' || health === 'ok' ? 'ok' : health === 'unknown' ? 'unknown' : 'bad';
+  return h('span', { class: `state ${cls}` }, health.toUpperCase());
+}
+
+function linkify(value: string): Node | string {
+  return /^https?:\/\//.test(value) ? h('a', { href: value, rel: 'noopener' }, value) : value;
+}
+
+export function renderTargets(root: HTMLElement): Promise<void> {
+  return withData(root, async () => {
+    const data = await apiData<TargetsData>('/api/v1/targets', { state: 'active' });
+    const body = h('div');
+    let unhealthyOnly = false;
+    const draw = () => {
+      const pools = groupBy(data.activeTargets, (t) => t.scrapePool);
+      body.replaceChildren(
+        ...[...pools.entries()].map(([pool, targets]) => {
+          const shown = unhealthyOnly ? targets.filter((t) => t.health !== 'up') : targets;
+          const up = targets.filter((t) => t.health === 'up').length;
+          return h(
+            'section',
+            { class: 'pool', hidden: unhealthyOnly && !shown.length },
+            h('h3', {}, `${pool} `, h('span', { class: 'muted' }, `(${up}/${targets.length} up)`)),
+            h(
+              'table',
+              { class: 'data' },
+              h('thead', {}, h('tr', {}, ['Endpoint', 'State', 'Labels', 'Last scrape', 'Scrape duration', 'Error'].map((c) => h('th', {}, c)))),
+              h(
+                'tbody',
+                {},
+                shown.map((t) =>
+                  h(
+                    'tr',
+                    {},
+                    h('td', {}, h('a', { href: t.globalUrl || t.scrapeUrl }, t.scrapeUrl)),
+                    h('td', {}, healthBadge(t.health)),
+                    h('td', {}, labelBadges(t.labels)),
+                    h('td', { title: t.lastScrape }, ago(t.lastScrape), h('div', { class: 'muted' }, `every ${t.scrapeInterval}, timeout ${t.scrapeTimeout}`)),
+                    h('td', {}, formatSeconds(t.lastScrapeDuration)),
+                    h('td', { class: 'error-text' }, t.lastError),
+                  ),
+                ),
+              ),
+            ),
+          );
+        }),
+      );
+      if (!data.activeTargets.length) body.append(h('p', { class: 'muted' }, 'No targets.'));
+    };
+    draw();
+    return [
+      h('h1', {}, 'Targets'),
+      h(
+        'div',
+        { class: 'toolbar' },
+        h('label', {}, h('input', { type: 'checkbox', onchange: (e: Event) => ((unhealthyOnly = (e.target as HTMLInputElement).checked), draw()) }), ' Unhealthy only'),
+        filterBox((text) => filterSections(body, text), 'Filter by endpoint or labels'),
+      ),
+      body,
+    ];
+  });
+}
+
+export function renderServiceDiscovery(root: HTMLElement): Promise<void> {
+  return withData(root, async () => {
+    const data = await apiData<TargetsData>('/api/v1/targets', { state: 'any' });
+    const dropped = data.droppedTargets.map((d) => ({ discoveredLabels: d.discoveredLabels, labels: null as Labels | null, pool: d.discoveredLabels['job'] ?? '' }));
+    const active = data.activeTargets.map((t) => ({ discoveredLabels: t.discoveredLabels, labels: t.labels as Labels | null, pool: t.scrapePool }));
+    const pools = groupBy([...active, ...dropped], (t) => t.pool);
+    const body = h(
+      'div',
+      {},
+      [...pools.entries()].map(([pool, targets]) =>
+        h(
+          'section',
+          { class: 'pool' },
+          h('h3', {}, `${pool} `, h('span', { class: 'muted' }, `(${targets.filter((t) => t.labels).length} active / ${targets.length} discovered)`)),
+          h(
+            'table',
+            { class: 'data' },
+            h('thead', {}, h('tr', {}, h('th', {}, 'Discovered labels'), h('th', {}, 'Target labels'))),
+            h(
+              'tbody',
+              {},
+              targets.map((t) =>
+                h('tr', {}, h('td', {}, labelBadges(t.discoveredLabels)), h('td', {}, t.labels ? labelBadges(t.labels) : h('span', { class: 'state bad' }, 'Dropped'))),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+    return [h('h1', {}, 'Service discovery'), filterBox((text) => filterSections(body, text), 'Filter by labels'), body];
+  });
+}
+
+export function renderAlerts(root: HTMLElement): Promise<void> {
+  return withData(root, async () => {
+    const data = await apiData<{ groups: RuleGroup[] }>('/api/v1/rules', { type: 'alert' });
+    const rules = data.groups.flatMap((g) => g.rules.map((r) => ({ group: g, rule: r })));
+    const count = (s: string) => rules.filter((r) => r.rule.state === s).length;
+    const shown = new Set(['inactive', 'pending', 'firing']);
+    const body = h('div');
+    const draw = () =>
+      body.replaceChildren(
+        ...rules
+          .filter(({ rule }) => shown.has(rule.state ?? 'inactive'))
+          .map(({ group, rule }) =>
+            h(
+              'details',
+              { class: `alert-rule ${rule.state}`, open: rule.state !== 'inactive' },
+              h(
+                'summary',
+                {},
+                h('span', { class: `state ${rule.state}` }, (rule.state ?? '').toUpperCase()),
+                ` ${rule.name} `,
+                h('span', { class: 'muted' }, `(${rule.alerts?.length ?? 0} active) · ${group.file} > ${group.name}`),
+              ),
+              h(
+                'pre',
+                { class: 'rule-def' },
+                `alert: ${rule.name}\nexpr: ${rule.query}` +
+                  (rule.duration ? `\nfor: ${rule.duration}s` : '') +
+                  (rule.keepFiringFor ? `\nkeep_firing_for: ${rule.keepFiringFor}s` : '') +
+                  (rule.labels && Object.keys(rule.labels).length ? `\nlabels:\n${Object.entries(rule.labels).map(([k, v]) => `  ${k}: ${v}`).join('\n')}` : '') +
+                  (rule.annotations && Object.keys(rule.annotations).length
+                    ? `\nannotations:\n${Object.entries(rule.annotations).map(([k, v]) => `  ${k}: ${v}`).join('\n')}`
+                    : ''),
+              ),
+              rule.alerts?.length
+                ? h(
+                    'table',
+                    { class: 'data' },
+                    h('thead', {}, h('tr', {}, ['Labels', 'State', 'Active since', 'Value', 'Annotations'].map((c) => h('th', {}, c)))),
+                    h(
+                      'tbody',
+                      {},
+                      rule.alerts.map((a) =>
+                        h(
+                          'tr',
+                          {},
+                          h('td', {}, labelBadges(a.labels)),
+                          h('td', {}, h('span', { class: `state ${a.state}` }, a.state.toUpperCase())),
+                          h('td', { title: a.activeAt ?? '' }, a.activeAt ?? '', h('div', { class: 'muted' }, ago(a.activeAt))),
+                          h('td', {}, a.value),
+                          h(
+                            'td',
+                            {},
+                            h(
+                              'dl',
+                              { class: 'annotations' },
+                              Object.entries(a.annotations ?? {}).flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, linkify(v))]),
+                            ),
+                          ),
+                        ),
+                      ),
+                    ),
+                  )
+                : null,
+            ),
+          ),
+      );
+    draw();
+    const toggle = (state: string, n: number) =>
+      h(
+        'label',
+        { class: `toggle ${state}` },
+        h('input', {
+          type: 'checkbox',
+          checked: true,
+          onchange: (e: Event) => {
+            if ((e.target as HTMLInputElement).checked) shown.add(state);
+            else shown.delete(state);
+            draw();
+          },
+        }),
+        ` ${state[0].toUpperCase()}${state.slice(1)} (${n})`,
+      );
+    return [
+      h('h1', {}, 'Alerts'),
+      h('div', { class: 'toolbar' }, toggle('inactive', count('inactive')), toggle('pending', count('pending')), toggle('firing', count('firing'))),
+      rules.length ? body : h('p', { class: 'muted' }, 'No alerting rules.'),
+    ];
+  });
+}
+
+export function renderRules(root: HTMLElement): Promise<void> {
+  return withData(root, async () => {
+    const data = await apiData<{ groups: RuleGroup[] }>('/api/v1/rules');
+    return [
+      h('h1', {}, 'Rules'),
+      ...(data.groups.length ? [] : [h('p', { class: 'muted' }, 'No rule groups.')]),
+      ...data.groups.map((g) =>
+        h(
+          'section',
+          { class: 'rule-group' },
+          h('h3', {}, g.name, ' ', h('span', { class: 'muted' }, `${g.file} · every ${g.interval}s · last evaluation ${ago(g.lastEvaluation)} · took ${formatSeconds(g.evaluationTime)}`)),
+          h(
+            'table',
+            { class: 'data' },
+            h('thead', {}, h('tr', {}, ['Rule', 'State', 'Error', 'Last evaluation', 'Evaluation time'].map((c) => h('th', {}, c)))),
+            h(
+              'tbody',
+              {},
+              g.rules.map((r) =>
+                h(
+                  'tr',
+                  {},
+                  h('td', {}, h('pre', { class: 'rule-def' }, `${r.type === 'alerting' ? 'alert' : 'record'}: ${r.name}\nexpr: ${r.query}`)),
+                  h('td', {}, healthBadge(r.health)),
+                  h('td', { class: 'error-text' }, r.lastError ?? ''),
+                  h('td', { title: r.lastEvaluation }, ago(r.lastEvaluation)),
+                  h('td', {}, formatSeconds(r.evaluationTime)),
+                ),
+              ),
+            ),
+          ),
+        ),
+      ),
+    ];
+  });
+}
+
+function kvTable(entries: [string, unknown][]): HTMLElement {
+  return h(
+    'table',
+    { class: 'data kv' },
+    h('tbody', {}, entries.map(([k, v]) => h('tr', {}, h('th', {}, k), h('td', {}, String(v ?? ''))))),
+  );
+}
+
+/** promflow's own figures of its dataflow, read from its `/metrics` (text format). */
+const DATAFLOW_METRICS: [string, string][] = [
+  ['promflow_engine_rules_installed_total', 'Rules installed'],
+  ['promflow_dataflow_lag_seconds', 'Lag (seconds)'],
+  ['promflow_samples_ingested_total', 'Samples ingested'],
+  ['promflow_samples_late_total', 'Late samples'],
+  ['promflow_samples_out_of_order_total', 'Out-of-order samples'],
+  ['promflow_active_series', 'Active series'],
+  ['promflow_active_targets', 'Active targets'],
+];
+
+async function dataflowFigures(workers: string): Promise<[string, unknown][]> {
+  let text = '';
+  try {
+    const res = await fetch(pathPrefix() + '/metrics', { cache: 'no-store' });
+    if (res.ok) text = await res.text();
+  } catch {
+    // Shown as empty figures.
+  }
+  const value = (name: string) => text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? '';
+  return [['Workers', workers], ...DATAFLOW_METRICS.map(([name, label]): [string, unknown] => [label, value(name)])];
+}
+
+export function renderStatus(root: HTMLElement): Promise<void> {
+  return withData(root, async () => {
+    const [build, runtime, ams] = await Promise.all([
+      apiData<Record<string, string>>('/api/v1/status/buildinfo'),
+      apiData<Record<string, unknown>>('/api/v1/status/runtimeinfo'),
+      apiData<{ activeAlertmanagers: { url: string }[]; droppedAlertmanagers: { url: string }[] }>('/api/v1/alertmanagers').catch(() => null),
+    ]);
+    return [
+      h('h1', {}, 'Status'),
+      h('h2', {}, 'Dataflow'),
+      kvTable(await dataflowFigures(String(runtime['GOMAXPROCS'] ?? ''))),
+      h('h2', {}, 'Runtime information'),
+      kvTable(Object.entries(runtime)),
+      h('h2', {}, 'Build information'),
+      kvTable(Object.entries(build)),
+      h('h2', {}, 'Alertmanagers'),
+      ams && ams.activeAlertmanagers.length
+        ? h('table', { class: 'data' }, h('tbody', {}, ams.activeAlertmanagers.map((a) => h('tr', {}, h('td', {}, h('a', { href: a.url }, a.url))))))
+        : h('p', { class: 'muted' }, 'No Alertmanagers.'),
+    ];
+  });
+}
+
+export function renderFlags(root: HTMLElement): Promise<void> {
+  return withData(root, async () => {
+    const flags = await apiData<Record<string, string>>('/api/v1/status/flags');
+    const table = kvTable(Object.entries(flags).sort(([a], [b]) => a.localeCompare(b)));
+    return [h('h1', {}, 'Command-line flags'), filterBox((text) => filterSections(table, text), 'Filter flags'), table];
+  });
+}
+
+export function renderConfig(root: HTMLElement): Promise<void> {
+  return withData(root, async () => {
+    const { yaml } = await apiData<{ yaml: string }>('/api/v1/status/config');
+    return [
+      h('h1', {}, 'Configuration'),
+      h('button', { onclick: () => void navigator.clipboard?.writeText(yaml) }, 'Copy to clipboard'),
+      h('pre', { class: 'config' }, yaml),
+    ];
+  });
+}
+
+interface TsdbStat {
+  name: string;
+  value: number;
+}
+
+export function renderTsdbStatus(root: HTMLElement): Promise<void> {
+  return withData(root, async () => {
+    const d = await apiData<{
+      headStats: { numSeries: number; numLabelPairs: number; chunkCount: number; minTime: number; maxTime: number };
+      seriesCountByMetricName: TsdbStat[];
+      labelValueCountByLabelName: TsdbStat[];
+      memoryInBytesByLabelName: TsdbStat[];
+      seriesCountByLabelValuePair: TsdbStat[];
+    }>('/api/v1/status/tsdb');
+    const time = (ms: number) => (Number.isFinite(ms) && Math.abs(ms) < 1e15 ? new Date(ms).toISOString() : String(ms));
+    const top = (title: string, stats: TsdbStat[], column: string) => [
+      h('h2', {}, title),
+      h(
+        'table',
+        { class: 'data' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'Name'), h('th', {}, column))),
+        h('tbody', {}, (stats ?? []).map((s) => h('tr', {}, h('td', {}, s.name), h('td', {}, s.value)))),
+      ),
+    ];
+    return [
+      h('h1', {}, 'TSDB status'),
+      h('h2', {}, 'Head stats'),
+      kvTable([
+        ['Number of series', d.headStats.numSeries],
+        ['Number of label pairs', d.headStats.numLabelPairs],
+        ['Number of chunks', d.headStats.chunkCount],
+        ['Lowest timestamp', time(d.headStats.minTime)],
+        ['Highest timestamp', time(d.headStats.maxTime)],
+      ]),
+      ...top('Top 10 series count by metric names', d.seriesCountByMetricName, 'Count'),
+      ...top('Top 10 label names with value count', d.labelValueCountByLabelName, 'Count'),
+      ...top('Top 10 label names with high memory usage', d.memoryInBytesByLabelName, 'Bytes'),
+      ...top('Top 10 series count by label value pairs', d.seriesCountByLabelValuePair, 'Count'),
+    ];
+  });
+}
+
