@@ -5,7 +5,8 @@
 //! which takes `global.http_config`'s `basic_auth` — pointing at their own capture
 //! server, and must send the same `Authorization` headers and proxy request lines,
 //! and show the file the same (`GET /api/v2/status`); conflicting settings fail to
-//! load with `amtool check-config`'s message. An `oauth2` entry and a custom
+//! load with `amtool check-config`'s message; redirects are followed, or not with
+//! `follow_redirects: false`, as by Alertmanager. An `oauth2` entry and a custom
 //! `authorization` type are compared as shown only.
 //!
 //! Real peers: Alertmanager 0.25 and amtool (Debian `prometheus-alertmanager`),
@@ -14,7 +15,7 @@
 mod common;
 
 use common::alertmanager::{Alertmanager, AMTOOL_BIN};
-use common::proxy::Proxy;
+use common::proxy::{Proxy, Redirector};
 use common::receiver::CaptureServer;
 use common::{combined_output, http, require_peer, run_command, run_promflow, Promflow};
 use serde_json::{json, Value};
@@ -160,6 +161,67 @@ fn http_config_matches_alertmanager() {
         ["POST CAPTURE/proxied HTTP/1.1"]
     );
     assert_eq!(lines(&pf_proxy, &pf_capture), lines(&am_proxy, &am_capture));
+}
+
+fn redirect_config(follow: &Redirector, stay: &Redirector) -> String {
+    format!(
+        r#"
+route:
+  receiver: hooks
+  group_wait: 1s
+receivers:
+  - name: hooks
+    webhook_configs:
+      - url: http://{follow}/hook
+      - url: http://{stay}/hook
+        http_config:
+          follow_redirects: false
+"#,
+        follow = follow.addr(),
+        stay = stay.addr(),
+    )
+}
+
+#[test]
+fn redirects_match_alertmanager() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for side in ["alertmanager", "promflow"] {
+        let capture = CaptureServer::start();
+        let follow = Redirector::start(&capture.url("/followed"));
+        let stay = Redirector::start(&capture.url("/not-followed"));
+        let text = redirect_config(&follow, &stay);
+        let (_am, _promflow, url) = if side == "alertmanager" {
+            let am = Alertmanager::start_with_config(&text);
+            let url = am.url("/api/v2/alerts");
+            (Some(am), None, url)
+        } else {
+            let path = dir.path().join("redirects.yml");
+            std::fs::write(&path, &text).unwrap();
+            let promflow = Promflow::start_with_args(
+                "global:\n  scrape_interval: 15s\n",
+                &[&format!("--alertmanager.config.file={}", path.display())],
+            );
+            let url = promflow.url("/api/v2/alerts");
+            (None, Some(promflow), url)
+        };
+        post_alert(&url);
+        capture.wait_for(1, Duration::from_secs(30));
+        // Time for a request that should not come.
+        std::thread::sleep(Duration::from_secs(3));
+        let requests: Vec<(String, String)> = capture
+            .requests()
+            .iter()
+            .map(|r| (r.method.clone(), r.path.clone()))
+            .collect();
+        seen.push(requests);
+    }
+    assert_eq!(seen[1], seen[0]);
+    assert!(
+        seen[0].iter().all(|(_, path)| path == "/followed") && !seen[0].is_empty(),
+        "the oracle: {:?}",
+        seen[0]
+    );
 }
 
 /// Conflicting or bad HTTP client settings, and a fragment of Alertmanager's message.
