@@ -6,12 +6,18 @@
 //! `group_wait` 30s, `group_interval` 5m, `repeat_interval` 4h, inherited down the
 //! route tree), and every problem, located by file, line and field, through the
 //! same loader as promflow's own config. Fields Alertmanager has but promflow does not
-//! support (other receiver kinds, `http_config`, time intervals, …) are reported as
-//! such, not ignored. Of a receiver's `http_config`, `tls_config` is supported (the
-//! same fields and checks as promflow's own config, see `crate::config::TlsConfig`);
-//! without it receivers are verified against the system's CA roots. Each receiver
+//! support (time intervals, Slack's `actions`, SNS's `http_config`, …) are reported
+//! as such, not ignored. A receiver's `http_config` (else `global.http_config`,
+//! taken whole as Alertmanager does) has prometheus/common's HTTP client settings —
+//! `basic_auth`, `authorization`, `bearer_token[_file]`, `oauth2`, `proxy_url`,
+//! `follow_redirects`, `enable_http2`, `tls_config` — resolved and checked by the
+//! same code as promflow's own sections (`crate::config::resolve_http_client`);
+//! without `tls_config` receivers are verified against the system's CA roots. SNS
+//! entries have none (the AWS SDK sends them). Each receiver
 //! kind's own fields, defaults and checks live beside its request in
-//! [`crate::alertmanager::receivers`].
+//! [`crate::alertmanager::receivers`], whose one list of kinds also gives a
+//! receiver's `*_configs` fields and [`Integration`]; this file resolves `global`
+//! into [`Globals`] for them.
 //!
 //! Email entries take their defaults from `global.smtp_*` (see
 //! [`crate::alertmanager::receivers::email`]); PagerDuty, OpsGenie, VictorOps and
@@ -23,16 +29,16 @@
 //! `https://api.pushover.net/1/messages.json`) so tests and proxies can redirect it.
 
 use crate::alertmanager::matcher::{parse_matchers, MatchType, Matcher, Matchers};
-use crate::alertmanager::receivers::RawGlobalApi;
-use crate::alertmanager::receivers::{discord, opsgenie, pagerduty, telegram, victorops};
-use crate::alertmanager::receivers::{email, pushover, slack, webhook};
-use crate::alertmanager::receivers::{msteams, sns, webex, wechat};
+pub use crate::alertmanager::receivers::Integration;
+use crate::alertmanager::receivers::{email, wechat, RawGlobalApi, RawReceiver};
 use crate::alertmanager::route::{GroupBy, Route};
 use crate::alertmanager::template::Templates;
 use crate::config::rule_files;
 use crate::config::{
-    is_valid_label_name, load_located, parse_duration, read_config_file, resolve_tls_config,
-    ConfigError, FieldPath, PathSegment, Problems, RawTlsConfig, TlsConfig, HTTP_CLIENT_FIELDS,
+    is_valid_label_name, load_located, parse_duration, raw_http_client_of, read_config_file,
+    resolve_http_client, ConfigError, FieldPath, HttpClientParts, PathSegment, Problems,
+    RawAuthorization, RawBasicAuth, RawHttpClient, RawOAuth2, RawTlsConfig, ScalarText,
+    HTTP_CLIENT_FIELDS,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,37 +57,39 @@ struct RawFile {
     templates: Option<Vec<String>>,
 }
 
+/// `global` as written.
 #[derive(Debug, Default, Deserialize)]
-struct RawGlobal {
-    resolve_timeout: Option<String>,
-    slack_api_url: Option<String>,
-    slack_api_url_file: Option<String>,
-    smtp_from: Option<String>,
-    smtp_hello: Option<String>,
-    smtp_smarthost: Option<String>,
-    smtp_auth_username: Option<String>,
-    smtp_auth_password: Option<String>,
-    smtp_auth_password_file: Option<String>,
-    smtp_auth_secret: Option<String>,
-    smtp_auth_identity: Option<String>,
-    smtp_require_tls: Option<bool>,
-    pagerduty_url: Option<String>,
-    opsgenie_api_url: Option<String>,
-    opsgenie_api_key: Option<String>,
-    opsgenie_api_key_file: Option<String>,
-    victorops_api_url: Option<String>,
-    victorops_api_key: Option<String>,
-    victorops_api_key_file: Option<String>,
-    telegram_api_url: Option<String>,
-    webex_api_url: Option<String>,
-    wechat_api_url: Option<String>,
-    wechat_api_secret: Option<String>,
-    wechat_api_corp_id: Option<String>,
+pub(crate) struct RawGlobal {
+    pub(crate) resolve_timeout: Option<String>,
+    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) slack_api_url: Option<String>,
+    pub(crate) slack_api_url_file: Option<String>,
+    pub(crate) smtp_from: Option<String>,
+    pub(crate) smtp_hello: Option<String>,
+    pub(crate) smtp_smarthost: Option<String>,
+    pub(crate) smtp_auth_username: Option<String>,
+    pub(crate) smtp_auth_password: Option<String>,
+    pub(crate) smtp_auth_password_file: Option<String>,
+    pub(crate) smtp_auth_secret: Option<String>,
+    pub(crate) smtp_auth_identity: Option<String>,
+    pub(crate) smtp_require_tls: Option<bool>,
+    pub(crate) pagerduty_url: Option<String>,
+    pub(crate) opsgenie_api_url: Option<String>,
+    pub(crate) opsgenie_api_key: Option<String>,
+    pub(crate) opsgenie_api_key_file: Option<String>,
+    pub(crate) victorops_api_url: Option<String>,
+    pub(crate) victorops_api_key: Option<String>,
+    pub(crate) victorops_api_key_file: Option<String>,
+    pub(crate) telegram_api_url: Option<String>,
+    pub(crate) webex_api_url: Option<String>,
+    pub(crate) wechat_api_url: Option<String>,
+    pub(crate) wechat_api_secret: Option<String>,
+    pub(crate) wechat_api_corp_id: Option<String>,
 }
 
 impl RawGlobal {
     /// The `smtp_*` defaults of email entries.
-    fn smtp(&self) -> email::RawGlobalSmtp {
+    pub(crate) fn smtp(&self) -> email::RawGlobalSmtp {
         email::RawGlobalSmtp {
             smtp_from: self.smtp_from.clone(),
             smtp_hello: self.smtp_hello.clone(),
@@ -96,13 +104,44 @@ impl RawGlobal {
     }
 
     /// The `wechat_*` defaults of WeChat entries.
-    fn wechat(&self) -> wechat::RawGlobalWechat {
+    pub(crate) fn wechat(&self) -> wechat::RawGlobalWechat {
         wechat::RawGlobalWechat {
             api_url: self.wechat_api_url.clone(),
             api_secret: self.wechat_api_secret.clone(),
             corp_id: self.wechat_api_corp_id.clone(),
         }
     }
+
+    /// The `opsgenie_api_*` defaults of OpsGenie entries.
+    pub(crate) fn opsgenie(&self) -> RawGlobalApi {
+        RawGlobalApi {
+            api_url: self.opsgenie_api_url.clone(),
+            api_key: self.opsgenie_api_key.clone(),
+            api_key_file: self.opsgenie_api_key_file.clone(),
+        }
+    }
+
+    /// The `victorops_api_*` defaults of VictorOps entries.
+    pub(crate) fn victorops(&self) -> RawGlobalApi {
+        RawGlobalApi {
+            api_url: self.victorops_api_url.clone(),
+            api_key: self.victorops_api_key.clone(),
+            api_key_file: self.victorops_api_key_file.clone(),
+        }
+    }
+}
+
+/// What receiver entries take from `global`: the section as written (empty when
+/// absent), its `http_config` and the Slack URL of `slack_api_url` or
+/// `slack_api_url_file`, resolved once.
+#[derive(Debug)]
+pub(crate) struct Globals<'a> {
+    /// `global` as written.
+    pub(crate) raw: &'a RawGlobal,
+    /// `global.http_config`: the `http_config` of entries without their own.
+    pub(crate) http_config: HttpClientParts,
+    /// `slack_api_url`, or the content of `slack_api_url_file`.
+    pub(crate) slack_api_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,30 +171,22 @@ struct RawInhibitRule {
     equal: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct RawReceiver {
-    name: Option<String>,
-    email_configs: Option<Vec<email::RawEmail>>,
-    slack_configs: Option<Vec<slack::RawSlack>>,
-    pushover_configs: Option<Vec<pushover::RawPushover>>,
-    webhook_configs: Option<Vec<webhook::RawWebhook>>,
-    pagerduty_configs: Option<Vec<pagerduty::RawPagerduty>>,
-    opsgenie_configs: Option<Vec<opsgenie::RawOpsgenie>>,
-    victorops_configs: Option<Vec<victorops::RawVictorops>>,
-    telegram_configs: Option<Vec<telegram::RawTelegram>>,
-    discord_configs: Option<Vec<discord::RawDiscord>>,
-    webex_configs: Option<Vec<webex::RawWebex>>,
-    wechat_configs: Option<Vec<wechat::RawWechat>>,
-    sns_configs: Option<Vec<sns::RawSns>>,
-    msteams_configs: Option<Vec<msteams::RawMsteams>>,
-}
-
-/// A receiver's `http_config` (prometheus/common's HTTP client settings); only
-/// `tls_config` is supported, the rest is reported as not supported.
+/// A receiver's (and `global`'s) `http_config`: prometheus/common's HTTP client
+/// settings, resolved by the same code as promflow's own sections'
+/// (`crate::config::resolve_http_client`).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawHttpConfig {
+    basic_auth: Option<RawBasicAuth>,
+    authorization: Option<RawAuthorization>,
+    oauth2: Option<RawOAuth2>,
+    bearer_token: Option<ScalarText>,
+    bearer_token_file: Option<ScalarText>,
+    proxy_url: Option<ScalarText>,
+    follow_redirects: Option<bool>,
+    enable_http2: Option<bool>,
     tls_config: Option<RawTlsConfig>,
 }
+raw_http_client_of!(RawHttpConfig);
 
 // ---------------------------------------------------------------------------
 // Resolved
@@ -193,110 +224,19 @@ pub struct InhibitRule {
 pub struct Receiver {
     /// `name`.
     pub name: String,
-    /// Its integrations, in Alertmanager's order (by kind, then as listed).
+    /// Its integrations: by kind in the order of Alertmanager's `Receiver` struct
+    /// (the `receivers!` list), then as listed.
     pub integrations: Vec<Integration>,
-}
-
-/// One `*_configs` entry.
-#[derive(Clone, Debug)]
-pub enum Integration {
-    /// `email_configs`.
-    Email(email::EmailConfig),
-    /// `slack_configs`.
-    Slack(slack::SlackConfig),
-    /// `pushover_configs`.
-    Pushover(pushover::PushoverConfig),
-    /// `webhook_configs`.
-    Webhook(webhook::WebhookConfig),
-    /// `pagerduty_configs`.
-    Pagerduty(pagerduty::PagerdutyConfig),
-    /// `opsgenie_configs`.
-    Opsgenie(opsgenie::OpsgenieConfig),
-    /// `victorops_configs`.
-    Victorops(victorops::VictoropsConfig),
-    /// `telegram_configs`.
-    Telegram(telegram::TelegramConfig),
-    /// `discord_configs`.
-    Discord(discord::DiscordConfig),
-    /// `webex_configs`.
-    Webex(webex::WebexConfig),
-    /// `wechat_configs`.
-    Wechat(wechat::WechatConfig),
-    /// `sns_configs`.
-    Sns(sns::SnsConfig),
-    /// `msteams_configs` (Alertmanager 0.26+).
-    Msteams(msteams::MsteamsConfig),
-}
-
-impl Integration {
-    /// The integration label of Alertmanager's metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Integration::Email(_) => "email",
-            Integration::Slack(_) => "slack",
-            Integration::Pushover(_) => "pushover",
-            Integration::Webhook(_) => "webhook",
-            Integration::Pagerduty(_) => "pagerduty",
-            Integration::Opsgenie(_) => "opsgenie",
-            Integration::Victorops(_) => "victorops",
-            Integration::Telegram(_) => "telegram",
-            Integration::Discord(_) => "discord",
-            Integration::Webex(_) => "webex",
-            Integration::Wechat(_) => "wechat",
-            Integration::Sns(_) => "sns",
-            Integration::Msteams(_) => "msteams",
-        }
-    }
-
-    /// `http_config.tls_config`: how the receiver's endpoint is reached over https.
-    pub fn tls_config(&self) -> &TlsConfig {
-        match self {
-            Integration::Email(c) => &c.tls_config,
-            Integration::Slack(c) => &c.tls_config,
-            Integration::Pushover(c) => &c.tls_config,
-            Integration::Webhook(c) => &c.tls_config,
-            Integration::Pagerduty(c) => &c.tls_config,
-            Integration::Opsgenie(c) => &c.tls_config,
-            Integration::Victorops(c) => &c.tls_config,
-            Integration::Telegram(c) => &c.tls_config,
-            Integration::Discord(c) => &c.tls_config,
-            Integration::Webex(c) => &c.tls_config,
-            Integration::Wechat(c) => &c.tls_config,
-            Integration::Sns(c) => &c.tls_config,
-            Integration::Msteams(c) => &c.tls_config,
-        }
-    }
-
-    /// `send_resolved`.
-    pub fn send_resolved(&self) -> bool {
-        match self {
-            Integration::Email(c) => c.send_resolved,
-            Integration::Slack(c) => c.send_resolved,
-            Integration::Pushover(c) => c.send_resolved,
-            Integration::Webhook(c) => c.send_resolved,
-            Integration::Pagerduty(c) => c.send_resolved,
-            Integration::Opsgenie(c) => c.send_resolved,
-            Integration::Victorops(c) => c.send_resolved,
-            Integration::Telegram(c) => c.send_resolved,
-            Integration::Discord(c) => c.send_resolved,
-            Integration::Webex(c) => c.send_resolved,
-            Integration::Wechat(c) => c.send_resolved,
-            Integration::Sns(c) => c.send_resolved,
-            Integration::Msteams(c) => c.send_resolved,
-        }
-    }
 }
 
 /// Alertmanager 0.25 fields that promflow does not support yet, by parent section.
 const UNSUPPORTED_FIELDS: &[(&str, &[&str])] = &[
     ("", &["mute_time_intervals", "time_intervals"]),
-    ("global", &["http_config"]),
     ("route", &["mute_time_intervals", "active_time_intervals"]),
     ("receivers", &[]),
     ("slack_configs", &["actions"]),
     ("sns_configs", &["http_config"]),
-    // A receiver's `http_config`: the fields promflow's own config lacks too, and auth.
-    ("http_config", &["basic_auth", "authorization"]),
+    // A receiver's `http_config`: the fields promflow's own config lacks too.
     ("inhibit_rules", &[]),
 ];
 
@@ -394,17 +334,6 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         _ => None,
     };
 
-    let global_smtp = global.map(RawGlobal::smtp);
-    let global_opsgenie = RawGlobalApi {
-        api_url: global.and_then(|g| g.opsgenie_api_url.clone()),
-        api_key: global.and_then(|g| g.opsgenie_api_key.clone()),
-        api_key_file: global.and_then(|g| g.opsgenie_api_key_file.clone()),
-    };
-    let global_victorops = RawGlobalApi {
-        api_url: global.and_then(|g| g.victorops_api_url.clone()),
-        api_key: global.and_then(|g| g.victorops_api_key.clone()),
-        api_key_file: global.and_then(|g| g.victorops_api_key_file.clone()),
-    };
     if let Some(g) = global {
         for (field, url) in [
             ("pagerduty_url", &g.pagerduty_url),
@@ -434,6 +363,15 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
             }
         }
     }
+    let no_global = RawGlobal::default();
+    let globals = Globals {
+        raw: global.unwrap_or(&no_global),
+        http_config: match global.and_then(|g| g.http_config.as_ref()) {
+            Some(h) => resolve_http_client(h.http_client(), base, &gpath.key("http_config"), p),
+            None => HttpClientParts::default(),
+        },
+        slack_api_url: global_slack_url,
+    };
     let mut receivers = Vec::new();
     let mut names = BTreeSet::new();
     let rpath = root.key("receivers");
@@ -449,93 +387,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
                 format!("notification config name {name:?} is not unique"),
             );
         }
-        let mut integrations = Vec::new();
-        for (j, c) in r.email_configs.iter().flatten().enumerate() {
-            let cpath = path.key("email_configs").index(j);
-            integrations.push(Integration::Email(email::resolve(
-                c,
-                global_smtp.as_ref(),
-                base,
-                &cpath,
-                p,
-            )));
-        }
-        for (j, s) in r.slack_configs.iter().flatten().enumerate() {
-            let spath = path.key("slack_configs").index(j);
-            integrations.push(Integration::Slack(slack::resolve(
-                s,
-                global_slack_url.as_deref(),
-                base,
-                &spath,
-                p,
-            )));
-        }
-        for (j, c) in r.pushover_configs.iter().flatten().enumerate() {
-            let cpath = path.key("pushover_configs").index(j);
-            integrations.push(Integration::Pushover(pushover::resolve(c, base, &cpath, p)));
-        }
-        for (j, c) in r.webhook_configs.iter().flatten().enumerate() {
-            let cpath = path.key("webhook_configs").index(j);
-            integrations.push(Integration::Webhook(webhook::resolve(c, base, &cpath, p)));
-        }
-        for (j, c) in r.pagerduty_configs.iter().flatten().enumerate() {
-            let cpath = path.key("pagerduty_configs").index(j);
-            let url = global.and_then(|g| g.pagerduty_url.as_deref());
-            integrations.push(Integration::Pagerduty(pagerduty::resolve(
-                c, url, base, &cpath, p,
-            )));
-        }
-        for (j, c) in r.opsgenie_configs.iter().flatten().enumerate() {
-            let cpath = path.key("opsgenie_configs").index(j);
-            integrations.push(Integration::Opsgenie(opsgenie::resolve(
-                c,
-                &global_opsgenie,
-                base,
-                &cpath,
-                p,
-            )));
-        }
-        for (j, c) in r.victorops_configs.iter().flatten().enumerate() {
-            let cpath = path.key("victorops_configs").index(j);
-            integrations.push(Integration::Victorops(victorops::resolve(
-                c,
-                &global_victorops,
-                base,
-                &cpath,
-                p,
-            )));
-        }
-        for (j, c) in r.telegram_configs.iter().flatten().enumerate() {
-            let cpath = path.key("telegram_configs").index(j);
-            let url = global.and_then(|g| g.telegram_api_url.as_deref());
-            integrations.push(Integration::Telegram(telegram::resolve(
-                c, url, base, &cpath, p,
-            )));
-        }
-        for (j, c) in r.discord_configs.iter().flatten().enumerate() {
-            let cpath = path.key("discord_configs").index(j);
-            integrations.push(Integration::Discord(discord::resolve(c, base, &cpath, p)));
-        }
-        for (j, c) in r.webex_configs.iter().flatten().enumerate() {
-            let cpath = path.key("webex_configs").index(j);
-            let global_url = global.and_then(|g| g.webex_api_url.as_deref());
-            integrations.push(Integration::Webex(webex::resolve(
-                c, global_url, base, &cpath, p,
-            )));
-        }
-        for (j, c) in r.wechat_configs.iter().flatten().enumerate() {
-            let cpath = path.key("wechat_configs").index(j);
-            let g = global.map(RawGlobal::wechat).unwrap_or_default();
-            integrations.push(Integration::Wechat(wechat::resolve(c, &g, base, &cpath, p)));
-        }
-        for (j, c) in r.sns_configs.iter().flatten().enumerate() {
-            let cpath = path.key("sns_configs").index(j);
-            integrations.push(Integration::Sns(sns::resolve(c, &cpath, p)));
-        }
-        for (j, c) in r.msteams_configs.iter().flatten().enumerate() {
-            let cpath = path.key("msteams_configs").index(j);
-            integrations.push(Integration::Msteams(msteams::resolve(c, base, &cpath, p)));
-        }
+        let integrations = r.integrations(&globals, base, &path, p);
         receivers.push(Receiver { name, integrations });
     }
 
@@ -808,15 +660,19 @@ pub(crate) fn base_url(
     url
 }
 
-/// The `http_config.tls_config` of a receiver entry at `path`.
-pub(crate) fn receiver_tls_config(
+/// The `http_config` of a receiver entry at `path`, else `global.http_config`
+/// (Alertmanager takes the global one whole when an entry has none).
+pub(crate) fn receiver_http_config(
     http_config: &Option<RawHttpConfig>,
+    global: &Globals,
     base: &Path,
     path: &FieldPath,
     p: &mut Problems,
-) -> TlsConfig {
-    let raw = http_config.as_ref().and_then(|h| h.tls_config.as_ref());
-    resolve_tls_config(raw, base, &path.key("http_config").key("tls_config"), p)
+) -> HttpClientParts {
+    match http_config {
+        Some(h) => resolve_http_client(h.http_client(), base, &path.key("http_config"), p),
+        None => global.http_config.clone(),
+    }
 }
 
 #[cfg(test)]
@@ -880,26 +736,46 @@ mod tests {
     }
 
     #[test]
-    fn receivers_take_an_http_config_tls_config() {
+    fn receivers_take_an_http_config() {
         let c = load(
             "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url: https://hooks.internal/x\n        http_config:\n          tls_config:\n            server_name: hooks\n            insecure_skip_verify: true\n",
         )
         .unwrap();
-        let tls = c.receivers[0].integrations[0].tls_config();
+        let tls = &c.receivers[0].integrations[0]
+            .http_config()
+            .unwrap()
+            .tls_config;
         assert_eq!(tls.server_name.as_deref(), Some("hooks"));
         assert!(tls.insecure_skip_verify);
 
         let text = load(
-            "route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: https://slack.internal/x\n        http_config:\n          proxy_url: http://proxy:3128\n          tls_config:\n            ca_file: /nonexistent/ca.pem\n",
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    slack_configs:\n      - api_url: https://slack.internal/x\n        http_config:\n          proxy_url: ftp://proxy:3128\n          tls_config:\n            ca_file: /nonexistent/ca.pem\n",
         )
         .unwrap_err()
         .to_string();
         assert!(
-            text.contains("am.yml:8: receivers[0].slack_configs[0].http_config.proxy_url: field proxy_url is not supported by promflow yet"),
+            text.contains("am.yml:8: receivers[0].slack_configs[0].http_config.proxy_url: proxy_url scheme \"ftp\" is not supported by promflow (http and https proxies only)"),
             "{text}"
         );
         assert!(
             text.contains("am.yml:10: receivers[0].slack_configs[0].http_config.tls_config.ca_file: unable to load specified CA cert /nonexistent/ca.pem: "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_receiver_fields_are_reported() {
+        let text = load(
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n    pigeon_configs: [{}]\n    webhook_configs:\n      - url: http://127.0.0.1:1/h\n        colour: red\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("am.yml:5: receivers[0].pigeon_configs: unknown field pigeon_configs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("am.yml:8: receivers[0].webhook_configs[0].colour: unknown field colour"),
             "{text}"
         );
     }

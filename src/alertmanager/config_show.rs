@@ -7,19 +7,15 @@
 //!
 //! Contract: input is a file [`crate::alertmanager::config::NotifyConfig`] already
 //! accepted, so unreadable parts are skipped rather than reported. Covers what the
-//! built-in notifier supports (global, route, inhibit rules, email / Slack / Pushover /
-//! webhook receivers here, the others through their files' `show`, templates); promflow's own extension `pushover_configs[].api_url`
-//! is left out, so the text stays a valid Alertmanager file. The YAML emitter is
+//! built-in notifier supports (global, route, inhibit rules, receivers through each
+//! kind's `ReceiverKind::show` in its file, templates); promflow's own extension
+//! `pushover_configs[].api_url` is left out, so the text stays a valid Alertmanager file. The YAML emitter is
 //! libyaml's (through `serde_yaml_ng`), as Go's `yaml.v2` is, so quoting and line
 //! folding come out the same.
 
-use crate::alertmanager::go_time::duration_string;
 use crate::alertmanager::matcher::{parse_matchers, Matchers};
-use crate::alertmanager::receivers::email::{canonical_header, defaults as email};
-use crate::alertmanager::receivers::pushover::defaults as pushover;
-use crate::alertmanager::receivers::slack::defaults as slack;
-use crate::alertmanager::receivers::{discord, opsgenie, pagerduty, telegram, victorops};
-use crate::alertmanager::receivers::{msteams, sns, webex, wechat};
+use crate::alertmanager::receivers::email::defaults as email;
+use crate::alertmanager::receivers::{opsgenie, pagerduty, telegram, victorops, SHOWN};
 use crate::config::{format_duration, parse_duration};
 use serde_yaml_ng::{Mapping, Value};
 use std::time::Duration;
@@ -34,32 +30,6 @@ const GLOBAL_URLS: [(&str, &str); 6] = [
     ("victorops_api_url", victorops::DEFAULT_API_URL),
     ("telegram_api_url", telegram::DEFAULT_API_URL),
     ("webex_api_url", "https://webexapis.com/v1/messages"),
-];
-
-/// Slack's texts and their defaults, in `SlackConfig` order (after `channel`).
-const SLACK_TEXTS: [(&str, &str); 6] = [
-    ("username", slack::USERNAME),
-    ("color", slack::COLOR),
-    ("title", slack::TITLE),
-    ("title_link", slack::TITLE_LINK),
-    ("pretext", slack::PRETEXT),
-    ("text", slack::TEXT),
-];
-
-/// Slack's texts after `fields` and `short_fields`.
-const SLACK_TEXTS_AFTER_FIELDS: [(&str, &str); 5] = [
-    ("footer", slack::FOOTER),
-    ("fallback", slack::FALLBACK),
-    ("callback_id", slack::CALLBACK_ID),
-    ("icon_emoji", slack::ICON_EMOJI),
-    ("icon_url", slack::ICON_URL),
-];
-
-/// Pushover's texts and their defaults, in `PushoverConfig` order.
-const PUSHOVER_TEXTS: [(&str, &str); 3] = [
-    ("title", pushover::TITLE),
-    ("message", pushover::MESSAGE),
-    ("url", pushover::URL),
 ];
 
 /// The config file `text` as Alertmanager shows it (see the module doc).
@@ -203,34 +173,89 @@ fn http_config() -> Value {
     Value::Mapping(m)
 }
 
-/// An `http_config` as prometheus/common marshals it (the notifier supports
-/// `tls_config`, and `authorization` for Webex).
+/// An `http_config` as prometheus/common 0.39 marshals it after its checks:
+/// `bearer_token[_file]` become `authorization` of type `Bearer`, secrets
+/// `<secret>`, `follow_redirects` and `enable_http2` always shown.
 fn http_config_of(written: &Value) -> Value {
     let mut m = Mapping::new();
-    if let Some(auth) = written.get("authorization").filter(|a| a.is_mapping()) {
+    let text = |v: &Value, key: &str| v.get(key).and_then(string).filter(|s| !s.is_empty());
+    if let Some(auth) = written.get("basic_auth").filter(|a| a.is_mapping()) {
         let mut a = Mapping::new();
-        let kind = auth.get("type").and_then(string).filter(|t| !t.is_empty());
+        a.insert(
+            "username".into(),
+            text(auth, "username").unwrap_or_default().into(),
+        );
+        if text(auth, "password").is_some() {
+            a.insert("password".into(), SECRET.into());
+        }
+        insert_nonempty(&mut a, auth, &["password_file"]);
+        m.insert("basic_auth".into(), Value::Mapping(a));
+    }
+    let bearer = text(written, "bearer_token");
+    let bearer_file = text(written, "bearer_token_file");
+    let authorization = written.get("authorization").filter(|a| a.is_mapping());
+    if authorization.is_some() || bearer.is_some() || bearer_file.is_some() {
+        let mut a = Mapping::new();
+        let kind = authorization.and_then(|auth| text(auth, "type"));
         a.insert(
             "type".into(),
             kind.unwrap_or_else(|| "Bearer".into()).into(),
         );
-        if auth.get("credentials").is_some() {
+        let credentials = authorization.and_then(|auth| auth.get("credentials"));
+        if credentials.is_some() || bearer.is_some() {
             a.insert("credentials".into(), SECRET.into());
         }
-        insert_nonempty(&mut a, auth, &["credentials_file"]);
+        let file = authorization
+            .and_then(|auth| text(auth, "credentials_file"))
+            .or(bearer_file);
+        if let Some(f) = file {
+            a.insert("credentials_file".into(), f.into());
+        }
         m.insert("authorization".into(), Value::Mapping(a));
     }
+    if let Some(oauth2) = written.get("oauth2").filter(|o| o.is_mapping()) {
+        let mut o = Mapping::new();
+        o.insert(
+            "client_id".into(),
+            text(oauth2, "client_id").unwrap_or_default().into(),
+        );
+        if text(oauth2, "client_secret").is_some() {
+            o.insert("client_secret".into(), SECRET.into());
+        }
+        o.insert(
+            "client_secret_file".into(),
+            text(oauth2, "client_secret_file")
+                .unwrap_or_default()
+                .into(),
+        );
+        if let Some(scopes) = oauth2.get("scopes").and_then(strings) {
+            o.insert("scopes".into(), scopes);
+        }
+        o.insert(
+            "token_url".into(),
+            text(oauth2, "token_url").unwrap_or_default().into(),
+        );
+        if let Some(params) = oauth2.get("endpoint_params").and_then(sorted_map) {
+            o.insert("endpoint_params".into(), params);
+        }
+        if let Some(tls) = oauth2.get("tls_config").filter(|t| t.is_mapping()) {
+            o.insert("tls_config".into(), Value::Mapping(tls_config_of(tls)));
+        }
+        insert_nonempty(&mut o, oauth2, &["proxy_url"]);
+        m.insert("oauth2".into(), Value::Mapping(o));
+    }
+    insert_nonempty(&mut m, written, &["proxy_url"]);
     if let Some(tls) = written.get("tls_config").filter(|t| t.is_mapping()) {
         m.insert("tls_config".into(), Value::Mapping(tls_config_of(tls)));
     }
-    if let Value::Mapping(defaults) = http_config() {
-        m.extend(defaults);
+    for key in ["follow_redirects", "enable_http2"] {
+        m.insert(key.into(), flag(written, key, true));
     }
     Value::Mapping(m)
 }
 
 /// A written `tls_config` as prometheus/common's `TLSConfig` marshals.
-fn tls_config_of(tls: &Value) -> Mapping {
+pub(crate) fn tls_config_of(tls: &Value) -> Mapping {
     let mut t = Mapping::new();
     for key in [
         "ca",
@@ -272,7 +297,12 @@ fn global(g: &Value, file: &Value) -> Mapping {
         .and_then(|t| parse_duration(&t).ok())
         .unwrap_or(Duration::from_secs(300));
     m.insert("resolve_timeout".into(), format_duration(timeout).into());
-    m.insert("http_config".into(), http_config());
+    m.insert(
+        "http_config".into(),
+        g.get("http_config")
+            .map(http_config_of)
+            .unwrap_or_else(http_config),
+    );
     for (key, value) in global_smtp(g) {
         m.insert(key.into(), value);
     }
@@ -377,7 +407,7 @@ fn matchers(v: &Value) -> Option<Value> {
     ))
 }
 
-fn strings(v: &Value) -> Option<Value> {
+pub(crate) fn strings(v: &Value) -> Option<Value> {
     let items: Vec<Value> = v
         .as_sequence()?
         .iter()
@@ -468,136 +498,26 @@ fn global_smtp(g: &Value) -> Vec<(&'static str, Value)> {
     out
 }
 
-/// An `email_configs` entry with the globals applied, as `EmailConfig` marshals.
-fn email(c: &Value, g: &Value) -> Mapping {
-    let mut m = Mapping::new();
-    m.insert("send_resolved".into(), flag(c, "send_resolved", false));
-    let own = |key: &str| c.get(key).and_then(string).filter(|s| !s.is_empty());
-    let global = |key: &str| g.get(key).and_then(string).filter(|s| !s.is_empty());
-    let to = own("to").unwrap_or_default();
-    m.insert("to".into(), to.clone().into());
-    let from = own("from")
-        .or_else(|| global("smtp_from"))
-        .unwrap_or_default();
-    m.insert("from".into(), from.clone().into());
-    let hello = own("hello")
-        .or_else(|| global("smtp_hello"))
-        .unwrap_or_else(|| email::HELLO.to_string());
-    m.insert("hello".into(), hello.into());
-    if let Some(v) = own("smarthost").or_else(|| global("smtp_smarthost")) {
-        m.insert("smarthost".into(), v.into());
-    }
-    if let Some(v) = own("auth_username").or_else(|| global("smtp_auth_username")) {
-        m.insert("auth_username".into(), v.into());
-    }
-    let (password, password_file) =
-        if own("auth_password").is_some() || own("auth_password_file").is_some() {
-            (own("auth_password"), own("auth_password_file"))
-        } else {
-            (
-                global("smtp_auth_password"),
-                global("smtp_auth_password_file"),
-            )
-        };
-    if password.is_some() {
-        m.insert("auth_password".into(), SECRET.into());
-    }
-    if let Some(f) = password_file {
-        m.insert("auth_password_file".into(), f.into());
-    }
-    if own("auth_secret")
-        .or_else(|| global("smtp_auth_secret"))
-        .is_some()
-    {
-        m.insert("auth_secret".into(), SECRET.into());
-    }
-    if let Some(v) = own("auth_identity").or_else(|| global("smtp_auth_identity")) {
-        m.insert("auth_identity".into(), v.into());
-    }
-    // Alertmanager fills in To, From and Subject at load; names canonical, sorted.
-    let mut headers: std::collections::BTreeMap<String, Value> = c
-        .get("headers")
-        .and_then(Value::as_mapping)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, v)| Some((canonical_header(&string(k)?), v.clone())))
-        .collect();
-    headers.entry("To".into()).or_insert_with(|| to.into());
-    headers.entry("From".into()).or_insert_with(|| from.into());
-    headers
-        .entry("Subject".into())
-        .or_insert_with(|| email::SUBJECT.into());
-    m.insert(
-        "headers".into(),
-        Value::Mapping(headers.into_iter().map(|(k, v)| (k.into(), v)).collect()),
-    );
-    m.insert("html".into(), text_or(c, "html", email::HTML));
-    insert_nonempty(&mut m, c, &["text"]);
-    let require_tls = c
-        .get("require_tls")
-        .or_else(|| g.get("smtp_require_tls"))
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    m.insert("require_tls".into(), require_tls.into());
-    if let Some(tls) = c.get("tls_config").filter(|t| t.is_mapping()) {
-        m.insert("tls_config".into(), Value::Mapping(tls_config_of(tls)));
-    }
-    m
-}
-
 fn receiver(r: &Value, global: &Value) -> Mapping {
     let mut m = Mapping::new();
     m.insert(
         "name".into(),
         r.get("name").and_then(string).unwrap_or_default().into(),
     );
-    let slack = |s: &Value| slack(s, global.get("slack_api_url_file"));
-    // Alertmanager's `Receiver` struct order.
-    let with_global = |f: fn(&Value, &Value) -> Mapping| move |c: &Value| f(c, global);
-    for (key, configs) in [
-        (
-            "discord_configs",
-            list(&r["discord_configs"], discord::show),
-        ),
-        (
-            "email_configs",
-            list(&r["email_configs"], |c| email(c, global)),
-        ),
-        (
-            "pagerduty_configs",
-            list(&r["pagerduty_configs"], with_global(pagerduty::show)),
-        ),
-        ("slack_configs", list(&r["slack_configs"], slack)),
-        ("webhook_configs", list(&r["webhook_configs"], webhook)),
-        (
-            "opsgenie_configs",
-            list(&r["opsgenie_configs"], with_global(opsgenie::show)),
-        ),
-        (
-            "wechat_configs",
-            list(&r["wechat_configs"], with_global(wechat::show)),
-        ),
-        ("pushover_configs", list(&r["pushover_configs"], pushover)),
-        (
-            "victorops_configs",
-            list(&r["victorops_configs"], with_global(victorops::show)),
-        ),
-        ("sns_configs", list(&r["sns_configs"], sns::show)),
-        (
-            "telegram_configs",
-            list(&r["telegram_configs"], with_global(telegram::show)),
-        ),
-        (
-            "webex_configs",
-            list(&r["webex_configs"], with_global(webex::show)),
-        ),
-        (
-            "msteams_configs",
-            list(&r["msteams_configs"], msteams::show),
-        ),
-    ] {
+    // Alertmanager's `Receiver` struct order; entries without an `http_config` take
+    // `global.http_config`.
+    let inherit = |c: &Value| match (c, global.get("http_config")) {
+        (Value::Mapping(entry), Some(h)) if !entry.contains_key("http_config") => {
+            let mut entry = entry.clone();
+            entry.insert("http_config".into(), h.clone());
+            Value::Mapping(entry)
+        }
+        _ => c.clone(),
+    };
+    for (key, show) in SHOWN {
+        let configs = list(&r[*key], |c| show(&inherit(c), global));
         if !configs.is_empty() {
-            m.insert(key.into(), Value::Sequence(configs));
+            m.insert((*key).into(), Value::Sequence(configs));
         }
     }
     m
@@ -704,99 +624,11 @@ fn directory_url(url: &str) -> String {
     }
 }
 
-fn text_or(c: &Value, key: &str, default: &str) -> Value {
+pub(crate) fn text_or(c: &Value, key: &str, default: &str) -> Value {
     c.get(key)
         .and_then(string)
         .unwrap_or_else(|| default.to_string())
         .into()
-}
-
-fn slack(c: &Value, global_url_file: Option<&Value>) -> Mapping {
-    let mut m = notifier_head(c, false);
-    match (c.get("api_url"), c.get("api_url_file").or(global_url_file)) {
-        (None, Some(file)) => {
-            m.insert("api_url_file".into(), file.clone());
-        }
-        _ => {
-            m.insert("api_url".into(), SECRET.into());
-        }
-    }
-    if let Some(channel) = c.get("channel").and_then(string) {
-        m.insert("channel".into(), channel.into());
-    }
-    for (key, default) in SLACK_TEXTS {
-        m.insert(key.into(), text_or(c, key, default));
-    }
-    let fields: Vec<Value> = c
-        .get("fields")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-        .map(|f| {
-            let mut field = Mapping::new();
-            field.insert("title".into(), text_or(f, "title", ""));
-            field.insert("value".into(), text_or(f, "value", ""));
-            if let Some(short) = f.get("short").and_then(Value::as_bool) {
-                field.insert("short".into(), short.into());
-            }
-            Value::Mapping(field)
-        })
-        .collect();
-    if !fields.is_empty() {
-        m.insert("fields".into(), Value::Sequence(fields));
-    }
-    m.insert("short_fields".into(), flag(c, "short_fields", false));
-    for (key, default) in SLACK_TEXTS_AFTER_FIELDS {
-        m.insert(key.into(), text_or(c, key, default));
-    }
-    insert_nonempty(&mut m, c, &["image_url", "thumb_url"]);
-    m.insert("link_names".into(), flag(c, "link_names", false));
-    if let Some(mrkdwn_in) = c.get("mrkdwn_in").and_then(strings) {
-        m.insert("mrkdwn_in".into(), mrkdwn_in);
-    }
-    m
-}
-
-fn pushover(c: &Value) -> Mapping {
-    let mut m = notifier_head(c, true);
-    m.insert("user_key".into(), SECRET.into());
-    m.insert("token".into(), SECRET.into());
-    for (key, default) in PUSHOVER_TEXTS {
-        m.insert(key.into(), text_or(c, key, default));
-    }
-    insert_nonempty(&mut m, c, &["url_title", "sound"]);
-    m.insert(
-        "priority".into(),
-        text_or(c, "priority", pushover::PRIORITY),
-    );
-    for (key, default) in [("retry", 60), ("expire", 3600)] {
-        let d = c
-            .get(key)
-            .and_then(string)
-            .and_then(|t| parse_duration(&t).ok())
-            .unwrap_or(Duration::from_secs(default));
-        m.insert(
-            key.into(),
-            duration_string(d.as_nanos().min(i64::MAX as u128) as i64).into(),
-        );
-    }
-    m.insert("html".into(), flag(c, "html", false));
-    m
-}
-
-fn webhook(c: &Value) -> Mapping {
-    let mut m = notifier_head(c, true);
-    if let Some(url) = c.get("url").and_then(string) {
-        m.insert("url".into(), url.into());
-    }
-    m.insert(
-        "max_alerts".into(),
-        c.get("max_alerts")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            .into(),
-    );
-    m
 }
 
 #[cfg(test)]

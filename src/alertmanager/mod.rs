@@ -45,8 +45,9 @@ pub mod template;
 use crate::alertmanager::alert::{now_nanos, Alert, Nanos};
 use crate::alertmanager::config::NotifyConfig;
 use crate::alertmanager::dispatcher::{Dispatcher, Flush};
-use crate::alertmanager::receivers::{build_request, send, SendError};
+use crate::alertmanager::receivers::{send, SendError, INTEGRATIONS};
 use crate::alertmanager::silence::Silences;
+use crate::config::HttpClientParts;
 use crate::exposition::{write_header, write_sample, write_single};
 use crate::http_client::ClientCache;
 use parking_lot::Mutex;
@@ -55,23 +56,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Integrations whose counters are rendered even at 0, as Alertmanager 0.25
-/// initialises them; others (Discord, Webex, Microsoft Teams) appear once counted. Series come out
-/// sorted by integration.
-pub const INTEGRATIONS: &[&str] = &[
-    "pushover",
-    "slack",
-    "webhook",
-    // Added for issue 12 (append-only, so parallel additions merge).
-    "email",
-    "pagerduty",
-    "opsgenie",
-    "victorops",
-    "telegram",
-    "wechat",
-    "sns",
-];
 
 /// First retry delay.
 const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
@@ -136,8 +120,14 @@ impl NotifyMetrics {
                 .keys()
                 .filter(|(m, _)| *m == metric)
                 .map(|(_, i)| *i);
+            // Counters Alertmanager 0.25 initialises are rendered even at 0, the
+            // others once counted; series come out sorted by integration.
+            let initialised = INTEGRATIONS
+                .iter()
+                .filter(|(_, from_start)| *from_start)
+                .map(|(name, _)| *name);
             let integrations: std::collections::BTreeSet<&str> =
-                INTEGRATIONS.iter().copied().chain(counted).collect();
+                initialised.chain(counted).collect();
             for integration in integrations {
                 let v = counters.get(&(metric, integration)).copied().unwrap_or(0);
                 write_sample(
@@ -179,7 +169,7 @@ pub struct BuiltinNotifier {
     dispatcher: Mutex<Option<Dispatcher>>,
     state_file: Mutex<Option<PathBuf>>,
     wake: tokio::sync::Notify,
-    /// Clients by the receivers' `tls_config` (`crate::http_client`).
+    /// Clients by the receivers' `tls_config` and proxy options (`crate::http_client`).
     clients: ClientCache,
     /// Outcome counters.
     pub metrics: NotifyMetrics,
@@ -333,12 +323,13 @@ impl BuiltinNotifier {
         let templates = self.with_dispatcher(|d| d.templates());
         let deliveries = flush.jobs.iter().map(|job| async {
             let kind = job.integration.kind();
+            let http = job.integration.http_config().cloned().unwrap_or_default();
             self.metrics.inc("notifications_total", kind);
             let result = match &templates {
-                Some(t) => match build_request(&job.integration, t, &job.data, &flush.group_key) {
-                    Ok(request) => match self.clients.get(job.integration.tls_config()) {
+                Some(t) => match job.integration.request(t, &job.data, &flush.group_key) {
+                    Ok(request) => match self.clients.get_with(&http.tls_config, &http.http) {
                         Ok(client) => {
-                            self.send_with_retries(&client, kind, &request, flush.timeout)
+                            self.send_with_retries(&client, &http, kind, &request, flush.timeout)
                                 .await
                         }
                         Err(e) => Err(SendError::Permanent(e.to_string())),
@@ -367,6 +358,7 @@ impl BuiltinNotifier {
     async fn send_with_retries(
         &self,
         client: &reqwest::Client,
+        http: &HttpClientParts,
         kind: &'static str,
         request: &receivers::Delivery,
         timeout: Duration,
@@ -376,7 +368,7 @@ impl BuiltinNotifier {
         loop {
             self.metrics.inc("notification_requests_total", kind);
             let left = deadline.saturating_duration_since(Instant::now());
-            match send(client, request, left.max(Duration::from_millis(100))).await {
+            match send(client, http, request, left.max(Duration::from_millis(100))).await {
                 Ok(()) => return Ok(()),
                 Err(SendError::Retryable(e)) => {
                     self.metrics.inc("notification_requests_failed_total", kind);

@@ -69,10 +69,12 @@ pub use validate::{
 };
 
 pub(crate) use locate::{FieldPath, PathSegment, YamlLocator};
-pub(crate) use raw::RawAuthorization;
 use raw::RawConfig;
-pub(crate) use validate::resolve_authorization;
+pub(crate) use raw::{
+    raw_http_client_of, RawAuthorization, RawBasicAuth, RawHttpClient, RawOAuth2, ScalarText,
+};
 pub(crate) use validate::Problems;
+pub(crate) use validate::{resolve_http_client, HttpClientParts};
 
 /// The config used when promflow runs without `--config.file`: scrape promflow
 /// itself and a local node_exporter every 15s, load the shipped rules. The same

@@ -306,3 +306,4 @@ macro_rules! raw_http_client_of {
     )*};
 }
 raw_http_client_of!(RawScrapeConfig, RawRemoteWriteConfig, RawAlertmanagerConfig);
+pub(crate) use raw_http_client_of;

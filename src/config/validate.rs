@@ -632,6 +632,7 @@ fn resolve_oauth2(
 
 /// An HTTP client's settings, resolved: what a request needs to authenticate and how
 /// its connection is made.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct HttpClientParts {
     pub basic_auth: Option<BasicAuth>,
     pub authorization: Option<Authorization>,

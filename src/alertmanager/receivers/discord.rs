@@ -7,13 +7,16 @@
 //!
 //! Config: `send_resolved` true; `webhook_url` required.
 
+use super::ReceiverKind;
 use super::{Call, Delivery, Expander};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
 };
 use crate::alertmanager::config_show::{insert_text, notifier_head, SECRET};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -69,8 +72,8 @@ pub(crate) struct RawDiscord {
 pub struct DiscordConfig {
     /// Defaults to true.
     pub send_resolved: bool,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// Where to POST.
     pub webhook_url: Secret,
     /// Template.
@@ -82,6 +85,7 @@ pub struct DiscordConfig {
 /// Resolves one `discord_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawDiscord,
+    globals: &Globals,
     base: &Path,
     path: &FieldPath,
     p: &mut Problems,
@@ -94,7 +98,7 @@ pub(crate) fn resolve(
     }
     DiscordConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
         webhook_url: Secret::new(webhook_url),
         title: template_or(&c.title, defaults::TITLE),
         message: template_or(&c.message, defaults::MESSAGE),
@@ -111,4 +115,41 @@ pub(crate) fn show(c: &YamlValue) -> Mapping {
     insert_text(&mut m, c, "title", defaults::TITLE);
     insert_text(&mut m, c, "message", defaults::MESSAGE);
     m
+}
+
+impl ReceiverKind for DiscordConfig {
+    type Raw = RawDiscord;
+    const NAME: &'static str = "discord";
+    const COUNTED_FROM_START: bool = false;
+
+    fn resolve(
+        raw: &RawDiscord,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> DiscordConfig {
+        resolve(raw, global, base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, _global: &YamlValue) -> Mapping {
+        show(entry)
+    }
 }

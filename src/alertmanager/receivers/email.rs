@@ -23,8 +23,14 @@
 //! `auth_*` and `require_tls` (true) when an entry leaves them out; `send_resolved`
 //! defaults to false.
 
+use super::{Delivery, ReceiverKind};
 use super::{Expander, SendError};
+use crate::alertmanager::config::Globals;
+use crate::alertmanager::config_show::{
+    flag, insert_nonempty, string, text_or, tls_config_of, SECRET,
+};
 use crate::alertmanager::template::{Data, Templates};
+use crate::config::HttpClientParts;
 use crate::config::{resolve_tls_config, FieldPath, Problems, RawTlsConfig, Secret, TlsConfig};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -32,6 +38,7 @@ use lettre::transport::smtp::client::{Certificate, Identity, Tls, TlsParameters}
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -572,6 +579,120 @@ pub(crate) fn resolve(
             .unwrap_or(true),
         tls_config: resolve_tls_config(c.tls_config.as_ref(), base, &path.key("tls_config"), p),
     }
+}
+
+impl ReceiverKind for EmailConfig {
+    type Raw = RawEmail;
+    const NAME: &'static str = "email";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawEmail,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> EmailConfig {
+        resolve(raw, Some(&global.raw.smtp()), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data).map(|e| Delivery::Email(Box::new(e)))
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        None
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
+}
+
+/// An `email_configs` entry with the globals applied, as `EmailConfig` marshals.
+pub(crate) fn show(c: &YamlValue, g: &YamlValue) -> Mapping {
+    let mut m = Mapping::new();
+    m.insert("send_resolved".into(), flag(c, "send_resolved", false));
+    let own = |key: &str| c.get(key).and_then(string).filter(|s| !s.is_empty());
+    let global = |key: &str| g.get(key).and_then(string).filter(|s| !s.is_empty());
+    let to = own("to").unwrap_or_default();
+    m.insert("to".into(), to.clone().into());
+    let from = own("from")
+        .or_else(|| global("smtp_from"))
+        .unwrap_or_default();
+    m.insert("from".into(), from.clone().into());
+    let hello = own("hello")
+        .or_else(|| global("smtp_hello"))
+        .unwrap_or_else(|| defaults::HELLO.to_string());
+    m.insert("hello".into(), hello.into());
+    if let Some(v) = own("smarthost").or_else(|| global("smtp_smarthost")) {
+        m.insert("smarthost".into(), v.into());
+    }
+    if let Some(v) = own("auth_username").or_else(|| global("smtp_auth_username")) {
+        m.insert("auth_username".into(), v.into());
+    }
+    let (password, password_file) =
+        if own("auth_password").is_some() || own("auth_password_file").is_some() {
+            (own("auth_password"), own("auth_password_file"))
+        } else {
+            (
+                global("smtp_auth_password"),
+                global("smtp_auth_password_file"),
+            )
+        };
+    if password.is_some() {
+        m.insert("auth_password".into(), SECRET.into());
+    }
+    if let Some(f) = password_file {
+        m.insert("auth_password_file".into(), f.into());
+    }
+    if own("auth_secret")
+        .or_else(|| global("smtp_auth_secret"))
+        .is_some()
+    {
+        m.insert("auth_secret".into(), SECRET.into());
+    }
+    if let Some(v) = own("auth_identity").or_else(|| global("smtp_auth_identity")) {
+        m.insert("auth_identity".into(), v.into());
+    }
+    // Alertmanager fills in To, From and Subject at load; names canonical, sorted.
+    let mut headers: std::collections::BTreeMap<String, YamlValue> = c
+        .get("headers")
+        .and_then(YamlValue::as_mapping)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((canonical_header(&string(k)?), v.clone())))
+        .collect();
+    headers.entry("To".into()).or_insert_with(|| to.into());
+    headers.entry("From".into()).or_insert_with(|| from.into());
+    headers
+        .entry("Subject".into())
+        .or_insert_with(|| defaults::SUBJECT.into());
+    m.insert(
+        "headers".into(),
+        YamlValue::Mapping(headers.into_iter().map(|(k, v)| (k.into(), v)).collect()),
+    );
+    m.insert("html".into(), text_or(c, "html", defaults::HTML));
+    insert_nonempty(&mut m, c, &["text"]);
+    let require_tls = c
+        .get("require_tls")
+        .or_else(|| g.get("smtp_require_tls"))
+        .and_then(YamlValue::as_bool)
+        .unwrap_or(true);
+    m.insert("require_tls".into(), require_tls.into());
+    if let Some(tls) = c.get("tls_config").filter(|t| t.is_mapping()) {
+        m.insert("tls_config".into(), YamlValue::Mapping(tls_config_of(tls)));
+    }
+    m
 }
 
 #[cfg(test)]

@@ -1,15 +1,13 @@
-//! Receivers: turning one notification into the HTTP request of an integration, and
-//! sending it.
+//! Receivers: each kind's config and its request, and sending it.
 //!
 //! One file per integration, holding its config (as written, resolved with
-//! Alertmanager's defaults and checks, and its default texts) and its request:
-//! [`slack`], [`pushover`] and [`webhook`] each build the request body from the
-//! integration's config, the template set and the notification's [`Data`], the way
-//! Alertmanager 0.25's `notify/<kind>` packages do; [`email`] builds a message for
-//! an SMTP smarthost instead. Adding an integration is a file
-//! here and an arm of [`crate::alertmanager::config::Integration`]. [`send`] POSTs it and classifies
-//! the outcome like Alertmanager's `Retrier`: 2xx is delivered, 5xx and transport
-//! errors may be retried, anything else is a permanent failure.
+//! Alertmanager's defaults and checks, its default texts and how `amtool config
+//! show` prints it) and its request: [`slack`], [`pushover`] and [`webhook`] each
+//! build the request body from the integration's config, the template set and the
+//! notification's [`Data`], the way Alertmanager 0.25's `notify/<kind>` packages do;
+//! [`email`] builds a message for an SMTP smarthost instead. [`send`] POSTs it and
+//! classifies the outcome like Alertmanager's `Retrier`: 2xx is delivered, 5xx and
+//! transport errors may be retried, anything else is a permanent failure.
 //!
 //! Integrations that need more than one POST with a content type — a method,
 //! headers, several requests in turn, or their own notion of a retryable answer
@@ -17,6 +15,17 @@
 //! [`Call`]s with a [`Retrier`] instead of a [`Request`]; [`webex`] is such a call
 //! (its `Authorization` header), [`msteams`] a plain POST, while [`wechat`] (a token
 //! request, then a POST) and [`sns`] (an AWS SDK `Publish` call) send their own.
+//!
+//! **Adding an integration** is one file and one line: the file (`pub mod` it below)
+//! implements [`ReceiverKind`] for its resolved config — its raw type, integration
+//! name, `resolve`, `request`, `http_config`, `send_resolved` and `show` — and one
+//! line in the `receivers!` list below names its `*_configs` key, its
+//! [`Integration`] variant and that config type. The list generates the
+//! `Integration` enum and its dispatch, the `*_configs` fields of a receiver as
+//! written (plain fields, so unknown ones are still reported), the resolve loop, the
+//! `amtool config show` order and the integrations whose counters start at 0. Only
+//! `global.*` defaults of a new kind are added to
+//! [`crate::alertmanager::config`]'s `RawGlobal` besides.
 
 pub mod email;
 pub mod pushover;
@@ -33,9 +42,11 @@ pub mod victorops;
 pub mod webex;
 pub mod wechat;
 
-use crate::alertmanager::config::Integration;
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::Secret;
+use crate::config::{FieldPath, HttpClientParts, Problems, Secret};
+use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -226,55 +237,193 @@ impl std::fmt::Display for SendError {
     }
 }
 
-/// The request `integration` sends for `data`; a template error is returned as `Err`.
-pub fn build_request(
-    integration: &Integration,
-    templates: &Templates,
-    data: &Data,
-    group_key: &str,
-) -> Result<Delivery, String> {
-    match integration {
-        Integration::Slack(c) => slack::request(c, templates, data).map(Delivery::Http),
-        Integration::Pushover(c) => pushover::request(c, templates, data).map(Delivery::Http),
-        Integration::Webhook(c) => Ok(Delivery::Http(webhook::request(c, data, group_key))),
-        Integration::Email(c) => {
-            email::request(c, templates, data).map(|e| Delivery::Email(Box::new(e)))
-        }
-        Integration::Pagerduty(c) => pagerduty::request(c, templates, data, group_key),
-        Integration::Opsgenie(c) => opsgenie::request(c, templates, data, group_key),
-        Integration::Victorops(c) => victorops::request(c, templates, data, group_key),
-        Integration::Telegram(c) => telegram::request(c, templates, data),
-        Integration::Discord(c) => discord::request(c, templates, data),
-        Integration::Webex(c) => webex::request(c, templates, data),
-        Integration::Wechat(c) => wechat::request(c, templates, data).map(Delivery::Wechat),
-        Integration::Sns(c) => sns::request(c, templates, data, group_key).map(Delivery::Sns),
-        Integration::Msteams(c) => msteams::request(c, templates, data).map(Delivery::Http),
-    }
+/// What each receiver kind's resolved config (one `*_configs` entry) provides.
+pub(crate) trait ReceiverKind: Sized {
+    /// An entry as written (every field optional; unknown fields are reported).
+    type Raw: for<'de> Deserialize<'de> + std::fmt::Debug;
+    /// The `integration` label of Alertmanager's metrics (`email`, `slack`, …).
+    const NAME: &'static str;
+    /// Whether Alertmanager 0.25 renders its notification counters at 0 before the
+    /// first notification (all but Discord, Webex and Microsoft Teams).
+    const COUNTED_FROM_START: bool;
+    /// The entry at `path` with `global`'s defaults and Alertmanager's checks;
+    /// `base` is the config file's directory.
+    fn resolve(
+        raw: &Self::Raw,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> Self;
+    /// What it sends for `data`; a template error is returned as `Err`.
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String>;
+    /// `http_config` (else `global.http_config`): how its endpoint is reached and
+    /// requests are authorized; `None` for kinds that send without HTTP (email) or
+    /// with their own client (SNS).
+    fn http_config(&self) -> Option<&HttpClientParts>;
+    /// `send_resolved`.
+    fn send_resolved(&self) -> bool;
+    /// The entry as written (`entry`) as Alertmanager 0.25 marshals it, with the
+    /// file's `global` section applied (`amtool config show`, `/api/v2/status`).
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping;
 }
 
-/// Sends `delivery` once (`client` carries HTTP requests).
-pub async fn send(
+/// Generates everything that lists the receiver kinds from one list, one line per
+/// kind: `<key>_configs: Variant(module::Config),`, in Alertmanager's `Receiver`
+/// struct order (the order `amtool config show` prints and integrations are built).
+macro_rules! receivers {
+    ($($key:ident: $variant:ident($module:ident::$config:ident),)*) => {
+        /// One `*_configs` entry.
+        #[derive(Clone, Debug)]
+        pub enum Integration {
+            $(
+                #[doc = concat!("`", stringify!($key), "`.")]
+                $variant($module::$config),
+            )*
+        }
+
+        impl Integration {
+            /// The integration label of Alertmanager's metrics.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Integration::$variant(_) => <$module::$config as ReceiverKind>::NAME,)*
+                }
+            }
+
+            /// `http_config`, else `global.http_config`; `None` for email and SNS.
+            pub(crate) fn http_config(&self) -> Option<&HttpClientParts> {
+                match self {
+                    $(Integration::$variant(c) => c.http_config(),)*
+                }
+            }
+
+            /// `send_resolved`.
+            pub fn send_resolved(&self) -> bool {
+                match self {
+                    $(Integration::$variant(c) => c.send_resolved(),)*
+                }
+            }
+
+            /// The request it sends for `data`; a template error is returned as `Err`.
+            pub fn request(
+                &self,
+                templates: &Templates,
+                data: &Data,
+                group_key: &str,
+            ) -> Result<Delivery, String> {
+                match self {
+                    $(Integration::$variant(c) => c.request(templates, data, group_key),)*
+                }
+            }
+        }
+
+        /// A `receivers` entry as written.
+        #[derive(Debug, Default, Deserialize)]
+        pub(crate) struct RawReceiver {
+            pub(crate) name: Option<String>,
+            $(pub(crate) $key: Option<Vec<<$module::$config as ReceiverKind>::Raw>>,)*
+        }
+
+        impl RawReceiver {
+            /// Its integrations, resolved: by kind, then as listed. `path` is the
+            /// receiver's.
+            pub(crate) fn integrations(
+                &self,
+                global: &Globals,
+                base: &Path,
+                path: &FieldPath,
+                p: &mut Problems,
+            ) -> Vec<Integration> {
+                let mut out = Vec::new();
+                $(
+                    for (j, c) in self.$key.iter().flatten().enumerate() {
+                        let cpath = path.key(stringify!($key)).index(j);
+                        out.push(Integration::$variant(
+                            <$module::$config as ReceiverKind>::resolve(c, global, base, &cpath, p),
+                        ));
+                    }
+                )*
+                out
+            }
+        }
+
+        /// Each kind's `*_configs` key and how an entry is shown, in struct order.
+        pub(crate) const SHOWN: &[(&str, fn(&YamlValue, &YamlValue) -> Mapping)] = &[
+            $((stringify!($key), <$module::$config as ReceiverKind>::show),)*
+        ];
+
+        /// Each integration name, and whether its counters are rendered from the start.
+        pub const INTEGRATIONS: &[(&str, bool)] = &[
+            $((
+                <$module::$config as ReceiverKind>::NAME,
+                <$module::$config as ReceiverKind>::COUNTED_FROM_START,
+            ),)*
+        ];
+    };
+}
+
+receivers! {
+    discord_configs: Discord(discord::DiscordConfig),
+    email_configs: Email(email::EmailConfig),
+    pagerduty_configs: Pagerduty(pagerduty::PagerdutyConfig),
+    slack_configs: Slack(slack::SlackConfig),
+    webhook_configs: Webhook(webhook::WebhookConfig),
+    opsgenie_configs: Opsgenie(opsgenie::OpsgenieConfig),
+    wechat_configs: Wechat(wechat::WechatConfig),
+    pushover_configs: Pushover(pushover::PushoverConfig),
+    victorops_configs: Victorops(victorops::VictoropsConfig),
+    sns_configs: Sns(sns::SnsConfig),
+    telegram_configs: Telegram(telegram::TelegramConfig),
+    webex_configs: Webex(webex::WebexConfig),
+    msteams_configs: Msteams(msteams::MsteamsConfig),
+}
+
+/// Sends `delivery` once (`client` carries HTTP requests, authorized as `http` says).
+pub(crate) async fn send(
     client: &reqwest::Client,
+    http: &HttpClientParts,
     delivery: &Delivery,
     timeout: Duration,
 ) -> Result<(), SendError> {
     match delivery {
-        Delivery::Http(request) => call(client, &Call::from(request), timeout).await,
+        Delivery::Http(request) => call(client, http, &Call::from(request), timeout).await,
         Delivery::Email(e) => email::send(e, timeout).await,
         Delivery::Calls(calls) => {
             for c in calls {
-                call(client, c, timeout).await?;
+                call(client, http, c, timeout).await?;
             }
             Ok(())
         }
-        Delivery::Wechat(m) => wechat::send(client, m, timeout).await,
+        Delivery::Wechat(m) => wechat::send(client, http, m, timeout).await,
         Delivery::Sns(p) => sns::send(p, timeout).await,
     }
+}
+
+/// `builder` with the credentials of `http` (`basic_auth`, `authorization`, an
+/// `oauth2` token); failing to get them may be retried.
+pub(crate) async fn authorized(
+    builder: reqwest::RequestBuilder,
+    http: &HttpClientParts,
+) -> Result<reqwest::RequestBuilder, SendError> {
+    crate::http_client::authorize(
+        builder,
+        http.basic_auth.as_ref(),
+        http.authorization.as_ref(),
+        http.oauth2.as_ref(),
+    )
+    .await
+    .map_err(SendError::Retryable)
 }
 
 /// Sends `request` once.
 async fn call(
     client: &reqwest::Client,
+    http: &HttpClientParts,
     request: &Call,
     timeout: Duration,
 ) -> Result<(), SendError> {
@@ -285,6 +434,7 @@ async fn call(
     for (name, value) in &request.headers {
         builder = builder.header(*name, value);
     }
+    let builder = authorized(builder, http).await?;
     let response = builder
         .body(request.body.clone())
         .send()

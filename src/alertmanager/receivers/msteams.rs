@@ -10,13 +10,16 @@
 //! `webhook_url_file`; `send_resolved` defaults to true; `title`, `summary` and `text`
 //! default to `msteams.default.*`.
 
+use super::{Delivery, ReceiverKind};
 use super::{Expander, Request};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
 };
 use crate::alertmanager::config_show::{insert_nonempty, insert_text, notifier_head, SECRET};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -121,13 +124,14 @@ pub struct MsteamsConfig {
     pub summary: String,
     /// Template.
     pub text: String,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
 }
 
 /// Resolves one `msteams_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawMsteams,
+    globals: &Globals,
     base: &Path,
     path: &FieldPath,
     p: &mut Problems,
@@ -161,6 +165,43 @@ pub(crate) fn resolve(
         title: template_or(&c.title, defaults::TITLE),
         summary: template_or(&c.summary, defaults::SUMMARY),
         text: template_or(&c.text, defaults::TEXT),
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
+    }
+}
+
+impl ReceiverKind for MsteamsConfig {
+    type Raw = RawMsteams;
+    const NAME: &'static str = "msteams";
+    const COUNTED_FROM_START: bool = false;
+
+    fn resolve(
+        raw: &RawMsteams,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> MsteamsConfig {
+        resolve(raw, global, base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data).map(Delivery::Http)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, _global: &YamlValue) -> Mapping {
+        show(entry)
     }
 }

@@ -20,15 +20,18 @@
 //! `global.opsgenie_api_key`/`_file`; responder types checked (lower-cased) against
 //! `team|teams|user|escalation|schedule` unless they are templates.
 
+use super::ReceiverKind;
 use super::{
     group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi, Retrier,
 };
-use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
+use crate::alertmanager::config::Globals;
+use crate::alertmanager::config::{base_url, receiver_http_config, template_or, RawHttpConfig};
 use crate::alertmanager::config_show::{
     insert_key, insert_nonempty, insert_text, notifier_head, sorted_map, url_of,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -220,8 +223,8 @@ pub(crate) struct RawResponder {
 pub struct OpsgenieConfig {
     /// Defaults to true.
     pub send_resolved: bool,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// Template once read.
     pub api_key: KeySource,
     /// Base URL, its path ending in `/`.
@@ -266,6 +269,7 @@ pub struct Responder {
 /// Resolves one `opsgenie_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawOpsgenie,
+    globals: &Globals,
     global: &RawGlobalApi,
     base: &Path,
     path: &FieldPath,
@@ -326,7 +330,7 @@ pub(crate) fn resolve(
         .collect();
     OpsgenieConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
         api_key,
         api_url,
         message: template_or(&c.message, defaults::MESSAGE),
@@ -389,4 +393,41 @@ pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
         m.insert("update_alerts".into(), true.into());
     }
     m
+}
+
+impl ReceiverKind for OpsgenieConfig {
+    type Raw = RawOpsgenie;
+    const NAME: &'static str = "opsgenie";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawOpsgenie,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> OpsgenieConfig {
+        resolve(raw, global, &global.raw.opsgenie(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data, group_key)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
 }

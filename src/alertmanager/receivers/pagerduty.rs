@@ -23,15 +23,18 @@
 //! Extension: a v1 entry that sets its own `url` is sent there (Alertmanager 0.25
 //! ignores `url` for v1), so tests and proxies can redirect it.
 
+use super::ReceiverKind;
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
 };
 use crate::alertmanager::config_show::{
     insert_nonempty, insert_text, notifier_head, sorted_map, string, url_of, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -275,8 +278,8 @@ pub enum Key {
 pub struct PagerdutyConfig {
     /// Defaults to true.
     pub send_resolved: bool,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// The key, and so the API version.
     pub key: Key,
     /// v2 endpoint.
@@ -330,6 +333,7 @@ pub struct Link {
 /// Resolves one `pagerduty_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawPagerduty,
+    globals: &Globals,
     global_url: Option<&str>,
     base: &Path,
     path: &FieldPath,
@@ -383,7 +387,7 @@ pub(crate) fn resolve(
     let client = template_or(&c.client, defaults::CLIENT);
     PagerdutyConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
         key,
         v1_url: c.url.clone(),
         url,
@@ -479,4 +483,48 @@ pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
     }
     insert_nonempty(&mut m, c, &["severity", "class", "component", "group"]);
     m
+}
+
+impl ReceiverKind for PagerdutyConfig {
+    type Raw = RawPagerduty;
+    const NAME: &'static str = "pagerduty";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawPagerduty,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> PagerdutyConfig {
+        resolve(
+            raw,
+            global,
+            global.raw.pagerduty_url.as_deref(),
+            base,
+            path,
+            p,
+        )
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data, group_key)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
 }

@@ -5,12 +5,21 @@
 //! message.
 
 use super::{truncate_runes, Expander, Request};
+use super::{Delivery, ReceiverKind};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, duration, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, duration, receiver_http_config, template_or, RawHttpConfig,
 };
+use crate::alertmanager::config_show::{
+    flag, insert_nonempty, notifier_head, string, text_or, SECRET,
+};
+use crate::alertmanager::go_time::duration_string;
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::parse_duration;
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
 use std::time::Duration;
 
@@ -120,13 +129,14 @@ pub struct PushoverConfig {
     pub html: bool,
     /// Where to POST (promflow extension; Pushover's API by default).
     pub api_url: String,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
 }
 
 /// Resolves one `pushover_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawPushover,
+    globals: &Globals,
     base: &Path,
     path: &FieldPath,
     p: &mut Problems,
@@ -160,6 +170,78 @@ pub(crate) fn resolve(
         expire: duration(&c.expire, Duration::from_secs(3600), path.key("expire"), p),
         html: c.html.unwrap_or(false),
         api_url,
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
     }
+}
+
+impl ReceiverKind for PushoverConfig {
+    type Raw = RawPushover;
+    const NAME: &'static str = "pushover";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawPushover,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> PushoverConfig {
+        resolve(raw, global, base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data).map(Delivery::Http)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, _global: &YamlValue) -> Mapping {
+        show(entry)
+    }
+}
+
+/// Pushover's texts and their defaults, in `PushoverConfig` order.
+const PUSHOVER_TEXTS: [(&str, &str); 3] = [
+    ("title", defaults::TITLE),
+    ("message", defaults::MESSAGE),
+    ("url", defaults::URL),
+];
+
+/// An entry as Alertmanager 0.25 marshals it.
+pub(crate) fn show(c: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    m.insert("user_key".into(), SECRET.into());
+    m.insert("token".into(), SECRET.into());
+    for (key, default) in PUSHOVER_TEXTS {
+        m.insert(key.into(), text_or(c, key, default));
+    }
+    insert_nonempty(&mut m, c, &["url_title", "sound"]);
+    m.insert(
+        "priority".into(),
+        text_or(c, "priority", defaults::PRIORITY),
+    );
+    for (key, default) in [("retry", 60), ("expire", 3600)] {
+        let d = c
+            .get(key)
+            .and_then(string)
+            .and_then(|t| parse_duration(&t).ok())
+            .unwrap_or(Duration::from_secs(default));
+        m.insert(
+            key.into(),
+            duration_string(d.as_nanos().min(i64::MAX as u128) as i64).into(),
+        );
+    }
+    m.insert("html".into(), flag(c, "html", false));
+    m
 }

@@ -3,13 +3,20 @@
 //! JSON structs kept, so the bodies are byte-comparable).
 
 use super::{truncate_runes, Expander, Request};
+use super::{Delivery, ReceiverKind};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
+};
+use crate::alertmanager::config_show::{
+    flag, insert_nonempty, notifier_head, string, strings, text_or, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
 
 /// Slack shows at most this many characters of a title.
@@ -140,8 +147,8 @@ pub struct SlackConfig {
     pub send_resolved: bool,
     /// Incoming-webhook URL (from the entry, or `global.slack_api_url`).
     pub api_url: Secret,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// Templates.
     pub channel: String,
     /// Template.
@@ -194,6 +201,7 @@ pub struct SlackField {
 /// Resolves one `slack_configs` entry, adding its problems.
 pub(crate) fn resolve(
     s: &RawSlack,
+    globals: &Globals,
     global_url: Option<&str>,
     base: &Path,
     path: &FieldPath,
@@ -245,7 +253,7 @@ pub(crate) fn resolve(
     SlackConfig {
         send_resolved: s.send_resolved.unwrap_or(false),
         api_url: Secret::new(api_url),
-        tls_config: receiver_tls_config(&s.http_config, base, path, p),
+        http_config: receiver_http_config(&s.http_config, globals, base, path, p),
         channel: s.channel.clone().unwrap_or_default(),
         username: template_or(&s.username, defaults::USERNAME),
         color: template_or(&s.color, defaults::COLOR),
@@ -268,4 +276,107 @@ pub(crate) fn resolve(
             .clone()
             .unwrap_or_else(|| vec!["fallback".into(), "pretext".into(), "text".into()]),
     }
+}
+
+impl ReceiverKind for SlackConfig {
+    type Raw = RawSlack;
+    const NAME: &'static str = "slack";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawSlack,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> SlackConfig {
+        resolve(raw, global, global.slack_api_url.as_deref(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data).map(Delivery::Http)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global.get("slack_api_url_file"))
+    }
+}
+
+/// Slack's texts and their defaults, in `SlackConfig` order (after `channel`).
+const SLACK_TEXTS: [(&str, &str); 6] = [
+    ("username", defaults::USERNAME),
+    ("color", defaults::COLOR),
+    ("title", defaults::TITLE),
+    ("title_link", defaults::TITLE_LINK),
+    ("pretext", defaults::PRETEXT),
+    ("text", defaults::TEXT),
+];
+
+/// Slack's texts after `fields` and `short_fields`.
+const SLACK_TEXTS_AFTER_FIELDS: [(&str, &str); 5] = [
+    ("footer", defaults::FOOTER),
+    ("fallback", defaults::FALLBACK),
+    ("callback_id", defaults::CALLBACK_ID),
+    ("icon_emoji", defaults::ICON_EMOJI),
+    ("icon_url", defaults::ICON_URL),
+];
+
+/// An entry as Alertmanager 0.25 marshals it (`global_url_file`: `global.slack_api_url_file`).
+pub(crate) fn show(c: &YamlValue, global_url_file: Option<&YamlValue>) -> Mapping {
+    let mut m = notifier_head(c, false);
+    match (c.get("api_url"), c.get("api_url_file").or(global_url_file)) {
+        (None, Some(file)) => {
+            m.insert("api_url_file".into(), file.clone());
+        }
+        _ => {
+            m.insert("api_url".into(), SECRET.into());
+        }
+    }
+    if let Some(channel) = c.get("channel").and_then(string) {
+        m.insert("channel".into(), channel.into());
+    }
+    for (key, default) in SLACK_TEXTS {
+        m.insert(key.into(), text_or(c, key, default));
+    }
+    let fields: Vec<YamlValue> = c
+        .get("fields")
+        .and_then(YamlValue::as_sequence)
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let mut field = Mapping::new();
+            field.insert("title".into(), text_or(f, "title", ""));
+            field.insert("value".into(), text_or(f, "value", ""));
+            if let Some(short) = f.get("short").and_then(YamlValue::as_bool) {
+                field.insert("short".into(), short.into());
+            }
+            YamlValue::Mapping(field)
+        })
+        .collect();
+    if !fields.is_empty() {
+        m.insert("fields".into(), YamlValue::Sequence(fields));
+    }
+    m.insert("short_fields".into(), flag(c, "short_fields", false));
+    for (key, default) in SLACK_TEXTS_AFTER_FIELDS {
+        m.insert(key.into(), text_or(c, key, default));
+    }
+    insert_nonempty(&mut m, c, &["image_url", "thumb_url"]);
+    m.insert("link_names".into(), flag(c, "link_names", false));
+    if let Some(mrkdwn_in) = c.get("mrkdwn_in").and_then(strings) {
+        m.insert("mrkdwn_in".into(), mrkdwn_in);
+    }
+    m
 }

@@ -24,18 +24,22 @@
 //! `http_config` (the SDK uses its own client, with the system's CA roots).
 
 use super::{group_key_hash, Expander, SendError};
+use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::template_or;
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config_show::{
     insert_nonempty, insert_text, notifier_head, sorted_map, string, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret, TlsConfig};
 use crate::http_client::{aws_config_loader, error_chain};
 use aws_sdk_sns::error::SdkError;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 /// SNS's message limit, in bytes.
@@ -292,7 +296,7 @@ pub struct SnsConfig {
     /// Keys and values are templates.
     pub attributes: BTreeMap<String, String>,
     /// Always the default (no `http_config`).
-    pub tls_config: crate::config::TlsConfig,
+    pub tls_config: TlsConfig,
 }
 
 /// Resolves one `sns_configs` entry, adding its problems.
@@ -335,5 +339,42 @@ pub(crate) fn resolve(c: &RawSns, path: &FieldPath, p: &mut Problems) -> SnsConf
         message: template_or(&c.message, defaults::MESSAGE),
         attributes: c.attributes.clone().unwrap_or_default(),
         tls_config: Default::default(),
+    }
+}
+
+impl ReceiverKind for SnsConfig {
+    type Raw = RawSns;
+    const NAME: &'static str = "sns";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawSns,
+        _global: &Globals,
+        _base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> SnsConfig {
+        resolve(raw, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data, group_key).map(Delivery::Sns)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        None
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, _global: &YamlValue) -> Mapping {
+        show(entry)
     }
 }

@@ -14,13 +14,16 @@
 //! non-zero `chat_id` required; `parse_mode` `HTML` by default, else `Markdown`,
 //! `MarkdownV2` or empty.
 
+use super::ReceiverKind;
 use super::{truncate_runes, Call, Delivery, Expander, Retrier};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
 };
 use crate::alertmanager::config_show::{insert_text, notifier_head, string, url_of, SECRET};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
@@ -90,8 +93,8 @@ pub(crate) struct RawTelegram {
 pub struct TelegramConfig {
     /// Defaults to true.
     pub send_resolved: bool,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// The Bot API's base URL, as written.
     pub api_url: String,
     /// `bot_token`.
@@ -109,6 +112,7 @@ pub struct TelegramConfig {
 /// Resolves one `telegram_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawTelegram,
+    globals: &Globals,
     global_api_url: Option<&str>,
     base: &Path,
     path: &FieldPath,
@@ -144,7 +148,7 @@ pub(crate) fn resolve(
     }
     TelegramConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
         api_url,
         bot_token: Secret::new(bot_token),
         chat_id,
@@ -186,4 +190,48 @@ pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
     }
     insert_text(&mut m, c, "parse_mode", defaults::PARSE_MODE);
     m
+}
+
+impl ReceiverKind for TelegramConfig {
+    type Raw = RawTelegram;
+    const NAME: &'static str = "telegram";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawTelegram,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> TelegramConfig {
+        resolve(
+            raw,
+            global,
+            global.raw.telegram_api_url.as_deref(),
+            base,
+            path,
+            p,
+        )
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
 }

@@ -15,11 +15,14 @@
 //! `global.victorops_api_key`/`_file`; `routing_key` required; custom fields may not
 //! reuse the fixed fields' names.
 
+use super::ReceiverKind;
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi};
-use crate::alertmanager::config::{base_url, receiver_tls_config, template_or, RawHttpConfig};
+use crate::alertmanager::config::Globals;
+use crate::alertmanager::config::{base_url, receiver_http_config, template_or, RawHttpConfig};
 use crate::alertmanager::config_show::{insert_key, notifier_head, sorted_map, string, url_of};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
@@ -125,8 +128,8 @@ pub(crate) struct RawVictorops {
 pub struct VictoropsConfig {
     /// Defaults to true.
     pub send_resolved: bool,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// The API key.
     pub api_key: KeySource,
     /// Base URL, its path ending in `/`.
@@ -148,6 +151,7 @@ pub struct VictoropsConfig {
 /// Resolves one `victorops_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawVictorops,
+    globals: &Globals,
     global: &RawGlobalApi,
     base: &Path,
     path: &FieldPath,
@@ -186,7 +190,7 @@ pub(crate) fn resolve(
     );
     VictoropsConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
         api_key,
         api_url,
         routing_key,
@@ -232,4 +236,41 @@ pub(crate) fn show(c: &YamlValue, global: &YamlValue) -> Mapping {
         m.insert("custom_fields".into(), f);
     }
     m
+}
+
+impl ReceiverKind for VictoropsConfig {
+    type Raw = RawVictorops;
+    const NAME: &'static str = "victorops";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawVictorops,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> VictoropsConfig {
+        resolve(raw, global, &global.raw.victorops(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data, group_key)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
+    }
 }

@@ -10,14 +10,16 @@
 //! required; `room_id` is sent as written (not a template); `send_resolved` defaults
 //! to true.
 
+use super::ReceiverKind;
 use super::{truncate_bytes, Call, Delivery, Expander};
-use crate::alertmanager::config::{check_http_url, template_or};
+use crate::alertmanager::config::Globals;
+use crate::alertmanager::config::{
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
+};
 use crate::alertmanager::config_show::{insert_text, notifier_head, url_of};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{
-    resolve_authorization, resolve_tls_config, Authorization, FieldPath, Problems,
-    RawAuthorization, RawTlsConfig, TlsConfig,
-};
+use crate::config::HttpClientParts;
+use crate::config::{Authorization, FieldPath, Problems};
 use serde::Deserialize;
 use serde_json::{json, Map};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -87,20 +89,13 @@ pub mod defaults {
     pub const MESSAGE: &str = r#"{{ template "webex.default.message" . }}"#;
 }
 
-/// A Webex entry's `http_config`: `authorization` and `tls_config`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawWebexHttpConfig {
-    authorization: Option<RawAuthorization>,
-    tls_config: Option<RawTlsConfig>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawWebex {
     send_resolved: Option<bool>,
     api_url: Option<String>,
     message: Option<String>,
     room_id: Option<String>,
-    http_config: Option<RawWebexHttpConfig>,
+    http_config: Option<RawHttpConfig>,
 }
 
 /// `webex_configs` entry.
@@ -114,16 +109,17 @@ pub struct WebexConfig {
     pub message: String,
     /// `room_id`, as written.
     pub room_id: String,
-    /// `http_config.authorization`.
+    /// `http_config.authorization`, sent by [`request`].
     pub authorization: Authorization,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// The rest of `http_config`.
+    pub(crate) http_config: HttpClientParts,
 }
 
 /// Resolves one `webex_configs` entry (`global_url`: `global.webex_api_url`), adding
 /// its problems.
 pub(crate) fn resolve(
     c: &RawWebex,
+    globals: &Globals,
     global_url: Option<&str>,
     base: &Path,
     path: &FieldPath,
@@ -133,16 +129,15 @@ pub(crate) fn resolve(
     if room_id.is_empty() {
         p.push(path.key("room_id"), "missing room_id on webex_config");
     }
-    let http_path = path.key("http_config");
-    let authorization = match c
-        .http_config
-        .as_ref()
-        .and_then(|h| h.authorization.as_ref())
-    {
-        Some(a) => resolve_authorization(a, base, &http_path.key("authorization"), p),
+    // Alertmanager requires the entry's own `authorization` (or `bearer_token`),
+    // checked before `global.http_config` applies.
+    let mut http_config = receiver_http_config(&c.http_config, globals, base, path, p);
+    let own = c.http_config.is_some();
+    let authorization = match http_config.authorization.take().filter(|_| own) {
+        Some(a) => a,
         None => {
             p.push(
-                http_path.clone(),
+                path.key("http_config"),
                 "missing webex_configs.http_config.authorization",
             );
             Authorization {
@@ -161,13 +156,56 @@ pub(crate) fn resolve(
         }
         None => global_url.unwrap_or(DEFAULT_API_URL).to_string(),
     };
-    let tls = c.http_config.as_ref().and_then(|h| h.tls_config.as_ref());
     WebexConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
         api_url,
         message: template_or(&c.message, defaults::MESSAGE),
         room_id,
         authorization,
-        tls_config: resolve_tls_config(tls, base, &http_path.key("tls_config"), p),
+        http_config,
+    }
+}
+
+impl ReceiverKind for WebexConfig {
+    type Raw = RawWebex;
+    const NAME: &'static str = "webex";
+    const COUNTED_FROM_START: bool = false;
+
+    fn resolve(
+        raw: &RawWebex,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> WebexConfig {
+        resolve(
+            raw,
+            global,
+            global.raw.webex_api_url.as_deref(),
+            base,
+            path,
+            p,
+        )
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
     }
 }

@@ -3,12 +3,17 @@
 //! `max_alerts` alerts.
 
 use super::Request;
+use super::{Delivery, ReceiverKind};
 use crate::alertmanager::alert::{format_time, ZERO_TIME};
-use crate::alertmanager::config::{check_http_url, receiver_tls_config, RawHttpConfig};
-use crate::alertmanager::template::Data;
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::alertmanager::config::Globals;
+use crate::alertmanager::config::{check_http_url, receiver_http_config, RawHttpConfig};
+use crate::alertmanager::config_show::{notifier_head, string};
+use crate::alertmanager::template::{Data, Templates};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
 
 /// The webhook message for `data`.
@@ -77,13 +82,14 @@ pub struct WebhookConfig {
     pub url: Secret,
     /// At most this many alerts per message (0: all).
     pub max_alerts: u64,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
 }
 
 /// Resolves one `webhook_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawWebhook,
+    globals: &Globals,
     base: &Path,
     cpath: &FieldPath,
     p: &mut Problems,
@@ -101,6 +107,59 @@ pub(crate) fn resolve(
         send_resolved: c.send_resolved.unwrap_or(true),
         url: Secret::new(url),
         max_alerts: c.max_alerts.unwrap_or(0),
-        tls_config: receiver_tls_config(&c.http_config, base, cpath, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, cpath, p),
     }
+}
+
+impl ReceiverKind for WebhookConfig {
+    type Raw = RawWebhook;
+    const NAME: &'static str = "webhook";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawWebhook,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> WebhookConfig {
+        resolve(raw, global, base, path, p)
+    }
+
+    fn request(
+        &self,
+        _templates: &Templates,
+        data: &Data,
+        group_key: &str,
+    ) -> Result<Delivery, String> {
+        Ok(Delivery::Http(request(self, data, group_key)))
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, _global: &YamlValue) -> Mapping {
+        show(entry)
+    }
+}
+
+/// An entry as Alertmanager 0.25 marshals it.
+pub(crate) fn show(c: &YamlValue) -> Mapping {
+    let mut m = notifier_head(c, true);
+    if let Some(url) = c.get("url").and_then(string) {
+        m.insert("url".into(), url.into());
+    }
+    m.insert(
+        "max_alerts".into(),
+        c.get("max_alerts")
+            .and_then(YamlValue::as_u64)
+            .unwrap_or(0)
+            .into(),
+    );
+    m
 }

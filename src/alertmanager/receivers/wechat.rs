@@ -23,13 +23,16 @@
 //! `api_url` gets a trailing `/`; `message_type` is `text` (default) or `markdown`;
 //! `send_resolved` defaults to false.
 
-use super::{Expander, SendError};
+use super::{authorized, Expander, SendError};
+use super::{Delivery, ReceiverKind};
+use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{
-    check_http_url, receiver_tls_config, template_or, RawHttpConfig,
+    check_http_url, receiver_http_config, template_or, RawHttpConfig,
 };
 use crate::alertmanager::config_show::{insert_text, notifier_head, string, url_of, SECRET};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, Problems, Secret, TlsConfig};
+use crate::config::HttpClientParts;
+use crate::config::{FieldPath, Problems, Secret};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -137,15 +140,16 @@ pub fn request(
 }
 
 /// Gets a token if needed, then POSTs the message once.
-pub async fn send(
+pub(crate) async fn send(
     client: &reqwest::Client,
+    http: &HttpClientParts,
     m: &Message,
     timeout: Duration,
 ) -> Result<(), SendError> {
     let token = match m.token.get() {
         Some(t) => t,
         None => {
-            let token = fetch_token(client, m, timeout).await?;
+            let token = fetch_token(client, http, m, timeout).await?;
             m.token.set(Some(token.clone()));
             token
         }
@@ -162,11 +166,13 @@ pub async fn send(
     url.set_query(Some(
         &serde_urlencoded::to_string(&query).unwrap_or_default(),
     ));
-    let response = client
+    let request = client
         .post(url.clone())
         .timeout(timeout)
         .header("Content-Type", "application/json")
-        .body(m.body.clone())
+        .body(m.body.clone());
+    let response = authorized(request, http)
+        .await?
         .send()
         .await
         .map_err(|e| SendError::Retryable(format!("POST {}: {e}", redacted(&url))))?;
@@ -202,13 +208,13 @@ pub async fn send(
 
 async fn fetch_token(
     client: &reqwest::Client,
+    http: &HttpClientParts,
     m: &Message,
     timeout: Duration,
 ) -> Result<String, SendError> {
     let url = reqwest::Url::parse(&m.token_url).map_err(|e| SendError::Permanent(e.to_string()))?;
-    let response = client
-        .get(url.clone())
-        .timeout(timeout)
+    let response = authorized(client.get(url.clone()).timeout(timeout), http)
+        .await?
         .send()
         .await
         .map_err(|e| SendError::Retryable(format!("GET {}: {e}", redacted(&url))))?;
@@ -342,8 +348,8 @@ pub struct WechatConfig {
     pub agent_id: String,
     /// `text` or `markdown`.
     pub message_type: String,
-    /// `http_config.tls_config`.
-    pub tls_config: TlsConfig,
+    /// `http_config`, else `global.http_config`.
+    pub(crate) http_config: HttpClientParts,
     /// The access token of this integration.
     pub token: TokenCache,
 }
@@ -351,6 +357,7 @@ pub struct WechatConfig {
 /// Resolves one `wechat_configs` entry, adding its problems.
 pub(crate) fn resolve(
     c: &RawWechat,
+    globals: &Globals,
     global: &RawGlobalWechat,
     base: &Path,
     path: &FieldPath,
@@ -405,7 +412,44 @@ pub(crate) fn resolve(
         to_tag: template_or(&c.to_tag, defaults::TO_TAG),
         agent_id: template_or(&c.agent_id, defaults::AGENT_ID),
         message_type,
-        tls_config: receiver_tls_config(&c.http_config, base, path, p),
+        http_config: receiver_http_config(&c.http_config, globals, base, path, p),
         token: TokenCache::default(),
+    }
+}
+
+impl ReceiverKind for WechatConfig {
+    type Raw = RawWechat;
+    const NAME: &'static str = "wechat";
+    const COUNTED_FROM_START: bool = true;
+
+    fn resolve(
+        raw: &RawWechat,
+        global: &Globals,
+        base: &Path,
+        path: &FieldPath,
+        p: &mut Problems,
+    ) -> WechatConfig {
+        resolve(raw, global, &global.raw.wechat(), base, path, p)
+    }
+
+    fn request(
+        &self,
+        templates: &Templates,
+        data: &Data,
+        _group_key: &str,
+    ) -> Result<Delivery, String> {
+        request(self, templates, data).map(Delivery::Wechat)
+    }
+
+    fn http_config(&self) -> Option<&HttpClientParts> {
+        Some(&self.http_config)
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.send_resolved
+    }
+
+    fn show(entry: &YamlValue, global: &YamlValue) -> Mapping {
+        show(entry, global)
     }
 }
