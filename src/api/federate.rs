@@ -113,10 +113,7 @@ pub async fn federate(
         },
         None => None,
     };
-    let wants_gzip = headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    let wants_gzip = super::response::accepts_gzip(&headers);
     // Rendered off the async workers, sent as it is written; with gzip, compressed on
     // a second thread as the pieces come.
     let (chunks, receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();

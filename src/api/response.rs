@@ -2,7 +2,7 @@
 //! `{"status":"error","errorType":…,"error":…}`, with the HTTP status each error type
 //! maps to. Every API handler answers through here, so the mapping lives in one place.
 
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -130,4 +130,12 @@ pub fn api_error(kind: ErrorType, message: &str) -> Response {
         axum::Json(json!({ "status": "error", "errorType": kind.name(), "error": message })),
     )
         .into_response()
+}
+
+/// Whether the request's `Accept-Encoding` lists gzip (`/federate`, the web UI's assets).
+pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
 }

@@ -103,7 +103,9 @@ fn file_response(path: &str, headers: &HeaderMap, cache_control: &'static str) -
     };
     let plain = file.contents();
     let hash = xxhash_rust::xxh3::xxh3_64(plain);
-    let gzipped = accepts_gzip(headers).then(|| gzipped(path)).flatten();
+    let gzipped = super::response::accepts_gzip(headers)
+        .then(|| gzipped(path))
+        .flatten();
     let (body, etag, encoding) = match gzipped {
         Some(body) => (body, format!("\"{hash:016x}-gzip\""), Some("gzip")),
         None => (plain, format!("\"{hash:016x}\""), None),
@@ -139,14 +141,6 @@ fn file_response(path: &str, headers: &HeaderMap, cache_control: &'static str) -
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
     }
     response
-}
-
-/// Whether the request's `Accept-Encoding` lists gzip.
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")))
 }
 
 /// The gzip encoding of the embedded text file at `path` (compressed once, on first
