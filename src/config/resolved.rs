@@ -436,30 +436,37 @@ impl AlertmanagerConfig {
 }
 
 impl BasicAuth {
-    /// The password: inline, or read from `password_file` now (trimmed); `None` if
-    /// neither is set or the file cannot be read.
-    pub fn password_text(&self) -> Option<String> {
+    /// The password: inline, or read from `password_file` now (trimmed), as
+    /// prometheus/common reads it at each request; `Ok(None)` if neither is set, an
+    /// error naming the file if it cannot be read (the request then fails).
+    pub fn password_text(&self) -> Result<Option<String>, String> {
         match (&self.password, &self.password_file) {
-            (Some(p), _) => Some(p.expose().to_string()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .ok()
-                .map(|s| s.trim().to_string()),
-            _ => None,
+            (Some(p), _) => Ok(Some(p.expose().to_string())),
+            (None, Some(f)) => read_secret_file(f, "basic auth password").map(Some),
+            _ => Ok(None),
         }
     }
 }
 
+/// A secret file's contents, trimmed, or prometheus/common's error for it
+/// (`unable to read <what> file <path>: <reason>`).
+fn read_secret_file(path: &std::path::Path, what: &str) -> Result<String, String> {
+    crate::os_error::read_file(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .map_err(|e| format!("unable to read {what} file {}: {e}", path.display()))
+}
+
 impl Authorization {
     /// The `Authorization` header value (`<type> <credentials>`), credentials inline or
-    /// read from `credentials_file` now; `None` if there are none.
-    pub fn header_value(&self) -> Option<String> {
+    /// read from `credentials_file` now (trimmed); `Ok(None)` if there are none, an
+    /// error naming the file if it cannot be read (the request then fails, as in
+    /// prometheus/common, instead of going out without the header).
+    pub fn header_value(&self) -> Result<Option<String>, String> {
         let credentials = match (&self.credentials, &self.credentials_file) {
-            (Some(c), _) => Some(c.expose().to_string()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .ok()
-                .map(|s| s.trim().to_string()),
-            _ => None,
-        }?;
-        Some(format!("{} {credentials}", self.kind))
+            (Some(c), _) => c.expose().to_string(),
+            (None, Some(f)) => read_secret_file(f, "authorization credentials")?,
+            _ => return Ok(None),
+        };
+        Ok(Some(format!("{} {credentials}", self.kind)))
     }
 }

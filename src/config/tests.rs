@@ -935,7 +935,7 @@ fn tls_config_problems_are_located() {
     assert_eq!(
         problems,
         vec![
-            format!("prometheus.yml:5: scrape_configs[0].tls_config.ca_file: unable to load specified CA cert {base}/missing-ca.pem: No such file or directory (os error 2)"),
+            format!("prometheus.yml:5: scrape_configs[0].tls_config.ca_file: unable to load specified CA cert {base}/missing-ca.pem: open {base}/missing-ca.pem: no such file or directory"),
             "prometheus.yml:6: scrape_configs[0].tls_config.min_version: unknown TLS version: TLS14".to_string(),
             format!("prometheus.yml:9: scrape_configs[1].tls_config.cert_file: client cert file \"{base}/client.pem\" specified without client key file"),
             format!("prometheus.yml:14: alerting.alertmanagers[0].tls_config.ca_file: unable to use specified CA cert {base}/junk.pem: no PEM CERTIFICATE block in it"),
@@ -1041,14 +1041,14 @@ fn bearer_tokens_become_authorization_and_conflicts_are_named_like_prometheus() 
     );
     let a = config.scrape_configs[0].authorization.as_ref().unwrap();
     assert_eq!(
-        (a.kind.as_str(), a.header_value().as_deref()),
+        (a.kind.as_str(), a.header_value().unwrap().as_deref()),
         ("Bearer", Some("Bearer x"))
     );
     let b = config.scrape_configs[1].authorization.as_ref().unwrap();
     assert_eq!(b.kind, "Bearer");
     assert!(b.credentials.is_none() && b.credentials_file.as_ref().unwrap().ends_with("tok"));
     let w = config.remote_write[0].authorization.as_ref().unwrap();
-    assert_eq!(w.header_value().as_deref(), Some("Bearer x"));
+    assert_eq!(w.header_value().unwrap().as_deref(), Some("Bearer x"));
     let ams = &config.alerting.alertmanagers;
     assert!(ams[0]
         .authorization
