@@ -132,7 +132,7 @@ pub fn tls_files_fingerprint(tls: &TlsConfig) -> u64 {
 /// `oauth2` (at most one is configured), as prometheus/common's round trippers add it:
 /// files are read at each request, as there, so rotated secrets apply without a
 /// reload; an OAuth 2.0 token is fetched when none is cached. Errs (with the reason)
-/// only when a token cannot be had.
+/// when a secret file cannot be read or a token cannot be had.
 pub async fn authorize(
     mut request: reqwest::RequestBuilder,
     basic_auth: Option<&BasicAuth>,
@@ -140,9 +140,13 @@ pub async fn authorize(
     oauth2: Option<&OAuth2>,
 ) -> Result<reqwest::RequestBuilder, String> {
     if let Some(auth) = basic_auth {
-        request = request.basic_auth(&auth.username, auth.password_text());
+        request = request.basic_auth(&auth.username, auth.password_text()?);
     }
-    if let Some(header) = authorization.and_then(|a| a.header_value()) {
+    if let Some(header) = authorization
+        .map(Authorization::header_value)
+        .transpose()?
+        .flatten()
+    {
         request = request.header(reqwest::header::AUTHORIZATION, header);
     }
     if let Some(oauth2) = oauth2 {
@@ -428,7 +432,7 @@ pub(crate) fn read_certificates(
     field: &'static str,
     what: &str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let bytes = std::fs::read(path).map_err(|e| TlsSetupError {
+    let bytes = crate::os_error::read_file(path).map_err(|e| TlsSetupError {
         field,
         message: format!("unable to load specified {what} {}: {e}", path.display()),
     })?;
@@ -456,7 +460,7 @@ pub(crate) fn read_private_key(
     path: &Path,
     what: &str,
 ) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
-    let bytes = std::fs::read(path).map_err(|e| TlsSetupError {
+    let bytes = crate::os_error::read_file(path).map_err(|e| TlsSetupError {
         field: "key_file",
         message: format!("unable to load specified {what} {}: {e}", path.display()),
     })?;

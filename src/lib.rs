@@ -20,6 +20,7 @@ pub mod http_client;
 pub mod ingest;
 pub mod logging;
 pub mod notifier;
+pub mod os_error;
 pub mod process_stats;
 pub mod relabel;
 pub mod remote;

@@ -100,6 +100,40 @@ fn scrape_credentials_are_sent_as_prometheus_sends_them() {
     );
 }
 
+/// A credentials or password file that cannot be read fails the scrape with
+/// prometheus/common's error (the request is not sent without its header), and the
+/// target reads as Prometheus reports it.
+#[test]
+fn unreadable_secret_files_fail_the_scrape_as_in_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = Exporter::start(Reply::text("m 1\n"));
+    let addr = exporter.addr();
+    let config = format!(
+        "global: {{scrape_interval: 500ms, scrape_timeout: 400ms}}\n\
+         scrape_configs:\n\
+         - {{job_name: token, authorization: {{credentials_file: {}}}, \
+         static_configs: [{{targets: ['{addr}']}}]}}\n\
+         - {{job_name: password, basic_auth: {{username: u, password_file: {}}}, \
+         static_configs: [{{targets: ['{addr}']}}]}}\n",
+        dir.path().join("missing-token").display(),
+        dir.path().join("missing-password").display(),
+    );
+    let promflow = Promflow::start(&config);
+    let prometheus = Prometheus::start(&config);
+    let ours = wait_for(WAIT, || target_states(&promflow)).expect("promflow's targets");
+    let theirs = wait_for(WAIT, || target_states(&prometheus)).expect("Prometheus's targets");
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.iter().all(|(_, health, _)| health == "down"),
+        "{ours:?}"
+    );
+    assert!(
+        authorizations(&exporter, "promflow/").is_empty(),
+        "a request went out without its credentials: {:?}",
+        exporter.requests()
+    );
+}
+
 /// The request lines `proxy` forwarded for clients whose User-Agent starts with `agent`.
 fn proxied_request_lines(proxy: &Proxy, agent: &str) -> BTreeSet<String> {
     proxy

@@ -188,3 +188,27 @@ fn status_config_hides_secrets() {
     assert!(!body.contains("very-secret-value"), "{body}");
     assert!(!promflow.log().contains("very-secret-value"));
 }
+
+/// The whole `/api/v1/status/config` text equals Prometheus's for a config of the
+/// common shapes (scrape jobs with and without HTTP client settings, Alertmanagers,
+/// external labels, relabeling).
+#[test]
+fn status_config_prints_what_prometheus_prints() {
+    let yaml = "global:\n  scrape_interval: 15s\n  external_labels: {site: a}\n\
+                scrape_configs:\n\
+                - job_name: plain\n  static_configs: [{targets: ['127.0.0.1:9']}]\n\
+                - job_name: secured\n  scheme: https\n  basic_auth: {username: u, password: p}\n  \
+                tls_config: {insecure_skip_verify: true}\n  follow_redirects: false\n  \
+                relabel_configs: [{source_labels: [__address__], target_label: host}]\n  \
+                static_configs: [{targets: ['127.0.0.1:9'], labels: {team: x}}]\n\
+                alerting:\n  alertmanagers:\n  - path_prefix: /am\n    \
+                static_configs: [{targets: ['127.0.0.1:1']}]\n  \
+                - authorization: {credentials: c}\n    static_configs: [{targets: ['127.0.0.1:2']}]\n";
+    let status = |server: &Peer| {
+        let json: Value = serde_json::from_str(&server.get_ok("/api/v1/status/config")).unwrap();
+        json["data"]["yaml"].as_str().unwrap().to_string()
+    };
+    let promflow = Promflow::start(yaml);
+    let prometheus = Prometheus::start(yaml);
+    assert_eq!(status(&promflow), status(&prometheus));
+}

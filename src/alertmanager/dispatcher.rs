@@ -59,10 +59,17 @@ struct LogEntry {
     at: Nanos,
 }
 
+/// A notification log entry's key, as Alertmanager's `nflogpb.Receiver` with the
+/// group: group key, receiver name, integration kind (`slack`) and its position among
+/// the receiver's integrations of that kind — so reordering a receiver's
+/// `*_configs` lists does not hand one integration's log to another.
+type LogKey = (String, String, &'static str, usize);
+
 /// One integration's delivery in a flush.
 #[derive(Clone, Debug)]
 pub struct Job {
-    /// The integration's position in its receiver.
+    /// The integration's position among its receiver's integrations of the same
+    /// kind (Alertmanager's `Idx`).
     pub index: usize,
     /// The integration.
     pub integration: Integration,
@@ -118,7 +125,7 @@ pub struct Dispatcher {
     routes: Vec<Route>,
     alerts: HashMap<u64, Alert>,
     groups: BTreeMap<String, Group>,
-    log: HashMap<(String, String, usize), LogEntry>,
+    log: HashMap<LogKey, LogEntry>,
     /// Silences.
     pub silences: Silences,
     last_cleanup: Nanos,
@@ -284,11 +291,10 @@ impl Dispatcher {
                 .find(|r| r.name == route.receiver)
                 .cloned();
             if !unmuted.is_empty() {
-                for (index, integration) in receiver
-                    .iter()
-                    .flat_map(|r| r.integrations.iter())
-                    .enumerate()
-                {
+                let mut of_kind: HashMap<&'static str, usize> = HashMap::new();
+                for integration in receiver.iter().flat_map(|r| r.integrations.iter()) {
+                    let kind = integration.kind();
+                    let index = *of_kind.entry(kind).and_modify(|n| *n += 1).or_insert(0);
                     let firing: BTreeSet<u64> = unmuted
                         .iter()
                         .filter(|a| !a.resolved_at(now))
@@ -299,7 +305,7 @@ impl Dispatcher {
                         .filter(|a| a.resolved_at(now))
                         .map(Alert::fingerprint)
                         .collect();
-                    let log_key = (key.clone(), route.receiver.clone(), index);
+                    let log_key = (key.clone(), route.receiver.clone(), kind, index);
                     let entry = self.log.get(&log_key);
                     let send_resolved = integration.send_resolved();
                     if !needs_update(
@@ -362,7 +368,12 @@ impl Dispatcher {
         for (job, ok) in flush.jobs.iter().zip(delivered) {
             if *ok {
                 self.log.insert(
-                    (flush.group_key.clone(), flush.receiver.clone(), job.index),
+                    (
+                        flush.group_key.clone(),
+                        flush.receiver.clone(),
+                        job.integration.kind(),
+                        job.index,
+                    ),
                     LogEntry {
                         firing: job.firing.clone(),
                         resolved: job.resolved.clone(),
@@ -396,11 +407,12 @@ impl Dispatcher {
             .log
             .iter()
             .filter(|(_, e)| e.at > now - retention)
-            .map(|((group_key, receiver, index), e)| {
+            .map(|((group_key, receiver, kind, index), e)| {
                 serde_json::json!({
                     "groupKey": group_key,
                     "receiver": receiver,
-                    "integration": index,
+                    "integration": kind,
+                    "idx": index,
                     "firing": e.firing,
                     "resolved": e.resolved,
                     "at": e.at,
@@ -425,10 +437,17 @@ impl Dispatcher {
                     .collect()
             };
             let entry = (|| {
+                // Entries of builds that keyed by position alone (no `idx`) are
+                // not read: the position may now name another integration.
+                let kind = e["integration"].as_str()?;
                 let key = (
                     e["groupKey"].as_str()?.to_string(),
                     e["receiver"].as_str()?.to_string(),
-                    e["integration"].as_u64()? as usize,
+                    crate::alertmanager::receivers::INTEGRATIONS
+                        .iter()
+                        .map(|(name, _)| *name)
+                        .find(|name| *name == kind)?,
+                    e["idx"].as_u64()? as usize,
                 );
                 let entry = LogEntry {
                     firing: set("firing")?,
@@ -441,6 +460,9 @@ impl Dispatcher {
                 Some((key, entry)) => {
                     self.log.insert(key, entry);
                 }
+                None if e["integration"].is_u64() => problems.push(format!(
+                    "notification log entry of an older promflow (keyed by position), not restored: {e}"
+                )),
                 None => problems.push(format!("unreadable notification log entry {e}")),
             }
         }
@@ -598,6 +620,60 @@ fn needs_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn config(receiver: &str) -> Arc<NotifyConfig> {
+        let text = format!(
+            "route: {{receiver: r, group_wait: 0s, group_interval: 1m, repeat_interval: 4h}}\n\
+             receivers:\n- name: r\n{receiver}"
+        );
+        Arc::new(NotifyConfig::load_str(&text, "am.yml", Path::new(".")).unwrap())
+    }
+
+    fn kinds(flushes: &[Flush]) -> Vec<(&'static str, usize)> {
+        flushes
+            .iter()
+            .flat_map(|f| f.jobs.iter().map(|j| (j.integration.kind(), j.index)))
+            .collect()
+    }
+
+    /// Adding an integration of an earlier kind to a receiver (a reload) notifies
+    /// through the new one only: the log is kept per kind and position within the
+    /// kind, as Alertmanager keys it, so the webhook's entry stays the webhook's.
+    #[test]
+    fn the_log_follows_each_integration_across_a_reload() {
+        let webhook = "  webhook_configs: [{url: 'http://127.0.0.1:1/hook'}]\n";
+        let email = "  email_configs: [{to: a@b.c, from: x@b.c, smarthost: '127.0.0.1:1'}]\n";
+        let mut d = Dispatcher::new(config(webhook), "http://am");
+        let minute = 60 * 1_000_000_000;
+        let alert = Alert {
+            labels: [("alertname".to_string(), "A".to_string())].into(),
+            annotations: Default::default(),
+            starts_at: 0,
+            ends_at: 100 * minute,
+            generator_url: String::new(),
+            updated_at: 0,
+            timeout: false,
+        };
+        d.put(alert, 0);
+        let flushes = d.take_due(1);
+        assert_eq!(kinds(&flushes), [("webhook", 0)]);
+        d.complete(&flushes[0], &[true]);
+        let mut d = d.reconfigure(config(&format!("{email}{webhook}")), "http://am", minute);
+        let flushes = d.take_due(2 * minute);
+        assert_eq!(kinds(&flushes), [("email", 0)]);
+        d.complete(&flushes[0], &[true]);
+        let saved = d.snapshot(2 * minute, Duration::from_secs(3600));
+        let mut restored = Dispatcher::new(config(&format!("{email}{webhook}")), "http://am");
+        assert!(restored.restore(&saved).is_empty());
+        let mut old = saved.clone();
+        old["log"][0]["integration"] = serde_json::json!(0);
+        assert_eq!(
+            restored.restore(&old).len(),
+            1,
+            "an entry keyed by position is not read"
+        );
+    }
 
     #[test]
     fn dedup_follows_alertmanager() {

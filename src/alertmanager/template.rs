@@ -17,6 +17,15 @@
 //! lists) and `Firing`, `Resolved` (alert lists), as in Alertmanager's
 //! `template.go`; like Go, a method wins over a label of the same name.
 //!
+//! A label set is Alertmanager's `KV` (`map[string]string`) and its templates run with
+//! `missingkey=zero`, so a missing label reads as `""`: `{{ .CommonLabels.severity }}`
+//! prints nothing, `eq .CommonLabels.severity "critical"` is false, `toUpper` of it is
+//! `""`. In `gotmpl` a missing map key is nil (printed `<no value>`, refused by
+//! functions), so a key read through a label-set field ([`KV_FIELDS`]) is rewritten
+//! too (`.CommonLabels.severity` → `(__kv .CommonLabels "severity")`), and `index` of a
+//! label set answers `""` for a missing key. A label set held in a variable
+//! (`$l := .CommonLabels`, then `$l.severity`) still reads a missing key as nil.
+//!
 //! `.StartsAt` and `.EndsAt` print as Go's `time.Time.String()`; their methods
 //! `Format LAYOUT`, `Unix`, `UnixNano`, `IsZero`, `Sub TIME`, `UTC` and `Local` are
 //! rewritten the same way (`.StartsAt.Format "15:04"` → `__timeFormat .StartsAt
@@ -50,6 +59,28 @@ const METHODS: [&str; 13] = [
     "UTC",
     "Local",
 ];
+
+/// The data's label-set (`KV`) fields: a segment after one of them that is not a
+/// method reads a label (see the module doc).
+const KV_FIELDS: [&str; 5] = [
+    "Labels",
+    "Annotations",
+    "GroupLabels",
+    "CommonLabels",
+    "CommonAnnotations",
+];
+
+/// The methods of a label set (Alertmanager's `KV`); any other segment after a label
+/// set reads a label.
+const KV_METHODS: [&str; 4] = ["SortedPairs", "Names", "Values", "Remove"];
+
+/// Whether a field chain needs rewriting: it calls a method or reads a label.
+fn rewritten(segments: &[&str]) -> bool {
+    segments.iter().any(|s| METHODS.contains(s))
+        || segments
+            .windows(2)
+            .any(|pair| KV_FIELDS.contains(&pair[0]) && !KV_METHODS.contains(&pair[1]))
+}
 
 /// The data's `time.Time` fields, whose segments may be followed by time methods.
 const TIME_FIELDS: [&str; 2] = ["StartsAt", "EndsAt"];
@@ -333,6 +364,19 @@ fn string_list(v: &Value) -> Vec<String> {
     }
 }
 
+/// The label `key` of the label set `set`, `""` when it has none (`missingkey=zero`
+/// on Alertmanager's `map[string]string`); nil of nil, as Go reads a field of nil.
+fn label_of(set: &Value, key: &str) -> gotmpl::Result<Value> {
+    match set {
+        Value::Map(m) => Ok(m.get(key).cloned().unwrap_or_else(|| text(String::new()))),
+        Value::Nil => Ok(Value::Nil),
+        other => Err(err(format!(
+            "can't evaluate field {key} in type {}",
+            other.type_name()
+        ))),
+    }
+}
+
 fn functions<T: FuncHost>(template: T) -> T {
     with_text_funcs(template)
         .func("trimSpace", |args| {
@@ -354,6 +398,27 @@ fn functions<T: FuncHost>(template: T) -> T {
             Ok(Value::List(
                 pairs_of(&arg(args, 0, "SortedPairs")?, "SortedPairs")?.into(),
             ))
+        })
+        .func("__kv", |args| {
+            label_of(&arg(args, 0, "label")?, &arg_str(args, 1, "label")?)
+        })
+        .func("index", |args| {
+            // Go's `index`, where a label set's missing key is "" (the zero value of
+            // Alertmanager's `map[string]string`), not nil.
+            let (first, keys) = match args {
+                [first, keys @ ..] if !keys.is_empty() => (first, keys),
+                _ => {
+                    return Err(err(format!(
+                        "wrong number of args for index: want at least 2 got {}",
+                        args.len()
+                    )))
+                }
+            };
+            keys.iter()
+                .try_fold(first.clone(), |value, key| match (&value, key) {
+                    (Value::Map(_), Value::String(k)) => label_of(&value, k),
+                    _ => value.index(key),
+                })
         })
         .func("__names", |args| pair_fields(args, "Names", "Name"))
         .func("__values", |args| pair_fields(args, "Values", "Value"))
@@ -462,7 +527,7 @@ pub fn rewrite_methods(src: &str) -> String {
                 i += 1;
                 if let Some(open) = open {
                     let (segments, len) = field_segments(&src[i..]);
-                    if segments.iter().any(|s| METHODS.contains(s)) {
+                    if rewritten(&segments) {
                         let base = out.split_off(open);
                         out.push_str(&apply_methods(&base, &segments));
                         i += len;
@@ -477,7 +542,7 @@ pub fn rewrite_methods(src: &str) -> String {
                         j += 1;
                     }
                     let (segments, len) = field_segments(&src[j..]);
-                    if segments.iter().any(|s| METHODS.contains(s)) {
+                    if rewritten(&segments) {
                         out.push_str(&apply_methods(&src[i..j], &segments));
                         i = j + len;
                     } else {
@@ -486,7 +551,7 @@ pub fn rewrite_methods(src: &str) -> String {
                     }
                 } else {
                     let (segments, len) = field_segments(&src[i..]);
-                    if segments.iter().any(|s| METHODS.contains(s)) {
+                    if rewritten(&segments) {
                         out.push_str(&apply_methods(".", &segments));
                     } else {
                         out.push_str(&src[i..i + len.max(1)]);
@@ -529,6 +594,8 @@ fn apply_methods(base: &str, segments: &[&str]) -> String {
     let mut expr = base.to_string();
     // Whether `expr` is a `time.Time` (a time field, possibly through UTC/Local).
     let mut is_time = false;
+    // Whether `expr` is a label set (a `KV` field).
+    let mut is_kv = false;
     for (n, seg) in segments.iter().enumerate() {
         let rest = || {
             segments[n + 1..]
@@ -550,7 +617,13 @@ fn apply_methods(base: &str, segments: &[&str]) -> String {
                 _ => {}
             }
         }
+        if is_kv && !KV_METHODS.contains(seg) {
+            expr = format!("(__kv {expr} {seg:?})");
+            is_kv = false;
+            continue;
+        }
         is_time = TIME_FIELDS.contains(seg);
+        is_kv = KV_FIELDS.contains(seg);
         let function = match *seg {
             "SortedPairs" => "__sortedPairs",
             "Names" => "__names",
@@ -612,7 +685,7 @@ mod tests {
             rewrite_methods(
                 r#"{{ $d.Alerts.Firing | len }} {{ ".Values" }} {{ .Labels.instance }}"#
             ),
-            r#"{{ (__firing $d.Alerts) | len }} {{ ".Values" }} {{ .Labels.instance }}"#
+            r#"{{ (__firing $d.Alerts) | len }} {{ ".Values" }} {{ (__kv .Labels "instance") }}"#
         );
         assert_eq!(rewrite_methods("{{ 1.5 }} .Values"), "{{ 1.5 }} .Values");
     }
@@ -664,6 +737,34 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_label_reads_as_empty_like_alertmanager() {
+        // Expected: what `amtool template render` (Alertmanager 0.25) printed for the
+        // same text: `[] [] [empty] [] [||] [] []` (its example data has no `missing`
+        // or `nope` label); a label held in a variable is the documented exception.
+        let t = Templates::default_only();
+        let alerts = [alert(&[("alertname", "Disk")], &[], i64::MAX)];
+        let data = Data::new("ops", &BTreeMap::new(), &alerts, "http://x", 1).to_value();
+        assert_eq!(
+            t.expand(
+                r#"[{{ .CommonLabels.missing }}] [{{ index .CommonLabels "missing" }}] [{{ if eq .CommonLabels.missing "" }}empty{{ end }}] [{{ .CommonLabels.missing | toUpper }}] [{{ range .Alerts }}{{ .Labels.nope }}|{{ .Annotations.nope }}{{ end }}] [{{ $.GroupLabels.alertname }}]"#,
+                &data
+            )
+            .unwrap(),
+            "[] [] [empty] [] [|] []"
+        );
+        assert_eq!(
+            t.expand(r#"{{ .CommonLabels.alertname }} {{ index .CommonLabels "alertname" }} {{ (index .Alerts 0).Labels.alertname }}"#, &data).unwrap(),
+            "Disk Disk Disk"
+        );
+        assert_eq!(
+            rewrite_methods(
+                r#"{{ .CommonLabels.severity | toUpper }} {{ $a.Labels.SortedPairs }}"#
+            ),
+            r#"{{ (__kv .CommonLabels "severity") | toUpper }} {{ (__sortedPairs $a.Labels) }}"#
+        );
+    }
+
+    #[test]
     fn time_methods_work_on_alert_times() {
         assert_eq!(
             rewrite_methods(r#"{{ .StartsAt.UTC.Format "15:04" }} {{ .EndsAt.Sub .StartsAt }}"#),
@@ -671,7 +772,7 @@ mod tests {
         );
         assert_eq!(
             rewrite_methods("{{ (index .Alerts 0).StartsAt.Unix }} {{ .Labels.Format }}"),
-            "{{ (__timeUnix (index .Alerts 0).StartsAt) }} {{ .Labels.Format }}"
+            r#"{{ (__timeUnix (index .Alerts 0).StartsAt) }} {{ (__kv .Labels "Format") }}"#
         );
         let t = Templates::default_only();
         let mut resolved = alert(&[("alertname", "A")], &[], 1_709_647_689_500_000_000);

@@ -132,8 +132,33 @@ impl Config {
     /// (for `/api/v1/status/config`).
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self)
+            .map(|yaml| flow_label_names(&yaml))
             .unwrap_or_else(|error| format!("# cannot serialize config: {error}\n"))
     }
+}
+
+/// `yaml` with each `source_labels` list in flow style (`[__address__, job]`), as
+/// Prometheus marshals its `LabelNames` (`yaml:",flow"`); serde's emitter writes
+/// block style only. Label names need no quoting.
+fn flow_label_names(yaml: &str) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    let mut lines = yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some(head) = line.strip_suffix("source_labels:") else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        // The list's items sit at the key's column.
+        let item_prefix = format!("{}- ", " ".repeat(head.len()));
+        let mut items = Vec::new();
+        while let Some(item) = lines.peek().and_then(|l| l.strip_prefix(&item_prefix)) {
+            items.push(item);
+            lines.next();
+        }
+        out.push_str(&format!("{line} [{}]\n", items.join(", ")));
+    }
+    out
 }
 
 /// Whether the text has no content at all (Prometheus accepts an empty file).

@@ -46,12 +46,12 @@ pub struct RemoteWriteConfig {
     /// OAuth 2.0 client credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2>,
-    /// Proxy and redirects.
-    #[serde(flatten)]
-    pub http: HttpClientOptions,
     /// How to speak TLS to an `https://` URL.
     #[serde(skip_serializing_if = "TlsConfig::is_default")]
     pub tls_config: TlsConfig,
+    /// Proxy and redirects (after `tls_config`, as Prometheus prints them).
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
     /// Queueing, batching and retries.
     pub queue_config: QueueConfig,
     /// Metadata sending (not done by promflow).

@@ -130,30 +130,31 @@ pub struct ScrapeConfig {
     /// OAuth 2.0 client credentials for every scrape.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2>,
-    /// Proxy and redirects.
-    #[serde(flatten)]
-    pub http: HttpClientOptions,
     /// How to speak TLS to the job's targets (`scheme: https`).
     #[serde(skip_serializing_if = "TlsConfig::is_default")]
     pub tls_config: TlsConfig,
-    /// Fixed target groups.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub static_configs: Vec<StaticConfig>,
-    /// Target groups from files.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub file_sd_configs: Vec<FileSdConfig>,
-    /// Targets from DNS records.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub dns_sd_configs: Vec<DnsSdConfig>,
-    /// Targets from the EC2 API.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ec2_sd_configs: Vec<Ec2SdConfig>,
+    /// Proxy and redirects (after `tls_config`, as Prometheus prints them).
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
     /// Relabelling applied to targets before scraping.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub relabel_configs: Vec<RelabelConfig>,
     /// Relabelling applied to scraped samples before ingestion.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metric_relabel_configs: Vec<RelabelConfig>,
+    // Discovery configs last, by name, as Prometheus prints them.
+    /// Targets from DNS records.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns_sd_configs: Vec<DnsSdConfig>,
+    /// Targets from the EC2 API.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ec2_sd_configs: Vec<Ec2SdConfig>,
+    /// Target groups from files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Fixed target groups.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_configs: Vec<StaticConfig>,
 }
 
 /// What a relabelling step does (Prometheus 2.42's set of actions).
@@ -283,15 +284,7 @@ pub enum AlertmanagerApiVersion {
 /// One `alerting.alertmanagers[]` entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertmanagerConfig {
-    /// `http` (default) or `https`.
-    pub scheme: Scheme,
-    /// Prefix of the Alertmanager API path (default `/`).
-    pub path_prefix: String,
-    /// Timeout of one push of alerts (default `10s`).
-    #[serde(serialize_with = "serialize_duration")]
-    pub timeout: Duration,
-    /// API version (always v2).
-    pub api_version: AlertmanagerApiVersion,
+    // The HTTP client settings first: Prometheus prints them inline before `scheme`.
     /// HTTP basic authentication.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,
@@ -301,31 +294,44 @@ pub struct AlertmanagerConfig {
     /// OAuth 2.0 client credentials.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2>,
-    /// Proxy and redirects.
-    #[serde(flatten)]
-    pub http: HttpClientOptions,
     /// How to speak TLS to the Alertmanagers (`scheme: https`).
     #[serde(skip_serializing_if = "TlsConfig::is_default")]
     pub tls_config: TlsConfig,
-    /// Fixed Alertmanager addresses.
+    /// Proxy and redirects (after `tls_config`, as Prometheus prints them).
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
+    /// `http` (default) or `https`.
+    pub scheme: Scheme,
+    /// Prefix of the Alertmanager API path, as written (default none; printed only
+    /// when set, as Prometheus prints it).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path_prefix: String,
+    /// Timeout of one push of alerts (default `10s`).
+    #[serde(serialize_with = "serialize_duration")]
+    pub timeout: Duration,
+    /// API version (always v2).
+    pub api_version: AlertmanagerApiVersion,
+    /// Relabelling applied to discovered Alertmanagers (static ones too).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub static_configs: Vec<StaticConfig>,
-    /// Alertmanagers from files.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub file_sd_configs: Vec<FileSdConfig>,
+    pub relabel_configs: Vec<RelabelConfig>,
+    // Discovery configs last, by name, as Prometheus prints them.
     /// Alertmanagers from DNS records.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dns_sd_configs: Vec<DnsSdConfig>,
     /// Alertmanagers from the EC2 API.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ec2_sd_configs: Vec<Ec2SdConfig>,
-    /// Relabelling applied to discovered Alertmanagers (static ones too).
+    /// Alertmanagers from files.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub relabel_configs: Vec<RelabelConfig>,
+    pub file_sd_configs: Vec<FileSdConfig>,
+    /// Fixed Alertmanager addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_configs: Vec<StaticConfig>,
 }
 
-/// An HTTP client's `proxy_url`, `follow_redirects` and `enable_http2` (printed only
-/// when not the default). promflow speaks HTTP/1.1 only: `enable_http2: true` (the
+/// An HTTP client's `proxy_url`, `follow_redirects` and `enable_http2` (the last two
+/// always printed, as Prometheus 2.42 prints them; `proxy_url` comes after
+/// `tls_config` here, before it in Prometheus). promflow speaks HTTP/1.1 only: `enable_http2: true` (the
 /// default) is accepted and HTTP/1.1 is used.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct HttpClientOptions {
@@ -334,15 +340,9 @@ pub struct HttpClientOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_url: Option<String>,
     /// Follow redirects (default true; Go's limit of 10).
-    #[serde(skip_serializing_if = "is_true")]
     pub follow_redirects: bool,
     /// Accepted, not used (HTTP/1.1 only).
-    #[serde(skip_serializing_if = "is_true")]
     pub enable_http2: bool,
-}
-
-fn is_true(value: &bool) -> bool {
-    *value
 }
 
 impl Default for HttpClientOptions {
@@ -436,30 +436,37 @@ impl AlertmanagerConfig {
 }
 
 impl BasicAuth {
-    /// The password: inline, or read from `password_file` now (trimmed); `None` if
-    /// neither is set or the file cannot be read.
-    pub fn password_text(&self) -> Option<String> {
+    /// The password: inline, or read from `password_file` now (trimmed), as
+    /// prometheus/common reads it at each request; `Ok(None)` if neither is set, an
+    /// error naming the file if it cannot be read (the request then fails).
+    pub fn password_text(&self) -> Result<Option<String>, String> {
         match (&self.password, &self.password_file) {
-            (Some(p), _) => Some(p.expose().to_string()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .ok()
-                .map(|s| s.trim().to_string()),
-            _ => None,
+            (Some(p), _) => Ok(Some(p.expose().to_string())),
+            (None, Some(f)) => read_secret_file(f, "basic auth password").map(Some),
+            _ => Ok(None),
         }
     }
 }
 
+/// A secret file's contents, trimmed, or prometheus/common's error for it
+/// (`unable to read <what> file <path>: <reason>`).
+fn read_secret_file(path: &std::path::Path, what: &str) -> Result<String, String> {
+    crate::os_error::read_file(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
+        .map_err(|e| format!("unable to read {what} file {}: {e}", path.display()))
+}
+
 impl Authorization {
     /// The `Authorization` header value (`<type> <credentials>`), credentials inline or
-    /// read from `credentials_file` now; `None` if there are none.
-    pub fn header_value(&self) -> Option<String> {
+    /// read from `credentials_file` now (trimmed); `Ok(None)` if there are none, an
+    /// error naming the file if it cannot be read (the request then fails, as in
+    /// prometheus/common, instead of going out without the header).
+    pub fn header_value(&self) -> Result<Option<String>, String> {
         let credentials = match (&self.credentials, &self.credentials_file) {
-            (Some(c), _) => Some(c.expose().to_string()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .ok()
-                .map(|s| s.trim().to_string()),
-            _ => None,
-        }?;
-        Some(format!("{} {credentials}", self.kind))
+            (Some(c), _) => c.expose().to_string(),
+            (None, Some(f)) => read_secret_file(f, "authorization credentials")?,
+            _ => return Ok(None),
+        };
+        Ok(Some(format!("{} {credentials}", self.kind)))
     }
 }

@@ -38,8 +38,8 @@ pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 /// Default `alerting.alertmanagers[].timeout`.
 pub const DEFAULT_ALERTMANAGER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `alerting.alertmanagers[].path_prefix`.
-pub const DEFAULT_PATH_PREFIX: &str = "/";
+/// Default `alerting.alertmanagers[].path_prefix` (none: the API at the root).
+pub const DEFAULT_PATH_PREFIX: &str = "";
 /// Default `authorization.type`.
 pub const DEFAULT_AUTHORIZATION_TYPE: &str = "Bearer";
 
