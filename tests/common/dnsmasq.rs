@@ -7,6 +7,7 @@
 //! SRV records come from `--srv-host` flags. Killed through its child handle on drop.
 
 use std::fs::{self, File};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -20,6 +21,7 @@ pub const DNSMASQ_BIN: &str = "/usr/sbin/dnsmasq";
 
 pub struct Dnsmasq {
     child: Child,
+    ip: Ipv4Addr,
     port: u16,
     hosts_path: PathBuf,
     log_path: PathBuf,
@@ -30,6 +32,23 @@ impl Dnsmasq {
     /// Starts dnsmasq with `hosts` (lines of `/etc/hosts` format) and extra flags
     /// (e.g. `--srv-host=_x._tcp.test,localhost,9100`); returns once it listens.
     pub fn start(hosts: &str, extra_args: &[String]) -> Dnsmasq {
+        Self::start_at(Ipv4Addr::LOCALHOST, None, hosts, extra_args)
+    }
+
+    /// Like [`Dnsmasq::start`] on port 53 of a random 127.53.x.y address, for
+    /// resolvers that cannot be told a port (`/etc/resolv.conf`; needs root).
+    pub fn start_port_53(hosts: &str) -> Dnsmasq {
+        let n = std::process::id() ^ super::free_port() as u32;
+        let ip = Ipv4Addr::new(127, 53, (n >> 8) as u8, (n as u8).max(1));
+        Self::start_at(ip, Some(53), hosts, &[])
+    }
+
+    /// The address it listens on.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    fn start_at(ip: Ipv4Addr, port: Option<u16>, hosts: &str, extra_args: &[String]) -> Dnsmasq {
         require_peer(DNSMASQ_BIN, "dnsmasq");
         let dir = tempfile::Builder::new()
             .prefix("dnsmasq-test-")
@@ -42,14 +61,14 @@ impl Dnsmasq {
         write_hosts(&hosts_path, hosts);
         let mut last_log = String::new();
         for _attempt in 0..5 {
-            let port = free_port();
+            let port = port.unwrap_or_else(free_port);
             let log = File::create(&log_path).expect("create dnsmasq log");
             let mut child = Command::new(DNSMASQ_BIN)
                 .args([
                     "--no-daemon".to_string(),
                     "--conf-file=/dev/null".to_string(),
                     format!("--port={port}"),
-                    "--listen-address=127.0.0.1".to_string(),
+                    format!("--listen-address={ip}"),
                     "--bind-interfaces".to_string(),
                     "--no-resolv".to_string(),
                     "--no-hosts".to_string(),
@@ -74,6 +93,7 @@ impl Dnsmasq {
                 if log.contains(&format!("read {}", hosts_path.display())) {
                     return Dnsmasq {
                         child,
+                        ip,
                         port,
                         hosts_path,
                         log_path,
@@ -94,9 +114,9 @@ impl Dnsmasq {
         panic!("dnsmasq exited before it was ready:\n{last_log}");
     }
 
-    /// `127.0.0.1:<port>`, for `--discovery.dns.nameserver`.
+    /// `<ip>:<port>`, for `--discovery.dns.nameserver`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// Replaces the hosts file and makes dnsmasq re-read it (SIGHUP).

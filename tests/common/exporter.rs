@@ -1,5 +1,5 @@
-//! A controllable exporter for tests: serves whatever body the test sets, with the
-//! content type and encoding it sets, and records the headers of every request and
+//! A controllable exporter for tests: serves whatever body the test sets (or makes
+//! per request), with the content type and encoding it sets, and records the headers of every request and
 //! when (and with which reply) it answered it.
 //!
 //! Listens on a free port of 127.0.0.1 (or a given loopback address, for discovery
@@ -34,9 +34,15 @@ impl Reply {
     }
 }
 
+/// Makes the reply of each request, when it is made (counters that advance with
+/// time, a gauge the test changes).
+pub type MakeReply = Arc<dyn Fn() -> Reply + Send + Sync>;
+
 #[derive(Default)]
 struct Shared {
     reply: Option<Reply>,
+    /// When set, replaces `reply`.
+    make: Option<MakeReply>,
     /// Replies given in turn, one per request, before `reply` takes over.
     sequence: std::collections::VecDeque<Reply>,
     /// Lower-cased header names and values of each request, in order.
@@ -95,6 +101,13 @@ impl Exporter {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Listens on `addr`, answering each request with what `make` returns then.
+    pub fn start_making(addr: SocketAddr, make: MakeReply) -> std::io::Result<Exporter> {
+        let exporter = Self::start_on(addr, Reply::text(""))?;
+        exporter.shared.lock().unwrap().make = Some(make);
+        Ok(exporter)
     }
 
     /// Serves `replies` one per request, then the last one for ever.
@@ -171,7 +184,10 @@ fn serve(mut stream: TcpStream, shared: &Mutex<Shared>) {
         s.requests.push(headers);
         let reply = match s.sequence.pop_front() {
             Some(next) => next,
-            None => s.reply.clone().expect("reply set"),
+            None => match &s.make {
+                Some(make) => make(),
+                None => s.reply.clone().expect("reply set"),
+            },
         };
         (reply, s.generation)
     };

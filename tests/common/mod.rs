@@ -16,6 +16,7 @@ pub mod alertmanager;
 pub mod dnsmasq;
 pub mod exporter;
 pub mod exposition;
+pub mod fleet;
 pub mod http;
 pub mod moto;
 pub mod notify_pair;
@@ -100,6 +101,43 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("bind 127.0.0.1:0")
         .port()
+}
+
+/// The Python of the repository's venv that can import `module` (aiosmtpd,
+/// jsonschema, …): `$SMTP_PYTHON` (set by `.ci/test`), else `<repo>/.venv/bin/python`;
+/// a panic with the install command when it cannot.
+pub fn venv_python(module: &str) -> PathBuf {
+    let python = std::env::var_os("SMTP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    let ok = Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        panic!(
+            "{module} is missing for {}: run `bash .ci/test`, or `python3 -m venv .venv && \
+             .venv/bin/pip install {module}` in the repository root, or set SMTP_PYTHON",
+            python.display()
+        );
+    }
+    python
+}
+
+/// A port that was free a moment ago on every one of `ips` (loopback addresses), for
+/// peers that must share a port on several addresses (Swarm tasks, EC2 hosts).
+pub fn free_port_on(ips: &[std::net::Ipv4Addr]) -> u16 {
+    for _attempt in 0..20 {
+        let port = free_port();
+        let bound: Result<Vec<TcpListener>, _> = ips
+            .iter()
+            .map(|ip| TcpListener::bind((*ip, port)))
+            .collect();
+        if bound.is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on all of {ips:?}");
 }
 
 /// Panics with an install hint unless `bin` exists.
@@ -194,6 +232,34 @@ impl Peer {
             "kill -{name}: {}",
             combined_output(&out)
         );
+    }
+
+    /// `GET /api/v1/query?query=expr` at the server's current time; returns `data`
+    /// (`{"resultType": …, "result": …}`), panicking unless the status is success.
+    pub fn query(&self, expr: &str) -> serde_json::Value {
+        self.api_query(&[("query", expr)])
+    }
+
+    /// Like `query`, evaluated at `time` (Unix seconds, millisecond precision).
+    pub fn query_at(&self, expr: &str, time_ms: i64) -> serde_json::Value {
+        let time = format!(
+            "{}.{:03}",
+            time_ms.div_euclid(1000),
+            time_ms.rem_euclid(1000)
+        );
+        self.api_query(&[("query", expr), ("time", &time)])
+    }
+
+    fn api_query(&self, params: &[(&str, &str)]) -> serde_json::Value {
+        let resp = self.get(&http::with_query("/api/v1/query", params));
+        let v: serde_json::Value = serde_json::from_str(&resp.body)
+            .unwrap_or_else(|e| panic!("query {params:?}: bad JSON ({e}): {}", resp.body));
+        assert_eq!(
+            v["status"], "success",
+            "query {params:?} answered {}: {}",
+            resp.status, resp.body
+        );
+        v["data"].clone()
     }
 
     /// `GET /federate?match[]=m1&match[]=m2…` as text (panics unless 200).
@@ -350,11 +416,25 @@ fn launch(
     ready_check: impl Fn(SocketAddr) -> bool,
     args: impl Fn(&Path, SocketAddr) -> Vec<String>,
 ) -> (Child, SocketAddr) {
+    let any_port = || ([127, 0, 0, 1], free_port()).into();
+    launch_on(name, bin, dir, any_port, ready_what, ready_check, args)
+}
+
+/// [`launch`] on the addresses `pick` gives (a fixed one: no retry on another port).
+fn launch_on(
+    name: &'static str,
+    bin: &Path,
+    dir: &Path,
+    pick: impl Fn() -> SocketAddr,
+    ready_what: &str,
+    ready_check: impl Fn(SocketAddr) -> bool,
+    args: impl Fn(&Path, SocketAddr) -> Vec<String>,
+) -> (Child, SocketAddr) {
     let log_path = dir.join("output.log");
     let read_log = || fs::read_to_string(&log_path).unwrap_or_default();
     let mut last_log = String::new();
     for _attempt in 0..PORT_ATTEMPTS {
-        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let addr = pick();
         let log = File::create(&log_path).expect("create peer log");
         let mut child = Command::new(bin)
             .args(args(dir, addr))
@@ -696,6 +776,19 @@ impl Prometheus {
 
     /// Like `start`, with extra flags (a `--web.config.file` makes "up" mean 401).
     pub fn start_with_args(config_yaml: &str, extra_args: &[&str]) -> Prometheus {
+        Self::start_resolving(config_yaml, extra_args, None)
+    }
+
+    /// Like `start_with_args`, resolving names (`dns_sd_configs`) with the DNS server
+    /// on port 53 of `nameserver`: Prometheus reads only `/etc/resolv.conf`, so it runs
+    /// in a private mount namespace (`unshare --mount`, needs root) where a resolv.conf
+    /// naming `nameserver` is bound over `/etc/resolv.conf`. The rest of the machine
+    /// keeps its own.
+    pub fn start_resolving(
+        config_yaml: &str,
+        extra_args: &[&str],
+        nameserver: Option<std::net::Ipv4Addr>,
+    ) -> Prometheus {
         require_peer(PROMETHEUS_BIN, "prometheus");
         let dir = tempfile::Builder::new()
             .prefix("prometheus-test-")
@@ -712,19 +805,41 @@ impl Prometheus {
             .map(|a| a.to_string())
             .collect();
         let (what, check) = ready_check(&extra);
+        let mut wrapper: Vec<String> = Vec::new();
+        if let Some(ip) = nameserver {
+            let resolv = dir.path().join("resolv.conf");
+            fs::write(&resolv, format!("nameserver {ip}\n")).expect("write resolv.conf");
+            wrapper = [
+                "--mount",
+                "--",
+                "/bin/sh",
+                "-c",
+                "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"",
+            ]
+            .map(String::from)
+            .to_vec();
+            wrapper.push(resolv.display().to_string());
+            wrapper.push(PROMETHEUS_BIN.to_string());
+        }
+        let bin = if wrapper.is_empty() {
+            PROMETHEUS_BIN
+        } else {
+            "/usr/bin/unshare"
+        };
         let mut peer = spawn_peer_until(
             "prometheus",
-            Path::new(PROMETHEUS_BIN),
+            Path::new(bin),
             dir,
             &what,
             &*check,
             |dir, addr| {
-                let mut args = vec![
+                let mut args = wrapper.clone();
+                args.extend([
                     format!("--config.file={}", dir.join("prometheus.yml").display()),
                     format!("--storage.tsdb.path={}", dir.join("data").display()),
                     format!("--web.listen-address={addr}"),
                     "--log.level=warn".to_string(),
-                ];
+                ]);
                 if lifecycle {
                     args.push("--web.enable-lifecycle".to_string());
                 }
@@ -734,34 +849,6 @@ impl Prometheus {
         );
         peer.config_path = Some(config_path);
         Prometheus { peer }
-    }
-
-    /// `GET /api/v1/query?query=expr` at the server's current time; returns `data`
-    /// (`{"resultType": …, "result": …}`), panicking unless the status is success.
-    pub fn query(&self, expr: &str) -> serde_json::Value {
-        self.api_query(&[("query", expr)])
-    }
-
-    /// Like `query`, evaluated at `time` (Unix seconds, millisecond precision).
-    pub fn query_at(&self, expr: &str, time_ms: i64) -> serde_json::Value {
-        let time = format!(
-            "{}.{:03}",
-            time_ms.div_euclid(1000),
-            time_ms.rem_euclid(1000)
-        );
-        self.api_query(&[("query", expr), ("time", &time)])
-    }
-
-    fn api_query(&self, params: &[(&str, &str)]) -> serde_json::Value {
-        let resp = self.get(&http::with_query("/api/v1/query", params));
-        let v: serde_json::Value = serde_json::from_str(&resp.body)
-            .unwrap_or_else(|e| panic!("query {params:?}: bad JSON ({e}): {}", resp.body));
-        assert_eq!(
-            v["status"], "success",
-            "query {params:?} answered {}: {}",
-            resp.status, resp.body
-        );
-        v["data"].clone()
     }
 }
 
@@ -834,6 +921,41 @@ impl NodeExporter {
             |_, addr| vec![format!("--web.listen-address={addr}")],
         );
         NodeExporter { peer }
+    }
+
+    /// Starts node_exporter on `addr` (a loopback address and port the test chose,
+    /// e.g. an EC2 host's private IP) and returns once `/metrics` answers 200.
+    pub fn start_on(addr: SocketAddr) -> NodeExporter {
+        require_peer(NODE_EXPORTER_BIN, "prometheus-node-exporter");
+        let dir = tempfile::Builder::new()
+            .prefix("node-exporter-test-")
+            .tempdir()
+            .expect("temp dir");
+        let (child, addr) = launch_on(
+            "node_exporter",
+            Path::new(NODE_EXPORTER_BIN),
+            dir.path(),
+            || addr,
+            "answer 200 on /metrics",
+            answers("/metrics", 200),
+            // The systemd collector logs an error per scrape without systemd.
+            |_, addr| {
+                vec![
+                    format!("--web.listen-address={addr}"),
+                    "--no-collector.systemd".into(),
+                ]
+            },
+        );
+        NodeExporter {
+            peer: Peer {
+                name: "node_exporter",
+                child,
+                addr,
+                log_path: dir.path().join("output.log"),
+                config_path: None,
+                dir,
+            },
+        }
     }
 
     /// Starts node_exporter serving https only, with `web_config_yaml` (exporter

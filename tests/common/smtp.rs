@@ -10,7 +10,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 /// One message as received.
@@ -54,21 +53,7 @@ impl Mail {
 
 /// `aiosmtpd`'s Python.
 pub fn smtp_python() -> PathBuf {
-    let python = std::env::var_os("SMTP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| super::repo_root().join(".venv/bin/python"));
-    let ok = Command::new(&python)
-        .args(["-c", "import aiosmtpd"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        panic!(
-            "aiosmtpd is missing for {}: run `bash .ci/test`, or `python3 -m venv .venv && \
-             .venv/bin/pip install aiosmtpd` in the repository root, or set SMTP_PYTHON",
-            python.display()
-        );
-    }
-    python
+    super::venv_python("aiosmtpd")
 }
 
 /// A running capture server.
