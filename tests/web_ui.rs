@@ -7,7 +7,9 @@
 //! installed by `npm ci` in `web/ui`), loads every page against a promflow scraping a
 //! synthetic target with a firing alert, runs queries, opens the alert's `generatorURL`
 //! as Alertmanager 0.25 (`prometheus-alertmanager`) received it, and writes a screenshot of each
-//! page to `<target>/tmp/web_ui/`. `.ci/test` installs chromium and node.
+//! page to `<target>/tmp/web_ui/`; with the targets, alerts and rules pages open
+//! (`web/ui/tests/live.mjs`) it takes the target down and sees each page follow the
+//! stream. `.ci/test` installs chromium and node.
 
 mod common;
 
@@ -195,4 +197,66 @@ fn every_page_works_in_chromium() {
         let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
         assert!(size > 1000, "{}: {size} bytes", png.display());
     }
+}
+
+/// The targets, alerts and rules pages follow the stream: the target goes down and its
+/// alert fires while the pages are open, and they show it without a reload.
+#[test]
+fn pages_update_live_in_chromium() {
+    let ui = browser_driver();
+    let script = ui.with_file_name("live.mjs");
+    let exporter = Exporter::start(Reply::text(EXPOSITION));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: live\n    interval: 1s\n    rules:\n      - alert: TargetDown\n\
+         \x20       expr: up == 0\n        for: 2s\n",
+    )
+    .unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+         scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let promflow = Promflow::start_with_args(&config, PREFIX_ARGS);
+    assert!(
+        wait_until(Duration::from_secs(30), || promflow
+            .get_ok("/prom/api/v1/query?query=up")
+            .contains("\"1\"")),
+        "never scraped: {}",
+        promflow.log()
+    );
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui_live");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let ready = dir.path().join("ready");
+    let browser = {
+        let (base, artifacts, ready) = (promflow.url("/prom"), artifacts.clone(), ready.clone());
+        std::thread::spawn(move || {
+            let mut node = Command::new("node");
+            node.arg(&script)
+                .args([&base, artifacts.to_str().unwrap(), ready.to_str().unwrap()]);
+            run_command(node, None, Duration::from_secs(240))
+        })
+    };
+    // The pages are open and show the target up: take it down.
+    let opened = wait_until(Duration::from_secs(120), || {
+        ready.exists() || browser.is_finished()
+    });
+    if opened && ready.exists() {
+        exporter.set(Reply {
+            status: 503,
+            ..Reply::text("down for the test\n")
+        });
+    }
+    let out = browser.join().unwrap();
+    let output = combined_output(&out);
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{output}\n{}",
+        promflow.log()
+    );
+    assert!(output.contains("5 passed, 0 failed"), "{output}");
 }

@@ -5,6 +5,7 @@
 import './style.css';
 import { pagePath, pathPrefix } from './api';
 import { h } from './dom';
+import { stopLive } from './live';
 import {
   renderAlerts,
   renderConfig,
@@ -53,6 +54,8 @@ function renderNav(current: string): void {
 }
 
 function route(): void {
+  // The page left no longer needs its stream.
+  stopLive();
   const page = pagePath();
   renderNav(page);
   const root = document.getElementById('app')!;
