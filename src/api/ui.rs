@@ -28,7 +28,8 @@ use std::sync::{Arc, OnceLock};
 /// `web/ui/dist`, built by `npm run build` in `web/ui` (checked by `.ci/web-ui`).
 static DIST: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web/ui/dist");
 
-/// The app's pages, at Prometheus's paths (2.x and 3.x); each answers `index.html`.
+/// The app's pages, at Prometheus's paths (2.x and 3.x), and the alert composer's;
+/// each answers `index.html`.
 pub const PAGES: &[&str] = &[
     "/graph",
     "/query",
@@ -40,6 +41,7 @@ pub const PAGES: &[&str] = &[
     "/flags",
     "/config",
     "/tsdb-status",
+    "/alert-composer",
 ];
 
 /// The UI's routes, to merge into the API router.

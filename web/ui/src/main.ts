@@ -4,6 +4,7 @@
 
 import './style.css';
 import { pagePath, pathPrefix } from './api';
+import { renderComposer } from './composer';
 import { h } from './dom';
 import { stopLive } from './live';
 import {
@@ -29,11 +30,13 @@ const ROUTES: Record<string, (root: HTMLElement) => void | Promise<void>> = {
   '/flags': renderFlags,
   '/config': renderConfig,
   '/tsdb-status': renderTsdbStatus,
+  '/alert-composer': renderComposer,
 };
 
 const NAV: [string, string][] = [
   ['/query', 'Query'],
   ['/alerts', 'Alerts'],
+  ['/alert-composer', 'Alert composer'],
   ['/targets', 'Targets'],
   ['/rules', 'Rules'],
   ['/service-discovery', 'Service discovery'],

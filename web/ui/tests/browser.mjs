@@ -63,6 +63,9 @@ const pages = [
   ['config', 'pre.config', async () => {
     expect((await text('pre.config')).includes('scrape_configs'), 'config page shows the config');
   }],
+  ['alert-composer', 'pre.composer-yaml', async () => {
+    expect((await text('pre.composer-yaml')).includes('- alert: HighErrorRate'), 'the composer shows its rule');
+  }],
   ['tsdb-status', 'table.kv', async () => {
     expect((await text('main')).includes(METRIC), 'tsdb status lists the metric');
   }],
