@@ -164,9 +164,7 @@ fn every_page_works_in_chromium() {
         "no firing alert: {}",
         promflow.log()
     );
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui");
-    let _ = std::fs::remove_dir_all(&artifacts);
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = artifact_dir("web_ui");
     let base = promflow.url("/prom");
     // The generatorURL promflow sent with the alert (2.x's link: tab 1 is the table),
     // as Alertmanager holds it; its host is the external URL's, so the path and query
@@ -201,8 +199,24 @@ fn every_page_works_in_chromium() {
     }
 }
 
-/// The targets, alerts and rules pages follow the stream: the target goes down and its
-/// alert fires while the pages are open, and they show it without a reload.
+/// The wall-display dashboard of the live test: a stat with thresholds and a graph.
+const WALL: &str = r#"title: Demo wall
+refresh: 1s
+columns: 2
+panels:
+  - title: Requests
+    expr: sum(demo_requests_total)
+    unit: req
+    thresholds: [{value: 0, color: '#3fb950'}, {value: 10, color: '#d29922'}]
+  - title: Requests by path
+    type: graph
+    expr: demo_requests_total
+    range: 5m
+"#;
+
+/// The targets, alerts and rules pages and a wall-display dashboard follow the stream:
+/// the target goes down and its alert fires while the pages are open, and they show it
+/// without a reload. The dashboards API lists the directory's files.
 #[test]
 fn pages_update_live_in_chromium() {
     let ui = browser_driver();
@@ -222,7 +236,29 @@ fn pages_update_live_in_chromium() {
         rules.display(),
         exporter.addr()
     );
-    let promflow = Promflow::start_with_args(&config, PREFIX_ARGS);
+    let dashboards = dir.path().join("dashboards");
+    std::fs::create_dir(&dashboards).unwrap();
+    std::fs::write(dashboards.join("wall.yml"), WALL).unwrap();
+    std::fs::write(
+        dashboards.join("broken.yaml"),
+        "panels:\n  - title: x\n    expr: sum(\n",
+    )
+    .unwrap();
+    let dashboards_flag = format!("--web.dashboards-dir={}", dashboards.display());
+    let promflow = Promflow::start_with_args(&config, &[PREFIX_ARGS[0], &dashboards_flag]);
+    let list = promflow.get_ok("/prom/api/v1/dashboards");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["data"][1]["name"], "wall", "{list}");
+    assert_eq!(list["data"][1]["title"], "Demo wall", "{list}");
+    assert_eq!(list["data"][0]["name"], "broken", "{list}");
+    assert!(
+        list["data"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("panel 1")),
+        "{list}"
+    );
+    assert_eq!(promflow.get("/prom/api/v1/dashboards/broken").status, 400);
+    assert_eq!(promflow.get("/prom/api/v1/dashboards/nope").status, 404);
     assert!(
         wait_until(Duration::from_secs(30), || promflow
             .get_ok("/prom/api/v1/query?query=up")
@@ -230,9 +266,7 @@ fn pages_update_live_in_chromium() {
         "never scraped: {}",
         promflow.log()
     );
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui_live");
-    let _ = std::fs::remove_dir_all(&artifacts);
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = artifact_dir("web_ui_live");
     let ready = dir.path().join("ready");
     let browser = {
         let (base, artifacts, ready) = (promflow.url("/prom"), artifacts.clone(), ready.clone());
@@ -260,7 +294,7 @@ fn pages_update_live_in_chromium() {
         "browser test failed:\n{output}\n{}",
         promflow.log()
     );
-    assert!(output.contains("5 passed, 0 failed"), "{output}");
+    assert!(output.contains("6 passed, 0 failed"), "{output}");
 }
 
 /// The alert composer's rule: errors above 5 for 3m, kept firing 2m after they stop.
@@ -413,12 +447,7 @@ fn simulated_alert_matches_prometheus() {
         base / 1000,
         (base + 20 * 60_000) / 1000
     );
-    let answer = http::post(
-        &promflow.url("/api/v1/rules/simulate"),
-        Some("application/json"),
-        request.as_bytes(),
-    )
-    .unwrap();
+    let answer = simulate(&promflow, &request);
     assert_eq!(answer.status, 200, "{}", answer.body);
     let data: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
     let data = &data["data"];
@@ -458,12 +487,7 @@ fn simulated_alert_matches_prometheus() {
         (r#"{"alert": "X", "expr": "sum("}"#, "parse error"),
     ] {
         let body = format!(r#"{{"rule": {rule}, "start": 0, "end": 60}}"#);
-        let refused = http::post(
-            &promflow.url("/api/v1/rules/simulate"),
-            Some("application/json"),
-            body.as_bytes(),
-        )
-        .unwrap();
+        let refused = simulate(&promflow, &body);
         assert_eq!(refused.status, 400, "{}", refused.body);
         assert!(refused.body.contains(problem), "{}", refused.body);
     }
@@ -490,9 +514,7 @@ fn simulated_alert_matches_prometheus() {
     ])
     .unwrap();
     let script = browser_driver().with_file_name("composer.mjs");
-    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("web_ui_composer");
-    let _ = std::fs::remove_dir_all(&artifacts);
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = artifact_dir("web_ui_composer");
     let mut node = Command::new("node");
     node.arg(&script)
         .args([&promflow.url(""), artifacts.to_str().unwrap(), &search]);
@@ -500,4 +522,22 @@ fn simulated_alert_matches_prometheus() {
     let output = combined_output(&out);
     assert!(out.status.success(), "browser test failed:\n{output}");
     assert!(output.contains("4 passed, 0 failed"), "{output}");
+}
+
+/// `POST /api/v1/rules/simulate` with `body`.
+fn simulate(promflow: &Promflow, body: &str) -> common::http::HttpResponse {
+    http::post(
+        &promflow.url("/api/v1/rules/simulate"),
+        Some("application/json"),
+        body.as_bytes(),
+    )
+    .unwrap()
+}
+
+/// An empty `<target>/tmp/<name>/` for a browser run's screenshots.
+fn artifact_dir(name: &str) -> PathBuf {
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).unwrap();
+    artifacts
 }

@@ -3,9 +3,9 @@
 //!
 //! Contract: `/` redirects (302) to `graph` under the UI's prefix, as Prometheus does
 //! (`<prefix>` to `<prefix>/` first);
-//! every page path of the app ([`PAGES`]: `/graph`, `/query`, `/alerts`, `/targets`, …)
-//! answers the app's `index.html`, whose client-side router shows the page, so links
-//! such as an alert's `generatorURL` (`/graph?g0.expr=…&g0.tab=1`) open in it;
+//! every page path of the app ([`PAGES`]: `/graph`, `/query`, `/alerts`, `/targets`, …,
+//! and `/dashboard/<name>`) answers the app's `index.html`, whose client-side router
+//! shows the page, so links such as an alert's `generatorURL` (`/graph?g0.expr=…&g0.tab=1`) open in it;
 //! `/assets/<file>` answers the built file with its content type. Asset names carry a
 //! content hash, so they are cached for a year (`immutable`); `index.html` is
 //! revalidated on each load (`no-cache` with an `ETag`). Text files are sent
@@ -42,6 +42,7 @@ pub const PAGES: &[&str] = &[
     "/config",
     "/tsdb-status",
     "/alert-composer",
+    "/dashboards",
 ];
 
 /// The UI's routes, to merge into the API router.
@@ -52,7 +53,10 @@ pub fn routes() -> Router<Arc<Service>> {
     for page in PAGES {
         router = router.route(page, get(index_html));
     }
+    // A wall-display dashboard: its relative asset URLs resolve under `/dashboard/`.
     router
+        .route("/dashboard/{name}", get(index_html))
+        .route("/dashboard/assets/{*file}", get(asset))
 }
 
 /// `/` -> `<prefix>/graph`: the external URL's path when `--web.external-url` is set

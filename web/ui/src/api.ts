@@ -14,11 +14,17 @@ export const PAGES = [
   '/config',
   '/tsdb-status',
   '/alert-composer',
+  '/dashboards',
 ];
+
+/** A wall-display dashboard's path: `/dashboard/<name>`. */
+const DASHBOARD = /\/dashboard\/[^/]+$/;
 
 /** The prefix before the page's path, as Prometheus's UI derives it: `/prom/graph` -> `/prom`. */
 export function pathPrefix(pathname: string = location.pathname): string {
   const path = pathname.replace(/\/+$/, '');
+  const dashboard = path.match(DASHBOARD);
+  if (dashboard) return path.slice(0, dashboard.index);
   const page = PAGES.find((p) => path.endsWith(p));
   return page ? path.slice(0, path.length - page.length) : path;
 }

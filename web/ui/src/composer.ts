@@ -245,7 +245,7 @@ export function renderComposer(root: HTMLElement): void {
         endInput.value = form.end;
         save();
         void simulate();
-      }, bands);
+      }, { bands });
     } else {
       chart.replaceChildren(errorBox(graph.error ?? 'the range query failed'));
     }

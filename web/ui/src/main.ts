@@ -5,6 +5,7 @@
 import './style.css';
 import { pagePath, pathPrefix } from './api';
 import { renderComposer } from './composer';
+import { renderDashboard, renderDashboardList } from './dashboard';
 import { h } from './dom';
 import { stopLive } from './live';
 import {
@@ -31,6 +32,7 @@ const ROUTES: Record<string, (root: HTMLElement) => void | Promise<void>> = {
   '/config': renderConfig,
   '/tsdb-status': renderTsdbStatus,
   '/alert-composer': renderComposer,
+  '/dashboards': renderDashboardList,
 };
 
 const NAV: [string, string][] = [
@@ -44,6 +46,7 @@ const NAV: [string, string][] = [
   ['/tsdb-status', 'TSDB status'],
   ['/flags', 'Flags'],
   ['/config', 'Config'],
+  ['/dashboards', 'Dashboards'],
 ];
 
 function renderNav(current: string): void {
@@ -60,8 +63,15 @@ function route(): void {
   // The page left no longer needs its stream.
   stopLive();
   const page = pagePath();
-  renderNav(page);
   const root = document.getElementById('app')!;
+  // A wall display is full screen: no navigation, its own dark theme.
+  document.body.classList.remove('wall');
+  if (page.startsWith('/dashboard/')) {
+    document.getElementById('nav')!.replaceChildren();
+    void renderDashboard(root, decodeURIComponent(page.slice('/dashboard/'.length)));
+    return;
+  }
+  renderNav(page);
   const render = ROUTES[page];
   document.title = `promflow · ${page.slice(1)}`;
   if (render) void render(root);

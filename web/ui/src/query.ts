@@ -410,10 +410,19 @@ export interface Band {
   color: string;
 }
 
+/** How a graph looks beyond its data. */
+export interface GraphLook {
+  /** Shaded behind the lines (the alert composer's pending and firing times). */
+  bands?: Band[];
+  /** Light axes and grid, for the dark wall display. */
+  dark?: boolean;
+  /** Pixels (default 350). */
+  height?: number;
+}
+
 /**
  * A uPlot chart of a range query's matrix; dragging a selection zooms (re-queries
- * `onZoom(start, end)`, seconds). `bands` are shaded behind the lines (the alert
- * composer's pending and firing times).
+ * `onZoom(start, end)`, seconds).
  */
 export function graphView(
   parent: HTMLElement,
@@ -421,7 +430,7 @@ export function graphView(
   panel: Pick<Panel, 'stacked'>,
   [start, end]: [number, number],
   onZoom: (start: number, end: number) => void,
-  bands: Band[] = [],
+  { bands = [], dark = false, height = 350 }: GraphLook = {},
 ): uPlot | null {
   if (data.resultType !== 'matrix') {
     parent.append(h('p', { class: 'muted' }, `The graph shows range vectors; this query returned a ${data.resultType}.`));
@@ -447,7 +456,15 @@ export function graphView(
   const width = Math.max(parent.clientWidth || 800, 300);
   const opts: uPlot.Options = {
     width,
-    height: 350,
+    height,
+    ...(dark
+      ? {
+          axes: [
+            { stroke: '#c9d1d9', grid: { stroke: '#30363d' }, ticks: { stroke: '#30363d' } },
+            { stroke: '#c9d1d9', grid: { stroke: '#30363d' }, ticks: { stroke: '#30363d' } },
+          ],
+        }
+      : {}),
     cursor: { drag: { x: true, y: false, setScale: false } },
     legend: { live: true },
     // The queried range, also where there are few points.

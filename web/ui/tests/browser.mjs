@@ -66,6 +66,9 @@ const pages = [
   ['alert-composer', 'pre.composer-yaml', async () => {
     expect((await text('pre.composer-yaml')).includes('- alert: HighErrorRate'), 'the composer shows its rule');
   }],
+  ['dashboards', 'main h1', async () => {
+    expect((await text('main')).includes('--web.dashboards-dir'), 'without the flag, says how to add dashboards');
+  }],
   ['tsdb-status', 'table.kv', async () => {
     expect((await text('main')).includes(METRIC), 'tsdb status lists the metric');
   }],
