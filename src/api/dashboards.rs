@@ -173,3 +173,38 @@ pub async fn get(State(service): State<Arc<Service>>, Path(name): Path<String>) 
         Err(e) => api_error(ErrorType::BadData, &format!("dashboard {name:?}: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_problems() {
+        let d = parse_dashboard("wall", "panels:\n  - title: Up\n    expr: sum(up)\n").unwrap();
+        assert_eq!(
+            (d.title.as_str(), d.refresh.as_str(), d.columns),
+            ("wall", "30s", 3)
+        );
+        let p = &d.panels[0];
+        assert_eq!(
+            (p.kind.as_str(), p.range.as_str(), p.width),
+            ("stat", "1h", 1)
+        );
+        for (text, problem) in [
+            (
+                "panels:\n  - {title: x, expr: 'sum('}\n",
+                "panel 1 (\"x\"): expr",
+            ),
+            (
+                "panels:\n  - {title: x, expr: up, type: pie}\n",
+                "neither stat nor graph",
+            ),
+            ("refresh: soon\n", "refresh"),
+            ("colums: 2\n", "unknown field `colums`"),
+            ("panels:\n  - {title: x, expr: up, range: long}\n", "range"),
+        ] {
+            let e = parse_dashboard("d", text).unwrap_err();
+            assert!(e.contains(problem), "{text}: {e}");
+        }
+    }
+}
