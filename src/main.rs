@@ -74,6 +74,9 @@ struct Cli {
     /// Accept rule group changes over HTTP (PUT/DELETE /api/v1/rules/{namespace}/{group}).
     #[arg(long = "web.enable-rules-api", global = true)]
     enable_rules_api: bool,
+    /// Directory of wall-display dashboards (`*.yml`), shown at /dashboard/<name>.
+    #[arg(long = "web.dashboards-dir", global = true)]
+    dashboards_dir: Option<PathBuf>,
     /// Accept federation view changes over HTTP (PUT/DELETE /api/v1/federation/{name}).
     #[arg(long = "web.enable-federation-views-api", global = true)]
     enable_federation_views_api: bool,
@@ -606,6 +609,13 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
             cli.enable_rules_api.to_string(),
         ),
         (
+            "web.dashboards-dir".to_string(),
+            cli.dashboards_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
             "web.enable-federation-views-api".to_string(),
             cli.enable_federation_views_api.to_string(),
         ),
@@ -656,6 +666,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
             resend_delay: cli.prometheus.rules_alert_resend_delay,
         },
         enable_rules_api: cli.enable_rules_api,
+        dashboards_dir: cli.dashboards_dir,
         enable_federation_views_api: cli.enable_federation_views_api,
         web_config_file: cli.web_config_file,
     };

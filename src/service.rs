@@ -97,6 +97,8 @@ pub struct ServiceOptions {
     /// `--web.enable-rules-api`: accept rule group changes (`PUT`/`DELETE
     /// /api/v1/rules/…`).
     pub enable_rules_api: bool,
+    /// `--web.dashboards-dir`: the wall-display dashboards' YAML files.
+    pub dashboards_dir: Option<PathBuf>,
     /// `--web.enable-federation-views-api`: accept federation view changes (`PUT`/`DELETE
     /// /api/v1/federation/…`).
     pub enable_federation_views_api: bool,

@@ -3,8 +3,9 @@
 //! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   series, labels, metadata and status ([`series`], [`status`]), the push stream
 //!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), rule groups
-//!   registered over HTTP ([`rules_admin`]), registered federation views
-//!   ([`federation_views`]), `/api/v1/targets` ([`targets`]), the TSDB admin endpoints
+//!   registered over HTTP ([`rules_admin`]), an alerting rule simulated over stored
+//!   history ([`rules_simulate`]), wall-display dashboards ([`dashboards`]), registered
+//!   federation views ([`federation_views`]), `/api/v1/targets` ([`targets`]), the TSDB admin endpoints
 //!   ([`admin`]), Alertmanager's v2 alerts and silences for the built-in notifier
 //!   ([`alertmanager`]), the Alertmanagers alerts go to ([`alertmanager_targets`]), `/metrics`, `/-/healthy`, `/-/ready`, the lifecycle endpoints
 //!   `/-/reload` and `/-/quit` (only with `--web.enable-lifecycle`, answered like
@@ -24,6 +25,7 @@ pub mod alertmanager_targets;
 pub mod auth;
 pub mod body_limit;
 pub mod cors;
+pub mod dashboards;
 pub mod federate;
 pub mod federation_views;
 pub mod params;
@@ -34,6 +36,7 @@ pub mod remote_write;
 pub mod response;
 pub mod rules;
 pub mod rules_admin;
+pub mod rules_simulate;
 pub mod series;
 pub mod server;
 pub mod status;
@@ -106,6 +109,9 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
         .route("/api/v1/status/tsdb", get(status::tsdb))
         .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/rules/simulate", post(rules_simulate::simulate))
+        .route("/api/v1/dashboards", get(dashboards::list))
+        .route("/api/v1/dashboards/{name}", get(dashboards::get))
         .route(
             "/api/v1/rules/{namespace}",
             get(rules_admin::get_namespace).delete(rules_admin::delete_namespace),

@@ -3,9 +3,9 @@
 //!
 //! Contract: `/` redirects (302) to `graph` under the UI's prefix, as Prometheus does
 //! (`<prefix>` to `<prefix>/` first);
-//! every page path of the app ([`PAGES`]: `/graph`, `/query`, `/alerts`, `/targets`, …)
-//! answers the app's `index.html`, whose client-side router shows the page, so links
-//! such as an alert's `generatorURL` (`/graph?g0.expr=…&g0.tab=1`) open in it;
+//! every page path of the app ([`PAGES`]: `/graph`, `/query`, `/alerts`, `/targets`, …,
+//! and `/dashboard/<name>`) answers the app's `index.html`, whose client-side router
+//! shows the page, so links such as an alert's `generatorURL` (`/graph?g0.expr=…&g0.tab=1`) open in it;
 //! `/assets/<file>` answers the built file with its content type. Asset names carry a
 //! content hash, so they are cached for a year (`immutable`); `index.html` is
 //! revalidated on each load (`no-cache` with an `ETag`). Text files are sent
@@ -28,7 +28,8 @@ use std::sync::{Arc, OnceLock};
 /// `web/ui/dist`, built by `npm run build` in `web/ui` (checked by `.ci/web-ui`).
 static DIST: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/web/ui/dist");
 
-/// The app's pages, at Prometheus's paths (2.x and 3.x); each answers `index.html`.
+/// The app's pages, at Prometheus's paths (2.x and 3.x), and the alert composer's;
+/// each answers `index.html`.
 pub const PAGES: &[&str] = &[
     "/graph",
     "/query",
@@ -40,6 +41,8 @@ pub const PAGES: &[&str] = &[
     "/flags",
     "/config",
     "/tsdb-status",
+    "/alert-composer",
+    "/dashboards",
 ];
 
 /// The UI's routes, to merge into the API router.
@@ -50,7 +53,10 @@ pub fn routes() -> Router<Arc<Service>> {
     for page in PAGES {
         router = router.route(page, get(index_html));
     }
+    // A wall-display dashboard: its relative asset URLs resolve under `/dashboard/`.
     router
+        .route("/dashboard/{name}", get(index_html))
+        .route("/dashboard/assets/{*file}", get(asset))
 }
 
 /// `/` -> `<prefix>/graph`: the external URL's path when `--web.external-url` is set

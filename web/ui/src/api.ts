@@ -13,11 +13,18 @@ export const PAGES = [
   '/flags',
   '/config',
   '/tsdb-status',
+  '/alert-composer',
+  '/dashboards',
 ];
+
+/** A wall-display dashboard's path: `/dashboard/<name>`. */
+const DASHBOARD = /\/dashboard\/[^/]+$/;
 
 /** The prefix before the page's path, as Prometheus's UI derives it: `/prom/graph` -> `/prom`. */
 export function pathPrefix(pathname: string = location.pathname): string {
   const path = pathname.replace(/\/+$/, '');
+  const dashboard = path.match(DASHBOARD);
+  if (dashboard) return path.slice(0, dashboard.index);
   const page = PAGES.find((p) => path.endsWith(p));
   return page ? path.slice(0, path.length - page.length) : path;
 }
@@ -38,10 +45,19 @@ export interface ApiResult<T> {
 }
 
 /** GET `prefix + path`; an HTTP or network failure comes back as an error result. */
-export async function apiGet<T>(path: string, params?: Record<string, string>): Promise<ApiResult<T>> {
+export function apiGet<T>(path: string, params?: Record<string, string>): Promise<ApiResult<T>> {
   const query = params ? '?' + new URLSearchParams(params).toString() : '';
+  return apiRequest<T>(path + query, { cache: 'no-store' });
+}
+
+/** `method` (POST, PUT) `body` to `prefix + path`, answered like {@link apiGet}. */
+export function apiSend<T>(method: string, path: string, body: string, contentType: string): Promise<ApiResult<T>> {
+  return apiRequest<T>(path, { method, body, headers: { 'Content-Type': contentType } });
+}
+
+async function apiRequest<T>(pathAndQuery: string, init: RequestInit): Promise<ApiResult<T>> {
   try {
-    const res = await fetch(pathPrefix() + path + query, { cache: 'no-store' });
+    const res = await fetch(pathPrefix() + pathAndQuery, init);
     const text = await res.text();
     try {
       return JSON.parse(text) as ApiResult<T>;

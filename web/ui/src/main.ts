@@ -4,7 +4,10 @@
 
 import './style.css';
 import { pagePath, pathPrefix } from './api';
+import { renderComposer } from './composer';
+import { renderDashboard, renderDashboardList } from './dashboard';
 import { h } from './dom';
+import { stopLive } from './live';
 import {
   renderAlerts,
   renderConfig,
@@ -28,11 +31,14 @@ const ROUTES: Record<string, (root: HTMLElement) => void | Promise<void>> = {
   '/flags': renderFlags,
   '/config': renderConfig,
   '/tsdb-status': renderTsdbStatus,
+  '/alert-composer': renderComposer,
+  '/dashboards': renderDashboardList,
 };
 
 const NAV: [string, string][] = [
   ['/query', 'Query'],
   ['/alerts', 'Alerts'],
+  ['/alert-composer', 'Alert composer'],
   ['/targets', 'Targets'],
   ['/rules', 'Rules'],
   ['/service-discovery', 'Service discovery'],
@@ -40,6 +46,7 @@ const NAV: [string, string][] = [
   ['/tsdb-status', 'TSDB status'],
   ['/flags', 'Flags'],
   ['/config', 'Config'],
+  ['/dashboards', 'Dashboards'],
 ];
 
 function renderNav(current: string): void {
@@ -53,9 +60,18 @@ function renderNav(current: string): void {
 }
 
 function route(): void {
+  // The page left no longer needs its stream.
+  stopLive();
   const page = pagePath();
-  renderNav(page);
   const root = document.getElementById('app')!;
+  // A wall display is full screen: no navigation, its own dark theme.
+  document.body.classList.remove('wall');
+  if (page.startsWith('/dashboard/')) {
+    document.getElementById('nav')!.replaceChildren();
+    void renderDashboard(root, decodeURIComponent(page.slice('/dashboard/'.length)));
+    return;
+  }
+  renderNav(page);
   const render = ROUTES[page];
   document.title = `promflow · ${page.slice(1)}`;
   if (render) void render(root);

@@ -1,7 +1,10 @@
 // The status pages, each one view of an API endpoint: targets, service discovery,
-// alerts, rules, status (build and runtime), flags, config and TSDB status.
+// alerts, rules, status (build and runtime), flags, config and TSDB status. The
+// targets, alerts and rules pages are live (see ./live.ts): they re-fetch their
+// endpoint when the stream reports a change, keeping their toolbar's state.
 
 import { apiData, pathPrefix } from './api';
+import { isCurrent, pageGeneration, subscribeLive } from './live';
 import { ago, errorBox, filterBox, formatSeconds, h, labelBadges } from './dom';
 
 type Labels = Record<string, string>;
@@ -64,6 +67,39 @@ async function withData(root: HTMLElement, load: () => Promise<(Node | string)[]
   }
 }
 
+/** A page's view of its data: its nodes, and how to show newer data in them. */
+interface LiveView<T> {
+  nodes: (Node | string)[];
+  update: (data: T) => void;
+}
+
+/**
+ * Like {@link withData}, then live: when a series matching `selectors` changes,
+ * `load` runs again and the view shows its answer (a failed re-fetch is shown above
+ * the view, which keeps the data it had).
+ */
+async function withLiveData<T>(root: HTMLElement, selectors: string[], load: () => Promise<T>, view: (data: T) => LiveView<T>): Promise<void> {
+  const generation = pageGeneration();
+  let shown: LiveView<T> | null = null;
+  const problem = h('div');
+  await withData(root, async () => {
+    shown = view(await load());
+    return [problem, ...shown.nodes];
+  });
+  if (!shown || !isCurrent(generation)) return;
+  const v: LiveView<T> = shown;
+  subscribeLive(selectors, async () => {
+    try {
+      const data = await load();
+      if (!isCurrent(generation)) return;
+      problem.replaceChildren();
+      v.update(data);
+    } catch (e) {
+      problem.replaceChildren(errorBox(`update failed: ${e instanceof Error ? e.message : String(e)}`));
+    }
+  });
+}
+
 function groupBy<T>(items: T[], key: (t: T) => string): Map<string, T[]> {
   const m = new Map<string, T[]>();
   for (const i of items) {
@@ -89,20 +125,23 @@ function linkify(value: string): Node | string {
   return /^https?:\/\//.test(value) ? h('a', { href: value, rel: 'noopener' }, value) : value;
 }
 
+/** The targets page's toolbar state, kept across live updates and visits. */
+const targetsView = { unhealthyOnly: false, filter: '' };
+
 export function renderTargets(root: HTMLElement): Promise<void> {
-  return withData(root, async () => {
-    const data = await apiData<TargetsData>('/api/v1/targets', { state: 'active' });
+  const load = () => apiData<TargetsData>('/api/v1/targets', { state: 'active' });
+  return withLiveData(root, ['up'], load, (first) => {
+    let data = first;
     const body = h('div');
-    let unhealthyOnly = false;
     const draw = () => {
       const pools = groupBy(data.activeTargets, (t) => t.scrapePool);
       body.replaceChildren(
         ...[...pools.entries()].map(([pool, targets]) => {
-          const shown = unhealthyOnly ? targets.filter((t) => t.health !== 'up') : targets;
+          const shown = targetsView.unhealthyOnly ? targets.filter((t) => t.health !== 'up') : targets;
           const up = targets.filter((t) => t.health === 'up').length;
           return h(
             'section',
-            { class: 'pool', hidden: unhealthyOnly && !shown.length },
+            { class: 'pool', hidden: targetsView.unhealthyOnly && !shown.length },
             h('h3', {}, `${pool} `, h('span', { class: 'muted' }, `(${up}/${targets.length} up)`)),
             h(
               'table',
@@ -129,18 +168,33 @@ export function renderTargets(root: HTMLElement): Promise<void> {
         }),
       );
       if (!data.activeTargets.length) body.append(h('p', { class: 'muted' }, 'No targets.'));
+      filterSections(body, targetsView.filter);
     };
     draw();
-    return [
-      h('h1', {}, 'Targets'),
-      h(
-        'div',
-        { class: 'toolbar' },
-        h('label', {}, h('input', { type: 'checkbox', onchange: (e: Event) => ((unhealthyOnly = (e.target as HTMLInputElement).checked), draw()) }), ' Unhealthy only'),
-        filterBox((text) => filterSections(body, text), 'Filter by endpoint or labels'),
-      ),
-      body,
-    ];
+    const filter = filterBox((text) => ((targetsView.filter = text), filterSections(body, text)), 'Filter by endpoint or labels');
+    filter.value = targetsView.filter;
+    return {
+      nodes: [
+        h('h1', {}, 'Targets'),
+        h(
+          'div',
+          { class: 'toolbar' },
+          h(
+            'label',
+            {},
+            h('input', {
+              type: 'checkbox',
+              checked: targetsView.unhealthyOnly,
+              onchange: (e: Event) => ((targetsView.unhealthyOnly = (e.target as HTMLInputElement).checked), draw()),
+            }),
+            ' Unhealthy only',
+          ),
+          filter,
+        ),
+        body,
+      ],
+      update: (d) => ((data = d), draw()),
+    };
   });
 }
 
@@ -177,12 +231,14 @@ export function renderServiceDiscovery(root: HTMLElement): Promise<void> {
   });
 }
 
+/** The alerts page's shown states, kept across live updates and visits. */
+const alertsShown = new Set(['inactive', 'pending', 'firing']);
+
 export function renderAlerts(root: HTMLElement): Promise<void> {
-  return withData(root, async () => {
-    const data = await apiData<{ groups: RuleGroup[] }>('/api/v1/rules', { type: 'alert' });
-    const rules = data.groups.flatMap((g) => g.rules.map((r) => ({ group: g, rule: r })));
-    const count = (s: string) => rules.filter((r) => r.rule.state === s).length;
-    const shown = new Set(['inactive', 'pending', 'firing']);
+  const load = () => apiData<{ groups: RuleGroup[] }>('/api/v1/rules', { type: 'alert' });
+  return withLiveData(root, ['ALERTS'], load, (first) => {
+    let rules = alertRules(first.groups);
+    const shown = alertsShown;
     const body = h('div');
     const draw = () =>
       body.replaceChildren(
@@ -243,65 +299,87 @@ export function renderAlerts(root: HTMLElement): Promise<void> {
             ),
           ),
       );
-    draw();
-    const toggle = (state: string, n: number) =>
-      h(
-        'label',
-        { class: `toggle ${state}` },
-        h('input', {
-          type: 'checkbox',
-          checked: true,
-          onchange: (e: Event) => {
-            if ((e.target as HTMLInputElement).checked) shown.add(state);
-            else shown.delete(state);
-            draw();
-          },
-        }),
-        ` ${state[0].toUpperCase()}${state.slice(1)} (${n})`,
+    const toolbar = h('div', { class: 'toolbar' });
+    const drawToolbar = () => {
+      const count = (state: string) => rules.filter((r) => (r.rule.state ?? 'inactive') === state).length;
+      toolbar.replaceChildren(
+        ...['inactive', 'pending', 'firing'].map((state) =>
+          h(
+            'label',
+            { class: `toggle ${state}` },
+            h('input', {
+              type: 'checkbox',
+              checked: shown.has(state),
+              onchange: (e: Event) => {
+                if ((e.target as HTMLInputElement).checked) shown.add(state);
+                else shown.delete(state);
+                draw();
+              },
+            }),
+            ` ${state[0].toUpperCase()}${state.slice(1)} (${count(state)})`,
+          ),
+        ),
       );
-    return [
-      h('h1', {}, 'Alerts'),
-      h('div', { class: 'toolbar' }, toggle('inactive', count('inactive')), toggle('pending', count('pending')), toggle('firing', count('firing'))),
-      rules.length ? body : h('p', { class: 'muted' }, 'No alerting rules.'),
-    ];
+    };
+    const empty = h('p', { class: 'muted' }, 'No alerting rules.');
+    const redraw = () => {
+      drawToolbar();
+      draw();
+      empty.hidden = rules.length > 0;
+    };
+    redraw();
+    return {
+      nodes: [h('h1', {}, 'Alerts'), toolbar, empty, body],
+      update: (d) => ((rules = alertRules(d.groups)), redraw()),
+    };
   });
 }
 
+function alertRules(groups: RuleGroup[]): { group: RuleGroup; rule: Rule }[] {
+  return groups.flatMap((g) => g.rules.map((r) => ({ group: g, rule: r })));
+}
+
 export function renderRules(root: HTMLElement): Promise<void> {
-  return withData(root, async () => {
-    const data = await apiData<{ groups: RuleGroup[] }>('/api/v1/rules');
-    return [
-      h('h1', {}, 'Rules'),
-      ...(data.groups.length ? [] : [h('p', { class: 'muted' }, 'No rule groups.')]),
-      ...data.groups.map((g) =>
+  const load = () => apiData<{ groups: RuleGroup[] }>('/api/v1/rules');
+  return withLiveData(root, ['ALERTS'], load, (first) => {
+    const body = h('div');
+    const draw = (data: { groups: RuleGroup[] }) => body.replaceChildren(...ruleGroups(data));
+    draw(first);
+    return { nodes: [h('h1', {}, 'Rules'), body], update: draw };
+  });
+}
+
+function ruleGroups(data: { groups: RuleGroup[] }): HTMLElement[] {
+  return [
+    ...(data.groups.length ? [] : [h('p', { class: 'muted' }, 'No rule groups.')]),
+    ...data.groups.map((g) =>
+      h(
+        'section',
+        { class: 'rule-group' },
+        h('h3', {}, g.name, ' ', h('span', { class: 'muted' }, `${g.file} · every ${g.interval}s · last evaluation ${ago(g.lastEvaluation)} · took ${formatSeconds(g.evaluationTime)}`)),
         h(
-          'section',
-          { class: 'rule-group' },
-          h('h3', {}, g.name, ' ', h('span', { class: 'muted' }, `${g.file} · every ${g.interval}s · last evaluation ${ago(g.lastEvaluation)} · took ${formatSeconds(g.evaluationTime)}`)),
+          'table',
+          { class: 'data' },
+          h('thead', {}, h('tr', {}, ['Rule', 'State', 'Error', 'Last evaluation', 'Evaluation time'].map((c) => h('th', {}, c)))),
           h(
-            'table',
-            { class: 'data' },
-            h('thead', {}, h('tr', {}, ['Rule', 'State', 'Error', 'Last evaluation', 'Evaluation time'].map((c) => h('th', {}, c)))),
-            h(
-              'tbody',
-              {},
-              g.rules.map((r) =>
-                h(
-                  'tr',
-                  {},
-                  h('td', {}, h('pre', { class: 'rule-def' }, `${r.type === 'alerting' ? 'alert' : 'record'}: ${r.name}\nexpr: ${r.query}`)),
-                  h('td', {}, healthBadge(r.health)),
-                  h('td', { class: 'error-text' }, r.lastError ?? ''),
-                  h('td', { title: r.lastEvaluation }, ago(r.lastEvaluation)),
-                  h('td', {}, formatSeconds(r.evaluationTime)),
-                ),
+            'tbody',
+            {},
+            g.rules.map((r) =>
+              h(
+                'tr',
+                {},
+                h('td', {}, h('pre', { class: 'rule-def' }, `${r.type === 'alerting' ? 'alert' : 'record'}: ${r.name}\nexpr: ${r.query}`)),
+                h('td', {}, healthBadge(r.health), r.type === 'alerting' ? [' ', h('span', { class: `state ${r.state}` }, (r.state ?? '').toUpperCase())] : null),
+                h('td', { class: 'error-text' }, r.lastError ?? ''),
+                h('td', { title: r.lastEvaluation }, ago(r.lastEvaluation)),
+                h('td', {}, formatSeconds(r.evaluationTime)),
               ),
             ),
           ),
         ),
       ),
-    ];
-  });
+    ),
+  ];
 }
 
 function kvTable(entries: [string, unknown][]): HTMLElement {

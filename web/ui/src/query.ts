@@ -35,7 +35,7 @@ interface Sample {
   value?: [number, string];
   values?: [number, string][];
 }
-interface QueryData {
+export interface QueryData {
   resultType: 'vector' | 'matrix' | 'scalar' | 'string';
   result: Sample[] | [number, string];
 }
@@ -112,7 +112,7 @@ export function searchFromPanels(panels: Panel[]): string {
 }
 
 /** The editor extension: completion of functions, metric names, label names and values from promflow's API, and linting. */
-function promqlExtension() {
+export function promqlExtension() {
   return new PromQLExtension()
     .activateCompletion(true)
     .activateLinter(true)
@@ -403,13 +403,34 @@ function tableView(data: QueryData): HTMLElement {
 
 const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
 
-/** A uPlot chart of a range query's matrix; dragging a selection zooms (re-queries `onZoom(start, end)`, seconds). */
-function graphView(
+/** A span of time (seconds) shaded in `color` behind a graph's lines. */
+export interface Band {
+  start: number;
+  end: number;
+  color: string;
+}
+
+/** How a graph looks beyond its data. */
+export interface GraphLook {
+  /** Shaded behind the lines (the alert composer's pending and firing times). */
+  bands?: Band[];
+  /** Light axes and grid, for the dark wall display. */
+  dark?: boolean;
+  /** Pixels (default 350). */
+  height?: number;
+}
+
+/**
+ * A uPlot chart of a range query's matrix; dragging a selection zooms (re-queries
+ * `onZoom(start, end)`, seconds).
+ */
+export function graphView(
   parent: HTMLElement,
   data: QueryData,
-  panel: Panel,
+  panel: Pick<Panel, 'stacked'>,
   [start, end]: [number, number],
   onZoom: (start: number, end: number) => void,
+  { bands = [], dark = false, height = 350 }: GraphLook = {},
 ): uPlot | null {
   if (data.resultType !== 'matrix') {
     parent.append(h('p', { class: 'muted' }, `The graph shows range vectors; this query returned a ${data.resultType}.`));
@@ -435,7 +456,15 @@ function graphView(
   const width = Math.max(parent.clientWidth || 800, 300);
   const opts: uPlot.Options = {
     width,
-    height: 350,
+    height,
+    ...(dark
+      ? {
+          axes: [
+            { stroke: '#c9d1d9', grid: { stroke: '#30363d' }, ticks: { stroke: '#30363d' } },
+            { stroke: '#c9d1d9', grid: { stroke: '#30363d' }, ticks: { stroke: '#30363d' } },
+          ],
+        }
+      : {}),
     cursor: { drag: { x: true, y: false, setScale: false } },
     legend: { live: true },
     // The queried range, also where there are few points.
@@ -452,6 +481,18 @@ function graphView(
       })),
     ],
     hooks: {
+      drawClear: [
+        (u) => {
+          const ctx = u.ctx;
+          for (const b of bands) {
+            const left = Math.max(u.valToPos(b.start, 'x', true), u.bbox.left);
+            const right = Math.min(u.valToPos(b.end, 'x', true), u.bbox.left + u.bbox.width);
+            if (right <= left) continue;
+            ctx.fillStyle = b.color;
+            ctx.fillRect(left, u.bbox.top, right - left, u.bbox.height);
+          }
+        },
+      ],
       setSelect: [
         (u) => {
           if (u.select.width < 2) return;

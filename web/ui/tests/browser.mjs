@@ -7,10 +7,7 @@
 // generatorURL (a 2.x `/graph?g0.expr=…&g0.tab=1` link), and writes a screenshot of each
 // page to the artifact dir, checked to be non-blank. Exits non-zero on the first failure.
 
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { expect, launch } from './harness.mjs';
 
 const [base, artifacts, generatorLink] = process.argv.slice(2);
 if (!base || !artifacts || !generatorLink) {
@@ -18,77 +15,10 @@ if (!base || !artifacts || !generatorLink) {
   process.exit(2);
 }
 const METRIC = 'demo_requests_total';
-// Generous: CI runs this beside the rest of the suite on two cores.
-const TIMEOUT = 30000;
-
-const profile = mkdtempSync(join(tmpdir(), 'promflow-chromium-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-  viewport: { width: 1280, height: 800 },
-  timeout: 60000,
-});
-context.setDefaultTimeout(TIMEOUT);
-const page = context.pages()[0] ?? (await context.newPage());
-const consoleErrors = [];
-page.on('pageerror', (e) => consoleErrors.push(String(e)));
-
-let passed = 0;
-async function check(name, f) {
-  try {
-    await f();
-    passed++;
-    console.log(`ok: ${name}`);
-  } catch (e) {
-    console.error(`FAILED: ${name}: ${e && e.stack ? e.stack : e}`);
-    await page.screenshot({ path: join(artifacts, 'failure.png'), fullPage: true }).catch(() => {});
-    await context.close().catch(() => {});
-    rmSync(profile, { recursive: true, force: true });
-    console.log(`${passed} passed, 1 failed`);
-    process.exit(1);
-  }
-}
-
-/** A full-page screenshot of the current page in the artifact dir, checked non-blank. */
-async function screenshot(name) {
-  const png = await page.screenshot({ fullPage: true });
-  writeFileSync(join(artifacts, `${name}.png`), png);
-  // Decoded in the page itself: how many pixels differ from the top-left one.
-  const differing = await page.evaluate(async (b64) => {
-    const img = new Image();
-    img.src = 'data:image/png;base64,' + b64;
-    await img.decode();
-    const canvas = document.createElement('canvas');
-    canvas.width = img.width;
-    canvas.height = img.height;
-    const ctx = canvas.getContext('2d');
-    ctx.drawImage(img, 0, 0);
-    const data = ctx.getImageData(0, 0, img.width, img.height).data;
-    let n = 0;
-    for (let i = 0; i < data.length; i += 4) {
-      if (data[i] !== data[0] || data[i + 1] !== data[1] || data[i + 2] !== data[2]) n++;
-    }
-    return n / (data.length / 4);
-  }, png.toString('base64'));
-  if (!(differing > 0.01)) throw new Error(`screenshot ${name} is blank (${differing} of pixels differ)`);
-}
+const { page, check, screenshot, finish } = await launch(artifacts);
 
 async function text(selector) {
   return (await page.locator(selector).first().innerText()).trim();
-}
-
-function expect(cond, what) {
-  if (!cond) throw new Error(what);
 }
 
 /** Types into the panel's editor (replacing its text) and runs the query with Enter. */
@@ -132,6 +62,12 @@ const pages = [
   }],
   ['config', 'pre.config', async () => {
     expect((await text('pre.config')).includes('scrape_configs'), 'config page shows the config');
+  }],
+  ['alert-composer', 'pre.composer-yaml', async () => {
+    expect((await text('pre.composer-yaml')).includes('- alert: HighErrorRate'), 'the composer shows its rule');
+  }],
+  ['dashboards', 'main h1', async () => {
+    expect((await text('main')).includes('--web.dashboards-dir'), 'without the flag, says how to add dashboards');
   }],
   ['tsdb-status', 'table.kv', async () => {
     expect((await text('main')).includes(METRIC), 'tsdb status lists the metric');
@@ -247,10 +183,4 @@ await check('several panels, in the URL', async () => {
   await screenshot('panels');
 });
 
-await check('no uncaught errors in the pages', async () => {
-  expect(consoleErrors.length === 0, consoleErrors.join('\n'));
-});
-
-await context.close();
-rmSync(profile, { recursive: true, force: true });
-console.log(`${passed} passed, 0 failed`);
+await finish();
