@@ -110,6 +110,22 @@ fn promflow_and_promtool_accept_the_configs_and_their_rule_files() {
     }
 }
 
+/// The shipped wall-display dashboards load without a problem (every panel's PromQL
+/// parses), as the main instance of the stack serves them.
+#[test]
+fn the_shipped_dashboards_load() {
+    let dir = repo_root().join("deploy/dashboards");
+    let flag = format!("--web.dashboards-dir={}", dir.display());
+    let promflow = common::Promflow::start_with_args("scrape_configs: []\n", &[&flag]);
+    let list: serde_json::Value =
+        serde_json::from_str(&promflow.get_ok("/api/v1/dashboards")).unwrap();
+    let list = list["data"].as_array().unwrap();
+    assert!(!list.is_empty(), "no dashboard in {}", dir.display());
+    for dashboard in list {
+        assert!(dashboard.get("error").is_none(), "{dashboard}");
+    }
+}
+
 fn run_promflow_in(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(common::promflow_bin());
     cmd.args(args).current_dir(dir);

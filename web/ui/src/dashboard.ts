@@ -2,11 +2,14 @@
 // panels defined in a YAML file of `--web.dashboards-dir` (`/api/v1/dashboards/<name>`),
 // full screen in a dark theme with large type, and a band of firing alerts at the top.
 //
-// The band follows `ALERTS` on the push stream (./live.ts: it re-fetches
-// `/api/v1/alerts` on a change, and reopens the stream by itself after promflow
-// restarts); the panels re-query every `refresh`. A failed refresh marks the page as
+// The page follows the push stream (./live.ts, which reopens it by itself after promflow
+// restarts) for `ALERTS` and for every selector the panels' expressions read: a change
+// re-fetches the band (`/api/v1/alerts`) and re-queries the panels, so a panel moves
+// when its data does; `refresh` is only the longest a panel goes without re-querying
+// (graphs move with time even when nothing arrives). A failed refresh marks the page as
 // stale (the clock turns red) and keeps the last values until promflow answers again.
 
+import { parser } from '@prometheus-io/lezer-promql';
 import { apiData, apiGet, pathPrefix } from './api';
 import { errorBox, formatLabels, h } from './dom';
 import { subscribeLive } from './live';
@@ -49,6 +52,19 @@ function formatStat(value: number, decimals: number | null): string {
   if (!Number.isFinite(value)) return String(value);
   if (decimals !== null) return value.toFixed(decimals);
   return String(Math.round(value * 1000) / 1000);
+}
+
+/** The vector selectors `expr` reads (`rate(x{a="b"}[5m])` reads `x{a="b"}`), as written. */
+export function selectorsOf(expr: string): string[] {
+  const found = new Set<string>();
+  parser.parse(expr).iterate({
+    enter: (node) => {
+      if (node.name !== 'VectorSelector') return;
+      found.add(expr.slice(node.from, node.to));
+      return false;
+    },
+  });
+  return [...found];
 }
 
 /** `/dashboards`: the dashboards of the directory, as links. */
@@ -108,7 +124,6 @@ export async function renderDashboard(root: HTMLElement, name: string): Promise<
     );
   };
   await updateBand();
-  subscribeLive(['ALERTS'], () => void updateBand());
 
   const cells = dashboard.panels.map((p) => {
     const body = h('div', { class: 'panel-body' });
@@ -146,10 +161,17 @@ export async function renderDashboard(root: HTMLElement, name: string): Promise<
     clock.classList.toggle('stale', failed);
   };
   const every = (parseDuration(dashboard.refresh) ?? 30) * 1000;
+  let timer: number | undefined;
   const tick = async () => {
+    window.clearTimeout(timer);
     if (!alive || !root.contains(grid)) return void (alive = false);
     await refresh();
-    window.setTimeout(() => void tick(), every);
+    timer = window.setTimeout(() => void tick(), every);
   };
   await tick();
+  const selectors = new Set(['ALERTS', ...dashboard.panels.flatMap((p) => selectorsOf(p.expr))]);
+  subscribeLive([...selectors], () => {
+    void updateBand();
+    void tick();
+  });
 }

@@ -1,7 +1,7 @@
 // The live pages in a real browser (see harness.mjs). Run by tests/web_ui.rs against a
 // promflow scraping a healthy target, with an alerting rule `TargetDown` on `up == 0`
 // and the wall-display dashboard `wall` (a stat of sum(demo_requests_total) = 12,
-// orange from 10, and a graph):
+// orange from 10, and a graph; refreshed by the stream only):
 //   node web/ui/tests/live.mjs <base URL with route prefix> <artifact dir> <ready file>
 // Opens the targets, alerts and rules pages and the dashboard in four tabs and waits
 // until they show the target up and no alert firing, then writes <ready file>; the Rust
@@ -66,6 +66,12 @@ await check('the alerts page shows the alert firing without a reload', async () 
 await check('the rules page shows the alert firing without a reload', async () => {
   await shows(rules, /alert: TargetDown[\s\S]*FIRING/);
   expect(await rules.evaluate(() => window.__notReloaded === true), 'the rules page was reloaded');
+});
+
+await check("the dashboard's stat follows its series going stale without a reload", async () => {
+  // `refresh` is an hour: only the stream's change can have re-queried the panel.
+  await wall.locator('.wall-panel.stat .stat-value', { hasText: /^no data/ }).waitFor({ timeout: 60000 });
+  expect(await wall.evaluate(() => window.__notReloaded === true), 'the dashboard was reloaded');
 });
 
 await check('the dashboard shows the alert in its band without a reload', async () => {
