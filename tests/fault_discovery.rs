@@ -19,29 +19,10 @@ use common::moto::{self, Moto};
 use common::{wait_until, Prometheus, Promflow};
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(40);
 const HOSTS: [&str; 2] = ["127.0.0.2", "127.0.0.3"];
-
-/// One exporter per address in `ips`, all on one port.
-fn exporters_on_one_port(ips: &[&str]) -> (u16, Vec<Exporter>) {
-    for _attempt in 0..10 {
-        let port = common::free_port();
-        let started: Result<Vec<Exporter>, _> = ips
-            .iter()
-            .map(|ip| {
-                let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
-                Exporter::start_on(addr, Reply::text("fleet_metric 1\n"))
-            })
-            .collect();
-        if let Ok(exporters) = started {
-            return (port, exporters);
-        }
-    }
-    panic!("no port free on all of {ips:?}");
-}
 
 /// The `instance`s of active targets that are up, from `/api/v1/targets`.
 fn up_targets(targets_json: &str) -> BTreeSet<String> {
@@ -63,7 +44,7 @@ fn counter(body: &str, series: &str) -> f64 {
 
 #[test]
 fn dns_server_down_keeps_targets_and_counts_failures() {
-    let (port, _exporters) = exporters_on_one_port(&HOSTS);
+    let (port, _exporters) = Exporter::on_one_port(&HOSTS, |_| Reply::text("fleet_metric 1\n"));
     let hosts: String = HOSTS
         .iter()
         .map(|ip| format!("{ip} tasks.fleet\n"))
@@ -121,7 +102,7 @@ fn dns_server_down_keeps_targets_and_counts_failures() {
 #[test]
 fn ec2_api_down_keeps_targets_and_counts_failures_like_prometheus() {
     let moto = Moto::start();
-    let (port, _exporters) = exporters_on_one_port(&HOSTS);
+    let (port, _exporters) = Exporter::on_one_port(&HOSTS, |_| Reply::text("fleet_metric 1\n"));
     for (i, ip) in HOSTS.iter().enumerate() {
         moto.run_instance(ip, &[("Name", &format!("fleet-{i}"))]);
     }
