@@ -102,6 +102,10 @@ pub struct SelfMetrics {
     pub notifications_alertmanagers_discovered: Gauge,
     /// Per-mechanism discovery counters, keyed by mechanism (`dns`, `ec2`, `file`).
     pub sd: Mutex<BTreeMap<&'static str, SdCounters>>,
+    /// DNS discovery: names looked up (`prometheus_sd_dns_lookups_total`).
+    pub sd_dns_lookups: Counter,
+    /// DNS discovery: lookups that failed (`prometheus_sd_dns_lookup_failures_total`).
+    pub sd_dns_lookup_failures: Counter,
     /// Limits that refused input (rendered under Prometheus's names where it has one).
     pub limits: LimitCounters,
 }
@@ -306,6 +310,11 @@ impl SelfMetrics {
                     "Service discovery refreshes that failed (the last good targets were kept), per mechanism.",
                     |c: &SdCounters| c.failures,
                 ),
+                (
+                    "prometheus_sd_refresh_failures_total",
+                    "Number of refresh failures for the given SD mechanism.",
+                    |c: &SdCounters| c.failures,
+                ),
             ] {
                 let labels: Vec<[(&str, &str); 1]> =
                     mechanisms.iter().map(|m| [("mechanism", *m)]).collect();
@@ -348,6 +357,16 @@ impl SelfMetrics {
                 "promflow_stream_consumers_refused_total",
                 "Stream requests refused because --web.stream.max-consumers streams were open.",
                 limits.stream_consumers_refused.get(),
+            ),
+            (
+                "prometheus_sd_dns_lookups_total",
+                "The number of DNS-SD lookups.",
+                self.sd_dns_lookups.get(),
+            ),
+            (
+                "prometheus_sd_dns_lookup_failures_total",
+                "The number of DNS-SD lookup failures.",
+                self.sd_dns_lookup_failures.get(),
             ),
         ] {
             metric(name, "counter", help, &[(&[], value as f64)]);

@@ -12,30 +12,10 @@ use common::dnsmasq::Dnsmasq;
 use common::exporter::{Exporter, Reply};
 use common::{wait_for, wait_until, Peer, Promflow};
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Longer than any refresh interval used here plus a scrape interval.
 const WAIT: Duration = Duration::from_secs(30);
-
-/// One exporter per address in `ips`, all on the same port; retries ports taken on
-/// any of the addresses.
-fn tasks_on_one_port(ips: &[&str]) -> (u16, Vec<Exporter>) {
-    for _attempt in 0..10 {
-        let port = common::free_port();
-        let started: Result<Vec<Exporter>, _> = ips
-            .iter()
-            .map(|ip| {
-                let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
-                Exporter::start_on(addr, Reply::text(&format!("task_info{{ip=\"{ip}\"}} 1\n")))
-            })
-            .collect();
-        if let Ok(exporters) = started {
-            return (port, exporters);
-        }
-    }
-    panic!("no port free on all of {ips:?}");
-}
 
 fn hosts(name: &str, ips: &[&str]) -> String {
     ips.iter().map(|ip| format!("{ip} {name}\n")).collect()
@@ -77,7 +57,9 @@ fn sd_counter(promflow: &Peer, name: &str, mechanism: &str) -> f64 {
 #[test]
 fn swarm_tasks_are_followed_through_a_records() {
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
-    let (port, _tasks) = tasks_on_one_port(&ips);
+    let (port, _tasks) = Exporter::on_one_port(&ips, |ip| {
+        Reply::text(&format!("task_info{{ip=\"{ip}\"}} 1\n"))
+    });
     let dns = Dnsmasq::start(&hosts("tasks.myservice", &ips[..3]), &[]);
     let promflow = Promflow::start_with_args(
         &format!(

@@ -15,7 +15,6 @@ use common::{wait_until, Peer, Promflow};
 use promflow::config::Ec2SdConfig;
 use promflow::discovery::ec2_sd::Ec2Discovery;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -164,24 +163,6 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-/// One exporter per address, all on one port.
-fn exporters_on_one_port(ips: &[&str], body: &str) -> (u16, Vec<Exporter>) {
-    for _attempt in 0..10 {
-        let port = common::free_port();
-        let started: Result<Vec<Exporter>, _> = ips
-            .iter()
-            .map(|ip| {
-                let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
-                Exporter::start_on(addr, Reply::text(body))
-            })
-            .collect();
-        if let Ok(exporters) = started {
-            return (port, exporters);
-        }
-    }
-    panic!("no port free on all of {ips:?}");
-}
-
 /// The reference setup (DESIGN.md, deploy/main.yml): node_exporter on every running
 /// fleet host, cAdvisor only on the hosts that run containers.
 fn reference_config(moto: &Moto, node_port: u16, cadvisor_port: u16) -> String {
@@ -208,9 +189,10 @@ fn reference_config(moto: &Moto, node_port: u16, cadvisor_port: u16) -> String {
 fn reference_relabeling_and_terminated_instances_go_away() {
     let moto = Moto::start();
     let hosts = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
-    let (node_port, _nodes) = exporters_on_one_port(&hosts, "node_load1 0.5\n");
-    let (cadvisor_port, _cadvisors) =
-        exporters_on_one_port(&hosts, "container_last_seen{name=\"app\"} 1\n");
+    let (node_port, _nodes) = Exporter::on_one_port(&hosts, |_| Reply::text("node_load1 0.5\n"));
+    let (cadvisor_port, _cadvisors) = Exporter::on_one_port(&hosts, |_| {
+        Reply::text("container_last_seen{name=\"app\"} 1\n")
+    });
     let web = moto.run_instance("127.0.0.2", &[("Name", "prod-web-1")]);
     moto.run_instance("127.0.0.3", &[("Name", "prod-db-1")]);
     let old = moto.run_instance("127.0.0.4", &[("Name", "prod-web-old")]);

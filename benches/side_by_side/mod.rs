@@ -2,8 +2,8 @@
 //! (`/usr/bin/prometheus`, Debian package) as child processes on loopback, a minimal
 //! HTTP client, and reading a process's CPU time and RSS from `/proc`.
 //!
-//! Used as `mod side_by_side;` by `ingest.rs`, `storage.rs`, `query.rs`, `rules.rs` and
-//! `idle.rs`; not every bench uses every item.
+//! Used as `mod side_by_side;` by `ingest.rs`, `storage.rs`, `query.rs`, `rules.rs`,
+//! `idle.rs`, `federate.rs` and `load.rs`; not every bench uses every item.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -270,4 +270,66 @@ pub fn measure_after(server: &Server, counter: &str, warmup: u64, seconds: u64) 
     std::thread::sleep(Duration::from_secs(seconds));
     let (s1, c1) = (server.metric(counter), cpu_seconds(server.pid()));
     (s1 - s0, c1 - c0)
+}
+
+/// Metric families of [`node_like_body`].
+pub const FAMILIES: usize = 20;
+
+/// One node_exporter-like target's body at scrape `tick`: `series` series in
+/// [`FAMILIES`] metric families (half integer counters, half fractional gauges), values
+/// changing every scrape. Used by `federate.rs` and `load.rs`.
+pub fn node_like_body(target: usize, series: usize, tick: u64) -> String {
+    let per_family = series.div_ceil(FAMILIES);
+    let mut out = String::with_capacity(series * 70);
+    for f in 0..FAMILIES {
+        let name = format!("node_bench_family{f}_total");
+        out.push_str(&format!("# TYPE {name} counter\n"));
+        for i in 0..per_family.min(series - (f * per_family).min(series)) {
+            let value = if f % 2 == 0 {
+                (tick + i as u64 + target as u64) as f64
+            } else {
+                tick as f64 * 0.37 + i as f64 * 1.01 + 0.5
+            };
+            out.push_str(&format!(
+                "{name}{{cpu=\"{}\",device=\"dev{}\",mode=\"m{}\"}} {value}\n",
+                i % 16,
+                i / 16,
+                i % 7
+            ));
+        }
+    }
+    out
+}
+
+/// Serves `targets` node_exporter-like exporters ([`node_like_body`], `series` series
+/// each) split over `jobs` jobs `node0`, `node1`, …, and returns a config scraping them
+/// every `interval_s` seconds (timeout the same), with `extra` (e.g. `rule_files`)
+/// between `global:` and `scrape_configs:`.
+pub fn node_fleet_config(
+    targets: usize,
+    series: usize,
+    jobs: usize,
+    interval_s: u64,
+    extra: &str,
+) -> String {
+    let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut by_job: Vec<Vec<String>> = vec![Vec::new(); jobs];
+    for t in 0..targets {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        by_job[t % jobs].push(format!("\"{}\"", listener.local_addr().unwrap()));
+        serve_exporter(listener, ticks.clone(), move |tick| {
+            node_like_body(t, series, tick)
+        });
+    }
+    let mut config = format!(
+        "global:\n  scrape_interval: {interval_s}s\n  scrape_timeout: {interval_s}s\n  \
+         evaluation_interval: {interval_s}s\n{extra}scrape_configs:\n"
+    );
+    for (j, addresses) in by_job.iter().enumerate() {
+        config.push_str(&format!(
+            "  - job_name: node{j}\n    static_configs:\n      - targets: [{}]\n",
+            addresses.join(", ")
+        ));
+    }
+    config
 }

@@ -15,15 +15,21 @@
 //! Resolver: the system's (`/etc/resolv.conf`, search domains and ndots included),
 //! or one name server given by `--discovery.dns.nameserver`. Caching is off: each
 //! refresh asks the server, as Prometheus does.
+//!
+//! Counted as Prometheus counts them: every name looked up in
+//! `prometheus_sd_dns_lookups_total`, every lookup that failed (not a missing name) in
+//! `prometheus_sd_dns_lookup_failures_total`.
 
 use super::manager::Refresh;
 use super::{join_host_port, DiscoveryError, LabelMap, TargetGroup, ADDRESS_LABEL};
 use crate::config::{DnsRecordType, DnsSdConfig};
+use crate::selfmetrics::SelfMetrics;
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::TokioResolver;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `__meta_dns_name`.
@@ -40,15 +46,22 @@ pub struct DnsDiscovery {
     config: DnsSdConfig,
     nameserver: Option<SocketAddr>,
     resolver: Option<TokioResolver>,
+    metrics: Arc<SelfMetrics>,
 }
 
 impl DnsDiscovery {
-    /// A provider for `config`, asking `nameserver` if given, else the system's.
-    pub fn new(config: DnsSdConfig, nameserver: Option<SocketAddr>) -> DnsDiscovery {
+    /// A provider for `config`, asking `nameserver` if given, else the system's;
+    /// lookups are counted in `metrics`.
+    pub fn new(
+        config: DnsSdConfig,
+        nameserver: Option<SocketAddr>,
+        metrics: Arc<SelfMetrics>,
+    ) -> DnsDiscovery {
         DnsDiscovery {
             config,
             nameserver,
             resolver: None,
+            metrics,
         }
     }
 
@@ -65,9 +78,17 @@ impl DnsDiscovery {
         let port = self.config.port;
         let names = self.config.names.clone();
         let resolver = self.resolver()?.clone();
+        let metrics = &self.metrics;
         let lookups = names.iter().map(|name| {
             let resolver = resolver.clone();
-            async move { lookup_one(&resolver, name, record_type, port).await }
+            async move {
+                let result = lookup_one(&resolver, name, record_type, port).await;
+                metrics.sd_dns_lookups.inc();
+                if result.is_err() {
+                    metrics.sd_dns_lookup_failures.inc();
+                }
+                result
+            }
         });
         futures_util::future::join_all(lookups)
             .await

@@ -181,7 +181,11 @@ impl<S: DiscoverySet> DiscoveryManager<S> {
             )),
             SdConfig::Dns(dns) => Some(self.spawn(
                 set,
-                dns_sd::DnsDiscovery::new(dns.clone(), self.ctx.dns_nameserver),
+                dns_sd::DnsDiscovery::new(
+                    dns.clone(),
+                    self.ctx.dns_nameserver,
+                    self.ctx.metrics.clone(),
+                ),
                 &groups,
             )),
             SdConfig::Ec2(ec2) => {

@@ -342,9 +342,12 @@ impl SeriesChunks {
             )
     }
 
-    /// The newest timestamp.
+    /// The newest timestamp, in O(1): every append (and every replayed sample) asks.
     pub fn last_ts(&self) -> Option<i64> {
-        self.chunks().last().map(|c| c.3)
+        match &self.open {
+            Some(open) => Some(open.last_t),
+            None => self.closed.last().map(|c| c.max_t),
+        }
     }
 
     /// The oldest timestamp.

@@ -191,6 +191,22 @@ impl Alertmanager {
         std::fs::read_to_string(self.dir.path().join("output.log")).unwrap_or_default()
     }
 
+    /// Sends signal `name` (`STOP`: frozen, its socket still accepts but nothing
+    /// answers; `CONT`) to this Alertmanager, by its PID.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("sh")
+            .args([
+                "-c",
+                "kill -\"$1\" \"$2\"",
+                "sh",
+                name,
+                &self.child.id().to_string(),
+            ])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} alertmanager");
+    }
+
     /// Alertmanager's `GET /api/v2/alerts`.
     pub fn alerts(&self) -> Value {
         let listed = http::get(&format!("http://127.0.0.1:{}/api/v2/alerts", self.port))

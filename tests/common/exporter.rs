@@ -99,6 +99,23 @@ impl Exporter {
         Ok(Exporter { addr, shared, stop })
     }
 
+    /// One exporter on each loopback address of `ips`, all on one port (as Swarm tasks
+    /// or EC2 hosts are), each answering `reply(ip)`; retries ports taken on any of the
+    /// addresses. Returns the port and the exporters.
+    pub fn on_one_port(ips: &[&str], reply: impl Fn(&str) -> Reply) -> (u16, Vec<Exporter>) {
+        for _attempt in 0..10 {
+            let port = super::free_port();
+            let started: std::io::Result<Vec<Exporter>> = ips
+                .iter()
+                .map(|ip| Exporter::start_on(format!("{ip}:{port}").parse().unwrap(), reply(ip)))
+                .collect();
+            if let Ok(exporters) = started {
+                return (port, exporters);
+            }
+        }
+        panic!("no port free on all of {ips:?}");
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
