@@ -33,7 +33,7 @@
 
 mod common;
 
-use common::http::{post, with_query};
+use common::http::post;
 use common::Promflow;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -83,16 +83,11 @@ fn export(python: &PathBuf, promflow: &Promflow, mode: &str) -> Vec<(String, Str
         .collect()
 }
 
-/// Every series with `instance="<instance>"` now, as `{labels} value` lines.
+/// Every series with `instance="<instance>"` now, as `{labels} "value"` lines.
 fn stored(promflow: &Promflow, instance: &str) -> BTreeSet<String> {
-    let query = format!("{{instance=\"{instance}\"}}");
-    let body = promflow.get_ok(&with_query("/api/v1/query", &[("query", &query)]));
-    let v: Value = serde_json::from_str(&body).unwrap();
-    v["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| format!("{} {}", r["metric"], r["value"][1].as_str().unwrap()))
+    promflow
+        .vector_lines(&format!("{{instance=\"{instance}\"}}"), None)
+        .into_iter()
         .collect()
 }
 
@@ -105,7 +100,7 @@ fn line(labels: &[(&str, &str)], value: &str) -> String {
         .into_iter()
         .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect();
-    format!("{} {value}", Value::Object(map))
+    format!("{} \"{value}\"", Value::Object(map))
 }
 
 /// The series Prometheus 3.x's documented translation gives for the script's metrics.
