@@ -120,7 +120,10 @@ fn promflow_sends_2_0_to_promflow_and_falls_back_to_1_0_on_415() {
 
 /// A 2.0 request of `series` (labels, samples) with `histograms` native histogram
 /// samples on the first series.
-fn v2_body(series: &[(&[(&str, &str)], &[(i64, f64)])], histograms: usize) -> Vec<u8> {
+/// One series of a test request: its labels and its `(ms, value)` samples.
+type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+fn v2_body(series: &[TestSeries], histograms: usize) -> Vec<u8> {
     let mut symbols = v2::Symbols::new();
     let timeseries = series
         .iter()
