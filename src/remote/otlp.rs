@@ -744,4 +744,155 @@ mod tests {
         assert_eq!(es6_number(1.5), "1.5");
         assert_eq!(es6_number(1e21), "1e+21");
     }
+
+    fn kv(key: &str, value: otlp_proto::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+        }
+    }
+
+    fn text(key: &str, value: &str) -> KeyValue {
+        kv(key, otlp_proto::Value::StringValue(value.into()))
+    }
+
+    fn request(resource: Vec<KeyValue>, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![otlp_proto::ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: resource,
+                }),
+                scope_metrics: vec![otlp_proto::ScopeMetrics { metrics }],
+            }],
+        }
+    }
+
+    fn lines(t: &Translated) -> Vec<String> {
+        let mut out: Vec<String> = t
+            .samples
+            .iter()
+            .map(|s| {
+                let v = if s.value.to_bits() == STALE_MARKER.to_bits() {
+                    "stale".to_string()
+                } else {
+                    s.value.to_string()
+                };
+                format!("{} @{} {v}", s.labels, s.timestamp_ms)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn point(
+        attributes: Vec<KeyValue>,
+        ms: u64,
+        value: f64,
+        flags: u32,
+    ) -> otlp_proto::NumberDataPoint {
+        otlp_proto::NumberDataPoint {
+            attributes,
+            time_unix_nano: ms * 1_000_000,
+            value: Some(NumberValue::AsDouble(value)),
+            flags,
+        }
+    }
+
+    #[test]
+    fn translates_summaries_sums_collisions_stale_points_and_resource_settings() {
+        let metrics = vec![
+            Metric {
+                name: "temp".into(),
+                unit: "Cel".into(),
+                data: Some(Data::Sum(otlp_proto::Sum {
+                    data_points: vec![
+                        point(vec![text("a.b", "1"), text("a_b", "2")], 1000, 20.5, 0),
+                        point(
+                            vec![kv("n", otlp_proto::Value::IntValue(7))],
+                            2000,
+                            0.0,
+                            otlp_proto::FLAG_NO_RECORDED_VALUE,
+                        ),
+                    ],
+                    aggregation_temporality: otlp_proto::TEMPORALITY_CUMULATIVE,
+                    is_monotonic: false,
+                })),
+                ..Default::default()
+            },
+            Metric {
+                name: "rpc.duration".into(),
+                unit: "s".into(),
+                data: Some(Data::Summary(otlp_proto::Summary {
+                    data_points: vec![otlp_proto::SummaryDataPoint {
+                        time_unix_nano: 3_000_000_000,
+                        count: 4,
+                        sum: 1.5,
+                        quantile_values: vec![otlp_proto::ValueAtQuantile {
+                            quantile: 0.99,
+                            value: 0.9,
+                        }],
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            },
+        ];
+        let resource = vec![
+            text("service.name", "api"),
+            text("service.instance.id", "i-1"),
+            text("region", "eu"),
+            text("zone", "b"),
+        ];
+        let config = OtlpConfig {
+            promote_all_resource_attributes: true,
+            ignore_resource_attributes: vec!["zone".into()],
+            keep_identifying_resource_attributes: true,
+            ..Default::default()
+        };
+        let t = translate(&request(resource.clone(), metrics.clone()), &config, 4000);
+        assert!(t.refused.is_empty(), "{:?}", t.refused);
+        assert_eq!(
+            lines(&t),
+            [
+                r#"rpc_duration_seconds_count{instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api"} @3000 4"#,
+                r#"rpc_duration_seconds_sum{instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api"} @3000 1.5"#,
+                r#"rpc_duration_seconds{instance="i-1", job="api", quantile="0.99", region="eu", service_instance_id="i-1", service_name="api"} @3000 0.9"#,
+                r#"target_info{instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api", zone="b"} @1000 1"#,
+                r#"target_info{instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api", zone="b"} @3000 1"#,
+                r#"temp_celsius{a_b="1;2", instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api"} @1000 20.5"#,
+                r#"temp_celsius{instance="i-1", job="api", n="7", region="eu", service_instance_id="i-1", service_name="api"} @2000 stale"#,
+            ]
+        );
+
+        // NoTranslation keeps names; deltas and unspecified temporality are refused.
+        let mut delta = metrics[0].clone();
+        if let Some(Data::Sum(s)) = &mut delta.data {
+            s.aggregation_temporality = otlp_proto::TEMPORALITY_DELTA;
+        }
+        let config = OtlpConfig {
+            translation_strategy: TranslationStrategy::NoTranslation,
+            ..Default::default()
+        };
+        let t = translate(
+            &request(resource, vec![delta, metrics[1].clone()]),
+            &config,
+            4000,
+        );
+        assert_eq!(t.refused_points, 2);
+        assert_eq!(t.refused.len(), 1);
+        assert!(
+            t.refused[0].contains("invalid temporality and type combination for metric \"temp\"")
+        );
+        let names: std::collections::BTreeSet<&str> =
+            t.samples.iter().map(|s| s.labels.metric_name()).collect();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            [
+                "rpc.duration",
+                "rpc.duration_count",
+                "rpc.duration_sum",
+                "target_info"
+            ]
+        );
+    }
 }
