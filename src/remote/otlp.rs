@@ -25,7 +25,8 @@
 //! - `target_info{job, instance, <other resource attributes>} 1` when the resource has
 //!   attributes besides the three identifying ones and has a `job` or `instance`: one
 //!   sample every half lookback delta from the resource's earliest to its latest point,
-//!   and one at the latest.
+//!   and one at the latest (at most 1000 steps back from the latest, where Prometheus
+//!   has no bound).
 //! - A refused metric does not stop the others; its reason is returned and the caller
 //!   logs it, as Prometheus logs translation errors and stores the rest.
 
@@ -57,6 +58,9 @@ enum Kind {
     Histogram,
     Summary,
 }
+
+/// The most `target_info` samples one resource of a request makes, but the last.
+const MAX_TARGET_INFO_STEPS: i64 = 1000;
 
 const SERVICE_NAME: &str = "service.name";
 const SERVICE_NAMESPACE: &str = "service.namespace";
@@ -293,7 +297,8 @@ impl<'a> ResourceContext<'a> {
                     );
                     let mut cumulative = 0u64;
                     for (bound, n) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
-                        cumulative += n;
+                        // Go's uint64 arithmetic: wraps, never panics.
+                        cumulative = cumulative.wrapping_add(*n);
                         let le = format_float(*bound);
                         let labels = self.labels(
                             &p.attributes,
@@ -381,7 +386,10 @@ impl<'a> ResourceContext<'a> {
             &[("__name__", "target_info")],
         );
         let interval = (lookback_ms / 2).max(1);
-        let mut t = earliest_ms;
+        // At most MAX_TARGET_INFO_STEPS samples, the latest ones: points far apart in
+        // one request (bogus timestamps) must not make millions of samples.
+        let mut t = earliest_ms
+            .max(latest_ms.saturating_sub(interval.saturating_mul(MAX_TARGET_INFO_STEPS)));
         while t < latest_ms {
             out.push(Sample {
                 series_id: labels.hash(),
