@@ -85,10 +85,13 @@ pub struct PrometheusFlags {
         global = true
     )]
     pub web_page_title: String,
-    /// No-op: promflow accepts remote write 1.0 (prometheus.WriteRequest) only.
+    /// The remote write messages `/api/v1/write` accepts (repeat the flag for several):
+    /// prometheus.WriteRequest (1.0), io.prometheus.write.v2.Request (2.0). Others are
+    /// answered 415.
     #[arg(
         long = "web.remote-write-receiver.accepted-protobuf-messages",
-        default_value = "prometheus.WriteRequest",
+        default_values = ["prometheus.WriteRequest", "io.prometheus.write.v2.Request"],
+        value_parser = ["prometheus.WriteRequest", "io.prometheus.write.v2.Request"],
         global = true
     )]
     pub web_remote_write_messages: Vec<String>,
@@ -99,7 +102,8 @@ pub struct PrometheusFlags {
         global = true
     )]
     pub web_max_notifications_subscribers: usize,
-    /// Refused: promflow has no OTLP receiver.
+    /// Accept OTLP metrics on /api/v1/otlp/v1/metrics (translated as the config's
+    /// `otlp:` says).
     #[arg(long = "web.enable-otlp-receiver", global = true)]
     pub web_enable_otlp_receiver: bool,
     /// [DEPRECATED] How long to retain samples in storage; --storage.tsdb.retention.time
@@ -249,10 +253,10 @@ pub struct PrometheusFlags {
     #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"], global = true)]
     pub log_format: String,
     /// Comma separated feature names to enable (Prometheus's list; see README for what
-    /// each does in promflow): remote-write-receiver and auto-reload-config are
-    /// implemented; promql-at-modifier, promql-negative-offset and
+    /// each does in promflow): remote-write-receiver, otlp-write-receiver and
+    /// auto-reload-config are implemented; promql-at-modifier, promql-negative-offset and
     /// promql-experimental-functions are always on; agent, native-histograms,
-    /// otlp-write-receiver, expand-external-labels, no-default-scrape-port,
+    /// otlp-deltatocumulative, otlp-native-delta-ingestion, expand-external-labels, no-default-scrape-port,
     /// created-timestamp-zero-ingestion, type-and-unit-labels and
     /// promql-delayed-name-removal are refused; the others are no-ops.
     #[arg(long = "enable-feature", value_delimiter = ',', global = true)]
@@ -266,7 +270,6 @@ pub const NO_OPS: &[&str] = &[
     "web.console.templates",
     "web.console.libraries",
     "web.page-title",
-    "web.remote-write-receiver.accepted-protobuf-messages",
     "web.max-notifications-subscribers",
     "storage.tsdb.use-lockfile",
     "storage.tsdb.no-lockfile",
@@ -291,7 +294,6 @@ pub const NO_OPS: &[&str] = &[
 
 /// Flags the server refuses to start with (the help text says why).
 pub const REFUSED: &[&str] = &[
-    "web.enable-otlp-receiver",
     "storage.agent.path",
     "storage.agent.wal-compression",
     "storage.agent.retention.min-time",
@@ -322,13 +324,15 @@ pub enum Feature {
 pub fn feature(name: &str) -> Feature {
     use Feature::*;
     match name {
-        "remote-write-receiver" | "auto-reload-config" => Implemented,
+        "remote-write-receiver" | "auto-reload-config" | "otlp-write-receiver" => Implemented,
         "promql-at-modifier" | "promql-negative-offset" | "promql-experimental-functions" => {
             AlwaysOn
         }
         "agent" => Refused("promflow has no agent mode"),
         "native-histograms" => Refused("promflow stores no native histograms"),
-        "otlp-write-receiver" => Refused("promflow has no OTLP receiver"),
+        "otlp-deltatocumulative" | "otlp-native-delta-ingestion" => Refused(
+            "promflow refuses OTLP delta temporality, as Prometheus does without this feature",
+        ),
         "expand-external-labels" => {
             Refused("promflow does not expand environment variables in external_labels")
         }
@@ -351,8 +355,7 @@ pub fn feature(name: &str) -> Feature {
         | "delayed-compaction"
         | "old-ui"
         | "metadata-wal-records"
-        | "use-uncached-io"
-        | "otlp-deltatocumulative" => NoOp("promflow has no such mechanism"),
+        | "use-uncached-io" => NoOp("promflow has no such mechanism"),
         "auto-gomaxprocs" | "auto-gomemlimit" => {
             NoOp("a Go runtime setting; promflow is not a Go program")
         }
@@ -369,6 +372,8 @@ pub struct Review {
     pub remote_write_receiver: bool,
     /// Whether `--enable-feature=auto-reload-config` was given.
     pub auto_reload_config: bool,
+    /// Whether `--enable-feature=otlp-write-receiver` was given.
+    pub otlp_write_receiver: bool,
     /// `--enable-feature` values Prometheus does not know either; logged as a warning
     /// in Prometheus's words and ignored.
     pub unknown_features: Vec<String>,
@@ -414,6 +419,7 @@ impl PrometheusFlags {
             notes: Vec::new(),
             remote_write_receiver: false,
             auto_reload_config: false,
+            otlp_write_receiver: false,
             unknown_features: Vec::new(),
         };
         for name in self
@@ -425,6 +431,7 @@ impl PrometheusFlags {
             match feature(name) {
                 Feature::Implemented => match name {
                     "remote-write-receiver" => review.remote_write_receiver = true,
+                    "otlp-write-receiver" => review.otlp_write_receiver = true,
                     _ => review.auto_reload_config = true,
                 },
                 Feature::AlwaysOn => {

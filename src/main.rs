@@ -503,6 +503,14 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
     .map_err(anyhow::Error::msg)?;
     let enable_remote_write_receiver =
         cli.enable_remote_write_receiver || review.remote_write_receiver;
+    let enable_otlp_receiver =
+        cli.prometheus.web_enable_otlp_receiver || review.otlp_write_receiver;
+    let remote_write_messages: Vec<promflow::config::ProtobufMessage> = cli
+        .prometheus
+        .web_remote_write_messages
+        .iter()
+        .filter_map(|name| promflow::config::ProtobufMessage::from_name(name))
+        .collect();
     let workers = cli.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -557,6 +565,14 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         (
             "web.enable-remote-write-receiver".to_string(),
             enable_remote_write_receiver.to_string(),
+        ),
+        (
+            "web.enable-otlp-receiver".to_string(),
+            enable_otlp_receiver.to_string(),
+        ),
+        (
+            "web.remote-write-receiver.accepted-protobuf-messages".to_string(),
+            cli.prometheus.web_remote_write_messages.join(","),
         ),
         (
             "alertmanager.config.file".to_string(),
@@ -646,6 +662,8 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         workers,
         query_timeout: cli.query_timeout,
         enable_remote_write_receiver,
+        remote_write_messages,
+        enable_otlp_receiver,
         enable_admin_api: cli.enable_admin_api,
         enable_lifecycle: cli.enable_lifecycle,
         cors_origin,

@@ -68,6 +68,10 @@ pub struct ServiceOptions {
     pub flags: Vec<(String, String)>,
     /// `--web.enable-remote-write-receiver`: accept `POST /api/v1/write`.
     pub enable_remote_write_receiver: bool,
+    /// `--web.remote-write-receiver.accepted-protobuf-messages`.
+    pub remote_write_messages: Vec<crate::config::ProtobufMessage>,
+    /// `--web.enable-otlp-receiver`: accept `POST /api/v1/otlp/v1/metrics`.
+    pub enable_otlp_receiver: bool,
     /// `--web.enable-admin-api`: serve `/api/v1/admin/tsdb/*`.
     pub enable_admin_api: bool,
     /// `--web.enable-lifecycle`: serve `POST /-/reload` and `POST /-/quit`.

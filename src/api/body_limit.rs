@@ -49,6 +49,7 @@ const LIMITS: &[(&str, usize, Answer)] = &[
         Answer::Form,
     ),
     ("/api/v1/write", 32 * MIB, Answer::Text),
+    ("/api/v1/otlp/v1/metrics", 32 * MIB, Answer::Text),
     ("/api/v1/read", 32 * MIB, Answer::Text),
     ("/api/v1/rules/{namespace}/{group}", 4 * MIB, Answer::Json),
     ("/api/v1/federation/{name}", MIB, Answer::Json),

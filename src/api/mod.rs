@@ -7,7 +7,8 @@
 //!   history ([`rules_simulate`]), wall-display dashboards ([`dashboards`]), registered
 //!   federation views ([`federation_views`]), `/api/v1/targets` ([`targets`]), the TSDB admin endpoints
 //!   ([`admin`]), Alertmanager's v2 alerts and silences for the built-in notifier
-//!   ([`alertmanager`]), the Alertmanagers alerts go to ([`alertmanager_targets`]), `/metrics`, `/-/healthy`, `/-/ready`, the lifecycle endpoints
+//!   ([`alertmanager`]), the remote write and OTLP receivers ([`remote_write`],
+//!   [`otlp`]), the Alertmanagers alerts go to ([`alertmanager_targets`]), `/metrics`, `/-/healthy`, `/-/ready`, the lifecycle endpoints
 //!   `/-/reload` and `/-/quit` (only with `--web.enable-lifecycle`, answered like
 //!   Prometheus otherwise), and the web UI at `/` and Prometheus's page paths ([`ui`]).
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
@@ -28,6 +29,7 @@ pub mod cors;
 pub mod dashboards;
 pub mod federate;
 pub mod federation_views;
+pub mod otlp;
 pub mod params;
 pub mod query;
 pub mod query_json;
@@ -130,6 +132,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))
         .route("/api/v1/write", post(remote_write::write))
+        .route("/api/v1/otlp/v1/metrics", post(otlp::metrics))
         .route("/api/v1/read", post(remote_read::read))
         .route("/api/v1/targets/metadata", get(status::targets_metadata))
         .route(
@@ -195,6 +198,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
         body.push_str(&service.builtin_notifier.metrics.render());
     }
     body.push_str(&service.ingester.remote_write().render_metrics());
+    otlp::render_metrics(&mut body);
     ([(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)], body).into_response()
 }
 

@@ -1,67 +1,236 @@
-//! `POST /api/v1/write`: the remote write 1.0 receiver (snappy-compressed protobuf
-//! `WriteRequest`), behind `--web.enable-remote-write-receiver` like Prometheus.
+//! `POST /api/v1/write`: the remote write receiver, behind
+//! `--web.enable-remote-write-receiver` like Prometheus. Remote write 1.0
+//! (`prometheus.WriteRequest`) and 2.0 (`io.prometheus.write.v2.Request`), told apart
+//! by `Content-Type` as Prometheus 3.x does: `application/x-protobuf` alone or with
+//! `proto=prometheus.WriteRequest` is 1.0, `proto=io.prometheus.write.v2.Request` is
+//! 2.0; a message not in `--web.remote-write-receiver.accepted-protobuf-messages`, any
+//! other content type, or a `Content-Encoding` other than `snappy` is answered 415 (the
+//! 2.0 sender then falls back to 1.0).
 //!
 //! Received samples take the same write path as scraped ones (`Ingester::commit`):
 //! storage first, then the dataflow (samples older than the watermark are stored and
-//! counted late). Answers 204 on success, 400 for a body that does not decode, 500 when
-//! storage refuses the batch (nothing of it is kept; the sender retries).
+//! counted late). Answers 204 on success, 400 for a body that does not decode (or, in
+//! 2.0, refers to symbols it lacks, or carries native histograms: the float samples
+//! are stored, the histograms refused), 500 when storage refuses the batch (nothing of
+//! it is kept; the sender retries). 2.0 answers carry
+//! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`. 2.0 metadata and
+//! exemplars are read and not kept (promflow stores neither).
 //! The message types are in [`crate::remote::proto`].
 
-use crate::remote::proto::{self, WriteRequest};
+use crate::config::ProtobufMessage;
+use crate::remote::proto::{self, v2, WriteRequest};
 use crate::service::Service;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dataflows::{Labels, Sample};
 use std::sync::Arc;
 
-/// The handler.
-pub async fn write(State(service): State<Arc<Service>>, body: Bytes) -> Response {
-    if !service.options.enable_remote_write_receiver {
-        return (
-            StatusCode::NOT_FOUND,
-            "remote write receiver needs to be enabled with --web.enable-remote-write-receiver\n",
-        )
-            .into_response();
+/// Which message a request's `Content-Type` names, or why it is refused (415).
+pub fn message_of(content_type: Option<&str>) -> Result<ProtobufMessage, String> {
+    let Some(content_type) = content_type else {
+        return Ok(ProtobufMessage::V1);
+    };
+    let mut parts = content_type.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/x-protobuf") {
+        return Err(format!("expected application/x-protobuf as the first (media) part, got {content_type} content-type"));
     }
-    let request = match proto::decode::<WriteRequest>(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(error = %e, "remote write request refused");
-            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+    for param in parts {
+        if let Some((name, value)) = param.split_once('=') {
+            if name.trim() == "proto" {
+                let value = value.trim();
+                return ProtobufMessage::from_name(value)
+                    .ok_or_else(|| format!("got {content_type} content type; unknown type for remote write protobuf message {value}, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request"));
+            }
         }
+    }
+    Ok(ProtobufMessage::V1)
+}
+
+fn text(status: StatusCode, message: String) -> Response {
+    (status, format!("{message}\n")).into_response()
+}
+
+/// The handler.
+pub async fn write(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !service.options.enable_remote_write_receiver {
+        return text(
+            StatusCode::NOT_FOUND,
+            "remote write receiver needs to be enabled with --web.enable-remote-write-receiver"
+                .into(),
+        );
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let message = match message_of(content_type) {
+        Ok(m) if service.options.remote_write_messages.contains(&m) => m,
+        Ok(m) => {
+            return text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "{} protobuf message is not accepted by this server; accepted {:?}",
+                    m.name(),
+                    service
+                        .options
+                        .remote_write_messages
+                        .iter()
+                        .map(|m| m.name())
+                        .collect::<Vec<_>>()
+                ),
+            )
+        }
+        Err(e) => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, e),
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("snappy");
+    if !encoding.trim().eq_ignore_ascii_case("snappy") {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{encoding} encoding (compression) is not accepted by this server; only snappy is acceptable"),
+        );
+    }
+    match message {
+        ProtobufMessage::V1 => write_v1(&service, &body),
+        ProtobufMessage::V2 => write_v2(&service, &body),
+    }
+}
+
+fn refuse(e: String) -> Response {
+    tracing::warn!(error = %e, "remote write request refused");
+    text(StatusCode::BAD_REQUEST, e)
+}
+
+/// A series' labels as sent, refused without a metric name.
+fn series_labels(pairs: Vec<(String, String)>) -> Result<Arc<Labels>, String> {
+    let labels = Labels::from_pairs(pairs);
+    if labels.metric_name().is_empty() {
+        return Err(format!("series without a metric name: {labels}"));
+    }
+    Ok(Arc::new(labels))
+}
+
+fn write_v1(service: &Service, body: &[u8]) -> Response {
+    let request = match proto::decode::<WriteRequest>(body) {
+        Ok(r) => r,
+        Err(e) => return refuse(e),
     };
     tracing::debug!(series = request.timeseries.len(), "remote write request");
     let mut batch = Vec::new();
     for series in request.timeseries {
-        let labels = Labels::from_pairs(
+        let labels = match series_labels(
             series
                 .labels
                 .into_iter()
                 .map(|l| (l.name, l.value))
                 .collect(),
+        ) {
+            Ok(l) => l,
+            Err(e) => return refuse(e),
+        };
+        push_samples(
+            &mut batch,
+            labels,
+            series.samples.into_iter().map(|s| (s.timestamp, s.value)),
         );
-        if labels.metric_name().is_empty() {
-            tracing::warn!(%labels, "remote write request refused: a series without a metric name");
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("series without a metric name: {labels}\n"),
-            )
-                .into_response();
-        }
-        let labels = Arc::new(labels);
-        let series_id = labels.hash();
-        batch.extend(series.samples.into_iter().map(|s| Sample {
-            series_id,
-            labels: labels.clone(),
-            timestamp_ms: s.timestamp,
-            value: s.value,
-        }));
     }
     match service.ingester.commit(batch) {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         // Not acknowledged: the sender keeps the samples and retries.
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+fn push_samples(
+    batch: &mut Vec<Sample>,
+    labels: Arc<Labels>,
+    samples: impl Iterator<Item = (i64, f64)>,
+) {
+    let series_id = labels.hash();
+    batch.extend(samples.map(|(timestamp_ms, value)| Sample {
+        series_id,
+        labels: labels.clone(),
+        timestamp_ms,
+        value,
+    }));
+}
+
+fn write_v2(service: &Service, body: &[u8]) -> Response {
+    let request = match proto::decode::<v2::Request>(body) {
+        Ok(r) => r,
+        Err(e) => return refuse(e),
+    };
+    tracing::debug!(
+        series = request.timeseries.len(),
+        "remote write 2.0 request"
+    );
+    let symbol = |i: u32| {
+        request.symbols.get(i as usize).ok_or_else(|| {
+            format!(
+                "symbol reference {i} out of range ({} symbols)",
+                request.symbols.len()
+            )
+        })
+    };
+    let mut batch = Vec::new();
+    let mut histograms = 0usize;
+    for series in &request.timeseries {
+        if series.labels_refs.len() % 2 != 0 {
+            return refuse(format!(
+                "odd number of label references: {}",
+                series.labels_refs.len()
+            ));
+        }
+        let mut pairs = Vec::with_capacity(series.labels_refs.len() / 2);
+        for pair in series.labels_refs.chunks(2) {
+            match (symbol(pair[0]), symbol(pair[1])) {
+                (Ok(n), Ok(v)) => pairs.push((n.clone(), v.clone())),
+                (Err(e), _) | (_, Err(e)) => return refuse(e),
+            }
+        }
+        let labels = match series_labels(pairs) {
+            Ok(l) => l,
+            Err(e) => return refuse(e),
+        };
+        histograms += series.histograms.len();
+        push_samples(
+            &mut batch,
+            labels,
+            series.samples.iter().map(|s| (s.timestamp, s.value)),
+        );
+    }
+    let samples = batch.len();
+    if let Err(e) = service.ingester.commit(batch) {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    let written = [
+        (
+            "X-Prometheus-Remote-Write-Samples-Written",
+            samples.to_string(),
+        ),
+        (
+            "X-Prometheus-Remote-Write-Histograms-Written",
+            "0".to_string(),
+        ),
+        (
+            "X-Prometheus-Remote-Write-Exemplars-Written",
+            "0".to_string(),
+        ),
+    ];
+    if histograms > 0 {
+        let e = format!(
+            "{histograms} native histogram samples refused: promflow stores no native histograms"
+        );
+        tracing::warn!(error = %e, "remote write 2.0 request partly refused");
+        return (StatusCode::BAD_REQUEST, written, format!("{e}\n")).into_response();
+    }
+    (StatusCode::NO_CONTENT, written).into_response()
 }

@@ -26,6 +26,7 @@ mod discovery;
 mod duration;
 mod error;
 pub(crate) mod locate;
+mod otlp;
 mod raw;
 mod relabel;
 mod remote_write;
@@ -51,8 +52,9 @@ pub use discovery::{
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
+pub use otlp::{OtlpConfig, TranslationStrategy};
 pub use relabel::compile_anchored_regex;
-pub use remote_write::{MetadataConfig, QueueConfig, RemoteWriteConfig};
+pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig};
 pub use resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
     GlobalConfig, HttpClientOptions, OAuth2, RelabelAction, RelabelConfig, Scheme, ScrapeConfig,
@@ -101,6 +103,9 @@ pub struct Config {
     /// `remote_write:`, defaults applied.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// `otlp:`: the OTLP receiver's translation settings.
+    #[serde(skip_serializing_if = "OtlpConfig::is_default")]
+    pub otlp: OtlpConfig,
 }
 
 impl AlertingConfig {

@@ -65,6 +65,18 @@ pub(crate) struct RawConfig {
     pub rule_files: Option<Vec<ScalarText>>,
     pub alerting: Option<RawAlertingConfig>,
     pub remote_write: Option<Vec<Option<RawRemoteWriteConfig>>>,
+    pub otlp: Option<RawOtlpConfig>,
+}
+
+/// `otlp:` (Prometheus 3.x).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawOtlpConfig {
+    pub promote_resource_attributes: Option<Vec<ScalarText>>,
+    pub promote_all_resource_attributes: Option<bool>,
+    pub ignore_resource_attributes: Option<Vec<ScalarText>>,
+    pub translation_strategy: Option<ScalarText>,
+    pub keep_identifying_resource_attributes: Option<bool>,
+    pub convert_histograms_to_nhcb: Option<bool>,
 }
 
 /// `global:`.
@@ -246,6 +258,7 @@ pub(crate) struct RawRemoteWriteConfig {
     pub tls_config: Option<RawTlsConfig>,
     pub queue_config: Option<RawQueueConfig>,
     pub metadata_config: Option<RawMetadataConfig>,
+    pub protobuf_message: Option<ScalarText>,
 }
 
 /// `remote_write[].queue_config:`.

@@ -56,6 +56,43 @@ pub struct RemoteWriteConfig {
     pub queue_config: QueueConfig,
     /// Metadata sending (not done by promflow).
     pub metadata_config: MetadataConfig,
+    /// The message sent: remote write 1.0 (default) or 2.0. Left out of the JSON form
+    /// when 1.0, so that `remote_name` hashes stay what they were.
+    #[serde(skip_serializing_if = "ProtobufMessage::is_v1")]
+    pub protobuf_message: ProtobufMessage,
+}
+
+/// `remote_write[].protobuf_message` (Prometheus 3.x).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum ProtobufMessage {
+    /// Remote write 1.0.
+    #[default]
+    #[serde(rename = "prometheus.WriteRequest")]
+    V1,
+    /// Remote write 2.0.
+    #[serde(rename = "io.prometheus.write.v2.Request")]
+    V2,
+}
+
+impl ProtobufMessage {
+    /// The message's full name, as in `Content-Type: ...;proto=NAME`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtobufMessage::V1 => "prometheus.WriteRequest",
+            ProtobufMessage::V2 => "io.prometheus.write.v2.Request",
+        }
+    }
+
+    fn is_v1(&self) -> bool {
+        *self == ProtobufMessage::V1
+    }
+
+    /// The message named `name`, if it is one of the two.
+    pub fn from_name(name: &str) -> Option<ProtobufMessage> {
+        [ProtobufMessage::V1, ProtobufMessage::V2]
+            .into_iter()
+            .find(|m| m.name() == name)
+    }
 }
 
 /// `remote_write[].queue_config`, Prometheus 2.42's defaults.
@@ -217,6 +254,16 @@ fn resolve_one(
             &path.key("metadata_config"),
             problems,
         ),
+        protobuf_message: match raw.protobuf_message.as_ref().map(|m| m.0.as_str()) {
+            None | Some("") => ProtobufMessage::V1,
+            Some(name) => ProtobufMessage::from_name(name).unwrap_or_else(|| {
+                problems.push(
+                    path.key("protobuf_message"),
+                    format!("unknown remote write protobuf message {name:?}, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request"),
+                );
+                ProtobufMessage::V1
+            }),
+        },
     }
 }
 

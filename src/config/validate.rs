@@ -118,6 +118,8 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
         problems,
     );
 
+    let otlp = super::otlp::resolve_otlp(raw.otlp.as_ref(), &root.key("otlp"), problems);
+
     Config {
         global,
         alerting,
@@ -125,6 +127,7 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
         rule_files,
         scrape_configs,
         remote_write,
+        otlp,
     }
 }
 

@@ -1,8 +1,11 @@
 //! The remote write 1.0 and remote read messages of Prometheus's `prompb` package
-//! (`remote.proto`, `types.proto`), declared with prost's derive (no protoc at build
-//! time), and their framing: a protobuf message inside Snappy's block format.
+//! (`remote.proto`, `types.proto`), remote write 2.0's `io.prometheus.write.v2.Request`
+//! (`prompb/io/prometheus/write/v2/types.proto`, in [`v2`]), declared with prost's
+//! derive (no protoc at build time), and their framing: a protobuf message inside
+//! Snappy's block format.
 //!
-//! Field numbers follow `prompb`. Exemplars and native histograms are not carried.
+//! Field numbers follow `prompb`. Exemplars and native histograms are not carried in
+//! 1.0; in 2.0 they are read to be counted (and refused: promflow stores neither).
 
 use prost::Message;
 
@@ -133,6 +136,126 @@ pub struct ReadHints {
     /// Range of the selector, ms.
     #[prost(int64, tag = "7")]
     pub range_ms: i64,
+}
+
+/// Remote write 2.0: strings interned in `symbols` (`symbols[0]` is `""`), series
+/// referring to them by index.
+pub mod v2 {
+    use prost::Message;
+
+    /// `io.prometheus.write.v2.Request`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Request {
+        /// Every string of the request, deduplicated; `symbols[0]` is the empty string.
+        #[prost(string, repeated, tag = "4")]
+        pub symbols: Vec<String>,
+        /// The series.
+        #[prost(message, repeated, tag = "5")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+
+    /// `io.prometheus.write.v2.TimeSeries`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct TimeSeries {
+        /// Name, value, name, value, ... as indices into `symbols`.
+        #[prost(uint32, repeated, tag = "1")]
+        pub labels_refs: Vec<u32>,
+        /// Float samples in time order.
+        #[prost(message, repeated, tag = "2")]
+        pub samples: Vec<Sample>,
+        /// Native histogram samples (counted, not stored).
+        #[prost(message, repeated, tag = "3")]
+        pub histograms: Vec<Histogram>,
+        /// Exemplars (counted, not stored).
+        #[prost(message, repeated, tag = "4")]
+        pub exemplars: Vec<Exemplar>,
+        /// Type, help and unit of the series' metric.
+        #[prost(message, optional, tag = "5")]
+        pub metadata: Option<Metadata>,
+        /// When the series (counter, histogram) started, ms; 0 unknown.
+        #[prost(int64, tag = "6")]
+        pub created_timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.Sample`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Sample {
+        /// The value.
+        #[prost(double, tag = "1")]
+        pub value: f64,
+        /// Milliseconds since the epoch.
+        #[prost(int64, tag = "2")]
+        pub timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.Histogram`, its timestamp only.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Histogram {
+        /// Milliseconds since the epoch.
+        #[prost(int64, tag = "15")]
+        pub timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.Exemplar`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Exemplar {
+        /// Labels as in [`TimeSeries::labels_refs`].
+        #[prost(uint32, repeated, tag = "1")]
+        pub labels_refs: Vec<u32>,
+        /// The value.
+        #[prost(double, tag = "2")]
+        pub value: f64,
+        /// Milliseconds since the epoch.
+        #[prost(int64, tag = "3")]
+        pub timestamp: i64,
+    }
+
+    /// `io.prometheus.write.v2.Metadata`.
+    #[derive(Clone, PartialEq, Message)]
+    pub struct Metadata {
+        /// `MetricType`: 0 unspecified, 1 counter, 2 gauge, 3 histogram,
+        /// 4 gaugehistogram, 5 summary, 6 info, 7 stateset.
+        #[prost(int32, tag = "1")]
+        pub r#type: i32,
+        /// HELP text, an index into `symbols`.
+        #[prost(uint32, tag = "3")]
+        pub help_ref: u32,
+        /// Unit, an index into `symbols`.
+        #[prost(uint32, tag = "4")]
+        pub unit_ref: u32,
+    }
+
+    /// Builds a request's symbol table as series are added.
+    #[derive(Default)]
+    pub struct Symbols {
+        table: Vec<String>,
+        index: std::collections::HashMap<String, u32>,
+    }
+
+    impl Symbols {
+        /// A table holding `""` at 0.
+        pub fn new() -> Symbols {
+            let mut s = Symbols::default();
+            s.intern("");
+            s
+        }
+
+        /// The index of `text`, added if new.
+        pub fn intern(&mut self, text: &str) -> u32 {
+            if let Some(&i) = self.index.get(text) {
+                return i;
+            }
+            let i = self.table.len() as u32;
+            self.table.push(text.to_string());
+            self.index.insert(text.to_string(), i);
+            i
+        }
+
+        /// The table, for [`Request::symbols`].
+        pub fn into_table(self) -> Vec<String> {
+            self.table
+        }
+    }
 }
 
 /// Encodes `message` as a remote write / read body: protobuf, then Snappy (block format).

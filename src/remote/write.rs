@@ -1,6 +1,8 @@
 //! The remote write sender: forwards every sample storage accepts to the `remote_write`
 //! endpoints of the config, as remote write 1.0 (snappy-compressed protobuf
-//! `WriteRequest`), like Prometheus 2.42's queue manager.
+//! `WriteRequest`), like Prometheus 2.42's queue manager, or as remote write 2.0
+//! (`io.prometheus.write.v2.Request`, a symbol table and label references) with
+//! `protobuf_message: io.prometheus.write.v2.Request`, like Prometheus 3.x.
 //!
 //! Contract:
 //! - [`RemoteWrite::enqueue`] is called by the ingest path with the samples storage
@@ -17,7 +19,10 @@
 //! - A request that fails with a network error, a 5xx, or a 429 when
 //!   `retry_on_http_429` is set is retried after `min_backoff`, doubled per attempt up
 //!   to `max_backoff`, until it succeeds (the shard waits meanwhile, its buffer keeps
-//!   filling). Any other 4xx drops the batch (`..._samples_failed_total`).
+//!   filling). Any other 4xx drops the batch (`..._samples_failed_total`), except a 415
+//!   to a 2.0 request: the receiver does not take 2.0, so the batch is sent again as 1.0
+//!   and the queue keeps sending 1.0 until it is replaced (a reload with changed
+//!   settings). 2.0 series carry no metadata (promflow keeps it per target only).
 //! - [`RemoteWrite::apply`] (config load and reload) keeps the queues whose settings
 //!   (and `tls_config` files' contents) did not change and replaces the others; a
 //!   replaced queue makes one last attempt to send what it holds. Each queue has its
@@ -26,8 +31,8 @@
 //! Shards: a fixed number, `min_shards` (at least 1); Prometheus resizes between
 //! `min_shards` and `max_shards` from the observed rate, which promflow does not yet.
 
-use crate::config::RemoteWriteConfig;
-use crate::remote::proto::{self, WriteRequest};
+use crate::config::{ProtobufMessage, RemoteWriteConfig};
+use crate::remote::proto::{self, v2, WriteRequest};
 use dataflows::{Labels, Sample};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -67,6 +72,8 @@ struct Queue {
     shards: Vec<Shard>,
     shard_bound: usize,
     stopping: AtomicBool,
+    /// Set when a 2.0 request was answered 415: send 1.0 from then on.
+    fell_back: AtomicBool,
     metrics: QueueMetrics,
 }
 
@@ -255,6 +262,7 @@ impl Queue {
                 .collect(),
             shard_bound,
             stopping: AtomicBool::new(false),
+            fell_back: AtomicBool::new(false),
             metrics: QueueMetrics::default(),
             config,
             client,
@@ -313,6 +321,15 @@ impl Queue {
 
     fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The message to send now: the configured one, 1.0 after a fallback.
+    fn message(&self) -> ProtobufMessage {
+        if self.fell_back.load(Ordering::Relaxed) {
+            ProtobufMessage::V1
+        } else {
+            self.config.protobuf_message
+        }
     }
 
     /// The labels to send for a series: external labels added, then relabeled.
@@ -419,18 +436,30 @@ async fn send_batch(
     if count == 0 {
         return;
     }
-    let body = proto::encode(&WriteRequest { timeseries: series });
+    let mut message = queue.message();
+    let mut body = encode_as(message, series.clone());
     let q = &queue.config.queue_config;
     let mut backoff = q.min_backoff;
     loop {
         m.samples_total.fetch_add(count, Ordering::Relaxed);
         m.bytes_total
             .fetch_add(body.len() as u64, Ordering::Relaxed);
-        let outcome = post(queue, client, body.clone()).await;
+        let outcome = post(queue, client, body.clone(), message).await;
         let retry = match outcome {
             Ok(status) if status.is_success() => {
                 m.highest_sent_ms.fetch_max(newest, Ordering::Relaxed);
                 return;
+            }
+            Ok(status)
+                if status == reqwest::StatusCode::UNSUPPORTED_MEDIA_TYPE
+                    && message == ProtobufMessage::V2 =>
+            {
+                if !queue.fell_back.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(url = %queue.config.url, "remote write 2.0 answered 415 Unsupported Media Type; falling back to remote write 1.0 (prometheus.WriteRequest)");
+                }
+                message = ProtobufMessage::V1;
+                body = encode_as(message, series.clone());
+                continue;
             }
             Ok(status)
                 if status.is_server_error() || (status.as_u16() == 429 && q.retry_on_http_429) =>
@@ -456,18 +485,59 @@ async fn send_batch(
     }
 }
 
+/// The request body for `series` in `message`'s format.
+fn encode_as(message: ProtobufMessage, series: Vec<proto::TimeSeries>) -> Vec<u8> {
+    match message {
+        ProtobufMessage::V1 => proto::encode(&WriteRequest { timeseries: series }),
+        ProtobufMessage::V2 => {
+            let mut symbols = v2::Symbols::new();
+            let timeseries = series
+                .into_iter()
+                .map(|s| v2::TimeSeries {
+                    labels_refs: s
+                        .labels
+                        .iter()
+                        .flat_map(|l| [symbols.intern(&l.name), symbols.intern(&l.value)])
+                        .collect(),
+                    samples: s
+                        .samples
+                        .iter()
+                        .map(|x| v2::Sample {
+                            value: x.value,
+                            timestamp: x.timestamp,
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .collect();
+            proto::encode(&v2::Request {
+                symbols: symbols.into_table(),
+                timeseries,
+            })
+        }
+    }
+}
+
 async fn post(
     queue: &Queue,
     client: &reqwest::Client,
     body: Vec<u8>,
+    message: ProtobufMessage,
 ) -> Result<reqwest::StatusCode, String> {
     let c = &queue.config;
+    let (content_type, version) = match message {
+        ProtobufMessage::V1 => ("application/x-protobuf", "0.1.0"),
+        ProtobufMessage::V2 => (
+            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            "2.0.0",
+        ),
+    };
     let mut request = client
         .post(&c.url)
         .timeout(c.remote_timeout)
         .header("Content-Encoding", "snappy")
-        .header("Content-Type", "application/x-protobuf")
-        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .header("Content-Type", content_type)
+        .header("X-Prometheus-Remote-Write-Version", version)
         .body(body);
     for (name, value) in &c.headers {
         request = request.header(name, value);

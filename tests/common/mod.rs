@@ -205,6 +205,26 @@ impl Peer {
         resp.body
     }
 
+    /// The instant query's vector result at `at_ms` (now when `None`), as sorted
+    /// `{labels} "value"` lines.
+    pub fn vector_lines(&self, query: &str, at_ms: Option<i64>) -> Vec<String> {
+        let at = at_ms.map(|ms| format!("{}.{:03}", ms / 1000, ms % 1000));
+        let mut params = vec![("query", query)];
+        if let Some(at) = &at {
+            params.push(("time", at));
+        }
+        let body = self.get_ok(&http::with_query("/api/v1/query", &params));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut out: Vec<String> = v["data"]["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: {query}: not a vector: {body}", self.name))
+            .iter()
+            .map(|r| format!("{} {}", r["metric"], r["value"][1]))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// `POST path` with an empty body, panicking on a transport error.
     pub fn post(&self, path: &str) -> HttpResponse {
         http::post(&self.url(path), None, &[])

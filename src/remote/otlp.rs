@@ -1,0 +1,906 @@
+//! OTLP metrics → Prometheus samples, translated as Prometheus 3.x's OTLP receiver does
+//! without native histograms (`storage/remote/otlptranslator/prometheusremotewrite`,
+//! names by `github.com/prometheus/otlptranslator`).
+//!
+//! Contract, per resource of an [`ExportMetricsServiceRequest`]:
+//! - Metric names follow `otlp.translation_strategy`; with the default
+//!   `UnderscoreEscapingWithSuffixes` the name is split at characters outside
+//!   `[a-zA-Z0-9:]`, the unit's suffix is added (`s` → `seconds`, `By/s` →
+//!   `bytes_per_second`, `{...}` units and `1` add none) unless already a word of the
+//!   name, monotonic sums end in `_total`, gauges of unit `1` in `_ratio`, and a
+//!   leading digit gets a `_`.
+//! - Labels: the point's attributes, names escaped (invalid characters → `_`, a leading
+//!   digit → `key_`, a leading single `_` → `key_`), values colliding after escaping
+//!   joined with `;` in name order; then the promoted resource attributes where the
+//!   point has no such label; then `job` (`service.namespace/service.name`) and
+//!   `instance` (`service.instance.id`) from the resource.
+//! - Gauges and non-monotonic sums are gauges; monotonic sums counters; explicit-bucket
+//!   histograms classic `_bucket{le}`/`_sum`/`_count` series (`le` as Go's
+//!   `FormatFloat(b, 'f', -1)`, `+Inf` = count); summaries `{quantile}`/`_sum`/`_count`.
+//!   A point flagged "no recorded value" becomes a stale marker.
+//! - Sums and histograms must be cumulative: delta (or unspecified) temporality is
+//!   refused per metric, as Prometheus does without `otlp-deltatocumulative` /
+//!   `otlp-native-delta-ingestion`. Exponential histograms need native histograms,
+//!   which promflow does not store: refused per metric and counted.
+//! - `target_info{job, instance, <other resource attributes>} 1` when the resource has
+//!   attributes besides the three identifying ones and has a `job` or `instance`: one
+//!   sample every half lookback delta from the resource's earliest to its latest point,
+//!   and one at the latest (at most 1000 steps back from the latest, where Prometheus
+//!   has no bound).
+//! - A refused metric does not stop the others; its reason is returned and the caller
+//!   logs it, as Prometheus logs translation errors and stores the rest.
+
+use super::otlp_proto::{
+    self, AnyValue, Data, ExportMetricsServiceRequest, KeyValue, Metric, NumberValue, Resource,
+};
+use crate::config::{OtlpConfig, TranslationStrategy};
+use dataflows::{Labels, Sample, STALE_MARKER};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a request translated to.
+#[derive(Default)]
+pub struct Translated {
+    /// The samples, in the order of the request.
+    pub samples: Vec<Sample>,
+    /// Why metrics were refused, one line each.
+    pub refused: Vec<String>,
+    /// Points of refused metrics (delta, exponential histograms, bad names).
+    pub refused_points: usize,
+}
+
+/// The kind of a metric, as the name translation sees it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Gauge,
+    MonotonicCounter,
+    NonMonotonicCounter,
+    Histogram,
+    Summary,
+}
+
+/// The most `target_info` samples one resource of a request makes, but the last.
+const MAX_TARGET_INFO_STEPS: i64 = 1000;
+
+const SERVICE_NAME: &str = "service.name";
+const SERVICE_NAMESPACE: &str = "service.namespace";
+const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+
+/// Translates `request`; `lookback_ms` spaces the `target_info` samples.
+pub fn translate(
+    request: &ExportMetricsServiceRequest,
+    config: &OtlpConfig,
+    lookback_ms: i64,
+) -> Translated {
+    let mut out = Translated::default();
+    for rm in &request.resource_metrics {
+        let empty = Resource::default();
+        let resource = rm.resource.as_ref().unwrap_or(&empty);
+        let ctx = ResourceContext::new(resource, config);
+        let mut earliest = i64::MAX;
+        let mut latest = i64::MIN;
+        for metric in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            for t in point_times(metric) {
+                earliest = earliest.min(t);
+                latest = latest.max(t);
+            }
+            if let Err(reason) = ctx.metric(metric, &mut out.samples) {
+                out.refused_points += point_times(metric).count();
+                out.refused.push(reason);
+            }
+        }
+        if earliest <= latest {
+            ctx.target_info(earliest, latest, lookback_ms, &mut out.samples);
+        }
+    }
+    out
+}
+
+/// Nanoseconds → milliseconds, as Prometheus (truncated).
+fn ms(nanos: u64) -> i64 {
+    (nanos / 1_000_000) as i64
+}
+
+fn point_times(metric: &Metric) -> Box<dyn Iterator<Item = i64> + '_> {
+    match &metric.data {
+        Some(Data::Gauge(g)) => Box::new(g.data_points.iter().map(|p| ms(p.time_unix_nano))),
+        Some(Data::Sum(s)) => Box::new(s.data_points.iter().map(|p| ms(p.time_unix_nano))),
+        Some(Data::Histogram(h)) => Box::new(h.data_points.iter().map(|p| ms(p.time_unix_nano))),
+        Some(Data::ExponentialHistogram(h)) => {
+            Box::new(h.data_points.iter().map(|p| ms(p.time_unix_nano)))
+        }
+        Some(Data::Summary(s)) => Box::new(s.data_points.iter().map(|p| ms(p.time_unix_nano))),
+        None => Box::new(std::iter::empty()),
+    }
+}
+
+/// One resource's settings for its series.
+struct ResourceContext<'a> {
+    resource: &'a Resource,
+    strategy: TranslationStrategy,
+    keep_identifying: bool,
+    /// Promoted resource attributes, escaped names, name order.
+    promoted: Vec<(String, String)>,
+    job: Option<String>,
+    instance: Option<String>,
+}
+
+impl<'a> ResourceContext<'a> {
+    fn new(resource: &'a Resource, config: &OtlpConfig) -> ResourceContext<'a> {
+        let get = |key: &str| {
+            resource
+                .attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .map(|kv| value_string(kv.value.as_ref()))
+        };
+        let job = get(SERVICE_NAME).map(|name| match get(SERVICE_NAMESPACE) {
+            Some(ns) => format!("{ns}/{name}"),
+            None => name,
+        });
+        let mut promoted: Vec<(String, String)> = resource
+            .attributes
+            .iter()
+            .filter(|kv| {
+                if config.promote_all_resource_attributes {
+                    !config.ignore_resource_attributes.contains(&kv.key)
+                } else {
+                    config.promote_resource_attributes.contains(&kv.key)
+                }
+            })
+            .map(|kv| (kv.key.clone(), value_string(kv.value.as_ref())))
+            .collect();
+        promoted.sort_by(|a, b| a.0.cmp(&b.0));
+        let escapes = config.translation_strategy.escapes();
+        for (name, _) in &mut promoted {
+            *name = label_name(name, escapes);
+        }
+        ResourceContext {
+            resource,
+            strategy: config.translation_strategy,
+            keep_identifying: config.keep_identifying_resource_attributes,
+            promoted,
+            job,
+            instance: get(SERVICE_INSTANCE_ID),
+        }
+    }
+
+    /// The labels of a series: see the module contract. `extras` are `(name, value)`
+    /// set last (`__name__`, `le`, `quantile`).
+    fn labels(
+        &self,
+        attributes: &[KeyValue],
+        ignore: &[&str],
+        promote: bool,
+        extras: &[(&str, &str)],
+    ) -> Arc<Labels> {
+        let escapes = self.strategy.escapes();
+        let mut sorted: Vec<&KeyValue> = attributes
+            .iter()
+            .filter(|kv| !ignore.contains(&kv.key.as_str()))
+            .collect();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut map: BTreeMap<String, String> = BTreeMap::new();
+        for kv in sorted {
+            let value = value_string(kv.value.as_ref());
+            map.entry(label_name(&kv.key, escapes))
+                .and_modify(|v| {
+                    v.push(';');
+                    v.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        if promote {
+            for (name, value) in &self.promoted {
+                map.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        if let Some(job) = &self.job {
+            map.insert("job".into(), job.clone());
+        }
+        if let Some(instance) = &self.instance {
+            map.insert("instance".into(), instance.clone());
+        }
+        for (name, value) in extras {
+            let reserved = name.len() > 4 && name.starts_with("__") && name.ends_with("__");
+            let name = if reserved {
+                name.to_string()
+            } else {
+                label_name(name, escapes)
+            };
+            map.insert(name, value.to_string());
+        }
+        Arc::new(Labels::from_pairs(map.into_iter().collect()))
+    }
+
+    fn push(&self, out: &mut Vec<Sample>, labels: Arc<Labels>, time_nanos: u64, value: f64) {
+        out.push(Sample {
+            series_id: labels.hash(),
+            labels,
+            timestamp_ms: ms(time_nanos),
+            value,
+        });
+    }
+
+    /// Appends one metric's samples, or says why it is refused.
+    fn metric(&self, metric: &Metric, out: &mut Vec<Sample>) -> Result<(), String> {
+        let kind = match &metric.data {
+            None => return Err(format!("unsupported metric type (none) for metric {:?}", metric.name)),
+            Some(Data::ExponentialHistogram(_)) => {
+                return Err(format!(
+                    "exponential histogram {:?} refused: it needs native histograms, which promflow does not store",
+                    metric.name
+                ))
+            }
+            Some(Data::Gauge(_)) => Kind::Gauge,
+            Some(Data::Sum(s)) if s.is_monotonic => Kind::MonotonicCounter,
+            Some(Data::Sum(_)) => Kind::NonMonotonicCounter,
+            Some(Data::Histogram(_)) => Kind::Histogram,
+            Some(Data::Summary(_)) => Kind::Summary,
+        };
+        let temporality = match &metric.data {
+            Some(Data::Sum(s)) => Some(s.aggregation_temporality),
+            Some(Data::Histogram(h)) => Some(h.aggregation_temporality),
+            _ => None,
+        };
+        if let Some(t) = temporality {
+            if t != otlp_proto::TEMPORALITY_CUMULATIVE {
+                let what = if t == otlp_proto::TEMPORALITY_DELTA {
+                    " (delta temporality is refused, as Prometheus does without otlp-deltatocumulative)"
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "invalid temporality and type combination for metric {:?}{what}",
+                    metric.name
+                ));
+            }
+        }
+        let name = metric_name(&metric.name, &metric.unit, kind, self.strategy)?;
+        let stale = |flags: u32, v: f64| {
+            if flags & otlp_proto::FLAG_NO_RECORDED_VALUE != 0 {
+                STALE_MARKER
+            } else {
+                v
+            }
+        };
+        match &metric.data {
+            Some(Data::Gauge(otlp_proto::Gauge { data_points }))
+            | Some(Data::Sum(otlp_proto::Sum { data_points, .. })) => {
+                for p in data_points {
+                    let value = match p.value {
+                        Some(NumberValue::AsDouble(d)) => d,
+                        Some(NumberValue::AsInt(i)) => i as f64,
+                        None => 0.0,
+                    };
+                    let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
+                    self.push(out, labels, p.time_unix_nano, stale(p.flags, value));
+                }
+            }
+            Some(Data::Histogram(h)) => {
+                let (bucket, sum, count) = (
+                    format!("{name}_bucket"),
+                    format!("{name}_sum"),
+                    format!("{name}_count"),
+                );
+                for p in &h.data_points {
+                    if let Some(s) = p.sum {
+                        let labels = self.labels(&p.attributes, &[], true, &[("__name__", &sum)]);
+                        self.push(out, labels, p.time_unix_nano, stale(p.flags, s));
+                    }
+                    let labels = self.labels(&p.attributes, &[], true, &[("__name__", &count)]);
+                    self.push(
+                        out,
+                        labels,
+                        p.time_unix_nano,
+                        stale(p.flags, p.count as f64),
+                    );
+                    let mut cumulative = 0u64;
+                    for (bound, n) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
+                        // Go's uint64 arithmetic: wraps, never panics.
+                        cumulative = cumulative.wrapping_add(*n);
+                        let le = format_float(*bound);
+                        let labels = self.labels(
+                            &p.attributes,
+                            &[],
+                            true,
+                            &[("__name__", &bucket), ("le", &le)],
+                        );
+                        self.push(
+                            out,
+                            labels,
+                            p.time_unix_nano,
+                            stale(p.flags, cumulative as f64),
+                        );
+                    }
+                    let labels = self.labels(
+                        &p.attributes,
+                        &[],
+                        true,
+                        &[("__name__", &bucket), ("le", "+Inf")],
+                    );
+                    self.push(
+                        out,
+                        labels,
+                        p.time_unix_nano,
+                        stale(p.flags, p.count as f64),
+                    );
+                }
+            }
+            Some(Data::Summary(s)) => {
+                let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
+                for p in &s.data_points {
+                    let labels = self.labels(&p.attributes, &[], true, &[("__name__", &sum)]);
+                    self.push(out, labels, p.time_unix_nano, stale(p.flags, p.sum));
+                    let labels = self.labels(&p.attributes, &[], true, &[("__name__", &count)]);
+                    self.push(
+                        out,
+                        labels,
+                        p.time_unix_nano,
+                        stale(p.flags, p.count as f64),
+                    );
+                    for q in &p.quantile_values {
+                        let quantile = format_float(q.quantile);
+                        let labels = self.labels(
+                            &p.attributes,
+                            &[],
+                            true,
+                            &[("__name__", &name), ("quantile", &quantile)],
+                        );
+                        self.push(out, labels, p.time_unix_nano, stale(p.flags, q.value));
+                    }
+                }
+            }
+            None | Some(Data::ExponentialHistogram(_)) => unreachable!("refused above"),
+        }
+        Ok(())
+    }
+
+    /// Appends the resource's `target_info` samples (see the module contract).
+    fn target_info(
+        &self,
+        earliest_ms: i64,
+        latest_ms: i64,
+        lookback_ms: i64,
+        out: &mut Vec<Sample>,
+    ) {
+        let identifying = [SERVICE_NAMESPACE, SERVICE_NAME, SERVICE_INSTANCE_ID];
+        let others = self
+            .resource
+            .attributes
+            .iter()
+            .filter(|kv| !identifying.contains(&kv.key.as_str()))
+            .count();
+        if others == 0 || (self.job.is_none() && self.instance.is_none()) {
+            return;
+        }
+        let ignore: &[&str] = if self.keep_identifying {
+            &[]
+        } else {
+            &identifying
+        };
+        let labels = self.labels(
+            &self.resource.attributes,
+            ignore,
+            false,
+            &[("__name__", "target_info")],
+        );
+        let interval = (lookback_ms / 2).max(1);
+        // At most MAX_TARGET_INFO_STEPS samples, the latest ones: points far apart in
+        // one request (bogus timestamps) must not make millions of samples.
+        let mut t = earliest_ms
+            .max(latest_ms.saturating_sub(interval.saturating_mul(MAX_TARGET_INFO_STEPS)));
+        while t < latest_ms {
+            out.push(Sample {
+                series_id: labels.hash(),
+                labels: labels.clone(),
+                timestamp_ms: t,
+                value: 1.0,
+            });
+            t += interval;
+        }
+        out.push(Sample {
+            series_id: labels.hash(),
+            labels,
+            timestamp_ms: latest_ms,
+            value: 1.0,
+        });
+    }
+}
+
+/// An attribute value as text (pdata's `AsString`): strings as they are, numbers and
+/// booleans as Go prints them, lists and maps as JSON, bytes as base64.
+fn value_string(value: Option<&AnyValue>) -> String {
+    use otlp_proto::Value;
+    match value.and_then(|v| v.value.as_ref()) {
+        None => String::new(),
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::DoubleValue(d)) => es6_number(*d),
+        Some(Value::BytesValue(b)) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(b)
+        }
+        Some(other) => serde_json::to_string(&json_value(Some(&AnyValue {
+            value: Some(other.clone()),
+        })))
+        .unwrap_or_default(),
+    }
+}
+
+fn json_value(value: Option<&AnyValue>) -> serde_json::Value {
+    use otlp_proto::Value;
+    match value.and_then(|v| v.value.as_ref()) {
+        None => serde_json::Value::Null,
+        Some(Value::StringValue(s)) => s.clone().into(),
+        Some(Value::BoolValue(b)) => (*b).into(),
+        Some(Value::IntValue(i)) => (*i).into(),
+        Some(Value::DoubleValue(d)) => (*d).into(),
+        Some(Value::BytesValue(_)) => value_string(value).into(),
+        Some(Value::ArrayValue(a)) => a.values.iter().map(|v| json_value(Some(v))).collect(),
+        Some(Value::KvlistValue(kv)) => kv
+            .values
+            .iter()
+            .map(|kv| (kv.key.clone(), json_value(kv.value.as_ref())))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+/// A double as ES6 prints it (what pdata uses): plain between 1e-6 and 1e21, else
+/// with an exponent (`1e+21`).
+fn es6_number(d: f64) -> String {
+    let abs = d.abs();
+    if d.is_nan() || d.is_infinite() {
+        return format!("json: unsupported value: {}", format_float(d));
+    }
+    if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+        return format!("{d}");
+    }
+    let e = format!("{d:e}");
+    match e.split_once('e') {
+        Some((m, exp)) if !exp.starts_with('-') => format!("{m}e+{exp}"),
+        _ => e,
+    }
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: shortest digits, no exponent.
+fn format_float(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".into()
+    } else if f == f64::INFINITY {
+        "+Inf".into()
+    } else if f == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{f}")
+    }
+}
+
+/// A label name under the strategy: escaped (see the module contract) or as sent.
+fn label_name(name: &str, escapes: bool) -> String {
+    if !escapes || name.is_empty() {
+        return name.to_string();
+    }
+    let mut out: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert_str(0, "key_");
+    } else if out.starts_with('_') && !out.starts_with("__") {
+        out.insert_str(0, "key");
+    }
+    out
+}
+
+fn unit_suffixes(unit: &str) -> (String, String) {
+    let main_map = |u: &str| -> String {
+        match u {
+            "d" => "days",
+            "h" => "hours",
+            "min" => "minutes",
+            "s" => "seconds",
+            "ms" => "milliseconds",
+            "us" => "microseconds",
+            "ns" => "nanoseconds",
+            "By" => "bytes",
+            "KiBy" => "kibibytes",
+            "MiBy" => "mebibytes",
+            "GiBy" => "gibibytes",
+            "TiBy" => "tibibytes",
+            "KBy" => "kilobytes",
+            "MBy" => "megabytes",
+            "GBy" => "gigabytes",
+            "TBy" => "terabytes",
+            "m" => "meters",
+            "V" => "volts",
+            "A" => "amperes",
+            "J" => "joules",
+            "W" => "watts",
+            "g" => "grams",
+            "Cel" => "celsius",
+            "Hz" => "hertz",
+            "1" => "",
+            "%" => "percent",
+            other => other,
+        }
+        .to_string()
+    };
+    let per_map = |u: &str| -> String {
+        match u {
+            "s" => "second",
+            "m" => "minute",
+            "h" => "hour",
+            "d" => "day",
+            "w" => "week",
+            "mo" => "month",
+            "y" => "year",
+            other => other,
+        }
+        .to_string()
+    };
+    let mut parts = unit.splitn(2, '/');
+    let main = parts.next().unwrap_or("").trim();
+    let main = if !main.is_empty() && !main.contains(['{', '}']) {
+        main_map(main)
+    } else {
+        String::new()
+    };
+    let per = match parts.next() {
+        Some(p) if !p.is_empty() => {
+            let p = p.trim();
+            if !p.is_empty() && !p.contains(['{', '}']) {
+                format!("per_{}", per_map(p))
+            } else {
+                String::new()
+            }
+        }
+        _ => String::new(),
+    };
+    (main, per)
+}
+
+fn valid_metric_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == ':'
+}
+
+/// A unit suffix cleaned to metric-name characters, underscores collapsed, no leading `_`.
+fn clean_unit(unit: &str) -> String {
+    let mut out = String::new();
+    for c in unit.chars() {
+        let c = if valid_metric_char(c) { c } else { '_' };
+        if !(c == '_' && out.ends_with('_')) {
+            out.push(c);
+        }
+    }
+    out.trim_start_matches('_').to_string()
+}
+
+/// The Prometheus name of a metric (see the module contract); an error when nothing of
+/// the name is left.
+fn metric_name(
+    name: &str,
+    unit: &str,
+    kind: Kind,
+    strategy: TranslationStrategy,
+) -> Result<String, String> {
+    let built = match strategy {
+        TranslationStrategy::NoTranslation => name.to_string(),
+        TranslationStrategy::UnderscoreEscapingWithoutSuffixes => {
+            let joined = name
+                .split(|c: char| !valid_metric_char(c) && c != '_')
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join("_");
+            digit_prefixed(joined)
+        }
+        TranslationStrategy::UnderscoreEscapingWithSuffixes => {
+            let mut tokens: Vec<String> = name
+                .split(|c: char| !valid_metric_char(c))
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            let (main, per) = unit_suffixes(unit);
+            let mut main = clean_unit(&main);
+            let mut per = clean_unit(&per);
+            if tokens.contains(&main) {
+                main.clear();
+            }
+            if per == "per_" {
+                per.clear();
+            } else {
+                per = per.trim_end_matches('_').to_string();
+                if tokens.contains(&per) {
+                    per.clear();
+                }
+            }
+            if !per.is_empty() {
+                main = main.trim_end_matches('_').to_string();
+            }
+            if !main.is_empty() {
+                tokens.push(main);
+            }
+            if !per.is_empty() {
+                tokens.push(per);
+            }
+            if kind == Kind::MonotonicCounter {
+                tokens.retain(|t| t != "total");
+                tokens.push("total".into());
+            }
+            if unit == "1" && kind == Kind::Gauge {
+                tokens.retain(|t| t != "ratio");
+                tokens.push("ratio".into());
+            }
+            digit_prefixed(tokens.join("_"))
+        }
+        TranslationStrategy::NoUTF8EscapingWithSuffixes => {
+            let mut name = name.to_string();
+            let mut suffixes: Vec<&str> = Vec::new();
+            let trim = |name: &mut String, suffix: &str| {
+                if name.ends_with(suffix) && name.len() > suffix.len() + 1 {
+                    name.truncate(name.len() - suffix.len() - 1);
+                }
+            };
+            if unit == "1" && kind == Kind::Gauge {
+                trim(&mut name, "ratio");
+                suffixes.push("ratio");
+            }
+            if kind == Kind::MonotonicCounter {
+                trim(&mut name, "total");
+                suffixes.push("total");
+            }
+            let (main, per) = unit_suffixes(unit);
+            if !per.is_empty() {
+                trim(&mut name, &per);
+                suffixes.push(&per);
+            }
+            if !main.is_empty() && !name.ends_with(&main) {
+                name = format!("{name}_{main}");
+            }
+            for suffix in suffixes.iter().rev() {
+                name = format!("{name}_{suffix}");
+            }
+            name
+        }
+    };
+    let escapes = strategy.escapes();
+    if built.is_empty() || (escapes && built != name && built.chars().all(|c| c == '_')) {
+        return Err(format!(
+            "normalization for metric {name:?} resulted in an invalid name {built:?}"
+        ));
+    }
+    Ok(built)
+}
+
+fn digit_prefixed(name: String) -> String {
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("_{name}")
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Examples from otlptranslator's documentation and the OpenTelemetry
+    /// "Prometheus and OpenMetrics compatibility" specification.
+    #[test]
+    fn names_follow_the_default_strategy() {
+        let s = TranslationStrategy::UnderscoreEscapingWithSuffixes;
+        let n = |name: &str, unit: &str, kind| metric_name(name, unit, kind, s).unwrap();
+        assert_eq!(
+            n("http.server.request.duration", "s", Kind::Histogram),
+            "http_server_request_duration_seconds"
+        );
+        assert_eq!(
+            n("requests.count", "1", Kind::MonotonicCounter),
+            "requests_count_total"
+        );
+        assert_eq!(n("memory.usage", "By", Kind::Gauge), "memory_usage_bytes");
+        assert_eq!(
+            n("cpu.utilization", "1", Kind::Gauge),
+            "cpu_utilization_ratio"
+        );
+        assert_eq!(n("net.io", "By/s", Kind::Gauge), "net_io_bytes_per_second");
+        assert_eq!(
+            n("queue.items", "{item}", Kind::NonMonotonicCounter),
+            "queue_items"
+        );
+        assert_eq!(n("latency_seconds", "s", Kind::Gauge), "latency_seconds");
+        assert_eq!(
+            n("jobs.total.done", "", Kind::MonotonicCounter),
+            "jobs_done_total"
+        );
+        assert_eq!(n("2xx.responses", "", Kind::Gauge), "_2xx_responses");
+        assert_eq!(
+            metric_name(
+                "a.b",
+                "s",
+                Kind::MonotonicCounter,
+                TranslationStrategy::NoUTF8EscapingWithSuffixes
+            )
+            .unwrap(),
+            "a.b_seconds_total"
+        );
+        assert_eq!(
+            metric_name(
+                "a.b__c",
+                "s",
+                Kind::Gauge,
+                TranslationStrategy::UnderscoreEscapingWithoutSuffixes
+            )
+            .unwrap(),
+            "a_b__c"
+        );
+        assert!(metric_name("...", "", Kind::Gauge, s).is_err());
+    }
+
+    #[test]
+    fn label_names_are_escaped_like_prometheus() {
+        assert_eq!(label_name("http.method", true), "http_method");
+        assert_eq!(label_name("123abc", true), "key_123abc");
+        assert_eq!(label_name("_private", true), "key_private");
+        assert_eq!(label_name("__reserved__", true), "__reserved__");
+        assert_eq!(label_name("http.method", false), "http.method");
+        assert_eq!(format_float(0.005), "0.005");
+        assert_eq!(format_float(1000.0), "1000");
+        assert_eq!(format_float(1e-9), "0.000000001");
+        assert_eq!(es6_number(1.5), "1.5");
+        assert_eq!(es6_number(1e21), "1e+21");
+    }
+
+    fn kv(key: &str, value: otlp_proto::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(value) }),
+        }
+    }
+
+    fn text(key: &str, value: &str) -> KeyValue {
+        kv(key, otlp_proto::Value::StringValue(value.into()))
+    }
+
+    fn request(resource: Vec<KeyValue>, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![otlp_proto::ResourceMetrics {
+                resource: Some(Resource {
+                    attributes: resource,
+                }),
+                scope_metrics: vec![otlp_proto::ScopeMetrics { metrics }],
+            }],
+        }
+    }
+
+    fn lines(t: &Translated) -> Vec<String> {
+        let mut out: Vec<String> = t
+            .samples
+            .iter()
+            .map(|s| {
+                let v = if s.value.to_bits() == STALE_MARKER.to_bits() {
+                    "stale".to_string()
+                } else {
+                    s.value.to_string()
+                };
+                format!("{} @{} {v}", s.labels, s.timestamp_ms)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn point(
+        attributes: Vec<KeyValue>,
+        ms: u64,
+        value: f64,
+        flags: u32,
+    ) -> otlp_proto::NumberDataPoint {
+        otlp_proto::NumberDataPoint {
+            attributes,
+            time_unix_nano: ms * 1_000_000,
+            value: Some(NumberValue::AsDouble(value)),
+            flags,
+        }
+    }
+
+    #[test]
+    fn translates_summaries_sums_collisions_stale_points_and_resource_settings() {
+        let metrics = vec![
+            Metric {
+                name: "temp".into(),
+                unit: "Cel".into(),
+                data: Some(Data::Sum(otlp_proto::Sum {
+                    data_points: vec![
+                        point(vec![text("a.b", "1"), text("a_b", "2")], 1000, 20.5, 0),
+                        point(
+                            vec![kv("n", otlp_proto::Value::IntValue(7))],
+                            2000,
+                            0.0,
+                            otlp_proto::FLAG_NO_RECORDED_VALUE,
+                        ),
+                    ],
+                    aggregation_temporality: otlp_proto::TEMPORALITY_CUMULATIVE,
+                    is_monotonic: false,
+                })),
+                ..Default::default()
+            },
+            Metric {
+                name: "rpc.duration".into(),
+                unit: "s".into(),
+                data: Some(Data::Summary(otlp_proto::Summary {
+                    data_points: vec![otlp_proto::SummaryDataPoint {
+                        time_unix_nano: 3_000_000_000,
+                        count: 4,
+                        sum: 1.5,
+                        quantile_values: vec![otlp_proto::ValueAtQuantile {
+                            quantile: 0.99,
+                            value: 0.9,
+                        }],
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            },
+        ];
+        let resource = vec![
+            text("service.name", "api"),
+            text("service.instance.id", "i-1"),
+            text("region", "eu"),
+            text("zone", "b"),
+        ];
+        let config = OtlpConfig {
+            promote_all_resource_attributes: true,
+            ignore_resource_attributes: vec!["zone".into()],
+            keep_identifying_resource_attributes: true,
+            ..Default::default()
+        };
+        let t = translate(&request(resource.clone(), metrics.clone()), &config, 4000);
+        assert!(t.refused.is_empty(), "{:?}", t.refused);
+        assert_eq!(
+            lines(&t),
+            [
+                r#"rpc_duration_seconds_count{instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api"} @3000 4"#,
+                r#"rpc_duration_seconds_sum{instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api"} @3000 1.5"#,
+                r#"rpc_duration_seconds{instance="i-1", job="api", quantile="0.99", region="eu", service_instance_id="i-1", service_name="api"} @3000 0.9"#,
+                r#"target_info{instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api", zone="b"} @1000 1"#,
+                r#"target_info{instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api", zone="b"} @3000 1"#,
+                r#"temp_celsius{a_b="1;2", instance="i-1", job="api", region="eu", service_instance_id="i-1", service_name="api"} @1000 20.5"#,
+                r#"temp_celsius{instance="i-1", job="api", n="7", region="eu", service_instance_id="i-1", service_name="api"} @2000 stale"#,
+            ]
+        );
+
+        // NoTranslation keeps names; deltas and unspecified temporality are refused.
+        let mut delta = metrics[0].clone();
+        if let Some(Data::Sum(s)) = &mut delta.data {
+            s.aggregation_temporality = otlp_proto::TEMPORALITY_DELTA;
+        }
+        let config = OtlpConfig {
+            translation_strategy: TranslationStrategy::NoTranslation,
+            ..Default::default()
+        };
+        let t = translate(
+            &request(resource, vec![delta, metrics[1].clone()]),
+            &config,
+            4000,
+        );
+        assert_eq!(t.refused_points, 2);
+        assert_eq!(t.refused.len(), 1);
+        assert!(
+            t.refused[0].contains("invalid temporality and type combination for metric \"temp\"")
+        );
+        let names: std::collections::BTreeSet<&str> =
+            t.samples.iter().map(|s| s.labels.metric_name()).collect();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            [
+                "rpc.duration",
+                "rpc.duration_count",
+                "rpc.duration_sum",
+                "target_info"
+            ]
+        );
+    }
+}

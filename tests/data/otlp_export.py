@@ -1,0 +1,104 @@
+"""Sends OpenTelemetry metrics to promflow's OTLP receiver with the real OpenTelemetry
+Python SDK (tests/otlp.rs).
+
+Usage: otlp_export.py BASE_URL MODE, MODE one of
+  protobuf  the SDK's OTLP/HTTP exporter (protobuf), cumulative temporality;
+  gzip      the same exporter with gzip compression;
+  json      the same metrics, encoded by the SDK's encoder and sent as OTLP JSON
+            (protobuf's JSON mapping, enums as integers, as OTLP/HTTP JSON requires);
+  delta     a counter exported with delta temporality (Prometheus refuses it).
+Prints the resource's attributes as JSON on stdout (the test derives target_info's
+labels from them).
+"""
+
+import json
+import sys
+import urllib.request
+
+from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.metrics import Observation
+from opentelemetry.sdk.metrics import Counter, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    InMemoryMetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
+from opentelemetry.sdk.resources import Resource
+
+base, mode = sys.argv[1], sys.argv[2]
+endpoint = base + "/api/v1/otlp/v1/metrics"
+
+resource = Resource.create(
+    {
+        "service.name": "checkout",
+        "service.namespace": "shop",
+        "service.instance.id": "pod-" + mode,
+        "host.name": "h1",
+        "deployment.environment": "test",
+    }
+)
+views = [View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation())]
+
+
+def record(provider):
+    meter = provider.get_meter("promflow-test", "1.0")
+    if mode == "delta":
+        meter.create_counter("delta.requests", unit="{request}").add(7)
+        return
+    meter.create_counter("http.server.requests", unit="{request}").add(
+        5, {"http.method": "GET", "http.status_code": 200}
+    )
+    meter.create_counter("network.io", unit="By").add(1024, {"direction": "in"})
+    queue = meter.create_up_down_counter("queue.items", unit="{item}")
+    queue.add(5)
+    queue.add(-2)
+    meter.create_observable_gauge(
+        "cpu.utilization",
+        callbacks=[lambda _options: [Observation(0.25, {"cpu": "0"})]],
+        unit="1",
+    )
+    duration = meter.create_histogram("http.server.duration", unit="ms")
+    for v in (3, 7, 30):
+        duration.record(v)
+    latency = meter.create_histogram(
+        "rpc.latency", unit="s", explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.1, 1]
+    )
+    for v in (0.003, 0.05, 2):
+        latency.record(v)
+    meter.create_histogram("latency.exp", unit="s").record(0.2)
+
+
+if mode in ("protobuf", "gzip", "delta"):
+    exporter = OTLPMetricExporter(
+        endpoint=endpoint,
+        compression=Compression.Gzip if mode == "gzip" else Compression.NoCompression,
+        preferred_temporality={Counter: AggregationTemporality.DELTA} if mode == "delta" else None,
+    )
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
+    record(provider)
+    if not provider.force_flush(timeout_millis=10_000):
+        sys.exit("export failed")
+    provider.shutdown()
+elif mode == "json":
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
+    record(provider)
+    request = encode_metrics(reader.get_metrics_data())
+    body = json_format.MessageToJson(request, use_integers_for_enums=True).encode()
+    http = urllib.request.Request(
+        endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(http, timeout=10) as response:
+        if response.status != 200:
+            sys.exit(f"HTTP {response.status}")
+        if json.loads(response.read()) != {}:
+            sys.exit("unexpected response body")
+else:
+    sys.exit(f"unknown mode {mode}")
+
+print(json.dumps(dict(resource.attributes)))
