@@ -1,4 +1,5 @@
-//! Maintained rule cost: CPU per ingested sample with 10 and 100 alert rules.
+//! Maintained rule cost: CPU per ingested sample with 10 and 100 alert rules, and rule
+//! CPU on arrival vs Prometheus on a 100k-series fleet.
 //!
 //! Isolates what evaluating alert rules adds to ingest, over a node_exporter-like
 //! workload (CPU, filesystem, memory, load, network, disk series on `RULES_TARGETS`
@@ -21,8 +22,17 @@
 //!    scrape interval under `evaluation_interval: 1s`: most series do not change
 //!    between two evaluations; simulated 4x as long).
 //!
+//! 3. **Fleet, on arrival.** The issue-19 workload: `RULES_FLEET_TARGETS` (50) targets
+//!    of `RULES_FLEET_SERIES` (2,000) series each (the node series plus `node_bench_*`
+//!    series no rule reads) scraped every 5s; the 100 alert rules plus 5 node-mixin
+//!    recording rules at `evaluation_interval: 5s`. Rule CPU (cores, minus the same
+//!    server without rules, over `RULES_FLEET_SECONDS` after `RULES_WARMUP`) of promflow
+//!    with `--rules.evaluation=on-arrival` and at the interval (`RULES_FLEET_INTERVAL=0`
+//!    skips that run), vs Prometheus 2.42.
+//!
 //! Run: `cargo bench --bench rules` (env `RULES_TARGETS`, `RULES_SECONDS`,
-//! `RULES_WARMUP`, `RULES_SIM_SECONDS` override; `RULES_PART=1` or `2` runs one part).
+//! `RULES_WARMUP`, `RULES_SIM_SECONDS` override; `RULES_PART=1`, `2` or `3` runs one
+//! part).
 //! All traffic stays on 127.0.0.1.
 
 mod side_by_side;
@@ -336,17 +346,170 @@ fn engine_part(targets: usize, sim_seconds: u64, scrape_every: u64) {
     }
 }
 
+/// The five node-mixin-style recording rules of part 3 (`record`, `expr`).
+const RECORDING_RULES: [(&str, &str); 5] = [
+    (
+        "instance:node_num_cpu:sum",
+        r#"count without (cpu, mode) (node_cpu_seconds_total{mode="idle"})"#,
+    ),
+    (
+        "instance:node_cpu_utilisation:rate1m",
+        r#"1 - avg without (cpu) (sum without (mode) (rate(node_cpu_seconds_total{mode=~"idle|iowait|steal"}[1m])))"#,
+    ),
+    (
+        "instance:node_memory_utilisation:ratio",
+        "1 - (node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)",
+    ),
+    (
+        "instance:node_network_receive_bytes_excluding_lo:rate1m",
+        r#"sum without (device) (rate(node_network_receive_bytes_total{device!="lo"}[1m]))"#,
+    ),
+    (
+        "instance_device:node_disk_io_time_seconds:rate1m",
+        "rate(node_disk_io_time_seconds_total[1m])",
+    ),
+];
+
+/// Part 3's rule file: the 100 alert rules and, in a second group, the 5 recording
+/// rules.
+fn fleet_rule_file() -> String {
+    let mut out = rule_file(100);
+    out.push_str("  - name: records\n    rules:\n");
+    for (record, expr) in RECORDING_RULES {
+        out.push_str(&format!(
+            "      - record: {record}\n        expr: '{expr}'\n"
+        ));
+    }
+    out
+}
+
+/// One target of part 3: the node series plus `node_bench_*` series no rule reads, up
+/// to `series` in all (with `up`).
+fn fleet_body(series: usize) -> Body {
+    let filler = series.saturating_sub(node_series(0).len() + 1);
+    Arc::new(move |tick| {
+        let mut out = node_body(tick);
+        for k in 0..filler {
+            out.push_str(&format!(
+                "node_bench_{}{{k=\"{k}\"}} {}\n",
+                k % 100,
+                (tick + k as u64) % 1000
+            ));
+        }
+        out
+    })
+}
+
+/// Part 3: rule CPU of the 100 alert + 5 recording rules at `evaluation_interval: 5s`
+/// over `targets` targets of `series` series scraped every 5s: promflow on arrival
+/// (and at the interval) vs Prometheus, each minus the same server without rules.
+fn fleet(targets: usize, series: usize, warmup: u64, seconds: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("fleet.yml");
+    std::fs::write(&rules, fleet_rule_file()).unwrap();
+    // The exporters serve both configs (one set of targets for every run).
+    let plain = exporters_and_config(targets, fleet_body(series), dir.path(), "plain.yml", "");
+    let text = std::fs::read_to_string(&plain)
+        .unwrap()
+        .replace("scrape_interval: 1s", "scrape_interval: 5s")
+        .replace("scrape_timeout: 1s", "scrape_timeout: 5s")
+        .replace("evaluation_interval: 1s", "evaluation_interval: 5s");
+    std::fs::write(&plain, &text).unwrap();
+    let with_rules = dir.path().join("rules.yml");
+    let text = text.replace(
+        "scrape_configs:",
+        &format!("rule_files: [\"{}\"]\nscrape_configs:", rules.display()),
+    );
+    std::fs::write(&with_rules, text).unwrap();
+    println!(
+        "part 3: {targets} targets x {series} series scraped every 5s, 100 alert + 5 \
+         recording rules at evaluation_interval 5s, {warmup}s warm-up, CPU over {seconds}s; \
+         load average before: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    let mut runs: Vec<(&str, &str, &str, &std::path::Path, Vec<&str>)> = vec![
+        ("promflow", PROMFLOW, PROMFLOW_COUNTER, &plain, vec![]),
+        (
+            "promflow on-arrival",
+            PROMFLOW,
+            PROMFLOW_COUNTER,
+            &with_rules,
+            vec!["--rules.evaluation=on-arrival"],
+        ),
+    ];
+    if env_or("RULES_FLEET_INTERVAL", 1) == 1 {
+        runs.push((
+            "promflow interval",
+            PROMFLOW,
+            PROMFLOW_COUNTER,
+            &with_rules,
+            vec![],
+        ));
+    }
+    if std::path::Path::new(PROMETHEUS).exists() {
+        runs.push(("prometheus", PROMETHEUS, PROMETHEUS_COUNTER, &plain, vec![]));
+        runs.push((
+            "prometheus rules",
+            PROMETHEUS,
+            PROMETHEUS_COUNTER,
+            &with_rules,
+            vec![],
+        ));
+    }
+    let mut cores = Vec::new();
+    for (i, (name, binary, counter, config, extra)) in runs.iter().enumerate() {
+        let data = dir.path().join(format!("data{i}"));
+        let server = Server::start("server", binary, config, &data, extra);
+        let (samples, cpu) = measure_after(&server, counter, warmup, seconds);
+        drop(server);
+        let _ = std::fs::remove_dir_all(&data);
+        let c = cpu / seconds as f64;
+        println!(
+            "  {name:>20}: {c:.3} cores, {:.0} samples/s, load {}",
+            samples / seconds as f64,
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        );
+        cores.push((*name, c));
+    }
+    let get = |n: &str| cores.iter().find(|c| c.0 == n).map(|c| c.1);
+    let share = |with: &str, without: &str| Some(get(with)? - get(without)?);
+    let prometheus = share("prometheus rules", "prometheus");
+    for mode in ["promflow on-arrival", "promflow interval"] {
+        if let Some(ours) = share(mode, "promflow") {
+            match prometheus {
+                Some(p) => println!(
+                    "  rule CPU {mode}: {ours:.3} cores vs Prometheus {p:.3} cores: {:.2}x",
+                    ours / p
+                ),
+                None => println!("  rule CPU {mode}: {ours:.3} cores"),
+            }
+        }
+    }
+}
+
 fn main() {
     let targets = env_or("RULES_TARGETS", 20);
     let seconds = env_or("RULES_SECONDS", 20) as u64;
     let warmup = env_or("RULES_WARMUP", 65) as u64;
     let sim_seconds = env_or("RULES_SIM_SECONDS", 180) as u64;
     let part = env_or("RULES_PART", 0);
-    if part != 2 {
+    if part == 0 || part == 1 {
         side_by_side(targets, warmup, seconds);
     }
-    if part != 1 {
+    if part == 0 || part == 2 {
         engine_part(targets, sim_seconds, 1);
         engine_part(targets, sim_seconds * 4, 15);
+    }
+    if part == 0 || part == 3 {
+        fleet(
+            env_or("RULES_FLEET_TARGETS", 50),
+            env_or("RULES_FLEET_SERIES", 2000),
+            warmup,
+            env_or("RULES_FLEET_SECONDS", 60) as u64,
+        );
     }
 }

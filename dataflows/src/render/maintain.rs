@@ -92,6 +92,7 @@ impl RuleState {
             start_ms: None,
             end_ms: None,
             step_ms: 0,
+            at_newest: spec.schedule == RuleSchedule::OnArrival,
         };
         match spec.schedule {
             RuleSchedule::Interval { every_ms, .. } => settings.subquery_step_ms = every_ms,
@@ -167,12 +168,30 @@ impl RuleState {
             }
         };
         if let Some(Extent::Relative { back, fwd }) = reach.relative {
-            // Enters what `t` reads at `ts - fwd`, leaves it at `ts + back + 1`.
+            // Enters what `t` reads at `ts - fwd`, leaves it at `ts + back + 1`. An
+            // incremental rule knows when a sample leaving changes its result (its
+            // agenda, see `schedule_wake`): only the arrival is scheduled here.
             add(ts.saturating_sub(fwd));
-            add(ts.saturating_add(back).saturating_add(1));
+            if self.incremental.is_none() {
+                add(ts.saturating_add(back).saturating_add(1));
+            }
         }
         if reach.absolute.is_some() {
             add(ts);
+        }
+    }
+
+    /// On arrival, after an evaluation at `t`: schedules the incremental state's next
+    /// time event (a sample leaving or entering a window), so an evaluation happens
+    /// only when an element can change.
+    fn schedule_wake(&mut self, t: i64) {
+        if self.spec.schedule != RuleSchedule::OnArrival {
+            return;
+        }
+        if let Some(wake) = self.incremental.as_mut().and_then(|inc| inc.next_wake()) {
+            if wake > t {
+                self.pending.insert(wake);
+            }
         }
     }
 
@@ -204,6 +223,10 @@ impl RuleState {
                     }
                     self.pending.pop_first();
                     out.push(t);
+                    // One at a time: the evaluation may schedule an earlier time.
+                    if self.incremental.is_some() {
+                        break;
+                    }
                 }
             }
             RuleSchedule::At { .. } => {
@@ -358,14 +381,21 @@ pub fn maintain_rules<'scope>(
                     .map_or(i64::MAX, |f| (*f).min(i64::MAX as u64 - 1) as i64);
                 let mut done = Vec::new();
                 for (id, state) in rules.iter_mut() {
-                    for t in state.due(front) {
-                        let value = state.evaluate(&store, &counters, t);
-                        state.last = Some(t);
-                        let _ = state.spec.output.send(RuleOutput {
-                            rule: *id,
-                            eval_ms: t,
-                            value,
-                        });
+                    loop {
+                        let due = state.due(front);
+                        if due.is_empty() {
+                            break;
+                        }
+                        for t in due {
+                            let value = state.evaluate(&store, &counters, t);
+                            state.last = Some(t);
+                            state.schedule_wake(t);
+                            let _ = state.spec.output.send(RuleOutput {
+                                rule: *id,
+                                eval_ms: t,
+                                value,
+                            });
+                        }
                     }
                     if state.finished() && !state.released {
                         state.released = true;

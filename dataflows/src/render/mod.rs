@@ -45,8 +45,9 @@
 //! one-to-one arithmetic or comparisons of two such), each
 //! evaluation recomputes only the series whose window changed (a sample arrived, one
 //! left the window or passed the lookback delta — time events kept in an agenda —
-//! and, for `rate`/`increase`/`delta`/`predict_linear`, every series with samples in
-//! its window, over that window only), then only the groups with a changed member,
+//! and, at interval times, for `rate`/`increase`/`delta`/`predict_linear`, every
+//! series with samples in its window, over that window only; on arrival see below),
+//! then only the groups with a changed member,
 //! then the element-wise operations of changed keys, and one-to-one vector/vector
 //! arithmetic and comparisons (`a / b < 0.1`) only for the match groups with a changed
 //! side ([`incremental`]). Other shapes (set operators, `group_left`/`group_right`,
@@ -77,7 +78,35 @@
 //! **On-arrival times.** A sample at `ts` read through a window `[t-back, t+fwd]`
 //! triggers evaluations at `ts - fwd` (it enters) and `ts + back + 1` (it leaves);
 //! through a fixed `@` window, at `ts`. For subqueries these are the times the outer
-//! window changes, not every inner step boundary.
+//! window changes, not every inner step boundary. A rule of an incremental shape is
+//! evaluated at the entering times and at its agenda's next time event only (a leaving
+//! sample that cannot change an element, e.g. the older samples of an instant
+//! selector's series, causes no evaluation): each evaluation has something to
+//! recompute, and between two of them the last result holds.
+//!
+//! **On-arrival semantics of `t`-dependent functions.** `rate`, `increase`, `delta`
+//! and `predict_linear` (and `timestamp` of a non-selector) depend on the evaluation
+//! time itself (extrapolation to the window's ends), so at exact interval semantics
+//! every series with samples would change at every evaluation, i.e. at every arrival
+//! of any series. On arrival, an incremental rule instead evaluates each such series
+//! *at its newest sample's time*: at evaluation time `t`, a series whose newest sample
+//! (not a staleness marker) in what `t` reads is at `n` has the element the reference
+//! gives for that series alone at `t_s = n - fwd` (`n + offset`: the time that sample
+//! entered the window, where it is the window's last sample), and has none once that
+//! sample has left the window (`t > n + back`). So an arriving batch recomputes only
+//! the series it brought, the groups and match groups they belong to, and the
+//! element-wise operations above them; a series changes again only when its next
+//! sample arrives or its newest one leaves. At an arrival `t = t_s`: the value is
+//! exactly what Prometheus answers at `t` for that series, and when every series is
+//! scraped at the same times the whole result (aggregations and joins included) is
+//! the interval result at those times (`dataflows/tests/maintained_rules.rs`). With
+//! scrapes at different times, each series is as Prometheus would see it right after
+//! its own scrape, and a series that stops keeps its last value until its newest sample
+//! leaves the window (Prometheus drops it one scrape earlier, once fewer than two
+//! samples remain). Functions that depend only on the window's samples (`irate`,
+//! `*_over_time`, `deriv`, `changes`, …) and plain selectors keep exact interval
+//! semantics at `t`, recomputed when a sample enters or leaves. An evaluation that
+//! falls back to the whole plan (below) is the reference at `t`.
 //!
 //! [`Plan`]: crate::promql::plan::Plan
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource

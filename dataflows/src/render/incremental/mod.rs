@@ -23,8 +23,12 @@
 //! passes — the oldest sample in the window leaves it (for an instant selector: the
 //! newest sample passes the lookback delta), a sample already held enters it, or,
 //! for `t`-dependent functions (`rate`'s extrapolation), every evaluation while the
-//! window is not empty. These times sit in an agenda, so an evaluation touches only
-//! the series due, never the others. Each recomputation evaluates the node's sub-plan
+//! window is not empty — except with [`Settings::at_newest`] (on-arrival rules), where
+//! such a series is evaluated at its newest sample's time and is due only when a
+//! sample arrives or that newest one leaves (see [`crate::render`]). These times sit in
+//! an agenda, so an evaluation touches only the series due, never the others; its
+//! next time ([`IncrementalRule::next_wake`]) is when an on-arrival rule is evaluated
+//! next without a new sample. Each recomputation evaluates the node's sub-plan
 //! over that one series' window, O(window): common plans (an instant selector, a
 //! range function, then element-wise operations with constants) as a `SeriesKernel`
 //! calling the reference evaluator's own per-series functions on the retained slice
@@ -73,6 +77,11 @@ pub struct Settings {
     pub end_ms: Option<i64>,
     /// Query step (ms).
     pub step_ms: i64,
+    /// On-arrival semantics for `t`-dependent per-series plans (`rate`, `increase`,
+    /// `delta`, `predict_linear`, `timestamp` of a non-selector): each series is
+    /// evaluated at the time its newest sample entered the window, and keeps that
+    /// element while the sample stays in it (see [`crate::render`]).
+    pub at_newest: bool,
 }
 
 impl Settings {
@@ -302,6 +311,19 @@ impl Node {
         }
     }
 
+    /// The earliest time a series of this node is due with no new sample.
+    fn next_wake(&mut self) -> Option<i64> {
+        match self {
+            Node::PerSeries(n) => n.next_wake(),
+            Node::Map(n) => n.input.next_wake(),
+            Node::Group(n) => n.input.next_wake(),
+            Node::Join(n) => match (n.lhs.next_wake(), n.rhs.next_wake()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+
     fn collisions(&self) -> usize {
         let own = self.out().collisions;
         own + match self {
@@ -344,6 +366,16 @@ impl IncrementalRule {
             };
             self.root.arrived(window, &key, ts);
         }
+    }
+
+    /// The earliest time an element can change with no new sample (a sample leaves or
+    /// enters a window): the next evaluation an on-arrival rule needs besides the
+    /// arrival times. `None` while a rebuild is pending or nothing is due.
+    pub fn next_wake(&mut self) -> Option<i64> {
+        if self.rebuild {
+            return None;
+        }
+        self.root.next_wake()
     }
 
     /// Forget what is known: recompute everything at the next evaluation.

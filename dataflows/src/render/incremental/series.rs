@@ -3,6 +3,7 @@
 //! [`SeriesKernel`] or by the reference evaluator over that one series.
 
 use super::*;
+use crate::sample::is_stale_marker;
 
 /// No series at all (for evaluating constants).
 pub(super) struct NoSeries;
@@ -287,24 +288,24 @@ impl PerSeriesNode {
             }
         }
         let window = ctx.store.window(&self.key);
+        let at_newest = self.time_dependent && ctx.settings.at_newest;
         let mut changed = Vec::new();
         for key in due {
             ctx.recomputed += 1;
             let points = window.map_or(&[][..], |w| w.points(&key));
-            let element = match &self.kernel {
-                Some(kernel) => kernel.element(&key.labels, points, t, ctx.settings.lookback_ms)?,
-                None => {
-                    let source = OneSeries {
-                        labels: &key.labels,
-                        points,
-                    };
-                    match ctx.settings.evaluator(&source, t).eval(&self.plan, t)? {
-                        Value::Vector(v) => v.into_iter().next(),
-                        _ => None,
-                    }
-                }
+            // On arrival, a `t`-dependent plan is evaluated at the time its newest
+            // sample entered the window (that sample is then the window's last).
+            let at = if at_newest {
+                self.newest(points, t)
+                    .map(|(ts, _)| ts.saturating_sub(self.fwd))
+            } else {
+                Some(t)
             };
-            let next = self.next_change(points, t);
+            let element = match at {
+                Some(at) => self.element(&key, points, at, ctx.settings)?,
+                None => None,
+            };
+            let next = self.next_change(points, t, at_newest);
             if next != i64::MAX {
                 self.schedule(&key, next);
             } else {
@@ -317,8 +318,55 @@ impl PerSeriesNode {
         Ok(changed)
     }
 
-    /// The first time after `t` the element can change with no new sample.
-    pub(super) fn next_change(&self, points: &[(i64, f64)], t: i64) -> i64 {
+    /// The element of series `key` (samples `points`) at `t`.
+    fn element(
+        &self,
+        key: &Key,
+        points: &[(i64, f64)],
+        t: i64,
+        settings: &Settings,
+    ) -> EvalResult<Option<Element>> {
+        if let Some(kernel) = &self.kernel {
+            return kernel.element(&key.labels, points, t, settings.lookback_ms);
+        }
+        let source = OneSeries {
+            labels: &key.labels,
+            points,
+        };
+        Ok(match settings.evaluator(&source, t).eval(&self.plan, t)? {
+            Value::Vector(v) => v.into_iter().next(),
+            _ => None,
+        })
+    }
+
+    /// The newest sample (not a staleness marker) in what an evaluation at `t` reads.
+    fn newest<'p>(&self, points: &'p [(i64, f64)], t: i64) -> Option<&'p (i64, f64)> {
+        within(
+            points,
+            t.saturating_sub(self.back),
+            t.saturating_add(self.fwd),
+        )
+        .iter()
+        .rev()
+        .find(|p| !is_stale_marker(p.1))
+    }
+
+    /// The earliest time at which a key of this node is due, dropping agenda entries
+    /// no key waits for any more.
+    pub(super) fn next_wake(&mut self) -> Option<i64> {
+        loop {
+            let entry = self.agenda.first_entry()?;
+            let at = *entry.key();
+            if entry.get().iter().any(|k| self.wake.get(k) == Some(&at)) {
+                return Some(at);
+            }
+            entry.remove();
+        }
+    }
+
+    /// The first time after `t` the element can change with no new sample. With
+    /// `at_newest` (see [`Settings::at_newest`]) only the newest sample leaving counts.
+    pub(super) fn next_change(&self, points: &[(i64, f64)], t: i64, at_newest: bool) -> i64 {
         let (lo, hi) = (t.saturating_sub(self.back), t.saturating_add(self.fwd));
         let end = points.partition_point(|p| p.0 <= hi);
         // A sample already held enters the window.
@@ -326,14 +374,16 @@ impl PerSeriesNode {
             .get(end)
             .map_or(i64::MAX, |p| p.0.saturating_sub(self.fwd));
         let window = &points[points.partition_point(|p| p.0 < lo).min(end)..end];
-        let leaving = if self.latest_only {
+        let leaving = if at_newest {
+            self.newest(points, t)
+        } else if self.latest_only {
             window.last()
         } else {
             window.first()
         };
         if let Some(&(ts, _)) = leaving {
             next = next.min(ts.saturating_add(self.back).saturating_add(1));
-            if self.time_dependent {
+            if self.time_dependent && !at_newest {
                 next = next.min(t + 1);
             }
         }
