@@ -344,7 +344,11 @@ impl SeriesChunks {
 
     /// The newest timestamp.
     pub fn last_ts(&self) -> Option<i64> {
-        self.chunks().last().map(|c| c.3)
+        // Not `chunks().last()`, which walks every closed chunk.
+        match &self.open {
+            Some(open) => Some(open.last_t),
+            None => self.closed.last().map(|c| c.max_t),
+        }
     }
 
     /// The oldest timestamp.
