@@ -344,6 +344,7 @@ impl SeriesChunks {
 
     /// The newest timestamp, in O(1): every append (and every replayed sample) asks.
     pub fn last_ts(&self) -> Option<i64> {
+        // Not `chunks().last()`, which walks every closed chunk.
         match &self.open {
             Some(open) => Some(open.last_t),
             None => self.closed.last().map(|c| c.max_t),

@@ -33,8 +33,17 @@ struct MemSeries {
     labels: Arc<Labels>,
     /// Changes only when the log's replay names the series anew, under the write lock.
     wal_ref: AtomicU32,
+    /// The newest timestamp held ([`NO_SAMPLE`] if none), so an append decides on a
+    /// sample without locking the series. Written only under the head's write lock, or
+    /// under its read lock during replay (when nothing appends), together with
+    /// `samples`.
+    newest: AtomicI64,
     samples: Mutex<SeriesChunks>,
 }
+
+/// [`MemSeries::newest`] of a series without samples. A sample at `i64::MIN` itself is
+/// refused as out of order, which no scrape or rule produces.
+const NO_SAMPLE: i64 = i64::MIN;
 
 impl MemSeries {
     fn new(id: u64, wal_ref: u32, labels: Arc<Labels>) -> Arc<MemSeries> {
@@ -42,12 +51,23 @@ impl MemSeries {
             id,
             labels,
             wal_ref: AtomicU32::new(wal_ref),
+            newest: AtomicI64::new(NO_SAMPLE),
             samples: Mutex::new(SeriesChunks::new()),
         })
     }
 
     fn wal_ref(&self) -> u32 {
         self.wal_ref.load(Ordering::Relaxed)
+    }
+
+    fn newest(&self) -> i64 {
+        self.newest.load(Ordering::Relaxed)
+    }
+
+    /// Sets `newest` from the samples held (after a deletion, or to undo an append).
+    fn reset_newest(&self, samples: &SeriesChunks) {
+        self.newest
+            .store(samples.last_ts().unwrap_or(NO_SAMPLE), Ordering::Relaxed);
     }
 }
 
@@ -170,51 +190,80 @@ impl Head {
         let mut inner = self.inner.write();
         let inner = &mut *inner;
         let min_valid = self.min_valid_t.load(Ordering::Acquire);
-        // Decide first, apply after the log succeeded.
+        // Decide first, apply after the log succeeded. A sample of a series held is
+        // decided on by one lookup and the series' `newest` (moved on as samples are
+        // accepted, so a batch holding a series twice is decided in order); series
+        // the batch creates are tracked by id until they exist.
         let mut created: Vec<(u64, u32, &Arc<Labels>)> = Vec::new();
-        // Per series touched by the batch: its ref and its newest timestamp so far.
-        let mut touched: KeyMap<u64, (u32, Option<i64>)> = KeyMap::default();
+        let mut creating: KeyMap<u64, (u32, i64)> = KeyMap::default();
         let mut next_ref = inner.next_ref;
         let mut accepted: Vec<(u32, i64, f64)> = Vec::with_capacity(batch.len());
         let mut accepted_at: Vec<usize> = Vec::with_capacity(batch.len());
+        // Per accepted sample: the series held it goes to (`None`: one created).
+        let mut targets: Vec<Option<&MemSeries>> = Vec::with_capacity(batch.len());
         for (at, sample) in batch.iter().enumerate() {
-            if sample.timestamp_ms < min_valid {
+            let ts = sample.timestamp_ms;
+            if ts < min_valid {
                 outcome.out_of_bounds += 1;
                 continue;
             }
-            let id = sample.series_id;
-            let state = touched
-                .entry(id)
-                .or_insert_with(|| match inner.by_id.get(&id) {
-                    Some(s) => (s.wal_ref(), s.samples.lock().last_ts()),
-                    None => {
-                        let wal_ref = inner.free_ref(&mut next_ref);
-                        created.push((id, wal_ref, &sample.labels));
-                        (wal_ref, None)
+            let (wal_ref, target) = match inner.by_id.get(&sample.series_id) {
+                Some(s) => {
+                    if s.newest() >= ts {
+                        outcome.out_of_order += 1;
+                        continue;
                     }
-                });
-            if state.1.is_some_and(|newest| newest >= sample.timestamp_ms) {
-                outcome.out_of_order += 1;
-                continue;
-            }
-            state.1 = Some(sample.timestamp_ms);
-            accepted.push((state.0, sample.timestamp_ms, sample.value));
+                    s.newest.store(ts, Ordering::Relaxed);
+                    (s.wal_ref(), Some(&**s))
+                }
+                None => {
+                    let state = creating.entry(sample.series_id).or_insert_with(|| {
+                        let wal_ref = inner.free_ref(&mut next_ref);
+                        created.push((sample.series_id, wal_ref, &sample.labels));
+                        (wal_ref, NO_SAMPLE)
+                    });
+                    if state.1 >= ts {
+                        outcome.out_of_order += 1;
+                        continue;
+                    }
+                    state.1 = ts;
+                    (state.0, None)
+                }
+            };
+            accepted.push((wal_ref, ts, sample.value));
             accepted_at.push(at);
+            targets.push(target);
         }
         let new_series: Vec<(u32, &Labels)> = created.iter().map(|c| (c.1, c.2.as_ref())).collect();
-        log(&new_series, &accepted)?;
-        inner.next_ref = next_ref;
-        outcome.new_series = created.len();
-        for (id, wal_ref, labels) in created {
-            inner.insert(MemSeries::new(id, wal_ref, labels.clone()));
+        if let Err(e) = log(&new_series, &accepted) {
+            for s in targets.iter().flatten() {
+                s.reset_newest(&s.samples.lock());
+            }
+            return Err(e);
         }
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-        for &at in &accepted_at {
-            let sample = &batch[at];
-            if let Some(s) = inner.by_id.get(&sample.series_id) {
-                s.samples.lock().push(sample.timestamp_ms, sample.value);
-                min_t = min_t.min(sample.timestamp_ms);
-                max_t = max_t.max(sample.timestamp_ms);
+        for (&(_, ts, value), target) in accepted.iter().zip(&targets) {
+            min_t = min_t.min(ts);
+            max_t = max_t.max(ts);
+            if let Some(s) = target {
+                s.samples.lock().push(ts, value);
+            }
+        }
+        drop(targets);
+        inner.next_ref = next_ref;
+        outcome.new_series = created.len();
+        if !created.is_empty() {
+            for (id, wal_ref, labels) in created {
+                inner.insert(MemSeries::new(id, wal_ref, labels.clone()));
+            }
+            for &at in &accepted_at {
+                let sample = &batch[at];
+                if creating.contains_key(&sample.series_id) {
+                    if let Some(s) = inner.by_id.get(&sample.series_id) {
+                        s.samples.lock().push(sample.timestamp_ms, sample.value);
+                        s.newest.store(sample.timestamp_ms, Ordering::Relaxed);
+                    }
+                }
             }
         }
         self.widen_bounds(min_t, max_t);
@@ -272,8 +321,9 @@ impl Head {
                 continue;
             };
             let mut chunks = s.samples.lock();
-            if chunks.last_ts().is_none_or(|last| last < ts) {
+            if s.newest() < ts {
                 chunks.push(ts, value);
+                s.newest.store(ts, Ordering::Relaxed);
                 min_t = min_t.min(ts);
                 max_t = max_t.max(ts);
             } else {
@@ -306,7 +356,9 @@ impl Head {
         log(&deletions)?;
         let mut deleted = 0;
         for s in doomed {
-            deleted += s.samples.lock().delete_range(min_t, max_t);
+            let mut samples = s.samples.lock();
+            deleted += samples.delete_range(min_t, max_t);
+            s.reset_newest(&samples);
         }
         if deleted > 0 {
             self.bounds_stale.store(true, Ordering::Release);
@@ -317,7 +369,9 @@ impl Head {
     /// Replay: deletes the samples of series `id` in `[min_t, max_t]`.
     pub fn replay_delete(&self, id: u64, min_t: i64, max_t: i64) {
         if let Some(s) = self.inner.read().by_id.get(&id) {
-            if s.samples.lock().delete_range(min_t, max_t) > 0 {
+            let mut samples = s.samples.lock();
+            if samples.delete_range(min_t, max_t) > 0 {
+                s.reset_newest(&samples);
                 self.bounds_stale.store(true, Ordering::Release);
             }
         }
@@ -618,6 +672,25 @@ pub(crate) mod tests {
         assert_eq!((out.appended, out.out_of_order), (2, 2));
         let all = head.select(&Selector { matchers: vec![] }, 0, 100);
         assert_eq!(all[0].1, vec![(20, 1.0), (30, 4.0)]);
+    }
+
+    #[test]
+    fn a_held_series_is_decided_in_batch_order_and_after_deletions() {
+        let head = Head::new();
+        head.append(&[sample("a", 10, 1.0)]);
+        let out = head.append(&[
+            sample("a", 30, 1.0),
+            sample("a", 20, 2.0),
+            sample("a", 30, 3.0),
+            sample("a", 40, 4.0),
+        ]);
+        assert_eq!((out.appended, out.out_of_order), (2, 2));
+        // Deleting the newest samples lets older ones in again.
+        let deleted = head.delete_logged(&[], 25, 100, |_| Ok::<(), ()>(()));
+        assert_eq!(deleted, Ok(2));
+        assert_eq!(head.append(&[sample("a", 20, 5.0)]).appended, 1);
+        let all = head.select(&Selector { matchers: vec![] }, 0, 100);
+        assert_eq!(all[0].1, vec![(10, 1.0), (20, 5.0)]);
     }
 
     #[test]

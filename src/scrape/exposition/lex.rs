@@ -34,7 +34,7 @@ pub(super) fn lines(body: &[u8]) -> impl Iterator<Item = Line<'_>> {
             return None;
         }
         number += 1;
-        let line = match rest.iter().position(|&b| b == b'\n') {
+        let line = match memchr::memchr(b'\n', rest) {
             Some(end) => {
                 let (bytes, tail) = rest.split_at(end);
                 rest = tail.get(1..).unwrap_or_default();
@@ -277,44 +277,49 @@ pub(super) fn unescape<'a>(raw: &'a str, escapes: &[(u8, char)]) -> Cow<'a, str>
 /// sign and `NaN`, case-insensitively. Out-of-range values are errors.
 pub(super) fn parse_float(token: &[u8]) -> Result<f64, String> {
     let invalid = || format!("invalid number {}", describe(token));
-    let text = std::str::from_utf8(token).map_err(|_| invalid())?;
-    let (negative, unsigned) = match text.as_bytes().first() {
-        Some(b'-') => (true, text.get(1..).unwrap_or_default()),
-        Some(b'+') => (false, text.get(1..).unwrap_or_default()),
-        _ => (false, text),
+    let unsigned = match token.first() {
+        Some(b'-' | b'+') => token.get(1..).unwrap_or_default(),
+        _ => token,
     };
-    if unsigned.eq_ignore_ascii_case("nan") {
+    // The common case first: a decimal number, with no NaN/Inf comparisons.
+    if unsigned
+        .first()
+        .is_some_and(|&b| b.is_ascii_digit() || b == b'.')
+    {
+        let only_decimal_chars = unsigned
+            .iter()
+            .all(|&b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+        if !only_decimal_chars {
+            return Err(invalid());
+        }
+        // With the characters restricted as above (ASCII, so the UTF-8 check cannot
+        // fail), Rust's grammar for decimal floats is Go's, and Rust rounds correctly
+        // like Go.
+        let value: f64 = std::str::from_utf8(token)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(invalid)?;
+        if value.is_infinite() {
+            return Err(format!("number {} out of range", describe(token)));
+        }
+        return Ok(value);
+    }
+    if unsigned.eq_ignore_ascii_case(b"nan") {
         // Go accepts no sign on NaN.
-        return if unsigned.len() == text.len() {
+        return if unsigned.len() == token.len() {
             Ok(f64::from_bits(NORMAL_NAN_BITS))
         } else {
             Err(invalid())
         };
     }
-    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
-        return Ok(if negative {
+    if unsigned.eq_ignore_ascii_case(b"inf") || unsigned.eq_ignore_ascii_case(b"infinity") {
+        return Ok(if token.first() == Some(&b'-') {
             f64::NEG_INFINITY
         } else {
             f64::INFINITY
         });
     }
-    let starts_like_number = unsigned
-        .as_bytes()
-        .first()
-        .is_some_and(|&b| b.is_ascii_digit() || b == b'.');
-    let only_decimal_chars = unsigned
-        .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
-    if !starts_like_number || !only_decimal_chars {
-        return Err(invalid());
-    }
-    // With the characters restricted as above, Rust's grammar for decimal floats
-    // is Go's, and Rust rounds correctly like Go.
-    let value: f64 = text.parse().map_err(|_| invalid())?;
-    if value.is_infinite() {
-        return Err(format!("number {} out of range", describe(token)));
-    }
-    Ok(value)
+    Err(invalid())
 }
 
 /// Parses a Prometheus text timestamp: decimal digits only (no sign), as an i64

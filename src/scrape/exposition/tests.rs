@@ -641,6 +641,12 @@ const VALID: &[(Format, &str)] = &[
         "# HELP a Some \\\\ help\\n.\n# TYPE a counter\na{x=\"1\",y=\"q\\\"\\\\\\n\",} 1.5e3 123\n\
          # comment\n\n\tb {z=\"é\"} -Inf\nc NaN 9\n",
     ),
+    // Lines the fast path splits from their end: blanks and digits inside label
+    // values, timestamps, tabs and trailing blanks.
+    (
+        Format::PrometheusText,
+        "d{v=\"x 5\"} 2 7\ne{w=\"1 2\"}\t3\t\ne 4  \nf {u=\"9 \",} 10\t 11 \n",
+    ),
     (
         Format::OpenMetrics,
         "# HELP a_seconds Some \\\" help\n# TYPE a_seconds counter\n# UNIT a_seconds seconds\n\

@@ -106,6 +106,9 @@ fn parse_sample<'a, S: SampleSink>(
     labels: &mut Vec<LabelRef<'a>>,
     sink: &mut S,
 ) -> Result<(), String> {
+    if S::KNOWS_SERIES && known_from_end(cursor.rest(), sink) {
+        return Ok(());
+    }
     let start = cursor.pos();
     let name = cursor.metric_name().ok_or_else(|| {
         format!(
@@ -113,25 +116,6 @@ fn parse_sample<'a, S: SampleSink>(
             cursor.describe_rest()
         )
     })?;
-    if S::KNOWS_SERIES {
-        // The series text, found without reading the labels; any trouble falls
-        // through to the full reading below, which says what is wrong.
-        let mut fast = cursor.clone();
-        fast.skip_blanks();
-        let series = if !fast.eat(b'{') {
-            Some(name.as_bytes())
-        } else if fast.skip_label_block() {
-            Some(fast.since(start))
-        } else {
-            None
-        };
-        if let (Some(series), Ok((value, timestamp_ms))) = (series, value_and_timestamp(fast, name))
-        {
-            if sink.known(series, value, timestamp_ms) {
-                return Ok(());
-            }
-        }
-    }
     cursor.skip_blanks();
     labels.clear();
     let series = if cursor.eat(b'{') {
@@ -152,6 +136,56 @@ fn parse_sample<'a, S: SampleSink>(
         timestamp_ms,
     });
     Ok(())
+}
+
+/// The scrape cache's fast path: offers `line` (from its metric name on) to the sink
+/// as series text, value and timestamp, split from the end of the line without
+/// reading the name or the labels; returns true if the sink took it.
+///
+/// A value and a timestamp hold no blanks, so the line is `series blanks value
+/// [blanks digits] blanks`: the last token is the value, or the timestamp with the
+/// value before it, whichever split leaves a series text the sink knows. A known
+/// series text is a whole series text the full reading produced (it ends with its
+/// name or its label block's `}`), so the full reading of this line would stop at
+/// the same place and read the same value and timestamp; any other line falls
+/// through to it, which says what is wrong.
+fn known_from_end<S: SampleSink>(line: &[u8], sink: &mut S) -> bool {
+    let Some((series, last)) = split_last_token(line) else {
+        return false;
+    };
+    if let Ok(value) = lex::parse_float(last) {
+        if sink.known(series, value, None) {
+            return true;
+        }
+    }
+    if last.is_empty() || !last.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let (Ok(timestamp_ms), Some((series, value))) =
+        (lex::parse_millis(last), split_last_token(series))
+    else {
+        return false;
+    };
+    match lex::parse_float(value) {
+        Ok(value) => sink.known(series, value, Some(timestamp_ms)),
+        Err(_) => false,
+    }
+}
+
+/// Splits `line`'s last blank-separated token off: (what precedes it without its
+/// trailing blanks, the token); `None` if the line has no blank before it.
+fn split_last_token(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let line = trim_end_blanks(line);
+    let blank = memchr::memrchr2(b' ', b'\t', line)?;
+    Some((trim_end_blanks(line.get(..blank)?), line.get(blank + 1..)?))
+}
+
+fn trim_end_blanks(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |last| last + 1);
+    bytes.get(..end).unwrap_or_default()
 }
 
 /// Reads the rest of a sample line after its series: value, optional timestamp.
