@@ -23,39 +23,13 @@
 #[path = "side_by_side/mod.rs"]
 mod side_by_side;
 
-use side_by_side::{env_or, serve_exporter, Server, PROMETHEUS, PROMFLOW};
+use side_by_side::{bench_families_body, env_or, serve_exporter, Server, PROMETHEUS, PROMFLOW};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const FAMILIES: usize = 20;
-
-/// One target's body: `series` series in [`FAMILIES`] families.
-fn body(target: usize, series: usize, tick: u64) -> String {
-    let per_family = series.div_ceil(FAMILIES);
-    let mut out = String::with_capacity(series * 70);
-    for f in 0..FAMILIES {
-        let name = format!("node_bench_family{f}_total");
-        out.push_str(&format!("# TYPE {name} counter\n"));
-        for i in 0..per_family.min(series - (f * per_family).min(series)) {
-            let value = if f % 2 == 0 {
-                (tick + i as u64 + target as u64) as f64
-            } else {
-                tick as f64 * 0.37 + i as f64 * 1.01 + 0.5
-            };
-            out.push_str(&format!(
-                "{name}{{cpu=\"{}\",device=\"dev{}\",mode=\"m{}\"}} {value}\n",
-                i % 16,
-                i / 16,
-                i % 7
-            ));
-        }
-    }
-    out
-}
 
 /// `GET path` with `gzip` asked for or not; the raw body (still compressed) and the
 /// time to its last byte.
@@ -143,7 +117,9 @@ fn main() {
     for t in 0..targets {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         by_job[t % jobs].push(format!("\"{}\"", listener.local_addr().unwrap()));
-        serve_exporter(listener, ticks.clone(), move |tick| body(t, series, tick));
+        serve_exporter(listener, ticks.clone(), move |tick| {
+            bench_families_body(t, series, tick)
+        });
     }
     let mut config =
         String::from("global:\n  scrape_interval: 5s\n  scrape_timeout: 5s\nscrape_configs:\n");
