@@ -40,104 +40,11 @@ mod side_by_side;
 use dataflows::promql::plan::parse;
 use dataflows::{Engine, EngineConfig, Evaluation, Labels, RuleSchedule, Sample};
 use side_by_side::{
-    cpu_seconds, env_or, exporters_and_config, measure_after, Body, Server, PROMETHEUS,
-    PROMETHEUS_COUNTER, PROMFLOW, PROMFLOW_COUNTER,
+    cpu_seconds, env_or, exporters_and_config, measure_after, node_body, node_series, rule_expr,
+    rule_file, Body, Server, PROMETHEUS, PROMETHEUS_COUNTER, PROMFLOW, PROMFLOW_COUNTER,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The ten alert expressions; `{k}` is the rule's variant (thresholds differ, none
-/// fires on this workload).
-const RULES: [&str; 10] = [
-    r#"100 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])) * 100 > 90 + {k}"#,
-    "node_filesystem_avail_bytes / node_filesystem_size_bytes < 0.1 - {k} / 1000",
-    "up == -{k}",
-    "node_load1 > 4 + {k}",
-    "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes < 0.05 - {k} / 1000",
-    "rate(node_network_receive_bytes_total[1m]) > 1e9 + {k}",
-    "avg_over_time(node_load5[1m]) > 8 + {k}",
-    "sum by (instance) (rate(node_disk_io_time_seconds_total[1m])) > 1.5 + {k}",
-    "max by (instance) (node_filesystem_files_free) < 1000 - {k}",
-    "deriv(node_memory_MemAvailable_bytes[1m]) < -1e12 - {k}",
-];
-
-fn rule_expr(i: usize) -> String {
-    RULES[i % RULES.len()].replace("{k}", &(i / RULES.len()).to_string())
-}
-
-fn rule_file(n: usize) -> String {
-    let mut out = String::from("groups:\n  - name: bench\n    rules:\n");
-    for i in 0..n {
-        out.push_str(&format!(
-            "      - alert: Bench{i}\n        expr: '{}'\n        for: 1m\n",
-            rule_expr(i)
-        ));
-    }
-    out
-}
-
-/// One series of a target: (name, labels without `instance`/`job`, value).
-type NodeSeries = (&'static str, Vec<(&'static str, String)>, f64);
-
-/// One target's series at scrape `tick`.
-fn node_series(tick: u64) -> Vec<NodeSeries> {
-    let t = tick as f64;
-    let mut out = Vec::new();
-    const MODES: [&str; 8] = [
-        "idle", "user", "system", "iowait", "irq", "nice", "softirq", "steal",
-    ];
-    for cpu in 0..4 {
-        for (m, mode) in MODES.iter().enumerate() {
-            let rate = if m == 0 { 0.9 } else { 0.1 / 7.0 };
-            out.push((
-                "node_cpu_seconds_total",
-                vec![("cpu", cpu.to_string()), ("mode", mode.to_string())],
-                1000.0 + t * rate,
-            ));
-        }
-    }
-    for (d, mount) in ["/", "/var", "/home"].iter().enumerate() {
-        let l = vec![
-            ("device", format!("/dev/sda{d}")),
-            ("fstype", "ext4".to_string()),
-            ("mountpoint", mount.to_string()),
-        ];
-        let wobble = (tick % 7) as f64 * 4096.0;
-        out.push(("node_filesystem_avail_bytes", l.clone(), 5e10 - wobble));
-        out.push(("node_filesystem_size_bytes", l.clone(), 1e11));
-        out.push(("node_filesystem_files_free", l, 6e6 - wobble));
-    }
-    out.push((
-        "node_memory_MemAvailable_bytes",
-        vec![],
-        4e9 + (tick % 11) as f64 * 1e6,
-    ));
-    out.push(("node_memory_MemTotal_bytes", vec![], 8e9));
-    out.push(("node_load1", vec![], 0.5 + (tick % 5) as f64 * 0.1));
-    out.push(("node_load5", vec![], 0.6 + (tick % 3) as f64 * 0.1));
-    for dev in ["eth0", "lo"] {
-        let l = vec![("device", dev.to_string())];
-        out.push(("node_network_receive_bytes_total", l.clone(), t * 12_345.0));
-        out.push(("node_network_transmit_bytes_total", l, t * 23_456.0));
-    }
-    for dev in ["sda", "sdb"] {
-        out.push((
-            "node_disk_io_time_seconds_total",
-            vec![("device", dev.to_string())],
-            t * 0.05,
-        ));
-    }
-    out
-}
-
-fn node_body(tick: u64) -> String {
-    let mut out = String::with_capacity(4096);
-    for (name, labels, value) in node_series(tick) {
-        let l: Vec<String> = labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
-        out.push_str(&format!("{name}{{{}}} {value}\n", l.join(",")));
-    }
-    out
-}
 
 /// Part 1: promflow and Prometheus with 0, 10 and 100 rules.
 fn side_by_side(targets: usize, warmup: u64, seconds: u64) {

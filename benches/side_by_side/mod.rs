@@ -2,8 +2,12 @@
 //! (`/usr/bin/prometheus`, Debian package) as child processes on loopback, a minimal
 //! HTTP client, and reading a process's CPU time and RSS from `/proc`.
 //!
+//! And the synthetic fleets they scrape: node_exporter-like series for alert rules
+//! ([`node_series`], with the rules over them, [`rule_file`]) and the bulk
+//! `node_bench_family*` series ([`bench_families_body`], served by [`node_fleet_config`]).
+//!
 //! Used as `mod side_by_side;` by `ingest.rs`, `storage.rs`, `query.rs`, `rules.rs`,
-//! `idle.rs`, `federate.rs` and `load.rs`; not every bench uses every item.
+//! `idle.rs`, `federate.rs`, `load.rs` and `compare.rs`; not every bench uses every item.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -148,19 +152,27 @@ impl Server {
         extra: &[&str],
     ) -> Server {
         let addr = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={addr}"))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg("--log.level=warn")
-            .args(extra)
+            .args(extra);
+        Server::spawn(name, command, addr, "/-/ready")
+    }
+
+    /// Starts `command` (any server, its flags set, listening on `addr`) and waits
+    /// until `ready` answers 200.
+    pub fn spawn(name: &'static str, mut command: Command, addr: String, ready: &str) -> Server {
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let server = Server { name, child, addr };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(&server.addr, "/-/ready").is_none() {
+        while http_get(&server.addr, ready).is_none() {
             assert!(Instant::now() < deadline, "{name} did not become ready");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -272,13 +284,13 @@ pub fn measure_after(server: &Server, counter: &str, warmup: u64, seconds: u64) 
     (s1 - s0, c1 - c0)
 }
 
-/// Metric families of [`node_like_body`].
+/// Metric families of [`bench_families_body`].
 pub const FAMILIES: usize = 20;
 
-/// One node_exporter-like target's body at scrape `tick`: `series` series in
-/// [`FAMILIES`] metric families (half integer counters, half fractional gauges), values
-/// changing every scrape. Used by `federate.rs` and `load.rs`.
-pub fn node_like_body(target: usize, series: usize, tick: u64) -> String {
+/// One target's `node_bench_family<f>_total` series: `series` of them in [`FAMILIES`]
+/// families (half integer counters, half fractional gauges, values changing every
+/// scrape), the bulk of the `/federate` and comparison fleets.
+pub fn bench_families_body(target: usize, series: usize, tick: u64) -> String {
     let per_family = series.div_ceil(FAMILIES);
     let mut out = String::with_capacity(series * 70);
     for f in 0..FAMILIES {
@@ -301,7 +313,7 @@ pub fn node_like_body(target: usize, series: usize, tick: u64) -> String {
     out
 }
 
-/// Serves `targets` node_exporter-like exporters ([`node_like_body`], `series` series
+/// Serves `targets` node_exporter-like exporters ([`bench_families_body`], `series` series
 /// each) split over `jobs` jobs `node0`, `node1`, …, and returns a config scraping them
 /// every `interval_s` seconds (timeout the same), with `extra` (e.g. `rule_files`)
 /// between `global:` and `scrape_configs:`.
@@ -318,7 +330,7 @@ pub fn node_fleet_config(
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         by_job[t % jobs].push(format!("\"{}\"", listener.local_addr().unwrap()));
         serve_exporter(listener, ticks.clone(), move |tick| {
-            node_like_body(t, series, tick)
+            bench_families_body(t, series, tick)
         });
     }
     let mut config = format!(
@@ -332,4 +344,100 @@ pub fn node_fleet_config(
         ));
     }
     config
+}
+
+/// The ten alert expressions; `{k}` is the rule's variant (thresholds differ, none
+/// fires on this workload).
+pub const RULES: [&str; 10] = [
+    r#"100 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])) * 100 > 90 + {k}"#,
+    "node_filesystem_avail_bytes / node_filesystem_size_bytes < 0.1 - {k} / 1000",
+    "up == -{k}",
+    "node_load1 > 4 + {k}",
+    "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes < 0.05 - {k} / 1000",
+    "rate(node_network_receive_bytes_total[1m]) > 1e9 + {k}",
+    "avg_over_time(node_load5[1m]) > 8 + {k}",
+    "sum by (instance) (rate(node_disk_io_time_seconds_total[1m])) > 1.5 + {k}",
+    "max by (instance) (node_filesystem_files_free) < 1000 - {k}",
+    "deriv(node_memory_MemAvailable_bytes[1m]) < -1e12 - {k}",
+];
+
+/// Alert rule `i`'s expression: [`RULES`] in turn, thresholds shifted by `i / 10`.
+pub fn rule_expr(i: usize) -> String {
+    RULES[i % RULES.len()].replace("{k}", &(i / RULES.len()).to_string())
+}
+
+/// A rule file of `n` alert rules (`for: 1m`) in one group `bench`.
+pub fn rule_file(n: usize) -> String {
+    let mut out = String::from("groups:\n  - name: bench\n    rules:\n");
+    for i in 0..n {
+        out.push_str(&format!(
+            "      - alert: Bench{i}\n        expr: '{}'\n        for: 1m\n",
+            rule_expr(i)
+        ));
+    }
+    out
+}
+
+/// One series of a target: (name, labels without `instance`/`job`, value).
+pub type NodeSeries = (&'static str, Vec<(&'static str, String)>, f64);
+
+/// One target's series at scrape `tick`.
+pub fn node_series(tick: u64) -> Vec<NodeSeries> {
+    let t = tick as f64;
+    let mut out = Vec::new();
+    const MODES: [&str; 8] = [
+        "idle", "user", "system", "iowait", "irq", "nice", "softirq", "steal",
+    ];
+    for cpu in 0..4 {
+        for (m, mode) in MODES.iter().enumerate() {
+            let rate = if m == 0 { 0.9 } else { 0.1 / 7.0 };
+            out.push((
+                "node_cpu_seconds_total",
+                vec![("cpu", cpu.to_string()), ("mode", mode.to_string())],
+                1000.0 + t * rate,
+            ));
+        }
+    }
+    for (d, mount) in ["/", "/var", "/home"].iter().enumerate() {
+        let l = vec![
+            ("device", format!("/dev/sda{d}")),
+            ("fstype", "ext4".to_string()),
+            ("mountpoint", mount.to_string()),
+        ];
+        let wobble = (tick % 7) as f64 * 4096.0;
+        out.push(("node_filesystem_avail_bytes", l.clone(), 5e10 - wobble));
+        out.push(("node_filesystem_size_bytes", l.clone(), 1e11));
+        out.push(("node_filesystem_files_free", l, 6e6 - wobble));
+    }
+    out.push((
+        "node_memory_MemAvailable_bytes",
+        vec![],
+        4e9 + (tick % 11) as f64 * 1e6,
+    ));
+    out.push(("node_memory_MemTotal_bytes", vec![], 8e9));
+    out.push(("node_load1", vec![], 0.5 + (tick % 5) as f64 * 0.1));
+    out.push(("node_load5", vec![], 0.6 + (tick % 3) as f64 * 0.1));
+    for dev in ["eth0", "lo"] {
+        let l = vec![("device", dev.to_string())];
+        out.push(("node_network_receive_bytes_total", l.clone(), t * 12_345.0));
+        out.push(("node_network_transmit_bytes_total", l, t * 23_456.0));
+    }
+    for dev in ["sda", "sdb"] {
+        out.push((
+            "node_disk_io_time_seconds_total",
+            vec![("device", dev.to_string())],
+            t * 0.05,
+        ));
+    }
+    out
+}
+
+/// One target's [`node_series`] in the text format.
+pub fn node_body(tick: u64) -> String {
+    let mut out = String::with_capacity(4096);
+    for (name, labels, value) in node_series(tick) {
+        let l: Vec<String> = labels.iter().map(|(n, v)| format!("{n}=\"{v}\"")).collect();
+        out.push_str(&format!("{name}{{{}}} {value}\n", l.join(",")));
+    }
+    out
 }

@@ -9,13 +9,20 @@
 //! input frontier passes `timestamp + lookback`, an entry can never be selected again
 //! and is retired, so the table holds the active window only.
 //!
+//! Each shard indexes its entries by label ([`Postings`], as the storage head does), so
+//! a read with selectors ([`LatestTable::for_each_live_matching`]) costs what it
+//! selects, not the size of the table: the index changes only when a series enters or
+//! is retired, never for a new value of a known series.
+//!
 //! Changes are also pushed to subscribers ([`LatestTable::subscribe`]) as they are
 //! applied: every accepted sample, every stale marker, every series retired past the
 //! lookback delta. A subscriber's callback runs on a worker thread and must not block.
 
 use crate::labels::Labels;
+use crate::postings::Postings;
 use crate::render::window::KeyMap;
 use crate::sample::{is_stale_marker, Sample};
+use crate::selector::Selector;
 use std::sync::{Arc, RwLock};
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -42,8 +49,94 @@ impl LatestEntry {
     }
 }
 
-/// Series id (already a hash, not hashed again) → newest sample.
-type Shard = RwLock<KeyMap<u64, LatestEntry>>;
+/// One worker's part of the table.
+type Shard = RwLock<ShardData>;
+
+/// The newest sample of each series in a slot, the slot found by series id and by
+/// label ([`Postings`] over slot numbers). Freed slots are reused.
+#[derive(Default)]
+struct ShardData {
+    /// Series id (already a hash, not hashed again) → slot.
+    slots: KeyMap<u64, u32>,
+    /// The entries by slot; `None` for a free slot.
+    entries: Vec<Option<LatestEntry>>,
+    /// Free slots.
+    free: Vec<u32>,
+    /// Label postings of the occupied slots.
+    postings: Postings,
+}
+
+impl ShardData {
+    /// The entries whose slots are `refs` (as [`Postings::select`] gives them).
+    fn entries_of<'a>(&'a self, refs: &'a [u32]) -> impl Iterator<Item = &'a LatestEntry> + 'a {
+        refs.iter()
+            .filter_map(|&r| self.entries.get(r as usize).and_then(Option::as_ref))
+    }
+
+    /// Makes `sample` its series' newest entry unless a newer one is held; the change
+    /// to publish, when `publishing`.
+    fn upsert(&mut self, sample: Sample, publishing: bool) -> Option<LatestChange> {
+        let entry = match self.slots.get(&sample.series_id) {
+            Some(&slot) => {
+                let entry = self.entries[slot as usize]
+                    .as_mut()
+                    .expect("a slot in the map holds an entry");
+                if entry.timestamp_ms > sample.timestamp_ms {
+                    return None;
+                }
+                entry.timestamp_ms = sample.timestamp_ms;
+                entry.value = sample.value;
+                entry
+            }
+            None => {
+                let slot = match self.free.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        self.entries.push(None);
+                        (self.entries.len() - 1) as u32
+                    }
+                };
+                self.postings.add(slot, &sample.labels);
+                self.slots.insert(sample.series_id, slot);
+                self.entries[slot as usize].insert(LatestEntry {
+                    labels: sample.labels,
+                    timestamp_ms: sample.timestamp_ms,
+                    value: sample.value,
+                })
+            }
+        };
+        publishing.then(|| {
+            if is_stale_marker(entry.value) {
+                LatestChange::Stale {
+                    labels: entry.labels.clone(),
+                    timestamp_ms: entry.timestamp_ms,
+                }
+            } else {
+                LatestChange::Sample(entry.clone())
+            }
+        })
+    }
+
+    /// Drops the entries `retire` says to (called with each entry; it may record
+    /// changes to publish), freeing their slots and unindexing them in one batch.
+    fn retire(&mut self, mut retire: impl FnMut(&LatestEntry) -> bool) {
+        let entries = &mut self.entries;
+        let mut gone: Vec<(u32, Arc<Labels>)> = Vec::new();
+        self.slots.retain(|_, &mut slot| {
+            let cell = &mut entries[slot as usize];
+            if !cell.as_ref().is_some_and(&mut retire) {
+                return true;
+            }
+            if let Some(entry) = cell.take() {
+                gone.push((slot, entry.labels));
+            }
+            false
+        });
+        self.postings
+            .remove(gone.iter().map(|(slot, labels)| (*slot, &**labels)));
+        self.free.extend(gone.iter().map(|(slot, _)| *slot));
+    }
+}
 
 /// One change to the table, as pushed to subscribers.
 #[derive(Clone, Debug)]
@@ -151,7 +244,39 @@ impl LatestTable {
         for shard in self.shards.iter() {
             let shard = shard.read().unwrap_or_else(|e| e.into_inner());
             let at_ms = clock();
-            for entry in shard.values() {
+            for entry in shard.entries.iter().flatten() {
+                if entry.is_live(at_ms, lookback_ms) {
+                    visit(entry);
+                }
+            }
+        }
+    }
+
+    /// [`LatestTable::for_each_live`] of the series some of `selectors` match (each
+    /// once), found through each shard's label index: the cost follows the number of
+    /// series selected, not the table's size. No selector selects nothing.
+    pub fn for_each_live_matching(
+        &self,
+        clock: impl Fn() -> i64,
+        lookback_ms: i64,
+        selectors: &[Selector],
+        mut visit: impl FnMut(&LatestEntry),
+    ) {
+        for shard in self.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+            let at_ms = clock();
+            let refs = match selectors {
+                [] => Vec::new(),
+                [one] => shard.postings.select(one),
+                many => {
+                    let mut refs: Vec<u32> =
+                        many.iter().flat_map(|s| shard.postings.select(s)).collect();
+                    refs.sort_unstable();
+                    refs.dedup();
+                    refs
+                }
+            };
+            for entry in shard.entries_of(&refs) {
                 if entry.is_live(at_ms, lookback_ms) {
                     visit(entry);
                 }
@@ -163,7 +288,7 @@ impl LatestTable {
     pub fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).slots.len())
             .sum()
     }
 
@@ -182,8 +307,8 @@ impl LatestTable {
         let mut changes = Vec::new();
         for sample in samples {
             let shard = self.shard((sample.series_id % self.shards.len() as u64) as usize);
-            let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(change) = upsert(&mut map, sample, publishing) {
+            let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(change) = data.upsert(sample, publishing) {
                 changes.push(change);
             }
         }
@@ -193,38 +318,6 @@ impl LatestTable {
     fn shard(&self, index: usize) -> &Shard {
         &self.shards[index % self.shards.len()]
     }
-}
-
-/// Makes `sample` its series' newest entry unless a newer one is held; the change to
-/// publish, when `publishing`.
-fn upsert(
-    map: &mut KeyMap<u64, LatestEntry>,
-    sample: Sample,
-    publishing: bool,
-) -> Option<LatestChange> {
-    let entry = match map.get_mut(&sample.series_id) {
-        Some(entry) if entry.timestamp_ms > sample.timestamp_ms => return None,
-        Some(entry) => {
-            entry.timestamp_ms = sample.timestamp_ms;
-            entry.value = sample.value;
-            entry
-        }
-        None => map.entry(sample.series_id).or_insert(LatestEntry {
-            labels: sample.labels,
-            timestamp_ms: sample.timestamp_ms,
-            value: sample.value,
-        }),
-    };
-    publishing.then(|| {
-        if is_stale_marker(entry.value) {
-            LatestChange::Stale {
-                labels: entry.labels.clone(),
-                timestamp_ms: entry.timestamp_ms,
-            }
-        } else {
-            LatestChange::Sample(entry.clone())
-        }
-    })
 }
 
 /// Maintains `table`'s shard for this worker from `samples`, exchanged by series id.
@@ -245,9 +338,9 @@ pub fn maintain_latest<'scope>(
             let publishing = table.subscribers() > 0;
             let mut changes: Vec<LatestChange> = Vec::new();
             input.for_each(|_time, batch| {
-                let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+                let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
                 for sample in batch.drain(..) {
-                    changes.extend(upsert(&mut map, sample, publishing));
+                    changes.extend(data.upsert(sample, publishing));
                 }
             });
             // Retire at most once per second of frontier progress: a full scan per step
@@ -261,8 +354,8 @@ pub fn maintain_latest<'scope>(
             if front != u64::MAX && front >= retired_through + 1000 {
                 retired_through = front;
                 let front = front as i64;
-                let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
-                map.retain(|_, e| {
+                let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
+                data.retire(|e| {
                     let expired = e.timestamp_ms + lookback_ms < front;
                     let stale_passed = is_stale_marker(e.value) && e.timestamp_ms < front;
                     if expired && !is_stale_marker(e.value) && publishing {
@@ -271,7 +364,7 @@ pub fn maintain_latest<'scope>(
                             timestamp_ms: e.timestamp_ms,
                         });
                     }
-                    !(expired || stale_passed)
+                    expired || stale_passed
                 });
             }
             table.publish(&changes);
@@ -320,6 +413,67 @@ mod tests {
         );
         seen.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(seen, vec![("0".into(), 1.0), ("1".into(), 2.0)]);
+    }
+
+    /// The indexed read visits what checking every live entry against the selectors
+    /// visits, as series come, get new values, go stale and are retired (their slots
+    /// reused by later series).
+    #[test]
+    fn an_indexed_read_visits_what_a_scan_visits() {
+        use crate::postings::testing::{random_labels, random_selector};
+        let mut rng = fastrand::Rng::with_seed(19);
+        let table = LatestTable::new(2);
+        for round in 0..40i64 {
+            let samples = (0..rng.usize(0..80))
+                .map(|_| {
+                    let labels = Arc::new(random_labels(&mut rng));
+                    let value = if rng.u8(0..8) == 0 {
+                        crate::sample::STALE_MARKER
+                    } else {
+                        rng.f64()
+                    };
+                    Sample {
+                        series_id: labels.hash(),
+                        labels,
+                        timestamp_ms: round * 100 + rng.i64(0..100),
+                        value,
+                    }
+                })
+                .collect();
+            table.apply_written_back(samples);
+            for shard in table.shards.iter() {
+                shard
+                    .write()
+                    .unwrap()
+                    .retire(|e| e.timestamp_ms + 300 < round * 100);
+            }
+            let at = round * 100 + 50;
+            for _ in 0..30 {
+                let selectors: Vec<Selector> = (0..rng.usize(0..3))
+                    .map(|_| random_selector(&mut rng))
+                    .collect();
+                let mut scanned = Vec::new();
+                table.for_each_live(
+                    || at,
+                    250,
+                    |e| {
+                        if selectors.iter().any(|s| s.matches(&e.labels)) {
+                            scanned.push((e.labels.to_string(), e.timestamp_ms));
+                        }
+                    },
+                );
+                let mut indexed = Vec::new();
+                table.for_each_live_matching(
+                    || at,
+                    250,
+                    &selectors,
+                    |e| indexed.push((e.labels.to_string(), e.timestamp_ms)),
+                );
+                scanned.sort();
+                indexed.sort();
+                assert_eq!(indexed, scanned, "round {round}, {selectors:?}");
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod go_float;
 pub mod labels;
 pub mod latest;
+pub mod postings;
 pub mod promql;
 pub mod render;
 pub mod sample;

@@ -1,7 +1,8 @@
 //! `GET /federate?match[]=…`: the latest sample of every matching live series, in the
 //! text format with timestamps, as Prometheus serves it.
 //!
-//! Reads the dataflow's maintained latest-sample table (not storage): a series is
+//! Reads the dataflow's maintained latest-sample table (not storage), through its label
+//! index (`LatestTable::for_each_live_matching`): a series is
 //! included if its newest sample lies within the lookback delta of now and is not a
 //! stale marker, "now" being read as the table is read (never before: see
 //! `LatestTable::for_each_live`), so every live series is in every answer, also while
@@ -14,9 +15,10 @@
 //!
 //! Owns [`EncodedLines`]: every series' line up to its value (`name{labels} `), encoded
 //! once, the first time a read includes the series, and kept in the output's order, so
-//! a read costs a lookup per live series and writing its value and timestamp; no
+//! a read costs a lookup per selected series and writing its value and timestamp; no
 //! per-read label formatting, escaping or sort (series new since the last read are
-//! sorted and merged in). Lines no read included for 10 minutes are dropped; a change
+//! sorted and merged in; a read that selects a small part of the kept lines orders
+//! just those by their kept rank instead of walking every kept line). Lines no read included for 10 minutes are dropped; a change
 //! of external labels re-encodes everything.
 
 use crate::api::TEXT_FORMAT_CONTENT_TYPE;
@@ -141,15 +143,12 @@ pub async fn federate(
             None => lines.render(
                 &external_labels,
                 |add| {
-                    service
-                        .ingester
-                        .engine()
-                        .latest()
-                        .for_each_live(now_ms, lookback_ms, |entry| {
-                            if selectors.iter().any(|s| s.matches(&entry.labels)) {
-                                add(entry);
-                            }
-                        })
+                    service.ingester.engine().latest().for_each_live_matching(
+                        now_ms,
+                        lookback_ms,
+                        &selectors,
+                        add,
+                    )
                 },
                 emit,
             ),
@@ -207,7 +206,7 @@ struct Encoded {
     index: HashMap<u64, u32>,
     slots: Vec<Slot>,
     /// Every slot's index, sorted like Prometheus sorts the output: by metric name,
-    /// then by label set.
+    /// then by label set. A slot's `rank` is its position here.
     order: Vec<u32>,
     /// Slots added since `order` was last sorted.
     fresh: Vec<u32>,
@@ -223,6 +222,8 @@ struct Slot {
     prefix: Box<str>,
     /// The metric name's length: `prefix[..name_len]` is the name.
     name_len: usize,
+    /// Its position in `order` (once sorted in).
+    rank: u32,
     read: u64,
     timestamp_ms: i64,
     value: f64,
@@ -259,11 +260,11 @@ impl EncodedLines {
         encoded.reads += 1;
         let read = encoded.reads;
         let now = now_ms();
-        let mut count = 0usize;
+        let mut picked: Vec<u32> = Vec::new();
         collect(&mut |entry: &LatestEntry| {
             let key = entry.labels.hash();
-            let slot = match encoded.index.get(&key) {
-                Some(&i) => &mut encoded.slots[i as usize],
+            let i = match encoded.index.get(&key) {
+                Some(&i) => i,
                 None => {
                     let i = encoded.slots.len() as u32;
                     encoded
@@ -271,21 +272,30 @@ impl EncodedLines {
                         .push(Slot::encode(entry.labels.clone(), external));
                     encoded.index.insert(key, i);
                     encoded.fresh.push(i);
-                    &mut encoded.slots[i as usize]
+                    i
                 }
             };
+            let slot = &mut encoded.slots[i as usize];
             if slot.read != read {
                 slot.read = read;
                 slot.timestamp_ms = entry.timestamp_ms;
                 slot.value = entry.value;
                 slot.seen_ms = now;
-                count += 1;
+                picked.push(i);
             }
         });
         encoded.sort_fresh();
-        let mut body = Vec::with_capacity(CHUNK_BYTES.min(count * 128) + 512);
+        // A small selection is put in order by rank; a large one read off the kept
+        // order (sorting it would cost more than walking everything).
+        let walk: &[u32] = if picked.len() * 8 < encoded.order.len() {
+            picked.sort_unstable_by_key(|&i| encoded.slots[i as usize].rank);
+            &picked
+        } else {
+            &encoded.order
+        };
+        let mut body = Vec::with_capacity(CHUNK_BYTES.min(picked.len() * 128) + 512);
         let mut group: Option<&str> = None;
-        for &i in &encoded.order {
+        for &i in walk {
             let slot = &encoded.slots[i as usize];
             if slot.read != read {
                 continue;
@@ -358,6 +368,14 @@ impl Encoded {
         merged.extend(new);
         self.order = merged;
         self.fresh.clear();
+        self.rank();
+    }
+
+    /// Sets every slot's `rank` to its position in `order`.
+    fn rank(&mut self) {
+        for (rank, &i) in self.order.iter().enumerate() {
+            self.slots[i as usize].rank = rank as u32;
+        }
     }
 
     /// Drops the slots no read included since `horizon_ms`.
@@ -384,6 +402,7 @@ impl Encoded {
             *i = renumbered[*i as usize];
             *i != u32::MAX
         });
+        self.rank();
     }
 }
 
@@ -418,6 +437,7 @@ impl Slot {
             labels,
             prefix: prefix.into_boxed_str(),
             name_len,
+            rank: 0,
             read: 0,
             timestamp_ms: 0,
             value: 0.0,

@@ -100,13 +100,11 @@ impl FederationView {
         view.subscription.store(id, Ordering::SeqCst);
         {
             let mut series = view.series.lock();
-            table.for_each_live(now_ms, lookback_ms, |e| {
-                if view.selectors.iter().any(|s| s.matches(&e.labels)) {
-                    series
-                        .entries
-                        .entry(e.labels.hash())
-                        .or_insert_with(|| e.clone());
-                }
+            table.for_each_live_matching(now_ms, lookback_ms, &view.selectors, |e| {
+                series
+                    .entries
+                    .entry(e.labels.hash())
+                    .or_insert_with(|| e.clone());
             });
         }
         Ok(view)

@@ -218,14 +218,12 @@ impl Source {
         &self,
         clock: impl Fn() -> i64,
         lookback_ms: i64,
-        mut visit: impl FnMut(&LatestEntry),
+        visit: impl FnMut(&LatestEntry),
     ) {
         match self {
-            Source::Table { table, selectors } => table.for_each_live(clock, lookback_ms, |e| {
-                if selectors.iter().any(|s| s.matches(&e.labels)) {
-                    visit(e);
-                }
-            }),
+            Source::Table { table, selectors } => {
+                table.for_each_live_matching(clock, lookback_ms, selectors, visit)
+            }
             Source::View(view) => view.for_each_live(clock, visit),
         }
     }
