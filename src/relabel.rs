@@ -2,7 +2,8 @@
 //! later `alert_relabel_configs` and `write_relabel_configs`).
 //!
 //! Contract: [`process`] runs the steps in order over a label set and returns the
-//! result, or `None` if a step dropped it. Regexes are already fully anchored by the
+//! result, or `None` if a step dropped it; [`steps`] returns what each step left
+//! (`/api/v1/targets/relabel_steps`, the web UI's "why was it dropped"). Regexes are already fully anchored by the
 //! config loader. Mirrors Prometheus 2.42's `model/relabel`.
 
 use crate::config::{RelabelAction, RelabelConfig};
@@ -15,16 +16,36 @@ pub fn process(steps: &[RelabelConfig], labels: &Labels) -> Option<Labels> {
     if steps.is_empty() {
         return Some(labels.clone());
     }
-    let mut set: BTreeMap<String, String> = labels
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect();
+    let mut set = to_map(labels);
     for step in steps {
         if !apply(step, &mut set) {
             return None;
         }
     }
     Some(Labels::from_pairs(set.into_iter().collect()))
+}
+
+/// What each of `steps` leaves of `labels`, in order: the label set after it and
+/// whether it is still kept. The step that drops the set keeps the labels it saw and
+/// says `false`; the steps after it run no more and say `false` too (as Prometheus's
+/// `relabel_steps` answers: each step's output is the process up to it).
+pub fn steps(steps: &[RelabelConfig], labels: &Labels) -> Vec<(BTreeMap<String, String>, bool)> {
+    let mut set = to_map(labels);
+    let mut kept = true;
+    steps
+        .iter()
+        .map(|step| {
+            kept = kept && apply(step, &mut set);
+            (set.clone(), kept)
+        })
+        .collect()
+}
+
+fn to_map(labels: &Labels) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Applies one step; `false` means the label set is dropped.

@@ -212,3 +212,59 @@ fn status_config_prints_what_prometheus_prints() {
     let prometheus = Prometheus::start(yaml);
     assert_eq!(status(&promflow), status(&prometheus));
 }
+
+/// `/api/v1/targets/relabel_steps` (Prometheus 3.x's endpoint for its UI; 2.42, the
+/// oracle here, has none): what each of a pool's relabel steps leaves of a discovered
+/// label set, the step that drops it and every step after it saying `keep: false`.
+#[test]
+fn relabel_steps_say_which_step_dropped_a_target() {
+    let yaml = "scrape_configs:\n- job_name: demo\n  static_configs: [{targets: ['127.0.0.1:9', 'dropped.invalid:9']}]\n  \
+                relabel_configs:\n  - {source_labels: [__address__], target_label: host}\n  \
+                - {source_labels: [__address__], regex: '127\\..*', action: keep}\n  \
+                - {regex: host, action: labeldrop}\n";
+    let promflow = Promflow::start(yaml);
+    let labels = r#"{"__address__":"dropped.invalid:9","job":"demo"}"#;
+    let path = format!(
+        "/api/v1/targets/relabel_steps?scrapePool=demo&labels={}",
+        common::http::encode(labels)
+    );
+    let json: Value = serde_json::from_str(&promflow.get_ok(&path)).unwrap();
+    let steps = json["data"]["steps"].as_array().expect("steps");
+    let summary: Vec<(String, bool, Value)> = steps
+        .iter()
+        .map(|s| {
+            (
+                s["rule"]["action"].as_str().unwrap().to_string(),
+                s["keep"].as_bool().unwrap(),
+                s["output"]["host"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("replace".into(), true, "dropped.invalid:9".into()),
+            ("keep".into(), false, "dropped.invalid:9".into()),
+            ("labeldrop".into(), false, "dropped.invalid:9".into()),
+        ]
+    );
+    assert_eq!(steps[1]["rule"]["sourceLabels"][0], "__address__");
+    // The kept target goes through every step.
+    let kept = format!(
+        "/api/v1/targets/relabel_steps?scrapePool=demo&labels={}",
+        common::http::encode(r#"{"__address__":"127.0.0.1:9","job":"demo"}"#)
+    );
+    let json: Value = serde_json::from_str(&promflow.get_ok(&kept)).unwrap();
+    let last = &json["data"]["steps"][2];
+    assert_eq!(last["keep"], true, "{json}");
+    assert_eq!(
+        last["output"],
+        serde_json::json!({"__address__": "127.0.0.1:9", "job": "demo"})
+    );
+    assert_eq!(
+        promflow
+            .get("/api/v1/targets/relabel_steps?scrapePool=nope&labels={}")
+            .status,
+        400
+    );
+}

@@ -51,7 +51,8 @@ fn start(exporter: &Exporter, rules: &Path, alertmanager: &Alertmanager) -> Prom
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
          alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{}']\n\
-         scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{}']\n",
+         scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: ['{}', 'dropped.invalid:9']\n\
+         \x20   relabel_configs:\n      - source_labels: [__address__]\n        regex: '127\\.0\\.0\\.1:.*'\n        action: keep\n",
         rules.display(),
         alertmanager.port,
         exporter.addr()

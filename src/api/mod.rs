@@ -131,6 +131,7 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .route("/api/v1/status/config", get(status::config))
         .route("/api/v1/targets", get(targets::targets))
+        .route("/api/v1/targets/relabel_steps", get(targets::relabel_steps))
         .route("/api/v1/write", post(remote_write::write))
         .route("/api/v1/otlp/v1/metrics", post(otlp::metrics))
         .route("/api/v1/read", post(remote_read::read))

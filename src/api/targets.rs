@@ -8,6 +8,11 @@
 //! of targets relabeling dropped. `?state=active|dropped|any` (default any) empties
 //! the list not asked for, as Prometheus does. Pools are sorted by name, targets in
 //! a pool by URL.
+//!
+//! `GET /api/v1/targets/relabel_steps?scrapePool=<job>&labels=<JSON object>` (as
+//! Prometheus 3.x, for its UI): what each of the pool's `relabel_configs` leaves of
+//! the given discovered labels — `{"steps": [{"rule", "output", "keep"}]}` — so a
+//! dropped target shows which step dropped it.
 
 use crate::config::format_duration;
 use crate::service::Service;
@@ -187,4 +192,61 @@ mod tests {
             "http://127.0.0.2:9100/metrics"
         );
     }
+}
+
+/// The query parameters of `/api/v1/targets/relabel_steps`.
+#[derive(Deserialize)]
+pub struct RelabelStepsQuery {
+    #[serde(rename = "scrapePool")]
+    scrape_pool: Option<String>,
+    labels: Option<String>,
+}
+
+/// Handles `GET /api/v1/targets/relabel_steps`.
+pub async fn relabel_steps(
+    State(service): State<Arc<Service>>,
+    Query(query): Query<RelabelStepsQuery>,
+) -> Response {
+    use crate::api::response::{api_error, ErrorType};
+    let Some(pool) = query.scrape_pool.filter(|p| !p.is_empty()) else {
+        return api_error(ErrorType::BadData, "no scrapePool given");
+    };
+    let labels: std::collections::BTreeMap<String, String> =
+        match serde_json::from_str(query.labels.as_deref().unwrap_or("")) {
+            Ok(labels) => labels,
+            Err(e) => {
+                return api_error(ErrorType::BadData, &format!("error parsing labels: {e}"));
+            }
+        };
+    let config = service.config.read().clone();
+    let Some(job) = config.scrape_configs.iter().find(|j| j.job_name == pool) else {
+        return api_error(
+            ErrorType::BadData,
+            &format!("scrape pool {pool:?} not found"),
+        );
+    };
+    let input = dataflows::Labels::from_pairs(labels.into_iter().collect());
+    let steps: Vec<Value> = job
+        .relabel_configs
+        .iter()
+        .zip(crate::relabel::steps(&job.relabel_configs, &input))
+        .map(|(rule, (output, keep))| {
+            let mut r = serde_json::Map::new();
+            if !rule.source_labels.is_empty() {
+                r.insert("sourceLabels".into(), json!(rule.source_labels));
+            }
+            r.insert("separator".into(), json!(rule.separator));
+            r.insert("regex".into(), json!(rule.regex_source));
+            if rule.modulus != 0 {
+                r.insert("modulus".into(), json!(rule.modulus));
+            }
+            if !rule.target_label.is_empty() {
+                r.insert("targetLabel".into(), json!(rule.target_label));
+            }
+            r.insert("replacement".into(), json!(rule.replacement));
+            r.insert("action".into(), json!(rule.action.as_str()));
+            json!({ "rule": r, "output": output, "keep": keep })
+        })
+        .collect();
+    axum::Json(json!({ "status": "success", "data": { "steps": steps } })).into_response()
 }

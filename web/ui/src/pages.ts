@@ -198,6 +198,45 @@ export function renderTargets(root: HTMLElement): Promise<void> {
   });
 }
 
+interface RelabelStep {
+  rule: { action: string; sourceLabels?: string[]; regex?: string; targetLabel?: string };
+  output: Labels;
+  keep: boolean;
+}
+
+/** A dropped target's cell: "Dropped", and on demand which relabel step dropped it
+ * (`/api/v1/targets/relabel_steps`: each step's output, the dropping one marked). */
+function droppedCell(pool: string, discovered: Labels): HTMLElement {
+  const why = h('div', { class: 'relabel-steps' });
+  const button = h('button', {
+    class: 'why',
+    onclick: async () => {
+      button.remove();
+      try {
+        const data = await apiData<{ steps: RelabelStep[] }>('/api/v1/targets/relabel_steps', { scrapePool: pool, labels: JSON.stringify(discovered) });
+        const drop = data.steps.findIndex((s) => !s.keep);
+        why.replaceChildren(
+          h(
+            'ol',
+            {},
+            data.steps.slice(0, drop < 0 ? undefined : drop + 1).map((s, i) =>
+              h(
+                'li',
+                { class: i === drop ? 'dropping' : '' },
+                h('code', {}, `${s.rule.action}${s.rule.sourceLabels ? ` [${s.rule.sourceLabels.join(', ')}]` : ''}${s.rule.regex !== undefined ? ` =~ ${s.rule.regex}` : ''}${s.rule.targetLabel ? ` → ${s.rule.targetLabel}` : ''}`),
+                i === drop ? h('strong', {}, ' dropped the target here') : null,
+              ),
+            ),
+          ),
+        );
+      } catch (e) {
+        why.replaceChildren(errorBox(String(e instanceof Error ? e.message : e)));
+      }
+    },
+  }, 'why?');
+  return h('div', {}, h('span', { class: 'state bad' }, 'Dropped'), ' ', button, why);
+}
+
 export function renderServiceDiscovery(root: HTMLElement): Promise<void> {
   return withData(root, async () => {
     const data = await apiData<TargetsData>('/api/v1/targets', { state: 'any' });
@@ -220,7 +259,7 @@ export function renderServiceDiscovery(root: HTMLElement): Promise<void> {
               'tbody',
               {},
               targets.map((t) =>
-                h('tr', {}, h('td', {}, labelBadges(t.discoveredLabels)), h('td', {}, t.labels ? labelBadges(t.labels) : h('span', { class: 'state bad' }, 'Dropped'))),
+                h('tr', {}, h('td', {}, labelBadges(t.discoveredLabels)), h('td', {}, t.labels ? labelBadges(t.labels) : droppedCell(t.pool, t.discoveredLabels))),
               ),
             ),
           ),

@@ -40,6 +40,10 @@ const pages = [
   }],
   ['service-discovery', 'main table.data tbody tr', async () => {
     expect((await text('main')).includes('__address__'), 'discovered labels shown');
+    // The target the keep step dropped says which step dropped it.
+    await page.locator('button.why').first().click();
+    const dropping = await page.locator('.relabel-steps li.dropping').first().innerText({ timeout: 15000 });
+    expect(dropping.includes('keep') && dropping.includes('dropped the target here'), `relabel steps: ${dropping}`);
   }],
   ['alerts', 'details.alert-rule', async () => {
     const t = await text('main');
