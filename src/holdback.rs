@@ -19,7 +19,8 @@
 //! goes when its loop ends ([`TargetHoldback`]'s drop) and decays when it stops
 //! bringing timestamped samples: a measure older than the cap is forgotten. The first
 //! scrape of a target has no measure yet: what it brings behind the watermark is late
-//! and counted.
+//! and counted; the watermark (which never moves back) then stands still until the
+//! clock is the hold-back past it, and scrapes meanwhile are late too.
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};

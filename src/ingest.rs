@@ -299,6 +299,55 @@ mod tests {
         }
     }
 
+    /// Samples with older exposed timestamps (federation): the first scrape measures
+    /// their lag and the watermark stays that far (plus the margin) behind, so a
+    /// scrape once the watermark has fallen back has its new samples fed, not late; a
+    /// sample repeated from the previous scrape is not stored, and so not fed again.
+    #[test]
+    fn exposed_timestamps_hold_the_watermark_back_by_their_lag() {
+        use crate::holdback::MARGIN_MS;
+        let ingester = ingester();
+        let engine = ingester.engine().clone();
+        engine.advance_watermark(now_ms());
+        let mut holdback = ingester.target_holdback();
+        let lag = 200;
+
+        let scrape = ingester.begin_scrape();
+        let first = scrape.start_ms() - lag;
+        ingester
+            .commit_scrape(vec![sample(first, 1.0)], &scrape, Some(&mut holdback))
+            .unwrap();
+        drop(scrape);
+        assert_eq!(holdback.held_ms(), lag + MARGIN_MS);
+        assert_eq!(engine.stats().samples_late, 1, "no measure yet: late");
+
+        // The watermark stands still until the clock is the hold-back past it.
+        std::thread::sleep(Duration::from_millis((lag + MARGIN_MS + 20) as u64));
+        let scrape = ingester.begin_scrape();
+        let second = scrape.start_ms() - lag;
+        let fed = engine.stats().samples_fed;
+        ingester
+            .commit_scrape(
+                vec![sample(first, 1.0), sample(second, 2.0)],
+                &scrape,
+                Some(&mut holdback),
+            )
+            .unwrap();
+        drop(scrape);
+        let stats = engine.stats();
+        assert_eq!(stats.samples_late, 1, "{stats:?}");
+        assert_eq!(stats.samples_fed, fed + 1, "only the new sample is fed");
+        assert!(
+            stats.watermark_ms <= now_ms() - lag - MARGIN_MS,
+            "{stats:?}"
+        );
+
+        // The target goes: its hold-back with it.
+        drop(holdback);
+        ingester.advance_watermark();
+        assert!(engine.stats().watermark_ms > now_ms() - lag);
+    }
+
     /// A scrape that begins, commits and ends within one millisecond of the clock:
     /// once it has ended, with nothing else in flight, the watermark is past its
     /// samples, so an on-arrival rule over them is evaluated at once. Nothing else
