@@ -5,11 +5,15 @@
 //! its samples. The watermark given to the dataflow is the minimum start time of the
 //! scrapes in flight (or now, when none is), so the input frontier never passes a
 //! scrape that can still produce samples, and once the last scrape in flight has ended
-//! it is past that scrape's samples (see [`ScrapeInFlight`]'s drop). [`Ingester::commit`] writes to storage first
-//! and then feeds the dataflow (storage forwards what it stored to the remote write
-//! queues); [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
+//! it is past that scrape's samples (see [`ScrapeInFlight`]'s drop). While a target
+//! brings samples with their own, older timestamps (federation), the watermark is held
+//! back further by their lag (see [`crate::holdback`]). [`Ingester::commit`] writes to
+//! storage first and then feeds the dataflow what storage stored (storage forwards it
+//! to the remote write queues; a sample repeated from the previous scrape is neither);
+//! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier) to storage and the latest-sample table.
 
+use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::{AppendError, Storage};
@@ -35,6 +39,8 @@ pub struct Ingester {
     metrics: Arc<SelfMetrics>,
     /// Start time (ms) → number of scrapes in flight that started then.
     in_flight: Mutex<BTreeMap<i64, usize>>,
+    /// How far the watermark is held back for targets with exposed timestamps.
+    holdbacks: Arc<Holdbacks>,
 }
 
 /// A scrape in flight; dropping it releases its hold on the watermark.
@@ -102,9 +108,11 @@ impl Ingester {
         engine: Arc<Engine>,
         metrics: Arc<SelfMetrics>,
     ) -> Arc<Ingester> {
+        let holdbacks = Holdbacks::new(engine.lookback_ms());
         Arc::new(Ingester {
             storage,
             engine,
+            holdbacks,
             remote_write: RemoteWrite::new(),
             metrics,
             in_flight: Mutex::new(BTreeMap::new()),
@@ -128,10 +136,74 @@ impl Ingester {
     /// series storage saw for the first time. A batch storage refuses (its WAL could not
     /// be written) is not fed to the dataflow either: the caller gets the error.
     pub fn commit(&self, batch: Vec<Sample>) -> Result<usize, AppendError> {
+        self.commit_observed(batch, |_, _| {})
+    }
+
+    /// Like [`Ingester::commit`] for the batch of `scrape`, and records in `holdback`
+    /// (the target's, when it honors exposed timestamps) how far the samples storage
+    /// stored lag the scrape's start.
+    pub fn commit_scrape(
+        &self,
+        batch: Vec<Sample>,
+        scrape: &ScrapeInFlight,
+        holdback: Option<&mut TargetHoldback>,
+    ) -> Result<usize, AppendError> {
+        let Some(holdback) = holdback else {
+            return self.commit(batch);
+        };
+        let start_ms = scrape.start_ms;
+        let mut lag_ms = 0;
+        let committed = self.commit_observed(batch, |batch, stored| {
+            lag_ms = stored
+                .iter()
+                .map(|&i| start_ms - batch[i].timestamp_ms)
+                .max()
+                .unwrap_or(0);
+        });
+        if committed.is_ok() {
+            holdback.observe(start_ms, lag_ms);
+        }
+        committed
+    }
+
+    /// A tracker of the lag of a target's exposed timestamps, holding the watermark
+    /// back while the target lives (see [`crate::holdback`]).
+    pub fn target_holdback(&self) -> TargetHoldback {
+        self.holdbacks.target()
+    }
+
+    /// Stores `batch`, hands the indices of what was stored to `observe`, and feeds
+    /// those samples to the dataflow.
+    fn commit_observed(
+        &self,
+        batch: Vec<Sample>,
+        observe: impl FnOnce(&[Sample], &[usize]),
+    ) -> Result<usize, AppendError> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let new_series = self.store(&batch)?;
+        let remote = &self.remote_write;
+        // The indices stored, kept only when not every sample was.
+        let mut partly: Option<Vec<usize>> = None;
+        let new_series = self.store_observed(&batch, |stored| {
+            remote.enqueue(&batch, stored);
+            observe(&batch, stored);
+            if stored.len() < batch.len() {
+                partly = Some(stored.to_vec());
+            }
+        })?;
+        let batch = match partly {
+            None => batch,
+            Some(stored) => {
+                let mut stored = stored.into_iter().peekable();
+                batch
+                    .into_iter()
+                    .enumerate()
+                    .filter(|&(i, _)| stored.next_if_eq(&i).is_some())
+                    .map(|(_, sample)| sample)
+                    .collect()
+            }
+        };
         self.engine.feed(batch);
         Ok(new_series)
     }
@@ -154,9 +226,17 @@ impl Ingester {
     /// counts; returns the number of new series.
     fn store(&self, batch: &[Sample]) -> Result<usize, AppendError> {
         let remote = &self.remote_write;
-        let outcome = self
-            .storage
-            .append_observed(batch, |stored| remote.enqueue(batch, stored))?;
+        self.store_observed(batch, |stored| remote.enqueue(batch, stored))
+    }
+
+    /// Appends to storage, handing the indices stored to `stored`, and counts; returns
+    /// the number of new series.
+    fn store_observed(
+        &self,
+        batch: &[Sample],
+        stored: impl FnOnce(&[usize]),
+    ) -> Result<usize, AppendError> {
+        let outcome = self.storage.append_observed(batch, stored)?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
@@ -164,11 +244,13 @@ impl Ingester {
         Ok(outcome.new_series)
     }
 
-    /// Advances the dataflow's watermark as far as the scrapes in flight allow.
+    /// Advances the dataflow's watermark as far as the scrapes in flight and the
+    /// hold-back for exposed timestamps allow.
     pub fn advance_watermark(&self) {
         let in_flight = self.in_flight.lock();
         let watermark = in_flight.keys().next().copied().unwrap_or_else(now_ms);
-        self.engine.advance_watermark(watermark);
+        self.engine
+            .advance_watermark(watermark - self.holdbacks.current_ms());
     }
 
     /// The storage this ingester writes to.
@@ -215,6 +297,55 @@ mod tests {
             timestamp_ms: ts,
             value,
         }
+    }
+
+    /// Samples with older exposed timestamps (federation): the first scrape measures
+    /// their lag and the watermark stays that far (plus the margin) behind, so a
+    /// scrape once the watermark has fallen back has its new samples fed, not late; a
+    /// sample repeated from the previous scrape is not stored, and so not fed again.
+    #[test]
+    fn exposed_timestamps_hold_the_watermark_back_by_their_lag() {
+        use crate::holdback::MARGIN_MS;
+        let ingester = ingester();
+        let engine = ingester.engine().clone();
+        engine.advance_watermark(now_ms());
+        let mut holdback = ingester.target_holdback();
+        let lag = 200;
+
+        let scrape = ingester.begin_scrape();
+        let first = scrape.start_ms() - lag;
+        ingester
+            .commit_scrape(vec![sample(first, 1.0)], &scrape, Some(&mut holdback))
+            .unwrap();
+        drop(scrape);
+        assert_eq!(holdback.held_ms(), lag + MARGIN_MS);
+        assert_eq!(engine.stats().samples_late, 1, "no measure yet: late");
+
+        // The watermark stands still until the clock is the hold-back past it.
+        std::thread::sleep(Duration::from_millis((lag + MARGIN_MS + 20) as u64));
+        let scrape = ingester.begin_scrape();
+        let second = scrape.start_ms() - lag;
+        let fed = engine.stats().samples_fed;
+        ingester
+            .commit_scrape(
+                vec![sample(first, 1.0), sample(second, 2.0)],
+                &scrape,
+                Some(&mut holdback),
+            )
+            .unwrap();
+        drop(scrape);
+        let stats = engine.stats();
+        assert_eq!(stats.samples_late, 1, "{stats:?}");
+        assert_eq!(stats.samples_fed, fed + 1, "only the new sample is fed");
+        assert!(
+            stats.watermark_ms <= now_ms() - lag - MARGIN_MS,
+            "{stats:?}"
+        );
+
+        // The target goes: its hold-back with it.
+        drop(holdback);
+        ingester.advance_watermark();
+        assert!(engine.stats().watermark_ms > now_ms() - lag);
     }
 
     /// A scrape that begins, commits and ends within one millisecond of the clock:

@@ -16,6 +16,7 @@ pub mod config;
 pub mod discovery;
 pub mod exposition;
 pub mod flags;
+pub mod holdback;
 pub mod http_client;
 pub mod ingest;
 pub mod logging;

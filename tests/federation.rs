@@ -7,6 +7,10 @@
 //! The same check also runs with a real Prometheus in promflow's place
 //! (`reference_prometheus_passes_the_federation_check`): that proves the check itself
 //! holds for the reference implementation, so a failure with promflow is promflow's.
+//!
+//! promflow as the federating (main) instance: an alert over a federated series fires
+//! and, after the first scrape, none of the federated samples is late for its
+//! dataflow (`promflow_federating_*`), with promflow and with Prometheus as source.
 
 mod common;
 
@@ -266,4 +270,97 @@ fn reference_prometheus_passes_the_federation_check() {
         ok,
         "promtool check metrics on Prometheus's /metrics:\n{out}"
     );
+}
+
+/// A promflow main federating `source` (1s, like the reference stack's main) with an
+/// alert over a federated series; `rules` is the rule file's path.
+fn main_config(source: &str, rules: &std::path::Path) -> String {
+    format!(
+        r#"global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - {}
+scrape_configs:
+  - job_name: federate
+    honor_labels: true
+    metrics_path: /federate
+    params:
+      'match[]': ['{{job="node"}}']
+    static_configs:
+      - targets: ['{source}']
+"#,
+        rules.display()
+    )
+}
+
+/// Fires as long as the federated `up` of the node job is current: `for: 3s` needs
+/// the federated samples at consecutive evaluations.
+const FEDERATED_RULES: &str = r#"groups:
+  - name: federated
+    rules:
+      - alert: NodeFederated
+        expr: up{job="node", federated_from="source"} == 1
+        for: 3s
+"#;
+
+fn samples_late(main: &Promflow) -> f64 {
+    main.metrics()
+        .sum("promflow_samples_late_total")
+        .expect("promflow_samples_late_total on /metrics")
+}
+
+/// The federated samples carry the source's scrape timestamps, behind the main's
+/// scrape: the main's watermark is held back by their lag (README "Late samples"), so
+/// the alert over them fires and, once the first scrape measured the lag, no sample is
+/// late any more.
+fn check_alert_over_federated_series_fires(source: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, FEDERATED_RULES).unwrap();
+    let main = Promflow::start(&main_config(source, &rules));
+    let firing = wait_for(Duration::from_secs(40), || {
+        let alerts: serde_json::Value =
+            serde_json::from_str(&main.get_ok("/api/v1/alerts")).unwrap();
+        alerts["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "NodeFederated" && a["state"] == "firing")
+            .then_some(())
+    });
+    assert!(
+        firing.is_some(),
+        "NodeFederated never fired; late samples: {}; {}",
+        samples_late(&main),
+        main.get_ok("/api/v1/alerts")
+    );
+    let late = samples_late(&main);
+    // Source scrapes every 3s: several new federated samples per series meanwhile.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        samples_late(&main),
+        late,
+        "federated samples late after the first scrapes"
+    );
+    let rule_up = main.query(r#"ALERTS{alertname="NodeFederated",alertstate="firing"}"#);
+    assert_eq!(
+        rule_up["result"].as_array().map(Vec::len),
+        Some(1),
+        "{rule_up}"
+    );
+}
+
+#[test]
+fn promflow_federating_promflow_fires_alerts_over_federated_series() {
+    let node = NodeExporter::start();
+    let source = Promflow::start(&source_config(&node.addr().to_string()));
+    check_alert_over_federated_series_fires(&source.addr().to_string());
+}
+
+#[test]
+fn promflow_federating_prometheus_fires_alerts_over_federated_series() {
+    let node = NodeExporter::start();
+    let source = Prometheus::start(&source_config(&node.addr().to_string()));
+    check_alert_over_federated_series_fires(&source.addr().to_string());
 }

@@ -70,18 +70,15 @@ enum Side {
     Prometheus,
 }
 
-/// promflow as main drops the federated samples as late (they carry the services'
-/// scrape timestamps, behind main's watermark: `promflow_samples_late_total`), so its
-/// rules over federated series (OnlineDevicesLow, ServiceDown of a task) never fire;
-/// steps 1-6 pass. Run with `--ignored` to see it. The same holds for the next test.
+/// promflow as main: its rules over federated series (OnlineDevicesLow, ServiceDown of
+/// a task) fire through the watermark's hold-back for exposed timestamps
+/// (`src/holdback.rs`). The same holds for the next test.
 #[test]
-#[ignore = "promflow main: federated samples are late for its dataflow, alerts over them never fire"]
 fn promflow_as_services_and_main() {
     run(Side::Promflow, Side::Promflow);
 }
 
 #[test]
-#[ignore = "promflow main: federated samples are late for its dataflow, alerts over them never fire"]
 fn prometheus_as_services_promflow_as_main() {
     run(Side::Prometheus, Side::Promflow);
 }

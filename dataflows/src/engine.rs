@@ -407,6 +407,11 @@ impl Engine {
         }
     }
 
+    /// The lookback delta (ms) the engine was started with.
+    pub fn lookback_ms(&self) -> i64 {
+        self.lookback_ms
+    }
+
     /// The maintained latest-sample table (federation output).
     pub fn latest(&self) -> &LatestTable {
         &self.latest

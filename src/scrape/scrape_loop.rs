@@ -10,6 +10,7 @@
 //! series of the previous scrape. When the loop is stopped it writes stale markers for
 //! everything it produced.
 
+use crate::holdback::TargetHoldback;
 use crate::ingest::{now_ms, Ingester};
 use crate::relabel;
 use crate::scrape::exposition::{self, Format, SampleSink, SCRAPE_ACCEPT_HEADER};
@@ -89,6 +90,9 @@ struct LoopState {
     cache: ScrapeCache,
     /// Labels of `up`, `scrape_duration_seconds`, … in [`REPORT_SERIES`] order.
     report_labels: Vec<Arc<Labels>>,
+    /// With `honor_timestamps`: the lag of the target's exposed timestamps, holding
+    /// the watermark back while the loop runs (see `crate::holdback`).
+    holdback: Option<TargetHoldback>,
 }
 
 /// How a loop is told to stop: `true` = write stale markers (target went away),
@@ -110,6 +114,9 @@ pub async fn run(
             .iter()
             .map(|name| Arc::new(with_name(&spec.labels, name)))
             .collect(),
+        holdback: spec
+            .honor_timestamps
+            .then(|| ctx.ingester.target_holdback()),
     };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + offset, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -233,7 +240,9 @@ async fn scrape_once(
             value,
         });
     }
-    let committed = ctx.ingester.commit(batch);
+    let committed = ctx
+        .ingester
+        .commit_scrape(batch, &in_flight, state.holdback.as_mut());
     // Ends the scrape: the watermark passes its samples (see `ScrapeInFlight`).
     drop(in_flight);
     // Storage refused the batch: nothing of this scrape is kept, the target reports it.
