@@ -214,7 +214,7 @@ fn unreadable_tls_files_are_located_config_errors() {
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains(&format!(
-            "promflow.yml:7: scrape_configs[0].tls_config.key_file: unable to load specified client key {}/missing.key: No such file or directory",
+            "promflow.yml:7: scrape_configs[0].tls_config.key_file: unable to load specified client key {0}/missing.key: open {0}/missing.key: no such file or directory",
             dir.path().display()
         )),
         "{text}"
