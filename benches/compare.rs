@@ -41,9 +41,9 @@
 mod side_by_side;
 
 use side_by_side::{
-    bench_families_body, cpu_seconds, env_or, free_port, http, http_get, node_body, node_series,
-    rss_bytes, rule_expr, rule_file, serve_exporter, Server, PROMETHEUS, PROMETHEUS_COUNTER,
-    PROMFLOW, PROMFLOW_COUNTER,
+    bench_families_body, cpu_seconds, encode, env_or, free_port, http, http_get, node_body,
+    node_series, rss_bytes, rule_expr, rule_file, serve_exporter, Server, PROMETHEUS,
+    PROMETHEUS_COUNTER, PROMFLOW, PROMFLOW_COUNTER,
 };
 use std::net::TcpListener;
 use std::path::Path;
@@ -189,18 +189,6 @@ impl Fleet {
         out.push_str(&self.scrape_configs);
         out
     }
-}
-
-/// `s` percent-encoded for a query string.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn median(mut times: Vec<f64>) -> f64 {

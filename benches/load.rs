@@ -34,7 +34,7 @@
 #[path = "side_by_side/mod.rs"]
 mod side_by_side;
 
-use side_by_side::{env_or, http_get, node_fleet_config, Server, PROMETHEUS, PROMFLOW};
+use side_by_side::{encode, env_or, http_get, node_fleet_config, Server, PROMETHEUS, PROMFLOW};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,17 +57,6 @@ struct Outcome {
     p99_ms: f64,
     max_ms: f64,
     errors: f64,
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The wrk script for `path` with a `delay_ms` pause per connection between requests.

@@ -26,7 +26,7 @@
 mod side_by_side;
 
 use promflow::remote::proto::{self, Label, Sample, TimeSeries, WriteRequest};
-use side_by_side::{env_or, http, http_get, Server, PROMETHEUS, PROMFLOW};
+use side_by_side::{encode, env_or, http, http_get, Server, PROMETHEUS, PROMFLOW};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const STEP_MS: i64 = 15_000;
@@ -123,19 +123,6 @@ fn load(
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let at = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[at.min(sorted.len() - 1)]
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The query's matrix as `labels → values`, for comparing the two answers.

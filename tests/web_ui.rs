@@ -247,7 +247,15 @@ fn pages_update_live_in_chromium() {
     )
     .unwrap();
     let dashboards_flag = format!("--web.dashboards-dir={}", dashboards.display());
-    let promflow = Promflow::start_with_args(&config, &[PREFIX_ARGS[0], &dashboards_flag]);
+    // The group is evaluated on arrival: the rules page says so.
+    let promflow = Promflow::start_with_args(
+        &config,
+        &[
+            PREFIX_ARGS[0],
+            &dashboards_flag,
+            "--rules.on-arrival-groups=live",
+        ],
+    );
     let list = promflow.get_ok("/prom/api/v1/dashboards");
     let list: serde_json::Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["data"][1]["name"], "wall", "{list}");

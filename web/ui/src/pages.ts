@@ -378,24 +378,41 @@ function alertRules(groups: RuleGroup[]): { group: RuleGroup; rule: Rule }[] {
   return groups.flatMap((g) => g.rules.map((r) => ({ group: g, rule: r })));
 }
 
-export function renderRules(root: HTMLElement): Promise<void> {
+/** Each group's evaluation mode, from the flags that set it: `--rules.evaluation` for
+ * all, `on-arrival` for groups matching `--rules.on-arrival-groups` (anchored, as
+ * promflow matches it). */
+async function evaluationModes(): Promise<(group: string) => string> {
+  const flags = await apiData<Record<string, string>>('/api/v1/status/flags').catch(() => ({}) as Record<string, string>);
+  const fallback = flags['rules.evaluation'] || 'interval';
+  const pattern = flags['rules.on-arrival-groups'];
+  let re: RegExp | null = null;
+  try {
+    re = pattern ? new RegExp(`^(?:${pattern})$`) : null;
+  } catch {
+    re = null;
+  }
+  return (group) => (re?.test(group) ? 'on-arrival' : fallback);
+}
+
+export async function renderRules(root: HTMLElement): Promise<void> {
   const load = () => apiData<{ groups: RuleGroup[] }>('/api/v1/rules');
+  const modeOf = await evaluationModes();
   return withLiveData(root, ['ALERTS'], load, (first) => {
     const body = h('div');
-    const draw = (data: { groups: RuleGroup[] }) => body.replaceChildren(...ruleGroups(data));
+    const draw = (data: { groups: RuleGroup[] }) => body.replaceChildren(...ruleGroups(data, modeOf));
     draw(first);
     return { nodes: [h('h1', {}, 'Rules'), body], update: draw };
   });
 }
 
-function ruleGroups(data: { groups: RuleGroup[] }): HTMLElement[] {
+function ruleGroups(data: { groups: RuleGroup[] }, modeOf: (group: string) => string): HTMLElement[] {
   return [
     ...(data.groups.length ? [] : [h('p', { class: 'muted' }, 'No rule groups.')]),
     ...data.groups.map((g) =>
       h(
         'section',
         { class: 'rule-group' },
-        h('h3', {}, g.name, ' ', h('span', { class: 'muted' }, `${g.file} · every ${g.interval}s · last evaluation ${ago(g.lastEvaluation)} · took ${formatSeconds(g.evaluationTime)}`)),
+        h('h3', {}, g.name, ' ', h('span', { class: 'muted' }, `${g.file} · ${modeOf(g.name) === 'on-arrival' ? `on arrival (interval ${g.interval}s)` : `every ${g.interval}s`} · last evaluation ${ago(g.lastEvaluation)} · took ${formatSeconds(g.evaluationTime)}`)),
         h(
           'table',
           { class: 'data' },

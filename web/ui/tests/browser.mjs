@@ -53,7 +53,7 @@ const pages = [
   }],
   ['rules', 'section.rule-group', async () => {
     const t = await text('main');
-    expect(t.includes('demo') && t.includes('job:demo_requests:sum') && t.includes('OK'), `rules page: ${t}`);
+    expect(t.includes('demo') && t.includes('job:demo_requests:sum') && t.includes('OK') && t.includes('every 1s'), `rules page: ${t}`);
   }],
   ['status', 'table.kv', async () => {
     const t = await text('main');

@@ -34,6 +34,7 @@ await check('the pages show the target up and the alert inactive', async () => {
   await shows(alerts, /INACTIVE\s+TargetDown/);
   await rules.goto(`${base}/rules`);
   await shows(rules, /alert: TargetDown[\s\S]*INACTIVE/);
+  await shows(rules, /on arrival \(interval 1s\)/);
   await wall.goto(`${base}/dashboard/wall`);
   await shows(wall, /Demo wall[\s\S]*No alerts firing/);
   await wall.locator('.wall-panel.stat .stat-value', { hasText: /^12 req$/ }).waitFor();
