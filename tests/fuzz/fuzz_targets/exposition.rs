@@ -9,10 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-#[allow(dead_code)]
-#[path = "../../../src/scrape/exposition/mod.rs"]
-mod exposition;
-
+use promflow::scrape::exposition;
 use exposition::{Format, SampleRef, SampleSink};
 use std::collections::HashSet;
 
