@@ -9,8 +9,8 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use promflow::scrape::exposition;
 use exposition::{Format, SampleRef, SampleSink};
+use promflow::scrape::exposition;
 use std::collections::HashSet;
 
 /// Remembers the series texts given with labels and takes them by text afterwards.
