@@ -383,14 +383,7 @@ impl OAuth2 {
     pub fn secret_text(&self) -> Result<String, String> {
         match (&self.client_secret, &self.client_secret_file) {
             (Some(s), _) => Ok(s.expose().to_string()),
-            (None, Some(f)) => std::fs::read_to_string(f)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| {
-                    format!(
-                        "unable to read oauth2 client secret file {}: {e}",
-                        f.display()
-                    )
-                }),
+            (None, Some(f)) => read_secret_file(f, "oauth2 client secret"),
             _ => Ok(String::new()),
         }
     }
