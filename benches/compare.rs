@@ -18,7 +18,7 @@
 //!    series;
 //! 3. *queries*, `CMP_READS` times each, alternating, p50 of wall-clock to the last
 //!    byte: `/api/v1/query` of the CPU alert expression ([`rule_expr`]`(0)`),
-//!    `sum by (job) (rate(…[1m]))` over half the bulk series (`node_bench_family0…9`),
+//!    `sum by (job) (rate(…[1m]))` over half the bulk series (the even families, added),
 //!    and `/federate?match[]={__name__=~".+"}` (every series);
 //! 4. *rules*: 100 alert rules ([`rule_file`]) and 5 recording rules at
 //!    `evaluation_interval: 5s` (Prometheus and promflow: config reloaded with
@@ -79,8 +79,18 @@ const RECORDING: [(&str, &str); 5] = [
     ),
 ];
 
-/// The bulk families the `sum by (job) (rate(…))` query reads: half of them.
-const HALF_THE_BULK: &str = r#"{__name__=~"node_bench_family[0-9]_total"}"#;
+/// `sum by (job) (rate(…[1m]))` over half the bulk series: the even families, one
+/// `sum by (job)` each, added. One selector over several families
+/// (`{__name__=~"node_bench_family…"}`) is refused by Prometheus 2.42, whose `rate`
+/// drops the name before it checks that its output labelsets are unique (the families
+/// share their labels); 3.x delays that, promflow follows 3.x.
+fn sum_rate_of_half_the_bulk() -> String {
+    (0..side_by_side::FAMILIES)
+        .step_by(2)
+        .map(|f| format!("sum by (job) (rate(node_bench_family{f}_total[1m]))"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
 
 /// The rule file: the 100 alerts in group `<prefix>`, the recording rules in
 /// `<prefix>_recording`, both every 5s.
@@ -319,7 +329,7 @@ fn run(system: System, fleet: &Fleet, dir: &Path) -> Figures {
     let alert = format!("/api/v1/query?query={}", encode(&rule_expr(0)));
     let sum_rate = format!(
         "/api/v1/query?query={}",
-        encode(&format!("sum by (job) (rate({HALF_THE_BULK}[1m]))"))
+        encode(&sum_rate_of_half_the_bulk())
     );
     let federate = format!("/federate?match[]={}", encode(r#"{__name__=~".+"}"#));
     let (mut a, mut s, mut f) = (Vec::new(), Vec::new(), Vec::new());
