@@ -36,9 +36,10 @@
 //! request.
 //!
 //! promflow as main trails by the watermark's hold-back for the federated samples
-//! (README, "Late samples and exposed timestamps"), which goes with the services
-//! instance's scrape interval: `REFERENCE_LATENCY_SERVICES_SCRAPE` sets it (default
-//! 1s, as in the test; 15s is deploy/services.yml's).
+//! (README, "Late samples and exposed timestamps"): their largest lag, under the
+//! shorter of the services' scrape interval and main's federation interval (1s here),
+//! plus 500 ms. `REFERENCE_LATENCY_SERVICES_SCRAPE` sets the services' scrape interval
+//! (default 1s, as in the test; 15s is deploy/services.yml's).
 //!
 //! Run: `cargo bench --bench reference_latency` (env `REFERENCE_LATENCY_TRIALS`,
 //! default 10, at most 30). Needs dnsmasq, moto (`MOTO_SERVER_BIN`), Alertmanager 0.25,
