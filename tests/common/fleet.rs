@@ -7,7 +7,9 @@
 //!   `online_devices` gauge the test sets, Go runtime gauges; it can stop answering
 //!   (503) like a hung task;
 //! - [`CpuHost`]: a node_exporter's `node_cpu_seconds_total{cpu,mode}` of a host whose
-//!   load the test switches (busy: 98% non-idle), counters continuous across switches;
+//!   load the test switches (busy: 98% non-idle), counters continuous across switches,
+//!   with a log of when each body was made and its `user` value (which tells the
+//!   scrapes apart: it advances at least 0.05 s/s and is written to the microsecond);
 //! - [`cadvisor_reply`]: cAdvisor's container series for two containers and a cgroup
 //!   with no container name.
 
@@ -120,6 +122,7 @@ pub fn service_body(secs: f64, devices: u64) -> String {
 pub struct CpuHost {
     pub exporter: Exporter,
     state: Arc<Mutex<CpuState>>,
+    made: Arc<Mutex<Vec<(Instant, String)>>>,
 }
 
 /// Seconds per CPU in each mode up to `since`, and the load from then on.
@@ -153,18 +156,22 @@ impl CpuHost {
             since: Instant::now(),
             busy: false,
         }));
-        let s = state.clone();
+        let made: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let (s, log) = (state.clone(), made.clone());
         let make: MakeReply = Arc::new(move || {
             let (idle, user) = s.lock().unwrap().now();
+            log.lock()
+                .unwrap()
+                .push((Instant::now(), format!("{user:.6}")));
             let mut b = String::from("# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.\n# TYPE node_cpu_seconds_total counter\n");
             for cpu in 0..CPUS {
                 let _ = writeln!(
                     b,
-                    "node_cpu_seconds_total{{cpu=\"{cpu}\",mode=\"idle\"}} {idle:.3}"
+                    "node_cpu_seconds_total{{cpu=\"{cpu}\",mode=\"idle\"}} {idle:.6}"
                 );
                 let _ = writeln!(
                     b,
-                    "node_cpu_seconds_total{{cpu=\"{cpu}\",mode=\"user\"}} {user:.3}"
+                    "node_cpu_seconds_total{{cpu=\"{cpu}\",mode=\"user\"}} {user:.6}"
                 );
             }
             Reply::text(&b)
@@ -172,7 +179,14 @@ impl CpuHost {
         Ok(CpuHost {
             exporter: Exporter::start_making(addr, make)?,
             state,
+            made,
         })
+    }
+
+    /// When each body was made (it is written right after) and the `user` value it
+    /// carries, as written.
+    pub fn made(&self) -> Vec<(Instant, String)> {
+        self.made.lock().unwrap().clone()
     }
 
     /// Switches the load: busy is 98% non-idle on every CPU, else 5%.

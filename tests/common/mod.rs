@@ -22,6 +22,7 @@ pub mod moto;
 pub mod notify_pair;
 pub mod proxy;
 pub mod receiver;
+pub mod reference;
 pub mod remote_write;
 pub mod smtp;
 pub mod stream_client;
