@@ -139,7 +139,10 @@ struct Figures {
     alert_query_ms: f64,
     sum_rate_ms: f64,
     federate_ms: f64,
-    federate_series: usize,
+    /// Series in the shortest and the longest `/federate` read, and targets whose `up`
+    /// was 0 in the shortest (a failed scrape marks its series stale, as in Prometheus).
+    federate_series: (usize, usize),
+    federate_down_in_shortest: usize,
     samples_counted: f64,
 }
 
@@ -338,10 +341,19 @@ fn run(system: System, fleet: &Fleet, dir: &Path) -> Figures {
         s.push(timed(&server.addr, &sum_rate).0);
         let (ms, body) = timed(&server.addr, &federate);
         f.push(ms);
-        figures.federate_series = body
+        let series = body
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
             .count();
+        let (shortest, longest) = &mut figures.federate_series;
+        if *shortest == 0 || series < *shortest {
+            *shortest = series;
+            figures.federate_down_in_shortest = body
+                .lines()
+                .filter(|l| l.starts_with("up{") && l.split(' ').nth(1) == Some("0"))
+                .count();
+        }
+        *longest = (*longest).max(series);
     }
     figures.alert_query_ms = median(a);
     figures.sum_rate_ms = median(s);
@@ -477,9 +489,13 @@ fn print_table(size: usize, fleet: &Fleet, results: &[(System, Figures)]) {
     }
     let series: Vec<String> = results
         .iter()
-        .map(|(s, f)| format!("{} {}", s.name(), f.federate_series))
+        .map(|(s, f)| {
+            let (shortest, longest) = f.federate_series;
+            let down = f.federate_down_in_shortest;
+            format!("{} {shortest}–{longest} ({down} targets down in the shortest)", s.name())
+        })
         .collect();
-    println!("series in `/federate`: {}", series.join(", "));
+    println!("series in `/federate` reads: {}", series.join(", "));
 }
 
 fn main() {
