@@ -76,6 +76,7 @@ fn scrape(series: &[Arc<Labels>], ts: i64) -> Vec<Sample> {
             labels: labels.clone(),
             timestamp_ms: ts,
             value: (ts / 1000 + i as i64) as f64,
+            start_ms: 0,
         })
         .collect()
 }

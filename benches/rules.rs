@@ -222,6 +222,7 @@ fn sample(labels: &Arc<Labels>, ts: i64, value: f64) -> Sample {
         labels: labels.clone(),
         timestamp_ms: ts,
         value,
+        start_ms: 0,
     }
 }
 

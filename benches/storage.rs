@@ -86,6 +86,7 @@ fn block_footprint(dir: &Path, series: usize) -> (f64, f64, Option<f64>) {
                 labels: l.clone(),
                 timestamp_ms: t0 + k * STEP_MS,
                 value: value(i, k),
+                start_ms: 0,
             })
             .collect();
         storage.append(&batch).expect("appending to storage");
@@ -99,6 +100,7 @@ fn block_footprint(dir: &Path, series: usize) -> (f64, f64, Option<f64>) {
             labels: l,
             timestamp_ms: t0 + 3 * HOUR_MS,
             value: value(i, steps),
+            start_ms: 0,
         }])
         .expect("appending to storage");
     storage.housekeeping(t0 + 3 * HOUR_MS);

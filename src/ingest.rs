@@ -296,6 +296,7 @@ mod tests {
             labels: Arc::new(labels),
             timestamp_ms: ts,
             value,
+            start_ms: 0,
         }
     }
 

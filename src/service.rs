@@ -328,6 +328,20 @@ impl Service {
             stream_gate: Arc::new(gate(options.stream_max_consumers)),
             options,
         });
+        // Remote write 2.0 sends the scraped targets' metric metadata with each series.
+        let weak = Arc::downgrade(&service);
+        service
+            .ingester
+            .remote_write()
+            .set_metadata_source(Arc::new(move || {
+                weak.upgrade().map_or_else(Vec::new, |s| {
+                    s.scrapes
+                        .targets()
+                        .iter()
+                        .flat_map(|t| t.health.metadata.iter().cloned())
+                        .collect()
+                })
+            }));
         service.apply(config, rule_groups, notify_config, scrape_clients);
         service.spawn_target_updates();
         service.spawn_housekeeping();

@@ -98,6 +98,7 @@ fn cpu_sample(minute: i64, value: f64) -> Sample {
         labels,
         timestamp_ms: T0_MS + minute * MINUTE_MS + 30_000,
         value,
+        start_ms: 0,
     }
 }
 

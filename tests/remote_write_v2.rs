@@ -12,6 +12,10 @@
 //!   encodings.
 //! - Prometheus 2.42 remote-writes (1.0, `Content-Type: application/x-protobuf`) to a
 //!   promflow with the default accepted messages.
+//! - The 2.0 sender's series carry their metric's metadata (type, help, unit) as the
+//!   target exposes it (read from the requests by a capturing receiver: promflow's
+//!   receiver, like Prometheus's, does not serve remote-written metadata on
+//!   `/api/v1/metadata`).
 //!
 //! No 2.0 peer is installed (Debian's Prometheus is 2.42), so the 2.0 requests are the
 //! ones promflow's sender and `promflow::remote::proto::v2` (the upstream field numbers)
@@ -23,6 +27,7 @@ mod common;
 
 use common::exporter::{Exporter, Reply};
 use common::http::send;
+use common::receiver::CaptureServer;
 use common::{now_ms, wait_until, Peer, Prometheus, Promflow};
 use promflow::remote::proto::{self, v2};
 use std::time::Duration;
@@ -284,4 +289,64 @@ fn prometheus_2_42_still_writes_1_0_to_promflow() {
         at
     )));
     assert!(!promflow.log().contains("remote write request refused"));
+}
+
+/// A series' 2.0 metadata as `(type, help, unit)`.
+type Meta = (i32, String, String);
+
+/// The metadata of each series in `request`, with the series' name.
+fn metadata_by_name(request: &v2::Request) -> Vec<(String, Option<Meta>)> {
+    let sym = |i: u32| request.symbols[i as usize].clone();
+    request
+        .timeseries
+        .iter()
+        .map(|ts| {
+            let name = ts
+                .labels_refs
+                .chunks(2)
+                .find(|pair| sym(pair[0]) == "__name__")
+                .map_or_else(String::new, |pair| sym(pair[1]));
+            let meta = ts
+                .metadata
+                .as_ref()
+                .map(|m| (m.r#type, sym(m.help_ref), sym(m.unit_ref)));
+            (name, meta)
+        })
+        .collect()
+}
+
+#[test]
+fn promflow_sends_metric_metadata_with_2_0_series() {
+    let capture = CaptureServer::start();
+    let exporter = Exporter::start(Reply::text(
+        "# HELP m Temperature now.\n# TYPE m gauge\nm{i=\"0\"} 1\n# HELP c_total Requests served.\n# TYPE c_total counter\nc_total 7\n",
+    ));
+    let _sender = Promflow::start(&format!(
+        "global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: data\n    static_configs:\n      - targets: ['{}']\nremote_write:\n  - url: {}\n    protobuf_message: io.prometheus.write.v2.Request\n    queue_config: {{batch_send_deadline: 100ms}}\n",
+        exporter.addr(),
+        capture.url("/api/v1/write"),
+    ));
+    // The metadata is read again every 5 s: a request after the first scrape has it.
+    let mut seen = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            seen = capture
+                .requests()
+                .iter()
+                .filter_map(|r| proto::decode::<v2::Request>(&r.body).ok())
+                .flat_map(|req| metadata_by_name(&req))
+                .filter(|(name, meta)| (name == "m" || name == "c_total") && meta.is_some())
+                .collect();
+            seen.iter().any(|(n, _)| n == "m") && seen.iter().any(|(n, _)| n == "c_total")
+        }),
+        "no 2.0 series with metadata for m and c_total; requests: {}",
+        capture.count()
+    );
+    for (name, meta) in &seen {
+        let want = match name.as_str() {
+            "m" => (2, "Temperature now.".to_string(), String::new()),
+            _ => (1, "Requests served.".to_string(), String::new()),
+        };
+        assert_eq!(meta.as_ref(), Some(&want), "{name}");
+    }
 }

@@ -294,6 +294,7 @@ impl Engine {
     ///     labels: Arc::new(labels),
     ///     timestamp_ms: 500,
     ///     value: 2.0,
+    ///     start_ms: 0,
     /// }]);
     /// engine.advance_watermark(1_001);
     /// let out = rule.output.recv().unwrap();
@@ -493,6 +494,7 @@ mod tests {
             labels: Arc::new(labels),
             timestamp_ms: ts,
             value,
+            start_ms: 0,
         }
     }
 

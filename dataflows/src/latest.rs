@@ -387,6 +387,7 @@ mod tests {
             labels: Arc::new(labels),
             timestamp_ms,
             value,
+            start_ms: 0,
         }
     }
 
@@ -437,6 +438,7 @@ mod tests {
                         labels,
                         timestamp_ms: round * 100 + rng.i64(0..100),
                         value,
+                        start_ms: 0,
                     }
                 })
                 .collect();

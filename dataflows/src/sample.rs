@@ -27,6 +27,12 @@ pub struct Sample {
     pub timestamp_ms: i64,
     /// The value; may be [`STALE_MARKER`].
     pub value: f64,
+    /// Start timestamp (ms): when the counter this sample belongs to started counting
+    /// (OpenMetrics `_created`, OTLP's start time, a script's `@st` line), used by
+    /// `rate`, `increase`, `irate` and `resets` as Prometheus 3.x's
+    /// `use-start-timestamps` does. 0: unknown.
+    #[serde(default)]
+    pub start_ms: i64,
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ fn sample(labels: Arc<Labels>, t: i64, v: f64) -> Sample {
         labels,
         timestamp_ms: t,
         value: v,
+        start_ms: 0,
     }
 }
 

@@ -25,20 +25,12 @@ type Failure = (String, usize, &'static str, String);
 
 /// Why the evals that still fail do, by file (and line): written before the mismatch in
 /// the baseline.
-const KNOWN_CAUSES: &[(&str, Option<usize>, &str)] = &[
-    (
-        "start_timestamps.test",
-        None,
-        "start timestamps (`@st` load lines) are not stored: needs a start-time column in \
-         samples, storage and maintained windows",
-    ),
-    (
-        "histograms.test",
-        None,
-        "needs native histograms: load_with_nhcb also stores the buckets as native \
+const KNOWN_CAUSES: &[(&str, Option<usize>, &str)] = &[(
+    "histograms.test",
+    None,
+    "needs native histograms: load_with_nhcb also stores the buckets as native \
          histograms whose names collide here",
-    ),
-];
+)];
 
 fn cause(file: &str, line: usize) -> Option<&'static str> {
     KNOWN_CAUSES

@@ -160,6 +160,7 @@ fn push_samples(
         labels: labels.clone(),
         timestamp_ms,
         value,
+        start_ms: 0,
     }));
 }
 

@@ -219,6 +219,7 @@ impl<'a> ResourceContext<'a> {
             labels,
             timestamp_ms: ms(time_nanos),
             value,
+            start_ms: 0,
         });
     }
 
@@ -396,6 +397,7 @@ impl<'a> ResourceContext<'a> {
                 labels: labels.clone(),
                 timestamp_ms: t,
                 value: 1.0,
+                start_ms: 0,
             });
             t += interval;
         }
@@ -404,6 +406,7 @@ impl<'a> ResourceContext<'a> {
             labels,
             timestamp_ms: latest_ms,
             value: 1.0,
+            start_ms: 0,
         });
     }
 }

@@ -22,7 +22,14 @@
 //!   filling). Any other 4xx drops the batch (`..._samples_failed_total`), except a 415
 //!   to a 2.0 request: the receiver does not take 2.0, so the batch is sent again as 1.0
 //!   and the queue keeps sending 1.0 until it is replaced (a reload with changed
-//!   settings). 2.0 series carry no metadata (promflow keeps it per target only).
+//!   settings).
+//! - 2.0 series carry their metric's metadata (type, help, unit), as Prometheus 3.x's
+//!   2.0 sender does for every series of every request: looked up by metric family
+//!   (the name, else the name without a `_total`, `_bucket`, `_count`, `_sum`,
+//!   `_created`, `_gcount`, `_gsum` or `_info` suffix) in the metadata of the scraped
+//!   targets ([`RemoteWrite::set_metadata_source`], read again at most every
+//!   [`METADATA_REFRESH`]); the first target's entry wins where targets differ
+//!   (Prometheus keeps it per series).
 //! - [`RemoteWrite::apply`] (config load and reload) keeps the queues whose settings
 //!   (and `tls_config` files' contents) did not change and replaces the others; a
 //!   replaced queue makes one last attempt to send what it holds. Each queue has its
@@ -33,6 +40,7 @@
 
 use crate::config::{ProtobufMessage, RemoteWriteConfig};
 use crate::remote::proto::{self, v2, WriteRequest};
+use crate::scrape::exposition::{MetricMetadata, MetricType};
 use dataflows::{Labels, Sample};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -45,9 +53,79 @@ use tokio::sync::Notify;
 /// Relabel results cached per shard before the cache is cleared (series churn).
 const LABEL_CACHE_LIMIT: usize = 1 << 20;
 
+/// How often a 2.0 queue reads the targets' metadata again.
+pub const METADATA_REFRESH: Duration = Duration::from_secs(5);
+
+/// The metadata of every scraped target (see [`RemoteWrite::set_metadata_source`]).
+pub type MetadataSource = Arc<dyn Fn() -> Vec<MetricMetadata> + Send + Sync>;
+
+/// Metric metadata by family name.
+type ByFamily = Arc<HashMap<String, MetricMetadata>>;
+
+/// Metric metadata by family, shared by the queues, read from the source at most
+/// every [`METADATA_REFRESH`].
+#[derive(Default)]
+struct MetadataTable {
+    source: RwLock<Option<MetadataSource>>,
+    table: Mutex<Option<(std::time::Instant, ByFamily)>>,
+}
+
+impl MetadataTable {
+    fn current(&self) -> ByFamily {
+        let mut table = self.table.lock();
+        if let Some((at, t)) = &*table {
+            if at.elapsed() < METADATA_REFRESH {
+                return t.clone();
+            }
+        }
+        let mut by_family = HashMap::new();
+        if let Some(source) = &*self.source.read() {
+            for m in source() {
+                by_family.entry(m.family.clone()).or_insert(m);
+            }
+        }
+        let t = Arc::new(by_family);
+        *table = Some((std::time::Instant::now(), t.clone()));
+        t
+    }
+}
+
+/// The metadata of metric `name`'s family in `table`, as 2.0's `Metadata` (the help
+/// and unit interned in `symbols`); `None` if the family has none.
+fn v2_metadata(
+    table: &HashMap<String, MetricMetadata>,
+    name: &str,
+    symbols: &mut v2::Symbols,
+) -> Option<v2::Metadata> {
+    const SUFFIXES: [&str; 8] = [
+        "_total", "_bucket", "_count", "_sum", "_created", "_gcount", "_gsum", "_info",
+    ];
+    let m = table.get(name).or_else(|| {
+        SUFFIXES
+            .iter()
+            .find_map(|s| table.get(name.strip_suffix(s)?))
+    })?;
+    let r#type = match m.kind {
+        MetricType::Counter => 1,
+        MetricType::Gauge => 2,
+        MetricType::Histogram => 3,
+        MetricType::GaugeHistogram => 4,
+        MetricType::Summary => 5,
+        MetricType::Info => 6,
+        MetricType::StateSet => 7,
+        MetricType::Untyped | MetricType::Unknown => 0,
+    };
+    Some(v2::Metadata {
+        r#type,
+        help_ref: symbols.intern(&m.help),
+        unit_ref: symbols.intern(&m.unit),
+    })
+}
+
 /// Every configured remote write queue.
 pub struct RemoteWrite {
     queues: RwLock<Vec<Arc<Queue>>>,
+    metadata: Arc<MetadataTable>,
     samples_in: AtomicU64,
     highest_in_ms: AtomicI64,
 }
@@ -75,6 +153,8 @@ struct Queue {
     /// Set when a 2.0 request was answered 415: send 1.0 from then on.
     fell_back: AtomicBool,
     metrics: QueueMetrics,
+    /// Metric metadata for 2.0 requests.
+    metadata: Arc<MetadataTable>,
 }
 
 struct Shard {
@@ -103,9 +183,17 @@ impl RemoteWrite {
     pub fn new() -> RemoteWrite {
         RemoteWrite {
             queues: RwLock::new(Vec::new()),
+            metadata: Arc::default(),
             samples_in: AtomicU64::new(0),
             highest_in_ms: AtomicI64::new(0),
         }
+    }
+
+    /// Where 2.0 queues read metric metadata from (the scraped targets'); without one,
+    /// 2.0 series carry none.
+    pub fn set_metadata_source(&self, source: MetadataSource) {
+        *self.metadata.source.write() = Some(source);
+        *self.metadata.table.lock() = None;
     }
 
     /// Puts the configured queues in place: unchanged ones keep running (and what they
@@ -139,6 +227,7 @@ impl RemoteWrite {
                         client,
                         tls_fingerprint,
                         external_labels.clone(),
+                        self.metadata.clone(),
                     ));
                     for shard in 0..queue.shards.len() {
                         tokio::spawn(run_shard(queue.clone(), shard));
@@ -239,6 +328,7 @@ impl Queue {
         client: reqwest::Client,
         tls_fingerprint: u64,
         external_labels: BTreeMap<String, String>,
+        metadata: Arc<MetadataTable>,
     ) -> Queue {
         let q = &config.queue_config;
         let shards = q.min_shards.clamp(1, q.max_shards.max(1));
@@ -264,6 +354,7 @@ impl Queue {
             stopping: AtomicBool::new(false),
             fell_back: AtomicBool::new(false),
             metrics: QueueMetrics::default(),
+            metadata,
             config,
             client,
             tls_fingerprint,
@@ -437,7 +528,11 @@ async fn send_batch(
         return;
     }
     let mut message = queue.message();
-    let mut body = encode_as(message, series.clone());
+    let metadata = match message {
+        ProtobufMessage::V2 => Some(queue.metadata.current()),
+        ProtobufMessage::V1 => None,
+    };
+    let mut body = encode_as(message, series.clone(), metadata.as_deref());
     let q = &queue.config.queue_config;
     let mut backoff = q.min_backoff;
     loop {
@@ -458,7 +553,7 @@ async fn send_batch(
                     tracing::warn!(url = %queue.config.url, "remote write 2.0 answered 415 Unsupported Media Type; falling back to remote write 1.0 (prometheus.WriteRequest)");
                 }
                 message = ProtobufMessage::V1;
-                body = encode_as(message, series.clone());
+                body = encode_as(message, series.clone(), None);
                 continue;
             }
             Ok(status)
@@ -485,8 +580,13 @@ async fn send_batch(
     }
 }
 
-/// The request body for `series` in `message`'s format.
-fn encode_as(message: ProtobufMessage, series: Vec<proto::TimeSeries>) -> Vec<u8> {
+/// The request body for `series` in `message`'s format; 2.0 series carry their
+/// family's entry of `metadata`.
+fn encode_as(
+    message: ProtobufMessage,
+    series: Vec<proto::TimeSeries>,
+    metadata: Option<&HashMap<String, MetricMetadata>>,
+) -> Vec<u8> {
     match message {
         ProtobufMessage::V1 => proto::encode(&WriteRequest { timeseries: series }),
         ProtobufMessage::V2 => {
@@ -494,6 +594,10 @@ fn encode_as(message: ProtobufMessage, series: Vec<proto::TimeSeries>) -> Vec<u8
             let timeseries = series
                 .into_iter()
                 .map(|s| v2::TimeSeries {
+                    metadata: metadata.and_then(|table| {
+                        let name = s.labels.iter().find(|l| l.name == "__name__")?;
+                        v2_metadata(table, &name.value, &mut symbols)
+                    }),
                     labels_refs: s
                         .labels
                         .iter()
@@ -573,7 +677,13 @@ mod tests {
         ]
         .into();
         let client = crate::http_client::default_client().unwrap();
-        let queue = Queue::new(config.remote_write[0].clone(), client, 0, external);
+        let queue = Queue::new(
+            config.remote_write[0].clone(),
+            client,
+            0,
+            external,
+            Arc::default(),
+        );
         let sent = queue
             .outgoing_labels(&Labels::from_strs(&[("__name__", "m"), ("job", "own")]))
             .unwrap();

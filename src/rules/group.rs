@@ -164,6 +164,7 @@ impl GroupState {
                 labels,
                 timestamp_ms: t_eval,
                 value,
+                start_ms: 0,
             })
             .collect();
         for gone in rs.previous_series.difference(&now) {
@@ -172,6 +173,7 @@ impl GroupState {
                 labels: gone.clone(),
                 timestamp_ms: t_eval,
                 value: STALE_MARKER,
+                start_ms: 0,
             });
         }
         rs.previous_series = now;

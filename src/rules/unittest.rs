@@ -180,6 +180,7 @@ pub fn run_file(path: &Path) -> Result<Vec<Outcome>, String> {
                         labels: labels.clone(),
                         timestamp_ms: i as i64 * interval,
                         value: v,
+                        start_ms: 0,
                     });
                 }
             }

@@ -143,6 +143,7 @@ pub async fn run(
                 labels: labels.clone(),
                 timestamp_ms: ts,
                 value: STALE_MARKER,
+                start_ms: 0,
             })
             .collect();
         for labels in state.report_labels {
@@ -151,6 +152,7 @@ pub async fn run(
                 labels,
                 timestamp_ms: ts,
                 value: STALE_MARKER,
+                start_ms: 0,
             });
         }
         // A refused batch is logged and counted by storage.
@@ -222,6 +224,7 @@ async fn scrape_once(
             labels: labels.clone(),
             timestamp_ms: ts,
             value: STALE_MARKER,
+            start_ms: 0,
         })
     });
     let up = if error.is_none() { 1.0 } else { 0.0 };
@@ -238,6 +241,7 @@ async fn scrape_once(
             labels: labels.clone(),
             timestamp_ms: ts,
             value,
+            start_ms: 0,
         });
     }
     let committed = ctx
@@ -390,6 +394,7 @@ impl Batch {
                     labels: labels.clone(),
                     timestamp_ms: timestamp_ms.unwrap_or(self.ts),
                     value,
+                    start_ms: 0,
                 });
             }
         }

@@ -549,6 +549,7 @@ pub(crate) mod tests {
             labels: Arc::new(labels),
             timestamp_ms: ts,
             value,
+            start_ms: 0,
         }
     }
 
@@ -721,6 +722,7 @@ pub(crate) mod tests {
                 labels: labels.clone(),
                 timestamp_ms: ts,
                 value: 1.0,
+                start_ms: 0,
             }]);
             live.push((labels, ts));
         }

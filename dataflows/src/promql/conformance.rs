@@ -278,12 +278,13 @@ fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), Strin
         let ts = samples[i].0;
         let mut batch = Vec::new();
         while i < samples.len() && samples[i].0 == ts {
-            let (t, labels, value) = &samples[i];
+            let (t, labels, value, start_ms) = &samples[i];
             batch.push(Sample {
                 series_id: labels.hash(),
                 labels: labels.clone(),
                 timestamp_ms: *t,
                 value: *value,
+                start_ms: *start_ms,
             });
             i += 1;
         }

@@ -108,19 +108,30 @@ impl Hasher for KeyHasher {
 /// A map by [`LabelsKey`] (or by a `u64` hash).
 pub type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
 
-/// One series' retained samples, sorted by timestamp, one per timestamp.
+/// One series' retained samples, sorted by timestamp, one per timestamp; and the
+/// start timestamps of those that have one, as `(timestamp, start)` (sorted; empty
+/// for a series without any).
 #[derive(Default)]
-struct Points(Vec<(i64, f64)>);
+struct Points(Vec<(i64, f64)>, Vec<(i64, i64)>);
 
 impl Points {
-    /// Adds (or replaces) the sample at `ts`; in-order arrival is a push.
-    fn insert(&mut self, ts: i64, value: f64) {
+    /// Adds (or replaces) the sample at `ts` with start timestamp `start` (0: none);
+    /// in-order arrival is a push.
+    fn insert(&mut self, ts: i64, value: f64, start: i64) {
         match self.0.last() {
             Some(&(last, _)) if last >= ts => match self.0.binary_search_by_key(&ts, |p| p.0) {
                 Ok(i) => self.0[i].1 = value,
                 Err(i) => self.0.insert(i, (ts, value)),
             },
             _ => self.0.push((ts, value)),
+        }
+        if start != 0 || !self.1.is_empty() {
+            match self.1.binary_search_by_key(&ts, |p| p.0) {
+                Ok(i) if start == 0 => drop(self.1.remove(i)),
+                Ok(i) => self.1[i].1 = start,
+                Err(_) if start == 0 => {}
+                Err(i) => self.1.insert(i, (ts, start)),
+            }
         }
     }
 
@@ -151,6 +162,12 @@ impl Window {
     /// The retained samples of one series (sorted; empty if none).
     pub fn points(&self, key: &LabelsKey) -> &[(i64, f64)] {
         self.series.get(key).map_or(&[], |p| p.0.as_slice())
+    }
+
+    /// The start timestamps of one series' retained samples, as `(timestamp, start)`
+    /// for those that have one (sorted).
+    pub fn start_times(&self, key: &LabelsKey) -> &[(i64, i64)] {
+        self.series.get(key).map_or(&[], |p| p.1.as_slice())
     }
 
     /// The samples of series `labels`, created empty if new; its key.
@@ -191,6 +208,8 @@ pub struct WindowStore {
     by_name: HashMap<String, Vec<String>>,
     /// Keys of windows whose selector requires no fixed name.
     other: Vec<String>,
+    /// Whether any sample with a start timestamp was inserted (else no lookup).
+    has_start_times: bool,
 }
 
 fn required_name(sel: &Selector) -> Option<&str> {
@@ -252,7 +271,7 @@ impl WindowStore {
         if let Some(w) = self.windows.get_mut(key) {
             let (series, _) = w.entry(&labels);
             for &(ts, v) in points {
-                series.insert(ts, v);
+                series.insert(ts, v, 0);
             }
         }
     }
@@ -282,6 +301,7 @@ impl WindowStore {
     /// Adds a sample to every window whose selector matches it; calls `matched` with
     /// each such window's readers, the window's key and the series' [`Labels::hash`].
     pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach, &str, u64)) {
+        self.has_start_times |= sample.start_ms != 0;
         let named = self.by_name.get(sample.labels.metric_name());
         for key in named.into_iter().flatten().chain(self.other.iter()) {
             let Some(w) = self.windows.get_mut(key) else {
@@ -291,7 +311,7 @@ impl WindowStore {
                 continue;
             }
             let (points, hash) = w.entry(&sample.labels);
-            points.insert(sample.timestamp_ms, sample.value);
+            points.insert(sample.timestamp_ms, sample.value, sample.start_ms);
             for (rule, reach) in &w.users {
                 matched(*rule, *reach, key, hash);
             }
@@ -340,6 +360,12 @@ impl WindowStore {
                         ts >= keep_from || fixed.iter().any(|&(lo, hi)| ts >= lo && ts <= hi)
                     });
                 }
+                if !points.1.is_empty() {
+                    let kept = &points.0;
+                    points
+                        .1
+                        .retain(|s| kept.binary_search_by_key(&s.0, |p| p.0).is_ok());
+                }
                 !points.0.is_empty()
             });
             if w.order.len() != w.series.len() {
@@ -380,5 +406,25 @@ impl SeriesSource for WindowStore {
             .map(|(key, points)| (key.labels, points.range(start_ms, end_ms).to_vec()))
             .filter(|(_, points)| !points.is_empty())
             .collect()
+    }
+
+    fn start_times(
+        &self,
+        matchers: &Selector,
+        labels: &Labels,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(i64, i64)> {
+        if !self.has_start_times {
+            return Vec::new();
+        }
+        let Some(w) = self.windows.get(&selector_key(matchers)) else {
+            return Vec::new();
+        };
+        let key = LabelsKey::new(Arc::new(labels.clone()));
+        let starts = w.start_times(&key);
+        let lo = starts.partition_point(|s| s.0 < start_ms);
+        let hi = starts.partition_point(|s| s.0 <= end_ms).max(lo);
+        starts[lo..hi].to_vec()
     }
 }

@@ -224,7 +224,7 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
     let params = RangeParams { param, sf, tf };
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
-        if let Some(value) = range_kernel(func, &s.points, &arg, t, params)? {
+        if let Some(value) = range_kernel(func, &s.points, &[], &arg, t, params)? {
             ev.samples.take(1)?;
             out.push(range_element(func, s.labels.clone(), value));
         }
@@ -293,7 +293,15 @@ fn plain_window_function(
                 failed = Some(e);
                 return;
             }
-            match range_kernel(func, &window, &arg, t, params) {
+            let starts = if reads_start_times(func) {
+                ev.source.start_times(&sel.selector, labels, start + 1, end)
+            } else {
+                Vec::new()
+            };
+            if counter_func(func) && !starts.is_empty() {
+                start_overlap(ev, labels, &window, &starts);
+            }
+            match range_kernel(func, &window, &starts, &arg, t, params) {
                 Ok(Some(value)) => match ev.samples.take(1) {
                     Ok(()) => out.push(range_element(func, labels.clone(), value)),
                     Err(e) => failed = Some(e),
@@ -323,24 +331,28 @@ pub struct RangeParams {
 
 /// The value of range function `func` for one series whose window holds `points`
 /// (non-empty, as [`range_arg`] gives them; `arg` says which window), at `t`; `None`:
-/// no element for the series.
+/// no element for the series. `starts`: the `(timestamp, start)` pairs of the samples
+/// that have a start timestamp (read by `rate`, `increase`, `irate`, `resets`; empty
+/// for a window that is not a plain selector's: a subquery's carries none).
 pub fn range_kernel(
     func: &str,
     points: &[(i64, f64)],
+    starts: &[(i64, i64)],
     arg: &RangeArg,
     t: i64,
     params: RangeParams,
 ) -> EvalResult<Option<f64>> {
     let p = points;
+    let sts = || rate::aligned_starts(p, starts);
     Ok(match func {
-        "rate" => rate::increase_family(p, arg, true, true),
-        "increase" => rate::increase_family(p, arg, true, false),
-        "delta" => rate::increase_family(p, arg, false, false),
-        "irate" => rate::instant_delta(p, true),
-        "idelta" => rate::instant_delta(p, false),
+        "rate" => rate::increase_family(p, &sts(), arg, true, true),
+        "increase" => rate::increase_family(p, &sts(), arg, true, false),
+        "delta" => rate::increase_family(p, &[], arg, false, false),
+        "irate" => rate::instant_delta(p, &sts(), true),
+        "idelta" => rate::instant_delta(p, &[], false),
         "deriv" => rate::deriv(p),
         "predict_linear" => rate::predict_linear(p, t, params.param),
-        "resets" => Some(rate::resets(p)),
+        "resets" => Some(rate::resets(p, &sts())),
         "changes" => Some(rate::changes(p)),
         "double_exponential_smoothing" => {
             over_time::double_exponential_smoothing(p, params.sf, params.tf)?
@@ -357,6 +369,31 @@ pub fn range_element(func: &str, labels: Arc<Labels>, value: f64) -> Element {
         Element::new(labels, value)
     } else {
         Element::name_dropped(labels, value)
+    }
+}
+
+/// Whether range function `func` reads start timestamps.
+pub fn reads_start_times(func: &str) -> bool {
+    matches!(func, "rate" | "increase" | "irate" | "resets")
+}
+
+fn counter_func(func: &str) -> bool {
+    func == "rate" || func == "increase"
+}
+
+/// Prometheus's warning for `rate`/`increase` over a window where a sample starts
+/// before the previous one's time without sharing its start.
+fn start_overlap(
+    ev: &Evaluator<'_>,
+    labels: &Labels,
+    window: &[(i64, f64)],
+    starts: &[(i64, i64)],
+) {
+    if rate::start_overlap(window, &rate::aligned_starts(window, starts)) {
+        ev.warn(format!(
+            "sample has start time that overlaps with previous sample timestamp for metric {:?}",
+            labels.metric_name()
+        ));
     }
 }
 

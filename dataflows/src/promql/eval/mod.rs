@@ -11,7 +11,7 @@
 //! (classic-bucket `histogram_quantile`), [`info`], [`functions`] (dispatch, time,
 //! labels, absent, sort, clamp, …).
 //!
-//! Not yet: native histograms and start timestamps.
+//! Not yet: native histograms.
 
 pub mod aggregate;
 pub mod binary;
@@ -56,6 +56,20 @@ pub trait SeriesSource {
         for (labels, samples) in self.select(matchers, start_ms, end_ms) {
             each(&labels, &samples);
         }
+    }
+
+    /// The start timestamps of the samples of series `labels` (one `select` of
+    /// `matchers` returns) in `[start_ms, end_ms]`, as time-sorted `(timestamp,
+    /// start)` pairs for those that have one (Prometheus 3.x's `use-start-timestamps`;
+    /// read by `rate`, `increase`, `irate`, `resets`). Default: none kept.
+    fn start_times(
+        &self,
+        _matchers: &Selector,
+        _labels: &Labels,
+        _start_ms: i64,
+        _end_ms: i64,
+    ) -> Vec<(i64, i64)> {
+        Vec::new()
     }
 }
 

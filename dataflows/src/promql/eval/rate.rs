@@ -4,6 +4,13 @@
 //!
 //! Mirrors Prometheus's `extrapolatedRate`, `extendedRate`, `instantValue`,
 //! `funcDeriv`, `funcPredictLinear` (promql/functions.go).
+//!
+//! Start timestamps (Prometheus 3.x, `use-start-timestamps`): `rate`, `increase`,
+//! `irate` and `resets` over a plain window also read each sample's start timestamp
+//! (`sts`, aligned with the points by [`aligned_starts`]; empty when the series has
+//! none, which behaves exactly as without them): a start after the previous sample
+//! is a counter reset ([`is_start_reset`]), and a first sample whose start lies
+//! inside the window is taken to start from zero there instead of extrapolating.
 
 use super::math::kahan_inc;
 use super::selector::{edge_indices, edge_values, inner_points, RangeArg};
@@ -13,14 +20,61 @@ use crate::promql::plan::SelectorModifier;
 /// `smoothed` window, else [`extrapolated`].
 pub fn increase_family(
     points: &[(i64, f64)],
+    sts: &[i64],
     arg: &RangeArg,
     counter: bool,
     per_second: bool,
 ) -> Option<f64> {
     match arg.modifier {
         Some(_) => extended(points, arg, counter, per_second),
-        None => extrapolated(points, arg, counter, per_second),
+        None => extrapolated(points, sts, arg, counter, per_second),
     }
+}
+
+/// The start timestamps of `points` (time-sorted) from `starts`, the `(timestamp,
+/// start)` pairs of those samples that have one (time-sorted): one per point, 0 for
+/// none; empty when `starts` is.
+pub fn aligned_starts(points: &[(i64, f64)], starts: &[(i64, i64)]) -> Vec<i64> {
+    if starts.is_empty() {
+        return Vec::new();
+    }
+    let mut next = starts.iter().peekable();
+    points
+        .iter()
+        .map(|&(t, _)| {
+            while next.next_if(|s| s.0 < t).is_some() {}
+            next.next_if(|s| s.0 == t).map_or(0, |s| s.1)
+        })
+        .collect()
+}
+
+/// Whether a counter was reset between a sample at `prev_t` (start `prev_st`) and the
+/// next one at `t` (start `st`), by their start timestamps (0: unknown). A start at
+/// the previous sample's time is a reset for a delta series (the previous sample had
+/// a start of its own) but not for a cumulative one whose start is unknown (OTel).
+pub fn is_start_reset(prev_st: i64, prev_t: i64, st: i64, t: i64) -> bool {
+    if st == 0 || st >= t || st < prev_t {
+        return false;
+    }
+    if st > prev_t {
+        return true;
+    }
+    // A previous start after its own sample is invalid: taken as unknown.
+    prev_st <= prev_t && prev_st != 0 && prev_st != prev_t
+}
+
+/// Whether some sample of `points` starts before the previous sample's time without
+/// sharing its start (Prometheus's start-time overlap warning).
+pub fn start_overlap(points: &[(i64, f64)], sts: &[i64]) -> bool {
+    (1..sts.len().min(points.len()))
+        .any(|i| sts[i] != 0 && sts[i] < points[i - 1].0 && sts[i] != sts[i - 1])
+}
+
+/// Whether the counter reset between `points[i - 1]` and `points[i]`: its value went
+/// down or its start timestamp says so.
+fn reset_at(points: &[(i64, f64)], sts: &[i64], i: usize) -> bool {
+    points[i].1 < points[i - 1].1
+        || (i < sts.len() && is_start_reset(sts[i - 1], points[i - 1].0, sts[i], points[i].0))
 }
 
 /// `rate`/`increase` (`counter`) and `delta`, with Prometheus's extrapolation to the
@@ -33,45 +87,59 @@ pub fn increase_family(
 /// ```
 pub fn extrapolated(
     points: &[(i64, f64)],
+    sts: &[i64],
     arg: &RangeArg,
     counter: bool,
     per_second: bool,
 ) -> Option<f64> {
-    if points.len() < 2 {
-        return None;
-    }
+    let (&(first_t, first_v), &(last_t, last_v)) = (points.first()?, points.last()?);
     let range_start = arg.window_end - arg.range_ms;
     let range_end = arg.window_end;
-    let (first_t, first_v) = points[0];
-    let (last_t, last_v) = points[points.len() - 1];
     let mut result = last_v - first_v;
     if counter {
-        let mut prev = 0.0;
-        for &(_, v) in points {
-            if v < prev {
-                result += prev;
+        for i in 1..points.len() {
+            if reset_at(points, sts, i) {
+                result += points[i - 1].1;
             }
-            prev = v;
         }
     }
     let mut to_start = (first_t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last_t) as f64 / 1000.0;
-    let sampled = (last_t - first_t) as f64 / 1000.0;
-    let avg_step = sampled / (points.len() - 1) as f64;
+    let mut sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg_step = match points.len() {
+        1 => 0.0,
+        n => sampled / (n - 1) as f64,
+    };
     let threshold = avg_step * 1.1;
-    if to_start >= threshold {
-        to_start = avg_step / 2.0;
-    }
-    if counter && result > 0.0 && first_v >= 0.0 {
-        let to_zero = sampled * (first_v / result);
-        if to_zero < to_start {
-            to_start = to_zero;
+    match sts.first() {
+        // The first sample starts inside the window: the counter was zero at its
+        // start, no extrapolation to the left (with one sample, none to the right).
+        Some(&st) if counter && st != 0 && st > range_start && st < first_t => {
+            to_start = 0.0;
+            sampled = (last_t - st) as f64 / 1000.0;
+            result += first_v;
+        }
+        _ if points.len() < 2 => return None,
+        _ => {
+            if to_start >= threshold {
+                to_start = avg_step / 2.0;
+            }
+            if counter && result > 0.0 && first_v >= 0.0 {
+                let to_zero = sampled * (first_v / result);
+                if to_zero < to_start {
+                    to_start = to_zero;
+                }
+            }
         }
     }
     if to_end >= threshold {
         to_end = avg_step / 2.0;
     }
-    let mut factor = (sampled + to_start + to_end) / sampled;
+    let mut factor = if sampled != 0.0 {
+        (sampled + to_start + to_end) / sampled
+    } else {
+        1.0
+    };
     if per_second {
         factor /= arg.range_ms as f64 / 1000.0;
     }
@@ -120,13 +188,14 @@ pub fn extended(
 }
 
 /// `irate` (`rate`) and `idelta`: from the last two samples only.
-pub fn instant_delta(points: &[(i64, f64)], rate: bool) -> Option<f64> {
+pub fn instant_delta(points: &[(i64, f64)], sts: &[i64], rate: bool) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
-    let (prev_t, prev_v) = points[points.len() - 2];
-    let (last_t, last_v) = points[points.len() - 1];
-    let mut result = if rate && last_v < prev_v {
+    let n = points.len();
+    let (prev_t, prev_v) = points[n - 2];
+    let (last_t, last_v) = points[n - 1];
+    let mut result = if rate && reset_at(points, sts, n - 1) {
         last_v
     } else {
         last_v - prev_v
@@ -185,9 +254,11 @@ pub fn predict_linear(points: &[(i64, f64)], eval_ms: i64, seconds: f64) -> Opti
     Some(intercept + slope * seconds)
 }
 
-/// `resets(x[5m])`: number of decreases.
-pub fn resets(points: &[(i64, f64)]) -> f64 {
-    points.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64
+/// `resets(x[5m])`: number of decreases (and of resets the start timestamps show).
+pub fn resets(points: &[(i64, f64)], sts: &[i64]) -> f64 {
+    (1..points.len())
+        .filter(|&i| reset_at(points, sts, i))
+        .count() as f64
 }
 
 /// `changes(x[5m])`: number of value changes (NaN to NaN is no change).

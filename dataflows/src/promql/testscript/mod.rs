@@ -43,6 +43,10 @@ pub struct Load {
     pub with_nhcb: bool,
     /// Series and their points; `None` is a missing point. Point `i` is at `i * interval_ms`.
     pub series: Vec<(Labels, Vec<Option<Point>>)>,
+    /// Start-timestamp lines (`name{…}@st …`, FORMAT.md §3.4): per series, the offset
+    /// (ms) of each point's start timestamp from the point's own timestamp; `None`:
+    /// no start timestamp.
+    pub start_offsets: Vec<(Labels, Vec<Option<i64>>)>,
 }
 
 /// When an eval runs.
@@ -202,19 +206,26 @@ fn parse_load(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Load,
         message: m,
     })?;
     let mut series: Vec<(Labels, Vec<Option<Point>>)> = Vec::new();
+    let mut start_offsets: Vec<(Labels, Vec<Option<i64>>)> = Vec::new();
     for &(l, text) in body {
-        let (labels, rest) = split_series(text).map_err(|m| ScriptError {
-            line: l,
-            message: m,
-        })?;
-        if labels_end_with_st(text) {
-            // Start-timestamp lines (start_timestamps.test): not supported, ignored.
+        let e = |message: String| ScriptError { line: l, message };
+        let st_text = without_st(text);
+        let (labels, rest) = split_series(st_text.as_deref().unwrap_or(text)).map_err(e)?;
+        let points = parse_values(rest).map_err(e)?;
+        if st_text.is_some() {
+            // Offsets are durations, read as seconds by the value notation.
+            let offsets = points
+                .into_iter()
+                .map(|p| match p {
+                    Some(Point::Float(secs)) => Ok(Some((secs * 1000.0).round() as i64)),
+                    Some(Point::Histogram) => Err(e("histogram in a start-timestamp line".into())),
+                    None => Ok(None),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            start_offsets.retain(|(s, _)| *s != labels);
+            start_offsets.push((labels, offsets));
             continue;
         }
-        let points = parse_values(rest).map_err(|m| ScriptError {
-            line: l,
-            message: m,
-        })?;
         // A repeated series replaces the earlier line.
         series.retain(|(s, _)| *s != labels);
         series.push((labels, points));
@@ -224,13 +235,16 @@ fn parse_load(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Load,
         interval_ms,
         with_nhcb,
         series,
+        start_offsets,
     })
 }
 
-fn labels_end_with_st(text: &str) -> bool {
-    text.split_whitespace()
-        .next()
-        .is_some_and(|t| t.ends_with("@st"))
+/// A start-timestamp line (its series ends in `@st`) without the `@st`; `None` for
+/// any other line.
+fn without_st(text: &str) -> Option<String> {
+    let end = text.find(char::is_whitespace).unwrap_or(text.len());
+    let series = text[..end].strip_suffix("@st")?;
+    Some(format!("{series}{}", &text[end..]))
 }
 
 fn parse_eval(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Eval, ScriptError> {

@@ -34,6 +34,33 @@ fn numbers() {
 }
 
 #[test]
+fn start_timestamp_lines() {
+    let script = "load 1m\n    m{a=\"1\"}@st _ -30s-1mx1 -59999ms\n    m{a=\"1\"} 1 2 3 4\n    \
+                  s@st -0ms\n    s 5\n";
+    let Command::Load(load) = &parse_script(script).unwrap()[0] else {
+        panic!("not a load");
+    };
+    // The `@st` lines are no series of their own.
+    assert_eq!(load.series.len(), 2);
+    let offsets = |name: &str| {
+        load.start_offsets
+            .iter()
+            .find(|(l, _)| l.metric_name() == name)
+            .map(|(_, o)| o.clone())
+    };
+    assert_eq!(
+        offsets("m"),
+        Some(vec![None, Some(-30_000), Some(-90_000), Some(-59_999)])
+    );
+    assert_eq!(offsets("s"), Some(vec![Some(0)]));
+    let mut store = store::MemStorage::default();
+    store.load(load.clone());
+    let starts: Vec<i64> = store.samples_in_time_order().iter().map(|s| s.3).collect();
+    // m at 0 (none), s at 0 (start = its time, 0), m at 1m, 2m, 3m.
+    assert_eq!(starts, vec![0, 0, 30_000, 30_000, 120_001]);
+}
+
+#[test]
 fn value_notation() {
     let v = |s| floats(&parse_values(s).unwrap());
     assert_eq!(

@@ -157,11 +157,15 @@ impl SeriesKernel {
         })
     }
 
-    /// The element of the series `labels` whose retained samples are `points`, at `t`.
+    /// The element of the series `labels` whose retained samples are `points` (start
+    /// timestamps `starts`, see [`Window::start_times`]), at `t`.
+    ///
+    /// [`Window::start_times`]: crate::render::window::Window::start_times
     pub(super) fn element(
         &self,
         labels: &Arc<Labels>,
         points: &[(i64, f64)],
+        starts: &[(i64, i64)],
         t: i64,
         lookback_ms: i64,
     ) -> EvalResult<Option<Element>> {
@@ -185,7 +189,7 @@ impl SeriesKernel {
                     range_ms: *range_ms,
                     modifier: None,
                 };
-                range_kernel(func, &window, &arg, t, *params)?
+                range_kernel(func, &window, starts, &arg, t, *params)?
                     .map(|v| range_element(func, labels.clone(), v))
             }
         };
@@ -203,6 +207,7 @@ impl SeriesKernel {
 pub(super) struct OneSeries<'a> {
     pub(super) labels: &'a Arc<Labels>,
     pub(super) points: &'a [(i64, f64)],
+    pub(super) starts: &'a [(i64, i64)],
 }
 
 impl SeriesSource for OneSeries<'_> {
@@ -212,6 +217,18 @@ impl SeriesSource for OneSeries<'_> {
             return Vec::new();
         }
         vec![(self.labels.clone(), points.to_vec())]
+    }
+
+    fn start_times(
+        &self,
+        _matchers: &Selector,
+        _labels: &Labels,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<(i64, i64)> {
+        let lo = self.starts.partition_point(|s| s.0 < start_ms);
+        let hi = self.starts.partition_point(|s| s.0 <= end_ms).max(lo);
+        self.starts[lo..hi].to_vec()
     }
 }
 
@@ -293,6 +310,7 @@ impl PerSeriesNode {
         for key in due {
             ctx.recomputed += 1;
             let points = window.map_or(&[][..], |w| w.points(&key));
+            let starts = window.map_or(&[][..], |w| w.start_times(&key));
             // On arrival, a `t`-dependent plan is evaluated at the time its newest
             // sample entered the window (that sample is then the window's last).
             let at = if at_newest {
@@ -302,7 +320,7 @@ impl PerSeriesNode {
                 Some(t)
             };
             let element = match at {
-                Some(at) => self.element(&key, points, at, ctx.settings)?,
+                Some(at) => self.element(&key, points, starts, at, ctx.settings)?,
                 None => None,
             };
             let next = self.next_change(points, t, at_newest);
@@ -318,20 +336,22 @@ impl PerSeriesNode {
         Ok(changed)
     }
 
-    /// The element of series `key` (samples `points`) at `t`.
+    /// The element of series `key` (samples `points`, start timestamps `starts`) at `t`.
     fn element(
         &self,
         key: &Key,
         points: &[(i64, f64)],
+        starts: &[(i64, i64)],
         t: i64,
         settings: &Settings,
     ) -> EvalResult<Option<Element>> {
         if let Some(kernel) = &self.kernel {
-            return kernel.element(&key.labels, points, t, settings.lookback_ms);
+            return kernel.element(&key.labels, points, starts, t, settings.lookback_ms);
         }
         let source = OneSeries {
             labels: &key.labels,
             points,
+            starts,
         };
         Ok(match settings.evaluator(&source, t).eval(&self.plan, t)? {
             Value::Vector(v) => v.into_iter().next(),
