@@ -16,7 +16,7 @@
 use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::{AppendError, Storage};
+use crate::storage::{AppendError, SeriesRef, Storage};
 use dataflows::{Engine, Sample};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -136,24 +136,27 @@ impl Ingester {
     /// series storage saw for the first time. A batch storage refuses (its WAL could not
     /// be written) is not fed to the dataflow either: the caller gets the error.
     pub fn commit(&self, batch: Vec<Sample>) -> Result<usize, AppendError> {
-        self.commit_observed(batch, |_, _| {})
+        self.commit_observed(batch, &mut [], |_, _| {})
     }
 
     /// Like [`Ingester::commit`] for the batch of `scrape`, and records in `holdback`
     /// (the target's, when it honors exposed timestamps) how far the samples storage
-    /// stored lag the scrape's start.
+    /// stored lag the scrape's start. `refs` holds per sample its series' storage
+    /// handle if the scrape cache has one, and gets those of the series storage
+    /// holds (see [`crate::storage::head::Head::append_logged`]).
     pub fn commit_scrape(
         &self,
         batch: Vec<Sample>,
+        refs: &mut [Option<SeriesRef>],
         scrape: &ScrapeInFlight,
         holdback: Option<&mut TargetHoldback>,
     ) -> Result<usize, AppendError> {
         let Some(holdback) = holdback else {
-            return self.commit(batch);
+            return self.commit_observed(batch, refs, |_, _| {});
         };
         let start_ms = scrape.start_ms;
         let mut lag_ms = 0;
-        let committed = self.commit_observed(batch, |batch, stored| {
+        let committed = self.commit_observed(batch, refs, |batch, stored| {
             lag_ms = stored
                 .iter()
                 .map(|&i| start_ms - batch[i].timestamp_ms)
@@ -177,6 +180,7 @@ impl Ingester {
     fn commit_observed(
         &self,
         batch: Vec<Sample>,
+        refs: &mut [Option<SeriesRef>],
         observe: impl FnOnce(&[Sample], &[usize]),
     ) -> Result<usize, AppendError> {
         if batch.is_empty() {
@@ -185,7 +189,7 @@ impl Ingester {
         let remote = &self.remote_write;
         // The indices stored, kept only when not every sample was.
         let mut partly: Option<Vec<usize>> = None;
-        let new_series = self.store_observed(&batch, |stored| {
+        let new_series = self.store_observed(&batch, refs, |stored| {
             remote.enqueue(&batch, stored);
             observe(&batch, stored);
             if stored.len() < batch.len() {
@@ -226,7 +230,7 @@ impl Ingester {
     /// counts; returns the number of new series.
     fn store(&self, batch: &[Sample]) -> Result<usize, AppendError> {
         let remote = &self.remote_write;
-        self.store_observed(batch, |stored| remote.enqueue(batch, stored))
+        self.store_observed(batch, &mut [], |stored| remote.enqueue(batch, stored))
     }
 
     /// Appends to storage, handing the indices stored to `stored`, and counts; returns
@@ -234,9 +238,10 @@ impl Ingester {
     fn store_observed(
         &self,
         batch: &[Sample],
+        refs: &mut [Option<SeriesRef>],
         stored: impl FnOnce(&[usize]),
     ) -> Result<usize, AppendError> {
-        let outcome = self.storage.append_observed(batch, stored)?;
+        let outcome = self.storage.append_observed(batch, refs, stored)?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
@@ -316,7 +321,12 @@ mod tests {
         let scrape = ingester.begin_scrape();
         let first = scrape.start_ms() - lag;
         ingester
-            .commit_scrape(vec![sample(first, 1.0)], &scrape, Some(&mut holdback))
+            .commit_scrape(
+                vec![sample(first, 1.0)],
+                &mut [],
+                &scrape,
+                Some(&mut holdback),
+            )
             .unwrap();
         drop(scrape);
         assert_eq!(holdback.held_ms(), lag + MARGIN_MS);
@@ -330,6 +340,7 @@ mod tests {
         ingester
             .commit_scrape(
                 vec![sample(first, 1.0), sample(second, 2.0)],
+                &mut [],
                 &scrape,
                 Some(&mut holdback),
             )

@@ -4,9 +4,15 @@
 //! Contract:
 //! - An entry maps a *series text* (the metric name and label block exactly as
 //!   exposed, see [`crate::scrape::exposition`]) to the final series after target
-//!   labels and metric relabeling — its id and shared labels — or to "dropped by
-//!   relabeling". A text found here is not parsed into labels, hashed, relabeled or
-//!   checked against the label limits again.
+//!   labels and metric relabeling — its id, shared labels and storage handle
+//!   ([`SeriesRef`]) — or to "dropped by relabeling". A text found here is not parsed
+//!   into labels, hashed, relabeled or checked against the label limits again, and its
+//!   samples reach the head without a lookup there: one hash of the text and one probe
+//!   per known sample, the series then found by its slot.
+//! - The storage handle travels with the samples of a scrape ([`Lookup::Series`] lends
+//!   it out) and is given back by [`ScrapeCache::give_back`] once storage has appended
+//!   them (and filled in the handles of new series), so no reference count moves for a
+//!   known series.
 //! - Entries hold for one target's settings and one exposition format: a loop is
 //!   replaced when its target's settings change (`TargetSpec::same_settings`: relabel
 //!   rules, `honor_labels`, limits, …), which starts an empty cache, and a change of
@@ -23,6 +29,7 @@
 //!   bound.
 
 use crate::scrape::exposition::Format;
+use crate::storage::SeriesRef;
 use dataflows::render::window::KeyMap;
 use dataflows::Labels;
 use std::sync::Arc;
@@ -32,8 +39,12 @@ use std::sync::Arc;
 pub struct ScrapeCache {
     /// Hash of a series text → its entry (the text is kept to rule out collisions).
     entries: KeyMap<u64, Entry>,
-    /// Final series id → the series, for every series an entry leads to.
-    series: KeyMap<u64, Tracked>,
+    /// The series every entry leads to, by slot; `None`: a free slot.
+    slots: Vec<Option<Tracked>>,
+    /// Free slots, reused first.
+    free: Vec<Slot>,
+    /// Final series id → its slot (two texts may relabel to one series).
+    by_id: KeyMap<u64, Slot>,
     /// Counts scrapes; marks what the current one saw.
     iteration: u64,
     format: Option<Format>,
@@ -41,15 +52,23 @@ pub struct ScrapeCache {
     successful_count: usize,
 }
 
+/// Where the cache keeps a series; stays the series' while a sample of it is in a
+/// scrape's batch.
+pub type Slot = u32;
+
 struct Entry {
     text: Box<[u8]>,
-    /// The final series id, `None` if metric relabeling drops the series.
-    series: Option<u64>,
+    /// The final series' slot, `None` if metric relabeling drops the series.
+    series: Option<Slot>,
     last_iteration: u64,
 }
 
 struct Tracked {
+    id: u64,
     labels: Arc<Labels>,
+    /// The series' storage handle, once storage has stored a sample of it; `None`
+    /// while lent out with a sample (see [`ScrapeCache::give_back`]).
+    storage: Option<SeriesRef>,
     /// The last scrape that produced a sample of the series (any timestamp).
     last_used: u64,
     /// The last scrape that produced a sample without an explicit timestamp.
@@ -67,8 +86,9 @@ pub enum Lookup<'a> {
     Dropped,
     /// The scrape already produced this series: not a new sample.
     Duplicate,
-    /// The final series.
-    Series(u64, &'a Arc<Labels>),
+    /// The final series: its slot, id and labels, and its storage handle if the cache
+    /// has one (lent: give it back with [`ScrapeCache::give_back`]).
+    Series(Slot, u64, &'a Arc<Labels>, Option<SeriesRef>),
 }
 
 impl ScrapeCache {
@@ -105,9 +125,9 @@ impl ScrapeCache {
         entry.last_iteration = iteration;
         match entry.series {
             None => Lookup::Dropped,
-            Some(id) => match self.series.get_mut(&id) {
-                Some(tracked) => tracked.produce(id, iteration, timed),
-                None => Lookup::Unknown,
+            Some(slot) => match self.slots.get_mut(slot as usize) {
+                Some(Some(tracked)) => tracked.produce(slot, iteration, timed),
+                _ => Lookup::Unknown,
             },
         }
     }
@@ -116,25 +136,63 @@ impl ScrapeCache {
     /// (`None`: dropped by relabeling) and marks it seen by this scrape.
     pub fn insert(&mut self, text: &[u8], labels: Option<Labels>, timed: bool) -> Lookup<'_> {
         let iteration = self.iteration;
-        let id = labels.as_ref().map(Labels::hash);
-        let hash = text_hash(text);
-        // A hash collision with another text: that one keeps the slot, this one is
+        let slot = labels.map(|labels| self.slot_of(labels));
+        // A hash collision with another text: that one keeps the entry, this one is
         // read in full every time.
-        self.entries.entry(hash).or_insert_with(|| Entry {
-            text: text.into(),
-            series: id,
-            last_iteration: iteration,
-        });
-        let (Some(id), Some(labels)) = (id, labels) else {
-            return Lookup::Dropped;
-        };
-        let tracked = self.series.entry(id).or_insert_with(|| Tracked {
+        self.entries
+            .entry(text_hash(text))
+            .or_insert_with(|| Entry {
+                text: text.into(),
+                series: slot,
+                last_iteration: iteration,
+            });
+        match slot.and_then(|slot| Some((slot, self.slots[slot as usize].as_mut()?))) {
+            Some((slot, tracked)) => tracked.produce(slot, iteration, timed),
+            None => Lookup::Dropped,
+        }
+    }
+
+    /// The slot of the series `labels`, taken (a free one first) if it has none.
+    fn slot_of(&mut self, labels: Labels) -> Slot {
+        let id = labels.hash();
+        if let Some(&slot) = self.by_id.get(&id) {
+            return slot;
+        }
+        let tracked = Tracked {
+            id,
             labels: Arc::new(labels),
+            storage: None,
             last_used: 0,
             last_untimed: 0,
             live: false,
-        });
-        tracked.produce(id, iteration, timed)
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(tracked);
+                slot
+            }
+            None => {
+                self.slots.push(Some(tracked));
+                (self.slots.len() - 1) as Slot
+            }
+        };
+        self.by_id.insert(id, slot);
+        slot
+    }
+
+    /// Gives back the storage handles lent with this scrape's samples, or filled in
+    /// by storage for new series: `(slot, handle)` per sample. A handle of a series
+    /// the cache no longer tracks (in that slot) is dropped.
+    pub fn give_back(&mut self, handles: impl Iterator<Item = (Slot, Option<SeriesRef>)>) {
+        for (slot, handle) in handles {
+            let (Some(handle), Some(Some(tracked))) = (handle, self.slots.get_mut(slot as usize))
+            else {
+                continue;
+            };
+            if tracked.id == handle.series_id() && tracked.storage.is_none() {
+                tracked.storage = Some(handle);
+            }
+        }
     }
 
     /// Ends the scrape: calls `stale` for each series the previous scrape produced
@@ -144,13 +202,13 @@ impl ScrapeCache {
     pub fn end(&mut self, succeeded: bool, mut stale: impl FnMut(u64, &Arc<Labels>)) -> usize {
         let iteration = self.iteration;
         let mut added = 0;
-        for (&id, tracked) in self.series.iter_mut() {
+        for tracked in self.slots.iter_mut().flatten() {
             let now = succeeded && tracked.last_untimed == iteration;
             if now && !tracked.live {
                 added += 1;
             }
             if tracked.live && !now {
-                stale(id, &tracked.labels);
+                stale(tracked.id, &tracked.labels);
             }
             tracked.live = now;
         }
@@ -162,9 +220,16 @@ impl ScrapeCache {
         };
         if flush {
             self.entries.retain(|_, e| e.last_iteration == iteration);
-            // An entry seen now marked its series used now, so none is left dangling.
-            self.series
-                .retain(|_, t| t.last_used == iteration || t.live);
+            // An entry seen now marked its series used now, so none is left dangling;
+            // the series of this scrape's batch keep their slots.
+            for (slot, place) in self.slots.iter_mut().enumerate() {
+                let Some(tracked) = place else { continue };
+                if tracked.last_used != iteration && !tracked.live {
+                    self.by_id.remove(&tracked.id);
+                    *place = None;
+                    self.free.push(slot as Slot);
+                }
+            }
         }
         added
     }
@@ -172,15 +237,16 @@ impl ScrapeCache {
     /// The series the last scrape produced without an explicit timestamp, for the
     /// stale markers written when the target goes away.
     pub fn live(&self) -> impl Iterator<Item = (u64, &Arc<Labels>)> {
-        self.series
+        self.slots
             .iter()
-            .filter(|(_, t)| t.live)
-            .map(|(&id, t)| (id, &t.labels))
+            .flatten()
+            .filter(|t| t.live)
+            .map(|t| (t.id, &t.labels))
     }
 }
 
 impl Tracked {
-    fn produce(&mut self, id: u64, iteration: u64, timed: bool) -> Lookup<'_> {
+    fn produce(&mut self, slot: Slot, iteration: u64, timed: bool) -> Lookup<'_> {
         if !timed {
             if self.last_untimed == iteration {
                 return Lookup::Duplicate;
@@ -188,7 +254,9 @@ impl Tracked {
             self.last_untimed = iteration;
         }
         self.last_used = iteration;
-        Lookup::Series(id, &self.labels)
+        // A second sample of the series in one scrape (explicit timestamps) goes
+        // without the handle: storage finds the series by id.
+        Lookup::Series(slot, self.id, &self.labels, self.storage.take())
     }
 }
 
@@ -220,7 +288,7 @@ mod tests {
                 }
                 other => other,
             };
-            if let Lookup::Series(_, l) = lookup {
+            if let Lookup::Series(_, _, l, _) = lookup {
                 produced.push(l.metric_name().to_string());
             }
         }
@@ -246,7 +314,8 @@ mod tests {
             (vec!["a".into()], vec![], 0)
         );
         assert_eq!(cache.entries.len(), 1);
-        assert_eq!(cache.series.len(), 1);
+        assert_eq!(cache.by_id.len(), 1);
+        assert_eq!(cache.slots.iter().flatten().count(), 1);
         // A failed scrape marks everything stale; the next success adds it back.
         assert_eq!(
             scrape(&mut cache, &["a"], false),

@@ -14,9 +14,10 @@ use crate::holdback::TargetHoldback;
 use crate::ingest::{now_ms, Ingester};
 use crate::relabel;
 use crate::scrape::exposition::{self, Format, SampleSink, SCRAPE_ACCEPT_HEADER};
-use crate::scrape::scrape_cache::{Lookup, ScrapeCache};
+use crate::scrape::scrape_cache::{Lookup, ScrapeCache, Slot};
 use crate::scrape::target::TargetSpec;
 use crate::selfmetrics::SelfMetrics;
+use crate::storage::SeriesRef;
 use dataflows::{Labels, Sample, STALE_MARKER};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -90,6 +91,8 @@ struct LoopState {
     cache: ScrapeCache,
     /// Labels of `up`, `scrape_duration_seconds`, … in [`REPORT_SERIES`] order.
     report_labels: Vec<Arc<Labels>>,
+    /// Their storage handles, once stored (see [`ScrapeCache::give_back`]).
+    report_refs: Vec<Option<SeriesRef>>,
     /// With `honor_timestamps`: the lag of the target's exposed timestamps, holding
     /// the watermark back while the loop runs (see `crate::holdback`).
     holdback: Option<TargetHoldback>,
@@ -114,6 +117,7 @@ pub async fn run(
             .iter()
             .map(|name| Arc::new(with_name(&spec.labels, name)))
             .collect(),
+        report_refs: vec![None; REPORT_SERIES.len()],
         holdback: spec
             .honor_timestamps
             .then(|| ctx.ingester.target_holdback()),
@@ -209,13 +213,21 @@ async fn scrape_once(
         builder.finish()
     });
     let duration = started.elapsed();
-    let (mut batch, error) = match result {
+    let (
+        Batch {
+            samples: mut batch,
+            mut slots,
+            mut refs,
+            ..
+        },
+        error,
+    ) = match result {
         Ok(batch) => (batch, None),
         Err(e) => {
             if !matches!(e, ScrapeError::Limit(..)) {
                 post_relabel = 0;
             }
-            (Vec::new(), Some(e))
+            (Batch::new(ts, 0), Some(e))
         }
     };
     let added = state.cache.end(error.is_none(), |id, labels| {
@@ -227,6 +239,9 @@ async fn scrape_once(
             start_ms: 0,
         })
     });
+    // Stale markers go without handles: storage finds their series by id.
+    slots.resize(batch.len(), NO_SLOT);
+    refs.resize(batch.len(), None);
     let up = if error.is_none() { 1.0 } else { 0.0 };
     let values = [
         up,
@@ -235,7 +250,12 @@ async fn scrape_once(
         post_relabel as f64,
         added as f64,
     ];
-    for (labels, value) in state.report_labels.iter().zip(values) {
+    for ((labels, value), handle) in state
+        .report_labels
+        .iter()
+        .zip(values)
+        .zip(&mut state.report_refs)
+    {
         batch.push(Sample {
             series_id: labels.hash(),
             labels: labels.clone(),
@@ -243,10 +263,21 @@ async fn scrape_once(
             value,
             start_ms: 0,
         });
+        refs.push(handle.take());
     }
-    let committed = ctx
-        .ingester
-        .commit_scrape(batch, &in_flight, state.holdback.as_mut());
+    let committed =
+        ctx.ingester
+            .commit_scrape(batch, &mut refs, &in_flight, state.holdback.as_mut());
+    let report_refs = refs.split_off(slots.len());
+    for (place, handle) in state.report_refs.iter_mut().zip(report_refs) {
+        *place = handle;
+    }
+    state.cache.give_back(
+        slots
+            .into_iter()
+            .zip(refs)
+            .filter(|(slot, _)| *slot != NO_SLOT),
+    );
     // Ends the scrape: the watermark passes its samples (see `ScrapeInFlight`).
     drop(in_flight);
     // Storage refused the batch: nothing of this scrape is kept, the target reports it.
@@ -369,17 +400,35 @@ struct BatchBuilder<'a> {
     error: Option<ScrapeError>,
 }
 
-/// The samples a scrape produced so far.
+/// The samples a scrape produced so far, with the cache slot and storage handle of
+/// each sample's series (columns beside `samples`).
 struct Batch {
     /// The scrape's time: the timestamp of samples without a kept explicit one.
     ts: i64,
     samples: Vec<Sample>,
+    /// The series' slot in the scrape cache ([`NO_SLOT`]: not from the cache).
+    slots: Vec<Slot>,
+    /// The series' storage handle, lent by the cache (`None`: storage looks it up).
+    refs: Vec<Option<SeriesRef>>,
     /// Samples left after metric relabeling, duplicates included (Prometheus's
     /// `scrape_samples_post_metric_relabeling`, and what `sample_limit` counts).
     post_relabel: usize,
 }
 
+/// [`Batch::slots`] of a sample whose series is not in the scrape cache.
+const NO_SLOT: Slot = Slot::MAX;
+
 impl Batch {
+    fn new(ts: i64, capacity: usize) -> Batch {
+        Batch {
+            ts,
+            samples: Vec::with_capacity(capacity),
+            slots: Vec::with_capacity(capacity),
+            refs: Vec::with_capacity(capacity),
+            post_relabel: 0,
+        }
+    }
+
     /// Adds a sample as the cache resolved it; false if the cache does not know it.
     fn add(&mut self, lookup: Lookup<'_>, value: f64, timestamp_ms: Option<i64>) -> bool {
         match lookup {
@@ -387,7 +436,7 @@ impl Batch {
             Lookup::Dropped => {}
             // The first value of the scrape stays.
             Lookup::Duplicate => self.post_relabel += 1,
-            Lookup::Series(series_id, labels) => {
+            Lookup::Series(slot, series_id, labels, handle) => {
                 self.post_relabel += 1;
                 self.samples.push(Sample {
                     series_id,
@@ -396,6 +445,8 @@ impl Batch {
                     value,
                     start_ms: 0,
                 });
+                self.slots.push(slot);
+                self.refs.push(handle);
             }
         }
         true
@@ -406,11 +457,7 @@ impl<'a> BatchBuilder<'a> {
     fn new(spec: &'a TargetSpec, ts: i64, cache: &'a mut ScrapeCache) -> Self {
         BatchBuilder {
             spec,
-            out: Batch {
-                ts,
-                samples: Vec::with_capacity(cache.cached_texts()),
-                post_relabel: 0,
-            },
+            out: Batch::new(ts, cache.cached_texts()),
             cache,
             scraped: 0,
             error: None,
@@ -422,7 +469,7 @@ impl<'a> BatchBuilder<'a> {
         exposed.filter(|_| self.spec.honor_timestamps)
     }
 
-    fn finish(self) -> Result<Vec<Sample>, ScrapeError> {
+    fn finish(self) -> Result<Batch, ScrapeError> {
         if let Some(e) = self.error {
             return Err(e);
         }
@@ -433,7 +480,7 @@ impl<'a> BatchBuilder<'a> {
                 "sample limit exceeded".to_string(),
             ));
         }
-        Ok(self.out.samples)
+        Ok(self.out)
     }
 }
 

@@ -7,7 +7,12 @@
 //! what has left the retention window, and series with nothing left.
 //!
 //! Every series carries a small number, its *ref*, by which the write-ahead log names
-//! it. [`Head::append_logged`] hands the new series and the accepted samples of a batch
+//! it. A writer that appends the same series again and again (a scrape loop, through its
+//! scrape cache) keeps a [`SeriesRef`] per series — Prometheus's `storage.SeriesRef`
+//! handed back by `Appender.Append` — and passes it back with the next samples, so a
+//! known series is appended without a lookup in the head's maps; a handle of a series
+//! that truncation has since removed is noticed (one flag) and resolved again by id.
+//! [`Head::append_logged`] hands the new series and the accepted samples of a batch
 //! to a logging callback while it still holds the write lock, so no reader sees a
 //! sample before it is logged; [`Head::replay_series`] and [`Head::replay_samples`]
 //! rebuild the head from the log with the same refs.
@@ -39,6 +44,40 @@ struct MemSeries {
     /// `samples`.
     newest: AtomicI64,
     samples: Mutex<SeriesChunks>,
+    /// Set (under the head's write lock) when truncation drops the series: a
+    /// [`SeriesRef`] to it is then stale.
+    removed: AtomicBool,
+}
+
+/// A handle on a series of the head, as [`Head::append_logged`] hands it out: the
+/// series itself, so appending through it needs no lookup. Stays valid until
+/// truncation removes the series; a stale handle is resolved again by series id when it
+/// is passed back, so it is never wrong, only slower.
+#[derive(Clone)]
+pub struct SeriesRef(Arc<MemSeries>);
+
+impl SeriesRef {
+    /// The series id ([`Sample::series_id`]) of the series.
+    pub fn series_id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The series' labels.
+    pub fn labels(&self) -> &Arc<Labels> {
+        &self.0.labels
+    }
+
+    /// Whether the series is still held (read under the head's write lock, where it
+    /// changes).
+    fn is_held(&self) -> bool {
+        !self.0.removed.load(Ordering::Relaxed)
+    }
+}
+
+impl std::fmt::Debug for SeriesRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeriesRef({:x})", self.0.id)
+    }
 }
 
 /// [`MemSeries::newest`] of a series without samples. A sample at `i64::MIN` itself is
@@ -53,6 +92,7 @@ impl MemSeries {
             wal_ref: AtomicU32::new(wal_ref),
             newest: AtomicI64::new(NO_SAMPLE),
             samples: Mutex::new(SeriesChunks::new()),
+            removed: AtomicBool::new(false),
         })
     }
 
@@ -164,7 +204,13 @@ impl Head {
 
     /// Appends a batch; see the module contract.
     pub fn append(&self, batch: &[Sample]) -> AppendOutcome {
-        match self.append_logged(batch, |_, _| Ok::<(), std::convert::Infallible>(()), |_| {}) {
+        let logged = self.append_logged(
+            batch,
+            &mut [],
+            |_, _| Ok::<(), std::convert::Infallible>(()),
+            |_| {},
+        );
+        match logged {
             Ok(outcome) => outcome,
             Err(never) => match never {},
         }
@@ -177,12 +223,19 @@ impl Head {
     /// (so concurrent appends are seen in the order they were applied), `applied` gets
     /// the indices in `batch` of the samples stored.
     ///
+    /// `refs` is empty, or holds per sample of `batch` the [`SeriesRef`] of its series
+    /// if the caller has one: a held series is then appended to without a lookup. Once
+    /// the batch is applied, every entry whose series is held (its own, or created or
+    /// found by id here) holds its `SeriesRef`; entries are left as they were if `log`
+    /// fails.
+    ///
     /// Samples older than [`Head::refuse_before`]'s bound are refused here, under the
     /// write lock, so a block cut that raised the bound before reading the head sees
     /// every sample the head accepted below it.
     pub fn append_logged<E>(
         &self,
         batch: &[Sample],
+        refs: &mut [Option<SeriesRef>],
         log: impl FnOnce(&[(u32, &Labels)], &[(u32, i64, f64)]) -> Result<(), E>,
         applied: impl FnOnce(&[usize]),
     ) -> Result<AppendOutcome, E> {
@@ -201,13 +254,26 @@ impl Head {
         let mut accepted_at: Vec<usize> = Vec::with_capacity(batch.len());
         // Per accepted sample: the series held it goes to (`None`: one created).
         let mut targets: Vec<Option<&MemSeries>> = Vec::with_capacity(batch.len());
+        // Indices in `refs` to fill in once the batch is applied.
+        let mut unresolved: Vec<usize> = Vec::new();
         for (at, sample) in batch.iter().enumerate() {
             let ts = sample.timestamp_ms;
+            let held = match refs.get(at) {
+                Some(Some(r)) if r.is_held() => {
+                    debug_assert_eq!(r.series_id(), sample.series_id);
+                    Some(&r.0)
+                }
+                Some(_) => {
+                    unresolved.push(at);
+                    inner.by_id.get(&sample.series_id)
+                }
+                None => inner.by_id.get(&sample.series_id),
+            };
             if ts < min_valid {
                 outcome.out_of_bounds += 1;
                 continue;
             }
-            let (wal_ref, target) = match inner.by_id.get(&sample.series_id) {
+            let (wal_ref, target) = match held {
                 Some(s) => {
                     if s.newest() >= ts {
                         outcome.out_of_order += 1;
@@ -265,6 +331,10 @@ impl Head {
                     }
                 }
             }
+        }
+        for at in unresolved {
+            let held = inner.by_id.get(&batch[at].series_id);
+            refs[at] = held.map(|s| SeriesRef(s.clone()));
         }
         self.widen_bounds(min_t, max_t);
         outcome.appended = accepted_at.len();
@@ -458,6 +528,7 @@ impl Head {
         for s in &emptied {
             inner.by_ref.remove(&s.wal_ref());
             inner.by_id.remove(&s.id);
+            s.removed.store(true, Ordering::Relaxed);
         }
         inner
             .postings
@@ -637,6 +708,7 @@ pub(crate) mod tests {
         head.append(&[sample("a", 10, 1.0)]);
         let refused = head.append_logged(
             &[sample("a", 20, 2.0), sample("b", 20, 2.0)],
+            &mut [],
             |_, _| Err("disk full"),
             |_| panic!("nothing applied"),
         );
@@ -647,6 +719,7 @@ pub(crate) mod tests {
         let out = head
             .append_logged(
                 &[sample("b", 20, 2.0), sample("a", 20, 2.0)],
+                &mut [],
                 |series, samples| {
                     logged.push((
                         series.iter().map(|s| s.0).collect::<Vec<_>>(),
@@ -659,6 +732,56 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!((out.appended, out.new_series), (2, 1));
         assert_eq!(logged, vec![(vec![1], vec![(1, 20, 2.0), (0, 20, 2.0)])]);
+    }
+
+    /// Handles come back for every series held; appending through them stores what a
+    /// lookup by id would; a handle of a series truncation removed is stale and is
+    /// resolved again (to the series created anew), never appended to.
+    #[test]
+    fn series_refs_append_without_lookup_and_stale_ones_are_resolved_again() {
+        let head = Head::new();
+        let append = |batch: &[Sample], refs: &mut [Option<SeriesRef>]| {
+            head.append_logged(batch, refs, |_, _| Ok::<(), ()>(()), |_| {})
+                .unwrap()
+        };
+        let mut refs = vec![None, None];
+        let out = append(&[sample("a", 10, 1.0), sample("b", 10, 1.0)], &mut refs);
+        assert_eq!((out.appended, out.new_series), (2, 2));
+        let ids: Vec<u64> = refs
+            .iter()
+            .map(|r| r.as_ref().unwrap().series_id())
+            .collect();
+        assert_eq!(
+            ids,
+            [sample("a", 0, 0.0).series_id, sample("b", 0, 0.0).series_id]
+        );
+
+        // Through the handles: in order, refused when not newer.
+        let out = append(&[sample("a", 20, 2.0), sample("b", 10, 9.0)], &mut refs);
+        assert_eq!((out.appended, out.out_of_order, out.new_series), (1, 1, 0));
+        let all = head.select(&Selector::default(), 0, 100);
+        let values: Vec<Vec<(i64, f64)>> = all.into_iter().map(|(_, s)| s).collect();
+        assert_eq!(values, [vec![(10, 1.0), (20, 2.0)], vec![(10, 1.0)]]);
+
+        // "b" is dropped by truncation; its handle is stale, so the sample creates the
+        // series again and the handle is replaced by the new series'.
+        head.append(&[sample("a", 30, 3.0)]);
+        head.truncate_before(15);
+        assert_eq!(head.series_count(), 1);
+        let stale = refs[1].clone().unwrap();
+        assert!(!stale.is_held());
+        let out = append(&[sample("a", 40, 4.0), sample("b", 40, 4.0)], &mut refs);
+        assert_eq!((out.appended, out.new_series), (2, 1));
+        assert!(refs[1].as_ref().unwrap().is_held());
+        assert_eq!(
+            stale.0.samples.lock().len(),
+            0,
+            "nothing went to the removed series"
+        );
+        let b = Selector {
+            matchers: vec![LabelMatcher::new("job", "=", "b").unwrap()],
+        };
+        assert_eq!(head.select(&b, 0, 100)[0].1, vec![(40, 4.0)]);
     }
 
     #[test]

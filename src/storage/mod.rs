@@ -28,7 +28,7 @@ pub mod postings;
 pub mod range_reader;
 pub mod wal;
 
-pub use head::{AppendOutcome, SeriesSamplesInRange};
+pub use head::{AppendOutcome, SeriesRef, SeriesSamplesInRange};
 
 pub use wal::WalFsync;
 
@@ -244,23 +244,28 @@ impl Storage {
     /// written, nothing of the batch is applied and the error is returned: the batch
     /// is not acknowledged.
     pub fn append(&self, batch: &[Sample]) -> Result<AppendOutcome, AppendError> {
-        self.append_observed(batch, |_| {})
+        self.append_observed(batch, &mut [], |_| {})
     }
 
-    /// Like [`Storage::append`]; `stored` gets the indices in `batch` of the samples
-    /// stored, once they are logged and while no other append can interleave (so
-    /// whatever it forwards them to sees every series in time order).
+    /// Like [`Storage::append`]; `refs` are the batch's series handles, as
+    /// [`head::Head::append_logged`] takes and fills them in (empty: none); `stored`
+    /// gets the indices in `batch` of the samples stored, once they are logged and
+    /// while no other append can interleave (so whatever it forwards them to sees
+    /// every series in time order).
     pub fn append_observed(
         &self,
         batch: &[Sample],
+        refs: &mut [Option<SeriesRef>],
         stored: impl FnOnce(&[usize]),
     ) -> Result<AppendOutcome, AppendError> {
         let outcome = match &self.wal {
-            None => self
-                .head
-                .append_logged(batch, |_, _| Ok::<(), std::io::Error>(()), stored),
+            None => {
+                self.head
+                    .append_logged(batch, refs, |_, _| Ok::<(), std::io::Error>(()), stored)
+            }
             Some(wal) => self.head.append_logged(
                 batch,
+                refs,
                 |series, samples| wal.lock().log(series, samples),
                 stored,
             ),
