@@ -29,7 +29,8 @@
 //!   skips labels it has seen (Prometheus's `Series()` fast path): the labels of a
 //!   series text are read and checked only the first time a sink sees it.
 //!
-//! The module knows nothing of HTTP beyond the two header helpers, of targets or
+//! The module knows nothing of HTTP beyond `Content-Type` (the `Accept` header is
+//! built from the job's `scrape_protocols`, `config::ScrapeProtocol`), of targets or
 //! of storage.
 
 mod lex;
@@ -44,10 +45,6 @@ mod tests;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-
-/// The `Accept` header a scraper sends, the same as Prometheus 2.42's: OpenMetrics
-/// preferred, the text format as fallback.
-pub const SCRAPE_ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// An exposition format this module can parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

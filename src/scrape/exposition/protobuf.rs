@@ -11,7 +11,8 @@
 //! when the last bucket is not already `+Inf`. `le` and `quantile` values are
 //! formatted as Prometheus formats them (`formatOpenMetricsFloat`: Go's shortest
 //! `%g`, with `.0` appended to integers, so `le="1.0"`, `le="+Inf"`). Float counts
-//! (`*_count_float`) take precedence when non-zero, as in Prometheus.
+//! (`*_count_float`) take precedence when non-zero, as in Prometheus since float
+//! histograms came (2.42 predates them and reads them as 0).
 //!
 //! A native histogram (spans, zero bucket) is read as Prometheus reads it when
 //! native histograms are not being ingested: as its classic buckets only (its
