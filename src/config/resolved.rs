@@ -155,8 +155,8 @@ impl Serialize for ScrapeProtocol {
     }
 }
 
-fn is_default_protocols(protocols: &Vec<ScrapeProtocol>) -> bool {
-    protocols[..] == ScrapeProtocol::DEFAULT[..]
+fn is_default_protocols(protocols: &[ScrapeProtocol]) -> bool {
+    protocols == ScrapeProtocol::DEFAULT
 }
 
 /// `http` or `https`.
