@@ -58,7 +58,7 @@ pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWrite
 pub use resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
     GlobalConfig, HttpClientOptions, OAuth2, RelabelAction, RelabelConfig, Scheme, ScrapeConfig,
-    StaticConfig,
+    ScrapeProtocol, StaticConfig,
 };
 pub use secret::Secret;
 pub use size::{format_base2_bytes, parse_base2_bytes};

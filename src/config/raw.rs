@@ -86,6 +86,8 @@ pub(crate) struct RawGlobalConfig {
     pub scrape_timeout: Option<ScalarText>,
     pub evaluation_interval: Option<ScalarText>,
     pub external_labels: Option<BTreeMap<String, ScalarText>>,
+    pub scrape_protocols: Option<Vec<ScalarText>>,
+    pub scrape_native_histograms: Option<bool>,
 }
 
 /// One entry of `scrape_configs:`.
@@ -109,6 +111,11 @@ pub(crate) struct RawScrapeConfig {
     pub label_limit: Option<u64>,
     pub label_name_length_limit: Option<u64>,
     pub label_value_length_limit: Option<u64>,
+    pub scrape_protocols: Option<Vec<ScalarText>>,
+    pub scrape_native_histograms: Option<bool>,
+    pub always_scrape_classic_histograms: Option<bool>,
+    pub native_histogram_bucket_limit: Option<u64>,
+    pub native_histogram_min_bucket_factor: Option<f64>,
     pub basic_auth: Option<RawBasicAuth>,
     pub authorization: Option<RawAuthorization>,
     pub oauth2: Option<RawOAuth2>,

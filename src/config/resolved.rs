@@ -24,6 +24,10 @@ fn serialize_size<S: Serializer>(value: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_base2_bytes(*value))
 }
 
+fn is_zero_float(value: &f64) -> bool {
+    *value == 0.0
+}
+
 fn is_zero(value: &u64) -> bool {
     *value == 0
 }
@@ -47,6 +51,112 @@ pub struct GlobalConfig {
     /// Labels added to every series and alert leaving this instance.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub external_labels: BTreeMap<String, String>,
+    /// `scrape_protocols` as written (`None`: not set; jobs then pick the default
+    /// from their `scrape_native_histograms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scrape_protocols: Option<Vec<ScrapeProtocol>>,
+    /// Default of the jobs' `scrape_native_histograms` (Prometheus 3.8).
+    #[serde(skip_serializing_if = "is_false")]
+    pub scrape_native_histograms: bool,
+}
+
+/// A scrape protocol of `scrape_protocols`, named as Prometheus names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScrapeProtocol {
+    /// `PrometheusProto`: the protobuf format.
+    PrometheusProto,
+    /// `PrometheusText0.0.4`.
+    PrometheusText0_0_4,
+    /// `OpenMetricsText0.0.1`.
+    OpenMetricsText0_0_1,
+    /// `OpenMetricsText1.0.0`.
+    OpenMetricsText1_0_0,
+}
+
+impl ScrapeProtocol {
+    /// Every protocol, in the order of their names (Prometheus's "supported" list).
+    pub const ALL: [ScrapeProtocol; 4] = [
+        ScrapeProtocol::OpenMetricsText0_0_1,
+        ScrapeProtocol::OpenMetricsText1_0_0,
+        ScrapeProtocol::PrometheusProto,
+        ScrapeProtocol::PrometheusText0_0_4,
+    ];
+
+    /// Prometheus's `DefaultScrapeProtocols`.
+    pub const DEFAULT: [ScrapeProtocol; 3] = [
+        ScrapeProtocol::OpenMetricsText1_0_0,
+        ScrapeProtocol::OpenMetricsText0_0_1,
+        ScrapeProtocol::PrometheusText0_0_4,
+    ];
+
+    /// Prometheus's `DefaultProtoFirstScrapeProtocols`, the default of jobs that
+    /// scrape native histograms.
+    pub const PROTO_FIRST: [ScrapeProtocol; 4] = [
+        ScrapeProtocol::PrometheusProto,
+        ScrapeProtocol::OpenMetricsText1_0_0,
+        ScrapeProtocol::OpenMetricsText0_0_1,
+        ScrapeProtocol::PrometheusText0_0_4,
+    ];
+
+    /// The name used in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusProto => "PrometheusProto",
+            ScrapeProtocol::PrometheusText0_0_4 => "PrometheusText0.0.4",
+            ScrapeProtocol::OpenMetricsText0_0_1 => "OpenMetricsText0.0.1",
+            ScrapeProtocol::OpenMetricsText1_0_0 => "OpenMetricsText1.0.0",
+        }
+    }
+
+    /// The protocol of a name (case-sensitive, as in Prometheus).
+    pub fn from_name(name: &str) -> Option<ScrapeProtocol> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// The media type offered for it in `Accept` (Prometheus's
+    /// `ScrapeProtocolsHeaders`).
+    pub fn media_type(self) -> &'static str {
+        match self {
+            ScrapeProtocol::PrometheusProto => {
+                "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+            }
+            ScrapeProtocol::PrometheusText0_0_4 => "text/plain;version=0.0.4",
+            ScrapeProtocol::OpenMetricsText0_0_1 => "application/openmetrics-text;version=0.0.1",
+            ScrapeProtocol::OpenMetricsText1_0_0 => "application/openmetrics-text;version=1.0.0",
+        }
+    }
+
+    /// The `Accept` header offering `protocols` in order, as Prometheus's
+    /// `acceptHeader` builds it: q-values falling by 0.1 from 0.(n+1), where n is
+    /// the number of known protocols, then `*/*` at the next one down.
+    ///
+    /// ```
+    /// use promflow::config::ScrapeProtocol;
+    /// assert_eq!(
+    ///     ScrapeProtocol::accept_header(&ScrapeProtocol::DEFAULT),
+    ///     "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+    /// );
+    /// ```
+    pub fn accept_header(protocols: &[ScrapeProtocol]) -> String {
+        let mut weight = Self::ALL.len() + 1;
+        let mut values = Vec::with_capacity(protocols.len() + 1);
+        for protocol in protocols {
+            values.push(format!("{};q=0.{weight}", protocol.media_type()));
+            weight = weight.saturating_sub(1);
+        }
+        values.push(format!("*/*;q=0.{weight}"));
+        values.join(",")
+    }
+}
+
+impl Serialize for ScrapeProtocol {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+fn is_default_protocols(protocols: &[ScrapeProtocol]) -> bool {
+    protocols == ScrapeProtocol::DEFAULT
 }
 
 /// `http` or `https`.
@@ -121,6 +231,26 @@ pub struct ScrapeConfig {
     /// Longest label value; 0 means no limit.
     #[serde(skip_serializing_if = "is_zero")]
     pub label_value_length_limit: u64,
+    /// The formats offered to targets, preferred first (`Accept`).
+    #[serde(skip_serializing_if = "is_default_protocols")]
+    pub scrape_protocols: Vec<ScrapeProtocol>,
+    /// Whether native histograms are wanted (Prometheus 3.8's per-job switch): it
+    /// makes the protobuf format the default first choice. promflow does not store
+    /// native histograms yet, so their classic buckets are what is kept.
+    #[serde(skip_serializing_if = "is_false")]
+    pub scrape_native_histograms: bool,
+    /// Keep the classic buckets of histograms also exposed as native ones (always
+    /// the case while native histograms are not stored).
+    #[serde(skip_serializing_if = "is_false")]
+    pub always_scrape_classic_histograms: bool,
+    /// Most buckets of a native histogram before they are merged; 0 means no
+    /// limit. Accepted; takes effect once native histograms are stored.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub native_histogram_bucket_limit: u64,
+    /// Smallest growth factor between native buckets before they are merged; 0
+    /// means none. Accepted; takes effect once native histograms are stored.
+    #[serde(skip_serializing_if = "is_zero_float")]
+    pub native_histogram_min_bucket_factor: f64,
     /// HTTP basic authentication of every scrape.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuth>,

@@ -1079,3 +1079,65 @@ fn bearer_tokens_become_authorization_and_conflicts_are_named_like_prometheus() 
     );
     assert!(!yaml.contains("bearer_token"), "{yaml}");
 }
+
+#[test]
+fn scrape_protocols_are_checked_and_defaulted_as_prometheus_does() {
+    // Messages of Prometheus 2.49's validateAcceptScrapeProtocols.
+    assert_problems!(
+        job("  scrape_protocols: [PrometheusProto, OpenMetricsText2.0.0]\n"),
+        [
+            "prometheus.yml:3: scrape_configs[0].scrape_protocols: unknown scrape protocol OpenMetricsText2.0.0, supported: [OpenMetricsText0.0.1 OpenMetricsText1.0.0 PrometheusProto PrometheusText0.0.4]"
+        ]
+    );
+    assert_problems!(
+        job("  scrape_protocols: [PrometheusProto, prometheusproto]\n"),
+        [
+            "prometheus.yml:3: scrape_configs[0].scrape_protocols: duplicated protocol in scrape_protocols, got [PrometheusProto prometheusproto]"
+        ]
+    );
+    assert_problems!(
+        "global:\n  scrape_protocols: []\n",
+        ["prometheus.yml:2: global.scrape_protocols: scrape_protocols cannot be empty"]
+    );
+    use ScrapeProtocol::*;
+    let protocols = |text: &str| -> Vec<Vec<ScrapeProtocol>> {
+        load(text)
+            .scrape_configs
+            .iter()
+            .map(|j| j.scrape_protocols.clone())
+            .collect()
+    };
+    assert_eq!(
+        protocols(&job("")),
+        [vec![
+            OpenMetricsText1_0_0,
+            OpenMetricsText0_0_1,
+            PrometheusText0_0_4
+        ]]
+    );
+    // Native histograms wanted and no list given: protobuf first (Prometheus 3.8).
+    assert_eq!(
+        protocols(&job("  scrape_native_histograms: true\n")),
+        [vec![
+            PrometheusProto,
+            OpenMetricsText1_0_0,
+            OpenMetricsText0_0_1,
+            PrometheusText0_0_4
+        ]]
+    );
+    // A list given (here globally) wins over that default.
+    assert_eq!(
+        protocols(&format!(
+            "global:\n  scrape_protocols: [PrometheusText0.0.4]\n  scrape_native_histograms: true\n{}",
+            job("")
+        )),
+        [vec![PrometheusText0_0_4]]
+    );
+    let native = load(&job(
+        "  always_scrape_classic_histograms: true\n  native_histogram_bucket_limit: 160\n  native_histogram_min_bucket_factor: 1.1\n",
+    ));
+    let native = &native.scrape_configs[0];
+    assert!(native.always_scrape_classic_histograms);
+    assert_eq!(native.native_histogram_bucket_limit, 160);
+    assert_eq!(native.native_histogram_min_bucket_factor, 1.1);
+}

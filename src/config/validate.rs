@@ -20,7 +20,8 @@ use super::raw::{
 use super::relabel::resolve_relabel_config;
 use super::resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
-    GlobalConfig, HttpClientOptions, OAuth2, RelabelConfig, Scheme, ScrapeConfig, StaticConfig,
+    GlobalConfig, HttpClientOptions, OAuth2, RelabelConfig, Scheme, ScrapeConfig, ScrapeProtocol,
+    StaticConfig,
 };
 use super::rule_files;
 use super::secret::Secret;
@@ -197,12 +198,64 @@ fn resolve_global(
         &path.key("external_labels"),
         problems,
     );
+    let scrape_protocols = resolve_scrape_protocols(
+        raw.scrape_protocols.as_deref(),
+        &path.key("scrape_protocols"),
+        problems,
+    );
     GlobalConfig {
         scrape_interval,
         scrape_timeout,
         evaluation_interval,
         external_labels,
+        scrape_protocols,
+        scrape_native_histograms: raw.scrape_native_histograms.unwrap_or(false),
     }
+}
+
+/// `scrape_protocols` as Prometheus's `validateAcceptScrapeProtocols` checks it:
+/// not empty, known names only, no name twice (ignoring case).
+fn resolve_scrape_protocols(
+    raw: Option<&[ScalarText]>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Vec<ScrapeProtocol>> {
+    let raw = raw?;
+    if raw.is_empty() {
+        problems.push(path.clone(), "scrape_protocols cannot be empty");
+        return None;
+    }
+    let mut protocols = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for name in raw {
+        if !seen.insert(name.0.to_lowercase()) {
+            let all: Vec<&str> = raw.iter().map(|n| n.0.as_str()).collect();
+            problems.push(
+                path.clone(),
+                format!(
+                    "duplicated protocol in scrape_protocols, got [{}]",
+                    all.join(" ")
+                ),
+            );
+            return None;
+        }
+        match ScrapeProtocol::from_name(&name.0) {
+            Some(protocol) => protocols.push(protocol),
+            None => {
+                let supported: Vec<&str> = ScrapeProtocol::ALL.iter().map(|p| p.name()).collect();
+                problems.push(
+                    path.clone(),
+                    format!(
+                        "unknown scrape protocol {}, supported: [{}]",
+                        name.0,
+                        supported.join(" ")
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(protocols)
 }
 
 fn resolve_labels(
@@ -332,6 +385,24 @@ fn resolve_scrape_config(
         problems,
     );
     let client = resolve_http_client(raw.http_client(), base_dir, path, problems);
+    let scrape_native_histograms = raw
+        .scrape_native_histograms
+        .unwrap_or(global.scrape_native_histograms);
+    // As Prometheus 3.8: the job's list, else the global one, else the default
+    // that fits whether native histograms are wanted.
+    let scrape_protocols = resolve_scrape_protocols(
+        raw.scrape_protocols.as_deref(),
+        &path.key("scrape_protocols"),
+        problems,
+    )
+    .or_else(|| global.scrape_protocols.clone())
+    .unwrap_or_else(|| {
+        if scrape_native_histograms {
+            ScrapeProtocol::PROTO_FIRST.to_vec()
+        } else {
+            ScrapeProtocol::DEFAULT.to_vec()
+        }
+    });
     ScrapeConfig {
         job_name,
         honor_labels: raw.honor_labels.unwrap_or(false),
@@ -347,6 +418,11 @@ fn resolve_scrape_config(
         label_limit: raw.label_limit.unwrap_or(0),
         label_name_length_limit: raw.label_name_length_limit.unwrap_or(0),
         label_value_length_limit: raw.label_value_length_limit.unwrap_or(0),
+        scrape_protocols,
+        scrape_native_histograms,
+        always_scrape_classic_histograms: raw.always_scrape_classic_histograms.unwrap_or(false),
+        native_histogram_bucket_limit: raw.native_histogram_bucket_limit.unwrap_or(0),
+        native_histogram_min_bucket_factor: raw.native_histogram_min_bucket_factor.unwrap_or(0.0),
         basic_auth: client.basic_auth,
         authorization: client.authorization,
         oauth2: client.oauth2,

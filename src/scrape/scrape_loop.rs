@@ -10,10 +10,11 @@
 //! series of the previous scrape. When the loop is stopped it writes stale markers for
 //! everything it produced.
 
+use crate::config::ScrapeProtocol;
 use crate::holdback::TargetHoldback;
 use crate::ingest::{now_ms, Ingester};
 use crate::relabel;
-use crate::scrape::exposition::{self, Format, SampleSink, SCRAPE_ACCEPT_HEADER};
+use crate::scrape::exposition::{self, Format, SampleSink};
 use crate::scrape::scrape_cache::{Lookup, ScrapeCache, Slot};
 use crate::scrape::target::TargetSpec;
 use crate::selfmetrics::SelfMetrics;
@@ -320,7 +321,10 @@ async fn fetch(
     let request = ctx
         .client
         .get(&spec.url)
-        .header(reqwest::header::ACCEPT, SCRAPE_ACCEPT_HEADER)
+        .header(
+            reqwest::header::ACCEPT,
+            ScrapeProtocol::accept_header(&spec.config.scrape_protocols),
+        )
         .header(
             "X-Prometheus-Scrape-Timeout-Seconds",
             format!("{}", spec.timeout.as_secs_f64()),

@@ -214,3 +214,52 @@ read_requests = [
 for qs in read_requests:
     body = b"".join(field(1, 2, q) for q in qs) + field(2, 2, varint(0))
     put("remote_read", snappy(body))
+
+
+# Protobuf exposition bodies (length-delimited io.prometheus.client.MetricFamily),
+# fed to the same `exposition` target: every metric type, a native histogram.
+def zigzag(n):
+    return (n << 1) ^ (n >> 63)
+
+
+def u64(tag, n):
+    return field(tag, 0, varint(n))
+
+
+def sint(tag, n):
+    return field(tag, 0, varint(zigzag(n) & 0xFFFFFFFFFFFFFFFF))
+
+
+def metric_family(name, kind, help_text, metrics):
+    return (s(1, name) + s(2, help_text) + u64(3, kind)
+            + b"".join(field(4, 2, m) for m in metrics))
+
+
+def pb_labels(labels):
+    return b"".join(field(1, 2, label(*l)) for l in labels)
+
+
+def delimited(*families):
+    return b"".join(varint(len(f)) + f for f in families)
+
+
+exemplar = field(1, 2, label("trace_id", "abc")) + f64(2, 0.5) + field(3, 2, i64(1, 1700000000))
+bucket = lambda le, n, extra=b"": u64(1, n) + f64(2, le) + extra
+for body in [
+    delimited(metric_family("c_total", 0, "A counter.", [
+        pb_labels([("a", "1")]) + field(3, 2, f64(1, 3.5) + field(2, 2, exemplar)) + i64(6, 1700000000000)])),
+    delimited(
+        metric_family("g", 1, "", [field(2, 2, f64(1, float("nan"))), pb_labels([("x", "y")]) + field(2, 2, f64(1, -1.0))]),
+        metric_family("u", 3, "untyped", [field(5, 2, f64(1, 1e300))])),
+    delimited(metric_family("s", 2, "A summary.", [field(4, 2, u64(1, 7) + f64(2, 1.5)
+        + field(3, 2, f64(1, 0.5) + f64(2, 0.1)) + field(3, 2, f64(1, 0.99) + f64(2, 0.9)))])),
+    delimited(metric_family("h", 4, "A histogram.", [field(7, 2, u64(1, 10) + f64(2, 12.5)
+        + field(3, 2, bucket(0.1, 2)) + field(3, 2, bucket(1.0, 5, field(3, 2, exemplar)))
+        + field(3, 2, bucket(float("inf"), 10)))])),
+    delimited(metric_family("n", 4, "A native histogram.", [field(7, 2, u64(1, 6) + f64(2, 3.0)
+        + sint(5, 3) + f64(6, 1e-128) + u64(7, 1)
+        + field(12, 2, sint(1, -2) + u64(2, 2)) + sint(13, 2) + sint(13, -1)
+        + field(9, 2, sint(1, 0) + u64(2, 1)) + sint(10, 1))])),
+    delimited(metric_family("gh", 5, "", [field(7, 2, f64(4, 2.5) + field(3, 2, f64(4, 1.5) + f64(2, -1.0)))])),
+]:
+    put("exposition", body)

@@ -1,12 +1,13 @@
-//! Parsing of scrape response bodies: the Prometheus text format 0.0.4 and the
-//! OpenMetrics 1.0 text format, plus the content negotiation that picks between
-//! them.
+//! Parsing of scrape response bodies: the Prometheus text format 0.0.4, the
+//! OpenMetrics 1.0 text format and the protobuf format (`protobuf.rs`), plus the
+//! content negotiation that picks between them.
 //!
 //! Contract:
 //! - [`parse`] turns a whole body into samples and per-family metadata, or returns
 //!   the first [`ParseError`], which names the 1-based line and what was wrong.
 //!   Like Prometheus, one bad line fails the whole scrape; nothing is returned
-//!   partially. No input makes it panic.
+//!   partially. No input makes it panic. (The protobuf format has no lines: its
+//!   errors have line 0 and name the message instead; see `protobuf.rs`.)
 //! - What is accepted and rejected follows Prometheus 2.42's `textparse` package
 //!   (`promparse.go`, `openmetricsparse.go`), with these deliberate differences:
 //!   duplicate label names (and a `__name__` label inside braces) are rejected here
@@ -28,11 +29,14 @@
 //!   skips labels it has seen (Prometheus's `Series()` fast path): the labels of a
 //!   series text are read and checked only the first time a sink sees it.
 //!
-//! The module knows nothing of HTTP beyond the two header helpers, of targets or
+//! The module knows nothing of HTTP beyond `Content-Type` (the `Accept` header is
+//! built from the job's `scrape_protocols`, `config::ScrapeProtocol`), of targets or
 //! of storage.
 
 mod lex;
+pub mod metrics_proto;
 mod openmetrics;
+mod protobuf;
 mod text;
 
 #[cfg(test)]
@@ -42,10 +46,6 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-/// The `Accept` header a scraper sends, the same as Prometheus 2.42's: OpenMetrics
-/// preferred, the text format as fallback.
-pub const SCRAPE_ACCEPT_HEADER: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
 /// An exposition format this module can parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -53,13 +53,17 @@ pub enum Format {
     PrometheusText,
     /// The OpenMetrics 1.0 text format.
     OpenMetrics,
+    /// Length-delimited `io.prometheus.client.MetricFamily` protobuf messages.
+    Protobuf,
 }
 
 impl Format {
     /// Picks the format from a response's `Content-Type`, as Prometheus does: the
     /// media type `application/openmetrics-text` (any case, any parameters) means
-    /// OpenMetrics; anything else, including a missing or malformed header, means
-    /// the Prometheus text format.
+    /// OpenMetrics, `application/vnd.google.protobuf` the protobuf format (its
+    /// `proto` and `encoding` parameters are not checked, as in Prometheus);
+    /// anything else, including a missing or malformed header, means the
+    /// Prometheus text format.
     ///
     /// ```
     /// use promflow::scrape::exposition::Format;
@@ -67,6 +71,8 @@ impl Format {
     /// assert_eq!(om, Format::OpenMetrics);
     /// assert_eq!(Format::from_content_type(Some("text/plain; version=0.0.4")), Format::PrometheusText);
     /// assert_eq!(Format::from_content_type(None), Format::PrometheusText);
+    /// let pb = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+    /// assert_eq!(Format::from_content_type(Some(pb)), Format::Protobuf);
     /// ```
     pub fn from_content_type(content_type: Option<&str>) -> Format {
         let media_type = content_type
@@ -75,6 +81,8 @@ impl Format {
             .unwrap_or_default();
         if media_type.eq_ignore_ascii_case("application/openmetrics-text") {
             Format::OpenMetrics
+        } else if media_type.eq_ignore_ascii_case("application/vnd.google.protobuf") {
+            Format::Protobuf
         } else {
             Format::PrometheusText
         }
@@ -130,8 +138,9 @@ pub struct MetricMetadata {
 }
 
 /// One sample. `labels` excludes the metric name and keeps exposition order;
-/// label values are unescaped. A NaN value has Prometheus's canonical NaN bits
-/// (`0x7ff8000000000001`).
+/// label values are unescaped. A NaN value read from a text format has
+/// Prometheus's canonical NaN bits (`0x7ff8000000000001`); one from protobuf keeps
+/// the bits it was sent with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub name: String,
@@ -177,16 +186,20 @@ pub struct Exposition {
     pub metadata: Vec<MetricMetadata>,
 }
 
-/// Why a body was rejected. Displays as `line 12: <message>`.
+/// Why a body was rejected. Displays as `line 12: <message>`, or just the message
+/// when there is no line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
-    /// 1-based line number.
+    /// 1-based line number; 0 for the protobuf format, which has no lines.
     pub line: usize,
     pub message: String,
 }
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return f.write_str(&self.message);
+        }
         write!(f, "line {}: {}", self.line, self.message)
     }
 }
@@ -255,6 +268,7 @@ pub fn parse_with<S: SampleSink>(
     match format {
         Format::PrometheusText => text::parse(body, &mut metadata, sink)?,
         Format::OpenMetrics => openmetrics::parse(body, &mut metadata, sink)?,
+        Format::Protobuf => protobuf::parse(body, &mut metadata, sink)?,
     }
     Ok(metadata.entries)
 }

@@ -80,10 +80,21 @@ fn format_from_content_type() {
 }
 
 #[test]
-fn accept_header_matches_prometheus_2_42() {
+fn accept_headers_match_prometheus() {
+    use crate::config::ScrapeProtocol;
+    // Prometheus 2.49-2.55's `acceptHeader` for its two defaults (four protocols
+    // known, so weights start at 0.5).
     assert_eq!(
-        SCRAPE_ACCEPT_HEADER,
-        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ScrapeProtocol::accept_header(&ScrapeProtocol::DEFAULT),
+        "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+    );
+    assert_eq!(
+        ScrapeProtocol::accept_header(&ScrapeProtocol::PROTO_FIRST),
+        "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+    );
+    assert_eq!(
+        ScrapeProtocol::accept_header(&[ScrapeProtocol::PrometheusText0_0_4]),
+        "text/plain;version=0.0.4;q=0.5,*/*;q=0.4"
     );
 }
 

@@ -1,6 +1,7 @@
-//! Fuzzes `scrape::exposition` with arbitrary bodies in both formats. Beyond "no
-//! panic", it checks that an error names a line inside the body (or the one just
-//! after it, for a missing `# EOF`) and that `parse_each` sees exactly the samples
+//! Fuzzes `scrape::exposition` with arbitrary bodies in all three formats (text,
+//! OpenMetrics, protobuf). Beyond "no panic", it checks that a text format's error
+//! names a line inside the body (or the one just after it, for a missing `# EOF`),
+//! that a protobuf error names none (line 0), and that `parse_each` sees exactly the samples
 //! `parse` returns, and that `parse_with` with a sink that knows the series texts
 //! of a first pass (the scrape cache's fast path) gets the same outcome and samples.
 //!
@@ -44,7 +45,7 @@ impl SampleSink for Remembering {
 
 fuzz_target!(|body: &[u8]| {
     let line_count = body.split(|&b| b == b'\n').count();
-    for format in [Format::PrometheusText, Format::OpenMetrics] {
+    for format in [Format::PrometheusText, Format::OpenMetrics, Format::Protobuf] {
         let parsed = exposition::parse(body, format);
         let mut streamed = Vec::new();
         let mut texts = Vec::new();
@@ -68,7 +69,11 @@ fuzz_target!(|body: &[u8]| {
                 assert_eq!(samples_bits(&streamed), samples_bits(&exposition.samples));
             }
             Err(err) => {
-                assert!(err.line >= 1 && err.line <= line_count + 1, "{err}");
+                if format == Format::Protobuf {
+                    assert_eq!(err.line, 0, "{err}");
+                } else {
+                    assert!(err.line >= 1 && err.line <= line_count + 1, "{err}");
+                }
                 assert_eq!(streamed_result.err(), Some(err));
             }
         }
