@@ -1026,6 +1026,17 @@ fn spread_run(workers: usize, samples: &[Sample], half: i64) -> Vec<Vec<RuleOutp
         .chain(&outputs[1])
         .all(|o| o.eval_ms < half));
     assert!(outputs[SPREAD_QUERIES.len()][0].eval_ms >= half);
+    // Every evaluation the frontier released came out, none held back for a later
+    // advance.
+    let last_ready = (end - 1) / every_ms * every_ms;
+    for (r, outs) in outputs.iter().enumerate().skip(2) {
+        assert_eq!(
+            outs.last().map(|o| o.eval_ms),
+            Some(last_ready),
+            "{}",
+            queries[r]
+        );
+    }
     engine.shutdown();
     outputs
 }

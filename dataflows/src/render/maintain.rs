@@ -17,7 +17,7 @@
 //! evaluation times they trigger, (3) evaluates every rule whose next evaluation time
 //! `t` is *ready* — every sample it can read at `t` is older than the input frontier —
 //! sending `(t, result)` to the rule's channel, or for a spread rule its partials to
-//! the owner at logical time `ready(t) + 1`, and (4) retires samples no rule can read
+//! the owner at logical time `ready(t)`, and (4) retires samples no rule can read
 //! any more.
 //!
 //! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
@@ -437,7 +437,9 @@ impl Host {
                         values.push(other.evaluate(&self.spread, &self.counters, t));
                         other.last = Some(t);
                     }
-                    let at = first.ready_time(t).saturating_add(1).max(0) as u64;
+                    // Not before the held capability: `t` was not ready at the
+                    // frontier it was downgraded to.
+                    let at = first.ready_time(t).max(0) as u64;
                     out.push((at, (owner, *id, t, partials(values))));
                 }
             }

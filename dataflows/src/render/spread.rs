@@ -17,9 +17,10 @@
 //! on every worker (times follow from the schedule and the logical times of the rule's
 //! changes, never from when a worker happened to see the frontier), and sends one
 //! [`PartialRecord`] per evaluation: a value per group and local plan. The records of
-//! an evaluation at `t` travel at logical time `ready(t) + 1`, so the owner
-//! ([`combine_partials`]) knows it has every worker's once its frontier passes that
-//! time, and combines them per group: sums and counts add (a compensated sum, so equal
+//! an evaluation at `t` travel at logical time `ready(t)`, the last time it reads (a
+//! worker makes it once its frontier passes that time, and holds its output there
+//! until then), so the owner ([`combine_partials`]) knows it has every worker's once
+//! its own frontier passes that time, with no extra delay, and combines them per group: sums and counts add (a compensated sum, so equal
 //! to the reference within float rounding), minima and maxima fold, `avg` is the total
 //! sum over the total count, `group` is 1. A worker's evaluation error makes the
 //! result that error.
@@ -190,8 +191,9 @@ fn combined(op: AggOp, records: Vec<Partials>) -> EvalResult<Value> {
 
 /// The owners' side: gathers the partial records of each spread rule's evaluations
 /// (exchanged to the rule's owner) and, once the frontier passes their time, sends
-/// the combined result on the rule's channel. `control` carries the rule changes (in
-/// time order, after the partials of the same time: an evaluation made before a
+/// the combined result on the rule's channel. `control` carries the rule changes, in
+/// time order and before the partials of the same time (an evaluation's time is never
+/// before its rule's installation, and always before its removal: one made before a
 /// removal is still delivered). The returned stream carries nothing; its frontier is
 /// how far results have been sent.
 pub fn combine_partials<'scope>(
@@ -236,6 +238,9 @@ pub fn combine_partials<'scope>(
                     .into_iter()
                     .collect();
                 for time in times {
+                    for change in changes.remove(&time).unwrap_or_default() {
+                        registry.apply(&change);
+                    }
                     let mut evaluations: BTreeMap<(RuleId, i64), Vec<Partials>> = BTreeMap::new();
                     for (_, rule, t, parts) in records.remove(&time).unwrap_or_default() {
                         evaluations.entry((rule, t)).or_default().push(parts);
@@ -250,9 +255,6 @@ pub fn combine_partials<'scope>(
                             eval_ms: t,
                             value: combined(spread.op, parts),
                         });
-                    }
-                    for change in changes.remove(&time).unwrap_or_default() {
-                        registry.apply(&change);
                     }
                 }
             }
