@@ -37,8 +37,8 @@
 //! workers for rules; a rule's output channel travels inside its change (in one
 //! process: see "Processes" below).
 //!
-//! **Distribution.** A rule of the spread shape ([`spread`]: `sum avg min max count
-//! group` by/without over one named selector or a range function of it, at interval,
+//! **Distribution.** A rule of the spread shape ([`spread`]: `sum min max count group`
+//! by/without over one named selector or a range function of it, at interval,
 //! `At` or range schedules, with more than one worker) runs on every worker: each
 //! keeps the window of the series whose id (modulo the workers) is its own, evaluates
 //! the aggregation over them incrementally and sends one partial per group to the
