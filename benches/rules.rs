@@ -30,9 +30,17 @@
 //!    with `--rules.evaluation=on-arrival` and at the interval (`RULES_FLEET_INTERVAL=0`
 //!    skips that run), vs Prometheus 2.42.
 //!
+//! 4. **recording_bulk, over workers.** One heavy recording rule,
+//!    `sum by (job) (rate(x[5m]))` over `RULES_BULK_SERIES` (50,000) series in 10 jobs,
+//!    scraped and evaluated every 10s in simulated time (fed as 100 batches a scrape,
+//!    like 100 targets), on the engine with 1 and then 2 workers: after 5 simulated
+//!    minutes (full windows), wall time and CPU of this process per evaluation (a
+//!    scrape fed, the evaluation received) over `RULES_BULK_EVALUATIONS` (30). With 2
+//!    workers the rule is spread (`dataflows::render::spread`).
+//!
 //! Run: `cargo bench --bench rules` (env `RULES_TARGETS`, `RULES_SECONDS`,
-//! `RULES_WARMUP`, `RULES_SIM_SECONDS` override; `RULES_PART=1`, `2` or `3` runs one
-//! part).
+//! `RULES_WARMUP`, `RULES_SIM_SECONDS` override; `RULES_PART=1`, `2`, `3` or `4` runs
+//! one part).
 //! All traffic stays on 127.0.0.1.
 
 mod side_by_side;
@@ -399,6 +407,82 @@ fn fleet(targets: usize, series: usize, warmup: u64, seconds: u64) {
     }
 }
 
+/// Part 4: one heavy rule on 1 and 2 workers, wall and CPU per evaluation.
+fn recording_bulk(series: usize, evaluations: u64) {
+    println!(
+        "part 4: recording_bulk, sum by (job) (rate(x[5m])) over {series} series, \
+         scraped and evaluated every 10s, {evaluations} evaluations measured"
+    );
+    let labels: Vec<Arc<Labels>> = (0..series)
+        .map(|i| {
+            Arc::new(Labels::from_pairs(vec![
+                ("__name__".into(), "x".into()),
+                ("instance".into(), format!("host-{i}")),
+                ("job".into(), format!("job-{}", i % 10)),
+            ]))
+        })
+        .collect();
+    let warmup = 30;
+    for workers in [1, 2] {
+        let engine = Engine::start(EngineConfig {
+            workers,
+            lookback_ms: 300_000,
+        })
+        .expect("engine starts");
+        let rule = engine
+            .register(
+                parse("sum by (job) (rate(x[5m]))").expect("rule parses"),
+                RuleSchedule::Interval {
+                    start_ms: 0,
+                    every_ms: 10_000,
+                },
+            )
+            .expect("registers");
+        let (mut wall, mut cpu) = (Duration::ZERO, 0.0);
+        for k in 0..warmup + evaluations {
+            let ts = k as i64 * 10_000;
+            let batches: Vec<Vec<Sample>> = labels
+                .chunks(series.div_ceil(100).max(1))
+                .enumerate()
+                .map(|(c, chunk)| {
+                    chunk
+                        .iter()
+                        .map(|l| sample(l, ts, (k * (c as u64 % 7 + 1)) as f64))
+                        .collect()
+                })
+                .collect();
+            let (at, cpu0) = (Instant::now(), cpu_seconds(std::process::id()));
+            for batch in batches {
+                engine.feed(batch);
+            }
+            engine.advance_watermark(ts + 1);
+            loop {
+                let out = rule
+                    .output
+                    .recv_timeout(Duration::from_secs(600))
+                    .expect("the evaluation comes out");
+                if out.eval_ms >= ts {
+                    // A rate needs two samples: every job from the second scrape on.
+                    let groups = if k == 0 { 0 } else { 10 };
+                    assert_eq!(out.samples().map(|s| s.len()), Some(groups));
+                    break;
+                }
+            }
+            if k >= warmup {
+                wall += at.elapsed();
+                cpu += cpu_seconds(std::process::id()) - cpu0;
+            }
+        }
+        engine.shutdown();
+        let n = evaluations.max(1) as f64;
+        println!(
+            "  {workers} worker(s): {:.1} ms wall, {:.1} ms CPU per evaluation",
+            wall.as_secs_f64() * 1e3 / n,
+            cpu * 1e3 / n
+        );
+    }
+}
+
 fn main() {
     let targets = env_or("RULES_TARGETS", 20);
     let seconds = env_or("RULES_SECONDS", 20) as u64;
@@ -411,6 +495,12 @@ fn main() {
     if part == 0 || part == 2 {
         engine_part(targets, sim_seconds, 1);
         engine_part(targets, sim_seconds * 4, 15);
+    }
+    if part == 0 || part == 4 {
+        recording_bulk(
+            env_or("RULES_BULK_SERIES", 50_000),
+            env_or("RULES_BULK_EVALUATIONS", 30) as u64,
+        );
     }
     if part == 0 || part == 3 {
         fleet(

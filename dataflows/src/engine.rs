@@ -5,7 +5,10 @@
 //! moves the input frontier (never backwards). Maintained outputs are read through
 //! shared tables (e.g. [`Engine::latest`]); [`Engine::stats`] reports progress.
 //! [`Engine::register`] installs a PromQL plan as a maintained rule (see
-//! [`crate::render`]); its evaluations arrive on the returned handle's channel.
+//! [`crate::render`]); its evaluations arrive on the returned handle's channel. Rule
+//! registrations and removals enter the dataflow as data: a [`RuleChange`] on every
+//! worker's control input at the workers' current logical time, so each operator
+//! learns of rules from the stream it reads, in time order with the samples.
 //!
 //! Waking: the workers park without a timeout; every command (a batch, an advance, a
 //! rule change) unparks the worker it is for, and timely's channels unpark the peers
@@ -21,11 +24,13 @@ use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
 use crate::render::maintain::maintain_rules;
 use crate::render::route::route_to_owners;
-use crate::render::rule::{RuleCounters, RuleSpec, SharedRegistry};
+use crate::render::rule::{RuleChange, RuleCounters, RuleSpec};
+use crate::render::spread::combine_partials;
 use crate::render::{Evaluation, RenderError, RuleHandle, RuleId, RuleSchedule};
 use crate::sample::Sample;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
@@ -55,7 +60,8 @@ pub struct EngineStats {
     pub samples_late: u64,
     /// Samples held in maintained rules' windows (as of each worker's last retirement).
     pub rule_samples_retained: u64,
-    /// Rule evaluations answered incrementally (per series and group).
+    /// Rule evaluations answered incrementally (per series and group). A spread
+    /// rule's evaluation counts once per worker and local plan (its parts).
     pub rule_evaluations_incremental: u64,
     /// Rule evaluations of the whole plan (shapes without incremental evaluation,
     /// [`Evaluation::WholePlan`] rules, and incremental rules falling back).
@@ -70,7 +76,7 @@ pub struct EngineStats {
 enum Command {
     Samples(Vec<Sample>),
     Advance(u64),
-    RulesChanged,
+    Rule(RuleChange),
     Shutdown,
 }
 
@@ -80,19 +86,21 @@ struct Feeder {
     watermark: u64,
     /// The watermark last sent to the workers (behind `watermark` while idle).
     sent: u64,
-    /// Whether a batch was fed since `sent` was sent.
+    /// Whether a batch or a rule change was sent since `sent` was sent.
     fed_since_sent: bool,
     next_worker: usize,
 }
 
-/// Called when an idle engine gets work: a batch fed or a rule installed.
+/// Called when an idle engine gets work: a batch fed or a rule installed or removed.
 pub type BusyCallback = Arc<dyn Fn() + Send + Sync>;
 
 /// The running dataflow.
 pub struct Engine {
     feeder: Mutex<Feeder>,
     latest: LatestTable,
-    rules: SharedRegistry,
+    /// The ids of the registered rules (the workers learn of them from the changes).
+    rules: Mutex<BTreeSet<u64>>,
+    next_rule_id: AtomicU64,
     workers: usize,
     lookback_ms: i64,
     worker_frontiers: Arc<Vec<AtomicU64>>,
@@ -127,8 +135,6 @@ impl Engine {
         let (thread_tx, thread_rx) = crossbeam_channel::unbounded::<(usize, Thread)>();
 
         let receivers = Arc::new(receivers);
-        let rules: SharedRegistry = Default::default();
-        let registry = rules.clone();
         let table = latest.clone();
         let frontiers = worker_frontiers.clone();
         let lookback_ms = config.lookback_ms;
@@ -141,18 +147,27 @@ impl Engine {
             let commands = receivers[index].clone();
             let _ = thread_tx.send((index, std::thread::current()));
             let mut input: InputHandleVec<u64, Sample> = InputHandleVec::new();
+            let mut control: InputHandleVec<u64, RuleChange> = InputHandleVec::new();
             let probe = ProbeHandle::new();
             let table = table.clone();
-            let registry = registry.clone();
             let retained = retained.clone();
             let counters = counters.clone();
-            let rules_activator = worker.dataflow::<u64, _, _>(|scope| {
+            worker.dataflow::<u64, _, _>(|scope| {
                 let samples = scope.input_from(&mut input);
+                let changes = scope.input_from(&mut control);
                 samples.clone().probe_with(&probe);
                 maintain_latest(samples.clone(), table, index, lookback_ms);
-                let routed = route_to_owners(samples, registry.clone());
-                let routed = routed.probe_with(&probe);
-                maintain_rules(routed, registry, index, lookback_ms, retained, counters)
+                let routed = route_to_owners(samples, changes.clone(), workers);
+                let partials = maintain_rules(
+                    routed,
+                    changes.clone(),
+                    index,
+                    workers,
+                    lookback_ms,
+                    retained,
+                    counters,
+                );
+                combine_partials(partials, changes, workers).probe_with(&probe);
             });
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
@@ -166,16 +181,14 @@ impl Engine {
                         Command::Advance(to) => {
                             if to > *input.time() {
                                 input.advance_to(to);
+                                control.advance_to(to);
                             }
                         }
-                        Command::RulesChanged => {
-                            if let Some(a) = &rules_activator {
-                                a.activate();
-                            }
-                        }
+                        Command::Rule(change) => control.send(change),
                         Command::Shutdown => break 'run,
                     }
                 }
+                control.flush();
                 input.flush();
                 // No timeout: every command unparks this thread after it is sent, and
                 // timely unparks it for its peers' messages and progress.
@@ -183,6 +196,7 @@ impl Engine {
                 frontiers[index].store(frontier(&probe), Ordering::Relaxed);
             }
             drop(input);
+            drop(control);
             while !probe.done() {
                 worker.step_or_park(Some(Duration::from_millis(10)));
             }
@@ -205,7 +219,8 @@ impl Engine {
                 next_worker: 0,
             }),
             latest,
-            rules,
+            rules: Mutex::new(BTreeSet::new()),
+            next_rule_id: AtomicU64::new(0),
             workers,
             lookback_ms: config.lookback_ms,
             worker_frontiers,
@@ -346,46 +361,63 @@ impl Engine {
         evaluation: Evaluation,
         history: Option<&dyn SeriesSource>,
     ) -> Result<RuleHandle, RenderError> {
-        // Under the feeder lock: no sample is fed between reading the watermark and
-        // the rule becoming visible to the router.
-        let feeder = self.feeder.lock();
+        // Under the feeder lock: the change reaches every worker's control input before
+        // any sample fed after it, at the logical time those samples will have.
+        let mut feeder = self.feeder.lock();
         let (tx, rx) = crossbeam_channel::unbounded();
-        let id = self.rules.lock().next_id();
+        let id = RuleId(self.next_rule_id.fetch_add(1, Ordering::Relaxed) + 1);
         let mut spec = RuleSpec::new(
             id,
             plan,
             schedule,
             self.lookback_ms,
             feeder.watermark as i64,
-            self.workers,
+            evaluation,
             tx,
             history,
         )?;
-        spec.evaluation = evaluation;
-        self.rules.lock().insert(spec);
-        self.rules_installed.fetch_add(1, Ordering::Relaxed);
-        for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
-            let _ = sender.send(Command::RulesChanged);
-            thread.unpark();
+        if self.workers == 1 {
+            // Nothing to spread over.
+            spec.spread = None;
         }
+        self.rules.lock().insert(id.0);
+        self.rules_installed.fetch_add(1, Ordering::Relaxed);
+        Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(spec)));
         Ok(RuleHandle { id, output: rx })
     }
 
-    /// Removes a rule; its state is dropped and its channel closes. Whether it existed.
-    pub fn unregister(&self, id: RuleId) -> bool {
-        let feeder = self.feeder.lock();
-        let existed = self.rules.lock().remove(id);
+    /// Sends a rule change to every worker's control input. The workers apply it once
+    /// the frontier passes its time: the next advance must reach them.
+    fn broadcast(feeder: &mut Feeder, change: RuleChange) {
+        feeder.fed_since_sent = true;
         for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
-            let _ = sender.send(Command::RulesChanged);
+            let _ = sender.send(Command::Rule(change.clone()));
             thread.unpark();
+        }
+    }
+
+    /// Removes a rule; its state is dropped and its channel closes once the workers
+    /// have applied the removal (at the next advance of the watermark). Whether it
+    /// existed.
+    pub fn unregister(&self, id: RuleId) -> bool {
+        let existed = {
+            let mut feeder = self.feeder.lock();
+            let existed = self.rules.lock().remove(&id.0);
+            if existed {
+                Self::broadcast(&mut feeder, RuleChange::Remove(id));
+            }
+            existed
+        };
+        if existed {
+            self.busy();
         }
         existed
     }
 
     /// Whether moving the watermark can release anything: a rule is installed (its
     /// evaluations and timers wait for the frontier), the latest-sample table holds
-    /// series (retired as the frontier passes their lookback), or a batch was fed since
-    /// the workers' last advance. When not, the engine is idle and a clock advancing the
+    /// series (retired as the frontier passes their lookback), or a batch or a rule
+    /// change (a removal waits for it) was sent since the workers' last advance. When not, the engine is idle and a clock advancing the
     /// watermark may stop until [`Engine::on_busy`]'s callback runs.
     pub fn needs_time(&self) -> bool {
         self.needs_time_locked(&self.feeder.lock())
@@ -396,7 +428,8 @@ impl Engine {
     }
 
     /// Sets the callback run (on the feeding or registering thread, after the fact)
-    /// whenever a batch is fed or a rule installed: work an idle engine needs time for.
+    /// whenever a batch is fed or a rule installed or removed: work an idle engine
+    /// needs time for.
     pub fn on_busy(&self, callback: BusyCallback) {
         *self.on_busy.lock() = Some(callback);
     }

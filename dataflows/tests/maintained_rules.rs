@@ -400,9 +400,15 @@ fn every_second_from_1s(engine: &Engine, query: &str) -> RuleHandle {
         .expect("registers")
 }
 
+/// On one worker: with more, `sum by (g) (x)` is spread and each worker recomputes
+/// its own series and its part of each group (see `spread_rules_*`).
 #[test]
 fn only_changed_series_and_groups_are_recomputed() {
-    let engine = engine();
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        lookback_ms: 300_000,
+    })
+    .expect("engine starts");
     let query = "sum by (g) (x)";
     let rule = every_second_from_1s(&engine, query);
     let series: Vec<Arc<Labels>> = (0..100)
@@ -931,4 +937,143 @@ fn on_arrival_time_dependent_functions_are_each_series_at_its_newest_sample() {
         recomputed <= bound,
         "{recomputed} recomputations, at most {bound} expected"
     );
+}
+
+/// Spread shapes (see `dataflows::render::spread`) and, beside them, rules on one owner
+/// reading the same selectors.
+const SPREAD_QUERIES: &[&str] = &[
+    "sum by (job) (rate(x[1m]))",
+    "avg by (job) (y)",
+    "count(x)",
+    "min without (instance) (rate(x[1m]))",
+    "max by (job) (irate(x[1m]))",
+    "group by (job) (y)",
+    "sum(max_over_time(y[1m]))",
+    "sum by (job) (rate(x[1m])) > 0",
+    "y",
+];
+
+/// What replaces `SPREAD_QUERIES[0]` mid-stream (seeded from what flowed before).
+const SPREAD_REPLACEMENT: &str = "sum without (instance) (rate(x[1m]))";
+
+/// The rules of `SPREAD_QUERIES` on `workers` workers over `samples`: halfway, rule 0
+/// is replaced by `SPREAD_REPLACEMENT` and rule 1 removed. The evaluations of each
+/// rule (the replacement last), checked against the reference as they come; the
+/// removed rules' channels must close.
+fn spread_run(workers: usize, samples: &[Sample], half: i64) -> Vec<Vec<RuleOutput>> {
+    let store = store_of(samples);
+    let every_ms = 30_000;
+    let every = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms,
+    };
+    let engine = Engine::start(EngineConfig {
+        workers,
+        lookback_ms: 300_000,
+    })
+    .expect("engine starts");
+    let mut rules: Vec<RuleHandle> = SPREAD_QUERIES
+        .iter()
+        .map(|q| {
+            engine
+                .register(parse(q).expect("parses"), every)
+                .expect("registers")
+        })
+        .collect();
+    let (before, after): (Vec<Sample>, Vec<Sample>) =
+        samples.iter().cloned().partition(|s| s.timestamp_ms < half);
+    stream(&engine, &before, |_| {});
+    assert!(engine.unregister(rules[0].id));
+    assert!(engine.unregister(rules[1].id));
+    let history = store_of(&before);
+    rules.push(
+        engine
+            .register_seeded(parse(SPREAD_REPLACEMENT).expect("parses"), every, &history)
+            .expect("registers"),
+    );
+    stream(&engine, &after, |_| {});
+    let end = samples.last().map_or(0, |s| s.timestamp_ms) + 1;
+    wait_for_frontier(&engine, end);
+    settle(&engine);
+    let queries: Vec<&str> = SPREAD_QUERIES
+        .iter()
+        .copied()
+        .chain([SPREAD_REPLACEMENT])
+        .collect();
+    let mut outputs = Vec::new();
+    for (r, rule) in rules.iter().enumerate() {
+        let outs = drain(rule);
+        for out in &outs {
+            assert_matches_reference(queries[r], out, &store, every_ms);
+        }
+        assert!(
+            outs.len() > 10,
+            "{}: {} evaluations",
+            queries[r],
+            outs.len()
+        );
+        outputs.push(outs);
+    }
+    // The removed rules stopped before the removal and their channels closed; the
+    // replacement starts after it.
+    for removed in &rules[..2] {
+        assert!(matches!(
+            removed.output.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        ));
+    }
+    assert!(outputs[0]
+        .iter()
+        .chain(&outputs[1])
+        .all(|o| o.eval_ms < half));
+    assert!(outputs[SPREAD_QUERIES.len()][0].eval_ms >= half);
+    // Every evaluation the frontier released came out, none held back for a later
+    // advance.
+    let last_ready = (end - 1) / every_ms * every_ms;
+    for (r, outs) in outputs.iter().enumerate().skip(2) {
+        assert_eq!(
+            outs.last().map(|o| o.eval_ms),
+            Some(last_ready),
+            "{}",
+            queries[r]
+        );
+    }
+    engine.shutdown();
+    outputs
+}
+
+#[test]
+fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
+    let until = 1_800_000;
+    let samples = random_stream(11, until);
+    let one = spread_run(1, &samples, until / 2);
+    for workers in [2, 3] {
+        let many = spread_run(workers, &samples, until / 2);
+        for (r, (a, b)) in one.iter().zip(&many).enumerate() {
+            let times = |o: &[RuleOutput]| o.iter().map(|o| o.eval_ms).collect::<Vec<_>>();
+            assert_eq!(times(a), times(b), "rule {r} on {workers} workers");
+            for (a, b) in a.iter().zip(b) {
+                let sorted = |o: &RuleOutput| {
+                    let mut s: Vec<(String, f64)> = o
+                        .samples()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|(l, v)| (l.to_string(), *v))
+                        .collect();
+                    s.sort_by(|x, y| x.0.cmp(&y.0));
+                    s
+                };
+                let (sa, sb) = (sorted(a), sorted(b));
+                assert!(
+                    sa.len() == sb.len()
+                        && sa
+                            .iter()
+                            .zip(&sb)
+                            .all(|(x, y)| x.0 == y.0 && float_eq(x.1, y.1)),
+                    "rule {r} at {} on {workers} workers: {sb:?}, on one: {sa:?}",
+                    a.eval_ms
+                );
+            }
+        }
+    }
 }

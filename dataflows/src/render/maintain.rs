@@ -6,12 +6,19 @@
 //! sum by (job) (rate(http_requests_total[5m]))        # evaluated at each t of its schedule
 //! ```
 //! One operator per worker hosts every rule that worker owns (see [`crate::render`]
-//! for the ownership rule). Per activation it (1) installs and drops rules as the
-//! registry changes, (2) adds routed samples to the shared [`WindowStore`] and, for
-//! on-arrival rules, records the evaluation times they trigger, (3) evaluates every
-//! rule whose next evaluation time `t` is *ready* — every sample it can read at `t`
-//! is older than the input frontier — sending `(t, result)` to the rule's channel, and
-//! (4) retires samples no rule can read any more.
+//! for the ownership rule) and its part of every spread rule ([`crate::render::spread`]).
+//! It reads the rule changes from the control stream into its own [`Registry`] and
+//! handles, in logical-time order, everything older than both its inputs' frontiers:
+//! before the changes of time `c` it makes every evaluation ready at frontier `c`, so
+//! a rule is evaluated at the same times on every worker whatever frontiers each
+//! happened to see. Per activation it (1) installs and drops rules as the changes say,
+//! (2) adds routed samples to the [`WindowStore`] (one for owned rules, one for the
+//! series this worker keeps for spread rules) and, for on-arrival rules, records the
+//! evaluation times they trigger, (3) evaluates every rule whose next evaluation time
+//! `t` is *ready* — every sample it can read at `t` is older than the input frontier —
+//! sending `(t, result)` to the rule's channel, or for a spread rule its partials to
+//! the owner at logical time `ready(t)`, and (4) retires samples no rule can read
+//! any more.
 //!
 //! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
 //! inputs changed are recomputed) when the plan has an incremental shape and the rule
@@ -22,25 +29,25 @@
 //! maintained either way.
 
 use crate::promql::eval::{EvalResult, Value};
+use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
 use crate::render::incremental::{IncrementalRule, Settings};
 use crate::render::rule::{
-    first_eval, Evaluation, RuleCounters, RuleId, RuleOutput, RuleSchedule, RuleSpec,
-    SharedRegistry, DEFAULT_SUBQUERY_STEP_MS,
+    first_eval, Destination, Evaluation, Registry, RuleChange, RuleCounters, RuleId, RuleOutput,
+    RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
+use crate::render::spread::{partials, PartialRecord};
 use crate::render::window::{Reach, WindowStore};
 use crate::sample::Sample;
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
-use timely::scheduling::Activator;
 
 /// At most this many evaluations of one interval rule per activation; older ones are
 /// skipped (like Prometheus's missed iterations when a group falls behind).
@@ -51,6 +58,11 @@ const RETIRE_EVERY_MS: i64 = 1_000;
 
 struct RuleState {
     spec: Arc<RuleSpec>,
+    /// What it evaluates: the rule's plan, or a local plan of a spread rule.
+    plan: Plan,
+    /// A spread rule's part: evaluates every time due, never skipping (all workers
+    /// must make the same evaluations).
+    part: bool,
     /// Interval / At / Range: the next evaluation time; `None` when done.
     next: Option<i64>,
     /// OnArrival: triggered evaluation times not yet evaluated.
@@ -71,7 +83,7 @@ struct RuleState {
 }
 
 impl RuleState {
-    fn new(spec: Arc<RuleSpec>, lookback_ms: i64) -> RuleState {
+    fn new(spec: Arc<RuleSpec>, plan: Plan, part: bool, lookback_ms: i64) -> RuleState {
         let mut fwd = 0;
         let mut fixed_hi = None;
         for u in &spec.uses {
@@ -108,11 +120,13 @@ impl RuleState {
             _ => {}
         }
         let incremental = match spec.evaluation {
-            Evaluation::Incremental => shape(&spec.plan, lookback_ms).map(IncrementalRule::new),
+            Evaluation::Incremental => shape(&plan, lookback_ms).map(IncrementalRule::new),
             Evaluation::WholePlan => None,
         };
         RuleState {
             spec,
+            plan,
+            part,
             next,
             pending: BTreeSet::new(),
             last: None,
@@ -142,9 +156,7 @@ impl RuleState {
             }
         }
         counters.whole_plan.fetch_add(1, Ordering::Relaxed);
-        self.settings
-            .evaluator(store, t)
-            .instant(&self.spec.plan, t)
+        self.settings.evaluator(store, t).instant(&self.plan, t)
     }
 
     /// The last timestamp an evaluation at `t` can read (never before `t`).
@@ -262,7 +274,7 @@ impl RuleState {
                 let ready = frontier - 1 - (self.ready_time(t) - t);
                 if ready >= t {
                     let count = (ready - t) / every_ms + 1;
-                    if count > MAX_CATCH_UP {
+                    if count > MAX_CATCH_UP && !self.part {
                         t = t.saturating_add((count - MAX_CATCH_UP).saturating_mul(every_ms));
                     }
                 }
@@ -290,133 +302,273 @@ impl RuleState {
     }
 }
 
-/// Hosts the rules this worker owns. `routed` carries `(owner, sample)` from the
-/// router; `retained[worker_index]` is kept at the number of samples the windows
-/// hold. Returns the operator's activator, to poke it when the registry changes.
-pub fn maintain_rules<'scope>(
-    routed: Stream<'scope, u64, Vec<(u64, Sample)>>,
-    registry: SharedRegistry,
-    worker_index: usize,
+/// A rule hosted on this worker: an owned rule (one state, results to its channel) or
+/// this worker's part of a spread rule (one state per local plan, partials to the
+/// owner).
+struct Hosted {
+    states: Vec<RuleState>,
+    /// For a spread rule's part: the owner worker.
+    part_of: Option<u64>,
+}
+
+/// Everything one worker hosts.
+struct Host {
+    worker: usize,
+    peers: usize,
     lookback_ms: i64,
-    retained: Arc<Vec<AtomicU64>>,
+    registry: Registry,
+    /// Windows of the rules this worker owns.
+    owned: WindowStore,
+    /// Windows of spread rules: the series this worker keeps.
+    spread: WindowStore,
+    rules: BTreeMap<RuleId, Hosted>,
     counters: Arc<RuleCounters>,
-) -> Option<Activator> {
-    let scope = routed.scope();
-    let slot: Rc<RefCell<Option<Activator>>> = Rc::new(RefCell::new(None));
-    let slot_in = slot.clone();
-    let _ = routed.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
-        Exchange::new(|(owner, _): &(u64, Sample)| *owner),
-        "MaintainRules",
-        move |cap, info| {
-            drop(cap);
-            *slot_in.borrow_mut() = Some(scope.activator_for(info.address.clone()));
-            let mut store = WindowStore::default();
-            let mut rules: BTreeMap<RuleId, RuleState> = BTreeMap::new();
-            let mut seen_version = 0u64;
-            let mut retired_at = i64::MIN;
-            move |(input, frontier), _output| {
-                // (1) Install and drop rules.
-                let changed = {
-                    let reg = registry.lock();
-                    (reg.version() != seen_version).then(|| {
-                        seen_version = reg.version();
-                        reg.owned_by(worker_index)
-                    })
-                };
-                if let Some(owned) = changed {
-                    let ids: BTreeSet<RuleId> = owned.iter().map(|r| r.id).collect();
-                    let gone: Vec<RuleId> = rules
-                        .keys()
-                        .filter(|id| !ids.contains(id))
-                        .copied()
-                        .collect();
-                    for id in gone {
-                        rules.remove(&id);
-                        store.remove_user(id);
-                    }
-                    for spec in owned {
-                        if rules.contains_key(&spec.id) {
-                            continue;
-                        }
-                        for u in &spec.uses {
-                            let reach = Reach {
-                                relative: u.relative,
-                                absolute: u.absolute,
-                                latest_only: u.latest_only,
-                            };
-                            store.add_user(&u.key, &u.selector, spec.id, reach);
-                        }
-                        for (key, labels, points) in std::mem::take(&mut *spec.seed.lock()) {
-                            store.seed(&key, labels, &points);
-                            // Rules already reading the window did not see these arrive.
-                            for user in store.users(&key) {
-                                if let Some(inc) =
-                                    rules.get_mut(&user).and_then(|r| r.incremental.as_mut())
-                                {
-                                    inc.rebuild();
-                                }
-                            }
-                        }
-                        rules.insert(spec.id, RuleState::new(spec, lookback_ms));
-                    }
+}
+
+impl Host {
+    /// Applies one rule change: installs the rule's state here if this worker owns it
+    /// or it is spread, drops it on removal.
+    fn apply(&mut self, change: &RuleChange) {
+        let owner = self.registry.apply(change);
+        let spec = match change {
+            RuleChange::Remove(id) => {
+                if self.rules.remove(id).is_some() {
+                    self.owned.remove_user(*id);
+                    self.spread.remove_user(*id);
                 }
-                // (2) New samples.
-                input.for_each(|_time, batch| {
-                    for (_, sample) in batch.drain(..) {
-                        store.insert(&sample, |rule, reach, key, hash| {
-                            if let Some(state) = rules.get_mut(&rule) {
-                                state.trigger(sample.timestamp_ms, reach);
-                                if let Some(inc) = &mut state.incremental {
-                                    inc.arrived(key, &sample.labels, hash, sample.timestamp_ms);
-                                }
-                            }
-                        });
-                    }
-                });
-                // (3) Evaluate what is ready.
-                let front = frontier
-                    .frontier()
-                    .iter()
-                    .min()
-                    .map_or(i64::MAX, |f| (*f).min(i64::MAX as u64 - 1) as i64);
-                let mut done = Vec::new();
-                for (id, state) in rules.iter_mut() {
-                    loop {
-                        let due = state.due(front);
-                        if due.is_empty() {
-                            break;
-                        }
-                        for t in due {
-                            let value = state.evaluate(&store, &counters, t);
-                            state.last = Some(t);
-                            state.schedule_wake(t);
-                            let _ = state.spec.output.send(RuleOutput {
-                                rule: *id,
-                                eval_ms: t,
-                                value,
-                            });
-                        }
-                    }
-                    if state.finished() && !state.released {
-                        state.released = true;
-                        done.push(*id);
-                    }
-                }
-                for id in done {
-                    // Keeps the rule (it stays registered) but releases its windows.
-                    store.remove_user(id);
-                }
-                // (4) Retire.
-                if front == i64::MAX || front >= retired_at.saturating_add(RETIRE_EVERY_MS) {
-                    retired_at = front;
-                    store.retire(|rule| rules.get(&rule).and_then(|s| s.earliest_next(front)));
-                    if let Some(gauge) = retained.get(worker_index) {
-                        gauge.store(store.len() as u64, Ordering::Relaxed);
+                return;
+            }
+            RuleChange::Install(spec) => spec,
+        };
+        let owner = owner.unwrap_or(0);
+        let (plans, part_of) = match &spec.spread {
+            Some(s) => (s.local.clone(), Some(owner as u64)),
+            None if owner == self.worker => (vec![spec.plan.clone()], None),
+            None => return,
+        };
+        let (store, rules) = match part_of {
+            Some(_) => (&mut self.spread, &mut self.rules),
+            None => (&mut self.owned, &mut self.rules),
+        };
+        for u in &spec.uses {
+            let reach = Reach {
+                relative: u.relative,
+                absolute: u.absolute,
+                latest_only: u.latest_only,
+            };
+            store.add_user(&u.key, &u.selector, spec.id, reach);
+        }
+        let seed = match part_of {
+            // Each worker keeps the seed series it keeps samples of.
+            Some(_) => spec
+                .seed
+                .lock()
+                .iter()
+                .filter(|(_, labels, _)| labels.hash() % self.peers as u64 == self.worker as u64)
+                .cloned()
+                .collect(),
+            None => std::mem::take(&mut *spec.seed.lock()),
+        };
+        for (key, labels, points) in seed {
+            store.seed(&key, labels, &points);
+            // Rules already reading the window did not see these arrive.
+            for user in store.users(&key) {
+                for state in rules.get_mut(&user).into_iter().flat_map(|h| &mut h.states) {
+                    if let Some(inc) = state.incremental.as_mut() {
+                        inc.rebuild();
                     }
                 }
             }
+        }
+        let states = plans
+            .into_iter()
+            .map(|plan| RuleState::new(spec.clone(), plan, part_of.is_some(), self.lookback_ms))
+            .collect();
+        rules.insert(spec.id, Hosted { states, part_of });
+    }
+
+    /// Adds a routed sample to the windows reading it.
+    fn insert(&mut self, ((_, spread), sample): (Destination, Sample)) {
+        let store = if spread {
+            &mut self.spread
+        } else {
+            &mut self.owned
+        };
+        let rules = &mut self.rules;
+        store.insert(&sample, |rule, reach, key, hash| {
+            for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
+                state.trigger(sample.timestamp_ms, reach);
+                if let Some(inc) = &mut state.incremental {
+                    inc.arrived(key, &sample.labels, hash, sample.timestamp_ms);
+                }
+            }
+        });
+    }
+
+    /// Makes every evaluation ready at input frontier `front`: owned rules' results go
+    /// to their channels, spread parts' partials into `out` with their logical time.
+    fn evaluate_ready(&mut self, front: i64, out: &mut Vec<(u64, PartialRecord)>) {
+        let mut done = Vec::new();
+        for (id, hosted) in self.rules.iter_mut() {
+            let (first, others) = hosted.states.split_first_mut().expect("a state per rule");
+            loop {
+                let due = first.due(front);
+                if due.is_empty() {
+                    break;
+                }
+                for other in others.iter_mut() {
+                    other.next = first.next;
+                }
+                for t in due {
+                    let Some(owner) = hosted.part_of else {
+                        let value = first.evaluate(&self.owned, &self.counters, t);
+                        first.last = Some(t);
+                        first.schedule_wake(t);
+                        let _ = first.spec.output.send(RuleOutput {
+                            rule: *id,
+                            eval_ms: t,
+                            value,
+                        });
+                        continue;
+                    };
+                    let mut values = vec![first.evaluate(&self.spread, &self.counters, t)];
+                    first.last = Some(t);
+                    for other in others.iter_mut() {
+                        values.push(other.evaluate(&self.spread, &self.counters, t));
+                        other.last = Some(t);
+                    }
+                    // Not before the held capability: `t` was not ready at the
+                    // frontier it was downgraded to.
+                    let at = first.ready_time(t).max(0) as u64;
+                    out.push((at, (owner, *id, t, partials(values))));
+                }
+            }
+            if first.finished() && !first.released {
+                first.released = true;
+                done.push(*id);
+            }
+        }
+        for id in done {
+            // Keeps the rule (it stays registered) but releases its windows.
+            self.owned.remove_user(id);
+            self.spread.remove_user(id);
+        }
+    }
+
+    /// Drops samples no rule can read any more, given input frontier `front`.
+    fn retire(&mut self, front: i64) {
+        let rules = &self.rules;
+        let next = |rule| {
+            rules
+                .get(&rule)
+                .and_then(|h| h.states.first())
+                .and_then(|s| s.earliest_next(front))
+        };
+        self.owned.retire(next);
+        self.spread.retire(next);
+    }
+}
+
+/// Hosts the rules this worker owns and its part of every spread rule. `routed`
+/// carries `((worker, spread), sample)` from the router, `control` the rule changes;
+/// `retained[worker_index]` is kept at the number of samples the windows hold.
+/// Returns the spread rules' partial records, for [`crate::render::spread`]'s combine.
+#[allow(clippy::too_many_arguments)]
+pub fn maintain_rules<'scope>(
+    routed: Stream<'scope, u64, Vec<(Destination, Sample)>>,
+    control: Stream<'scope, u64, Vec<RuleChange>>,
+    worker_index: usize,
+    peers: usize,
+    lookback_ms: i64,
+    retained: Arc<Vec<AtomicU64>>,
+    counters: Arc<RuleCounters>,
+) -> Stream<'scope, u64, Vec<PartialRecord>> {
+    routed.binary_frontier::<_, CapacityContainerBuilder<Vec<PartialRecord>>, _, _, _, _>(
+        control,
+        Exchange::new(|((worker, _), _): &(Destination, Sample)| *worker),
+        Pipeline,
+        "MaintainRules",
+        move |cap, _info| {
+            let mut cap: Option<Capability<u64>> = Some(cap);
+            let mut host = Host {
+                worker: worker_index,
+                peers: peers.max(1),
+                lookback_ms,
+                registry: Registry::new(peers),
+                owned: WindowStore::default(),
+                spread: WindowStore::default(),
+                rules: BTreeMap::new(),
+                counters,
+            };
+            let mut samples: BTreeMap<u64, Vec<(Destination, Sample)>> = BTreeMap::new();
+            let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
+            let mut retired_at = i64::MIN;
+            move |(input, frontier), (ctl, ctl_frontier), output| {
+                input.for_each(|time, batch| {
+                    if let Some(t) = time.least() {
+                        samples.entry(*t).or_default().append(batch);
+                    }
+                });
+                ctl.for_each(|time, batch| {
+                    if let Some(t) = time.least() {
+                        changes.entry(*t).or_default().append(batch);
+                    }
+                });
+                let front_at = frontier
+                    .frontier()
+                    .iter()
+                    .chain(ctl_frontier.frontier().iter())
+                    .min()
+                    .copied()
+                    .unwrap_or(u64::MAX);
+                let front = if front_at == u64::MAX {
+                    i64::MAX
+                } else {
+                    front_at.min(i64::MAX as u64 - 1) as i64
+                };
+                // Everything before the frontier, in time order: a change at `c` after
+                // the evaluations ready at `c` and before the samples of time `c`.
+                let mut out = Vec::new();
+                loop {
+                    let c = changes.keys().next().copied().filter(|c| *c < front_at);
+                    let s = samples.keys().next().copied().filter(|s| *s < front_at);
+                    match (c, s) {
+                        (None, None) => break,
+                        (Some(c), s) if s.is_none_or(|s| c <= s) => {
+                            host.evaluate_ready(c.min(i64::MAX as u64) as i64, &mut out);
+                            for change in changes.remove(&c).unwrap_or_default() {
+                                host.apply(&change);
+                            }
+                        }
+                        (_, Some(s)) => {
+                            for routed in samples.remove(&s).unwrap_or_default() {
+                                host.insert(routed);
+                            }
+                        }
+                        (Some(_), None) => unreachable!("handled above"),
+                    }
+                }
+                host.evaluate_ready(front, &mut out);
+                if let Some(cap) = &cap {
+                    for (at, record) in out {
+                        let at = at.max(*cap.time());
+                        output.session(&cap.delayed(&at)).give(record);
+                    }
+                }
+                if front == i64::MAX || front >= retired_at.saturating_add(RETIRE_EVERY_MS) {
+                    retired_at = front;
+                    host.retire(front);
+                    if let Some(gauge) = retained.get(worker_index) {
+                        let held = host.owned.len() + host.spread.len();
+                        gauge.store(held as u64, Ordering::Relaxed);
+                    }
+                }
+                if front_at == u64::MAX {
+                    cap = None;
+                } else if let Some(cap) = &mut cap {
+                    cap.downgrade(&front_at);
+                }
+            }
         },
-    );
-    let activator = slot.borrow_mut().take();
-    activator
+    )
 }

@@ -7,32 +7,63 @@
 //! the same samples.
 //!
 //! ```text
-//! samples ──(every worker)── route.rs: keep samples some rule reads, tag with owner
-//!         ──exchange(owner)── maintain.rs: per-worker host of its rules
+//! rule changes ──(control input of every worker, at a logical time)──┐
+//!                                                                    │ each operator's
+//! samples ──(every worker)── route.rs: keep samples some rule reads, │ own Registry
+//!                            tag with the worker keeping the window ◄┤
+//!         ──exchange(worker)── maintain.rs: per-worker host of its rules ◄┤
 //!                                │  window.rs: one retained window per selector,
 //!                                │             shared by the worker's rules
 //!                                ├─ incremental.rs: per-series / per-group state of
 //!                                │  rules of an incremental shape (shape.rs)
-//!                                └─ else the reference evaluator over the windows
-//!                                   at each ready evaluation time → RuleOutput channel
+//!                                ├─ else the reference evaluator over the windows
+//!                                │  at each ready evaluation time → RuleOutput channel
+//!                                └─ spread rules: partials per group ──exchange(owner)──
+//!                                   spread.rs: combined → RuleOutput channel ◄┘
 //! ```
 //!
 //! Files: [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
-//! registry, routing table), [`route`] (routing operator), [`window`] (retained
-//! windows), [`shape`] (which plans are incremental), [`incremental`] (their
-//! per-series and per-group state), [`maintain`] (the evaluation operator).
+//! rule changes, registry, routing table), [`route`] (routing operator), [`window`]
+//! (retained windows), [`shape`] (which plans are incremental), [`incremental`] (their
+//! per-series and per-group state), [`maintain`] (the evaluation operator), [`spread`]
+//! (rules spread over the workers, and the combine operator).
 //!
-//! **Distribution.** A plan can aggregate across series, so all of a rule's input
-//! must meet in one place: each rule has an *owner* worker. A rule reading a selector
-//! that a registered rule already reads goes to that rule's owner; otherwise the hash
-//! of its smallest selector key picks it (a rule reading nothing goes by its id).
-//! What is shared: one window per distinct selector (canonical matcher text) per
-//! worker, read by every rule on that worker. So two rules reading the same selector
-//! share one window, unless the later one also reads a selector first read by a rule
-//! on another worker and was placed with that one — a rule joins one worker, and
-//! rules are not moved once placed. Samples enter on any worker, are
-//! matched against the routing table there and sent to each owner that reads them
-//! (once per owner), so the exchange carries only samples some rule reads.
+//! **Rules as data.** A registration or removal is a [`rule::RuleChange`] sent to
+//! every worker's control input at the workers' current logical time (a replacement is
+//! a removal and a registration). Each operator (router, rule host, combiner) keeps its
+//! own [`rule::Registry`] built from the changes it received, applied in time order
+//! before the samples of the same time; placement is a function of that sequence, so
+//! every worker decides the same. No lock is shared between the service and the
+//! workers for rules; a rule's output channel travels inside its change (in one
+//! process: see "Processes" below).
+//!
+//! **Distribution.** A rule of the spread shape ([`spread`]: `sum min max count group`
+//! by/without over one named selector or a range function of it, at interval,
+//! `At` or range schedules, with more than one worker) runs on every worker: each
+//! keeps the window of the series whose id (modulo the workers) is its own, evaluates
+//! the aggregation over them incrementally and sends one partial per group to the
+//! rule's owner, which combines them once every worker's partial of that evaluation is
+//! in. Any other plan can aggregate or join across series in ways without partials,
+//! so all of its input meets in one place: each rule has an *owner* worker. A rule
+//! reading a selector that a registered (not spread) rule already reads goes to that
+//! rule's owner; otherwise the hash of its smallest selector key picks it (a rule
+//! reading nothing goes by its id). What is shared: one window per distinct selector
+//! (canonical matcher text) per worker, read by every owned rule on that worker. So
+//! two rules reading the same selector share one window, unless the later one also
+//! reads a selector first read by a rule on another worker and was placed with that
+//! one — a rule joins one worker, and rules are not moved once placed; spread rules
+//! keep their own windows (a selector read by both kinds is kept twice). Samples
+//! enter on any worker, are matched against the routing table there and sent to each
+//! worker that keeps a window reading them (once per owner, once for the spread
+//! windows), so the exchange carries only samples some rule reads.
+//!
+//! **Processes.** Everything a worker decides follows from the streams it reads, and
+//! what crosses workers (samples, partials) is serializable, so the same dataflow can
+//! run over `timely::Config::Cluster`. Left for that: a rule change carries its plan
+//! and output channel by reference (each process would feed its own control input with
+//! the same changes, from the same rule files, and ids must agree across processes),
+//! the owner sends on a channel of its own process (results of a rule owned in another
+//! process must be exchanged back), and seeds are read from this process's storage.
 //!
 //! **Incremental vs recomputed.** Always maintained: the selector windows (appended
 //! on arrival, retired as the frontier passes: memory tracks the active windows),
@@ -117,6 +148,7 @@ pub mod maintain;
 pub mod route;
 pub mod rule;
 pub mod shape;
+pub mod spread;
 pub mod window;
 
 pub use rule::{Evaluation, RenderError, RuleId, RuleOutput, RuleSchedule};

@@ -1,40 +1,95 @@
-//! Routing: each sample goes to the workers owning a rule that reads its series.
+//! Routing: each sample goes to the workers keeping a window that reads its series.
 //!
 //! PromQL: the selectors of every registered expression, as a filter on the input
 //! ```promql
 //! {__name__="node_cpu_seconds_total", mode!="idle"}    # → worker owning rules reading it
+//! sum by (job) (rate(x[5m]))                           # spread: → the series' worker
 //! ```
-//! Runs on every worker where samples enter (no exchange on the way in), consults the
-//! shared routing table, and emits `(owner, sample)` once per owning worker; the
-//! downstream exchange on `owner` delivers it. Samples no rule reads are dropped here,
-//! so a worker's rule state only ever sees the series it evaluates.
+//! Runs on every worker where samples enter (no exchange on the way in). It builds its
+//! own [`Registry`] from the rule changes of the control stream, applied in time
+//! order: the samples of logical time `t` are routed once every change up to `t` is
+//! in (the control frontier passed `t`), with the rules those changes leave. It emits
+//! `((worker, spread), sample)` once per destination ([`crate::render::rule::Routing`]):
+//! the owner of rules reading the series, and for spread rules the worker owning the
+//! series; the downstream exchange on the worker delivers it. Samples no rule reads
+//! are dropped here, so a worker's rule state only ever sees the series it evaluates.
 
-use crate::render::rule::SharedRegistry;
+use crate::render::rule::{Destination, Registry, RuleChange};
 use crate::sample::Sample;
+use std::collections::BTreeMap;
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
-/// Routes `samples` to rule owners: `(owner worker index, sample)`.
+/// Routes `samples` to the workers keeping their windows, with the rules `control`
+/// has installed by each sample's time.
 pub fn route_to_owners<'scope>(
     samples: Stream<'scope, u64, Vec<Sample>>,
-    registry: SharedRegistry,
-) -> Stream<'scope, u64, Vec<(u64, Sample)>> {
-    samples.unary(Pipeline, "RouteToRuleOwners", move |_cap, _info| {
-        move |input, output| {
-            let routing = registry.lock().routing();
-            input.for_each(|cap, batch| {
-                if routing.is_empty() {
-                    batch.clear();
-                    return;
+    control: Stream<'scope, u64, Vec<RuleChange>>,
+    peers: usize,
+) -> Stream<'scope, u64, Vec<(Destination, Sample)>> {
+    samples.binary_frontier::<_, CapacityContainerBuilder<Vec<(Destination, Sample)>>, _, _, _, _>(
+        control,
+        Pipeline,
+        Pipeline,
+        "RouteToRuleOwners",
+        move |cap, _info| {
+            let mut cap = Some(cap);
+            let mut registry = Registry::new(peers);
+            let mut routing = registry.routing();
+            let mut pending: BTreeMap<u64, Vec<Sample>> = BTreeMap::new();
+            let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
+            move |(input, frontier), (ctl, ctl_frontier), output| {
+                input.for_each(|time, batch| {
+                    if let Some(t) = time.least() {
+                        pending.entry(*t).or_default().append(batch);
+                    }
+                });
+                ctl.for_each(|time, batch| {
+                    if let Some(t) = time.least() {
+                        changes.entry(*t).or_default().append(batch);
+                    }
+                });
+                let ctl_front = ctl_frontier.frontier().first().copied().unwrap_or(u64::MAX);
+                while let Some((&t, _)) = pending.first_key_value().filter(|(t, _)| **t < ctl_front)
+                {
+                    while let Some(entry) = changes.first_entry().filter(|e| *e.key() <= t) {
+                        for change in entry.remove() {
+                            registry.apply(&change);
+                        }
+                        routing = registry.routing();
+                    }
+                    let batch = pending.remove(&t).unwrap_or_default();
+                    if routing.is_empty() {
+                        continue;
+                    }
+                    let Some(cap) = &cap else { continue };
+                    let at = cap.delayed(&t);
+                    let mut session = output.session(&at);
+                    for sample in batch {
+                        routing.destinations(&sample, |to| session.give((to, sample.clone())));
+                    }
                 }
-                let mut session = output.session(&cap);
-                for sample in batch.drain(..) {
-                    routing.owners(&sample.labels, |owner| {
-                        session.give((owner as u64, sample.clone()));
-                    });
+                while let Some(entry) = changes.first_entry().filter(|e| *e.key() < ctl_front) {
+                    for change in entry.remove() {
+                        registry.apply(&change);
+                    }
+                    routing = registry.routing();
                 }
-            });
-        }
-    })
+                let front = frontier
+                    .frontier()
+                    .first()
+                    .copied()
+                    .unwrap_or(u64::MAX)
+                    .min(ctl_front)
+                    .min(pending.keys().next().copied().unwrap_or(u64::MAX));
+                if front == u64::MAX {
+                    cap = None;
+                } else if let Some(c) = &mut cap {
+                    c.downgrade(&front);
+                }
+            }
+        },
+    )
 }

@@ -6,23 +6,28 @@
 //! ```
 //! Owns the registration-time checks (a schedule that makes sense, a plan shape the
 //! maintained mode supports: anything else is [`RenderError::NotSupported`]), the
-//! [`Registry`] shared by the service thread and the timely workers, and the routing
-//! table the workers use to send each sample to the worker owning the rules reading it.
+//! [`RuleChange`]s that carry registrations and removals into the dataflow as data,
+//! the [`Registry`] each operator builds from the changes it received (placement:
+//! which worker owns which rule, which rules are spread), and the routing table the
+//! workers use to send each sample to the workers keeping the windows reading it.
 
 use crate::labels::Labels;
 use crate::promql::eval::{EvalError, SeriesSource, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::{selector_uses, Extent, QueryRange, SelectorUse};
+use crate::render::spread::{spread_of, Spread};
+use crate::sample::Sample;
 use crate::selector::{MatchKind, Selector};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Identifies a registered expression.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RuleId(pub u64);
 
 /// Which evaluation times a registered expression is evaluated at.
@@ -146,8 +151,12 @@ pub struct RuleSpec {
     /// The watermark when it was registered: the first evaluation time of an
     /// `Interval` schedule is not before it.
     pub registered_at_ms: i64,
-    /// The worker that keeps its state and evaluates it.
-    pub owner: usize,
+    /// Hash choosing its owner worker when no registered rule reads its selectors
+    /// (see [`Registry::insert`]).
+    pub home: u64,
+    /// Spread over every worker (per-series work where the series lives, partial
+    /// aggregates combined on the owner), when its shape allows ([`spread_of`]).
+    pub spread: Option<Spread>,
     /// Where evaluations go.
     pub output: Sender<RuleOutput>,
     /// Samples to start the windows with, taken by the owner when it installs the rule.
@@ -163,7 +172,7 @@ impl RuleSpec {
         schedule: RuleSchedule,
         lookback_ms: i64,
         registered_at_ms: i64,
-        peers: usize,
+        evaluation: Evaluation,
         output: Sender<RuleOutput>,
         seed_from: Option<&dyn SeriesSource>,
     ) -> Result<RuleSpec, RenderError> {
@@ -201,7 +210,7 @@ impl RuleSpec {
         }
         // Rules reading the same first selector land on the same worker and share
         // its window; a rule reading nothing goes by its id.
-        let owner_hash = uses
+        let home = uses
             .iter()
             .map(|u| u.key.as_str())
             .min()
@@ -224,14 +233,16 @@ impl RuleSpec {
                 }
             }
         }
+        let spread = spread_of(&plan, schedule, evaluation, &uses);
         Ok(RuleSpec {
             id,
             plan,
             schedule,
-            evaluation: Evaluation::default(),
+            evaluation,
             uses,
             registered_at_ms,
-            owner: (owner_hash % peers.max(1) as u64) as usize,
+            home,
+            spread,
             output,
             seed: Mutex::new(seed),
         })
@@ -255,14 +266,29 @@ pub fn first_eval(schedule: RuleSchedule, registered_at: i64) -> i64 {
     }
 }
 
+/// Where a window of a selector is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Keeper {
+    /// On this worker, for the rules it owns.
+    Owner(usize),
+    /// On the worker owning the series (its id modulo the workers), for spread rules.
+    BySeries,
+}
+
 /// Which worker wants samples of which selector: the table the router consults.
 #[derive(Default)]
 pub struct Routing {
     /// Selectors with a `__name__="…"` matcher, by that name.
-    by_name: HashMap<String, Vec<(Selector, usize)>>,
+    by_name: HashMap<String, Vec<(Selector, Keeper)>>,
     /// Every other selector.
-    other: Vec<(Selector, usize)>,
+    other: Vec<(Selector, Keeper)>,
+    /// The number of workers.
+    peers: usize,
 }
+
+/// Where a routed sample goes: the worker, and whether to the windows of spread rules
+/// (else of the rules that worker owns).
+pub type Destination = (u64, bool);
 
 impl Routing {
     /// Whether no rule is registered.
@@ -270,12 +296,24 @@ impl Routing {
         self.by_name.is_empty() && self.other.is_empty()
     }
 
-    /// Calls `to` once per worker owning a rule that reads a series with `labels`.
-    pub fn owners(&self, labels: &Labels, mut to: impl FnMut(usize)) {
+    /// Calls `to` once per destination keeping a window that reads `sample`'s series.
+    pub fn destinations(&self, sample: &Sample, mut to: impl FnMut(Destination)) {
+        let labels: &Labels = &sample.labels;
         let mut seen: u64 = 0;
         let mut seen_high: Vec<usize> = Vec::new();
+        let mut spread = false;
         let named = self.by_name.get(labels.metric_name());
-        for (sel, owner) in named.into_iter().flatten().chain(self.other.iter()) {
+        for (sel, keeper) in named.into_iter().flatten().chain(self.other.iter()) {
+            let owner = match keeper {
+                Keeper::BySeries => {
+                    if !spread && sel.matches(labels) {
+                        spread = true;
+                        to((sample.series_id % self.peers.max(1) as u64, true));
+                    }
+                    continue;
+                }
+                Keeper::Owner(owner) => owner,
+            };
             let first = if *owner < 64 {
                 seen & (1 << owner) == 0
             } else {
@@ -287,51 +325,80 @@ impl Routing {
                 } else {
                     seen_high.push(*owner);
                 }
-                to(*owner);
+                to((*owner as u64, false));
             }
         }
     }
 }
 
-/// Registered rules, shared by the engine (writes) and the workers (read).
-#[derive(Default)]
+/// A change to the registered rules, entering the dataflow as data: every worker
+/// receives it on its control input at the logical time it was made, and applies the
+/// changes in time order (before the samples of that time), so every operator's
+/// [`Registry`] goes through the same states and places rules the same way.
+#[derive(Clone)]
+pub enum RuleChange {
+    /// A rule registered (a replacement is a removal and an installation).
+    Install(Arc<RuleSpec>),
+    /// A rule removed: its state is dropped, its channel closes.
+    Remove(RuleId),
+}
+
+/// The registered rules as one operator of one worker knows them (from the
+/// [`RuleChange`]s it received): who owns which, and the routing table.
 pub struct Registry {
-    rules: BTreeMap<RuleId, Arc<RuleSpec>>,
+    /// Each rule with its owner worker.
+    rules: BTreeMap<RuleId, (Arc<RuleSpec>, usize)>,
     routing: Arc<Routing>,
-    /// Bumped on every change, so workers notice cheaply.
-    version: u64,
-    next_id: u64,
+    peers: usize,
 }
 
 impl Registry {
-    /// A fresh rule id.
-    pub fn next_id(&mut self) -> RuleId {
-        self.next_id += 1;
-        RuleId(self.next_id)
-    }
-
-    /// Whether no rule is registered.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
-    /// Adds a rule and rebuilds the routing table. A rule reading a selector some
-    /// registered rule already reads goes to that rule's worker (whatever its own
-    /// smallest selector is), so the two share one window for it.
-    pub fn insert(&mut self, mut spec: RuleSpec) {
-        if let Some(owner) = self.owner_reading(&spec.uses) {
-            spec.owner = owner;
+    /// No rules, over `peers` workers.
+    pub fn new(peers: usize) -> Registry {
+        Registry {
+            rules: BTreeMap::new(),
+            routing: Arc::new(Routing {
+                peers,
+                ..Routing::default()
+            }),
+            peers: peers.max(1),
         }
-        self.rules.insert(spec.id, Arc::new(spec));
-        self.changed();
     }
 
-    /// The worker of the oldest registered rule reading one of `uses`' selectors.
+    /// Applies a change; for an installation, the rule's owner.
+    pub fn apply(&mut self, change: &RuleChange) -> Option<usize> {
+        match change {
+            RuleChange::Install(spec) => Some(self.insert(spec.clone())),
+            RuleChange::Remove(id) => {
+                self.remove(*id);
+                None
+            }
+        }
+    }
+
+    /// Adds a rule and rebuilds the routing table; returns its owner. A rule (not
+    /// spread) reading a selector some registered rule already reads on its owner goes
+    /// to that rule's worker (whatever its own smallest selector is), so the two share
+    /// one window for it; otherwise its `home` hash picks the worker.
+    pub fn insert(&mut self, spec: Arc<RuleSpec>) -> usize {
+        let owner = match spec.spread {
+            Some(_) => None,
+            None => self.owner_reading(&spec.uses),
+        }
+        .unwrap_or((spec.home % self.peers as u64) as usize);
+        self.rules.insert(spec.id, (spec, owner));
+        self.changed();
+        owner
+    }
+
+    /// The worker of the oldest registered (not spread) rule reading one of `uses`'
+    /// selectors.
     fn owner_reading(&self, uses: &[SelectorUse]) -> Option<usize> {
         self.rules
             .values()
-            .find(|r| r.uses.iter().any(|u| uses.iter().any(|n| n.key == u.key)))
-            .map(|r| r.owner)
+            .filter(|(r, _)| r.spread.is_none())
+            .find(|(r, _)| r.uses.iter().any(|u| uses.iter().any(|n| n.key == u.key)))
+            .map(|(_, owner)| *owner)
     }
 
     /// Removes a rule; whether it existed.
@@ -343,9 +410,9 @@ impl Registry {
         existed
     }
 
-    /// The change counter.
-    pub fn version(&self) -> u64 {
-        self.version
+    /// A registered rule and its owner.
+    pub fn get(&self, id: RuleId) -> Option<&(Arc<RuleSpec>, usize)> {
+        self.rules.get(&id)
     }
 
     /// The current routing table.
@@ -353,22 +420,19 @@ impl Registry {
         self.routing.clone()
     }
 
-    /// The rules `worker` owns.
-    pub fn owned_by(&self, worker: usize) -> Vec<Arc<RuleSpec>> {
-        self.rules
-            .values()
-            .filter(|r| r.owner == worker)
-            .cloned()
-            .collect()
-    }
-
     fn changed(&mut self) {
-        self.version += 1;
-        let mut routing = Routing::default();
-        let mut seen: std::collections::HashSet<(String, usize)> = Default::default();
-        for rule in self.rules.values() {
+        let mut routing = Routing {
+            peers: self.peers,
+            ..Routing::default()
+        };
+        let mut seen: std::collections::HashSet<(String, Keeper)> = Default::default();
+        for (rule, owner) in self.rules.values() {
+            let keeper = match rule.spread {
+                Some(_) => Keeper::BySeries,
+                None => Keeper::Owner(*owner),
+            };
             for u in &rule.uses {
-                if !seen.insert((u.key.clone(), rule.owner)) {
+                if !seen.insert((u.key.clone(), keeper)) {
                     continue;
                 }
                 let name = u.selector.matchers.iter().find_map(|m| match &m.kind {
@@ -380,14 +444,11 @@ impl Registry {
                         .by_name
                         .entry(n.clone())
                         .or_default()
-                        .push((u.selector.clone(), rule.owner)),
-                    None => routing.other.push((u.selector.clone(), rule.owner)),
+                        .push((u.selector.clone(), keeper)),
+                    None => routing.other.push((u.selector.clone(), keeper)),
                 }
             }
         }
         self.routing = Arc::new(routing);
     }
 }
-
-/// The registry as shared between threads.
-pub type SharedRegistry = Arc<Mutex<Registry>>;
