@@ -492,7 +492,10 @@ fn print_table(size: usize, fleet: &Fleet, results: &[(System, Figures)]) {
         .map(|(s, f)| {
             let (shortest, longest) = f.federate_series;
             let down = f.federate_down_in_shortest;
-            format!("{} {shortest}–{longest} ({down} targets down in the shortest)", s.name())
+            format!(
+                "{} {shortest}–{longest} ({down} targets down in the shortest)",
+                s.name()
+            )
         })
         .collect();
     println!("series in `/federate` reads: {}", series.join(", "));

@@ -7,8 +7,11 @@
 //! - [`format_g_precision`]: `'g'` with `prec` significant digits (`%.4g`, the
 //!   `humanize*` template functions), trailing zeros removed;
 //! - [`format_e`]: `'e'`, shortest digits (`9.5e+01`, the rules API's alert values);
-//! - [`GoFloat`] / [`format_f`]: `'f'`, shortest digits, never an exponent (sample
-//!   values in the HTTP API, label values written by PromQL functions).
+//! - [`GoFloat`] / [`format_f`]: `'f'`, shortest digits, never an exponent (scalar
+//!   query results, label values written by PromQL functions);
+//! - [`JsonSampleFloat`]: Prometheus's `jsonutil.MarshalFloat` for the points of
+//!   vectors and matrices in the HTTP API: `'f'`, but `'e'` when the magnitude is below
+//!   1e-6 or at least 1e21 (`1e-07`, `1e+21`), as JavaScript prints numbers.
 //!
 //! Special values are Prometheus's spellings: `NaN`, `+Inf`, `-Inf`; negative zero
 //! is `-0`. Rust's `{:e}` gives the same shortest round-trip digits as Go; only the
@@ -114,6 +117,22 @@ impl fmt::Display for GoFloat {
     }
 }
 
+/// Displays a float as Prometheus's `jsonutil.MarshalFloat` writes a vector's or a
+/// matrix's sample value: Go's `'f', -1`, or `'e', -1` when `v` is not zero and its
+/// magnitude is below 1e-6 or at least 1e21.
+pub struct JsonSampleFloat(pub f64);
+
+impl fmt::Display for JsonSampleFloat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let abs = self.0.abs();
+        if abs.is_finite() && abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+            f.write_str(&format_e(self.0))
+        } else {
+            GoFloat(self.0).fmt(f)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +158,28 @@ mod tests {
             (1.7976931348623157e308, "1.7976931348623157e+308"),
         ] {
             assert_eq!(format_g(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn json_sample_values_like_prometheus() {
+        // Expected strings are what Prometheus 2.42's /api/v1/query answers for
+        // `vector(<v>)`.
+        for (v, want) in [
+            (1e-7, "1e-07"),
+            (1e-6, "0.000001"),
+            (9.9e-7, "9.9e-07"),
+            (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
+            (-1e-7, "-1e-07"),
+            (-2e22, "-2e+22"),
+            (1.5e-300, "1.5e-300"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+        ] {
+            assert_eq!(JsonSampleFloat(v).to_string(), want, "{v}");
         }
     }
 }

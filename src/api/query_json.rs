@@ -5,10 +5,13 @@
 //! Contract: the output is what Prometheus writes: `{"resultType":…,"result":…}` with
 //! `metric` objects in label order, points as `[seconds, "value"]`; seconds a JSON
 //! number with millisecond precision and no trailing zeros (`1435781451.781`,
-//! `1435781451`), values formatted like Go's `strconv.FormatFloat(v, 'f', -1, 64)`
-//! (`NaN`, `+Inf`, `-Inf`, `-0`, `0.1`, `1000000000000000000000`).
+//! `1435781451`). A scalar's value is Go's `strconv.FormatFloat(v, 'f', -1, 64)`
+//! (`NaN`, `+Inf`, `-Inf`, `-0`, `0.1`, `1000000000000000000000`), as Prometheus's
+//! `Scalar.MarshalJSON`; the points of vectors and matrices are written as its
+//! `jsonutil.MarshalFloat` writes them: the same, but with an exponent below 1e-6 and
+//! from 1e21 on (`1e-07`, `1e+21`).
 
-use dataflows::promql::eval::aggregate::GoFloat;
+use dataflows::go_float::{GoFloat, JsonSampleFloat};
 use dataflows::promql::eval::{Series, Value};
 use dataflows::Labels;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -28,7 +31,7 @@ impl Serialize for QueryData {
         match self {
             QueryData::Instant(Value::Scalar(v), t) => {
                 map.serialize_entry("resultType", "scalar")?;
-                map.serialize_entry("result", &Point(*t, *v))?;
+                map.serialize_entry("result", &(Timestamp(*t), GoFloat(*v).to_string()))?;
             }
             QueryData::Instant(Value::String(text), t) => {
                 map.serialize_entry("resultType", "string")?;
@@ -153,12 +156,12 @@ impl Serialize for Timestamp {
     }
 }
 
-/// A sample value as a JSON string in Go's `'f', -1` format.
+/// A vector's or matrix's sample value as a JSON string ([`JsonSampleFloat`]).
 struct SampleValue(f64);
 
 impl Serialize for SampleValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&GoFloat(self.0))
+        s.collect_str(&JsonSampleFloat(self.0))
     }
 }
 
@@ -190,8 +193,10 @@ mod tests {
         assert_eq!(point(0, f64::NAN), r#"[0,"NaN"]"#);
         assert_eq!(point(0, f64::INFINITY), r#"[0,"+Inf"]"#);
         assert_eq!(point(0, f64::NEG_INFINITY), r#"[0,"-Inf"]"#);
-        assert_eq!(point(0, 1e21), r#"[0,"1000000000000000000000"]"#);
-        assert_eq!(point(0, 1e-7), r#"[0,"0.0000001"]"#);
+        // Prometheus 2.42 (`vector(1e21)`, `vector(1e-7)`): an exponent outside
+        // [1e-6, 1e21); a scalar answer has none (below).
+        assert_eq!(point(0, 1e21), r#"[0,"1e+21"]"#);
+        assert_eq!(point(0, 1e-7), r#"[0,"1e-07"]"#);
         assert_eq!(
             point(0, 123_456.789_012_345_67),
             r#"[0,"123456.78901234567"]"#
@@ -240,6 +245,11 @@ mod tests {
         assert_eq!(
             json(&QueryData::Instant(Value::Scalar(0.25), 7_000)),
             r#"{"resultType":"scalar","result":[7,"0.25"]}"#
+        );
+        // Prometheus 2.42 answers the query `1e-7` with `[0,"0.0000001"]`.
+        assert_eq!(
+            json(&QueryData::Instant(Value::Scalar(1e-7), 0)),
+            r#"{"resultType":"scalar","result":[0,"0.0000001"]}"#
         );
         assert_eq!(
             json(&QueryData::Instant(Value::String("a\"b".into()), 7_001)),
