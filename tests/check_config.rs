@@ -133,7 +133,6 @@ fn http_client_fields_are_accepted_and_refused_as_promtool_does() {
         (ec2("proxy_connect_header: {X: [y]}"), true),
         (ec2("proxy_from_environment: true"), false),
         (ec2("no_proxy: localhost"), false),
-        (ec2("tls_config: {ca_file: missing-ca.crt}"), true),
         (job("proxy_url: http://127.0.0.1:3128\nproxy_connect_header: {X: [y]}"), true),
         (job("proxy_connect_header: {X: [y]}"), false),
         (job("proxy_url: http://127.0.0.1:3128\nproxy_connect_header: {X: y}"), false),
