@@ -14,8 +14,9 @@
 //! Files are read when a client is built (Prometheus re-reads them on change; promflow
 //! reads them again on the next reload, see [`tls_files_fingerprint`]).
 //!
-//! Also the AWS SDK's side ([`aws_config_loader`]): its own HTTP client (hyper 1, rustls
-//! on `ring`, the system's roots), shared by EC2 discovery and the SNS receiver.
+//! Also the AWS SDK's side ([`aws_config_loader`], [`aws_http_client`]): the SDK sends
+//! through a client built here, so EC2 discovery's `tls_config`, proxy and redirect
+//! settings hold as everywhere else (the SNS receiver uses the defaults).
 //!
 //! Limit: `server_name` changes which name the server certificate must be valid for;
 //! the SNI sent is still the URL's host (reqwest derives it from the URL).
@@ -69,8 +70,9 @@ pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, TlsSetupError> {
     build_client_with(tls, &HttpClientOptions::default())
 }
 
-/// A client for `tls` and `options` (`proxy_url`, `follow_redirects`) with promflow's
-/// User-Agent. No proxy from the environment, as in Prometheus 2.42.
+/// A client for `tls` and `options` (`proxy_url`, `proxy_connect_header`,
+/// `follow_redirects`) with promflow's User-Agent. No proxy from the environment, as
+/// in Prometheus 2.42 (it has no `proxy_from_environment`).
 pub fn build_client_with(
     tls: &TlsConfig,
     options: &HttpClientOptions,
@@ -86,15 +88,49 @@ pub fn build_client_with(
         });
     let builder = match &options.proxy_url {
         None => builder.no_proxy(),
-        Some(url) => builder.proxy(reqwest::Proxy::all(url).map_err(|e| TlsSetupError {
-            field: "",
-            message: format!("proxy_url {url:?}: {e}"),
-        })?),
+        Some(url) => {
+            let proxy_error = |e: reqwest::Error| TlsSetupError {
+                field: "",
+                message: format!("proxy_url {url:?}: {e}"),
+            };
+            // Go sends `proxy_connect_header` with CONNECT only (https destinations);
+            // reqwest would add a proxy's headers to forwarded http requests too, so
+            // http destinations get a proxy without them.
+            builder
+                .proxy(reqwest::Proxy::http(url).map_err(proxy_error)?)
+                .proxy(
+                    reqwest::Proxy::https(url)
+                        .map_err(proxy_error)?
+                        .headers(proxy_connect_headers(&options.proxy_connect_header)?),
+                )
+        }
     };
     builder.build().map_err(|e| TlsSetupError {
         field: "",
         message: format!("building the HTTP client: {e}"),
     })
+}
+
+/// `proxy_connect_header` as header fields, each value once per entry.
+fn proxy_connect_headers(
+    headers: &std::collections::BTreeMap<String, Vec<crate::config::Secret>>,
+) -> Result<reqwest::header::HeaderMap, TlsSetupError> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, values) in headers {
+        let invalid = |e: &dyn std::fmt::Display| TlsSetupError {
+            field: "",
+            message: format!("proxy_connect_header {name:?}: {e}"),
+        };
+        let header =
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&e))?;
+        for value in values {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(value.expose()).map_err(|e| invalid(&e))?;
+            value.set_sensitive(true);
+            map.append(header.clone(), value);
+        }
+    }
+    Ok(map)
 }
 
 /// A client with the default TLS settings (system roots, no client certificate).
@@ -681,26 +717,21 @@ fn alert_text(alert: rustls::AlertDescription) -> String {
 }
 
 /// The AWS SDK's config loader for one of promflow's AWS clients (EC2 discovery, the
-/// SNS receiver): the SDK's HTTP client on hyper 1 with rustls on `ring` and the
-/// system's roots (it speaks plain HTTP too, for an endpoint such as moto on
-/// loopback), `timeout` per operation, and `region`, `profile` and static
-/// `credentials` (access and secret key) where set; the SDK's default chain supplies
-/// the rest. `source` names the static credentials in the SDK's logs.
+/// SNS receiver): every request of the SDK (the API, STS, the credential providers)
+/// goes through `http` ([`aws_http_client`]), `timeout` per operation, and `region`,
+/// `profile` and static `credentials` (access and secret key) where set; the SDK's
+/// default chain supplies the rest. `source` names the static credentials in the
+/// SDK's logs.
 pub fn aws_config_loader(
+    http: aws_smithy_runtime_api::client::http::SharedHttpClient,
     region: &str,
     profile: &str,
     credentials: Option<(&str, &str)>,
     timeout: std::time::Duration,
     source: &'static str,
 ) -> aws_config::ConfigLoader {
-    use aws_smithy_http_client::tls;
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client)
+        .http_client(http)
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .operation_timeout(timeout)
@@ -718,6 +749,100 @@ pub fn aws_config_loader(
         ));
     }
     loader
+}
+
+/// The AWS SDK's HTTP client on `client` (one of [`build_client_with`]'s, so its
+/// `tls_config`, proxy and redirect settings hold), as Prometheus 2.42 hands the AWS
+/// SDK its prometheus/common client. With `oauth2`, a token replaces the request's
+/// (SigV4) `Authorization`, as golang.org/x/oauth2's transport does there.
+pub fn aws_http_client(
+    client: reqwest::Client,
+    oauth2: Option<OAuth2>,
+) -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_runtime_api::client::http::{http_client_fn, SharedHttpConnector};
+    let connector = SharedHttpConnector::new(AwsConnector { client, oauth2 });
+    http_client_fn(move |_, _| connector.clone())
+}
+
+/// [`aws_http_client`]'s connector: one SDK request, sent through reqwest.
+#[derive(Debug)]
+struct AwsConnector {
+    client: reqwest::Client,
+    oauth2: Option<OAuth2>,
+}
+
+impl aws_smithy_runtime_api::client::http::HttpConnector for AwsConnector {
+    fn call(
+        &self,
+        request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+    ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+        let client = self.client.clone();
+        let oauth2 = self.oauth2.clone();
+        aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(async move {
+            send_aws_request(&client, oauth2.as_ref(), request).await
+        })
+    }
+}
+
+async fn send_aws_request(
+    client: &reqwest::Client,
+    oauth2: Option<&OAuth2>,
+    request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+) -> Result<
+    aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    aws_smithy_runtime_api::client::result::ConnectorError,
+> {
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    let user_error = |message: String| ConnectorError::user(message.into());
+    let method = reqwest::Method::from_bytes(request.method().as_bytes())
+        .map_err(|e| user_error(e.to_string()))?;
+    // EC2, STS and SNS send query-protocol forms: the body is always in memory.
+    let body = request
+        .body()
+        .bytes()
+        .ok_or_else(|| user_error("streaming request bodies are not supported".into()))?
+        .to_vec();
+    let mut builder = client.request(method, request.uri()).body(body);
+    for (name, value) in request.headers() {
+        builder = builder.header(name, value);
+    }
+    let mut outgoing = builder.build().map_err(|e| user_error(error_chain(&e)))?;
+    if let Some(oauth2) = oauth2 {
+        let tokens = OAuth2Tokens::shared(oauth2).map_err(|e| user_error(e.to_string()))?;
+        let header = tokens.header().await.map_err(user_error)?;
+        let value = reqwest::header::HeaderValue::from_str(&header)
+            .map_err(|e| user_error(e.to_string()))?;
+        outgoing
+            .headers_mut()
+            .insert(reqwest::header::AUTHORIZATION, value);
+    }
+    let connector_error = |e: reqwest::Error| {
+        if e.is_timeout() {
+            ConnectorError::timeout(e.into())
+        } else if e.is_connect() {
+            ConnectorError::io(e.into())
+        } else {
+            ConnectorError::other(e.into(), None)
+        }
+    };
+    let response = client.execute(outgoing).await.map_err(connector_error)?;
+    let status =
+        StatusCode::try_from(response.status().as_u16()).map_err(|e| user_error(e.to_string()))?;
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.map_err(connector_error)?;
+    let mut answer = aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+        status,
+        aws_smithy_types::body::SdkBody::from(bytes),
+    );
+    for (name, value) in &headers {
+        if let Ok(value) = value.to_str() {
+            answer
+                .headers_mut()
+                .append(name.as_str().to_string(), value.to_string());
+        }
+    }
+    Ok(answer)
 }
 
 /// An error and its sources on one line (the AWS SDK's top level alone says only

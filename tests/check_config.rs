@@ -107,3 +107,65 @@ fn promtool_agrees_on_the_same_files() {
     let (ok, out) = promtool(&["check", "config", &bad], dir.path());
     assert!(!ok, "promtool accepts the bad file:\n{out}");
 }
+
+/// HTTP client fields, each accepted or refused as promtool 2.42 does: the whole of
+/// prometheus/common's client on `ec2_sd_configs` (never validated there, so two ways
+/// to authenticate pass), `proxy_connect_header` (needing `proxy_url` where Prometheus
+/// validates the client), and no `proxy_from_environment` / `no_proxy` (later fields).
+#[test]
+fn http_client_fields_are_accepted_and_refused_as_promtool_does() {
+    let ec2 = |fields: &str| {
+        format!(
+            "scrape_configs:\n- job_name: a\n  ec2_sd_configs:\n  - region: us-east-1\n    {}\n",
+            fields.replace('\n', "\n    ")
+        )
+    };
+    let job = |fields: &str| {
+        format!(
+            "scrape_configs:\n- job_name: a\n  {}\n",
+            fields.replace('\n', "\n  ")
+        )
+    };
+    let cases: Vec<(String, bool)> = vec![
+        (ec2("tls_config: {insecure_skip_verify: true, server_name: x}\nproxy_url: http://127.0.0.1:3128\nproxy_connect_header: {X-A: [one, two]}\nfollow_redirects: false\nenable_http2: false"), true),
+        (ec2("basic_auth: {username: a, password: b}\nauthorization: {credentials: c}"), true),
+        (ec2("bearer_token: x\noauth2: {client_id: a, client_secret: b, token_url: 'http://127.0.0.1:1/token'}"), true),
+        (ec2("proxy_connect_header: {X: [y]}"), true),
+        (ec2("proxy_from_environment: true"), false),
+        (ec2("no_proxy: localhost"), false),
+        (job("proxy_url: http://127.0.0.1:3128\nproxy_connect_header: {X: [y]}"), true),
+        (job("proxy_connect_header: {X: [y]}"), false),
+        (job("proxy_url: http://127.0.0.1:3128\nproxy_connect_header: {X: y}"), false),
+        (job("proxy_from_environment: true"), false),
+        (job("oauth2: {client_id: a, client_secret: b, token_url: 'http://x', proxy_connect_header: {X: [y]}}"), false),
+        ("remote_write:\n- url: http://127.0.0.1:1/w\n  proxy_url: http://127.0.0.1:3128\n  proxy_connect_header: {X: [y]}\n".into(), true),
+        ("remote_write:\n- url: http://127.0.0.1:1/w\n  proxy_connect_header: {X: [y]}\n".into(), false),
+        ("alerting:\n  alertmanagers:\n  - proxy_url: http://127.0.0.1:3128\n    proxy_connect_header: {X: [y]}\n    static_configs: [{targets: ['a:1']}]\n".into(), true),
+        ("alerting:\n  alertmanagers:\n  - proxy_connect_header: {X: [y]}\n    static_configs: [{targets: ['a:1']}]\n".into(), false),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (index, (body, accepted)) in cases.iter().enumerate() {
+        let file = write(dir.path(), &format!("case{index}.yml"), body);
+        let (ok, out) = promtool(&["check", "config", &file], dir.path());
+        assert_eq!(ok, *accepted, "promtool on\n{body}\n{out}");
+        let out = run_promflow(&["check", "config", &file]);
+        assert_eq!(
+            out.status.success(),
+            *accepted,
+            "promflow on\n{body}\n{}",
+            combined_output(&out)
+        );
+        if body.contains("proxy_connect_header: {X: [y]}\n")
+            && !body.contains("proxy_url")
+            && !accepted
+        {
+            assert!(
+                combined_output(&out).contains(
+                    "if proxy_connect_header is configured proxy_url must also be configured"
+                ),
+                "{}",
+                combined_output(&out)
+            );
+        }
+    }
+}

@@ -5,12 +5,16 @@
 //! AWS SDK in a 127.0.0.0/24 subnet, so the targets promflow scrapes are loopback
 //! exporters (`tests/common/exporter.rs`). The label names and formats are checked
 //! against `../shared/oracle-samples/ec2_sd_targets_prometheus-2.42_vs_moto.json`,
-//! what Prometheus 2.42 discovered from moto.
+//! what Prometheus 2.42 discovered from moto. The EC2 API client's `tls_config` and
+//! proxy settings are checked with moto behind an https front (a test CA made by
+//! `openssl`) and a forward proxy (`tests/common/proxy.rs`).
 
 mod common;
 
 use common::exporter::{Exporter, Reply};
 use common::moto::{self, Moto};
+use common::proxy::Proxy;
+use common::tls::{TestPki, TlsFront};
 use common::{wait_until, Peer, Promflow};
 use promflow::config::Ec2SdConfig;
 use promflow::discovery::ec2_sd::Ec2Discovery;
@@ -43,16 +47,21 @@ fn sd_config(moto: &Moto, port: u16) -> Ec2SdConfig {
         endpoint: moto.endpoint(),
         access_key: "test".into(),
         secret_key: Some(promflow::config::Secret::new("test")),
-        profile: String::new(),
-        role_arn: String::new(),
         port,
-        refresh_interval: Duration::from_secs(60),
-        filters: Vec::new(),
+        ..Ec2SdConfig::default()
     }
 }
 
 /// Lists moto's instances through promflow's provider, with small pages.
 fn discover(config: Ec2SdConfig, page_size: i32) -> Vec<BTreeMap<String, String>> {
+    try_discover(config, page_size).expect("DescribeInstances")
+}
+
+/// [`discover`], or the provider's error.
+fn try_discover(
+    config: Ec2SdConfig,
+    page_size: i32,
+) -> Result<Vec<BTreeMap<String, String>>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -60,8 +69,93 @@ fn discover(config: Ec2SdConfig, page_size: i32) -> Vec<BTreeMap<String, String>
     let mut provider = Ec2Discovery::new(config).with_page_size(page_size);
     let groups = runtime
         .block_on(provider.list())
-        .expect("DescribeInstances");
-    groups.into_iter().flat_map(|g| g.targets).collect()
+        .map_err(|e| e.to_string())?;
+    Ok(groups.into_iter().flat_map(|g| g.targets).collect())
+}
+
+/// The instance ids among `targets`.
+fn instance_ids(targets: &[BTreeMap<String, String>]) -> BTreeSet<String> {
+    targets
+        .iter()
+        .map(|t| t["__meta_ec2_instance_id"].clone())
+        .collect()
+}
+
+/// `tls_config`, `proxy_url` and `proxy_connect_header` of an `ec2_sd_configs` entry
+/// hold for the EC2 API client, as in Prometheus 2.42 (which hands the AWS SDK its
+/// prometheus/common client): moto behind an https front whose certificate a test CA
+/// signed, and moto through a forward proxy (plain, and CONNECT to the https front).
+#[test]
+fn tls_config_and_proxy_settings_reach_the_ec2_api() {
+    let moto = Moto::start();
+    let id = moto.run_instance("127.0.0.30", &[("Name", "tls")]);
+    let pki = TestPki::generate();
+    let front = TlsFront::start(&pki, moto.addr());
+    let with_ca = |mut config: Ec2SdConfig| {
+        config.endpoint = front.url();
+        config.tls_config.ca_file = Some(pki.path("ca.crt"));
+        config
+    };
+
+    // https with the test CA: discovered; without it, the refresh fails on the
+    // certificate (the system's roots do not know the test CA).
+    let targets = discover(with_ca(sd_config(&moto, 9100)), 5);
+    assert_eq!(instance_ids(&targets), BTreeSet::from([id.clone()]));
+    let mut no_ca = sd_config(&moto, 9100);
+    no_ca.endpoint = front.url();
+    let error = try_discover(no_ca, 5).expect_err("an unknown CA is refused");
+    assert!(error.contains("certificate"), "{error}");
+    let mut wrong_ca = with_ca(sd_config(&moto, 9100));
+    wrong_ca.tls_config.ca_file = Some(pki.path("other-ca.crt"));
+    let error = try_discover(wrong_ca, 5).expect_err("the wrong CA is refused");
+    assert!(error.contains("certificate"), "{error}");
+
+    // Through a proxy, with a CONNECT header: the plain-HTTP endpoint's requests are
+    // forwarded in absolute form without the header (Go's Transport sends
+    // ProxyConnectHeader with CONNECT only) ...
+    let proxy = Proxy::start();
+    let proxied = |mut config: Ec2SdConfig| {
+        config.http.proxy_url = Some(proxy.url());
+        config.http.proxy_connect_header = BTreeMap::from([(
+            "X-Proxy-Token".to_string(),
+            vec![promflow::config::Secret::new("s3cret")],
+        )]);
+        config
+    };
+    let targets = discover(proxied(sd_config(&moto, 9100)), 5);
+    assert_eq!(instance_ids(&targets), BTreeSet::from([id.clone()]));
+    let forwarded = format!("POST {}/ HTTP/1.1", moto.endpoint());
+    let heads = proxy.heads();
+    let posts: Vec<&String> = heads.iter().filter(|h| h.starts_with(&forwarded)).collect();
+    assert!(
+        !posts.is_empty(),
+        "no {forwarded:?} at the proxy: {heads:?}"
+    );
+    assert!(
+        posts
+            .iter()
+            .all(|h| !h.to_ascii_lowercase().contains("x-proxy-token")),
+        "{posts:?}"
+    );
+
+    // ... and the https endpoint is reached through a CONNECT tunnel that carries it.
+    let targets = discover(proxied(with_ca(sd_config(&moto, 9100))), 5);
+    assert_eq!(instance_ids(&targets), BTreeSet::from([id]));
+    let connect = format!(
+        "CONNECT {} HTTP/1.1",
+        front.url().trim_start_matches("https://")
+    );
+    let heads = proxy.heads();
+    let tunnel = heads
+        .iter()
+        .find(|h| h.starts_with(&connect))
+        .unwrap_or_else(|| panic!("no {connect:?} at the proxy: {heads:?}"));
+    assert!(
+        tunnel
+            .to_ascii_lowercase()
+            .contains("x-proxy-token: s3cret\r\n"),
+        "{tunnel:?}"
+    );
 }
 
 #[test]

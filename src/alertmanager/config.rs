@@ -38,7 +38,6 @@ use crate::config::{
     is_valid_label_name, load_located, parse_duration, raw_http_client_of, read_config_file,
     resolve_http_client, ConfigError, FieldPath, HttpClientParts, PathSegment, Problems,
     RawAuthorization, RawBasicAuth, RawHttpClient, RawOAuth2, RawTlsConfig, ScalarText,
-    HTTP_CLIENT_FIELDS,
 };
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -182,6 +181,7 @@ pub(crate) struct RawHttpConfig {
     bearer_token: Option<ScalarText>,
     bearer_token_file: Option<ScalarText>,
     proxy_url: Option<ScalarText>,
+    proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
     follow_redirects: Option<bool>,
     enable_http2: Option<bool>,
     tls_config: Option<RawTlsConfig>,
@@ -254,8 +254,7 @@ fn unknown_field_message(path: &FieldPath) -> String {
         .unwrap_or("");
     let supported_elsewhere = UNSUPPORTED_FIELDS
         .iter()
-        .any(|(s, fields)| *s == section && fields.contains(&field.as_str()))
-        || (section == "http_config" && HTTP_CLIENT_FIELDS.contains(&field.as_str()));
+        .any(|(s, fields)| *s == section && fields.contains(&field.as_str()));
     if supported_elsewhere {
         format!("field {field} is not supported by promflow yet")
     } else {

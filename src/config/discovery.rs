@@ -15,9 +15,10 @@ use serde::Serialize;
 use super::duration::parse_duration;
 use super::locate::FieldPath;
 use super::raw::{RawDnsSdConfig, RawEc2SdConfig, RawFileSdConfig, ScalarText};
-use super::resolved::serialize_duration;
+use super::resolved::{serialize_duration, Authorization, BasicAuth, HttpClientOptions, OAuth2};
 use super::secret::Secret;
-use super::validate::Problems;
+use super::tls::TlsConfig;
+use super::validate::{resolve_unchecked_http_client, Problems};
 
 /// Default `file_sd_configs[].refresh_interval`.
 pub const DEFAULT_FILE_SD_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
@@ -121,6 +122,49 @@ pub struct Ec2SdConfig {
     /// DescribeInstances filters.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Ec2Filter>,
+    // prometheus/common's HTTP client, inlined as in Prometheus 2.42 (never validated
+    // there: any combination is accepted). The SDK signs every request (SigV4), which
+    // sets `Authorization` first, so `basic_auth` and `authorization` (bearer tokens
+    // included) change nothing, as prometheus/common's round trippers leave a request
+    // that has one alone; `oauth2` replaces it, as golang.org/x/oauth2 does.
+    /// Accepted; no effect (see above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Accepted; no effect (see above).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<Authorization>,
+    /// A bearer token in place of the SigV4 signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
+    /// How to speak TLS to the endpoint (and STS, and the credential providers).
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
+    /// Proxy, proxy CONNECT headers and redirects.
+    #[serde(flatten)]
+    pub http: HttpClientOptions,
+}
+
+impl Default for Ec2SdConfig {
+    /// Prometheus's defaults: port 80, refreshed every minute, region and
+    /// credentials from the SDK's chains.
+    fn default() -> Ec2SdConfig {
+        Ec2SdConfig {
+            region: String::new(),
+            endpoint: String::new(),
+            access_key: String::new(),
+            secret_key: None,
+            profile: String::new(),
+            role_arn: String::new(),
+            port: DEFAULT_EC2_SD_PORT,
+            refresh_interval: DEFAULT_EC2_SD_REFRESH_INTERVAL,
+            filters: Vec::new(),
+            basic_auth: None,
+            authorization: None,
+            oauth2: None,
+            tls_config: TlsConfig::default(),
+            http: HttpClientOptions::default(),
+        }
+    }
 }
 
 fn text(value: &Option<ScalarText>) -> String {
@@ -233,7 +277,7 @@ pub(crate) fn resolve_sd_configs(
     SdConfigLists {
         file: resolve_file_sd_configs(file, base_dir, &path.key("file_sd_configs"), problems),
         dns: resolve_dns_sd_configs(dns, &path.key("dns_sd_configs"), problems),
-        ec2: resolve_ec2_sd_configs(ec2, &path.key("ec2_sd_configs"), problems),
+        ec2: resolve_ec2_sd_configs(ec2, base_dir, &path.key("ec2_sd_configs"), problems),
     }
 }
 
@@ -338,6 +382,7 @@ fn resolve_dns_sd_configs(
 
 fn resolve_ec2_sd_configs(
     raw: Option<&[Option<RawEc2SdConfig>]>,
+    base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
 ) -> Vec<Ec2SdConfig> {
@@ -375,6 +420,8 @@ fn resolve_ec2_sd_configs(
         let secret_key = Some(text(&entry.secret_key))
             .filter(|s| !s.is_empty())
             .map(Secret::new);
+        let client =
+            resolve_unchecked_http_client(entry.http_client(), base_dir, &entry_path, problems);
         out.push(Ec2SdConfig {
             region: text(&entry.region),
             endpoint: text(&entry.endpoint),
@@ -395,6 +442,11 @@ fn resolve_ec2_sd_configs(
                 problems,
             ),
             filters,
+            basic_auth: client.basic_auth,
+            authorization: client.authorization,
+            oauth2: client.oauth2,
+            tls_config: client.tls_config,
+            http: client.http,
         });
     }
     out

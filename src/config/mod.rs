@@ -64,7 +64,6 @@ pub use secret::Secret;
 pub use size::{format_base2_bytes, parse_base2_bytes};
 pub(crate) use tls::{resolve_tls_config, RawTlsConfig};
 pub use tls::{TlsConfig, TlsVersion};
-pub(crate) use unsupported::HTTP_CLIENT_FIELDS;
 pub use validate::{
     is_valid_label_name, DEFAULT_ALERTMANAGER_TIMEOUT, DEFAULT_EVALUATION_INTERVAL,
     DEFAULT_METRICS_PATH, DEFAULT_SCRAPE_INTERVAL, DEFAULT_SCRAPE_TIMEOUT,

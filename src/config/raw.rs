@@ -122,6 +122,7 @@ pub(crate) struct RawScrapeConfig {
     pub bearer_token: Option<ScalarText>,
     pub bearer_token_file: Option<ScalarText>,
     pub proxy_url: Option<ScalarText>,
+    pub proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,
     pub tls_config: Option<RawTlsConfig>,
@@ -165,6 +166,16 @@ pub(crate) struct RawEc2SdConfig {
     pub port: Option<ScalarText>,
     pub refresh_interval: Option<ScalarText>,
     pub filters: Option<Vec<Option<RawEc2Filter>>>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub authorization: Option<RawAuthorization>,
+    pub oauth2: Option<RawOAuth2>,
+    pub bearer_token: Option<ScalarText>,
+    pub bearer_token_file: Option<ScalarText>,
+    pub proxy_url: Option<ScalarText>,
+    pub proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
+    pub follow_redirects: Option<bool>,
+    pub enable_http2: Option<bool>,
+    pub tls_config: Option<RawTlsConfig>,
 }
 
 /// One entry of `ec2_sd_configs[].filters:`.
@@ -210,6 +221,7 @@ pub(crate) struct RawAlertmanagerConfig {
     pub bearer_token: Option<ScalarText>,
     pub bearer_token_file: Option<ScalarText>,
     pub proxy_url: Option<ScalarText>,
+    pub proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,
     pub tls_config: Option<RawTlsConfig>,
@@ -260,6 +272,7 @@ pub(crate) struct RawRemoteWriteConfig {
     pub bearer_token: Option<ScalarText>,
     pub bearer_token_file: Option<ScalarText>,
     pub proxy_url: Option<ScalarText>,
+    pub proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,
     pub tls_config: Option<RawTlsConfig>,
@@ -290,7 +303,7 @@ pub(crate) struct RawMetadataConfig {
 }
 
 /// The HTTP client settings of one section (prometheus/common's `HTTPClientConfig`,
-/// inlined in scrape jobs, remote write and Alertmanager entries), borrowed from the
+/// inlined in scrape jobs, remote write, Alertmanager entries and `ec2_sd_configs`), borrowed from the
 /// section so that one function (`validate::resolve_http_client`) resolves them all.
 pub(crate) struct RawHttpClient<'a> {
     pub basic_auth: Option<&'a RawBasicAuth>,
@@ -299,9 +312,18 @@ pub(crate) struct RawHttpClient<'a> {
     pub bearer_token: Option<&'a ScalarText>,
     pub bearer_token_file: Option<&'a ScalarText>,
     pub proxy_url: Option<&'a ScalarText>,
+    pub proxy_connect_header: Option<&'a BTreeMap<String, Vec<ScalarText>>>,
     pub follow_redirects: Option<bool>,
     pub enable_http2: Option<bool>,
     pub tls_config: Option<&'a RawTlsConfig>,
+}
+
+impl<'a> RawHttpClient<'a> {
+    /// The deprecated `bearer_token` and `bearer_token_file`, where set (not empty).
+    pub(crate) fn bearer(&self) -> (Option<&'a ScalarText>, Option<&'a ScalarText>) {
+        let set = |text: Option<&'a ScalarText>| text.filter(|t| !t.0.is_empty());
+        (set(self.bearer_token), set(self.bearer_token_file))
+    }
 }
 
 /// The sections that inline an HTTP client's settings: their fields have the same names.
@@ -317,6 +339,7 @@ macro_rules! raw_http_client_of {
                     bearer_token: self.bearer_token.as_ref(),
                     bearer_token_file: self.bearer_token_file.as_ref(),
                     proxy_url: self.proxy_url.as_ref(),
+                    proxy_connect_header: self.proxy_connect_header.as_ref(),
                     follow_redirects: self.follow_redirects,
                     enable_http2: self.enable_http2,
                     tls_config: self.tls_config.as_ref(),
@@ -325,5 +348,10 @@ macro_rules! raw_http_client_of {
         }
     )*};
 }
-raw_http_client_of!(RawScrapeConfig, RawRemoteWriteConfig, RawAlertmanagerConfig);
+raw_http_client_of!(
+    RawScrapeConfig,
+    RawRemoteWriteConfig,
+    RawAlertmanagerConfig,
+    RawEc2SdConfig
+);
 pub(crate) use raw_http_client_of;

@@ -459,7 +459,8 @@ pub struct AlertmanagerConfig {
     pub static_configs: Vec<StaticConfig>,
 }
 
-/// An HTTP client's `proxy_url`, `follow_redirects` and `enable_http2` (the last two
+/// An HTTP client's `proxy_url`, `proxy_connect_header`, `follow_redirects` and
+/// `enable_http2` (the last two
 /// always printed, as Prometheus 2.42 prints them; `proxy_url` comes after
 /// `tls_config` here, before it in Prometheus). promflow speaks HTTP/1.1 only: `enable_http2: true` (the
 /// default) is accepted and HTTP/1.1 is used.
@@ -469,6 +470,10 @@ pub struct HttpClientOptions {
     /// environment, as in Prometheus 2.42).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_url: Option<String>,
+    /// Headers sent to the proxy with each CONNECT (https destinations only, as Go's
+    /// `Transport.ProxyConnectHeader`); values are secrets. Needs `proxy_url`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
     /// Follow redirects (default true; Go's limit of 10).
     pub follow_redirects: bool,
     /// Accepted, not used (HTTP/1.1 only).
@@ -479,6 +484,7 @@ impl Default for HttpClientOptions {
     fn default() -> HttpClientOptions {
         HttpClientOptions {
             proxy_url: None,
+            proxy_connect_header: BTreeMap::new(),
             follow_redirects: true,
             enable_http2: true,
         }

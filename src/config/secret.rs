@@ -12,7 +12,7 @@ use serde::{Serialize, Serializer};
 pub const REDACTED: &str = "<secret>";
 
 /// A secret string from the config file, redacted whenever it is printed.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
 
 impl Secret {

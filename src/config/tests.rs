@@ -422,15 +422,8 @@ scrape_configs:
 - job_name: ec2
   consul_sd_configs:
   - server: x
-  ec2_sd_configs:
-  - region: eu-west-1
-    tls_config: {}
   proxy_url: http://127.0.0.1:3128
-  proxy_connect_header: {X: [y]}
   enable_http2: true
-alerting:
-  alertmanagers:
-  - proxy_connect_header: {}
 ";
     assert_problems!(
         text,
@@ -439,9 +432,6 @@ alerting:
             "prometheus.yml:3: remote_read: field remote_read is not supported by promflow yet",
             "prometheus.yml:5: storage: field storage is not supported by promflow yet",
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
-            "prometheus.yml:13: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
-            "prometheus.yml:15: scrape_configs[0].proxy_connect_header: field proxy_connect_header is not supported by promflow yet",
-            "prometheus.yml:19: alerting.alertmanagers[0].proxy_connect_header: field proxy_connect_header is not supported by promflow yet",
         ]
     );
 }
@@ -1140,4 +1130,43 @@ fn scrape_protocols_are_checked_and_defaulted_as_prometheus_does() {
     assert!(native.always_scrape_classic_histograms);
     assert_eq!(native.native_histogram_bucket_limit, 160);
     assert_eq!(native.native_histogram_min_bucket_factor, 1.1);
+}
+
+#[test]
+fn ec2_sd_configs_take_the_whole_http_client_unvalidated() {
+    // promtool check config 2.42 accepts all of this (Prometheus never validates the
+    // EC2 client's settings), and prints `proxy_connect_header` values as secrets.
+    let config = load("scrape_configs:\n- job_name: a\n  ec2_sd_configs:\n  - region: us-east-1\n    basic_auth: {username: u, password: p}\n    authorization: {credentials: c}\n    tls_config: {ca_file: ca.crt, server_name: ec2.test}\n    proxy_connect_header: {X-A: [one, two]}\n    follow_redirects: false\n    enable_http2: false\n");
+    let ec2 = &config.scrape_configs[0].ec2_sd_configs[0];
+    assert_eq!(ec2.basic_auth.as_ref().unwrap().username, "u");
+    assert!(ec2.authorization.is_some());
+    assert!(ec2.tls_config.ca_file.as_ref().unwrap().ends_with("ca.crt"));
+    assert_eq!(ec2.tls_config.server_name.as_deref(), Some("ec2.test"));
+    assert_eq!(ec2.http.proxy_url, None);
+    assert_eq!(
+        ec2.http.proxy_connect_header["X-A"]
+            .iter()
+            .map(|v| v.expose())
+            .collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    assert!(!ec2.http.follow_redirects && !ec2.http.enable_http2);
+    let yaml = config.to_yaml();
+    assert!(
+        yaml.contains(
+            "    proxy_connect_header:\n      X-A:\n      - <secret>\n      - <secret>\n"
+        ),
+        "{yaml}"
+    );
+}
+
+#[test]
+fn proxy_connect_header_needs_proxy_url() {
+    // prometheus/common 0.39's words, as promtool check config 2.42 prints them.
+    assert_problems!(
+        "scrape_configs:\n- job_name: a\n  proxy_connect_header: {X: [y]}\n",
+        ["prometheus.yml:2: scrape_configs[0]: if proxy_connect_header is configured proxy_url must also be configured"]
+    );
+    let config = load("scrape_configs:\n- job_name: a\n  proxy_url: http://127.0.0.1:3128\n  proxy_connect_header: {X: [y]}\n");
+    assert_eq!(config.scrape_configs[0].http.proxy_connect_header.len(), 1);
 }

@@ -37,49 +37,20 @@ const SERVICE_DISCOVERY_FIELDS: &[&str] = &[
     "vultr_sd_configs",
 ];
 
-/// HTTP client settings (prometheus/common `HTTPClientConfig`) that not every client
-/// of promflow has yet: the built-in notifier's receivers have none of them, the
-/// inlined clients all but `proxy_connect_header`.
-pub(crate) const HTTP_CLIENT_FIELDS: &[&str] = &[
-    "oauth2",
-    "bearer_token",
-    "bearer_token_file",
-    "proxy_url",
-    "proxy_connect_header",
-    "follow_redirects",
-    "enable_http2",
-];
-
-/// Whether `field` of an HTTP client is supported where Prometheus inlines one (scrape
-/// jobs, remote write, Alertmanagers): all but `proxy_connect_header`.
-fn inline_client_has(field: &str) -> bool {
-    field != "proxy_connect_header"
-}
-
 /// Whether `field`, found under the mapping whose keys (indices left out) are
 /// `parent_keys`, is a Prometheus 2.42 field that promflow does not support yet.
 pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str) -> bool {
     match parent_keys {
         [] => matches!(field, "remote_read" | "storage" | "tracing"),
         ["global"] => field == "query_log_file",
-        ["scrape_configs"] => {
-            (HTTP_CLIENT_FIELDS.contains(&field) && !inline_client_has(field))
-                || SERVICE_DISCOVERY_FIELDS.contains(&field)
-        }
-        ["alerting", "alertmanagers"] => {
-            (HTTP_CLIENT_FIELDS.contains(&field) && !inline_client_has(field))
-                || SERVICE_DISCOVERY_FIELDS.contains(&field)
+        ["scrape_configs"] | ["alerting", "alertmanagers"] => {
+            SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["remote_write"] => {
             matches!(
                 field,
                 "send_exemplars" | "send_native_histograms" | "sigv4" | "azuread"
-            ) || (HTTP_CLIENT_FIELDS.contains(&field) && !inline_client_has(field))
-        }
-        // The EC2 API client has Prometheus's HTTP client settings too.
-        ["scrape_configs", "ec2_sd_configs"] | ["alerting", "alertmanagers", "ec2_sd_configs"] => {
-            matches!(field, "basic_auth" | "authorization" | "tls_config")
-                || HTTP_CLIENT_FIELDS.contains(&field)
+            )
         }
         _ => false,
     }
@@ -96,18 +67,6 @@ mod tests {
         assert!(is_unsupported_prometheus_field(
             &["scrape_configs"],
             "consul_sd_configs"
-        ));
-        assert!(is_unsupported_prometheus_field(
-            &["scrape_configs", "ec2_sd_configs"],
-            "tls_config"
-        ));
-        assert!(is_unsupported_prometheus_field(
-            &["alerting", "alertmanagers"],
-            "proxy_connect_header"
-        ));
-        assert!(is_unsupported_prometheus_field(
-            &["alerting", "alertmanagers", "ec2_sd_configs"],
-            "basic_auth"
         ));
         // Supported now: consumed by serde, never reaches this list.
         assert!(!is_unsupported_prometheus_field(

@@ -630,9 +630,10 @@ fn set_text(value: &Option<ScalarText>) -> Option<&str> {
 }
 
 /// An HTTP client's `proxy_url` (an `http://` or `https://` URL with a host),
-/// `follow_redirects` and `enable_http2`.
+/// `proxy_connect_header`, `follow_redirects` and `enable_http2`.
 pub(crate) fn resolve_http_client_options(
     proxy_url: Option<&ScalarText>,
+    proxy_connect_header: Option<&BTreeMap<String, Vec<ScalarText>>>,
     follow_redirects: Option<bool>,
     enable_http2: Option<bool>,
     path: &FieldPath,
@@ -654,6 +655,14 @@ pub(crate) fn resolve_http_client_options(
     }
     HttpClientOptions {
         proxy_url,
+        proxy_connect_header: proxy_connect_header
+            .into_iter()
+            .flatten()
+            .map(|(name, values)| {
+                let values = values.iter().map(|v| Secret::new(v.0.as_str())).collect();
+                (name.clone(), values)
+            })
+            .collect(),
         follow_redirects: follow_redirects.unwrap_or(true),
         enable_http2: enable_http2.unwrap_or(true),
     }
@@ -686,7 +695,8 @@ fn resolve_oauth2(
             "at most one of oauth2 client_secret & client_secret_file must be configured",
         );
     }
-    let options = resolve_http_client_options(raw.proxy_url.as_ref(), None, None, &at, problems);
+    let options =
+        resolve_http_client_options(raw.proxy_url.as_ref(), None, None, None, &at, problems);
     OAuth2 {
         client_id,
         client_secret,
@@ -731,8 +741,7 @@ pub(crate) fn resolve_http_client(
     path: &FieldPath,
     problems: &mut Problems,
 ) -> HttpClientParts {
-    let bearer = raw.bearer_token.filter(|t| !t.0.is_empty());
-    let bearer_file = raw.bearer_token_file.filter(|t| !t.0.is_empty());
+    let (bearer, bearer_file) = raw.bearer();
     let has_bearer = bearer.is_some() || bearer_file.is_some();
     let conflict = if bearer.is_some() && bearer_file.is_some() {
         Some("at most one of bearer_token & bearer_token_file must be configured")
@@ -744,12 +753,30 @@ pub(crate) fn resolve_http_client(
         || (raw.oauth2.is_some() && raw.basic_auth.is_some())
     {
         Some("at most one of basic_auth, oauth2 & authorization must be configured")
+    } else if raw.proxy_connect_header.is_some_and(|h| !h.is_empty())
+        && set_text(&raw.proxy_url.cloned()).is_none()
+    {
+        Some("if proxy_connect_header is configured proxy_url must also be configured")
     } else {
         None
     };
     if let Some(message) = conflict {
         problems.push(path.clone(), message);
     }
+    resolve_unchecked_http_client(raw, base_dir, path, problems)
+}
+
+/// The HTTP client settings of the section at `path` without `Validate`'s checks of
+/// how they combine: Prometheus 2.42 never validates the client of `ec2_sd_configs`
+/// (promtool accepts both `basic_auth` and `authorization` there).
+pub(crate) fn resolve_unchecked_http_client(
+    raw: RawHttpClient<'_>,
+    base_dir: &Path,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> HttpClientParts {
+    let (bearer, bearer_file) = raw.bearer();
+    let has_bearer = bearer.is_some() || bearer_file.is_some();
     let basic_auth = raw
         .basic_auth
         .map(|auth| resolve_basic_auth(auth, base_dir, &path.key("basic_auth"), problems));
@@ -775,6 +802,7 @@ pub(crate) fn resolve_http_client(
             .map(|oauth2| resolve_oauth2(oauth2, base_dir, path, problems)),
         http: resolve_http_client_options(
             raw.proxy_url,
+            raw.proxy_connect_header,
             raw.follow_redirects,
             raw.enable_http2,
             path,

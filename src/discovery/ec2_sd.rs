@@ -17,15 +17,19 @@
 //! Client: credentials from `access_key`/`secret_key`, else the SDK's default chain
 //! (environment, `profile` in the shared files, web identity, ECS, instance
 //! metadata); `role_arn` is assumed through STS; `endpoint` overrides the API
-//! endpoint (EC2 and STS, as in Prometheus). HTTPS uses rustls on `ring` with the
-//! system's CA roots; the same connector speaks plain HTTP to an `http://` endpoint.
+//! endpoint (EC2 and STS, as in Prometheus). Every request (EC2, STS, the credential
+//! providers) goes through a client of `crate::http_client` built from the entry's
+//! `tls_config`, `proxy_url`, `proxy_connect_header` and `follow_redirects`, as
+//! Prometheus 2.42 hands the AWS SDK its HTTP client; `oauth2` replaces the SigV4
+//! `Authorization` with a token, `basic_auth` and `authorization` change nothing (see
+//! `Ec2SdConfig`). HTTP/1.1 only (`enable_http2` is accepted).
 
 use super::manager::Refresh;
 use super::{
     join_host_port, sanitize_label_name, DiscoveryError, LabelMap, TargetGroup, ADDRESS_LABEL,
 };
 use crate::config::Ec2SdConfig;
-use crate::http_client::{aws_config_loader, error_chain};
+use crate::http_client::{aws_config_loader, aws_http_client, build_client_with, error_chain};
 use aws_sdk_ec2::types::{Filter, Instance, Reservation};
 use aws_sdk_ec2::Client;
 use std::collections::HashMap;
@@ -148,7 +152,13 @@ async fn build_client(config: &Ec2SdConfig) -> Result<(Client, String), Discover
         ("", _) | (_, None) => None,
         (key, Some(secret)) => Some((key, secret.expose())),
     };
+    let http =
+        build_client_with(&config.tls_config, &config.http).map_err(|e| DiscoveryError::Ec2 {
+            operation: "configuration",
+            message: e.to_string(),
+        })?;
     let mut loader = aws_config_loader(
+        aws_http_client(http, config.oauth2.clone()),
         &config.region,
         &config.profile,
         credentials,

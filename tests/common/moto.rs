@@ -13,7 +13,6 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, InstanceType, ResourceType, Tag, TagSpecification,
 };
 use aws_sdk_ec2::Client;
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
 use super::{spawn_peer, Peer};
 
@@ -85,11 +84,10 @@ pub fn sdk_config(moto: &Peer) -> aws_config::SdkConfig {
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
             "test", "test", None, None, "test",
         )))
-        .http_client(
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                .build_https(),
-        )
+        .http_client(promflow::http_client::aws_http_client(
+            promflow::http_client::default_client().expect("HTTP client"),
+            None,
+        ))
         .build()
 }
 

@@ -1,9 +1,10 @@
 //! A plain forward HTTP proxy and a redirecting server for tests of outgoing clients'
 //! `proxy_url` and `follow_redirects`.
 //!
-//! [`Proxy`] accepts absolute-form requests (`GET http://host:port/path HTTP/1.1`, no
-//! CONNECT), records each request line with its User-Agent, forwards the request to
-//! the origin in origin form with `Connection: close`, and copies the answer back.
+//! [`Proxy`] accepts absolute-form requests (`GET http://host:port/path HTTP/1.1`),
+//! records each request line with its User-Agent (and each request head), forwards the
+//! request to the origin in origin form with `Connection: close`, and copies the answer
+//! back; a `CONNECT host:port` is answered `200` and relayed both ways as a tunnel.
 //! [`Redirector`] answers every request with `302 Found` to a fixed URL. Both listen on
 //! a free port of 127.0.0.1, one thread per connection, and stop accepting when
 //! dropped.
@@ -59,16 +60,44 @@ pub struct Proxy {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     seen: Arc<Mutex<Vec<(String, String)>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+/// Answers a CONNECT on `client` and relays bytes between it and `target` until
+/// either side closes.
+fn tunnel(mut client: TcpStream, target: &str) {
+    let Ok(origin) = TcpStream::connect(target) else {
+        let _ = client.write_all(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        return;
+    };
+    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let _ = client.set_read_timeout(None);
+    let (Ok(mut client_in), Ok(mut origin_out)) = (client.try_clone(), origin.try_clone()) else {
+        return;
+    };
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut origin_out);
+        let _ = origin_out.shutdown(std::net::Shutdown::Write);
+    });
+    let mut origin_in = origin;
+    let _ = std::io::copy(&mut origin_in, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = upstream.join();
 }
 
 impl Proxy {
     pub fn start() -> Proxy {
         let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
         let record = seen.clone();
+        let record_head = heads.clone();
         let (addr, stop) = serve(move |mut client| {
             let Some(head) = read_head(&mut client) else {
                 return;
             };
+            record_head.lock().unwrap().push(head.clone());
             let mut lines = head.split("\r\n");
             let request_line = lines.next().unwrap_or_default().to_string();
             let headers: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
@@ -83,6 +112,9 @@ impl Proxy {
             record.lock().unwrap().push((request_line.clone(), agent));
             let mut parts = request_line.split_whitespace();
             let (method, target) = (parts.next().unwrap_or("GET"), parts.next().unwrap_or(""));
+            if method == "CONNECT" {
+                return tunnel(client, target);
+            }
             let Some(rest) = target.strip_prefix("http://") else {
                 let _ = client.write_all(
                     b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -121,7 +153,12 @@ impl Proxy {
             let _ = std::io::copy(&mut (&mut client).take(length), &mut origin);
             let _ = std::io::copy(&mut origin, &mut client);
         });
-        Proxy { addr, stop, seen }
+        Proxy {
+            addr,
+            stop,
+            seen,
+            heads,
+        }
     }
 
     /// `http://127.0.0.1:<port>`, for `proxy_url`.
@@ -132,6 +169,11 @@ impl Proxy {
     /// (request line, User-Agent) of every request so far.
     pub fn requests(&self) -> Vec<(String, String)> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// The head (request line and header lines) of every request so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
     }
 }
 

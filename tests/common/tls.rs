@@ -5,7 +5,8 @@
 //! second, unrelated CA (for "wrong CA" cases) into a temp dir. [`https_get`] fetches
 //! one path from an https peer through `openssl s_client`, verifying the server
 //! against a CA file, so tests can read a TLS-only peer's API without a TLS stack
-//! of their own.
+//! of their own. [`TlsFront`] serves a plain-HTTP peer over https with the server
+//! certificate (for peers without TLS of their own, e.g. moto_server).
 
 use super::http::{self, HttpResponse};
 use super::{combined_output, run_command, COMMAND_TIMEOUT};
@@ -198,4 +199,61 @@ pub fn curl_https(
     }
     let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
     Ok((status.trim().parse().unwrap_or(0), body.to_string()))
+}
+
+/// An https front of a plain-HTTP peer: TLS with `server.crt` of a [`TestPki`] on a
+/// free port of 127.0.0.1, each connection relayed to the peer; stops when dropped.
+pub struct TlsFront {
+    addr: SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl TlsFront {
+    pub fn start(pki: &TestPki, backend: SocketAddr) -> TlsFront {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        promflow::http_client::install_crypto_provider();
+        let certs = CertificateDer::pem_file_iter(pki.path("server.crt"))
+            .expect("server.crt")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("server.crt");
+        let key = PrivateKeyDer::from_pem_file(pki.path("server.key")).expect("server.key");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let Ok(mut origin) = tokio::net::TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut origin).await;
+                });
+            }
+        });
+        TlsFront {
+            addr,
+            _runtime: runtime,
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
 }

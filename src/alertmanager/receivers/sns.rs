@@ -33,7 +33,7 @@ use crate::alertmanager::config_show::{
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret, TlsConfig};
-use crate::http_client::{aws_config_loader, error_chain};
+use crate::http_client::{aws_config_loader, aws_http_client, default_client, error_chain};
 use aws_sdk_sns::error::SdkError;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde::Deserialize;
@@ -172,7 +172,17 @@ async fn client(p: &Publish, timeout: Duration) -> Result<aws_sdk_sns::Client, S
     let s = &p.sigv4;
     let credentials = (!s.access_key.is_empty() && !s.secret_key.expose().is_empty())
         .then(|| (s.access_key.as_str(), s.secret_key.expose()));
-    let loader = || aws_config_loader(&s.region, &s.profile, credentials, timeout, "sns_configs");
+    let http = default_client().map_err(|e| SendError::Permanent(e.to_string()))?;
+    let loader = || {
+        aws_config_loader(
+            aws_http_client(http.clone(), None),
+            &s.region,
+            &s.profile,
+            credentials,
+            timeout,
+            "sns_configs",
+        )
+    };
     let mut builder = loader();
     if !p.api_url.is_empty() {
         builder = builder.endpoint_url(&p.api_url);
