@@ -223,8 +223,26 @@ impl GroupRunner {
     fn tick(&mut self, t: i64, restore_pending: &mut [bool]) {
         let options = self.context.options.lock().clone();
         let evaluator = self.context.evaluator.clone();
-        let wait = Duration::from_millis(self.interval_ms as u64);
         let mode = self.mode;
+        // The dataflow's results are waited for before the group's state is locked,
+        // all within one interval: the API reads that state (rules, alerts), and a
+        // reader must never wait on the dataflow.
+        let mut from_dataflow = Vec::new();
+        if mode == EvaluationMode::Interval {
+            let query_offset = self.state.lock().group.query_offset;
+            let t_eval = t - query_offset.as_millis() as i64;
+            let deadline = Instant::now() + Duration::from_millis(self.interval_ms as u64);
+            from_dataflow = self
+                .sources
+                .iter_mut()
+                .map(|source| match source {
+                    Source::Storage => None,
+                    Source::Dataflow { output, held, .. } => {
+                        dataflow_result_at(output, held, t_eval, deadline)
+                    }
+                })
+                .collect();
+        }
         let sources = &mut self.sources;
         let mut state = self.state.lock();
         if self.stop.load(Ordering::SeqCst) {
@@ -236,19 +254,14 @@ impl GroupRunner {
                 let sends = state.evaluate_with(
                     t,
                     &mut |rule, t_eval| {
-                        let source = &mut sources[index];
+                        let result = from_dataflow.get_mut(index).and_then(Option::take);
                         index += 1;
-                        match source {
-                            Source::Storage => evaluator.evaluate(&rule.plan, t_eval),
-                            Source::Dataflow { output, held, .. } => {
-                                dataflow_result_at(output, held, t_eval, wait).unwrap_or_else(
-                                    || {
-                                        tracing::warn!(rule = %rule.name, t_ms = t_eval, "no dataflow result for the tick in time; evaluated over storage");
-                                        evaluator.evaluate(&rule.plan, t_eval)
-                                    },
-                                )
+                        result.unwrap_or_else(|| {
+                            if matches!(sources[index - 1], Source::Dataflow { .. }) {
+                                tracing::warn!(rule = %rule.name, t_ms = t_eval, "no dataflow result for the tick in time; evaluated over storage");
                             }
-                        }
+                            evaluator.evaluate(&rule.plan, t_eval)
+                        })
                     },
                     &evaluator,
                     &*self.context.sink,
@@ -461,16 +474,15 @@ impl GroupRunner {
     }
 }
 
-/// The dataflow's result for exactly `t`, waiting up to `wait` for it; `None` when it
+/// The dataflow's result for exactly `t`, waiting until `deadline` for it; `None` when it
 /// did not come (the dataflow skipped `t` or is behind), so the caller falls back to
 /// storage.
 fn dataflow_result_at(
     output: &crossbeam_channel::Receiver<RuleOutput>,
     held: &mut Option<RuleOutput>,
     t: i64,
-    wait: Duration,
+    deadline: Instant,
 ) -> Option<RuleResult> {
-    let deadline = Instant::now() + wait;
     loop {
         let out = match held.take() {
             Some(out) => out,
