@@ -233,7 +233,7 @@ pub enum SdConfig {
     /// One `dns_sd_configs` entry.
     Dns(DnsSdConfig),
     /// One `ec2_sd_configs` entry.
-    Ec2(Ec2SdConfig),
+    Ec2(Box<Ec2SdConfig>),
 }
 
 impl SdConfig {
@@ -251,7 +251,7 @@ impl SdConfig {
         }
         out.extend(file.iter().cloned().map(SdConfig::File));
         out.extend(dns.iter().cloned().map(SdConfig::Dns));
-        out.extend(ec2.iter().cloned().map(SdConfig::Ec2));
+        out.extend(ec2.iter().map(|c| SdConfig::Ec2(Box::new(c.clone()))));
         out
     }
 }

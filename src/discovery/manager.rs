@@ -189,7 +189,7 @@ impl<S: DiscoverySet> DiscoveryManager<S> {
                 &groups,
             )),
             SdConfig::Ec2(ec2) => {
-                Some(self.spawn(set, ec2_sd::Ec2Discovery::new(ec2.clone()), &groups))
+                Some(self.spawn(set, ec2_sd::Ec2Discovery::new((**ec2).clone()), &groups))
             }
         };
         Provider {
