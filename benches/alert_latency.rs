@@ -50,11 +50,6 @@ fn serve_only(targets_file: &std::path::Path, exporter: &Exporter) {
     std::fs::rename(&tmp, targets_file).unwrap();
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
 fn main() {
     let trials: usize = std::env::var("ALERT_LATENCY_TRIALS")
         .ok()
@@ -161,8 +156,8 @@ fn main() {
         l.sort_by(|a, b| a.total_cmp(b));
         println!(
             "{system:>16} {:>10.1} {:>10.1} {:>6}",
-            percentile(&l, 50.0),
-            percentile(&l, 99.0),
+            common::percentile(&l, 50.0),
+            common::percentile(&l, 99.0),
             l.len()
         );
     }

@@ -336,11 +336,6 @@ fn ms(from: Instant, to: Option<Instant>) -> Option<f64> {
     })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
 fn show(ms: f64) -> String {
     if ms.abs() >= 10_000.0 {
         format!("{:.1} s", ms / 1000.0)
@@ -575,7 +570,7 @@ fn main() {
             } else {
                 format!(
                     "{} / {} ({})",
-                    show(percentile(&v, 50.0)),
+                    show(common::percentile(&v, 50.0)),
                     show(*v.last().unwrap()),
                     v.len()
                 )

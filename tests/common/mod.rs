@@ -1033,3 +1033,10 @@ pub fn promtool(args: &[&str], cwd: &Path) -> (bool, String) {
     let out = run_command(cmd, None, COMMAND_TIMEOUT);
     (out.status.success(), combined_output(&out))
 }
+
+/// The nearest-rank `p`th percentile (0–100) of `sorted` (ascending, not empty): the
+/// value at rank ⌈p/100 · n⌉, as the latency benches report p50/p99.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
