@@ -162,6 +162,14 @@ mod tests {
     }
 
     #[test]
+    fn floats_like_go_strconv_f_shortest() {
+        assert_eq!(format_f(1e21), "1000000000000000000000");
+        assert_eq!(format_f(0.1), "0.1");
+        assert_eq!(format_f(-0.0), "-0");
+        assert_eq!(format_f(f64::NAN), "NaN");
+    }
+
+    #[test]
     fn json_sample_values_like_prometheus() {
         // Expected strings are what Prometheus 2.42's /api/v1/query answers for
         // `vector(<v>)`.

@@ -260,19 +260,3 @@ pub fn labels_json(labels: &dataflows::Labels) -> Json {
             .collect(),
     )
 }
-
-/// Sample values are strings formatted like Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
-pub use dataflows::promql::eval::aggregate::format_value;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_like_prometheus() {
-        assert_eq!(format_value(1e21), "1000000000000000000000");
-        assert_eq!(format_value(0.1), "0.1");
-        assert_eq!(format_value(-0.0), "-0");
-        assert_eq!(format_value(f64::NAN), "NaN");
-    }
-}

@@ -23,7 +23,6 @@
 use crate::api::federate::parse_selector;
 use crate::api::federation_views::FederationView;
 use crate::api::params::Params;
-use crate::api::query::format_value;
 use crate::api::response::{api_error, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
@@ -31,6 +30,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
+use dataflows::go_float::JsonSampleFloat;
 use dataflows::{ChangeListener, Labels, LatestChange, LatestEntry, LatestTable, Selector};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -338,7 +338,7 @@ fn event(
     }
     let mut e = json!({ "type": kind, "labels": Value::Object(map), "timestamp": ts });
     if let Some(v) = value {
-        e["value"] = Value::String(format_value(v));
+        e["value"] = Value::String(JsonSampleFloat(v).to_string());
     }
     e
 }
