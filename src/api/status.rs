@@ -146,7 +146,7 @@ pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Re
 }
 
 /// The `type` the metadata APIs report: Prometheus says `unknown` for `untyped`.
-pub fn metadata_type(m: &crate::scrape::exposition::MetricMetadata) -> &'static str {
+pub fn metadata_type(m: &crate::exposition::MetricMetadata) -> &'static str {
     match m.kind.as_str() {
         "untyped" => "unknown",
         other => other,

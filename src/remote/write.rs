@@ -39,8 +39,8 @@
 //! `min_shards` and `max_shards` from the observed rate, which promflow does not yet.
 
 use crate::config::{ProtobufMessage, RemoteWriteConfig};
+use crate::exposition::{MetricMetadata, MetricType};
 use crate::remote::proto::{self, v2, WriteRequest};
-use crate::scrape::exposition::{MetricMetadata, MetricType};
 use dataflows::{Labels, Sample};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};

@@ -89,53 +89,9 @@ impl Format {
     }
 }
 
-/// The type of a metric family, as declared by a `# TYPE` line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MetricType {
-    Counter,
-    Gauge,
-    Histogram,
-    Summary,
-    /// `untyped` in the Prometheus text format.
-    Untyped,
-    Info,
-    StateSet,
-    GaugeHistogram,
-    /// `unknown` in OpenMetrics, or no `# TYPE` line at all.
-    Unknown,
-}
-
-impl MetricType {
-    /// The word used for this type in `# TYPE` lines.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetricType::Counter => "counter",
-            MetricType::Gauge => "gauge",
-            MetricType::Histogram => "histogram",
-            MetricType::Summary => "summary",
-            MetricType::Untyped => "untyped",
-            MetricType::Info => "info",
-            MetricType::StateSet => "stateset",
-            MetricType::GaugeHistogram => "gaugehistogram",
-            MetricType::Unknown => "unknown",
-        }
-    }
-}
-
-/// What the `# HELP`, `# TYPE` and `# UNIT` lines say about one metric family.
-/// Fields not given are empty (`kind` is then [`MetricType::Unknown`]); when a
-/// line is repeated for a family, the last one wins.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricMetadata {
-    /// The family name as written in the metadata lines (for OpenMetrics counters,
-    /// without `_total`).
-    pub family: String,
-    pub kind: MetricType,
-    /// Unescaped HELP text.
-    pub help: String,
-    /// OpenMetrics UNIT; always empty for the text format.
-    pub unit: String,
-}
+// The metadata types live in the layer-0 `exposition` module (remote write and the
+// API use them without depending on the scrape layer); the parser produces them.
+pub use crate::exposition::{MetricMetadata, MetricType};
 
 /// One sample. `labels` excludes the metric name and keeps exposition order;
 /// label values are unescaped. A NaN value read from a text format has
