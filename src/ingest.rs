@@ -9,7 +9,10 @@
 //! brings samples with their own, older timestamps (federation), the watermark is held
 //! back further by their lag (see [`crate::holdback`]). [`Ingester::commit`] writes to
 //! storage first and then feeds the dataflow what storage stored (storage forwards it
-//! to the remote write queues; a sample repeated from the previous scrape is neither);
+//! to the remote write queues; a sample repeated from the previous scrape is neither),
+//! in columns with the labels of the series the producer has no storage handle for
+//! yet (see [`dataflows::catalog`]: a scrape cache slot keeps the labels it announced,
+//! so its series stays in the dataflow's catalog while the slot lives);
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier) to storage and the latest-sample table.
 
@@ -17,7 +20,7 @@ use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::{AppendError, SeriesRef, Storage};
-use dataflows::{Engine, Sample};
+use dataflows::{Engine, Sample, SampleBatch};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -176,7 +179,8 @@ impl Ingester {
     }
 
     /// Stores `batch`, hands the indices of what was stored to `observe`, and feeds
-    /// those samples to the dataflow.
+    /// those samples to the dataflow, announcing the series `refs` has no handle for
+    /// (stored or not: a handle storage gives back means the series is known).
     fn commit_observed(
         &self,
         batch: Vec<Sample>,
@@ -185,6 +189,14 @@ impl Ingester {
     ) -> Result<usize, AppendError> {
         if batch.is_empty() {
             return Ok(0);
+        }
+        let mut columns = SampleBatch::with_capacity(batch.len());
+        for (i, sample) in batch.iter().enumerate() {
+            if refs.get(i).is_none_or(Option::is_none) {
+                columns
+                    .new_series
+                    .push((sample.series_id, sample.labels.clone()));
+            }
         }
         let remote = &self.remote_write;
         // The indices stored, kept only when not every sample was.
@@ -196,19 +208,13 @@ impl Ingester {
                 partly = Some(stored.to_vec());
             }
         })?;
-        let batch = match partly {
-            None => batch,
-            Some(stored) => {
-                let mut stored = stored.into_iter().peekable();
-                batch
-                    .into_iter()
-                    .enumerate()
-                    .filter(|&(i, _)| stored.next_if_eq(&i).is_some())
-                    .map(|(_, sample)| sample)
-                    .collect()
-            }
-        };
-        self.engine.feed(batch);
+        match partly {
+            None => batch.iter().for_each(|s| columns.push_sample(s, false)),
+            Some(stored) => stored
+                .into_iter()
+                .for_each(|i| columns.push_sample(&batch[i], false)),
+        }
+        self.engine.feed(columns);
         Ok(new_series)
     }
 

@@ -226,6 +226,12 @@ impl SelfMetrics {
             &[(&[], inputs.engine.samples_late as f64)],
         );
         metric(
+            "promflow_engine_samples_unknown_series_total",
+            "counter",
+            "Samples the dataflow skipped because its series catalog did not know their series (0 unless a producer failed to announce a new series).",
+            &[(&[], inputs.engine.samples_unknown_series as f64)],
+        );
+        metric(
             "promflow_engine_rules_installed_total",
             "counter",
             "Rules installed in the dataflow (a rule group change installs only its own rules).",

@@ -109,6 +109,14 @@ fn changing_values_are_stored_and_a_vanished_series_is_stale_once() {
     );
     exporter.set(Reply::text("a{x=\"1\"} 5\nb 7\n"));
     assert!(wait_until(WAIT, || federated_value(&promflow, "b") == Some(7.0)));
+    // Known series went into the dataflow by id alone (their labels announced once,
+    // b's again when it came back): none was unknown to its series catalog.
+    assert_eq!(
+        promflow
+            .metrics()
+            .sum("promflow_engine_samples_unknown_series_total"),
+        Some(0.0)
+    );
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The engine: owns the timely worker threads and is the service's only handle on them.
 //!
-//! Contract: [`Engine::feed`] hands a batch of samples to the dataflow; samples older
-//! than the current watermark are late and only counted. [`Engine::advance_watermark`]
+//! Contract: [`Engine::feed`] hands a batch of samples to the dataflow, in columns
+//! with the labels of the series not announced before, which it puts in the series
+//! catalog ([`crate::catalog`], [`Engine::catalog`]) first; samples older than the
+//! current watermark are late and only counted. [`Engine::advance_watermark`]
 //! moves the input frontier (never backwards). Maintained outputs are read through
 //! shared tables (e.g. [`Engine::latest`]); [`Engine::stats`] reports progress.
 //! [`Engine::register`] installs a PromQL plan as a maintained rule (see
@@ -19,6 +21,7 @@
 //! the watermark whether it has to keep ticking, and [`Engine::on_busy`] when to start
 //! again.
 
+use crate::catalog::SeriesCatalog;
 use crate::latest::{maintain_latest, LatestTable};
 use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
@@ -27,7 +30,7 @@ use crate::render::route::route_to_owners;
 use crate::render::rule::{RuleChange, RuleCounters, RuleSpec};
 use crate::render::spread::combine_partials;
 use crate::render::{Evaluation, RenderError, RuleHandle, RuleId, RuleSchedule};
-use crate::sample::Sample;
+use crate::sample::{Point, SampleBatch};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
@@ -71,10 +74,15 @@ pub struct EngineStats {
     pub rule_recomputations: u64,
     /// Rules installed since start ([`Engine::register`] and its variants).
     pub rules_installed: u64,
+    /// Series in the catalog (id → labels).
+    pub catalog_series: u64,
+    /// Samples an operator skipped because the catalog did not know their series (a
+    /// producer that did not announce it): 0 unless a producer breaks the contract.
+    pub samples_unknown_series: u64,
 }
 
 enum Command {
-    Samples(Vec<Sample>),
+    Samples(SampleBatch),
     Advance(u64),
     Rule(RuleChange),
     Shutdown,
@@ -98,6 +106,7 @@ pub type BusyCallback = Arc<dyn Fn() + Send + Sync>;
 pub struct Engine {
     feeder: Mutex<Feeder>,
     latest: LatestTable,
+    catalog: Arc<SeriesCatalog>,
     /// The ids of the registered rules (the workers learn of them from the changes).
     rules: Mutex<BTreeSet<u64>>,
     next_rule_id: AtomicU64,
@@ -123,6 +132,8 @@ impl Engine {
     pub fn start(config: EngineConfig) -> Result<Engine, String> {
         let workers = config.workers.max(1);
         let latest = LatestTable::new(workers);
+        let catalog = Arc::new(SeriesCatalog::new(workers));
+        let worker_catalog = catalog.clone();
         let worker_frontiers: Arc<Vec<AtomicU64>> =
             Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
         let rule_retained: Arc<Vec<AtomicU64>> =
@@ -146,7 +157,8 @@ impl Engine {
             let index = worker.index();
             let commands = receivers[index].clone();
             let _ = thread_tx.send((index, std::thread::current()));
-            let mut input: InputHandleVec<u64, Sample> = InputHandleVec::new();
+            let catalog = worker_catalog.clone();
+            let mut input: InputHandleVec<u64, Point> = InputHandleVec::new();
             let mut control: InputHandleVec<u64, RuleChange> = InputHandleVec::new();
             let probe = ProbeHandle::new();
             let table = table.clone();
@@ -156,10 +168,11 @@ impl Engine {
                 let samples = scope.input_from(&mut input);
                 let changes = scope.input_from(&mut control);
                 samples.clone().probe_with(&probe);
-                maintain_latest(samples.clone(), table, index, lookback_ms);
-                let routed = route_to_owners(samples, changes.clone(), workers);
+                maintain_latest(samples.clone(), table, catalog.clone(), index, lookback_ms);
+                let routed = route_to_owners(samples, changes.clone(), catalog.clone(), workers);
                 let partials = maintain_rules(
                     routed,
+                    catalog,
                     changes.clone(),
                     index,
                     workers,
@@ -173,9 +186,9 @@ impl Engine {
                 while let Ok(command) = commands.try_recv() {
                     match command {
                         Command::Samples(batch) => {
-                            for sample in batch {
-                                // The feeder already refused late samples.
-                                input.send(sample);
+                            // The feeder already refused late samples.
+                            for point in batch.points() {
+                                input.send(point);
                             }
                         }
                         Command::Advance(to) => {
@@ -219,6 +232,7 @@ impl Engine {
                 next_worker: 0,
             }),
             latest,
+            catalog,
             rules: Mutex::new(BTreeSet::new()),
             next_rule_id: AtomicU64::new(0),
             workers,
@@ -234,22 +248,25 @@ impl Engine {
         })
     }
 
-    /// Feeds a batch into the dataflow. Samples older than the watermark are late:
-    /// counted, not fed. Returns how many were fed.
-    pub fn feed(&self, samples: Vec<Sample>) -> usize {
-        let fed = self.send_samples(samples);
+    /// Feeds a batch into the dataflow: its new series' labels go into the catalog
+    /// (late samples' too), then its samples to a worker. Samples older than the
+    /// watermark are late: counted, not fed. Returns how many were fed. A `Vec` of
+    /// [`crate::Sample`]s announces every series it holds.
+    pub fn feed(&self, samples: impl Into<SampleBatch>) -> usize {
+        let fed = self.send_samples(samples.into());
         if fed > 0 {
             self.busy();
         }
         fed
     }
 
-    fn send_samples(&self, mut samples: Vec<Sample>) -> usize {
+    fn send_samples(&self, mut samples: SampleBatch) -> usize {
+        for (id, labels) in samples.new_series.drain(..) {
+            self.catalog.announce(id, &labels);
+        }
         let mut feeder = self.feeder.lock();
         let watermark = feeder.watermark as i64;
-        let before = samples.len();
-        samples.retain(|s| s.timestamp_ms >= watermark);
-        let late = before - samples.len();
+        let late = samples.retain_by_time(|t| t >= watermark);
         if late > 0 {
             self.samples_late.fetch_add(late as u64, Ordering::Relaxed);
         }
@@ -446,6 +463,11 @@ impl Engine {
         self.lookback_ms
     }
 
+    /// The series catalog (id → labels) the workers read.
+    pub fn catalog(&self) -> &SeriesCatalog {
+        &self.catalog
+    }
+
     /// The maintained latest-sample table (federation output).
     pub fn latest(&self) -> &LatestTable {
         &self.latest
@@ -486,6 +508,8 @@ impl Engine {
             rule_evaluations_whole_plan: self.rule_counters.whole_plan.load(Ordering::Relaxed),
             rule_recomputations: self.rule_counters.recomputed.load(Ordering::Relaxed),
             rules_installed: self.rules_installed.load(Ordering::Relaxed),
+            catalog_series: self.catalog.len() as u64,
+            samples_unknown_series: self.catalog.missing(),
         }
     }
 
@@ -514,7 +538,7 @@ impl Drop for Engine {
 mod tests {
     use super::*;
     use crate::labels::Labels;
-    use crate::sample::STALE_MARKER;
+    use crate::sample::{Sample, STALE_MARKER};
     use std::time::Instant;
 
     fn sample(name: &str, instance: &str, ts: i64, value: f64) -> Sample {

@@ -5,7 +5,9 @@
 //! {__name__=~".+"}   # every series' newest sample within the lookback delta, not stale
 //! ```
 //! One sink operator per worker, fed by series hash, keeps a map series id → newest
-//! sample in its own shard of a [`LatestTable`]. Readers see every shard. When the
+//! sample in its own shard of a [`LatestTable`]; a series' labels are read from the
+//! [`SeriesCatalog`] when it enters its shard. The operator also sweeps its shard of
+//! the catalog when it retires entries (see [`crate::catalog`]). Readers see every shard. When the
 //! input frontier passes `timestamp + lookback`, an entry can never be selected again
 //! and is retired, so the table holds the active window only.
 //!
@@ -18,10 +20,11 @@
 //! applied: every accepted sample, every stale marker, every series retired past the
 //! lookback delta. A subscriber's callback runs on a worker thread and must not block.
 
+use crate::catalog::SeriesCatalog;
 use crate::labels::Labels;
 use crate::postings::Postings;
 use crate::render::window::KeyMap;
-use crate::sample::{is_stale_marker, Sample};
+use crate::sample::{is_stale_marker, Point, Sample};
 use crate::selector::Selector;
 use std::sync::{Arc, RwLock};
 use timely::dataflow::channels::pact::Exchange;
@@ -74,8 +77,14 @@ impl ShardData {
     }
 
     /// Makes `sample` its series' newest entry unless a newer one is held; the change
-    /// to publish, when `publishing`.
-    fn upsert(&mut self, sample: Sample, publishing: bool) -> Option<LatestChange> {
+    /// to publish, when `publishing`. `labels` gives the series' labels when it enters
+    /// (`None`: not known, the sample is skipped).
+    fn upsert(
+        &mut self,
+        sample: Point,
+        labels: impl FnOnce() -> Option<Arc<Labels>>,
+        publishing: bool,
+    ) -> Option<LatestChange> {
         let entry = match self.slots.get(&sample.series_id) {
             Some(&slot) => {
                 let entry = self.entries[slot as usize]
@@ -89,6 +98,7 @@ impl ShardData {
                 entry
             }
             None => {
+                let labels = labels()?;
                 let slot = match self.free.pop() {
                     Some(slot) => slot,
                     None => {
@@ -96,10 +106,10 @@ impl ShardData {
                         (self.entries.len() - 1) as u32
                     }
                 };
-                self.postings.add(slot, &sample.labels);
+                self.postings.add(slot, &labels);
                 self.slots.insert(sample.series_id, slot);
                 self.entries[slot as usize].insert(LatestEntry {
-                    labels: sample.labels,
+                    labels,
                     timestamp_ms: sample.timestamp_ms,
                     value: sample.value,
                 })
@@ -308,7 +318,13 @@ impl LatestTable {
         for sample in samples {
             let shard = self.shard((sample.series_id % self.shards.len() as u64) as usize);
             let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
-            if let Some(change) = data.upsert(sample, publishing) {
+            let point = Point {
+                series_id: sample.series_id,
+                timestamp_ms: sample.timestamp_ms,
+                value: sample.value,
+                start_ms: 0,
+            };
+            if let Some(change) = data.upsert(point, || Some(sample.labels), publishing) {
                 changes.push(change);
             }
         }
@@ -324,14 +340,15 @@ impl LatestTable {
 /// Returns nothing: the table is the output. Entries are retired once the frontier
 /// passes `timestamp + lookback_ms`.
 pub fn maintain_latest<'scope>(
-    samples: Stream<'scope, u64, Vec<Sample>>,
+    samples: Stream<'scope, u64, Vec<Point>>,
     table: LatestTable,
+    catalog: Arc<SeriesCatalog>,
     worker_index: usize,
     lookback_ms: i64,
 ) {
     let mut retired_through: u64 = 0;
     samples.sink(
-        Exchange::new(|s: &Sample| s.series_id),
+        Exchange::new(|s: &Point| s.series_id),
         "LatestSample",
         move |(input, frontier)| {
             let shard = table.shard(worker_index);
@@ -339,8 +356,9 @@ pub fn maintain_latest<'scope>(
             let mut changes: Vec<LatestChange> = Vec::new();
             input.for_each(|_time, batch| {
                 let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
-                for sample in batch.drain(..) {
-                    changes.extend(data.upsert(sample, publishing));
+                for point in batch.drain(..) {
+                    let labels = || catalog.with(point.series_id, Arc::clone);
+                    changes.extend(data.upsert(point, labels, publishing));
                 }
             });
             // Retire at most once per second of frontier progress: a full scan per step
@@ -366,6 +384,8 @@ pub fn maintain_latest<'scope>(
                     }
                     expired || stale_passed
                 });
+                drop(data);
+                catalog.sweep(worker_index);
             }
             table.publish(&changes);
         },

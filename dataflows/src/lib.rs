@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod catalog;
 pub mod engine;
 pub mod go_float;
 pub mod labels;
@@ -24,9 +25,10 @@ pub mod sample;
 pub mod selector;
 pub mod shared_data;
 
+pub use catalog::SeriesCatalog;
 pub use engine::{Engine, EngineConfig, EngineStats};
 pub use labels::Labels;
 pub use latest::{ChangeListener, LatestChange, LatestEntry, LatestTable};
 pub use render::{Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};
-pub use sample::{is_stale_marker, Sample, STALE_MARKER};
+pub use sample::{is_stale_marker, Point, Sample, SampleBatch, STALE_MARKER};
 pub use selector::{LabelMatcher, MatchKind, Selector};

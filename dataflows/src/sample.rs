@@ -1,4 +1,11 @@
-//! Samples as they travel through the dataflow, and Prometheus's stale marker.
+//! Samples as they enter and travel through the dataflow, and Prometheus's stale
+//! marker.
+//!
+//! A batch enters as columns ([`SampleBatch`]: series ids, timestamps, values, start
+//! timestamps only when one is set) with the labels of the series its producer has
+//! not announced before (see [`crate::catalog`]); inside the dataflow each sample is a
+//! [`Point`], labels looked up by id where an operator needs them. [`Sample`] is a
+//! sample with its labels, as producers without a series cache build them.
 
 use crate::labels::Labels;
 use serde::{Deserialize, Serialize};
@@ -35,6 +42,129 @@ pub struct Sample {
     pub start_ms: i64,
 }
 
+/// One sample inside the dataflow: its series by id (labels in the catalog).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// The series id ([`Labels::hash`]).
+    pub series_id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The value; may be [`STALE_MARKER`].
+    pub value: f64,
+    /// Start timestamp (ms), as [`Sample::start_ms`]; 0: unknown.
+    pub start_ms: i64,
+}
+
+/// Samples in columns, as a batch enters the dataflow ([`crate::Engine::feed`]).
+#[derive(Clone, Debug, Default)]
+pub struct SampleBatch {
+    /// Per sample, its series id.
+    pub series_ids: Vec<u64>,
+    /// Per sample, its timestamp (ms).
+    pub timestamps_ms: Vec<i64>,
+    /// Per sample, its value.
+    pub values: Vec<f64>,
+    /// Per sample, its start timestamp (0: unknown); `None` when no sample has one.
+    pub start_ms: Option<Vec<i64>>,
+    /// The labels of the series the producer has not announced to the catalog before
+    /// (by id); any series of the batch may be repeated here.
+    pub new_series: Vec<(u64, Arc<Labels>)>,
+}
+
+impl SampleBatch {
+    /// An empty batch with room for `capacity` samples.
+    pub fn with_capacity(capacity: usize) -> SampleBatch {
+        SampleBatch {
+            series_ids: Vec::with_capacity(capacity),
+            timestamps_ms: Vec::with_capacity(capacity),
+            values: Vec::with_capacity(capacity),
+            start_ms: None,
+            new_series: Vec::new(),
+        }
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.series_ids.len()
+    }
+
+    /// Whether the batch holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.series_ids.is_empty()
+    }
+
+    /// Appends a sample of a series already announced (or in [`SampleBatch::new_series`]).
+    pub fn push(&mut self, series_id: u64, timestamp_ms: i64, value: f64, start_ms: i64) {
+        if start_ms != 0 || self.start_ms.is_some() {
+            let len = self.series_ids.len();
+            self.start_ms
+                .get_or_insert_with(|| vec![0; len])
+                .push(start_ms);
+        }
+        self.series_ids.push(series_id);
+        self.timestamps_ms.push(timestamp_ms);
+        self.values.push(value);
+    }
+
+    /// Appends `sample`, announcing its labels when `announce`.
+    pub fn push_sample(&mut self, sample: &Sample, announce: bool) {
+        if announce {
+            self.new_series
+                .push((sample.series_id, sample.labels.clone()));
+        }
+        self.push(
+            sample.series_id,
+            sample.timestamp_ms,
+            sample.value,
+            sample.start_ms,
+        );
+    }
+
+    /// Keeps the samples for which `keep(timestamp)` holds; returns how many went.
+    pub fn retain_by_time(&mut self, mut keep: impl FnMut(i64) -> bool) -> usize {
+        let before = self.len();
+        if self.timestamps_ms.iter().all(|&t| keep(t)) {
+            return 0;
+        }
+        let kept: Vec<bool> = self.timestamps_ms.iter().map(|&t| keep(t)).collect();
+        fn filter<T: Copy>(column: &mut Vec<T>, kept: &[bool]) {
+            let mut i = 0;
+            column.retain(|_| {
+                i += 1;
+                kept[i - 1]
+            });
+        }
+        filter(&mut self.series_ids, &kept);
+        filter(&mut self.timestamps_ms, &kept);
+        filter(&mut self.values, &kept);
+        if let Some(starts) = &mut self.start_ms {
+            filter(starts, &kept);
+        }
+        before - self.len()
+    }
+
+    /// The samples as points, in order.
+    pub fn points(&self) -> impl Iterator<Item = Point> + '_ {
+        (0..self.len()).map(|i| Point {
+            series_id: self.series_ids[i],
+            timestamp_ms: self.timestamps_ms[i],
+            value: self.values[i],
+            start_ms: self.start_ms.as_ref().map_or(0, |s| s[i]),
+        })
+    }
+}
+
+/// Every series announced: the batch of a producer without a series cache.
+impl From<Vec<Sample>> for SampleBatch {
+    fn from(samples: Vec<Sample>) -> SampleBatch {
+        let mut batch = SampleBatch::with_capacity(samples.len());
+        for sample in &samples {
+            batch.push_sample(sample, true);
+        }
+        batch
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +175,36 @@ mod tests {
         assert!(STALE_MARKER.is_nan());
         assert!(!is_stale_marker(f64::NAN));
         assert!(!is_stale_marker(1.0));
+    }
+
+    /// The start column exists only once a sample has a start, filled with 0 before
+    /// it; filtering by time keeps the columns aligned.
+    #[test]
+    fn start_column_appears_with_the_first_start_and_columns_stay_aligned() {
+        let mut batch = SampleBatch::with_capacity(3);
+        batch.push(1, 10, 1.0, 0);
+        assert!(batch.start_ms.is_none());
+        batch.push(2, 20, 2.0, 5);
+        batch.push(3, 30, 3.0, 0);
+        assert_eq!(batch.start_ms.as_deref(), Some(&[0, 5, 0][..]));
+        assert_eq!(batch.retain_by_time(|t| t != 10), 1);
+        let points: Vec<Point> = batch.points().collect();
+        assert_eq!(
+            points,
+            vec![
+                Point {
+                    series_id: 2,
+                    timestamp_ms: 20,
+                    value: 2.0,
+                    start_ms: 5
+                },
+                Point {
+                    series_id: 3,
+                    timestamp_ms: 30,
+                    value: 3.0,
+                    start_ms: 0
+                },
+            ]
+        );
     }
 }

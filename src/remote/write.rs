@@ -11,7 +11,11 @@
 //!   blocks. A sample that finds its shard's buffer full is dropped and counted
 //!   (`prometheus_remote_storage_samples_dropped_total`). A shard buffers at most
 //!   `capacity × max_shards / shards` samples: the room Prometheus's shards have in
-//!   flight, here kept in memory because promflow does not re-read its WAL.
+//!   flight, here kept in memory because promflow does not re-read its WAL. A buffered
+//!   sample is `(series id, timestamp, value)`; the shard keeps each series' labels
+//!   once, beside the buffer, while it has samples of it queued (and, for series
+//!   without, until that table outgrows the label cache limit), and resolves them when
+//!   it builds a request.
 //! - Each shard sends batches of up to `max_samples_per_send` samples, or fewer once
 //!   its oldest has waited `batch_send_deadline`. Per series, `external_labels` are
 //!   added (labels already present win), then `write_relabel_configs` run; a series
@@ -41,6 +45,7 @@
 use crate::config::{ProtobufMessage, RemoteWriteConfig};
 use crate::exposition::{MetricMetadata, MetricType};
 use crate::remote::proto::{self, v2, WriteRequest};
+use dataflows::render::window::KeyMap;
 use dataflows::{Labels, Sample};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -130,12 +135,20 @@ pub struct RemoteWrite {
     highest_in_ms: AtomicI64,
 }
 
-/// A sample waiting in a shard.
+/// A sample waiting in a shard (its labels in [`Buffer::labels`]).
 struct Pending {
     series_id: u64,
-    labels: Arc<Labels>,
     timestamp_ms: i64,
     value: f64,
+}
+
+/// A shard's queued samples and the labels of their series.
+#[derive(Default)]
+struct Buffer {
+    samples: VecDeque<Pending>,
+    /// Series id → labels and the number of its samples in `samples`. Entries whose
+    /// count is 0 are dropped once the table outgrows [`LABEL_CACHE_LIMIT`].
+    labels: KeyMap<u64, (Arc<Labels>, usize)>,
 }
 
 /// One `remote_write` entry at work.
@@ -158,7 +171,7 @@ struct Queue {
 }
 
 struct Shard {
-    buffer: Mutex<VecDeque<Pending>>,
+    buffer: Mutex<Buffer>,
     wake: Notify,
 }
 
@@ -346,7 +359,7 @@ impl Queue {
             name,
             shards: (0..shards)
                 .map(|_| Shard {
-                    buffer: Mutex::new(VecDeque::new()),
+                    buffer: Mutex::new(Buffer::default()),
                     wake: Notify::new(),
                 })
                 .collect(),
@@ -373,20 +386,26 @@ impl Queue {
                 continue;
             }
             let mut buffer = shard.buffer.lock();
+            let Buffer { samples, labels } = &mut *buffer;
             for i in indices {
-                if buffer.len() >= self.shard_bound {
+                if samples.len() >= self.shard_bound {
                     dropped += 1;
                     continue;
                 }
                 let s = &batch[i];
-                buffer.push_back(Pending {
+                samples.push_back(Pending {
                     series_id: s.series_id,
-                    labels: s.labels.clone(),
                     timestamp_ms: s.timestamp_ms,
                     value: s.value,
                 });
+                match labels.get_mut(&s.series_id) {
+                    Some((_, queued)) => *queued += 1,
+                    None => {
+                        labels.insert(s.series_id, (s.labels.clone(), 1));
+                    }
+                }
             }
-            let full = buffer.len() >= self.config.queue_config.max_samples_per_send;
+            let full = samples.len() >= self.config.queue_config.max_samples_per_send;
             drop(buffer);
             if full {
                 shard.wake.notify_one();
@@ -400,7 +419,10 @@ impl Queue {
     }
 
     fn pending(&self) -> usize {
-        self.shards.iter().map(|s| s.buffer.lock().len()).sum()
+        self.shards
+            .iter()
+            .map(|s| s.buffer.lock().samples.len())
+            .sum()
     }
 
     fn stop(&self) {
@@ -463,26 +485,45 @@ async fn run_shard(queue: Arc<Queue>, index: usize) {
     let mut cache: HashMap<u64, Option<Vec<proto::Label>>> = HashMap::new();
     loop {
         let stopping = queue.is_stopping();
-        let ready = shard.buffer.lock().len() >= max;
+        let ready = shard.buffer.lock().samples.len() >= max;
         if !ready && !stopping {
             // A partial batch goes once its deadline passes.
             let _ = tokio::time::timeout(q.batch_send_deadline, shard.wake.notified()).await;
         }
+        if cache.len() > LABEL_CACHE_LIMIT {
+            cache.clear();
+        }
+        // The series whose outgoing labels are not cached, with their labels.
+        let mut fresh: KeyMap<u64, Arc<Labels>> = KeyMap::default();
         let batch: Vec<Pending> = {
             let mut buffer = shard.buffer.lock();
-            let n = buffer.len().min(max);
-            buffer.drain(..n).collect()
+            let Buffer { samples, labels } = &mut *buffer;
+            let n = samples.len().min(max);
+            let batch: Vec<Pending> = samples.drain(..n).collect();
+            for p in &batch {
+                let Some((series, queued)) = labels.get_mut(&p.series_id) else {
+                    continue;
+                };
+                *queued -= 1;
+                if !cache.contains_key(&p.series_id) {
+                    fresh.entry(p.series_id).or_insert_with(|| series.clone());
+                }
+            }
+            if labels.len() > LABEL_CACHE_LIMIT {
+                labels.retain(|_, (_, queued)| *queued > 0);
+            }
+            batch
         };
+        for (id, labels) in fresh {
+            cache.insert(id, queue.outgoing_labels(&labels));
+        }
         if batch.is_empty() {
             if queue.is_stopping() {
                 return;
             }
             continue;
         }
-        if cache.len() > LABEL_CACHE_LIMIT {
-            cache.clear();
-        }
-        send_batch(&queue, &client, &mut cache, batch).await;
+        send_batch(&queue, &client, &cache, batch).await;
     }
 }
 
@@ -491,7 +532,7 @@ async fn run_shard(queue: Arc<Queue>, index: usize) {
 async fn send_batch(
     queue: &Queue,
     client: &reqwest::Client,
-    cache: &mut HashMap<u64, Option<Vec<proto::Label>>>,
+    cache: &HashMap<u64, Option<Vec<proto::Label>>>,
     batch: Vec<Pending>,
 ) {
     let m = &queue.metrics;
@@ -500,10 +541,9 @@ async fn send_batch(
     let mut dropped = 0u64;
     let mut newest = i64::MIN;
     for p in &batch {
-        let labels = cache
-            .entry(p.series_id)
-            .or_insert_with(|| queue.outgoing_labels(&p.labels));
-        let Some(labels) = labels else {
+        // Not in the cache: the shard had no labels for it (cannot happen: it keeps
+        // them while samples are queued); dropped like a relabeled-away series.
+        let Some(Some(labels)) = cache.get(&p.series_id) else {
             dropped += 1;
             continue;
         };

@@ -28,6 +28,7 @@
 //! shared by every rule reading the same selector on this worker) and the schedule are
 //! maintained either way.
 
+use crate::catalog::SeriesCatalog;
 use crate::promql::eval::{EvalResult, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
@@ -39,7 +40,7 @@ use crate::render::rule::{
 use crate::render::shape::shape;
 use crate::render::spread::{partials, PartialRecord};
 use crate::render::window::{Reach, WindowStore};
-use crate::sample::Sample;
+use crate::sample::Point;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -323,6 +324,8 @@ struct Host {
     spread: WindowStore,
     rules: BTreeMap<RuleId, Hosted>,
     counters: Arc<RuleCounters>,
+    /// Series id → labels.
+    catalog: Arc<SeriesCatalog>,
 }
 
 impl Host {
@@ -387,21 +390,23 @@ impl Host {
         rules.insert(spec.id, Hosted { states, part_of });
     }
 
-    /// Adds a routed sample to the windows reading it.
-    fn insert(&mut self, ((_, spread), sample): (Destination, Sample)) {
+    /// Adds a routed sample to the windows reading it (its labels from the catalog).
+    fn insert(&mut self, ((_, spread), point): (Destination, Point)) {
         let store = if spread {
             &mut self.spread
         } else {
             &mut self.owned
         };
         let rules = &mut self.rules;
-        store.insert(&sample, |rule, reach, key, hash| {
-            for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
-                state.trigger(sample.timestamp_ms, reach);
-                if let Some(inc) = &mut state.incremental {
-                    inc.arrived(key, &sample.labels, hash, sample.timestamp_ms);
+        self.catalog.with(point.series_id, |labels| {
+            store.insert(labels, &point, |rule, reach, key, hash| {
+                for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
+                    state.trigger(point.timestamp_ms, reach);
+                    if let Some(inc) = &mut state.incremental {
+                        inc.arrived(key, labels, hash, point.timestamp_ms);
+                    }
                 }
-            }
+            })
         });
     }
 
@@ -475,7 +480,8 @@ impl Host {
 /// Returns the spread rules' partial records, for [`crate::render::spread`]'s combine.
 #[allow(clippy::too_many_arguments)]
 pub fn maintain_rules<'scope>(
-    routed: Stream<'scope, u64, Vec<(Destination, Sample)>>,
+    routed: Stream<'scope, u64, Vec<(Destination, Point)>>,
+    catalog: Arc<SeriesCatalog>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
     worker_index: usize,
     peers: usize,
@@ -485,7 +491,7 @@ pub fn maintain_rules<'scope>(
 ) -> Stream<'scope, u64, Vec<PartialRecord>> {
     routed.binary_frontier::<_, CapacityContainerBuilder<Vec<PartialRecord>>, _, _, _, _>(
         control,
-        Exchange::new(|((worker, _), _): &(Destination, Sample)| *worker),
+        Exchange::new(|((worker, _), _): &(Destination, Point)| *worker),
         Pipeline,
         "MaintainRules",
         move |cap, _info| {
@@ -499,8 +505,9 @@ pub fn maintain_rules<'scope>(
                 spread: WindowStore::default(),
                 rules: BTreeMap::new(),
                 counters,
+                catalog,
             };
-            let mut samples: BTreeMap<u64, Vec<(Destination, Sample)>> = BTreeMap::new();
+            let mut samples: BTreeMap<u64, Vec<(Destination, Point)>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             let mut retired_at = i64::MIN;
             move |(input, frontier), (ctl, ctl_frontier), output| {

@@ -13,10 +13,13 @@
 //! the owner of rules reading the series, and for spread rules the worker owning the
 //! series; the downstream exchange on the worker delivers it. Samples no rule reads
 //! are dropped here, so a worker's rule state only ever sees the series it evaluates.
+//! A series' labels, which the selectors match, are read from the [`SeriesCatalog`].
 
+use crate::catalog::SeriesCatalog;
 use crate::render::rule::{Destination, Registry, RuleChange};
-use crate::sample::Sample;
+use crate::sample::Point;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
@@ -25,11 +28,12 @@ use timely::dataflow::Stream;
 /// Routes `samples` to the workers keeping their windows, with the rules `control`
 /// has installed by each sample's time.
 pub fn route_to_owners<'scope>(
-    samples: Stream<'scope, u64, Vec<Sample>>,
+    samples: Stream<'scope, u64, Vec<Point>>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
+    catalog: Arc<SeriesCatalog>,
     peers: usize,
-) -> Stream<'scope, u64, Vec<(Destination, Sample)>> {
-    samples.binary_frontier::<_, CapacityContainerBuilder<Vec<(Destination, Sample)>>, _, _, _, _>(
+) -> Stream<'scope, u64, Vec<(Destination, Point)>> {
+    samples.binary_frontier::<_, CapacityContainerBuilder<Vec<(Destination, Point)>>, _, _, _, _>(
         control,
         Pipeline,
         Pipeline,
@@ -38,7 +42,7 @@ pub fn route_to_owners<'scope>(
             let mut cap = Some(cap);
             let mut registry = Registry::new(peers);
             let mut routing = registry.routing();
-            let mut pending: BTreeMap<u64, Vec<Sample>> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, Vec<Point>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             move |(input, frontier), (ctl, ctl_frontier), output| {
                 input.for_each(|time, batch| {
@@ -67,8 +71,12 @@ pub fn route_to_owners<'scope>(
                     let Some(cap) = &cap else { continue };
                     let at = cap.delayed(&t);
                     let mut session = output.session(&at);
-                    for sample in batch {
-                        routing.destinations(&sample, |to| session.give((to, sample.clone())));
+                    for point in batch {
+                        catalog.with(point.series_id, |labels| {
+                            routing.destinations(labels, point.series_id, |to| {
+                                session.give((to, point))
+                            })
+                        });
                     }
                 }
                 while let Some(entry) = changes.first_entry().filter(|e| *e.key() < ctl_front) {

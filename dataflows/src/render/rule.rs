@@ -16,7 +16,6 @@ use crate::promql::eval::{EvalError, SeriesSource, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::{selector_uses, Extent, QueryRange, SelectorUse};
 use crate::render::spread::{spread_of, Spread};
-use crate::sample::Sample;
 use crate::selector::{MatchKind, Selector};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
@@ -296,9 +295,9 @@ impl Routing {
         self.by_name.is_empty() && self.other.is_empty()
     }
 
-    /// Calls `to` once per destination keeping a window that reads `sample`'s series.
-    pub fn destinations(&self, sample: &Sample, mut to: impl FnMut(Destination)) {
-        let labels: &Labels = &sample.labels;
+    /// Calls `to` once per destination keeping a window that reads series
+    /// `series_id`, labelled `labels`.
+    pub fn destinations(&self, labels: &Labels, series_id: u64, mut to: impl FnMut(Destination)) {
         let mut seen: u64 = 0;
         let mut seen_high: Vec<usize> = Vec::new();
         let mut spread = false;
@@ -308,7 +307,7 @@ impl Routing {
                 Keeper::BySeries => {
                     if !spread && sel.matches(labels) {
                         spread = true;
-                        to((sample.series_id % self.peers.max(1) as u64, true));
+                        to((series_id % self.peers.max(1) as u64, true));
                     }
                     continue;
                 }

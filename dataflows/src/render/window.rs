@@ -20,7 +20,7 @@ use crate::labels::{Labels, METRIC_NAME};
 use crate::promql::eval::{Selected, SeriesSource};
 use crate::render::extent::{selector_key, Extent};
 use crate::render::rule::RuleId;
-use crate::sample::Sample;
+use crate::sample::Point;
 use crate::selector::{MatchKind, Selector};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -300,17 +300,22 @@ impl WindowStore {
 
     /// Adds a sample to every window whose selector matches it; calls `matched` with
     /// each such window's readers, the window's key and the series' [`Labels::hash`].
-    pub fn insert(&mut self, sample: &Sample, mut matched: impl FnMut(RuleId, Reach, &str, u64)) {
+    pub fn insert(
+        &mut self,
+        labels: &Arc<Labels>,
+        sample: &Point,
+        mut matched: impl FnMut(RuleId, Reach, &str, u64),
+    ) {
         self.has_start_times |= sample.start_ms != 0;
-        let named = self.by_name.get(sample.labels.metric_name());
+        let named = self.by_name.get(labels.metric_name());
         for key in named.into_iter().flatten().chain(self.other.iter()) {
             let Some(w) = self.windows.get_mut(key) else {
                 continue;
             };
-            if !w.selector.matches(&sample.labels) {
+            if !w.selector.matches(labels) {
                 continue;
             }
-            let (points, hash) = w.entry(&sample.labels);
+            let (points, hash) = w.entry(labels);
             points.insert(sample.timestamp_ms, sample.value, sample.start_ms);
             for (rule, reach) in &w.users {
                 matched(*rule, *reach, key, hash);
