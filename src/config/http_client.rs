@@ -215,10 +215,6 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for SplitVisitor<'_, V> {
             seen: Vec::new(),
         })
     }
-
-    fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
-        self.inner.visit_seq(seq)
-    }
 }
 
 /// The section's mapping as `T` sees it: the settings' entries are read into `http` as
