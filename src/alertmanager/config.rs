@@ -716,6 +716,25 @@ mod tests {
     }
 
     #[test]
+    fn http_config_problems_are_located() {
+        // As promflow words them for its own sections (Alertmanager 0.25 stops at the
+        // first, in yaml.v2's words).
+        let text = load("route: {receiver: r}\nreceivers:\n- name: r\n  webhook_configs:\n  - url: http://127.0.0.1:1/\n    http_config: {foo: 1, basic_auth: {usernam: u}, bearer_token: a, bearer_token_file: b}\n").unwrap_err().to_string();
+        for problem in [
+            "am.yml:6: receivers[0].webhook_configs[0].http_config.foo: unknown field foo",
+            "am.yml:6: receivers[0].webhook_configs[0].http_config.basic_auth.usernam: unknown field usernam",
+            "am.yml:6: receivers[0].webhook_configs[0].http_config: at most one of bearer_token & bearer_token_file must be configured",
+        ] {
+            assert!(text.contains(problem), "{problem}\nnot in\n{text}");
+        }
+        let text = load("route: {receiver: r}\nreceivers:\n- name: r\n  slack_configs:\n  - api_url: http://127.0.0.1:1/\n    channel: c\n    http_config: 5\n").unwrap_err().to_string();
+        assert!(
+            text.contains("am.yml:7: receivers[0].slack_configs[0].http_config: invalid type: integer `5`, expected struct HttpConfig"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn receivers_take_an_http_config() {
         let c = load(
             "route:\n  receiver: a\nreceivers:\n  - name: a\n    webhook_configs:\n      - url: https://hooks.internal/x\n        http_config:\n          tls_config:\n            server_name: hooks\n            insecure_skip_verify: true\n",

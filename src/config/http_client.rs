@@ -147,11 +147,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for WithHttpClient<T> {
 impl<'de> Deserialize<'de> for RawHttpClientConfig {
     /// An `http_config:` of its own: a mapping of the settings and nothing else.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        /// No fields besides the settings (named for `expected struct HttpConfig`).
+        /// No fields besides the settings; named for the message on a value that is
+        /// not a mapping (`expected struct HttpConfig`, as before).
         #[derive(Default, Deserialize)]
-        #[serde(rename = "RawHttpClientConfig")]
-        struct Nothing {}
-        WithHttpClient::<Nothing>::deserialize(deserializer).map(|with| with.http)
+        struct RawHttpConfig {}
+        WithHttpClient::<RawHttpConfig>::deserialize(deserializer).map(|with| with.http)
     }
 }
 
