@@ -141,7 +141,7 @@ struct Pending {
 /// One `remote_write` entry at work.
 struct Queue {
     config: RemoteWriteConfig,
-    /// Built from `config.tls_config`, with the hash of its files' contents.
+    /// Built from `config.http`, with the hash of its files' contents.
     client: reqwest::Client,
     tls_fingerprint: u64,
     external_labels: BTreeMap<String, String>,
