@@ -8,8 +8,10 @@
 //! Prometheus (Go's `crypto/tls` and `x509`) does, so `lastError` in
 //! `/api/v1/targets` reads the same.
 //!
-//! Contract: [`build_client`] either returns a client that enforces every field of
-//! the `TlsConfig`, or a [`TlsSetupError`] naming the field at fault;
+//! Contract: [`build_client`] turns a section's [`HttpClientConfig`] into a client
+//! (every section's, in this one function) that enforces every field of its
+//! `TlsConfig`, or a [`TlsSetupError`] naming the field at fault; [`authorize`] adds
+//! its credentials to each request;
 //! [`check_tls_config`] is the same work without the client, for config validation.
 //! Files are read when a client is built (Prometheus re-reads them on change; promflow
 //! reads them again on the next reload, see [`tls_files_fingerprint`]).
@@ -32,7 +34,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::config::{Authorization, BasicAuth, HttpClientOptions, OAuth2, TlsConfig, TlsVersion};
+use crate::config::{Authorization, HttpClientConfig, OAuth2, TlsConfig, TlsVersion};
 
 /// The User-Agent of every outgoing request.
 pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
@@ -65,28 +67,21 @@ pub fn install_crypto_provider() {
     });
 }
 
-/// A client for `tls` with promflow's User-Agent.
-pub fn build_client(tls: &TlsConfig) -> Result<reqwest::Client, TlsSetupError> {
-    build_client_with(tls, &HttpClientOptions::default())
-}
-
-/// A client for `tls` and `options` (`proxy_url`, `proxy_connect_header`,
-/// `follow_redirects`) with promflow's User-Agent. No proxy from the environment, as
-/// in Prometheus 2.42 (it has no `proxy_from_environment`).
-pub fn build_client_with(
-    tls: &TlsConfig,
-    options: &HttpClientOptions,
-) -> Result<reqwest::Client, TlsSetupError> {
-    let rustls_config = rustls_client_config(tls)?;
+/// The client of `config` with promflow's User-Agent: its `tls_config`, `proxy_url`,
+/// `proxy_connect_header` and `follow_redirects` (credentials are added to each request
+/// by [`authorize`]). No proxy from the environment, as in Prometheus 2.42 (it has no
+/// `proxy_from_environment`).
+pub fn build_client(config: &HttpClientConfig) -> Result<reqwest::Client, TlsSetupError> {
+    let rustls_config = rustls_client_config(&config.tls_config)?;
     let builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .tls_backend_preconfigured(rustls_config)
-        .redirect(if options.follow_redirects {
+        .redirect(if config.follow_redirects {
             reqwest::redirect::Policy::limited(10)
         } else {
             reqwest::redirect::Policy::none()
         });
-    let builder = match &options.proxy_url {
+    let builder = match &config.proxy_url {
         None => builder.no_proxy(),
         Some(url) => {
             let proxy_error = |e: reqwest::Error| TlsSetupError {
@@ -101,7 +96,7 @@ pub fn build_client_with(
                 .proxy(
                     reqwest::Proxy::https(url)
                         .map_err(proxy_error)?
-                        .headers(proxy_connect_headers(&options.proxy_connect_header)?),
+                        .headers(proxy_connect_headers(&config.proxy_connect_header)?),
                 )
         }
     };
@@ -133,9 +128,9 @@ fn proxy_connect_headers(
     Ok(map)
 }
 
-/// A client with the default TLS settings (system roots, no client certificate).
+/// A client with the default settings (system roots, no client certificate, no proxy).
 pub fn default_client() -> Result<reqwest::Client, TlsSetupError> {
-    build_client(&TlsConfig::default())
+    build_client(&HttpClientConfig::default())
 }
 
 /// Checks that `tls` can be turned into a client: its files are readable, hold PEM
@@ -164,28 +159,28 @@ pub fn tls_files_fingerprint(tls: &TlsConfig) -> u64 {
     hasher.digest()
 }
 
-/// `request` with the `Authorization` header of `basic_auth`, `authorization` or
-/// `oauth2` (at most one is configured), as prometheus/common's round trippers add it:
-/// files are read at each request, as there, so rotated secrets apply without a
-/// reload; an OAuth 2.0 token is fetched when none is cached. Errs (with the reason)
-/// when a secret file cannot be read or a token cannot be had.
+/// `request` with the `Authorization` header of `config`'s `basic_auth`,
+/// `authorization` or `oauth2` (at most one is configured), as prometheus/common's
+/// round trippers add it: files are read at each request, as there, so rotated secrets
+/// apply without a reload; an OAuth 2.0 token is fetched when none is cached. Errs
+/// (with the reason) when a secret file cannot be read or a token cannot be had.
 pub async fn authorize(
     mut request: reqwest::RequestBuilder,
-    basic_auth: Option<&BasicAuth>,
-    authorization: Option<&Authorization>,
-    oauth2: Option<&OAuth2>,
+    config: &HttpClientConfig,
 ) -> Result<reqwest::RequestBuilder, String> {
-    if let Some(auth) = basic_auth {
+    if let Some(auth) = &config.basic_auth {
         request = request.basic_auth(&auth.username, auth.password_text()?);
     }
-    if let Some(header) = authorization
+    if let Some(header) = config
+        .authorization
+        .as_ref()
         .map(Authorization::header_value)
         .transpose()?
         .flatten()
     {
         request = request.header(reqwest::header::AUTHORIZATION, header);
     }
-    if let Some(oauth2) = oauth2 {
+    if let Some(oauth2) = &config.oauth2 {
         let tokens = OAuth2Tokens::shared(oauth2).map_err(|e| e.to_string())?;
         request = request.header(reqwest::header::AUTHORIZATION, tokens.header().await?);
     }
@@ -223,13 +218,11 @@ impl OAuth2Tokens {
         if let Some(source) = SOURCES.lock().get(&key) {
             return Ok(source.clone());
         }
-        let client = build_client_with(
-            &config.tls_config,
-            &HttpClientOptions {
-                proxy_url: config.proxy_url.clone(),
-                ..HttpClientOptions::default()
-            },
-        )?;
+        let client = build_client(&HttpClientConfig {
+            tls_config: config.tls_config.clone(),
+            proxy_url: config.proxy_url.clone(),
+            ..HttpClientConfig::default()
+        })?;
         let source = Arc::new(OAuth2Tokens {
             config: config.clone(),
             client,
@@ -309,33 +302,21 @@ impl OAuth2Tokens {
     }
 }
 
-/// Clients by TLS settings and options, built on first use: for senders whose
-/// targets each carry their own (Alertmanagers, notifier receivers). A failed build is
-/// not cached.
+/// Clients by settings, built on first use: for senders whose targets each carry their
+/// own (Alertmanagers, notifier receivers). A failed build is not cached.
 #[derive(Default)]
 pub struct ClientCache {
-    clients: Mutex<HashMap<(TlsConfig, HttpClientOptions), reqwest::Client>>,
+    clients: Mutex<HashMap<HttpClientConfig, reqwest::Client>>,
 }
 
 impl ClientCache {
-    /// The client for `tls` with the default options (a cheap handle to a shared
-    /// connection pool).
-    pub fn get(&self, tls: &TlsConfig) -> Result<reqwest::Client, TlsSetupError> {
-        self.get_with(tls, &HttpClientOptions::default())
-    }
-
-    /// The client for `tls` and `options`.
-    pub fn get_with(
-        &self,
-        tls: &TlsConfig,
-        options: &HttpClientOptions,
-    ) -> Result<reqwest::Client, TlsSetupError> {
-        let key = (tls.clone(), options.clone());
-        if let Some(client) = self.clients.lock().get(&key) {
+    /// The client of `config` (a cheap handle to a shared connection pool).
+    pub fn get(&self, config: &HttpClientConfig) -> Result<reqwest::Client, TlsSetupError> {
+        if let Some(client) = self.clients.lock().get(config) {
             return Ok(client.clone());
         }
-        let client = build_client_with(tls, options)?;
-        self.clients.lock().insert(key, client.clone());
+        let client = build_client(config)?;
+        self.clients.lock().insert(config.clone(), client.clone());
         Ok(client)
     }
 }
@@ -751,7 +732,7 @@ pub fn aws_config_loader(
     loader
 }
 
-/// The AWS SDK's HTTP client on `client` (one of [`build_client_with`]'s, so its
+/// The AWS SDK's HTTP client on `client` (one of [`build_client`]'s, so its
 /// `tls_config`, proxy and redirect settings hold), as Prometheus 2.42 hands the AWS
 /// SDK its prometheus/common client. With `oauth2`, a token replaces the request's
 /// (SigV4) `Authorization`, as golang.org/x/oauth2's transport does there.

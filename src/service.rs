@@ -616,7 +616,7 @@ pub fn build_scrape_clients(
     let mut clients = HashMap::new();
     let mut problems = Vec::new();
     for scrape in &config.scrape_configs {
-        match crate::http_client::build_client_with(&scrape.tls_config, &scrape.http) {
+        match crate::http_client::build_client(&scrape.http) {
             Ok(client) => {
                 clients.insert(scrape.job_name.clone(), client);
             }

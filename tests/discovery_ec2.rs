@@ -93,7 +93,7 @@ fn tls_config_and_proxy_settings_reach_the_ec2_api() {
     let front = TlsFront::start(&pki, moto.addr());
     let with_ca = |mut config: Ec2SdConfig| {
         config.endpoint = front.url();
-        config.tls_config.ca_file = Some(pki.path("ca.crt"));
+        config.http.tls_config.ca_file = Some(pki.path("ca.crt"));
         config
     };
 
@@ -106,7 +106,7 @@ fn tls_config_and_proxy_settings_reach_the_ec2_api() {
     let error = try_discover(no_ca, 5).expect_err("an unknown CA is refused");
     assert!(error.contains("certificate"), "{error}");
     let mut wrong_ca = with_ca(sd_config(&moto, 9100));
-    wrong_ca.tls_config.ca_file = Some(pki.path("other-ca.crt"));
+    wrong_ca.http.tls_config.ca_file = Some(pki.path("other-ca.crt"));
     let error = try_discover(wrong_ca, 5).expect_err("the wrong CA is refused");
     assert!(error.contains("certificate"), "{error}");
 

@@ -47,7 +47,7 @@ use crate::alertmanager::config::NotifyConfig;
 use crate::alertmanager::dispatcher::{Dispatcher, Flush};
 use crate::alertmanager::receivers::{send, SendError, INTEGRATIONS};
 use crate::alertmanager::silence::Silences;
-use crate::config::HttpClientParts;
+use crate::config::HttpClientConfig;
 use crate::exposition::{write_header, write_sample, write_single};
 use crate::http_client::ClientCache;
 use parking_lot::Mutex;
@@ -327,7 +327,7 @@ impl BuiltinNotifier {
             self.metrics.inc("notifications_total", kind);
             let result = match &templates {
                 Some(t) => match job.integration.request(t, &job.data, &flush.group_key) {
-                    Ok(request) => match self.clients.get_with(&http.tls_config, &http.http) {
+                    Ok(request) => match self.clients.get(&http) {
                         Ok(client) => {
                             self.send_with_retries(&client, &http, kind, &request, flush.timeout)
                                 .await
@@ -358,7 +358,7 @@ impl BuiltinNotifier {
     async fn send_with_retries(
         &self,
         client: &reqwest::Client,
-        http: &HttpClientParts,
+        http: &HttpClientConfig,
         kind: &'static str,
         request: &receivers::Delivery,
         timeout: Duration,

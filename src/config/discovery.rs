@@ -13,12 +13,12 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::duration::parse_duration;
+use super::http_client::{resolve_unchecked_http_client, HttpClientConfig, WithHttpClient};
 use super::locate::FieldPath;
 use super::raw::{RawDnsSdConfig, RawEc2SdConfig, RawFileSdConfig, ScalarText};
-use super::resolved::{serialize_duration, Authorization, BasicAuth, HttpClientOptions, OAuth2};
+use super::resolved::serialize_duration;
 use super::secret::Secret;
-use super::tls::TlsConfig;
-use super::validate::{resolve_unchecked_http_client, Problems};
+use super::validate::Problems;
 
 /// Default `file_sd_configs[].refresh_interval`.
 pub const DEFAULT_FILE_SD_REFRESH_INTERVAL: Duration = Duration::from_secs(300);
@@ -122,26 +122,14 @@ pub struct Ec2SdConfig {
     /// DescribeInstances filters.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Ec2Filter>,
-    // prometheus/common's HTTP client, inlined as in Prometheus 2.42 (never validated
-    // there: any combination is accepted). The SDK signs every request (SigV4), which
-    // sets `Authorization` first, so `basic_auth` and `authorization` (bearer tokens
-    // included) change nothing, as prometheus/common's round trippers leave a request
-    // that has one alone; `oauth2` replaces it, as golang.org/x/oauth2 does.
-    /// Accepted; no effect (see above).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub basic_auth: Option<BasicAuth>,
-    /// Accepted; no effect (see above).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authorization: Option<Authorization>,
-    /// A bearer token in place of the SigV4 signature.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oauth2: Option<OAuth2>,
-    /// How to speak TLS to the endpoint (and STS, and the credential providers).
-    #[serde(skip_serializing_if = "TlsConfig::is_default")]
-    pub tls_config: TlsConfig,
-    /// Proxy, proxy CONNECT headers and redirects.
+    /// prometheus/common's HTTP client, inlined as in Prometheus 2.42 (never validated
+    /// there: any combination is accepted), also for STS and the credential providers.
+    /// The SDK signs every request (SigV4), which sets `Authorization` first, so
+    /// `basic_auth` and `authorization` (bearer tokens included) change nothing, as
+    /// prometheus/common's round trippers leave a request that has one alone; `oauth2`
+    /// replaces it, as golang.org/x/oauth2 does.
     #[serde(flatten)]
-    pub http: HttpClientOptions,
+    pub http: HttpClientConfig,
 }
 
 impl Default for Ec2SdConfig {
@@ -158,11 +146,7 @@ impl Default for Ec2SdConfig {
             port: DEFAULT_EC2_SD_PORT,
             refresh_interval: DEFAULT_EC2_SD_REFRESH_INTERVAL,
             filters: Vec::new(),
-            basic_auth: None,
-            authorization: None,
-            oauth2: None,
-            tls_config: TlsConfig::default(),
-            http: HttpClientOptions::default(),
+            http: HttpClientConfig::default(),
         }
     }
 }
@@ -269,7 +253,7 @@ pub(crate) struct SdConfigLists {
 pub(crate) fn resolve_sd_configs(
     file: Option<&[Option<RawFileSdConfig>]>,
     dns: Option<&[Option<RawDnsSdConfig>]>,
-    ec2: Option<&[Option<RawEc2SdConfig>]>,
+    ec2: Option<&[Option<WithHttpClient<RawEc2SdConfig>>]>,
     base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
@@ -381,7 +365,7 @@ fn resolve_dns_sd_configs(
 }
 
 fn resolve_ec2_sd_configs(
-    raw: Option<&[Option<RawEc2SdConfig>]>,
+    raw: Option<&[Option<WithHttpClient<RawEc2SdConfig>>]>,
     base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
@@ -420,8 +404,7 @@ fn resolve_ec2_sd_configs(
         let secret_key = Some(text(&entry.secret_key))
             .filter(|s| !s.is_empty())
             .map(Secret::new);
-        let client =
-            resolve_unchecked_http_client(entry.http_client(), base_dir, &entry_path, problems);
+        let http = resolve_unchecked_http_client(&entry.http, base_dir, &entry_path, problems);
         out.push(Ec2SdConfig {
             region: text(&entry.region),
             endpoint: text(&entry.endpoint),
@@ -442,11 +425,7 @@ fn resolve_ec2_sd_configs(
                 problems,
             ),
             filters,
-            basic_auth: client.basic_auth,
-            authorization: client.authorization,
-            oauth2: client.oauth2,
-            tls_config: client.tls_config,
-            http: client.http,
+            http,
         });
     }
     out

@@ -6,7 +6,9 @@
 //! problem. Unknown fields are gathered in the same serde pass by
 //! `serde_ignored`; fields Prometheus has but promflow does not support yet are
 //! told apart from typos by `unsupported.rs`. Every problem is located (file,
-//! line, field path) by `locate.rs`.
+//! line, field path) by `locate.rs`. The HTTP client settings that several sections
+//! hold inline (and the built-in Alertmanager's `http_config`) are one set of types,
+//! read, checked and resolved in `http_client.rs`.
 //!
 //! Boundary: this module reads and checks configuration. It never opens network
 //! connections, applies relabelling, or reads rule files, secrets files or
@@ -25,6 +27,7 @@
 mod discovery;
 mod duration;
 mod error;
+mod http_client;
 pub(crate) mod locate;
 mod otlp;
 mod raw;
@@ -52,13 +55,14 @@ pub use discovery::{
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
+pub(crate) use http_client::{resolve_http_client, RawHttpClientConfig};
+pub use http_client::{Authorization, BasicAuth, HttpClientConfig, OAuth2};
 pub use otlp::{OtlpConfig, TranslationStrategy};
 pub use relabel::compile_anchored_regex;
 pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig};
 pub use resolved::{
-    AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
-    GlobalConfig, HttpClientOptions, OAuth2, RelabelAction, RelabelConfig, Scheme, ScrapeConfig,
-    ScrapeProtocol, StaticConfig,
+    AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, GlobalConfig, RelabelAction,
+    RelabelConfig, Scheme, ScrapeConfig, ScrapeProtocol, StaticConfig,
 };
 pub use secret::Secret;
 pub use size::{format_base2_bytes, parse_base2_bytes};
@@ -71,11 +75,7 @@ pub use validate::{
 
 pub(crate) use locate::{FieldPath, PathSegment, YamlLocator};
 use raw::RawConfig;
-pub(crate) use raw::{
-    raw_http_client_of, RawAuthorization, RawBasicAuth, RawHttpClient, RawOAuth2, ScalarText,
-};
 pub(crate) use validate::Problems;
-pub(crate) use validate::{resolve_http_client, HttpClientParts};
 
 /// The config used when promflow runs without `--config.file`: scrape promflow
 /// itself and a local node_exporter every 15s, load the shipped rules. The same

@@ -7,7 +7,8 @@
 //! `serde_ignored` reports them during the same pass (see `validate.rs`).
 //! Scalars that Prometheus parses from text (durations, sizes, label values)
 //! are read as [`ScalarText`] so `scrape_interval: 30` reaches validation as the
-//! text `30` (and a located problem) instead of stopping the parse.
+//! text `30` (and a located problem) instead of stopping the parse. Sections with
+//! HTTP client settings are read as `WithHttpClient<RawSection>` (`http_client.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +16,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
-pub(crate) use super::tls::RawTlsConfig;
+use super::http_client::WithHttpClient;
 
 /// Any YAML scalar kept as its text: strings, numbers and booleans are all
 /// accepted, as Go's YAML decoder does for string fields; null becomes "".
@@ -61,10 +62,10 @@ impl<'de> Deserialize<'de> for ScalarText {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawConfig {
     pub global: Option<RawGlobalConfig>,
-    pub scrape_configs: Option<Vec<Option<RawScrapeConfig>>>,
+    pub scrape_configs: Option<Vec<Option<WithHttpClient<RawScrapeConfig>>>>,
     pub rule_files: Option<Vec<ScalarText>>,
     pub alerting: Option<RawAlertingConfig>,
-    pub remote_write: Option<Vec<Option<RawRemoteWriteConfig>>>,
+    pub remote_write: Option<Vec<Option<WithHttpClient<RawRemoteWriteConfig>>>>,
     pub otlp: Option<RawOtlpConfig>,
 }
 
@@ -90,7 +91,8 @@ pub(crate) struct RawGlobalConfig {
     pub scrape_native_histograms: Option<bool>,
 }
 
-/// One entry of `scrape_configs:`.
+/// One entry of `scrape_configs:`, besides its HTTP client settings (read with it by
+/// [`WithHttpClient`]).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawScrapeConfig {
     pub job_name: Option<ScalarText>,
@@ -104,7 +106,7 @@ pub(crate) struct RawScrapeConfig {
     pub static_configs: Option<Vec<Option<RawStaticConfig>>>,
     pub file_sd_configs: Option<Vec<Option<RawFileSdConfig>>>,
     pub dns_sd_configs: Option<Vec<Option<RawDnsSdConfig>>>,
-    pub ec2_sd_configs: Option<Vec<Option<RawEc2SdConfig>>>,
+    pub ec2_sd_configs: Option<Vec<Option<WithHttpClient<RawEc2SdConfig>>>>,
     pub body_size_limit: Option<ScalarText>,
     pub sample_limit: Option<u64>,
     pub target_limit: Option<u64>,
@@ -116,16 +118,6 @@ pub(crate) struct RawScrapeConfig {
     pub always_scrape_classic_histograms: Option<bool>,
     pub native_histogram_bucket_limit: Option<u64>,
     pub native_histogram_min_bucket_factor: Option<f64>,
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<RawOAuth2>,
-    pub bearer_token: Option<ScalarText>,
-    pub bearer_token_file: Option<ScalarText>,
-    pub proxy_url: Option<ScalarText>,
-    pub proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
-    pub follow_redirects: Option<bool>,
-    pub enable_http2: Option<bool>,
-    pub tls_config: Option<RawTlsConfig>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
     pub metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
 }
@@ -154,7 +146,7 @@ pub(crate) struct RawDnsSdConfig {
     pub refresh_interval: Option<ScalarText>,
 }
 
-/// One entry of `ec2_sd_configs:`.
+/// One entry of `ec2_sd_configs:`, besides its HTTP client settings.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawEc2SdConfig {
     pub region: Option<ScalarText>,
@@ -166,16 +158,6 @@ pub(crate) struct RawEc2SdConfig {
     pub port: Option<ScalarText>,
     pub refresh_interval: Option<ScalarText>,
     pub filters: Option<Vec<Option<RawEc2Filter>>>,
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<RawOAuth2>,
-    pub bearer_token: Option<ScalarText>,
-    pub bearer_token_file: Option<ScalarText>,
-    pub proxy_url: Option<ScalarText>,
-    pub proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
-    pub follow_redirects: Option<bool>,
-    pub enable_http2: Option<bool>,
-    pub tls_config: Option<RawTlsConfig>,
 }
 
 /// One entry of `ec2_sd_configs[].filters:`.
@@ -201,64 +183,24 @@ pub(crate) struct RawRelabelConfig {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawAlertingConfig {
     pub alert_relabel_configs: Option<Vec<RawRelabelConfig>>,
-    pub alertmanagers: Option<Vec<Option<RawAlertmanagerConfig>>>,
+    pub alertmanagers: Option<Vec<Option<WithHttpClient<RawAlertmanagerConfig>>>>,
 }
 
-/// One entry of `alerting.alertmanagers:`.
+/// One entry of `alerting.alertmanagers:`, besides its HTTP client settings.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawAlertmanagerConfig {
     pub static_configs: Option<Vec<Option<RawStaticConfig>>>,
     pub file_sd_configs: Option<Vec<Option<RawFileSdConfig>>>,
     pub dns_sd_configs: Option<Vec<Option<RawDnsSdConfig>>>,
-    pub ec2_sd_configs: Option<Vec<Option<RawEc2SdConfig>>>,
+    pub ec2_sd_configs: Option<Vec<Option<WithHttpClient<RawEc2SdConfig>>>>,
     pub scheme: Option<ScalarText>,
     pub path_prefix: Option<ScalarText>,
     pub timeout: Option<ScalarText>,
     pub api_version: Option<ScalarText>,
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<RawOAuth2>,
-    pub bearer_token: Option<ScalarText>,
-    pub bearer_token_file: Option<ScalarText>,
-    pub proxy_url: Option<ScalarText>,
-    pub proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
-    pub follow_redirects: Option<bool>,
-    pub enable_http2: Option<bool>,
-    pub tls_config: Option<RawTlsConfig>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
 }
 
-/// `oauth2:`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawOAuth2 {
-    pub client_id: Option<ScalarText>,
-    pub client_secret: Option<ScalarText>,
-    pub client_secret_file: Option<ScalarText>,
-    pub scopes: Option<Vec<ScalarText>>,
-    pub token_url: Option<ScalarText>,
-    pub endpoint_params: Option<BTreeMap<String, ScalarText>>,
-    pub tls_config: Option<RawTlsConfig>,
-    pub proxy_url: Option<ScalarText>,
-}
-
-/// `basic_auth:`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawBasicAuth {
-    pub username: Option<ScalarText>,
-    pub password: Option<ScalarText>,
-    pub password_file: Option<ScalarText>,
-}
-
-/// `authorization:`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawAuthorization {
-    #[serde(rename = "type")]
-    pub kind: Option<ScalarText>,
-    pub credentials: Option<ScalarText>,
-    pub credentials_file: Option<ScalarText>,
-}
-
-/// One entry of `remote_write:`.
+/// One entry of `remote_write:`, besides its HTTP client settings.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawRemoteWriteConfig {
     pub url: Option<ScalarText>,
@@ -266,16 +208,6 @@ pub(crate) struct RawRemoteWriteConfig {
     pub remote_timeout: Option<ScalarText>,
     pub headers: Option<BTreeMap<String, ScalarText>>,
     pub write_relabel_configs: Option<Vec<RawRelabelConfig>>,
-    pub basic_auth: Option<RawBasicAuth>,
-    pub authorization: Option<RawAuthorization>,
-    pub oauth2: Option<RawOAuth2>,
-    pub bearer_token: Option<ScalarText>,
-    pub bearer_token_file: Option<ScalarText>,
-    pub proxy_url: Option<ScalarText>,
-    pub proxy_connect_header: Option<BTreeMap<String, Vec<ScalarText>>>,
-    pub follow_redirects: Option<bool>,
-    pub enable_http2: Option<bool>,
-    pub tls_config: Option<RawTlsConfig>,
     pub queue_config: Option<RawQueueConfig>,
     pub metadata_config: Option<RawMetadataConfig>,
     pub protobuf_message: Option<ScalarText>,
@@ -301,57 +233,3 @@ pub(crate) struct RawMetadataConfig {
     pub send_interval: Option<ScalarText>,
     pub max_samples_per_send: Option<u64>,
 }
-
-/// The HTTP client settings of one section (prometheus/common's `HTTPClientConfig`,
-/// inlined in scrape jobs, remote write, Alertmanager entries and `ec2_sd_configs`), borrowed from the
-/// section so that one function (`validate::resolve_http_client`) resolves them all.
-pub(crate) struct RawHttpClient<'a> {
-    pub basic_auth: Option<&'a RawBasicAuth>,
-    pub authorization: Option<&'a RawAuthorization>,
-    pub oauth2: Option<&'a RawOAuth2>,
-    pub bearer_token: Option<&'a ScalarText>,
-    pub bearer_token_file: Option<&'a ScalarText>,
-    pub proxy_url: Option<&'a ScalarText>,
-    pub proxy_connect_header: Option<&'a BTreeMap<String, Vec<ScalarText>>>,
-    pub follow_redirects: Option<bool>,
-    pub enable_http2: Option<bool>,
-    pub tls_config: Option<&'a RawTlsConfig>,
-}
-
-impl<'a> RawHttpClient<'a> {
-    /// The deprecated `bearer_token` and `bearer_token_file`, where set (not empty).
-    pub(crate) fn bearer(&self) -> (Option<&'a ScalarText>, Option<&'a ScalarText>) {
-        let set = |text: Option<&'a ScalarText>| text.filter(|t| !t.0.is_empty());
-        (set(self.bearer_token), set(self.bearer_token_file))
-    }
-}
-
-/// The sections that inline an HTTP client's settings: their fields have the same names.
-macro_rules! raw_http_client_of {
-    ($($section:ty),*) => {$(
-        impl $section {
-            /// This section's HTTP client settings.
-            pub(crate) fn http_client(&self) -> RawHttpClient<'_> {
-                RawHttpClient {
-                    basic_auth: self.basic_auth.as_ref(),
-                    authorization: self.authorization.as_ref(),
-                    oauth2: self.oauth2.as_ref(),
-                    bearer_token: self.bearer_token.as_ref(),
-                    bearer_token_file: self.bearer_token_file.as_ref(),
-                    proxy_url: self.proxy_url.as_ref(),
-                    proxy_connect_header: self.proxy_connect_header.as_ref(),
-                    follow_redirects: self.follow_redirects,
-                    enable_http2: self.enable_http2,
-                    tls_config: self.tls_config.as_ref(),
-                }
-            }
-        }
-    )*};
-}
-raw_http_client_of!(
-    RawScrapeConfig,
-    RawRemoteWriteConfig,
-    RawAlertmanagerConfig,
-    RawEc2SdConfig
-);
-pub(crate) use raw_http_client_of;

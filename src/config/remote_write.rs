@@ -12,13 +12,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::http_client::{resolve_http_client, HttpClientConfig, WithHttpClient};
 use super::locate::FieldPath;
 use super::raw::{RawMetadataConfig, RawQueueConfig, RawRemoteWriteConfig};
-use super::resolved::{
-    serialize_duration, Authorization, BasicAuth, HttpClientOptions, OAuth2, RelabelConfig,
-};
-use super::tls::TlsConfig;
-use super::validate::{duration_field, resolve_http_client, resolve_relabel_configs, Problems};
+use super::resolved::{serialize_duration, RelabelConfig};
+use super::validate::{duration_field, resolve_relabel_configs, Problems};
 
 /// One `remote_write[]` entry.
 #[derive(Debug, Clone, Serialize)]
@@ -37,21 +35,9 @@ pub struct RemoteWriteConfig {
     /// Relabelling applied to each series (after external labels) before sending.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub write_relabel_configs: Vec<RelabelConfig>,
-    /// HTTP basic authentication.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub basic_auth: Option<BasicAuth>,
-    /// `Authorization` header credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authorization: Option<Authorization>,
-    /// OAuth 2.0 client credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oauth2: Option<OAuth2>,
-    /// How to speak TLS to an `https://` URL.
-    #[serde(skip_serializing_if = "TlsConfig::is_default")]
-    pub tls_config: TlsConfig,
-    /// Proxy and redirects (after `tls_config`, as Prometheus prints them).
+    /// How requests authenticate and connect (`tls_config` for an `https://` URL).
     #[serde(flatten)]
-    pub http: HttpClientOptions,
+    pub http: HttpClientConfig,
     /// Queueing, batching and retries.
     pub queue_config: QueueConfig,
     /// Metadata sending (not done by promflow).
@@ -170,7 +156,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Resolves `remote_write:`.
 pub(crate) fn resolve_remote_write(
-    raw: &[Option<RawRemoteWriteConfig>],
+    raw: &[Option<WithHttpClient<RawRemoteWriteConfig>>],
     base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
@@ -199,7 +185,7 @@ pub(crate) fn resolve_remote_write(
 }
 
 fn resolve_one(
-    raw: &RawRemoteWriteConfig,
+    raw: &WithHttpClient<RawRemoteWriteConfig>,
     base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
@@ -223,7 +209,7 @@ fn resolve_one(
         }
         headers.insert(name.clone(), value.0.clone());
     }
-    let client = resolve_http_client(raw.http_client(), base_dir, path, problems);
+    let http = resolve_http_client(&raw.http, base_dir, path, problems);
     RemoteWriteConfig {
         url,
         remote_timeout: duration_field(
@@ -239,11 +225,7 @@ fn resolve_one(
             &path.key("write_relabel_configs"),
             problems,
         ),
-        basic_auth: client.basic_auth,
-        authorization: client.authorization,
-        oauth2: client.oauth2,
-        http: client.http,
-        tls_config: client.tls_config,
+        http,
         queue_config: resolve_queue(
             raw.queue_config.as_ref(),
             &path.key("queue_config"),

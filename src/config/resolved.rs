@@ -5,16 +5,14 @@
 //! `10MiB`, secrets as `<secret>`) for `/api/v1/status/config`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
 use super::discovery::{DnsSdConfig, Ec2SdConfig, FileSdConfig, SdConfig};
 use super::duration::format_duration;
-use super::secret::Secret;
+use super::http_client::HttpClientConfig;
 use super::size::format_base2_bytes;
-use super::tls::TlsConfig;
 
 pub(crate) fn serialize_duration<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*value))
@@ -251,21 +249,9 @@ pub struct ScrapeConfig {
     /// means none. Accepted; takes effect once native histograms are stored.
     #[serde(skip_serializing_if = "is_zero_float")]
     pub native_histogram_min_bucket_factor: f64,
-    /// HTTP basic authentication of every scrape.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub basic_auth: Option<BasicAuth>,
-    /// `Authorization` header credentials of every scrape.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authorization: Option<Authorization>,
-    /// OAuth 2.0 client credentials for every scrape.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oauth2: Option<OAuth2>,
-    /// How to speak TLS to the job's targets (`scheme: https`).
-    #[serde(skip_serializing_if = "TlsConfig::is_default")]
-    pub tls_config: TlsConfig,
-    /// Proxy and redirects (after `tls_config`, as Prometheus prints them).
+    /// How every scrape authenticates and connects (`tls_config` for `scheme: https`).
     #[serde(flatten)]
-    pub http: HttpClientOptions,
+    pub http: HttpClientConfig,
     /// Relabelling applied to targets before scraping.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub relabel_configs: Vec<RelabelConfig>,
@@ -414,22 +400,10 @@ pub enum AlertmanagerApiVersion {
 /// One `alerting.alertmanagers[]` entry.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertmanagerConfig {
-    // The HTTP client settings first: Prometheus prints them inline before `scheme`.
-    /// HTTP basic authentication.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub basic_auth: Option<BasicAuth>,
-    /// `Authorization` header credentials (also from `bearer_token[_file]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authorization: Option<Authorization>,
-    /// OAuth 2.0 client credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub oauth2: Option<OAuth2>,
-    /// How to speak TLS to the Alertmanagers (`scheme: https`).
-    #[serde(skip_serializing_if = "TlsConfig::is_default")]
-    pub tls_config: TlsConfig,
-    /// Proxy and redirects (after `tls_config`, as Prometheus prints them).
+    /// How alerts are sent (`tls_config` for `scheme: https`); first, as Prometheus
+    /// prints it inline before `scheme`.
     #[serde(flatten)]
-    pub http: HttpClientOptions,
+    pub http: HttpClientConfig,
     /// `http` (default) or `https`.
     pub scheme: Scheme,
     /// Prefix of the Alertmanager API path, as written (default none; printed only
@@ -459,99 +433,6 @@ pub struct AlertmanagerConfig {
     pub static_configs: Vec<StaticConfig>,
 }
 
-/// An HTTP client's `proxy_url`, `proxy_connect_header`, `follow_redirects` and
-/// `enable_http2` (the last two
-/// always printed, as Prometheus 2.42 prints them; `proxy_url` comes after
-/// `tls_config` here, before it in Prometheus). promflow speaks HTTP/1.1 only: `enable_http2: true` (the
-/// default) is accepted and HTTP/1.1 is used.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct HttpClientOptions {
-    /// An `http://` or `https://` proxy every request goes through (no proxy from the
-    /// environment, as in Prometheus 2.42).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_url: Option<String>,
-    /// Headers sent to the proxy with each CONNECT (https destinations only, as Go's
-    /// `Transport.ProxyConnectHeader`); values are secrets. Needs `proxy_url`.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub proxy_connect_header: BTreeMap<String, Vec<Secret>>,
-    /// Follow redirects (default true; Go's limit of 10).
-    pub follow_redirects: bool,
-    /// Accepted, not used (HTTP/1.1 only).
-    pub enable_http2: bool,
-}
-
-impl Default for HttpClientOptions {
-    fn default() -> HttpClientOptions {
-        HttpClientOptions {
-            proxy_url: None,
-            proxy_connect_header: BTreeMap::new(),
-            follow_redirects: true,
-            enable_http2: true,
-        }
-    }
-}
-
-/// `oauth2:` (client credentials grant). At most one of `client_secret` and
-/// `client_secret_file` is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OAuth2 {
-    pub client_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<Secret>,
-    /// Resolved against the config file's directory; read at each token fetch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_secret_file: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
-    pub token_url: String,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub endpoint_params: BTreeMap<String, String>,
-    /// How to speak TLS to the token endpoint.
-    #[serde(skip_serializing_if = "TlsConfig::is_default")]
-    pub tls_config: TlsConfig,
-    /// A proxy for the token endpoint.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_url: Option<String>,
-}
-
-impl OAuth2 {
-    /// The client secret: inline, or read from `client_secret_file` now (trimmed).
-    pub fn secret_text(&self) -> Result<String, String> {
-        match (&self.client_secret, &self.client_secret_file) {
-            (Some(s), _) => Ok(s.expose().to_string()),
-            (None, Some(f)) => read_secret_file(f, "oauth2 client secret"),
-            _ => Ok(String::new()),
-        }
-    }
-}
-
-/// `basic_auth:`. At most one of `password` and `password_file` is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BasicAuth {
-    /// The user name.
-    pub username: String,
-    /// The password, written inline.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    /// A file holding the password, resolved against the config file's directory.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<PathBuf>,
-}
-
-/// `authorization:`. At most one of `credentials` and `credentials_file` is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Authorization {
-    /// Header scheme (default `Bearer`; `Basic` is rejected in favour of `basic_auth`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The credentials, written inline.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credentials: Option<Secret>,
-    /// A file holding the credentials, resolved against the config file's directory.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub credentials_file: Option<PathBuf>,
-}
-
 impl AlertmanagerConfig {
     /// The entry's service discovery configs, one value per provider.
     pub fn sd_configs(&self) -> Vec<SdConfig> {
@@ -561,41 +442,5 @@ impl AlertmanagerConfig {
             &self.dns_sd_configs,
             &self.ec2_sd_configs,
         )
-    }
-}
-
-impl BasicAuth {
-    /// The password: inline, or read from `password_file` now (trimmed), as
-    /// prometheus/common reads it at each request; `Ok(None)` if neither is set, an
-    /// error naming the file if it cannot be read (the request then fails).
-    pub fn password_text(&self) -> Result<Option<String>, String> {
-        match (&self.password, &self.password_file) {
-            (Some(p), _) => Ok(Some(p.expose().to_string())),
-            (None, Some(f)) => read_secret_file(f, "basic auth password").map(Some),
-            _ => Ok(None),
-        }
-    }
-}
-
-/// A secret file's contents, trimmed, or prometheus/common's error for it
-/// (`unable to read <what> file <path>: <reason>`).
-fn read_secret_file(path: &std::path::Path, what: &str) -> Result<String, String> {
-    crate::os_error::read_file(path)
-        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string())
-        .map_err(|e| format!("unable to read {what} file {}: {e}", path.display()))
-}
-
-impl Authorization {
-    /// The `Authorization` header value (`<type> <credentials>`), credentials inline or
-    /// read from `credentials_file` now (trimmed); `Ok(None)` if there are none, an
-    /// error naming the file if it cannot be read (the request then fails, as in
-    /// prometheus/common, instead of going out without the header).
-    pub fn header_value(&self) -> Result<Option<String>, String> {
-        let credentials = match (&self.credentials, &self.credentials_file) {
-            (Some(c), _) => c.expose().to_string(),
-            (None, Some(f)) => read_secret_file(f, "authorization credentials")?,
-            _ => return Ok(None),
-        };
-        Ok(Some(format!("{} {credentials}", self.kind)))
     }
 }

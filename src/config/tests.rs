@@ -265,7 +265,7 @@ fn every_supported_field_is_read() {
         (Scheme::Https, "/am", secs(5))
     );
     assert_eq!(am.api_version, AlertmanagerApiVersion::V2);
-    let auth = am.basic_auth.as_ref().unwrap();
+    let auth = am.http.basic_auth.as_ref().unwrap();
     assert_eq!(auth.username, "promflow");
     assert_eq!(auth.password.as_ref().unwrap().expose(), "hunter2");
     assert_eq!(am.static_configs[0].targets, vec!["am:9093"]);
@@ -280,7 +280,7 @@ fn every_supported_field_is_read() {
         ),
         (Scheme::Http, "", secs(10))
     );
-    let authorization = second_am.authorization.as_ref().unwrap();
+    let authorization = second_am.http.authorization.as_ref().unwrap();
     assert_eq!(authorization.kind, "Bearer");
     assert_eq!(
         authorization.credentials_file.as_deref(),
@@ -611,6 +611,7 @@ fn alertmanager_rules_match_prometheus() {
         "    basic_auth:\n      username: a\n      password_file: pw\n",
     ));
     let auth = config.alerting.alertmanagers[0]
+        .http
         .basic_auth
         .as_ref()
         .unwrap();
@@ -747,6 +748,22 @@ fn http_client_settings_print_like_prometheus_status_config() {
 }
 
 #[test]
+fn proxy_settings_print_before_tls_config_like_prometheus() {
+    // Prometheus 2.42's /api/v1/status/config prints every section's HTTP client
+    // settings in prometheus/common's field order: the proxy before `tls_config`.
+    let config = load("scrape_configs:\n- job_name: a\n  proxy_url: http://127.0.0.1:3128\n  proxy_connect_header: {X-A: [one]}\n  tls_config: {insecure_skip_verify: true}\n  basic_auth: {username: u, password: p}\n  static_configs: [{targets: ['127.0.0.1:1']}]\n  ec2_sd_configs:\n  - region: eu-west-1\n    proxy_url: http://127.0.0.1:3128\n    tls_config: {insecure_skip_verify: true}\n    follow_redirects: false\nremote_write:\n- url: http://127.0.0.1:2/w\n  proxy_url: http://127.0.0.1:3128\n  tls_config: {insecure_skip_verify: true}\nalerting:\n  alertmanagers:\n  - proxy_url: http://127.0.0.1:3128\n    tls_config: {insecure_skip_verify: true}\n    static_configs: [{targets: ['127.0.0.1:3']}]\n");
+    let yaml = config.to_yaml();
+    for printed in [
+        "  - proxy_url: http://127.0.0.1:3128\n    tls_config:\n      insecure_skip_verify: true\n    follow_redirects: true\n    enable_http2: true\n    scheme: http\n",
+        "  basic_auth:\n    username: u\n    password: <secret>\n  proxy_url: http://127.0.0.1:3128\n  proxy_connect_header:\n    X-A:\n    - <secret>\n  tls_config:\n    insecure_skip_verify: true\n  follow_redirects: true\n  enable_http2: true\n",
+        "    proxy_url: http://127.0.0.1:3128\n    tls_config:\n      insecure_skip_verify: true\n    follow_redirects: false\n    enable_http2: true\n",
+        "  remote_timeout: 30s\n  proxy_url: http://127.0.0.1:3128\n  tls_config:\n    insecure_skip_verify: true\n  follow_redirects: true\n  enable_http2: true\n",
+    ] {
+        assert!(yaml.contains(printed), "{printed}\nnot in\n{yaml}");
+    }
+}
+
+#[test]
 fn oauth2_is_checked_like_prometheus() {
     // promtool check config 2.42's messages for the same oauth2 sections.
     let job = |oauth2: &str| format!("scrape_configs:\n- job_name: a\n  oauth2:\n{oauth2}");
@@ -767,7 +784,7 @@ fn oauth2_is_checked_like_prometheus() {
         ["prometheus.yml:3: scrape_configs[0].oauth2: at most one of oauth2 client_secret & client_secret_file must be configured"]
     );
     let config = load(&job("    client_id: a\n    client_secret: b\n    token_url: http://x\n    scopes: [s]\n    proxy_url: http://y\n"));
-    let oauth2 = config.scrape_configs[0].oauth2.as_ref().unwrap();
+    let oauth2 = config.scrape_configs[0].http.oauth2.as_ref().unwrap();
     assert_eq!(
         (oauth2.scopes.as_slice(), oauth2.proxy_url.as_deref()),
         (&["s".to_string()][..], Some("http://y"))
@@ -888,7 +905,7 @@ fn discovery_config_problems_are_located() {
 #[test]
 fn tls_config_is_resolved_and_printed_like_prometheus() {
     let config = load(&job("  scheme: https\n  tls_config:\n    server_name: node.internal\n    insecure_skip_verify: true\n    min_version: TLS12\n"));
-    let tls = &config.scrape_configs[0].tls_config;
+    let tls = &config.scrape_configs[0].http.tls_config;
     assert_eq!(tls.server_name.as_deref(), Some("node.internal"));
     assert!(tls.insecure_skip_verify);
     assert_eq!(tls.min_version, Some(TlsVersion::Tls12));
@@ -899,7 +916,7 @@ fn tls_config_is_resolved_and_printed_like_prometheus() {
         yaml.contains("  scheme: https\n  tls_config:\n    server_name: node.internal\n    insecure_skip_verify: true\n    min_version: TLS12\n"),
         "{yaml}"
     );
-    assert_eq!(load(&yaml).scrape_configs[0].tls_config, *tls);
+    assert_eq!(load(&yaml).scrape_configs[0].http.tls_config, *tls);
     // Nothing set: nothing printed.
     assert!(!load(&job("")).to_yaml().contains("tls_config"));
 }
@@ -1029,18 +1046,27 @@ fn bearer_tokens_become_authorization_and_conflicts_are_named_like_prometheus() 
     let config = load(
         "scrape_configs:\n- job_name: a\n  bearer_token: x\n- job_name: b\n  bearer_token_file: tok\nremote_write:\n- url: http://127.0.0.1:1/w\n  bearer_token: x\nalerting:\n  alertmanagers:\n  - bearer_token_file: tok\n    proxy_url: http://127.0.0.1:3128\n    follow_redirects: false\n    static_configs: [{targets: [\"a:1\"]}]\n  - oauth2: {client_id: a, client_secret: b, token_url: 'http://x', scopes: [s]}\n    static_configs: [{targets: [\"a:1\"]}]\n",
     );
-    let a = config.scrape_configs[0].authorization.as_ref().unwrap();
+    let a = config.scrape_configs[0]
+        .http
+        .authorization
+        .as_ref()
+        .unwrap();
     assert_eq!(
         (a.kind.as_str(), a.header_value().unwrap().as_deref()),
         ("Bearer", Some("Bearer x"))
     );
-    let b = config.scrape_configs[1].authorization.as_ref().unwrap();
+    let b = config.scrape_configs[1]
+        .http
+        .authorization
+        .as_ref()
+        .unwrap();
     assert_eq!(b.kind, "Bearer");
     assert!(b.credentials.is_none() && b.credentials_file.as_ref().unwrap().ends_with("tok"));
-    let w = config.remote_write[0].authorization.as_ref().unwrap();
+    let w = config.remote_write[0].http.authorization.as_ref().unwrap();
     assert_eq!(w.header_value().unwrap().as_deref(), Some("Bearer x"));
     let ams = &config.alerting.alertmanagers;
     assert!(ams[0]
+        .http
         .authorization
         .as_ref()
         .unwrap()
@@ -1051,7 +1077,7 @@ fn bearer_tokens_become_authorization_and_conflicts_are_named_like_prometheus() 
         Some("http://127.0.0.1:3128")
     );
     assert!(!ams[0].http.follow_redirects);
-    assert_eq!(ams[1].oauth2.as_ref().unwrap().scopes, ["s"]);
+    assert_eq!(ams[1].http.oauth2.as_ref().unwrap().scopes, ["s"]);
     // Shown as Prometheus shows them: `authorization`, never the token itself.
     let yaml = config.to_yaml();
     assert!(
@@ -1129,9 +1155,9 @@ fn ec2_sd_configs_take_the_whole_http_client_unvalidated() {
     // EC2 client's settings), and prints `proxy_connect_header` values as secrets.
     let config = load("scrape_configs:\n- job_name: a\n  ec2_sd_configs:\n  - region: us-east-1\n    basic_auth: {username: u, password: p}\n    authorization: {credentials: c}\n    tls_config: {server_name: ec2.test}\n    proxy_connect_header: {X-A: [one, two]}\n    follow_redirects: false\n    enable_http2: false\n");
     let ec2 = &config.scrape_configs[0].ec2_sd_configs[0];
-    assert_eq!(ec2.basic_auth.as_ref().unwrap().username, "u");
-    assert!(ec2.authorization.is_some());
-    assert_eq!(ec2.tls_config.server_name.as_deref(), Some("ec2.test"));
+    assert_eq!(ec2.http.basic_auth.as_ref().unwrap().username, "u");
+    assert!(ec2.http.authorization.is_some());
+    assert_eq!(ec2.http.tls_config.server_name.as_deref(), Some("ec2.test"));
     assert_eq!(ec2.http.proxy_url, None);
     assert_eq!(
         ec2.http.proxy_connect_header["X-A"]

@@ -11,22 +11,19 @@ use std::time::Duration;
 
 use super::discovery::resolve_sd_configs;
 use super::duration::{format_duration, parse_duration};
+use super::http_client::{resolve_http_client, WithHttpClient};
 use super::locate::FieldPath;
 use super::raw::{
-    RawAlertingConfig, RawAlertmanagerConfig, RawAuthorization, RawBasicAuth, RawConfig,
-    RawGlobalConfig, RawHttpClient, RawOAuth2, RawRelabelConfig, RawScrapeConfig, RawStaticConfig,
-    ScalarText,
+    RawAlertingConfig, RawAlertmanagerConfig, RawConfig, RawGlobalConfig, RawRelabelConfig,
+    RawScrapeConfig, RawStaticConfig, ScalarText,
 };
 use super::relabel::resolve_relabel_config;
 use super::resolved::{
-    AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, Authorization, BasicAuth,
-    GlobalConfig, HttpClientOptions, OAuth2, RelabelConfig, Scheme, ScrapeConfig, ScrapeProtocol,
-    StaticConfig,
+    AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, GlobalConfig, RelabelConfig,
+    Scheme, ScrapeConfig, ScrapeProtocol, StaticConfig,
 };
 use super::rule_files;
-use super::secret::Secret;
 use super::size::parse_base2_bytes;
-use super::tls::{resolve_tls_config, TlsConfig};
 use super::Config;
 
 /// Default `global.scrape_interval`.
@@ -41,8 +38,6 @@ pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 pub const DEFAULT_ALERTMANAGER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `alerting.alertmanagers[].path_prefix` (none: the API at the root).
 pub const DEFAULT_PATH_PREFIX: &str = "";
-/// Default `authorization.type`.
-pub const DEFAULT_AUTHORIZATION_TYPE: &str = "Bearer";
 
 /// Problems found so far, each with the field it is about.
 #[derive(Debug, Default)]
@@ -299,7 +294,7 @@ fn resolve_scheme(
 }
 
 fn resolve_scrape_config(
-    raw: &RawScrapeConfig,
+    raw: &WithHttpClient<RawScrapeConfig>,
     global: &GlobalConfig,
     base_dir: &Path,
     path: &FieldPath,
@@ -384,7 +379,7 @@ fn resolve_scrape_config(
         path,
         problems,
     );
-    let client = resolve_http_client(raw.http_client(), base_dir, path, problems);
+    let http = resolve_http_client(&raw.http, base_dir, path, problems);
     let scrape_native_histograms = raw
         .scrape_native_histograms
         .unwrap_or(global.scrape_native_histograms);
@@ -423,11 +418,7 @@ fn resolve_scrape_config(
         always_scrape_classic_histograms: raw.always_scrape_classic_histograms.unwrap_or(false),
         native_histogram_bucket_limit: raw.native_histogram_bucket_limit.unwrap_or(0),
         native_histogram_min_bucket_factor: raw.native_histogram_min_bucket_factor.unwrap_or(0.0),
-        basic_auth: client.basic_auth,
-        authorization: client.authorization,
-        oauth2: client.oauth2,
-        http: client.http,
-        tls_config: client.tls_config,
+        http,
         static_configs,
         file_sd_configs: sd.file,
         dns_sd_configs: sd.dns,
@@ -550,7 +541,7 @@ fn resolve_alerting(
 }
 
 fn resolve_alertmanager(
-    raw: &RawAlertmanagerConfig,
+    raw: &WithHttpClient<RawAlertmanagerConfig>,
     base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
@@ -581,7 +572,7 @@ fn resolve_alertmanager(
             AlertmanagerApiVersion::V2
         }
     };
-    let client = resolve_http_client(raw.http_client(), base_dir, path, problems);
+    let http = resolve_http_client(&raw.http, base_dir, path, problems);
     let sd = resolve_sd_configs(
         raw.file_sd_configs.as_deref(),
         raw.dns_sd_configs.as_deref(),
@@ -599,11 +590,7 @@ fn resolve_alertmanager(
             .to_string(),
         timeout,
         api_version,
-        basic_auth: client.basic_auth,
-        authorization: client.authorization,
-        oauth2: client.oauth2,
-        http: client.http,
-        tls_config: client.tls_config,
+        http,
         static_configs: resolve_static_configs(
             raw.static_configs.as_deref(),
             raw.relabel_configs.as_ref().is_none_or(|r| r.is_empty()),
@@ -618,251 +605,5 @@ fn resolve_alertmanager(
             &path.key("relabel_configs"),
             problems,
         ),
-    }
-}
-
-/// A set, non-empty text field (Prometheus treats empty as unset).
-fn set_text(value: &Option<ScalarText>) -> Option<&str> {
-    value
-        .as_ref()
-        .map(|v| v.0.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-/// An HTTP client's `proxy_url` (an `http://` or `https://` URL with a host),
-/// `proxy_connect_header`, `follow_redirects` and `enable_http2`.
-pub(crate) fn resolve_http_client_options(
-    proxy_url: Option<&ScalarText>,
-    proxy_connect_header: Option<&BTreeMap<String, Vec<ScalarText>>>,
-    follow_redirects: Option<bool>,
-    enable_http2: Option<bool>,
-    path: &FieldPath,
-    problems: &mut Problems,
-) -> HttpClientOptions {
-    let proxy_url = set_text(&proxy_url.cloned()).map(str::to_string);
-    if let Some(url) = &proxy_url {
-        match reqwest::Url::parse(url) {
-            Err(e) => problems.push(path.key("proxy_url"), format!("parse {url:?}: {e}")),
-            Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => problems.push(
-                path.key("proxy_url"),
-                format!(
-                    "proxy_url scheme {:?} is not supported by promflow (http and https proxies only)",
-                    parsed.scheme()
-                ),
-            ),
-            Ok(_) => {}
-        }
-    }
-    HttpClientOptions {
-        proxy_url,
-        proxy_connect_header: proxy_connect_header
-            .into_iter()
-            .flatten()
-            .map(|(name, values)| {
-                let values = values.iter().map(|v| Secret::new(v.0.as_str())).collect();
-                (name.clone(), values)
-            })
-            .collect(),
-        follow_redirects: follow_redirects.unwrap_or(true),
-        enable_http2: enable_http2.unwrap_or(true),
-    }
-}
-
-/// An HTTP client's `oauth2`, with prometheus/common's checks.
-fn resolve_oauth2(
-    raw: &RawOAuth2,
-    base_dir: &Path,
-    path: &FieldPath,
-    problems: &mut Problems,
-) -> OAuth2 {
-    let at = path.key("oauth2");
-    let client_id = set_text(&raw.client_id).unwrap_or_default().to_string();
-    let client_secret = set_text(&raw.client_secret).map(Secret::new);
-    let client_secret_file = set_text(&raw.client_secret_file).map(|file| base_dir.join(file));
-    let token_url = set_text(&raw.token_url).unwrap_or_default().to_string();
-    if client_id.is_empty() {
-        problems.push(at.clone(), "oauth2 client_id must be configured");
-    } else if client_secret.is_none() && client_secret_file.is_none() {
-        problems.push(
-            at.clone(),
-            "either oauth2 client_secret or client_secret_file must be configured",
-        );
-    } else if token_url.is_empty() {
-        problems.push(at.clone(), "oauth2 token_url must be configured");
-    } else if client_secret.is_some() && client_secret_file.is_some() {
-        problems.push(
-            at.clone(),
-            "at most one of oauth2 client_secret & client_secret_file must be configured",
-        );
-    }
-    let options =
-        resolve_http_client_options(raw.proxy_url.as_ref(), None, None, None, &at, problems);
-    OAuth2 {
-        client_id,
-        client_secret,
-        client_secret_file,
-        scopes: raw.scopes.iter().flatten().map(|s| s.0.clone()).collect(),
-        token_url,
-        endpoint_params: raw
-            .endpoint_params
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.0.clone()))
-            .collect(),
-        tls_config: resolve_tls_config(
-            raw.tls_config.as_ref(),
-            base_dir,
-            &at.key("tls_config"),
-            problems,
-        ),
-        proxy_url: options.proxy_url,
-    }
-}
-
-/// An HTTP client's settings, resolved: what a request needs to authenticate and how
-/// its connection is made.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct HttpClientParts {
-    pub basic_auth: Option<BasicAuth>,
-    pub authorization: Option<Authorization>,
-    pub oauth2: Option<OAuth2>,
-    pub http: HttpClientOptions,
-    pub tls_config: TlsConfig,
-}
-
-/// The HTTP client settings of the section at `path`, checked as prometheus/common
-/// 0.39's `HTTPClientConfig.Validate` (Prometheus 2.42) does, reporting its first
-/// conflict between the ways to authenticate with its words. The deprecated
-/// `bearer_token` / `bearer_token_file` become `authorization` credentials of type
-/// `Bearer`, as there (and are shown so in the loaded config).
-pub(crate) fn resolve_http_client(
-    raw: RawHttpClient<'_>,
-    base_dir: &Path,
-    path: &FieldPath,
-    problems: &mut Problems,
-) -> HttpClientParts {
-    let (bearer, bearer_file) = raw.bearer();
-    let has_bearer = bearer.is_some() || bearer_file.is_some();
-    let conflict = if bearer.is_some() && bearer_file.is_some() {
-        Some("at most one of bearer_token & bearer_token_file must be configured")
-    } else if (raw.basic_auth.is_some() || raw.oauth2.is_some()) && has_bearer {
-        Some("at most one of basic_auth, oauth2, bearer_token & bearer_token_file must be configured")
-    } else if raw.authorization.is_some() && has_bearer {
-        Some("authorization is not compatible with bearer_token & bearer_token_file")
-    } else if (raw.authorization.is_some() && (raw.basic_auth.is_some() || raw.oauth2.is_some()))
-        || (raw.oauth2.is_some() && raw.basic_auth.is_some())
-    {
-        Some("at most one of basic_auth, oauth2 & authorization must be configured")
-    } else if raw.proxy_connect_header.is_some_and(|h| !h.is_empty())
-        && set_text(&raw.proxy_url.cloned()).is_none()
-    {
-        Some("if proxy_connect_header is configured proxy_url must also be configured")
-    } else {
-        None
-    };
-    if let Some(message) = conflict {
-        problems.push(path.clone(), message);
-    }
-    resolve_unchecked_http_client(raw, base_dir, path, problems)
-}
-
-/// The HTTP client settings of the section at `path` without `Validate`'s checks of
-/// how they combine: Prometheus 2.42 never validates the client of `ec2_sd_configs`
-/// (promtool accepts both `basic_auth` and `authorization` there).
-pub(crate) fn resolve_unchecked_http_client(
-    raw: RawHttpClient<'_>,
-    base_dir: &Path,
-    path: &FieldPath,
-    problems: &mut Problems,
-) -> HttpClientParts {
-    let (bearer, bearer_file) = raw.bearer();
-    let has_bearer = bearer.is_some() || bearer_file.is_some();
-    let basic_auth = raw
-        .basic_auth
-        .map(|auth| resolve_basic_auth(auth, base_dir, &path.key("basic_auth"), problems));
-    let authorization = match raw.authorization {
-        Some(auth) => Some(resolve_authorization(
-            auth,
-            base_dir,
-            &path.key("authorization"),
-            problems,
-        )),
-        None if has_bearer => Some(Authorization {
-            kind: DEFAULT_AUTHORIZATION_TYPE.to_string(),
-            credentials: bearer.map(|t| Secret::new(t.0.as_str())),
-            credentials_file: bearer_file.map(|file| base_dir.join(&file.0)),
-        }),
-        None => None,
-    };
-    HttpClientParts {
-        basic_auth,
-        authorization,
-        oauth2: raw
-            .oauth2
-            .map(|oauth2| resolve_oauth2(oauth2, base_dir, path, problems)),
-        http: resolve_http_client_options(
-            raw.proxy_url,
-            raw.proxy_connect_header,
-            raw.follow_redirects,
-            raw.enable_http2,
-            path,
-            problems,
-        ),
-        tls_config: resolve_tls_config(raw.tls_config, base_dir, &path.key("tls_config"), problems),
-    }
-}
-
-pub(crate) fn resolve_basic_auth(
-    raw: &RawBasicAuth,
-    base_dir: &Path,
-    path: &FieldPath,
-    problems: &mut Problems,
-) -> BasicAuth {
-    let password = set_text(&raw.password).map(Secret::new);
-    let password_file = set_text(&raw.password_file).map(|file| base_dir.join(file));
-    if password.is_some() && password_file.is_some() {
-        problems.push(
-            path.clone(),
-            "at most one of basic_auth password & password_file must be configured",
-        );
-    }
-    BasicAuth {
-        username: raw
-            .username
-            .as_ref()
-            .map(|u| u.0.clone())
-            .unwrap_or_default(),
-        password,
-        password_file,
-    }
-}
-
-pub(crate) fn resolve_authorization(
-    raw: &RawAuthorization,
-    base_dir: &Path,
-    path: &FieldPath,
-    problems: &mut Problems,
-) -> Authorization {
-    let kind = set_text(&raw.kind)
-        .unwrap_or(DEFAULT_AUTHORIZATION_TYPE)
-        .to_string();
-    if kind.eq_ignore_ascii_case("basic") {
-        problems.push(
-            path.key("type"),
-            "authorization type cannot be set to \"basic\", use \"basic_auth\" instead",
-        );
-    }
-    let credentials = set_text(&raw.credentials).map(Secret::new);
-    let credentials_file = set_text(&raw.credentials_file).map(|file| base_dir.join(file));
-    if credentials.is_some() && credentials_file.is_some() {
-        problems.push(
-            path.clone(),
-            "at most one of authorization credentials & credentials_file must be configured",
-        );
-    }
-    Authorization {
-        kind,
-        credentials,
-        credentials_file,
     }
 }

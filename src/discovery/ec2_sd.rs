@@ -29,7 +29,7 @@ use super::{
     join_host_port, sanitize_label_name, DiscoveryError, LabelMap, TargetGroup, ADDRESS_LABEL,
 };
 use crate::config::Ec2SdConfig;
-use crate::http_client::{aws_config_loader, aws_http_client, build_client_with, error_chain};
+use crate::http_client::{self, aws_config_loader, aws_http_client, error_chain};
 use aws_sdk_ec2::types::{Filter, Instance, Reservation};
 use aws_sdk_ec2::Client;
 use std::collections::HashMap;
@@ -152,13 +152,12 @@ async fn build_client(config: &Ec2SdConfig) -> Result<(Client, String), Discover
         ("", _) | (_, None) => None,
         (key, Some(secret)) => Some((key, secret.expose())),
     };
-    let http =
-        build_client_with(&config.tls_config, &config.http).map_err(|e| DiscoveryError::Ec2 {
-            operation: "configuration",
-            message: e.to_string(),
-        })?;
+    let http = http_client::build_client(&config.http).map_err(|e| DiscoveryError::Ec2 {
+        operation: "configuration",
+        message: e.to_string(),
+    })?;
     let mut loader = aws_config_loader(
-        aws_http_client(http, config.oauth2.clone()),
+        aws_http_client(http, config.http.oauth2.clone()),
         &config.region,
         &config.profile,
         credentials,

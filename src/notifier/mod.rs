@@ -305,7 +305,7 @@ impl Notifier {
         body: Vec<u8>,
         timeout: std::time::Duration,
     ) -> Result<(), bool> {
-        let client = match self.clients.get_with(&am.tls_config, &am.http) {
+        let client = match self.clients.get(&am.http) {
             Ok(client) => client,
             Err(e) => {
                 tracing::warn!(%url, error = %e, "sending alerts to Alertmanager failed");
@@ -317,14 +317,7 @@ impl Notifier {
             .timeout(timeout)
             .header("Content-Type", "application/json")
             .body(body);
-        let request = match crate::http_client::authorize(
-            request,
-            am.basic_auth.as_ref(),
-            am.authorization.as_ref(),
-            am.oauth2.as_ref(),
-        )
-        .await
-        {
+        let request = match crate::http_client::authorize(request, &am.http).await {
             Ok(request) => request,
             Err(e) => {
                 tracing::warn!(%url, error = %e, "sending alerts to Alertmanager failed");

@@ -154,7 +154,7 @@ struct Buffer {
 /// One `remote_write` entry at work.
 struct Queue {
     config: RemoteWriteConfig,
-    /// Built from `config.tls_config`, with the hash of its files' contents.
+    /// Built from `config.http`, with the hash of its files' contents.
     client: reqwest::Client,
     tls_fingerprint: u64,
     external_labels: BTreeMap<String, String>,
@@ -215,7 +215,8 @@ impl RemoteWrite {
         let mut queues = self.queues.write();
         let mut next = Vec::new();
         for config in configs {
-            let tls_fingerprint = crate::http_client::tls_files_fingerprint(&config.tls_config);
+            let tls_fingerprint =
+                crate::http_client::tls_files_fingerprint(&config.http.tls_config);
             let same = queues.iter().position(|q| {
                 q.external_labels == *external_labels
                     && q.tls_fingerprint == tls_fingerprint
@@ -225,10 +226,7 @@ impl RemoteWrite {
                 Some(i) => next.push(queues.remove(i)),
                 None => {
                     // Validated with the config; a file changed since fails here.
-                    let client = match crate::http_client::build_client_with(
-                        &config.tls_config,
-                        &config.http,
-                    ) {
+                    let client = match crate::http_client::build_client(&config.http) {
                         Ok(client) => client,
                         Err(e) => {
                             tracing::error!(url = %config.url, error = %e, "remote write queue not started");
@@ -686,17 +684,12 @@ async fn post(
     for (name, value) in &c.headers {
         request = request.header(name, value);
     }
-    crate::http_client::authorize(
-        request,
-        c.basic_auth.as_ref(),
-        c.authorization.as_ref(),
-        c.oauth2.as_ref(),
-    )
-    .await?
-    .send()
-    .await
-    .map(|r| r.status())
-    .map_err(|e| e.to_string())
+    crate::http_client::authorize(request, &c.http)
+        .await?
+        .send()
+        .await
+        .map(|r| r.status())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

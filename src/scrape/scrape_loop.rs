@@ -330,14 +330,9 @@ async fn fetch(
             format!("{}", spec.timeout.as_secs_f64()),
         )
         .timeout(spec.timeout);
-    let request = crate::http_client::authorize(
-        request,
-        spec.config.basic_auth.as_ref(),
-        spec.config.authorization.as_ref(),
-        spec.config.oauth2.as_ref(),
-    )
-    .await
-    .map_err(|e| ScrapeError::Fetch(format!("Get {:?}: {e}", spec.url)))?;
+    let request = crate::http_client::authorize(request, &spec.config.http)
+        .await
+        .map_err(|e| ScrapeError::Fetch(format!("Get {:?}: {e}", spec.url)))?;
     let mut response = request
         .send()
         .await

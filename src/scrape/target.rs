@@ -86,11 +86,7 @@ impl TargetSpec {
             && self.honor_timestamps == other.honor_timestamps
             && self.limits == other.limits
             && self.forced_error == other.forced_error
-            && self.config.tls_config == other.config.tls_config
-            && self.config.basic_auth == other.config.basic_auth
-            && self.config.authorization == other.config.authorization
             && self.config.http == other.config.http
-            && self.config.oauth2 == other.config.oauth2
             && self.config.metric_relabel_configs.len() == other.config.metric_relabel_configs.len()
             && format!("{:?}", self.config.metric_relabel_configs)
                 == format!("{:?}", other.config.metric_relabel_configs)

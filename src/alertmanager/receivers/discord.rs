@@ -10,13 +10,11 @@
 use super::ReceiverKind;
 use super::{Call, Delivery, Expander};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{
-    check_http_url, receiver_http_config, template_or, RawHttpConfig,
-};
+use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_text, notifier_head, SECRET};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -61,7 +59,7 @@ pub mod defaults {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawDiscord {
     pub(crate) send_resolved: Option<bool>,
-    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) http_config: Option<RawHttpClientConfig>,
     pub(crate) webhook_url: Option<String>,
     pub(crate) title: Option<String>,
     pub(crate) message: Option<String>,
@@ -73,7 +71,7 @@ pub struct DiscordConfig {
     /// Defaults to true.
     pub send_resolved: bool,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
     /// Where to POST.
     pub webhook_url: Secret,
     /// Template.
@@ -141,7 +139,7 @@ impl ReceiverKind for DiscordConfig {
         request(self, templates, data)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

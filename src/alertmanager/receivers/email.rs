@@ -30,7 +30,7 @@ use crate::alertmanager::config_show::{
     flag, insert_nonempty, string, text_or, tls_config_of, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
+use crate::config::HttpClientConfig;
 use crate::config::{resolve_tls_config, FieldPath, Problems, RawTlsConfig, Secret, TlsConfig};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -605,7 +605,7 @@ impl ReceiverKind for EmailConfig {
         request(self, templates, data).map(|e| Delivery::Email(Box::new(e)))
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         None
     }
 

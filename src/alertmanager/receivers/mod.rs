@@ -44,7 +44,7 @@ pub mod wechat;
 
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::{FieldPath, HttpClientParts, Problems, Secret};
+use crate::config::{FieldPath, HttpClientConfig, Problems, Secret};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::{Path, PathBuf};
@@ -265,7 +265,7 @@ pub(crate) trait ReceiverKind: Sized {
     /// `http_config` (else `global.http_config`): how its endpoint is reached and
     /// requests are authorized; `None` for kinds that send without HTTP (email) or
     /// with their own client (SNS).
-    fn http_config(&self) -> Option<&HttpClientParts>;
+    fn http_config(&self) -> Option<&HttpClientConfig>;
     /// `send_resolved`.
     fn send_resolved(&self) -> bool;
     /// The entry as written (`entry`) as Alertmanager 0.25 marshals it, with the
@@ -296,7 +296,7 @@ macro_rules! receivers {
             }
 
             /// `http_config`, else `global.http_config`; `None` for email and SNS.
-            pub(crate) fn http_config(&self) -> Option<&HttpClientParts> {
+            pub(crate) fn http_config(&self) -> Option<&HttpClientConfig> {
                 match self {
                     $(Integration::$variant(c) => c.http_config(),)*
                 }
@@ -386,7 +386,7 @@ receivers! {
 /// Sends `delivery` once (`client` carries HTTP requests, authorized as `http` says).
 pub(crate) async fn send(
     client: &reqwest::Client,
-    http: &HttpClientParts,
+    http: &HttpClientConfig,
     delivery: &Delivery,
     timeout: Duration,
 ) -> Result<(), SendError> {
@@ -408,22 +408,17 @@ pub(crate) async fn send(
 /// `oauth2` token); failing to get them may be retried.
 pub(crate) async fn authorized(
     builder: reqwest::RequestBuilder,
-    http: &HttpClientParts,
+    http: &HttpClientConfig,
 ) -> Result<reqwest::RequestBuilder, SendError> {
-    crate::http_client::authorize(
-        builder,
-        http.basic_auth.as_ref(),
-        http.authorization.as_ref(),
-        http.oauth2.as_ref(),
-    )
-    .await
-    .map_err(SendError::Retryable)
+    crate::http_client::authorize(builder, http)
+        .await
+        .map_err(SendError::Retryable)
 }
 
 /// Sends `request` once.
 async fn call(
     client: &reqwest::Client,
-    http: &HttpClientParts,
+    http: &HttpClientConfig,
     request: &Call,
     timeout: Duration,
 ) -> Result<(), SendError> {

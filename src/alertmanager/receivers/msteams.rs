@@ -13,13 +13,11 @@
 use super::{Delivery, ReceiverKind};
 use super::{Expander, Request};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{
-    check_http_url, receiver_http_config, template_or, RawHttpConfig,
-};
+use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_nonempty, insert_text, notifier_head, SECRET};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -99,7 +97,7 @@ pub(crate) struct RawMsteams {
     title: Option<String>,
     summary: Option<String>,
     text: Option<String>,
-    http_config: Option<RawHttpConfig>,
+    http_config: Option<RawHttpClientConfig>,
 }
 
 /// Where the card goes.
@@ -125,7 +123,7 @@ pub struct MsteamsConfig {
     /// Template.
     pub text: String,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
 }
 
 /// Resolves one `msteams_configs` entry, adding its problems.
@@ -193,7 +191,7 @@ impl ReceiverKind for MsteamsConfig {
         request(self, templates, data).map(Delivery::Http)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

@@ -25,13 +25,13 @@ use super::{
     group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi, Retrier,
 };
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{base_url, receiver_http_config, template_or, RawHttpConfig};
+use crate::alertmanager::config::{base_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{
     insert_key, insert_nonempty, insert_text, notifier_head, sorted_map, url_of,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -192,7 +192,7 @@ pub mod defaults {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawOpsgenie {
     pub(crate) send_resolved: Option<bool>,
-    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) http_config: Option<RawHttpClientConfig>,
     pub(crate) api_key: Option<String>,
     pub(crate) api_key_file: Option<String>,
     pub(crate) api_url: Option<String>,
@@ -224,7 +224,7 @@ pub struct OpsgenieConfig {
     /// Defaults to true.
     pub send_resolved: bool,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
     /// Template once read.
     pub api_key: KeySource,
     /// Base URL, its path ending in `/`.
@@ -419,7 +419,7 @@ impl ReceiverKind for OpsgenieConfig {
         request(self, templates, data, group_key)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

@@ -26,15 +26,13 @@
 use super::ReceiverKind;
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{
-    check_http_url, receiver_http_config, template_or, RawHttpConfig,
-};
+use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{
     insert_nonempty, insert_text, notifier_head, sorted_map, string, url_of, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -232,7 +230,7 @@ pub mod defaults {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawPagerduty {
     pub(crate) send_resolved: Option<bool>,
-    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) http_config: Option<RawHttpClientConfig>,
     pub(crate) service_key: Option<String>,
     pub(crate) service_key_file: Option<String>,
     pub(crate) routing_key: Option<String>,
@@ -279,7 +277,7 @@ pub struct PagerdutyConfig {
     /// Defaults to true.
     pub send_resolved: bool,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
     /// The key, and so the API version.
     pub key: Key,
     /// v2 endpoint.
@@ -516,7 +514,7 @@ impl ReceiverKind for PagerdutyConfig {
         request(self, templates, data, group_key)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

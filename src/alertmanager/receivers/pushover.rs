@@ -7,17 +7,15 @@
 use super::{truncate_runes, Expander, Request};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{
-    check_http_url, duration, receiver_http_config, template_or, RawHttpConfig,
-};
+use crate::alertmanager::config::{check_http_url, duration, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{
     flag, insert_nonempty, notifier_head, string, text_or, SECRET,
 };
 use crate::alertmanager::go_time::duration_string;
 use crate::alertmanager::template::{Data, Templates};
 use crate::config::parse_duration;
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::path::Path;
@@ -97,7 +95,7 @@ pub(crate) struct RawPushover {
     pub(crate) expire: Option<String>,
     pub(crate) html: Option<bool>,
     pub(crate) api_url: Option<String>,
-    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) http_config: Option<RawHttpClientConfig>,
 }
 
 /// `pushover_configs` entry.
@@ -130,7 +128,7 @@ pub struct PushoverConfig {
     /// Where to POST (promflow extension; Pushover's API by default).
     pub api_url: String,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
 }
 
 /// Resolves one `pushover_configs` entry, adding its problems.
@@ -198,7 +196,7 @@ impl ReceiverKind for PushoverConfig {
         request(self, templates, data).map(Delivery::Http)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

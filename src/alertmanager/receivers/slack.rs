@@ -5,15 +5,13 @@
 use super::{truncate_runes, Expander, Request};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{
-    check_http_url, receiver_http_config, template_or, RawHttpConfig,
-};
+use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{
     flag, insert_nonempty, notifier_head, string, strings, text_or, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -130,7 +128,7 @@ pub(crate) struct RawSlack {
     pub(crate) thumb_url: Option<String>,
     pub(crate) link_names: Option<bool>,
     pub(crate) mrkdwn_in: Option<Vec<String>>,
-    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) http_config: Option<RawHttpClientConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,7 +146,7 @@ pub struct SlackConfig {
     /// Incoming-webhook URL (from the entry, or `global.slack_api_url`).
     pub api_url: Secret,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
     /// Templates.
     pub channel: String,
     /// Template.
@@ -302,7 +300,7 @@ impl ReceiverKind for SlackConfig {
         request(self, templates, data).map(Delivery::Http)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

@@ -31,7 +31,7 @@ use crate::alertmanager::config_show::{
     insert_nonempty, insert_text, notifier_head, sorted_map, string, SECRET,
 };
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
+use crate::config::HttpClientConfig;
 use crate::config::{FieldPath, Problems, Secret, TlsConfig};
 use crate::http_client::{aws_config_loader, aws_http_client, default_client, error_chain};
 use aws_sdk_sns::error::SdkError;
@@ -376,7 +376,7 @@ impl ReceiverKind for SnsConfig {
         request(self, templates, data, group_key).map(Delivery::Sns)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         None
     }
 

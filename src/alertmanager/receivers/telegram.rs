@@ -17,13 +17,11 @@
 use super::ReceiverKind;
 use super::{truncate_runes, Call, Delivery, Expander, Retrier};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{
-    check_http_url, receiver_http_config, template_or, RawHttpConfig,
-};
+use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_text, notifier_head, string, url_of, SECRET};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
@@ -79,7 +77,7 @@ pub mod defaults {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawTelegram {
     pub(crate) send_resolved: Option<bool>,
-    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) http_config: Option<RawHttpClientConfig>,
     pub(crate) api_url: Option<String>,
     pub(crate) bot_token: Option<String>,
     pub(crate) chat_id: Option<i64>,
@@ -94,7 +92,7 @@ pub struct TelegramConfig {
     /// Defaults to true.
     pub send_resolved: bool,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
     /// The Bot API's base URL, as written.
     pub api_url: String,
     /// `bot_token`.
@@ -223,7 +221,7 @@ impl ReceiverKind for TelegramConfig {
         request(self, templates, data)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

@@ -18,11 +18,11 @@
 use super::ReceiverKind;
 use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{base_url, receiver_http_config, template_or, RawHttpConfig};
+use crate::alertmanager::config::{base_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_key, notifier_head, sorted_map, string, url_of};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
 use std::collections::BTreeMap;
@@ -111,7 +111,7 @@ pub mod defaults {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawVictorops {
     pub(crate) send_resolved: Option<bool>,
-    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) http_config: Option<RawHttpClientConfig>,
     pub(crate) api_key: Option<String>,
     pub(crate) api_key_file: Option<String>,
     pub(crate) api_url: Option<String>,
@@ -129,7 +129,7 @@ pub struct VictoropsConfig {
     /// Defaults to true.
     pub send_resolved: bool,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
     /// The API key.
     pub api_key: KeySource,
     /// Base URL, its path ending in `/`.
@@ -262,7 +262,7 @@ impl ReceiverKind for VictoropsConfig {
         request(self, templates, data, group_key)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

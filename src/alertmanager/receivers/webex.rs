@@ -13,13 +13,11 @@
 use super::ReceiverKind;
 use super::{truncate_bytes, Call, Delivery, Expander};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{
-    check_http_url, receiver_http_config, template_or, RawHttpConfig,
-};
+use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_text, notifier_head, url_of};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{Authorization, FieldPath, Problems};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_json::{json, Map};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -90,7 +88,7 @@ pub(crate) struct RawWebex {
     api_url: Option<String>,
     message: Option<String>,
     room_id: Option<String>,
-    http_config: Option<RawHttpConfig>,
+    http_config: Option<RawHttpClientConfig>,
 }
 
 /// `webex_configs` entry.
@@ -107,7 +105,7 @@ pub struct WebexConfig {
     /// `http_config.authorization`, sent by [`request`].
     pub authorization: Authorization,
     /// The rest of `http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
 }
 
 /// Resolves one `webex_configs` entry (`global_url`: `global.webex_api_url`), adding
@@ -192,7 +190,7 @@ impl ReceiverKind for WebexConfig {
         request(self, templates, data)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

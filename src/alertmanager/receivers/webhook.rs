@@ -6,11 +6,11 @@ use super::Request;
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::alert::{format_time, ZERO_TIME};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{check_http_url, receiver_http_config, RawHttpConfig};
+use crate::alertmanager::config::{check_http_url, receiver_http_config};
 use crate::alertmanager::config_show::{notifier_head, string};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -70,7 +70,7 @@ pub(crate) struct RawWebhook {
     pub(crate) send_resolved: Option<bool>,
     pub(crate) url: Option<String>,
     pub(crate) max_alerts: Option<u64>,
-    pub(crate) http_config: Option<RawHttpConfig>,
+    pub(crate) http_config: Option<RawHttpClientConfig>,
 }
 
 /// `webhook_configs` entry.
@@ -83,7 +83,7 @@ pub struct WebhookConfig {
     /// At most this many alerts per message (0: all).
     pub max_alerts: u64,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
 }
 
 /// Resolves one `webhook_configs` entry, adding its problems.
@@ -135,7 +135,7 @@ impl ReceiverKind for WebhookConfig {
         Ok(Delivery::Http(request(self, data, group_key)))
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 

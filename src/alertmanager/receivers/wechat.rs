@@ -26,13 +26,11 @@
 use super::{authorized, Expander, SendError};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::config::{
-    check_http_url, receiver_http_config, template_or, RawHttpConfig,
-};
+use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_text, notifier_head, string, url_of, SECRET};
 use crate::alertmanager::template::{Data, Templates};
-use crate::config::HttpClientParts;
 use crate::config::{FieldPath, Problems, Secret};
+use crate::config::{HttpClientConfig, RawHttpClientConfig};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -142,7 +140,7 @@ pub fn request(
 /// Gets a token if needed, then POSTs the message once.
 pub(crate) async fn send(
     client: &reqwest::Client,
-    http: &HttpClientParts,
+    http: &HttpClientConfig,
     m: &Message,
     timeout: Duration,
 ) -> Result<(), SendError> {
@@ -208,7 +206,7 @@ pub(crate) async fn send(
 
 async fn fetch_token(
     client: &reqwest::Client,
-    http: &HttpClientParts,
+    http: &HttpClientConfig,
     m: &Message,
     timeout: Duration,
 ) -> Result<String, SendError> {
@@ -322,7 +320,7 @@ pub(crate) struct RawWechat {
     to_tag: Option<String>,
     agent_id: Option<String>,
     message_type: Option<String>,
-    http_config: Option<RawHttpConfig>,
+    http_config: Option<RawHttpClientConfig>,
 }
 
 /// `wechat_configs` entry.
@@ -349,7 +347,7 @@ pub struct WechatConfig {
     /// `text` or `markdown`.
     pub message_type: String,
     /// `http_config`, else `global.http_config`.
-    pub(crate) http_config: HttpClientParts,
+    pub(crate) http_config: HttpClientConfig,
     /// The access token of this integration.
     pub token: TokenCache,
 }
@@ -441,7 +439,7 @@ impl ReceiverKind for WechatConfig {
         request(self, templates, data).map(Delivery::Wechat)
     }
 
-    fn http_config(&self) -> Option<&HttpClientParts> {
+    fn http_config(&self) -> Option<&HttpClientConfig> {
         Some(&self.http_config)
     }
 
