@@ -15,6 +15,7 @@
 
 pub mod engine;
 pub mod go_float;
+pub mod histogram;
 pub mod labels;
 pub mod latest;
 pub mod postings;
