@@ -130,10 +130,16 @@ pub fn eval(
                 continue;
             }
             _ => {
-                let values: Vec<f64> = elems.iter().map(|e| e.value).collect();
-                match reduce(op, &values, scalar_param) {
-                    Some(v) => v,
-                    None => continue,
+                let mut values: Vec<f64> = elems.iter().map(|e| e.value).collect();
+                if let Some(native) = super::native::aggregate(ev, op, elems, &mut values) {
+                    match native {
+                        Some(v) => v,
+                        None => continue,
+                    }
+                } else if let Some(v) = reduce(op, &values, scalar_param) {
+                    v
+                } else {
+                    continue;
                 }
             }
         };

@@ -10,7 +10,7 @@
 //! [`super::finish_vector`] at the end of the query or at a subquery boundary.
 
 use super::selector::{effective_time, instant_with_ts, range_arg, range_window, RangeArg};
-use super::{math, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
+use super::{math, native, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::labels::Labels;
 use crate::promql::plan::{Plan, VectorSel};
 use crate::selector::MatchKind;
@@ -32,8 +32,11 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
     if takes_range(args) {
         return range_function(ev, func, args, t);
     }
+    if let Some(result) = native::instant_function(ev, func, args, t) {
+        return result;
+    }
     if let Some(f) = math::unary(func) {
-        return map_values(ev.vector(arg(0)?, t)?, f);
+        return map_values(native::floats_only(ev, ev.vector(arg(0)?, t)?), f);
     }
     Ok(match func {
         "time" => Value::Scalar(t as f64 / 1000.0),
@@ -160,7 +163,11 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             for p in &args[2..] {
                 let phi = ev.scalar(p, t)?;
                 check_quantile(ev, phi);
-                for e in super::histogram::quantile(ev, phi, v.clone()) {
+                let (native, classic) = native::quantiles(ev, phi, v.clone());
+                for e in native
+                    .into_iter()
+                    .chain(super::histogram::quantile(ev, phi, classic))
+                {
                     let labels = set_label(&e.labels, &label, &format!("{phi:?}"));
                     out.push(Element::new(labels, e.value));
                 }
@@ -170,7 +177,9 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "histogram_quantile" => {
             let phi = ev.scalar(arg(0)?, t)?;
             check_quantile(ev, phi);
-            Value::Vector(super::histogram::quantile(ev, phi, ev.vector(arg(1)?, t)?))
+            let (mut native, classic) = native::quantiles(ev, phi, ev.vector(arg(1)?, t)?);
+            native.extend(super::histogram::quantile(ev, phi, classic));
+            Value::Vector(native)
         }
         other => return Err(EvalError(format!("not supported: function {other}"))),
     })
@@ -216,15 +225,19 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
     if func == "quantile_over_time" {
         check_quantile(ev, param);
     }
-    if func == "rate" || func == "increase" {
-        for s in &arg.series {
-            possible_non_counter(ev, &s.labels);
-        }
-    }
     let params = RangeParams { param, sf, tf };
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
-        if let Some(value) = range_kernel(func, &s.points, &[], &arg, t, params)? {
+        let value = match native::range_kernel(ev, func, &s.points, &arg, &s.labels) {
+            Some(value) => value,
+            None => {
+                if func == "rate" || func == "increase" {
+                    possible_non_counter(ev, &s.labels);
+                }
+                range_kernel(func, &s.points, &[], &arg, t, params)?
+            }
+        };
+        if let Some(value) = value {
             ev.samples.take(1)?;
             out.push(range_element(func, s.labels.clone(), value));
         }
@@ -285,7 +298,8 @@ fn plain_window_function(
             if failed.is_some() || window.is_empty() {
                 return;
             }
-            if counter {
+            let native = native::range_kernel(ev, func, &window, &arg, labels);
+            if counter && native.is_none() {
                 possible_non_counter(ev, labels);
             }
             // One window is held at a time, with the outputs so far.
@@ -301,7 +315,11 @@ fn plain_window_function(
             if counter_func(func) && !starts.is_empty() {
                 start_overlap(ev, labels, &window, &starts);
             }
-            match range_kernel(func, &window, &starts, &arg, t, params) {
+            let value = match native {
+                Some(value) => Ok(value),
+                None => range_kernel(func, &window, &starts, &arg, t, params),
+            };
+            match value {
                 Ok(Some(value)) => match ev.samples.take(1) {
                     Ok(()) => out.push(range_element(func, labels.clone(), value)),
                     Err(e) => failed = Some(e),
