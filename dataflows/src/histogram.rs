@@ -574,6 +574,54 @@ impl FloatHistogram {
         )
     }
 
+    /// Recomputes counts, sum, zero count and buckets as the Kahan-compensated sum of
+    /// `hs` taken to this histogram's layout (its schema, zero threshold and custom
+    /// bounds, which [`FloatHistogram::add`]ing them produced), as Prometheus's
+    /// `KahanAdd` sums them; compacted.
+    pub fn kahan_recount(&mut self, hs: &[&FloatHistogram]) {
+        use crate::promql::eval::math::kahan_inc;
+        use std::collections::BTreeMap;
+        type Acc = (f64, f64);
+        let inc = |acc: &mut Acc, v: f64| *acc = kahan_inc(v, acc.0, acc.1);
+        let (mut count, mut sum, mut zero): (Acc, Acc, Acc) = Default::default();
+        let mut pos: BTreeMap<i32, Acc> = BTreeMap::new();
+        let mut neg: BTreeMap<i32, Acc> = BTreeMap::new();
+        for h in hs {
+            let mut h = (*h).clone();
+            if !self.uses_custom_buckets() {
+                if h.zero_threshold < self.zero_threshold {
+                    h.widen_zero_bucket(self.zero_threshold);
+                }
+                if h.schema > self.schema {
+                    let (p, n) = (h.positive(), h.negative());
+                    h.set_positive(&reduce(&p, h.schema, self.schema));
+                    h.set_negative(&reduce(&n, h.schema, self.schema));
+                }
+            } else if h.custom_values != self.custom_values {
+                let p = Self::rebucket_custom(&h.positive(), &h.custom_values, &self.custom_values);
+                h.set_positive(&p);
+            }
+            inc(&mut count, h.count);
+            inc(&mut sum, h.sum);
+            inc(&mut zero, h.zero_count);
+            for (i, c) in h.positive() {
+                inc(pos.entry(i).or_default(), c);
+            }
+            for (i, c) in h.negative() {
+                inc(neg.entry(i).or_default(), c);
+            }
+        }
+        let total = |a: Acc| a.0 + a.1;
+        self.count = total(count);
+        self.sum = total(sum);
+        self.zero_count = total(zero);
+        let p: Vec<(i32, f64)> = pos.into_iter().map(|(i, a)| (i, total(a))).collect();
+        let n: Vec<(i32, f64)> = neg.into_iter().map(|(i, a)| (i, total(a))).collect();
+        self.set_positive(&p);
+        self.set_negative(&n);
+        self.compact();
+    }
+
     /// Equality as Prometheus's test runner judges it: compacted, counts within a
     /// relative `eps`, schema, zero threshold and bucket layout exact, custom bounds
     /// equal; the counter-reset hint only if `hint` (the expectation named one).

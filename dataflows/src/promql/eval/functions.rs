@@ -70,7 +70,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             other => map_values(ev.vector(other, t)?, |_| t as f64 / 1000.0)?,
         },
         "clamp" | "clamp_min" | "clamp_max" => {
-            let v = ev.vector(arg(0)?, t)?;
+            let v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             let (lo, hi) = match func {
                 "clamp" => (ev.scalar(arg(1)?, t)?, ev.scalar(arg(2)?, t)?),
                 "clamp_min" => (ev.scalar(arg(1)?, t)?, f64::NAN),
@@ -89,7 +89,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             })?
         }
         "round" => {
-            let v = ev.vector(arg(0)?, t)?;
+            let v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             let to = match args.get(1) {
                 Some(p) => ev.scalar(p, t)?,
                 None => 1.0,
@@ -99,7 +99,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
         | "month" | "year" => {
             let v = match args.first() {
-                Some(p) => ev.vector(p, t)?,
+                Some(p) => native::floats_only(ev, ev.vector(p, t)?),
                 None => vec![Element::new(Arc::default(), t as f64 / 1000.0)],
             };
             let f = date_part(func);
@@ -169,7 +169,11 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
                     .chain(super::histogram::quantile(ev, phi, classic))
                 {
                     let labels = set_label(&e.labels, &label, &format!("{phi:?}"));
-                    out.push(Element::new(labels, e.value));
+                    out.push(Element {
+                        labels,
+                        value: e.value,
+                        drop_name: e.drop_name,
+                    });
                 }
             }
             Value::Vector(out)
@@ -229,8 +233,12 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
         let value = match native::range_kernel(ev, func, &s.points, &arg, &s.labels) {
-            Some(value) => value,
-            None => {
+            native::Window::Value(value) => value,
+            native::Window::FloatsOfMixed => {
+                let floats = native::float_points(ev, &s.points);
+                range_kernel(func, &floats, &[], &arg, t, params)?
+            }
+            native::Window::Floats => {
                 if func == "rate" || func == "increase" {
                     possible_non_counter(ev, &s.labels);
                 }
@@ -299,7 +307,7 @@ fn plain_window_function(
                 return;
             }
             let native = native::range_kernel(ev, func, &window, &arg, labels);
-            if counter && native.is_none() {
+            if counter && native == native::Window::Floats {
                 possible_non_counter(ev, labels);
             }
             // One window is held at a time, with the outputs so far.
@@ -316,8 +324,12 @@ fn plain_window_function(
                 start_overlap(ev, labels, &window, &starts);
             }
             let value = match native {
-                Some(value) => Ok(value),
-                None => range_kernel(func, &window, &starts, &arg, t, params),
+                native::Window::Value(value) => Ok(value),
+                native::Window::FloatsOfMixed => {
+                    let floats = native::float_points(ev, &window);
+                    range_kernel(func, &floats, &starts, &arg, t, params)
+                }
+                native::Window::Floats => range_kernel(func, &window, &starts, &arg, t, params),
             };
             match value {
                 Ok(Some(value)) => match ev.samples.take(1) {

@@ -27,6 +27,10 @@ use crate::labels::Labels;
 use crate::promql::plan::{AggOp, BinOp};
 use std::sync::Arc;
 
+/// What [`window_value`] answers for a mixed window of a float-only function (a
+/// handle of no kind).
+const MIXED: f64 = f64::from_bits(0x7ff4_ffff_0000_0000);
+
 /// Top 16 bits of a handle: a signalling NaN (quiet bit clear).
 const HANDLE_TOP: u64 = 0x7ff4;
 /// Handle kind of a histogram the source holds.
@@ -334,9 +338,42 @@ fn metric_name(l: &Labels) -> String {
     format!("{:?}", l.metric_name())
 }
 
-/// A range function over a window holding at least one histogram: `None` when the
-/// window is all floats (the float kernel applies), else the element's value, if any.
+/// What a range function does with a window ([`range_kernel`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Window {
+    /// All floats: the float kernel applies.
+    Floats,
+    /// Floats and histograms, for a float-only function: the float kernel applies to
+    /// the floats ([`float_points`]).
+    FloatsOfMixed,
+    /// Computed here: the element's value, if any.
+    Value(Option<f64>),
+}
+
+/// A range function over a window, when it holds histograms.
 pub fn range_kernel(
+    ev: &Evaluator<'_>,
+    func: &str,
+    points: &[(i64, f64)],
+    arg: &RangeArg,
+    labels: &Labels,
+) -> Window {
+    match window_value(ev, func, points, arg, labels) {
+        Some(Some(v)) if v.to_bits() == MIXED.to_bits() => Window::FloatsOfMixed,
+        other => Window::from(other),
+    }
+}
+
+impl From<Option<Option<f64>>> for Window {
+    fn from(v: Option<Option<f64>>) -> Window {
+        match v {
+            None => Window::Floats,
+            Some(v) => Window::Value(v),
+        }
+    }
+}
+
+fn window_value(
     ev: &Evaluator<'_>,
     func: &str,
     points: &[(i64, f64)],
@@ -387,7 +424,7 @@ pub fn range_kernel(
                     (None, None) if func == "resets" => w[1].1 < w[0].1,
                     (None, None) => w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()),
                     (Some(p), Some(c)) if func == "resets" => c.detect_reset(p),
-                    (Some(p), Some(c)) => !c.same(p, true, |a, b| a.to_bits() == b.to_bits()),
+                    (Some(p), Some(c)) => !c.same(p, false, |a, b| a.to_bits() == b.to_bits()),
                     _ => true,
                 };
                 n += usize::from(counted);
@@ -402,17 +439,11 @@ pub fn range_kernel(
             if mixed {
                 return Some(mixed_warning());
             }
-            let mut sum = hs[0].1.as_ref().clone();
-            sum.counter_reset_hint = CounterResetHint::Gauge;
-            for (_, h) in &hs[1..] {
-                if !add_or_warn(ev, &mut sum, h, labels, "aggregation") {
-                    return Some(None);
-                }
-            }
+            let all: Vec<&FloatHistogram> = hs.iter().map(|(_, h)| h.as_ref()).collect();
+            let mut sum = sum_histograms(ev, &all, labels)?;
             if func == "avg_over_time" {
                 sum.div(hs.len() as f64);
             }
-            sum.counter_reset_hint = CounterResetHint::Gauge;
             Some(ev.boxed(sum))
         }
         _ => {
@@ -423,21 +454,52 @@ pub fn range_kernel(
                     metric_name(labels)
                 ));
             }
-            return if mixed { None } else { Some(None) };
+            return if mixed { Some(Some(MIXED)) } else { Some(None) };
         }
     })
 }
 
-/// `a += b`, or Prometheus's warning when the bucket schemas cannot be added; a
-/// counter-reset collision warns too, reconciled custom bounds inform.
-fn add_or_warn(
+/// The float points of a window (histograms left out).
+pub fn float_points(ev: &Evaluator<'_>, points: &[(i64, f64)]) -> Vec<(i64, f64)> {
+    points
+        .iter()
+        .copied()
+        .filter(|p| !ev.is_histogram(p.1))
+        .collect()
+}
+
+/// The sum of histograms as Prometheus's `sum` and `sum_over_time` make it: the hint
+/// from adding them in order, a warning when both a reset and a not-reset hint were
+/// seen, Kahan-compensated counts; `None` (with the warning) when exponential and
+/// custom buckets mix.
+fn sum_histograms(
     ev: &Evaluator<'_>,
-    a: &mut FloatHistogram,
-    b: &FloatHistogram,
+    hs: &[&FloatHistogram],
     labels: &Labels,
-    operation: &str,
-) -> bool {
-    note(ev, a.add(b), labels, operation)
+) -> Option<FloatHistogram> {
+    let mut sum = hs[0].clone();
+    let mut reconciled = false;
+    for h in &hs[1..] {
+        match sum.add(h) {
+            Ok(c) => reconciled |= c.custom_bounds_reconciled,
+            Err(CombineError::MixedSchemas) => {
+                ev.warn(format!(
+                    "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
+                    metric_name(labels)
+                ));
+                return None;
+            }
+        }
+    }
+    let seen = |hint| hs.iter().any(|h| h.counter_reset_hint == hint);
+    if seen(CounterResetHint::Reset) && seen(CounterResetHint::NotReset) {
+        ev.warn("conflicting counter resets during histogram aggregation");
+    }
+    if reconciled {
+        ev.info("mismatched custom buckets were reconciled during aggregation");
+    }
+    sum.kahan_recount(hs);
+    Some(sum)
 }
 
 fn note(
@@ -652,12 +714,10 @@ pub fn aggregate(
                 ev.warn("encountered a mix of histograms and floats for aggregation");
                 return Some(None);
             }
-            let mut sum = hs[0].0.as_ref().clone();
-            for (h, _) in &hs[1..] {
-                if !note(ev, sum.add(h), labels, "aggregation") {
-                    return Some(None);
-                }
-            }
+            let all: Vec<&FloatHistogram> = hs.iter().map(|(h, _)| h.as_ref()).collect();
+            let Some(mut sum) = sum_histograms(ev, &all, labels) else {
+                return Some(None);
+            };
             if op == AggOp::Avg {
                 sum.div(hs.len() as f64);
             }
@@ -731,6 +791,9 @@ pub fn binop(
                             "mismatched custom buckets were reconciled during {what}"
                         ));
                     }
+                    if op == BinOp::Sub {
+                        out.counter_reset_hint = CounterResetHint::Gauge;
+                    }
                     out.compact();
                     Some(ev.boxed(out))
                 }
@@ -780,6 +843,24 @@ fn op_text(op: BinOp) -> &'static str {
         BinOp::And => "and",
         BinOp::Or => "or",
         BinOp::Unless => "unless",
+    }
+}
+
+/// A subquery's point: a histogram whose hint says "reset" or "not reset" made
+/// "unknown" (Prometheus's engine: a subquery may skip or repeat the reset sample).
+pub fn hint_unknown(ev: &Evaluator<'_>, v: f64) -> f64 {
+    match ev.histogram(v) {
+        Some(h)
+            if matches!(
+                h.counter_reset_hint,
+                CounterResetHint::Reset | CounterResetHint::NotReset
+            ) =>
+        {
+            let mut h = h.as_ref().clone();
+            h.counter_reset_hint = CounterResetHint::Unknown;
+            ev.boxed(h)
+        }
+        _ => v,
     }
 }
 
