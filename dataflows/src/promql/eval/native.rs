@@ -113,7 +113,18 @@ pub fn instant_function(
         "histogram_fraction" => (|| {
             let lower = ev.scalar(&args[0], t)?;
             let upper = ev.scalar(&args[1], t)?;
-            per_histogram(2, &|h, l| fraction(ev, lower, upper, h, l))
+            let (mut out, mut classic) = (Vec::new(), Vec::new());
+            for e in ev.vector(&args[2], t)? {
+                match ev.histogram(e.value) {
+                    Some(h) => {
+                        let value = fraction(ev, lower, upper, &h, &e.labels);
+                        out.push(Element::name_dropped(e.labels, value));
+                    }
+                    None => classic.push(e),
+                }
+            }
+            out.extend(super::histogram::fraction(ev, lower, upper, classic));
+            Ok(Value::Vector(out))
         })(),
         _ => return None,
     })
