@@ -110,7 +110,12 @@ pub fn eval(
         let elems = &elems;
         let value = match op {
             AggOp::Topk | AggOp::Bottomk => {
-                out.extend(top_k(elems, scalar_param, op == AggOp::Topk));
+                let floats = super::native::floats_only(ev, elems.clone());
+                if floats.len() < elems.len() {
+                    let name = if op == AggOp::Topk { "topk" } else { "bottomk" };
+                    ev.info(format!("ignored histogram in {name} aggregation"));
+                }
+                out.extend(top_k(&floats, scalar_param, op == AggOp::Topk));
                 continue;
             }
             AggOp::LimitRatio => {

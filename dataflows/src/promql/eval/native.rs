@@ -113,16 +113,14 @@ pub fn instant_function(
         "histogram_fraction" => (|| {
             let lower = ev.scalar(&args[0], t)?;
             let upper = ev.scalar(&args[1], t)?;
-            let (mut out, mut classic) = (Vec::new(), Vec::new());
-            for e in ev.vector(&args[2], t)? {
-                match ev.histogram(e.value) {
-                    Some(h) => {
-                        let value = fraction(ev, lower, upper, &h, &e.labels);
-                        out.push(Element::name_dropped(e.labels, value));
-                    }
-                    None => classic.push(e),
-                }
-            }
+            let (native, classic) = split_classic_native(ev, ev.vector(&args[2], t)?);
+            let mut out: Vec<Element> = native
+                .into_iter()
+                .map(|(e, h)| {
+                    let value = fraction(ev, lower, upper, &h, &e.labels);
+                    Element::name_dropped(e.labels, value)
+                })
+                .collect();
             out.extend(super::histogram::fraction(ev, lower, upper, classic));
             Ok(Value::Vector(out))
         })(),
@@ -332,16 +330,57 @@ pub fn quantile(ev: &Evaluator<'_>, q: f64, h: &FloatHistogram, l: &Labels) -> f
 /// Splits `histogram_quantile`'s input: the quantile of each native histogram, and
 /// the float elements left for the classic-bucket path.
 pub fn quantiles(ev: &Evaluator<'_>, q: f64, v: Vec<Element>) -> (Vec<Element>, Vec<Element>) {
+    let (native, classic) = split_classic_native(ev, v);
+    let native = native
+        .into_iter()
+        .map(|(e, h)| {
+            let value = quantile(ev, q, &h, &e.labels);
+            Element::name_dropped(e.labels, value)
+        })
+        .collect();
+    (native, classic)
+}
+
+/// The native histograms and the classic buckets of a `histogram_quantile` /
+/// `histogram_fraction` input. A native histogram with the labels of a classic bucket
+/// group (less `le`) is left out with the group, and Prometheus's warning.
+pub fn split_classic_native(
+    ev: &Evaluator<'_>,
+    v: Vec<Element>,
+) -> (Vec<(Element, Arc<FloatHistogram>)>, Vec<Element>) {
     let (mut native, mut classic) = (Vec::new(), Vec::new());
     for e in v {
         match ev.histogram(e.value) {
-            Some(h) => {
-                let value = quantile(ev, q, &h, &e.labels);
-                native.push(Element::name_dropped(e.labels, value));
-            }
+            Some(h) => native.push((e, h)),
             None => classic.push(e),
         }
     }
+    if native.is_empty() || classic.is_empty() {
+        return (native, classic);
+    }
+    let without_le = |l: &Labels| {
+        Labels::from_pairs(
+            l.iter()
+                .filter(|(n, _)| *n != "le")
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+    let groups: std::collections::HashSet<Labels> =
+        classic.iter().map(|e| without_le(&e.labels)).collect();
+    let mut mixed = std::collections::HashSet::new();
+    native.retain(|(e, _)| {
+        let clash = groups.contains(e.labels.as_ref());
+        if clash {
+            ev.warn(format!(
+                "vector contains a mix of classic and native histograms for metric name {}",
+                metric_name(&e.labels)
+            ));
+            mixed.insert(Labels::clone(&e.labels));
+        }
+        !clash
+    });
+    classic.retain(|e| !mixed.contains(&without_le(&e.labels)));
     (native, classic)
 }
 
@@ -513,6 +552,20 @@ fn sum_histograms(
     Some(sum)
 }
 
+/// Prometheus's annotations for what combining two histograms noticed.
+fn note_combined(ev: &Evaluator<'_>, c: crate::histogram::Combined, operation: &str) {
+    if c.counter_reset_collision {
+        ev.warn(format!(
+            "conflicting counter resets during histogram {operation}"
+        ));
+    }
+    if c.custom_bounds_reconciled {
+        ev.info(format!(
+            "mismatched custom buckets were reconciled during {operation}"
+        ));
+    }
+}
+
 fn note(
     ev: &Evaluator<'_>,
     r: Result<crate::histogram::Combined, CombineError>,
@@ -521,16 +574,7 @@ fn note(
 ) -> bool {
     match r {
         Ok(c) => {
-            if c.counter_reset_collision {
-                ev.warn(format!(
-                    "conflicting counter resets during histogram {operation}"
-                ));
-            }
-            if c.custom_bounds_reconciled {
-                ev.info(format!(
-                    "mismatched custom buckets were reconciled during {operation}"
-                ));
-            }
+            note_combined(ev, c, operation);
             true
         }
         Err(CombineError::MixedSchemas) => {
@@ -629,33 +673,14 @@ fn rate(
     result.counter_reset_hint = CounterResetHint::Gauge;
     result.compact();
     // Extrapolation as for floats, the zero point from the count.
-    let range_start = arg.window_end - arg.range_ms;
-    let (first_t, last_t) = (hs[0].0, hs[hs.len() - 1].0);
-    let mut to_start = (first_t - range_start) as f64 / 1000.0;
-    let mut to_end = (arg.window_end - last_t) as f64 / 1000.0;
-    let sampled = (last_t - first_t) as f64 / 1000.0;
-    let average = sampled / (hs.len() - 1) as f64;
-    let threshold = average * 1.1;
-    if to_start >= threshold {
-        to_start = average / 2.0;
-    }
-    if counter && result.count > 0.0 && first.count >= 0.0 {
-        let to_zero = sampled * (first.count / result.count);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    if to_end >= threshold {
-        to_end = average / 2.0;
-    }
-    let mut factor = if sampled != 0.0 {
-        (sampled + to_start + to_end) / sampled
-    } else {
-        1.0
+    let span = super::rate::Span {
+        first_t: hs[0].0,
+        last_t: hs[hs.len() - 1].0,
+        samples: hs.len(),
+        first: first.count,
+        increase: result.count,
     };
-    if func == "rate" {
-        factor /= arg.range_ms as f64 / 1000.0;
-    }
+    let (factor, _) = super::rate::extrapolation(&span, None, arg, counter, func == "rate")?;
     result.mul(factor);
     Some(result)
 }
@@ -792,16 +817,7 @@ pub fn binop(
                     None
                 }
                 Ok(c) => {
-                    if c.counter_reset_collision {
-                        ev.warn(format!(
-                            "conflicting counter resets during histogram {what}"
-                        ));
-                    }
-                    if c.custom_bounds_reconciled {
-                        ev.info(format!(
-                            "mismatched custom buckets were reconciled during {what}"
-                        ));
-                    }
+                    note_combined(ev, c, what);
                     if op == BinOp::Sub {
                         out.counter_reset_hint = CounterResetHint::Gauge;
                     }
