@@ -57,7 +57,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "pi" => Value::Scalar(std::f64::consts::PI),
         "vector" => Value::Vector(vec![Element::new(Arc::default(), ev.scalar(arg(0)?, t)?)]),
         "scalar" => {
-            let v = ev.vector(arg(0)?, t)?;
+            let v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             Value::Scalar(if v.len() == 1 { v[0].value } else { f64::NAN })
         }
         "timestamp" => match arg(0)? {
@@ -72,20 +72,19 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             let (lo, hi) = match func {
-                "clamp" => (ev.scalar(arg(1)?, t)?, ev.scalar(arg(2)?, t)?),
-                "clamp_min" => (ev.scalar(arg(1)?, t)?, f64::NAN),
-                _ => (f64::NAN, ev.scalar(arg(1)?, t)?),
+                "clamp" => (Some(ev.scalar(arg(1)?, t)?), Some(ev.scalar(arg(2)?, t)?)),
+                "clamp_min" => (Some(ev.scalar(arg(1)?, t)?), None),
+                _ => (None, Some(ev.scalar(arg(1)?, t)?)),
             };
-            if func == "clamp" && hi < lo {
-                return Ok(Value::Vector(Vec::new()));
-            }
-            map_values(v, move |x| {
-                let x = if lo.is_nan() { x } else { x.max(lo) };
-                if hi.is_nan() {
-                    x
-                } else {
-                    x.min(hi)
+            if let (Some(lo), Some(hi)) = (lo, hi) {
+                if hi < lo {
+                    return Ok(Value::Vector(Vec::new()));
                 }
+            }
+            // Go's math.Max / math.Min: a NaN bound makes NaN.
+            map_values(v, move |x| {
+                let x = lo.map_or(x, |lo| go_max(x, lo));
+                hi.map_or(x, |hi| go_min(x, hi))
             })?
         }
         "round" => {
@@ -120,7 +119,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "label_replace" => label_replace(ev, args, t)?,
         "label_join" => label_join(ev, args, t)?,
         "sort" | "sort_desc" => {
-            let mut v = ev.vector(arg(0)?, t)?;
+            let mut v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             let desc = func == "sort_desc";
             v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
                 (true, true) => std::cmp::Ordering::Equal,
@@ -187,6 +186,28 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         }
         other => return Err(EvalError(format!("not supported: function {other}"))),
     })
+}
+
+/// Go's `math.Max`: +Inf wins, then NaN.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a == f64::INFINITY || b == f64::INFINITY {
+        f64::INFINITY
+    } else if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: -Inf wins, then NaN.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY || b == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 fn map_values(v: Vec<Element>, f: impl Fn(f64) -> f64) -> EvalResult<Value> {
