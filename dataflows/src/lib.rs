@@ -16,6 +16,7 @@
 pub mod catalog;
 pub mod engine;
 pub mod go_float;
+pub mod histogram;
 pub mod labels;
 pub mod latest;
 pub mod postings;

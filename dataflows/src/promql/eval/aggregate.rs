@@ -110,7 +110,12 @@ pub fn eval(
         let elems = &elems;
         let value = match op {
             AggOp::Topk | AggOp::Bottomk => {
-                out.extend(top_k(elems, scalar_param, op == AggOp::Topk));
+                let floats = super::native::floats_only(ev, elems.clone());
+                if floats.len() < elems.len() {
+                    let name = if op == AggOp::Topk { "topk" } else { "bottomk" };
+                    ev.info(format!("ignored histogram in {name} aggregation"));
+                }
+                out.extend(top_k(&floats, scalar_param, op == AggOp::Topk));
                 continue;
             }
             AggOp::LimitRatio => {
@@ -130,10 +135,16 @@ pub fn eval(
                 continue;
             }
             _ => {
-                let values: Vec<f64> = elems.iter().map(|e| e.value).collect();
-                match reduce(op, &values, scalar_param) {
-                    Some(v) => v,
-                    None => continue,
+                let mut values: Vec<f64> = elems.iter().map(|e| e.value).collect();
+                if let Some(native) = super::native::aggregate(ev, op, elems, &mut values) {
+                    match native {
+                        Some(v) => v,
+                        None => continue,
+                    }
+                } else if let Some(v) = reduce(op, &values, scalar_param) {
+                    v
+                } else {
+                    continue;
                 }
             }
         };

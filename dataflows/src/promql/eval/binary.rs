@@ -37,8 +37,8 @@ pub fn eval(
                 v
             })
         }
-        (Value::Vector(v), Value::Scalar(s)) => vector_scalar(op, v, s, false, return_bool),
-        (Value::Scalar(s), Value::Vector(v)) => vector_scalar(op, v, s, true, return_bool),
+        (Value::Vector(v), Value::Scalar(s)) => vector_scalar(ev, op, v, s, false, return_bool),
+        (Value::Scalar(s), Value::Vector(v)) => vector_scalar(ev, op, v, s, true, return_bool),
         (Value::Vector(a), Value::Vector(b)) => {
             let default = Matching {
                 on: false,
@@ -51,7 +51,7 @@ pub fn eval(
             if op.is_set() {
                 Value::Vector(set_op(op, a, b, m))
             } else {
-                Value::Vector(vector_vector(op, a, b, m, return_bool)?)
+                Value::Vector(vector_vector(ev, op, a, b, m, return_bool)?)
             }
         }
         _ => return Err(EvalError("binary operation on non-numeric operands".into())),
@@ -78,10 +78,27 @@ fn elem(op: BinOp, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
-fn vector_scalar(op: BinOp, v: Vec<Element>, s: f64, swap: bool, return_bool: bool) -> Value {
+fn vector_scalar(
+    ev: &Evaluator<'_>,
+    op: BinOp,
+    v: Vec<Element>,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Value {
     Value::Vector(
         v.into_iter()
-            .filter_map(|e| scalar_element(op, e, s, swap, return_bool))
+            .filter_map(|e| {
+                let (l, r) = if swap { (s, e.value) } else { (e.value, s) };
+                match super::native::binop(ev, op, l, r, return_bool) {
+                    Some(value) => Some(Element {
+                        labels: drop_name(&e.labels),
+                        value: value?,
+                        drop_name: e.drop_name,
+                    }),
+                    None => scalar_element(op, e, s, swap, return_bool),
+                }
+            })
             .collect(),
     )
 }
@@ -212,6 +229,7 @@ fn add_fill(a: &mut Vec<Element>, b: &mut Vec<Element>, m: &Matching) {
 }
 
 fn vector_vector(
+    ev: &Evaluator<'_>,
     op: BinOp,
     mut a: Vec<Element>,
     mut b: Vec<Element>,
@@ -266,6 +284,14 @@ fn vector_vector(
             ));
         }
         seen.insert(labels.clone());
+        if let Some(value) = super::native::binop(ev, op, vl, vr, return_bool) {
+            out.extend(value.map(|value| Element {
+                labels,
+                value,
+                drop_name: e.drop_name,
+            }));
+            continue;
+        }
         out.extend(matched_element(
             op,
             (vl, vr),

@@ -10,7 +10,7 @@
 //! [`super::finish_vector`] at the end of the query or at a subquery boundary.
 
 use super::selector::{effective_time, instant_with_ts, range_arg, range_window, RangeArg};
-use super::{math, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
+use super::{math, native, over_time, rate, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::labels::Labels;
 use crate::promql::plan::{Plan, VectorSel};
 use crate::selector::MatchKind;
@@ -32,8 +32,11 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
     if takes_range(args) {
         return range_function(ev, func, args, t);
     }
+    if let Some(result) = native::instant_function(ev, func, args, t) {
+        return result;
+    }
     if let Some(f) = math::unary(func) {
-        return map_values(ev.vector(arg(0)?, t)?, f);
+        return map_values(native::floats_only(ev, ev.vector(arg(0)?, t)?), f);
     }
     Ok(match func {
         "time" => Value::Scalar(t as f64 / 1000.0),
@@ -54,7 +57,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "pi" => Value::Scalar(std::f64::consts::PI),
         "vector" => Value::Vector(vec![Element::new(Arc::default(), ev.scalar(arg(0)?, t)?)]),
         "scalar" => {
-            let v = ev.vector(arg(0)?, t)?;
+            let v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             Value::Scalar(if v.len() == 1 { v[0].value } else { f64::NAN })
         }
         "timestamp" => match arg(0)? {
@@ -67,26 +70,25 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             other => map_values(ev.vector(other, t)?, |_| t as f64 / 1000.0)?,
         },
         "clamp" | "clamp_min" | "clamp_max" => {
-            let v = ev.vector(arg(0)?, t)?;
+            let v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             let (lo, hi) = match func {
-                "clamp" => (ev.scalar(arg(1)?, t)?, ev.scalar(arg(2)?, t)?),
-                "clamp_min" => (ev.scalar(arg(1)?, t)?, f64::NAN),
-                _ => (f64::NAN, ev.scalar(arg(1)?, t)?),
+                "clamp" => (Some(ev.scalar(arg(1)?, t)?), Some(ev.scalar(arg(2)?, t)?)),
+                "clamp_min" => (Some(ev.scalar(arg(1)?, t)?), None),
+                _ => (None, Some(ev.scalar(arg(1)?, t)?)),
             };
-            if func == "clamp" && hi < lo {
-                return Ok(Value::Vector(Vec::new()));
-            }
-            map_values(v, move |x| {
-                let x = if lo.is_nan() { x } else { x.max(lo) };
-                if hi.is_nan() {
-                    x
-                } else {
-                    x.min(hi)
+            if let (Some(lo), Some(hi)) = (lo, hi) {
+                if hi < lo {
+                    return Ok(Value::Vector(Vec::new()));
                 }
+            }
+            // Go's math.Max / math.Min: a NaN bound makes NaN.
+            map_values(v, move |x| {
+                let x = lo.map_or(x, |lo| go_max(x, lo));
+                hi.map_or(x, |hi| go_min(x, hi))
             })?
         }
         "round" => {
-            let v = ev.vector(arg(0)?, t)?;
+            let v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             let to = match args.get(1) {
                 Some(p) => ev.scalar(p, t)?,
                 None => 1.0,
@@ -96,7 +98,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
         | "month" | "year" => {
             let v = match args.first() {
-                Some(p) => ev.vector(p, t)?,
+                Some(p) => native::floats_only(ev, ev.vector(p, t)?),
                 None => vec![Element::new(Arc::default(), t as f64 / 1000.0)],
             };
             let f = date_part(func);
@@ -117,7 +119,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "label_replace" => label_replace(ev, args, t)?,
         "label_join" => label_join(ev, args, t)?,
         "sort" | "sort_desc" => {
-            let mut v = ev.vector(arg(0)?, t)?;
+            let mut v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             let desc = func == "sort_desc";
             v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
                 (true, true) => std::cmp::Ordering::Equal,
@@ -160,9 +162,17 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             for p in &args[2..] {
                 let phi = ev.scalar(p, t)?;
                 check_quantile(ev, phi);
-                for e in super::histogram::quantile(ev, phi, v.clone()) {
+                let (native, classic) = native::quantiles(ev, phi, v.clone());
+                for e in native
+                    .into_iter()
+                    .chain(super::histogram::quantile(ev, phi, classic))
+                {
                     let labels = set_label(&e.labels, &label, &format!("{phi:?}"));
-                    out.push(Element::new(labels, e.value));
+                    out.push(Element {
+                        labels,
+                        value: e.value,
+                        drop_name: e.drop_name,
+                    });
                 }
             }
             Value::Vector(out)
@@ -170,10 +180,34 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "histogram_quantile" => {
             let phi = ev.scalar(arg(0)?, t)?;
             check_quantile(ev, phi);
-            Value::Vector(super::histogram::quantile(ev, phi, ev.vector(arg(1)?, t)?))
+            let (mut native, classic) = native::quantiles(ev, phi, ev.vector(arg(1)?, t)?);
+            native.extend(super::histogram::quantile(ev, phi, classic));
+            Value::Vector(native)
         }
         other => return Err(EvalError(format!("not supported: function {other}"))),
     })
+}
+
+/// Go's `math.Max`: +Inf wins, then NaN.
+fn go_max(a: f64, b: f64) -> f64 {
+    if a == f64::INFINITY || b == f64::INFINITY {
+        f64::INFINITY
+    } else if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// Go's `math.Min`: -Inf wins, then NaN.
+fn go_min(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY || b == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 fn map_values(v: Vec<Element>, f: impl Fn(f64) -> f64) -> EvalResult<Value> {
@@ -216,15 +250,23 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
     if func == "quantile_over_time" {
         check_quantile(ev, param);
     }
-    if func == "rate" || func == "increase" {
-        for s in &arg.series {
-            possible_non_counter(ev, &s.labels);
-        }
-    }
     let params = RangeParams { param, sf, tf };
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
-        if let Some(value) = range_kernel(func, &s.points, &[], &arg, t, params)? {
+        let value = match native::range_kernel(ev, func, &s.points, &arg, &s.labels) {
+            native::Window::Value(value) => value,
+            native::Window::FloatsOfMixed => {
+                let floats = native::float_points(ev, &s.points);
+                range_kernel(func, &floats, &[], &arg, t, params)?
+            }
+            native::Window::Floats => {
+                if func == "rate" || func == "increase" {
+                    possible_non_counter(ev, &s.labels);
+                }
+                range_kernel(func, &s.points, &[], &arg, t, params)?
+            }
+        };
+        if let Some(value) = value {
             ev.samples.take(1)?;
             out.push(range_element(func, s.labels.clone(), value));
         }
@@ -285,7 +327,8 @@ fn plain_window_function(
             if failed.is_some() || window.is_empty() {
                 return;
             }
-            if counter {
+            let native = native::range_kernel(ev, func, &window, &arg, labels);
+            if counter && native == native::Window::Floats {
                 possible_non_counter(ev, labels);
             }
             // One window is held at a time, with the outputs so far.
@@ -301,7 +344,15 @@ fn plain_window_function(
             if counter_func(func) && !starts.is_empty() {
                 start_overlap(ev, labels, &window, &starts);
             }
-            match range_kernel(func, &window, &starts, &arg, t, params) {
+            let value = match native {
+                native::Window::Value(value) => Ok(value),
+                native::Window::FloatsOfMixed => {
+                    let floats = native::float_points(ev, &window);
+                    range_kernel(func, &floats, &starts, &arg, t, params)
+                }
+                native::Window::Floats => range_kernel(func, &window, &starts, &arg, t, params),
+            };
+            match value {
                 Ok(Some(value)) => match ev.samples.take(1) {
                     Ok(()) => out.push(range_element(func, labels.clone(), value)),
                     Err(e) => failed = Some(e),

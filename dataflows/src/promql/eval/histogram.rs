@@ -1,6 +1,7 @@
-//! `histogram_quantile(φ, b)` over classic buckets (`le` label), as Prometheus's
-//! `bucketQuantile` (promql/quantile.go): buckets grouped by their labels without
-//! `le`, made monotonic, then linear interpolation within a bucket.
+//! `histogram_quantile(φ, b)` and `histogram_fraction(lower, upper, b)` over classic
+//! buckets (`le` label), as Prometheus's `BucketQuantile` and `BucketFraction`
+//! (promql/quantile.go): buckets grouped by their labels without `le`; for the
+//! quantile made monotonic, then linear interpolation within a bucket.
 
 use super::{Derivation, Element, Evaluator};
 use crate::labels::Labels;
@@ -10,6 +11,113 @@ use std::sync::Arc;
 /// One output element per bucket group; elements without a parsable `le` are ignored
 /// (with a warning), buckets made monotonic are reported (an info).
 pub fn quantile(ev: &Evaluator<'_>, phi: f64, v: Vec<Element>) -> Vec<Element> {
+    bucket_groups(ev, v)
+        .into_iter()
+        .map(|(labels, buckets)| {
+            let (value, forced_monotonic) = bucket_quantile(phi, buckets);
+            if forced_monotonic {
+                ev.info(format!(
+                    "input to histogram_quantile needed to be fixed for monotonicity (see \
+                     https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) \
+                     for metric name {:?}",
+                    labels.metric_name()
+                ));
+            }
+            Element::new(ev.derived(&labels, Derivation::DropName), value)
+        })
+        .collect()
+}
+
+/// `histogram_fraction(lower, upper, v)` of each bucket group.
+pub fn fraction(ev: &Evaluator<'_>, lower: f64, upper: f64, v: Vec<Element>) -> Vec<Element> {
+    bucket_groups(ev, v)
+        .into_iter()
+        .map(|(labels, buckets)| {
+            let value = bucket_fraction(lower, upper, buckets);
+            Element::new(ev.derived(&labels, Derivation::DropName), value)
+        })
+        .collect()
+}
+
+/// Prometheus's `BucketFraction` over buckets `(upper_bound, cumulative_count)`.
+pub fn bucket_fraction(lower: f64, upper: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        return f64::NAN;
+    }
+    let buckets = coalesce(buckets);
+    let count = buckets[buckets.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    let mut lower_bound = if buckets[0].0 <= 0.0 {
+        f64::NEG_INFINITY
+    } else {
+        0.0
+    };
+    for (i, &(upper_bound, c)) in buckets.iter().enumerate() {
+        if i > 0 {
+            lower_bound = buckets[i - 1].0;
+        }
+        let interpolate = |v: f64| {
+            if lower_bound == f64::NEG_INFINITY {
+                return c;
+            }
+            rank + (c - rank) * (v - lower_bound) / (upper_bound - lower_bound)
+        };
+        if !lower_set && lower_bound >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lower_bound >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lower_bound < lower && upper_bound > lower {
+            lower_rank = interpolate(lower);
+            lower_set = true;
+        }
+        if !upper_set && lower_bound < upper && upper_bound > upper {
+            upper_rank = interpolate(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = c;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
+}
+
+/// Buckets with equal upper bounds merged (sorted input).
+fn coalesce(buckets: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for (ub, c) in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == ub => last.1 += c,
+            _ => merged.push((ub, c)),
+        }
+    }
+    merged
+}
+
+/// The elements' buckets `(upper_bound, count)` grouped by their labels without `le`;
+/// elements without a parsable `le` are ignored (with a warning).
+fn bucket_groups(ev: &Evaluator<'_>, v: Vec<Element>) -> BTreeMap<Arc<Labels>, Vec<(f64, f64)>> {
     let mut groups: BTreeMap<Arc<Labels>, Vec<(f64, f64)>> = BTreeMap::new();
     for e in v {
         let le = e.labels.get("le");
@@ -27,20 +135,6 @@ pub fn quantile(ev: &Evaluator<'_>, phi: f64, v: Vec<Element>) -> Vec<Element> {
         groups.entry(key).or_default().push((upper, e.value));
     }
     groups
-        .into_iter()
-        .map(|(labels, buckets)| {
-            let (value, forced_monotonic) = bucket_quantile(phi, buckets);
-            if forced_monotonic {
-                ev.info(format!(
-                    "input to histogram_quantile needed to be fixed for monotonicity (see \
-                     https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) \
-                     for metric name {:?}",
-                    labels.metric_name()
-                ));
-            }
-            Element::new(ev.derived(&labels, Derivation::DropName), value)
-        })
-        .collect()
 }
 
 fn parse_le(s: &str) -> Option<f64> {
@@ -66,15 +160,7 @@ pub fn bucket_quantile(phi: f64, mut buckets: Vec<(f64, f64)>) -> (f64, bool) {
     if buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
         return (f64::NAN, false);
     }
-    // Coalesce equal bounds.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for (ub, c) in buckets {
-        match merged.last_mut() {
-            Some(last) if last.0 == ub => last.1 += c,
-            _ => merged.push((ub, c)),
-        }
-    }
-    let mut buckets = merged;
+    let mut buckets = coalesce(buckets);
     // Monotonic, ignoring tiny deltas.
     let mut forced = false;
     let mut prev = buckets[0].1;

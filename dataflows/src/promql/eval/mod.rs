@@ -9,9 +9,7 @@
 //! One function family per file: [`selector`] (instant/range/subquery selection),
 //! [`rate`], [`over_time`], [`aggregate`], [`binary`], [`math`], [`histogram`]
 //! (classic-bucket `histogram_quantile`), [`info`], [`functions`] (dispatch, time,
-//! labels, absent, sort, clamp, …).
-//!
-//! Not yet: native histograms.
+//! labels, absent, sort, clamp, …), [`native`] (native histograms, carried as handles).
 
 pub mod aggregate;
 pub mod binary;
@@ -19,10 +17,12 @@ pub mod functions;
 pub mod histogram;
 pub mod info;
 pub mod math;
+pub mod native;
 pub mod over_time;
 pub mod rate;
 pub mod selector;
 
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::promql::plan::{Grouping, Plan};
 use crate::selector::Selector;
@@ -70,6 +70,12 @@ pub trait SeriesSource {
         _end_ms: i64,
     ) -> Vec<(i64, i64)> {
         Vec::new()
+    }
+
+    /// The stored native histogram a sample value names ([`native::SOURCE`] handle
+    /// `index`). Default: the source holds none.
+    fn histogram(&self, _index: u32) -> Option<Arc<FloatHistogram>> {
+        None
     }
 }
 
@@ -253,6 +259,8 @@ pub struct Evaluator<'a> {
     /// Every distinct set [`Evaluator::derived`] returned, so that equal sets are one
     /// `Arc` (found by address in [`LabelSlots`]).
     interned: RefCell<HashSet<Arc<Labels>>>,
+    /// Histograms computed during this evaluation ([`native::MADE`] handles).
+    histograms: RefCell<Vec<Arc<FloatHistogram>>>,
 }
 
 /// The most label sets [`Evaluator::derived`] remembers.
@@ -316,6 +324,7 @@ impl<'a> Evaluator<'a> {
             annotations: RefCell::default(),
             derived: RefCell::default(),
             interned: RefCell::default(),
+            histograms: RefCell::default(),
         }
     }
 
@@ -477,7 +486,10 @@ impl<'a> Evaluator<'a> {
                 Value::Scalar(v) => Value::Scalar(-v),
                 Value::Vector(v) => Value::Vector(
                     v.into_iter()
-                        .map(|e| Element::name_dropped(e.labels, -e.value))
+                        .map(|e| {
+                            let value = native::negate(self, e.value).unwrap_or(-e.value);
+                            Element::name_dropped(e.labels, value)
+                        })
                         .collect(),
                 ),
                 _ => return Err(EvalError("unary minus on a non-numeric value".into())),

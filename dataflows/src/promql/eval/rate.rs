@@ -93,8 +93,6 @@ pub fn extrapolated(
     per_second: bool,
 ) -> Option<f64> {
     let (&(first_t, first_v), &(last_t, last_v)) = (points.first()?, points.last()?);
-    let range_start = arg.window_end - arg.range_ms;
-    let range_end = arg.window_end;
     let mut result = last_v - first_v;
     if counter {
         for i in 1..points.len() {
@@ -103,23 +101,76 @@ pub fn extrapolated(
             }
         }
     }
+    let span = Span {
+        first_t,
+        last_t,
+        samples: points.len(),
+        first: first_v,
+        increase: result,
+    };
+    let (factor, from_start) =
+        extrapolation(&span, sts.first().copied(), arg, counter, per_second)?;
+    if from_start {
+        result += first_v;
+    }
+    Some(result * factor)
+}
+
+/// What [`extrapolation`] needs to know of a window's samples: the first and last
+/// sample times, how many there are, the first value and the increase (for
+/// histograms: their counts).
+pub struct Span {
+    /// Time of the first sample, ms.
+    pub first_t: i64,
+    /// Time of the last sample, ms.
+    pub last_t: i64,
+    /// Samples in the window.
+    pub samples: usize,
+    /// The first value.
+    pub first: f64,
+    /// The increase (last minus first, plus what resets lost).
+    pub increase: f64,
+}
+
+/// Prometheus's extrapolation of `extrapolatedRate`: the factor to scale a window's
+/// increase by, and whether the first sample's own value belongs to the increase (its
+/// start timestamp `start` lies inside the window: the counter was zero there, no
+/// extrapolation to the left). `None`: no result (fewer than two samples, without
+/// such a start).
+pub fn extrapolation(
+    span: &Span,
+    start: Option<i64>,
+    arg: &RangeArg,
+    counter: bool,
+    per_second: bool,
+) -> Option<(f64, bool)> {
+    let Span {
+        first_t,
+        last_t,
+        samples,
+        first: first_v,
+        increase: result,
+    } = *span;
+    let range_start = arg.window_end - arg.range_ms;
+    let range_end = arg.window_end;
+    let mut from_start = false;
     let mut to_start = (first_t - range_start) as f64 / 1000.0;
     let mut to_end = (range_end - last_t) as f64 / 1000.0;
     let mut sampled = (last_t - first_t) as f64 / 1000.0;
-    let avg_step = match points.len() {
-        1 => 0.0,
+    let avg_step = match samples {
+        0 | 1 => 0.0,
         n => sampled / (n - 1) as f64,
     };
     let threshold = avg_step * 1.1;
-    match sts.first() {
+    match start {
         // The first sample starts inside the window: the counter was zero at its
         // start, no extrapolation to the left (with one sample, none to the right).
-        Some(&st) if counter && st != 0 && st > range_start && st < first_t => {
+        Some(st) if counter && st != 0 && st > range_start && st < first_t => {
             to_start = 0.0;
             sampled = (last_t - st) as f64 / 1000.0;
-            result += first_v;
+            from_start = true;
         }
-        _ if points.len() < 2 => return None,
+        _ if samples < 2 => return None,
         _ => {
             if to_start >= threshold {
                 to_start = avg_step / 2.0;
@@ -143,7 +194,7 @@ pub fn extrapolated(
     if per_second {
         factor /= arg.range_ms as f64 / 1000.0;
     }
-    Some(result * factor)
+    Some((factor, from_start))
 }
 
 /// `rate`/`increase` (`counter`) and `delta` over an `anchored` or `smoothed` window:

@@ -298,7 +298,8 @@ pub fn range_arg(ev: &Evaluator<'_>, plan: &Plan, t: i64) -> EvalResult<RangeArg
                 match ev.instant(expr, ts)? {
                     Value::Vector(v) => {
                         for e in v {
-                            out.entry(e.labels).or_default().push((ts, e.value));
+                            let value = super::native::hint_unknown(ev, e.value);
+                            out.entry(e.labels).or_default().push((ts, value));
                         }
                     }
                     Value::Scalar(v) => out.entry(Arc::default()).or_default().push((ts, v)),

@@ -2,17 +2,41 @@
 //!
 //! Shared by both conformance modes (ad-hoc evaluation and maintained rules), so that
 //! they judge results by exactly the same rules: floats compare with a relative
-//! tolerance of 1e-6 (NaN equals NaN, a stale marker only a stale marker), vectors by
-//! label set (and order when `expect ordered`), matrices point by point, expected
-//! failures by message or regex.
+//! tolerance of 1e-6 (NaN equals NaN, a stale marker only a stale marker), native
+//! histograms compacted, field by field with that tolerance (the counter-reset hint
+//! only when the expectation names one), vectors by label set (and order when
+//! `expect ordered`), matrices point by point, expected failures by message or regex.
+//! A result's histograms are read through a [`Resolve`] (the evaluator's handles).
 
 use super::{Eval, EvalTime, Expected, FailMatch, Point};
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::promql::durations::QueryTimes;
 use crate::promql::eval::{Annotations, Element, EvalError, Series, Value};
 use crate::promql::plan::{self, Plan, PlanError};
 use crate::sample::is_stale_marker;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// The histogram a result value names, if any.
+pub type Resolve<'a> = &'a dyn Fn(f64) -> Option<Arc<FloatHistogram>>;
+
+/// Whether a result value is the expected point.
+fn point_eq(got: f64, want: &Point, resolve: Resolve<'_>) -> bool {
+    match (resolve(got), want) {
+        (None, Point::Float(w)) => float_eq(got, *w),
+        (Some(h), Point::Histogram { h: w, hint_set }) => w.same(&h, *hint_set, float_eq),
+        _ => false,
+    }
+}
+
+/// A result value as the scripts write it.
+fn show(v: f64, resolve: Resolve<'_>) -> String {
+    match resolve(v) {
+        Some(h) => h.to_string(),
+        None => v.to_string(),
+    }
+}
 
 /// Float equality as upstream's runner: NaN equals NaN (stale only equals stale),
 /// else relative difference below 1e-6, exact near zero.
@@ -60,27 +84,22 @@ pub fn plan_eval(e: &Eval) -> Result<Plan, Result<(), String>> {
     }
 }
 
-fn expected_floats(points: &[Option<Point>]) -> Vec<Option<f64>> {
-    points
-        .iter()
-        .map(|p| match p {
-            Some(Point::Float(v)) => Some(*v),
-            _ => None,
-        })
-        .collect()
-}
-
-fn show_vector(v: &[Element]) -> String {
+fn show_vector(v: &[Element], resolve: Resolve<'_>) -> String {
     let items: Vec<String> = v
         .iter()
         .take(4)
-        .map(|e| format!("{} {}", e.labels, e.value))
+        .map(|e| format!("{} {}", e.labels, show(e.value, resolve)))
         .collect();
     items.join("; ")
 }
 
 /// Compares an instant vector with the expected series lines.
-pub fn compare_vector(got: &[Element], exp: &Expected, ordered: bool) -> Result<(), String> {
+pub fn compare_vector(
+    got: &[Element],
+    exp: &Expected,
+    ordered: bool,
+    resolve: Resolve<'_>,
+) -> Result<(), String> {
     let Expected::Series(exp) = exp else {
         return Err(format!("expected a scalar, got a vector of {}", got.len()));
     };
@@ -89,21 +108,28 @@ pub fn compare_vector(got: &[Element], exp: &Expected, ordered: bool) -> Result<
             "expected {} elements, got {}: {}",
             exp.len(),
             got.len(),
-            show_vector(got)
+            show_vector(got, resolve)
         ));
     }
     let by_labels: HashMap<&Labels, f64> = got.iter().map(|e| (&*e.labels, e.value)).collect();
     for (i, (labels, points)) in exp.iter().enumerate() {
-        let want = expected_floats(points)
+        let want = points
             .first()
-            .copied()
+            .cloned()
             .flatten()
-            .unwrap_or(f64::NAN);
+            .unwrap_or(Point::Float(f64::NAN));
         let Some(&v) = by_labels.get(labels) else {
-            return Err(format!("missing {labels}; got {}", show_vector(got)));
+            return Err(format!(
+                "missing {labels}; got {}",
+                show_vector(got, resolve)
+            ));
         };
-        if !float_eq(v, want) {
-            return Err(format!("{labels}: expected {want}, got {v}"));
+        if !point_eq(v, &want, resolve) {
+            return Err(format!(
+                "{labels}: expected {}, got {}",
+                show_point(&want),
+                show(v, resolve)
+            ));
         }
         if ordered && *got[i].labels != *labels {
             return Err(format!(
@@ -115,8 +141,21 @@ pub fn compare_vector(got: &[Element], exp: &Expected, ordered: bool) -> Result<
     Ok(())
 }
 
+fn show_point(p: &Point) -> String {
+    match p {
+        Point::Float(v) => v.to_string(),
+        Point::Histogram { h, .. } => h.to_string(),
+    }
+}
+
 /// Compares a matrix with the expected series lines, point `i` at `start + i * step`.
-pub fn compare_matrix(got: &[Series], exp: &Expected, start: i64, step: i64) -> Result<(), String> {
+pub fn compare_matrix(
+    got: &[Series],
+    exp: &Expected,
+    start: i64,
+    step: i64,
+    resolve: Resolve<'_>,
+) -> Result<(), String> {
     let Expected::Series(exp) = exp else {
         return Err("expected a scalar, got a matrix".into());
     };
@@ -124,10 +163,10 @@ pub fn compare_matrix(got: &[Series], exp: &Expected, start: i64, step: i64) -> 
     let mut seen = HashSet::new();
     for (labels, points) in exp {
         seen.insert(labels);
-        let want: Vec<(i64, f64)> = expected_floats(points)
-            .into_iter()
+        let want: Vec<(i64, &Point)> = points
+            .iter()
             .enumerate()
-            .filter_map(|(i, v)| v.map(|v| (start + i as i64 * step, v)))
+            .filter_map(|(i, v)| v.as_ref().map(|v| (start + i as i64 * step, v)))
             .collect();
         let Some(s) = by_labels.get(labels) else {
             if want.is_empty() {
@@ -139,9 +178,15 @@ pub fn compare_matrix(got: &[Series], exp: &Expected, start: i64, step: i64) -> 
             || s.points
                 .iter()
                 .zip(&want)
-                .any(|(g, w)| g.0 != w.0 || !float_eq(g.1, w.1))
+                .any(|(g, w)| g.0 != w.0 || !point_eq(g.1, w.1, resolve))
         {
-            return Err(format!("{labels}: expected {want:?}, got {:?}", s.points));
+            let want: Vec<(i64, String)> = want.iter().map(|(t, p)| (*t, show_point(p))).collect();
+            let got: Vec<(i64, String)> = s
+                .points
+                .iter()
+                .map(|(t, v)| (*t, show(*v, resolve)))
+                .collect();
+            return Err(format!("{labels}: expected {want:?}, got {got:?}"));
         }
     }
     for s in got {
@@ -160,8 +205,18 @@ fn regex_find(re: &str, text: &str) -> bool {
 }
 
 /// Judges the result of an eval (an instant value, or for a range eval the assembled
-/// matrix): `Ok(())` is a pass, `Err` the reason it failed.
+/// matrix): `Ok(())` is a pass, `Err` the reason it failed. A value that is a
+/// histogram handle is not one here (see [`check_with`]).
 pub fn check(e: &Eval, result: Result<Value, EvalError>) -> Result<(), String> {
+    check_with(e, result, &|_| None)
+}
+
+/// [`check`], with the result's histograms read through `resolve`.
+pub fn check_with(
+    e: &Eval,
+    result: Result<Value, EvalError>,
+    resolve: Resolve<'_>,
+) -> Result<(), String> {
     if let Some(fail) = &e.fail {
         return match (result, fail) {
             (Ok(_), _) => Err("expected failure, got a result".into()),
@@ -183,15 +238,15 @@ pub fn check(e: &Eval, result: Result<Value, EvalError>) -> Result<(), String> {
             Expected::Scalar(want) if float_eq(v, want) => Ok(()),
             _ => Err(format!("got scalar {v}")),
         },
-        (Value::Vector(v), _) => compare_vector(&v, &e.expected, e.ordered),
+        (Value::Vector(v), _) => compare_vector(&v, &e.expected, e.ordered, resolve),
         (
             Value::Matrix(m),
             EvalTime::Range {
                 start_ms, step_ms, ..
             },
-        ) => compare_matrix(&m, &e.expected, *start_ms, *step_ms),
+        ) => compare_matrix(&m, &e.expected, *start_ms, *step_ms, resolve),
         (Value::Matrix(m), EvalTime::Instant { .. }) => match e.range_vector {
-            Some((start, _, step)) => compare_matrix(&m, &e.expected, start, step),
+            Some((start, _, step)) => compare_matrix(&m, &e.expected, start, step, resolve),
             None => Err("got a range vector".into()),
         },
         (Value::String(s), _) => Err(format!("got string {s:?}")),

@@ -8,13 +8,13 @@
 //!
 //! Contract: a script that upstream accepts parses without error (expressions are
 //! kept as text, not parsed here); native-histogram points become
-//! [`Point::Histogram`], an "unsupported" marker, so callers can skip those evals.
+//! [`Point::Histogram`].
 
 pub mod compare;
 pub mod store;
 mod values;
 
-pub use values::{parse_duration_ms, parse_number, parse_values, Point};
+pub use values::{parse_duration_ms, parse_histogram, parse_number, parse_values, Point};
 
 use crate::labels::Labels;
 
@@ -107,9 +107,10 @@ impl Eval {
     pub fn expects_histograms(&self) -> bool {
         match &self.expected {
             Expected::Scalar(_) => false,
-            Expected::Series(s) => s
-                .iter()
-                .any(|(_, ps)| ps.iter().any(|p| matches!(p, Some(Point::Histogram)))),
+            Expected::Series(s) => s.iter().any(|(_, ps)| {
+                ps.iter()
+                    .any(|p| matches!(p, Some(Point::Histogram { .. })))
+            }),
         }
     }
 }
@@ -218,7 +219,9 @@ fn parse_load(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Load,
                 .into_iter()
                 .map(|p| match p {
                     Some(Point::Float(secs)) => Ok(Some((secs * 1000.0).round() as i64)),
-                    Some(Point::Histogram) => Err(e("histogram in a start-timestamp line".into())),
+                    Some(Point::Histogram { .. }) => {
+                        Err(e("histogram in a start-timestamp line".into()))
+                    }
                     None => Ok(None),
                 })
                 .collect::<Result<Vec<_>, _>>()?;

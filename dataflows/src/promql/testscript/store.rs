@@ -3,19 +3,22 @@
 //! Owns the in-memory [`MemStorage`] that both conformance runners read: mode (a)
 //! evaluates over it directly, mode (b) streams its samples into the engine in time
 //! order (with their start timestamps, `@st` lines). Native-histogram points are
-//! stored as a placeholder NaN so that a runner can tell when an evaluation touched
-//! one (those evals are skipped, not failed).
+//! kept aside and stored as their handle ([`native`]), which the reference evaluator
+//! resolves through [`SeriesSource::histogram`]; a selection that returns one is
+//! noted ([`MemStorage::touched_histogram`]) so that a runner can skip the eval in a
+//! mode that does not read histograms.
+//!
+//! [`native`]: crate::promql::eval::native
 
 use super::{Load, Point};
+use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::labels::Labels;
+use crate::promql::eval::native::{handle, parse_handle, SOURCE};
 use crate::promql::eval::{Selected, SeriesSource};
 use crate::selector::Selector;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Stored in place of a native-histogram sample: a NaN no computation produces.
-pub const HISTOGRAM_BITS: u64 = 0x7ff0_0000_0000_0bad;
 
 /// Samples loaded by a script.
 #[derive(Default)]
@@ -25,15 +28,30 @@ pub struct MemStorage {
     /// Start timestamps of the samples that have one (`@st` lines), by series and
     /// sample timestamp.
     pub start_times: BTreeMap<Arc<Labels>, BTreeMap<i64, i64>>,
-    /// Set when a selection returned a native-histogram placeholder sample.
+    /// The native-histogram samples, by the index of their handle.
+    pub histograms: Vec<Arc<FloatHistogram>>,
+    /// Set when a selection returned a native-histogram sample.
     pub touched_histogram: Cell<bool>,
 }
 
 impl MemStorage {
-    /// Adds a `load` block: point `i` lands at `i * interval`.
     /// Adds a `load` block: point `i` lands at `i * interval`, with its start timestamp
-    /// if the block gives one.
+    /// if the block gives one. `load_with_nhcb` also stores the classic histograms'
+    /// series (`_bucket`, `_count`, `_sum`) as native histograms with custom buckets
+    /// under the base name ([`classic_to_nhcb`]).
     pub fn load(&mut self, load: Load) {
+        let converted = if load.with_nhcb {
+            classic_to_nhcb(&load)
+        } else {
+            Vec::new()
+        };
+        for (labels, points) in converted {
+            let entry = self.series.entry(Arc::new(labels)).or_default();
+            for (t, h) in points {
+                self.histograms.push(Arc::new(h));
+                entry.insert(t, handle(SOURCE, (self.histograms.len() - 1) as u32));
+            }
+        }
         for (labels, points) in load.series {
             let labels = Arc::new(labels);
             let offsets = load
@@ -45,7 +63,10 @@ impl MemStorage {
             for (i, p) in points.into_iter().enumerate() {
                 let v = match p {
                     Some(Point::Float(v)) => v,
-                    Some(Point::Histogram) => f64::from_bits(HISTOGRAM_BITS),
+                    Some(Point::Histogram { h, .. }) => {
+                        self.histograms.push(Arc::new(*h));
+                        handle(SOURCE, (self.histograms.len() - 1) as u32)
+                    }
                     None => continue,
                 };
                 let t = i as i64 * load.interval_ms;
@@ -55,6 +76,51 @@ impl MemStorage {
                     starts.insert(t, t + offset);
                 }
             }
+        }
+        let series: Vec<Arc<Labels>> = self.series.keys().cloned().collect();
+        for labels in series {
+            self.read_back_hints(&labels);
+        }
+    }
+
+    /// Gives the histograms of a series the counter-reset hints Prometheus's head
+    /// chunks give them when read back: a gauge stays a gauge; the first histogram of
+    /// a chunk (after a float, a gauge, a counter reset, or a change of schema, zero
+    /// threshold or custom bounds) reads as unknown (even after a reset, Prometheus
+    /// issue 15346); the next ones as not reset.
+    fn read_back_hints(&mut self, labels: &Arc<Labels>) {
+        let Some(points) = self.series.get(labels) else {
+            return;
+        };
+        let mut prev: Option<Arc<FloatHistogram>> = None;
+        for v in points.values() {
+            let Some((SOURCE, i)) = parse_handle(*v) else {
+                prev = None;
+                continue;
+            };
+            let cur = self.histograms[i as usize].clone();
+            let hint = match (&prev, cur.counter_reset_hint) {
+                (_, CounterResetHint::Gauge) => CounterResetHint::Gauge,
+                (_, CounterResetHint::Reset) | (None, _) => CounterResetHint::Unknown,
+                (Some(p), _) if p.counter_reset_hint == CounterResetHint::Gauge => {
+                    CounterResetHint::Unknown
+                }
+                (Some(p), _)
+                    if cur.detect_reset(p)
+                        || p.schema != cur.schema
+                        || p.zero_threshold != cur.zero_threshold
+                        || p.custom_values != cur.custom_values =>
+                {
+                    CounterResetHint::Unknown
+                }
+                (Some(_), _) => CounterResetHint::NotReset,
+            };
+            if hint != cur.counter_reset_hint {
+                let mut h = cur.as_ref().clone();
+                h.counter_reset_hint = hint;
+                self.histograms[i as usize] = Arc::new(h);
+            }
+            prev = Some(cur);
         }
     }
 
@@ -77,6 +143,133 @@ impl MemStorage {
     }
 }
 
+/// One classic histogram at one timestamp, as upstream's `convertnhcb.TempHistogram`
+/// collects it.
+#[derive(Default)]
+struct ClassicAt {
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: f64,
+}
+
+/// Which part of a classic histogram a series is.
+#[derive(Clone, Copy)]
+enum Part {
+    Bucket(f64),
+    Count,
+    Sum,
+}
+
+/// The native histograms with custom buckets that upstream's `load_with_nhcb` makes
+/// from a block's float series named `…_bucket` (with a numeric `le`), `…_count` and
+/// `…_sum`: one per base label set (name without the suffix, no `le`) and timestamp.
+/// A set of buckets that is not cumulative is left out (upstream fails the load).
+pub fn classic_to_nhcb(load: &Load) -> Vec<(Labels, Vec<(i64, FloatHistogram)>)> {
+    let mut by_base: BTreeMap<Labels, BTreeMap<i64, ClassicAt>> = BTreeMap::new();
+    for (labels, points) in &load.series {
+        let name = labels.metric_name();
+        let (base, part) = if let Some(b) = name.strip_suffix("_bucket") {
+            let Some(le) = labels
+                .get("le")
+                .and_then(|le| le.trim().parse::<f64>().ok())
+            else {
+                continue;
+            };
+            if le.is_nan() {
+                continue;
+            }
+            (b, Part::Bucket(le))
+        } else if let Some(b) = name.strip_suffix("_count") {
+            (b, Part::Count)
+        } else if let Some(b) = name.strip_suffix("_sum") {
+            (b, Part::Sum)
+        } else {
+            continue;
+        };
+        let base_labels = Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|(n, _)| *n != "le")
+                .map(|(n, v)| {
+                    let v = if n == crate::labels::METRIC_NAME {
+                        base
+                    } else {
+                        v
+                    };
+                    (n.to_string(), v.to_string())
+                })
+                .collect(),
+        );
+        let series = by_base.entry(base_labels).or_default();
+        for (i, p) in points.iter().enumerate() {
+            let Some(Point::Float(v)) = p else { continue };
+            let at = series.entry(i as i64 * load.interval_ms).or_default();
+            match part {
+                Part::Sum => at.sum = *v,
+                Part::Bucket(le) => at.buckets.push((le, *v)),
+                Part::Count => at.count = Some(*v),
+            }
+        }
+    }
+    by_base
+        .into_iter()
+        .map(|(labels, points)| {
+            let hs = points
+                .into_iter()
+                .filter_map(|(t, at)| convert_classic(at).map(|h| (t, h)))
+                .collect();
+            (labels, hs)
+        })
+        .collect()
+}
+
+/// Upstream's `TempHistogram.Convert`: cumulative buckets to a custom-bucket histogram
+/// (a +Inf bucket added with the count if missing; the count defaults to the last
+/// bucket's).
+fn convert_classic(mut at: ClassicAt) -> Option<FloatHistogram> {
+    at.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    at.buckets.dedup_by(|b, a| a.0 == b.0);
+    if at.buckets.iter().any(|b| b.1 < 0.0) || at.buckets.windows(2).any(|w| w[1].1 < w[0].1) {
+        return None;
+    }
+    let count = match (at.count, at.buckets.last()) {
+        (Some(c), _) => c,
+        (None, Some(b)) => b.1,
+        (None, None) => 0.0,
+    };
+    if at.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        at.buckets.push((f64::INFINITY, count));
+    }
+    if at.buckets.last().map(|b| b.1) != Some(count) {
+        return None;
+    }
+    let mut prev = 0.0;
+    let buckets: Vec<(i32, f64)> = at
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let c = b.1 - prev;
+            prev = b.1;
+            (i as i32, c)
+        })
+        .filter(|b| b.1 != 0.0)
+        .collect();
+    let (positive_spans, positive_buckets) = crate::histogram::spans_of(&buckets);
+    Some(FloatHistogram {
+        schema: crate::histogram::CUSTOM_BUCKETS_SCHEMA,
+        count,
+        sum: at.sum,
+        positive_spans,
+        positive_buckets,
+        custom_values: at.buckets[..at.buckets.len() - 1]
+            .iter()
+            .map(|b| b.0)
+            .collect(),
+        ..FloatHistogram::default()
+    })
+}
+
 impl SeriesSource for MemStorage {
     fn select(&self, matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected {
         if start_ms > end_ms {
@@ -95,11 +288,15 @@ impl SeriesSource for MemStorage {
             })
             .filter(|(_, pts)| !pts.is_empty())
             .inspect(|(_, pts)| {
-                if pts.iter().any(|p| p.1.to_bits() == HISTOGRAM_BITS) {
+                if pts.iter().any(|p| parse_handle(p.1).is_some()) {
                     self.touched_histogram.set(true);
                 }
             })
             .collect()
+    }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.histograms.get(index as usize).cloned()
     }
 
     fn start_times(

@@ -7,7 +7,7 @@ fn floats(points: &[Option<Point>]) -> Vec<Option<f64>> {
         .iter()
         .map(|p| match p {
             Some(Point::Float(v)) => Some(*v),
-            Some(Point::Histogram) => Some(f64::INFINITY),
+            Some(Point::Histogram { .. }) => Some(f64::INFINITY),
             None => None,
         })
         .collect()

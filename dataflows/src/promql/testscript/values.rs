@@ -4,15 +4,22 @@
 //! Contract: expansion follows FORMAT.md §3.1 exactly; `A+BxK` accumulates by
 //! repeated addition like upstream, so loaded floats are bit-identical.
 
+use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::sample::STALE_MARKER;
 
 /// One point of a series description.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Point {
     /// A float sample (may be the stale marker).
     Float(f64),
-    /// A native histogram: not supported, kept as a marker so evals can be skipped.
-    Histogram,
+    /// A native histogram (`{{…}}`).
+    Histogram {
+        /// The histogram.
+        h: Box<FloatHistogram>,
+        /// Whether the description named a `counter_reset_hint` (an expectation then
+        /// checks it).
+        hint_set: bool,
+    },
 }
 
 /// Parses a Prometheus duration (`1h30m`, `500ms`, `0`) into milliseconds.
@@ -89,11 +96,7 @@ pub fn parse_values(text: &str) -> Result<Vec<Option<Point>>, String> {
         if rest.starts_with("{{") {
             // Histogram item, possibly `{{…}}xK` or `{{H}}+{{D}}xK`.
             let (item, after) = histogram_item(rest)?;
-            let count = match item.rfind("}}x") {
-                Some(i) => 1 + item[i + 3..].parse::<usize>().map_err(|e| e.to_string())?,
-                None => 1,
-            };
-            out.extend(std::iter::repeat_n(Some(Point::Histogram), count));
+            expand_histograms(item, &mut out)?;
             rest = after.trim_start();
             continue;
         }
@@ -126,6 +129,145 @@ fn histogram_item(s: &str) -> Result<(&str, &str), String> {
             .unwrap_or(s.len());
         return Ok((&s[..end], &s[end..]));
     }
+}
+
+/// Expands `{{H}}`, `{{H}}xK` (K+1 copies) and `{{H}}+{{D}}xK` / `{{H}}-{{D}}xK`
+/// (H, then K times adding or subtracting D, like upstream's parser).
+fn expand_histograms(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), String> {
+    let (body, times) = match item.rfind("}}x") {
+        Some(i) => (
+            &item[..i + 2],
+            Some(item[i + 3..].parse::<usize>().map_err(|e| e.to_string())?),
+        ),
+        None => (item, None),
+    };
+    let (base, step) = match body.find("}}+{{").or_else(|| body.find("}}-{{")) {
+        Some(i) => (&body[..i + 2], Some((&body[i + 2..i + 3], &body[i + 3..]))),
+        None => (body, None),
+    };
+    let (base, base_hint) = parse_histogram(base)?;
+    let Some(k) = times else {
+        out.push(Some(Point::Histogram {
+            h: Box::new(base),
+            hint_set: base_hint,
+        }));
+        return Ok(());
+    };
+    let Some((sign, delta)) = step else {
+        for _ in 0..=k {
+            out.push(Some(Point::Histogram {
+                h: Box::new(base.clone()),
+                hint_set: base_hint,
+            }));
+        }
+        return Ok(());
+    };
+    let (delta, hint_set) = parse_histogram(delta)?;
+    let mut cur = base;
+    for n in 0..=k {
+        if n > 0 {
+            if cur.schema > delta.schema {
+                return Err(format!(
+                    "error combining histograms: cannot merge from schema {} to {}",
+                    delta.schema, cur.schema
+                ));
+            }
+            let combined = if sign == "+" {
+                cur.add(&delta)
+            } else {
+                cur.sub(&delta)
+            };
+            combined.map_err(|e| format!("error combining histograms: {e:?}"))?;
+        }
+        out.push(Some(Point::Histogram {
+            h: Box::new(cur.clone()),
+            hint_set,
+        }));
+    }
+    Ok(())
+}
+
+/// Parses one `{{key:value …}}` description, and whether it named a counter-reset hint.
+pub fn parse_histogram(text: &str) -> Result<(FloatHistogram, bool), String> {
+    let inner = text
+        .trim()
+        .strip_prefix("{{")
+        .and_then(|t| t.strip_suffix("}}"))
+        .ok_or_else(|| format!("bad histogram {text:?}"))?;
+    let mut h = FloatHistogram::default();
+    let mut hint_set = false;
+    let (mut pos, mut neg): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let (mut offset, mut n_offset) = (0i32, 0i32);
+    let mut rest = inner.trim();
+    while !rest.is_empty() {
+        let colon = rest
+            .find(':')
+            .ok_or_else(|| format!("bad histogram field in {text:?}"))?;
+        let key = rest[..colon].trim();
+        rest = rest[colon + 1..].trim_start();
+        let value;
+        if rest.starts_with('[') {
+            let close = rest
+                .find(']')
+                .ok_or_else(|| format!("unclosed list in {text:?}"))?;
+            value = &rest[..=close];
+            rest = rest[close + 1..].trim_start();
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            value = &rest[..end];
+            rest = rest[end..].trim_start();
+        }
+        let list = || -> Result<Vec<f64>, String> {
+            value
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .split_whitespace()
+                .map(parse_number)
+                .collect()
+        };
+        let int = || -> Result<i32, String> {
+            value
+                .parse::<i32>()
+                .map_err(|_| format!("bad {key} {value:?}"))
+        };
+        match key {
+            "schema" => h.schema = int()?,
+            "sum" => h.sum = parse_number(value)?,
+            "count" => h.count = parse_number(value)?,
+            "z_bucket" => h.zero_count = parse_number(value)?,
+            "z_bucket_w" => h.zero_threshold = parse_number(value)?,
+            "buckets" => pos = list()?,
+            "n_buckets" => neg = list()?,
+            "offset" => offset = int()?,
+            "n_offset" => n_offset = int()?,
+            "custom_values" => h.custom_values = list()?,
+            "counter_reset_hint" => {
+                hint_set = true;
+                h.counter_reset_hint = match value {
+                    "unknown" => CounterResetHint::Unknown,
+                    "reset" => CounterResetHint::Reset,
+                    "not_reset" => CounterResetHint::NotReset,
+                    "gauge" => CounterResetHint::Gauge,
+                    other => return Err(format!("bad counter_reset_hint {other:?}")),
+                };
+            }
+            other => return Err(format!("unknown histogram field {other:?}")),
+        }
+    }
+    let span = |offset: i32, n: usize| {
+        (n > 0)
+            .then_some(crate::histogram::Span {
+                offset,
+                length: n as u32,
+            })
+            .into_iter()
+            .collect()
+    };
+    h.positive_spans = span(offset, pos.len());
+    h.negative_spans = span(n_offset, neg.len());
+    h.positive_buckets = pos;
+    h.negative_buckets = neg;
+    Ok((h, hint_set))
 }
 
 fn expand_item(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), String> {

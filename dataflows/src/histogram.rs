@@ -1,0 +1,809 @@
+//! Native histograms as PromQL computes with them: [`FloatHistogram`], the model of
+//! Prometheus's `model/histogram.FloatHistogram`.
+//!
+//! Owns the value type and its arithmetic: bucket layout (exponential schemas -4..=8
+//! with a zero bucket, or custom bounds with schema -53), bucket bounds and iteration
+//! in Prometheus's order, compaction, scaling by a scalar, adding and subtracting
+//! (reducing the finer schema, widening the narrower zero bucket, intersecting
+//! mismatched custom bounds), and counter-reset detection between two samples.
+//!
+//! Contract: buckets are kept as Prometheus keeps them, spans of consecutive bucket
+//! indexes plus one count per bucket (zero counts allowed until [`FloatHistogram::compact`]).
+//! Results of [`FloatHistogram::add`] are compacted (Prometheus's engine compacts
+//! every sum before it is returned); equality for tests is [`FloatHistogram::same`].
+
+/// Prometheus's schema of histograms with custom bucket bounds (NHCB).
+pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
+
+/// What a sample says about a counter reset since the previous sample.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CounterResetHint {
+    /// Not known (the default).
+    #[default]
+    Unknown,
+    /// A counter reset happened.
+    Reset,
+    /// No counter reset happened.
+    NotReset,
+    /// A gauge histogram: resets do not apply.
+    Gauge,
+}
+
+/// A run of consecutive bucket indexes: `offset` from the end of the previous span
+/// (from 0 for the first), `length` buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Gap to the previous span's end (or the first index).
+    pub offset: i32,
+    /// Buckets in the span.
+    pub length: u32,
+}
+
+/// One bucket with its bounds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bucket {
+    /// Lower bound.
+    pub lower: f64,
+    /// Upper bound.
+    pub upper: f64,
+    /// Observations in it.
+    pub count: f64,
+    /// Its index in the schema (0 for the zero bucket).
+    pub index: i32,
+}
+
+impl Bucket {
+    /// The fraction of the bucket below `v`, linearly or (exponential buckets) on a
+    /// logarithmic scale, mirrored for negative buckets (Prometheus's `FractionBelow`).
+    pub fn fraction_below(&self, v: f64, linear: bool) -> f64 {
+        if linear {
+            return (v - self.lower) / (self.upper - self.lower);
+        }
+        let (lo, up, lv) = (
+            self.lower.abs().log2(),
+            self.upper.abs().log2(),
+            v.abs().log2(),
+        );
+        if v > 0.0 {
+            (lv - lo) / (up - lo)
+        } else {
+            1.0 - (lv - up) / (lo - up)
+        }
+    }
+}
+
+/// Why two histograms cannot be combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CombineError {
+    /// One has exponential buckets, the other custom bounds.
+    MixedSchemas,
+}
+
+/// What combining two histograms noticed (Prometheus raises annotations for these).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Combined {
+    /// One said "reset", the other "not reset".
+    pub counter_reset_collision: bool,
+    /// Custom bounds differed and were reduced to those both have.
+    pub custom_bounds_reconciled: bool,
+}
+
+/// A native histogram with float counts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FloatHistogram {
+    /// Counter-reset hint.
+    pub counter_reset_hint: CounterResetHint,
+    /// Resolution: bucket `i` of schema `s` ends at `2^(i·2^-s)`; -53 is custom bounds.
+    pub schema: i32,
+    /// Observations with `|v| <= zero_threshold` land in the zero bucket.
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: f64,
+    /// Observations in total (NaN observations count here but in no bucket).
+    pub count: f64,
+    /// Sum of the observations.
+    pub sum: f64,
+    /// Spans of the positive buckets.
+    pub positive_spans: Vec<Span>,
+    /// Spans of the negative buckets.
+    pub negative_spans: Vec<Span>,
+    /// Counts of the positive buckets, in span order.
+    pub positive_buckets: Vec<f64>,
+    /// Counts of the negative buckets, in span order.
+    pub negative_buckets: Vec<f64>,
+    /// Upper bounds of the custom buckets (schema -53), ascending, without +Inf.
+    pub custom_values: Vec<f64>,
+}
+
+/// `(index, count)` of each bucket described by `spans` and `counts`.
+pub fn indexed(spans: &[Span], counts: &[f64]) -> Vec<(i32, f64)> {
+    let mut out = Vec::with_capacity(counts.len());
+    let mut idx = 0i32;
+    let mut counts = counts.iter();
+    for (n, s) in spans.iter().enumerate() {
+        idx = if n == 0 { s.offset } else { idx + s.offset };
+        for _ in 0..s.length {
+            match counts.next() {
+                Some(&c) => out.push((idx, c)),
+                None => return out,
+            }
+            idx += 1;
+        }
+    }
+    out
+}
+
+/// Spans and counts of `(index, count)` pairs sorted by index (kept as given,
+/// zero counts included).
+pub fn spans_of(buckets: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
+    let mut spans: Vec<Span> = Vec::new();
+    let mut next = 0i32;
+    for (n, &(idx, _)) in buckets.iter().enumerate() {
+        match spans.last_mut() {
+            Some(s) if idx == next => s.length += 1,
+            _ => spans.push(Span {
+                offset: if n == 0 { idx } else { idx - next },
+                length: 1,
+            }),
+        }
+        next = idx + 1;
+    }
+    (spans, buckets.iter().map(|b| b.1).collect())
+}
+
+/// The upper bound of exponential bucket `idx` of `schema` (Prometheus's
+/// `getBoundExponential`, the last finite bucket ending at `f64::MAX`).
+pub fn exponential_bound(idx: i32, schema: i32) -> f64 {
+    if schema < 0 {
+        let exp = i64::from(idx) << -schema;
+        if exp == 1024 {
+            return f64::MAX;
+        }
+        return ldexp(1.0, exp);
+    }
+    let frac_idx = idx & ((1 << schema) - 1);
+    let frac = (f64::from(frac_idx) / f64::from(1 << schema)).exp2() / 2.0;
+    let exp = i64::from(idx >> schema) + 1;
+    if frac == 0.5 && exp == 1025 {
+        return f64::MAX;
+    }
+    ldexp(frac, exp)
+}
+
+fn ldexp(frac: f64, exp: i64) -> f64 {
+    // Two steps keep 2^exp finite where frac·2^exp is.
+    let half = (exp / 2) as i32;
+    frac * 2f64.powi(half) * 2f64.powi((exp - i64::from(half)) as i32)
+}
+
+/// The index of exponential bucket `idx` of `from` in the coarser schema `to`.
+pub fn target_index(idx: i32, from: i32, to: i32) -> i32 {
+    ((idx - 1) >> (from - to)) + 1
+}
+
+/// Adds `(index, count)` lists sorted by index (`sign` scales `b`), keeping every
+/// index of either.
+fn merge(a: &[(i32, f64)], b: &[(i32, f64)], sign: f64) -> Vec<(i32, f64)> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                out.push((x.0, x.1 + sign * y.1));
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                out.push(*x);
+                i += 1;
+            }
+            (Some(x), None) => {
+                out.push(*x);
+                i += 1;
+            }
+            (_, Some(y)) => {
+                out.push((y.0, sign * y.1));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Buckets of `from` merged into the coarser schema `to`.
+fn reduce(buckets: &[(i32, f64)], from: i32, to: i32) -> Vec<(i32, f64)> {
+    let mut out: Vec<(i32, f64)> = Vec::with_capacity(buckets.len());
+    for &(idx, c) in buckets {
+        let t = target_index(idx, from, to);
+        match out.last_mut() {
+            Some(last) if last.0 == t => last.1 += c,
+            _ => out.push((t, c)),
+        }
+    }
+    out
+}
+
+impl FloatHistogram {
+    /// Whether the buckets have custom bounds (schema -53).
+    pub fn uses_custom_buckets(&self) -> bool {
+        self.schema == CUSTOM_BUCKETS_SCHEMA
+    }
+
+    /// `(index, count)` of the positive buckets.
+    pub fn positive(&self) -> Vec<(i32, f64)> {
+        indexed(&self.positive_spans, &self.positive_buckets)
+    }
+
+    /// `(index, count)` of the negative buckets.
+    pub fn negative(&self) -> Vec<(i32, f64)> {
+        indexed(&self.negative_spans, &self.negative_buckets)
+    }
+
+    fn set_positive(&mut self, buckets: &[(i32, f64)]) {
+        (self.positive_spans, self.positive_buckets) = spans_of(buckets);
+    }
+
+    fn set_negative(&mut self, buckets: &[(i32, f64)]) {
+        (self.negative_spans, self.negative_buckets) = spans_of(buckets);
+    }
+
+    /// The upper bound of bucket `idx` (custom: `custom_values[idx]`, +Inf past the
+    /// last, -Inf at -1).
+    pub fn bound(&self, idx: i32) -> f64 {
+        if self.uses_custom_buckets() {
+            return match idx {
+                -1 => f64::NEG_INFINITY,
+                i if i as usize >= self.custom_values.len() => f64::INFINITY,
+                i if i < -1 => f64::NEG_INFINITY,
+                i => self.custom_values[i as usize],
+            };
+        }
+        exponential_bound(idx, self.schema)
+    }
+
+    /// Drops the buckets whose count is zero (Prometheus's `Compact(0)`).
+    pub fn compact(&mut self) {
+        let keep = |b: &Vec<(i32, f64)>| -> Vec<(i32, f64)> {
+            b.iter().copied().filter(|b| b.1 != 0.0).collect()
+        };
+        let (p, n) = (keep(&self.positive()), keep(&self.negative()));
+        self.set_positive(&p);
+        self.set_negative(&n);
+    }
+
+    /// Every bucket with its bounds, from the lowest: negative buckets, the zero
+    /// bucket if it has observations, positive buckets (Prometheus's
+    /// `AllBucketIterator`, bounds clamped to the zero threshold).
+    pub fn all_buckets(&self) -> Vec<Bucket> {
+        let mut out = Vec::new();
+        let zt = self.zero_threshold;
+        for (idx, count) in self.negative().into_iter().rev() {
+            let mut b = Bucket {
+                lower: -self.bound(idx),
+                upper: -self.bound(idx - 1),
+                count,
+                index: idx,
+            };
+            if b.upper < 0.0 && b.upper > -zt {
+                b.upper = -zt;
+            }
+            out.push(b);
+        }
+        if !self.uses_custom_buckets() && self.zero_count > 0.0 {
+            out.push(Bucket {
+                lower: -zt,
+                upper: zt,
+                count: self.zero_count,
+                index: 0,
+            });
+        }
+        for (idx, count) in self.positive() {
+            let mut b = Bucket {
+                lower: self.bound(idx - 1),
+                upper: self.bound(idx),
+                count,
+                index: idx,
+            };
+            if b.lower > 0.0 && b.lower < zt {
+                b.lower = zt;
+            }
+            out.push(b);
+        }
+        out
+    }
+
+    /// Scales counts, sum and buckets by `factor` (a negative factor makes it a gauge).
+    pub fn mul(&mut self, factor: f64) {
+        self.zero_count *= factor;
+        self.count *= factor;
+        self.sum *= factor;
+        self.positive_buckets.iter_mut().for_each(|c| *c *= factor);
+        self.negative_buckets.iter_mut().for_each(|c| *c *= factor);
+        if factor < 0.0 {
+            self.counter_reset_hint = CounterResetHint::Gauge;
+        }
+    }
+
+    /// Divides like [`FloatHistogram::mul`]; dividing by 0 removes every bucket.
+    pub fn div(&mut self, scalar: f64) {
+        self.zero_count /= scalar;
+        self.count /= scalar;
+        self.sum /= scalar;
+        if scalar == 0.0 {
+            self.positive_spans.clear();
+            self.negative_spans.clear();
+            self.positive_buckets.clear();
+            self.negative_buckets.clear();
+            return;
+        }
+        self.positive_buckets.iter_mut().for_each(|c| *c /= scalar);
+        self.negative_buckets.iter_mut().for_each(|c| *c /= scalar);
+        if scalar < 0.0 {
+            self.counter_reset_hint = CounterResetHint::Gauge;
+        }
+    }
+
+    /// Adds `other` (Prometheus's `Add`), compacted.
+    pub fn add(&mut self, other: &FloatHistogram) -> Result<Combined, CombineError> {
+        self.combine(other, 1.0)
+    }
+
+    /// Subtracts `other` (Prometheus's `Sub`), compacted.
+    pub fn sub(&mut self, other: &FloatHistogram) -> Result<Combined, CombineError> {
+        self.combine(other, -1.0)
+    }
+
+    fn combine(&mut self, other: &FloatHistogram, sign: f64) -> Result<Combined, CombineError> {
+        if self.uses_custom_buckets() != other.uses_custom_buckets() {
+            return Err(CombineError::MixedSchemas);
+        }
+        let mut done = Combined {
+            counter_reset_collision: self.adjust_counter_reset(other),
+            ..Combined::default()
+        };
+        self.count += sign * other.count;
+        self.sum += sign * other.sum;
+        if self.uses_custom_buckets() {
+            let mut theirs = other.positive();
+            if self.custom_values != other.custom_values {
+                done.custom_bounds_reconciled = true;
+                let common: Vec<f64> = self
+                    .custom_values
+                    .iter()
+                    .copied()
+                    .filter(|b| other.custom_values.contains(b))
+                    .collect();
+                let mine = Self::rebucket_custom(&self.positive(), &self.custom_values, &common);
+                self.set_positive(&mine);
+                theirs = Self::rebucket_custom(&theirs, &other.custom_values, &common);
+                self.custom_values = common;
+            }
+            let p = merge(&self.positive(), &theirs, sign);
+            self.set_positive(&p);
+            self.compact();
+            return Ok(done);
+        }
+        let mut other = other.clone();
+        self.reconcile_zero_buckets(&mut other);
+        self.zero_count += sign * other.zero_count;
+        let schema = self.schema.min(other.schema);
+        let (mut mp, mut mn) = (self.positive(), self.negative());
+        let (mut tp, mut tn) = (other.positive(), other.negative());
+        if self.schema > schema {
+            mp = reduce(&mp, self.schema, schema);
+            mn = reduce(&mn, self.schema, schema);
+        }
+        if other.schema > schema {
+            tp = reduce(&tp, other.schema, schema);
+            tn = reduce(&tn, other.schema, schema);
+        }
+        self.schema = schema;
+        self.set_positive(&merge(&mp, &tp, sign));
+        self.set_negative(&merge(&mn, &tn, sign));
+        self.compact();
+        Ok(done)
+    }
+
+    /// Custom buckets moved to the bounds `to` (a subset of `from`): each bucket goes to
+    /// the first bound of `to` at or above its own upper bound.
+    fn rebucket_custom(buckets: &[(i32, f64)], from: &[f64], to: &[f64]) -> Vec<(i32, f64)> {
+        let mut out: Vec<(i32, f64)> = Vec::new();
+        for &(idx, c) in buckets {
+            let upper = from.get(idx as usize).copied().unwrap_or(f64::INFINITY);
+            let t = to.iter().position(|b| *b >= upper).unwrap_or(to.len()) as i32;
+            match out.last_mut() {
+                Some(last) if last.0 == t => last.1 += c,
+                _ => out.push((t, c)),
+            }
+        }
+        out
+    }
+
+    /// Prometheus's `adjustCounterReset`: the hint of a sum; `true` on a collision.
+    fn adjust_counter_reset(&mut self, other: &FloatHistogram) -> bool {
+        use CounterResetHint::*;
+        match (self.counter_reset_hint, other.counter_reset_hint) {
+            (a, b) if a == b => false,
+            (Gauge, _) => false,
+            (_, Gauge) => {
+                self.counter_reset_hint = Gauge;
+                false
+            }
+            (Unknown, _) => false,
+            (_, Unknown) => {
+                self.counter_reset_hint = Unknown;
+                false
+            }
+            _ => {
+                self.counter_reset_hint = Unknown;
+                true
+            }
+        }
+    }
+
+    /// The zero count this histogram would have with a zero threshold of at least
+    /// `threshold`, and the threshold actually needed (moved up to the end of a
+    /// populated bucket it falls in). Prometheus's `zeroCountForLargerThreshold`.
+    fn zero_count_for_larger_threshold(&self, mut threshold: f64) -> (f64, f64) {
+        if threshold == self.zero_threshold {
+            return (self.zero_count, threshold);
+        }
+        'outer: loop {
+            let mut zero = self.zero_count;
+            for (idx, c) in self.positive() {
+                let (lower, upper) = (self.bound(idx - 1), self.bound(idx));
+                if lower >= threshold {
+                    break;
+                }
+                zero += c;
+                if upper > threshold {
+                    if c != 0.0 {
+                        threshold = upper;
+                    }
+                    break;
+                }
+            }
+            for (idx, c) in self.negative() {
+                let (lower, upper) = (-self.bound(idx), -self.bound(idx - 1));
+                if upper <= -threshold {
+                    break;
+                }
+                zero += c;
+                if lower < -threshold {
+                    if c != 0.0 {
+                        threshold = -lower;
+                        continue 'outer;
+                    }
+                    break;
+                }
+            }
+            return (zero, threshold);
+        }
+    }
+
+    /// Widens the zero bucket to `threshold` (a bucket boundary), moving the buckets
+    /// inside it into the zero count.
+    fn widen_zero_bucket(&mut self, threshold: f64) {
+        let (zero, threshold) = self.zero_count_for_larger_threshold(threshold);
+        self.zero_count = zero;
+        self.zero_threshold = threshold;
+        let p: Vec<(i32, f64)> = self
+            .positive()
+            .into_iter()
+            .filter(|(idx, _)| self.bound(idx - 1) >= threshold)
+            .collect();
+        let n: Vec<(i32, f64)> = self
+            .negative()
+            .into_iter()
+            .filter(|(idx, _)| self.bound(idx - 1) >= threshold)
+            .collect();
+        self.set_positive(&p);
+        self.set_negative(&n);
+    }
+
+    /// Gives both histograms the same zero bucket, the wider one (Prometheus's
+    /// `reconcileZeroBuckets`).
+    fn reconcile_zero_buckets(&mut self, other: &mut FloatHistogram) {
+        while self.zero_threshold != other.zero_threshold {
+            if self.zero_threshold > other.zero_threshold {
+                other.widen_zero_bucket(self.zero_threshold);
+            }
+            if other.zero_threshold > self.zero_threshold {
+                self.widen_zero_bucket(other.zero_threshold);
+            }
+        }
+    }
+
+    /// Whether this sample, following `previous`, is a counter reset (Prometheus's
+    /// `DetectReset`: the hint if it says, else any count or bucket that went down).
+    pub fn detect_reset(&self, previous: &FloatHistogram) -> bool {
+        match self.counter_reset_hint {
+            CounterResetHint::Reset => return true,
+            CounterResetHint::NotReset => return false,
+            _ => {}
+        }
+        if self.count < previous.count {
+            return true;
+        }
+        if self.uses_custom_buckets() {
+            if !previous.uses_custom_buckets() {
+                return true;
+            }
+            if self.custom_values != previous.custom_values {
+                let common: Vec<f64> = self
+                    .custom_values
+                    .iter()
+                    .copied()
+                    .filter(|b| previous.custom_values.contains(b))
+                    .collect();
+                let cur = Self::rebucket_custom(&self.positive(), &self.custom_values, &common);
+                let prev =
+                    Self::rebucket_custom(&previous.positive(), &previous.custom_values, &common);
+                return buckets_went_down(&cur, &prev);
+            }
+        } else if previous.uses_custom_buckets() {
+            return true;
+        }
+        if self.schema > previous.schema || self.zero_threshold < previous.zero_threshold {
+            return true;
+        }
+        let (prev_zero, threshold) = previous.zero_count_for_larger_threshold(self.zero_threshold);
+        if threshold != self.zero_threshold || self.zero_count < prev_zero {
+            return true;
+        }
+        let above = |h: &FloatHistogram, b: Vec<(i32, f64)>| -> Vec<(i32, f64)> {
+            let b = if h.schema > self.schema && !h.uses_custom_buckets() {
+                reduce(&b, h.schema, self.schema)
+            } else {
+                b
+            };
+            b.into_iter()
+                .filter(|(idx, _)| {
+                    self.uses_custom_buckets()
+                        || exponential_bound(*idx, self.schema) > self.zero_threshold
+                })
+                .collect()
+        };
+        buckets_went_down(
+            &above(self, self.positive()),
+            &above(previous, previous.positive()),
+        ) || buckets_went_down(
+            &above(self, self.negative()),
+            &above(previous, previous.negative()),
+        )
+    }
+
+    /// Recomputes counts, sum, zero count and buckets as the Kahan-compensated sum of
+    /// `hs` taken to this histogram's layout (its schema, zero threshold and custom
+    /// bounds, which [`FloatHistogram::add`]ing them produced), as Prometheus's
+    /// `KahanAdd` sums them; compacted.
+    pub fn kahan_recount(&mut self, hs: &[&FloatHistogram]) {
+        use crate::promql::eval::math::kahan_inc;
+        use std::collections::BTreeMap;
+        type Acc = (f64, f64);
+        let inc = |acc: &mut Acc, v: f64| *acc = kahan_inc(v, acc.0, acc.1);
+        let (mut count, mut sum, mut zero): (Acc, Acc, Acc) = Default::default();
+        let mut pos: BTreeMap<i32, Acc> = BTreeMap::new();
+        let mut neg: BTreeMap<i32, Acc> = BTreeMap::new();
+        for h in hs {
+            let mut h = (*h).clone();
+            if !self.uses_custom_buckets() {
+                if h.zero_threshold < self.zero_threshold {
+                    h.widen_zero_bucket(self.zero_threshold);
+                }
+                if h.schema > self.schema {
+                    let (p, n) = (h.positive(), h.negative());
+                    h.set_positive(&reduce(&p, h.schema, self.schema));
+                    h.set_negative(&reduce(&n, h.schema, self.schema));
+                }
+            } else if h.custom_values != self.custom_values {
+                let p = Self::rebucket_custom(&h.positive(), &h.custom_values, &self.custom_values);
+                h.set_positive(&p);
+            }
+            inc(&mut count, h.count);
+            inc(&mut sum, h.sum);
+            inc(&mut zero, h.zero_count);
+            for (i, c) in h.positive() {
+                inc(pos.entry(i).or_default(), c);
+            }
+            for (i, c) in h.negative() {
+                inc(neg.entry(i).or_default(), c);
+            }
+        }
+        let total = |a: Acc| a.0 + a.1;
+        self.count = total(count);
+        self.sum = total(sum);
+        self.zero_count = total(zero);
+        let p: Vec<(i32, f64)> = pos.into_iter().map(|(i, a)| (i, total(a))).collect();
+        let n: Vec<(i32, f64)> = neg.into_iter().map(|(i, a)| (i, total(a))).collect();
+        self.set_positive(&p);
+        self.set_negative(&n);
+        self.compact();
+    }
+
+    /// Equality as Prometheus's test runner judges it: compacted, counts within a
+    /// relative `eps`, schema, zero threshold and bucket layout exact, custom bounds
+    /// equal; the counter-reset hint only if `hint` (the expectation named one).
+    pub fn same(&self, other: &FloatHistogram, hint: bool, eq: impl Fn(f64, f64) -> bool) -> bool {
+        let (mut a, mut b) = (self.clone(), other.clone());
+        a.compact();
+        b.compact();
+        let buckets_eq = |x: &[(i32, f64)], y: &[(i32, f64)]| {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.0 == q.0 && eq(p.1, q.1))
+        };
+        a.schema == b.schema
+            && eq(a.count, b.count)
+            && eq(a.sum, b.sum)
+            && (!a.uses_custom_buckets() || a.custom_values == b.custom_values)
+            && a.zero_threshold == b.zero_threshold
+            && eq(a.zero_count, b.zero_count)
+            && buckets_eq(&a.positive(), &b.positive())
+            && buckets_eq(&a.negative(), &b.negative())
+            && (!hint || a.counter_reset_hint == b.counter_reset_hint)
+    }
+}
+
+/// Whether some bucket of `prev` lost observations in `cur` (sorted by index; a bucket
+/// missing from `cur` counts as empty).
+fn buckets_went_down(cur: &[(i32, f64)], prev: &[(i32, f64)]) -> bool {
+    prev.iter().any(|&(idx, p)| {
+        let c = cur
+            .binary_search_by_key(&idx, |b| b.0)
+            .map_or(0.0, |i| cur[i].1);
+        c < p
+    })
+}
+
+impl std::fmt::Display for FloatHistogram {
+    /// The test-script notation (`{{schema:0 count:4 sum:5 buckets:[1 2 1]}}`), spans
+    /// written as an offset and zero-filled gaps.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{{{{schema:{} count:{} sum:{}",
+            self.schema, self.count, self.sum
+        )?;
+        if self.zero_threshold != 0.0 || self.zero_count != 0.0 {
+            write!(
+                f,
+                " z_bucket:{} z_bucket_w:{}",
+                self.zero_count, self.zero_threshold
+            )?;
+        }
+        for (name, off, b) in [
+            ("", "offset", self.positive()),
+            ("n_", "n_offset", self.negative()),
+        ] {
+            if let (Some(first), Some(last)) = (b.first(), b.last()) {
+                let mut dense = vec![0.0; (last.0 - first.0 + 1) as usize];
+                b.iter()
+                    .for_each(|(i, c)| dense[(i - first.0) as usize] = *c);
+                let items: Vec<String> = dense.iter().map(f64::to_string).collect();
+                write!(f, " {off}:{} {name}buckets:[{}]", first.0, items.join(" "))?;
+            }
+        }
+        if self.uses_custom_buckets() {
+            let v: Vec<String> = self.custom_values.iter().map(f64::to_string).collect();
+            write!(f, " custom_values:[{}]", v.join(" "))?;
+        }
+        write!(f, "}}}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(schema: i32, zt: f64, zc: f64, pos: &[(i32, f64)], neg: &[(i32, f64)]) -> FloatHistogram {
+        let mut out = FloatHistogram {
+            schema,
+            zero_threshold: zt,
+            zero_count: zc,
+            ..FloatHistogram::default()
+        };
+        out.set_positive(pos);
+        out.set_negative(neg);
+        out.count = zc + pos.iter().chain(neg).map(|b| b.1).sum::<f64>();
+        out
+    }
+
+    #[test]
+    fn spans_round_trip_through_indexes() {
+        let b = [(-2, 1.0), (-1, 0.0), (3, 2.0), (4, 5.0), (9, 1.0)];
+        let (spans, counts) = spans_of(&b);
+        assert_eq!(
+            spans,
+            vec![
+                Span {
+                    offset: -2,
+                    length: 2
+                },
+                Span {
+                    offset: 3,
+                    length: 2
+                },
+                Span {
+                    offset: 4,
+                    length: 1
+                }
+            ]
+        );
+        assert_eq!(indexed(&spans, &counts), b.to_vec());
+    }
+
+    #[test]
+    fn bounds_follow_the_schema() {
+        assert_eq!(exponential_bound(1, 0), 2.0);
+        assert_eq!(exponential_bound(0, 0), 1.0);
+        assert_eq!(exponential_bound(-1, 0), 0.5);
+        assert_eq!(exponential_bound(1, -1), 4.0);
+        assert!((exponential_bound(1, 1) - 2f64.sqrt()).abs() < 1e-15);
+        assert_eq!(exponential_bound(4, 1), 4.0);
+        assert_eq!(exponential_bound(1024, 0), f64::MAX);
+        assert_eq!(exponential_bound(1025, 0), f64::INFINITY);
+    }
+
+    #[test]
+    fn adding_reduces_the_finer_schema() {
+        // Schema 1 buckets 1..=4 are (1,√2], (√2,2], (2,2√2], (2√2,4]: schema 0
+        // buckets 1 (1,2] and 2 (2,4].
+        let mut a = h(1, 0.0, 0.0, &[(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0)], &[]);
+        let b = h(0, 0.0, 0.0, &[(1, 10.0)], &[]);
+        a.add(&b).unwrap();
+        assert_eq!(a.schema, 0);
+        assert_eq!(a.positive(), vec![(1, 13.0), (2, 7.0)]);
+        assert_eq!(a.count, 20.0);
+    }
+
+    #[test]
+    fn adding_widens_the_zero_bucket() {
+        // Threshold 0.5 (schema 0: bucket 0 is (0.5, 1]); the other's bucket -1
+        // (0.25, 0.5] falls in it, bucket 0 stays.
+        let mut a = h(0, 0.5, 1.0, &[(0, 1.0)], &[]);
+        let b = h(0, 0.0, 2.0, &[(-1, 3.0), (0, 4.0)], &[(-1, 1.0)]);
+        a.add(&b).unwrap();
+        assert_eq!(a.zero_threshold, 0.5);
+        assert_eq!(a.zero_count, 1.0 + 2.0 + 3.0 + 1.0);
+        assert_eq!(a.positive(), vec![(0, 5.0)]);
+        assert!(a.negative().is_empty());
+    }
+
+    #[test]
+    fn mixed_schemas_do_not_add() {
+        let mut a = h(0, 0.0, 0.0, &[], &[]);
+        let b = FloatHistogram {
+            schema: CUSTOM_BUCKETS_SCHEMA,
+            ..FloatHistogram::default()
+        };
+        assert_eq!(a.add(&b), Err(CombineError::MixedSchemas));
+    }
+
+    #[test]
+    fn resets_are_buckets_going_down() {
+        let a = h(0, 0.0, 0.0, &[(1, 2.0), (2, 2.0)], &[]);
+        let b = h(0, 0.0, 0.0, &[(1, 3.0), (2, 2.0)], &[]);
+        let c = h(0, 0.0, 0.0, &[(1, 5.0)], &[]);
+        assert!(!b.detect_reset(&a));
+        assert!(c.detect_reset(&b), "bucket 2 vanished");
+        let mut hinted = c.clone();
+        hinted.counter_reset_hint = CounterResetHint::NotReset;
+        assert!(!hinted.detect_reset(&b));
+    }
+
+    #[test]
+    fn all_buckets_run_from_negative_to_positive() {
+        let x = h(0, 0.001, 1.0, &[(0, 1.0), (1, 2.0)], &[(0, 4.0)]);
+        let b = x.all_buckets();
+        let bounds: Vec<(f64, f64, f64)> = b.iter().map(|b| (b.lower, b.upper, b.count)).collect();
+        assert_eq!(
+            bounds,
+            vec![
+                (-1.0, -0.5, 4.0),
+                (-0.001, 0.001, 1.0),
+                (0.5, 1.0, 1.0),
+                (1.0, 2.0, 2.0)
+            ]
+        );
+    }
+}
