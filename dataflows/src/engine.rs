@@ -12,12 +12,13 @@
 //!
 //! Waking: the workers park without a timeout; every command (a batch, an advance, a
 //! rule change) unparks the worker it is for, and timely's channels unpark the peers
-//! they push to. An idle engine — no rule installed, no series in the latest-sample
-//! table, nothing fed since the workers' last advance — has nothing that moving the
-//! frontier could release, so [`Engine::advance_watermark`] then only records the
-//! watermark and the workers stay asleep; [`Engine::needs_time`] tells a clock driving
-//! the watermark whether it has to keep ticking, and [`Engine::on_busy`] when to start
-//! again.
+//! they push to. An engine with no rule installed and nothing fed since the workers'
+//! last advance has nothing that moving the frontier could release until the
+//! latest-sample table's next retirement ([`LatestTable::retirement_due`]; never, if the
+//! table is empty), so [`Engine::advance_watermark`] short of that only records the
+//! watermark and the workers stay asleep; [`Engine::time_needed_from`] tells a clock
+//! driving the watermark from when it has to advance it, and [`Engine::on_busy`] when
+//! to look again.
 
 use crate::latest::{maintain_latest, LatestTable};
 use crate::promql::eval::SeriesSource;
@@ -268,8 +269,8 @@ impl Engine {
     }
 
     /// Moves the input frontier to `to_ms` (ignored if not ahead of the current one).
-    /// While the engine is idle (see [`Engine::needs_time`]) the watermark is only
-    /// recorded: the workers, with nothing to release, are not woken for it.
+    /// Short of [`Engine::time_needed_from`] the watermark is only recorded: the
+    /// workers, with nothing to release, are not woken for it.
     pub fn advance_watermark(&self, to_ms: i64) {
         let mut feeder = self.feeder.lock();
         let to = to_ms.max(0) as u64;
@@ -277,7 +278,10 @@ impl Engine {
             return;
         }
         feeder.watermark = to;
-        if !self.needs_time_locked(&feeder) {
+        if self
+            .time_needed_locked(&feeder)
+            .is_none_or(|from| from > to as i64)
+        {
             return;
         }
         feeder.sent = to;
@@ -414,17 +418,28 @@ impl Engine {
         existed
     }
 
-    /// Whether moving the watermark can release anything: a rule is installed (its
-    /// evaluations and timers wait for the frontier), the latest-sample table holds
-    /// series (retired as the frontier passes their lookback), or a batch or a rule
-    /// change (a removal waits for it) was sent since the workers' last advance. When not, the engine is idle and a clock advancing the
-    /// watermark may stop until [`Engine::on_busy`]'s callback runs.
-    pub fn needs_time(&self) -> bool {
-        self.needs_time_locked(&self.feeder.lock())
+    /// From which watermark (ms) moving it releases something; `None`: nothing until
+    /// [`Engine::on_busy`]'s callback runs (the engine is idle). `Some(i64::MIN)` (any
+    /// watermark, so a clock keeps ticking) while a rule is installed (its evaluations
+    /// and timers wait for the frontier) or a batch or a rule change (a removal waits
+    /// for it) was sent since the workers' last advance; otherwise the latest-sample
+    /// table's next retirement ([`LatestTable::retirement_due`]), if it holds series
+    /// (also `Some(i64::MIN)` while the workers have not processed the last advance:
+    /// the table may still take series). A clock advancing the watermark may sleep
+    /// until then.
+    pub fn time_needed_from(&self) -> Option<i64> {
+        self.time_needed_locked(&self.feeder.lock())
     }
 
-    fn needs_time_locked(&self, feeder: &Feeder) -> bool {
-        feeder.fed_since_sent || !self.rules.lock().is_empty() || !self.latest.is_empty()
+    fn time_needed_locked(&self, feeder: &Feeder) -> Option<i64> {
+        if feeder.fed_since_sent || !self.rules.lock().is_empty() || self.processed() < feeder.sent
+        {
+            return Some(i64::MIN);
+        }
+        match self.latest.retirement_due(self.lookback_ms) {
+            u64::MAX => None,
+            due => Some(due.min(i64::MAX as u64) as i64),
+        }
     }
 
     /// Sets the callback run (on the feeding or registering thread, after the fact)
@@ -455,20 +470,14 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         let (watermark, sent, idle) = {
             let feeder = self.feeder.lock();
-            (
-                feeder.watermark,
-                feeder.sent,
-                !self.needs_time_locked(&feeder),
-            )
+            let idle = self
+                .time_needed_locked(&feeder)
+                .is_none_or(|from| from > feeder.watermark as i64);
+            (feeder.watermark, feeder.sent, idle)
         };
-        let mut frontier = self
-            .worker_frontiers
-            .iter()
-            .map(|f| f.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0);
-        // Idle and through the last advance sent: nothing fed since, so everything
-        // before the recorded watermark is processed too.
+        let mut frontier = self.processed();
+        // Nothing due through the recorded watermark and the workers through the last
+        // advance sent: nothing fed since, so everything before it is processed too.
         if idle && frontier >= sent {
             frontier = watermark;
         }
@@ -487,6 +496,15 @@ impl Engine {
             rule_recomputations: self.rule_counters.recomputed.load(Ordering::Relaxed),
             rules_installed: self.rules_installed.load(Ordering::Relaxed),
         }
+    }
+
+    /// The frontier every worker has processed (ms).
+    fn processed(&self) -> u64 {
+        self.worker_frontiers
+            .iter()
+            .map(|f| f.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
     }
 
     /// Stops the workers and waits for them.
@@ -636,7 +654,7 @@ mod tests {
         engine.on_busy(Arc::new(move || {
             counter.fetch_add(1, Ordering::Relaxed);
         }));
-        assert!(!engine.needs_time());
+        assert_eq!(engine.time_needed_from(), None);
         engine.advance_watermark(5_000);
         let stats = engine.stats();
         assert_eq!((stats.watermark_ms, stats.frontier_ms), (5_000, 5_000));
@@ -648,13 +666,27 @@ mod tests {
 
         engine.feed(vec![sample("m", "a", 5_000, 1.0)]);
         assert_eq!(calls.load(Ordering::Relaxed), 1);
-        assert!(engine.needs_time());
+        assert_eq!(engine.time_needed_from(), Some(i64::MIN));
         assert!(engine.stats().frontier_ms < 5_001);
         engine.advance_watermark(6_000);
         wait_for_frontier(&engine, 6_000);
         assert_eq!(live(&engine, 6_000).len(), 1);
-        // The series is in the table until the lookback retires it: still busy.
-        assert!(engine.needs_time());
+        // The series is in the table until the lookback retires it, the frontier past
+        // its sample's time + lookback: nothing to do until then, the workers not
+        // woken for an advance short of it.
+        assert_eq!(engine.time_needed_from(), Some(5_000 + 300_000 + 1));
+        engine.advance_watermark(305_000);
+        assert_eq!(engine.feeder.lock().sent, 6_000, "woken for nothing");
+        assert_eq!(engine.stats().frontier_ms, 305_000);
+        engine.advance_watermark(305_001);
+        assert_eq!(engine.feeder.lock().sent, 305_001);
+        wait_for_frontier(&engine, 305_001);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while engine.latest().len() > 0 {
+            assert!(Instant::now() < deadline, "not retired");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(engine.time_needed_from(), None);
 
         let idle = Engine::start(EngineConfig {
             workers: 1,
@@ -675,7 +707,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(calls.load(Ordering::Relaxed), 2);
-        assert!(idle.needs_time());
+        assert_eq!(idle.time_needed_from(), Some(i64::MIN));
         idle.advance_watermark(2_001);
         let out = rule.output.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(out.eval_ms, 0);
