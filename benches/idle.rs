@@ -13,8 +13,10 @@
 //!
 //! The cases (`IDLE_CASES`, comma-separated, default `none,one`):
 //! - `none`: no scrape targets and no rules;
-//! - `one`: one small target (about 50 node_exporter-like series, [`node_body`],
-//!   served in this process) scraped every 15s, no rules.
+//! - `one`: one small target (47 node_exporter-like series, [`node_body`], served in
+//!   this process) scraped every 15s, no rules;
+//! - `rules`: the same target and 10 alert rules over it ([`rule_file`]) evaluated
+//!   every 15s (promflow in its default `--rules.evaluation=interval`).
 //!
 //! Run: `cargo bench --bench idle` (release build; `/usr/bin/prometheus` from the
 //! Debian package). A functional run of the debug build: `cargo bench --profile dev
@@ -22,7 +24,9 @@
 
 mod side_by_side;
 
-use side_by_side::{cpu_seconds, env_or, node_body, serve_exporter, Server, PROMETHEUS, PROMFLOW};
+use side_by_side::{
+    cpu_seconds, env_or, node_body, rule_file, serve_exporter, Server, PROMETHEUS, PROMFLOW,
+};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::Path;
@@ -60,22 +64,34 @@ fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |t| t.count())
 }
 
-/// The config of case `case`: (description, config text).
-fn case_config(case: &str) -> Option<(&'static str, String)> {
+/// The config of case `case` (a rule file, if any, written to `dir`): (description,
+/// config text).
+fn case_config(case: &str, dir: &Path) -> Option<(&'static str, String)> {
     const GLOBAL: &str = "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n";
+    let target = || {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        serve_exporter(listener, Arc::new(AtomicU64::new(0)), node_body);
+        format!("scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [\"{addr}\"]\n")
+    };
     match case {
         "none" => Some((
             "idle, no targets and no rules",
             format!("{GLOBAL}scrape_configs: []\n"),
         )),
-        "one" => {
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = listener.local_addr().unwrap();
-            serve_exporter(listener, Arc::new(AtomicU64::new(0)), node_body);
+        "one" => Some((
+            "one target (47 series) @15s, no rules",
+            format!("{GLOBAL}{}", target()),
+        )),
+        "rules" => {
+            let rules = dir.join("rules.yml");
+            std::fs::write(&rules, rule_file(10)).unwrap();
             Some((
-                "one target (47 series) @15s, no rules",
+                "one target (47 series) @15s, 10 alert rules @15s",
                 format!(
-                    "{GLOBAL}scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: [\"{addr}\"]\n"
+                    "{GLOBAL}rule_files: [\"{}\"]\n{}",
+                    rules.display(),
+                    target()
                 ),
             ))
         }
@@ -85,11 +101,11 @@ fn case_config(case: &str) -> Option<(&'static str, String)> {
 
 /// Runs one case: both servers at once on its config; prints their figures.
 fn run(case: &str, warmup: u64, seconds: u64) {
-    let Some((title, config_text)) = case_config(case) else {
-        println!("unknown case {case:?} (none, one)");
+    let dir = tempfile::tempdir().unwrap();
+    let Some((title, config_text)) = case_config(case, dir.path()) else {
+        println!("unknown case {case:?} (none, one, rules)");
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("idle.yml");
     std::fs::write(&config, config_text).unwrap();
     let mut servers = vec![Server::start(
