@@ -525,13 +525,13 @@ impl Service {
     }
 
     /// Advances the watermark when nothing is scraped, every 250 ms while the dataflow
-    /// has something time releases now (rules, batches in flight;
+    /// has something time releases now (on-arrival rules, batches in flight;
     /// [`Engine::time_needed_from`]), and runs storage housekeeping (block cuts, WAL
     /// truncation, retention) every minute. Otherwise the loop sleeps until the
-    /// dataflow next needs time (the latest-sample table's next retirement: a lookback
-    /// after the oldest sample it holds), housekeeping is due, or the dataflow gets work
-    /// ([`Engine::on_busy`]); an idle server with a few targets and no rules wakes
-    /// here only after its scrapes.
+    /// dataflow next needs time (an interval rule's next evaluation, the latest-sample
+    /// table's next retirement), housekeeping is due, or the dataflow gets work
+    /// ([`Engine::on_busy`]); a server with a few targets and interval rules wakes
+    /// here only after its scrapes and at its evaluations.
     ///
     /// [`Engine::time_needed_from`]: dataflows::Engine::time_needed_from
     /// [`Engine::on_busy`]: dataflows::Engine::on_busy
@@ -557,16 +557,16 @@ impl Service {
                 match wait_ms {
                     None => tokio::time::sleep(TICK).await,
                     Some(ms) => {
-                        let ms = ms.max(0) as u64;
+                        let ms = ms.max(1) as u64;
                         tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_millis(ms) + TICK) => {}
+                            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
                             _ = busy.notified() => {}
                         }
                     }
                 }
                 service.ingester.advance_watermark();
                 let now = now_ms();
-                if now - last_trim > HOUSEKEEPING_MS {
+                if now - last_trim >= HOUSEKEEPING_MS {
                     last_trim = now;
                     let storage = service.ingester.storage().clone();
                     // Block writes are file I/O: off the async workers, and not awaited so

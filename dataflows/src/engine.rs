@@ -31,7 +31,7 @@ use crate::render::{Evaluation, RenderError, RuleHandle, RuleId, RuleSchedule};
 use crate::sample::Sample;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
@@ -100,7 +100,8 @@ pub struct Engine {
     feeder: Mutex<Feeder>,
     latest: LatestTable,
     /// The ids of the registered rules (the workers learn of them from the changes).
-    rules: Mutex<BTreeSet<u64>>,
+    /// The installed rules' schedules, by id.
+    rules: Mutex<BTreeMap<u64, RuleSchedule>>,
     next_rule_id: AtomicU64,
     workers: usize,
     lookback_ms: i64,
@@ -220,7 +221,7 @@ impl Engine {
                 next_worker: 0,
             }),
             latest,
-            rules: Mutex::new(BTreeSet::new()),
+            rules: Mutex::new(BTreeMap::new()),
             next_rule_id: AtomicU64::new(0),
             workers,
             lookback_ms: config.lookback_ms,
@@ -384,7 +385,7 @@ impl Engine {
             // Nothing to spread over.
             spec.spread = None;
         }
-        self.rules.lock().insert(id.0);
+        self.rules.lock().insert(id.0, schedule);
         self.rules_installed.fetch_add(1, Ordering::Relaxed);
         Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(spec)));
         Ok(RuleHandle { id, output: rx })
@@ -406,7 +407,7 @@ impl Engine {
     pub fn unregister(&self, id: RuleId) -> bool {
         let existed = {
             let mut feeder = self.feeder.lock();
-            let existed = self.rules.lock().remove(&id.0);
+            let existed = self.rules.lock().remove(&id.0).is_some();
             if existed {
                 Self::broadcast(&mut feeder, RuleChange::Remove(id));
             }
@@ -420,26 +421,42 @@ impl Engine {
 
     /// From which watermark (ms) moving it releases something; `None`: nothing until
     /// [`Engine::on_busy`]'s callback runs (the engine is idle). `Some(i64::MIN)` (any
-    /// watermark, so a clock keeps ticking) while a rule is installed (its evaluations
-    /// and timers wait for the frontier) or a batch or a rule change (a removal waits
-    /// for it) was sent since the workers' last advance; otherwise the latest-sample
-    /// table's next retirement ([`LatestTable::retirement_due`]), if it holds series
-    /// (also `Some(i64::MIN)` while the workers have not processed the last advance:
-    /// the table may still take series). A clock advancing the watermark may sleep
-    /// until then.
+    /// watermark, so a clock keeps ticking) while a batch or a rule change (a removal
+    /// waits for it) was sent since the workers' last advance, the workers have not
+    /// processed the last advance (the table may still take series), or an on-arrival
+    /// or range rule is installed (samples leave its windows as time passes);
+    /// otherwise the earliest of the interval and one-shot rules' next evaluation
+    /// (released once the frontier passes its time) and the latest-sample table's next
+    /// retirement ([`LatestTable::retirement_due`]). A clock advancing the watermark
+    /// may sleep until then.
     pub fn time_needed_from(&self) -> Option<i64> {
         self.time_needed_locked(&self.feeder.lock())
     }
 
     fn time_needed_locked(&self, feeder: &Feeder) -> Option<i64> {
-        if feeder.fed_since_sent || !self.rules.lock().is_empty() || self.processed() < feeder.sent
-        {
+        if feeder.fed_since_sent || self.processed() < feeder.sent {
             return Some(i64::MIN);
         }
-        match self.latest.retirement_due(self.lookback_ms) {
-            u64::MAX => None,
-            due => Some(due.min(i64::MAX as u64) as i64),
+        // Times before `sent` are released; the next evaluation at `t >= sent` is once
+        // the frontier is past it.
+        let sent = feeder.sent.min(i64::MAX as u64) as i64;
+        let mut from = i64::MAX;
+        for schedule in self.rules.lock().values() {
+            let next = match *schedule {
+                RuleSchedule::Interval { start_ms, every_ms } => {
+                    let every = every_ms.max(1);
+                    let behind = (sent - start_ms).max(0);
+                    start_ms + (behind + every - 1) / every * every
+                }
+                RuleSchedule::At { at_ms } if at_ms >= sent => at_ms,
+                RuleSchedule::At { .. } => continue,
+                RuleSchedule::Range { .. } | RuleSchedule::OnArrival => return Some(i64::MIN),
+            };
+            from = from.min(next.saturating_add(1));
         }
+        let retirement = self.latest.retirement_due(self.lookback_ms);
+        from = from.min(retirement.min(i64::MAX as u64) as i64);
+        (from != i64::MAX).then_some(from)
     }
 
     /// Sets the callback run (on the feeding or registering thread, after the fact)
@@ -711,6 +728,22 @@ mod tests {
         idle.advance_watermark(2_001);
         let out = rule.output.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(out.eval_ms, 0);
+        // An interval rule needs time only from its next evaluation (once past it).
+        wait_for_frontier(&idle, 2_001);
+        assert_eq!(idle.time_needed_from(), Some(3_001));
+        idle.advance_watermark(3_000);
+        assert_eq!(idle.feeder.lock().sent, 2_001, "woken for nothing");
+        idle.advance_watermark(3_001);
+        assert_eq!(idle.feeder.lock().sent, 3_001);
+        let evaluated: Vec<i64> = (0..3)
+            .map(|_| {
+                rule.output
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap()
+                    .eval_ms
+            })
+            .collect();
+        assert_eq!(evaluated, [1_000, 2_000, 3_000]);
     }
 
     /// Every one of many advances, with pauses in between that let the workers park,
