@@ -525,12 +525,15 @@ impl Service {
     }
 
     /// Advances the watermark when nothing is scraped, every 250 ms while the dataflow
-    /// has something time releases (rules, series to retire; [`Engine::needs_time`]),
-    /// and runs storage housekeeping (block cuts, WAL truncation, retention) every
-    /// minute. An idle dataflow needs no ticks: the loop then sleeps until housekeeping
-    /// is due or the dataflow gets work ([`Engine::on_busy`]).
+    /// has something time releases now (on-arrival rules, batches in flight;
+    /// [`Engine::time_needed_from`]), and runs storage housekeeping (block cuts, WAL
+    /// truncation, retention) every minute. Otherwise the loop sleeps until the
+    /// dataflow next needs time (an interval rule's next evaluation, the latest-sample
+    /// table's next retirement), housekeeping is due, or the dataflow gets work
+    /// ([`Engine::on_busy`]); a server with a few targets and interval rules wakes
+    /// here only after its scrapes and at its evaluations.
     ///
-    /// [`Engine::needs_time`]: dataflows::Engine::needs_time
+    /// [`Engine::time_needed_from`]: dataflows::Engine::time_needed_from
     /// [`Engine::on_busy`]: dataflows::Engine::on_busy
     fn spawn_housekeeping(self: &Arc<Self>) {
         const TICK: Duration = Duration::from_millis(250);
@@ -544,18 +547,26 @@ impl Service {
         tokio::spawn(async move {
             let mut last_trim = now_ms();
             loop {
-                if service.ingester.engine().needs_time() {
-                    tokio::time::sleep(TICK).await;
-                } else {
-                    let due = (last_trim + HOUSEKEEPING_MS - now_ms()).max(0) as u64;
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(due) + TICK) => {}
-                        _ = busy.notified() => {}
+                let now = now_ms();
+                let housekeeping = last_trim + HOUSEKEEPING_MS - now;
+                let wait_ms = match service.ingester.engine().time_needed_from() {
+                    Some(from) if from <= now => None,
+                    Some(from) => Some((from - now).min(housekeeping)),
+                    None => Some(housekeeping),
+                };
+                match wait_ms {
+                    None => tokio::time::sleep(TICK).await,
+                    Some(ms) => {
+                        let ms = ms.max(1) as u64;
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                            _ = busy.notified() => {}
+                        }
                     }
                 }
                 service.ingester.advance_watermark();
                 let now = now_ms();
-                if now - last_trim > HOUSEKEEPING_MS {
+                if now - last_trim >= HOUSEKEEPING_MS {
                     last_trim = now;
                     let storage = service.ingester.storage().clone();
                     // Block writes are file I/O: off the async workers, and not awaited so

@@ -14,12 +14,13 @@
 //!
 //! Waking: the workers park without a timeout; every command (a batch, an advance, a
 //! rule change) unparks the worker it is for, and timely's channels unpark the peers
-//! they push to. An idle engine — no rule installed, no series in the latest-sample
-//! table, nothing fed since the workers' last advance — has nothing that moving the
-//! frontier could release, so [`Engine::advance_watermark`] then only records the
-//! watermark and the workers stay asleep; [`Engine::needs_time`] tells a clock driving
-//! the watermark whether it has to keep ticking, and [`Engine::on_busy`] when to start
-//! again.
+//! they push to. An engine with no rule installed and nothing fed since the workers'
+//! last advance has nothing that moving the frontier could release until the
+//! latest-sample table's next retirement ([`LatestTable::retirement_due`]; never, if the
+//! table is empty), so [`Engine::advance_watermark`] short of that only records the
+//! watermark and the workers stay asleep; [`Engine::time_needed_from`] tells a clock
+//! driving the watermark from when it has to advance it, and [`Engine::on_busy`] when
+//! to look again.
 
 use crate::catalog::SeriesCatalog;
 use crate::latest::{maintain_latest, LatestTable};
@@ -33,7 +34,7 @@ use crate::render::{Evaluation, RenderError, RuleHandle, RuleId, RuleSchedule};
 use crate::sample::{Point, SampleBatch};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
@@ -108,7 +109,8 @@ pub struct Engine {
     latest: LatestTable,
     catalog: Arc<SeriesCatalog>,
     /// The ids of the registered rules (the workers learn of them from the changes).
-    rules: Mutex<BTreeSet<u64>>,
+    /// The installed rules' schedules, by id.
+    rules: Mutex<BTreeMap<u64, RuleSchedule>>,
     next_rule_id: AtomicU64,
     workers: usize,
     lookback_ms: i64,
@@ -233,7 +235,7 @@ impl Engine {
             }),
             latest,
             catalog,
-            rules: Mutex::new(BTreeSet::new()),
+            rules: Mutex::new(BTreeMap::new()),
             next_rule_id: AtomicU64::new(0),
             workers,
             lookback_ms: config.lookback_ms,
@@ -285,8 +287,8 @@ impl Engine {
     }
 
     /// Moves the input frontier to `to_ms` (ignored if not ahead of the current one).
-    /// While the engine is idle (see [`Engine::needs_time`]) the watermark is only
-    /// recorded: the workers, with nothing to release, are not woken for it.
+    /// Short of [`Engine::time_needed_from`] the watermark is only recorded: the
+    /// workers, with nothing to release, are not woken for it.
     pub fn advance_watermark(&self, to_ms: i64) {
         let mut feeder = self.feeder.lock();
         let to = to_ms.max(0) as u64;
@@ -294,7 +296,10 @@ impl Engine {
             return;
         }
         feeder.watermark = to;
-        if !self.needs_time_locked(&feeder) {
+        if self
+            .time_needed_locked(&feeder)
+            .is_none_or(|from| from > to as i64)
+        {
             return;
         }
         feeder.sent = to;
@@ -397,7 +402,7 @@ impl Engine {
             // Nothing to spread over.
             spec.spread = None;
         }
-        self.rules.lock().insert(id.0);
+        self.rules.lock().insert(id.0, schedule);
         self.rules_installed.fetch_add(1, Ordering::Relaxed);
         Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(spec)));
         Ok(RuleHandle { id, output: rx })
@@ -419,7 +424,7 @@ impl Engine {
     pub fn unregister(&self, id: RuleId) -> bool {
         let existed = {
             let mut feeder = self.feeder.lock();
-            let existed = self.rules.lock().remove(&id.0);
+            let existed = self.rules.lock().remove(&id.0).is_some();
             if existed {
                 Self::broadcast(&mut feeder, RuleChange::Remove(id));
             }
@@ -431,17 +436,44 @@ impl Engine {
         existed
     }
 
-    /// Whether moving the watermark can release anything: a rule is installed (its
-    /// evaluations and timers wait for the frontier), the latest-sample table holds
-    /// series (retired as the frontier passes their lookback), or a batch or a rule
-    /// change (a removal waits for it) was sent since the workers' last advance. When not, the engine is idle and a clock advancing the
-    /// watermark may stop until [`Engine::on_busy`]'s callback runs.
-    pub fn needs_time(&self) -> bool {
-        self.needs_time_locked(&self.feeder.lock())
+    /// From which watermark (ms) moving it releases something; `None`: nothing until
+    /// [`Engine::on_busy`]'s callback runs (the engine is idle). `Some(i64::MIN)` (any
+    /// watermark, so a clock keeps ticking) while a batch or a rule change (a removal
+    /// waits for it) was sent since the workers' last advance, the workers have not
+    /// processed the last advance (the table may still take series), or an on-arrival
+    /// or range rule is installed (samples leave its windows as time passes);
+    /// otherwise the earliest of the interval and one-shot rules' next evaluation
+    /// (released once the frontier passes its time) and the latest-sample table's next
+    /// retirement ([`LatestTable::retirement_due`]). A clock advancing the watermark
+    /// may sleep until then.
+    pub fn time_needed_from(&self) -> Option<i64> {
+        self.time_needed_locked(&self.feeder.lock())
     }
 
-    fn needs_time_locked(&self, feeder: &Feeder) -> bool {
-        feeder.fed_since_sent || !self.rules.lock().is_empty() || !self.latest.is_empty()
+    fn time_needed_locked(&self, feeder: &Feeder) -> Option<i64> {
+        if feeder.fed_since_sent || self.processed() < feeder.sent {
+            return Some(i64::MIN);
+        }
+        // Times before `sent` are released; the next evaluation at `t >= sent` is once
+        // the frontier is past it.
+        let sent = feeder.sent.min(i64::MAX as u64) as i64;
+        let mut from = i64::MAX;
+        for schedule in self.rules.lock().values() {
+            let next = match *schedule {
+                RuleSchedule::Interval { start_ms, every_ms } => {
+                    let every = every_ms.max(1);
+                    let behind = (sent - start_ms).max(0);
+                    start_ms + (behind + every - 1) / every * every
+                }
+                RuleSchedule::At { at_ms } if at_ms >= sent => at_ms,
+                RuleSchedule::At { .. } => continue,
+                RuleSchedule::Range { .. } | RuleSchedule::OnArrival => return Some(i64::MIN),
+            };
+            from = from.min(next.saturating_add(1));
+        }
+        let retirement = self.latest.retirement_due(self.lookback_ms);
+        from = from.min(retirement.min(i64::MAX as u64) as i64);
+        (from != i64::MAX).then_some(from)
     }
 
     /// Sets the callback run (on the feeding or registering thread, after the fact)
@@ -477,20 +509,14 @@ impl Engine {
     pub fn stats(&self) -> EngineStats {
         let (watermark, sent, idle) = {
             let feeder = self.feeder.lock();
-            (
-                feeder.watermark,
-                feeder.sent,
-                !self.needs_time_locked(&feeder),
-            )
+            let idle = self
+                .time_needed_locked(&feeder)
+                .is_none_or(|from| from > feeder.watermark as i64);
+            (feeder.watermark, feeder.sent, idle)
         };
-        let mut frontier = self
-            .worker_frontiers
-            .iter()
-            .map(|f| f.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0);
-        // Idle and through the last advance sent: nothing fed since, so everything
-        // before the recorded watermark is processed too.
+        let mut frontier = self.processed();
+        // Nothing due through the recorded watermark and the workers through the last
+        // advance sent: nothing fed since, so everything before it is processed too.
         if idle && frontier >= sent {
             frontier = watermark;
         }
@@ -511,6 +537,15 @@ impl Engine {
             catalog_series: self.catalog.len() as u64,
             samples_unknown_series: self.catalog.missing(),
         }
+    }
+
+    /// The frontier every worker has processed (ms).
+    fn processed(&self) -> u64 {
+        self.worker_frontiers
+            .iter()
+            .map(|f| f.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
     }
 
     /// Stops the workers and waits for them.
@@ -660,7 +695,7 @@ mod tests {
         engine.on_busy(Arc::new(move || {
             counter.fetch_add(1, Ordering::Relaxed);
         }));
-        assert!(!engine.needs_time());
+        assert_eq!(engine.time_needed_from(), None);
         engine.advance_watermark(5_000);
         let stats = engine.stats();
         assert_eq!((stats.watermark_ms, stats.frontier_ms), (5_000, 5_000));
@@ -672,13 +707,27 @@ mod tests {
 
         engine.feed(vec![sample("m", "a", 5_000, 1.0)]);
         assert_eq!(calls.load(Ordering::Relaxed), 1);
-        assert!(engine.needs_time());
+        assert_eq!(engine.time_needed_from(), Some(i64::MIN));
         assert!(engine.stats().frontier_ms < 5_001);
         engine.advance_watermark(6_000);
         wait_for_frontier(&engine, 6_000);
         assert_eq!(live(&engine, 6_000).len(), 1);
-        // The series is in the table until the lookback retires it: still busy.
-        assert!(engine.needs_time());
+        // The series is in the table until the lookback retires it, the frontier past
+        // its sample's time + lookback: nothing to do until then, the workers not
+        // woken for an advance short of it.
+        assert_eq!(engine.time_needed_from(), Some(5_000 + 300_000 + 1));
+        engine.advance_watermark(305_000);
+        assert_eq!(engine.feeder.lock().sent, 6_000, "woken for nothing");
+        assert_eq!(engine.stats().frontier_ms, 305_000);
+        engine.advance_watermark(305_001);
+        assert_eq!(engine.feeder.lock().sent, 305_001);
+        wait_for_frontier(&engine, 305_001);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while engine.latest().len() > 0 {
+            assert!(Instant::now() < deadline, "not retired");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(engine.time_needed_from(), None);
 
         let idle = Engine::start(EngineConfig {
             workers: 1,
@@ -699,10 +748,26 @@ mod tests {
             )
             .unwrap();
         assert_eq!(calls.load(Ordering::Relaxed), 2);
-        assert!(idle.needs_time());
+        assert_eq!(idle.time_needed_from(), Some(i64::MIN));
         idle.advance_watermark(2_001);
         let out = rule.output.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(out.eval_ms, 0);
+        // An interval rule needs time only from its next evaluation (once past it).
+        wait_for_frontier(&idle, 2_001);
+        assert_eq!(idle.time_needed_from(), Some(3_001));
+        idle.advance_watermark(3_000);
+        assert_eq!(idle.feeder.lock().sent, 2_001, "woken for nothing");
+        idle.advance_watermark(3_001);
+        assert_eq!(idle.feeder.lock().sent, 3_001);
+        let evaluated: Vec<i64> = (0..3)
+            .map(|_| {
+                rule.output
+                    .recv_timeout(Duration::from_secs(5))
+                    .unwrap()
+                    .eval_ms
+            })
+            .collect();
+        assert_eq!(evaluated, [1_000, 2_000, 3_000]);
     }
 
     /// Every one of many advances, with pauses in between that let the workers park,

@@ -57,7 +57,6 @@ type Shard = RwLock<ShardData>;
 
 /// The newest sample of each series in a slot, the slot found by series id and by
 /// label ([`Postings`] over slot numbers). Freed slots are reused.
-#[derive(Default)]
 struct ShardData {
     /// Series id (already a hash, not hashed again) → slot.
     slots: KeyMap<u64, u32>,
@@ -67,6 +66,28 @@ struct ShardData {
     free: Vec<u32>,
     /// Label postings of the occupied slots.
     postings: Postings,
+    /// The frontier of the last retirement scan (ms; scans are at least a second of
+    /// frontier apart).
+    retired_through: u64,
+    /// At most the oldest timestamp of a live (not stale) entry: exact after a scan,
+    /// lowered by later upserts (`i64::MAX`: none).
+    oldest_live_ms: i64,
+    /// The same for stale markers.
+    oldest_stale_ms: i64,
+}
+
+impl Default for ShardData {
+    fn default() -> ShardData {
+        ShardData {
+            slots: KeyMap::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            postings: Postings::default(),
+            retired_through: 0,
+            oldest_live_ms: i64::MAX,
+            oldest_stale_ms: i64::MAX,
+        }
+    }
 }
 
 impl ShardData {
@@ -115,6 +136,12 @@ impl ShardData {
                 })
             }
         };
+        let oldest = if is_stale_marker(entry.value) {
+            &mut self.oldest_stale_ms
+        } else {
+            &mut self.oldest_live_ms
+        };
+        *oldest = (*oldest).min(entry.timestamp_ms);
         publishing.then(|| {
             if is_stale_marker(entry.value) {
                 LatestChange::Stale {
@@ -129,12 +156,23 @@ impl ShardData {
 
     /// Drops the entries `retire` says to (called with each entry; it may record
     /// changes to publish), freeing their slots and unindexing them in one batch.
+    /// Recomputes the oldest timestamps from the entries kept.
     fn retire(&mut self, mut retire: impl FnMut(&LatestEntry) -> bool) {
         let entries = &mut self.entries;
         let mut gone: Vec<(u32, Arc<Labels>)> = Vec::new();
+        let (mut oldest_live, mut oldest_stale) = (i64::MAX, i64::MAX);
         self.slots.retain(|_, &mut slot| {
             let cell = &mut entries[slot as usize];
-            if !cell.as_ref().is_some_and(&mut retire) {
+            let Some(entry) = cell.as_ref() else {
+                return true;
+            };
+            if !retire(entry) {
+                let oldest = if is_stale_marker(entry.value) {
+                    &mut oldest_stale
+                } else {
+                    &mut oldest_live
+                };
+                *oldest = (*oldest).min(entry.timestamp_ms);
                 return true;
             }
             if let Some(entry) = cell.take() {
@@ -145,8 +183,30 @@ impl ShardData {
         self.postings
             .remove(gone.iter().map(|(slot, labels)| (*slot, &**labels)));
         self.free.extend(gone.iter().map(|(slot, _)| *slot));
+        self.oldest_live_ms = oldest_live;
+        self.oldest_stale_ms = oldest_stale;
+    }
+
+    /// The frontier from which the next scan retires something (`u64::MAX`: never, the
+    /// shard being empty); see [`LatestTable::retirement_due`].
+    fn retirement_due(&self, lookback_ms: i64) -> u64 {
+        // Retired once the frontier is past `timestamp + lookback` (stale: past the
+        // marker), and scanned only a second of frontier after the last scan.
+        let due = self
+            .oldest_live_ms
+            .saturating_add(lookback_ms)
+            .min(self.oldest_stale_ms)
+            .saturating_add(1);
+        if due == i64::MAX {
+            return u64::MAX;
+        }
+        (due.max(0) as u64).max(self.retired_through + RETIRE_EVERY_MS)
     }
 }
+
+/// Frontier progress (ms) between two retirement scans of a shard: a full scan per
+/// step would cost more than the memory it frees.
+const RETIRE_EVERY_MS: u64 = 1000;
 
 /// One change to the table, as pushed to subscribers.
 #[derive(Clone, Debug)]
@@ -307,6 +367,23 @@ impl LatestTable {
         self.len() == 0
     }
 
+    /// The earliest input frontier (ms) at which the dataflow retires an entry, given
+    /// no new sample: `u64::MAX` if the table is empty. Until the frontier reaches it,
+    /// moving the frontier changes nothing here (a reader filters by its own clock).
+    /// Never later than the true time (an entry updated since the last scan may count
+    /// with its older timestamp).
+    pub fn retirement_due(&self, lookback_ms: i64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retirement_due(lookback_ms)
+            })
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
     /// Applies samples written back from outside the dataflow, behind its frontier
     /// (rule outputs: an evaluation at `t` is emitted once the frontier passed `t`), as
     /// the dataflow would have: newest sample per series, published to subscribers,
@@ -361,18 +438,18 @@ pub fn maintain_latest<'scope>(
                     changes.extend(data.upsert(point, labels, publishing));
                 }
             });
-            // Retire at most once per second of frontier progress: a full scan per step
-            // would cost more than the memory it frees.
+            // Retire at most once per RETIRE_EVERY_MS of frontier progress.
             let front = frontier
                 .frontier()
                 .iter()
                 .min()
                 .copied()
                 .unwrap_or(u64::MAX);
-            if front != u64::MAX && front >= retired_through + 1000 {
+            if front != u64::MAX && front >= retired_through + RETIRE_EVERY_MS {
                 retired_through = front;
-                let front = front as i64;
                 let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
+                data.retired_through = front;
+                let front = front as i64;
                 data.retire(|e| {
                     let expired = e.timestamp_ms + lookback_ms < front;
                     let stale_passed = is_stale_marker(e.value) && e.timestamp_ms < front;

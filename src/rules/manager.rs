@@ -67,6 +67,9 @@ use std::sync::Arc;
 struct RunningGroup {
     state: Arc<Mutex<GroupState>>,
     stop: Arc<AtomicBool>,
+    /// Dropped with the group (replaced, removed, stopped): wakes its thread's waits
+    /// (see the runner's `stopped`).
+    _stopped: crossbeam_channel::Sender<()>,
 }
 
 /// Evaluates the groups of the loaded rule files; see the module doc.
@@ -194,9 +197,15 @@ impl RuleManager {
             }
             restore::restore_keep_firing(&mut state, &restored);
             let stop = Arc::new(AtomicBool::new(false));
+            let (stopped_tx, stopped) = crossbeam_channel::bounded(0);
             let state = Arc::new(Mutex::new(state));
-            let runner =
-                GroupRunner::new(self.context.clone(), state.clone(), stop.clone(), &outputs);
+            let runner = GroupRunner::new(
+                self.context.clone(),
+                state.clone(),
+                stop.clone(),
+                stopped,
+                &outputs,
+            );
             let name = format!("rules-{}", key.1);
             let spawned = std::thread::Builder::new()
                 .name(name.chars().take(15).collect())
@@ -204,7 +213,11 @@ impl RuleManager {
             if let Err(e) = spawned {
                 tracing::error!(group = %key.1, error = %e, "cannot start rule group");
             }
-            running.push(RunningGroup { state, stop });
+            running.push(RunningGroup {
+                state,
+                stop,
+                _stopped: stopped_tx,
+            });
         }
         for removed in old.into_values() {
             removed.stop.store(true, Ordering::SeqCst);

@@ -81,6 +81,9 @@ pub(crate) struct GroupRunner {
     context: Arc<Context>,
     state: Arc<Mutex<GroupState>>,
     stop: Arc<AtomicBool>,
+    /// Never sent on: disconnected when the group is stopped (its sender dropped), which
+    /// ends every wait of the thread at once, so the waits need no polling timeout.
+    stopped: crossbeam_channel::Receiver<()>,
     sources: Vec<Source>,
     /// For each rule over storage, the earlier rules of the group whose outputs it reads.
     reads_earlier: Vec<Vec<usize>>,
@@ -94,6 +97,7 @@ impl GroupRunner {
         context: Arc<Context>,
         state: Arc<Mutex<GroupState>>,
         stop: Arc<AtomicBool>,
+        stopped: crossbeam_channel::Receiver<()>,
         outputs: &HashSet<String>,
     ) -> GroupRunner {
         let policy = context.options.lock().evaluation.clone();
@@ -156,6 +160,7 @@ impl GroupRunner {
             context,
             state,
             stop,
+            stopped,
             sources,
             reads_earlier,
             mode,
@@ -214,7 +219,17 @@ impl GroupRunner {
             if left <= 0 {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(left.min(200) as u64));
+            self.wait_stopped(Duration::from_millis(left as u64));
+        }
+    }
+
+    /// Waits `timeout` unless the group is stopped meanwhile (then sets the stop flag,
+    /// also when the manager's handle went away without setting it).
+    fn wait_stopped(&self, timeout: Duration) {
+        if let Err(crossbeam_channel::RecvTimeoutError::Disconnected) =
+            self.stopped.recv_timeout(timeout)
+        {
+            self.stop.store(true, Ordering::SeqCst);
         }
     }
 
@@ -345,8 +360,9 @@ impl GroupRunner {
         let deadline = self.state.lock().next_deadline_after_last();
         let now = crate::ingest::now_ms();
         let wake_at = deadline.map_or(until_ms, |d| d.min(until_ms));
-        // At least a few ms: a deadline waiting for the frontier must not spin.
-        let timeout = Duration::from_millis((wake_at - now).clamp(5, 200) as u64);
+        // At least a few ms: a deadline waiting for the frontier must not spin. No
+        // upper bound: outputs and a stop end the wait.
+        let timeout = Duration::from_millis((wake_at - now).max(5) as u64);
         let mut select = crossbeam_channel::Select::new();
         let mut indices = Vec::new();
         for (index, source) in self.sources.iter().enumerate() {
@@ -356,10 +372,15 @@ impl GroupRunner {
             }
         }
         if indices.is_empty() {
-            std::thread::sleep(timeout);
+            self.wait_stopped(timeout);
         } else {
-            // Woken by any output, or the timeout; either way every channel is drained.
+            // Woken by any output, a stop, or the timeout; either way every channel is
+            // drained.
+            select.recv(&self.stopped);
             let _ = select.ready_timeout(timeout);
+            if let Err(crossbeam_channel::TryRecvError::Disconnected) = self.stopped.try_recv() {
+                self.stop.store(true, Ordering::SeqCst);
+            }
         }
         drop(select);
         let mut sends = Vec::new();

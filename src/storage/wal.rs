@@ -113,6 +113,9 @@ pub struct Wal {
     segment_bytes: u64,
     /// A failed write left bytes after `size` that are not cut off yet.
     torn: bool,
+    /// The [`spawn_syncer`] thread, unparked when the log becomes dirty (and when the
+    /// log is dropped, so it can end).
+    syncer: Option<std::thread::Thread>,
 }
 
 impl Wal {
@@ -184,6 +187,7 @@ impl Wal {
                 buf: Vec::with_capacity(64 << 10),
                 segment_bytes: SEGMENT_BYTES,
                 torn: false,
+                syncer: None,
             },
             stats,
         ))
@@ -240,6 +244,11 @@ impl Wal {
             return Err(e);
         }
         self.size += self.buf.len() as u64;
+        if !sync && !self.dirty {
+            if let Some(syncer) = &self.syncer {
+                syncer.unpark();
+            }
+        }
         self.dirty = !sync;
         Ok(())
     }
@@ -357,24 +366,45 @@ impl Wal {
 }
 
 /// Under [`WalFsync::Every`], starts a thread that `fsync`s `wal` at that interval for as
-/// long as the log exists.
+/// long as the log exists. While nothing is written the thread sleeps without a
+/// timeout: a write that makes the log dirty wakes it, and it `fsync`s that write
+/// `every` later, so an idle server does not wake for the log.
 pub fn spawn_syncer(wal: &Arc<Mutex<Wal>>) {
     let WalFsync::Every(every) = wal.lock().fsync else {
         return;
     };
     let weak: Weak<Mutex<Wal>> = Arc::downgrade(wal);
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("wal-fsync".into())
         .spawn(move || loop {
             std::thread::sleep(every);
             let Some(wal) = weak.upgrade() else { return };
-            let result = wal.lock().sync();
-            if let Err(e) = result {
+            let mut log = wal.lock();
+            let was_dirty = log.dirty;
+            if let Err(e) = log.sync() {
                 tracing::error!(error = %e, "fsync of the WAL failed");
             }
-        })
-        .map(|_| ())
-        .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the WAL fsync thread"));
+            drop(log);
+            drop(wal);
+            if !was_dirty {
+                // Nothing written for a whole interval: wait for a write (a write
+                // between the check and here leaves the unpark token, so this returns).
+                std::thread::park();
+            }
+        });
+    match spawned {
+        Ok(handle) => wal.lock().syncer = Some(handle.thread().clone()),
+        Err(e) => tracing::error!(error = %e, "cannot start the WAL fsync thread"),
+    }
+}
+
+impl Drop for Wal {
+    /// Wakes the syncer thread, which then finds the log gone and ends.
+    fn drop(&mut self) {
+        if let Some(syncer) = &self.syncer {
+            syncer.unpark();
+        }
+    }
 }
 
 fn segment_name(index: u64) -> String {
