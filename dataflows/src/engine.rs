@@ -723,7 +723,7 @@ mod tests {
         assert_eq!(engine.feeder.lock().sent, 305_001);
         wait_for_frontier(&engine, 305_001);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while engine.latest().len() > 0 {
+        while !engine.latest().is_empty() {
             assert!(Instant::now() < deadline, "not retired");
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -3,17 +3,63 @@
 //! A [`Labels`] value is a list of `(name, value)` pairs sorted by name, with the
 //! metric name stored under `__name__` like Prometheus. Its [`Labels::hash`] is the
 //! series id used to exchange samples between workers; it is stable across processes.
+//!
+//! Representation: one string holding every pair as `len:name len:value` (lengths in
+//! decimal), as Prometheus's `stringlabels` build keeps them (with varint lengths,
+//! which would need unchecked UTF-8 slicing here, and this crate has no unsafe). A
+//! label set lives as long as its series (in the head, the series catalog, the
+//! latest-sample table and the scrape cache, shared through one `Arc`), so its size is
+//! most of what a series costs: a `Vec<(String, String)>` of five pairs took about
+//! 650 bytes in 11 allocations (glibc rounds each up), this about 100 in one.
+//! Comparison, hashing and serialization are those of the sorted pairs.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::Hasher;
 use xxhash_rust::xxh3::Xxh3;
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
 /// A sorted set of labels identifying one series.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Labels(Vec<(String, String)>);
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Labels(Box<str>);
+
+/// The pairs of an encoded label set, in order.
+#[derive(Clone)]
+struct Pairs<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Pairs<'a> {
+    /// The next string: its length in decimal digits, `:`, and the string.
+    fn next_str(&mut self) -> &'a str {
+        let bytes = self.rest.as_bytes();
+        let mut len = 0usize;
+        let mut i = 0;
+        while bytes[i] != b':' {
+            len = len * 10 + usize::from(bytes[i] - b'0');
+            i += 1;
+        }
+        let (text, rest) = self.rest[i + 1..].split_at(len);
+        self.rest = rest;
+        text
+    }
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let name = self.next_str();
+        let value = self.next_str();
+        Some((name, value))
+    }
+}
 
 impl Labels {
     /// [`Labels::from_pairs`] over borrowed `(name, value)` pairs.
@@ -40,15 +86,30 @@ impl Labels {
                 _ => out.push((name, value)),
             }
         }
-        Labels(out)
+        Labels::encode(out.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    }
+
+    /// Encodes pairs already sorted by name, without duplicates or empty values.
+    fn encode<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> Labels {
+        use std::fmt::Write;
+        let size: usize = pairs.clone().map(|(n, v)| n.len() + v.len() + 6).sum();
+        let mut out = String::with_capacity(size);
+        for (name, value) in pairs {
+            let _ = write!(out, "{}:{name}{}:{value}", name.len(), value.len());
+        }
+        Labels(out.into_boxed_str())
     }
 
     /// The value of label `name`, if present.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()
-            .map(|i| self.0[i].1.as_str())
+        for (n, v) in self.iter() {
+            match n.cmp(name) {
+                Ordering::Less => continue,
+                Ordering::Equal => return Some(v),
+                Ordering::Greater => return None,
+            }
+        }
+        None
     }
 
     /// The metric name (`__name__`), or `""` if the series has none.
@@ -57,13 +118,13 @@ impl Labels {
     }
 
     /// The pairs, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        Pairs { rest: &self.0 }
     }
 
     /// The number of labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     /// Whether there are no labels at all.
@@ -76,7 +137,7 @@ impl Labels {
     /// (`limit_ratio` picks series by it); [`Labels::hash`] is the faster series id.
     pub fn prometheus_hash(&self) -> u64 {
         let mut hasher = xxhash_rust::xxh64::Xxh64::new(0);
-        for (name, value) in &self.0 {
+        for (name, value) in self.iter() {
             hasher.update(name.as_bytes());
             hasher.update(&[0xff]);
             hasher.update(value.as_bytes());
@@ -89,7 +150,7 @@ impl Labels {
     /// `{a="bc"}` and `{ab="c"}` differ.
     pub fn hash(&self) -> u64 {
         let mut hasher = Xxh3::new();
-        for (name, value) in &self.0 {
+        for (name, value) in self.iter() {
             hasher.update(name.as_bytes());
             hasher.update(&[0xff]);
             hasher.update(value.as_bytes());
@@ -100,7 +161,53 @@ impl Labels {
 
     /// Consumes the set, returning its sorted pairs.
     pub fn into_pairs(self) -> Vec<(String, String)> {
-        self.0
+        self.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+/// Ordered as the sorted pairs are (name, then value, pair by pair; a prefix first).
+impl Ord for Labels {
+    fn cmp(&self, other: &Labels) -> Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Labels) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Equal sets have equal encodings, so the bytes are hashed.
+impl std::hash::Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.0.as_bytes());
+    }
+}
+
+impl fmt::Debug for Labels {
+    /// As the pairs: `Labels([("a", "1"), ("b", "2")])`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Labels")
+            .field(&self.iter().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Serialized as the sorted pairs (a sequence of `[name, value]`).
+impl Serialize for Labels {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+/// Read from a sequence of `[name, value]` pairs, sorted and deduplicated as by
+/// [`Labels::from_pairs`].
+impl<'de> Deserialize<'de> for Labels {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Labels, D::Error> {
+        Vec::<(String, String)>::deserialize(deserializer).map(Labels::from_pairs)
     }
 }
 
@@ -152,6 +259,39 @@ mod tests {
         assert_eq!(
             Labels::from_strs(&[("a", "1"), ("b", "2")]).hash(),
             Labels::from_strs(&[("b", "2"), ("a", "1")]).hash()
+        );
+    }
+
+    #[test]
+    fn encodes_long_strings_and_orders_as_the_pairs() {
+        let long = "v".repeat(300);
+        let l = Labels::from_strs(&[("b", &long), ("a", "é"), ("c", "")]);
+        assert_eq!(
+            l.iter().collect::<Vec<_>>(),
+            vec![("a", "é"), ("b", long.as_str())]
+        );
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get("b"), Some(long.as_str()));
+        assert_eq!(l.get("aa"), None);
+        let pairs = |l: &Labels| l.clone().into_pairs();
+        let mut sets = [
+            Labels::from_strs(&[("a", "1"), ("b", "2")]),
+            Labels::from_strs(&[("a", "1")]),
+            Labels::from_strs(&[("a", "10")]),
+            Labels::from_strs(&[("a", "2")]),
+            Labels::from_strs(&[("b", "0")]),
+            Labels::default(),
+        ];
+        let mut by_pairs = sets.clone();
+        by_pairs.sort_by_key(pairs);
+        sets.sort();
+        assert_eq!(sets, by_pairs);
+        let json = serde_json::to_string(&l).unwrap();
+        assert_eq!(json, format!(r#"[["a","é"],["b","{long}"]]"#));
+        assert_eq!(serde_json::from_str::<Labels>(&json).unwrap(), l);
+        assert_eq!(
+            format!("{:?}", Labels::from_strs(&[("a", "1")])),
+            r#"Labels([("a", "1")])"#
         );
     }
 

@@ -5,8 +5,11 @@
 //! evaluator over the in-memory head (the same semantics the maintained operators are
 //! checked against). Errors: `bad_data` (400) for unparsable parameters or PromQL,
 //! `execution` (422) for runtime errors (`--query.max-samples` among them), `timeout`
-//! (503) past `timeout`/`--query.timeout`. Each evaluation runs on a thread of its own
-//! (the stack of `dataflows::promql::depth::QUERY_STACK_BYTES`), holds its turn of
+//! (503) past `timeout`/`--query.timeout`. A query whose plan is shallow (every real
+//! one, `QueryPlan::is_shallow`) is evaluated on the async thread that serves it, in
+//! `block_in_place` (no hand-off between threads: each costs a wake-up, milliseconds
+//! on a loaded machine); a deeper one on a thread of its own (the stack of
+//! `dataflows::promql::depth::QUERY_STACK_BYTES`). Each holds its turn of
 //! `--query.max-concurrency` until it ends, and stops at its deadline.
 //! Warnings and infos the evaluation raises (e.g. `rate` over a name that does not
 //! look like a counter) are returned as `warnings` / `infos`, as in Prometheus 3.x.
@@ -54,7 +57,8 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         Ok(p) => p,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
-    run(service, timeout, move |service, deadline| {
+    let shallow = plan.is_shallow();
+    run(service, timeout, shallow, move |service, deadline| {
         let head = service.ingester.storage().clone();
         let mut evaluator = Evaluator::new(head.as_ref(), t);
         configure(&mut evaluator, &service, deadline);
@@ -113,7 +117,8 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         Ok(p) => p,
         Err(e) => return api_error(ErrorType::BadData, &e),
     };
-    run(service, timeout, move |service, deadline| {
+    let shallow = plan.is_shallow();
+    run(service, timeout, shallow, move |service, deadline| {
         let storage = service.ingester.storage().clone();
         // Each selector is read from storage once for the whole range.
         let reader = RangeQueryReader::new(storage.as_ref(), end);
@@ -169,12 +174,14 @@ fn query_timeout(service: &Service, params: &Params) -> Result<Duration, String>
     }
 }
 
-/// Runs an evaluation off the async threads, bounded by `timeout`; the answer carries
-/// the evaluation's annotations as `warnings` / `infos`. The JSON body is written off
-/// the async threads too.
+/// Runs an evaluation bounded by `timeout`, in `block_in_place` when its plan is
+/// `shallow` (and the runtime has the threads for it), else on a thread of its own; the
+/// answer carries the evaluation's annotations as `warnings` / `infos`. The JSON body
+/// is written there too.
 async fn run(
     service: Arc<Service>,
     timeout: Duration,
+    shallow: bool,
     evaluate: impl FnOnce(Arc<Service>, Instant) -> Result<(QueryData, Annotations), String>
         + Send
         + 'static,
@@ -191,37 +198,51 @@ async fn run(
     let turn = Turn(service.clone());
     let deadline = Instant::now() + timeout;
     let metrics = service.metrics.clone();
-    // A thread per query, with the stack a plan as deep as the text needs.
-    let (send, task) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("promql-query".into())
-        .stack_size(QUERY_STACK_BYTES)
-        .spawn(move || {
-            let _turn = turn;
-            let answer = evaluate(service, deadline).map(|(data, annotations)| {
-                let warnings: Vec<String> = annotations.warnings.into_iter().collect();
-                let infos: Vec<String> = annotations.infos.into_iter().collect();
-                api_success_annotated(&data, &warnings, &infos)
+    let answer = move || {
+        let _turn = turn;
+        evaluate(service, deadline).map(|(data, annotations)| {
+            let warnings: Vec<String> = annotations.warnings.into_iter().collect();
+            let infos: Vec<String> = annotations.infos.into_iter().collect();
+            api_success_annotated(&data, &warnings, &infos)
+        })
+    };
+    let multi_thread = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
+    // Ok(None): the evaluation panicked; Err: `timeout` passed first.
+    let outcome = if shallow && multi_thread {
+        // The evaluator stops itself at `deadline` (`TIMED_OUT`).
+        let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tokio::task::block_in_place(answer)
+        }));
+        Ok(evaluated.ok())
+    } else {
+        // A thread of its own, with the stack a plan as deep as the text needs.
+        let (send, task) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("promql-query".into())
+            .stack_size(QUERY_STACK_BYTES)
+            .spawn(move || {
+                let _ = send.send(answer());
             });
-            let _ = send.send(answer);
-        });
-    if let Err(e) = spawned {
-        return api_error(
-            ErrorType::Internal,
-            &format!("cannot start the query thread: {e}"),
-        );
-    }
-    match tokio::time::timeout(timeout, task).await {
+        if let Err(e) = spawned {
+            return api_error(
+                ErrorType::Internal,
+                &format!("cannot start the query thread: {e}"),
+            );
+        }
+        tokio::time::timeout(timeout, task).await.map(Result::ok)
+    };
+    match outcome {
         Err(_) => api_error(ErrorType::Timeout, TIMED_OUT),
-        Ok(Ok(Err(e))) if e == TIMED_OUT => api_error(ErrorType::Timeout, &e),
-        Ok(Err(_)) => api_error(ErrorType::Internal, "query evaluation failed (panicked)"),
-        Ok(Ok(Err(e))) => {
+        Ok(Some(Err(e))) if e == TIMED_OUT => api_error(ErrorType::Timeout, &e),
+        Ok(None) => api_error(ErrorType::Internal, "query evaluation failed (panicked)"),
+        Ok(Some(Err(e))) => {
             if e == TOO_MANY_SAMPLES {
                 metrics.limits.query_samples.inc();
             }
             api_error(ErrorType::Execution, &e)
         }
-        Ok(Ok(Ok(answer))) => answer,
+        Ok(Some(Ok(answer))) => answer,
     }
 }
 

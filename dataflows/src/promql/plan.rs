@@ -409,8 +409,8 @@ fn parse_on_stack(
     times: QueryTimes,
     check: fn(&Plan) -> Result<(), PlanError>,
 ) -> Result<Plan, PlanError> {
-    depth::check_text(query)?;
-    depth::on_parse_stack(|| {
+    let text_depth = depth::check_text(query)?;
+    depth::on_parse_stack(text_depth, || {
         let text = rewrite::rewrite(&durations::rewrite(query, times));
         let expr = ast::parse(&text).map_err(|m| parse_error::syntax_error(query, m))?;
         let plan = lower(&expr)?;
@@ -423,10 +423,10 @@ fn parse_on_stack(
 /// its rules API and alerts' `generatorURL` show); the text as written when it needs
 /// one of promflow's rewrites (or durations arithmetic) to parse.
 pub fn format_query(query: &str) -> String {
-    if depth::check_text(query).is_err() {
+    let Ok(text_depth) = depth::check_text(query) else {
         return query.to_string();
-    }
-    depth::on_parse_stack(|| {
+    };
+    depth::on_parse_stack(text_depth, || {
         let rewritten = rewrite::rewrite(&durations::rewrite(query, QueryTimes::default()));
         if rewritten != query {
             return query.to_string();
