@@ -254,7 +254,7 @@ impl Service {
             .map_err(|e| e.to_string())?,
         );
         head.housekeeping(now_ms());
-        let rule_registry = RuleRegistry::open(&options.storage_path)?;
+        let rule_registry = RuleRegistry::open(&options.storage_path).map_err(|e| e.to_string())?;
         let federation_views = crate::api::federation_views::FederationViews::open(
             &options.storage_path,
             engine.latest().clone(),

@@ -152,11 +152,67 @@ fn go_time(t: Option<Nanos>, date: &str, zone: &str) -> String {
 }
 
 /// Parses RFC 3339; Go's zero time (and anything before 1678, outside `Nanos`) is `None`.
-pub fn parse_time(text: &str) -> Result<Option<Nanos>, String> {
-    let t = chrono::DateTime::parse_from_rfc3339(text)
-        .map_err(|e| format!("invalid time {text:?}: {e}"))?;
+pub fn parse_time(text: &str) -> Result<Option<Nanos>, TimeError> {
+    let t = chrono::DateTime::parse_from_rfc3339(text).map_err(|reason| TimeError {
+        text: text.to_string(),
+        reason,
+    })?;
     Ok(t.timestamp_nanos_opt()
         .filter(|_| t.timestamp() > -62_135_596_800))
+}
+
+/// A time that is not RFC 3339.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("invalid time {text:?}: {reason}")]
+pub struct TimeError {
+    /// The text.
+    pub text: String,
+    /// Why.
+    pub reason: chrono::ParseError,
+}
+
+/// Why a posted alert is refused (`POST /api/v2/alerts` answers 400 with it).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PostableError {
+    /// The alert is not a JSON object.
+    #[error("alert is not a JSON object")]
+    NotObject,
+    /// `labels` or `annotations` is not an object.
+    #[error("{0} is not an object")]
+    NotAnObject(&'static str),
+    /// A value of `labels` or `annotations` is not a string.
+    #[error("{field}.{name} is not a string")]
+    ValueNotString {
+        /// `labels` or `annotations`.
+        field: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A name of `labels` or `annotations` is not a valid label name.
+    #[error("invalid name {name:?} in {field}")]
+    InvalidName {
+        /// `labels` or `annotations`.
+        field: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// No label with a value.
+    #[error("at least one label pair required")]
+    NoLabels,
+    /// `startsAt`, `endsAt` or `generatorURL` is not a string.
+    #[error("{0} is not a string")]
+    NotAString(&'static str),
+    /// `startsAt` or `endsAt` is not a time.
+    #[error("{field}: {source}")]
+    Time {
+        /// `startsAt` or `endsAt`.
+        field: &'static str,
+        /// Why.
+        source: TimeError,
+    },
+    /// `endsAt` is before `startsAt`.
+    #[error("start time must be before end time")]
+    EndBeforeStart,
 }
 
 /// Now, in nanoseconds.
@@ -172,24 +228,32 @@ fn valid_label_name(name: &str) -> bool {
 /// Reads one v2 `PostableAlert` received at `now`, with Alertmanager's defaults: no
 /// `startsAt` → now (or `endsAt` if only that is set); no `endsAt` → now +
 /// `resolve_timeout`, marked as a timeout. Errors name what is wrong.
-pub fn from_postable(v: &Value, now: Nanos, resolve_timeout: Nanos) -> Result<Alert, String> {
-    let object = v.as_object().ok_or("alert is not a JSON object")?;
-    let string_map = |field: &str| -> Result<BTreeMap<String, String>, String> {
+pub fn from_postable(
+    v: &Value,
+    now: Nanos,
+    resolve_timeout: Nanos,
+) -> Result<Alert, PostableError> {
+    let object = v.as_object().ok_or(PostableError::NotObject)?;
+    let string_map = |field: &'static str| -> Result<BTreeMap<String, String>, PostableError> {
         let mut map = BTreeMap::new();
         match object.get(field) {
             None | Some(Value::Null) => {}
             Some(Value::Object(o)) => {
                 for (k, v) in o {
-                    let v = v
-                        .as_str()
-                        .ok_or_else(|| format!("{field}.{k} is not a string"))?;
+                    let v = v.as_str().ok_or_else(|| PostableError::ValueNotString {
+                        field,
+                        name: k.clone(),
+                    })?;
                     if !valid_label_name(k) {
-                        return Err(format!("invalid name {k:?} in {field}"));
+                        return Err(PostableError::InvalidName {
+                            field,
+                            name: k.clone(),
+                        });
                     }
                     map.insert(k.clone(), v.to_string());
                 }
             }
-            Some(_) => return Err(format!("{field} is not an object")),
+            Some(_) => return Err(PostableError::NotAnObject(field)),
         }
         Ok(map)
     };
@@ -198,27 +262,29 @@ pub fn from_postable(v: &Value, now: Nanos, resolve_timeout: Nanos) -> Result<Al
         .filter(|(_, v)| !v.is_empty())
         .collect();
     if labels.is_empty() {
-        return Err("at least one label pair required".into());
+        return Err(PostableError::NoLabels);
     }
     let annotations = string_map("annotations")?;
-    let time = |field: &str| -> Result<Option<Nanos>, String> {
+    let time = |field: &'static str| -> Result<Option<Nanos>, PostableError> {
         match object.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => parse_time(s).map_err(|e| format!("{field}: {e}")),
-            Some(_) => Err(format!("{field} is not a string")),
+            Some(Value::String(s)) => {
+                parse_time(s).map_err(|source| PostableError::Time { field, source })
+            }
+            Some(_) => Err(PostableError::NotAString(field)),
         }
     };
     let (starts, ends) = (time("startsAt")?, time("endsAt")?);
     if let (Some(s), Some(e)) = (starts, ends) {
         if e < s {
-            return Err("start time must be before end time".into());
+            return Err(PostableError::EndBeforeStart);
         }
     }
     let generator_url = match object.get("generatorURL") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err("generatorURL is not a string".into()),
+        Some(_) => return Err(PostableError::NotAString("generatorURL")),
     };
     Ok(Alert {
         labels,

@@ -324,7 +324,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
             ("wechat_api_url", &g.wechat_api_url),
         ] {
             if let Some(Err(e)) = url.as_deref().map(check_http_url) {
-                p.push(gpath.key(field), e);
+                p.push(gpath.key(field), e.to_string());
             }
         }
         for (kind, key, file) in [
@@ -449,7 +449,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
     let templates = match Templates::load(&template_files) {
         Ok(t) => t,
         Err(e) => {
-            p.push(root.key("templates"), e);
+            p.push(root.key("templates"), e.to_string());
             Templates::default_only()
         }
     };
@@ -601,12 +601,26 @@ fn matchers_of(
 
 /// Receivers are reached over `http://` or `https://` (verified against the system's
 /// CA roots, or `http_config.tls_config`).
-pub(crate) fn check_http_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+pub(crate) fn check_http_url(url: &str) -> Result<(), UrlError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| UrlError::Invalid {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
     match parsed.scheme() {
         "http" | "https" => Ok(()),
-        other => Err(format!("unsupported scheme {other:?} for URL")),
+        other => Err(UrlError::Scheme(other.to_string())),
     }
+}
+
+/// Why a receiver's URL is refused (reported at the field in the config's problems).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UrlError {
+    /// It does not parse.
+    #[error("invalid URL {url:?}: {reason}")]
+    Invalid { url: String, reason: String },
+    /// Neither `http` nor `https`.
+    #[error("unsupported scheme {0:?} for URL")]
+    Scheme(String),
 }
 
 /// A receiver's base URL: the entry's (`entry`, reported at `path` when bad), else
@@ -623,8 +637,9 @@ pub(crate) fn base_url(
         .as_ref()
         .or(global.as_ref())
         .map_or(default, |s| s.as_str());
-    let parsed =
-        check_http_url(text).and_then(|()| reqwest::Url::parse(text).map_err(|e| e.to_string()));
+    let parsed = check_http_url(text)
+        .map_err(|e| e.to_string())
+        .and_then(|()| reqwest::Url::parse(text).map_err(|e| e.to_string()));
     let mut url = match parsed {
         Ok(u) => u,
         Err(e) => {

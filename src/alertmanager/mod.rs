@@ -334,7 +334,7 @@ impl BuiltinNotifier {
                         }
                         Err(e) => Err(SendError::Permanent(e.to_string())),
                     },
-                    Err(e) => Err(SendError::Permanent(e)),
+                    Err(e) => Err(e.into()),
                 },
                 None => Err(SendError::Permanent("notifier is not configured".into())),
             };

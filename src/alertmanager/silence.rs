@@ -8,8 +8,8 @@
 //! Alertmanager's filter and order, the v2 `GettableSilence` JSON, and the form saved
 //! in the notifier's state file (see `notify`).
 
-use crate::alertmanager::alert::{format_time_api, parse_time, Nanos};
-use crate::alertmanager::matcher::{MatchType, Matcher, Matchers};
+use crate::alertmanager::alert::{format_time_api, parse_time, Nanos, TimeError};
+use crate::alertmanager::matcher::{MatchType, Matcher, MatcherError, Matchers};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -129,12 +129,12 @@ impl Silences {
 
     /// Creates or updates a silence from a v2 `PostableSilence`; returns its id.
     pub fn post(&mut self, v: &Value, now: Nanos) -> Result<String, SilenceError> {
-        let invalid = |message: &str| SilenceError::Invalid(message.to_string());
+        let invalid = SilenceError::Invalid;
         let o = v
             .as_object()
             .ok_or_else(|| invalid("silence is not a JSON object"))?;
         let string = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        let matchers = matchers_from_json(v).map_err(SilenceError::Invalid)?;
+        let matchers = matchers_from_json(v)?;
         if matchers.is_empty() {
             return Err(invalid("silence has no matchers"));
         }
@@ -144,10 +144,8 @@ impl Silences {
                 "at least one matcher must not match the empty string",
             ));
         }
-        let time = |k: &str| -> Result<Nanos, SilenceError> {
-            parse_time(&string(k))
-                .map_err(SilenceError::Invalid)?
-                .ok_or_else(|| SilenceError::Invalid(format!("{k} is required")))
+        let time = |k: &'static str| -> Result<Nanos, SilenceError> {
+            parse_time(&string(k))?.ok_or(SilenceError::TimeRequired(k))
         };
         let (written_start, ends_at) = (time("startsAt")?, time("endsAt")?);
         let starts_at = written_start.max(now);
@@ -257,7 +255,7 @@ impl Silences {
                 Ok(s) => {
                     self.by_id.insert(s.id.clone(), s);
                 }
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.to_string()),
             }
         }
         self.next = self.by_id.len() as u64;
@@ -281,11 +279,20 @@ impl Silences {
 }
 
 /// Why a silence cannot be created, updated or expired (Alertmanager 0.25's messages).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum SilenceError {
     /// The posted silence is not valid.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(&'static str),
+    /// Its matchers are not valid.
+    #[error(transparent)]
+    Matchers(#[from] MatcherJsonError),
+    /// `startsAt` or `endsAt` is not a time.
+    #[error(transparent)]
+    Time(#[from] TimeError),
+    /// `startsAt` or `endsAt` is missing (or Go's zero time).
+    #[error("{0} is required")]
+    TimeRequired(&'static str),
     /// An update names an id no silence has.
     #[error("silence {0} not found")]
     UnknownId(String),
@@ -294,8 +301,30 @@ pub enum SilenceError {
     NotFound,
 }
 
+/// Why the matchers of a silence's JSON are not valid.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum MatcherJsonError {
+    /// A matcher lacks `name`, `value` or `isRegex` (or it is not of its type).
+    #[error("matcher without {0}")]
+    Missing(&'static str),
+    /// A matcher is not valid (e.g. its regex does not compile).
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+}
+
+/// Why a saved silence cannot be restored (logged; the silence is skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A field is missing.
+    #[error("saved silence without {0}")]
+    Missing(&'static str),
+    /// Its matchers are not valid.
+    #[error(transparent)]
+    Matchers(#[from] MatcherJsonError),
+}
+
 /// The matchers of a v2 silence JSON object.
-fn matchers_from_json(v: &Value) -> Result<Vec<Matcher>, String> {
+fn matchers_from_json(v: &Value) -> Result<Vec<Matcher>, MatcherJsonError> {
     let mut matchers = Vec::new();
     for m in v
         .get("matchers")
@@ -306,15 +335,15 @@ fn matchers_from_json(v: &Value) -> Result<Vec<Matcher>, String> {
         let name = m
             .get("name")
             .and_then(Value::as_str)
-            .ok_or("matcher without name")?;
+            .ok_or(MatcherJsonError::Missing("name"))?;
         let value = m
             .get("value")
             .and_then(Value::as_str)
-            .ok_or("matcher without value")?;
+            .ok_or(MatcherJsonError::Missing("value"))?;
         let regex = m
             .get("isRegex")
             .and_then(Value::as_bool)
-            .ok_or("matcher without isRegex")?;
+            .ok_or(MatcherJsonError::Missing("isRegex"))?;
         let equal = m.get("isEqual").and_then(Value::as_bool).unwrap_or(true);
         let kind = match (regex, equal) {
             (false, true) => MatchType::Equal,
@@ -322,21 +351,21 @@ fn matchers_from_json(v: &Value) -> Result<Vec<Matcher>, String> {
             (true, true) => MatchType::Regexp,
             (true, false) => MatchType::NotRegexp,
         };
-        matchers.push(Matcher::new(name, kind, value).map_err(|e| e.to_string())?);
+        matchers.push(Matcher::new(name, kind, value)?);
     }
     Ok(matchers)
 }
 
-fn silence_from_snapshot(v: &Value) -> Result<Silence, String> {
+fn silence_from_snapshot(v: &Value) -> Result<Silence, SnapshotError> {
     let string = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let time = |k: &str| {
+    let time = |k: &'static str| {
         v.get(k)
             .and_then(Value::as_i64)
-            .ok_or(format!("saved silence without {k}"))
+            .ok_or(SnapshotError::Missing(k))
     };
     let id = string("id");
     if id.is_empty() {
-        return Err("saved silence without id".into());
+        return Err(SnapshotError::Missing("id"));
     }
     Ok(Silence {
         id,

@@ -104,52 +104,83 @@ impl Templates {
     }
 
     /// The default templates, then each file (later definitions replace earlier ones).
-    pub fn load(files: &[PathBuf]) -> Result<Templates, String> {
+    pub fn load(files: &[PathBuf]) -> Result<Templates, TemplateError> {
         let mut base = functions(Template::new("__notify"))
             .missing_key(gotmpl::MissingKey::ZeroValue)
             .parse(&rewrite_methods(DEFAULT_TEMPLATES))
-            .map_err(|e| format!("default templates: {e}"))?;
+            .map_err(TemplateError::Defaults)?;
         for file in files {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read template file {}: {e}", file.display()))?;
+            let text = std::fs::read_to_string(file).map_err(|source| TemplateError::Read {
+                path: file.clone(),
+                source,
+            })?;
             base = base
                 .parse(&rewrite_methods(&text))
-                .map_err(|e| format!("template file {}: {e}", file.display()))?;
+                .map_err(|source| TemplateError::Parse {
+                    path: file.clone(),
+                    source,
+                })?;
         }
         // The set's own body is empty: only `define`s are kept.
-        base = base.parse("").map_err(|e| e.to_string())?;
+        base = base.parse("")?;
         Ok(Templates { base })
     }
 
     /// Expands one config text (e.g. a Slack `title`) with `data`.
-    pub fn expand(&self, text: &str, data: &Value) -> Result<String, String> {
+    pub fn expand(&self, text: &str, data: &Value) -> Result<String, TemplateError> {
         if !text.contains("{{") {
             return Ok(text.to_string());
         }
-        self.base
+        Ok(self
+            .base
             .clone()
             .parse(&rewrite_methods(text))
-            .and_then(|t| t.execute_to_string(data))
-            .map_err(|e| e.to_string())
+            .and_then(|t| t.execute_to_string(data))?)
     }
 
     /// Expands one config text as Go's `html/template` does (Alertmanager's
     /// `ExecuteHTMLString`, the email `html` body): the same definitions, values
     /// escaped for their HTML context.
-    pub fn expand_html(&self, text: &str, data: &Value) -> Result<String, String> {
+    pub fn expand_html(&self, text: &str, data: &Value) -> Result<String, TemplateError> {
         let mut t = functions(gotmpl::html::Template::new("__html"))
             .missing_key(gotmpl::MissingKey::ZeroValue);
         for name in self.base.templates() {
             if let Some(tree) = self.base.lookup(name).filter(|_| name != "__notify") {
-                t = t
-                    .add_parse_tree(name, tree.clone())
-                    .map_err(|e| e.to_string())?;
+                t = t.add_parse_tree(name, tree.clone())?;
             }
         }
-        t.parse(&rewrite_methods(text))
-            .and_then(|t| t.execute_to_string(data))
-            .map_err(|e| e.to_string())
+        Ok(t.parse(&rewrite_methods(text))
+            .and_then(|t| t.execute_to_string(data))?)
     }
+}
+
+/// Why templates failed to load or to expand. The texts are the ones promflow has
+/// always reported (the load errors at `templates` in a config's problems, the
+/// expansion errors wrapped by each integration as Alertmanager wraps them).
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The built-in default templates do not parse (a promflow bug).
+    #[error("default templates: {0}")]
+    Defaults(#[source] gotmpl::TemplateError),
+    /// A `templates:` file cannot be read.
+    #[error("cannot read template file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A `templates:` file does not parse.
+    #[error("template file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: gotmpl::TemplateError,
+    },
+    /// A text does not parse or fails to execute (the engine's message, as Go's).
+    #[error(transparent)]
+    Expand(#[from] gotmpl::TemplateError),
 }
 
 /// One alert as templates see it.

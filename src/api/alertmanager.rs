@@ -282,7 +282,11 @@ pub async fn get_silences(State(service): State<Arc<Service>>, params: Params) -
 /// POST is a 400; expiring an unknown id is a 500 ("silence not found").
 fn silence_error(e: SilenceError) -> Response {
     let status = match e {
-        SilenceError::Invalid(_) | SilenceError::UnknownId(_) => StatusCode::BAD_REQUEST,
+        SilenceError::Invalid(_)
+        | SilenceError::Matchers(_)
+        | SilenceError::Time(_)
+        | SilenceError::TimeRequired(_)
+        | SilenceError::UnknownId(_) => StatusCode::BAD_REQUEST,
         SilenceError::NotFound => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())

@@ -16,15 +16,15 @@
 
 use crate::api::params::{parse_duration_param, parse_time_param, Params};
 use crate::api::query_json::QueryData;
-use crate::api::response::{api_error, api_success_annotated, ErrorType};
+use crate::api::response::{api_error, api_success_annotated, ApiError, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
 use crate::storage::range_reader::RangeQueryReader;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use dataflows::promql::depth::{QueryPlan, QUERY_STACK_BYTES};
 use dataflows::promql::durations::QueryTimes;
-use dataflows::promql::eval::{Annotations, Evaluator, SampleBudget, TIMED_OUT, TOO_MANY_SAMPLES};
+use dataflows::promql::eval::{Annotations, EvalError, Evaluator, SampleBudget};
 use dataflows::promql::plan;
 use serde_json::Value as Json;
 use std::sync::Arc;
@@ -62,9 +62,7 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         let head = service.ingester.storage().clone();
         let mut evaluator = Evaluator::new(head.as_ref(), t);
         configure(&mut evaluator, &service, deadline);
-        let value = evaluator
-            .instant(plan.plan(), t)
-            .map_err(|e| e.to_string())?;
+        let value = evaluator.instant(plan.plan(), t)?;
         Ok((QueryData::Instant(value, t), evaluator.take_annotations()))
     })
     .await
@@ -127,9 +125,7 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         evaluator.start_ms = start;
         evaluator.end_ms = end;
         evaluator.step_ms = step;
-        let series = evaluator
-            .range(plan.plan(), start, end, step)
-            .map_err(|e| e.to_string())?;
+        let series = evaluator.range(plan.plan(), start, end, step)?;
         Ok((QueryData::Range(series), evaluator.take_annotations()))
     })
     .await
@@ -182,7 +178,7 @@ async fn run(
     service: Arc<Service>,
     timeout: Duration,
     shallow: bool,
-    evaluate: impl FnOnce(Arc<Service>, Instant) -> Result<(QueryData, Annotations), String>
+    evaluate: impl FnOnce(Arc<Service>, Instant) -> Result<(QueryData, Annotations), EvalError>
         + Send
         + 'static,
 ) -> Response {
@@ -210,7 +206,7 @@ async fn run(
         == tokio::runtime::RuntimeFlavor::MultiThread;
     // Ok(None): the evaluation panicked; Err: `timeout` passed first.
     let outcome = if shallow && multi_thread {
-        // The evaluator stops itself at `deadline` (`TIMED_OUT`).
+        // The evaluator stops itself at `deadline` (`EvalError::TimedOut`).
         let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             tokio::task::block_in_place(answer)
         }));
@@ -233,14 +229,13 @@ async fn run(
         tokio::time::timeout(timeout, task).await.map(Result::ok)
     };
     match outcome {
-        Err(_) => api_error(ErrorType::Timeout, TIMED_OUT),
-        Ok(Some(Err(e))) if e == TIMED_OUT => api_error(ErrorType::Timeout, &e),
+        Err(_) => ApiError::from(EvalError::TimedOut).into_response(),
         Ok(None) => api_error(ErrorType::Internal, "query evaluation failed (panicked)"),
         Ok(Some(Err(e))) => {
-            if e == TOO_MANY_SAMPLES {
+            if e == EvalError::TooManySamples {
                 metrics.limits.query_samples.inc();
             }
-            api_error(ErrorType::Execution, &e)
+            ApiError::from(e).into_response()
         }
         Ok(Some(Ok(answer))) => answer,
     }

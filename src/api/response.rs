@@ -2,8 +2,10 @@
 //! `{"status":"error","errorType":…,"error":…}`, with the HTTP status each error type
 //! maps to. Every API handler answers through here, so the mapping lives in one place.
 
+use crate::rules::registry::RegistryError;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dataflows::promql::eval::EvalError;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -121,6 +123,57 @@ pub fn api_disabled(message: &str) -> Response {
         axum::Json(json!({ "status": "error", "errorType": ErrorType::Unavailable.name(), "error": message })),
     )
         .into_response()
+}
+
+/// An error the API answers: its type (which decides the HTTP status) and message.
+/// The typed errors of the library modules become one through `From`, here, so which
+/// status each of them is answered with is decided in one place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiError {
+    /// The error type.
+    pub kind: ErrorType,
+    /// The `error` text.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of type `kind`.
+    pub fn new(kind: ErrorType, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        api_error(self.kind, &self.message)
+    }
+}
+
+/// PromQL evaluation errors, as Prometheus 2.42's API answers them: a timed-out query
+/// is `timeout` (503), every other runtime error `execution` (422), the
+/// `--query.max-samples` one included.
+impl From<EvalError> for ApiError {
+    fn from(e: EvalError) -> ApiError {
+        let kind = match e {
+            EvalError::TimedOut => ErrorType::Timeout,
+            EvalError::TooManySamples
+            | EvalError::DuplicateLabelset
+            | EvalError::Execution(_)
+            | EvalError::Unsupported(_) => ErrorType::Execution,
+        };
+        ApiError::new(kind, e.to_string())
+    }
+}
+
+/// The rule registry's errors (`/api/v1/rules` writes): its state file could not be
+/// read or written, `internal` (500).
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        ApiError::new(ErrorType::Internal, e.to_string())
+    }
 }
 
 /// An error envelope.

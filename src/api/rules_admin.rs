@@ -20,7 +20,7 @@
 //! Alertmanagers once more with `endsAt` = now, so receivers hear that they ended
 //! (rather than waiting for the `endsAt` of their last firing notification).
 
-use crate::api::response::{api_disabled, api_error, ErrorType};
+use crate::api::response::{api_disabled, api_error, ApiError, ErrorType};
 use crate::ingest::now_ms;
 use crate::rules::alert::{Alert, AlertState};
 use crate::rules::registry::validate_group;
@@ -65,7 +65,7 @@ pub async fn put_group(
         );
     }
     if let Err(e) = service.rule_registry.put(&namespace, registered) {
-        return api_error(ErrorType::Internal, &e);
+        return ApiError::from(e).into_response();
     }
     service.apply_registered_rules().await;
     accepted()
@@ -105,7 +105,7 @@ async fn delete(service: &Service, namespace: &str, group: Option<&str>) -> Resp
         }
         Ok(false) if group.is_some() => api_error(ErrorType::NotFound, "group does not exist"),
         Ok(false) => api_error(ErrorType::NotFound, "namespace does not exist"),
-        Err(e) => api_error(ErrorType::Internal, &e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

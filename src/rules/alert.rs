@@ -17,6 +17,7 @@
 //! Sending (which alerts to notify, when) is [`AlertRuleState::to_send`], mirroring
 //! Prometheus's `needsSending`/`ValidUntil`.
 
+use crate::rules::sinks::RuleError;
 use dataflows::Labels;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,14 +120,11 @@ impl AlertRuleState {
         t_ms: i64,
         candidates: Vec<Candidate>,
         limit: usize,
-    ) -> Result<StepOutput, String> {
+    ) -> Result<StepOutput, RuleError> {
         let mut current: BTreeMap<Arc<Labels>, Candidate> = BTreeMap::new();
         for c in candidates {
             if current.contains_key(&c.labels) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying alert labels"
-                        .into(),
-                );
+                return Err(RuleError::DuplicateAfterAlertLabels);
             }
             current.insert(c.labels.clone(), c);
         }
@@ -201,9 +199,10 @@ impl AlertRuleState {
         }
         if limit > 0 && active_or_pending > limit {
             self.active.clear();
-            return Err(format!(
-                "exceeded limit of {limit} with {active_or_pending} alerts"
-            ));
+            return Err(RuleError::AlertLimit {
+                limit,
+                count: active_or_pending,
+            });
         }
         // A new alert with `for: 0` went straight through pending to firing.
         Ok(out)

@@ -5,7 +5,7 @@
 use crate::rules::alert::{Alert, AlertRuleState, Candidate};
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
 use crate::rules::options::ManagerOptions;
-use crate::rules::sinks::{RuleEvaluator, RuleResult, SampleSink};
+use crate::rules::sinks::{RuleError, RuleEvaluator, RuleResult, SampleSink};
 use crate::rules::template::{self, QueryFn, TemplateData};
 use dataflows::promql::plan::{parse, Plan};
 use dataflows::render::extent::{selector_uses, QueryRange};
@@ -132,7 +132,7 @@ impl GroupState {
         &mut self,
         index: usize,
         t_eval: i64,
-        result: Result<Vec<(Arc<Labels>, f64)>, String>,
+        result: RuleResult,
         evaluator: &Arc<dyn RuleEvaluator>,
         sink: &dyn SampleSink,
         options: &ManagerOptions,
@@ -152,7 +152,7 @@ impl GroupState {
             }
             Err(e) => {
                 tracing::warn!(rule = %rs.rule.name, error = %e, "rule evaluation failed");
-                rs.last_error = e;
+                rs.last_error = e.to_string();
                 Vec::new()
             }
         };
@@ -203,7 +203,7 @@ fn rule_output(
     evaluator: &Arc<dyn RuleEvaluator>,
     options: &ManagerOptions,
     limit: usize,
-) -> Result<Vec<(Arc<Labels>, f64)>, String> {
+) -> RuleResult {
     let rule = &rs.rule;
     match rule.kind {
         RuleKind::Recording => {
@@ -218,18 +218,15 @@ fn rule_output(
                 pairs.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
                 let labels = Arc::new(Labels::from_pairs(pairs));
                 if !seen.insert(labels.clone()) {
-                    return Err(
-                        "vector contains metrics with the same labelset after applying rule labels"
-                            .into(),
-                    );
+                    return Err(RuleError::DuplicateAfterRuleLabels);
                 }
                 out.push((labels, value));
             }
             if limit > 0 && out.len() > limit {
-                return Err(format!(
-                    "exceeded limit of {limit} with {} series",
-                    out.len()
-                ));
+                return Err(RuleError::SeriesLimit {
+                    limit,
+                    count: out.len(),
+                });
             }
             Ok(out)
         }
@@ -239,7 +236,8 @@ fn rule_output(
                 Arc::new(move |q: &str| {
                     let plan = parse(q).map_err(|e| e.to_string())?;
                     Ok(evaluator
-                        .evaluate(&plan, t)?
+                        .evaluate(&plan, t)
+                        .map_err(|e| e.to_string())?
                         .into_iter()
                         .map(|(l, v)| ((*l).clone(), v))
                         .collect())
@@ -282,7 +280,7 @@ fn rule_output(
                 });
             }
             let Some(state) = rs.alerts.as_mut() else {
-                return Err("alert state moved to a reloaded rule".into());
+                return Err(RuleError::StateMoved);
             };
             let step = state.step(t, candidates, limit)?;
             for (labels, from, to) in &step.changes {

@@ -37,6 +37,45 @@ pub struct RegisteredGroup {
 
 type Namespaces = BTreeMap<String, BTreeMap<String, RegisteredGroup>>;
 
+/// Why the registered groups cannot be read or persisted.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The state file cannot be read (`state_file`'s wording).
+    #[error("{0}")]
+    Read(String),
+    /// The state file is not YAML of namespaces and groups.
+    #[error("{path}: {source}")]
+    Parse {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        source: serde_yaml_ng::Error,
+    },
+    /// A persisted group no longer validates.
+    #[error("{path}: namespace {namespace:?}, group {group:?}: {}", .problems.join("; "))]
+    Invalid {
+        /// The state file.
+        path: PathBuf,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        group: String,
+        /// Its problems.
+        problems: Vec<String>,
+    },
+    /// The groups cannot be written as YAML.
+    #[error(transparent)]
+    Encode(serde_yaml_ng::Error),
+    /// The state file cannot be written.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
 /// The registered groups and their state file; see the module doc.
 pub struct RuleRegistry {
     path: PathBuf,
@@ -46,12 +85,15 @@ pub struct RuleRegistry {
 impl RuleRegistry {
     /// Reads `<dir>/rule_groups.yml` (none yet: empty). A persisted group that no
     /// longer validates is an error naming its namespace, group and problems.
-    pub fn open(dir: &Path) -> Result<RuleRegistry, String> {
+    pub fn open(dir: &Path) -> Result<RuleRegistry, RegistryError> {
         let path = dir.join(STATE_FILE);
         let mut namespaces = Namespaces::new();
-        if let Some(text) = read_optional(&path)? {
+        if let Some(text) = read_optional(&path).map_err(RegistryError::Read)? {
             let stored: BTreeMap<String, Vec<Value>> =
-                serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                serde_yaml_ng::from_str(&text).map_err(|source| RegistryError::Parse {
+                    path: path.clone(),
+                    source,
+                })?;
             for (namespace, definitions) in stored {
                 for definition in definitions {
                     let name = definition
@@ -60,13 +102,15 @@ impl RuleRegistry {
                         .unwrap_or_default()
                         .to_string();
                     let body = serde_yaml_ng::to_string(&definition).unwrap_or_default();
-                    let registered = validate_group(&namespace, &name, &body).map_err(|p| {
-                        format!(
-                            "{}: namespace {namespace:?}, group {name:?}: {}",
-                            path.display(),
-                            p.join("; ")
-                        )
-                    })?;
+                    let registered =
+                        validate_group(&namespace, &name, &body).map_err(|problems| {
+                            RegistryError::Invalid {
+                                path: path.clone(),
+                                namespace: namespace.clone(),
+                                group: name.clone(),
+                                problems,
+                            }
+                        })?;
                     namespaces
                         .entry(namespace.clone())
                         .or_default()
@@ -119,7 +163,7 @@ impl RuleRegistry {
     }
 
     /// Installs or replaces a (validated) group; persisted before it takes effect.
-    pub fn put(&self, namespace: &str, registered: RegisteredGroup) -> Result<(), String> {
+    pub fn put(&self, namespace: &str, registered: RegisteredGroup) -> Result<(), RegistryError> {
         self.change(|namespaces| {
             namespaces
                 .entry(namespace.to_string())
@@ -131,7 +175,7 @@ impl RuleRegistry {
     }
 
     /// Removes one group; `Ok(false)` when it was not registered.
-    pub fn delete_group(&self, namespace: &str, group: &str) -> Result<bool, String> {
+    pub fn delete_group(&self, namespace: &str, group: &str) -> Result<bool, RegistryError> {
         self.change(|namespaces| {
             let Some(groups) = namespaces.get_mut(namespace) else {
                 return false;
@@ -145,13 +189,13 @@ impl RuleRegistry {
     }
 
     /// Removes a namespace's groups; `Ok(false)` when it had none.
-    pub fn delete_namespace(&self, namespace: &str) -> Result<bool, String> {
+    pub fn delete_namespace(&self, namespace: &str) -> Result<bool, RegistryError> {
         self.change(|namespaces| namespaces.remove(namespace).is_some())
     }
 
     /// Applies `edit` to a copy; if it changed something, persists the copy and only
     /// then makes it current.
-    fn change(&self, edit: impl FnOnce(&mut Namespaces) -> bool) -> Result<bool, String> {
+    fn change(&self, edit: impl FnOnce(&mut Namespaces) -> bool) -> Result<bool, RegistryError> {
         let mut current = self.namespaces.lock();
         let mut next = current.clone();
         if !edit(&mut next) {
@@ -161,9 +205,11 @@ impl RuleRegistry {
             .iter()
             .map(|(ns, groups)| (ns, groups.values().map(|r| &r.definition).collect()))
             .collect();
-        let text = serde_yaml_ng::to_string(&stored).map_err(|e| e.to_string())?;
-        write_atomically(&self.path, text.as_bytes())
-            .map_err(|e| format!("writing {}: {e}", self.path.display()))?;
+        let text = serde_yaml_ng::to_string(&stored).map_err(RegistryError::Encode)?;
+        write_atomically(&self.path, text.as_bytes()).map_err(|source| RegistryError::Write {
+            path: self.path.clone(),
+            source,
+        })?;
         *current = next;
         Ok(true)
     }

@@ -4,7 +4,7 @@
 //! notifier and the built-in Alertmanager implement [`AlertSink`] downstream.
 
 use crate::storage::Storage;
-use dataflows::promql::eval::{Evaluator, Value};
+use dataflows::promql::eval::{EvalError, Evaluator, Value};
 use dataflows::promql::plan::Plan;
 use dataflows::{Labels, RuleOutput, Sample};
 use std::sync::Arc;
@@ -12,12 +12,49 @@ use std::sync::Arc;
 use crate::rules::alert::Alert;
 
 /// A rule's result at one time: an instant vector, or the evaluation error.
-pub type RuleResult = Result<Vec<(Arc<Labels>, f64)>, String>;
+pub type RuleResult = Result<Vec<(Arc<Labels>, f64)>, RuleError>;
+
+/// Why a rule's evaluation failed. Its text is the rule's `lastError` (the rules API,
+/// `promflow test rules`), in Prometheus's words.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    /// The expression's evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// The expression is neither an instant vector nor a scalar.
+    #[error("rule result is not a vector: {0}")]
+    NotAVector(String),
+    /// A recording rule's output has two series with the same labels.
+    #[error("vector contains metrics with the same labelset after applying rule labels")]
+    DuplicateAfterRuleLabels,
+    /// An alerting rule's alerts have two with the same labels.
+    #[error("vector contains metrics with the same labelset after applying alert labels")]
+    DuplicateAfterAlertLabels,
+    /// A recording rule's output has more series than the group's `limit`.
+    #[error("exceeded limit of {limit} with {count} series")]
+    SeriesLimit {
+        /// The group's `limit`.
+        limit: usize,
+        /// The series.
+        count: usize,
+    },
+    /// An alerting rule has more pending or firing alerts than the group's `limit`.
+    #[error("exceeded limit of {limit} with {count} alerts")]
+    AlertLimit {
+        /// The group's `limit`.
+        limit: usize,
+        /// The alerts.
+        count: usize,
+    },
+    /// The rule's alert state went to a reloaded rule while it was evaluated.
+    #[error("alert state moved to a reloaded rule")]
+    StateMoved,
+}
 
 /// Evaluates a planned expression at one instant (ms) into an instant vector.
 pub trait RuleEvaluator: Send + Sync {
     /// The result at `t_ms`; a scalar becomes one element with no labels.
-    fn evaluate(&self, plan: &Plan, t_ms: i64) -> Result<Vec<(Arc<Labels>, f64)>, String>;
+    fn evaluate(&self, plan: &Plan, t_ms: i64) -> RuleResult;
 }
 
 /// Where rule outputs are written.
@@ -54,23 +91,23 @@ pub struct HeadEvaluator {
 }
 
 impl RuleEvaluator for HeadEvaluator {
-    fn evaluate(&self, plan: &Plan, t_ms: i64) -> Result<Vec<(Arc<Labels>, f64)>, String> {
+    fn evaluate(&self, plan: &Plan, t_ms: i64) -> RuleResult {
         let mut evaluator = Evaluator::new(&*self.head, t_ms);
         evaluator.lookback_ms = self.lookback_ms;
-        vector_result(evaluator.instant(plan, t_ms).map_err(|e| e.to_string())?)
+        vector_result(evaluator.instant(plan, t_ms)?)
     }
 }
 
 /// A rule result as an instant vector (a scalar is one element without labels).
-fn vector_result(value: Value) -> Result<Vec<(Arc<Labels>, f64)>, String> {
+fn vector_result(value: Value) -> RuleResult {
     match value {
         Value::Vector(v) => Ok(v.into_iter().map(|e| (e.labels, e.value)).collect()),
         Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), v)]),
-        other => Err(format!("rule result is not a vector: {other:?}")),
+        other => Err(RuleError::NotAVector(format!("{other:?}"))),
     }
 }
 
 /// A dataflow evaluation as a rule result.
-pub(crate) fn output_result(output: RuleOutput) -> Result<Vec<(Arc<Labels>, f64)>, String> {
-    vector_result(output.value.map_err(|e| e.to_string())?)
+pub(crate) fn output_result(output: RuleOutput) -> RuleResult {
+    vector_result(output.value?)
 }

@@ -51,12 +51,25 @@ pub struct TemplateData {
 /// The variables Prometheus defines before every alert template.
 const PREAMBLE: &str = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}";
 
+/// An alert template that does not parse or fails to expand, as Prometheus words it.
+#[derive(Debug, thiserror::Error)]
+#[error("template: {name}: {source}")]
+pub struct TemplateError {
+    /// The template's name (`__alert_<rule>`).
+    pub name: String,
+    /// The engine's error.
+    pub source: gotmpl::TemplateError,
+}
+
 /// Checks that `text` parses as an alert template (what `promtool check rules` does).
-pub fn check(name: &str, text: &str) -> Result<(), String> {
+pub fn check(name: &str, text: &str) -> Result<(), TemplateError> {
     build(name, None, "")
         .parse(&format!("{PREAMBLE}{}", print_like_go(text)))
         .map(|_| ())
-        .map_err(|e| format!("template: {name}: {e}"))
+        .map_err(|source| TemplateError {
+            name: name.to_string(),
+            source,
+        })
 }
 
 /// Expands `text` for one alert. `name` labels errors (Prometheus uses `__alert_<rule>`).
@@ -65,10 +78,14 @@ pub fn expand(
     text: &str,
     data: &TemplateData,
     query: Option<QueryFn>,
-) -> Result<String, String> {
+) -> Result<String, TemplateError> {
+    let failed = |source| TemplateError {
+        name: name.to_string(),
+        source,
+    };
     let template = build(name, query, &data.external_url)
         .parse(&format!("{PREAMBLE}{}", print_like_go(text)))
-        .map_err(|e| format!("template: {name}: {e}"))?;
+        .map_err(failed)?;
     let root = Value::Map(Arc::new(BTreeMap::from([
         (Arc::from("Labels"), string_map(&data.labels)),
         (
@@ -81,9 +98,7 @@ pub fn expand(
         ),
         (Arc::from("Value"), Value::Float(data.value)),
     ])));
-    let out = template
-        .execute_to_string(&root)
-        .map_err(|e| format!("template: {name}: {e}"))?;
+    let out = template.execute_to_string(&root).map_err(failed)?;
     // gotmpl prints a missing map key as Go's untyped nil; Prometheus's maps are
     // `map[string]string`, whose missing keys are "" (see the module doc).
     let literal = text.contains(NO_VALUE)

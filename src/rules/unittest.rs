@@ -270,7 +270,7 @@ pub fn run_file(path: &Path) -> Result<Vec<Outcome>, String> {
         for (t, et) in expr_tests {
             let got = parse(&et.expr)
                 .map_err(|e| e.to_string())
-                .and_then(|plan| evaluator.evaluate(&plan, t))
+                .and_then(|plan| evaluator.evaluate(&plan, t).map_err(|e| e.to_string()))
                 .map(|v| {
                     let mut v: Vec<_> = v.iter().map(|(l, x)| (label_map(l), *x)).collect();
                     v.sort_by(|a, b| a.0.cmp(&b.0));

@@ -330,7 +330,11 @@ fn assemble_range(outputs: Vec<(i64, Result<Value, EvalError>)>) -> Result<Value
                     out.entry(e.labels).or_default().push((t, e.value));
                 }
             }
-            _ => return Err(EvalError("range query of a non-vector expression".into())),
+            _ => {
+                return Err(EvalError::Unsupported(
+                    "range query of a non-vector expression".into(),
+                ))
+            }
         }
     }
     Ok(Value::Matrix(

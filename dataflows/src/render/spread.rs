@@ -66,7 +66,7 @@ pub struct Spread {
 /// The groups of one worker's evaluation of a spread rule: each group's labels and
 /// one value per local plan (NaN where a local plan has no element for it), or the
 /// evaluation's error.
-pub type Partials = Result<Vec<(Arc<Labels>, Vec<f64>)>, String>;
+pub type Partials = Result<Vec<(Arc<Labels>, Vec<f64>)>, EvalError>;
 
 /// One worker's part of one evaluation: `(owner worker, rule, evaluation time,
 /// partials)`.
@@ -158,8 +158,12 @@ pub fn partials(values: Vec<EvalResult<Value>>) -> Partials {
                         .or_insert_with(|| vec![f64::NAN; count])[i] = e.value;
                 }
             }
-            Ok(other) => return Err(format!("unexpected partial result {other:?}")),
-            Err(EvalError(message)) => return Err(message),
+            Ok(other) => {
+                return Err(EvalError::Unsupported(format!(
+                    "unexpected partial result {other:?}"
+                )))
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(groups.into_iter().collect())
@@ -182,7 +186,7 @@ fn combine(op: AggOp, parts: &[Vec<f64>]) -> f64 {
 fn combined(op: AggOp, records: Vec<Partials>) -> EvalResult<Value> {
     let mut groups: BTreeMap<Arc<Labels>, Vec<Vec<f64>>> = BTreeMap::new();
     for record in records {
-        for (labels, values) in record.map_err(EvalError)? {
+        for (labels, values) in record? {
             groups.entry(labels).or_default().push(values);
         }
     }

@@ -8,7 +8,7 @@
 //! Config: `send_resolved` true; `webhook_url` required.
 
 use super::ReceiverKind;
-use super::{Call, Delivery, Expander};
+use super::{Call, Delivery, Expander, RequestError};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_text, notifier_head, SECRET};
@@ -24,7 +24,11 @@ const COLOR_RED: u32 = 0x992D22;
 const COLOR_GREEN: u32 = 0x2ECC71;
 
 /// The webhook POST for `data`.
-pub fn request(c: &DiscordConfig, templates: &Templates, data: &Data) -> Result<Delivery, String> {
+pub fn request(
+    c: &DiscordConfig,
+    templates: &Templates,
+    data: &Data,
+) -> Result<Delivery, RequestError> {
     let mut t = Expander::new(templates, data);
     let title = t.expand(&c.title);
     let description = t.expand(&c.message);
@@ -92,7 +96,7 @@ pub(crate) fn resolve(
     if c.webhook_url.is_none() {
         p.push(path.key("webhook_url"), "no discord webhook URL provided");
     } else if let Err(e) = check_http_url(&webhook_url) {
-        p.push(path.key("webhook_url"), e);
+        p.push(path.key("webhook_url"), e.to_string());
     }
     DiscordConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
@@ -135,7 +139,7 @@ impl ReceiverKind for DiscordConfig {
         templates: &Templates,
         data: &Data,
         _group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data)
     }
 

@@ -23,7 +23,7 @@
 //! `auth_*` and `require_tls` (true) when an entry leaves them out; `send_resolved`
 //! defaults to false.
 
-use super::{Delivery, ReceiverKind};
+use super::{Delivery, ReceiverKind, RequestError};
 use super::{Expander, SendError};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config_show::{
@@ -68,7 +68,7 @@ pub struct Email {
 }
 
 /// The message for `data`; a template or address error is returned as `Err`.
-pub fn request(c: &EmailConfig, templates: &Templates, data: &Data) -> Result<Email, String> {
+pub fn request(c: &EmailConfig, templates: &Templates, data: &Data) -> Result<Email, RequestError> {
     let mut t = Expander::new(templates, data);
     let from = t.expand(&c.from);
     let to = t.expand(&c.to);
@@ -90,18 +90,20 @@ pub fn request(c: &EmailConfig, templates: &Templates, data: &Data) -> Result<Em
         Some(
             templates
                 .expand_html(&c.html, &data.to_value())
-                .map_err(|e| format!("template error: {e}"))?,
+                .map_err(RequestError::Template)?,
         )
     };
-    let from_addrs =
-        parse_address_list(&from).map_err(|e| format!("parse 'from' addresses: {e}"))?;
+    let addresses = |field, list: &str| {
+        parse_address_list(list).map_err(|source| RequestError::Addresses { field, source })
+    };
+    let from_addrs = addresses("from", &from)?;
     if from_addrs.len() != 1 {
-        return Err(format!(
+        return Err(RequestError::Invalid(format!(
             "must be exactly one 'from' address (got: {})",
             from_addrs.len()
-        ));
+        )));
     }
-    let to_addrs = parse_address_list(&to).map_err(|e| format!("parse 'to' addresses: {e}"))?;
+    let to_addrs = addresses("to", &to)?;
 
     let mut out = String::new();
     for (name, value) in &headers {
@@ -204,25 +206,53 @@ pub async fn send(email: &Email, timeout: Duration) -> Result<(), SendError> {
         .map_err(|e| SendError::Retryable(format!("SMTP {}: {e}", c.smarthost)))
 }
 
-fn tls_parameters(tls: &TlsConfig, host: &str) -> Result<TlsParameters, String> {
+/// Why the TLS setup of a smarthost cannot be made.
+#[derive(Debug, thiserror::Error)]
+enum TlsSetupError {
+    /// A CA, certificate or key file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// The files do not make a TLS setup.
+    #[error(transparent)]
+    Tls(#[from] lettre::transport::smtp::Error),
+}
+
+fn tls_parameters(tls: &TlsConfig, host: &str) -> Result<TlsParameters, TlsSetupError> {
     let name = tls.server_name.clone().unwrap_or_else(|| host.to_string());
     let mut b =
         TlsParameters::builder(name).dangerous_accept_invalid_certs(tls.insecure_skip_verify);
-    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| TlsSetupError::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
     if let Some(ca) = &tls.ca_file {
-        b = b.add_root_certificate(Certificate::from_pem(&read(ca)?).map_err(|e| e.to_string())?);
+        b = b.add_root_certificate(Certificate::from_pem(&read(ca)?)?);
     }
     if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
-        b = b.identify_with(
-            Identity::from_pem(&read(cert)?, &read(key)?).map_err(|e| e.to_string())?,
-        );
+        b = b.identify_with(Identity::from_pem(&read(cert)?, &read(key)?)?);
     }
-    b.build_rustls().map_err(|e| e.to_string())
+    Ok(b.build_rustls()?)
+}
+
+/// Why an address list does not parse (Go's `net/mail` wording).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    /// An empty entry.
+    #[error("mail: no address")]
+    NoAddress,
+    /// An entry without `@`.
+    #[error("mail: missing @ in addr-spec {0:?}")]
+    MissingAt(String),
 }
 
 /// The addresses of a list like `Team <team@example.org>, ops@example.org` (the
 /// `addr-spec` of each, as Go's `mail.ParseAddressList` yields them).
-fn parse_address_list(list: &str) -> Result<Vec<String>, String> {
+fn parse_address_list(list: &str) -> Result<Vec<String>, AddressError> {
     let mut out = Vec::new();
     let mut quoted = false;
     let mut start = 0;
@@ -246,9 +276,9 @@ fn parse_address_list(list: &str) -> Result<Vec<String>, String> {
         };
         if spec.is_empty() || !spec.contains('@') {
             return Err(if part.is_empty() {
-                "mail: no address".to_string()
+                AddressError::NoAddress
             } else {
-                format!("mail: missing @ in addr-spec {spec:?}")
+                AddressError::MissingAt(spec.to_string())
             });
         }
         out.push(spec.to_string());
@@ -601,7 +631,7 @@ impl ReceiverKind for EmailConfig {
         templates: &Templates,
         data: &Data,
         _group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data).map(|e| Delivery::Email(Box::new(e)))
     }
 

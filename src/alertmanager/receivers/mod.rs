@@ -43,7 +43,7 @@ pub mod webex;
 pub mod wechat;
 
 use crate::alertmanager::config::Globals;
-use crate::alertmanager::template::{Data, Templates};
+use crate::alertmanager::template::{Data, TemplateError, Templates};
 use crate::config::{FieldPath, HttpClientConfig, Problems, Secret};
 use serde::Deserialize;
 use serde_yaml_ng::{Mapping, Value as YamlValue};
@@ -153,16 +153,18 @@ impl KeySource {
     }
 
     /// The key as written (a file's whole content; OpsGenie does not trim it).
-    pub fn read_raw(&self) -> Result<String, String> {
+    pub fn read_raw(&self) -> Result<String, KeyFileError> {
         match self {
             KeySource::Inline(s) => Ok(s.expose().to_string()),
-            KeySource::File(f) => std::fs::read_to_string(f)
-                .map_err(|e| format!("failed to read key from file {}: {e}", f.display())),
+            KeySource::File(f) => std::fs::read_to_string(f).map_err(|source| KeyFileError {
+                path: f.clone(),
+                source,
+            }),
         }
     }
 
     /// The key (a file's content trimmed).
-    pub fn read(&self) -> Result<String, String> {
+    pub fn read(&self) -> Result<String, KeyFileError> {
         self.read_raw().map(|s| s.trim().to_string())
     }
 }
@@ -220,20 +222,95 @@ pub fn group_key_hash(group_key: &str) -> String {
         .collect()
 }
 
+/// A `*_file` key that cannot be read at send time.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read key from file {path}: {source}")]
+pub struct KeyFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// Why an integration cannot build what it sends for a notification (the
+/// notification fails, without retries: [`SendError::Permanent`]). Each text is the
+/// one Alertmanager 0.25 logs for it.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// A text failed to expand (Alertmanager's `tmplText`: the first error).
+    #[error("template error: {0}")]
+    Template(#[source] TemplateError),
+    /// A PagerDuty `details` value failed to expand.
+    #[error("{field:?}: failed to template {text:?}: {source}")]
+    TemplateField {
+        /// The `details` key.
+        field: String,
+        /// Its text.
+        text: String,
+        /// Why.
+        source: TemplateError,
+    },
+    /// A key file cannot be read.
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
+    /// Another file read at each send cannot be read (`webhook_url_file`).
+    #[error("{context}: {source}")]
+    Read {
+        /// The integration's wording (`read webhook_url_file`).
+        context: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The `authorization` credentials file cannot be read (`config`'s wording).
+    #[error("{0}")]
+    Credentials(String),
+    /// An address list of an email does not parse (`field` is `from` or `to`).
+    #[error("parse '{field}' addresses: {source}")]
+    Addresses {
+        /// `from` or `to`.
+        field: &'static str,
+        /// Why.
+        source: email::AddressError,
+    },
+    /// A value the integration needs is not usable after templating (an empty
+    /// routing key, more than one `from` address, an invalid URL), in its words.
+    #[error("{0}")]
+    Invalid(String),
+    /// An error with the integration's wording before it (`templating error: …`).
+    #[error("{context}: {source}")]
+    Context {
+        /// The integration's wording.
+        context: &'static str,
+        /// The error.
+        source: Box<RequestError>,
+    },
+}
+
+impl RequestError {
+    /// This error, worded by the integration as `context: error`.
+    pub(crate) fn context(self, context: &'static str) -> RequestError {
+        RequestError::Context {
+            context,
+            source: Box::new(self),
+        }
+    }
+}
+
 /// Why a request failed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SendError {
     /// Worth retrying (5xx, network).
+    #[error("{0}")]
     Retryable(String),
     /// Not (4xx, template errors).
+    #[error("{0}")]
     Permanent(String),
 }
 
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Retryable(m) | SendError::Permanent(m) => f.write_str(m),
-        }
+/// What cannot be built is not worth retrying.
+impl From<RequestError> for SendError {
+    fn from(e: RequestError) -> SendError {
+        SendError::Permanent(e.to_string())
     }
 }
 
@@ -261,7 +338,7 @@ pub(crate) trait ReceiverKind: Sized {
         templates: &Templates,
         data: &Data,
         group_key: &str,
-    ) -> Result<Delivery, String>;
+    ) -> Result<Delivery, RequestError>;
     /// `http_config` (else `global.http_config`): how its endpoint is reached and
     /// requests are authorized; `None` for kinds that send without HTTP (email) or
     /// with their own client (SNS).
@@ -315,7 +392,7 @@ macro_rules! receivers {
                 templates: &Templates,
                 data: &Data,
                 group_key: &str,
-            ) -> Result<Delivery, String> {
+            ) -> Result<Delivery, RequestError> {
                 match self {
                     $(Integration::$variant(c) => c.request(templates, data, group_key),)*
                 }
@@ -510,7 +587,7 @@ pub fn truncate_bytes(s: String, n: usize) -> String {
 pub(crate) struct Expander<'a> {
     templates: &'a Templates,
     data: gotmpl::Value,
-    error: Option<String>,
+    error: Option<TemplateError>,
 }
 
 impl<'a> Expander<'a> {
@@ -532,9 +609,9 @@ impl<'a> Expander<'a> {
         }
     }
 
-    pub(crate) fn finish(self) -> Result<(), String> {
+    pub(crate) fn finish(self) -> Result<(), RequestError> {
         match self.error {
-            Some(e) => Err(format!("template error: {e}")),
+            Some(e) => Err(RequestError::Template(e)),
             None => Ok(()),
         }
     }

@@ -10,7 +10,7 @@
 //! `webhook_url_file`; `send_resolved` defaults to true; `title`, `summary` and `text`
 //! default to `msteams.default.*`.
 
-use super::{Delivery, ReceiverKind};
+use super::{Delivery, ReceiverKind, RequestError};
 use super::{Expander, Request};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
@@ -29,7 +29,11 @@ const COLOR_FIRING: &str = "8C1A1A";
 const COLOR_RESOLVED: &str = "2DC72D";
 
 /// The MessageCard POST for `data`.
-pub fn request(c: &MsteamsConfig, templates: &Templates, data: &Data) -> Result<Request, String> {
+pub fn request(
+    c: &MsteamsConfig,
+    templates: &Templates,
+    data: &Data,
+) -> Result<Request, RequestError> {
     let mut t = Expander::new(templates, data);
     let title = t.expand(&c.title);
     let text = t.expand(&c.text);
@@ -38,7 +42,10 @@ pub fn request(c: &MsteamsConfig, templates: &Templates, data: &Data) -> Result<
     let url = match &c.webhook_url {
         WebhookUrl::Inline(u) => u.expose().to_string(),
         WebhookUrl::File(f) => std::fs::read_to_string(f)
-            .map_err(|e| format!("read webhook_url_file: {e}"))?
+            .map_err(|source| RequestError::Read {
+                context: "read webhook_url_file",
+                source,
+            })?
             .trim()
             .to_string(),
     };
@@ -144,7 +151,7 @@ pub(crate) fn resolve(
         }
         (Some(u), None) => {
             if let Err(e) = check_http_url(u) {
-                p.push(path.key("webhook_url"), e);
+                p.push(path.key("webhook_url"), e.to_string());
             }
             WebhookUrl::Inline(Secret::new(u.clone()))
         }
@@ -187,7 +194,7 @@ impl ReceiverKind for MsteamsConfig {
         templates: &Templates,
         data: &Data,
         _group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data).map(Delivery::Http)
     }
 

@@ -22,7 +22,8 @@
 
 use super::ReceiverKind;
 use super::{
-    group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi, Retrier,
+    group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi,
+    RequestError, Retrier,
 };
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{base_url, receiver_http_config, template_or};
@@ -50,7 +51,7 @@ pub fn request(
     templates: &Templates,
     data: &Data,
     group_key: &str,
-) -> Result<Delivery, String> {
+) -> Result<Delivery, RequestError> {
     let mut t = Expander::new(templates, data);
     let alias = group_key_hash(group_key);
     let url = |suffix: &str, by_alias: bool| {
@@ -137,9 +138,9 @@ pub fn request(
     let key = c
         .api_key
         .read_raw()
-        .map_err(|e| format!("read key_file error: {e}"))?;
+        .map_err(|e| RequestError::from(e).context("read key_file error"))?;
     let key = t.expand(&key);
-    t.finish().map_err(|e| format!("templating error: {e}"))?;
+    t.finish().map_err(|e| e.context("templating error"))?;
     Ok(Delivery::Calls(
         requests
             .into_iter()
@@ -415,7 +416,7 @@ impl ReceiverKind for OpsgenieConfig {
         templates: &Templates,
         data: &Data,
         group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data, group_key)
     }
 

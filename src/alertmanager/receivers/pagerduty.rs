@@ -24,7 +24,7 @@
 //! ignores `url` for v1), so tests and proxies can redirect it.
 
 use super::ReceiverKind;
-use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource};
+use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RequestError};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{
@@ -55,7 +55,7 @@ pub fn request(
     templates: &Templates,
     data: &Data,
     group_key: &str,
-) -> Result<Delivery, String> {
+) -> Result<Delivery, RequestError> {
     let mut t = Expander::new(templates, data);
     let firing = data.status != "resolved";
     let value = data.to_value();
@@ -63,7 +63,11 @@ pub fn request(
     for (k, v) in &c.details {
         let detail = templates
             .expand(v, &value)
-            .map_err(|e| format!("{k:?}: failed to template {v:?}: {e}"))?;
+            .map_err(|source| RequestError::TemplateField {
+                field: k.clone(),
+                text: v.clone(),
+                source,
+            })?;
         details.insert(k.clone(), detail);
     }
     let details_value = |d: &BTreeMap<String, String>| {
@@ -96,9 +100,9 @@ pub fn request(
                     m.insert("details".into(), d);
                 }
                 t.finish()
-                    .map_err(|e| format!("failed to template PagerDuty v1 message: {e}"))?;
+                    .map_err(|e| e.context("failed to template PagerDuty v1 message"))?;
                 if key.is_empty() {
-                    return Err("service key cannot be empty".into());
+                    return Err(RequestError::Invalid("service key cannot be empty".into()));
                 }
                 let url = c.v1_url.clone().unwrap_or_else(|| V1_URL.to_string());
                 (m, vec!["details"], url, &[403])
@@ -146,9 +150,9 @@ pub fn request(
                     m.insert("links".into(), Value::Array(links));
                 }
                 t.finish()
-                    .map_err(|e| format!("failed to template PagerDuty v2 message: {e}"))?;
+                    .map_err(|e| e.context("failed to template PagerDuty v2 message"))?;
                 if key.is_empty() {
-                    return Err("routing key cannot be empty".into());
+                    return Err(RequestError::Invalid("routing key cannot be empty".into()));
                 }
                 (m, vec!["payload", "custom_details"], c.url.clone(), &[429])
             }
@@ -373,7 +377,7 @@ pub(crate) fn resolve(
         .unwrap_or_else(|| DEFAULT_URL.to_string());
     if c.url.is_some() {
         if let Err(e) = check_http_url(&url) {
-            p.push(path.key("url"), e);
+            p.push(path.key("url"), e.to_string());
         }
     }
     let mut details = c.details.clone().unwrap_or_default();
@@ -510,7 +514,7 @@ impl ReceiverKind for PagerdutyConfig {
         templates: &Templates,
         data: &Data,
         group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data, group_key)
     }
 

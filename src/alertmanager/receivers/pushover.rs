@@ -4,7 +4,7 @@
 //! (title 250, message 1024, URL 512 characters) and `(no details)` for an empty
 //! message.
 
-use super::{truncate_runes, Expander, Request};
+use super::{truncate_runes, Expander, Request, RequestError};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, duration, receiver_http_config, template_or};
@@ -26,7 +26,11 @@ const MAX_MESSAGE_RUNES: usize = 1024;
 const MAX_URL_RUNES: usize = 512;
 
 /// The form POST for `data`.
-pub fn request(c: &PushoverConfig, templates: &Templates, data: &Data) -> Result<Request, String> {
+pub fn request(
+    c: &PushoverConfig,
+    templates: &Templates,
+    data: &Data,
+) -> Result<Request, RequestError> {
     let mut t = Expander::new(templates, data);
     let mut form: Vec<(&str, String)> = vec![
         ("token", t.expand(c.token.expose())),
@@ -152,7 +156,7 @@ pub(crate) fn resolve(
         .clone()
         .unwrap_or_else(|| PUSHOVER_API_URL.to_string());
     if let Err(e) = check_http_url(&api_url) {
-        p.push(path.key("api_url"), e);
+        p.push(path.key("api_url"), e.to_string());
     }
     PushoverConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
@@ -192,7 +196,7 @@ impl ReceiverKind for PushoverConfig {
         templates: &Templates,
         data: &Data,
         _group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data).map(Delivery::Http)
     }
 

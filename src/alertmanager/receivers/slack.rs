@@ -2,7 +2,7 @@
 //! Alertmanager 0.25's `notify/slack` builds it (field order and `omitempty`s of its
 //! JSON structs kept, so the bodies are byte-comparable).
 
-use super::{truncate_runes, Expander, Request};
+use super::{truncate_runes, Expander, Request, RequestError};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
@@ -21,7 +21,11 @@ use std::path::Path;
 const MAX_TITLE_RUNES: usize = 1024;
 
 /// The incoming-webhook request for `data`.
-pub fn request(c: &SlackConfig, templates: &Templates, data: &Data) -> Result<Request, String> {
+pub fn request(
+    c: &SlackConfig,
+    templates: &Templates,
+    data: &Data,
+) -> Result<Request, RequestError> {
     let mut t = Expander::new(templates, data);
     let mut attachment = Map::new();
     let put_nonempty = |m: &mut Map<String, Value>, k: &str, v: String| {
@@ -222,7 +226,7 @@ pub(crate) fn resolve(
     });
     if !api_url.is_empty() {
         if let Err(e) = check_http_url(&api_url) {
-            p.push(path.key("api_url"), e);
+            p.push(path.key("api_url"), e.to_string());
         }
     }
     let fields = s
@@ -296,7 +300,7 @@ impl ReceiverKind for SlackConfig {
         templates: &Templates,
         data: &Data,
         _group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data).map(Delivery::Http)
     }
 

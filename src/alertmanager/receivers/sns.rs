@@ -23,7 +23,7 @@
 //! `secret_key` together. `send_resolved` defaults to true. Not supported:
 //! `http_config` (the SDK uses its own client, with the system's CA roots).
 
-use super::{group_key_hash, Expander, SendError};
+use super::{group_key_hash, Expander, RequestError, SendError};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::template_or;
 use crate::alertmanager::config::Globals;
@@ -76,7 +76,7 @@ pub fn request(
     templates: &Templates,
     data: &Data,
     group_key: &str,
-) -> Result<Box<Publish>, String> {
+) -> Result<Box<Publish>, RequestError> {
     let mut t = Expander::new(templates, data);
     let api_url = t.expand(&c.api_url);
     let mut attributes: BTreeMap<String, String> = c
@@ -372,7 +372,7 @@ impl ReceiverKind for SnsConfig {
         templates: &Templates,
         data: &Data,
         group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data, group_key).map(Delivery::Sns)
     }
 

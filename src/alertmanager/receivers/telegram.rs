@@ -15,7 +15,7 @@
 //! `MarkdownV2` or empty.
 
 use super::ReceiverKind;
-use super::{truncate_runes, Call, Delivery, Expander, Retrier};
+use super::{truncate_runes, Call, Delivery, Expander, RequestError, Retrier};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_text, notifier_head, string, url_of, SECRET};
@@ -33,11 +33,15 @@ pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
 const MAX_MESSAGE_RUNES: usize = 4096;
 
 /// The `sendMessage` call for `data`.
-pub fn request(c: &TelegramConfig, templates: &Templates, data: &Data) -> Result<Delivery, String> {
+pub fn request(
+    c: &TelegramConfig,
+    templates: &Templates,
+    data: &Data,
+) -> Result<Delivery, RequestError> {
     let text = if c.parse_mode == "HTML" {
         templates
             .expand_html(&c.message, &data.to_value())
-            .map_err(|e| format!("template error: {e}"))?
+            .map_err(RequestError::Template)?
     } else {
         let mut t = Expander::new(templates, data);
         let text = t.expand(&c.message);
@@ -141,7 +145,7 @@ pub(crate) fn resolve(
         .unwrap_or_else(|| DEFAULT_API_URL.to_string());
     if c.api_url.is_some() {
         if let Err(e) = check_http_url(&api_url) {
-            p.push(path.key("api_url"), e);
+            p.push(path.key("api_url"), e.to_string());
         }
     }
     TelegramConfig {
@@ -217,7 +221,7 @@ impl ReceiverKind for TelegramConfig {
         templates: &Templates,
         data: &Data,
         _group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data)
     }
 

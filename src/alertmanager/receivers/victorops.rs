@@ -16,7 +16,9 @@
 //! reuse the fixed fields' names.
 
 use super::ReceiverKind;
-use super::{group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi};
+use super::{
+    group_key_hash, truncate_runes, Call, Delivery, Expander, KeySource, RawGlobalApi, RequestError,
+};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{base_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_key, notifier_head, sorted_map, string, url_of};
@@ -51,12 +53,12 @@ pub fn request(
     templates: &Templates,
     data: &Data,
     group_key: &str,
-) -> Result<Delivery, String> {
+) -> Result<Delivery, RequestError> {
     let mut t = Expander::new(templates, data);
     let api_key = c
         .api_key
         .read()
-        .map_err(|e| format!("failed to read API key from file: {e}"))?;
+        .map_err(|e| RequestError::from(e).context("failed to read API key from file"))?;
     let mut url = c.api_url.clone();
     url.set_path(&format!(
         "{}{api_key}/{}",
@@ -258,7 +260,7 @@ impl ReceiverKind for VictoropsConfig {
         templates: &Templates,
         data: &Data,
         group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data, group_key)
     }
 

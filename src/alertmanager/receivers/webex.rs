@@ -11,7 +11,7 @@
 //! to true.
 
 use super::ReceiverKind;
-use super::{truncate_bytes, Call, Delivery, Expander};
+use super::{truncate_bytes, Call, Delivery, Expander, RequestError};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
 use crate::alertmanager::config_show::{insert_text, notifier_head, url_of};
@@ -30,7 +30,11 @@ const MAX_MESSAGE_BYTES: usize = 7439;
 pub const DEFAULT_API_URL: &str = "https://webexapis.com/v1/messages";
 
 /// The authorized POST for `data`.
-pub fn request(c: &WebexConfig, templates: &Templates, data: &Data) -> Result<Delivery, String> {
+pub fn request(
+    c: &WebexConfig,
+    templates: &Templates,
+    data: &Data,
+) -> Result<Delivery, RequestError> {
     let mut t = Expander::new(templates, data);
     let message = truncate_bytes(t.expand(&c.message), MAX_MESSAGE_BYTES);
     t.finish()?;
@@ -43,7 +47,10 @@ pub fn request(c: &WebexConfig, templates: &Templates, data: &Data) -> Result<De
     let a = &c.authorization;
     let authorization = match (&a.credentials, &a.credentials_file) {
         (None, None) => format!("{} ", a.kind),
-        _ => a.header_value()?.unwrap_or_default(),
+        _ => a
+            .header_value()
+            .map_err(RequestError::Credentials)?
+            .unwrap_or_default(),
     };
     let mut call = Call::post_json(
         c.api_url.clone(),
@@ -143,7 +150,7 @@ pub(crate) fn resolve(
     let api_url = match &c.api_url {
         Some(u) => {
             if let Err(e) = check_http_url(u) {
-                p.push(path.key("api_url"), e);
+                p.push(path.key("api_url"), e.to_string());
             }
             u.clone()
         }
@@ -186,7 +193,7 @@ impl ReceiverKind for WebexConfig {
         templates: &Templates,
         data: &Data,
         _group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data)
     }
 

@@ -3,7 +3,7 @@
 //! `max_alerts` alerts.
 
 use super::Request;
-use super::{Delivery, ReceiverKind};
+use super::{Delivery, ReceiverKind, RequestError};
 use crate::alertmanager::alert::{format_time, ZERO_TIME};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config};
@@ -101,7 +101,7 @@ pub(crate) fn resolve(
             "one of url or url_file must be configured",
         );
     } else if let Err(e) = check_http_url(&url) {
-        p.push(cpath.key("url"), e);
+        p.push(cpath.key("url"), e.to_string());
     }
     WebhookConfig {
         send_resolved: c.send_resolved.unwrap_or(true),
@@ -131,7 +131,7 @@ impl ReceiverKind for WebhookConfig {
         _templates: &Templates,
         data: &Data,
         group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         Ok(Delivery::Http(request(self, data, group_key)))
     }
 

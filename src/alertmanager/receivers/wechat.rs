@@ -23,7 +23,7 @@
 //! `api_url` gets a trailing `/`; `message_type` is `text` (default) or `markdown`;
 //! `send_resolved` defaults to false.
 
-use super::{authorized, Expander, SendError};
+use super::{authorized, Expander, RequestError, SendError};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
@@ -91,7 +91,7 @@ pub fn request(
     c: &WechatConfig,
     templates: &Templates,
     data: &Data,
-) -> Result<Box<Message>, String> {
+) -> Result<Box<Message>, RequestError> {
     let mut t = Expander::new(templates, data);
     let secret = t.expand(c.api_secret.expose());
     let corp_id = t.expand(&c.corp_id);
@@ -119,7 +119,7 @@ pub fn request(
     message.insert("markdown".into(), json!({ "content": markdown }));
     t.finish()?;
 
-    let base = reqwest::Url::parse(&c.api_url).map_err(|e| e.to_string())?;
+    let base = reqwest::Url::parse(&c.api_url).map_err(|e| RequestError::Invalid(e.to_string()))?;
     let mut token_url = base.clone();
     token_url.set_path(&format!("{}gettoken", base.path()));
     token_url.set_query(Some(
@@ -365,7 +365,7 @@ pub(crate) fn resolve(
     let mut api_url = match (&c.api_url, &global.api_url) {
         (Some(u), _) => {
             if let Err(e) = check_http_url(u) {
-                p.push(path.key("api_url"), e);
+                p.push(path.key("api_url"), e.to_string());
             }
             u.clone()
         }
@@ -435,7 +435,7 @@ impl ReceiverKind for WechatConfig {
         templates: &Templates,
         data: &Data,
         _group_key: &str,
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, RequestError> {
         request(self, templates, data).map(Delivery::Wechat)
     }
 

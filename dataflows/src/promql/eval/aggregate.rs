@@ -55,10 +55,16 @@ pub fn eval(
     if op == AggOp::CountValues {
         let label = match param {
             Some(p) => ev.string(p, t)?,
-            None => return Err(EvalError("count_values needs a label name".into())),
+            None => {
+                return Err(EvalError::Unsupported(
+                    "count_values needs a label name".into(),
+                ))
+            }
         };
         if !super::functions::valid_label_name(&label) {
-            return Err(EvalError(format!("invalid label name {label:?}")));
+            return Err(EvalError::Execution(format!(
+                "invalid label name {label:?}"
+            )));
         }
         for e in input {
             let mut pairs: Vec<(String, String)> = group_labels(&e.labels, grouping)
@@ -88,7 +94,7 @@ pub fn eval(
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio
     );
     if k_param && scalar_param.is_nan() {
-        return Err(EvalError(
+        return Err(EvalError::Execution(
             if op == AggOp::LimitRatio {
                 "Ratio value is NaN"
             } else {

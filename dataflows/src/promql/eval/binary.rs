@@ -54,7 +54,11 @@ pub fn eval(
                 Value::Vector(vector_vector(ev, op, a, b, m, return_bool)?)
             }
         }
-        _ => return Err(EvalError("binary operation on non-numeric operands".into())),
+        _ => {
+            return Err(EvalError::Unsupported(
+                "binary operation on non-numeric operands".into(),
+            ))
+        }
     })
 }
 
@@ -245,7 +249,7 @@ fn vector_vector(
     for e in one {
         let sig = signature(&e.labels, m);
         if let Some(prev) = one_by_sig.get(&sig) {
-            return Err(EvalError(format!(
+            return Err(EvalError::Execution(format!(
                 "found duplicate series for the match group {} on the {} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                 fmt_sig(&sig),
                 if one_to_many { "left" } else { "right" },
@@ -276,10 +280,10 @@ fn vector_vector(
         let seen = matched.entry(sig).or_default();
         if m.card == Card::OneToOne {
             if !seen.is_empty() {
-                return Err(EvalError("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()));
+                return Err(EvalError::Execution("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into()));
             }
         } else if seen.contains(&labels) {
-            return Err(EvalError(
+            return Err(EvalError::Execution(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
         }

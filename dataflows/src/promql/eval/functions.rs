@@ -27,7 +27,7 @@ pub fn takes_range(args: &[Plan]) -> bool {
 pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult<Value> {
     let arg = |i: usize| {
         args.get(i)
-            .ok_or_else(|| EvalError(format!("missing argument {i} of {func}")))
+            .ok_or_else(|| EvalError::Unsupported(format!("missing argument {i} of {func}")))
     };
     if takes_range(args) {
         return range_function(ev, func, args, t);
@@ -111,7 +111,7 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
         "info" => match args {
             [base, Plan::Vector(info)] => Value::Vector(super::info::eval(ev, base, info, t)?),
             _ => {
-                return Err(EvalError(
+                return Err(EvalError::Unsupported(
                     "info() needs a vector and a label selector".into(),
                 ))
             }
@@ -184,7 +184,11 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             native.extend(super::histogram::quantile(ev, phi, classic));
             Value::Vector(native)
         }
-        other => return Err(EvalError(format!("not supported: function {other}"))),
+        other => {
+            return Err(EvalError::Unsupported(format!(
+                "not supported: function {other}"
+            )))
+        }
     })
 }
 
@@ -409,7 +413,11 @@ pub fn range_kernel(
             over_time::double_exponential_smoothing(p, params.sf, params.tf)?
         }
         f if over_time::is_over_time(f) => over_time::apply(f, p, params.param),
-        other => return Err(EvalError(format!("not supported: function {other}"))),
+        other => {
+            return Err(EvalError::Unsupported(format!(
+                "not supported: function {other}"
+            )))
+        }
     })
 }
 
@@ -528,7 +536,9 @@ pub(super) fn valid_label_name(name: &str) -> bool {
 /// `label_replace(v, "dst", "$1-x", "src", "(.*)")`.
 fn label_replace(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value> {
     if args.len() != 5 {
-        return Err(EvalError("label_replace needs 5 arguments".into()));
+        return Err(EvalError::Unsupported(
+            "label_replace needs 5 arguments".into(),
+        ));
     }
     let v = ev.vector(&args[0], t)?;
     let dst = ev.string(&args[1], t)?;
@@ -536,12 +546,12 @@ fn label_replace(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value>
     let src = ev.string(&args[3], t)?;
     let re_text = ev.string(&args[4], t)?;
     let re = regex::Regex::new(&format!("^(?s:{re_text})$")).map_err(|e| {
-        EvalError(format!(
+        EvalError::Execution(format!(
             "invalid regular expression in label_replace(): {re_text}: {e}"
         ))
     })?;
     if !valid_label_name(&dst) {
-        return Err(EvalError(format!(
+        return Err(EvalError::Execution(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
     }
@@ -568,7 +578,9 @@ fn label_replace(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value>
 /// `label_join(v, "dst", ",", "src1", "src2", …)`.
 fn label_join(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value> {
     if args.len() < 3 {
-        return Err(EvalError("label_join needs at least 3 arguments".into()));
+        return Err(EvalError::Unsupported(
+            "label_join needs at least 3 arguments".into(),
+        ));
     }
     let v = ev.vector(&args[0], t)?;
     let dst = ev.string(&args[1], t)?;
@@ -578,7 +590,7 @@ fn label_join(ev: &Evaluator<'_>, args: &[Plan], t: i64) -> EvalResult<Value> {
         srcs.push(ev.string(p, t)?);
     }
     if !valid_label_name(&dst) {
-        return Err(EvalError(format!(
+        return Err(EvalError::Execution(format!(
             "invalid destination label name in label_join(): {dst}"
         )));
     }

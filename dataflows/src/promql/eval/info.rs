@@ -64,7 +64,7 @@ pub fn eval(ev: &Evaluator<'_>, base: &Plan, info: &VectorSel, t: i64) -> EvalRe
                 }
                 if let Some(prev) = added.get(n) {
                     if *prev != v {
-                        return Err(EvalError(format!("conflicting label: {n}")));
+                        return Err(EvalError::Execution(format!("conflicting label: {n}")));
                     }
                 }
                 if e.labels.get(n).is_none() {
@@ -131,7 +131,7 @@ fn latest_info_series(
         let key = (labels.metric_name().to_string(), identity(&labels));
         match out.get(&key) {
             Some((prev_ts, prev)) if *prev_ts == ts => {
-                return Err(EvalError(format!(
+                return Err(EvalError::Execution(format!(
                     "found duplicate series for info metric: existing {prev} @ {prev_ts}, new {labels} @ {ts}"
                 )))
             }

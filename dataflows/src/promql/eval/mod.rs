@@ -26,6 +26,7 @@ use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::promql::plan::{Grouping, Plan};
 use crate::selector::Selector;
+use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -151,25 +152,46 @@ pub enum Value {
     Matrix(Vec<Series>),
 }
 
-/// A runtime error (Prometheus's `execution` errors).
-#[derive(Clone, Debug, PartialEq)]
-pub struct EvalError(pub String);
+/// Why an evaluation failed. Its `Display` is Prometheus's message, word for word (the
+/// API answers it as `error`; tests compare it with Prometheus's). Which API error type
+/// each variant is answered with is decided by the API, in one place.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EvalError {
+    /// The query would hold more than `--query.max-samples` samples ([`SampleBudget`]).
+    TooManySamples,
+    /// The query ran past its deadline ([`Evaluator::deadline`]).
+    TimedOut,
+    /// Two elements of a result have the same labels (e.g. after a function dropped
+    /// `__name__`).
+    DuplicateLabelset,
+    /// Any other runtime error of the query, in Prometheus's words: a function argument
+    /// out of its domain, a vector matching that is not one-to-one, …
+    Execution(String),
+    /// A plan the evaluator cannot evaluate: a node whose operands are not of the type
+    /// it needs, or a function it does not implement (the planner lets neither through;
+    /// Prometheus refuses such queries when it parses them).
+    Unsupported(String),
+}
 
 impl std::fmt::Display for EvalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            EvalError::TooManySamples => f.write_str(
+                "query processing would load too many samples into memory in query execution",
+            ),
+            EvalError::TimedOut => f.write_str("query timed out in expression evaluation"),
+            EvalError::DuplicateLabelset => {
+                f.write_str("vector cannot contain metrics with the same labelset")
+            }
+            EvalError::Execution(m) | EvalError::Unsupported(m) => f.write_str(m),
+        }
     }
 }
 
+impl std::error::Error for EvalError {}
+
 /// Shorthand result type.
 pub type EvalResult<T> = Result<T, EvalError>;
-
-/// Prometheus's error when a query would hold more than `--query.max-samples` samples.
-pub const TOO_MANY_SAMPLES: &str =
-    "query processing would load too many samples into memory in query execution";
-
-/// Prometheus's error when a query runs past its timeout.
-pub const TIMED_OUT: &str = "query timed out in expression evaluation";
 
 /// `--query.max-samples`: the samples a query holds at once, counted the way
 /// Prometheus 2.42's engine counts them for an instant evaluation. A selector holds
@@ -197,12 +219,12 @@ impl SampleBudget {
         }
     }
 
-    /// Holds `n` more samples, or fails with [`TOO_MANY_SAMPLES`].
+    /// Holds `n` more samples, or fails with [`EvalError::TooManySamples`].
     pub fn take(&self, n: usize) -> EvalResult<()> {
         let held = self.held.get().saturating_add(n);
         self.held.set(held);
         if held > self.max {
-            return Err(EvalError(TOO_MANY_SAMPLES.to_string()));
+            return Err(EvalError::TooManySamples);
         }
         Ok(())
     }
@@ -430,7 +452,11 @@ impl<'a> Evaluator<'a> {
                         matrix.push(labels, t, e.value)?;
                     }
                 }
-                _ => return Err(EvalError("range query of a non-vector expression".into())),
+                _ => {
+                    return Err(EvalError::Unsupported(
+                        "range query of a non-vector expression".into(),
+                    ))
+                }
             }
             if step <= 0 {
                 break;
@@ -455,7 +481,7 @@ impl<'a> Evaluator<'a> {
             .deadline
             .is_some_and(|d| std::time::Instant::now() >= d)
         {
-            return Err(EvalError(TIMED_OUT.to_string()));
+            return Err(EvalError::TimedOut);
         }
         let base = self.samples.held();
         let value = self.eval_node(plan, t)?;
@@ -492,7 +518,11 @@ impl<'a> Evaluator<'a> {
                         })
                         .collect(),
                 ),
-                _ => return Err(EvalError("unary minus on a non-numeric value".into())),
+                _ => {
+                    return Err(EvalError::Unsupported(
+                        "unary minus on a non-numeric value".into(),
+                    ))
+                }
             },
             Plan::Call { func, args } => {
                 let v = functions::call(self, func, args, t)?;
@@ -525,7 +555,9 @@ impl<'a> Evaluator<'a> {
     pub fn vector(&self, plan: &Plan, t: i64) -> EvalResult<Vec<Element>> {
         match self.eval(plan, t)? {
             Value::Vector(v) => Ok(v),
-            other => Err(EvalError(format!("expected instant vector, got {other:?}"))),
+            other => Err(EvalError::Unsupported(format!(
+                "expected instant vector, got {other:?}"
+            ))),
         }
     }
 
@@ -533,7 +565,7 @@ impl<'a> Evaluator<'a> {
     pub fn scalar(&self, plan: &Plan, t: i64) -> EvalResult<f64> {
         match self.eval(plan, t)? {
             Value::Scalar(v) => Ok(v),
-            _ => Err(EvalError("expected scalar".into())),
+            _ => Err(EvalError::Unsupported("expected scalar".into())),
         }
     }
 
@@ -541,7 +573,7 @@ impl<'a> Evaluator<'a> {
     pub fn string(&self, plan: &Plan, t: i64) -> EvalResult<String> {
         match self.eval(plan, t)? {
             Value::String(s) => Ok(s),
-            _ => Err(EvalError("expected string".into())),
+            _ => Err(EvalError::Unsupported("expected string".into())),
         }
     }
 }
@@ -639,9 +671,7 @@ impl Matrix {
         }
         let points = &mut self.series[at].points;
         if points.last().is_some_and(|p| p.0 == t) {
-            return Err(EvalError(
-                "vector cannot contain metrics with the same labelset".into(),
-            ));
+            return Err(EvalError::DuplicateLabelset);
         }
         points.push((t, value));
         Ok(())
@@ -690,9 +720,7 @@ pub fn check_unique(v: &[Element]) -> EvalResult<()> {
     let mut seen = std::collections::HashSet::with_capacity(v.len());
     for e in v {
         if !seen.insert(e.labels.clone()) {
-            return Err(EvalError(
-                "vector cannot contain metrics with the same labelset".into(),
-            ));
+            return Err(EvalError::DuplicateLabelset);
         }
     }
     Ok(())

@@ -81,12 +81,12 @@ pub fn double_exponential_smoothing(
     tf: f64,
 ) -> Result<Option<f64>, EvalError> {
     if sf <= 0.0 || sf >= 1.0 {
-        return Err(EvalError(format!(
+        return Err(EvalError::Execution(format!(
             "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
         )));
     }
     if tf <= 0.0 || tf >= 1.0 {
-        return Err(EvalError(format!(
+        return Err(EvalError::Execution(format!(
             "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
         )));
     }

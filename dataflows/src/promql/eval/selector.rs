@@ -303,7 +303,11 @@ pub fn range_arg(ev: &Evaluator<'_>, plan: &Plan, t: i64) -> EvalResult<RangeArg
                         }
                     }
                     Value::Scalar(v) => out.entry(Arc::default()).or_default().push((ts, v)),
-                    _ => return Err(EvalError("subquery of a non-vector expression".into())),
+                    _ => {
+                        return Err(EvalError::Unsupported(
+                            "subquery of a non-vector expression".into(),
+                        ))
+                    }
                 }
                 ts += step;
             }
@@ -317,6 +321,8 @@ pub fn range_arg(ev: &Evaluator<'_>, plan: &Plan, t: i64) -> EvalResult<RangeArg
                 modifier: None,
             })
         }
-        _ => Err(EvalError("expected a range vector argument".into())),
+        _ => Err(EvalError::Unsupported(
+            "expected a range vector argument".into(),
+        )),
     }
 }

@@ -76,7 +76,7 @@ pub fn query_times(e: &Eval) -> QueryTimes {
 pub fn plan_eval(e: &Eval) -> Result<Plan, Result<(), String>> {
     match plan::parse_with(&e.expr, query_times(e)) {
         Ok(p) => Ok(p),
-        Err(PlanError::Invalid(m)) => Err(check(e, Err(EvalError(m)))),
+        Err(PlanError::Invalid(m)) => Err(check(e, Err(EvalError::Execution(m)))),
         Err(err @ PlanError::NotSupported(_)) => Err(Err(err.to_string())),
         Err(err @ (PlanError::Parse(_) | PlanError::ParseAt { .. })) => {
             Err(Err(format!("parser limitation: {err}")))
@@ -221,12 +221,12 @@ pub fn check_with(
         return match (result, fail) {
             (Ok(_), _) => Err("expected failure, got a result".into()),
             (Err(_), FailMatch::Any) => Ok(()),
-            (Err(err), FailMatch::Message(m)) if err.0.trim() == m.trim() => Ok(()),
-            (Err(err), FailMatch::Regex(r)) if regex_find(r, &err.0) => Ok(()),
-            (Err(err), _) => Err(format!("wrong error message: {}", err.0)),
+            (Err(err), FailMatch::Message(m)) if err.to_string().trim() == m.trim() => Ok(()),
+            (Err(err), FailMatch::Regex(r)) if regex_find(r, &err.to_string()) => Ok(()),
+            (Err(err), _) => Err(format!("wrong error message: {err}")),
         };
     }
-    let value = result.map_err(|err| format!("error: {}", err.0))?;
+    let value = result.map_err(|err| format!("error: {err}"))?;
     if let Some(s) = &e.string {
         return match value {
             Value::String(got) if got == *s => Ok(()),

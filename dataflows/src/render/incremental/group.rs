@@ -43,7 +43,7 @@ impl GroupNode {
             } else {
                 let param = self.param.unwrap_or(0.0);
                 let value = reduce(self.op, &values, param).ok_or_else(|| {
-                    EvalError(format!("{:?} is not one element per group", self.op))
+                    EvalError::Unsupported(format!("{:?} is not one element per group", self.op))
                 })?;
                 Some(Element {
                     labels: group.labels.clone(),
