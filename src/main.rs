@@ -309,7 +309,8 @@ fn static_targets_check(
 ) -> Result<Config, promflow::config::ConfigError> {
     let mut problems = Vec::new();
     for (index, scrape_config) in config.scrape_configs.iter().enumerate() {
-        let groups = promflow::discovery::static_sd::groups(&scrape_config.static_configs);
+        let groups =
+            promflow::discovery::static_sd::groups(&scrape_config.sd_configs.static_configs);
         let resolved =
             promflow::scrape::target::resolve(&std::sync::Arc::new(scrape_config.clone()), &groups);
         problems.extend(

@@ -13,13 +13,12 @@
 //! `crate::http_client`; secret files are read there, at each request.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor};
+use serde::de::Deserializer;
 use serde::{Deserialize, Serialize};
 
+use super::inline::{impl_inline_fields, Inline};
 use super::locate::FieldPath;
 use super::raw::ScalarText;
 use super::secret::Secret;
@@ -42,24 +41,7 @@ macro_rules! raw_http_client_config {
             $($(#[$doc])* pub $field: Option<$ty>,)*
         }
 
-        impl RawHttpClientConfig {
-            /// The field `key` names, if it is one of these settings.
-            fn field_name(key: &str) -> Option<&'static str> {
-                [$(stringify!($field)),*].into_iter().find(|name| *name == key)
-            }
-
-            /// Reads the value of field `name` (from [`Self::field_name`]) out of `map`.
-            fn read_value<'de, A: MapAccess<'de>>(
-                &mut self,
-                name: &str,
-                map: &mut A,
-            ) -> Result<(), A::Error> {
-                $(if name == stringify!($field) {
-                    self.$field = map.next_value()?;
-                })*
-                Ok(())
-            }
-        }
+        impl_inline_fields!(RawHttpClientConfig { $($field),* });
     };
 }
 
@@ -109,38 +91,13 @@ pub(crate) struct RawOAuth2 {
 }
 
 /// A section of the file (`T`, serde-derived) whose mapping also holds the HTTP client
-/// settings, as Go's `yaml:",inline"` reads them.
-///
-/// Not `#[serde(flatten)]`: that buffers the mapping and reads both parts from the
-/// buffer, where `serde_ignored` no longer sees unknown fields (they would pass
-/// silently) and the YAML parser's errors lose their line. This reads the one mapping
-/// in one pass instead: the settings' keys go to `http`, every other key (known to `T`
-/// or not, so unknown ones are reported as before) to `T`, whose own messages
-/// (`expected struct ScrapeConfig`, …) are unchanged.
-#[derive(Debug, Default)]
-pub(crate) struct WithHttpClient<T> {
-    /// The section's own fields.
-    pub section: T,
-    /// Its HTTP client settings.
-    pub http: RawHttpClientConfig,
-}
+/// settings (read as `config/inline.rs` says).
+pub(crate) type WithHttpClient<T> = Inline<T, RawHttpClientConfig>;
 
-impl<T> Deref for WithHttpClient<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.section
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for WithHttpClient<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut http = RawHttpClientConfig::default();
-        let section = T::deserialize(SplitDeserializer {
-            inner: deserializer,
-            http: &mut http,
-        })?;
-        Ok(WithHttpClient { section, http })
+impl<T> WithHttpClient<T> {
+    /// The section's HTTP client settings.
+    pub(crate) fn http(&self) -> &RawHttpClientConfig {
+        &self.inline
     }
 }
 
@@ -151,126 +108,7 @@ impl<'de> Deserialize<'de> for RawHttpClientConfig {
         /// not a mapping (`expected struct HttpConfig`, as before).
         #[derive(Default, Deserialize)]
         struct RawHttpConfig {}
-        WithHttpClient::<RawHttpConfig>::deserialize(deserializer).map(|with| with.http)
-    }
-}
-
-/// The deserializer `T` reads from: the section's, with the settings' keys taken out
-/// of its mapping into `http`.
-struct SplitDeserializer<'a, D> {
-    inner: D,
-    http: &'a mut RawHttpClientConfig,
-}
-
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for SplitDeserializer<'_, D> {
-    type Error = D::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_any(SplitVisitor {
-            inner: visitor,
-            http: self.http,
-        })
-    }
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, D::Error> {
-        self.inner.deserialize_struct(
-            name,
-            fields,
-            SplitVisitor {
-                inner: visitor,
-                http: self.http,
-            },
-        )
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
-        byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
-        identifier ignored_any
-    }
-}
-
-/// `T`'s visitor, handed the mapping without the settings' keys.
-struct SplitVisitor<'a, V> {
-    inner: V,
-    http: &'a mut RawHttpClientConfig,
-}
-
-impl<'de, V: Visitor<'de>> Visitor<'de> for SplitVisitor<'_, V> {
-    type Value = V::Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.inner.expecting(f)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
-        self.inner.visit_map(SplitMap {
-            inner: map,
-            http: self.http,
-            seen: Vec::new(),
-        })
-    }
-}
-
-/// The section's mapping as `T` sees it: the settings' entries are read into `http` as
-/// they come, the others handed on.
-struct SplitMap<'a, A> {
-    inner: A,
-    http: &'a mut RawHttpClientConfig,
-    /// The settings read so far: one twice is serde's `duplicate field` error, as for
-    /// `T`'s own fields.
-    seen: Vec<&'static str>,
-}
-
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for SplitMap<'_, A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        while let Some(FieldKey(key)) = self.inner.next_key()? {
-            let Some(name) = RawHttpClientConfig::field_name(&key) else {
-                return seed
-                    .deserialize(IntoDeserializer::<A::Error>::into_deserializer(key))
-                    .map(Some);
-            };
-            if self.seen.contains(&name) {
-                return Err(de::Error::duplicate_field(name));
-            }
-            self.seen.push(name);
-            self.http.read_value(name, &mut self.inner)?;
-        }
-        Ok(None)
-    }
-
-    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
-        self.inner.next_value_seed(seed)
-    }
-}
-
-/// A key of a section's mapping, read as derived structs read their field names (so a
-/// key that is not a string is refused in the same words).
-struct FieldKey(String);
-
-impl<'de> Deserialize<'de> for FieldKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = FieldKey;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("field identifier")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldKey, E> {
-                Ok(FieldKey(v.to_string()))
-            }
-        }
-        deserializer.deserialize_identifier(KeyVisitor)
+        WithHttpClient::<RawHttpConfig>::deserialize(deserializer).map(|with| with.inline)
     }
 }
 

@@ -8,7 +8,9 @@
 //! told apart from typos by `unsupported.rs`. Every problem is located (file,
 //! line, field path) by `locate.rs`. The HTTP client settings that several sections
 //! hold inline (and the built-in Alertmanager's `http_config`) are one set of types,
-//! read, checked and resolved in `http_client.rs`.
+//! read, checked and resolved in `http_client.rs`; the service discovery configs of
+//! scrape jobs and Alertmanager entries are one list of mechanisms in `discovery/`,
+//! one file each; both are read out of their section's mapping by `inline.rs`.
 //!
 //! Boundary: this module reads and checks configuration. It never opens network
 //! connections, applies relabelling, or reads rule files, secrets files or
@@ -28,6 +30,7 @@ mod discovery;
 mod duration;
 mod error;
 mod http_client;
+mod inline;
 pub(crate) mod locate;
 mod otlp;
 mod raw;
@@ -50,8 +53,8 @@ use serde::Serialize;
 
 pub use discovery::{
     DnsRecordType, DnsSdConfig, Ec2Filter, Ec2SdConfig, FileSdConfig, SdConfig,
-    DEFAULT_DNS_SD_REFRESH_INTERVAL, DEFAULT_EC2_SD_PORT, DEFAULT_EC2_SD_REFRESH_INTERVAL,
-    DEFAULT_FILE_SD_REFRESH_INTERVAL,
+    ServiceDiscoveryConfigs, StaticConfig, DEFAULT_DNS_SD_REFRESH_INTERVAL, DEFAULT_EC2_SD_PORT,
+    DEFAULT_EC2_SD_REFRESH_INTERVAL, DEFAULT_FILE_SD_REFRESH_INTERVAL,
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{ConfigError, Problem};
@@ -62,7 +65,7 @@ pub use relabel::compile_anchored_regex;
 pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig};
 pub use resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, GlobalConfig, RelabelAction,
-    RelabelConfig, Scheme, ScrapeConfig, ScrapeProtocol, StaticConfig,
+    RelabelConfig, Scheme, ScrapeConfig, ScrapeProtocol,
 };
 pub use secret::Secret;
 pub use size::{format_base2_bytes, parse_base2_bytes};

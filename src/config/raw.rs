@@ -8,7 +8,9 @@
 //! Scalars that Prometheus parses from text (durations, sizes, label values)
 //! are read as [`ScalarText`] so `scrape_interval: 30` reaches validation as the
 //! text `30` (and a located problem) instead of stopping the parse. Sections with
-//! HTTP client settings are read as `WithHttpClient<RawSection>` (`http_client.rs`).
+//! HTTP client settings are read as `WithHttpClient<RawSection>` (`http_client.rs`),
+//! sections with service discovery configs as `WithSdConfigs<RawSection>`; each
+//! discovery mechanism's entry as written is in its file under `discovery/`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,6 +18,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use super::discovery::WithSdConfigs;
 use super::http_client::WithHttpClient;
 
 /// Any YAML scalar kept as its text: strings, numbers and booleans are all
@@ -62,7 +65,7 @@ impl<'de> Deserialize<'de> for ScalarText {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawConfig {
     pub global: Option<RawGlobalConfig>,
-    pub scrape_configs: Option<Vec<Option<WithHttpClient<RawScrapeConfig>>>>,
+    pub scrape_configs: Option<Vec<Option<WithHttpClient<WithSdConfigs<RawScrapeConfig>>>>>,
     pub rule_files: Option<Vec<ScalarText>>,
     pub alerting: Option<RawAlertingConfig>,
     pub remote_write: Option<Vec<Option<WithHttpClient<RawRemoteWriteConfig>>>>,
@@ -91,8 +94,8 @@ pub(crate) struct RawGlobalConfig {
     pub scrape_native_histograms: Option<bool>,
 }
 
-/// One entry of `scrape_configs:`, besides its HTTP client settings (read with it by
-/// [`WithHttpClient`]).
+/// One entry of `scrape_configs:`, besides its HTTP client settings and service
+/// discovery configs (read with them by [`WithHttpClient`] and [`WithSdConfigs`]).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawScrapeConfig {
     pub job_name: Option<ScalarText>,
@@ -103,10 +106,6 @@ pub(crate) struct RawScrapeConfig {
     pub params: Option<BTreeMap<String, Vec<ScalarText>>>,
     pub honor_labels: Option<bool>,
     pub honor_timestamps: Option<bool>,
-    pub static_configs: Option<Vec<Option<RawStaticConfig>>>,
-    pub file_sd_configs: Option<Vec<Option<RawFileSdConfig>>>,
-    pub dns_sd_configs: Option<Vec<Option<RawDnsSdConfig>>>,
-    pub ec2_sd_configs: Option<Vec<Option<WithHttpClient<RawEc2SdConfig>>>>,
     pub body_size_limit: Option<ScalarText>,
     pub sample_limit: Option<u64>,
     pub target_limit: Option<u64>,
@@ -120,51 +119,6 @@ pub(crate) struct RawScrapeConfig {
     pub native_histogram_min_bucket_factor: Option<f64>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
     pub metric_relabel_configs: Option<Vec<RawRelabelConfig>>,
-}
-
-/// One entry of `static_configs:` (a Prometheus target group).
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawStaticConfig {
-    pub targets: Option<Vec<ScalarText>>,
-    pub labels: Option<BTreeMap<String, ScalarText>>,
-}
-
-/// One entry of `file_sd_configs:`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawFileSdConfig {
-    pub files: Option<Vec<ScalarText>>,
-    pub refresh_interval: Option<ScalarText>,
-}
-
-/// One entry of `dns_sd_configs:`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawDnsSdConfig {
-    pub names: Option<Vec<ScalarText>>,
-    #[serde(rename = "type")]
-    pub kind: Option<ScalarText>,
-    pub port: Option<ScalarText>,
-    pub refresh_interval: Option<ScalarText>,
-}
-
-/// One entry of `ec2_sd_configs:`, besides its HTTP client settings.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawEc2SdConfig {
-    pub region: Option<ScalarText>,
-    pub endpoint: Option<ScalarText>,
-    pub access_key: Option<ScalarText>,
-    pub secret_key: Option<ScalarText>,
-    pub profile: Option<ScalarText>,
-    pub role_arn: Option<ScalarText>,
-    pub port: Option<ScalarText>,
-    pub refresh_interval: Option<ScalarText>,
-    pub filters: Option<Vec<Option<RawEc2Filter>>>,
-}
-
-/// One entry of `ec2_sd_configs[].filters:`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct RawEc2Filter {
-    pub name: Option<ScalarText>,
-    pub values: Option<Vec<ScalarText>>,
 }
 
 /// One relabelling step, as written.
@@ -183,16 +137,13 @@ pub(crate) struct RawRelabelConfig {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawAlertingConfig {
     pub alert_relabel_configs: Option<Vec<RawRelabelConfig>>,
-    pub alertmanagers: Option<Vec<Option<WithHttpClient<RawAlertmanagerConfig>>>>,
+    pub alertmanagers: Option<Vec<Option<WithHttpClient<WithSdConfigs<RawAlertmanagerConfig>>>>>,
 }
 
-/// One entry of `alerting.alertmanagers:`, besides its HTTP client settings.
+/// One entry of `alerting.alertmanagers:`, besides its HTTP client settings and service
+/// discovery configs.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawAlertmanagerConfig {
-    pub static_configs: Option<Vec<Option<RawStaticConfig>>>,
-    pub file_sd_configs: Option<Vec<Option<RawFileSdConfig>>>,
-    pub dns_sd_configs: Option<Vec<Option<RawDnsSdConfig>>>,
-    pub ec2_sd_configs: Option<Vec<Option<WithHttpClient<RawEc2SdConfig>>>>,
     pub scheme: Option<ScalarText>,
     pub path_prefix: Option<ScalarText>,
     pub timeout: Option<ScalarText>,

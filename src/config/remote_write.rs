@@ -209,7 +209,7 @@ fn resolve_one(
         }
         headers.insert(name.clone(), value.0.clone());
     }
-    let http = resolve_http_client(&raw.http, base_dir, path, problems);
+    let http = resolve_http_client(raw.http(), base_dir, path, problems);
     RemoteWriteConfig {
         url,
         remote_timeout: duration_field(

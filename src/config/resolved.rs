@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::discovery::{DnsSdConfig, Ec2SdConfig, FileSdConfig, SdConfig};
+use super::discovery::ServiceDiscoveryConfigs;
 use super::duration::format_duration;
 use super::http_client::HttpClientConfig;
 use super::size::format_base2_bytes;
@@ -177,16 +177,6 @@ impl Scheme {
     }
 }
 
-/// A fixed list of targets sharing a set of labels (`static_configs[]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StaticConfig {
-    /// `host:port` addresses (the port may be left out; the scheme's default applies).
-    pub targets: Vec<String>,
-    /// Labels attached to every target of the group.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-}
-
 /// One scrape job (`scrape_configs[]`) with defaults from `global` applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScrapeConfig {
@@ -258,19 +248,9 @@ pub struct ScrapeConfig {
     /// Relabelling applied to scraped samples before ingestion.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metric_relabel_configs: Vec<RelabelConfig>,
-    // Discovery configs last, by name, as Prometheus prints them.
-    /// Targets from DNS records.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub dns_sd_configs: Vec<DnsSdConfig>,
-    /// Targets from the EC2 API.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ec2_sd_configs: Vec<Ec2SdConfig>,
-    /// Target groups from files.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub file_sd_configs: Vec<FileSdConfig>,
-    /// Fixed target groups.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub static_configs: Vec<StaticConfig>,
+    /// Where the targets come from; printed last, by key, as Prometheus prints them.
+    #[serde(flatten)]
+    pub sd_configs: ServiceDiscoveryConfigs,
 }
 
 /// What a relabelling step does (Prometheus 2.42's set of actions).
@@ -299,18 +279,6 @@ pub enum RelabelAction {
     Lowercase,
     /// Set `target_label` to the uppercased joined source labels.
     Uppercase,
-}
-
-impl ScrapeConfig {
-    /// The job's service discovery configs, one value per provider.
-    pub fn sd_configs(&self) -> Vec<SdConfig> {
-        SdConfig::all(
-            &self.static_configs,
-            &self.file_sd_configs,
-            &self.dns_sd_configs,
-            &self.ec2_sd_configs,
-        )
-    }
 }
 
 impl RelabelAction {
@@ -418,29 +386,8 @@ pub struct AlertmanagerConfig {
     /// Relabelling applied to discovered Alertmanagers (static ones too).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub relabel_configs: Vec<RelabelConfig>,
-    // Discovery configs last, by name, as Prometheus prints them.
-    /// Alertmanagers from DNS records.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub dns_sd_configs: Vec<DnsSdConfig>,
-    /// Alertmanagers from the EC2 API.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ec2_sd_configs: Vec<Ec2SdConfig>,
-    /// Alertmanagers from files.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub file_sd_configs: Vec<FileSdConfig>,
-    /// Fixed Alertmanager addresses.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub static_configs: Vec<StaticConfig>,
-}
-
-impl AlertmanagerConfig {
-    /// The entry's service discovery configs, one value per provider.
-    pub fn sd_configs(&self) -> Vec<SdConfig> {
-        SdConfig::all(
-            &self.static_configs,
-            &self.file_sd_configs,
-            &self.dns_sd_configs,
-            &self.ec2_sd_configs,
-        )
-    }
+    /// Where the Alertmanagers come from; printed last, by key, as Prometheus prints
+    /// them.
+    #[serde(flatten)]
+    pub sd_configs: ServiceDiscoveryConfigs,
 }

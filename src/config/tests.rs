@@ -84,7 +84,7 @@ fn scrape_config_defaults() {
     assert!(scrape.params.is_empty());
     assert!(!scrape.honor_labels);
     assert!(scrape.honor_timestamps);
-    assert!(scrape.static_configs.is_empty());
+    assert!(scrape.sd_configs.static_configs.is_empty());
     assert_eq!(scrape.body_size_limit, 0);
     assert_eq!(scrape.sample_limit, 0);
     assert_eq!(scrape.label_limit, 0);
@@ -225,10 +225,10 @@ fn every_supported_field_is_read() {
     assert_eq!(scrape.label_name_length_limit, 200);
     assert_eq!(scrape.label_value_length_limit, 400);
     assert_eq!(
-        scrape.static_configs[0].targets,
+        scrape.sd_configs.static_configs[0].targets,
         vec!["services:9090", "other:9090"]
     );
-    assert_eq!(scrape.static_configs[0].labels["port"], "9100");
+    assert_eq!(scrape.sd_configs.static_configs[0].labels["port"], "9100");
 
     let [first, second, third] = &scrape.relabel_configs[..] else {
         panic!("expected three relabel configs");
@@ -268,7 +268,7 @@ fn every_supported_field_is_read() {
     let auth = am.http.basic_auth.as_ref().unwrap();
     assert_eq!(auth.username, "promflow");
     assert_eq!(auth.password.as_ref().unwrap().expose(), "hunter2");
-    assert_eq!(am.static_configs[0].targets, vec!["am:9093"]);
+    assert_eq!(am.sd_configs.static_configs[0].targets, vec!["am:9093"]);
     assert_eq!(am.relabel_configs[0].action, RelabelAction::Keep);
 
     let second_am = &alerting.alertmanagers[1];
@@ -833,7 +833,12 @@ fn default_config_is_valid() {
     let jobs: Vec<(&str, &[String])> = config
         .scrape_configs
         .iter()
-        .map(|job| (job.job_name.as_str(), &job.static_configs[0].targets[..]))
+        .map(|job| {
+            (
+                job.job_name.as_str(),
+                &job.sd_configs.static_configs[0].targets[..],
+            )
+        })
         .collect();
     assert_eq!(
         jobs,
@@ -855,17 +860,26 @@ fn discovery_configs_get_prometheus_defaults() {
     let config = load(&job("  file_sd_configs:\n  - files: [targets/*.json]\n  dns_sd_configs:\n  - names: [_prom._tcp.example.org]\n  - names: [tasks.app]\n    type: a\n    port: 9100\n  ec2_sd_configs:\n  - region: eu-west-1\n    secret_key: hunter2\n    access_key: AKIA\n    filters:\n    - name: instance-state-name\n      values: [running]\n"));
     let scrape = &config.scrape_configs[0];
     assert_eq!(
-        scrape.file_sd_configs,
+        scrape.sd_configs.file_sd_configs,
         vec![FileSdConfig {
             files: vec!["/etc/promflow/targets/*.json".into()],
             refresh_interval: secs(300),
         }]
     );
-    assert_eq!(scrape.dns_sd_configs[0].record_type, DnsRecordType::Srv);
-    assert_eq!(scrape.dns_sd_configs[0].refresh_interval, secs(30));
-    assert_eq!(scrape.dns_sd_configs[1].record_type, DnsRecordType::A);
-    assert_eq!(scrape.dns_sd_configs[1].port, 9100);
-    let ec2 = &scrape.ec2_sd_configs[0];
+    assert_eq!(
+        scrape.sd_configs.dns_sd_configs[0].record_type,
+        DnsRecordType::Srv
+    );
+    assert_eq!(
+        scrape.sd_configs.dns_sd_configs[0].refresh_interval,
+        secs(30)
+    );
+    assert_eq!(
+        scrape.sd_configs.dns_sd_configs[1].record_type,
+        DnsRecordType::A
+    );
+    assert_eq!(scrape.sd_configs.dns_sd_configs[1].port, 9100);
+    let ec2 = &scrape.sd_configs.ec2_sd_configs[0];
     assert_eq!(ec2.port, 80);
     assert_eq!(ec2.refresh_interval, secs(60));
     assert_eq!(ec2.secret_key.as_ref().map(|s| s.expose()), Some("hunter2"));
@@ -997,16 +1011,19 @@ fn alertmanagers_take_the_scrape_jobs_service_discoveries() {
     );
     let am = &config.alerting.alertmanagers[0];
     assert_eq!(
-        am.file_sd_configs[0].files,
+        am.sd_configs.file_sd_configs[0].files,
         [Path::new("/etc/promflow/ams/*.json")]
     );
     assert_eq!(
-        am.file_sd_configs[0].refresh_interval,
+        am.sd_configs.file_sd_configs[0].refresh_interval,
         crate::config::DEFAULT_FILE_SD_REFRESH_INTERVAL
     );
-    assert_eq!(am.dns_sd_configs[0].names, ["tasks.alertmanager"]);
-    assert_eq!(am.dns_sd_configs[0].port, 9093);
-    assert_eq!(am.ec2_sd_configs[0].region, "eu-west-1");
+    assert_eq!(
+        am.sd_configs.dns_sd_configs[0].names,
+        ["tasks.alertmanager"]
+    );
+    assert_eq!(am.sd_configs.dns_sd_configs[0].port, 9093);
+    assert_eq!(am.sd_configs.ec2_sd_configs[0].region, "eu-west-1");
     assert_eq!(am.relabel_configs.len(), 1);
     // The EC2 client's HTTP settings are taken here as under a scrape job.
     assert_problems!(
@@ -1154,7 +1171,7 @@ fn ec2_sd_configs_take_the_whole_http_client_unvalidated() {
     // promtool check config 2.42 accepts all of this (Prometheus never validates the
     // EC2 client's settings), and prints `proxy_connect_header` values as secrets.
     let config = load("scrape_configs:\n- job_name: a\n  ec2_sd_configs:\n  - region: us-east-1\n    basic_auth: {username: u, password: p}\n    authorization: {credentials: c}\n    tls_config: {server_name: ec2.test}\n    proxy_connect_header: {X-A: [one, two]}\n    follow_redirects: false\n    enable_http2: false\n");
-    let ec2 = &config.scrape_configs[0].ec2_sd_configs[0];
+    let ec2 = &config.scrape_configs[0].sd_configs.ec2_sd_configs[0];
     assert_eq!(ec2.http.basic_auth.as_ref().unwrap().username, "u");
     assert!(ec2.http.authorization.is_some());
     assert_eq!(ec2.http.tls_config.server_name.as_deref(), Some("ec2.test"));

@@ -7,8 +7,9 @@
 //! promtool build leaves out but upstream Prometheus 2.42 has (consul,
 //! kubernetes, kuma, linode, nomad).
 
-/// Service discovery mechanisms of Prometheus 2.42 that promflow does not have
-/// (it has `static_configs`, `file_sd_configs`, `dns_sd_configs`, `ec2_sd_configs`).
+/// Service discovery mechanisms of Prometheus 2.42 that promflow does not have (the
+/// ones it has are the `sd_configs!` list of `discovery/mod.rs`, read before a key can
+/// reach this list).
 const SERVICE_DISCOVERY_FIELDS: &[&str] = &[
     "azure_sd_configs",
     "consul_sd_configs",

@@ -9,18 +9,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
-use super::discovery::resolve_sd_configs;
+use super::discovery::{RawSdConfigs, SdSection, ServiceDiscoveryConfigs, WithSdConfigs};
 use super::duration::{format_duration, parse_duration};
 use super::http_client::{resolve_http_client, WithHttpClient};
 use super::locate::FieldPath;
 use super::raw::{
     RawAlertingConfig, RawAlertmanagerConfig, RawConfig, RawGlobalConfig, RawRelabelConfig,
-    RawScrapeConfig, RawStaticConfig, ScalarText,
+    RawScrapeConfig, ScalarText,
 };
 use super::relabel::resolve_relabel_config;
 use super::resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, GlobalConfig, RelabelConfig,
-    Scheme, ScrapeConfig, ScrapeProtocol, StaticConfig,
+    Scheme, ScrapeConfig, ScrapeProtocol,
 };
 use super::rule_files;
 use super::size::parse_base2_bytes;
@@ -253,7 +253,7 @@ fn resolve_scrape_protocols(
     Some(protocols)
 }
 
-fn resolve_labels(
+pub(crate) fn resolve_labels(
     raw: Option<&BTreeMap<String, ScalarText>>,
     path: &FieldPath,
     problems: &mut Problems,
@@ -294,7 +294,7 @@ fn resolve_scheme(
 }
 
 fn resolve_scrape_config(
-    raw: &WithHttpClient<RawScrapeConfig>,
+    raw: &WithHttpClient<WithSdConfigs<RawScrapeConfig>>,
     global: &GlobalConfig,
     base_dir: &Path,
     path: &FieldPath,
@@ -354,10 +354,11 @@ fn resolve_scrape_config(
         .flatten()
         .map(|(name, values)| (name.clone(), values.iter().map(|v| v.0.clone()).collect()))
         .collect();
-    let static_configs = resolve_static_configs(
-        raw.static_configs.as_deref(),
-        raw.relabel_configs.as_ref().is_none_or(|r| r.is_empty()),
-        &path.key("static_configs"),
+    let sd_configs = resolve_sd_configs(
+        raw.sd_configs(),
+        raw.relabel_configs.as_deref(),
+        base_dir,
+        path,
         problems,
     );
     let body_size_limit = match &raw.body_size_limit {
@@ -371,15 +372,7 @@ fn resolve_scrape_config(
             }
         },
     };
-    let sd = resolve_sd_configs(
-        raw.file_sd_configs.as_deref(),
-        raw.dns_sd_configs.as_deref(),
-        raw.ec2_sd_configs.as_deref(),
-        base_dir,
-        path,
-        problems,
-    );
-    let http = resolve_http_client(&raw.http, base_dir, path, problems);
+    let http = resolve_http_client(raw.http(), base_dir, path, problems);
     let scrape_native_histograms = raw
         .scrape_native_histograms
         .unwrap_or(global.scrape_native_histograms);
@@ -419,10 +412,7 @@ fn resolve_scrape_config(
         native_histogram_bucket_limit: raw.native_histogram_bucket_limit.unwrap_or(0),
         native_histogram_min_bucket_factor: raw.native_histogram_min_bucket_factor.unwrap_or(0.0),
         http,
-        static_configs,
-        file_sd_configs: sd.file,
-        dns_sd_configs: sd.dns,
-        ec2_sd_configs: sd.ec2,
+        sd_configs,
         relabel_configs: resolve_relabel_configs(
             raw.relabel_configs.as_deref(),
             &path.key("relabel_configs"),
@@ -436,38 +426,20 @@ fn resolve_scrape_config(
     }
 }
 
-/// `static_configs`; with `check_addresses` (a job without `relabel_configs`, as
-/// Prometheus decides) a target that is not a `host:port` is a problem. Jobs with
-/// relabeling have their addresses checked after it, when targets are created.
-fn resolve_static_configs(
-    raw: Option<&[Option<RawStaticConfig>]>,
-    check_addresses: bool,
+/// The service discovery configs of the section at `path` (a scrape job or an
+/// Alertmanager entry: both take them alike) with these `relabel_configs`.
+fn resolve_sd_configs(
+    raw: &RawSdConfigs,
+    relabel_configs: Option<&[RawRelabelConfig]>,
+    base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
-) -> Vec<StaticConfig> {
-    let mut groups = Vec::new();
-    for (index, group) in raw.unwrap_or(&[]).iter().enumerate() {
-        let group_path = path.index(index);
-        let Some(group) = group else {
-            problems.push(group_path, "empty or null section in static_configs");
-            continue;
-        };
-        let mut targets = Vec::new();
-        for (target_index, target) in group.targets.iter().flatten().enumerate() {
-            let target_path = group_path.key("targets").index(target_index);
-            let address = target.0.clone();
-            // promtool 2.42 rejects exactly these two; ports are checked at scrape time.
-            if address.is_empty() {
-                problems.push(target_path, "target has no address");
-            } else if check_addresses && address.contains('/') {
-                problems.push(target_path, format!("{address:?} is not a valid hostname"));
-            }
-            targets.push(address);
-        }
-        let labels = resolve_labels(group.labels.as_ref(), &group_path.key("labels"), problems);
-        groups.push(StaticConfig { targets, labels });
-    }
-    groups
+) -> ServiceDiscoveryConfigs {
+    let section = SdSection {
+        base_dir,
+        relabeled: relabel_configs.is_some_and(|r| !r.is_empty()),
+    };
+    raw.resolve(&section, path, problems)
 }
 
 pub(crate) fn resolve_relabel_configs(
@@ -541,7 +513,7 @@ fn resolve_alerting(
 }
 
 fn resolve_alertmanager(
-    raw: &WithHttpClient<RawAlertmanagerConfig>,
+    raw: &WithHttpClient<WithSdConfigs<RawAlertmanagerConfig>>,
     base_dir: &Path,
     path: &FieldPath,
     problems: &mut Problems,
@@ -572,11 +544,10 @@ fn resolve_alertmanager(
             AlertmanagerApiVersion::V2
         }
     };
-    let http = resolve_http_client(&raw.http, base_dir, path, problems);
-    let sd = resolve_sd_configs(
-        raw.file_sd_configs.as_deref(),
-        raw.dns_sd_configs.as_deref(),
-        raw.ec2_sd_configs.as_deref(),
+    let http = resolve_http_client(raw.http(), base_dir, path, problems);
+    let sd_configs = resolve_sd_configs(
+        raw.sd_configs(),
+        raw.relabel_configs.as_deref(),
         base_dir,
         path,
         problems,
@@ -591,15 +562,7 @@ fn resolve_alertmanager(
         timeout,
         api_version,
         http,
-        static_configs: resolve_static_configs(
-            raw.static_configs.as_deref(),
-            raw.relabel_configs.as_ref().is_none_or(|r| r.is_empty()),
-            &path.key("static_configs"),
-            problems,
-        ),
-        file_sd_configs: sd.file,
-        dns_sd_configs: sd.dns,
-        ec2_sd_configs: sd.ec2,
+        sd_configs,
         relabel_configs: resolve_relabel_configs(
             raw.relabel_configs.as_deref(),
             &path.key("relabel_configs"),

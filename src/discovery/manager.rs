@@ -36,7 +36,7 @@ pub trait DiscoverySet: Clone + Send + Sync + 'static {
     /// This set's key; unique among the sets applied together.
     fn key(&self) -> Self::Key;
     /// The sd configs to run for it, one provider each.
-    fn sd_configs(&self) -> Vec<SdConfig>;
+    fn providers(&self) -> Vec<SdConfig>;
 }
 
 /// A scrape job is a set keyed by its job name.
@@ -45,8 +45,8 @@ impl DiscoverySet for ScrapeConfig {
     fn key(&self) -> String {
         self.job_name.clone()
     }
-    fn sd_configs(&self) -> Vec<SdConfig> {
-        ScrapeConfig::sd_configs(self)
+    fn providers(&self) -> Vec<SdConfig> {
+        self.sd_configs.providers()
     }
 }
 
@@ -118,7 +118,7 @@ impl<S: DiscoverySet> DiscoveryManager<S> {
                 .map(|set| set.providers)
                 .unwrap_or_default();
             let providers = config
-                .sd_configs()
+                .providers()
                 .into_iter()
                 .map(
                     |wanted| match previous.iter().position(|p| p.config == wanted) {

@@ -8,6 +8,10 @@
 //! - [`dns_sd`]: `dns_sd_configs` (A, AAAA, SRV, MX through `hickory-resolver`).
 //! - [`ec2_sd`]: `ec2_sd_configs` (DescribeInstances through `aws-sdk-ec2`).
 //!
+//! A mechanism's config (the arm of [`crate::config::SdConfig`] it runs) is in
+//! `config/discovery/`; its provider here implements `manager::Refresh`, and the arm of
+//! `DiscoveryManager::start` for it starts the provider.
+//!
 //! [`manager`] runs one provider per sd config, keeps each provider's last good
 //! groups when a refresh fails (logged and counted on `/metrics`), keeps providers
 //! whose config did not change across reloads, and signals every change. Turning

@@ -1,7 +1,7 @@
 //! Which Alertmanagers alerts go to: every `alerting.alertmanagers[]` entry is a set
-//! whose targets come from the providers of [`crate::discovery`] (`static_configs`,
-//! `file_sd_configs`, `dns_sd_configs`, `ec2_sd_configs`), resolved into URLs like
-//! Prometheus 2.42's `notifier.AlertmanagerFromGroup`.
+//! whose targets come from the providers of [`crate::discovery`] (the entry's
+//! `static_configs` and `*_sd_configs`, started for it as for a scrape job), resolved
+//! into URLs like Prometheus 2.42's `notifier.AlertmanagerFromGroup`.
 //!
 //! Contract of [`resolve`]: each discovered target starts as its own labels,
 //! `__scheme__` (the entry's `scheme`), `__alerts_path__` (`path_prefix` joined with
@@ -62,8 +62,8 @@ impl DiscoverySet for AlertmanagerSet {
     fn key(&self) -> AlertmanagerSetKey {
         AlertmanagerSetKey(self.index)
     }
-    fn sd_configs(&self) -> Vec<SdConfig> {
-        self.config.sd_configs()
+    fn providers(&self) -> Vec<SdConfig> {
+        self.config.sd_configs.providers()
     }
 }
 
