@@ -333,7 +333,7 @@ mod tests {
             got,
             vec![("{job=\"a\"}".into(), 0.75), ("{job=\"b\"}".into(), 2.0)]
         );
-        let err: Partials = Err("boom".into());
+        let err: Partials = Err(EvalError::Execution("boom".into()));
         assert!(combined(AggOp::Sum, vec![a, err, b]).is_err());
     }
 }
