@@ -9,17 +9,21 @@
 //! brings samples with their own, older timestamps (federation), the watermark is held
 //! back further by their lag (see [`crate::holdback`]). [`Ingester::commit`] writes to
 //! storage first and then feeds the dataflow what storage stored (storage forwards it
-//! to the remote write queues; a sample repeated from the previous scrape is neither),
-//! in columns with the labels of the series the producer has no storage handle for
-//! yet (see [`dataflows::catalog`]: a scrape cache slot keeps the labels it announced,
-//! so its series stays in the dataflow's catalog while the slot lives);
+//! to the remote write queues; a sample repeated from the previous scrape is neither).
+//! A batch travels as one [`SampleBatch`] all the way: columns of series ids,
+//! timestamps and values, with the labels only of the series its producer has no
+//! storage handle for (see [`dataflows::catalog`]: a scrape cache slot keeps the
+//! labels it announced, so its series stays in the dataflow's catalog while the slot
+//! lives); storage reads labels only for series it creates, remote write only for
+//! series it has none queued of, and the dataflow gets the same columns, filtered to
+//! what storage stored.
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier) to storage and the latest-sample table.
 
 use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::{AppendError, SeriesRef, Storage};
+use crate::storage::{AppendError, Applied, SeriesRef, Storage};
 use dataflows::{Engine, Sample, SampleBatch};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -135,21 +139,23 @@ impl Ingester {
     }
 
     /// Writes a batch to storage (which hands what it stored to the remote write
-    /// queues), then feeds it to the dataflow. Returns the number of
-    /// series storage saw for the first time. A batch storage refuses (its WAL could not
-    /// be written) is not fed to the dataflow either: the caller gets the error.
-    pub fn commit(&self, batch: Vec<Sample>) -> Result<usize, AppendError> {
-        self.commit_observed(batch, &mut [], |_, _| {})
+    /// queues), then feeds it to the dataflow. Returns the number of series storage saw
+    /// for the first time. A batch storage refuses (its WAL could not be written) is not
+    /// fed to the dataflow either: the caller gets the error. A producer without a
+    /// series cache hands its samples (`Vec<Sample>`: every series announced).
+    pub fn commit(&self, batch: impl Into<SampleBatch>) -> Result<usize, AppendError> {
+        self.commit_observed(batch.into(), &mut [], |_, _| {})
     }
 
     /// Like [`Ingester::commit`] for the batch of `scrape`, and records in `holdback`
     /// (the target's, when it honors exposed timestamps) how far the samples storage
     /// stored lag the scrape's start. `refs` holds per sample its series' storage
     /// handle if the scrape cache has one, and gets those of the series storage
-    /// holds (see [`crate::storage::head::Head::append_logged`]).
+    /// holds (see [`crate::storage::head::Head::append_logged`]); the batch announces
+    /// the series without one.
     pub fn commit_scrape(
         &self,
-        batch: Vec<Sample>,
+        batch: SampleBatch,
         refs: &mut [Option<SeriesRef>],
         scrape: &ScrapeInFlight,
         holdback: Option<&mut TargetHoldback>,
@@ -162,7 +168,7 @@ impl Ingester {
         let committed = self.commit_observed(batch, refs, |batch, stored| {
             lag_ms = stored
                 .iter()
-                .map(|&i| start_ms - batch[i].timestamp_ms)
+                .map(|&i| start_ms - batch.timestamps_ms[i])
                 .max()
                 .unwrap_or(0);
         });
@@ -179,42 +185,30 @@ impl Ingester {
     }
 
     /// Stores `batch`, hands the indices of what was stored to `observe`, and feeds
-    /// those samples to the dataflow, announcing the series `refs` has no handle for
-    /// (stored or not: a handle storage gives back means the series is known).
+    /// those samples (the same columns, with the batch's announcements) to the dataflow.
     fn commit_observed(
         &self,
-        batch: Vec<Sample>,
+        mut batch: SampleBatch,
         refs: &mut [Option<SeriesRef>],
-        observe: impl FnOnce(&[Sample], &[usize]),
+        observe: impl FnOnce(&SampleBatch, &[usize]),
     ) -> Result<usize, AppendError> {
         if batch.is_empty() {
             return Ok(0);
         }
-        let mut columns = SampleBatch::with_capacity(batch.len());
-        for (i, sample) in batch.iter().enumerate() {
-            if refs.get(i).is_none_or(Option::is_none) {
-                columns
-                    .new_series
-                    .push((sample.series_id, sample.labels.clone()));
-            }
-        }
         let remote = &self.remote_write;
         // The indices stored, kept only when not every sample was.
         let mut partly: Option<Vec<usize>> = None;
-        let new_series = self.store_observed(&batch, refs, |stored| {
-            remote.enqueue(&batch, stored);
-            observe(&batch, stored);
-            if stored.len() < batch.len() {
-                partly = Some(stored.to_vec());
+        let new_series = self.store_observed(&batch, refs, |applied| {
+            enqueue(remote, applied);
+            observe(applied.batch, applied.at);
+            if applied.at.len() < applied.batch.len() {
+                partly = Some(applied.at.to_vec());
             }
         })?;
-        match partly {
-            None => batch.iter().for_each(|s| columns.push_sample(s, false)),
-            Some(stored) => stored
-                .into_iter()
-                .for_each(|i| columns.push_sample(&batch[i], false)),
+        if let Some(stored) = partly {
+            batch.retain_indices(&stored);
         }
-        self.engine.feed(columns);
+        self.engine.feed(batch);
         Ok(new_series)
     }
 
@@ -227,25 +221,23 @@ impl Ingester {
         if batch.is_empty() {
             return;
         }
-        if self.store(&batch).is_ok() {
-            self.engine.latest().apply_written_back(batch);
+        let batch = SampleBatch::from(batch);
+        let remote = &self.remote_write;
+        if self
+            .store_observed(&batch, &mut [], |applied| enqueue(remote, applied))
+            .is_ok()
+        {
+            self.engine.latest().apply_written_back(&batch);
         }
     }
 
-    /// Appends to storage (forwarding what it stored to the remote write queues) and
-    /// counts; returns the number of new series.
-    fn store(&self, batch: &[Sample]) -> Result<usize, AppendError> {
-        let remote = &self.remote_write;
-        self.store_observed(batch, &mut [], |stored| remote.enqueue(batch, stored))
-    }
-
-    /// Appends to storage, handing the indices stored to `stored`, and counts; returns
+    /// Appends to storage, handing what it stored to `stored`, and counts; returns
     /// the number of new series.
     fn store_observed(
         &self,
-        batch: &[Sample],
+        batch: &SampleBatch,
         refs: &mut [Option<SeriesRef>],
-        stored: impl FnOnce(&[usize]),
+        stored: impl FnOnce(&Applied<'_>),
     ) -> Result<usize, AppendError> {
         let outcome = self.storage.append_observed(batch, refs, stored)?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
@@ -280,6 +272,11 @@ impl Ingester {
     }
 }
 
+/// Hands what storage stored to the remote write queues, labels from storage.
+fn enqueue(remote: &RemoteWrite, applied: &Applied<'_>) {
+    remote.enqueue(applied.batch, applied.at, &|at| applied.labels(at).cloned());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +308,38 @@ mod tests {
         }
     }
 
+    /// A scrape's batch as the scrape cache builds it: a series is announced (its
+    /// labels in the batch) only while the producer has no storage handle for it;
+    /// once it has, the samples travel as ids alone and still reach storage and the
+    /// dataflow, and the handle stays the one storage gave.
+    #[test]
+    fn a_known_series_travels_without_its_labels() {
+        let ingester = ingester();
+        let engine = ingester.engine().clone();
+        let known = sample(0, 0.0);
+        let id = known.series_id;
+        let mut refs = vec![None];
+        let mut t = now_ms();
+        for k in 0..3 {
+            let scrape = ingester.begin_scrape();
+            t = t.max(scrape.start_ms()) + 1;
+            let mut batch = SampleBatch::with_capacity(1);
+            if refs[0].is_none() {
+                batch.new_series.push((id, known.labels.clone()));
+            }
+            batch.push(id, t, k as f64, 0);
+            let new = ingester
+                .commit_scrape(batch, &mut refs, &scrape, None)
+                .unwrap();
+            assert_eq!(new, usize::from(k == 0));
+            assert_eq!(refs[0].as_ref().map(SeriesRef::series_id), Some(id));
+            drop(scrape);
+        }
+        assert_eq!(ingester.storage().sample_count(), 3);
+        assert_eq!(engine.stats().samples_fed, 3);
+        assert!(engine.catalog().get(id).is_some());
+    }
+
     /// Samples with older exposed timestamps (federation): the first scrape measures
     /// their lag and the watermark stays that far (plus the margin) behind, so a
     /// scrape once the watermark has fallen back has its new samples fed, not late; a
@@ -328,7 +357,7 @@ mod tests {
         let first = scrape.start_ms() - lag;
         ingester
             .commit_scrape(
-                vec![sample(first, 1.0)],
+                vec![sample(first, 1.0)].into(),
                 &mut [],
                 &scrape,
                 Some(&mut holdback),
@@ -345,7 +374,7 @@ mod tests {
         let fed = engine.stats().samples_fed;
         ingester
             .commit_scrape(
-                vec![sample(first, 1.0), sample(second, 2.0)],
+                vec![sample(first, 1.0), sample(second, 2.0)].into(),
                 &mut [],
                 &scrape,
                 Some(&mut holdback),

@@ -24,7 +24,7 @@ use crate::catalog::SeriesCatalog;
 use crate::labels::Labels;
 use crate::postings::Postings;
 use crate::render::window::KeyMap;
-use crate::sample::{is_stale_marker, Point, Sample};
+use crate::sample::{is_stale_marker, Point, SampleBatch};
 use crate::selector::Selector;
 use std::sync::{Arc, RwLock};
 use timely::dataflow::channels::pact::Exchange;
@@ -389,22 +389,44 @@ impl LatestTable {
     /// the dataflow would have: newest sample per series, published to subscribers,
     /// retired like the rest. Such series must only ever arrive this way (the shard is
     /// chosen by series id here, by the exchange in the dataflow).
-    pub fn apply_written_back(&self, samples: Vec<Sample>) {
+    ///
+    /// The batch announces the labels of its series ([`SampleBatch::new_series`]),
+    /// read only for a series entering the table; each shard is locked once per batch.
+    pub fn apply_written_back(&self, batch: &SampleBatch) {
         let publishing = self.subscribers() > 0;
-        let mut changes = Vec::new();
-        for sample in samples {
-            let shard = self.shard((sample.series_id % self.shards.len() as u64) as usize);
-            let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
-            let point = Point {
-                series_id: sample.series_id,
-                timestamp_ms: sample.timestamp_ms,
-                value: sample.value,
-                start_ms: 0,
-            };
-            if let Some(change) = data.upsert(point, || Some(sample.labels), publishing) {
-                changes.push(change);
+        let shards = self.shards.len();
+        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shards];
+        for (at, id) in batch.series_ids.iter().enumerate() {
+            by_shard[(id % shards as u64) as usize].push(at);
+        }
+        let mut announced = None;
+        // Each change with its sample's place in the batch: published in batch order.
+        let mut changes: Vec<(usize, LatestChange)> = Vec::new();
+        for (index, samples) in by_shard.into_iter().enumerate() {
+            if samples.is_empty() {
+                continue;
+            }
+            let mut data = self.shard(index).write().unwrap_or_else(|e| e.into_inner());
+            for at in samples {
+                let point = Point {
+                    series_id: batch.series_ids[at],
+                    timestamp_ms: batch.timestamps_ms[at],
+                    value: batch.values[at],
+                    start_ms: 0,
+                };
+                let labels = || {
+                    announced
+                        .get_or_insert_with(|| batch.announced())
+                        .get(&point.series_id)
+                        .map(|&labels| Arc::clone(labels))
+                };
+                if let Some(change) = data.upsert(point, labels, publishing) {
+                    changes.push((at, change));
+                }
             }
         }
+        changes.sort_by_key(|&(at, _)| at);
+        let changes: Vec<LatestChange> = changes.into_iter().map(|(_, c)| c).collect();
         self.publish(&changes);
     }
 
@@ -472,7 +494,12 @@ pub fn maintain_latest<'scope>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sample::Sample;
     use std::cell::Cell;
+
+    fn write_back(table: &LatestTable, samples: Vec<Sample>) {
+        table.apply_written_back(&SampleBatch::from(samples));
+    }
 
     fn sample(series_id: u64, timestamp_ms: i64, value: f64) -> Sample {
         let labels = Labels::from_pairs(vec![
@@ -494,7 +521,7 @@ mod tests {
     fn a_sample_applied_during_a_read_is_read() {
         let table = LatestTable::new(2);
         // Series 0 lives in shard 0, series 1 in shard 1.
-        table.apply_written_back(vec![sample(0, 1_000, 1.0), sample(1, 1_000, 1.0)]);
+        write_back(&table, vec![sample(0, 1_000, 1.0), sample(1, 1_000, 1.0)]);
         let clock = Cell::new(1_000);
         let mut seen = Vec::new();
         table.for_each_live(
@@ -504,7 +531,7 @@ mod tests {
                 if e.labels.get("id") == Some("0") {
                     // The next scrape starts and is applied while shard 0 is read.
                     clock.set(1_500);
-                    table.apply_written_back(vec![sample(1, 1_500, 2.0)]);
+                    write_back(&table, vec![sample(1, 1_500, 2.0)]);
                 }
                 seen.push((e.labels.get("id").unwrap().to_string(), e.value));
             },
@@ -539,7 +566,7 @@ mod tests {
                     }
                 })
                 .collect();
-            table.apply_written_back(samples);
+            write_back(&table, samples);
             for shard in table.shards.iter() {
                 shard
                     .write()
@@ -578,11 +605,14 @@ mod tests {
     #[test]
     fn stale_expired_and_future_samples_are_not_live() {
         let table = LatestTable::new(1);
-        table.apply_written_back(vec![
-            sample(0, 1_000, 1.0),
-            sample(1, 1_000, crate::sample::STALE_MARKER),
-            sample(2, 2_001, 1.0),
-        ]);
+        write_back(
+            &table,
+            vec![
+                sample(0, 1_000, 1.0),
+                sample(1, 1_000, crate::sample::STALE_MARKER),
+                sample(2, 2_001, 1.0),
+            ],
+        );
         let mut live = Vec::new();
         table.for_each_live(
             || 2_000,

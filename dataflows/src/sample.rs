@@ -8,6 +8,7 @@
 //! sample with its labels, as producers without a series cache build them.
 
 use crate::labels::Labels;
+use crate::render::window::KeyMap;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -120,6 +121,61 @@ impl SampleBatch {
         );
     }
 
+    /// A batch of copies of `samples`, every series announced (a producer without a
+    /// series cache that keeps its samples; `SampleBatch::from(Vec<Sample>)` moves them).
+    pub fn from_samples(samples: &[Sample]) -> SampleBatch {
+        let mut batch = SampleBatch::with_capacity(samples.len());
+        for sample in samples {
+            batch.push_sample(sample, true);
+        }
+        batch
+    }
+
+    /// The start timestamp of sample `i` (0: unknown).
+    pub fn start_ms_at(&self, i: usize) -> i64 {
+        self.start_ms.as_ref().map_or(0, |s| s[i])
+    }
+
+    /// The labels [`SampleBatch::new_series`] gives series `id`, if it announces it
+    /// (a linear search: for the few series a batch creates, see
+    /// [`SampleBatch::announced`] for many).
+    pub fn announced_labels(&self, id: u64) -> Option<&Arc<Labels>> {
+        self.new_series
+            .iter()
+            .find(|(announced, _)| *announced == id)
+            .map(|(_, labels)| labels)
+    }
+
+    /// [`SampleBatch::new_series`] by id (the first announcement of an id wins).
+    pub fn announced(&self) -> KeyMap<u64, &Arc<Labels>> {
+        let mut by_id = KeyMap::default();
+        by_id.reserve(self.new_series.len());
+        for (id, labels) in &self.new_series {
+            by_id.entry(*id).or_insert(labels);
+        }
+        by_id
+    }
+
+    /// Keeps the samples at the indices `kept` (ascending), drops the others; the
+    /// announcements stay.
+    pub fn retain_indices(&mut self, kept: &[usize]) {
+        if kept.len() == self.len() {
+            return;
+        }
+        fn filter<T: Copy>(column: &mut Vec<T>, kept: &[usize]) {
+            for (to, &from) in kept.iter().enumerate() {
+                column[to] = column[from];
+            }
+            column.truncate(kept.len());
+        }
+        filter(&mut self.series_ids, kept);
+        filter(&mut self.timestamps_ms, kept);
+        filter(&mut self.values, kept);
+        if let Some(starts) = &mut self.start_ms {
+            filter(starts, kept);
+        }
+    }
+
     /// Keeps the samples for which `keep(timestamp)` holds; returns how many went.
     pub fn retain_by_time(&mut self, mut keep: impl FnMut(i64) -> bool) -> usize {
         let before = self.len();
@@ -149,7 +205,7 @@ impl SampleBatch {
             series_id: self.series_ids[i],
             timestamp_ms: self.timestamps_ms[i],
             value: self.values[i],
-            start_ms: self.start_ms.as_ref().map_or(0, |s| s[i]),
+            start_ms: self.start_ms_at(i),
         })
     }
 }
@@ -206,5 +262,24 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// Keeping samples by index keeps the columns aligned and the announcements.
+    #[test]
+    fn retain_indices_keeps_the_chosen_samples_in_order() {
+        let labels = Arc::new(Labels::from_strs(&[("__name__", "a")]));
+        let mut batch = SampleBatch::with_capacity(4);
+        batch.new_series.push((7, labels.clone()));
+        for i in 0..4 {
+            batch.push(i, i as i64 * 10, i as f64, if i == 2 { 3 } else { 0 });
+        }
+        batch.retain_indices(&[1, 2]);
+        assert_eq!(batch.series_ids, vec![1, 2]);
+        assert_eq!(batch.timestamps_ms, vec![10, 20]);
+        assert_eq!(batch.values, vec![1.0, 2.0]);
+        assert_eq!(batch.start_ms.as_deref(), Some(&[0, 3][..]));
+        assert!(Arc::ptr_eq(batch.announced_labels(7).unwrap(), &labels));
+        assert!(batch.announced_labels(1).is_none());
+        assert_eq!(batch.announced().len(), 1);
     }
 }

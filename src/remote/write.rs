@@ -46,7 +46,7 @@ use crate::config::{ProtobufMessage, RemoteWriteConfig};
 use crate::exposition::{MetricMetadata, MetricType};
 use crate::remote::proto::{self, v2, WriteRequest};
 use dataflows::render::window::KeyMap;
-use dataflows::{Labels, Sample};
+use dataflows::{Labels, SampleBatch};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -261,19 +261,26 @@ impl RemoteWrite {
         }
     }
 
-    /// Copies the samples `batch[i]` for `i` in `stored` into the queues; see the
-    /// module contract. Cheap and non-blocking: storage calls it under its lock.
-    pub fn enqueue(&self, batch: &[Sample], stored: &[usize]) {
+    /// Copies the samples at the indices `stored` of `batch` into the queues; see the
+    /// module contract. `labels` gives the labels of the series of a sample (by index),
+    /// asked only for a series a shard has no samples of queued. Cheap and
+    /// non-blocking: storage calls it under its lock.
+    pub fn enqueue(
+        &self,
+        batch: &SampleBatch,
+        stored: &[usize],
+        labels: &dyn Fn(usize) -> Option<Arc<Labels>>,
+    ) {
         if stored.is_empty() {
             return;
         }
         self.samples_in
             .fetch_add(stored.len() as u64, Ordering::Relaxed);
-        if let Some(newest) = stored.iter().map(|&i| batch[i].timestamp_ms).max() {
+        if let Some(newest) = stored.iter().map(|&i| batch.timestamps_ms[i]).max() {
             self.highest_in_ms.fetch_max(newest, Ordering::Relaxed);
         }
         for queue in self.queues.read().iter() {
-            queue.enqueue(batch, stored);
+            queue.enqueue(batch, stored, labels);
         }
     }
 
@@ -372,12 +379,17 @@ impl Queue {
         }
     }
 
-    fn enqueue(&self, batch: &[Sample], stored: &[usize]) {
+    fn enqueue(
+        &self,
+        batch: &SampleBatch,
+        stored: &[usize],
+        labels_of: &dyn Fn(usize) -> Option<Arc<Labels>>,
+    ) {
         let n = self.shards.len();
         let mut dropped = 0u64;
         let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); n];
         for &i in stored {
-            by_shard[(batch[i].series_id % n as u64) as usize].push(i);
+            by_shard[(batch.series_ids[i] % n as u64) as usize].push(i);
         }
         for (shard, indices) in self.shards.iter().zip(by_shard) {
             if indices.is_empty() {
@@ -390,18 +402,23 @@ impl Queue {
                     dropped += 1;
                     continue;
                 }
-                let s = &batch[i];
-                samples.push_back(Pending {
-                    series_id: s.series_id,
-                    timestamp_ms: s.timestamp_ms,
-                    value: s.value,
-                });
-                match labels.get_mut(&s.series_id) {
+                let series_id = batch.series_ids[i];
+                match labels.get_mut(&series_id) {
                     Some((_, queued)) => *queued += 1,
                     None => {
-                        labels.insert(s.series_id, (s.labels.clone(), 1));
+                        let Some(series_labels) = labels_of(i) else {
+                            // Not a series of the batch: nothing to name it by.
+                            dropped += 1;
+                            continue;
+                        };
+                        labels.insert(series_id, (series_labels, 1));
                     }
                 }
+                samples.push_back(Pending {
+                    series_id,
+                    timestamp_ms: batch.timestamps_ms[i],
+                    value: batch.values[i],
+                });
             }
             let full = samples.len() >= self.config.queue_config.max_samples_per_send;
             drop(buffer);

@@ -19,7 +19,7 @@ use crate::scrape::scrape_cache::{Lookup, ScrapeCache, Slot};
 use crate::scrape::target::TargetSpec;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::SeriesRef;
-use dataflows::{Labels, Sample, STALE_MARKER};
+use dataflows::{Labels, Sample, SampleBatch, STALE_MARKER};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -92,6 +92,8 @@ struct LoopState {
     cache: ScrapeCache,
     /// Labels of `up`, `scrape_duration_seconds`, … in [`REPORT_SERIES`] order.
     report_labels: Vec<Arc<Labels>>,
+    /// Their series ids.
+    report_ids: Vec<u64>,
     /// Their storage handles, once stored (see [`ScrapeCache::give_back`]).
     report_refs: Vec<Option<SeriesRef>>,
     /// With `honor_timestamps`: the lag of the target's exposed timestamps, holding
@@ -112,12 +114,14 @@ pub async fn run(
 ) {
     let interval = spec.interval.max(Duration::from_millis(1));
     let offset = scrape_offset(spec.identity(), interval, now_ms());
+    let report_labels: Vec<Arc<Labels>> = REPORT_SERIES
+        .iter()
+        .map(|name| Arc::new(with_name(&spec.labels, name)))
+        .collect();
     let mut state = LoopState {
         cache: ScrapeCache::new(),
-        report_labels: REPORT_SERIES
-            .iter()
-            .map(|name| Arc::new(with_name(&spec.labels, name)))
-            .collect(),
+        report_ids: report_labels.iter().map(|l| l.hash()).collect(),
+        report_labels,
         report_refs: vec![None; REPORT_SERIES.len()],
         holdback: spec
             .honor_timestamps
@@ -232,13 +236,8 @@ async fn scrape_once(
         }
     };
     let added = state.cache.end(error.is_none(), |id, labels| {
-        batch.push(Sample {
-            series_id: id,
-            labels: labels.clone(),
-            timestamp_ms: ts,
-            value: STALE_MARKER,
-            start_ms: 0,
-        })
+        batch.new_series.push((id, labels.clone()));
+        batch.push(id, ts, STALE_MARKER, 0);
     });
     // Stale markers go without handles: storage finds their series by id.
     slots.resize(batch.len(), NO_SLOT);
@@ -251,20 +250,19 @@ async fn scrape_once(
         post_relabel as f64,
         added as f64,
     ];
-    for ((labels, value), handle) in state
+    for (((labels, &id), value), handle) in state
         .report_labels
         .iter()
+        .zip(&state.report_ids)
         .zip(values)
         .zip(&mut state.report_refs)
     {
-        batch.push(Sample {
-            series_id: labels.hash(),
-            labels: labels.clone(),
-            timestamp_ms: ts,
-            value,
-            start_ms: 0,
-        });
-        refs.push(handle.take());
+        let handle = handle.take();
+        if handle.is_none() {
+            batch.new_series.push((id, labels.clone()));
+        }
+        batch.push(id, ts, value, 0);
+        refs.push(handle);
     }
     let committed =
         ctx.ingester
@@ -400,11 +398,12 @@ struct BatchBuilder<'a> {
 }
 
 /// The samples a scrape produced so far, with the cache slot and storage handle of
-/// each sample's series (columns beside `samples`).
+/// each sample's series (columns beside `samples`, which announces the series
+/// without a handle).
 struct Batch {
     /// The scrape's time: the timestamp of samples without a kept explicit one.
     ts: i64,
-    samples: Vec<Sample>,
+    samples: SampleBatch,
     /// The series' slot in the scrape cache ([`NO_SLOT`]: not from the cache).
     slots: Vec<Slot>,
     /// The series' storage handle, lent by the cache (`None`: storage looks it up).
@@ -421,7 +420,7 @@ impl Batch {
     fn new(ts: i64, capacity: usize) -> Batch {
         Batch {
             ts,
-            samples: Vec::with_capacity(capacity),
+            samples: SampleBatch::with_capacity(capacity),
             slots: Vec::with_capacity(capacity),
             refs: Vec::with_capacity(capacity),
             post_relabel: 0,
@@ -437,13 +436,12 @@ impl Batch {
             Lookup::Duplicate => self.post_relabel += 1,
             Lookup::Series(slot, series_id, labels, handle) => {
                 self.post_relabel += 1;
-                self.samples.push(Sample {
-                    series_id,
-                    labels: labels.clone(),
-                    timestamp_ms: timestamp_ms.unwrap_or(self.ts),
-                    value,
-                    start_ms: 0,
-                });
+                if handle.is_none() {
+                    // Storage and the dataflow's catalog learn the series' labels.
+                    self.samples.new_series.push((series_id, labels.clone()));
+                }
+                self.samples
+                    .push(series_id, timestamp_ms.unwrap_or(self.ts), value, 0);
                 self.slots.push(slot);
                 self.refs.push(handle);
             }

@@ -26,8 +26,9 @@
 use super::chunk::{EncodedChunk, SeriesChunks};
 use super::postings::Postings;
 use dataflows::render::window::KeyMap;
-use dataflows::{Labels, Sample, Selector};
+use dataflows::{Labels, Sample, SampleBatch, Selector};
 use parking_lot::{Mutex, RwLock};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -125,6 +126,31 @@ pub struct AppendOutcome {
     pub out_of_bounds: usize,
 }
 
+/// The samples an append stored, as [`Head::append_logged`] hands them on (under the
+/// head's write lock).
+pub struct Applied<'a> {
+    /// Their indices in the batch, ascending.
+    pub at: &'a [usize],
+    /// The batch appended.
+    pub batch: &'a SampleBatch,
+    refs: &'a [Option<SeriesRef>],
+    by_id: &'a KeyMap<u64, Arc<MemSeries>>,
+}
+
+impl Applied<'_> {
+    /// The labels of the series of the batch's sample `at` (one the head holds, as
+    /// every stored sample's series is): from its handle, else looked up by id.
+    pub fn labels(&self, at: usize) -> Option<&Arc<Labels>> {
+        match self.refs.get(at) {
+            Some(Some(r)) => Some(&r.0.labels),
+            _ => self
+                .by_id
+                .get(&self.batch.series_ids[at])
+                .map(|s| &s.labels),
+        }
+    }
+}
+
 /// The samples of one series in a time range, as [`Head::select`] returns them.
 pub type SeriesSamplesInRange = (Arc<Labels>, Vec<(i64, f64)>);
 
@@ -204,6 +230,12 @@ impl Head {
 
     /// Appends a batch; see the module contract.
     pub fn append(&self, batch: &[Sample]) -> AppendOutcome {
+        self.append_columns(&SampleBatch::from_samples(batch))
+    }
+
+    /// Appends a batch in columns; see the module contract and
+    /// [`Head::append_logged`] for the labels it needs.
+    pub fn append_columns(&self, batch: &SampleBatch) -> AppendOutcome {
         let logged = self.append_logged(
             batch,
             &mut [],
@@ -221,7 +253,7 @@ impl Head {
     /// fails, nothing of the batch is applied (no series created, no sample stored)
     /// and its error is returned. Once the batch is applied, and still under the lock
     /// (so concurrent appends are seen in the order they were applied), `applied` gets
-    /// the indices in `batch` of the samples stored.
+    /// the samples stored ([`Applied`]: their indices in `batch`, their series' labels).
     ///
     /// `refs` is empty, or holds per sample of `batch` the [`SeriesRef`] of its series
     /// if the caller has one: a held series is then appended to without a lookup. Once
@@ -229,26 +261,34 @@ impl Head {
     /// found by id here) holds its `SeriesRef`; entries are left as they were if `log`
     /// fails.
     ///
+    /// Labels are read only for the series the head creates: from the sample's stale
+    /// [`SeriesRef`] if it has one, else from [`SampleBatch::new_series`], which must
+    /// therefore announce every series of the batch that has no handle (a sample of a
+    /// series the head neither holds nor finds labels for is skipped, a producer's bug).
+    ///
     /// Samples older than [`Head::refuse_before`]'s bound are refused here, under the
     /// write lock, so a block cut that raised the bound before reading the head sees
     /// every sample the head accepted below it.
     pub fn append_logged<E>(
         &self,
-        batch: &[Sample],
+        batch: &SampleBatch,
         refs: &mut [Option<SeriesRef>],
         log: impl FnOnce(&[(u32, &Labels)], &[(u32, i64, f64)]) -> Result<(), E>,
-        applied: impl FnOnce(&[usize]),
+        applied: impl FnOnce(&Applied<'_>),
     ) -> Result<AppendOutcome, E> {
         let mut outcome = AppendOutcome::default();
         let mut inner = self.inner.write();
         let inner = &mut *inner;
         let min_valid = self.min_valid_t.load(Ordering::Acquire);
+        let (ids, timestamps, values) = (&batch.series_ids, &batch.timestamps_ms, &batch.values);
         // Decide first, apply after the log succeeded. A sample of a series held is
         // decided on by one lookup and the series' `newest` (moved on as samples are
         // accepted, so a batch holding a series twice is decided in order); series
         // the batch creates are tracked by id until they exist.
         let mut created: Vec<(u64, u32, &Arc<Labels>)> = Vec::new();
         let mut creating: KeyMap<u64, (u32, i64)> = KeyMap::default();
+        // The batch's announcements by id, built when a series is first created.
+        let mut announced: Option<KeyMap<u64, &Arc<Labels>>> = None;
         let mut next_ref = inner.next_ref;
         let mut accepted: Vec<(u32, i64, f64)> = Vec::with_capacity(batch.len());
         let mut accepted_at: Vec<usize> = Vec::with_capacity(batch.len());
@@ -256,18 +296,19 @@ impl Head {
         let mut targets: Vec<Option<&MemSeries>> = Vec::with_capacity(batch.len());
         // Indices in `refs` to fill in once the batch is applied.
         let mut unresolved: Vec<usize> = Vec::new();
-        for (at, sample) in batch.iter().enumerate() {
-            let ts = sample.timestamp_ms;
+        for (at, (&id, &ts)) in ids.iter().zip(timestamps).enumerate() {
+            let mut stale = None;
             let held = match refs.get(at) {
                 Some(Some(r)) if r.is_held() => {
-                    debug_assert_eq!(r.series_id(), sample.series_id);
+                    debug_assert_eq!(r.series_id(), id);
                     Some(&r.0)
                 }
-                Some(_) => {
+                Some(r) => {
+                    stale = r.as_ref();
                     unresolved.push(at);
-                    inner.by_id.get(&sample.series_id)
+                    inner.by_id.get(&id)
                 }
-                None => inner.by_id.get(&sample.series_id),
+                None => inner.by_id.get(&id),
             };
             if ts < min_valid {
                 outcome.out_of_bounds += 1;
@@ -283,11 +324,25 @@ impl Head {
                     (s.wal_ref(), Some(&**s))
                 }
                 None => {
-                    let state = creating.entry(sample.series_id).or_insert_with(|| {
-                        let wal_ref = inner.free_ref(&mut next_ref);
-                        created.push((sample.series_id, wal_ref, &sample.labels));
-                        (wal_ref, NO_SAMPLE)
-                    });
+                    let state = match creating.entry(id) {
+                        Entry::Occupied(state) => state.into_mut(),
+                        Entry::Vacant(place) => {
+                            let labels = match stale {
+                                Some(r) => Some(&r.0.labels),
+                                None => announced
+                                    .get_or_insert_with(|| batch.announced())
+                                    .get(&id)
+                                    .copied(),
+                            };
+                            let Some(labels) = labels else {
+                                // Neither held nor announced: nothing to create it from.
+                                continue;
+                            };
+                            let wal_ref = inner.free_ref(&mut next_ref);
+                            created.push((id, wal_ref, labels));
+                            place.insert((wal_ref, NO_SAMPLE))
+                        }
+                    };
                     if state.1 >= ts {
                         outcome.out_of_order += 1;
                         continue;
@@ -296,7 +351,7 @@ impl Head {
                     (state.0, None)
                 }
             };
-            accepted.push((wal_ref, ts, sample.value));
+            accepted.push((wal_ref, ts, values[at]));
             accepted_at.push(at);
             targets.push(target);
         }
@@ -323,22 +378,27 @@ impl Head {
                 inner.insert(MemSeries::new(id, wal_ref, labels.clone()));
             }
             for &at in &accepted_at {
-                let sample = &batch[at];
-                if creating.contains_key(&sample.series_id) {
-                    if let Some(s) = inner.by_id.get(&sample.series_id) {
-                        s.samples.lock().push(sample.timestamp_ms, sample.value);
-                        s.newest.store(sample.timestamp_ms, Ordering::Relaxed);
+                let id = ids[at];
+                if creating.contains_key(&id) {
+                    if let Some(s) = inner.by_id.get(&id) {
+                        s.samples.lock().push(timestamps[at], values[at]);
+                        s.newest.store(timestamps[at], Ordering::Relaxed);
                     }
                 }
             }
         }
         for at in unresolved {
-            let held = inner.by_id.get(&batch[at].series_id);
+            let held = inner.by_id.get(&ids[at]);
             refs[at] = held.map(|s| SeriesRef(s.clone()));
         }
         self.widen_bounds(min_t, max_t);
         outcome.appended = accepted_at.len();
-        applied(&accepted_at);
+        applied(&Applied {
+            at: &accepted_at,
+            batch,
+            refs,
+            by_id: &inner.by_id,
+        });
         Ok(outcome)
     }
 
@@ -707,7 +767,7 @@ pub(crate) mod tests {
         let head = Head::new();
         head.append(&[sample("a", 10, 1.0)]);
         let refused = head.append_logged(
-            &[sample("a", 20, 2.0), sample("b", 20, 2.0)],
+            &SampleBatch::from_samples(&[sample("a", 20, 2.0), sample("b", 20, 2.0)]),
             &mut [],
             |_, _| Err("disk full"),
             |_| panic!("nothing applied"),
@@ -718,7 +778,7 @@ pub(crate) mod tests {
         let mut logged = Vec::new();
         let out = head
             .append_logged(
-                &[sample("b", 20, 2.0), sample("a", 20, 2.0)],
+                &SampleBatch::from_samples(&[sample("b", 20, 2.0), sample("a", 20, 2.0)]),
                 &mut [],
                 |series, samples| {
                     logged.push((
@@ -727,7 +787,13 @@ pub(crate) mod tests {
                     ));
                     Ok::<(), ()>(())
                 },
-                |at| assert_eq!(at, [0, 1]),
+                |applied| {
+                    assert_eq!(applied.at, [0, 1]);
+                    let names: Vec<&str> = (0..2)
+                        .map(|at| applied.labels(at).unwrap().get("job").unwrap())
+                        .collect();
+                    assert_eq!(names, ["b", "a"]);
+                },
             )
             .unwrap();
         assert_eq!((out.appended, out.new_series), (2, 1));
@@ -740,8 +806,13 @@ pub(crate) mod tests {
     #[test]
     fn series_refs_append_without_lookup_and_stale_ones_are_resolved_again() {
         let head = Head::new();
+        // As a scrape sends them: only the series without a handle are announced.
         let append = |batch: &[Sample], refs: &mut [Option<SeriesRef>]| {
-            head.append_logged(batch, refs, |_, _| Ok::<(), ()>(()), |_| {})
+            let mut columns = SampleBatch::with_capacity(batch.len());
+            for (sample, r) in batch.iter().zip(refs.iter()) {
+                columns.push_sample(sample, r.is_none());
+            }
+            head.append_logged(&columns, refs, |_, _| Ok::<(), ()>(()), |_| {})
                 .unwrap()
         };
         let mut refs = vec![None, None];

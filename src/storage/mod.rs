@@ -28,12 +28,12 @@ pub mod postings;
 pub mod range_reader;
 pub mod wal;
 
-pub use head::{AppendOutcome, SeriesRef, SeriesSamplesInRange};
+pub use head::{AppendOutcome, Applied, SeriesRef, SeriesSamplesInRange};
 
 pub use wal::WalFsync;
 
 use block::Block;
-use dataflows::{Labels, Sample, Selector};
+use dataflows::{Labels, Sample, SampleBatch, Selector};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -244,19 +244,20 @@ impl Storage {
     /// written, nothing of the batch is applied and the error is returned: the batch
     /// is not acknowledged.
     pub fn append(&self, batch: &[Sample]) -> Result<AppendOutcome, AppendError> {
-        self.append_observed(batch, &mut [], |_| {})
+        self.append_observed(&SampleBatch::from_samples(batch), &mut [], |_| {})
     }
 
-    /// Like [`Storage::append`]; `refs` are the batch's series handles, as
-    /// [`head::Head::append_logged`] takes and fills them in (empty: none); `stored`
-    /// gets the indices in `batch` of the samples stored, once they are logged and
-    /// while no other append can interleave (so whatever it forwards them to sees
-    /// every series in time order).
+    /// Like [`Storage::append`] for a batch in columns; `refs` are the batch's series
+    /// handles, as [`head::Head::append_logged`] takes and fills them in (empty: none),
+    /// and the batch announces the labels of the series without one; `stored` gets
+    /// the samples stored ([`Applied`]), once they are logged and while no other
+    /// append can interleave (so whatever it forwards them to sees every series in
+    /// time order).
     pub fn append_observed(
         &self,
-        batch: &[Sample],
+        batch: &SampleBatch,
         refs: &mut [Option<SeriesRef>],
-        stored: impl FnOnce(&[usize]),
+        stored: impl FnOnce(&Applied<'_>),
     ) -> Result<AppendOutcome, AppendError> {
         let outcome = match &self.wal {
             None => {
