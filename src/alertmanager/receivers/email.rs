@@ -90,7 +90,7 @@ pub fn request(c: &EmailConfig, templates: &Templates, data: &Data) -> Result<Em
         Some(
             templates
                 .expand_html(&c.html, &data.to_value())
-                .map_err(RequestError::Template)?,
+                .map_err(|e| RequestError::Template(Box::new(e)))?,
         )
     };
     let addresses = |field, list: &str| {

@@ -239,7 +239,7 @@ pub struct KeyFileError {
 pub enum RequestError {
     /// A text failed to expand (Alertmanager's `tmplText`: the first error).
     #[error("template error: {0}")]
-    Template(#[source] TemplateError),
+    Template(#[source] Box<TemplateError>),
     /// A PagerDuty `details` value failed to expand.
     #[error("{field:?}: failed to template {text:?}: {source}")]
     TemplateField {
@@ -247,8 +247,8 @@ pub enum RequestError {
         field: String,
         /// Its text.
         text: String,
-        /// Why.
-        source: TemplateError,
+        /// Why (boxed: a template error is large, and this is returned by value).
+        source: Box<TemplateError>,
     },
     /// A key file cannot be read.
     #[error(transparent)]
@@ -611,7 +611,7 @@ impl<'a> Expander<'a> {
 
     pub(crate) fn finish(self) -> Result<(), RequestError> {
         match self.error {
-            Some(e) => Err(RequestError::Template(e)),
+            Some(e) => Err(RequestError::Template(Box::new(e))),
             None => Ok(()),
         }
     }

@@ -66,7 +66,7 @@ pub fn request(
             .map_err(|source| RequestError::TemplateField {
                 field: k.clone(),
                 text: v.clone(),
-                source,
+                source: Box::new(source),
             })?;
         details.insert(k.clone(), detail);
     }

@@ -41,7 +41,7 @@ pub fn request(
     let text = if c.parse_mode == "HTML" {
         templates
             .expand_html(&c.message, &data.to_value())
-            .map_err(RequestError::Template)?
+            .map_err(|e| RequestError::Template(Box::new(e)))?
     } else {
         let mut t = Expander::new(templates, data);
         let text = t.expand(&c.message);
