@@ -42,8 +42,9 @@ pub const MAX_TEXT_DEPTH: usize = 10_000;
 
 /// The deepest lowered plan promflow evaluates or maintains (a leaf is depth 0).
 ///
-/// Plans are evaluated on tokio's blocking threads and rendered on timely's worker
-/// threads, both with Rust's default 2 MiB stack. Measured on 2 MiB (debug build,
+/// Plans are evaluated on tokio's worker threads (the query API, in `block_in_place`)
+/// and rule threads, and rendered on timely's worker threads, all with Rust's default
+/// 2 MiB stack. Measured on 2 MiB (debug build,
 /// whose frames are the largest): a chain of subqueries
 /// (`max_over_time(max_over_time(x[1m:])[1m:])`, two plan levels per subquery) is
 /// evaluated at depth 200 and overflows at 400; binary chains overflow rendering at
