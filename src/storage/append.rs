@@ -1,0 +1,71 @@
+//! The write path of [`Storage`]: a batch is appended to the head and logged to the
+//! WAL in one step, and the WAL is synced on demand.
+//!
+//! Contract: what [`Storage::append`] (or [`Storage::append_observed`]) returns as
+//! accepted is in the write-ahead log before it returns and before any reader sees it;
+//! if the WAL cannot be written nothing of the batch is applied, the failure is counted
+//! and the error returned (the batch is not acknowledged). Samples older than the
+//! newest block's end are refused and counted as out of bounds.
+
+use super::{AppendError, AppendOutcome, Applied, SeriesRef, Storage};
+use dataflows::{Sample, SampleBatch};
+use std::sync::atomic::Ordering;
+
+impl Storage {
+    /// `fsync`s the WAL (at a clean shutdown, whatever `--storage.tsdb.wal-fsync` says).
+    pub fn sync_wal(&self) -> std::io::Result<()> {
+        match &self.wal {
+            Some(wal) => wal.lock().sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends a batch: the accepted samples (and new series) are written to the WAL
+    /// before this returns and before a query can see them. If the WAL cannot be
+    /// written, nothing of the batch is applied and the error is returned: the batch
+    /// is not acknowledged.
+    pub fn append(&self, batch: &[Sample]) -> Result<AppendOutcome, AppendError> {
+        self.append_observed(&SampleBatch::from_samples(batch), &mut [], |_| {})
+    }
+
+    /// Like [`Storage::append`] for a batch in columns; `refs` are the batch's series
+    /// handles, as [`super::head::Head::append_logged`] takes and fills them in (empty: none),
+    /// and the batch announces the labels of the series without one; `stored` gets
+    /// the samples stored ([`Applied`]), once they are logged and while no other
+    /// append can interleave (so whatever it forwards them to sees every series in
+    /// time order).
+    pub fn append_observed(
+        &self,
+        batch: &SampleBatch,
+        refs: &mut [Option<SeriesRef>],
+        stored: impl FnOnce(&Applied<'_>),
+    ) -> Result<AppendOutcome, AppendError> {
+        let outcome = match &self.wal {
+            None => {
+                self.head
+                    .append_logged(batch, refs, |_, _| Ok::<(), std::io::Error>(()), stored)
+            }
+            Some(wal) => self.head.append_logged(
+                batch,
+                refs,
+                |series, samples| wal.lock().log(series, samples),
+                stored,
+            ),
+        };
+        match outcome {
+            Ok(outcome) => {
+                self.metrics
+                    .out_of_bounds
+                    .fetch_add(outcome.out_of_bounds as u64, Ordering::Relaxed);
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.metrics
+                    .wal_write_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, samples = batch.len(), "writing the WAL failed; the batch is refused");
+                Err(AppendError::Wal(e))
+            }
+        }
+    }
+}

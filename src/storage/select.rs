@@ -1,0 +1,120 @@
+//! Reading samples and series by matchers: [`Storage::select`] (every series matching
+//! a selector with its samples in a time range) and [`Storage::series_in_range`] (the
+//! labels of matching series with a sample in a range), each over the blocks that
+//! overlap the range and the head; and `Storage` as the reference evaluator's
+//! [`SeriesSource`](dataflows::promql::eval::SeriesSource).
+//!
+//! Contract: one entry per series, its samples in time order with one sample per
+//! timestamp, whether they are in blocks, in the head or (for the moment between a
+//! block cut and the head's truncation) in both; a block that cannot be read is
+//! counted and logged, and the rest is still answered.
+
+use super::block::Block;
+use super::{SeriesSamplesInRange, Storage};
+use dataflows::{Labels, Selector};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+impl Storage {
+    /// The samples of every series matching `selector` with timestamps in `[start, end]`.
+    pub fn select(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SeriesSamplesInRange> {
+        let head = self.head.select(selector, start_ms, end_ms);
+        let blocks = self.blocks_overlapping(start_ms, end_ms);
+        if blocks.is_empty() {
+            return head;
+        }
+        let mut merged: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
+        for block in blocks {
+            match block.select(selector, start_ms, end_ms) {
+                Ok(found) => {
+                    for (labels, samples) in found {
+                        merged.entry(labels).or_default().extend(samples);
+                    }
+                }
+                Err(e) => {
+                    self.metrics.block_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(block = %block.dir().display(), error = %e, "reading a block failed");
+                }
+            }
+        }
+        for (labels, samples) in head {
+            merged.entry(labels).or_default().extend(samples);
+        }
+        merged
+            .into_iter()
+            .map(|(labels, mut samples)| {
+                // Blocks are in time order and the head follows them; a sample can be in
+                // both only for the moment between a cut and the head's truncation.
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+                (labels, samples)
+            })
+            .collect()
+    }
+
+    pub(super) fn blocks_overlapping(&self, start_ms: i64, end_ms: i64) -> Vec<Arc<Block>> {
+        self.persisted.as_ref().map_or_else(Vec::new, |p| {
+            p.blocks
+                .read()
+                .iter()
+                .filter(|b| b.overlaps(start_ms, end_ms))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Labels of every series matching any of `selectors` (all if none) with a sample in
+    /// `[start, end]`, sorted.
+    pub fn series_in_range(
+        &self,
+        selectors: &[Selector],
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<Arc<Labels>> {
+        let mut out = self.head.series_in_range(selectors, start_ms, end_ms);
+        let blocks = self.blocks_overlapping(start_ms, end_ms);
+        if blocks.is_empty() {
+            return out;
+        }
+        let all = [Selector { matchers: vec![] }];
+        let selectors = if selectors.is_empty() {
+            &all[..]
+        } else {
+            selectors
+        };
+        for block in blocks {
+            // Series listed by a block's index have a sample in its range; a partial
+            // overlap needs a look at the samples.
+            let whole = block.meta().min_t >= start_ms
+                && block.meta().max_t - 1 <= end_ms
+                && !block.has_tombstones();
+            for selector in selectors {
+                if whole {
+                    out.extend(block.series_matching(std::slice::from_ref(selector)));
+                } else if let Ok(found) = block.select(selector, start_ms, end_ms) {
+                    out.extend(found.into_iter().map(|(labels, _)| labels));
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl dataflows::promql::eval::SeriesSource for Storage {
+    fn select(
+        &self,
+        matchers: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> dataflows::promql::eval::Selected {
+        Storage::select(self, matchers, start_ms, end_ms)
+    }
+}
