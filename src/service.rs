@@ -234,10 +234,13 @@ impl Service {
                 options.storage_path.display()
             )
         })?;
-        let engine = Arc::new(Engine::start(EngineConfig {
-            workers: options.workers,
-            lookback_ms: options.lookback_delta.as_millis() as i64,
-        })?);
+        let engine = Arc::new(
+            Engine::start(EngineConfig {
+                workers: options.workers,
+                lookback_ms: options.lookback_delta.as_millis() as i64,
+            })
+            .map_err(|e| e.to_string())?,
+        );
         let metrics = Arc::new(SelfMetrics::default());
         metrics
             .limits
