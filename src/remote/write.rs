@@ -702,7 +702,8 @@ async fn post(
         request = request.header(name, value);
     }
     crate::http_client::authorize(request, &c.http)
-        .await?
+        .await
+        .map_err(|e| e.to_string())?
         .send()
         .await
         .map(|r| r.status())

@@ -439,7 +439,7 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
             let d = arg_str(args, 0, "parseDuration")?;
             crate::config::parse_duration(&d)
                 .map(|d| Value::Float(d.as_secs_f64()))
-                .map_err(err)
+                .map_err(|e| err(e.to_string()))
         })
         .func("stripPort", |args| {
             let host_port = arg_str(args, 0, "stripPort")?;
