@@ -622,8 +622,7 @@ pub fn float_to_time(v: f64) -> Result<String, TimeError> {
     let ms = (nanos as i64) / 1_000_000;
     let secs = ms.div_euclid(1000);
     let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
-    let t = chrono::DateTime::from_timestamp(secs, nanos)
-        .ok_or(TimeError::OutOfRange(v))?;
+    let t = chrono::DateTime::from_timestamp(secs, nanos).ok_or(TimeError::OutOfRange(v))?;
     let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
     if nanos > 0 {
         out.push('.');
