@@ -262,7 +262,8 @@ impl Service {
             &options.storage_path,
             engine.latest().clone(),
             options.lookback_delta.as_millis() as i64,
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         let ingester = Ingester::new(head, engine, metrics.clone());
         let client = crate::http_client::default_client().map_err(|e| e.to_string())?;
         let scrapes = ScrapeManager::new(LoopContext {

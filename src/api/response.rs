@@ -2,6 +2,7 @@
 //! `{"status":"error","errorType":…,"error":…}`, with the HTTP status each error type
 //! maps to. Every API handler answers through here, so the mapping lives in one place.
 
+use crate::api::federation_views::ViewError;
 use crate::api::params::RequestError;
 use crate::api::rules_simulate::SimulateError;
 use crate::rules::registry::RegistryError;
@@ -189,6 +190,22 @@ impl From<RequestError> for ApiError {
 impl From<SimulateError> for ApiError {
     fn from(e: SimulateError) -> ApiError {
         ApiError::new(ErrorType::BadData, e.to_string())
+    }
+}
+
+/// Federation view registrations: a selector refused is `bad_data` (400), the state
+/// file failing `internal` (500).
+impl From<ViewError> for ApiError {
+    fn from(e: ViewError) -> ApiError {
+        let kind = match e {
+            ViewError::NoMatchers | ViewError::Selector { .. } => ErrorType::BadData,
+            ViewError::Read(_)
+            | ViewError::Parse { .. }
+            | ViewError::Stored { .. }
+            | ViewError::Encode(_)
+            | ViewError::Write { .. } => ErrorType::Internal,
+        };
+        ApiError::new(kind, e.to_string())
     }
 }
 
