@@ -705,7 +705,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         let listener = tokio::net::TcpListener::bind(options.listen_address)
             .await
             .with_context(|| format!("listening on {}", options.listen_address))?;
-        let service = Service::start(options).map_err(|e| anyhow::anyhow!(e))?;
+        let service = Service::start(options).map_err(anyhow::Error::msg)?;
         tracing::info!(address = %service.options.listen_address, workers, "promflow is ready");
         spawn_sighup_reloader(service.clone());
         if review.auto_reload_config {
