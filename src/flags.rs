@@ -15,23 +15,28 @@
 //! logged and ignored, as Prometheus does. Booleans take kingpin's syntax: `--flag`
 //! and `--no-flag` ([`kingpin_negations`] rewrites the latter before clap parses).
 
-use crate::config::parse_duration;
+use crate::config::{parse_duration, DurationError, SizeError};
 use std::ffi::OsString;
 use std::time::Duration;
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
+fn duration_arg(s: &str) -> Result<Duration, DurationError> {
     parse_duration(s)
 }
 
+/// A count flag's value that is no count.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid count {0:?}")]
+pub struct CountError(String);
+
 /// Kingpin's float-or-integer counts (`5e7`).
-fn count_arg(s: &str) -> Result<u64, String> {
+fn count_arg(s: &str) -> Result<u64, CountError> {
     s.parse::<u64>().or_else(|_| match s.parse::<f64>() {
         Ok(f) if f >= 0.0 && f.is_finite() => Ok(f as u64),
-        _ => Err(format!("invalid count {s:?}")),
+        _ => Err(CountError(s.to_string())),
     })
 }
 
-fn bytes_arg(s: &str) -> Result<u64, String> {
+fn bytes_arg(s: &str) -> Result<u64, SizeError> {
     s.parse::<u64>()
         .or_else(|_| crate::config::parse_base2_bytes(s).map(|b| b.max(0) as u64))
 }

@@ -34,7 +34,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
-use crate::config::{Authorization, HttpClientConfig, OAuth2, TlsConfig, TlsVersion};
+use crate::config::{
+    Authorization, HttpClientConfig, OAuth2, SecretFileError, TlsConfig, TlsVersion,
+};
 
 /// The User-Agent of every outgoing request.
 pub const USER_AGENT: &str = concat!("promflow/", env!("CARGO_PKG_VERSION"));
@@ -55,6 +57,48 @@ impl std::fmt::Display for TlsSetupError {
 }
 
 impl std::error::Error for TlsSetupError {}
+
+/// Why a request's credentials could not be had ([`authorize`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A `password_file` / `credentials_file` cannot be read.
+    #[error(transparent)]
+    Secret(#[from] SecretFileError),
+    /// The OAuth 2.0 token endpoint's client cannot be built.
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    /// No OAuth 2.0 token.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// Why no OAuth 2.0 token could be had, worded like golang.org/x/oauth2.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// `client_secret_file` cannot be read.
+    #[error(transparent)]
+    Secret(#[from] SecretFileError),
+    /// The token request's form cannot be encoded.
+    #[error(transparent)]
+    Form(#[from] serde_urlencoded::ser::Error),
+    /// The token endpoint cannot be reached.
+    #[error("oauth2: cannot fetch token: {0}")]
+    Fetch(#[source] reqwest::Error),
+    /// The token endpoint answers with an error status.
+    #[error("oauth2: cannot fetch token: {status}\nResponse: {body}")]
+    Status {
+        /// The status.
+        status: reqwest::StatusCode,
+        /// The answer's body.
+        body: String,
+    },
+    /// The answer is not the JSON of a token.
+    #[error("oauth2: cannot parse json: {0}")]
+    Json(#[source] serde_json::Error),
+    /// The answer has no token.
+    #[error("oauth2: server response missing access_token")]
+    MissingToken,
+}
 
 /// Installs `ring` as rustls's process-wide crypto provider; later calls do nothing.
 /// reqwest is built without a provider of its own (no aws-lc), so this must run
@@ -167,7 +211,7 @@ pub fn tls_files_fingerprint(tls: &TlsConfig) -> u64 {
 pub async fn authorize(
     mut request: reqwest::RequestBuilder,
     config: &HttpClientConfig,
-) -> Result<reqwest::RequestBuilder, String> {
+) -> Result<reqwest::RequestBuilder, AuthError> {
     if let Some(auth) = &config.basic_auth {
         request = request.basic_auth(&auth.username, auth.password_text()?);
     }
@@ -181,7 +225,7 @@ pub async fn authorize(
         request = request.header(reqwest::header::AUTHORIZATION, header);
     }
     if let Some(oauth2) = &config.oauth2 {
-        let tokens = OAuth2Tokens::shared(oauth2).map_err(|e| e.to_string())?;
+        let tokens = OAuth2Tokens::shared(oauth2)?;
         request = request.header(reqwest::header::AUTHORIZATION, tokens.header().await?);
     }
     Ok(request)
@@ -234,7 +278,7 @@ impl OAuth2Tokens {
 
     /// The `Authorization` header value (`Bearer <token>`), fetching a token if none
     /// is cached or it is about to expire; errors worded like golang.org/x/oauth2's.
-    pub async fn header(&self) -> Result<String, String> {
+    pub async fn header(&self) -> Result<String, TokenError> {
         let mut cached = self.cached.lock().await;
         if let Some((header, expiry)) = &*cached {
             if expiry.is_none_or(|e| std::time::Instant::now() + OAUTH2_EXPIRY_DELTA < e) {
@@ -251,7 +295,7 @@ impl OAuth2Tokens {
         for (k, v) in &c.endpoint_params {
             form.push((k, v));
         }
-        let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
+        let body = serde_urlencoded::to_string(&form)?;
         let encode =
             |s: &str| serde_urlencoded::to_string([("", s)]).unwrap_or_default()[1..].to_string();
         let response = self
@@ -265,13 +309,11 @@ impl OAuth2Tokens {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("oauth2: cannot fetch token: {e}"))?;
+            .map_err(TokenError::Fetch)?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(format!(
-                "oauth2: cannot fetch token: {status}\nResponse: {text}"
-            ));
+            return Err(TokenError::Status { status, body: text });
         }
         #[derive(serde::Deserialize)]
         struct TokenResponse {
@@ -281,10 +323,9 @@ impl OAuth2Tokens {
             #[serde(default)]
             expires_in: Option<u64>,
         }
-        let token: TokenResponse =
-            serde_json::from_str(&text).map_err(|e| format!("oauth2: cannot parse json: {e}"))?;
+        let token: TokenResponse = serde_json::from_str(&text).map_err(TokenError::Json)?;
         if token.access_token.is_empty() {
-            return Err("oauth2: server response missing access_token".into());
+            return Err(TokenError::MissingToken);
         }
         let kind = match token.token_type.to_ascii_lowercase().as_str() {
             "" | "bearer" => "Bearer".to_string(),
@@ -791,7 +832,10 @@ async fn send_aws_request(
     let mut outgoing = builder.build().map_err(|e| user_error(error_chain(&e)))?;
     if let Some(oauth2) = oauth2 {
         let tokens = OAuth2Tokens::shared(oauth2).map_err(|e| user_error(e.to_string()))?;
-        let header = tokens.header().await.map_err(user_error)?;
+        let header = tokens
+            .header()
+            .await
+            .map_err(|e| user_error(e.to_string()))?;
         let value = reqwest::header::HeaderValue::from_str(&header)
             .map_err(|e| user_error(e.to_string()))?;
         outgoing

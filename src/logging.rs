@@ -22,33 +22,52 @@ pub enum LogFormat {
     Json,
 }
 
+/// Why the log output cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// `--log.format` is neither `logfmt` nor `json`.
+    #[error("unrecognized log format {0:?} (one of: logfmt, json)")]
+    Format(String),
+    /// `--log.level` is no level.
+    #[error("invalid --log.level {level:?}: {source}")]
+    Level {
+        /// The flag's value.
+        level: String,
+        /// What tracing said.
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// A subscriber is installed already.
+    #[error(transparent)]
+    Init(#[from] Box<dyn std::error::Error + Send + Sync>),
+}
+
 impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<LogFormat, String> {
+    type Err = LogError;
+    fn from_str(s: &str) -> Result<LogFormat, LogError> {
         match s {
             "logfmt" => Ok(LogFormat::Logfmt),
             "json" => Ok(LogFormat::Json),
-            other => Err(format!(
-                "unrecognized log format {other:?} (one of: logfmt, json)"
-            )),
+            other => Err(LogError::Format(other.to_string())),
         }
     }
 }
 
 /// Installs the process-wide subscriber; see the module contract.
-pub fn init(level: &str, format: LogFormat) -> Result<(), String> {
+pub fn init(level: &str, format: LogFormat) -> Result<(), LogError> {
     // rustls-platform-verifier logs every refused certificate at ERROR; the scrape
     // or send that failed reports it already (target lastError, notifier logs).
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
         "{level},hyper=warn,reqwest=warn,rustls_platform_verifier=off"
     ))
-    .map_err(|e| format!("invalid --log.level {level:?}: {e}"))?;
-    tracing_subscriber::fmt()
+    .map_err(|source| LogError::Level {
+        level: level.to_string(),
+        source,
+    })?;
+    Ok(tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .event_format(Lines(format))
-        .try_init()
-        .map_err(|e| e.to_string())
+        .try_init()?)
 }
 
 /// The event formatter.

@@ -11,7 +11,8 @@
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Subcommand};
 use promflow::config::{
-    format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config,
+    format_base2_bytes, format_duration, parse_base2_bytes, parse_duration, Config, DurationError,
+    SizeError,
 };
 use promflow::rules::options::{EvaluationMode, EvaluationPolicy, ForRestore};
 use promflow::service::{AlertingFlags, Service, ServiceOptions};
@@ -203,6 +204,7 @@ enum CheckCommand {
 }
 
 /// Go's listen address: `:9090` is every interface; a host name is resolved.
+// A String error: clap prints it as the flag's message at the binary's edge.
 fn listen_address_arg(s: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
     let address = match s.strip_prefix(':') {
@@ -216,15 +218,15 @@ fn listen_address_arg(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
-fn duration_arg(s: &str) -> Result<Duration, String> {
+fn duration_arg(s: &str) -> Result<Duration, DurationError> {
     parse_duration(s)
 }
 
-fn bytes_arg(s: &str) -> Result<u64, String> {
+fn bytes_arg(s: &str) -> Result<u64, SizeError> {
     parse_base2_bytes(s).map(|b| b.max(0) as u64)
 }
 
-fn wal_fsync_arg(s: &str) -> Result<WalFsync, String> {
+fn wal_fsync_arg(s: &str) -> Result<WalFsync, DurationError> {
     match s {
         "batch" => Ok(WalFsync::Batch),
         _ => match parse_duration(s)? {
@@ -703,7 +705,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         let listener = tokio::net::TcpListener::bind(options.listen_address)
             .await
             .with_context(|| format!("listening on {}", options.listen_address))?;
-        let service = Service::start(options).map_err(|e| anyhow::anyhow!(e))?;
+        let service = Service::start(options).map_err(anyhow::Error::msg)?;
         tracing::info!(address = %service.options.listen_address, workers, "promflow is ready");
         spawn_sighup_reloader(service.clone());
         if review.auto_reload_config {

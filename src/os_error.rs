@@ -5,22 +5,50 @@
 //! `No such file or directory (os error 2)`.
 //!
 //! Contract: [`read_file`] reads a whole file as Go's `os.ReadFile` does (bytes, no
-//! UTF-8 check) and words its failure as Go; [`path_error`] words an error of an
-//! operation on a path.
+//! UTF-8 check) and fails with a [`PathError`] worded as Go; [`path_error`] words an
+//! error of an operation on a path.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// `path`'s bytes, or Go's wording of why they cannot be read.
-pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| {
+/// A failed operation on a path; displayed as Go's `*os.PathError`
+/// (`open /etc/token: no such file or directory`).
+#[derive(Debug)]
+pub struct PathError {
+    /// The operation (`open`, `read`).
+    pub op: &'static str,
+    /// The path.
+    pub path: PathBuf,
+    /// The system's error.
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&path_error(self.op, &self.path, &self.source))
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// `path`'s bytes, or why they cannot be read.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, PathError> {
+    std::fs::read(path).map_err(|source| {
         // Opening a directory succeeds in Go and Rust alike; reading it fails.
-        let op = if e.raw_os_error() == Some(21) {
+        let op = if source.raw_os_error() == Some(21) {
             "read"
         } else {
             "open"
         };
-        path_error(op, path, &e)
+        PathError {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 
@@ -60,11 +88,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let missing = dir.join("missing-token");
         assert_eq!(
-            read_file(&missing).unwrap_err(),
+            read_file(&missing).unwrap_err().to_string(),
             format!("open {}: no such file or directory", missing.display())
         );
         assert_eq!(
-            read_file(&dir).unwrap_err(),
+            read_file(&dir).unwrap_err().to_string(),
             format!("read {}: is a directory", dir.display())
         );
         let present = dir.join("token");

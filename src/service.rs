@@ -217,22 +217,58 @@ pub struct Service {
     pub stream_gate: Arc<tokio::sync::Semaphore>,
 }
 
+/// Why [`Service::start`] failed; each variant's text is what `promflow` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config file (or the rule files, or an Alertmanager config) is refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `--web.config.file` is refused (its text).
+    #[error("{0}")]
+    WebConfig(String),
+    /// The storage directory cannot be created.
+    #[error("creating storage directory {}: {source}", path.display())]
+    StorageDirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The timely workers do not start.
+    #[error(transparent)]
+    Engine(#[from] dataflows::EngineError),
+    /// Storage does not open.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    /// The registered rule groups cannot be read.
+    #[error(transparent)]
+    Registry(#[from] crate::rules::registry::RegistryError),
+    /// The registered federation views cannot be read.
+    #[error(transparent)]
+    FederationViews(#[from] crate::api::federation_views::ViewError),
+    /// The default HTTP client cannot be built.
+    #[error(transparent)]
+    Client(#[from] crate::http_client::TlsSetupError),
+}
+
 impl Service {
     /// Starts the engine and the scrape loops for the initial configuration.
     /// Must be called within a tokio runtime.
-    pub fn start(options: ServiceOptions) -> Result<Arc<Service>, String> {
-        let (config, rule_groups) = load_config(&options).map_err(|e| e.to_string())?;
-        let scrape_clients = build_scrape_clients(&config, &options).map_err(|e| e.to_string())?;
-        let notify_config = load_notify_config(&options).map_err(|e| e.to_string())?;
+    pub fn start(options: ServiceOptions) -> Result<Arc<Service>, StartError> {
+        let (config, rule_groups) = load_config(&options)?;
+        let scrape_clients = build_scrape_clients(&config, &options)?;
+        let notify_config = load_notify_config(&options)?;
         let web_auth = match &options.web_config_file {
-            Some(path) => Some(Arc::new(crate::api::auth::WebAuth::load(path)?)),
+            Some(path) => Some(Arc::new(
+                crate::api::auth::WebAuth::load(path).map_err(StartError::WebConfig)?,
+            )),
             None => None,
         };
-        std::fs::create_dir_all(&options.storage_path).map_err(|e| {
-            format!(
-                "creating storage directory {}: {e}",
-                options.storage_path.display()
-            )
+        std::fs::create_dir_all(&options.storage_path).map_err(|source| {
+            StartError::StorageDirectory {
+                path: options.storage_path.clone(),
+                source,
+            }
         })?;
         let engine = Arc::new(Engine::start(EngineConfig {
             workers: options.workers,
@@ -243,25 +279,22 @@ impl Service {
             .limits
             .queries_concurrent_max
             .set(options.query_max_concurrency as f64);
-        let head = Arc::new(
-            Storage::open(&StorageOptions {
-                path: options.storage_path.clone(),
-                wal_fsync: options.wal_fsync,
-                min_block_duration: options.min_block_duration,
-                retention: options.retention,
-                retention_size: options.retention_size,
-            })
-            .map_err(|e| e.to_string())?,
-        );
+        let head = Arc::new(Storage::open(&StorageOptions {
+            path: options.storage_path.clone(),
+            wal_fsync: options.wal_fsync,
+            min_block_duration: options.min_block_duration,
+            retention: options.retention,
+            retention_size: options.retention_size,
+        })?);
         head.housekeeping(now_ms());
-        let rule_registry = RuleRegistry::open(&options.storage_path).map_err(|e| e.to_string())?;
+        let rule_registry = RuleRegistry::open(&options.storage_path)?;
         let federation_views = crate::api::federation_views::FederationViews::open(
             &options.storage_path,
             engine.latest().clone(),
             options.lookback_delta.as_millis() as i64,
         )?;
         let ingester = Ingester::new(head, engine, metrics.clone());
-        let client = crate::http_client::default_client().map_err(|e| e.to_string())?;
+        let client = crate::http_client::default_client()?;
         let scrapes = ScrapeManager::new(LoopContext {
             client,
             ingester: ingester.clone(),

@@ -28,12 +28,25 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// A state file that exists but cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("reading {}: {source}", path.display())]
+pub struct ReadError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
 /// The file's text, or `None` when it does not exist.
-pub fn read_optional(path: &Path) -> Result<Option<String>, String> {
+pub fn read_optional(path: &Path) -> Result<Option<String>, ReadError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("reading {}: {e}", path.display())),
+        Err(source) => Err(ReadError {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -124,6 +124,26 @@ pub struct Engine {
     guards: Mutex<Option<timely::communication::WorkerGuards<()>>>,
 }
 
+/// Why [`Engine::start`] failed.
+#[derive(Debug)]
+pub enum EngineError {
+    /// timely refused to start the workers; its message.
+    Timely(String),
+    /// The worker threads did not report in within 30 s.
+    WorkersDidNotStart,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Timely(m) => f.write_str(m),
+            EngineError::WorkersDidNotStart => f.write_str("timely workers did not start"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
 /// The least time not yet fully processed by this worker's dataflow.
 fn frontier(probe: &ProbeHandle<u64>) -> u64 {
     probe.with_frontier(|f| f.iter().min().copied().unwrap_or(u64::MAX))
@@ -131,7 +151,7 @@ fn frontier(probe: &ProbeHandle<u64>) -> u64 {
 
 impl Engine {
     /// Starts `config.workers` timely worker threads with the ingest dataflow installed.
-    pub fn start(config: EngineConfig) -> Result<Engine, String> {
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let workers = config.workers.max(1);
         let latest = LatestTable::new(workers);
         let catalog = Arc::new(SeriesCatalog::new(workers));
@@ -215,13 +235,14 @@ impl Engine {
             while !probe.done() {
                 worker.step_or_park(Some(Duration::from_millis(10)));
             }
-        })?;
+        })
+        .map_err(EngineError::Timely)?;
 
         let mut threads: Vec<Option<Thread>> = vec![None; workers];
         for _ in 0..workers {
             let (index, thread) = thread_rx
                 .recv_timeout(Duration::from_secs(30))
-                .map_err(|_| "timely workers did not start".to_string())?;
+                .map_err(|_| EngineError::WorkersDidNotStart)?;
             threads[index] = Some(thread);
         }
         Ok(Engine {

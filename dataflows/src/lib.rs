@@ -27,9 +27,9 @@ pub mod selector;
 pub mod shared_data;
 
 pub use catalog::SeriesCatalog;
-pub use engine::{Engine, EngineConfig, EngineStats};
+pub use engine::{Engine, EngineConfig, EngineError, EngineStats};
 pub use labels::Labels;
 pub use latest::{ChangeListener, LatestChange, LatestEntry, LatestTable};
 pub use render::{Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};
 pub use sample::{is_stale_marker, Point, Sample, SampleBatch, STALE_MARKER};
-pub use selector::{LabelMatcher, MatchKind, Selector};
+pub use selector::{LabelMatcher, MatchKind, MatcherError, Selector};

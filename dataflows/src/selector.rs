@@ -19,6 +19,44 @@ pub enum MatchKind {
     NotRegex(Regex),
 }
 
+/// Why [`LabelMatcher::new`] refused a matcher.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MatcherError {
+    /// The value of `=~` / `!~` is not a regex.
+    InvalidRegex {
+        /// The label name.
+        name: String,
+        /// The regex as written.
+        value: String,
+        /// What the regex crate said.
+        source: regex::Error,
+    },
+    /// The operator is none of `=`, `!=`, `=~`, `!~`.
+    UnknownOperator(String),
+}
+
+impl std::fmt::Display for MatcherError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MatcherError::InvalidRegex {
+                name,
+                value,
+                source,
+            } => write!(f, "invalid regex {value:?} for label {name}: {source}"),
+            MatcherError::UnknownOperator(op) => write!(f, "unknown match operator {op:?}"),
+        }
+    }
+}
+
+impl std::error::Error for MatcherError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MatcherError::InvalidRegex { source, .. } => Some(source),
+            MatcherError::UnknownOperator(_) => None,
+        }
+    }
+}
+
 /// One label matcher.
 #[derive(Clone, Debug)]
 pub struct LabelMatcher {
@@ -30,17 +68,20 @@ pub struct LabelMatcher {
 
 impl LabelMatcher {
     /// Builds a matcher; `op` is one of `=`, `!=`, `=~`, `!~`. Regexes are anchored here.
-    pub fn new(name: &str, op: &str, value: &str) -> Result<LabelMatcher, String> {
+    pub fn new(name: &str, op: &str, value: &str) -> Result<LabelMatcher, MatcherError> {
         let anchored = || {
-            Regex::new(&format!("^(?:{value})$"))
-                .map_err(|e| format!("invalid regex {value:?} for label {name}: {e}"))
+            Regex::new(&format!("^(?:{value})$")).map_err(|source| MatcherError::InvalidRegex {
+                name: name.to_string(),
+                value: value.to_string(),
+                source,
+            })
         };
         let kind = match op {
             "=" => MatchKind::Equal(value.to_string()),
             "!=" => MatchKind::NotEqual(value.to_string()),
             "=~" => MatchKind::Regex(anchored()?),
             "!~" => MatchKind::NotRegex(anchored()?),
-            other => return Err(format!("unknown match operator {other:?}")),
+            other => return Err(MatcherError::UnknownOperator(other.to_string())),
         };
         Ok(LabelMatcher {
             name: name.to_string(),

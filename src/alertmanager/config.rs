@@ -273,7 +273,7 @@ pub(crate) fn duration(
     match text {
         None => default,
         Some(t) => parse_duration(t).unwrap_or_else(|e| {
-            p.push(path, e);
+            p.push(path, e.to_string());
             default
         }),
     }
@@ -443,7 +443,7 @@ fn resolve(raw: &RawFile, base: &Path, p: &mut Problems) -> NotifyConfig {
         let full = rule_files::pattern_path(pattern, base);
         match rule_files::check_pattern(pattern).and_then(|()| rule_files::expand(&full)) {
             Ok(files) => template_files.extend(files),
-            Err(e) => p.push(tpath, e),
+            Err(e) => p.push(tpath, e.to_string()),
         }
     }
     let templates = match Templates::load(&template_files) {

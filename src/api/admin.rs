@@ -11,8 +11,8 @@
 //! Parameters and error texts follow Prometheus 2.42's `web/api/v1/api.go`.
 
 use crate::api::federate::parse_selector;
-use crate::api::params::{parse_time_param, Params};
-use crate::api::response::{api_error, api_success, ErrorType};
+use crate::api::params::{parse_time_param, Params, RequestError};
+use crate::api::response::{api_error, api_success, ApiError, ErrorType};
 use crate::service::Service;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -46,16 +46,14 @@ pub async fn delete_series(State(service): State<Arc<Service>>, params: Params) 
             }
         }
     }
-    let time = |name: &str, default: i64| -> Result<i64, String> {
+    let time = |name: &'static str, default: i64| -> Result<i64, RequestError> {
         params.get(name).map_or(Ok(default), |t| {
-            parse_time_param(t).map_err(|e| {
-                format!("invalid parameter \"{name}\": Invalid time value for '{name}': {e}")
-            })
+            parse_time_param(t).map_err(|source| RequestError::AdminTime { name, source })
         })
     };
     let (start, end) = match (time("start", i64::MIN), time("end", i64::MAX)) {
         (Ok(start), Ok(end)) => (start, end),
-        (Err(e), _) | (_, Err(e)) => return api_error(ErrorType::BadData, &e),
+        (Err(e), _) | (_, Err(e)) => return ApiError::from(e).into_response(),
     };
     let storage = service.ingester.storage().clone();
     let deleted =

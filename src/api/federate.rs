@@ -31,7 +31,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dataflows::go_float::format_g;
 use dataflows::promql::depth;
-use dataflows::{LabelMatcher, Labels, LatestEntry, Selector};
+use dataflows::{LabelMatcher, Labels, LatestEntry, MatcherError, Selector};
 use parking_lot::Mutex;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
@@ -39,24 +39,40 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::sync::Arc;
 
+/// Why a `match[]` value is not a series selector.
+#[derive(Debug, thiserror::Error)]
+pub enum SelectorError {
+    /// It does not parse, or nests too deep.
+    #[error(transparent)]
+    Parse(#[from] depth::AstError),
+    /// It parses to something else than a vector selector.
+    #[error("{0:?} is not a series selector")]
+    NotASelector(String),
+    /// It uses `or` between matcher sets.
+    #[error("{0:?}: 'or' in series selectors is not supported")]
+    OrMatchers(String),
+    /// It carries `offset` or `@`.
+    #[error("{0:?}: offset and @ are not allowed in a series selector")]
+    Modifier(String),
+    /// A matcher is refused (a regex that does not compile).
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+}
+
 /// Parses one `match[]` value, a series selector like `{job="node"}` or `up{job=~"a|b"}`.
-pub fn parse_selector(text: &str) -> Result<Selector, String> {
+pub fn parse_selector(text: &str) -> Result<Selector, SelectorError> {
     depth::parse_ast(text, |expr| selector(text, expr))
 }
 
-fn selector(text: &str, expr: Expr) -> Result<Selector, String> {
+fn selector(text: &str, expr: Expr) -> Result<Selector, SelectorError> {
     let Expr::VectorSelector(vs) = expr else {
-        return Err(format!("{text:?} is not a series selector"));
+        return Err(SelectorError::NotASelector(text.to_string()));
     };
     if !vs.matchers.or_matchers.is_empty() {
-        return Err(format!(
-            "{text:?}: 'or' in series selectors is not supported"
-        ));
+        return Err(SelectorError::OrMatchers(text.to_string()));
     }
     if vs.offset.is_some() || vs.at.is_some() {
-        return Err(format!(
-            "{text:?}: offset and @ are not allowed in a series selector"
-        ));
+        return Err(SelectorError::Modifier(text.to_string()));
     }
     let mut matchers = Vec::new();
     if let Some(name) = &vs.name {

@@ -21,11 +21,11 @@
 //!
 //! Changes are refused with 403 `unavailable` unless `--web.enable-federation-views-api`.
 
-use crate::api::federate::parse_selector;
-use crate::api::response::{api_disabled, api_error, api_success, ErrorType};
+use crate::api::federate::{parse_selector, SelectorError};
+use crate::api::response::{api_disabled, api_error, api_success, ApiError, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
-use crate::state_file::{read_optional, write_atomically};
+use crate::state_file::{read_optional, write_atomically, ReadError};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -72,13 +72,18 @@ impl FederationView {
         matchers: Vec<String>,
         table: &LatestTable,
         lookback_ms: i64,
-    ) -> Result<Arc<FederationView>, String> {
+    ) -> Result<Arc<FederationView>, ViewError> {
         if matchers.is_empty() {
-            return Err("no match[] selector given".into());
+            return Err(ViewError::NoMatchers);
         }
         let selectors = matchers
             .iter()
-            .map(|m| parse_selector(m).map_err(|e| format!("invalid match[] {m:?}: {e}")))
+            .map(|m| {
+                parse_selector(m).map_err(|source| ViewError::Selector {
+                    matcher: m.clone(),
+                    source,
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let view = Arc::new(FederationView {
             matchers,
@@ -229,15 +234,23 @@ impl FederationViews {
         dir: &std::path::Path,
         table: LatestTable,
         lookback_ms: i64,
-    ) -> Result<FederationViews, String> {
+    ) -> Result<FederationViews, ViewError> {
         let path = dir.join(STATE_FILE);
         let mut views = BTreeMap::new();
         if let Some(text) = read_optional(&path)? {
             let stored: BTreeMap<String, Vec<String>> =
-                serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                serde_yaml_ng::from_str(&text).map_err(|source| ViewError::Parse {
+                    path: path.clone(),
+                    source,
+                })?;
             for (name, matchers) in stored {
-                let view = FederationView::start(matchers, &table, lookback_ms)
-                    .map_err(|e| format!("{}: view {name:?}: {e}", path.display()))?;
+                let view = FederationView::start(matchers, &table, lookback_ms).map_err(|e| {
+                    ViewError::Stored {
+                        path: path.clone(),
+                        name: name.clone(),
+                        source: Box::new(e),
+                    }
+                })?;
                 views.insert(name, view);
             }
         }
@@ -257,15 +270,14 @@ impl FederationViews {
 
     /// Registers or replaces a view; `Err` says what is wrong with `matchers` (nothing
     /// changed) or that it could not be persisted.
-    pub fn put(&self, name: &str, matchers: Vec<String>) -> Result<(), (ErrorType, String)> {
-        let view = FederationView::start(matchers, &self.table, self.lookback_ms)
-            .map_err(|e| (ErrorType::BadData, e))?;
+    pub fn put(&self, name: &str, matchers: Vec<String>) -> Result<(), ViewError> {
+        let view = FederationView::start(matchers, &self.table, self.lookback_ms)?;
         let mut views = self.views.lock();
         let mut next = views.clone();
         let previous = next.insert(name.to_string(), view.clone());
         if let Err(e) = self.persist(&next) {
             view.stop();
-            return Err((ErrorType::Internal, e));
+            return Err(e);
         }
         *views = next;
         if let Some(previous) = previous {
@@ -275,7 +287,7 @@ impl FederationViews {
     }
 
     /// Removes a view; `Ok(false)` when there was none.
-    pub fn delete(&self, name: &str) -> Result<bool, String> {
+    pub fn delete(&self, name: &str) -> Result<bool, ViewError> {
         let mut views = self.views.lock();
         let mut next = views.clone();
         let Some(removed) = next.remove(name) else {
@@ -296,13 +308,63 @@ impl FederationViews {
             .collect()
     }
 
-    fn persist(&self, views: &BTreeMap<String, Arc<FederationView>>) -> Result<(), String> {
+    fn persist(&self, views: &BTreeMap<String, Arc<FederationView>>) -> Result<(), ViewError> {
         let stored: BTreeMap<&String, &Vec<String>> =
             views.iter().map(|(n, v)| (n, &v.matchers)).collect();
-        let text = serde_yaml_ng::to_string(&stored).map_err(|e| e.to_string())?;
-        write_atomically(&self.path, text.as_bytes())
-            .map_err(|e| format!("writing {}: {e}", self.path.display()))
+        let text = serde_yaml_ng::to_string(&stored).map_err(ViewError::Encode)?;
+        write_atomically(&self.path, text.as_bytes()).map_err(|source| ViewError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
+}
+
+/// Why a federation view cannot be registered, removed or read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// No selector (`bad_data`).
+    #[error("no match[] selector given")]
+    NoMatchers,
+    /// A selector does not parse (`bad_data`).
+    #[error("invalid match[] {matcher:?}: {source}")]
+    Selector {
+        /// The selector as given.
+        matcher: String,
+        /// Why.
+        source: SelectorError,
+    },
+    /// The state file cannot be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The state file is not YAML of views.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The state file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: serde_yaml_ng::Error,
+    },
+    /// A stored view no longer starts.
+    #[error("{}: view {name:?}: {source}", path.display())]
+    Stored {
+        /// The state file.
+        path: std::path::PathBuf,
+        /// The view.
+        name: String,
+        /// Why.
+        source: Box<ViewError>,
+    },
+    /// The views cannot be encoded (`internal`).
+    #[error(transparent)]
+    Encode(serde_yaml_ng::Error),
+    /// The state file cannot be written (`internal`).
+    #[error("writing {}: {source}", path.display())]
+    Write {
+        /// The state file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// `PUT /api/v1/federation/{name}`.
@@ -352,7 +414,7 @@ pub async fn put_view(
             axum::Json(json!({"status": "success", "data": null})),
         )
             .into_response(),
-        Err((kind, e)) => api_error(kind, &e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -371,7 +433,7 @@ pub async fn delete_view(
         )
             .into_response(),
         Ok(false) => api_error(ErrorType::NotFound, &format!("no federation view {name:?}")),
-        Err(e) => api_error(ErrorType::Internal, &e),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -493,6 +555,6 @@ mod tests {
         let e = FederationView::start(vec!["a".into(), "rate(a[1m])".into()], &table, 1)
             .err()
             .unwrap();
-        assert!(e.contains("\"rate(a[1m])\""), "{e}");
+        assert!(e.to_string().contains("\"rate(a[1m])\""), "{e}");
     }
 }

@@ -113,7 +113,7 @@ pub async fn metrics(
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "OTLP request refused");
-            return text(StatusCode::BAD_REQUEST, e);
+            return text(StatusCode::BAD_REQUEST, e.to_string());
         }
     };
     let config = service.config.read().otlp.clone();

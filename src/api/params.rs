@@ -7,7 +7,9 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, Method};
 use axum::response::Response;
 
+use crate::api::federate::SelectorError;
 use crate::api::response::{api_error, ErrorType};
+use dataflows::promql::plan::PlanError;
 
 /// All parameters of a request, in order; repeated names (like `match[]`) kept.
 #[derive(Clone, Debug, Default)]
@@ -65,9 +67,82 @@ fn form_urlencoded(bytes: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes).unwrap_or_default()
 }
 
+/// A time or duration parameter's value that does not parse, in Prometheus's words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    /// Neither Unix seconds nor RFC 3339.
+    #[error("cannot parse {0:?} to a valid timestamp")]
+    Timestamp(String),
+    /// Neither seconds nor a Prometheus duration.
+    #[error("cannot parse {0:?} to a valid duration")]
+    Duration(String),
+}
+
+/// A request of the Prometheus API refused for its parameters: `bad_data` (the
+/// status is decided in `api/response.rs`), with Prometheus's texts.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// A time or duration parameter does not parse.
+    #[error("invalid parameter \"{name}\": {source}")]
+    Value {
+        /// The parameter.
+        name: String,
+        /// Why.
+        source: ParamError,
+    },
+    /// A `match[]`-like parameter is no series selector.
+    #[error("invalid parameter \"{name}\": {source}")]
+    Selector {
+        /// The parameter.
+        name: &'static str,
+        /// Why.
+        source: SelectorError,
+    },
+    /// The query does not plan.
+    #[error("invalid parameter \"query\": {0}")]
+    Query(#[source] PlanError),
+    /// No `query`.
+    #[error("invalid parameter \"query\": query is required")]
+    NoQuery,
+    /// A required parameter is absent.
+    #[error("invalid parameter \"{0}\": missing")]
+    Missing(&'static str),
+    /// A range query's `start` or `end` does not parse (Prometheus says no more).
+    #[error("invalid parameter \"{0}\"")]
+    Unparsable(&'static str),
+    /// `end` before `start`.
+    #[error("invalid parameter \"end\": end timestamp must not be before start time")]
+    EndBeforeStart,
+    /// `step` of zero or below.
+    #[error("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer")]
+    NonPositiveStep,
+    /// More than 11,000 steps.
+    #[error("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)")]
+    TooManyPoints,
+    /// `limit` is no count.
+    #[error("invalid parameter \"limit\": cannot parse {0:?} to a valid limit")]
+    Limit(String),
+    /// A metadata limit is no integer.
+    #[error("invalid parameter \"{name}\": {value:?}")]
+    Integer {
+        /// The parameter.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A time of the TSDB admin API does not parse (Prometheus's wording there).
+    #[error("invalid parameter \"{name}\": Invalid time value for '{name}': {source}")]
+    AdminTime {
+        /// The parameter.
+        name: &'static str,
+        /// Why.
+        source: ParamError,
+    },
+}
+
 /// Prometheus's time parameter: Unix seconds (fractions allowed) or RFC 3339.
 /// Returns milliseconds.
-pub fn parse_time_param(s: &str) -> Result<i64, String> {
+pub fn parse_time_param(s: &str) -> Result<i64, ParamError> {
     if let Ok(seconds) = s.parse::<f64>() {
         if seconds.is_finite() {
             return Ok((seconds * 1000.0).round() as i64);
@@ -81,21 +156,21 @@ pub fn parse_time_param(s: &str) -> Result<i64, String> {
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_millis())
-        .map_err(|_| format!("cannot parse {s:?} to a valid timestamp"))
+        .map_err(|_| ParamError::Timestamp(s.to_string()))
 }
 
 /// Prometheus's duration parameter: seconds (fractions allowed) or a duration like
 /// `1m30s`. Returns milliseconds.
-pub fn parse_duration_param(s: &str) -> Result<i64, String> {
+pub fn parse_duration_param(s: &str) -> Result<i64, ParamError> {
     if let Ok(seconds) = s.parse::<f64>() {
         if seconds.is_finite() {
             return Ok((seconds * 1000.0).round() as i64);
         }
-        return Err(format!("cannot parse {s:?} to a valid duration"));
+        return Err(ParamError::Duration(s.to_string()));
     }
     crate::config::parse_duration(s)
         .map(|d| d.as_millis() as i64)
-        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+        .map_err(|_| ParamError::Duration(s.to_string()))
 }
 
 #[cfg(test)]

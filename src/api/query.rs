@@ -14,7 +14,7 @@
 //! Warnings and infos the evaluation raises (e.g. `rate` over a name that does not
 //! look like a counter) are returned as `warnings` / `infos`, as in Prometheus 3.x.
 
-use crate::api::params::{parse_duration_param, parse_time_param, Params};
+use crate::api::params::{parse_duration_param, parse_time_param, Params, RequestError};
 use crate::api::query_json::QueryData;
 use crate::api::response::{api_error, api_success_annotated, ApiError, ErrorType};
 use crate::ingest::now_ms;
@@ -36,26 +36,24 @@ const MAX_POINTS_PER_SERIES: i64 = 11_000;
 /// `GET|POST /api/v1/query`
 pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) -> Response {
     let Some(query) = params.get("query") else {
-        return api_error(
-            ErrorType::BadData,
-            "invalid parameter \"query\": query is required",
-        );
+        return ApiError::from(RequestError::NoQuery).into_response();
     };
     let t = match params.get("time") {
         Some(t) => match parse_time_param(t) {
             Ok(t) => t,
-            Err(e) => {
-                return api_error(
-                    ErrorType::BadData,
-                    &format!("invalid parameter \"time\": {e}"),
-                )
+            Err(source) => {
+                return ApiError::from(RequestError::Value {
+                    name: "time".into(),
+                    source,
+                })
+                .into_response()
             }
         },
         None => now_ms(),
     };
     let (plan, timeout) = match plan_and_timeout(&service, &params, query, QueryTimes::default()) {
         Ok(p) => p,
-        Err(e) => return api_error(ErrorType::BadData, &e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let shallow = plan.is_shallow();
     run(service, timeout, shallow, move |service, deadline| {
@@ -70,42 +68,33 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
 
 /// `GET|POST /api/v1/query_range`
 pub async fn range_query(State(service): State<Arc<Service>>, params: Params) -> Response {
-    let parsed = (|| -> Result<(String, i64, i64, i64), String> {
-        let query = params
-            .get("query")
-            .ok_or("invalid parameter \"query\": query is required")?;
-        let start = params
-            .get("start")
-            .ok_or("invalid parameter \"start\": missing")
-            .and_then(|s| parse_time_param(s).map_err(|_| "invalid parameter \"start\""))
-            .map_err(|e| e.to_string())?;
-        let end = params
-            .get("end")
-            .ok_or("invalid parameter \"end\": missing")
-            .and_then(|s| parse_time_param(s).map_err(|_| "invalid parameter \"end\""))
-            .map_err(|e| e.to_string())?;
+    let parsed = (|| -> Result<(String, i64, i64, i64), RequestError> {
+        let query = params.get("query").ok_or(RequestError::NoQuery)?;
+        let time = |name: &'static str| {
+            let text = params.get(name).ok_or(RequestError::Missing(name))?;
+            parse_time_param(text).map_err(|_| RequestError::Unparsable(name))
+        };
+        let start = time("start")?;
+        let end = time("end")?;
         if end < start {
-            return Err(
-                "invalid parameter \"end\": end timestamp must not be before start time".into(),
-            );
+            return Err(RequestError::EndBeforeStart);
         }
-        let step = params
-            .get("step")
-            .ok_or_else(|| "invalid parameter \"step\": missing".to_string())
-            .and_then(|s| {
-                parse_duration_param(s).map_err(|e| format!("invalid parameter \"step\": {e}"))
-            })?;
+        let step = params.get("step").ok_or(RequestError::Missing("step"))?;
+        let step = parse_duration_param(step).map_err(|source| RequestError::Value {
+            name: "step".into(),
+            source,
+        })?;
         if step <= 0 {
-            return Err("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into());
+            return Err(RequestError::NonPositiveStep);
         }
         if (end - start) / step > MAX_POINTS_PER_SERIES {
-            return Err("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into());
+            return Err(RequestError::TooManyPoints);
         }
         Ok((query.to_string(), start, end, step))
     })();
     let (query, start, end, step) = match parsed {
         Ok(p) => p,
-        Err(e) => return api_error(ErrorType::BadData, &e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let times = QueryTimes {
         step_ms: step,
@@ -113,7 +102,7 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
     };
     let (plan, timeout) = match plan_and_timeout(&service, &params, &query, times) {
         Ok(p) => p,
-        Err(e) => return api_error(ErrorType::BadData, &e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let shallow = plan.is_shallow();
     run(service, timeout, shallow, move |service, deadline| {
@@ -153,20 +142,22 @@ fn plan_and_timeout(
     params: &Params,
     query: &str,
     times: QueryTimes,
-) -> Result<(QueryPlan, Duration), String> {
+) -> Result<(QueryPlan, Duration), RequestError> {
     let timeout = query_timeout(service, params)?;
-    let plan = plan::parse_query_with(query, times)
-        .map_err(|e| format!("invalid parameter \"query\": {e}"))?;
+    let plan = plan::parse_query_with(query, times).map_err(RequestError::Query)?;
     Ok((plan, timeout))
 }
 
-/// The `timeout` parameter, capped by `--query.timeout`; the error is the message.
-fn query_timeout(service: &Service, params: &Params) -> Result<Duration, String> {
+/// The `timeout` parameter, capped by `--query.timeout`.
+fn query_timeout(service: &Service, params: &Params) -> Result<Duration, RequestError> {
     match params.get("timeout") {
         None => Ok(service.options.query_timeout),
         Some(t) => parse_duration_param(t)
             .map(|ms| Duration::from_millis(ms.max(0) as u64).min(service.options.query_timeout))
-            .map_err(|e| format!("invalid parameter \"timeout\": {e}")),
+            .map_err(|source| RequestError::Value {
+                name: "timeout".into(),
+                source,
+            }),
     }
 }
 

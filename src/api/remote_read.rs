@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dataflows::{LabelMatcher, Selector};
+use dataflows::{LabelMatcher, MatcherError, Selector};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -85,11 +85,11 @@ pub async fn read(State(service): State<Arc<Service>>, body: Bytes) -> Response 
                 let n: u64 = timeseries.iter().map(|t| t.samples.len() as u64).sum();
                 samples_left = samples_left
                     .checked_sub(n)
-                    .ok_or_else(|| format!("exceeded sample limit ({sample_limit})"))?;
+                    .ok_or(ReadError::SampleLimit(sample_limit))?;
             }
             results.push(proto::QueryResult { timeseries });
         }
-        Ok::<_, String>(ReadResponse { results })
+        Ok::<_, ReadError>(ReadResponse { results })
     })
     .await;
     match answered {
@@ -106,11 +106,25 @@ pub async fn read(State(service): State<Arc<Service>>, body: Bytes) -> Response 
     }
 }
 
+/// Why a read request is answered 400.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// A matcher type beyond `EQ`, `NEQ`, `RE`, `NRE`.
+    #[error("unknown label matcher type {0}")]
+    MatcherType(i32),
+    /// A matcher is refused (a regex that does not compile).
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+    /// `--storage.remote.read-sample-limit`, in Prometheus's words.
+    #[error("exceeded sample limit ({0})")]
+    SampleLimit(u64),
+}
+
 /// The query's matchers as a selector, less those an external label satisfies.
 fn selector(
     query: &proto::Query,
     external_labels: &BTreeMap<String, String>,
-) -> Result<Selector, String> {
+) -> Result<Selector, ReadError> {
     let mut matchers = Vec::new();
     for m in &query.matchers {
         let op = match m.r#type {
@@ -118,7 +132,7 @@ fn selector(
             1 => "!=",
             2 => "=~",
             3 => "!~",
-            other => return Err(format!("unknown label matcher type {other}")),
+            other => return Err(ReadError::MatcherType(other)),
         };
         // Prometheus's filterExtLabelsFromMatchers: `name="v"` where `v` is the
         // external value selects series that do not have the label themselves.

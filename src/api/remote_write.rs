@@ -18,7 +18,7 @@
 //! The message types are in [`crate::remote::proto`].
 
 use crate::config::ProtobufMessage;
-use crate::remote::proto::{self, v2, WriteRequest};
+use crate::remote::proto::{self, v2, DecodeError, WriteRequest};
 use crate::service::Service;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -27,22 +27,59 @@ use axum::response::{IntoResponse, Response};
 use dataflows::{Labels, Sample};
 use std::sync::Arc;
 
+/// Why a remote write request is refused, in Prometheus's words.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The `Content-Type` is not protobuf (415).
+    #[error("expected application/x-protobuf as the first (media) part, got {0} content-type")]
+    NotProtobuf(String),
+    /// The `proto` parameter names no known message (415).
+    #[error("got {content_type} content type; unknown type for remote write protobuf message {message}, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request")]
+    UnknownMessage {
+        /// The `Content-Type`.
+        content_type: String,
+        /// The `proto` parameter.
+        message: String,
+    },
+    /// The body does not decode (400).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A 2.0 label reference beyond the symbols (400).
+    #[error("symbol reference {index} out of range ({symbols} symbols)")]
+    SymbolOutOfRange {
+        /// The reference.
+        index: u32,
+        /// How many symbols there are.
+        symbols: usize,
+    },
+    /// A 2.0 series with an odd number of label references (400).
+    #[error("odd number of label references: {0}")]
+    OddLabelRefs(usize),
+    /// A series without `__name__` (400).
+    #[error("series without a metric name: {0}")]
+    NoMetricName(Labels),
+}
+
 /// Which message a request's `Content-Type` names, or why it is refused (415).
-pub fn message_of(content_type: Option<&str>) -> Result<ProtobufMessage, String> {
+pub fn message_of(content_type: Option<&str>) -> Result<ProtobufMessage, WriteError> {
     let Some(content_type) = content_type else {
         return Ok(ProtobufMessage::V1);
     };
     let mut parts = content_type.split(';');
     let media = parts.next().unwrap_or("").trim();
     if !media.eq_ignore_ascii_case("application/x-protobuf") {
-        return Err(format!("expected application/x-protobuf as the first (media) part, got {content_type} content-type"));
+        return Err(WriteError::NotProtobuf(content_type.to_string()));
     }
     for param in parts {
         if let Some((name, value)) = param.split_once('=') {
             if name.trim() == "proto" {
                 let value = value.trim();
-                return ProtobufMessage::from_name(value)
-                    .ok_or_else(|| format!("got {content_type} content type; unknown type for remote write protobuf message {value}, supported: prometheus.WriteRequest, io.prometheus.write.v2.Request"));
+                return ProtobufMessage::from_name(value).ok_or_else(|| {
+                    WriteError::UnknownMessage {
+                        content_type: content_type.to_string(),
+                        message: value.to_string(),
+                    }
+                });
             }
         }
     }
@@ -86,7 +123,7 @@ pub async fn write(
                 ),
             )
         }
-        Err(e) => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, e),
+        Err(e) => return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, e.to_string()),
     };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
@@ -104,16 +141,17 @@ pub async fn write(
     }
 }
 
-fn refuse(e: String) -> Response {
+fn refuse(e: impl Into<WriteError>) -> Response {
+    let e = e.into();
     tracing::warn!(error = %e, "remote write request refused");
-    text(StatusCode::BAD_REQUEST, e)
+    text(StatusCode::BAD_REQUEST, e.to_string())
 }
 
 /// A series' labels as sent, refused without a metric name.
-fn series_labels(pairs: Vec<(String, String)>) -> Result<Arc<Labels>, String> {
+fn series_labels(pairs: Vec<(String, String)>) -> Result<Arc<Labels>, WriteError> {
     let labels = Labels::from_pairs(pairs);
     if labels.metric_name().is_empty() {
-        return Err(format!("series without a metric name: {labels}"));
+        return Err(WriteError::NoMetricName(labels));
     }
     Ok(Arc::new(labels))
 }
@@ -174,21 +212,19 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
         "remote write 2.0 request"
     );
     let symbol = |i: u32| {
-        request.symbols.get(i as usize).ok_or_else(|| {
-            format!(
-                "symbol reference {i} out of range ({} symbols)",
-                request.symbols.len()
-            )
-        })
+        request
+            .symbols
+            .get(i as usize)
+            .ok_or(WriteError::SymbolOutOfRange {
+                index: i,
+                symbols: request.symbols.len(),
+            })
     };
     let mut batch = Vec::new();
     let mut histograms = 0usize;
     for series in &request.timeseries {
         if series.labels_refs.len() % 2 != 0 {
-            return refuse(format!(
-                "odd number of label references: {}",
-                series.labels_refs.len()
-            ));
+            return refuse(WriteError::OddLabelRefs(series.labels_refs.len()));
         }
         let mut pairs = Vec::with_capacity(series.labels_refs.len() / 2);
         for pair in series.labels_refs.chunks(2) {

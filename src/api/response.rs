@@ -2,6 +2,9 @@
 //! `{"status":"error","errorType":…,"error":…}`, with the HTTP status each error type
 //! maps to. Every API handler answers through here, so the mapping lives in one place.
 
+use crate::api::federation_views::ViewError;
+use crate::api::params::RequestError;
+use crate::api::rules_simulate::SimulateError;
 use crate::rules::registry::RegistryError;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -173,6 +176,36 @@ impl From<EvalError> for ApiError {
 impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> ApiError {
         ApiError::new(ErrorType::Internal, e.to_string())
+    }
+}
+
+/// A request refused for its parameters: `bad_data` (400).
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        ApiError::new(ErrorType::BadData, e.to_string())
+    }
+}
+
+/// A rule simulation refused for its request: `bad_data` (400).
+impl From<SimulateError> for ApiError {
+    fn from(e: SimulateError) -> ApiError {
+        ApiError::new(ErrorType::BadData, e.to_string())
+    }
+}
+
+/// Federation view registrations: a selector refused is `bad_data` (400), the state
+/// file failing `internal` (500).
+impl From<ViewError> for ApiError {
+    fn from(e: ViewError) -> ApiError {
+        let kind = match e {
+            ViewError::NoMatchers | ViewError::Selector { .. } => ErrorType::BadData,
+            ViewError::Read(_)
+            | ViewError::Parse { .. }
+            | ViewError::Stored { .. }
+            | ViewError::Encode(_)
+            | ViewError::Write { .. } => ErrorType::Internal,
+        };
+        ApiError::new(kind, e.to_string())
     }
 }
 

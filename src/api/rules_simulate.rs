@@ -22,9 +22,9 @@
 //! `start` is first pending at `start` (`activeAt` = `start`), unlike in a rule manager
 //! that has been running all along, so choose a range that begins before the episode.
 
-use crate::api::params::{parse_duration_param, parse_time_param};
+use crate::api::params::{parse_duration_param, parse_time_param, ParamError};
 use crate::api::query::labels_json;
-use crate::api::response::{api_error, api_success, ErrorType};
+use crate::api::response::{api_error, api_success, ApiError, ErrorType};
 use crate::rules::alert::AlertState;
 use crate::rules::file::RuleKind;
 use crate::rules::group::GroupState;
@@ -33,7 +33,7 @@ use crate::rules::registry::validate_group;
 use crate::rules::sinks::{HeadEvaluator, RuleEvaluator, SampleSink};
 use crate::service::Service;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use dataflows::{Labels, Sample};
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
@@ -48,7 +48,7 @@ pub const MAX_ERRORS: usize = 10;
 pub async fn simulate(State(service): State<Arc<Service>>, body: String) -> Response {
     let request = match Request::parse(&service, &body) {
         Ok(r) => r,
-        Err(e) => return api_error(ErrorType::BadData, &e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let evaluator: Arc<dyn RuleEvaluator> = Arc::new(HeadEvaluator {
         head: service.ingester.storage().clone(),
@@ -69,40 +69,71 @@ struct Request {
     interval_ms: i64,
 }
 
+/// Why a simulation request is refused (`bad_data`).
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// The body is not JSON.
+    #[error("the body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// `start`, `end` or `interval` does not parse.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// `start` or `end` is neither a string nor a number.
+    #[error("field {0:?} must be a time")]
+    NotATime(String),
+    /// `end` before `start`.
+    #[error("end timestamp must not be before start time")]
+    EndBeforeStart,
+    /// `interval` is neither a string nor a number.
+    #[error("field \"interval\" must be a duration")]
+    NotADuration,
+    /// `interval` of zero or below.
+    #[error("the interval must be positive")]
+    NonPositiveInterval,
+    /// Too many evaluations.
+    #[error("exceeded maximum resolution of {MAX_EVALUATIONS} evaluations per simulation: try a longer interval or a shorter range")]
+    TooManyEvaluations,
+    /// No `rule` object.
+    #[error("field \"rule\" must be one alerting rule")]
+    NoRule,
+    /// The rule is refused as the rules API refuses it: its problems.
+    #[error("{}", .0.join("; "))]
+    Rule(Vec<String>),
+    /// A recording rule.
+    #[error("the rule must be an alerting rule (`alert:`)")]
+    NotAlerting,
+}
+
 impl Request {
-    fn parse(service: &Service, body: &str) -> Result<Request, String> {
-        let body: Json =
-            serde_json::from_str(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-        let time = |name: &str| -> Result<i64, String> {
+    fn parse(service: &Service, body: &str) -> Result<Request, SimulateError> {
+        let body: Json = serde_json::from_str(body).map_err(SimulateError::NotJson)?;
+        let time = |name: &str| -> Result<i64, SimulateError> {
             match &body[name] {
-                Json::String(s) => parse_time_param(s),
-                Json::Number(n) => parse_time_param(&n.to_string()),
-                _ => Err(format!("field {name:?} must be a time")),
+                Json::String(s) => Ok(parse_time_param(s)?),
+                Json::Number(n) => Ok(parse_time_param(&n.to_string())?),
+                _ => Err(SimulateError::NotATime(name.to_string())),
             }
         };
         let (start_ms, end_ms) = (time("start")?, time("end")?);
         if end_ms < start_ms {
-            return Err("end timestamp must not be before start time".into());
+            return Err(SimulateError::EndBeforeStart);
         }
         let config = service.config.read().clone();
         let interval_ms = match &body["interval"] {
             Json::Null => config.global.evaluation_interval.as_millis() as i64,
             Json::String(s) => parse_duration_param(s)?,
             Json::Number(n) => parse_duration_param(&n.to_string())?,
-            _ => return Err("field \"interval\" must be a duration".into()),
+            _ => return Err(SimulateError::NotADuration),
         };
         if interval_ms <= 0 {
-            return Err("the interval must be positive".into());
+            return Err(SimulateError::NonPositiveInterval);
         }
         if (end_ms - start_ms) / interval_ms >= MAX_EVALUATIONS {
-            return Err(format!(
-                "exceeded maximum resolution of {MAX_EVALUATIONS} evaluations per simulation: \
-                 try a longer interval or a shorter range"
-            ));
+            return Err(SimulateError::TooManyEvaluations);
         }
         let rule = match &body["rule"] {
             Json::Object(rule) => rule.clone(),
-            _ => return Err("field \"rule\" must be one alerting rule".into()),
+            _ => return Err(SimulateError::NoRule),
         };
         // Validated exactly as a rule group sent to the rules API.
         let group = json!({
@@ -110,15 +141,15 @@ impl Request {
             "interval": format!("{interval_ms}ms"),
             "rules": [rule],
         });
-        let registered =
-            validate_group("simulate", "simulate", &group.to_string()).map_err(|p| p.join("; "))?;
+        let registered = validate_group("simulate", "simulate", &group.to_string())
+            .map_err(SimulateError::Rule)?;
         if !registered
             .group
             .rules
             .first()
             .is_some_and(|r| r.kind == RuleKind::Alerting)
         {
-            return Err("the rule must be an alerting rule (`alert:`)".into());
+            return Err(SimulateError::NotAlerting);
         }
         let options = ManagerOptions {
             default_interval: config.global.evaluation_interval,

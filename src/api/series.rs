@@ -4,12 +4,14 @@
 //! straight from the label indexes.
 
 use crate::api::federate::parse_selector;
-use crate::api::params::{parse_time_param, Params};
+use crate::api::params::{parse_time_param, Params, RequestError};
 use crate::api::query::labels_json;
-use crate::api::response::{api_error, api_success, api_success_with_warnings, ErrorType};
+use crate::api::response::{
+    api_error, api_success, api_success_with_warnings, ApiError, ErrorType,
+};
 use crate::service::Service;
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use dataflows::{Labels, Selector};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -23,29 +25,32 @@ struct SeriesQuery {
     limit: usize,
 }
 
-fn series_query(params: &Params) -> Result<SeriesQuery, String> {
+fn series_query(params: &Params) -> Result<SeriesQuery, RequestError> {
     let mut selectors = Vec::new();
     for m in params.all("match[]") {
-        selectors
-            .push(parse_selector(m).map_err(|e| format!("invalid parameter \"match[]\": {e}"))?);
+        selectors.push(parse_selector(m).map_err(|source| RequestError::Selector {
+            name: "match[]",
+            source,
+        })?);
     }
-    let time = |name: &str, default: i64| -> Result<i64, String> {
+    let time = |name: &str, default: i64| -> Result<i64, RequestError> {
         params.get(name).map_or(Ok(default), |t| {
-            parse_time_param(t).map_err(|e| format!("invalid parameter \"{name}\": {e}"))
+            parse_time_param(t).map_err(|source| RequestError::Value {
+                name: name.to_string(),
+                source,
+            })
         })
     };
     let start_ms = time("start", i64::MIN)?;
     let end_ms = time("end", i64::MAX)?;
     if end_ms < start_ms {
-        return Err(
-            "invalid parameter \"end\": end timestamp must not be before start time".into(),
-        );
+        return Err(RequestError::EndBeforeStart);
     }
     let limit = match params.get("limit") {
         None | Some("") => 0,
-        Some(l) => l.parse::<usize>().map_err(|_| {
-            format!("invalid parameter \"limit\": cannot parse {l:?} to a valid limit")
-        })?,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| RequestError::Limit(l.to_string()))?,
     };
     Ok(SeriesQuery {
         selectors,
@@ -75,7 +80,7 @@ fn limited(items: Vec<Value>, limit: usize) -> Response {
 pub async fn series_api(State(service): State<Arc<Service>>, params: Params) -> Response {
     let q = match series_query(&params) {
         Ok(q) => q,
-        Err(e) => return api_error(ErrorType::BadData, &e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     if q.selectors.is_empty() {
         return api_error(ErrorType::BadData, "no match[] parameter provided");
@@ -91,7 +96,7 @@ pub async fn series_api(State(service): State<Arc<Service>>, params: Params) -> 
 pub async fn label_names(State(service): State<Arc<Service>>, params: Params) -> Response {
     let q = match series_query(&params) {
         Ok(q) => q,
-        Err(e) => return api_error(ErrorType::BadData, &e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let names: Vec<String> = if q.selectors.is_empty() {
         service.ingester.storage().label_names(q.start_ms, q.end_ms)
@@ -116,7 +121,7 @@ pub async fn label_values(
     }
     let q = match series_query(&params) {
         Ok(q) => q,
-        Err(e) => return api_error(ErrorType::BadData, &e),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let values: Vec<String> = if q.selectors.is_empty() {
         service

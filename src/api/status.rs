@@ -2,10 +2,11 @@
 //! `/api/v1/query_exemplars`, with Prometheus's JSON shapes.
 
 use crate::api::params::Params;
-use crate::api::response::{api_error, api_success, ErrorType};
+use crate::api::params::RequestError;
+use crate::api::response::{api_error, api_success, ApiError, ErrorType};
 use crate::service::Service;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -108,18 +109,20 @@ pub async fn tsdb(State(service): State<Arc<Service>>) -> Response {
 /// `GET /api/v1/metadata?metric=&limit=&limit_per_metric=`: metadata of the metrics
 /// scraped, merged over targets, distinct entries per metric.
 pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Response {
-    let parse_limit = |name: &str| -> Result<i64, String> {
+    let parse_limit = |name: &'static str| -> Result<i64, RequestError> {
         params
             .get(name)
             .filter(|v| !v.is_empty())
             .map_or(Ok(-1), |v| {
-                v.parse::<i64>()
-                    .map_err(|_| format!("invalid parameter \"{name}\": {v:?}"))
+                v.parse::<i64>().map_err(|_| RequestError::Integer {
+                    name,
+                    value: v.to_string(),
+                })
             })
     };
     let (limit, per_metric) = match (parse_limit("limit"), parse_limit("limit_per_metric")) {
         (Ok(l), Ok(p)) => (l, p),
-        (Err(e), _) | (_, Err(e)) => return api_error(ErrorType::BadData, &e),
+        (Err(e), _) | (_, Err(e)) => return ApiError::from(e).into_response(),
     };
     let wanted = params.get("metric").filter(|m| !m.is_empty());
     let mut merged: BTreeMap<String, Vec<Value>> = BTreeMap::new();

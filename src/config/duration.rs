@@ -22,6 +22,20 @@ const UNITS: [(&str, u128); 7] = [
 /// Largest duration Prometheus accepts: `i64::MAX` nanoseconds (Go's `time.Duration`).
 const MAX_NANOS: u128 = i64::MAX as u128;
 
+/// Why a text is not a Prometheus duration, in Prometheus's words.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// The text is empty.
+    #[error("empty duration string")]
+    Empty,
+    /// The text is not in the duration syntax.
+    #[error("not a valid duration string: {0:?}")]
+    Invalid(String),
+    /// The duration does not fit Go's `time.Duration`.
+    #[error("duration out of range")]
+    OutOfRange,
+}
+
 /// Parses a Prometheus duration such as `1h30m`, `90s`, `1y1w1d1h1m1s1ms` or `0`.
 ///
 /// The error strings are Prometheus's own (`not a valid duration string: "1.5s"`,
@@ -33,14 +47,14 @@ const MAX_NANOS: u128 = i64::MAX as u128;
 /// assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
 /// assert!(parse_duration("1.5s").is_err());
 /// ```
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     if text.is_empty() {
-        return Err("empty duration string".to_string());
+        return Err(DurationError::Empty);
     }
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    let invalid = || format!("not a valid duration string: {text:?}");
+    let invalid = || DurationError::Invalid(text.to_string());
     let bytes = text.as_bytes();
     let mut pos = 0;
     // Index into UNITS of the next unit allowed: units must be strictly ordered.
@@ -68,13 +82,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         next_unit += offset + 1;
         // More than 30 digits cannot fit in range anyway; avoids u128 overflow.
         let count: u128 = if digits.len() > 30 {
-            return Err("duration out of range".to_string());
+            return Err(DurationError::OutOfRange);
         } else {
             digits.parse().map_err(|_| invalid())?
         };
         total_ms += count * unit_ms;
         if total_ms * 1_000_000 > MAX_NANOS {
-            return Err("duration out of range".to_string());
+            return Err(DurationError::OutOfRange);
         }
     }
     Ok(Duration::from_millis(total_ms as u64))
@@ -157,9 +171,15 @@ mod tests {
             "ms1",
         ] {
             let err = parse_duration(text).unwrap_err();
-            assert_eq!(err, format!("not a valid duration string: {text:?}"));
+            assert_eq!(
+                err.to_string(),
+                format!("not a valid duration string: {text:?}")
+            );
         }
-        assert_eq!(parse_duration("").unwrap_err(), "empty duration string");
+        assert_eq!(
+            parse_duration("").unwrap_err().to_string(),
+            "empty duration string"
+        );
     }
 
     #[test]
@@ -170,7 +190,10 @@ mod tests {
             "9223372036854775807ms",
             "99999999999999999999999999999999999s",
         ] {
-            assert_eq!(parse_duration(text).unwrap_err(), "duration out of range");
+            assert_eq!(
+                parse_duration(text).unwrap_err().to_string(),
+                "duration out of range"
+            );
         }
     }
 

@@ -198,7 +198,7 @@ pub struct OAuth2 {
 
 impl OAuth2 {
     /// The client secret: inline, or read from `client_secret_file` now (trimmed).
-    pub fn secret_text(&self) -> Result<String, String> {
+    pub fn secret_text(&self) -> Result<String, SecretFileError> {
         let (inline, file) = (&self.client_secret, &self.client_secret_file);
         read_secret(inline, file, "oauth2 client secret").map(Option::unwrap_or_default)
     }
@@ -221,7 +221,7 @@ impl BasicAuth {
     /// The password: inline, or read from `password_file` now (trimmed), as
     /// prometheus/common reads it at each request; `Ok(None)` if neither is set, an
     /// error naming the file if it cannot be read (the request then fails).
-    pub fn password_text(&self) -> Result<Option<String>, String> {
+    pub fn password_text(&self) -> Result<Option<String>, SecretFileError> {
         read_secret(&self.password, &self.password_file, "basic auth password")
     }
 }
@@ -245,26 +245,42 @@ impl Authorization {
     /// read from `credentials_file` now (trimmed); `Ok(None)` if there are none, an
     /// error naming the file if it cannot be read (the request then fails, as in
     /// prometheus/common, instead of going out without the header).
-    pub fn header_value(&self) -> Result<Option<String>, String> {
+    pub fn header_value(&self) -> Result<Option<String>, SecretFileError> {
         let (inline, file) = (&self.credentials, &self.credentials_file);
         let credentials = read_secret(inline, file, "authorization credentials")?;
         Ok(credentials.map(|credentials| format!("{} {credentials}", self.kind)))
     }
 }
 
-/// A secret written `inline`, else read from `file` now (trimmed); `Ok(None)` when
-/// neither is set; prometheus/common's error for a file that cannot be read
+/// A secret's file that cannot be read, in prometheus/common's words
 /// (`unable to read <what> file <path>: <reason>`).
+#[derive(Debug, thiserror::Error)]
+#[error("unable to read {what} file {}: {source}", path.display())]
+pub struct SecretFileError {
+    /// Which secret (`basic auth password`, …).
+    pub what: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// Why it cannot be read.
+    pub source: crate::os_error::PathError,
+}
+
+/// A secret written `inline`, else read from `file` now (trimmed); `Ok(None)` when
+/// neither is set.
 fn read_secret(
     inline: &Option<Secret>,
     file: &Option<PathBuf>,
-    what: &str,
-) -> Result<Option<String>, String> {
+    what: &'static str,
+) -> Result<Option<String>, SecretFileError> {
     match (inline, file) {
         (Some(secret), _) => Ok(Some(secret.expose().to_string())),
         (None, Some(path)) => crate::os_error::read_file(path)
             .map(|bytes| Some(String::from_utf8_lossy(&bytes).trim().to_string()))
-            .map_err(|e| format!("unable to read {what} file {}: {e}", path.display())),
+            .map_err(|source| SecretFileError {
+                what,
+                path: path.clone(),
+                source,
+            }),
         (None, None) => Ok(None),
     }
 }

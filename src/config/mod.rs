@@ -56,10 +56,10 @@ pub use discovery::{
     ServiceDiscoveryConfigs, StaticConfig, DEFAULT_DNS_SD_REFRESH_INTERVAL, DEFAULT_EC2_SD_PORT,
     DEFAULT_EC2_SD_REFRESH_INTERVAL, DEFAULT_FILE_SD_REFRESH_INTERVAL,
 };
-pub use duration::{format_duration, parse_duration};
+pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ConfigError, Problem};
 pub(crate) use http_client::{resolve_http_client, RawHttpClientConfig};
-pub use http_client::{Authorization, BasicAuth, HttpClientConfig, OAuth2};
+pub use http_client::{Authorization, BasicAuth, HttpClientConfig, OAuth2, SecretFileError};
 pub use otlp::{OtlpConfig, TranslationStrategy};
 pub use relabel::compile_anchored_regex;
 pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig};
@@ -68,7 +68,7 @@ pub use resolved::{
     RelabelConfig, Scheme, ScrapeConfig, ScrapeProtocol,
 };
 pub use secret::Secret;
-pub use size::{format_base2_bytes, parse_base2_bytes};
+pub use size::{format_base2_bytes, parse_base2_bytes, SizeError};
 pub(crate) use tls::{resolve_tls_config, RawTlsConfig};
 pub use tls::{TlsConfig, TlsVersion};
 pub use validate::{

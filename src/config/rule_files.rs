@@ -14,13 +14,26 @@ fn has_glob_syntax(component: &str) -> bool {
     component.contains(['*', '?', '['])
 }
 
-fn component_matcher(component: &str) -> Result<GlobMatcher, String> {
+/// A `rule_files` pattern component that is not a glob.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid rule file pattern {component:?}: {source}")]
+pub(crate) struct PatternError {
+    /// The path component.
+    component: String,
+    /// What globset said.
+    source: globset::Error,
+}
+
+fn component_matcher(component: &str) -> Result<GlobMatcher, PatternError> {
     GlobBuilder::new(component)
         .literal_separator(true)
         .backslash_escape(true)
         .build()
         .map(|glob| glob.compile_matcher())
-        .map_err(|error| format!("invalid rule file pattern {component:?}: {error}"))
+        .map_err(|source| PatternError {
+            component: component.to_string(),
+            source,
+        })
 }
 
 /// The pattern as Prometheus stores it: joined to `base_dir` unless absolute.
@@ -34,7 +47,7 @@ pub(crate) fn pattern_path(pattern: &str, base_dir: &Path) -> PathBuf {
 }
 
 /// Checks a pattern's syntax without touching the file system.
-pub(crate) fn check_pattern(pattern: &str) -> Result<(), String> {
+pub(crate) fn check_pattern(pattern: &str) -> Result<(), PatternError> {
     for component in Path::new(pattern).components() {
         if let Component::Normal(name) = component {
             let name = name.to_string_lossy();
@@ -47,7 +60,7 @@ pub(crate) fn check_pattern(pattern: &str) -> Result<(), String> {
 }
 
 /// The existing files matching `pattern` (already joined to the base directory), sorted.
-pub(crate) fn expand(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+pub(crate) fn expand(pattern: &Path) -> Result<Vec<PathBuf>, PatternError> {
     let mut candidates = vec![PathBuf::new()];
     for component in pattern.components() {
         let name = match component {

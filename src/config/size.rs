@@ -21,12 +21,31 @@ const UNITS: [(&str, &str, f64); 7] = [
     ),
 ];
 
+/// Why a text is not a byte size.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// The text is not in the size syntax.
+    #[error("invalid size {0:?}")]
+    Invalid(String),
+    /// A term's unit is none of the known ones.
+    #[error("unknown unit {unit:?} in {text:?}")]
+    UnknownUnit {
+        /// The unit as written.
+        unit: String,
+        /// The whole size.
+        text: String,
+    },
+    /// The size does not fit 64 bits.
+    #[error("size {0:?} out of range")]
+    OutOfRange(String),
+}
+
 /// Parses a Prometheus byte size into a signed byte count.
 ///
 /// Prometheus accepts negative sizes (`-1MB`); for `body_size_limit` a value of
 /// zero or below means "no limit", which the caller maps to 0.
-pub fn parse_base2_bytes(text: &str) -> Result<i64, String> {
-    let invalid = || format!("invalid size {text:?}");
+pub fn parse_base2_bytes(text: &str) -> Result<i64, SizeError> {
+    let invalid = || SizeError::Invalid(text.to_string());
     let (negative, rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
         Some(b'+') => (false, &text[1..]),
@@ -58,14 +77,17 @@ pub fn parse_base2_bytes(text: &str) -> Result<i64, String> {
         let (_, _, factor) = UNITS
             .iter()
             .find(|(short, long, _)| *short == unit || *long == unit)
-            .ok_or_else(|| format!("unknown unit {unit:?} in {text:?}"))?;
+            .ok_or_else(|| SizeError::UnknownUnit {
+                unit: unit.to_string(),
+                text: text.to_string(),
+            })?;
         total += value * factor;
     }
     if negative {
         total = -total;
     }
     if !(-(2f64.powi(63))..2f64.powi(63)).contains(&total) {
-        return Err(format!("size {text:?} out of range"));
+        return Err(SizeError::OutOfRange(text.to_string()));
     }
     Ok(total as i64)
 }

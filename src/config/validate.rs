@@ -137,7 +137,7 @@ pub(crate) fn duration_field(
     match parse_duration(&text.0) {
         Ok(duration) => Some(duration),
         Err(message) => {
-            problems.push(path.clone(), message);
+            problems.push(path.clone(), message.to_string());
             None
         }
     }
@@ -367,7 +367,7 @@ fn resolve_scrape_config(
             // Zero or negative means "no limit" in Prometheus.
             Ok(bytes) => bytes.max(0) as u64,
             Err(message) => {
-                problems.push(path.key("body_size_limit"), message);
+                problems.push(path.key("body_size_limit"), message.to_string());
                 0
             }
         },
@@ -474,7 +474,7 @@ fn resolve_rule_files(
         let joined = rule_files::pattern_path(&pattern.0, base_dir);
         match rule_files::expand(&joined) {
             Ok(found) => files.extend(found),
-            Err(message) => problems.push(entry_path, message),
+            Err(error) => problems.push(entry_path, error.to_string()),
         }
         patterns.push(joined);
     }

@@ -86,7 +86,7 @@ pub fn translate(
             }
             if let Err(reason) = ctx.metric(metric, &mut out.samples) {
                 out.refused_points += point_times(metric).count();
-                out.refused.push(reason);
+                out.refused.push(reason.to_string());
             }
         }
         if earliest <= latest {
@@ -224,14 +224,11 @@ impl<'a> ResourceContext<'a> {
     }
 
     /// Appends one metric's samples, or says why it is refused.
-    fn metric(&self, metric: &Metric, out: &mut Vec<Sample>) -> Result<(), String> {
+    fn metric(&self, metric: &Metric, out: &mut Vec<Sample>) -> Result<(), MetricError> {
         let kind = match &metric.data {
-            None => return Err(format!("unsupported metric type (none) for metric {:?}", metric.name)),
+            None => return Err(MetricError::NoType(metric.name.clone())),
             Some(Data::ExponentialHistogram(_)) => {
-                return Err(format!(
-                    "exponential histogram {:?} refused: it needs native histograms, which promflow does not store",
-                    metric.name
-                ))
+                return Err(MetricError::ExponentialHistogram(metric.name.clone()))
             }
             Some(Data::Gauge(_)) => Kind::Gauge,
             Some(Data::Sum(s)) if s.is_monotonic => Kind::MonotonicCounter,
@@ -246,15 +243,10 @@ impl<'a> ResourceContext<'a> {
         };
         if let Some(t) = temporality {
             if t != otlp_proto::TEMPORALITY_CUMULATIVE {
-                let what = if t == otlp_proto::TEMPORALITY_DELTA {
-                    " (delta temporality is refused, as Prometheus does without otlp-deltatocumulative)"
-                } else {
-                    ""
-                };
-                return Err(format!(
-                    "invalid temporality and type combination for metric {:?}{what}",
-                    metric.name
-                ));
+                return Err(MetricError::Temporality {
+                    name: metric.name.clone(),
+                    delta: t == otlp_proto::TEMPORALITY_DELTA,
+                });
             }
         }
         let name = metric_name(&metric.name, &metric.unit, kind, self.strategy)?;
@@ -581,6 +573,33 @@ fn clean_unit(unit: &str) -> String {
     out.trim_start_matches('_').to_string()
 }
 
+/// Why an OTLP metric is refused (each refused metric's text is logged).
+#[derive(Debug, thiserror::Error)]
+pub enum MetricError {
+    /// The metric has no data.
+    #[error("unsupported metric type (none) for metric {0:?}")]
+    NoType(String),
+    /// An exponential histogram.
+    #[error("exponential histogram {0:?} refused: it needs native histograms, which promflow does not store")]
+    ExponentialHistogram(String),
+    /// A temporality other than cumulative.
+    #[error("invalid temporality and type combination for metric {name:?}{}", if *.delta { " (delta temporality is refused, as Prometheus does without otlp-deltatocumulative)" } else { "" })]
+    Temporality {
+        /// The metric.
+        name: String,
+        /// Whether it is delta.
+        delta: bool,
+    },
+    /// Nothing of the name is left after translation.
+    #[error("normalization for metric {name:?} resulted in an invalid name {built:?}")]
+    InvalidName {
+        /// The OTLP name.
+        name: String,
+        /// What translation made of it.
+        built: String,
+    },
+}
+
 /// The Prometheus name of a metric (see the module contract); an error when nothing of
 /// the name is left.
 fn metric_name(
@@ -588,7 +607,7 @@ fn metric_name(
     unit: &str,
     kind: Kind,
     strategy: TranslationStrategy,
-) -> Result<String, String> {
+) -> Result<String, MetricError> {
     let built = match strategy {
         TranslationStrategy::NoTranslation => name.to_string(),
         TranslationStrategy::UnderscoreEscapingWithoutSuffixes => {
@@ -670,9 +689,10 @@ fn metric_name(
     };
     let escapes = strategy.escapes();
     if built.is_empty() || (escapes && built != name && built.chars().all(|c| c == '_')) {
-        return Err(format!(
-            "normalization for metric {name:?} resulted in an invalid name {built:?}"
-        ));
+        return Err(MetricError::InvalidName {
+            name: name.to_string(),
+            built,
+        });
     }
     Ok(built)
 }

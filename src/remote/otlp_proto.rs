@@ -424,10 +424,24 @@ mod json {
 }
 
 /// Decodes a request body: `json` for `application/json`, protobuf otherwise.
-pub fn decode_request(body: &[u8], json: bool) -> Result<ExportMetricsServiceRequest, String> {
+pub fn decode_request(
+    body: &[u8],
+    json: bool,
+) -> Result<ExportMetricsServiceRequest, OtlpDecodeError> {
     if json {
-        serde_json::from_slice(body).map_err(|e| format!("json decode: {e}"))
+        serde_json::from_slice(body).map_err(OtlpDecodeError::Json)
     } else {
-        ExportMetricsServiceRequest::decode(body).map_err(|e| format!("protobuf decode: {e}"))
+        ExportMetricsServiceRequest::decode(body).map_err(OtlpDecodeError::Protobuf)
     }
+}
+
+/// Why an OTLP request body cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum OtlpDecodeError {
+    /// Not the JSON of the request.
+    #[error("json decode: {0}")]
+    Json(#[source] serde_json::Error),
+    /// Not the protobuf of the request.
+    #[error("protobuf decode: {0}")]
+    Protobuf(#[source] prost::DecodeError),
 }

@@ -274,18 +274,37 @@ const SNAPPY_MAX_EXPANSION: usize = 22;
 /// The decoder allocates the length a block's header declares before reading it, so
 /// a declared length no block of `body`'s size can decode to (5 bytes declaring
 /// 4 GiB, found by fuzzing) is refused first.
-pub fn decode<M: Message + Default>(body: &[u8]) -> Result<M, String> {
-    let declared = snap::raw::decompress_len(body).map_err(|e| format!("snappy decode: {e}"))?;
+pub fn decode<M: Message + Default>(body: &[u8]) -> Result<M, DecodeError> {
+    let declared = snap::raw::decompress_len(body).map_err(DecodeError::Snappy)?;
     if declared > body.len().saturating_mul(SNAPPY_MAX_EXPANSION) {
-        return Err(format!(
-            "snappy decode: the header declares {declared} bytes, more than a block of {} bytes can hold",
-            body.len()
-        ));
+        return Err(DecodeError::DeclaredTooLong {
+            declared,
+            body: body.len(),
+        });
     }
     let raw = snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| format!("snappy decode: {e}"))?;
-    M::decode(raw.as_slice()).map_err(|e| format!("protobuf decode: {e}"))
+        .map_err(DecodeError::Snappy)?;
+    M::decode(raw.as_slice()).map_err(DecodeError::Protobuf)
+}
+
+/// Why a remote write / read body cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a Snappy block.
+    #[error("snappy decode: {0}")]
+    Snappy(#[source] snap::Error),
+    /// The block's header declares more than `body` bytes can decode to.
+    #[error("snappy decode: the header declares {declared} bytes, more than a block of {body} bytes can hold")]
+    DeclaredTooLong {
+        /// The declared length.
+        declared: usize,
+        /// The body's length.
+        body: usize,
+    },
+    /// Not the protobuf message.
+    #[error("protobuf decode: {0}")]
+    Protobuf(#[source] prost::DecodeError),
 }
 
 #[cfg(test)]
@@ -316,7 +335,7 @@ mod tests {
         // snap's `decompress_vec` while writing the remote_write fuzz target).
         let err = decode::<WriteRequest>(&[0xff, 0xff, 0xff, 0xff, 0x0f]).unwrap_err();
         assert_eq!(
-            err,
+            err.to_string(),
             "snappy decode: the header declares 4294967295 bytes, more than a block of 5 bytes can hold"
         );
     }

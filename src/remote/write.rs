@@ -621,7 +621,7 @@ async fn send_batch(
                 tracing::error!(url = %queue.config.url, %status, samples = count, "remote write refused a batch; dropping it (not retried)");
                 return;
             }
-            Err(e) => e,
+            Err(e) => e.to_string(),
         };
         if queue.is_stopping() {
             m.samples_failed.fetch_add(count, Ordering::Relaxed);
@@ -682,7 +682,7 @@ async fn post(
     client: &reqwest::Client,
     body: Vec<u8>,
     message: ProtobufMessage,
-) -> Result<reqwest::StatusCode, String> {
+) -> Result<reqwest::StatusCode, PostError> {
     let c = &queue.config;
     let (content_type, version) = match message {
         ProtobufMessage::V1 => ("application/x-protobuf", "0.1.0"),
@@ -701,12 +701,22 @@ async fn post(
     for (name, value) in &c.headers {
         request = request.header(name, value);
     }
-    crate::http_client::authorize(request, &c.http)
+    Ok(crate::http_client::authorize(request, &c.http)
         .await?
         .send()
-        .await
-        .map(|r| r.status())
-        .map_err(|e| e.to_string())
+        .await?
+        .status())
+}
+
+/// Why a batch could not be posted (it is retried).
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    /// No credentials.
+    #[error(transparent)]
+    Auth(#[from] crate::http_client::AuthError),
+    /// The request failed.
+    #[error(transparent)]
+    Request(#[from] reqwest::Error),
 }
 
 #[cfg(test)]

@@ -255,7 +255,11 @@ pub fn load_str(text: &str, file: &str, path: &Path) -> Result<Vec<RuleGroup>, V
             match parse_duration(text) {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    problems.push(problem(at(&gpath.key(field)), ctx.to_string(), e));
+                    problems.push(problem(
+                        at(&gpath.key(field)),
+                        ctx.to_string(),
+                        e.to_string(),
+                    ));
                     None
                 }
             }
@@ -355,7 +359,7 @@ pub fn load_str(text: &str, file: &str, path: &Path) -> Result<Vec<RuleGroup>, V
                 match v.as_deref().map(parse_duration) {
                     Some(Ok(d)) => d,
                     Some(Err(e)) => {
-                        push(field, e);
+                        push(field, e.to_string());
                         Duration::ZERO
                     }
                     None => Duration::ZERO,

@@ -14,15 +14,27 @@ pub enum EvaluationMode {
     OnArrival,
 }
 
+/// A rule manager flag's value that is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionError {
+    /// `--rules.evaluation` is neither `interval` nor `on-arrival`.
+    #[error("unknown rule evaluation mode {0:?} (expected \"interval\" or \"on-arrival\")")]
+    EvaluationMode(String),
+    /// `--rules.alert.for-restore` is neither `keep` nor `prometheus`.
+    #[error("unknown for-restore mode {0:?} (expected \"keep\" or \"prometheus\")")]
+    ForRestore(String),
+    /// `--rules.on-arrival-groups` is no regex.
+    #[error("invalid group name regex: {0}")]
+    GroupsRegex(#[source] regex::Error),
+}
+
 impl std::str::FromStr for EvaluationMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = OptionError;
+    fn from_str(s: &str) -> Result<Self, OptionError> {
         match s {
             "interval" => Ok(EvaluationMode::Interval),
             "on-arrival" => Ok(EvaluationMode::OnArrival),
-            other => Err(format!(
-                "unknown rule evaluation mode {other:?} (expected \"interval\" or \"on-arrival\")"
-            )),
+            other => Err(OptionError::EvaluationMode(other.to_string())),
         }
     }
 }
@@ -54,11 +66,11 @@ impl EvaluationPolicy {
     }
 
     /// Parses a `--rules.on-arrival-groups` value into an anchored regex.
-    pub fn parse_groups(pattern: &str) -> Result<regex::Regex, String> {
+    pub fn parse_groups(pattern: &str) -> Result<regex::Regex, OptionError> {
         // Compiled unanchored first so an error points into the pattern as written.
         regex::Regex::new(pattern)
             .and_then(|_| regex::Regex::new(&format!("^(?:{pattern})$")))
-            .map_err(|e| format!("invalid group name regex: {e}"))
+            .map_err(OptionError::GroupsRegex)
     }
 }
 
@@ -83,14 +95,12 @@ pub enum ForRestore {
 }
 
 impl std::str::FromStr for ForRestore {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = OptionError;
+    fn from_str(s: &str) -> Result<Self, OptionError> {
         match s {
             "keep" => Ok(ForRestore::Keep),
             "prometheus" => Ok(ForRestore::Prometheus),
-            other => Err(format!(
-                "unknown for-restore mode {other:?} (expected \"keep\" or \"prometheus\")"
-            )),
+            other => Err(OptionError::ForRestore(other.to_string())),
         }
     }
 }

@@ -41,8 +41,8 @@ type Namespaces = BTreeMap<String, BTreeMap<String, RegisteredGroup>>;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The state file cannot be read (`state_file`'s wording).
-    #[error("{0}")]
-    Read(String),
+    #[error(transparent)]
+    Read(crate::state_file::ReadError),
     /// The state file is not YAML of namespaces and groups.
     #[error("{path}: {source}")]
     Parse {

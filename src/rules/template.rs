@@ -425,7 +425,7 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
             if !v.is_finite() {
                 return Ok(text(go_g4(v)));
             }
-            float_to_time(v).map(text).map_err(err)
+            float_to_time(v).map(text).map_err(|e| err(e.to_string()))
         })
         .func("__goPrint", |args| match arg(args, 0, "__goPrint")? {
             Value::Float(f) => Ok(text(format_g(f))),
@@ -433,13 +433,13 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
         })
         .func("toTime", |args| {
             let v = to_float(&arg(args, 0, "toTime")?)?;
-            float_to_time(v).map(text).map_err(err)
+            float_to_time(v).map(text).map_err(|e| err(e.to_string()))
         })
         .func("parseDuration", |args| {
             let d = arg_str(args, 0, "parseDuration")?;
             crate::config::parse_duration(&d)
                 .map(|d| Value::Float(d.as_secs_f64()))
-                .map_err(err)
+                .map_err(|e| err(e.to_string()))
         })
         .func("stripPort", |args| {
             let host_port = arg_str(args, 0, "stripPort")?;
@@ -593,26 +593,36 @@ pub fn humanize_duration(mut v: f64) -> String {
     format!("{}{prefix}s", go_g4(v))
 }
 
+/// Why seconds are no time, in Prometheus's words (`floatToTime`).
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    /// NaN or ±Inf.
+    #[error("value is NaN or Inf")]
+    NotFinite,
+    /// Beyond int64 nanoseconds.
+    #[error("{} cannot be represented as a nanoseconds timestamp since it overflows int64", format_g(*.0))]
+    Overflow(f64),
+    /// Beyond what a date can hold.
+    #[error("{} is out of range", format_g(*.0))]
+    OutOfRange(f64),
+}
+
 /// Prometheus's `floatToTime` as `toTime` and `humanizeTimestamp` print it: seconds
 /// to Go's `time.Time.String()` in UTC, truncated (toward zero) to milliseconds like
 /// `model.TimeFromUnixNano`; NaN, ±Inf and times beyond int64 nanoseconds are errors
 /// with Prometheus's messages.
-pub fn float_to_time(v: f64) -> Result<String, String> {
+pub fn float_to_time(v: f64) -> Result<String, TimeError> {
     if !v.is_finite() {
-        return Err("value is NaN or Inf".into());
+        return Err(TimeError::NotFinite);
     }
     let nanos = v * 1e9;
     if nanos > i64::MAX as f64 || nanos < i64::MIN as f64 {
-        return Err(format!(
-            "{} cannot be represented as a nanoseconds timestamp since it overflows int64",
-            format_g(v)
-        ));
+        return Err(TimeError::Overflow(v));
     }
     let ms = (nanos as i64) / 1_000_000;
     let secs = ms.div_euclid(1000);
     let nanos = (ms.rem_euclid(1000) * 1_000_000) as u32;
-    let t = chrono::DateTime::from_timestamp(secs, nanos)
-        .ok_or_else(|| format!("{} is out of range", format_g(v)))?;
+    let t = chrono::DateTime::from_timestamp(secs, nanos).ok_or(TimeError::OutOfRange(v))?;
     let mut out = t.format("%Y-%m-%d %H:%M:%S").to_string();
     if nanos > 0 {
         out.push('.');
@@ -727,7 +737,7 @@ mod tests {
         assert_eq!(format_g(0.001), "0.001");
         // promtool 2.42's message for humanizeTimestamp / toTime of 1e10.
         assert_eq!(
-            float_to_time(1e10).unwrap_err(),
+            float_to_time(1e10).unwrap_err().to_string(),
             "1e+10 cannot be represented as a nanoseconds timestamp since it overflows int64"
         );
     }

@@ -119,7 +119,8 @@ pub enum Outcome {
         expr: String,
         /// Evaluation time (ms from 0).
         time_ms: i64,
-        /// Result (labels, value), sorted by labels; `Err` on evaluation error.
+        /// Result (labels, value), sorted by labels; `Err` on evaluation error, the
+        /// text `promflow test rules` prints.
         got: Result<GotSamples, String>,
         /// Whether it equals the expectation.
         pass: bool,
@@ -144,6 +145,7 @@ fn label_map(l: &Labels) -> BTreeMap<String, String> {
 struct NoAlerts;
 
 /// Runs every test group of the file; the outcome of each check, in file order.
+// String errors: `promflow test rules` prints them as they are (the CLI's edge).
 pub fn run_file(path: &Path) -> Result<Vec<Outcome>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let file: TestFile =

@@ -14,7 +14,7 @@
 
 pub use crate::discovery::TargetGroup;
 
-use crate::config::{format_duration, ScrapeConfig};
+use crate::config::{format_duration, DurationError, ScrapeConfig};
 use crate::relabel;
 use dataflows::Labels;
 use std::collections::BTreeMap;
@@ -197,43 +197,68 @@ fn dedup_keep_first(pairs: Vec<(String, String)>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Why relabeled labels make no target, in Prometheus's words (`PopulateLabels`).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// `__address__` is missing or empty.
+    #[error("no address")]
+    NoAddress,
+    /// `__address__` has a path.
+    #[error("{0:?} is not a valid hostname")]
+    InvalidHostname(String),
+    /// `__scrape_interval__` is no duration.
+    #[error("error parsing scrape interval: {0}")]
+    Interval(#[source] DurationError),
+    /// `__scrape_timeout__` is no duration.
+    #[error("error parsing scrape timeout: {0}")]
+    Timeout(#[source] DurationError),
+    /// The interval is 0.
+    #[error("scrape interval cannot be 0")]
+    ZeroInterval,
+    /// The timeout is 0.
+    #[error("scrape timeout cannot be 0")]
+    ZeroTimeout,
+    /// The timeout is longer than the interval.
+    #[error("scrape timeout cannot be greater than scrape interval ({:?} > {:?})", format_duration(*.timeout), format_duration(*.interval))]
+    TimeoutOverInterval {
+        /// The timeout.
+        timeout: Duration,
+        /// The interval.
+        interval: Duration,
+    },
+}
+
 /// The target of relabeled `labels`, or Prometheus's reason why there is none
 /// (`PopulateLabels` in Prometheus 2.42).
 fn finish_target(
     config: &Arc<ScrapeConfig>,
     labels: Labels,
     discovered: BTreeMap<String, String>,
-) -> Result<TargetSpec, String> {
+) -> Result<TargetSpec, TargetError> {
     let scheme = labels.get("__scheme__").unwrap_or("http").to_string();
     let address = match labels.get("__address__") {
-        None | Some("") => return Err("no address".to_string()),
+        None | Some("") => return Err(TargetError::NoAddress),
         Some(address) => with_default_port(address, &scheme),
     };
     if address.contains('/') {
-        return Err(format!("{address:?} is not a valid hostname"));
+        return Err(TargetError::InvalidHostname(address));
     }
     let interval = match labels.get("__scrape_interval__") {
         None => config.scrape_interval,
-        Some(text) => crate::config::parse_duration(text)
-            .map_err(|e| format!("error parsing scrape interval: {e}"))?,
+        Some(text) => crate::config::parse_duration(text).map_err(TargetError::Interval)?,
     };
     let timeout = match labels.get("__scrape_timeout__") {
         None => config.scrape_timeout,
-        Some(text) => crate::config::parse_duration(text)
-            .map_err(|e| format!("error parsing scrape timeout: {e}"))?,
+        Some(text) => crate::config::parse_duration(text).map_err(TargetError::Timeout)?,
     };
     if interval.is_zero() {
-        return Err("scrape interval cannot be 0".to_string());
+        return Err(TargetError::ZeroInterval);
     }
     if timeout.is_zero() {
-        return Err("scrape timeout cannot be 0".to_string());
+        return Err(TargetError::ZeroTimeout);
     }
     if timeout > interval {
-        return Err(format!(
-            "scrape timeout cannot be greater than scrape interval ({:?} > {:?})",
-            format_duration(timeout),
-            format_duration(interval)
-        ));
+        return Err(TargetError::TimeoutOverInterval { timeout, interval });
     }
     let path = labels
         .get("__metrics_path__")

@@ -241,7 +241,8 @@ fn run_segment(
     let engine = Engine::start(EngineConfig {
         workers: 2,
         lookback_ms: 300_000,
-    })?;
+    })
+    .map_err(|e| e.to_string())?;
     let mut handles: Vec<(usize, &Eval, RuleHandle)> = Vec::new();
     for (e, index, plan) in &live {
         match engine.register(plan.clone(), schedule(e)) {

@@ -256,12 +256,43 @@ impl Drop for QueryPlan {
 /// Parses `text` with promql-parser under the limit of [`check_text`] and hands its AST
 /// to `f`, both on the parse thread (where the AST is also dropped): for callers that
 /// read the AST themselves (series selectors).
-pub fn parse_ast<T: Send>(
+pub fn parse_ast<T: Send, E: Send + From<AstError>>(
     text: &str,
-    f: impl FnOnce(Expr) -> Result<T, String> + Send,
-) -> Result<T, String> {
-    let depth = check_text(text).map_err(|e| e.to_string())?;
-    on_parse_stack(depth, || f(promql_parser::parser::parse(text)?)).map_err(|e| e.to_string())?
+    f: impl FnOnce(Expr) -> Result<T, E> + Send,
+) -> Result<T, E> {
+    let depth = check_text(text).map_err(AstError::Limit)?;
+    let parse_and_read = || match promql_parser::parser::parse(text) {
+        Ok(expr) => f(expr),
+        Err(message) => Err(AstError::Syntax(message).into()),
+    };
+    on_parse_stack(depth, parse_and_read).map_err(AstError::Limit)?
+}
+
+/// Why [`parse_ast`] has no AST to hand over.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AstError {
+    /// The text nests too deep, or the parse thread could not start.
+    Limit(PlanError),
+    /// promql-parser's message, as it words it.
+    Syntax(String),
+}
+
+impl std::fmt::Display for AstError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AstError::Limit(e) => e.fmt(f),
+            AstError::Syntax(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for AstError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AstError::Limit(e) => Some(e),
+            AstError::Syntax(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]

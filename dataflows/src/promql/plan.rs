@@ -23,7 +23,7 @@ use crate::promql::depth;
 use crate::promql::durations::{self, QueryTimes};
 use crate::promql::parse_error;
 use crate::promql::rewrite;
-use crate::selector::{LabelMatcher, MatchKind, Selector};
+use crate::selector::{LabelMatcher, MatchKind, MatcherError, Selector};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self as ast, Expr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,6 +43,8 @@ pub enum PlanError {
         /// What is wrong.
         message: String,
     },
+    /// A label matcher of a selector is refused (a regex that does not compile).
+    Matcher(MatcherError),
     /// It parses but uses something not implemented yet.
     NotSupported(String),
     /// It parses but Prometheus rejects it when the query is created (e.g. `smoothed`
@@ -57,9 +59,25 @@ impl std::fmt::Display for PlanError {
             PlanError::ParseAt { line, col, message } => {
                 write!(f, "{line}:{col}: parse error: {message}")
             }
+            PlanError::Matcher(e) => write!(f, "parse error: {e}"),
             PlanError::NotSupported(m) => write!(f, "not supported: {m}"),
             PlanError::Invalid(m) => f.write_str(m),
         }
+    }
+}
+
+impl std::error::Error for PlanError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PlanError::Matcher(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<MatcherError> for PlanError {
+    fn from(e: MatcherError) -> PlanError {
+        PlanError::Matcher(e)
     }
 }
 
@@ -473,7 +491,7 @@ fn lower_selector(vs: &ast::VectorSelector) -> Result<VectorSel, PlanError> {
     let mut modifier = None;
     let has_name = vs.matchers.matchers.iter().any(|m| m.name == "__name__");
     if let (Some(name), false) = (&vs.name, has_name) {
-        matchers.push(LabelMatcher::new("__name__", "=", name).map_err(PlanError::Parse)?);
+        matchers.push(LabelMatcher::new("__name__", "=", name)?);
     }
     for m in &vs.matchers.matchers {
         if m.name == rewrite::MARKER {
@@ -490,7 +508,7 @@ fn lower_selector(vs: &ast::VectorSelector) -> Result<VectorSel, PlanError> {
             MatchOp::Re(_) => "=~",
             MatchOp::NotRe(_) => "!~",
         };
-        matchers.push(LabelMatcher::new(&m.name, op, &m.value).map_err(PlanError::Parse)?);
+        matchers.push(LabelMatcher::new(&m.name, op, &m.value)?);
     }
     Ok(VectorSel {
         selector: Selector { matchers },
@@ -606,7 +624,7 @@ fn lower_info(args: &[Box<Expr>]) -> Result<Plan, PlanError> {
     };
     if let Some((op, value)) = implied {
         let m = LabelMatcher::new(crate::labels::METRIC_NAME, op, value);
-        matchers.insert(0, m.map_err(PlanError::Parse)?);
+        matchers.insert(0, m?);
     }
     let (at, offset_ms) = first_read_time(&expr, None, 0).unwrap_or((None, 0));
     let info = VectorSel {

@@ -262,8 +262,8 @@ pub enum RequestError {
         source: std::io::Error,
     },
     /// The `authorization` credentials file cannot be read (`config`'s wording).
-    #[error("{0}")]
-    Credentials(String),
+    #[error(transparent)]
+    Credentials(crate::config::SecretFileError),
     /// An address list of an email does not parse (`field` is `from` or `to`).
     #[error("parse '{field}' addresses: {source}")]
     Addresses {
@@ -489,7 +489,7 @@ pub(crate) async fn authorized(
 ) -> Result<reqwest::RequestBuilder, SendError> {
     crate::http_client::authorize(builder, http)
         .await
-        .map_err(SendError::Retryable)
+        .map_err(|e| SendError::Retryable(e.to_string()))
 }
 
 /// Sends `request` once.

@@ -201,7 +201,7 @@ fn refresh_interval(
         Ok(duration) if duration.is_zero() => default,
         Ok(duration) => duration,
         Err(message) => {
-            problems.push(path.clone(), message);
+            problems.push(path.clone(), message.to_string());
             default
         }
     }

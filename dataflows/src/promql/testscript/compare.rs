@@ -78,7 +78,7 @@ pub fn plan_eval(e: &Eval) -> Result<Plan, Result<(), String>> {
         Ok(p) => Ok(p),
         Err(PlanError::Invalid(m)) => Err(check(e, Err(EvalError::Execution(m)))),
         Err(err @ PlanError::NotSupported(_)) => Err(Err(err.to_string())),
-        Err(err @ (PlanError::Parse(_) | PlanError::ParseAt { .. })) => {
+        Err(err @ (PlanError::Parse(_) | PlanError::ParseAt { .. } | PlanError::Matcher(_))) => {
             Err(Err(format!("parser limitation: {err}")))
         }
     }
