@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::inline::{impl_inline_fields, Inline};
 use super::locate::FieldPath;
+use super::paths::join_dir;
 use super::raw::ScalarText;
 use super::secret::Secret;
 use super::tls::{resolve_tls_config, RawTlsConfig, TlsConfig};
@@ -346,7 +347,7 @@ pub(crate) fn resolve_unchecked_http_client(
         None if bearer.is_some() || bearer_file.is_some() => Some(Authorization {
             kind: DEFAULT_AUTHORIZATION_TYPE.to_string(),
             credentials: bearer.map(|t| Secret::new(t.0.as_str())),
-            credentials_file: bearer_file.map(|file| base_dir.join(&file.0)),
+            credentials_file: bearer_file.map(|file| join_dir(base_dir, &file.0)),
         }),
         None => None,
     };
@@ -410,7 +411,7 @@ fn resolve_oauth2(
     let at = path.key("oauth2");
     let client_id = set_text(&raw.client_id).unwrap_or_default().to_string();
     let client_secret = set_text(&raw.client_secret).map(Secret::new);
-    let client_secret_file = set_text(&raw.client_secret_file).map(|file| base_dir.join(file));
+    let client_secret_file = set_text(&raw.client_secret_file).map(|file| join_dir(base_dir, file));
     let token_url = set_text(&raw.token_url).unwrap_or_default().to_string();
     if client_id.is_empty() {
         problems.push(at.clone(), "oauth2 client_id must be configured");
@@ -457,7 +458,7 @@ fn resolve_basic_auth(
     problems: &mut Problems,
 ) -> BasicAuth {
     let password = set_text(&raw.password).map(Secret::new);
-    let password_file = set_text(&raw.password_file).map(|file| base_dir.join(file));
+    let password_file = set_text(&raw.password_file).map(|file| join_dir(base_dir, file));
     if password.is_some() && password_file.is_some() {
         problems.push(
             path.clone(),
@@ -491,7 +492,7 @@ fn resolve_authorization(
         );
     }
     let credentials = set_text(&raw.credentials).map(Secret::new);
-    let credentials_file = set_text(&raw.credentials_file).map(|file| base_dir.join(file));
+    let credentials_file = set_text(&raw.credentials_file).map(|file| join_dir(base_dir, file));
     if credentials.is_some() && credentials_file.is_some() {
         problems.push(
             path.clone(),

@@ -33,6 +33,7 @@ mod http_client;
 mod inline;
 pub(crate) mod locate;
 mod otlp;
+mod paths;
 mod raw;
 mod relabel;
 mod remote_write;
