@@ -175,26 +175,39 @@ impl Default for HttpClientConfig {
 }
 
 /// `oauth2:` (client credentials grant). At most one of `client_secret` and
-/// `client_secret_file` is set.
+/// `client_secret_file` is set. Printed as prometheus/common 0.39 marshals it: both
+/// secret fields always (`client_secret: null`, `client_secret_file: ""` when
+/// unset), `proxy_url` before `tls_config`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct OAuth2 {
     pub client_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<Secret>,
     /// Resolved against the config file's directory; read at each token fetch.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "serialize_path_or_empty")]
     pub client_secret_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     pub token_url: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoint_params: BTreeMap<String, String>,
-    /// How to speak TLS to the token endpoint.
-    #[serde(skip_serializing_if = "TlsConfig::is_default")]
-    pub tls_config: TlsConfig,
     /// A proxy for the token endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_url: Option<String>,
+    /// How to speak TLS to the token endpoint.
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
+}
+
+/// An optional file name as Go prints a `string` field without `omitempty`: `""`
+/// when unset.
+fn serialize_path_or_empty<S: serde::Serializer>(
+    value: &Option<PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(path) => path.serialize(s),
+        None => s.serialize_str(""),
+    }
 }
 
 impl OAuth2 {

@@ -47,16 +47,16 @@ pub struct Ec2Filter {
     pub values: Vec<String>,
 }
 
-/// `ec2_sd_configs[]`: targets from EC2 DescribeInstances.
+/// `ec2_sd_configs[]`: targets from EC2 DescribeInstances. Fields in Prometheus
+/// 2.42's order; `endpoint`, `region`, `port` and `filters` (`[]` when none) are
+/// always printed, as there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ec2SdConfig {
+    /// API endpoint overriding the region's (e.g. a test server).
+    pub endpoint: String,
     /// AWS region; empty means the SDK's default region chain (environment,
     /// profile, instance metadata), resolved when discovery starts.
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub region: String,
-    /// API endpoint overriding the region's (e.g. a test server).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub endpoint: String,
     /// Static access key id; empty means the default credential chain.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub access_key: String,
@@ -69,13 +69,12 @@ pub struct Ec2SdConfig {
     /// Role assumed through STS before calling EC2.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub role_arn: String,
-    /// Port put in `__address__` next to the private IP (default 80).
-    pub port: u16,
     /// How often instances are listed again (default `1m`).
     #[serde(serialize_with = "serialize_duration")]
     pub refresh_interval: Duration,
+    /// Port put in `__address__` next to the private IP (default 80).
+    pub port: u16,
     /// DescribeInstances filters.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Ec2Filter>,
     /// prometheus/common's HTTP client, inlined as in Prometheus 2.42 (never validated
     /// there: any combination is accepted), also for STS and the credential providers.
