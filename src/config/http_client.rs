@@ -243,8 +243,9 @@ impl BasicAuth {
 /// `authorization:`. At most one of `credentials` and `credentials_file` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Authorization {
-    /// Header scheme (default `Bearer`; `Basic` is rejected in favour of `basic_auth`).
-    #[serde(rename = "type")]
+    /// Header scheme (default `Bearer`; `Basic` is rejected in favour of `basic_auth`;
+    /// empty only in `ec2_sd_configs`, where it is never used).
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
     pub kind: String,
     /// The credentials, written inline.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,6 @@
 //! `ec2_sd_configs`: targets from EC2 DescribeInstances.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -110,7 +111,7 @@ impl SdEntry for Ec2SdConfig {
 
     fn resolve(
         raw: &WithHttpClient<RawEc2SdConfig>,
-        section: &SdSection<'_>,
+        _section: &SdSection<'_>,
         path: &FieldPath,
         problems: &mut Problems,
     ) -> Ec2SdConfig {
@@ -141,7 +142,15 @@ impl SdEntry for Ec2SdConfig {
         let secret_key = Some(text(&raw.secret_key))
             .filter(|s| !s.is_empty())
             .map(Secret::new);
-        let http = resolve_unchecked_http_client(raw.http(), section.base_dir, path, problems);
+        // Prometheus 2.42 neither resolves this client's file names against the config
+        // file's directory (they are opened from the working directory, as written)
+        // nor defaults its `authorization.type` (both happen only in the
+        // `SetDirectory` and `Validate` it never calls here); it prints them so.
+        let mut http = resolve_unchecked_http_client(raw.http(), Path::new(""), path, problems);
+        let written_type = raw.http().authorization.as_ref().map(|a| text(&a.kind));
+        if let (Some(auth), Some(written)) = (http.authorization.as_mut(), written_type) {
+            auth.kind = written;
+        }
         Ec2SdConfig {
             region: text(&raw.region),
             endpoint: text(&raw.endpoint),
