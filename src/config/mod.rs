@@ -29,6 +29,7 @@
 mod discovery;
 mod duration;
 mod error;
+mod go_quoting;
 mod http_client;
 mod inline;
 pub(crate) mod locate;
@@ -140,7 +141,7 @@ impl Config {
     /// (for `/api/v1/status/config`).
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self)
-            .map(|yaml| go_empty_strings(&flow_label_names(&yaml)))
+            .map(|yaml| go_quoting::quote_like_go(&flow_label_names(&yaml)))
             .unwrap_or_else(|error| format!("# cannot serialize config: {error}\n"))
     }
 }
@@ -165,24 +166,6 @@ fn flow_label_names(yaml: &str) -> String {
             lines.next();
         }
         out.push_str(&format!("{line} [{}]\n", items.join(", ")));
-    }
-    out
-}
-
-/// `yaml` with each empty string written `""`, as Go's yaml.v2 writes it (serde's
-/// emitter writes `''`): a line ending in `: ''`, or an item `- ''`. A quoted value
-/// ending in a quote ends in `'''` after a non-space, so it is left alone.
-fn go_empty_strings(yaml: &str) -> String {
-    let mut out = String::with_capacity(yaml.len());
-    for line in yaml.lines() {
-        match line.strip_suffix("''") {
-            Some(head) if head.ends_with(": ") || head.trim_start() == "- " => {
-                out.push_str(head);
-                out.push_str("\"\"");
-            }
-            _ => out.push_str(line),
-        }
-        out.push('\n');
     }
     out
 }
