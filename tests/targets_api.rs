@@ -217,7 +217,9 @@ fn status_config_prints_what_prometheus_prints() {
 /// use, compared with Prometheus 2.42's for the same file: field order, defaults,
 /// secrets, `ec2_sd_configs` (whose client's file names Prometheus keeps as
 /// written), `oauth2` without a `client_secret_file`, and relative file names
-/// joined to the config file's directory and cleaned as Go's `filepath.Join` does.
+/// joined to the config file's directory and cleaned as Go's `filepath.Join` does;
+/// strings YAML 1.1 reads as other types (`"1"`, `"y"`, `"1:20"`) double-quoted;
+/// empty relabel fields left out.
 /// Both config files sit in their own temp dir; the files they name are in a third,
 /// reached as `../<dir>/...`, so both print the same absolute, cleaned paths.
 /// (`metadata_config: {send: false}` is written out: promflow sends no metadata,
@@ -240,7 +242,7 @@ fn status_config_prints_every_section_as_prometheus_does() {
         "global:
   scrape_interval: 15s
   evaluation_interval: 30s
-  external_labels: {{site: a, env: prod}}
+  external_labels: {{site: a, env: prod, blank: '', n: '1'}}
 rule_files: ['../{dir}/rules.yml', './../{dir}/rule*.yml']
 alerting:
   alert_relabel_configs:
@@ -256,7 +258,11 @@ alerting:
     relabel_configs: [{{source_labels: [__address__], target_label: x}}]
 scrape_configs:
 - job_name: plain
-  static_configs: [{{targets: ['127.0.0.1:9']}}]
+  static_configs: [{{targets: ['127.0.0.1:9'], labels: {{port: '9100', flag: 'yes', t: '1:20', d: '2001-12-14'}}}}]
+  relabel_configs:
+  - {{source_labels: [__address__], target_label: 'y', replacement: '', separator: ''}}
+  - {{source_labels: [__address__], target_label: 'on', regex: ''}}
+  - {{source_labels: [a, b], separator: '-', modulus: 4, target_label: h, action: hashmod}}
 - job_name: secured
   scheme: https
   basic_auth: {{username: u, password_file: ../{dir}//pw}}
