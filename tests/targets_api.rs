@@ -213,6 +213,136 @@ fn status_config_prints_what_prometheus_prints() {
     assert_eq!(status(&promflow), status(&prometheus));
 }
 
+/// The whole `/api/v1/status/config` text for a config using every section people
+/// use, compared with Prometheus 2.42's for the same file: field order, defaults,
+/// secrets, `ec2_sd_configs` (whose client's file names Prometheus keeps as
+/// written), `oauth2` without a `client_secret_file`, and relative file names
+/// joined to the config file's directory and cleaned as Go's `filepath.Join` does;
+/// strings YAML 1.1 reads as other types (`"1"`, `"y"`, `"1:20"`) double-quoted;
+/// empty relabel fields left out.
+/// Both config files sit in their own temp dir; the files they name are in a third,
+/// reached as `../<dir>/...`, so both print the same absolute, cleaned paths.
+/// (`metadata_config: {send: false}` is written out: promflow sends no metadata,
+/// and prints `send: false` where Prometheus's default is `true`.)
+#[test]
+fn status_config_prints_every_section_as_prometheus_does() {
+    let pki = common::tls::TestPki::generate();
+    for (name, text) in [
+        ("pw", "secret\n"),
+        ("tok", "token\n"),
+        ("cs", "client secret\n"),
+        ("targets.json", "[]\n"),
+        ("rules.yml", "groups: []\n"),
+    ] {
+        std::fs::write(pki.path(name), text).unwrap();
+    }
+    let dir = pki.path("ca.crt");
+    let dir = dir.parent().unwrap().file_name().unwrap().to_str().unwrap();
+    let yaml = format!(
+        "global:
+  scrape_interval: 15s
+  evaluation_interval: 30s
+  external_labels: {{site: a, env: prod, blank: '', n: '1'}}
+rule_files: ['../{dir}/rules.yml', './../{dir}/rule*.yml']
+alerting:
+  alert_relabel_configs:
+  - {{source_labels: [severity], regex: none, action: drop}}
+  alertmanagers:
+  - path_prefix: /am
+    timeout: 5s
+    basic_auth: {{username: am, password_file: ./../{dir}/pw}}
+    static_configs: [{{targets: ['127.0.0.1:1']}}]
+  - authorization: {{credentials: c}}
+    api_version: v2
+    static_configs: [{{targets: ['127.0.0.1:2']}}]
+    relabel_configs: [{{source_labels: [__address__], target_label: x}}]
+scrape_configs:
+- job_name: plain
+  static_configs: [{{targets: ['127.0.0.1:9'], labels: {{port: '9100', flag: 'yes', t: '1:20', d: '2001-12-14'}}}}]
+  relabel_configs:
+  - {{source_labels: [__address__], target_label: 'y', replacement: '', separator: ''}}
+  - {{source_labels: [__address__], target_label: 'on', regex: ''}}
+  - {{source_labels: [a, b], separator: '-', modulus: 4, target_label: h, action: hashmod}}
+- job_name: secured
+  scheme: https
+  basic_auth: {{username: u, password_file: ../{dir}//pw}}
+  tls_config: {{ca_file: ../{dir}/ca.crt, cert_file: ../{dir}/./client.crt, key_file: ../{dir}/x/../client.key, server_name: foo}}
+  proxy_url: http://127.0.0.1:3128
+  follow_redirects: false
+  relabel_configs: [{{source_labels: [__address__], target_label: host}}]
+  metric_relabel_configs: [{{regex: 'go_.*', action: drop, source_labels: [__name__]}}]
+  static_configs: [{{targets: ['127.0.0.1:9'], labels: {{team: x}}}}]
+- job_name: authz
+  authorization: {{type: Bearer, credentials_file: ../{dir}/tok}}
+  file_sd_configs: [{{files: ['../{dir}/targets.json', '/nonexistent/*.json'], refresh_interval: 1m}}]
+- job_name: bearer
+  bearer_token: b
+  static_configs: [{{targets: ['127.0.0.1:9']}}]
+- job_name: oauth
+  oauth2: {{client_id: id, client_secret: s, token_url: 'http://127.0.0.1:1/t', scopes: [a, b], endpoint_params: {{k: v}}}}
+  dns_sd_configs: [{{names: [tasks.web.invalid], type: A, port: 9100}}]
+- job_name: oauth_file
+  oauth2:
+    client_id: id
+    client_secret_file: ../{dir}/cs
+    token_url: 'http://127.0.0.1:1/t'
+    tls_config: {{insecure_skip_verify: true, ca_file: ../{dir}/ca.crt}}
+    proxy_url: http://127.0.0.1:3128
+  dns_sd_configs: [{{names: [_x._tcp.example.invalid], refresh_interval: 10s}}]
+- job_name: ec2
+  honor_labels: true
+  scrape_timeout: 5s
+  metrics_path: /federate
+  params: {{'match[]': ['{{job=\"x\"}}']}}
+  ec2_sd_configs:
+  - region: eu-west-1
+    endpoint: http://127.0.0.1:1
+    access_key: AK
+    secret_key: SK
+    port: 9100
+    refresh_interval: 2m
+    filters: [{{name: 'tag:Env', values: [prod]}}]
+  - region: us-east-1
+    endpoint: http://127.0.0.1:1
+    profile: p
+    role_arn: arn:aws:iam::1:role/r
+    authorization: {{credentials_file: ./tok}}
+    oauth2: {{client_id: i, client_secret: s, token_url: 'http://127.0.0.1:1/t'}}
+    proxy_url: http://127.0.0.1:3128
+    follow_redirects: false
+remote_write:
+- url: http://127.0.0.1:1/write
+  queue_config: {{capacity: 100, max_shards: 2}}
+  metadata_config: {{send: false}}
+  write_relabel_configs: [{{source_labels: [__name__], regex: 'x.*', action: keep}}]
+- url: http://127.0.0.1:1/write2
+  name: named
+  remote_timeout: 10s
+  headers: {{X-A: b}}
+  basic_auth: {{username: u, password: p}}
+  metadata_config: {{send: false}}
+- url: http://127.0.0.1:1/write3
+  authorization: {{credentials_file: ../{dir}/tok}}
+  tls_config: {{cert_file: ../{dir}/client.crt, key_file: ../{dir}/client.key}}
+  metadata_config: {{send: false}}
+"
+    );
+    let status = |server: &Peer| {
+        let json: Value = serde_json::from_str(&server.get_ok("/api/v1/status/config")).unwrap();
+        json["data"]["yaml"].as_str().unwrap().to_string()
+    };
+    let promflow = Promflow::start(&yaml);
+    let prometheus = Prometheus::start(&yaml);
+    let (ours, theirs) = (status(&promflow), status(&prometheus));
+    // The cleaned paths are what the comparison is about: check they are there.
+    let pw = pki.path("pw").display().to_string();
+    assert!(
+        theirs.contains(&format!("password_file: {pw}\n")),
+        "{theirs}"
+    );
+    assert_eq!(ours, theirs);
+}
+
 /// `/api/v1/targets/relabel_steps` (Prometheus 3.x's endpoint for its UI; 2.42, the
 /// oracle here, has none): what each of a pool's relabel steps leaves of a discovered
 /// label set, the step that drops it and every step after it saying `keep: false`.

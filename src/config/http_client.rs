@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::inline::{impl_inline_fields, Inline};
 use super::locate::FieldPath;
+use super::paths::join_dir;
 use super::raw::ScalarText;
 use super::secret::Secret;
 use super::tls::{resolve_tls_config, RawTlsConfig, TlsConfig};
@@ -174,26 +175,39 @@ impl Default for HttpClientConfig {
 }
 
 /// `oauth2:` (client credentials grant). At most one of `client_secret` and
-/// `client_secret_file` is set.
+/// `client_secret_file` is set. Printed as prometheus/common 0.39 marshals it: both
+/// secret fields always (`client_secret: null`, `client_secret_file: ""` when
+/// unset), `proxy_url` before `tls_config`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct OAuth2 {
     pub client_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<Secret>,
     /// Resolved against the config file's directory; read at each token fetch.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "serialize_path_or_empty")]
     pub client_secret_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,
     pub token_url: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub endpoint_params: BTreeMap<String, String>,
-    /// How to speak TLS to the token endpoint.
-    #[serde(skip_serializing_if = "TlsConfig::is_default")]
-    pub tls_config: TlsConfig,
     /// A proxy for the token endpoint.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_url: Option<String>,
+    /// How to speak TLS to the token endpoint.
+    #[serde(skip_serializing_if = "TlsConfig::is_default")]
+    pub tls_config: TlsConfig,
+}
+
+/// An optional file name as Go prints a `string` field without `omitempty`: `""`
+/// when unset.
+fn serialize_path_or_empty<S: serde::Serializer>(
+    value: &Option<PathBuf>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(path) => path.serialize(s),
+        None => s.serialize_str(""),
+    }
 }
 
 impl OAuth2 {
@@ -229,8 +243,9 @@ impl BasicAuth {
 /// `authorization:`. At most one of `credentials` and `credentials_file` is set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Authorization {
-    /// Header scheme (default `Bearer`; `Basic` is rejected in favour of `basic_auth`).
-    #[serde(rename = "type")]
+    /// Header scheme (default `Bearer`; `Basic` is rejected in favour of `basic_auth`;
+    /// empty only in `ec2_sd_configs`, where it is never used).
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
     pub kind: String,
     /// The credentials, written inline.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -362,7 +377,7 @@ pub(crate) fn resolve_unchecked_http_client(
         None if bearer.is_some() || bearer_file.is_some() => Some(Authorization {
             kind: DEFAULT_AUTHORIZATION_TYPE.to_string(),
             credentials: bearer.map(|t| Secret::new(t.0.as_str())),
-            credentials_file: bearer_file.map(|file| base_dir.join(&file.0)),
+            credentials_file: bearer_file.map(|file| join_dir(base_dir, &file.0)),
         }),
         None => None,
     };
@@ -426,7 +441,7 @@ fn resolve_oauth2(
     let at = path.key("oauth2");
     let client_id = set_text(&raw.client_id).unwrap_or_default().to_string();
     let client_secret = set_text(&raw.client_secret).map(Secret::new);
-    let client_secret_file = set_text(&raw.client_secret_file).map(|file| base_dir.join(file));
+    let client_secret_file = set_text(&raw.client_secret_file).map(|file| join_dir(base_dir, file));
     let token_url = set_text(&raw.token_url).unwrap_or_default().to_string();
     if client_id.is_empty() {
         problems.push(at.clone(), "oauth2 client_id must be configured");
@@ -473,7 +488,7 @@ fn resolve_basic_auth(
     problems: &mut Problems,
 ) -> BasicAuth {
     let password = set_text(&raw.password).map(Secret::new);
-    let password_file = set_text(&raw.password_file).map(|file| base_dir.join(file));
+    let password_file = set_text(&raw.password_file).map(|file| join_dir(base_dir, file));
     if password.is_some() && password_file.is_some() {
         problems.push(
             path.clone(),
@@ -507,7 +522,7 @@ fn resolve_authorization(
         );
     }
     let credentials = set_text(&raw.credentials).map(Secret::new);
-    let credentials_file = set_text(&raw.credentials_file).map(|file| base_dir.join(file));
+    let credentials_file = set_text(&raw.credentials_file).map(|file| join_dir(base_dir, file));
     if credentials.is_some() && credentials_file.is_some() {
         problems.push(
             path.clone(),

@@ -29,10 +29,12 @@
 mod discovery;
 mod duration;
 mod error;
+mod go_quoting;
 mod http_client;
 mod inline;
 pub(crate) mod locate;
 mod otlp;
+mod paths;
 mod raw;
 mod relabel;
 mod remote_write;
@@ -139,7 +141,7 @@ impl Config {
     /// (for `/api/v1/status/config`).
     pub fn to_yaml(&self) -> String {
         serde_yaml_ng::to_string(self)
-            .map(|yaml| flow_label_names(&yaml))
+            .map(|yaml| go_quoting::quote_like_go(&flow_label_names(&yaml)))
             .unwrap_or_else(|error| format!("# cannot serialize config: {error}\n"))
     }
 }

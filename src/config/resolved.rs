@@ -324,13 +324,16 @@ pub struct RelabelConfig {
     /// Labels whose values are joined with `separator` to form the input.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub source_labels: Vec<String>,
-    /// Separator for joining source label values (default `;`).
+    /// Separator for joining source label values (default `;`). Prometheus 2.42
+    /// leaves an empty one out (`omitempty`), as it does an empty `replacement`.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub separator: String,
     /// `regex_source` compiled fully anchored: `^(?:<regex_source>)$`.
     #[serde(skip)]
     pub regex: regex::Regex,
-    /// The regex as written (default `(.*)`).
-    #[serde(rename = "regex")]
+    /// The regex as written (default `(.*)`); an empty one prints `null`, as
+    /// Prometheus 2.42's `Regexp.MarshalYAML` writes it.
+    #[serde(rename = "regex", serialize_with = "serialize_regex_source")]
     pub regex_source: String,
     /// Modulus for `hashmod` (0 when unused).
     #[serde(skip_serializing_if = "is_zero")]
@@ -341,9 +344,18 @@ pub struct RelabelConfig {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub target_label: String,
     /// Replacement with `$1`/`${name}` references (default `$1`).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub replacement: String,
     /// What this step does (default `replace`).
     pub action: RelabelAction,
+}
+
+fn serialize_regex_source<S: Serializer>(source: &str, s: S) -> Result<S::Ok, S::Error> {
+    if source.is_empty() {
+        s.serialize_none()
+    } else {
+        s.serialize_str(source)
+    }
 }
 
 /// `alerting:`.

@@ -36,14 +36,10 @@ fn component_matcher(component: &str) -> Result<GlobMatcher, PatternError> {
         })
 }
 
-/// The pattern as Prometheus stores it: joined to `base_dir` unless absolute.
+/// The pattern as Prometheus stores it: joined to `base_dir` and cleaned unless
+/// absolute (`config.JoinDir`).
 pub(crate) fn pattern_path(pattern: &str, base_dir: &Path) -> PathBuf {
-    let pattern = Path::new(pattern);
-    if pattern.is_absolute() {
-        pattern.to_path_buf()
-    } else {
-        base_dir.join(pattern)
-    }
+    super::paths::join_dir(base_dir, pattern)
 }
 
 /// Checks a pattern's syntax without touching the file system.

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::locate::FieldPath;
+use super::paths::join_dir;
 use super::raw::ScalarText;
 use super::validate::Problems;
 
@@ -138,7 +139,7 @@ pub(crate) fn resolve_tls_config(
             .map(|v| v.0.clone())
             .filter(|v| !v.is_empty())
     };
-    let file = |value: &Option<ScalarText>| text(value).map(|f| base_dir.join(f));
+    let file = |value: &Option<ScalarText>| text(value).map(|f| join_dir(base_dir, &f));
     let mut version = |value: &Option<ScalarText>, field: &str| {
         let written = text(value)?;
         let parsed = TlsVersion::parse(&written);

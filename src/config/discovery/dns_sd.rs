@@ -51,19 +51,19 @@ impl DnsRecordType {
     }
 }
 
-/// `dns_sd_configs[]`: targets from DNS records.
+/// `dns_sd_configs[]`: targets from DNS records. Fields in Prometheus 2.42's order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsSdConfig {
     /// Names to query.
     pub names: Vec<String>,
+    /// How often the names are resolved again (default `30s`).
+    #[serde(serialize_with = "serialize_duration")]
+    pub refresh_interval: Duration,
     /// Record type (default SRV).
     #[serde(rename = "type")]
     pub record_type: DnsRecordType,
     /// Port of A, AAAA and MX targets (unused for SRV).
     pub port: u16,
-    /// How often the names are resolved again (default `30s`).
-    #[serde(serialize_with = "serialize_duration")]
-    pub refresh_interval: Duration,
 }
 
 impl SdEntry for DnsSdConfig {

@@ -1,5 +1,6 @@
 //! `ec2_sd_configs`: targets from EC2 DescribeInstances.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -47,16 +48,16 @@ pub struct Ec2Filter {
     pub values: Vec<String>,
 }
 
-/// `ec2_sd_configs[]`: targets from EC2 DescribeInstances.
+/// `ec2_sd_configs[]`: targets from EC2 DescribeInstances. Fields in Prometheus
+/// 2.42's order; `endpoint`, `region`, `port` and `filters` (`[]` when none) are
+/// always printed, as there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Ec2SdConfig {
+    /// API endpoint overriding the region's (e.g. a test server).
+    pub endpoint: String,
     /// AWS region; empty means the SDK's default region chain (environment,
     /// profile, instance metadata), resolved when discovery starts.
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub region: String,
-    /// API endpoint overriding the region's (e.g. a test server).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub endpoint: String,
     /// Static access key id; empty means the default credential chain.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub access_key: String,
@@ -69,13 +70,12 @@ pub struct Ec2SdConfig {
     /// Role assumed through STS before calling EC2.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub role_arn: String,
-    /// Port put in `__address__` next to the private IP (default 80).
-    pub port: u16,
     /// How often instances are listed again (default `1m`).
     #[serde(serialize_with = "serialize_duration")]
     pub refresh_interval: Duration,
+    /// Port put in `__address__` next to the private IP (default 80).
+    pub port: u16,
     /// DescribeInstances filters.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Ec2Filter>,
     /// prometheus/common's HTTP client, inlined as in Prometheus 2.42 (never validated
     /// there: any combination is accepted), also for STS and the credential providers.
@@ -111,7 +111,7 @@ impl SdEntry for Ec2SdConfig {
 
     fn resolve(
         raw: &WithHttpClient<RawEc2SdConfig>,
-        section: &SdSection<'_>,
+        _section: &SdSection<'_>,
         path: &FieldPath,
         problems: &mut Problems,
     ) -> Ec2SdConfig {
@@ -142,7 +142,15 @@ impl SdEntry for Ec2SdConfig {
         let secret_key = Some(text(&raw.secret_key))
             .filter(|s| !s.is_empty())
             .map(Secret::new);
-        let http = resolve_unchecked_http_client(raw.http(), section.base_dir, path, problems);
+        // Prometheus 2.42 neither resolves this client's file names against the config
+        // file's directory (they are opened from the working directory, as written)
+        // nor defaults its `authorization.type` (both happen only in the
+        // `SetDirectory` and `Validate` it never calls here); it prints them so.
+        let mut http = resolve_unchecked_http_client(raw.http(), Path::new(""), path, problems);
+        let written_type = raw.http().authorization.as_ref().map(|a| text(&a.kind));
+        if let (Some(auth), Some(written)) = (http.authorization.as_mut(), written_type) {
+            auth.kind = written;
+        }
         Ec2SdConfig {
             region: text(&raw.region),
             endpoint: text(&raw.endpoint),

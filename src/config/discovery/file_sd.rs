@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{refresh_interval, SdConfig, SdEntry, SdSection};
 use crate::config::locate::FieldPath;
+use crate::config::paths::join_dir;
 use crate::config::raw::ScalarText;
 use crate::config::resolved::serialize_duration;
 use crate::config::validate::Problems;
@@ -69,7 +70,7 @@ impl SdEntry for FileSdConfig {
                 );
                 continue;
             }
-            resolved.push(section.base_dir.join(&file.0));
+            resolved.push(join_dir(section.base_dir, &file.0));
         }
         FileSdConfig {
             files: resolved,
