@@ -25,7 +25,8 @@
 //!
 //! Scrapes missed: over the whole load window, per server, from its own `up` series
 //! (`count_over_time(up[W])`: scrapes that happened, vs `targets × W / interval`
-//! expected; `W - sum_over_time(up)` failed) and the longest `scrape_duration_seconds`.
+//! expected; `W - sum_over_time(up)` failed) and the longest `scrape_duration_seconds`;
+//! each target with a failed scrape is listed with its longest scrape duration.
 //!
 //! Run: `cargo bench --bench load` (env `LOAD_TARGETS`, `LOAD_SERIES`, `LOAD_JOBS`,
 //! `LOAD_INTERVAL`, `LOAD_SECONDS` override the workload). All traffic stays on
@@ -121,6 +122,26 @@ fn scalar(server: &Server, expr: &str) -> f64 {
         .as_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Each series of an instant query's result as `(instance, value)`.
+fn by_instance(server: &Server, expr: &str) -> Vec<(String, f64)> {
+    let body = http_get(
+        &server.addr,
+        &format!("/api/v1/query?query={}", encode(expr)),
+    )
+    .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let instance = r["metric"]["instance"].as_str().unwrap_or("").to_string();
+            let value = r["value"][1].as_str().and_then(|s| s.parse().ok());
+            (instance, value.unwrap_or(f64::NAN))
+        })
+        .collect()
 }
 
 fn now_s() -> u64 {
@@ -260,5 +281,24 @@ fn main() {
             done - ok,
             longest
         );
+        // Which targets failed, and whether a scrape ran into the timeout (its
+        // duration is then about `scrape_timeout`).
+        let failed = by_instance(
+            server,
+            &format!("count_over_time(up[{window}s]) - sum_over_time(up[{window}s]) > 0"),
+        );
+        for (instance, count) in failed {
+            let slowest = by_instance(
+                server,
+                &format!(
+                    "max_over_time(scrape_duration_seconds{{instance=\"{instance}\"}}[{window}s])"
+                ),
+            );
+            println!(
+                "  failed     {:<10} {instance}: {count} scrape(s), longest {:.3}s",
+                server.name,
+                slowest.first().map_or(f64::NAN, |s| s.1)
+            );
+        }
     }
 }

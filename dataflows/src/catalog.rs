@@ -9,8 +9,8 @@
 //! ([`SeriesCatalog::missing`]) and the sample skipped there.
 //!
 //! Retirement: an entry leaves at a sweep ([`SeriesCatalog::sweep`], run by each
-//! worker for its shard with the latest-sample table's retirement, at most once a
-//! second) when nothing else holds its labels — no latest-sample entry, no rule
+//! worker for its shard beside the latest-sample table's retirement, at most once per ten
+//! seconds of frontier progress) when nothing else holds its labels — no latest-sample entry, no rule
 //! window, and no producer's cache (a scrape cache slot keeps the `Arc` it announced)
 //! — and it was not announced since the previous sweep. A producer that keeps the
 //! announced `Arc` while it may send the series again can therefore announce once; a
@@ -32,6 +32,7 @@ struct Entry {
 pub struct SeriesCatalog {
     shards: Vec<RwLock<KeyMap<u64, Entry>>>,
     missing: AtomicU64,
+    retired: AtomicU64,
 }
 
 impl SeriesCatalog {
@@ -40,6 +41,7 @@ impl SeriesCatalog {
         SeriesCatalog {
             shards: (0..shards.max(1)).map(|_| RwLock::default()).collect(),
             missing: AtomicU64::new(0),
+            retired: AtomicU64::new(0),
         }
     }
 
@@ -85,10 +87,21 @@ impl SeriesCatalog {
         let Some(shard) = self.shards.get(index) else {
             return;
         };
-        shard.write().retain(|_, entry| {
+        let mut shard = shard.write();
+        let before = shard.len();
+        shard.retain(|_, entry| {
             let announced = entry.announced.swap(false, Ordering::Relaxed);
             announced || Arc::strong_count(&entry.labels) > 1
         });
+        let retired = (before - shard.len()) as u64;
+        self.retired.fetch_add(retired, Ordering::Relaxed);
+    }
+
+    /// Entries dropped by sweeps so far: a cache by series id (the routing's) is
+    /// rebuilt once as many ids have gone as it holds, so it does not keep the ids
+    /// of series that churned away.
+    pub fn retired(&self) -> u64 {
+        self.retired.load(Ordering::Relaxed)
     }
 
     /// The number of series known.

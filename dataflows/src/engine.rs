@@ -30,7 +30,7 @@ use crate::render::maintain::maintain_rules;
 use crate::render::route::route_to_owners;
 use crate::render::rule::{RuleChange, RuleCounters, RuleSpec};
 use crate::render::spread::combine_partials;
-use crate::render::{Evaluation, RenderError, RuleHandle, RuleId, RuleSchedule};
+use crate::render::{Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};
 use crate::sample::{Point, SampleBatch};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -385,6 +385,28 @@ impl Engine {
         self.install(plan, schedule, Evaluation::Incremental, Some(history))
     }
 
+    /// Like [`Engine::register_seeded`], with the evaluations sent to `output`, which
+    /// several rules may share (each [`RuleOutput`] names its rule): one channel to
+    /// wait on for a whole rule group. The channel closes once every rule sending to
+    /// it was removed.
+    pub fn register_seeded_to(
+        &self,
+        plan: Plan,
+        schedule: RuleSchedule,
+        history: &dyn SeriesSource,
+        output: crossbeam_channel::Sender<RuleOutput>,
+    ) -> Result<RuleId, RenderError> {
+        let id = self.install_locked(
+            plan,
+            schedule,
+            Evaluation::Incremental,
+            Some(history),
+            output,
+        )?;
+        self.busy();
+        Ok(id)
+    }
+
     fn install(
         &self,
         plan: Plan,
@@ -392,9 +414,10 @@ impl Engine {
         evaluation: Evaluation,
         history: Option<&dyn SeriesSource>,
     ) -> Result<RuleHandle, RenderError> {
-        let handle = self.install_locked(plan, schedule, evaluation, history)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let id = self.install_locked(plan, schedule, evaluation, history, tx)?;
         self.busy();
-        Ok(handle)
+        Ok(RuleHandle { id, output: rx })
     }
 
     fn install_locked(
@@ -403,11 +426,11 @@ impl Engine {
         schedule: RuleSchedule,
         evaluation: Evaluation,
         history: Option<&dyn SeriesSource>,
-    ) -> Result<RuleHandle, RenderError> {
+        tx: crossbeam_channel::Sender<RuleOutput>,
+    ) -> Result<RuleId, RenderError> {
         // Under the feeder lock: the change reaches every worker's control input before
         // any sample fed after it, at the logical time those samples will have.
         let mut feeder = self.feeder.lock();
-        let (tx, rx) = crossbeam_channel::unbounded();
         let id = RuleId(self.next_rule_id.fetch_add(1, Ordering::Relaxed) + 1);
         let mut spec = RuleSpec::new(
             id,
@@ -426,7 +449,7 @@ impl Engine {
         self.rules.lock().insert(id.0, schedule);
         self.rules_installed.fetch_add(1, Ordering::Relaxed);
         Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(spec)));
-        Ok(RuleHandle { id, output: rx })
+        Ok(id)
     }
 
     /// Sends a rule change to every worker's control input. The workers apply it once
@@ -528,22 +551,10 @@ impl Engine {
 
     /// Progress counters.
     pub fn stats(&self) -> EngineStats {
-        let (watermark, sent, idle) = {
-            let feeder = self.feeder.lock();
-            let idle = self
-                .time_needed_locked(&feeder)
-                .is_none_or(|from| from > feeder.watermark as i64);
-            (feeder.watermark, feeder.sent, idle)
-        };
-        let mut frontier = self.processed();
-        // Nothing due through the recorded watermark and the workers through the last
-        // advance sent: nothing fed since, so everything before it is processed too.
-        if idle && frontier >= sent {
-            frontier = watermark;
-        }
+        let (watermark, frontier) = self.watermark_and_frontier();
         EngineStats {
-            watermark_ms: watermark as i64,
-            frontier_ms: frontier.min(i64::MAX as u64) as i64,
+            watermark_ms: watermark,
+            frontier_ms: frontier,
             samples_fed: self.samples_fed.load(Ordering::Relaxed),
             samples_late: self.samples_late.load(Ordering::Relaxed),
             rule_samples_retained: self
@@ -558,6 +569,31 @@ impl Engine {
             catalog_series: self.catalog.len() as u64,
             samples_unknown_series: self.catalog.missing(),
         }
+    }
+
+    /// The time (ms) before which every sample fed has been processed and every
+    /// evaluation due has been emitted: [`EngineStats::frontier_ms`] alone, for a
+    /// caller asking often (a rule group on arrival, at each wake-up).
+    pub fn frontier_ms(&self) -> i64 {
+        self.watermark_and_frontier().1
+    }
+
+    /// The watermark and the processed frontier (ms).
+    fn watermark_and_frontier(&self) -> (i64, i64) {
+        let (watermark, sent, idle) = {
+            let feeder = self.feeder.lock();
+            let idle = self
+                .time_needed_locked(&feeder)
+                .is_none_or(|from| from > feeder.watermark as i64);
+            (feeder.watermark, feeder.sent, idle)
+        };
+        let mut frontier = self.processed();
+        // Nothing due through the recorded watermark and the workers through the last
+        // advance sent: nothing fed since, so everything before it is processed too.
+        if idle && frontier >= sent {
+            frontier = watermark;
+        }
+        (watermark as i64, frontier.min(i64::MAX as u64) as i64)
     }
 
     /// The frontier every worker has processed (ms).

@@ -208,6 +208,11 @@ impl ShardData {
 /// step would cost more than the memory it frees.
 const RETIRE_EVERY_MS: u64 = 1000;
 
+/// Frontier progress (ms) between two sweeps of the worker's catalog shard: an entry
+/// can only go once its latest-sample entry (which holds its labels) retired, which
+/// takes a lookback delta, so sweeping every second scanned every series for nothing.
+const SWEEP_EVERY_MS: u64 = 10_000;
+
 /// One change to the table, as pushed to subscribers.
 #[derive(Clone, Debug)]
 pub enum LatestChange {
@@ -446,6 +451,7 @@ pub fn maintain_latest<'scope>(
     lookback_ms: i64,
 ) {
     let mut retired_through: u64 = 0;
+    let mut swept_through: u64 = 0;
     samples.sink(
         Exchange::new(|s: &Point| s.series_id),
         "LatestSample",
@@ -470,21 +476,29 @@ pub fn maintain_latest<'scope>(
             if front != u64::MAX && front >= retired_through + RETIRE_EVERY_MS {
                 retired_through = front;
                 let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
-                data.retired_through = front;
-                let front = front as i64;
-                data.retire(|e| {
-                    let expired = e.timestamp_ms + lookback_ms < front;
-                    let stale_passed = is_stale_marker(e.value) && e.timestamp_ms < front;
-                    if expired && !is_stale_marker(e.value) && publishing {
-                        changes.push(LatestChange::Expired {
-                            labels: e.labels.clone(),
-                            timestamp_ms: e.timestamp_ms,
-                        });
-                    }
-                    expired || stale_passed
-                });
+                // Scanned only once something is due (the oldest live entry expires, a
+                // stale marker was passed): every second, a scan of a shard whose
+                // series all report every few seconds found nothing to retire.
+                if front >= data.retirement_due(lookback_ms) {
+                    data.retired_through = front;
+                    let front = front as i64;
+                    data.retire(|e| {
+                        let expired = e.timestamp_ms + lookback_ms < front;
+                        let stale_passed = is_stale_marker(e.value) && e.timestamp_ms < front;
+                        if expired && !is_stale_marker(e.value) && publishing {
+                            changes.push(LatestChange::Expired {
+                                labels: e.labels.clone(),
+                                timestamp_ms: e.timestamp_ms,
+                            });
+                        }
+                        expired || stale_passed
+                    });
+                }
                 drop(data);
-                catalog.sweep(worker_index);
+                if front >= swept_through + SWEEP_EVERY_MS {
+                    swept_through = front;
+                    catalog.sweep(worker_index);
+                }
             }
             table.publish(&changes);
         },

@@ -1077,3 +1077,55 @@ fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
         }
     }
 }
+
+/// Routing remembers where each series goes; a rule registered later must still get
+/// the series routed nowhere before it (here `x`, seen while only a rule on `y` was
+/// registered).
+#[test]
+fn routing_follows_rules_registered_and_removed_after_series_were_seen() {
+    let engine = engine();
+    let every = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms: 1_000,
+    };
+    let on_y = engine
+        .register(parse("count(y)").expect("parses"), every)
+        .expect("registers");
+    let x = labels(&[("__name__", "x"), ("instance", "h0")]);
+    let y = labels(&[("__name__", "y"), ("instance", "h0")]);
+    engine.feed(vec![
+        sample(x.clone(), 500, 1.0),
+        sample(y.clone(), 500, 1.0),
+    ]);
+    engine.advance_watermark(1_001);
+    wait_for_frontier(&engine, 1_001);
+    let on_x = engine
+        .register(parse("count(x)").expect("parses"), every)
+        .expect("registers");
+    engine.feed(vec![
+        sample(x.clone(), 1_500, 2.0),
+        sample(y.clone(), 1_500, 2.0),
+    ]);
+    engine.advance_watermark(2_001);
+    wait_for_frontier(&engine, 2_001);
+    assert!(engine.unregister(on_y.id));
+    engine.feed(vec![sample(x, 2_500, 3.0), sample(y, 2_500, 3.0)]);
+    engine.advance_watermark(3_001);
+    wait_for_frontier(&engine, 3_001);
+    settle(&engine);
+    engine.shutdown();
+    let (y_outs, x_outs) = (drain(&on_y), drain(&on_x));
+    let at = |outs: &[RuleOutput], t: i64| {
+        outs.iter()
+            .find(|o| o.eval_ms == t)
+            .and_then(|o| o.samples())
+            .map(|s| s.iter().map(|e| e.1).sum::<f64>())
+    };
+    assert_eq!(at(&y_outs, 1_000), Some(1.0));
+    assert_eq!(
+        at(&x_outs, 2_000),
+        Some(1.0),
+        "x routed to the rule registered later"
+    );
+    assert_eq!(at(&x_outs, 3_000), Some(1.0));
+}

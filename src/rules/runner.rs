@@ -13,7 +13,7 @@ use crate::storage::Storage;
 use dataflows::promql::eval::SeriesSource;
 use dataflows::{Engine, RuleOutput, RuleSchedule};
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -76,6 +76,14 @@ enum Source {
     },
 }
 
+/// On-arrival mode: the one channel the group's maintained rules send their
+/// evaluations to (one wait per wake-up, not a wait over a channel per rule), and each
+/// rule's index in the group.
+struct Arrivals {
+    output: crossbeam_channel::Receiver<RuleOutput>,
+    index: HashMap<dataflows::RuleId, usize>,
+}
+
 /// Runs one group until stopped: the thread body.
 pub(crate) struct GroupRunner {
     context: Arc<Context>,
@@ -87,6 +95,8 @@ pub(crate) struct GroupRunner {
     sources: Vec<Source>,
     /// For each rule over storage, the earlier rules of the group whose outputs it reads.
     reads_earlier: Vec<Vec<usize>>,
+    /// On-arrival mode: the channel every maintained rule of the group sends to.
+    arrivals: Option<Arrivals>,
     mode: EvaluationMode,
     interval_ms: i64,
     offset_ms: i64,
@@ -107,6 +117,7 @@ impl GroupRunner {
         let offset_ms = group_offset_ms(&s.group, interval_ms);
         let query_offset_ms = s.group.query_offset.as_millis() as i64;
         let mut sources = Vec::with_capacity(s.rules.len());
+        let shared = (mode == EvaluationMode::OnArrival).then(crossbeam_channel::unbounded);
         for rs in &mut s.rules {
             let source = match &context.maintained {
                 Some(m) if !reads_rule_outputs(&rs.rule.plan, outputs, m.lookback_ms) => {
@@ -117,13 +128,21 @@ impl GroupRunner {
                         },
                         EvaluationMode::OnArrival => RuleSchedule::OnArrival,
                     };
-                    match m
-                        .engine
-                        .register_seeded((*rs.rule.plan).clone(), schedule, &*m.history)
-                    {
-                        Ok(handle) => Source::Dataflow {
-                            id: handle.id,
-                            output: handle.output,
+                    let plan = (*rs.rule.plan).clone();
+                    let registered = match &shared {
+                        Some((tx, rx)) => m
+                            .engine
+                            .register_seeded_to(plan, schedule, &*m.history, tx.clone())
+                            .map(|id| (id, rx.clone())),
+                        None => m
+                            .engine
+                            .register_seeded(plan, schedule, &*m.history)
+                            .map(|handle| (handle.id, handle.output)),
+                    };
+                    match registered {
+                        Ok((id, output)) => Source::Dataflow {
+                            id,
+                            output,
                             held: None,
                         },
                         Err(e) => {
@@ -141,6 +160,18 @@ impl GroupRunner {
             rs.maintained = matches!(source, Source::Dataflow { .. });
             sources.push(source);
         }
+        let index: HashMap<_, _> = sources
+            .iter()
+            .enumerate()
+            .filter_map(|(i, source)| match source {
+                Source::Dataflow { id, .. } => Some((*id, i)),
+                Source::Storage => None,
+            })
+            .collect();
+        // No maintained rule: nothing sends, and a wait on the channel would end at once.
+        let arrivals = shared
+            .filter(|_| !index.is_empty())
+            .map(|(_, output)| Arrivals { output, index });
         let lookback_ms = context.maintained.as_ref().map_or(0, |m| m.lookback_ms);
         let reads_earlier = (0..s.rules.len())
             .map(|j| {
@@ -163,6 +194,7 @@ impl GroupRunner {
             stopped,
             sources,
             reads_earlier,
+            arrivals,
             mode,
             interval_ms,
             offset_ms,
@@ -363,59 +395,57 @@ impl GroupRunner {
         // At least a few ms: a deadline waiting for the frontier must not spin. No
         // upper bound: outputs and a stop end the wait.
         let timeout = Duration::from_millis((wake_at - now).max(5) as u64);
-        let mut select = crossbeam_channel::Select::new();
-        let mut indices = Vec::new();
-        for (index, source) in self.sources.iter().enumerate() {
-            if let Source::Dataflow { output, .. } = source {
-                select.recv(output);
-                indices.push(index);
+        match &self.arrivals {
+            None => self.wait_stopped(timeout),
+            Some(arrivals) => {
+                // Woken by an output, a stop, or the timeout; either way the channel is
+                // drained.
+                let mut select = crossbeam_channel::Select::new();
+                select.recv(&arrivals.output);
+                select.recv(&self.stopped);
+                let _ = select.ready_timeout(timeout);
+                if let Err(crossbeam_channel::TryRecvError::Disconnected) = self.stopped.try_recv()
+                {
+                    self.stop.store(true, Ordering::SeqCst);
+                }
             }
         }
-        if indices.is_empty() {
-            self.wait_stopped(timeout);
-        } else {
-            // Woken by any output, a stop, or the timeout; either way every channel is
-            // drained.
-            select.recv(&self.stopped);
-            let _ = select.ready_timeout(timeout);
-            if let Err(crossbeam_channel::TryRecvError::Disconnected) = self.stopped.try_recv() {
-                self.stop.store(true, Ordering::SeqCst);
-            }
-        }
-        drop(select);
         let mut sends = Vec::new();
         {
             let mut state = self.state.lock();
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
-            // Drain every channel (also after a timeout: an output may have come since),
-            // before any timer step, so no output older than a deadline is left behind.
+            // Drain the channel (also after a timeout: an output may have come since),
+            // before any timer step, so no output older than a deadline is left behind;
+            // applied in rule order, each rule's in time order.
             let mut output_at: Vec<Option<i64>> = vec![None; self.sources.len()];
-            {
-                for &index in &indices {
-                    let Source::Dataflow { output, .. } = &self.sources[index] else {
-                        continue;
-                    };
-                    while let Ok(out) = output.try_recv() {
-                        let t = out.eval_ms;
-                        if state.rules[index].evaluated && t < state.rules[index].last_eval_ms {
-                            continue; // behind a timer step already taken
-                        }
-                        sends.extend(state.apply_result(
-                            index,
-                            t,
-                            output_result(out),
-                            &evaluator,
-                            &*self.context.sink,
-                            &options,
-                        ));
-                        if std::mem::take(&mut restore_pending[index]) {
-                            Self::restore(&self.context, &mut state, index, t, &options);
-                        }
-                        output_at[index] = output_at[index].max(Some(t));
+            let mut arrived = Vec::new();
+            if let Some(arrivals) = &self.arrivals {
+                while let Ok(out) = arrivals.output.try_recv() {
+                    if let Some(&index) = arrivals.index.get(&out.rule) {
+                        arrived.push((index, out));
                     }
                 }
+            }
+            arrived.sort_by_key(|(index, _)| *index);
+            for (index, out) in arrived {
+                let t = out.eval_ms;
+                if state.rules[index].evaluated && t < state.rules[index].last_eval_ms {
+                    continue; // behind a timer step already taken
+                }
+                sends.extend(state.apply_result(
+                    index,
+                    t,
+                    output_result(out),
+                    &evaluator,
+                    &*self.context.sink,
+                    &options,
+                ));
+                if std::mem::take(&mut restore_pending[index]) {
+                    Self::restore(&self.context, &mut state, index, t, &options);
+                }
+                output_at[index] = output_at[index].max(Some(t));
             }
             // Rules over storage that read outputs written just now, at their time.
             let reads_earlier = &self.reads_earlier;
@@ -441,7 +471,7 @@ impl GroupRunner {
                 .context
                 .maintained
                 .as_ref()
-                .map_or(i64::MAX, |m| m.engine.stats().frontier_ms);
+                .map_or(i64::MAX, |m| m.engine.frontier_ms());
             for index in 0..state.rules.len() {
                 let rs = &state.rules[index];
                 if !rs.maintained || !rs.evaluated {

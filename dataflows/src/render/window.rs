@@ -170,21 +170,23 @@ impl Window {
         self.series.get(key).map_or(&[], |p| p.1.as_slice())
     }
 
-    /// The samples of series `labels`, created empty if new; its key.
-    fn entry(&mut self, labels: &Arc<Labels>) -> (&mut Points, u64) {
-        let key = match self.order.get(&**labels) {
-            Some(&hash) => LabelsKey {
-                hash,
-                labels: labels.clone(),
-            },
-            None => {
-                let key = LabelsKey::new(labels.clone());
-                self.order.insert(labels.clone(), key.hash);
-                key
-            }
+    /// The samples of series `labels` (whose [`Labels::hash`] is `hash`), created
+    /// empty if new. A known series costs one hash-map lookup (usually the same
+    /// `Arc`, so no label compare); only a new one is placed in label order.
+    fn entry(&mut self, labels: &Arc<Labels>, hash: u64) -> &mut Points {
+        debug_assert_eq!(
+            hash,
+            Labels::hash(labels),
+            "a series id is its labels' hash"
+        );
+        let key = LabelsKey {
+            hash,
+            labels: labels.clone(),
         };
-        let hash = key.hash;
-        (self.series.entry(key).or_default(), hash)
+        if !self.series.contains_key(&key) {
+            self.order.insert(labels.clone(), hash);
+        }
+        self.series.entry(key).or_default()
     }
 
     /// Every series with its key and samples, in label order.
@@ -269,7 +271,8 @@ impl WindowStore {
     /// Adds seed points to the window `key` (idempotent per timestamp).
     pub fn seed(&mut self, key: &str, labels: Arc<Labels>, points: &[(i64, f64)]) {
         if let Some(w) = self.windows.get_mut(key) {
-            let (series, _) = w.entry(&labels);
+            let hash = Labels::hash(&labels);
+            let series = w.entry(&labels, hash);
             for &(ts, v) in points {
                 series.insert(ts, v, 0);
             }
@@ -315,7 +318,8 @@ impl WindowStore {
             if !w.selector.matches(labels) {
                 continue;
             }
-            let (points, hash) = w.entry(labels);
+            let hash = sample.series_id;
+            let points = w.entry(labels, hash);
             points.insert(sample.timestamp_ms, sample.value, sample.start_ms);
             for (rule, reach) in &w.users {
                 matched(*rule, *reach, key, hash);
