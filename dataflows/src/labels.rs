@@ -12,6 +12,14 @@
 //! most of what a series costs: a `Vec<(String, String)>` of five pairs took about
 //! 650 bytes in 11 allocations (glibc rounds each up), this about 100 in one.
 //! Comparison, hashing and serialization are those of the sorted pairs.
+//!
+//! Symbol table: a label name of [`SYMBOLS`] (the names most series carry:
+//! `__name__`, `instance`, `job`, node_exporter's and Kubernetes's common ones) is
+//! stored as one letter (`A` + its index) instead of `len:name`; a string written with
+//! its length always starts with a digit, so a letter there is a symbol. Every name of
+//! the table is always written as its symbol, so one label set has one encoding.
+//! A node_exporter-like series (`__name__`, `cpu`, `device`, `instance`, `job`, `mode`)
+//! takes 72 bytes instead of 110: 80 instead of 128 with malloc's rounding.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
@@ -26,6 +34,46 @@ pub const METRIC_NAME: &str = "__name__";
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Labels(Box<str>);
 
+/// Label names stored as one letter, `A` + the index (see the module docs). Encodings
+/// live in memory only (the WAL, blocks and the wire carry the pairs), so the table
+/// may change freely; at most 26 names (`A`..=`Z`), sorted for the binary search.
+const SYMBOLS: [&str; 26] = [
+    "__name__",
+    "alertname",
+    "code",
+    "container",
+    "cpu",
+    "device",
+    "fstype",
+    "handler",
+    "id",
+    "image",
+    "instance",
+    "interface",
+    "job",
+    "le",
+    "method",
+    "mode",
+    "mountpoint",
+    "name",
+    "namespace",
+    "node",
+    "path",
+    "pod",
+    "quantile",
+    "service",
+    "severity",
+    "status",
+];
+
+/// The symbol letter of label name `name`, if the table has it.
+fn symbol_of(name: &str) -> Option<char> {
+    SYMBOLS
+        .binary_search(&name)
+        .ok()
+        .map(|i| char::from(b'A' + i as u8))
+}
+
 /// The pairs of an encoded label set, in order.
 #[derive(Clone)]
 struct Pairs<'a> {
@@ -33,9 +81,14 @@ struct Pairs<'a> {
 }
 
 impl<'a> Pairs<'a> {
-    /// The next string: its length in decimal digits, `:`, and the string.
+    /// The next string: a symbol letter, or its length in decimal digits, `:`, and the
+    /// string.
     fn next_str(&mut self) -> &'a str {
         let bytes = self.rest.as_bytes();
+        if !bytes[0].is_ascii_digit() {
+            self.rest = &self.rest[1..];
+            return SYMBOLS[usize::from(bytes[0] - b'A')];
+        }
         let mut len = 0usize;
         let mut i = 0;
         while bytes[i] != b':' {
@@ -95,7 +148,13 @@ impl Labels {
         let size: usize = pairs.clone().map(|(n, v)| n.len() + v.len() + 6).sum();
         let mut out = String::with_capacity(size);
         for (name, value) in pairs {
-            let _ = write!(out, "{}:{name}{}:{value}", name.len(), value.len());
+            match symbol_of(name) {
+                Some(symbol) => out.push(symbol),
+                None => {
+                    let _ = write!(out, "{}:{name}", name.len());
+                }
+            }
+            let _ = write!(out, "{}:{value}", value.len());
         }
         Labels(out.into_boxed_str())
     }
@@ -293,6 +352,31 @@ mod tests {
             format!("{:?}", Labels::from_strs(&[("a", "1")])),
             r#"Labels([("a", "1")])"#
         );
+    }
+
+    /// Names of the symbol table and others mix, in order, in one encoding; a value
+    /// equal to a symbol's name stays a value.
+    #[test]
+    fn symbols_and_written_names_decode_alike() {
+        let pairs = [
+            ("__name__", "job"),
+            ("a", "1"),
+            ("instance", "h:1"),
+            ("job", "A"),
+            ("jobs", ""),
+            ("zz", "le"),
+        ];
+        let l = Labels::from_strs(&pairs);
+        let want: Vec<(&str, &str)> = pairs.iter().copied().filter(|p| !p.1.is_empty()).collect();
+        assert_eq!(l.iter().collect::<Vec<_>>(), want);
+        assert_eq!(l.get("job"), Some("A"));
+        assert_eq!(l.metric_name(), "job");
+        assert!(l.0.len() < 40, "{:?}", l.0);
+        assert!(SYMBOLS.windows(2).all(|w| w[0] < w[1]), "sorted");
+        for (i, name) in SYMBOLS.iter().enumerate() {
+            let one = Labels::from_strs(&[(name, "v")]);
+            assert_eq!(one.iter().collect::<Vec<_>>(), vec![(*name, "v")], "{i}");
+        }
     }
 
     #[test]
