@@ -1082,8 +1082,14 @@ fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
 /// the series routed nowhere before it (here `x`, seen while only a rule on `y` was
 /// registered).
 #[test]
-fn routing_follows_rules_registered_and_removed_after_series_were_seen() {
-    let engine = engine();
+fn routing_follows_rules_registered_after_their_series_were_seen() {
+    // One worker: every batch enters where the earlier ones did, so its routing
+    // remembers them.
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        lookback_ms: 300_000,
+    })
+    .expect("engine starts");
     let every = RuleSchedule::Interval {
         start_ms: 0,
         every_ms: 1_000,
