@@ -183,10 +183,13 @@ impl Window {
             hash,
             labels: labels.clone(),
         };
-        if !self.series.contains_key(&key) {
-            self.order.insert(labels.clone(), hash);
+        match self.series.entry(key) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(new) => {
+                self.order.insert(labels.clone(), hash);
+                new.insert(Points::default())
+            }
         }
-        self.series.entry(key).or_default()
     }
 
     /// Every series with its key and samples, in label order.
