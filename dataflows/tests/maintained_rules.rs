@@ -75,8 +75,13 @@ fn store_of(samples: &[Sample]) -> MemStorage {
 }
 
 fn engine() -> Engine {
+    engine_of(3)
+}
+
+/// An engine of `workers` workers with the default lookback delta.
+fn engine_of(workers: usize) -> Engine {
     Engine::start(EngineConfig {
-        workers: 3,
+        workers,
         lookback_ms: 300_000,
     })
     .expect("engine starts")
@@ -404,11 +409,7 @@ fn every_second_from_1s(engine: &Engine, query: &str) -> RuleHandle {
 /// its own series and its part of each group (see `spread_rules_*`).
 #[test]
 fn only_changed_series_and_groups_are_recomputed() {
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        lookback_ms: 300_000,
-    })
-    .expect("engine starts");
+    let engine = engine_of(1);
     let query = "sum by (g) (x)";
     let rule = every_second_from_1s(&engine, query);
     let series: Vec<Arc<Labels>> = (0..100)
@@ -729,11 +730,7 @@ fn rules_reading_one_selector_share_its_window_whatever_their_first_selector() {
         .map(|i| format!("a{i}"))
         .find(|a| worker_of(a) != worker_of("b"))
         .expect("a name on another worker");
-    let engine = Engine::start(EngineConfig {
-        workers: workers as usize,
-        lookback_ms: 300_000,
-    })
-    .expect("engine starts");
+    let engine = engine_of(workers as usize);
     let every = RuleSchedule::Interval {
         start_ms: 0,
         every_ms: 1_000,
@@ -967,11 +964,7 @@ fn spread_run(workers: usize, samples: &[Sample], half: i64) -> Vec<Vec<RuleOutp
         start_ms: 0,
         every_ms,
     };
-    let engine = Engine::start(EngineConfig {
-        workers,
-        lookback_ms: 300_000,
-    })
-    .expect("engine starts");
+    let engine = engine_of(workers);
     let mut rules: Vec<RuleHandle> = SPREAD_QUERIES
         .iter()
         .map(|q| {
@@ -1085,11 +1078,7 @@ fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
 fn routing_follows_rules_registered_after_their_series_were_seen() {
     // One worker: every batch enters where the earlier ones did, so its routing
     // remembers them.
-    let engine = Engine::start(EngineConfig {
-        workers: 1,
-        lookback_ms: 300_000,
-    })
-    .expect("engine starts");
+    let engine = engine_of(1);
     let every = RuleSchedule::Interval {
         start_ms: 0,
         every_ms: 1_000,
