@@ -148,6 +148,92 @@ fn interval_rules_through_the_dataflow_equal_adhoc_queries_at_each_tick() {
     }
 }
 
+/// On arrival, a recording rule writes an output series when its value changes, at
+/// the scrape that changed it, and every output series again at each group tick (a
+/// series that keeps its value is not rewritten at every scrape, and does not go
+/// stale either); a series that leaves the result gets a stale marker at the scrape
+/// it left with. Every written sample equals the ad-hoc query at its time.
+#[test]
+fn on_arrival_recording_rules_write_changes_at_the_scrape_and_every_series_each_tick() {
+    let body = |moving: u32, leaving: bool| {
+        let mut text = format!("g{{k=\"steady\"}} 3\ng{{k=\"moving\"}} {moving}\n");
+        if leaving {
+            text.push_str("g{k=\"leaving\"} 1\n");
+        }
+        text
+    };
+    let exporter = Exporter::start(Reply::text(&body(0, true)));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "groups:\n  - name: a\n    interval: 2s\n    rules:\n      - record: r:g\n        expr: g * 2\n",
+    );
+    let promflow = Promflow::start_with_args(
+        &config(&rules, "1s", &exporter.addr().to_string()),
+        &["--rules.evaluation=on-arrival"],
+    );
+    let first = wait_for(Duration::from_secs(20), || {
+        let r = raw(&promflow, "r:g{k=\"moving\"}", "1m");
+        (!r.is_empty()).then_some(r)
+    });
+    assert!(first.is_some(), "no output: {}", promflow.log());
+    for i in 1..=16u32 {
+        std::thread::sleep(Duration::from_millis(500));
+        exporter.set(Reply::text(&body(i / 2, true)));
+    }
+    exporter.set(Reply::text(&body(8, false)));
+    std::thread::sleep(Duration::from_secs(3));
+
+    let steady = raw(&promflow, "r:g{k=\"steady\"}", "1m");
+    let steady_in = raw(&promflow, "g{k=\"steady\"}", "1m");
+    assert!(steady.len() >= 4, "r:g steady: {steady:?}");
+    for pair in steady.windows(2) {
+        assert!(
+            pair[1].0 - pair[0].0 <= 3_000,
+            "an unchanged series is rewritten at every 2s tick: {steady:?}"
+        );
+    }
+    assert!(
+        steady.len() < steady_in.len(),
+        "an unchanged series is not rewritten at every scrape: {} outputs, {} scrapes",
+        steady.len(),
+        steady_in.len()
+    );
+    let moving_in = raw(&promflow, "g{k=\"moving\"}", "1m");
+    let moving = raw(&promflow, "r:g{k=\"moving\"}", "1m");
+    for pair in moving_in.windows(2) {
+        let (t, v) = pair[1];
+        if v != pair[0].1 {
+            assert!(
+                moving.contains(&(t, v * 2.0)),
+                "the change to {v} at {t} is written at its scrape: {moving:?}"
+            );
+        }
+    }
+    for (selector, samples) in [("steady", &steady), ("moving", &moving)] {
+        for (t, v) in samples.iter() {
+            let expr = format!("g{{k=\"{selector}\"}} * 2");
+            assert_eq!(
+                scalar_at(&promflow, &expr, *t),
+                Some(*v),
+                "r:g {selector} at {t}"
+            );
+        }
+    }
+    // Gone from the scrape: a stale marker, so the output is gone too, not held for
+    // the lookback delta.
+    assert!(query(&promflow, "g{k=\"leaving\"}", None)
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let leaving = query(&promflow, "r:g{k=\"leaving\"}", None);
+    assert!(
+        leaving.as_array().unwrap().is_empty(),
+        "r:g of a series that left: {leaving}; raw {:?}",
+        raw(&promflow, "r:g{k=\"leaving\"}", "1m")
+    );
+}
+
 #[test]
 fn on_arrival_for_and_keep_firing_for_run_on_exact_timers() {
     let exporter = Exporter::start(Reply::text("g 0\n"));

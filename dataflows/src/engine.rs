@@ -30,7 +30,9 @@ use crate::render::maintain::maintain_rules;
 use crate::render::route::route_to_owners;
 use crate::render::rule::{RuleChange, RuleCounters, RuleSpec};
 use crate::render::spread::combine_partials;
-use crate::render::{Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};
+use crate::render::{
+    Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule,
+};
 use crate::sample::{Point, SampleBatch};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -388,18 +390,20 @@ impl Engine {
     /// Like [`Engine::register_seeded`], with the evaluations sent to `output`, which
     /// several rules may share (each [`RuleOutput`] names its rule): one channel to
     /// wait on for a whole rule group. The channel closes once every rule sending to
-    /// it was removed.
+    /// it was removed. `delivery` says whether each output is the whole result.
     pub fn register_seeded_to(
         &self,
         plan: Plan,
         schedule: RuleSchedule,
         history: &dyn SeriesSource,
         output: crossbeam_channel::Sender<RuleOutput>,
+        delivery: Delivery,
     ) -> Result<RuleId, RenderError> {
         let id = self.install_locked(
             plan,
             schedule,
             Evaluation::Incremental,
+            delivery,
             Some(history),
             output,
         )?;
@@ -415,7 +419,7 @@ impl Engine {
         history: Option<&dyn SeriesSource>,
     ) -> Result<RuleHandle, RenderError> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let id = self.install_locked(plan, schedule, evaluation, history, tx)?;
+        let id = self.install_locked(plan, schedule, evaluation, Delivery::Whole, history, tx)?;
         self.busy();
         Ok(RuleHandle { id, output: rx })
     }
@@ -425,6 +429,7 @@ impl Engine {
         plan: Plan,
         schedule: RuleSchedule,
         evaluation: Evaluation,
+        delivery: Delivery,
         history: Option<&dyn SeriesSource>,
         tx: crossbeam_channel::Sender<RuleOutput>,
     ) -> Result<RuleId, RenderError> {
@@ -446,6 +451,7 @@ impl Engine {
             // Nothing to spread over.
             spec.spread = None;
         }
+        spec.delivery = delivery;
         self.rules.lock().insert(id.0, schedule);
         self.rules_installed.fetch_add(1, Ordering::Relaxed);
         Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(spec)));

@@ -11,9 +11,10 @@ use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::compare::float_eq;
 use dataflows::promql::testscript::store::MemStorage;
 use dataflows::{
-    Engine, EngineConfig, Evaluation, Labels, RenderError, RuleHandle, RuleOutput, RuleSchedule,
-    Sample,
+    Delivery, Engine, EngineConfig, Evaluation, Labels, RenderError, RuleHandle, RuleOutput,
+    RuleSchedule, Sample,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -710,6 +711,91 @@ fn incremental_equals_whole_plan_on_random_streams() {
             stats.rule_evaluations_incremental > stats.rule_evaluations_whole_plan / 2,
             "seed {seed}: {stats:?}"
         );
+    }
+}
+
+/// Rules delivering changes ([`Delivery::Changes`]), their outputs applied one after
+/// another (elements gone, then elements set; a whole result replaces everything),
+/// hold at every time exactly what the same rule delivering whole results gives.
+#[test]
+fn changes_add_up_to_the_whole_results_on_random_streams() {
+    let until = 1_800_000;
+    let empty = MemStorage::default();
+    for seed in [3u64, 42] {
+        let samples = random_stream(seed, until);
+        let engine = engine();
+        let mut rules = Vec::new();
+        for query in INCREMENTAL_QUERIES {
+            let plan = parse(query).expect("parses");
+            let whole = engine
+                .register(plan.clone(), RuleSchedule::OnArrival)
+                .expect("registers");
+            let (tx, changes) = crossbeam_channel::unbounded();
+            engine
+                .register_seeded_to(plan, RuleSchedule::OnArrival, &empty, tx, Delivery::Changes)
+                .expect("registers");
+            rules.push((*query, whole, changes));
+        }
+        stream(&engine, &samples, |_| {});
+        engine.advance_watermark(until + 20_000);
+        wait_for_frontier(&engine, until + 20_000);
+        settle(&engine);
+        engine.shutdown();
+        // Elements sent by the rules delivering changes, and by those delivering whole results.
+        let mut sent = (0, 0);
+        for (query, whole, changes) in &rules {
+            let whole = drain(whole);
+            let changes: Vec<RuleOutput> = changes.try_iter().collect();
+            assert!(whole.len() > 50, "{query}: {} evaluations", whole.len());
+            let size = |o: &RuleOutput| match &o.value {
+                Ok(Value::Vector(v)) => v.len() + o.gone.as_ref().map_or(0, Vec::len),
+                _ => 0,
+            };
+            sent.0 += changes.iter().map(size).sum::<usize>();
+            sent.1 += whole.iter().map(size).sum::<usize>();
+            // The result the changes add up to: labels -> value bits, or an error.
+            let mut held: Result<BTreeMap<Labels, u64>, ()> = Ok(BTreeMap::new());
+            let mut next = changes.iter().peekable();
+            for w in &whole {
+                while let Some(c) = next.next_if(|c| c.eval_ms <= w.eval_ms) {
+                    let elements = |value: &Value| match value {
+                        Value::Vector(v) => v
+                            .iter()
+                            .map(|e| ((*e.labels).clone(), e.value.to_bits()))
+                            .collect::<Vec<_>>(),
+                        other => panic!("{query}: not a vector: {other:?}"),
+                    };
+                    held = match (&c.gone, &c.value) {
+                        (None, Ok(value)) => Ok(elements(value).into_iter().collect()),
+                        (None, Err(_)) => Err(()),
+                        (Some(gone), Ok(value)) => {
+                            let mut now = held.clone().expect("changes follow a result");
+                            for labels in gone {
+                                assert!(
+                                    now.remove(labels).is_some(),
+                                    "{query}: {labels:?} was not held"
+                                );
+                            }
+                            now.extend(elements(value));
+                            Ok(now)
+                        }
+                        (Some(_), Err(e)) => panic!("{query}: changes with an error {e:?}"),
+                    };
+                }
+                let expected = match &w.value {
+                    Ok(value) => Ok(match value {
+                        Value::Vector(v) => v
+                            .iter()
+                            .map(|e| ((*e.labels).clone(), e.value.to_bits()))
+                            .collect(),
+                        other => panic!("{query}: not a vector: {other:?}"),
+                    }),
+                    Err(_) => Err(()),
+                };
+                assert_eq!(held, expected, "{query} at {}", w.eval_ms);
+            }
+        }
+        assert!(sent.0 * 3 < sent.1, "seed {seed}: elements sent {sent:?}");
     }
 }
 

@@ -10,7 +10,7 @@ use crate::rules::template::{self, QueryFn, TemplateData};
 use dataflows::promql::plan::{parse, Plan};
 use dataflows::render::extent::{selector_uses, QueryRange};
 use dataflows::{Labels, Sample, STALE_MARKER};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,42 @@ pub struct RuleState {
     /// Whether its results come from the maintained dataflow (else from storage).
     pub maintained: bool,
     pub(crate) previous_series: HashSet<Arc<Labels>>,
-    /// The last result (for on-arrival timer steps).
-    pub(crate) last_result: Vec<(Arc<Labels>, f64)>,
+    /// The last result, by labels (on arrival: what changes apply to, and what timer
+    /// steps and refreshes step with).
+    pub(crate) current: HashMap<Arc<Labels>, Current>,
+    /// Whether adding the rule's name and labels to the elements of `current` keeps
+    /// them distinct (no element has `__name__` or a label the rule sets), so changes
+    /// to a recording rule can be written alone. Known after each whole result.
+    distinct_outputs: bool,
+}
+
+/// An element of a rule's last result.
+#[derive(Clone, Debug)]
+pub(crate) struct Current {
+    value: f64,
+    /// A recording rule's output series for it, once computed.
+    output: Option<Arc<Labels>>,
+}
+
+impl RuleState {
+    /// The last result as a vector (in no particular order).
+    pub(crate) fn current_result(&self) -> Vec<(Arc<Labels>, f64)> {
+        self.current
+            .iter()
+            .map(|(labels, c)| (labels.clone(), c.value))
+            .collect()
+    }
+
+    /// Whether `labels` keeps its distinctness once the rule's name and labels are
+    /// added (see `distinct_outputs`).
+    fn output_stays_distinct(&self, labels: &Labels) -> bool {
+        labels.get(dataflows::labels::METRIC_NAME).is_none()
+            && self
+                .rule
+                .labels
+                .iter()
+                .all(|(k, _)| labels.get(k).is_none())
+    }
 }
 
 /// A group and its rules' state.
@@ -70,7 +104,8 @@ impl GroupState {
                 evaluated: false,
                 maintained: false,
                 previous_series: HashSet::new(),
-                last_result: Vec::new(),
+                current: HashMap::new(),
+                distinct_outputs: false,
             })
             .collect();
         GroupState {
@@ -142,7 +177,17 @@ impl GroupState {
         let rs = &mut self.rules[index];
         let rule_started = Instant::now();
         let result = result.and_then(|r| {
-            rs.last_result = r.clone();
+            rs.current = r
+                .iter()
+                .map(|(labels, value)| {
+                    let current = Current {
+                        value: *value,
+                        output: None,
+                    };
+                    (labels.clone(), current)
+                })
+                .collect();
+            rs.distinct_outputs = r.iter().all(|(labels, _)| rs.output_stays_distinct(labels));
             rule_output(rs, t_eval, r, evaluator, options, limit)
         });
         let series: Vec<(Arc<Labels>, f64)> = match result {
@@ -186,6 +231,110 @@ impl GroupState {
         (!due.is_empty()).then(|| (rs.rule.query.clone(), due))
     }
 
+    /// Steps rule `index` at `t_eval` with the changes since its previous result
+    /// (elements that left it, then elements new or with a new value), as an on-arrival
+    /// rule delivering changes gets them. A recording rule writes just those series
+    /// (a stale marker for each that left); the others, and whatever needs the whole
+    /// result to check (a series limit, outputs that might collide, a previous error),
+    /// step with the whole result as [`GroupState::apply_result`] does.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_changes(
+        &mut self,
+        index: usize,
+        t_eval: i64,
+        set: Vec<(Arc<Labels>, f64)>,
+        gone: Vec<Arc<Labels>>,
+        evaluator: &Arc<dyn RuleEvaluator>,
+        sink: &dyn SampleSink,
+        options: &ManagerOptions,
+    ) -> Option<(String, Vec<Alert>)> {
+        let limit = self.group.limit;
+        let rs = &mut self.rules[index];
+        let started = Instant::now();
+        let left: Vec<(Arc<Labels>, Current)> = gone
+            .into_iter()
+            .filter_map(|labels| rs.current.remove_entry(&labels))
+            .collect();
+        let alone = rs.rule.kind == RuleKind::Recording
+            && rs.evaluated
+            && rs.last_error.is_empty()
+            && rs.distinct_outputs
+            && (limit == 0 || rs.current.len() + set.len() <= limit)
+            && set
+                .iter()
+                .all(|(labels, _)| rs.output_stays_distinct(labels));
+        if !alone {
+            for (labels, value) in set {
+                let output = None;
+                rs.current.insert(labels, Current { value, output });
+            }
+            let whole = rs.current_result();
+            return self.apply_result(index, t_eval, Ok(whole), evaluator, sink, options);
+        }
+        let mut batch = Vec::with_capacity(set.len() + left.len());
+        for (labels, current) in left {
+            let output = current
+                .output
+                .unwrap_or_else(|| record_labels(&rs.rule, &labels));
+            rs.previous_series.remove(&output);
+            batch.push(Sample {
+                series_id: output.hash(),
+                labels: output,
+                timestamp_ms: t_eval,
+                value: STALE_MARKER,
+                start_ms: 0,
+            });
+        }
+        for (labels, value) in set {
+            let output = match rs.current.get(&labels).and_then(|c| c.output.clone()) {
+                Some(output) => output,
+                None => record_labels(&rs.rule, &labels),
+            };
+            let current = Current {
+                value,
+                output: Some(output.clone()),
+            };
+            rs.current.insert(labels, current);
+            rs.previous_series.insert(output.clone());
+            batch.push(Sample {
+                series_id: output.hash(),
+                labels: output,
+                timestamp_ms: t_eval,
+                value,
+                start_ms: 0,
+            });
+        }
+        sink.commit(batch);
+        rs.last_eval_ms = t_eval;
+        rs.eval_duration = started.elapsed();
+        None
+    }
+
+    /// Takes in a result (`gone` is `None`) or changes (see
+    /// [`GroupState::apply_changes`]) that came behind a step the rule already took:
+    /// kept in its last result, written and stepped with it at its next step.
+    pub(crate) fn absorb(
+        &mut self,
+        index: usize,
+        set: Vec<(Arc<Labels>, f64)>,
+        gone: Option<Vec<Arc<Labels>>>,
+    ) {
+        let rs = &mut self.rules[index];
+        match gone {
+            None => rs.current.clear(),
+            Some(gone) => {
+                for labels in gone {
+                    rs.current.remove(&labels);
+                }
+            }
+        }
+        for (labels, value) in set {
+            rs.distinct_outputs &= rs.output_stays_distinct(&labels);
+            let output = None;
+            rs.current.insert(labels, Current { value, output });
+        }
+    }
+
     /// The earliest `for`/`keep_firing_for` deadline after `t_ms` of any rule.
     pub fn next_deadline(&self, t_ms: i64) -> Option<i64> {
         self.rules
@@ -193,6 +342,18 @@ impl GroupState {
             .filter_map(|r| r.alerts.as_ref()?.next_deadline(t_ms))
             .min()
     }
+}
+
+/// A recording rule's output series for an element labelled `labels`: the rule's name
+/// and labels added.
+fn record_labels(rule: &Rule, labels: &Labels) -> Arc<Labels> {
+    let mut pairs: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    pairs.push(("__name__".into(), rule.name.clone()));
+    pairs.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Arc::new(Labels::from_pairs(pairs))
 }
 
 /// One rule's output series at `t` from its result; alerting rules step their state.
@@ -210,13 +371,7 @@ fn rule_output(
             let mut out = Vec::with_capacity(result.len());
             let mut seen = HashSet::new();
             for (labels, value) in result {
-                let mut pairs: Vec<(String, String)> = labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                pairs.push(("__name__".into(), rule.name.clone()));
-                pairs.extend(rule.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                let labels = Arc::new(Labels::from_pairs(pairs));
+                let labels = record_labels(rule, &labels);
                 if !seen.insert(labels.clone()) {
                     return Err(RuleError::DuplicateAfterRuleLabels);
                 }

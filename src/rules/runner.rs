@@ -8,10 +8,12 @@ use crate::rules::file::RuleGroup;
 use crate::rules::group::{output_names, reads_rule_outputs, GroupState};
 use crate::rules::options::{EvaluationMode, ManagerOptions};
 use crate::rules::restore::{self, KeepFiringFile};
-use crate::rules::sinks::{output_result, AlertSink, RuleEvaluator, RuleResult, SampleSink};
+use crate::rules::sinks::{
+    output_result, AlertSink, Arrival, RuleEvaluator, RuleResult, SampleSink,
+};
 use crate::storage::Storage;
 use dataflows::promql::eval::SeriesSource;
-use dataflows::{Engine, RuleOutput, RuleSchedule};
+use dataflows::{Delivery, Engine, RuleOutput, RuleSchedule};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -132,7 +134,13 @@ impl GroupRunner {
                     let registered = match &shared {
                         Some((tx, rx)) => m
                             .engine
-                            .register_seeded_to(plan, schedule, &*m.history, tx.clone())
+                            .register_seeded_to(
+                                plan,
+                                schedule,
+                                &*m.history,
+                                tx.clone(),
+                                Delivery::Changes,
+                            )
                             .map(|id| (id, rx.clone())),
                         None => m
                             .engine
@@ -220,15 +228,17 @@ impl GroupRunner {
                     );
                 }
                 EvaluationMode::OnArrival => {
+                    let mut refresh = None;
                     if crate::ingest::now_ms() >= next_tick {
                         self.tick(next_tick, &mut restore_pending);
+                        refresh = Some(next_tick);
                         next_tick = next_eval_time(
                             crate::ingest::now_ms().max(next_tick),
                             self.interval_ms,
                             self.offset_ms,
                         );
                     }
-                    self.on_arrival_step(next_tick, &mut restore_pending);
+                    self.on_arrival_step(next_tick, refresh, &mut restore_pending);
                 }
             }
         }
@@ -385,8 +395,17 @@ impl GroupRunner {
     /// an alert deadline, and steps the rules concerned. A rule over storage that
     /// reads outputs of earlier rules of the group is stepped right after they wrote
     /// new outputs, at the latest of their times, so an alert on a recording rule
-    /// also changes state on arrival, not at the next tick.
-    fn on_arrival_step(&mut self, until_ms: i64, restore_pending: &mut [bool]) {
+    /// also changes state on arrival, not at the next tick. At a group tick
+    /// (`refresh`, no wait) every maintained rule not stepped since is stepped with
+    /// its last result: the dataflow sends only changes, so this is what writes each
+    /// output series at least once per interval (else an unchanged series would go
+    /// stale) and re-sends firing alerts.
+    fn on_arrival_step(
+        &mut self,
+        until_ms: i64,
+        refresh: Option<i64>,
+        restore_pending: &mut [bool],
+    ) {
         let options = self.context.options.lock().clone();
         let evaluator = self.context.evaluator.clone();
         let deadline = self.state.lock().next_deadline_after_last();
@@ -396,6 +415,7 @@ impl GroupRunner {
         // upper bound: outputs and a stop end the wait.
         let timeout = Duration::from_millis((wake_at - now).max(5) as u64);
         match &self.arrivals {
+            _ if refresh.is_some() => {}
             None => self.wait_stopped(timeout),
             Some(arrivals) => {
                 // Woken by an output, a stop, or the timeout; either way the channel is
@@ -410,6 +430,13 @@ impl GroupRunner {
                 }
             }
         }
+        // Read before the channel is drained: every evaluation before it is in the
+        // channel by then, so a timer step or refresh before it comes after them.
+        let frontier = self
+            .context
+            .maintained
+            .as_ref()
+            .map_or(i64::MAX, |m| m.engine.frontier_ms());
         let mut sends = Vec::new();
         {
             let mut state = self.state.lock();
@@ -431,17 +458,37 @@ impl GroupRunner {
             arrived.sort_by_key(|(index, _)| *index);
             for (index, out) in arrived {
                 let t = out.eval_ms;
-                if state.rules[index].evaluated && t < state.rules[index].last_eval_ms {
-                    continue; // behind a timer step already taken
-                }
-                sends.extend(state.apply_result(
-                    index,
-                    t,
-                    output_result(out),
-                    &evaluator,
-                    &*self.context.sink,
-                    &options,
-                ));
+                let behind = state.rules[index].evaluated && t < state.rules[index].last_eval_ms;
+                let stepped = match Arrival::of(out) {
+                    // Behind a timer step or refresh already taken: kept for the next.
+                    Arrival::Whole(Ok(result)) if behind => {
+                        state.absorb(index, result, None);
+                        continue;
+                    }
+                    Arrival::Changes { set, gone } if behind => {
+                        state.absorb(index, set, Some(gone));
+                        continue;
+                    }
+                    Arrival::Whole(_) if behind => continue,
+                    Arrival::Whole(result) => state.apply_result(
+                        index,
+                        t,
+                        result,
+                        &evaluator,
+                        &*self.context.sink,
+                        &options,
+                    ),
+                    Arrival::Changes { set, gone } => state.apply_changes(
+                        index,
+                        t,
+                        set,
+                        gone,
+                        &evaluator,
+                        &*self.context.sink,
+                        &options,
+                    ),
+                };
+                sends.extend(stepped);
                 if std::mem::take(&mut restore_pending[index]) {
                     Self::restore(&self.context, &mut state, index, t, &options);
                 }
@@ -467,11 +514,6 @@ impl GroupRunner {
             // Timers: step alerting rules whose deadline has passed, once the
             // dataflow has emitted everything before it.
             let now = crate::ingest::now_ms();
-            let frontier = self
-                .context
-                .maintained
-                .as_ref()
-                .map_or(i64::MAX, |m| m.engine.frontier_ms());
             for index in 0..state.rules.len() {
                 let rs = &state.rules[index];
                 if !rs.maintained || !rs.evaluated {
@@ -487,7 +529,7 @@ impl GroupRunner {
                 if d > now || d >= frontier {
                     continue;
                 }
-                let last = rs.last_result.clone();
+                let last = rs.current_result();
                 sends.extend(state.apply_result(
                     index,
                     d,
@@ -496,6 +538,25 @@ impl GroupRunner {
                     &*self.context.sink,
                     &options,
                 ));
+            }
+            if let Some(tick) = refresh {
+                let t_eval = tick - state.group.query_offset.as_millis() as i64;
+                let at = t_eval.min(frontier.saturating_sub(1));
+                for index in 0..state.rules.len() {
+                    let rs = &state.rules[index];
+                    if !rs.maintained || !rs.evaluated || at <= rs.last_eval_ms {
+                        continue;
+                    }
+                    let last = rs.current_result();
+                    sends.extend(state.apply_result(
+                        index,
+                        at,
+                        Ok(last),
+                        &evaluator,
+                        &*self.context.sink,
+                        &options,
+                    ));
+                }
             }
             if !sends.is_empty() {
                 self.persist(&state);

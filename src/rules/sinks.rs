@@ -107,7 +107,33 @@ fn vector_result(value: Value) -> RuleResult {
     }
 }
 
-/// A dataflow evaluation as a rule result.
+/// A dataflow evaluation as a rule result (of a rule delivering whole results).
 pub(crate) fn output_result(output: RuleOutput) -> RuleResult {
     vector_result(output.value?)
+}
+
+/// A dataflow evaluation of a rule delivering changes ([`dataflows::Delivery`]).
+pub(crate) enum Arrival {
+    /// The whole result.
+    Whole(RuleResult),
+    /// Elements new or with a new value, and the labels of elements that left.
+    Changes {
+        set: Vec<(Arc<Labels>, f64)>,
+        gone: Vec<Arc<Labels>>,
+    },
+}
+
+impl Arrival {
+    pub(crate) fn of(output: RuleOutput) -> Arrival {
+        match output.gone {
+            None => Arrival::Whole(output_result(output)),
+            Some(gone) => {
+                let set = match output.value {
+                    Ok(Value::Vector(v)) => v.into_iter().map(|e| (e.labels, e.value)).collect(),
+                    _ => Vec::new(),
+                };
+                Arrival::Changes { set, gone }
+            }
+        }
+    }
 }

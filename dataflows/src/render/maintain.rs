@@ -32,10 +32,10 @@ use crate::catalog::SeriesCatalog;
 use crate::promql::eval::{EvalResult, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
-use crate::render::incremental::{IncrementalRule, Settings};
+use crate::render::incremental::{Delta, IncrementalRule, Settings};
 use crate::render::rule::{
-    first_eval, Destination, Evaluation, Registry, RuleChange, RuleCounters, RuleId, RuleOutput,
-    RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
+    first_eval, Delivery, Destination, Evaluation, Registry, RuleChange, RuleCounters, RuleId,
+    RuleOutput, RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
 use crate::render::spread::{partials, PartialRecord};
@@ -156,8 +156,53 @@ impl RuleState {
                 return result;
             }
         }
+        self.evaluate_whole_plan(store, counters, t)
+    }
+
+    fn evaluate_whole_plan(
+        &mut self,
+        store: &WindowStore,
+        counters: &RuleCounters,
+        t: i64,
+    ) -> EvalResult<Value> {
         counters.whole_plan.fetch_add(1, Ordering::Relaxed);
         self.settings.evaluator(store, t).instant(&self.plan, t)
+    }
+
+    /// The output at `t` as the rule's [`Delivery`] asks; `None` when it delivers
+    /// changes and nothing changed.
+    fn output(
+        &mut self,
+        store: &WindowStore,
+        counters: &RuleCounters,
+        t: i64,
+    ) -> Option<RuleOutput> {
+        let rule = self.spec.id;
+        let output = move |value, gone| RuleOutput {
+            rule,
+            eval_ms: t,
+            value,
+            gone,
+        };
+        let changes = self.spec.delivery == Delivery::Changes;
+        let Some(inc) = self.incremental.as_mut().filter(|_| changes) else {
+            return Some(output(self.evaluate(store, counters, t), None));
+        };
+        let mut recomputed = 0;
+        let delta = inc.evaluate_changes(store, &self.settings, t, &mut recomputed);
+        counters.recomputed.fetch_add(recomputed, Ordering::Relaxed);
+        match delta {
+            Some(Delta::Whole(value)) => {
+                counters.incremental.fetch_add(1, Ordering::Relaxed);
+                Some(output(value, None))
+            }
+            Some(Delta::Changes { set, gone }) => {
+                counters.incremental.fetch_add(1, Ordering::Relaxed);
+                let changed = !set.is_empty() || !gone.is_empty();
+                changed.then(|| output(Ok(Value::Vector(set)), Some(gone)))
+            }
+            None => Some(output(self.evaluate_whole_plan(store, counters, t), None)),
+        }
     }
 
     /// The last timestamp an evaluation at `t` can read (never before `t`).
@@ -426,14 +471,12 @@ impl Host {
                 }
                 for t in due {
                     let Some(owner) = hosted.part_of else {
-                        let value = first.evaluate(&self.owned, &self.counters, t);
+                        let output = first.output(&self.owned, &self.counters, t);
                         first.last = Some(t);
                         first.schedule_wake(t);
-                        let _ = first.spec.output.send(RuleOutput {
-                            rule: *id,
-                            eval_ms: t,
-                            value,
-                        });
+                        if let Some(output) = output {
+                            let _ = first.spec.output.send(output);
+                        }
                         continue;
                     };
                     let mut values = vec![first.evaluate(&self.spread, &self.counters, t)];

@@ -151,7 +151,7 @@ pub mod shape;
 pub mod spread;
 pub mod window;
 
-pub use rule::{Evaluation, RenderError, RuleId, RuleOutput, RuleSchedule};
+pub use rule::{Delivery, Evaluation, RenderError, RuleId, RuleOutput, RuleSchedule};
 
 /// A registered expression: its id and the channel its evaluations arrive on, in
 /// evaluation-time order.

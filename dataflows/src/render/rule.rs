@@ -78,6 +78,21 @@ pub enum Evaluation {
     WholePlan,
 }
 
+/// What each output of a registered expression holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// The whole result at every evaluation time.
+    #[default]
+    Whole,
+    /// The whole result first; then, while the incremental state can vouch for it,
+    /// only what changed since the previous output ([`RuleOutput::gone`]), and nothing
+    /// at all for an evaluation that changed nothing. A whole result again after a
+    /// rebuild, an error, or an evaluation of the whole plan. For a consumer that keeps
+    /// the result itself (an on-arrival rule group): an arrival then costs what it
+    /// changed, not the size of the result.
+    Changes,
+}
+
 /// Work done by the maintained rules, for stats and tests.
 #[derive(Debug, Default)]
 pub struct RuleCounters {
@@ -96,8 +111,14 @@ pub struct RuleOutput {
     pub rule: RuleId,
     /// The evaluation time (ms).
     pub eval_ms: i64,
-    /// The result, exactly what the reference evaluator gives at `eval_ms`.
+    /// The result, exactly what the reference evaluator gives at `eval_ms`; with
+    /// [`Delivery::Changes`] and `gone` set, only the elements that are new or whose
+    /// value changed since the rule's previous output.
     pub value: Result<Value, EvalError>,
+    /// `None`: `value` is the whole result. `Some`: `value` holds the changed elements
+    /// and this the labels of the elements that left the result (only with
+    /// [`Delivery::Changes`]).
+    pub gone: Option<Vec<Arc<Labels>>>,
 }
 
 impl RuleOutput {
@@ -145,6 +166,8 @@ pub struct RuleSpec {
     pub schedule: RuleSchedule,
     /// Incremental or whole-plan.
     pub evaluation: Evaluation,
+    /// Whole results or changes ([`Delivery::Whole`] unless the registration asked).
+    pub delivery: Delivery,
     /// The selectors it reads and how far.
     pub uses: Vec<SelectorUse>,
     /// The watermark when it was registered: the first evaluation time of an
@@ -238,6 +261,7 @@ impl RuleSpec {
             plan,
             schedule,
             evaluation,
+            delivery: Delivery::Whole,
             uses,
             registered_at_ms,
             home,

@@ -263,6 +263,7 @@ pub fn combine_partials<'scope>(
                             rule,
                             eval_ms: t,
                             value: combined(spread.op, parts),
+                            gone: None,
                         });
                     }
                 }

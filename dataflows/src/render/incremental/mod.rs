@@ -43,7 +43,9 @@ use crate::promql::eval::aggregate::{group_labels, reduce};
 use crate::promql::eval::binary::{matched_element, result_labels, scalar_element, signature};
 use crate::promql::eval::functions::{range_element, range_kernel, RangeParams};
 use crate::promql::eval::selector::{latest_in_lookback, range_window, RangeArg};
-use crate::promql::eval::{finish_vector, math, Element, EvalError, EvalResult, Evaluator};
+use crate::promql::eval::{
+    drop_name, finish_vector, math, Element, EvalError, EvalResult, Evaluator,
+};
 use crate::promql::eval::{Selected, SeriesSource, Value};
 use crate::promql::plan::{AggOp, BinOp, Grouping, Matching, Plan};
 use crate::render::shape::{constant, element_wise, per_series_range_function, Shape};
@@ -345,6 +347,116 @@ pub struct IncrementalRule {
     /// Recompute every element at the next evaluation (at start, after an error, after
     /// samples were seeded into a window it reads).
     rebuild: bool,
+    /// [`IncrementalRule::evaluate_changes`]: what the previous result held; `None`
+    /// when the next result must be whole.
+    sent: Option<Sent>,
+}
+
+/// What [`IncrementalRule::evaluate_changes`] gives.
+#[derive(Debug)]
+pub enum Delta {
+    /// The whole result, exactly the reference's.
+    Whole(EvalResult<Value>),
+    /// What changed since the previous result: `gone` are the labels of elements that
+    /// left it, `set` the elements that are new or whose value changed (applied after
+    /// `gone`; a label set is never in both).
+    Changes {
+        /// New or changed elements.
+        set: Vec<Element>,
+        /// Labels of elements that left.
+        gone: Vec<Arc<Labels>>,
+    },
+}
+
+/// One element of the previous result, by the root's key.
+struct SentElement {
+    /// Its labels as the root holds them.
+    labels: Arc<Labels>,
+    /// Whether the name is dropped at the end ([`Element::drop_name`]).
+    drop_name: bool,
+    /// Its labels as sent (name dropped when asked).
+    finished: Arc<Labels>,
+    /// Its value's bits.
+    bits: u64,
+}
+
+/// The previous result of a rule delivering changes.
+#[derive(Default)]
+struct Sent {
+    by_key: KeyMap<SentElement>,
+    /// Elements per label set as sent: two with one label set (possible once names are
+    /// dropped) make the reference answer with an error.
+    counts: HashMap<Arc<Labels>, u32>,
+    /// Label sets held by more than one element.
+    duplicates: usize,
+}
+
+impl Sent {
+    fn count(&mut self, labels: &Arc<Labels>, add: bool) {
+        if add {
+            let c = self.counts.entry(labels.clone()).or_insert(0);
+            *c += 1;
+            if *c == 2 {
+                self.duplicates += 1;
+            }
+        } else if let Some(c) = self.counts.get_mut(labels) {
+            *c -= 1;
+            if *c == 1 {
+                self.duplicates -= 1;
+            } else if *c == 0 {
+                self.counts.remove(labels);
+            }
+        }
+    }
+
+    /// Records `key`'s element now (`None`: it left), adding what changed to `set`
+    /// and `gone`.
+    fn update(
+        &mut self,
+        key: &Key,
+        now: Option<&Element>,
+        set: &mut Vec<Element>,
+        gone: &mut Vec<Arc<Labels>>,
+    ) {
+        let Some(e) = now else {
+            if let Some(old) = self.by_key.remove(key) {
+                self.count(&old.finished, false);
+                gone.push(old.finished);
+            }
+            return;
+        };
+        let bits = e.value.to_bits();
+        let old = self.by_key.get(key);
+        let finished = match old {
+            Some(o) if o.drop_name == e.drop_name && o.labels == e.labels => o.finished.clone(),
+            _ if e.drop_name => drop_name(&e.labels),
+            _ => e.labels.clone(),
+        };
+        match old {
+            Some(o) if o.finished == finished => {
+                if o.bits == bits {
+                    return;
+                }
+            }
+            Some(o) => {
+                let was = o.finished.clone();
+                self.count(&was, false);
+                gone.push(was);
+                self.count(&finished, true);
+            }
+            None => self.count(&finished, true),
+        }
+        set.push(Element::new(finished.clone(), e.value));
+        self.by_key.insert(
+            key.clone(),
+            SentElement {
+                labels: e.labels.clone(),
+                drop_name: e.drop_name,
+                finished,
+                bits,
+            },
+        );
+    }
 }
 
 impl IncrementalRule {
@@ -353,6 +465,7 @@ impl IncrementalRule {
         IncrementalRule {
             root: Node::new(shape),
             rebuild: true,
+            sent: None,
         }
     }
 
@@ -393,24 +506,106 @@ impl IncrementalRule {
         t: i64,
         recomputed: &mut u64,
     ) -> Option<EvalResult<Value>> {
+        self.sent = None;
+        self.update(store, settings, t, recomputed)?;
+        Some(self.whole().1.map(Value::Vector))
+    }
+
+    /// Like [`IncrementalRule::evaluate`], giving only what changed since the previous
+    /// result when it can ([`crate::render::rule::Delivery::Changes`]): the whole
+    /// result the first time, after a rebuild and after any evaluation it could not
+    /// vouch for (`None`, where the caller evaluated the whole plan); an evaluation
+    /// that changed nothing gives empty changes. Costs what changed, where
+    /// [`IncrementalRule::evaluate`] sorts and copies the whole result.
+    pub fn evaluate_changes(
+        &mut self,
+        store: &WindowStore,
+        settings: &Settings,
+        t: i64,
+        recomputed: &mut u64,
+    ) -> Option<Delta> {
+        let Some(updated) = self.update(store, settings, t, recomputed) else {
+            self.sent = None;
+            return None;
+        };
+        let Some(sent) = self.sent.as_mut() else {
+            let (keys, whole) = self.whole();
+            if let Ok(elements) = &whole {
+                let mut sent = Sent::default();
+                for (key, finished) in keys.into_iter().zip(elements) {
+                    let e = self
+                        .root
+                        .out()
+                        .get(&key)
+                        .expect("a key of the root's outputs");
+                    sent.count(&finished.labels, true);
+                    sent.by_key.insert(
+                        key,
+                        SentElement {
+                            labels: e.labels.clone(),
+                            drop_name: e.drop_name,
+                            finished: finished.labels.clone(),
+                            bits: e.value.to_bits(),
+                        },
+                    );
+                }
+                self.sent = Some(sent);
+            }
+            return Some(Delta::Whole(whole.map(Value::Vector)));
+        };
+        let (mut set, mut gone) = (Vec::new(), Vec::new());
+        for key in &updated {
+            sent.update(key, self.root.out().get(key), &mut set, &mut gone);
+        }
+        if sent.duplicates > 0 {
+            // The reference answers with an error: let it.
+            self.sent = None;
+            return None;
+        }
+        if !gone.is_empty() && !set.is_empty() {
+            let now: HashSet<&Arc<Labels>> = set.iter().map(|e| &e.labels).collect();
+            gone.retain(|l| !now.contains(l));
+        }
+        Some(Delta::Changes { set, gone })
+    }
+
+    /// Brings every node up to `t`; the root's changed keys, or `None` when the result
+    /// must come from the whole plan (an error, or two elements with one label set).
+    fn update(
+        &mut self,
+        store: &WindowStore,
+        settings: &Settings,
+        t: i64,
+        recomputed: &mut u64,
+    ) -> Option<Vec<Key>> {
+        let rebuild = self.rebuild;
         let mut ctx = Ctx {
             store,
             settings,
             t,
-            rebuild: self.rebuild,
+            rebuild,
             recomputed: 0,
         };
         let updated = self.root.update(&mut ctx);
         *recomputed += ctx.recomputed;
-        if updated.is_err() {
+        let Ok(updated) = updated else {
             // The reference gives the error; state may be half updated.
             self.rebuild = true;
             return None;
-        }
+        };
         self.rebuild = false;
         if self.root.collisions() > 0 {
             return None;
         }
+        if rebuild {
+            // Everything may have changed: the next result of `evaluate_changes` is whole.
+            self.sent = None;
+        }
+        Some(updated)
+    }
+
+    /// The root's elements ordered by key, and the whole result made of them.
+    fn whole(&self) -> (Vec<Key>, EvalResult<Vec<Element>>) {
         let mut elements: Vec<(&Key, &Element)> = self
             .root
             .out()
@@ -419,10 +614,9 @@ impl IncrementalRule {
             .map(|(k, (e, _))| (k, e))
             .collect();
         elements.sort_by(|a, b| a.0.cmp(b.0));
-        Some(
-            finish_vector(elements.into_iter().map(|(_, e)| e.clone()).collect())
-                .map(Value::Vector),
-        )
+        let keys = elements.iter().map(|(k, _)| (*k).clone()).collect();
+        let whole = finish_vector(elements.into_iter().map(|(_, e)| e.clone()).collect());
+        (keys, whole)
     }
 }
 
