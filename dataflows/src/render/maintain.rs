@@ -435,7 +435,8 @@ impl Host {
         rules.insert(spec.id, Hosted { states, part_of });
     }
 
-    /// Adds a routed sample to the windows reading it (its labels from the catalog).
+    /// Adds a routed sample to the windows reading it (its labels from the catalog, for
+    /// a series the windows do not know yet).
     fn insert(&mut self, ((_, spread), point): (Destination, Point)) {
         let store = if spread {
             &mut self.spread
@@ -443,15 +444,15 @@ impl Host {
             &mut self.owned
         };
         let rules = &mut self.rules;
-        self.catalog.with(point.series_id, |labels| {
-            store.insert(labels, &point, |rule, reach, key, hash| {
-                for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
-                    state.trigger(point.timestamp_ms, reach);
-                    if let Some(inc) = &mut state.incremental {
-                        inc.arrived(key, labels, hash, point.timestamp_ms);
-                    }
+        let catalog = &self.catalog;
+        let labels = || catalog.with(point.series_id, Arc::clone);
+        store.insert(&point, labels, |rule, reach, key, labels, hash| {
+            for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
+                state.trigger(point.timestamp_ms, reach);
+                if let Some(inc) = &mut state.incremental {
+                    inc.arrived(key, labels, hash, point.timestamp_ms);
                 }
-            })
+            }
         });
     }
 

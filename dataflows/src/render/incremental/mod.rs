@@ -226,6 +226,7 @@ impl Node {
                 time_dependent,
                 wake: KeyMap::default(),
                 agenda: BTreeMap::new(),
+                arrivals: Vec::new(),
                 out: Outputs::default(),
             }),
             Shape::Map {
@@ -300,8 +301,7 @@ impl Node {
         match self {
             Node::PerSeries(n) => {
                 if n.key == window {
-                    let at = ts.saturating_sub(n.fwd);
-                    n.schedule(key, at);
+                    n.arrived(key, ts.saturating_sub(n.fwd));
                 }
             }
             Node::Map(n) => n.input.arrived(window, key, ts),

@@ -264,10 +264,34 @@ pub(super) struct PerSeriesNode {
     pub(super) wake: KeyMap<i64>,
     /// `wake`, by time (entries may be stale: `wake` decides).
     pub(super) agenda: BTreeMap<i64, Vec<Key>>,
+    /// `wake` of series whose sample arrived, in arrival order: nearly all are due at
+    /// the next evaluation, so they are put in the agenda only if they are not (the
+    /// agenda's ordered insert per arriving sample and rule was a sixth of the rules'
+    /// CPU on the compare bench's interval rules).
+    pub(super) arrivals: Vec<(i64, Key)>,
     pub(super) out: Outputs,
 }
 
 impl PerSeriesNode {
+    /// A sample of series `key` arrived: it is due at `at`.
+    pub(super) fn arrived(&mut self, key: &Key, at: i64) {
+        match self.wake.get_mut(key) {
+            Some(wake) if at >= *wake => return,
+            Some(wake) => *wake = at,
+            None => {
+                self.wake.insert(key.clone(), at);
+            }
+        }
+        self.arrivals.push((at, key.clone()));
+    }
+
+    /// Moves the arrivals into the agenda.
+    fn file_arrivals(&mut self) {
+        for (at, key) in self.arrivals.drain(..) {
+            self.agenda.entry(at).or_default().push(key);
+        }
+    }
+
     pub(super) fn schedule(&mut self, key: &Key, at: i64) {
         match self.wake.get_mut(key) {
             Some(wake) if at >= *wake => return,
@@ -284,11 +308,23 @@ impl PerSeriesNode {
         let mut due: Vec<Key> = Vec::new();
         if ctx.rebuild {
             self.agenda.clear();
+            self.arrivals.clear();
             self.wake.clear();
             let mut all: BTreeSet<Key> = ctx.store.series(&self.key).map(|(k, _)| k).collect();
             all.extend(self.out.elements.keys().cloned());
             due.extend(all);
         } else {
+            for (at, key) in std::mem::take(&mut self.arrivals) {
+                match self.wake.get_mut(&key) {
+                    _ if at > t => self.agenda.entry(at).or_default().push(key),
+                    Some(wake) if *wake <= t => {
+                        // Taken now: later agenda entries of the key are stale.
+                        *wake = i64::MAX;
+                        due.push(key);
+                    }
+                    _ => {}
+                }
+            }
             while let Some(entry) = self.agenda.first_entry() {
                 if *entry.key() > t {
                     break;
@@ -374,6 +410,7 @@ impl PerSeriesNode {
     /// The earliest time at which a key of this node is due, dropping agenda entries
     /// no key waits for any more.
     pub(super) fn next_wake(&mut self) -> Option<i64> {
+        self.file_arrivals();
         loop {
             let entry = self.agenda.first_entry()?;
             let at = *entry.key();
