@@ -44,13 +44,51 @@ pub struct TargetHealth {
     pub metadata: Arc<Vec<exposition::MetricMetadata>>,
 }
 
-/// Why a scrape failed.
-#[derive(Debug)]
+/// Why a scrape failed. Displays as the target's `lastError`, in Prometheus's words.
+#[derive(Debug, thiserror::Error)]
 enum ScrapeError {
-    Fetch(String),
-    Parse(String),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("parse error: {0}")]
+    Parse(exposition::ParseError),
+    #[error("{1}")]
     Limit(Limit, String),
-    Append(String),
+    #[error("appending to storage: {0}")]
+    Append(crate::storage::AppendError),
+}
+
+/// Why the body could not be had.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    /// A secret file could not be read or an OAuth 2.0 token not had.
+    #[error("Get {url:?}: {source}")]
+    Authorize {
+        url: String,
+        source: crate::http_client::AuthError,
+    },
+    /// The scrape timeout passed first.
+    #[error("Get: context deadline exceeded (scrape timeout {0:?})")]
+    Timeout(Duration),
+    /// The TLS handshake failed; `reason` is Go's wording of it.
+    #[error("Get {url:?}: {reason}")]
+    Tls { url: String, reason: String },
+    /// Any other request failure, shown with its source chain (connection refused, …).
+    #[error("{}", with_sources(.0))]
+    Request(reqwest::Error),
+    #[error("server returned HTTP status {0}")]
+    Status(reqwest::StatusCode),
+}
+
+/// `e` followed by each of its sources, `: `-separated.
+fn with_sources(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 /// Which limit failed a scrape (each has its counter on `/metrics`).
@@ -61,16 +99,6 @@ enum Limit {
     Labels,
     /// The job is over its `target_limit` (counted where targets are resolved).
     Targets,
-}
-
-impl std::fmt::Display for ScrapeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ScrapeError::Fetch(m) | ScrapeError::Limit(_, m) => f.write_str(m),
-            ScrapeError::Parse(m) => write!(f, "parse error: {m}"),
-            ScrapeError::Append(m) => write!(f, "appending to storage: {m}"),
-        }
-    }
 }
 
 /// What the loop needs from the rest of the service.
@@ -214,7 +242,7 @@ async fn scrape_once(
         let parsed = exposition::parse_with(&body, format, &mut builder);
         scraped = builder.scraped;
         post_relabel = builder.out.post_relabel;
-        metadata = Some(parsed.map_err(|e| ScrapeError::Parse(e.to_string()))?);
+        metadata = Some(parsed.map_err(ScrapeError::Parse)?);
         builder.finish()
     });
     let duration = started.elapsed();
@@ -281,7 +309,7 @@ async fn scrape_once(
     drop(in_flight);
     // Storage refused the batch: nothing of this scrape is kept, the target reports it.
     let error = match (error, committed) {
-        (None, Err(e)) => Some(ScrapeError::Append(e.to_string())),
+        (None, Err(e)) => Some(ScrapeError::Append(e)),
         (error, _) => error,
     };
 
@@ -330,16 +358,13 @@ async fn fetch(
         .timeout(spec.timeout);
     let request = crate::http_client::authorize(request, &spec.config.http)
         .await
-        .map_err(|e| ScrapeError::Fetch(format!("Get {:?}: {e}", spec.url)))?;
-    let mut response = request
-        .send()
-        .await
-        .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?;
+        .map_err(|source| FetchError::Authorize {
+            url: spec.url.clone(),
+            source,
+        })?;
+    let mut response = request.send().await.map_err(|e| fetch_error(e, spec))?;
     if !response.status().is_success() {
-        return Err(ScrapeError::Fetch(format!(
-            "server returned HTTP status {}",
-            response.status()
-        )));
+        return Err(FetchError::Status(response.status()).into());
     }
     let content_type = response
         .headers()
@@ -347,11 +372,7 @@ async fn fetch(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| fetch_error(e, spec))? {
         body.extend_from_slice(&chunk);
         // Prometheus reads at most the limit and fails when it got that much.
         if spec.limits.body_size > 0 && body.len() as u64 >= spec.limits.body_size {
@@ -364,25 +385,17 @@ async fn fetch(
     Ok((body, content_type))
 }
 
-fn describe_fetch_error(e: &reqwest::Error, spec: &TargetSpec) -> String {
+fn fetch_error(e: reqwest::Error, spec: &TargetSpec) -> FetchError {
     if e.is_timeout() {
-        format!(
-            "Get: context deadline exceeded (scrape timeout {:?})",
-            spec.timeout
-        )
-    } else if let Some(tls) = crate::http_client::describe_tls_failure(e) {
+        FetchError::Timeout(spec.timeout)
+    } else if let Some(reason) = crate::http_client::describe_tls_failure(&e) {
         // Prometheus's wording: `Get "<url>": x509: certificate signed by unknown authority`.
-        format!("Get {:?}: {tls}", spec.url)
-    } else {
-        // The source chain says what actually failed (connection refused, …).
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
+        FetchError::Tls {
+            url: spec.url.clone(),
+            reason,
         }
-        message
+    } else {
+        FetchError::Request(e)
     }
 }
 
