@@ -442,7 +442,7 @@ impl PrometheusFlags {
         let mut notes = Vec::new();
         for long in REFUSED.iter().filter(|l| given(l)) {
             refused.push(Refused::Flag {
-                long: *long,
+                long,
                 help: help(long),
             });
         }

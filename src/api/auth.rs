@@ -99,7 +99,10 @@ pub enum WebConfigError {
     },
     /// The TLS files named do not load.
     #[error("{file}: tls_server_config: {source}")]
-    TlsBuild { file: String, source: TlsBuildError },
+    TlsBuild {
+        file: String,
+        source: Box<TlsBuildError>,
+    },
     #[error("{file}: basic_auth_users: {user:?}: not a bcrypt hash ({source})")]
     UserHash {
         file: String,
@@ -292,7 +295,10 @@ fn read(path: &Path) -> Result<Loaded, WebConfigError> {
         .as_ref()
         .map(|tls| tls.build())
         .transpose()
-        .map_err(|source| WebConfigError::TlsBuild { file, source })?;
+        .map_err(|source| WebConfigError::TlsBuild {
+            file,
+            source: Box::new(source),
+        })?;
     Ok(Loaded {
         stamps,
         config: Arc::new(config),
