@@ -19,7 +19,9 @@ use crate::labels::Labels;
 use crate::promql::eval::native::{parse_handle, MADE, SOURCE};
 use crate::promql::eval::{Annotations, EvalError, Evaluator, Series, Value};
 use crate::promql::plan::Plan;
-use crate::promql::testscript::compare::{check, check_annotations, check_with, plan_eval};
+use crate::promql::testscript::compare::{
+    check, check_annotations, check_with, plan_eval, Mismatch,
+};
 use crate::promql::testscript::store::MemStorage;
 use crate::promql::testscript::{parse_script, Command, Eval, EvalTime, ScriptError};
 use crate::render::{RuleHandle, RuleSchedule};
@@ -208,10 +210,10 @@ pub fn reference(
     }
 }
 
-fn verdict(result: Result<(), String>) -> Verdict {
+fn verdict(result: Result<(), Mismatch>) -> Verdict {
     match result {
         Ok(()) => Verdict::Pass,
-        Err(reason) => Verdict::Fail(reason),
+        Err(mismatch) => Verdict::Fail(mismatch.to_string()),
     }
 }
 
