@@ -51,8 +51,8 @@ enum ScrapeError {
     Fetch(#[from] FetchError),
     #[error("parse error: {0}")]
     Parse(exposition::ParseError),
-    #[error("{1}")]
-    Limit(Limit, String),
+    #[error("{0}")]
+    Limit(Limit),
     #[error("appending to storage: {0}")]
     Append(crate::storage::AppendError),
 }
@@ -91,14 +91,41 @@ fn with_sources(e: &reqwest::Error) -> String {
     message
 }
 
-/// Which limit failed a scrape (each has its counter on `/metrics`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which limit failed a scrape (each has its counter on `/metrics`), in Prometheus
+/// 2.42's words (`verifyLabelLimits`: names and values cut to 50 characters, the
+/// value quoted, lengths in bytes).
+#[derive(Debug, thiserror::Error)]
 enum Limit {
+    #[error("body size limit exceeded")]
     BodySize,
+    #[error("sample limit exceeded")]
     Samples,
-    Labels,
-    /// The job is over its `target_limit` (counted where targets are resolved).
-    Targets,
+    #[error("label_limit exceeded (metric: {metric}, number of labels: {count}, limit: {limit})")]
+    Labels {
+        metric: String,
+        count: usize,
+        limit: u64,
+    },
+    #[error("label_name_length_limit exceeded (metric: {metric}, label name: {name}, length: {length}, limit: {limit})")]
+    LabelNameLength {
+        metric: String,
+        name: String,
+        length: usize,
+        limit: u64,
+    },
+    // Debug quoting is Go's `%q` for printable text.
+    #[error("label_value_length_limit exceeded (metric: {metric}, label name: {name}, value: {value:?}, length: {length}, limit: {limit})")]
+    LabelValueLength {
+        metric: String,
+        name: String,
+        value: String,
+        length: usize,
+        limit: u64,
+    },
+    /// The job is over its `target_limit` (counted where targets are resolved; the
+    /// text is the one target resolution gave).
+    #[error("{0}")]
+    Targets(String),
 }
 
 /// What the loop needs from the rest of the service.
@@ -226,7 +253,7 @@ async fn scrape_once(
     let started = Instant::now();
     let fetched = match &spec.forced_error {
         // Over the job's `target_limit`: not scraped, the error is reported as a scrape's.
-        Some(forced) => Err(ScrapeError::Limit(Limit::Targets, forced.clone())),
+        Some(forced) => Err(ScrapeError::Limit(Limit::Targets(forced.clone()))),
         None => fetch(spec, ctx).await,
     };
     let mut scraped = 0usize;
@@ -314,13 +341,15 @@ async fn scrape_once(
     };
 
     let parse_error = matches!(error, Some(ScrapeError::Parse(_)));
-    if let Some(ScrapeError::Limit(limit, _)) = &error {
+    if let Some(ScrapeError::Limit(limit)) = &error {
         let limits = &ctx.metrics.limits;
         match limit {
             Limit::BodySize => limits.scrape_body_size.inc(),
             Limit::Samples => limits.scrape_samples.inc(),
-            Limit::Labels => limits.scrape_labels.inc(),
-            Limit::Targets => {}
+            Limit::Labels { .. }
+            | Limit::LabelNameLength { .. }
+            | Limit::LabelValueLength { .. } => limits.scrape_labels.inc(),
+            Limit::Targets(_) => {}
         }
     }
     ctx.metrics
@@ -376,10 +405,7 @@ async fn fetch(
         body.extend_from_slice(&chunk);
         // Prometheus reads at most the limit and fails when it got that much.
         if spec.limits.body_size > 0 && body.len() as u64 >= spec.limits.body_size {
-            return Err(ScrapeError::Limit(
-                Limit::BodySize,
-                "body size limit exceeded".to_string(),
-            ));
+            return Err(ScrapeError::Limit(Limit::BodySize));
         }
     }
     Ok((body, content_type))
@@ -485,10 +511,7 @@ impl<'a> BatchBuilder<'a> {
         }
         let limit = self.spec.limits.samples;
         if limit > 0 && self.out.post_relabel as u64 > limit {
-            return Err(ScrapeError::Limit(
-                Limit::Samples,
-                "sample limit exceeded".to_string(),
-            ));
+            return Err(ScrapeError::Limit(Limit::Samples));
         }
         Ok(self.out)
     }
@@ -593,35 +616,31 @@ fn check_label_limits(spec: &TargetSpec, labels: &Labels) -> Result<(), ScrapeEr
     let limits = &spec.limits;
     // Only when a limit is hit (this runs for every new series).
     let metric = || cut50(labels.metric_name());
-    let fail = |message: String| Err(ScrapeError::Limit(Limit::Labels, message));
+    let fail = |limit: Limit| Err(ScrapeError::Limit(limit));
     if limits.labels > 0 && labels.len() as u64 > limits.labels {
-        return fail(format!(
-            "label_limit exceeded (metric: {}, number of labels: {}, limit: {})",
-            metric(),
-            labels.len(),
-            limits.labels
-        ));
+        return fail(Limit::Labels {
+            metric: metric(),
+            count: labels.len(),
+            limit: limits.labels,
+        });
     }
     for (name, value) in labels.iter() {
         if limits.label_name_length > 0 && name.len() as u64 > limits.label_name_length {
-            return fail(format!(
-                "label_name_length_limit exceeded (metric: {}, label name: {}, length: {}, limit: {})",
-                metric(),
-                cut50(name),
-                name.len(),
-                limits.label_name_length
-            ));
+            return fail(Limit::LabelNameLength {
+                metric: metric(),
+                name: cut50(name),
+                length: name.len(),
+                limit: limits.label_name_length,
+            });
         }
         if limits.label_value_length > 0 && value.len() as u64 > limits.label_value_length {
-            return fail(format!(
-                "label_value_length_limit exceeded (metric: {}, label name: {}, value: {:?}, length: {}, limit: {})",
-                metric(),
-                cut50(name),
-                // Debug quoting is Go's `%q` for printable text.
-                cut50(value),
-                value.len(),
-                limits.label_value_length
-            ));
+            return fail(Limit::LabelValueLength {
+                metric: metric(),
+                name: cut50(name),
+                value: cut50(value),
+                length: value.len(),
+                limit: limits.label_value_length,
+            });
         }
     }
     Ok(())
