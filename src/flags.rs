@@ -384,6 +384,35 @@ pub struct Review {
     pub unknown_features: Vec<String>,
 }
 
+/// The server does not start: flags or features given that promflow cannot honour.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing to start, promflow cannot do what these flags ask:\n  {}",
+    refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+)]
+pub struct RefusedFlags {
+    /// In the order they are checked: flags, then features.
+    pub refused: Vec<Refused>,
+}
+
+/// One refused flag or feature.
+#[derive(Debug)]
+pub enum Refused {
+    /// A flag (its long name) and its help text, which says why.
+    Flag { long: &'static str, help: String },
+    /// An `--enable-feature` value and why.
+    Feature { name: String, why: &'static str },
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Flag { long, help } => write!(f, "--{long}: {help}"),
+            Refused::Feature { name, why } => write!(f, "--enable-feature={name}: {why}"),
+        }
+    }
+}
+
 impl PrometheusFlags {
     /// Checks the flags given on the command line (`matches`) for the server: the
     /// refused ones are an error naming each; no-ops become notes.
@@ -391,7 +420,7 @@ impl PrometheusFlags {
         &self,
         command: &clap::Command,
         matches: &clap::ArgMatches,
-    ) -> Result<Review, String> {
+    ) -> Result<Review, RefusedFlags> {
         let given = |long: &str| -> bool {
             command
                 .get_arguments()
@@ -412,7 +441,10 @@ impl PrometheusFlags {
         let mut refused = Vec::new();
         let mut notes = Vec::new();
         for long in REFUSED.iter().filter(|l| given(l)) {
-            refused.push(format!("--{long}: {}", help(long)));
+            refused.push(Refused::Flag {
+                long,
+                help: help(long),
+            });
         }
         for long in NO_OPS.iter().filter(|l| given(l)) {
             notes.push(format!(
@@ -445,15 +477,15 @@ impl PrometheusFlags {
                 Feature::NoOp(why) => notes.push(format!(
                     "--enable-feature={name} is accepted and ignored: {why}"
                 )),
-                Feature::Refused(why) => refused.push(format!("--enable-feature={name}: {why}")),
+                Feature::Refused(why) => refused.push(Refused::Feature {
+                    name: name.to_string(),
+                    why,
+                }),
                 Feature::Unknown => review.unknown_features.push(name.to_string()),
             }
         }
         if !refused.is_empty() {
-            return Err(format!(
-                "refusing to start, promflow cannot do what these flags ask:\n  {}",
-                refused.join("\n  ")
-            ));
+            return Err(RefusedFlags { refused });
         }
         review.notes = notes;
         Ok(review)
@@ -606,7 +638,8 @@ mod tests {
             .flags
             .review(&Cli::command(), &m)
             .err()
-            .expect("refused");
+            .expect("refused")
+            .to_string();
         assert!(err.contains("--storage.agent.path"), "{err}");
         assert!(err.contains("--enable-feature=agent"), "{err}");
         let (cli, m) = parse(&[

@@ -806,6 +806,28 @@ impl aws_smithy_runtime_api::client::http::HttpConnector for AwsConnector {
     }
 }
 
+/// Why [`send_aws_request`] refused a request before or after sending it (the SDK's
+/// "user error"). Each kind shows the text of what it wraps, and no source: the SDK
+/// error chain (`error_chain`) reads as it did when these were strings.
+#[derive(Debug, thiserror::Error)]
+enum AwsRequestError {
+    #[error("{0}")]
+    Method(<reqwest::Method as std::str::FromStr>::Err),
+    #[error("streaming request bodies are not supported")]
+    StreamingBody,
+    /// The request does not build; shown with its source chain.
+    #[error("{}", error_chain(.0))]
+    Build(reqwest::Error),
+    #[error("{0}")]
+    OAuth2Setup(TlsSetupError),
+    #[error("{0}")]
+    Token(TokenError),
+    #[error("{0}")]
+    AuthorizationHeader(reqwest::header::InvalidHeaderValue),
+    #[error("{0}")]
+    Status(aws_smithy_runtime_api::http::HttpError),
+}
+
 async fn send_aws_request(
     client: &reqwest::Client,
     oauth2: Option<&OAuth2>,
@@ -816,28 +838,31 @@ async fn send_aws_request(
 > {
     use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_runtime_api::http::StatusCode;
-    let user_error = |message: String| ConnectorError::user(message.into());
+    let user_error = |e: AwsRequestError| ConnectorError::user(e.into());
     let method = reqwest::Method::from_bytes(request.method().as_bytes())
-        .map_err(|e| user_error(e.to_string()))?;
+        .map_err(|e| user_error(AwsRequestError::Method(e)))?;
     // EC2, STS and SNS send query-protocol forms: the body is always in memory.
     let body = request
         .body()
         .bytes()
-        .ok_or_else(|| user_error("streaming request bodies are not supported".into()))?
+        .ok_or_else(|| user_error(AwsRequestError::StreamingBody))?
         .to_vec();
     let mut builder = client.request(method, request.uri()).body(body);
     for (name, value) in request.headers() {
         builder = builder.header(name, value);
     }
-    let mut outgoing = builder.build().map_err(|e| user_error(error_chain(&e)))?;
+    let mut outgoing = builder
+        .build()
+        .map_err(|e| user_error(AwsRequestError::Build(e)))?;
     if let Some(oauth2) = oauth2 {
-        let tokens = OAuth2Tokens::shared(oauth2).map_err(|e| user_error(e.to_string()))?;
+        let tokens = OAuth2Tokens::shared(oauth2)
+            .map_err(|e| user_error(AwsRequestError::OAuth2Setup(e)))?;
         let header = tokens
             .header()
             .await
-            .map_err(|e| user_error(e.to_string()))?;
+            .map_err(|e| user_error(AwsRequestError::Token(e)))?;
         let value = reqwest::header::HeaderValue::from_str(&header)
-            .map_err(|e| user_error(e.to_string()))?;
+            .map_err(|e| user_error(AwsRequestError::AuthorizationHeader(e)))?;
         outgoing
             .headers_mut()
             .insert(reqwest::header::AUTHORIZATION, value);
@@ -852,8 +877,8 @@ async fn send_aws_request(
         }
     };
     let response = client.execute(outgoing).await.map_err(connector_error)?;
-    let status =
-        StatusCode::try_from(response.status().as_u16()).map_err(|e| user_error(e.to_string()))?;
+    let status = StatusCode::try_from(response.status().as_u16())
+        .map_err(|e| user_error(AwsRequestError::Status(e)))?;
     let headers = response.headers().clone();
     let bytes = response.bytes().await.map_err(connector_error)?;
     let mut answer = aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(

@@ -431,8 +431,9 @@ fn test_promql(files: &[PathBuf], verbose: bool) -> ExitCode {
             .unwrap_or_default();
         let report = match std::fs::read_to_string(file)
             .map_err(|e| e.to_string())
-            .and_then(|text| run_script(&text, &native_histogram_lines(&index, &name)))
-        {
+            .and_then(|text| {
+                run_script(&text, &native_histogram_lines(&index, &name)).map_err(|e| e.to_string())
+            }) {
             Ok(report) => report,
             Err(e) => {
                 println!("{}: {e}", file.display());

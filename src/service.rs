@@ -223,9 +223,9 @@ pub enum StartError {
     /// The config file (or the rule files, or an Alertmanager config) is refused.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// `--web.config.file` is refused (its text).
-    #[error("{0}")]
-    WebConfig(String),
+    /// `--web.config.file` is refused.
+    #[error(transparent)]
+    WebConfig(#[from] crate::api::auth::WebConfigError),
     /// The storage directory cannot be created.
     #[error("creating storage directory {}: {source}", path.display())]
     StorageDirectory {

@@ -45,7 +45,7 @@ pub mod template;
 use crate::alertmanager::alert::{now_nanos, Alert, Nanos};
 use crate::alertmanager::config::NotifyConfig;
 use crate::alertmanager::dispatcher::{Dispatcher, Flush};
-use crate::alertmanager::receivers::{send, SendError, INTEGRATIONS};
+use crate::alertmanager::receivers::{send, Failure, SendError, INTEGRATIONS};
 use crate::alertmanager::silence::Silences;
 use crate::config::HttpClientConfig;
 use crate::exposition::{write_header, write_sample, write_single};
@@ -332,11 +332,11 @@ impl BuiltinNotifier {
                             self.send_with_retries(&client, &http, kind, &request, flush.timeout)
                                 .await
                         }
-                        Err(e) => Err(SendError::Permanent(e.to_string())),
+                        Err(e) => Err(SendError::Permanent(Failure::Client(e))),
                     },
                     Err(e) => Err(e.into()),
                 },
-                None => Err(SendError::Permanent("notifier is not configured".into())),
+                None => Err(SendError::Permanent(Failure::NotConfigured)),
             };
             match result {
                 Ok(()) => true,
@@ -373,7 +373,7 @@ impl BuiltinNotifier {
                 Err(SendError::Retryable(e)) => {
                     self.metrics.inc("notification_requests_failed_total", kind);
                     if Instant::now() + delay >= deadline {
-                        return Err(SendError::Retryable(format!("{e} (gave up retrying)")));
+                        return Err(SendError::Retryable(Failure::GaveUp(Box::new(e))));
                     }
                     tracing::warn!(integration = kind, error = %e, retry_in = ?delay, "notify attempt failed; retrying");
                     tokio::time::sleep(delay).await;

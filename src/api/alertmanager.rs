@@ -72,12 +72,30 @@ pub async fn post_alerts(State(service): State<Arc<Service>>, body: Bytes) -> Re
     }
 }
 
-/// A boolean filter parameter (default true); `Err` is the message for a bad value.
-fn flag(params: &Params, name: &str) -> Result<bool, String> {
+/// Why the filters of an alert listing were refused (a 400, see [`alert_query_error`]).
+#[derive(Debug, thiserror::Error)]
+enum AlertQueryError {
+    #[error("{name}: expected true or false, got {value:?}")]
+    Flag { name: &'static str, value: String },
+    #[error(transparent)]
+    Filter(#[from] crate::alertmanager::matcher::MatcherError),
+    #[error("receiver: {0}")]
+    Receiver(regex::Error),
+}
+
+fn alert_query_error(e: AlertQueryError) -> Response {
+    error(StatusCode::BAD_REQUEST, e.to_string())
+}
+
+/// A boolean filter parameter (default true).
+fn flag(params: &Params, name: &'static str) -> Result<bool, AlertQueryError> {
     match params.get(name) {
         None | Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(other) => Err(format!("{name}: expected true or false, got {other:?}")),
+        Some(other) => Err(AlertQueryError::Flag {
+            name,
+            value: other.to_string(),
+        }),
     }
 }
 
@@ -93,16 +111,16 @@ struct AlertQuery {
 impl AlertQuery {
     /// Reads `active`, `silenced`, `inhibited` (default true), `filter` (matcher
     /// lists, all must match) and `receiver` (an anchored regex).
-    fn from_params(params: &Params) -> Result<AlertQuery, String> {
+    fn from_params(params: &Params) -> Result<AlertQuery, AlertQueryError> {
         let mut filter = Vec::new();
         for f in params.all("filter") {
-            filter.extend(parse_matchers(f).map_err(|e| e.to_string())?);
+            filter.extend(parse_matchers(f)?);
         }
         let receiver = params
             .get("receiver")
             .map(|r| regex::Regex::new(&format!("^(?:{r})$")))
             .transpose()
-            .map_err(|e| format!("receiver: {e}"))?;
+            .map_err(AlertQueryError::Receiver)?;
         Ok(AlertQuery {
             active: flag(params, "active")?,
             silenced: flag(params, "silenced")?,
@@ -158,7 +176,7 @@ fn gettable_alert(s: &AlertStatus) -> Value {
 pub async fn get_alerts(State(service): State<Arc<Service>>, params: Params) -> Response {
     let query = match AlertQuery::from_params(&params) {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return alert_query_error(e),
     };
     let now = now_nanos();
     let Some(mut list) = service.builtin_notifier.with_dispatcher(|d| d.list(now)) else {
@@ -180,7 +198,7 @@ pub async fn get_alerts(State(service): State<Arc<Service>>, params: Params) -> 
 pub async fn get_alert_groups(State(service): State<Arc<Service>>, params: Params) -> Response {
     let query = match AlertQuery::from_params(&params) {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return alert_query_error(e),
     };
     let now = now_nanos();
     let Some(groups) = service

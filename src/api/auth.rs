@@ -23,7 +23,9 @@
 //! slow on purpose: a verified (user, password, hash) is cached, and an unknown user
 //! still costs one bcrypt verification, so timing does not tell which users exist.
 
-use crate::api::tls_server::{RawTlsServerConfig, TlsServerSettings};
+use crate::api::tls_server::{
+    RawTlsServerConfig, TlsBuildError, TlsServerSettings, TlsSettingsError,
+};
 use crate::service::Service;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -76,26 +78,81 @@ struct RawHttpServerConfig {
     http2: Option<bool>,
 }
 
+/// Why a web config file was refused; each text names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("reading web config file {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    /// Not YAML, or a field unknown or of the wrong type.
+    #[error("{file}: {source}")]
+    Yaml {
+        file: String,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("{file}: tls_server_config: {source}")]
+    TlsSettings {
+        file: String,
+        source: TlsSettingsError,
+    },
+    /// The TLS files named do not load.
+    #[error("{file}: tls_server_config: {source}")]
+    TlsBuild {
+        file: String,
+        source: Box<TlsBuildError>,
+    },
+    #[error("{file}: basic_auth_users: {user:?}: not a bcrypt hash ({source})")]
+    UserHash {
+        file: String,
+        user: String,
+        source: bcrypt::BcryptError,
+    },
+    #[error("{file}: bearer_tokens[{index}]: not a bcrypt hash ({source})")]
+    TokenHash {
+        file: String,
+        index: usize,
+        source: bcrypt::BcryptError,
+    },
+    /// A re-read file turns https on or off.
+    #[error("{file}: adding or removing tls_server_config takes a restart")]
+    TlsToggled { file: String },
+}
+
 impl WebConfig {
     /// Parses and validates the file's text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<WebConfig, String> {
+    pub fn parse(text: &str, file: &str) -> Result<WebConfig, WebConfigError> {
         let raw: RawWebConfig = if text.trim().is_empty() {
             RawWebConfig::default()
         } else {
-            serde_yaml_ng::from_str(text).map_err(|e| format!("{file}: {e}"))?
+            serde_yaml_ng::from_str(text).map_err(|source| WebConfigError::Yaml {
+                file: file.to_string(),
+                source,
+            })?
         };
         let _ = raw.http_server_config;
         let dir = Path::new(file).parent().unwrap_or(Path::new(""));
         let tls = TlsServerSettings::parse(raw.tls_server_config.unwrap_or_default(), dir)
-            .map_err(|e| format!("{file}: tls_server_config: {e}"))?;
-        for (user, hash) in &raw.basic_auth_users {
-            hash.parse::<bcrypt::HashParts>().map_err(|e| {
-                format!("{file}: basic_auth_users: {user:?}: not a bcrypt hash ({e})")
+            .map_err(|source| WebConfigError::TlsSettings {
+                file: file.to_string(),
+                source,
             })?;
-        }
-        for (i, hash) in raw.bearer_tokens.iter().enumerate() {
+        for (user, hash) in &raw.basic_auth_users {
             hash.parse::<bcrypt::HashParts>()
-                .map_err(|e| format!("{file}: bearer_tokens[{i}]: not a bcrypt hash ({e})"))?;
+                .map_err(|source| WebConfigError::UserHash {
+                    file: file.to_string(),
+                    user: user.clone(),
+                    source,
+                })?;
+        }
+        for (index, hash) in raw.bearer_tokens.iter().enumerate() {
+            hash.parse::<bcrypt::HashParts>()
+                .map_err(|source| WebConfigError::TokenHash {
+                    file: file.to_string(),
+                    index,
+                    source,
+                })?;
         }
         Ok(WebConfig {
             basic_auth_users: raw.basic_auth_users,
@@ -122,7 +179,7 @@ pub struct WebAuth {
 
 impl WebAuth {
     /// Reads and validates `path`.
-    pub fn load(path: &Path) -> Result<WebAuth, String> {
+    pub fn load(path: &Path) -> Result<WebAuth, WebConfigError> {
         Ok(WebAuth {
             path: path.to_path_buf(),
             state: Mutex::new(read(path)?),
@@ -150,10 +207,9 @@ impl WebAuth {
                 if loaded.server_tls.is_some() == state.server_tls.is_some() {
                     Ok(loaded)
                 } else {
-                    Err(format!(
-                        "{}: adding or removing tls_server_config takes a restart",
-                        self.path.display()
-                    ))
+                    Err(WebConfigError::TlsToggled {
+                        file: self.path.display().to_string(),
+                    })
                 }
             });
             match reread {
@@ -223,11 +279,13 @@ fn stamps(path: &Path, config: &WebConfig) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
-fn read(path: &Path) -> Result<Loaded, String> {
+fn read(path: &Path) -> Result<Loaded, WebConfigError> {
     let file = path.display().to_string();
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("reading web config file {file}: {e}"))?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(source) => return Err(WebConfigError::Read { file, source }),
+    };
     let config = WebConfig::parse(&text, &file)?;
     let mut stamps = stamps(path, &config);
     // The file as read, even if it changed since: the next check re-reads it.
@@ -237,7 +295,10 @@ fn read(path: &Path) -> Result<Loaded, String> {
         .as_ref()
         .map(|tls| tls.build())
         .transpose()
-        .map_err(|e| format!("{file}: tls_server_config: {e}"))?;
+        .map_err(|source| WebConfigError::TlsBuild {
+            file,
+            source: Box::new(source),
+        })?;
     Ok(Loaded {
         stamps,
         config: Arc::new(config),
@@ -357,7 +418,8 @@ mod tests {
             "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
             "web.yml",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.starts_with("web.yml: "), "{e}");
         assert!(e.contains("unknown field `headers`"), "{e}");
     }

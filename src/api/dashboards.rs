@@ -99,26 +99,89 @@ fn default_width() -> u32 {
     1
 }
 
+/// Why a dashboard file was refused (shown in the listing and as the 400 of
+/// `GET /api/v1/dashboards/{name}`).
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Not YAML, or a field unknown or of the wrong type.
+    #[error("{0}")]
+    Yaml(serde_yaml_ng::Error),
+    #[error("refresh {refresh:?}: {source}")]
+    Refresh {
+        refresh: String,
+        source: crate::config::DurationError,
+    },
+    #[error("columns must be at least 1")]
+    NoColumns,
+    #[error("{panel}: type {kind:?} is neither stat nor graph")]
+    PanelType { panel: PanelAt, kind: String },
+    #[error("{panel}: expr: {source}")]
+    PanelExpr {
+        panel: PanelAt,
+        source: dataflows::promql::plan::PlanError,
+    },
+    #[error("{panel}: range: {source}")]
+    PanelRange {
+        panel: PanelAt,
+        source: crate::config::DurationError,
+    },
+    #[error("{panel}: width must be at least 1")]
+    PanelWidth { panel: PanelAt },
+}
+
+/// Which panel an error is about: `panel 2 ("Load")`.
+#[derive(Debug)]
+pub struct PanelAt {
+    /// 1-based.
+    pub number: usize,
+    pub title: String,
+}
+
+impl std::fmt::Display for PanelAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "panel {} ({:?})", self.number, self.title)
+    }
+}
+
 /// Parses and checks a dashboard file's text; `name` is its default title.
-pub fn parse_dashboard(name: &str, text: &str) -> Result<Dashboard, String> {
-    let mut d: Dashboard = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+pub fn parse_dashboard(name: &str, text: &str) -> Result<Dashboard, DashboardError> {
+    let mut d: Dashboard = serde_yaml_ng::from_str(text).map_err(DashboardError::Yaml)?;
     if d.title.is_empty() {
         d.title = name.to_string();
     }
-    crate::config::parse_duration(&d.refresh)
-        .map_err(|e| format!("refresh {:?}: {e}", d.refresh))?;
+    crate::config::parse_duration(&d.refresh).map_err(|source| DashboardError::Refresh {
+        refresh: d.refresh.clone(),
+        source,
+    })?;
     if d.columns == 0 {
-        return Err("columns must be at least 1".into());
+        return Err(DashboardError::NoColumns);
     }
     for (i, p) in d.panels.iter().enumerate() {
-        let at = format!("panel {} ({:?})", i + 1, p.title);
+        let panel = || PanelAt {
+            number: i + 1,
+            title: p.title.clone(),
+        };
         if p.kind != "stat" && p.kind != "graph" {
-            return Err(format!("{at}: type {:?} is neither stat nor graph", p.kind));
+            return Err(DashboardError::PanelType {
+                panel: panel(),
+                kind: p.kind.clone(),
+            });
         }
-        dataflows::promql::plan::parse(&p.expr).map_err(|e| format!("{at}: expr: {e}"))?;
-        crate::config::parse_duration(&p.range).map_err(|e| format!("{at}: range: {e}"))?;
+        dataflows::promql::plan::parse(&p.expr).map_err(|source| DashboardError::PanelExpr {
+            panel: panel(),
+            source,
+        })?;
+        crate::config::parse_duration(&p.range).map_err(|source| DashboardError::PanelRange {
+            panel: panel(),
+            source,
+        })?;
         if p.width == 0 {
-            return Err(format!("{at}: width must be at least 1"));
+            return Err(DashboardError::PanelWidth { panel: panel() });
         }
     }
     Ok(d)
@@ -146,8 +209,11 @@ fn files(service: &Service) -> Vec<(String, PathBuf)> {
     out
 }
 
-fn load(name: &str, path: &std::path::Path) -> Result<Dashboard, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn load(name: &str, path: &std::path::Path) -> Result<Dashboard, DashboardError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DashboardError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_dashboard(name, &text)
 }
 
@@ -157,7 +223,7 @@ pub async fn list(State(service): State<Arc<Service>>) -> Response {
         .into_iter()
         .map(|(name, path)| match load(&name, &path) {
             Ok(d) => json!({"name": name, "title": d.title, "panels": d.panels.len()}),
-            Err(e) => json!({"name": name, "error": e}),
+            Err(e) => json!({"name": name, "error": e.to_string()}),
         })
         .collect();
     api_success(json!(list))
@@ -203,7 +269,7 @@ mod tests {
             ("colums: 2\n", "unknown field `colums`"),
             ("panels:\n  - {title: x, expr: up, range: long}\n", "range"),
         ] {
-            let e = parse_dashboard("d", text).unwrap_err();
+            let e = parse_dashboard("d", text).unwrap_err().to_string();
             assert!(e.contains(problem), "{text}: {e}");
         }
     }

@@ -105,14 +105,28 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// `--web.external-url` is not a URL.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid --web.external-url {url:?}: {source}")]
+pub struct ExternalUrlError {
+    url: String,
+    source: <reqwest::Url as std::str::FromStr>::Err,
+}
+
 /// The prefix every route is served under, as Prometheus derives it: `--web.route-prefix`,
 /// else the path of `--web.external-url`; always `/` followed by the path without
 /// surrounding slashes.
-pub fn route_prefix(flag: Option<&str>, external_url: Option<&str>) -> Result<String, String> {
+pub fn route_prefix(
+    flag: Option<&str>,
+    external_url: Option<&str>,
+) -> Result<String, ExternalUrlError> {
     let path = match (flag, external_url) {
         (Some(prefix), _) if !prefix.is_empty() => prefix.to_string(),
         (_, Some(url)) if !url.is_empty() => reqwest::Url::parse(url)
-            .map_err(|e| format!("invalid --web.external-url {url:?}: {e}"))?
+            .map_err(|source| ExternalUrlError {
+                url: url.to_string(),
+                source,
+            })?
             .path()
             .to_string(),
         _ => String::new(),

@@ -28,6 +28,7 @@
 use crate::config::TlsVersion;
 use crate::http_client::{
     install_crypto_provider, protocol_versions_between, read_certificates, read_private_key,
+    TlsSetupError,
 };
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -145,10 +146,72 @@ const GO_CURVES: &[(&str, Option<NamedGroup>)] = &[
     ("X25519", Some(NamedGroup::X25519)),
 ];
 
-fn parse_version(text: &Option<String>, default: TlsVersion) -> Result<TlsVersion, String> {
+/// Why [`TlsServerSettings::parse`] refused the section: exporter-toolkit's messages.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSettingsError {
+    #[error("unknown TLS version: {0}")]
+    UnknownVersion(String),
+    #[error("unknown cipher: {0}")]
+    UnknownCipher(String),
+    /// A Go cipher suite rustls does not implement (CBC, RSA key exchange).
+    #[error("cipher suite {0} is not supported by promflow's TLS stack (rustls)")]
+    UnsupportedCipher(String),
+    #[error("unknown curve: {0}")]
+    UnknownCurve(String),
+    /// A Go curve ring does not implement (`CurveP521`).
+    #[error("curve {0} is not supported by promflow's TLS stack (rustls on ring)")]
+    UnsupportedCurve(String),
+    #[error("missing cert_file")]
+    MissingCertFile,
+    #[error("missing key_file")]
+    MissingKeyFile,
+    #[error("Invalid ClientAuth: {0}")]
+    InvalidClientAuth(String),
+    #[error("Client CA's have been configured without a Client Auth Policy")]
+    CaWithoutClientAuth,
+}
+
+/// Why [`TlsServerSettings::build`] could not make a rustls configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsBuildError {
+    /// `min_version` above `max_version`, or a maximum rustls lacks.
+    #[error("{}", .0.message)]
+    Versions(TlsSetupError),
+    #[error("cipher_suites/min_version/max_version: {0}")]
+    Protocol(rustls::Error),
+    /// The client CA file cannot be read or holds no certificate.
+    #[error("{}", .0.message)]
+    ClientCaFile(TlsSetupError),
+    #[error("client_ca_file {}: {source}", file.display())]
+    ClientCa {
+        file: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("client_auth_type verifies client certificates but there is no client_ca_file and no system CA certificate")]
+    NoClientRoots,
+    #[error("client_ca_file: {0}")]
+    ClientVerifier(rustls::server::VerifierBuilderError),
+    /// The certificate or key file cannot be read or holds nothing usable.
+    #[error("failed to load X509KeyPair: {}", .0.message)]
+    KeyPairFile(TlsSetupError),
+    /// The key does not go with the certificate.
+    #[error("failed to load X509KeyPair: {} and {}: {source}", cert_file.display(), key_file.display())]
+    KeyPair {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+        source: rustls::Error,
+    },
+}
+
+fn parse_version(
+    text: &Option<String>,
+    default: TlsVersion,
+) -> Result<TlsVersion, TlsSettingsError> {
     match text {
         None => Ok(default),
-        Some(text) => TlsVersion::parse(text).ok_or_else(|| format!("unknown TLS version: {text}")),
+        Some(text) => {
+            TlsVersion::parse(text).ok_or_else(|| TlsSettingsError::UnknownVersion(text.clone()))
+        }
     }
 }
 
@@ -159,18 +222,16 @@ impl TlsServerSettings {
     pub(crate) fn parse(
         raw: RawTlsServerConfig,
         dir: &Path,
-    ) -> Result<Option<TlsServerSettings>, String> {
+    ) -> Result<Option<TlsServerSettings>, TlsSettingsError> {
         // Field types first (YAML unmarshalling), then the TLS config.
         let min_version = parse_version(&raw.min_version, TlsVersion::Tls12)?;
         let max_version = parse_version(&raw.max_version, TlsVersion::Tls13)?;
         let mut cipher_suites = Vec::new();
         for name in raw.cipher_suites.iter().flatten() {
             match GO_CIPHER_SUITES.iter().find(|(go, _)| go == name) {
-                None => return Err(format!("unknown cipher: {name}")),
+                None => return Err(TlsSettingsError::UnknownCipher(name.clone())),
                 Some((_, Err(()))) => {
-                    return Err(format!(
-                        "cipher suite {name} is not supported by promflow's TLS stack (rustls)"
-                    ))
+                    return Err(TlsSettingsError::UnsupportedCipher(name.clone()))
                 }
                 Some((_, Ok(Some(suite)))) => cipher_suites.push(*suite),
                 Some((_, Ok(None))) => {}
@@ -179,12 +240,8 @@ impl TlsServerSettings {
         let mut curve_preferences = Vec::new();
         for name in raw.curve_preferences.iter().flatten() {
             match GO_CURVES.iter().find(|(go, _)| go == name) {
-                None => return Err(format!("unknown curve: {name}")),
-                Some((_, None)) => {
-                    return Err(format!(
-                        "curve {name} is not supported by promflow's TLS stack (rustls on ring)"
-                    ))
-                }
+                None => return Err(TlsSettingsError::UnknownCurve(name.clone())),
+                Some((_, None)) => return Err(TlsSettingsError::UnsupportedCurve(name.clone())),
                 Some((_, Some(group))) => curve_preferences.push(*group),
             }
         }
@@ -199,19 +256,19 @@ impl TlsServerSettings {
         let resolve = |s: &Option<String>| -> Option<PathBuf> {
             s.as_deref().filter(|s| !s.is_empty()).map(|s| dir.join(s))
         };
-        let cert_file = resolve(&raw.cert_file).ok_or("missing cert_file")?;
-        let key_file = resolve(&raw.key_file).ok_or("missing key_file")?;
+        let cert_file = resolve(&raw.cert_file).ok_or(TlsSettingsError::MissingCertFile)?;
+        let key_file = resolve(&raw.key_file).ok_or(TlsSettingsError::MissingKeyFile)?;
         let client_auth = match raw.client_auth_type.as_deref().unwrap_or("") {
             "" | "NoClientCert" => ClientAuth::NoClientCert,
             "RequestClientCert" => ClientAuth::RequestClientCert,
             "RequireAnyClientCert" | "RequireClientCert" => ClientAuth::RequireAnyClientCert,
             "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
             "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
-            other => return Err(format!("Invalid ClientAuth: {other}")),
+            other => return Err(TlsSettingsError::InvalidClientAuth(other.to_string())),
         };
         let client_ca_file = resolve(&raw.client_ca_file);
         if client_ca_file.is_some() && client_auth == ClientAuth::NoClientCert {
-            return Err("Client CA's have been configured without a Client Auth Policy".into());
+            return Err(TlsSettingsError::CaWithoutClientAuth);
         }
         Ok(Some(TlsServerSettings {
             cert_file,
@@ -227,7 +284,7 @@ impl TlsServerSettings {
     }
 
     /// The rustls configuration: reads the certificate, key and client CA files.
-    pub fn build(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+    pub fn build(&self) -> Result<Arc<rustls::ServerConfig>, TlsBuildError> {
         install_crypto_provider();
         let mut provider = rustls::crypto::ring::default_provider();
         if !self.cipher_suites.is_empty() {
@@ -254,10 +311,10 @@ impl TlsServerSettings {
         }
         let provider = Arc::new(provider);
         let versions = protocol_versions_between(Some(self.min_version), Some(self.max_version))
-            .map_err(|e| e.message)?;
+            .map_err(TlsBuildError::Versions)?;
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(versions)
-            .map_err(|e| format!("cipher_suites/min_version/max_version: {e}"))?;
+            .map_err(TlsBuildError::Protocol)?;
         let verifier: Option<Arc<dyn ClientCertVerifier>> = match self.client_auth {
             ClientAuth::NoClientCert => None,
             ClientAuth::RequestClientCert | ClientAuth::RequireAnyClientCert => {
@@ -275,28 +332,24 @@ impl TlsServerSettings {
                 } else {
                     builder
                 };
-                Some(
-                    builder
-                        .build()
-                        .map_err(|e| format!("client_ca_file: {e}"))?,
-                )
+                Some(builder.build().map_err(TlsBuildError::ClientVerifier)?)
             }
         };
         let builder = match verifier {
             None => builder.with_no_client_auth(),
             Some(verifier) => builder.with_client_cert_verifier(verifier),
         };
-        let keypair_error = |e: String| format!("failed to load X509KeyPair: {e}");
         let chain = read_certificates(&self.cert_file, "cert_file", "certificate")
-            .map_err(|e| keypair_error(e.message))?;
-        let key = read_private_key(&self.key_file, "key").map_err(|e| keypair_error(e.message))?;
-        let mut config = builder.with_single_cert(chain, key).map_err(|e| {
-            keypair_error(format!(
-                "{} and {}: {e}",
-                self.cert_file.display(),
-                self.key_file.display()
-            ))
-        })?;
+            .map_err(TlsBuildError::KeyPairFile)?;
+        let key = read_private_key(&self.key_file, "key").map_err(TlsBuildError::KeyPairFile)?;
+        let mut config =
+            builder
+                .with_single_cert(chain, key)
+                .map_err(|source| TlsBuildError::KeyPair {
+                    cert_file: self.cert_file.clone(),
+                    key_file: self.key_file.clone(),
+                    source,
+                })?;
         config.ignore_client_order = self.prefer_server_cipher_suites;
         // axum serves HTTP/1.1 here.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -310,26 +363,24 @@ impl TlsServerSettings {
         files
     }
 
-    fn client_roots(&self) -> Result<rustls::RootCertStore, String> {
+    fn client_roots(&self) -> Result<rustls::RootCertStore, TlsBuildError> {
         let mut roots = rustls::RootCertStore::empty();
         match &self.client_ca_file {
             Some(file) => {
                 let certs = read_certificates(file, "client_ca_file", "client CA")
-                    .map_err(|e| e.message)?;
+                    .map_err(TlsBuildError::ClientCaFile)?;
                 for cert in certs {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("client_ca_file {}: {e}", file.display()))?;
+                    roots.add(cert).map_err(|source| TlsBuildError::ClientCa {
+                        file: file.clone(),
+                        source,
+                    })?;
                 }
             }
             None => {
                 let native = rustls_native_certs::load_native_certs();
                 let (added, _) = roots.add_parsable_certificates(native.certs);
                 if added == 0 {
-                    return Err(
-                        "client_auth_type verifies client certificates but there is no client_ca_file and no system CA certificate"
-                            .into(),
-                    );
+                    return Err(TlsBuildError::NoClientRoots);
                 }
             }
         }
@@ -436,7 +487,7 @@ mod tests {
 
     fn parse(yaml: &str) -> Result<Option<TlsServerSettings>, String> {
         let raw: RawTlsServerConfig = serde_yaml_ng::from_str(yaml).unwrap();
-        TlsServerSettings::parse(raw, Path::new("/etc/promflow"))
+        TlsServerSettings::parse(raw, Path::new("/etc/promflow")).map_err(|e| e.to_string())
     }
 
     #[test]

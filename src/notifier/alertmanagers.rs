@@ -105,12 +105,20 @@ pub fn resolve(set: &Arc<AlertmanagerSet>, groups: &[TargetGroup]) -> ResolvedAl
     resolved
 }
 
+/// Why a discovered group gives no Alertmanagers (Prometheus's wording).
+#[derive(Debug, thiserror::Error)]
+#[error("{address:?} is not a valid hostname")]
+struct InvalidHostname {
+    /// `__address__` after relabeling.
+    address: String,
+}
+
 /// Prometheus's `AlertmanagerFromGroup`: the kept and the dropped Alertmanagers of
 /// one group, or why the group is unusable.
 fn from_group(
     group: &TargetGroup,
     config: &AlertmanagerConfig,
-) -> Result<(Vec<String>, Vec<String>), String> {
+) -> Result<(Vec<String>, Vec<String>), InvalidHostname> {
     let mut active = Vec::new();
     let mut dropped = Vec::new();
     for target in &group.targets {
@@ -124,7 +132,9 @@ fn from_group(
             Some(kept) => {
                 let address = kept.get(ADDRESS_LABEL).unwrap_or("");
                 if address.contains('/') {
-                    return Err(format!("{address:?} is not a valid hostname"));
+                    return Err(InvalidHostname {
+                        address: address.to_string(),
+                    });
                 }
                 active.push(url_of(&kept));
             }

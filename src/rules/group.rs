@@ -389,10 +389,9 @@ fn rule_output(
             let query: QueryFn = {
                 let evaluator = evaluator.clone();
                 Arc::new(move |q: &str| {
-                    let plan = parse(q).map_err(|e| e.to_string())?;
+                    let plan = parse(q)?;
                     Ok(evaluator
-                        .evaluate(&plan, t)
-                        .map_err(|e| e.to_string())?
+                        .evaluate(&plan, t)?
                         .into_iter()
                         .map(|(l, v)| ((*l).clone(), v))
                         .collect())

@@ -33,7 +33,18 @@ use std::sync::Arc;
 
 /// Runs a PromQL instant query for the `query` template function: labels and value
 /// of each element of the result.
-pub type QueryFn = Arc<dyn Fn(&str) -> Result<Vec<(Labels, f64)>, String> + Send + Sync>;
+pub type QueryFn = Arc<dyn Fn(&str) -> Result<Vec<(Labels, f64)>, QueryError> + Send + Sync>;
+
+/// Why the `query` template function failed; the template's error shows its text.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query does not parse.
+    #[error(transparent)]
+    Parse(#[from] dataflows::promql::plan::PlanError),
+    /// Its evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] crate::rules::sinks::RuleError),
+}
 
 /// The data one alert's templates see.
 #[derive(Clone)]
@@ -333,7 +344,7 @@ fn build(name: &str, query: Option<QueryFn>, external_url: &str) -> Template {
             let Some(query) = &query else {
                 return Err(err("query is not available here"));
             };
-            let result = query(&q).map_err(err)?;
+            let result = query(&q).map_err(|e| err(e.to_string()))?;
             Ok(Value::List(
                 result
                     .iter()

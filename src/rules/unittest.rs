@@ -18,7 +18,9 @@ use crate::rules::options::ManagerOptions;
 use crate::rules::sinks::{HeadEvaluator, RuleEvaluator, SampleSink};
 use crate::storage::Storage;
 use dataflows::promql::plan::parse;
-use dataflows::promql::testscript::{parse_duration_ms, parse_values, split_series, Point};
+use dataflows::promql::testscript::{
+    parse_duration_ms, parse_values, split_series, NotationError, Point,
+};
 use dataflows::{Labels, Sample};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -144,21 +146,40 @@ fn label_map(l: &Labels) -> BTreeMap<String, String> {
 
 struct NoAlerts;
 
+/// Why a test file could not be run; `promflow test rules` prints its text.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Yaml {
+        path: std::path::PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    /// The rule files under test do not load: each problem on its own line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    RuleFiles(Vec<crate::rules::file::RuleProblem>),
+    /// A duration, series or value list of the test file does not read.
+    #[error(transparent)]
+    Notation(#[from] dataflows::promql::testscript::NotationError),
+}
+
 /// Runs every test group of the file; the outcome of each check, in file order.
-// String errors: `promflow test rules` prints them as they are (the CLI's edge).
-pub fn run_file(path: &Path) -> Result<Vec<Outcome>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let file: TestFile =
-        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+pub fn run_file(path: &Path) -> Result<Vec<Outcome>, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RunError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: TestFile = serde_yaml_ng::from_str(&text).map_err(|source| RunError::Yaml {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let rule_paths: Vec<_> = file.rule_files.iter().map(|f| base.join(f)).collect();
-    let groups = load_files(&rule_paths).map_err(|problems| {
-        problems
-            .iter()
-            .map(|p| p.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    })?;
+    let groups = load_files(&rule_paths).map_err(RunError::RuleFiles)?;
     let eval_interval = match &file.evaluation_interval {
         Some(s) => parse_duration_ms(s)?,
         None => 60_000,
@@ -210,13 +231,13 @@ pub fn run_file(path: &Path) -> Result<Vec<Outcome>, String> {
             .alert_rule_test
             .iter()
             .map(|t| Ok((parse_duration_ms(&t.eval_time)?, t)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RunError>>()?;
         alert_tests.sort_by_key(|(t, _)| *t);
         let mut expr_tests: Vec<(i64, &ExprTest)> = test
             .promql_expr_test
             .iter()
             .map(|t| Ok((parse_duration_ms(&t.eval_time)?, t)))
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RunError>>()?;
         expr_tests.sort_by_key(|(t, _)| *t);
         let max_t = alert_tests
             .iter()
@@ -278,7 +299,7 @@ pub fn run_file(path: &Path) -> Result<Vec<Outcome>, String> {
                     v.sort_by(|a, b| a.0.cmp(&b.0));
                     v
                 });
-            let want: Result<Vec<_>, String> = et
+            let want: Result<Vec<_>, NotationError> = et
                 .exp_samples
                 .iter()
                 .map(|s| {

@@ -44,33 +44,88 @@ pub struct TargetHealth {
     pub metadata: Arc<Vec<exposition::MetricMetadata>>,
 }
 
-/// Why a scrape failed.
-#[derive(Debug)]
+/// Why a scrape failed. Displays as the target's `lastError`, in Prometheus's words.
+#[derive(Debug, thiserror::Error)]
 enum ScrapeError {
-    Fetch(String),
-    Parse(String),
-    Limit(Limit, String),
-    Append(String),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("parse error: {0}")]
+    Parse(exposition::ParseError),
+    #[error("{0}")]
+    Limit(Limit),
+    #[error("appending to storage: {0}")]
+    Append(crate::storage::AppendError),
 }
 
-/// Which limit failed a scrape (each has its counter on `/metrics`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Limit {
-    BodySize,
-    Samples,
-    Labels,
-    /// The job is over its `target_limit` (counted where targets are resolved).
-    Targets,
+/// Why the body could not be had.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    /// A secret file could not be read or an OAuth 2.0 token not had.
+    #[error("Get {url:?}: {source}")]
+    Authorize {
+        url: String,
+        source: crate::http_client::AuthError,
+    },
+    /// The scrape timeout passed first.
+    #[error("Get: context deadline exceeded (scrape timeout {0:?})")]
+    Timeout(Duration),
+    /// The TLS handshake failed; `reason` is Go's wording of it.
+    #[error("Get {url:?}: {reason}")]
+    Tls { url: String, reason: String },
+    /// Any other request failure, shown with its source chain (connection refused, …).
+    #[error("{}", with_sources(.0))]
+    Request(reqwest::Error),
+    #[error("server returned HTTP status {0}")]
+    Status(reqwest::StatusCode),
 }
 
-impl std::fmt::Display for ScrapeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ScrapeError::Fetch(m) | ScrapeError::Limit(_, m) => f.write_str(m),
-            ScrapeError::Parse(m) => write!(f, "parse error: {m}"),
-            ScrapeError::Append(m) => write!(f, "appending to storage: {m}"),
-        }
+/// `e` followed by each of its sources, `: `-separated.
+fn with_sources(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
     }
+    message
+}
+
+/// Which limit failed a scrape (each has its counter on `/metrics`), in Prometheus
+/// 2.42's words (`verifyLabelLimits`: names and values cut to 50 characters, the
+/// value quoted, lengths in bytes).
+#[derive(Debug, thiserror::Error)]
+enum Limit {
+    #[error("body size limit exceeded")]
+    BodySize,
+    #[error("sample limit exceeded")]
+    Samples,
+    #[error("label_limit exceeded (metric: {metric}, number of labels: {count}, limit: {limit})")]
+    Labels {
+        metric: String,
+        count: usize,
+        limit: u64,
+    },
+    #[error("label_name_length_limit exceeded (metric: {metric}, label name: {name}, length: {length}, limit: {limit})")]
+    LabelNameLength {
+        metric: String,
+        name: String,
+        length: usize,
+        limit: u64,
+    },
+    // Debug quoting is Go's `%q` for printable text.
+    #[error("label_value_length_limit exceeded (metric: {metric}, label name: {name}, value: {value:?}, length: {length}, limit: {limit})")]
+    LabelValueLength {
+        metric: String,
+        name: String,
+        value: String,
+        length: usize,
+        limit: u64,
+    },
+    /// The job is over its `target_limit` (counted where targets are resolved; the
+    /// text is the one target resolution gave).
+    #[error("{0}")]
+    Targets(String),
 }
 
 /// What the loop needs from the rest of the service.
@@ -198,7 +253,7 @@ async fn scrape_once(
     let started = Instant::now();
     let fetched = match &spec.forced_error {
         // Over the job's `target_limit`: not scraped, the error is reported as a scrape's.
-        Some(forced) => Err(ScrapeError::Limit(Limit::Targets, forced.clone())),
+        Some(forced) => Err(ScrapeError::Limit(Limit::Targets(forced.clone()))),
         None => fetch(spec, ctx).await,
     };
     let mut scraped = 0usize;
@@ -214,7 +269,7 @@ async fn scrape_once(
         let parsed = exposition::parse_with(&body, format, &mut builder);
         scraped = builder.scraped;
         post_relabel = builder.out.post_relabel;
-        metadata = Some(parsed.map_err(|e| ScrapeError::Parse(e.to_string()))?);
+        metadata = Some(parsed.map_err(ScrapeError::Parse)?);
         builder.finish()
     });
     let duration = started.elapsed();
@@ -281,18 +336,20 @@ async fn scrape_once(
     drop(in_flight);
     // Storage refused the batch: nothing of this scrape is kept, the target reports it.
     let error = match (error, committed) {
-        (None, Err(e)) => Some(ScrapeError::Append(e.to_string())),
+        (None, Err(e)) => Some(ScrapeError::Append(e)),
         (error, _) => error,
     };
 
     let parse_error = matches!(error, Some(ScrapeError::Parse(_)));
-    if let Some(ScrapeError::Limit(limit, _)) = &error {
+    if let Some(ScrapeError::Limit(limit)) = &error {
         let limits = &ctx.metrics.limits;
         match limit {
             Limit::BodySize => limits.scrape_body_size.inc(),
             Limit::Samples => limits.scrape_samples.inc(),
-            Limit::Labels => limits.scrape_labels.inc(),
-            Limit::Targets => {}
+            Limit::Labels { .. }
+            | Limit::LabelNameLength { .. }
+            | Limit::LabelValueLength { .. } => limits.scrape_labels.inc(),
+            Limit::Targets(_) => {}
         }
     }
     ctx.metrics
@@ -330,16 +387,13 @@ async fn fetch(
         .timeout(spec.timeout);
     let request = crate::http_client::authorize(request, &spec.config.http)
         .await
-        .map_err(|e| ScrapeError::Fetch(format!("Get {:?}: {e}", spec.url)))?;
-    let mut response = request
-        .send()
-        .await
-        .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?;
+        .map_err(|source| FetchError::Authorize {
+            url: spec.url.clone(),
+            source,
+        })?;
+    let mut response = request.send().await.map_err(|e| fetch_error(e, spec))?;
     if !response.status().is_success() {
-        return Err(ScrapeError::Fetch(format!(
-            "server returned HTTP status {}",
-            response.status()
-        )));
+        return Err(FetchError::Status(response.status()).into());
     }
     let content_type = response
         .headers()
@@ -347,42 +401,27 @@ async fn fetch(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| ScrapeError::Fetch(describe_fetch_error(&e, spec)))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| fetch_error(e, spec))? {
         body.extend_from_slice(&chunk);
         // Prometheus reads at most the limit and fails when it got that much.
         if spec.limits.body_size > 0 && body.len() as u64 >= spec.limits.body_size {
-            return Err(ScrapeError::Limit(
-                Limit::BodySize,
-                "body size limit exceeded".to_string(),
-            ));
+            return Err(ScrapeError::Limit(Limit::BodySize));
         }
     }
     Ok((body, content_type))
 }
 
-fn describe_fetch_error(e: &reqwest::Error, spec: &TargetSpec) -> String {
+fn fetch_error(e: reqwest::Error, spec: &TargetSpec) -> FetchError {
     if e.is_timeout() {
-        format!(
-            "Get: context deadline exceeded (scrape timeout {:?})",
-            spec.timeout
-        )
-    } else if let Some(tls) = crate::http_client::describe_tls_failure(e) {
+        FetchError::Timeout(spec.timeout)
+    } else if let Some(reason) = crate::http_client::describe_tls_failure(&e) {
         // Prometheus's wording: `Get "<url>": x509: certificate signed by unknown authority`.
-        format!("Get {:?}: {tls}", spec.url)
-    } else {
-        // The source chain says what actually failed (connection refused, …).
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
+        FetchError::Tls {
+            url: spec.url.clone(),
+            reason,
         }
-        message
+    } else {
+        FetchError::Request(e)
     }
 }
 
@@ -472,10 +511,7 @@ impl<'a> BatchBuilder<'a> {
         }
         let limit = self.spec.limits.samples;
         if limit > 0 && self.out.post_relabel as u64 > limit {
-            return Err(ScrapeError::Limit(
-                Limit::Samples,
-                "sample limit exceeded".to_string(),
-            ));
+            return Err(ScrapeError::Limit(Limit::Samples));
         }
         Ok(self.out)
     }
@@ -580,35 +616,31 @@ fn check_label_limits(spec: &TargetSpec, labels: &Labels) -> Result<(), ScrapeEr
     let limits = &spec.limits;
     // Only when a limit is hit (this runs for every new series).
     let metric = || cut50(labels.metric_name());
-    let fail = |message: String| Err(ScrapeError::Limit(Limit::Labels, message));
+    let fail = |limit: Limit| Err(ScrapeError::Limit(limit));
     if limits.labels > 0 && labels.len() as u64 > limits.labels {
-        return fail(format!(
-            "label_limit exceeded (metric: {}, number of labels: {}, limit: {})",
-            metric(),
-            labels.len(),
-            limits.labels
-        ));
+        return fail(Limit::Labels {
+            metric: metric(),
+            count: labels.len(),
+            limit: limits.labels,
+        });
     }
     for (name, value) in labels.iter() {
         if limits.label_name_length > 0 && name.len() as u64 > limits.label_name_length {
-            return fail(format!(
-                "label_name_length_limit exceeded (metric: {}, label name: {}, length: {}, limit: {})",
-                metric(),
-                cut50(name),
-                name.len(),
-                limits.label_name_length
-            ));
+            return fail(Limit::LabelNameLength {
+                metric: metric(),
+                name: cut50(name),
+                length: name.len(),
+                limit: limits.label_name_length,
+            });
         }
         if limits.label_value_length > 0 && value.len() as u64 > limits.label_value_length {
-            return fail(format!(
-                "label_value_length_limit exceeded (metric: {}, label name: {}, value: {:?}, length: {}, limit: {})",
-                metric(),
-                cut50(name),
-                // Debug quoting is Go's `%q` for printable text.
-                cut50(value),
-                value.len(),
-                limits.label_value_length
-            ));
+            return fail(Limit::LabelValueLength {
+                metric: metric(),
+                name: cut50(name),
+                value: cut50(value),
+                length: value.len(),
+                limit: limits.label_value_length,
+            });
         }
     }
     Ok(())

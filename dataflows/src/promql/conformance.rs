@@ -13,15 +13,17 @@
 //! ([`MAINTAINED_SKIP`]). Used by the conformance test
 //! (`dataflows/tests/promql_conformance.rs`) and by `promflow test promql`.
 
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, EngineError, EngineStats};
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::promql::eval::native::{parse_handle, MADE, SOURCE};
 use crate::promql::eval::{Annotations, EvalError, Evaluator, Series, Value};
 use crate::promql::plan::Plan;
-use crate::promql::testscript::compare::{check, check_annotations, check_with, plan_eval};
+use crate::promql::testscript::compare::{
+    check, check_annotations, check_with, plan_eval, Mismatch,
+};
 use crate::promql::testscript::store::MemStorage;
-use crate::promql::testscript::{parse_script, Command, Eval, EvalTime};
+use crate::promql::testscript::{parse_script, Command, Eval, EvalTime, ScriptError};
 use crate::render::{RuleHandle, RuleSchedule};
 use crate::sample::Sample;
 use std::collections::{BTreeMap, HashSet};
@@ -127,10 +129,33 @@ pub fn native_histogram_lines(index_tsv: &str, file_name: &str) -> HashSet<usize
         .collect()
 }
 
+/// Why a script could not be run at all (as opposed to an eval failing).
+#[derive(Debug)]
+pub enum RunError {
+    /// The script does not read.
+    Script(ScriptError),
+    /// The engine for mode (b) does not start.
+    Engine(EngineError),
+    /// The dataflow stopped advancing while samples streamed in.
+    FrontierStuck(EngineStats),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Script(e) => e.fmt(f),
+            RunError::Engine(e) => e.fmt(f),
+            RunError::FrontierStuck(stats) => write!(f, "dataflow frontier stuck at {stats:?}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
 /// Runs a script in both modes. `skip_lines` are evals flagged as reading native
 /// histograms: run in mode (a) only.
-pub fn run_script(text: &str, skip_lines: &HashSet<usize>) -> Result<FileReport, String> {
-    let cmds = parse_script(text).map_err(|e| e.to_string())?;
+pub fn run_script(text: &str, skip_lines: &HashSet<usize>) -> Result<FileReport, RunError> {
+    let cmds = parse_script(text).map_err(RunError::Script)?;
     let skip = |e: &Eval| skip_lines.contains(&e.line) || e.expects_histograms();
     let skip = &skip;
     let mut store = MemStorage::default();
@@ -185,10 +210,10 @@ pub fn reference(
     }
 }
 
-fn verdict(result: Result<(), String>) -> Verdict {
+fn verdict(result: Result<(), Mismatch>) -> Verdict {
     match result {
         Ok(()) => Verdict::Pass,
-        Err(reason) => Verdict::Fail(reason),
+        Err(mismatch) => Verdict::Fail(mismatch.to_string()),
     }
 }
 
@@ -198,7 +223,7 @@ fn run_segment(
     store: &MemStorage,
     evals: Vec<Eval>,
     skip: &dyn Fn(&Eval) -> bool,
-) -> Result<Vec<EvalOutcome>, String> {
+) -> Result<Vec<EvalOutcome>, RunError> {
     let mut outcomes = Vec::new();
     let mut live: Vec<(Eval, usize, Plan)> = Vec::new();
     for e in evals {
@@ -242,7 +267,7 @@ fn run_segment(
         workers: 2,
         lookback_ms: 300_000,
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(RunError::Engine)?;
     let mut handles: Vec<(usize, &Eval, RuleHandle)> = Vec::new();
     for (e, index, plan) in &live {
         match engine.register(plan.clone(), schedule(e)) {
@@ -289,7 +314,7 @@ fn schedule(e: &Eval) -> RuleSchedule {
 /// Feeds the samples batch by batch (one timestamp each), waiting after each batch
 /// until the dataflow has caught up, so evaluations happen while data streams in: an
 /// evaluation made before its inputs are complete shows as a failure.
-fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), String> {
+fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), RunError> {
     let samples = store.samples_in_time_order();
     let mut i = 0;
     while i < samples.len() {
@@ -311,7 +336,7 @@ fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), Strin
         let deadline = Instant::now() + Duration::from_secs(30);
         while engine.stats().frontier_ms < ts + 1 {
             if Instant::now() > deadline {
-                return Err(format!("dataflow frontier stuck at {:?}", engine.stats()));
+                return Err(RunError::FrontierStuck(engine.stats()));
             }
             std::thread::yield_now();
         }

@@ -24,7 +24,7 @@
 //! defaults to false.
 
 use super::{Delivery, ReceiverKind, RequestError};
-use super::{Expander, SendError};
+use super::{Expander, Failure, SendError};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config_show::{
     flag, insert_nonempty, string, text_or, tls_config_of, SECRET,
@@ -156,8 +156,12 @@ pub fn request(c: &EmailConfig, templates: &Templates, data: &Data) -> Result<Em
 pub async fn send(email: &Email, timeout: Duration) -> Result<(), SendError> {
     let c = &email.config;
     let address = |a: &str| {
-        a.parse::<Address>()
-            .map_err(|e| SendError::Permanent(format!("invalid address {a:?}: {e}")))
+        a.parse::<Address>().map_err(|error| {
+            SendError::Permanent(Failure::EmailAddress {
+                address: a.to_string(),
+                error,
+            })
+        })
     };
     let envelope = Envelope::new(
         Some(address(&email.from)?),
@@ -167,10 +171,13 @@ pub async fn send(email: &Email, timeout: Duration) -> Result<(), SendError> {
             .map(|a| address(a))
             .collect::<Result<_, _>>()?,
     )
-    .map_err(|e| SendError::Permanent(e.to_string()))?;
+    .map_err(|e| SendError::Permanent(Failure::EmailEnvelope(e)))?;
     let tls_parameters = || {
-        tls_parameters(&c.tls_config, &c.smarthost_host).map_err(|e| {
-            SendError::Permanent(format!("invalid tls_config for {}: {e}", c.smarthost))
+        tls_parameters(&c.tls_config, &c.smarthost_host).map_err(|error| {
+            SendError::Permanent(Failure::SmtpTls {
+                smarthost: c.smarthost.to_string(),
+                error,
+            })
         })
     };
     let tls = if c.smarthost_port == 465 {
@@ -189,7 +196,12 @@ pub async fn send(email: &Email, timeout: Duration) -> Result<(), SendError> {
     if !c.auth_username.is_empty() {
         let password = match &c.auth_password_file {
             Some(file) => std::fs::read_to_string(file)
-                .map_err(|e| SendError::Permanent(format!("cannot read {}: {e}", file.display())))?
+                .map_err(|error| {
+                    SendError::Permanent(Failure::PasswordFile {
+                        file: file.clone(),
+                        error,
+                    })
+                })?
                 .trim()
                 .to_string(),
             None => c.auth_password.expose().to_string(),
@@ -203,12 +215,17 @@ pub async fn send(email: &Email, timeout: Duration) -> Result<(), SendError> {
         .send_raw(&envelope, &email.message)
         .await
         .map(|_| ())
-        .map_err(|e| SendError::Retryable(format!("SMTP {}: {e}", c.smarthost)))
+        .map_err(|error| {
+            SendError::Retryable(Failure::Smtp {
+                smarthost: c.smarthost.to_string(),
+                error,
+            })
+        })
 }
 
 /// Why the TLS setup of a smarthost cannot be made.
 #[derive(Debug, thiserror::Error)]
-enum TlsSetupError {
+pub enum SmtpTlsError {
     /// A CA, certificate or key file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -220,12 +237,12 @@ enum TlsSetupError {
     Tls(#[from] lettre::transport::smtp::Error),
 }
 
-fn tls_parameters(tls: &TlsConfig, host: &str) -> Result<TlsParameters, TlsSetupError> {
+fn tls_parameters(tls: &TlsConfig, host: &str) -> Result<TlsParameters, SmtpTlsError> {
     let name = tls.server_name.clone().unwrap_or_else(|| host.to_string());
     let mut b =
         TlsParameters::builder(name).dangerous_accept_invalid_certs(tls.insecure_skip_verify);
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| TlsSetupError::Read {
+        std::fs::read(p).map_err(|source| SmtpTlsError::Read {
             path: p.to_path_buf(),
             source,
         })

@@ -297,21 +297,123 @@ impl RequestError {
 }
 
 /// Why a request failed.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// Worth retrying (5xx, network).
     #[error("{0}")]
-    Retryable(String),
+    Retryable(Failure),
     /// Not (4xx, template errors).
     #[error("{0}")]
-    Permanent(String),
+    Permanent(Failure),
 }
 
 /// What cannot be built is not worth retrying.
 impl From<RequestError> for SendError {
     fn from(e: RequestError) -> SendError {
-        SendError::Permanent(e.to_string())
+        SendError::Permanent(Failure::Request(e))
     }
+}
+
+/// What went wrong with one notification; its text is the one logged (no source,
+/// so the log line reads as Alertmanager's).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The request could not be made from the alerts (templates, limits).
+    #[error("{0}")]
+    Request(RequestError),
+    /// The built-in Alertmanager has no configuration yet.
+    #[error("notifier is not configured")]
+    NotConfigured,
+    /// The receiver's HTTP client cannot be built (its TLS settings).
+    #[error("{0}")]
+    Client(crate::http_client::TlsSetupError),
+    /// Its credentials cannot be had (a secret file, an OAuth 2.0 token).
+    #[error("{0}")]
+    Authorize(crate::http_client::AuthError),
+    /// No answer; a failed handshake in Go's words.
+    #[error("{method} {url}: {}", crate::http_client::describe_tls_failure(error).unwrap_or_else(|| error.to_string()))]
+    Send {
+        method: reqwest::Method,
+        /// Without path and query (see `redact`).
+        url: String,
+        error: reqwest::Error,
+    },
+    /// An answer with a status that fails the receiver's retrier.
+    #[error("unexpected status code {status} from {url}: {body}")]
+    Status {
+        status: u16,
+        /// Without path and query.
+        url: String,
+        /// The answer's first 200 characters.
+        body: String,
+    },
+    /// Retried until the notification's timeout.
+    #[error("{0} (gave up retrying)")]
+    GaveUp(Box<Failure>),
+    /// Email: a `from` or `to` that is not an address.
+    #[error("invalid address {address:?}: {error}")]
+    EmailAddress {
+        address: String,
+        error: lettre::address::AddressError,
+    },
+    /// Email: no envelope for these addresses.
+    #[error("{0}")]
+    EmailEnvelope(lettre::error::Error),
+    /// Email: the smarthost's `tls_config` does not load.
+    #[error("invalid tls_config for {smarthost}: {error}")]
+    SmtpTls {
+        smarthost: String,
+        error: email::SmtpTlsError,
+    },
+    /// Email: `auth_password_file` cannot be read.
+    #[error("cannot read {}: {error}", file.display())]
+    PasswordFile {
+        file: PathBuf,
+        error: std::io::Error,
+    },
+    /// Email: the SMTP exchange failed.
+    #[error("SMTP {smarthost}: {error}")]
+    Smtp {
+        smarthost: String,
+        error: lettre::transport::smtp::Error,
+    },
+    /// SNS: a message attribute the SDK refuses.
+    #[error("{0}")]
+    SnsAttribute(aws_sdk_sns::error::BuildError),
+    /// SNS: an answer with a status other than 5xx (`reason`: the SDK error chain).
+    #[error("SNS Publish: unexpected status code {status}: {reason}")]
+    SnsStatus { status: u16, reason: String },
+    /// SNS: no answer, or a 5xx (`reason`: the SDK error chain).
+    #[error("SNS Publish: {reason}")]
+    SnsPublish { reason: String },
+    /// SNS: no region in the config or the environment.
+    #[error("region not configured in sns.sigv4.region or in default credentials chain")]
+    SnsRegion,
+    /// WeChat: `api_url` does not make a URL.
+    #[error("{0}")]
+    WeChatUrl(<reqwest::Url as std::str::FromStr>::Err),
+    /// WeChat: no answer (`url` without its query, which holds the token).
+    #[error("{method} {url}: {error}")]
+    WeChatRequest {
+        method: &'static str,
+        url: String,
+        error: reqwest::Error,
+    },
+    /// WeChat: the answer's body could not be read.
+    #[error("{0}")]
+    WeChatBody(reqwest::Error),
+    /// WeChat: an answer other than 200.
+    #[error("unexpected status code {status} from {url}")]
+    WeChatStatus { status: u16, url: String },
+    #[error("WeChat answer is not JSON: {0}")]
+    WeChatAnswer(serde_json::Error),
+    /// WeChat: the API's own error text.
+    #[error("{0}")]
+    WeChat(String),
+    #[error("WeChat token answer: {0}")]
+    WeChatToken(serde_json::Error),
+    #[error("invalid APISecret for CorpID: {0}")]
+    WeChatSecret(String),
 }
 
 /// What each receiver kind's resolved config (one `*_configs` entry) provides.
@@ -489,7 +591,7 @@ pub(crate) async fn authorized(
 ) -> Result<reqwest::RequestBuilder, SendError> {
     crate::http_client::authorize(builder, http)
         .await
-        .map_err(|e| SendError::Retryable(e.to_string()))
+        .map_err(|e| SendError::Retryable(Failure::Authorize(e)))
 }
 
 /// Sends `request` once.
@@ -511,25 +613,20 @@ async fn call(
         .body(request.body.clone())
         .send()
         .await
-        .map_err(|e| {
+        .map_err(|error| {
             // A failed handshake says why (`x509: certificate signed by unknown authority`).
-            let reason =
-                crate::http_client::describe_tls_failure(&e).unwrap_or_else(|| e.to_string());
-            SendError::Retryable(format!(
-                "{} {}: {reason}",
-                request.method,
-                redact(&request.url)
-            ))
+            SendError::Retryable(Failure::Send {
+                method: request.method.clone(),
+                url: redact(&request.url),
+                error,
+            })
         })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    let message = || {
-        format!(
-            "unexpected status code {} from {}: {}",
-            status.as_u16(),
-            redact(&request.url),
-            body.chars().take(200).collect::<String>()
-        )
+    let message = || Failure::Status {
+        status: status.as_u16(),
+        url: redact(&request.url),
+        body: body.chars().take(200).collect::<String>(),
     };
     match request.retrier {
         Retrier::Status(_) if status.is_success() => Ok(()),

@@ -23,7 +23,7 @@
 //! `secret_key` together. `send_resolved` defaults to true. Not supported:
 //! `http_config` (the SDK uses its own client, with the system's CA roots).
 
-use super::{group_key_hash, Expander, RequestError, SendError};
+use super::{group_key_hash, Expander, Failure, RequestError, SendError};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::template_or;
 use crate::alertmanager::config::Globals;
@@ -130,7 +130,7 @@ pub async fn send(p: &Publish, timeout: Duration) -> Result<(), SendError> {
                 .data_type("String")
                 .string_value(v)
                 .build()
-                .map_err(|e| SendError::Permanent(e.to_string()))?;
+                .map_err(|e| SendError::Permanent(Failure::SnsAttribute(e)))?;
             Ok((k.clone(), value))
         })
         .collect::<Result<_, SendError>>()?;
@@ -158,10 +158,10 @@ pub async fn send(p: &Publish, timeout: Duration) -> Result<(), SendError> {
             // Alertmanager's Retrier on SNS's answer: 5xx may be retried, any other
             // status may not; no answer may be retried.
             match status {
-                Some(s) if !(500..600).contains(&s) => Err(SendError::Permanent(format!(
-                    "SNS Publish: unexpected status code {s}: {reason}"
-                ))),
-                _ => Err(SendError::Retryable(format!("SNS Publish: {reason}"))),
+                Some(status) if !(500..600).contains(&status) => {
+                    Err(SendError::Permanent(Failure::SnsStatus { status, reason }))
+                }
+                _ => Err(SendError::Retryable(Failure::SnsPublish { reason })),
             }
         }
     }
@@ -172,7 +172,7 @@ async fn client(p: &Publish, timeout: Duration) -> Result<aws_sdk_sns::Client, S
     let s = &p.sigv4;
     let credentials = (!s.access_key.is_empty() && !s.secret_key.expose().is_empty())
         .then(|| (s.access_key.as_str(), s.secret_key.expose()));
-    let http = default_client().map_err(|e| SendError::Permanent(e.to_string()))?;
+    let http = default_client().map_err(|e| SendError::Permanent(Failure::Client(e)))?;
     let loader = || {
         aws_config_loader(
             aws_http_client(http.clone(), None),
@@ -189,9 +189,7 @@ async fn client(p: &Publish, timeout: Duration) -> Result<aws_sdk_sns::Client, S
     }
     let mut config = builder.load().await;
     if config.region().is_none() {
-        return Err(SendError::Retryable(
-            "region not configured in sns.sigv4.region or in default credentials chain".into(),
-        ));
+        return Err(SendError::Retryable(Failure::SnsRegion));
     }
     if !s.role_arn.is_empty() {
         let sts = loader().load().await;

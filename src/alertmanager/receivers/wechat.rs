@@ -23,7 +23,7 @@
 //! `api_url` gets a trailing `/`; `message_type` is `text` (default) or `markdown`;
 //! `send_resolved` defaults to false.
 
-use super::{authorized, Expander, RequestError, SendError};
+use super::{authorized, Expander, Failure, RequestError, SendError};
 use super::{Delivery, ReceiverKind};
 use crate::alertmanager::config::Globals;
 use crate::alertmanager::config::{check_http_url, receiver_http_config, template_or};
@@ -152,8 +152,8 @@ pub(crate) async fn send(
             token
         }
     };
-    let mut url =
-        reqwest::Url::parse(&m.send_url).map_err(|e| SendError::Permanent(e.to_string()))?;
+    let mut url = reqwest::Url::parse(&m.send_url)
+        .map_err(|e| SendError::Permanent(Failure::WeChatUrl(e)))?;
     let mut query: Vec<(String, String)> = url
         .query_pairs()
         .filter(|(k, _)| k != "access_token")
@@ -173,17 +173,23 @@ pub(crate) async fn send(
         .await?
         .send()
         .await
-        .map_err(|e| SendError::Retryable(format!("POST {}: {e}", redacted(&url))))?;
+        .map_err(|error| {
+            SendError::Retryable(Failure::WeChatRequest {
+                method: "POST",
+                url: redacted(&url),
+                error,
+            })
+        })?;
     let status = response.status().as_u16();
     let body = response
         .text()
         .await
-        .map_err(|e| SendError::Retryable(e.to_string()))?;
+        .map_err(|e| SendError::Retryable(Failure::WeChatBody(e)))?;
     if status != 200 {
-        return Err(SendError::Retryable(format!(
-            "unexpected status code {status} from {}",
-            redacted(&url)
-        )));
+        return Err(SendError::Retryable(Failure::WeChatStatus {
+            status,
+            url: redacted(&url),
+        }));
     }
     #[derive(Deserialize)]
     struct Answer {
@@ -192,15 +198,15 @@ pub(crate) async fn send(
         #[serde(default)]
         error: String,
     }
-    let answer: Answer = serde_json::from_str(&body)
-        .map_err(|e| SendError::Retryable(format!("WeChat answer is not JSON: {e}")))?;
+    let answer: Answer =
+        serde_json::from_str(&body).map_err(|e| SendError::Retryable(Failure::WeChatAnswer(e)))?;
     match answer.code {
         0 => Ok(()),
         CODE_TOKEN_EXPIRED => {
             m.token.set(None);
-            Err(SendError::Retryable(answer.error))
+            Err(SendError::Retryable(Failure::WeChat(answer.error)))
         }
-        _ => Err(SendError::Permanent(answer.error)),
+        _ => Err(SendError::Permanent(Failure::WeChat(answer.error))),
     }
 }
 
@@ -210,27 +216,33 @@ async fn fetch_token(
     m: &Message,
     timeout: Duration,
 ) -> Result<String, SendError> {
-    let url = reqwest::Url::parse(&m.token_url).map_err(|e| SendError::Permanent(e.to_string()))?;
+    let url = reqwest::Url::parse(&m.token_url)
+        .map_err(|e| SendError::Permanent(Failure::WeChatUrl(e)))?;
     let response = authorized(client.get(url.clone()).timeout(timeout), http)
         .await?
         .send()
         .await
-        .map_err(|e| SendError::Retryable(format!("GET {}: {e}", redacted(&url))))?;
+        .map_err(|error| {
+            SendError::Retryable(Failure::WeChatRequest {
+                method: "GET",
+                url: redacted(&url),
+                error,
+            })
+        })?;
     let body = response
         .bytes()
         .await
-        .map_err(|e| SendError::Retryable(e.to_string()))?;
+        .map_err(|e| SendError::Retryable(Failure::WeChatBody(e)))?;
     #[derive(Deserialize)]
     struct Token {
         #[serde(default)]
         access_token: String,
     }
-    let token: Token = serde_json::from_slice(&body)
-        .map_err(|e| SendError::Permanent(format!("WeChat token answer: {e}")))?;
+    let token: Token =
+        serde_json::from_slice(&body).map_err(|e| SendError::Permanent(Failure::WeChatToken(e)))?;
     if token.access_token.is_empty() {
-        return Err(SendError::Permanent(format!(
-            "invalid APISecret for CorpID: {}",
-            m.corp_id
+        return Err(SendError::Permanent(Failure::WeChatSecret(
+            m.corp_id.clone(),
         )));
     }
     Ok(token.access_token)

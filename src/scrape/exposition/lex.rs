@@ -3,11 +3,13 @@
 //! escape handling, number parsing with Go's `strconv` rules, and the duplicate
 //! label check.
 //!
-//! Everything here works on bytes and returns `Result<_, String>` where the string
-//! is a message without a line number; the format parsers attach the line. Nothing
+//! Everything here works on bytes and returns `Result<_, ErrorKind>`, a kind
+//! without a line number; the format parsers attach the line. Nothing
 //! here indexes out of bounds or unwraps input-derived data.
 
 use std::borrow::Cow;
+
+use super::error::{ErrorKind, Excerpt, Expected, Got};
 
 /// Prometheus's canonical NaN (`value.NormalNaN`): every parsed NaN gets these bits,
 /// so NaN samples compare bit-equal and never look like a staleness marker.
@@ -137,12 +139,20 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Consumes `byte` or fails with "expected {what}, got ...".
-    pub fn expect(&mut self, byte: u8, what: &str) -> Result<(), String> {
+    /// Consumes `byte` or fails with [`Cursor::expected`].
+    pub fn expect(&mut self, byte: u8, expected: Expected) -> Result<(), ErrorKind> {
         if self.eat(byte) {
             Ok(())
         } else {
-            Err(format!("expected {what}, got {}", self.describe_rest()))
+            Err(self.expected(expected))
+        }
+    }
+
+    /// The error for finding the rest of the line where `expected` should be.
+    pub fn expected(&self, expected: Expected) -> ErrorKind {
+        ErrorKind::Expected {
+            expected,
+            got: self.got(),
         }
     }
 
@@ -193,46 +203,33 @@ impl<'a> Cursor<'a> {
     /// it unescaped. `\\`, `\"` and `\n` are escapes; any other backslash pair is
     /// kept verbatim, as Prometheus does. The value must be valid UTF-8 and end on
     /// this line.
-    pub fn label_value(&mut self) -> Result<Cow<'a, str>, String> {
-        self.expect(b'"', "'\"' to open the label value")?;
+    pub fn label_value(&mut self) -> Result<Cow<'a, str>, ErrorKind> {
+        self.expect(b'"', Expected::OpeningQuote)?;
         let rest = self.rest();
         let mut i = 0;
         loop {
             match rest.get(i) {
-                None => return Err("unterminated label value (missing closing '\"')".into()),
+                None => return Err(ErrorKind::UnclosedLabelValue),
                 Some(b'"') => break,
-                Some(b'\\') if i + 1 >= rest.len() => {
-                    return Err("unterminated label value (backslash at end of line)".into())
-                }
+                Some(b'\\') if i + 1 >= rest.len() => return Err(ErrorKind::BackslashAtEndOfLine),
                 Some(b'\\') => i += 2,
                 Some(_) => i += 1,
             }
         }
         let raw = rest.get(..i).unwrap_or_default();
         self.pos += i + 1;
-        let raw = std::str::from_utf8(raw)
-            .map_err(|_| format!("invalid UTF-8 in label value {}", describe(raw)))?;
+        let raw =
+            std::str::from_utf8(raw).map_err(|_| ErrorKind::LabelValueNotUtf8(Excerpt::of(raw)))?;
         Ok(unescape(raw, LABEL_VALUE_ESCAPES))
     }
 
-    /// Describes what is left for an error message: `"…"` or `end of line`.
-    pub fn describe_rest(&self) -> String {
+    /// What is left, for an error message: `"…"` or `end of line`.
+    pub fn got(&self) -> Got {
         if self.at_end() {
-            "end of line".to_string()
+            Got::EndOfLine
         } else {
-            describe(self.rest())
+            Got::Text(Excerpt::of(self.rest()))
         }
-    }
-}
-
-/// Quotes up to 40 bytes of `bytes` for an error message.
-pub(super) fn describe(bytes: &[u8]) -> String {
-    const MAX: usize = 40;
-    let shown = String::from_utf8_lossy(bytes.get(..MAX).unwrap_or(bytes));
-    if bytes.len() > MAX {
-        format!("{:?}…", shown)
-    } else {
-        format!("{:?}", shown)
     }
 }
 
@@ -275,8 +272,8 @@ pub(super) fn unescape<'a>(raw: &'a str, escapes: &[(u8, char)]) -> Cow<'a, str>
 /// `strconv.ParseFloat` restricted to pre-Go-1.13 forms (no hex, no `_`). Accepts
 /// decimal floats with optional sign and exponent, `Inf`/`Infinity` with optional
 /// sign and `NaN`, case-insensitively. Out-of-range values are errors.
-pub(super) fn parse_float(token: &[u8]) -> Result<f64, String> {
-    let invalid = || format!("invalid number {}", describe(token));
+pub(super) fn parse_float(token: &[u8]) -> Result<f64, ErrorKind> {
+    let invalid = || ErrorKind::InvalidNumber(Excerpt::of(token));
     let unsigned = match token.first() {
         Some(b'-' | b'+') => token.get(1..).unwrap_or_default(),
         _ => token,
@@ -300,7 +297,7 @@ pub(super) fn parse_float(token: &[u8]) -> Result<f64, String> {
             .and_then(|text| text.parse().ok())
             .ok_or_else(invalid)?;
         if value.is_infinite() {
-            return Err(format!("number {} out of range", describe(token)));
+            return Err(ErrorKind::NumberOutOfRange(Excerpt::of(token)));
         }
         return Ok(value);
     }
@@ -324,22 +321,22 @@ pub(super) fn parse_float(token: &[u8]) -> Result<f64, String> {
 
 /// Parses a Prometheus text timestamp: decimal digits only (no sign), as an i64
 /// of milliseconds.
-pub(super) fn parse_millis(token: &[u8]) -> Result<i64, String> {
+pub(super) fn parse_millis(token: &[u8]) -> Result<i64, ErrorKind> {
     if token.is_empty() || !token.iter().all(u8::is_ascii_digit) {
-        return Err(format!("invalid timestamp {}", describe(token)));
+        return Err(ErrorKind::InvalidTimestamp(Excerpt::of(token)));
     }
     std::str::from_utf8(token)
         .ok()
         .and_then(|digits| digits.parse().ok())
-        .ok_or_else(|| format!("timestamp {} out of range", describe(token)))
+        .ok_or_else(|| ErrorKind::TimestampOutOfRange(Excerpt::of(token)))
 }
 
 /// Parses an OpenMetrics timestamp (float seconds) into milliseconds, truncating
 /// toward zero like Prometheus's `int64(ts * 1000)`. NaN and infinities are errors.
-pub(super) fn parse_seconds_as_millis(token: &[u8]) -> Result<i64, String> {
+pub(super) fn parse_seconds_as_millis(token: &[u8]) -> Result<i64, ErrorKind> {
     let seconds = parse_float(token)?;
     if !seconds.is_finite() {
-        return Err(format!("invalid timestamp {}", describe(token)));
+        return Err(ErrorKind::InvalidTimestamp(Excerpt::of(token)));
     }
     // `as` saturates on overflow instead of wrapping: no panic, no UB.
     Ok((seconds * 1000.0) as i64)

@@ -33,6 +33,7 @@
 //! built from the job's `scrape_protocols`, `config::ScrapeProtocol`), of targets or
 //! of storage.
 
+mod error;
 mod lex;
 pub mod metrics_proto;
 mod openmetrics;
@@ -143,7 +144,8 @@ pub struct Exposition {
 }
 
 /// Why a body was rejected. Displays as `line 12: <message>`, or just the message
-/// when there is no line.
+/// when there is no line. Built from the parsers' `error::ErrorKind` where the
+/// position is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// 1-based line number; 0 for the protobuf format, which has no lines.
@@ -161,6 +163,24 @@ impl fmt::Display for ParseError {
 }
 
 impl std::error::Error for ParseError {}
+
+impl ParseError {
+    /// A text-format error on the 1-based `line`.
+    fn at_line(line: usize, kind: error::ErrorKind) -> ParseError {
+        ParseError {
+            line,
+            message: kind.to_string(),
+        }
+    }
+
+    /// A protobuf error in the 1-based `index`th message.
+    fn in_family(index: usize, kind: error::ErrorKind) -> ParseError {
+        ParseError {
+            line: 0,
+            message: format!("metric family {index}: {kind}"),
+        }
+    }
+}
 
 /// Parses a whole body in `format`.
 pub fn parse(body: &[u8], format: Format) -> Result<Exposition, ParseError> {

@@ -20,6 +20,7 @@
 //! allowed on `_total` and `_bucket` samples; they are validated and dropped.
 //! `_created` samples are ordinary series, as in Prometheus 2.42.
 
+use super::error::{ErrorKind, Excerpt, Expected};
 use super::lex::{self, Cursor, LabelRef, LABEL_VALUE_ESCAPES};
 use super::{MetadataTable, MetricType, ParseError, SampleRef, SampleSink};
 
@@ -32,32 +33,25 @@ pub(super) fn parse<S: SampleSink>(
     let mut eof_line = None;
     let mut next_line = 1;
     for line in lex::lines(body) {
-        let fail = |message: String| ParseError {
-            line: line.number,
-            message,
-        };
+        let fail = |kind| ParseError::at_line(line.number, kind);
         next_line = line.number + 1;
         if eof_line.is_some() {
-            return Err(fail("unexpected data after # EOF".to_string()));
+            return Err(fail(ErrorKind::DataAfterEof));
         }
         if line.bytes == b"# EOF" {
             eof_line = Some(line.number);
             continue;
         }
         if !line.terminated {
-            return Err(fail(format!(
-                "data does not end with # EOF (last line {} has no newline)",
-                lex::describe(line.bytes)
-            )));
+            return Err(fail(ErrorKind::LastLineUnterminated(Excerpt::of(
+                line.bytes,
+            ))));
         }
         parse_line(line.bytes, metadata, &mut labels, on_sample).map_err(fail)?;
     }
     match eof_line {
         Some(_) => Ok(()),
-        None => Err(ParseError {
-            line: next_line,
-            message: "data does not end with # EOF".to_string(),
-        }),
+        None => Err(ParseError::at_line(next_line, ErrorKind::MissingEof)),
     }
 }
 
@@ -66,7 +60,7 @@ fn parse_line<'a, S: SampleSink>(
     metadata: &mut MetadataTable,
     labels: &mut Vec<LabelRef<'a>>,
     on_sample: &mut S,
-) -> Result<(), String> {
+) -> Result<(), ErrorKind> {
     let cursor = Cursor::new(line);
     match cursor.peek() {
         Some(b'#') => parse_metadata(cursor, metadata),
@@ -74,7 +68,7 @@ fn parse_line<'a, S: SampleSink>(
     }
 }
 
-fn parse_metadata(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result<(), String> {
+fn parse_metadata(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result<(), ErrorKind> {
     let keyword = if cursor.eat_prefix(b"# HELP ") {
         "HELP"
     } else if cursor.eat_prefix(b"# TYPE ") {
@@ -82,39 +76,32 @@ fn parse_metadata(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Resul
     } else if cursor.eat_prefix(b"# UNIT ") {
         "UNIT"
     } else if cursor.rest().starts_with(b"# EOF") {
-        return Err("unexpected data after # EOF".to_string());
+        return Err(ErrorKind::DataAfterEof);
     } else {
-        return Err(format!(
-            "expected '# HELP ', '# TYPE ', '# UNIT ' or '# EOF', got {}",
-            cursor.describe_rest()
-        ));
+        return Err(cursor.expected(Expected::MetadataKeyword));
     };
-    let family = cursor.metric_name().ok_or_else(|| {
-        format!(
-            "expected metric name after {keyword}, got {}",
-            cursor.describe_rest()
-        )
-    })?;
+    let family = cursor
+        .metric_name()
+        .ok_or_else(|| cursor.expected(Expected::MetricNameAfter(keyword)))?;
     if !cursor.eat(b' ') {
-        return Err(format!(
-            "expected ' ' and text after {keyword} {family}, got {}",
-            cursor.describe_rest()
-        ));
+        return Err(cursor.expected(Expected::TextAfter {
+            keyword,
+            family: family.to_string(),
+        }));
     }
     let text = cursor.take_rest();
     match keyword {
         "HELP" => {
-            let help = std::str::from_utf8(text)
-                .map_err(|_| format!("HELP text of {family} is not valid UTF-8"))?;
+            let help = std::str::from_utf8(text).map_err(|_| ErrorKind::HelpNotUtf8 {
+                family: family.to_string(),
+            })?;
             metadata.set_help(family, lex::unescape(help, LABEL_VALUE_ESCAPES));
         }
         "TYPE" => metadata.set_kind(family, metric_type(text)?),
         _ => {
-            let not_a_suffix = || {
-                format!(
-                    "unit {} is not a suffix of metric {family}",
-                    lex::describe(text)
-                )
+            let not_a_suffix = || ErrorKind::UnitNotSuffix {
+                unit: Excerpt::of(text),
+                family: family.to_string(),
             };
             let unit = std::str::from_utf8(text).map_err(|_| not_a_suffix())?;
             let is_suffix = family
@@ -129,7 +116,7 @@ fn parse_metadata(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Resul
     Ok(())
 }
 
-fn metric_type(word: &[u8]) -> Result<MetricType, String> {
+fn metric_type(word: &[u8]) -> Result<MetricType, ErrorKind> {
     Ok(match word {
         b"counter" => MetricType::Counter,
         b"gauge" => MetricType::Gauge,
@@ -139,7 +126,7 @@ fn metric_type(word: &[u8]) -> Result<MetricType, String> {
         b"info" => MetricType::Info,
         b"stateset" => MetricType::StateSet,
         b"unknown" => MetricType::Unknown,
-        _ => return Err(format!("invalid metric type {}", lex::describe(word))),
+        _ => return Err(ErrorKind::InvalidMetricType(Excerpt::of(word))),
     })
 }
 
@@ -147,14 +134,11 @@ fn parse_sample<'a, S: SampleSink>(
     mut cursor: Cursor<'a>,
     labels: &mut Vec<LabelRef<'a>>,
     sink: &mut S,
-) -> Result<(), String> {
+) -> Result<(), ErrorKind> {
     let start = cursor.pos();
-    let name = cursor.metric_name().ok_or_else(|| {
-        format!(
-            "expected metric name or '# ', got {}",
-            cursor.describe_rest()
-        )
-    })?;
+    let name = cursor
+        .metric_name()
+        .ok_or_else(|| cursor.expected(Expected::LineStartOpenMetrics))?;
     if S::KNOWS_SERIES {
         // As in the text format: the series text without reading the labels.
         let mut fast = cursor.clone();
@@ -180,7 +164,10 @@ fn parse_sample<'a, S: SampleSink>(
     };
     let (value, timestamp_ms) = rest_of_sample(cursor, name)?;
     if let Some(duplicate) = lex::duplicate_label(labels) {
-        return Err(format!("duplicate label name {duplicate:?} in {name}"));
+        return Err(ErrorKind::DuplicateLabel {
+            label: duplicate.to_string(),
+            metric: name.to_string(),
+        });
     }
     sink.sample(SampleRef {
         series,
@@ -194,7 +181,7 @@ fn parse_sample<'a, S: SampleSink>(
 
 /// Reads the rest of a sample line after its series: value, optional timestamp,
 /// optional exemplar (checked, dropped).
-fn rest_of_sample(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64>), String> {
+fn rest_of_sample(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64>), ErrorKind> {
     let value = lex::parse_float(space_then_token(&mut cursor, "value")?)?;
     let mut timestamp_ms = None;
     if !cursor.at_end() && !cursor.rest().starts_with(b" # {") {
@@ -205,10 +192,7 @@ fn rest_of_sample(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64
     }
     if !cursor.at_end() {
         if !cursor.eat_prefix(b" # {") {
-            return Err(format!(
-                "expected exemplar or end of line after timestamp, got {}",
-                cursor.describe_rest()
-            ));
+            return Err(cursor.expected(Expected::ExemplarOrEnd));
         }
         check_exemplar(name, &mut cursor)?;
     }
@@ -216,35 +200,35 @@ fn rest_of_sample(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64
 }
 
 /// Reads `" " token`, where the token runs to the next space or the line's end.
-fn space_then_token<'a>(cursor: &mut Cursor<'a>, what: &str) -> Result<&'a [u8], String> {
+fn space_then_token<'a>(
+    cursor: &mut Cursor<'a>,
+    what: &'static str,
+) -> Result<&'a [u8], ErrorKind> {
     let token = if cursor.eat(b' ') {
         cursor.take_while(|b| b != b' ')
     } else {
         &[]
     };
     if token.is_empty() {
-        return Err(format!(
-            "expected ' ' and {what}, got {}",
-            cursor.describe_rest()
-        ));
+        return Err(cursor.expected(Expected::SpaceAnd(what)));
     }
     Ok(token)
 }
 
 /// Parses label pairs after the opening `{`, through the closing `}`.
-fn parse_labels<'a>(cursor: &mut Cursor<'a>, labels: &mut Vec<LabelRef<'a>>) -> Result<(), String> {
+fn parse_labels<'a>(
+    cursor: &mut Cursor<'a>,
+    labels: &mut Vec<LabelRef<'a>>,
+) -> Result<(), ErrorKind> {
     if cursor.eat(b'}') {
         return Ok(());
     }
     loop {
         let label = cursor
             .label_name()
-            .ok_or_else(|| format!("expected label name, got {}", cursor.describe_rest()))?;
+            .ok_or_else(|| cursor.expected(Expected::LabelName))?;
         if !cursor.eat(b'=') {
-            return Err(format!(
-                "expected '=' after label name {label}, got {}",
-                cursor.describe_rest()
-            ));
+            return Err(cursor.expected(Expected::EqualsAfterLabel(label.to_string())));
         }
         let value = cursor.label_value()?;
         labels.push((label, value));
@@ -252,20 +236,17 @@ fn parse_labels<'a>(cursor: &mut Cursor<'a>, labels: &mut Vec<LabelRef<'a>>) -> 
             return Ok(());
         }
         if !cursor.eat(b',') {
-            return Err(format!(
-                "expected ',' or '}}' after label value, got {}",
-                cursor.describe_rest()
-            ));
+            return Err(cursor.expected(Expected::CommaOrClose));
         }
     }
 }
 
 /// Validates an exemplar after its ` # {` and consumes it through the line's end.
-fn check_exemplar(name: &str, cursor: &mut Cursor<'_>) -> Result<(), String> {
+fn check_exemplar(name: &str, cursor: &mut Cursor<'_>) -> Result<(), ErrorKind> {
     if !(name.ends_with("_total") || name.ends_with("_bucket")) {
-        return Err(format!(
-            "metric name {name} does not support exemplars (only _total and _bucket do)"
-        ));
+        return Err(ErrorKind::ExemplarNotSupported {
+            metric: name.to_string(),
+        });
     }
     let mut exemplar_labels = Vec::new();
     parse_labels(cursor, &mut exemplar_labels)?;
@@ -274,10 +255,7 @@ fn check_exemplar(name: &str, cursor: &mut Cursor<'_>) -> Result<(), String> {
         lex::parse_seconds_as_millis(space_then_token(cursor, "exemplar timestamp")?)?;
     }
     if !cursor.at_end() {
-        return Err(format!(
-            "expected end of line after exemplar, got {}",
-            cursor.describe_rest()
-        ));
+        return Err(cursor.expected(Expected::EndAfterExemplar));
     }
     Ok(())
 }

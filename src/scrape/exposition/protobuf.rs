@@ -41,6 +41,7 @@ use std::borrow::Cow;
 
 use prost::Message;
 
+use super::error::ErrorKind;
 use super::lex::{self, Cursor, LabelRef};
 use super::metrics_proto::{self as pb, MetricFamily};
 use super::{MetadataTable, MetricType, ParseError, SampleRef, SampleSink};
@@ -59,10 +60,7 @@ pub(super) fn parse<S: SampleSink>(
     let mut scratch = Scratch::default();
     while !rest.is_empty() {
         index += 1;
-        let fail = |message: String| ParseError {
-            line: 0,
-            message: format!("metric family {index}: {message}"),
-        };
+        let fail = |kind| ParseError::in_family(index, kind);
         rest = read_delimited(rest, &mut family).map_err(fail)?;
         parse_family(&family, metadata, &mut scratch, sink).map_err(fail)?;
     }
@@ -71,26 +69,23 @@ pub(super) fn parse<S: SampleSink>(
 
 /// Decodes the length-delimited message at the start of `bytes` into `family`
 /// and returns what follows it.
-fn read_delimited<'a>(bytes: &'a [u8], family: &mut MetricFamily) -> Result<&'a [u8], String> {
+fn read_delimited<'a>(bytes: &'a [u8], family: &mut MetricFamily) -> Result<&'a [u8], ErrorKind> {
     let mut cursor = bytes;
-    let length = prost::decode_length_delimiter(&mut cursor)
-        .map_err(|_| "invalid varint encountered".to_string())?;
+    let length =
+        prost::decode_length_delimiter(&mut cursor).map_err(|_| ErrorKind::InvalidVarint)?;
     // Prometheus reads the length as at most a 32-bit varint.
     if bytes.len() - cursor.len() > 5 {
-        return Err("invalid varint encountered".into());
+        return Err(ErrorKind::InvalidVarint);
     }
     if length > cursor.len() {
-        return Err(format!(
-            "insufficient length of buffer, expected at least {} bytes, got {} bytes",
-            length + (bytes.len() - cursor.len()),
-            bytes.len()
-        ));
+        return Err(ErrorKind::ShortBuffer {
+            needed: length + (bytes.len() - cursor.len()),
+            got: bytes.len(),
+        });
     }
     let (message, rest) = cursor.split_at(length);
     family.clear();
-    family
-        .merge(message)
-        .map_err(|e| format!("invalid message: {e}"))?;
+    family.merge(message).map_err(ErrorKind::InvalidMessage)?;
     Ok(rest)
 }
 
@@ -106,13 +101,13 @@ fn parse_family<S: SampleSink>(
     metadata: &mut MetadataTable,
     scratch: &mut Scratch,
     sink: &mut S,
-) -> Result<(), String> {
+) -> Result<(), ErrorKind> {
     if family.metric.is_empty() {
         return Ok(());
     }
     let name = family.name.as_deref().unwrap_or_default();
     if !whole(name, Cursor::metric_name) {
-        return Err(format!("invalid metric name: {name}"));
+        return Err(ErrorKind::InvalidMetricName(name.to_string()));
     }
     let raw_type = family.r#type.unwrap_or_default();
     let kind = match pb::MetricType::try_from(raw_type) {
@@ -123,9 +118,10 @@ fn parse_family<S: SampleSink>(
         Ok(pb::MetricType::Histogram) => MetricType::Histogram,
         Ok(pb::MetricType::GaugeHistogram) => MetricType::GaugeHistogram,
         Err(_) => {
-            return Err(format!(
-                "unknown metric type for metric {name:?}: {raw_type}"
-            ))
+            return Err(ErrorKind::UnknownMetricType {
+                name: name.to_string(),
+                raw: raw_type,
+            })
         }
     };
     metadata.set_help(
@@ -142,7 +138,7 @@ fn parse_family<S: SampleSink>(
         for pair in &metric.label {
             let label = pair.name.as_deref().unwrap_or_default();
             if !whole(label, Cursor::label_name) {
-                return Err(format!("invalid label name: {label}"));
+                return Err(ErrorKind::InvalidLabelName(label.to_string()));
             }
             labels.push((label, pair.value.as_deref().unwrap_or_default()));
         }
@@ -252,7 +248,7 @@ impl<S: SampleSink> Emitter<'_, '_, '_, S> {
         suffix: &str,
         extra: Option<(&str, &str)>,
         value: f64,
-    ) -> Result<(), String> {
+    ) -> Result<(), ErrorKind> {
         let Scratch { series, name } = &mut *self.scratch;
         name.clear();
         name.push_str(family);
@@ -275,7 +271,10 @@ impl<S: SampleSink> Emitter<'_, '_, '_, S> {
             .map(|&(label, value)| (label, Cow::Borrowed(value)))
             .collect();
         if let Some(duplicate) = lex::duplicate_label(&labels) {
-            return Err(format!("duplicate label name {duplicate:?} in {name}"));
+            return Err(ErrorKind::DuplicateLabel {
+                label: duplicate.to_string(),
+                metric: name.to_string(),
+            });
         }
         self.sink.sample(SampleRef {
             series,

@@ -16,6 +16,7 @@
 //! separated by a comma, a trailing comma or (a Prometheus quirk) nothing at all.
 //! A body need not end with a newline.
 
+use super::error::{ErrorKind, Excerpt, Expected};
 use super::lex::{self, Cursor, LabelRef};
 use super::{MetadataTable, MetricType, ParseError, SampleRef, SampleSink};
 
@@ -26,10 +27,8 @@ pub(super) fn parse<S: SampleSink>(
 ) -> Result<(), ParseError> {
     let mut labels = Vec::new();
     for line in lex::lines(body) {
-        parse_line(line.bytes, metadata, &mut labels, on_sample).map_err(|message| ParseError {
-            line: line.number,
-            message,
-        })?;
+        parse_line(line.bytes, metadata, &mut labels, on_sample)
+            .map_err(|kind| ParseError::at_line(line.number, kind))?;
     }
     Ok(())
 }
@@ -39,7 +38,7 @@ fn parse_line<'a, S: SampleSink>(
     metadata: &mut MetadataTable,
     labels: &mut Vec<LabelRef<'a>>,
     on_sample: &mut S,
-) -> Result<(), String> {
+) -> Result<(), ErrorKind> {
     let mut cursor = Cursor::new(line);
     cursor.skip_blanks();
     match cursor.peek() {
@@ -49,7 +48,7 @@ fn parse_line<'a, S: SampleSink>(
     }
 }
 
-fn parse_comment(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result<(), String> {
+fn parse_comment(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result<(), ErrorKind> {
     cursor.eat(b'#');
     if !matches!(cursor.peek(), Some(b' ' | b'\t')) {
         return Ok(());
@@ -67,12 +66,9 @@ fn parse_comment(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result
         return Ok(());
     }
     cursor.skip_blanks();
-    let family = cursor.metric_name().ok_or_else(|| {
-        format!(
-            "expected metric name after {keyword}, got {}",
-            cursor.describe_rest()
-        )
-    })?;
+    let family = cursor
+        .metric_name()
+        .ok_or_else(|| cursor.expected(Expected::MetricNameAfter(keyword)))?;
     let rest = cursor.take_rest();
     // Prometheus's lexer reads a rest made only of blanks as no text at all.
     let text = if rest.iter().all(|&b| b == b' ' || b == b'\t') {
@@ -81,8 +77,9 @@ fn parse_comment(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result
         rest.get(1..).unwrap_or_default()
     };
     if keyword == "HELP" {
-        let help = std::str::from_utf8(text)
-            .map_err(|_| format!("HELP text of {family} is not valid UTF-8"))?;
+        let help = std::str::from_utf8(text).map_err(|_| ErrorKind::HelpNotUtf8 {
+            family: family.to_string(),
+        })?;
         metadata.set_help(family, lex::unescape(help, lex::TEXT_HELP_ESCAPES));
     } else {
         metadata.set_kind(family, metric_type(text)?);
@@ -90,14 +87,14 @@ fn parse_comment(mut cursor: Cursor<'_>, metadata: &mut MetadataTable) -> Result
     Ok(())
 }
 
-fn metric_type(word: &[u8]) -> Result<MetricType, String> {
+fn metric_type(word: &[u8]) -> Result<MetricType, ErrorKind> {
     Ok(match word {
         b"counter" => MetricType::Counter,
         b"gauge" => MetricType::Gauge,
         b"histogram" => MetricType::Histogram,
         b"summary" => MetricType::Summary,
         b"untyped" => MetricType::Untyped,
-        _ => return Err(format!("invalid metric type {}", lex::describe(word))),
+        _ => return Err(ErrorKind::InvalidMetricType(Excerpt::of(word))),
     })
 }
 
@@ -105,17 +102,14 @@ fn parse_sample<'a, S: SampleSink>(
     mut cursor: Cursor<'a>,
     labels: &mut Vec<LabelRef<'a>>,
     sink: &mut S,
-) -> Result<(), String> {
+) -> Result<(), ErrorKind> {
     if S::KNOWS_SERIES && known_from_end(cursor.rest(), sink) {
         return Ok(());
     }
     let start = cursor.pos();
-    let name = cursor.metric_name().ok_or_else(|| {
-        format!(
-            "expected metric name, comment or blank line, got {}",
-            cursor.describe_rest()
-        )
-    })?;
+    let name = cursor
+        .metric_name()
+        .ok_or_else(|| cursor.expected(Expected::LineStart))?;
     cursor.skip_blanks();
     labels.clear();
     let series = if cursor.eat(b'{') {
@@ -126,7 +120,10 @@ fn parse_sample<'a, S: SampleSink>(
     };
     let (value, timestamp_ms) = value_and_timestamp(cursor, name)?;
     if let Some(duplicate) = lex::duplicate_label(labels) {
-        return Err(format!("duplicate label name {duplicate:?} in {name}"));
+        return Err(ErrorKind::DuplicateLabel {
+            label: duplicate.to_string(),
+            metric: name.to_string(),
+        });
     }
     sink.sample(SampleRef {
         series,
@@ -189,14 +186,14 @@ fn trim_end_blanks(bytes: &[u8]) -> &[u8] {
 }
 
 /// Reads the rest of a sample line after its series: value, optional timestamp.
-fn value_and_timestamp(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64>), String> {
+fn value_and_timestamp(
+    mut cursor: Cursor<'_>,
+    name: &str,
+) -> Result<(f64, Option<i64>), ErrorKind> {
     cursor.skip_blanks();
     let value = cursor.take_while(|b| !matches!(b, b' ' | b'\t' | b'{'));
     if value.is_empty() {
-        return Err(format!(
-            "expected value after metric {name}, got {}",
-            cursor.describe_rest()
-        ));
+        return Err(cursor.expected(Expected::ValueAfterMetric(name.to_string())));
     }
     let value = lex::parse_float(value)?;
     cursor.skip_blanks();
@@ -204,42 +201,33 @@ fn value_and_timestamp(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Optio
     if !cursor.at_end() {
         let digits = cursor.take_while(|b| b.is_ascii_digit());
         if digits.is_empty() {
-            return Err(format!(
-                "expected timestamp or end of line after value, got {}",
-                cursor.describe_rest()
-            ));
+            return Err(cursor.expected(Expected::TimestampOrEnd));
         }
         timestamp_ms = Some(lex::parse_millis(digits)?);
         cursor.skip_blanks();
         if !cursor.at_end() {
-            return Err(format!(
-                "expected end of line after timestamp, got {}",
-                cursor.describe_rest()
-            ));
+            return Err(cursor.expected(Expected::EndAfterTimestamp));
         }
     }
     Ok((value, timestamp_ms))
 }
 
 /// Parses label pairs after the opening `{`, through the closing `}`.
-fn parse_labels<'a>(cursor: &mut Cursor<'a>, labels: &mut Vec<LabelRef<'a>>) -> Result<(), String> {
+fn parse_labels<'a>(
+    cursor: &mut Cursor<'a>,
+    labels: &mut Vec<LabelRef<'a>>,
+) -> Result<(), ErrorKind> {
     loop {
         cursor.skip_blanks();
         if cursor.eat(b'}') {
             return Ok(());
         }
-        let label = cursor.label_name().ok_or_else(|| {
-            format!(
-                "expected label name or '}}', got {}",
-                cursor.describe_rest()
-            )
-        })?;
+        let label = cursor
+            .label_name()
+            .ok_or_else(|| cursor.expected(Expected::LabelNameOrClose))?;
         cursor.skip_blanks();
         if !cursor.eat(b'=') {
-            return Err(format!(
-                "expected '=' after label name {label}, got {}",
-                cursor.describe_rest()
-            ));
+            return Err(cursor.expected(Expected::EqualsAfterLabel(label.to_string())));
         }
         cursor.skip_blanks();
         let value = cursor.label_value()?;

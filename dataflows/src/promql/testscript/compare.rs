@@ -73,13 +73,174 @@ pub fn query_times(e: &Eval) -> QueryTimes {
 /// Plans an eval's expression. `Err` decides the eval without running it: an error
 /// Prometheus raises when it creates the query is judged like a runtime error
 /// (`Ok(())` when the eval expects it), anything else is the failure reason.
-pub fn plan_eval(e: &Eval) -> Result<Plan, Result<(), String>> {
+pub fn plan_eval(e: &Eval) -> Result<Plan, Result<(), Mismatch>> {
     match plan::parse_with(&e.expr, query_times(e)) {
         Ok(p) => Ok(p),
         Err(PlanError::Invalid(m)) => Err(check(e, Err(EvalError::Execution(m)))),
-        Err(err @ PlanError::NotSupported(_)) => Err(Err(err.to_string())),
+        Err(err @ PlanError::NotSupported(_)) => Err(Err(Mismatch::NotSupported(err))),
         Err(err @ (PlanError::Parse(_) | PlanError::ParseAt { .. } | PlanError::Matcher(_))) => {
-            Err(Err(format!("parser limitation: {err}")))
+            Err(Err(Mismatch::ParserLimitation(err)))
+        }
+    }
+}
+
+/// Why an eval failed: what its result (or its planning, or its annotations) showed
+/// against what the script expected. Its text is the report's failure reason.
+#[derive(Clone, Debug)]
+pub enum Mismatch {
+    /// promflow does not support the expression.
+    NotSupported(PlanError),
+    /// promflow's parser refuses what Prometheus's accepts.
+    ParserLimitation(PlanError),
+    /// A scalar expected, a vector of this many elements got.
+    ScalarExpectedGotVector(usize),
+    /// The vector's length differs (`shown`: its first elements).
+    ElementCount {
+        /// Expected elements.
+        want: usize,
+        /// Elements got.
+        got: usize,
+        /// Up to four elements got, as `labels value; …`.
+        shown: String,
+    },
+    /// An expected series is not in the vector.
+    MissingElement {
+        /// The series.
+        labels: Labels,
+        /// Up to four elements got.
+        shown: String,
+    },
+    /// A series has another value.
+    Value {
+        /// The series.
+        labels: Labels,
+        /// The value expected, as shown.
+        want: String,
+        /// The value got, as shown.
+        got: String,
+    },
+    /// `eval_ordered`: another series at this position.
+    Order {
+        /// The series expected.
+        labels: Labels,
+        /// The position.
+        index: usize,
+        /// The series got.
+        got: Labels,
+    },
+    /// A scalar expected, a matrix got.
+    ScalarExpectedGotMatrix,
+    /// An expected series is not in the matrix.
+    MissingSeries(Labels),
+    /// A series of the matrix has other points: (time, value as shown).
+    Points {
+        /// The series.
+        labels: Labels,
+        /// The points expected.
+        want: Vec<(i64, String)>,
+        /// The points got.
+        got: Vec<(i64, String)>,
+    },
+    /// A series of the matrix that was not expected.
+    UnexpectedSeries(Labels),
+    /// A failure expected, a result got.
+    ExpectedFailure,
+    /// A failure with another message than expected.
+    WrongErrorMessage(EvalError),
+    /// A result expected, a failure got.
+    Error(EvalError),
+    /// A string expected, something else got.
+    ExpectedString {
+        /// The string.
+        want: String,
+        /// The value got.
+        got: Value,
+    },
+    /// A scalar got where it was not expected (or another scalar).
+    GotScalar(f64),
+    /// A range vector got from an instant eval without `expect range vector`.
+    GotRangeVector,
+    /// A string got where it was not expected.
+    GotString(String),
+    /// `no_warn` / `no_info`, and annotations of that level got.
+    UnexpectedAnnotations {
+        /// `warn` or `info`.
+        level: &'static str,
+        /// Their texts without position.
+        texts: Vec<String>,
+    },
+    /// An annotation of that level expected, none got.
+    NoAnnotation {
+        /// `warn` or `info`.
+        level: &'static str,
+    },
+    /// No annotation of that level matches a directive.
+    NoMatch {
+        /// `warn` or `info`.
+        level: &'static str,
+        /// The directive.
+        directive: String,
+        /// The texts got.
+        texts: Vec<String>,
+    },
+    /// An annotation no directive of its level matches.
+    UnexpectedAnnotation {
+        /// `warn` or `info`.
+        level: &'static str,
+        /// Its text.
+        text: String,
+    },
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::NotSupported(err) => write!(f, "{err}"),
+            Mismatch::ParserLimitation(err) => write!(f, "parser limitation: {err}"),
+            Mismatch::ScalarExpectedGotVector(n) => {
+                write!(f, "expected a scalar, got a vector of {n}")
+            }
+            Mismatch::ElementCount { want, got, shown } => {
+                write!(f, "expected {want} elements, got {got}: {shown}")
+            }
+            Mismatch::MissingElement { labels, shown } => {
+                write!(f, "missing {labels}; got {shown}")
+            }
+            Mismatch::Value { labels, want, got } => {
+                write!(f, "{labels}: expected {want}, got {got}")
+            }
+            Mismatch::Order { labels, index, got } => {
+                write!(f, "order: expected {labels} at {index}, got {got}")
+            }
+            Mismatch::ScalarExpectedGotMatrix => f.write_str("expected a scalar, got a matrix"),
+            Mismatch::MissingSeries(labels) => write!(f, "missing series {labels}"),
+            Mismatch::Points { labels, want, got } => {
+                write!(f, "{labels}: expected {want:?}, got {got:?}")
+            }
+            Mismatch::UnexpectedSeries(labels) => write!(f, "unexpected series {labels}"),
+            Mismatch::ExpectedFailure => f.write_str("expected failure, got a result"),
+            Mismatch::WrongErrorMessage(err) => write!(f, "wrong error message: {err}"),
+            Mismatch::Error(err) => write!(f, "error: {err}"),
+            Mismatch::ExpectedString { want, got } => {
+                write!(f, "expected string {want:?}, got {got:?}")
+            }
+            Mismatch::GotScalar(v) => write!(f, "got scalar {v}"),
+            Mismatch::GotRangeVector => f.write_str("got a range vector"),
+            Mismatch::GotString(s) => write!(f, "got string {s:?}"),
+            Mismatch::UnexpectedAnnotations { level, texts } => {
+                write!(f, "expected no {level}, got {texts:?}")
+            }
+            Mismatch::NoAnnotation { level } => {
+                write!(f, "expected a {level} annotation, got none")
+            }
+            Mismatch::NoMatch {
+                level,
+                directive,
+                texts,
+            } => write!(f, "no {level} matches {directive:?}; got {texts:?}"),
+            Mismatch::UnexpectedAnnotation { level, text } => {
+                write!(f, "unexpected {level} {text:?}")
+            }
         }
     }
 }
@@ -99,17 +260,16 @@ pub fn compare_vector(
     exp: &Expected,
     ordered: bool,
     resolve: Resolve<'_>,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let Expected::Series(exp) = exp else {
-        return Err(format!("expected a scalar, got a vector of {}", got.len()));
+        return Err(Mismatch::ScalarExpectedGotVector(got.len()));
     };
     if got.len() != exp.len() {
-        return Err(format!(
-            "expected {} elements, got {}: {}",
-            exp.len(),
-            got.len(),
-            show_vector(got, resolve)
-        ));
+        return Err(Mismatch::ElementCount {
+            want: exp.len(),
+            got: got.len(),
+            shown: show_vector(got, resolve),
+        });
     }
     let by_labels: HashMap<&Labels, f64> = got.iter().map(|e| (&*e.labels, e.value)).collect();
     for (i, (labels, points)) in exp.iter().enumerate() {
@@ -119,23 +279,24 @@ pub fn compare_vector(
             .flatten()
             .unwrap_or(Point::Float(f64::NAN));
         let Some(&v) = by_labels.get(labels) else {
-            return Err(format!(
-                "missing {labels}; got {}",
-                show_vector(got, resolve)
-            ));
+            return Err(Mismatch::MissingElement {
+                labels: labels.clone(),
+                shown: show_vector(got, resolve),
+            });
         };
         if !point_eq(v, &want, resolve) {
-            return Err(format!(
-                "{labels}: expected {}, got {}",
-                show_point(&want),
-                show(v, resolve)
-            ));
+            return Err(Mismatch::Value {
+                labels: labels.clone(),
+                want: show_point(&want),
+                got: show(v, resolve),
+            });
         }
         if ordered && *got[i].labels != *labels {
-            return Err(format!(
-                "order: expected {labels} at {i}, got {}",
-                got[i].labels
-            ));
+            return Err(Mismatch::Order {
+                labels: labels.clone(),
+                index: i,
+                got: (*got[i].labels).clone(),
+            });
         }
     }
     Ok(())
@@ -155,9 +316,9 @@ pub fn compare_matrix(
     start: i64,
     step: i64,
     resolve: Resolve<'_>,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     let Expected::Series(exp) = exp else {
-        return Err("expected a scalar, got a matrix".into());
+        return Err(Mismatch::ScalarExpectedGotMatrix);
     };
     let by_labels: HashMap<&Labels, &Series> = got.iter().map(|s| (&*s.labels, s)).collect();
     let mut seen = HashSet::new();
@@ -172,7 +333,7 @@ pub fn compare_matrix(
             if want.is_empty() {
                 continue;
             }
-            return Err(format!("missing series {labels}"));
+            return Err(Mismatch::MissingSeries(labels.clone()));
         };
         if s.points.len() != want.len()
             || s.points
@@ -186,12 +347,16 @@ pub fn compare_matrix(
                 .iter()
                 .map(|(t, v)| (*t, show(*v, resolve)))
                 .collect();
-            return Err(format!("{labels}: expected {want:?}, got {got:?}"));
+            return Err(Mismatch::Points {
+                labels: labels.clone(),
+                want,
+                got,
+            });
         }
     }
     for s in got {
         if !seen.contains(&*s.labels) {
-            return Err(format!("unexpected series {}", s.labels));
+            return Err(Mismatch::UnexpectedSeries((*s.labels).clone()));
         }
     }
     Ok(())
@@ -207,7 +372,7 @@ fn regex_find(re: &str, text: &str) -> bool {
 /// Judges the result of an eval (an instant value, or for a range eval the assembled
 /// matrix): `Ok(())` is a pass, `Err` the reason it failed. A value that is a
 /// histogram handle is not one here (see [`check_with`]).
-pub fn check(e: &Eval, result: Result<Value, EvalError>) -> Result<(), String> {
+pub fn check(e: &Eval, result: Result<Value, EvalError>) -> Result<(), Mismatch> {
     check_with(e, result, &|_| None)
 }
 
@@ -216,27 +381,30 @@ pub fn check_with(
     e: &Eval,
     result: Result<Value, EvalError>,
     resolve: Resolve<'_>,
-) -> Result<(), String> {
+) -> Result<(), Mismatch> {
     if let Some(fail) = &e.fail {
         return match (result, fail) {
-            (Ok(_), _) => Err("expected failure, got a result".into()),
+            (Ok(_), _) => Err(Mismatch::ExpectedFailure),
             (Err(_), FailMatch::Any) => Ok(()),
             (Err(err), FailMatch::Message(m)) if err.to_string().trim() == m.trim() => Ok(()),
             (Err(err), FailMatch::Regex(r)) if regex_find(r, &err.to_string()) => Ok(()),
-            (Err(err), _) => Err(format!("wrong error message: {err}")),
+            (Err(err), _) => Err(Mismatch::WrongErrorMessage(err)),
         };
     }
-    let value = result.map_err(|err| format!("error: {err}"))?;
+    let value = result.map_err(Mismatch::Error)?;
     if let Some(s) = &e.string {
         return match value {
             Value::String(got) if got == *s => Ok(()),
-            other => Err(format!("expected string {s:?}, got {other:?}")),
+            other => Err(Mismatch::ExpectedString {
+                want: s.clone(),
+                got: other,
+            }),
         };
     }
     match (value, &e.time) {
         (Value::Scalar(v), _) => match e.expected {
             Expected::Scalar(want) if float_eq(v, want) => Ok(()),
-            _ => Err(format!("got scalar {v}")),
+            _ => Err(Mismatch::GotScalar(v)),
         },
         (Value::Vector(v), _) => compare_vector(&v, &e.expected, e.ordered, resolve),
         (
@@ -247,9 +415,9 @@ pub fn check_with(
         ) => compare_matrix(&m, &e.expected, *start_ms, *step_ms, resolve),
         (Value::Matrix(m), EvalTime::Instant { .. }) => match e.range_vector {
             Some((start, _, step)) => compare_matrix(&m, &e.expected, start, step, resolve),
-            None => Err("got a range vector".into()),
+            None => Err(Mismatch::GotRangeVector),
         },
-        (Value::String(s), _) => Err(format!("got string {s:?}")),
+        (Value::String(s), _) => Err(Mismatch::GotString(s)),
     }
 }
 
@@ -278,15 +446,21 @@ fn regex_without_position(re: &str) -> &str {
 /// means at least one, and with `msg:`/`regex:` each directive matches some annotation
 /// and every annotation matches some directive. Positions are not compared. `None`
 /// when the eval has no such directive.
-pub fn check_annotations(e: &Eval, got: &Annotations) -> Option<Result<(), String>> {
+pub fn check_annotations(e: &Eval, got: &Annotations) -> Option<Result<(), Mismatch>> {
     if e.annotations.is_empty() {
         return None;
     }
-    let check = |level: &str, texts: &std::collections::BTreeSet<String>| -> Result<(), String> {
+    let owned = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect();
+    let check = |level: &'static str,
+                 texts: &std::collections::BTreeSet<String>|
+     -> Result<(), Mismatch> {
         let texts: Vec<&str> = texts.iter().map(|t| without_position(t)).collect();
         let none = format!("no_{level}");
         if e.annotations.iter().any(|d| d.trim() == none) && !texts.is_empty() {
-            return Err(format!("expected no {level}, got {texts:?}"));
+            return Err(Mismatch::UnexpectedAnnotations {
+                level,
+                texts: owned(&texts),
+            });
         }
         let directives: Vec<&str> = e
             .annotations
@@ -299,7 +473,7 @@ pub fn check_annotations(e: &Eval, got: &Annotations) -> Option<Result<(), Strin
             return Ok(());
         }
         if texts.is_empty() {
-            return Err(format!("expected a {level} annotation, got none"));
+            return Err(Mismatch::NoAnnotation { level });
         }
         let matches = |d: &str, t: &str| match (d.strip_prefix("msg:"), d.strip_prefix("regex:")) {
             (Some(m), _) => without_position(m.trim()) == t,
@@ -308,7 +482,11 @@ pub fn check_annotations(e: &Eval, got: &Annotations) -> Option<Result<(), Strin
         };
         for d in &directives {
             if !texts.iter().any(|t| matches(d, t)) {
-                return Err(format!("no {level} matches {d:?}; got {texts:?}"));
+                return Err(Mismatch::NoMatch {
+                    level,
+                    directive: d.to_string(),
+                    texts: owned(&texts),
+                });
             }
         }
         let specific: Vec<&&str> = directives.iter().filter(|d| !d.is_empty()).collect();
@@ -317,7 +495,10 @@ pub fn check_annotations(e: &Eval, got: &Annotations) -> Option<Result<(), Strin
                 .iter()
                 .find(|t| !specific.iter().any(|d| matches(d, t)))
             {
-                return Err(format!("unexpected {level} {t:?}"));
+                return Err(Mismatch::UnexpectedAnnotation {
+                    level,
+                    text: t.to_string(),
+                });
             }
         }
         Ok(())

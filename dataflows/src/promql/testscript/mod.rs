@@ -11,9 +11,11 @@
 //! [`Point::Histogram`].
 
 pub mod compare;
+mod error;
 pub mod store;
 mod values;
 
+pub use error::{NotationError, ScriptProblem};
 pub use values::{parse_duration_ms, parse_histogram, parse_number, parse_values, Point};
 
 use crate::labels::Labels;
@@ -130,20 +132,24 @@ pub struct ScriptError {
     /// Line of the error.
     pub line: usize,
     /// What is wrong.
-    pub message: String,
+    pub problem: ScriptProblem,
 }
 
 impl std::fmt::Display for ScriptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        write!(f, "line {}: {}", self.line, self.problem)
     }
 }
 
-fn err<T>(line: usize, message: impl Into<String>) -> Result<T, ScriptError> {
-    Err(ScriptError {
-        line,
-        message: message.into(),
-    })
+impl std::error::Error for ScriptError {}
+
+fn err<T>(line: usize, problem: ScriptProblem) -> Result<T, ScriptError> {
+    Err(ScriptError { line, problem })
+}
+
+/// The error on `line` for `problem` (a [`ScriptProblem`] or a [`NotationError`]).
+fn at(line: usize) -> impl Fn(ScriptProblem) -> ScriptError {
+    move |problem| ScriptError { line, problem }
 }
 
 /// Parses a whole script into commands.
@@ -184,7 +190,7 @@ pub fn parse_script(text: &str) -> Result<Vec<Command>, ScriptError> {
         } else if word.starts_with("eval") {
             out.push(Command::Eval(Box::new(parse_eval(lineno, line, &body)?)));
         } else {
-            return err(lineno, format!("unknown command {word:?}"));
+            return err(lineno, ScriptProblem::UnknownCommand(word));
         }
     }
     Ok(out)
@@ -196,20 +202,17 @@ fn parse_load(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Load,
     let with_nhcb = match word {
         "load" => false,
         "load_with_nhcb" => true,
-        other => return err(lineno, format!("unknown load command {other:?}")),
+        other => return err(lineno, ScriptProblem::UnknownLoadCommand(other.to_string())),
     };
     let interval = parts.next().ok_or(ScriptError {
         line: lineno,
-        message: "load needs an interval".into(),
+        problem: ScriptProblem::LoadWithoutInterval,
     })?;
-    let interval_ms = parse_duration_ms(interval).map_err(|m| ScriptError {
-        line: lineno,
-        message: m,
-    })?;
+    let interval_ms = parse_duration_ms(interval).map_err(|m| at(lineno)(m.into()))?;
     let mut series: Vec<(Labels, Vec<Option<Point>>)> = Vec::new();
     let mut start_offsets: Vec<(Labels, Vec<Option<i64>>)> = Vec::new();
     for &(l, text) in body {
-        let e = |message: String| ScriptError { line: l, message };
+        let e = |problem: NotationError| at(l)(problem.into());
         let st_text = without_st(text);
         let (labels, rest) = split_series(st_text.as_deref().unwrap_or(text)).map_err(e)?;
         let points = parse_values(rest).map_err(e)?;
@@ -220,7 +223,7 @@ fn parse_load(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Load,
                 .map(|p| match p {
                     Some(Point::Float(secs)) => Ok(Some((secs * 1000.0).round() as i64)),
                     Some(Point::Histogram { .. }) => {
-                        Err(e("histogram in a start-timestamp line".into()))
+                        Err(at(l)(ScriptProblem::HistogramInStartLine))
                     }
                     None => Ok(None),
                 })
@@ -251,10 +254,11 @@ fn without_st(text: &str) -> Option<String> {
 }
 
 fn parse_eval(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Eval, ScriptError> {
-    let e = |m: String| ScriptError {
+    let e = |m: ScriptProblem| ScriptError {
         line: lineno,
-        message: m,
+        problem: m,
     };
+    let ne = |m: NotationError| e(m.into());
     let (word, rest) = split_word(line);
     let mut fail = None;
     let mut ordered = false;
@@ -265,17 +269,17 @@ fn parse_eval(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Eval,
         "eval_ordered" => ordered = true,
         "eval_warn" => annotations.push("warn".to_string()),
         "eval_info" => annotations.push("info".to_string()),
-        other => return Err(e(format!("unknown eval command {other:?}"))),
+        other => return Err(e(ScriptProblem::UnknownEvalCommand(other.to_string()))),
     }
     let (kind, rest) = split_word(rest);
     let (time, expr) = match kind {
         "instant" => {
             let (at, rest) = split_word(rest);
             if at != "at" {
-                return Err(e("expected `at` after `eval instant`".into()));
+                return Err(e(ScriptProblem::ExpectedAt));
             }
             let (t, expr) = split_word(rest);
-            let at_ms = parse_duration_ms(t).map_err(e)?;
+            let at_ms = parse_duration_ms(t).map_err(ne)?;
             (EvalTime::Instant { at_ms }, expr)
         }
         "range" => {
@@ -287,13 +291,13 @@ fn parse_eval(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Eval,
                 r = rr;
             }
             if toks[0] != "from" || toks[2] != "to" || toks[4] != "step" {
-                return Err(e("expected `range from A to B step S`".into()));
+                return Err(e(ScriptProblem::ExpectedRange));
             }
-            let start_ms = parse_duration_ms(toks[1]).map_err(e)?;
-            let end_ms = parse_duration_ms(toks[3]).map_err(e)?;
-            let step_ms = parse_duration_ms(toks[5]).map_err(e)?;
+            let start_ms = parse_duration_ms(toks[1]).map_err(ne)?;
+            let end_ms = parse_duration_ms(toks[3]).map_err(ne)?;
+            let step_ms = parse_duration_ms(toks[5]).map_err(ne)?;
             if end_ms < start_ms {
-                return Err(e("range end before start".into()));
+                return Err(e(ScriptProblem::RangeEndBeforeStart));
             }
             (
                 EvalTime::Range {
@@ -304,10 +308,10 @@ fn parse_eval(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Eval,
                 r,
             )
         }
-        other => return Err(e(format!("unknown eval kind {other:?}"))),
+        other => return Err(e(ScriptProblem::UnknownEvalKind(other.to_string()))),
     };
     if expr.trim().is_empty() {
-        return Err(e("eval without expression".into()));
+        return Err(e(ScriptProblem::EvalWithoutExpression));
     }
     let mut eval = Eval {
         line: lineno,
@@ -323,10 +327,8 @@ fn parse_eval(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Eval,
     let mut series = Vec::new();
     let mut scalar = None;
     for &(l, text) in body {
-        let le = |m: String| ScriptError {
-            line: l,
-            message: m,
-        };
+        let le = at(l);
+        let lne = |m: NotationError| at(l)(m.into());
         let (w, rest) = split_word(text);
         match w {
             "expect" => parse_expect(&mut eval, rest).map_err(le)?,
@@ -339,13 +341,13 @@ fn parse_eval(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Eval,
                         continue;
                     }
                 }
-                let (labels, rest) = split_series(text).map_err(le)?;
-                let points = parse_values(rest).map_err(le)?;
+                let (labels, rest) = split_series(text).map_err(lne)?;
+                let points = parse_values(rest).map_err(lne)?;
                 if points.len() > 1
                     && matches!(eval.time, EvalTime::Instant { .. })
                     && eval.range_vector.is_none()
                 {
-                    return Err(le("several values for an instant eval".into()));
+                    return Err(le(ScriptProblem::SeveralValuesForInstant));
                 }
                 series.push((labels, points));
             }
@@ -353,13 +355,13 @@ fn parse_eval(lineno: usize, line: &str, body: &[(usize, &str)]) -> Result<Eval,
     }
     eval.expected = match scalar {
         Some(v) if series.is_empty() => Expected::Scalar(v),
-        Some(_) => return err(lineno, "both a scalar and series expected"),
+        Some(_) => return err(lineno, ScriptProblem::ScalarAndSeries),
         None => Expected::Series(series),
     };
     Ok(eval)
 }
 
-fn parse_expect(eval: &mut Eval, rest: &str) -> Result<(), String> {
+fn parse_expect(eval: &mut Eval, rest: &str) -> Result<(), ScriptProblem> {
     let (kind, rest) = split_word(rest);
     match kind {
         "fail" => {
@@ -379,7 +381,7 @@ fn parse_expect(eval: &mut Eval, rest: &str) -> Result<(), String> {
         "range" => {
             let toks: Vec<&str> = rest.split_whitespace().collect();
             if toks.len() != 7 || toks[0] != "vector" || toks[1] != "from" || toks[3] != "to" {
-                return Err("expected `expect range vector from A to B step S`".into());
+                return Err(ScriptProblem::ExpectedRangeVector);
             }
             eval.range_vector = Some((
                 parse_duration_ms(toks[2])?,
@@ -393,10 +395,10 @@ fn parse_expect(eval: &mut Eval, rest: &str) -> Result<(), String> {
                 .strip_prefix('"')
                 .and_then(|s| s.strip_suffix('"'))
                 .or_else(|| s.strip_prefix('`').and_then(|s| s.strip_suffix('`')))
-                .ok_or_else(|| format!("bad expected string {s}"))?;
+                .ok_or_else(|| ScriptProblem::BadExpectedString(s.to_string()))?;
             eval.string = Some(inner.to_string());
         }
-        other => return Err(format!("unknown expect directive {other:?}")),
+        other => return Err(ScriptProblem::UnknownExpectDirective(other.to_string())),
     }
     Ok(())
 }
@@ -411,7 +413,7 @@ fn split_word(s: &str) -> (&str, &str) {
 }
 
 /// Splits `name{l="v", …} values…` into the label set and the value text.
-pub fn split_series(text: &str) -> Result<(Labels, &str), String> {
+pub fn split_series(text: &str) -> Result<(Labels, &str), NotationError> {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() && !bytes[i].is_ascii_whitespace() && bytes[i] != b'{' {
@@ -428,13 +430,13 @@ pub fn split_series(text: &str) -> Result<(Labels, &str), String> {
         i = end;
     }
     if name.is_empty() && pairs.is_empty() && !text[i..].trim().is_empty() && i == 0 {
-        return Err(format!("no series in {text:?}"));
+        return Err(NotationError::NoSeries(text.to_string()));
     }
     Ok((Labels::from_pairs(pairs), text[i..].trim()))
 }
 
 /// Returns the text between `{` at `open` and its matching `}`, and the index after it.
-fn brace_body(text: &str, open: usize) -> Result<(&str, usize), String> {
+fn brace_body(text: &str, open: usize) -> Result<(&str, usize), NotationError> {
     let mut in_quote: Option<char> = None;
     let mut escaped = false;
     for (j, c) in text[open + 1..].char_indices() {
@@ -455,11 +457,11 @@ fn brace_body(text: &str, open: usize) -> Result<(&str, usize), String> {
             _ => {}
         }
     }
-    Err(format!("unclosed brace in {text:?}"))
+    Err(NotationError::UnclosedBrace(text.to_string()))
 }
 
 /// Parses `a="x", "b.c"="y", "name"` (a bare quoted string is the metric name).
-fn parse_label_list(inner: &str, pairs: &mut Vec<(String, String)>) -> Result<(), String> {
+fn parse_label_list(inner: &str, pairs: &mut Vec<(String, String)>) -> Result<(), NotationError> {
     let mut chars = inner.chars().peekable();
     loop {
         while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
@@ -479,7 +481,7 @@ fn parse_label_list(inner: &str, pairs: &mut Vec<(String, String)>) -> Result<()
                 n.push(chars.next().unwrap_or_default());
             }
             if n.is_empty() {
-                return Err(format!("bad label list {inner:?}"));
+                return Err(NotationError::BadLabelList(inner.to_string()));
             }
             n
         };
@@ -499,10 +501,12 @@ fn parse_label_list(inner: &str, pairs: &mut Vec<(String, String)>) -> Result<()
     }
 }
 
-fn read_quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<String, String> {
-    let q = chars.next().ok_or("expected a quoted string")?;
+fn read_quoted(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+) -> Result<String, NotationError> {
+    let q = chars.next().ok_or(NotationError::ExpectedQuotedString)?;
     if q != '"' && q != '\'' && q != '`' {
-        return Err(format!("expected a quote, found {q:?}"));
+        return Err(NotationError::ExpectedQuote(q));
     }
     let mut out = String::new();
     while let Some(c) = chars.next() {
@@ -526,7 +530,7 @@ fn read_quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<S
             out.push(c);
         }
     }
-    Err("unterminated string".into())
+    Err(NotationError::UnterminatedString)
 }
 
 #[cfg(test)]

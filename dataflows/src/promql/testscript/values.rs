@@ -7,6 +7,8 @@
 use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::sample::STALE_MARKER;
 
+use super::error::NotationError;
+
 /// One point of a series description.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Point {
@@ -23,11 +25,11 @@ pub enum Point {
 }
 
 /// Parses a Prometheus duration (`1h30m`, `500ms`, `0`) into milliseconds.
-pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+pub fn parse_duration_ms(s: &str) -> Result<i64, NotationError> {
     if s == "0" {
         return Ok(0);
     }
-    let bad = || format!("bad duration {s:?}");
+    let bad = || NotationError::BadDuration(s.to_string());
     let mut total: i64 = 0;
     let mut rest = s;
     if rest.is_empty() {
@@ -65,7 +67,7 @@ pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
 
 /// Parses a number as the script lexer does: integer (with `0x` base prefix), float,
 /// `Inf`/`NaN` (any case, signed), or a duration taken as seconds.
-pub fn parse_number(s: &str) -> Result<f64, String> {
+pub fn parse_number(s: &str) -> Result<f64, NotationError> {
     let (neg, body) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
@@ -84,12 +86,12 @@ pub fn parse_number(s: &str) -> Result<f64, String> {
     } else {
         None
     };
-    let v = v.ok_or_else(|| format!("bad number {s:?}"))?;
+    let v = v.ok_or_else(|| NotationError::BadNumber(s.to_string()))?;
     Ok(if neg { -v } else { v })
 }
 
 /// Expands a value list into points; `None` is a missing point (`_`).
-pub fn parse_values(text: &str) -> Result<Vec<Option<Point>>, String> {
+pub fn parse_values(text: &str) -> Result<Vec<Option<Point>>, NotationError> {
     let mut out = Vec::new();
     let mut rest = text.trim();
     while !rest.is_empty() {
@@ -108,12 +110,12 @@ pub fn parse_values(text: &str) -> Result<Vec<Option<Point>>, String> {
 }
 
 /// Splits the histogram item at the start of `s` from what follows.
-fn histogram_item(s: &str) -> Result<(&str, &str), String> {
+fn histogram_item(s: &str) -> Result<(&str, &str), NotationError> {
     let mut i = 0;
     loop {
         let close = s[i..]
             .find("}}")
-            .ok_or_else(|| format!("unclosed histogram in {s:?}"))?
+            .ok_or_else(|| NotationError::UnclosedHistogram(s.to_string()))?
             + i
             + 2;
         let after = &s[close..];
@@ -133,11 +135,15 @@ fn histogram_item(s: &str) -> Result<(&str, &str), String> {
 
 /// Expands `{{H}}`, `{{H}}xK` (K+1 copies) and `{{H}}+{{D}}xK` / `{{H}}-{{D}}xK`
 /// (H, then K times adding or subtracting D, like upstream's parser).
-fn expand_histograms(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), String> {
+fn expand_histograms(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), NotationError> {
     let (body, times) = match item.rfind("}}x") {
         Some(i) => (
             &item[..i + 2],
-            Some(item[i + 3..].parse::<usize>().map_err(|e| e.to_string())?),
+            Some(
+                item[i + 3..]
+                    .parse::<usize>()
+                    .map_err(NotationError::BadRepeat)?,
+            ),
         ),
         None => (item, None),
     };
@@ -167,17 +173,17 @@ fn expand_histograms(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), Str
     for n in 0..=k {
         if n > 0 {
             if cur.schema > delta.schema {
-                return Err(format!(
-                    "error combining histograms: cannot merge from schema {} to {}",
-                    delta.schema, cur.schema
-                ));
+                return Err(NotationError::SchemaMerge {
+                    from: delta.schema,
+                    to: cur.schema,
+                });
             }
             let combined = if sign == "+" {
                 cur.add(&delta)
             } else {
                 cur.sub(&delta)
             };
-            combined.map_err(|e| format!("error combining histograms: {e:?}"))?;
+            combined.map_err(NotationError::Combine)?;
         }
         out.push(Some(Point::Histogram {
             h: Box::new(cur.clone()),
@@ -188,12 +194,12 @@ fn expand_histograms(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), Str
 }
 
 /// Parses one `{{key:value …}}` description, and whether it named a counter-reset hint.
-pub fn parse_histogram(text: &str) -> Result<(FloatHistogram, bool), String> {
+pub fn parse_histogram(text: &str) -> Result<(FloatHistogram, bool), NotationError> {
     let inner = text
         .trim()
         .strip_prefix("{{")
         .and_then(|t| t.strip_suffix("}}"))
-        .ok_or_else(|| format!("bad histogram {text:?}"))?;
+        .ok_or_else(|| NotationError::BadHistogram(text.to_string()))?;
     let mut h = FloatHistogram::default();
     let mut hint_set = false;
     let (mut pos, mut neg): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
@@ -202,14 +208,14 @@ pub fn parse_histogram(text: &str) -> Result<(FloatHistogram, bool), String> {
     while !rest.is_empty() {
         let colon = rest
             .find(':')
-            .ok_or_else(|| format!("bad histogram field in {text:?}"))?;
+            .ok_or_else(|| NotationError::BadHistogramField(text.to_string()))?;
         let key = rest[..colon].trim();
         rest = rest[colon + 1..].trim_start();
         let value;
         if rest.starts_with('[') {
             let close = rest
                 .find(']')
-                .ok_or_else(|| format!("unclosed list in {text:?}"))?;
+                .ok_or_else(|| NotationError::UnclosedList(text.to_string()))?;
             value = &rest[..=close];
             rest = rest[close + 1..].trim_start();
         } else {
@@ -217,7 +223,7 @@ pub fn parse_histogram(text: &str) -> Result<(FloatHistogram, bool), String> {
             value = &rest[..end];
             rest = rest[end..].trim_start();
         }
-        let list = || -> Result<Vec<f64>, String> {
+        let list = || -> Result<Vec<f64>, NotationError> {
             value
                 .trim_start_matches('[')
                 .trim_end_matches(']')
@@ -225,10 +231,11 @@ pub fn parse_histogram(text: &str) -> Result<(FloatHistogram, bool), String> {
                 .map(parse_number)
                 .collect()
         };
-        let int = || -> Result<i32, String> {
-            value
-                .parse::<i32>()
-                .map_err(|_| format!("bad {key} {value:?}"))
+        let int = || -> Result<i32, NotationError> {
+            value.parse::<i32>().map_err(|_| NotationError::BadInteger {
+                key: key.to_string(),
+                value: value.to_string(),
+            })
         };
         match key {
             "schema" => h.schema = int()?,
@@ -248,10 +255,10 @@ pub fn parse_histogram(text: &str) -> Result<(FloatHistogram, bool), String> {
                     "reset" => CounterResetHint::Reset,
                     "not_reset" => CounterResetHint::NotReset,
                     "gauge" => CounterResetHint::Gauge,
-                    other => return Err(format!("bad counter_reset_hint {other:?}")),
+                    other => return Err(NotationError::BadCounterResetHint(other.to_string())),
                 };
             }
-            other => return Err(format!("unknown histogram field {other:?}")),
+            other => return Err(NotationError::UnknownHistogramField(other.to_string())),
         }
     }
     let span = |offset: i32, n: usize| {
@@ -270,7 +277,7 @@ pub fn parse_histogram(text: &str) -> Result<(FloatHistogram, bool), String> {
     Ok((h, hint_set))
 }
 
-fn expand_item(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), String> {
+fn expand_item(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), NotationError> {
     if item == "_" {
         out.push(None);
         return Ok(());
@@ -280,7 +287,9 @@ fn expand_item(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), String> {
         return Ok(());
     }
     if let Some(k) = item.strip_prefix("_x") {
-        let k: usize = k.parse().map_err(|_| format!("bad item {item:?}"))?;
+        let k: usize = k
+            .parse()
+            .map_err(|_| NotationError::BadItem(item.to_string()))?;
         out.extend(std::iter::repeat_n(None, k));
         return Ok(());
     }
@@ -289,7 +298,7 @@ fn expand_item(item: &str, out: &mut Vec<Option<Point>>) -> Result<(), String> {
         Some(i) if !item[..i].is_empty() && item[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
             let k: usize = item[i + 1..]
                 .parse()
-                .map_err(|_| format!("bad item {item:?}"))?;
+                .map_err(|_| NotationError::BadItem(item.to_string()))?;
             (&item[..i], Some(k))
         }
         _ => (item, None),
