@@ -92,6 +92,9 @@ pub struct StepOutput {
     pub samples: Vec<(Arc<Labels>, f64)>,
     /// Alerts whose state changed at this step: (labels, old, new).
     pub changes: Vec<(Arc<Labels>, AlertState, AlertState)>,
+    /// [`AlertRuleState::step_changes`]: the `ALERTS`/`ALERTS_FOR_STATE` series that
+    /// end at this step (their alert resolved or left while pending).
+    pub ended: Vec<Arc<Labels>>,
 }
 
 /// The state of one alerting rule.
@@ -205,6 +208,105 @@ impl AlertRuleState {
             });
         }
         // A new alert with `for: 0` went straight through pending to firing.
+        Ok(out)
+    }
+
+    /// Like [`AlertRuleState::step`], given only what changed since the previous step
+    /// (`set`: candidates new or with a new value; `gone`: labels of alerts whose
+    /// element left the result) at a time before every deadline
+    /// ([`AlertRuleState::next_deadline`]; else step with the whole result): the same
+    /// state afterwards, with the samples of the series that begin (a new pending or
+    /// firing alert) and, in `ended`, the series that end. Series of alerts that stay
+    /// as they were are not repeated (whoever writes them refreshes them).
+    pub fn step_changes(
+        &mut self,
+        t_ms: i64,
+        set: Vec<Candidate>,
+        gone: &[Arc<Labels>],
+        limit: usize,
+    ) -> Result<StepOutput, RuleError> {
+        let mut out = StepOutput::default();
+        for labels in gone {
+            let Some(a) = self.active.get_mut(labels) else {
+                continue;
+            };
+            if a.state == AlertState::Inactive {
+                continue;
+            }
+            if a.state == AlertState::Firing && self.keep_firing_for_ms > 0 {
+                // Kept firing until its deadline, which a whole step handles.
+                a.keep_firing_since_ms.get_or_insert(t_ms);
+                continue;
+            }
+            out.changes
+                .push((labels.clone(), a.state, AlertState::Inactive));
+            out.ended.push(alerts_series(labels, a.state));
+            out.ended.push(for_state_series(labels));
+            if a.state == AlertState::Pending {
+                self.active.remove(labels);
+            } else {
+                a.state = AlertState::Inactive;
+                a.resolved_at_ms = Some(t_ms);
+            }
+        }
+        for c in set {
+            match self.active.get_mut(&c.labels) {
+                Some(a) if a.state != AlertState::Inactive => {
+                    a.value = c.value;
+                    a.annotations = c.annotations;
+                    a.keep_firing_since_ms = None;
+                }
+                _ => {
+                    // `for: 0` goes through pending to firing at once, as in a step.
+                    let state = if self.for_ms <= 0 {
+                        AlertState::Firing
+                    } else {
+                        AlertState::Pending
+                    };
+                    out.changes
+                        .push((c.labels.clone(), AlertState::Inactive, AlertState::Pending));
+                    if state == AlertState::Firing {
+                        out.changes.push((
+                            c.labels.clone(),
+                            AlertState::Pending,
+                            AlertState::Firing,
+                        ));
+                    }
+                    out.samples.push((alerts_series(&c.labels, state), 1.0));
+                    out.samples
+                        .push((for_state_series(&c.labels), (t_ms / 1000) as f64));
+                    self.active.insert(
+                        c.labels.clone(),
+                        Alert {
+                            labels: c.labels,
+                            annotations: c.annotations,
+                            state,
+                            value: c.value,
+                            active_at_ms: t_ms,
+                            fired_at_ms: (state == AlertState::Firing).then_some(t_ms),
+                            resolved_at_ms: None,
+                            keep_firing_since_ms: None,
+                            last_sent_ms: None,
+                            valid_until_ms: None,
+                        },
+                    );
+                }
+            }
+        }
+        if limit > 0 {
+            let active = self
+                .active
+                .values()
+                .filter(|a| a.state != AlertState::Inactive)
+                .count();
+            if active > limit {
+                self.active.clear();
+                return Err(RuleError::AlertLimit {
+                    limit,
+                    count: active,
+                });
+            }
+        }
         Ok(out)
     }
 
@@ -349,6 +451,75 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// Steps with only the changes (a whole step whenever a deadline has passed, as
+    /// the group runner does) leave the same alerts as whole steps, on random results;
+    /// resolved alerts past their retention (dropped only by whole steps, which the
+    /// runner makes at every group tick) aside.
+    #[test]
+    fn stepping_with_changes_keeps_the_state_of_whole_steps() {
+        let mut seed = 7u64;
+        let mut below = |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for (for_ms, keep_firing_ms) in [(0, 0), (2 * M, 0), (M, 3 * M)] {
+            let mut whole = AlertRuleState::new(for_ms, keep_firing_ms);
+            let mut changes = AlertRuleState::new(for_ms, keep_firing_ms);
+            let mut previous: BTreeMap<String, f64> = BTreeMap::new();
+            let mut previous_t = 0;
+            for step in 0..600 {
+                let t = step * 15_000;
+                let mut result: BTreeMap<String, f64> = BTreeMap::new();
+                for i in 0..6 {
+                    if below(3) > 0 {
+                        result.insert(format!("h{i}"), below(4) as f64);
+                    }
+                }
+                let candidate = |instance: &str, value: f64| Candidate {
+                    value,
+                    ..cand(instance)
+                };
+                let all = result.iter().map(|(i, v)| candidate(i, *v)).collect();
+                whole.step(t, all, 0).unwrap();
+                let deadline_passed = changes.next_deadline(previous_t).is_some_and(|d| d <= t);
+                if step == 0 || deadline_passed {
+                    let all = result.iter().map(|(i, v)| candidate(i, *v)).collect();
+                    changes.step(t, all, 0).unwrap();
+                } else {
+                    let set = result
+                        .iter()
+                        .filter(|(i, v)| previous.get(*i) != Some(*v))
+                        .map(|(i, v)| candidate(i, *v))
+                        .collect();
+                    let gone: Vec<Arc<Labels>> = previous
+                        .keys()
+                        .filter(|i| !result.contains_key(*i))
+                        .map(|i| cand(i).labels)
+                        .collect();
+                    changes.step_changes(t, set, &gone, 0).unwrap();
+                }
+                let held = |s: &AlertRuleState| -> Vec<Alert> {
+                    s.alerts()
+                        .filter(|a| {
+                            a.resolved_at_ms
+                                .is_none_or(|r| t - r <= RESOLVED_RETENTION_MS)
+                        })
+                        .cloned()
+                        .collect()
+                };
+                assert_eq!(
+                    held(&whole),
+                    held(&changes),
+                    "for {for_ms}, keep firing {keep_firing_ms}, step {step}"
+                );
+                previous = result;
+                previous_t = t;
+            }
+        }
     }
 
     #[test]

@@ -57,10 +57,12 @@ impl RuleState {
             .collect()
     }
 
-    /// Whether `labels` keeps its distinctness once the rule's name and labels are
-    /// added (see `distinct_outputs`).
+    /// Whether `labels` keeps its distinctness once the rule's name (a recording
+    /// rule's `__name__`, an alerting rule's `alertname`) and labels are added (see
+    /// `distinct_outputs`).
     fn output_stays_distinct(&self, labels: &Labels) -> bool {
         labels.get(dataflows::labels::METRIC_NAME).is_none()
+            && (self.rule.kind == RuleKind::Recording || labels.get("alertname").is_none())
             && self
                 .rule
                 .labels
@@ -255,14 +257,25 @@ impl GroupState {
             .into_iter()
             .filter_map(|labels| rs.current.remove_entry(&labels))
             .collect();
-        let alone = rs.rule.kind == RuleKind::Recording
-            && rs.evaluated
+        // The changes alone are enough when the outputs they make cannot collide with
+        // others, nothing needs the whole result counted (a recording rule's limit),
+        // an alerting rule's labels do not depend on the value (templates) and no
+        // `for`/`keep_firing_for` deadline has passed.
+        let alone = rs.evaluated
             && rs.last_error.is_empty()
             && rs.distinct_outputs
-            && (limit == 0 || rs.current.len() + set.len() <= limit)
             && set
                 .iter()
-                .all(|(labels, _)| rs.output_stays_distinct(labels));
+                .all(|(labels, _)| rs.output_stays_distinct(labels))
+            && match rs.rule.kind {
+                RuleKind::Recording => limit == 0 || rs.current.len() + set.len() <= limit,
+                RuleKind::Alerting => {
+                    !rs.rule.labels.iter().any(|(_, v)| v.contains("{{"))
+                        && rs.alerts.as_ref().is_some_and(|a| {
+                            a.next_deadline(rs.last_eval_ms).is_none_or(|d| d > t_eval)
+                        })
+                }
+            };
         if !alone {
             for (labels, value) in set {
                 let output = None;
@@ -272,42 +285,97 @@ impl GroupState {
             return self.apply_result(index, t_eval, Ok(whole), evaluator, sink, options);
         }
         let mut batch = Vec::with_capacity(set.len() + left.len());
-        for (labels, current) in left {
-            let output = current
-                .output
-                .unwrap_or_else(|| record_labels(&rs.rule, &labels));
-            rs.previous_series.remove(&output);
-            batch.push(Sample {
-                series_id: output.hash(),
-                labels: output,
-                timestamp_ms: t_eval,
-                value: STALE_MARKER,
-                start_ms: 0,
-            });
-        }
-        for (labels, value) in set {
-            let output = match rs.current.get(&labels).and_then(|c| c.output.clone()) {
-                Some(output) => output,
-                None => record_labels(&rs.rule, &labels),
-            };
-            let current = Current {
-                value,
-                output: Some(output.clone()),
-            };
-            rs.current.insert(labels, current);
-            rs.previous_series.insert(output.clone());
-            batch.push(Sample {
-                series_id: output.hash(),
-                labels: output,
-                timestamp_ms: t_eval,
-                value,
-                start_ms: 0,
-            });
+        let stale = |labels: Arc<Labels>| Sample {
+            series_id: labels.hash(),
+            labels,
+            timestamp_ms: t_eval,
+            value: STALE_MARKER,
+            start_ms: 0,
+        };
+        match rs.rule.kind {
+            RuleKind::Recording => {
+                for (labels, current) in left {
+                    let output = current
+                        .output
+                        .unwrap_or_else(|| record_labels(&rs.rule, &labels));
+                    rs.previous_series.remove(&output);
+                    batch.push(stale(output));
+                }
+                for (labels, value) in set {
+                    let output = match rs.current.get(&labels).and_then(|c| c.output.clone()) {
+                        Some(output) => output,
+                        None => record_labels(&rs.rule, &labels),
+                    };
+                    let current = Current {
+                        value,
+                        output: Some(output.clone()),
+                    };
+                    rs.current.insert(labels, current);
+                    rs.previous_series.insert(output.clone());
+                    batch.push(Sample {
+                        series_id: output.hash(),
+                        labels: output,
+                        timestamp_ms: t_eval,
+                        value,
+                        start_ms: 0,
+                    });
+                }
+            }
+            RuleKind::Alerting => {
+                let query = template_query(evaluator, t_eval);
+                let gone: Vec<Arc<Labels>> = left
+                    .into_iter()
+                    .map(|(labels, current)| match current.output {
+                        Some(output) => output,
+                        None => {
+                            let value = current.value;
+                            alert_candidate(&rs.rule, &labels, value, &query, options).labels
+                        }
+                    })
+                    .collect();
+                let mut candidates = Vec::with_capacity(set.len());
+                for (labels, value) in set {
+                    let c = alert_candidate(&rs.rule, &labels, value, &query, options);
+                    let output = Some(c.labels.clone());
+                    rs.current.insert(labels, Current { value, output });
+                    candidates.push(c);
+                }
+                let Some(state) = rs.alerts.as_mut() else {
+                    let moved = Err(RuleError::StateMoved);
+                    return self.apply_result(index, t_eval, moved, evaluator, sink, options);
+                };
+                let step = match state.step_changes(t_eval, candidates, &gone, limit) {
+                    Ok(step) => step,
+                    Err(e) => {
+                        return self.apply_result(index, t_eval, Err(e), evaluator, sink, options)
+                    }
+                };
+                for (labels, from, to) in &step.changes {
+                    tracing::debug!(alert = %labels, from = from.as_str(), to = to.as_str(), at_ms = t_eval, "alert state changed");
+                }
+                for ended in step.ended {
+                    rs.previous_series.remove(&ended);
+                    batch.push(stale(ended));
+                }
+                for (labels, value) in step.samples {
+                    rs.previous_series.insert(labels.clone());
+                    batch.push(Sample {
+                        series_id: labels.hash(),
+                        labels,
+                        timestamp_ms: t_eval,
+                        value,
+                        start_ms: 0,
+                    });
+                }
+            }
         }
         sink.commit(batch);
         rs.last_eval_ms = t_eval;
         rs.eval_duration = started.elapsed();
-        None
+        let interval_ms = self.interval.as_millis() as i64;
+        let state = rs.alerts.as_mut()?;
+        let due = state.to_send(t_eval, options.resend_delay.as_millis() as i64, interval_ms);
+        (!due.is_empty()).then(|| (rs.rule.query.clone(), due))
     }
 
     /// Takes in a result (`gone` is `None`) or changes (see
@@ -356,6 +424,64 @@ fn record_labels(rule: &Rule, labels: &Labels) -> Arc<Labels> {
     Arc::new(Labels::from_pairs(pairs))
 }
 
+/// The templates' `query` function of an alerting rule evaluated at `t`.
+fn template_query(evaluator: &Arc<dyn RuleEvaluator>, t: i64) -> QueryFn {
+    let evaluator = evaluator.clone();
+    Arc::new(move |q: &str| {
+        let plan = parse(q)?;
+        Ok(evaluator
+            .evaluate(&plan, t)?
+            .into_iter()
+            .map(|(l, v)| ((*l).clone(), v))
+            .collect())
+    })
+}
+
+/// The alert an element (`labels`, `value`) of an alerting rule's result makes: its
+/// labels without `__name__`, the rule's labels and `alertname`, and the annotations,
+/// templates expanded.
+fn alert_candidate(
+    rule: &Rule,
+    labels: &Labels,
+    value: f64,
+    query: &QueryFn,
+    options: &ManagerOptions,
+) -> Candidate {
+    let name = format!("__alert_{}", rule.name);
+    let data = TemplateData {
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        external_labels: options.external_labels.clone(),
+        external_url: options.external_url.clone(),
+        value,
+    };
+    let expand = |text: &str| {
+        template::expand(&name, text, &data, Some(query.clone()))
+            .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
+    };
+    let mut pairs: Vec<(String, String)> = labels
+        .iter()
+        .filter(|(k, _)| *k != "__name__")
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in &rule.labels {
+        pairs.push((k.clone(), expand(v)));
+    }
+    pairs.push(("alertname".into(), rule.name.clone()));
+    let annotations = rule
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), expand(v)))
+        .collect();
+    Candidate {
+        labels: Arc::new(Labels::from_pairs(pairs)),
+        annotations,
+        value,
+    }
+}
+
 /// One rule's output series at `t` from its result; alerting rules step their state.
 fn rule_output(
     rs: &mut RuleState,
@@ -386,53 +512,11 @@ fn rule_output(
             Ok(out)
         }
         RuleKind::Alerting => {
-            let query: QueryFn = {
-                let evaluator = evaluator.clone();
-                Arc::new(move |q: &str| {
-                    let plan = parse(q)?;
-                    Ok(evaluator
-                        .evaluate(&plan, t)?
-                        .into_iter()
-                        .map(|(l, v)| ((*l).clone(), v))
-                        .collect())
-                })
-            };
-            let name = format!("__alert_{}", rule.name);
-            let mut candidates = Vec::with_capacity(result.len());
-            for (labels, value) in result {
-                let data = TemplateData {
-                    labels: labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    external_labels: options.external_labels.clone(),
-                    external_url: options.external_url.clone(),
-                    value,
-                };
-                let expand = |text: &str| {
-                    template::expand(&name, text, &data, Some(query.clone()))
-                        .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
-                };
-                let mut pairs: Vec<(String, String)> = labels
-                    .iter()
-                    .filter(|(k, _)| *k != "__name__")
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                for (k, v) in &rule.labels {
-                    pairs.push((k.clone(), expand(v)));
-                }
-                pairs.push(("alertname".into(), rule.name.clone()));
-                let annotations = rule
-                    .annotations
-                    .iter()
-                    .map(|(k, v)| (k.clone(), expand(v)))
-                    .collect();
-                candidates.push(Candidate {
-                    labels: Arc::new(Labels::from_pairs(pairs)),
-                    annotations,
-                    value,
-                });
-            }
+            let query = template_query(evaluator, t);
+            let candidates: Vec<Candidate> = result
+                .into_iter()
+                .map(|(labels, value)| alert_candidate(rule, &labels, value, &query, options))
+                .collect();
             let Some(state) = rs.alerts.as_mut() else {
                 return Err(RuleError::StateMoved);
             };
