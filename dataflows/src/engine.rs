@@ -23,7 +23,7 @@
 //! to look again.
 
 use crate::catalog::SeriesCatalog;
-use crate::latest::{maintain_latest, LatestTable};
+use crate::latest::{LatestRetirer, LatestTable};
 use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
 use crate::render::maintain::maintain_rules;
@@ -185,14 +185,16 @@ impl Engine {
             let mut input: InputHandleVec<u64, Point> = InputHandleVec::new();
             let mut control: InputHandleVec<u64, RuleChange> = InputHandleVec::new();
             let probe = ProbeHandle::new();
-            let table = table.clone();
+            let mut retirer =
+                LatestRetirer::new(table.clone(), catalog.clone(), index, lookback_ms);
             let retained = retained.clone();
             let counters = counters.clone();
             worker.dataflow::<u64, _, _>(|scope| {
-                let samples = scope.input_from(&mut input);
+                // The probe passes the samples on to the routing, in one chain: no copy
+                // of each batch for a second consumer. The latest-sample table is not
+                // fed from here (see `Engine::send_samples`).
+                let samples = scope.input_from(&mut input).probe_with(&probe);
                 let changes = scope.input_from(&mut control);
-                samples.clone().probe_with(&probe);
-                maintain_latest(samples.clone(), table, catalog.clone(), index, lookback_ms);
                 let routed = route_to_owners(samples, changes.clone(), catalog.clone(), workers);
                 let partials = maintain_rules(
                     routed,
@@ -210,10 +212,10 @@ impl Engine {
                 while let Ok(command) = commands.try_recv() {
                     match command {
                         Command::Samples(batch) => {
-                            // The feeder already refused late samples.
-                            for point in batch.points() {
-                                input.send(point);
-                            }
+                            // The feeder already refused late samples. One container
+                            // handed over whole, not pushed point by point.
+                            let mut points: Vec<Point> = batch.points().collect();
+                            input.send_batch(&mut points);
                         }
                         Command::Advance(to) => {
                             if to > *input.time() {
@@ -227,6 +229,8 @@ impl Engine {
                 }
                 control.flush();
                 input.flush();
+                // Every sample fed before the advances above is in the table already.
+                retirer.advance(*input.time());
                 // No timeout: every command unparks this thread after it is sent, and
                 // timely unparks it for its peers' messages and progress.
                 worker.step_or_park(None);
@@ -301,6 +305,9 @@ impl Engine {
         }
         self.samples_fed.fetch_add(fed as u64, Ordering::Relaxed);
         feeder.fed_since_sent = true;
+        // Under the feeder lock, so the table has the batch before any later advance
+        // lets a worker retire by a frontier past it.
+        self.latest.apply_fed(&samples, &self.catalog);
         // Any worker will do: the dataflow exchanges samples by series id.
         let worker = feeder.next_worker % feeder.senders.len();
         feeder.next_worker = feeder.next_worker.wrapping_add(1);
