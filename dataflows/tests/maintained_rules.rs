@@ -753,18 +753,18 @@ fn changes_add_up_to_the_whole_results_on_random_streams() {
             };
             sent.0 += changes.iter().map(size).sum::<usize>();
             sent.1 += whole.iter().map(size).sum::<usize>();
+            let elements = |value: &Value| match value {
+                Value::Vector(v) => v
+                    .iter()
+                    .map(|e| ((*e.labels).clone(), e.value.to_bits()))
+                    .collect::<Vec<_>>(),
+                other => panic!("{query}: not a vector: {other:?}"),
+            };
             // The result the changes add up to: labels -> value bits, or an error.
             let mut held: Result<BTreeMap<Labels, u64>, ()> = Ok(BTreeMap::new());
             let mut next = changes.iter().peekable();
             for w in &whole {
                 while let Some(c) = next.next_if(|c| c.eval_ms <= w.eval_ms) {
-                    let elements = |value: &Value| match value {
-                        Value::Vector(v) => v
-                            .iter()
-                            .map(|e| ((*e.labels).clone(), e.value.to_bits()))
-                            .collect::<Vec<_>>(),
-                        other => panic!("{query}: not a vector: {other:?}"),
-                    };
                     held = match (&c.gone, &c.value) {
                         (None, Ok(value)) => Ok(elements(value).into_iter().collect()),
                         (None, Err(_)) => Err(()),
@@ -783,13 +783,7 @@ fn changes_add_up_to_the_whole_results_on_random_streams() {
                     };
                 }
                 let expected = match &w.value {
-                    Ok(value) => Ok(match value {
-                        Value::Vector(v) => v
-                            .iter()
-                            .map(|e| ((*e.labels).clone(), e.value.to_bits()))
-                            .collect(),
-                        other => panic!("{query}: not a vector: {other:?}"),
-                    }),
+                    Ok(value) => Ok(elements(value).into_iter().collect()),
                     Err(_) => Err(()),
                 };
                 assert_eq!(held, expected, "{query} at {}", w.eval_ms);

@@ -206,22 +206,10 @@ impl GroupState {
         let now: HashSet<Arc<Labels>> = series.iter().map(|(l, _)| l.clone()).collect();
         let mut batch: Vec<Sample> = series
             .into_iter()
-            .map(|(labels, value)| Sample {
-                series_id: labels.hash(),
-                labels,
-                timestamp_ms: t_eval,
-                value,
-                start_ms: 0,
-            })
+            .map(|(labels, value)| output_sample(labels, t_eval, value))
             .collect();
         for gone in rs.previous_series.difference(&now) {
-            batch.push(Sample {
-                series_id: gone.hash(),
-                labels: gone.clone(),
-                timestamp_ms: t_eval,
-                value: STALE_MARKER,
-                start_ms: 0,
-            });
+            batch.push(output_sample(gone.clone(), t_eval, STALE_MARKER));
         }
         rs.previous_series = now;
         sink.commit(batch);
@@ -285,13 +273,7 @@ impl GroupState {
             return self.apply_result(index, t_eval, Ok(whole), evaluator, sink, options);
         }
         let mut batch = Vec::with_capacity(set.len() + left.len());
-        let stale = |labels: Arc<Labels>| Sample {
-            series_id: labels.hash(),
-            labels,
-            timestamp_ms: t_eval,
-            value: STALE_MARKER,
-            start_ms: 0,
-        };
+        let stale = |labels| output_sample(labels, t_eval, STALE_MARKER);
         match rs.rule.kind {
             RuleKind::Recording => {
                 for (labels, current) in left {
@@ -312,13 +294,7 @@ impl GroupState {
                     };
                     rs.current.insert(labels, current);
                     rs.previous_series.insert(output.clone());
-                    batch.push(Sample {
-                        series_id: output.hash(),
-                        labels: output,
-                        timestamp_ms: t_eval,
-                        value,
-                        start_ms: 0,
-                    });
+                    batch.push(output_sample(output, t_eval, value));
                 }
             }
             RuleKind::Alerting => {
@@ -359,13 +335,7 @@ impl GroupState {
                 }
                 for (labels, value) in step.samples {
                     rs.previous_series.insert(labels.clone());
-                    batch.push(Sample {
-                        series_id: labels.hash(),
-                        labels,
-                        timestamp_ms: t_eval,
-                        value,
-                        start_ms: 0,
-                    });
+                    batch.push(output_sample(labels, t_eval, value));
                 }
             }
         }
@@ -409,6 +379,17 @@ impl GroupState {
             .iter()
             .filter_map(|r| r.alerts.as_ref()?.next_deadline(t_ms))
             .min()
+    }
+}
+
+/// A sample a rule writes (`value` may be [`STALE_MARKER`]).
+fn output_sample(labels: Arc<Labels>, t_ms: i64, value: f64) -> Sample {
+    Sample {
+        series_id: labels.hash(),
+        labels,
+        timestamp_ms: t_ms,
+        value,
+        start_ms: 0,
     }
 }
 

@@ -21,9 +21,9 @@
 
 use crate::catalog::SeriesCatalog;
 use crate::render::rule::{Destination, Registry, Routing, RuleChange};
-use crate::render::window::KeyMap;
+use crate::render::window::{DistinctLists, KeyMap};
 use crate::sample::Point;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -120,9 +120,7 @@ struct RouteCache {
     /// Series id → index in `lists`.
     by_series: KeyMap<u64, u32>,
     /// The distinct destination lists.
-    lists: Vec<Vec<Destination>>,
-    /// Each list's index in `lists`.
-    index: HashMap<Vec<Destination>, u32>,
+    lists: DistinctLists<Destination>,
     /// [`SeriesCatalog::retired`] when the cache was last emptied.
     retired_at_clear: u64,
 }
@@ -131,7 +129,6 @@ impl RouteCache {
     fn clear(&mut self) {
         self.by_series.clear();
         self.lists.clear();
-        self.index.clear();
     }
 
     /// Empties the cache once the catalog has retired as many series as it holds.
@@ -157,19 +154,11 @@ impl RouteCache {
                 catalog.with(id, |labels| {
                     routing.destinations(labels, id, |d| to.push(d))
                 })?;
-                let list = match self.index.get(&to) {
-                    Some(&list) => list,
-                    None => {
-                        let list = self.lists.len() as u32;
-                        self.index.insert(to.clone(), list);
-                        self.lists.push(to);
-                        list
-                    }
-                };
+                let list = self.lists.intern(to);
                 self.by_series.insert(id, list);
                 list
             }
         };
-        Some(&self.lists[list as usize])
+        Some(self.lists.get(list))
     }
 }

@@ -22,6 +22,7 @@ use crate::render::extent::{selector_key, Extent};
 use crate::render::rule::RuleId;
 use crate::sample::Point;
 use crate::selector::{MatchKind, Selector};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
@@ -107,6 +108,46 @@ impl Hasher for KeyHasher {
 
 /// A map by [`LabelsKey`] (or by a `u64` hash).
 pub type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<KeyHasher>>;
+
+/// Distinct lists, each stored once and named by its index: where many series share
+/// a few lists (of destinations, of windows), a series keeps a `u32`, not a list.
+pub struct DistinctLists<T> {
+    lists: Vec<Vec<T>>,
+    index: HashMap<Vec<T>, u32>,
+}
+
+impl<T> Default for DistinctLists<T> {
+    fn default() -> Self {
+        DistinctLists {
+            lists: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Clone + Eq + Hash> DistinctLists<T> {
+    /// The index of `list`, stored if new.
+    pub fn intern(&mut self, list: Vec<T>) -> u32 {
+        if let Some(&at) = self.index.get(&list) {
+            return at;
+        }
+        let at = self.lists.len() as u32;
+        self.index.insert(list.clone(), at);
+        self.lists.push(list);
+        at
+    }
+
+    /// The list of index `at` (one [`DistinctLists::intern`] returned).
+    pub fn get(&self, at: u32) -> &[T] {
+        &self.lists[at as usize]
+    }
+
+    /// Forgets every list.
+    pub fn clear(&mut self) {
+        self.lists.clear();
+        self.index.clear();
+    }
+}
 
 /// One series' retained samples, sorted by timestamp, one per timestamp; and the
 /// start timestamps of those that have one, as `(timestamp, start)` (sorted; empty
@@ -223,9 +264,8 @@ pub struct WindowStore {
     /// a selector match against every window of its name (on the compare bench's
     /// interval rules at 100k series those were a quarter of the rules' CPU).
     routes: KeyMap<u64, (Arc<Labels>, u32)>,
-    /// The distinct lists of slots `routes` points into, and each one's index.
-    lists: Vec<Vec<usize>>,
-    list_index: HashMap<Vec<usize>, u32>,
+    /// The distinct lists of slots `routes` points into.
+    lists: DistinctLists<usize>,
     /// Series held over all windows at the last retirement: `routes` is emptied once
     /// it holds more than twice as many (series that left do not pile up).
     held_series: usize,
@@ -267,7 +307,6 @@ impl WindowStore {
     fn forget_routes(&mut self) {
         self.routes.clear();
         self.lists.clear();
-        self.list_index.clear();
     }
 
     /// Records that `rule` reads `selector` (keyed `key`) with `reach`.
@@ -342,40 +381,31 @@ impl WindowStore {
         mut matched: impl FnMut(RuleId, Reach, &str, &Arc<Labels>, u64),
     ) {
         self.has_start_times |= sample.start_ms != 0;
-        let id = sample.series_id;
-        if !self.routes.contains_key(&id) {
-            let Some(labels) = labels() else { return };
-            let named = self.by_name.get(labels.metric_name());
-            let to: Vec<usize> = named
-                .into_iter()
-                .flatten()
-                .chain(&self.other)
-                .copied()
-                .filter(|&slot| self.slots[slot].selector.matches(&labels))
-                .collect();
-            let list = match self.list_index.get(&to) {
-                Some(&list) => list,
-                None => {
-                    let list = self.lists.len() as u32;
-                    self.list_index.insert(to.clone(), list);
-                    self.lists.push(to);
-                    list
-                }
-            };
-            if self.routes.len() > 2 * self.held_series + 1024 {
-                self.routes.clear();
-            }
-            self.routes.insert(id, (labels, list));
+        if self.routes.len() > 2 * self.held_series + 1024 {
+            self.routes.clear();
         }
-        let Some((labels, list)) = self.routes.get(&id) else {
-            return;
+        let route = match self.routes.entry(sample.series_id) {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(new) => {
+                let Some(labels) = labels() else { return };
+                let named = self.by_name.get(labels.metric_name());
+                let to: Vec<usize> = named
+                    .into_iter()
+                    .flatten()
+                    .chain(&self.other)
+                    .copied()
+                    .filter(|&slot| self.slots[slot].selector.matches(&labels))
+                    .collect();
+                new.insert((labels, self.lists.intern(to)))
+            }
         };
-        for &slot in &self.lists[*list as usize] {
+        let (labels, list) = (&route.0, route.1);
+        for &slot in self.lists.get(list) {
             let w = &mut self.slots[slot];
-            let points = w.entry(labels, id);
+            let points = w.entry(labels, sample.series_id);
             points.insert(sample.timestamp_ms, sample.value, sample.start_ms);
             for (rule, reach) in &w.users {
-                matched(*rule, *reach, &w.key, labels, id);
+                matched(*rule, *reach, &w.key, labels, sample.series_id);
             }
         }
     }

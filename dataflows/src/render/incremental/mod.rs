@@ -508,7 +508,8 @@ impl IncrementalRule {
     ) -> Option<EvalResult<Value>> {
         self.sent = None;
         self.update(store, settings, t, recomputed)?;
-        Some(self.whole().1.map(Value::Vector))
+        let elements = self.sorted().into_iter().map(|(_, e)| e.clone()).collect();
+        Some(finish_vector(elements).map(Value::Vector))
     }
 
     /// Like [`IncrementalRule::evaluate`], giving only what changed since the previous
@@ -529,18 +530,14 @@ impl IncrementalRule {
             return None;
         };
         let Some(sent) = self.sent.as_mut() else {
-            let (keys, whole) = self.whole();
-            if let Ok(elements) = &whole {
-                let mut sent = Sent::default();
-                for (key, finished) in keys.into_iter().zip(elements) {
-                    let e = self
-                        .root
-                        .out()
-                        .get(&key)
-                        .expect("a key of the root's outputs");
+            let elements = self.sorted();
+            let whole = finish_vector(elements.iter().map(|(_, e)| (*e).clone()).collect());
+            let mut sent = Sent::default();
+            if let Ok(finished) = &whole {
+                for ((key, e), finished) in elements.iter().zip(finished) {
                     sent.count(&finished.labels, true);
                     sent.by_key.insert(
-                        key,
+                        (*key).clone(),
                         SentElement {
                             labels: e.labels.clone(),
                             drop_name: e.drop_name,
@@ -549,8 +546,8 @@ impl IncrementalRule {
                         },
                     );
                 }
-                self.sent = Some(sent);
             }
+            self.sent = whole.is_ok().then_some(sent);
             return Some(Delta::Whole(whole.map(Value::Vector)));
         };
         let (mut set, mut gone) = (Vec::new(), Vec::new());
@@ -604,8 +601,8 @@ impl IncrementalRule {
         Some(updated)
     }
 
-    /// The root's elements ordered by key, and the whole result made of them.
-    fn whole(&self) -> (Vec<Key>, EvalResult<Vec<Element>>) {
+    /// The root's elements ordered by key (the reference's order once finished).
+    fn sorted(&self) -> Vec<(&Key, &Element)> {
         let mut elements: Vec<(&Key, &Element)> = self
             .root
             .out()
@@ -614,9 +611,7 @@ impl IncrementalRule {
             .map(|(k, (e, _))| (k, e))
             .collect();
         elements.sort_by(|a, b| a.0.cmp(b.0));
-        let keys = elements.iter().map(|(k, _)| (*k).clone()).collect();
-        let whole = finish_vector(elements.into_iter().map(|(_, e)| e.clone()).collect());
-        (keys, whole)
+        elements
     }
 }
 

@@ -265,9 +265,10 @@ pub(super) struct PerSeriesNode {
     /// `wake`, by time (entries may be stale: `wake` decides).
     pub(super) agenda: BTreeMap<i64, Vec<Key>>,
     /// `wake` of series whose sample arrived, in arrival order: nearly all are due at
-    /// the next evaluation, so they are put in the agenda only if they are not (the
-    /// agenda's ordered insert per arriving sample and rule was a sixth of the rules'
-    /// CPU on the compare bench's interval rules).
+    /// the next evaluation, so they are put in the agenda only if they are not
+    /// (scheduling each arriving sample for each rule, the ordered insert included,
+    /// was about a sixth of the rules' CPU in a profile of the compare bench's
+    /// interval rules; not measured on its own since).
     pub(super) arrivals: Vec<(i64, Key)>,
     pub(super) out: Outputs,
 }
