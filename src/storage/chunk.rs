@@ -166,16 +166,21 @@ struct OpenChunk {
     trailing: u8,
 }
 
-/// The stream's first allocation when there is no chunk before it to size it by: the
-/// first timestamp and value (16 bytes) and room for the next samples.
-const FIRST_CAPACITY: usize = 32;
+/// The stream's first allocation when there is no chunk before it to size it by, as
+/// Prometheus's 128-byte one (120 + malloc's 8-byte header): about 12 samples of
+/// values that change every scrape before it first grows (each growth a copy).
+const FIRST_CAPACITY: usize = 120;
+
+/// The least a later chunk's stream is allocated at: its first sample (16 bytes) and
+/// room for a few more.
+const LEAST_CAPACITY: usize = 24;
 
 impl OpenChunk {
-    /// A chunk starting with sample `(t, v)`, its stream allocated for `expect` bytes
-    /// (at least [`FIRST_CAPACITY`]).
-    fn new(t: i64, v: f64, expect: usize) -> OpenChunk {
+    /// A chunk starting with sample `(t, v)`, its stream allocated for `capacity`
+    /// bytes (at least [`LEAST_CAPACITY`]).
+    fn new(t: i64, v: f64, capacity: usize) -> OpenChunk {
         let mut open = OpenChunk {
-            bytes: Vec::with_capacity(expect.max(FIRST_CAPACITY)),
+            bytes: Vec::with_capacity(capacity.max(LEAST_CAPACITY)),
             used: 0,
             count: 1,
             last_t: t,
@@ -371,7 +376,11 @@ impl SeriesChunks {
             }
             _ => {
                 // The next chunk is allocated at about the size the last one took.
-                let expect = self.open.as_ref().map_or(0, |o| o.bytes.len() * 17 / 16);
+                let expect = match (&self.open, self.closed.last()) {
+                    (Some(open), _) => open.bytes.len() * 17 / 16,
+                    (None, Some(closed)) => closed.bytes.len() * 17 / 16,
+                    (None, None) => FIRST_CAPACITY,
+                };
                 self.close_open();
                 let open = OpenChunk::new(t, v, expect);
                 let bytes = open.bytes.len();
@@ -576,7 +585,15 @@ mod tests {
             let open = c.open.as_ref().unwrap();
             let (len, cap) = (open.bytes.len(), open.bytes.capacity());
             let before = c.closed.last().map_or(0, |c| c.bytes.len() * 17 / 16);
-            let bound = (len + (len / 4).max(16)).max(FIRST_CAPACITY).max(before);
+            let first = if c.closed.is_empty() {
+                FIRST_CAPACITY
+            } else {
+                0
+            };
+            let bound = (len + (len / 4).max(16))
+                .max(first)
+                .max(LEAST_CAPACITY)
+                .max(before);
             assert!(cap <= bound + 8, "{len} bytes in {cap} after {i} samples");
         }
     }

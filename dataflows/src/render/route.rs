@@ -21,8 +21,9 @@
 
 use crate::catalog::SeriesCatalog;
 use crate::render::rule::{Destination, Registry, Routing, RuleChange};
-use crate::render::window::{DistinctLists, KeyMap};
+use crate::render::window::DistinctLists;
 use crate::sample::Point;
+use hashbrown::HashTable;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
@@ -112,13 +113,24 @@ pub fn route_to_owners<'scope>(
 }
 
 /// Each series' destinations under the current routing, by series id. The distinct
-/// destination lists are few (most series go nowhere), so a series costs one map
-/// entry (an id and a list index). Cleared when the rules change; rebuilt once as
-/// many series have left the catalog as it holds, so churned ids do not pile up.
+/// destination lists are few (most series go nowhere), so a series costs one entry
+/// (an id and a list index). Cleared when the rules change; rebuilt once as many
+/// series have left the catalog as it holds, so churned ids do not pile up.
+///
+/// Entries sit in the order their series first came, and a lookup tries the entry
+/// after the one found last before it probes the index: a target's samples come in
+/// the same order on every scrape, so they are found one after another in memory.
+/// With a probe of a 100k-entry map per sample (a cache miss each), this lookup was
+/// the largest item of the workers' CPU on the compare bench's interval rules (6% of
+/// the process; perf record).
 #[derive(Default)]
 struct RouteCache {
-    /// Series id → index in `lists`.
-    by_series: KeyMap<u64, u32>,
+    /// Per series, in the order they came: its id and its index in `lists`.
+    entries: Vec<(u64, u32)>,
+    /// Positions in `entries`, by id.
+    index: HashTable<u32>,
+    /// Where the next lookup looks first.
+    next: usize,
     /// The distinct destination lists.
     lists: DistinctLists<Destination>,
     /// [`SeriesCatalog::retired`] when the cache was last emptied.
@@ -127,14 +139,16 @@ struct RouteCache {
 
 impl RouteCache {
     fn clear(&mut self) {
-        self.by_series.clear();
+        self.entries.clear();
+        self.index.clear();
+        self.next = 0;
         self.lists.clear();
     }
 
     /// Empties the cache once the catalog has retired as many series as it holds.
     fn forget_churned(&mut self, catalog: &SeriesCatalog) {
         let retired = catalog.retired();
-        if retired.saturating_sub(self.retired_at_clear) > self.by_series.len() as u64 {
+        if retired.saturating_sub(self.retired_at_clear) > self.entries.len() as u64 {
             self.clear();
             self.retired_at_clear = retired;
         }
@@ -147,18 +161,29 @@ impl RouteCache {
         catalog: &SeriesCatalog,
         id: u64,
     ) -> Option<&[Destination]> {
-        let list = match self.by_series.get(&id) {
-            Some(&list) => list,
-            None => {
-                let mut to = Vec::new();
-                catalog.with(id, |labels| {
-                    routing.destinations(labels, id, |d| to.push(d))
-                })?;
-                let list = self.lists.intern(to);
-                self.by_series.insert(id, list);
-                list
+        let at = match self.entries.get(self.next) {
+            Some(&(guess, _)) if guess == id => self.next,
+            _ => {
+                let entries = &self.entries;
+                match self.index.find(id, |&at| entries[at as usize].0 == id) {
+                    Some(&at) => at as usize,
+                    None => {
+                        let mut to = Vec::new();
+                        catalog.with(id, |labels| {
+                            routing.destinations(labels, id, |d| to.push(d))
+                        })?;
+                        let list = self.lists.intern(to);
+                        let at = self.entries.len();
+                        self.entries.push((id, list));
+                        let entries = &self.entries;
+                        self.index
+                            .insert_unique(id, at as u32, |&at| entries[at as usize].0);
+                        at
+                    }
+                }
             }
         };
-        Some(self.lists.get(list))
+        self.next = at + 1;
+        Some(self.lists.get(self.entries[at].1))
     }
 }
