@@ -22,29 +22,49 @@
 /// Samples per chunk before a new one is started (Prometheus uses 120 too).
 pub const SAMPLES_PER_CHUNK: u16 = 120;
 
-/// Bits appended MSB-first to a byte vector: [`OpenChunk::bytes`] and
-/// [`OpenChunk::used`] (in the chunk rather than in a struct of their own, whose
+/// Bits appended MSB-first to a byte buffer: [`OpenChunk::buf`], [`OpenChunk::len`]
+/// and [`OpenChunk::used`] (in the chunk rather than in a struct of their own, whose
 /// padding would take 8 more bytes per series).
 impl OpenChunk {
+    /// The stream written so far.
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
     /// Room for `more` bytes. The stream grows by a quarter (at least 16 bytes), not
     /// by doubling: an open chunk is held by every series, and a doubled buffer holds
     /// up to half its size unused (about 1 kB of a full chunk's 2 kB of capacity on
     /// values that change every scrape). A chunk after the first is allocated at the
     /// size of the one before it ([`OpenChunk::new`]), so it rarely grows at all.
     fn reserve(&mut self, more: usize) {
-        if self.bytes.capacity() - self.bytes.len() < more {
-            let grow = (self.bytes.len() / 4).max(16).max(more);
-            self.bytes.reserve_exact(grow);
+        let len = usize::from(self.len);
+        if self.buf.len() - len < more {
+            let mut grown = std::mem::take(&mut self.buf).into_vec();
+            grown.reserve_exact((len / 4).max(16).max(more));
+            grown.resize(grown.capacity(), 0);
+            self.buf = grown.into_boxed_slice();
         }
+    }
+
+    /// Appends `bytes` (room reserved).
+    fn append(&mut self, bytes: &[u8]) {
+        let len = usize::from(self.len);
+        self.buf[len..len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len() as u16;
+    }
+
+    /// The last byte written, to fill its free bits.
+    fn last_byte(&mut self) -> &mut u8 {
+        &mut self.buf[usize::from(self.len) - 1]
     }
 
     fn write_bit(&mut self, bit: bool) {
         if self.used == 0 {
             self.reserve(1);
-            self.bytes.push(0);
+            self.append(&[0]);
         }
         if bit {
-            *self.bytes.last_mut().expect("pushed above") |= 0x80 >> self.used;
+            *self.last_byte() |= 0x80 >> self.used;
         }
         self.used = (self.used + 1) % 8;
     }
@@ -64,7 +84,7 @@ impl OpenChunk {
             let free = 8 - self.used;
             let take = free.min(n);
             let chunk = low(value >> (n - take), take) as u8;
-            *self.bytes.last_mut().expect("a partial byte") |= chunk << (free - take);
+            *self.last_byte() |= chunk << (free - take);
             self.used = (self.used + take) % 8;
             n -= take;
             if n == 0 {
@@ -76,7 +96,7 @@ impl OpenChunk {
         let (full, rest) = (usize::from(n / 8), n % 8);
         let bytes = &word[..full + usize::from(rest > 0)];
         self.reserve(bytes.len());
-        self.bytes.extend_from_slice(bytes);
+        self.append(bytes);
         self.used = rest;
     }
 
@@ -149,13 +169,16 @@ fn fits(v: i64, bits: u8) -> bool {
 }
 
 /// Encoder state of the chunk being appended to. Every series of the head holds one:
-/// 56 bytes (no field for the first timestamp, which the stream starts with, and the
-/// bit writer's fields inline) keep a head series at 136 bytes, 144 with malloc's
-/// rounding, instead of 152 and 160.
+/// 48 bytes (no field for the first timestamp, which the stream starts with, the bit
+/// writer's fields inline, the stream a boxed buffer and a `u16` length rather than a
+/// `Vec`) keep a head series at 120 bytes, 128 with malloc's rounding, instead of 136
+/// and 144.
 #[derive(Clone, Debug)]
 struct OpenChunk {
-    /// The stream.
-    bytes: Vec<u8>,
+    /// The stream's buffer: the stream is its first `len` bytes, the rest zeros.
+    buf: Box<[u8]>,
+    /// Bytes of the stream (a full chunk takes at most 120 × 19 + 16).
+    len: u16,
     /// Bits used in the last byte (0 = the last byte is full or there is none).
     used: u8,
     count: u16,
@@ -180,7 +203,8 @@ impl OpenChunk {
     /// bytes (at least [`LEAST_CAPACITY`]).
     fn new(t: i64, v: f64, capacity: usize) -> OpenChunk {
         let mut open = OpenChunk {
-            bytes: Vec::with_capacity(capacity.max(LEAST_CAPACITY)),
+            buf: vec![0; capacity.max(LEAST_CAPACITY)].into_boxed_slice(),
+            len: 0,
             used: 0,
             count: 1,
             last_t: t,
@@ -196,7 +220,7 @@ impl OpenChunk {
 
     /// The first timestamp: the stream's first 64 bits.
     fn min_t(&self) -> i64 {
-        let first: [u8; 8] = self.bytes[..8]
+        let first: [u8; 8] = self.bytes()[..8]
             .try_into()
             .expect("a chunk starts with its first timestamp");
         i64::from_be_bytes(first)
@@ -355,7 +379,8 @@ pub fn decode(bytes: &[u8], count: u16) -> impl Iterator<Item = (i64, f64)> + '_
 /// One series' samples, compressed; see the module contract.
 #[derive(Clone, Debug, Default)]
 pub struct SeriesChunks {
-    closed: Vec<ClosedChunk>,
+    /// Boxed, not a `Vec` (8 bytes less per series; a chunk closes once in 120 samples).
+    closed: Box<[ClosedChunk]>,
     open: Option<OpenChunk>,
 }
 
@@ -370,20 +395,20 @@ impl SeriesChunks {
     pub fn push(&mut self, t: i64, v: f64) -> usize {
         match &mut self.open {
             Some(open) if open.count < SAMPLES_PER_CHUNK => {
-                let before = open.bytes.len();
+                let before = open.len;
                 open.push(t, v);
-                open.bytes.len() - before
+                usize::from(open.len - before)
             }
             _ => {
                 // The next chunk is allocated at about the size the last one took.
                 let expect = match (&self.open, self.closed.last()) {
-                    (Some(open), _) => open.bytes.len() * 17 / 16,
+                    (Some(open), _) => usize::from(open.len) * 17 / 16,
                     (None, Some(closed)) => closed.bytes.len() * 17 / 16,
                     (None, None) => FIRST_CAPACITY,
                 };
                 self.close_open();
                 let open = OpenChunk::new(t, v, expect);
-                let bytes = open.bytes.len();
+                let bytes = usize::from(open.len);
                 self.open = Some(open);
                 bytes
             }
@@ -392,12 +417,17 @@ impl SeriesChunks {
 
     fn close_open(&mut self) {
         if let Some(open) = self.open.take() {
-            self.closed.push(ClosedChunk {
-                min_t: open.min_t(),
-                count: open.count,
-                bytes: open.bytes.into_boxed_slice(),
-                max_t: open.last_t,
+            let (min_t, count, max_t) = (open.min_t(), open.count, open.last_t);
+            let mut bytes = open.buf.into_vec();
+            bytes.truncate(usize::from(open.len));
+            let mut closed = std::mem::take(&mut self.closed).into_vec();
+            closed.push(ClosedChunk {
+                bytes: bytes.into_boxed_slice(),
+                count,
+                min_t,
+                max_t,
             });
+            self.closed = closed.into_boxed_slice();
         }
     }
 
@@ -409,7 +439,7 @@ impl SeriesChunks {
             .chain(
                 self.open
                     .iter()
-                    .map(|o| (&o.bytes[..], o.count, o.min_t(), o.last_t)),
+                    .map(|o| (o.bytes(), o.count, o.min_t(), o.last_t)),
             )
     }
 
@@ -452,7 +482,9 @@ impl SeriesChunks {
 
     /// Drops samples older than `cutoff`; the chunk that straddles it is re-encoded.
     pub fn drop_before(&mut self, cutoff: i64) {
-        self.closed.retain(|c| c.max_t >= cutoff);
+        let mut closed = std::mem::take(&mut self.closed).into_vec();
+        closed.retain(|c| c.max_t >= cutoff);
+        self.closed = closed.into_boxed_slice();
         if self.open.as_ref().is_some_and(|o| o.last_t < cutoff) {
             self.open = None;
         }
@@ -469,9 +501,11 @@ impl SeriesChunks {
                 rebuilt.push(t, v);
             }
             rebuilt.close_open();
-            self.closed.splice(0..1, rebuilt.closed);
+            let mut closed = std::mem::take(&mut self.closed).into_vec();
+            closed.splice(0..1, rebuilt.closed);
+            self.closed = closed.into_boxed_slice();
         } else if let Some(open) = &self.open {
-            let kept: Vec<(i64, f64)> = ChunkIter::new(&open.bytes, open.count)
+            let kept: Vec<(i64, f64)> = ChunkIter::new(open.bytes(), open.count)
                 .filter(|&(t, _)| t >= cutoff)
                 .collect();
             self.open = None;
@@ -518,6 +552,7 @@ pub fn encode(samples: impl IntoIterator<Item = (i64, f64)>) -> Vec<EncodedChunk
     fresh.close_open();
     fresh
         .closed
+        .into_vec()
         .into_iter()
         .map(|c| EncodedChunk {
             bytes: c.bytes.into_vec(),
@@ -583,7 +618,7 @@ mod tests {
         for i in 0..1000 {
             c.push(i * 15_000, rng.f64() * 1e6);
             let open = c.open.as_ref().unwrap();
-            let (len, cap) = (open.bytes.len(), open.bytes.capacity());
+            let (len, cap) = (usize::from(open.len), open.buf.len());
             let before = c.closed.last().map_or(0, |c| c.bytes.len() * 17 / 16);
             let first = if c.closed.is_empty() {
                 FIRST_CAPACITY
@@ -618,7 +653,7 @@ mod tests {
             for i in (0..n).rev() {
                 singly.write_bit(value >> i & 1 == 1);
             }
-            assert_eq!((&runs.bytes, runs.used), (&singly.bytes, singly.used));
+            assert_eq!((runs.bytes(), runs.used), (singly.bytes(), singly.used));
         }
     }
 
