@@ -787,7 +787,7 @@ pub(crate) mod tests {
     use crate::storage::postings::tests::{random_labels, random_selector};
     use dataflows::LabelMatcher;
 
-    /// A head series stays within 120 bytes with its `Arc` counts (144 with malloc's
+    /// A head series stays within 120 bytes with its `Arc` counts (128 with malloc's
     /// rounding; see `chunk::OpenChunk`), on 64-bit targets.
     #[test]
     fn a_series_stays_compact() {
