@@ -283,15 +283,10 @@ pub(super) fn parse_float(token: &[u8]) -> Result<f64, ErrorKind> {
         .first()
         .is_some_and(|&b| b.is_ascii_digit() || b == b'.')
     {
-        let only_decimal_chars = unsigned
-            .iter()
-            .all(|&b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
-        if !only_decimal_chars {
-            return Err(invalid());
-        }
-        // With the characters restricted as above (ASCII, so the UTF-8 check cannot
-        // fail), Rust's grammar for decimal floats is Go's, and Rust rounds correctly
-        // like Go.
+        // Starting with a digit or a point, Rust's grammar for floats is the decimal
+        // one (no `inf`/`nan` words can follow; hex digits, `x`, `p` and `_` are
+        // refused, see the exposition tests), and Rust rounds correctly like Go: no
+        // first pass over the characters (every scraped value comes here).
         let value: f64 = std::str::from_utf8(token)
             .ok()
             .and_then(|text| text.parse().ok())
