@@ -590,7 +590,13 @@ impl SampleSink for BatchBuilder<'_> {
         }
         self.scraped += 1;
         let mut histogram = sample.histogram;
-        if let Err(e) = limit_resolution(self.spec, &mut histogram) {
+        let config = &self.spec.config;
+        let limited = limit_resolution(
+            &mut histogram,
+            config.native_histogram_min_bucket_factor,
+            config.native_histogram_bucket_limit,
+        );
+        if let Err(e) = limited {
             self.error = Some(e);
             return;
         }
@@ -650,15 +656,18 @@ impl Batch {
 /// `pickSchema`), then one step at a time while the histogram has more buckets than
 /// the limit; at schema -4 with still too many, the scrape fails with "histogram
 /// bucket limit exceeded".
-fn limit_resolution(spec: &TargetSpec, h: &mut FloatHistogram) -> Result<(), ScrapeError> {
+fn limit_resolution(
+    h: &mut FloatHistogram,
+    min_bucket_factor: f64,
+    limit: u64,
+) -> Result<(), ScrapeError> {
     if h.uses_custom_buckets() {
         return Ok(());
     }
-    let max_schema = pick_schema(spec.config.native_histogram_min_bucket_factor);
+    let max_schema = pick_schema(min_bucket_factor);
     if h.schema > max_schema {
         h.reduce_resolution(max_schema);
     }
-    let limit = spec.config.native_histogram_bucket_limit;
     if limit > 0 {
         let buckets =
             |h: &FloatHistogram| (h.positive_buckets.len() + h.negative_buckets.len()) as u64;
@@ -790,6 +799,39 @@ fn with_name(target_labels: &Labels, name: &str) -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Prometheus's `pickSchema` and bucket-limit reduction (scrape/target.go): a
+    /// factor of 1.1 allows schema 2 (buckets grow by 2^(1/4) = 1.19; schema 3's 1.09
+    /// is too fine); 20 buckets of schema 3 with a limit of 6 go down to schema 1,
+    /// where neighbours have merged into 5; a limit no schema meets fails.
+    #[test]
+    fn resolution_limits_reduce_as_prometheus_does() {
+        use dataflows::histogram::Span;
+        assert_eq!(pick_schema(0.0), 8);
+        assert_eq!(pick_schema(1.1), 2);
+        assert_eq!(pick_schema(2.0), 0);
+        assert_eq!(pick_schema(1e9), -4);
+        let h = FloatHistogram {
+            schema: 3,
+            count: 20.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 20,
+            }],
+            positive_buckets: vec![1.0; 20],
+            ..FloatHistogram::default()
+        };
+        let mut factor = h.clone();
+        limit_resolution(&mut factor, 1.1, 0).unwrap();
+        assert_eq!((factor.schema, factor.positive_buckets.len()), (2, 11));
+        let mut limited = h.clone();
+        limit_resolution(&mut limited, 0.0, 6).unwrap();
+        assert_eq!(limited.schema, 1);
+        assert_eq!(limited.positive_buckets, vec![1.0, 4.0, 4.0, 4.0, 4.0, 3.0]);
+        let mut impossible = h;
+        let failed = limit_resolution(&mut impossible, 0.0, 1).unwrap_err();
+        assert_eq!(failed.to_string(), "histogram bucket limit exceeded");
+    }
 
     #[test]
     fn offsets_are_within_the_interval_and_stable_in_phase() {

@@ -861,12 +861,21 @@ impl Head {
         floats + histograms
     }
 
-    /// Bytes of compressed sample data held.
+    /// Bytes of compressed sample data held (float and histogram chunks).
     pub fn chunk_bytes(&self) -> usize {
-        self.matching(&[])
+        let floats: usize = self
+            .matching(&[])
             .iter()
             .map(|s| s.samples.lock().encoded_bytes())
-            .sum()
+            .sum();
+        let histograms: usize = self
+            .inner
+            .read()
+            .histograms
+            .values()
+            .map(|h| h.encoded_bytes())
+            .sum();
+        floats + histograms
     }
 }
 

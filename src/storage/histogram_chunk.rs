@@ -32,7 +32,8 @@ use dataflows::histogram::{CounterResetHint, FloatHistogram, Span};
 /// Samples per chunk.
 pub const CHUNK_SAMPLES: u16 = 120;
 
-/// The histogram samples of one series, in time order.
+/// The histogram samples of one series, in time order, and the newest one decoded
+/// (the reference the next sample is encoded against).
 #[derive(Default)]
 pub struct HistogramChunks {
     chunks: Vec<Chunk>,
@@ -99,7 +100,9 @@ impl HistogramChunks {
         encode(&mut chunk.bytes, previous, ts, &h);
         chunk.last_ts = ts;
         chunk.count += 1;
-        chunk.bytes.shrink_to_fit();
+        if chunk.count == CHUNK_SAMPLES {
+            chunk.bytes.shrink_to_fit();
+        }
         self.last = Some((ts, h));
     }
 
