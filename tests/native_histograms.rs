@@ -399,3 +399,71 @@ fn always_scrape_classic_histograms_keeps_the_classic_series_too() {
         native["result"][0]["value"][1]
     );
 }
+
+#[test]
+fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
+    // No explicit timestamps here: staleness applies.
+    let untimed = |k: i64, with_histogram: bool| {
+        let mut families = vec![MetricFamily {
+            name: Some("steps_total".into()),
+            help: None,
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(k as f64),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            unit: None,
+        }];
+        if with_histogram {
+            families.push(MetricFamily {
+                name: Some("rpc_latency_seconds".into()),
+                help: None,
+                r#type: Some(MetricType::Histogram as i32),
+                metric: vec![Metric {
+                    histogram: Some(histogram(k, false)),
+                    ..Default::default()
+                }],
+                unit: None,
+            });
+        }
+        let mut body = Vec::new();
+        for family in &families {
+            family.encode_length_delimited(&mut body).unwrap();
+        }
+        Reply {
+            status: 200,
+            content_type: PROTOBUF.into(),
+            gzip: false,
+            body,
+        }
+    };
+    let exporter = Exporter::start(untimed(1, true));
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start_with_args(&config(&exporter), &flags);
+    let oracle = Prometheus::start_with_args(&config(&exporter), &flags);
+    let present = |server: &Peer| {
+        !server.query("histogram_count(rpc_latency_seconds)")["result"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    };
+    assert!(
+        wait_until(WAIT, || present(&promflow)),
+        "promflow scraped it"
+    );
+    assert!(wait_until(WAIT, || present(&oracle)), "oracle scraped it");
+    exporter.set(untimed(2, false));
+    assert!(wait_until(WAIT, || !present(&oracle)), "oracle: stale");
+    assert!(wait_until(WAIT, || !present(&promflow)), "promflow: stale");
+    // Both still hold the float beside it.
+    for server in [&*promflow, &*oracle] {
+        assert_eq!(
+            server.query("steps_total")["result"][0]["value"][1],
+            "2",
+            "the float series stays"
+        );
+    }
+}

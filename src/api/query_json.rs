@@ -48,6 +48,10 @@ pub struct Histograms {
 }
 
 impl Histograms {
+    fn is_empty(&self) -> bool {
+        self.source.is_empty() && self.made.is_empty()
+    }
+
     fn get(&self, v: f64) -> Option<&FloatHistogram> {
         let table = match parse_handle(v)? {
             (SOURCE, _) => &self.source,
@@ -169,7 +173,9 @@ impl Serialize for Sample<'_> {
             PointOrPoints::Many(points) => {
                 let histograms = self.histograms;
                 let is_histogram = |v: f64| histograms.get(v).is_some();
-                let any_histogram = points.iter().any(|p| is_histogram(p.1));
+                // A result without histograms (the float path) is not scanned.
+                let any_histogram =
+                    !histograms.is_empty() && points.iter().any(|p| is_histogram(p.1));
                 if !any_histogram {
                     map.serialize_entry(self.key, &Points(points))?;
                 } else {
