@@ -24,7 +24,7 @@
 //! for them. A series may hold both (a histogram series' stale markers are float
 //! samples). [`Head::select`] returns floats only; [`Head::select_histograms`] the
 //! histograms. Truncation drops both and keeps a series while either remains.
-//! Deletion (`delete_logged`) does not reach histograms yet.
+//! Deletion (`delete_logged`, its tombstones replayed) deletes both.
 //!
 //! Selection goes through the label index ([`super::postings`], keyed by ref), so it
 //! costs what it selects. Readers hold the head's lock only to resolve the matchers
@@ -684,11 +684,18 @@ impl Head {
         max_t: i64,
         log: impl FnOnce(&[(u32, i64, i64)]) -> Result<(), E>,
     ) -> Result<usize, E> {
-        let inner = self.inner.write();
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        let histograms = &mut inner.histograms;
+        let has_histogram_in = |id: &u64| {
+            histograms
+                .get(id)
+                .is_some_and(|h| h.has_sample_in(min_t, max_t))
+        };
         let doomed: Vec<&Arc<MemSeries>> = matching_refs(&inner.postings, selectors)
             .iter()
             .filter_map(|r| inner.by_ref.get(r))
-            .filter(|s| s.samples.lock().has_sample_in(min_t, max_t))
+            .filter(|s| s.samples.lock().has_sample_in(min_t, max_t) || has_histogram_in(&s.id))
             .collect();
         let deletions: Vec<(u32, i64, i64)> =
             doomed.iter().map(|s| (s.wal_ref(), min_t, max_t)).collect();
@@ -698,6 +705,12 @@ impl Head {
             let mut samples = s.samples.lock();
             deleted += samples.delete_range(min_t, max_t);
             s.reset_newest(&samples);
+            if let Some(h) = histograms.get_mut(&s.id) {
+                deleted += h.delete_range(min_t, max_t);
+                if h.is_empty() {
+                    histograms.remove(&s.id);
+                }
+            }
         }
         if deleted > 0 {
             self.bounds_stale.store(true, Ordering::Release);
@@ -712,6 +725,17 @@ impl Head {
             if samples.delete_range(min_t, max_t) > 0 {
                 s.reset_newest(&samples);
                 self.bounds_stale.store(true, Ordering::Release);
+            }
+        }
+        if self.has_histograms() {
+            let mut inner = self.inner.write();
+            if let Some(h) = inner.histograms.get_mut(&id) {
+                if h.delete_range(min_t, max_t) > 0 {
+                    self.bounds_stale.store(true, Ordering::Release);
+                }
+                if h.is_empty() {
+                    inner.histograms.remove(&id);
+                }
             }
         }
     }

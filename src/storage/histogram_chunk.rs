@@ -137,6 +137,23 @@ impl HistogramChunks {
             && !self.range(start, end).is_empty()
     }
 
+    /// Deletes the samples in `[min_t, max_t]` (re-encoding the rest); returns how
+    /// many were deleted.
+    pub fn delete_range(&mut self, min_t: i64, max_t: i64) -> usize {
+        if !self.has_sample_in(min_t, max_t) {
+            return 0;
+        }
+        let all = self.range(i64::MIN, i64::MAX);
+        let before = all.len();
+        *self = HistogramChunks::new();
+        for (ts, h) in all {
+            if ts < min_t || ts > max_t {
+                self.push(ts, h);
+            }
+        }
+        before - self.len()
+    }
+
     /// Drops the chunks whose samples are all older than `cutoff`.
     pub fn drop_before(&mut self, cutoff: i64) {
         self.chunks.retain(|c| c.last_ts >= cutoff);

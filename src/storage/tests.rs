@@ -512,7 +512,17 @@ fn histograms_are_stored_selected_and_replayed_beside_floats() {
     let s = Storage::open(&options).unwrap();
     assert_eq!(read(&s), before);
     assert_eq!(s.sample_count(), 1 + 4 + 1);
+    // Deleting a range of a histogram series (tombstones replayed after a restart).
+    let doomed = Selector {
+        matchers: vec![dataflows::LabelMatcher::new("job", "=", "b").unwrap()],
+    };
+    s.delete_series(&[doomed], 25, 35).unwrap();
+    drop(s);
+    let s = Storage::open(&options).unwrap();
+    assert_eq!(read(&s)[r#"h{job="b"}"#].len(), 1);
     // Histogram-only series survive truncation while their samples are inside it.
+    s.append_histograms(vec![histogram_sample("b", 50, 2.0)])
+        .unwrap();
     s.head().truncate_before(15);
     let after = read(&s);
     assert_eq!(after[r#"h{job="b"}"#].len(), 2);

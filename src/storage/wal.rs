@@ -20,7 +20,7 @@
 //!   (zig-zag) and the value's 8 raw bytes (stale markers stay bit-exact);
 //! - `3` tombstones (`delete_series`): `count`, then per deletion `ref`, `min_t` and
 //!   `max_t` (zig-zag): the samples of `ref` logged before it in `[min_t, max_t]` are
-//!   deleted (float samples; histogram samples are not deleted yet);
+//!   deleted (float and histogram samples);
 //! - `4` native-histogram samples: `count`, then per sample `ref`, `timestamp`
 //!   (zig-zag) and the histogram in the head's histogram-chunk encoding of a lone
 //!   sample (`super::histogram_chunk::encode_one`: counter-reset hint, schema, zero
