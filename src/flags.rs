@@ -258,9 +258,9 @@ pub struct PrometheusFlags {
     #[arg(long = "log.format", default_value = "logfmt", value_parser = ["logfmt", "json"], global = true)]
     pub log_format: String,
     /// Comma separated feature names to enable (Prometheus's list; see README for what
-    /// each does in promflow): remote-write-receiver, otlp-write-receiver and
-    /// auto-reload-config are implemented; promql-at-modifier, promql-negative-offset and
-    /// promql-experimental-functions are always on; agent, native-histograms,
+    /// each does in promflow): remote-write-receiver, otlp-write-receiver,
+    /// native-histograms and auto-reload-config are implemented; promql-at-modifier,
+    /// promql-negative-offset and promql-experimental-functions are always on; agent,
     /// otlp-deltatocumulative, otlp-native-delta-ingestion, expand-external-labels, no-default-scrape-port,
     /// created-timestamp-zero-ingestion, type-and-unit-labels and
     /// promql-delayed-name-removal are refused; the others are no-ops.
@@ -329,12 +329,14 @@ pub enum Feature {
 pub fn feature(name: &str) -> Feature {
     use Feature::*;
     match name {
-        "remote-write-receiver" | "auto-reload-config" | "otlp-write-receiver" => Implemented,
+        "remote-write-receiver"
+        | "auto-reload-config"
+        | "otlp-write-receiver"
+        | "native-histograms" => Implemented,
         "promql-at-modifier" | "promql-negative-offset" | "promql-experimental-functions" => {
             AlwaysOn
         }
         "agent" => Refused("promflow has no agent mode"),
-        "native-histograms" => Refused("promflow stores no native histograms"),
         "otlp-deltatocumulative" | "otlp-native-delta-ingestion" => Refused(
             "promflow refuses OTLP delta temporality, as Prometheus does without this feature",
         ),
@@ -379,6 +381,9 @@ pub struct Review {
     pub auto_reload_config: bool,
     /// Whether `--enable-feature=otlp-write-receiver` was given.
     pub otlp_write_receiver: bool,
+    /// Whether `--enable-feature=native-histograms` was given: `scrape_native_histograms`
+    /// defaults to true (see `config::set_native_histograms_feature`).
+    pub native_histograms: bool,
     /// `--enable-feature` values Prometheus does not know either; logged as a warning
     /// in Prometheus's words and ignored.
     pub unknown_features: Vec<String>,
@@ -457,6 +462,7 @@ impl PrometheusFlags {
             remote_write_receiver: false,
             auto_reload_config: false,
             otlp_write_receiver: false,
+            native_histograms: false,
             unknown_features: Vec::new(),
         };
         for name in self
@@ -469,6 +475,7 @@ impl PrometheusFlags {
                 Feature::Implemented => match name {
                     "remote-write-receiver" => review.remote_write_receiver = true,
                     "otlp-write-receiver" => review.otlp_write_receiver = true,
+                    "native-histograms" => review.native_histograms = true,
                     _ => review.auto_reload_config = true,
                 },
                 Feature::AlwaysOn => {

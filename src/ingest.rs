@@ -17,13 +17,15 @@
 //! lives); storage reads labels only for series it creates, remote write only for
 //! series it has none queued of, and the dataflow gets the same columns, filtered to
 //! what storage stored.
+//! [`Ingester::commit_histograms`] writes a scrape's native-histogram samples to
+//! storage only (not yet to the dataflow or remote write).
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier) to storage and the latest-sample table.
 
 use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::{AppendError, Applied, SeriesRef, Storage};
+use crate::storage::{AppendError, Applied, HistogramSample, SeriesRef, Storage};
 use dataflows::{Engine, Sample, SampleBatch};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -176,6 +178,22 @@ impl Ingester {
             holdback.observe(start_ms, lag_ms);
         }
         committed
+    }
+
+    /// Writes a scrape's native-histogram samples to storage (WAL and head) and
+    /// nowhere else: the dataflow, the latest-sample table (so `/federate` and the
+    /// push stream) and the remote write queues do not take histograms yet. Returns
+    /// the number of series storage saw for the first time.
+    pub fn commit_histograms(&self, samples: Vec<HistogramSample>) -> Result<usize, AppendError> {
+        if samples.is_empty() {
+            return Ok(0);
+        }
+        let outcome = self.storage.append_histograms(samples)?;
+        self.metrics.samples_ingested.add(outcome.appended as u64);
+        self.metrics
+            .samples_out_of_order
+            .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
+        Ok(outcome.new_series)
     }
 
     /// A tracker of the lag of a target's exposed timestamps, holding the watermark

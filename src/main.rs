@@ -475,6 +475,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         .prometheus
         .review(command, matches)
         .map_err(anyhow::Error::msg)?;
+    promflow::config::set_native_histograms_feature(review.native_histograms);
     for note in &review.notes {
         tracing::info!("{note}");
     }

@@ -163,11 +163,13 @@ fn refused_flags_stop_the_server_naming_the_flag_and_why() {
         out.contains("--storage.agent.path") && out.contains("agent mode"),
         "{out}"
     );
-    let out = refused(&["--enable-feature=exemplar-storage,native-histograms"]);
+    let out =
+        refused(&["--enable-feature=exemplar-storage,native-histograms,type-and-unit-labels"]);
     assert!(
-        out.contains("--enable-feature=native-histograms")
-            && out.contains("native histograms")
-            && !out.contains("exemplar-storage:"),
+        out.contains("--enable-feature=type-and-unit-labels")
+            && out.contains("__type__")
+            && !out.contains("exemplar-storage:")
+            && !out.contains("native-histograms:"),
         "{out}"
     );
     let out = refused(&["--agent"]);

@@ -262,6 +262,20 @@ impl FloatHistogram {
         exponential_bound(idx, self.schema)
     }
 
+    /// Lowers an exponential histogram's resolution to schema `to` (no-op unless `to`
+    /// is below the current schema): neighbouring buckets merge as Prometheus's
+    /// `ReduceResolution` merges them.
+    pub fn reduce_resolution(&mut self, to: i32) {
+        if self.uses_custom_buckets() || to >= self.schema {
+            return;
+        }
+        let p = reduce(&self.positive(), self.schema, to);
+        let n = reduce(&self.negative(), self.schema, to);
+        self.set_positive(&p);
+        self.set_negative(&n);
+        self.schema = to;
+    }
+
     /// Drops the buckets whose count is zero (Prometheus's `Compact(0)`).
     pub fn compact(&mut self) {
         let keep = |b: &Vec<(i32, f64)>| -> Vec<(i32, f64)> {

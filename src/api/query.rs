@@ -15,11 +15,12 @@
 //! look like a counter) are returned as `warnings` / `infos`, as in Prometheus 3.x.
 
 use crate::api::params::{parse_duration_param, parse_time_param, Params, RequestError};
-use crate::api::query_json::QueryData;
+use crate::api::query_json::{Histograms, QueryAnswer, QueryData};
 use crate::api::response::{api_error, api_success_annotated, ApiError, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
 use crate::storage::range_reader::RangeQueryReader;
+use crate::storage::HistogramSource;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use dataflows::promql::depth::{QueryPlan, QUERY_STACK_BYTES};
@@ -57,11 +58,19 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
     };
     let shallow = plan.is_shallow();
     run(service, timeout, shallow, move |service, deadline| {
-        let head = service.ingester.storage().clone();
-        let mut evaluator = Evaluator::new(head.as_ref(), t);
+        let storage = service.ingester.storage().clone();
+        let source = HistogramSource::new(storage.as_ref());
+        let mut evaluator = Evaluator::new(&source, t);
         configure(&mut evaluator, &service, deadline);
         let value = evaluator.instant(plan.plan(), t)?;
-        Ok((QueryData::Instant(value, t), evaluator.take_annotations()))
+        let answer = QueryAnswer {
+            data: QueryData::Instant(value, t),
+            histograms: Histograms {
+                source: source.histograms(),
+                made: evaluator.made_histograms(),
+            },
+        };
+        Ok((answer, evaluator.take_annotations()))
     })
     .await
 }
@@ -115,7 +124,14 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         evaluator.end_ms = end;
         evaluator.step_ms = step;
         let series = evaluator.range(plan.plan(), start, end, step)?;
-        Ok((QueryData::Range(series), evaluator.take_annotations()))
+        let answer = QueryAnswer {
+            data: QueryData::Range(series),
+            histograms: Histograms {
+                source: reader.histograms(),
+                made: evaluator.made_histograms(),
+            },
+        };
+        Ok((answer, evaluator.take_annotations()))
     })
     .await
 }
@@ -169,7 +185,7 @@ async fn run(
     service: Arc<Service>,
     timeout: Duration,
     shallow: bool,
-    evaluate: impl FnOnce(Arc<Service>, Instant) -> Result<(QueryData, Annotations), EvalError>
+    evaluate: impl FnOnce(Arc<Service>, Instant) -> Result<(QueryAnswer, Annotations), EvalError>
         + Send
         + 'static,
 ) -> Response {

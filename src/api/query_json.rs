@@ -10,12 +10,26 @@
 //! `Scalar.MarshalJSON`; the points of vectors and matrices are written as its
 //! `jsonutil.MarshalFloat` writes them: the same, but with an exponent below 1e-6 and
 //! from 1e21 on (`1e-07`, `1e+21`).
+//!
+//! Native-histogram samples (the evaluator's handles, resolved through
+//! [`Histograms`]) are written as Prometheus writes them: a vector element's
+//! `"histogram": [t, {…}]` instead of `"value"`, a matrix series' `"histograms":
+//! [[t, {…}], …]` after its `"values"` (each key left out when it has no point, except
+//! `values` of a series without any histogram, kept as before); a histogram is
+//! `{"count":"…","sum":"…","buckets":[[boundaries,"lower","upper","count"],…]}` with
+//! the buckets of non-zero count from the lowest, `boundaries` 0 for `(lower,upper]`
+//! (positive buckets), 1 for `[lower,upper)` (negative), 3 for the zero bucket
+//! `[lower,upper]`, and no `buckets` key when none has a count (Prometheus's
+//! `marshalHistogram`).
 
 use dataflows::go_float::{GoFloat, JsonSampleFloat};
+use dataflows::histogram::FloatHistogram;
+use dataflows::promql::eval::native::{parse_handle, MADE, SOURCE};
 use dataflows::promql::eval::{Series, Value};
 use dataflows::Labels;
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::Serialize;
+use std::sync::Arc;
 
 /// The `data` of a query answer.
 pub enum QueryData {
@@ -25,46 +39,90 @@ pub enum QueryData {
     Range(Vec<Series>),
 }
 
-impl Serialize for QueryData {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
-        match self {
-            QueryData::Instant(Value::Scalar(v), t) => {
-                map.serialize_entry("resultType", "scalar")?;
-                map.serialize_entry("result", &(Timestamp(*t), GoFloat(*v).to_string()))?;
-            }
-            QueryData::Instant(Value::String(text), t) => {
-                map.serialize_entry("resultType", "string")?;
-                map.serialize_entry("result", &(Timestamp(*t), text))?;
-            }
-            QueryData::Instant(Value::Vector(elements), t) => {
-                map.serialize_entry("resultType", "vector")?;
-                map.serialize_entry("result", &Elements(elements, *t))?;
-            }
-            QueryData::Instant(Value::Matrix(series), _) => {
-                map.serialize_entry("resultType", "matrix")?;
-                map.serialize_entry("result", &Matrix(series))?;
-            }
-            QueryData::Range(series) => {
-                map.serialize_entry("resultType", "matrix")?;
-                map.serialize_entry("result", &Matrix(series))?;
-            }
-        }
-        map.end()
+/// The histograms a result's handles name: those the source returned ([`SOURCE`])
+/// and those the evaluation made ([`MADE`]).
+#[derive(Default)]
+pub struct Histograms {
+    pub source: Vec<Arc<FloatHistogram>>,
+    pub made: Vec<Arc<FloatHistogram>>,
+}
+
+impl Histograms {
+    fn is_empty(&self) -> bool {
+        self.source.is_empty() && self.made.is_empty()
+    }
+
+    fn get(&self, v: f64) -> Option<&FloatHistogram> {
+        let table = match parse_handle(v)? {
+            (SOURCE, _) => &self.source,
+            (MADE, _) => &self.made,
+            _ => return None,
+        };
+        table.get(parse_handle(v)?.1 as usize).map(|h| h.as_ref())
     }
 }
 
+/// A query's `data` with the histograms its result names.
+pub struct QueryAnswer {
+    pub data: QueryData,
+    pub histograms: Histograms,
+}
+
+impl Serialize for QueryData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        write_data(self, &Histograms::default(), s)
+    }
+}
+
+impl Serialize for QueryAnswer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        write_data(&self.data, &self.histograms, s)
+    }
+}
+
+fn write_data<S: Serializer>(data: &QueryData, h: &Histograms, s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(2))?;
+    match data {
+        QueryData::Instant(Value::Scalar(v), t) => {
+            map.serialize_entry("resultType", "scalar")?;
+            map.serialize_entry("result", &(Timestamp(*t), GoFloat(*v).to_string()))?;
+        }
+        QueryData::Instant(Value::String(text), t) => {
+            map.serialize_entry("resultType", "string")?;
+            map.serialize_entry("result", &(Timestamp(*t), text))?;
+        }
+        QueryData::Instant(Value::Vector(elements), t) => {
+            map.serialize_entry("resultType", "vector")?;
+            map.serialize_entry("result", &Elements(elements, *t, h))?;
+        }
+        QueryData::Instant(Value::Matrix(series), _) => {
+            map.serialize_entry("resultType", "matrix")?;
+            map.serialize_entry("result", &Matrix(series, h))?;
+        }
+        QueryData::Range(series) => {
+            map.serialize_entry("resultType", "matrix")?;
+            map.serialize_entry("result", &Matrix(series, h))?;
+        }
+    }
+    map.end()
+}
+
 /// An instant vector at `t`: `[{"metric":…,"value":[t,"v"]},…]`.
-struct Elements<'a>(&'a [dataflows::promql::eval::Element], i64);
+struct Elements<'a>(&'a [dataflows::promql::eval::Element], i64, &'a Histograms);
 
 impl Serialize for Elements<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.0.len()))?;
         for e in self.0 {
+            let points = match self.2.get(e.value) {
+                Some(h) => PointOrPoints::Histogram(self.1, h),
+                None => PointOrPoints::One(Point(self.1, e.value)),
+            };
             seq.serialize_element(&Sample {
                 labels: &e.labels,
                 key: "value",
-                points: PointOrPoints::One(Point(self.1, e.value)),
+                points,
+                histograms: self.2,
             })?;
         }
         seq.end()
@@ -72,7 +130,7 @@ impl Serialize for Elements<'_> {
 }
 
 /// A matrix: `[{"metric":…,"values":[[t,"v"],…]},…]`.
-struct Matrix<'a>(&'a [Series]);
+struct Matrix<'a>(&'a [Series], &'a Histograms);
 
 impl Serialize for Matrix<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -82,6 +140,7 @@ impl Serialize for Matrix<'_> {
                 labels: &series.labels,
                 key: "values",
                 points: PointOrPoints::Many(&series.points),
+                histograms: self.1,
             })?;
         }
         seq.end()
@@ -93,20 +152,87 @@ struct Sample<'a> {
     labels: &'a Labels,
     key: &'static str,
     points: PointOrPoints<'a>,
+    histograms: &'a Histograms,
 }
 
 enum PointOrPoints<'a> {
     One(Point),
+    Histogram(i64, &'a FloatHistogram),
     Many(&'a [(i64, f64)]),
 }
 
 impl Serialize for Sample<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(2))?;
+        let mut map = s.serialize_map(None)?;
         map.serialize_entry("metric", &LabelsJson(self.labels))?;
         match &self.points {
             PointOrPoints::One(point) => map.serialize_entry(self.key, point)?,
-            PointOrPoints::Many(points) => map.serialize_entry(self.key, &Points(points))?,
+            PointOrPoints::Histogram(t, h) => {
+                map.serialize_entry("histogram", &(Timestamp(*t), HistogramJson(h)))?
+            }
+            PointOrPoints::Many(points) => {
+                let histograms = self.histograms;
+                let is_histogram = |v: f64| histograms.get(v).is_some();
+                // A result without histograms (the float path) is not scanned.
+                let any_histogram =
+                    !histograms.is_empty() && points.iter().any(|p| is_histogram(p.1));
+                if !any_histogram {
+                    map.serialize_entry(self.key, &Points(points))?;
+                } else {
+                    let floats: Vec<(i64, f64)> = points
+                        .iter()
+                        .copied()
+                        .filter(|p| !is_histogram(p.1))
+                        .collect();
+                    if !floats.is_empty() {
+                        map.serialize_entry(self.key, &Points(&floats))?;
+                    }
+                    let hs: Vec<(Timestamp, HistogramJson<'_>)> = points
+                        .iter()
+                        .filter_map(|&(t, v)| {
+                            Some((Timestamp(t), HistogramJson(histograms.get(v)?)))
+                        })
+                        .collect();
+                    map.serialize_entry("histograms", &hs)?;
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// A native histogram as Prometheus's `marshalHistogram` writes it (module docs).
+struct HistogramJson<'a>(&'a FloatHistogram);
+
+impl Serialize for HistogramJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = self.0;
+        let zt = h.zero_threshold;
+        let buckets: Vec<(u8, SampleValue, SampleValue, SampleValue)> = h
+            .all_buckets()
+            .into_iter()
+            .filter(|b| b.count != 0.0)
+            .map(|b| {
+                let boundaries = if !h.uses_custom_buckets() && b.lower == -zt && b.upper == zt {
+                    3
+                } else if b.upper <= 0.0 && !h.uses_custom_buckets() {
+                    1
+                } else {
+                    0
+                };
+                (
+                    boundaries,
+                    SampleValue(b.lower),
+                    SampleValue(b.upper),
+                    SampleValue(b.count),
+                )
+            })
+            .collect();
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("count", &SampleValue(h.count))?;
+        map.serialize_entry("sum", &SampleValue(h.sum))?;
+        if !buckets.is_empty() {
+            map.serialize_entry("buckets", &buckets)?;
         }
         map.end()
     }
@@ -169,7 +295,6 @@ impl Serialize for SampleValue {
 mod tests {
     use super::*;
     use dataflows::promql::eval::Element;
-    use std::sync::Arc;
 
     fn json(data: &QueryData) -> String {
         serde_json::to_string(data).unwrap()

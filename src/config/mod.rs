@@ -50,6 +50,24 @@ mod validate;
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `--enable-feature=native-histograms`: the default of `global.scrape_native_histograms`
+/// becomes true (as the feature flag does in Prometheus 3.x; in 2.42 it turned native
+/// histogram ingestion and protobuf negotiation on for every job). Set once by the
+/// server at start, before it loads the config file; a config that sets
+/// `scrape_native_histograms` itself (globally or per job) still wins.
+static NATIVE_HISTOGRAMS_FEATURE: AtomicBool = AtomicBool::new(false);
+
+/// Sets what `--enable-feature=native-histograms` says (see [`NATIVE_HISTOGRAMS_FEATURE`]).
+pub fn set_native_histograms_feature(on: bool) {
+    NATIVE_HISTOGRAMS_FEATURE.store(on, Ordering::Relaxed);
+}
+
+/// Whether `--enable-feature=native-histograms` was given.
+pub fn native_histograms_feature() -> bool {
+    NATIVE_HISTOGRAMS_FEATURE.load(Ordering::Relaxed)
+}
 
 use serde::Serialize;
 

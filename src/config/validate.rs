@@ -204,7 +204,9 @@ fn resolve_global(
         evaluation_interval,
         external_labels,
         scrape_protocols,
-        scrape_native_histograms: raw.scrape_native_histograms.unwrap_or(false),
+        scrape_native_histograms: raw
+            .scrape_native_histograms
+            .unwrap_or_else(super::native_histograms_feature),
     }
 }
 

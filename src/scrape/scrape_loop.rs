@@ -8,17 +8,22 @@
 //! `scrape_samples_scraped`, `scrape_samples_post_metric_relabeling` and
 //! `scrape_series_added`. A failed scrape yields `up 0` and stale markers for every
 //! series of the previous scrape. When the loop is stopped it writes stale markers for
-//! everything it produced.
+//! everything it produced. Native histograms (jobs with `scrape_native_histograms`)
+//! go through the same cache, limits and staleness; their resolution is limited by
+//! `native_histogram_min_bucket_factor` and `native_histogram_bucket_limit`, and they
+//! are committed apart from the float batch (`Ingester::commit_histograms`: storage
+//! only).
 
 use crate::config::ScrapeProtocol;
 use crate::holdback::TargetHoldback;
 use crate::ingest::{now_ms, Ingester};
 use crate::relabel;
-use crate::scrape::exposition::{self, Format, SampleSink};
+use crate::scrape::exposition::{self, Format, HistogramRef, NativeHistograms, SampleSink};
 use crate::scrape::scrape_cache::{Lookup, ScrapeCache, Slot};
 use crate::scrape::target::TargetSpec;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::SeriesRef;
+use crate::storage::{HistogramSample, SeriesRef};
+use dataflows::histogram::FloatHistogram;
 use dataflows::{Labels, Sample, SampleBatch, STALE_MARKER};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -100,6 +105,10 @@ enum Limit {
     BodySize,
     #[error("sample limit exceeded")]
     Samples,
+    /// A native histogram has more buckets than `native_histogram_bucket_limit` even
+    /// at the lowest resolution (Prometheus's `errBucketLimit`).
+    #[error("histogram bucket limit exceeded")]
+    Buckets,
     #[error("label_limit exceeded (metric: {metric}, number of labels: {count}, limit: {limit})")]
     Labels {
         metric: String,
@@ -285,6 +294,7 @@ async fn scrape_once(
             samples: mut batch,
             mut slots,
             mut refs,
+            histograms,
             ..
         },
         error,
@@ -329,6 +339,7 @@ async fn scrape_once(
     let committed =
         ctx.ingester
             .commit_scrape(batch, &mut refs, &in_flight, state.holdback.as_mut());
+    let committed = committed.and_then(|_| ctx.ingester.commit_histograms(histograms));
     let report_refs = refs.split_off(slots.len());
     for (place, handle) in state.report_refs.iter_mut().zip(report_refs) {
         *place = handle;
@@ -356,7 +367,9 @@ async fn scrape_once(
             Limit::Labels { .. }
             | Limit::LabelNameLength { .. }
             | Limit::LabelValueLength { .. } => limits.scrape_labels.inc(),
-            Limit::Targets(_) => {}
+            // Prometheus's `…_exceeded_native_histogram_bucket_limit_total` is not
+            // among promflow's self-metrics yet.
+            Limit::Targets(_) | Limit::Buckets => {}
         }
     }
     ctx.metrics
@@ -475,6 +488,9 @@ struct Batch {
     /// Samples left after metric relabeling, duplicates included (Prometheus's
     /// `scrape_samples_post_metric_relabeling`, and what `sample_limit` counts).
     post_relabel: usize,
+    /// Native-histogram samples (jobs with `scrape_native_histograms`), stored apart
+    /// from the float columns (see `Ingester::commit_histograms`).
+    histograms: Vec<HistogramSample>,
 }
 
 /// [`Batch::slots`] of a sample whose series is not in the scrape cache.
@@ -488,6 +504,7 @@ impl Batch {
             slots: Vec::with_capacity(capacity),
             refs: Vec::with_capacity(capacity),
             post_relabel: 0,
+            histograms: Vec::new(),
         }
     }
 
@@ -576,6 +593,125 @@ impl SampleSink for BatchBuilder<'_> {
             .insert(sample.series, labels, timestamp_ms.is_some());
         self.out.add(lookup, sample.value, timestamp_ms);
     }
+
+    fn native_histograms(&self) -> NativeHistograms {
+        let config = &self.spec.config;
+        if config.scrape_native_histograms {
+            NativeHistograms::On {
+                keep_classic: config.always_scrape_classic_histograms,
+            }
+        } else {
+            NativeHistograms::Off
+        }
+    }
+
+    /// A native histogram: its resolution limited as the job says, its series found
+    /// through the scrape cache like a float sample's (so it is relabeled, limited,
+    /// counted and marked stale alike), kept in the batch's histogram list. The
+    /// cache's storage handle is not used: storage finds the series by id.
+    fn histogram(&mut self, sample: HistogramRef<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        self.scraped += 1;
+        let mut histogram = sample.histogram;
+        let config = &self.spec.config;
+        let limited = limit_resolution(
+            &mut histogram,
+            config.native_histogram_min_bucket_factor,
+            config.native_histogram_bucket_limit,
+        );
+        if let Err(e) = limited {
+            self.error = Some(e);
+            return;
+        }
+        let timestamp_ms = self.kept_timestamp(sample.timestamp_ms);
+        let timed = timestamp_ms.is_some();
+        let lookup = self.cache.lookup(sample.series, timed);
+        if !matches!(lookup, Lookup::Unknown) {
+            self.out.add_histogram(lookup, histogram, timestamp_ms);
+            return;
+        }
+        let as_float = exposition::SampleRef {
+            series: sample.series,
+            name: sample.name,
+            labels: sample.labels,
+            value: 0.0,
+            timestamp_ms: sample.timestamp_ms,
+        };
+        let labels = match label_new_series(self.spec, &as_float) {
+            Ok(labels) => labels,
+            Err(e) => {
+                self.error = Some(e);
+                return;
+            }
+        };
+        let lookup = self.cache.insert(sample.series, labels, timed);
+        self.out.add_histogram(lookup, histogram, timestamp_ms);
+    }
+}
+
+impl Batch {
+    /// Adds a histogram sample as the cache resolved it.
+    fn add_histogram(
+        &mut self,
+        lookup: Lookup<'_>,
+        histogram: FloatHistogram,
+        timestamp_ms: Option<i64>,
+    ) {
+        match lookup {
+            Lookup::Unknown | Lookup::Dropped => {}
+            Lookup::Duplicate => self.post_relabel += 1,
+            Lookup::Series(_, series_id, labels, _handle) => {
+                self.post_relabel += 1;
+                self.histograms.push(HistogramSample {
+                    series_id,
+                    labels: labels.clone(),
+                    timestamp_ms: timestamp_ms.unwrap_or(self.ts),
+                    histogram,
+                });
+            }
+        }
+    }
+}
+
+/// `native_histogram_min_bucket_factor` then `native_histogram_bucket_limit`, as
+/// Prometheus applies them to a scraped native histogram: the schema is lowered to the
+/// highest whose bucket growth factor `2^(2^-schema)` reaches the factor (Prometheus's
+/// `pickSchema`), then one step at a time while the histogram has more buckets than
+/// the limit; at schema -4 with still too many, the scrape fails with "histogram
+/// bucket limit exceeded".
+fn limit_resolution(
+    h: &mut FloatHistogram,
+    min_bucket_factor: f64,
+    limit: u64,
+) -> Result<(), ScrapeError> {
+    if h.uses_custom_buckets() {
+        return Ok(());
+    }
+    let max_schema = pick_schema(min_bucket_factor);
+    if h.schema > max_schema {
+        h.reduce_resolution(max_schema);
+    }
+    if limit > 0 {
+        let buckets =
+            |h: &FloatHistogram| (h.positive_buckets.len() + h.negative_buckets.len()) as u64;
+        while buckets(h) > limit {
+            if h.schema <= -4 {
+                return Err(ScrapeError::Limit(Limit::Buckets));
+            }
+            h.reduce_resolution(h.schema - 1);
+        }
+    }
+    Ok(())
+}
+
+/// Prometheus's `pickSchema`: the highest schema whose buckets grow by at least
+/// `factor` (a factor of 1 or less, or unset: no limit, schema 8).
+fn pick_schema(factor: f64) -> i32 {
+    let factor = if factor <= 1.0 { 1.00271 } else { factor };
+    let floor = (-factor.log2().log2()).floor();
+    floor.clamp(-4.0, 8.0) as i32
 }
 
 /// Final labels of a series not in the cache: target labels merged, metric relabeling
@@ -688,6 +824,39 @@ fn with_name(target_labels: &Labels, name: &str) -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Prometheus's `pickSchema` and bucket-limit reduction (scrape/target.go): a
+    /// factor of 1.1 allows schema 2 (buckets grow by 2^(1/4) = 1.19; schema 3's 1.09
+    /// is too fine); 20 buckets of schema 3 with a limit of 6 go down to schema 1,
+    /// where neighbours have merged into 5; a limit no schema meets fails.
+    #[test]
+    fn resolution_limits_reduce_as_prometheus_does() {
+        use dataflows::histogram::Span;
+        assert_eq!(pick_schema(0.0), 8);
+        assert_eq!(pick_schema(1.1), 2);
+        assert_eq!(pick_schema(2.0), 0);
+        assert_eq!(pick_schema(1e9), -4);
+        let h = FloatHistogram {
+            schema: 3,
+            count: 20.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 20,
+            }],
+            positive_buckets: vec![1.0; 20],
+            ..FloatHistogram::default()
+        };
+        let mut factor = h.clone();
+        limit_resolution(&mut factor, 1.1, 0).unwrap();
+        assert_eq!((factor.schema, factor.positive_buckets.len()), (2, 11));
+        let mut limited = h.clone();
+        limit_resolution(&mut limited, 0.0, 6).unwrap();
+        assert_eq!(limited.schema, 1);
+        assert_eq!(limited.positive_buckets, vec![1.0, 4.0, 4.0, 4.0, 4.0, 3.0]);
+        let mut impossible = h;
+        let failed = limit_resolution(&mut impossible, 0.0, 1).unwrap_err();
+        assert_eq!(failed.to_string(), "histogram bucket limit exceeded");
+    }
 
     #[test]
     fn offsets_are_within_the_interval_and_stable_in_phase() {

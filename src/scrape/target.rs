@@ -78,9 +78,20 @@ impl TargetSpec {
         Labels::from_pairs(pairs).hash()
     }
 
-    /// Whether two specs of the same identity scrape the same way (else the loop restarts).
+    /// Whether two specs of the same identity scrape the same way (else the loop
+    /// restarts). The protocols asked for and the native-histogram settings count: a
+    /// reload that turns `scrape_native_histograms` on changes both the `Accept` header
+    /// and what a histogram's series text becomes (the new loop starts a new cache).
     pub fn same_settings(&self, other: &TargetSpec) -> bool {
-        self.interval == other.interval
+        let (a, b) = (&self.config, &other.config);
+        let same_native = a.scrape_protocols == b.scrape_protocols
+            && a.scrape_native_histograms == b.scrape_native_histograms
+            && a.always_scrape_classic_histograms == b.always_scrape_classic_histograms
+            && a.native_histogram_bucket_limit == b.native_histogram_bucket_limit
+            && a.native_histogram_min_bucket_factor.to_bits()
+                == b.native_histogram_min_bucket_factor.to_bits();
+        same_native
+            && self.interval == other.interval
             && self.timeout == other.timeout
             && self.honor_labels == other.honor_labels
             && self.honor_timestamps == other.honor_timestamps

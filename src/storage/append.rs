@@ -7,7 +7,7 @@
 //! and the error returned (the batch is not acknowledged). Samples older than the
 //! newest block's end are refused and counted as out of bounds.
 
-use super::{AppendError, AppendOutcome, Applied, SeriesRef, Storage};
+use super::{AppendError, AppendOutcome, Applied, HistogramSample, SeriesRef, Storage};
 use dataflows::{Sample, SampleBatch};
 use std::sync::atomic::Ordering;
 
@@ -64,6 +64,41 @@ impl Storage {
                     .wal_write_failures
                     .fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, samples = batch.len(), "writing the WAL failed; the batch is refused");
+                Err(AppendError::Wal(e))
+            }
+        }
+    }
+
+    /// Appends native-histogram samples ([`super::head::Head::append_histograms_logged`]):
+    /// logged to the WAL before this returns, nothing applied if that fails. They go
+    /// nowhere else: not to the remote write queues nor the dataflow (not yet).
+    pub fn append_histograms(
+        &self,
+        samples: Vec<HistogramSample>,
+    ) -> Result<AppendOutcome, AppendError> {
+        let count = samples.len();
+        let outcome = match &self.wal {
+            None => self
+                .head
+                .append_histograms_logged(samples, |_, _| Ok::<(), std::io::Error>(())),
+            Some(wal) => self
+                .head
+                .append_histograms_logged(samples, |series, logged| {
+                    wal.lock().log_histograms(series, logged)
+                }),
+        };
+        match outcome {
+            Ok(outcome) => {
+                self.metrics
+                    .out_of_bounds
+                    .fetch_add(outcome.out_of_bounds as u64, Ordering::Relaxed);
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.metrics
+                    .wal_write_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, histograms = count, "writing the WAL failed; the histogram samples are refused");
                 Err(AppendError::Wal(e))
             }
         }

@@ -17,6 +17,15 @@
 //! sample before it is logged; [`Head::replay_series`] and [`Head::replay_samples`]
 //! rebuild the head from the log with the same refs.
 //!
+//! Native-histogram samples ([`Head::append_histograms_logged`], logged to the WAL
+//! the same way, replayed by [`Head::replay_histograms`]) are kept beside the float
+//! chunks, in a side map by series id ([`super::histogram_chunk`]) that only series
+//! with histograms have: a float series, its append and its selection carry nothing
+//! for them. A series may hold both (a histogram series' stale markers are float
+//! samples). [`Head::select`] returns floats only; [`Head::select_histograms`] the
+//! histograms. Truncation drops both and keeps a series while either remains.
+//! Deletion (`delete_logged`, its tombstones replayed) deletes both.
+//!
 //! Selection goes through the label index ([`super::postings`], keyed by ref), so it
 //! costs what it selects. Readers hold the head's lock only to resolve the matchers
 //! and take the matching series out (reference-counted); they read samples under each
@@ -24,7 +33,9 @@
 //! for a reader only while it reads one series.
 
 use super::chunk::{EncodedChunk, SeriesChunks};
+use super::histogram_chunk::HistogramChunks;
 use super::postings::Postings;
+use dataflows::histogram::{CounterResetHint, FloatHistogram};
 use dataflows::render::window::KeyMap;
 use dataflows::{Labels, Sample, SampleBatch, Selector};
 use hashbrown::HashTable;
@@ -239,6 +250,22 @@ impl<K: SeriesKey> SeriesTable<K> {
     }
 }
 
+/// The native-histogram samples of one series in a time range
+/// ([`Head::select_histograms`]).
+pub type SeriesHistogramsInRange = (Arc<Labels>, Vec<(i64, FloatHistogram)>);
+
+/// One native-histogram sample to append ([`Head::append_histograms_logged`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSample {
+    /// The series id ([`Labels::hash`] of `labels`).
+    pub series_id: u64,
+    pub labels: Arc<Labels>,
+    pub timestamp_ms: i64,
+    /// Its counter-reset hint is kept only when it says `Gauge`; otherwise the head
+    /// sets it against the series' previous histogram (see the module docs).
+    pub histogram: FloatHistogram,
+}
+
 #[derive(Default)]
 struct Inner {
     /// Series id → series.
@@ -248,6 +275,10 @@ struct Inner {
     /// The label index, by ref.
     postings: Postings,
     next_ref: u32,
+    /// Native-histogram samples by series id, only for series that have them: float
+    /// series carry nothing for them. Read and written under this lock (histogram
+    /// series are few; their reads copy the samples in range out).
+    histograms: KeyMap<u64, HistogramChunks>,
 }
 
 impl Inner {
@@ -278,6 +309,11 @@ impl Inner {
                 bounds = (bounds.0.min(first), bounds.1.max(last));
             }
         }
+        for h in self.histograms.values() {
+            if let (Some(first), Some(last)) = (h.first_ts(), h.last_ts()) {
+                bounds = (bounds.0.min(first), bounds.1.max(last));
+            }
+        }
         bounds
     }
 }
@@ -299,6 +335,9 @@ pub struct Head {
     /// process's CPU at 100k series when `/metrics` was read every 15s).
     samples_held: AtomicUsize,
     bytes_held: AtomicUsize,
+    /// Set once a histogram sample is held (never cleared): readers skip the side map
+    /// of histograms until then.
+    has_histograms: AtomicBool,
 }
 
 impl Default for Head {
@@ -311,6 +350,7 @@ impl Default for Head {
             bounds_stale: AtomicBool::new(false),
             samples_held: AtomicUsize::new(0),
             bytes_held: AtomicUsize::new(0),
+            has_histograms: AtomicBool::new(false),
         }
     }
 }
@@ -526,6 +566,175 @@ impl Head {
         self.min_valid_t.load(Ordering::Acquire)
     }
 
+    /// Whether series `id` has a histogram sample in `[start, end]`.
+    fn has_histogram_in(&self, id: u64, start_ms: i64, end_ms: i64) -> bool {
+        self.has_histograms.load(Ordering::Relaxed)
+            && self
+                .inner
+                .read()
+                .histograms
+                .get(&id)
+                .is_some_and(|h| h.has_sample_in(start_ms, end_ms))
+    }
+
+    /// Whether any histogram sample was ever appended (a cheap test readers use to
+    /// skip looking for histograms).
+    pub fn has_histograms(&self) -> bool {
+        self.has_histograms.load(Ordering::Relaxed)
+    }
+
+    /// Appends native-histogram samples, kept apart from the float path (which they do
+    /// not slow down): series are found by id or created from the sample's labels; a
+    /// sample not newer than the series' newest histogram, or older than
+    /// [`Head::refuse_before`]'s bound, is refused and counted. Before any reader sees
+    /// them and under the write lock, `log` gets the series created and the samples
+    /// accepted (`(ref, ts, histogram)`); if it fails, nothing is applied.
+    ///
+    /// The counter-reset hint stored is `Gauge` for gauge histograms; otherwise
+    /// `Reset` when the sample went down against the series' previous histogram
+    /// ([`FloatHistogram::detect_reset`]), `NotReset` when it did not, `Unknown` for
+    /// the first: what Prometheus's chunk iterator reports for samples appended alike.
+    pub fn append_histograms_logged<E>(
+        &self,
+        samples: Vec<HistogramSample>,
+        log: impl FnOnce(&[(u32, &Labels)], &[(u32, i64, &FloatHistogram)]) -> Result<(), E>,
+    ) -> Result<AppendOutcome, E> {
+        let mut outcome = AppendOutcome::default();
+        if samples.is_empty() {
+            return Ok(outcome);
+        }
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        let min_valid = self.min_valid_t.load(Ordering::Acquire);
+        let mut next_ref = inner.next_ref;
+        let mut created: Vec<(u64, u32, Arc<Labels>)> = Vec::new();
+        // Per series touched: the ref and the newest histogram so far (for order and
+        // the reset hint), starting from what is held.
+        let mut newest: KeyMap<u64, (u32, Option<(i64, FloatHistogram)>)> = KeyMap::default();
+        let mut accepted: Vec<(u64, u32, i64, FloatHistogram)> = Vec::with_capacity(samples.len());
+        for sample in samples {
+            let id = sample.series_id;
+            if sample.timestamp_ms < min_valid {
+                outcome.out_of_bounds += 1;
+                continue;
+            }
+            let state = match newest.entry(id) {
+                Entry::Occupied(state) => state.into_mut(),
+                Entry::Vacant(place) => {
+                    let wal_ref = match inner.by_id.get(id) {
+                        Some(s) => s.wal_ref(),
+                        None => {
+                            let wal_ref = inner.free_ref(&mut next_ref);
+                            created.push((id, wal_ref, sample.labels.clone()));
+                            wal_ref
+                        }
+                    };
+                    let last = inner.histograms.get(&id).and_then(|h| h.last().cloned());
+                    place.insert((wal_ref, last))
+                }
+            };
+            if state
+                .1
+                .as_ref()
+                .is_some_and(|(ts, _)| *ts >= sample.timestamp_ms)
+            {
+                outcome.out_of_order += 1;
+                continue;
+            }
+            let mut h = sample.histogram;
+            if h.counter_reset_hint != CounterResetHint::Gauge {
+                h.counter_reset_hint = match &state.1 {
+                    None => CounterResetHint::Unknown,
+                    Some((_, previous)) if h.detect_reset(previous) => CounterResetHint::Reset,
+                    Some(_) => CounterResetHint::NotReset,
+                };
+            }
+            state.1 = Some((sample.timestamp_ms, h.clone()));
+            accepted.push((id, state.0, sample.timestamp_ms, h));
+        }
+        {
+            let new_series: Vec<(u32, &Labels)> =
+                created.iter().map(|c| (c.1, c.2.as_ref())).collect();
+            let logged: Vec<(u32, i64, &FloatHistogram)> =
+                accepted.iter().map(|a| (a.1, a.2, &a.3)).collect();
+            log(&new_series, &logged)?;
+        }
+        inner.next_ref = next_ref;
+        outcome.new_series = created.len();
+        for (id, wal_ref, labels) in created {
+            inner.insert(MemSeries::new(id, wal_ref, labels));
+        }
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        outcome.appended = accepted.len();
+        for (id, _, ts, h) in accepted {
+            min_t = min_t.min(ts);
+            max_t = max_t.max(ts);
+            inner.histograms.entry(id).or_default().push(ts, h);
+        }
+        if outcome.appended > 0 {
+            self.has_histograms.store(true, Ordering::Relaxed);
+            self.widen_bounds(min_t, max_t);
+        }
+        Ok(outcome)
+    }
+
+    /// Replay: appends logged histogram samples of series ids (their hints as
+    /// logged); returns how many were refused as out of order (or for an unknown
+    /// series).
+    pub fn replay_histograms(
+        &self,
+        samples: impl Iterator<Item = (Option<u64>, i64, FloatHistogram)>,
+    ) -> usize {
+        let mut refused = 0;
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        for (id, ts, h) in samples {
+            let Some(id) = id.filter(|id| inner.by_id.contains(*id)) else {
+                refused += 1;
+                continue;
+            };
+            let chunks = inner.histograms.entry(id).or_default();
+            if chunks.last_ts().is_some_and(|last| last >= ts) {
+                refused += 1;
+                continue;
+            }
+            chunks.push(ts, h);
+            min_t = min_t.min(ts);
+            max_t = max_t.max(ts);
+        }
+        if min_t <= max_t {
+            self.has_histograms.store(true, Ordering::Relaxed);
+            self.widen_bounds(min_t, max_t);
+        }
+        refused
+    }
+
+    /// The histogram samples of every series matching `selector` with timestamps in
+    /// `[start, end]`; series without one there are left out.
+    pub fn select_histograms(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SeriesHistogramsInRange> {
+        if !self.has_histograms() {
+            return Vec::new();
+        }
+        let inner = self.inner.read();
+        if inner.histograms.is_empty() {
+            return Vec::new();
+        }
+        matching_refs(&inner.postings, std::slice::from_ref(selector))
+            .iter()
+            .filter_map(|&r| inner.by_ref.get(r))
+            .filter_map(|s| {
+                let samples = inner.histograms.get(&s.id)?.range(start_ms, end_ms);
+                (!samples.is_empty()).then(|| (s.labels.clone(), samples))
+            })
+            .collect()
+    }
+
     /// Replay: (re)defines the series `wal_ref` as `labels`; returns its series id. A
     /// series already held under another ref takes the new one.
     pub fn replay_series(&self, wal_ref: u32, labels: Labels) -> u64 {
@@ -586,24 +795,40 @@ impl Head {
         max_t: i64,
         log: impl FnOnce(&[(u32, i64, i64)]) -> Result<(), E>,
     ) -> Result<usize, E> {
-        let inner = self.inner.write();
+        let mut inner = self.inner.write();
+        let inner = &mut *inner;
+        let histograms = &mut inner.histograms;
+        let has_histogram_in = |id: &u64| {
+            histograms
+                .get(id)
+                .is_some_and(|h| h.has_sample_in(min_t, max_t))
+        };
         let doomed: Vec<&Arc<MemSeries>> = matching_refs(&inner.postings, selectors)
             .iter()
             .filter_map(|&r| inner.by_ref.get(r))
-            .filter(|s| s.samples.lock().has_sample_in(min_t, max_t))
+            .filter(|s| s.samples.lock().has_sample_in(min_t, max_t) || has_histogram_in(&s.id))
             .collect();
         let deletions: Vec<(u32, i64, i64)> =
             doomed.iter().map(|s| (s.wal_ref(), min_t, max_t)).collect();
         log(&deletions)?;
-        let mut deleted = 0;
+        let (mut deleted, mut floats_deleted) = (0, 0);
         for s in doomed {
             let mut samples = s.samples.lock();
             let bytes = samples.encoded_bytes();
-            deleted += samples.delete_range(min_t, max_t);
+            floats_deleted += samples.delete_range(min_t, max_t);
             self.bytes_changed(bytes, samples.encoded_bytes());
             s.reset_newest(&samples);
+            if let Some(h) = histograms.get_mut(&s.id) {
+                deleted += h.delete_range(min_t, max_t);
+                if h.is_empty() {
+                    histograms.remove(&s.id);
+                }
+            }
         }
-        self.samples_held.fetch_sub(deleted, Ordering::Relaxed);
+        // The float counter only: histograms are counted from their side map.
+        self.samples_held
+            .fetch_sub(floats_deleted, Ordering::Relaxed);
+        deleted += floats_deleted;
         if deleted > 0 {
             self.bounds_stale.store(true, Ordering::Release);
         }
@@ -621,6 +846,17 @@ impl Head {
                 self.bytes_changed(bytes, samples.encoded_bytes());
                 s.reset_newest(&samples);
                 self.bounds_stale.store(true, Ordering::Release);
+            }
+        }
+        if self.has_histograms() {
+            let mut inner = self.inner.write();
+            if let Some(h) = inner.histograms.get_mut(&id) {
+                if h.delete_range(min_t, max_t) > 0 {
+                    self.bounds_stale.store(true, Ordering::Release);
+                }
+                if h.is_empty() {
+                    inner.histograms.remove(&id);
+                }
             }
         }
     }
@@ -663,7 +899,10 @@ impl Head {
         let mut out: Vec<Arc<Labels>> = self
             .matching(selectors)
             .into_iter()
-            .filter(|s| s.samples.lock().has_sample_in(start_ms, end_ms))
+            .filter(|s| {
+                s.samples.lock().has_sample_in(start_ms, end_ms)
+                    || self.has_histogram_in(s.id, start_ms, end_ms)
+            })
             .map(|s| s.labels.clone())
             .collect();
         out.sort();
@@ -696,11 +935,17 @@ impl Head {
         let mut inner = self.inner.write();
         let inner = &mut *inner;
         let mut emptied: Vec<Arc<MemSeries>> = Vec::new();
+        if !inner.histograms.is_empty() {
+            inner.histograms.retain(|_, h| {
+                h.drop_before(cutoff_ms);
+                !h.is_empty()
+            });
+        }
         let (mut held, mut bytes) = (0, 0);
         for s in inner.by_ref.values() {
             let mut samples = s.samples.lock();
             samples.drop_before(cutoff_ms);
-            if samples.is_empty() {
+            if samples.is_empty() && !inner.histograms.contains_key(&s.id) {
                 emptied.push(s.clone());
             }
             held += samples.len();
@@ -756,14 +1001,29 @@ impl Head {
         self.inner.read().by_id.len()
     }
 
-    /// The number of samples held.
+    /// The number of samples held (floats and histograms).
     pub fn sample_count(&self) -> usize {
-        self.samples_held.load(Ordering::Relaxed)
+        let histograms: usize = if self.has_histograms() {
+            self.inner.read().histograms.values().map(|h| h.len()).sum()
+        } else {
+            0
+        };
+        self.samples_held.load(Ordering::Relaxed) + histograms
     }
 
-    /// Bytes of compressed sample data held.
+    /// Bytes of compressed sample data held (float and histogram chunks).
     pub fn chunk_bytes(&self) -> usize {
-        self.bytes_held.load(Ordering::Relaxed)
+        let histograms: usize = if self.has_histograms() {
+            self.inner
+                .read()
+                .histograms
+                .values()
+                .map(|h| h.encoded_bytes())
+                .sum()
+        } else {
+            0
+        };
+        self.bytes_held.load(Ordering::Relaxed) + histograms
     }
 }
 

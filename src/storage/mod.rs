@@ -7,6 +7,8 @@
 //! - [`wal`]: the write-ahead log (segments, checksums, fsync policy, replay);
 //! - [`chunk`]: Gorilla-compressed sample chunks;
 //! - [`head`]: the in-memory head of every series, built of chunks;
+//! - [`histogram_chunk`]: the native-histogram samples of a series, kept by the head
+//!   beside its float chunks (in the head and the WAL only: not yet in blocks);
 //! - [`postings`]: the label index of the head and of each block, which resolves
 //!   matchers to series;
 //! - [`block`]: persisted, read-only blocks of one time range each;
@@ -33,6 +35,7 @@ mod append;
 pub mod block;
 pub mod chunk;
 pub mod head;
+pub mod histogram_chunk;
 mod label_names;
 mod lifecycle;
 mod metrics;
@@ -43,8 +46,12 @@ mod select;
 mod tests;
 pub mod wal;
 
-pub use head::{AppendOutcome, Applied, SeriesRef, SeriesSamplesInRange};
+pub use head::{
+    AppendOutcome, Applied, HistogramSample, SeriesHistogramsInRange, SeriesRef,
+    SeriesSamplesInRange,
+};
 
+pub use select::HistogramSource;
 pub use wal::WalFsync;
 
 use block::Block;
@@ -178,6 +185,13 @@ impl Storage {
                     samples
                         .into_iter()
                         .map(|(r, ts, v)| (refs.get(&r).copied(), ts, v)),
+                );
+            }
+            Record::Histograms(samples) => {
+                refused += head.replay_histograms(
+                    samples
+                        .into_iter()
+                        .map(|(r, ts, h)| (refs.get(&r).copied(), ts, h)),
                 );
             }
             Record::Tombstones(deletions) => {

@@ -3,18 +3,21 @@
 //! them, instead of one storage `select` (head scan, block file reads, chunk
 //! decoding) per selector per step.
 //!
-//! Contract: [`RangeQueryReader::select`] returns exactly what [`Storage::select`]
-//! would for the same arguments, as long as storage does not change meanwhile
+//! Contract: [`RangeQueryReader::select`] returns exactly what
+//! [`Storage::select_with_histograms`] would (native histograms as handles, resolved
+//! by [`SeriesSource::histogram`]) for the same arguments, as long as storage does not change meanwhile
 //! (samples arriving during the query may be left out, as if the query had started a
 //! moment earlier). The first read of a selector covers `[start, until]` (`until`: the
 //! query's last evaluation time); a window outside what was read (an `offset` or `@`
 //! reaching elsewhere) reads again, widened to cover both.
 
 use super::Storage;
+use dataflows::histogram::FloatHistogram;
 use dataflows::promql::eval::{EachSeries, Selected, SeriesSource};
 use dataflows::Selector;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What was read for one selector: the covered range, the samples, and per series
 /// where the last window started (the next step's window starts at or after it, so it
@@ -32,6 +35,9 @@ pub struct RangeQueryReader<'a> {
     storage: &'a Storage,
     until_ms: i64,
     read: RefCell<HashMap<usize, Read>>,
+    /// The native histograms the selections returned, by handle index
+    /// ([`Storage::select_with_histograms`]).
+    histograms: RefCell<Vec<Arc<FloatHistogram>>>,
 }
 
 impl<'a> RangeQueryReader<'a> {
@@ -41,7 +47,13 @@ impl<'a> RangeQueryReader<'a> {
             storage,
             until_ms,
             read: RefCell::new(HashMap::new()),
+            histograms: RefCell::new(Vec::new()),
         }
+    }
+
+    /// The histograms the selections returned so far, by handle index.
+    pub fn histograms(&self) -> Vec<Arc<FloatHistogram>> {
+        self.histograms.borrow().clone()
     }
 }
 
@@ -73,7 +85,9 @@ impl SeriesSource for RangeQueryReader<'_> {
                 Some(r) => (r.from.min(start_ms), r.to.max(end_ms)),
                 None => (start_ms, end_ms.max(self.until_ms)),
             };
-            let series = self.storage.select(selector, from, to);
+            let series = self
+                .storage
+                .select_with_histograms(selector, from, to, &self.histograms);
             let cursors = vec![0; series.len()];
             read.insert(
                 key,
@@ -96,6 +110,10 @@ impl SeriesSource for RangeQueryReader<'_> {
                 each(labels, &samples[a..b]);
             }
         }
+    }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.histograms.borrow().get(index as usize).cloned()
     }
 }
 

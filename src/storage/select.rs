@@ -2,7 +2,11 @@
 //! a selector with its samples in a time range) and [`Storage::series_in_range`] (the
 //! labels of matching series with a sample in a range), each over the blocks that
 //! overlap the range and the head; and `Storage` as the reference evaluator's
-//! [`SeriesSource`](dataflows::promql::eval::SeriesSource).
+//! [`SeriesSource`](dataflows::promql::eval::SeriesSource) of floats only.
+//! [`Storage::select_with_histograms`] and [`HistogramSource`] add the head's
+//! native-histogram samples as the evaluator's handles
+//! ([`dataflows::promql::eval::native`]), for the ad-hoc query API; every other
+//! reader (rules, remote read, federation) sees float samples only.
 //!
 //! Contract: one entry per series, its samples in time order with one sample per
 //! timestamp, whether they are in blocks, in the head or (for the moment between a
@@ -11,8 +15,12 @@
 
 use super::block::Block;
 use super::{SeriesSamplesInRange, Storage};
+use dataflows::histogram::FloatHistogram;
+use dataflows::promql::eval::native::{handle, SOURCE};
+use dataflows::promql::eval::{Selected, SeriesSource};
 use dataflows::{Labels, Selector};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -105,6 +113,85 @@ impl Storage {
         out.sort();
         out.dedup();
         out
+    }
+}
+
+impl Storage {
+    /// [`Storage::select`] with the head's native-histogram samples merged in, each
+    /// as a handle ([`SOURCE`]) to its histogram pushed onto `table` (one sample per
+    /// timestamp: a float sample at the same time wins). Exactly `select` while no
+    /// histogram was ever stored.
+    pub fn select_with_histograms(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+        table: &RefCell<Vec<Arc<FloatHistogram>>>,
+    ) -> Selected {
+        let mut floats = self.select(selector, start_ms, end_ms);
+        if !self.head.has_histograms() {
+            return floats;
+        }
+        let histograms = self.head.select_histograms(selector, start_ms, end_ms);
+        if histograms.is_empty() {
+            return floats;
+        }
+        let position: HashMap<Arc<Labels>, usize> = floats
+            .iter()
+            .enumerate()
+            .map(|(i, (labels, _))| (labels.clone(), i))
+            .collect();
+        let mut table = table.borrow_mut();
+        for (labels, samples) in histograms {
+            let handles = samples.into_iter().map(|(ts, h)| {
+                table.push(Arc::new(h));
+                (ts, handle(SOURCE, (table.len() - 1) as u32))
+            });
+            match position.get(&labels) {
+                Some(&i) => {
+                    let merged = &mut floats[i].1;
+                    merged.extend(handles);
+                    merged.sort_by_key(|s| s.0);
+                    merged.dedup_by_key(|s| s.0);
+                }
+                None => floats.push((labels, handles.collect())),
+            }
+        }
+        floats
+    }
+}
+
+/// The ad-hoc evaluator's view of storage with native histograms
+/// ([`Storage::select_with_histograms`]): holds the histograms its selections
+/// returned for as long as the query.
+pub struct HistogramSource<'a> {
+    storage: &'a Storage,
+    histograms: RefCell<Vec<Arc<FloatHistogram>>>,
+}
+
+impl<'a> HistogramSource<'a> {
+    /// A source over `storage` for one query.
+    pub fn new(storage: &'a Storage) -> HistogramSource<'a> {
+        HistogramSource {
+            storage,
+            histograms: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The histograms the selections returned so far, by handle index.
+    pub fn histograms(&self) -> Vec<Arc<FloatHistogram>> {
+        self.histograms.borrow().clone()
+    }
+}
+
+impl SeriesSource for HistogramSource<'_> {
+    fn select(&self, matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+        self.storage
+            .select_with_histograms(matchers, start_ms, end_ms, &self.histograms)
+    }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.histograms.borrow().get(index as usize).cloned()
     }
 }
 

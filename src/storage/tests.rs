@@ -401,3 +401,129 @@ fn size_retention_deletes_the_oldest_blocks_beyond_the_limit() {
         .lines()
         .any(|l| l.starts_with("promflow_tsdb_size_retentions_total ") && !l.ends_with(" 0")));
 }
+
+/// A native histogram sample of `h{job=…}` whose counts grow with `n`.
+fn histogram_sample(job: &str, ts: i64, n: f64) -> HistogramSample {
+    use dataflows::histogram::{FloatHistogram, Span};
+    let labels = dataflows::Labels::from_pairs(vec![
+        ("__name__".into(), "h".into()),
+        ("job".into(), job.into()),
+    ]);
+    HistogramSample {
+        series_id: labels.hash(),
+        labels: Arc::new(labels),
+        timestamp_ms: ts,
+        histogram: FloatHistogram {
+            schema: 1,
+            zero_threshold: 0.001,
+            zero_count: n,
+            count: 3.0 * n,
+            sum: 1.5 * n,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 2,
+            }],
+            positive_buckets: vec![n, n],
+            ..FloatHistogram::default()
+        },
+    }
+}
+
+#[test]
+fn histograms_are_stored_selected_and_replayed_beside_floats() {
+    use dataflows::histogram::CounterResetHint;
+    use dataflows::promql::eval::SeriesSource;
+    let dir = tempfile::tempdir().unwrap();
+    let options = StorageOptions {
+        wal_fsync: WalFsync::Batch,
+        ..StorageOptions::new(dir.path().to_path_buf())
+    };
+    let every = Selector { matchers: vec![] };
+    let read = |s: &Storage| {
+        let source = HistogramSource::new(s);
+        source
+            .select(&every, 0, 1_000)
+            .into_iter()
+            .map(|(labels, samples)| {
+                let samples: Vec<(i64, Option<dataflows::histogram::FloatHistogram>)> = samples
+                    .into_iter()
+                    .map(|(t, v)| {
+                        let h = dataflows::promql::eval::native::parse_handle(v)
+                            .and_then(|(_, i)| source.histogram(i))
+                            .map(|h| (*h).clone());
+                        (t, h)
+                    })
+                    .collect();
+                (labels.to_string(), samples)
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let before = {
+        let s = Storage::open(&options).unwrap();
+        s.append(&[sample("a", 10, 1.0)]).unwrap();
+        let outcome = s
+            .append_histograms(vec![
+                histogram_sample("a", 10, 1.0),
+                histogram_sample("b", 10, 5.0),
+            ])
+            .unwrap();
+        assert_eq!(outcome.appended, 2);
+        assert_eq!(outcome.new_series, 2);
+        let outcome = s
+            .append_histograms(vec![
+                histogram_sample("a", 20, 2.0),
+                // Out of order, then a reset.
+                histogram_sample("a", 20, 3.0),
+                histogram_sample("b", 30, 1.0),
+            ])
+            .unwrap();
+        assert_eq!((outcome.appended, outcome.out_of_order), (2, 1));
+        // A stale marker as a float sample of a histogram series.
+        s.append(&[Sample {
+            series_id: histogram_sample("a", 0, 0.0).series_id,
+            labels: histogram_sample("a", 0, 0.0).labels,
+            timestamp_ms: 40,
+            value: dataflows::STALE_MARKER,
+            start_ms: 0,
+        }])
+        .unwrap();
+        // The float-only view is unchanged by histograms.
+        assert_eq!(all(&s).len(), 2);
+        read(&s)
+    };
+    let a = &before[r#"h{job="a"}"#];
+    assert_eq!(a.len(), 3);
+    assert_eq!(
+        a[0].1.as_ref().unwrap().counter_reset_hint,
+        CounterResetHint::Unknown
+    );
+    assert_eq!(
+        a[1].1.as_ref().unwrap().counter_reset_hint,
+        CounterResetHint::NotReset
+    );
+    assert_eq!(a[1].1.as_ref().unwrap().count, 6.0);
+    assert!(a[2].1.is_none(), "the stale marker is a float");
+    let b = &before[r#"h{job="b"}"#];
+    assert_eq!(
+        b[1].1.as_ref().unwrap().counter_reset_hint,
+        CounterResetHint::Reset
+    );
+    assert_eq!(before.len(), 3);
+    let s = Storage::open(&options).unwrap();
+    assert_eq!(read(&s), before);
+    assert_eq!(s.sample_count(), 1 + 4 + 1);
+    // Deleting a range of a histogram series (tombstones replayed after a restart).
+    let doomed = Selector {
+        matchers: vec![dataflows::LabelMatcher::new("job", "=", "b").unwrap()],
+    };
+    s.delete_series(&[doomed], 25, 35).unwrap();
+    drop(s);
+    let s = Storage::open(&options).unwrap();
+    assert_eq!(read(&s)[r#"h{job="b"}"#].len(), 1);
+    // Histogram-only series survive truncation while their samples are inside it.
+    s.append_histograms(vec![histogram_sample("b", 50, 2.0)])
+        .unwrap();
+    s.head().truncate_before(15);
+    let after = read(&s);
+    assert_eq!(after[r#"h{job="b"}"#].len(), 2);
+}

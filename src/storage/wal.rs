@@ -20,7 +20,11 @@
 //!   (zig-zag) and the value's 8 raw bytes (stale markers stay bit-exact);
 //! - `3` tombstones (`delete_series`): `count`, then per deletion `ref`, `min_t` and
 //!   `max_t` (zig-zag): the samples of `ref` logged before it in `[min_t, max_t]` are
-//!   deleted.
+//!   deleted (float and histogram samples);
+//! - `4` native-histogram samples: `count`, then per sample `ref`, `timestamp`
+//!   (zig-zag) and the histogram in the head's histogram-chunk encoding of a lone
+//!   sample (`super::histogram_chunk::encode_one`: counter-reset hint, schema, zero
+//!   threshold, spans, custom bounds, counts, sum; bit-exact).
 //!
 //! Integers are LEB128 varints. A ref is the head's small per-series number; a later
 //! series record for the same labels re-keys the series (refs of dropped series may be
@@ -36,6 +40,8 @@
 //! survives a killed process; [`WalFsync`] decides when they are also `fsync`ed, which
 //! is what survives a power loss.
 
+use super::histogram_chunk;
+use dataflows::histogram::FloatHistogram;
 use dataflows::Labels;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -53,6 +59,7 @@ const FRAME_HEADER: usize = 8;
 const TYPE_SERIES: u8 = 1;
 const TYPE_SAMPLES: u8 = 2;
 const TYPE_TOMBSTONES: u8 = 3;
+const TYPE_HISTOGRAMS: u8 = 4;
 /// Type-byte flag: the payload is Snappy-compressed.
 const COMPRESSED: u8 = 0x80;
 /// Payloads shorter than this are stored as they are.
@@ -86,6 +93,8 @@ pub enum Record {
     Samples(Vec<(u32, i64, f64)>),
     /// Deletions: `(ref, min_t, max_t)`, a closed range.
     Tombstones(Vec<(u32, i64, i64)>),
+    /// Native-histogram samples: `(ref, timestamp_ms, histogram)`.
+    Histograms(Vec<(u32, i64, FloatHistogram)>),
 }
 
 /// What replay found.
@@ -209,6 +218,41 @@ impl Wal {
         }
         if !samples.is_empty() {
             encode_samples(&mut self.buf, samples);
+        }
+        if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
+            self.rotate()?;
+        }
+        self.write_buf(self.fsync == WalFsync::Batch)?;
+        if let Some(newest) = samples.iter().map(|s| s.1).max() {
+            let entry = self.max_ts.entry(self.index).or_insert(i64::MIN);
+            *entry = (*entry).max(newest);
+        }
+        Ok(())
+    }
+
+    /// Writes the records for the new series and accepted histogram samples of one
+    /// batch, and `fsync`s them under [`WalFsync::Batch`].
+    pub fn log_histograms(
+        &mut self,
+        series: &[(u32, &Labels)],
+        samples: &[(u32, i64, &FloatHistogram)],
+    ) -> io::Result<()> {
+        if series.is_empty() && samples.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        if !series.is_empty() {
+            encode_series(&mut self.buf, series);
+        }
+        if !samples.is_empty() {
+            frame(&mut self.buf, TYPE_HISTOGRAMS, |b| {
+                put_uvarint(b, samples.len() as u64);
+                for &(r, ts, h) in samples {
+                    put_uvarint(b, u64::from(r));
+                    put_varint(b, ts);
+                    histogram_chunk::encode_one(b, h);
+                }
+            });
         }
         if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
             self.rotate()?;
@@ -504,6 +548,11 @@ fn replay_file(
                 on_sample_ts(s.1);
             }
         }
+        if let Record::Histograms(samples) = &record {
+            for s in samples {
+                on_sample_ts(s.1);
+            }
+        }
         stats.records += 1;
         on_record(record);
         pos += FRAME_HEADER + len;
@@ -613,6 +662,17 @@ fn decode(body: &[u8]) -> Option<Record> {
                 deletions.push((r, get_varint(&mut p)?, get_varint(&mut p)?));
             }
             Record::Tombstones(deletions)
+        }
+        TYPE_HISTOGRAMS => {
+            let n = get_uvarint(&mut p)? as usize;
+            let mut samples = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                let r = u32::try_from(get_uvarint(&mut p)?).ok()?;
+                let ts = get_varint(&mut p)?;
+                let h = histogram_chunk::decode_one(&mut p)?;
+                samples.push((r, ts, h));
+            }
+            Record::Histograms(samples)
         }
         _ => return None,
     };
@@ -788,7 +848,7 @@ mod tests {
             .iter()
             .flat_map(|r| match r {
                 Record::Samples(s) => s.iter().map(|x| x.1).collect(),
-                Record::Series(_) | Record::Tombstones(_) => vec![],
+                Record::Series(_) | Record::Tombstones(_) | Record::Histograms(_) => vec![],
             })
             .collect();
         assert!(samples.contains(&50_000) && samples.contains(&99_000));

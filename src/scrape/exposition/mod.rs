@@ -18,8 +18,11 @@
 //! - Samples come out in body order with their labels in exposition order (not
 //!   sorted); label values and HELP text are unescaped. Histograms, summaries and
 //!   the OpenMetrics composite types are just their series: `_bucket`, `_sum`,
-//!   `_count`, `_created`, quantiles, stateset members, all as plain samples.
-//!   Exemplars are checked and dropped.
+//!   `_count`, `_created`, quantiles, stateset members, all as plain samples —
+//!   except a native histogram in a protobuf body when the sink ingests them
+//!   ([`SampleSink::native_histograms`]): one [`HistogramRef`] for
+//!   [`SampleSink::histogram`] (see `protobuf.rs`). Exemplars are checked and
+//!   dropped.
 //! - Timestamps are milliseconds: the text format's integer milliseconds as they
 //!   are, OpenMetrics' float seconds times 1000 truncated toward zero.
 //! - Each sample also carries its *series text*: the bytes from the metric name
@@ -135,6 +138,35 @@ impl SampleRef<'_> {
     }
 }
 
+/// A native histogram read from a protobuf body, as given to
+/// [`SampleSink::histogram`]: one sample of the series named without suffix, as
+/// Prometheus ingests it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramRef<'a> {
+    /// The series text (the protobuf format's `metricBytes` of the name and labels).
+    pub series: &'a [u8],
+    pub name: &'a str,
+    pub labels: &'a [(&'a str, Cow<'a, str>)],
+    /// Integer histograms (deltas in the exposition) are converted to float counts;
+    /// the counter-reset hint is `Gauge` for a gauge histogram, else `Unknown`, as
+    /// Prometheus's protobuf parser sets it.
+    pub histogram: dataflows::histogram::FloatHistogram,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// Whether a [`SampleSink`] ingests native histograms (the job's
+/// `scrape_native_histograms`), and whether it keeps the classic series of a
+/// histogram that has a native part too (`always_scrape_classic_histograms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NativeHistograms {
+    /// A native histogram is read as its classic series only.
+    #[default]
+    Off,
+    /// A native histogram is one histogram sample; its classic series are produced
+    /// as well only when `keep_classic`.
+    On { keep_classic: bool },
+}
+
 /// Everything a body contained.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Exposition {
@@ -222,6 +254,15 @@ pub trait SampleSink {
 
     /// A sample with its labels read and checked.
     fn sample(&mut self, sample: SampleRef<'_>);
+
+    /// Whether native histograms are wanted (only the protobuf format carries them).
+    fn native_histograms(&self) -> NativeHistograms {
+        NativeHistograms::Off
+    }
+
+    /// A native histogram, labels read and checked; only called when
+    /// [`SampleSink::native_histograms`] is on.
+    fn histogram(&mut self, _histogram: HistogramRef<'_>) {}
 }
 
 /// [`parse_each`]'s sink: every sample to one callback, labels always read.

@@ -15,9 +15,14 @@
 //! histograms came (2.42 predates them and reads them as 0).
 //!
 //! A native histogram (spans, zero bucket) is read as Prometheus reads it when
-//! native histograms are not being ingested: as its classic buckets only (its
-//! `_count`, `_sum`, the buckets it also exposes, and `+Inf`). The native buckets
-//! are checked for nothing and dropped, as are exemplars and created timestamps.
+//! native histograms are not being ingested (the sink's
+//! [`SampleSink::native_histograms`] is off): as its classic buckets only (its
+//! `_count`, `_sum`, the buckets it also exposes, and `+Inf`), the native buckets
+//! dropped. When they are ingested, it is one [`SampleSink::histogram`] of the
+//! series named without suffix (see `native_histogram`), followed by its classic
+//! series only when the sink keeps them (`always_scrape_classic_histograms`); a
+//! histogram without a native part is its classic series either way. Exemplars and
+//! created timestamps are dropped.
 //!
 //! A metric's `timestamp_ms` of 0 means "no timestamp" (Prometheus's convention,
 //! proto2 aside). Values are passed on with their bits as sent: Prometheus does not
@@ -44,7 +49,10 @@ use prost::Message;
 use super::error::ErrorKind;
 use super::lex::{self, Cursor, LabelRef};
 use super::metrics_proto::{self as pb, MetricFamily};
-use super::{MetadataTable, MetricType, ParseError, SampleRef, SampleSink};
+use super::{
+    HistogramRef, MetadataTable, MetricType, NativeHistograms, ParseError, SampleRef, SampleSink,
+};
+use dataflows::histogram::{CounterResetHint, FloatHistogram, Span};
 
 /// Prometheus's `model.SeparatorByte`.
 const SEPARATOR: u8 = 0xff;
@@ -186,6 +194,16 @@ fn parse_family<S: SampleSink>(
             _ => {
                 let empty = pb::Histogram::default();
                 let histogram = metric.histogram.as_ref().unwrap_or(&empty);
+                if let NativeHistograms::On { keep_classic } = out.sink.native_histograms() {
+                    if histogram.is_native() {
+                        let gauge = kind == MetricType::GaugeHistogram;
+                        let native = native_histogram(name, histogram, gauge)?;
+                        out.emit_histogram(name, native)?;
+                        if !keep_classic {
+                            continue;
+                        }
+                    }
+                }
                 let count = float_or_int(histogram.sample_count_float, histogram.sample_count);
                 out.emit(name, "_count", None, count)?;
                 out.emit(name, "_sum", None, histogram.sample_sum.unwrap_or_default())?;
@@ -285,6 +303,134 @@ impl<S: SampleSink> Emitter<'_, '_, '_, S> {
         });
         Ok(())
     }
+}
+
+impl<S: SampleSink> Emitter<'_, '_, '_, S> {
+    /// One native histogram sample named `family`, with the metric's labels.
+    fn emit_histogram(&mut self, family: &str, histogram: FloatHistogram) -> Result<(), ErrorKind> {
+        let Scratch { series, .. } = &mut *self.scratch;
+        series.clear();
+        series.extend_from_slice(family.as_bytes());
+        for (label, value) in self.labels {
+            series.push(SEPARATOR);
+            series.extend_from_slice(label.as_bytes());
+            series.push(SEPARATOR);
+            series.extend_from_slice(value.as_bytes());
+        }
+        let labels: Vec<LabelRef<'_>> = self
+            .labels
+            .iter()
+            .map(|&(label, value)| (label, Cow::Borrowed(value)))
+            .collect();
+        if let Some(duplicate) = lex::duplicate_label(&labels) {
+            return Err(ErrorKind::DuplicateLabel {
+                label: duplicate.to_string(),
+                metric: family.to_string(),
+            });
+        }
+        self.sink.histogram(HistogramRef {
+            series,
+            name: family,
+            labels: &labels,
+            histogram,
+            timestamp_ms: self.timestamp_ms,
+        });
+        Ok(())
+    }
+}
+
+/// The native part of `h` as Prometheus's `ProtobufParser.Histogram` reads it: a float
+/// histogram when `sample_count_float` or `zero_count_float` is positive, else an
+/// integer one whose bucket deltas are summed into absolute counts; the counter-reset
+/// hint is `Gauge` for a gauge histogram and `Unknown` otherwise. Checked as
+/// Prometheus's `ValidateHistogram` checks it at append (spans against bucket counts,
+/// no negative count), which fails the scrape here.
+fn native_histogram(
+    metric: &str,
+    h: &pb::Histogram,
+    gauge: bool,
+) -> Result<FloatHistogram, ErrorKind> {
+    let schema = h.schema.unwrap_or_default();
+    if !(-4..=8).contains(&schema) {
+        return Err(ErrorKind::HistogramSchema {
+            metric: metric.to_string(),
+            schema,
+        });
+    }
+    let spans = |spans: &[pb::BucketSpan]| -> Vec<Span> {
+        spans
+            .iter()
+            .map(|s| Span {
+                offset: s.offset.unwrap_or_default(),
+                length: s.length.unwrap_or_default(),
+            })
+            .collect()
+    };
+    let is_float = h.sample_count_float.unwrap_or_default() > 0.0
+        || h.zero_count_float.unwrap_or_default() > 0.0;
+    let absolute = |deltas: &[i64]| -> Vec<f64> {
+        let mut current = 0i64;
+        deltas
+            .iter()
+            .map(|d| {
+                current = current.wrapping_add(*d);
+                current as f64
+            })
+            .collect()
+    };
+    let (count, zero_count, positive, negative) = if is_float {
+        (
+            h.sample_count_float.unwrap_or_default(),
+            h.zero_count_float.unwrap_or_default(),
+            h.positive_count.clone(),
+            h.negative_count.clone(),
+        )
+    } else {
+        (
+            h.sample_count.unwrap_or_default() as f64,
+            h.zero_count.unwrap_or_default() as f64,
+            absolute(&h.positive_delta),
+            absolute(&h.negative_delta),
+        )
+    };
+    let out = FloatHistogram {
+        counter_reset_hint: if gauge {
+            CounterResetHint::Gauge
+        } else {
+            CounterResetHint::Unknown
+        },
+        schema,
+        zero_threshold: h.zero_threshold.unwrap_or_default(),
+        zero_count,
+        count,
+        sum: h.sample_sum.unwrap_or_default(),
+        positive_spans: spans(&h.positive_span),
+        negative_spans: spans(&h.negative_span),
+        positive_buckets: positive,
+        negative_buckets: negative,
+        custom_values: Vec::new(),
+    };
+    for (side, spans, buckets) in [
+        ("negative", &out.negative_spans, &out.negative_buckets),
+        ("positive", &out.positive_spans, &out.positive_buckets),
+    ] {
+        let needed: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
+        if needed != buckets.len() as u64 {
+            return Err(ErrorKind::HistogramSpansMismatch {
+                metric: metric.to_string(),
+                side,
+                needed,
+                have: buckets.len(),
+            });
+        }
+        if buckets.iter().any(|c| *c < 0.0) {
+            return Err(ErrorKind::HistogramNegativeBucket {
+                metric: metric.to_string(),
+                side,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Prometheus's `formatOpenMetricsFloat`: Go's shortest `%g` (`fmt.Sprint`), with
@@ -512,6 +658,222 @@ mod tests {
              latency_bucket{le=\"+Inf\"} 5\n",
         );
         assert_eq!(got.samples, expected.samples);
+    }
+
+    /// A sink that ingests native histograms, collecting floats and histograms.
+    struct Native {
+        keep_classic: bool,
+        floats: Vec<String>,
+        histograms: Vec<(String, FloatHistogram, Option<i64>)>,
+    }
+
+    impl SampleSink for Native {
+        fn sample(&mut self, sample: SampleRef<'_>) {
+            self.floats.push(format!(
+                "{}{:?} {}",
+                sample.name, sample.labels, sample.value
+            ));
+        }
+
+        fn native_histograms(&self) -> NativeHistograms {
+            NativeHistograms::On {
+                keep_classic: self.keep_classic,
+            }
+        }
+
+        fn histogram(&mut self, h: HistogramRef<'_>) {
+            let labels: Vec<String> = h.labels.iter().map(|(n, v)| format!("{n}={v}")).collect();
+            self.histograms.push((
+                format!("{}{{{}}}", h.name, labels.join(",")),
+                h.histogram,
+                h.timestamp_ms,
+            ));
+        }
+    }
+
+    fn native_sink(body: &[u8], keep_classic: bool) -> Result<Native, ParseError> {
+        let mut sink = Native {
+            keep_classic,
+            floats: Vec::new(),
+            histograms: Vec::new(),
+        };
+        super::super::parse_with(body, Format::Protobuf, &mut sink)?;
+        Ok(sink)
+    }
+
+    #[test]
+    fn native_histograms_become_one_histogram_sample_when_ingested() {
+        let integer = Histogram {
+            sample_count: Some(7),
+            sample_sum: Some(2.5),
+            schema: Some(3),
+            zero_threshold: Some(1e-128),
+            zero_count: Some(1),
+            positive_span: vec![
+                pb::BucketSpan {
+                    offset: Some(-1),
+                    length: Some(2),
+                },
+                pb::BucketSpan {
+                    offset: Some(3),
+                    length: Some(1),
+                },
+            ],
+            positive_delta: vec![2, 0, -1],
+            negative_span: vec![pb::BucketSpan {
+                offset: Some(2),
+                length: Some(1),
+            }],
+            negative_delta: vec![3],
+            bucket: vec![bucket(0.5, 3), bucket(f64::INFINITY, 7)],
+            ..Default::default()
+        };
+        let float = Histogram {
+            sample_count_float: Some(2.5),
+            sample_sum: Some(1.0),
+            schema: Some(0),
+            zero_count_float: Some(0.5),
+            positive_span: vec![pb::BucketSpan {
+                offset: Some(0),
+                length: Some(1),
+            }],
+            positive_count: vec![2.0],
+            ..Default::default()
+        };
+        let classic_only = Histogram {
+            sample_count: Some(3),
+            sample_sum: Some(1.5),
+            bucket: vec![bucket(1.0, 3)],
+            ..Default::default()
+        };
+        let families = [
+            family(
+                "latency",
+                pb::MetricType::Histogram,
+                "",
+                vec![
+                    Metric {
+                        label: vec![label("kind", "int")],
+                        histogram: Some(integer),
+                        timestamp_ms: Some(1_000),
+                        ..Default::default()
+                    },
+                    Metric {
+                        label: vec![label("kind", "classic")],
+                        histogram: Some(classic_only),
+                        ..Default::default()
+                    },
+                ],
+            ),
+            family(
+                "queue",
+                pb::MetricType::GaugeHistogram,
+                "",
+                vec![Metric {
+                    histogram: Some(float),
+                    ..Default::default()
+                }],
+            ),
+        ];
+        let got = native_sink(&body(&families), false).unwrap();
+        let want_int = FloatHistogram {
+            counter_reset_hint: CounterResetHint::Unknown,
+            schema: 3,
+            zero_threshold: 1e-128,
+            zero_count: 1.0,
+            count: 7.0,
+            sum: 2.5,
+            positive_spans: vec![
+                Span {
+                    offset: -1,
+                    length: 2,
+                },
+                Span {
+                    offset: 3,
+                    length: 1,
+                },
+            ],
+            negative_spans: vec![Span {
+                offset: 2,
+                length: 1,
+            }],
+            positive_buckets: vec![2.0, 2.0, 1.0],
+            negative_buckets: vec![3.0],
+            custom_values: vec![],
+        };
+        let want_float = FloatHistogram {
+            counter_reset_hint: CounterResetHint::Gauge,
+            schema: 0,
+            zero_count: 0.5,
+            count: 2.5,
+            sum: 1.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            positive_buckets: vec![2.0],
+            ..FloatHistogram::default()
+        };
+        assert_eq!(
+            got.histograms,
+            vec![
+                ("latency{kind=int}".to_string(), want_int, Some(1_000)),
+                ("queue{}".to_string(), want_float, None),
+            ]
+        );
+        // The classic-only histogram stays classic; the native ones give no floats.
+        assert_eq!(
+            got.floats,
+            vec![
+                r#"latency_count[("kind", "classic")] 3"#,
+                r#"latency_sum[("kind", "classic")] 1.5"#,
+                r#"latency_bucket[("kind", "classic"), ("le", "1.0")] 3"#,
+                r#"latency_bucket[("kind", "classic"), ("le", "+Inf")] 3"#,
+            ]
+        );
+        // always_scrape_classic_histograms: the classic series too.
+        let both = native_sink(&body(&families), true).unwrap();
+        assert_eq!(both.histograms.len(), 2);
+        assert_eq!(both.floats.len(), 4 + 4 + 3);
+        assert_eq!(both.floats[0], r#"latency_count[("kind", "int")] 7"#);
+    }
+
+    #[test]
+    fn bad_native_histograms_fail_the_scrape() {
+        let bad = |h: Histogram| {
+            let f = family(
+                "x",
+                pb::MetricType::Histogram,
+                "",
+                vec![Metric {
+                    histogram: Some(h),
+                    ..Default::default()
+                }],
+            );
+            native_sink(&body(&[f]), false).err().unwrap().to_string()
+        };
+        let spans = vec![pb::BucketSpan {
+            offset: Some(0),
+            length: Some(2),
+        }];
+        assert_eq!(
+            bad(Histogram {
+                schema: Some(0),
+                positive_span: spans.clone(),
+                positive_delta: vec![1],
+                ..Default::default()
+            }),
+            "metric family 1: histogram x: positive side: spans need 2 buckets, have 1 buckets"
+        );
+        assert_eq!(
+            bad(Histogram {
+                schema: Some(0),
+                positive_span: spans,
+                positive_delta: vec![1, -2],
+                ..Default::default()
+            }),
+            "metric family 1: histogram x: positive side: histogram has a bucket whose observation count is negative"
+        );
     }
 
     #[test]

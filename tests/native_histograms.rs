@@ -1,0 +1,469 @@
+//! Native histograms scraped, stored and queried ad hoc, side by side with the
+//! oracle: a controllable exporter (`tests/common/exporter.rs`) serves protobuf bodies
+//! (length-delimited `io.prometheus.client.MetricFamily`, encoded here with the
+//! repo's prost types) holding integer native histograms with explicit timestamps,
+//! one step at a time; promflow and a real Prometheus 2.42, both started with
+//! `--enable-feature=native-histograms`, scrape it. Explicit timestamps make both
+//! store exactly the same samples, whenever each scrapes. Then the `/api/v1/query`
+//! and `/api/v1/query_range` answers of the raw histograms (the JSON `histogram` /
+//! `histograms` form), `histogram_count`, `histogram_sum`, `histogram_quantile`,
+//! `rate` and `sum` over them must be the same; and promflow, killed and restarted,
+//! answers the same from its WAL. `/federate` (not in this slice) leaves them out.
+//!
+//! Float histograms (`*_count_float`) are not exposed here: Prometheus 2.42 reads
+//! them as zero (float histograms came later); the unit tests cover their parsing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::exporter::{Exporter, Reply};
+use common::{http, now_ms, wait_until, Peer, Prometheus, Promflow};
+use promflow::scrape::exposition::metrics_proto::{
+    Bucket, BucketSpan, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prost::Message;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+const STEP_MS: i64 = 15_000;
+
+const PROTOBUF: &str =
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
+
+fn label(name: &str, value: &str) -> LabelPair {
+    LabelPair {
+        name: Some(name.into()),
+        value: Some(value.into()),
+    }
+}
+
+fn span(offset: i32, length: u32) -> BucketSpan {
+    BucketSpan {
+        offset: Some(offset),
+        length: Some(length),
+    }
+}
+
+/// The integer native histogram of step `k` (its counts grow with `k`; step 4 starts
+/// again from step 0's counts: a counter reset): schema 1, a zero bucket, two
+/// positive spans and a negative one. `classic` adds classic buckets beside.
+fn histogram(k: i64, classic: bool) -> Histogram {
+    let k = if k >= 4 { k - 4 } else { k };
+    let positive = [2 + k, 3 + 2 * k, 1 + k];
+    let negative = [1 + k];
+    let zero = 1 + k;
+    let count = positive.iter().sum::<i64>() + negative.iter().sum::<i64>() + zero;
+    let deltas = |counts: &[i64]| -> Vec<i64> {
+        let mut previous = 0;
+        counts
+            .iter()
+            .map(|c| {
+                let d = c - previous;
+                previous = *c;
+                d
+            })
+            .collect()
+    };
+    Histogram {
+        sample_count: Some(count as u64),
+        sample_sum: Some(10.5 + 3.25 * k as f64),
+        schema: Some(1),
+        zero_threshold: Some(0.001),
+        zero_count: Some(zero as u64),
+        positive_span: vec![span(-1, 2), span(3, 1)],
+        positive_delta: deltas(&positive),
+        negative_span: vec![span(0, 1)],
+        negative_delta: deltas(&negative),
+        bucket: if classic {
+            vec![
+                Bucket {
+                    cumulative_count: Some((zero + negative[0]) as u64),
+                    upper_bound: Some(0.5),
+                    ..Default::default()
+                },
+                Bucket {
+                    cumulative_count: Some(count as u64),
+                    upper_bound: Some(f64::INFINITY),
+                    ..Default::default()
+                },
+            ]
+        } else {
+            vec![]
+        },
+        ..Default::default()
+    }
+}
+
+/// The body of step `k`, every sample at `ts`.
+fn body(k: i64, ts: i64) -> Vec<u8> {
+    let metric = |kind: &str, h: Histogram| Metric {
+        label: vec![label("kind", kind)],
+        histogram: Some(h),
+        timestamp_ms: Some(ts),
+        ..Default::default()
+    };
+    let families = [
+        MetricFamily {
+            name: Some("rpc_latency_seconds".into()),
+            help: Some("RPC latency.".into()),
+            r#type: Some(MetricType::Histogram as i32),
+            metric: vec![
+                metric("native", histogram(k, false)),
+                metric("both", histogram(k, true)),
+            ],
+            unit: None,
+        },
+        MetricFamily {
+            name: Some("steps_total".into()),
+            help: Some("A float beside the histograms.".into()),
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(k as f64),
+                    ..Default::default()
+                }),
+                timestamp_ms: Some(ts),
+                ..Default::default()
+            }],
+            unit: None,
+        },
+    ];
+    let mut out = Vec::new();
+    for family in &families {
+        family.encode_length_delimited(&mut out).unwrap();
+    }
+    out
+}
+
+fn reply(k: i64, ts: i64) -> Reply {
+    Reply {
+        status: 200,
+        content_type: PROTOBUF.into(),
+        gzip: false,
+        body: body(k, ts),
+    }
+}
+
+fn config(exporter: &Exporter) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.addr()
+    )
+}
+
+/// `/api/v1/query_range` `data` (panics unless success).
+fn query_range(server: &Peer, expr: &str, start_ms: i64, end_ms: i64, step: &str) -> Value {
+    let seconds = |ms: i64| format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000));
+    let (start, end) = (seconds(start_ms), seconds(end_ms));
+    let resp = server.get(&http::with_query(
+        "/api/v1/query_range",
+        &[
+            ("query", expr),
+            ("start", &start),
+            ("end", &end),
+            ("step", step),
+        ],
+    ));
+    let v: Value = serde_json::from_str(&resp.body)
+        .unwrap_or_else(|e| panic!("{expr}: bad JSON ({e}): {}", resp.body));
+    assert_eq!(v["status"], "success", "{expr}: {}", resp.body);
+    v["data"].clone()
+}
+
+/// `data` with its results in a stable order (by their `metric`).
+fn sorted(mut data: Value) -> Value {
+    if let Some(results) = data["result"].as_array_mut() {
+        results.sort_by_key(|r| r["metric"].to_string());
+    }
+    data
+}
+
+/// Whether two answers are the same: equal JSON, except that sample values (strings
+/// that parse as floats) may differ in the last bits (relative 1e-12; the sums and
+/// extrapolations are computed in different orders).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) if x != y => {
+            match (x.parse::<f64>(), y.parse::<f64>()) {
+                (Ok(p), Ok(q)) => (p - q).abs() <= 1e-12 * p.abs().max(q.abs()),
+                _ => false,
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The queries compared: each with, for `histogram_quantile`, the expression of the
+/// histograms it reads (see [`exponential_from_linear`]).
+const QUERIES: &[(&str, Option<&str>)] = &[
+    ("rpc_latency_seconds", None),
+    ("histogram_count(rpc_latency_seconds)", None),
+    ("histogram_sum(rpc_latency_seconds)", None),
+    (
+        "histogram_quantile(0.9, rpc_latency_seconds)",
+        Some("rpc_latency_seconds"),
+    ),
+    (
+        "histogram_quantile(0.5, rpc_latency_seconds)",
+        Some("rpc_latency_seconds"),
+    ),
+    (
+        "histogram_quantile(0.9, rate(rpc_latency_seconds[1m]))",
+        Some("rate(rpc_latency_seconds[1m])"),
+    ),
+    ("rate(rpc_latency_seconds[1m])", None),
+    ("histogram_count(rate(rpc_latency_seconds[1m]))", None),
+    ("histogram_sum(rate(rpc_latency_seconds[1m]))", None),
+    ("sum(rpc_latency_seconds)", None),
+    ("sum by (kind) (rate(rpc_latency_seconds[1m]))", None),
+    ("rpc_latency_seconds[1m]", None),
+    ("steps_total", None),
+];
+
+/// Prometheus 3.x (whose PromQL promflow follows; prometheus/prometheus#14677)
+/// interpolates a native histogram's quantile within an exponential bucket
+/// exponentially, 2.42 linearly: `lower + (upper - lower) * f` against
+/// `2^(log2 lower + (log2 upper - log2 lower) * f)` for the same fraction `f` of the
+/// bucket's observations below the rank. So the 3.x answer is derived from the
+/// oracle's: its bucket (from the oracle's histogram `buckets`) and `f` from its
+/// linear answer.
+fn exponential_from_linear(linear: f64, buckets: &Value) -> f64 {
+    for b in buckets.as_array().into_iter().flatten() {
+        let bound = |i: usize| b[i].as_str().unwrap().parse::<f64>().unwrap();
+        let (lower, upper) = (bound(1), bound(2));
+        if lower > 0.0 && lower < linear && linear <= upper {
+            let f = (linear - lower) / (upper - lower);
+            return (lower.log2() + (upper.log2() - lower.log2()) * f).exp2();
+        }
+    }
+    linear
+}
+
+/// The oracle's answer to `expr` at `at_ms`, its quantiles moved to 3.x's
+/// interpolation (see [`exponential_from_linear`]) when `histograms` names what
+/// they read.
+fn oracle_answer(oracle: &Peer, expr: &str, histograms: Option<&str>, at_ms: i64) -> Value {
+    let mut answer = sorted(oracle.query_at(expr, at_ms));
+    let Some(histograms) = histograms else {
+        return answer;
+    };
+    let read = oracle.query_at(histograms, at_ms);
+    for element in answer["result"].as_array_mut().unwrap() {
+        let source = read["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| {
+                let mut metric = h["metric"].clone();
+                metric.as_object_mut().unwrap().remove("__name__");
+                metric == element["metric"]
+            })
+            .unwrap_or_else(|| panic!("{histograms}: no histogram for {element}"));
+        let linear: f64 = element["value"][1].as_str().unwrap().parse().unwrap();
+        let value = exponential_from_linear(linear, &source["histogram"][1]["buckets"]);
+        element["value"][1] = Value::String(value.to_string());
+    }
+    answer
+}
+
+fn compare_instant(promflow: &Peer, oracle: &Peer, at_ms: i64) {
+    for (expr, histograms) in QUERIES {
+        let ours = sorted(promflow.query_at(expr, at_ms));
+        let theirs = oracle_answer(oracle, expr, *histograms, at_ms);
+        assert!(
+            same(&ours, &theirs),
+            "{expr} at {at_ms}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+        assert!(
+            !theirs["result"].as_array().unwrap().is_empty(),
+            "{expr}: empty"
+        );
+    }
+}
+
+#[test]
+fn native_histograms_are_stored_and_queried_as_prometheus_does() {
+    // Steps 15s apart, in the past, so that each has its own explicit timestamp.
+    let steps = 7;
+    let base = (now_ms() - 10 * 60_000) / STEP_MS * STEP_MS;
+    let exporter = Exporter::start(reply(0, base));
+    let flags = ["--enable-feature=native-histograms"];
+    let mut promflow = Promflow::start_with_args(&config(&exporter), &flags);
+    let oracle = Prometheus::start_with_args(&config(&exporter), &flags);
+    for k in 0..steps {
+        let ts = base + k * STEP_MS;
+        exporter.set(reply(k, ts));
+        // Both have stored step k once its float beside says so.
+        let stored = |server: &Peer| {
+            server.query_at("timestamp(steps_total)", ts + 1_000)["result"][0]["value"][1]
+                .as_str()
+                .map(|v| v.parse::<f64>().unwrap() * 1000.0)
+                == Some(ts as f64)
+        };
+        assert!(wait_until(WAIT, || stored(&promflow)), "promflow step {k}");
+        assert!(wait_until(WAIT, || stored(&oracle)), "oracle step {k}");
+    }
+    // The histogram samples of a step land with its float (one scrape); one more
+    // scrape each so nothing is in flight.
+    std::thread::sleep(Duration::from_secs(2));
+    let last = base + (steps - 1) * STEP_MS;
+    for at in [
+        last + 1_000,
+        last - 2 * STEP_MS + 500,
+        base + 4 * STEP_MS + 10_000,
+    ] {
+        compare_instant(&promflow, &oracle, at);
+    }
+    // The raw histograms as a matrix and a range query.
+    for expr in [
+        "rpc_latency_seconds",
+        "histogram_count(rate(rpc_latency_seconds[1m]))",
+        "histogram_sum(rate(rpc_latency_seconds[1m]))",
+    ] {
+        // Steps off the samples' timestamps: a window starting exactly at a sample
+        // holds it in 2.42, not in 3.x (left-open windows, which promflow follows).
+        let start = base + 500;
+        let ours = sorted(query_range(&promflow, expr, start, last + 1_000, "10s"));
+        let theirs = sorted(query_range(&oracle, expr, start, last + 1_000, "10s"));
+        assert!(
+            same(&ours, &theirs),
+            "range {expr}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+    }
+    // The raw form spelled out once, from the body: step 6 is step 2's counts.
+    let raw = sorted(promflow.query_at(r#"rpc_latency_seconds{kind="native"}"#, last + 1_000));
+    let h = &raw["result"][0]["histogram"][1];
+    assert_eq!(h["count"], "20", "{raw:#}");
+    assert_eq!(h["sum"], "17", "{raw:#}");
+    assert_eq!(h["buckets"].as_array().unwrap().len(), 5, "{raw:#}");
+    // Without always_scrape_classic_histograms the classic series are not kept.
+    let classic = promflow.query_at("rpc_latency_seconds_count", last + 1_000);
+    assert_eq!(classic["result"], serde_json::json!([]));
+
+    // Not in this slice: /federate (fed by the dataflow, which histograms do not
+    // reach) leaves them out and still answers.
+    let federated = promflow.federate_body(&[r#"{job="app"}"#]);
+    assert!(!federated.contains("rpc_latency_seconds"), "{federated}");
+
+    // The WAL brings them back.
+    let before: Vec<Value> = QUERIES
+        .iter()
+        .map(|(expr, _)| sorted(promflow.query_at(expr, last + 1_000)))
+        .collect();
+    drop(exporter);
+    promflow.kill_and_restart();
+    for ((expr, _), before) in QUERIES.iter().zip(before) {
+        let after = sorted(promflow.query_at(expr, last + 1_000));
+        assert_eq!(after, before, "{expr} after a restart");
+    }
+}
+
+#[test]
+fn always_scrape_classic_histograms_keeps_the_classic_series_too() {
+    let ts = (now_ms() - 60_000) / 1000 * 1000;
+    let exporter = Exporter::start(reply(1, ts));
+    let promflow = Promflow::start(&format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: app\n    scrape_native_histograms: true\n    always_scrape_classic_histograms: true\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.addr()
+    ));
+    let at = ts + 1_000;
+    assert!(wait_until(WAIT, || {
+        !promflow.query_at("rpc_latency_seconds", at)["result"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    }));
+    // The native sample of both series, and the classic series of the one that has
+    // classic buckets (count, sum, two buckets) and of the native-only one (count,
+    // sum, +Inf), as Prometheus 3.x produces them with this setting.
+    let classic = promflow.query_at(
+        r#"{__name__=~"rpc_latency_seconds_(count|sum|bucket)"}"#,
+        at,
+    );
+    assert_eq!(
+        classic["result"].as_array().unwrap().len(),
+        4 + 3,
+        "{classic:#}"
+    );
+    let count = promflow.query_at(r#"rpc_latency_seconds_count{kind="both"}"#, at);
+    let native = promflow.query_at(r#"histogram_count(rpc_latency_seconds{kind="both"})"#, at);
+    assert_eq!(
+        count["result"][0]["value"][1],
+        native["result"][0]["value"][1]
+    );
+}
+
+#[test]
+fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
+    // No explicit timestamps here: staleness applies.
+    let untimed = |k: i64, with_histogram: bool| {
+        let mut families = vec![MetricFamily {
+            name: Some("steps_total".into()),
+            help: None,
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(k as f64),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            unit: None,
+        }];
+        if with_histogram {
+            families.push(MetricFamily {
+                name: Some("rpc_latency_seconds".into()),
+                help: None,
+                r#type: Some(MetricType::Histogram as i32),
+                metric: vec![Metric {
+                    histogram: Some(histogram(k, false)),
+                    ..Default::default()
+                }],
+                unit: None,
+            });
+        }
+        let mut body = Vec::new();
+        for family in &families {
+            family.encode_length_delimited(&mut body).unwrap();
+        }
+        Reply {
+            status: 200,
+            content_type: PROTOBUF.into(),
+            gzip: false,
+            body,
+        }
+    };
+    let exporter = Exporter::start(untimed(1, true));
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start_with_args(&config(&exporter), &flags);
+    let oracle = Prometheus::start_with_args(&config(&exporter), &flags);
+    let present = |server: &Peer| {
+        !server.query("histogram_count(rpc_latency_seconds)")["result"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    };
+    assert!(
+        wait_until(WAIT, || present(&promflow)),
+        "promflow scraped it"
+    );
+    assert!(wait_until(WAIT, || present(&oracle)), "oracle scraped it");
+    exporter.set(untimed(2, false));
+    assert!(wait_until(WAIT, || !present(&oracle)), "oracle: stale");
+    assert!(wait_until(WAIT, || !present(&promflow)), "promflow: stale");
+    // Both still hold the float beside it.
+    for server in [&*promflow, &*oracle] {
+        assert_eq!(
+            server.query("steps_total")["result"][0]["value"][1],
+            "2",
+            "the float series stays"
+        );
+    }
+}
