@@ -6,6 +6,8 @@
 //! target is followed or reported as Prometheus does; `oauth2`: the token request
 //! both make to a token endpoint served by the test is the same, and the token is
 //! sent and cached until it expires (also by `remote_write`, same code path).
+//! A target that closes a kept-alive connection as the next request goes out is
+//! scraped again on a new connection, as Go's transport does for Prometheus.
 //! Alertmanagers (`alerting.alertmanagers[]`) take the same settings: a
 //! `bearer_token_file`, `oauth2` and `proxy_url` each reach the Alertmanager endpoint
 //! as they do from Prometheus.
@@ -464,4 +466,73 @@ alerting:
             proxied.port()
         )]
     );
+}
+
+/// Serves `body` on the first request of each connection and closes the connection,
+/// unanswered, when a second request comes on it: what a server whose idle timeout
+/// ends as the next scrape goes out does. Returns its address.
+fn serve_closing_kept_alive_connections(body: &'static str) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut buf = [0u8; 4096];
+                for answered in 0.. {
+                    let mut request = Vec::new();
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if answered == 1 {
+                        return;
+                    }
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// The target closes each kept-alive connection as the second request on it arrives.
+/// Prometheus (Go's transport sends such a request again on a new connection) keeps
+/// the target up; promflow must too, every scrape.
+#[test]
+fn a_connection_closed_as_the_request_goes_out_is_retried_as_prometheus_does() {
+    let addr = serve_closing_kept_alive_connections("m 1\n");
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: closing\n    static_configs:\n      - targets: ['{addr}']\n"
+    );
+    let prometheus = Prometheus::start(&config);
+    let promflow = Promflow::start(&config);
+    // Enough scrapes for several reused connections, on both.
+    let query = "count_over_time(up[20s])";
+    for server in [&*prometheus, &*promflow] {
+        assert!(
+            wait_until(WAIT, || server.vector_lines(query, None).iter().any(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.trim_matches('"').parse::<f64>().ok())
+                    >= Some(6.0)
+            })),
+            "{query} on {}: {:?}",
+            server.addr(),
+            server.vector_lines(query, None)
+        );
+    }
+    let lowest = "min_over_time(up[20s])";
+    let oracle = prometheus.vector_lines(lowest, None);
+    assert!(!oracle.is_empty(), "{lowest} on Prometheus: nothing");
+    assert_eq!(promflow.vector_lines(lowest, None), oracle, "{lowest}");
 }

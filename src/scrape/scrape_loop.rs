@@ -416,7 +416,24 @@ async fn fetch(
             url: spec.url.clone(),
             source,
         })?;
-    let mut response = request.send().await.map_err(|e| fetch_error(e, spec))?;
+    let retry = request.try_clone();
+    let sent = Instant::now();
+    let mut response = match (request.send().await, retry) {
+        (Ok(response), _) => response,
+        // A kept-alive connection the target closed as the request went out (a server
+        // whose idle timeout is about the scrape interval): Go's transport, and so
+        // Prometheus, sends the request again on a new connection, and so does this,
+        // once, within what is left of the timeout.
+        (Err(e), Some(retry)) if closed_before_response(&e) => {
+            let left = spec.timeout.saturating_sub(sent.elapsed());
+            retry
+                .timeout(left)
+                .send()
+                .await
+                .map_err(|e| fetch_error(e, spec))?
+        }
+        (Err(e), _) => return Err(fetch_error(e, spec).into()),
+    };
     if !response.status().is_success() {
         return Err(FetchError::Status(response.status()).into());
     }
@@ -447,6 +464,22 @@ async fn fetch(
         }
     }
     Ok((body, content_type))
+}
+
+/// Whether a request failed because its connection closed before any response came
+/// (hyper's "connection closed before message completed").
+fn closed_before_response(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn fetch_error(e: reqwest::Error, spec: &TargetSpec) -> FetchError {
