@@ -52,21 +52,7 @@ impl Storage {
                 stored,
             ),
         };
-        match outcome {
-            Ok(outcome) => {
-                self.metrics
-                    .out_of_bounds
-                    .fetch_add(outcome.out_of_bounds as u64, Ordering::Relaxed);
-                Ok(outcome)
-            }
-            Err(e) => {
-                self.metrics
-                    .wal_write_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, samples = batch.len(), "writing the WAL failed; the batch is refused");
-                Err(AppendError::Wal(e))
-            }
-        }
+        self.counted(outcome, batch.len(), "samples")
     }
 
     /// Appends native-histogram samples ([`super::head::Head::append_histograms_logged`]):
@@ -87,6 +73,17 @@ impl Storage {
                     wal.lock().log_histograms(series, logged)
                 }),
         };
+        self.counted(outcome, count, "histogram samples")
+    }
+
+    /// Counts an append's samples refused as out of bounds, or its WAL failure (logged:
+    /// the `count` `what` of the batch are refused).
+    fn counted(
+        &self,
+        outcome: Result<AppendOutcome, std::io::Error>,
+        count: usize,
+        what: &str,
+    ) -> Result<AppendOutcome, AppendError> {
         match outcome {
             Ok(outcome) => {
                 self.metrics
@@ -98,7 +95,7 @@ impl Storage {
                 self.metrics
                     .wal_write_failures
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, histograms = count, "writing the WAL failed; the histogram samples are refused");
+                tracing::error!(error = %e, count, "writing the WAL failed; the batch's {what} are refused");
                 Err(AppendError::Wal(e))
             }
         }

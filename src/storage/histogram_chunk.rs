@@ -27,6 +27,7 @@
 //! once its newest sample is older than the cutoff, so up to one chunk of older
 //! samples may be held a little longer (readers cut by time).
 
+use super::varint::{get_uvarint, get_varint, put_uvarint, put_varint};
 use dataflows::histogram::{CounterResetHint, FloatHistogram, Span};
 
 /// Samples per chunk.
@@ -323,36 +324,6 @@ fn decode(
     let previous_sum = previous.map_or(0.0, |(_, prev)| prev.sum);
     h.sum = f64::from_bits(get_uvarint(p)? ^ previous_sum.to_bits());
     Some((ts, h))
-}
-
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-fn get_uvarint(p: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = p.split_first()?;
-        *p = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn get_varint(p: &mut &[u8]) -> Option<i64> {
-    let u = get_uvarint(p)?;
-    Some(((u >> 1) as i64) ^ -((u & 1) as i64))
 }
 
 fn get_f64(p: &mut &[u8]) -> Option<f64> {

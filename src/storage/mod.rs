@@ -44,6 +44,7 @@ pub mod range_reader;
 mod select;
 #[cfg(test)]
 mod tests;
+mod varint;
 pub mod wal;
 
 pub use head::{

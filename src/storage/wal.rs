@@ -41,6 +41,7 @@
 //! is what survives a power loss.
 
 use super::histogram_chunk;
+use super::varint::{get_uvarint, get_varint, put_uvarint, put_varint};
 use dataflows::histogram::FloatHistogram;
 use dataflows::Labels;
 use parking_lot::Mutex;
@@ -209,25 +210,12 @@ impl Wal {
         series: &[(u32, &Labels)],
         samples: &[(u32, i64, f64)],
     ) -> io::Result<()> {
-        if series.is_empty() && samples.is_empty() {
-            return Ok(());
-        }
-        self.buf.clear();
-        if !series.is_empty() {
-            encode_series(&mut self.buf, series);
-        }
-        if !samples.is_empty() {
-            encode_samples(&mut self.buf, samples);
-        }
-        if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
-            self.rotate()?;
-        }
-        self.write_buf(self.fsync == WalFsync::Batch)?;
-        if let Some(newest) = samples.iter().map(|s| s.1).max() {
-            let entry = self.max_ts.entry(self.index).or_insert(i64::MIN);
-            *entry = (*entry).max(newest);
-        }
-        Ok(())
+        let newest = samples.iter().map(|s| s.1).max();
+        self.log_batch(series, newest, |b| {
+            if !samples.is_empty() {
+                encode_samples(b, samples);
+            }
+        })
     }
 
     /// Writes the records for the new series and accepted histogram samples of one
@@ -237,28 +225,42 @@ impl Wal {
         series: &[(u32, &Labels)],
         samples: &[(u32, i64, &FloatHistogram)],
     ) -> io::Result<()> {
-        if series.is_empty() && samples.is_empty() {
-            return Ok(());
-        }
+        let newest = samples.iter().map(|s| s.1).max();
+        self.log_batch(series, newest, |b| {
+            if !samples.is_empty() {
+                frame(b, TYPE_HISTOGRAMS, |b| {
+                    put_uvarint(b, samples.len() as u64);
+                    for &(r, ts, h) in samples {
+                        put_uvarint(b, u64::from(r));
+                        put_varint(b, ts);
+                        histogram_chunk::encode_one(b, h);
+                    }
+                });
+            }
+        })
+    }
+
+    /// One batch's records: its new series, then what `samples` encodes (nothing when
+    /// the batch has no samples, `newest` then `None`), in the segment they fit in.
+    fn log_batch(
+        &mut self,
+        series: &[(u32, &Labels)],
+        newest: Option<i64>,
+        samples: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<()> {
         self.buf.clear();
         if !series.is_empty() {
             encode_series(&mut self.buf, series);
         }
-        if !samples.is_empty() {
-            frame(&mut self.buf, TYPE_HISTOGRAMS, |b| {
-                put_uvarint(b, samples.len() as u64);
-                for &(r, ts, h) in samples {
-                    put_uvarint(b, u64::from(r));
-                    put_varint(b, ts);
-                    histogram_chunk::encode_one(b, h);
-                }
-            });
+        samples(&mut self.buf);
+        if self.buf.is_empty() {
+            return Ok(());
         }
         if self.size > 0 && self.size + self.buf.len() as u64 > self.segment_bytes {
             self.rotate()?;
         }
         self.write_buf(self.fsync == WalFsync::Batch)?;
-        if let Some(newest) = samples.iter().map(|s| s.1).max() {
+        if let Some(newest) = newest {
             let entry = self.max_ts.entry(self.index).or_insert(i64::MIN);
             *entry = (*entry).max(newest);
         }
@@ -677,36 +679,6 @@ fn decode(body: &[u8]) -> Option<Record> {
         _ => return None,
     };
     p.is_empty().then_some(record)
-}
-
-fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
-fn get_uvarint(p: &mut &[u8]) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = p.split_first()?;
-        *p = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
-}
-
-fn get_varint(p: &mut &[u8]) -> Option<i64> {
-    let u = get_uvarint(p)?;
-    Some(((u >> 1) as i64) ^ -((u & 1) as i64))
 }
 
 fn get_string(p: &mut &[u8]) -> Option<String> {
