@@ -18,25 +18,15 @@ mod common;
 use std::time::Duration;
 
 use common::exporter::{Exporter, Reply};
+use common::protobuf::{self, label};
 use common::{http, now_ms, wait_until, Peer, Prometheus, Promflow};
 use promflow::scrape::exposition::metrics_proto::{
-    Bucket, BucketSpan, Counter, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+    Bucket, BucketSpan, Counter, Histogram, Metric, MetricFamily, MetricType,
 };
-use prost::Message;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 const STEP_MS: i64 = 15_000;
-
-const PROTOBUF: &str =
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
-
-fn label(name: &str, value: &str) -> LabelPair {
-    LabelPair {
-        name: Some(name.into()),
-        value: Some(value.into()),
-    }
-}
 
 fn span(offset: i32, length: u32) -> BucketSpan {
     BucketSpan {
@@ -96,14 +86,14 @@ fn histogram(k: i64, classic: bool) -> Histogram {
 }
 
 /// The body of step `k`, every sample at `ts`.
-fn body(k: i64, ts: i64) -> Vec<u8> {
+fn families(k: i64, ts: i64) -> Vec<MetricFamily> {
     let metric = |kind: &str, h: Histogram| Metric {
         label: vec![label("kind", kind)],
         histogram: Some(h),
         timestamp_ms: Some(ts),
         ..Default::default()
     };
-    let families = [
+    let families = vec![
         MetricFamily {
             name: Some("rpc_latency_seconds".into()),
             help: Some("RPC latency.".into()),
@@ -129,20 +119,11 @@ fn body(k: i64, ts: i64) -> Vec<u8> {
             unit: None,
         },
     ];
-    let mut out = Vec::new();
-    for family in &families {
-        family.encode_length_delimited(&mut out).unwrap();
-    }
-    out
+    families
 }
 
 fn reply(k: i64, ts: i64) -> Reply {
-    Reply {
-        status: 200,
-        content_type: PROTOBUF.into(),
-        gzip: false,
-        body: body(k, ts),
-    }
+    protobuf::reply(&families(k, ts))
 }
 
 fn config(exporter: &Exporter) -> String {
@@ -429,16 +410,7 @@ fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
                 unit: None,
             });
         }
-        let mut body = Vec::new();
-        for family in &families {
-            family.encode_length_delimited(&mut body).unwrap();
-        }
-        Reply {
-            status: 200,
-            content_type: PROTOBUF.into(),
-            gzip: false,
-            body,
-        }
+        protobuf::reply(&families)
     };
     let exporter = Exporter::start(untimed(1, true));
     let flags = ["--enable-feature=native-histograms"];

@@ -15,25 +15,15 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::exporter::{Exporter, Reply};
+use common::exporter::Exporter;
+use common::protobuf::{self, label};
 use common::{now_ms, wait_until, Peer, Prometheus, Promflow};
 use promflow::scrape::exposition::metrics_proto::{
     Bucket, BucketSpan, Counter, Exemplar, Gauge, Histogram, LabelPair, Metric, MetricFamily,
     MetricType, Quantile, Summary, Timestamp, Untyped,
 };
-use prost::Message;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-const PROTOBUF: &str =
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited";
-
-fn label(name: &str, value: &str) -> LabelPair {
-    LabelPair {
-        name: Some(name.into()),
-        value: Some(value.into()),
-    }
-}
 
 fn family(name: &str, kind: MetricType, help: &str, metric: Vec<Metric>) -> MetricFamily {
     MetricFamily {
@@ -252,23 +242,6 @@ fn families(timestamp_ms: i64) -> Vec<MetricFamily> {
     ]
 }
 
-fn body(families: &[MetricFamily]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for family in families {
-        family.encode_length_delimited(&mut out).unwrap();
-    }
-    out
-}
-
-fn protobuf_reply(body: Vec<u8>) -> Reply {
-    Reply {
-        status: 200,
-        content_type: PROTOBUF.into(),
-        gzip: false,
-        body,
-    }
-}
-
 fn config(exporter: &Exporter, job_extra: &str) -> String {
     format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: app\n{job_extra}    static_configs:\n      - targets: ['{}']\n",
@@ -325,7 +298,7 @@ fn metadata(server: &Peer, families: &[MetricFamily]) -> BTreeMap<String, (Strin
 #[test]
 fn protobuf_scrapes_store_what_prometheus_stores() {
     let families = families(now_ms() - 30_000);
-    let exporter = Exporter::start(protobuf_reply(body(&families)));
+    let exporter = Exporter::start(protobuf::reply(&families));
     let promflow = Promflow::start(&config(&exporter, "    scrape_native_histograms: true\n"));
     let oracle = Prometheus::start_with_args(
         &config(&exporter, ""),
@@ -396,7 +369,7 @@ fn protobuf_scrapes_store_what_prometheus_stores() {
 #[test]
 fn scrape_protocols_decide_the_accept_header_and_content_type_the_parser() {
     let families = families(now_ms());
-    let exporter = Exporter::start(protobuf_reply(body(&families)));
+    let exporter = Exporter::start(protobuf::reply(&families));
     let promflow = Promflow::start(&format!(
         "{}  - job_name: text_only\n    scrape_protocols: [PrometheusText0.0.4]\n    static_configs:\n      - targets: ['{}']\n",
         config(&exporter, ""),

@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod http;
 pub mod moto;
 pub mod notify_pair;
+pub mod protobuf;
 pub mod proxy;
 pub mod receiver;
 pub mod reference;
