@@ -105,14 +105,10 @@ impl OpenChunk {
     /// Writes `prefix` (`prefix_bits` wide) then the low `n` bits of `value`: in one
     /// call when both fit in 64 bits, as they do for all but the widest values.
     fn write_prefixed(&mut self, prefix: u64, prefix_bits: u8, value: u64, n: u8) {
+        debug_assert!(prefix_bits > 0);
         if prefix_bits + n <= 64 {
-            let low = if n >= 64 {
-                value
-            } else {
-                value & ((1u64 << n) - 1)
-            };
-            let joined = if n >= 64 { low } else { prefix << n | low };
-            self.write_bits(joined, prefix_bits + n);
+            // So `n` < 64.
+            self.write_bits(prefix << n | value & ((1u64 << n) - 1), prefix_bits + n);
         } else {
             self.write_bits(prefix, prefix_bits);
             self.write_bits(value, n);
