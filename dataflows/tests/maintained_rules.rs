@@ -1016,6 +1016,76 @@ fn on_arrival_time_dependent_functions_are_each_series_at_its_newest_sample() {
     );
 }
 
+/// A staleness marker after a series' newest sample leaves that sample the newest: on
+/// arrival its element stays the one at that sample's time, though what that reads
+/// begins before the marker's window and the frontier has moved on (retiring what no
+/// evaluation at a later time reads). No evaluation is made at a time nothing is due.
+#[test]
+fn a_marker_keeps_the_element_of_the_newest_sample_before_it() {
+    let engine = engine_of(1);
+    let rule = engine
+        .register(
+            parse("rate(x[1m])").expect("parses"),
+            RuleSchedule::OnArrival,
+        )
+        .expect("registers");
+    let x = labels(&[("__name__", "x"), ("instance", "h0")]);
+    let other = labels(&[("__name__", "z"), ("instance", "h0")]);
+    let mut history = Vec::new();
+    let mut step = |s: Sample| {
+        let front = s.timestamp_ms + 1;
+        history.push(s.clone());
+        engine.feed(vec![s]);
+        engine.advance_watermark(front);
+        wait_for_frontier(&engine, front);
+        settle(&engine);
+    };
+    for k in 0..=6 {
+        step(sample(x.clone(), k * 10_000, (k * k) as f64));
+    }
+    // The frontier passes the newest sample by more than a retirement step, then the
+    // marker arrives 55s after the newest sample.
+    for t in (61_000..115_000).step_by(3_000) {
+        step(sample(other.clone(), t, 1.0));
+    }
+    step(sample(x.clone(), 115_000, dataflows::STALE_MARKER));
+    engine.advance_watermark(200_000);
+    wait_for_frontier(&engine, 200_000);
+    settle(&engine);
+    engine.shutdown();
+
+    let store = store_of(&history);
+    let at_newest = Evaluator::new(&store, 60_000)
+        .instant(&parse("rate(x[1m])").expect("parses"), 60_000)
+        .expect("evaluates");
+    let Value::Vector(want) = at_newest else {
+        panic!("{at_newest:?}")
+    };
+    let outs = drain(&rule);
+    let times: Vec<i64> = outs.iter().map(|o| o.eval_ms).collect();
+    // One evaluation per sample of x, and one when the newest leaves the window.
+    let expected_times: Vec<i64> = (0..=6)
+        .map(|k| k * 10_000)
+        .chain([115_000, 120_000])
+        .collect();
+    assert_eq!(times, expected_times);
+    let at_marker = outs
+        .iter()
+        .find(|o| o.eval_ms == 115_000)
+        .expect("evaluated");
+    let Ok(Value::Vector(got)) = &at_marker.value else {
+        panic!("{:?}", at_marker.value)
+    };
+    assert_eq!(got.len(), 1);
+    assert_eq!(want.len(), 1);
+    assert!(
+        float_eq(got[0].value, want[0].value),
+        "at the marker: {} for the rate at the newest sample {}",
+        got[0].value,
+        want[0].value
+    );
+}
+
 /// Spread shapes (see `dataflows::render::spread`) and, beside them, rules on one owner
 /// reading the same selectors.
 const SPREAD_QUERIES: &[&str] = &[

@@ -280,9 +280,16 @@ impl RuleState {
                         break;
                     }
                     self.pending.pop_first();
-                    out.push(t);
-                    // One at a time: the evaluation may schedule an earlier time.
-                    if self.incremental.is_some() {
+                    let Some(inc) = self.incremental.as_mut() else {
+                        out.push(t);
+                        continue;
+                    };
+                    // A wake scheduled for a sample leaving a window, which a later
+                    // arrival made stale, would change nothing: skipped (a spread
+                    // part evaluates every time, its owner waits for each).
+                    if self.part || inc.due_by(t) {
+                        out.push(t);
+                        // One at a time: the evaluation may schedule an earlier time.
                         break;
                     }
                 }

@@ -227,6 +227,7 @@ impl Node {
                 wake: KeyMap::default(),
                 agenda: BTreeMap::new(),
                 arrivals: Vec::new(),
+                computed_at: KeyMap::default(),
                 out: Outputs::default(),
             }),
             Shape::Map {
@@ -310,6 +311,16 @@ impl Node {
                 n.lhs.arrived(window, key, ts);
                 n.rhs.arrived(window, key, ts);
             }
+        }
+    }
+
+    /// Whether a series of this node is due at or before `t`.
+    fn due_by(&self, t: i64) -> bool {
+        match self {
+            Node::PerSeries(n) => n.due_by(t),
+            Node::Map(n) => n.input.due_by(t),
+            Node::Group(n) => n.input.due_by(t),
+            Node::Join(n) => n.lhs.due_by(t) || n.rhs.due_by(t),
         }
     }
 
@@ -489,6 +500,13 @@ impl IncrementalRule {
             return None;
         }
         self.root.next_wake()
+    }
+
+    /// Whether an evaluation at `t` has anything to recompute: a rebuild, an arrival,
+    /// or a sample entering or leaving a window by `t`. One that has not changes
+    /// nothing.
+    pub fn due_by(&self, t: i64) -> bool {
+        self.rebuild || self.root.due_by(t)
     }
 
     /// Forget what is known: recompute everything at the next evaluation.

@@ -270,6 +270,12 @@ pub(super) struct PerSeriesNode {
     /// was about a sixth of the rules' CPU in a profile of the compare bench's
     /// interval rules; not measured on its own since).
     pub(super) arrivals: Vec<(i64, Key)>,
+    /// On arrival, for a `t`-dependent plan: the newest sample's time each element was
+    /// computed at. The element is a function of that sample alone (what precedes it
+    /// in the series does not change), so it is kept while the newest sample is the
+    /// same, as when a staleness marker follows it: recomputing it then would read
+    /// back from a sample older than the window, which retirement need not hold.
+    pub(super) computed_at: KeyMap<i64>,
     pub(super) out: Outputs,
 }
 
@@ -311,6 +317,7 @@ impl PerSeriesNode {
             self.agenda.clear();
             self.arrivals.clear();
             self.wake.clear();
+            self.computed_at.clear();
             let mut all: BTreeSet<Key> = ctx.store.series(&self.key).map(|(k, _)| k).collect();
             all.extend(self.out.elements.keys().cloned());
             due.extend(all);
@@ -345,27 +352,34 @@ impl PerSeriesNode {
         let at_newest = self.time_dependent && ctx.settings.at_newest;
         let mut changed = Vec::new();
         for key in due {
-            ctx.recomputed += 1;
             let points = window.map_or(&[][..], |w| w.points(&key));
             let starts = window.map_or(&[][..], |w| w.start_times(&key));
-            // On arrival, a `t`-dependent plan is evaluated at the time its newest
-            // sample entered the window (that sample is then the window's last).
-            let at = if at_newest {
-                self.newest(points, t)
-                    .map(|(ts, _)| ts.saturating_sub(self.fwd))
-            } else {
-                Some(t)
-            };
-            let element = match at {
-                Some(at) => self.element(&key, points, starts, at, ctx.settings)?,
-                None => None,
-            };
             let next = self.next_change(points, t, at_newest);
             if next != i64::MAX {
                 self.schedule(&key, next);
             } else {
                 self.wake.remove(&key);
             }
+            // On arrival, a `t`-dependent plan is evaluated at the time its newest
+            // sample entered the window (that sample is then the window's last).
+            let at = if at_newest {
+                let newest = self.newest(points, t).map(|(ts, _)| *ts);
+                if newest.is_some() && self.computed_at.get(&key) == newest.as_ref() {
+                    continue;
+                }
+                match newest {
+                    Some(n) => self.computed_at.insert(key.clone(), n),
+                    None => self.computed_at.remove(&key),
+                };
+                newest.map(|n| n.saturating_sub(self.fwd))
+            } else {
+                Some(t)
+            };
+            ctx.recomputed += 1;
+            let element = match at {
+                Some(at) => self.element(&key, points, starts, at, ctx.settings)?,
+                None => None,
+            };
             if self.out.set(&key, element) {
                 changed.push(key);
             }
@@ -406,6 +420,19 @@ impl PerSeriesNode {
         .iter()
         .rev()
         .find(|p| !is_stale_marker(p.1))
+    }
+
+    /// Whether a key of this node is due at or before `t` (what [`Self::update`] at
+    /// `t` would recompute, a rebuild aside).
+    pub(super) fn due_by(&self, t: i64) -> bool {
+        let waiting = |key: &Key| self.wake.get(key).is_some_and(|w| *w <= t);
+        self.arrivals
+            .iter()
+            .any(|(at, key)| *at <= t && waiting(key))
+            || self
+                .agenda
+                .range(..=t)
+                .any(|(_, keys)| keys.iter().any(waiting))
     }
 
     /// The earliest time at which a key of this node is due, dropping agenda entries
