@@ -52,11 +52,20 @@ impl NotifyPair {
     }
 }
 
-/// An alert of `alertname` on `instance`, started 5s ago, resolved at `ends` if set,
+/// An alert of `alertname` on `instance`, started now (5s before `ends` if set), resolved at `ends` if set,
 /// with `annotations`.
 pub fn alert(alertname: &str, instance: &str, annotations: Value, ends: Option<&str>) -> Value {
-    let starts = (chrono::Utc::now() - chrono::Duration::seconds(5))
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    // A firing alert started now, not earlier: one that started more than
+    // `group_wait` ago makes Alertmanager flush its new group at once, racing the
+    // insertion of the other alerts of the same POST (under load, the oracle then sent
+    // one of two). A resolved one started before it ended (Alertmanager refuses an end
+    // before the start).
+    let starts = match ends {
+        None => now(),
+        Some(e) => (chrono::DateTime::parse_from_rfc3339(e).expect("an RFC 3339 end")
+            - chrono::Duration::seconds(5))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
     let mut a = json!({
         "labels": {"alertname": alertname, "instance": instance, "severity": "page"},
         "annotations": annotations,
