@@ -332,7 +332,8 @@ pub fn feature(name: &str) -> Feature {
         "remote-write-receiver"
         | "auto-reload-config"
         | "otlp-write-receiver"
-        | "native-histograms" => Implemented,
+        | "native-histograms"
+        | "exemplar-storage" => Implemented,
         "promql-at-modifier" | "promql-negative-offset" | "promql-experimental-functions" => {
             AlwaysOn
         }
@@ -351,9 +352,6 @@ pub fn feature(name: &str) -> Feature {
         }
         "type-and-unit-labels" => Refused("promflow adds no __type__ or __unit__ labels"),
         "promql-delayed-name-removal" => Refused("promflow drops __name__ where Prometheus 2 does"),
-        "exemplar-storage" => {
-            NoOp("promflow stores no exemplars; /api/v1/query_exemplars answers empty")
-        }
         "memory-snapshot-on-shutdown" => NoOp("promflow replays its WAL at startup"),
         "promql-per-step-stats" => NoOp("promflow returns no query statistics"),
         "extra-scrape-metrics" => NoOp("promflow writes the five standard scrape series only"),
@@ -381,6 +379,8 @@ pub struct Review {
     pub auto_reload_config: bool,
     /// Whether `--enable-feature=otlp-write-receiver` was given.
     pub otlp_write_receiver: bool,
+    /// Whether `--enable-feature=exemplar-storage` was given.
+    pub exemplar_storage: bool,
     /// Whether `--enable-feature=native-histograms` was given: `scrape_native_histograms`
     /// defaults to true (see `config::set_native_histograms_feature`).
     pub native_histograms: bool,
@@ -463,6 +463,7 @@ impl PrometheusFlags {
             auto_reload_config: false,
             otlp_write_receiver: false,
             native_histograms: false,
+            exemplar_storage: false,
             unknown_features: Vec::new(),
         };
         for name in self
@@ -476,6 +477,7 @@ impl PrometheusFlags {
                     "remote-write-receiver" => review.remote_write_receiver = true,
                     "otlp-write-receiver" => review.otlp_write_receiver = true,
                     "native-histograms" => review.native_histograms = true,
+                    "exemplar-storage" => review.exemplar_storage = true,
                     _ => review.auto_reload_config = true,
                 },
                 Feature::AlwaysOn => {

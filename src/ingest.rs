@@ -25,6 +25,7 @@
 use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
+use crate::storage::exemplars::{Exemplar, ExemplarStore, Refused};
 use crate::storage::{AppendError, Applied, HistogramSample, SeriesRef, Storage};
 use dataflows::{Engine, Sample, SampleBatch};
 use parking_lot::Mutex;
@@ -50,6 +51,8 @@ pub struct Ingester {
     in_flight: Mutex<BTreeMap<i64, usize>>,
     /// How far the watermark is held back for targets with exposed timestamps.
     holdbacks: Arc<Holdbacks>,
+    /// Scraped exemplars (capacity 0, keeping none, until the service sizes it).
+    exemplars: ExemplarStore,
 }
 
 /// A scrape in flight; dropping it releases its hold on the watermark.
@@ -125,7 +128,34 @@ impl Ingester {
             remote_write: RemoteWrite::new(),
             metrics,
             in_flight: Mutex::new(BTreeMap::new()),
+            exemplars: ExemplarStore::new(0),
         })
+    }
+
+    /// The scraped exemplars (see [`crate::storage::exemplars`]).
+    pub fn exemplars(&self) -> &ExemplarStore {
+        &self.exemplars
+    }
+
+    /// Whether scrapes should keep exemplars: exemplar storage is on.
+    pub fn wants_exemplars(&self) -> bool {
+        self.exemplars.enabled()
+    }
+
+    /// Keeps a committed scrape's exemplars, by their series' ids (the series are in
+    /// the dataflow's catalog once their samples were fed). Returns how many were out
+    /// of order (Prometheus counts those; the other refusals are silent).
+    pub fn commit_exemplars(&self, exemplars: Vec<(u64, Exemplar)>) -> usize {
+        let catalog = self.engine.catalog();
+        let mut out_of_order = 0;
+        for (series_id, exemplar) in exemplars {
+            if let Some(series) = catalog.get(series_id) {
+                if self.exemplars.add(&series, exemplar) == Err(Refused::OutOfOrder) {
+                    out_of_order += 1;
+                }
+            }
+        }
+        out_of_order
     }
 
     /// Registers a scrape starting now; its samples carry the returned start time.

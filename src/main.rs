@@ -670,6 +670,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         enable_remote_write_receiver,
         remote_write_messages,
         enable_otlp_receiver,
+        exemplar_storage: review.exemplar_storage,
         enable_admin_api: cli.enable_admin_api,
         enable_lifecycle: cli.enable_lifecycle,
         cors_origin,

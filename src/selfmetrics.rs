@@ -117,6 +117,8 @@ pub struct LimitCounters {
     pub scrape_body_size: Counter,
     /// Scrapes with more samples than `sample_limit`.
     pub scrape_samples: Counter,
+    /// Scraped exemplars not newer than their series' newest (dropped).
+    pub exemplars_out_of_order: Counter,
     /// Scrapes that failed on `label_limit`, `label_name_length_limit` or
     /// `label_value_length_limit`.
     pub scrape_labels: Counter,
@@ -343,6 +345,11 @@ impl SelfMetrics {
                 "prometheus_target_scrapes_exceeded_sample_limit_total",
                 "Total number of scrapes that hit the sample limit and were rejected.",
                 limits.scrape_samples.get(),
+            ),
+            (
+                "prometheus_target_scrapes_exemplar_out_of_order_total",
+                "Total number of exemplar rejected due to not being out of the expected order.",
+                limits.exemplars_out_of_order.get(),
             ),
             (
                 "prometheus_target_scrape_pool_exceeded_label_limits_total",

@@ -72,6 +72,9 @@ pub struct ServiceOptions {
     pub remote_write_messages: Vec<crate::config::ProtobufMessage>,
     /// `--web.enable-otlp-receiver`: accept `POST /api/v1/otlp/v1/metrics`.
     pub enable_otlp_receiver: bool,
+    /// `--enable-feature=exemplar-storage`: keep scraped exemplars (as many as the
+    /// config's `storage.exemplars.max_exemplars`).
+    pub exemplar_storage: bool,
     /// `--web.enable-admin-api`: serve `/api/v1/admin/tsdb/*`.
     pub enable_admin_api: bool,
     /// `--web.enable-lifecycle`: serve `POST /-/reload` and `POST /-/quit`.
@@ -431,6 +434,11 @@ impl Service {
         self.ingester
             .remote_write()
             .apply(&config.remote_write, &config.global.external_labels);
+        let max_exemplars = match self.options.exemplar_storage {
+            true => config.storage.exemplars.max_exemplars.max(0) as usize,
+            false => 0,
+        };
+        self.ingester.exemplars().resize(max_exemplars);
         self.discovery.apply(&config.scrape_configs);
         self.reconcile_targets();
         self.apply_rules(&config, rule_groups, notify_config);

@@ -27,6 +27,7 @@ pub mod auth;
 pub mod body_limit;
 pub mod cors;
 pub mod dashboards;
+pub mod exemplars;
 pub mod federate;
 pub mod federation_views;
 pub mod otlp;
@@ -104,7 +105,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/v1/metadata", get(status::metadata))
         .route(
             "/api/v1/query_exemplars",
-            get(status::query_exemplars).post(status::query_exemplars),
+            get(exemplars::query_exemplars).post(exemplars::query_exemplars),
         )
         .route("/api/v1/status/buildinfo", get(status::buildinfo))
         .route("/api/v1/status/flags", get(status::flags))
@@ -195,6 +196,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
         active_targets: service.scrapes.targets().len(),
     });
     body.push_str(&head.render_metrics());
+    body.push_str(&service.ingester.exemplars().render_metrics());
     if service.builtin_notifier.is_enabled() {
         body.push_str(&service.builtin_notifier.metrics.render());
     }

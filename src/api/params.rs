@@ -32,6 +32,25 @@ impl Params {
             .map(|(_, v)| v.as_str())
             .collect()
     }
+
+    /// The optional `start` and `end` of the series, labels and exemplars APIs
+    /// (milliseconds; all time when absent); `end` before `start` is an error.
+    pub fn optional_range(&self) -> Result<(i64, i64), RequestError> {
+        let time = |name: &str, default: i64| -> Result<i64, RequestError> {
+            self.get(name).map_or(Ok(default), |t| {
+                parse_time_param(t).map_err(|source| RequestError::Value {
+                    name: name.to_string(),
+                    source,
+                })
+            })
+        };
+        let start_ms = time("start", i64::MIN)?;
+        let end_ms = time("end", i64::MAX)?;
+        if end_ms < start_ms {
+            return Err(RequestError::EndBeforeStart);
+        }
+        Ok((start_ms, end_ms))
+    }
 }
 
 impl<S: Send + Sync> FromRequest<S> for Params {

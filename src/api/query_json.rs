@@ -269,7 +269,7 @@ impl Serialize for Point {
 
 /// Seconds since the epoch as a JSON number with millisecond precision and no
 /// trailing zeros.
-struct Timestamp(i64);
+pub(crate) struct Timestamp(pub i64);
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -283,7 +283,7 @@ impl Serialize for Timestamp {
 }
 
 /// A vector's or matrix's sample value as a JSON string ([`JsonSampleFloat`]).
-struct SampleValue(f64);
+pub(crate) struct SampleValue(pub f64);
 
 impl Serialize for SampleValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -4,7 +4,7 @@
 //! straight from the label indexes.
 
 use crate::api::federate::parse_selector;
-use crate::api::params::{parse_time_param, Params, RequestError};
+use crate::api::params::{Params, RequestError};
 use crate::api::query::labels_json;
 use crate::api::response::{
     api_error, api_success, api_success_with_warnings, ApiError, ErrorType,
@@ -33,19 +33,7 @@ fn series_query(params: &Params) -> Result<SeriesQuery, RequestError> {
             source,
         })?);
     }
-    let time = |name: &str, default: i64| -> Result<i64, RequestError> {
-        params.get(name).map_or(Ok(default), |t| {
-            parse_time_param(t).map_err(|source| RequestError::Value {
-                name: name.to_string(),
-                source,
-            })
-        })
-    };
-    let start_ms = time("start", i64::MIN)?;
-    let end_ms = time("end", i64::MAX)?;
-    if end_ms < start_ms {
-        return Err(RequestError::EndBeforeStart);
-    }
+    let (start_ms, end_ms) = params.optional_range()?;
     let limit = match params.get("limit") {
         None | Some("") => 0,
         Some(l) => l

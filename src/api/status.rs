@@ -1,5 +1,5 @@
-//! `/api/v1/status/*` (buildinfo, flags, runtimeinfo, tsdb), `/api/v1/metadata` and
-//! `/api/v1/query_exemplars`, with Prometheus's JSON shapes.
+//! `/api/v1/status/*` (buildinfo, flags, runtimeinfo, tsdb) and `/api/v1/metadata`,
+//! with Prometheus's JSON shapes.
 
 use crate::api::params::Params;
 use crate::api::params::RequestError;
@@ -216,11 +216,6 @@ pub async fn targets_metadata(State(service): State<Arc<Service>>, params: Param
         }
     }
     api_success(Value::Array(out))
-}
-
-/// `GET|POST /api/v1/query_exemplars`: promflow keeps no exemplars yet.
-pub async fn query_exemplars() -> Response {
-    api_success(json!([]))
 }
 
 /// `GET /api/v1/status/config`: the configuration in force as YAML, secrets shown as

@@ -128,6 +128,41 @@ pub struct Config {
     /// `otlp:`: the OTLP receiver's translation settings.
     #[serde(skip_serializing_if = "OtlpConfig::is_default")]
     pub otlp: OtlpConfig,
+    /// `storage:` (its `exemplars:`).
+    #[serde(skip_serializing_if = "StorageConfig::is_default")]
+    pub storage: StorageConfig,
+}
+
+/// Prometheus's default `storage.exemplars.max_exemplars`.
+pub const DEFAULT_MAX_EXEMPLARS: i64 = 100_000;
+
+/// `storage:`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub exemplars: ExemplarsConfig,
+}
+
+/// `storage: exemplars:`: how many exemplars are kept when exemplar storage is on
+/// (`--enable-feature=exemplar-storage`); negative counts as 0.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ExemplarsConfig {
+    pub max_exemplars: i64,
+}
+
+impl StorageConfig {
+    fn is_default(&self) -> bool {
+        *self == StorageConfig::default()
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> StorageConfig {
+        StorageConfig {
+            exemplars: ExemplarsConfig {
+                max_exemplars: DEFAULT_MAX_EXEMPLARS,
+            },
+        }
+    }
 }
 
 impl AlertingConfig {

@@ -61,7 +61,7 @@ impl<'de> Deserialize<'de> for ScalarText {
 }
 
 /// The whole file. Top-level keys of Prometheus 2.42 that promflow does not
-/// support (`remote_read`, `storage`, ...) are reported as unsupported.
+/// support (`remote_read`, `tracing`, `storage: tsdb`) are reported as unsupported.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawConfig {
     pub global: Option<RawGlobalConfig>,
@@ -70,6 +70,19 @@ pub(crate) struct RawConfig {
     pub alerting: Option<RawAlertingConfig>,
     pub remote_write: Option<Vec<Option<WithHttpClient<RawRemoteWriteConfig>>>>,
     pub otlp: Option<RawOtlpConfig>,
+    pub storage: Option<RawStorageConfig>,
+}
+
+/// `storage:` (only `exemplars:`; `tsdb:` is reported as unsupported).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawStorageConfig {
+    pub exemplars: Option<RawExemplarsConfig>,
+}
+
+/// `storage: exemplars:`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawExemplarsConfig {
+    pub max_exemplars: Option<i64>,
 }
 
 /// `otlp:` (Prometheus 3.x).

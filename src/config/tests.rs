@@ -430,7 +430,7 @@ scrape_configs:
         [
             "prometheus.yml:2: global.query_log_file: field query_log_file is not supported by promflow yet",
             "prometheus.yml:3: remote_read: field remote_read is not supported by promflow yet",
-            "prometheus.yml:5: storage: field storage is not supported by promflow yet",
+            "prometheus.yml:6: storage.tsdb: field tsdb is not supported by promflow yet",
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
         ]
     );

@@ -42,7 +42,8 @@ const SERVICE_DISCOVERY_FIELDS: &[&str] = &[
 /// `parent_keys`, is a Prometheus 2.42 field that promflow does not support yet.
 pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str) -> bool {
     match parent_keys {
-        [] => matches!(field, "remote_read" | "storage" | "tracing"),
+        [] => matches!(field, "remote_read" | "tracing"),
+        ["storage"] => field == "tsdb",
         ["global"] => field == "query_log_file",
         ["scrape_configs"] | ["alerting", "alertmanagers"] => {
             SERVICE_DISCOVERY_FIELDS.contains(&field)

@@ -115,6 +115,15 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
     );
 
     let otlp = super::otlp::resolve_otlp(raw.otlp.as_ref(), &root.key("otlp"), problems);
+    let mut storage = super::StorageConfig::default();
+    if let Some(max) = raw
+        .storage
+        .as_ref()
+        .and_then(|s| s.exemplars.as_ref())
+        .and_then(|e| e.max_exemplars)
+    {
+        storage.exemplars.max_exemplars = max;
+    }
 
     Config {
         global,
@@ -124,6 +133,7 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
         scrape_configs,
         remote_write,
         otlp,
+        storage,
     }
 }
 

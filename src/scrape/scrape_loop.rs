@@ -22,6 +22,7 @@ use crate::scrape::exposition::{self, Format, HistogramRef, NativeHistograms, Sa
 use crate::scrape::scrape_cache::{Lookup, ScrapeCache, Slot};
 use crate::scrape::target::TargetSpec;
 use crate::selfmetrics::SelfMetrics;
+use crate::storage::exemplars::Exemplar;
 use crate::storage::{HistogramSample, SeriesRef};
 use dataflows::histogram::FloatHistogram;
 use dataflows::{Labels, Sample, SampleBatch, STALE_MARKER};
@@ -281,7 +282,8 @@ async fn scrape_once(
     let result = fetched.and_then(|(body, content_type)| {
         let format = Format::from_content_type(content_type.as_deref());
         state.cache.begin(format);
-        let mut builder = BatchBuilder::new(spec, ts, &mut state.cache);
+        let exemplars = ctx.ingester.wants_exemplars();
+        let mut builder = BatchBuilder::new(spec, ts, &mut state.cache, exemplars);
         let parsed = exposition::parse_with(&body, format, &mut builder);
         scraped = builder.scraped;
         post_relabel = builder.out.post_relabel;
@@ -295,6 +297,7 @@ async fn scrape_once(
             mut slots,
             mut refs,
             histograms,
+            exemplars,
             ..
         },
         error,
@@ -340,6 +343,21 @@ async fn scrape_once(
         ctx.ingester
             .commit_scrape(batch, &mut refs, &in_flight, state.holdback.as_mut());
     let committed = committed.and_then(|_| ctx.ingester.commit_histograms(histograms));
+    if committed.is_ok() {
+        let out_of_order = ctx.ingester.commit_exemplars(exemplars);
+        if out_of_order > 0 {
+            ctx.metrics
+                .limits
+                .exemplars_out_of_order
+                .add(out_of_order as u64);
+            tracing::warn!(
+                scrape_pool = %spec.config.job_name,
+                target = %spec.url,
+                num_dropped = out_of_order,
+                "Error on ingesting out-of-order exemplars"
+            );
+        }
+    }
     let report_refs = refs.split_off(slots.len());
     for (place, handle) in state.report_refs.iter_mut().zip(report_refs) {
         *place = handle;
@@ -505,6 +523,8 @@ struct BatchBuilder<'a> {
     /// Samples read.
     scraped: usize,
     error: Option<ScrapeError>,
+    /// Whether exemplars are kept (exemplar storage is on).
+    exemplars: bool,
 }
 
 /// The samples a scrape produced so far, with the cache slot and storage handle of
@@ -524,6 +544,11 @@ struct Batch {
     /// Native-histogram samples (jobs with `scrape_native_histograms`), stored apart
     /// from the float columns (see `Ingester::commit_histograms`).
     histograms: Vec<HistogramSample>,
+    /// Exemplars (when kept: [`BatchBuilder::exemplars`]) by their sample's series id.
+    exemplars: Vec<(u64, Exemplar)>,
+    /// The series and timestamp of the sample added last, while kept (for its
+    /// exemplar).
+    last_series: Option<(u64, i64)>,
 }
 
 /// [`Batch::slots`] of a sample whose series is not in the scrape cache.
@@ -538,11 +563,14 @@ impl Batch {
             refs: Vec::with_capacity(capacity),
             post_relabel: 0,
             histograms: Vec::new(),
+            exemplars: Vec::new(),
+            last_series: None,
         }
     }
 
     /// Adds a sample as the cache resolved it; false if the cache does not know it.
     fn add(&mut self, lookup: Lookup<'_>, value: f64, timestamp_ms: Option<i64>) -> bool {
+        self.last_series = None;
         match lookup {
             Lookup::Unknown => return false,
             Lookup::Dropped => {}
@@ -550,6 +578,7 @@ impl Batch {
             Lookup::Duplicate => self.post_relabel += 1,
             Lookup::Series(slot, series_id, labels, handle) => {
                 self.post_relabel += 1;
+                self.last_series = Some((series_id, timestamp_ms.unwrap_or(self.ts)));
                 if handle.is_none() {
                     // Storage and the dataflow's catalog learn the series' labels.
                     self.samples.new_series.push((series_id, labels.clone()));
@@ -565,13 +594,14 @@ impl Batch {
 }
 
 impl<'a> BatchBuilder<'a> {
-    fn new(spec: &'a TargetSpec, ts: i64, cache: &'a mut ScrapeCache) -> Self {
+    fn new(spec: &'a TargetSpec, ts: i64, cache: &'a mut ScrapeCache, exemplars: bool) -> Self {
         BatchBuilder {
             spec,
             out: Batch::new(ts, cache.cached_texts()),
             cache,
             scraped: 0,
             error: None,
+            exemplars,
         }
     }
 
@@ -682,6 +712,33 @@ impl SampleSink for BatchBuilder<'_> {
         let lookup = self.cache.insert(sample.series, labels, timed);
         self.out.add_histogram(lookup, histogram, timestamp_ms);
     }
+
+    fn exemplars(&self) -> bool {
+        self.exemplars
+    }
+
+    /// The exemplar of the sample just added, if its series is kept; without an
+    /// exposed timestamp it takes its sample's (Prometheus does the same).
+    fn exemplar(&mut self, exemplar: exposition::ExemplarRef<'_>) {
+        let Some((series_id, sample_ts)) = self.out.last_series.filter(|_| self.error.is_none())
+        else {
+            return;
+        };
+        let labels = exemplar
+            .labels
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        self.out.exemplars.push((
+            series_id,
+            Exemplar {
+                labels: Labels::from_pairs(labels),
+                value: exemplar.value,
+                timestamp_ms: exemplar.timestamp_ms.unwrap_or(sample_ts),
+                has_timestamp: exemplar.timestamp_ms.is_some(),
+            },
+        ));
+    }
 }
 
 impl Batch {
@@ -692,11 +749,13 @@ impl Batch {
         histogram: FloatHistogram,
         timestamp_ms: Option<i64>,
     ) {
+        self.last_series = None;
         match lookup {
             Lookup::Unknown | Lookup::Dropped => {}
             Lookup::Duplicate => self.post_relabel += 1,
             Lookup::Series(_, series_id, labels, _handle) => {
                 self.post_relabel += 1;
+                self.last_series = Some((series_id, timestamp_ms.unwrap_or(self.ts)));
                 self.histograms.push(HistogramSample {
                     series_id,
                     labels: labels.clone(),

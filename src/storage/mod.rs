@@ -12,6 +12,7 @@
 //! - [`postings`]: the label index of the head and of each block, which resolves
 //!   matchers to series;
 //! - [`block`]: persisted, read-only blocks of one time range each;
+//! - [`exemplars`]: the newest scraped exemplars, in memory (apart from [`Storage`]);
 //! - [`range_reader`]: reads each selector once for a whole range query.
 //!
 //! `Storage`'s own methods, one idea per file: this file holds the type, its options
@@ -34,6 +35,7 @@ mod admin;
 mod append;
 pub mod block;
 pub mod chunk;
+pub mod exemplars;
 pub mod head;
 pub mod histogram_chunk;
 mod label_names;

@@ -272,6 +272,16 @@ impl Peer {
         self.api_query(&[("query", expr), ("time", &time)])
     }
 
+    /// Whether the newest sample of the one series `metric` selects, read 1s after
+    /// `ts_ms`, is at `ts_ms` (a step with explicit timestamps has been stored).
+    pub fn stored_at(&self, metric: &str, ts_ms: i64) -> bool {
+        let expr = format!("timestamp({metric})");
+        self.query_at(&expr, ts_ms + 1_000)["result"][0]["value"][1]
+            .as_str()
+            .map(|v| v.parse::<f64>().unwrap() * 1000.0)
+            == Some(ts_ms as f64)
+    }
+
     fn api_query(&self, params: &[(&str, &str)]) -> serde_json::Value {
         let resp = self.get(&http::with_query("/api/v1/query", params));
         let v: serde_json::Value = serde_json::from_str(&resp.body)

@@ -21,8 +21,8 @@
 //!   `_count`, `_created`, quantiles, stateset members, all as plain samples —
 //!   except a native histogram in a protobuf body when the sink ingests them
 //!   ([`SampleSink::native_histograms`]): one [`HistogramRef`] for
-//!   [`SampleSink::histogram`] (see `protobuf.rs`). Exemplars are checked and
-//!   dropped.
+//!   [`SampleSink::histogram`] (see `protobuf.rs`). Exemplars are checked, and given
+//!   to a sink that wants them ([`SampleSink::exemplar`]) after their sample.
 //! - Timestamps are milliseconds: the text format's integer milliseconds as they
 //!   are, OpenMetrics' float seconds times 1000 truncated toward zero.
 //! - Each sample also carries its *series text*: the bytes from the metric name
@@ -119,6 +119,17 @@ pub struct SampleRef<'a> {
     pub name: &'a str,
     pub labels: &'a [(&'a str, Cow<'a, str>)],
     pub value: f64,
+    pub timestamp_ms: Option<i64>,
+}
+
+/// An exemplar of the sample just given to the sink (OpenMetrics ` # {…} v [ts]`, or a
+/// protobuf counter's or bucket's `exemplar`), as given to [`SampleSink::exemplar`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExemplarRef<'a> {
+    /// As exposed (not sorted; empty values kept: storage drops them).
+    pub labels: &'a [(&'a str, Cow<'a, str>)],
+    pub value: f64,
+    /// Milliseconds, when the exemplar has a timestamp of its own.
     pub timestamp_ms: Option<i64>,
 }
 
@@ -263,6 +274,15 @@ pub trait SampleSink {
     /// A native histogram, labels read and checked; only called when
     /// [`SampleSink::native_histograms`] is on.
     fn histogram(&mut self, _histogram: HistogramRef<'_>) {}
+
+    /// Whether exemplars are wanted (otherwise they are checked and dropped).
+    fn exemplars(&self) -> bool {
+        false
+    }
+
+    /// The exemplar of the sample (or native histogram) given just before, checked;
+    /// only called when [`SampleSink::exemplars`] is true.
+    fn exemplar(&mut self, _exemplar: ExemplarRef<'_>) {}
 }
 
 /// [`parse_each`]'s sink: every sample to one callback, labels always read.

@@ -17,12 +17,13 @@
 //! HELP text uses the label value escapes (`\\`, `\"`, `\n`); a non-empty UNIT
 //! must be a `_`-separated suffix of the family name. Timestamps are float
 //! seconds, converted to milliseconds. Exemplars (the part after ` # `) are only
-//! allowed on `_total` and `_bucket` samples; they are validated and dropped.
+//! allowed on `_total` and `_bucket` samples; they are validated, and given to a sink
+//! that wants them.
 //! `_created` samples are ordinary series, as in Prometheus 2.42.
 
 use super::error::{ErrorKind, Excerpt, Expected};
 use super::lex::{self, Cursor, LabelRef, LABEL_VALUE_ESCAPES};
-use super::{MetadataTable, MetricType, ParseError, SampleRef, SampleSink};
+use super::{ExemplarRef, MetadataTable, MetricType, ParseError, SampleRef, SampleSink};
 
 pub(super) fn parse<S: SampleSink>(
     body: &[u8],
@@ -149,9 +150,11 @@ fn parse_sample<'a, S: SampleSink>(
         } else {
             None
         };
-        if let (Some(series), Ok((value, timestamp_ms))) = (series, rest_of_sample(fast, name)) {
+        if let (Some(series), Ok((value, timestamp_ms, exemplar))) =
+            (series, rest_of_sample(fast, name))
+        {
             if sink.known(series, value, timestamp_ms) {
-                return Ok(());
+                return give_exemplar(exemplar, labels, sink);
             }
         }
     }
@@ -162,7 +165,7 @@ fn parse_sample<'a, S: SampleSink>(
     } else {
         name.as_bytes()
     };
-    let (value, timestamp_ms) = rest_of_sample(cursor, name)?;
+    let (value, timestamp_ms, exemplar) = rest_of_sample(cursor, name)?;
     if let Some(duplicate) = lex::duplicate_label(labels) {
         return Err(ErrorKind::DuplicateLabel {
             label: duplicate.to_string(),
@@ -176,12 +179,45 @@ fn parse_sample<'a, S: SampleSink>(
         value,
         timestamp_ms,
     });
+    give_exemplar(exemplar, labels, sink)
+}
+
+/// Gives the sink the exemplar [`rest_of_sample`] found (already checked), if it wants
+/// exemplars: read again from its cursor, into `labels` (the sample's are done with).
+fn give_exemplar<'a, S: SampleSink>(
+    exemplar: Option<Cursor<'a>>,
+    labels: &mut Vec<LabelRef<'a>>,
+    sink: &mut S,
+) -> Result<(), ErrorKind> {
+    let Some(mut cursor) = exemplar.filter(|_| sink.exemplars()) else {
+        return Ok(());
+    };
+    labels.clear();
+    parse_labels(&mut cursor, labels)?;
+    let value = lex::parse_float(space_then_token(&mut cursor, "exemplar value")?)?;
+    let timestamp_ms = if cursor.at_end() {
+        None
+    } else {
+        Some(lex::parse_seconds_as_millis(space_then_token(
+            &mut cursor,
+            "exemplar timestamp",
+        )?)?)
+    };
+    sink.exemplar(ExemplarRef {
+        labels,
+        value,
+        timestamp_ms,
+    });
     Ok(())
 }
 
 /// Reads the rest of a sample line after its series: value, optional timestamp,
-/// optional exemplar (checked, dropped).
-fn rest_of_sample(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64>), ErrorKind> {
+/// optional exemplar (checked; its start, after ` # {`, returned).
+#[allow(clippy::type_complexity)]
+fn rest_of_sample<'a>(
+    mut cursor: Cursor<'a>,
+    name: &str,
+) -> Result<(f64, Option<i64>, Option<Cursor<'a>>), ErrorKind> {
     let value = lex::parse_float(space_then_token(&mut cursor, "value")?)?;
     let mut timestamp_ms = None;
     if !cursor.at_end() && !cursor.rest().starts_with(b" # {") {
@@ -194,9 +230,11 @@ fn rest_of_sample(mut cursor: Cursor<'_>, name: &str) -> Result<(f64, Option<i64
         if !cursor.eat_prefix(b" # {") {
             return Err(cursor.expected(Expected::ExemplarOrEnd));
         }
+        let exemplar = cursor.clone();
         check_exemplar(name, &mut cursor)?;
+        return Ok((value, timestamp_ms, Some(exemplar)));
     }
-    Ok((value, timestamp_ms))
+    Ok((value, timestamp_ms, None))
 }
 
 /// Reads `" " token`, where the token runs to the next space or the line's end.

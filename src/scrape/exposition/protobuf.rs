@@ -21,8 +21,9 @@
 //! dropped. When they are ingested, it is one [`SampleSink::histogram`] of the
 //! series named without suffix (see `native_histogram`), followed by its classic
 //! series only when the sink keeps them (`always_scrape_classic_histograms`); a
-//! histogram without a native part is its classic series either way. Exemplars and
-//! created timestamps are dropped.
+//! histogram without a native part is its classic series either way. Exemplars (a
+//! counter's, each classic bucket's; for a native histogram its first bucket's) go
+//! to a sink that wants them after their sample; created timestamps are dropped.
 //!
 //! A metric's `timestamp_ms` of 0 means "no timestamp" (Prometheus's convention,
 //! proto2 aside). Values are passed on with their bits as sent: Prometheus does not
@@ -50,7 +51,8 @@ use super::error::ErrorKind;
 use super::lex::{self, Cursor, LabelRef};
 use super::metrics_proto::{self as pb, MetricFamily};
 use super::{
-    HistogramRef, MetadataTable, MetricType, NativeHistograms, ParseError, SampleRef, SampleSink,
+    ExemplarRef, HistogramRef, MetadataTable, MetricType, NativeHistograms, ParseError, SampleRef,
+    SampleSink,
 };
 use dataflows::histogram::{CounterResetHint, FloatHistogram, Span};
 
@@ -157,12 +159,15 @@ fn parse_family<S: SampleSink>(
             timestamp_ms: metric.timestamp_ms.filter(|&ts| ts != 0),
         };
         match kind {
-            MetricType::Counter => out.emit(
-                name,
-                "",
-                None,
-                value(metric.counter.as_ref().map(|c| c.value)),
-            )?,
+            MetricType::Counter => {
+                out.emit(
+                    name,
+                    "",
+                    None,
+                    value(metric.counter.as_ref().map(|c| c.value)),
+                )?;
+                out.exemplar(metric.counter.as_ref().and_then(|c| c.exemplar.as_ref()));
+            }
             MetricType::Gauge => out.emit(
                 name,
                 "",
@@ -199,6 +204,8 @@ fn parse_family<S: SampleSink>(
                         let gauge = kind == MetricType::GaugeHistogram;
                         let native = native_histogram(name, histogram, gauge)?;
                         out.emit_histogram(name, native)?;
+                        // Prometheus 2.42 takes the first bucket's exemplar there is.
+                        out.exemplar(histogram.bucket.iter().find_map(|b| b.exemplar.as_ref()));
                         if !keep_classic {
                             continue;
                         }
@@ -214,6 +221,7 @@ fn parse_family<S: SampleSink>(
                     let cumulative =
                         float_or_int(bucket.cumulative_count_float, bucket.cumulative_count);
                     out.emit(name, "_bucket", Some(("le", le.as_str())), cumulative)?;
+                    out.exemplar(bucket.exemplar.as_ref());
                     if upper == f64::INFINITY {
                         // Prometheus stops at the +Inf bucket.
                         saw_inf = true;
@@ -306,6 +314,34 @@ impl<S: SampleSink> Emitter<'_, '_, '_, S> {
 }
 
 impl<S: SampleSink> Emitter<'_, '_, '_, S> {
+    /// The exemplar of the sample emitted last, to a sink that wants exemplars, its
+    /// timestamp in milliseconds when it has one.
+    fn exemplar(&mut self, exemplar: Option<&pb::Exemplar>) {
+        let Some(exemplar) = exemplar.filter(|_| self.sink.exemplars()) else {
+            return;
+        };
+        let labels: Vec<LabelRef<'_>> = exemplar
+            .label
+            .iter()
+            .map(|pair| {
+                let value = pair.value.as_deref().unwrap_or_default();
+                (
+                    pair.name.as_deref().unwrap_or_default(),
+                    Cow::Borrowed(value),
+                )
+            })
+            .collect();
+        let timestamp_ms = exemplar
+            .timestamp
+            .as_ref()
+            .map(|ts| ts.seconds * 1000 + i64::from(ts.nanos / 1_000_000));
+        self.sink.exemplar(ExemplarRef {
+            labels: &labels,
+            value: exemplar.value.unwrap_or_default(),
+            timestamp_ms,
+        });
+    }
+
     /// One native histogram sample named `family`, with the metric's labels.
     fn emit_histogram(&mut self, family: &str, histogram: FloatHistogram) -> Result<(), ErrorKind> {
         let Scratch { series, .. } = &mut *self.scratch;
@@ -609,6 +645,73 @@ mod tests {
                 meta("temperature", MetricType::Gauge, ""),
                 meta("rpc_seconds", MetricType::Summary, "RPC latency."),
                 meta("size_bytes", MetricType::Histogram, "Sizes."),
+            ]
+        );
+    }
+
+    #[test]
+    fn counter_and_bucket_exemplars_go_to_a_sink_that_wants_them() {
+        use super::super::parse_with;
+        use super::super::tests::{pairs, WithExemplars};
+        let exemplar = |trace: &str, value: f64, ts: Option<(i64, i32)>| pb::Exemplar {
+            label: vec![label("trace_id", trace)],
+            value: Some(value),
+            timestamp: ts.map(|(seconds, nanos)| pb::Timestamp { seconds, nanos }),
+        };
+        let families = [
+            family(
+                "requests_total",
+                pb::MetricType::Counter,
+                "",
+                vec![Metric {
+                    counter: Some(Counter {
+                        value: Some(3.0),
+                        exemplar: Some(exemplar("c", 1.0, Some((1_700_000_000, 123_456_789)))),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+            ),
+            family(
+                "size_bytes",
+                pb::MetricType::Histogram,
+                "",
+                vec![Metric {
+                    histogram: Some(Histogram {
+                        sample_count: Some(2),
+                        sample_sum: Some(3.0),
+                        bucket: vec![
+                            Bucket {
+                                exemplar: Some(exemplar("b", 0.5, None)),
+                                ..bucket(1.0, 1)
+                            },
+                            bucket(f64::INFINITY, 2),
+                        ],
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+            ),
+        ];
+        let mut sink = WithExemplars::default();
+        parse_with(&body(&families), Format::Protobuf, &mut sink).unwrap();
+        let with: Vec<(&str, &[_])> = sink
+            .0
+            .iter()
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(name, e)| (name.as_str(), e.as_slice()))
+            .collect();
+        assert_eq!(
+            with,
+            vec![
+                (
+                    "requests_total",
+                    &[(pairs(&[("trace_id", "c")]), 1.0, Some(1_700_000_000_123))][..]
+                ),
+                (
+                    "size_bytes_bucket",
+                    &[(pairs(&[("trace_id", "b")]), 0.5, None)][..]
+                ),
             ]
         );
     }

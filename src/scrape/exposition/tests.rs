@@ -417,6 +417,63 @@ fn om_exemplars_are_parsed_and_skipped() {
     );
 }
 
+/// An exemplar as [`WithExemplars`] keeps it: labels, value, timestamp.
+pub(super) type OwnedExemplar = (Vec<(String, String)>, f64, Option<i64>);
+
+/// A sink that wants exemplars: each sample's name with the exemplars given after it.
+#[derive(Default)]
+pub(super) struct WithExemplars(pub Vec<(String, Vec<OwnedExemplar>)>);
+
+impl SampleSink for WithExemplars {
+    fn sample(&mut self, sample: SampleRef<'_>) {
+        self.0.push((sample.name.to_string(), Vec::new()));
+    }
+
+    fn exemplars(&self) -> bool {
+        true
+    }
+
+    fn exemplar(&mut self, exemplar: ExemplarRef<'_>) {
+        let labels = exemplar
+            .labels
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let last = self.0.last_mut().expect("a sample first");
+        last.1.push((labels, exemplar.value, exemplar.timestamp_ms));
+    }
+}
+
+/// Exemplar labels as owned pairs.
+pub(super) fn pairs(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn om_exemplars_go_to_a_sink_that_wants_them_after_their_sample() {
+    let body = "# TYPE foo histogram\n\
+                foo_bucket{le=\"0.1\"} 8 # {trace_id=\"abc\"} 0.05 1520879607.789\n\
+                foo_bucket{le=\"+Inf\"} 9 123 # {} 1\n\
+                foo_count 9\n\
+                bar_total 3 # {a=\"1\",b=\"x\\\"y\"} NaN\n# EOF\n";
+    let mut sink = WithExemplars::default();
+    parse_with(body.as_bytes(), Format::OpenMetrics, &mut sink).unwrap();
+    let got = &sink.0;
+    assert_eq!(got.len(), 4);
+    assert_eq!(
+        got[0].1,
+        vec![(pairs(&[("trace_id", "abc")]), 0.05, Some(1_520_879_607_789))]
+    );
+    assert_eq!(got[1].1, vec![(vec![], 1.0, None)]);
+    assert!(got[2].1.is_empty());
+    assert_eq!(got[3].1.len(), 1);
+    assert_eq!(got[3].1[0].0, pairs(&[("a", "1"), ("b", "x\"y")]));
+    assert!(got[3].1[0].1.is_nan());
+}
+
 #[test]
 fn om_composite_types_are_plain_series() {
     let got = om("# TYPE s stateset\ns{s=\"a\"} 1\ns{s=\"b\"} 0\n\

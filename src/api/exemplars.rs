@@ -1,0 +1,83 @@
+//! `GET|POST /api/v1/query_exemplars`: the exemplars of the series a PromQL query
+//! selects, as Prometheus 2.42 answers it.
+//!
+//! Parameters `query` (required), `start` and `end` (default: all time; `end` before
+//! `start` is an error). Every selector of the query (Prometheus's
+//! `parser.ExtractSelectors`) selects series; the answer is, per selected series that
+//! has exemplars in `[start, end]`, `{"seriesLabels": {…}, "exemplars": [{"labels":
+//! {…}, "value": "…", "timestamp": seconds}]}`, series in label order, exemplars
+//! oldest first (see [`crate::storage::exemplars`]; with exemplar storage off, none).
+//! As in Prometheus, a query without a selector gets `204 No Content`.
+
+use crate::api::params::{Params, RequestError};
+use crate::api::query_json::{LabelsJson, SampleValue, Timestamp};
+use crate::api::response::{api_success, ApiError};
+use crate::service::Service;
+use crate::storage::exemplars::Exemplar;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use dataflows::promql::plan;
+use dataflows::render::extent::{selector_uses, QueryRange};
+use dataflows::{Labels, Selector};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// One series' exemplars, as Prometheus's `exemplar.QueryResult`.
+#[derive(Serialize)]
+struct SeriesExemplars<'a> {
+    #[serde(rename = "seriesLabels")]
+    series_labels: LabelsJson<'a>,
+    exemplars: Vec<ExemplarJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct ExemplarJson<'a> {
+    labels: LabelsJson<'a>,
+    value: SampleValue,
+    timestamp: Timestamp,
+}
+
+/// `GET|POST /api/v1/query_exemplars`.
+pub async fn query_exemplars(State(service): State<Arc<Service>>, params: Params) -> Response {
+    let request = (|| -> Result<(Vec<Selector>, i64, i64), RequestError> {
+        let (start_ms, end_ms) = params.optional_range()?;
+        let query = params.get("query").unwrap_or_default();
+        let plan = plan::parse(query).map_err(RequestError::Query)?;
+        let whole = QueryRange {
+            start_ms: None,
+            end_ms: None,
+        };
+        let selectors = selector_uses(&plan, 0, whole)
+            .into_iter()
+            .map(|u| u.selector)
+            .collect();
+        Ok((selectors, start_ms, end_ms))
+    })();
+    let (selectors, start_ms, end_ms) = match request {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if selectors.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let found: Vec<(Arc<Labels>, Vec<Exemplar>)> = service
+        .ingester
+        .exemplars()
+        .select(start_ms, end_ms, &selectors);
+    let answer: Vec<SeriesExemplars<'_>> = found
+        .iter()
+        .map(|(series, exemplars)| SeriesExemplars {
+            series_labels: LabelsJson(series),
+            exemplars: exemplars
+                .iter()
+                .map(|e| ExemplarJson {
+                    labels: LabelsJson(&e.labels),
+                    value: SampleValue(e.value),
+                    timestamp: Timestamp(e.timestamp_ms),
+                })
+                .collect(),
+        })
+        .collect();
+    api_success(serde_json::to_value(answer).unwrap_or_default())
+}
