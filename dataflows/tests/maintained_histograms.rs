@@ -4,7 +4,9 @@
 //! history (the oracle) at every evaluation: `histogram_quantile(0.9, rate(h[1m]))`,
 //! `sum(h)` (spread over the workers: histogram partials combined on the owner),
 //! `sum by (job) (rate(h[1m]))`, `histogram_count(h)`, and a float rule beside them,
-//! which stays incremental (the float path is untouched by histograms).
+//! which stays incremental (the float path is untouched by histograms); a rule seeded
+//! with histograms from a history; on-arrival rules over histograms and over a series
+//! that turns from floats to histograms, through to their expiry.
 
 use dataflows::histogram::{FloatHistogram, Span};
 use dataflows::promql::eval::native::{handle, SOURCE};
@@ -195,5 +197,120 @@ fn histogram_rules_match_the_reference_while_streaming() {
             "the float rule stays incremental on {workers} workers: {stats:?}"
         );
         engine.shutdown();
+    }
+}
+
+/// A rule registered after histograms have flowed, seeded from the history (a source
+/// whose histogram samples are handles of its own): exact from its first evaluation.
+#[test]
+fn seeded_with_histograms_is_exact_from_the_start() {
+    let engine = Engine::start(EngineConfig {
+        workers: 2,
+        lookback_ms: 300_000,
+    })
+    .expect("engine starts");
+    let (mut store, mut history) = (MemStorage::default(), MemStorage::default());
+    let (split, steps) = (30, 60);
+    for k in 0..split {
+        scrape(k, &mut history);
+        engine.feed(scrape(k, &mut store));
+        engine.advance_watermark(k * STEP_MS + 1);
+    }
+    let query = "sum by (job) (rate(h[1m]))";
+    let every = 60_000;
+    let schedule = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms: every,
+    };
+    let rule = engine
+        .register_seeded(parse(query).unwrap(), schedule, &history)
+        .expect("registers");
+    for k in split..=steps {
+        engine.feed(scrape(k, &mut store));
+        engine.advance_watermark(k * STEP_MS + 1);
+    }
+    wait_for_frontier(&engine, steps * STEP_MS + 1);
+    engine.shutdown();
+    let outputs: Vec<RuleOutput> = rule.output.try_iter().collect();
+    // Registered at the watermark 29 * 15s + 1 ms: evaluations from 8m to 15m.
+    let times: Vec<i64> = outputs.iter().map(|o| o.eval_ms).collect();
+    assert_eq!(times, (8..=15).map(|m| m * 60_000).collect::<Vec<_>>());
+    for o in &outputs {
+        assert!(
+            assert_matches_reference(query, o, &store) > 0,
+            "at {}",
+            o.eval_ms
+        );
+    }
+}
+
+/// On arrival: rules over a series that turns from floats to histograms (the plain
+/// selector drops its incremental state then) and over histograms only are evaluated
+/// when a sample arrives and when one leaves, each output the reference's at its
+/// time, and the results empty once the last sample passed the lookback delta.
+#[test]
+fn on_arrival_over_histograms_matches_the_reference_and_expires() {
+    let engine = Engine::start(EngineConfig {
+        workers: 2,
+        lookback_ms: 300_000,
+    })
+    .expect("engine starts");
+    let queries = ["m", "histogram_count(h)", "sum(h)"];
+    let rules: Vec<_> = queries
+        .iter()
+        .map(|q| {
+            engine
+                .register(parse(q).unwrap(), RuleSchedule::OnArrival)
+                .unwrap()
+        })
+        .collect();
+    let mut store = MemStorage::default();
+    let m = labels(&[("__name__", "m")]);
+    let steps = 20;
+    for k in 0..=steps {
+        let t = k * STEP_MS;
+        let mut batch = scrape(k, &mut store);
+        batch.new_series.push((m.hash(), m.clone()));
+        if k < 10 {
+            batch.push(m.hash(), t, k as f64, 0);
+            store
+                .series
+                .entry(m.clone())
+                .or_default()
+                .insert(t, k as f64);
+        } else {
+            let h = Arc::new(histogram(k, 0));
+            store.histograms.push(h.clone());
+            let at = (store.histograms.len() - 1) as u32;
+            let handle = handle(SOURCE, at);
+            store.series.entry(m.clone()).or_default().insert(t, handle);
+            batch.push_histogram(m.hash(), t, h);
+        }
+        engine.feed(batch);
+        engine.advance_watermark(t + 1);
+    }
+    let end = steps * STEP_MS + 300_000 + 2;
+    engine.advance_watermark(end);
+    wait_for_frontier(&engine, end);
+    engine.shutdown();
+    for (q, rule) in queries.iter().zip(&rules) {
+        let outputs: Vec<RuleOutput> = rule.output.try_iter().collect();
+        let times: Vec<i64> = outputs.iter().map(|o| o.eval_ms).collect();
+        for k in 0..=steps {
+            assert!(
+                times.contains(&(k * STEP_MS)),
+                "{q}: evaluated at arrival {k}"
+            );
+        }
+        for o in &outputs {
+            assert_matches_reference(q, o, &store);
+        }
+        let last = outputs.last().expect("outputs");
+        // The last sample leaves `(t - 5m, t]` at its time + 5m.
+        assert_eq!(last.eval_ms, steps * STEP_MS + 300_000, "{q}: expiry");
+        assert!(
+            matches!(&last.value, Ok(Value::Vector(v)) if v.is_empty()),
+            "{q}: empty once expired"
+        );
     }
 }
