@@ -493,7 +493,7 @@ impl WindowStore {
         self.has_start_times |= sample.start_ms != 0;
         let value = sample.value;
         let (id, ts, start) = (sample.series_id, sample.timestamp_ms, sample.start_ms);
-        self.insert_value(id, ts, start, labels, |_| value, matched);
+        self.insert_value::<false>(id, ts, start, labels, |_| value, matched);
     }
 
     /// [`WindowStore::insert`] for a native-histogram sample: each window reading its
@@ -507,7 +507,7 @@ impl WindowStore {
     ) {
         self.has_histograms = true;
         let histogram = &sample.histogram;
-        self.insert_value(
+        self.insert_value::<true>(
             sample.series_id,
             sample.timestamp_ms,
             0,
@@ -519,8 +519,9 @@ impl WindowStore {
 
     /// Adds the sample `(id, ts, value(slots), start)` to every window reading series
     /// `id`; see [`WindowStore::insert`]. `value` is asked once per window (a histogram
-    /// takes a slot per window).
-    fn insert_value(
+    /// takes a slot per window). `HISTOGRAM`: the value is a histogram's handle (for a
+    /// float, the histogram bookkeeping compiles away but for a replaced sample).
+    fn insert_value<const HISTOGRAM: bool>(
         &mut self,
         series_id: u64,
         ts: i64,
@@ -551,11 +552,14 @@ impl WindowStore {
         for &slot in self.lists.get(list) {
             let w = &mut self.slots[slot];
             let v = value(&mut self.histograms);
-            w.holds_histograms |= self.has_histograms && parse_handle(v).is_some();
+            if HISTOGRAM {
+                w.holds_histograms = true;
+            }
             let points = w.entry(labels, series_id);
-            let replaced = points.insert(ts, v, start);
-            if let Some(old) = replaced.filter(|_| self.has_histograms) {
-                self.histograms.release(old);
+            if let Some(old) = points.insert(ts, v, start) {
+                if self.has_histograms {
+                    self.histograms.release(old);
+                }
             }
             for (rule, reach) in &w.users {
                 matched(*rule, *reach, &w.key, labels, series_id);
