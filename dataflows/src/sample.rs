@@ -286,6 +286,13 @@ impl From<Vec<Sample>> for SampleBatch {
 mod tests {
     use super::*;
 
+    /// Native histograms travel apart (see the module doc): a float sample inside the
+    /// dataflow stays four words, with nothing per sample for histograms.
+    #[test]
+    fn a_point_stays_four_words() {
+        assert_eq!(std::mem::size_of::<Point>(), 32);
+    }
+
     #[test]
     fn stale_marker_is_not_an_ordinary_nan() {
         assert!(is_stale_marker(STALE_MARKER));
