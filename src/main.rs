@@ -174,9 +174,7 @@ enum TestCommand {
         files: Vec<PathBuf>,
     },
     /// Run Prometheus's PromQL test scripts (`*.test`) in both modes: ad hoc, and as
-    /// maintained rules fed the samples as a stream. Evals needing native histograms
-    /// run ad hoc and are skipped when maintained (flagged by an `INDEX.tsv` beside the
-    /// scripts, or by `{{…}}` values): `skip(b)`.
+    /// maintained rules fed the samples (native histograms included) as a stream.
     Promql {
         /// Print every failing eval with its reason.
         #[arg(long)]
@@ -413,7 +411,7 @@ fn test_rules(files: &[PathBuf]) -> ExitCode {
 }
 
 fn test_promql(files: &[PathBuf], verbose: bool) -> ExitCode {
-    use dataflows::promql::conformance::{native_histogram_lines, run_script, Verdict};
+    use dataflows::promql::conformance::{run_script, Verdict};
     let mut failed = false;
     println!(
         "{:<32} {:>7} {:>7} {:>7} {:>7} {:>7}",
@@ -425,14 +423,11 @@ fn test_promql(files: &[PathBuf], verbose: bool) -> ExitCode {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let index = file
-            .parent()
-            .and_then(|dir| std::fs::read_to_string(dir.join("INDEX.tsv")).ok())
-            .unwrap_or_default();
         let report = match std::fs::read_to_string(file)
             .map_err(|e| e.to_string())
             .and_then(|text| {
-                run_script(&text, &native_histogram_lines(&index, &name)).map_err(|e| e.to_string())
+                // Every eval in both modes (native histograms included).
+                run_script(&text, &Default::default()).map_err(|e| e.to_string())
             }) {
             Ok(report) => report,
             Err(e) => {

@@ -3,7 +3,10 @@
 //! Contract: [`Engine::feed`] hands a batch of samples to the dataflow, in columns
 //! with the labels of the series not announced before, which it puts in the series
 //! catalog ([`crate::catalog`], [`Engine::catalog`]) first; samples older than the
-//! current watermark are late and only counted. [`Engine::advance_watermark`]
+//! current watermark are late and only counted. A batch's native histograms
+//! ([`SampleBatch::histograms`]) enter on a second input stream, routed to the rule
+//! windows like the floats (see [`crate::sample`] for why apart); the latest-sample
+//! table keeps floats only. [`Engine::advance_watermark`]
 //! moves the input frontier (never backwards). Maintained outputs are read through
 //! shared tables (e.g. [`Engine::latest`]); [`Engine::stats`] reports progress.
 //! [`Engine::register`] installs a PromQL plan as a maintained rule (see
@@ -33,7 +36,7 @@ use crate::render::spread::combine_partials;
 use crate::render::{
     Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule,
 };
-use crate::sample::{Point, SampleBatch};
+use crate::sample::{HistogramPoint, Point, SampleBatch};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -183,6 +186,7 @@ impl Engine {
             let _ = thread_tx.send((index, std::thread::current()));
             let catalog = worker_catalog.clone();
             let mut input: InputHandleVec<u64, Point> = InputHandleVec::new();
+            let mut histogram_input: InputHandleVec<u64, HistogramPoint> = InputHandleVec::new();
             let mut control: InputHandleVec<u64, RuleChange> = InputHandleVec::new();
             let probe = ProbeHandle::new();
             let mut retirer =
@@ -194,10 +198,14 @@ impl Engine {
                 // of each batch for a second consumer. The latest-sample table is not
                 // fed from here (see `Engine::send_samples`).
                 let samples = scope.input_from(&mut input).probe_with(&probe);
+                let histograms = scope.input_from(&mut histogram_input).probe_with(&probe);
                 let changes = scope.input_from(&mut control);
                 let routed = route_to_owners(samples, changes.clone(), catalog.clone(), workers);
+                let routed_histograms =
+                    route_to_owners(histograms, changes.clone(), catalog.clone(), workers);
                 let partials = maintain_rules(
                     routed,
+                    routed_histograms,
                     catalog,
                     changes.clone(),
                     index,
@@ -211,15 +219,19 @@ impl Engine {
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
                     match command {
-                        Command::Samples(batch) => {
+                        Command::Samples(mut batch) => {
                             // The feeder already refused late samples. One container
                             // handed over whole, not pushed point by point.
+                            if !batch.histograms.is_empty() {
+                                histogram_input.send_batch(&mut batch.histograms);
+                            }
                             let mut points: Vec<Point> = batch.points().collect();
                             input.send_batch(&mut points);
                         }
                         Command::Advance(to) => {
                             if to > *input.time() {
                                 input.advance_to(to);
+                                histogram_input.advance_to(to);
                                 control.advance_to(to);
                             }
                         }
@@ -228,6 +240,7 @@ impl Engine {
                     }
                 }
                 control.flush();
+                histogram_input.flush();
                 input.flush();
                 // Every sample fed before the advances above is in the table already.
                 retirer.advance(*input.time());
@@ -237,6 +250,7 @@ impl Engine {
                 frontiers[index].store(frontier(&probe), Ordering::Relaxed);
             }
             drop(input);
+            drop(histogram_input);
             drop(control);
             while !probe.done() {
                 worker.step_or_park(Some(Duration::from_millis(10)));
@@ -299,7 +313,7 @@ impl Engine {
         if late > 0 {
             self.samples_late.fetch_add(late as u64, Ordering::Relaxed);
         }
-        let fed = samples.len();
+        let fed = samples.len() + samples.histograms.len();
         if fed == 0 {
             return 0;
         }

@@ -12,11 +12,13 @@
 //! Results of [`FloatHistogram::add`] are compacted (Prometheus's engine compacts
 //! every sum before it is returned); equality for tests is [`FloatHistogram::same`].
 
+use serde::{Deserialize, Serialize};
+
 /// Prometheus's schema of histograms with custom bucket bounds (NHCB).
 pub const CUSTOM_BUCKETS_SCHEMA: i32 = -53;
 
 /// What a sample says about a counter reset since the previous sample.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CounterResetHint {
     /// Not known (the default).
     #[default]
@@ -31,7 +33,7 @@ pub enum CounterResetHint {
 
 /// A run of consecutive bucket indexes: `offset` from the end of the previous span
 /// (from 0 for the first), `length` buckets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Span {
     /// Gap to the previous span's end (or the first index).
     pub offset: i32,
@@ -88,8 +90,9 @@ pub struct Combined {
     pub custom_bounds_reconciled: bool,
 }
 
-/// A native histogram with float counts.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A native histogram with float counts. Serializable: histogram samples are
+/// exchanged between the dataflow's workers ([`crate::sample::HistogramPoint`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FloatHistogram {
     /// Counter-reset hint.
     pub counter_reset_hint: CounterResetHint,

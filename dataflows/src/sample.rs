@@ -6,7 +6,15 @@
 //! not announced before (see [`crate::catalog`]); inside the dataflow each sample is a
 //! [`Point`], labels looked up by id where an operator needs them. [`Sample`] is a
 //! sample with its labels, as producers without a series cache build them.
+//!
+//! Native histograms travel beside the floats, never among them: a batch's histogram
+//! samples are a column of their own ([`SampleBatch::histograms`], a
+//! [`HistogramPoint`] each: series id, timestamp, the histogram behind an `Arc`), fed
+//! to the dataflow on a second input stream and routed like the floats (both are
+//! [`Routable`]). So [`Point`] stays 32 bytes and `Copy`, and a float-only batch pays
+//! an empty `Vec` (no allocation), not a tag or a pointer per sample.
 
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::render::window::KeyMap;
 use serde::{Deserialize, Serialize};
@@ -43,6 +51,36 @@ pub struct Sample {
     pub start_ms: i64,
 }
 
+/// What the router needs of a sample of either kind: its series.
+pub trait Routable: Clone + 'static {
+    /// The series id ([`Labels::hash`]).
+    fn series_id(&self) -> u64;
+}
+
+impl Routable for Point {
+    fn series_id(&self) -> u64 {
+        self.series_id
+    }
+}
+
+impl Routable for HistogramPoint {
+    fn series_id(&self) -> u64 {
+        self.series_id
+    }
+}
+
+/// One native-histogram sample inside the dataflow (its series by id, as [`Point`]).
+/// A stale marker of a histogram series is a float [`Point`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistogramPoint {
+    /// The series id ([`Labels::hash`]).
+    pub series_id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The histogram, shared by every window that keeps it.
+    pub histogram: Arc<FloatHistogram>,
+}
+
 /// One sample inside the dataflow: its series by id (labels in the catalog).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
@@ -67,6 +105,9 @@ pub struct SampleBatch {
     pub values: Vec<f64>,
     /// Per sample, its start timestamp (0: unknown); `None` when no sample has one.
     pub start_ms: Option<Vec<i64>>,
+    /// The native-histogram samples, a column apart from the floats (empty, with no
+    /// allocation, in a float-only batch). Not counted by [`SampleBatch::len`].
+    pub histograms: Vec<HistogramPoint>,
     /// The labels of the series the producer has not announced to the catalog before
     /// (by id); any series of the batch may be repeated here.
     pub new_series: Vec<(u64, Arc<Labels>)>,
@@ -80,18 +121,34 @@ impl SampleBatch {
             timestamps_ms: Vec::with_capacity(capacity),
             values: Vec::with_capacity(capacity),
             start_ms: None,
+            histograms: Vec::new(),
             new_series: Vec::new(),
         }
     }
 
-    /// The number of samples.
+    /// The number of float samples (the histograms are [`SampleBatch::histograms`]).
     pub fn len(&self) -> usize {
         self.series_ids.len()
     }
 
-    /// Whether the batch holds no sample.
+    /// Whether the batch holds no float sample.
     pub fn is_empty(&self) -> bool {
         self.series_ids.is_empty()
+    }
+
+    /// Appends a native-histogram sample of a series already announced (or in
+    /// [`SampleBatch::new_series`]).
+    pub fn push_histogram(
+        &mut self,
+        series_id: u64,
+        timestamp_ms: i64,
+        histogram: Arc<FloatHistogram>,
+    ) {
+        self.histograms.push(HistogramPoint {
+            series_id,
+            timestamp_ms,
+            histogram,
+        });
     }
 
     /// Appends a sample of a series already announced (or in [`SampleBatch::new_series`]).
@@ -156,8 +213,8 @@ impl SampleBatch {
         by_id
     }
 
-    /// Keeps the samples at the indices `kept` (ascending), drops the others; the
-    /// announcements stay.
+    /// Keeps the float samples at the indices `kept` (ascending), drops the others;
+    /// the announcements and the histograms stay.
     pub fn retain_indices(&mut self, kept: &[usize]) {
         if kept.len() == self.len() {
             return;
@@ -176,11 +233,15 @@ impl SampleBatch {
         }
     }
 
-    /// Keeps the samples for which `keep(timestamp)` holds; returns how many went.
+    /// Keeps the samples (floats and histograms) for which `keep(timestamp)` holds;
+    /// returns how many went.
     pub fn retain_by_time(&mut self, mut keep: impl FnMut(i64) -> bool) -> usize {
+        let histograms = self.histograms.len();
+        self.histograms.retain(|h| keep(h.timestamp_ms));
+        let gone_histograms = histograms - self.histograms.len();
         let before = self.len();
         if self.timestamps_ms.iter().all(|&t| keep(t)) {
-            return 0;
+            return gone_histograms;
         }
         let kept: Vec<bool> = self.timestamps_ms.iter().map(|&t| keep(t)).collect();
         fn filter<T: Copy>(column: &mut Vec<T>, kept: &[bool]) {
@@ -196,7 +257,7 @@ impl SampleBatch {
         if let Some(starts) = &mut self.start_ms {
             filter(starts, &kept);
         }
-        before - self.len()
+        before - self.len() + gone_histograms
     }
 
     /// The samples as points, in order.
@@ -224,6 +285,13 @@ impl From<Vec<Sample>> for SampleBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Native histograms travel apart (see the module doc): a float sample inside the
+    /// dataflow stays four words, with nothing per sample for histograms.
+    #[test]
+    fn a_point_stays_four_words() {
+        assert_eq!(std::mem::size_of::<Point>(), 32);
+    }
 
     #[test]
     fn stale_marker_is_not_an_ordinary_nan() {

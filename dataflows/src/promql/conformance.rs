@@ -7,25 +7,24 @@
 //!   the loaded samples are streamed in time order with the watermark just behind
 //!   each batch, and the rule's output at the eval time is judged the same way.
 //!
-//! Evals that touch native histograms (flagged in `INDEX.tsv`, expecting `{{…}}`
-//! values, or reading a stored histogram) run in mode (a) only: the maintained
-//! dataflow does not carry histograms yet, and they are skipped in mode (b)
-//! ([`MAINTAINED_SKIP`]). Used by the conformance test
+//! Native histograms run in both modes: mode (b) feeds the stored histograms to the
+//! engine beside the floats ([`SampleBatch::histograms`]) and reads each output's
+//! histograms from [`RuleOutput::histograms`]. Used by the conformance test
 //! (`dataflows/tests/promql_conformance.rs`) and by `promflow test promql`.
+//!
+//! [`RuleOutput::histograms`]: crate::render::RuleOutput::histograms
 
 use crate::engine::{Engine, EngineConfig, EngineError, EngineStats};
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
-use crate::promql::eval::native::{parse_handle, MADE, SOURCE};
+use crate::promql::eval::native::{handle, parse_handle, MADE, SOURCE};
 use crate::promql::eval::{Annotations, EvalError, Evaluator, Series, Value};
 use crate::promql::plan::Plan;
-use crate::promql::testscript::compare::{
-    check, check_annotations, check_with, plan_eval, Mismatch,
-};
+use crate::promql::testscript::compare::{check_annotations, check_with, plan_eval, Mismatch};
 use crate::promql::testscript::store::MemStorage;
 use crate::promql::testscript::{parse_script, Command, Eval, EvalTime, ScriptError};
-use crate::render::{RuleHandle, RuleSchedule};
-use crate::sample::Sample;
+use crate::render::{RuleHandle, RuleOutput, RuleSchedule};
+use crate::sample::SampleBatch;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,13 +36,9 @@ pub enum Verdict {
     Pass,
     /// It did not; why.
     Fail(String),
-    /// Not run: it needs native histograms (in mode (b), [`MAINTAINED_SKIP`]).
+    /// Not run in this mode.
     Skipped,
 }
-
-/// Why an eval is skipped in mode (b).
-pub const MAINTAINED_SKIP: &str =
-    "native histograms: the maintained dataflow (render/) does not carry them yet";
 
 /// One eval's outcome in both modes.
 #[derive(Clone, Debug)]
@@ -68,7 +63,7 @@ pub struct Counts {
     pub pass: usize,
     /// Failed.
     pub fail: usize,
-    /// Skipped (native histograms).
+    /// Skipped (not run in that mode).
     pub skipped: usize,
 }
 
@@ -116,19 +111,6 @@ impl FileReport {
     }
 }
 
-/// Lines of `file_name` that `INDEX.tsv` (the text of that file) flags as using native
-/// histograms.
-pub fn native_histogram_lines(index_tsv: &str, file_name: &str) -> HashSet<usize> {
-    index_tsv
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split('\t').collect();
-            (f.len() >= 4 && f[0] == file_name && f[3] == "1").then(|| f[1].parse().ok())?
-        })
-        .collect()
-}
-
 /// Why a script could not be run at all (as opposed to an eval failing).
 #[derive(Debug)]
 pub enum RunError {
@@ -152,11 +134,11 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Runs a script in both modes. `skip_lines` are evals flagged as reading native
-/// histograms: run in mode (a) only.
-pub fn run_script(text: &str, skip_lines: &HashSet<usize>) -> Result<FileReport, RunError> {
+/// Runs a script in both modes. `adhoc_only` are lines of evals to run in mode (a)
+/// only (skipped in mode (b)); the conformance test passes none.
+pub fn run_script(text: &str, adhoc_only: &HashSet<usize>) -> Result<FileReport, RunError> {
     let cmds = parse_script(text).map_err(RunError::Script)?;
-    let skip = |e: &Eval| skip_lines.contains(&e.line) || e.expects_histograms();
+    let skip = |e: &Eval| adhoc_only.contains(&e.line);
     let skip = &skip;
     let mut store = MemStorage::default();
     let mut pending: Vec<Eval> = Vec::new();
@@ -245,7 +227,6 @@ fn run_segment(
                 continue;
             }
         };
-        store.touched_histogram.set(false);
         let (value, annotations, made) = reference(store, &plan, &e);
         let resolve = |v: f64| match parse_handle(v)? {
             (SOURCE, i) => store.histograms.get(i as usize).cloned(),
@@ -254,7 +235,7 @@ fn run_segment(
         };
         outcome.adhoc = verdict(check_with(&e, value, &resolve));
         outcome.annotations = check_annotations(&e, &annotations).map(verdict);
-        if !skip(&e) && !store.touched_histogram.get() {
+        if !skip(&e) {
             outcome.maintained = Verdict::Fail("not run".into());
             live.push((e, outcomes.len(), plan));
         }
@@ -278,19 +259,25 @@ fn run_segment(
     stream_in_time_order(&engine, store)?;
     // Closing the input evaluates everything still pending.
     engine.shutdown();
-    for (index, e, handle) in handles {
-        let outputs: Vec<(i64, Result<Value, EvalError>)> = handle
-            .output
-            .try_iter()
-            .map(|o| (o.eval_ms, o.value))
-            .collect();
+    for (index, e, rule) in handles {
+        let outputs: Vec<RuleOutput> = rule.output.try_iter().collect();
         outcomes[index].maintained = match e.time {
             EvalTime::Instant { at_ms } => match outputs.into_iter().next() {
-                Some((t, v)) if t == at_ms => verdict(check(e, v)),
-                Some((t, _)) => Verdict::Fail(format!("output at {t}, not {at_ms}")),
+                Some(o) if o.eval_ms == at_ms => {
+                    let resolve = |v: f64| o.histogram(v).cloned();
+                    verdict(check_with(e, o.value.clone(), &resolve))
+                }
+                Some(o) => Verdict::Fail(format!("output at {}, not {at_ms}", o.eval_ms)),
                 None => Verdict::Fail("no output".into()),
             },
-            EvalTime::Range { .. } => verdict(check(e, assemble_range(outputs))),
+            EvalTime::Range { .. } => {
+                let (value, histograms) = assemble_range(outputs);
+                let resolve = |v: f64| match parse_handle(v) {
+                    Some((SOURCE, i)) => histograms.get(i as usize).cloned(),
+                    _ => None,
+                };
+                verdict(check_with(e, value, &resolve))
+            }
         };
     }
     Ok(outcomes)
@@ -314,21 +301,24 @@ fn schedule(e: &Eval) -> RuleSchedule {
 /// Feeds the samples batch by batch (one timestamp each), waiting after each batch
 /// until the dataflow has caught up, so evaluations happen while data streams in: an
 /// evaluation made before its inputs are complete shows as a failure.
+/// A stored histogram (a [`SOURCE`] handle) goes in the batch's histogram column.
 fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), RunError> {
     let samples = store.samples_in_time_order();
     let mut i = 0;
     while i < samples.len() {
         let ts = samples[i].0;
-        let mut batch = Vec::new();
+        let mut batch = SampleBatch::default();
         while i < samples.len() && samples[i].0 == ts {
             let (t, labels, value, start_ms) = &samples[i];
-            batch.push(Sample {
-                series_id: labels.hash(),
-                labels: labels.clone(),
-                timestamp_ms: *t,
-                value: *value,
-                start_ms: *start_ms,
-            });
+            let id = labels.hash();
+            batch.new_series.push((id, labels.clone()));
+            match parse_handle(*value) {
+                Some((SOURCE, h)) => {
+                    let histogram = store.histograms[h as usize].clone();
+                    batch.push_histogram(id, *t, histogram);
+                }
+                _ => batch.push(id, *t, *value, *start_ms),
+            }
             i += 1;
         }
         engine.feed(batch);
@@ -345,29 +335,42 @@ fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), RunEr
 }
 
 /// A range eval's result assembled from its per-step outputs, like the reference
-/// evaluator's `range`.
-fn assemble_range(outputs: Vec<(i64, Result<Value, EvalError>)>) -> Result<Value, EvalError> {
+/// evaluator's `range`, with the histograms it names (as each output's: detached).
+fn assemble_range(
+    outputs: Vec<RuleOutput>,
+) -> (Result<Value, EvalError>, Vec<Arc<FloatHistogram>>) {
     let mut out: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
-    for (t, value) in outputs {
-        match value? {
+    let mut histograms = Vec::new();
+    for o in outputs {
+        let t = o.eval_ms;
+        let renumbered = histograms.len() as u32;
+        let value = match o.value {
+            Ok(value) => value,
+            Err(e) => return (Err(e), histograms),
+        };
+        histograms.extend(o.histograms);
+        let rename = |v: f64| match parse_handle(v) {
+            Some((SOURCE, h)) => handle(SOURCE, h + renumbered),
+            _ => v,
+        };
+        match value {
             Value::Scalar(v) => out.entry(Arc::default()).or_default().push((t, v)),
             Value::Vector(v) => {
                 for e in v {
-                    out.entry(e.labels).or_default().push((t, e.value));
+                    out.entry(e.labels).or_default().push((t, rename(e.value)));
                 }
             }
             _ => {
-                return Err(EvalError::Unsupported(
-                    "range query of a non-vector expression".into(),
-                ))
+                let error = "range query of a non-vector expression";
+                return (Err(EvalError::Unsupported(error.into())), histograms);
             }
         }
     }
-    Ok(Value::Matrix(
-        out.into_iter()
-            .map(|(labels, points)| Series { labels, points })
-            .collect(),
-    ))
+    let series = out
+        .into_iter()
+        .map(|(labels, points)| Series { labels, points })
+        .collect();
+    (Ok(Value::Matrix(series)), histograms)
 }
 
 #[cfg(test)]

@@ -27,8 +27,17 @@
 //! store. The windows (appended as samples arrive, retired as the frontier passes,
 //! shared by every rule reading the same selector on this worker) and the schedule are
 //! maintained either way.
+//!
+//! Native histograms arrive on an input of their own (routed like the floats) and go
+//! into the same windows ([`WindowStore::insert_histogram`]). A rule reading a window
+//! that holds one is evaluated whole-plan from then on (its incremental state, which
+//! computes with floats, is dropped: the incremental path declines histograms), and its
+//! results leave the evaluator detached ([`detach`]) with the histograms they name
+//! ([`RuleOutput::histograms`]; a spread part's partials likewise).
 
 use crate::catalog::SeriesCatalog;
+use crate::histogram::FloatHistogram;
+use crate::promql::eval::native::detach;
 use crate::promql::eval::{EvalResult, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
@@ -38,17 +47,20 @@ use crate::render::rule::{
     RuleOutput, RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
-use crate::render::spread::{partials, PartialRecord};
+use crate::render::spread::{members_plan, partials, PartialRecord};
 use crate::render::window::{Reach, WindowStore};
-use crate::sample::Point;
+use crate::sample::{HistogramPoint, Point};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::operator::Operator;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
+
+/// A result and the native histograms its handles name ([`detach`]; empty for floats).
+pub type Evaluated = (EvalResult<Value>, Vec<Arc<FloatHistogram>>);
 
 /// At most this many evaluations of one interval rule per activation; older ones are
 /// skipped (like Prometheus's missed iterations when a group falls behind).
@@ -141,32 +153,57 @@ impl RuleState {
 
     /// The result at `t`: incrementally when the rule's shape allows and the
     /// incremental state can vouch for it, else the whole plan over the windows.
-    fn evaluate(
-        &mut self,
-        store: &WindowStore,
-        counters: &RuleCounters,
-        t: i64,
-    ) -> EvalResult<Value> {
+    fn evaluate(&mut self, store: &WindowStore, counters: &RuleCounters, t: i64) -> Evaluated {
         if let Some(inc) = &mut self.incremental {
             let mut recomputed = 0;
             let result = inc.evaluate(store, &self.settings, t, &mut recomputed);
             counters.recomputed.fetch_add(recomputed, Ordering::Relaxed);
             if let Some(result) = result {
                 counters.incremental.fetch_add(1, Ordering::Relaxed);
-                return result;
+                return (result, Vec::new());
             }
         }
         self.evaluate_whole_plan(store, counters, t)
     }
 
+    /// The reference evaluator's result for the whole plan at `t`, detached from the
+    /// store when it may hold histograms.
     fn evaluate_whole_plan(
         &mut self,
         store: &WindowStore,
         counters: &RuleCounters,
         t: i64,
-    ) -> EvalResult<Value> {
+    ) -> Evaluated {
         counters.whole_plan.fetch_add(1, Ordering::Relaxed);
-        self.settings.evaluator(store, t).instant(&self.plan, t)
+        let ev = self.settings.evaluator(store, t);
+        let mut value = ev.instant(&self.plan, t);
+        let histograms = match &mut value {
+            Ok(v) if store.has_histograms() => detach(&ev, v),
+            _ => Vec::new(),
+        };
+        (value, histograms)
+    }
+
+    /// Drops the incremental state (the rule reads a window holding histograms) and,
+    /// on arrival, schedules the times the samples already held leave its windows
+    /// (which the incremental state would have known).
+    fn decline_incremental(&mut self, store: &WindowStore) {
+        if self.incremental.take().is_none() || self.spec.schedule != RuleSchedule::OnArrival {
+            return;
+        }
+        let spec = self.spec.clone();
+        for u in &spec.uses {
+            let reach = Reach {
+                relative: u.relative,
+                absolute: u.absolute,
+                latest_only: u.latest_only,
+            };
+            for (_, points) in store.series(&u.key) {
+                for &(ts, _) in points {
+                    self.trigger(ts, reach);
+                }
+            }
+        }
     }
 
     /// The output at `t` as the rule's [`Delivery`] asks; `None` when it delivers
@@ -178,11 +215,12 @@ impl RuleState {
         t: i64,
     ) -> Option<RuleOutput> {
         let rule = self.spec.id;
-        let output = move |value, gone| RuleOutput {
+        let output = move |(value, histograms): Evaluated, gone| RuleOutput {
             rule,
             eval_ms: t,
             value,
             gone,
+            histograms,
         };
         let changes = self.spec.delivery == Delivery::Changes;
         let Some(inc) = self.incremental.as_mut().filter(|_| changes) else {
@@ -194,12 +232,12 @@ impl RuleState {
         match delta {
             Some(Delta::Whole(value)) => {
                 counters.incremental.fetch_add(1, Ordering::Relaxed);
-                Some(output(value, None))
+                Some(output((value, Vec::new()), None))
             }
             Some(Delta::Changes { set, gone }) => {
                 counters.incremental.fetch_add(1, Ordering::Relaxed);
                 let changed = !set.is_empty() || !gone.is_empty();
-                changed.then(|| output(Ok(Value::Vector(set)), Some(gone)))
+                changed.then(|| output((Ok(Value::Vector(set)), Vec::new()), Some(gone)))
             }
             None => Some(output(self.evaluate_whole_plan(store, counters, t), None)),
         }
@@ -419,13 +457,13 @@ impl Host {
                 .seed
                 .lock()
                 .iter()
-                .filter(|(_, labels, _)| labels.hash() % self.peers as u64 == self.worker as u64)
+                .filter(|(_, labels, _, _)| labels.hash() % self.peers as u64 == self.worker as u64)
                 .cloned()
                 .collect(),
             None => std::mem::take(&mut *spec.seed.lock()),
         };
-        for (key, labels, points) in seed {
-            store.seed(&key, labels, &points);
+        for (key, labels, points, histograms) in seed {
+            store.seed(&key, labels, &points, &histograms);
             // Rules already reading the window did not see these arrive.
             for user in store.users(&key) {
                 for state in rules.get_mut(&user).into_iter().flat_map(|h| &mut h.states) {
@@ -435,9 +473,17 @@ impl Host {
                 }
             }
         }
+        let reads_histograms = spec.uses.iter().any(|u| store.holds_histograms(&u.key));
         let states = plans
             .into_iter()
-            .map(|plan| RuleState::new(spec.clone(), plan, part_of.is_some(), self.lookback_ms))
+            .map(|plan| {
+                let mut state =
+                    RuleState::new(spec.clone(), plan, part_of.is_some(), self.lookback_ms);
+                if reads_histograms {
+                    state.incremental = None;
+                }
+                state
+            })
             .collect();
         rules.insert(spec.id, Hosted { states, part_of });
     }
@@ -461,6 +507,34 @@ impl Host {
                 }
             }
         });
+    }
+
+    /// Adds a routed native-histogram sample to the windows reading it; the rules
+    /// reading them decline incremental evaluation from now on.
+    fn insert_histogram(&mut self, ((_, spread), point): (Destination, HistogramPoint)) {
+        let store = if spread {
+            &mut self.spread
+        } else {
+            &mut self.owned
+        };
+        let rules = &mut self.rules;
+        let catalog = &self.catalog;
+        let labels = || catalog.with(point.series_id, Arc::clone);
+        let mut declined = Vec::new();
+        store.insert_histogram(&point, labels, |rule, reach, _, _, _| {
+            for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
+                if state.incremental.is_some() {
+                    declined.push(rule);
+                }
+                state.trigger(point.timestamp_ms, reach);
+            }
+        });
+        declined.dedup();
+        for rule in declined {
+            for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
+                state.decline_incremental(store);
+            }
+        }
     }
 
     /// Makes every evaluation ready at input frontier `front`: owned rules' results go
@@ -493,10 +567,16 @@ impl Host {
                         values.push(other.evaluate(&self.spread, &self.counters, t));
                         other.last = Some(t);
                     }
+                    let members = self
+                        .spread
+                        .has_histograms()
+                        .then(|| members_plan(&first.plan))
+                        .flatten()
+                        .map(|plan| first.settings.evaluator(&self.spread, t).instant(&plan, t));
                     // Not before the held capability: `t` was not ready at the
                     // frontier it was downgraded to.
                     let at = first.ready_time(t).max(0) as u64;
-                    out.push((at, (owner, *id, t, partials(values))));
+                    out.push((at, (owner, *id, t, partials(values, members))));
                 }
             }
             if first.finished() && !first.released {
@@ -526,12 +606,14 @@ impl Host {
 }
 
 /// Hosts the rules this worker owns and its part of every spread rule. `routed`
-/// carries `((worker, spread), sample)` from the router, `control` the rule changes;
+/// carries `((worker, spread), sample)` from the router, `routed_histograms` the same
+/// for native-histogram samples, `control` the rule changes;
 /// `retained[worker_index]` is kept at the number of samples the windows hold.
 /// Returns the spread rules' partial records, for [`crate::render::spread`]'s combine.
 #[allow(clippy::too_many_arguments)]
 pub fn maintain_rules<'scope>(
     routed: Stream<'scope, u64, Vec<(Destination, Point)>>,
+    routed_histograms: Stream<'scope, u64, Vec<(Destination, HistogramPoint)>>,
     catalog: Arc<SeriesCatalog>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
     worker_index: usize,
@@ -540,93 +622,115 @@ pub fn maintain_rules<'scope>(
     retained: Arc<Vec<AtomicU64>>,
     counters: Arc<RuleCounters>,
 ) -> Stream<'scope, u64, Vec<PartialRecord>> {
-    routed.binary_frontier::<_, CapacityContainerBuilder<Vec<PartialRecord>>, _, _, _, _>(
-        control,
+    // Three inputs (floats, histograms, rule changes): timely's `binary_frontier`
+    // spelled out with one more input.
+    let mut builder = OperatorBuilder::new("MaintainRules".to_owned(), routed.scope());
+    let mut input = builder.new_input(
+        routed,
         Exchange::new(|((worker, _), _): &(Destination, Point)| *worker),
-        Pipeline,
-        "MaintainRules",
-        move |cap, _info| {
-            let mut cap: Option<Capability<u64>> = Some(cap);
-            let mut host = Host {
-                worker: worker_index,
-                peers: peers.max(1),
-                lookback_ms,
-                registry: Registry::new(peers),
-                owned: WindowStore::default(),
-                spread: WindowStore::default(),
-                rules: BTreeMap::new(),
-                counters,
-                catalog,
+    );
+    let mut histogram_input = builder.new_input(
+        routed_histograms,
+        Exchange::new(|((worker, _), _): &(Destination, HistogramPoint)| *worker),
+    );
+    let mut ctl = builder.new_input(control, Pipeline);
+    let (output, stream) = builder.new_output::<Vec<PartialRecord>>();
+    let mut output = OutputBuilder::from(output);
+    builder.build(move |mut capabilities| {
+        let mut cap: Option<Capability<u64>> = capabilities.pop();
+        let mut host = Host {
+            worker: worker_index,
+            peers: peers.max(1),
+            lookback_ms,
+            registry: Registry::new(peers),
+            owned: WindowStore::default(),
+            spread: WindowStore::default(),
+            rules: BTreeMap::new(),
+            counters,
+            catalog,
+        };
+        let mut samples: BTreeMap<u64, Vec<(Destination, Point)>> = BTreeMap::new();
+        let mut histograms: BTreeMap<u64, Vec<(Destination, HistogramPoint)>> = BTreeMap::new();
+        let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
+        let mut retired_at = i64::MIN;
+        move |frontiers| {
+            let mut output = output.activate();
+            input.for_each(|time, batch| {
+                if let Some(t) = time.least() {
+                    samples.entry(*t).or_default().append(batch);
+                }
+            });
+            histogram_input.for_each(|time, batch| {
+                if let Some(t) = time.least() {
+                    histograms.entry(*t).or_default().append(batch);
+                }
+            });
+            ctl.for_each(|time, batch| {
+                if let Some(t) = time.least() {
+                    changes.entry(*t).or_default().append(batch);
+                }
+            });
+            let front_at = frontiers
+                .iter()
+                .filter_map(|f| f.frontier().iter().min().copied())
+                .min()
+                .unwrap_or(u64::MAX);
+            let front = if front_at == u64::MAX {
+                i64::MAX
+            } else {
+                front_at.min(i64::MAX as u64 - 1) as i64
             };
-            let mut samples: BTreeMap<u64, Vec<(Destination, Point)>> = BTreeMap::new();
-            let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
-            let mut retired_at = i64::MIN;
-            move |(input, frontier), (ctl, ctl_frontier), output| {
-                input.for_each(|time, batch| {
-                    if let Some(t) = time.least() {
-                        samples.entry(*t).or_default().append(batch);
-                    }
-                });
-                ctl.for_each(|time, batch| {
-                    if let Some(t) = time.least() {
-                        changes.entry(*t).or_default().append(batch);
-                    }
-                });
-                let front_at = frontier
-                    .frontier()
-                    .iter()
-                    .chain(ctl_frontier.frontier().iter())
+            // Everything before the frontier, in time order: a change at `c` after
+            // the evaluations ready at `c` and before the samples of time `c`.
+            let mut out = Vec::new();
+            loop {
+                let c = changes.keys().next().copied().filter(|c| *c < front_at);
+                let s = [samples.keys().next(), histograms.keys().next()]
+                    .into_iter()
+                    .flatten()
                     .min()
                     .copied()
-                    .unwrap_or(u64::MAX);
-                let front = if front_at == u64::MAX {
-                    i64::MAX
-                } else {
-                    front_at.min(i64::MAX as u64 - 1) as i64
-                };
-                // Everything before the frontier, in time order: a change at `c` after
-                // the evaluations ready at `c` and before the samples of time `c`.
-                let mut out = Vec::new();
-                loop {
-                    let c = changes.keys().next().copied().filter(|c| *c < front_at);
-                    let s = samples.keys().next().copied().filter(|s| *s < front_at);
-                    match (c, s) {
-                        (None, None) => break,
-                        (Some(c), s) if s.is_none_or(|s| c <= s) => {
-                            host.evaluate_ready(c.min(i64::MAX as u64) as i64, &mut out);
-                            for change in changes.remove(&c).unwrap_or_default() {
-                                host.apply(&change);
-                            }
+                    .filter(|s| *s < front_at);
+                match (c, s) {
+                    (None, None) => break,
+                    (Some(c), s) if s.is_none_or(|s| c <= s) => {
+                        host.evaluate_ready(c.min(i64::MAX as u64) as i64, &mut out);
+                        for change in changes.remove(&c).unwrap_or_default() {
+                            host.apply(&change);
                         }
-                        (_, Some(s)) => {
-                            for routed in samples.remove(&s).unwrap_or_default() {
-                                host.insert(routed);
-                            }
+                    }
+                    (_, Some(s)) => {
+                        for routed in samples.remove(&s).unwrap_or_default() {
+                            host.insert(routed);
                         }
-                        (Some(_), None) => unreachable!("handled above"),
+                        for routed in histograms.remove(&s).unwrap_or_default() {
+                            host.insert_histogram(routed);
+                        }
                     }
-                }
-                host.evaluate_ready(front, &mut out);
-                if let Some(cap) = &cap {
-                    for (at, record) in out {
-                        let at = at.max(*cap.time());
-                        output.session(&cap.delayed(&at)).give(record);
-                    }
-                }
-                if front == i64::MAX || front >= retired_at.saturating_add(RETIRE_EVERY_MS) {
-                    retired_at = front;
-                    host.retire(front);
-                    if let Some(gauge) = retained.get(worker_index) {
-                        let held = host.owned.len() + host.spread.len();
-                        gauge.store(held as u64, Ordering::Relaxed);
-                    }
-                }
-                if front_at == u64::MAX {
-                    cap = None;
-                } else if let Some(cap) = &mut cap {
-                    cap.downgrade(&front_at);
+                    (Some(_), None) => unreachable!("handled above"),
                 }
             }
-        },
-    )
+            host.evaluate_ready(front, &mut out);
+            if let Some(cap) = &cap {
+                for (at, record) in out {
+                    let at = at.max(*cap.time());
+                    output.session(&cap.delayed(&at)).give(record);
+                }
+            }
+            if front == i64::MAX || front >= retired_at.saturating_add(RETIRE_EVERY_MS) {
+                retired_at = front;
+                host.retire(front);
+                if let Some(gauge) = retained.get(worker_index) {
+                    let held = host.owned.len() + host.spread.len();
+                    gauge.store(held as u64, Ordering::Relaxed);
+                }
+            }
+            if front_at == u64::MAX {
+                cap = None;
+            } else if let Some(cap) = &mut cap {
+                cap.downgrade(&front_at);
+            }
+        }
+    });
+    stream
 }

@@ -139,6 +139,21 @@
 //! semantics at `t`, recomputed when a sample enters or leaves. An evaluation that
 //! falls back to the whole plan (below) is the reference at `t`.
 //!
+//! **Native histograms in the dataflow.** Histogram samples enter beside the floats,
+//! never among them ([`crate::sample`]: a column of their own in a batch, a second
+//! input stream, the same routing code instantiated for them), so a float-only
+//! workload pays an empty column and an idle router, and [`crate::Point`] keeps its
+//! size. The windows keep a histogram sample among its series' samples as the
+//! reference evaluator carries one, a handle naming a slot of the worker's store
+//! ([`window`]); selection, offsets, subqueries and retirement need nothing more. A
+//! rule whose windows hold a histogram is evaluated whole-plan by the reference
+//! evaluator (the incremental path computes with floats and declines it, for good:
+//! its state is dropped), so it gives what ad-hoc evaluation gives; its outputs carry
+//! the histograms they name ([`RuleOutput::histograms`]). A spread `sum` of histograms
+//! sends histogram partials, combined by the reference's own aggregation
+//! ([`spread`]). Not maintained incrementally yet: `rate`/`increase`/`sum` of
+//! histograms (every such evaluation reads the whole window).
+//!
 //! [`Plan`]: crate::promql::plan::Plan
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource
 

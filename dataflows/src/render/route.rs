@@ -11,7 +11,10 @@
 //! in (the control frontier passed `t`), with the rules those changes leave. It emits
 //! `((worker, spread), sample)` once per destination ([`crate::render::rule::Routing`]):
 //! the owner of rules reading the series, and for spread rules the worker owning the
-//! series; the downstream exchange on the worker delivers it. Samples no rule reads
+//! series; the downstream exchange on the worker delivers it. One operator per kind
+//! of sample ([`Routable`]): the float [`Point`]s and the native histograms
+//! ([`crate::sample::HistogramPoint`]) are routed by two instances of the same code,
+//! each with its own registry and cache (the histogram one idle without histograms). Samples no rule reads
 //! are dropped here, so a worker's rule state only ever sees the series it evaluates.
 //! A series' labels, which the selectors match, are read from the [`SeriesCatalog`]
 //! once: its destinations are kept by series id ([`RouteCache`]) until the rules
@@ -23,7 +26,9 @@
 use crate::catalog::SeriesCatalog;
 use crate::render::rule::{Destination, Registry, Routing, RuleChange};
 use crate::render::window::DistinctLists;
+#[cfg(doc)]
 use crate::sample::Point;
+use crate::sample::Routable;
 use hashbrown::HashTable;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,13 +39,13 @@ use timely::dataflow::Stream;
 
 /// Routes `samples` to the workers keeping their windows, with the rules `control`
 /// has installed by each sample's time.
-pub fn route_to_owners<'scope>(
-    samples: Stream<'scope, u64, Vec<Point>>,
+pub fn route_to_owners<'scope, S: Routable>(
+    samples: Stream<'scope, u64, Vec<S>>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
     catalog: Arc<SeriesCatalog>,
     peers: usize,
-) -> Stream<'scope, u64, Vec<(Destination, Point)>> {
-    samples.binary_frontier::<_, CapacityContainerBuilder<Vec<(Destination, Point)>>, _, _, _, _>(
+) -> Stream<'scope, u64, Vec<(Destination, S)>> {
+    samples.binary_frontier::<_, CapacityContainerBuilder<Vec<(Destination, S)>>, _, _, _, _>(
         control,
         Pipeline,
         Pipeline,
@@ -50,7 +55,7 @@ pub fn route_to_owners<'scope>(
             let mut registry = Registry::new(peers);
             let mut routing = registry.routing();
             let mut cache = RouteCache::default();
-            let mut pending: BTreeMap<u64, Vec<Point>> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, Vec<S>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             move |(input, frontier), (ctl, ctl_frontier), output| {
                 input.for_each(|time, batch| {
@@ -82,9 +87,10 @@ pub fn route_to_owners<'scope>(
                     let mut session = output.session(&at);
                     cache.forget_churned(&catalog);
                     for point in batch {
-                        if let Some(to) = cache.destinations(&routing, &catalog, point.series_id) {
+                        if let Some(to) = cache.destinations(&routing, &catalog, point.series_id())
+                        {
                             for &to in to {
-                                session.give((to, point));
+                                session.give((to, point.clone()));
                             }
                         }
                     }

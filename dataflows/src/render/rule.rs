@@ -11,7 +11,9 @@
 //! which worker owns which rule, which rules are spread), and the routing table the
 //! workers use to send each sample to the workers keeping the windows reading it.
 
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
+use crate::promql::eval::native::{parse_handle, SOURCE};
 use crate::promql::eval::{EvalError, SeriesSource, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::{selector_uses, Extent, QueryRange, SelectorUse};
@@ -119,9 +121,21 @@ pub struct RuleOutput {
     /// and this the labels of the elements that left the result (only with
     /// [`Delivery::Changes`]).
     pub gone: Option<Vec<Arc<Labels>>>,
+    /// The native histograms of `value`: an element whose value is the handle
+    /// `(SOURCE, i)` ([`crate::promql::eval::native`]) is `histograms[i]`
+    /// ([`RuleOutput::histogram`]). Empty (no allocation) for a float result.
+    pub histograms: Vec<Arc<FloatHistogram>>,
 }
 
 impl RuleOutput {
+    /// The native histogram an element's value names, if it is one.
+    pub fn histogram(&self, value: f64) -> Option<&Arc<FloatHistogram>> {
+        match parse_handle(value)? {
+            (SOURCE, i) => self.histograms.get(i as usize),
+            _ => None,
+        }
+    }
+
     /// The result as samples: a vector's elements, a scalar as one element without
     /// labels; `None` for errors, strings and range vectors.
     pub fn samples(&self) -> Option<Vec<(Arc<Labels>, f64)>> {
@@ -153,8 +167,14 @@ impl std::fmt::Display for RenderError {
 
 impl std::error::Error for RenderError {}
 
-/// Seed points for one window: `(selector key, series, points)`.
-pub type SeedSeries = (String, Arc<Labels>, Vec<(i64, f64)>);
+/// Seed points for one window: `(selector key, series, float points, histogram
+/// points)`.
+pub type SeedSeries = (
+    String,
+    Arc<Labels>,
+    Vec<(i64, f64)>,
+    Vec<(i64, Arc<FloatHistogram>)>,
+);
 
 /// A registered expression, as the owning worker sees it.
 pub struct RuleSpec {
@@ -249,8 +269,18 @@ impl RuleSpec {
                         }
                         Extent::Absolute { lo, hi } => (lo, hi),
                     };
-                    for (labels, points) in source.select(&u.selector, lo, hi) {
-                        seed.push((u.key.clone(), labels, points));
+                    for (labels, mut points) in source.select(&u.selector, lo, hi) {
+                        // The source's histogram handles name its own storage: the
+                        // histograms themselves go to the window.
+                        let mut histograms = Vec::new();
+                        points.retain(|&(ts, v)| match parse_handle(v) {
+                            Some((SOURCE, i)) => {
+                                histograms.extend(source.histogram(i).map(|h| (ts, h)));
+                                false
+                            }
+                            _ => true,
+                        });
+                        seed.push((u.key.clone(), labels, points, histograms));
                     }
                 }
             }

@@ -25,6 +25,18 @@
 //! sum over the total count, `group` is 1. A worker's evaluation error makes the
 //! result that error.
 //!
+//! Native histograms: a worker whose windows hold them evaluates its local plan
+//! whole-plan, and its `sum` partial of a group of histograms is a histogram, carried
+//! detached in the record ([`Partials`]); the owner combines a group in which any
+//! partial is a histogram with the reference's own aggregation
+//! ([`native::aggregate`]) over the partials (so a mix of histogram and float partials
+//! yields nothing, as a mix of series does). `count`, `min`, `max` and `group` partials
+//! are floats whatever their series hold (the local evaluation counts histograms and
+//! ignores them in `min`/`max`, as the reference does). A worker's group whose local
+//! `sum` yields nothing though it has members (they mix histograms and floats, or
+//! exponential and custom buckets) sends [`VOID`] (found with [`members_plan`]), and
+//! the group yields nothing: as Prometheus, which sums all the members at once.
+//!
 //! Partials go to the owner rather than by group key: the per-worker record is one
 //! value per group, and the owner must gather the groups into one result anyway.
 //!
@@ -39,10 +51,13 @@
 //! engine has one worker. A rule that is spread and a rule that is not keep separate
 //! windows of a selector they both read.
 
+use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, METRIC_NAME};
-use crate::promql::eval::{math, Element, EvalError, EvalResult, Value};
+use crate::promql::eval::native::{self, detach, handle, parse_handle, Detached, SOURCE};
+use crate::promql::eval::{math, Element, EvalError, EvalResult, Evaluator, Value};
 use crate::promql::plan::{AggOp, Grouping, Plan, VectorSel};
 use crate::render::extent::SelectorUse;
+use crate::render::maintain::Evaluated;
 use crate::render::rule::{Evaluation, Registry, RuleChange, RuleId, RuleOutput, RuleSchedule};
 use crate::render::shape::constant;
 use crate::render::shape::per_series_range_function;
@@ -64,9 +79,41 @@ pub struct Spread {
 }
 
 /// The groups of one worker's evaluation of a spread rule: each group's labels and
-/// one value per local plan (NaN where a local plan has no element for it), or the
+/// one value per local plan (NaN where a local plan has no element for it), and, from
+/// a worker whose windows hold native histograms, the histograms those values name
+/// (detached: `(SOURCE, i)` is the `i`th; values may be [`VOID`]); or the
 /// evaluation's error.
-pub type Partials = Result<Vec<(Arc<Labels>, Vec<f64>)>, EvalError>;
+pub type Partials = Result<
+    (
+        Vec<(Arc<Labels>, Vec<f64>)>,
+        Option<Vec<Arc<FloatHistogram>>>,
+    ),
+    EvalError,
+>;
+
+/// A group's partial `sum` where the worker's members of the group yield none (see the
+/// module doc): a handle of no kind (`native::parse_handle` gives kind `0xfffe`).
+pub const VOID: f64 = f64::from_bits(0x7ff4_fffe_0000_0000);
+
+/// For a worker whose windows hold histograms: the plan counting the members of each
+/// group of a `sum` local plan, so groups whose sum yields nothing are known (`None`
+/// for other local plans, whose partials are floats).
+pub fn members_plan(local: &Plan) -> Option<Plan> {
+    match local {
+        Plan::Aggregate {
+            op: AggOp::Sum,
+            expr,
+            param: None,
+            grouping,
+        } => Some(Plan::Aggregate {
+            op: AggOp::Count,
+            expr: expr.clone(),
+            param: None,
+            grouping: grouping.clone(),
+        }),
+        _ => None,
+    }
+}
 
 /// One worker's part of one evaluation: `(owner worker, rule, evaluation time,
 /// partials)`.
@@ -145,17 +192,26 @@ pub fn spread_of(
     Some(Spread { op: *op, local })
 }
 
-/// One worker's partials from its evaluations of the local plans (in order).
-pub fn partials(values: Vec<EvalResult<Value>>) -> Partials {
+/// One worker's partials from its evaluations of the local plans (in order), and, on
+/// a worker whose windows hold histograms, the members of each group of a `sum`
+/// ([`members_plan`]).
+pub fn partials(values: Vec<Evaluated>, members: Option<EvalResult<Value>>) -> Partials {
     let count = values.len();
     let mut groups: BTreeMap<Arc<Labels>, Vec<f64>> = BTreeMap::new();
-    for (i, value) in values.into_iter().enumerate() {
+    let mut histograms: Vec<Arc<FloatHistogram>> = Vec::new();
+    for (i, (value, mut held)) in values.into_iter().enumerate() {
+        let renumbered = histograms.len() as u32;
+        histograms.append(&mut held);
         match value {
             Ok(Value::Vector(elements)) => {
                 for e in elements {
+                    let v = match parse_handle(e.value) {
+                        Some((SOURCE, h)) => handle(SOURCE, h + renumbered),
+                        _ => e.value,
+                    };
                     groups
                         .entry(e.labels)
-                        .or_insert_with(|| vec![f64::NAN; count])[i] = e.value;
+                        .or_insert_with(|| vec![f64::NAN; count])[i] = v;
                 }
             }
             Ok(other) => {
@@ -166,7 +222,16 @@ pub fn partials(values: Vec<EvalResult<Value>>) -> Partials {
             Err(e) => return Err(e),
         }
     }
-    Ok(groups.into_iter().collect())
+    let Some(members) = members else {
+        let histograms = (!histograms.is_empty()).then_some(histograms);
+        return Ok((groups.into_iter().collect(), histograms));
+    };
+    if let Ok(Value::Vector(members)) = members {
+        for e in members {
+            groups.entry(e.labels).or_insert_with(|| vec![VOID; count]);
+        }
+    }
+    Ok((groups.into_iter().collect(), Some(histograms)))
 }
 
 /// The group's value from every worker's partial values.
@@ -182,20 +247,62 @@ fn combine(op: AggOp, parts: &[Vec<f64>]) -> f64 {
     }
 }
 
-/// Combines every worker's partials of one evaluation into the rule's result.
-fn combined(op: AggOp, records: Vec<Partials>) -> EvalResult<Value> {
+/// Combines every worker's partials of one evaluation into the rule's result, with
+/// the native histograms it names (detached).
+fn combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
     let mut groups: BTreeMap<Arc<Labels>, Vec<Vec<f64>>> = BTreeMap::new();
+    let mut histograms: Vec<Arc<FloatHistogram>> = Vec::new();
+    let mut floats_only = true;
     for record in records {
-        for (labels, values) in record? {
+        let (record, held) = match record {
+            Ok(record) => record,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let renumbered = histograms.len() as u32;
+        if let Some(mut held) = held {
+            floats_only = false;
+            histograms.append(&mut held);
+        }
+        for (labels, mut values) in record {
+            if renumbered > 0 {
+                for v in values.iter_mut() {
+                    if let Some((SOURCE, h)) = parse_handle(*v) {
+                        *v = handle(SOURCE, h + renumbered);
+                    }
+                }
+            }
             groups.entry(labels).or_default().push(values);
         }
     }
-    Ok(Value::Vector(
-        groups
+    if floats_only {
+        let elements = groups
             .into_iter()
             .map(|(labels, parts)| Element::new(labels, combine(op, &parts)))
-            .collect(),
-    ))
+            .collect();
+        return (Ok(Value::Vector(elements)), Vec::new());
+    }
+    // Groups with a histogram partial: the reference's aggregation over the partials.
+    let source = Detached(&histograms);
+    let ev = Evaluator::new(&source, 0);
+    let mut elements = Vec::new();
+    for (labels, parts) in groups {
+        if parts.iter().any(|p| p[0].to_bits() == VOID.to_bits()) {
+            continue;
+        }
+        let firsts: Vec<Element> = parts
+            .iter()
+            .map(|p| Element::new(labels.clone(), p[0]))
+            .collect();
+        let mut floats: Vec<f64> = firsts.iter().map(|e| e.value).collect();
+        match native::aggregate(&ev, op, &firsts, &mut floats) {
+            None => elements.push(Element::new(labels, combine(op, &parts))),
+            Some(Some(v)) => elements.push(Element::new(labels, v)),
+            Some(None) => {}
+        }
+    }
+    let mut value = Value::Vector(elements);
+    let histograms = detach(&ev, &mut value);
+    (Ok(value), histograms)
 }
 
 /// The owners' side: gathers the partial records of each spread rule's evaluations
@@ -259,11 +366,13 @@ pub fn combine_partials<'scope>(
                             continue;
                         };
                         let Some(spread) = &spec.spread else { continue };
+                        let (value, histograms) = combined(spread.op, parts);
                         let _ = spec.output.send(RuleOutput {
                             rule,
                             eval_ms: t,
-                            value: combined(spread.op, parts),
+                            value,
                             gone: None,
+                            histograms,
                         });
                     }
                 }
@@ -322,9 +431,12 @@ mod tests {
     #[test]
     fn partials_combine_per_group() {
         let l = |v: &str| Arc::new(Labels::from_strs(&[("job", v)]));
-        let a: Partials = Ok(vec![(l("a"), vec![1.0, 1.0]), (l("b"), vec![4.0, 2.0])]);
-        let b: Partials = Ok(vec![(l("a"), vec![2.0, 3.0])]);
-        let got = combined(AggOp::Avg, vec![a.clone(), b.clone()]).unwrap();
+        let a: Partials = Ok((
+            vec![(l("a"), vec![1.0, 1.0]), (l("b"), vec![4.0, 2.0])],
+            None,
+        ));
+        let b: Partials = Ok((vec![(l("a"), vec![2.0, 3.0])], None));
+        let got = combined(AggOp::Avg, vec![a.clone(), b.clone()]).0.unwrap();
         let Value::Vector(got) = got else { panic!() };
         let got: Vec<(String, f64)> = got
             .iter()
@@ -335,6 +447,6 @@ mod tests {
             vec![("{job=\"a\"}".into(), 0.75), ("{job=\"b\"}".into(), 2.0)]
         );
         let err: Partials = Err(EvalError::Execution("boom".into()));
-        assert!(combined(AggOp::Sum, vec![a, err, b]).is_err());
+        assert!(combined(AggOp::Sum, vec![a, err, b]).0.is_err());
     }
 }

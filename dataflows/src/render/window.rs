@@ -15,12 +15,27 @@
 //! without comparing label sets) and listed in label order. Implements the
 //! reference evaluator's [`SeriesSource`], so a plan evaluates over exactly the
 //! retained samples.
+//!
+//! **Native histograms.** A histogram sample sits among its series' samples as the
+//! reference evaluator carries it, a handle ([`native`]: a signalling NaN naming
+//! [`SOURCE`] slot `i`), and the histogram itself in the store's
+//! [`HistogramSlots`] (an `Arc` per slot, slots reused once their sample is retired or
+//! replaced), which [`SeriesSource::histogram`] resolves. So selection, `@`/`offset`,
+//! subqueries and retirement treat both kinds alike, the evaluator gives histograms
+//! their meaning, and a float-only store pays one flag test where a sample leaves.
+//! A window that has held a histogram says so for good
+//! ([`WindowStore::holds_histograms`]): the incremental path, which computes with
+//! floats, declines rules reading it.
+//!
+//! [`native`]: crate::promql::eval::native
 
+use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, METRIC_NAME};
+use crate::promql::eval::native::{handle, parse_handle, SOURCE};
 use crate::promql::eval::{Selected, SeriesSource};
 use crate::render::extent::{selector_key, Extent};
 use crate::render::rule::RuleId;
-use crate::sample::Point;
+use crate::sample::{HistogramPoint, Point};
 use crate::selector::{MatchKind, Selector};
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -157,11 +172,12 @@ struct Points(Vec<(i64, f64)>, Vec<(i64, i64)>);
 
 impl Points {
     /// Adds (or replaces) the sample at `ts` with start timestamp `start` (0: none);
-    /// in-order arrival is a push.
-    fn insert(&mut self, ts: i64, value: f64, start: i64) {
+    /// in-order arrival is a push. Returns the value replaced, if any.
+    fn insert(&mut self, ts: i64, value: f64, start: i64) -> Option<f64> {
+        let mut replaced = None;
         match self.0.last() {
             Some(&(last, _)) if last >= ts => match self.0.binary_search_by_key(&ts, |p| p.0) {
-                Ok(i) => self.0[i].1 = value,
+                Ok(i) => replaced = Some(std::mem::replace(&mut self.0[i].1, value)),
                 Err(i) => self.0.insert(i, (ts, value)),
             },
             _ => self.0.push((ts, value)),
@@ -174,6 +190,7 @@ impl Points {
                 Err(i) => self.1.insert(i, (ts, start)),
             }
         }
+        replaced
     }
 
     /// The samples with `start <= ts <= end`.
@@ -189,6 +206,53 @@ pub fn within(points: &[(i64, f64)], start: i64, end: i64) -> &[(i64, f64)] {
     &points[lo..hi.max(lo)]
 }
 
+/// The native histograms the windows of one store hold, by slot: a window's histogram
+/// sample is the handle `(SOURCE, slot)`. Slots of retired samples are reused, so the
+/// slots track the histograms held, not every one that came.
+#[derive(Default)]
+pub struct HistogramSlots {
+    slots: Vec<Option<Arc<FloatHistogram>>>,
+    free: Vec<u32>,
+}
+
+impl HistogramSlots {
+    /// Keeps `h` in a slot; its handle.
+    fn keep(&mut self, h: Arc<FloatHistogram>) -> f64 {
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(h);
+                slot
+            }
+            None => {
+                self.slots.push(Some(h));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        handle(SOURCE, slot)
+    }
+
+    /// Frees the slot `value` names, if it is a histogram handle (a float: nothing).
+    fn release(&mut self, value: f64) {
+        if let Some((SOURCE, slot)) = parse_handle(value) {
+            if let Some(held) = self.slots.get_mut(slot as usize) {
+                if held.take().is_some() {
+                    self.free.push(slot);
+                }
+            }
+        }
+    }
+
+    /// The histogram in `slot`.
+    fn get(&self, slot: u32) -> Option<Arc<FloatHistogram>> {
+        self.slots.get(slot as usize).cloned().flatten()
+    }
+
+    /// Histograms held.
+    fn held(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
 /// The retained samples of one selector, by series.
 pub struct Window {
     /// The selector's key.
@@ -199,6 +263,8 @@ pub struct Window {
     /// The series in label order, with their hashes.
     order: BTreeMap<Arc<Labels>, u64>,
     users: BTreeMap<RuleId, Reach>,
+    /// Whether a histogram sample has ever been added (see the module doc).
+    holds_histograms: bool,
 }
 
 impl Window {
@@ -271,6 +337,11 @@ pub struct WindowStore {
     held_series: usize,
     /// Whether any sample with a start timestamp was inserted (else no lookup).
     has_start_times: bool,
+    /// The histograms the windows' handles name.
+    histograms: HistogramSlots,
+    /// Whether any histogram sample was inserted (else no handle is looked for where
+    /// samples leave, and no result is searched for handles).
+    has_histograms: bool,
 }
 
 fn required_name(sel: &Selector) -> Option<&str> {
@@ -318,6 +389,7 @@ impl WindowStore {
                 series: KeyMap::default(),
                 order: BTreeMap::new(),
                 users: BTreeMap::new(),
+                holds_histograms: false,
             });
             self.reindex();
         }
@@ -329,24 +401,62 @@ impl WindowStore {
     /// Forgets `rule`; windows nobody reads are dropped.
     pub fn remove_user(&mut self, rule: RuleId) {
         let before = self.slots.len();
+        let histograms = &mut self.histograms;
         self.slots.retain_mut(|w| {
             w.users.remove(&rule);
-            !w.users.is_empty()
+            let keep = !w.users.is_empty();
+            if !keep && w.holds_histograms {
+                for points in w.series.values() {
+                    points.0.iter().for_each(|p| histograms.release(p.1));
+                }
+            }
+            keep
         });
         if self.slots.len() != before {
             self.reindex();
         }
     }
 
-    /// Adds seed points to the window `key` (idempotent per timestamp).
-    pub fn seed(&mut self, key: &str, labels: Arc<Labels>, points: &[(i64, f64)]) {
-        if let Some(w) = self.get_mut(key) {
-            let hash = Labels::hash(&labels);
-            let series = w.entry(&labels, hash);
-            for &(ts, v) in points {
-                series.insert(ts, v, 0);
+    /// Adds seed points to the window `key` (idempotent per timestamp): floats and
+    /// native histograms.
+    pub fn seed(
+        &mut self,
+        key: &str,
+        labels: Arc<Labels>,
+        points: &[(i64, f64)],
+        histograms: &[(i64, Arc<FloatHistogram>)],
+    ) {
+        let Some(&slot) = self.index.get(key) else {
+            return;
+        };
+        let hash = Labels::hash(&labels);
+        let w = &mut self.slots[slot];
+        let slots = &mut self.histograms;
+        if !histograms.is_empty() {
+            w.holds_histograms = true;
+            self.has_histograms = true;
+        }
+        let series = w.entry(&labels, hash);
+        let kept: Vec<(i64, f64)> = histograms
+            .iter()
+            .map(|(ts, h)| (*ts, slots.keep(h.clone())))
+            .collect();
+        for &(ts, v) in points.iter().chain(&kept) {
+            if let Some(old) = series.insert(ts, v, 0) {
+                slots.release(old);
             }
         }
+    }
+
+    /// Whether window `key` has ever held a native histogram (see the module doc).
+    pub fn holds_histograms(&self, key: &str) -> bool {
+        self.has_histograms && self.get(key).is_some_and(|w| w.holds_histograms)
+    }
+
+    /// Whether any window of the store has ever held a native histogram: else no value
+    /// an evaluation over it gives names one.
+    pub fn has_histograms(&self) -> bool {
+        self.has_histograms
     }
 
     /// The rules reading window `key`.
@@ -378,13 +488,52 @@ impl WindowStore {
         &mut self,
         sample: &Point,
         labels: impl FnOnce() -> Option<Arc<Labels>>,
-        mut matched: impl FnMut(RuleId, Reach, &str, &Arc<Labels>, u64),
+        matched: impl FnMut(RuleId, Reach, &str, &Arc<Labels>, u64),
     ) {
         self.has_start_times |= sample.start_ms != 0;
+        let value = sample.value;
+        let (id, ts, start) = (sample.series_id, sample.timestamp_ms, sample.start_ms);
+        self.insert_value::<false>(id, ts, start, labels, |_| value, matched);
+    }
+
+    /// [`WindowStore::insert`] for a native-histogram sample: each window reading its
+    /// series keeps the histogram in a slot of its own and the slot's handle among the
+    /// series' samples.
+    pub fn insert_histogram(
+        &mut self,
+        sample: &HistogramPoint,
+        labels: impl FnOnce() -> Option<Arc<Labels>>,
+        matched: impl FnMut(RuleId, Reach, &str, &Arc<Labels>, u64),
+    ) {
+        self.has_histograms = true;
+        let histogram = &sample.histogram;
+        self.insert_value::<true>(
+            sample.series_id,
+            sample.timestamp_ms,
+            0,
+            labels,
+            |slots| slots.keep(histogram.clone()),
+            matched,
+        );
+    }
+
+    /// Adds the sample `(id, ts, value(slots), start)` to every window reading series
+    /// `id`; see [`WindowStore::insert`]. `value` is asked once per window (a histogram
+    /// takes a slot per window). `HISTOGRAM`: the value is a histogram's handle (for a
+    /// float, the histogram bookkeeping compiles away but for a replaced sample).
+    fn insert_value<const HISTOGRAM: bool>(
+        &mut self,
+        series_id: u64,
+        ts: i64,
+        start: i64,
+        labels: impl FnOnce() -> Option<Arc<Labels>>,
+        mut value: impl FnMut(&mut HistogramSlots) -> f64,
+        mut matched: impl FnMut(RuleId, Reach, &str, &Arc<Labels>, u64),
+    ) {
         if self.routes.len() > 2 * self.held_series + 1024 {
             self.routes.clear();
         }
-        let route = match self.routes.entry(sample.series_id) {
+        let route = match self.routes.entry(series_id) {
             Entry::Occupied(known) => known.into_mut(),
             Entry::Vacant(new) => {
                 let Some(labels) = labels() else { return };
@@ -402,10 +551,18 @@ impl WindowStore {
         let (labels, list) = (&route.0, route.1);
         for &slot in self.lists.get(list) {
             let w = &mut self.slots[slot];
-            let points = w.entry(labels, sample.series_id);
-            points.insert(sample.timestamp_ms, sample.value, sample.start_ms);
+            let v = value(&mut self.histograms);
+            if HISTOGRAM {
+                w.holds_histograms = true;
+            }
+            let points = w.entry(labels, series_id);
+            if let Some(old) = points.insert(ts, v, start) {
+                if self.has_histograms {
+                    self.histograms.release(old);
+                }
+            }
             for (rule, reach) in &w.users {
-                matched(*rule, *reach, &w.key, labels, sample.series_id);
+                matched(*rule, *reach, &w.key, labels, series_id);
             }
         }
     }
@@ -414,7 +571,9 @@ impl WindowStore {
     /// rule may still be evaluated at (`None`: never again).
     pub fn retire(&mut self, next: impl Fn(RuleId) -> Option<i64>) {
         let mut held = 0;
+        let histograms = &mut self.histograms;
         for w in self.slots.iter_mut() {
+            let holds_histograms = w.holds_histograms;
             // Relative readers as (window start, window end, latest only).
             let mut readers: Vec<(i64, i64, bool)> = Vec::new();
             let mut fixed: Vec<(i64, i64)> = Vec::new();
@@ -447,10 +606,18 @@ impl WindowStore {
                     .unwrap_or(i64::MAX);
                 let old = points.0.partition_point(|p| p.0 < keep_from);
                 if fixed.is_empty() {
+                    if holds_histograms {
+                        points.0[..old].iter().for_each(|p| histograms.release(p.1));
+                    }
                     points.0.drain(..old);
                 } else if old > 0 {
-                    points.0.retain(|&(ts, _)| {
-                        ts >= keep_from || fixed.iter().any(|&(lo, hi)| ts >= lo && ts <= hi)
+                    points.0.retain(|&(ts, v)| {
+                        let keep =
+                            ts >= keep_from || fixed.iter().any(|&(lo, hi)| ts >= lo && ts <= hi);
+                        if !keep && holds_histograms {
+                            histograms.release(v);
+                        }
+                        keep
                     });
                 }
                 if !points.1.is_empty() {
@@ -473,6 +640,11 @@ impl WindowStore {
             held += w.series.len();
         }
         self.held_series = held;
+    }
+
+    /// Native histograms held, over all windows (for tests).
+    pub fn histograms_held(&self) -> usize {
+        self.histograms.held()
     }
 
     /// Samples held, over all windows (for tests and stats).
@@ -521,5 +693,103 @@ impl SeriesSource for WindowStore {
         let lo = starts.partition_point(|s| s.0 < start_ms);
         let hi = starts.partition_point(|s| s.0 <= end_ms).max(lo);
         starts[lo..hi].to_vec()
+    }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.histograms.get(index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selector::LabelMatcher;
+
+    fn histogram(count: f64) -> Arc<FloatHistogram> {
+        Arc::new(FloatHistogram {
+            count,
+            sum: count,
+            ..FloatHistogram::default()
+        })
+    }
+
+    /// Histogram samples sit among the floats as handles the store resolves; a slot is
+    /// freed when its sample is replaced, retired or its window dropped, and reused; a
+    /// float-only window never says it holds histograms.
+    #[test]
+    fn histograms_are_held_in_slots_freed_as_their_samples_go() {
+        let selector = |name: &str| Selector {
+            matchers: vec![LabelMatcher::new(METRIC_NAME, "=", name).unwrap()],
+        };
+        let reach = Reach {
+            relative: Some(Extent::Relative {
+                back: 60_000,
+                fwd: 0,
+            }),
+            absolute: None,
+            latest_only: false,
+        };
+        let mut store = WindowStore::default();
+        let (h, x) = (selector("h"), selector("x"));
+        let (hk, xk) = (selector_key(&h), selector_key(&x));
+        store.add_user(&hk, &h, RuleId(1), reach);
+        store.add_user(&xk, &x, RuleId(2), reach);
+        let hl = Arc::new(Labels::from_strs(&[(METRIC_NAME, "h")]));
+        let xl = Arc::new(Labels::from_strs(&[(METRIC_NAME, "x")]));
+        for k in 0..10 {
+            let ts = k * 10_000;
+            let sample = HistogramPoint {
+                series_id: Labels::hash(&hl),
+                timestamp_ms: ts,
+                histogram: histogram(k as f64),
+            };
+            store.insert_histogram(&sample, || Some(hl.clone()), |_, _, _, _, _| {});
+            let point = Point {
+                series_id: Labels::hash(&xl),
+                timestamp_ms: ts,
+                value: k as f64,
+                start_ms: 0,
+            };
+            store.insert(&point, || Some(xl.clone()), |_, _, _, _, _| {});
+        }
+        assert_eq!(store.histograms_held(), 10);
+        assert!(store.holds_histograms(&hk) && !store.holds_histograms(&xk));
+        let counts = |store: &WindowStore| -> Vec<f64> {
+            let selected = store.select(&h, i64::MIN, i64::MAX);
+            selected[0]
+                .1
+                .iter()
+                .map(|&(_, v)| store.histogram(parse_handle(v).unwrap().1).unwrap().count)
+                .collect()
+        };
+        assert_eq!(counts(&store), (0..10).map(f64::from).collect::<Vec<_>>());
+        // A sample replaced at its timestamp frees its slot.
+        let again = HistogramPoint {
+            series_id: Labels::hash(&hl),
+            timestamp_ms: 90_000,
+            histogram: histogram(99.0),
+        };
+        store.insert_histogram(&again, || Some(hl.clone()), |_, _, _, _, _| {});
+        assert_eq!(store.histograms_held(), 10);
+        assert_eq!(counts(&store).last(), Some(&99.0));
+        // Retired below 100s - 60s: four samples left in each window.
+        store.retire(|_| Some(100_000));
+        assert_eq!(store.histograms_held(), 6);
+        assert_eq!(counts(&store), vec![4.0, 5.0, 6.0, 7.0, 8.0, 99.0]);
+        assert_eq!(store.len(), 12);
+        // New samples reuse the freed slots.
+        let next = HistogramPoint {
+            series_id: Labels::hash(&hl),
+            timestamp_ms: 100_000,
+            histogram: histogram(100.0),
+        };
+        let slots = store.histograms.slots.len();
+        store.insert_histogram(&next, || Some(hl.clone()), |_, _, _, _, _| {});
+        assert_eq!(store.histograms.slots.len(), slots);
+        assert_eq!(store.histograms_held(), 7);
+        // Dropping the window frees the rest.
+        store.remove_user(RuleId(1));
+        assert_eq!(store.histograms_held(), 0);
+        assert_eq!(store.len(), 6, "the float window's samples");
     }
 }

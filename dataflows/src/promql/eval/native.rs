@@ -15,8 +15,11 @@
 //! ([`binop`]), and Prometheus's annotations for mixing floats and histograms.
 //! Mirrors promql/functions.go, promql/quantile.go and promql/engine.go.
 //!
-//! The maintained dataflow (render/) does not resolve handles: the conformance
-//! runner skips histogram evals in that mode.
+//! The maintained dataflow (render/) evaluates plans that read histograms with this
+//! same evaluator over its windows (which hold handles of their own slots, see
+//! `render/window.rs`). A result leaves the evaluator *detached* ([`detach`]): each
+//! handle renamed to [`SOURCE`] `i` of a list of histograms that travels with it (a
+//! rule's output, a spread rule's partials), which [`Detached`] resolves again.
 //!
 //! [`SeriesSource`]: super::SeriesSource
 
@@ -47,6 +50,41 @@ pub fn handle(kind: u64, index: u32) -> f64 {
 pub fn parse_handle(v: f64) -> Option<(u64, u32)> {
     let bits = v.to_bits();
     (bits >> 48 == HANDLE_TOP).then_some(((bits >> 32) & 0xffff, bits as u32))
+}
+
+/// Renames every histogram handle in `value` (which `ev` resolves) to [`SOURCE`] `i` of
+/// the returned list, so the value outlives `ev` and the source it read.
+pub fn detach(ev: &Evaluator<'_>, value: &mut Value) -> Vec<Arc<FloatHistogram>> {
+    let mut out = Vec::new();
+    let mut rename = |v: &mut f64| {
+        if let Some(h) = ev.histogram(*v) {
+            out.push(h);
+            *v = handle(SOURCE, (out.len() - 1) as u32);
+        }
+    };
+    match value {
+        Value::Vector(elements) => elements.iter_mut().for_each(|e| rename(&mut e.value)),
+        Value::Matrix(series) => series
+            .iter_mut()
+            .flat_map(|s| s.points.iter_mut())
+            .for_each(|p| rename(&mut p.1)),
+        Value::Scalar(_) | Value::String(_) => {}
+    }
+    out
+}
+
+/// The histograms of a detached value, as a source that holds no series: an evaluator
+/// over it resolves the value's handles.
+pub struct Detached<'a>(pub &'a [Arc<FloatHistogram>]);
+
+impl super::SeriesSource for Detached<'_> {
+    fn select(&self, _: &crate::selector::Selector, _: i64, _: i64) -> super::Selected {
+        Vec::new()
+    }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.0.get(index as usize).cloned()
+    }
 }
 
 impl Evaluator<'_> {

@@ -104,19 +104,6 @@ pub struct Eval {
     pub expected: Expected,
 }
 
-impl Eval {
-    /// Whether any expected value is a native histogram.
-    pub fn expects_histograms(&self) -> bool {
-        match &self.expected {
-            Expected::Scalar(_) => false,
-            Expected::Series(s) => s.iter().any(|(_, ps)| {
-                ps.iter()
-                    .any(|p| matches!(p, Some(Point::Histogram { .. })))
-            }),
-        }
-    }
-}
-
 /// Expected result of an eval.
 #[derive(Clone, Debug)]
 pub enum Expected {

@@ -4,9 +4,8 @@
 //! evaluates over it directly, mode (b) streams its samples into the engine in time
 //! order (with their start timestamps, `@st` lines). Native-histogram points are
 //! kept aside and stored as their handle ([`native`]), which the reference evaluator
-//! resolves through [`SeriesSource::histogram`]; a selection that returns one is
-//! noted ([`MemStorage::touched_histogram`]) so that a runner can skip the eval in a
-//! mode that does not read histograms.
+//! resolves through [`SeriesSource::histogram`] (mode (b) feeds them to the engine
+//! from [`MemStorage::histograms`]).
 //!
 //! [`native`]: crate::promql::eval::native
 
@@ -16,7 +15,6 @@ use crate::labels::Labels;
 use crate::promql::eval::native::{handle, parse_handle, SOURCE};
 use crate::promql::eval::{Selected, SeriesSource};
 use crate::selector::Selector;
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -30,8 +28,6 @@ pub struct MemStorage {
     pub start_times: BTreeMap<Arc<Labels>, BTreeMap<i64, i64>>,
     /// The native-histogram samples, by the index of their handle.
     pub histograms: Vec<Arc<FloatHistogram>>,
-    /// Set when a selection returned a native-histogram sample.
-    pub touched_histogram: Cell<bool>,
 }
 
 impl MemStorage {
@@ -287,11 +283,6 @@ impl SeriesSource for MemStorage {
                 )
             })
             .filter(|(_, pts)| !pts.is_empty())
-            .inspect(|(_, pts)| {
-                if pts.iter().any(|p| parse_handle(p.1).is_some()) {
-                    self.touched_histogram.set(true);
-                }
-            })
             .collect()
     }
 
