@@ -23,7 +23,8 @@
 //! with histograms have: a float series, its append and its selection carry nothing
 //! for them. A series may hold both (a histogram series' stale markers are float
 //! samples). [`Head::select`] returns floats only; [`Head::select_histograms`] the
-//! histograms. Truncation drops both and keeps a series while either remains.
+//! histograms. Truncation drops both and keeps a series while either remains;
+//! [`Head::encode_range`] hands both to a block.
 //! Deletion (`delete_logged`, its tombstones replayed) deletes both.
 //!
 //! Selection goes through the label index ([`super::postings`], keyed by ref), so it
@@ -32,7 +33,8 @@
 //! series' own lock, so a large read does not hold appends back, and an append waits
 //! for a reader only while it reads one series.
 
-use super::chunk::{EncodedChunk, SeriesChunks};
+use super::block::BlockSeries;
+use super::chunk::SeriesChunks;
 use super::histogram_chunk::HistogramChunks;
 use super::postings::Postings;
 use dataflows::histogram::{CounterResetHint, FloatHistogram};
@@ -159,8 +161,11 @@ impl Applied<'_> {
     }
 }
 
+/// The samples of one series in a time range: its labels and `(timestamp, sample)`.
+pub type SeriesInRange<T> = (Arc<Labels>, Vec<(i64, T)>);
+
 /// The samples of one series in a time range, as [`Head::select`] returns them.
-pub type SeriesSamplesInRange = (Arc<Labels>, Vec<(i64, f64)>);
+pub type SeriesSamplesInRange = SeriesInRange<f64>;
 
 /// How a [`SeriesTable`] finds its series: by a key each series carries.
 trait SeriesKey {
@@ -252,7 +257,7 @@ impl<K: SeriesKey> SeriesTable<K> {
 
 /// The native-histogram samples of one series in a time range
 /// ([`Head::select_histograms`]).
-pub type SeriesHistogramsInRange = (Arc<Labels>, Vec<(i64, FloatHistogram)>);
+pub type SeriesHistogramsInRange = SeriesInRange<FloatHistogram>;
 
 /// One native-histogram sample to append ([`Head::append_histograms_logged`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -973,13 +978,22 @@ impl Head {
         then(&mut live)
     }
 
-    /// Every series with samples in `[start, end]`, encoded afresh into chunks that
-    /// hold only those samples (to persist them in a block).
-    pub fn encode_range(&self, start: i64, end: i64) -> Vec<(Arc<Labels>, Vec<EncodedChunk>)> {
-        self.matching(&[])
+    /// Every series with samples (floats or histograms) in `[start, end]`, encoded
+    /// afresh into chunks that hold only those samples (to persist them in a block).
+    pub fn encode_range(&self, start: i64, end: i64) -> Vec<BlockSeries> {
+        let series = self.matching(&[]);
+        let inner = self.has_histograms().then(|| self.inner.read());
+        series
             .into_iter()
-            .map(|s| (s.labels.clone(), s.samples.lock().encode_range(start, end)))
-            .filter(|(_, chunks)| !chunks.is_empty())
+            .map(|s| BlockSeries {
+                labels: s.labels.clone(),
+                floats: s.samples.lock().encode_range(start, end),
+                histograms: inner
+                    .as_ref()
+                    .and_then(|inner| inner.histograms.get(&s.id))
+                    .map_or_else(Vec::new, |h| h.encode_range(start, end)),
+            })
+            .filter(|s| !s.is_empty())
             .collect()
     }
 
