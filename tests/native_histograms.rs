@@ -8,7 +8,9 @@
 //! and `/api/v1/query_range` answers of the raw histograms (the JSON `histogram` /
 //! `histograms` form), `histogram_count`, `histogram_sum`, `histogram_quantile`,
 //! `rate` and `sum` over them must be the same; and promflow, killed and restarted,
-//! answers the same from its WAL. `/federate` (not in this slice) leaves them out.
+//! answers the same from its WAL, and again from blocks (restarted with short
+//! blocks, it cuts the head into blocks at startup). `/federate` (not in this slice)
+//! leaves them out.
 //!
 //! Float histograms (`*_count_float`) are not exposed here: Prometheus 2.42 reads
 //! them as zero (float histograms came later); the unit tests cover their parsing.
@@ -340,9 +342,47 @@ fn native_histograms_are_stored_and_queried_as_prometheus_does() {
         .collect();
     drop(exporter);
     promflow.kill_and_restart();
-    for ((expr, _), before) in QUERIES.iter().zip(before) {
+    for ((expr, _), before) in QUERIES.iter().zip(&before) {
         let after = sorted(promflow.query_at(expr, last + 1_000));
-        assert_eq!(after, before, "{expr} after a restart");
+        assert_eq!(&after, before, "{expr} after a restart");
+    }
+
+    // Blocks keep them: restarted with 30s blocks, promflow cuts the head (whose
+    // newest samples, `up` and the scrape series, are minutes after the steps) into
+    // blocks at startup, and answers as the oracle does from them.
+    promflow.kill_and_restart_adding(&["--storage.tsdb.min-block-duration=30s"]);
+    let blocks = promflow.dir().join("data/blocks");
+    let with_histograms = std::fs::read_dir(&blocks)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().join("histograms.arrow").exists())
+        .count();
+    assert!(
+        with_histograms > 0,
+        "no block of {} holds histograms",
+        blocks.display()
+    );
+    for at in [
+        last + 1_000,
+        last - 2 * STEP_MS + 500,
+        base + 4 * STEP_MS + 10_000,
+    ] {
+        compare_instant(&promflow, &oracle, at);
+    }
+    for expr in [
+        "rpc_latency_seconds",
+        "histogram_count(rate(rpc_latency_seconds[1m]))",
+    ] {
+        let start = base + 500;
+        let ours = sorted(query_range(&promflow, expr, start, last + 1_000, "10s"));
+        let theirs = sorted(query_range(&oracle, expr, start, last + 1_000, "10s"));
+        assert!(
+            same(&ours, &theirs),
+            "range {expr} from blocks:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+    }
+    for ((expr, _), before) in QUERIES.iter().zip(&before) {
+        let after = sorted(promflow.query_at(expr, last + 1_000));
+        assert_eq!(&after, before, "{expr} from blocks");
     }
 }
 
