@@ -259,6 +259,10 @@ impl<K: SeriesKey> SeriesTable<K> {
 /// ([`Head::select_histograms`]).
 pub type SeriesHistogramsInRange = SeriesInRange<FloatHistogram>;
 
+/// A native-histogram sample an append stored, as [`Head::append_histograms_logged`]
+/// hands it on: `(series id, labels, timestamp, histogram)`.
+pub type StoredHistogram<'a> = (u64, &'a Arc<Labels>, i64, &'a FloatHistogram);
+
 /// One native-histogram sample to append ([`Head::append_histograms_logged`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistogramSample {
@@ -593,7 +597,9 @@ impl Head {
     /// sample not newer than the series' newest histogram, or older than
     /// [`Head::refuse_before`]'s bound, is refused and counted. Before any reader sees
     /// them and under the write lock, `log` gets the series created and the samples
-    /// accepted (`(ref, ts, histogram)`); if it fails, nothing is applied.
+    /// accepted (`(ref, ts, histogram)`); if it fails, nothing is applied. Then, still
+    /// under the lock (so in the order appends are applied), `applied` gets the
+    /// samples stored, with the hints stored.
     ///
     /// The counter-reset hint stored is `Gauge` for gauge histograms; otherwise
     /// `Reset` when the sample went down against the series' previous histogram
@@ -603,6 +609,7 @@ impl Head {
         &self,
         samples: Vec<HistogramSample>,
         log: impl FnOnce(&[(u32, &Labels)], &[(u32, i64, &FloatHistogram)]) -> Result<(), E>,
+        applied: impl FnOnce(&[StoredHistogram<'_>]),
     ) -> Result<AppendOutcome, E> {
         let mut outcome = AppendOutcome::default();
         if samples.is_empty() {
@@ -668,6 +675,13 @@ impl Head {
         outcome.new_series = created.len();
         for (id, wal_ref, labels) in created {
             inner.insert(MemSeries::new(id, wal_ref, labels));
+        }
+        {
+            let stored: Vec<StoredHistogram<'_>> = accepted
+                .iter()
+                .filter_map(|(id, _, ts, h)| Some((*id, &inner.by_id.get(*id)?.labels, *ts, h)))
+                .collect();
+            applied(&stored);
         }
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         outcome.appended = accepted.len();

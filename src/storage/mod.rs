@@ -49,7 +49,7 @@ pub mod wal;
 
 pub use head::{
     AppendOutcome, Applied, HistogramSample, SeriesHistogramsInRange, SeriesInRange, SeriesRef,
-    SeriesSamplesInRange,
+    SeriesSamplesInRange, StoredHistogram,
 };
 
 pub use select::HistogramSource;
