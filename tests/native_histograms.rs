@@ -479,3 +479,188 @@ fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
         );
     }
 }
+
+/// A remote write `remote_write` entry sending native histograms to `url`.
+fn remote_write_to(url: &str) -> String {
+    format!(
+        "remote_write:\n  - url: {url}\n    send_native_histograms: true\n    queue_config:\n      batch_send_deadline: 1s\n"
+    )
+}
+
+/// The native histograms of `rpc_latency_seconds` in remote write or remote read
+/// series, by their labels (sorted) and timestamp, reset hints left out (Prometheus
+/// 2.42 sends the ones it scraped as "unknown"; promflow sends what it stored).
+type SentHistograms =
+    std::collections::BTreeMap<(Vec<(String, String)>, i64), promflow::remote::proto::Histogram>;
+
+fn histograms_of(series: &[promflow::remote::proto::TimeSeries]) -> SentHistograms {
+    let mut out = SentHistograms::new();
+    for s in series {
+        let mut labels: Vec<(String, String)> = s
+            .labels
+            .iter()
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        labels.sort();
+        if !labels.contains(&("__name__".into(), "rpc_latency_seconds".into())) {
+            continue;
+        }
+        for h in &s.histograms {
+            let mut h = h.clone();
+            h.reset_hint = 0;
+            out.insert((labels.clone(), h.timestamp), h);
+        }
+    }
+    out
+}
+
+/// Remote write both ways with the oracle, and remote read: a Prometheus 2.42 (the
+/// oracle) scrapes the exporter and remote-writes to promflow (its receiver) and to a
+/// capturing server; promflow scrapes the same exporter and remote-writes to a second
+/// Prometheus 2.42 (`--web.enable-remote-write-receiver`). Then the receiving promflow
+/// answers the queries as the oracle does, the receiving Prometheus answers exactly as
+/// the oracle does (both 2.42), and promflow's remote read returns the histograms the
+/// oracle sent it, as the oracle encoded them (integer histograms, deltas and spans).
+#[test]
+fn native_histograms_are_remote_written_and_read_as_prometheus_does() {
+    use common::receiver::CaptureServer;
+    use promflow::remote::proto::{self, LabelMatcher, Query, ReadRequest, ReadResponse};
+    // Prometheus remote-writes only samples newer than its start: the steps are 2s
+    // apart from after every server started, each exposed once its time has come.
+    const STEP: i64 = 2_000;
+    let steps = 7;
+    let exporter = Exporter::start(protobuf::reply(&[]));
+    let flags = ["--enable-feature=native-histograms"];
+    let capture = CaptureServer::start();
+    let receiver = Promflow::start_with_args(
+        "scrape_configs: []\n",
+        &["--web.enable-remote-write-receiver"],
+    );
+    let oracle = Prometheus::start_with_args(
+        &format!(
+            "{}{}{}",
+            config(&exporter),
+            remote_write_to(&receiver.url("/api/v1/write")),
+            remote_write_to(&capture.url("/api/v1/write")).replace("remote_write:\n", "")
+        ),
+        &flags,
+    );
+    let received_by_prometheus = Prometheus::start_with_args(
+        "scrape_configs: []\n",
+        &[
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=native-histograms",
+        ],
+    );
+    let sender = Promflow::start_with_args(
+        &format!(
+            "{}{}",
+            config(&exporter),
+            remote_write_to(&received_by_prometheus.url("/api/v1/write"))
+        ),
+        &flags,
+    );
+    let base = (now_ms() / 1000 + 1) * 1000;
+    for k in 0..steps {
+        let ts = base + k * STEP;
+        while now_ms() <= ts {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        exporter.set(reply(k, ts));
+        let stored = |server: &Peer| {
+            server.query_at("timestamp(steps_total)", ts + 1_000)["result"][0]["value"][1]
+                .as_str()
+                .map(|v| v.parse::<f64>().unwrap() * 1000.0)
+                == Some(ts as f64)
+        };
+        assert!(wait_until(WAIT, || stored(&sender)), "promflow step {k}");
+        assert!(wait_until(WAIT, || stored(&oracle)), "oracle step {k}");
+    }
+    let last = base + (steps - 1) * STEP;
+    // Both receivers have the last step's histograms once their count is the oracle's.
+    let count = "histogram_count(rpc_latency_seconds)";
+    let want = sorted(oracle.query_at(count, last + 1_000));
+    assert_eq!(want["result"].as_array().unwrap().len(), 2, "{want:#}");
+    for (name, server) in [
+        ("promflow", &*receiver),
+        ("prometheus", &*received_by_prometheus),
+    ] {
+        assert!(
+            wait_until(WAIT, || same(
+                &sorted(server.query_at(count, last + 1_000)),
+                &want
+            )),
+            "{name} received the histograms: {:#}",
+            server.query_at(count, last + 1_000)
+        );
+    }
+    let times = [last + 1_000, last - 2 * STEP + 500, base + 4 * STEP + 1_000];
+    // What promflow received answers as the oracle.
+    for at in times {
+        compare_instant(&receiver, &oracle, at);
+    }
+    // What promflow sent answers in a Prometheus 2.42 as in the oracle (both 2.42).
+    for at in times {
+        for (expr, _) in QUERIES {
+            let ours = sorted(received_by_prometheus.query_at(expr, at));
+            let theirs = sorted(oracle.query_at(expr, at));
+            assert!(
+                same(&ours, &theirs),
+                "{expr} at {at} sent by promflow:\nreceiver: {ours:#}\noracle:   {theirs:#}"
+            );
+        }
+    }
+    for expr in [
+        "rpc_latency_seconds",
+        "histogram_sum(rate(rpc_latency_seconds[1m]))",
+    ] {
+        let start = base + 500;
+        let theirs = sorted(query_range(&oracle, expr, start, last + 1_000, "1s"));
+        for (name, server) in [
+            ("promflow", &*receiver),
+            ("prometheus", &*received_by_prometheus),
+        ] {
+            let ours = sorted(query_range(server, expr, start, last + 1_000, "1s"));
+            assert!(
+                same(&ours, &theirs),
+                "range {expr} in {name}:\nreceiver: {ours:#}\noracle:   {theirs:#}"
+            );
+        }
+    }
+
+    // Remote read: the histograms the oracle sent, as it encoded them.
+    let sent: Vec<proto::TimeSeries> = capture
+        .requests()
+        .iter()
+        .flat_map(|r| {
+            proto::decode::<proto::WriteRequest>(&r.body)
+                .expect("a remote write request")
+                .timeseries
+        })
+        .collect();
+    let sent = histograms_of(&sent);
+    assert_eq!(sent.len(), 2 * steps as usize, "{sent:#?}");
+    let request = proto::encode(&ReadRequest {
+        queries: vec![Query {
+            start_timestamp_ms: base,
+            end_timestamp_ms: last,
+            matchers: vec![LabelMatcher {
+                r#type: 0,
+                name: "__name__".into(),
+                value: "rpc_latency_seconds".into(),
+            }],
+            ..Query::default()
+        }],
+        accepted_response_types: vec![],
+    });
+    let resp = common::http::post(
+        &receiver.url("/api/v1/read"),
+        Some("application/x-protobuf"),
+        &request,
+    )
+    .expect("POST /api/v1/read");
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let read: ReadResponse = proto::decode(&resp.body_bytes).expect("a read response");
+    let read = histograms_of(&read.results[0].timeseries);
+    assert_eq!(read, sent);
+}

@@ -9,7 +9,8 @@
 //!   stored, in the order storage applied them, [`RemoteWrite::enqueue_histograms`]
 //!   with the native-histogram samples; they only copy them into bounded
 //!   per-shard buffers (series → shard by hash, so a series keeps its order) and never
-//!   block. A shard keeps histograms in a queue of their own beside the float samples
+//!   block. Histograms go only to queues with `send_native_histograms: true` (as in
+//!   Prometheus). A shard keeps them in a queue of their own beside the float samples
 //!   (float-only series pay nothing for them); both count against its bound, and a
 //!   request carries both, each series' histograms in its `histograms` (sent as
 //!   integer histograms when every count is whole, as Prometheus sends what it
@@ -487,8 +488,12 @@ impl Queue {
         }
     }
 
-    /// Like [`Queue::enqueue`], for native-histogram samples.
+    /// Like [`Queue::enqueue`], for native-histogram samples; nothing unless
+    /// `send_native_histograms` is set (as in Prometheus, they are not sent then).
     fn enqueue_histograms(&self, stored: &[(u64, &Arc<Labels>, i64, &FloatHistogram)]) {
+        if !self.config.send_native_histograms {
+            return;
+        }
         let n = self.shards.len() as u64;
         let mut dropped = 0u64;
         for &(series_id, series_labels, timestamp_ms, h) in stored {
