@@ -541,10 +541,7 @@ fn histograms_are_cut_into_blocks_and_read_back_identical() {
     const MINUTE: i64 = 60_000;
     const HOUR: i64 = 60 * MINUTE;
     let dir = tempfile::tempdir().unwrap();
-    let options = StorageOptions {
-        wal_fsync: WalFsync::Batch,
-        ..StorageOptions::new(dir.path().to_path_buf())
-    };
+    let options = StorageOptions::new(dir.path().to_path_buf());
     let (from, to) = (96 * HOUR, 104 * HOUR);
     let minutes = (to - from) / MINUTE;
     let n = |job: &str, i: i64| match job {
@@ -634,6 +631,13 @@ fn histograms_are_cut_into_blocks_and_read_back_identical() {
         // A histogram-only series is listed for a part of a block.
         let listed = s.series_in_range(&[], 97 * HOUR, 97 * HOUR + MINUTE);
         assert_eq!(listed.len(), 4, "{listed:?}");
+        // A snapshot (the head written as one more block) holds them too.
+        let snapshot = dir.path().join("snapshot");
+        s.snapshot(&snapshot, false).unwrap();
+        check(
+            &Storage::open(&StorageOptions::new(snapshot)).unwrap(),
+            "in a snapshot",
+        );
     }
     let s = Storage::open(&options).unwrap();
     check(&s, "after a restart");
