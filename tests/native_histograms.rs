@@ -469,9 +469,49 @@ fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
         "promflow scraped it"
     );
     assert!(wait_until(WAIT, || present(&oracle)), "oracle scraped it");
+    // `/federate` in the protobuf format holds it while it is live, as the oracle's:
+    // the sum of its histogram there.
+    let federated_sum = |server: &Peer| -> Option<f64> {
+        let resp = common::http::send(
+            "GET",
+            &server.url(&http::with_query(
+                "/federate",
+                &[("match[]", "rpc_latency_seconds")],
+            )),
+            &[("Accept", protobuf::PROTOBUF)],
+            None,
+            &[],
+        )
+        .expect("GET /federate");
+        assert_eq!(resp.status, 200, "{resp:?}");
+        assert!(
+            resp.header("content-type")
+                .is_some_and(|t| t.starts_with("application/vnd.google.protobuf")),
+            "{resp:?}"
+        );
+        let mut body = &resp.body_bytes[..];
+        let mut sum = None;
+        while !body.is_empty() {
+            let family = <MetricFamily as prost::Message>::decode_length_delimited(&mut body)
+                .expect("a delimited MetricFamily");
+            if family.name.as_deref() == Some("rpc_latency_seconds") {
+                sum = family.metric[0].histogram.as_ref()?.sample_sum;
+            }
+        }
+        sum
+    };
+    let live = federated_sum(&oracle);
+    assert!(live.is_some_and(|s| s.is_finite()), "oracle: {live:?}");
+    assert_eq!(federated_sum(&promflow), live);
     exporter.set(untimed(2, false));
     assert!(wait_until(WAIT, || !present(&oracle)), "oracle: stale");
     assert!(wait_until(WAIT, || !present(&promflow)), "promflow: stale");
+    // Once stale, promflow federates nothing of it, as for a float series. Prometheus
+    // 2.42 still sends the series' stale marker, a histogram whose sum is the stale
+    // NaN (its federation skips only float stale markers).
+    assert_eq!(federated_sum(&promflow), None);
+    let stale = federated_sum(&oracle);
+    assert!(stale.is_some_and(f64::is_nan), "oracle: {stale:?}");
     // Both still hold the float beside it.
     for server in [&*promflow, &*oracle] {
         assert_eq!(

@@ -102,7 +102,11 @@ pub fn latest_histograms(
                     .filter_map(|(name, value)| LabelMatcher::new(name, "=", value).ok())
                     .collect(),
             };
-            storage.select(&exactly, ts + 1, now_ms).is_empty()
+            // (The matchers also select series with more labels: only this one counts.)
+            !storage
+                .select(&exactly, ts + 1, now_ms)
+                .iter()
+                .any(|(other, _)| other == labels)
         })
         .map(|(labels, (ts, h))| (labels, ts, h))
         .collect()
