@@ -252,6 +252,20 @@ fn reduce(buckets: &[(i32, f64)], from: i32, to: i32) -> Vec<(i32, f64)> {
 }
 
 impl FloatHistogram {
+    /// Whether every count (the count, the zero count, each bucket) is a whole number
+    /// from 0 to 2^53: such a histogram can be exchanged as an integer histogram (the
+    /// protobuf exposition, remote write), as client libraries expose them.
+    pub fn has_whole_counts(&self) -> bool {
+        let whole = |v: f64| (0.0..9_007_199_254_740_992.0).contains(&v) && v.fract() == 0.0;
+        whole(self.count)
+            && whole(self.zero_count)
+            && self
+                .positive_buckets
+                .iter()
+                .chain(&self.negative_buckets)
+                .all(|&v| whole(v))
+    }
+
     /// Whether the buckets have custom bounds (schema -53).
     pub fn uses_custom_buckets(&self) -> bool {
         self.schema == CUSTOM_BUCKETS_SCHEMA

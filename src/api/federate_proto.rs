@@ -210,13 +210,6 @@ pub fn render(
 
 /// `h` in the exposition's form: integer when every count is whole.
 fn histogram(h: &FloatHistogram) -> pb::Histogram {
-    let whole = |v: f64| v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0;
-    let integral = whole(h.count)
-        && whole(h.zero_count)
-        && h.positive_buckets
-            .iter()
-            .chain(&h.negative_buckets)
-            .all(|&v| whole(v));
     let spans = |spans: &[Span]| -> Vec<pb::BucketSpan> {
         spans
             .iter()
@@ -234,7 +227,7 @@ fn histogram(h: &FloatHistogram) -> pb::Histogram {
         negative_span: spans(&h.negative_spans),
         ..pb::Histogram::default()
     };
-    if integral {
+    if h.has_whole_counts() {
         out.sample_count = Some(h.count as u64);
         out.zero_count = Some(h.zero_count as u64);
         out.positive_delta = deltas_from_counts(&h.positive_buckets);

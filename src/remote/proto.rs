@@ -124,13 +124,6 @@ impl Histogram {
     /// is a whole number (`HistogramToHistogramProto`), else a float one
     /// (`FloatHistogramToHistogramProto`); the counter-reset hint as it is.
     pub fn from_float(timestamp: i64, h: &FloatHistogram) -> Histogram {
-        let whole = |v: f64| v >= 0.0 && v.fract() == 0.0 && v < 9_007_199_254_740_992.0;
-        let integral = whole(h.count)
-            && whole(h.zero_count)
-            && h.positive_buckets
-                .iter()
-                .chain(&h.negative_buckets)
-                .all(|&v| whole(v));
         let spans = |spans: &[Span]| -> Vec<BucketSpan> {
             spans
                 .iter()
@@ -156,7 +149,7 @@ impl Histogram {
             custom_values: h.custom_values.clone(),
             ..Histogram::default()
         };
-        if integral {
+        if h.has_whole_counts() {
             out.count = Some(HistogramCount::Int(h.count as u64));
             out.zero_count = Some(HistogramZeroCount::Int(h.zero_count as u64));
             out.negative_deltas = deltas_from_counts(&h.negative_buckets);
