@@ -470,8 +470,8 @@ fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
     );
     assert!(wait_until(WAIT, || present(&oracle)), "oracle scraped it");
     // `/federate` in the protobuf format holds it while it is live, as the oracle's:
-    // the sum of its histogram there.
-    let federated_sum = |server: &Peer| -> Option<f64> {
+    // the sum of its histogram there, and whether it is a float histogram.
+    let federated_sum = |server: &Peer| -> Option<(f64, bool)> {
         let resp = common::http::send(
             "GET",
             &server.url(&http::with_query(
@@ -495,14 +495,17 @@ fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
             let family = <MetricFamily as prost::Message>::decode_length_delimited(&mut body)
                 .expect("a delimited MetricFamily");
             if family.name.as_deref() == Some("rpc_latency_seconds") {
-                sum = family.metric[0].histogram.as_ref()?.sample_sum;
+                let h = family.metric[0].histogram.as_ref()?;
+                sum = Some((h.sample_sum?, h.sample_count_float.is_some()));
             }
         }
         sum
     };
-    let live = federated_sum(&oracle);
-    assert!(live.is_some_and(|s| s.is_finite()), "oracle: {live:?}");
-    assert_eq!(federated_sum(&promflow), live);
+    // Prometheus sends a float histogram, promflow an integer one (the counts are
+    // whole; a Prometheus 2.42 scraper reads float histograms as zero).
+    let live = federated_sum(&oracle).expect("the oracle federates it");
+    assert!(live.0.is_finite() && live.1, "oracle: {live:?}");
+    assert_eq!(federated_sum(&promflow), Some((live.0, false)));
     exporter.set(untimed(2, false));
     assert!(wait_until(WAIT, || !present(&oracle)), "oracle: stale");
     assert!(wait_until(WAIT, || !present(&promflow)), "promflow: stale");
@@ -511,7 +514,10 @@ fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
     // NaN (its federation skips only float stale markers).
     assert_eq!(federated_sum(&promflow), None);
     let stale = federated_sum(&oracle);
-    assert!(stale.is_some_and(f64::is_nan), "oracle: {stale:?}");
+    assert!(
+        stale.is_some_and(|(sum, _)| sum.is_nan()),
+        "oracle: {stale:?}"
+    );
     // Both still hold the float beside it.
     for server in [&*promflow, &*oracle] {
         assert_eq!(

@@ -8,8 +8,8 @@
 //! returned (labels the series has win), and an equality matcher on an external label
 //! with its external value selects the series without that label of their own. A
 //! series' native histograms are in its `histograms` (integer histograms when every
-//! count is whole), as Prometheus serves them since 2.43 (2.42 serves floats only);
-//! the sample limit counts them too. Only the `SAMPLES` response
+//! count is whole), as later Prometheus versions serve them; the sample limit counts
+//! them too. Only the `SAMPLES` response
 //! type is served: a request that accepts only streamed chunks gets a 400. Errors are
 //! plain text: 400 for a body or matcher that cannot be read.
 

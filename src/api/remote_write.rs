@@ -11,11 +11,11 @@
 //! storage first, then the dataflow (samples older than the watermark are stored and
 //! counted late). 1.0 native histograms (`TimeSeries.histograms`, integer or float)
 //! take the scraped histograms' path (`Ingester::commit_histograms`: storage and the
-//! remote write queues), as Prometheus 3.x stores them (2.42 only with
-//! `--enable-feature=native-histograms`). Answers 204 on success, 400 for a body that
-//! does not decode (or, in 2.0, refers to symbols it lacks, or carries native
-//! histograms: the float samples are stored, the histograms refused), 500 when
-//! storage refuses the batch (nothing of it is kept; the sender retries). 2.0 answers carry
+//! remote write queues), as Prometheus 3.x stores them. Answers 204 on success, 400
+//! for a body that does not decode (or, in 2.0, refers to symbols it lacks, or carries
+//! native histograms: the float samples are stored, the histograms refused), 500 when
+//! storage refuses the batch (the sender retries; in 1.0, floats stored before the
+//! histograms failed are refused as duplicates then). 2.0 answers carry
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`. 2.0 metadata and
 //! exemplars are read and not kept (promflow stores neither).
 //! The message types are in [`crate::remote::proto`].
