@@ -34,7 +34,7 @@
 //! for a reader only while it reads one series.
 
 use super::block::BlockSeries;
-use super::chunk::SeriesChunks;
+use super::chunk::{EncodedChunk, SeriesChunks};
 use super::histogram_chunk::HistogramChunks;
 use super::postings::Postings;
 use dataflows::histogram::{CounterResetHint, FloatHistogram};
@@ -994,18 +994,27 @@ impl Head {
 
     /// Every series with samples (floats or histograms) in `[start, end]`, encoded
     /// afresh into chunks that hold only those samples (to persist them in a block).
+    ///
+    /// The histogram series (few) are encoded under the head's read lock, the float
+    /// series each under its own lock only, so appends go on meanwhile.
     pub fn encode_range(&self, start: i64, end: i64) -> Vec<BlockSeries> {
         let series = self.matching(&[]);
-        let inner = self.has_histograms().then(|| self.inner.read());
+        let mut histograms: KeyMap<u64, Vec<EncodedChunk>> = KeyMap::default();
+        if self.has_histograms() {
+            let inner = self.inner.read();
+            for (&id, h) in inner.histograms.iter() {
+                let chunks = h.encode_range(start, end);
+                if !chunks.is_empty() {
+                    histograms.insert(id, chunks);
+                }
+            }
+        }
         series
             .into_iter()
             .map(|s| BlockSeries {
                 labels: s.labels.clone(),
                 floats: s.samples.lock().encode_range(start, end),
-                histograms: inner
-                    .as_ref()
-                    .and_then(|inner| inner.histograms.get(&s.id))
-                    .map_or_else(Vec::new, |h| h.encode_range(start, end)),
+                histograms: histograms.remove(&s.id).unwrap_or_default(),
             })
             .filter(|s| !s.is_empty())
             .collect()
