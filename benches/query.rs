@@ -107,6 +107,7 @@ fn load(
                     }
                 })
                 .collect(),
+            histograms: Vec::new(),
         })
         .collect();
     let body = proto::encode(&WriteRequest { timeseries });

@@ -17,8 +17,8 @@
 //! lives); storage reads labels only for series it creates, remote write only for
 //! series it has none queued of, and the dataflow gets the same columns, filtered to
 //! what storage stored.
-//! [`Ingester::commit_histograms`] writes a scrape's native-histogram samples to
-//! storage only (not yet to the dataflow or remote write).
+//! [`Ingester::commit_histograms`] writes native-histogram samples to storage and
+//! the remote write queues (not yet to the dataflow).
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier) to storage and the latest-sample table.
 
@@ -210,15 +210,19 @@ impl Ingester {
         committed
     }
 
-    /// Writes a scrape's native-histogram samples to storage (WAL and head) and
-    /// nowhere else: the dataflow, the latest-sample table (so `/federate` and the
-    /// push stream) and the remote write queues do not take histograms yet. Returns
-    /// the number of series storage saw for the first time.
+    /// Writes native-histogram samples (a scrape's, or received by remote write) to
+    /// storage (WAL and head) and hands what it stored to the remote write queues;
+    /// the dataflow and the latest-sample table (so `/federate` and the push stream)
+    /// do not take histograms yet. Returns the number of series storage saw for the
+    /// first time.
     pub fn commit_histograms(&self, samples: Vec<HistogramSample>) -> Result<usize, AppendError> {
         if samples.is_empty() {
             return Ok(0);
         }
-        let outcome = self.storage.append_histograms(samples)?;
+        let remote = &self.remote_write;
+        let outcome = self
+            .storage
+            .append_histograms_observed(samples, |stored| remote.enqueue_histograms(stored))?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order

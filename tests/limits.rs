@@ -199,6 +199,7 @@ fn post_with_curl(peer: &Peer, path: &str, content_type: &str, body: &[u8]) -> h
         status: status.trim().parse().unwrap(),
         headers: Vec::new(),
         body: body.to_string(),
+        body_bytes: body.as_bytes().to_vec(),
     }
 }
 

@@ -143,7 +143,13 @@ fn v2_body(series: &[TestSeries], histograms: usize) -> Vec<u8> {
                 .map(|&(timestamp, value)| v2::Sample { value, timestamp })
                 .collect(),
             histograms: if i == 0 {
-                vec![v2::Histogram { timestamp: 1 }; histograms]
+                vec![
+                    promflow::remote::proto::Histogram {
+                        timestamp: 1,
+                        ..Default::default()
+                    };
+                    histograms
+                ]
             } else {
                 Vec::new()
             },

@@ -154,6 +154,33 @@ pub fn spans_of(buckets: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
     (spans, buckets.iter().map(|b| b.1).collect())
 }
 
+/// Absolute bucket counts from the deltas an integer histogram is exchanged in (the
+/// protobuf exposition, remote write): each count is the previous one plus its delta.
+pub fn counts_from_deltas(deltas: &[i64]) -> Vec<f64> {
+    let mut current = 0i64;
+    deltas
+        .iter()
+        .map(|d| {
+            current = current.wrapping_add(*d);
+            current as f64
+        })
+        .collect()
+}
+
+/// The deltas of integer bucket counts, the inverse of [`counts_from_deltas`].
+pub fn deltas_from_counts(counts: &[f64]) -> Vec<i64> {
+    let mut previous = 0i64;
+    counts
+        .iter()
+        .map(|&c| {
+            let c = c as i64;
+            let d = c.wrapping_sub(previous);
+            previous = c;
+            d
+        })
+        .collect()
+}
+
 /// The upper bound of exponential bucket `idx` of `schema` (Prometheus's
 /// `getBoundExponential`, the last finite bucket ending at `f64::MAX`).
 pub fn exponential_bound(idx: i32, schema: i32) -> f64 {
@@ -228,6 +255,20 @@ fn reduce(buckets: &[(i32, f64)], from: i32, to: i32) -> Vec<(i32, f64)> {
 }
 
 impl FloatHistogram {
+    /// Whether every count (the count, the zero count, each bucket) is a whole number
+    /// from 0 to 2^53: such a histogram can be exchanged as an integer histogram (the
+    /// protobuf exposition, remote write), as client libraries expose them.
+    pub fn has_whole_counts(&self) -> bool {
+        let whole = |v: f64| (0.0..9_007_199_254_740_992.0).contains(&v) && v.fract() == 0.0;
+        whole(self.count)
+            && whole(self.zero_count)
+            && self
+                .positive_buckets
+                .iter()
+                .chain(&self.negative_buckets)
+                .all(|&v| whole(v))
+    }
+
     /// Whether the buckets have custom bounds (schema -53).
     pub fn uses_custom_buckets(&self) -> bool {
         self.schema == CUSTOM_BUCKETS_SCHEMA

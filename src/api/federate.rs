@@ -1,5 +1,7 @@
 //! `GET /federate?match[]=…`: the latest sample of every matching live series, in the
-//! text format with timestamps, as Prometheus serves it.
+//! text format with timestamps, as Prometheus serves it; in the protobuf format, with
+//! native histograms, when the client's `Accept` asks for it
+//! ([`super::federate_proto`]; `?view=` is served as text).
 //!
 //! Reads the dataflow's maintained latest-sample table (not storage), through its label
 //! index (`LatestTable::for_each_live_matching`): a series is
@@ -132,6 +134,9 @@ pub async fn federate(
         None => None,
     };
     let wants_gzip = super::response::accepts_gzip(&headers);
+    if view.is_none() && super::federate_proto::wants_protobuf(&headers) {
+        return federate_protobuf(service, selectors, wants_gzip).await;
+    }
     // Rendered off the async workers, sent as it is written; with gzip, compressed on
     // a second thread as the pieces come.
     let (chunks, receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
@@ -179,6 +184,53 @@ pub async fn federate(
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(TEXT_FORMAT_CONTENT_TYPE),
+    );
+    if wants_gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// The answer in the protobuf format, with native histograms
+/// ([`super::federate_proto`]).
+async fn federate_protobuf(
+    service: Arc<Service>,
+    selectors: Vec<Selector>,
+    wants_gzip: bool,
+) -> Response {
+    let rendered = tokio::task::spawn_blocking(move || {
+        let external_labels = service.config.read().global.external_labels.clone();
+        let lookback_ms = service.options.lookback_delta.as_millis() as i64;
+        let mut floats: Vec<LatestEntry> = Vec::new();
+        service.ingester.engine().latest().for_each_live_matching(
+            now_ms,
+            lookback_ms,
+            &selectors,
+            |entry| floats.push(entry.clone()),
+        );
+        let histograms = super::federate_proto::latest_histograms(
+            service.ingester.storage(),
+            &selectors,
+            now_ms(),
+            lookback_ms,
+        );
+        let body = super::federate_proto::render(&floats, &histograms, &external_labels);
+        if !wants_gzip {
+            return body;
+        }
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let _ = encoder.write_all(&body);
+        encoder.finish().unwrap_or_default()
+    })
+    .await;
+    let Ok(body) = rendered else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(super::federate_proto::PROTOBUF_CONTENT_TYPE),
     );
     if wants_gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));

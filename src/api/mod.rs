@@ -1,6 +1,7 @@
 //! The HTTP surface: routes and the handlers of the endpoints promflow serves.
 //!
-//! - `/federate` ([`federate`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
+//! - `/federate` ([`federate`]; its protobuf form with native histograms
+//!   [`federate_proto`]), `/api/v1/query` and `/api/v1/query_range` ([`query`]),
 //!   series, labels, metadata and status ([`series`], [`status`]), the push stream
 //!   ([`stream`]), `/api/v1/rules` and `/api/v1/alerts` ([`rules`]), rule groups
 //!   registered over HTTP ([`rules_admin`]), an alerting rule simulated over stored
@@ -29,6 +30,7 @@ pub mod cors;
 pub mod dashboards;
 pub mod exemplars;
 pub mod federate;
+pub mod federate_proto;
 pub mod federation_views;
 pub mod otlp;
 pub mod params;

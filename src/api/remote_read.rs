@@ -6,7 +6,10 @@
 //! and the answer is a snappy-compressed `ReadResponse` with one result per query, in
 //! order. As in Prometheus, the configured `external_labels` are added to every series
 //! returned (labels the series has win), and an equality matcher on an external label
-//! with its external value selects the series without that label of their own. Only the `SAMPLES` response
+//! with its external value selects the series without that label of their own. A
+//! series' native histograms are in its `histograms` (integer histograms when every
+//! count is whole), as later Prometheus versions serve them; the sample limit counts
+//! them too. Only the `SAMPLES` response
 //! type is served: a request that accepts only streamed chunks gets a 400. Errors are
 //! plain text: 400 for a body or matcher that cannot be read.
 
@@ -16,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use dataflows::{LabelMatcher, MatcherError, Selector};
+use dataflows::{LabelMatcher, Labels, MatcherError, Selector};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -56,10 +59,27 @@ pub async fn read(State(service): State<Arc<Service>>, body: Bytes) -> Response 
         let mut results = Vec::with_capacity(request.queries.len());
         for query in &request.queries {
             let selector = selector(query, &external_labels)?;
-            let timeseries: Vec<proto::TimeSeries> = storage
-                .select(&selector, query.start_timestamp_ms, query.end_timestamp_ms)
+            let (start, end) = (query.start_timestamp_ms, query.end_timestamp_ms);
+            // Per series: its float samples and its histograms.
+            let mut found: BTreeMap<Arc<Labels>, (Vec<proto::Sample>, Vec<proto::Histogram>)> =
+                BTreeMap::new();
+            for (labels, samples) in storage.select(&selector, start, end) {
+                found.entry(labels).or_default().0.extend(
+                    samples
+                        .into_iter()
+                        .map(|(timestamp, value)| proto::Sample { value, timestamp }),
+                );
+            }
+            for (labels, samples) in storage.select_histograms(&selector, start, end) {
+                found.entry(labels).or_default().1.extend(
+                    samples
+                        .iter()
+                        .map(|(timestamp, h)| proto::Histogram::from_float(*timestamp, h)),
+                );
+            }
+            let timeseries: Vec<proto::TimeSeries> = found
                 .into_iter()
-                .map(|(labels, samples)| {
+                .map(|(labels, (samples, histograms))| {
                     let mut pairs: BTreeMap<&str, &str> = external_labels
                         .iter()
                         .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -73,16 +93,17 @@ pub async fn read(State(service): State<Arc<Service>>, body: Bytes) -> Response 
                                 value: value.to_string(),
                             })
                             .collect(),
-                        samples: samples
-                            .into_iter()
-                            .map(|(timestamp, value)| proto::Sample { value, timestamp })
-                            .collect(),
+                        samples,
+                        histograms,
                     }
                 })
                 .collect();
             // `--storage.remote.read-sample-limit`, over all queries, in Prometheus's words.
             if sample_limit > 0 {
-                let n: u64 = timeseries.iter().map(|t| t.samples.len() as u64).sum();
+                let n: u64 = timeseries
+                    .iter()
+                    .map(|t| (t.samples.len() + t.histograms.len()) as u64)
+                    .sum();
                 samples_left = samples_left
                     .checked_sub(n)
                     .ok_or(ReadError::SampleLimit(sample_limit))?;

@@ -9,10 +9,13 @@
 //!
 //! Received samples take the same write path as scraped ones (`Ingester::commit`):
 //! storage first, then the dataflow (samples older than the watermark are stored and
-//! counted late). Answers 204 on success, 400 for a body that does not decode (or, in
-//! 2.0, refers to symbols it lacks, or carries native histograms: the float samples
-//! are stored, the histograms refused), 500 when storage refuses the batch (nothing of
-//! it is kept; the sender retries). 2.0 answers carry
+//! counted late). 1.0 native histograms (`TimeSeries.histograms`, integer or float)
+//! take the scraped histograms' path (`Ingester::commit_histograms`: storage and the
+//! remote write queues), as Prometheus 3.x stores them. Answers 204 on success, 400
+//! for a body that does not decode (or, in 2.0, refers to symbols it lacks, or carries
+//! native histograms: the float samples are stored, the histograms refused), 500 when
+//! storage refuses the batch (the sender retries; in 1.0, floats stored before the
+//! histograms failed are refused as duplicates then). 2.0 answers carry
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`. 2.0 metadata and
 //! exemplars are read and not kept (promflow stores neither).
 //! The message types are in [`crate::remote::proto`].
@@ -20,6 +23,7 @@
 use crate::config::ProtobufMessage;
 use crate::remote::proto::{self, v2, DecodeError, WriteRequest};
 use crate::service::Service;
+use crate::storage::HistogramSample;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -163,6 +167,7 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
     };
     tracing::debug!(series = request.timeseries.len(), "remote write request");
     let mut batch = Vec::new();
+    let mut histograms = Vec::new();
     for series in request.timeseries {
         let labels = match series_labels(
             series
@@ -174,13 +179,24 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
+        let series_id = labels.hash();
+        histograms.extend(series.histograms.iter().map(|h| HistogramSample {
+            series_id,
+            labels: labels.clone(),
+            timestamp_ms: h.timestamp,
+            histogram: h.to_float(),
+        }));
         push_samples(
             &mut batch,
             labels,
             series.samples.into_iter().map(|s| (s.timestamp, s.value)),
         );
     }
-    match service.ingester.commit(batch) {
+    let committed = service
+        .ingester
+        .commit(batch)
+        .and_then(|_| service.ingester.commit_histograms(histograms));
+    match committed {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         // Not acknowledged: the sender keeps the samples and retries.
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

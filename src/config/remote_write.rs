@@ -2,8 +2,8 @@
 //! Prometheus 2.42's defaults and checks (`config/config.go`, `RemoteWriteConfig`).
 //!
 //! Supported: `url`, `name`, `remote_timeout`, `headers` (reserved ones refused as in
-//! Prometheus), `write_relabel_configs`, `basic_auth`, `authorization`, `tls_config`, `queue_config`
-//! and `metadata_config`. promflow sends no metadata: `metadata_config.send: true` is a
+//! Prometheus), `write_relabel_configs`, `basic_auth`, `authorization`, `tls_config`, `queue_config`,
+//! `metadata_config` and `send_native_histograms`. promflow sends no metadata: `metadata_config.send: true` is a
 //! problem (the default here is `false`), never silently ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +46,10 @@ pub struct RemoteWriteConfig {
     /// when 1.0, so that `remote_name` hashes stay what they were.
     #[serde(skip_serializing_if = "ProtobufMessage::is_v1")]
     pub protobuf_message: ProtobufMessage,
+    /// Whether native histograms are sent (default `false`, as in Prometheus). Left
+    /// out of the JSON form when `false`, like Prometheus's `omitempty`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub send_native_histograms: bool,
 }
 
 /// `remote_write[].protobuf_message` (Prometheus 3.x).
@@ -236,6 +240,7 @@ fn resolve_one(
             &path.key("metadata_config"),
             problems,
         ),
+        send_native_histograms: raw.send_native_histograms.unwrap_or(false),
         protobuf_message: match raw.protobuf_message.as_ref().map(|m| m.0.as_str()) {
             None | Some("") => ProtobufMessage::V1,
             Some(name) => ProtobufMessage::from_name(name).unwrap_or_else(|| {

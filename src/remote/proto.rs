@@ -4,10 +4,16 @@
 //! derive (no protoc at build time), and their framing: a protobuf message inside
 //! Snappy's block format.
 //!
-//! Field numbers follow `prompb`. Exemplars and native histograms are not carried in
-//! 1.0; in 2.0 they are read to be counted (and refused: promflow stores neither).
+//! Field numbers follow `prompb`. Native histograms ([`Histogram`], the same message in
+//! 1.0 and 2.0) convert to and from promflow's [`FloatHistogram`]: integer histograms
+//! (counts as deltas) when every count is a whole number, as Prometheus sends the
+//! histograms it scrapes, else float histograms. Exemplars are not carried in 1.0; in
+//! 2.0 they are read to be counted.
 
-use prost::Message;
+use dataflows::histogram::{
+    counts_from_deltas, deltas_from_counts, CounterResetHint, FloatHistogram, Span,
+};
+use prost::{Message, Oneof};
 
 /// `prometheus.WriteRequest`.
 #[derive(Clone, PartialEq, Message)]
@@ -17,7 +23,7 @@ pub struct WriteRequest {
     pub timeseries: Vec<TimeSeries>,
 }
 
-/// `prometheus.TimeSeries` (exemplars and native histograms are not read).
+/// `prometheus.TimeSeries` (exemplars are not read).
 #[derive(Clone, PartialEq, Message)]
 pub struct TimeSeries {
     /// Labels, including `__name__`.
@@ -26,6 +32,190 @@ pub struct TimeSeries {
     /// Samples in time order.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    /// Native-histogram samples in time order.
+    #[prost(message, repeated, tag = "4")]
+    pub histograms: Vec<Histogram>,
+}
+
+/// `prometheus.Histogram` (and `io.prometheus.write.v2.Histogram`, the same fields): a
+/// native-histogram sample. Integer histograms carry `*_int` counts and bucket
+/// `*_deltas`, float histograms `*_float` counts and bucket `*_counts`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Histogram {
+    /// Observations in total.
+    #[prost(oneof = "HistogramCount", tags = "1, 2")]
+    pub count: Option<HistogramCount>,
+    /// Sum of the observations.
+    #[prost(double, tag = "3")]
+    pub sum: f64,
+    /// The bucket schema.
+    #[prost(sint32, tag = "4")]
+    pub schema: i32,
+    /// Width of the zero bucket.
+    #[prost(double, tag = "5")]
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    #[prost(oneof = "HistogramZeroCount", tags = "6, 7")]
+    pub zero_count: Option<HistogramZeroCount>,
+    /// Spans of the negative buckets.
+    #[prost(message, repeated, tag = "8")]
+    pub negative_spans: Vec<BucketSpan>,
+    /// Integer histograms: negative bucket counts as deltas.
+    #[prost(sint64, repeated, tag = "9")]
+    pub negative_deltas: Vec<i64>,
+    /// Float histograms: negative bucket counts.
+    #[prost(double, repeated, tag = "10")]
+    pub negative_counts: Vec<f64>,
+    /// Spans of the positive buckets.
+    #[prost(message, repeated, tag = "11")]
+    pub positive_spans: Vec<BucketSpan>,
+    /// Integer histograms: positive bucket counts as deltas.
+    #[prost(sint64, repeated, tag = "12")]
+    pub positive_deltas: Vec<i64>,
+    /// Float histograms: positive bucket counts.
+    #[prost(double, repeated, tag = "13")]
+    pub positive_counts: Vec<f64>,
+    /// `ResetHint`: 0 unknown, 1 yes, 2 no, 3 gauge.
+    #[prost(int32, tag = "14")]
+    pub reset_hint: i32,
+    /// Milliseconds since the epoch.
+    #[prost(int64, tag = "15")]
+    pub timestamp: i64,
+    /// Upper bounds of custom buckets (schema -53).
+    #[prost(double, repeated, tag = "16")]
+    pub custom_values: Vec<f64>,
+}
+
+/// `Histogram.count`.
+#[derive(Clone, Copy, PartialEq, Oneof)]
+pub enum HistogramCount {
+    /// Of an integer histogram.
+    #[prost(uint64, tag = "1")]
+    Int(u64),
+    /// Of a float histogram.
+    #[prost(double, tag = "2")]
+    Float(f64),
+}
+
+/// `Histogram.zero_count`.
+#[derive(Clone, Copy, PartialEq, Oneof)]
+pub enum HistogramZeroCount {
+    /// Of an integer histogram.
+    #[prost(uint64, tag = "6")]
+    Int(u64),
+    /// Of a float histogram.
+    #[prost(double, tag = "7")]
+    Float(f64),
+}
+
+/// `prometheus.BucketSpan`.
+#[derive(Clone, PartialEq, Message)]
+pub struct BucketSpan {
+    /// Gap to the previous span (or the first bucket's index).
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    /// Consecutive buckets.
+    #[prost(uint32, tag = "2")]
+    pub length: u32,
+}
+
+impl Histogram {
+    /// `h` at `timestamp` as Prometheus sends it: an integer histogram when every count
+    /// is a whole number (`HistogramToHistogramProto`), else a float one
+    /// (`FloatHistogramToHistogramProto`); the counter-reset hint as it is.
+    pub fn from_float(timestamp: i64, h: &FloatHistogram) -> Histogram {
+        let spans = |spans: &[Span]| -> Vec<BucketSpan> {
+            spans
+                .iter()
+                .map(|s| BucketSpan {
+                    offset: s.offset,
+                    length: s.length,
+                })
+                .collect()
+        };
+        let mut out = Histogram {
+            sum: h.sum,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            negative_spans: spans(&h.negative_spans),
+            positive_spans: spans(&h.positive_spans),
+            reset_hint: match h.counter_reset_hint {
+                CounterResetHint::Unknown => 0,
+                CounterResetHint::Reset => 1,
+                CounterResetHint::NotReset => 2,
+                CounterResetHint::Gauge => 3,
+            },
+            timestamp,
+            custom_values: h.custom_values.clone(),
+            ..Histogram::default()
+        };
+        if h.has_whole_counts() {
+            out.count = Some(HistogramCount::Int(h.count as u64));
+            out.zero_count = Some(HistogramZeroCount::Int(h.zero_count as u64));
+            out.negative_deltas = deltas_from_counts(&h.negative_buckets);
+            out.positive_deltas = deltas_from_counts(&h.positive_buckets);
+        } else {
+            out.count = Some(HistogramCount::Float(h.count));
+            out.zero_count = Some(HistogramZeroCount::Float(h.zero_count));
+            out.negative_counts = h.negative_buckets.clone();
+            out.positive_counts = h.positive_buckets.clone();
+        }
+        out
+    }
+
+    /// Whether it is a float histogram (its count is a float), as Prometheus's
+    /// `IsFloatHistogram` tells them apart.
+    pub fn is_float(&self) -> bool {
+        matches!(self.count, Some(HistogramCount::Float(_)))
+    }
+
+    /// The histogram as promflow holds it: integer counts summed from their deltas.
+    pub fn to_float(&self) -> FloatHistogram {
+        let spans = |spans: &[BucketSpan]| -> Vec<Span> {
+            spans
+                .iter()
+                .map(|s| Span {
+                    offset: s.offset,
+                    length: s.length,
+                })
+                .collect()
+        };
+        let float = self.is_float();
+        let (negative, positive) = if float {
+            (self.negative_counts.clone(), self.positive_counts.clone())
+        } else {
+            (
+                counts_from_deltas(&self.negative_deltas),
+                counts_from_deltas(&self.positive_deltas),
+            )
+        };
+        FloatHistogram {
+            counter_reset_hint: match self.reset_hint {
+                1 => CounterResetHint::Reset,
+                2 => CounterResetHint::NotReset,
+                3 => CounterResetHint::Gauge,
+                _ => CounterResetHint::Unknown,
+            },
+            schema: self.schema,
+            zero_threshold: self.zero_threshold,
+            zero_count: match self.zero_count {
+                Some(HistogramZeroCount::Int(n)) => n as f64,
+                Some(HistogramZeroCount::Float(v)) => v,
+                None => 0.0,
+            },
+            count: match self.count {
+                Some(HistogramCount::Int(n)) => n as f64,
+                Some(HistogramCount::Float(v)) => v,
+                None => 0.0,
+            },
+            sum: self.sum,
+            positive_spans: spans(&self.positive_spans),
+            negative_spans: spans(&self.negative_spans),
+            positive_buckets: positive,
+            negative_buckets: negative,
+            custom_values: self.custom_values.clone(),
+        }
+    }
 }
 
 /// `prometheus.Label`.
@@ -165,7 +355,7 @@ pub mod v2 {
         pub samples: Vec<Sample>,
         /// Native histogram samples (counted, not stored).
         #[prost(message, repeated, tag = "3")]
-        pub histograms: Vec<Histogram>,
+        pub histograms: Vec<super::Histogram>,
         /// Exemplars (counted, not stored).
         #[prost(message, repeated, tag = "4")]
         pub exemplars: Vec<Exemplar>,
@@ -185,14 +375,6 @@ pub mod v2 {
         pub value: f64,
         /// Milliseconds since the epoch.
         #[prost(int64, tag = "2")]
-        pub timestamp: i64,
-    }
-
-    /// `io.prometheus.write.v2.Histogram`, its timestamp only.
-    #[derive(Clone, PartialEq, Message)]
-    pub struct Histogram {
-        /// Milliseconds since the epoch.
-        #[prost(int64, tag = "15")]
         pub timestamp: i64,
     }
 
@@ -323,6 +505,7 @@ mod tests {
                     value: 1.5,
                     timestamp: 42,
                 }],
+                histograms: Vec::new(),
             }],
         };
         assert_eq!(decode::<WriteRequest>(&encode(&request)).unwrap(), request);
@@ -350,6 +533,7 @@ mod tests {
                     value: "a".repeat(1 << 20),
                 }],
                 samples: Vec::new(),
+                histograms: Vec::new(),
             }],
         };
         let body = encode(&request);
@@ -359,5 +543,47 @@ mod tests {
             body.len()
         );
         assert_eq!(decode::<WriteRequest>(&body).unwrap(), request);
+    }
+
+    /// Integer histograms go as deltas and come back the same; float ones as counts.
+    #[test]
+    fn histograms_convert_as_integer_or_float() {
+        let h = FloatHistogram {
+            counter_reset_hint: CounterResetHint::NotReset,
+            schema: 1,
+            zero_threshold: 0.001,
+            zero_count: 2.0,
+            count: 12.0,
+            sum: 10.5,
+            positive_spans: vec![
+                Span {
+                    offset: -1,
+                    length: 2,
+                },
+                Span {
+                    offset: 3,
+                    length: 1,
+                },
+            ],
+            positive_buckets: vec![2.0, 5.0, 1.0],
+            negative_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            negative_buckets: vec![2.0],
+            custom_values: Vec::new(),
+        };
+        let sent = Histogram::from_float(7, &h);
+        assert_eq!(sent.count, Some(HistogramCount::Int(12)));
+        assert_eq!(sent.positive_deltas, vec![2, 3, -4]);
+        assert_eq!(sent.reset_hint, 2);
+        let back = decode::<Histogram>(&encode(&sent)).unwrap();
+        assert_eq!(back.to_float(), h);
+        let mut float = h.clone();
+        float.positive_buckets[0] = 2.5;
+        let sent = Histogram::from_float(7, &float);
+        assert!(sent.is_float());
+        assert_eq!(sent.positive_counts, float.positive_buckets);
+        assert_eq!(sent.to_float(), float);
     }
 }

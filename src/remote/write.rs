@@ -6,9 +6,15 @@
 //!
 //! Contract:
 //! - [`RemoteWrite::enqueue`] is called by the ingest path with the samples storage
-//!   stored, in the order storage applied them; it only copies them into bounded
+//!   stored, in the order storage applied them, [`RemoteWrite::enqueue_histograms`]
+//!   with the native-histogram samples; they only copy them into bounded
 //!   per-shard buffers (series → shard by hash, so a series keeps its order) and never
-//!   blocks. A sample that finds its shard's buffer full is dropped and counted
+//!   block. Histograms go only to queues with `send_native_histograms: true` (as in
+//!   Prometheus). A shard keeps them in a queue of their own beside the float samples
+//!   (float-only series pay nothing for them); both count against its bound, and a
+//!   request carries both, each series' histograms in its `histograms` (sent as
+//!   integer histograms when every count is whole, as Prometheus sends what it
+//!   scrapes; counted in the `prometheus_remote_storage_histograms_*` metrics). A sample that finds its shard's buffer full is dropped and counted
 //!   (`prometheus_remote_storage_samples_dropped_total`). A shard buffers at most
 //!   `capacity × max_shards / shards` samples: the room Prometheus's shards have in
 //!   flight, here kept in memory because promflow does not re-read its WAL. A buffered
@@ -45,6 +51,7 @@
 use crate::config::{ProtobufMessage, RemoteWriteConfig};
 use crate::exposition::{MetricMetadata, MetricType};
 use crate::remote::proto::{self, v2, WriteRequest};
+use dataflows::histogram::FloatHistogram;
 use dataflows::render::window::KeyMap;
 use dataflows::{Labels, SampleBatch};
 use parking_lot::{Mutex, RwLock};
@@ -132,7 +139,15 @@ pub struct RemoteWrite {
     queues: RwLock<Vec<Arc<Queue>>>,
     metadata: Arc<MetadataTable>,
     samples_in: AtomicU64,
+    histograms_in: AtomicU64,
     highest_in_ms: AtomicI64,
+}
+
+/// A native-histogram sample waiting in a shard (its labels in [`Buffer::labels`]).
+struct PendingHistogram {
+    series_id: u64,
+    timestamp_ms: i64,
+    histogram: FloatHistogram,
 }
 
 /// A sample waiting in a shard (its labels in [`Buffer::labels`]).
@@ -146,8 +161,11 @@ struct Pending {
 #[derive(Default)]
 struct Buffer {
     samples: VecDeque<Pending>,
-    /// Series id → labels and the number of its samples in `samples`. Entries whose
-    /// count is 0 are dropped once the table outgrows [`LABEL_CACHE_LIMIT`].
+    /// Native-histogram samples (empty while only floats are written).
+    histograms: VecDeque<PendingHistogram>,
+    /// Series id → labels and the number of its samples in `samples` and
+    /// `histograms`. Entries whose count is 0 are dropped once the table outgrows
+    /// [`LABEL_CACHE_LIMIT`].
     labels: KeyMap<u64, (Arc<Labels>, usize)>,
 }
 
@@ -183,6 +201,10 @@ struct QueueMetrics {
     samples_dropped: AtomicU64,
     bytes_total: AtomicU64,
     highest_sent_ms: AtomicI64,
+    histograms_total: AtomicU64,
+    histograms_failed: AtomicU64,
+    histograms_retried: AtomicU64,
+    histograms_dropped: AtomicU64,
 }
 
 impl Default for RemoteWrite {
@@ -198,6 +220,7 @@ impl RemoteWrite {
             queues: RwLock::new(Vec::new()),
             metadata: Arc::default(),
             samples_in: AtomicU64::new(0),
+            histograms_in: AtomicU64::new(0),
             highest_in_ms: AtomicI64::new(0),
         }
     }
@@ -284,6 +307,23 @@ impl RemoteWrite {
         }
     }
 
+    /// Copies native-histogram samples storage stored (`(series id, labels, timestamp,
+    /// histogram)`, in the order it applied them) into the queues; see the module
+    /// contract. Cheap and non-blocking: storage calls it under its lock.
+    pub fn enqueue_histograms(&self, stored: &[(u64, &Arc<Labels>, i64, &FloatHistogram)]) {
+        if stored.is_empty() {
+            return;
+        }
+        self.histograms_in
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        if let Some(newest) = stored.iter().map(|s| s.2).max() {
+            self.highest_in_ms.fetch_max(newest, Ordering::Relaxed);
+        }
+        for queue in self.queues.read().iter() {
+            queue.enqueue_histograms(stored);
+        }
+    }
+
     /// The `prometheus_remote_storage_*` metrics, Prometheus's names and labels.
     pub fn render_metrics(&self) -> String {
         let queues = self.queues.read();
@@ -296,6 +336,12 @@ impl RemoteWrite {
                 self.samples_in.load(Ordering::Relaxed) as f64,
             ),
             (
+                "prometheus_remote_storage_histograms_in_total",
+                "counter",
+                "HistogramSamples in to remote storage, compare to histograms out for queue managers.",
+                self.histograms_in.load(Ordering::Relaxed) as f64,
+            ),
+            (
                 "prometheus_remote_storage_highest_timestamp_in_seconds",
                 "gauge",
                 "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
@@ -306,7 +352,7 @@ impl RemoteWrite {
             crate::exposition::write_single(&mut out, name, kind, help, value);
         }
         type Metric = (&'static str, &'static str, &'static str, fn(&Queue) -> f64);
-        let per_queue: [Metric; 10] = [
+        let per_queue: [Metric; 15] = [
             ("prometheus_remote_storage_samples_total", "counter", "Total number of samples sent to remote storage.", |q| q.metrics.samples_total.load(Ordering::Relaxed) as f64),
             ("prometheus_remote_storage_samples_failed_total", "counter", "Total number of samples which failed on send to remote storage, non-recoverable errors.", |q| q.metrics.samples_failed.load(Ordering::Relaxed) as f64),
             ("prometheus_remote_storage_samples_retried_total", "counter", "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.", |q| q.metrics.samples_retried.load(Ordering::Relaxed) as f64),
@@ -317,6 +363,11 @@ impl RemoteWrite {
             ("prometheus_remote_storage_shards", "gauge", "The number of shards used for parallel sending to the remote storage.", |q| q.shards.len() as f64),
             ("prometheus_remote_storage_shard_capacity", "gauge", "The capacity of each shard of the queue used for parallel sending to the remote storage.", |q| q.shard_bound as f64),
             ("prometheus_remote_storage_max_samples_per_send", "gauge", "The maximum number of samples to be sent, in a single request, to the remote storage.", |q| q.config.queue_config.max_samples_per_send as f64),
+            ("prometheus_remote_storage_histograms_total", "counter", "Total number of histograms sent to remote storage.", |q| q.metrics.histograms_total.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_histograms_failed_total", "counter", "Total number of histograms which failed on send to remote storage, non-recoverable errors.", |q| q.metrics.histograms_failed.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_histograms_retried_total", "counter", "Total number of histograms which failed on send to remote storage but were retried because the send error was recoverable.", |q| q.metrics.histograms_retried.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_histograms_dropped_total", "counter", "Total number of histograms which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.", |q| q.metrics.histograms_dropped.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_histograms_pending", "gauge", "The number of histograms pending in the queues shards to be sent to the remote storage.", |q| q.pending_histograms() as f64),
         ];
         for (name, kind, help, value) in per_queue {
             if queues.is_empty() {
@@ -396,9 +447,13 @@ impl Queue {
                 continue;
             }
             let mut buffer = shard.buffer.lock();
-            let Buffer { samples, labels } = &mut *buffer;
+            let Buffer {
+                samples,
+                histograms,
+                labels,
+            } = &mut *buffer;
             for i in indices {
-                if samples.len() >= self.shard_bound {
+                if samples.len() + histograms.len() >= self.shard_bound {
                     dropped += 1;
                     continue;
                 }
@@ -433,10 +488,60 @@ impl Queue {
         }
     }
 
+    /// Like [`Queue::enqueue`], for native-histogram samples; nothing unless
+    /// `send_native_histograms` is set (as in Prometheus, they are not sent then).
+    fn enqueue_histograms(&self, stored: &[(u64, &Arc<Labels>, i64, &FloatHistogram)]) {
+        if !self.config.send_native_histograms {
+            return;
+        }
+        let n = self.shards.len() as u64;
+        let mut dropped = 0u64;
+        for &(series_id, series_labels, timestamp_ms, h) in stored {
+            let shard = &self.shards[(series_id % n) as usize];
+            let mut buffer = shard.buffer.lock();
+            let Buffer {
+                samples,
+                histograms,
+                labels,
+            } = &mut *buffer;
+            if samples.len() + histograms.len() >= self.shard_bound {
+                dropped += 1;
+                continue;
+            }
+            labels
+                .entry(series_id)
+                .or_insert_with(|| (series_labels.clone(), 0))
+                .1 += 1;
+            histograms.push_back(PendingHistogram {
+                series_id,
+                timestamp_ms,
+                histogram: h.clone(),
+            });
+            let full =
+                samples.len() + histograms.len() >= self.config.queue_config.max_samples_per_send;
+            drop(buffer);
+            if full {
+                shard.wake.notify_one();
+            }
+        }
+        if dropped > 0 {
+            self.metrics
+                .histograms_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
+    }
+
     fn pending(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.buffer.lock().samples.len())
+            .sum()
+    }
+
+    fn pending_histograms(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.buffer.lock().histograms.len())
             .sum()
     }
 
@@ -500,7 +605,10 @@ async fn run_shard(queue: Arc<Queue>, index: usize) {
     let mut cache: HashMap<u64, Option<Vec<proto::Label>>> = HashMap::new();
     loop {
         let stopping = queue.is_stopping();
-        let ready = shard.buffer.lock().samples.len() >= max;
+        let ready = {
+            let buffer = shard.buffer.lock();
+            buffer.samples.len() + buffer.histograms.len() >= max
+        };
         if !ready && !stopping {
             // A partial batch goes once its deadline passes.
             let _ = tokio::time::timeout(q.batch_send_deadline, shard.wake.notified()).await;
@@ -510,76 +618,128 @@ async fn run_shard(queue: Arc<Queue>, index: usize) {
         }
         // The series whose outgoing labels are not cached, with their labels.
         let mut fresh: KeyMap<u64, Arc<Labels>> = KeyMap::default();
-        let batch: Vec<Pending> = {
+        let (batch, histogram_batch) = {
             let mut buffer = shard.buffer.lock();
-            let Buffer { samples, labels } = &mut *buffer;
-            let n = samples.len().min(max);
+            let Buffer {
+                samples,
+                histograms,
+                labels,
+            } = &mut *buffer;
+            // Up to `max` of both, shared in proportion to what is queued.
+            let queued = samples.len() + histograms.len();
+            let h = if queued <= max {
+                histograms.len()
+            } else {
+                (histograms.len() * max / queued).max(usize::from(!histograms.is_empty()))
+            };
+            let n = samples.len().min(max - h);
             let batch: Vec<Pending> = samples.drain(..n).collect();
-            for p in &batch {
-                let Some((series, queued)) = labels.get_mut(&p.series_id) else {
+            let histogram_batch: Vec<PendingHistogram> = histograms.drain(..h).collect();
+            let ids = batch
+                .iter()
+                .map(|p| p.series_id)
+                .chain(histogram_batch.iter().map(|p| p.series_id));
+            for series_id in ids {
+                let Some((series, queued)) = labels.get_mut(&series_id) else {
                     continue;
                 };
                 *queued -= 1;
-                if !cache.contains_key(&p.series_id) {
-                    fresh.entry(p.series_id).or_insert_with(|| series.clone());
+                if !cache.contains_key(&series_id) {
+                    fresh.entry(series_id).or_insert_with(|| series.clone());
                 }
             }
             if labels.len() > LABEL_CACHE_LIMIT {
                 labels.retain(|_, (_, queued)| *queued > 0);
             }
-            batch
+            (batch, histogram_batch)
         };
         for (id, labels) in fresh {
             cache.insert(id, queue.outgoing_labels(&labels));
         }
-        if batch.is_empty() {
+        if batch.is_empty() && histogram_batch.is_empty() {
             if queue.is_stopping() {
                 return;
             }
             continue;
         }
-        send_batch(&queue, &client, &cache, batch).await;
+        send_batch(&queue, &client, &cache, batch, histogram_batch).await;
     }
 }
 
-/// Builds one request from `batch` (samples grouped by series) and sends it with
-/// retries; see the module contract.
+/// Builds one request from `batch` and `histograms` (samples grouped by series) and
+/// sends it with retries; see the module contract.
 async fn send_batch(
     queue: &Queue,
     client: &reqwest::Client,
     cache: &HashMap<u64, Option<Vec<proto::Label>>>,
     batch: Vec<Pending>,
+    histograms: Vec<PendingHistogram>,
 ) {
     let m = &queue.metrics;
     let mut series: Vec<proto::TimeSeries> = Vec::new();
     let mut slot: HashMap<u64, usize> = HashMap::new();
-    let mut dropped = 0u64;
+    let (mut dropped, mut histograms_dropped) = (0u64, 0u64);
     let mut newest = i64::MIN;
-    for p in &batch {
-        // Not in the cache: the shard had no labels for it (cannot happen: it keeps
-        // them while samples are queued); dropped like a relabeled-away series.
-        let Some(Some(labels)) = cache.get(&p.series_id) else {
-            dropped += 1;
-            continue;
+    // The series' entry in the request; `None` when the shard had no labels for it
+    // (cannot happen: it keeps them while samples are queued) or relabeling dropped
+    // it: its samples are dropped.
+    let mut entry = |series_id: u64| -> Option<usize> {
+        let Some(Some(labels)) = cache.get(&series_id) else {
+            return None;
         };
-        let at = *slot.entry(p.series_id).or_insert_with(|| {
+        Some(*slot.entry(series_id).or_insert_with(|| {
             series.push(proto::TimeSeries {
                 labels: labels.clone(),
                 samples: Vec::new(),
+                histograms: Vec::new(),
             });
             series.len() - 1
-        });
-        series[at].samples.push(proto::Sample {
-            value: p.value,
-            timestamp: p.timestamp_ms,
-        });
+        }))
+    };
+    let mut placed: Vec<(usize, proto::Sample)> = Vec::with_capacity(batch.len());
+    for p in &batch {
+        let Some(at) = entry(p.series_id) else {
+            dropped += 1;
+            continue;
+        };
+        placed.push((
+            at,
+            proto::Sample {
+                value: p.value,
+                timestamp: p.timestamp_ms,
+            },
+        ));
         newest = newest.max(p.timestamp_ms);
+    }
+    let mut placed_histograms: Vec<(usize, proto::Histogram)> =
+        Vec::with_capacity(histograms.len());
+    for p in &histograms {
+        let Some(at) = entry(p.series_id) else {
+            histograms_dropped += 1;
+            continue;
+        };
+        placed_histograms.push((
+            at,
+            proto::Histogram::from_float(p.timestamp_ms, &p.histogram),
+        ));
+        newest = newest.max(p.timestamp_ms);
+    }
+    for (at, sample) in placed {
+        series[at].samples.push(sample);
+    }
+    for (at, h) in placed_histograms {
+        series[at].histograms.push(h);
     }
     if dropped > 0 {
         m.samples_dropped.fetch_add(dropped, Ordering::Relaxed);
     }
+    if histograms_dropped > 0 {
+        m.histograms_dropped
+            .fetch_add(histograms_dropped, Ordering::Relaxed);
+    }
     let count = batch.len() as u64 - dropped;
-    if count == 0 {
+    let histogram_count = histograms.len() as u64 - histograms_dropped;
+    if count == 0 && histogram_count == 0 {
         return;
     }
     let mut message = queue.message();
@@ -592,6 +752,8 @@ async fn send_batch(
     let mut backoff = q.min_backoff;
     loop {
         m.samples_total.fetch_add(count, Ordering::Relaxed);
+        m.histograms_total
+            .fetch_add(histogram_count, Ordering::Relaxed);
         m.bytes_total
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         let outcome = post(queue, client, body.clone(), message).await;
@@ -618,17 +780,23 @@ async fn send_batch(
             }
             Ok(status) => {
                 m.samples_failed.fetch_add(count, Ordering::Relaxed);
-                tracing::error!(url = %queue.config.url, %status, samples = count, "remote write refused a batch; dropping it (not retried)");
+                m.histograms_failed
+                    .fetch_add(histogram_count, Ordering::Relaxed);
+                tracing::error!(url = %queue.config.url, %status, samples = count, histograms = histogram_count, "remote write refused a batch; dropping it (not retried)");
                 return;
             }
             Err(e) => e.to_string(),
         };
         if queue.is_stopping() {
             m.samples_failed.fetch_add(count, Ordering::Relaxed);
+            m.histograms_failed
+                .fetch_add(histogram_count, Ordering::Relaxed);
             tracing::warn!(url = %queue.config.url, samples = count, error = %retry, "remote write queue stopped; dropping a batch that failed");
             return;
         }
         m.samples_retried.fetch_add(count, Ordering::Relaxed);
+        m.histograms_retried
+            .fetch_add(histogram_count, Ordering::Relaxed);
         tracing::warn!(url = %queue.config.url, error = %retry, retry_in_ms = backoff.as_millis() as u64, "remote write failed; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(q.max_backoff.max(Duration::from_millis(1)));
@@ -666,6 +834,7 @@ fn encode_as(
                             timestamp: x.timestamp,
                         })
                         .collect(),
+                    histograms: s.histograms,
                     ..Default::default()
                 })
                 .collect();

@@ -7,7 +7,9 @@
 //! and the error returned (the batch is not acknowledged). Samples older than the
 //! newest block's end are refused and counted as out of bounds.
 
-use super::{AppendError, AppendOutcome, Applied, HistogramSample, SeriesRef, Storage};
+use super::{
+    AppendError, AppendOutcome, Applied, HistogramSample, SeriesRef, Storage, StoredHistogram,
+};
 use dataflows::{Sample, SampleBatch};
 use std::sync::atomic::Ordering;
 
@@ -56,22 +58,34 @@ impl Storage {
     }
 
     /// Appends native-histogram samples ([`super::head::Head::append_histograms_logged`]):
-    /// logged to the WAL before this returns, nothing applied if that fails. They go
-    /// nowhere else: not to the remote write queues nor the dataflow (not yet).
+    /// logged to the WAL before this returns, nothing applied if that fails.
     pub fn append_histograms(
         &self,
         samples: Vec<HistogramSample>,
     ) -> Result<AppendOutcome, AppendError> {
+        self.append_histograms_observed(samples, |_| {})
+    }
+
+    /// Like [`Storage::append_histograms`]; `stored` gets the samples stored once they
+    /// are logged and while no other append can interleave (as for
+    /// [`Storage::append_observed`]: the remote write queues take them there).
+    pub fn append_histograms_observed(
+        &self,
+        samples: Vec<HistogramSample>,
+        stored: impl FnOnce(&[StoredHistogram<'_>]),
+    ) -> Result<AppendOutcome, AppendError> {
         let count = samples.len();
         let outcome = match &self.wal {
-            None => self
-                .head
-                .append_histograms_logged(samples, |_, _| Ok::<(), std::io::Error>(())),
-            Some(wal) => self
-                .head
-                .append_histograms_logged(samples, |series, logged| {
-                    wal.lock().log_histograms(series, logged)
-                }),
+            None => self.head.append_histograms_logged(
+                samples,
+                |_, _| Ok::<(), std::io::Error>(()),
+                stored,
+            ),
+            Some(wal) => self.head.append_histograms_logged(
+                samples,
+                |series, logged| wal.lock().log_histograms(series, logged),
+                stored,
+            ),
         };
         self.counted(outcome, count, "histogram samples")
     }

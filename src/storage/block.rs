@@ -9,18 +9,26 @@
 //!   the Gorilla-encoded bytes of [`super::chunk`]), sorted by series then time, in
 //!   record batches of at most [`CHUNKS_PER_BATCH`] rows so a query reads only the
 //!   batches of the series it wants;
-//! - `meta.json`: the time range `[min_t, max_t)` and counts;
+//! - `histograms.arrow` (only in a block that holds native histograms): the same
+//!   columns for the series' native-histogram chunks, `data` in the encoding of
+//!   [`super::histogram_chunk`] (the head's). A block without the file (every block
+//!   written before histograms were persisted, and every float-only one) holds none:
+//!   float series and their reads pay nothing for histograms;
+//! - `meta.json`: the time range `[min_t, max_t)` and counts (samples and chunks of
+//!   both kinds; `histogram_samples` and `histogram_chunks` only when not zero);
 //! - `tombstones.json` (only after `delete_series`): per series number, the closed time
 //!   ranges whose samples are deleted. Reads skip them; compaction and
 //!   [`Block::live_chunks`] leave them out, after which the file is gone.
 //!
 //! Contract: [`Block::write`] writes into `<name>.tmp`, fsyncs, and renames into place,
 //! so a block directory either exists whole or not at all (leftover `.tmp` directories
-//! are removed by [`open_all`]). [`Block::select`] returns the samples of matching
-//! series in a closed time range; the index lives in memory, chunk data is read from
-//! the file on demand.
+//! are removed by [`open_all`]). [`Block::select`] returns the float samples of
+//! matching series in a closed time range, [`Block::select_histograms`] their native
+//! histograms; the index lives in memory, chunk data is read from the files on demand.
+//! Tombstones, compaction and rewriting treat both kinds alike.
 
 use super::chunk::{self, EncodedChunk};
+use super::histogram_chunk;
 use super::postings::Postings;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, UInt32Type};
@@ -29,6 +37,7 @@ use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use arrow_schema::{DataType, Field, Schema};
+use dataflows::histogram::FloatHistogram;
 use dataflows::{Labels, Selector};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -50,10 +59,66 @@ pub struct BlockMeta {
     pub max_t: i64,
     /// Series in the block.
     pub series: u64,
-    /// Samples in the block.
+    /// Samples in the block (floats and native histograms).
     pub samples: u64,
-    /// Chunks in the block.
+    /// Chunks in the block (of both kinds).
     pub chunks: u64,
+    /// Of `samples`, the native-histogram ones.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub histogram_samples: u64,
+    /// Of `chunks`, the native-histogram ones (in `histograms.arrow`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub histogram_chunks: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One series as a block holds it: its float chunks ([`super::chunk`]'s encoding)
+/// and its native-histogram chunks ([`super::histogram_chunk`]'s), each in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlockSeries {
+    /// The series' labels.
+    pub labels: Arc<Labels>,
+    /// Float chunks.
+    pub floats: Vec<EncodedChunk>,
+    /// Native-histogram chunks.
+    pub histograms: Vec<EncodedChunk>,
+}
+
+impl BlockSeries {
+    /// A series with float chunks only.
+    pub fn floats(labels: Arc<Labels>, floats: Vec<EncodedChunk>) -> BlockSeries {
+        BlockSeries {
+            labels,
+            floats,
+            histograms: Vec::new(),
+        }
+    }
+
+    /// Whether it holds no chunk.
+    pub fn is_empty(&self) -> bool {
+        self.floats.is_empty() && self.histograms.is_empty()
+    }
+}
+
+/// The two chunk files of a block.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ChunkFile {
+    /// `chunks.arrow`: float chunks (always present).
+    Floats,
+    /// `histograms.arrow`: native-histogram chunks (present only if there are some).
+    Histograms,
+}
+
+impl ChunkFile {
+    fn name(self) -> &'static str {
+        match self {
+            ChunkFile::Floats => "chunks.arrow",
+            ChunkFile::Histograms => "histograms.arrow",
+        }
+    }
 }
 
 /// An open block: metadata and index in memory.
@@ -66,6 +131,8 @@ pub struct Block {
     postings: Postings,
     /// Per record batch of `chunks.arrow`: its first and last series number.
     batches: Vec<(u32, u32)>,
+    /// The same for `histograms.arrow` (empty without the file).
+    histogram_batches: Vec<(u32, u32)>,
     /// Series number → deleted closed ranges (`tombstones.json`).
     tombstones: RwLock<Tombstones>,
 }
@@ -120,9 +187,9 @@ impl Block {
         root: &Path,
         min_t: i64,
         max_t: i64,
-        mut series: Vec<(Arc<Labels>, Vec<EncodedChunk>)>,
+        mut series: Vec<BlockSeries>,
     ) -> io::Result<Block> {
-        series.sort_by(|a, b| a.0.cmp(&b.0));
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
         let name = block_name(min_t, max_t);
         let tmp = root.join(format!("{name}.tmp"));
         let dir = root.join(&name);
@@ -133,8 +200,8 @@ impl Block {
 
         // The postings: (name, value, series), sorted.
         let mut postings: Vec<(&str, &str, u32)> = Vec::new();
-        for (n, (labels, _)) in series.iter().enumerate() {
-            for (name, value) in labels.iter() {
+        for (n, s) in series.iter().enumerate() {
+            for (name, value) in s.labels.iter() {
                 postings.push((name, value, n as u32));
             }
         }
@@ -147,37 +214,22 @@ impl Block {
         let batch = RecordBatch::try_new(index_schema(), columns).map_err(arrow_err)?;
         write_arrow(&tmp.join("index.arrow"), &index_schema(), [batch])?;
 
-        // The chunks, in batches.
-        let rows: Vec<(u32, &EncodedChunk)> = series
-            .iter()
-            .enumerate()
-            .flat_map(|(n, (_, chunks))| chunks.iter().map(move |c| (n as u32, c)))
-            .collect();
-        let batches = rows
-            .chunks(CHUNKS_PER_BATCH)
-            .map(|rows| {
-                let columns: Vec<ArrayRef> = vec![
-                    Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
-                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.min_t))),
-                    Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.max_t))),
-                    Arc::new(UInt32Array::from_iter_values(
-                        rows.iter().map(|r| u32::from(r.1.count)),
-                    )),
-                    Arc::new(BinaryArray::from_iter_values(
-                        rows.iter().map(|r| r.1.bytes.as_slice()),
-                    )),
-                ];
-                RecordBatch::try_new(chunks_schema(), columns).map_err(arrow_err)
-            })
-            .collect::<io::Result<Vec<_>>>()?;
-        write_arrow(&tmp.join("chunks.arrow"), &chunks_schema(), batches)?;
+        // The chunks, in batches: floats always, histograms if there are some.
+        let floats = write_chunks(&tmp, ChunkFile::Floats, &series, |s| &s.floats)?;
+        let histograms = if series.iter().any(|s| !s.histograms.is_empty()) {
+            write_chunks(&tmp, ChunkFile::Histograms, &series, |s| &s.histograms)?
+        } else {
+            (0, 0)
+        };
 
         let meta = BlockMeta {
             min_t,
             max_t,
             series: series.len() as u64,
-            samples: rows.iter().map(|r| u64::from(r.1.count)).sum(),
-            chunks: rows.len() as u64,
+            samples: floats.1 + histograms.1,
+            chunks: floats.0 + histograms.0,
+            histogram_samples: histograms.1,
+            histogram_chunks: histograms.0,
         };
         let meta_json = serde_json::to_vec_pretty(&meta).map_err(io::Error::other)?;
         fs::write(tmp.join("meta.json"), meta_json)?;
@@ -231,16 +283,11 @@ impl Block {
         for (n, labels) in series.iter().enumerate() {
             postings.add(n as u32, labels);
         }
-        let mut batches = Vec::new();
-        for batch in
-            FileReader::try_new(File::open(dir.join("chunks.arrow"))?, None).map_err(arrow_err)?
-        {
-            let batch = batch.map_err(arrow_err)?;
-            let s = batch.column(0).as_primitive::<UInt32Type>();
-            if batch.num_rows() > 0 {
-                batches.push((s.value(0), s.value(batch.num_rows() - 1)));
-            }
-        }
+        let batches = batch_ranges(&dir.join(ChunkFile::Floats.name()))?;
+        let histogram_batches = match batch_ranges(&dir.join(ChunkFile::Histograms.name())) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            other => other?,
+        };
         let mut tombstones = Tombstones::new();
         match fs::read(dir.join(TOMBSTONES_FILE)) {
             Ok(bytes) => {
@@ -262,6 +309,7 @@ impl Block {
             series,
             postings,
             batches,
+            histogram_batches,
             tombstones: RwLock::new(tombstones),
         })
     }
@@ -360,13 +408,62 @@ impl Block {
             .collect()
     }
 
-    /// The samples of every series matching `selector` in `[start, end]`.
+    /// Whether the block holds native-histogram chunks.
+    pub fn has_histograms(&self) -> bool {
+        !self.histogram_batches.is_empty()
+    }
+
+    /// The float samples of every series matching `selector` in `[start, end]`.
     pub fn select(
         &self,
         selector: &Selector,
         start: i64,
         end: i64,
     ) -> io::Result<Vec<super::SeriesSamplesInRange>> {
+        self.select_from(
+            ChunkFile::Floats,
+            selector,
+            start,
+            end,
+            |bytes, count, push| chunk::decode(bytes, count).for_each(|(t, v)| push(t, v)),
+        )
+    }
+
+    /// The native-histogram samples of every series matching `selector` in
+    /// `[start, end]`.
+    pub fn select_histograms(
+        &self,
+        selector: &Selector,
+        start: i64,
+        end: i64,
+    ) -> io::Result<Vec<super::SeriesHistogramsInRange>> {
+        if !self.has_histograms() {
+            return Ok(Vec::new());
+        }
+        self.select_from(
+            ChunkFile::Histograms,
+            selector,
+            start,
+            end,
+            |bytes, count, push| {
+                histogram_chunk::decode(bytes, count)
+                    .into_iter()
+                    .for_each(|(t, h)| push(t, h))
+            },
+        )
+    }
+
+    /// The samples of one chunk file for [`Block::select`] and
+    /// [`Block::select_histograms`]: `decode` hands every sample of a chunk's bytes to
+    /// its third argument, which keeps those in range and not deleted.
+    fn select_from<T>(
+        &self,
+        file: ChunkFile,
+        selector: &Selector,
+        start: i64,
+        end: i64,
+        decode: impl Fn(&[u8], u16, &mut dyn FnMut(i64, T)),
+    ) -> io::Result<Vec<super::SeriesInRange<T>>> {
         if !self.overlaps(start, end) {
             return Ok(Vec::new());
         }
@@ -374,11 +471,15 @@ impl Block {
         if wanted.is_empty() {
             return Ok(Vec::new());
         }
-        let mut out: BTreeMap<u32, Vec<(i64, f64)>> = BTreeMap::new();
+        let batches = match file {
+            ChunkFile::Floats => &self.batches,
+            ChunkFile::Histograms => &self.histogram_batches,
+        };
+        let mut out: BTreeMap<u32, Vec<(i64, T)>> = BTreeMap::new();
         let tombstones = self.tombstones.read();
-        let mut reader = FileReader::try_new(File::open(self.dir.join("chunks.arrow"))?, None)
+        let mut reader = FileReader::try_new(File::open(self.dir.join(file.name()))?, None)
             .map_err(arrow_err)?;
-        for (i, &(first, last)) in self.batches.iter().enumerate() {
+        for (i, &(first, last)) in batches.iter().enumerate() {
             let from = wanted.partition_point(|&n| n < first);
             if wanted.get(from).is_none_or(|&n| n > last) {
                 continue;
@@ -401,10 +502,12 @@ impl Block {
                 }
                 let count = u16::try_from(count.value(row)).unwrap_or(u16::MAX);
                 let deleted = tombstones.get(&n);
-                out.entry(n).or_default().extend(
-                    chunk::decode(data.value(row), count)
-                        .filter(|&(t, _)| t >= start && t <= end && !is_deleted(deleted, t)),
-                );
+                let into = out.entry(n).or_default();
+                decode(data.value(row), count, &mut |t, v| {
+                    if t >= start && t <= end && !is_deleted(deleted, t) {
+                        into.push((t, v));
+                    }
+                });
             }
         }
         Ok(out
@@ -415,31 +518,42 @@ impl Block {
     }
 
     /// Every series with all its chunks, in time order (for compaction).
-    pub fn all_chunks(&self) -> io::Result<Vec<(Arc<Labels>, Vec<EncodedChunk>)>> {
-        let mut out: Vec<(Arc<Labels>, Vec<EncodedChunk>)> = self
+    pub fn all_chunks(&self) -> io::Result<Vec<BlockSeries>> {
+        let mut out: Vec<BlockSeries> = self
             .series
             .iter()
-            .map(|l| (l.clone(), Vec::new()))
+            .map(|l| BlockSeries::floats(l.clone(), Vec::new()))
             .collect();
-        let reader = FileReader::try_new(File::open(self.dir.join("chunks.arrow"))?, None)
-            .map_err(arrow_err)?;
-        for batch in reader {
-            let batch = batch.map_err(arrow_err)?;
-            let series = batch.column(0).as_primitive::<UInt32Type>();
-            let min_t = batch.column(1).as_primitive::<Int64Type>();
-            let max_t = batch.column(2).as_primitive::<Int64Type>();
-            let count = batch.column(3).as_primitive::<UInt32Type>();
-            let data = batch.column(4).as_binary::<i32>();
-            for row in 0..batch.num_rows() {
-                let slot = out.get_mut(series.value(row) as usize).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidData, "series number out of range")
-                })?;
-                slot.1.push(EncodedChunk {
-                    bytes: data.value(row).to_vec(),
-                    count: u16::try_from(count.value(row)).unwrap_or(u16::MAX),
-                    min_t: min_t.value(row),
-                    max_t: max_t.value(row),
-                });
+        let files: &[ChunkFile] = if self.has_histograms() {
+            &[ChunkFile::Floats, ChunkFile::Histograms]
+        } else {
+            &[ChunkFile::Floats]
+        };
+        for &file in files {
+            let reader = FileReader::try_new(File::open(self.dir.join(file.name()))?, None)
+                .map_err(arrow_err)?;
+            for batch in reader {
+                let batch = batch.map_err(arrow_err)?;
+                let series = batch.column(0).as_primitive::<UInt32Type>();
+                let min_t = batch.column(1).as_primitive::<Int64Type>();
+                let max_t = batch.column(2).as_primitive::<Int64Type>();
+                let count = batch.column(3).as_primitive::<UInt32Type>();
+                let data = batch.column(4).as_binary::<i32>();
+                for row in 0..batch.num_rows() {
+                    let slot = out.get_mut(series.value(row) as usize).ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidData, "series number out of range")
+                    })?;
+                    let chunk = EncodedChunk {
+                        bytes: data.value(row).to_vec(),
+                        count: u16::try_from(count.value(row)).unwrap_or(u16::MAX),
+                        min_t: min_t.value(row),
+                        max_t: max_t.value(row),
+                    };
+                    match file {
+                        ChunkFile::Floats => slot.floats.push(chunk),
+                        ChunkFile::Histograms => slot.histograms.push(chunk),
+                    }
+                }
             }
         }
         Ok(out)
@@ -447,7 +561,7 @@ impl Block {
 
     /// Every series with what is left of its chunks once deleted samples are left
     /// out (chunks holding some are re-encoded); series with nothing left are dropped.
-    pub fn live_chunks(&self) -> io::Result<Vec<(Arc<Labels>, Vec<EncodedChunk>)>> {
+    pub fn live_chunks(&self) -> io::Result<Vec<BlockSeries>> {
         let all = self.all_chunks()?;
         let tombstones = self.tombstones.read();
         if tombstones.is_empty() {
@@ -456,17 +570,30 @@ impl Block {
         Ok(all
             .into_iter()
             .enumerate()
-            .map(|(n, (labels, chunks))| match tombstones.get(&(n as u32)) {
-                None => (labels, chunks),
+            .map(|(n, series)| match tombstones.get(&(n as u32)) {
+                None => series,
                 Some(ranges) => {
-                    let kept = chunks.iter().flat_map(|c| c.samples().collect::<Vec<_>>());
-                    let live: Vec<(i64, f64)> = kept
-                        .filter(|&(t, _)| !is_deleted(Some(ranges), t))
-                        .collect();
-                    (labels, chunk::encode(live))
+                    let live = |t: i64| !is_deleted(Some(ranges), t);
+                    let floats = series
+                        .floats
+                        .iter()
+                        .flat_map(|c| c.samples().collect::<Vec<_>>())
+                        .filter(|&(t, _)| live(t));
+                    let histograms = series
+                        .histograms
+                        .iter()
+                        .flat_map(|c| histogram_chunk::decode(&c.bytes, c.count))
+                        .filter(|(t, _)| live(*t));
+                    BlockSeries {
+                        labels: series.labels,
+                        floats: chunk::encode(floats.collect::<Vec<_>>()),
+                        histograms: histogram_chunk::encode(
+                            histograms.collect::<Vec<(i64, FloatHistogram)>>(),
+                        ),
+                    }
                 }
             })
-            .filter(|(_, chunks)| !chunks.is_empty())
+            .filter(|series| !series.is_empty())
             .collect())
     }
 
@@ -489,24 +616,80 @@ pub fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Writes one block covering `[min_t, max_t)` from `parts` (blocks inside that range)
-/// by copying their chunks (less deleted samples), series by series, in time order. A chunk that starts no
-/// later than the series' last chunk so far is a duplicate (a compaction interrupted
-/// before its inputs were deleted leaves such overlaps) and is skipped.
+/// by copying their chunks of both kinds (less deleted samples), series by series, in
+/// time order. A chunk that starts no later than the series' last chunk of its kind so
+/// far is a duplicate (a compaction interrupted before its inputs were deleted leaves
+/// such overlaps) and is skipped.
 pub fn compact(root: &Path, min_t: i64, max_t: i64, parts: &[Arc<Block>]) -> io::Result<Block> {
     let mut parts: Vec<&Arc<Block>> = parts.iter().collect();
     parts.sort_by_key(|b| (b.meta.min_t, std::cmp::Reverse(b.meta.max_t)));
-    let mut merged: BTreeMap<Arc<Labels>, Vec<EncodedChunk>> = BTreeMap::new();
+    let mut merged: BTreeMap<Arc<Labels>, BlockSeries> = BTreeMap::new();
     for block in parts {
-        for (labels, chunks) in block.live_chunks()? {
-            let into = merged.entry(labels).or_default();
-            for c in chunks {
-                if into.last().is_none_or(|last| c.min_t > last.max_t) {
-                    into.push(c);
+        for series in block.live_chunks()? {
+            let into = merged
+                .entry(series.labels.clone())
+                .or_insert_with(|| BlockSeries::floats(series.labels.clone(), Vec::new()));
+            for (from, into) in [
+                (series.floats, &mut into.floats),
+                (series.histograms, &mut into.histograms),
+            ] {
+                for c in from {
+                    if into.last().is_none_or(|last| c.min_t > last.max_t) {
+                        into.push(c);
+                    }
                 }
             }
         }
     }
-    Block::write(root, min_t, max_t, merged.into_iter().collect())
+    Block::write(root, min_t, max_t, merged.into_values().collect())
+}
+
+/// Writes the chunk file `file` of `series` (the chunks `chunks` picks) into `dir`, in
+/// record batches of [`CHUNKS_PER_BATCH`] rows; returns `(chunks, samples)` written.
+fn write_chunks(
+    dir: &Path,
+    file: ChunkFile,
+    series: &[BlockSeries],
+    chunks: impl Fn(&BlockSeries) -> &Vec<EncodedChunk>,
+) -> io::Result<(u64, u64)> {
+    let rows: Vec<(u32, &EncodedChunk)> = series
+        .iter()
+        .enumerate()
+        .flat_map(|(n, s)| chunks(s).iter().map(move |c| (n as u32, c)))
+        .collect();
+    let batches = rows
+        .chunks(CHUNKS_PER_BATCH)
+        .map(|rows| {
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.min_t))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1.max_t))),
+                Arc::new(UInt32Array::from_iter_values(
+                    rows.iter().map(|r| u32::from(r.1.count)),
+                )),
+                Arc::new(BinaryArray::from_iter_values(
+                    rows.iter().map(|r| r.1.bytes.as_slice()),
+                )),
+            ];
+            RecordBatch::try_new(chunks_schema(), columns).map_err(arrow_err)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    write_arrow(&dir.join(file.name()), &chunks_schema(), batches)?;
+    let samples = rows.iter().map(|r| u64::from(r.1.count)).sum();
+    Ok((rows.len() as u64, samples))
+}
+
+/// Per record batch of the chunk file at `path`: its first and last series number.
+fn batch_ranges(path: &Path) -> io::Result<Vec<(u32, u32)>> {
+    let mut ranges = Vec::new();
+    for batch in FileReader::try_new(File::open(path)?, None).map_err(arrow_err)? {
+        let batch = batch.map_err(arrow_err)?;
+        let s = batch.column(0).as_primitive::<UInt32Type>();
+        if batch.num_rows() > 0 {
+            ranges.push((s.value(0), s.value(batch.num_rows() - 1)));
+        }
+    }
+    Ok(ranges)
 }
 
 fn write_arrow(
@@ -589,7 +772,10 @@ mod tests {
                 c.push(t * 1000, (i as i64 * t) as f64);
             }
             let job = if i % 2 == 0 { "even" } else { "odd" };
-            series.push((labels(job, i), c.encode_range(0, 299_999)));
+            series.push(BlockSeries::floats(
+                labels(job, i),
+                c.encode_range(0, 299_999),
+            ));
         }
         let block = Block::write(dir.path(), 0, 300_000, series).unwrap();
         assert_eq!(block.meta().samples, 3000 * 300);
@@ -626,7 +812,7 @@ mod tests {
                 .map(|i| {
                     let mut c = SeriesChunks::new();
                     c.push(1_000, i as f64);
-                    (labels("j", i), c.encode_range(0, 10_000))
+                    BlockSeries::floats(labels("j", i), c.encode_range(0, 10_000))
                 })
                 .collect();
             Block::write(dir.path(), 0, 10_000, series).unwrap()
@@ -665,7 +851,7 @@ mod tests {
                     for t in (from..to).step_by(10) {
                         c.push(t, t as f64 + i as f64);
                     }
-                    (labels("j", i), c.encode_range(from, to - 1))
+                    BlockSeries::floats(labels("j", i), c.encode_range(from, to - 1))
                 })
                 .collect();
             Arc::new(Block::write(dir.path(), from, to, list).unwrap())
@@ -694,5 +880,72 @@ mod tests {
         let again = compact(dir.path(), 0, 4000, &[a, merged, b]).unwrap();
         check(&again);
         assert_eq!(again.meta().samples, 2 * 400 + 200);
+    }
+
+    /// A float-only block is written as before histograms were persisted (no
+    /// `histograms.arrow`, no histogram counts in `meta.json`), and such a block,
+    /// with the `meta.json` an older promflow wrote, opens and reads no histograms;
+    /// a block with histograms reads both kinds apart.
+    #[test]
+    fn blocks_without_histograms_open_as_before() {
+        use dataflows::histogram::{FloatHistogram, Span};
+        let dir = tempfile::tempdir().unwrap();
+        let floats = |i: usize| {
+            let mut c = SeriesChunks::new();
+            c.push(1_000, i as f64);
+            BlockSeries::floats(labels("j", i), c.encode_range(0, 10_000))
+        };
+        let block = Block::write(dir.path(), 0, 10_000, vec![floats(0), floats(1)]).unwrap();
+        assert!(!block.dir().join("histograms.arrow").exists());
+        let meta = fs::read_to_string(block.dir().join("meta.json")).unwrap();
+        assert!(!meta.contains("histogram"), "{meta}");
+        fs::write(
+            block.dir().join("meta.json"),
+            r#"{"min_t":0,"max_t":10000,"series":2,"samples":2,"chunks":2}"#,
+        )
+        .unwrap();
+        let block = Block::open(block.dir()).unwrap();
+        let everything = Selector { matchers: vec![] };
+        assert!(!block.has_histograms());
+        assert!(block
+            .select_histograms(&everything, 0, 10_000)
+            .unwrap()
+            .is_empty());
+        assert_eq!(block.select(&everything, 0, 10_000).unwrap().len(), 2);
+
+        let h = |n: f64| FloatHistogram {
+            schema: 0,
+            count: n,
+            sum: n / 2.0,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: 1,
+            }],
+            positive_buckets: vec![n],
+            ..FloatHistogram::default()
+        };
+        let samples: Vec<(i64, FloatHistogram)> =
+            (0..300).map(|i| (20_000 + i * 10, h(i as f64))).collect();
+        let mixed = BlockSeries {
+            labels: labels("h", 0),
+            floats: chunk::encode([(20_000, 1.0)]),
+            histograms: histogram_chunk::encode(samples.clone()),
+        };
+        let block = Block::write(dir.path(), 20_000, 30_000, vec![mixed, floats(1)]).unwrap();
+        let block = Block::open(block.dir()).unwrap();
+        assert!(block.has_histograms());
+        assert_eq!(
+            (block.meta().samples, block.meta().histogram_samples),
+            (302, 300)
+        );
+        let got = block
+            .select_histograms(&everything, 20_100, 20_200)
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1, samples[10..=20].to_vec());
+        assert_eq!(block.select(&everything, 0, 30_000).unwrap().len(), 2);
+        let merged = compact(dir.path(), 0, 30_000, &[Arc::new(block)]).unwrap();
+        let got = merged.select_histograms(&everything, 0, 30_000).unwrap();
+        assert_eq!(got[0].1, samples);
     }
 }

@@ -23,7 +23,8 @@
 //! with histograms have: a float series, its append and its selection carry nothing
 //! for them. A series may hold both (a histogram series' stale markers are float
 //! samples). [`Head::select`] returns floats only; [`Head::select_histograms`] the
-//! histograms. Truncation drops both and keeps a series while either remains.
+//! histograms. Truncation drops both and keeps a series while either remains;
+//! [`Head::encode_range`] hands both to a block.
 //! Deletion (`delete_logged`, its tombstones replayed) deletes both.
 //!
 //! Selection goes through the label index ([`super::postings`], keyed by ref), so it
@@ -32,6 +33,7 @@
 //! series' own lock, so a large read does not hold appends back, and an append waits
 //! for a reader only while it reads one series.
 
+use super::block::BlockSeries;
 use super::chunk::{EncodedChunk, SeriesChunks};
 use super::histogram_chunk::HistogramChunks;
 use super::postings::Postings;
@@ -159,8 +161,11 @@ impl Applied<'_> {
     }
 }
 
+/// The samples of one series in a time range: its labels and `(timestamp, sample)`.
+pub type SeriesInRange<T> = (Arc<Labels>, Vec<(i64, T)>);
+
 /// The samples of one series in a time range, as [`Head::select`] returns them.
-pub type SeriesSamplesInRange = (Arc<Labels>, Vec<(i64, f64)>);
+pub type SeriesSamplesInRange = SeriesInRange<f64>;
 
 /// How a [`SeriesTable`] finds its series: by a key each series carries.
 trait SeriesKey {
@@ -252,7 +257,11 @@ impl<K: SeriesKey> SeriesTable<K> {
 
 /// The native-histogram samples of one series in a time range
 /// ([`Head::select_histograms`]).
-pub type SeriesHistogramsInRange = (Arc<Labels>, Vec<(i64, FloatHistogram)>);
+pub type SeriesHistogramsInRange = SeriesInRange<FloatHistogram>;
+
+/// A native-histogram sample an append stored, as [`Head::append_histograms_logged`]
+/// hands it on: `(series id, labels, timestamp, histogram)`.
+pub type StoredHistogram<'a> = (u64, &'a Arc<Labels>, i64, &'a FloatHistogram);
 
 /// One native-histogram sample to append ([`Head::append_histograms_logged`]).
 #[derive(Clone, Debug, PartialEq)]
@@ -588,7 +597,9 @@ impl Head {
     /// sample not newer than the series' newest histogram, or older than
     /// [`Head::refuse_before`]'s bound, is refused and counted. Before any reader sees
     /// them and under the write lock, `log` gets the series created and the samples
-    /// accepted (`(ref, ts, histogram)`); if it fails, nothing is applied.
+    /// accepted (`(ref, ts, histogram)`); if it fails, nothing is applied. Then, still
+    /// under the lock (so in the order appends are applied), `applied` gets the
+    /// samples stored, with the hints stored.
     ///
     /// The counter-reset hint stored is `Gauge` for gauge histograms; otherwise
     /// `Reset` when the sample went down against the series' previous histogram
@@ -598,6 +609,7 @@ impl Head {
         &self,
         samples: Vec<HistogramSample>,
         log: impl FnOnce(&[(u32, &Labels)], &[(u32, i64, &FloatHistogram)]) -> Result<(), E>,
+        applied: impl FnOnce(&[StoredHistogram<'_>]),
     ) -> Result<AppendOutcome, E> {
         let mut outcome = AppendOutcome::default();
         if samples.is_empty() {
@@ -663,6 +675,13 @@ impl Head {
         outcome.new_series = created.len();
         for (id, wal_ref, labels) in created {
             inner.insert(MemSeries::new(id, wal_ref, labels));
+        }
+        {
+            let stored: Vec<StoredHistogram<'_>> = accepted
+                .iter()
+                .filter_map(|(id, _, ts, h)| Some((*id, &inner.by_id.get(*id)?.labels, *ts, h)))
+                .collect();
+            applied(&stored);
         }
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         outcome.appended = accepted.len();
@@ -973,13 +992,31 @@ impl Head {
         then(&mut live)
     }
 
-    /// Every series with samples in `[start, end]`, encoded afresh into chunks that
-    /// hold only those samples (to persist them in a block).
-    pub fn encode_range(&self, start: i64, end: i64) -> Vec<(Arc<Labels>, Vec<EncodedChunk>)> {
-        self.matching(&[])
+    /// Every series with samples (floats or histograms) in `[start, end]`, encoded
+    /// afresh into chunks that hold only those samples (to persist them in a block).
+    ///
+    /// The histogram series (few) are encoded under the head's read lock, the float
+    /// series each under its own lock only, so appends go on meanwhile.
+    pub fn encode_range(&self, start: i64, end: i64) -> Vec<BlockSeries> {
+        let series = self.matching(&[]);
+        let mut histograms: KeyMap<u64, Vec<EncodedChunk>> = KeyMap::default();
+        if self.has_histograms() {
+            let inner = self.inner.read();
+            for (&id, h) in inner.histograms.iter() {
+                let chunks = h.encode_range(start, end);
+                if !chunks.is_empty() {
+                    histograms.insert(id, chunks);
+                }
+            }
+        }
+        series
             .into_iter()
-            .map(|s| (s.labels.clone(), s.samples.lock().encode_range(start, end)))
-            .filter(|(_, chunks)| !chunks.is_empty())
+            .map(|s| BlockSeries {
+                labels: s.labels.clone(),
+                floats: s.samples.lock().encode_range(start, end),
+                histograms: histograms.remove(&s.id).unwrap_or_default(),
+            })
+            .filter(|s| !s.is_empty())
             .collect()
     }
 

@@ -1,6 +1,8 @@
 //! The native-histogram samples of one series, held by the head beside (not inside)
 //! its float chunks ([`super::head`] keeps them in a side map by series id, only for
-//! series that have histograms, so float series pay nothing for them).
+//! series that have histograms, so float series pay nothing for them), and the same
+//! chunks as blocks persist them ([`encode`], [`decode`]: a chunk's bytes are the
+//! same in the head, in a block and, for one sample, in a WAL record).
 //!
 //! Encoding (promflow's own, not Prometheus's XOR histogram chunk): chunks of up to
 //! [`CHUNK_SAMPLES`] samples, each a byte string in which every sample is written
@@ -23,10 +25,10 @@
 //! - the sum: the varint of the XOR of its bits with the previous sum's.
 //!
 //! A steady integer histogram of 20 buckets whose counts grow by small numbers costs
-//! about 30 bytes a sample. Chunks are whole units for truncation: a chunk is dropped
-//! once its newest sample is older than the cutoff, so up to one chunk of older
-//! samples may be held a little longer (readers cut by time).
+//! about 30 bytes a sample. Truncation drops whole chunks and re-encodes the one that
+//! straddles the cutoff (its first kept sample against nothing).
 
+use super::chunk::EncodedChunk;
 use super::varint::{get_uvarint, get_varint, put_uvarint, put_varint};
 use dataflows::histogram::{CounterResetHint, FloatHistogram, Span};
 
@@ -98,7 +100,7 @@ impl HistogramChunks {
         }
         let chunk = self.chunks.last_mut().expect("a chunk was just ensured");
         let previous = if full { None } else { self.last.as_ref() };
-        encode(&mut chunk.bytes, previous, ts, &h);
+        encode_sample(&mut chunk.bytes, previous, ts, &h);
         chunk.last_ts = ts;
         chunk.count += 1;
         if chunk.count == CHUNK_SAMPLES {
@@ -115,19 +117,19 @@ impl HistogramChunks {
             .iter()
             .filter(|c| c.last_ts >= start && c.first_ts <= end)
         {
-            let mut p = &chunk.bytes[..];
-            let mut previous: Option<(i64, FloatHistogram)> = None;
-            for _ in 0..chunk.count {
-                let Some(sample) = decode(&mut p, previous.as_ref()) else {
-                    break;
-                };
-                if sample.0 >= start && sample.0 <= end {
-                    out.push(sample.clone());
-                }
-                previous = Some(sample);
-            }
+            decode_into(
+                &chunk.bytes,
+                chunk.count,
+                |t| t >= start && t <= end,
+                &mut out,
+            );
         }
         out
+    }
+
+    /// The samples in `[start, end]`, encoded afresh into full chunks (for a block).
+    pub fn encode_range(&self, start: i64, end: i64) -> Vec<EncodedChunk> {
+        encode(self.range(start, end))
     }
 
     /// Whether a sample lies in `[start, end]` (by chunk bounds and then samples).
@@ -155,12 +157,75 @@ impl HistogramChunks {
         before - self.len()
     }
 
-    /// Drops the chunks whose samples are all older than `cutoff`.
+    /// Drops the samples older than `cutoff`: the chunks whose samples all are, and
+    /// those of the chunk that straddles it (re-encoded), as the float chunks do, so
+    /// that nothing a block cut persisted stays in the head.
     pub fn drop_before(&mut self, cutoff: i64) {
         self.chunks.retain(|c| c.last_ts >= cutoff);
-        if self.chunks.is_empty() {
-            self.last = None;
+        let Some(first) = self.chunks.first().filter(|c| c.first_ts < cutoff) else {
+            if self.chunks.is_empty() {
+                self.last = None;
+            }
+            return;
+        };
+        let mut kept = Vec::with_capacity(usize::from(first.count));
+        decode_into(&first.bytes, first.count, |t| t >= cutoff, &mut kept);
+        let rest = self.chunks.split_off(1);
+        let last = self.last.take();
+        *self = HistogramChunks::new();
+        for (ts, h) in kept {
+            self.push(ts, h);
         }
+        // Appends go on in the newest chunk, against the newest sample (unchanged).
+        self.chunks.extend(rest);
+        self.last = last;
+    }
+}
+
+/// Samples (in time order, hints as they are to be kept) encoded into chunks of up to
+/// [`CHUNK_SAMPLES`], as a block persists them.
+pub fn encode(samples: impl IntoIterator<Item = (i64, FloatHistogram)>) -> Vec<EncodedChunk> {
+    let mut fresh = HistogramChunks::new();
+    for (ts, h) in samples {
+        fresh.push(ts, h);
+    }
+    fresh
+        .chunks
+        .into_iter()
+        .map(|c| EncodedChunk {
+            bytes: c.bytes,
+            count: c.count,
+            min_t: c.first_ts,
+            max_t: c.last_ts,
+        })
+        .collect()
+}
+
+/// Decodes the `count` samples of a chunk's bytes (as [`encode`] wrote them; fewer if
+/// the bytes end early or are not a chunk).
+pub fn decode(bytes: &[u8], count: u16) -> Vec<(i64, FloatHistogram)> {
+    let mut out = Vec::with_capacity(usize::from(count));
+    decode_into(bytes, count, |_| true, &mut out);
+    out
+}
+
+/// Decodes a chunk's samples, pushing those whose timestamp `keep` accepts.
+fn decode_into(
+    bytes: &[u8],
+    count: u16,
+    keep: impl Fn(i64) -> bool,
+    out: &mut Vec<(i64, FloatHistogram)>,
+) {
+    let mut p = bytes;
+    let mut previous: Option<(i64, FloatHistogram)> = None;
+    for _ in 0..count {
+        let Some(sample) = decode_sample(&mut p, previous.as_ref()) else {
+            break;
+        };
+        if keep(sample.0) {
+            out.push(sample.clone());
+        }
+        previous = Some(sample);
     }
 }
 
@@ -209,7 +274,7 @@ fn counts(h: &FloatHistogram) -> impl Iterator<Item = f64> + '_ {
         .chain(h.positive_buckets.iter().copied())
 }
 
-fn encode(
+fn encode_sample(
     out: &mut Vec<u8>,
     previous: Option<&(i64, FloatHistogram)>,
     ts: i64,
@@ -260,7 +325,7 @@ fn encode(
     put_uvarint(out, h.sum.to_bits() ^ previous_sum.to_bits());
 }
 
-fn decode(
+fn decode_sample(
     p: &mut &[u8],
     previous: Option<&(i64, FloatHistogram)>,
 ) -> Option<(i64, FloatHistogram)> {
@@ -335,12 +400,12 @@ fn get_f64(p: &mut &[u8]) -> Option<f64> {
 /// Encodes `h` alone (the WAL's histogram records use the chunk encoding of a first
 /// sample, timestamp 0).
 pub fn encode_one(out: &mut Vec<u8>, h: &FloatHistogram) {
-    encode(out, None, 0, h);
+    encode_sample(out, None, 0, h);
 }
 
 /// Decodes what [`encode_one`] wrote from the front of `p`.
 pub fn decode_one(p: &mut &[u8]) -> Option<FloatHistogram> {
-    decode(p, None).map(|(_, h)| h)
+    decode_sample(p, None).map(|(_, h)| h)
 }
 
 #[cfg(test)]
@@ -401,8 +466,28 @@ mod tests {
             }
             let cut = chunks.range(samples[10].0, samples[12].0);
             assert_eq!(cut.len(), 3);
+            // As a block persists them: a range encoded afresh decodes to the same.
+            let persisted = chunks.encode_range(samples[5].0, samples[250].0);
+            assert_eq!(persisted.len(), 3);
+            let decoded: Vec<(i64, FloatHistogram)> = persisted
+                .iter()
+                .flat_map(|c| decode(&c.bytes, c.count))
+                .collect();
+            assert_eq!(decoded, chunks.range(samples[5].0, samples[250].0));
+            assert_eq!(
+                (persisted[0].min_t, persisted[2].max_t),
+                (samples[5].0, samples[250].0)
+            );
             chunks.drop_before(samples[200].0);
-            assert_eq!(chunks.first_ts(), Some(samples[120].0));
+            assert_eq!(chunks.first_ts(), Some(samples[200].0));
+            assert_eq!(chunks.range(i64::MIN, i64::MAX), samples[200..].to_vec());
+            // Appends go on against the newest sample.
+            chunks.push(samples[299].0 + 1, h(300, float));
+            assert_eq!(chunks.len(), 101);
+            assert_eq!(
+                chunks.range(samples[299].0 + 1, i64::MAX)[0].1,
+                h(300, float)
+            );
         }
     }
 

@@ -8,7 +8,7 @@
 //! - [`chunk`]: Gorilla-compressed sample chunks;
 //! - [`head`]: the in-memory head of every series, built of chunks;
 //! - [`histogram_chunk`]: the native-histogram samples of a series, kept by the head
-//!   beside its float chunks (in the head and the WAL only: not yet in blocks);
+//!   beside its float chunks, and persisted in blocks beside them (the same chunks);
 //! - [`postings`]: the label index of the head and of each block, which resolves
 //!   matchers to series;
 //! - [`block`]: persisted, read-only blocks of one time range each;
@@ -50,8 +50,8 @@ mod varint;
 pub mod wal;
 
 pub use head::{
-    AppendOutcome, Applied, HistogramSample, SeriesHistogramsInRange, SeriesRef,
-    SeriesSamplesInRange,
+    AppendOutcome, Applied, HistogramSample, SeriesHistogramsInRange, SeriesInRange, SeriesRef,
+    SeriesSamplesInRange, StoredHistogram,
 };
 
 pub use select::HistogramSource;

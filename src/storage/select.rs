@@ -3,10 +3,10 @@
 //! labels of matching series with a sample in a range), each over the blocks that
 //! overlap the range and the head; and `Storage` as the reference evaluator's
 //! [`SeriesSource`](dataflows::promql::eval::SeriesSource) of floats only.
-//! [`Storage::select_with_histograms`] and [`HistogramSource`] add the head's
-//! native-histogram samples as the evaluator's handles
-//! ([`dataflows::promql::eval::native`]), for the ad-hoc query API; every other
-//! reader (rules, remote read, federation) sees float samples only.
+//! [`Storage::select_histograms`] reads native-histogram samples the same way (blocks
+//! and head); [`Storage::select_with_histograms`] and [`HistogramSource`] add them as
+//! the evaluator's handles ([`dataflows::promql::eval::native`]), for the ad-hoc query
+//! API; every other reader (rules, remote read, federation) sees float samples only.
 //!
 //! Contract: one entry per series, its samples in time order with one sample per
 //! timestamp, whether they are in blocks, in the head or (for the moment between a
@@ -14,7 +14,7 @@
 //! counted and logged, and the rest is still answered.
 
 use super::block::Block;
-use super::{SeriesSamplesInRange, Storage};
+use super::{SeriesHistogramsInRange, SeriesInRange, SeriesSamplesInRange, Storage};
 use dataflows::histogram::FloatHistogram;
 use dataflows::promql::eval::native::{handle, SOURCE};
 use dataflows::promql::eval::{Selected, SeriesSource};
@@ -34,12 +34,40 @@ impl Storage {
     ) -> Vec<SeriesSamplesInRange> {
         let head = self.head.select(selector, start_ms, end_ms);
         let blocks = self.blocks_overlapping(start_ms, end_ms);
+        self.merge_blocks_and_head(&blocks, head, |b| b.select(selector, start_ms, end_ms))
+    }
+
+    /// The native-histogram samples of every series matching `selector` with
+    /// timestamps in `[start, end]`, from the blocks and the head (series without one
+    /// there are left out). Reads no block file while no block holds histograms.
+    pub fn select_histograms(
+        &self,
+        selector: &Selector,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Vec<SeriesHistogramsInRange> {
+        let head = self.head.select_histograms(selector, start_ms, end_ms);
+        let mut blocks = self.blocks_overlapping(start_ms, end_ms);
+        blocks.retain(|b| b.has_histograms());
+        self.merge_blocks_and_head(&blocks, head, |b| {
+            b.select_histograms(selector, start_ms, end_ms)
+        })
+    }
+
+    /// What `read` finds in each of `blocks` and `head`, merged by series: one entry
+    /// per series, its samples in time order, one per timestamp.
+    fn merge_blocks_and_head<T>(
+        &self,
+        blocks: &[Arc<Block>],
+        head: Vec<SeriesInRange<T>>,
+        read: impl Fn(&Block) -> std::io::Result<Vec<SeriesInRange<T>>>,
+    ) -> Vec<SeriesInRange<T>> {
         if blocks.is_empty() {
             return head;
         }
-        let mut merged: BTreeMap<Arc<Labels>, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut merged: BTreeMap<Arc<Labels>, Vec<(i64, T)>> = BTreeMap::new();
         for block in blocks {
-            match block.select(selector, start_ms, end_ms) {
+            match read(block) {
                 Ok(found) => {
                     for (labels, samples) in found {
                         merged.entry(labels).or_default().extend(samples);
@@ -58,7 +86,8 @@ impl Storage {
             .into_iter()
             .map(|(labels, mut samples)| {
                 // Blocks are in time order and the head follows them; a sample can be in
-                // both only for the moment between a cut and the head's truncation.
+                // both only for the moment between a cut and the head's truncation (for
+                // histograms, which the head drops by whole chunks, a little longer).
                 samples.sort_by_key(|s| s.0);
                 samples.dedup_by_key(|s| s.0);
                 (labels, samples)
@@ -105,7 +134,12 @@ impl Storage {
             for selector in selectors {
                 if whole {
                     out.extend(block.series_matching(std::slice::from_ref(selector)));
-                } else if let Ok(found) = block.select(selector, start_ms, end_ms) {
+                    continue;
+                }
+                if let Ok(found) = block.select(selector, start_ms, end_ms) {
+                    out.extend(found.into_iter().map(|(labels, _)| labels));
+                }
+                if let Ok(found) = block.select_histograms(selector, start_ms, end_ms) {
                     out.extend(found.into_iter().map(|(labels, _)| labels));
                 }
             }
@@ -117,10 +151,10 @@ impl Storage {
 }
 
 impl Storage {
-    /// [`Storage::select`] with the head's native-histogram samples merged in, each
-    /// as a handle ([`SOURCE`]) to its histogram pushed onto `table` (one sample per
-    /// timestamp: a float sample at the same time wins). Exactly `select` while no
-    /// histogram was ever stored.
+    /// [`Storage::select`] with the native-histogram samples
+    /// ([`Storage::select_histograms`]) merged in, each as a handle ([`SOURCE`]) to its
+    /// histogram pushed onto `table` (one sample per timestamp: a float sample at the
+    /// same time wins). Exactly `select` while no histogram is stored.
     pub fn select_with_histograms(
         &self,
         selector: &Selector,
@@ -129,10 +163,7 @@ impl Storage {
         table: &RefCell<Vec<Arc<FloatHistogram>>>,
     ) -> Selected {
         let mut floats = self.select(selector, start_ms, end_ms);
-        if !self.head.has_histograms() {
-            return floats;
-        }
-        let histograms = self.head.select_histograms(selector, start_ms, end_ms);
+        let histograms = self.select_histograms(selector, start_ms, end_ms);
         if histograms.is_empty() {
             return floats;
         }

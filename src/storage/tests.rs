@@ -520,10 +520,184 @@ fn histograms_are_stored_selected_and_replayed_beside_floats() {
     drop(s);
     let s = Storage::open(&options).unwrap();
     assert_eq!(read(&s)[r#"h{job="b"}"#].len(), 1);
-    // Histogram-only series survive truncation while their samples are inside it.
+    // Histogram-only series survive truncation while they have samples after it;
+    // those before it are dropped.
     s.append_histograms(vec![histogram_sample("b", 50, 2.0)])
         .unwrap();
     s.head().truncate_before(15);
     let after = read(&s);
-    assert_eq!(after[r#"h{job="b"}"#].len(), 2);
+    assert_eq!(after[r#"h{job="b"}"#].len(), 1);
+}
+
+/// Native histograms leave the head for blocks with the floats: eight hours of a
+/// minute apart (a histogram-only series and one whose counts reset every 200
+/// minutes, beside float series), with housekeeping every hour, are read back
+/// identical (the counter-reset hints included) over a range spanning blocks and
+/// head, after compaction, after a restart, through a deletion, its cleaning and
+/// retention.
+#[test]
+fn histograms_are_cut_into_blocks_and_read_back_identical() {
+    use dataflows::histogram::{CounterResetHint, FloatHistogram};
+    const MINUTE: i64 = 60_000;
+    const HOUR: i64 = 60 * MINUTE;
+    let dir = tempfile::tempdir().unwrap();
+    let options = StorageOptions::new(dir.path().to_path_buf());
+    let (from, to) = (96 * HOUR, 104 * HOUR);
+    let minutes = (to - from) / MINUTE;
+    let n = |job: &str, i: i64| match job {
+        "a" => (i + 1) as f64,
+        _ => (i % 200 + 1) as f64,
+    };
+    // What was appended, with the hints the head gives them.
+    let expected = |job: &str| -> Vec<(i64, FloatHistogram)> {
+        (0..minutes)
+            .map(|i| {
+                let mut h = histogram_sample(job, 0, n(job, i)).histogram;
+                h.counter_reset_hint = if i == 0 {
+                    CounterResetHint::Unknown
+                } else if n(job, i) < n(job, i - 1) {
+                    CounterResetHint::Reset
+                } else {
+                    CounterResetHint::NotReset
+                };
+                (from + i * MINUTE, h)
+            })
+            .collect()
+    };
+    let read = |s: &Storage, job: &str, start: i64, end: i64| -> Vec<(i64, FloatHistogram)> {
+        let sel = Selector {
+            matchers: vec![
+                dataflows::LabelMatcher::new("__name__", "=", "h").unwrap(),
+                dataflows::LabelMatcher::new("job", "=", job).unwrap(),
+            ],
+        };
+        let mut got = s.select_histograms(&sel, start, end);
+        assert!(got.len() <= 1);
+        got.pop().map(|(_, samples)| samples).unwrap_or_default()
+    };
+    let check = |s: &Storage, when: &str| {
+        for job in ["a", "b"] {
+            assert_eq!(
+                read(s, job, i64::MIN, i64::MAX),
+                expected(job),
+                "h{{job={job}}} {when}"
+            );
+        }
+        // The floats beside are untouched.
+        let floats = s.select(&job("a"), i64::MIN, i64::MAX);
+        assert_eq!(floats[0].1.len() as i64, minutes, "{when}");
+    };
+    {
+        let s = Storage::open(&options).unwrap();
+        for i in 0..minutes {
+            let t = from + i * MINUTE;
+            s.append(&[sample("a", t, i as f64), sample("b", t, 1.0)])
+                .unwrap();
+            let outcome = s
+                .append_histograms(vec![
+                    histogram_sample("a", t, n("a", i)),
+                    histogram_sample("b", t, n("b", i)),
+                ])
+                .unwrap();
+            assert_eq!(outcome.appended, 2);
+            if t % HOUR == 0 {
+                s.housekeeping(t);
+            }
+        }
+        s.housekeeping(to);
+        let blocks = s.blocks();
+        // 96h-102h compacted into one 6h block, then 102h-104h.
+        assert_eq!(
+            blocks
+                .iter()
+                .map(|b| (b.min_t, b.max_t))
+                .collect::<Vec<_>>(),
+            vec![(96 * HOUR, 102 * HOUR)]
+        );
+        assert_eq!(blocks[0].histogram_samples, 2 * 360);
+        assert_eq!(blocks[0].samples, 4 * 360);
+        let head_min = s.head().time_range().unwrap().0;
+        assert!(head_min >= 102 * HOUR - 2 * HOUR, "{head_min}");
+        check(&s, "across blocks and head");
+        // A range inside the block, and one across its end into the head.
+        assert_eq!(
+            read(&s, "b", 97 * HOUR, 97 * HOUR + 10 * MINUTE),
+            expected("b")[60..=70].to_vec()
+        );
+        assert_eq!(
+            read(&s, "b", 101 * HOUR, 103 * HOUR),
+            expected("b")[300..=420].to_vec()
+        );
+        // A histogram-only series is listed for a part of a block.
+        let listed = s.series_in_range(&[], 97 * HOUR, 97 * HOUR + MINUTE);
+        assert_eq!(listed.len(), 4, "{listed:?}");
+        // A snapshot (the head written as one more block) holds them too.
+        let snapshot = dir.path().join("snapshot");
+        s.snapshot(&snapshot, false).unwrap();
+        check(
+            &Storage::open(&StorageOptions::new(snapshot)).unwrap(),
+            "in a snapshot",
+        );
+    }
+    let s = Storage::open(&options).unwrap();
+    check(&s, "after a restart");
+    // Cut the rest into blocks: everything comes from blocks then (and with a
+    // sample at 108h, 96h-102h and 102h-104h are compacted into 90h-108h).
+    s.append(&[sample("c", to + 4 * HOUR, 1.0)]).unwrap();
+    s.housekeeping(to + 4 * HOUR);
+    assert_eq!(
+        s.blocks()
+            .iter()
+            .map(|b| (b.min_t, b.max_t, b.histogram_samples))
+            .collect::<Vec<_>>(),
+        vec![(90 * HOUR, 108 * HOUR, 2 * minutes as u64)]
+    );
+    assert!(s
+        .head()
+        .select_histograms(&job("b"), 0, i64::MAX)
+        .is_empty());
+    check(&s, "from blocks only");
+
+    // Deleting a range of the histogram series.
+    let (del_from, del_to) = (100 * HOUR, 103 * HOUR);
+    let b_sel = Selector {
+        matchers: vec![
+            dataflows::LabelMatcher::new("__name__", "=", "h").unwrap(),
+            dataflows::LabelMatcher::new("job", "=", "b").unwrap(),
+        ],
+    };
+    s.delete_series(std::slice::from_ref(&b_sel), del_from, del_to)
+        .unwrap();
+    let kept: Vec<(i64, FloatHistogram)> = expected("b")
+        .into_iter()
+        .filter(|(t, _)| *t < del_from || *t > del_to)
+        .collect();
+    assert_eq!(read(&s, "b", i64::MIN, i64::MAX), kept, "after delete");
+    assert_eq!(s.clean_tombstones().unwrap(), 1);
+    assert_eq!(read(&s, "b", i64::MIN, i64::MAX), kept, "after cleaning");
+    assert_eq!(read(&s, "a", i64::MIN, i64::MAX), expected("a"));
+    assert_eq!(
+        s.blocks()[0].histogram_samples,
+        2 * minutes as u64 - 181,
+        "cleaning rewrote the block without them"
+    );
+    drop(s);
+
+    // Retention (by time, from the newest sample) takes histograms with their block.
+    let s = Storage::open(&StorageOptions {
+        retention: Duration::from_secs(5 * 3600),
+        ..options.clone()
+    })
+    .unwrap();
+    assert_eq!(read(&s, "b", i64::MIN, i64::MAX), kept, "after restart");
+    s.append_histograms(vec![histogram_sample("a", 115 * HOUR, 1.0)])
+        .unwrap();
+    s.housekeeping(115 * HOUR);
+    assert!(s.blocks().is_empty(), "{:?}", s.blocks());
+    assert!(read(&s, "b", i64::MIN, i64::MAX).is_empty());
+    let a: Vec<i64> = read(&s, "a", i64::MIN, i64::MAX)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(a, vec![115 * HOUR]);
 }

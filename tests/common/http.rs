@@ -25,6 +25,8 @@ pub struct HttpResponse {
     /// Header names are lower-cased.
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as received (decompressed), for binary answers (protobuf).
+    pub body_bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -168,6 +170,7 @@ pub fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
         status,
         headers,
         body: String::new(),
+        body_bytes: Vec::new(),
     };
     let chunked = resp
         .header("transfer-encoding")
@@ -190,6 +193,7 @@ pub fn parse_response(raw: &[u8]) -> io::Result<HttpResponse> {
         body
     };
     resp.body = String::from_utf8_lossy(&body).into_owned();
+    resp.body_bytes = body;
     Ok(resp)
 }
 

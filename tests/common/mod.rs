@@ -674,6 +674,14 @@ impl Promflow {
     /// same directory (config, storage) and flags, on a new port; the log so far is
     /// kept in `output-before-restart.log`.
     pub fn kill_and_restart(&mut self) {
+        self.kill_and_restart_adding(&[]);
+    }
+
+    /// [`Promflow::kill_and_restart`] with `more` flags added from now on (e.g. a
+    /// short `--storage.tsdb.min-block-duration`, so that the restart cuts the head
+    /// into blocks).
+    pub fn kill_and_restart_adding(&mut self, more: &[&str]) {
+        self.extra_args.extend(more.iter().map(|s| s.to_string()));
         let _ = self.peer.child.kill();
         let _ = self.peer.child.wait();
         let dir = self.peer.dir.path().to_path_buf();

@@ -54,7 +54,7 @@ use super::{
     ExemplarRef, HistogramRef, MetadataTable, MetricType, NativeHistograms, ParseError, SampleRef,
     SampleSink,
 };
-use dataflows::histogram::{CounterResetHint, FloatHistogram, Span};
+use dataflows::histogram::{counts_from_deltas, CounterResetHint, FloatHistogram, Span};
 
 /// Prometheus's `model.SeparatorByte`.
 const SEPARATOR: u8 = 0xff;
@@ -404,16 +404,6 @@ fn native_histogram(
     };
     let is_float = h.sample_count_float.unwrap_or_default() > 0.0
         || h.zero_count_float.unwrap_or_default() > 0.0;
-    let absolute = |deltas: &[i64]| -> Vec<f64> {
-        let mut current = 0i64;
-        deltas
-            .iter()
-            .map(|d| {
-                current = current.wrapping_add(*d);
-                current as f64
-            })
-            .collect()
-    };
     let (count, zero_count, positive, negative) = if is_float {
         (
             h.sample_count_float.unwrap_or_default(),
@@ -425,8 +415,8 @@ fn native_histogram(
         (
             h.sample_count.unwrap_or_default() as f64,
             h.zero_count.unwrap_or_default() as f64,
-            absolute(&h.positive_delta),
-            absolute(&h.negative_delta),
+            counts_from_deltas(&h.positive_delta),
+            counts_from_deltas(&h.negative_delta),
         )
     };
     let out = FloatHistogram {
