@@ -211,22 +211,28 @@ impl Ingester {
     }
 
     /// Writes native-histogram samples (a scrape's, or received by remote write) to
-    /// storage (WAL and head) and hands what it stored to the remote write queues;
-    /// the dataflow and the latest-sample table (so `/federate` and the push stream)
-    /// do not take histograms yet. Returns the number of series storage saw for the
-    /// first time.
+    /// storage (WAL and head), hands what it stored to the remote write queues and
+    /// feeds it to the dataflow (its histogram column: the maintained rules reading
+    /// them); the latest-sample table (so the push stream) does not take histograms.
+    /// Returns the number of series storage saw for the first time.
     pub fn commit_histograms(&self, samples: Vec<HistogramSample>) -> Result<usize, AppendError> {
         if samples.is_empty() {
             return Ok(0);
         }
         let remote = &self.remote_write;
-        let outcome = self
-            .storage
-            .append_histograms_observed(samples, |stored| remote.enqueue_histograms(stored))?;
+        let mut fed = SampleBatch::default();
+        let outcome = self.storage.append_histograms_observed(samples, |stored| {
+            remote.enqueue_histograms(stored);
+            for &(series_id, labels, ts, histogram) in stored {
+                fed.new_series.push((series_id, labels.clone()));
+                fed.push_histogram(series_id, ts, Arc::new(histogram.clone()));
+            }
+        })?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
             .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
+        self.engine.feed(fed);
         Ok(outcome.new_series)
     }
 

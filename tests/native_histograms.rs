@@ -12,7 +12,8 @@
 //! blocks, it cuts the head into blocks at startup). They go both ways by remote
 //! write with a real Prometheus and come back by remote read; `/federate` serves them
 //! in the protobuf format to a Prometheus that federates promflow, and leaves them out
-//! of the text format, as Prometheus does.
+//! of the text format, as Prometheus does. Alerting and recording rules over them
+//! (evaluated by the dataflow) fire and record as Prometheus's.
 //!
 //! Float histograms (`*_count_float`) are not exposed here: Prometheus 2.42 reads
 //! them as zero (float histograms came later); the unit tests cover their parsing.
@@ -775,4 +776,96 @@ fn native_histograms_are_federated_in_protobuf_as_prometheus_does() {
     let federated = promflow.federate_body(&[r#"{job="app"}"#]);
     assert!(federated.contains("# TYPE up untyped"), "{federated}");
     assert!(!federated.contains("rpc_latency_seconds"), "{federated}");
+}
+
+/// Rules over native histograms, evaluated by the dataflow (ingest feeds it the
+/// histograms): an alert and recording rules whose results are floats read from
+/// histograms, and an alert whose result is the histograms themselves (its value is
+/// 0, as Prometheus 2.42 takes a histogram sample's float value). The histograms do
+/// not change, so every evaluation of both servers gives the same numbers.
+#[test]
+fn rules_over_native_histograms_alert_and_record_as_prometheus_does() {
+    let steady = MetricFamily {
+        name: Some("rpc_latency_seconds".into()),
+        help: None,
+        r#type: Some(MetricType::Histogram as i32),
+        metric: vec![Metric {
+            label: vec![label("kind", "native")],
+            histogram: Some(histogram(2, false)),
+            ..Default::default()
+        }],
+        unit: None,
+    };
+    let exporter = Exporter::start(protobuf::reply(&[steady]));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: latency\n    rules:\n\
+         \x20     - record: rpc:count\n        expr: histogram_count(rpc_latency_seconds)\n\
+         \x20     - record: rpc:p90\n        expr: histogram_quantile(0.9, sum by (kind) (rpc_latency_seconds))\n\
+         \x20     - alert: ManyRequests\n        expr: histogram_sum(rpc_latency_seconds) > 10\n        annotations:\n          value: '{{ $value }}'\n\
+         \x20     - alert: AnyHistogram\n        expr: rpc_latency_seconds\n        annotations:\n          value: '{{ $value }}'\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start_with_args(&yaml, &flags);
+    let oracle = Prometheus::start_with_args(&yaml, &flags);
+    let firing = |server: &Peer| -> Vec<Value> {
+        let body: Value = serde_json::from_str(&server.get("/api/v1/alerts").body).unwrap();
+        let mut alerts: Vec<Value> = body["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "labels": a["labels"],
+                    "annotations": a["annotations"],
+                    "state": a["state"],
+                    "value": a["value"],
+                })
+            })
+            .collect();
+        alerts.sort_by_key(|a| a["labels"].to_string());
+        alerts
+    };
+    let recorded = |server: &Peer, name: &str| server.query(name)["result"].clone();
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || firing(server).len() == 2
+                && recorded(server, "rpc:p90")
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())),
+            "{who}: {:?}\n{}",
+            firing(server),
+            server.log()
+        );
+    }
+    assert_eq!(firing(&promflow), firing(&oracle));
+    for name in ["rpc:count", "rpc:p90"] {
+        let values = |server: &Peer| -> Vec<(Value, Value)> {
+            let mut v: Vec<(Value, Value)> = recorded(server, name)
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["metric"].clone(), r["value"][1].clone()))
+                .collect();
+            v.sort_by_key(|(m, _)| m.to_string());
+            v
+        };
+        let (ours, theirs) = (values(&promflow), values(&oracle));
+        if name == "rpc:p90" {
+            // 3.x interpolates within an exponential bucket exponentially (see
+            // `exponential_from_linear`): only the series are compared.
+            let series = |v: &[(Value, Value)]| v.iter().map(|p| p.0.clone()).collect::<Vec<_>>();
+            assert_eq!(series(&ours), series(&theirs), "{name}");
+        } else {
+            assert_eq!(ours, theirs, "{name}");
+        }
+    }
 }

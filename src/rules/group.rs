@@ -5,7 +5,7 @@
 use crate::rules::alert::{Alert, AlertRuleState, Candidate};
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
 use crate::rules::options::ManagerOptions;
-use crate::rules::sinks::{RuleError, RuleEvaluator, RuleResult, SampleSink};
+use crate::rules::sinks::{is_histogram, RuleError, RuleEvaluator, RuleResult, SampleSink};
 use crate::rules::template::{self, QueryFn, TemplateData};
 use dataflows::promql::plan::{parse, Plan};
 use dataflows::render::extent::{selector_uses, QueryRange};
@@ -283,7 +283,7 @@ impl GroupState {
                     rs.previous_series.remove(&output);
                     batch.push(stale(output));
                 }
-                for (labels, value) in set {
+                for (labels, value) in set.into_iter().filter(|(_, v)| !is_histogram(*v)) {
                     let output = match rs.current.get(&labels).and_then(|c| c.output.clone()) {
                         Some(output) => output,
                         None => record_labels(&rs.rule, &labels),
@@ -429,6 +429,7 @@ fn alert_candidate(
     options: &ManagerOptions,
 ) -> Candidate {
     let name = format!("__alert_{}", rule.name);
+    let value = if is_histogram(value) { 0.0 } else { value };
     let data = TemplateData {
         labels: labels
             .iter()
@@ -477,7 +478,7 @@ fn rule_output(
         RuleKind::Recording => {
             let mut out = Vec::with_capacity(result.len());
             let mut seen = HashSet::new();
-            for (labels, value) in result {
+            for (labels, value) in result.into_iter().filter(|(_, v)| !is_histogram(*v)) {
                 let labels = record_labels(rule, &labels);
                 if !seen.insert(labels.clone()) {
                     return Err(RuleError::DuplicateAfterRuleLabels);

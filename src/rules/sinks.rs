@@ -98,6 +98,14 @@ impl RuleEvaluator for HeadEvaluator {
     }
 }
 
+/// Whether a result element's value names a native histogram (a handle of the
+/// evaluator, [`dataflows::promql::eval::native`]) rather than being a float. Such an
+/// element alerts with the value 0 (as Prometheus 2.42's alerting rules take a
+/// histogram sample's float value); a recording rule does not write it yet.
+pub(crate) fn is_histogram(value: f64) -> bool {
+    dataflows::promql::eval::native::parse_handle(value).is_some()
+}
+
 /// A rule result as an instant vector (a scalar is one element without labels).
 fn vector_result(value: Value) -> RuleResult {
     match value {
