@@ -7,9 +7,9 @@
 //!   came as 2.0, and one that accepts only 1.0, which answers 415 (as Prometheus 3.x
 //!   does) so that the sender falls back to 1.0. All three answer the same query alike.
 //! - Requests posted by the test: 2.0's symbol table and label references, the
-//!   `X-Prometheus-Remote-Write-*-Written` headers, native histograms refused (400,
-//!   floats kept), out-of-range symbol references, 415 for unknown messages and
-//!   encodings.
+//!   `X-Prometheus-Remote-Write-*-Written` headers, native histograms stored beside
+//!   the floats (as Prometheus 3.x does), out-of-range symbol references, 415 for
+//!   unknown messages and encodings.
 //! - Prometheus 2.42 remote-writes (1.0, `Content-Type: application/x-protobuf`) to a
 //!   promflow with the default accepted messages.
 //! - The 2.0 sender's series carry their metric's metadata (type, help, unit) as the
@@ -29,7 +29,7 @@ use common::exporter::{Exporter, Reply};
 use common::http::send;
 use common::receiver::CaptureServer;
 use common::{now_ms, wait_until, Peer, Prometheus, Promflow};
-use promflow::remote::proto::{self, v2};
+use promflow::remote::proto::{self, v2, HistogramCount, HistogramZeroCount};
 use std::time::Duration;
 
 const RECEIVER: &str = "--web.enable-remote-write-receiver";
@@ -123,12 +123,13 @@ fn promflow_sends_2_0_to_promflow_and_falls_back_to_1_0_on_415() {
     }
 }
 
-/// A 2.0 request of `series` (labels, samples) with `histograms` native histogram
-/// samples on the first series.
+/// A 2.0 request of `series` (labels, samples) with native histogram samples at
+/// `histograms` (ms) on the first series: integer histograms of count 3 (all in the
+/// zero bucket), sum 1.5.
 /// One series of a test request: its labels and its `(ms, value)` samples.
 type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
 
-fn v2_body(series: &[TestSeries], histograms: usize) -> Vec<u8> {
+fn v2_body(series: &[TestSeries], histograms: &[i64]) -> Vec<u8> {
     let mut symbols = v2::Symbols::new();
     let timeseries = series
         .iter()
@@ -143,13 +144,17 @@ fn v2_body(series: &[TestSeries], histograms: usize) -> Vec<u8> {
                 .map(|&(timestamp, value)| v2::Sample { value, timestamp })
                 .collect(),
             histograms: if i == 0 {
-                vec![
-                    promflow::remote::proto::Histogram {
-                        timestamp: 1,
+                histograms
+                    .iter()
+                    .map(|&timestamp| promflow::remote::proto::Histogram {
+                        count: Some(HistogramCount::Int(3)),
+                        zero_count: Some(HistogramZeroCount::Int(3)),
+                        zero_threshold: 0.001,
+                        sum: 1.5,
+                        timestamp,
                         ..Default::default()
-                    };
-                    histograms
-                ]
+                    })
+                    .collect()
             } else {
                 Vec::new()
             },
@@ -198,7 +203,7 @@ fn the_receiver_reads_2_0_requests_and_refuses_what_it_cannot_store() {
             ),
             (&[("__name__", "pushed"), ("k", "b")], &[(t, 3.0)]),
         ],
-        0,
+        &[],
     );
     let r = post_v2(&promflow, V2_CONTENT_TYPE, "snappy", &body);
     assert_eq!(r.status, 204, "{}", r.body);
@@ -222,20 +227,33 @@ fn the_receiver_reads_2_0_requests_and_refuses_what_it_cannot_store() {
         ]
     );
 
-    // Native histograms: refused (400), the float samples beside them kept.
-    let body = v2_body(&[(&[("__name__", "with_hist")], &[(t, 4.0)])], 2);
-    let r = post_v2(&promflow, V2_CONTENT_TYPE, "snappy", &body);
-    assert_eq!(r.status, 400, "{}", r.body);
-    assert!(
-        r.body.contains("2 native histogram samples refused"),
-        "{}",
-        r.body
+    // Native histograms: stored beside the float samples, as Prometheus 3.x does.
+    let body = v2_body(
+        &[
+            (&[("__name__", "with_hist")], &[]),
+            (&[("__name__", "beside_hist")], &[(t, 4.0)]),
+        ],
+        &[t, t + 1],
     );
+    let r = post_v2(&promflow, V2_CONTENT_TYPE, "snappy", &body);
+    assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(
         r.header("X-Prometheus-Remote-Write-Samples-Written"),
         Some("1")
     );
-    assert_eq!(answer(&promflow, "with_hist", t).len(), 1);
+    assert_eq!(
+        r.header("X-Prometheus-Remote-Write-Histograms-Written"),
+        Some("2")
+    );
+    assert_eq!(answer(&promflow, "beside_hist", t).len(), 1);
+    assert_eq!(
+        answer(&promflow, "histogram_count(with_hist)", t + 1000),
+        ["{} \"3\""]
+    );
+    assert_eq!(
+        answer(&promflow, "histogram_sum(with_hist)", t + 1000),
+        ["{} \"1.5\""]
+    );
 
     // A label reference past the symbol table.
     let bad = proto::encode(&v2::Request {

@@ -11,11 +11,11 @@
 //! storage first, then the dataflow (samples older than the watermark are stored and
 //! counted late). 1.0 native histograms (`TimeSeries.histograms`, integer or float)
 //! take the scraped histograms' path (`Ingester::commit_histograms`: storage and the
-//! remote write queues), as Prometheus 3.x stores them. Answers 204 on success, 400
-//! for a body that does not decode (or, in 2.0, refers to symbols it lacks, or carries
-//! native histograms: the float samples are stored, the histograms refused), 500 when
-//! storage refuses the batch (the sender retries; in 1.0, floats stored before the
-//! histograms failed are refused as duplicates then). 2.0 answers carry
+//! remote write queues, the dataflow), as Prometheus 3.x stores them, in 1.0 and 2.0
+//! alike. Answers 204 on success, 400 for a body that does not decode (or, in 2.0,
+//! refers to symbols it lacks), 500 when storage refuses the batch (the sender
+//! retries; floats stored before the histograms failed are refused as duplicates
+//! then). 2.0 answers carry
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`. 2.0 metadata and
 //! exemplars are read and not kept (promflow stores neither).
 //! The message types are in [`crate::remote::proto`].
@@ -179,13 +179,7 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        let series_id = labels.hash();
-        histograms.extend(series.histograms.iter().map(|h| HistogramSample {
-            series_id,
-            labels: labels.clone(),
-            timestamp_ms: h.timestamp,
-            histogram: h.to_float(),
-        }));
+        push_histograms(&mut histograms, &labels, &series.histograms);
         push_samples(
             &mut batch,
             labels,
@@ -201,6 +195,22 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
         // Not acknowledged: the sender keeps the samples and retries.
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// A series' received native histograms (1.0 and 2.0 share the message), as the
+/// scraped ones are stored.
+fn push_histograms(
+    out: &mut Vec<HistogramSample>,
+    labels: &Arc<Labels>,
+    histograms: &[proto::Histogram],
+) {
+    let series_id = labels.hash();
+    out.extend(histograms.iter().map(|h| HistogramSample {
+        series_id,
+        labels: labels.clone(),
+        timestamp_ms: h.timestamp,
+        histogram: h.to_float(),
+    }));
 }
 
 fn push_samples(
@@ -237,7 +247,7 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             })
     };
     let mut batch = Vec::new();
-    let mut histograms = 0usize;
+    let mut histograms = Vec::new();
     for series in &request.timeseries {
         if series.labels_refs.len() % 2 != 0 {
             return refuse(WriteError::OddLabelRefs(series.labels_refs.len()));
@@ -253,15 +263,19 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        histograms += series.histograms.len();
+        push_histograms(&mut histograms, &labels, &series.histograms);
         push_samples(
             &mut batch,
             labels,
             series.samples.iter().map(|s| (s.timestamp, s.value)),
         );
     }
-    let samples = batch.len();
-    if let Err(e) = service.ingester.commit(batch) {
+    let (samples, histogram_count) = (batch.len(), histograms.len());
+    let committed = service
+        .ingester
+        .commit(batch)
+        .and_then(|_| service.ingester.commit_histograms(histograms));
+    if let Err(e) = committed {
         return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     let written = [
@@ -271,19 +285,12 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
         ),
         (
             "X-Prometheus-Remote-Write-Histograms-Written",
-            "0".to_string(),
+            histogram_count.to_string(),
         ),
         (
             "X-Prometheus-Remote-Write-Exemplars-Written",
             "0".to_string(),
         ),
     ];
-    if histograms > 0 {
-        let e = format!(
-            "{histograms} native histogram samples refused: promflow stores no native histograms"
-        );
-        tracing::warn!(error = %e, "remote write 2.0 request partly refused");
-        return (StatusCode::BAD_REQUEST, written, format!("{e}\n")).into_response();
-    }
     (StatusCode::NO_CONTENT, written).into_response()
 }
