@@ -487,23 +487,19 @@ impl Block {
             reader.set_index(i).map_err(arrow_err)?;
             let Some(batch) = reader.next() else { break };
             let batch = batch.map_err(arrow_err)?;
-            let series = batch.column(0).as_primitive::<UInt32Type>();
-            let min_t = batch.column(1).as_primitive::<Int64Type>();
-            let max_t = batch.column(2).as_primitive::<Int64Type>();
-            let count = batch.column(3).as_primitive::<UInt32Type>();
-            let data = batch.column(4).as_binary::<i32>();
+            let rows = ChunkRows::of(&batch);
             for row in 0..batch.num_rows() {
-                let n = series.value(row);
+                let n = rows.series.value(row);
                 if wanted.binary_search(&n).is_err()
-                    || max_t.value(row) < start
-                    || min_t.value(row) > end
+                    || rows.max_t.value(row) < start
+                    || rows.min_t.value(row) > end
                 {
                     continue;
                 }
-                let count = u16::try_from(count.value(row)).unwrap_or(u16::MAX);
+                let count = rows.count(row);
                 let deleted = tombstones.get(&n);
                 let into = out.entry(n).or_default();
-                decode(data.value(row), count, &mut |t, v| {
+                decode(rows.data.value(row), count, &mut |t, v| {
                     if t >= start && t <= end && !is_deleted(deleted, t) {
                         into.push((t, v));
                     }
@@ -534,20 +530,18 @@ impl Block {
                 .map_err(arrow_err)?;
             for batch in reader {
                 let batch = batch.map_err(arrow_err)?;
-                let series = batch.column(0).as_primitive::<UInt32Type>();
-                let min_t = batch.column(1).as_primitive::<Int64Type>();
-                let max_t = batch.column(2).as_primitive::<Int64Type>();
-                let count = batch.column(3).as_primitive::<UInt32Type>();
-                let data = batch.column(4).as_binary::<i32>();
+                let rows = ChunkRows::of(&batch);
                 for row in 0..batch.num_rows() {
-                    let slot = out.get_mut(series.value(row) as usize).ok_or_else(|| {
-                        io::Error::new(io::ErrorKind::InvalidData, "series number out of range")
-                    })?;
+                    let slot = out
+                        .get_mut(rows.series.value(row) as usize)
+                        .ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidData, "series number out of range")
+                        })?;
                     let chunk = EncodedChunk {
-                        bytes: data.value(row).to_vec(),
-                        count: u16::try_from(count.value(row)).unwrap_or(u16::MAX),
-                        min_t: min_t.value(row),
-                        max_t: max_t.value(row),
+                        bytes: rows.data.value(row).to_vec(),
+                        count: rows.count(row),
+                        min_t: rows.min_t.value(row),
+                        max_t: rows.max_t.value(row),
                     };
                     match file {
                         ChunkFile::Floats => slot.floats.push(chunk),
@@ -677,6 +671,33 @@ fn write_chunks(
     write_arrow(&dir.join(file.name()), &chunks_schema(), batches)?;
     let samples = rows.iter().map(|r| u64::from(r.1.count)).sum();
     Ok((rows.len() as u64, samples))
+}
+
+/// The columns of a record batch of a chunk file (`series`, `min_t`, `max_t`,
+/// `count`, `data`; the same for float and histogram chunks).
+struct ChunkRows<'b> {
+    series: &'b UInt32Array,
+    min_t: &'b Int64Array,
+    max_t: &'b Int64Array,
+    counts: &'b UInt32Array,
+    data: &'b BinaryArray,
+}
+
+impl<'b> ChunkRows<'b> {
+    fn of(batch: &'b RecordBatch) -> ChunkRows<'b> {
+        ChunkRows {
+            series: batch.column(0).as_primitive::<UInt32Type>(),
+            min_t: batch.column(1).as_primitive::<Int64Type>(),
+            max_t: batch.column(2).as_primitive::<Int64Type>(),
+            counts: batch.column(3).as_primitive::<UInt32Type>(),
+            data: batch.column(4).as_binary::<i32>(),
+        }
+    }
+
+    /// Samples in the chunk of `row`.
+    fn count(&self, row: usize) -> u16 {
+        u16::try_from(self.counts.value(row)).unwrap_or(u16::MAX)
+    }
 }
 
 /// Per record batch of the chunk file at `path`: its first and last series number.

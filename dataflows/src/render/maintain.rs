@@ -488,16 +488,28 @@ impl Host {
         rules.insert(spec.id, Hosted { states, part_of });
     }
 
-    /// Adds a routed sample to the windows reading it (its labels from the catalog, for
-    /// a series the windows do not know yet).
-    fn insert(&mut self, ((_, spread), point): (Destination, Point)) {
+    /// The window store a routed sample goes to (the spread rules' or the owned
+    /// ones'), with the rules and the catalog, borrowed apart.
+    fn parts(
+        &mut self,
+        spread: bool,
+    ) -> (
+        &mut WindowStore,
+        &mut BTreeMap<RuleId, Hosted>,
+        &SeriesCatalog,
+    ) {
         let store = if spread {
             &mut self.spread
         } else {
             &mut self.owned
         };
-        let rules = &mut self.rules;
-        let catalog = &self.catalog;
+        (store, &mut self.rules, &self.catalog)
+    }
+
+    /// Adds a routed sample to the windows reading it (its labels from the catalog, for
+    /// a series the windows do not know yet).
+    fn insert(&mut self, ((_, spread), point): (Destination, Point)) {
+        let (store, rules, catalog) = self.parts(spread);
         let labels = || catalog.with(point.series_id, Arc::clone);
         store.insert(&point, labels, |rule, reach, key, labels, hash| {
             for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
@@ -512,13 +524,7 @@ impl Host {
     /// Adds a routed native-histogram sample to the windows reading it; the rules
     /// reading them decline incremental evaluation from now on.
     fn insert_histogram(&mut self, ((_, spread), point): (Destination, HistogramPoint)) {
-        let store = if spread {
-            &mut self.spread
-        } else {
-            &mut self.owned
-        };
-        let rules = &mut self.rules;
-        let catalog = &self.catalog;
+        let (store, rules, catalog) = self.parts(spread);
         let labels = || catalog.with(point.series_id, Arc::clone);
         let mut declined = Vec::new();
         store.insert_histogram(&point, labels, |rule, reach, _, _, _| {
