@@ -225,7 +225,7 @@ impl Ingester {
             remote.enqueue_histograms(stored);
             for &(series_id, labels, ts, histogram) in stored {
                 fed.new_series.push((series_id, labels.clone()));
-                fed.push_histogram(series_id, ts, Arc::new(histogram.clone()));
+                fed.push_histogram(series_id, ts, Arc::new(histogram.clone()), 0);
             }
         })?;
         self.metrics.samples_ingested.add(outcome.appended as u64);
