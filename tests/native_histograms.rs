@@ -13,7 +13,9 @@
 //! write with a real Prometheus and come back by remote read; `/federate` serves them
 //! in the protobuf format to a Prometheus that federates promflow, and leaves them out
 //! of the text format, as Prometheus does. Alerting and recording rules over them
-//! (evaluated by the dataflow) fire and record as Prometheus's.
+//! (evaluated by the dataflow) fire and record as Prometheus's. And a service
+//! instrumented with the real Go client (client_golang, native buckets, no explicit
+//! timestamps) is scraped, queried and federated as Prometheus does.
 //!
 //! Float histograms (`*_count_float`) are not exposed here: Prometheus 2.42 reads
 //! them as zero (float histograms came later); the unit tests cover their parsing.
@@ -217,9 +219,10 @@ const QUERIES: &[(&str, Option<&str>)] = &[
 /// interpolates a native histogram's quantile within an exponential bucket
 /// exponentially, 2.42 linearly: `lower + (upper - lower) * f` against
 /// `2^(log2 lower + (log2 upper - log2 lower) * f)` for the same fraction `f` of the
-/// bucket's observations below the rank. So the 3.x answer is derived from the
-/// oracle's: its bucket (from the oracle's histogram `buckets`) and `f` from its
-/// linear answer.
+/// bucket's observations below the rank (in a negative bucket, mirrored:
+/// `-2^(log2 |upper| + (log2 |lower| - log2 |upper|) * (1 - f))`). So the 3.x answer
+/// is derived from the oracle's: its bucket (from the oracle's histogram `buckets`)
+/// and `f` from its linear answer.
 fn exponential_from_linear(linear: f64, buckets: &Value) -> f64 {
     for b in buckets.as_array().into_iter().flatten() {
         let bound = |i: usize| b[i].as_str().unwrap().parse::<f64>().unwrap();
@@ -227,6 +230,12 @@ fn exponential_from_linear(linear: f64, buckets: &Value) -> f64 {
         if lower > 0.0 && lower < linear && linear <= upper {
             let f = (linear - lower) / (upper - lower);
             return (lower.log2() + (upper.log2() - lower.log2()) * f).exp2();
+        }
+        // A negative bucket: the same on the mirrored scale.
+        if upper < 0.0 && lower <= linear && linear < upper {
+            let f = (linear - lower) / (upper - lower);
+            let (log_lower, log_upper) = (lower.abs().log2(), upper.abs().log2());
+            return -(log_upper + (log_lower - log_upper) * (1.0 - f)).exp2();
         }
     }
     linear
@@ -868,4 +877,196 @@ fn rules_over_native_histograms_alert_and_record_as_prometheus_does() {
             assert_eq!(ours, theirs, "{name}");
         }
     }
+}
+
+/// The service of `tests/clients/latency_exporter` (the real Go client,
+/// client_golang, with native buckets), built with Debian's Go and client packages
+/// into the test's target directory, running on 127.0.0.1 until dropped.
+struct GoClient {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl GoClient {
+    fn start() -> GoClient {
+        common::require_peer("/usr/bin/go", "golang-go");
+        common::require_peer(
+            "/usr/share/gocode/src/github.com/prometheus/client_golang/prometheus/histogram.go",
+            "golang-github-prometheus-client-golang-dev",
+        );
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let bin = out.join("latency_exporter");
+        let mut build = std::process::Command::new("/usr/bin/go");
+        build
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(".")
+            .current_dir(common::repo_root().join("tests/clients/latency_exporter"))
+            // Debian's packaged Go libraries, GOPATH mode: nothing is downloaded.
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", out.join("gocache"))
+            .env("GOFLAGS", "");
+        let built = common::run_command(build, None, Duration::from_secs(600));
+        assert!(
+            built.status.success(),
+            "go build: {}",
+            common::combined_output(&built)
+        );
+        let mut child = std::process::Command::new(&bin)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start latency_exporter");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .expect("latency_exporter's address");
+        GoClient {
+            child,
+            addr: line.trim().to_string(),
+        }
+    }
+
+    fn get(&self, path_and_query: &str) {
+        let url = format!("http://{}{path_and_query}", self.addr);
+        let resp = http::get(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(resp.status, 200, "{url}: {}", resp.body);
+    }
+
+    fn observe(&self, handler: &str, value: f64, n: u32) {
+        self.get(&format!("/observe?handler={handler}&value={value}&n={n}"));
+    }
+}
+
+impl Drop for GoClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The issue's bar: a latency metric with native buckets from a real client library
+/// (Prometheus's Go client, served by promhttp in the protobuf format it negotiates)
+/// is scraped and stored by promflow as by Prometheus 2.42: the same histograms
+/// (schema, zero bucket, positive and negative buckets), `histogram_count`/`_sum`,
+/// `histogram_quantile` of the histograms and of their rate (the rate's scale
+/// depends on each server's scrape times, its quantiles do not), and a Prometheus
+/// federating promflow gets the same histograms as the oracle scraped itself. No
+/// explicit timestamps here: each step's state is read once both have scraped it.
+#[test]
+fn a_go_client_latency_histogram_is_scraped_queried_and_federated_as_prometheus_does() {
+    let client = GoClient::start();
+    let observe_step = |k: u32| {
+        // Latencies over four decades, a zero bucket (0), negative drift (clock
+        // skew corrections), more of them each step.
+        for (handler, value, n) in [
+            ("api", 0.003, 5 + k),
+            ("api", 0.07, 2 * k),
+            ("api", 1.7, 1),
+            ("static", 0.0, 3),
+            ("static", 0.000_4, 4 * k + 1),
+            ("drift", -0.25, k + 1),
+            ("drift", 12.0, 1),
+        ] {
+            client.observe(handler, value, n);
+        }
+        client.get("/step");
+    };
+    observe_step(0);
+    let flags = ["--enable-feature=native-histograms"];
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        client.addr
+    );
+    let promflow = Promflow::start_with_args(&config, &flags);
+    let oracle = Prometheus::start_with_args(&config, &flags);
+    let federator = Prometheus::start_with_args(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"app\"}}']\n    static_configs:\n      - targets: ['{}']\n",
+            promflow.addr()
+        ),
+        &flags,
+    );
+    let steps_seen = |server: &Peer, k: u32| {
+        server.query("steps_total")["result"][0]["value"][1].as_str() == Some(&k.to_string())
+    };
+    let counts =
+        |server: &Peer| sorted(server.query("histogram_count(http_request_duration_seconds)"));
+    for k in 1..=4 {
+        // Both hold the state of step k - 1 before step k changes it.
+        assert!(
+            wait_until(WAIT, || steps_seen(&promflow, k)),
+            "promflow step {k}"
+        );
+        assert!(
+            wait_until(WAIT, || steps_seen(&oracle, k)),
+            "oracle step {k}"
+        );
+        assert!(
+            wait_until(WAIT, || same(&counts(&federator), &counts(&oracle))),
+            "federator step {k}: {:#} against {:#}",
+            counts(&federator),
+            counts(&oracle)
+        );
+        observe_step(k);
+    }
+    assert!(
+        wait_until(WAIT, || steps_seen(&promflow, 5)),
+        "promflow last step"
+    );
+    assert!(
+        wait_until(WAIT, || steps_seen(&oracle, 5)),
+        "oracle last step"
+    );
+    // Two more scrapes each: every server's newest sample is the final state.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let at = now_ms();
+    let queries: &[(&str, Option<&str>)] = &[
+        ("http_request_duration_seconds", None),
+        ("histogram_count(http_request_duration_seconds)", None),
+        ("histogram_sum(http_request_duration_seconds)", None),
+        (
+            "histogram_quantile(0.5, http_request_duration_seconds)",
+            Some("http_request_duration_seconds"),
+        ),
+        (
+            "histogram_quantile(0.99, http_request_duration_seconds)",
+            Some("http_request_duration_seconds"),
+        ),
+        (
+            "histogram_quantile(0.9, rate(http_request_duration_seconds[1h]))",
+            Some("rate(http_request_duration_seconds[1h])"),
+        ),
+        (
+            "histogram_quantile(0.9, sum(http_request_duration_seconds))",
+            Some("sum(http_request_duration_seconds)"),
+        ),
+        ("count(http_request_duration_seconds_bucket)", None),
+    ];
+    for (expr, histograms) in queries {
+        let ours = sorted(promflow.query_at(expr, at));
+        let theirs = oracle_answer(&oracle, expr, *histograms, at);
+        assert!(
+            same(&ours, &theirs),
+            "{expr}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+        let federated = oracle_answer(&federator, expr, *histograms, at);
+        let direct = theirs;
+        if !expr.starts_with("count(") && !expr.contains("rate(") {
+            assert!(
+                !direct["result"].as_array().unwrap().is_empty(),
+                "{expr}: empty"
+            );
+            assert!(
+                same(&federated, &direct),
+                "{expr} federated:\nfederator: {federated:#}\noracle:    {direct:#}"
+            );
+        }
+    }
+    // The histograms really are native ones with buckets on both sides of zero.
+    let raw = promflow.query_at(r#"http_request_duration_seconds{handler="drift"}"#, at);
+    let buckets = &raw["result"][0]["histogram"][1]["buckets"];
+    assert!(buckets.as_array().is_some_and(|b| b.len() >= 2), "{raw:#}");
 }
