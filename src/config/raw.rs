@@ -61,7 +61,7 @@ impl<'de> Deserialize<'de> for ScalarText {
 }
 
 /// The whole file. Top-level keys of Prometheus 2.42 that promflow does not
-/// support (`remote_read`, `tracing`, `storage: tsdb`) are reported as unsupported.
+/// support (`tracing`, `storage: tsdb`) are reported as unsupported.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawConfig {
     pub global: Option<RawGlobalConfig>,
@@ -69,6 +69,7 @@ pub(crate) struct RawConfig {
     pub rule_files: Option<Vec<ScalarText>>,
     pub alerting: Option<RawAlertingConfig>,
     pub remote_write: Option<Vec<Option<WithHttpClient<RawRemoteWriteConfig>>>>,
+    pub remote_read: Option<Vec<Option<WithHttpClient<RawRemoteReadConfig>>>>,
     pub otlp: Option<RawOtlpConfig>,
     pub storage: Option<RawStorageConfig>,
 }
@@ -176,6 +177,18 @@ pub(crate) struct RawRemoteWriteConfig {
     pub metadata_config: Option<RawMetadataConfig>,
     pub protobuf_message: Option<ScalarText>,
     pub send_native_histograms: Option<bool>,
+}
+
+/// One entry of `remote_read:`, besides its HTTP client settings.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawRemoteReadConfig {
+    pub url: Option<ScalarText>,
+    pub name: Option<ScalarText>,
+    pub remote_timeout: Option<ScalarText>,
+    pub headers: Option<BTreeMap<String, ScalarText>>,
+    pub read_recent: Option<bool>,
+    pub required_matchers: Option<BTreeMap<String, ScalarText>>,
+    pub filter_external_labels: Option<bool>,
 }
 
 /// `remote_write[].queue_config:`.

@@ -158,6 +158,26 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-amz-content-sha256",
 ];
 
+/// The `headers:` of a `remote_write` or `remote_read` entry at `path`: reserved
+/// ones are problems, as in Prometheus.
+pub(super) fn resolve_headers(
+    raw: Option<&BTreeMap<String, super::raw::ScalarText>>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    for (name, value) in raw.into_iter().flatten() {
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            problems.push(
+                path.key("headers").key(name),
+                format!("{name} is a reserved header. It must not be changed"),
+            );
+        }
+        headers.insert(name.clone(), value.0.clone());
+    }
+    headers
+}
+
 /// Resolves `remote_write:`.
 pub(crate) fn resolve_remote_write(
     raw: &[Option<WithHttpClient<RawRemoteWriteConfig>>],
@@ -203,16 +223,7 @@ fn resolve_one(
             format!("unsupported scheme in remote_write url {url:?}: use http or https"),
         );
     }
-    let mut headers = BTreeMap::new();
-    for (name, value) in raw.headers.iter().flatten() {
-        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            problems.push(
-                path.key("headers").key(name),
-                format!("{name} is a reserved header. It must not be changed"),
-            );
-        }
-        headers.insert(name.clone(), value.0.clone());
-    }
+    let headers = resolve_headers(raw.headers.as_ref(), path, problems);
     let http = resolve_http_client(raw.http(), base_dir, path, problems);
     RemoteWriteConfig {
         url,

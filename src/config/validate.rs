@@ -114,6 +114,13 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
         problems,
     );
 
+    let remote_read = super::remote_read::resolve_remote_read(
+        raw.remote_read.as_deref().unwrap_or(&[]),
+        base_dir,
+        &root.key("remote_read"),
+        problems,
+    );
+
     let otlp = super::otlp::resolve_otlp(raw.otlp.as_ref(), &root.key("otlp"), problems);
     let mut storage = super::StorageConfig::default();
     if let Some(max) = raw
@@ -132,6 +139,7 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
         rule_files,
         scrape_configs,
         remote_write,
+        remote_read,
         otlp,
         storage,
     }
