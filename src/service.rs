@@ -62,6 +62,8 @@ pub struct ServiceOptions {
     pub lookback_delta: Duration,
     /// `--workers`.
     pub workers: usize,
+    /// `--cluster.*`: this process's place in the cluster (one process by default).
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// `--query.timeout`: the longest an ad-hoc query may run.
     pub query_timeout: Duration,
     /// Every flag as given or defaulted, for `/api/v1/status/flags`.
@@ -544,6 +546,9 @@ impl Service {
                 discovered_labels: labels,
             }));
         }
+        // In a cluster, each target is scraped by the one process that owns it.
+        let cluster = &self.options.cluster;
+        wanted.retain(|target| cluster.owns(target.identity()));
         self.scrapes.apply(wanted);
         *self.dropped_targets.write() = dropped;
         *over_target_limit = still_over;

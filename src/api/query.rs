@@ -19,6 +19,8 @@
 use crate::api::params::{parse_duration_param, parse_time_param, Params, RequestError};
 use crate::api::query_json::{Histograms, QueryAnswer, QueryData};
 use crate::api::response::{api_error, api_success_annotated, ApiError, ErrorType};
+use crate::cluster::Cluster;
+use crate::config::RemoteReadConfig;
 use crate::ingest::now_ms;
 use crate::remote::read::{fetch, selections, Fetched, WithRemote};
 use crate::service::Service;
@@ -177,9 +179,12 @@ async fn remote_series(
     timeout: Duration,
 ) -> (Fetched, Vec<String>) {
     let config = service.config.read().clone();
-    if config.remote_read.is_empty() {
+    let peers = cluster_peers(&service.options.cluster, timeout);
+    if config.remote_read.is_empty() && peers.is_empty() {
         return (Fetched::default(), Vec::new());
     }
+    let endpoints: Vec<RemoteReadConfig> =
+        config.remote_read.iter().cloned().chain(peers).collect();
     let lookback = service.options.lookback_delta.as_millis() as i64;
     let wanted = selections(plan, lookback, start, end);
     // Prometheus's local start time: the oldest block's, else now; plus a margin of
@@ -188,7 +193,7 @@ async fn remote_series(
     let margin = 2 * service.options.min_block_duration.as_millis() as i64;
     let local_start = oldest_block.unwrap_or_else(now_ms).saturating_add(margin);
     let asked = fetch(
-        &config.remote_read,
+        &endpoints,
         &service.remote_read_clients,
         &config.global.external_labels,
         &wanted,
@@ -201,6 +206,27 @@ async fn remote_series(
             vec!["remote read: the query timed out before the endpoints answered".into()],
         ),
     }
+}
+
+/// The other processes of the cluster as remote read endpoints: every query reads
+/// their storage too (each holds what its own targets and receivers brought), all of
+/// it (`read_recent`); the external labels, the same in every process's config, are
+/// sent as matchers and taken off (their read endpoint adds them).
+fn cluster_peers(cluster: &Cluster, timeout: Duration) -> Vec<RemoteReadConfig> {
+    cluster
+        .peer_urls()
+        .into_iter()
+        .map(|url| RemoteReadConfig {
+            url: format!("{url}/api/v1/read"),
+            remote_timeout: timeout,
+            headers: Default::default(),
+            read_recent: true,
+            name: format!("cluster peer {url}"),
+            http: Default::default(),
+            required_matchers: Default::default(),
+            filter_external_labels: true,
+        })
+        .collect()
 }
 
 /// Plans the query and reads its timeout; every error here is `bad_data`. The plan

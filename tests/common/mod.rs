@@ -633,14 +633,33 @@ impl Promflow {
             extra.push(format!("--storage.tsdb.path={}", data.display()));
         }
         let (what, check) = ready_check(&extra);
-        let mut peer = match launch.file_size_limit_kib {
-            None => spawn_peer_until("promflow", &bin, dir, &what, &*check, |d, a| {
+        let mut peer = match (launch.file_size_limit_kib, launch.listen) {
+            (None, Some(addr)) => {
+                let (child, addr) = launch_on(
+                    "promflow",
+                    &bin,
+                    dir.path(),
+                    || addr,
+                    &what,
+                    &*check,
+                    |d, a| promflow_args(d, a, &extra),
+                );
+                Peer {
+                    name: "promflow",
+                    child,
+                    addr,
+                    log_path: dir.path().join("output.log"),
+                    config_path: None,
+                    dir,
+                }
+            }
+            (None, None) => spawn_peer_until("promflow", &bin, dir, &what, &*check, |d, a| {
                 promflow_args(d, a, &extra)
             }),
             // bash's `ulimit -f` counts KiB; SIGXFSZ is ignored so a write past the
             // limit fails with EFBIG instead of killing the process. (A restart runs
             // without the limit.)
-            Some(kib) => spawn_peer_until(
+            (Some(kib), _) => spawn_peer_until(
                 "promflow",
                 Path::new("/bin/bash"),
                 dir,
@@ -776,6 +795,9 @@ pub struct PromflowLaunch<'a> {
     pub data_dir: Option<PathBuf>,
     /// A file size limit (`ulimit -f`, KiB) on the process: writes past it fail.
     pub file_size_limit_kib: Option<u64>,
+    /// The address to listen on (default: a free loopback port), e.g. one a cluster's
+    /// hostfile names before the process starts.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Runs the promflow binary with `args` (e.g. `check config FILE`) and waits for it.
