@@ -579,6 +579,21 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         ("log.level".to_string(), cli.log_level.clone()),
         ("workers".to_string(), workers.to_string()),
         (
+            "cluster.processes".to_string(),
+            cli.cluster_processes.to_string(),
+        ),
+        (
+            "cluster.process-id".to_string(),
+            cli.cluster_process_id.to_string(),
+        ),
+        (
+            "cluster.hostfile".to_string(),
+            cli.cluster_hostfile
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
             "web.enable-remote-write-receiver".to_string(),
             enable_remote_write_receiver.to_string(),
         ),
