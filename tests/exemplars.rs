@@ -169,6 +169,7 @@ fn exemplars_are_kept_and_queried_as_prometheus_does() {
         "prometheus_tsdb_exemplar_max_exemplars",
         "prometheus_tsdb_exemplar_exemplars_appended_total",
         "prometheus_tsdb_exemplar_series_with_exemplars_in_storage",
+        "prometheus_tsdb_exemplar_last_exemplars_timestamp_seconds",
     ] {
         assert_eq!(metric(&promflow, name), metric(&oracle, name), "{name}");
     }
