@@ -16,8 +16,9 @@
 //! - A capacity of 0 stores nothing (the feature off); [`ExemplarStore::resize`]
 //!   keeps the newest exemplars that fit, as a configuration reload does.
 //!
-//! Exemplars are held in memory only: they do not survive a restart (Prometheus
-//! replays them from its WAL).
+//! The ring is in memory; [`super::Storage::append_exemplars`] logs what it keeps to
+//! the WAL and [`super::Storage::restore_exemplars`] replays them at start, as
+//! Prometheus does.
 
 use dataflows::{Labels, Selector};
 use parking_lot::Mutex;
