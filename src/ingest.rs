@@ -17,15 +17,16 @@
 //! lives); storage reads labels only for series it creates, remote write only for
 //! series it has none queued of, and the dataflow gets the same columns, filtered to
 //! what storage stored.
-//! [`Ingester::commit_histograms`] writes native-histogram samples to storage and
-//! the remote write queues (not yet to the dataflow).
+//! [`Ingester::commit_histograms`] writes native-histogram samples to storage, the
+//! remote write queues and the dataflow (its histogram column); [`Ingester::commit_exemplars`]
+//! exemplars to the exemplar storage, the WAL and the remote write queues.
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier) to storage and the latest-sample table.
 
 use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::exemplars::{Exemplar, ExemplarStore, Refused};
+use crate::storage::exemplars::{Exemplar, ExemplarStore};
 use crate::storage::{AppendError, Applied, HistogramSample, SeriesRef, Storage};
 use dataflows::{Engine, Sample, SampleBatch};
 use parking_lot::Mutex;
@@ -142,20 +143,26 @@ impl Ingester {
         self.exemplars.enabled()
     }
 
-    /// Keeps a committed scrape's exemplars, by their series' ids (the series are in
-    /// the dataflow's catalog once their samples were fed). Returns how many were out
-    /// of order (Prometheus counts those; the other refusals are silent).
+    /// Keeps committed exemplars (a scrape's, or received by remote write), by their
+    /// series' ids (series storage holds once their samples were committed): in the
+    /// exemplar storage and its WAL records, and hands those kept to the remote write
+    /// queues. Returns how many were out of order (Prometheus counts those; the other
+    /// refusals are silent).
     pub fn commit_exemplars(&self, exemplars: Vec<(u64, Exemplar)>) -> usize {
-        let catalog = self.engine.catalog();
-        let mut out_of_order = 0;
-        for (series_id, exemplar) in exemplars {
-            if let Some(series) = catalog.get(series_id) {
-                if self.exemplars.add(&series, exemplar) == Err(Refused::OutOfOrder) {
-                    out_of_order += 1;
-                }
-            }
-        }
-        out_of_order
+        let remote = &self.remote_write;
+        self.storage
+            .append_exemplars(&self.exemplars, exemplars, |kept| {
+                remote.enqueue_exemplars(kept)
+            })
+    }
+
+    /// Sizes the exemplar storage (0: off, as without
+    /// `--enable-feature=exemplar-storage`), keeping the newest that fit; the first
+    /// time, it takes the exemplars the WAL replayed (see
+    /// [`Storage::restore_exemplars`]).
+    pub fn size_exemplars(&self, capacity: usize) {
+        self.exemplars.resize(capacity);
+        self.storage.restore_exemplars(&self.exemplars);
     }
 
     /// Registers a scrape starting now; its samples carry the returned start time.

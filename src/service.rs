@@ -443,7 +443,7 @@ impl Service {
             true => config.storage.exemplars.max_exemplars.max(0) as usize,
             false => 0,
         };
-        self.ingester.exemplars().resize(max_exemplars);
+        self.ingester.size_exemplars(max_exemplars);
         self.discovery.apply(&config.scrape_configs);
         self.reconcile_targets();
         self.apply_rules(&config, rule_groups, notify_config);

@@ -176,6 +176,7 @@ pub(crate) struct RawRemoteWriteConfig {
     pub queue_config: Option<RawQueueConfig>,
     pub metadata_config: Option<RawMetadataConfig>,
     pub protobuf_message: Option<ScalarText>,
+    pub send_exemplars: Option<bool>,
     pub send_native_histograms: Option<bool>,
 }
 

@@ -49,7 +49,7 @@ pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str)
             SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["remote_write"] => {
-            matches!(field, "send_exemplars" | "sigv4" | "azuread")
+            matches!(field, "sigv4" | "azuread")
         }
         _ => false,
     }
