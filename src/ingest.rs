@@ -18,15 +18,19 @@
 //! series it has none queued of, and the dataflow gets the same columns, filtered to
 //! what storage stored.
 //! [`Ingester::commit_histograms`] writes native-histogram samples to storage and
-//! the remote write queues (not yet to the dataflow).
+//! the remote write queues, then feeds the dataflow what storage stored (its histogram
+//! column).
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
-//! frontier) to storage and the latest-sample table.
+//! frontier), floats and native histograms, to storage (so the remote write queues)
+//! and the floats to the latest-sample table; the dataflow's input does not take them.
 
 use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::exemplars::{Exemplar, ExemplarStore, Refused};
-use crate::storage::{AppendError, Applied, HistogramSample, SeriesRef, Storage};
+use crate::storage::{
+    AppendError, AppendOutcome, Applied, HistogramSample, SeriesRef, Storage, StoredHistogram,
+};
 use dataflows::{Engine, Sample, SampleBatch};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -219,21 +223,32 @@ impl Ingester {
         if samples.is_empty() {
             return Ok(0);
         }
-        let remote = &self.remote_write;
         let mut fed = SampleBatch::default();
-        let outcome = self.storage.append_histograms_observed(samples, |stored| {
-            remote.enqueue_histograms(stored);
+        let new_series = self.store_histograms_observed(samples, |stored| {
             for &(series_id, labels, ts, histogram) in stored {
                 fed.new_series.push((series_id, labels.clone()));
                 fed.push_histogram(series_id, ts, Arc::new(histogram.clone()));
             }
         })?;
-        self.metrics.samples_ingested.add(outcome.appended as u64);
-        self.metrics
-            .samples_out_of_order
-            .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
         self.engine.feed(fed);
-        Ok(outcome.new_series)
+        Ok(new_series)
+    }
+
+    /// Appends native-histogram samples to storage, hands what it stored to the remote
+    /// write queues and to `stored`, and counts; returns the number of new series.
+    fn store_histograms_observed(
+        &self,
+        samples: Vec<HistogramSample>,
+        stored: impl FnOnce(&[StoredHistogram<'_>]),
+    ) -> Result<usize, AppendError> {
+        let remote = &self.remote_write;
+        let outcome = self
+            .storage
+            .append_histograms_observed(samples, |applied| {
+                remote.enqueue_histograms(applied);
+                stored(applied);
+            })?;
+        Ok(self.counted(outcome))
     }
 
     /// A tracker of the lag of a target's exposed timestamps, holding the watermark
@@ -270,22 +285,27 @@ impl Ingester {
         Ok(new_series)
     }
 
-    /// Writes rule outputs: to storage, and to the dataflow's latest-sample table
-    /// (federation, the push stream) directly — they are produced after the frontier
-    /// passed their time, so the dataflow's input would refuse them as late. Rules that
-    /// read them are evaluated over storage (see `rules::manager`). A batch storage
+    /// Writes rule outputs: floats (stale markers included) and native histograms to
+    /// storage (which hands them to the remote write queues), and the floats to the
+    /// dataflow's latest-sample table (federation, the push stream) directly — they
+    /// are produced after the frontier passed their time, so the dataflow's input
+    /// would refuse them as late. Rules that read them are evaluated over storage (see
+    /// `rules::manager`); `/federate` reads histograms from storage. A batch storage
     /// refuses is logged and counted there, and not shown as latest either.
-    pub fn commit_rule_outputs(&self, batch: Vec<Sample>) {
-        if batch.is_empty() {
-            return;
+    pub fn commit_rule_outputs(&self, batch: Vec<Sample>, histograms: Vec<HistogramSample>) {
+        if !batch.is_empty() {
+            let batch = SampleBatch::from(batch);
+            let remote = &self.remote_write;
+            if self
+                .store_observed(&batch, &mut [], |applied| enqueue(remote, applied))
+                .is_ok()
+            {
+                self.engine.latest().apply_written_back(&batch);
+            }
         }
-        let batch = SampleBatch::from(batch);
-        let remote = &self.remote_write;
-        if self
-            .store_observed(&batch, &mut [], |applied| enqueue(remote, applied))
-            .is_ok()
-        {
-            self.engine.latest().apply_written_back(&batch);
+        if !histograms.is_empty() {
+            // A refused batch is logged and counted by storage.
+            let _ = self.store_histograms_observed(histograms, |_| {});
         }
     }
 
@@ -298,11 +318,17 @@ impl Ingester {
         stored: impl FnOnce(&Applied<'_>),
     ) -> Result<usize, AppendError> {
         let outcome = self.storage.append_observed(batch, refs, stored)?;
+        Ok(self.counted(outcome))
+    }
+
+    /// Counts an append's samples (ingested, refused as out of order or bounds);
+    /// returns its number of new series.
+    fn counted(&self, outcome: AppendOutcome) -> usize {
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
             .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
-        Ok(outcome.new_series)
+        outcome.new_series
     }
 
     /// Advances the dataflow's watermark as far as the scrapes in flight and the

@@ -13,7 +13,8 @@
 //! write with a real Prometheus and come back by remote read; `/federate` serves them
 //! in the protobuf format to a Prometheus that federates promflow, and leaves them out
 //! of the text format, as Prometheus does. Alerting and recording rules over them
-//! (evaluated by the dataflow) fire and record as Prometheus's.
+//! (evaluated by the dataflow) fire and record as Prometheus's, recording rules whose
+//! result is histograms (from the dataflow and from storage) recording the histograms.
 //!
 //! Float histograms (`*_count_float`) are not exposed here: Prometheus 2.42 reads
 //! them as zero (float histograms came later); the unit tests cover their parsing.
@@ -866,6 +867,135 @@ fn rules_over_native_histograms_alert_and_record_as_prometheus_does() {
             assert_eq!(series(&ours), series(&theirs), "{name}");
         } else {
             assert_eq!(ours, theirs, "{name}");
+        }
+    }
+}
+
+/// Recording rules whose result is native histograms record them, as Prometheus
+/// does: a plain copy of the scraped histograms, their `sum by`, and
+/// `sum(rate(…[1m]))` (the histograms are steady, so every evaluation of both servers
+/// gives the same histograms, the rate's all zero counts). The recorded series answer
+/// `/api/v1/query` (the histograms themselves, and `histogram_quantile`,
+/// `histogram_count` over them) as the oracle's do, other rules read them, and once
+/// the scraped histograms vanish both write stale markers for the recorded series
+/// (they leave the answers within the lookback delta). The rules over scraped series
+/// are evaluated by the dataflow, those reading rule outputs over storage
+/// (`rpc:copy:again` records histograms from there); with `--rules.evaluation`
+/// `interval` and `on-arrival` (where the dataflow delivers changes).
+#[test]
+fn recording_rules_whose_result_is_histograms_record_them_as_prometheus_does() {
+    record_histograms_as_prometheus_does("interval");
+}
+
+/// [`recording_rules_whose_result_is_histograms_record_them_as_prometheus_does`] with
+/// `--rules.evaluation=on-arrival`.
+#[test]
+fn recording_rules_on_arrival_record_histograms_as_prometheus_does() {
+    record_histograms_as_prometheus_does("on-arrival");
+}
+
+fn record_histograms_as_prometheus_does(mode: &str) {
+    let body = |with_histograms: bool| {
+        let metric = |kind: &str, k: i64| Metric {
+            label: vec![label("kind", kind)],
+            histogram: Some(histogram(k, false)),
+            ..Default::default()
+        };
+        let mut families = vec![MetricFamily {
+            name: Some("steps_total".into()),
+            help: None,
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(1.0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            unit: None,
+        }];
+        if with_histograms {
+            families.push(MetricFamily {
+                name: Some("rpc_latency_seconds".into()),
+                help: None,
+                r#type: Some(MetricType::Histogram as i32),
+                metric: vec![metric("a", 1), metric("b", 3)],
+                unit: None,
+            });
+        }
+        protobuf::reply(&families)
+    };
+    let exporter = Exporter::start(body(true));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: latency\n    rules:\n\
+         \x20     - record: rpc:copy\n        expr: rpc_latency_seconds\n\
+         \x20     - record: rpc:sum\n        expr: sum by (kind) (rpc_latency_seconds)\n\
+         \x20     - record: rpc:rate\n        expr: sum(rate(rpc_latency_seconds[1m]))\n\
+         \x20     - record: rpc:copy:count\n        expr: histogram_count(rpc:copy)\n\
+         \x20     - record: rpc:copy:again\n        expr: rpc:copy\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    let evaluation = format!("--rules.evaluation={mode}");
+    let promflow = Promflow::start_with_args(&yaml, &[flags[0], &evaluation]);
+    let oracle = Prometheus::start_with_args(&yaml, &flags);
+    let recorded = |server: &Peer, name: &str| {
+        server.query(name)["result"]
+            .as_array()
+            .map_or(0, |r| r.len())
+    };
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || recorded(server, "rpc:rate") == 1
+                && recorded(server, "rpc:copy:count") == 2
+                && recorded(server, "rpc:copy:again") == 2),
+            "{mode}: {who}: {}\n{}\n{}",
+            server.query("{__name__=~\"rpc:.*\"}"),
+            server.get("/api/v1/rules").body,
+            server.log()
+        );
+    }
+    let queries: &[(&str, Option<&str>)] = &[
+        ("rpc:copy", None),
+        ("rpc:sum", None),
+        ("rpc:rate", None),
+        ("rpc:copy:count", None),
+        ("rpc:copy:again", None),
+        ("histogram_count(rpc:sum)", None),
+        ("histogram_sum(rpc:copy)", None),
+        ("histogram_quantile(0.9, rpc:copy)", Some("rpc:copy")),
+        ("histogram_quantile(0.5, rpc:sum)", Some("rpc:sum")),
+    ];
+    let at = now_ms();
+    for (expr, histograms) in queries {
+        let ours = sorted(promflow.query_at(expr, at));
+        let theirs = oracle_answer(&oracle, expr, *histograms, at);
+        assert!(
+            !theirs["result"].as_array().unwrap().is_empty(),
+            "{expr}: empty"
+        );
+        assert!(
+            same(&ours, &theirs),
+            "{mode}: {expr} at {at}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+    }
+    // The histograms vanish: both write stale markers for the recorded series.
+    exporter.set(body(false));
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        for name in ["rpc:copy", "rpc:sum", "rpc:copy:count", "rpc:copy:again"] {
+            assert!(
+                wait_until(WAIT, || recorded(server, name) == 0),
+                "{mode}: {who}: {name} stays: {}",
+                server.query(name)
+            );
         }
     }
 }
