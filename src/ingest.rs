@@ -218,15 +218,23 @@ impl Ingester {
     /// storage (WAL and head), hands what it stored to the remote write queues and
     /// feeds it to the dataflow (its histogram column: the maintained rules reading
     /// them); the latest-sample table (so the push stream) does not take histograms.
-    /// Returns the number of series storage saw for the first time.
+    /// A series is announced to the dataflow's catalog only while the catalog does not
+    /// hold it with the labels the head keeps. Returns the number of series storage
+    /// saw for the first time.
     pub fn commit_histograms(&self, samples: Vec<HistogramSample>) -> Result<usize, AppendError> {
         if samples.is_empty() {
             return Ok(0);
         }
         let mut fed = SampleBatch::default();
+        let catalog = self.engine.catalog();
         let new_series = self.store_histograms_observed(samples, |stored| {
             for &(series_id, labels, ts, histogram) in stored {
-                fed.new_series.push((series_id, labels.clone()));
+                // Announced unless the catalog holds the head's own labels: the head
+                // keeps them while the series lives, so the entry stays (as a scrape
+                // cache slot keeps a float series').
+                if !catalog.holds(series_id, labels) {
+                    fed.new_series.push((series_id, labels.clone()));
+                }
                 fed.push_histogram(series_id, ts, Arc::new(histogram.clone()));
             }
         })?;
@@ -477,6 +485,63 @@ mod tests {
         drop(holdback);
         ingester.advance_watermark();
         assert!(engine.stats().watermark_ms > now_ms() - lag);
+    }
+
+    /// A histogram series is announced to the catalog while it does not hold the
+    /// head's labels of it: after the first batch it does, and that keeps its entry past
+    /// sweeps, so later batches (announcing nothing) still reach the rule reading it.
+    /// Each batch brings its own labels (as a producer without a series cache does).
+    #[test]
+    fn a_histogram_series_is_announced_until_the_catalog_holds_it() {
+        use dataflows::histogram::FloatHistogram;
+        use dataflows::promql::eval::Value;
+        let ingester = ingester();
+        let engine = ingester.engine().clone();
+        let rule = engine
+            .register(parse("h").unwrap(), RuleSchedule::OnArrival)
+            .unwrap();
+        let labels = Labels::from_pairs(vec![("__name__".into(), "h".into())]);
+        let id = labels.hash();
+        for k in 1..4 {
+            let scrape = ingester.begin_scrape();
+            let ts = scrape.start_ms();
+            let sample = HistogramSample {
+                series_id: id,
+                labels: Arc::new(labels.clone()),
+                timestamp_ms: ts,
+                histogram: FloatHistogram {
+                    count: k as f64,
+                    ..Default::default()
+                },
+            };
+            ingester.commit_histograms(vec![sample]).unwrap();
+            drop(scrape);
+            let at = Instant::now();
+            let count = loop {
+                let out = rule
+                    .output
+                    .recv_timeout(Duration::from_secs(2).saturating_sub(at.elapsed()))
+                    .unwrap_or_else(|_| panic!("batch {k}: no evaluation"));
+                if out.eval_ms < ts {
+                    continue;
+                }
+                let Ok(Value::Vector(v)) = &out.value else {
+                    panic!("batch {k}: {:?}", out.value);
+                };
+                break v
+                    .first()
+                    .and_then(|e| out.histogram(e.value))
+                    .map(|h| h.count);
+            };
+            assert_eq!(count, Some(k as f64), "batch {k}");
+            // Sweeps with nothing announced since keep the entry: the head holds it.
+            let catalog = engine.catalog();
+            for _ in 0..2 {
+                (0..2).for_each(|shard| catalog.sweep(shard));
+            }
+            assert!(catalog.get(id).is_some(), "batch {k}: retired");
+        }
+        assert_eq!(engine.catalog().missing(), 0);
     }
 
     /// A scrape that begins, commits and ends within one millisecond of the clock:
