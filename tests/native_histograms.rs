@@ -999,3 +999,129 @@ fn record_histograms_as_prometheus_does(mode: &str) {
         }
     }
 }
+
+/// A recorded `sum(rate(…[1m]))` of changing histograms: the exporter exposes two
+/// histograms of one series with explicit timestamps 1s apart (a float exposed 8s in
+/// the past first, so promflow's watermark is held back for the target before they
+/// come: not late for the dataflow) and then nothing new, so every evaluation from
+/// 1.1s after the second until 58.9s after the first sees the same two samples with
+/// the same extrapolation: the same histograms, whenever each server evaluates. The
+/// recorded rate (non-zero) and `histogram_quantile`/`histogram_count` over it answer
+/// as the oracle's.
+#[test]
+fn a_recorded_rate_of_changing_histograms_is_the_oracles() {
+    let body = |warm_ms: i64, steps: &[(i64, i64)]| {
+        let mut families = vec![MetricFamily {
+            name: Some("steps_total".into()),
+            help: None,
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(1.0),
+                    ..Default::default()
+                }),
+                timestamp_ms: Some(warm_ms),
+                ..Default::default()
+            }],
+            unit: None,
+        }];
+        if let Some(&(k, ts)) = steps.last() {
+            families.push(MetricFamily {
+                name: Some("rpc_latency_seconds".into()),
+                help: None,
+                r#type: Some(MetricType::Histogram as i32),
+                metric: vec![Metric {
+                    label: vec![label("kind", "a")],
+                    histogram: Some(histogram(k, false)),
+                    timestamp_ms: Some(ts),
+                    ..Default::default()
+                }],
+                unit: None,
+            });
+        }
+        protobuf::reply(&families)
+    };
+    let warm = now_ms() - 8_000;
+    let exporter = Exporter::start(body(warm, &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: latency\n    rules:\n\
+         \x20     - record: rpc:rate\n        expr: sum(rate(rpc_latency_seconds[1m]))\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start_with_args(&yaml, &flags);
+    let oracle = Prometheus::start_with_args(&yaml, &flags);
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || server.stored_at("steps_total", warm)),
+            "{who}: warm-up"
+        );
+    }
+    // promflow's watermark stands still until it is the hold-back behind the clock.
+    std::thread::sleep(Duration::from_secs(10));
+    let t0 = now_ms() - 6_000;
+    let steps = [(1, t0), (2, t0 + 1_000)];
+    for i in 0..steps.len() {
+        let (k, ts) = steps[i];
+        exporter.set(body(warm, &steps[..=i]));
+        let want = histogram(k, false).sample_count.unwrap().to_string();
+        for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+            let count = |at| {
+                server.query_at("histogram_count(rpc_latency_seconds)", at)["result"][0]["value"][1]
+                    .clone()
+            };
+            assert!(
+                wait_until(WAIT, || count(ts + 500) == want.as_str()),
+                "{who}: step {k}: {}",
+                count(ts + 500)
+            );
+        }
+    }
+    let (_, t1) = steps[1];
+    // Evaluations before t1 + 1.1s extrapolate differently: read the recorded series
+    // where both servers' newest evaluation is well past that.
+    let at = t1 + 15_000;
+    std::thread::sleep(Duration::from_millis((at - now_ms()).max(0) as u64));
+    // Recorded, non-zero, and its newest evaluation before `at` is past t1 + 1.1s (an
+    // evaluation of promflow's dataflow lags its clock by the hold-back).
+    let counted = |server: &Peer| {
+        let newest = server.query_at("rpc:rate[30s]", at)["result"][0]["histograms"]
+            .as_array()
+            .and_then(|h| h.last()?[0].as_f64());
+        newest.is_some_and(|t| t * 1000.0 >= (t1 + 2_000) as f64)
+            && server.query_at("histogram_count(rpc:rate)", at)["result"][0]["value"][1]
+                .as_str()
+                .is_some_and(|v| v != "0")
+    };
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || counted(server)),
+            "{who}: {}\n{}",
+            server.query_at("rpc:rate", at),
+            server.log()
+        );
+    }
+    assert!(at < t0 + 58_000, "the window moved past the first sample");
+    let queries: &[(&str, Option<&str>)] = &[
+        ("rpc:rate", None),
+        ("histogram_count(rpc:rate)", None),
+        ("histogram_sum(rpc:rate)", None),
+        ("histogram_quantile(0.9, rpc:rate)", Some("rpc:rate")),
+    ];
+    for (expr, histograms) in queries {
+        let ours = sorted(promflow.query_at(expr, at));
+        let theirs = oracle_answer(&oracle, expr, *histograms, at);
+        assert!(
+            same(&ours, &theirs),
+            "{expr} at {at}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+    }
+}
