@@ -876,9 +876,11 @@ fn rules_over_native_histograms_alert_and_record_as_prometheus_does() {
 /// `sum(rate(…[1m]))` (the histograms are steady, so every evaluation of both servers
 /// gives the same histograms, the rate's all zero counts). The recorded series answer
 /// `/api/v1/query` (the histograms themselves, and `histogram_quantile`,
-/// `histogram_count` over them) as the oracle's do, other rules read them, and once
-/// the scraped histograms vanish both write stale markers for the recorded series
-/// (they leave the answers within the lookback delta). The rules over scraped series
+/// `histogram_count` over them) as the oracle's do, `/federate` serves them and
+/// remote write sends them (to a Prometheus 2.42) as the oracle's, other rules read
+/// them, and once the scraped histograms vanish both write stale markers for the
+/// recorded series (they leave the answers within the lookback delta). The rules over
+/// scraped series
 /// are evaluated by the dataflow, those reading rule outputs over storage
 /// (`rpc:copy:again` records histograms from there); with `--rules.evaluation`
 /// `interval` and `on-arrival` (where the dataflow delivers changes).
@@ -945,7 +947,15 @@ fn record_histograms_as_prometheus_does(mode: &str) {
     );
     let flags = ["--enable-feature=native-histograms"];
     let evaluation = format!("--rules.evaluation={mode}");
-    let promflow = Promflow::start_with_args(&yaml, &[flags[0], &evaluation]);
+    // promflow remote-writes what it records to a Prometheus 2.42.
+    let received = Prometheus::start_with_args(
+        "scrape_configs: []\n",
+        &["--web.enable-remote-write-receiver", flags[0]],
+    );
+    let promflow = Promflow::start_with_args(
+        &format!("{yaml}{}", remote_write_to(&received.url("/api/v1/write"))),
+        &[flags[0], &evaluation],
+    );
     let oracle = Prometheus::start_with_args(&yaml, &flags);
     let recorded = |server: &Peer, name: &str| {
         server.query(name)["result"]
@@ -985,6 +995,52 @@ fn record_histograms_as_prometheus_does(mode: &str) {
         assert!(
             same(&ours, &theirs),
             "{mode}: {expr} at {at}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+    }
+    // `/federate` in the protobuf format serves the recorded histograms as the
+    // oracle's (its count and sum per series; the oracle sends float histograms).
+    let federated = |server: &Peer| -> Vec<(Vec<String>, f64, f64)> {
+        let resp = common::http::send(
+            "GET",
+            &server.url(&http::with_query("/federate", &[("match[]", "rpc:copy")])),
+            &[("Accept", protobuf::PROTOBUF)],
+            None,
+            &[],
+        )
+        .expect("GET /federate");
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let mut body = &resp.body_bytes[..];
+        let mut out = Vec::new();
+        while !body.is_empty() {
+            let family = <MetricFamily as prost::Message>::decode_length_delimited(&mut body)
+                .expect("a delimited MetricFamily");
+            for m in family
+                .metric
+                .iter()
+                .filter(|_| family.name.as_deref() == Some("rpc:copy"))
+            {
+                let Some(h) = &m.histogram else { continue };
+                let labels = m
+                    .label
+                    .iter()
+                    .map(|l| format!("{:?}={:?}", l.name, l.value));
+                let count = h.sample_count_float.unwrap_or(h.sample_count() as f64);
+                out.push((labels.collect::<Vec<String>>(), count, h.sample_sum()));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let theirs = federated(&oracle);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(federated(&promflow), theirs, "{mode}: /federate");
+    // The Prometheus promflow remote-writes to holds the recorded histograms.
+    for name in ["rpc:copy", "rpc:sum", "rpc:rate"] {
+        let theirs = sorted(oracle.query_at(name, at));
+        assert!(
+            wait_until(WAIT, || same(&sorted(received.query_at(name, at)), &theirs)),
+            "{mode}: {name} remote-written: {:#}\noracle: {theirs:#}",
+            received.query_at(name, at)
         );
     }
     // The histograms vanish: both write stale markers for the recorded series.
