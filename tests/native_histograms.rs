@@ -13,9 +13,10 @@
 //! write with a real Prometheus and come back by remote read; `/federate` serves them
 //! in the protobuf format to a Prometheus that federates promflow, and leaves them out
 //! of the text format, as Prometheus does. Alerting and recording rules over them
-//! (evaluated by the dataflow) fire and record as Prometheus's. And a service
-//! instrumented with the real Go client (client_golang, native buckets, no explicit
-//! timestamps) is scraped, queried and federated as Prometheus does.
+//! (evaluated by the dataflow) fire and record as Prometheus's, recording rules whose
+//! result is histograms (from the dataflow and from storage) recording the histograms.
+//! And a service instrumented with the real Go client (client_golang, native buckets,
+//! no explicit timestamps) is scraped, queried and federated as Prometheus does.
 //!
 //! Float histograms (`*_count_float`) are not exposed here: Prometheus 2.42 reads
 //! them as zero (float histograms came later); the unit tests cover their parsing.
@@ -876,6 +877,317 @@ fn rules_over_native_histograms_alert_and_record_as_prometheus_does() {
         } else {
             assert_eq!(ours, theirs, "{name}");
         }
+    }
+}
+
+/// Recording rules whose result is native histograms record them, as Prometheus
+/// does: a plain copy of the scraped histograms, their `sum by`, and
+/// `sum(rate(…[1m]))` (the histograms are steady, so every evaluation of both servers
+/// gives the same histograms, the rate's all zero counts). The recorded series answer
+/// `/api/v1/query` (the histograms themselves, and `histogram_quantile`,
+/// `histogram_count` over them) as the oracle's do, `/federate` serves them and
+/// remote write sends them (to a Prometheus 2.42) as the oracle's, other rules read
+/// them, and once the scraped histograms vanish both write stale markers for the
+/// recorded series (they leave the answers within the lookback delta). The rules over
+/// scraped series
+/// are evaluated by the dataflow, those reading rule outputs over storage
+/// (`rpc:copy:again` records histograms from there); with `--rules.evaluation`
+/// `interval` and `on-arrival` (where the dataflow delivers changes).
+#[test]
+fn recording_rules_whose_result_is_histograms_record_them_as_prometheus_does() {
+    record_histograms_as_prometheus_does("interval");
+}
+
+/// [`recording_rules_whose_result_is_histograms_record_them_as_prometheus_does`] with
+/// `--rules.evaluation=on-arrival`.
+#[test]
+fn recording_rules_on_arrival_record_histograms_as_prometheus_does() {
+    record_histograms_as_prometheus_does("on-arrival");
+}
+
+fn record_histograms_as_prometheus_does(mode: &str) {
+    let body = |with_histograms: bool| {
+        let metric = |kind: &str, k: i64| Metric {
+            label: vec![label("kind", kind)],
+            histogram: Some(histogram(k, false)),
+            ..Default::default()
+        };
+        let mut families = vec![MetricFamily {
+            name: Some("steps_total".into()),
+            help: None,
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(1.0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            unit: None,
+        }];
+        if with_histograms {
+            families.push(MetricFamily {
+                name: Some("rpc_latency_seconds".into()),
+                help: None,
+                r#type: Some(MetricType::Histogram as i32),
+                metric: vec![metric("a", 1), metric("b", 3)],
+                unit: None,
+            });
+        }
+        protobuf::reply(&families)
+    };
+    let exporter = Exporter::start(body(true));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: latency\n    rules:\n\
+         \x20     - record: rpc:copy\n        expr: rpc_latency_seconds\n\
+         \x20     - record: rpc:sum\n        expr: sum by (kind) (rpc_latency_seconds)\n\
+         \x20     - record: rpc:rate\n        expr: sum(rate(rpc_latency_seconds[1m]))\n\
+         \x20     - record: rpc:copy:count\n        expr: histogram_count(rpc:copy)\n\
+         \x20     - record: rpc:copy:again\n        expr: rpc:copy\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    let evaluation = format!("--rules.evaluation={mode}");
+    // promflow remote-writes what it records to a Prometheus 2.42.
+    let received = Prometheus::start_with_args(
+        "scrape_configs: []\n",
+        &["--web.enable-remote-write-receiver", flags[0]],
+    );
+    let promflow = Promflow::start_with_args(
+        &format!("{yaml}{}", remote_write_to(&received.url("/api/v1/write"))),
+        &[flags[0], &evaluation],
+    );
+    let oracle = Prometheus::start_with_args(&yaml, &flags);
+    let recorded = |server: &Peer, name: &str| {
+        server.query(name)["result"]
+            .as_array()
+            .map_or(0, |r| r.len())
+    };
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || recorded(server, "rpc:rate") == 1
+                && recorded(server, "rpc:copy:count") == 2
+                && recorded(server, "rpc:copy:again") == 2),
+            "{mode}: {who}: {}\n{}\n{}",
+            server.query("{__name__=~\"rpc:.*\"}"),
+            server.get("/api/v1/rules").body,
+            server.log()
+        );
+    }
+    let queries: &[(&str, Option<&str>)] = &[
+        ("rpc:copy", None),
+        ("rpc:sum", None),
+        ("rpc:rate", None),
+        ("rpc:copy:count", None),
+        ("rpc:copy:again", None),
+        ("histogram_count(rpc:sum)", None),
+        ("histogram_sum(rpc:copy)", None),
+        ("histogram_quantile(0.9, rpc:copy)", Some("rpc:copy")),
+        ("histogram_quantile(0.5, rpc:sum)", Some("rpc:sum")),
+    ];
+    let at = now_ms();
+    for (expr, histograms) in queries {
+        let ours = sorted(promflow.query_at(expr, at));
+        let theirs = oracle_answer(&oracle, expr, *histograms, at);
+        assert!(
+            !theirs["result"].as_array().unwrap().is_empty(),
+            "{expr}: empty"
+        );
+        assert!(
+            same(&ours, &theirs),
+            "{mode}: {expr} at {at}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+    }
+    // `/federate` in the protobuf format serves the recorded histograms as the
+    // oracle's (its count and sum per series; the oracle sends float histograms).
+    let federated = |server: &Peer| -> Vec<(Vec<String>, f64, f64)> {
+        let resp = common::http::send(
+            "GET",
+            &server.url(&http::with_query("/federate", &[("match[]", "rpc:copy")])),
+            &[("Accept", protobuf::PROTOBUF)],
+            None,
+            &[],
+        )
+        .expect("GET /federate");
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let mut body = &resp.body_bytes[..];
+        let mut out = Vec::new();
+        while !body.is_empty() {
+            let family = <MetricFamily as prost::Message>::decode_length_delimited(&mut body)
+                .expect("a delimited MetricFamily");
+            for m in family
+                .metric
+                .iter()
+                .filter(|_| family.name.as_deref() == Some("rpc:copy"))
+            {
+                let Some(h) = &m.histogram else { continue };
+                let labels = m
+                    .label
+                    .iter()
+                    .map(|l| format!("{:?}={:?}", l.name, l.value));
+                let count = h.sample_count_float.unwrap_or(h.sample_count() as f64);
+                out.push((labels.collect::<Vec<String>>(), count, h.sample_sum()));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let theirs = federated(&oracle);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(federated(&promflow), theirs, "{mode}: /federate");
+    // The Prometheus promflow remote-writes to holds the recorded histograms.
+    for name in ["rpc:copy", "rpc:sum", "rpc:rate"] {
+        let theirs = sorted(oracle.query_at(name, at));
+        assert!(
+            wait_until(WAIT, || same(&sorted(received.query_at(name, at)), &theirs)),
+            "{mode}: {name} remote-written: {:#}\noracle: {theirs:#}",
+            received.query_at(name, at)
+        );
+    }
+    // The histograms vanish: both write stale markers for the recorded series.
+    exporter.set(body(false));
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        for name in ["rpc:copy", "rpc:sum", "rpc:copy:count", "rpc:copy:again"] {
+            assert!(
+                wait_until(WAIT, || recorded(server, name) == 0),
+                "{mode}: {who}: {name} stays: {}",
+                server.query(name)
+            );
+        }
+    }
+}
+
+/// A recorded `sum(rate(…[1m]))` of changing histograms: the exporter exposes two
+/// histograms of one series with explicit timestamps 1s apart (a float exposed 8s in
+/// the past first, so promflow's watermark is held back for the target before they
+/// come: not late for the dataflow) and then nothing new, so every evaluation from
+/// 1.1s after the second until 58.9s after the first sees the same two samples with
+/// the same extrapolation: the same histograms, whenever each server evaluates. The
+/// recorded rate (non-zero) and `histogram_quantile`/`histogram_count` over it answer
+/// as the oracle's.
+#[test]
+fn a_recorded_rate_of_changing_histograms_is_the_oracles() {
+    let body = |warm_ms: i64, steps: &[(i64, i64)]| {
+        let mut families = vec![MetricFamily {
+            name: Some("steps_total".into()),
+            help: None,
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(1.0),
+                    ..Default::default()
+                }),
+                timestamp_ms: Some(warm_ms),
+                ..Default::default()
+            }],
+            unit: None,
+        }];
+        if let Some(&(k, ts)) = steps.last() {
+            families.push(MetricFamily {
+                name: Some("rpc_latency_seconds".into()),
+                help: None,
+                r#type: Some(MetricType::Histogram as i32),
+                metric: vec![Metric {
+                    label: vec![label("kind", "a")],
+                    histogram: Some(histogram(k, false)),
+                    timestamp_ms: Some(ts),
+                    ..Default::default()
+                }],
+                unit: None,
+            });
+        }
+        protobuf::reply(&families)
+    };
+    let warm = now_ms() - 8_000;
+    let exporter = Exporter::start(body(warm, &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: latency\n    rules:\n\
+         \x20     - record: rpc:rate\n        expr: sum(rate(rpc_latency_seconds[1m]))\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start_with_args(&yaml, &flags);
+    let oracle = Prometheus::start_with_args(&yaml, &flags);
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || server.stored_at("steps_total", warm)),
+            "{who}: warm-up"
+        );
+    }
+    // promflow's watermark stands still until it is the hold-back behind the clock.
+    std::thread::sleep(Duration::from_secs(10));
+    let t0 = now_ms() - 6_000;
+    let steps = [(1, t0), (2, t0 + 1_000)];
+    for i in 0..steps.len() {
+        let (k, ts) = steps[i];
+        exporter.set(body(warm, &steps[..=i]));
+        let want = histogram(k, false).sample_count.unwrap().to_string();
+        for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+            let count = |at| {
+                server.query_at("histogram_count(rpc_latency_seconds)", at)["result"][0]["value"][1]
+                    .clone()
+            };
+            assert!(
+                wait_until(WAIT, || count(ts + 500) == want.as_str()),
+                "{who}: step {k}: {}",
+                count(ts + 500)
+            );
+        }
+    }
+    let (_, t1) = steps[1];
+    // Evaluations before t1 + 1.1s extrapolate differently: read the recorded series
+    // where both servers' newest evaluation is well past that.
+    let at = t1 + 15_000;
+    std::thread::sleep(Duration::from_millis((at - now_ms()).max(0) as u64));
+    // Recorded, non-zero, and its newest evaluation before `at` is past t1 + 1.1s (an
+    // evaluation of promflow's dataflow lags its clock by the hold-back).
+    let counted = |server: &Peer| {
+        let newest = server.query_at("rpc:rate[30s]", at)["result"][0]["histograms"]
+            .as_array()
+            .and_then(|h| h.last()?[0].as_f64());
+        newest.is_some_and(|t| t * 1000.0 >= (t1 + 2_000) as f64)
+            && server.query_at("histogram_count(rpc:rate)", at)["result"][0]["value"][1]
+                .as_str()
+                .is_some_and(|v| v != "0")
+    };
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || counted(server)),
+            "{who}: {}\n{}",
+            server.query_at("rpc:rate", at),
+            server.log()
+        );
+    }
+    assert!(at < t0 + 58_000, "the window moved past the first sample");
+    let queries: &[(&str, Option<&str>)] = &[
+        ("rpc:rate", None),
+        ("histogram_count(rpc:rate)", None),
+        ("histogram_sum(rpc:rate)", None),
+        ("histogram_quantile(0.9, rpc:rate)", Some("rpc:rate")),
+    ];
+    for (expr, histograms) in queries {
+        let ours = sorted(promflow.query_at(expr, at));
+        let theirs = oracle_answer(&oracle, expr, *histograms, at);
+        assert!(
+            same(&ours, &theirs),
+            "{expr} at {at}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
     }
 }
 
