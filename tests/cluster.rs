@@ -3,9 +3,9 @@
 //! scrapes the same targets alone.
 //!
 //! Each target is scraped by exactly one process (rendezvous placement: the targets
-//! API of the three lists disjoint sets whose union is every target), and any of the
-//! processes answers queries for the whole cluster (it reads the others' storage):
-//! the same answers as the single Prometheus.
+//! each process scrapes itself are disjoint sets whose union is every target), and any
+//! of the processes answers for the whole cluster: `/api/v1/targets` lists every
+//! target, queries read the others' storage and give the single Prometheus's answers.
 
 mod common;
 
@@ -25,9 +25,18 @@ fn sorted(mut data: Value) -> Value {
     data
 }
 
-/// The `instance` of every active target a process scrapes.
-fn scraped_by(process: &Promflow) -> BTreeSet<String> {
-    let body: Value = serde_json::from_str(&process.get_ok("/api/v1/targets")).unwrap();
+/// The `instance` of every active target in a process's `/api/v1/targets`: of the
+/// whole cluster, or (`local`: as another process asks it) of its own share.
+fn targets_of(process: &Promflow, local: bool) -> BTreeSet<String> {
+    let headers: &[(&str, &str)] = if local {
+        &[("x-promflow-cluster-local", "1")]
+    } else {
+        &[]
+    };
+    let url = process.url("/api/v1/targets");
+    let resp = common::http::send("GET", &url, headers, None, b"").unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let body: Value = serde_json::from_str(&resp.body).unwrap();
     body["data"]["activeTargets"]
         .as_array()
         .unwrap()
@@ -83,7 +92,7 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
 
     // Placement: disjoint shares covering every target.
     let all: BTreeSet<String> = exporters.iter().map(|e| e.addr().to_string()).collect();
-    let shares: Vec<BTreeSet<String>> = processes.iter().map(scraped_by).collect();
+    let shares: Vec<BTreeSet<String>> = processes.iter().map(|p| targets_of(p, true)).collect();
     let mut union = BTreeSet::new();
     for share in &shares {
         assert!(union.is_disjoint(share), "{shares:?}");
@@ -94,6 +103,10 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
         shares.iter().filter(|s| !s.is_empty()).count() >= 2,
         "{shares:?}"
     );
+    // One face: each process lists every target of the cluster.
+    for p in &processes {
+        assert_eq!(targets_of(p, false), all);
+    }
 
     // One face: once every target has been scraped, each process answers for all.
     let count = |p: &Promflow| p.query("count(up)")["result"][0]["value"][1].clone();
