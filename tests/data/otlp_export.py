@@ -7,8 +7,10 @@ Usage: otlp_export.py BASE_URL MODE, MODE one of
   json      the same metrics, encoded by the SDK's encoder and sent as OTLP JSON
             (protobuf's JSON mapping, enums as integers, as OTLP/HTTP JSON requires);
   delta     a counter exported with delta temporality (Prometheus refuses it).
-Prints the resource's attributes as JSON on stdout (the test derives target_info's
-labels from them).
+Prints JSON on stdout: {"resource": the resource's attributes (the test derives
+target_info's labels from them), "exponential": {metric name: its data point as the
+SDK sent it (scale, zero_count, count, sum, positive/negative offset and bucket
+counts)}} (the test derives the expected native histograms from those points).
 """
 
 import json
@@ -41,7 +43,11 @@ resource = Resource.create(
         "deployment.environment": "test",
     }
 )
-views = [View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation())]
+views = [
+    View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation()),
+    # Close values: the SDK keeps a scale above 8, which Prometheus merges down to 8.
+    View(instrument_name="ratio.exp", aggregation=ExponentialBucketHistogramAggregation()),
+]
 
 
 def record(provider):
@@ -69,11 +75,46 @@ def record(provider):
     )
     for v in (0.003, 0.05, 2):
         latency.record(v)
-    meter.create_histogram("latency.exp", unit="s").record(0.2)
+    exp = meter.create_histogram("latency.exp", unit="s")
+    for v in (0, 0.2, 0.2, 1.5, 3, 100):
+        exp.record(v)
+    close = meter.create_histogram("ratio.exp", unit="1")
+    for v in (1.001, 1.0015, 1.002, 1.003, 1.003):
+        close.record(v)
+
+
+sent = []
+
+
+class CapturingExporter(OTLPMetricExporter):
+    """The SDK's exporter, remembering what it exports."""
+
+    def export(self, metrics_data, *args, **kwargs):
+        sent.append(metrics_data)
+        return super().export(metrics_data, *args, **kwargs)
+
+
+def exponential_points(metrics_data):
+    out = {}
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if type(m.data).__name__ != "ExponentialHistogram":
+                    continue
+                (p,) = m.data.data_points
+                out[m.name] = {
+                    "scale": p.scale,
+                    "zero_count": p.zero_count,
+                    "count": p.count,
+                    "sum": p.sum,
+                    "positive": {"offset": p.positive.offset, "bucket_counts": list(p.positive.bucket_counts)},
+                    "negative": {"offset": p.negative.offset, "bucket_counts": list(p.negative.bucket_counts)},
+                }
+    return out
 
 
 if mode in ("protobuf", "gzip", "delta"):
-    exporter = OTLPMetricExporter(
+    exporter = CapturingExporter(
         endpoint=endpoint,
         compression=Compression.Gzip if mode == "gzip" else Compression.NoCompression,
         preferred_temporality={Counter: AggregationTemporality.DELTA} if mode == "delta" else None,
@@ -84,11 +125,16 @@ if mode in ("protobuf", "gzip", "delta"):
     if not provider.force_flush(timeout_millis=10_000):
         sys.exit("export failed")
     provider.shutdown()
+    points = {}
+    for data in sent:
+        points.update(exponential_points(data))
 elif mode == "json":
     reader = InMemoryMetricReader()
     provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
     record(provider)
-    request = encode_metrics(reader.get_metrics_data())
+    data = reader.get_metrics_data()
+    points = exponential_points(data)
+    request = encode_metrics(data)
     body = json_format.MessageToJson(request, use_integers_for_enums=True).encode()
     http = urllib.request.Request(
         endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
@@ -101,4 +147,4 @@ elif mode == "json":
 else:
     sys.exit(f"unknown mode {mode}")
 
-print(json.dumps(dict(resource.attributes)))
+print(json.dumps({"resource": dict(resource.attributes), "exponential": points}))
