@@ -56,6 +56,9 @@ pub struct GlobalConfig {
     /// Default of the jobs' `scrape_native_histograms` (Prometheus 3.8).
     #[serde(skip_serializing_if = "is_false")]
     pub scrape_native_histograms: bool,
+    /// Default of the jobs' `convert_classic_histograms_to_nhcb` (Prometheus 3.x).
+    #[serde(skip_serializing_if = "is_false")]
+    pub convert_classic_histograms_to_nhcb: bool,
 }
 
 /// A scrape protocol of `scrape_protocols`, named as Prometheus names them.
@@ -231,6 +234,12 @@ pub struct ScrapeConfig {
     /// the case while native histograms are not stored).
     #[serde(skip_serializing_if = "is_false")]
     pub always_scrape_classic_histograms: bool,
+    /// Store each scraped classic histogram (without a native part) also as a native
+    /// histogram with custom buckets (schema -53) of the series named without suffix;
+    /// its classic series are then kept only with `always_scrape_classic_histograms`
+    /// (Prometheus 3.x's `NHCBParser`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub convert_classic_histograms_to_nhcb: bool,
     /// Most buckets of a native histogram before they are merged; 0 means no
     /// limit. Accepted; takes effect once native histograms are stored.
     #[serde(skip_serializing_if = "is_zero")]
