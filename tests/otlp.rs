@@ -206,6 +206,52 @@ fn expected_quantile(q: f64, count: f64, buckets: &[ApiBucket]) -> f64 {
     f64::NAN
 }
 
+/// The exemplars stored for the histogram are the data point's, as Prometheus 3.x
+/// keeps them: value, time, labels `trace_id` and `span_id` (hex; the filtered
+/// attributes are empty here).
+fn check_exemplars(promflow: &Promflow, name: &str, instance: &str, point: &Value) {
+    let sent = point["exemplars"].as_array().unwrap();
+    assert!(!sent.is_empty(), "the SDK kept exemplars: {point}");
+    let want: Vec<(String, String, f64, i64)> = sent
+        .iter()
+        .map(|e| {
+            (
+                e["trace_id"].as_str().unwrap().to_string(),
+                e["span_id"].as_str().unwrap().to_string(),
+                e["value"].as_f64().unwrap(),
+                (e["time_unix_nano"].as_u64().unwrap() / 1_000_000) as i64,
+            )
+        })
+        .collect();
+    let now = common::now_ms() / 1000;
+    let body = promflow.get_ok(&common::http::with_query(
+        "/api/v1/query_exemplars",
+        &[
+            ("query", &format!("{name}{{instance=\"{instance}\"}}")),
+            ("start", &(now - 3600).to_string()),
+            ("end", &(now + 3600).to_string()),
+        ],
+    ));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let series = v["data"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{body}");
+    let got: Vec<(String, String, f64, i64)> = series[0]["exemplars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["labels"].as_object().unwrap().len(), 2, "{e}");
+            (
+                e["labels"]["trace_id"].as_str().unwrap().to_string(),
+                e["labels"]["span_id"].as_str().unwrap().to_string(),
+                num(&e["value"]),
+                (e["timestamp"].as_f64().unwrap() * 1000.0).round() as i64,
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "{instance}");
+}
+
 fn close(a: f64, b: f64) -> bool {
     a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
 }
@@ -374,7 +420,10 @@ fn the_python_sdk_exports_to_promflow_as_to_prometheus_3() {
     let python = otel_python();
     let promflow = Promflow::start_with_args(
         "otlp:\n  promote_resource_attributes: [host.name]\nscrape_configs: []\n",
-        &["--web.enable-otlp-receiver"],
+        &[
+            "--web.enable-otlp-receiver",
+            "--enable-feature=exemplar-storage",
+        ],
     );
     for mode in ["protobuf", "gzip", "json"] {
         let before = refused_points(&promflow);
@@ -406,6 +455,12 @@ fn the_python_sdk_exports_to_promflow_as_to_prometheus_3() {
             &points["latency.exp"],
         );
         check_native(&promflow, "ratio_exp", &instance, &points["ratio.exp"]);
+        check_exemplars(
+            &promflow,
+            "latency_exp_seconds",
+            &instance,
+            &points["latency.exp"],
+        );
     }
 
     // Delta temporality: refused, only target_info is stored for that resource.

@@ -140,6 +140,9 @@ pub async fn metrics(
     if let Err(e) = committed {
         return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
+    if service.ingester.wants_exemplars() && !translated.exemplars.is_empty() {
+        service.ingester.commit_exemplars(translated.exemplars);
+    }
     // An empty ExportMetricsServiceResponse: no bytes in protobuf, `{}` in JSON.
     let (content_type, body): (&str, &[u8]) = if json {
         ("application/json", b"{}")

@@ -26,8 +26,10 @@
 //! - Sums and histograms (either kind) must be cumulative: delta (or unspecified)
 //!   temporality is refused per metric, as Prometheus does without
 //!   `otlp-deltatocumulative` / `otlp-native-delta-ingestion`.
-//! - Not read: start times (Prometheus uses them only for created-timestamp
-//!   ingestion, which promflow refuses), exemplars, min and max.
+//! - The exemplars of native histograms (exponential, and NHCB) are returned by series
+//!   id, as Prometheus 3.x makes them (see [`exemplar`]). Not read: start times
+//!   (Prometheus uses them only for created-timestamp ingestion, which promflow
+//!   refuses), the exemplars of sums and classic histograms, min and max.
 //! - `target_info{job, instance, <other resource attributes>} 1` when the resource has
 //!   attributes besides the three identifying ones and has a `job` or `instance`: one
 //!   sample every half lookback delta from the resource's earliest to its latest point,
@@ -41,6 +43,7 @@ use super::otlp_proto::{
     ExportMetricsServiceRequest, HistogramDataPoint, KeyValue, Metric, NumberValue, Resource,
 };
 use crate::config::{OtlpConfig, TranslationStrategy};
+use crate::storage::exemplars::Exemplar;
 use crate::storage::HistogramSample;
 use dataflows::histogram::{spans_of, CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
 use dataflows::{Labels, Sample, STALE_MARKER};
@@ -56,6 +59,9 @@ pub struct Translated {
     /// The native histograms (exponential histograms; explicit-bucket ones with
     /// `convert_histograms_to_nhcb`), in the order of the request.
     pub histograms: Vec<HistogramSample>,
+    /// The native histograms' exemplars, by series id (kept when exemplar storage is
+    /// on).
+    pub exemplars: Vec<(u64, Exemplar)>,
     /// Why metrics were refused, one line each.
     pub refused: Vec<String>,
     /// Points of refused metrics (delta, bad names, exponential histograms of a
@@ -244,6 +250,7 @@ impl<'a> ResourceContext<'a> {
         time_nanos: u64,
         flags: u32,
         histogram: FloatHistogram,
+        exemplars: &[otlp_proto::Exemplar],
     ) {
         if flags & otlp_proto::FLAG_NO_RECORDED_VALUE != 0 {
             // Prometheus appends a histogram whose sum is the stale NaN; promflow's
@@ -251,6 +258,12 @@ impl<'a> ResourceContext<'a> {
             self.push(&mut out.samples, labels, time_nanos, STALE_MARKER);
             return;
         }
+        let series_id = labels.hash();
+        out.exemplars.extend(
+            exemplars
+                .iter()
+                .map(|e| (series_id, exemplar(e, ms(time_nanos)))),
+        );
         out.histograms.push(HistogramSample {
             series_id: labels.hash(),
             labels,
@@ -317,7 +330,14 @@ impl<'a> ResourceContext<'a> {
                 for p in &h.data_points {
                     let histogram = custom_buckets_histogram(p);
                     let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
-                    self.push_histogram(translated, labels, p.time_unix_nano, p.flags, histogram);
+                    self.push_histogram(
+                        translated,
+                        labels,
+                        p.time_unix_nano,
+                        p.flags,
+                        histogram,
+                        &p.exemplars,
+                    );
                 }
             }
             Some(Data::ExponentialHistogram(h)) => {
@@ -329,7 +349,14 @@ impl<'a> ResourceContext<'a> {
                         }
                     })?;
                     let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
-                    self.push_histogram(translated, labels, p.time_unix_nano, p.flags, histogram);
+                    self.push_histogram(
+                        translated,
+                        labels,
+                        p.time_unix_nano,
+                        p.flags,
+                        histogram,
+                        &p.exemplars,
+                    );
                 }
             }
             Some(Data::Histogram(h)) => {
@@ -633,6 +660,51 @@ fn clean_unit(unit: &str) -> String {
         }
     }
     out.trim_start_matches('_').to_string()
+}
+
+/// Prometheus's `maxExemplarRunes`: the filtered attributes are left out of an
+/// exemplar's labels when they and the ids would exceed it.
+const MAX_EXEMPLAR_RUNES: usize = 128;
+
+/// An OTLP exemplar as Prometheus 3.x keeps it (`getPromExemplars`): its value, its
+/// time (`point_ms`, the point's, when it has none), labels `trace_id` and `span_id`
+/// (hex) when set and its filtered attributes (names as sent) unless they would make
+/// the labels longer than [`MAX_EXEMPLAR_RUNES`] characters.
+fn exemplar(e: &otlp_proto::Exemplar, point_ms: i64) -> Exemplar {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut runes = 0;
+    for (key, id) in [("trace_id", &e.trace_id), ("span_id", &e.span_id)] {
+        if !id.is_empty() && id.iter().any(|&b| b != 0) {
+            let value = hex(id);
+            runes += key.chars().count() + value.chars().count();
+            labels.push((key.to_string(), value));
+        }
+    }
+    let attributes: Vec<(String, String)> = e
+        .filtered_attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), value_string(kv.value.as_ref())))
+        .collect();
+    runes += attributes
+        .iter()
+        .map(|(k, v)| k.chars().count() + v.chars().count())
+        .sum::<usize>();
+    if runes <= MAX_EXEMPLAR_RUNES {
+        labels.extend(attributes);
+    }
+    labels.sort();
+    let ts = ms(e.time_unix_nano);
+    Exemplar {
+        labels: Labels::from_pairs(labels),
+        value: match e.value {
+            Some(otlp_proto::ExemplarValue::AsDouble(d)) => d,
+            Some(otlp_proto::ExemplarValue::AsInt(i)) => i as f64,
+            None => 0.0,
+        },
+        timestamp_ms: if ts != 0 { ts } else { point_ms },
+        has_timestamp: ts != 0,
+    }
 }
 
 /// Prometheus's schemas of exponential histograms: -4 ..= 8.
@@ -1160,6 +1232,73 @@ mod histogram_tests {
         let h = exponential_histogram(&p).unwrap();
         assert_eq!(h.negative(), [(2, 3.0)]);
         assert!(h.positive().is_empty());
+    }
+
+    #[test]
+    fn exemplars_carry_ids_in_hex_and_short_attributes() {
+        let e = otlp_proto::Exemplar {
+            filtered_attributes: vec![KeyValue {
+                key: "user.id".into(),
+                value: Some(AnyValue {
+                    value: Some(otlp_proto::Value::IntValue(7)),
+                }),
+            }],
+            time_unix_nano: 0,
+            value: Some(otlp_proto::ExemplarValue::AsInt(3)),
+            span_id: vec![0, 1, 2, 3, 4, 5, 6, 0xab],
+            trace_id: vec![0; 16],
+        };
+        let x = exemplar(&e, 1234);
+        assert_eq!(
+            x.labels.to_string(),
+            r#"{span_id="00010203040506ab", user.id="7"}"#
+        );
+        assert_eq!(
+            (x.value, x.timestamp_ms, x.has_timestamp),
+            (3.0, 1234, false)
+        );
+        // Attributes that would pass 128 characters are left out.
+        let mut long = e.clone();
+        long.filtered_attributes[0].key = "k".repeat(120);
+        assert_eq!(
+            exemplar(&long, 0).labels.to_string(),
+            r#"{span_id="00010203040506ab"}"#
+        );
+    }
+
+    #[test]
+    fn exponential_points_with_exemplars_decode_from_protobuf() {
+        use prost::Message;
+        let mut p = point(2, 1, &[1, 2]);
+        p.exemplars = vec![otlp_proto::Exemplar {
+            value: Some(otlp_proto::ExemplarValue::AsDouble(1.5)),
+            time_unix_nano: 5_000_000,
+            trace_id: vec![1; 16],
+            ..Default::default()
+        }];
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![otlp_proto::ResourceMetrics {
+                resource: None,
+                scope_metrics: vec![otlp_proto::ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "h".into(),
+                        data: Some(Data::ExponentialHistogram(
+                            otlp_proto::ExponentialHistogram {
+                                data_points: vec![p],
+                                aggregation_temporality: otlp_proto::TEMPORALITY_CUMULATIVE,
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                }],
+            }],
+        };
+        let decoded = otlp_proto::decode_request(&request.encode_to_vec(), false).unwrap();
+        assert!(decoded == request);
+        let t = translate(&decoded, &OtlpConfig::default(), 300_000);
+        assert_eq!((t.histograms.len(), t.exemplars.len()), (1, 1));
+        assert_eq!(t.exemplars[0].1.value, 1.5);
+        assert_eq!(t.exemplars[0].1.timestamp_ms, 5);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! `opentelemetry_sdk` besides the messages, and brings `base64` 0.22 next to our
 //! 0.23 (a second major, refused by deny.toml's `multiple-versions`).
 //!
-//! Only what the translation reads is declared: exemplars, trace ids, scope
+//! Only what the translation reads is declared: exemplars of number points, scope
 //! attributes, start times and min/max are skipped as unknown fields (protobuf) or
 //! unknown keys (JSON).
 
@@ -189,6 +189,34 @@ pub struct ExponentialHistogramDataPoint {
     #[prost(double, tag = "14")]
     #[serde(deserialize_with = "json::f64_any")]
     pub zero_threshold: f64,
+    /// Sampled observations.
+    #[prost(message, repeated, tag = "11")]
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// `Exemplar`.
+#[derive(Clone, PartialEq, Message, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Exemplar {
+    /// The measurement's attributes that the point's attributes left out.
+    #[prost(message, repeated, tag = "7")]
+    pub filtered_attributes: Vec<KeyValue>,
+    /// Nanoseconds since the epoch.
+    #[prost(fixed64, tag = "2")]
+    #[serde(deserialize_with = "json::u64_any")]
+    pub time_unix_nano: u64,
+    /// The value.
+    #[prost(oneof = "ExemplarValue", tags = "3, 6")]
+    #[serde(flatten)]
+    pub value: Option<ExemplarValue>,
+    /// The span's id, 8 bytes (hex in JSON).
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(deserialize_with = "json::hex_bytes")]
+    pub span_id: Vec<u8>,
+    /// The trace's id, 16 bytes (hex in JSON).
+    #[prost(bytes = "vec", tag = "5")]
+    #[serde(deserialize_with = "json::hex_bytes")]
+    pub trace_id: Vec<u8>,
 }
 
 /// `ExponentialHistogramDataPoint.Buckets`: dense counts from index `offset`.
@@ -246,6 +274,18 @@ pub enum NumberValue {
     AsInt(#[serde(deserialize_with = "json::i64_any")] i64),
 }
 
+/// `Exemplar.value` (its field numbers differ from [`NumberValue`]'s).
+#[derive(Clone, PartialEq, Oneof, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExemplarValue {
+    /// A double.
+    #[prost(double, tag = "3")]
+    AsDouble(#[serde(deserialize_with = "json::f64_any")] f64),
+    /// An integer.
+    #[prost(sfixed64, tag = "6")]
+    AsInt(#[serde(deserialize_with = "json::i64_any")] i64),
+}
+
 /// `HistogramDataPoint`.
 #[derive(Clone, PartialEq, Message, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -276,6 +316,9 @@ pub struct HistogramDataPoint {
     /// As in [`NumberDataPoint`].
     #[prost(uint32, tag = "10")]
     pub flags: u32,
+    /// Sampled observations.
+    #[prost(message, repeated, tag = "8")]
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// `SummaryDataPoint`.
@@ -462,6 +505,22 @@ mod json {
 
     pub fn i32_any<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
         i32::try_from(i64_any(d)?).map_err(D::Error::custom)
+    }
+
+    /// OTLP JSON's trace and span ids: hex, not base64.
+    pub fn hex_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom(format!("odd-length hex id {text:?}")));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| D::Error::custom(format!("not a hex id: {text:?}")))
+            })
+            .collect()
     }
 
     pub fn base64_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {

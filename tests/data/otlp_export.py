@@ -13,7 +13,9 @@ SDK sent it (scale, zero_count, count, sum, positive/negative offset and bucket
 counts)}} (the test derives the expected native histograms from those points).
 """
 
+import base64
 import json
+import time
 import sys
 import urllib.request
 
@@ -30,6 +32,9 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+tracer = TracerProvider().get_tracer("promflow-test")
 
 base, mode = sys.argv[1], sys.argv[2]
 endpoint = base + "/api/v1/otlp/v1/metrics"
@@ -76,11 +81,30 @@ def record(provider):
     for v in (0.003, 0.05, 2):
         latency.record(v)
     exp = meter.create_histogram("latency.exp", unit="s")
-    for v in (0, 0.2, 0.2, 1.5, 3, 100):
-        exp.record(v)
+    # Inside a sampled span: the SDK's default (trace-based) exemplar filter keeps
+    # exemplars with the span's trace and span ids. A few milliseconds apart: an
+    # exemplar store keeps a series' exemplars in time order, and several in one
+    # millisecond are kept by value order only from Prometheus 2.48 on.
+    with tracer.start_as_current_span("request"):
+        for v in (0, 0.2, 0.2, 1.5, 3, 100):
+            exp.record(v)
+            time.sleep(0.003)
     close = meter.create_histogram("ratio.exp", unit="1")
     for v in (1.001, 1.0015, 1.002, 1.003, 1.003):
         close.record(v)
+
+
+def hex_ids(node):
+    """OTLP JSON spells trace and span ids in hex, not in protobuf JSON's base64."""
+    if isinstance(node, dict):
+        for key in ("traceId", "spanId"):
+            if key in node:
+                node[key] = base64.b64decode(node[key]).hex()
+        for value in node.values():
+            hex_ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            hex_ids(value)
 
 
 sent = []
@@ -109,6 +133,16 @@ def exponential_points(metrics_data):
                     "sum": p.sum,
                     "positive": {"offset": p.positive.offset, "bucket_counts": list(p.positive.bucket_counts)},
                     "negative": {"offset": p.negative.offset, "bucket_counts": list(p.negative.bucket_counts)},
+                    "exemplars": [
+                        {
+                            "value": e.value,
+                            "time_unix_nano": e.time_unix_nano,
+                            "trace_id": format(e.trace_id, "032x") if e.trace_id else None,
+                            "span_id": format(e.span_id, "016x") if e.span_id else None,
+                            "filtered_attributes": dict(e.filtered_attributes or {}),
+                        }
+                        for e in (p.exemplars or [])
+                    ],
                 }
     return out
 
@@ -125,9 +159,12 @@ if mode in ("protobuf", "gzip", "delta"):
     if not provider.force_flush(timeout_millis=10_000):
         sys.exit("export failed")
     provider.shutdown()
+    # The first export's points: shutdown exports again, the same cumulative counts
+    # but no exemplars (the SDK hands each exemplar out once).
     points = {}
     for data in sent:
-        points.update(exponential_points(data))
+        for name, point in exponential_points(data).items():
+            points.setdefault(name, point)
 elif mode == "json":
     reader = InMemoryMetricReader()
     provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
@@ -135,7 +172,9 @@ elif mode == "json":
     data = reader.get_metrics_data()
     points = exponential_points(data)
     request = encode_metrics(data)
-    body = json_format.MessageToJson(request, use_integers_for_enums=True).encode()
+    message = json.loads(json_format.MessageToJson(request, use_integers_for_enums=True))
+    hex_ids(message)
+    body = json.dumps(message).encode()
     http = urllib.request.Request(
         endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
