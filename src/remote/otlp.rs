@@ -1299,6 +1299,18 @@ mod histogram_tests {
         assert_eq!((t.histograms.len(), t.exemplars.len()), (1, 1));
         assert_eq!(t.exemplars[0].1.value, 1.5);
         assert_eq!(t.exemplars[0].1.timestamp_ms, 5);
+        // "No recorded value": the float stale marker of the histogram series.
+        let mut stale = request;
+        if let Some(Data::ExponentialHistogram(h)) =
+            &mut stale.resource_metrics[0].scope_metrics[0].metrics[0].data
+        {
+            h.data_points[0].flags = otlp_proto::FLAG_NO_RECORDED_VALUE;
+        }
+        let t = translate(&stale, &OtlpConfig::default(), 300_000);
+        assert!(t.histograms.is_empty() && t.exemplars.is_empty());
+        assert_eq!(t.samples.len(), 1);
+        assert_eq!(t.samples[0].labels.metric_name(), "h");
+        assert_eq!(t.samples[0].value.to_bits(), STALE_MARKER.to_bits());
     }
 
     #[test]

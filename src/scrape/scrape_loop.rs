@@ -825,13 +825,19 @@ impl Batch {
 /// highest whose bucket growth factor `2^(2^-schema)` reaches the factor (Prometheus's
 /// `pickSchema`), then one step at a time while the histogram has more buckets than
 /// the limit; at schema -4 with still too many, the scrape fails with "histogram
-/// bucket limit exceeded".
+/// bucket limit exceeded". Custom buckets (`convert_classic_histograms_to_nhcb`) are
+/// kept as they are, and fail the scrape at once when more than the limit.
 fn limit_resolution(
     h: &mut FloatHistogram,
     min_bucket_factor: f64,
     limit: u64,
 ) -> Result<(), ScrapeError> {
     if h.uses_custom_buckets() {
+        // Custom buckets (NHCB) cannot be merged: over the limit the scrape fails.
+        let buckets = (h.positive_buckets.len() + h.negative_buckets.len()) as u64;
+        if limit > 0 && buckets > limit {
+            return Err(ScrapeError::Limit(Limit::Buckets));
+        }
         return Ok(());
     }
     let max_schema = pick_schema(min_bucket_factor);
@@ -998,8 +1004,19 @@ mod tests {
         limit_resolution(&mut limited, 0.0, 6).unwrap();
         assert_eq!(limited.schema, 1);
         assert_eq!(limited.positive_buckets, vec![1.0, 4.0, 4.0, 4.0, 4.0, 3.0]);
-        let mut impossible = h;
+        let mut impossible = h.clone();
         let failed = limit_resolution(&mut impossible, 0.0, 1).unwrap_err();
+        assert_eq!(failed.to_string(), "histogram bucket limit exceeded");
+        // Custom buckets are not merged: within the limit kept, over it refused.
+        let custom = FloatHistogram {
+            schema: -53,
+            custom_values: (1..20).map(f64::from).collect(),
+            ..h
+        };
+        let mut kept = custom.clone();
+        limit_resolution(&mut kept, 1.1, 20).unwrap();
+        assert_eq!(kept, custom);
+        let failed = limit_resolution(&mut kept, 0.0, 19).unwrap_err();
         assert_eq!(failed.to_string(), "histogram bucket limit exceeded");
     }
 
