@@ -7,8 +7,9 @@
 //! or `_sum` to [`Collector::push`] (and the native histograms it reads to
 //! [`Collector::native`]); after the body is parsed, [`Collector::finish`] with the
 //! body's metadata groups them by family and labels (less `le`) and returns
-//! - the native histograms of the groups whose family is a `histogram` (or
-//!   `gaugehistogram`, with the gauge hint) and that no native histogram of the same
+//! - the native histograms of the groups whose family is a `histogram` (or, in the
+//!   protobuf format only, a gauge histogram, with the gauge hint: Prometheus's text
+//!   parsers convert `histogram` families only) and that no native histogram of the same
 //!   series inhibits, converted by [`from_classic`] (a +Inf bucket added with the
 //!   count if missing, the count defaulting to the last bucket's; a group that does
 //!   not convert, e.g. buckets that are not cumulative, gives none), stamped with
@@ -144,7 +145,11 @@ impl Collector {
 
     /// See the module contract: `(converted, samples to ingest as floats)`; the
     /// latter empty unless [`Collector::holds_back`].
-    pub fn finish(self, metadata: &[MetricMetadata]) -> (Vec<Converted>, Vec<Part>) {
+    pub fn finish(
+        self,
+        metadata: &[MetricMetadata],
+        gauge_histograms: bool,
+    ) -> (Vec<Converted>, Vec<Part>) {
         let kinds: HashMap<&str, MetricType> = metadata
             .iter()
             .map(|m| (m.family.as_str(), m.kind))
@@ -166,7 +171,7 @@ impl Collector {
                 continue;
             };
             let kind = kinds.get(base).copied();
-            let gauge = kind == Some(MetricType::GaugeHistogram);
+            let gauge = gauge_histograms && kind == Some(MetricType::GaugeHistogram);
             if kind != Some(MetricType::Histogram) && !gauge {
                 floats.push(i);
                 continue;
@@ -291,13 +296,14 @@ mod tests {
             push(&mut c, name, &labels, v);
         }
         c.native("n", &[]);
-        let (converted, floats) = c.finish(&[
+        let metadata = [
             meta("h", MetricType::Histogram),
             meta("g", MetricType::GaugeHistogram),
             meta("x", MetricType::Histogram),
             meta("n", MetricType::Histogram),
             meta("c_count", MetricType::Counter),
-        ]);
+        ];
+        let (converted, floats) = c.finish(&metadata, true);
         let names: Vec<&str> = converted.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["h", "g"]);
         let h = &converted[0].histogram;
@@ -315,5 +321,12 @@ mod tests {
         // non-cumulative group is dropped, as Prometheus's text parsers drop it.
         let floats: Vec<&str> = floats.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(floats, ["n_bucket", "c_count"]);
+
+        // The text formats convert `histogram` families only.
+        let mut c = Collector::new(false);
+        push(&mut c, "g_bucket", &[("le", "2")], 1.0);
+        let (converted, floats) = c.finish(&metadata, false);
+        assert!(converted.is_empty());
+        assert_eq!(floats.len(), 1);
     }
 }

@@ -287,7 +287,7 @@ async fn scrape_once(
         let mut builder = BatchBuilder::new(spec, ts, &mut state.cache, exemplars);
         let parsed = exposition::parse_with(&body, format, &mut builder);
         if let Ok(metadata) = &parsed {
-            builder.convert_nhcb(metadata);
+            builder.convert_nhcb(metadata, format);
         }
         scraped = builder.scraped;
         post_relabel = builder.out.post_relabel;
@@ -617,11 +617,11 @@ impl<'a> BatchBuilder<'a> {
 
     /// After the body: the converted classic histograms as native histograms, and the
     /// held-back samples that were not part of one as floats (see [`nhcb`]).
-    fn convert_nhcb(&mut self, metadata: &[exposition::MetricMetadata]) {
+    fn convert_nhcb(&mut self, metadata: &[exposition::MetricMetadata], format: Format) {
         let Some(collector) = self.nhcb.take() else {
             return;
         };
-        let (converted, floats) = collector.finish(metadata);
+        let (converted, floats) = collector.finish(metadata, format == Format::Protobuf);
         for part in &floats {
             part.with_ref(|sample| self.sample(sample));
         }
