@@ -1382,3 +1382,219 @@ fn a_go_client_latency_histogram_is_scraped_queried_and_federated_as_prometheus_
     let buckets = &raw["result"][0]["histogram"][1]["buckets"];
     assert!(buckets.as_array().is_some_and(|b| b.len() >= 2), "{raw:#}");
 }
+
+/// The classic histogram `req_seconds` (two label sets; counts times `times`) and a
+/// gauge whose name ends in `_count` beside it, in the text format with explicit
+/// timestamps.
+fn classic_text(ts: i64, times: i64) -> String {
+    let mut body = String::from("# HELP req_seconds Requests.\n# TYPE req_seconds histogram\n");
+    for (path, buckets, sum) in [("/a", [3, 8, 12, 15], 9.5), ("/b", [1, 1, 6, 10], 20.25)] {
+        let buckets = buckets.map(|n| n * times);
+        for (le, n) in ["0.1", "0.5", "1", "+Inf"].iter().zip(buckets) {
+            body.push_str(&format!(
+                "req_seconds_bucket{{path=\"{path}\",le=\"{le}\"}} {n} {ts}\n"
+            ));
+        }
+        body.push_str(&format!("req_seconds_sum{{path=\"{path}\"}} {sum} {ts}\n"));
+        body.push_str(&format!(
+            "req_seconds_count{{path=\"{path}\"}} {} {ts}\n",
+            buckets[3]
+        ));
+    }
+    body.push_str(&format!(
+        "# TYPE jobs_count gauge\njobs_count 4 {ts}\n# TYPE steps_total counter\nsteps_total 1 {ts}\n"
+    ));
+    body
+}
+
+/// The same histogram as a protobuf family with classic buckets only.
+fn classic_protobuf(ts: i64) -> Reply {
+    let metric = |path: &str, buckets: [u64; 3], count: u64, sum: f64| Metric {
+        label: vec![label("path", path)],
+        histogram: Some(Histogram {
+            sample_count: Some(count),
+            sample_sum: Some(sum),
+            bucket: [0.1, 0.5, 1.0]
+                .iter()
+                .zip(buckets)
+                .map(|(&le, n)| Bucket {
+                    cumulative_count: Some(n),
+                    upper_bound: Some(le),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        timestamp_ms: Some(ts),
+        ..Default::default()
+    };
+    protobuf::reply(&[
+        MetricFamily {
+            name: Some("req_seconds".into()),
+            help: Some("Requests.".into()),
+            r#type: Some(MetricType::Histogram as i32),
+            metric: vec![
+                metric("/a", [3, 8, 12], 15, 9.5),
+                metric("/b", [1, 1, 6], 10, 20.25),
+            ],
+            unit: None,
+        },
+        MetricFamily {
+            name: Some("steps_total".into()),
+            help: Some("A float beside the histogram.".into()),
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(1.0),
+                    ..Default::default()
+                }),
+                timestamp_ms: Some(ts),
+                ..Default::default()
+            }],
+            unit: None,
+        },
+    ])
+}
+
+/// `convert_classic_histograms_to_nhcb` (Prometheus 3.x's scrape setting, which 2.42
+/// lacks): each classic histogram scraped (text or protobuf without a native part)
+/// is also one native histogram with custom buckets of the series named without
+/// suffix; its classic series are kept only with `always_scrape_classic_histograms`.
+/// The expectations come from Prometheus 2.42 scraping the same targets: the NHCB's
+/// bucket counts are the oracle's classic buckets de-cumulated (bounds = the `le`s),
+/// its count and sum the oracle's `_count` and `_sum`, and `histogram_quantile` over it
+/// equals the oracle's `histogram_quantile` over the classic buckets.
+#[test]
+fn classic_histograms_are_converted_to_nhcb_as_prometheus_3_does() {
+    let ts = (now_ms() - 60_000) / 1000 * 1000;
+    let text = Exporter::start(Reply::text(&classic_text(ts, 1)));
+    let proto = Exporter::start(classic_protobuf(ts));
+    let jobs = |extra: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: text\n{extra}    static_configs:\n      - targets: ['{}']\n  - job_name: proto\n{extra}    static_configs:\n      - targets: ['{}']\n",
+            text.addr(),
+            proto.addr()
+        )
+    };
+    let promflow = Promflow::start(&jobs("    convert_classic_histograms_to_nhcb: true\n"));
+    let keeping = Promflow::start(&jobs(
+        "    convert_classic_histograms_to_nhcb: true\n    always_scrape_classic_histograms: true\n",
+    ));
+    let oracle = Prometheus::start_with_args(&jobs(""), &["--enable-feature=native-histograms"]);
+    let servers: [&Peer; 3] = [&promflow, &keeping, &oracle];
+    for server in servers {
+        for job in ["text", "proto"] {
+            let selector = format!("steps_total{{job=\"{job}\"}}");
+            assert!(
+                wait_until(WAIT, || server.stored_at(&selector, ts)),
+                "{job}"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let at = ts + 1_000;
+    let num = |v: &Value| -> f64 { v.as_str().unwrap().parse().unwrap() };
+    let one = |server: &Peer, expr: &str| -> f64 {
+        let data = server.query_at(expr, at);
+        assert_eq!(
+            data["result"].as_array().unwrap().len(),
+            1,
+            "{expr}: {data:#}"
+        );
+        num(&data["result"][0]["value"][1])
+    };
+    for job in ["text", "proto"] {
+        for path in ["/a", "/b"] {
+            let sel = format!("job=\"{job}\",path=\"{path}\"");
+            // The oracle's classic buckets, de-cumulated.
+            let buckets = oracle.query_at(&format!("req_seconds_bucket{{{sel}}}"), at);
+            let mut cumulative: Vec<(f64, f64)> = buckets["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let le = r["metric"]["le"].as_str().unwrap();
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    };
+                    (le, num(&r["value"][1]))
+                })
+                .collect();
+            cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
+            assert_eq!(cumulative.len(), 4, "{job} {path}: {buckets:#}");
+            let mut want = Vec::new();
+            let (mut lower, mut below) = (f64::NEG_INFINITY, 0.0);
+            for (le, n) in cumulative {
+                if n > below {
+                    want.push((lower, le, n - below));
+                }
+                (lower, below) = (le, n);
+            }
+            let data = promflow.query_at(&format!("req_seconds{{{sel}}}"), at);
+            let h = &data["result"][0]["histogram"][1];
+            let got: Vec<(f64, f64, f64)> = h["buckets"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{job} {path}: {data:#}"))
+                .iter()
+                .map(|b| (num(&b[1]), num(&b[2]), num(&b[3])))
+                .collect();
+            assert_eq!(got, want, "{job} {path}");
+            let count = one(&oracle, &format!("req_seconds_count{{{sel}}}"));
+            let sum = one(&oracle, &format!("req_seconds_sum{{{sel}}}"));
+            assert_eq!(num(&h["count"]), count, "{job} {path}");
+            assert_eq!(num(&h["sum"]), sum, "{job} {path}");
+            for q in [0.1, 0.25, 0.5, 0.75, 0.9, 0.99] {
+                let ours = one(
+                    &promflow,
+                    &format!("histogram_quantile({q}, req_seconds{{{sel}}})"),
+                );
+                let theirs = one(
+                    &oracle,
+                    &format!("histogram_quantile({q}, req_seconds_bucket{{{sel}}})"),
+                );
+                assert!(
+                    (ours - theirs).abs() <= 1e-12 * theirs.abs().max(1.0),
+                    "{job} {path} q={q}: {ours} vs {theirs}"
+                );
+            }
+            // The same in the promflow that keeps the classic series too.
+            let kept = keeping.query_at(&format!("histogram_count(req_seconds{{{sel}}})"), at);
+            assert_eq!(num(&kept["result"][0]["value"][1]), count);
+        }
+        // Without always_scrape_classic_histograms no classic series; with it, the
+        // oracle's; the gauge named `…_count` stays a float series.
+        let classic = format!("{{__name__=~\"req_seconds_(bucket|count|sum)\",job=\"{job}\"}}");
+        let none = promflow.query_at(&classic, at);
+        assert_eq!(none["result"], serde_json::json!([]), "{job}: {none:#}");
+        let ours = sorted(keeping.query_at(&classic, at));
+        let theirs = sorted(oracle.query_at(&classic, at));
+        assert!(same(&ours, &theirs), "{job}: {ours:#} vs {theirs:#}");
+        assert_eq!(ours["result"].as_array().unwrap().len(), 12, "{job}");
+    }
+    let gauge = promflow.query_at(r#"jobs_count{job="text"}"#, at);
+    assert_eq!(gauge["result"][0]["value"][1], "4", "{gauge:#}");
+
+    // A later scrape (the series now known to the scrape cache) converts again.
+    let ts2 = ts + 15_000;
+    text.set(Reply::text(&classic_text(ts2, 2)));
+    for server in [&*promflow, &*keeping] {
+        assert!(wait_until(WAIT, || server.stored_at(r#"steps_total{job="text"}"#, ts2)));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for (server, expr) in [
+        (
+            &*promflow,
+            r#"histogram_count(req_seconds{job="text",path="/a"})"#,
+        ),
+        (
+            &*keeping,
+            r#"histogram_count(req_seconds{job="text",path="/a"})"#,
+        ),
+        (&*keeping, r#"req_seconds_count{job="text",path="/a"}"#),
+    ] {
+        let data = server.query_at(expr, ts2 + 1_000);
+        assert_eq!(data["result"][0]["value"][1], "30", "{expr}: {data:#}");
+    }
+}

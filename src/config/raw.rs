@@ -106,6 +106,7 @@ pub(crate) struct RawGlobalConfig {
     pub external_labels: Option<BTreeMap<String, ScalarText>>,
     pub scrape_protocols: Option<Vec<ScalarText>>,
     pub scrape_native_histograms: Option<bool>,
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
 }
 
 /// One entry of `scrape_configs:`, besides its HTTP client settings and service
@@ -129,6 +130,7 @@ pub(crate) struct RawScrapeConfig {
     pub scrape_protocols: Option<Vec<ScalarText>>,
     pub scrape_native_histograms: Option<bool>,
     pub always_scrape_classic_histograms: Option<bool>,
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
     pub native_histogram_bucket_limit: Option<u64>,
     pub native_histogram_min_bucket_factor: Option<f64>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,

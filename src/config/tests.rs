@@ -1190,6 +1190,23 @@ fn scrape_protocols_are_checked_and_defaulted_as_prometheus_does() {
     assert!(native.always_scrape_classic_histograms);
     assert_eq!(native.native_histogram_bucket_limit, 160);
     assert_eq!(native.native_histogram_min_bucket_factor, 1.1);
+    assert!(!native.convert_classic_histograms_to_nhcb);
+    // convert_classic_histograms_to_nhcb: the job's, else the global one.
+    let nhcb = |yaml: &str| {
+        load(yaml)
+            .scrape_configs
+            .iter()
+            .map(|j| j.convert_classic_histograms_to_nhcb)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        nhcb("global:\n  convert_classic_histograms_to_nhcb: true\nscrape_configs:\n- job_name: a\n- job_name: b\n  convert_classic_histograms_to_nhcb: false\n"),
+        [true, false]
+    );
+    assert_eq!(
+        nhcb("scrape_configs:\n- job_name: a\n  convert_classic_histograms_to_nhcb: true\n"),
+        [true]
+    );
 }
 
 #[test]

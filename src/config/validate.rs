@@ -225,6 +225,7 @@ fn resolve_global(
         scrape_native_histograms: raw
             .scrape_native_histograms
             .unwrap_or_else(super::native_histograms_feature),
+        convert_classic_histograms_to_nhcb: raw.convert_classic_histograms_to_nhcb.unwrap_or(false),
     }
 }
 
@@ -429,6 +430,9 @@ fn resolve_scrape_config(
         scrape_protocols,
         scrape_native_histograms,
         always_scrape_classic_histograms: raw.always_scrape_classic_histograms.unwrap_or(false),
+        convert_classic_histograms_to_nhcb: raw
+            .convert_classic_histograms_to_nhcb
+            .unwrap_or(global.convert_classic_histograms_to_nhcb),
         native_histogram_bucket_limit: raw.native_histogram_bucket_limit.unwrap_or(0),
         native_histogram_min_bucket_factor: raw.native_histogram_min_bucket_factor.unwrap_or(0.0),
         http,
