@@ -31,7 +31,7 @@ use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
 use crate::render::maintain::maintain_rules;
 use crate::render::route::route_to_owners;
-use crate::render::rule::{RuleChange, RuleCounters, RuleSpec};
+use crate::render::rule::{LocalRules, RuleChange, RuleCounters, RuleDef, RuleSpec};
 use crate::render::spread::combine_partials;
 use crate::render::{
     Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule,
@@ -122,6 +122,8 @@ pub struct Engine {
     worker_frontiers: Arc<Vec<AtomicU64>>,
     rule_retained: Arc<Vec<AtomicU64>>,
     rule_counters: Arc<RuleCounters>,
+    /// The registered rules' output channels and seeds, until the workers take them.
+    local: Arc<LocalRules>,
     samples_fed: AtomicU64,
     samples_late: AtomicU64,
     rules_installed: AtomicU64,
@@ -168,6 +170,8 @@ impl Engine {
         let retained = rule_retained.clone();
         let rule_counters: Arc<RuleCounters> = Default::default();
         let counters = rule_counters.clone();
+        let local: Arc<LocalRules> = Default::default();
+        let worker_local = local.clone();
         let (senders, receivers): (Vec<Sender<Command>>, Vec<Receiver<Command>>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let (thread_tx, thread_rx) = crossbeam_channel::unbounded::<(usize, Thread)>();
@@ -193,6 +197,7 @@ impl Engine {
                 LatestRetirer::new(table.clone(), catalog.clone(), index, lookback_ms);
             let retained = retained.clone();
             let counters = counters.clone();
+            let local = worker_local.clone();
             worker.dataflow::<u64, _, _>(|scope| {
                 // The probe passes the samples on to the routing, in one chain: no copy
                 // of each batch for a second consumer. The latest-sample table is not
@@ -213,8 +218,9 @@ impl Engine {
                     lookback_ms,
                     retained,
                     counters,
+                    local.clone(),
                 );
-                combine_partials(partials, changes, workers).probe_with(&probe);
+                combine_partials(partials, changes, index, workers, local).probe_with(&probe);
             });
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
@@ -283,6 +289,7 @@ impl Engine {
             worker_frontiers,
             rule_retained,
             rule_counters,
+            local,
             samples_fed: AtomicU64::new(0),
             samples_late: AtomicU64::new(0),
             rules_installed: AtomicU64::new(0),
@@ -458,24 +465,31 @@ impl Engine {
         // any sample fed after it, at the logical time those samples will have.
         let mut feeder = self.feeder.lock();
         let id = RuleId(self.next_rule_id.fetch_add(1, Ordering::Relaxed) + 1);
-        let mut spec = RuleSpec::new(
+        let def = RuleDef {
             id,
             plan,
             schedule,
-            self.lookback_ms,
-            feeder.watermark as i64,
             evaluation,
-            tx,
-            history,
-        )?;
-        if self.workers == 1 {
-            // Nothing to spread over.
-            spec.spread = None;
-        }
-        spec.delivery = delivery;
+            delivery,
+            registered_at_ms: feeder.watermark as i64,
+            lookback_ms: self.lookback_ms,
+            home_process: 0,
+        };
+        // The same analysis every operator makes of the change: refused here, the
+        // change is never sent.
+        let spec = RuleSpec::analyse(&def, self.workers)?;
+        let seed = history.map(|h| spec.seed(h)).unwrap_or_default();
+        // A spread rule's seed is read by every worker (each keeps its series), an
+        // owned rule's by its owner.
+        let readers = if spec.spread.is_some() {
+            self.workers
+        } else {
+            1
+        };
+        self.local.insert(id, tx, seed, readers);
         self.rules.lock().insert(id.0, schedule);
         self.rules_installed.fetch_add(1, Ordering::Relaxed);
-        Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(spec)));
+        Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(def)));
         Ok(id)
     }
 

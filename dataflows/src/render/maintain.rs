@@ -43,13 +43,14 @@ use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
 use crate::render::incremental::{Delta, IncrementalRule, Settings};
 use crate::render::rule::{
-    first_eval, Delivery, Destination, Evaluation, Registry, RuleChange, RuleCounters, RuleId,
-    RuleOutput, RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
+    first_eval, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange, RuleCounters,
+    RuleId, RuleOutput, RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
 use crate::render::spread::{members_plan, partials, PartialRecord};
 use crate::render::window::{Reach, WindowStore};
 use crate::sample::{HistogramPoint, Point};
+use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -400,6 +401,8 @@ struct Hosted {
     states: Vec<RuleState>,
     /// For a spread rule's part: the owner worker.
     part_of: Option<u64>,
+    /// For an owned rule: where its results go (taken from [`LocalRules`]).
+    output: Option<Sender<RuleOutput>>,
 }
 
 /// Everything one worker hosts.
@@ -416,24 +419,23 @@ struct Host {
     counters: Arc<RuleCounters>,
     /// Series id → labels.
     catalog: Arc<SeriesCatalog>,
+    /// This process's output channels and seeds, by rule.
+    local: Arc<LocalRules>,
 }
 
 impl Host {
     /// Applies one rule change: installs the rule's state here if this worker owns it
     /// or it is spread, drops it on removal.
     fn apply(&mut self, change: &RuleChange) {
-        let owner = self.registry.apply(change);
-        let spec = match change {
-            RuleChange::Remove(id) => {
-                if self.rules.remove(id).is_some() {
-                    self.owned.remove_user(*id);
-                    self.spread.remove_user(*id);
-                }
-                return;
+        let applied = self.registry.apply(change);
+        if let RuleChange::Remove(id) = change {
+            if self.rules.remove(id).is_some() {
+                self.owned.remove_user(*id);
+                self.spread.remove_user(*id);
             }
-            RuleChange::Install(spec) => spec,
-        };
-        let owner = owner.unwrap_or(0);
+            return;
+        }
+        let Some((spec, owner)) = applied else { return };
         let (plans, part_of) = match &spec.spread {
             Some(s) => (s.local.clone(), Some(owner as u64)),
             None if owner == self.worker => (vec![spec.plan.clone()], None),
@@ -451,16 +453,18 @@ impl Host {
             };
             store.add_user(&u.key, &u.selector, spec.id, reach);
         }
+        let (peers, worker) = (self.peers as u64, self.worker as u64);
         let seed = match part_of {
             // Each worker keeps the seed series it keeps samples of.
-            Some(_) => spec
-                .seed
-                .lock()
-                .iter()
-                .filter(|(_, labels, _, _)| labels.hash() % self.peers as u64 == self.worker as u64)
-                .cloned()
-                .collect(),
-            None => std::mem::take(&mut *spec.seed.lock()),
+            Some(_) => self
+                .local
+                .take_seed(spec.id, |labels| labels.hash() % peers == worker),
+            None => self.local.take_seed(spec.id, |_| true),
+        };
+        // The owner of an owned rule delivers its results.
+        let output = match part_of {
+            Some(_) => None,
+            None => self.local.take_output(spec.id),
         };
         for (key, labels, points, histograms) in seed {
             store.seed(&key, labels, &points, &histograms);
@@ -485,7 +489,14 @@ impl Host {
                 state
             })
             .collect();
-        rules.insert(spec.id, Hosted { states, part_of });
+        rules.insert(
+            spec.id,
+            Hosted {
+                states,
+                part_of,
+                output,
+            },
+        );
     }
 
     /// The window store a routed sample goes to (the spread rules' or the owned
@@ -562,8 +573,8 @@ impl Host {
                         let output = first.output(&self.owned, &self.counters, t);
                         first.last = Some(t);
                         first.schedule_wake(t);
-                        if let Some(output) = output {
-                            let _ = first.spec.output.send(output);
+                        if let (Some(output), Some(to)) = (output, &hosted.output) {
+                            let _ = to.send(output);
                         }
                         continue;
                     };
@@ -627,6 +638,7 @@ pub fn maintain_rules<'scope>(
     lookback_ms: i64,
     retained: Arc<Vec<AtomicU64>>,
     counters: Arc<RuleCounters>,
+    local: Arc<LocalRules>,
 ) -> Stream<'scope, u64, Vec<PartialRecord>> {
     // Three inputs (floats, histograms, rule changes): timely's `binary_frontier`
     // spelled out with one more input.
@@ -654,6 +666,7 @@ pub fn maintain_rules<'scope>(
             rules: BTreeMap::new(),
             counters,
             catalog,
+            local,
         };
         let mut samples: BTreeMap<u64, Vec<(Destination, Point)>> = BTreeMap::new();
         let mut histograms: BTreeMap<u64, Vec<(Destination, HistogramPoint)>> = BTreeMap::new();

@@ -33,9 +33,15 @@
 //! a removal and a registration). Each operator (router, rule host, combiner) keeps its
 //! own [`rule::Registry`] built from the changes it received, applied in time order
 //! before the samples of the same time; placement is a function of that sequence, so
-//! every worker decides the same. No lock is shared between the service and the
-//! workers for rules; a rule's output channel travels inside its change (in one
-//! process: see "Processes" below).
+//! every worker decides the same. A change is data ([`rule::RuleDef`]: id, plan,
+//! schedule, evaluation, delivery, registration watermark, lookback, home process;
+//! serde), and each operator builds its own [`rule::RuleSpec`] from it (the analysis is
+//! deterministic; [`crate::Engine::register`] makes it first, so a refusal reaches the
+//! caller and a refused rule is never sent). What cannot cross processes stays in the
+//! registering engine's [`rule::LocalRules`], by rule id: the output channel, taken by
+//! the one operator that delivers the rule's results (the owner's rule host, or for a
+//! spread rule the owner's combiner), which drops it when it applies the removal (the
+//! channel then closes), and the seed, read by the workers keeping the rule's windows.
 //!
 //! **Distribution.** A rule of the spread shape ([`spread`]: `sum min max count group`
 //! by/without over one named selector or a range function of it, at interval,
