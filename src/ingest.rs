@@ -346,6 +346,7 @@ mod tests {
         let engine = Engine::start(EngineConfig {
             workers: 2,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         Ingester::new(

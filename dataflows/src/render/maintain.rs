@@ -37,11 +37,13 @@
 
 use crate::catalog::SeriesCatalog;
 use crate::histogram::FloatHistogram;
+use crate::labels::Labels;
 use crate::promql::eval::native::detach;
 use crate::promql::eval::{EvalResult, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
 use crate::render::incremental::{Delta, IncrementalRule, Settings};
+use crate::render::route::{Announcement, ANNOUNCE_PERIOD_MS};
 use crate::render::rule::{
     first_eval, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange, RuleCounters,
     RuleId, RuleOutput, RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
@@ -625,12 +627,14 @@ impl Host {
 /// Hosts the rules this worker owns and its part of every spread rule. `routed`
 /// carries `((worker, spread), sample)` from the router, `routed_histograms` the same
 /// for native-histogram samples, `control` the rule changes;
-/// `retained[worker_index]` is kept at the number of samples the windows hold.
+/// `retained[worker_index % workers per process]` is kept at the number of samples the
+/// windows hold.
 /// Returns the spread rules' partial records, for [`crate::render::spread`]'s combine.
 #[allow(clippy::too_many_arguments)]
 pub fn maintain_rules<'scope>(
     routed: Stream<'scope, u64, Vec<(Destination, Point)>>,
     routed_histograms: Stream<'scope, u64, Vec<(Destination, HistogramPoint)>>,
+    announcements: Stream<'scope, u64, Vec<Announcement>>,
     catalog: Arc<SeriesCatalog>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
     worker_index: usize,
@@ -650,6 +654,10 @@ pub fn maintain_rules<'scope>(
     let mut histogram_input = builder.new_input(
         routed_histograms,
         Exchange::new(|((worker, _), _): &(Destination, HistogramPoint)| *worker),
+    );
+    let mut announced = builder.new_input(
+        announcements,
+        Exchange::new(|(worker, _, _): &Announcement| *worker),
     );
     let mut ctl = builder.new_input(control, Pipeline);
     let (output, stream) = builder.new_output::<Vec<PartialRecord>>();
@@ -672,8 +680,21 @@ pub fn maintain_rules<'scope>(
         let mut histograms: BTreeMap<u64, Vec<(Destination, HistogramPoint)>> = BTreeMap::new();
         let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
         let mut retired_at = i64::MIN;
+        // Labels announced by routers of other processes, by announcement period: held
+        // (so the catalog keeps them) through the period after theirs.
+        let mut held: BTreeMap<u64, Vec<Arc<Labels>>> = BTreeMap::new();
         move |frontiers| {
             let mut output = output.activate();
+            // Before any sample: the frontier below covers this input too, so the
+            // labels of every sample processed now have arrived.
+            announced.for_each(|time, batch| {
+                let period = time.least().map_or(0, |t| t / ANNOUNCE_PERIOD_MS);
+                let held = held.entry(period).or_default();
+                for (_, id, labels) in batch.drain(..) {
+                    host.catalog.announce(id, &labels);
+                    held.extend(host.catalog.get(id));
+                }
+            });
             input.for_each(|time, batch| {
                 if let Some(t) = time.least() {
                     samples.entry(*t).or_default().append(batch);
@@ -738,8 +759,11 @@ pub fn maintain_rules<'scope>(
             }
             if front == i64::MAX || front >= retired_at.saturating_add(RETIRE_EVERY_MS) {
                 retired_at = front;
+                let period = front_at / ANNOUNCE_PERIOD_MS;
+                held.retain(|p, _| p.saturating_add(1) >= period);
                 host.retire(front);
-                if let Some(gauge) = retained.get(worker_index) {
+                // This process's gauges, by the worker's index within it.
+                if let Some(gauge) = retained.get(worker_index % retained.len().max(1)) {
                     let held = host.owned.len() + host.spread.len();
                     gauge.store(held as u64, Ordering::Relaxed);
                 }

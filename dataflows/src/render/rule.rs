@@ -199,6 +199,8 @@ pub struct RuleDef {
     pub lookback_ms: i64,
     /// The process holding its output channel ([`LocalRules`]).
     pub home_process: usize,
+    /// Workers per process (the same in every process of a timely cluster).
+    pub process_workers: usize,
 }
 
 /// A registered expression, as an operator sees it: its [`RuleDef`] analysed.
@@ -227,6 +229,9 @@ pub struct RuleSpec {
     pub spread: Option<Spread>,
     /// The process holding its output channel.
     pub home_process: usize,
+    /// The workers it may be owned by: those of its home process, so its results are
+    /// delivered in the process holding its channel (all workers in one process).
+    pub owners: std::ops::Range<usize>,
 }
 
 impl RuleSpec {
@@ -289,6 +294,11 @@ impl RuleSpec {
             home,
             spread,
             home_process: def.home_process,
+            owners: {
+                let per = def.process_workers.max(1);
+                let first = def.home_process * per;
+                first..first + per
+            },
         })
     }
 
@@ -508,6 +518,21 @@ pub enum RuleChange {
     Remove(RuleId),
 }
 
+/// A rule id's bits above this are its registering process (ids are unique in a
+/// cluster; in one process, process 0, they are the plain counter).
+pub const RULE_ID_PROCESS_SHIFT: u32 = 48;
+
+impl RuleChange {
+    /// The process the change came from: changes of one logical time are applied in
+    /// the order of their processes, each process's in the order it made them.
+    pub fn origin(&self) -> usize {
+        match self {
+            RuleChange::Install(def) => def.home_process,
+            RuleChange::Remove(id) => (id.0 >> RULE_ID_PROCESS_SHIFT) as usize,
+        }
+    }
+}
+
 /// The registered rules as one operator of one worker knows them (from the
 /// [`RuleChange`]s it received): who owns which, and the routing table.
 pub struct Registry {
@@ -552,22 +577,24 @@ impl Registry {
     /// to that rule's worker (whatever its own smallest selector is), so the two share
     /// one window for it; otherwise its `home` hash picks the worker.
     pub fn insert(&mut self, spec: Arc<RuleSpec>) -> usize {
+        let owners = spec.owners.len().max(1) as u64;
         let owner = match spec.spread {
             Some(_) => None,
-            None => self.owner_reading(&spec.uses),
+            None => self.owner_reading(&spec),
         }
-        .unwrap_or((spec.home % self.peers as u64) as usize);
+        .unwrap_or(spec.owners.start + (spec.home % owners) as usize);
         self.rules.insert(spec.id, (spec, owner));
         self.changed();
         owner
     }
 
-    /// The worker of the oldest registered (not spread) rule reading one of `uses`'
-    /// selectors.
-    fn owner_reading(&self, uses: &[SelectorUse]) -> Option<usize> {
+    /// The worker of the oldest registered (not spread) rule of the same home process
+    /// reading one of `spec`'s selectors.
+    fn owner_reading(&self, spec: &RuleSpec) -> Option<usize> {
+        let uses = &spec.uses;
         self.rules
             .values()
-            .filter(|(r, _)| r.spread.is_none())
+            .filter(|(r, _)| r.spread.is_none() && r.owners == spec.owners)
             .find(|(r, _)| r.uses.iter().any(|u| uses.iter().any(|n| n.key == u.key)))
             .map(|(_, owner)| *owner)
     }
@@ -621,5 +648,55 @@ impl Registry {
             }
         }
         self.routing = Arc::new(routing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::plan::parse;
+
+    /// A change read back from its serialized form is the same change: the plan's
+    /// matchers (regexes too), functions, subqueries and modifiers survive, and every
+    /// operator analyses it the same way.
+    #[test]
+    fn a_rule_change_survives_serialization() {
+        for query in [
+            r#"sum by (job) (rate(x{job=~"a|b", mode!~"idle"}[5m]))"#,
+            r#"label_replace(up{job!="x"} offset 1m, "a", "$1", "job", "(.*)") > 0.5"#,
+            "max_over_time(rate(x[1m])[10m:30s] @ 100)",
+            "topk(2, x) or on (job) y",
+            "x * on (job) group_left (a) y",
+        ] {
+            let def = RuleDef {
+                id: RuleId((1 << RULE_ID_PROCESS_SHIFT) | 7),
+                plan: parse(query).unwrap(),
+                schedule: RuleSchedule::Interval {
+                    start_ms: 0,
+                    every_ms: 60_000,
+                },
+                evaluation: Evaluation::Incremental,
+                delivery: Delivery::Changes,
+                registered_at_ms: 5,
+                lookback_ms: 300_000,
+                home_process: 1,
+                process_workers: 2,
+            };
+            let change = RuleChange::Install(Arc::new(def));
+            let text = serde_json::to_string(&change).unwrap();
+            let back: RuleChange = serde_json::from_str(&text).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{change:?}"), "{query}");
+            assert_eq!(back.origin(), 1);
+            let (RuleChange::Install(a), RuleChange::Install(b)) = (&change, &back) else {
+                panic!()
+            };
+            let (a, b) = (
+                RuleSpec::analyse(a, 4).unwrap(),
+                RuleSpec::analyse(b, 4).unwrap(),
+            );
+            assert_eq!((a.home, a.owners.clone()), (b.home, b.owners.clone()));
+            assert_eq!(a.owners, 2..4);
+            assert_eq!(a.spread.is_some(), b.spread.is_some(), "{query}");
+        }
     }
 }
