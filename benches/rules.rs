@@ -148,6 +148,7 @@ fn engine_run(
     let engine = Engine::start(EngineConfig {
         workers: 1,
         lookback_ms: 300_000,
+        cluster: None,
     })
     .expect("engine starts");
     let handles: Vec<_> = (0..rules)
@@ -427,6 +428,7 @@ fn recording_bulk(series: usize, evaluations: u64) {
         let engine = Engine::start(EngineConfig {
             workers,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .expect("engine starts");
         let rule = engine

@@ -387,6 +387,7 @@ mod tests {
         let engine = Engine::start(EngineConfig {
             workers: 2,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         Ingester::new(

@@ -280,6 +280,7 @@ impl Service {
         let engine = Arc::new(Engine::start(EngineConfig {
             workers: options.workers,
             lookback_ms: options.lookback_delta.as_millis() as i64,
+            cluster: None,
         })?);
         let metrics = Arc::new(SelfMetrics::default());
         metrics

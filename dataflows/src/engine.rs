@@ -11,9 +11,11 @@
 //! shared tables (e.g. [`Engine::latest`]); [`Engine::stats`] reports progress.
 //! [`Engine::register`] installs a PromQL plan as a maintained rule (see
 //! [`crate::render`]); its evaluations arrive on the returned handle's channel. Rule
-//! registrations and removals enter the dataflow as data: a [`RuleChange`] on every
-//! worker's control input at the workers' current logical time, so each operator
-//! learns of rules from the stream it reads, in time order with the samples.
+//! registrations and removals enter the dataflow as data: a [`RuleChange`] on the first
+//! worker's control input at the workers' current logical time, broadcast by the
+//! dataflow to every worker, so each operator learns of rules from the stream it reads,
+//! in time order with the samples. With [`EngineConfig::cluster`] the same dataflow
+//! runs over a timely cluster of processes (see [`crate::render`], "Processes").
 //!
 //! Waking: the workers park without a timeout; every command (a batch, an advance, a
 //! rule change) unparks the worker it is for, and timely's channels unpark the peers
@@ -30,8 +32,10 @@ use crate::latest::{LatestRetirer, LatestTable};
 use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
 use crate::render::maintain::maintain_rules;
-use crate::render::route::route_to_owners;
-use crate::render::rule::{RuleChange, RuleCounters, RuleSpec};
+use crate::render::route::{announce_to_peers, route_to_owners};
+use crate::render::rule::{
+    LocalRules, RuleChange, RuleCounters, RuleDef, RuleSpec, RULE_ID_PROCESS_SHIFT,
+};
 use crate::render::spread::combine_partials;
 use crate::render::{
     Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule,
@@ -44,8 +48,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
 use std::time::Duration;
-use timely::dataflow::operators::{Input, Probe};
-use timely::dataflow::{InputHandleVec, ProbeHandle};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::{empty, Operator};
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Concat, Input, Probe};
+use timely::dataflow::{InputHandleVec, ProbeHandle, Stream};
 
 /// How to start the engine.
 #[derive(Clone, Debug)]
@@ -54,6 +61,56 @@ pub struct EngineConfig {
     pub workers: usize,
     /// The lookback delta in milliseconds (Prometheus default: 5 minutes).
     pub lookback_ms: i64,
+    /// This process's place in a timely cluster; `None`: one process.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A timely cluster of processes (timely's `CommunicationConfig::Cluster`): every
+/// process runs the same dataflow with the same number of workers; process `i` listens
+/// on `addresses[i]` (timely's hostfile: one `host:port` a line) and connects to the
+/// others. [`Engine::start`] returns once every process is connected.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The number of processes.
+    pub processes: usize,
+    /// This process's index, `0..processes`.
+    pub process_id: usize,
+    /// Every process's `host:port`, in process order.
+    pub addresses: Vec<String>,
+}
+
+impl ClusterConfig {
+    /// The addresses of a timely hostfile's text: one `host:port` a line, the first
+    /// `processes` lines (blank lines and `#` comments skipped).
+    pub fn from_hostfile(
+        text: &str,
+        processes: usize,
+        process_id: usize,
+    ) -> Result<ClusterConfig, String> {
+        let addresses: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .take(processes)
+            .map(str::to_string)
+            .collect();
+        if addresses.len() < processes {
+            return Err(format!(
+                "the hostfile has {} addresses for {processes} processes",
+                addresses.len()
+            ));
+        }
+        if process_id >= processes {
+            return Err(format!(
+                "process id {process_id} is not below the number of processes {processes}"
+            ));
+        }
+        Ok(ClusterConfig {
+            processes,
+            process_id,
+            addresses,
+        })
+    }
 }
 
 /// Progress counters, for `/metrics`.
@@ -118,10 +175,15 @@ pub struct Engine {
     rules: Mutex<BTreeMap<u64, RuleSchedule>>,
     next_rule_id: AtomicU64,
     workers: usize,
+    /// This process's index and the number of processes (0 and 1 without a cluster).
+    process_id: usize,
+    processes: usize,
     lookback_ms: i64,
     worker_frontiers: Arc<Vec<AtomicU64>>,
     rule_retained: Arc<Vec<AtomicU64>>,
     rule_counters: Arc<RuleCounters>,
+    /// The registered rules' output channels and seeds, until the workers take them.
+    local: Arc<LocalRules>,
     samples_fed: AtomicU64,
     samples_late: AtomicU64,
     rules_installed: AtomicU64,
@@ -149,6 +211,44 @@ impl std::fmt::Display for EngineError {
 
 impl std::error::Error for EngineError {}
 
+/// The rule changes of each logical time, released once the frontier passes it, in
+/// one order on every worker: by the process that made them, each process's in the
+/// order it made them (a broadcast delivers each source's changes in order, but
+/// interleaves sources as they come). In one process, the order they were made.
+fn in_change_order<'scope>(
+    changes: Stream<'scope, u64, Vec<RuleChange>>,
+) -> Stream<'scope, u64, Vec<RuleChange>> {
+    changes.unary_frontier::<timely::container::CapacityContainerBuilder<Vec<RuleChange>>, _, _, _>(
+        Pipeline,
+        "InChangeOrder",
+        |cap, _info| {
+            drop(cap);
+            let mut held: BTreeMap<
+                u64,
+                (
+                    timely::dataflow::operators::Capability<u64>,
+                    Vec<RuleChange>,
+                ),
+            > = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|time, batch| {
+                    let Some(&t) = time.least() else { return };
+                    held.entry(t)
+                        .or_insert_with(|| (time.delayed(&t, 0), Vec::new()))
+                        .1
+                        .append(batch);
+                });
+                while let Some(entry) = held.first_entry().filter(|e| !frontier.less_equal(e.key()))
+                {
+                    let (cap, mut batch) = entry.remove();
+                    batch.sort_by_key(RuleChange::origin);
+                    output.session(&cap).give_container(&mut batch);
+                }
+            }
+        },
+    )
+}
+
 /// The least time not yet fully processed by this worker's dataflow.
 fn frontier(probe: &ProbeHandle<u64>) -> u64 {
     probe.with_frontier(|f| f.iter().min().copied().unwrap_or(u64::MAX))
@@ -158,6 +258,11 @@ impl Engine {
     /// Starts `config.workers` timely worker threads with the ingest dataflow installed.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
         let workers = config.workers.max(1);
+        let (process_id, processes) = config
+            .cluster
+            .as_ref()
+            .map_or((0, 1), |c| (c.process_id, c.processes.max(1)));
+        let first_worker = process_id * workers;
         let latest = LatestTable::new(workers);
         let catalog = Arc::new(SeriesCatalog::new(workers));
         let worker_catalog = catalog.clone();
@@ -168,6 +273,8 @@ impl Engine {
         let retained = rule_retained.clone();
         let rule_counters: Arc<RuleCounters> = Default::default();
         let counters = rule_counters.clone();
+        let local: Arc<LocalRules> = Default::default();
+        let worker_local = local.clone();
         let (senders, receivers): (Vec<Sender<Command>>, Vec<Receiver<Command>>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let (thread_tx, thread_rx) = crossbeam_channel::unbounded::<(usize, Thread)>();
@@ -176,45 +283,78 @@ impl Engine {
         let table = latest.clone();
         let frontiers = worker_frontiers.clone();
         let lookback_ms = config.lookback_ms;
+        let communication = match config.cluster.clone() {
+            Some(cluster) if cluster.processes > 1 => timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: cluster.process_id,
+                addresses: cluster.addresses,
+                report: false,
+                zerocopy: false,
+            },
+            _ => timely::CommunicationConfig::Process(workers),
+        };
         let timely_config = timely::Config {
-            communication: timely::CommunicationConfig::Process(workers),
+            communication,
             worker: timely::WorkerConfig::default().idle_spin(Duration::ZERO),
         };
         let guards = timely::execute(timely_config, move |worker| {
+            // `index` among all workers of the cluster (what routing and placement
+            // use), `local` among this process's (its commands, shards and gauges).
             let index = worker.index();
-            let commands = receivers[index].clone();
-            let _ = thread_tx.send((index, std::thread::current()));
+            let peers = worker.peers();
+            let local = index - first_worker;
+            let commands = receivers[local].clone();
+            let _ = thread_tx.send((local, std::thread::current()));
             let catalog = worker_catalog.clone();
             let mut input: InputHandleVec<u64, Point> = InputHandleVec::new();
             let mut histogram_input: InputHandleVec<u64, HistogramPoint> = InputHandleVec::new();
             let mut control: InputHandleVec<u64, RuleChange> = InputHandleVec::new();
             let probe = ProbeHandle::new();
             let mut retirer =
-                LatestRetirer::new(table.clone(), catalog.clone(), index, lookback_ms);
+                LatestRetirer::new(table.clone(), catalog.clone(), local, lookback_ms);
             let retained = retained.clone();
             let counters = counters.clone();
+            let rules = worker_local.clone();
             worker.dataflow::<u64, _, _>(|scope| {
                 // The probe passes the samples on to the routing, in one chain: no copy
                 // of each batch for a second consumer. The latest-sample table is not
                 // fed from here (see `Engine::send_samples`).
                 let samples = scope.input_from(&mut input).probe_with(&probe);
                 let histograms = scope.input_from(&mut histogram_input).probe_with(&probe);
-                let changes = scope.input_from(&mut control);
-                let routed = route_to_owners(samples, changes.clone(), catalog.clone(), workers);
+                // Rule changes enter on the first worker of the process that made them
+                // and reach every worker of every process, in one order.
+                let changes = in_change_order(scope.input_from(&mut control).broadcast());
+                let routed = route_to_owners(samples, changes.clone(), catalog.clone(), peers);
                 let routed_histograms =
-                    route_to_owners(histograms, changes.clone(), catalog.clone(), workers);
+                    route_to_owners(histograms, changes.clone(), catalog.clone(), peers);
+                // Labels cross to another process with the samples that need them.
+                let announcements = if processes > 1 {
+                    let floats =
+                        announce_to_peers(routed.clone(), catalog.clone(), process_id, workers);
+                    let histograms = announce_to_peers(
+                        routed_histograms.clone(),
+                        catalog.clone(),
+                        process_id,
+                        workers,
+                    );
+                    floats.concat(histograms)
+                } else {
+                    empty(scope)
+                };
                 let partials = maintain_rules(
                     routed,
                     routed_histograms,
+                    announcements,
                     catalog,
                     changes.clone(),
                     index,
-                    workers,
+                    peers,
                     lookback_ms,
                     retained,
                     counters,
+                    rules.clone(),
                 );
-                combine_partials(partials, changes, workers).probe_with(&probe);
+                combine_partials(partials, changes, index, peers, rules).probe_with(&probe);
             });
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
@@ -247,7 +387,7 @@ impl Engine {
                 // No timeout: every command unparks this thread after it is sent, and
                 // timely unparks it for its peers' messages and progress.
                 worker.step_or_park(None);
-                frontiers[index].store(frontier(&probe), Ordering::Relaxed);
+                frontiers[local].store(frontier(&probe), Ordering::Relaxed);
             }
             drop(input);
             drop(histogram_input);
@@ -279,10 +419,13 @@ impl Engine {
             rules: Mutex::new(BTreeMap::new()),
             next_rule_id: AtomicU64::new(0),
             workers,
+            process_id,
+            processes,
             lookback_ms: config.lookback_ms,
             worker_frontiers,
             rule_retained,
             rule_counters,
+            local,
             samples_fed: AtomicU64::new(0),
             samples_late: AtomicU64::new(0),
             rules_installed: AtomicU64::new(0),
@@ -365,7 +508,7 @@ impl Engine {
     /// use dataflows::render::RuleSchedule;
     /// use std::sync::Arc;
     ///
-    /// let engine = Engine::start(EngineConfig { workers: 2, lookback_ms: 300_000 }).unwrap();
+    /// let engine = Engine::start(EngineConfig { workers: 2, lookback_ms: 300_000, cluster: None }).unwrap();
     /// let rule = engine
     ///     .register(parse("sum(x)").unwrap(), RuleSchedule::At { at_ms: 1_000 })
     ///     .unwrap();
@@ -457,36 +600,44 @@ impl Engine {
         // Under the feeder lock: the change reaches every worker's control input before
         // any sample fed after it, at the logical time those samples will have.
         let mut feeder = self.feeder.lock();
-        let id = RuleId(self.next_rule_id.fetch_add(1, Ordering::Relaxed) + 1);
-        let mut spec = RuleSpec::new(
+        let counter = self.next_rule_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = RuleId(((self.process_id as u64) << RULE_ID_PROCESS_SHIFT) | counter);
+        let def = RuleDef {
             id,
             plan,
             schedule,
-            self.lookback_ms,
-            feeder.watermark as i64,
             evaluation,
-            tx,
-            history,
-        )?;
-        if self.workers == 1 {
-            // Nothing to spread over.
-            spec.spread = None;
-        }
-        spec.delivery = delivery;
+            delivery,
+            registered_at_ms: feeder.watermark as i64,
+            lookback_ms: self.lookback_ms,
+            home_process: self.process_id,
+            process_workers: self.workers,
+        };
+        // The same analysis every operator makes of the change: refused here, the
+        // change is never sent.
+        let spec = RuleSpec::analyse(&def, self.workers * self.processes)?;
+        let seed = history.map(|h| spec.seed(h)).unwrap_or_default();
+        // A spread rule's seed is read by every worker (each keeps its series), an
+        // owned rule's by its owner.
+        let readers = if spec.spread.is_some() {
+            self.workers
+        } else {
+            1
+        };
+        self.local.insert(id, tx, seed, readers);
         self.rules.lock().insert(id.0, schedule);
         self.rules_installed.fetch_add(1, Ordering::Relaxed);
-        Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(spec)));
+        Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(def)));
         Ok(id)
     }
 
-    /// Sends a rule change to every worker's control input. The workers apply it once
-    /// the frontier passes its time: the next advance must reach them.
+    /// Sends a rule change to this process's first worker's control input, from which
+    /// the dataflow broadcasts it to every worker (of every process). The workers apply
+    /// it once the frontier passes its time: the next advance must reach them.
     fn broadcast(feeder: &mut Feeder, change: RuleChange) {
         feeder.fed_since_sent = true;
-        for (sender, thread) in feeder.senders.iter().zip(&feeder.threads) {
-            let _ = sender.send(Command::Rule(change.clone()));
-            thread.unpark();
-        }
+        let _ = feeder.senders[0].send(Command::Rule(change));
+        feeder.threads[0].unpark();
     }
 
     /// Removes a rule; its state is dropped and its channel closes once the workers
@@ -522,7 +673,8 @@ impl Engine {
     }
 
     fn time_needed_locked(&self, feeder: &Feeder) -> Option<i64> {
-        if feeder.fed_since_sent || self.processed() < feeder.sent {
+        // In a cluster, other processes' rules need this process's input to advance.
+        if self.processes > 1 || feeder.fed_since_sent || self.processed() < feeder.sent {
             return Some(i64::MIN);
         }
         // Times before `sent` are released; the next evaluation at `t >= sent` is once
@@ -702,6 +854,7 @@ mod tests {
         let engine = Engine::start(EngineConfig {
             workers: 3,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         let batch: Vec<Sample> = (0..50)
@@ -728,6 +881,7 @@ mod tests {
         let engine = Engine::start(EngineConfig {
             workers: 2,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         engine.advance_watermark(10_000);
@@ -742,6 +896,7 @@ mod tests {
         let engine = Engine::start(EngineConfig {
             workers: 2,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         engine.feed(vec![
@@ -772,6 +927,7 @@ mod tests {
         let engine = Engine::start(EngineConfig {
             workers: 2,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         let calls = Arc::new(AtomicU64::new(0));
@@ -816,6 +972,7 @@ mod tests {
         let idle = Engine::start(EngineConfig {
             workers: 1,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         let counter = calls.clone();
@@ -863,6 +1020,7 @@ mod tests {
         let engine = Engine::start(EngineConfig {
             workers: 2,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         let rule = engine

@@ -255,10 +255,16 @@ impl fmt::Debug for Labels {
     }
 }
 
-/// Serialized as the sorted pairs (a sequence of `[name, value]`).
+/// Serialized as the sorted pairs (a sequence of `[name, value]`), its length given
+/// first (bincode, which timely uses between processes, needs it).
 impl Serialize for Labels {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.iter().count()))?;
+        for pair in self.iter() {
+            seq.serialize_element(&pair)?;
+        }
+        seq.end()
     }
 }
 

@@ -27,7 +27,7 @@ pub mod selector;
 pub mod shared_data;
 
 pub use catalog::SeriesCatalog;
-pub use engine::{Engine, EngineConfig, EngineError, EngineStats};
+pub use engine::{ClusterConfig, Engine, EngineConfig, EngineError, EngineStats};
 pub use labels::Labels;
 pub use latest::{ChangeListener, LatestChange, LatestEntry, LatestTable};
 pub use render::{Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};

@@ -5,6 +5,7 @@
 
 use crate::labels::Labels;
 use regex::Regex;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How one matcher compares a label value.
 #[derive(Clone, Debug)]
@@ -89,6 +90,16 @@ impl LabelMatcher {
         })
     }
 
+    /// The operator and the value as held: a regex already anchored.
+    fn op_and_value(&self) -> (&'static str, &str) {
+        match &self.kind {
+            MatchKind::Equal(v) => ("=", v),
+            MatchKind::NotEqual(v) => ("!=", v),
+            MatchKind::Regex(r) => ("=~", r.as_str()),
+            MatchKind::NotRegex(r) => ("!~", r.as_str()),
+        }
+    }
+
     /// Whether a label value (empty when absent) satisfies this matcher.
     pub fn matches_value(&self, value: &str) -> bool {
         match &self.kind {
@@ -101,7 +112,7 @@ impl LabelMatcher {
 }
 
 /// A conjunction of matchers.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Selector {
     /// All must match.
     pub matchers: Vec<LabelMatcher>,
@@ -113,6 +124,34 @@ impl Selector {
         self.matchers
             .iter()
             .all(|m| m.matches_value(labels.get(&m.name).unwrap_or("")))
+    }
+}
+
+/// Written as `(name, operator, value)`, a regex as held (anchored), so reading it
+/// back compiles the same regex (a plan crosses processes in a rule change).
+impl Serialize for LabelMatcher {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (op, value) = self.op_and_value();
+        (&self.name, op, value).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for LabelMatcher {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (name, op, value) = <(String, String, String)>::deserialize(deserializer)?;
+        let regex = || Regex::new(&value).map_err(serde::de::Error::custom);
+        let kind = match op.as_str() {
+            "=" => MatchKind::Equal(value.clone()),
+            "!=" => MatchKind::NotEqual(value.clone()),
+            "=~" => MatchKind::Regex(regex()?),
+            "!~" => MatchKind::NotRegex(regex()?),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown match operator {other:?}"
+                )))
+            }
+        };
+        Ok(LabelMatcher { name, kind })
     }
 }
 

@@ -152,6 +152,7 @@ fn histogram_rules_match_the_reference_while_streaming() {
         let engine = Engine::start(EngineConfig {
             workers,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .expect("engine starts");
         let every = 30_000;
@@ -207,6 +208,7 @@ fn seeded_with_histograms_is_exact_from_the_start() {
     let engine = Engine::start(EngineConfig {
         workers: 2,
         lookback_ms: 300_000,
+        cluster: None,
     })
     .expect("engine starts");
     let (mut store, mut history) = (MemStorage::default(), MemStorage::default());
@@ -253,6 +255,7 @@ fn on_arrival_over_histograms_matches_the_reference_and_expires() {
     let engine = Engine::start(EngineConfig {
         workers: 2,
         lookback_ms: 300_000,
+        cluster: None,
     })
     .expect("engine starts");
     let queries = ["m", "histogram_count(h)", "sum(h)"];

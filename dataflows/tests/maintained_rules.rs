@@ -84,6 +84,7 @@ fn engine_of(workers: usize) -> Engine {
     Engine::start(EngineConfig {
         workers,
         lookback_ms: 300_000,
+        cluster: None,
     })
     .expect("engine starts")
 }

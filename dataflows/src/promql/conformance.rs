@@ -247,6 +247,7 @@ fn run_segment(
     let engine = Engine::start(EngineConfig {
         workers: 2,
         lookback_ms: 300_000,
+        cluster: None,
     })
     .map_err(RunError::Engine)?;
     let mut handles: Vec<(usize, &Eval, RuleHandle)> = Vec::new();

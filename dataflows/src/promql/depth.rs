@@ -405,6 +405,7 @@ mod tests {
         let engine = Engine::start(EngineConfig {
             workers: 1,
             lookback_ms: 300_000,
+            cluster: None,
         })
         .unwrap();
         for (kind, levels) in [

@@ -26,6 +26,7 @@ use crate::promql::rewrite;
 use crate::selector::{LabelMatcher, MatchKind, MatcherError, Selector};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self as ast, Expr};
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Why an expression cannot be planned.
@@ -82,7 +83,7 @@ impl From<MatcherError> for PlanError {
 }
 
 /// An `@` modifier.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum At {
     /// `@ <timestamp>`, in ms.
     Ms(i64),
@@ -93,7 +94,7 @@ pub enum At {
 }
 
 /// The `anchored` / `smoothed` selector modifiers (Prometheus 3.x, experimental).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SelectorModifier {
     /// `x[5m] anchored`: the window also takes the last sample at or before its start
     /// (looking back at most the lookback delta).
@@ -123,7 +124,7 @@ impl SelectorModifier {
 }
 
 /// An instant vector selector with its modifiers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct VectorSel {
     /// The matchers, including `__name__` when a name was written.
     pub selector: Selector,
@@ -150,7 +151,7 @@ impl VectorSel {
 }
 
 /// Aggregation operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum AggOp {
     Sum,
@@ -170,7 +171,7 @@ pub enum AggOp {
 }
 
 /// `by (…)` / `without (…)`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Grouping {
     /// `by (labels)`; an aggregation with no clause is `By(vec![])`.
     By(Vec<String>),
@@ -179,7 +180,7 @@ pub enum Grouping {
 }
 
 /// Binary operators.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum BinOp {
     Add,
@@ -216,7 +217,7 @@ impl BinOp {
 }
 
 /// Vector matching of a binary operation between two vectors.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Matching {
     /// `on(…)` when true, `ignoring(…)` (or nothing) when false.
     pub on: bool,
@@ -231,7 +232,7 @@ pub struct Matching {
 }
 
 /// Matching cardinality.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Card {
     /// Default for arithmetic and comparison.
     OneToOne,
@@ -244,7 +245,7 @@ pub enum Card {
 }
 
 /// A planned PromQL expression.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Plan {
     /// A number literal.
     Number(f64),
@@ -275,7 +276,8 @@ pub enum Plan {
     /// A function call; the name is one the evaluator knows.
     Call {
         /// Function name (aliases resolved).
-        func: &'static str,
+        #[serde(with = "function_name")]
+        func: FunctionName,
         /// Arguments.
         args: Vec<Plan>,
     },
@@ -305,6 +307,29 @@ pub enum Plan {
     },
     /// Unary minus.
     Neg(Box<Plan>),
+}
+
+/// A function name of [`FUNCTIONS`] (an alias, so serde does not take the field for a
+/// string borrowed from its input).
+pub type FunctionName = &'static str;
+
+/// A [`Plan::Call`]'s function name as data: written as a string, read back as the
+/// `&'static str` of [`FUNCTIONS`] (a plan crosses processes in a rule change).
+mod function_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(func: &&'static str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(func)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+        let name = String::deserialize(d)?;
+        super::FUNCTIONS
+            .iter()
+            .find(|f| **f == name)
+            .copied()
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown function {name:?}")))
+    }
 }
 
 /// Functions the evaluator implements; a call to anything else is `not supported`.

@@ -37,19 +37,22 @@
 
 use crate::catalog::SeriesCatalog;
 use crate::histogram::FloatHistogram;
+use crate::labels::Labels;
 use crate::promql::eval::native::detach;
 use crate::promql::eval::{EvalResult, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
 use crate::render::incremental::{Delta, IncrementalRule, Settings};
+use crate::render::route::{Announcement, ANNOUNCE_PERIOD_MS};
 use crate::render::rule::{
-    first_eval, Delivery, Destination, Evaluation, Registry, RuleChange, RuleCounters, RuleId,
-    RuleOutput, RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
+    first_eval, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange, RuleCounters,
+    RuleId, RuleOutput, RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
 use crate::render::spread::{members_plan, partials, PartialRecord};
 use crate::render::window::{Reach, WindowStore};
 use crate::sample::{HistogramPoint, Point};
+use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -400,6 +403,8 @@ struct Hosted {
     states: Vec<RuleState>,
     /// For a spread rule's part: the owner worker.
     part_of: Option<u64>,
+    /// For an owned rule: where its results go (taken from [`LocalRules`]).
+    output: Option<Sender<RuleOutput>>,
 }
 
 /// Everything one worker hosts.
@@ -416,24 +421,23 @@ struct Host {
     counters: Arc<RuleCounters>,
     /// Series id → labels.
     catalog: Arc<SeriesCatalog>,
+    /// This process's output channels and seeds, by rule.
+    local: Arc<LocalRules>,
 }
 
 impl Host {
     /// Applies one rule change: installs the rule's state here if this worker owns it
     /// or it is spread, drops it on removal.
     fn apply(&mut self, change: &RuleChange) {
-        let owner = self.registry.apply(change);
-        let spec = match change {
-            RuleChange::Remove(id) => {
-                if self.rules.remove(id).is_some() {
-                    self.owned.remove_user(*id);
-                    self.spread.remove_user(*id);
-                }
-                return;
+        let applied = self.registry.apply(change);
+        if let RuleChange::Remove(id) = change {
+            if self.rules.remove(id).is_some() {
+                self.owned.remove_user(*id);
+                self.spread.remove_user(*id);
             }
-            RuleChange::Install(spec) => spec,
-        };
-        let owner = owner.unwrap_or(0);
+            return;
+        }
+        let Some((spec, owner)) = applied else { return };
         let (plans, part_of) = match &spec.spread {
             Some(s) => (s.local.clone(), Some(owner as u64)),
             None if owner == self.worker => (vec![spec.plan.clone()], None),
@@ -451,16 +455,18 @@ impl Host {
             };
             store.add_user(&u.key, &u.selector, spec.id, reach);
         }
+        let (peers, worker) = (self.peers as u64, self.worker as u64);
         let seed = match part_of {
             // Each worker keeps the seed series it keeps samples of.
-            Some(_) => spec
-                .seed
-                .lock()
-                .iter()
-                .filter(|(_, labels, _, _)| labels.hash() % self.peers as u64 == self.worker as u64)
-                .cloned()
-                .collect(),
-            None => std::mem::take(&mut *spec.seed.lock()),
+            Some(_) => self
+                .local
+                .take_seed(spec.id, |labels| labels.hash() % peers == worker),
+            None => self.local.take_seed(spec.id, |_| true),
+        };
+        // The owner of an owned rule delivers its results.
+        let output = match part_of {
+            Some(_) => None,
+            None => self.local.take_output(spec.id),
         };
         for (key, labels, points, histograms) in seed {
             store.seed(&key, labels, &points, &histograms);
@@ -485,7 +491,14 @@ impl Host {
                 state
             })
             .collect();
-        rules.insert(spec.id, Hosted { states, part_of });
+        rules.insert(
+            spec.id,
+            Hosted {
+                states,
+                part_of,
+                output,
+            },
+        );
     }
 
     /// The window store a routed sample goes to (the spread rules' or the owned
@@ -562,8 +575,8 @@ impl Host {
                         let output = first.output(&self.owned, &self.counters, t);
                         first.last = Some(t);
                         first.schedule_wake(t);
-                        if let Some(output) = output {
-                            let _ = first.spec.output.send(output);
+                        if let (Some(output), Some(to)) = (output, &hosted.output) {
+                            let _ = to.send(output);
                         }
                         continue;
                     };
@@ -614,12 +627,14 @@ impl Host {
 /// Hosts the rules this worker owns and its part of every spread rule. `routed`
 /// carries `((worker, spread), sample)` from the router, `routed_histograms` the same
 /// for native-histogram samples, `control` the rule changes;
-/// `retained[worker_index]` is kept at the number of samples the windows hold.
+/// `retained[worker_index % workers per process]` is kept at the number of samples the
+/// windows hold.
 /// Returns the spread rules' partial records, for [`crate::render::spread`]'s combine.
 #[allow(clippy::too_many_arguments)]
 pub fn maintain_rules<'scope>(
     routed: Stream<'scope, u64, Vec<(Destination, Point)>>,
     routed_histograms: Stream<'scope, u64, Vec<(Destination, HistogramPoint)>>,
+    announcements: Stream<'scope, u64, Vec<Announcement>>,
     catalog: Arc<SeriesCatalog>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
     worker_index: usize,
@@ -627,6 +642,7 @@ pub fn maintain_rules<'scope>(
     lookback_ms: i64,
     retained: Arc<Vec<AtomicU64>>,
     counters: Arc<RuleCounters>,
+    local: Arc<LocalRules>,
 ) -> Stream<'scope, u64, Vec<PartialRecord>> {
     // Three inputs (floats, histograms, rule changes): timely's `binary_frontier`
     // spelled out with one more input.
@@ -638,6 +654,10 @@ pub fn maintain_rules<'scope>(
     let mut histogram_input = builder.new_input(
         routed_histograms,
         Exchange::new(|((worker, _), _): &(Destination, HistogramPoint)| *worker),
+    );
+    let mut announced = builder.new_input(
+        announcements,
+        Exchange::new(|(worker, _, _): &Announcement| *worker),
     );
     let mut ctl = builder.new_input(control, Pipeline);
     let (output, stream) = builder.new_output::<Vec<PartialRecord>>();
@@ -654,13 +674,27 @@ pub fn maintain_rules<'scope>(
             rules: BTreeMap::new(),
             counters,
             catalog,
+            local,
         };
         let mut samples: BTreeMap<u64, Vec<(Destination, Point)>> = BTreeMap::new();
         let mut histograms: BTreeMap<u64, Vec<(Destination, HistogramPoint)>> = BTreeMap::new();
         let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
         let mut retired_at = i64::MIN;
+        // Labels announced by routers of other processes, by announcement period: held
+        // (so the catalog keeps them) through the period after theirs.
+        let mut held: BTreeMap<u64, Vec<Arc<Labels>>> = BTreeMap::new();
         move |frontiers| {
             let mut output = output.activate();
+            // Before any sample: the frontier below covers this input too, so the
+            // labels of every sample processed now have arrived.
+            announced.for_each(|time, batch| {
+                let period = time.least().map_or(0, |t| t / ANNOUNCE_PERIOD_MS);
+                let held = held.entry(period).or_default();
+                for (_, id, labels) in batch.drain(..) {
+                    host.catalog.announce(id, &labels);
+                    held.extend(host.catalog.get(id));
+                }
+            });
             input.for_each(|time, batch| {
                 if let Some(t) = time.least() {
                     samples.entry(*t).or_default().append(batch);
@@ -725,8 +759,11 @@ pub fn maintain_rules<'scope>(
             }
             if front == i64::MAX || front >= retired_at.saturating_add(RETIRE_EVERY_MS) {
                 retired_at = front;
+                let period = front_at / ANNOUNCE_PERIOD_MS;
+                held.retain(|p, _| p.saturating_add(1) >= period);
                 host.retire(front);
-                if let Some(gauge) = retained.get(worker_index) {
+                // This process's gauges, by the worker's index within it.
+                if let Some(gauge) = retained.get(worker_index % retained.len().max(1)) {
                     let held = host.owned.len() + host.spread.len();
                     gauge.store(held as u64, Ordering::Relaxed);
                 }

@@ -28,14 +28,21 @@
 //! per-series and per-group state), [`maintain`] (the evaluation operator), [`spread`]
 //! (rules spread over the workers, and the combine operator).
 //!
-//! **Rules as data.** A registration or removal is a [`rule::RuleChange`] sent to
-//! every worker's control input at the workers' current logical time (a replacement is
-//! a removal and a registration). Each operator (router, rule host, combiner) keeps its
+//! **Rules as data.** A registration or removal (a replacement is a removal and a
+//! registration) is a [`rule::RuleChange`] that every worker receives on its control
+//! stream at the logical time it was made (the registering engine's watermark;
+//! broadcast from its first worker, see "Processes"). Each operator (router, rule host, combiner) keeps its
 //! own [`rule::Registry`] built from the changes it received, applied in time order
 //! before the samples of the same time; placement is a function of that sequence, so
-//! every worker decides the same. No lock is shared between the service and the
-//! workers for rules; a rule's output channel travels inside its change (in one
-//! process: see "Processes" below).
+//! every worker decides the same. A change is data ([`rule::RuleDef`]: id, plan,
+//! schedule, evaluation, delivery, registration watermark, lookback, home process and
+//! its workers; serde), and each operator builds its own [`rule::RuleSpec`] from it (the analysis is
+//! deterministic; [`crate::Engine::register`] makes it first, so a refusal reaches the
+//! caller and a refused rule is never sent). What cannot cross processes stays in the
+//! registering engine's [`rule::LocalRules`], by rule id: the output channel, taken by
+//! the one operator that delivers the rule's results (the owner's rule host, or for a
+//! spread rule the owner's combiner), which drops it when it applies the removal (the
+//! channel then closes), and the seed, read by the workers keeping the rule's windows.
 //!
 //! **Distribution.** A rule of the spread shape ([`spread`]: `sum min max count group`
 //! by/without over one named selector or a range function of it, at interval,
@@ -47,7 +54,8 @@
 //! so all of its input meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that
 //! rule's owner; otherwise the hash of its smallest selector key picks it (a rule
-//! reading nothing goes by its id). What is shared: one window per distinct selector
+//! reading nothing goes by its id), among the workers of the process that registered
+//! it (all of them in one process; see "Processes"). What is shared: one window per distinct selector
 //! (canonical matcher text) per worker, read by every owned rule on that worker. So
 //! two rules reading the same selector share one window, unless the later one also
 //! reads a selector first read by a rule on another worker and was placed with that
@@ -57,13 +65,51 @@
 //! worker that keeps a window reading them (once per owner, once for the spread
 //! windows), so the exchange carries only samples some rule reads.
 //!
-//! **Processes.** Everything a worker decides follows from the streams it reads, and
-//! what crosses workers (samples, partials) is serializable, so the same dataflow can
-//! run over `timely::Config::Cluster`. Left for that: a rule change carries its plan
-//! and output channel by reference (each process would feed its own control input with
-//! the same changes, from the same rule files, and ids must agree across processes),
-//! the owner sends on a channel of its own process (results of a rule owned in another
-//! process must be exchanged back), and seeds are read from this process's storage.
+//! **Processes.** The same dataflow runs in one process or in a timely cluster
+//! ([`crate::EngineConfig::cluster`], timely's `CommunicationConfig::Cluster`: every
+//! process runs the same workers; "workers" above means all of the cluster's, and a
+//! worker's index is its index in the cluster). What holds there:
+//! - *Who feeds rule changes.* Any process may register or remove rules. Its engine
+//!   puts the change on its first worker's control input at its own watermark; the
+//!   dataflow broadcasts it to every worker of every process, and releases each
+//!   logical time's changes once the frontier passes it, ordered by the process that
+//!   made them (each process's in the order it made them), so every operator of every
+//!   worker applies the same changes in the same order at the same time. Rule ids carry
+//!   the registering process in their high bits ([`rule::RULE_ID_PROCESS_SHIFT`]), so
+//!   they are unique in the cluster; rule files loaded by one process are that
+//!   process's rules (registering the same file in every process would run it once per
+//!   process).
+//! - *Where results go.* A rule's output channel stays in the registering process (its
+//!   home, [`rule::RuleDef::home_process`]). An owned rule is placed on a worker of its
+//!   home process (the hash picks among those workers; a rule shares a window only with
+//!   rules of the same home), and a spread rule's owner, which combines the partials,
+//!   is one too: results are delivered where the channel is, with no exchange back. So
+//!   the owned rules registered by one process run on that process's workers (their
+//!   inputs come to them), while spread rules' per-series work runs on every worker of
+//!   the cluster.
+//! - *Series and labels.* Series ids are label hashes ([`crate::Labels::hash`]), the
+//!   same in every process, so they need no partition of the id space; each series is
+//!   fed into one process (the one scraping its target). Each process has its own
+//!   [`crate::SeriesCatalog`]: when a router sends a sample to a worker of another
+//!   process it sends that worker the series' labels first
+//!   ([`route::announce_to_peers`]), once per series, destination process and
+//!   [`route::ANNOUNCE_PERIOD_MS`] of sample time; the receiving rule host puts them in
+//!   its process's catalog before the samples of the same time and holds them through
+//!   the next period, so the windows and whole-plan evaluations find them.
+//! - *The watermark.* Every process advances its own input; the frontier every worker
+//!   sees is the minimum over all processes (timely's progress tracking), so an
+//!   evaluation at `t` waits for every process's watermark to pass what it reads. An
+//!   engine in a cluster sends every advance to its workers (other processes' rules
+//!   may need them), never idling as one process does.
+//!
+//! Left: seeds come from the registering process's storage only and are read only by
+//! its workers (a spread rule's seed series kept on another process's worker, and the
+//! other processes' series, start unseeded: exact once the longest window has filled);
+//! the latest-sample table, `/federate` and [`crate::EngineStats`] are per process; the
+//! service does not start a cluster yet (no `--cluster.*` flags, no rendezvous sharding
+//! of targets); owned rules are not balanced across processes (results of a rule owned
+//! in another process would need an exchange back to its home); a lost process stops
+//! the others only as timely does (its network threads panic).
 //!
 //! **Incremental vs recomputed.** Always maintained: the selector windows (appended
 //! on arrival, retired as the frontier passes: memory tracks the active windows),

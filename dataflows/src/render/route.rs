@@ -24,13 +24,14 @@
 //! registered).
 
 use crate::catalog::SeriesCatalog;
+use crate::labels::Labels;
 use crate::render::rule::{Destination, Registry, Routing, RuleChange};
 use crate::render::window::DistinctLists;
 #[cfg(doc)]
 use crate::sample::Point;
 use crate::sample::Routable;
 use hashbrown::HashTable;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -193,4 +194,58 @@ impl RouteCache {
         self.next = at + 1;
         Some(self.lists.get(self.entries[at].1))
     }
+}
+
+/// A series' labels sent to a worker of another process: `(worker, series id,
+/// labels)`. Each process has its own [`SeriesCatalog`]; the worker keeping a window of
+/// a series fed into another process learns its labels from this, once per
+/// [`ANNOUNCE_PERIOD_MS`] of the samples' time (see [`announce_to_peers`]).
+pub type Announcement = (u64, u64, Arc<Labels>);
+
+/// How long an announcement holds (ms of logical time): a router announces a series to
+/// a process with the first sample of each period it sends there, and the receiving
+/// worker keeps the labels it was told through the period after (see
+/// [`crate::render::maintain`]), so a series whose samples keep coming is known there
+/// whatever the catalog's sweeps retire, at one label set per series, process and
+/// period on the wire.
+pub const ANNOUNCE_PERIOD_MS: u64 = 600_000;
+
+/// In a timely cluster: for the routed samples going to a worker of another process,
+/// the [`Announcement`]s that process needs (its catalog does not have the labels of
+/// series fed elsewhere). `process` is this worker's process, `process_workers` the
+/// workers per process. Not built in one process (nothing is remote).
+pub fn announce_to_peers<'scope, S: Routable>(
+    routed: Stream<'scope, u64, Vec<(Destination, S)>>,
+    catalog: Arc<SeriesCatalog>,
+    process: usize,
+    process_workers: usize,
+) -> Stream<'scope, u64, Vec<Announcement>> {
+    let per = process_workers.max(1) as u64;
+    routed.unary::<CapacityContainerBuilder<Vec<Announcement>>, _, _, _>(
+        Pipeline,
+        "AnnounceToPeers",
+        move |_cap, _info| {
+            let mut period = u64::MAX;
+            let mut sent: HashSet<(u64, u64)> = HashSet::new();
+            move |input, output| {
+                input.for_each(|time, batch| {
+                    let Some(&t) = time.least() else { return };
+                    if t / ANNOUNCE_PERIOD_MS != period {
+                        period = t / ANNOUNCE_PERIOD_MS;
+                        sent.clear();
+                    }
+                    let mut session = output.session(&time);
+                    for ((worker, _), point) in batch.iter() {
+                        let to = worker / per;
+                        if to == process as u64 || !sent.insert((to, point.series_id())) {
+                            continue;
+                        }
+                        if let Some(labels) = catalog.get(point.series_id()) {
+                            session.give((*worker, point.series_id(), labels));
+                        }
+                    }
+                });
+            }
+        },
+    )
 }

@@ -32,7 +32,7 @@ use xxhash_rust::xxh3::xxh3_64;
 pub struct RuleId(pub u64);
 
 /// Which evaluation times a registered expression is evaluated at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RuleSchedule {
     /// `start + k * every` for every `k` whose time is not before the registration
     /// watermark, forever: a Prometheus rule group with `interval: every`. Subqueries
@@ -70,7 +70,7 @@ pub enum RuleSchedule {
 pub const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// How a registered expression is evaluated at each of its times.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Evaluation {
     /// Per series and per group, recomputing only what changed, when the plan has an
     /// incremental shape (see [`crate::render::shape`]); else as `WholePlan`.
@@ -81,7 +81,7 @@ pub enum Evaluation {
 }
 
 /// What each output of a registered expression holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Delivery {
     /// The whole result at every evaluation time.
     #[default]
@@ -107,7 +107,7 @@ pub struct RuleCounters {
 }
 
 /// One evaluation of a registered expression.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RuleOutput {
     /// The rule.
     pub rule: RuleId,
@@ -176,7 +176,34 @@ pub type SeedSeries = (
     Vec<(i64, Arc<FloatHistogram>)>,
 );
 
-/// A registered expression, as the owning worker sees it.
+/// A registration as data: what a [`RuleChange::Install`] carries to every operator of
+/// every worker (of every process), each of which builds its own [`RuleSpec`] from it
+/// ([`RuleSpec::analyse`]: deterministic, so every operator sees the same rule). The
+/// rule's output channel and seed are not data: they stay in the registering process
+/// ([`LocalRules`]), found by the rule's id.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RuleDef {
+    /// Its id (unique in the cluster).
+    pub id: RuleId,
+    /// The plan.
+    pub plan: Plan,
+    /// Its evaluation times.
+    pub schedule: RuleSchedule,
+    /// Incremental or whole-plan.
+    pub evaluation: Evaluation,
+    /// Whole results or changes.
+    pub delivery: Delivery,
+    /// The watermark of the registering process when it was registered.
+    pub registered_at_ms: i64,
+    /// The engine's lookback delta (ms).
+    pub lookback_ms: i64,
+    /// The process holding its output channel ([`LocalRules`]).
+    pub home_process: usize,
+    /// Workers per process (the same in every process of a timely cluster).
+    pub process_workers: usize,
+}
+
+/// A registered expression, as an operator sees it: its [`RuleDef`] analysed.
 pub struct RuleSpec {
     /// Its id.
     pub id: RuleId,
@@ -197,27 +224,21 @@ pub struct RuleSpec {
     /// (see [`Registry::insert`]).
     pub home: u64,
     /// Spread over every worker (per-series work where the series lives, partial
-    /// aggregates combined on the owner), when its shape allows ([`spread_of`]).
+    /// aggregates combined on the owner), when its shape allows ([`spread_of`]) and
+    /// there is more than one worker.
     pub spread: Option<Spread>,
-    /// Where evaluations go.
-    pub output: Sender<RuleOutput>,
-    /// Samples to start the windows with, taken by the owner when it installs the rule.
-    pub seed: Mutex<Vec<SeedSeries>>,
+    /// The process holding its output channel.
+    pub home_process: usize,
+    /// The workers it may be owned by: those of its home process, so its results are
+    /// delivered in the process holding its channel (all workers in one process).
+    pub owners: std::ops::Range<usize>,
 }
 
 impl RuleSpec {
-    /// Validates and analyses a registration.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: RuleId,
-        plan: Plan,
-        schedule: RuleSchedule,
-        lookback_ms: i64,
-        registered_at_ms: i64,
-        evaluation: Evaluation,
-        output: Sender<RuleOutput>,
-        seed_from: Option<&dyn SeriesSource>,
-    ) -> Result<RuleSpec, RenderError> {
+    /// Validates and analyses a registration, for a dataflow of `peers` workers in
+    /// all.
+    pub fn analyse(def: &RuleDef, peers: usize) -> Result<RuleSpec, RenderError> {
+        let schedule = def.schedule;
         let range = match schedule {
             RuleSchedule::Interval { every_ms, .. } if every_ms <= 0 => {
                 return Err(RenderError::BadSchedule("interval must be positive".into()))
@@ -242,7 +263,7 @@ impl RuleSpec {
                 end_ms: None,
             },
         };
-        let uses = selector_uses(&plan, lookback_ms, range);
+        let uses = selector_uses(&def.plan, def.lookback_ms, range);
         if uses.is_empty() && schedule == RuleSchedule::OnArrival {
             return Err(RenderError::NotSupported(
                 "on-arrival evaluation of an expression that reads no series \
@@ -257,48 +278,149 @@ impl RuleSpec {
             .map(|u| u.key.as_str())
             .min()
             .map(|k| xxh3_64(k.as_bytes()))
-            .unwrap_or(id.0);
+            .unwrap_or(def.id.0);
+        // With one worker there is nothing to spread over.
+        let spread = (peers > 1)
+            .then(|| spread_of(&def.plan, schedule, def.evaluation, &uses))
+            .flatten();
+        Ok(RuleSpec {
+            id: def.id,
+            plan: def.plan.clone(),
+            schedule,
+            evaluation: def.evaluation,
+            delivery: def.delivery,
+            uses,
+            registered_at_ms: def.registered_at_ms,
+            home,
+            spread,
+            home_process: def.home_process,
+            owners: {
+                let per = def.process_workers.max(1);
+                let first = def.home_process * per;
+                first..first + per
+            },
+        })
+    }
+
+    /// The samples of `source` the first evaluation reads, per window: what the
+    /// windows start with ([`crate::Engine::register_seeded`]).
+    pub fn seed(&self, source: &dyn SeriesSource) -> Vec<SeedSeries> {
         let mut seed = Vec::new();
-        if let Some(source) = seed_from {
-            for u in &uses {
-                for extent in [u.relative, u.absolute].into_iter().flatten() {
-                    let (lo, hi) = match extent {
-                        Extent::Relative { back, fwd } => {
-                            let first = first_eval(schedule, registered_at_ms);
-                            (first - back, first + fwd.max(0))
-                        }
-                        Extent::Absolute { lo, hi } => (lo, hi),
-                    };
-                    for (labels, mut points) in source.select(&u.selector, lo, hi) {
-                        // The source's histogram handles name its own storage: the
-                        // histograms themselves go to the window.
-                        let mut histograms = Vec::new();
-                        points.retain(|&(ts, v)| match parse_handle(v) {
-                            Some((SOURCE, i)) => {
-                                histograms.extend(source.histogram(i).map(|h| (ts, h)));
-                                false
-                            }
-                            _ => true,
-                        });
-                        seed.push((u.key.clone(), labels, points, histograms));
+        for u in &self.uses {
+            for extent in [u.relative, u.absolute].into_iter().flatten() {
+                let (lo, hi) = match extent {
+                    Extent::Relative { back, fwd } => {
+                        let first = first_eval(self.schedule, self.registered_at_ms);
+                        (first - back, first + fwd.max(0))
                     }
+                    Extent::Absolute { lo, hi } => (lo, hi),
+                };
+                for (labels, mut points) in source.select(&u.selector, lo, hi) {
+                    // The source's histogram handles name its own storage: the
+                    // histograms themselves go to the window.
+                    let mut histograms = Vec::new();
+                    points.retain(|&(ts, v)| match parse_handle(v) {
+                        Some((SOURCE, i)) => {
+                            histograms.extend(source.histogram(i).map(|h| (ts, h)));
+                            false
+                        }
+                        _ => true,
+                    });
+                    seed.push((u.key.clone(), labels, points, histograms));
                 }
             }
         }
-        let spread = spread_of(&plan, schedule, evaluation, &uses);
-        Ok(RuleSpec {
+        seed
+    }
+}
+
+/// What the registering process keeps of each rule until the dataflow takes it: the
+/// output channel (taken by the one operator that delivers the rule's results) and the
+/// seed (read by the workers that keep the rule's windows). Neither can cross
+/// processes, so neither travels in a [`RuleChange`]; both are found by the rule's id.
+#[derive(Default)]
+pub struct LocalRules {
+    rules: Mutex<HashMap<RuleId, LocalRule>>,
+}
+
+struct LocalRule {
+    output: Option<Sender<RuleOutput>>,
+    seed: Vec<SeedSeries>,
+    /// Workers still to read the seed.
+    seed_readers: usize,
+}
+
+impl LocalRules {
+    /// Keeps `output` and `seed` for rule `id` until taken; `seed_readers` workers
+    /// will each read the seed once ([`LocalRules::take_seed`]).
+    pub fn insert(
+        &self,
+        id: RuleId,
+        output: Sender<RuleOutput>,
+        seed: Vec<SeedSeries>,
+        seed_readers: usize,
+    ) {
+        let seed_readers = if seed.is_empty() { 0 } else { seed_readers };
+        self.rules.lock().insert(
             id,
-            plan,
-            schedule,
-            evaluation,
-            delivery: Delivery::Whole,
-            uses,
-            registered_at_ms,
-            home,
-            spread,
-            output,
-            seed: Mutex::new(seed),
-        })
+            LocalRule {
+                output: Some(output),
+                seed,
+                seed_readers,
+            },
+        );
+    }
+
+    /// Takes rule `id`'s output channel (once: the operator delivering its results);
+    /// `None` if this process does not hold it.
+    pub fn take_output(&self, id: RuleId) -> Option<Sender<RuleOutput>> {
+        let mut rules = self.rules.lock();
+        let rule = rules.get_mut(&id)?;
+        let output = rule.output.take();
+        if rule.seed_readers == 0 {
+            rules.remove(&id);
+        }
+        output
+    }
+
+    /// The seed series of rule `id` that `keep` accepts, for one of its readers; the
+    /// last reader takes what is left.
+    pub fn take_seed(&self, id: RuleId, keep: impl Fn(&Labels) -> bool) -> Vec<SeedSeries> {
+        let mut rules = self.rules.lock();
+        let Some(rule) = rules.get_mut(&id).filter(|r| r.seed_readers > 0) else {
+            return Vec::new();
+        };
+        rule.seed_readers -= 1;
+        let seed = if rule.seed_readers == 0 {
+            let mut seed = std::mem::take(&mut rule.seed);
+            seed.retain(|(_, labels, _, _)| keep(labels));
+            seed
+        } else {
+            rule.seed
+                .iter()
+                .filter(|(_, labels, _, _)| keep(labels))
+                .cloned()
+                .collect()
+        };
+        if rule.seed_readers == 0 && rule.output.is_none() {
+            rules.remove(&id);
+        }
+        seed
+    }
+
+    /// Forgets rule `id` (removed before the dataflow took what it keeps).
+    pub fn forget(&self, id: RuleId) {
+        self.rules.lock().remove(&id);
+    }
+
+    /// The number of rules with something not yet taken.
+    pub fn len(&self) -> usize {
+        self.rules.lock().len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -388,12 +510,27 @@ impl Routing {
 /// receives it on its control input at the logical time it was made, and applies the
 /// changes in time order (before the samples of that time), so every operator's
 /// [`Registry`] goes through the same states and places rules the same way.
-#[derive(Clone)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum RuleChange {
     /// A rule registered (a replacement is a removal and an installation).
-    Install(Arc<RuleSpec>),
+    Install(Arc<RuleDef>),
     /// A rule removed: its state is dropped, its channel closes.
     Remove(RuleId),
+}
+
+/// A rule id's bits above this are its registering process (ids are unique in a
+/// cluster; in one process, process 0, they are the plain counter).
+pub const RULE_ID_PROCESS_SHIFT: u32 = 48;
+
+impl RuleChange {
+    /// The process the change came from: changes of one logical time are applied in
+    /// the order of their processes, each process's in the order it made them.
+    pub fn origin(&self) -> usize {
+        match self {
+            RuleChange::Install(def) => def.home_process,
+            RuleChange::Remove(id) => (id.0 >> RULE_ID_PROCESS_SHIFT) as usize,
+        }
+    }
 }
 
 /// The registered rules as one operator of one worker knows them (from the
@@ -418,10 +555,16 @@ impl Registry {
         }
     }
 
-    /// Applies a change; for an installation, the rule's owner.
-    pub fn apply(&mut self, change: &RuleChange) -> Option<usize> {
+    /// Applies a change; for an installation, the rule as analysed here and its owner
+    /// (`None` for a definition that does not analyse: the registering engine
+    /// refused it, so no process sends one).
+    pub fn apply(&mut self, change: &RuleChange) -> Option<(Arc<RuleSpec>, usize)> {
         match change {
-            RuleChange::Install(spec) => Some(self.insert(spec.clone())),
+            RuleChange::Install(def) => {
+                let spec = Arc::new(RuleSpec::analyse(def, self.peers).ok()?);
+                let owner = self.insert(spec.clone());
+                Some((spec, owner))
+            }
             RuleChange::Remove(id) => {
                 self.remove(*id);
                 None
@@ -434,22 +577,24 @@ impl Registry {
     /// to that rule's worker (whatever its own smallest selector is), so the two share
     /// one window for it; otherwise its `home` hash picks the worker.
     pub fn insert(&mut self, spec: Arc<RuleSpec>) -> usize {
+        let owners = spec.owners.len().max(1) as u64;
         let owner = match spec.spread {
             Some(_) => None,
-            None => self.owner_reading(&spec.uses),
+            None => self.owner_reading(&spec),
         }
-        .unwrap_or((spec.home % self.peers as u64) as usize);
+        .unwrap_or(spec.owners.start + (spec.home % owners) as usize);
         self.rules.insert(spec.id, (spec, owner));
         self.changed();
         owner
     }
 
-    /// The worker of the oldest registered (not spread) rule reading one of `uses`'
-    /// selectors.
-    fn owner_reading(&self, uses: &[SelectorUse]) -> Option<usize> {
+    /// The worker of the oldest registered (not spread) rule of the same home process
+    /// reading one of `spec`'s selectors.
+    fn owner_reading(&self, spec: &RuleSpec) -> Option<usize> {
+        let uses = &spec.uses;
         self.rules
             .values()
-            .filter(|(r, _)| r.spread.is_none())
+            .filter(|(r, _)| r.spread.is_none() && r.owners == spec.owners)
             .find(|(r, _)| r.uses.iter().any(|u| uses.iter().any(|n| n.key == u.key)))
             .map(|(_, owner)| *owner)
     }
@@ -503,5 +648,55 @@ impl Registry {
             }
         }
         self.routing = Arc::new(routing);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::plan::parse;
+
+    /// A change read back from its serialized form is the same change: the plan's
+    /// matchers (regexes too), functions, subqueries and modifiers survive, and every
+    /// operator analyses it the same way.
+    #[test]
+    fn a_rule_change_survives_serialization() {
+        for query in [
+            r#"sum by (job) (rate(x{job=~"a|b", mode!~"idle"}[5m]))"#,
+            r#"label_replace(up{job!="x"} offset 1m, "a", "$1", "job", "(.*)") > 0.5"#,
+            "max_over_time(rate(x[1m])[10m:30s] @ 100)",
+            "topk(2, x) or on (job) y",
+            "x * on (job) group_left (a) y",
+        ] {
+            let def = RuleDef {
+                id: RuleId((1 << RULE_ID_PROCESS_SHIFT) | 7),
+                plan: parse(query).unwrap(),
+                schedule: RuleSchedule::Interval {
+                    start_ms: 0,
+                    every_ms: 60_000,
+                },
+                evaluation: Evaluation::Incremental,
+                delivery: Delivery::Changes,
+                registered_at_ms: 5,
+                lookback_ms: 300_000,
+                home_process: 1,
+                process_workers: 2,
+            };
+            let change = RuleChange::Install(Arc::new(def));
+            let text = serde_json::to_string(&change).unwrap();
+            let back: RuleChange = serde_json::from_str(&text).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{change:?}"), "{query}");
+            assert_eq!(back.origin(), 1);
+            let (RuleChange::Install(a), RuleChange::Install(b)) = (&change, &back) else {
+                panic!()
+            };
+            let (a, b) = (
+                RuleSpec::analyse(a, 4).unwrap(),
+                RuleSpec::analyse(b, 4).unwrap(),
+            );
+            assert_eq!((a.home, a.owners.clone()), (b.home, b.owners.clone()));
+            assert_eq!(a.owners, 2..4);
+            assert_eq!(a.spread.is_some(), b.spread.is_some(), "{query}");
+        }
     }
 }

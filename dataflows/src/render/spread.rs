@@ -58,10 +58,13 @@ use crate::promql::eval::{math, Element, EvalError, EvalResult, Evaluator, Value
 use crate::promql::plan::{AggOp, Grouping, Plan, VectorSel};
 use crate::render::extent::SelectorUse;
 use crate::render::maintain::Evaluated;
-use crate::render::rule::{Evaluation, Registry, RuleChange, RuleId, RuleOutput, RuleSchedule};
+use crate::render::rule::{
+    Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput, RuleSchedule,
+};
 use crate::render::shape::constant;
 use crate::render::shape::per_series_range_function;
 use crate::selector::MatchKind;
+use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -315,7 +318,9 @@ fn combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
 pub fn combine_partials<'scope>(
     partials: Stream<'scope, u64, Vec<PartialRecord>>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
+    worker: usize,
     peers: usize,
+    local: Arc<LocalRules>,
 ) -> Stream<'scope, u64, Vec<()>> {
     partials.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
         control,
@@ -325,6 +330,8 @@ pub fn combine_partials<'scope>(
         move |cap, _info| {
             drop(cap);
             let mut registry = Registry::new(peers);
+            // The output channels of the spread rules this worker owns.
+            let mut outputs: BTreeMap<RuleId, Sender<RuleOutput>> = BTreeMap::new();
             let mut records: BTreeMap<u64, Vec<PartialRecord>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             move |(input, frontier), (ctl, ctl_frontier), _output| {
@@ -355,7 +362,17 @@ pub fn combine_partials<'scope>(
                     .collect();
                 for time in times {
                     for change in changes.remove(&time).unwrap_or_default() {
-                        registry.apply(&change);
+                        match registry.apply(&change) {
+                            Some((spec, owner)) if spec.spread.is_some() && owner == worker => {
+                                if let Some(output) = local.take_output(spec.id) {
+                                    outputs.insert(spec.id, output);
+                                }
+                            }
+                            _ => {}
+                        }
+                        if let RuleChange::Remove(id) = change {
+                            outputs.remove(&id);
+                        }
                     }
                     let mut evaluations: BTreeMap<(RuleId, i64), Vec<Partials>> = BTreeMap::new();
                     for (_, rule, t, parts) in records.remove(&time).unwrap_or_default() {
@@ -367,7 +384,10 @@ pub fn combine_partials<'scope>(
                         };
                         let Some(spread) = &spec.spread else { continue };
                         let (value, histograms) = combined(spread.op, parts);
-                        let _ = spec.output.send(RuleOutput {
+                        let Some(output) = outputs.get(&rule) else {
+                            continue;
+                        };
+                        let _ = output.send(RuleOutput {
                             rule,
                             eval_ms: t,
                             value,

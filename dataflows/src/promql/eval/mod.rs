@@ -81,7 +81,7 @@ pub trait SeriesSource {
 }
 
 /// One element of an instant vector.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Element {
     /// Labels of the element.
     pub labels: Arc<Labels>,
@@ -131,7 +131,7 @@ pub fn finish_vector(v: Vec<Element>) -> EvalResult<Vec<Element>> {
 }
 
 /// One series of a range vector.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Series {
     /// Labels of the series.
     pub labels: Arc<Labels>,
@@ -140,7 +140,7 @@ pub struct Series {
 }
 
 /// A PromQL value.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// A scalar.
     Scalar(f64),

@@ -1,0 +1,235 @@
+//! The same dataflow in two timely processes: two engines in this test binary form a
+//! timely cluster on 127.0.0.1 (processes 0 and 1, two workers each), each fed half of
+//! the series of a synthetic workload, with rules registered on either process. The
+//! union of what the two deliver must be what one single-process engine delivers for
+//! the same rules over all the series (which the maintained-rule tests hold to the
+//! reference evaluator): an interval `sum by (job) (rate(x[5m]))` and `max by (job)
+//! (g)` (spread over the four workers of both processes), an alert-like `g > 0.5` at an
+//! interval and on arrival (owned by a worker of the registering process, reading series
+//! of both).
+
+use dataflows::promql::eval::Value;
+use dataflows::promql::plan::parse;
+use dataflows::{
+    ClusterConfig, Engine, EngineConfig, Labels, RuleHandle, RuleOutput, RuleSchedule, Sample,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SCRAPE_MS: i64 = 15_000;
+const SCRAPES: i64 = 60;
+const EVERY_MS: i64 = 60_000;
+
+/// `(rule text, schedule, registering process)`.
+fn rules() -> Vec<(&'static str, RuleSchedule, usize)> {
+    let every = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms: EVERY_MS,
+    };
+    vec![
+        ("sum by (job) (rate(x[5m]))", every, 0),
+        ("g > 0.5", every, 0),
+        ("max by (job) (g)", every, 1),
+        ("g > 0.5", RuleSchedule::OnArrival, 1),
+    ]
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binds a free port")
+        .local_addr()
+        .expect("has an address")
+        .port()
+}
+
+/// The series: `x` (a counter) and `g` (a gauge in [0, 1)) for 3 jobs × 8 instances;
+/// even instances are fed to process 0, odd ones to process 1.
+fn series() -> Vec<(Arc<Labels>, usize)> {
+    let mut out = Vec::new();
+    for name in ["x", "g"] {
+        for job in 0..3 {
+            for instance in 0..8 {
+                let labels = Labels::from_pairs(vec![
+                    ("__name__".into(), name.into()),
+                    ("instance".into(), format!("i{instance}")),
+                    ("job".into(), format!("j{job}")),
+                ]);
+                out.push((Arc::new(labels), instance % 2));
+            }
+        }
+    }
+    out
+}
+
+fn value(labels: &Labels, k: i64) -> f64 {
+    let seed = labels
+        .hash()
+        .wrapping_add(k as u64)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let unit = (seed >> 11) as f64 / (1u64 << 53) as f64;
+    match labels.metric_name() {
+        "x" => (k as f64) * 10.0 + (labels.hash() % 7) as f64,
+        _ => unit,
+    }
+}
+
+/// Each evaluation's result, as sorted `(labels, value)` rows, by evaluation time.
+type Results = BTreeMap<i64, Vec<(String, f64)>>;
+
+fn rows(out: &RuleOutput) -> Vec<(String, f64)> {
+    let mut rows: Vec<(String, f64)> = match &out.value {
+        Ok(Value::Vector(v)) => v.iter().map(|e| (e.labels.to_string(), e.value)).collect(),
+        other => panic!("rule {:?} at {}: {other:?}", out.rule, out.eval_ms),
+    };
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+fn wait_for_frontier(engines: &[&Engine], at_least: i64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for engine in engines {
+        while engine.frontier_ms() < at_least {
+            assert!(
+                Instant::now() < deadline,
+                "frontier stuck at {:?}",
+                engine.stats()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+fn drain(handle: &RuleHandle, into: &mut Results) {
+    while let Ok(out) = handle.output.try_recv() {
+        assert!(
+            into.insert(out.eval_ms, rows(&out)).is_none(),
+            "two results at {}",
+            out.eval_ms
+        );
+    }
+}
+
+fn same(rule: &str, cluster: &Results, single: &Results) {
+    assert_eq!(
+        cluster.keys().collect::<Vec<_>>(),
+        single.keys().collect::<Vec<_>>(),
+        "{rule}: evaluation times"
+    );
+    for (t, want) in single {
+        let got = &cluster[t];
+        let close = got.len() == want.len()
+            && got.iter().zip(want).all(|(a, b)| {
+                a.0 == b.0 && (a.1 == b.1 || (a.1 - b.1).abs() <= 1e-9 * b.1.abs().max(1.0))
+            });
+        assert!(close, "{rule} at {t}:\n cluster {got:?}\n single  {want:?}");
+    }
+}
+
+#[test]
+fn two_processes_deliver_what_one_does() {
+    let addresses = [
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    let hostfile = addresses.join("\n");
+    // Both processes connect to each other before either start returns.
+    let (zero, one) = std::thread::scope(|s| {
+        let start = |process_id| {
+            let cluster = ClusterConfig::from_hostfile(&hostfile, 2, process_id).unwrap();
+            s.spawn(move || {
+                Engine::start(EngineConfig {
+                    workers: 2,
+                    lookback_ms: 300_000,
+                    cluster: Some(cluster),
+                })
+                .expect("cluster engine starts")
+            })
+        };
+        let (zero, one) = (start(0), start(1));
+        (zero.join().unwrap(), one.join().unwrap())
+    });
+    let single = Engine::start(EngineConfig {
+        workers: 2,
+        lookback_ms: 300_000,
+        cluster: None,
+    })
+    .expect("engine starts");
+    let processes = [&zero, &one];
+
+    let mut handles = Vec::new();
+    for (text, schedule, process) in rules() {
+        let in_cluster = processes[process]
+            .register(parse(text).unwrap(), schedule)
+            .expect("registers in the cluster");
+        let alone = single
+            .register(parse(text).unwrap(), schedule)
+            .expect("registers");
+        handles.push((text, in_cluster, alone));
+    }
+
+    let series = series();
+    let mut cluster_results: Vec<Results> = vec![Results::new(); handles.len()];
+    let mut single_results: Vec<Results> = vec![Results::new(); handles.len()];
+    for k in 0..SCRAPES {
+        let t = k * SCRAPE_MS + 1_000;
+        let mut halves: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        let mut all = Vec::new();
+        for (labels, process) in &series {
+            let sample = Sample {
+                series_id: labels.hash(),
+                labels: labels.clone(),
+                timestamp_ms: t,
+                value: value(labels, k),
+                start_ms: t,
+            };
+            halves[*process].push(sample.clone());
+            all.push(sample);
+        }
+        let [zero_half, one_half] = halves;
+        zero.feed(zero_half);
+        one.feed(one_half);
+        single.feed(all);
+        for engine in [&zero, &one, &single] {
+            engine.advance_watermark(t + 1);
+        }
+        for (i, (_, in_cluster, alone)) in handles.iter().enumerate() {
+            drain(in_cluster, &mut cluster_results[i]);
+            drain(alone, &mut single_results[i]);
+        }
+    }
+    // Past the last interval evaluation and every window the last samples are in.
+    let end = SCRAPES * SCRAPE_MS + 400_000;
+    for engine in [&zero, &one, &single] {
+        engine.advance_watermark(end);
+    }
+    wait_for_frontier(&[&zero, &one, &single], end);
+    for (i, (text, in_cluster, alone)) in handles.iter().enumerate() {
+        drain(in_cluster, &mut cluster_results[i]);
+        drain(alone, &mut single_results[i]);
+        assert!(
+            single_results[i].len() > 5,
+            "{text}: only {} evaluations",
+            single_results[i].len()
+        );
+        assert!(
+            single_results[i].values().any(|rows| !rows.is_empty()),
+            "{text}: every result empty"
+        );
+        same(text, &cluster_results[i], &single_results[i]);
+    }
+    // Every window knew its series' labels, and labels did cross: each process's
+    // catalog holds series fed into the other (announced with their samples).
+    let half = series.len() as u64 / 2;
+    for engine in [&zero, &one] {
+        let stats = engine.stats();
+        assert_eq!(stats.samples_unknown_series, 0, "{stats:?}");
+        assert!(stats.catalog_series > half, "{stats:?}");
+    }
+
+    // Each process's workers wait for the other's before they stop.
+    std::thread::scope(|s| {
+        s.spawn(|| zero.shutdown());
+        s.spawn(|| one.shutdown());
+    });
+}
