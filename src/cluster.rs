@@ -13,7 +13,10 @@
 //!   target alone, so each target is scraped by exactly one process; going from N to
 //!   N + 1 processes moves only the targets the new process wins, about 1/(N + 1).
 //! - [`Cluster::peer_urls`]: the other processes' HTTP base URLs, for queries that
-//!   read the whole cluster's storage.
+//!   read the whole cluster's storage; [`Cluster::hosts_rules`]: the first process
+//!   evaluates the rules (over every process's samples, through the dataflow).
+//! - [`exit_when_a_process_is_lost`]: losing a process ends the others, with one
+//!   clear line (timely does not survive it); a supervisor restarts them all.
 
 use std::path::Path;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -141,6 +144,23 @@ impl Cluster {
         })
     }
 
+    /// The dataflow's side of it (`None`: one process): every process's exchange
+    /// address, in order.
+    pub fn engine_config(&self) -> Option<dataflows::engine::ClusterConfig> {
+        self.is_multi().then(|| dataflows::engine::ClusterConfig {
+            processes: self.processes.len(),
+            process_id: self.process_id,
+            addresses: self.processes.iter().map(|p| p.exchange.clone()).collect(),
+        })
+    }
+
+    /// Whether this process evaluates the rules: the first one (the others' rules
+    /// would repeat its work; every process's samples reach its rules through the
+    /// dataflow).
+    pub fn hosts_rules(&self) -> bool {
+        self.process_id == 0
+    }
+
     /// Whether there is more than this process.
     pub fn is_multi(&self) -> bool {
         self.processes.len() > 1
@@ -167,6 +187,32 @@ impl Cluster {
             .filter_map(|(_, p)| p.web.as_deref())
             .collect()
     }
+}
+
+/// Makes the loss of another process (timely's exchange reports its connection
+/// closed or failing, which it does by panicking) end this one: one clear error line,
+/// then exit with status 1, so that a supervisor restarts the cluster (the dataflow
+/// cannot go on without a process: timely does not survive losing one). Other panics
+/// are reported as before.
+pub fn exit_when_a_process_is_lost() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("timely communication error") {
+            tracing::error!(
+                err = %message,
+                "Lost a process of the cluster; exiting so that the cluster can be restarted"
+            );
+            eprintln!("promflow: lost a process of the cluster ({message}); exiting");
+            std::process::exit(1);
+        }
+        previous(info);
+    }));
 }
 
 /// The processes of a hostfile, or the 1-based line and what is wrong with it.

@@ -527,6 +527,9 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         cli.cluster_process_id,
         cli.cluster_hostfile.as_deref(),
     )?;
+    if cluster.is_multi() {
+        promflow::cluster::exit_when_a_process_is_lost();
+    }
     let workers = cli.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

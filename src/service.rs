@@ -280,7 +280,7 @@ impl Service {
         let engine = Arc::new(Engine::start(EngineConfig {
             workers: options.workers,
             lookback_ms: options.lookback_delta.as_millis() as i64,
-            cluster: None,
+            cluster: options.cluster.engine_config(),
         })?);
         let metrics = Arc::new(SelfMetrics::default());
         metrics
@@ -496,6 +496,11 @@ impl Service {
         let flags = &self.options.alerting;
         let mut groups = self.config_rule_groups.read().clone();
         groups.extend(self.rule_registry.groups());
+        // In a cluster, the first process evaluates the rules over every process's
+        // samples; the others show its rules and alerts (`api::cluster_face`).
+        if !self.options.cluster.hosts_rules() {
+            groups.clear();
+        }
         self.rules.apply(
             groups,
             ManagerOptions {

@@ -18,6 +18,17 @@ use std::time::Duration;
 
 const TARGETS: usize = 9;
 
+/// A recording rule over every target and an alert on some of them: evaluated by
+/// the first process over the whole cluster's samples.
+const RULES: &str = "groups:
+  - name: demo
+    rules:
+      - record: job:demo_value:sum
+        expr: sum by (job) (demo_value)
+      - alert: DemoHigh
+        expr: demo_value > 6
+";
+
 fn sorted(mut data: Value) -> Value {
     if let Some(result) = data["result"].as_array_mut() {
         result.sort_by_key(|r| r["metric"].to_string());
@@ -58,36 +69,46 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
         .iter()
         .map(|e| format!("'{}'", e.addr()))
         .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+        rules.display(),
         targets.join(", ")
     );
     let webs: Vec<SocketAddr> = (0..3)
         .map(|_| ([127, 0, 0, 1], free_port()).into())
         .collect();
-    let dir = tempfile::tempdir().unwrap();
     let hostfile = dir.path().join("hosts");
     let lines: Vec<String> = webs
         .iter()
         .map(|web| format!("127.0.0.1:{} http://{web}", free_port()))
         .collect();
     std::fs::write(&hostfile, lines.join("\n") + "\n").unwrap();
-    let processes: Vec<Promflow> = (0..3)
-        .map(|i| {
-            let args = [
-                "--cluster.processes=3".to_string(),
-                format!("--cluster.process-id={i}"),
-                format!("--cluster.hostfile={}", hostfile.display()),
-            ];
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            Promflow::launch(PromflowLaunch {
-                config_yaml: &config,
-                extra_args: &args,
-                listen: Some(webs[i]),
-                ..PromflowLaunch::default()
+    // The processes' dataflow connects them all before any is ready: started at once.
+    let processes: Vec<Promflow> = std::thread::scope(|s| {
+        let started: Vec<_> = (0..3)
+            .map(|i| {
+                let (config, hostfile, web) = (&config, &hostfile, webs[i]);
+                s.spawn(move || {
+                    let args = [
+                        "--cluster.processes=3".to_string(),
+                        format!("--cluster.process-id={i}"),
+                        format!("--cluster.hostfile={}", hostfile.display()),
+                    ];
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    Promflow::launch(PromflowLaunch {
+                        config_yaml: config,
+                        extra_args: &args,
+                        listen: Some(web),
+                        ..PromflowLaunch::default()
+                    })
+                })
             })
-        })
-        .collect();
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     let oracle = Prometheus::start(&config);
 
     // Placement: disjoint shares covering every target.
@@ -122,10 +143,24 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
         .query("count(up)")["result"][0]["value"][1]
         == every));
     // Every target scraped a few times by each side since.
-    std::thread::sleep(Duration::from_secs(3));
-    let at = now_ms() - 500;
+    std::thread::sleep(Duration::from_secs(5));
+    let at = now_ms() - 1_500;
+    // The rules have evaluated over every process's samples.
+    let recorded = |p: &Promflow| p.query("job:demo_value:sum")["result"][0]["value"][1].clone();
+    for p in &processes {
+        assert!(
+            wait_until(Duration::from_secs(30), || recorded(p) == "36"),
+            "job:demo_value:sum = {}",
+            recorded(p)
+        );
+    }
+    assert!(wait_until(Duration::from_secs(30), || recorded_oracle(
+        &oracle
+    ) == "36"));
     for expr in [
         "demo_value",
+        "job:demo_value:sum",
+        "ALERTS",
         "sum(demo_value)",
         "count by (job) (up)",
         "max_over_time(demo_value[10s])",
@@ -151,4 +186,23 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
     let ours: Value = serde_json::from_str(&processes[1].get_ok(&range)).unwrap();
     let theirs: Value = serde_json::from_str(&oracle.get_ok(&range)).unwrap();
     assert_eq!(ours["data"], theirs["data"]);
+    // Every process shows the rule host's alerts: the two firing ones.
+    for (i, p) in processes.iter().enumerate() {
+        let alerts: Value = serde_json::from_str(&p.get_ok("/api/v1/alerts")).unwrap();
+        let names: BTreeSet<String> = alerts["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{}/{}", a["labels"]["k"], a["state"]))
+            .collect();
+        let want: BTreeSet<String> = ["\"7\"/\"firing\"", "\"8\"/\"firing\""]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(names, want, "process {i}");
+    }
+}
+
+fn recorded_oracle(oracle: &common::Peer) -> Value {
+    oracle.query("job:demo_value:sum")["result"][0]["value"][1].clone()
 }

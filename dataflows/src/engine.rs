@@ -67,8 +67,8 @@ pub struct EngineConfig {
 
 /// A timely cluster of processes (timely's `CommunicationConfig::Cluster`): every
 /// process runs the same dataflow with the same number of workers; process `i` listens
-/// on `addresses[i]` (timely's hostfile: one `host:port` a line) and connects to the
-/// others. [`Engine::start`] returns once every process is connected.
+/// on `addresses[i]` and connects to the others (the service reads them from timely's
+/// hostfile: `cluster.rs`). [`Engine::start`] returns once every process is connected.
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
     /// The number of processes.
@@ -77,40 +77,6 @@ pub struct ClusterConfig {
     pub process_id: usize,
     /// Every process's `host:port`, in process order.
     pub addresses: Vec<String>,
-}
-
-impl ClusterConfig {
-    /// The addresses of a timely hostfile's text: one `host:port` a line, the first
-    /// `processes` lines (blank lines and `#` comments skipped).
-    pub fn from_hostfile(
-        text: &str,
-        processes: usize,
-        process_id: usize,
-    ) -> Result<ClusterConfig, String> {
-        let addresses: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .take(processes)
-            .map(str::to_string)
-            .collect();
-        if addresses.len() < processes {
-            return Err(format!(
-                "the hostfile has {} addresses for {processes} processes",
-                addresses.len()
-            ));
-        }
-        if process_id >= processes {
-            return Err(format!(
-                "process id {process_id} is not below the number of processes {processes}"
-            ));
-        }
-        Ok(ClusterConfig {
-            processes,
-            process_id,
-            addresses,
-        })
-    }
 }
 
 /// Progress counters, for `/metrics`.

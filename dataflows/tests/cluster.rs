@@ -132,11 +132,14 @@ fn two_processes_deliver_what_one_does() {
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     ];
-    let hostfile = addresses.join("\n");
     // Both processes connect to each other before either start returns.
     let (zero, one) = std::thread::scope(|s| {
         let start = |process_id| {
-            let cluster = ClusterConfig::from_hostfile(&hostfile, 2, process_id).unwrap();
+            let cluster = ClusterConfig {
+                processes: 2,
+                process_id,
+                addresses: addresses.to_vec(),
+            };
             s.spawn(move || {
                 Engine::start(EngineConfig {
                     workers: 2,

@@ -6,11 +6,14 @@
 //! URLs) with the [`LOCAL_ONLY`] header, which makes a process answer for itself
 //! alone (no gathering again), and returns the JSON bodies of those that answered;
 //! a process that does not answer within [`PEER_TIMEOUT`] is left out and named in
-//! the returned warnings. Queries do not come here: they read the other processes'
-//! storage through remote read (`remote::read`).
+//! the returned warnings. [`from_rule_host`] passes `/api/v1/rules` and
+//! `/api/v1/alerts` on to the process that evaluates the rules (the first). Queries
+//! do not come here: they read the other processes' storage through remote read
+//! (`remote::read`).
 
 use crate::service::Service;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -31,11 +34,7 @@ pub fn local_only(service: &Service, headers: &HeaderMap) -> bool {
 /// The other processes' JSON answers to `GET path_and_query`, and a warning for each
 /// one that gave none.
 pub async fn gather(service: &Service, path_and_query: &str) -> (Vec<Value>, Vec<String>) {
-    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
-    let Some(client) = CLIENT
-        .get_or_init(|| crate::http_client::build_client(&Default::default()).ok())
-        .as_ref()
-    else {
+    let Some(client) = client() else {
         return (Vec::new(), vec!["cluster: no HTTP client".to_string()]);
     };
     let asks = service.options.cluster.peer_urls().into_iter().map(|url| {
@@ -68,4 +67,60 @@ pub async fn gather(service: &Service, path_and_query: &str) -> (Vec<Value>, Vec
         }
     }
     (bodies, warnings)
+}
+
+/// The rule-hosting process's answer to `uri` (`/api/v1/rules`, `/api/v1/alerts`),
+/// when this process is another of its cluster (`None`: answer here). Its status
+/// and body are passed on; a host that does not answer is a 503 in Prometheus's
+/// error shape.
+pub async fn from_rule_host(service: &Service, uri: &axum::http::Uri) -> Option<Response> {
+    let cluster = &service.options.cluster;
+    if !cluster.is_multi() || cluster.hosts_rules() {
+        return None;
+    }
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let unavailable = |why: String| {
+        let body = serde_json::json!({
+            "status": "error",
+            "errorType": "unavailable",
+            "error": format!("the cluster's rule host (process 0) did not answer: {why}"),
+        });
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    };
+    let Some(host) = cluster.processes.first().and_then(|p| p.web.as_deref()) else {
+        return Some(unavailable("the hostfile gives no URL for it".into()));
+    };
+    let Some(client) = client() else {
+        return Some(unavailable("no HTTP client".into()));
+    };
+    let asked = client
+        .get(format!("{host}{path}"))
+        .header(LOCAL_ONLY, "1")
+        .timeout(PEER_TIMEOUT)
+        .send()
+        .await;
+    let response = match asked {
+        Ok(r) => r,
+        Err(e) => return Some(unavailable(e.to_string())),
+    };
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
+    match response.bytes().await {
+        Ok(body) => Some(
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response(),
+        ),
+        Err(e) => Some(unavailable(e.to_string())),
+    }
+}
+
+/// The client the processes ask each other with.
+fn client() -> Option<&'static reqwest::Client> {
+    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| crate::http_client::build_client(&Default::default()).ok())
+        .as_ref()
 }

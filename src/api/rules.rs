@@ -48,8 +48,12 @@ fn alert_json(a: &Alert) -> Json {
 pub async fn rules(
     State(service): State<Arc<Service>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     params: Params,
 ) -> Response {
+    if let Some(answer) = crate::api::cluster_face::from_rule_host(&service, &uri).await {
+        return answer;
+    }
     let wants_yaml = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -141,7 +145,10 @@ pub async fn rules(
 }
 
 /// `GET /api/v1/alerts`: every pending or firing alert.
-pub async fn alerts(State(service): State<Arc<Service>>) -> Response {
+pub async fn alerts(State(service): State<Arc<Service>>, uri: axum::http::Uri) -> Response {
+    if let Some(answer) = crate::api::cluster_face::from_rule_host(&service, &uri).await {
+        return answer;
+    }
     let mut alerts = Vec::new();
     service.rules.with_groups(|g| {
         for r in &g.rules {
