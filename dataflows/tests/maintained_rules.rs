@@ -1097,6 +1097,13 @@ const SPREAD_QUERIES: &[&str] = &[
     "group by (job) (y)",
     "sum(max_over_time(y[1m]))",
     "sum by (job) (rate(x[1m])) > 0",
+    "stddev by (job) (rate(x[1m]))",
+    "stdvar(y)",
+    "topk by (job) (2, y)",
+    "bottomk(3, rate(x[1m]))",
+    "limitk(2, y)",
+    "quantile by (job) (0.7, y)",
+    "count_values(\"v\", y)",
     "y",
 ];
 
