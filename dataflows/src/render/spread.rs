@@ -189,8 +189,7 @@ pub fn spread_of(
     if evaluation != Evaluation::Incremental || schedule == RuleSchedule::OnArrival {
         return None;
     }
-    // Not yet: element-wise operations after the aggregation.
-    let (aggregation, after) = (plan, None::<Plan>);
+    let (aggregation, after) = peel(plan)?;
     let Plan::Aggregate {
         op,
         expr,
@@ -290,7 +289,6 @@ pub fn spread_of(
 
 /// The aggregation under `plan`'s element-wise operations with constant operands, and
 /// those operations over [`hole`] (`None`: `plan` is the aggregation).
-#[allow(dead_code)]
 fn peel(plan: &Plan) -> Option<(&Plan, Option<Plan>)> {
     if matches!(plan, Plan::Aggregate { .. }) {
         return Some((plan, None));
@@ -801,6 +799,14 @@ mod tests {
             assert_eq!(spread(q), Some((how, false)), "{q}");
         }
         for q in [
+            "sum(x) > 1",
+            "avg by (job) (rate(x[5m])) * 100",
+            "100 - avg(x) * 100 > 90",
+            "-topk(2, x)",
+        ] {
+            assert!(matches!(spread(q), Some((_, true))), "{q}");
+        }
+        for q in [
             "sum by (job) (rate({job=\"a\"}[5m]))",
             "sum by (__name__) (x)",
             "topk(scalar(y), x)",
@@ -809,7 +815,7 @@ mod tests {
             "rate(x[5m])",
             "timestamp(sum(x))",
             "sum(x) > sum(y)",
-            "sum(x) > 1",
+            "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
@@ -865,6 +871,7 @@ mod tests {
             "limitk(2, x)",
             "quantile(0.3, x)",
             "count_values by (job) (\"v\", x)",
+            "avg(x) * 2 > 1",
         ];
         for set in &sets {
             let elements: Vec<Element> = set
