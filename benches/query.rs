@@ -107,6 +107,7 @@ fn load(
                     }
                 })
                 .collect(),
+            exemplars: Vec::new(),
             histograms: Vec::new(),
         })
         .collect();

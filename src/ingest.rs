@@ -18,15 +18,20 @@
 //! series it has none queued of, and the dataflow gets the same columns, filtered to
 //! what storage stored.
 //! [`Ingester::commit_histograms`] writes native-histogram samples to storage and
-//! the remote write queues (not yet to the dataflow).
+//! the remote write queues, then feeds the dataflow what storage stored (its histogram
+//! column); [`Ingester::commit_exemplars`] exemplars to the exemplar storage, the WAL
+//! and the remote write queues.
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
-//! frontier) to storage and the latest-sample table.
+//! frontier), floats and native histograms, to storage (so the remote write queues)
+//! and the floats to the latest-sample table; the dataflow's input does not take them.
 
 use crate::holdback::{Holdbacks, TargetHoldback};
 use crate::remote::write::RemoteWrite;
 use crate::selfmetrics::SelfMetrics;
-use crate::storage::exemplars::{Exemplar, ExemplarStore, Refused};
-use crate::storage::{AppendError, Applied, HistogramSample, SeriesRef, Storage};
+use crate::storage::exemplars::{Exemplar, ExemplarStore};
+use crate::storage::{
+    AppendError, AppendOutcome, Applied, HistogramSample, SeriesRef, Storage, StoredHistogram,
+};
 use dataflows::{Engine, Sample, SampleBatch};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -142,20 +147,26 @@ impl Ingester {
         self.exemplars.enabled()
     }
 
-    /// Keeps a committed scrape's exemplars, by their series' ids (the series are in
-    /// the dataflow's catalog once their samples were fed). Returns how many were out
-    /// of order (Prometheus counts those; the other refusals are silent).
+    /// Keeps committed exemplars (a scrape's, or received by remote write), by their
+    /// series' ids (series storage holds once their samples were committed): in the
+    /// exemplar storage and its WAL records, and hands those kept to the remote write
+    /// queues. Returns how many were out of order (Prometheus counts those; the other
+    /// refusals are silent).
     pub fn commit_exemplars(&self, exemplars: Vec<(u64, Exemplar)>) -> usize {
-        let catalog = self.engine.catalog();
-        let mut out_of_order = 0;
-        for (series_id, exemplar) in exemplars {
-            if let Some(series) = catalog.get(series_id) {
-                if self.exemplars.add(&series, exemplar) == Err(Refused::OutOfOrder) {
-                    out_of_order += 1;
-                }
-            }
-        }
-        out_of_order
+        let remote = &self.remote_write;
+        self.storage
+            .append_exemplars(&self.exemplars, exemplars, |kept| {
+                remote.enqueue_exemplars(kept)
+            })
+    }
+
+    /// Sizes the exemplar storage (0: off, as without
+    /// `--enable-feature=exemplar-storage`), keeping the newest that fit; the first
+    /// time, it takes the exemplars the WAL replayed (see
+    /// [`Storage::restore_exemplars`]).
+    pub fn size_exemplars(&self, capacity: usize) {
+        self.exemplars.resize(capacity);
+        self.storage.restore_exemplars(&self.exemplars);
     }
 
     /// Registers a scrape starting now; its samples carry the returned start time.
@@ -214,26 +225,45 @@ impl Ingester {
     /// storage (WAL and head), hands what it stored to the remote write queues and
     /// feeds it to the dataflow (its histogram column: the maintained rules reading
     /// them); the latest-sample table (so the push stream) does not take histograms.
-    /// Returns the number of series storage saw for the first time.
+    /// A series is announced to the dataflow's catalog only while the catalog does not
+    /// hold it with the labels the head keeps. Returns the number of series storage
+    /// saw for the first time.
     pub fn commit_histograms(&self, samples: Vec<HistogramSample>) -> Result<usize, AppendError> {
         if samples.is_empty() {
             return Ok(0);
         }
-        let remote = &self.remote_write;
         let mut fed = SampleBatch::default();
-        let outcome = self.storage.append_histograms_observed(samples, |stored| {
-            remote.enqueue_histograms(stored);
+        let catalog = self.engine.catalog();
+        let new_series = self.store_histograms_observed(samples, |stored| {
             for &(series_id, labels, ts, histogram) in stored {
-                fed.new_series.push((series_id, labels.clone()));
-                fed.push_histogram(series_id, ts, Arc::new(histogram.clone()));
+                // Announced unless the catalog holds the head's own labels: the head
+                // keeps them while the series lives, so the entry stays (as a scrape
+                // cache slot keeps a float series').
+                if !catalog.holds(series_id, labels) {
+                    fed.new_series.push((series_id, labels.clone()));
+                }
+                fed.push_histogram(series_id, ts, Arc::new(histogram.clone()), 0);
             }
         })?;
-        self.metrics.samples_ingested.add(outcome.appended as u64);
-        self.metrics
-            .samples_out_of_order
-            .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
         self.engine.feed(fed);
-        Ok(outcome.new_series)
+        Ok(new_series)
+    }
+
+    /// Appends native-histogram samples to storage, hands what it stored to the remote
+    /// write queues and to `stored`, and counts; returns the number of new series.
+    fn store_histograms_observed(
+        &self,
+        samples: Vec<HistogramSample>,
+        stored: impl FnOnce(&[StoredHistogram<'_>]),
+    ) -> Result<usize, AppendError> {
+        let remote = &self.remote_write;
+        let outcome = self
+            .storage
+            .append_histograms_observed(samples, |applied| {
+                remote.enqueue_histograms(applied);
+                stored(applied);
+            })?;
+        Ok(self.counted(outcome))
     }
 
     /// A tracker of the lag of a target's exposed timestamps, holding the watermark
@@ -270,22 +300,27 @@ impl Ingester {
         Ok(new_series)
     }
 
-    /// Writes rule outputs: to storage, and to the dataflow's latest-sample table
-    /// (federation, the push stream) directly — they are produced after the frontier
-    /// passed their time, so the dataflow's input would refuse them as late. Rules that
-    /// read them are evaluated over storage (see `rules::manager`). A batch storage
+    /// Writes rule outputs: floats (stale markers included) and native histograms to
+    /// storage (which hands them to the remote write queues), and the floats to the
+    /// dataflow's latest-sample table (federation, the push stream) directly — they
+    /// are produced after the frontier passed their time, so the dataflow's input
+    /// would refuse them as late. Rules that read them are evaluated over storage (see
+    /// `rules::manager`); `/federate` reads histograms from storage. A batch storage
     /// refuses is logged and counted there, and not shown as latest either.
-    pub fn commit_rule_outputs(&self, batch: Vec<Sample>) {
-        if batch.is_empty() {
-            return;
+    pub fn commit_rule_outputs(&self, batch: Vec<Sample>, histograms: Vec<HistogramSample>) {
+        if !batch.is_empty() {
+            let batch = SampleBatch::from(batch);
+            let remote = &self.remote_write;
+            if self
+                .store_observed(&batch, &mut [], |applied| enqueue(remote, applied))
+                .is_ok()
+            {
+                self.engine.latest().apply_written_back(&batch);
+            }
         }
-        let batch = SampleBatch::from(batch);
-        let remote = &self.remote_write;
-        if self
-            .store_observed(&batch, &mut [], |applied| enqueue(remote, applied))
-            .is_ok()
-        {
-            self.engine.latest().apply_written_back(&batch);
+        if !histograms.is_empty() {
+            // A refused batch is logged and counted by storage.
+            let _ = self.store_histograms_observed(histograms, |_| {});
         }
     }
 
@@ -298,11 +333,17 @@ impl Ingester {
         stored: impl FnOnce(&Applied<'_>),
     ) -> Result<usize, AppendError> {
         let outcome = self.storage.append_observed(batch, refs, stored)?;
+        Ok(self.counted(outcome))
+    }
+
+    /// Counts an append's samples (ingested, refused as out of order or bounds);
+    /// returns its number of new series.
+    fn counted(&self, outcome: AppendOutcome) -> usize {
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
             .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
-        Ok(outcome.new_series)
+        outcome.new_series
     }
 
     /// Advances the dataflow's watermark as far as the scrapes in flight and the
@@ -451,6 +492,63 @@ mod tests {
         drop(holdback);
         ingester.advance_watermark();
         assert!(engine.stats().watermark_ms > now_ms() - lag);
+    }
+
+    /// A histogram series is announced to the catalog while it does not hold the
+    /// head's labels of it: after the first batch it does, and that keeps its entry past
+    /// sweeps, so later batches (announcing nothing) still reach the rule reading it.
+    /// Each batch brings its own labels (as a producer without a series cache does).
+    #[test]
+    fn a_histogram_series_is_announced_until_the_catalog_holds_it() {
+        use dataflows::histogram::FloatHistogram;
+        use dataflows::promql::eval::Value;
+        let ingester = ingester();
+        let engine = ingester.engine().clone();
+        let rule = engine
+            .register(parse("h").unwrap(), RuleSchedule::OnArrival)
+            .unwrap();
+        let labels = Labels::from_pairs(vec![("__name__".into(), "h".into())]);
+        let id = labels.hash();
+        for k in 1..4 {
+            let scrape = ingester.begin_scrape();
+            let ts = scrape.start_ms();
+            let sample = HistogramSample {
+                series_id: id,
+                labels: Arc::new(labels.clone()),
+                timestamp_ms: ts,
+                histogram: FloatHistogram {
+                    count: k as f64,
+                    ..Default::default()
+                },
+            };
+            ingester.commit_histograms(vec![sample]).unwrap();
+            drop(scrape);
+            let at = Instant::now();
+            let count = loop {
+                let out = rule
+                    .output
+                    .recv_timeout(Duration::from_secs(2).saturating_sub(at.elapsed()))
+                    .unwrap_or_else(|_| panic!("batch {k}: no evaluation"));
+                if out.eval_ms < ts {
+                    continue;
+                }
+                let Ok(Value::Vector(v)) = &out.value else {
+                    panic!("batch {k}: {:?}", out.value);
+                };
+                break v
+                    .first()
+                    .and_then(|e| out.histogram(e.value))
+                    .map(|h| h.count);
+            };
+            assert_eq!(count, Some(k as f64), "batch {k}");
+            // Sweeps with nothing announced since keep the entry: the head holds it.
+            let catalog = engine.catalog();
+            for _ in 0..2 {
+                (0..2).for_each(|shard| catalog.sweep(shard));
+            }
+            assert!(catalog.get(id).is_some(), "batch {k}: retired");
+        }
+        assert_eq!(engine.catalog().missing(), 0);
     }
 
     /// A scrape that begins, commits and ends within one millisecond of the clock:

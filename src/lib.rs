@@ -12,6 +12,7 @@
 
 pub mod alertmanager;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod discovery;
 pub mod exposition;

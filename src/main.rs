@@ -115,6 +115,16 @@ struct Cli {
     /// Timely worker threads (default: the number of cores).
     #[arg(long = "workers", global = true)]
     workers: Option<usize>,
+    /// Processes of the promflow cluster (see README, "Clusters").
+    #[arg(long = "cluster.processes", default_value_t = 1, global = true)]
+    cluster_processes: usize,
+    /// This process's index in the cluster, from 0.
+    #[arg(long = "cluster.process-id", default_value_t = 0, global = true)]
+    cluster_process_id: usize,
+    /// The cluster's hostfile: timely's, one `host:port` line per process (its
+    /// dataflow exchange), each optionally followed by the process's HTTP base URL.
+    #[arg(long = "cluster.hostfile", global = true)]
+    cluster_hostfile: Option<PathBuf>,
     /// The URL under which promflow is reached (alerts' generatorURL, templates'
     /// $externalURL). Default: http://<hostname>:<listen port>.
     #[arg(long = "web.external-url", global = true)]
@@ -512,6 +522,11 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         .iter()
         .filter_map(|name| promflow::config::ProtobufMessage::from_name(name))
         .collect();
+    let cluster = promflow::cluster::Cluster::from_flags(
+        cli.cluster_processes,
+        cli.cluster_process_id,
+        cli.cluster_hostfile.as_deref(),
+    )?;
     let workers = cli.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -563,6 +578,21 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         ),
         ("log.level".to_string(), cli.log_level.clone()),
         ("workers".to_string(), workers.to_string()),
+        (
+            "cluster.processes".to_string(),
+            cli.cluster_processes.to_string(),
+        ),
+        (
+            "cluster.process-id".to_string(),
+            cli.cluster_process_id.to_string(),
+        ),
+        (
+            "cluster.hostfile".to_string(),
+            cli.cluster_hostfile
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
         (
             "web.enable-remote-write-receiver".to_string(),
             enable_remote_write_receiver.to_string(),
@@ -661,6 +691,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         retention_size: cli.retention_size,
         lookback_delta: cli.lookback_delta,
         workers,
+        cluster: std::sync::Arc::new(cluster),
         query_timeout: cli.query_timeout,
         enable_remote_write_receiver,
         remote_write_messages,

@@ -62,6 +62,8 @@ pub struct ServiceOptions {
     pub lookback_delta: Duration,
     /// `--workers`.
     pub workers: usize,
+    /// `--cluster.*`: this process's place in the cluster (one process by default).
+    pub cluster: Arc<crate::cluster::Cluster>,
     /// `--query.timeout`: the longest an ad-hoc query may run.
     pub query_timeout: Duration,
     /// Every flag as given or defaulted, for `/api/v1/status/flags`.
@@ -216,6 +218,8 @@ pub struct Service {
     pub query_gate: tokio::sync::Semaphore,
     /// Admits remote reads (`--storage.remote.read-concurrent-limit`).
     pub remote_read_gate: tokio::sync::Semaphore,
+    /// The HTTP clients of the config's `remote_read` endpoints.
+    pub remote_read_clients: crate::remote::read::Clients,
     /// One permit per open `/api/v1/stream` (`--web.stream.max-consumers`).
     pub stream_gate: Arc<tokio::sync::Semaphore>,
 }
@@ -361,6 +365,7 @@ impl Service {
             quit: tokio::sync::Notify::new(),
             query_gate: gate(options.query_max_concurrency),
             remote_read_gate: gate(options.remote_read_concurrent_limit),
+            remote_read_clients: Default::default(),
             stream_gate: Arc::new(gate(options.stream_max_consumers)),
             options,
         });
@@ -438,7 +443,7 @@ impl Service {
             true => config.storage.exemplars.max_exemplars.max(0) as usize,
             false => 0,
         };
-        self.ingester.exemplars().resize(max_exemplars);
+        self.ingester.size_exemplars(max_exemplars);
         self.discovery.apply(&config.scrape_configs);
         self.reconcile_targets();
         self.apply_rules(&config, rule_groups, notify_config);
@@ -541,6 +546,9 @@ impl Service {
                 discovered_labels: labels,
             }));
         }
+        // In a cluster, each target is scraped by the one process that owns it.
+        let cluster = &self.options.cluster;
+        wanted.retain(|target| cluster.owns(target.identity()));
         self.scrapes.apply(wanted);
         *self.dropped_targets.write() = dropped;
         *over_target_limit = still_over;

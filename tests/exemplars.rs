@@ -6,7 +6,9 @@
 //! with `--enable-feature=exemplar-storage` and `storage.exemplars.max_exemplars: 5`
 //! (so the ring overwrites), scrape it. After each step both must answer the same
 //! exemplars for several queries and time ranges, and the same errors. Without the
-//! feature both answer alike too.
+//! feature both answer alike too. Both are then stopped (SIGTERM) and started again on
+//! their data: Prometheus replays exemplars from its WAL, and promflow must answer the
+//! same exemplars as before the restart and as Prometheus after it.
 
 mod common;
 
@@ -15,6 +17,7 @@ use std::time::Duration;
 use common::exporter::{Exporter, Reply};
 use common::{http, now_ms, wait_until, Peer, Prometheus, Promflow};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 const WAIT: Duration = Duration::from_secs(30);
 const STEP_MS: i64 = 15_000;
@@ -169,6 +172,7 @@ fn exemplars_are_kept_and_queried_as_prometheus_does() {
         "prometheus_tsdb_exemplar_max_exemplars",
         "prometheus_tsdb_exemplar_exemplars_appended_total",
         "prometheus_tsdb_exemplar_series_with_exemplars_in_storage",
+        "prometheus_tsdb_exemplar_last_exemplars_timestamp_seconds",
     ] {
         assert_eq!(metric(&promflow, name), metric(&oracle, name), "{name}");
     }
@@ -182,6 +186,108 @@ fn exemplars_are_kept_and_queried_as_prometheus_does() {
         .unwrap()
     };
     assert!(refused(&promflow) >= 1.0 && refused(&oracle) >= 1.0);
+}
+
+/// The values of the exemplar storage's gauges and counters in `/metrics`.
+fn exemplar_metrics(server: &Peer) -> BTreeMap<&'static str, String> {
+    let body = server.get("/metrics").body;
+    [
+        "prometheus_tsdb_exemplar_exemplars_in_storage",
+        "prometheus_tsdb_exemplar_max_exemplars",
+        "prometheus_tsdb_exemplar_exemplars_appended_total",
+        "prometheus_tsdb_exemplar_series_with_exemplars_in_storage",
+        "prometheus_tsdb_exemplar_last_exemplars_timestamp_seconds",
+    ]
+    .into_iter()
+    .map(|name| {
+        let value = body
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_string))
+            .unwrap_or_else(|| panic!("no {name}"));
+        (name, value)
+    })
+    .collect()
+}
+
+/// Scrapes of step `k` stored by both servers, and one scrape more each (the step's
+/// body read again: duplicates).
+fn step(exporter: &Exporter, servers: [&Peer; 2], k: i64, ts: i64) {
+    exporter.set(reply(k, ts));
+    for server in servers {
+        assert!(
+            wait_until(WAIT, || server.stored_at("steps_total", ts)),
+            "step {k}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+}
+
+/// Exemplars survive a clean restart as in Prometheus, which logs them to its WAL and
+/// replays them: promflow and Prometheus 2.42 (a ring of 5, overwritten by then) scrape
+/// steps 0–3, are stopped with SIGTERM and started again on their data, and answer
+/// the same exemplars as before (the exporter still serves step 3's body: scraped
+/// again, duplicates of what was replayed) and as each other, with the same
+/// exemplar-storage metrics; then the steps go on, both still alike.
+#[test]
+fn exemplars_survive_a_restart_as_in_prometheus() {
+    let base = (now_ms() - 10 * 60_000) / STEP_MS * STEP_MS;
+    let exporter = Exporter::start(reply(0, base));
+    let flags = ["--enable-feature=exemplar-storage"];
+    let mut promflow = Promflow::start_with_args(&config(&exporter, Some(5)), &flags);
+    let mut oracle = Prometheus::start_with_args(&config(&exporter, Some(5)), &flags);
+    let ranges = |ts: i64| [None, Some((base, ts)), Some((ts - STEP_MS, ts - 200))];
+    let all = r#"{__name__=~".+"}"#;
+    let mut ts = base;
+    for k in 0..4 {
+        ts = base + k * STEP_MS;
+        step(&exporter, [&promflow, &oracle], k, ts);
+    }
+    compare(&promflow, &oracle, &ranges(ts));
+    let before = exemplars(&promflow, all, None);
+    assert_eq!(before, exemplars(&oracle, all, None));
+    let held: usize = before["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["exemplars"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(held, 5, "the ring is full: {before:#}");
+    let metrics_before = exemplar_metrics(&oracle);
+    assert_eq!(exemplar_metrics(&promflow), metrics_before);
+
+    promflow.terminate_and_restart();
+    oracle.terminate_and_restart();
+    assert_eq!(
+        exemplars(&oracle, all, None),
+        before,
+        "Prometheus replayed them"
+    );
+    assert_eq!(
+        exemplars(&promflow, all, None),
+        before,
+        "promflow replayed them"
+    );
+    compare(&promflow, &oracle, &ranges(ts));
+    // Both replayed the same log into the ring (appends counted anew).
+    assert_eq!(exemplar_metrics(&promflow), exemplar_metrics(&oracle));
+    // Scraped again after the restart: the same exemplars, still alike.
+    let restarted = now_ms();
+    let scraped = |server: &Peer| {
+        server.query("timestamp(up)")["result"][0]["value"][1]
+            .as_str()
+            .is_some_and(|v| v.parse::<f64>().unwrap() * 1000.0 >= restarted as f64)
+    };
+    assert!(wait_until(WAIT, || scraped(&promflow) && scraped(&oracle)));
+    std::thread::sleep(Duration::from_millis(1_500));
+    compare(&promflow, &oracle, &ranges(ts));
+    assert_eq!(exemplars(&promflow, all, None), before);
+
+    for k in 4..7 {
+        ts = base + k * STEP_MS;
+        step(&exporter, [&promflow, &oracle], k, ts);
+        compare(&promflow, &oracle, &ranges(ts));
+    }
+    assert_eq!(exemplar_metrics(&promflow), exemplar_metrics(&oracle));
 }
 
 #[test]

@@ -13,7 +13,10 @@
 //! write with a real Prometheus and come back by remote read; `/federate` serves them
 //! in the protobuf format to a Prometheus that federates promflow, and leaves them out
 //! of the text format, as Prometheus does. Alerting and recording rules over them
-//! (evaluated by the dataflow) fire and record as Prometheus's.
+//! (evaluated by the dataflow) fire and record as Prometheus's, recording rules whose
+//! result is histograms (from the dataflow and from storage) recording the histograms.
+//! And a service instrumented with the real Go client (client_golang, native buckets,
+//! no explicit timestamps) is scraped, queried and federated as Prometheus does.
 //!
 //! Float histograms (`*_count_float`) are not exposed here: Prometheus 2.42 reads
 //! them as zero (float histograms came later); the unit tests cover their parsing.
@@ -217,9 +220,10 @@ const QUERIES: &[(&str, Option<&str>)] = &[
 /// interpolates a native histogram's quantile within an exponential bucket
 /// exponentially, 2.42 linearly: `lower + (upper - lower) * f` against
 /// `2^(log2 lower + (log2 upper - log2 lower) * f)` for the same fraction `f` of the
-/// bucket's observations below the rank. So the 3.x answer is derived from the
-/// oracle's: its bucket (from the oracle's histogram `buckets`) and `f` from its
-/// linear answer.
+/// bucket's observations below the rank (in a negative bucket, mirrored:
+/// `-2^(log2 |upper| + (log2 |lower| - log2 |upper|) * (1 - f))`). So the 3.x answer
+/// is derived from the oracle's: its bucket (from the oracle's histogram `buckets`)
+/// and `f` from its linear answer.
 fn exponential_from_linear(linear: f64, buckets: &Value) -> f64 {
     for b in buckets.as_array().into_iter().flatten() {
         let bound = |i: usize| b[i].as_str().unwrap().parse::<f64>().unwrap();
@@ -227,6 +231,12 @@ fn exponential_from_linear(linear: f64, buckets: &Value) -> f64 {
         if lower > 0.0 && lower < linear && linear <= upper {
             let f = (linear - lower) / (upper - lower);
             return (lower.log2() + (upper.log2() - lower.log2()) * f).exp2();
+        }
+        // A negative bucket: the same on the mirrored scale.
+        if upper < 0.0 && lower <= linear && linear < upper {
+            let f = (linear - lower) / (upper - lower);
+            let (log_lower, log_upper) = (lower.abs().log2(), upper.abs().log2());
+            return -(log_upper + (log_lower - log_upper) * (1.0 - f)).exp2();
         }
     }
     linear
@@ -867,5 +877,724 @@ fn rules_over_native_histograms_alert_and_record_as_prometheus_does() {
         } else {
             assert_eq!(ours, theirs, "{name}");
         }
+    }
+}
+
+/// Recording rules whose result is native histograms record them, as Prometheus
+/// does: a plain copy of the scraped histograms, their `sum by`, and
+/// `sum(rate(…[1m]))` (the histograms are steady, so every evaluation of both servers
+/// gives the same histograms, the rate's all zero counts). The recorded series answer
+/// `/api/v1/query` (the histograms themselves, and `histogram_quantile`,
+/// `histogram_count` over them) as the oracle's do, `/federate` serves them and
+/// remote write sends them (to a Prometheus 2.42) as the oracle's, other rules read
+/// them, and once the scraped histograms vanish both write stale markers for the
+/// recorded series (they leave the answers within the lookback delta). The rules over
+/// scraped series
+/// are evaluated by the dataflow, those reading rule outputs over storage
+/// (`rpc:copy:again` records histograms from there); with `--rules.evaluation`
+/// `interval` and `on-arrival` (where the dataflow delivers changes).
+#[test]
+fn recording_rules_whose_result_is_histograms_record_them_as_prometheus_does() {
+    record_histograms_as_prometheus_does("interval");
+}
+
+/// [`recording_rules_whose_result_is_histograms_record_them_as_prometheus_does`] with
+/// `--rules.evaluation=on-arrival`.
+#[test]
+fn recording_rules_on_arrival_record_histograms_as_prometheus_does() {
+    record_histograms_as_prometheus_does("on-arrival");
+}
+
+fn record_histograms_as_prometheus_does(mode: &str) {
+    let body = |with_histograms: bool| {
+        let metric = |kind: &str, k: i64| Metric {
+            label: vec![label("kind", kind)],
+            histogram: Some(histogram(k, false)),
+            ..Default::default()
+        };
+        let mut families = vec![MetricFamily {
+            name: Some("steps_total".into()),
+            help: None,
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(1.0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            unit: None,
+        }];
+        if with_histograms {
+            families.push(MetricFamily {
+                name: Some("rpc_latency_seconds".into()),
+                help: None,
+                r#type: Some(MetricType::Histogram as i32),
+                metric: vec![metric("a", 1), metric("b", 3)],
+                unit: None,
+            });
+        }
+        protobuf::reply(&families)
+    };
+    let exporter = Exporter::start(body(true));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: latency\n    rules:\n\
+         \x20     - record: rpc:copy\n        expr: rpc_latency_seconds\n\
+         \x20     - record: rpc:sum\n        expr: sum by (kind) (rpc_latency_seconds)\n\
+         \x20     - record: rpc:rate\n        expr: sum(rate(rpc_latency_seconds[1m]))\n\
+         \x20     - record: rpc:copy:count\n        expr: histogram_count(rpc:copy)\n\
+         \x20     - record: rpc:copy:again\n        expr: rpc:copy\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    let evaluation = format!("--rules.evaluation={mode}");
+    // promflow remote-writes what it records to a Prometheus 2.42.
+    let received = Prometheus::start_with_args(
+        "scrape_configs: []\n",
+        &["--web.enable-remote-write-receiver", flags[0]],
+    );
+    let promflow = Promflow::start_with_args(
+        &format!("{yaml}{}", remote_write_to(&received.url("/api/v1/write"))),
+        &[flags[0], &evaluation],
+    );
+    let oracle = Prometheus::start_with_args(&yaml, &flags);
+    let recorded = |server: &Peer, name: &str| {
+        server.query(name)["result"]
+            .as_array()
+            .map_or(0, |r| r.len())
+    };
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || recorded(server, "rpc:rate") == 1
+                && recorded(server, "rpc:copy:count") == 2
+                && recorded(server, "rpc:copy:again") == 2),
+            "{mode}: {who}: {}\n{}\n{}",
+            server.query("{__name__=~\"rpc:.*\"}"),
+            server.get("/api/v1/rules").body,
+            server.log()
+        );
+    }
+    let queries: &[(&str, Option<&str>)] = &[
+        ("rpc:copy", None),
+        ("rpc:sum", None),
+        ("rpc:rate", None),
+        ("rpc:copy:count", None),
+        ("rpc:copy:again", None),
+        ("histogram_count(rpc:sum)", None),
+        ("histogram_sum(rpc:copy)", None),
+        ("histogram_quantile(0.9, rpc:copy)", Some("rpc:copy")),
+        ("histogram_quantile(0.5, rpc:sum)", Some("rpc:sum")),
+    ];
+    let at = now_ms();
+    for (expr, histograms) in queries {
+        let ours = sorted(promflow.query_at(expr, at));
+        let theirs = oracle_answer(&oracle, expr, *histograms, at);
+        assert!(
+            !theirs["result"].as_array().unwrap().is_empty(),
+            "{expr}: empty"
+        );
+        assert!(
+            same(&ours, &theirs),
+            "{mode}: {expr} at {at}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+    }
+    // `/federate` in the protobuf format serves the recorded histograms as the
+    // oracle's (its count and sum per series; the oracle sends float histograms).
+    let federated = |server: &Peer| -> Vec<(Vec<String>, f64, f64)> {
+        let resp = common::http::send(
+            "GET",
+            &server.url(&http::with_query("/federate", &[("match[]", "rpc:copy")])),
+            &[("Accept", protobuf::PROTOBUF)],
+            None,
+            &[],
+        )
+        .expect("GET /federate");
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let mut body = &resp.body_bytes[..];
+        let mut out = Vec::new();
+        while !body.is_empty() {
+            let family = <MetricFamily as prost::Message>::decode_length_delimited(&mut body)
+                .expect("a delimited MetricFamily");
+            for m in family
+                .metric
+                .iter()
+                .filter(|_| family.name.as_deref() == Some("rpc:copy"))
+            {
+                let Some(h) = &m.histogram else { continue };
+                let labels = m
+                    .label
+                    .iter()
+                    .map(|l| format!("{:?}={:?}", l.name, l.value));
+                let count = h.sample_count_float.unwrap_or(h.sample_count() as f64);
+                out.push((labels.collect::<Vec<String>>(), count, h.sample_sum()));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    };
+    let theirs = federated(&oracle);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(federated(&promflow), theirs, "{mode}: /federate");
+    // The Prometheus promflow remote-writes to holds the recorded histograms.
+    for name in ["rpc:copy", "rpc:sum", "rpc:rate"] {
+        let theirs = sorted(oracle.query_at(name, at));
+        assert!(
+            wait_until(WAIT, || same(&sorted(received.query_at(name, at)), &theirs)),
+            "{mode}: {name} remote-written: {:#}\noracle: {theirs:#}",
+            received.query_at(name, at)
+        );
+    }
+    // The histograms vanish: both write stale markers for the recorded series.
+    exporter.set(body(false));
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        for name in ["rpc:copy", "rpc:sum", "rpc:copy:count", "rpc:copy:again"] {
+            assert!(
+                wait_until(WAIT, || recorded(server, name) == 0),
+                "{mode}: {who}: {name} stays: {}",
+                server.query(name)
+            );
+        }
+    }
+}
+
+/// A recorded `sum(rate(…[1m]))` of changing histograms: the exporter exposes two
+/// histograms of one series with explicit timestamps 1s apart (a float exposed 8s in
+/// the past first, so promflow's watermark is held back for the target before they
+/// come: not late for the dataflow) and then nothing new, so every evaluation from
+/// 1.1s after the second until 58.9s after the first sees the same two samples with
+/// the same extrapolation: the same histograms, whenever each server evaluates. The
+/// recorded rate (non-zero) and `histogram_quantile`/`histogram_count` over it answer
+/// as the oracle's.
+#[test]
+fn a_recorded_rate_of_changing_histograms_is_the_oracles() {
+    let body = |warm_ms: i64, steps: &[(i64, i64)]| {
+        let mut families = vec![MetricFamily {
+            name: Some("steps_total".into()),
+            help: None,
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(1.0),
+                    ..Default::default()
+                }),
+                timestamp_ms: Some(warm_ms),
+                ..Default::default()
+            }],
+            unit: None,
+        }];
+        if let Some(&(k, ts)) = steps.last() {
+            families.push(MetricFamily {
+                name: Some("rpc_latency_seconds".into()),
+                help: None,
+                r#type: Some(MetricType::Histogram as i32),
+                metric: vec![Metric {
+                    label: vec![label("kind", "a")],
+                    histogram: Some(histogram(k, false)),
+                    timestamp_ms: Some(ts),
+                    ..Default::default()
+                }],
+                unit: None,
+            });
+        }
+        protobuf::reply(&families)
+    };
+    let warm = now_ms() - 8_000;
+    let exporter = Exporter::start(body(warm, &[]));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: latency\n    rules:\n\
+         \x20     - record: rpc:rate\n        expr: sum(rate(rpc_latency_seconds[1m]))\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start_with_args(&yaml, &flags);
+    let oracle = Prometheus::start_with_args(&yaml, &flags);
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || server.stored_at("steps_total", warm)),
+            "{who}: warm-up"
+        );
+    }
+    // promflow's watermark stands still until it is the hold-back behind the clock.
+    std::thread::sleep(Duration::from_secs(10));
+    let t0 = now_ms() - 6_000;
+    let steps = [(1, t0), (2, t0 + 1_000)];
+    for i in 0..steps.len() {
+        let (k, ts) = steps[i];
+        exporter.set(body(warm, &steps[..=i]));
+        let want = histogram(k, false).sample_count.unwrap().to_string();
+        for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+            let count = |at| {
+                server.query_at("histogram_count(rpc_latency_seconds)", at)["result"][0]["value"][1]
+                    .clone()
+            };
+            assert!(
+                wait_until(WAIT, || count(ts + 500) == want.as_str()),
+                "{who}: step {k}: {}",
+                count(ts + 500)
+            );
+        }
+    }
+    let (_, t1) = steps[1];
+    // Evaluations before t1 + 1.1s extrapolate differently: read the recorded series
+    // where both servers' newest evaluation is well past that.
+    let at = t1 + 15_000;
+    std::thread::sleep(Duration::from_millis((at - now_ms()).max(0) as u64));
+    // Recorded, non-zero, and its newest evaluation before `at` is past t1 + 1.1s (an
+    // evaluation of promflow's dataflow lags its clock by the hold-back).
+    let counted = |server: &Peer| {
+        let newest = server.query_at("rpc:rate[30s]", at)["result"][0]["histograms"]
+            .as_array()
+            .and_then(|h| h.last()?[0].as_f64());
+        newest.is_some_and(|t| t * 1000.0 >= (t1 + 2_000) as f64)
+            && server.query_at("histogram_count(rpc:rate)", at)["result"][0]["value"][1]
+                .as_str()
+                .is_some_and(|v| v != "0")
+    };
+    for (who, server) in [("promflow", &*promflow), ("oracle", &*oracle)] {
+        assert!(
+            wait_until(WAIT, || counted(server)),
+            "{who}: {}\n{}",
+            server.query_at("rpc:rate", at),
+            server.log()
+        );
+    }
+    assert!(at < t0 + 58_000, "the window moved past the first sample");
+    let queries: &[(&str, Option<&str>)] = &[
+        ("rpc:rate", None),
+        ("histogram_count(rpc:rate)", None),
+        ("histogram_sum(rpc:rate)", None),
+        ("histogram_quantile(0.9, rpc:rate)", Some("rpc:rate")),
+    ];
+    for (expr, histograms) in queries {
+        let ours = sorted(promflow.query_at(expr, at));
+        let theirs = oracle_answer(&oracle, expr, *histograms, at);
+        assert!(
+            same(&ours, &theirs),
+            "{expr} at {at}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+    }
+}
+
+/// The service of `tests/clients/latency_exporter` (the real Go client,
+/// client_golang, with native buckets), built with Debian's Go and client packages
+/// into the test's target directory, running on 127.0.0.1 until dropped.
+struct GoClient {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl GoClient {
+    fn start() -> GoClient {
+        common::require_peer("/usr/bin/go", "golang-go");
+        common::require_peer(
+            "/usr/share/gocode/src/github.com/prometheus/client_golang/prometheus/histogram.go",
+            "golang-github-prometheus-client-golang-dev",
+        );
+        let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let bin = out.join("latency_exporter");
+        let mut build = std::process::Command::new("/usr/bin/go");
+        build
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(".")
+            .current_dir(common::repo_root().join("tests/clients/latency_exporter"))
+            // Debian's packaged Go libraries, GOPATH mode: nothing is downloaded.
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", out.join("gocache"))
+            .env("GOFLAGS", "");
+        let built = common::run_command(build, None, Duration::from_secs(600));
+        assert!(
+            built.status.success(),
+            "go build: {}",
+            common::combined_output(&built)
+        );
+        let mut child = std::process::Command::new(&bin)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start latency_exporter");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .expect("latency_exporter's address");
+        GoClient {
+            child,
+            addr: line.trim().to_string(),
+        }
+    }
+
+    fn get(&self, path_and_query: &str) {
+        let url = format!("http://{}{path_and_query}", self.addr);
+        let resp = http::get(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(resp.status, 200, "{url}: {}", resp.body);
+    }
+
+    fn observe(&self, handler: &str, value: f64, n: u32) {
+        self.get(&format!("/observe?handler={handler}&value={value}&n={n}"));
+    }
+}
+
+impl Drop for GoClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The issue's bar: a latency metric with native buckets from a real client library
+/// (Prometheus's Go client, served by promhttp in the protobuf format it negotiates)
+/// is scraped and stored by promflow as by Prometheus 2.42: the same histograms
+/// (schema, zero bucket, positive and negative buckets), `histogram_count`/`_sum`,
+/// `histogram_quantile` of the histograms and of their rate (the rate's scale
+/// depends on each server's scrape times, its quantiles do not), and a Prometheus
+/// federating promflow gets the same histograms as the oracle scraped itself. No
+/// explicit timestamps here: each step's state is read once both have scraped it.
+#[test]
+fn a_go_client_latency_histogram_is_scraped_queried_and_federated_as_prometheus_does() {
+    let client = GoClient::start();
+    let observe_step = |k: u32| {
+        // Latencies over four decades, a zero bucket (0), negative drift (clock
+        // skew corrections), more of them each step.
+        for (handler, value, n) in [
+            ("api", 0.003, 5 + k),
+            ("api", 0.07, 2 * k),
+            ("api", 1.7, 1),
+            ("static", 0.0, 3),
+            ("static", 0.000_4, 4 * k + 1),
+            ("drift", -0.25, k + 1),
+            ("drift", 12.0, 1),
+        ] {
+            client.observe(handler, value, n);
+        }
+        client.get("/step");
+    };
+    observe_step(0);
+    let flags = ["--enable-feature=native-histograms"];
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
+        client.addr
+    );
+    let promflow = Promflow::start_with_args(&config, &flags);
+    let oracle = Prometheus::start_with_args(&config, &flags);
+    let federator = Prometheus::start_with_args(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"app\"}}']\n    static_configs:\n      - targets: ['{}']\n",
+            promflow.addr()
+        ),
+        &flags,
+    );
+    let steps_seen = |server: &Peer, k: u32| {
+        server.query("steps_total")["result"][0]["value"][1].as_str() == Some(&k.to_string())
+    };
+    let counts =
+        |server: &Peer| sorted(server.query("histogram_count(http_request_duration_seconds)"));
+    for k in 1..=4 {
+        // Both hold the state of step k - 1 before step k changes it.
+        assert!(
+            wait_until(WAIT, || steps_seen(&promflow, k)),
+            "promflow step {k}"
+        );
+        assert!(
+            wait_until(WAIT, || steps_seen(&oracle, k)),
+            "oracle step {k}"
+        );
+        assert!(
+            wait_until(WAIT, || same(&counts(&federator), &counts(&oracle))),
+            "federator step {k}: {:#} against {:#}",
+            counts(&federator),
+            counts(&oracle)
+        );
+        observe_step(k);
+    }
+    assert!(
+        wait_until(WAIT, || steps_seen(&promflow, 5)),
+        "promflow last step"
+    );
+    assert!(
+        wait_until(WAIT, || steps_seen(&oracle, 5)),
+        "oracle last step"
+    );
+    // Two more scrapes each: every server's newest sample is the final state.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let at = now_ms();
+    let queries: &[(&str, Option<&str>)] = &[
+        ("http_request_duration_seconds", None),
+        ("histogram_count(http_request_duration_seconds)", None),
+        ("histogram_sum(http_request_duration_seconds)", None),
+        (
+            "histogram_quantile(0.5, http_request_duration_seconds)",
+            Some("http_request_duration_seconds"),
+        ),
+        (
+            "histogram_quantile(0.99, http_request_duration_seconds)",
+            Some("http_request_duration_seconds"),
+        ),
+        (
+            "histogram_quantile(0.9, rate(http_request_duration_seconds[1h]))",
+            Some("rate(http_request_duration_seconds[1h])"),
+        ),
+        (
+            "histogram_quantile(0.9, sum(http_request_duration_seconds))",
+            Some("sum(http_request_duration_seconds)"),
+        ),
+        ("count(http_request_duration_seconds_bucket)", None),
+    ];
+    for (expr, histograms) in queries {
+        let ours = sorted(promflow.query_at(expr, at));
+        let theirs = oracle_answer(&oracle, expr, *histograms, at);
+        assert!(
+            same(&ours, &theirs),
+            "{expr}:\npromflow: {ours:#}\noracle:   {theirs:#}"
+        );
+        let federated = oracle_answer(&federator, expr, *histograms, at);
+        let direct = theirs;
+        if !expr.starts_with("count(") && !expr.contains("rate(") {
+            assert!(
+                !direct["result"].as_array().unwrap().is_empty(),
+                "{expr}: empty"
+            );
+            assert!(
+                same(&federated, &direct),
+                "{expr} federated:\nfederator: {federated:#}\noracle:    {direct:#}"
+            );
+        }
+    }
+    // The histograms really are native ones with buckets on both sides of zero.
+    let raw = promflow.query_at(r#"http_request_duration_seconds{handler="drift"}"#, at);
+    let buckets = &raw["result"][0]["histogram"][1]["buckets"];
+    assert!(buckets.as_array().is_some_and(|b| b.len() >= 2), "{raw:#}");
+}
+
+/// The classic histogram `req_seconds` (two label sets; counts times `times`) and a
+/// gauge whose name ends in `_count` beside it, in the text format with explicit
+/// timestamps.
+fn classic_text(ts: i64, times: i64) -> String {
+    let mut body = String::from("# HELP req_seconds Requests.\n# TYPE req_seconds histogram\n");
+    for (path, buckets, sum) in [("/a", [3, 8, 12, 15], 9.5), ("/b", [1, 1, 6, 10], 20.25)] {
+        let buckets = buckets.map(|n| n * times);
+        for (le, n) in ["0.1", "0.5", "1", "+Inf"].iter().zip(buckets) {
+            body.push_str(&format!(
+                "req_seconds_bucket{{path=\"{path}\",le=\"{le}\"}} {n} {ts}\n"
+            ));
+        }
+        body.push_str(&format!("req_seconds_sum{{path=\"{path}\"}} {sum} {ts}\n"));
+        body.push_str(&format!(
+            "req_seconds_count{{path=\"{path}\"}} {} {ts}\n",
+            buckets[3]
+        ));
+    }
+    body.push_str(&format!(
+        "# TYPE jobs_count gauge\njobs_count 4 {ts}\n# TYPE steps_total counter\nsteps_total 1 {ts}\n"
+    ));
+    body
+}
+
+/// The same histogram as a protobuf family with classic buckets only.
+fn classic_protobuf(ts: i64) -> Reply {
+    let metric = |path: &str, buckets: [u64; 3], count: u64, sum: f64| Metric {
+        label: vec![label("path", path)],
+        histogram: Some(Histogram {
+            sample_count: Some(count),
+            sample_sum: Some(sum),
+            bucket: [0.1, 0.5, 1.0]
+                .iter()
+                .zip(buckets)
+                .map(|(&le, n)| Bucket {
+                    cumulative_count: Some(n),
+                    upper_bound: Some(le),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+        timestamp_ms: Some(ts),
+        ..Default::default()
+    };
+    protobuf::reply(&[
+        MetricFamily {
+            name: Some("req_seconds".into()),
+            help: Some("Requests.".into()),
+            r#type: Some(MetricType::Histogram as i32),
+            metric: vec![
+                metric("/a", [3, 8, 12], 15, 9.5),
+                metric("/b", [1, 1, 6], 10, 20.25),
+            ],
+            unit: None,
+        },
+        MetricFamily {
+            name: Some("steps_total".into()),
+            help: Some("A float beside the histogram.".into()),
+            r#type: Some(MetricType::Counter as i32),
+            metric: vec![Metric {
+                counter: Some(Counter {
+                    value: Some(1.0),
+                    ..Default::default()
+                }),
+                timestamp_ms: Some(ts),
+                ..Default::default()
+            }],
+            unit: None,
+        },
+    ])
+}
+
+/// `convert_classic_histograms_to_nhcb` (Prometheus 3.x's scrape setting, which 2.42
+/// lacks): each classic histogram scraped (text or protobuf without a native part)
+/// is also one native histogram with custom buckets of the series named without
+/// suffix; its classic series are kept only with `always_scrape_classic_histograms`.
+/// The expectations come from Prometheus 2.42 scraping the same targets: the NHCB's
+/// bucket counts are the oracle's classic buckets de-cumulated (bounds = the `le`s),
+/// its count and sum the oracle's `_count` and `_sum`, and `histogram_quantile` over it
+/// equals the oracle's `histogram_quantile` over the classic buckets.
+#[test]
+fn classic_histograms_are_converted_to_nhcb_as_prometheus_3_does() {
+    let ts = (now_ms() - 60_000) / 1000 * 1000;
+    let text = Exporter::start(Reply::text(&classic_text(ts, 1)));
+    let proto = Exporter::start(classic_protobuf(ts));
+    let jobs = |extra: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: text\n{extra}    static_configs:\n      - targets: ['{}']\n  - job_name: proto\n{extra}    static_configs:\n      - targets: ['{}']\n",
+            text.addr(),
+            proto.addr()
+        )
+    };
+    let promflow = Promflow::start(&jobs("    convert_classic_histograms_to_nhcb: true\n"));
+    let keeping = Promflow::start(&jobs(
+        "    convert_classic_histograms_to_nhcb: true\n    always_scrape_classic_histograms: true\n",
+    ));
+    let oracle = Prometheus::start_with_args(&jobs(""), &["--enable-feature=native-histograms"]);
+    let servers: [&Peer; 3] = [&promflow, &keeping, &oracle];
+    for server in servers {
+        for job in ["text", "proto"] {
+            let selector = format!("steps_total{{job=\"{job}\"}}");
+            assert!(
+                wait_until(WAIT, || server.stored_at(&selector, ts)),
+                "{job}"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let at = ts + 1_000;
+    let num = |v: &Value| -> f64 { v.as_str().unwrap().parse().unwrap() };
+    let one = |server: &Peer, expr: &str| -> f64 {
+        let data = server.query_at(expr, at);
+        assert_eq!(
+            data["result"].as_array().unwrap().len(),
+            1,
+            "{expr}: {data:#}"
+        );
+        num(&data["result"][0]["value"][1])
+    };
+    for job in ["text", "proto"] {
+        for path in ["/a", "/b"] {
+            let sel = format!("job=\"{job}\",path=\"{path}\"");
+            // The oracle's classic buckets, de-cumulated.
+            let buckets = oracle.query_at(&format!("req_seconds_bucket{{{sel}}}"), at);
+            let mut cumulative: Vec<(f64, f64)> = buckets["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let le = r["metric"]["le"].as_str().unwrap();
+                    let le = if le == "+Inf" {
+                        f64::INFINITY
+                    } else {
+                        le.parse().unwrap()
+                    };
+                    (le, num(&r["value"][1]))
+                })
+                .collect();
+            cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
+            assert_eq!(cumulative.len(), 4, "{job} {path}: {buckets:#}");
+            let mut want = Vec::new();
+            let (mut lower, mut below) = (f64::NEG_INFINITY, 0.0);
+            for (le, n) in cumulative {
+                if n > below {
+                    want.push((lower, le, n - below));
+                }
+                (lower, below) = (le, n);
+            }
+            let data = promflow.query_at(&format!("req_seconds{{{sel}}}"), at);
+            let h = &data["result"][0]["histogram"][1];
+            let got: Vec<(f64, f64, f64)> = h["buckets"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{job} {path}: {data:#}"))
+                .iter()
+                .map(|b| (num(&b[1]), num(&b[2]), num(&b[3])))
+                .collect();
+            assert_eq!(got, want, "{job} {path}");
+            let count = one(&oracle, &format!("req_seconds_count{{{sel}}}"));
+            let sum = one(&oracle, &format!("req_seconds_sum{{{sel}}}"));
+            assert_eq!(num(&h["count"]), count, "{job} {path}");
+            assert_eq!(num(&h["sum"]), sum, "{job} {path}");
+            for q in [0.1, 0.25, 0.5, 0.75, 0.9, 0.99] {
+                let ours = one(
+                    &promflow,
+                    &format!("histogram_quantile({q}, req_seconds{{{sel}}})"),
+                );
+                let theirs = one(
+                    &oracle,
+                    &format!("histogram_quantile({q}, req_seconds_bucket{{{sel}}})"),
+                );
+                assert!(
+                    (ours - theirs).abs() <= 1e-12 * theirs.abs().max(1.0),
+                    "{job} {path} q={q}: {ours} vs {theirs}"
+                );
+            }
+            // The same in the promflow that keeps the classic series too.
+            let kept = keeping.query_at(&format!("histogram_count(req_seconds{{{sel}}})"), at);
+            assert_eq!(num(&kept["result"][0]["value"][1]), count);
+        }
+        // Without always_scrape_classic_histograms no classic series; with it, the
+        // oracle's; the gauge named `…_count` stays a float series.
+        let classic = format!("{{__name__=~\"req_seconds_(bucket|count|sum)\",job=\"{job}\"}}");
+        let none = promflow.query_at(&classic, at);
+        assert_eq!(none["result"], serde_json::json!([]), "{job}: {none:#}");
+        let ours = sorted(keeping.query_at(&classic, at));
+        let theirs = sorted(oracle.query_at(&classic, at));
+        assert!(same(&ours, &theirs), "{job}: {ours:#} vs {theirs:#}");
+        assert_eq!(ours["result"].as_array().unwrap().len(), 12, "{job}");
+    }
+    let gauge = promflow.query_at(r#"jobs_count{job="text"}"#, at);
+    assert_eq!(gauge["result"][0]["value"][1], "4", "{gauge:#}");
+
+    // A later scrape (the series now known to the scrape cache) converts again.
+    let ts2 = ts + 15_000;
+    text.set(Reply::text(&classic_text(ts2, 2)));
+    for server in [&*promflow, &*keeping] {
+        assert!(wait_until(WAIT, || server.stored_at(r#"steps_total{job="text"}"#, ts2)));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for (server, expr) in [
+        (
+            &*promflow,
+            r#"histogram_count(req_seconds{job="text",path="/a"})"#,
+        ),
+        (
+            &*keeping,
+            r#"histogram_count(req_seconds{job="text",path="/a"})"#,
+        ),
+        (&*keeping, r#"req_seconds_count{job="text",path="/a"}"#),
+    ] {
+        let data = server.query_at(expr, ts2 + 1_000);
+        assert_eq!(data["result"][0]["value"][1], "30", "{expr}: {data:#}");
     }
 }

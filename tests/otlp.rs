@@ -20,7 +20,16 @@
 //!   boundaries 0, 5, 10, ..., 10000);
 //! - `rpc.latency` (histogram, `s`, boundaries 0.005, 0.01, 0.1, 1) →
 //!   `rpc_latency_seconds_*`;
-//! - `latency.exp` (an exponential histogram): refused (native histograms only);
+//! - `latency.exp` (an exponential histogram, `s`; observations 0, 0.2, 0.2, 1.5, 3,
+//!   100: the SDK picks scale 4) → one native histogram `latency_exp_seconds`, and
+//!   `ratio.exp` (unit `1`; observations 1.001 … 1.003: scale 15) → `ratio_exp`, whose
+//!   scale Prometheus merges down to schema 8. The expected histograms are computed from
+//!   the data points the SDK exported (the script prints them) by the OTel data
+//!   model's rules: bucket `k` of scale `s` is `(2^(k·2^-s), 2^((k+1)·2^-s)]`, lowering
+//!   the scale by `d` puts it in bucket `k >> d`; Prometheus's schema is the scale, at
+//!   most 8 (`otlptranslator/prometheusremotewrite/histograms.go`), its zero bucket
+//!   `[-1e-128, 1e-128]` holds the zero count; `histogram_quantile` interpolates
+//!   exponentially inside a bucket (Prometheus 3.x's `histogramQuantile`);
 //! - attributes: `http.method` → `http_method` etc.; `job` = `shop/checkout`
 //!   (`service.namespace/service.name`), `instance` = `service.instance.id`;
 //!   `host.name` promoted by `otlp.promote_resource_attributes` onto every series;
@@ -62,8 +71,13 @@ fn otel_python() -> PathBuf {
     python
 }
 
-/// Runs the exporter script; returns the resource attributes it sent.
-fn export(python: &PathBuf, promflow: &Promflow, mode: &str) -> Vec<(String, String)> {
+/// Runs the exporter script; returns the resource attributes it sent and its
+/// exponential-histogram data points by metric name (as the script prints them).
+fn export(
+    python: &PathBuf,
+    promflow: &Promflow,
+    mode: &str,
+) -> (Vec<(String, String)>, serde_json::Map<String, Value>) {
     let mut cmd = Command::new(python);
     cmd.arg(common::repo_root().join("tests/data/otlp_export.py"))
         .arg(promflow.url(""))
@@ -75,20 +89,219 @@ fn export(python: &PathBuf, promflow: &Promflow, mode: &str) -> Vec<(String, Str
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let attrs: serde_json::Map<String, Value> =
-        serde_json::from_slice(&out.stdout).expect("resource attributes as JSON");
-    attrs
-        .into_iter()
-        .map(|(k, v)| (k, v.as_str().expect("string attribute").to_string()))
-        .collect()
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("the script's JSON");
+    let attrs = printed["resource"]
+        .as_object()
+        .expect("resource attributes")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("string attribute").to_string()))
+        .collect();
+    let points = printed["exponential"]
+        .as_object()
+        .expect("exponential points")
+        .clone();
+    (attrs, points)
 }
 
-/// Every series with `instance="<instance>"` now, as `{labels} "value"` lines.
+/// Every float series with `instance="<instance>"` now, as `{labels} "value"` lines
+/// (native histograms, which have no `value`, are checked apart).
 fn stored(promflow: &Promflow, instance: &str) -> BTreeSet<String> {
     promflow
         .vector_lines(&format!("{{instance=\"{instance}\"}}"), None)
         .into_iter()
+        .filter(|l| !l.ends_with(" null"))
         .collect()
+}
+
+/// A bucket as the API prints it: boundary rule, lower, upper, count.
+type ApiBucket = (u64, f64, f64, f64);
+
+fn num(v: &Value) -> f64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_f64())
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// The native histogram an exponential data point becomes (see the file's doc):
+/// `(count, sum, buckets)` with the buckets in the API's order (zero bucket, then the
+/// positive ones ascending); the SDK records no negative values.
+fn expected_native(point: &Value) -> (f64, f64, Vec<ApiBucket>) {
+    let scale = point["scale"].as_i64().unwrap();
+    let schema = scale.min(8);
+    let down = scale - schema;
+    assert!(
+        point["negative"]["bucket_counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c.as_u64() == Some(0)),
+        "{point}"
+    );
+    let mut merged: std::collections::BTreeMap<i64, f64> = Default::default();
+    let offset = point["positive"]["offset"].as_i64().unwrap();
+    for (i, c) in point["positive"]["bucket_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let c = c.as_u64().unwrap();
+        if c > 0 {
+            *merged.entry((offset + i as i64) >> down).or_default() += c as f64;
+        }
+    }
+    let bound = |k: i64| 2f64.powf(k as f64 / 2f64.powi(schema as i32));
+    let mut buckets = Vec::new();
+    let zero = point["zero_count"].as_u64().unwrap() as f64;
+    if zero > 0.0 {
+        buckets.push((3, -1e-128, 1e-128, zero));
+    }
+    for (k, c) in merged {
+        buckets.push((0, bound(k), bound(k + 1), c));
+    }
+    (
+        point["count"].as_u64().unwrap() as f64,
+        point["sum"].as_f64().unwrap(),
+        buckets,
+    )
+}
+
+/// Prometheus 3.x's `histogram_quantile` (`promql/quantile.go`) over positive buckets
+/// (with a zero bucket below them): below q = 0.5 the rank `q·count` is counted from
+/// the lowest bucket, else `(1-q)·count` from the highest; the bucket where it is
+/// reached is interpolated exponentially (linearly in the zero bucket, from 0).
+fn expected_quantile(q: f64, count: f64, buckets: &[ApiBucket]) -> f64 {
+    let forward = q < 0.5;
+    let rank = if forward {
+        q * count
+    } else {
+        (1.0 - q) * count
+    };
+    let ordered: Vec<&ApiBucket> = if forward {
+        buckets.iter().collect()
+    } else {
+        buckets.iter().rev().collect()
+    };
+    let mut seen = 0.0;
+    for &&(_, lower, upper, c) in &ordered {
+        if c == 0.0 {
+            continue;
+        }
+        seen += c;
+        if seen >= rank {
+            let into = if forward {
+                rank - (seen - c)
+            } else {
+                seen - rank
+            };
+            let fraction = into / c;
+            if lower < 0.0 {
+                return upper * fraction;
+            }
+            let (lo, up) = (lower.log2(), upper.log2());
+            return (lo + (up - lo) * fraction).exp2();
+        }
+    }
+    f64::NAN
+}
+
+/// The exemplars stored for the histogram are the data point's, as Prometheus 3.x
+/// keeps them: value, time, labels `trace_id` and `span_id` (hex; the filtered
+/// attributes are empty here).
+fn check_exemplars(promflow: &Promflow, name: &str, instance: &str, point: &Value) {
+    let sent = point["exemplars"].as_array().unwrap();
+    assert!(!sent.is_empty(), "the SDK kept exemplars: {point}");
+    let want: Vec<(String, String, f64, i64)> = sent
+        .iter()
+        .map(|e| {
+            (
+                e["trace_id"].as_str().unwrap().to_string(),
+                e["span_id"].as_str().unwrap().to_string(),
+                e["value"].as_f64().unwrap(),
+                (e["time_unix_nano"].as_u64().unwrap() / 1_000_000) as i64,
+            )
+        })
+        .collect();
+    let now = common::now_ms() / 1000;
+    let body = promflow.get_ok(&common::http::with_query(
+        "/api/v1/query_exemplars",
+        &[
+            ("query", &format!("{name}{{instance=\"{instance}\"}}")),
+            ("start", &(now - 3600).to_string()),
+            ("end", &(now + 3600).to_string()),
+        ],
+    ));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let series = v["data"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{body}");
+    let got: Vec<(String, String, f64, i64)> = series[0]["exemplars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["labels"].as_object().unwrap().len(), 2, "{e}");
+            (
+                e["labels"]["trace_id"].as_str().unwrap().to_string(),
+                e["labels"]["span_id"].as_str().unwrap().to_string(),
+                num(&e["value"]),
+                (e["timestamp"].as_f64().unwrap() * 1000.0).round() as i64,
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "{instance}");
+}
+
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-9 * a.abs().max(b.abs())
+}
+
+/// Checks the stored native histogram `name` of `instance` against the exponential
+/// data point the SDK sent, and `histogram_count`, `histogram_sum` and
+/// `histogram_quantile` over it.
+fn check_native(promflow: &Promflow, name: &str, instance: &str, point: &Value) {
+    let (count, sum, buckets) = expected_native(point);
+    let selector = format!("{name}{{instance=\"{instance}\"}}");
+    let data = promflow.query(&selector);
+    let result = data["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "{selector}: {data:#}");
+    let h = &result[0]["histogram"][1];
+    assert!(
+        close(num(&h["count"]), count),
+        "{selector}: {h:#} vs count {count}"
+    );
+    assert!(close(num(&h["sum"]), sum), "{selector}: {h:#} vs sum {sum}");
+    let got: Vec<ApiBucket> = h["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b[0].as_u64().unwrap(), num(&b[1]), num(&b[2]), num(&b[3])))
+        .collect();
+    assert_eq!(
+        got.len(),
+        buckets.len(),
+        "{selector}: {got:?} vs {buckets:?}"
+    );
+    for (g, w) in got.iter().zip(&buckets) {
+        assert!(
+            g.0 == w.0 && close(g.1, w.1) && close(g.2, w.2) && g.3 == w.3,
+            "{selector}: {got:?} vs {buckets:?}"
+        );
+    }
+    let scalar = |expr: String| -> f64 {
+        let data = promflow.query(&expr);
+        num(&data["result"][0]["value"][1])
+    };
+    assert!(close(scalar(format!("histogram_count({selector})")), count));
+    assert!(close(scalar(format!("histogram_sum({selector})")), sum));
+    for q in [0.25, 0.5, 0.9] {
+        let got = scalar(format!("histogram_quantile({q}, {selector})"));
+        let want = expected_quantile(q, count, &buckets);
+        assert!(
+            close(got, want),
+            "{selector}: quantile {q}: {got} vs {want}"
+        );
+    }
 }
 
 /// `{labels} value` as [`stored`] prints it (serde_json keeps insertion order, so the
@@ -207,11 +420,14 @@ fn the_python_sdk_exports_to_promflow_as_to_prometheus_3() {
     let python = otel_python();
     let promflow = Promflow::start_with_args(
         "otlp:\n  promote_resource_attributes: [host.name]\nscrape_configs: []\n",
-        &["--web.enable-otlp-receiver"],
+        &[
+            "--web.enable-otlp-receiver",
+            "--enable-feature=exemplar-storage",
+        ],
     );
     for mode in ["protobuf", "gzip", "json"] {
         let before = refused_points(&promflow);
-        let resource = export(&python, &promflow, mode);
+        let (resource, points) = export(&python, &promflow, mode);
         let instance = format!("pod-{mode}");
         let want = expected(&instance, &resource);
         let got = stored(&promflow, &instance);
@@ -225,18 +441,31 @@ fn the_python_sdk_exports_to_promflow_as_to_prometheus_3() {
             Vec::<&String>::new(),
             "{mode}: expected but not stored"
         );
+        assert_eq!(refused_points(&promflow), before, "{mode}: nothing refused");
+        // The SDK keeps scale 4 for the wide one and more than 8 for the close one.
+        assert_eq!(points["latency.exp"]["scale"], 4, "{mode}: {points:?}");
         assert!(
-            refused_points(&promflow) > before,
-            "{mode}: the exponential histogram is refused and counted"
+            points["ratio.exp"]["scale"].as_i64().unwrap() > 8,
+            "{points:?}"
         );
-        assert!(promflow
-            .log()
-            .contains("exponential histogram \\\"latency.exp\\\" refused"));
+        check_native(
+            &promflow,
+            "latency_exp_seconds",
+            &instance,
+            &points["latency.exp"],
+        );
+        check_native(&promflow, "ratio_exp", &instance, &points["ratio.exp"]);
+        check_exemplars(
+            &promflow,
+            "latency_exp_seconds",
+            &instance,
+            &points["latency.exp"],
+        );
     }
 
     // Delta temporality: refused, only target_info is stored for that resource.
     let before = refused_points(&promflow);
-    let resource = export(&python, &promflow, "delta");
+    let (resource, _) = export(&python, &promflow, "delta");
     let got = stored(&promflow, "pod-delta");
     assert_eq!(got, BTreeSet::from([target_info("pod-delta", &resource)]));
     assert_eq!(refused_points(&promflow), before + 1.0);
@@ -278,4 +507,77 @@ fn the_receiver_is_off_without_the_flag() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body, "{}");
+}
+
+/// `otlp: convert_histograms_to_nhcb: true` (Prometheus 3.x): explicit-bucket
+/// histograms are stored as native histograms with custom buckets (schema -53) of the
+/// series named without suffix, instead of the classic series: the explicit bounds
+/// are the custom bounds, bucket `i` holds `bucket_counts[i]` (the last one up to
+/// `+Inf`, the first one from `-Inf`, as Prometheus's `getBound` gives), and
+/// `histogram_quantile` interpolates linearly, as over the classic buckets.
+#[test]
+fn explicit_histograms_become_custom_bucket_histograms_with_convert_histograms_to_nhcb() {
+    let python = otel_python();
+    let promflow = Promflow::start_with_args(
+        "otlp:\n  convert_histograms_to_nhcb: true\nscrape_configs: []\n",
+        &["--web.enable-otlp-receiver"],
+    );
+    let (_, points) = export(&python, &promflow, "protobuf");
+    let inf = f64::INFINITY;
+    // rpc.latency: observations 0.003, 0.05, 2 over the bounds 0.005, 0.01, 0.1, 1.
+    // http.server.duration: 3, 7, 30 ms over the SDK's default bounds 0, 5, 10, 25, 50, …
+    for (name, count, sum, buckets, median) in [
+        (
+            "rpc_latency_seconds",
+            3.0,
+            2.053,
+            vec![
+                (0, -inf, 0.005, 1.0),
+                (0, 0.01, 0.1, 1.0),
+                (0, 1.0, inf, 1.0),
+            ],
+            // rank 1.5: half way through (0.01, 0.1].
+            0.055,
+        ),
+        (
+            "http_server_duration_milliseconds",
+            3.0,
+            40.0,
+            vec![
+                (0, 0.0, 5.0, 1.0),
+                (0, 5.0, 10.0, 1.0),
+                (0, 25.0, 50.0, 1.0),
+            ],
+            // rank 1.5: half way through (5, 10].
+            7.5,
+        ),
+    ] {
+        let selector = format!("{name}{{instance=\"pod-protobuf\"}}");
+        let data = promflow.query(&selector);
+        let h = &data["result"][0]["histogram"][1];
+        assert!(close(num(&h["count"]), count), "{selector}: {data:#}");
+        assert!(close(num(&h["sum"]), sum), "{selector}: {data:#}");
+        let got: Vec<ApiBucket> = h["buckets"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{selector}: {data:#}"))
+            .iter()
+            .map(|b| (b[0].as_u64().unwrap(), num(&b[1]), num(&b[2]), num(&b[3])))
+            .collect();
+        assert_eq!(got, buckets, "{selector}");
+        let q = promflow.query(&format!("histogram_quantile(0.5, {selector})"));
+        assert!(
+            close(num(&q["result"][0]["value"][1]), median),
+            "{selector}: {q:#}"
+        );
+        // No classic series.
+        let classic = promflow.query(&format!("{{__name__=~\"{name}_.*\"}}"));
+        assert_eq!(classic["result"], serde_json::json!([]), "{name}");
+    }
+    // Exponential histograms are native histograms here too.
+    check_native(
+        &promflow,
+        "latency_exp_seconds",
+        "pod-protobuf",
+        &points["latency.exp"],
+    );
 }

@@ -99,6 +99,7 @@ fn a_batch_the_wal_cannot_take_is_refused_whole() {
             ],
             data_dir: Some(data.path().join("data")),
             file_size_limit_kib: Some(256),
+            ..PromflowLaunch::default()
         });
         assert_eq!(write(&promflow, &batch("before_metric", 50, 10, ts)), 204);
         // ~20000 series of 40 random bytes: far more than 256 KiB in the WAL.

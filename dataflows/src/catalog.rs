@@ -76,6 +76,16 @@ impl SeriesCatalog {
         }
     }
 
+    /// Whether the entry of series `id` holds `labels` itself (the same `Arc`): a
+    /// producer keeping that `Arc` keeps the entry past every sweep, and need not
+    /// announce the series again.
+    pub fn holds(&self, id: u64, labels: &Arc<Labels>) -> bool {
+        self.shard(id)
+            .read()
+            .get(&id)
+            .is_some_and(|e| Arc::ptr_eq(&e.labels, labels))
+    }
+
     /// The labels of series `id`, if known (not counted when not).
     pub fn get(&self, id: u64) -> Option<Arc<Labels>> {
         self.shard(id).read().get(&id).map(|e| e.labels.clone())
@@ -139,6 +149,11 @@ mod tests {
         let copy = Arc::new((*held).clone());
         catalog.announce(held.hash(), &copy);
         assert!(Arc::ptr_eq(&catalog.get(held.hash()).unwrap(), &held));
+        assert!(catalog.holds(held.hash(), &held));
+        assert!(
+            !catalog.holds(held.hash(), &copy),
+            "equal labels, another Arc"
+        );
 
         for shard in 0..2 {
             catalog.sweep(shard);

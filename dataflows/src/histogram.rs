@@ -154,6 +154,74 @@ pub fn spans_of(buckets: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
     (spans, buckets.iter().map(|b| b.1).collect())
 }
 
+/// Prometheus's `convertnhcb.TempHistogram.Convert`: a classic histogram's cumulative
+/// `(le, count)` buckets, its count and sum, as a native histogram with custom buckets
+/// (a +Inf bucket added with the count if missing; the count defaults to the last
+/// bucket's). `None` where Prometheus fails the conversion: a negative or NaN bound, a
+/// negative count, counts that are not cumulative, a count other than the +Inf bucket's.
+/// Used by `load_with_nhcb` and by scraping with `convert_classic_histograms_to_nhcb`.
+pub fn from_classic(
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: f64,
+) -> Option<FloatHistogram> {
+    let mut at = ClassicParts {
+        buckets,
+        count,
+        sum,
+    };
+    if at.count.is_some_and(|c| c < 0.0) || at.buckets.iter().any(|b| b.0.is_nan()) {
+        return None;
+    }
+    at.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    at.buckets.dedup_by(|b, a| a.0 == b.0);
+    if at.buckets.iter().any(|b| b.1 < 0.0) || at.buckets.windows(2).any(|w| w[1].1 < w[0].1) {
+        return None;
+    }
+    let count = match (at.count, at.buckets.last()) {
+        (Some(c), _) => c,
+        (None, Some(b)) => b.1,
+        (None, None) => 0.0,
+    };
+    if at.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+        at.buckets.push((f64::INFINITY, count));
+    }
+    if at.buckets.last().map(|b| b.1) != Some(count) {
+        return None;
+    }
+    let mut prev = 0.0;
+    let buckets: Vec<(i32, f64)> = at
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let c = b.1 - prev;
+            prev = b.1;
+            (i as i32, c)
+        })
+        .filter(|b| b.1 != 0.0)
+        .collect();
+    let (positive_spans, positive_buckets) = spans_of(&buckets);
+    Some(FloatHistogram {
+        schema: CUSTOM_BUCKETS_SCHEMA,
+        count,
+        sum: at.sum,
+        positive_spans,
+        positive_buckets,
+        custom_values: at.buckets[..at.buckets.len() - 1]
+            .iter()
+            .map(|b| b.0)
+            .collect(),
+        ..FloatHistogram::default()
+    })
+}
+
+struct ClassicParts {
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: f64,
+}
+
 /// Absolute bucket counts from the deltas an integer histogram is exchanged in (the
 /// protobuf exposition, remote write): each count is the previous one plus its delta.
 pub fn counts_from_deltas(deltas: &[i64]) -> Vec<f64> {

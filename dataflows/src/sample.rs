@@ -79,6 +79,8 @@ pub struct HistogramPoint {
     pub timestamp_ms: i64,
     /// The histogram, shared by every window that keeps it.
     pub histogram: Arc<FloatHistogram>,
+    /// Its start timestamp (ms; 0: none), as [`Point::start_ms`].
+    pub start_ms: i64,
 }
 
 /// One sample inside the dataflow: its series by id (labels in the catalog).
@@ -137,17 +139,19 @@ impl SampleBatch {
     }
 
     /// Appends a native-histogram sample of a series already announced (or in
-    /// [`SampleBatch::new_series`]).
+    /// [`SampleBatch::new_series`]), with its start timestamp (0: none).
     pub fn push_histogram(
         &mut self,
         series_id: u64,
         timestamp_ms: i64,
         histogram: Arc<FloatHistogram>,
+        start_ms: i64,
     ) {
         self.histograms.push(HistogramPoint {
             series_id,
             timestamp_ms,
             histogram,
+            start_ms,
         });
     }
 

@@ -69,7 +69,7 @@ fn scrape(k: i64, store: &mut MemStorage) -> SampleBatch {
             .or_default()
             .insert(t, handle(SOURCE, at));
         batch.new_series.push((l.hash(), l.clone()));
-        batch.push_histogram(l.hash(), t, h);
+        batch.push_histogram(l.hash(), t, h, 0);
         let x = labels(&[
             ("__name__", "x"),
             ("instance", &format!("h{i}")),
@@ -289,7 +289,7 @@ fn on_arrival_over_histograms_matches_the_reference_and_expires() {
             let at = (store.histograms.len() - 1) as u32;
             let handle = handle(SOURCE, at);
             store.series.entry(m.clone()).or_default().insert(t, handle);
-            batch.push_histogram(m.hash(), t, h);
+            batch.push_histogram(m.hash(), t, h, 0);
         }
         engine.feed(batch);
         engine.advance_watermark(t + 1);

@@ -26,6 +26,7 @@ pub mod alertmanager;
 pub mod alertmanager_targets;
 pub mod auth;
 pub mod body_limit;
+pub mod cluster_face;
 pub mod cors;
 pub mod dashboards;
 pub mod exemplars;

@@ -5,8 +5,9 @@
 //! Bodies are `ExportMetricsServiceRequest`s, protobuf (`application/x-protobuf`) or
 //! JSON (`application/json`), optionally gzip-compressed (`Content-Encoding: gzip`).
 //! They are translated by [`crate::remote::otlp`] with the config's `otlp:` settings and
-//! take the remote write receiver's path (`Ingester::commit`). Metrics the translation
-//! refuses (delta temporality, exponential histograms) are logged and counted in
+//! take the remote write receiver's path (`Ingester::commit`, then
+//! `Ingester::commit_histograms` for the native histograms). Metrics the translation
+//! refuses (delta temporality, exponential histograms of a scale below -4) are logged and counted in
 //! `promflow_otlp_refused_points_total`, and the rest is stored, as Prometheus logs
 //! translation errors and answers 200. Answers: 200 with an empty
 //! `ExportMetricsServiceResponse` in the request's encoding; 400 for a body that does
@@ -34,7 +35,7 @@ pub fn render_metrics(out: &mut String) {
         out,
         "promflow_otlp_refused_points_total",
         "counter",
-        "OTLP data points refused by the translation (delta temporality, exponential histograms, invalid names).",
+        "OTLP data points refused by the translation (delta temporality, exponential histograms of a scale below -4, invalid names).",
         REFUSED_POINTS.load(Ordering::Relaxed) as f64,
     );
 }
@@ -127,9 +128,20 @@ pub async fn metrics(
             "Error translating OTLP metrics to Prometheus write request"
         );
     }
-    tracing::debug!(samples = translated.samples.len(), "OTLP request");
-    if let Err(e) = service.ingester.commit(translated.samples) {
+    tracing::debug!(
+        samples = translated.samples.len(),
+        histograms = translated.histograms.len(),
+        "OTLP request"
+    );
+    let committed = service
+        .ingester
+        .commit(translated.samples)
+        .and_then(|_| service.ingester.commit_histograms(translated.histograms));
+    if let Err(e) = committed {
         return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    if service.ingester.wants_exemplars() && !translated.exemplars.is_empty() {
+        service.ingester.commit_exemplars(translated.exemplars);
     }
     // An empty ExportMetricsServiceResponse: no bytes in protobuf, `{}` in JSON.
     let (content_type, body): (&str, &[u8]) = if json {

@@ -94,6 +94,7 @@ pub async fn read(State(service): State<Arc<Service>>, body: Bytes) -> Response 
                             })
                             .collect(),
                         samples,
+                        exemplars: Vec::new(),
                         histograms,
                     }
                 })

@@ -15,14 +15,19 @@
 //! alike. Answers 204 on success, 400 for a body that does not decode (or, in 2.0,
 //! refers to symbols it lacks), 500 when storage refuses the batch (the sender
 //! retries; floats stored before the histograms failed are refused as duplicates
-//! then). 2.0 answers carry
-//! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`. 2.0 metadata and
-//! exemplars are read and not kept (promflow stores neither).
+//! then). Exemplars (1.0 and 2.0) are kept once their series' samples are stored
+//! (`Ingester::commit_exemplars`: the exemplar storage, with
+//! `--enable-feature=exemplar-storage`, its WAL records and the remote write queues),
+//! as Prometheus does: a timestamp of 0 counts as none, an out-of-order one is
+//! refused without failing the request. 2.0 answers carry
+//! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` (exemplars: those
+//! not refused as out of order). 2.0 metadata is read and not kept.
 //! The message types are in [`crate::remote::proto`].
 
 use crate::config::ProtobufMessage;
 use crate::remote::proto::{self, v2, DecodeError, WriteRequest};
 use crate::service::Service;
+use crate::storage::exemplars::Exemplar;
 use crate::storage::HistogramSample;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -168,6 +173,7 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
     tracing::debug!(series = request.timeseries.len(), "remote write request");
     let mut batch = Vec::new();
     let mut histograms = Vec::new();
+    let mut exemplars = Vec::new();
     for series in request.timeseries {
         let labels = match series_labels(
             series
@@ -180,17 +186,21 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             Err(e) => return refuse(e),
         };
         push_histograms(&mut histograms, &labels, &series.histograms);
+        push_exemplars(
+            &mut exemplars,
+            &labels,
+            series.exemplars.into_iter().map(|e| {
+                let pairs = e.labels.into_iter().map(|l| (l.name, l.value)).collect();
+                (pairs, e.value, e.timestamp)
+            }),
+        );
         push_samples(
             &mut batch,
             labels,
             series.samples.into_iter().map(|s| (s.timestamp, s.value)),
         );
     }
-    let committed = service
-        .ingester
-        .commit(batch)
-        .and_then(|_| service.ingester.commit_histograms(histograms));
-    match committed {
+    match commit(service, batch, histograms, exemplars) {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         // Not acknowledged: the sender keeps the samples and retries.
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -213,6 +223,50 @@ fn push_histograms(
     }));
 }
 
+/// A series' received exemplars (`(labels, value, timestamp)`), as Prometheus reads
+/// them: a timestamp of 0 is none.
+fn push_exemplars(
+    out: &mut Vec<(u64, Exemplar)>,
+    labels: &Labels,
+    exemplars: impl Iterator<Item = (Vec<(String, String)>, f64, i64)>,
+) {
+    let series_id = labels.hash();
+    out.extend(exemplars.map(|(pairs, value, timestamp_ms)| {
+        (
+            series_id,
+            Exemplar {
+                labels: Labels::from_pairs(pairs),
+                value,
+                timestamp_ms,
+                has_timestamp: timestamp_ms != 0,
+            },
+        )
+    }));
+}
+
+/// Stores a request's samples, then its histograms, then keeps its exemplars; returns
+/// how many exemplars were refused as out of order.
+fn commit(
+    service: &Service,
+    batch: Vec<Sample>,
+    histograms: Vec<HistogramSample>,
+    exemplars: Vec<(u64, Exemplar)>,
+) -> Result<usize, crate::storage::AppendError> {
+    let ingester = &service.ingester;
+    ingester.commit(batch)?;
+    ingester.commit_histograms(histograms)?;
+    let count = exemplars.len();
+    let out_of_order = ingester.commit_exemplars(exemplars);
+    if out_of_order > 0 {
+        tracing::debug!(
+            out_of_order,
+            count,
+            "remote write: out-of-order exemplars refused"
+        );
+    }
+    Ok(out_of_order)
+}
+
 fn push_samples(
     batch: &mut Vec<Sample>,
     labels: Arc<Labels>,
@@ -226,6 +280,19 @@ fn push_samples(
         value,
         start_ms: 0,
     }));
+}
+
+/// 2.0 label references (name, value, name, value, …) resolved by `symbol`.
+fn label_pairs<'a>(
+    refs: &[u32],
+    symbol: &impl Fn(u32) -> Result<&'a String, WriteError>,
+) -> Result<Vec<(String, String)>, WriteError> {
+    if !refs.len().is_multiple_of(2) {
+        return Err(WriteError::OddLabelRefs(refs.len()));
+    }
+    refs.chunks(2)
+        .map(|pair| Ok((symbol(pair[0])?.clone(), symbol(pair[1])?.clone())))
+        .collect()
 }
 
 fn write_v2(service: &Service, body: &[u8]) -> Response {
@@ -248,22 +315,25 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
     };
     let mut batch = Vec::new();
     let mut histograms = Vec::new();
+    let mut exemplars = Vec::new();
     for series in &request.timeseries {
-        if series.labels_refs.len() % 2 != 0 {
-            return refuse(WriteError::OddLabelRefs(series.labels_refs.len()));
-        }
-        let mut pairs = Vec::with_capacity(series.labels_refs.len() / 2);
-        for pair in series.labels_refs.chunks(2) {
-            match (symbol(pair[0]), symbol(pair[1])) {
-                (Ok(n), Ok(v)) => pairs.push((n.clone(), v.clone())),
-                (Err(e), _) | (_, Err(e)) => return refuse(e),
-            }
-        }
+        let pairs = match label_pairs(&series.labels_refs, &symbol) {
+            Ok(pairs) => pairs,
+            Err(e) => return refuse(e),
+        };
         let labels = match series_labels(pairs) {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
         push_histograms(&mut histograms, &labels, &series.histograms);
+        let mut received = Vec::with_capacity(series.exemplars.len());
+        for e in &series.exemplars {
+            match label_pairs(&e.labels_refs, &symbol) {
+                Ok(pairs) => received.push((pairs, e.value, e.timestamp)),
+                Err(e) => return refuse(e),
+            }
+        }
+        push_exemplars(&mut exemplars, &labels, received.into_iter());
         push_samples(
             &mut batch,
             labels,
@@ -271,13 +341,11 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
         );
     }
     let (samples, histogram_count) = (batch.len(), histograms.len());
-    let committed = service
-        .ingester
-        .commit(batch)
-        .and_then(|_| service.ingester.commit_histograms(histograms));
-    if let Err(e) = committed {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    }
+    let exemplar_count = exemplars.len();
+    let exemplars_written = match commit(service, batch, histograms, exemplars) {
+        Ok(out_of_order) => exemplar_count - out_of_order,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     let written = [
         (
             "X-Prometheus-Remote-Write-Samples-Written",
@@ -289,7 +357,7 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
         ),
         (
             "X-Prometheus-Remote-Write-Exemplars-Written",
-            "0".to_string(),
+            exemplars_written.to_string(),
         ),
     ];
     (StatusCode::NO_CONTENT, written).into_response()

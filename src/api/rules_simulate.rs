@@ -30,11 +30,11 @@ use crate::rules::file::RuleKind;
 use crate::rules::group::GroupState;
 use crate::rules::options::ManagerOptions;
 use crate::rules::registry::validate_group;
-use crate::rules::sinks::{HeadEvaluator, RuleEvaluator, SampleSink};
+use crate::rules::sinks::{HeadEvaluator, RuleEvaluator, RuleWrites, SampleSink};
 use crate::service::Service;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use dataflows::{Labels, Sample};
+use dataflows::Labels;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -251,7 +251,7 @@ struct Run {
 struct Discard;
 
 impl SampleSink for Discard {
-    fn commit(&self, _batch: Vec<Sample>) {}
+    fn commit(&self, _writes: RuleWrites) {}
 }
 
 fn seconds(ms: i64) -> f64 {

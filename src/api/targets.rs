@@ -7,17 +7,19 @@
 //! `scrapeInterval` and `scrapeTimeout`; `droppedTargets` lists the discovered labels
 //! of targets relabeling dropped. `?state=active|dropped|any` (default any) empties
 //! the list not asked for, as Prometheus does. Pools are sorted by name, targets in
-//! a pool by URL.
+//! a pool by URL. In a cluster, `activeTargets` gathers every process's targets
+//! (`cluster_face`); each process scrapes its own share, and all drop the same ones.
 //!
 //! `GET /api/v1/targets/relabel_steps?scrapePool=<job>&labels=<JSON object>` (as
 //! Prometheus 3.x, for its UI): what each of the pool's `relabel_configs` leaves of
 //! the given discovered labels — `{"steps": [{"rule", "output", "keep"}]}` — so a
 //! dropped target shows which step dropped it.
 
+use crate::api::cluster_face;
 use crate::config::format_duration;
 use crate::service::Service;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,6 +35,7 @@ pub struct TargetsQuery {
 pub async fn targets(
     State(service): State<Arc<Service>>,
     Query(query): Query<TargetsQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let state = query.state.unwrap_or_default().to_ascii_lowercase();
     let (show_active, show_dropped) = match state.as_str() {
@@ -49,7 +52,7 @@ pub async fn targets(
         }
     };
     let host = global_host();
-    let active: Vec<Value> = if show_active {
+    let mut active: Vec<Value> = if show_active {
         service
             .scrapes
             .targets()
@@ -74,6 +77,17 @@ pub async fn targets(
     } else {
         Vec::new()
     };
+    if show_active && !cluster_face::local_only(&service, &headers) {
+        let (peers, _unanswered) =
+            cluster_face::gather(&service, "/api/v1/targets?state=active").await;
+        for peer in peers {
+            if let Some(theirs) = peer["data"]["activeTargets"].as_array() {
+                active.extend(theirs.iter().cloned());
+            }
+        }
+        let key = |t: &Value| (t["scrapePool"].to_string(), t["scrapeUrl"].to_string());
+        active.sort_by_key(key);
+    }
     let dropped: Vec<Value> = if show_dropped {
         service
             .dropped_targets

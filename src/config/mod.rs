@@ -37,6 +37,7 @@ mod otlp;
 mod paths;
 mod raw;
 mod relabel;
+mod remote_read;
 mod remote_write;
 mod resolved;
 pub(crate) mod rule_files;
@@ -82,6 +83,7 @@ pub(crate) use http_client::{resolve_http_client, RawHttpClientConfig};
 pub use http_client::{Authorization, BasicAuth, HttpClientConfig, OAuth2, SecretFileError};
 pub use otlp::{OtlpConfig, TranslationStrategy};
 pub use relabel::compile_anchored_regex;
+pub use remote_read::RemoteReadConfig;
 pub use remote_write::{MetadataConfig, ProtobufMessage, QueueConfig, RemoteWriteConfig};
 pub use resolved::{
     AlertingConfig, AlertmanagerApiVersion, AlertmanagerConfig, GlobalConfig, RelabelAction,
@@ -125,6 +127,9 @@ pub struct Config {
     /// `remote_write:`, defaults applied.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remote_write: Vec<RemoteWriteConfig>,
+    /// `remote_read:`, defaults applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub remote_read: Vec<RemoteReadConfig>,
     /// `otlp:`: the OTLP receiver's translation settings.
     #[serde(skip_serializing_if = "OtlpConfig::is_default")]
     pub otlp: OtlpConfig,

@@ -4,8 +4,8 @@
 //!
 //! Supported: `translation_strategy` (the four strategies), `promote_resource_attributes`,
 //! `promote_all_resource_attributes` with `ignore_resource_attributes`, and
-//! `keep_identifying_resource_attributes`. `convert_histograms_to_nhcb: true` is a
-//! problem: it makes native histograms, which promflow does not store.
+//! `keep_identifying_resource_attributes` and `convert_histograms_to_nhcb` (explicit-bucket
+//! histograms stored as native histograms with custom buckets instead of classic series).
 
 use std::collections::BTreeSet;
 
@@ -66,6 +66,10 @@ pub struct OtlpConfig {
     /// Keep `service.name`, `service.namespace`, `service.instance.id` on `target_info`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub keep_identifying_resource_attributes: bool,
+    /// Explicit-bucket histograms as native histograms with custom buckets (schema -53)
+    /// instead of classic `_bucket`/`_sum`/`_count` series.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub convert_histograms_to_nhcb: bool,
 }
 
 impl OtlpConfig {
@@ -101,12 +105,6 @@ pub(crate) fn resolve_otlp(
             TranslationStrategy::default()
         }
     };
-    if raw.convert_histograms_to_nhcb == Some(true) {
-        problems.push(
-            path.key("convert_histograms_to_nhcb"),
-            "promflow stores no native histograms: OTLP histograms are stored as classic _bucket/_sum/_count series",
-        );
-    }
     let promote_all = raw.promote_all_resource_attributes.unwrap_or(false);
     let promote = attribute_list(
         raw.promote_resource_attributes.as_deref(),
@@ -140,6 +138,7 @@ pub(crate) fn resolve_otlp(
         keep_identifying_resource_attributes: raw
             .keep_identifying_resource_attributes
             .unwrap_or(false),
+        convert_histograms_to_nhcb: raw.convert_histograms_to_nhcb.unwrap_or(false),
     }
 }
 
@@ -194,13 +193,18 @@ mod tests {
             TranslationStrategy::NoTranslation
         );
         assert!(load("").unwrap().otlp.is_default());
+        assert!(
+            load("otlp:\n  convert_histograms_to_nhcb: true\n")
+                .unwrap()
+                .otlp
+                .convert_histograms_to_nhcb
+        );
         for (yaml, message) in [
             ("otlp:\n  promote_resource_attributes: [a, a]\n", "duplicated promoted OTel resource attribute \"a\""),
             ("otlp:\n  promote_resource_attributes: ['  ']\n", "empty promoted OTel resource attribute"),
             ("otlp:\n  translation_strategy: Bogus\n", "unsupported OTLP translation strategy \"Bogus\""),
             ("otlp:\n  promote_all_resource_attributes: true\n  promote_resource_attributes: [a]\n", "cannot be configured simultaneously"),
             ("otlp:\n  ignore_resource_attributes: [a]\n", "cannot be configured unless 'promote_all_resource_attributes' is true"),
-            ("otlp:\n  convert_histograms_to_nhcb: true\n", "promflow stores no native histograms"),
             ("remote_write:\n- url: http://x/w\n  protobuf_message: foo\n", "unknown remote write protobuf message \"foo\""),
         ] {
             let err = load(yaml).unwrap_err();

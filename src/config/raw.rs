@@ -61,7 +61,7 @@ impl<'de> Deserialize<'de> for ScalarText {
 }
 
 /// The whole file. Top-level keys of Prometheus 2.42 that promflow does not
-/// support (`remote_read`, `tracing`, `storage: tsdb`) are reported as unsupported.
+/// support (`tracing`, `storage: tsdb`) are reported as unsupported.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawConfig {
     pub global: Option<RawGlobalConfig>,
@@ -69,6 +69,7 @@ pub(crate) struct RawConfig {
     pub rule_files: Option<Vec<ScalarText>>,
     pub alerting: Option<RawAlertingConfig>,
     pub remote_write: Option<Vec<Option<WithHttpClient<RawRemoteWriteConfig>>>>,
+    pub remote_read: Option<Vec<Option<WithHttpClient<RawRemoteReadConfig>>>>,
     pub otlp: Option<RawOtlpConfig>,
     pub storage: Option<RawStorageConfig>,
 }
@@ -105,6 +106,7 @@ pub(crate) struct RawGlobalConfig {
     pub external_labels: Option<BTreeMap<String, ScalarText>>,
     pub scrape_protocols: Option<Vec<ScalarText>>,
     pub scrape_native_histograms: Option<bool>,
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
 }
 
 /// One entry of `scrape_configs:`, besides its HTTP client settings and service
@@ -128,6 +130,7 @@ pub(crate) struct RawScrapeConfig {
     pub scrape_protocols: Option<Vec<ScalarText>>,
     pub scrape_native_histograms: Option<bool>,
     pub always_scrape_classic_histograms: Option<bool>,
+    pub convert_classic_histograms_to_nhcb: Option<bool>,
     pub native_histogram_bucket_limit: Option<u64>,
     pub native_histogram_min_bucket_factor: Option<f64>,
     pub relabel_configs: Option<Vec<RawRelabelConfig>>,
@@ -175,7 +178,20 @@ pub(crate) struct RawRemoteWriteConfig {
     pub queue_config: Option<RawQueueConfig>,
     pub metadata_config: Option<RawMetadataConfig>,
     pub protobuf_message: Option<ScalarText>,
+    pub send_exemplars: Option<bool>,
     pub send_native_histograms: Option<bool>,
+}
+
+/// One entry of `remote_read:`, besides its HTTP client settings.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawRemoteReadConfig {
+    pub url: Option<ScalarText>,
+    pub name: Option<ScalarText>,
+    pub remote_timeout: Option<ScalarText>,
+    pub headers: Option<BTreeMap<String, ScalarText>>,
+    pub read_recent: Option<bool>,
+    pub required_matchers: Option<BTreeMap<String, ScalarText>>,
+    pub filter_external_labels: Option<bool>,
 }
 
 /// `remote_write[].queue_config:`.

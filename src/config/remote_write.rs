@@ -3,7 +3,7 @@
 //!
 //! Supported: `url`, `name`, `remote_timeout`, `headers` (reserved ones refused as in
 //! Prometheus), `write_relabel_configs`, `basic_auth`, `authorization`, `tls_config`, `queue_config`,
-//! `metadata_config` and `send_native_histograms`. promflow sends no metadata: `metadata_config.send: true` is a
+//! `metadata_config`, `send_exemplars` and `send_native_histograms`. promflow sends no metadata: `metadata_config.send: true` is a
 //! problem (the default here is `false`), never silently ignored.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +46,11 @@ pub struct RemoteWriteConfig {
     /// when 1.0, so that `remote_name` hashes stay what they were.
     #[serde(skip_serializing_if = "ProtobufMessage::is_v1")]
     pub protobuf_message: ProtobufMessage,
+    /// Whether exemplars are sent with the samples (default `false`, as in
+    /// Prometheus; there are exemplars only with exemplar storage on). Left out of the
+    /// JSON form when `false`, like Prometheus's `omitempty`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub send_exemplars: bool,
     /// Whether native histograms are sent (default `false`, as in Prometheus). Left
     /// out of the JSON form when `false`, like Prometheus's `omitempty`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -158,6 +163,26 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-amz-content-sha256",
 ];
 
+/// The `headers:` of a `remote_write` or `remote_read` entry at `path`: reserved
+/// ones are problems, as in Prometheus.
+pub(super) fn resolve_headers(
+    raw: Option<&BTreeMap<String, super::raw::ScalarText>>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> BTreeMap<String, String> {
+    let mut headers = BTreeMap::new();
+    for (name, value) in raw.into_iter().flatten() {
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            problems.push(
+                path.key("headers").key(name),
+                format!("{name} is a reserved header. It must not be changed"),
+            );
+        }
+        headers.insert(name.clone(), value.0.clone());
+    }
+    headers
+}
+
 /// Resolves `remote_write:`.
 pub(crate) fn resolve_remote_write(
     raw: &[Option<WithHttpClient<RawRemoteWriteConfig>>],
@@ -203,16 +228,7 @@ fn resolve_one(
             format!("unsupported scheme in remote_write url {url:?}: use http or https"),
         );
     }
-    let mut headers = BTreeMap::new();
-    for (name, value) in raw.headers.iter().flatten() {
-        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            problems.push(
-                path.key("headers").key(name),
-                format!("{name} is a reserved header. It must not be changed"),
-            );
-        }
-        headers.insert(name.clone(), value.0.clone());
-    }
+    let headers = resolve_headers(raw.headers.as_ref(), path, problems);
     let http = resolve_http_client(raw.http(), base_dir, path, problems);
     RemoteWriteConfig {
         url,
@@ -240,6 +256,7 @@ fn resolve_one(
             &path.key("metadata_config"),
             problems,
         ),
+        send_exemplars: raw.send_exemplars.unwrap_or(false),
         send_native_histograms: raw.send_native_histograms.unwrap_or(false),
         protobuf_message: match raw.protobuf_message.as_ref().map(|m| m.0.as_str()) {
             None | Some("") => ProtobufMessage::V1,

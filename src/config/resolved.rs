@@ -56,6 +56,9 @@ pub struct GlobalConfig {
     /// Default of the jobs' `scrape_native_histograms` (Prometheus 3.8).
     #[serde(skip_serializing_if = "is_false")]
     pub scrape_native_histograms: bool,
+    /// Default of the jobs' `convert_classic_histograms_to_nhcb` (Prometheus 3.x).
+    #[serde(skip_serializing_if = "is_false")]
+    pub convert_classic_histograms_to_nhcb: bool,
 }
 
 /// A scrape protocol of `scrape_protocols`, named as Prometheus names them.
@@ -223,20 +226,25 @@ pub struct ScrapeConfig {
     #[serde(skip_serializing_if = "is_default_protocols")]
     pub scrape_protocols: Vec<ScrapeProtocol>,
     /// Whether native histograms are wanted (Prometheus 3.8's per-job switch): it
-    /// makes the protobuf format the default first choice. promflow does not store
-    /// native histograms yet, so their classic buckets are what is kept.
+    /// makes the protobuf format the default first choice, and a native histogram is
+    /// stored as one histogram sample.
     #[serde(skip_serializing_if = "is_false")]
     pub scrape_native_histograms: bool,
-    /// Keep the classic buckets of histograms also exposed as native ones (always
-    /// the case while native histograms are not stored).
+    /// Keep the classic buckets of histograms also exposed as native ones.
     #[serde(skip_serializing_if = "is_false")]
     pub always_scrape_classic_histograms: bool,
-    /// Most buckets of a native histogram before they are merged; 0 means no
-    /// limit. Accepted; takes effect once native histograms are stored.
+    /// Store each scraped classic histogram (without a native part) also as a native
+    /// histogram with custom buckets (schema -53) of the series named without suffix;
+    /// its classic series are then kept only with `always_scrape_classic_histograms`
+    /// (Prometheus 3.x's `NHCBParser`).
+    #[serde(skip_serializing_if = "is_false")]
+    pub convert_classic_histograms_to_nhcb: bool,
+    /// Most buckets of a native histogram before they are merged (a scrape over it
+    /// fails at the lowest schema); 0 means no limit.
     #[serde(skip_serializing_if = "is_zero")]
     pub native_histogram_bucket_limit: u64,
     /// Smallest growth factor between native buckets before they are merged; 0
-    /// means none. Accepted; takes effect once native histograms are stored.
+    /// means none.
     #[serde(skip_serializing_if = "is_zero_float")]
     pub native_histogram_min_bucket_factor: f64,
     /// How every scrape authenticates and connects (`tls_config` for `scheme: https`).

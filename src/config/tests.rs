@@ -414,8 +414,8 @@ fn prometheus_fields_promflow_lacks_are_errors_not_ignored() {
     let text = "\
 global:
   query_log_file: /tmp/q.log
-remote_read:
-- url: http://x/api/v1/read
+tracing:
+  endpoint: x
 storage:
   tsdb: {}
 scrape_configs:
@@ -429,9 +429,35 @@ scrape_configs:
         text,
         [
             "prometheus.yml:2: global.query_log_file: field query_log_file is not supported by promflow yet",
-            "prometheus.yml:3: remote_read: field remote_read is not supported by promflow yet",
+            "prometheus.yml:3: tracing: field tracing is not supported by promflow yet",
             "prometheus.yml:6: storage.tsdb: field tsdb is not supported by promflow yet",
             "prometheus.yml:9: scrape_configs[0].consul_sd_configs: field consul_sd_configs is not supported by promflow yet",
+        ]
+    );
+}
+
+#[test]
+fn remote_read_entries_take_prometheus_defaults_and_checks() {
+    let config = load(
+        "remote_read:\n- url: http://127.0.0.1:9/api/v1/read\n- url: https://r.example/read\n  name: archive\n  read_recent: true\n  remote_timeout: 5s\n  required_matchers: {job: old}\n  filter_external_labels: false\n  headers: {X-Scope: a}\n  basic_auth: {username: u, password: p}\n",
+    );
+    let [plain, archive] = &config.remote_read[..] else {
+        panic!("{:?}", config.remote_read)
+    };
+    assert_eq!(plain.remote_timeout, std::time::Duration::from_secs(60));
+    assert!(!plain.read_recent && plain.filter_external_labels);
+    assert!(plain.required_matchers.is_empty() && plain.name.is_empty());
+    assert_eq!(archive.name, "archive");
+    assert!(archive.read_recent && !archive.filter_external_labels);
+    assert_eq!(archive.remote_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(archive.required_matchers["job"], "old");
+    assert_eq!(archive.headers["X-Scope"], "a");
+    assert_problems!(
+        "remote_read:\n- url: ''\n- url: http://a/r\n  name: n\n  headers: {Content-Type: x}\n- url: http://b/r\n  name: n\n",
+        [
+            "prometheus.yml:2: remote_read[0].url: url for remote_read is empty",
+            "prometheus.yml:5: remote_read[1].headers.Content-Type: Content-Type is a reserved header. It must not be changed",
+            "prometheus.yml:7: remote_read[2].name: found multiple remote read configs with job name \"n\"",
         ]
     );
 }
@@ -1164,6 +1190,23 @@ fn scrape_protocols_are_checked_and_defaulted_as_prometheus_does() {
     assert!(native.always_scrape_classic_histograms);
     assert_eq!(native.native_histogram_bucket_limit, 160);
     assert_eq!(native.native_histogram_min_bucket_factor, 1.1);
+    assert!(!native.convert_classic_histograms_to_nhcb);
+    // convert_classic_histograms_to_nhcb: the job's, else the global one.
+    let nhcb = |yaml: &str| {
+        load(yaml)
+            .scrape_configs
+            .iter()
+            .map(|j| j.convert_classic_histograms_to_nhcb)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        nhcb("global:\n  convert_classic_histograms_to_nhcb: true\nscrape_configs:\n- job_name: a\n- job_name: b\n  convert_classic_histograms_to_nhcb: false\n"),
+        [true, false]
+    );
+    assert_eq!(
+        nhcb("scrape_configs:\n- job_name: a\n  convert_classic_histograms_to_nhcb: true\n"),
+        [true]
+    );
 }
 
 #[test]

@@ -42,14 +42,14 @@ const SERVICE_DISCOVERY_FIELDS: &[&str] = &[
 /// `parent_keys`, is a Prometheus 2.42 field that promflow does not support yet.
 pub(crate) fn is_unsupported_prometheus_field(parent_keys: &[&str], field: &str) -> bool {
     match parent_keys {
-        [] => matches!(field, "remote_read" | "tracing"),
+        [] => field == "tracing",
         ["storage"] => field == "tsdb",
         ["global"] => field == "query_log_file",
         ["scrape_configs"] | ["alerting", "alertmanagers"] => {
             SERVICE_DISCOVERY_FIELDS.contains(&field)
         }
         ["remote_write"] => {
-            matches!(field, "send_exemplars" | "sigv4" | "azuread")
+            matches!(field, "sigv4" | "azuread")
         }
         _ => false,
     }
@@ -61,7 +61,7 @@ mod tests {
 
     #[test]
     fn tells_unsupported_from_unknown() {
-        assert!(is_unsupported_prometheus_field(&[], "remote_read"));
+        assert!(is_unsupported_prometheus_field(&[], "tracing"));
         assert!(is_unsupported_prometheus_field(&["remote_write"], "sigv4"));
         assert!(is_unsupported_prometheus_field(
             &["scrape_configs"],

@@ -114,6 +114,13 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
         problems,
     );
 
+    let remote_read = super::remote_read::resolve_remote_read(
+        raw.remote_read.as_deref().unwrap_or(&[]),
+        base_dir,
+        &root.key("remote_read"),
+        problems,
+    );
+
     let otlp = super::otlp::resolve_otlp(raw.otlp.as_ref(), &root.key("otlp"), problems);
     let mut storage = super::StorageConfig::default();
     if let Some(max) = raw
@@ -132,6 +139,7 @@ pub(crate) fn resolve_config(raw: &RawConfig, base_dir: &Path, problems: &mut Pr
         rule_files,
         scrape_configs,
         remote_write,
+        remote_read,
         otlp,
         storage,
     }
@@ -217,6 +225,7 @@ fn resolve_global(
         scrape_native_histograms: raw
             .scrape_native_histograms
             .unwrap_or_else(super::native_histograms_feature),
+        convert_classic_histograms_to_nhcb: raw.convert_classic_histograms_to_nhcb.unwrap_or(false),
     }
 }
 
@@ -421,6 +430,9 @@ fn resolve_scrape_config(
         scrape_protocols,
         scrape_native_histograms,
         always_scrape_classic_histograms: raw.always_scrape_classic_histograms.unwrap_or(false),
+        convert_classic_histograms_to_nhcb: raw
+            .convert_classic_histograms_to_nhcb
+            .unwrap_or(global.convert_classic_histograms_to_nhcb),
         native_histogram_bucket_limit: raw.native_histogram_bucket_limit.unwrap_or(0),
         native_histogram_min_bucket_factor: raw.native_histogram_min_bucket_factor.unwrap_or(0.0),
         http,

@@ -1,5 +1,5 @@
-//! OTLP metrics → Prometheus samples, translated as Prometheus 3.x's OTLP receiver does
-//! without native histograms (`storage/remote/otlptranslator/prometheusremotewrite`,
+//! OTLP metrics → Prometheus samples and native histograms, translated as Prometheus
+//! 3.x's OTLP receiver does (`storage/remote/otlptranslator/prometheusremotewrite`,
 //! names by `github.com/prometheus/otlptranslator`).
 //!
 //! Contract, per resource of an [`ExportMetricsServiceRequest`]:
@@ -16,12 +16,20 @@
 //!   `instance` (`service.instance.id`) from the resource.
 //! - Gauges and non-monotonic sums are gauges; monotonic sums counters; explicit-bucket
 //!   histograms classic `_bucket{le}`/`_sum`/`_count` series (`le` as Go's
-//!   `FormatFloat(b, 'f', -1)`, `+Inf` = count); summaries `{quantile}`/`_sum`/`_count`.
-//!   A point flagged "no recorded value" becomes a stale marker.
-//! - Sums and histograms must be cumulative: delta (or unspecified) temporality is
-//!   refused per metric, as Prometheus does without `otlp-deltatocumulative` /
-//!   `otlp-native-delta-ingestion`. Exponential histograms need native histograms,
-//!   which promflow does not store: refused per metric and counted.
+//!   `FormatFloat(b, 'f', -1)`, `+Inf` = count), or with `otlp.convert_histograms_to_nhcb`
+//!   instead one native histogram with custom buckets (schema -53) per point, of the
+//!   series named without suffix; summaries `{quantile}`/`_sum`/`_count`.
+//!   Exponential histograms are native histograms of the series named without suffix
+//!   (see [`exponential_histogram`]: scale → schema, above 8 merged down to 8, below -4
+//!   refused). A point flagged "no recorded value" becomes a stale marker (for a
+//!   histogram series, the float one promflow's storage keeps).
+//! - Sums and histograms (either kind) must be cumulative: delta (or unspecified)
+//!   temporality is refused per metric, as Prometheus does without
+//!   `otlp-deltatocumulative` / `otlp-native-delta-ingestion`.
+//! - The exemplars of native histograms (exponential, and NHCB) are returned by series
+//!   id, as Prometheus 3.x makes them (see [`exemplar`]). Not read: start times
+//!   (Prometheus uses them only for created-timestamp ingestion, which promflow
+//!   refuses), the exemplars of sums and classic histograms, min and max.
 //! - `target_info{job, instance, <other resource attributes>} 1` when the resource has
 //!   attributes besides the three identifying ones and has a `job` or `instance`: one
 //!   sample every half lookback delta from the resource's earliest to its latest point,
@@ -31,9 +39,13 @@
 //!   logs it, as Prometheus logs translation errors and stores the rest.
 
 use super::otlp_proto::{
-    self, AnyValue, Data, ExportMetricsServiceRequest, KeyValue, Metric, NumberValue, Resource,
+    self, AnyValue, Data, ExponentialBuckets, ExponentialHistogramDataPoint,
+    ExportMetricsServiceRequest, HistogramDataPoint, KeyValue, Metric, NumberValue, Resource,
 };
 use crate::config::{OtlpConfig, TranslationStrategy};
+use crate::storage::exemplars::Exemplar;
+use crate::storage::HistogramSample;
+use dataflows::histogram::{spans_of, CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
 use dataflows::{Labels, Sample, STALE_MARKER};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,11 +53,19 @@ use std::sync::Arc;
 /// What a request translated to.
 #[derive(Default)]
 pub struct Translated {
-    /// The samples, in the order of the request.
+    /// The samples, in the order of the request (stale markers of native-histogram
+    /// series among them: a histogram series' stale marker is a float sample).
     pub samples: Vec<Sample>,
+    /// The native histograms (exponential histograms; explicit-bucket ones with
+    /// `convert_histograms_to_nhcb`), in the order of the request.
+    pub histograms: Vec<HistogramSample>,
+    /// The native histograms' exemplars, by series id (kept when exemplar storage is
+    /// on).
+    pub exemplars: Vec<(u64, Exemplar)>,
     /// Why metrics were refused, one line each.
     pub refused: Vec<String>,
-    /// Points of refused metrics (delta, exponential histograms, bad names).
+    /// Points of refused metrics (delta, bad names, exponential histograms of a
+    /// scale below -4).
     pub refused_points: usize,
 }
 
@@ -84,7 +104,7 @@ pub fn translate(
                 earliest = earliest.min(t);
                 latest = latest.max(t);
             }
-            if let Err(reason) = ctx.metric(metric, &mut out.samples) {
+            if let Err(reason) = ctx.metric(metric, config, &mut out) {
                 out.refused_points += point_times(metric).count();
                 out.refused.push(reason.to_string());
             }
@@ -223,13 +243,47 @@ impl<'a> ResourceContext<'a> {
         });
     }
 
-    /// Appends one metric's samples, or says why it is refused.
-    fn metric(&self, metric: &Metric, out: &mut Vec<Sample>) -> Result<(), MetricError> {
+    fn push_histogram(
+        &self,
+        out: &mut Translated,
+        labels: Arc<Labels>,
+        time_nanos: u64,
+        flags: u32,
+        histogram: FloatHistogram,
+        exemplars: &[otlp_proto::Exemplar],
+    ) {
+        if flags & otlp_proto::FLAG_NO_RECORDED_VALUE != 0 {
+            // Prometheus appends a histogram whose sum is the stale NaN; promflow's
+            // stale marker of a histogram series is the float one.
+            self.push(&mut out.samples, labels, time_nanos, STALE_MARKER);
+            return;
+        }
+        let series_id = labels.hash();
+        out.exemplars.extend(
+            exemplars
+                .iter()
+                .map(|e| (series_id, exemplar(e, ms(time_nanos)))),
+        );
+        out.histograms.push(HistogramSample {
+            series_id: labels.hash(),
+            labels,
+            timestamp_ms: ms(time_nanos),
+            histogram,
+        });
+    }
+
+    /// Appends one metric's samples, or says why it is refused. An exponential
+    /// histogram's point that cannot be converted refuses it and the metric's later
+    /// points (its earlier ones are kept), as Prometheus returns at the first error.
+    fn metric(
+        &self,
+        metric: &Metric,
+        config: &OtlpConfig,
+        translated: &mut Translated,
+    ) -> Result<(), MetricError> {
         let kind = match &metric.data {
             None => return Err(MetricError::NoType(metric.name.clone())),
-            Some(Data::ExponentialHistogram(_)) => {
-                return Err(MetricError::ExponentialHistogram(metric.name.clone()))
-            }
+            Some(Data::ExponentialHistogram(_)) => Kind::Histogram,
             Some(Data::Gauge(_)) => Kind::Gauge,
             Some(Data::Sum(s)) if s.is_monotonic => Kind::MonotonicCounter,
             Some(Data::Sum(_)) => Kind::NonMonotonicCounter,
@@ -239,6 +293,7 @@ impl<'a> ResourceContext<'a> {
         let temporality = match &metric.data {
             Some(Data::Sum(s)) => Some(s.aggregation_temporality),
             Some(Data::Histogram(h)) => Some(h.aggregation_temporality),
+            Some(Data::ExponentialHistogram(h)) => Some(h.aggregation_temporality),
             _ => None,
         };
         if let Some(t) = temporality {
@@ -250,6 +305,7 @@ impl<'a> ResourceContext<'a> {
             }
         }
         let name = metric_name(&metric.name, &metric.unit, kind, self.strategy)?;
+        let out = &mut translated.samples;
         let stale = |flags: u32, v: f64| {
             if flags & otlp_proto::FLAG_NO_RECORDED_VALUE != 0 {
                 STALE_MARKER
@@ -268,6 +324,39 @@ impl<'a> ResourceContext<'a> {
                     };
                     let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
                     self.push(out, labels, p.time_unix_nano, stale(p.flags, value));
+                }
+            }
+            Some(Data::Histogram(h)) if config.convert_histograms_to_nhcb => {
+                for p in &h.data_points {
+                    let histogram = custom_buckets_histogram(p);
+                    let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
+                    self.push_histogram(
+                        translated,
+                        labels,
+                        p.time_unix_nano,
+                        p.flags,
+                        histogram,
+                        &p.exemplars,
+                    );
+                }
+            }
+            Some(Data::ExponentialHistogram(h)) => {
+                for p in &h.data_points {
+                    let histogram = exponential_histogram(p).map_err(|reason| {
+                        MetricError::ExponentialHistogram {
+                            name: metric.name.clone(),
+                            reason,
+                        }
+                    })?;
+                    let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
+                    self.push_histogram(
+                        translated,
+                        labels,
+                        p.time_unix_nano,
+                        p.flags,
+                        histogram,
+                        &p.exemplars,
+                    );
                 }
             }
             Some(Data::Histogram(h)) => {
@@ -344,7 +433,7 @@ impl<'a> ResourceContext<'a> {
                     }
                 }
             }
-            None | Some(Data::ExponentialHistogram(_)) => unreachable!("refused above"),
+            None => unreachable!("refused above"),
         }
         Ok(())
     }
@@ -573,15 +662,148 @@ fn clean_unit(unit: &str) -> String {
     out.trim_start_matches('_').to_string()
 }
 
+/// Prometheus's `maxExemplarRunes`: the filtered attributes are left out of an
+/// exemplar's labels when they and the ids would exceed it.
+const MAX_EXEMPLAR_RUNES: usize = 128;
+
+/// An OTLP exemplar as Prometheus 3.x keeps it (`getPromExemplars`): its value, its
+/// time (`point_ms`, the point's, when it has none), labels `trace_id` and `span_id`
+/// (hex) when set and its filtered attributes (names as sent) unless they would make
+/// the labels longer than [`MAX_EXEMPLAR_RUNES`] characters.
+fn exemplar(e: &otlp_proto::Exemplar, point_ms: i64) -> Exemplar {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut labels: Vec<(String, String)> = Vec::new();
+    let mut runes = 0;
+    for (key, id) in [("trace_id", &e.trace_id), ("span_id", &e.span_id)] {
+        if !id.is_empty() && id.iter().any(|&b| b != 0) {
+            let value = hex(id);
+            runes += key.chars().count() + value.chars().count();
+            labels.push((key.to_string(), value));
+        }
+    }
+    let attributes: Vec<(String, String)> = e
+        .filtered_attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), value_string(kv.value.as_ref())))
+        .collect();
+    runes += attributes
+        .iter()
+        .map(|(k, v)| k.chars().count() + v.chars().count())
+        .sum::<usize>();
+    if runes <= MAX_EXEMPLAR_RUNES {
+        labels.extend(attributes);
+    }
+    labels.sort();
+    let ts = ms(e.time_unix_nano);
+    Exemplar {
+        labels: Labels::from_pairs(labels),
+        value: match e.value {
+            Some(otlp_proto::ExemplarValue::AsDouble(d)) => d,
+            Some(otlp_proto::ExemplarValue::AsInt(i)) => i as f64,
+            None => 0.0,
+        },
+        timestamp_ms: if ts != 0 { ts } else { point_ms },
+        has_timestamp: ts != 0,
+    }
+}
+
+/// Prometheus's schemas of exponential histograms: -4 ..= 8.
+const MIN_SCHEMA: i32 = -4;
+const MAX_SCHEMA: i32 = 8;
+
+/// The zero threshold Prometheus 3.x gives every converted exponential histogram (it
+/// does not read the point's `zero_threshold` yet).
+const OTLP_ZERO_THRESHOLD: f64 = 1e-128;
+
+/// An exponential-histogram point as Prometheus 3.x converts it
+/// (`exponentialToNativeHistogram`): schema = scale, a scale above 8 reduced to 8 by
+/// merging `2^(scale-8)` neighbouring buckets, a scale below -4 refused; OTel's bucket
+/// `i` (`(base^i, base^(i+1)]`) is Prometheus's bucket `i+1` (`(base^i, base^(i+1)]`
+/// under Prometheus's "upper bound `base^idx`" numbering); zero count, count and sum
+/// as sent (a missing sum is 0); the zero threshold [`OTLP_ZERO_THRESHOLD`]; hint
+/// unknown (cumulative). Empty buckets are left out, which Prometheus's queries do not
+/// tell apart.
+fn exponential_histogram(p: &ExponentialHistogramDataPoint) -> Result<FloatHistogram, String> {
+    if p.scale < MIN_SCHEMA {
+        return Err(format!(
+            "cannot convert exponential to native histogram. Scale must be >= {MIN_SCHEMA}, was {}",
+            p.scale
+        ));
+    }
+    let scale_down = (p.scale - MAX_SCHEMA).max(0) as u32;
+    let buckets = |b: &Option<ExponentialBuckets>| {
+        let mut merged: Vec<(i32, f64)> = Vec::new();
+        let Some(b) = b else { return merged };
+        for (i, &n) in b.bucket_counts.iter().enumerate() {
+            // Go's `(i + offset) >> scaleDown + 1`: an arithmetic shift, floor for
+            // negative indexes.
+            let otel = b.offset as i64 + i as i64;
+            let idx = ((otel >> scale_down) + 1) as i32;
+            match merged.last_mut() {
+                Some(last) if last.0 == idx => last.1 += n as f64,
+                _ => merged.push((idx, n as f64)),
+            }
+        }
+        merged.retain(|b| b.1 != 0.0);
+        merged
+    };
+    let (positive_spans, positive_buckets) = spans_of(&buckets(&p.positive));
+    let (negative_spans, negative_buckets) = spans_of(&buckets(&p.negative));
+    Ok(FloatHistogram {
+        counter_reset_hint: CounterResetHint::Unknown,
+        schema: p.scale.min(MAX_SCHEMA),
+        zero_threshold: OTLP_ZERO_THRESHOLD,
+        zero_count: p.zero_count as f64,
+        count: p.count as f64,
+        sum: p.sum.unwrap_or(0.0),
+        positive_spans,
+        negative_spans,
+        positive_buckets,
+        negative_buckets,
+        custom_values: Vec::new(),
+    })
+}
+
+/// An explicit-bucket point as a native histogram with custom buckets, as Prometheus
+/// 3.x converts it with `convert_histograms_to_nhcb` (`explicitHistogramToCustomBucketsHistogram`):
+/// schema -53, the explicit bounds as the custom values (the last bucket is the
+/// implicit `+Inf` one), bucket `i` = `bucket_counts[i]` (empty ones left out), count
+/// and sum as sent, hint unknown.
+fn custom_buckets_histogram(p: &HistogramDataPoint) -> FloatHistogram {
+    let buckets: Vec<(i32, f64)> = p
+        .bucket_counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n != 0)
+        .map(|(i, &n)| (i as i32, n as f64))
+        .collect();
+    let (positive_spans, positive_buckets) = spans_of(&buckets);
+    FloatHistogram {
+        counter_reset_hint: CounterResetHint::Unknown,
+        schema: CUSTOM_BUCKETS_SCHEMA,
+        count: p.count as f64,
+        sum: p.sum.unwrap_or(0.0),
+        positive_spans,
+        positive_buckets,
+        custom_values: p.explicit_bounds.clone(),
+        ..FloatHistogram::default()
+    }
+}
+
 /// Why an OTLP metric is refused (each refused metric's text is logged).
 #[derive(Debug, thiserror::Error)]
 pub enum MetricError {
     /// The metric has no data.
     #[error("unsupported metric type (none) for metric {0:?}")]
     NoType(String),
-    /// An exponential histogram.
-    #[error("exponential histogram {0:?} refused: it needs native histograms, which promflow does not store")]
-    ExponentialHistogram(String),
+    /// An exponential histogram point that has no native histogram.
+    #[error("exponential histogram {name:?}: {reason}")]
+    ExponentialHistogram {
+        /// The metric.
+        name: String,
+        /// Prometheus's wording.
+        reason: String,
+    },
     /// A temporality other than cumulative.
     #[error("invalid temporality and type combination for metric {name:?}{}", if *.delta { " (delta temporality is refused, as Prometheus does without otlp-deltatocumulative)" } else { "" })]
     Temporality {
@@ -925,5 +1147,185 @@ mod tests {
                 "target_info"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::*;
+    use dataflows::histogram::exponential_bound;
+
+    fn point(scale: i32, offset: i32, counts: &[u64]) -> ExponentialHistogramDataPoint {
+        ExponentialHistogramDataPoint {
+            scale,
+            count: counts.iter().sum::<u64>() + 2,
+            zero_count: 2,
+            sum: Some(12.5),
+            positive: Some(ExponentialBuckets {
+                offset,
+                bucket_counts: counts.to_vec(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// `(lower, upper, count)` of the positive buckets, bounds from the OTel spec:
+    /// bucket `i` of scale `s` is `(2^(i·2^-s), 2^((i+1)·2^-s)]`.
+    fn otel_bucket(i: i64, scale: i32) -> (f64, f64) {
+        let base = |i: i64| 2f64.powf(i as f64 * 2f64.powi(-scale));
+        (base(i), base(i + 1))
+    }
+
+    #[test]
+    fn exponential_buckets_keep_their_bounds() {
+        // Scale 3: each OTel bucket is one Prometheus bucket with the same bounds.
+        let h = exponential_histogram(&point(3, -2, &[1, 0, 4, 2])).unwrap();
+        assert_eq!(
+            (h.schema, h.zero_count, h.count, h.sum),
+            (3, 2.0, 9.0, 12.5)
+        );
+        assert_eq!(h.zero_threshold, 1e-128);
+        let got: Vec<(f64, f64, f64)> = h
+            .positive()
+            .into_iter()
+            .map(|(idx, n)| (exponential_bound(idx - 1, 3), exponential_bound(idx, 3), n))
+            .collect();
+        let want: Vec<(f64, f64, f64)> = [(-2, 1.0), (0, 4.0), (1, 2.0)]
+            .into_iter()
+            .map(|(i, n)| {
+                let (lo, up) = otel_bucket(i, 3);
+                (lo, up, n)
+            })
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g.0 - w.0).abs() < 1e-12 && (g.1 - w.1).abs() < 1e-12 && g.2 == w.2,
+                "{got:?} vs {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scales_above_8_merge_and_below_minus_4_are_refused() {
+        // Scale 10 → schema 8: four OTel buckets per Prometheus bucket. OTel -3..=1:
+        // -3, -2, -1 lie in (2^(-4/1024), 1] = schema-8 bucket 0; 0, 1 in (1, 2^(1/256)]
+        // = bucket 1.
+        let h = exponential_histogram(&point(10, -3, &[1, 1, 1, 1, 1])).unwrap();
+        assert_eq!(h.schema, 8);
+        assert_eq!(h.positive(), [(0, 3.0), (1, 2.0)]);
+        assert!((exponential_bound(0, 8) - 1.0).abs() < 1e-12);
+        // Scale 20 → 8: 4096 OTel buckets per bucket; 4095 and 4096 straddle a bound.
+        let h = exponential_histogram(&point(20, 4095, &[5, 7])).unwrap();
+        assert_eq!(h.positive(), [(1, 5.0), (2, 7.0)]);
+        let err = exponential_histogram(&point(-5, 0, &[1])).unwrap_err();
+        assert_eq!(
+            err,
+            "cannot convert exponential to native histogram. Scale must be >= -4, was -5"
+        );
+        // Negative buckets mirror the positive ones.
+        let mut p = point(0, 0, &[]);
+        p.negative = Some(ExponentialBuckets {
+            offset: 1,
+            bucket_counts: vec![3],
+        });
+        let h = exponential_histogram(&p).unwrap();
+        assert_eq!(h.negative(), [(2, 3.0)]);
+        assert!(h.positive().is_empty());
+    }
+
+    #[test]
+    fn exemplars_carry_ids_in_hex_and_short_attributes() {
+        let e = otlp_proto::Exemplar {
+            filtered_attributes: vec![KeyValue {
+                key: "user.id".into(),
+                value: Some(AnyValue {
+                    value: Some(otlp_proto::Value::IntValue(7)),
+                }),
+            }],
+            time_unix_nano: 0,
+            value: Some(otlp_proto::ExemplarValue::AsInt(3)),
+            span_id: vec![0, 1, 2, 3, 4, 5, 6, 0xab],
+            trace_id: vec![0; 16],
+        };
+        let x = exemplar(&e, 1234);
+        assert_eq!(
+            x.labels.to_string(),
+            r#"{span_id="00010203040506ab", user.id="7"}"#
+        );
+        assert_eq!(
+            (x.value, x.timestamp_ms, x.has_timestamp),
+            (3.0, 1234, false)
+        );
+        // Attributes that would pass 128 characters are left out.
+        let mut long = e.clone();
+        long.filtered_attributes[0].key = "k".repeat(120);
+        assert_eq!(
+            exemplar(&long, 0).labels.to_string(),
+            r#"{span_id="00010203040506ab"}"#
+        );
+    }
+
+    #[test]
+    fn exponential_points_with_exemplars_decode_from_protobuf() {
+        use prost::Message;
+        let mut p = point(2, 1, &[1, 2]);
+        p.exemplars = vec![otlp_proto::Exemplar {
+            value: Some(otlp_proto::ExemplarValue::AsDouble(1.5)),
+            time_unix_nano: 5_000_000,
+            trace_id: vec![1; 16],
+            ..Default::default()
+        }];
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![otlp_proto::ResourceMetrics {
+                resource: None,
+                scope_metrics: vec![otlp_proto::ScopeMetrics {
+                    metrics: vec![Metric {
+                        name: "h".into(),
+                        data: Some(Data::ExponentialHistogram(
+                            otlp_proto::ExponentialHistogram {
+                                data_points: vec![p],
+                                aggregation_temporality: otlp_proto::TEMPORALITY_CUMULATIVE,
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                }],
+            }],
+        };
+        let decoded = otlp_proto::decode_request(&request.encode_to_vec(), false).unwrap();
+        assert!(decoded == request);
+        let t = translate(&decoded, &OtlpConfig::default(), 300_000);
+        assert_eq!((t.histograms.len(), t.exemplars.len()), (1, 1));
+        assert_eq!(t.exemplars[0].1.value, 1.5);
+        assert_eq!(t.exemplars[0].1.timestamp_ms, 5);
+        // "No recorded value": the float stale marker of the histogram series.
+        let mut stale = request;
+        if let Some(Data::ExponentialHistogram(h)) =
+            &mut stale.resource_metrics[0].scope_metrics[0].metrics[0].data
+        {
+            h.data_points[0].flags = otlp_proto::FLAG_NO_RECORDED_VALUE;
+        }
+        let t = translate(&stale, &OtlpConfig::default(), 300_000);
+        assert!(t.histograms.is_empty() && t.exemplars.is_empty());
+        assert_eq!(t.samples.len(), 1);
+        assert_eq!(t.samples[0].labels.metric_name(), "h");
+        assert_eq!(t.samples[0].value.to_bits(), STALE_MARKER.to_bits());
+    }
+
+    #[test]
+    fn explicit_buckets_become_custom_buckets() {
+        let p = HistogramDataPoint {
+            count: 3,
+            sum: Some(2.053),
+            bucket_counts: vec![1, 0, 1, 0, 1],
+            explicit_bounds: vec![0.005, 0.01, 0.1, 1.0],
+            ..Default::default()
+        };
+        let h = custom_buckets_histogram(&p);
+        assert_eq!(h.schema, -53);
+        assert_eq!(h.custom_values, [0.005, 0.01, 0.1, 1.0]);
+        assert_eq!(h.positive(), [(0, 1.0), (2, 1.0), (4, 1.0)]);
+        assert_eq!((h.count, h.sum), (3.0, 2.053));
     }
 }

@@ -8,9 +8,9 @@
 //! `opentelemetry_sdk` besides the messages, and brings `base64` 0.22 next to our
 //! 0.23 (a second major, refused by deny.toml's `multiple-versions`).
 //!
-//! Only what the translation reads is declared: exemplars, trace ids, scope
-//! attributes and the buckets of exponential histograms are skipped as unknown
-//! fields (protobuf) or unknown keys (JSON).
+//! Only what the translation reads is declared: exemplars of number points, scope
+//! attributes, start times and min/max are skipped as unknown fields (protobuf) or
+//! unknown keys (JSON).
 
 use prost::{Message, Oneof};
 use serde::Deserialize;
@@ -137,11 +137,11 @@ pub struct Histogram {
     pub aggregation_temporality: i32,
 }
 
-/// `ExponentialHistogram`: only its points are counted (refused, see [`super::otlp`]).
+/// `ExponentialHistogram` (a native histogram in Prometheus, see [`super::otlp`]).
 #[derive(Clone, PartialEq, Message, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ExponentialHistogram {
-    /// The points (their content is not read).
+    /// The points.
     #[prost(message, repeated, tag = "1")]
     pub data_points: Vec<ExponentialHistogramDataPoint>,
     /// As in [`Sum`].
@@ -149,14 +149,88 @@ pub struct ExponentialHistogram {
     pub aggregation_temporality: i32,
 }
 
-/// `ExponentialHistogramDataPoint`, its time only.
+/// `ExponentialHistogramDataPoint` (`min`, `max` and exemplars are not read).
 #[derive(Clone, PartialEq, Message, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ExponentialHistogramDataPoint {
+    /// The point's attributes (labels).
+    #[prost(message, repeated, tag = "1")]
+    pub attributes: Vec<KeyValue>,
     /// Nanoseconds since the epoch.
     #[prost(fixed64, tag = "3")]
     #[serde(deserialize_with = "json::u64_any")]
     pub time_unix_nano: u64,
+    /// Observations.
+    #[prost(fixed64, tag = "4")]
+    #[serde(deserialize_with = "json::u64_any")]
+    pub count: u64,
+    /// Sum of the observations, when recorded.
+    #[prost(double, optional, tag = "5")]
+    #[serde(deserialize_with = "json::opt_f64_any")]
+    pub sum: Option<f64>,
+    /// Resolution: bucket `i` holds `(base^i, base^(i+1)]`, `base = 2^(2^-scale)`.
+    #[prost(sint32, tag = "6")]
+    #[serde(deserialize_with = "json::i32_any")]
+    pub scale: i32,
+    /// Observations in the zero bucket.
+    #[prost(fixed64, tag = "7")]
+    #[serde(deserialize_with = "json::u64_any")]
+    pub zero_count: u64,
+    /// Buckets of positive observations.
+    #[prost(message, optional, tag = "8")]
+    pub positive: Option<ExponentialBuckets>,
+    /// Buckets of negative observations (by absolute value).
+    #[prost(message, optional, tag = "9")]
+    pub negative: Option<ExponentialBuckets>,
+    /// As in [`NumberDataPoint`].
+    #[prost(uint32, tag = "10")]
+    pub flags: u32,
+    /// Width of the zero bucket (Prometheus 3.x does not read it either).
+    #[prost(double, tag = "14")]
+    #[serde(deserialize_with = "json::f64_any")]
+    pub zero_threshold: f64,
+    /// Sampled observations.
+    #[prost(message, repeated, tag = "11")]
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// `Exemplar`.
+#[derive(Clone, PartialEq, Message, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Exemplar {
+    /// The measurement's attributes that the point's attributes left out.
+    #[prost(message, repeated, tag = "7")]
+    pub filtered_attributes: Vec<KeyValue>,
+    /// Nanoseconds since the epoch.
+    #[prost(fixed64, tag = "2")]
+    #[serde(deserialize_with = "json::u64_any")]
+    pub time_unix_nano: u64,
+    /// The value.
+    #[prost(oneof = "ExemplarValue", tags = "3, 6")]
+    #[serde(flatten)]
+    pub value: Option<ExemplarValue>,
+    /// The span's id, 8 bytes (hex in JSON).
+    #[prost(bytes = "vec", tag = "4")]
+    #[serde(deserialize_with = "json::hex_bytes")]
+    pub span_id: Vec<u8>,
+    /// The trace's id, 16 bytes (hex in JSON).
+    #[prost(bytes = "vec", tag = "5")]
+    #[serde(deserialize_with = "json::hex_bytes")]
+    pub trace_id: Vec<u8>,
+}
+
+/// `ExponentialHistogramDataPoint.Buckets`: dense counts from index `offset`.
+#[derive(Clone, PartialEq, Message, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExponentialBuckets {
+    /// Index of the first bucket.
+    #[prost(sint32, tag = "1")]
+    #[serde(deserialize_with = "json::i32_any")]
+    pub offset: i32,
+    /// Per-bucket (not cumulative) counts.
+    #[prost(uint64, repeated, tag = "2")]
+    #[serde(deserialize_with = "json::vec_u64_any")]
+    pub bucket_counts: Vec<u64>,
 }
 
 /// `Summary`.
@@ -200,6 +274,18 @@ pub enum NumberValue {
     AsInt(#[serde(deserialize_with = "json::i64_any")] i64),
 }
 
+/// `Exemplar.value` (its field numbers differ from [`NumberValue`]'s).
+#[derive(Clone, PartialEq, Oneof, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExemplarValue {
+    /// A double.
+    #[prost(double, tag = "3")]
+    AsDouble(#[serde(deserialize_with = "json::f64_any")] f64),
+    /// An integer.
+    #[prost(sfixed64, tag = "6")]
+    AsInt(#[serde(deserialize_with = "json::i64_any")] i64),
+}
+
 /// `HistogramDataPoint`.
 #[derive(Clone, PartialEq, Message, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -230,6 +316,9 @@ pub struct HistogramDataPoint {
     /// As in [`NumberDataPoint`].
     #[prost(uint32, tag = "10")]
     pub flags: u32,
+    /// Sampled observations.
+    #[prost(message, repeated, tag = "8")]
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// `SummaryDataPoint`.
@@ -412,6 +501,26 @@ mod json {
             Scalar::Float(f) => Err(D::Error::custom(format!("not an integer: {f}"))),
             Scalar::Text(t) => t.parse().map_err(D::Error::custom),
         }
+    }
+
+    pub fn i32_any<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+        i32::try_from(i64_any(d)?).map_err(D::Error::custom)
+    }
+
+    /// OTLP JSON's trace and span ids: hex, not base64.
+    pub fn hex_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() % 2 != 0 {
+            return Err(D::Error::custom(format!("odd-length hex id {text:?}")));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| D::Error::custom(format!("not a hex id: {text:?}")))
+            })
+            .collect()
     }
 
     pub fn base64_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {

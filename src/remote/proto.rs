@@ -7,8 +7,8 @@
 //! Field numbers follow `prompb`. Native histograms ([`Histogram`], the same message in
 //! 1.0 and 2.0) convert to and from promflow's [`FloatHistogram`]: integer histograms
 //! (counts as deltas) when every count is a whole number, as Prometheus sends the
-//! histograms it scrapes, else float histograms. Exemplars are not carried in 1.0; in
-//! 2.0 they are read to be counted.
+//! histograms it scrapes, else float histograms. Exemplars ([`Exemplar`], 2.0's
+//! [`v2::Exemplar`]) are carried in both.
 
 use dataflows::histogram::{
     counts_from_deltas, deltas_from_counts, CounterResetHint, FloatHistogram, Span,
@@ -23,7 +23,7 @@ pub struct WriteRequest {
     pub timeseries: Vec<TimeSeries>,
 }
 
-/// `prometheus.TimeSeries` (exemplars are not read).
+/// `prometheus.TimeSeries`.
 #[derive(Clone, PartialEq, Message)]
 pub struct TimeSeries {
     /// Labels, including `__name__`.
@@ -32,9 +32,26 @@ pub struct TimeSeries {
     /// Samples in time order.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
+    /// Exemplars in time order.
+    #[prost(message, repeated, tag = "3")]
+    pub exemplars: Vec<Exemplar>,
     /// Native-histogram samples in time order.
     #[prost(message, repeated, tag = "4")]
     pub histograms: Vec<Histogram>,
+}
+
+/// `prometheus.Exemplar`.
+#[derive(Clone, PartialEq, Message)]
+pub struct Exemplar {
+    /// The exemplar's labels (e.g. `trace_id`).
+    #[prost(message, repeated, tag = "1")]
+    pub labels: Vec<Label>,
+    /// The value.
+    #[prost(double, tag = "2")]
+    pub value: f64,
+    /// Milliseconds since the epoch; 0 for none (Prometheus reads it so).
+    #[prost(int64, tag = "3")]
+    pub timestamp: i64,
 }
 
 /// `prometheus.Histogram` (and `io.prometheus.write.v2.Histogram`, the same fields): a
@@ -353,10 +370,10 @@ pub mod v2 {
         /// Float samples in time order.
         #[prost(message, repeated, tag = "2")]
         pub samples: Vec<Sample>,
-        /// Native histogram samples (counted, not stored).
+        /// Native histogram samples.
         #[prost(message, repeated, tag = "3")]
         pub histograms: Vec<super::Histogram>,
-        /// Exemplars (counted, not stored).
+        /// Exemplars.
         #[prost(message, repeated, tag = "4")]
         pub exemplars: Vec<Exemplar>,
         /// Type, help and unit of the series' metric.
@@ -505,6 +522,7 @@ mod tests {
                     value: 1.5,
                     timestamp: 42,
                 }],
+                exemplars: Vec::new(),
                 histograms: Vec::new(),
             }],
         };
@@ -533,6 +551,7 @@ mod tests {
                     value: "a".repeat(1 << 20),
                 }],
                 samples: Vec::new(),
+                exemplars: Vec::new(),
                 histograms: Vec::new(),
             }],
         };

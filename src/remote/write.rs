@@ -7,16 +7,20 @@
 //! Contract:
 //! - [`RemoteWrite::enqueue`] is called by the ingest path with the samples storage
 //!   stored, in the order storage applied them, [`RemoteWrite::enqueue_histograms`]
-//!   with the native-histogram samples; they only copy them into bounded
-//!   per-shard buffers (series → shard by hash, so a series keeps its order) and never
-//!   block. Histograms go only to queues with `send_native_histograms: true` (as in
-//!   Prometheus). A shard keeps them in a queue of their own beside the float samples
-//!   (float-only series pay nothing for them); both count against its bound, and a
-//!   request carries both, each series' histograms in its `histograms` (sent as
-//!   integer histograms when every count is whole, as Prometheus sends what it
-//!   scrapes; counted in the `prometheus_remote_storage_histograms_*` metrics). A sample that finds its shard's buffer full is dropped and counted
-//!   (`prometheus_remote_storage_samples_dropped_total`). A shard buffers at most
-//!   `capacity × max_shards / shards` samples: the room Prometheus's shards have in
+//!   with the native-histogram samples, [`RemoteWrite::enqueue_exemplars`] with the
+//!   exemplars the exemplar storage kept; they only copy them into bounded
+//!   per-shard buffers (series → shard by hash, so a series keeps its order; one
+//!   push, `Queue::push`, for every kind) and never block. Histograms go only to
+//!   queues with `send_native_histograms: true`, exemplars only to queues with
+//!   `send_exemplars: true` (as in Prometheus). A shard keeps each kind in a lane of
+//!   its own beside the float samples (float-only series pay nothing for the others);
+//!   all count against its bound and the batch size, and a request carries them all,
+//!   each series' histograms in its `histograms` (sent as integer histograms when
+//!   every count is whole, as Prometheus sends what it scrapes) and exemplars in its
+//!   `exemplars`, counted in the `prometheus_remote_storage_{histograms,exemplars}_*`
+//!   metrics. An item that finds its shard's buffer full is dropped and counted
+//!   (`prometheus_remote_storage_samples_dropped_total` and its siblings). A shard
+//!   buffers at most `capacity × max_shards / shards` samples: the room Prometheus's shards have in
 //!   flight, here kept in memory because promflow does not re-read its WAL. A buffered
 //!   sample is `(series id, timestamp, value)`; the shard keeps each series' labels
 //!   once, beside the buffer, while it has samples of it queued (and, for series
@@ -51,6 +55,8 @@
 use crate::config::{ProtobufMessage, RemoteWriteConfig};
 use crate::exposition::{MetricMetadata, MetricType};
 use crate::remote::proto::{self, v2, WriteRequest};
+use crate::storage::exemplars::Exemplar;
+use crate::storage::KeptExemplar;
 use dataflows::histogram::FloatHistogram;
 use dataflows::render::window::KeyMap;
 use dataflows::{Labels, SampleBatch};
@@ -140,6 +146,7 @@ pub struct RemoteWrite {
     metadata: Arc<MetadataTable>,
     samples_in: AtomicU64,
     histograms_in: AtomicU64,
+    exemplars_in: AtomicU64,
     highest_in_ms: AtomicI64,
 }
 
@@ -157,16 +164,79 @@ struct Pending {
     value: f64,
 }
 
-/// A shard's queued samples and the labels of their series.
+/// An exemplar waiting in a shard (its series' labels in [`Buffer::labels`]).
+struct PendingExemplar {
+    series_id: u64,
+    exemplar: Exemplar,
+}
+
+/// A shard's queued samples and exemplars and the labels of their series.
 #[derive(Default)]
 struct Buffer {
     samples: VecDeque<Pending>,
     /// Native-histogram samples (empty while only floats are written).
     histograms: VecDeque<PendingHistogram>,
-    /// Series id → labels and the number of its samples in `samples` and
-    /// `histograms`. Entries whose count is 0 are dropped once the table outgrows
+    /// Exemplars (empty unless `send_exemplars`).
+    exemplars: VecDeque<PendingExemplar>,
+    /// Series id → labels and the number of its items in `samples`, `histograms`
+    /// and `exemplars`. Entries whose count is 0 are dropped once the table outgrows
     /// [`LABEL_CACHE_LIMIT`].
     labels: KeyMap<u64, (Arc<Labels>, usize)>,
+}
+
+impl Buffer {
+    /// Items queued, of every kind (each counts against the shard's bound and the
+    /// batch size).
+    fn len(&self) -> usize {
+        self.samples.len() + self.histograms.len() + self.exemplars.len()
+    }
+}
+
+/// A kind of item a shard queues, in a lane of its own (so float-only series pay
+/// nothing for the others): float samples, native-histogram samples, exemplars.
+trait Lane: Sized {
+    /// Its series.
+    fn series_id(&self) -> u64;
+    /// Its lane in a shard's buffer.
+    fn lane(buffer: &mut Buffer) -> &mut VecDeque<Self>;
+    /// Its counters.
+    fn counters(metrics: &QueueMetrics) -> &KindCounters;
+}
+
+impl Lane for Pending {
+    fn series_id(&self) -> u64 {
+        self.series_id
+    }
+    fn lane(buffer: &mut Buffer) -> &mut VecDeque<Self> {
+        &mut buffer.samples
+    }
+    fn counters(metrics: &QueueMetrics) -> &KindCounters {
+        &metrics.samples
+    }
+}
+
+impl Lane for PendingHistogram {
+    fn series_id(&self) -> u64 {
+        self.series_id
+    }
+    fn lane(buffer: &mut Buffer) -> &mut VecDeque<Self> {
+        &mut buffer.histograms
+    }
+    fn counters(metrics: &QueueMetrics) -> &KindCounters {
+        &metrics.histograms
+    }
+}
+
+impl Lane for PendingExemplar {
+    fn series_id(&self) -> u64 {
+        self.series_id
+    }
+    fn lane(buffer: &mut Buffer) -> &mut VecDeque<Self> {
+        &mut buffer.exemplars
+    }
+    fn counters(metrics: &QueueMetrics) -> &KindCounters {
+        &metrics.exemplars
+    }
 }
 
 /// One `remote_write` entry at work.
@@ -193,18 +263,43 @@ struct Shard {
     wake: Notify,
 }
 
+/// The counters of one kind of item (`prometheus_remote_storage_{samples,histograms,
+/// exemplars}_*`).
+#[derive(Default)]
+struct KindCounters {
+    total: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    dropped: AtomicU64,
+}
+
 #[derive(Default)]
 struct QueueMetrics {
-    samples_total: AtomicU64,
-    samples_failed: AtomicU64,
-    samples_retried: AtomicU64,
-    samples_dropped: AtomicU64,
+    samples: KindCounters,
+    histograms: KindCounters,
+    exemplars: KindCounters,
     bytes_total: AtomicU64,
     highest_sent_ms: AtomicI64,
-    histograms_total: AtomicU64,
-    histograms_failed: AtomicU64,
-    histograms_retried: AtomicU64,
-    histograms_dropped: AtomicU64,
+}
+
+/// How many items of each kind a request carries: samples, histograms, exemplars.
+#[derive(Clone, Copy, Default)]
+struct Counts([u64; 3]);
+
+impl Counts {
+    /// Adds them to one counter of each kind (`total`, `failed`, …).
+    fn add_to(self, metrics: &QueueMetrics, counter: fn(&KindCounters) -> &AtomicU64) {
+        let kinds = [&metrics.samples, &metrics.histograms, &metrics.exemplars];
+        for (kind, n) in kinds.into_iter().zip(self.0) {
+            if n > 0 {
+                counter(kind).fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn is_empty(self) -> bool {
+        self.0.iter().all(|&n| n == 0)
+    }
 }
 
 impl Default for RemoteWrite {
@@ -221,6 +316,7 @@ impl RemoteWrite {
             metadata: Arc::default(),
             samples_in: AtomicU64::new(0),
             histograms_in: AtomicU64::new(0),
+            exemplars_in: AtomicU64::new(0),
             highest_in_ms: AtomicI64::new(0),
         }
     }
@@ -324,6 +420,20 @@ impl RemoteWrite {
         }
     }
 
+    /// Copies the exemplars the exemplar storage kept (in the order it kept them)
+    /// into the queues with `send_exemplars: true`; see the module contract. Cheap and
+    /// non-blocking.
+    pub fn enqueue_exemplars(&self, kept: &[KeptExemplar<'_>]) {
+        if kept.is_empty() {
+            return;
+        }
+        self.exemplars_in
+            .fetch_add(kept.len() as u64, Ordering::Relaxed);
+        for queue in self.queues.read().iter() {
+            queue.enqueue_exemplars(kept);
+        }
+    }
+
     /// The `prometheus_remote_storage_*` metrics, Prometheus's names and labels.
     pub fn render_metrics(&self) -> String {
         let queues = self.queues.read();
@@ -342,6 +452,12 @@ impl RemoteWrite {
                 self.histograms_in.load(Ordering::Relaxed) as f64,
             ),
             (
+                "prometheus_remote_storage_exemplars_in_total",
+                "counter",
+                "Exemplars in to remote storage, compare to exemplars out for queue managers.",
+                self.exemplars_in.load(Ordering::Relaxed) as f64,
+            ),
+            (
                 "prometheus_remote_storage_highest_timestamp_in_seconds",
                 "gauge",
                 "Highest timestamp that has come into the remote storage via the Appender interface, in seconds since epoch.",
@@ -352,22 +468,27 @@ impl RemoteWrite {
             crate::exposition::write_single(&mut out, name, kind, help, value);
         }
         type Metric = (&'static str, &'static str, &'static str, fn(&Queue) -> f64);
-        let per_queue: [Metric; 15] = [
-            ("prometheus_remote_storage_samples_total", "counter", "Total number of samples sent to remote storage.", |q| q.metrics.samples_total.load(Ordering::Relaxed) as f64),
-            ("prometheus_remote_storage_samples_failed_total", "counter", "Total number of samples which failed on send to remote storage, non-recoverable errors.", |q| q.metrics.samples_failed.load(Ordering::Relaxed) as f64),
-            ("prometheus_remote_storage_samples_retried_total", "counter", "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.", |q| q.metrics.samples_retried.load(Ordering::Relaxed) as f64),
-            ("prometheus_remote_storage_samples_dropped_total", "counter", "Total number of samples which were dropped before being sent via remote write, either via relabelling or because the queue was full.", |q| q.metrics.samples_dropped.load(Ordering::Relaxed) as f64),
-            ("prometheus_remote_storage_samples_pending", "gauge", "The number of samples pending in the queues shards to be sent to the remote storage.", |q| q.pending() as f64),
+        let per_queue: [Metric; 20] = [
+            ("prometheus_remote_storage_samples_total", "counter", "Total number of samples sent to remote storage.", |q| q.metrics.samples.total.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_samples_failed_total", "counter", "Total number of samples which failed on send to remote storage, non-recoverable errors.", |q| q.metrics.samples.failed.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_samples_retried_total", "counter", "Total number of samples which failed on send to remote storage but were retried because the send error was recoverable.", |q| q.metrics.samples.retried.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_samples_dropped_total", "counter", "Total number of samples which were dropped before being sent via remote write, either via relabelling or because the queue was full.", |q| q.metrics.samples.dropped.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_samples_pending", "gauge", "The number of samples pending in the queues shards to be sent to the remote storage.", |q| q.pending::<Pending>() as f64),
             ("prometheus_remote_storage_bytes_total", "counter", "The total number of bytes of data (not metadata) sent by the queue after compression.", |q| q.metrics.bytes_total.load(Ordering::Relaxed) as f64),
             ("prometheus_remote_storage_queue_highest_sent_timestamp_seconds", "gauge", "Timestamp from a WAL sample, the highest timestamp successfully sent by this queue, in seconds since epoch.", |q| q.metrics.highest_sent_ms.load(Ordering::Relaxed) as f64 / 1000.0),
             ("prometheus_remote_storage_shards", "gauge", "The number of shards used for parallel sending to the remote storage.", |q| q.shards.len() as f64),
             ("prometheus_remote_storage_shard_capacity", "gauge", "The capacity of each shard of the queue used for parallel sending to the remote storage.", |q| q.shard_bound as f64),
             ("prometheus_remote_storage_max_samples_per_send", "gauge", "The maximum number of samples to be sent, in a single request, to the remote storage.", |q| q.config.queue_config.max_samples_per_send as f64),
-            ("prometheus_remote_storage_histograms_total", "counter", "Total number of histograms sent to remote storage.", |q| q.metrics.histograms_total.load(Ordering::Relaxed) as f64),
-            ("prometheus_remote_storage_histograms_failed_total", "counter", "Total number of histograms which failed on send to remote storage, non-recoverable errors.", |q| q.metrics.histograms_failed.load(Ordering::Relaxed) as f64),
-            ("prometheus_remote_storage_histograms_retried_total", "counter", "Total number of histograms which failed on send to remote storage but were retried because the send error was recoverable.", |q| q.metrics.histograms_retried.load(Ordering::Relaxed) as f64),
-            ("prometheus_remote_storage_histograms_dropped_total", "counter", "Total number of histograms which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.", |q| q.metrics.histograms_dropped.load(Ordering::Relaxed) as f64),
-            ("prometheus_remote_storage_histograms_pending", "gauge", "The number of histograms pending in the queues shards to be sent to the remote storage.", |q| q.pending_histograms() as f64),
+            ("prometheus_remote_storage_histograms_total", "counter", "Total number of histograms sent to remote storage.", |q| q.metrics.histograms.total.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_histograms_failed_total", "counter", "Total number of histograms which failed on send to remote storage, non-recoverable errors.", |q| q.metrics.histograms.failed.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_histograms_retried_total", "counter", "Total number of histograms which failed on send to remote storage but were retried because the send error was recoverable.", |q| q.metrics.histograms.retried.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_histograms_dropped_total", "counter", "Total number of histograms which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.", |q| q.metrics.histograms.dropped.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_histograms_pending", "gauge", "The number of histograms pending in the queues shards to be sent to the remote storage.", |q| q.pending::<PendingHistogram>() as f64),
+            ("prometheus_remote_storage_exemplars_total", "counter", "Total number of exemplars sent to remote storage.", |q| q.metrics.exemplars.total.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_exemplars_failed_total", "counter", "Total number of exemplars which failed on send to remote storage, non-recoverable errors.", |q| q.metrics.exemplars.failed.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_exemplars_retried_total", "counter", "Total number of exemplars which failed on send to remote storage but were retried because the send error was recoverable.", |q| q.metrics.exemplars.retried.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_exemplars_dropped_total", "counter", "Total number of exemplars which were dropped after being read from the WAL before being sent via remote write, either via relabelling or unintentionally because of an unknown reference ID.", |q| q.metrics.exemplars.dropped.load(Ordering::Relaxed) as f64),
+            ("prometheus_remote_storage_exemplars_pending", "gauge", "The number of exemplars pending in the queues shards to be sent to the remote storage.", |q| q.pending::<PendingExemplar>() as f64),
         ];
         for (name, kind, help, value) in per_queue {
             if queues.is_empty() {
@@ -436,56 +557,14 @@ impl Queue {
         stored: &[usize],
         labels_of: &dyn Fn(usize) -> Option<Arc<Labels>>,
     ) {
-        let n = self.shards.len();
-        let mut dropped = 0u64;
-        let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for &i in stored {
-            by_shard[(batch.series_ids[i] % n as u64) as usize].push(i);
-        }
-        for (shard, indices) in self.shards.iter().zip(by_shard) {
-            if indices.is_empty() {
-                continue;
-            }
-            let mut buffer = shard.buffer.lock();
-            let Buffer {
-                samples,
-                histograms,
-                labels,
-            } = &mut *buffer;
-            for i in indices {
-                if samples.len() + histograms.len() >= self.shard_bound {
-                    dropped += 1;
-                    continue;
-                }
-                let series_id = batch.series_ids[i];
-                match labels.get_mut(&series_id) {
-                    Some((_, queued)) => *queued += 1,
-                    None => {
-                        let Some(series_labels) = labels_of(i) else {
-                            // Not a series of the batch: nothing to name it by.
-                            dropped += 1;
-                            continue;
-                        };
-                        labels.insert(series_id, (series_labels, 1));
-                    }
-                }
-                samples.push_back(Pending {
-                    series_id,
-                    timestamp_ms: batch.timestamps_ms[i],
-                    value: batch.values[i],
-                });
-            }
-            let full = samples.len() >= self.config.queue_config.max_samples_per_send;
-            drop(buffer);
-            if full {
-                shard.wake.notify_one();
-            }
-        }
-        if dropped > 0 {
-            self.metrics
-                .samples_dropped
-                .fetch_add(dropped, Ordering::Relaxed);
-        }
+        self.push(
+            stored.iter().map(|&i| Pending {
+                series_id: batch.series_ids[i],
+                timestamp_ms: batch.timestamps_ms[i],
+                value: batch.values[i],
+            }),
+            |k| labels_of(stored[k]),
+        );
     }
 
     /// Like [`Queue::enqueue`], for native-histogram samples; nothing unless
@@ -494,54 +573,93 @@ impl Queue {
         if !self.config.send_native_histograms {
             return;
         }
-        let n = self.shards.len() as u64;
+        self.push(
+            stored
+                .iter()
+                .map(|&(series_id, _, timestamp_ms, h)| PendingHistogram {
+                    series_id,
+                    timestamp_ms,
+                    histogram: h.clone(),
+                }),
+            |k| Some(stored[k].1.clone()),
+        );
+    }
+
+    /// Like [`Queue::enqueue`], for exemplars; nothing unless `send_exemplars` is set
+    /// (as in Prometheus).
+    fn enqueue_exemplars(&self, kept: &[KeptExemplar<'_>]) {
+        if !self.config.send_exemplars {
+            return;
+        }
+        self.push(
+            kept.iter()
+                .map(|&(series_id, _, exemplar)| PendingExemplar {
+                    series_id,
+                    exemplar: exemplar.clone(),
+                }),
+            |k| Some(kept[k].1.clone()),
+        );
+    }
+
+    /// The one push into the shards, for every kind of item: the `k`-th of `items`
+    /// goes to its series' shard (series id modulo shards, so a series keeps its
+    /// order), each shard locked once. `labels_of(k)` gives the labels of item `k`'s
+    /// series, asked only when the shard has nothing of that series queued. An item
+    /// that finds its shard full (every lane counts against the bound), or has no
+    /// labels (not a series of its batch), is dropped and counted; a shard holding a
+    /// full batch (`max_samples_per_send`) is woken.
+    fn push<T: Lane>(
+        &self,
+        items: impl Iterator<Item = T>,
+        labels_of: impl Fn(usize) -> Option<Arc<Labels>>,
+    ) {
+        let n = self.shards.len();
+        let mut by_shard: Vec<Vec<(usize, T)>> = (0..n).map(|_| Vec::new()).collect();
+        for (k, item) in items.enumerate() {
+            by_shard[(item.series_id() % n as u64) as usize].push((k, item));
+        }
         let mut dropped = 0u64;
-        for &(series_id, series_labels, timestamp_ms, h) in stored {
-            let shard = &self.shards[(series_id % n) as usize];
-            let mut buffer = shard.buffer.lock();
-            let Buffer {
-                samples,
-                histograms,
-                labels,
-            } = &mut *buffer;
-            if samples.len() + histograms.len() >= self.shard_bound {
-                dropped += 1;
+        for (shard, items) in self.shards.iter().zip(by_shard) {
+            if items.is_empty() {
                 continue;
             }
-            labels
-                .entry(series_id)
-                .or_insert_with(|| (series_labels.clone(), 0))
-                .1 += 1;
-            histograms.push_back(PendingHistogram {
-                series_id,
-                timestamp_ms,
-                histogram: h.clone(),
-            });
-            let full =
-                samples.len() + histograms.len() >= self.config.queue_config.max_samples_per_send;
+            let mut buffer = shard.buffer.lock();
+            for (k, item) in items {
+                if buffer.len() >= self.shard_bound {
+                    dropped += 1;
+                    continue;
+                }
+                let series_id = item.series_id();
+                match buffer.labels.get_mut(&series_id) {
+                    Some((_, queued)) => *queued += 1,
+                    None => {
+                        let Some(series_labels) = labels_of(k) else {
+                            dropped += 1;
+                            continue;
+                        };
+                        buffer.labels.insert(series_id, (series_labels, 1));
+                    }
+                }
+                T::lane(&mut buffer).push_back(item);
+            }
+            let full = buffer.len() >= self.config.queue_config.max_samples_per_send;
             drop(buffer);
             if full {
                 shard.wake.notify_one();
             }
         }
         if dropped > 0 {
-            self.metrics
-                .histograms_dropped
+            T::counters(&self.metrics)
+                .dropped
                 .fetch_add(dropped, Ordering::Relaxed);
         }
     }
 
-    fn pending(&self) -> usize {
+    /// Items of kind `T` queued in the shards.
+    fn pending<T: Lane>(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.buffer.lock().samples.len())
-            .sum()
-    }
-
-    fn pending_histograms(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.buffer.lock().histograms.len())
+            .map(|s| T::lane(&mut s.buffer.lock()).len())
             .sum()
     }
 
@@ -605,10 +723,7 @@ async fn run_shard(queue: Arc<Queue>, index: usize) {
     let mut cache: HashMap<u64, Option<Vec<proto::Label>>> = HashMap::new();
     loop {
         let stopping = queue.is_stopping();
-        let ready = {
-            let buffer = shard.buffer.lock();
-            buffer.samples.len() + buffer.histograms.len() >= max
-        };
+        let ready = shard.buffer.lock().len() >= max;
         if !ready && !stopping {
             // A partial batch goes once its deadline passes.
             let _ = tokio::time::timeout(q.batch_send_deadline, shard.wake.notified()).await;
@@ -618,28 +733,11 @@ async fn run_shard(queue: Arc<Queue>, index: usize) {
         }
         // The series whose outgoing labels are not cached, with their labels.
         let mut fresh: KeyMap<u64, Arc<Labels>> = KeyMap::default();
-        let (batch, histogram_batch) = {
+        let taken = {
             let mut buffer = shard.buffer.lock();
-            let Buffer {
-                samples,
-                histograms,
-                labels,
-            } = &mut *buffer;
-            // Up to `max` of both, shared in proportion to what is queued.
-            let queued = samples.len() + histograms.len();
-            let h = if queued <= max {
-                histograms.len()
-            } else {
-                (histograms.len() * max / queued).max(usize::from(!histograms.is_empty()))
-            };
-            let n = samples.len().min(max - h);
-            let batch: Vec<Pending> = samples.drain(..n).collect();
-            let histogram_batch: Vec<PendingHistogram> = histograms.drain(..h).collect();
-            let ids = batch
-                .iter()
-                .map(|p| p.series_id)
-                .chain(histogram_batch.iter().map(|p| p.series_id));
-            for series_id in ids {
+            let taken = Taken::from(&mut buffer, max);
+            let labels = &mut buffer.labels;
+            for series_id in taken.series_ids() {
                 let Some((series, queued)) = labels.get_mut(&series_id) else {
                     continue;
                 };
@@ -651,34 +749,76 @@ async fn run_shard(queue: Arc<Queue>, index: usize) {
             if labels.len() > LABEL_CACHE_LIMIT {
                 labels.retain(|_, (_, queued)| *queued > 0);
             }
-            (batch, histogram_batch)
+            taken
         };
         for (id, labels) in fresh {
             cache.insert(id, queue.outgoing_labels(&labels));
         }
-        if batch.is_empty() && histogram_batch.is_empty() {
+        if taken.is_empty() {
             if queue.is_stopping() {
                 return;
             }
             continue;
         }
-        send_batch(&queue, &client, &cache, batch, histogram_batch).await;
+        send_batch(&queue, &client, &cache, taken).await;
     }
 }
 
-/// Builds one request from `batch` and `histograms` (samples grouped by series) and
-/// sends it with retries; see the module contract.
+/// What a shard takes for one request.
+struct Taken {
+    samples: Vec<Pending>,
+    histograms: Vec<PendingHistogram>,
+    exemplars: Vec<PendingExemplar>,
+}
+
+impl Taken {
+    /// Up to `max` items, the oldest of each lane: histograms and exemplars a share
+    /// in proportion to what is queued (at least one each when any is), samples the
+    /// rest.
+    fn from(buffer: &mut Buffer, max: usize) -> Taken {
+        let queued = buffer.len();
+        let share = |len: usize| {
+            if queued <= max {
+                len
+            } else {
+                (len * max / queued).max(usize::from(len > 0))
+            }
+        };
+        let h = share(buffer.histograms.len()).min(max);
+        let e = share(buffer.exemplars.len()).min(max - h);
+        let n = buffer.samples.len().min(max - h - e);
+        Taken {
+            samples: buffer.samples.drain(..n).collect(),
+            histograms: buffer.histograms.drain(..h).collect(),
+            exemplars: buffer.exemplars.drain(..e).collect(),
+        }
+    }
+
+    fn series_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        let samples = self.samples.iter().map(|p| p.series_id);
+        let histograms = self.histograms.iter().map(|p| p.series_id);
+        let exemplars = self.exemplars.iter().map(|p| p.series_id);
+        samples.chain(histograms).chain(exemplars)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.histograms.is_empty() && self.exemplars.is_empty()
+    }
+}
+
+/// Builds one request from what a shard took (grouped by series: each series'
+/// samples, histograms and exemplars) and sends it with retries; see the module
+/// contract.
 async fn send_batch(
     queue: &Queue,
     client: &reqwest::Client,
     cache: &HashMap<u64, Option<Vec<proto::Label>>>,
-    batch: Vec<Pending>,
-    histograms: Vec<PendingHistogram>,
+    taken: Taken,
 ) {
     let m = &queue.metrics;
     let mut series: Vec<proto::TimeSeries> = Vec::new();
     let mut slot: HashMap<u64, usize> = HashMap::new();
-    let (mut dropped, mut histograms_dropped) = (0u64, 0u64);
+    let mut dropped = Counts::default();
     let mut newest = i64::MIN;
     // The series' entry in the request; `None` when the shard had no labels for it
     // (cannot happen: it keeps them while samples are queued) or relabeling dropped
@@ -690,39 +830,55 @@ async fn send_batch(
         Some(*slot.entry(series_id).or_insert_with(|| {
             series.push(proto::TimeSeries {
                 labels: labels.clone(),
-                samples: Vec::new(),
-                histograms: Vec::new(),
+                ..Default::default()
             });
             series.len() - 1
         }))
     };
-    let mut placed: Vec<(usize, proto::Sample)> = Vec::with_capacity(batch.len());
-    for p in &batch {
+    // Placed first, pushed after: `entry` holds `series` meanwhile.
+    let mut placed: Vec<(usize, proto::Sample)> = Vec::with_capacity(taken.samples.len());
+    for p in &taken.samples {
         let Some(at) = entry(p.series_id) else {
-            dropped += 1;
+            dropped.0[0] += 1;
             continue;
         };
-        placed.push((
-            at,
-            proto::Sample {
-                value: p.value,
-                timestamp: p.timestamp_ms,
-            },
-        ));
+        let sample = proto::Sample {
+            value: p.value,
+            timestamp: p.timestamp_ms,
+        };
+        placed.push((at, sample));
         newest = newest.max(p.timestamp_ms);
     }
-    let mut placed_histograms: Vec<(usize, proto::Histogram)> =
-        Vec::with_capacity(histograms.len());
-    for p in &histograms {
+    let mut placed_histograms = Vec::with_capacity(taken.histograms.len());
+    for p in &taken.histograms {
         let Some(at) = entry(p.series_id) else {
-            histograms_dropped += 1;
+            dropped.0[1] += 1;
             continue;
         };
-        placed_histograms.push((
-            at,
-            proto::Histogram::from_float(p.timestamp_ms, &p.histogram),
-        ));
+        let h = proto::Histogram::from_float(p.timestamp_ms, &p.histogram);
+        placed_histograms.push((at, h));
         newest = newest.max(p.timestamp_ms);
+    }
+    let mut placed_exemplars = Vec::with_capacity(taken.exemplars.len());
+    for p in &taken.exemplars {
+        let Some(at) = entry(p.series_id) else {
+            dropped.0[2] += 1;
+            continue;
+        };
+        let e = &p.exemplar;
+        let exemplar = proto::Exemplar {
+            labels: e
+                .labels
+                .iter()
+                .map(|(name, value)| proto::Label {
+                    name: name.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+            value: e.value,
+            timestamp: e.timestamp_ms,
+        };
+        placed_exemplars.push((at, exemplar));
     }
     for (at, sample) in placed {
         series[at].samples.push(sample);
@@ -730,18 +886,23 @@ async fn send_batch(
     for (at, h) in placed_histograms {
         series[at].histograms.push(h);
     }
-    if dropped > 0 {
-        m.samples_dropped.fetch_add(dropped, Ordering::Relaxed);
+    for (at, e) in placed_exemplars {
+        series[at].exemplars.push(e);
     }
-    if histograms_dropped > 0 {
-        m.histograms_dropped
-            .fetch_add(histograms_dropped, Ordering::Relaxed);
+    dropped.add_to(m, |k| &k.dropped);
+    let taken_counts = [
+        taken.samples.len(),
+        taken.histograms.len(),
+        taken.exemplars.len(),
+    ];
+    let mut counts = Counts::default();
+    for (i, n) in taken_counts.into_iter().enumerate() {
+        counts.0[i] = n as u64 - dropped.0[i];
     }
-    let count = batch.len() as u64 - dropped;
-    let histogram_count = histograms.len() as u64 - histograms_dropped;
-    if count == 0 && histogram_count == 0 {
+    if counts.is_empty() {
         return;
     }
+    let [count, histogram_count, exemplar_count] = counts.0;
     let mut message = queue.message();
     let metadata = match message {
         ProtobufMessage::V2 => Some(queue.metadata.current()),
@@ -751,9 +912,7 @@ async fn send_batch(
     let q = &queue.config.queue_config;
     let mut backoff = q.min_backoff;
     loop {
-        m.samples_total.fetch_add(count, Ordering::Relaxed);
-        m.histograms_total
-            .fetch_add(histogram_count, Ordering::Relaxed);
+        counts.add_to(m, |k| &k.total);
         m.bytes_total
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         let outcome = post(queue, client, body.clone(), message).await;
@@ -779,24 +938,18 @@ async fn send_batch(
                 format!("HTTP status {status}")
             }
             Ok(status) => {
-                m.samples_failed.fetch_add(count, Ordering::Relaxed);
-                m.histograms_failed
-                    .fetch_add(histogram_count, Ordering::Relaxed);
-                tracing::error!(url = %queue.config.url, %status, samples = count, histograms = histogram_count, "remote write refused a batch; dropping it (not retried)");
+                counts.add_to(m, |k| &k.failed);
+                tracing::error!(url = %queue.config.url, %status, samples = count, histograms = histogram_count, exemplars = exemplar_count, "remote write refused a batch; dropping it (not retried)");
                 return;
             }
             Err(e) => e.to_string(),
         };
         if queue.is_stopping() {
-            m.samples_failed.fetch_add(count, Ordering::Relaxed);
-            m.histograms_failed
-                .fetch_add(histogram_count, Ordering::Relaxed);
+            counts.add_to(m, |k| &k.failed);
             tracing::warn!(url = %queue.config.url, samples = count, error = %retry, "remote write queue stopped; dropping a batch that failed");
             return;
         }
-        m.samples_retried.fetch_add(count, Ordering::Relaxed);
-        m.histograms_retried
-            .fetch_add(histogram_count, Ordering::Relaxed);
+        counts.add_to(m, |k| &k.retried);
         tracing::warn!(url = %queue.config.url, error = %retry, retry_in_ms = backoff.as_millis() as u64, "remote write failed; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(q.max_backoff.max(Duration::from_millis(1)));
@@ -835,6 +988,19 @@ fn encode_as(
                         })
                         .collect(),
                     histograms: s.histograms,
+                    exemplars: s
+                        .exemplars
+                        .iter()
+                        .map(|e| v2::Exemplar {
+                            labels_refs: e
+                                .labels
+                                .iter()
+                                .flat_map(|l| [symbols.intern(&l.name), symbols.intern(&l.value)])
+                                .collect(),
+                            value: e.value,
+                            timestamp: e.timestamp,
+                        })
+                        .collect(),
                     ..Default::default()
                 })
                 .collect();

@@ -5,11 +5,13 @@
 use crate::rules::alert::{Alert, AlertRuleState, Candidate};
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
 use crate::rules::options::ManagerOptions;
-use crate::rules::sinks::{is_histogram, RuleError, RuleEvaluator, RuleResult, SampleSink};
+use crate::rules::sinks::{
+    RuleError, RuleEvaluator, RuleResult, RuleValue, RuleWrites, SampleSink,
+};
 use crate::rules::template::{self, QueryFn, TemplateData};
 use dataflows::promql::plan::{parse, Plan};
 use dataflows::render::extent::{selector_uses, QueryRange};
-use dataflows::{Labels, Sample, STALE_MARKER};
+use dataflows::{Labels, STALE_MARKER};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,17 +45,17 @@ pub struct RuleState {
 /// An element of a rule's last result.
 #[derive(Clone, Debug)]
 pub(crate) struct Current {
-    value: f64,
+    value: RuleValue,
     /// A recording rule's output series for it, once computed.
     output: Option<Arc<Labels>>,
 }
 
 impl RuleState {
     /// The last result as a vector (in no particular order).
-    pub(crate) fn current_result(&self) -> Vec<(Arc<Labels>, f64)> {
+    pub(crate) fn current_result(&self) -> Vec<(Arc<Labels>, RuleValue)> {
         self.current
             .iter()
-            .map(|(labels, c)| (labels.clone(), c.value))
+            .map(|(labels, c)| (labels.clone(), c.value.clone()))
             .collect()
     }
 
@@ -183,7 +185,7 @@ impl GroupState {
                 .iter()
                 .map(|(labels, value)| {
                     let current = Current {
-                        value: *value,
+                        value: value.clone(),
                         output: None,
                     };
                     (labels.clone(), current)
@@ -192,7 +194,7 @@ impl GroupState {
             rs.distinct_outputs = r.iter().all(|(labels, _)| rs.output_stays_distinct(labels));
             rule_output(rs, t_eval, r, evaluator, options, limit)
         });
-        let series: Vec<(Arc<Labels>, f64)> = match result {
+        let series: Vec<(Arc<Labels>, RuleValue)> = match result {
             Ok(series) => {
                 rs.last_error.clear();
                 series
@@ -204,12 +206,12 @@ impl GroupState {
             }
         };
         let now: HashSet<Arc<Labels>> = series.iter().map(|(l, _)| l.clone()).collect();
-        let mut batch: Vec<Sample> = series
-            .into_iter()
-            .map(|(labels, value)| output_sample(labels, t_eval, value))
-            .collect();
+        let mut batch = RuleWrites::with_capacity(series.len());
+        for (labels, value) in series {
+            batch.push(labels, t_eval, &value);
+        }
         for gone in rs.previous_series.difference(&now) {
-            batch.push(output_sample(gone.clone(), t_eval, STALE_MARKER));
+            batch.push(gone.clone(), t_eval, &STALE);
         }
         rs.previous_series = now;
         sink.commit(batch);
@@ -232,7 +234,7 @@ impl GroupState {
         &mut self,
         index: usize,
         t_eval: i64,
-        set: Vec<(Arc<Labels>, f64)>,
+        set: Vec<(Arc<Labels>, RuleValue)>,
         gone: Vec<Arc<Labels>>,
         evaluator: &Arc<dyn RuleEvaluator>,
         sink: &dyn SampleSink,
@@ -272,8 +274,7 @@ impl GroupState {
             let whole = rs.current_result();
             return self.apply_result(index, t_eval, Ok(whole), evaluator, sink, options);
         }
-        let mut batch = Vec::with_capacity(set.len() + left.len());
-        let stale = |labels| output_sample(labels, t_eval, STALE_MARKER);
+        let mut batch = RuleWrites::with_capacity(set.len() + left.len());
         match rs.rule.kind {
             RuleKind::Recording => {
                 for (labels, current) in left {
@@ -281,20 +282,20 @@ impl GroupState {
                         .output
                         .unwrap_or_else(|| record_labels(&rs.rule, &labels));
                     rs.previous_series.remove(&output);
-                    batch.push(stale(output));
+                    batch.push(output, t_eval, &STALE);
                 }
-                for (labels, value) in set.into_iter().filter(|(_, v)| !is_histogram(*v)) {
+                for (labels, value) in set {
                     let output = match rs.current.get(&labels).and_then(|c| c.output.clone()) {
                         Some(output) => output,
                         None => record_labels(&rs.rule, &labels),
                     };
+                    batch.push(output.clone(), t_eval, &value);
                     let current = Current {
                         value,
                         output: Some(output.clone()),
                     };
                     rs.current.insert(labels, current);
-                    rs.previous_series.insert(output.clone());
-                    batch.push(output_sample(output, t_eval, value));
+                    rs.previous_series.insert(output);
                 }
             }
             RuleKind::Alerting => {
@@ -304,14 +305,14 @@ impl GroupState {
                     .map(|(labels, current)| match current.output {
                         Some(output) => output,
                         None => {
-                            let value = current.value;
+                            let value = current.value.float();
                             alert_candidate(&rs.rule, &labels, value, &query, options).labels
                         }
                     })
                     .collect();
                 let mut candidates = Vec::with_capacity(set.len());
                 for (labels, value) in set {
-                    let c = alert_candidate(&rs.rule, &labels, value, &query, options);
+                    let c = alert_candidate(&rs.rule, &labels, value.float(), &query, options);
                     let output = Some(c.labels.clone());
                     rs.current.insert(labels, Current { value, output });
                     candidates.push(c);
@@ -331,11 +332,11 @@ impl GroupState {
                 }
                 for ended in step.ended {
                     rs.previous_series.remove(&ended);
-                    batch.push(stale(ended));
+                    batch.push(ended, t_eval, &STALE);
                 }
                 for (labels, value) in step.samples {
-                    rs.previous_series.insert(labels.clone());
-                    batch.push(output_sample(labels, t_eval, value));
+                    batch.push(labels.clone(), t_eval, &RuleValue::Float(value));
+                    rs.previous_series.insert(labels);
                 }
             }
         }
@@ -354,7 +355,7 @@ impl GroupState {
     pub(crate) fn absorb(
         &mut self,
         index: usize,
-        set: Vec<(Arc<Labels>, f64)>,
+        set: Vec<(Arc<Labels>, RuleValue)>,
         gone: Option<Vec<Arc<Labels>>>,
     ) {
         let rs = &mut self.rules[index];
@@ -382,16 +383,10 @@ impl GroupState {
     }
 }
 
-/// A sample a rule writes (`value` may be [`STALE_MARKER`]).
-fn output_sample(labels: Arc<Labels>, t_ms: i64, value: f64) -> Sample {
-    Sample {
-        series_id: labels.hash(),
-        labels,
-        timestamp_ms: t_ms,
-        value,
-        start_ms: 0,
-    }
-}
+/// The stale marker a rule writes for an output series that left its result (a
+/// histogram series' too: Prometheus appends the float stale marker, its head turns it
+/// into a histogram one; storage keeps it beside the histograms).
+const STALE: RuleValue = RuleValue::Float(STALE_MARKER);
 
 /// A recording rule's output series for an element labelled `labels`: the rule's name
 /// and labels added.
@@ -413,7 +408,7 @@ fn template_query(evaluator: &Arc<dyn RuleEvaluator>, t: i64) -> QueryFn {
         Ok(evaluator
             .evaluate(&plan, t)?
             .into_iter()
-            .map(|(l, v)| ((*l).clone(), v))
+            .map(|(l, v)| ((*l).clone(), v.float()))
             .collect())
     })
 }
@@ -429,7 +424,6 @@ fn alert_candidate(
     options: &ManagerOptions,
 ) -> Candidate {
     let name = format!("__alert_{}", rule.name);
-    let value = if is_histogram(value) { 0.0 } else { value };
     let data = TemplateData {
         labels: labels
             .iter()
@@ -468,7 +462,7 @@ fn alert_candidate(
 fn rule_output(
     rs: &mut RuleState,
     t: i64,
-    result: Vec<(Arc<Labels>, f64)>,
+    result: Vec<(Arc<Labels>, RuleValue)>,
     evaluator: &Arc<dyn RuleEvaluator>,
     options: &ManagerOptions,
     limit: usize,
@@ -478,7 +472,7 @@ fn rule_output(
         RuleKind::Recording => {
             let mut out = Vec::with_capacity(result.len());
             let mut seen = HashSet::new();
-            for (labels, value) in result.into_iter().filter(|(_, v)| !is_histogram(*v)) {
+            for (labels, value) in result {
                 let labels = record_labels(rule, &labels);
                 if !seen.insert(labels.clone()) {
                     return Err(RuleError::DuplicateAfterRuleLabels);
@@ -497,7 +491,9 @@ fn rule_output(
             let query = template_query(evaluator, t);
             let candidates: Vec<Candidate> = result
                 .into_iter()
-                .map(|(labels, value)| alert_candidate(rule, &labels, value, &query, options))
+                .map(|(labels, value)| {
+                    alert_candidate(rule, &labels, value.float(), &query, options)
+                })
                 .collect();
             let Some(state) = rs.alerts.as_mut() else {
                 return Err(RuleError::StateMoved);
@@ -506,7 +502,8 @@ fn rule_output(
             for (labels, from, to) in &step.changes {
                 tracing::debug!(alert = %labels, from = from.as_str(), to = to.as_str(), at_ms = t, "alert state changed");
             }
-            Ok(step.samples)
+            let samples = step.samples.into_iter();
+            Ok(samples.map(|(l, v)| (l, RuleValue::Float(v))).collect())
         }
     }
 }

@@ -3,7 +3,8 @@
 //! [`AlertSink`] alerts due for sending go to. The alert path starts here: the
 //! notifier and the built-in Alertmanager implement [`AlertSink`] downstream.
 
-use crate::storage::Storage;
+use crate::storage::{HistogramSample, HistogramSource, Storage};
+use dataflows::histogram::FloatHistogram;
 use dataflows::promql::eval::{EvalError, Evaluator, Value};
 use dataflows::promql::plan::Plan;
 use dataflows::{Labels, RuleOutput, Sample};
@@ -12,7 +13,75 @@ use std::sync::Arc;
 use crate::rules::alert::Alert;
 
 /// A rule's result at one time: an instant vector, or the evaluation error.
-pub type RuleResult = Result<Vec<(Arc<Labels>, f64)>, RuleError>;
+pub type RuleResult = Result<Vec<(Arc<Labels>, RuleValue)>, RuleError>;
+
+/// The value of an element of a rule's result: a float, or a native histogram
+/// (resolved from the evaluator's handle while the evaluation's histograms were at
+/// hand, so it outlives them).
+#[derive(Clone, Debug, PartialEq)]
+pub enum RuleValue {
+    /// A float sample's value.
+    Float(f64),
+    /// A native histogram.
+    Histogram(Arc<FloatHistogram>),
+}
+
+impl RuleValue {
+    /// The float an alert and its templates take (`$value`, `query`): a histogram's is
+    /// 0, as Prometheus 2.42 takes a histogram sample's float value.
+    pub fn float(&self) -> f64 {
+        match self {
+            RuleValue::Float(v) => *v,
+            RuleValue::Histogram(_) => 0.0,
+        }
+    }
+}
+
+/// What one rule evaluation writes: float samples (stale markers included: a
+/// histogram series goes stale with a float stale marker, as storage keeps them) and
+/// native-histogram samples.
+#[derive(Debug, Default)]
+pub struct RuleWrites {
+    /// Float samples and stale markers.
+    pub floats: Vec<Sample>,
+    /// Native-histogram samples.
+    pub histograms: Vec<HistogramSample>,
+}
+
+impl RuleWrites {
+    /// Room for `n` samples of either kind.
+    pub fn with_capacity(n: usize) -> RuleWrites {
+        RuleWrites {
+            floats: Vec::with_capacity(n),
+            histograms: Vec::new(),
+        }
+    }
+
+    /// Adds the sample of series `labels` at `t_ms` (a float may be the stale marker).
+    pub fn push(&mut self, labels: Arc<Labels>, t_ms: i64, value: &RuleValue) {
+        let series_id = labels.hash();
+        match value {
+            RuleValue::Float(value) => self.floats.push(Sample {
+                series_id,
+                labels,
+                timestamp_ms: t_ms,
+                value: *value,
+                start_ms: 0,
+            }),
+            RuleValue::Histogram(h) => self.histograms.push(HistogramSample {
+                series_id,
+                labels,
+                timestamp_ms: t_ms,
+                histogram: (**h).clone(),
+            }),
+        }
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.floats.is_empty() && self.histograms.is_empty()
+    }
+}
 
 /// Why a rule's evaluation failed. Its text is the rule's `lastError` (the rules API,
 /// `promflow test rules`), in Prometheus's words.
@@ -59,8 +128,8 @@ pub trait RuleEvaluator: Send + Sync {
 
 /// Where rule outputs are written.
 pub trait SampleSink: Send + Sync {
-    /// Writes a batch (head, then dataflow).
-    fn commit(&self, batch: Vec<Sample>);
+    /// Writes one evaluation's outputs.
+    fn commit(&self, writes: RuleWrites);
 }
 
 /// Where alerts due for sending go.
@@ -70,19 +139,21 @@ pub trait AlertSink: Send + Sync {
 }
 
 impl SampleSink for crate::ingest::Ingester {
-    fn commit(&self, batch: Vec<Sample>) {
-        self.commit_rule_outputs(batch);
+    fn commit(&self, writes: RuleWrites) {
+        self.commit_rule_outputs(writes.floats, writes.histograms);
     }
 }
 
 impl SampleSink for Storage {
-    fn commit(&self, batch: Vec<Sample>) {
+    fn commit(&self, writes: RuleWrites) {
         // A refused batch is logged and counted by storage.
-        let _ = self.append(&batch);
+        let _ = self.append(&writes.floats);
+        let _ = self.append_histograms(writes.histograms);
     }
 }
 
-/// The reference evaluator over the head.
+/// The reference evaluator over storage, native histograms included (as the ad-hoc
+/// query API reads it: [`HistogramSource`]).
 pub struct HeadEvaluator {
     /// The samples.
     pub head: Arc<Storage>,
@@ -92,32 +163,57 @@ pub struct HeadEvaluator {
 
 impl RuleEvaluator for HeadEvaluator {
     fn evaluate(&self, plan: &Plan, t_ms: i64) -> RuleResult {
-        let mut evaluator = Evaluator::new(&*self.head, t_ms);
+        let source = HistogramSource::new(&self.head);
+        let mut evaluator = Evaluator::new(&source, t_ms);
         evaluator.lookback_ms = self.lookback_ms;
-        vector_result(evaluator.instant(plan, t_ms)?)
+        let value = evaluator.instant(plan, t_ms)?;
+        vector_result(value, |v| evaluator.histogram(v))
     }
 }
 
-/// Whether a result element's value names a native histogram (a handle of the
-/// evaluator, [`dataflows::promql::eval::native`]) rather than being a float. Such an
-/// element alerts with the value 0 (as Prometheus 2.42's alerting rules take a
-/// histogram sample's float value); a recording rule does not write it yet.
-pub(crate) fn is_histogram(value: f64) -> bool {
-    dataflows::promql::eval::native::parse_handle(value).is_some()
-}
-
-/// A rule result as an instant vector (a scalar is one element without labels).
-fn vector_result(value: Value) -> RuleResult {
+/// A rule result as an instant vector (a scalar is one element without labels); an
+/// element whose value is a histogram handle gets the histogram `histogram` resolves
+/// it to ([`dataflows::promql::eval::native`]).
+fn vector_result(
+    value: Value,
+    histogram: impl Fn(f64) -> Option<Arc<FloatHistogram>>,
+) -> RuleResult {
     match value {
-        Value::Vector(v) => Ok(v.into_iter().map(|e| (e.labels, e.value)).collect()),
-        Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), v)]),
+        Value::Vector(v) => Ok(elements(v, histogram)),
+        Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), RuleValue::Float(v))]),
         other => Err(RuleError::NotAVector(format!("{other:?}"))),
     }
 }
 
+/// A vector's elements with their values resolved (see [`vector_result`]).
+fn elements(
+    v: Vec<dataflows::promql::eval::Element>,
+    histogram: impl Fn(f64) -> Option<Arc<FloatHistogram>>,
+) -> Vec<(Arc<Labels>, RuleValue)> {
+    v.into_iter()
+        .map(|e| {
+            let value = histogram(e.value).map_or(RuleValue::Float(e.value), RuleValue::Histogram);
+            (e.labels, value)
+        })
+        .collect()
+}
+
+/// A dataflow evaluation's value, taken out, and a resolver of its histogram handles
+/// ([`RuleOutput::histograms`]).
+fn take_value(
+    mut output: RuleOutput,
+) -> (
+    Result<Value, EvalError>,
+    impl Fn(f64) -> Option<Arc<FloatHistogram>>,
+) {
+    let value = std::mem::replace(&mut output.value, Ok(Value::Vector(Vec::new())));
+    (value, move |v| output.histogram(v).cloned())
+}
+
 /// A dataflow evaluation as a rule result (of a rule delivering whole results).
 pub(crate) fn output_result(output: RuleOutput) -> RuleResult {
-    vector_result(output.value?)
+    let (value, histogram) = take_value(output);
+    vector_result(value?, histogram)
 }
 
 /// A dataflow evaluation of a rule delivering changes ([`dataflows::Delivery`]).
@@ -126,18 +222,18 @@ pub(crate) enum Arrival {
     Whole(RuleResult),
     /// Elements new or with a new value, and the labels of elements that left.
     Changes {
-        set: Vec<(Arc<Labels>, f64)>,
+        set: Vec<(Arc<Labels>, RuleValue)>,
         gone: Vec<Arc<Labels>>,
     },
 }
 
 impl Arrival {
-    pub(crate) fn of(output: RuleOutput) -> Arrival {
-        match output.gone {
+    pub(crate) fn of(mut output: RuleOutput) -> Arrival {
+        match output.gone.take() {
             None => Arrival::Whole(output_result(output)),
             Some(gone) => {
-                let set = match output.value {
-                    Ok(Value::Vector(v)) => v.into_iter().map(|e| (e.labels, e.value)).collect(),
+                let set = match take_value(output) {
+                    (Ok(Value::Vector(v)), histogram) => elements(v, histogram),
                     _ => Vec::new(),
                 };
                 Arrival::Changes { set, gone }

@@ -19,6 +19,7 @@ use crate::holdback::TargetHoldback;
 use crate::ingest::{now_ms, Ingester};
 use crate::relabel;
 use crate::scrape::exposition::{self, Format, HistogramRef, NativeHistograms, SampleSink};
+use crate::scrape::nhcb;
 use crate::scrape::scrape_cache::{Lookup, ScrapeCache, Slot};
 use crate::scrape::target::TargetSpec;
 use crate::selfmetrics::SelfMetrics;
@@ -285,6 +286,9 @@ async fn scrape_once(
         let exemplars = ctx.ingester.wants_exemplars();
         let mut builder = BatchBuilder::new(spec, ts, &mut state.cache, exemplars);
         let parsed = exposition::parse_with(&body, format, &mut builder);
+        if let Ok(metadata) = &parsed {
+            builder.convert_nhcb(metadata, format);
+        }
         scraped = builder.scraped;
         post_relabel = builder.out.post_relabel;
         metadata = Some(parsed.map_err(ScrapeError::Parse)?);
@@ -525,6 +529,8 @@ struct BatchBuilder<'a> {
     error: Option<ScrapeError>,
     /// Whether exemplars are kept (exemplar storage is on).
     exemplars: bool,
+    /// Classic histograms to convert (`convert_classic_histograms_to_nhcb`).
+    nhcb: Option<nhcb::Collector>,
 }
 
 /// The samples a scrape produced so far, with the cache slot and storage handle of
@@ -602,6 +608,36 @@ impl<'a> BatchBuilder<'a> {
             scraped: 0,
             error: None,
             exemplars,
+            nhcb: spec
+                .config
+                .convert_classic_histograms_to_nhcb
+                .then(|| nhcb::Collector::new(spec.config.always_scrape_classic_histograms)),
+        }
+    }
+
+    /// After the body: the converted classic histograms as native histograms, and the
+    /// held-back samples that were not part of one as floats (see [`nhcb`]).
+    fn convert_nhcb(&mut self, metadata: &[exposition::MetricMetadata], format: Format) {
+        let Some(collector) = self.nhcb.take() else {
+            return;
+        };
+        let (converted, floats) = collector.finish(metadata, format == Format::Protobuf);
+        for part in &floats {
+            part.with_ref(|sample| self.sample(sample));
+        }
+        for h in converted {
+            let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = h
+                .labels
+                .iter()
+                .map(|(n, v)| (n.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
+                .collect();
+            self.histogram(HistogramRef {
+                series: &h.series,
+                name: &h.name,
+                labels: &labels,
+                histogram: h.histogram,
+                timestamp_ms: h.timestamp_ms,
+            });
         }
     }
 
@@ -631,6 +667,10 @@ impl SampleSink for BatchBuilder<'_> {
             // as in Prometheus (the sample limit, checked at the end, counts them all).
             return true;
         }
+        if self.nhcb.is_some() {
+            // Every sample's name is needed: the labels are read.
+            return false;
+        }
         let timestamp_ms = self.kept_timestamp(timestamp_ms);
         let lookup = self.cache.lookup(series, timestamp_ms.is_some());
         let known = self.out.add(lookup, value, timestamp_ms);
@@ -641,6 +681,16 @@ impl SampleSink for BatchBuilder<'_> {
     fn sample(&mut self, sample: exposition::SampleRef<'_>) {
         if self.error.is_some() {
             return;
+        }
+        if let Some(collector) = &mut self.nhcb {
+            if collector.wants(sample.name) {
+                collector.push(&sample);
+                if collector.holds_back() {
+                    // Its exemplars are not another sample's.
+                    self.out.last_series = None;
+                    return;
+                }
+            }
         }
         self.scraped += 1;
         let labels = match label_new_series(self.spec, &sample) {
@@ -675,6 +725,9 @@ impl SampleSink for BatchBuilder<'_> {
     fn histogram(&mut self, sample: HistogramRef<'_>) {
         if self.error.is_some() {
             return;
+        }
+        if let Some(collector) = &mut self.nhcb {
+            collector.native(sample.name, sample.labels);
         }
         self.scraped += 1;
         let mut histogram = sample.histogram;
@@ -772,13 +825,19 @@ impl Batch {
 /// highest whose bucket growth factor `2^(2^-schema)` reaches the factor (Prometheus's
 /// `pickSchema`), then one step at a time while the histogram has more buckets than
 /// the limit; at schema -4 with still too many, the scrape fails with "histogram
-/// bucket limit exceeded".
+/// bucket limit exceeded". Custom buckets (`convert_classic_histograms_to_nhcb`) are
+/// kept as they are, and fail the scrape at once when more than the limit.
 fn limit_resolution(
     h: &mut FloatHistogram,
     min_bucket_factor: f64,
     limit: u64,
 ) -> Result<(), ScrapeError> {
     if h.uses_custom_buckets() {
+        // Custom buckets (NHCB) cannot be merged: over the limit the scrape fails.
+        let buckets = (h.positive_buckets.len() + h.negative_buckets.len()) as u64;
+        if limit > 0 && buckets > limit {
+            return Err(ScrapeError::Limit(Limit::Buckets));
+        }
         return Ok(());
     }
     let max_schema = pick_schema(min_bucket_factor);
@@ -945,8 +1004,19 @@ mod tests {
         limit_resolution(&mut limited, 0.0, 6).unwrap();
         assert_eq!(limited.schema, 1);
         assert_eq!(limited.positive_buckets, vec![1.0, 4.0, 4.0, 4.0, 4.0, 3.0]);
-        let mut impossible = h;
+        let mut impossible = h.clone();
         let failed = limit_resolution(&mut impossible, 0.0, 1).unwrap_err();
+        assert_eq!(failed.to_string(), "histogram bucket limit exceeded");
+        // Custom buckets are not merged: within the limit kept, over it refused.
+        let custom = FloatHistogram {
+            schema: -53,
+            custom_values: (1..20).map(f64::from).collect(),
+            ..h
+        };
+        let mut kept = custom.clone();
+        limit_resolution(&mut kept, 1.1, 20).unwrap();
+        assert_eq!(kept, custom);
+        let failed = limit_resolution(&mut kept, 0.0, 19).unwrap_err();
         assert_eq!(failed.to_string(), "histogram bucket limit exceeded");
     }
 

@@ -87,6 +87,7 @@ impl TargetSpec {
         let same_native = a.scrape_protocols == b.scrape_protocols
             && a.scrape_native_histograms == b.scrape_native_histograms
             && a.always_scrape_classic_histograms == b.always_scrape_classic_histograms
+            && a.convert_classic_histograms_to_nhcb == b.convert_classic_histograms_to_nhcb
             && a.native_histogram_bucket_limit == b.native_histogram_bucket_limit
             && a.native_histogram_min_bucket_factor.to_bits()
                 == b.native_histogram_min_bucket_factor.to_bits();

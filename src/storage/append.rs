@@ -6,12 +6,21 @@
 //! if the WAL cannot be written nothing of the batch is applied, the failure is counted
 //! and the error returned (the batch is not acknowledged). Samples older than the
 //! newest block's end are refused and counted as out of bounds.
+//!
+//! Exemplars ([`Storage::append_exemplars`]) go to the exemplar storage (a ring held
+//! by the ingester) and, those it keeps, to the WAL; a start replays them
+//! ([`Storage::restore_exemplars`]), as Prometheus does.
 
+use super::exemplars::{Exemplar, ExemplarStore, Refused};
 use super::{
     AppendError, AppendOutcome, Applied, HistogramSample, SeriesRef, Storage, StoredHistogram,
 };
-use dataflows::{Sample, SampleBatch};
+use dataflows::{Labels, Sample, SampleBatch};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// An exemplar kept: its series' id and labels, and the exemplar.
+pub type KeptExemplar<'a> = (u64, &'a Arc<Labels>, &'a Exemplar);
 
 impl Storage {
     /// `fsync`s the WAL (at a clean shutdown, whatever `--storage.tsdb.wal-fsync` says).
@@ -88,6 +97,80 @@ impl Storage {
             ),
         };
         self.counted(outcome, count, "histogram samples")
+    }
+
+    /// Keeps `exemplars` (each by its series' id) of series the head holds in `store`
+    /// ([`ExemplarStore::add`]: duplicates, older and oversized ones are refused; those
+    /// of a series the head does not hold are dropped, as Prometheus refuses them) and
+    /// logs those it kept to the WAL, in the order kept, while no other call can
+    /// interleave, so that a replay fills the ring alike. `kept` then gets them (the
+    /// remote write queues take them there). Returns how many were refused as out of
+    /// order (the caller counts them, as Prometheus does per scrape). A failed WAL
+    /// write is logged and counted; the exemplars stay in memory (they are lost at a
+    /// restart only).
+    pub fn append_exemplars(
+        &self,
+        store: &ExemplarStore,
+        exemplars: Vec<(u64, Exemplar)>,
+        kept: impl FnOnce(&[KeptExemplar<'_>]),
+    ) -> usize {
+        if exemplars.is_empty() || !store.enabled() {
+            return 0;
+        }
+        let series = self.head.logged_series(exemplars.iter().map(|e| e.0));
+        let mut out_of_order = 0;
+        let mut added: Vec<(u64, u32, Arc<Labels>, Exemplar)> = Vec::new();
+        {
+            let mut wal = self.wal.as_ref().map(|w| w.lock());
+            for ((id, exemplar), series) in exemplars.into_iter().zip(series) {
+                let Some((wal_ref, labels)) = series else {
+                    continue;
+                };
+                match store.add(&labels, exemplar.clone()) {
+                    Ok(()) => added.push((id, wal_ref, labels, exemplar)),
+                    Err(Refused::OutOfOrder) => out_of_order += 1,
+                    Err(Refused::Duplicate | Refused::LabelLength | Refused::Disabled) => {}
+                }
+            }
+            if let Some(wal) = wal.as_mut() {
+                let logged: Vec<(u32, i64, f64, &Labels)> = added
+                    .iter()
+                    .map(|(_, r, _, e)| (*r, e.timestamp_ms, e.value, &e.labels))
+                    .collect();
+                if let Err(e) = wal.log_exemplars(&logged) {
+                    self.metrics
+                        .wal_write_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, count = logged.len(), "writing the WAL failed; the exemplars are kept in memory only");
+                }
+            }
+        }
+        if !added.is_empty() {
+            let stored: Vec<KeptExemplar<'_>> = added
+                .iter()
+                .map(|(id, _, labels, e)| (*id, labels, e))
+                .collect();
+            kept(&stored);
+        }
+        out_of_order
+    }
+
+    /// Hands the exemplars the WAL replayed at [`Storage::open`] to `store` (once:
+    /// later calls find none), oldest first; with the store off (capacity 0) they are
+    /// dropped, as Prometheus replays none then.
+    pub fn restore_exemplars(&self, store: &ExemplarStore) {
+        let replayed = std::mem::take(&mut *self.replayed_exemplars.lock());
+        if replayed.is_empty() || !store.enabled() {
+            return;
+        }
+        let series = self.head.logged_series(replayed.iter().map(|e| e.0));
+        let mut restored = 0usize;
+        for ((_, exemplar), series) in replayed.into_iter().zip(series) {
+            if let Some((_, labels)) = series {
+                restored += usize::from(store.add(&labels, exemplar).is_ok());
+            }
+        }
+        tracing::info!(exemplars = restored, "exemplars replayed from the WAL");
     }
 
     /// Counts an append's samples refused as out of bounds, or its WAL failure (logged:

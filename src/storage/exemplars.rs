@@ -16,8 +16,9 @@
 //! - A capacity of 0 stores nothing (the feature off); [`ExemplarStore::resize`]
 //!   keeps the newest exemplars that fit, as a configuration reload does.
 //!
-//! Exemplars are held in memory only: they do not survive a restart (Prometheus
-//! replays them from its WAL).
+//! The ring is in memory; [`super::Storage::append_exemplars`] logs what it keeps to
+//! the WAL and [`super::Storage::restore_exemplars`] replays them at start, as
+//! Prometheus does.
 
 use dataflows::{Labels, Selector};
 use parking_lot::Mutex;
@@ -98,7 +99,10 @@ pub struct ExemplarStats {
     pub held: usize,
     pub series: usize,
     pub capacity: usize,
-    /// The newest exemplar's timestamp (ms), 0 when none.
+    /// `prometheus_tsdb_exemplar_last_exemplars_timestamp_seconds` as Prometheus 2.42
+    /// computes it, despite its help text: the timestamp (ms) of the exemplar to be
+    /// overwritten next (the oldest) once the ring is full, before that the first
+    /// one's; 0 when none.
     pub last_timestamp_ms: i64,
 }
 
@@ -202,11 +206,11 @@ impl ExemplarStore {
 
     pub fn stats(&self) -> ExemplarStats {
         let ring = self.ring.lock();
-        let last_timestamp_ms = ring
-            .next
-            .checked_sub(1)
-            .or_else(|| ring.capacity.checked_sub(1))
-            .and_then(|i| ring.slots.get(i)?.as_ref())
+        // As Prometheus's `computeMetrics` sets it: the exemplar in the slot written
+        // next (the oldest once the ring is full), else the first slot's.
+        let last_timestamp_ms = [ring.next, 0]
+            .into_iter()
+            .find_map(|i| ring.slots.get(i)?.as_ref())
             .map_or(0, |s| s.exemplar.timestamp_ms);
         ExemplarStats {
             appended_total: self.appended.load(Ordering::Relaxed),
@@ -365,9 +369,10 @@ mod tests {
         assert_eq!(store.select(12, 12, &all()).len(), 1);
         let stats = store.stats();
         assert_eq!(stats.appended_total, 4);
+        // The "last" timestamp is the slot written next: the oldest, 11.
         assert_eq!(
             (stats.held, stats.series, stats.last_timestamp_ms),
-            (3, 2, 13)
+            (3, 2, 11)
         );
     }
 

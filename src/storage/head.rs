@@ -754,6 +754,14 @@ impl Head {
             .collect()
     }
 
+    /// The WAL ref and labels of each series of `ids` the head holds (`None` for one
+    /// it does not), for records that refer to series (exemplars).
+    pub fn logged_series(&self, ids: impl Iterator<Item = u64>) -> Vec<Option<(u32, Arc<Labels>)>> {
+        let inner = self.inner.read();
+        ids.map(|id| inner.by_id.get(id).map(|s| (s.wal_ref(), s.labels.clone())))
+            .collect()
+    }
+
     /// Replay: (re)defines the series `wal_ref` as `labels`; returns its series id. A
     /// series already held under another ref takes the new one.
     pub fn replay_series(&self, wal_ref: u32, labels: Labels) -> u64 {

@@ -12,7 +12,10 @@
 //! - [`postings`]: the label index of the head and of each block, which resolves
 //!   matchers to series;
 //! - [`block`]: persisted, read-only blocks of one time range each;
-//! - [`exemplars`]: the newest scraped exemplars, in memory (apart from [`Storage`]);
+//! - [`exemplars`]: the newest exemplars, in memory (a ring apart from [`Storage`],
+//!   held by the ingester); [`Storage::append_exemplars`] keeps them there and logs
+//!   them to the WAL, which replays them at the next start
+//!   ([`Storage::restore_exemplars`]);
 //! - [`range_reader`]: reads each selector once for a whole range query.
 //!
 //! `Storage`'s own methods, one idea per file: this file holds the type, its options
@@ -54,6 +57,7 @@ pub use head::{
     SeriesSamplesInRange, StoredHistogram,
 };
 
+pub use append::KeptExemplar;
 pub use select::HistogramSource;
 pub use wal::WalFsync;
 
@@ -140,6 +144,9 @@ pub struct Storage {
     wal: Option<Arc<Mutex<Wal>>>,
     persisted: Option<Persisted>,
     metrics: StorageMetrics,
+    /// Exemplars the WAL replayed (series id, exemplar), until
+    /// [`Storage::restore_exemplars`] hands them to the exemplar storage.
+    replayed_exemplars: Mutex<Vec<(u64, exemplars::Exemplar)>>,
 }
 
 impl Default for Storage {
@@ -156,6 +163,7 @@ impl Storage {
             wal: None,
             persisted: None,
             metrics: StorageMetrics::default(),
+            replayed_exemplars: Mutex::new(Vec::new()),
         }
     }
 
@@ -176,6 +184,7 @@ impl Storage {
         let metrics = StorageMetrics::default();
         let mut refs: HashMap<u32, u64> = HashMap::new();
         let mut refused = 0usize;
+        let mut replayed_exemplars = Vec::new();
         let started = std::time::Instant::now();
         let (wal, stats) = Wal::open(&dir, options.wal_fsync, |record| match record {
             Record::Series(series) => {
@@ -196,6 +205,24 @@ impl Storage {
                         .into_iter()
                         .map(|(r, ts, h)| (refs.get(&r).copied(), ts, h)),
                 );
+            }
+            Record::Exemplars(logged) => {
+                // As Prometheus: none older than the newest block, none of an unknown
+                // series; whether the timestamp was exposed is not logged.
+                replayed_exemplars.extend(logged.into_iter().filter_map(
+                    |(r, timestamp_ms, value, labels)| {
+                        let id = *refs.get(&r)?;
+                        (timestamp_ms >= min_valid_t).then_some((
+                            id,
+                            exemplars::Exemplar {
+                                labels,
+                                value,
+                                timestamp_ms,
+                                has_timestamp: false,
+                            },
+                        ))
+                    },
+                ));
             }
             Record::Tombstones(deletions) => {
                 for (r, min_t, max_t) in deletions {
@@ -221,6 +248,7 @@ impl Storage {
             series = head.series_count(),
             samples = head.sample_count(),
             refused,
+            exemplars = replayed_exemplars.len(),
             corruptions = stats.corruptions,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "WAL replayed"
@@ -240,6 +268,7 @@ impl Storage {
                 cutting: Mutex::new(()),
             }),
             metrics,
+            replayed_exemplars: Mutex::new(replayed_exemplars),
         };
         // What the WAL still holds of persisted blocks is dropped again.
         if min_valid_t > i64::MIN {

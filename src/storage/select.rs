@@ -6,7 +6,8 @@
 //! [`Storage::select_histograms`] reads native-histogram samples the same way (blocks
 //! and head); [`Storage::select_with_histograms`] and [`HistogramSource`] add them as
 //! the evaluator's handles ([`dataflows::promql::eval::native`]), for the ad-hoc query
-//! API; every other reader (rules, remote read, federation) sees float samples only.
+//! API and rules evaluated over storage; `Storage` itself, as a source, holds float
+//! samples only (remote read and federation read histograms apart).
 //!
 //! Contract: one entry per series, its samples in time order with one sample per
 //! timestamp, whether they are in blocks, in the head or (for the moment between a

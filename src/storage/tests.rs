@@ -51,6 +51,83 @@ fn a_reopened_storage_holds_what_was_appended() {
     assert_eq!(s.sample_count(), 5);
 }
 
+/// Exemplars kept by the exemplar storage are logged and replayed into a new ring
+/// (once; with the store off, dropped), in the order kept: a ring of 2 over 3 logged
+/// gets the newest 2. Refused ones (duplicates, older, of a series the head does not
+/// hold) are neither logged nor handed on; out-of-order ones are counted.
+#[test]
+fn exemplars_are_logged_and_replayed_into_the_ring() {
+    use exemplars::{Exemplar, ExemplarStore};
+    let dir = tempfile::tempdir().unwrap();
+    let options = StorageOptions {
+        wal_fsync: WalFsync::Batch,
+        ..StorageOptions::new(dir.path().to_path_buf())
+    };
+    let ex = |trace: &str, ts: i64| Exemplar {
+        labels: dataflows::Labels::from_strs(&[("trace_id", trace)]),
+        value: 0.5,
+        timestamp_ms: ts,
+        has_timestamp: true,
+    };
+    let (a, b) = (sample("a", 10, 1.0), sample("b", 10, 1.0));
+    let unknown = sample("nowhere", 10, 1.0).series_id;
+    {
+        let s = Storage::open(&options).unwrap();
+        s.append(&[a.clone(), b.clone()]).unwrap();
+        let store = ExemplarStore::new(10);
+        let mut handed = Vec::new();
+        let out_of_order = s.append_exemplars(
+            &store,
+            vec![
+                (a.series_id, ex("1", 8)),
+                (a.series_id, ex("1", 8)),
+                (b.series_id, ex("2", 9)),
+                (a.series_id, ex("0", 5)),
+                (unknown, ex("x", 9)),
+                (a.series_id, ex("3", 10)),
+            ],
+            |kept| handed.extend(kept.iter().map(|k| (k.1.to_string(), k.2.timestamp_ms))),
+        );
+        assert_eq!(out_of_order, 1);
+        assert_eq!(
+            handed,
+            [
+                ("m{job=\"a\"}", 8),
+                ("m{job=\"b\"}", 9),
+                ("m{job=\"a\"}", 10)
+            ]
+            .map(|(l, t)| (l.to_string(), t))
+        );
+    }
+    let s = Storage::open(&options).unwrap();
+    let store = ExemplarStore::new(2);
+    s.restore_exemplars(&store);
+    let got: Vec<(String, Vec<(i64, bool)>)> = store
+        .select(i64::MIN, i64::MAX, &[Selector::default()])
+        .into_iter()
+        .map(|(l, e)| {
+            let e = e
+                .iter()
+                .map(|e| (e.timestamp_ms, e.has_timestamp))
+                .collect();
+            (l.to_string(), e)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("m{job=\"a\"}".to_string(), vec![(10, false)]),
+            ("m{job=\"b\"}".to_string(), vec![(9, false)])
+        ]
+    );
+    // Once only.
+    let again = ExemplarStore::new(2);
+    s.restore_exemplars(&again);
+    assert!(again
+        .select(i64::MIN, i64::MAX, &[Selector::default()])
+        .is_empty());
+}
+
 #[test]
 fn truncation_retires_segments_and_keeps_live_series_replayable() {
     let dir = tempfile::tempdir().unwrap();

@@ -24,7 +24,13 @@
 //! - `4` native-histogram samples: `count`, then per sample `ref`, `timestamp`
 //!   (zig-zag) and the histogram in the head's histogram-chunk encoding of a lone
 //!   sample (`super::histogram_chunk::encode_one`: counter-reset hint, schema, zero
-//!   threshold, spans, custom bounds, counts, sum; bit-exact).
+//!   threshold, spans, custom bounds, counts, sum; bit-exact);
+//! - `5` exemplars (kept by the exemplar storage, `super::exemplars`): `count`, then
+//!   per exemplar `ref`, `timestamp` (zig-zag), the value's 8 raw bytes and its labels
+//!   (`label count`, then each name's and value's length-prefixed bytes), as
+//!   Prometheus logs exemplar records. Whether the timestamp was exposed is not kept:
+//!   Prometheus replays them without it too. A log written before this record type
+//!   existed replays unchanged.
 //!
 //! Integers are LEB128 varints. A ref is the head's small per-series number; a later
 //! series record for the same labels re-keys the series (refs of dropped series may be
@@ -61,6 +67,7 @@ const TYPE_SERIES: u8 = 1;
 const TYPE_SAMPLES: u8 = 2;
 const TYPE_TOMBSTONES: u8 = 3;
 const TYPE_HISTOGRAMS: u8 = 4;
+const TYPE_EXEMPLARS: u8 = 5;
 /// Type-byte flag: the payload is Snappy-compressed.
 const COMPRESSED: u8 = 0x80;
 /// Payloads shorter than this are stored as they are.
@@ -96,7 +103,12 @@ pub enum Record {
     Tombstones(Vec<(u32, i64, i64)>),
     /// Native-histogram samples: `(ref, timestamp_ms, histogram)`.
     Histograms(Vec<(u32, i64, FloatHistogram)>),
+    /// Exemplars: `(ref, timestamp_ms, value, labels)`.
+    Exemplars(Vec<LoggedExemplar>),
 }
+
+/// An exemplar as logged: its series' ref, timestamp, value and labels.
+pub type LoggedExemplar = (u32, i64, f64, Labels);
 
 /// What replay found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -234,6 +246,26 @@ impl Wal {
                         put_uvarint(b, u64::from(r));
                         put_varint(b, ts);
                         histogram_chunk::encode_one(b, h);
+                    }
+                });
+            }
+        })
+    }
+
+    /// Writes a record of exemplars (`(ref, timestamp, value, labels)`, their series
+    /// logged before), and `fsync`s it under [`WalFsync::Batch`]. Their timestamps
+    /// count as the segment's samples' do when segments are retired.
+    pub fn log_exemplars(&mut self, exemplars: &[(u32, i64, f64, &Labels)]) -> io::Result<()> {
+        let newest = exemplars.iter().map(|e| e.1).max();
+        self.log_batch(&[], newest, |b| {
+            if !exemplars.is_empty() {
+                frame(b, TYPE_EXEMPLARS, |b| {
+                    put_uvarint(b, exemplars.len() as u64);
+                    for &(r, ts, value, labels) in exemplars {
+                        put_uvarint(b, u64::from(r));
+                        put_varint(b, ts);
+                        b.extend_from_slice(&value.to_bits().to_le_bytes());
+                        put_labels(b, labels);
                     }
                 });
             }
@@ -555,6 +587,11 @@ fn replay_file(
                 on_sample_ts(s.1);
             }
         }
+        if let Record::Exemplars(exemplars) = &record {
+            for e in exemplars {
+                on_sample_ts(e.1);
+            }
+        }
         stats.records += 1;
         on_record(record);
         pos += FRAME_HEADER + len;
@@ -589,15 +626,32 @@ fn encode_series(out: &mut Vec<u8>, series: &[(u32, &Labels)]) {
         put_uvarint(b, series.len() as u64);
         for (r, labels) in series {
             put_uvarint(b, u64::from(*r));
-            put_uvarint(b, labels.len() as u64);
-            for (name, value) in labels.iter() {
-                put_uvarint(b, name.len() as u64);
-                b.extend_from_slice(name.as_bytes());
-                put_uvarint(b, value.len() as u64);
-                b.extend_from_slice(value.as_bytes());
-            }
+            put_labels(b, labels);
         }
     });
+}
+
+/// `label count`, then each name's and value's length-prefixed bytes.
+fn put_labels(b: &mut Vec<u8>, labels: &Labels) {
+    put_uvarint(b, labels.len() as u64);
+    for (name, value) in labels.iter() {
+        put_uvarint(b, name.len() as u64);
+        b.extend_from_slice(name.as_bytes());
+        put_uvarint(b, value.len() as u64);
+        b.extend_from_slice(value.as_bytes());
+    }
+}
+
+/// What [`put_labels`] wrote.
+fn get_labels(p: &mut &[u8]) -> Option<Labels> {
+    let count = get_uvarint(p)? as usize;
+    let mut pairs = Vec::with_capacity(count.min(256));
+    for _ in 0..count {
+        let name = get_string(p)?;
+        let value = get_string(p)?;
+        pairs.push((name, value));
+    }
+    Some(Labels::from_pairs(pairs))
 }
 
 fn encode_samples(out: &mut Vec<u8>, samples: &[(u32, i64, f64)]) {
@@ -630,14 +684,7 @@ fn decode(body: &[u8]) -> Option<Record> {
             let mut series = Vec::with_capacity(n.min(1 << 16));
             for _ in 0..n {
                 let r = u32::try_from(get_uvarint(&mut p)?).ok()?;
-                let count = get_uvarint(&mut p)? as usize;
-                let mut pairs = Vec::with_capacity(count.min(256));
-                for _ in 0..count {
-                    let name = get_string(&mut p)?;
-                    let value = get_string(&mut p)?;
-                    pairs.push((name, value));
-                }
-                series.push((r, Labels::from_pairs(pairs)));
+                series.push((r, get_labels(&mut p)?));
             }
             Record::Series(series)
         }
@@ -675,6 +722,19 @@ fn decode(body: &[u8]) -> Option<Record> {
                 samples.push((r, ts, h));
             }
             Record::Histograms(samples)
+        }
+        TYPE_EXEMPLARS => {
+            let n = get_uvarint(&mut p)? as usize;
+            let mut exemplars = Vec::with_capacity(n.min(1 << 16));
+            for _ in 0..n {
+                let r = u32::try_from(get_uvarint(&mut p)?).ok()?;
+                let ts = get_varint(&mut p)?;
+                let (bits, rest) = p.split_first_chunk::<8>()?;
+                p = rest;
+                let value = f64::from_bits(u64::from_le_bytes(*bits));
+                exemplars.push((r, ts, value, get_labels(&mut p)?));
+            }
+            Record::Exemplars(exemplars)
         }
         _ => return None,
     };
@@ -734,6 +794,35 @@ mod tests {
         drop(wal);
         let (records, _, _) = replay(dir.path());
         assert_eq!(records.len(), 3);
+    }
+
+    /// Exemplar records (type 5) round-trip beside the series and samples logged
+    /// before them, bit-exact, labels included; a log of the older record types only
+    /// (the other tests) replays as before.
+    #[test]
+    fn exemplar_records_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = Labels::from_strs(&[("trace_id", "abc"), ("span_id", "1")]);
+        {
+            let (_, _, mut wal) = replay(dir.path());
+            wal.log(&[(0, &labels("a"))], &[(0, 1000, 1.0)]).unwrap();
+            wal.log_exemplars(&[(0, 990, 0.25, &trace), (0, 1000, -0.0, &Labels::default())])
+                .unwrap();
+            wal.log_exemplars(&[]).unwrap();
+        }
+        let (records, stats, _) = replay(dir.path());
+        assert_eq!(stats.corruptions, 0);
+        assert_eq!(records.len(), 3, "{records:?}");
+        let Record::Exemplars(e) = &records[2] else {
+            panic!("not exemplars: {:?}", records[2])
+        };
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0], (0, 990, 0.25, trace));
+        assert_eq!(
+            (e[1].0, e[1].1, e[1].2.to_bits()),
+            (0, 1000, (-0.0f64).to_bits())
+        );
+        assert!(e[1].3.is_empty());
     }
 
     #[test]
@@ -820,7 +909,10 @@ mod tests {
             .iter()
             .flat_map(|r| match r {
                 Record::Samples(s) => s.iter().map(|x| x.1).collect(),
-                Record::Series(_) | Record::Tombstones(_) | Record::Histograms(_) => vec![],
+                Record::Series(_)
+                | Record::Tombstones(_)
+                | Record::Histograms(_)
+                | Record::Exemplars(_) => vec![],
             })
             .collect();
         assert!(samples.contains(&50_000) && samples.contains(&99_000));

@@ -327,6 +327,21 @@ impl Peer {
         self.post("/-/reload")
     }
 
+    /// Stops the process with SIGTERM (a clean shutdown) and waits for it to exit;
+    /// the log so far is kept in `output-before-restart.log` (a restart overwrites
+    /// `output.log`).
+    pub fn terminate(&mut self) {
+        self.signal("TERM");
+        let status = self.wait_exit(STARTUP_TIMEOUT);
+        assert!(
+            status.is_some(),
+            "{} did not exit within {STARTUP_TIMEOUT:?} of SIGTERM\n{}",
+            self.name,
+            self.log_tail()
+        );
+        let _ = fs::copy(&self.log_path, self.dir().join("output-before-restart.log"));
+    }
+
     /// Waits up to `timeout` for the process to exit on its own; its exit status.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         wait_for(timeout, || self.child.try_wait().ok().flatten())
@@ -633,14 +648,33 @@ impl Promflow {
             extra.push(format!("--storage.tsdb.path={}", data.display()));
         }
         let (what, check) = ready_check(&extra);
-        let mut peer = match launch.file_size_limit_kib {
-            None => spawn_peer_until("promflow", &bin, dir, &what, &*check, |d, a| {
+        let mut peer = match (launch.file_size_limit_kib, launch.listen) {
+            (None, Some(addr)) => {
+                let (child, addr) = launch_on(
+                    "promflow",
+                    &bin,
+                    dir.path(),
+                    || addr,
+                    &what,
+                    &*check,
+                    |d, a| promflow_args(d, a, &extra),
+                );
+                Peer {
+                    name: "promflow",
+                    child,
+                    addr,
+                    log_path: dir.path().join("output.log"),
+                    config_path: None,
+                    dir,
+                }
+            }
+            (None, None) => spawn_peer_until("promflow", &bin, dir, &what, &*check, |d, a| {
                 promflow_args(d, a, &extra)
             }),
             // bash's `ulimit -f` counts KiB; SIGXFSZ is ignored so a write past the
             // limit fails with EFBIG instead of killing the process. (A restart runs
             // without the limit.)
-            Some(kib) => spawn_peer_until(
+            (Some(kib), _) => spawn_peer_until(
                 "promflow",
                 Path::new("/bin/bash"),
                 dir,
@@ -677,6 +711,14 @@ impl Promflow {
         self.kill_and_restart_adding(&[]);
     }
 
+    /// Stops promflow with SIGTERM (a clean shutdown), waits for it to exit and
+    /// starts it again on the same directory (config, storage) and flags, on a new
+    /// port.
+    pub fn terminate_and_restart(&mut self) {
+        self.peer.terminate();
+        self.relaunch();
+    }
+
     /// [`Promflow::kill_and_restart`] with `more` flags added from now on (e.g. a
     /// short `--storage.tsdb.min-block-duration`, so that the restart cuts the head
     /// into blocks).
@@ -689,6 +731,12 @@ impl Promflow {
             dir.join("output.log"),
             dir.join("output-before-restart.log"),
         );
+        self.relaunch();
+    }
+
+    /// Starts promflow again (its process has ended) on the same directory and flags.
+    fn relaunch(&mut self) {
+        let dir = self.peer.dir.path().to_path_buf();
         let extra = self.extra_args.clone();
         let (what, check) = ready_check(&extra);
         let (child, addr) = launch("promflow", &promflow_bin(), &dir, &what, &*check, |d, a| {
@@ -776,6 +824,9 @@ pub struct PromflowLaunch<'a> {
     pub data_dir: Option<PathBuf>,
     /// A file size limit (`ulimit -f`, KiB) on the process: writes past it fail.
     pub file_size_limit_kib: Option<u64>,
+    /// The address to listen on (default: a free loopback port), e.g. one a cluster's
+    /// hostfile names before the process starts.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Runs the promflow binary with `args` (e.g. `check config FILE`) and waits for it.
@@ -791,6 +842,12 @@ pub fn run_promflow(args: &[&str]) -> Output {
 /// A real Prometheus (Debian package `prometheus`) on a free loopback port.
 pub struct Prometheus {
     peer: Peer,
+    /// The binary started (`prometheus`, or `unshare` around it).
+    bin: &'static str,
+    /// The command line without the per-directory and address flags.
+    wrapper: Vec<String>,
+    extra: Vec<String>,
+    lifecycle: bool,
 }
 
 impl std::ops::Deref for Prometheus {
@@ -872,24 +929,58 @@ impl Prometheus {
             dir,
             &what,
             &*check,
-            |dir, addr| {
-                let mut args = wrapper.clone();
-                args.extend([
-                    format!("--config.file={}", dir.join("prometheus.yml").display()),
-                    format!("--storage.tsdb.path={}", dir.join("data").display()),
-                    format!("--web.listen-address={addr}"),
-                    "--log.level=warn".to_string(),
-                ]);
-                if lifecycle {
-                    args.push("--web.enable-lifecycle".to_string());
-                }
-                args.extend(extra.iter().cloned());
-                args
-            },
+            |dir, addr| prometheus_args(&wrapper, lifecycle, &extra, dir, addr),
         );
         peer.config_path = Some(config_path);
-        Prometheus { peer }
+        Prometheus {
+            peer,
+            bin,
+            wrapper,
+            extra,
+            lifecycle,
+        }
     }
+
+    /// Stops Prometheus with SIGTERM (a clean shutdown), waits for it to exit and
+    /// starts it again on the same directory (config, TSDB) and flags, on a new port.
+    pub fn terminate_and_restart(&mut self) {
+        self.peer.terminate();
+        let (what, check) = ready_check(&self.extra);
+        let dir = self.peer.dir.path().to_path_buf();
+        let (wrapper, lifecycle, extra) = (&self.wrapper, self.lifecycle, &self.extra);
+        let (child, addr) = launch(
+            "prometheus",
+            Path::new(self.bin),
+            &dir,
+            &what,
+            &*check,
+            |d, a| prometheus_args(wrapper, lifecycle, extra, d, a),
+        );
+        self.peer.child = child;
+        self.peer.addr = addr;
+    }
+}
+
+/// Prometheus's command line in `dir` on `addr`.
+fn prometheus_args(
+    wrapper: &[String],
+    lifecycle: bool,
+    extra: &[String],
+    dir: &Path,
+    addr: SocketAddr,
+) -> Vec<String> {
+    let mut args = wrapper.to_vec();
+    args.extend([
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+        format!("--web.listen-address={addr}"),
+        "--log.level=warn".to_string(),
+    ]);
+    if lifecycle {
+        args.push("--web.enable-lifecycle".to_string());
+    }
+    args.extend(extra.iter().cloned());
+    args
 }
 
 // ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ pub fn body(series: &[Series]) -> Vec<u8> {
                 .iter()
                 .map(|&(timestamp, value)| Sample { value, timestamp })
                 .collect(),
+            exemplars: Vec::new(),
             histograms: Vec::new(),
         })
         .collect();

@@ -7,11 +7,15 @@ Usage: otlp_export.py BASE_URL MODE, MODE one of
   json      the same metrics, encoded by the SDK's encoder and sent as OTLP JSON
             (protobuf's JSON mapping, enums as integers, as OTLP/HTTP JSON requires);
   delta     a counter exported with delta temporality (Prometheus refuses it).
-Prints the resource's attributes as JSON on stdout (the test derives target_info's
-labels from them).
+Prints JSON on stdout: {"resource": the resource's attributes (the test derives
+target_info's labels from them), "exponential": {metric name: its data point as the
+SDK sent it (scale, zero_count, count, sum, positive/negative offset and bucket
+counts)}} (the test derives the expected native histograms from those points).
 """
 
+import base64
 import json
+import time
 import sys
 import urllib.request
 
@@ -28,6 +32,9 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+
+tracer = TracerProvider().get_tracer("promflow-test")
 
 base, mode = sys.argv[1], sys.argv[2]
 endpoint = base + "/api/v1/otlp/v1/metrics"
@@ -41,7 +48,11 @@ resource = Resource.create(
         "deployment.environment": "test",
     }
 )
-views = [View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation())]
+views = [
+    View(instrument_name="latency.exp", aggregation=ExponentialBucketHistogramAggregation()),
+    # Close values: the SDK keeps a scale above 8, which Prometheus merges down to 8.
+    View(instrument_name="ratio.exp", aggregation=ExponentialBucketHistogramAggregation()),
+]
 
 
 def record(provider):
@@ -69,11 +80,75 @@ def record(provider):
     )
     for v in (0.003, 0.05, 2):
         latency.record(v)
-    meter.create_histogram("latency.exp", unit="s").record(0.2)
+    exp = meter.create_histogram("latency.exp", unit="s")
+    # Inside a sampled span: the SDK's default (trace-based) exemplar filter keeps
+    # exemplars with the span's trace and span ids. A few milliseconds apart: an
+    # exemplar store keeps a series' exemplars in time order, and several in one
+    # millisecond are kept by value order only from Prometheus 2.48 on.
+    with tracer.start_as_current_span("request"):
+        for v in (0, 0.2, 0.2, 1.5, 3, 100):
+            exp.record(v)
+            time.sleep(0.003)
+    close = meter.create_histogram("ratio.exp", unit="1")
+    for v in (1.001, 1.0015, 1.002, 1.003, 1.003):
+        close.record(v)
+
+
+def hex_ids(node):
+    """OTLP JSON spells trace and span ids in hex, not in protobuf JSON's base64."""
+    if isinstance(node, dict):
+        for key in ("traceId", "spanId"):
+            if key in node:
+                node[key] = base64.b64decode(node[key]).hex()
+        for value in node.values():
+            hex_ids(value)
+    elif isinstance(node, list):
+        for value in node:
+            hex_ids(value)
+
+
+sent = []
+
+
+class CapturingExporter(OTLPMetricExporter):
+    """The SDK's exporter, remembering what it exports."""
+
+    def export(self, metrics_data, *args, **kwargs):
+        sent.append(metrics_data)
+        return super().export(metrics_data, *args, **kwargs)
+
+
+def exponential_points(metrics_data):
+    out = {}
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if type(m.data).__name__ != "ExponentialHistogram":
+                    continue
+                (p,) = m.data.data_points
+                out[m.name] = {
+                    "scale": p.scale,
+                    "zero_count": p.zero_count,
+                    "count": p.count,
+                    "sum": p.sum,
+                    "positive": {"offset": p.positive.offset, "bucket_counts": list(p.positive.bucket_counts)},
+                    "negative": {"offset": p.negative.offset, "bucket_counts": list(p.negative.bucket_counts)},
+                    "exemplars": [
+                        {
+                            "value": e.value,
+                            "time_unix_nano": e.time_unix_nano,
+                            "trace_id": format(e.trace_id, "032x") if e.trace_id else None,
+                            "span_id": format(e.span_id, "016x") if e.span_id else None,
+                            "filtered_attributes": dict(e.filtered_attributes or {}),
+                        }
+                        for e in (p.exemplars or [])
+                    ],
+                }
+    return out
 
 
 if mode in ("protobuf", "gzip", "delta"):
-    exporter = OTLPMetricExporter(
+    exporter = CapturingExporter(
         endpoint=endpoint,
         compression=Compression.Gzip if mode == "gzip" else Compression.NoCompression,
         preferred_temporality={Counter: AggregationTemporality.DELTA} if mode == "delta" else None,
@@ -84,12 +159,22 @@ if mode in ("protobuf", "gzip", "delta"):
     if not provider.force_flush(timeout_millis=10_000):
         sys.exit("export failed")
     provider.shutdown()
+    # The first export's points: shutdown exports again, the same cumulative counts
+    # but no exemplars (the SDK hands each exemplar out once).
+    points = {}
+    for data in sent:
+        for name, point in exponential_points(data).items():
+            points.setdefault(name, point)
 elif mode == "json":
     reader = InMemoryMetricReader()
     provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
     record(provider)
-    request = encode_metrics(reader.get_metrics_data())
-    body = json_format.MessageToJson(request, use_integers_for_enums=True).encode()
+    data = reader.get_metrics_data()
+    points = exponential_points(data)
+    request = encode_metrics(data)
+    message = json.loads(json_format.MessageToJson(request, use_integers_for_enums=True))
+    hex_ids(message)
+    body = json.dumps(message).encode()
     http = urllib.request.Request(
         endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
     )
@@ -101,4 +186,4 @@ elif mode == "json":
 else:
     sys.exit(f"unknown mode {mode}")
 
-print(json.dumps(dict(resource.attributes)))
+print(json.dumps({"resource": dict(resource.attributes), "exponential": points}))

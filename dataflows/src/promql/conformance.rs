@@ -354,7 +354,7 @@ fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), RunEr
             match parse_handle(*value) {
                 Some((SOURCE, h)) => {
                     let histogram = store.histograms[h as usize].clone();
-                    batch.push_histogram(id, *t, histogram);
+                    batch.push_histogram(id, *t, histogram, *start_ms);
                 }
                 _ => batch.push(id, *t, *value, *start_ms),
             }

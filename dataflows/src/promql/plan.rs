@@ -389,6 +389,7 @@ pub const FUNCTIONS: &[&str] = &[
     "sort_by_label_desc",
     "sort_desc",
     "sqrt",
+    "start_timestamp",
     "stddev_over_time",
     "stdvar_over_time",
     "sum_over_time",

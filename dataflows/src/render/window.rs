@@ -506,11 +506,12 @@ impl WindowStore {
         matched: impl FnMut(RuleId, Reach, &str, &Arc<Labels>, u64),
     ) {
         self.has_histograms = true;
+        self.has_start_times |= sample.start_ms != 0;
         let histogram = &sample.histogram;
         self.insert_value::<true>(
             sample.series_id,
             sample.timestamp_ms,
-            0,
+            sample.start_ms,
             labels,
             |slots| slots.keep(histogram.clone()),
             matched,
@@ -742,6 +743,7 @@ mod tests {
                 series_id: Labels::hash(&hl),
                 timestamp_ms: ts,
                 histogram: histogram(k as f64),
+                start_ms: 0,
             };
             store.insert_histogram(&sample, || Some(hl.clone()), |_, _, _, _, _| {});
             let point = Point {
@@ -768,6 +770,7 @@ mod tests {
             series_id: Labels::hash(&hl),
             timestamp_ms: 90_000,
             histogram: histogram(99.0),
+            start_ms: 0,
         };
         store.insert_histogram(&again, || Some(hl.clone()), |_, _, _, _, _| {});
         assert_eq!(store.histograms_held(), 10);
@@ -782,6 +785,7 @@ mod tests {
             series_id: Labels::hash(&hl),
             timestamp_ms: 100_000,
             histogram: histogram(100.0),
+            start_ms: 0,
         };
         let slots = store.histograms.slots.len();
         store.insert_histogram(&next, || Some(hl.clone()), |_, _, _, _, _| {});

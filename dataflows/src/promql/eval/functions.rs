@@ -69,6 +69,21 @@ pub fn call(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> EvalResult
             ),
             other => map_values(ev.vector(other, t)?, |_| t as f64 / 1000.0)?,
         },
+        // The start timestamp of the sample each series has at `t` (0: none); of a
+        // plain selector only, as the start timestamps do not survive an expression.
+        "start_timestamp" => match arg(0)? {
+            Plan::Vector(sel) => Value::Vector(
+                instant_with_ts(ev, sel, t)
+                    .into_iter()
+                    .map(|(l, ts, _)| {
+                        let starts = ev.source.start_times(&sel.selector, &l, ts, ts);
+                        let st = starts.iter().find(|s| s.0 == ts).map_or(0, |s| s.1);
+                        Element::name_dropped(l, st as f64 / 1000.0)
+                    })
+                    .collect(),
+            ),
+            _ => Value::Vector(Vec::new()),
+        },
         "clamp" | "clamp_min" | "clamp_max" => {
             let v = native::floats_only(ev, ev.vector(arg(0)?, t)?);
             let (lo, hi) = match func {
@@ -257,7 +272,7 @@ fn range_function(ev: &Evaluator<'_>, func: &str, args: &[Plan], t: i64) -> Eval
     let params = RangeParams { param, sf, tf };
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
-        let value = match native::range_kernel(ev, func, &s.points, &arg, &s.labels) {
+        let value = match native::range_kernel(ev, func, &s.points, &[], &arg, &s.labels) {
             native::Window::Value(value) => value,
             native::Window::FloatsOfMixed => {
                 let floats = native::float_points(ev, &s.points);
@@ -331,10 +346,6 @@ fn plain_window_function(
             if failed.is_some() || window.is_empty() {
                 return;
             }
-            let native = native::range_kernel(ev, func, &window, &arg, labels);
-            if counter && native == native::Window::Floats {
-                possible_non_counter(ev, labels);
-            }
             // One window is held at a time, with the outputs so far.
             if let Err(e) = ev.samples.take(window.len()) {
                 failed = Some(e);
@@ -345,6 +356,10 @@ fn plain_window_function(
             } else {
                 Vec::new()
             };
+            let native = native::range_kernel(ev, func, &window, &starts, &arg, labels);
+            if counter && native == native::Window::Floats {
+                possible_non_counter(ev, labels);
+            }
             if counter_func(func) && !starts.is_empty() {
                 start_overlap(ev, labels, &window, &starts);
             }

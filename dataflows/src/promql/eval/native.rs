@@ -443,10 +443,11 @@ pub fn range_kernel(
     ev: &Evaluator<'_>,
     func: &str,
     points: &[(i64, f64)],
+    starts: &[(i64, i64)],
     arg: &RangeArg,
     labels: &Labels,
 ) -> Window {
-    match window_value(ev, func, points, arg, labels) {
+    match window_value(ev, func, points, starts, arg, labels) {
         Some(Some(v)) if v.to_bits() == MIXED.to_bits() => Window::FloatsOfMixed,
         other => Window::from(other),
     }
@@ -465,6 +466,7 @@ fn window_value(
     ev: &Evaluator<'_>,
     func: &str,
     points: &[(i64, f64)],
+    starts: &[(i64, i64)],
     arg: &RangeArg,
     labels: &Labels,
 ) -> Option<Option<f64>> {
@@ -476,6 +478,12 @@ fn window_value(
         return None;
     }
     let mixed = hs.len() != points.len();
+    // Start timestamps, one per point (empty: none), as the float kernels read them.
+    let sts = super::rate::aligned_starts(points, starts);
+    let start_reset = |i: usize| {
+        i < sts.len()
+            && super::rate::is_start_reset(sts[i - 1], points[i - 1].0, sts[i], points[i].0)
+    };
     let mixed_warning = || {
         ev.warn(format!(
             "encountered a mix of histograms and floats for metric name {}",
@@ -488,7 +496,8 @@ fn window_value(
             if mixed {
                 return Some(mixed_warning());
             }
-            rate(ev, func, &hs, arg, labels).map(|h| ev.boxed(h))
+            let sts = if func == "delta" { &[][..] } else { &sts[..] };
+            rate(ev, func, &hs, sts, arg, labels).map(|h| ev.boxed(h))
         }
         "irate" | "idelta" => {
             let n = points.len();
@@ -499,19 +508,22 @@ fn window_value(
                 (None, None) => return None,
                 (Some(prev), Some(last)) => {
                     let dt = points[n - 1].0 - points[n - 2].0;
-                    instant_rate(ev, func == "irate", &prev, &last, dt, labels)
+                    let reset = func == "irate" && start_reset(n - 1);
+                    instant_rate(ev, func == "irate", &prev, &last, dt, reset, labels)
                 }
                 _ => mixed_warning(),
             }
         }
         "resets" | "changes" => {
             let mut n = 0;
-            for w in points.windows(2) {
+            for (i, w) in points.windows(2).enumerate() {
                 let (prev, cur) = (ev.histogram(w[0].1), ev.histogram(w[1].1));
                 let counted = match (&prev, &cur) {
                     (None, None) if func == "resets" => w[1].1 < w[0].1,
                     (None, None) => w[1].1 != w[0].1 && !(w[1].1.is_nan() && w[0].1.is_nan()),
-                    (Some(p), Some(c)) if func == "resets" => c.detect_reset(p),
+                    (Some(p), Some(c)) if func == "resets" => {
+                        c.detect_reset(p) || start_reset(i + 1)
+                    }
                     (Some(p), Some(c)) => !c.same(p, false, |a, b| a.to_bits() == b.to_bits()),
                     _ => true,
                 };
@@ -626,18 +638,31 @@ fn note(
 }
 
 /// `rate`/`increase`/`delta` of histograms (Prometheus's `histogramRate` plus the
-/// extrapolation of `extrapolatedRate`).
+/// extrapolation of `extrapolatedRate`). `sts`: the samples' start timestamps, one
+/// per histogram (empty: none), read as the float kernels read them
+/// ([`super::rate`]): a start after the previous sample is a reset, a first sample
+/// starting inside the window counts from zero there.
 fn rate(
     ev: &Evaluator<'_>,
     func: &str,
     hs: &[(i64, Arc<FloatHistogram>)],
+    sts: &[i64],
     arg: &RangeArg,
     labels: &Labels,
 ) -> Option<FloatHistogram> {
-    if hs.len() < 2 {
+    let counter = func != "delta";
+    let first_start = sts
+        .first()
+        .copied()
+        .filter(|&st| counter && st != 0 && st > arg.window_end - arg.range_ms && st < hs[0].0);
+    if hs.len() < 2 && first_start.is_none() {
         return None;
     }
-    let counter = func != "delta";
+    let reset = |i: usize, prev: &FloatHistogram| {
+        hs[i].1.detect_reset(prev)
+            || (i < sts.len()
+                && super::rate::is_start_reset(sts[i - 1], hs[i - 1].0, sts[i], hs[i].0))
+    };
     let name = metric_name(labels);
     let (first, last) = (&hs[0].1, &hs[hs.len() - 1].1);
     if counter
@@ -650,7 +675,7 @@ fn rate(
     }
     let mut prev = first.as_ref().clone();
     let mut custom = prev.uses_custom_buckets();
-    if counter && hs[1].1.detect_reset(&prev) {
+    if counter && hs.len() > 1 && reset(1, &prev) {
         prev = FloatHistogram {
             schema: hs[1].1.schema,
             custom_values: hs[1].1.custom_values.clone(),
@@ -667,7 +692,7 @@ fn rate(
     if last.uses_custom_buckets() != custom {
         return mixed_schemas();
     }
-    for (_, h) in &hs[1..hs.len() - 1] {
+    for (_, h) in hs.iter().take(hs.len() - 1).skip(1) {
         if !counter {
             continue;
         }
@@ -689,8 +714,8 @@ fn rate(
         Ok(_) => {}
     }
     if counter {
-        for (_, cur) in &hs[1..] {
-            if cur.detect_reset(&prev) {
+        for (i, (_, cur)) in hs.iter().enumerate().skip(1) {
+            if reset(i, &prev) {
                 match result.add(&prev) {
                     Err(_) => return mixed_schemas(),
                     Ok(c) if c.custom_bounds_reconciled => {
@@ -718,18 +743,27 @@ fn rate(
         first: first.count,
         increase: result.count,
     };
-    let (factor, _) = super::rate::extrapolation(&span, None, arg, counter, func == "rate")?;
+    let (factor, from_start) =
+        super::rate::extrapolation(&span, first_start, arg, counter, func == "rate")?;
+    if from_start {
+        if !note(ev, result.add(first), labels, "addition") {
+            return None;
+        }
+        result.compact();
+    }
     result.mul(factor);
     Some(result)
 }
 
-/// `irate`/`idelta` over histograms: the last two samples, `dt` ms apart.
+/// `irate`/`idelta` over histograms: the last two samples, `dt` ms apart;
+/// `start_reset`: the last one's start timestamp says the counter restarted.
 fn instant_rate(
     ev: &Evaluator<'_>,
     is_rate: bool,
     prev: &FloatHistogram,
     last: &FloatHistogram,
     dt: i64,
+    start_reset: bool,
     labels: &Labels,
 ) -> Option<f64> {
     if dt == 0 {
@@ -749,7 +783,7 @@ fn instant_rate(
         ));
     }
     let mut result = last.clone();
-    if is_rate && last.detect_reset(prev) {
+    if is_rate && (start_reset || last.detect_reset(prev)) {
         // The counter restarted: the last sample is the increase.
     } else if !note(ev, result.sub(prev), labels, "subtraction") {
         return None;

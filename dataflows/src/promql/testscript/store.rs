@@ -212,58 +212,13 @@ pub fn classic_to_nhcb(load: &Load) -> Vec<(Labels, Vec<(i64, FloatHistogram)>)>
         .map(|(labels, points)| {
             let hs = points
                 .into_iter()
-                .filter_map(|(t, at)| convert_classic(at).map(|h| (t, h)))
+                .filter_map(|(t, at)| {
+                    crate::histogram::from_classic(at.buckets, at.count, at.sum).map(|h| (t, h))
+                })
                 .collect();
             (labels, hs)
         })
         .collect()
-}
-
-/// Upstream's `TempHistogram.Convert`: cumulative buckets to a custom-bucket histogram
-/// (a +Inf bucket added with the count if missing; the count defaults to the last
-/// bucket's).
-fn convert_classic(mut at: ClassicAt) -> Option<FloatHistogram> {
-    at.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    at.buckets.dedup_by(|b, a| a.0 == b.0);
-    if at.buckets.iter().any(|b| b.1 < 0.0) || at.buckets.windows(2).any(|w| w[1].1 < w[0].1) {
-        return None;
-    }
-    let count = match (at.count, at.buckets.last()) {
-        (Some(c), _) => c,
-        (None, Some(b)) => b.1,
-        (None, None) => 0.0,
-    };
-    if at.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
-        at.buckets.push((f64::INFINITY, count));
-    }
-    if at.buckets.last().map(|b| b.1) != Some(count) {
-        return None;
-    }
-    let mut prev = 0.0;
-    let buckets: Vec<(i32, f64)> = at
-        .buckets
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let c = b.1 - prev;
-            prev = b.1;
-            (i as i32, c)
-        })
-        .filter(|b| b.1 != 0.0)
-        .collect();
-    let (positive_spans, positive_buckets) = crate::histogram::spans_of(&buckets);
-    Some(FloatHistogram {
-        schema: crate::histogram::CUSTOM_BUCKETS_SCHEMA,
-        count,
-        sum: at.sum,
-        positive_spans,
-        positive_buckets,
-        custom_values: at.buckets[..at.buckets.len() - 1]
-            .iter()
-            .map(|b| b.0)
-            .collect(),
-        ..FloatHistogram::default()
-    })
 }
 
 impl SeriesSource for MemStorage {
