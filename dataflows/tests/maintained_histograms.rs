@@ -3,6 +3,7 @@
 //! evaluated whole-plan, checked against the reference evaluator over the full sample
 //! history (the oracle) at every evaluation: `histogram_quantile(0.9, rate(h[1m]))`,
 //! `sum(h)` (spread over the workers: histogram partials combined on the owner),
+//! `avg`, `limitk`, `stddev` and `quantile` of `h` (spread: members gathered),
 //! `sum by (job) (rate(h[1m]))`, `histogram_count(h)`, and a float rule beside them,
 //! which stays incremental (the float path is untouched by histograms); a rule seeded
 //! with histograms from a history; on-arrival rules over histograms and over a series
@@ -147,6 +148,10 @@ fn histogram_rules_match_the_reference_while_streaming() {
         "sum by (job) (rate(h[1m]))",
         "histogram_count(h)",
         "sum by (job) (x)",
+        "avg by (job) (h)",
+        "limitk(2, h)",
+        "stddev(h)",
+        "quantile by (job) (0.5, h)",
     ];
     for workers in [1, 3] {
         let engine = Engine::start(EngineConfig {
@@ -186,7 +191,7 @@ fn histogram_rules_match_the_reference_while_streaming() {
                 .map(|o| assert_matches_reference(q, o, &store))
                 .sum();
             match *q {
-                "sum(h)" | "sum by (job) (rate(h[1m]))" => {
+                "sum(h)" | "sum by (job) (rate(h[1m]))" | "avg by (job) (h)" | "limitk(2, h)" => {
                     assert!(histograms > 0, "{q}: histogram results")
                 }
                 _ => assert_eq!(histograms, 0, "{q}: float results"),

@@ -1,9 +1,11 @@
 //! Conformance: runs Prometheus's PromQL test scripts (`shared/promql-tests/*.test`)
-//! in both modes — (a) ad hoc, (b) maintained rules fed the samples as a stream (see
-//! `dataflows::promql::conformance`) — prints pass / fail / skipped per file and mode,
-//! and compares with the checked-in baseline `tests/promql_baseline.tsv`, which lists
-//! every eval that does not pass, per mode, with a one-line reason. Native histograms
-//! run in both modes (none is skipped).
+//! in three modes — (a) ad hoc, (b) maintained rules fed the samples as a stream on 2
+//! workers, (c) the same on 4 workers with every rule whose shape allows it spread
+//! over the workers (see `dataflows::promql::conformance`) — prints pass / fail /
+//! skipped per file and mode, and compares with the checked-in baseline
+//! `tests/promql_baseline.tsv`, which lists every eval that does not pass, per mode
+//! (`adhoc`, `maintained`, `spread`), with a one-line reason. Native histograms
+//! run in every mode (none is skipped).
 //!
 //! Fails if an eval fails that the baseline does not list (a regression). Evals the
 //! baseline lists that now pass are printed: remove them from the baseline (or
@@ -71,25 +73,34 @@ fn promql_conformance() {
     let verbose = std::env::var_os("PROMQL_VERBOSE").is_some();
 
     let mut failures: Vec<Failure> = Vec::new();
+    let row = |name: &str, v: &[usize]| {
+        let cells: Vec<String> = v.iter().map(|n| format!("{n:>7}")).collect();
+        println!("{name:<28} {}", cells.join(" "));
+    };
     println!(
-        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "file", "pass(a)", "fail(a)", "pass(b)", "fail(b)", "skip(b)"
+        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+        "file",
+        "pass(a)",
+        "fail(a)",
+        "pass(b)",
+        "fail(b)",
+        "skip(b)",
+        "pass(c)",
+        "fail(c)",
+        "skip(c)"
     );
-    let mut totals = [0usize; 5];
+    let mut totals = [0usize; 8];
     let mut annotations = (0usize, 0usize);
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(path).unwrap();
         let report = run_script(&text, &HashSet::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let (a, b) = (report.adhoc(), report.maintained());
-        println!(
-            "{name:<28} {:>7} {:>7} {:>7} {:>7} {:>7}",
-            a.pass, a.fail, b.pass, b.fail, b.skipped
-        );
-        for (t, v) in totals
-            .iter_mut()
-            .zip([a.pass, a.fail, b.pass, b.fail, b.skipped])
-        {
+        let (a, b, c) = (report.adhoc(), report.maintained(), report.spread());
+        let counts = [
+            a.pass, a.fail, b.pass, b.fail, b.skipped, c.pass, c.fail, c.skipped,
+        ];
+        row(&name, &counts);
+        for (t, v) in totals.iter_mut().zip(counts) {
             *t += v;
         }
         let (met, checked) = report.annotations();
@@ -98,7 +109,11 @@ fn promql_conformance() {
             if let (true, Some(Verdict::Fail(reason))) = (verbose, &o.annotations) {
                 println!("ANNOTATIONS {name}:{} {}\n     {reason}", o.line, o.expr);
             }
-            for (mode, verdict) in [("adhoc", &o.adhoc), ("maintained", &o.maintained)] {
+            for (mode, verdict) in [
+                ("adhoc", &o.adhoc),
+                ("maintained", &o.maintained),
+                ("spread", &o.spread),
+            ] {
                 match verdict {
                     Verdict::Fail(reason) => {
                         if verbose {
@@ -115,10 +130,7 @@ fn promql_conformance() {
             }
         }
     }
-    println!(
-        "{:<28} {:>7} {:>7} {:>7} {:>7} {:>7}",
-        "total", totals[0], totals[1], totals[2], totals[3], totals[4]
-    );
+    row("total", &totals);
     println!(
         "annotations (ad hoc, not part of the verdicts): {} of {} evals with \
          `expect warn|info|no_warn|no_info` meet them",

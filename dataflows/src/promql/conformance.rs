@@ -3,9 +3,14 @@
 //!
 //! - Mode (a), *ad hoc*: the reference evaluator over the loaded samples.
 //! - Mode (b), *maintained*: every eval of a storage state is registered on an
-//!   [`Engine`] as a maintained rule (`At` for instant evals, `Range` for range evals),
-//!   the loaded samples are streamed in time order with the watermark just behind
-//!   each batch, and the rule's output at the eval time is judged the same way.
+//!   [`Engine`] with 2 workers as a maintained rule (`At` for instant evals, `Range`
+//!   for range evals), the loaded samples are streamed in time order with the
+//!   watermark just behind each batch, and the rule's output at the eval time is
+//!   judged the same way.
+//! - Mode (c), *spread*: as (b) on an engine with [`SPREAD_WORKERS`] workers, where
+//!   every rule whose shape allows it is spread ([`crate::render::spread`]: each
+//!   worker computes its own series and partial aggregates, combined on the rule's
+//!   owner) rather than placed on one owner worker.
 //!
 //! Native histograms run in both modes: mode (b) feeds the stored histograms to the
 //! engine beside the floats ([`SampleBatch::histograms`]) and reads each output's
@@ -51,6 +56,9 @@ pub struct EvalOutcome {
     pub adhoc: Verdict,
     /// Mode (b), maintained.
     pub maintained: Verdict,
+    /// Mode (c), maintained on [`SPREAD_WORKERS`] workers, spread where the shape
+    /// allows.
+    pub spread: Verdict,
     /// The annotations of mode (a) against the eval's `expect warn|info|no_warn|no_info`
     /// directives, if it has any (reported apart: not part of the verdicts).
     pub annotations: Option<Verdict>,
@@ -109,6 +117,13 @@ impl FileReport {
         self.outcomes.iter().for_each(|o| c.add(&o.maintained));
         c
     }
+
+    /// Counts in mode (c).
+    pub fn spread(&self) -> Counts {
+        let mut c = Counts::default();
+        self.outcomes.iter().for_each(|o| c.add(&o.spread));
+        c
+    }
 }
 
 /// Why a script could not be run at all (as opposed to an eval failing).
@@ -134,8 +149,11 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Runs a script in both modes. `adhoc_only` are lines of evals to run in mode (a)
-/// only (skipped in mode (b)); the conformance test passes none.
+/// Workers of mode (c)'s engine.
+pub const SPREAD_WORKERS: usize = 4;
+
+/// Runs a script in every mode. `adhoc_only` are lines of evals to run in mode (a)
+/// only (skipped in modes (b) and (c)); the conformance test passes none.
 pub fn run_script(text: &str, adhoc_only: &HashSet<usize>) -> Result<FileReport, RunError> {
     let cmds = parse_script(text).map_err(RunError::Script)?;
     let skip = |e: &Eval| adhoc_only.contains(&e.line);
@@ -214,6 +232,7 @@ fn run_segment(
             expr: e.expr.clone(),
             adhoc: Verdict::Skipped,
             maintained: Verdict::Skipped,
+            spread: Verdict::Skipped,
             annotations: None,
         };
         let plan = match plan_eval(&e) {
@@ -221,7 +240,8 @@ fn run_segment(
             Err(decided) => {
                 outcome.adhoc = verdict(decided.clone());
                 if !skip(&e) {
-                    outcome.maintained = verdict(decided);
+                    outcome.maintained = verdict(decided.clone());
+                    outcome.spread = verdict(decided);
                 }
                 outcomes.push(outcome);
                 continue;
@@ -237,6 +257,7 @@ fn run_segment(
         outcome.annotations = check_annotations(&e, &annotations).map(verdict);
         if !skip(&e) {
             outcome.maintained = Verdict::Fail("not run".into());
+            outcome.spread = Verdict::Fail("not run".into());
             live.push((e, outcomes.len(), plan));
         }
         outcomes.push(outcome);
@@ -244,17 +265,34 @@ fn run_segment(
     if live.is_empty() {
         return Ok(outcomes);
     }
+    for (index, verdict) in maintained(store, &live, 2)? {
+        outcomes[index].maintained = verdict;
+    }
+    for (index, verdict) in maintained(store, &live, SPREAD_WORKERS)? {
+        outcomes[index].spread = verdict;
+    }
+    Ok(outcomes)
+}
+
+/// Modes (b) and (c): the evals registered as maintained rules on an engine with
+/// `workers` workers, the samples streamed once; each eval's verdict by its index.
+fn maintained(
+    store: &MemStorage,
+    live: &[(Eval, usize, Plan)],
+    workers: usize,
+) -> Result<Vec<(usize, Verdict)>, RunError> {
+    let mut verdicts = Vec::new();
     let engine = Engine::start(EngineConfig {
-        workers: 2,
+        workers,
         lookback_ms: 300_000,
         cluster: None,
     })
     .map_err(RunError::Engine)?;
     let mut handles: Vec<(usize, &Eval, RuleHandle)> = Vec::new();
-    for (e, index, plan) in &live {
+    for (e, index, plan) in live {
         match engine.register(plan.clone(), schedule(e)) {
             Ok(h) => handles.push((*index, e, h)),
-            Err(err) => outcomes[*index].maintained = Verdict::Fail(err.to_string()),
+            Err(err) => verdicts.push((*index, Verdict::Fail(err.to_string()))),
         }
     }
     stream_in_time_order(&engine, store)?;
@@ -262,7 +300,7 @@ fn run_segment(
     engine.shutdown();
     for (index, e, rule) in handles {
         let outputs: Vec<RuleOutput> = rule.output.try_iter().collect();
-        outcomes[index].maintained = match e.time {
+        let verdict = match e.time {
             EvalTime::Instant { at_ms } => match outputs.into_iter().next() {
                 Some(o) if o.eval_ms == at_ms => {
                     let resolve = |v: f64| o.histogram(v).cloned();
@@ -280,8 +318,9 @@ fn run_segment(
                 verdict(check_with(e, value, &resolve))
             }
         };
+        verdicts.push((index, verdict));
     }
-    Ok(outcomes)
+    Ok(verdicts)
 }
 
 fn schedule(e: &Eval) -> RuleSchedule {
@@ -419,6 +458,7 @@ eval range from 0 to 50m step 5m count(limit_ratio(time() % 17/17, http_requests
         for (mode, counts) in [
             ("ad hoc", report.adhoc()),
             ("maintained", report.maintained()),
+            ("spread", report.spread()),
         ] {
             assert_eq!(
                 (counts.pass, counts.fail),

@@ -595,7 +595,9 @@ impl Host {
                     // Not before the held capability: `t` was not ready at the
                     // frontier it was downgraded to.
                     let at = first.ready_time(t).max(0) as u64;
-                    out.push((at, (owner, *id, t, partials(values, members))));
+                    let spread = first.spec.spread.as_ref().expect("a spread rule's part");
+                    let partials = partials(spread, t, values, members);
+                    out.push((at, (owner, *id, t, partials)));
                 }
             }
             if first.finished() && !first.released {

@@ -44,14 +44,20 @@
 //! spread rule the owner's combiner), which drops it when it applies the removal (the
 //! channel then closes), and the seed, read by the workers keeping the rule's windows.
 //!
-//! **Distribution.** A rule of the spread shape ([`spread`]: `sum min max count group`
-//! by/without over one named selector or a range function of it, at interval,
-//! `At` or range schedules, with more than one worker) runs on every worker: each
-//! keeps the window of the series whose id (modulo the workers) is its own, evaluates
-//! the aggregation over them incrementally and sends one partial per group to the
-//! rule's owner, which combines them once every worker's partial of that evaluation is
-//! in. Any other plan can aggregate or join across series in ways without partials,
-//! so all of its input meets in one place: each rule has an *owner* worker. A rule
+//! **Distribution.** A rule of the spread shape ([`spread`]: any aggregation —
+//! `sum avg min max count group stddev stdvar topk bottomk limitk limit_ratio quantile
+//! count_values`, with a constant parameter — by/without over one named selector or a
+//! range function of it, with element-wise operations on constants after it, at
+//! interval, `At` or range schedules, with more than one worker) runs on every worker:
+//! each keeps the window of the series whose id (modulo the workers) is its own,
+//! evaluates its part over them incrementally and sends it to the rule's owner, which
+//! combines the parts once every worker's of that evaluation is in: one partial per
+//! group (sums, counts, extremes; sum and count for `avg`; count, mean and M2 for
+//! `stddev`/`stdvar`), each worker's top k per group for `topk`/`bottomk`/`limitk`, the
+//! members themselves for `quantile`/`count_values`; the operations after the
+//! aggregation run on the owner. Any other plan can aggregate or join across series
+//! in ways without partials, so all of its input meets in one place: each rule has an
+//! *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that
 //! rule's owner; otherwise the hash of its smallest selector key picks it (a rule
 //! reading nothing goes by its id), among the workers of the process that registered

@@ -318,25 +318,26 @@ fn per_series(plan: &Plan) -> Option<(&VectorSel, bool)> {
 }
 
 /// `plan` with its element-wise operand replaced by [`hole`].
-fn with_hole(plan: &Plan) -> Plan {
+pub(crate) fn with_hole(plan: &Plan) -> Plan {
     let mut out = plan.clone();
-    match &mut out {
-        Plan::Neg(inner) => **inner = hole(),
-        Plan::Binary { lhs, rhs, .. } => {
-            if constant(rhs) {
-                **lhs = hole();
-            } else {
-                **rhs = hole();
-            }
-        }
-        Plan::Call { args, .. } => {
-            if let Some(first) = args.first_mut() {
-                *first = hole();
-            }
-        }
-        _ => {}
+    if let Some(operand) = operand_mut(&mut out) {
+        *operand = hole();
     }
     out
+}
+
+/// The element-wise operand of `plan` (see [`element_wise`]), to replace it.
+pub(crate) fn operand_mut(plan: &mut Plan) -> Option<&mut Plan> {
+    match plan {
+        Plan::Neg(inner) => Some(&mut **inner),
+        Plan::Binary { lhs, rhs, .. } => Some(if constant(rhs) {
+            &mut **lhs
+        } else {
+            &mut **rhs
+        }),
+        Plan::Call { args, .. } => args.first_mut(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -3,27 +3,52 @@
 //!
 //! PromQL (the spread shape; every other rule runs on its one owner worker):
 //! ```promql
-//! sum by (job) (rate(http_requests_total[5m]))   # sum min max count group,
-//! max without (cpu) (node_load1)                 # by/without, over one named selector
-//!                                                # or a range function of it
+//! sum by (job) (rate(http_requests_total[5m]))   # any aggregation, by/without,
+//! max without (cpu) (node_load1)                 # over one named selector
+//! stddev by (job) (x)                            # or a range function of it,
+//! topk(3, rate(x[5m]))                           # with a constant parameter
+//! count_values("v", x)
+//! avg by (job) (rate(x[5m])) * 100 > 10          # element-wise ops on constants after
 //! ```
 //! Contract: [`spread_of`] says whether a rule is spread. A spread rule's selector
 //! window is kept on every worker, each holding the series whose id (modulo the
 //! workers) is that worker's (`Sample::series_id` for streamed samples,
 //! [`Labels::hash`], which it is by contract, for seeds), so each series' samples and
-//! range function are computed once, where the series lives. Each worker evaluates the rule's [`Spread::local`]
-//! plans over its own series (the aggregation itself, or `sum` and `count` for `avg`)
-//! with the same incremental machinery as an owned rule, at the same evaluation times
-//! on every worker (times follow from the schedule and the logical times of the rule's
-//! changes, never from when a worker happened to see the frontier), and sends one
-//! [`PartialRecord`] per evaluation: a value per group and local plan. The records of
-//! an evaluation at `t` travel at logical time `ready(t)`, the last time it reads (a
-//! worker makes it once its frontier passes that time, and holds its output there
-//! until then), so the owner ([`combine_partials`]) knows it has every worker's once
-//! its own frontier passes that time, with no extra delay, and combines them per group: sums and counts add (a compensated sum, so equal
-//! to the reference within float rounding), minima and maxima fold, `avg` is the total
-//! sum over the total count, `group` is 1. A worker's evaluation error makes the
-//! result that error.
+//! range function are computed once, where the series lives. Each worker evaluates the
+//! rule's [`Spread::local`] plan over its own series with the same incremental
+//! machinery as an owned rule, at the same evaluation times on every worker (times
+//! follow from the schedule and the logical times of the rule's changes, never from
+//! when a worker happened to see the frontier), and sends one [`PartialRecord`] per
+//! evaluation. The records of an evaluation at `t` travel at logical time `ready(t)`,
+//! the last time it reads (a worker makes it once its frontier passes that time, and
+//! holds its output there until then), so the owner ([`combine_partials`]) knows it
+//! has every worker's once its own frontier passes that time, with no extra delay, and
+//! combines them per group ([`Combine`]):
+//!
+//! - `sum count min max group` ([`Combine::Fold`]): the local plan is the aggregation;
+//!   one value per group; sums and counts add (a compensated sum, so equal to the
+//!   reference within float rounding), minima and maxima fold, `group` is 1.
+//! - `avg` ([`Combine::Mean`]): the local plan is the members; per group
+//!   `[count, sum, mean]`; the owner divides the total sum by the total count, or where
+//!   that sum is not finite (it overflows: the reference then switches to a running
+//!   mean) weighs the workers' means by their counts.
+//! - `stddev stdvar` ([`Combine::Moments`]): per group `[count, mean, M2]` of the float
+//!   members, computed as the reference's compensated Welford, combined with Chan et
+//!   al.'s parallel formula (equal to the reference within float rounding; where two
+//!   finite means differ by more than the largest float, NaN, as the reference's
+//!   running mean gives).
+//! - `topk bottomk limitk limit_ratio` ([`Combine::Pick`]): each worker picks per group
+//!   from its members with the reference's own aggregation, in label order (the order
+//!   the reference reads a selector's series, which breaks its ties), and sends the
+//!   picked elements with their labels; the owner picks again from their union in label
+//!   order. An element the reference picks is picked by its worker too, so the result
+//!   is the reference's, ties included.
+//! - `quantile count_values` ([`Combine::Gather`]): every member, with its labels; the
+//!   owner runs the reference's aggregation over their union.
+//!
+//! Element-wise operations with constant operands after the aggregation
+//! ([`Spread::after`]) run on the owner over the combined result, by the reference
+//! evaluator. A worker's evaluation error makes the result that error.
 //!
 //! Native histograms: a worker whose windows hold them evaluates its local plan
 //! whole-plan, and its `sum` partial of a group of histograms is a histogram, carried
@@ -35,35 +60,41 @@
 //! ignores them in `min`/`max`, as the reference does). A worker's group whose local
 //! `sum` yields nothing though it has members (they mix histograms and floats, or
 //! exponential and custom buckets) sends [`VOID`] (found with [`members_plan`]), and
-//! the group yields nothing: as Prometheus, which sums all the members at once.
+//! the group yields nothing: as Prometheus, which sums all the members at once. For
+//! `avg`, a worker's group with a histogram member sends its members (gathered), and
+//! the owner averages a group whose parts are all gathered with the reference, and
+//! drops a group with gathered and float parts (a mix); `stddev`/`stdvar` ignore
+//! histograms, as the reference does; picked and gathered members carry theirs.
 //!
 //! Partials go to the owner rather than by group key: the per-worker record is one
-//! value per group, and the owner must gather the groups into one result anyway.
+//! entry per group (or per picked or gathered member), and the owner must gather the
+//! groups into one result anyway.
 //!
-//! Not spread (stays on one owner, see [`crate::render`]): `avg` (the reference's mean
-//! of values whose sum overflows is not the total sum over the count; the combine
-//! step for it is kept for when partials carry that case), on-arrival rules (their
+//! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
-//! (`topk`, `quantile`, …), `stddev`/`stdvar`, `by (__name__)`, selectors without a
-//! `__name__="…"` matcher under a range function (two metrics' series would become
-//! equal label sets, which the reference refuses and a worker could not see), nested
-//! aggregations, joins, operations after the aggregation, and every rule when the
-//! engine has one worker. A rule that is spread and a rule that is not keep separate
-//! windows of a selector they both read.
+//! that are not constants, `by (__name__)`, selectors without a `__name__="…"` matcher
+//! (two metrics' series would become equal label sets under a range function, which
+//! the reference refuses and a worker could not see), nested aggregations, joins,
+//! `label_replace`/`label_join` after a pick (the reference may still hold `__name__`
+//! pending removal there), operations after the aggregation that depend on `t`, and
+//! every rule when the engine has one worker. A rule that is spread and a rule that is
+//! not keep separate windows of a selector they both read.
 
 use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, METRIC_NAME};
+use crate::promql::eval::aggregate::group_labels;
 use crate::promql::eval::native::{self, detach, handle, parse_handle, Detached, SOURCE};
-use crate::promql::eval::{math, Element, EvalError, EvalResult, Evaluator, Value};
+use crate::promql::eval::{
+    math, Element, EvalError, EvalResult, Evaluator, Selected, SeriesSource, Value,
+};
 use crate::promql::plan::{AggOp, Grouping, Plan, VectorSel};
 use crate::render::extent::SelectorUse;
 use crate::render::maintain::Evaluated;
 use crate::render::rule::{
     Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput, RuleSchedule,
 };
-use crate::render::shape::constant;
-use crate::render::shape::per_series_range_function;
-use crate::selector::MatchKind;
+use crate::render::shape::{constant, element_wise, hole, operand_mut, per_series_range_function};
+use crate::selector::{MatchKind, Selector};
 use crossbeam_channel::Sender;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,14 +102,43 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
+/// How a spread rule's partials are made and combined (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    /// `sum min max count group`: each worker evaluates the aggregation; one value per
+    /// group, folded.
+    Fold,
+    /// `avg`: per group `[count, sum, mean]` of a worker's members (a group with a
+    /// histogram member: its members, gathered).
+    Mean,
+    /// `stddev stdvar`: per group `[count, mean, M2]` of a worker's float members,
+    /// combined with Chan's parallel formula.
+    Moments,
+    /// `topk bottomk limitk limit_ratio`: each worker's pick per group, with labels;
+    /// the owner picks again from them.
+    Pick,
+    /// `quantile count_values`: every member, with its labels.
+    Gather,
+}
+
 /// How a spread rule is evaluated.
 #[derive(Clone, Debug)]
 pub struct Spread {
     /// The rule's aggregation.
     pub op: AggOp,
-    /// What each worker evaluates over its series: the aggregation itself, or for
-    /// `avg` its `sum` and its `count`.
+    /// How its partials are made and combined.
+    pub combine: Combine,
+    /// What each worker evaluates over its series: the aggregation itself
+    /// ([`Combine::Fold`]), else its operand (the members).
     pub local: Vec<Plan>,
+    /// The aggregation over [`hole`]: the owner's last step over gathered members
+    /// (and the workers' pick for [`Combine::Pick`]).
+    pub aggregate: Plan,
+    /// Its grouping.
+    pub grouping: Grouping,
+    /// Element-wise operations with constant operands after the aggregation, reading
+    /// it through [`hole`] (`sum by (job) (rate(x[5m])) > 10`), applied by the owner.
+    pub after: Option<Plan>,
 }
 
 /// The groups of one worker's evaluation of a spread rule: each group's labels and
@@ -132,22 +192,53 @@ pub fn spread_of(
     if evaluation != Evaluation::Incremental || schedule == RuleSchedule::OnArrival {
         return None;
     }
+    let (aggregation, after) = peel(plan)?;
     let Plan::Aggregate {
         op,
         expr,
-        param: None,
+        param,
         grouping,
-    } = plan
+    } = aggregation
     else {
         return None;
     };
-    // Not `avg`: Prometheus's mean switches to an incremental mean where the sum
-    // overflows, which partial sums cannot reproduce (conformance aggregators.test,
-    // `avg(data{test="big"})`). Its local plans (`sum`, `count`) are below.
-    if !matches!(
-        op,
-        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group
-    ) {
+    let combine = match op {
+        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Combine::Fold,
+        AggOp::Avg => Combine::Mean,
+        AggOp::Stddev | AggOp::Stdvar => Combine::Moments,
+        AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio => Combine::Pick,
+        AggOp::Quantile | AggOp::CountValues => Combine::Gather,
+    };
+    let param_fits = match (op, param.as_deref()) {
+        (AggOp::CountValues, Some(Plan::String(_))) => true,
+        (
+            AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio | AggOp::Quantile,
+            Some(p),
+        ) => constant(p),
+        (_, p) => p.is_none(),
+    };
+    if !param_fits {
+        return None;
+    }
+    // A picked element keeps its own labels, which the reference may still carry
+    // `__name__` in (pending removal) where a worker's result has dropped it: no label
+    // functions after it.
+    let labelling = |p: &Plan| {
+        let mut p = p;
+        loop {
+            match p {
+                Plan::Call {
+                    func: "label_replace" | "label_join",
+                    ..
+                } => return true,
+                _ => match element_wise(p) {
+                    Some((operand, _)) => p = operand,
+                    None => return false,
+                },
+            }
+        }
+    };
+    if combine == Combine::Pick && after.as_ref().is_some_and(labelling) {
         return None;
     }
     if matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| l == METRIC_NAME)) {
@@ -180,25 +271,229 @@ pub fn spread_of(
     if !named || u.absolute.is_some() {
         return None;
     }
-    let local = match op {
-        AggOp::Avg => [AggOp::Sum, AggOp::Count]
-            .into_iter()
-            .map(|op| Plan::Aggregate {
-                op,
-                expr: expr.clone(),
-                param: None,
-                grouping: grouping.clone(),
-            })
-            .collect(),
-        _ => vec![plan.clone()],
+    let local = match combine {
+        Combine::Fold => vec![aggregation.clone()],
+        _ => vec![(**expr).clone()],
     };
-    Some(Spread { op: *op, local })
+    Some(Spread {
+        op: *op,
+        combine,
+        local,
+        aggregate: Plan::Aggregate {
+            op: *op,
+            expr: Box::new(hole()),
+            param: param.clone(),
+            grouping: grouping.clone(),
+        },
+        grouping: grouping.clone(),
+        after,
+    })
 }
 
-/// One worker's partials from its evaluations of the local plans (in order), and, on
-/// a worker whose windows hold histograms, the members of each group of a `sum`
-/// ([`members_plan`]).
-pub fn partials(values: Vec<Evaluated>, members: Option<EvalResult<Value>>) -> Partials {
+/// The aggregation under `plan`'s element-wise operations with constant operands, and
+/// those operations over [`hole`] (`None`: `plan` is the aggregation).
+fn peel(plan: &Plan) -> Option<(&Plan, Option<Plan>)> {
+    if matches!(plan, Plan::Aggregate { .. }) {
+        return Some((plan, None));
+    }
+    let (operand, time_dependent) = element_wise(plan)?;
+    if time_dependent {
+        return None;
+    }
+    let (aggregation, inner) = peel(operand)?;
+    let mut after = plan.clone();
+    *operand_mut(&mut after)? = inner.unwrap_or_else(hole);
+    Some((aggregation, Some(after)))
+}
+
+/// One worker's partials from its evaluations of the local plans (in order) at `t`,
+/// and, on a worker whose windows hold histograms, the members of each group of a
+/// `sum` ([`members_plan`]).
+pub fn partials(
+    spread: &Spread,
+    t: i64,
+    values: Vec<Evaluated>,
+    members: Option<EvalResult<Value>>,
+) -> Partials {
+    if spread.combine == Combine::Fold {
+        return folded(values, members);
+    }
+    let Some((value, held)) = values.into_iter().next() else {
+        return Ok((Vec::new(), None));
+    };
+    let mut elements = match value? {
+        Value::Vector(elements) => elements,
+        other => {
+            return Err(EvalError::Unsupported(format!(
+                "unexpected partial result {other:?}"
+            )))
+        }
+    };
+    // The reference reads a selector's series in label order.
+    elements.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let is_histogram =
+        |v: f64| matches!(parse_handle(v), Some((SOURCE, i)) if (i as usize) < held.len());
+    let member = |e: Element| (e.labels, vec![e.value]);
+    let mut entries = Vec::new();
+    match spread.combine {
+        Combine::Pick => {
+            let (picked, held) = over_members(&spread.aggregate, t, elements, &held);
+            let Value::Vector(picked) = picked? else {
+                return Err(EvalError::Unsupported("a pick of no vector".into()));
+            };
+            entries.extend(picked.into_iter().map(member));
+            return Ok((entries, (!held.is_empty()).then_some(held)));
+        }
+        Combine::Gather => entries.extend(elements.into_iter().map(member)),
+        Combine::Mean | Combine::Moments | Combine::Fold => {
+            let mut groups: BTreeMap<Arc<Labels>, Vec<Element>> = BTreeMap::new();
+            for e in elements {
+                let group = Arc::new(group_labels(&e.labels, &spread.grouping));
+                groups.entry(group).or_default().push(e);
+            }
+            for (group, members) in groups {
+                let histograms = members.iter().any(|e| is_histogram(e.value));
+                if spread.combine == Combine::Mean && histograms {
+                    entries.extend(members.into_iter().map(member));
+                    continue;
+                }
+                // `stddev`/`stdvar` ignore histograms (a group of only histograms has
+                // a count of 0 and yields nothing).
+                let floats: Vec<f64> = members
+                    .iter()
+                    .map(|e| e.value)
+                    .filter(|v| !is_histogram(*v))
+                    .collect();
+                let n = floats.len() as f64;
+                let part = if spread.combine == Combine::Mean {
+                    vec![n, math::sum(floats.iter().copied()), math::mean(floats)]
+                } else {
+                    let (mean, m2) = moments(&floats);
+                    vec![n, mean, m2]
+                };
+                entries.push((group, part));
+            }
+        }
+    }
+    Ok((entries, (!held.is_empty()).then_some(held)))
+}
+
+/// The mean and the sum of squared deviations from it of `values`, computed as the
+/// reference's `stdvar` does (compensated Welford; `stdvar` is `M2 / n`).
+fn moments(values: &[f64]) -> (f64, f64) {
+    let (mut count, mut m, mut cm, mut aux, mut caux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for &v in values {
+        count += 1.0;
+        let delta = v - (m + cm);
+        (m, cm) = math::kahan_inc(delta / count, m, cm);
+        (aux, caux) = math::kahan_inc(delta * (v - (m + cm)), aux, caux);
+    }
+    (m + cm, aux + caux)
+}
+
+/// `(count, mean, M2)` of the union of parts `[count, mean, M2]` (Chan et al.'s
+/// pairwise update; parts of count 0 add nothing), in a fixed order so every run
+/// rounds the same.
+fn chan(parts: &mut [Vec<f64>]) -> (f64, f64, f64) {
+    parts.sort_by(|a, b| {
+        a.iter()
+            .zip(b.iter())
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let (mut n, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for p in parts.iter() {
+        let (nb, mb, m2b) = (p[0], p[1], p[2]);
+        if nb == 0.0 {
+            continue;
+        }
+        if n == 0.0 {
+            (n, mean, m2) = (nb, mb, m2b);
+            continue;
+        }
+        let total = n + nb;
+        let delta = mb - mean;
+        if delta.is_infinite() && mean.is_finite() && mb.is_finite() {
+            // The difference of two finite means overflows: so does the reference's
+            // running mean, and its result is NaN.
+            (n, mean, m2) = (total, f64::NAN, f64::NAN);
+            continue;
+        }
+        mean += delta * (nb / total);
+        m2 += m2b + delta * delta * (n * nb / total);
+        n = total;
+    }
+    (n, mean, m2)
+}
+
+/// The mean of the union of parts `[count, sum, mean]`: the total sum over the total
+/// count, or where that sum is not finite (an overflow, or infinite values) the mean
+/// of the parts' means weighted by their counts (the reference switches to a running
+/// mean where its sum overflows).
+fn mean_of(parts: &[Vec<f64>]) -> f64 {
+    let n: f64 = parts.iter().map(|p| p[0]).sum();
+    let total = math::sum(parts.iter().map(|p| p[1]));
+    if total.is_finite() {
+        return total / n;
+    }
+    math::sum(
+        parts
+            .iter()
+            .filter(|p| p[0] > 0.0)
+            .map(|p| p[2] * (p[0] / n)),
+    )
+}
+
+/// Elements, at `t`, as a source for a plan reading them through [`hole`]: each a
+/// series with one sample at `t`; histogram handles name `histograms` ([`SOURCE`]).
+struct Members<'a> {
+    elements: &'a [Element],
+    histograms: &'a [Arc<FloatHistogram>],
+    t: i64,
+}
+
+impl SeriesSource for Members<'_> {
+    fn select(&self, _: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+        if self.t < start_ms || self.t > end_ms {
+            return Vec::new();
+        }
+        self.elements
+            .iter()
+            .map(|e| (e.labels.clone(), vec![(self.t, e.value)]))
+            .collect()
+    }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.histograms.get(index as usize).cloned()
+    }
+}
+
+/// `plan` (reading `elements` through [`hole`]) at `t` by the reference evaluator,
+/// detached.
+fn over_members(
+    plan: &Plan,
+    t: i64,
+    elements: Vec<Element>,
+    histograms: &[Arc<FloatHistogram>],
+) -> Evaluated {
+    let source = Members {
+        elements: &elements,
+        histograms,
+        t,
+    };
+    let ev = Evaluator::new(&source, t);
+    match ev.instant(plan, t) {
+        Ok(mut value) => {
+            let held = detach(&ev, &mut value);
+            (Ok(value), held)
+        }
+        Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+/// A [`Combine::Fold`] worker's partials: one value per group and local plan.
+fn folded(values: Vec<Evaluated>, members: Option<EvalResult<Value>>) -> Partials {
     let count = values.len();
     let mut groups: BTreeMap<Arc<Labels>, Vec<f64>> = BTreeMap::new();
     let mut histograms: Vec<Arc<FloatHistogram>> = Vec::new();
@@ -245,14 +540,94 @@ fn combine(op: AggOp, parts: &[Vec<f64>]) -> f64 {
         AggOp::Count => first().sum(),
         AggOp::Min => math::min(first()),
         AggOp::Max => math::max(first()),
-        AggOp::Avg => math::sum(first()) / parts.iter().map(|p| p[1]).sum::<f64>(),
         _ => 1.0,
     }
 }
 
-/// Combines every worker's partials of one evaluation into the rule's result, with
-/// the native histograms it names (detached).
-fn combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
+/// Combines every worker's partials of one evaluation at `t` into the rule's result
+/// (the element-wise operations after the aggregation included), with the native
+/// histograms it names (detached).
+fn combined(spread: &Spread, t: i64, records: Vec<Partials>) -> Evaluated {
+    let (value, histograms) = match spread.combine {
+        Combine::Fold => fold_combined(spread.op, records),
+        _ => member_combined(spread, t, records),
+    };
+    match (&spread.after, value) {
+        (Some(after), Ok(Value::Vector(elements))) => over_members(after, t, elements, &histograms),
+        (_, value) => (value, histograms),
+    }
+}
+
+/// Combines the partials of a rule that is not [`Combine::Fold`].
+fn member_combined(spread: &Spread, t: i64, records: Vec<Partials>) -> Evaluated {
+    let mut groups: BTreeMap<Arc<Labels>, Vec<Vec<f64>>> = BTreeMap::new();
+    let mut members: Vec<Element> = Vec::new();
+    let mut histograms: Vec<Arc<FloatHistogram>> = Vec::new();
+    for record in records {
+        let (entries, held) = match record {
+            Ok(record) => record,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let renumbered = histograms.len() as u32;
+        histograms.extend(held.unwrap_or_default());
+        for (labels, mut values) in entries {
+            if values.len() == 1 {
+                if let Some((SOURCE, h)) = parse_handle(values[0]) {
+                    values[0] = handle(SOURCE, h + renumbered);
+                }
+                members.push(Element::new(labels, values[0]));
+            } else {
+                groups.entry(labels).or_default().push(values);
+            }
+        }
+    }
+    members.sort_by(|a, b| a.labels.cmp(&b.labels));
+    if matches!(spread.combine, Combine::Pick | Combine::Gather) {
+        return over_members(&spread.aggregate, t, members, &histograms);
+    }
+    let mut elements = Vec::new();
+    // `avg`: groups of gathered members (a worker's part held a histogram) by the
+    // reference; a group of floats on one worker and histograms on another yields
+    // nothing, as such a mix does in the reference.
+    let mut held = Vec::new();
+    if !members.is_empty() {
+        let gathered: std::collections::BTreeSet<Arc<Labels>> = members
+            .iter()
+            .map(|e| Arc::new(group_labels(&e.labels, &spread.grouping)))
+            .collect();
+        members.retain(|e| !groups.contains_key(&group_labels(&e.labels, &spread.grouping)));
+        groups.retain(|g, _| !gathered.contains(g));
+        let (value, made) = over_members(&spread.aggregate, t, members, &histograms);
+        match value {
+            Ok(Value::Vector(v)) => elements.extend(v),
+            Ok(_) => {}
+            Err(e) => return (Err(e), Vec::new()),
+        }
+        held = made;
+    }
+    for (labels, mut parts) in groups {
+        let value = match spread.op {
+            AggOp::Avg => mean_of(&parts),
+            op => {
+                let (n, _, m2) = chan(&mut parts);
+                if n == 0.0 {
+                    continue;
+                }
+                let variance = m2 / n;
+                if op == AggOp::Stddev {
+                    variance.sqrt()
+                } else {
+                    variance
+                }
+            }
+        };
+        elements.push(Element::new(labels, value));
+    }
+    (Ok(Value::Vector(elements)), held)
+}
+
+/// Combines the partials of a [`Combine::Fold`] rule.
+fn fold_combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
     let mut groups: BTreeMap<Arc<Labels>, Vec<Vec<f64>>> = BTreeMap::new();
     let mut histograms: Vec<Arc<FloatHistogram>> = Vec::new();
     let mut floats_only = true;
@@ -383,7 +758,7 @@ pub fn combine_partials<'scope>(
                             continue;
                         };
                         let Some(spread) = &spec.spread else { continue };
-                        let (value, histograms) = combined(spread.op, parts);
+                        let (value, histograms) = combined(spread, t, parts);
                         let Some(output) = outputs.get(&rule) else {
                             continue;
                         };
@@ -407,7 +782,7 @@ mod tests {
     use crate::promql::plan::parse;
     use crate::render::extent::{selector_uses, QueryRange};
 
-    fn spread(q: &str) -> Option<Vec<AggOp>> {
+    fn spread_rule(q: &str) -> Option<Spread> {
         let plan = parse(q).unwrap();
         let range = QueryRange {
             start_ms: None,
@@ -418,55 +793,157 @@ mod tests {
             start_ms: 0,
             every_ms: 1_000,
         };
-        spread_of(&plan, every, Evaluation::Incremental, &uses).map(|s| {
-            s.local
-                .iter()
-                .map(|p| match p {
-                    Plan::Aggregate { op, .. } => *op,
-                    other => panic!("{other:?}"),
-                })
-                .collect()
-        })
+        spread_of(&plan, every, Evaluation::Incremental, &uses)
+    }
+
+    fn spread(q: &str) -> Option<(Combine, bool)> {
+        spread_rule(q).map(|s| (s.combine, s.after.is_some()))
     }
 
     #[test]
     fn aggregations_of_one_named_series_function_are_spread() {
-        assert_eq!(spread("sum by (job) (rate(x[5m]))"), Some(vec![AggOp::Sum]));
-        assert_eq!(spread("max without (cpu) (x)"), Some(vec![AggOp::Max]));
+        use Combine::*;
+        for (q, how) in [
+            ("sum by (job) (rate(x[5m]))", Fold),
+            ("max without (cpu) (x)", Fold),
+            ("avg(irate(x[1m]))", Mean),
+            ("stddev by (job) (x)", Moments),
+            ("stdvar(rate(x[5m]))", Moments),
+            ("topk(2, x)", Pick),
+            ("bottomk by (job) (3, rate(x[5m]))", Pick),
+            ("limitk(1, x)", Pick),
+            ("limit_ratio(0.5, x)", Pick),
+            ("quantile by (job) (0.9, x)", Gather),
+            ("count_values(\"v\", x)", Gather),
+        ] {
+            assert_eq!(spread(q), Some((how, false)), "{q}");
+        }
         for q in [
-            "avg(irate(x[1m]))",
+            "sum(x) > 1",
+            "avg by (job) (rate(x[5m])) * 100",
+            "100 - avg(x) * 100 > 90",
+            "-topk(2, x)",
+        ] {
+            assert!(matches!(spread(q), Some((_, true))), "{q}");
+        }
+        for q in [
             "sum by (job) (rate({job=\"a\"}[5m]))",
             "sum by (__name__) (x)",
-            "topk(2, x)",
-            "stddev(x)",
-            "sum(x) > 1",
+            "topk(scalar(y), x)",
             "sum(x @ 100)",
             "sum(sum by (a) (x))",
             "rate(x[5m])",
+            "timestamp(sum(x))",
+            "sum(x) > sum(y)",
+            "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
     }
 
+    fn labelled(v: &Value) -> Vec<(String, f64)> {
+        let Value::Vector(v) = v else { panic!("{v:?}") };
+        let mut out: Vec<(String, f64)> =
+            v.iter().map(|e| (e.labels.to_string(), e.value)).collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     #[test]
     fn partials_combine_per_group() {
         let l = |v: &str| Arc::new(Labels::from_strs(&[("job", v)]));
-        let a: Partials = Ok((
-            vec![(l("a"), vec![1.0, 1.0]), (l("b"), vec![4.0, 2.0])],
-            None,
-        ));
-        let b: Partials = Ok((vec![(l("a"), vec![2.0, 3.0])], None));
-        let got = combined(AggOp::Avg, vec![a.clone(), b.clone()]).0.unwrap();
-        let Value::Vector(got) = got else { panic!() };
-        let got: Vec<(String, f64)> = got
-            .iter()
-            .map(|e| (e.labels.to_string(), e.value))
-            .collect();
+        let sum = spread_rule("sum by (job) (x)").unwrap();
+        let a: Partials = Ok((vec![(l("a"), vec![1.0]), (l("b"), vec![4.0])], None));
+        let b: Partials = Ok((vec![(l("a"), vec![2.0])], None));
+        let got = combined(&sum, 0, vec![a.clone(), b.clone()]).0.unwrap();
         assert_eq!(
-            got,
-            vec![("{job=\"a\"}".into(), 0.75), ("{job=\"b\"}".into(), 2.0)]
+            labelled(&got),
+            vec![("{job=\"a\"}".into(), 3.0), ("{job=\"b\"}".into(), 4.0)]
         );
         let err: Partials = Err(EvalError::Execution("boom".into()));
-        assert!(combined(AggOp::Sum, vec![a, err, b]).0.is_err());
+        assert!(combined(&sum, 0, vec![a, err, b]).0.is_err());
+    }
+
+    /// Every way of dealing a group's members to workers gives the reference's value
+    /// (within its float tolerance) for the moments and means, and exactly its
+    /// elements for picks and gathers, ties included.
+    #[test]
+    fn partials_of_any_split_combine_to_the_reference() {
+        let values = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0, 5.0, 3.0];
+        // As aggregators.test's `data{test="big"}`: two of them overflow a sum.
+        let big = f64::MAX / 1.8;
+        let sets: Vec<Vec<f64>> = vec![
+            values.to_vec(),
+            vec![big, big, big, big],
+            vec![-big, -big, big, big],
+            vec![1.0, f64::INFINITY, 2.0],
+            vec![1.0, f64::NAN, 2.0],
+            vec![7.0],
+        ];
+        let queries = [
+            "avg by (job) (x)",
+            "stddev by (job) (x)",
+            "stdvar(x)",
+            "topk by (job) (3, x)",
+            "bottomk(2, x)",
+            "bottomk(1, x)",
+            "topk(1, x)",
+            "limitk(2, x)",
+            "quantile(0.3, x)",
+            "count_values by (job) (\"v\", x)",
+            "avg(x) * 2 > 1",
+        ];
+        for set in &sets {
+            let elements: Vec<Element> = set
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let job = if i % 3 == 0 { "a" } else { "b" };
+                    let labels = Labels::from_strs(&[
+                        ("__name__", "x"),
+                        ("job", job),
+                        ("i", &format!("{i:02}")),
+                    ]);
+                    Element::new(Arc::new(labels), *v)
+                })
+                .collect();
+            let series: Vec<Element> = elements.clone();
+            for q in queries {
+                let rule = spread_rule(q).unwrap();
+                let plan = parse(q).unwrap();
+                let store = Members {
+                    elements: &series,
+                    histograms: &[],
+                    t: 0,
+                };
+                let want = Evaluator::new(&store, 0).instant(&plan, 0).unwrap();
+                for workers in 1..=4usize {
+                    for shift in 0..workers {
+                        let records: Vec<Partials> = (0..workers)
+                            .map(|w| {
+                                let mine: Vec<Element> = elements
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(i, _)| (i + shift) % workers == w)
+                                    .map(|(_, e)| e.clone())
+                                    .collect();
+                                let local = over_members(&rule.local[0], 0, mine, &[]);
+                                partials(&rule, 0, vec![local], None)
+                            })
+                            .collect();
+                        let got = combined(&rule, 0, records).0.unwrap();
+                        let (g, w) = (labelled(&got), labelled(&want));
+                        assert!(
+                            g.len() == w.len()
+                                && g.iter().zip(&w).all(|(g, w)| g.0 == w.0
+                                    && (g.1 == w.1
+                                        || (g.1.is_nan() && w.1.is_nan())
+                                        || ((g.1 - w.1) / w.1).abs() < 1e-9)),
+                            "{q} over {set:?} on {workers} workers: {g:?}, reference {w:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
