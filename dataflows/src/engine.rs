@@ -289,7 +289,14 @@ impl Engine {
                 let histograms = scope.input_from(&mut histogram_input).probe_with(&probe);
                 // Rule changes enter on the first worker of the process that made them
                 // and reach every worker of every process, in one order.
-                let changes = in_change_order(scope.input_from(&mut control).broadcast());
+                // (In one process the broadcast keeps the one source's order: no
+                // need to hold the changes until their time is complete.)
+                let broadcast = scope.input_from(&mut control).broadcast();
+                let changes = if processes > 1 {
+                    in_change_order(broadcast)
+                } else {
+                    broadcast
+                };
                 let routed = route_to_owners(samples, changes.clone(), catalog.clone(), peers);
                 let routed_histograms =
                     route_to_owners(histograms, changes.clone(), catalog.clone(), peers);

@@ -8,7 +8,7 @@
 //! (`basic_auth`, `authorization`, `tls_config`, `proxy_url`, …). What they do is
 //! `remote::read`'s.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::http_client::{resolve_http_client, HttpClientConfig, WithHttpClient};
 use super::locate::FieldPath;
 use super::raw::RawRemoteReadConfig;
-use super::remote_write::resolve_headers;
+use super::remote_write::{resolve_entries, resolve_headers};
 use super::resolved::serialize_duration;
 use super::validate::{duration_field, resolve_labels, Problems};
 
@@ -57,27 +57,14 @@ pub(crate) fn resolve_remote_read(
     path: &FieldPath,
     problems: &mut Problems,
 ) -> Vec<RemoteReadConfig> {
-    let mut names = BTreeSet::new();
-    let mut out = Vec::new();
-    for (index, entry) in raw.iter().enumerate() {
-        let path = path.index(index);
-        let Some(entry) = entry else {
-            problems.push(path, "empty or null remote read config section");
-            continue;
-        };
-        let config = resolve_one(entry, base_dir, &path, problems);
-        if !config.name.is_empty() && !names.insert(config.name.clone()) {
-            problems.push(
-                path.key("name"),
-                format!(
-                    "found multiple remote read configs with job name {:?}",
-                    config.name
-                ),
-            );
-        }
-        out.push(config);
-    }
-    out
+    resolve_entries(
+        raw,
+        "read",
+        path,
+        problems,
+        |entry, path, problems| resolve_one(entry, base_dir, path, problems),
+        |config| &config.name,
+    )
 }
 
 fn resolve_one(

@@ -190,22 +190,41 @@ pub(crate) fn resolve_remote_write(
     path: &FieldPath,
     problems: &mut Problems,
 ) -> Vec<RemoteWriteConfig> {
+    resolve_entries(
+        raw,
+        "write",
+        path,
+        problems,
+        |entry, path, problems| resolve_one(entry, base_dir, path, problems),
+        |config| &config.name,
+    )
+}
+
+/// The entries of `remote_write:` or `remote_read:` (`kind`: `write` or `read`),
+/// each resolved by `resolve`; a null entry and a name given twice are problems, in
+/// Prometheus's words.
+pub(super) fn resolve_entries<R, C>(
+    raw: &[Option<R>],
+    kind: &str,
+    path: &FieldPath,
+    problems: &mut Problems,
+    resolve: impl Fn(&R, &FieldPath, &mut Problems) -> C,
+    name: impl Fn(&C) -> &String,
+) -> Vec<C> {
     let mut names = BTreeSet::new();
     let mut out = Vec::new();
     for (index, entry) in raw.iter().enumerate() {
         let path = path.index(index);
         let Some(entry) = entry else {
-            problems.push(path, "empty or null remote write config section");
+            problems.push(path, format!("empty or null remote {kind} config section"));
             continue;
         };
-        let config = resolve_one(entry, base_dir, &path, problems);
-        if !config.name.is_empty() && !names.insert(config.name.clone()) {
+        let config = resolve(entry, &path, problems);
+        let given = name(&config);
+        if !given.is_empty() && !names.insert(given.clone()) {
             problems.push(
                 path.key("name"),
-                format!(
-                    "found multiple remote write configs with job name {:?}",
-                    config.name
-                ),
+                format!("found multiple remote {kind} configs with job name {given:?}"),
             );
         }
         out.push(config);
