@@ -218,8 +218,9 @@ pub struct Service {
     pub query_gate: tokio::sync::Semaphore,
     /// Admits remote reads (`--storage.remote.read-concurrent-limit`).
     pub remote_read_gate: tokio::sync::Semaphore,
-    /// The HTTP clients of the config's `remote_read` endpoints.
-    pub remote_read_clients: crate::remote::read::Clients,
+    /// HTTP clients by settings: the config's `remote_read` endpoints' and the one
+    /// the processes of a cluster ask each other with.
+    pub http_clients: crate::remote::read::Clients,
     /// One permit per open `/api/v1/stream` (`--web.stream.max-consumers`).
     pub stream_gate: Arc<tokio::sync::Semaphore>,
 }
@@ -366,7 +367,7 @@ impl Service {
             quit: tokio::sync::Notify::new(),
             query_gate: gate(options.query_max_concurrency),
             remote_read_gate: gate(options.remote_read_concurrent_limit),
-            remote_read_clients: Default::default(),
+            http_clients: Default::default(),
             stream_gate: Arc::new(gate(options.stream_max_consumers)),
             options,
         });

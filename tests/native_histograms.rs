@@ -29,7 +29,7 @@ use common::exporter::{Exporter, Reply};
 use common::protobuf::{self, label};
 use common::{http, now_ms, wait_until, Peer, Prometheus, Promflow};
 use promflow::scrape::exposition::metrics_proto::{
-    Bucket, BucketSpan, Counter, Histogram, Metric, MetricFamily, MetricType,
+    Bucket, BucketSpan, Histogram, Metric, MetricFamily, MetricType,
 };
 use serde_json::Value;
 
@@ -102,30 +102,21 @@ fn families(k: i64, ts: i64) -> Vec<MetricFamily> {
         ..Default::default()
     };
     let families = vec![
-        MetricFamily {
-            name: Some("rpc_latency_seconds".into()),
-            help: Some("RPC latency.".into()),
-            r#type: Some(MetricType::Histogram as i32),
-            metric: vec![
+        protobuf::family(
+            "rpc_latency_seconds",
+            MetricType::Histogram,
+            Some("RPC latency."),
+            vec![
                 metric("native", histogram(k, false)),
                 metric("both", histogram(k, true)),
             ],
-            unit: None,
-        },
-        MetricFamily {
-            name: Some("steps_total".into()),
-            help: Some("A float beside the histograms.".into()),
-            r#type: Some(MetricType::Counter as i32),
-            metric: vec![Metric {
-                counter: Some(Counter {
-                    value: Some(k as f64),
-                    ..Default::default()
-                }),
-                timestamp_ms: Some(ts),
-                ..Default::default()
-            }],
-            unit: None,
-        },
+        ),
+        protobuf::family(
+            "steps_total",
+            MetricType::Counter,
+            Some("A float beside the histograms."),
+            vec![protobuf::counter(k as f64, Some(ts))],
+        ),
     ];
     families
 }
@@ -138,6 +129,18 @@ fn config(exporter: &Exporter) -> String {
     format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n",
         exporter.addr()
+    )
+}
+
+/// A Prometheus (started with `flags`) federating `promflow`'s `job="app"` series
+/// every second, `honor_labels`.
+fn federating(promflow: &Peer, flags: &[&str]) -> Prometheus {
+    Prometheus::start_with_args(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"app\"}}']\n    static_configs:\n      - targets: ['{}']\n",
+            promflow.addr()
+        ),
+        flags,
     )
 }
 
@@ -433,30 +436,22 @@ fn always_scrape_classic_histograms_keeps_the_classic_series_too() {
 fn a_vanished_histogram_series_goes_stale_as_in_prometheus() {
     // No explicit timestamps here: staleness applies.
     let untimed = |k: i64, with_histogram: bool| {
-        let mut families = vec![MetricFamily {
-            name: Some("steps_total".into()),
-            help: None,
-            r#type: Some(MetricType::Counter as i32),
-            metric: vec![Metric {
-                counter: Some(Counter {
-                    value: Some(k as f64),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-            unit: None,
-        }];
+        let mut families = vec![protobuf::family(
+            "steps_total",
+            MetricType::Counter,
+            None,
+            vec![protobuf::counter(k as f64, None)],
+        )];
         if with_histogram {
-            families.push(MetricFamily {
-                name: Some("rpc_latency_seconds".into()),
-                help: None,
-                r#type: Some(MetricType::Histogram as i32),
-                metric: vec![Metric {
+            families.push(protobuf::family(
+                "rpc_latency_seconds",
+                MetricType::Histogram,
+                None,
+                vec![Metric {
                     histogram: Some(histogram(k, false)),
                     ..Default::default()
                 }],
-                unit: None,
-            });
+            ));
         }
         protobuf::reply(&families)
     };
@@ -733,13 +728,7 @@ fn native_histograms_are_federated_in_protobuf_as_prometheus_does() {
     let flags = ["--enable-feature=native-histograms"];
     let promflow = Promflow::start_with_args(&config(&exporter), &flags);
     let oracle = Prometheus::start_with_args(&config(&exporter), &flags);
-    let federator = Prometheus::start_with_args(
-        &format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"app\"}}']\n    static_configs:\n      - targets: ['{}']\n",
-            promflow.addr()
-        ),
-        &flags,
-    );
+    let federator = federating(&promflow, &flags);
     for k in 0..steps {
         let ts = base + k * STEP_MS;
         exporter.set(reply(k, ts));
@@ -795,17 +784,16 @@ fn native_histograms_are_federated_in_protobuf_as_prometheus_does() {
 /// not change, so every evaluation of both servers gives the same numbers.
 #[test]
 fn rules_over_native_histograms_alert_and_record_as_prometheus_does() {
-    let steady = MetricFamily {
-        name: Some("rpc_latency_seconds".into()),
-        help: None,
-        r#type: Some(MetricType::Histogram as i32),
-        metric: vec![Metric {
+    let steady = protobuf::family(
+        "rpc_latency_seconds",
+        MetricType::Histogram,
+        None,
+        vec![Metric {
             label: vec![label("kind", "native")],
             histogram: Some(histogram(2, false)),
             ..Default::default()
         }],
-        unit: None,
-    };
+    );
     let exporter = Exporter::start(protobuf::reply(&[steady]));
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
@@ -912,27 +900,19 @@ fn record_histograms_as_prometheus_does(mode: &str) {
             histogram: Some(histogram(k, false)),
             ..Default::default()
         };
-        let mut families = vec![MetricFamily {
-            name: Some("steps_total".into()),
-            help: None,
-            r#type: Some(MetricType::Counter as i32),
-            metric: vec![Metric {
-                counter: Some(Counter {
-                    value: Some(1.0),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }],
-            unit: None,
-        }];
+        let mut families = vec![protobuf::family(
+            "steps_total",
+            MetricType::Counter,
+            None,
+            vec![protobuf::counter(1.0, None)],
+        )];
         if with_histograms {
-            families.push(MetricFamily {
-                name: Some("rpc_latency_seconds".into()),
-                help: None,
-                r#type: Some(MetricType::Histogram as i32),
-                metric: vec![metric("a", 1), metric("b", 3)],
-                unit: None,
-            });
+            families.push(protobuf::family(
+                "rpc_latency_seconds",
+                MetricType::Histogram,
+                None,
+                vec![metric("a", 1), metric("b", 3)],
+            ));
         }
         protobuf::reply(&families)
     };
@@ -1076,33 +1056,24 @@ fn record_histograms_as_prometheus_does(mode: &str) {
 #[test]
 fn a_recorded_rate_of_changing_histograms_is_the_oracles() {
     let body = |warm_ms: i64, steps: &[(i64, i64)]| {
-        let mut families = vec![MetricFamily {
-            name: Some("steps_total".into()),
-            help: None,
-            r#type: Some(MetricType::Counter as i32),
-            metric: vec![Metric {
-                counter: Some(Counter {
-                    value: Some(1.0),
-                    ..Default::default()
-                }),
-                timestamp_ms: Some(warm_ms),
-                ..Default::default()
-            }],
-            unit: None,
-        }];
+        let mut families = vec![protobuf::family(
+            "steps_total",
+            MetricType::Counter,
+            None,
+            vec![protobuf::counter(1.0, Some(warm_ms))],
+        )];
         if let Some(&(k, ts)) = steps.last() {
-            families.push(MetricFamily {
-                name: Some("rpc_latency_seconds".into()),
-                help: None,
-                r#type: Some(MetricType::Histogram as i32),
-                metric: vec![Metric {
+            families.push(protobuf::family(
+                "rpc_latency_seconds",
+                MetricType::Histogram,
+                None,
+                vec![Metric {
                     label: vec![label("kind", "a")],
                     histogram: Some(histogram(k, false)),
                     timestamp_ms: Some(ts),
                     ..Default::default()
                 }],
-                unit: None,
-            });
+            ));
         }
         protobuf::reply(&families)
     };
@@ -1294,13 +1265,7 @@ fn a_go_client_latency_histogram_is_scraped_queried_and_federated_as_prometheus_
     );
     let promflow = Promflow::start_with_args(&config, &flags);
     let oracle = Prometheus::start_with_args(&config, &flags);
-    let federator = Prometheus::start_with_args(
-        &format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{job=\"app\"}}']\n    static_configs:\n      - targets: ['{}']\n",
-            promflow.addr()
-        ),
-        &flags,
-    );
+    let federator = federating(&promflow, &flags);
     let steps_seen = |server: &Peer, k: u32| {
         server.query("steps_total")["result"][0]["value"][1].as_str() == Some(&k.to_string())
     };
@@ -1429,30 +1394,21 @@ fn classic_protobuf(ts: i64) -> Reply {
         ..Default::default()
     };
     protobuf::reply(&[
-        MetricFamily {
-            name: Some("req_seconds".into()),
-            help: Some("Requests.".into()),
-            r#type: Some(MetricType::Histogram as i32),
-            metric: vec![
+        protobuf::family(
+            "req_seconds",
+            MetricType::Histogram,
+            Some("Requests."),
+            vec![
                 metric("/a", [3, 8, 12], 15, 9.5),
                 metric("/b", [1, 1, 6], 10, 20.25),
             ],
-            unit: None,
-        },
-        MetricFamily {
-            name: Some("steps_total".into()),
-            help: Some("A float beside the histogram.".into()),
-            r#type: Some(MetricType::Counter as i32),
-            metric: vec![Metric {
-                counter: Some(Counter {
-                    value: Some(1.0),
-                    ..Default::default()
-                }),
-                timestamp_ms: Some(ts),
-                ..Default::default()
-            }],
-            unit: None,
-        },
+        ),
+        protobuf::family(
+            "steps_total",
+            MetricType::Counter,
+            Some("A float beside the histogram."),
+            vec![protobuf::counter(1.0, Some(ts))],
+        ),
     ])
 }
 

@@ -15,7 +15,6 @@ use crate::service::Service;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The header of a request from another process of the cluster: answer for this
@@ -34,8 +33,9 @@ pub fn local_only(service: &Service, headers: &HeaderMap) -> bool {
 /// The other processes' JSON answers to `GET path_and_query`, and a warning for each
 /// one that gave none.
 pub async fn gather(service: &Service, path_and_query: &str) -> (Vec<Value>, Vec<String>) {
-    let Some(client) = client() else {
-        return (Vec::new(), vec!["cluster: no HTTP client".to_string()]);
+    let client = match service.http_clients.client(&Default::default()) {
+        Ok(client) => client,
+        Err(e) => return (Vec::new(), vec![format!("cluster: no HTTP client: {e}")]),
     };
     let asks = service.options.cluster.peer_urls().into_iter().map(|url| {
         let request = client
@@ -90,8 +90,9 @@ pub async fn from_rule_host(service: &Service, uri: &axum::http::Uri) -> Option<
     let Some(host) = cluster.processes.first().and_then(|p| p.web.as_deref()) else {
         return Some(unavailable("the hostfile gives no URL for it".into()));
     };
-    let Some(client) = client() else {
-        return Some(unavailable("no HTTP client".into()));
+    let client = match service.http_clients.client(&Default::default()) {
+        Ok(client) => client,
+        Err(e) => return Some(unavailable(format!("no HTTP client: {e}"))),
     };
     let asked = client
         .get(format!("{host}{path}"))
@@ -115,12 +116,4 @@ pub async fn from_rule_host(service: &Service, uri: &axum::http::Uri) -> Option<
         ),
         Err(e) => Some(unavailable(e.to_string())),
     }
-}
-
-/// The client the processes ask each other with.
-fn client() -> Option<&'static reqwest::Client> {
-    static CLIENT: OnceLock<Option<reqwest::Client>> = OnceLock::new();
-    CLIENT
-        .get_or_init(|| crate::http_client::build_client(&Default::default()).ok())
-        .as_ref()
 }

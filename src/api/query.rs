@@ -194,7 +194,7 @@ async fn remote_series(
     let local_start = oldest_block.unwrap_or_else(now_ms).saturating_add(margin);
     let asked = fetch(
         &endpoints,
-        &service.remote_read_clients,
+        &service.http_clients,
         &config.global.external_labels,
         &wanted,
         Some(local_start),

@@ -243,15 +243,18 @@ impl<'a> ResourceContext<'a> {
         });
     }
 
+    /// A native histogram of the series `name` (with the point's `attributes`), at the
+    /// point's time with its flags and exemplars: a stale marker for a point with no
+    /// recorded value.
     fn push_histogram(
         &self,
         out: &mut Translated,
-        labels: Arc<Labels>,
-        time_nanos: u64,
-        flags: u32,
+        name: &str,
+        attributes: &[KeyValue],
+        (time_nanos, flags, exemplars): (u64, u32, &[otlp_proto::Exemplar]),
         histogram: FloatHistogram,
-        exemplars: &[otlp_proto::Exemplar],
     ) {
+        let labels = self.labels(attributes, &[], true, &[("__name__", name)]);
         if flags & otlp_proto::FLAG_NO_RECORDED_VALUE != 0 {
             // Prometheus appends a histogram whose sum is the stale NaN; promflow's
             // stale marker of a histogram series is the float one.
@@ -265,7 +268,7 @@ impl<'a> ResourceContext<'a> {
                 .map(|e| (series_id, exemplar(e, ms(time_nanos)))),
         );
         out.histograms.push(HistogramSample {
-            series_id: labels.hash(),
+            series_id,
             labels,
             timestamp_ms: ms(time_nanos),
             histogram,
@@ -329,15 +332,8 @@ impl<'a> ResourceContext<'a> {
             Some(Data::Histogram(h)) if config.convert_histograms_to_nhcb => {
                 for p in &h.data_points {
                     let histogram = custom_buckets_histogram(p);
-                    let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
-                    self.push_histogram(
-                        translated,
-                        labels,
-                        p.time_unix_nano,
-                        p.flags,
-                        histogram,
-                        &p.exemplars,
-                    );
+                    let point = (p.time_unix_nano, p.flags, &p.exemplars[..]);
+                    self.push_histogram(translated, &name, &p.attributes, point, histogram);
                 }
             }
             Some(Data::ExponentialHistogram(h)) => {
@@ -348,15 +344,8 @@ impl<'a> ResourceContext<'a> {
                             reason,
                         }
                     })?;
-                    let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
-                    self.push_histogram(
-                        translated,
-                        labels,
-                        p.time_unix_nano,
-                        p.flags,
-                        histogram,
-                        &p.exemplars,
-                    );
+                    let point = (p.time_unix_nano, p.flags, &p.exemplars[..]);
+                    self.push_histogram(translated, &name, &p.attributes, point, histogram);
                 }
             }
             Some(Data::Histogram(h)) => {

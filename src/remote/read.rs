@@ -25,7 +25,7 @@
 //! are evaluated by the dataflow from what is ingested), nor do `/api/v1/series` and
 //! the label APIs yet.
 
-use crate::config::RemoteReadConfig;
+use crate::config::{HttpClientConfig, RemoteReadConfig};
 use crate::remote::proto::{self, ReadRequest, ReadResponse, RESPONSE_TYPE_SAMPLES};
 use dataflows::histogram::FloatHistogram;
 use dataflows::promql::eval::{EachSeries, Selected, SeriesSource};
@@ -76,19 +76,21 @@ pub fn selections(plan: &Plan, lookback_ms: i64, start_ms: i64, end_ms: i64) -> 
         .collect()
 }
 
-/// The HTTP clients of the endpoints, built once per endpoint settings.
+/// HTTP clients built once per client settings: the `remote_read` endpoints' and the
+/// one the processes of a cluster ask each other with (default settings).
 #[derive(Default)]
 pub struct Clients {
     built: Mutex<HashMap<String, reqwest::Client>>,
 }
 
 impl Clients {
-    fn client(&self, config: &RemoteReadConfig) -> Result<reqwest::Client, String> {
-        let key = serde_json::to_string(&config.http).unwrap_or_default();
+    /// The client of `http` settings, built the first time they are asked for.
+    pub fn client(&self, http: &HttpClientConfig) -> Result<reqwest::Client, String> {
+        let key = serde_json::to_string(http).unwrap_or_default();
         if let Some(client) = self.built.lock().get(&key) {
             return Ok(client.clone());
         }
-        let client = crate::http_client::build_client(&config.http).map_err(|e| e.to_string())?;
+        let client = crate::http_client::build_client(http).map_err(|e| e.to_string())?;
         self.built.lock().insert(key, client.clone());
         Ok(client)
     }
@@ -268,7 +270,7 @@ async fn read(
     config: &RemoteReadConfig,
     request: &ReadRequest,
 ) -> Result<ReadResponse, String> {
-    let client = clients.client(config)?;
+    let client = clients.client(&config.http)?;
     let mut builder = client
         .post(&config.url)
         .timeout(config.remote_timeout)
@@ -315,6 +317,12 @@ impl<S: SeriesSource> SeriesSource for WithRemote<'_, S> {
             return local;
         };
         let mut added = false;
+        // Local series by label hash: one lookup per remote series.
+        let by_labels: HashMap<u64, usize> = local
+            .iter()
+            .enumerate()
+            .map(|(i, (labels, _))| (labels.hash(), i))
+            .collect();
         for (labels, samples) in remote {
             let lo = samples.partition_point(|s| s.0 < start_ms);
             let hi = samples.partition_point(|s| s.0 <= end_ms);
@@ -322,8 +330,12 @@ impl<S: SeriesSource> SeriesSource for WithRemote<'_, S> {
                 continue;
             }
             let window = &samples[lo..hi];
-            match local.iter_mut().find(|(l, _)| l == labels) {
-                Some((_, ours)) => {
+            let held = by_labels
+                .get(&labels.hash())
+                .copied()
+                .filter(|&i| local[i].0 == *labels);
+            match held.map(|i| &mut local[i].1) {
+                Some(ours) => {
                     // The local sample wins where both have one.
                     let mut merged = Vec::with_capacity(ours.len() + window.len());
                     let (mut i, mut j) = (0, 0);
