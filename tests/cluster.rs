@@ -6,6 +6,7 @@
 //! each process scrapes itself are disjoint sets whose union is every target), and any
 //! of the processes answers for the whole cluster: `/api/v1/targets` lists every
 //! target, queries read the others' storage and give the single Prometheus's answers.
+//! Losing a process ends the others with one clear line.
 
 mod common;
 
@@ -77,38 +78,7 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
         rules.display(),
         targets.join(", ")
     );
-    let webs: Vec<SocketAddr> = (0..3)
-        .map(|_| ([127, 0, 0, 1], free_port()).into())
-        .collect();
-    let hostfile = dir.path().join("hosts");
-    let lines: Vec<String> = webs
-        .iter()
-        .map(|web| format!("127.0.0.1:{} http://{web}", free_port()))
-        .collect();
-    std::fs::write(&hostfile, lines.join("\n") + "\n").unwrap();
-    // The processes' dataflow connects them all before any is ready: started at once.
-    let processes: Vec<Promflow> = std::thread::scope(|s| {
-        let started: Vec<_> = (0..3)
-            .map(|i| {
-                let (config, hostfile, web) = (&config, &hostfile, webs[i]);
-                s.spawn(move || {
-                    let args = [
-                        "--cluster.processes=3".to_string(),
-                        format!("--cluster.process-id={i}"),
-                        format!("--cluster.hostfile={}", hostfile.display()),
-                    ];
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    Promflow::launch(PromflowLaunch {
-                        config_yaml: config,
-                        extra_args: &args,
-                        listen: Some(web),
-                        ..PromflowLaunch::default()
-                    })
-                })
-            })
-            .collect();
-        started.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let processes = start_cluster(3, &config, dir.path());
     let oracle = Prometheus::start(&config);
 
     // Placement: disjoint shares covering every target.
@@ -205,4 +175,65 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
 
 fn recorded_oracle(oracle: &common::Peer) -> Value {
     oracle.query("job:demo_value:sum")["result"][0]["value"][1].clone()
+}
+
+/// `n` promflow processes of one cluster on `config`, the hostfile in `dir`. The
+/// dataflow connects them all before any is ready: they are started at once.
+fn start_cluster(n: usize, config: &str, dir: &std::path::Path) -> Vec<Promflow> {
+    let webs: Vec<SocketAddr> = (0..n)
+        .map(|_| ([127, 0, 0, 1], free_port()).into())
+        .collect();
+    let hostfile = dir.join("hosts");
+    let lines: Vec<String> = webs
+        .iter()
+        .map(|web| format!("127.0.0.1:{} http://{web}", free_port()))
+        .collect();
+    std::fs::write(&hostfile, lines.join("\n") + "\n").unwrap();
+    std::thread::scope(|s| {
+        let started: Vec<_> = (0..n)
+            .map(|i| {
+                let (hostfile, web) = (&hostfile, webs[i]);
+                s.spawn(move || {
+                    let args = [
+                        format!("--cluster.processes={n}"),
+                        format!("--cluster.process-id={i}"),
+                        format!("--cluster.hostfile={}", hostfile.display()),
+                    ];
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    Promflow::launch(PromflowLaunch {
+                        config_yaml: config,
+                        extra_args: &args,
+                        listen: Some(web),
+                        ..PromflowLaunch::default()
+                    })
+                })
+            })
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// timely does not survive losing a process: when one is killed, the others end with
+/// one clear error line and status 1, for a supervisor to restart the cluster.
+#[test]
+fn losing_a_process_ends_the_others_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut processes = start_cluster(3, "scrape_configs: []\n", dir.path());
+    processes[1].signal("KILL");
+    for i in [0, 2] {
+        let status = processes[i].wait_exit(Duration::from_secs(30));
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(1),
+            "process {i}: {}",
+            processes[i].log()
+        );
+        assert!(
+            processes[i].log().contains(
+                "Lost a process of the cluster; exiting so that the cluster can be restarted"
+            ),
+            "process {i}: {}",
+            processes[i].log()
+        );
+    }
 }
