@@ -111,11 +111,11 @@
 //! Left: seeds come from the registering process's storage only and are read only by
 //! its workers (a spread rule's seed series kept on another process's worker, and the
 //! other processes' series, start unseeded: exact once the longest window has filled);
-//! the latest-sample table, `/federate` and [`crate::EngineStats`] are per process; the
-//! service does not start a cluster yet (no `--cluster.*` flags, no rendezvous sharding
-//! of targets); owned rules are not balanced across processes (results of a rule owned
-//! in another process would need an exchange back to its home); a lost process stops
-//! the others only as timely does (its network threads panic).
+//! the latest-sample table and [`crate::EngineStats`] are per process; owned rules are
+//! not balanced across processes (results of a rule owned in another process would
+//! need an exchange back to its home); a lost process stops the others as timely does
+//! (its network threads panic; the service turns that into one log line and an exit,
+//! `promflow::cluster::exit_when_a_process_is_lost`).
 //!
 //! **Incremental vs recomputed.** Always maintained: the selector windows (appended
 //! on arrival, retired as the frontier passes: memory tracks the active windows),
