@@ -13,21 +13,24 @@
 use crate::alertmanager::config::NotifyConfig;
 use crate::alertmanager::sink::AlertFanOut;
 use crate::alertmanager::BuiltinNotifier;
-use crate::config::{Config, ConfigError, Problem, DEFAULT_CONFIG_YAML};
+use crate::cluster::Cluster;
+use crate::config::{Config, ConfigError, Problem, RemoteReadConfig, DEFAULT_CONFIG_YAML};
 use crate::discovery::{DiscoveryContext, DiscoveryManager};
 use crate::ingest::{now_ms, Ingester};
 use crate::notifier::{Notifier, NotifierConfig};
+use crate::remote::read::{fetch, selections, Fetched};
 use crate::rules::file::RuleGroup;
 use crate::rules::manager::RuleManager;
 use crate::rules::options::{EvaluationPolicy, ForRestore, ManagerOptions};
 use crate::rules::registry::RuleRegistry;
 use crate::rules::runner::Maintained;
-use crate::rules::sinks::HeadEvaluator;
+use crate::rules::sinks::{HeadEvaluator, RemoteSeries};
 use crate::scrape::scrape_loop::LoopContext;
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::{Storage, StorageOptions, WalFsync};
+use dataflows::promql::plan::Plan;
 use dataflows::{Engine, EngineConfig};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
@@ -260,6 +263,47 @@ pub enum StartError {
 }
 
 impl Service {
+    /// The series the config's `remote_read` endpoints and the cluster's other
+    /// processes hold for what `plan` reads over `[start, end]`, and a warning per
+    /// endpoint that failed (`remote::read`); asked within `timeout`. Without endpoints
+    /// nothing is asked. Queries and the rules evaluated over storage read these.
+    pub async fn remote_series(
+        &self,
+        plan: &Plan,
+        start: i64,
+        end: i64,
+        timeout: Duration,
+    ) -> (Fetched, Vec<String>) {
+        let config = self.config.read().clone();
+        let peers = cluster_peers(&self.options.cluster, timeout);
+        if config.remote_read.is_empty() && peers.is_empty() {
+            return (Fetched::default(), Vec::new());
+        }
+        let endpoints: Vec<RemoteReadConfig> =
+            config.remote_read.iter().cloned().chain(peers).collect();
+        let lookback = self.options.lookback_delta.as_millis() as i64;
+        let wanted = selections(plan, lookback, start, end);
+        // Prometheus's local start time: the oldest block's, else now; plus a margin of
+        // two block durations (`readyStorage.StartTime`).
+        let oldest_block = self.ingester.storage().blocks().first().map(|b| b.min_t);
+        let margin = 2 * self.options.min_block_duration.as_millis() as i64;
+        let local_start = oldest_block.unwrap_or_else(now_ms).saturating_add(margin);
+        let asked = fetch(
+            &endpoints,
+            &self.http_clients,
+            &config.global.external_labels,
+            &wanted,
+            Some(local_start),
+        );
+        match tokio::time::timeout(timeout, asked).await {
+            Ok(answer) => answer,
+            Err(_) => (
+                Fetched::default(),
+                vec!["remote read: the query timed out before the endpoints answered".into()],
+            ),
+        }
+    }
+
     /// Starts the engine and the scrape loops for the initial configuration.
     /// Must be called within a tokio runtime.
     pub fn start(options: ServiceOptions) -> Result<Arc<Service>, StartError> {
@@ -324,11 +368,9 @@ impl Service {
             config: Mutex::new(NotifierConfig::default()),
         });
         let lookback_ms = options.lookback_delta.as_millis() as i64;
+        let head_evaluator = Arc::new(HeadEvaluator::new(ingester.storage().clone(), lookback_ms));
         let rules = RuleManager::maintained(
-            Arc::new(HeadEvaluator {
-                head: ingester.storage().clone(),
-                lookback_ms,
-            }),
+            head_evaluator.clone(),
             ingester.clone(),
             alert_sink.clone(),
             Maintained {
@@ -371,6 +413,12 @@ impl Service {
             stream_gate: Arc::new(gate(options.stream_max_consumers)),
             options,
         });
+        // Rules evaluated over storage read what queries read: remote read endpoints
+        // and the cluster's other processes.
+        let _ = head_evaluator.remote.set(Arc::new(RulesRemote {
+            service: Arc::downgrade(&service),
+            runtime: tokio::runtime::Handle::current(),
+        }));
         // Remote write 2.0 sends the scraped targets' metric metadata with each series.
         let weak = Arc::downgrade(&service);
         service
@@ -729,4 +777,58 @@ pub fn with_rule_files(config: Config) -> Result<(Config, Vec<RuleGroup>), Confi
                 .collect(),
         })?;
     Ok((config, groups))
+}
+
+/// What the rules evaluated over storage read beside it ([`Service::remote_series`]).
+struct RulesRemote {
+    service: std::sync::Weak<Service>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RemoteSeries for RulesRemote {
+    fn fetch(&self, plan: &Plan, t_ms: i64) -> Fetched {
+        let Some(service) = self.service.upgrade() else {
+            return Fetched::default();
+        };
+        if service.config.read().remote_read.is_empty() && !service.options.cluster.is_multi() {
+            return Fetched::default();
+        }
+        // Rule groups run on threads of their own: the fetch runs on the runtime and
+        // this thread waits for it (a failed endpoint is left out, as Prometheus's
+        // fanout storage leaves out a failed secondary).
+        let timeout = service.options.query_timeout;
+        let plan = plan.clone();
+        let (answer, answered) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let (fetched, warnings) = service.remote_series(&plan, t_ms, t_ms, timeout).await;
+            for warning in warnings {
+                tracing::debug!(%warning, "rule evaluation over remote storage");
+            }
+            let _ = answer.send(fetched);
+        });
+        answered
+            .recv_timeout(timeout + Duration::from_secs(1))
+            .unwrap_or_default()
+    }
+}
+
+/// The other processes of the cluster as remote read endpoints: every query reads
+/// their storage too (each holds what its own targets and receivers brought), all of
+/// it (`read_recent`); the external labels, the same in every process's config, are
+/// sent as matchers and taken off (their read endpoint adds them).
+fn cluster_peers(cluster: &Cluster, timeout: Duration) -> Vec<RemoteReadConfig> {
+    cluster
+        .peer_urls()
+        .into_iter()
+        .map(|url| RemoteReadConfig {
+            url: format!("{url}/api/v1/read"),
+            remote_timeout: timeout,
+            headers: Default::default(),
+            read_recent: true,
+            name: format!("cluster peer {url}"),
+            http: Default::default(),
+            required_matchers: Default::default(),
+            filter_external_labels: true,
+        })
+        .collect()
 }

@@ -19,13 +19,16 @@ use std::time::Duration;
 
 const TARGETS: usize = 9;
 
-/// A recording rule over every target and an alert on some of them: evaluated by
-/// the first process over the whole cluster's samples.
+/// A recording rule over every target, one reading it beside the scraped series
+/// (evaluated over storage: every process's, as queries read it) and an alert on some
+/// of them: evaluated by the first process over the whole cluster's samples.
 const RULES: &str = "groups:
   - name: demo
     rules:
       - record: job:demo_value:sum
         expr: sum by (job) (demo_value)
+      - record: demo_value:share
+        expr: demo_value / on (job) group_left job:demo_value:sum
       - alert: DemoHigh
         expr: demo_value > 6
 ";
@@ -130,6 +133,7 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
     for expr in [
         "demo_value",
         "job:demo_value:sum",
+        "demo_value:share",
         "ALERTS",
         "sum(demo_value)",
         "count by (job) (up)",

@@ -124,10 +124,8 @@ async fn cpu_over_90_for_20m_pages_once_per_state_change() {
     let groups =
         promflow::rules::file::load_str(RULES, "rules.yml", Path::new("rules.yml")).unwrap();
     let mut group = GroupState::new(groups[0].clone(), Duration::from_secs(60));
-    let evaluator: Arc<dyn RuleEvaluator> = Arc::new(HeadEvaluator {
-        head: head.clone(),
-        lookback_ms: 5 * MINUTE_MS,
-    });
+    let evaluator: Arc<dyn RuleEvaluator> =
+        Arc::new(HeadEvaluator::new(head.clone(), 5 * MINUTE_MS));
     let options = ManagerOptions {
         external_url: "http://promflow.example:9090".into(),
         ..ManagerOptions::default()

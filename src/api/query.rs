@@ -19,10 +19,8 @@
 use crate::api::params::{parse_duration_param, parse_time_param, Params, RequestError};
 use crate::api::query_json::{Histograms, QueryAnswer, QueryData};
 use crate::api::response::{api_error, api_success_annotated, ApiError, ErrorType};
-use crate::cluster::Cluster;
-use crate::config::RemoteReadConfig;
 use crate::ingest::now_ms;
-use crate::remote::read::{fetch, selections, Fetched, WithRemote};
+use crate::remote::read::WithRemote;
 use crate::service::Service;
 use crate::storage::range_reader::RangeQueryReader;
 use crate::storage::HistogramSource;
@@ -31,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use dataflows::promql::depth::{QueryPlan, QUERY_STACK_BYTES};
 use dataflows::promql::durations::QueryTimes;
 use dataflows::promql::eval::{Annotations, EvalError, Evaluator, SampleBudget};
-use dataflows::promql::plan::{self, Plan};
+use dataflows::promql::plan;
 use serde_json::Value as Json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +60,7 @@ pub async fn instant_query(State(service): State<Arc<Service>>, params: Params) 
         Err(e) => return ApiError::from(e).into_response(),
     };
     let shallow = plan.is_shallow();
-    let (fetched, remote_warnings) = remote_series(&service, plan.plan(), t, t, timeout).await;
+    let (fetched, remote_warnings) = service.remote_series(plan.plan(), t, t, timeout).await;
     run(service, timeout, shallow, move |service, deadline| {
         let storage = service.ingester.storage().clone();
         let local = HistogramSource::new(storage.as_ref());
@@ -125,8 +123,9 @@ pub async fn range_query(State(service): State<Arc<Service>>, params: Params) ->
         Err(e) => return ApiError::from(e).into_response(),
     };
     let shallow = plan.is_shallow();
-    let (fetched, remote_warnings) =
-        remote_series(&service, plan.plan(), start, end, timeout).await;
+    let (fetched, remote_warnings) = service
+        .remote_series(plan.plan(), start, end, timeout)
+        .await;
     run(service, timeout, shallow, move |service, deadline| {
         let storage = service.ingester.storage().clone();
         // Each selector is read from storage once for the whole range.
@@ -166,67 +165,6 @@ fn configure(evaluator: &mut Evaluator<'_>, service: &Service, deadline: Instant
         .evaluation_interval
         .as_millis()
         .max(1) as i64;
-}
-
-/// The series the config's `remote_read` endpoints hold for what `plan` reads over
-/// `[start, end]`, and a warning per endpoint that failed (`remote::read`); asked
-/// within the query's `timeout`. Without endpoints nothing is asked.
-async fn remote_series(
-    service: &Service,
-    plan: &Plan,
-    start: i64,
-    end: i64,
-    timeout: Duration,
-) -> (Fetched, Vec<String>) {
-    let config = service.config.read().clone();
-    let peers = cluster_peers(&service.options.cluster, timeout);
-    if config.remote_read.is_empty() && peers.is_empty() {
-        return (Fetched::default(), Vec::new());
-    }
-    let endpoints: Vec<RemoteReadConfig> =
-        config.remote_read.iter().cloned().chain(peers).collect();
-    let lookback = service.options.lookback_delta.as_millis() as i64;
-    let wanted = selections(plan, lookback, start, end);
-    // Prometheus's local start time: the oldest block's, else now; plus a margin of
-    // two block durations (`readyStorage.StartTime`).
-    let oldest_block = service.ingester.storage().blocks().first().map(|b| b.min_t);
-    let margin = 2 * service.options.min_block_duration.as_millis() as i64;
-    let local_start = oldest_block.unwrap_or_else(now_ms).saturating_add(margin);
-    let asked = fetch(
-        &endpoints,
-        &service.http_clients,
-        &config.global.external_labels,
-        &wanted,
-        Some(local_start),
-    );
-    match tokio::time::timeout(timeout, asked).await {
-        Ok(answer) => answer,
-        Err(_) => (
-            Fetched::default(),
-            vec!["remote read: the query timed out before the endpoints answered".into()],
-        ),
-    }
-}
-
-/// The other processes of the cluster as remote read endpoints: every query reads
-/// their storage too (each holds what its own targets and receivers brought), all of
-/// it (`read_recent`); the external labels, the same in every process's config, are
-/// sent as matchers and taken off (their read endpoint adds them).
-fn cluster_peers(cluster: &Cluster, timeout: Duration) -> Vec<RemoteReadConfig> {
-    cluster
-        .peer_urls()
-        .into_iter()
-        .map(|url| RemoteReadConfig {
-            url: format!("{url}/api/v1/read"),
-            remote_timeout: timeout,
-            headers: Default::default(),
-            read_recent: true,
-            name: format!("cluster peer {url}"),
-            http: Default::default(),
-            required_matchers: Default::default(),
-            filter_external_labels: true,
-        })
-        .collect()
 }
 
 /// Plans the query and reads its timeout; every error here is `bad_data`. The plan

@@ -50,10 +50,10 @@ pub async fn simulate(State(service): State<Arc<Service>>, body: String) -> Resp
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let evaluator: Arc<dyn RuleEvaluator> = Arc::new(HeadEvaluator {
-        head: service.ingester.storage().clone(),
-        lookback_ms: service.options.lookback_delta.as_millis() as i64,
-    });
+    let evaluator: Arc<dyn RuleEvaluator> = Arc::new(HeadEvaluator::new(
+        service.ingester.storage().clone(),
+        service.options.lookback_delta.as_millis() as i64,
+    ));
     match tokio::task::spawn_blocking(move || request.run(evaluator)).await {
         Ok(answer) => api_success(answer),
         Err(e) => api_error(ErrorType::Internal, &format!("simulation failed: {e}")),

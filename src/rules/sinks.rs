@@ -3,12 +3,13 @@
 //! [`AlertSink`] alerts due for sending go to. The alert path starts here: the
 //! notifier and the built-in Alertmanager implement [`AlertSink`] downstream.
 
+use crate::remote::read::{Fetched, WithRemote};
 use crate::storage::{HistogramSample, HistogramSource, Storage};
 use dataflows::histogram::FloatHistogram;
-use dataflows::promql::eval::{EvalError, Evaluator, Value};
+use dataflows::promql::eval::{EvalError, Evaluator, SeriesSource, Value};
 use dataflows::promql::plan::Plan;
 use dataflows::{Labels, RuleOutput, Sample};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::rules::alert::Alert;
 
@@ -152,22 +153,60 @@ impl SampleSink for Storage {
     }
 }
 
+/// The series other stores hold for what a plan reads at one instant: the config's
+/// `remote_read` endpoints and a cluster's other processes (Prometheus's rules read
+/// its fanout storage, remote read included). Implemented by the service, which knows
+/// them; a failed endpoint is left out.
+pub trait RemoteSeries: Send + Sync {
+    /// What the endpoints hold for `plan` evaluated at `t_ms`.
+    fn fetch(&self, plan: &Plan, t_ms: i64) -> Fetched;
+}
+
 /// The reference evaluator over storage, native histograms included (as the ad-hoc
-/// query API reads it: [`HistogramSource`]).
+/// query API reads it: [`HistogramSource`]), and over what [`HeadEvaluator::remote`]
+/// fetches, once set: in a cluster, the rules evaluated here read every process's
+/// samples, as queries do.
 pub struct HeadEvaluator {
     /// The samples.
     pub head: Arc<Storage>,
     /// Lookback delta (ms).
     pub lookback_ms: i64,
+    /// The other stores read beside `head`; unset: none.
+    pub remote: OnceLock<Arc<dyn RemoteSeries>>,
+}
+
+impl HeadEvaluator {
+    /// An evaluator over `head` alone (until [`HeadEvaluator::remote`] is set).
+    pub fn new(head: Arc<Storage>, lookback_ms: i64) -> HeadEvaluator {
+        HeadEvaluator {
+            head,
+            lookback_ms,
+            remote: OnceLock::new(),
+        }
+    }
+
+    fn evaluate_over(&self, source: &dyn SeriesSource, plan: &Plan, t_ms: i64) -> RuleResult {
+        let mut evaluator = Evaluator::new(source, t_ms);
+        evaluator.lookback_ms = self.lookback_ms;
+        let value = evaluator.instant(plan, t_ms)?;
+        vector_result(value, |v| evaluator.histogram(v))
+    }
 }
 
 impl RuleEvaluator for HeadEvaluator {
     fn evaluate(&self, plan: &Plan, t_ms: i64) -> RuleResult {
-        let source = HistogramSource::new(&self.head);
-        let mut evaluator = Evaluator::new(&source, t_ms);
-        evaluator.lookback_ms = self.lookback_ms;
-        let value = evaluator.instant(plan, t_ms)?;
-        vector_result(value, |v| evaluator.histogram(v))
+        let local = HistogramSource::new(&self.head);
+        let fetched = self.remote.get().map(|remote| remote.fetch(plan, t_ms));
+        match fetched.filter(|f| !f.is_empty()) {
+            Some(fetched) => {
+                let source = WithRemote {
+                    local: &local,
+                    fetched: &fetched,
+                };
+                self.evaluate_over(&source, plan, t_ms)
+            }
+            None => self.evaluate_over(&local, plan, t_ms),
+        }
     }
 }
 

@@ -210,10 +210,8 @@ pub fn run_file(path: &Path) -> Result<Vec<Outcome>, RunError> {
             head.append(&batch)
                 .expect("an in-memory storage takes every batch");
         }
-        let evaluator: Arc<dyn RuleEvaluator> = Arc::new(HeadEvaluator {
-            head: head.clone(),
-            lookback_ms: 5 * 60_000,
-        });
+        let evaluator: Arc<dyn RuleEvaluator> =
+            Arc::new(HeadEvaluator::new(head.clone(), 5 * 60_000));
         let options = ManagerOptions {
             default_interval: std::time::Duration::from_millis(eval_interval as u64),
             external_labels: test.external_labels.clone(),
