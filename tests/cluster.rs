@@ -241,3 +241,70 @@ fn losing_a_process_ends_the_others_plainly() {
         );
     }
 }
+
+/// A target set change moves only the targets it adds or removes: every other target
+/// stays with the process that scraped it (rendezvous placement), and the new one is
+/// scraped by exactly one process.
+#[test]
+fn a_target_set_change_moves_only_the_affected_targets() {
+    let exporters: Vec<Exporter> = (0..TARGETS + 1)
+        .map(|k| Exporter::start(Reply::text(&format!("demo_value{{k=\"{k}\"}} {k}\n"))))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let sd = dir.path().join("targets.json");
+    let write_targets = |exporters: &[Exporter]| {
+        let targets: Vec<String> = exporters.iter().map(|e| e.addr().to_string()).collect();
+        let tmp = dir.path().join("targets.json.tmp");
+        std::fs::write(&tmp, serde_json::json!([{ "targets": targets }]).to_string()).unwrap();
+        std::fs::rename(&tmp, &sd).unwrap();
+    };
+    // The first TARGETS exporters, then one more, then one fewer of the first.
+    write_targets(&exporters[..TARGETS]);
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: demo\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+        sd.display()
+    );
+    let processes = start_cluster(3, &config, dir.path());
+    let shares = |expected: usize| -> Vec<BTreeSet<String>> {
+        let mut shares = Vec::new();
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                shares = processes.iter().map(|p| targets_of(p, true)).collect();
+                shares.iter().map(BTreeSet::len).sum::<usize>() == expected
+            }),
+            "{shares:?}"
+        );
+        shares
+    };
+    let owner = |shares: &[BTreeSet<String>], target: &str| -> Vec<usize> {
+        (0..shares.len())
+            .filter(|&i| shares[i].contains(target))
+            .collect()
+    };
+    let before = shares(TARGETS);
+    for e in &exporters[..TARGETS] {
+        assert_eq!(owner(&before, &e.addr().to_string()).len(), 1, "{before:?}");
+    }
+
+    // One target added: it goes to one process, nothing else moves.
+    write_targets(&exporters);
+    let added = shares(TARGETS + 1);
+    assert_eq!(
+        owner(&added, &exporters[TARGETS].addr().to_string()).len(),
+        1,
+        "{added:?}"
+    );
+    for e in &exporters[..TARGETS] {
+        let target = e.addr().to_string();
+        assert_eq!(owner(&added, &target), owner(&before, &target), "{target}");
+    }
+
+    // One target removed: the others stay where they were.
+    write_targets(&exporters[1..]);
+    let removed = shares(TARGETS);
+    assert!(owner(&removed, &exporters[0].addr().to_string()).is_empty());
+    for e in &exporters[1..] {
+        let target = e.addr().to_string();
+        assert_eq!(owner(&removed, &target), owner(&added, &target), "{target}");
+    }
+}
