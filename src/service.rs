@@ -24,7 +24,7 @@ use crate::rules::manager::RuleManager;
 use crate::rules::options::{EvaluationPolicy, ForRestore, ManagerOptions};
 use crate::rules::registry::RuleRegistry;
 use crate::rules::runner::Maintained;
-use crate::rules::sinks::{HeadEvaluator, RemoteSeries};
+use crate::rules::sinks::{HeadEvaluator, RemoteSeries, RemoteSlot};
 use crate::scrape::scrape_loop::LoopContext;
 use crate::scrape::target::resolve;
 use crate::scrape::ScrapeManager;
@@ -368,7 +368,13 @@ impl Service {
             config: Mutex::new(NotifierConfig::default()),
         });
         let lookback_ms = options.lookback_delta.as_millis() as i64;
-        let head_evaluator = Arc::new(HeadEvaluator::new(ingester.storage().clone(), lookback_ms));
+        // What rules read beside storage, set once the service exists (below).
+        let remote = RemoteSlot::default();
+        let head_evaluator = Arc::new(HeadEvaluator {
+            head: ingester.storage().clone(),
+            lookback_ms,
+            remote: remote.clone(),
+        });
         let rules = RuleManager::maintained(
             head_evaluator.clone(),
             ingester.clone(),
@@ -382,6 +388,7 @@ impl Service {
                         .storage_path
                         .join(crate::rules::restore::KEEP_FIRING_FILE),
                 ),
+                remote: remote.clone(),
             },
         );
         let discovery = DiscoveryManager::new(DiscoveryContext {
@@ -413,9 +420,9 @@ impl Service {
             stream_gate: Arc::new(gate(options.stream_max_consumers)),
             options,
         });
-        // Rules evaluated over storage read what queries read: remote read endpoints
-        // and the cluster's other processes.
-        let _ = head_evaluator.remote.set(Arc::new(RulesRemote {
+        // Rules evaluated over storage, and the seeds of maintained rules, read what
+        // queries read: remote read endpoints and the cluster's other processes.
+        let _ = remote.set(Arc::new(RulesRemote {
             service: Arc::downgrade(&service),
             runtime: tokio::runtime::Handle::current(),
         }));

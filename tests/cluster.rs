@@ -255,7 +255,11 @@ fn a_target_set_change_moves_only_the_affected_targets() {
     let write_targets = |exporters: &[Exporter]| {
         let targets: Vec<String> = exporters.iter().map(|e| e.addr().to_string()).collect();
         let tmp = dir.path().join("targets.json.tmp");
-        std::fs::write(&tmp, serde_json::json!([{ "targets": targets }]).to_string()).unwrap();
+        std::fs::write(
+            &tmp,
+            serde_json::json!([{ "targets": targets }]).to_string(),
+        )
+        .unwrap();
         std::fs::rename(&tmp, &sd).unwrap();
     };
     // The first TARGETS exporters, then one more, then one fewer of the first.

@@ -3,17 +3,20 @@
 //! the [`GroupState`], writes outputs and sends alerts, until stopped. What results
 //! come from where, and when, is described in [`crate::rules::manager`].
 
+use crate::ingest::now_ms;
+use crate::remote::read::WithRemote;
 use crate::rules::alert::Alert;
 use crate::rules::file::RuleGroup;
 use crate::rules::group::{output_names, reads_rule_outputs, GroupState};
 use crate::rules::options::{EvaluationMode, ManagerOptions};
 use crate::rules::restore::{self, KeepFiringFile};
 use crate::rules::sinks::{
-    output_result, AlertSink, Arrival, RuleEvaluator, RuleResult, SampleSink,
+    output_result, AlertSink, Arrival, RemoteSlot, RuleEvaluator, RuleResult, SampleSink,
 };
 use crate::storage::Storage;
 use dataflows::promql::eval::SeriesSource;
-use dataflows::{Delivery, Engine, RuleOutput, RuleSchedule};
+use dataflows::promql::plan::Plan;
+use dataflows::{Delivery, Engine, RenderError, RuleId, RuleOutput, RuleSchedule};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -31,6 +34,44 @@ pub struct Maintained {
     pub lookback_ms: i64,
     /// Where firing `keep_firing_for` alerts are persisted.
     pub state_file: Option<PathBuf>,
+    /// The other stores seeds are read from beside `history` (a cluster's other
+    /// processes, `remote_read` endpoints), once the service has set them.
+    pub remote: RemoteSlot,
+}
+
+impl Maintained {
+    /// Registers `plan` with windows seeded from storage and the other stores (each
+    /// asked for what an evaluation now reads; one that does not answer is left out).
+    fn register(
+        &self,
+        plan: Plan,
+        schedule: RuleSchedule,
+        to: Option<(crossbeam_channel::Sender<RuleOutput>, Delivery)>,
+    ) -> Result<(RuleId, crossbeam_channel::Receiver<RuleOutput>), RenderError> {
+        let fetched = self
+            .remote
+            .get()
+            .map(|remote| remote.fetch(&plan, now_ms()))
+            .filter(|f| !f.is_empty());
+        let with_remote = fetched.as_ref().map(|fetched| WithRemote {
+            local: &*self.history,
+            fetched,
+        });
+        let history: &dyn SeriesSource = match &with_remote {
+            Some(source) => source,
+            None => &*self.history,
+        };
+        match to {
+            Some((tx, delivery)) => self
+                .engine
+                .register_seeded_to(plan, schedule, history, tx, delivery)
+                .map(|id| (id, crossbeam_channel::never())),
+            None => self
+                .engine
+                .register_seeded(plan, schedule, history)
+                .map(|handle| (handle.id, handle.output)),
+        }
+    }
 }
 
 /// What every group runner of one manager shares: where results come from and go to.
@@ -133,19 +174,9 @@ impl GroupRunner {
                     let plan = (*rs.rule.plan).clone();
                     let registered = match &shared {
                         Some((tx, rx)) => m
-                            .engine
-                            .register_seeded_to(
-                                plan,
-                                schedule,
-                                &*m.history,
-                                tx.clone(),
-                                Delivery::Changes,
-                            )
-                            .map(|id| (id, rx.clone())),
-                        None => m
-                            .engine
-                            .register_seeded(plan, schedule, &*m.history)
-                            .map(|handle| (handle.id, handle.output)),
+                            .register(plan, schedule, Some((tx.clone(), Delivery::Changes)))
+                            .map(|(id, _)| (id, rx.clone())),
+                        None => m.register(plan, schedule, None),
                     };
                     match registered {
                         Ok((id, output)) => Source::Dataflow {

@@ -172,8 +172,12 @@ pub struct HeadEvaluator {
     /// Lookback delta (ms).
     pub lookback_ms: i64,
     /// The other stores read beside `head`; unset: none.
-    pub remote: OnceLock<Arc<dyn RemoteSeries>>,
+    pub remote: RemoteSlot,
 }
+
+/// Where the service puts its [`RemoteSeries`] once it exists (after the rule manager
+/// is made): shared by the [`HeadEvaluator`] and the seeding of maintained rules.
+pub type RemoteSlot = Arc<OnceLock<Arc<dyn RemoteSeries>>>;
 
 impl HeadEvaluator {
     /// An evaluator over `head` alone (until [`HeadEvaluator::remote`] is set).
@@ -181,7 +185,7 @@ impl HeadEvaluator {
         HeadEvaluator {
             head,
             lookback_ms,
-            remote: OnceLock::new(),
+            remote: RemoteSlot::default(),
         }
     }
 
