@@ -6,8 +6,8 @@
 //! each process scrapes itself are disjoint sets whose union is every target), and any
 //! of the processes answers for the whole cluster: `/api/v1/targets` lists every
 //! target, queries read the others' storage and give the single Prometheus's answers,
-//! `/federate` (text and protobuf), `/api/v1/series` and the label APIs hold every
-//! process's series as the single Prometheus's do, a push stream on one process
+//! `/federate` (text and protobuf), `/api/v1/series`, the label APIs and the metadata
+//! APIs hold every process's series and targets as the single Prometheus's do, a push stream on one process
 //! carries the others' series, and a rule group registered over the rules API on any
 //! process is evaluated by the first.
 //! Losing a process ends the others with one clear line.
@@ -286,6 +286,27 @@ fn federate_series_and_labels_as_the_oracle(processes: &[Promflow], oracle: &com
     let theirs = series_post(oracle);
     for (i, p) in processes.iter().enumerate() {
         assert_eq!(series_post(p), theirs, "process {i}: POST /api/v1/series");
+    }
+    // Metadata: of every process's targets.
+    let by_target = |mut data: Value| {
+        let list = data.as_array_mut().unwrap();
+        list.sort_by_key(|e| e["target"]["instance"].to_string());
+        data
+    };
+    let metadata = "/api/v1/targets/metadata?metric=demo_value";
+    let theirs = by_target(data(oracle, metadata));
+    assert_eq!(theirs.as_array().unwrap().len(), TARGETS, "{theirs}");
+    for (i, p) in processes.iter().enumerate() {
+        assert_eq!(
+            by_target(data(p, metadata)),
+            theirs,
+            "process {i}: {metadata}"
+        );
+        assert_eq!(
+            data(p, "/api/v1/metadata"),
+            data(oracle, "/api/v1/metadata"),
+            "process {i}: /api/v1/metadata"
+        );
     }
 }
 

@@ -6,11 +6,15 @@
 //! URLs) with the [`LOCAL_ONLY`] header, which makes a process answer for itself
 //! alone (no gathering again), and returns the JSON bodies of those that answered;
 //! a process that does not answer within [`PEER_TIMEOUT`] is left out and named in
-//! the returned warnings. [`from_rule_host`] passes `/api/v1/rules` and
-//! `/api/v1/alerts` on to the process that evaluates the rules (the first). Queries
+//! the returned warnings ([`gather_bytes`]: any body; [`open`]: the responses, for
+//! streams; [`peer_data`]: the `data` of API answers, for the endpoints that merge
+//! them). [`to_rule_host`] passes the rules API (`/api/v1/rules`, `/api/v1/alerts`,
+//! rule groups registered over HTTP) on to the process that evaluates the rules (the
+//! first; [`from_rule_host`] for a GET). Queries
 //! do not come here: they read the other processes' storage through remote read
 //! (`remote::read`).
 
+use crate::api::params::Params;
 use crate::service::Service;
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -43,6 +47,34 @@ pub async fn gather(service: &Service, path_and_query: &str) -> (Vec<Value>, Vec
         }
     }
     (values, warnings)
+}
+
+/// The `data` of the other processes' answers to this request (`path` with `params`,
+/// but those named in `leave_out`: limits applied to the merged answer), and a
+/// warning for each one that did not answer; nothing when this process answers for
+/// itself only ([`local_only`]).
+pub async fn peer_data(
+    service: &Service,
+    headers: &HeaderMap,
+    path: &str,
+    params: &Params,
+    leave_out: &[&str],
+) -> (Vec<Value>, Vec<String>) {
+    if local_only(service, headers) {
+        return (Vec::new(), Vec::new());
+    }
+    let asked: Vec<(String, String)> = params
+        .0
+        .iter()
+        .filter(|(name, _)| !leave_out.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    let (bodies, warnings) = gather(service, &with_params(path, &asked)).await;
+    let data = bodies
+        .into_iter()
+        .map(|mut body| body["data"].take())
+        .collect();
+    (data, warnings)
 }
 
 /// `path` with `params` as its query string (as a request's parameters are passed on

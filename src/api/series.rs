@@ -74,29 +74,20 @@ fn limited(items: Vec<Value>, limit: usize, warnings: &[String]) -> Response {
     api_success_with_warnings(json!(items), &warnings)
 }
 
-/// The `data` lists the other processes of a cluster answer to this request (`path`
-/// with `params` but `limit`, which is applied to the merged list), and a warning for
-/// each one that did not answer; nothing when this process answers for itself only.
+/// The items of the `data` lists the other processes of a cluster answer to this
+/// request (`limit` is applied to the merged list), and a warning for each one that
+/// did not answer.
 async fn peer_lists(
     service: &Service,
     headers: &HeaderMap,
     path: &str,
     params: &Params,
 ) -> (Vec<Value>, Vec<String>) {
-    if cluster_face::local_only(service, headers) {
-        return (Vec::new(), Vec::new());
-    }
-    let asked: Vec<(String, String)> = params
-        .0
-        .iter()
-        .filter(|(name, _)| name != "limit")
-        .cloned()
-        .collect();
-    let (bodies, warnings) =
-        cluster_face::gather(service, &cluster_face::with_params(path, &asked)).await;
-    let items = bodies
+    let (data, warnings) =
+        cluster_face::peer_data(service, headers, path, params, &["limit"]).await;
+    let items = data
         .into_iter()
-        .filter_map(|mut body| match body["data"].take() {
+        .filter_map(|data| match data {
             Value::Array(items) => Some(items),
             _ => None,
         })
