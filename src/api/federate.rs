@@ -722,6 +722,60 @@ mod tests {
         body
     }
 
+    /// A peer's protobuf answer reads back as the series it holds: the labels its
+    /// answer added (external ones, the empty `instance`) taken off, its own kept.
+    #[test]
+    fn a_peers_answer_reads_back_as_its_series() {
+        let external: BTreeMap<String, String> = [
+            ("zone".to_string(), "eu".to_string()),
+            ("instance".to_string(), String::new()),
+        ]
+        .into();
+        let stored = vec![
+            entry(
+                &[("__name__", "a"), ("instance", "i:1"), ("x", "1")],
+                5,
+                1.5,
+            ),
+            entry(&[("__name__", "a:sum")], 6, 3.0),
+            entry(&[("__name__", "b"), ("zone", "us")], 7, -1.0),
+        ];
+        let body = super::super::federate_proto::render(&stored, &[], &external);
+        let mut sink = PeerSink {
+            external: &external,
+            series: PeerSeries::default(),
+        };
+        parse_with(&body, Format::Protobuf, &mut sink).unwrap();
+        let read: Vec<(Labels, i64, f64)> = sink
+            .series
+            .floats
+            .iter()
+            .map(|e| ((*e.labels).clone(), e.timestamp_ms, e.value))
+            .collect();
+        let want: Vec<(Labels, i64, f64)> = stored
+            .iter()
+            .map(|e| ((*e.labels).clone(), e.timestamp_ms, e.value))
+            .collect();
+        assert_eq!(read, want);
+    }
+
+    /// Of one label set, the newest sample is kept; other series are untouched.
+    #[test]
+    fn newest_sample_of_a_series_wins() {
+        let entries = vec![
+            entry(&[("__name__", "a")], 5, 1.0),
+            entry(&[("__name__", "a")], 7, 2.0),
+            entry(&[("__name__", "a")], 6, 3.0),
+            entry(&[("__name__", "b")], 1, 4.0),
+        ];
+        let mut kept: Vec<(String, i64, f64)> = newest(entries, |e| (&e.labels, e.timestamp_ms))
+            .into_iter()
+            .map(|e| (e.labels.metric_name().to_string(), e.timestamp_ms, e.value))
+            .collect();
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(kept, vec![("a".into(), 7, 2.0), ("b".into(), 1, 4.0)]);
+    }
+
     fn entry(pairs: &[(&str, &str)], timestamp_ms: i64, value: f64) -> LatestEntry {
         LatestEntry {
             labels: Arc::new(Labels::from_strs(pairs)),
