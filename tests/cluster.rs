@@ -5,15 +5,23 @@
 //! Each target is scraped by exactly one process (rendezvous placement: the targets
 //! each process scrapes itself are disjoint sets whose union is every target), and any
 //! of the processes answers for the whole cluster: `/api/v1/targets` lists every
-//! target, queries read the others' storage and give the single Prometheus's answers.
+//! target, queries read the others' storage and give the single Prometheus's answers,
+//! `/federate` (text and protobuf), `/api/v1/series`, the label APIs and the metadata
+//! APIs hold every process's series and targets as the single Prometheus's do, a push stream on one process
+//! carries the others' series, and a rule group registered over the rules API on any
+//! process is evaluated by the first.
 //! Losing a process ends the others with one clear line.
 
 mod common;
 
 use common::exporter::{Exporter, Reply};
+use common::exposition::Exposition;
+use common::stream_client::StreamClient;
 use common::{api_seconds, free_port, now_ms, wait_until, Prometheus, Promflow, PromflowLaunch};
+use promflow::scrape::exposition::metrics_proto::MetricFamily;
+use prost::Message;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -175,6 +183,206 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
             .collect();
         assert_eq!(names, want, "process {i}");
     }
+
+    federate_series_and_labels_as_the_oracle(&processes, &oracle);
+    stream_carries_the_other_processes_series(&processes[2], &shares[2]);
+    rules_registered_anywhere_are_evaluated_by_the_first(&processes, &oracle);
+}
+
+/// A `/federate` body as series key -> value.
+fn federated(body: &Exposition) -> BTreeMap<String, f64> {
+    body.samples.iter().map(|s| (s.series(), s.value)).collect()
+}
+
+/// Series whose values the two sides agree on (not durations or times).
+fn same_values(series: &str) -> bool {
+    !series.starts_with("scrape_duration_seconds") && !series.starts_with("ALERTS_FOR_STATE")
+}
+
+/// Each process's `/federate`, `/api/v1/series`, `/api/v1/labels` and label values
+/// hold the whole cluster's series, as the single Prometheus's do.
+fn federate_series_and_labels_as_the_oracle(processes: &[Promflow], oracle: &common::Peer) {
+    let matchers = ["{job=\"demo\"}"];
+    let theirs = federated(&oracle.federate(&matchers));
+    assert!(
+        theirs.keys().any(|k| k.starts_with("demo_value")),
+        "{theirs:?}"
+    );
+    assert!(
+        theirs.keys().any(|k| k.starts_with("ALERTS{")),
+        "{theirs:?}"
+    );
+    for (i, p) in processes.iter().enumerate() {
+        let ours = federated(&p.federate(&matchers));
+        let keys = |m: &BTreeMap<String, f64>| m.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&ours), keys(&theirs), "process {i}: /federate series");
+        for (series, value) in &theirs {
+            if same_values(series) {
+                assert_eq!(ours[series], *value, "process {i}: /federate {series}");
+            }
+        }
+    }
+    // The protobuf form: the same series.
+    let protobuf = common::http::send(
+        "GET",
+        &processes[2].url(&common::http::with_query(
+            "/federate",
+            &[("match[]", matchers[0])],
+        )),
+        &[("Accept", common::protobuf::PROTOBUF)],
+        None,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(protobuf.status, 200);
+    let mut body: &[u8] = &protobuf.body_bytes;
+    let mut ours = BTreeMap::new();
+    while !body.is_empty() {
+        let family = MetricFamily::decode_length_delimited(&mut body).unwrap();
+        for m in &family.metric {
+            let labels = m
+                .label
+                .iter()
+                .map(|l| (l.name().to_string(), l.value().to_string()))
+                .collect();
+            let key = common::exposition::series_key(family.name(), &labels);
+            ours.insert(key, m.untyped.as_ref().and_then(|u| u.value).unwrap());
+        }
+    }
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "process 2: /federate in protobuf"
+    );
+
+    // Series, label names and values, asked with GET and with POST.
+    let series = "/api/v1/series?match[]=%7Bjob%3D%22demo%22%7D";
+    let series_post = |p: &common::Peer| {
+        let resp = common::http::send(
+            "POST",
+            &p.url("/api/v1/series"),
+            &[],
+            Some("application/x-www-form-urlencoded"),
+            b"match[]=%7B__name__%3D~%22demo_value%7Cup%22%7D",
+        )
+        .unwrap();
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        serde_json::from_str::<Value>(&resp.body).unwrap()["data"].clone()
+    };
+    let data = |p: &common::Peer, path: &str| {
+        serde_json::from_str::<Value>(&p.get_ok(path)).unwrap()["data"].clone()
+    };
+    let paths = [
+        series,
+        "/api/v1/labels",
+        "/api/v1/labels?match[]=demo_value",
+        "/api/v1/label/__name__/values",
+        "/api/v1/label/instance/values",
+        "/api/v1/label/k/values?match[]=demo_value",
+    ];
+    for path in paths {
+        let theirs = data(oracle, path);
+        assert!(!theirs.as_array().unwrap().is_empty(), "{path}");
+        for (i, p) in processes.iter().enumerate() {
+            assert_eq!(data(p, path), theirs, "process {i}: {path}");
+        }
+    }
+    let theirs = series_post(oracle);
+    for (i, p) in processes.iter().enumerate() {
+        assert_eq!(series_post(p), theirs, "process {i}: POST /api/v1/series");
+    }
+    // Metadata: of every process's targets.
+    let by_target = |mut data: Value| {
+        let list = data.as_array_mut().unwrap();
+        list.sort_by_key(|e| e["target"]["instance"].to_string());
+        data
+    };
+    let metadata = "/api/v1/targets/metadata?metric=demo_value";
+    let theirs = by_target(data(oracle, metadata));
+    assert_eq!(theirs.as_array().unwrap().len(), TARGETS, "{theirs}");
+    for (i, p) in processes.iter().enumerate() {
+        assert_eq!(
+            by_target(data(p, metadata)),
+            theirs,
+            "process {i}: {metadata}"
+        );
+        assert_eq!(
+            data(p, "/api/v1/metadata"),
+            data(oracle, "/api/v1/metadata"),
+            "process {i}: /api/v1/metadata"
+        );
+    }
+}
+
+/// A stream client on one process sees the series of every process: all of them in
+/// its snapshot, and then samples scraped by the others.
+fn stream_carries_the_other_processes_series(process: &Promflow, own: &BTreeSet<String>) {
+    let mut client = StreamClient::open(process, "demo_value", "application/x-ndjson");
+    let mut snapshot = BTreeSet::new();
+    loop {
+        let e = client.next_event().expect("stream ended in its snapshot");
+        if e["type"] == "snapshot_end" {
+            assert_eq!(e["series"], TARGETS, "{e}");
+            break;
+        }
+        snapshot.insert(e["labels"]["k"].as_str().unwrap().to_string());
+    }
+    assert_eq!(snapshot.len(), TARGETS, "{snapshot:?}");
+    // Within a few scrapes, a sample of a target another process scrapes.
+    let from_another = (0..200).any(|_| {
+        let e = client.next_event().expect("stream ended");
+        e["type"] == "sample" && !own.contains(e["labels"]["instance"].as_str().unwrap())
+    });
+    assert!(from_another, "no sample of another process's target");
+}
+
+/// A group registered over the rules API on the last process is evaluated by the
+/// first: every process lists it and serves its output, equal to the oracle's query.
+fn rules_registered_anywhere_are_evaluated_by_the_first(
+    processes: &[Promflow],
+    oracle: &common::Peer,
+) {
+    let group = "name: registered\nrules:\n  - record: job:demo_value:count\n    expr: count by (job) (demo_value)\n";
+    let resp = common::http::put(
+        &processes[2].url("/api/v1/rules/team/registered"),
+        Some("application/yaml"),
+        group.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    for (i, p) in processes.iter().enumerate() {
+        let definition = p.get("/api/v1/rules/team/registered");
+        assert_eq!(definition.status, 200, "process {i}: {}", definition.body);
+        assert!(
+            definition.body.contains("job:demo_value:count"),
+            "{}",
+            definition.body
+        );
+        let rules: Value = serde_json::from_str(&p.get_ok("/api/v1/rules")).unwrap();
+        let groups: Vec<&str> = rules["data"]["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        assert!(groups.contains(&"registered"), "process {i}: {groups:?}");
+    }
+    let want = oracle.query("count by (job) (demo_value)")["result"][0]["value"][1].clone();
+    assert_eq!(want, Value::String(TARGETS.to_string()));
+    let count = |p: &Promflow| p.query("job:demo_value:count")["result"][0]["value"][1].clone();
+    for (i, p) in processes.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(30), || count(p) == want),
+            "process {i}: job:demo_value:count = {}",
+            count(p)
+        );
+    }
+    let resp = common::http::delete(&processes[1].url("/api/v1/rules/team/registered")).unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    assert_eq!(
+        processes[0].get("/api/v1/rules/team/registered").status,
+        404
+    );
 }
 
 fn recorded_oracle(oracle: &common::Peer) -> Value {
@@ -202,6 +410,7 @@ fn start_cluster(n: usize, config: &str, dir: &std::path::Path) -> Vec<Promflow>
                         format!("--cluster.processes={n}"),
                         format!("--cluster.process-id={i}"),
                         format!("--cluster.hostfile={}", hostfile.display()),
+                        "--web.enable-rules-api".to_string(),
                     ];
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     Promflow::launch(PromflowLaunch {

@@ -6,13 +6,18 @@
 //! URLs) with the [`LOCAL_ONLY`] header, which makes a process answer for itself
 //! alone (no gathering again), and returns the JSON bodies of those that answered;
 //! a process that does not answer within [`PEER_TIMEOUT`] is left out and named in
-//! the returned warnings. [`from_rule_host`] passes `/api/v1/rules` and
-//! `/api/v1/alerts` on to the process that evaluates the rules (the first). Queries
+//! the returned warnings ([`gather_bytes`]: any body; [`open`]: the responses, for
+//! streams; [`peer_data`]: the `data` of API answers, for the endpoints that merge
+//! them). [`to_rule_host`] passes the rules API (`/api/v1/rules`, `/api/v1/alerts`,
+//! rule groups registered over HTTP) on to the process that evaluates the rules (the
+//! first; [`from_rule_host`] for a GET). Queries
 //! do not come here: they read the other processes' storage through remote read
 //! (`remote::read`).
 
+use crate::api::params::Params;
 use crate::service::Service;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Bytes;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::time::Duration;
@@ -33,35 +38,76 @@ pub fn local_only(service: &Service, headers: &HeaderMap) -> bool {
 /// The other processes' JSON answers to `GET path_and_query`, and a warning for each
 /// one that gave none.
 pub async fn gather(service: &Service, path_and_query: &str) -> (Vec<Value>, Vec<String>) {
-    let client = match service.http_clients.client(&Default::default()) {
-        Ok(client) => client,
-        Err(e) => return (Vec::new(), vec![format!("cluster: no HTTP client: {e}")]),
-    };
-    let asks = service.options.cluster.peer_urls().into_iter().map(|url| {
-        let request = client
-            .get(format!("{url}{path_and_query}"))
-            .header(LOCAL_ONLY, "1")
-            .timeout(PEER_TIMEOUT)
-            .send();
-        async move {
-            let answer = async {
-                let response = request.await.map_err(|e| e.to_string())?;
-                let status = response.status();
-                if !status.is_success() {
-                    return Err(format!("HTTP status {status}"));
-                }
-                let body = response.bytes().await.map_err(|e| e.to_string())?;
-                serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
-            };
-            answer
-                .await
-                .map_err(|e| format!("cluster process {url} did not answer: {e}"))
+    let (bodies, mut warnings) = gather_bytes(service, path_and_query, None).await;
+    let mut values = Vec::new();
+    for (url, body) in bodies {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(value) => values.push(value),
+            Err(e) => warnings.push(format!("cluster process {url} did not answer: {e}")),
+        }
+    }
+    (values, warnings)
+}
+
+/// The `data` of the other processes' answers to this request (`path` with `params`,
+/// but those named in `leave_out`: limits applied to the merged answer), and a
+/// warning for each one that did not answer; nothing when this process answers for
+/// itself only ([`local_only`]).
+pub async fn peer_data(
+    service: &Service,
+    headers: &HeaderMap,
+    path: &str,
+    params: &Params,
+    leave_out: &[&str],
+) -> (Vec<Value>, Vec<String>) {
+    if local_only(service, headers) {
+        return (Vec::new(), Vec::new());
+    }
+    let asked: Vec<(String, String)> = params
+        .0
+        .iter()
+        .filter(|(name, _)| !leave_out.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    let (bodies, warnings) = gather(service, &with_params(path, &asked)).await;
+    let data = bodies
+        .into_iter()
+        .map(|mut body| body["data"].take())
+        .collect();
+    (data, warnings)
+}
+
+/// `path` with `params` as its query string (as a request's parameters are passed on
+/// to the other processes, a POST's form too).
+pub fn with_params(path: &str, params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return path.to_string();
+    }
+    format!(
+        "{path}?{}",
+        serde_urlencoded::to_string(params).unwrap_or_default()
+    )
+}
+
+/// The other processes' bodies (with their URL) in answer to `GET path_and_query`
+/// (with `accept`, if given), and a warning for each one that gave none within
+/// [`PEER_TIMEOUT`].
+pub async fn gather_bytes(
+    service: &Service,
+    path_and_query: &str,
+    accept: Option<&str>,
+) -> (Vec<(String, Bytes)>, Vec<String>) {
+    let (responses, mut warnings) = open(service, path_and_query, accept).await;
+    let reads = responses.into_iter().map(|(url, response)| async move {
+        match tokio::time::timeout(PEER_TIMEOUT, response.bytes()).await {
+            Ok(Ok(body)) => Ok((url, body)),
+            Ok(Err(e)) => Err(format!("cluster process {url} did not answer: {e}")),
+            Err(_) => Err(format!("cluster process {url} did not answer: timed out")),
         }
     });
     let mut bodies = Vec::new();
-    let mut warnings = Vec::new();
-    for answer in futures_util::future::join_all(asks).await {
-        match answer {
+    for read in futures_util::future::join_all(reads).await {
+        match read {
             Ok(body) => bodies.push(body),
             Err(warning) => warnings.push(warning),
         }
@@ -69,11 +115,74 @@ pub async fn gather(service: &Service, path_and_query: &str) -> (Vec<Value>, Vec
     (bodies, warnings)
 }
 
-/// The rule-hosting process's answer to `uri` (`/api/v1/rules`, `/api/v1/alerts`),
-/// when this process is another of its cluster (`None`: answer here). Its status
-/// and body are passed on; a host that does not answer is a 503 in Prometheus's
-/// error shape.
-pub async fn from_rule_host(service: &Service, uri: &axum::http::Uri) -> Option<Response> {
+/// The other processes' responses (their heads, with a successful status; the body
+/// still to read, as long as it lasts: a stream's too) to `GET path_and_query` with
+/// [`LOCAL_ONLY`] (and `accept`, if given), with their URL; a warning for each one
+/// that did not answer within [`PEER_TIMEOUT`].
+pub async fn open(
+    service: &Service,
+    path_and_query: &str,
+    accept: Option<&str>,
+) -> (Vec<(String, reqwest::Response)>, Vec<String>) {
+    let client = match service.http_clients.client(&Default::default()) {
+        Ok(client) => client,
+        Err(e) => return (Vec::new(), vec![format!("cluster: no HTTP client: {e}")]),
+    };
+    let asks = service.options.cluster.peer_urls().into_iter().map(|url| {
+        let mut request = client
+            .get(format!("{url}{path_and_query}"))
+            .header(LOCAL_ONLY, "1");
+        if let Some(accept) = accept {
+            request = request.header(axum::http::header::ACCEPT, accept);
+        }
+        async move {
+            let answer = async {
+                let response = tokio::time::timeout(PEER_TIMEOUT, request.send())
+                    .await
+                    .map_err(|_| "timed out".to_string())?
+                    .map_err(|e| e.to_string())?;
+                let status = response.status();
+                if !status.is_success() {
+                    return Err(format!("HTTP status {status}"));
+                }
+                Ok(response)
+            };
+            match answer.await {
+                Ok(response) => Ok((url.to_string(), response)),
+                Err(e) => Err(format!("cluster process {url} did not answer: {e}")),
+            }
+        }
+    });
+    let mut responses = Vec::new();
+    let mut warnings = Vec::new();
+    for answer in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(response) => responses.push(response),
+            Err(warning) => warnings.push(warning),
+        }
+    }
+    (responses, warnings)
+}
+
+/// The rule-hosting process's answer to `GET uri` (`/api/v1/rules`, `/api/v1/alerts`),
+/// when this process is another of its cluster (`None`: answer here); see
+/// [`to_rule_host`].
+pub async fn from_rule_host(service: &Service, uri: &Uri) -> Option<Response> {
+    to_rule_host(service, Method::GET, uri, &HeaderMap::new(), Bytes::new()).await
+}
+
+/// The rule-hosting process's answer to `method uri` with `body` (the rules API:
+/// `/api/v1/rules`, `/api/v1/alerts`, rule groups registered, read and removed), when
+/// this process is another of its cluster (`None`: answer here). The request's
+/// `Accept` and `Content-Type` go with it; the host's status, content type and body
+/// are passed on; a host that does not answer is a 503 in Prometheus's error shape.
+pub async fn to_rule_host(
+    service: &Service,
+    method: Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Option<Response> {
     let cluster = &service.options.cluster;
     if !cluster.is_multi() || cluster.hosts_rules() {
         return None;
@@ -94,26 +203,28 @@ pub async fn from_rule_host(service: &Service, uri: &axum::http::Uri) -> Option<
         Ok(client) => client,
         Err(e) => return Some(unavailable(format!("no HTTP client: {e}"))),
     };
-    let asked = client
-        .get(format!("{host}{path}"))
+    let mut request = client
+        .request(method, format!("{host}{path}"))
         .header(LOCAL_ONLY, "1")
         .timeout(PEER_TIMEOUT)
-        .send()
-        .await;
-    let response = match asked {
+        .body(body);
+    for name in [header::ACCEPT, header::CONTENT_TYPE] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value);
+        }
+    }
+    let response = match request.send().await {
         Ok(r) => r,
         Err(e) => return Some(unavailable(e.to_string())),
     };
     let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("application/json"));
     match response.bytes().await {
-        Ok(body) => Some(
-            (
-                status,
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response(),
-        ),
+        Ok(body) => Some((status, [(header::CONTENT_TYPE, content_type)], body).into_response()),
         Err(e) => Some(unavailable(e.to_string())),
     }
 }

@@ -10,7 +10,14 @@
 //! `LatestTable::for_each_live`), so every live series is in every answer, also while
 //! its target's scrape is being applied. Output is grouped by metric name with
 //! `# TYPE <name> untyped` lines, sorted by metric name then label set, external labels
-//! are added where the series lacks them, gzip when asked.
+//! (and an empty `instance`, as Prometheus adds it) are added where the series lacks
+//! them, gzip when asked.
+//!
+//! In a cluster (`--cluster.*`), the other processes' live series for the same
+//! `match[]` are merged in ([`peer_series`]: their own `/federate`, asked in the
+//! protobuf form through `api::cluster_face`, which also carries native histograms);
+//! of a series more than one process holds, the newest sample is served. A process
+//! that does not answer is left out and logged.
 //!
 //! `?view=name` (instead of `match[]`) serves a registered federation view's maintained
 //! output ([`crate::api::federation_views`]), with no per-request filtering.
@@ -23,15 +30,20 @@
 //! just those by their kept rank instead of walking every kept line). Lines no read included for 10 minutes are dropped; a change
 //! of external labels re-encodes everything.
 
+use crate::api::cluster_face;
 use crate::api::TEXT_FORMAT_CONTENT_TYPE;
 use crate::exposition::escape_label_value;
 use crate::ingest::now_ms;
+use crate::scrape::exposition::{
+    parse_with, Format, HistogramRef, NativeHistograms, SampleRef, SampleSink,
+};
 use crate::service::Service;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dataflows::go_float::format_g;
+use dataflows::histogram::FloatHistogram;
 use dataflows::promql::depth;
 use dataflows::{LabelMatcher, Labels, LatestEntry, MatcherError, Selector};
 use parking_lot::Mutex;
@@ -134,8 +146,14 @@ pub async fn federate(
         None => None,
     };
     let wants_gzip = super::response::accepts_gzip(&headers);
+    let peers = match &view {
+        None if !cluster_face::local_only(&service, &headers) => {
+            Some(peer_series(&service, &params).await)
+        }
+        _ => None,
+    };
     if view.is_none() && super::federate_proto::wants_protobuf(&headers) {
-        return federate_protobuf(service, selectors, wants_gzip).await;
+        return federate_protobuf(service, selectors, wants_gzip, peers).await;
     }
     // Rendered off the async workers, sent as it is written; with gzip, compressed on
     // a second thread as the pieces come.
@@ -152,7 +170,7 @@ pub async fn federate(
         })
     };
     tokio::task::spawn_blocking(move || {
-        let external_labels = service.config.read().global.external_labels.clone();
+        let external_labels = added_labels(&service);
         let lookback_ms = service.options.lookback_delta.as_millis() as i64;
         let lines = &service.federation_views.lines;
         match view {
@@ -164,12 +182,17 @@ pub async fn federate(
             None => lines.render(
                 &external_labels,
                 |add| {
-                    service.ingester.engine().latest().for_each_live_matching(
-                        now_ms,
-                        lookback_ms,
-                        &selectors,
-                        add,
-                    )
+                    let latest = service.ingester.engine().latest();
+                    let Some(peers) = peers else {
+                        return latest.for_each_live_matching(now_ms, lookback_ms, &selectors, add);
+                    };
+                    let mut all = peers.floats;
+                    latest.for_each_live_matching(now_ms, lookback_ms, &selectors, |e| {
+                        all.push(e.clone())
+                    });
+                    newest(all, |e| (&e.labels, e.timestamp_ms))
+                        .iter()
+                        .for_each(add);
                 },
                 emit,
             ),
@@ -197,23 +220,30 @@ async fn federate_protobuf(
     service: Arc<Service>,
     selectors: Vec<Selector>,
     wants_gzip: bool,
+    peers: Option<PeerSeries>,
 ) -> Response {
     let rendered = tokio::task::spawn_blocking(move || {
-        let external_labels = service.config.read().global.external_labels.clone();
+        let external_labels = added_labels(&service);
         let lookback_ms = service.options.lookback_delta.as_millis() as i64;
-        let mut floats: Vec<LatestEntry> = Vec::new();
+        let peers = peers.unwrap_or_default();
+        let mut floats: Vec<LatestEntry> = peers.floats;
         service.ingester.engine().latest().for_each_live_matching(
             now_ms,
             lookback_ms,
             &selectors,
             |entry| floats.push(entry.clone()),
         );
-        let histograms = super::federate_proto::latest_histograms(
+        let mut histograms = super::federate_proto::latest_histograms(
             service.ingester.storage(),
             &selectors,
             now_ms(),
             lookback_ms,
         );
+        if !peers.histograms.is_empty() {
+            histograms.extend(peers.histograms);
+            histograms = newest(histograms, |(labels, ts, _)| (labels, *ts));
+        }
+        let floats = newest(floats, |e| (&e.labels, e.timestamp_ms));
         let body = super::federate_proto::render(&floats, &histograms, &external_labels);
         if !wants_gzip {
             return body;
@@ -236,6 +266,113 @@ async fn federate_protobuf(
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     response
+}
+
+/// The labels a `/federate` series is given where it lacks them: the external labels,
+/// and an empty `instance` unless they have one, as Prometheus's federation handler
+/// adds them (`web/federate.go`).
+fn added_labels(service: &Service) -> BTreeMap<String, String> {
+    let mut labels = service.config.read().global.external_labels.clone();
+    labels.entry("instance".to_string()).or_default();
+    labels
+}
+
+/// The live series the other processes of a cluster serve on `/federate` for the
+/// request's `match[]` (see the module doc).
+#[derive(Default)]
+struct PeerSeries {
+    floats: Vec<LatestEntry>,
+    histograms: Vec<(Arc<Labels>, i64, FloatHistogram)>,
+}
+
+/// Asks the other processes for their `/federate` (protobuf, for this process's
+/// `match[]` parameters) and reads their series back as stored: the external labels
+/// they added (those equal to this process's, the same config) taken off again,
+/// which renders the same.
+async fn peer_series(service: &Service, params: &[(String, String)]) -> PeerSeries {
+    let matchers: Vec<(String, String)> = params
+        .iter()
+        .filter(|(name, _)| name == "match[]")
+        .cloned()
+        .collect();
+    let path = cluster_face::with_params("/federate", &matchers);
+    let accept = super::federate_proto::PROTOBUF_CONTENT_TYPE;
+    let (bodies, unanswered) = cluster_face::gather_bytes(service, &path, Some(accept)).await;
+    for warning in unanswered {
+        tracing::warn!(
+            warning,
+            "/federate answered without a process of the cluster"
+        );
+    }
+    let external = added_labels(service);
+    let mut sink = PeerSink {
+        external: &external,
+        series: PeerSeries::default(),
+    };
+    for (url, body) in bodies {
+        if let Err(e) = parse_with(&body, Format::Protobuf, &mut sink) {
+            tracing::warn!(process = url, error = %e, "/federate of a process of the cluster does not parse");
+        }
+    }
+    sink.series
+}
+
+/// Reads a peer's `/federate` body into [`PeerSeries`].
+struct PeerSink<'a> {
+    external: &'a BTreeMap<String, String>,
+    series: PeerSeries,
+}
+
+impl PeerSink<'_> {
+    fn labels(&self, name: &str, labels: &[(&str, std::borrow::Cow<'_, str>)]) -> Arc<Labels> {
+        let mut pairs = vec![("__name__".to_string(), name.to_string())];
+        pairs.extend(
+            labels
+                .iter()
+                .filter(|(n, v)| self.external.get(*n).is_none_or(|e| e.as_str() != &**v))
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        );
+        Arc::new(Labels::from_pairs(pairs))
+    }
+}
+
+impl SampleSink for PeerSink<'_> {
+    fn sample(&mut self, sample: SampleRef<'_>) {
+        let entry = LatestEntry {
+            labels: self.labels(sample.name, sample.labels),
+            timestamp_ms: sample.timestamp_ms.unwrap_or_default(),
+            value: sample.value,
+        };
+        self.series.floats.push(entry);
+    }
+
+    fn native_histograms(&self) -> NativeHistograms {
+        NativeHistograms::On {
+            keep_classic: false,
+        }
+    }
+
+    fn histogram(&mut self, h: HistogramRef<'_>) {
+        let labels = self.labels(h.name, h.labels);
+        let ts = h.timestamp_ms.unwrap_or_default();
+        self.series.histograms.push((labels, ts, h.histogram));
+    }
+}
+
+/// Of the items of one label set, the one with the newest timestamp (by `key`: labels
+/// and timestamp); in no particular order.
+fn newest<T>(items: Vec<T>, key: impl Fn(&T) -> (&Arc<Labels>, i64)) -> Vec<T> {
+    let mut kept: HashMap<Arc<Labels>, T> = HashMap::with_capacity(items.len());
+    for item in items {
+        let (labels, ts) = key(&item);
+        match kept.get(labels) {
+            Some(old) if key(old).1 >= ts => {}
+            _ => {
+                kept.insert(labels.clone(), item);
+            }
+        }
+    }
+    kept.into_values().collect()
 }
 
 /// Compresses the body's `pieces` as they come and sends what is compressed on.
@@ -583,6 +720,60 @@ mod tests {
             write_sample(&mut body, name, pairs, e.value, Some(e.timestamp_ms));
         }
         body
+    }
+
+    /// A peer's protobuf answer reads back as the series it holds: the labels its
+    /// answer added (external ones, the empty `instance`) taken off, its own kept.
+    #[test]
+    fn a_peers_answer_reads_back_as_its_series() {
+        let external: BTreeMap<String, String> = [
+            ("zone".to_string(), "eu".to_string()),
+            ("instance".to_string(), String::new()),
+        ]
+        .into();
+        let stored = vec![
+            entry(
+                &[("__name__", "a"), ("instance", "i:1"), ("x", "1")],
+                5,
+                1.5,
+            ),
+            entry(&[("__name__", "a:sum")], 6, 3.0),
+            entry(&[("__name__", "b"), ("zone", "us")], 7, -1.0),
+        ];
+        let body = super::super::federate_proto::render(&stored, &[], &external);
+        let mut sink = PeerSink {
+            external: &external,
+            series: PeerSeries::default(),
+        };
+        parse_with(&body, Format::Protobuf, &mut sink).unwrap();
+        let read: Vec<(Labels, i64, f64)> = sink
+            .series
+            .floats
+            .iter()
+            .map(|e| ((*e.labels).clone(), e.timestamp_ms, e.value))
+            .collect();
+        let want: Vec<(Labels, i64, f64)> = stored
+            .iter()
+            .map(|e| ((*e.labels).clone(), e.timestamp_ms, e.value))
+            .collect();
+        assert_eq!(read, want);
+    }
+
+    /// Of one label set, the newest sample is kept; other series are untouched.
+    #[test]
+    fn newest_sample_of_a_series_wins() {
+        let entries = vec![
+            entry(&[("__name__", "a")], 5, 1.0),
+            entry(&[("__name__", "a")], 7, 2.0),
+            entry(&[("__name__", "a")], 6, 3.0),
+            entry(&[("__name__", "b")], 1, 4.0),
+        ];
+        let mut kept: Vec<(String, i64, f64)> = newest(entries, |e| (&e.labels, e.timestamp_ms))
+            .into_iter()
+            .map(|e| (e.labels.metric_name().to_string(), e.timestamp_ms, e.value))
+            .collect();
+        kept.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(kept, vec![("a".into(), 7, 2.0), ("b".into(), 1, 4.0)]);
     }
 
     fn entry(pairs: &[(&str, &str)], timestamp_ms: i64, value: f64) -> LatestEntry {

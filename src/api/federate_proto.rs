@@ -14,7 +14,8 @@
 //! a float sample (a stale marker included) is newer, as an instant selector would
 //! see it. Families are one per metric name and kind (untyped, histogram), in order of
 //! metric name then label set; each metric's labels are the series' (without
-//! `__name__`, sorted) followed by the external labels it lacks, and carry its
+//! `__name__`, sorted) followed by the external labels it lacks (the caller's: with an
+//! empty `instance`, see `super::federate`), and carry its
 //! timestamp. A histogram goes as an integer histogram (counts as deltas) when every
 //! count is whole, as client libraries expose them (a Prometheus 2.42 scraper reads
 //! float histograms as zero), else as a float histogram; histograms with custom bucket

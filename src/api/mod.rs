@@ -15,6 +15,9 @@
 //! - [`response`] is the API envelope and the one place errors map to HTTP statuses;
 //!   [`params`] reads query-string and form parameters.
 //!
+//! - In a cluster (`--cluster.*`), [`cluster_face`] asks the other processes, so that
+//!   any process answers for the whole cluster (see the README's *Clusters*).
+//!
 //! [`body_limit`] bounds request bodies per endpoint.
 //! [`server`] is the accept loop (`--web.max-connections`, `--web.read-timeout`).
 //! `/api/v1` answers browsers' CORS requests as `--web.cors.origin` says ([`cors`]).

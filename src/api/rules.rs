@@ -51,7 +51,14 @@ pub async fn rules(
     uri: axum::http::Uri,
     params: Params,
 ) -> Response {
-    if let Some(answer) = crate::api::cluster_face::from_rule_host(&service, &uri).await {
+    let forwarded = crate::api::cluster_face::to_rule_host(
+        &service,
+        axum::http::Method::GET,
+        &uri,
+        &headers,
+        Default::default(),
+    );
+    if let Some(answer) = forwarded.await {
         return answer;
     }
     let wants_yaml = headers

@@ -14,20 +14,26 @@
 //! - `DELETE /api/v1/rules/{namespace}/{group}` and `DELETE /api/v1/rules/{namespace}`:
 //!   202, or 404 when it was not registered.
 //!
+//! In a cluster (`--cluster.*`), every request is passed on to the process that
+//! hosts the rules (the first; `api::cluster_face::to_rule_host`), so rule groups
+//! registered on any process are evaluated, listed and removed there.
+//!
 //! Changes are refused with 403 `unavailable` unless `--web.enable-rules-api` is set.
 //! Only the changed group is (re)installed: the rule manager keeps the state of every
 //! other group. Deleting a group resolves its firing alerts: they are sent to the
 //! Alertmanagers once more with `endsAt` = now, so receivers hear that they ended
 //! (rather than waiting for the `endsAt` of their last firing notification).
 
+use crate::api::cluster_face::{from_rule_host, to_rule_host};
 use crate::api::response::{api_disabled, api_error, ApiError, ErrorType};
 use crate::ingest::now_ms;
 use crate::rules::alert::{Alert, AlertState};
 use crate::rules::registry::validate_group;
 use crate::rules::sinks::AlertSink;
 use crate::service::Service;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use serde_yaml_ng::{Mapping, Value};
@@ -40,10 +46,16 @@ const YAML: &str = "application/yaml";
 pub async fn put_group(
     State(service): State<Arc<Service>>,
     Path((namespace, group)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
     body: String,
 ) -> Response {
     if let Some(refused) = refuse_unless_enabled(&service) {
         return refused;
+    }
+    let forwarded = to_rule_host(&service, Method::PUT, &uri, &headers, body.clone().into());
+    if let Some(answer) = forwarded.await {
+        return answer;
     }
     let registered = match validate_group(&namespace, &group, &body) {
         Ok(r) => r,
@@ -75,22 +87,29 @@ pub async fn put_group(
 pub async fn delete_group(
     State(service): State<Arc<Service>>,
     Path((namespace, group)): Path<(String, String)>,
+    uri: Uri,
 ) -> Response {
-    delete(&service, &namespace, Some(&group)).await
+    delete(&service, &uri, &namespace, Some(&group)).await
 }
 
 /// `DELETE /api/v1/rules/{namespace}`.
 pub async fn delete_namespace(
     State(service): State<Arc<Service>>,
     Path(namespace): Path<String>,
+    uri: Uri,
 ) -> Response {
-    delete(&service, &namespace, None).await
+    delete(&service, &uri, &namespace, None).await
 }
 
 /// Removes one group of `namespace`, or all of them; resolves their firing alerts.
-async fn delete(service: &Service, namespace: &str, group: Option<&str>) -> Response {
+async fn delete(service: &Service, uri: &Uri, namespace: &str, group: Option<&str>) -> Response {
     if let Some(refused) = refuse_unless_enabled(service) {
         return refused;
+    }
+    let no_headers = HeaderMap::new();
+    let forwarded = to_rule_host(service, Method::DELETE, uri, &no_headers, Bytes::new());
+    if let Some(answer) = forwarded.await {
+        return answer;
     }
     let firing = firing_alerts(service, namespace, group);
     let removed = match group {
@@ -113,7 +132,11 @@ async fn delete(service: &Service, namespace: &str, group: Option<&str>) -> Resp
 pub async fn get_group(
     State(service): State<Arc<Service>>,
     Path((namespace, group)): Path<(String, String)>,
+    uri: Uri,
 ) -> Response {
+    if let Some(answer) = from_rule_host(&service, &uri).await {
+        return answer;
+    }
     match service.rule_registry.definition(&namespace, &group) {
         Some(definition) => yaml(&definition),
         None => api_error(ErrorType::NotFound, "group does not exist"),
@@ -124,7 +147,11 @@ pub async fn get_group(
 pub async fn get_namespace(
     State(service): State<Arc<Service>>,
     Path(namespace): Path<String>,
+    uri: Uri,
 ) -> Response {
+    if let Some(answer) = from_rule_host(&service, &uri).await {
+        return answer;
+    }
     namespaces(service.rule_registry.definitions(Some(&namespace)))
 }
 

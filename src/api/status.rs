@@ -1,11 +1,15 @@
 //! `/api/v1/status/*` (buildinfo, flags, runtimeinfo, tsdb) and `/api/v1/metadata`,
 //! with Prometheus's JSON shapes.
 
+use crate::api::cluster_face;
 use crate::api::params::Params;
 use crate::api::params::RequestError;
-use crate::api::response::{api_error, api_success, ApiError, ErrorType};
+use crate::api::response::{
+    api_error, api_success, api_success_with_warnings, ApiError, ErrorType,
+};
 use crate::service::Service;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -107,8 +111,13 @@ pub async fn tsdb(State(service): State<Arc<Service>>) -> Response {
 }
 
 /// `GET /api/v1/metadata?metric=&limit=&limit_per_metric=`: metadata of the metrics
-/// scraped, merged over targets, distinct entries per metric.
-pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Response {
+/// scraped, merged over targets (in a cluster, every process's: `cluster_face`),
+/// distinct entries per metric.
+pub async fn metadata(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
     let parse_limit = |name: &'static str| -> Result<i64, RequestError> {
         params
             .get(name)
@@ -126,16 +135,35 @@ pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Re
     };
     let wanted = params.get("metric").filter(|m| !m.is_empty());
     let mut merged: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut add = |family: &str, entry: Value| {
+        let list = merged.entry(family.to_string()).or_default();
+        if !list.contains(&entry) && (per_metric < 0 || (list.len() as i64) < per_metric) {
+            list.push(entry);
+        }
+    };
     for target in service.scrapes.targets() {
         for m in target.health.metadata.iter() {
             if wanted.is_some_and(|w| w != m.family) {
                 continue;
             }
-            let entry = json!({ "type": metadata_type(m), "help": m.help, "unit": m.unit });
-            let list = merged.entry(m.family.clone()).or_default();
-            if !list.contains(&entry) && (per_metric < 0 || (list.len() as i64) < per_metric) {
-                list.push(entry);
-            }
+            add(
+                &m.family,
+                json!({ "type": metadata_type(m), "help": m.help, "unit": m.unit }),
+            );
+        }
+    }
+    let limits = ["limit", "limit_per_metric"];
+    let (peers, warnings) =
+        cluster_face::peer_data(&service, &headers, "/api/v1/metadata", &params, &limits).await;
+    for peer in peers {
+        let Value::Object(families) = peer else {
+            continue;
+        };
+        for (family, entries) in families {
+            let Value::Array(entries) = entries else {
+                continue;
+            };
+            entries.into_iter().for_each(|entry| add(&family, entry));
         }
     }
     let mut data = Map::new();
@@ -145,7 +173,16 @@ pub async fn metadata(State(service): State<Arc<Service>>, params: Params) -> Re
         }
         data.insert(name, Value::Array(entries));
     }
-    api_success(Value::Object(data))
+    with_warnings(Value::Object(data), &warnings)
+}
+
+/// A success answer, with the cluster's `warnings` if there are any.
+fn with_warnings(data: Value, warnings: &[String]) -> Response {
+    if warnings.is_empty() {
+        return api_success(data);
+    }
+    let warnings: Vec<&str> = warnings.iter().map(String::as_str).collect();
+    api_success_with_warnings(data, &warnings)
 }
 
 /// The `type` the metadata APIs report: Prometheus says `unknown` for `untyped`.
@@ -156,8 +193,13 @@ pub fn metadata_type(m: &crate::exposition::MetricMetadata) -> &'static str {
     }
 }
 
-/// `GET /api/v1/targets/metadata?match_target=&metric=&limit=`: metadata per target.
-pub async fn targets_metadata(State(service): State<Arc<Service>>, params: Params) -> Response {
+/// `GET /api/v1/targets/metadata?match_target=&metric=&limit=`: metadata per target
+/// (in a cluster, every process's targets: `cluster_face`).
+pub async fn targets_metadata(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
     let selector = match params.get("match_target").filter(|m| !m.is_empty()) {
         None => None,
         Some(m) => match crate::api::federate::parse_selector(m) {
@@ -215,7 +257,27 @@ pub async fn targets_metadata(State(service): State<Arc<Service>>, params: Param
             out.push(entry);
         }
     }
-    api_success(Value::Array(out))
+    // The other processes' targets after this one's, `limit` checked per target as
+    // above.
+    let path = "/api/v1/targets/metadata";
+    let (peers, warnings) = cluster_face::peer_data(&service, &headers, path, &params, &[]).await;
+    let mut last_target = None;
+    for entries in peers.into_iter().filter_map(|p| match p {
+        Value::Array(entries) => Some(entries),
+        _ => None,
+    }) {
+        for e in entries {
+            let target = e["target"].clone();
+            if last_target.as_ref() != Some(&target) {
+                if limit >= 0 && out.len() as i64 >= limit {
+                    break;
+                }
+                last_target = Some(target);
+            }
+            out.push(e);
+        }
+    }
+    with_warnings(Value::Array(out), &warnings)
 }
 
 /// `GET /api/v1/status/config`: the configuration in force as YAML, secrets shown as

@@ -16,10 +16,18 @@
 //! At most `--web.stream.max-consumers` streams are open at once; one more is refused
 //! with 503 (`promflow_stream_consumers_refused_total`).
 //!
+//! In a cluster (`--cluster.*`), a `match[]` stream holds the whole cluster's series:
+//! each other process's own stream for the same `match[]` is opened (through
+//! `api::cluster_face`, answering for that process alone), its snapshot joins this
+//! one's before the one `snapshot_end`, and its changes are passed on as they come
+//! ([`PeerLines`], [`forward`]); a peer stream that drops its consumer drops this one.
+//! A process that does not answer is left out and logged.
+//!
 //! `?view=name` (instead of `match[]`) streams a registered federation view
 //! ([`crate::api::federation_views`]): its snapshot and changes come already filtered,
 //! and the stream ends when the view is deleted.
 
+use crate::api::cluster_face;
 use crate::api::federate::parse_selector;
 use crate::api::federation_views::FederationView;
 use crate::api::params::Params;
@@ -90,6 +98,23 @@ pub async fn stream(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
+    let peers = match &source {
+        Source::Table { .. } if !cluster_face::local_only(&service, &headers) => {
+            let matchers: Vec<(String, String)> = params
+                .0
+                .iter()
+                .filter(|(name, _)| name == "match[]")
+                .cloned()
+                .collect();
+            let path = cluster_face::with_params("/api/v1/stream", &matchers);
+            let (opened, unanswered) = cluster_face::open(&service, &path, None).await;
+            for warning in unanswered {
+                tracing::warn!(warning, "stream opened without a process of the cluster");
+            }
+            opened
+        }
+        _ => Vec::new(),
+    };
     let external = service.config.read().global.external_labels.clone();
     let (events, receiver) = mpsc::channel::<Value>(QUEUE_EVENTS);
     let overflowed = Arc::new(AtomicBool::new(false));
@@ -144,6 +169,32 @@ pub async fn stream(
             Some(e.value),
         ));
     });
+    // The other processes' snapshots, then their changes as they come.
+    for (url, response) in peers {
+        let mut lines = PeerLines {
+            response,
+            pending: Vec::new(),
+        };
+        let mut peer_snapshot = Vec::new();
+        let read = tokio::time::timeout(cluster_face::PEER_TIMEOUT, async {
+            while let Some(e) = lines.next().await {
+                if e["type"] == "snapshot_end" {
+                    return true;
+                }
+                peer_snapshot.push(e);
+            }
+            false
+        });
+        if read.await != Ok(true) {
+            tracing::warn!(
+                process = url,
+                "stream opened without a process of the cluster: its snapshot did not come"
+            );
+            continue;
+        }
+        snapshot.extend(peer_snapshot);
+        tokio::spawn(forward(lines, events.clone(), overflowed.clone()));
+    }
     // Says where the snapshot ends: a client knows it holds every live series from here.
     snapshot.push(json!({"type": "snapshot_end", "series": snapshot.len()}));
     drop(events);
@@ -317,6 +368,45 @@ impl StreamState {
             format!("event: {kind}\ndata: {e}\n\n")
         } else {
             format!("{e}\n")
+        }
+    }
+}
+
+/// The events of another process's stream (newline-delimited JSON), read as they come.
+struct PeerLines {
+    response: reqwest::Response,
+    pending: Vec<u8>,
+}
+
+impl PeerLines {
+    /// The next event, or `None` when the stream ended.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                match serde_json::from_slice(&line[..end]) {
+                    Ok(e) => return Some(e),
+                    Err(_) => continue,
+                }
+            }
+            let chunk = self.response.chunk().await.ok()??;
+            self.pending.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// Passes another process's events on to this stream's queue until this stream ends
+/// (its queue closed), that stream ends, or one of them drops its consumer.
+async fn forward(mut lines: PeerLines, events: mpsc::Sender<Value>, overflowed: Arc<AtomicBool>) {
+    loop {
+        let next = tokio::select! {
+            e = lines.next() => e,
+            _ = events.closed() => return,
+        };
+        let Some(e) = next else { return };
+        if e["type"] == "dropped" || events.try_send(e).is_err() {
+            overflowed.store(true, Ordering::Relaxed);
+            return;
         }
     }
 }
