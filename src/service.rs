@@ -800,22 +800,26 @@ impl RemoteSeries for RulesRemote {
         if service.config.read().remote_read.is_empty() && !service.options.cluster.is_multi() {
             return Fetched::default();
         }
-        // Rule groups run on threads of their own: the fetch runs on the runtime and
-        // this thread waits for it (a failed endpoint is left out, as Prometheus's
-        // fanout storage leaves out a failed secondary).
+        // Rule groups run on threads of their own, which wait here while the runtime
+        // drives the fetch. Registrations over the rules API come from one of the
+        // runtime's threads: that one hands the wait to a thread of its own (a task
+        // spawned from it could sit in its slot, unrun, while it waits).
         let timeout = service.options.query_timeout;
-        let plan = plan.clone();
-        let (answer, answered) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let (fetched, warnings) = service.remote_series(&plan, t_ms, t_ms, timeout).await;
+        let fetch = async {
+            let (fetched, warnings) = service.remote_series(plan, t_ms, t_ms, timeout).await;
             for warning in warnings {
                 tracing::debug!(%warning, "rule evaluation over remote storage");
             }
-            let _ = answer.send(fetched);
-        });
-        answered
-            .recv_timeout(timeout + Duration::from_secs(1))
-            .unwrap_or_default()
+            fetched
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.runtime.block_on(fetch);
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| self.runtime.block_on(fetch))
+                .join()
+                .unwrap_or_default()
+        })
     }
 }
 
