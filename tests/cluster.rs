@@ -521,3 +521,72 @@ fn a_target_set_change_moves_only_the_affected_targets() {
         assert_eq!(owner(&removed, &target), owner(&added, &target), "{target}");
     }
 }
+
+/// A rule registered while the cluster already holds samples starts with windows
+/// seeded from every process's storage, not the first's alone: `max_over_time` over
+/// an hour sees the values every target had before the registration, as Prometheus's
+/// query over its own storage does.
+#[test]
+fn rule_windows_are_seeded_from_every_process() {
+    let high = |k: usize| Reply::text(&format!("demo_value{{k=\"{k}\"}} {}\n", 100 + k));
+    let exporters: Vec<Exporter> = (0..TARGETS).map(|k| Exporter::start(high(k))).collect();
+    let targets: Vec<String> = exporters
+        .iter()
+        .map(|e| format!("'{}'", e.addr()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    );
+    let processes = start_cluster(3, &config, dir.path());
+    let oracle = Prometheus::start(&config);
+    let count = |p: &common::Peer, q: &str| p.query(q)["result"].as_array().map_or(0, Vec::len);
+    // Every target's high value stored (by the process that scrapes it)…
+    for p in [&*processes[0], &*oracle] {
+        assert!(wait_until(Duration::from_secs(30), || count(
+            p,
+            "demo_value > 99"
+        ) == TARGETS));
+    }
+    // …then low values only, on both sides.
+    for (k, e) in exporters.iter().enumerate() {
+        e.set(Reply::text(&format!("demo_value{{k=\"{k}\"}} {k}\n")));
+    }
+    for p in [&*processes[0], &*oracle] {
+        assert!(wait_until(Duration::from_secs(30), || count(
+            p,
+            "demo_value < 99"
+        ) == TARGETS));
+    }
+    let group = "name: seeded\nrules:\n  - record: demo_value:max1h\n    expr: max_over_time(demo_value[1h])\n";
+    let resp = common::http::put(
+        &processes[0].url("/api/v1/rules/team/seeded"),
+        Some("application/yaml"),
+        group.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    let values = |data: Value| -> BTreeSet<(String, String)> {
+        data["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let k = r["metric"]["k"].as_str().unwrap().to_string();
+                (k, r["value"][1].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let theirs = values(oracle.query("max_over_time(demo_value[1h])"));
+    assert_eq!(theirs.len(), TARGETS);
+    let mut ours = BTreeSet::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            ours = values(processes[0].query("demo_value:max1h"));
+            ours.len() == TARGETS
+        }),
+        "{ours:?}"
+    );
+    assert_eq!(ours, theirs);
+}
