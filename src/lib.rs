@@ -1,4 +1,4 @@
-//! promflow: a Prometheus-compatible monitoring engine on timely/differential dataflow.
+//! promflow: a Prometheus-compatible monitoring engine on timely dataflow.
 //!
 //! The data path reads top to bottom: [`config`] → [`discovery`] (target groups) →
 //! [`scrape`] (targets, loops, the exposition parser) → [`relabel`] → [`ingest`]
