@@ -470,6 +470,113 @@ impl FloatHistogram {
         }
     }
 
+    /// Removes the observations above `bound` (`keep_below`, PromQL's `h </ bound`) or
+    /// below it (`h >/ bound`), as Prometheus's `TrimBuckets` does: a bucket wholly on
+    /// the kept side stays, one wholly on the other side empties, and one the bound
+    /// cuts keeps the share on the kept side (linear within a custom bucket, on a log
+    /// scale within an exponential one; see [`trimmed_bucket`] for buckets reaching
+    /// ±Inf). The zero bucket is cut linearly, over its half on the only side that
+    /// has buckets, if one side has none. When anything was removed, the count and
+    /// sum are recomputed from the kept buckets (each bucket's observations taken at
+    /// the middle of its kept part: arithmetic for custom buckets and the zero
+    /// bucket, geometric for exponential ones) and the result is compacted;
+    /// otherwise it is left as it was.
+    pub fn trim(&mut self, bound: f64, keep_below: bool) {
+        let linear = self.uses_custom_buckets();
+        let (mut count, mut sum, mut changed) = (0.0, 0.0, false);
+        let (mut has_positive, mut has_negative) = (false, false);
+        for positive in [true, false] {
+            let indexes: Vec<i32> = if positive {
+                self.positive()
+            } else {
+                self.negative()
+            }
+            .into_iter()
+            .map(|(idx, _)| idx)
+            .collect();
+            for (i, idx) in indexes.into_iter().enumerate() {
+                let c = if positive {
+                    self.positive_buckets[i]
+                } else {
+                    self.negative_buckets[i]
+                };
+                if c == 0.0 {
+                    continue;
+                }
+                let (lower, upper) = if positive {
+                    has_positive = true;
+                    (self.bound(idx - 1), self.bound(idx))
+                } else {
+                    has_negative = true;
+                    (-self.bound(idx), -self.bound(idx - 1))
+                };
+                let b = Bucket {
+                    lower,
+                    upper,
+                    count: c,
+                    index: idx,
+                };
+                let wholly_kept = if keep_below {
+                    upper <= bound
+                } else {
+                    lower >= bound
+                };
+                let cut = if keep_below {
+                    lower < bound
+                } else {
+                    upper > bound
+                };
+                let (kept, middle) = if wholly_kept {
+                    (c, kept_middle(lower, upper, positive, linear))
+                } else if cut {
+                    trimmed_bucket(&b, bound, keep_below, positive, linear)
+                } else {
+                    (0.0, 0.0)
+                };
+                count += kept;
+                sum += kept * middle;
+                if kept != c {
+                    changed = true;
+                    if positive {
+                        self.positive_buckets[i] = kept;
+                    } else {
+                        self.negative_buckets[i] = kept;
+                    }
+                }
+            }
+        }
+        if self.zero_count > 0.0 {
+            let mut lower = -self.zero_threshold;
+            let mut upper = self.zero_threshold;
+            if has_negative && !has_positive {
+                upper = 0.0;
+            }
+            if has_positive && !has_negative {
+                lower = 0.0;
+            }
+            let c = self.zero_count;
+            let (kept, middle) = match keep_below {
+                true if bound <= lower => (0.0, 0.0),
+                true if bound >= upper => (c, (lower + upper) / 2.0),
+                true => (c * (bound - lower) / (upper - lower), (lower + bound) / 2.0),
+                false if bound <= lower => (c, (lower + upper) / 2.0),
+                false if bound >= upper => (0.0, 0.0),
+                false => (c * (upper - bound) / (upper - lower), (bound + upper) / 2.0),
+            };
+            if kept != c {
+                self.zero_count = kept;
+                changed = true;
+            }
+            sum += middle * kept;
+            count += kept;
+        }
+        if changed {
+            self.count = count;
+            self.sum = sum;
+            self.compact();
+        }
+    }
+
     /// Adds `other` (Prometheus's `Add`), compacted.
     pub fn add(&mut self, other: &FloatHistogram) -> Result<Combined, CombineError> {
         self.combine(other, 1.0)
@@ -781,6 +888,92 @@ fn buckets_went_down(cur: &[(i32, f64)], prev: &[(i32, f64)]) -> bool {
     })
 }
 
+/// Where [`FloatHistogram::trim`] takes the observations of a bucket's kept part
+/// `lower..upper` to be: an infinite end gives the finite one (half of it for a
+/// positive upper end reached from -Inf), both infinite give 0.
+fn kept_middle(lower: f64, upper: f64, positive: bool, linear: bool) -> f64 {
+    match (lower.is_infinite(), upper.is_infinite()) {
+        (true, true) => 0.0,
+        (true, false) if upper > 0.0 => upper / 2.0,
+        (true, false) => upper,
+        (false, true) => lower,
+        _ if linear => (lower + upper) / 2.0,
+        _ => {
+            let g = (lower * upper).abs().sqrt();
+            if positive {
+                g
+            } else {
+                -g
+            }
+        }
+    }
+}
+
+/// The kept count and the middle of the kept part of bucket `b`, which `bound` cuts
+/// (see [`FloatHistogram::trim`]).
+fn trimmed_bucket(
+    b: &Bucket,
+    bound: f64,
+    keep_below: bool,
+    positive: bool,
+    linear: bool,
+) -> (f64, f64) {
+    if b.lower == f64::NEG_INFINITY || b.upper == f64::INFINITY {
+        return infinite_bucket(b, bound, keep_below);
+    }
+    let below = if bound <= b.lower {
+        0.0
+    } else if bound >= b.upper {
+        b.count
+    } else {
+        b.count * b.fraction_below(bound, linear)
+    };
+    if keep_below {
+        (below, kept_middle(b.lower, bound, positive, linear))
+    } else {
+        (
+            b.count - below,
+            kept_middle(bound, b.upper, positive, linear),
+        )
+    }
+}
+
+/// [`trimmed_bucket`] for a bucket reaching -Inf or +Inf (custom buckets: the first
+/// and the last), whose observations may lie anywhere on that side. Prometheus's
+/// cases: from -Inf to a positive finite upper bound, the bucket is cut linearly as
+/// if it started at 0; from -Inf to an upper bound at or below 0, `</` keeps it
+/// whole (its observations taken at the bound); up to +Inf, `>/` keeps it whole
+/// when the bound is at or above its lower bound (taken at the bound); every other
+/// cut removes the bucket.
+fn infinite_bucket(b: &Bucket, bound: f64, keep_below: bool) -> (f64, f64) {
+    let finite = |v: f64| if v.is_infinite() { 0.0 } else { v };
+    if b.lower == f64::NEG_INFINITY {
+        let finite_positive_upper = b.upper > 0.0 && b.upper.is_finite();
+        return if keep_below {
+            if bound >= b.upper {
+                (b.count, 0.0)
+            } else if bound > 0.0 && finite_positive_upper {
+                (b.count * bound / b.upper, bound / 2.0)
+            } else if b.upper <= 0.0 {
+                (b.count, bound)
+            } else {
+                (0.0, finite(b.upper))
+            }
+        } else if bound <= b.lower {
+            (b.count, 0.0)
+        } else if bound >= 0.0 && b.upper > bound && finite_positive_upper {
+            (b.count * (1.0 - bound / b.upper), (bound + b.upper) / 2.0)
+        } else {
+            (0.0, finite(b.upper))
+        };
+    }
+    if !keep_below && bound >= b.lower {
+        (b.count, bound)
+    } else {
+        (0.0, finite(b.lower))
+    }
+}
+
 impl std::fmt::Display for FloatHistogram {
     /// The test-script notation (`{{schema:0 count:4 sum:5 buckets:[1 2 1]}}`), spans
     /// written as an offset and zero-filled gaps.
@@ -832,6 +1025,49 @@ mod tests {
         out.set_negative(neg);
         out.count = zc + pos.iter().chain(neg).map(|b| b.1).sum::<f64>();
         out
+    }
+
+    /// Cases of Prometheus's native_histograms.test (trim operators).
+    #[test]
+    fn trim_cuts_custom_and_exponential_buckets() {
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // cbh {{schema:-53 sum:172.5 count:15 custom_values:[5 10 15 20] buckets:[1 6 4 3 1]}}
+        let mut cbh = h(
+            CUSTOM_BUCKETS_SCHEMA,
+            0.0,
+            0.0,
+            &[(0, 1.0), (1, 6.0), (2, 4.0), (3, 3.0), (4, 1.0)],
+            &[],
+        );
+        cbh.custom_values = vec![5.0, 10.0, 15.0, 20.0];
+        cbh.sum = 172.5;
+        let mut below = cbh.clone();
+        below.trim(13.0, true);
+        assert!(close(below.count, 9.4) && close(below.sum, 75.1), "{below}");
+        assert_eq!(below.positive_buckets.len(), 3);
+        assert!(close(below.positive_buckets[2], 2.4));
+        let mut above = cbh.clone();
+        above.trim(13.0, false);
+        assert!(close(above.count, 5.6) && close(above.sum, 94.9), "{above}");
+        assert_eq!(above.positive(), [(2, 1.6), (3, 3.0), (4, 1.0)]);
+        // Nothing removed: left as it was.
+        let mut all = cbh.clone();
+        all.trim(f64::INFINITY, true);
+        assert_eq!(all, cbh);
+        // h_test {{schema:0 sum:123.75 count:34 z_bucket:1 z_bucket_w:0.001
+        //          buckets:[2 4 8 16] n_buckets:[1 2]}} </ 2: no interpolation at a bound.
+        let mut exp = h(
+            0,
+            0.001,
+            1.0,
+            &[(0, 2.0), (1, 4.0), (2, 8.0), (3, 16.0)],
+            &[(0, 1.0), (1, 2.0)],
+        );
+        exp.sum = 123.75;
+        exp.trim(2.0, true);
+        assert!(close(exp.count, 10.0), "{exp}");
+        assert!(close(exp.sum, 3.5355339059327373), "{exp}");
+        assert_eq!(exp.positive(), [(0, 2.0), (1, 4.0)]);
     }
 
     #[test]

@@ -12,3 +12,4 @@ pub mod parse_error;
 pub mod plan;
 pub mod rewrite;
 pub mod testscript;
+pub mod trim;

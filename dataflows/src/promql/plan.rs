@@ -16,13 +16,16 @@
 //!   (the Prometheus 2.x name of `double_exponential_smoothing`) are rejected;
 //!   [`parse_with`] rewrites them before parsing (`rewrite.rs`) and lowering takes
 //!   the marker matchers back out (into [`VectorSel::modifier`]).
-//! - Histogram trim operators `</` `>/` are reported as a parse error; not worked
-//!   around (native histograms are out of scope).
+//! - The native-histogram trim operators `</` and `>/` are unknown to it; [`parse_with`]
+//!   rewrites each to `<` / `>` (same precedence and associativity) and lowering
+//!   turns those nodes back into [`BinOp::TrimUpper`] / [`BinOp::TrimLower`]
+//!   (`trim.rs`).
 
 use crate::promql::depth;
 use crate::promql::durations::{self, QueryTimes};
 use crate::promql::parse_error;
 use crate::promql::rewrite;
+use crate::promql::trim;
 use crate::selector::{LabelMatcher, MatchKind, MatcherError, Selector};
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{self as ast, Expr};
@@ -199,6 +202,10 @@ pub enum BinOp {
     And,
     Or,
     Unless,
+    /// `</`: a histogram's observations above the bound removed.
+    TrimUpper,
+    /// `>/`: a histogram's observations below the bound removed.
+    TrimLower,
 }
 
 impl BinOp {
@@ -213,6 +220,17 @@ impl BinOp {
     /// `and or unless`.
     pub fn is_set(self) -> bool {
         matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
+    }
+
+    /// `</ >/` (native-histogram trim).
+    pub fn is_trim(self) -> bool {
+        matches!(self, BinOp::TrimUpper | BinOp::TrimLower)
+    }
+
+    /// Whether the result keeps the metric name: comparisons without `bool` and the
+    /// trim operators (Prometheus's `changesMetricSchema` is false for them).
+    pub fn keeps_name(self, return_bool: bool) -> bool {
+        (self.is_comparison() && !return_bool) || self.is_trim()
     }
 }
 
@@ -456,7 +474,9 @@ fn parse_on_stack(
     let text_depth = depth::check_text(query)?;
     depth::on_parse_stack(text_depth, || {
         let text = rewrite::rewrite(&durations::rewrite(query, times));
-        let expr = ast::parse(&text).map_err(|m| parse_error::syntax_error(query, m))?;
+        let (text, trims) = trim::rewrite(&text);
+        let mut expr = ast::parse(&text).map_err(|m| parse_error::syntax_error(query, m))?;
+        trim::restore(&mut expr, &trims, &text)?;
         let plan = lower(&expr)?;
         check(&plan)?;
         Ok(plan)
@@ -472,7 +492,7 @@ pub fn format_query(query: &str) -> String {
     };
     depth::on_parse_stack(text_depth, || {
         let rewritten = rewrite::rewrite(&durations::rewrite(query, QueryTimes::default()));
-        if rewritten != query {
+        if rewritten != query || !trim::rewrite(query).1.is_empty() {
             return query.to_string();
         }
         ast::parse(query)
@@ -731,6 +751,8 @@ fn lower_aggregate(a: &ast::AggregateExpr) -> Result<Plan, PlanError> {
 
 fn lower_binary(b: &ast::BinaryExpr) -> Result<Plan, PlanError> {
     let op = match b.op.to_string().to_lowercase().as_str() {
+        _ if b.op.id() == trim::UPPER => BinOp::TrimUpper,
+        _ if b.op.id() == trim::LOWER => BinOp::TrimLower,
         "+" => BinOp::Add,
         "-" => BinOp::Sub,
         "*" => BinOp::Mul,

@@ -79,6 +79,8 @@ fn elem(op: BinOp, l: f64, r: f64) -> (f64, bool) {
         BinOp::Ge => (l, l >= r),
         BinOp::Le => (l, l <= r),
         BinOp::And | BinOp::Or | BinOp::Unless => (l, true),
+        // Defined for histograms only (`native::binop`); floats yield nothing.
+        BinOp::TrimUpper | BinOp::TrimLower => (l, false),
     }
 }
 
@@ -96,7 +98,11 @@ fn vector_scalar(
                 let (l, r) = if swap { (s, e.value) } else { (e.value, s) };
                 match super::native::binop(ev, op, l, r, return_bool) {
                     Some(value) => Some(Element {
-                        labels: drop_name(&e.labels),
+                        labels: if op.keeps_name(return_bool) {
+                            e.labels
+                        } else {
+                            drop_name(&e.labels)
+                        },
                         value: value?,
                         drop_name: e.drop_name,
                     }),
@@ -126,8 +132,11 @@ pub fn scalar_element(
     } else if !keep {
         return None;
     }
-    let drop = !op.is_comparison() || return_bool;
-    let labels = if drop { drop_name(&e.labels) } else { e.labels };
+    let labels = if op.keeps_name(return_bool) {
+        e.labels
+    } else {
+        drop_name(&e.labels)
+    };
     Some(Element {
         labels,
         value,
@@ -341,7 +350,7 @@ pub fn result_labels(
     include: &[String],
     return_bool: bool,
 ) -> Arc<Labels> {
-    let drop = !op.is_comparison() || return_bool;
+    let drop = !op.keeps_name(return_bool);
     let mut pairs: Vec<(String, String)> = many
         .iter()
         .filter(|(n, _)| !(drop && is_name_label(n)))

@@ -843,7 +843,8 @@ pub fn aggregate(
     })
 }
 
-/// `l op r` where either side is a histogram: `None` when neither is; `Some(None)`
+/// `l op r` where either side is a histogram, or `op` is a trim (`</` `>/`, which
+/// yield nothing but an annotation for floats): `None` when neither is; `Some(None)`
 /// when the pair yields nothing (with Prometheus's annotation).
 pub fn binop(
     ev: &Evaluator<'_>,
@@ -853,7 +854,7 @@ pub fn binop(
     return_bool: bool,
 ) -> Option<Option<f64>> {
     let (hl, hr) = (ev.histogram(l), ev.histogram(r));
-    if hl.is_none() && hr.is_none() {
+    if hl.is_none() && hr.is_none() && !op.is_trim() {
         return None;
     }
     let kind = |h: &Option<Arc<FloatHistogram>>| if h.is_some() { "histogram" } else { "float" };
@@ -909,6 +910,11 @@ pub fn binop(
             out.div(r);
             Some(ev.boxed(out))
         }
+        (BinOp::TrimUpper | BinOp::TrimLower, Some(h), None) => {
+            let mut out = h.as_ref().clone();
+            out.trim(r, op == BinOp::TrimUpper);
+            Some(ev.boxed(out))
+        }
         (BinOp::Eq | BinOp::Ne, Some(a), Some(b)) => {
             let equal = a.same(b, false, |x, y| x == y || (x.is_nan() && y.is_nan()));
             let keep = equal == (op == BinOp::Eq);
@@ -942,6 +948,8 @@ fn op_text(op: BinOp) -> &'static str {
         BinOp::And => "and",
         BinOp::Or => "or",
         BinOp::Unless => "unless",
+        BinOp::TrimUpper => "</",
+        BinOp::TrimLower => ">/",
     }
 }
 
