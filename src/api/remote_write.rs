@@ -21,7 +21,11 @@
 //! as Prometheus does: a timestamp of 0 counts as none, an out-of-order one is
 //! refused without failing the request. 2.0 answers carry
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` (exemplars: those
-//! not refused as out of order). 2.0 metadata is read and not kept.
+//! not refused as out of order). 2.0 metadata is read and not kept. With
+//! `--enable-feature=created-timestamp-zero-ingestion` a 2.0 series'
+//! `created_timestamp` puts the zero sample of that start before its first float
+//! sample and before each histogram (as Prometheus 3.x's handler; see `ingest`),
+//! not counted as written.
 //! The message types are in [`crate::remote::proto`].
 
 use crate::config::ProtobufMessage;
@@ -185,7 +189,7 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        push_histograms(&mut histograms, &labels, &series.histograms);
+        push_histograms(&mut histograms, &labels, &series.histograms, 0);
         push_exemplars(
             &mut exemplars,
             &labels,
@@ -198,6 +202,7 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             &mut batch,
             labels,
             series.samples.into_iter().map(|s| (s.timestamp, s.value)),
+            0,
         );
     }
     match commit(service, batch, histograms, exemplars) {
@@ -208,19 +213,30 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
 }
 
 /// A series' received native histograms (1.0 and 2.0 share the message), as the
-/// scraped ones are stored.
+/// scraped ones are stored; before each, the zero sample of the series' start
+/// `start_ms` (0: none), as Prometheus 3.x's handler calls
+/// `AppendHistogramCTZeroSample` before each histogram with a timestamp
+/// (storage/remote/write_handler.go, v3.5).
 fn push_histograms(
     out: &mut Vec<HistogramSample>,
     labels: &Arc<Labels>,
     histograms: &[proto::Histogram],
+    start_ms: i64,
 ) {
     let series_id = labels.hash();
-    out.extend(histograms.iter().map(|h| HistogramSample {
-        series_id,
-        labels: labels.clone(),
-        timestamp_ms: h.timestamp,
-        histogram: h.to_float(),
-    }));
+    for h in histograms {
+        let sample = HistogramSample {
+            series_id,
+            labels: labels.clone(),
+            timestamp_ms: h.timestamp,
+            histogram: h.to_float(),
+            start_ms: 0,
+        };
+        if start_ms != 0 && h.timestamp != 0 && start_ms < h.timestamp {
+            out.push(sample.start_zero(start_ms));
+        }
+        out.push(sample);
+    }
 }
 
 /// A series' received exemplars (`(labels, value, timestamp)`), as Prometheus reads
@@ -267,12 +283,31 @@ fn commit(
     Ok(out_of_order)
 }
 
+/// A series' received float samples; first, the zero sample of the series' start
+/// `start_ms` (0: none) when the first sample has a timestamp after it, as Prometheus
+/// 3.x's handler calls `AppendCTZeroSample` once per series (write_handler.go, v3.5).
+/// Returns how many zero samples it added (0 or 1).
 fn push_samples(
     batch: &mut Vec<Sample>,
     labels: Arc<Labels>,
     samples: impl Iterator<Item = (i64, f64)>,
-) {
+    start_ms: i64,
+) -> usize {
     let series_id = labels.hash();
+    let mut samples = samples.peekable();
+    let mut zeros = 0;
+    if let Some(&(first_ms, _)) = samples.peek() {
+        if start_ms != 0 && first_ms != 0 && start_ms < first_ms {
+            batch.push(Sample {
+                series_id,
+                labels: labels.clone(),
+                timestamp_ms: start_ms,
+                value: 0.0,
+                start_ms,
+            });
+            zeros = 1;
+        }
+    }
     batch.extend(samples.map(|(timestamp_ms, value)| Sample {
         series_id,
         labels: labels.clone(),
@@ -280,6 +315,7 @@ fn push_samples(
         value,
         start_ms: 0,
     }));
+    zeros
 }
 
 /// 2.0 label references (name, value, name, value, …) resolved by `symbol`.
@@ -316,7 +352,12 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
     let mut batch = Vec::new();
     let mut histograms = Vec::new();
     let mut exemplars = Vec::new();
+    // Zero samples of starts (`created-timestamp-zero-ingestion`), not counted as
+    // written.
+    let starts = service.ingester.ingests_start_zeros();
+    let (mut zero_samples, mut zero_histograms) = (0, 0);
     for series in &request.timeseries {
+        let start_ms = if starts { series.created_timestamp } else { 0 };
         let pairs = match label_pairs(&series.labels_refs, &symbol) {
             Ok(pairs) => pairs,
             Err(e) => return refuse(e),
@@ -325,7 +366,9 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        push_histograms(&mut histograms, &labels, &series.histograms);
+        let before = histograms.len();
+        push_histograms(&mut histograms, &labels, &series.histograms, start_ms);
+        zero_histograms += histograms.len() - before - series.histograms.len();
         let mut received = Vec::with_capacity(series.exemplars.len());
         for e in &series.exemplars {
             match label_pairs(&e.labels_refs, &symbol) {
@@ -334,13 +377,15 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             }
         }
         push_exemplars(&mut exemplars, &labels, received.into_iter());
-        push_samples(
+        zero_samples += push_samples(
             &mut batch,
             labels,
             series.samples.iter().map(|s| (s.timestamp, s.value)),
+            start_ms,
         );
     }
-    let (samples, histogram_count) = (batch.len(), histograms.len());
+    let samples = batch.len() - zero_samples;
+    let histogram_count = histograms.len() - zero_histograms;
     let exemplar_count = exemplars.len();
     let exemplars_written = match commit(service, batch, histograms, exemplars) {
         Ok(out_of_order) => exemplar_count - out_of_order,

@@ -272,6 +272,7 @@ impl<'a> ResourceContext<'a> {
             labels,
             timestamp_ms: ms(time_nanos),
             histogram,
+            start_ms: 0,
         });
     }
 

@@ -73,6 +73,7 @@ impl RuleWrites {
                 labels,
                 timestamp_ms: t_ms,
                 histogram: (**h).clone(),
+                start_ms: 0,
             }),
         }
     }
