@@ -301,6 +301,50 @@ impl Ingester {
         Ok(self.counted(outcome))
     }
 
+    /// The samples of a producer without a series cache (the remote write and OTLP
+    /// receivers), their start timestamps (`start_ms`) turned into what storage
+    /// takes: with `created-timestamp-zero-ingestion`, the zero sample of a start
+    /// ([`dataflows::is_start_zero`]) before each sample whose start is before it
+    /// (storage drops the repeats); the start timestamps themselves go either way.
+    pub fn start_zeros(&self, samples: Vec<Sample>) -> Vec<Sample> {
+        if samples.iter().all(|s| s.start_ms == 0) {
+            return samples;
+        }
+        let on = self.ingests_start_zeros();
+        let mut out = Vec::with_capacity(samples.len() + 1);
+        for mut sample in samples {
+            let start_ms = std::mem::take(&mut sample.start_ms);
+            if on && start_ms != 0 && start_ms < sample.timestamp_ms {
+                out.push(Sample {
+                    timestamp_ms: start_ms,
+                    value: 0.0,
+                    start_ms,
+                    ..sample.clone()
+                });
+            }
+            out.push(sample);
+        }
+        out
+    }
+
+    /// [`Ingester::start_zeros`] for native histograms
+    /// ([`HistogramSample::start_zero`]).
+    pub fn start_zero_histograms(&self, samples: Vec<HistogramSample>) -> Vec<HistogramSample> {
+        if samples.iter().all(|s| s.start_ms == 0) {
+            return samples;
+        }
+        let on = self.ingests_start_zeros();
+        let mut out = Vec::with_capacity(samples.len() + 1);
+        for mut sample in samples {
+            let start_ms = std::mem::take(&mut sample.start_ms);
+            if on && start_ms != 0 && start_ms < sample.timestamp_ms {
+                out.push(sample.start_zero(start_ms));
+            }
+            out.push(sample);
+        }
+        out
+    }
+
     /// A tracker of the lag of a target's exposed timestamps, holding the watermark
     /// back while the target lives (see [`crate::holdback`]).
     pub fn target_holdback(&self) -> TargetHoldback {
@@ -589,6 +633,31 @@ mod tests {
             assert!(catalog.get(id).is_some(), "batch {k}: retired");
         }
         assert_eq!(engine.catalog().missing(), 0);
+    }
+
+    /// Producers without a series cache (remote write, OTLP): with
+    /// `created-timestamp-zero-ingestion` the zero sample of a start goes before each
+    /// sample whose start is before it; without, nothing is added; start timestamps
+    /// are never left on the samples.
+    #[test]
+    fn start_timestamps_of_received_samples_become_zero_samples_with_the_feature() {
+        let ingester = ingester();
+        let started = |ts: i64, start_ms: i64| Sample {
+            start_ms,
+            ..sample(ts, 1.0)
+        };
+        let samples = vec![started(10, 5), started(20, 20), started(30, 0)];
+        let seen = |samples: Vec<Sample>| -> Vec<(i64, f64, i64)> {
+            samples
+                .iter()
+                .map(|s| (s.timestamp_ms, s.value, s.start_ms))
+                .collect()
+        };
+        let off = seen(ingester.start_zeros(samples.clone()));
+        assert_eq!(off, [(10, 1.0, 0), (20, 1.0, 0), (30, 1.0, 0)]);
+        ingester.set_start_zero_ingestion(true);
+        let on = seen(ingester.start_zeros(samples));
+        assert_eq!(on, [(5, 0.0, 5), (10, 1.0, 0), (20, 1.0, 0), (30, 1.0, 0)]);
     }
 
     /// A scrape that begins, commits and ends within one millisecond of the clock:

@@ -213,10 +213,10 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
 }
 
 /// A series' received native histograms (1.0 and 2.0 share the message), as the
-/// scraped ones are stored; before each, the zero sample of the series' start
-/// `start_ms` (0: none), as Prometheus 3.x's handler calls
-/// `AppendHistogramCTZeroSample` before each histogram with a timestamp
-/// (storage/remote/write_handler.go, v3.5).
+/// scraped ones are stored, each with the series' start `start_ms` (0: none) when it
+/// has a timestamp, as Prometheus 3.x's handler calls `AppendHistogramCTZeroSample`
+/// before each (storage/remote/write_handler.go, v3.5; see
+/// `Ingester::start_zero_histograms`).
 fn push_histograms(
     out: &mut Vec<HistogramSample>,
     labels: &Arc<Labels>,
@@ -224,19 +224,13 @@ fn push_histograms(
     start_ms: i64,
 ) {
     let series_id = labels.hash();
-    for h in histograms {
-        let sample = HistogramSample {
-            series_id,
-            labels: labels.clone(),
-            timestamp_ms: h.timestamp,
-            histogram: h.to_float(),
-            start_ms: 0,
-        };
-        if start_ms != 0 && h.timestamp != 0 && start_ms < h.timestamp {
-            out.push(sample.start_zero(start_ms));
-        }
-        out.push(sample);
-    }
+    out.extend(histograms.iter().map(|h| HistogramSample {
+        series_id,
+        labels: labels.clone(),
+        timestamp_ms: h.timestamp,
+        histogram: h.to_float(),
+        start_ms: if h.timestamp != 0 { start_ms } else { 0 },
+    }));
 }
 
 /// A series' received exemplars (`(labels, value, timestamp)`), as Prometheus reads
@@ -269,8 +263,8 @@ fn commit(
     exemplars: Vec<(u64, Exemplar)>,
 ) -> Result<usize, crate::storage::AppendError> {
     let ingester = &service.ingester;
-    ingester.commit(batch)?;
-    ingester.commit_histograms(histograms)?;
+    ingester.commit(ingester.start_zeros(batch))?;
+    ingester.commit_histograms(ingester.start_zero_histograms(histograms))?;
     let count = exemplars.len();
     let out_of_order = ingester.commit_exemplars(exemplars);
     if out_of_order > 0 {
@@ -283,31 +277,18 @@ fn commit(
     Ok(out_of_order)
 }
 
-/// A series' received float samples; first, the zero sample of the series' start
-/// `start_ms` (0: none) when the first sample has a timestamp after it, as Prometheus
-/// 3.x's handler calls `AppendCTZeroSample` once per series (write_handler.go, v3.5).
-/// Returns how many zero samples it added (0 or 1).
+/// A series' received float samples, the first with the series' start `start_ms` (0:
+/// none) when it has a timestamp, as Prometheus 3.x's handler calls
+/// `AppendCTZeroSample` once per series (write_handler.go, v3.5; see
+/// `Ingester::start_zeros`).
 fn push_samples(
     batch: &mut Vec<Sample>,
     labels: Arc<Labels>,
     samples: impl Iterator<Item = (i64, f64)>,
     start_ms: i64,
-) -> usize {
+) {
     let series_id = labels.hash();
-    let mut samples = samples.peekable();
-    let mut zeros = 0;
-    if let Some(&(first_ms, _)) = samples.peek() {
-        if start_ms != 0 && first_ms != 0 && start_ms < first_ms {
-            batch.push(Sample {
-                series_id,
-                labels: labels.clone(),
-                timestamp_ms: start_ms,
-                value: 0.0,
-                start_ms,
-            });
-            zeros = 1;
-        }
-    }
+    let first = batch.len();
     batch.extend(samples.map(|(timestamp_ms, value)| Sample {
         series_id,
         labels: labels.clone(),
@@ -315,7 +296,9 @@ fn push_samples(
         value,
         start_ms: 0,
     }));
-    zeros
+    if let Some(sample) = batch.get_mut(first).filter(|s| s.timestamp_ms != 0) {
+        sample.start_ms = start_ms;
+    }
 }
 
 /// 2.0 label references (name, value, name, value, …) resolved by `symbol`.
@@ -352,12 +335,8 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
     let mut batch = Vec::new();
     let mut histograms = Vec::new();
     let mut exemplars = Vec::new();
-    // Zero samples of starts (`created-timestamp-zero-ingestion`), not counted as
-    // written.
-    let starts = service.ingester.ingests_start_zeros();
-    let (mut zero_samples, mut zero_histograms) = (0, 0);
     for series in &request.timeseries {
-        let start_ms = if starts { series.created_timestamp } else { 0 };
+        let start_ms = series.created_timestamp;
         let pairs = match label_pairs(&series.labels_refs, &symbol) {
             Ok(pairs) => pairs,
             Err(e) => return refuse(e),
@@ -366,9 +345,7 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        let before = histograms.len();
         push_histograms(&mut histograms, &labels, &series.histograms, start_ms);
-        zero_histograms += histograms.len() - before - series.histograms.len();
         let mut received = Vec::with_capacity(series.exemplars.len());
         for e in &series.exemplars {
             match label_pairs(&e.labels_refs, &symbol) {
@@ -377,15 +354,14 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             }
         }
         push_exemplars(&mut exemplars, &labels, received.into_iter());
-        zero_samples += push_samples(
+        push_samples(
             &mut batch,
             labels,
             series.samples.iter().map(|s| (s.timestamp, s.value)),
             start_ms,
         );
     }
-    let samples = batch.len() - zero_samples;
-    let histogram_count = histograms.len() - zero_histograms;
+    let (samples, histogram_count) = (batch.len(), histograms.len());
     let exemplar_count = exemplars.len();
     let exemplars_written = match commit(service, batch, histograms, exemplars) {
         Ok(out_of_order) => exemplar_count - out_of_order,
