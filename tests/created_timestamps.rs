@@ -61,6 +61,20 @@ fn open_metrics(step: Step) -> Reply {
     }
 }
 
+/// OpenMetrics: the classic histogram `lat` (every count `value`), its `_created`
+/// line last; converted to a native histogram with custom buckets by the job.
+fn classic_histogram(step: Step) -> Reply {
+    let (at, v) = (seconds(step.at), step.value);
+    Reply {
+        body: format!(
+            "# TYPE lat histogram\nlat_bucket{{le=\"1\"}} {v} {at}\nlat_bucket{{le=\"+Inf\"}} {v} {at}\nlat_count {v} {at}\nlat_sum {v} {at}\nlat_created {} {at}\n# EOF\n",
+            seconds(step.start)
+        )
+        .into_bytes(),
+        ..open_metrics(step)
+    }
+}
+
 /// Protobuf: the counter `pc` and the native histogram `ph` (count and zero bucket
 /// `value`), both with `created_timestamp`.
 fn proto(step: Step) -> Reply {
@@ -207,8 +221,14 @@ fn start_timestamps_become_zero_samples_once_where_newest() {
     let native = "--enable-feature=native-histograms";
     // Native histograms for the protobuf job only: the OpenMetrics job's
     // scrape_protocols stay at their default, which the feature changes.
+    // And a classic histogram converted to NHCB (a 3.x setting 2.42 refuses).
+    let nhcb = Exporter::start(classic_histogram(steps[0]));
     let on = Promflow::start_with_args(
-        &config(&om_on, &pb_on, "    scrape_native_histograms: true\n"),
+        &format!(
+            "{}  - job_name: nhcb\n    convert_classic_histograms_to_nhcb: true\n    static_configs:\n      - targets: ['{}']\n",
+            config(&om_on, &pb_on, "    scrape_native_histograms: true\n"),
+            nhcb.addr()
+        ),
         &["--enable-feature=created-timestamp-zero-ingestion"],
     );
     let off = Promflow::start_with_args(&config(&om_off, &pb_off, ""), &[native]);
@@ -223,6 +243,7 @@ fn start_timestamps_become_zero_samples_once_where_newest() {
         for exporter in [&pb_on, &pb_off] {
             exporter.set(proto(step));
         }
+        nhcb.set(classic_histogram(step));
         for server in [&*on, &*off, &*oracle] {
             for metric in ["c_total", "pc_total"] {
                 assert!(
@@ -233,6 +254,11 @@ fn start_timestamps_become_zero_samples_once_where_newest() {
                 );
             }
         }
+        assert!(
+            wait_until(WAIT, || on.stored_at("lat", step.at)),
+            "lat at {}",
+            step.at
+        );
         // Two more scrapes of the step: repeated starts must not add anything.
         std::thread::sleep(Duration::from_millis(2_100));
     }
@@ -261,6 +287,9 @@ fn start_timestamps_become_zero_samples_once_where_newest() {
     assert_eq!(raw(&on, "c_created", end), []);
     // The native histogram: an empty histogram at each start written.
     assert_eq!(raw_histograms(&on, "ph", end), expected(&counter));
+    // The converted histogram: the start of its first series (Prometheus's
+    // `NHCBParser.StartTimestamp`, model/textparse/nhcbparse.go).
+    assert_eq!(raw_histograms(&on, "lat", end), expected(&counter));
 
     // rate and increase over promflow's series equal the oracle's over the same
     // samples, written into it by remote write.

@@ -537,6 +537,9 @@ struct BatchBuilder<'a> {
     starts: bool,
     /// Classic histograms to convert (`convert_classic_histograms_to_nhcb`).
     nhcb: Option<nhcb::Collector>,
+    /// Whether the sample given last went to [`BatchBuilder::nhcb`] (its start
+    /// timestamp goes there too).
+    collected: bool,
 }
 
 /// The samples a scrape produced so far, with the cache slot and storage handle of
@@ -643,6 +646,7 @@ impl<'a> BatchBuilder<'a> {
                 .config
                 .convert_classic_histograms_to_nhcb
                 .then(|| nhcb::Collector::new(spec.config.always_scrape_classic_histograms)),
+            collected: false,
         }
     }
 
@@ -655,6 +659,9 @@ impl<'a> BatchBuilder<'a> {
         let (converted, floats) = collector.finish(metadata, format == Format::Protobuf);
         for part in &floats {
             part.with_ref(|sample| self.sample(sample));
+            if part.start_ms != 0 {
+                self.start(part.start_ms);
+            }
         }
         for h in converted {
             let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = h
@@ -669,6 +676,9 @@ impl<'a> BatchBuilder<'a> {
                 histogram: h.histogram,
                 timestamp_ms: h.timestamp_ms,
             });
+            if h.start_ms != 0 {
+                self.start(h.start_ms);
+            }
         }
     }
 
@@ -710,12 +720,14 @@ impl SampleSink for BatchBuilder<'_> {
     }
 
     fn sample(&mut self, sample: exposition::SampleRef<'_>) {
+        self.collected = false;
         if self.error.is_some() {
             return;
         }
         if let Some(collector) = &mut self.nhcb {
             if collector.wants(sample.name) {
                 collector.push(&sample);
+                self.collected = true;
                 if collector.holds_back() {
                     // Its exemplars are not another sample's.
                     self.out.last = None;
@@ -754,6 +766,7 @@ impl SampleSink for BatchBuilder<'_> {
     /// counted and marked stale alike), kept in the batch's histogram list. The
     /// cache's storage handle is not used: storage finds the series by id.
     fn histogram(&mut self, sample: HistogramRef<'_>) {
+        self.collected = false;
         if self.error.is_some() {
             return;
         }
@@ -813,6 +826,10 @@ impl SampleSink for BatchBuilder<'_> {
     /// or after the sample is its `ErrSTNewerThanSample`, ignored). Storage drops the
     /// zero sample where the series already has a sample at or after it.
     fn start(&mut self, start_ms: i64) {
+        if let Some(collector) = self.nhcb.as_mut().filter(|_| self.collected) {
+            // A classic histogram's series: the start goes with it to the collector.
+            collector.start(start_ms);
+        }
         let Some(last) = self.out.last.filter(|_| self.error.is_none()) else {
             return;
         };
