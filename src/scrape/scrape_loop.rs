@@ -12,7 +12,9 @@
 //! go through the same cache, limits and staleness; their resolution is limited by
 //! `native_histogram_min_bucket_factor` and `native_histogram_bucket_limit`, and they
 //! are committed apart from the float batch (`Ingester::commit_histograms`: storage
-//! only).
+//! only). With `created-timestamp-zero-ingestion` a sample's start timestamp puts the
+//! zero sample of the start before it in the batch, once per start and series (see
+//! [`BatchBuilder`]'s `start`, `ScrapeCache::start_is_new`).
 
 use crate::config::ScrapeProtocol;
 use crate::holdback::TargetHoldback;

@@ -271,6 +271,7 @@ impl Starts<'_> {
     /// name `name`, if it has one.
     fn of(&mut self, series: &[u8], name: &str) -> Option<i64> {
         if !self.has_starts() {
+            self.found = None;
             return None;
         }
         let stem = name.get(..self.family_len).unwrap_or(name);
@@ -280,6 +281,15 @@ impl Starts<'_> {
                 return Some(*start_ms);
             }
         }
+        // Remembered when found, forgotten when not (as Prometheus's cache).
+        let start_ms = self.find(&key);
+        self.found = start_ms.map(|start_ms| (key, start_ms));
+        start_ms
+    }
+
+    /// The start in the first `_created` line after the sample, if it is of the
+    /// series `key`.
+    fn find(&self, key: &[u8]) -> Option<i64> {
         for line in lex::lines(self.rest) {
             let mut cursor = Cursor::new(line.bytes);
             if cursor.peek() == Some(b'#') {
@@ -302,11 +312,7 @@ impl Starts<'_> {
             }
             let value = lex::parse_float(space_then_token(&mut cursor, "value").ok()?).ok()?;
             let start_ms = (value * 1000.0) as i64;
-            if !value.is_finite() || start_ms == 0 {
-                return None;
-            }
-            self.found = Some((key, start_ms));
-            return Some(start_ms);
+            return (value.is_finite() && start_ms != 0).then_some(start_ms);
         }
         None
     }
