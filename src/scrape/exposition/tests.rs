@@ -907,6 +907,35 @@ impl SampleSink for Starting {
     }
 }
 
+/// Looking ahead for `_created` lines reads lines the parser has not checked yet:
+/// no truncation or byte flip of the valid bodies makes it panic, and a body the
+/// parser accepts or refuses is accepted or refused alike.
+#[test]
+fn start_lookups_never_panic() {
+    let replacements = [b'\n', b' ', b'"', b'\\', b'{', b'}', b'#', 0xff, b'_'];
+    for (format, body) in VALID {
+        let body = body.as_bytes();
+        let mut bodies: Vec<Vec<u8>> = (0..body.len()).map(|end| body[..end].to_vec()).collect();
+        for position in 0..body.len() {
+            for replacement in replacements {
+                let mut mutated = body.to_vec();
+                mutated[position] = replacement;
+                bodies.push(mutated);
+            }
+        }
+        for mutated in bodies {
+            let mut sink = Starting::default();
+            let outcome = parse_with(&mutated, *format, &mut sink).map(|_| ());
+            assert_eq!(
+                outcome,
+                parse_each(&mutated, *format, |_| {}).map(|_| ()),
+                "{:?}",
+                String::from_utf8_lossy(&mutated)
+            );
+        }
+    }
+}
+
 fn starts(body: &[u8], format: Format) -> Vec<(String, i64)> {
     let mut sink = Starting::default();
     parse_with(body, format, &mut sink).unwrap();
