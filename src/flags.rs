@@ -259,11 +259,12 @@ pub struct PrometheusFlags {
     pub log_format: String,
     /// Comma separated feature names to enable (Prometheus's list; see README for what
     /// each does in promflow): remote-write-receiver, otlp-write-receiver,
-    /// native-histograms and auto-reload-config are implemented; promql-at-modifier,
+    /// native-histograms, exemplar-storage, created-timestamp-zero-ingestion and
+    /// auto-reload-config are implemented; promql-at-modifier,
     /// promql-negative-offset and promql-experimental-functions are always on; agent,
     /// otlp-deltatocumulative, otlp-native-delta-ingestion, expand-external-labels, no-default-scrape-port,
-    /// created-timestamp-zero-ingestion, type-and-unit-labels and
-    /// promql-delayed-name-removal are refused; the others are no-ops.
+    /// type-and-unit-labels and promql-delayed-name-removal are refused; the others
+    /// are no-ops.
     #[arg(long = "enable-feature", value_delimiter = ',', global = true)]
     pub enable_feature: Vec<String>,
 }
@@ -333,7 +334,8 @@ pub fn feature(name: &str) -> Feature {
         | "auto-reload-config"
         | "otlp-write-receiver"
         | "native-histograms"
-        | "exemplar-storage" => Implemented,
+        | "exemplar-storage"
+        | "created-timestamp-zero-ingestion" => Implemented,
         "promql-at-modifier" | "promql-negative-offset" | "promql-experimental-functions" => {
             AlwaysOn
         }
@@ -347,9 +349,6 @@ pub fn feature(name: &str) -> Feature {
         "no-default-scrape-port" => Refused(
             "promflow always adds the scheme's default port to a target address without one",
         ),
-        "created-timestamp-zero-ingestion" => {
-            Refused("promflow does not ingest created timestamps")
-        }
         "type-and-unit-labels" => Refused("promflow adds no __type__ or __unit__ labels"),
         "promql-delayed-name-removal" => Refused("promflow drops __name__ where Prometheus 2 does"),
         "memory-snapshot-on-shutdown" => NoOp("promflow replays its WAL at startup"),
@@ -384,6 +383,11 @@ pub struct Review {
     /// Whether `--enable-feature=native-histograms` was given: `scrape_native_histograms`
     /// defaults to true (see `config::set_native_histograms_feature`).
     pub native_histograms: bool,
+    /// Whether `--enable-feature=created-timestamp-zero-ingestion` was given: scrapes
+    /// (and the remote write and OTLP receivers) write the zero sample of each start
+    /// timestamp (see `ingest`), and `scrape_protocols` defaults to protobuf first
+    /// (see `config::set_created_timestamp_feature`), as in Prometheus 3.x.
+    pub created_timestamp_zero_ingestion: bool,
     /// `--enable-feature` values Prometheus does not know either; logged as a warning
     /// in Prometheus's words and ignored.
     pub unknown_features: Vec<String>,
@@ -464,6 +468,7 @@ impl PrometheusFlags {
             otlp_write_receiver: false,
             native_histograms: false,
             exemplar_storage: false,
+            created_timestamp_zero_ingestion: false,
             unknown_features: Vec::new(),
         };
         for name in self
@@ -478,6 +483,9 @@ impl PrometheusFlags {
                     "otlp-write-receiver" => review.otlp_write_receiver = true,
                     "native-histograms" => review.native_histograms = true,
                     "exemplar-storage" => review.exemplar_storage = true,
+                    "created-timestamp-zero-ingestion" => {
+                        review.created_timestamp_zero_ingestion = true
+                    }
                     _ => review.auto_reload_config = true,
                 },
                 Feature::AlwaysOn => {

@@ -21,6 +21,14 @@
 //! the remote write queues, then feeds the dataflow what storage stored (its histogram
 //! column); [`Ingester::commit_exemplars`] exemplars to the exemplar storage, the WAL
 //! and the remote write queues.
+//! With `--enable-feature=created-timestamp-zero-ingestion`
+//! ([`Ingester::ingests_start_zeros`]) producers put the zero sample of a series'
+//! start before the sample that carried a new start timestamp
+//! ([`dataflows::is_start_zero`]; storage drops it silently where the series already
+//! has a sample at or after it). The dataflow is fed what storage stored without start
+//! timestamps (storage keeps none, so maintained rules read what ad-hoc queries read),
+//! and without the zero samples older than its watermark: those only storage, and so
+//! ad-hoc queries, have (uncounted as late: a start is usually long past).
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier), floats and native histograms, to storage (so the remote write queues)
 //! and the floats to the latest-sample table; the dataflow's input does not take them.
@@ -32,9 +40,10 @@ use crate::storage::exemplars::{Exemplar, ExemplarStore};
 use crate::storage::{
     AppendError, AppendOutcome, Applied, HistogramSample, SeriesRef, Storage, StoredHistogram,
 };
-use dataflows::{Engine, Sample, SampleBatch};
+use dataflows::{is_start_zero, Engine, Sample, SampleBatch};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -58,6 +67,8 @@ pub struct Ingester {
     holdbacks: Arc<Holdbacks>,
     /// Scraped exemplars (capacity 0, keeping none, until the service sizes it).
     exemplars: ExemplarStore,
+    /// `--enable-feature=created-timestamp-zero-ingestion`.
+    start_zeros: AtomicBool,
 }
 
 /// A scrape in flight; dropping it releases its hold on the watermark.
@@ -134,7 +145,19 @@ impl Ingester {
             metrics,
             in_flight: Mutex::new(BTreeMap::new()),
             exemplars: ExemplarStore::new(0),
+            start_zeros: AtomicBool::new(false),
         })
+    }
+
+    /// Sets whether producers write the zero sample of each new start timestamp
+    /// (`--enable-feature=created-timestamp-zero-ingestion`; see the module docs).
+    pub fn set_start_zero_ingestion(&self, on: bool) {
+        self.start_zeros.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether producers write the zero sample of each new start timestamp.
+    pub fn ingests_start_zeros(&self) -> bool {
+        self.start_zeros.load(Ordering::Relaxed)
     }
 
     /// The scraped exemplars (see [`crate::storage::exemplars`]).
@@ -209,8 +232,10 @@ impl Ingester {
         let start_ms = scrape.start_ms;
         let mut lag_ms = 0;
         let committed = self.commit_observed(batch, refs, |batch, stored| {
+            // The zero samples of starts are not the target's lag.
             lag_ms = stored
                 .iter()
+                .filter(|&&i| !batch.is_start_zero_at(i))
                 .map(|&i| start_ms - batch.timestamps_ms[i])
                 .max()
                 .unwrap_or(0);
@@ -234,8 +259,18 @@ impl Ingester {
         }
         let mut fed = SampleBatch::default();
         let catalog = self.engine.catalog();
+        // Zero samples of starts the dataflow would find late (see the module docs).
+        let watermark = self.engine.watermark_ms();
+        let late_zeros: Vec<(u64, i64)> = samples
+            .iter()
+            .filter(|s| is_start_zero(s.timestamp_ms, s.start_ms) && s.timestamp_ms < watermark)
+            .map(|s| (s.series_id, s.timestamp_ms))
+            .collect();
         let new_series = self.store_histograms_observed(samples, |stored| {
             for &(series_id, labels, ts, histogram) in stored {
+                if late_zeros.contains(&(series_id, ts)) {
+                    continue;
+                }
                 // Announced unless the catalog holds the head's own labels: the head
                 // keeps them while the series lives, so the entry stays (as a scrape
                 // cache slot keeps a float series').
@@ -264,6 +299,50 @@ impl Ingester {
                 stored(applied);
             })?;
         Ok(self.counted(outcome))
+    }
+
+    /// The samples of a producer without a series cache (the remote write and OTLP
+    /// receivers), their start timestamps (`start_ms`) turned into what storage
+    /// takes: with `created-timestamp-zero-ingestion`, the zero sample of a start
+    /// ([`dataflows::is_start_zero`]) before each sample whose start is before it
+    /// (storage drops the repeats); the start timestamps themselves go either way.
+    pub fn start_zeros(&self, samples: Vec<Sample>) -> Vec<Sample> {
+        if samples.iter().all(|s| s.start_ms == 0) {
+            return samples;
+        }
+        let on = self.ingests_start_zeros();
+        let mut out = Vec::with_capacity(samples.len() + 1);
+        for mut sample in samples {
+            let start_ms = std::mem::take(&mut sample.start_ms);
+            if on && start_ms != 0 && start_ms < sample.timestamp_ms {
+                out.push(Sample {
+                    timestamp_ms: start_ms,
+                    value: 0.0,
+                    start_ms,
+                    ..sample.clone()
+                });
+            }
+            out.push(sample);
+        }
+        out
+    }
+
+    /// [`Ingester::start_zeros`] for native histograms
+    /// ([`HistogramSample::start_zero`]).
+    pub fn start_zero_histograms(&self, samples: Vec<HistogramSample>) -> Vec<HistogramSample> {
+        if samples.iter().all(|s| s.start_ms == 0) {
+            return samples;
+        }
+        let on = self.ingests_start_zeros();
+        let mut out = Vec::with_capacity(samples.len() + 1);
+        for mut sample in samples {
+            let start_ms = std::mem::take(&mut sample.start_ms);
+            if on && start_ms != 0 && start_ms < sample.timestamp_ms {
+                out.push(sample.start_zero(start_ms));
+            }
+            out.push(sample);
+        }
+        out
     }
 
     /// A tracker of the lag of a target's exposed timestamps, holding the watermark
@@ -295,6 +374,9 @@ impl Ingester {
         })?;
         if let Some(stored) = partly {
             batch.retain_indices(&stored);
+        }
+        if batch.start_ms.is_some() {
+            batch.drop_starts(self.engine.watermark_ms());
         }
         self.engine.feed(batch);
         Ok(new_series)
@@ -521,6 +603,7 @@ mod tests {
                     count: k as f64,
                     ..Default::default()
                 },
+                start_ms: 0,
             };
             ingester.commit_histograms(vec![sample]).unwrap();
             drop(scrape);
@@ -550,6 +633,31 @@ mod tests {
             assert!(catalog.get(id).is_some(), "batch {k}: retired");
         }
         assert_eq!(engine.catalog().missing(), 0);
+    }
+
+    /// Producers without a series cache (remote write, OTLP): with
+    /// `created-timestamp-zero-ingestion` the zero sample of a start goes before each
+    /// sample whose start is before it; without, nothing is added; start timestamps
+    /// are never left on the samples.
+    #[test]
+    fn start_timestamps_of_received_samples_become_zero_samples_with_the_feature() {
+        let ingester = ingester();
+        let started = |ts: i64, start_ms: i64| Sample {
+            start_ms,
+            ..sample(ts, 1.0)
+        };
+        let samples = vec![started(10, 5), started(20, 20), started(30, 0)];
+        let seen = |samples: Vec<Sample>| -> Vec<(i64, f64, i64)> {
+            samples
+                .iter()
+                .map(|s| (s.timestamp_ms, s.value, s.start_ms))
+                .collect()
+        };
+        let off = seen(ingester.start_zeros(samples.clone()));
+        assert_eq!(off, [(10, 1.0, 0), (20, 1.0, 0), (30, 1.0, 0)]);
+        ingester.set_start_zero_ingestion(true);
+        let on = seen(ingester.start_zeros(samples));
+        assert_eq!(on, [(5, 0.0, 5), (10, 1.0, 0), (20, 1.0, 0), (30, 1.0, 0)]);
     }
 
     /// A scrape that begins, commits and ends within one millisecond of the clock:

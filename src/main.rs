@@ -481,6 +481,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         .review(command, matches)
         .map_err(anyhow::Error::msg)?;
     promflow::config::set_native_histograms_feature(review.native_histograms);
+    promflow::config::set_created_timestamp_feature(review.created_timestamp_zero_ingestion);
     for note in &review.notes {
         tracing::info!("{note}");
     }
@@ -700,6 +701,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         remote_write_messages,
         enable_otlp_receiver,
         exemplar_storage: review.exemplar_storage,
+        start_zero_ingestion: review.created_timestamp_zero_ingestion,
         enable_admin_api: cli.enable_admin_api,
         enable_lifecycle: cli.enable_lifecycle,
         cors_origin,

@@ -80,6 +80,9 @@ pub struct ServiceOptions {
     /// `--enable-feature=exemplar-storage`: keep scraped exemplars (as many as the
     /// config's `storage.exemplars.max_exemplars`).
     pub exemplar_storage: bool,
+    /// `--enable-feature=created-timestamp-zero-ingestion`: write the zero sample of
+    /// each start timestamp scraped or received (see `ingest`).
+    pub start_zero_ingestion: bool,
     /// `--web.enable-admin-api`: serve `/api/v1/admin/tsdb/*`.
     pub enable_admin_api: bool,
     /// `--web.enable-lifecycle`: serve `POST /-/reload` and `POST /-/quit`.
@@ -347,6 +350,7 @@ impl Service {
             options.lookback_delta.as_millis() as i64,
         )?;
         let ingester = Ingester::new(head, engine, metrics.clone());
+        ingester.set_start_zero_ingestion(options.start_zero_ingestion);
         let client = crate::http_client::default_client()?;
         let scrapes = ScrapeManager::new(LoopContext {
             client,

@@ -38,6 +38,9 @@
 //! A counter exported with delta temporality is refused (Prometheus without
 //! `otlp-deltatocumulative`), and counted in `promflow_otlp_refused_points_total`.
 //!
+//! With `created-timestamp-zero-ingestion`, points' start times become zero samples
+//! (a hand-written OTLP JSON request; the expectation from Prometheus 3.x's source).
+//!
 //! External services: the OpenTelemetry Python SDK in `.venv` (`.ci/test` installs it).
 
 mod common;
@@ -580,4 +583,63 @@ fn explicit_histograms_become_custom_bucket_histograms_with_convert_histograms_t
         "pod-protobuf",
         &points["latency.exp"],
     );
+}
+
+/// `--enable-feature=created-timestamp-zero-ingestion`: a point's start time puts the
+/// zero sample of that start before it, once, as Prometheus 3.x's OTLP appender does
+/// (storage/remote/otlptranslator/prometheusremotewrite/combined_appender.go: when the
+/// start is set and before the point; its head refuses the repeats); a start equal to
+/// the point's time (OpenTelemetry's "unknown start") writes nothing. Gauges carry
+/// start times there too (`addGaugeNumberDataPoints`).
+#[test]
+fn start_times_become_zero_samples_with_created_timestamp_zero_ingestion() {
+    let promflow = Promflow::start_with_args(
+        "scrape_configs: []\n",
+        &[
+            "--web.enable-otlp-receiver",
+            "--enable-feature=created-timestamp-zero-ingestion",
+        ],
+    );
+    let t = (common::now_ms() - 60_000) / 1000 * 1000;
+    let ns = |ms: i64| (ms * 1_000_000).to_string();
+    let point = |start: i64, at: i64, v: f64| serde_json::json!({"startTimeUnixNano": ns(start), "timeUnixNano": ns(at), "asDouble": v});
+    let body = serde_json::json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": "jobs", "sum": {
+                "dataPoints": [point(t - 5000, t, 3.0), point(t - 5000, t + 1000, 4.0)],
+                "aggregationTemporality": 2, "isMonotonic": true}},
+            {"name": "queue", "gauge": {"dataPoints": [point(t - 2000, t, 7.0)]}},
+            {"name": "unknown_start", "sum": {
+                "dataPoints": [point(t, t, 1.0)],
+                "aggregationTemporality": 2, "isMonotonic": true}}
+        ]}]
+    }]});
+    let r = post(
+        &promflow.url("/api/v1/otlp/v1/metrics"),
+        Some("application/json"),
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    let raw = |selector: &str| -> Vec<(i64, String)> {
+        let data = promflow.query_at(&format!("{selector}[1h]"), t + 2000);
+        data["result"][0]["values"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| {
+                let at = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
+                (at, v[1].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let s = |at: i64, v: &str| (at, v.to_string());
+    assert_eq!(
+        raw("jobs_total"),
+        [s(t - 5000, "0"), s(t, "3"), s(t + 1000, "4")]
+    );
+    assert_eq!(raw("queue"), [s(t - 2000, "0"), s(t, "7")]);
+    assert_eq!(raw("unknown_start_total"), [s(t, "1")]);
 }

@@ -130,6 +130,11 @@ fn promflow_sends_2_0_to_promflow_and_falls_back_to_1_0_on_415() {
 type TestSeries<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
 
 fn v2_body(series: &[TestSeries], histograms: &[i64]) -> Vec<u8> {
+    v2_body_started(series, histograms, 0)
+}
+
+/// [`v2_body`] with every series' `created_timestamp` at `created` (ms; 0: none).
+fn v2_body_started(series: &[TestSeries], histograms: &[i64], created: i64) -> Vec<u8> {
     let mut symbols = v2::Symbols::new();
     let timeseries = series
         .iter()
@@ -163,6 +168,7 @@ fn v2_body(series: &[TestSeries], histograms: &[i64]) -> Vec<u8> {
                 help_ref: symbols.intern("a gauge"),
                 unit_ref: 0,
             }),
+            created_timestamp: created,
             ..Default::default()
         })
         .collect();
@@ -283,6 +289,91 @@ fn the_receiver_reads_2_0_requests_and_refuses_what_it_cannot_store() {
         let r = post_v2(&promflow, content_type, encoding, &body);
         assert_eq!(r.status, 415, "{content_type} {encoding}: {}", r.body);
     }
+}
+
+/// `--enable-feature=created-timestamp-zero-ingestion`: a series' `created_timestamp`
+/// puts the zero sample of its start before its first float sample and before each
+/// histogram, as Prometheus 3.x's handler does (storage/remote/write_handler.go of
+/// v3.5, where the field is per series: `AppendCTZeroSample`,
+/// `AppendHistogramCTZeroSample`), uncounted in the `…-Written` headers; the start
+/// again (or one not after the newest sample) writes nothing more.
+#[test]
+fn created_timestamps_of_2_0_series_become_zero_samples() {
+    let promflow = Promflow::start_with_args(
+        "scrape_configs: []\n",
+        &[
+            RECEIVER,
+            "--enable-feature=created-timestamp-zero-ingestion",
+        ],
+    );
+    let t = now_ms() / 1000 * 1000 - 20_000;
+    let raw = |expr: &str| -> Vec<(i64, String)> {
+        let data = promflow.query_at(&format!("{expr}[1h]"), t + 10_000);
+        let series = &data["result"][0];
+        let points = series["values"]
+            .as_array()
+            .or(series["histograms"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        points
+            .iter()
+            .map(|p| {
+                let value = p[1]["count"].as_str().or(p[1].as_str()).unwrap();
+                (
+                    (p[0].as_f64().unwrap() * 1000.0).round() as i64,
+                    value.to_string(),
+                )
+            })
+            .collect()
+    };
+    let post = |samples: &[(i64, f64)], histograms: &[i64], created: i64| {
+        let series: [TestSeries; 2] = [
+            (&[("__name__", "started_hist")], &[]),
+            (&[("__name__", "started_total")], samples),
+        ];
+        let body = v2_body_started(&series, histograms, created);
+        let r = post_v2(&promflow, V2_CONTENT_TYPE, "snappy", &body);
+        assert_eq!(r.status, 204, "{}", r.body);
+        let written = |h: &str| r.header(h).map(str::to_string);
+        (
+            written("X-Prometheus-Remote-Write-Samples-Written"),
+            written("X-Prometheus-Remote-Write-Histograms-Written"),
+        )
+    };
+    let counts = |s: &str, h: &str| (Some(s.to_string()), Some(h.to_string()));
+    assert_eq!(
+        post(&[(t, 1.0), (t + 1000, 2.0)], &[t, t + 1000], t - 5000),
+        counts("2", "2")
+    );
+    assert_eq!(
+        post(&[(t + 2000, 3.0)], &[t + 2000], t - 5000),
+        counts("1", "1")
+    );
+    assert_eq!(
+        post(&[(t + 3000, 4.0)], &[t + 3000], t + 1000),
+        counts("1", "1")
+    );
+    let zero = |ms: i64, v: &str| (ms, v.to_string());
+    assert_eq!(
+        raw("started_total"),
+        [
+            zero(t - 5000, "0"),
+            zero(t, "1"),
+            zero(t + 1000, "2"),
+            zero(t + 2000, "3"),
+            zero(t + 3000, "4")
+        ]
+    );
+    assert_eq!(
+        raw("started_hist"),
+        [
+            zero(t - 5000, "0"),
+            zero(t, "3"),
+            zero(t + 1000, "3"),
+            zero(t + 2000, "3"),
+            zero(t + 3000, "3")
+        ]
+    );
 }
 
 #[test]

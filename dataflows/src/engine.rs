@@ -701,6 +701,11 @@ impl Engine {
         &self.latest
     }
 
+    /// The watermark (ms): a sample older than this is late ([`Engine::feed`]).
+    pub fn watermark_ms(&self) -> i64 {
+        self.feeder.lock().watermark as i64
+    }
+
     /// Progress counters.
     pub fn stats(&self) -> EngineStats {
         let (watermark, frontier) = self.watermark_and_frontier();

@@ -31,5 +31,7 @@ pub use engine::{ClusterConfig, Engine, EngineConfig, EngineError, EngineStats};
 pub use labels::Labels;
 pub use latest::{ChangeListener, LatestChange, LatestEntry, LatestTable};
 pub use render::{Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule};
-pub use sample::{is_stale_marker, HistogramPoint, Point, Sample, SampleBatch, STALE_MARKER};
+pub use sample::{
+    is_stale_marker, is_start_zero, HistogramPoint, Point, Sample, SampleBatch, STALE_MARKER,
+};
 pub use selector::{LabelMatcher, MatchKind, MatcherError, Selector};

@@ -32,6 +32,16 @@ pub fn is_stale_marker(value: f64) -> bool {
     value.to_bits() == STALE_MARKER_BITS
 }
 
+/// Whether a sample at `timestamp_ms` with start timestamp `start_ms` is the zero
+/// sample of its series' start: the 0 a counter had when it started, written at its
+/// start timestamp before the first sample that carried it (Prometheus 3.x's
+/// `created-timestamp-zero-ingestion`, `AppendSTZeroSample` in tsdb/head_append.go).
+/// Storage stores it only when it is newer than the series' newest sample and drops
+/// it silently otherwise; its start timestamp is its own time, which marks it.
+pub fn is_start_zero(timestamp_ms: i64, start_ms: i64) -> bool {
+    start_ms != 0 && start_ms == timestamp_ms
+}
+
 /// One sample of one series.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Sample {
@@ -195,6 +205,46 @@ impl SampleBatch {
     /// The start timestamp of sample `i` (0: unknown).
     pub fn start_ms_at(&self, i: usize) -> i64 {
         self.start_ms.as_ref().map_or(0, |s| s[i])
+    }
+
+    /// Whether sample `i` is the zero sample of a start ([`is_start_zero`]).
+    pub fn is_start_zero_at(&self, i: usize) -> bool {
+        self.start_ms
+            .as_ref()
+            .is_some_and(|s| is_start_zero(self.timestamps_ms[i], s[i]))
+    }
+
+    /// Inserts, before sample `at`, the zero sample of the start `start_ms` of its
+    /// series ([`is_start_zero`]): value 0 at `start_ms`.
+    pub fn insert_start_zero(&mut self, at: usize, start_ms: i64) {
+        let len = self.series_ids.len();
+        self.start_ms
+            .get_or_insert_with(|| vec![0; len])
+            .insert(at, start_ms);
+        self.series_ids.insert(at, self.series_ids[at]);
+        self.timestamps_ms.insert(at, start_ms);
+        self.values.insert(at, 0.0);
+    }
+
+    /// Takes the start timestamps out of the batch: the zero samples of starts older
+    /// than `late_before_ms` leave it (uncounted; see [`is_start_zero`]), and the
+    /// others lose their start timestamps. Returns how many samples went.
+    pub fn drop_starts(&mut self, late_before_ms: i64) -> usize {
+        let Some(starts) = self.start_ms.take() else {
+            return 0;
+        };
+        let kept: Vec<usize> = (0..self.len())
+            .filter(|&i| {
+                let ts = self.timestamps_ms[i];
+                !(is_start_zero(ts, starts[i]) && ts < late_before_ms)
+            })
+            .collect();
+        let gone = self.len() - kept.len();
+        self.retain_indices(&kept);
+        for h in &mut self.histograms {
+            h.start_ms = 0;
+        }
+        gone
     }
 
     /// The labels [`SampleBatch::new_series`] gives series `id`, if it announces it

@@ -133,10 +133,12 @@ pub async fn metrics(
         histograms = translated.histograms.len(),
         "OTLP request"
     );
-    let committed = service
-        .ingester
-        .commit(translated.samples)
-        .and_then(|_| service.ingester.commit_histograms(translated.histograms));
+    let ingester = &service.ingester;
+    let committed = ingester
+        .commit(ingester.start_zeros(translated.samples))
+        .and_then(|_| {
+            ingester.commit_histograms(ingester.start_zero_histograms(translated.histograms))
+        });
     if let Err(e) = committed {
         return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }

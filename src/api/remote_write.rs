@@ -21,7 +21,11 @@
 //! as Prometheus does: a timestamp of 0 counts as none, an out-of-order one is
 //! refused without failing the request. 2.0 answers carry
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` (exemplars: those
-//! not refused as out of order). 2.0 metadata is read and not kept.
+//! not refused as out of order). 2.0 metadata is read and not kept. With
+//! `--enable-feature=created-timestamp-zero-ingestion` a 2.0 series'
+//! `created_timestamp` puts the zero sample of that start before its first float
+//! sample and before each histogram (as Prometheus 3.x's handler; see `ingest`),
+//! not counted as written.
 //! The message types are in [`crate::remote::proto`].
 
 use crate::config::ProtobufMessage;
@@ -185,7 +189,7 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        push_histograms(&mut histograms, &labels, &series.histograms);
+        push_histograms(&mut histograms, &labels, &series.histograms, 0);
         push_exemplars(
             &mut exemplars,
             &labels,
@@ -198,6 +202,7 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             &mut batch,
             labels,
             series.samples.into_iter().map(|s| (s.timestamp, s.value)),
+            0,
         );
     }
     match commit(service, batch, histograms, exemplars) {
@@ -208,11 +213,15 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
 }
 
 /// A series' received native histograms (1.0 and 2.0 share the message), as the
-/// scraped ones are stored.
+/// scraped ones are stored, each with the series' start `start_ms` (0: none) when it
+/// has a timestamp, as Prometheus 3.x's handler calls `AppendHistogramCTZeroSample`
+/// before each (storage/remote/write_handler.go, v3.5; see
+/// `Ingester::start_zero_histograms`).
 fn push_histograms(
     out: &mut Vec<HistogramSample>,
     labels: &Arc<Labels>,
     histograms: &[proto::Histogram],
+    start_ms: i64,
 ) {
     let series_id = labels.hash();
     out.extend(histograms.iter().map(|h| HistogramSample {
@@ -220,6 +229,7 @@ fn push_histograms(
         labels: labels.clone(),
         timestamp_ms: h.timestamp,
         histogram: h.to_float(),
+        start_ms: if h.timestamp != 0 { start_ms } else { 0 },
     }));
 }
 
@@ -253,8 +263,8 @@ fn commit(
     exemplars: Vec<(u64, Exemplar)>,
 ) -> Result<usize, crate::storage::AppendError> {
     let ingester = &service.ingester;
-    ingester.commit(batch)?;
-    ingester.commit_histograms(histograms)?;
+    ingester.commit(ingester.start_zeros(batch))?;
+    ingester.commit_histograms(ingester.start_zero_histograms(histograms))?;
     let count = exemplars.len();
     let out_of_order = ingester.commit_exemplars(exemplars);
     if out_of_order > 0 {
@@ -267,12 +277,18 @@ fn commit(
     Ok(out_of_order)
 }
 
+/// A series' received float samples, the first with the series' start `start_ms` (0:
+/// none) when it has a timestamp, as Prometheus 3.x's handler calls
+/// `AppendCTZeroSample` once per series (write_handler.go, v3.5; see
+/// `Ingester::start_zeros`).
 fn push_samples(
     batch: &mut Vec<Sample>,
     labels: Arc<Labels>,
     samples: impl Iterator<Item = (i64, f64)>,
+    start_ms: i64,
 ) {
     let series_id = labels.hash();
+    let first = batch.len();
     batch.extend(samples.map(|(timestamp_ms, value)| Sample {
         series_id,
         labels: labels.clone(),
@@ -280,6 +296,9 @@ fn push_samples(
         value,
         start_ms: 0,
     }));
+    if let Some(sample) = batch.get_mut(first).filter(|s| s.timestamp_ms != 0) {
+        sample.start_ms = start_ms;
+    }
 }
 
 /// 2.0 label references (name, value, name, value, …) resolved by `symbol`.
@@ -317,6 +336,7 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
     let mut histograms = Vec::new();
     let mut exemplars = Vec::new();
     for series in &request.timeseries {
+        let start_ms = series.created_timestamp;
         let pairs = match label_pairs(&series.labels_refs, &symbol) {
             Ok(pairs) => pairs,
             Err(e) => return refuse(e),
@@ -325,7 +345,7 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        push_histograms(&mut histograms, &labels, &series.histograms);
+        push_histograms(&mut histograms, &labels, &series.histograms, start_ms);
         let mut received = Vec::with_capacity(series.exemplars.len());
         for e in &series.exemplars {
             match label_pairs(&e.labels_refs, &symbol) {
@@ -338,6 +358,7 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             &mut batch,
             labels,
             series.samples.iter().map(|s| (s.timestamp, s.value)),
+            start_ms,
         );
     }
     let (samples, histogram_count) = (batch.len(), histograms.len());

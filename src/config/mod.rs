@@ -70,6 +70,24 @@ pub fn native_histograms_feature() -> bool {
     NATIVE_HISTOGRAMS_FEATURE.load(Ordering::Relaxed)
 }
 
+/// `--enable-feature=created-timestamp-zero-ingestion`: `scrape_protocols` defaults to
+/// protobuf first (Prometheus 3.x sets `DefaultProtoFirstScrapeProtocols` as the
+/// global default then: cmd/prometheus/main.go), the format that carries created
+/// timestamps for every counter, summary and histogram. Set once by the server at
+/// start, before it loads the config file; a list in the config file still wins.
+static CREATED_TIMESTAMP_FEATURE: AtomicBool = AtomicBool::new(false);
+
+/// Sets what `--enable-feature=created-timestamp-zero-ingestion` says (see
+/// [`CREATED_TIMESTAMP_FEATURE`]).
+pub fn set_created_timestamp_feature(on: bool) {
+    CREATED_TIMESTAMP_FEATURE.store(on, Ordering::Relaxed);
+}
+
+/// Whether `--enable-feature=created-timestamp-zero-ingestion` was given.
+pub fn created_timestamp_feature() -> bool {
+    CREATED_TIMESTAMP_FEATURE.load(Ordering::Relaxed)
+}
+
 use serde::Serialize;
 
 pub use discovery::{

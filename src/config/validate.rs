@@ -398,7 +398,7 @@ fn resolve_scrape_config(
         .scrape_native_histograms
         .unwrap_or(global.scrape_native_histograms);
     // As Prometheus 3.8: the job's list, else the global one, else the default
-    // that fits whether native histograms are wanted.
+    // that fits whether native histograms (or created timestamps) are wanted.
     let scrape_protocols = resolve_scrape_protocols(
         raw.scrape_protocols.as_deref(),
         &path.key("scrape_protocols"),
@@ -406,7 +406,7 @@ fn resolve_scrape_config(
     )
     .or_else(|| global.scrape_protocols.clone())
     .unwrap_or_else(|| {
-        if scrape_native_histograms {
+        if scrape_native_histograms || super::created_timestamp_feature() {
             ScrapeProtocol::PROTO_FIRST.to_vec()
         } else {
             ScrapeProtocol::DEFAULT.to_vec()

@@ -27,9 +27,14 @@
 //!   temporality is refused per metric, as Prometheus does without
 //!   `otlp-deltatocumulative` / `otlp-native-delta-ingestion`.
 //! - The exemplars of native histograms (exponential, and NHCB) are returned by series
-//!   id, as Prometheus 3.x makes them (see [`exemplar`]). Not read: start times
-//!   (Prometheus uses them only for created-timestamp ingestion, which promflow
-//!   refuses), the exemplars of sums and classic histograms, min and max.
+//!   id, as Prometheus 3.x makes them (see [`exemplar`]). Not read: the exemplars of
+//!   sums and classic histograms, min and max.
+//! - Start times: every point's (`start_time_unix_nano`, ms) is its samples'
+//!   `start_ms`, which the receiver hands to `Ingester::start_zeros`: with
+//!   `created-timestamp-zero-ingestion` the zero sample of the start goes before each
+//!   sample (of every kind, as Prometheus 3.x's OTLP appender,
+//!   otlptranslator/prometheusremotewrite/combined_appender.go, does when the start
+//!   is before the point); `target_info` has none.
 //! - `target_info{job, instance, <other resource attributes>} 1` when the resource has
 //!   attributes besides the three identifying ones and has a `job` or `instance`: one
 //!   sample every half lookback delta from the resource's earliest to its latest point,
@@ -233,13 +238,14 @@ impl<'a> ResourceContext<'a> {
         Arc::new(Labels::from_pairs(map.into_iter().collect()))
     }
 
-    fn push(&self, out: &mut Vec<Sample>, labels: Arc<Labels>, time_nanos: u64, value: f64) {
+    /// A float sample of series `labels` at the point's `(time, start time)` (ns).
+    fn push(&self, out: &mut Vec<Sample>, labels: Arc<Labels>, times: (u64, u64), value: f64) {
         out.push(Sample {
             series_id: labels.hash(),
             labels,
-            timestamp_ms: ms(time_nanos),
+            timestamp_ms: ms(times.0),
             value,
-            start_ms: 0,
+            start_ms: ms(times.1),
         });
     }
 
@@ -251,14 +257,14 @@ impl<'a> ResourceContext<'a> {
         out: &mut Translated,
         name: &str,
         attributes: &[KeyValue],
-        (time_nanos, flags, exemplars): (u64, u32, &[otlp_proto::Exemplar]),
+        (time_nanos, start_nanos, flags, exemplars): (u64, u64, u32, &[otlp_proto::Exemplar]),
         histogram: FloatHistogram,
     ) {
         let labels = self.labels(attributes, &[], true, &[("__name__", name)]);
         if flags & otlp_proto::FLAG_NO_RECORDED_VALUE != 0 {
             // Prometheus appends a histogram whose sum is the stale NaN; promflow's
             // stale marker of a histogram series is the float one.
-            self.push(&mut out.samples, labels, time_nanos, STALE_MARKER);
+            self.push(&mut out.samples, labels, (time_nanos, 0), STALE_MARKER);
             return;
         }
         let series_id = labels.hash();
@@ -272,6 +278,7 @@ impl<'a> ResourceContext<'a> {
             labels,
             timestamp_ms: ms(time_nanos),
             histogram,
+            start_ms: ms(start_nanos),
         });
     }
 
@@ -326,13 +333,19 @@ impl<'a> ResourceContext<'a> {
                         None => 0.0,
                     };
                     let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
-                    self.push(out, labels, p.time_unix_nano, stale(p.flags, value));
+                    let times = (p.time_unix_nano, p.start_time_unix_nano);
+                    self.push(out, labels, times, stale(p.flags, value));
                 }
             }
             Some(Data::Histogram(h)) if config.convert_histograms_to_nhcb => {
                 for p in &h.data_points {
                     let histogram = custom_buckets_histogram(p);
-                    let point = (p.time_unix_nano, p.flags, &p.exemplars[..]);
+                    let point = (
+                        p.time_unix_nano,
+                        p.start_time_unix_nano,
+                        p.flags,
+                        &p.exemplars[..],
+                    );
                     self.push_histogram(translated, &name, &p.attributes, point, histogram);
                 }
             }
@@ -344,7 +357,12 @@ impl<'a> ResourceContext<'a> {
                             reason,
                         }
                     })?;
-                    let point = (p.time_unix_nano, p.flags, &p.exemplars[..]);
+                    let point = (
+                        p.time_unix_nano,
+                        p.start_time_unix_nano,
+                        p.flags,
+                        &p.exemplars[..],
+                    );
                     self.push_histogram(translated, &name, &p.attributes, point, histogram);
                 }
             }
@@ -355,17 +373,13 @@ impl<'a> ResourceContext<'a> {
                     format!("{name}_count"),
                 );
                 for p in &h.data_points {
+                    let times = (p.time_unix_nano, p.start_time_unix_nano);
                     if let Some(s) = p.sum {
                         let labels = self.labels(&p.attributes, &[], true, &[("__name__", &sum)]);
-                        self.push(out, labels, p.time_unix_nano, stale(p.flags, s));
+                        self.push(out, labels, times, stale(p.flags, s));
                     }
                     let labels = self.labels(&p.attributes, &[], true, &[("__name__", &count)]);
-                    self.push(
-                        out,
-                        labels,
-                        p.time_unix_nano,
-                        stale(p.flags, p.count as f64),
-                    );
+                    self.push(out, labels, times, stale(p.flags, p.count as f64));
                     let mut cumulative = 0u64;
                     for (bound, n) in p.explicit_bounds.iter().zip(&p.bucket_counts) {
                         // Go's uint64 arithmetic: wraps, never panics.
@@ -377,12 +391,7 @@ impl<'a> ResourceContext<'a> {
                             true,
                             &[("__name__", &bucket), ("le", &le)],
                         );
-                        self.push(
-                            out,
-                            labels,
-                            p.time_unix_nano,
-                            stale(p.flags, cumulative as f64),
-                        );
+                        self.push(out, labels, times, stale(p.flags, cumulative as f64));
                     }
                     let labels = self.labels(
                         &p.attributes,
@@ -390,26 +399,17 @@ impl<'a> ResourceContext<'a> {
                         true,
                         &[("__name__", &bucket), ("le", "+Inf")],
                     );
-                    self.push(
-                        out,
-                        labels,
-                        p.time_unix_nano,
-                        stale(p.flags, p.count as f64),
-                    );
+                    self.push(out, labels, times, stale(p.flags, p.count as f64));
                 }
             }
             Some(Data::Summary(s)) => {
                 let (sum, count) = (format!("{name}_sum"), format!("{name}_count"));
                 for p in &s.data_points {
+                    let times = (p.time_unix_nano, p.start_time_unix_nano);
                     let labels = self.labels(&p.attributes, &[], true, &[("__name__", &sum)]);
-                    self.push(out, labels, p.time_unix_nano, stale(p.flags, p.sum));
+                    self.push(out, labels, times, stale(p.flags, p.sum));
                     let labels = self.labels(&p.attributes, &[], true, &[("__name__", &count)]);
-                    self.push(
-                        out,
-                        labels,
-                        p.time_unix_nano,
-                        stale(p.flags, p.count as f64),
-                    );
+                    self.push(out, labels, times, stale(p.flags, p.count as f64));
                     for q in &p.quantile_values {
                         let quantile = format_float(q.quantile);
                         let labels = self.labels(
@@ -418,7 +418,7 @@ impl<'a> ResourceContext<'a> {
                             true,
                             &[("__name__", &name), ("quantile", &quantile)],
                         );
-                        self.push(out, labels, p.time_unix_nano, stale(p.flags, q.value));
+                        self.push(out, labels, times, stale(p.flags, q.value));
                     }
                 }
             }
@@ -1037,7 +1037,56 @@ mod tests {
             time_unix_nano: ms * 1_000_000,
             value: Some(NumberValue::AsDouble(value)),
             flags,
+            ..Default::default()
         }
+    }
+
+    /// Start times become the samples' `start_ms` (ms, truncated), every series of a
+    /// point alike; the receiver turns them into zero samples
+    /// (`Ingester::start_zeros`) or drops them.
+    #[test]
+    fn start_times_are_the_samples_starts() {
+        let started = |start_ms: u64| otlp_proto::NumberDataPoint {
+            start_time_unix_nano: start_ms * 1_000_000 + 999_999,
+            ..point(vec![], 5000, 1.0, 0)
+        };
+        let metrics = vec![
+            Metric {
+                name: "requests".into(),
+                data: Some(Data::Sum(otlp_proto::Sum {
+                    data_points: vec![started(1000)],
+                    aggregation_temporality: otlp_proto::TEMPORALITY_CUMULATIVE,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            },
+            Metric {
+                name: "latency".into(),
+                data: Some(Data::Summary(otlp_proto::Summary {
+                    data_points: vec![otlp_proto::SummaryDataPoint {
+                        time_unix_nano: 5_000_000_000,
+                        start_time_unix_nano: 2_000_000_000,
+                        count: 1,
+                        ..Default::default()
+                    }],
+                })),
+                ..Default::default()
+            },
+        ];
+        let t = translate(&request(vec![], metrics), &OtlpConfig::default(), 300_000);
+        let starts: Vec<(String, i64)> = t
+            .samples
+            .iter()
+            .map(|s| (s.labels.metric_name().to_string(), s.start_ms))
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                ("requests_total".to_string(), 1000),
+                ("latency_sum".to_string(), 2000),
+                ("latency_count".to_string(), 2000),
+            ]
+        );
     }
 
     #[test]

@@ -156,6 +156,11 @@ pub struct ExponentialHistogramDataPoint {
     /// The point's attributes (labels).
     #[prost(message, repeated, tag = "1")]
     pub attributes: Vec<KeyValue>,
+    /// When the point's cumulative series started, nanoseconds since the epoch (0:
+    /// unknown).
+    #[prost(fixed64, tag = "2")]
+    #[serde(deserialize_with = "json::u64_any")]
+    pub start_time_unix_nano: u64,
     /// Nanoseconds since the epoch.
     #[prost(fixed64, tag = "3")]
     #[serde(deserialize_with = "json::u64_any")]
@@ -249,6 +254,11 @@ pub struct NumberDataPoint {
     /// The point's attributes (labels).
     #[prost(message, repeated, tag = "7")]
     pub attributes: Vec<KeyValue>,
+    /// When the point's cumulative series started, nanoseconds since the epoch (0:
+    /// unknown).
+    #[prost(fixed64, tag = "2")]
+    #[serde(deserialize_with = "json::u64_any")]
+    pub start_time_unix_nano: u64,
     /// Nanoseconds since the epoch.
     #[prost(fixed64, tag = "3")]
     #[serde(deserialize_with = "json::u64_any")]
@@ -293,6 +303,11 @@ pub struct HistogramDataPoint {
     /// The point's attributes (labels).
     #[prost(message, repeated, tag = "9")]
     pub attributes: Vec<KeyValue>,
+    /// When the point's cumulative series started, nanoseconds since the epoch (0:
+    /// unknown).
+    #[prost(fixed64, tag = "2")]
+    #[serde(deserialize_with = "json::u64_any")]
+    pub start_time_unix_nano: u64,
     /// Nanoseconds since the epoch.
     #[prost(fixed64, tag = "3")]
     #[serde(deserialize_with = "json::u64_any")]
@@ -328,6 +343,11 @@ pub struct SummaryDataPoint {
     /// The point's attributes (labels).
     #[prost(message, repeated, tag = "7")]
     pub attributes: Vec<KeyValue>,
+    /// When the point's cumulative series started, nanoseconds since the epoch (0:
+    /// unknown).
+    #[prost(fixed64, tag = "2")]
+    #[serde(deserialize_with = "json::u64_any")]
+    pub start_time_unix_nano: u64,
     /// Nanoseconds since the epoch.
     #[prost(fixed64, tag = "3")]
     #[serde(deserialize_with = "json::u64_any")]

@@ -74,6 +74,7 @@ impl RuleWrites {
                 labels,
                 timestamp_ms: t_ms,
                 histogram: (**h).clone(),
+                start_ms: 0,
             }),
         }
     }

@@ -13,14 +13,15 @@
 //!   series inhibits, converted by [`from_classic`] (a +Inf bucket added with the
 //!   count if missing, the count defaulting to the last bucket's; a group that does
 //!   not convert, e.g. buckets that are not cumulative, gives none), stamped with
-//!   the exposed timestamp of its first series;
+//!   the exposed timestamp and the start timestamp of its first series (Prometheus's
+//!   `NHCBParser` keeps the first series' `StartTimestamp`);
 //! - the samples that are not part of such a group, for the loop to ingest as plain
 //!   floats, when they were held back ([`Collector::holds_back`]: without
 //!   `always_scrape_classic_histograms` the classic series of a converted histogram
 //!   are not kept, as in Prometheus).
 //!
 //! Not carried over: the classic buckets' exemplars (Prometheus moves them to the
-//! NHCB) and created timestamps.
+//! NHCB). Start timestamps ([`Collector::start`]) stay with their samples.
 
 use crate::exposition::{MetricMetadata, MetricType};
 use crate::scrape::exposition::SampleRef;
@@ -36,6 +37,8 @@ pub(crate) struct Part {
     pub timestamp_ms: Option<i64>,
     /// Its series text.
     pub series: Vec<u8>,
+    /// Its start timestamp (0: none).
+    pub start_ms: i64,
 }
 
 impl Part {
@@ -64,6 +67,8 @@ pub(crate) struct Converted {
     pub labels: Vec<(String, String)>,
     pub histogram: FloatHistogram,
     pub timestamp_ms: Option<i64>,
+    /// The start timestamp of its first series (0: none).
+    pub start_ms: i64,
 }
 
 enum Role {
@@ -130,7 +135,15 @@ impl Collector {
             value: sample.value,
             timestamp_ms: sample.timestamp_ms,
             series: sample.series.to_vec(),
+            start_ms: 0,
         });
+    }
+
+    /// The start timestamp of the sample [`Collector::push`]ed last.
+    pub fn start(&mut self, start_ms: i64) {
+        if let Some(part) = self.parts.last_mut() {
+            part.start_ms = start_ms;
+        }
     }
 
     /// A native histogram of the body: a classic one of the same series is not
@@ -238,6 +251,7 @@ impl Collector {
                 labels,
                 histogram,
                 timestamp_ms: first.timestamp_ms,
+                start_ms: first.start_ms,
             });
         }
         if !self.holds_back() {

@@ -30,6 +30,13 @@
 //!   one scrape a series is produced once: a later sample of a series the scrape
 //!   already produced (a repeated line, or two texts that relabel to one series) is
 //!   reported as a duplicate, and the first value is kept, as Prometheus's head does.
+//! - With `created-timestamp-zero-ingestion`, a series remembers the start timestamp
+//!   whose zero sample was last written for it ([`ScrapeCache::record_starts`]), so a
+//!   start repeated scrape after scrape (a counter's, for its whole life) is written
+//!   once ([`ScrapeCache::start_is_new`]); Prometheus leaves that to its head, which
+//!   refuses the repeats as out of order. Only the start's low 32 bits are kept (the
+//!   entry stays 40 bytes): a new start that equals the last in them, 2^32 ms
+//!   (49.7 days) apart to the millisecond, is not written.
 //! - Entries not seen in a successful scrape are forgotten at its end (Prometheus's
 //!   iteration-based clean-up); failed scrapes keep them unless the cache has grown
 //!   past twice its last successful size plus 1,000, so churn cannot grow it without
@@ -107,6 +114,9 @@ struct Tracked {
     /// Produced without an explicit timestamp by the previous scrape: gets a stale
     /// marker if the next one does not produce it.
     live: bool,
+    /// The low 32 bits of the start timestamp whose zero sample was written last (0:
+    /// none).
+    start: u32,
 }
 
 /// What the cache says about a sample's series text.
@@ -244,6 +254,7 @@ impl ScrapeCache {
             last_used: 0,
             last_untimed: 0,
             live: false,
+            start: 0,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -270,6 +281,24 @@ impl ScrapeCache {
             };
             if tracked.id == handle.series_id() && tracked.storage.is_none() {
                 tracked.storage = Some(handle);
+            }
+        }
+    }
+
+    /// Whether `start_ms` is not the start whose zero sample was last written for the
+    /// series in `slot` (see the module documentation).
+    pub fn start_is_new(&self, slot: Slot, start_ms: i64) -> bool {
+        match self.slots.get(slot as usize) {
+            Some(Some(tracked)) => tracked.start == 0 || tracked.start != start_ms as u32,
+            _ => true,
+        }
+    }
+
+    /// Records the starts whose zero samples a stored batch held: `(slot, start)`.
+    pub fn record_starts(&mut self, starts: impl IntoIterator<Item = (Slot, i64)>) {
+        for (slot, start_ms) in starts {
+            if let Some(Some(tracked)) = self.slots.get_mut(slot as usize) {
+                tracked.start = start_ms as u32;
             }
         }
     }

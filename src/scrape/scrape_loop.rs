@@ -12,7 +12,9 @@
 //! go through the same cache, limits and staleness; their resolution is limited by
 //! `native_histogram_min_bucket_factor` and `native_histogram_bucket_limit`, and they
 //! are committed apart from the float batch (`Ingester::commit_histograms`: storage
-//! only).
+//! only). With `created-timestamp-zero-ingestion` a sample's start timestamp puts the
+//! zero sample of the start before it in the batch, once per start and series (see
+//! [`BatchBuilder`]'s `start`, `ScrapeCache::start_is_new`).
 
 use crate::config::ScrapeProtocol;
 use crate::holdback::TargetHoldback;
@@ -284,7 +286,8 @@ async fn scrape_once(
         let format = Format::from_content_type(content_type.as_deref());
         state.cache.begin(format);
         let exemplars = ctx.ingester.wants_exemplars();
-        let mut builder = BatchBuilder::new(spec, ts, &mut state.cache, exemplars);
+        let starts = ctx.ingester.ingests_start_zeros();
+        let mut builder = BatchBuilder::new(spec, ts, &mut state.cache, exemplars, starts);
         let parsed = exposition::parse_with(&body, format, &mut builder);
         if let Ok(metadata) = &parsed {
             builder.convert_nhcb(metadata, format);
@@ -302,6 +305,7 @@ async fn scrape_once(
             mut refs,
             histograms,
             exemplars,
+            starts,
             ..
         },
         error,
@@ -348,6 +352,7 @@ async fn scrape_once(
             .commit_scrape(batch, &mut refs, &in_flight, state.holdback.as_mut());
     let committed = committed.and_then(|_| ctx.ingester.commit_histograms(histograms));
     if committed.is_ok() {
+        state.cache.record_starts(starts);
         let out_of_order = ctx.ingester.commit_exemplars(exemplars);
         if out_of_order > 0 {
             ctx.metrics
@@ -529,8 +534,14 @@ struct BatchBuilder<'a> {
     error: Option<ScrapeError>,
     /// Whether exemplars are kept (exemplar storage is on).
     exemplars: bool,
+    /// Whether the zero samples of start timestamps are written
+    /// (`created-timestamp-zero-ingestion`).
+    starts: bool,
     /// Classic histograms to convert (`convert_classic_histograms_to_nhcb`).
     nhcb: Option<nhcb::Collector>,
+    /// Whether the sample given last went to [`BatchBuilder::nhcb`] (its start
+    /// timestamp goes there too).
+    collected: bool,
 }
 
 /// The samples a scrape produced so far, with the cache slot and storage handle of
@@ -552,9 +563,21 @@ struct Batch {
     histograms: Vec<HistogramSample>,
     /// Exemplars (when kept: [`BatchBuilder::exemplars`]) by their sample's series id.
     exemplars: Vec<(u64, Exemplar)>,
-    /// The series and timestamp of the sample added last, while kept (for its
-    /// exemplar).
-    last_series: Option<(u64, i64)>,
+    /// The sample added last, while kept (for its exemplar and start timestamp).
+    last: Option<Last>,
+    /// The zero samples of starts in the batch: the series' cache slot and the start
+    /// (recorded in the cache once the batch is stored: [`ScrapeCache::record_starts`]).
+    starts: Vec<(Slot, i64)>,
+}
+
+/// The sample a [`Batch`] added last.
+#[derive(Clone, Copy)]
+struct Last {
+    series_id: u64,
+    timestamp_ms: i64,
+    slot: Slot,
+    /// A native histogram (the last of [`Batch::histograms`]), else the last float.
+    histogram: bool,
 }
 
 /// [`Batch::slots`] of a sample whose series is not in the scrape cache.
@@ -570,13 +593,14 @@ impl Batch {
             post_relabel: 0,
             histograms: Vec::new(),
             exemplars: Vec::new(),
-            last_series: None,
+            last: None,
+            starts: Vec::new(),
         }
     }
 
     /// Adds a sample as the cache resolved it; false if the cache does not know it.
     fn add(&mut self, lookup: Lookup<'_>, value: f64, timestamp_ms: Option<i64>) -> bool {
-        self.last_series = None;
+        self.last = None;
         match lookup {
             Lookup::Unknown => return false,
             Lookup::Dropped => {}
@@ -584,7 +608,12 @@ impl Batch {
             Lookup::Duplicate => self.post_relabel += 1,
             Lookup::Series(slot, series_id, labels, handle) => {
                 self.post_relabel += 1;
-                self.last_series = Some((series_id, timestamp_ms.unwrap_or(self.ts)));
+                self.last = Some(Last {
+                    series_id,
+                    timestamp_ms: timestamp_ms.unwrap_or(self.ts),
+                    slot,
+                    histogram: false,
+                });
                 if handle.is_none() {
                     // Storage and the dataflow's catalog learn the series' labels.
                     self.samples.new_series.push((series_id, labels.clone()));
@@ -600,7 +629,13 @@ impl Batch {
 }
 
 impl<'a> BatchBuilder<'a> {
-    fn new(spec: &'a TargetSpec, ts: i64, cache: &'a mut ScrapeCache, exemplars: bool) -> Self {
+    fn new(
+        spec: &'a TargetSpec,
+        ts: i64,
+        cache: &'a mut ScrapeCache,
+        exemplars: bool,
+        starts: bool,
+    ) -> Self {
         BatchBuilder {
             spec,
             out: Batch::new(ts, cache.cached_texts()),
@@ -608,10 +643,12 @@ impl<'a> BatchBuilder<'a> {
             scraped: 0,
             error: None,
             exemplars,
+            starts,
             nhcb: spec
                 .config
                 .convert_classic_histograms_to_nhcb
                 .then(|| nhcb::Collector::new(spec.config.always_scrape_classic_histograms)),
+            collected: false,
         }
     }
 
@@ -624,6 +661,9 @@ impl<'a> BatchBuilder<'a> {
         let (converted, floats) = collector.finish(metadata, format == Format::Protobuf);
         for part in &floats {
             part.with_ref(|sample| self.sample(sample));
+            if part.start_ms != 0 {
+                self.start(part.start_ms);
+            }
         }
         for h in converted {
             let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = h
@@ -638,6 +678,9 @@ impl<'a> BatchBuilder<'a> {
                 histogram: h.histogram,
                 timestamp_ms: h.timestamp_ms,
             });
+            if h.start_ms != 0 {
+                self.start(h.start_ms);
+            }
         }
     }
 
@@ -679,15 +722,17 @@ impl SampleSink for BatchBuilder<'_> {
     }
 
     fn sample(&mut self, sample: exposition::SampleRef<'_>) {
+        self.collected = false;
         if self.error.is_some() {
             return;
         }
         if let Some(collector) = &mut self.nhcb {
             if collector.wants(sample.name) {
                 collector.push(&sample);
+                self.collected = true;
                 if collector.holds_back() {
                     // Its exemplars are not another sample's.
-                    self.out.last_series = None;
+                    self.out.last = None;
                     return;
                 }
             }
@@ -723,6 +768,7 @@ impl SampleSink for BatchBuilder<'_> {
     /// counted and marked stale alike), kept in the batch's histogram list. The
     /// cache's storage handle is not used: storage finds the series by id.
     fn histogram(&mut self, sample: HistogramRef<'_>) {
+        self.collected = false;
         if self.error.is_some() {
             return;
         }
@@ -770,10 +816,51 @@ impl SampleSink for BatchBuilder<'_> {
         self.exemplars
     }
 
+    fn start_timestamps(&self) -> bool {
+        self.starts
+    }
+
+    /// The start timestamp of the sample just added, if its series is kept: when it
+    /// is before the sample and not the start the cache recorded for the series last,
+    /// the zero sample of the start goes into the batch before the sample (Prometheus
+    /// 3.x's scrape loop calls `AppendSTZeroSample`, or `AppendHistogramSTZeroSample`
+    /// for a native histogram, before each such sample: scrape/scrape.go; a start at
+    /// or after the sample is its `ErrSTNewerThanSample`, ignored). Storage drops the
+    /// zero sample where the series already has a sample at or after it.
+    fn start(&mut self, start_ms: i64) {
+        if let Some(collector) = self.nhcb.as_mut().filter(|_| self.collected) {
+            // A classic histogram's series: the start goes with it to the collector.
+            collector.start(start_ms);
+        }
+        let Some(last) = self.out.last.filter(|_| self.error.is_none()) else {
+            return;
+        };
+        if start_ms >= last.timestamp_ms || !self.cache.start_is_new(last.slot, start_ms) {
+            return;
+        }
+        let out = &mut self.out;
+        if last.histogram {
+            let at = out.histograms.len() - 1;
+            let zero = out.histograms[at].start_zero(start_ms);
+            out.histograms.insert(at, zero);
+        } else {
+            let at = out.samples.len() - 1;
+            out.samples.insert_start_zero(at, start_ms);
+            // Storage finds the series by id (the sample after it holds the handle).
+            out.slots.insert(at, NO_SLOT);
+            out.refs.insert(at, None);
+        }
+        out.starts.push((last.slot, start_ms));
+    }
+
     /// The exemplar of the sample just added, if its series is kept; without an
     /// exposed timestamp it takes its sample's (Prometheus does the same).
     fn exemplar(&mut self, exemplar: exposition::ExemplarRef<'_>) {
-        let Some((series_id, sample_ts)) = self.out.last_series.filter(|_| self.error.is_none())
+        let Some(Last {
+            series_id,
+            timestamp_ms: sample_ts,
+            ..
+        }) = self.out.last.filter(|_| self.error.is_none())
         else {
             return;
         };
@@ -802,18 +889,24 @@ impl Batch {
         histogram: FloatHistogram,
         timestamp_ms: Option<i64>,
     ) {
-        self.last_series = None;
+        self.last = None;
         match lookup {
             Lookup::Unknown | Lookup::Dropped => {}
             Lookup::Duplicate => self.post_relabel += 1,
-            Lookup::Series(_, series_id, labels, _handle) => {
+            Lookup::Series(slot, series_id, labels, _handle) => {
                 self.post_relabel += 1;
-                self.last_series = Some((series_id, timestamp_ms.unwrap_or(self.ts)));
+                self.last = Some(Last {
+                    series_id,
+                    timestamp_ms: timestamp_ms.unwrap_or(self.ts),
+                    slot,
+                    histogram: true,
+                });
                 self.histograms.push(HistogramSample {
                     series_id,
                     labels: labels.clone(),
                     timestamp_ms: timestamp_ms.unwrap_or(self.ts),
                     histogram,
+                    start_ms: 0,
                 });
             }
         }

@@ -2,7 +2,9 @@
 //!
 //! Contract: [`Head::append`] keeps samples per series in timestamp order, refusing
 //! (and counting) samples older than the newest one already held for that series, and
-//! duplicates of the newest timestamp, as Prometheus's head does. [`Head::select`] returns
+//! duplicates of the newest timestamp, as Prometheus's head does; the zero sample of a
+//! start ([`dataflows::is_start_zero`]) is refused the same way but not counted, as
+//! Prometheus's scrape loop ignores `AppendSTZeroSample`'s refusals. [`Head::select`] returns
 //! the samples of matching series in a closed time range. [`Head::truncate_before`] drops
 //! what has left the retention window, and series with nothing left.
 //!
@@ -273,6 +275,36 @@ pub struct HistogramSample {
     /// Its counter-reset hint is kept only when it says `Gauge`; otherwise the head
     /// sets it against the series' previous histogram (see the module docs).
     pub histogram: FloatHistogram,
+    /// As [`dataflows::Sample::start_ms`] (0: none); equal to `timestamp_ms` in the
+    /// zero sample of a start ([`HistogramSample::start_zero`]).
+    pub start_ms: i64,
+}
+
+impl HistogramSample {
+    /// The zero sample of this sample's series at its start `start_ms`
+    /// ([`dataflows::is_start_zero`]): an empty histogram with the sample's schema,
+    /// zero threshold and custom bounds, as Prometheus's `AppendHistogramSTZeroSample`
+    /// (tsdb/head_append.go) writes it; a gauge histogram's stays a gauge.
+    pub fn start_zero(&self, start_ms: i64) -> HistogramSample {
+        let h = &self.histogram;
+        let counter_reset_hint = match h.counter_reset_hint {
+            CounterResetHint::Gauge => CounterResetHint::Gauge,
+            _ => CounterResetHint::Unknown,
+        };
+        HistogramSample {
+            series_id: self.series_id,
+            labels: self.labels.clone(),
+            timestamp_ms: start_ms,
+            histogram: FloatHistogram {
+                schema: h.schema,
+                zero_threshold: h.zero_threshold,
+                custom_values: h.custom_values.clone(),
+                counter_reset_hint,
+                ..FloatHistogram::default()
+            },
+            start_ms,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -452,14 +484,17 @@ impl Head {
                 }
                 None => inner.by_id.get(id),
             };
+            // The zero sample of a start goes only where it is newest, else silently
+            // (Prometheus's scrape loop ignores `AppendSTZeroSample`'s refusals).
+            let start_zero = batch.is_start_zero_at(at);
             if ts < min_valid {
-                outcome.out_of_bounds += 1;
+                outcome.out_of_bounds += usize::from(!start_zero);
                 continue;
             }
             let (wal_ref, target) = match held {
                 Some(s) => {
                     if s.newest() >= ts {
-                        outcome.out_of_order += 1;
+                        outcome.out_of_order += usize::from(!start_zero);
                         continue;
                     }
                     s.newest.store(ts, Ordering::Relaxed);
@@ -486,7 +521,7 @@ impl Head {
                         }
                     };
                     if state.1 >= ts {
-                        outcome.out_of_order += 1;
+                        outcome.out_of_order += usize::from(!start_zero);
                         continue;
                     }
                     state.1 = ts;
@@ -626,8 +661,9 @@ impl Head {
         let mut accepted: Vec<(u64, u32, i64, FloatHistogram)> = Vec::with_capacity(samples.len());
         for sample in samples {
             let id = sample.series_id;
+            let start_zero = dataflows::is_start_zero(sample.timestamp_ms, sample.start_ms);
             if sample.timestamp_ms < min_valid {
-                outcome.out_of_bounds += 1;
+                outcome.out_of_bounds += usize::from(!start_zero);
                 continue;
             }
             let state = match newest.entry(id) {
@@ -650,7 +686,7 @@ impl Head {
                 .as_ref()
                 .is_some_and(|(ts, _)| *ts >= sample.timestamp_ms)
             {
-                outcome.out_of_order += 1;
+                outcome.out_of_order += usize::from(!start_zero);
                 continue;
             }
             let mut h = sample.histogram;
@@ -1161,6 +1197,86 @@ pub(crate) mod tests {
             }
         );
         assert_eq!(head.sample_count(), 4);
+    }
+
+    /// The zero sample of a start (Prometheus's `AppendSTZeroSample`,
+    /// tsdb/head_append.go): stored before its sample when the series has nothing at
+    /// or after it (a new series, or a start after its newest sample); otherwise
+    /// dropped without counting, as the scrape loop ignores its refusal; floats and
+    /// native histograms alike.
+    #[test]
+    fn zero_samples_of_starts_go_where_newest_and_are_dropped_silently_elsewhere() {
+        let head = Head::new();
+        let zero = |job: &str, start: i64| Sample {
+            start_ms: start,
+            ..sample(job, start, 0.0)
+        };
+        let out = head.append(&[zero("a", 5), sample("a", 10, 3.0)]);
+        assert_eq!((out.appended, out.out_of_order), (2, 0));
+        // The same start again, a start at the newest sample, one before it.
+        let out = head.append(&[zero("a", 5), sample("a", 20, 4.0)]);
+        assert_eq!((out.appended, out.out_of_order), (1, 0));
+        let out = head.append(&[zero("a", 20), sample("a", 30, 5.0)]);
+        assert_eq!((out.appended, out.out_of_order), (1, 0));
+        // A restart: a start after the newest sample.
+        let out = head.append(&[zero("a", 35), sample("a", 40, 1.0)]);
+        assert_eq!((out.appended, out.out_of_order), (2, 0));
+        let all = head.select(&Selector::default(), 0, 100);
+        assert_eq!(
+            all[0].1,
+            vec![
+                (5, 0.0),
+                (10, 3.0),
+                (20, 4.0),
+                (30, 5.0),
+                (35, 0.0),
+                (40, 1.0)
+            ]
+        );
+        // Beyond the bound the head refuses: dropped, uncounted.
+        head.refuse_before(50);
+        let out = head.append(&[zero("a", 45), sample("a", 60, 2.0)]);
+        assert_eq!(
+            (out.appended, out.out_of_order, out.out_of_bounds),
+            (1, 0, 0)
+        );
+
+        let h = |ts: i64, count: f64| HistogramSample {
+            series_id: 7,
+            labels: Arc::new(Labels::from_pairs(vec![("__name__".into(), "h".into())])),
+            timestamp_ms: ts,
+            histogram: FloatHistogram {
+                schema: 2,
+                zero_threshold: 0.5,
+                count,
+                ..FloatHistogram::default()
+            },
+            start_ms: 0,
+        };
+        let append = |samples: Vec<HistogramSample>| {
+            let logged = head.append_histograms_logged(
+                samples,
+                |_, _| Ok::<(), std::convert::Infallible>(()),
+                |_| {},
+            );
+            logged.unwrap_or_else(|never| match never {})
+        };
+        let first = h(100, 3.0);
+        let out = append(vec![first.start_zero(90), first.clone()]);
+        assert_eq!((out.appended, out.out_of_order), (2, 0));
+        let next = h(110, 4.0);
+        let out = append(vec![next.start_zero(90), next]);
+        assert_eq!((out.appended, out.out_of_order), (1, 0));
+        let stored = head.select_histograms(&Selector::default(), 0, 200);
+        let got: Vec<(i64, i32, f64, f64)> = stored[0]
+            .1
+            .iter()
+            .map(|(t, h)| (*t, h.schema, h.zero_threshold, h.count))
+            .collect();
+        assert_eq!(
+            got,
+            [(90, 2, 0.5, 0.0), (100, 2, 0.5, 3.0), (110, 2, 0.5, 4.0)]
+        );
     }
 
     #[test]

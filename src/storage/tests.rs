@@ -503,6 +503,7 @@ fn histogram_sample(job: &str, ts: i64, n: f64) -> HistogramSample {
             positive_buckets: vec![n, n],
             ..FloatHistogram::default()
         },
+        start_ms: 0,
     }
 }
 

@@ -18,11 +18,18 @@
 //! - Samples come out in body order with their labels in exposition order (not
 //!   sorted); label values and HELP text are unescaped. Histograms, summaries and
 //!   the OpenMetrics composite types are just their series: `_bucket`, `_sum`,
-//!   `_count`, `_created`, quantiles, stateset members, all as plain samples —
+//!   `_count`, `_created`, quantiles, stateset members, all as plain samples
+//!   (`_created` of counters, summaries and histograms not, for a sink that wants
+//!   start timestamps: [`SampleSink::start_timestamps`]) —
 //!   except a native histogram in a protobuf body when the sink ingests them
 //!   ([`SampleSink::native_histograms`]): one [`HistogramRef`] for
 //!   [`SampleSink::histogram`] (see `protobuf.rs`). Exemplars are checked, and given
 //!   to a sink that wants them ([`SampleSink::exemplar`]) after their sample.
+//! - Start (created) timestamps go to a sink that wants them ([`SampleSink::start`])
+//!   after their sample, as Prometheus 3.x's parsers' `StartTimestamp` gives them
+//!   (model/textparse): a protobuf counter's, summary's or histogram's
+//!   `created_timestamp`, for each of its samples; in OpenMetrics the value of the
+//!   family's `_created` line of the same series, looked for after the sample.
 //! - Timestamps are milliseconds: the text format's integer milliseconds as they
 //!   are, OpenMetrics' float seconds times 1000 truncated toward zero.
 //! - Each sample also carries its *series text*: the bytes from the metric name
@@ -283,6 +290,18 @@ pub trait SampleSink {
     /// The exemplar of the sample (or native histogram) given just before, checked;
     /// only called when [`SampleSink::exemplars`] is true.
     fn exemplar(&mut self, _exemplar: ExemplarRef<'_>) {}
+
+    /// Whether start timestamps are wanted (Prometheus 3.x's
+    /// `created-timestamp-zero-ingestion`); then the OpenMetrics `_created` series of
+    /// counters, summaries and histograms are not given as samples (Prometheus's
+    /// `WithOMParserSTSeriesSkipped`).
+    fn start_timestamps(&self) -> bool {
+        false
+    }
+
+    /// The start timestamp (ms, not 0) of the sample (or native histogram) given just
+    /// before; only called when [`SampleSink::start_timestamps`] is true.
+    fn start(&mut self, _start_ms: i64) {}
 }
 
 /// [`parse_each`]'s sink: every sample to one callback, labels always read.

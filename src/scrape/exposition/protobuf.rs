@@ -23,7 +23,9 @@
 //! series only when the sink keeps them (`always_scrape_classic_histograms`); a
 //! histogram without a native part is its classic series either way. Exemplars (a
 //! counter's, each classic bucket's; for a native histogram its first bucket's) go
-//! to a sink that wants them after their sample; created timestamps are dropped.
+//! to a sink that wants them after their sample, and so do created timestamps
+//! (`ProtobufParser.StartTimestamp`: a counter's, summary's or histogram's, gauge
+//! histograms' too, for each sample of the metric).
 //!
 //! A metric's `timestamp_ms` of 0 means "no timestamp" (Prometheus's convention,
 //! proto2 aside). Values are passed on with their bits as sent: Prometheus does not
@@ -152,11 +154,26 @@ fn parse_family<S: SampleSink>(
             }
             labels.push((label, pair.value.as_deref().unwrap_or_default()));
         }
+        let created = match kind {
+            MetricType::Counter => metric.counter.as_ref().map(|c| &c.created_timestamp),
+            MetricType::Summary => metric.summary.as_ref().map(|s| &s.created_timestamp),
+            MetricType::Histogram | MetricType::GaugeHistogram => {
+                metric.histogram.as_ref().map(|h| &h.created_timestamp)
+            }
+            _ => None,
+        };
+        let start_ms = match created.and_then(Option::as_ref) {
+            Some(ts) if sink.start_timestamps() => {
+                ts.seconds.saturating_mul(1000) + i64::from(ts.nanos / 1_000_000)
+            }
+            _ => 0,
+        };
         let mut out = Emitter {
             scratch: &mut *scratch,
             sink: &mut *sink,
             labels: &labels,
             timestamp_ms: metric.timestamp_ms.filter(|&ts| ts != 0),
+            start_ms,
         };
         match kind {
             MetricType::Counter => {
@@ -263,6 +280,8 @@ struct Emitter<'s, 'l, 'a, S> {
     sink: &'s mut S,
     labels: &'l [(&'a str, &'a str)],
     timestamp_ms: Option<i64>,
+    /// The metric's created timestamp (ms), 0 when none or not wanted.
+    start_ms: i64,
 }
 
 impl<S: SampleSink> Emitter<'_, '_, '_, S> {
@@ -288,6 +307,7 @@ impl<S: SampleSink> Emitter<'_, '_, '_, S> {
             series.extend_from_slice(value.as_bytes());
         }
         if S::KNOWS_SERIES && self.sink.known(series, value, self.timestamp_ms) {
+            self.start();
             return Ok(());
         }
         let labels: Vec<LabelRef<'_>> = self
@@ -309,7 +329,15 @@ impl<S: SampleSink> Emitter<'_, '_, '_, S> {
             value,
             timestamp_ms: self.timestamp_ms,
         });
+        self.start();
         Ok(())
+    }
+
+    /// The metric's created timestamp, after each of its samples.
+    fn start(&mut self) {
+        if self.start_ms != 0 {
+            self.sink.start(self.start_ms);
+        }
     }
 }
 
@@ -371,6 +399,7 @@ impl<S: SampleSink> Emitter<'_, '_, '_, S> {
             histogram,
             timestamp_ms: self.timestamp_ms,
         });
+        self.start();
         Ok(())
     }
 }

@@ -868,3 +868,237 @@ fn known_series_are_taken_by_text_with_the_same_outcome() {
         }
     }
 }
+
+// ---- start (created) timestamps ------------------------------------------------
+
+/// A sink that wants start timestamps, optionally through the series-text fast path:
+/// `(name with labels, start)` per sample, the start 0 when none came after it.
+#[derive(Default)]
+struct Starting {
+    fast: bool,
+    seen: std::collections::HashSet<Vec<u8>>,
+    got: Vec<(String, i64)>,
+}
+
+impl SampleSink for Starting {
+    const KNOWS_SERIES: bool = true;
+
+    fn known(&mut self, series: &[u8], _value: f64, _timestamp_ms: Option<i64>) -> bool {
+        let known = self.fast && self.seen.contains(series);
+        if known {
+            self.got
+                .push((String::from_utf8_lossy(series).into_owned(), 0));
+        }
+        known
+    }
+
+    fn sample(&mut self, sample: SampleRef<'_>) {
+        self.seen.insert(sample.series.to_vec());
+        self.got
+            .push((String::from_utf8_lossy(sample.series).into_owned(), 0));
+    }
+
+    fn start_timestamps(&self) -> bool {
+        true
+    }
+
+    fn start(&mut self, start_ms: i64) {
+        self.got.last_mut().unwrap().1 = start_ms;
+    }
+}
+
+/// Looking ahead for `_created` lines reads lines the parser has not checked yet:
+/// no truncation or byte flip of the valid bodies makes it panic, and a body the
+/// parser accepts or refuses is accepted or refused alike.
+#[test]
+fn start_lookups_never_panic() {
+    let replacements = [b'\n', b' ', b'"', b'\\', b'{', b'}', b'#', 0xff, b'_'];
+    for (format, body) in VALID {
+        let body = body.as_bytes();
+        let mut bodies: Vec<Vec<u8>> = (0..body.len()).map(|end| body[..end].to_vec()).collect();
+        for position in 0..body.len() {
+            for replacement in replacements {
+                let mut mutated = body.to_vec();
+                mutated[position] = replacement;
+                bodies.push(mutated);
+            }
+        }
+        for mutated in bodies {
+            let mut sink = Starting::default();
+            let outcome = parse_with(&mutated, *format, &mut sink).map(|_| ());
+            assert_eq!(
+                outcome,
+                parse_each(&mutated, *format, |_| {}).map(|_| ()),
+                "{:?}",
+                String::from_utf8_lossy(&mutated)
+            );
+        }
+    }
+}
+
+fn starts(body: &[u8], format: Format) -> Vec<(String, i64)> {
+    let mut sink = Starting::default();
+    parse_with(body, format, &mut sink).unwrap();
+    // Again, each series now taken by its text: the same starts.
+    let first = std::mem::take(&mut sink.got);
+    sink.fast = true;
+    parse_with(body, format, &mut sink).unwrap();
+    assert_eq!(sink.got, first, "through the fast path");
+    first
+}
+
+/// Prometheus 3.x's `OpenMetricsParser` with `WithOMParserSTSeriesSkipped` (the
+/// scrape loop's setting under `created-timestamp-zero-ingestion`;
+/// model/textparse/openmetricsparse.go, `StartTimestamp`): the `_created` lines of
+/// counters, summaries and histograms are not samples; each sample's start is the
+/// first `_created` line after it up to the next metadata line, if of its series
+/// (`le`, `quantile` aside); float seconds times 1000, truncated.
+#[test]
+fn openmetrics_created_lines_are_starts_of_their_series() {
+    let body = b"# TYPE a counter\n\
+a_total{x=\"1\"} 5\n\
+a_created{x=\"1\"} 1000.0015\n\
+a_total{x=\"2\"} 6\n\
+a_total{x=\"3\"} 7\n\
+a_created{x=\"3\"} 1001\n\
+a_created{x=\"2\"} 1002\n\
+# TYPE h histogram\n\
+h_bucket{le=\"1\",y=\"a\"} 1\n\
+h_bucket{le=\"+Inf\",y=\"a\"} 2\n\
+h_count{y=\"a\"} 2\n\
+h_sum{y=\"a\"} 3\n\
+h_created{y=\"a\"} 1003\n\
+# TYPE s summary\n\
+s{quantile=\"0.5\"} 1\n\
+s_count 1\n\
+s_sum 1\n\
+s_created 1004\n\
+# TYPE g gauge\n\
+g_created 1005\n\
+# TYPE late counter\n\
+late_created 1006\n\
+late_total 1\n\
+# TYPE gone counter\n\
+gone_total 1\n\
+# HELP gone_created the next family's line comes after a metadata line\n\
+gone_created 1007\n\
+# EOF\n";
+    assert_eq!(
+        starts(body, Format::OpenMetrics),
+        [
+            ("a_total{x=\"1\"}".into(), 1_000_001),
+            // The next `_created` line is x="3"'s: none (Prometheus reads no further).
+            ("a_total{x=\"2\"}".into(), 0),
+            ("a_total{x=\"3\"}".into(), 1_001_000),
+            ("h_bucket{le=\"1\",y=\"a\"}".into(), 1_003_000),
+            ("h_bucket{le=\"+Inf\",y=\"a\"}".into(), 1_003_000),
+            ("h_count{y=\"a\"}".into(), 1_003_000),
+            ("h_sum{y=\"a\"}".into(), 1_003_000),
+            ("s{quantile=\"0.5\"}".into(), 1_004_000),
+            ("s_count".into(), 1_004_000),
+            ("s_sum".into(), 1_004_000),
+            // A gauge's `_created` is a series like any other.
+            ("g_created".into(), 0),
+            // A `_created` line before its sample is not looked back for.
+            ("late_total".into(), 0),
+            ("gone_total".into(), 0),
+        ]
+    );
+    // Without a sink that wants starts, `_created` lines are samples (Prometheus 2.42,
+    // and 3.x without the feature).
+    let names: Vec<String> = parse(body, Format::OpenMetrics)
+        .unwrap()
+        .samples
+        .into_iter()
+        .map(|s| s.name)
+        .filter(|n| n.ends_with("_created"))
+        .collect();
+    assert_eq!(names.len(), 8, "{names:?}");
+}
+
+/// Prometheus 3.x's `ProtobufParser.StartTimestamp`: a counter's, summary's or
+/// histogram's `created_timestamp` (seconds and nanoseconds, to milliseconds) for
+/// every sample of the metric; none for gauges.
+#[test]
+fn protobuf_created_timestamps_are_starts_of_every_sample_of_the_metric() {
+    use super::metrics_proto::{self as pb, Metric, MetricFamily, Timestamp};
+    use prost::Message;
+    let created = Some(Timestamp {
+        seconds: 1000,
+        nanos: 2_500_000,
+    });
+    let family = |name: &str, kind: pb::MetricType, metric: Metric| MetricFamily {
+        name: Some(name.into()),
+        help: None,
+        r#type: Some(kind as i32),
+        metric: vec![metric],
+        unit: None,
+    };
+    let families = [
+        family(
+            "c_total",
+            pb::MetricType::Counter,
+            Metric {
+                counter: Some(pb::Counter {
+                    value: Some(1.0),
+                    exemplar: None,
+                    created_timestamp: created,
+                }),
+                ..Default::default()
+            },
+        ),
+        family(
+            "s",
+            pb::MetricType::Summary,
+            Metric {
+                summary: Some(pb::Summary {
+                    sample_count: Some(1),
+                    sample_sum: Some(1.0),
+                    quantile: vec![],
+                    created_timestamp: created,
+                }),
+                ..Default::default()
+            },
+        ),
+        family(
+            "h",
+            pb::MetricType::Histogram,
+            Metric {
+                histogram: Some(pb::Histogram {
+                    sample_count: Some(1),
+                    created_timestamp: created,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ),
+        family(
+            "g",
+            pb::MetricType::Gauge,
+            Metric {
+                gauge: Some(pb::Gauge { value: Some(1.0) }),
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut body = Vec::new();
+    for f in &families {
+        f.encode_length_delimited(&mut body).unwrap();
+    }
+    let got: Vec<(String, i64)> = starts(&body, Format::Protobuf)
+        .into_iter()
+        .map(|(series, start)| (series.split('\u{fffd}').next().unwrap().to_string(), start))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("c_total".into(), 1_000_002),
+            ("s_count".into(), 1_000_002),
+            ("s_sum".into(), 1_000_002),
+            ("h_count".into(), 1_000_002),
+            ("h_sum".into(), 1_000_002),
+            ("h_bucket".into(), 1_000_002),
+            ("g".into(), 0),
+        ]
+    );
+}
