@@ -6,7 +6,9 @@
 //! each process scrapes itself are disjoint sets whose union is every target), and any
 //! of the processes answers for the whole cluster: `/api/v1/targets` lists every
 //! target, queries read the others' storage and give the single Prometheus's answers.
-//! Losing a process ends the others with one clear line.
+//! Losing a process ends the others with one clear line; a cluster restarted after
+//! that on the same storage answers for the time before as it did and keeps its
+//! alerts' `activeAt` (beside a real Prometheus 2.42 killed and restarted).
 
 mod common;
 
