@@ -535,3 +535,90 @@ fn a_restarted_cluster_answers_for_before_and_keeps_its_alerts() {
         }
     }
 }
+
+/// Growing from one process to two (README, "Sizing a cluster"): the one process
+/// becomes process 0 on its storage, both start with the new hostfile, the targets
+/// the new process wins move to it, and the samples of before the move, stored only
+/// by the first process, are still answered by both, each moved target as one series
+/// across the move.
+#[test]
+fn growing_from_one_process_keeps_the_samples_of_before_answered() {
+    const GROWN: usize = 12;
+    let exporters: Vec<Exporter> = (0..GROWN)
+        .map(|k| {
+            Exporter::start(Reply::text(&format!(
+                "# TYPE demo_value gauge\ndemo_value{{k=\"{k}\"}} {k}\n"
+            )))
+        })
+        .collect();
+    let targets: Vec<String> = exporters
+        .iter()
+        .map(|e| format!("'{}'", e.addr()))
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<Option<std::path::PathBuf>> = (0..2)
+        .map(|i| Some(dir.path().join(format!("data-{i}"))))
+        .collect();
+    let mut alone = Promflow::launch(PromflowLaunch {
+        config_yaml: &config,
+        data_dir: data[0].clone(),
+        ..PromflowLaunch::default()
+    });
+    let every = Value::String(GROWN.to_string());
+    let count = |p: &common::Peer| p.query("count(up)")["result"][0]["value"][1].clone();
+    assert!(wait_until(Duration::from_secs(30), || count(&alone) == every));
+    let start = now_ms() / 1_000 * 1_000;
+    std::thread::sleep(Duration::from_secs(4));
+    let end = (now_ms() - 2_000) / 1_000 * 1_000;
+    let range = |p: &common::Peer, start: i64, end: i64| -> Value {
+        let path = common::http::with_query(
+            "/api/v1/query_range",
+            &[
+                ("query", "demo_value"),
+                ("start", &api_seconds(start)),
+                ("end", &api_seconds(end)),
+                ("step", "1"),
+            ],
+        );
+        let body: Value = serde_json::from_str(&p.get_ok(&path)).unwrap();
+        sorted(body["data"].clone())
+    };
+    let before = range(&alone, start, end);
+    assert_eq!(
+        before["result"].as_array().unwrap().len(),
+        GROWN,
+        "{before}"
+    );
+    alone.terminate();
+    drop(alone);
+
+    let layout = ClusterLayout::new(2, dir.path());
+    let processes = layout.launch(&config, &[], &data);
+    for p in &processes {
+        assert!(wait_until(Duration::from_secs(30), || count(p) == every));
+    }
+    let moved = targets_of(&processes[1], true);
+    assert!(!moved.is_empty(), "no target moved to the new process");
+    assert_eq!(
+        moved.len() + targets_of(&processes[0], true).len(),
+        GROWN,
+        "{moved:?}"
+    );
+    // A few scrapes by the new owners, then the span before and across the move.
+    std::thread::sleep(Duration::from_secs(3));
+    let after_start = now_ms();
+    for (i, p) in processes.iter().enumerate() {
+        assert_eq!(range(p, start, end), before, "process {i}");
+        // Across the move: one series per target.
+        let across = range(p, start, after_start);
+        assert_eq!(
+            across["result"].as_array().unwrap().len(),
+            GROWN,
+            "process {i}: {across}"
+        );
+    }
+}
