@@ -1,5 +1,6 @@
 //! The `promflow` command: with no subcommand it runs the server; `check config`
-//! validates configuration files, `check rules` rule files, `test rules` runs
+//! validates configuration files (and, with `--cluster.hostfile`, the cluster flags
+//! and hostfile), `check rules` rule files, `test rules` runs
 //! promtool-format rule unit tests, `test promql` runs PromQL test scripts. Flags are spelled like Prometheus's so existing
 //! service definitions work unchanged: promflow's own are here, the rest of
 //! Prometheus's command line (implemented, no-op or refused) is `promflow::flags`, and
@@ -252,7 +253,15 @@ fn main() -> ExitCode {
     match cli.command.take() {
         Some(Command::Check {
             what: CheckCommand::Config { files },
-        }) => check_config(&files, cli.alertmanager_config_file.as_deref()),
+        }) => check_config(
+            &files,
+            cli.alertmanager_config_file.as_deref(),
+            ClusterFlags {
+                processes: cli.cluster_processes,
+                process_id: cli.cluster_process_id,
+                hostfile: cli.cluster_hostfile.as_deref(),
+            },
+        ),
         Some(Command::Check {
             what: CheckCommand::Rules { files },
         }) => check_rules(&files),
@@ -272,10 +281,41 @@ fn main() -> ExitCode {
     }
 }
 
+/// The `--cluster.*` flags as given.
+struct ClusterFlags<'a> {
+    processes: usize,
+    process_id: usize,
+    hostfile: Option<&'a std::path::Path>,
+}
+
 /// Checks Prometheus config files and, with `--alertmanager.config.file`, the
-/// built-in notifier's Alertmanager config.
-fn check_config(files: &[PathBuf], alertmanager_config: Option<&std::path::Path>) -> ExitCode {
+/// built-in notifier's Alertmanager config; with `--cluster.hostfile`, the cluster
+/// flags together (the hostfile read by the server's own parser).
+fn check_config(
+    files: &[PathBuf],
+    alertmanager_config: Option<&std::path::Path>,
+    cluster: ClusterFlags,
+) -> ExitCode {
     let mut failed = false;
+    if let Some(hostfile) = cluster.hostfile {
+        println!("Checking {}", hostfile.display());
+        match promflow::cluster::Cluster::from_flags(
+            cluster.processes,
+            cluster.process_id,
+            Some(hostfile),
+        ) {
+            Ok(c) => println!(
+                "  SUCCESS: {} processes, this is process {} (exchange {})",
+                c.processes.len(),
+                c.process_id,
+                c.processes[c.process_id].exchange
+            ),
+            Err(e) => {
+                println!("  FAILED: {e}");
+                failed = true;
+            }
+        }
+    }
     if let Some(file) = alertmanager_config {
         failed |= !report_check(
             file,

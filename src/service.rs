@@ -571,9 +571,29 @@ impl Service {
                 for_outage_tolerance: flags.for_outage_tolerance,
                 for_grace_period: flags.for_grace_period,
                 for_restore: flags.for_restore,
+                for_restore_window: self.for_restore_window(config),
                 resend_delay: flags.resend_delay,
             },
         );
+    }
+
+    /// [`ManagerOptions::for_restore_window`]: none in one process; in a cluster, until
+    /// every process has scraped each of its targets again and the rules have
+    /// evaluated over that: a target's first scrape comes within its interval of its
+    /// process's start, and the processes start within about that of each other (they
+    /// wait for one another), so twice the longest scrape interval, then an evaluation
+    /// interval.
+    fn for_restore_window(&self, config: &Config) -> std::time::Duration {
+        if !self.options.cluster.is_multi() {
+            return std::time::Duration::ZERO;
+        }
+        let longest_scrape = config
+            .scrape_configs
+            .iter()
+            .map(|s| s.scrape_interval)
+            .max()
+            .unwrap_or_default();
+        2 * longest_scrape + config.global.evaluation_interval
     }
 
     /// The config's rule files (a registered namespace may not be one of them).

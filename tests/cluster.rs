@@ -7,15 +7,18 @@
 //! of the processes answers for the whole cluster: `/api/v1/targets` lists every
 //! target, queries read the others' storage and give the single Prometheus's answers,
 //! `/federate` (text and protobuf), `/api/v1/series`, the label APIs and the metadata
-//! APIs hold every process's series and targets as the single Prometheus's do, a push stream on one process
-//! carries the others' series, and a rule group registered over the rules API on any
-//! process is evaluated by the first.
-//! Losing a process ends the others with one clear line.
+//! APIs hold every process's series and targets as the single Prometheus's do, a push
+//! stream on one process carries the others' series, and a rule group registered over
+//! the rules API on any process is evaluated by the first.
+//! Losing a process ends the others with one clear line; a cluster restarted after
+//! that on the same storage answers for the time before as it did and keeps its
+//! alerts' `activeAt` (beside a real Prometheus 2.42 killed and restarted).
 
 mod common;
 
 use common::exporter::{Exporter, Reply};
 use common::exposition::Exposition;
+use common::remote_write;
 use common::stream_client::StreamClient;
 use common::{api_seconds, free_port, now_ms, wait_until, Prometheus, Promflow, PromflowLaunch};
 use promflow::scrape::exposition::metrics_proto::MetricFamily;
@@ -392,38 +395,68 @@ fn recorded_oracle(oracle: &common::Peer) -> Value {
 /// `n` promflow processes of one cluster on `config`, the hostfile in `dir`. The
 /// dataflow connects them all before any is ready: they are started at once.
 fn start_cluster(n: usize, config: &str, dir: &std::path::Path) -> Vec<Promflow> {
-    let webs: Vec<SocketAddr> = (0..n)
-        .map(|_| ([127, 0, 0, 1], free_port()).into())
-        .collect();
-    let hostfile = dir.join("hosts");
-    let lines: Vec<String> = webs
-        .iter()
-        .map(|web| format!("127.0.0.1:{} http://{web}", free_port()))
-        .collect();
-    std::fs::write(&hostfile, lines.join("\n") + "\n").unwrap();
-    std::thread::scope(|s| {
-        let started: Vec<_> = (0..n)
-            .map(|i| {
-                let (hostfile, web) = (&hostfile, webs[i]);
-                s.spawn(move || {
-                    let args = [
-                        format!("--cluster.processes={n}"),
-                        format!("--cluster.process-id={i}"),
-                        format!("--cluster.hostfile={}", hostfile.display()),
-                        "--web.enable-rules-api".to_string(),
-                    ];
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    Promflow::launch(PromflowLaunch {
-                        config_yaml: config,
-                        extra_args: &args,
-                        listen: Some(web),
-                        ..PromflowLaunch::default()
+    let layout = ClusterLayout::new(n, dir);
+    layout.launch(config, &[], &vec![None; n])
+}
+
+/// Where the processes of a cluster listen: the hostfile (one line per process: the
+/// exchange address and the HTTP base URL) and each process's web address.
+struct ClusterLayout {
+    hostfile: std::path::PathBuf,
+    webs: Vec<SocketAddr>,
+}
+
+impl ClusterLayout {
+    /// Free loopback ports for `n` processes, written as the hostfile in `dir`.
+    fn new(n: usize, dir: &std::path::Path) -> ClusterLayout {
+        let webs: Vec<SocketAddr> = (0..n)
+            .map(|_| ([127, 0, 0, 1], free_port()).into())
+            .collect();
+        let hostfile = dir.join("hosts");
+        let lines: Vec<String> = webs
+            .iter()
+            .map(|web| format!("127.0.0.1:{} http://{web}", free_port()))
+            .collect();
+        std::fs::write(&hostfile, lines.join("\n") + "\n").unwrap();
+        ClusterLayout { hostfile, webs }
+    }
+
+    /// Starts every process at once (the dataflow connects them all before any is
+    /// ready), process `i` with `extra` flags and its storage in `data[i]` (`None`: a
+    /// directory of its own that goes with it).
+    fn launch(
+        &self,
+        config: &str,
+        extra: &[&str],
+        data: &[Option<std::path::PathBuf>],
+    ) -> Vec<Promflow> {
+        let n = self.webs.len();
+        std::thread::scope(|s| {
+            let started: Vec<_> = (0..n)
+                .map(|i| {
+                    let (hostfile, web, data_dir) = (&self.hostfile, self.webs[i], data[i].clone());
+                    s.spawn(move || {
+                        let mut args = vec![
+                            format!("--cluster.processes={n}"),
+                            format!("--cluster.process-id={i}"),
+                            format!("--cluster.hostfile={}", hostfile.display()),
+                            "--web.enable-rules-api".to_string(),
+                        ];
+                        args.extend(extra.iter().map(|a| a.to_string()));
+                        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                        Promflow::launch(PromflowLaunch {
+                            config_yaml: config,
+                            extra_args: &args,
+                            listen: Some(web),
+                            data_dir,
+                            ..PromflowLaunch::default()
+                        })
                     })
                 })
-            })
-            .collect();
-        started.into_iter().map(|h| h.join().unwrap()).collect()
-    })
+                .collect();
+            started.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
 }
 
 /// timely does not survive losing a process: when one is killed, the others end with
@@ -434,19 +467,371 @@ fn losing_a_process_ends_the_others_plainly() {
     let mut processes = start_cluster(3, "scrape_configs: []\n", dir.path());
     processes[1].signal("KILL");
     for i in [0, 2] {
-        let status = processes[i].wait_exit(Duration::from_secs(30));
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(1),
-            "process {i}: {}",
-            processes[i].log()
-        );
+        assert_ended_plainly(&mut processes[i], i);
+    }
+}
+
+/// Process `i` has exited with status 1 and the line that says why.
+fn assert_ended_plainly(process: &mut Promflow, i: usize) {
+    let status = process.wait_exit(Duration::from_secs(30));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "process {i}: {}",
+        process.log()
+    );
+    assert!(
+        process.log().contains(
+            "Lost a process of the cluster; exiting so that the cluster can be restarted"
+        ),
+        "process {i}: {}",
+        process.log()
+    );
+}
+
+/// The rules of the restart test: a recording rule, an alert that fires 2s after it
+/// holds (on the targets whose value is over 4) and one that stays pending for an hour
+/// (over 6).
+const RESTART_RULES: &str = "groups:
+  - name: demo
+    rules:
+      - record: job:demo_value:sum
+        expr: sum by (job) (demo_value)
+      - alert: DemoFiring
+        expr: demo_value > 4
+        for: 2s
+      - alert: DemoPending
+        expr: demo_value > 6
+        for: 1h
+";
+
+/// What the restart test asks over the span before the kill: scraped series, rule
+/// outputs (recorded, `ALERTS`, `ALERTS_FOR_STATE`) and remote-written series.
+const RESTART_QUERIES: [&str; 6] = [
+    "demo_value",
+    "up",
+    "job:demo_value:sum",
+    "ALERTS",
+    "ALERTS_FOR_STATE",
+    "pushed_value",
+];
+
+/// Each alert of `/api/v1/alerts` as `alertname/k` -> (state, activeAt to the whole
+/// second: `ALERTS_FOR_STATE` holds whole seconds, and that is what Prometheus
+/// restores).
+type AlertStates = std::collections::BTreeMap<String, (String, String)>;
+
+fn alert_states(peer: &common::Peer) -> AlertStates {
+    let alerts: Value = serde_json::from_str(&peer.get_ok("/api/v1/alerts")).unwrap();
+    alerts["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                format!(
+                    "{}/{}",
+                    a["labels"]["alertname"].as_str().unwrap(),
+                    a["labels"]["k"].as_str().unwrap()
+                ),
+                (
+                    a["state"].as_str().unwrap().to_string(),
+                    whole_seconds(a["activeAt"].as_str().unwrap()),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// An RFC 3339 time without its fraction of a second (`2026-12-07T01:42:42`).
+fn whole_seconds(rfc3339: &str) -> String {
+    rfc3339.split(['.', 'Z']).next().unwrap().to_string()
+}
+
+/// The alerts the rules give over the targets `k` = 0..8 once `DemoFiring`'s `for`
+/// has passed: names and states, without `activeAt`.
+fn settled_alerts() -> BTreeSet<String> {
+    let firing = (5..TARGETS).map(|k| format!("DemoFiring/{k}/firing"));
+    let pending = (7..TARGETS).map(|k| format!("DemoPending/{k}/pending"));
+    firing.chain(pending).collect()
+}
+
+fn states_only(states: &AlertStates) -> BTreeSet<String> {
+    states
+        .iter()
+        .map(|(alert, (state, _))| format!("{alert}/{state}"))
+        .collect()
+}
+
+/// `query_range` of each of [`RESTART_QUERIES`] over `start..=end` (ms), step 1s.
+fn range_answers(peer: &common::Peer, start: i64, end: i64) -> Vec<Value> {
+    RESTART_QUERIES
+        .iter()
+        .map(|expr| {
+            let path = common::http::with_query(
+                "/api/v1/query_range",
+                &[
+                    ("query", expr),
+                    ("start", &api_seconds(start)),
+                    ("end", &api_seconds(end)),
+                    ("step", "1"),
+                ],
+            );
+            let body: Value = serde_json::from_str(&peer.get_ok(&path)).unwrap();
+            sorted(body["data"].clone())
+        })
+        .collect()
+}
+
+/// A cluster that lost a process and was restarted on the same storage (as a
+/// supervisor does: every process again, with the same hostfile) answers for the
+/// time before the loss as it did before it: every sample that was acknowledged
+/// (scraped and answered by a query, or remote-written with a 2xx) is still there,
+/// recorded series and `ALERTS` included; the rule host (process 0, the one killed)
+/// restores its alerts' `for` state from `ALERTS_FOR_STATE`, so a firing alert keeps
+/// its `activeAt`, as it does in Prometheus 2.42 killed and restarted on its TSDB
+/// (checked beside it), and a pending one keeps it too (promflow's default
+/// `--rules.alert.for-restore=keep`; Prometheus does not count the downtime, also
+/// checked).
+#[test]
+fn a_restarted_cluster_answers_for_before_and_keeps_its_alerts() {
+    let exporters: Vec<Exporter> = (0..TARGETS)
+        .map(|k| {
+            Exporter::start(Reply::text(&format!(
+                "# TYPE demo_value gauge\ndemo_value{{k=\"{k}\"}} {k}\n"
+            )))
+        })
+        .collect();
+    let targets: Vec<String> = exporters
+        .iter()
+        .map(|e| format!("'{}'", e.addr()))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RESTART_RULES).unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+        rules.display(),
+        targets.join(", ")
+    );
+    let layout = ClusterLayout::new(3, dir.path());
+    let data: Vec<Option<std::path::PathBuf>> = (0..3)
+        .map(|i| Some(dir.path().join(format!("data-{i}"))))
+        .collect();
+    let flags = ["--web.enable-remote-write-receiver"];
+    let mut processes = layout.launch(&config, &flags, &data);
+    // The oracle for the `for` restore: Prometheus restores rules whose `for` is at
+    // least the grace period, here 1s (both alerts).
+    let mut oracle = Prometheus::start_with_args(&config, &["--rules.alert.for-grace-period=1s"]);
+
+    // Remote-written to each process: 20 samples up to now, acknowledged with a 2xx.
+    let started = now_ms();
+    let first = started - 20_000;
+    for (i, p) in processes.iter().enumerate() {
+        let samples: Vec<(i64, f64)> = (0..20)
+            .map(|s| (first + s * 1_000, (i * 100 + s as usize) as f64))
+            .collect();
+        let series = vec![(
+            vec![
+                ("__name__".to_string(), "pushed_value".to_string()),
+                ("via".to_string(), i.to_string()),
+            ],
+            samples,
+        )];
+        let resp = remote_write::send(&p.url(""), &remote_write::body(&series));
         assert!(
-            processes[i].log().contains(
-                "Lost a process of the cluster; exiting so that the cluster can be restarted"
-            ),
-            "process {i}: {}",
-            processes[i].log()
+            (200..300).contains(&resp.status),
+            "process {i}: {} {}",
+            resp.status,
+            resp.body
+        );
+    }
+
+    // Every target scraped, the rules evaluated over all of them, the alerts settled.
+    let every = Value::String(TARGETS.to_string());
+    let count = |p: &common::Peer| p.query("count(up)")["result"][0]["value"][1].clone();
+    for (i, p) in processes.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(30), || count(p) == every),
+            "process {i}: count(up) = {}",
+            count(p)
+        );
+    }
+    for (i, p) in processes.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(30), || states_only(&alert_states(p))
+                == settled_alerts()),
+            "process {i}: {:?}",
+            alert_states(p)
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || states_only(&alert_states(
+            &oracle
+        )) == settled_alerts()),
+        "Prometheus: {:?}",
+        alert_states(&oracle)
+    );
+    let alerts_before = alert_states(&processes[1]);
+    let oracle_before = alert_states(&oracle);
+
+    // The span before the kill, answered alike twice a few seconds apart (nothing of
+    // it is still arriving) and by every process.
+    let end = (now_ms() - 3_000) / 1_000 * 1_000;
+    let start = first / 1_000 * 1_000;
+    let before = range_answers(&processes[1], start, end);
+    std::thread::sleep(Duration::from_secs(3));
+    for (i, p) in processes.iter().enumerate() {
+        assert_eq!(range_answers(p, start, end), before, "process {i}");
+    }
+    for (expr, answer) in RESTART_QUERIES.iter().zip(&before) {
+        assert!(
+            !answer["result"].as_array().unwrap().is_empty(),
+            "{expr}: {answer}"
+        );
+    }
+    let pushed = before[RESTART_QUERIES.len() - 1]["result"]
+        .as_array()
+        .unwrap();
+    assert_eq!(pushed.len(), 3, "{pushed:?}");
+
+    // The rule host is killed; the others end plainly.
+    processes[0].signal("KILL");
+    assert!(processes[0].wait_exit(Duration::from_secs(30)).is_some());
+    for i in [1, 2] {
+        assert_ended_plainly(&mut processes[i], i);
+    }
+    drop(processes);
+    // Prometheus killed too, and restarted on its TSDB.
+    oracle.kill_and_restart();
+
+    // A supervisor restarts every process on its storage, with the same hostfile.
+    let processes = layout.launch(&config, &flags, &data);
+    for (i, p) in processes.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(30), || count(p) == every),
+            "process {i} after the restart: count(up) = {}",
+            count(p)
+        );
+    }
+    // Prometheus keeps a firing alert's `activeAt` (its `for` is over, the outage is
+    // within the tolerance); a pending one's moves on by the time it was down.
+    assert!(
+        wait_until(Duration::from_secs(30), || states_only(&alert_states(
+            &oracle
+        )) == settled_alerts()),
+        "Prometheus after the restart: {:?}",
+        alert_states(&oracle)
+    );
+    let oracle_after = alert_states(&oracle);
+    for (alert, (state, active_at)) in &oracle_before {
+        let (_, after) = &oracle_after[alert];
+        if state == "firing" {
+            assert_eq!(after, active_at, "Prometheus: {alert}");
+        } else {
+            assert_ne!(after, active_at, "Prometheus: {alert}");
+        }
+    }
+    // promflow: every alert back in its state with its `activeAt`, on every process.
+    for (i, p) in processes.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(30), || alert_states(p) == alerts_before),
+            "process {i} after the restart: {:?}, before: {alerts_before:?}",
+            alert_states(p)
+        );
+    }
+    // Every answer over the span before the kill, as before it.
+    for (i, p) in processes.iter().enumerate() {
+        let after = range_answers(p, start, end);
+        for ((expr, before), after) in RESTART_QUERIES.iter().zip(&before).zip(&after) {
+            assert_eq!(after, before, "process {i} after the restart: {expr}");
+        }
+    }
+}
+
+/// Growing from one process to two (README, "Sizing a cluster"): the one process
+/// becomes process 0 on its storage, both start with the new hostfile, the targets
+/// the new process wins move to it, and the samples of before the move, stored only
+/// by the first process, are still answered by both, each moved target as one series
+/// across the move.
+#[test]
+fn growing_from_one_process_keeps_the_samples_of_before_answered() {
+    const GROWN: usize = 12;
+    let exporters: Vec<Exporter> = (0..GROWN)
+        .map(|k| {
+            Exporter::start(Reply::text(&format!(
+                "# TYPE demo_value gauge\ndemo_value{{k=\"{k}\"}} {k}\n"
+            )))
+        })
+        .collect();
+    let targets: Vec<String> = exporters
+        .iter()
+        .map(|e| format!("'{}'", e.addr()))
+        .collect();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data: Vec<Option<std::path::PathBuf>> = (0..2)
+        .map(|i| Some(dir.path().join(format!("data-{i}"))))
+        .collect();
+    let mut alone = Promflow::launch(PromflowLaunch {
+        config_yaml: &config,
+        data_dir: data[0].clone(),
+        ..PromflowLaunch::default()
+    });
+    let every = Value::String(GROWN.to_string());
+    let count = |p: &common::Peer| p.query("count(up)")["result"][0]["value"][1].clone();
+    assert!(wait_until(Duration::from_secs(30), || count(&alone) == every));
+    let start = now_ms() / 1_000 * 1_000;
+    std::thread::sleep(Duration::from_secs(4));
+    let end = (now_ms() - 2_000) / 1_000 * 1_000;
+    let range = |p: &common::Peer, start: i64, end: i64| -> Value {
+        let path = common::http::with_query(
+            "/api/v1/query_range",
+            &[
+                ("query", "demo_value"),
+                ("start", &api_seconds(start)),
+                ("end", &api_seconds(end)),
+                ("step", "1"),
+            ],
+        );
+        let body: Value = serde_json::from_str(&p.get_ok(&path)).unwrap();
+        sorted(body["data"].clone())
+    };
+    let before = range(&alone, start, end);
+    assert_eq!(
+        before["result"].as_array().unwrap().len(),
+        GROWN,
+        "{before}"
+    );
+    alone.terminate();
+    drop(alone);
+
+    let layout = ClusterLayout::new(2, dir.path());
+    let processes = layout.launch(&config, &[], &data);
+    for p in &processes {
+        assert!(wait_until(Duration::from_secs(30), || count(p) == every));
+    }
+    let moved = targets_of(&processes[1], true);
+    assert!(!moved.is_empty(), "no target moved to the new process");
+    assert_eq!(
+        moved.len() + targets_of(&processes[0], true).len(),
+        GROWN,
+        "{moved:?}"
+    );
+    // A few scrapes by the new owners, then the span before and across the move.
+    std::thread::sleep(Duration::from_secs(3));
+    let after_start = now_ms();
+    for (i, p) in processes.iter().enumerate() {
+        assert_eq!(range(p, start, end), before, "process {i}");
+        // Across the move: one series per target.
+        let across = range(p, start, after_start);
+        assert_eq!(
+            across["result"].as_array().unwrap().len(),
+            GROWN,
+            "process {i}: {across}"
         );
     }
 }

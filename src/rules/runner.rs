@@ -357,7 +357,7 @@ impl GroupRunner {
                 );
                 let t_eval = t - state.group.query_offset.as_millis() as i64;
                 for (index, pending) in restore_pending.iter_mut().enumerate() {
-                    if std::mem::take(pending) {
+                    if restore_due(pending, t_eval, self.context.created_ms, &options) {
                         Self::restore(&self.context, &mut state, index, t_eval, &options);
                     }
                 }
@@ -415,7 +415,12 @@ impl GroupRunner {
                 &*context.sink,
                 options,
             ));
-            if std::mem::take(&mut restore_pending[index]) {
+            if restore_due(
+                &mut restore_pending[index],
+                t_eval,
+                context.created_ms,
+                options,
+            ) {
                 Self::restore(context, state, index, t_eval, options);
             }
         }
@@ -520,7 +525,12 @@ impl GroupRunner {
                     ),
                 };
                 sends.extend(stepped);
-                if std::mem::take(&mut restore_pending[index]) {
+                if restore_due(
+                    &mut restore_pending[index],
+                    t,
+                    self.context.created_ms,
+                    &options,
+                ) {
                     Self::restore(&self.context, &mut state, index, t, &options);
                 }
                 output_at[index] = output_at[index].max(Some(t));
@@ -617,6 +627,21 @@ impl GroupRunner {
     }
 }
 
+/// Whether a rule whose restore is still `pending` restores the alerts that its
+/// evaluation at `t_eval` made pending: at the first evaluation after startup and at
+/// every one within [`ManagerOptions::for_restore_window`] of startup (a cluster's
+/// rule host sees another process's targets only once that process has scraped them
+/// again); `pending` is cleared at the first evaluation past the window.
+fn restore_due(pending: &mut bool, t_eval: i64, created_ms: i64, options: &ManagerOptions) -> bool {
+    if !*pending {
+        return false;
+    }
+    if t_eval >= created_ms + options.for_restore_window.as_millis() as i64 {
+        *pending = false;
+    }
+    true
+}
+
 /// The dataflow's result for exactly `t`, waiting until `deadline` for it; `None` when it
 /// did not come (the dataflow skipped `t` or is behind), so the caller falls back to
 /// storage.
@@ -647,6 +672,24 @@ fn dataflow_result_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restore_is_due_at_the_first_evaluation_or_within_the_window() {
+        let mut options = ManagerOptions::default();
+        // One process: the first evaluation only.
+        let mut pending = true;
+        assert!(restore_due(&mut pending, 1_000, 1_000, &options));
+        assert!(!restore_due(&mut pending, 2_000, 1_000, &options));
+        // A cluster: every evaluation within the window, then no more.
+        options.for_restore_window = Duration::from_secs(3);
+        let mut pending = true;
+        assert!(restore_due(&mut pending, 1_500, 1_000, &options));
+        assert!(restore_due(&mut pending, 2_500, 1_000, &options));
+        assert!(restore_due(&mut pending, 4_000, 1_000, &options));
+        assert!(!restore_due(&mut pending, 5_000, 1_000, &options));
+        // A group not started with the process restores nothing.
+        assert!(!restore_due(&mut false, 1_000, 1_000, &options));
+    }
 
     #[test]
     fn eval_times_are_aligned_to_the_interval_and_offset() {

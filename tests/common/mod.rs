@@ -945,6 +945,19 @@ impl Prometheus {
     /// starts it again on the same directory (config, TSDB) and flags, on a new port.
     pub fn terminate_and_restart(&mut self) {
         self.peer.terminate();
+        self.relaunch();
+    }
+
+    /// Kills Prometheus with SIGKILL (its own child handle) and starts it again on the
+    /// same directory (config, TSDB) and flags, on a new port.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.peer.child.kill();
+        let _ = self.peer.child.wait();
+        self.relaunch();
+    }
+
+    /// Starts Prometheus again (its process has ended) on the same directory and flags.
+    fn relaunch(&mut self) {
         let (what, check) = ready_check(&self.extra);
         let dir = self.peer.dir.path().to_path_buf();
         let (wrapper, lifecycle, extra) = (&self.wrapper, self.lifecycle, &self.extra);
