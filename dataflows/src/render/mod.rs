@@ -203,7 +203,8 @@
 //! function (`rate`/`increase`/`irate`/… of histograms: schema reconciliation,
 //! counter resets, start timestamps, mixed windows), a group with a histogram member
 //! is re-reduced by the reference's own aggregation (`sum`/`avg`/`count`/…), an
-//! element-wise operation on a histogram by the evaluator, and each node keeps the
+//! element-wise operation on a histogram (`histogram_count`/`_sum`/`_avg`/`_stddev`/
+//! `_stdvar`, `* 2`, …) by the evaluator, and each node keeps the
 //! histograms of its elements; so `sum by (job) (rate(h[5m]))` recomputes only the
 //! series due and the groups they belong to. Only a join (`a / b`) over histograms
 //! declines (its state is dropped for good) and is evaluated whole-plan by the
