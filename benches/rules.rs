@@ -38,15 +38,27 @@
 //!    scrape fed, the evaluation received) over `RULES_BULK_EVALUATIONS` (30). With 2
 //!    workers the rule is spread (`dataflows::render::spread`).
 //!
+//! 5. **histogram_rate, incremental vs whole-plan.** `sum by (job) (rate(h[5m]))` over
+//!    `RULES_HIST_SERIES` (1,000) native-histogram series of 16 buckets in 10 jobs,
+//!    on 1 worker in simulated time, registered with `Evaluation::Incremental` and then
+//!    `Evaluation::WholePlan`: (a) at an interval of 15s, every series scraped every
+//!    15s (a rate depends on `t`: every series is recomputed at every evaluation
+//!    either way); (b) on arrival, the series scraped every 15s by 10 targets at
+//!    staggered times (an evaluation at each target's scrape: incremental recomputes
+//!    that target's series and the groups they are in, whole-plan every series). After
+//!    5m20s (full windows), CPU of this process per scrape cycle over
+//!    `RULES_HIST_CYCLES` (20) cycles, and the whole-plan / incremental ratio.
+//!
 //! Run: `cargo bench --bench rules` (env `RULES_TARGETS`, `RULES_SECONDS`,
-//! `RULES_WARMUP`, `RULES_SIM_SECONDS` override; `RULES_PART=1`, `2`, `3` or `4` runs
-//! one part).
+//! `RULES_WARMUP`, `RULES_SIM_SECONDS` override; `RULES_PART=1` to `5` runs one
+//! part).
 //! All traffic stays on 127.0.0.1.
 
 mod side_by_side;
 
+use dataflows::histogram::{FloatHistogram, Span};
 use dataflows::promql::plan::parse;
-use dataflows::{Engine, EngineConfig, Evaluation, Labels, RuleSchedule, Sample};
+use dataflows::{Engine, EngineConfig, Evaluation, Labels, RuleSchedule, Sample, SampleBatch};
 use side_by_side::{
     cpu_seconds, env_or, exporters_and_config, measure_after, node_body, node_series, rule_expr,
     rule_file, Body, Server, PROMETHEUS, PROMETHEUS_COUNTER, PROMFLOW, PROMFLOW_COUNTER,
@@ -485,6 +497,127 @@ fn recording_bulk(series: usize, evaluations: u64) {
     }
 }
 
+/// Part 5, one run: CPU seconds of this process per scrape cycle (15 simulated
+/// seconds) after the windows have filled, and the evaluations made then.
+fn histogram_rate_run(
+    series: usize,
+    cycles: u64,
+    schedule: RuleSchedule,
+    evaluation: Evaluation,
+) -> (f64, u64) {
+    let targets = 10;
+    let labels: Vec<Arc<Labels>> = (0..series)
+        .map(|i| {
+            Arc::new(Labels::from_pairs(vec![
+                ("__name__".into(), "h".into()),
+                ("instance".into(), format!("host-{i}")),
+                ("job".into(), format!("job-{}", i % 10)),
+            ]))
+        })
+        .collect();
+    // A counter histogram of 16 buckets after `k` scrapes of series `i`.
+    let histogram = |k: u64, i: usize| {
+        let buckets: Vec<f64> = (0..16)
+            .map(|b| (k * (1 + (i as u64 + b) % 5)) as f64)
+            .collect();
+        FloatHistogram {
+            schema: 3,
+            zero_threshold: 1e-128,
+            count: buckets.iter().sum(),
+            sum: k as f64 * 1.5,
+            positive_spans: vec![Span {
+                offset: -8,
+                length: 16,
+            }],
+            positive_buckets: buckets,
+            ..FloatHistogram::default()
+        }
+    };
+    let engine = Engine::start(EngineConfig {
+        workers: 1,
+        lookback_ms: 300_000,
+        cluster: None,
+    })
+    .expect("engine starts");
+    let rule = engine
+        .register_with(
+            parse("sum by (job) (rate(h[5m]))").expect("rule parses"),
+            schedule,
+            evaluation,
+        )
+        .expect("registers");
+    let warmup = 22;
+    let (mut cpu, mut evaluations) = (0.0, 0);
+    for k in 0..warmup + cycles {
+        let cpu0 = cpu_seconds(std::process::id());
+        for target in 0..targets {
+            // Target `target` scrapes at `target * 1.5s` into each 15s cycle.
+            let ts = k as i64 * 15_000 + target as i64 * 1_500;
+            let mut batch = SampleBatch::default();
+            for (i, l) in labels.iter().enumerate().skip(target).step_by(targets) {
+                if k == 0 {
+                    batch.new_series.push((l.hash(), l.clone()));
+                }
+                batch.push_histogram(l.hash(), ts, Arc::new(histogram(k, i)), 0);
+            }
+            engine.feed(batch);
+            engine.advance_watermark(ts + 1);
+        }
+        let end = k as i64 * 15_000 + 15_000;
+        engine.advance_watermark(end);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while engine.stats().frontier_ms < end {
+            assert!(Instant::now() < deadline, "engine stuck");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let outputs = rule.output.try_iter().count() as u64;
+        if k >= warmup {
+            cpu += cpu_seconds(std::process::id()) - cpu0;
+            evaluations += outputs;
+        }
+    }
+    engine.shutdown();
+    let stats = engine.stats();
+    println!(
+        "    ({evaluation:?}: {} incremental / {} whole-plan evaluations, {} recomputations)",
+        stats.rule_evaluations_incremental,
+        stats.rule_evaluations_whole_plan,
+        stats.rule_recomputations
+    );
+    (cpu / cycles.max(1) as f64, evaluations)
+}
+
+/// Part 5: `sum by (job) (rate(h[5m]))` over native histograms, incremental vs
+/// whole-plan, at an interval and on arrival.
+fn histogram_rate(series: usize, cycles: u64) {
+    println!(
+        "part 5: histogram_rate, sum by (job) (rate(h[5m])) over {series} native-histogram \
+         series (16 buckets) scraped every 15s by 10 staggered targets, {cycles} cycles measured"
+    );
+    let interval = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms: 15_000,
+    };
+    for (name, schedule) in [
+        ("interval 15s", interval),
+        ("on arrival", RuleSchedule::OnArrival),
+    ] {
+        let mut per_cycle = Vec::new();
+        for evaluation in [Evaluation::WholePlan, Evaluation::Incremental] {
+            let (cpu, evaluations) = histogram_rate_run(series, cycles, schedule, evaluation);
+            println!(
+                "  {name}, {evaluation:?}: {:.2} ms CPU per 15s cycle ({evaluations} evaluations)",
+                cpu * 1e3
+            );
+            per_cycle.push(cpu);
+        }
+        println!(
+            "  {name}: whole-plan / incremental = {:.1}x",
+            per_cycle[0] / per_cycle[1].max(1e-9)
+        );
+    }
+}
+
 fn main() {
     let targets = env_or("RULES_TARGETS", 20);
     let seconds = env_or("RULES_SECONDS", 20) as u64;
@@ -502,6 +635,12 @@ fn main() {
         recording_bulk(
             env_or("RULES_BULK_SERIES", 50_000),
             env_or("RULES_BULK_EVALUATIONS", 30) as u64,
+        );
+    }
+    if part == 0 || part == 5 {
+        histogram_rate(
+            env_or("RULES_HIST_SERIES", 1_000),
+            env_or("RULES_HIST_CYCLES", 20) as u64,
         );
     }
     if part == 0 || part == 3 {

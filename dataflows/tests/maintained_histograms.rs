@@ -15,7 +15,9 @@ use dataflows::promql::eval::{Evaluator, Value};
 use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::compare::float_eq;
 use dataflows::promql::testscript::store::MemStorage;
-use dataflows::{Engine, EngineConfig, Labels, RuleOutput, RuleSchedule, SampleBatch};
+use dataflows::{
+    Engine, EngineConfig, Labels, RuleOutput, RuleSchedule, SampleBatch, STALE_MARKER,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -320,5 +322,175 @@ fn on_arrival_over_histograms_matches_the_reference_and_expires() {
             matches!(&last.value, Ok(Value::Vector(v)) if v.is_empty()),
             "{q}: empty once expired"
         );
+    }
+}
+
+/// An exponential counter histogram of `schema` with positive buckets from index
+/// `offset` on.
+fn exponential(schema: i32, offset: i32, buckets: Vec<f64>, sum: f64) -> FloatHistogram {
+    FloatHistogram {
+        schema,
+        zero_threshold: 1e-128,
+        count: buckets.iter().sum(),
+        sum,
+        positive_spans: vec![Span {
+            offset,
+            length: buckets.len() as u32,
+        }],
+        positive_buckets: buckets,
+        ..FloatHistogram::default()
+    }
+}
+
+/// One scrape of `h` on four instances in two jobs, through every case the rate of a
+/// native histogram has: instance 0 changes schema (1 to 0, the same observations
+/// merged pairwise: not a reset) at step 20; instance 1 carries start timestamps
+/// (from 1 ms: inside the first windows, so it counts from zero there) and restarts
+/// at step 30 (a counter reset, its start after the previous sample); instance 2 gets
+/// a stale marker at step 40 and is back at step 50; instance 3 exposes floats for
+/// steps 55 to 57 (windows mixing floats and histograms).
+fn scrape_cases(k: i64, store: &mut MemStorage) -> SampleBatch {
+    let t = k * STEP_MS;
+    let mut batch = SampleBatch::default();
+    for i in 0..4i64 {
+        let l = labels(&[
+            ("__name__", "h"),
+            ("instance", &format!("h{i}")),
+            ("job", if i % 2 == 0 { "a" } else { "b" }),
+        ]);
+        batch.new_series.push((l.hash(), l.clone()));
+        let n = (k + 1) as f64;
+        let (h, start) = match i {
+            0 if k < 20 => (
+                exponential(1, 1, (1..=4).map(|b| n * b as f64).collect(), n),
+                0,
+            ),
+            0 => (exponential(0, 1, vec![n * 3.0, n * 7.0], n), 0),
+            1 if k < 30 => (histogram(k, 1), 1),
+            1 => (histogram(k - 29, 1), 30 * STEP_MS - 5_000),
+            2 if (40..50).contains(&k) => {
+                if k == 40 {
+                    batch.push(l.hash(), t, STALE_MARKER, 0);
+                    store.series.entry(l).or_default().insert(t, STALE_MARKER);
+                }
+                continue;
+            }
+            3 if (55..58).contains(&k) => {
+                batch.push(l.hash(), t, n, 0);
+                store.series.entry(l).or_default().insert(t, n);
+                continue;
+            }
+            _ => (histogram(k, i), 0),
+        };
+        let h = Arc::new(h);
+        store.histograms.push(h.clone());
+        let at = (store.histograms.len() - 1) as u32;
+        store
+            .series
+            .entry(l.clone())
+            .or_default()
+            .insert(t, handle(SOURCE, at));
+        if start != 0 {
+            store
+                .start_times
+                .entry(l.clone())
+                .or_default()
+                .insert(t, start);
+        }
+        batch.push_histogram(l.hash(), t, h, start);
+    }
+    batch
+}
+
+/// `rate`, `increase`, `irate` of native histograms, `sum`/`count` over them and
+/// `histogram_avg`/`histogram_count` of those are maintained incrementally (no evaluation of the whole plan), owned on one worker and
+/// spread over four (partial sums per worker), through a schema change, counter resets
+/// (by the histograms and by start timestamps), a stale marker and windows mixing
+/// floats and histograms; every evaluation is the reference evaluator's (on one worker
+/// exactly, histograms bit for bit; spread, within the rounding of summing the
+/// workers' partial sums), the reference being what the conformance suite holds to
+/// Prometheus's own expected results.
+#[test]
+fn rate_and_sum_of_histograms_are_maintained_incrementally() {
+    let queries = [
+        "sum(rate(h[5m]))",
+        "sum by (job) (increase(h[5m]))",
+        "count by (job) (rate(h[5m]))",
+        "rate(h[5m])",
+        "sum(irate(h[5m]))",
+        "histogram_avg(sum by (job) (rate(h[5m])))",
+        "histogram_count(rate(h[5m])) > 0",
+    ];
+    for workers in [1, 4] {
+        let engine = Engine::start(EngineConfig {
+            workers,
+            lookback_ms: 300_000,
+            cluster: None,
+        })
+        .expect("engine starts");
+        let every = 30_000;
+        let rules: Vec<_> = queries
+            .iter()
+            .map(|q| {
+                let schedule = RuleSchedule::Interval {
+                    start_ms: 0,
+                    every_ms: every,
+                };
+                engine.register(parse(q).unwrap(), schedule).unwrap()
+            })
+            .collect();
+        let mut store = MemStorage::default();
+        let steps = 70;
+        for k in 0..=steps {
+            engine.feed(scrape_cases(k, &mut store));
+            engine.advance_watermark(k * STEP_MS + 1);
+        }
+        let end = steps * STEP_MS + 1;
+        wait_for_frontier(&engine, end);
+        let stats = engine.stats();
+        engine.shutdown();
+        for (q, rule) in queries.iter().zip(&rules) {
+            let outputs: Vec<RuleOutput> = rule.output.try_iter().collect();
+            assert_eq!(
+                outputs.len() as i64,
+                (end - 1) / every + 1,
+                "{q}: every evaluation"
+            );
+            let plan = parse(q).unwrap();
+            let mut histograms = 0;
+            for out in &outputs {
+                let ev = Evaluator::new(&store, out.eval_ms);
+                let want = ev.instant(&plan, out.eval_ms).expect("reference evaluates");
+                let want = elements(&want, &|v| ev.histogram(v));
+                let got = elements(out.value.as_ref().expect("evaluates"), &|v| {
+                    out.histogram(v).cloned()
+                });
+                let exact = |a: f64, b: f64| a.to_bits() == b.to_bits();
+                let same = got.len() == want.len()
+                    && got.iter().zip(&want).all(|(g, w)| {
+                        g.0 == w.0
+                            && match (&g.2, &w.2) {
+                                (Some(gh), Some(wh)) if workers == 1 => gh.same(wh, true, exact),
+                                (Some(gh), Some(wh)) => gh.same(wh, true, float_eq),
+                                (None, None) => exact(g.1, w.1),
+                                _ => false,
+                            }
+                    });
+                assert!(
+                    same,
+                    "{q} on {workers} workers at {}: maintained {got:?}, reference {want:?}",
+                    out.eval_ms
+                );
+                histograms += got.iter().filter(|e| e.2.is_some()).count();
+            }
+            if !q.starts_with("count") && !q.starts_with("histogram_") {
+                assert!(histograms > 0, "{q}: histogram results");
+            }
+        }
+        assert_eq!(
+            stats.rule_evaluations_whole_plan, 0,
+            "no whole-plan evaluation on {workers} workers: {stats:?}"
+        );
+        assert!(stats.rule_evaluations_incremental > 0, "{stats:?}");
     }
 }

@@ -29,20 +29,20 @@
 //! maintained either way.
 //!
 //! Native histograms arrive on an input of their own (routed like the floats) and go
-//! into the same windows ([`WindowStore::insert_histogram`]). A rule reading a window
-//! that holds one is evaluated whole-plan from then on (its incremental state, which
-//! computes with floats, is dropped: the incremental path declines histograms), and its
-//! results leave the evaluator detached ([`detach`]) with the histograms they name
-//! ([`RuleOutput::histograms`]; a spread part's partials likewise).
+//! into the same windows ([`WindowStore::insert_histogram`]), and reach an incremental
+//! rule's state as floats do. A rule whose incremental state does not take them (a
+//! join, [`IncrementalRule::takes_histograms`]) is evaluated whole-plan from the first
+//! one on (its state is dropped). Results leave detached ([`detach`], or the
+//! incremental state's own) with the histograms they name ([`RuleOutput::histograms`];
+//! a spread part's partials likewise).
 
 use crate::catalog::SeriesCatalog;
-use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::promql::eval::native::detach;
-use crate::promql::eval::{EvalResult, Value};
+use crate::promql::eval::{Element, EvalResult, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
-use crate::render::incremental::{Delta, IncrementalRule, Settings};
+use crate::render::incremental::{Delta, Detached, IncrementalRule, Settings};
 use crate::render::route::{Announcement, ANNOUNCE_PERIOD_MS};
 use crate::render::rule::{
     first_eval, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange, RuleCounters,
@@ -63,7 +63,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 /// A result and the native histograms its handles name ([`detach`]; empty for floats).
-pub type Evaluated = (EvalResult<Value>, Vec<Arc<FloatHistogram>>);
+pub type Evaluated = Detached;
 
 /// At most this many evaluations of one interval rule per activation; older ones are
 /// skipped (like Prometheus's missed iterations when a group falls behind).
@@ -96,6 +96,8 @@ struct RuleState {
     /// Per-series/group state when the plan has an incremental shape (and the rule
     /// asked for it); `None`: the whole plan is evaluated each time.
     incremental: Option<IncrementalRule>,
+    /// Whether the last evaluation was answered by `incremental`.
+    answered_incrementally: bool,
 }
 
 impl RuleState {
@@ -151,6 +153,7 @@ impl RuleState {
             released: false,
             settings,
             incremental,
+            answered_incrementally: false,
         }
     }
 
@@ -163,10 +166,27 @@ impl RuleState {
             counters.recomputed.fetch_add(recomputed, Ordering::Relaxed);
             if let Some(result) = result {
                 counters.incremental.fetch_add(1, Ordering::Relaxed);
-                return (result, Vec::new());
+                self.answered_incrementally = true;
+                return result;
             }
         }
+        self.answered_incrementally = false;
         self.evaluate_whole_plan(store, counters, t)
+    }
+
+    /// A spread part's groups after its evaluation at `t` over `store` holding native
+    /// histograms (see [`members_plan`]): from the incremental state when it answered,
+    /// else by the reference evaluator; `None` when the part needs none.
+    fn members(&self, store: &WindowStore, t: i64) -> Option<EvalResult<Value>> {
+        let plan = members_plan(&self.plan)?;
+        let groups = self.incremental.as_ref().and_then(|inc| inc.groups());
+        match groups.filter(|_| self.answered_incrementally) {
+            // Only their labels are read.
+            Some(groups) => Some(Ok(Value::Vector(
+                groups.into_iter().map(|g| Element::new(g, 0.0)).collect(),
+            ))),
+            None => Some(self.settings.evaluator(store, t).instant(&plan, t)),
+        }
     }
 
     /// The reference evaluator's result for the whole plan at `t`, detached from the
@@ -185,6 +205,14 @@ impl RuleState {
             _ => Vec::new(),
         };
         (value, histograms)
+    }
+
+    /// Whether its incremental state (if any) evaluates over windows holding native
+    /// histograms ([`IncrementalRule::takes_histograms`]).
+    fn takes_histograms(&self) -> bool {
+        self.incremental
+            .as_ref()
+            .is_none_or(IncrementalRule::takes_histograms)
     }
 
     /// Drops the incremental state (the rule reads a window holding histograms) and,
@@ -235,12 +263,16 @@ impl RuleState {
         match delta {
             Some(Delta::Whole(value)) => {
                 counters.incremental.fetch_add(1, Ordering::Relaxed);
-                Some(output((value, Vec::new()), None))
+                Some(output(value, None))
             }
-            Some(Delta::Changes { set, gone }) => {
+            Some(Delta::Changes {
+                set,
+                gone,
+                histograms,
+            }) => {
                 counters.incremental.fetch_add(1, Ordering::Relaxed);
                 let changed = !set.is_empty() || !gone.is_empty();
-                changed.then(|| output((Ok(Value::Vector(set)), Vec::new()), Some(gone)))
+                changed.then(|| output((Ok(Value::Vector(set)), histograms), Some(gone)))
             }
             None => Some(output(self.evaluate_whole_plan(store, counters, t), None)),
         }
@@ -485,7 +517,7 @@ impl Host {
             .map(|plan| {
                 let mut state =
                     RuleState::new(spec.clone(), plan, part_of.is_some(), self.lookback_ms);
-                if reads_histograms {
+                if reads_histograms && !state.takes_histograms() {
                     state.incremental = None;
                 }
                 state
@@ -535,17 +567,21 @@ impl Host {
     }
 
     /// Adds a routed native-histogram sample to the windows reading it; the rules
-    /// reading them decline incremental evaluation from now on.
+    /// reading them whose incremental state does not take histograms (a join) decline
+    /// incremental evaluation from now on.
     fn insert_histogram(&mut self, ((_, spread), point): (Destination, HistogramPoint)) {
         let (store, rules, catalog) = self.parts(spread);
         let labels = || catalog.with(point.series_id, Arc::clone);
         let mut declined = Vec::new();
-        store.insert_histogram(&point, labels, |rule, reach, _, _, _| {
+        store.insert_histogram(&point, labels, |rule, reach, key, labels, hash| {
             for state in rules.get_mut(&rule).into_iter().flat_map(|h| &mut h.states) {
-                if state.incremental.is_some() {
+                if !state.takes_histograms() {
                     declined.push(rule);
                 }
                 state.trigger(point.timestamp_ms, reach);
+                if let Some(inc) = &mut state.incremental {
+                    inc.arrived(key, labels, hash, point.timestamp_ms);
+                }
             }
         });
         declined.dedup();
@@ -589,9 +625,8 @@ impl Host {
                     let members = self
                         .spread
                         .has_histograms()
-                        .then(|| members_plan(&first.plan))
-                        .flatten()
-                        .map(|plan| first.settings.evaluator(&self.spread, t).instant(&plan, t));
+                        .then(|| first.members(&self.spread, t))
+                        .flatten();
                     // Not before the held capability: `t` was not ready at the
                     // frontier it was downgraded to.
                     let at = first.ready_time(t).max(0) as u64;

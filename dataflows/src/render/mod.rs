@@ -198,13 +198,20 @@
 //! size. The windows keep a histogram sample among its series' samples as the
 //! reference evaluator carries one, a handle naming a slot of the worker's store
 //! ([`window`]); selection, offsets, subqueries and retirement need nothing more. A
-//! rule whose windows hold a histogram is evaluated whole-plan by the reference
-//! evaluator (the incremental path computes with floats and declines it, for good:
-//! its state is dropped), so it gives what ad-hoc evaluation gives; its outputs carry
-//! the histograms they name ([`RuleOutput::histograms`]). A spread `sum` of histograms
-//! sends histogram partials, combined by the reference's own aggregation
-//! ([`spread`]). Not maintained incrementally yet: `rate`/`increase`/`sum` of
-//! histograms (every such evaluation reads the whole window).
+//! rule of an incremental shape stays incremental over histograms ([`incremental`]):
+//! a series' element is recomputed as for floats, by the reference's own per-window
+//! function (`rate`/`increase`/`irate`/… of histograms: schema reconciliation,
+//! counter resets, start timestamps, mixed windows), a group with a histogram member
+//! is re-reduced by the reference's own aggregation (`sum`/`avg`/`count`/…), an
+//! element-wise operation on a histogram (`histogram_count`/`_sum`/`_avg`/`_stddev`/
+//! `_stdvar`, `* 2`, …) by the evaluator, and each node keeps the
+//! histograms of its elements; so `sum by (job) (rate(h[5m]))` recomputes only the
+//! series due and the groups they belong to. Only a join (`a / b`) over histograms
+//! declines (its state is dropped for good) and is evaluated whole-plan by the
+//! reference evaluator, as is every other shape. Either way a rule gives what ad-hoc
+//! evaluation gives; its outputs carry the histograms they name
+//! ([`RuleOutput::histograms`]). A spread `sum` of histograms sends histogram
+//! partials, combined by the reference's own aggregation ([`spread`]).
 //!
 //! [`Plan`]: crate::promql::plan::Plan
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource

@@ -5,6 +5,7 @@
 //! up == 0                                   # per series: one selector, element-wise ops
 //! rate(x[5m]) * 100 > 5                     #   with constant operands, range functions
 //! label_replace(x, "a", "$1", "b", "(.*)")  #   of that selector
+//! histogram_count(rate(h[5m]))              #   (native histograms too)
 //! 100 - avg by (instance) (rate(cpu{mode="idle"}[1m])) * 100 > 90   # groups, then a map
 //! max(sum by (a) (x))                       # groups of groups
 //! a / b < 0.1                               # one-to-one matches of two nodes
@@ -260,6 +261,12 @@ fn element_wise_function(func: &str) -> bool {
                 | "minute"
                 | "month"
                 | "year"
+                // Of each native histogram alone (floats yield nothing).
+                | "histogram_count"
+                | "histogram_sum"
+                | "histogram_avg"
+                | "histogram_stddev"
+                | "histogram_stdvar"
         )
 }
 

@@ -50,8 +50,9 @@
 //! ([`Spread::after`]) run on the owner over the combined result, by the reference
 //! evaluator. A worker's evaluation error makes the result that error.
 //!
-//! Native histograms: a worker whose windows hold them evaluates its local plan
-//! whole-plan, and its `sum` partial of a group of histograms is a histogram, carried
+//! Native histograms: a worker whose windows hold them evaluates its local plan as any
+//! other (incrementally: [`crate::render::incremental`]), and its `sum` partial of a
+//! group of histograms is a histogram, carried
 //! detached in the record ([`Partials`]); the owner combines a group in which any
 //! partial is a histogram with the reference's own aggregation
 //! ([`native::aggregate`]) over the partials (so a mix of histogram and float partials

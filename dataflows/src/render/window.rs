@@ -24,8 +24,9 @@
 //! subqueries and retirement treat both kinds alike, the evaluator gives histograms
 //! their meaning, and a float-only store pays one flag test where a sample leaves.
 //! A window that has held a histogram says so for good
-//! ([`WindowStore::holds_histograms`]): the incremental path, which computes with
-//! floats, declines rules reading it.
+//! ([`WindowStore::holds_histograms`]): the incremental path then computes its series
+//! through the reference's histogram-aware functions, and keeps the histograms of its
+//! own elements in [`HistogramSlots`] too.
 //!
 //! [`native`]: crate::promql::eval::native
 
@@ -217,7 +218,7 @@ pub struct HistogramSlots {
 
 impl HistogramSlots {
     /// Keeps `h` in a slot; its handle.
-    fn keep(&mut self, h: Arc<FloatHistogram>) -> f64 {
+    pub(crate) fn keep(&mut self, h: Arc<FloatHistogram>) -> f64 {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(h);
@@ -232,7 +233,7 @@ impl HistogramSlots {
     }
 
     /// Frees the slot `value` names, if it is a histogram handle (a float: nothing).
-    fn release(&mut self, value: f64) {
+    pub(crate) fn release(&mut self, value: f64) {
         if let Some((SOURCE, slot)) = parse_handle(value) {
             if let Some(held) = self.slots.get_mut(slot as usize) {
                 if held.take().is_some() {
@@ -243,8 +244,21 @@ impl HistogramSlots {
     }
 
     /// The histogram in `slot`.
-    fn get(&self, slot: u32) -> Option<Arc<FloatHistogram>> {
+    pub(crate) fn get(&self, slot: u32) -> Option<Arc<FloatHistogram>> {
         self.slots.get(slot as usize).cloned().flatten()
+    }
+
+    /// The histogram `value` names, if it is a handle of one of these slots.
+    pub(crate) fn of(&self, value: f64) -> Option<Arc<FloatHistogram>> {
+        match parse_handle(value)? {
+            (SOURCE, slot) => self.get(slot),
+            _ => None,
+        }
+    }
+
+    /// Whether no histogram is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.held() == 0
     }
 
     /// Histograms held.

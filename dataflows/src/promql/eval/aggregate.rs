@@ -140,19 +140,10 @@ pub fn eval(
                 }
                 continue;
             }
-            _ => {
-                let mut values: Vec<f64> = elems.iter().map(|e| e.value).collect();
-                if let Some(native) = super::native::aggregate(ev, op, elems, &mut values) {
-                    match native {
-                        Some(v) => v,
-                        None => continue,
-                    }
-                } else if let Some(v) = reduce(op, &values, scalar_param) {
-                    v
-                } else {
-                    continue;
-                }
-            }
+            _ => match group_value(ev, op, elems, scalar_param) {
+                Some(v) => v,
+                None => continue,
+            },
         };
         // With `by (__name__)` the name survives; it is still dropped at the end if
         // any input of the group had it pending removal.
@@ -163,6 +154,17 @@ pub fn eval(
         });
     }
     Ok(Value::Vector(out))
+}
+
+/// The value of a one-element-per-group aggregation over a group's elements in input
+/// order, histograms included ([`super::native::aggregate`]; a histogram result is a
+/// handle `ev` made); `None`: the group yields nothing. `param` is φ of `quantile`.
+pub fn group_value(ev: &Evaluator<'_>, op: AggOp, elems: &[Element], param: f64) -> Option<f64> {
+    let mut values: Vec<f64> = elems.iter().map(|e| e.value).collect();
+    match super::native::aggregate(ev, op, elems, &mut values) {
+        Some(native) => native,
+        None => reduce(op, &values, param),
+    }
 }
 
 /// The value of a one-element-per-group aggregation (`sum avg count group min max

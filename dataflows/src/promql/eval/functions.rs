@@ -356,21 +356,7 @@ fn plain_window_function(
             } else {
                 Vec::new()
             };
-            let native = native::range_kernel(ev, func, &window, &starts, &arg, labels);
-            if counter && native == native::Window::Floats {
-                possible_non_counter(ev, labels);
-            }
-            if counter_func(func) && !starts.is_empty() {
-                start_overlap(ev, labels, &window, &starts);
-            }
-            let value = match native {
-                native::Window::Value(value) => Ok(value),
-                native::Window::FloatsOfMixed => {
-                    let floats = native::float_points(ev, &window);
-                    range_kernel(func, &floats, &starts, &arg, t, params)
-                }
-                native::Window::Floats => range_kernel(func, &window, &starts, &arg, t, params),
-            };
+            let value = window_value(ev, func, &window, &starts, &arg, t, params, labels, counter);
             match value {
                 Ok(Some(value)) => match ev.samples.take(1) {
                     Ok(()) => out.push(range_element(func, labels.clone(), value)),
@@ -384,6 +370,40 @@ fn plain_window_function(
     match failed {
         Some(e) => Err(e),
         None => Ok(Value::Vector(out)),
+    }
+}
+
+/// The value of range function `func` over one series' plain window `window` (start
+/// timestamps `starts`), histograms included ([`native::range_kernel`]), with the
+/// reference's annotations (`counter`: check the name says it is a counter): what
+/// [`plain_window_function`] gives for the series, and what a maintained rule's
+/// per-series state computes for a window that may hold histograms.
+#[allow(clippy::too_many_arguments)]
+pub fn window_value(
+    ev: &Evaluator<'_>,
+    func: &str,
+    window: &[(i64, f64)],
+    starts: &[(i64, i64)],
+    arg: &RangeArg,
+    t: i64,
+    params: RangeParams,
+    labels: &Labels,
+    counter: bool,
+) -> EvalResult<Option<f64>> {
+    let native = native::range_kernel(ev, func, window, starts, arg, labels);
+    if counter && native == native::Window::Floats {
+        possible_non_counter(ev, labels);
+    }
+    if counter_func(func) && !starts.is_empty() {
+        start_overlap(ev, labels, window, starts);
+    }
+    match native {
+        native::Window::Value(value) => Ok(value),
+        native::Window::FloatsOfMixed => {
+            let floats = native::float_points(ev, window);
+            range_kernel(func, &floats, starts, arg, t, params)
+        }
+        native::Window::Floats => range_kernel(func, window, starts, arg, t, params),
     }
 }
 

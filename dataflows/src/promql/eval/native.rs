@@ -17,7 +17,9 @@
 //!
 //! The maintained dataflow (render/) evaluates plans that read histograms with this
 //! same evaluator over its windows (which hold handles of their own slots, see
-//! `render/window.rs`). A result leaves the evaluator *detached* ([`detach`]): each
+//! `render/window.rs`), whole or, in its incremental state, one series' window
+//! ([`super::functions::window_value`]) or one group ([`super::aggregate::group_value`])
+//! at a time. A result leaves the evaluator *detached* ([`detach`]): each
 //! handle renamed to [`SOURCE`] `i` of a list of histograms that travels with it (a
 //! rule's output, a spread rule's partials), which [`Detached`] resolves again.
 //!

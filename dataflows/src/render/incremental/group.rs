@@ -29,27 +29,52 @@ impl GroupNode {
         }
         let mut changed = Vec::new();
         let mut values = Vec::new();
+        let inputs = self.input.out();
+        // Resolves the members' histograms, and keeps the groups' until adopted.
+        let kept = Kept(&inputs.histograms);
+        let native = (!inputs.histograms.is_empty()).then(|| ctx.settings.evaluator(&kept, ctx.t));
         for group in dirty {
             ctx.recomputed += 1;
-            let inputs = self.input.out();
             values.clear();
             let mut drop_name = false;
+            let mut histograms = false;
             for e in self.filing.members(&group).filter_map(|k| inputs.get(k)) {
                 values.push(e.value);
                 drop_name |= e.drop_name;
+                histograms |= native.is_some() && inputs.histogram(e.value).is_some();
             }
-            let element = if values.is_empty() {
-                None
-            } else {
-                let param = self.param.unwrap_or(0.0);
-                let value = reduce(self.op, &values, param).ok_or_else(|| {
-                    EvalError::Unsupported(format!("{:?} is not one element per group", self.op))
-                })?;
-                Some(Element {
-                    labels: group.labels.clone(),
-                    value,
-                    drop_name,
-                })
+            let param = self.param.unwrap_or(0.0);
+            let element = match &native {
+                _ if values.is_empty() => None,
+                Some(ev) if histograms => {
+                    // The reference's own aggregation of a group holding histograms.
+                    let members: Vec<Element> = self
+                        .filing
+                        .members(&group)
+                        .filter_map(|k| inputs.get(k).cloned())
+                        .collect();
+                    group_value(ev, self.op, &members, param).map(|value| {
+                        let e = Element {
+                            labels: group.labels.clone(),
+                            value,
+                            drop_name,
+                        };
+                        self.out.adopt(ev, e)
+                    })
+                }
+                _ => {
+                    let value = reduce(self.op, &values, param).ok_or_else(|| {
+                        EvalError::Unsupported(format!(
+                            "{:?} is not one element per group",
+                            self.op
+                        ))
+                    })?;
+                    Some(Element {
+                        labels: group.labels.clone(),
+                        value,
+                        drop_name,
+                    })
+                }
             };
             if self.out.set(&group, element) {
                 changed.push(group);

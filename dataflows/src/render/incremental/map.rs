@@ -21,23 +21,29 @@ impl MapNode {
         let mut changed = Vec::new();
         for key in keys {
             ctx.recomputed += 1;
-            let element = match (self.input.out().get(&key), self.step) {
+            let inputs = self.input.out();
+            // A step is float arithmetic: a histogram goes through the evaluator.
+            let step = self.step.filter(|_| {
+                inputs.histograms.is_empty()
+                    || inputs
+                        .get(&key)
+                        .is_none_or(|e| inputs.histogram(e.value).is_none())
+            });
+            let element = match (inputs.get(&key), step) {
                 (None, _) => None,
                 (Some(input), Some(step)) => step.apply(input.clone()),
                 (Some(input), None) => {
                     let source = Elements {
                         elements: vec![input],
                         t: ctx.t,
+                        histograms: &inputs.histograms,
                     };
-                    match ctx
-                        .settings
-                        .evaluator(&source, ctx.t)
-                        .eval(&self.plan, ctx.t)?
-                    {
+                    let ev = ctx.settings.evaluator(&source, ctx.t);
+                    match ev.eval(&self.plan, ctx.t)? {
                         Value::Vector(v) => v.into_iter().next().map(|mut e| {
                             // The hole's element had no pending removal: carry the input's.
                             e.drop_name |= input.drop_name && !self.writes_name;
-                            e
+                            self.out.adopt(&ev, e)
                         }),
                         _ => None,
                     }

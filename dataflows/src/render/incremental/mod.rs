@@ -37,11 +37,25 @@
 //! [`reduce`] over its members' values, a join's match group re-matched with its
 //! [`result_labels`] and [`matched_element`]. Keys carry their labels' hash ([`LabelsKey`]), so
 //! the maps of series, elements and groups never rehash label sets.
+//!
+//! Native histograms (`sum by (job) (rate(h[5m]))` over native-histogram series): an
+//! element may be a histogram, its value a handle `(SOURCE, i)` naming slot `i` of its
+//! node's own [`HistogramSlots`] (one slot per element, freed when the element
+//! changes or leaves; an element recomputed to an equal histogram is unchanged). A
+//! series whose window may hold histograms is computed by the reference's
+//! per-window function ([`window_value`]: rate over histograms with its schema
+//! reconciliation, counter-reset detection, start timestamps and mixed-window rules)
+//! through an evaluator over that window, a group with a histogram member by the
+//! reference's [`group_value`], an element-wise operation on a histogram by the
+//! evaluator; results are detached ([`Detached`]). A join declines them
+//! ([`IncrementalRule::takes_histograms`]): the caller evaluates the whole plan.
 
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
-use crate::promql::eval::aggregate::{group_labels, reduce};
+use crate::promql::eval::aggregate::{group_labels, group_value, reduce};
 use crate::promql::eval::binary::{matched_element, result_labels, scalar_element, signature};
-use crate::promql::eval::functions::{range_element, range_kernel, RangeParams};
+use crate::promql::eval::functions::{range_element, range_kernel, window_value, RangeParams};
+use crate::promql::eval::native::{handle, SOURCE};
 use crate::promql::eval::selector::{latest_in_lookback, range_window, RangeArg};
 use crate::promql::eval::{
     drop_name, finish_vector, math, Element, EvalError, EvalResult, Evaluator,
@@ -49,7 +63,7 @@ use crate::promql::eval::{
 use crate::promql::eval::{Selected, SeriesSource, Value};
 use crate::promql::plan::{AggOp, BinOp, Grouping, Matching, Plan};
 use crate::render::shape::{constant, element_wise, per_series_range_function, Shape};
-use crate::render::window::{self, within, KeyHasher, LabelsKey, WindowStore};
+use crate::render::window::{self, within, HistogramSlots, KeyHasher, LabelsKey, WindowStore};
 use crate::selector::Selector;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
@@ -63,7 +77,7 @@ mod series;
 use group::GroupNode;
 use join::{Filing, JoinNode};
 use map::MapNode;
-use series::{constant_value, Elements, PerSeriesNode, SeriesKernel, Step};
+use series::{constant_value, Elements, Kept, PerSeriesNode, SeriesKernel, Step};
 
 /// How the reference evaluator is set up for a rule (lookback, subquery step, the
 /// query range for `@ start()`/`@ end()`/`step()`).
@@ -122,6 +136,10 @@ struct Outputs {
     label_counts: window::KeyMap<u64, u32>,
     /// Elements whose labels another element already has.
     collisions: usize,
+    /// The native histograms of the elements: an element whose value is a handle
+    /// `(SOURCE, i)` is slot `i` here, which only it names (freed when it changes or
+    /// leaves).
+    histograms: HistogramSlots,
 }
 
 impl Outputs {
@@ -130,11 +148,27 @@ impl Outputs {
         self.elements.get(key).map(|(e, _)| e)
     }
 
-    /// Sets the element of `key`; whether it changed.
+    /// The histogram an element's value names, if it is one of these outputs'.
+    fn histogram(&self, value: f64) -> Option<Arc<FloatHistogram>> {
+        self.histograms.of(value)
+    }
+
+    /// `e` as an element of these outputs: a histogram that `ev` resolves is kept here
+    /// (its value becomes a handle of this node's).
+    fn adopt(&mut self, ev: &Evaluator<'_>, mut e: Element) -> Element {
+        if let Some(h) = ev.histogram(e.value) {
+            e.value = self.histograms.keep(h);
+        }
+        e
+    }
+
+    /// Sets the element of `key` (a histogram value: a handle [`Outputs::adopt`]
+    /// gave); whether it changed.
     fn set(&mut self, key: &Key, new: Option<Element>) -> bool {
         let Some(mut e) = new else {
             return match self.elements.remove(key) {
-                Some((_, old_hash)) => {
+                Some((old, old_hash)) => {
+                    self.histograms.release(old.value);
                     self.count(old_hash, false);
                     true
                 }
@@ -148,16 +182,29 @@ impl Outputs {
             return true;
         };
         if slot.0.labels == e.labels {
-            if slot.0.value.to_bits() == e.value.to_bits() && slot.0.drop_name == e.drop_name {
-                return false;
+            if slot.0.drop_name == e.drop_name {
+                if slot.0.value.to_bits() == e.value.to_bits() {
+                    return false;
+                }
+                let (old, new) = (
+                    self.histograms.of(slot.0.value),
+                    self.histograms.of(e.value),
+                );
+                if old.is_some() && old == new {
+                    // The same histogram again: the element is unchanged.
+                    self.histograms.release(e.value);
+                    return false;
+                }
             }
             // Keep the old `Arc` (fewer label sets alive, faster compares).
             e.labels = slot.0.labels.clone();
-            slot.0 = e;
+            let old = std::mem::replace(&mut slot.0, e);
+            self.histograms.release(old.value);
             return true;
         }
         let hash = labels_hash(key, &e.labels);
-        let old_hash = std::mem::replace(slot, (e, hash)).1;
+        let (old, old_hash) = std::mem::replace(slot, (e, hash));
+        self.histograms.release(old.value);
         self.count(hash, true);
         self.count(old_hash, false);
         true
@@ -337,6 +384,17 @@ impl Node {
         }
     }
 
+    /// Whether its elements may be histograms: every node but a join computes them as
+    /// the reference does (a join's matching is float arithmetic).
+    fn takes_histograms(&self) -> bool {
+        match self {
+            Node::PerSeries(_) => true,
+            Node::Map(n) => n.input.takes_histograms(),
+            Node::Group(n) => n.input.takes_histograms(),
+            Node::Join(_) => false,
+        }
+    }
+
     fn collisions(&self) -> usize {
         let own = self.out().collisions;
         own + match self {
@@ -366,8 +424,8 @@ pub struct IncrementalRule {
 /// What [`IncrementalRule::evaluate_changes`] gives.
 #[derive(Debug)]
 pub enum Delta {
-    /// The whole result, exactly the reference's.
-    Whole(EvalResult<Value>),
+    /// The whole result, exactly the reference's, with the histograms it names.
+    Whole(Detached),
     /// What changed since the previous result: `gone` are the labels of elements that
     /// left it, `set` the elements that are new or whose value changed (applied after
     /// `gone`; a label set is never in both).
@@ -376,7 +434,30 @@ pub enum Delta {
         set: Vec<Element>,
         /// Labels of elements that left.
         gone: Vec<Arc<Labels>>,
+        /// The native histograms of `set` (see [`Detached`]).
+        histograms: Vec<Arc<FloatHistogram>>,
     },
+}
+
+/// A result and the native histograms its elements name: an element whose value is
+/// the handle `(SOURCE, i)` is `histograms[i]` (as a detached evaluator result,
+/// [`crate::promql::eval::native::detach`]); empty for floats.
+pub type Detached = (EvalResult<Value>, Vec<Arc<FloatHistogram>>);
+
+/// Renames the histogram handles of `elements` (which `held` resolves) to
+/// `(SOURCE, i)` of the returned list.
+fn detach(held: &HistogramSlots, elements: &mut [Element]) -> Vec<Arc<FloatHistogram>> {
+    let mut out = Vec::new();
+    if held.is_empty() {
+        return out;
+    }
+    for e in elements {
+        if let Some(h) = held.of(e.value) {
+            out.push(h);
+            e.value = handle(SOURCE, (out.len() - 1) as u32);
+        }
+    }
+    out
 }
 
 /// One element of the previous result, by the root's key.
@@ -514,6 +595,22 @@ impl IncrementalRule {
         self.rebuild = true;
     }
 
+    /// Whether it evaluates over windows holding native histograms (else the caller
+    /// evaluates the whole plan once one holds one): every shape but a join.
+    pub fn takes_histograms(&self) -> bool {
+        self.root.takes_histograms()
+    }
+
+    /// For an aggregation: the labels of every group with a member after the last
+    /// evaluation, whether it yields an element or not (a spread worker's groups,
+    /// [`crate::render::spread::members_plan`]); `None` for other shapes.
+    pub fn groups(&self) -> Option<Vec<Arc<Labels>>> {
+        match &self.root {
+            Node::Group(n) => Some(n.filing.members.keys().map(|k| k.labels.clone()).collect()),
+            _ => None,
+        }
+    }
+
     /// The result at `t` (evaluation times must increase), or `None`: evaluate the
     /// whole plan instead. `recomputed` is increased by the number of elements and
     /// groups recomputed.
@@ -523,11 +620,22 @@ impl IncrementalRule {
         settings: &Settings,
         t: i64,
         recomputed: &mut u64,
-    ) -> Option<EvalResult<Value>> {
+    ) -> Option<Detached> {
         self.sent = None;
         self.update(store, settings, t, recomputed)?;
         let elements = self.sorted().into_iter().map(|(_, e)| e.clone()).collect();
-        Some(finish_vector(elements).map(Value::Vector))
+        Some(self.detached(finish_vector(elements)))
+    }
+
+    /// A finished result of the root's elements, detached.
+    fn detached(&self, result: EvalResult<Vec<Element>>) -> Detached {
+        match result {
+            Ok(mut v) => {
+                let held = detach(&self.root.out().histograms, &mut v);
+                (Ok(Value::Vector(v)), held)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        }
     }
 
     /// Like [`IncrementalRule::evaluate`], giving only what changed since the previous
@@ -566,7 +674,7 @@ impl IncrementalRule {
                 }
             }
             self.sent = whole.is_ok().then_some(sent);
-            return Some(Delta::Whole(whole.map(Value::Vector)));
+            return Some(Delta::Whole(self.detached(whole)));
         };
         let (mut set, mut gone) = (Vec::new(), Vec::new());
         for key in &updated {
@@ -581,7 +689,12 @@ impl IncrementalRule {
             let now: HashSet<&Arc<Labels>> = set.iter().map(|e| &e.labels).collect();
             gone.retain(|l| !now.contains(l));
         }
-        Some(Delta::Changes { set, gone })
+        let histograms = detach(&self.root.out().histograms, &mut set);
+        Some(Delta::Changes {
+            set,
+            gone,
+            histograms,
+        })
     }
 
     /// Brings every node up to `t`; the root's changed keys, or `None` when the result

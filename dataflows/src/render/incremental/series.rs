@@ -158,7 +158,9 @@ impl SeriesKernel {
     }
 
     /// The element of the series `labels` whose retained samples are `points` (start
-    /// timestamps `starts`, see [`Window::start_times`]), at `t`.
+    /// timestamps `starts`, see [`Window::start_times`]), at `t`. `native`: an
+    /// evaluator resolving the window's histograms, when it may hold any (a range
+    /// function then runs as the reference's [`window_value`], histograms included).
     ///
     /// [`Window::start_times`]: crate::render::window::Window::start_times
     pub(super) fn element(
@@ -168,6 +170,7 @@ impl SeriesKernel {
         starts: &[(i64, i64)],
         t: i64,
         lookback_ms: i64,
+        native: Option<&Evaluator<'_>>,
     ) -> EvalResult<Option<Element>> {
         let mut element = match &self.read {
             Read::Instant { offset_ms } => latest_in_lookback(points, t - offset_ms, lookback_ms)
@@ -189,8 +192,13 @@ impl SeriesKernel {
                     range_ms: *range_ms,
                     modifier: None,
                 };
-                range_kernel(func, &window, starts, &arg, t, *params)?
-                    .map(|v| range_element(func, labels.clone(), v))
+                match native {
+                    Some(ev) => {
+                        window_value(ev, func, &window, starts, &arg, t, *params, labels, false)?
+                    }
+                    None => range_kernel(func, &window, starts, &arg, t, *params)?,
+                }
+                .map(|v| range_element(func, labels.clone(), v))
             }
         };
         for step in &self.steps {
@@ -203,11 +211,13 @@ impl SeriesKernel {
     }
 }
 
-/// One series' window as a source: every `select` answers with this series.
+/// One series' window as a source: every `select` answers with this series; its
+/// histograms are the store's.
 pub(super) struct OneSeries<'a> {
     pub(super) labels: &'a Arc<Labels>,
     pub(super) points: &'a [(i64, f64)],
     pub(super) starts: &'a [(i64, i64)],
+    pub(super) store: &'a WindowStore,
 }
 
 impl SeriesSource for OneSeries<'_> {
@@ -230,13 +240,33 @@ impl SeriesSource for OneSeries<'_> {
         let hi = self.starts.partition_point(|s| s.0 <= end_ms).max(lo);
         self.starts[lo..hi].to_vec()
     }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.store.histogram(index)
+    }
 }
 
 /// Elements as a source for a node's [`crate::render::shape::hole`]: each is a series
-/// with one sample at the evaluation time.
+/// with one sample at the evaluation time; their histograms are `histograms`' (the
+/// outputs they are elements of), which [`Kept`] resolves on its own.
 pub(super) struct Elements<'a> {
     pub(super) elements: Vec<&'a Element>,
     pub(super) t: i64,
+    pub(super) histograms: &'a HistogramSlots,
+}
+
+/// A node's outputs' histograms as a source holding no series: an evaluator over it
+/// resolves the handles of the node's elements.
+pub(super) struct Kept<'a>(pub(super) &'a HistogramSlots);
+
+impl SeriesSource for Kept<'_> {
+    fn select(&self, _matchers: &Selector, _start_ms: i64, _end_ms: i64) -> Selected {
+        Vec::new()
+    }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.0.get(index)
+    }
 }
 
 impl SeriesSource for Elements<'_> {
@@ -248,6 +278,10 @@ impl SeriesSource for Elements<'_> {
             .iter()
             .map(|e| (e.labels.clone(), vec![(self.t, e.value)]))
             .collect()
+    }
+
+    fn histogram(&self, index: u32) -> Option<Arc<FloatHistogram>> {
+        self.histograms.get(index)
     }
 }
 
@@ -349,6 +383,7 @@ impl PerSeriesNode {
             }
         }
         let window = ctx.store.window(&self.key);
+        let histograms = ctx.store.holds_histograms(&self.key);
         let at_newest = self.time_dependent && ctx.settings.at_newest;
         let mut changed = Vec::new();
         for key in due {
@@ -377,7 +412,7 @@ impl PerSeriesNode {
             };
             ctx.recomputed += 1;
             let element = match at {
-                Some(at) => self.element(&key, points, starts, at, ctx.settings)?,
+                Some(at) => self.element(&key, points, starts, at, ctx, histograms)?,
                 None => None,
             };
             if self.out.set(&key, element) {
@@ -387,27 +422,47 @@ impl PerSeriesNode {
         Ok(changed)
     }
 
-    /// The element of series `key` (samples `points`, start timestamps `starts`) at `t`.
+    /// The element of series `key` (samples `points`, start timestamps `starts`) at `t`;
+    /// `histograms`: its window may hold native histograms (a histogram element is
+    /// kept in [`Self::out`]).
     fn element(
-        &self,
+        &mut self,
         key: &Key,
         points: &[(i64, f64)],
         starts: &[(i64, i64)],
         t: i64,
-        settings: &Settings,
+        ctx: &Ctx<'_>,
+        histograms: bool,
     ) -> EvalResult<Option<Element>> {
-        if let Some(kernel) = &self.kernel {
-            return kernel.element(&key.labels, points, starts, t, settings.lookback_ms);
-        }
+        let settings = ctx.settings;
         let source = OneSeries {
             labels: &key.labels,
             points,
             starts,
+            store: ctx.store,
         };
-        Ok(match settings.evaluator(&source, t).eval(&self.plan, t)? {
-            Value::Vector(v) => v.into_iter().next(),
-            _ => None,
-        })
+        if !histograms {
+            if let Some(kernel) = &self.kernel {
+                return kernel.element(&key.labels, points, starts, t, settings.lookback_ms, None);
+            }
+        }
+        let ev = settings.evaluator(&source, t);
+        // Element-wise steps are float arithmetic: after a histogram, the evaluator.
+        let element = match &self.kernel {
+            Some(k) if k.steps.is_empty() => k.element(
+                &key.labels,
+                points,
+                starts,
+                t,
+                settings.lookback_ms,
+                Some(&ev),
+            )?,
+            _ => match ev.eval(&self.plan, t)? {
+                Value::Vector(v) => v.into_iter().next(),
+                _ => None,
+            },
+        };
+        Ok(element.map(|e| self.out.adopt(&ev, e)))
     }
 
     /// The newest sample (not a staleness marker) in what an evaluation at `t` reads.
