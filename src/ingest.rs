@@ -307,38 +307,46 @@ impl Ingester {
     /// ([`dataflows::is_start_zero`]) before each sample whose start is before it
     /// (storage drops the repeats); the start timestamps themselves go either way.
     pub fn start_zeros(&self, samples: Vec<Sample>) -> Vec<Sample> {
-        if samples.iter().all(|s| s.start_ms == 0) {
-            return samples;
-        }
-        let on = self.ingests_start_zeros();
-        let mut out = Vec::with_capacity(samples.len() + 1);
-        for mut sample in samples {
-            let start_ms = std::mem::take(&mut sample.start_ms);
-            if on && start_ms != 0 && start_ms < sample.timestamp_ms {
-                out.push(Sample {
-                    timestamp_ms: start_ms,
-                    value: 0.0,
-                    start_ms,
-                    ..sample.clone()
-                });
-            }
-            out.push(sample);
-        }
-        out
+        self.with_start_zeros(
+            samples,
+            |s| (&mut s.start_ms, s.timestamp_ms),
+            |s, start_ms| Sample {
+                timestamp_ms: start_ms,
+                value: 0.0,
+                start_ms,
+                ..s.clone()
+            },
+        )
     }
 
     /// [`Ingester::start_zeros`] for native histograms
     /// ([`HistogramSample::start_zero`]).
     pub fn start_zero_histograms(&self, samples: Vec<HistogramSample>) -> Vec<HistogramSample> {
-        if samples.iter().all(|s| s.start_ms == 0) {
+        self.with_start_zeros(
+            samples,
+            |s| (&mut s.start_ms, s.timestamp_ms),
+            |s, start_ms| s.start_zero(start_ms),
+        )
+    }
+
+    /// Either kind of sample: `start` gives a sample's start slot and its time,
+    /// `zero` the zero sample of a start.
+    fn with_start_zeros<S>(
+        &self,
+        mut samples: Vec<S>,
+        start: impl Fn(&mut S) -> (&mut i64, i64),
+        zero: impl Fn(&S, i64) -> S,
+    ) -> Vec<S> {
+        if samples.iter_mut().all(|s| *start(s).0 == 0) {
             return samples;
         }
         let on = self.ingests_start_zeros();
         let mut out = Vec::with_capacity(samples.len() + 1);
         for mut sample in samples {
-            let start_ms = std::mem::take(&mut sample.start_ms);
-            if on && start_ms != 0 && start_ms < sample.timestamp_ms {
-                out.push(sample.start_zero(start_ms));
+            let (slot, at) = start(&mut sample);
+            let start_ms = std::mem::take(slot);
+            if on && start_ms != 0 && start_ms < at {
+                out.push(zero(&sample, start_ms));
             }
             out.push(sample);
         }

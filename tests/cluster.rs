@@ -71,27 +71,44 @@ fn targets_of(process: &Promflow, local: bool) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
-    let exporters: Vec<Exporter> = (0..TARGETS)
-        .map(|k| {
-            Exporter::start(Reply::text(&format!(
-                "# TYPE demo_value gauge\ndemo_value{{k=\"{k}\"}} {k}\n"
-            )))
-        })
+/// The gauge `demo_value{k}` of exporter `k`, at `value`.
+fn demo_reply(k: usize, value: usize) -> Reply {
+    Reply::text(&format!(
+        "# TYPE demo_value gauge\ndemo_value{{k=\"{k}\"}} {value}\n"
+    ))
+}
+
+/// `n` exporters, exporter `k` serving [`demo_reply`]`(k, value(k))`, and a config
+/// scraping them every second as job `demo` (`rules`: a rule file for it, in `dir`).
+fn demo_fleet(
+    n: usize,
+    value: impl Fn(usize) -> usize,
+    rules: Option<&str>,
+    dir: &std::path::Path,
+) -> (Vec<Exporter>, String) {
+    let exporters: Vec<Exporter> = (0..n)
+        .map(|k| Exporter::start(demo_reply(k, value(k))))
         .collect();
     let targets: Vec<String> = exporters
         .iter()
         .map(|e| format!("'{}'", e.addr()))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, RULES).unwrap();
+    let rule_files = rules.map_or_else(String::new, |rules| {
+        let path = dir.join("rules.yml");
+        std::fs::write(&path, rules).unwrap();
+        format!("rule_files: ['{}']\n", path.display())
+    });
     let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
-        rules.display(),
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
         targets.join(", ")
     );
+    (exporters, config)
+}
+
+#[test]
+fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (exporters, config) = demo_fleet(TARGETS, |k| k, Some(RULES), dir.path());
     let processes = start_cluster(3, &config, dir.path());
     let oracle = Prometheus::start(&config);
 
@@ -595,25 +612,8 @@ fn range_answers(peer: &common::Peer, start: i64, end: i64) -> Vec<Value> {
 /// checked).
 #[test]
 fn a_restarted_cluster_answers_for_before_and_keeps_its_alerts() {
-    let exporters: Vec<Exporter> = (0..TARGETS)
-        .map(|k| {
-            Exporter::start(Reply::text(&format!(
-                "# TYPE demo_value gauge\ndemo_value{{k=\"{k}\"}} {k}\n"
-            )))
-        })
-        .collect();
-    let targets: Vec<String> = exporters
-        .iter()
-        .map(|e| format!("'{}'", e.addr()))
-        .collect();
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, RESTART_RULES).unwrap();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
-        rules.display(),
-        targets.join(", ")
-    );
+    let (_exporters, config) = demo_fleet(TARGETS, |k| k, Some(RESTART_RULES), dir.path());
     let layout = ClusterLayout::new(3, dir.path());
     let data: Vec<Option<std::path::PathBuf>> = (0..3)
         .map(|i| Some(dir.path().join(format!("data-{i}"))))
@@ -757,22 +757,8 @@ fn a_restarted_cluster_answers_for_before_and_keeps_its_alerts() {
 #[test]
 fn growing_from_one_process_keeps_the_samples_of_before_answered() {
     const GROWN: usize = 12;
-    let exporters: Vec<Exporter> = (0..GROWN)
-        .map(|k| {
-            Exporter::start(Reply::text(&format!(
-                "# TYPE demo_value gauge\ndemo_value{{k=\"{k}\"}} {k}\n"
-            )))
-        })
-        .collect();
-    let targets: Vec<String> = exporters
-        .iter()
-        .map(|e| format!("'{}'", e.addr()))
-        .collect();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
-        targets.join(", ")
-    );
     let dir = tempfile::tempdir().unwrap();
+    let (_exporters, config) = demo_fleet(GROWN, |k| k, None, dir.path());
     let data: Vec<Option<std::path::PathBuf>> = (0..2)
         .map(|i| Some(dir.path().join(format!("data-{i}"))))
         .collect();
@@ -913,17 +899,8 @@ fn a_target_set_change_moves_only_the_affected_targets() {
 /// query over its own storage does.
 #[test]
 fn rule_windows_are_seeded_from_every_process() {
-    let high = |k: usize| Reply::text(&format!("demo_value{{k=\"{k}\"}} {}\n", 100 + k));
-    let exporters: Vec<Exporter> = (0..TARGETS).map(|k| Exporter::start(high(k))).collect();
-    let targets: Vec<String> = exporters
-        .iter()
-        .map(|e| format!("'{}'", e.addr()))
-        .collect();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
-        targets.join(", ")
-    );
+    let (exporters, config) = demo_fleet(TARGETS, |k| 100 + k, None, dir.path());
     let processes = start_cluster(3, &config, dir.path());
     let oracle = Prometheus::start(&config);
     let count = |p: &common::Peer, q: &str| p.query(q)["result"].as_array().map_or(0, Vec::len);
@@ -936,7 +913,7 @@ fn rule_windows_are_seeded_from_every_process() {
     }
     // …then low values only, on both sides.
     for (k, e) in exporters.iter().enumerate() {
-        e.set(Reply::text(&format!("demo_value{{k=\"{k}\"}} {k}\n")));
+        e.set(demo_reply(k, k));
     }
     for p in [&*processes[0], &*oracle] {
         assert!(wait_until(Duration::from_secs(30), || count(
