@@ -16,7 +16,7 @@ use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::compare::float_eq;
 use dataflows::promql::testscript::store::MemStorage;
 use dataflows::{
-    Engine, EngineConfig, Labels, RuleOutput, RuleSchedule, SampleBatch, STALE_MARKER,
+    Engine, EngineConfig, Labels, RuleHandle, RuleOutput, RuleSchedule, SampleBatch, STALE_MARKER,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +43,44 @@ fn histogram(k: i64, i: i64) -> FloatHistogram {
         positive_buckets: buckets,
         ..FloatHistogram::default()
     }
+}
+
+/// Evaluation interval of [`interval_rules_fed`]'s rules (ms).
+const EVERY_MS: i64 = 30_000;
+
+/// An engine of `workers` with each of `queries` registered at [`EVERY_MS`], fed
+/// `scrape(k)` for `k` in `0..=steps` (kept in a [`MemStorage`] too, for the reference)
+/// and waited on until its frontier passes the last; returns the last time fed too.
+fn interval_rules_fed(
+    workers: usize,
+    queries: &[&str],
+    steps: i64,
+    scrape: fn(i64, &mut MemStorage) -> SampleBatch,
+) -> (Engine, Vec<RuleHandle>, MemStorage, i64) {
+    let engine = Engine::start(EngineConfig {
+        workers,
+        lookback_ms: 300_000,
+        cluster: None,
+    })
+    .expect("engine starts");
+    let rules: Vec<_> = queries
+        .iter()
+        .map(|q| {
+            let schedule = RuleSchedule::Interval {
+                start_ms: 0,
+                every_ms: EVERY_MS,
+            };
+            engine.register(parse(q).unwrap(), schedule).unwrap()
+        })
+        .collect();
+    let mut store = MemStorage::default();
+    for k in 0..=steps {
+        engine.feed(scrape(k, &mut store));
+        engine.advance_watermark(k * STEP_MS + 1);
+    }
+    let end = steps * STEP_MS + 1;
+    wait_for_frontier(&engine, end);
+    (engine, rules, store, end)
 }
 
 /// One scrape: histograms `h` on 4 instances in 2 jobs (instance 3 resets every 11
@@ -156,36 +194,12 @@ fn histogram_rules_match_the_reference_while_streaming() {
         "quantile by (job) (0.5, h)",
     ];
     for workers in [1, 3] {
-        let engine = Engine::start(EngineConfig {
-            workers,
-            lookback_ms: 300_000,
-            cluster: None,
-        })
-        .expect("engine starts");
-        let every = 30_000;
-        let rules: Vec<_> = queries
-            .iter()
-            .map(|q| {
-                let schedule = RuleSchedule::Interval {
-                    start_ms: 0,
-                    every_ms: every,
-                };
-                engine.register(parse(q).unwrap(), schedule).unwrap()
-            })
-            .collect();
-        let mut store = MemStorage::default();
-        let steps = 60;
-        for k in 0..=steps {
-            engine.feed(scrape(k, &mut store));
-            engine.advance_watermark(k * STEP_MS + 1);
-        }
-        let end = steps * STEP_MS + 1;
-        wait_for_frontier(&engine, end);
+        let (engine, rules, store, end) = interval_rules_fed(workers, &queries, 60, scrape);
         for (q, rule) in queries.iter().zip(&rules) {
             let outputs: Vec<RuleOutput> = rule.output.try_iter().collect();
             assert_eq!(
                 outputs.len() as i64,
-                (end - 1) / every + 1,
+                (end - 1) / EVERY_MS + 1,
                 "{q} on {workers} workers: every evaluation"
             );
             let histograms: usize = outputs
@@ -422,38 +436,14 @@ fn rate_and_sum_of_histograms_are_maintained_incrementally() {
         "histogram_count(rate(h[5m])) > 0",
     ];
     for workers in [1, 4] {
-        let engine = Engine::start(EngineConfig {
-            workers,
-            lookback_ms: 300_000,
-            cluster: None,
-        })
-        .expect("engine starts");
-        let every = 30_000;
-        let rules: Vec<_> = queries
-            .iter()
-            .map(|q| {
-                let schedule = RuleSchedule::Interval {
-                    start_ms: 0,
-                    every_ms: every,
-                };
-                engine.register(parse(q).unwrap(), schedule).unwrap()
-            })
-            .collect();
-        let mut store = MemStorage::default();
-        let steps = 70;
-        for k in 0..=steps {
-            engine.feed(scrape_cases(k, &mut store));
-            engine.advance_watermark(k * STEP_MS + 1);
-        }
-        let end = steps * STEP_MS + 1;
-        wait_for_frontier(&engine, end);
+        let (engine, rules, store, end) = interval_rules_fed(workers, &queries, 70, scrape_cases);
         let stats = engine.stats();
         engine.shutdown();
         for (q, rule) in queries.iter().zip(&rules) {
             let outputs: Vec<RuleOutput> = rule.output.try_iter().collect();
             assert_eq!(
                 outputs.len() as i64,
-                (end - 1) / every + 1,
+                (end - 1) / EVERY_MS + 1,
                 "{q}: every evaluation"
             );
             let plan = parse(q).unwrap();
