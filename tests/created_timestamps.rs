@@ -131,39 +131,38 @@ fn config(om: &Exporter, pb: &Exporter, pb_extra: &str) -> String {
 
 /// The raw float samples of `selector` over the hour before `at_ms`: `(ms, value)`.
 fn raw(server: &Peer, selector: &str, at_ms: i64) -> Vec<(i64, String)> {
-    let data = server.query_at(&format!("{selector}[1h]"), at_ms);
-    let Some(series) = data["result"].as_array().and_then(|r| r.first()) else {
-        return Vec::new();
-    };
-    series["values"]
-        .as_array()
-        .map(|values| {
-            values
-                .iter()
-                .map(|v| {
-                    let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
-                    (t, v[1].as_str().unwrap().to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    raw_of(server, selector, at_ms, "values", |v| v.as_str())
 }
 
 /// The raw native-histogram samples of `selector` over the hour before `at_ms`:
 /// `(ms, count)`.
 fn raw_histograms(server: &Peer, selector: &str, at_ms: i64) -> Vec<(i64, String)> {
+    raw_of(server, selector, at_ms, "histograms", |h| {
+        h["count"].as_str()
+    })
+}
+
+/// The `(ms, text)` pairs of the first series' `field` in `selector[1h]` at `at_ms`,
+/// `text` taken from each pair's value by `value`.
+fn raw_of(
+    server: &Peer,
+    selector: &str,
+    at_ms: i64,
+    field: &str,
+    value: impl Fn(&serde_json::Value) -> Option<&str>,
+) -> Vec<(i64, String)> {
     let data = server.query_at(&format!("{selector}[1h]"), at_ms);
     let Some(series) = data["result"].as_array().and_then(|r| r.first()) else {
         return Vec::new();
     };
-    series["histograms"]
+    series[field]
         .as_array()
-        .map(|values| {
-            values
+        .map(|pairs| {
+            pairs
                 .iter()
-                .map(|v| {
-                    let t = (v[0].as_f64().unwrap() * 1000.0).round() as i64;
-                    (t, v[1]["count"].as_str().unwrap().to_string())
+                .map(|p| {
+                    let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                    (t, value(&p[1]).unwrap().to_string())
                 })
                 .collect()
         })
