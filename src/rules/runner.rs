@@ -127,6 +127,22 @@ struct Arrivals {
     index: HashMap<dataflows::RuleId, usize>,
 }
 
+/// On-arrival mode: a group tick's rewrite of every series of the group's maintained
+/// rules, due at `t_eval` once the dataflow has emitted everything up to it.
+struct Refresh {
+    t_eval: i64,
+    /// Per rule of the group: rewritten already (an output after `t_eval` came first).
+    done: Vec<bool>,
+}
+
+/// How often (ms) an on-arrival group waiting to rewrite its series at a tick looks
+/// whether the frontier has passed it.
+const REFRESH_POLL_MS: u64 = 10;
+
+/// The most group ticks whose rewrite waits for the frontier (bounds the queue if the
+/// dataflow stops advancing).
+const MAX_REFRESHES_DUE: usize = 64;
+
 /// Runs one group until stopped: the thread body.
 pub(crate) struct GroupRunner {
     context: Arc<Context>,
@@ -140,6 +156,9 @@ pub(crate) struct GroupRunner {
     reads_earlier: Vec<Vec<usize>>,
     /// On-arrival mode: the channel every maintained rule of the group sends to.
     arrivals: Option<Arrivals>,
+    /// On-arrival mode: group ticks whose rewrite of every series of the maintained
+    /// rules is still due, oldest first (see [`GroupRunner::on_arrival_step`]).
+    refreshes: std::collections::VecDeque<Refresh>,
     mode: EvaluationMode,
     interval_ms: i64,
     offset_ms: i64,
@@ -234,6 +253,7 @@ impl GroupRunner {
             sources,
             reads_earlier,
             arrivals,
+            refreshes: std::collections::VecDeque::new(),
             mode,
             interval_ms,
             offset_ms,
@@ -432,10 +452,13 @@ impl GroupRunner {
     /// reads outputs of earlier rules of the group is stepped right after they wrote
     /// new outputs, at the latest of their times, so an alert on a recording rule
     /// also changes state on arrival, not at the next tick. At a group tick
-    /// (`refresh`, no wait) every maintained rule not stepped since is stepped with
+    /// (`refresh`, no wait) every maintained rule is stepped at the tick's time with
     /// its last result: the dataflow sends only changes, so this is what writes each
     /// output series at least once per interval (else an unchanged series would go
-    /// stale) and re-sends firing alerts.
+    /// stale) and re-sends firing alerts. The step is taken in time order with the
+    /// rule's outputs: once the frontier has passed the tick, or just before the
+    /// rule's first output after it, whichever comes first — a runner that woke late
+    /// (a loaded machine) or a frontier held back must not skip it.
     fn on_arrival_step(
         &mut self,
         until_ms: i64,
@@ -449,7 +472,11 @@ impl GroupRunner {
         let wake_at = deadline.map_or(until_ms, |d| d.min(until_ms));
         // At least a few ms: a deadline waiting for the frontier must not spin. No
         // upper bound: outputs and a stop end the wait.
-        let timeout = Duration::from_millis((wake_at - now).max(5) as u64);
+        let mut timeout = Duration::from_millis((wake_at - now).max(5) as u64);
+        if !self.refreshes.is_empty() {
+            // A tick's rewrite waits for the frontier, which sends no wake-up.
+            timeout = timeout.min(Duration::from_millis(REFRESH_POLL_MS));
+        }
         match &self.arrivals {
             _ if refresh.is_some() => {}
             None => self.wait_stopped(timeout),
@@ -479,6 +506,16 @@ impl GroupRunner {
             if self.stop.load(Ordering::SeqCst) {
                 return;
             }
+            if let Some(tick) = refresh {
+                if self.refreshes.len() >= MAX_REFRESHES_DUE {
+                    // A frontier stuck this long: the oldest rewrite is given up.
+                    self.refreshes.pop_front();
+                }
+                self.refreshes.push_back(Refresh {
+                    t_eval: tick - state.group.query_offset.as_millis() as i64,
+                    done: vec![false; state.rules.len()],
+                });
+            }
             // Drain the channel (also after a timeout: an output may have come since),
             // before any timer step, so no output older than a deadline is left behind;
             // applied in rule order, each rule's in time order.
@@ -494,6 +531,21 @@ impl GroupRunner {
             arrived.sort_by_key(|(index, _)| *index);
             for (index, out) in arrived {
                 let t = out.eval_ms;
+                // Ticks before this output: the dataflow emitted everything of the
+                // rule up to them (its outputs come in time order).
+                for refresh in self.refreshes.iter_mut() {
+                    if refresh.t_eval < t && !refresh.done[index] {
+                        refresh.done[index] = true;
+                        sends.extend(Self::rewrite(
+                            &mut state,
+                            index,
+                            refresh.t_eval,
+                            &evaluator,
+                            &*self.context.sink,
+                            &options,
+                        ));
+                    }
+                }
                 let behind = state.rules[index].evaluated && t < state.rules[index].last_eval_ms;
                 let stepped = match Arrival::of(out) {
                     // Behind a timer step or refresh already taken: kept for the next.
@@ -580,30 +632,47 @@ impl GroupRunner {
                     &options,
                 ));
             }
-            if let Some(tick) = refresh {
-                let t_eval = tick - state.group.query_offset.as_millis() as i64;
-                let at = t_eval.min(frontier.saturating_sub(1));
-                for index in 0..state.rules.len() {
-                    let rs = &state.rules[index];
-                    if !rs.maintained || !rs.evaluated || at <= rs.last_eval_ms {
-                        continue;
-                    }
-                    let last = rs.current_result();
-                    sends.extend(state.apply_result(
-                        index,
-                        at,
-                        Ok(last),
-                        &evaluator,
-                        &*self.context.sink,
-                        &options,
-                    ));
+            while let Some(refresh) = self.refreshes.front() {
+                if frontier <= refresh.t_eval {
+                    break;
                 }
+                for index in 0..state.rules.len() {
+                    if !refresh.done[index] {
+                        sends.extend(Self::rewrite(
+                            &mut state,
+                            index,
+                            refresh.t_eval,
+                            &evaluator,
+                            &*self.context.sink,
+                            &options,
+                        ));
+                    }
+                }
+                self.refreshes.pop_front();
             }
             if !sends.is_empty() {
                 self.persist(&state);
             }
         }
         self.context.send(sends);
+    }
+
+    /// A tick's rewrite of maintained rule `index`: stepped at `t_eval` with its last
+    /// result, unless it was stepped at or after `t_eval` already (or never yet).
+    fn rewrite(
+        state: &mut GroupState,
+        index: usize,
+        t_eval: i64,
+        evaluator: &Arc<dyn RuleEvaluator>,
+        sink: &dyn SampleSink,
+        options: &ManagerOptions,
+    ) -> Option<(String, Vec<Alert>)> {
+        let rs = &state.rules[index];
+        if !rs.maintained || !rs.evaluated || t_eval <= rs.last_eval_ms {
+            return None;
+        }
+        let last = rs.current_result();
+        state.apply_result(index, t_eval, Ok(last), evaluator, sink, options)
     }
 
     /// Prometheus's `for` restore, once, at the first evaluation after startup.
