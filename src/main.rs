@@ -126,6 +126,12 @@ struct Cli {
     /// dataflow exchange), each optionally followed by the process's HTTP base URL.
     #[arg(long = "cluster.hostfile", global = true)]
     cluster_hostfile: Option<PathBuf>,
+    /// HTTP client settings for the requests the processes make to each other (a
+    /// file holding what a Prometheus `http_config` holds: `basic_auth`,
+    /// `authorization`, `tls_config`, ...), for processes whose `--web.config.file`
+    /// asks for credentials or serves TLS.
+    #[arg(long = "cluster.http-config", global = true)]
+    cluster_http_config: Option<PathBuf>,
     /// The URL under which promflow is reached (alerts' generatorURL, templates'
     /// $externalURL). Default: http://<hostname>:<listen port>.
     #[arg(long = "web.external-url", global = true)]
@@ -260,6 +266,7 @@ fn main() -> ExitCode {
                 processes: cli.cluster_processes,
                 process_id: cli.cluster_process_id,
                 hostfile: cli.cluster_hostfile.as_deref(),
+                http_config: cli.cluster_http_config.as_deref(),
             },
         ),
         Some(Command::Check {
@@ -286,11 +293,13 @@ struct ClusterFlags<'a> {
     processes: usize,
     process_id: usize,
     hostfile: Option<&'a std::path::Path>,
+    http_config: Option<&'a std::path::Path>,
 }
 
 /// Checks Prometheus config files and, with `--alertmanager.config.file`, the
 /// built-in notifier's Alertmanager config; with `--cluster.hostfile`, the cluster
-/// flags together (the hostfile read by the server's own parser).
+/// flags together (the hostfile read by the server's own parser); with
+/// `--cluster.http-config`, that file.
 fn check_config(
     files: &[PathBuf],
     alertmanager_config: Option<&std::path::Path>,
@@ -315,6 +324,13 @@ fn check_config(
                 failed = true;
             }
         }
+    }
+    if let Some(file) = cluster.http_config {
+        failed |= !report_check(
+            file,
+            promflow::config::HttpClientConfig::load_file(file)
+                .map(|_| "HTTP client settings for the cluster's processes".to_string()),
+        );
     }
     if let Some(file) = alertmanager_config {
         failed |= !report_check(
@@ -568,6 +584,11 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         cli.cluster_process_id,
         cli.cluster_hostfile.as_deref(),
     )?;
+    let cluster_http = match &cli.cluster_http_config {
+        Some(path) => promflow::config::HttpClientConfig::load_file(path)
+            .map_err(|e| anyhow::anyhow!("--cluster.http-config: {e}"))?,
+        None => Default::default(),
+    };
     if cluster.is_multi() {
         promflow::cluster::exit_when_a_process_is_lost();
     }
@@ -633,6 +654,13 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         (
             "cluster.hostfile".to_string(),
             cli.cluster_hostfile
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "cluster.http-config".to_string(),
+            cli.cluster_http_config
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
@@ -736,6 +764,7 @@ fn run_server(cli: Cli, command: &clap::Command, matches: &clap::ArgMatches) -> 
         lookback_delta: cli.lookback_delta,
         workers,
         cluster: std::sync::Arc::new(cluster),
+        cluster_http,
         query_timeout: cli.query_timeout,
         enable_remote_write_receiver,
         remote_write_messages,

@@ -67,6 +67,10 @@ pub struct ServiceOptions {
     pub workers: usize,
     /// `--cluster.*`: this process's place in the cluster (one process by default).
     pub cluster: Arc<crate::cluster::Cluster>,
+    /// `--cluster.http-config`: how this process's requests to the others
+    /// authenticate and connect (their `--web.config.file` may ask for credentials or
+    /// TLS); plain HTTP by default.
+    pub cluster_http: crate::config::HttpClientConfig,
     /// `--query.timeout`: the longest an ad-hoc query may run.
     pub query_timeout: Duration,
     /// Every flag as given or defaulted, for `/api/v1/status/flags`.
@@ -278,7 +282,7 @@ impl Service {
         timeout: Duration,
     ) -> (Fetched, Vec<String>) {
         let config = self.config.read().clone();
-        let peers = cluster_peers(&self.options.cluster, timeout);
+        let peers = cluster_peers(&self.options.cluster, &self.options.cluster_http, timeout);
         if config.remote_read.is_empty() && peers.is_empty() {
             return (Fetched::default(), Vec::new());
         }
@@ -850,8 +854,13 @@ impl RemoteSeries for RulesRemote {
 /// The other processes of the cluster as remote read endpoints: every query reads
 /// their storage too (each holds what its own targets and receivers brought), all of
 /// it (`read_recent`); the external labels, the same in every process's config, are
-/// sent as matchers and taken off (their read endpoint adds them).
-fn cluster_peers(cluster: &Cluster, timeout: Duration) -> Vec<RemoteReadConfig> {
+/// sent as matchers and taken off (their read endpoint adds them). Each request
+/// carries `--cluster.http-config`'s credentials and TLS settings.
+fn cluster_peers(
+    cluster: &Cluster,
+    http: &crate::config::HttpClientConfig,
+    timeout: Duration,
+) -> Vec<RemoteReadConfig> {
     cluster
         .peer_urls()
         .into_iter()
@@ -861,7 +870,7 @@ fn cluster_peers(cluster: &Cluster, timeout: Duration) -> Vec<RemoteReadConfig> 
             headers: Default::default(),
             read_recent: true,
             name: format!("cluster peer {url}"),
-            http: Default::default(),
+            http: http.clone(),
             required_matchers: Default::default(),
             filter_external_labels: true,
         })

@@ -952,3 +952,113 @@ fn rule_windows_are_seeded_from_every_process() {
     );
     assert_eq!(ours, theirs);
 }
+
+/// Processes whose `--web.config.file` asks for basic authentication read each other
+/// with the credentials of `--cluster.http-config` (an `http_config` file, its
+/// `password_file` relative to it): every process still answers queries, `/federate`
+/// and the rules API for the whole cluster, as the single Prometheus (same web config)
+/// answers for the targets it scrapes alone.
+#[test]
+fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (_exporters, config) = demo_fleet(TARGETS, |k| k, Some(RULES), dir.path());
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "basic_auth_users:\n  ops: {}\n  peer: {}\n",
+            bcrypt::hash("ops-pw", 4).unwrap(),
+            bcrypt::hash("peer-pw", 4).unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("peer")).unwrap();
+    std::fs::write(dir.path().join("peer/password"), "peer-pw\n").unwrap();
+    let peer = dir.path().join("peer/http.yml");
+    std::fs::write(
+        &peer,
+        "basic_auth:\n  username: peer\n  password_file: password\n",
+    )
+    .unwrap();
+    let web_flag = format!("--web.config.file={}", web.display());
+    let peer_flag = format!("--cluster.http-config={}", peer.display());
+    let processes = ClusterLayout::new(3, dir.path()).launch(
+        &config,
+        &[&web_flag, &peer_flag],
+        &[None, None, None],
+    );
+    let oracle = Prometheus::start_with_args(&config, &[&web_flag]);
+
+    let authorization = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ops:ops-pw")
+    );
+    let get = |base: SocketAddr, path: &str| -> Value {
+        let url = format!("http://{base}{path}");
+        let response =
+            common::http::send("GET", &url, &[("Authorization", &authorization)], None, b"")
+                .unwrap();
+        assert_eq!(response.status, 200, "{url}: {}", response.body);
+        serde_json::from_str(&response.body).unwrap_or(Value::Null)
+    };
+    let count = |base: SocketAddr| -> (Value, Value) {
+        let answer = get(base, "/api/v1/query?query=count(demo_value)");
+        (
+            answer["data"]["result"][0]["value"][1].clone(),
+            answer["warnings"].clone(),
+        )
+    };
+    let mut theirs = (Value::Null, Value::Null);
+    assert!(wait_until(Duration::from_secs(30), || {
+        theirs = count(oracle.addr());
+        theirs.0 == Value::String(TARGETS.to_string())
+    }));
+    for p in &processes {
+        let mut ours = (Value::Null, Value::Null);
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                ours = count(p.addr());
+                ours == theirs
+            }),
+            "process at {}: {ours:?}, Prometheus: {theirs:?}",
+            p.addr()
+        );
+    }
+    // `/federate` merges the others' answers.
+    let federated = |base: SocketAddr| -> usize {
+        let url = format!("http://{base}/federate?match[]=demo_value");
+        let response =
+            common::http::send("GET", &url, &[("Authorization", &authorization)], None, b"")
+                .unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+        response
+            .body
+            .lines()
+            .filter(|l| l.starts_with("demo_value{"))
+            .count()
+    };
+    let oracle_federated = federated(oracle.addr());
+    assert_eq!(oracle_federated, TARGETS);
+    for p in &processes {
+        assert_eq!(
+            federated(p.addr()),
+            oracle_federated,
+            "process at {}",
+            p.addr()
+        );
+    }
+    // The rules API of the last process is the first's (the rule host's).
+    let groups = |base: SocketAddr| -> Vec<Value> {
+        get(base, "/api/v1/rules")["data"]["groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let names =
+        |groups: Vec<Value>| -> Vec<Value> { groups.iter().map(|g| g["name"].clone()).collect() };
+    assert_eq!(
+        names(groups(processes[2].addr())),
+        names(groups(oracle.addr()))
+    );
+}

@@ -124,7 +124,7 @@ pub async fn open(
     path_and_query: &str,
     accept: Option<&str>,
 ) -> (Vec<(String, reqwest::Response)>, Vec<String>) {
-    let client = match service.http_clients.client(&Default::default()) {
+    let client = match peer_client(service) {
         Ok(client) => client,
         Err(e) => return (Vec::new(), vec![format!("cluster: no HTTP client: {e}")]),
     };
@@ -137,6 +137,7 @@ pub async fn open(
         }
         async move {
             let answer = async {
+                let request = authorized(service, request).await?;
                 let response = tokio::time::timeout(PEER_TIMEOUT, request.send())
                     .await
                     .map_err(|_| "timed out".to_string())?
@@ -199,7 +200,7 @@ pub async fn to_rule_host(
     let Some(host) = cluster.processes.first().and_then(|p| p.web.as_deref()) else {
         return Some(unavailable("the hostfile gives no URL for it".into()));
     };
-    let client = match service.http_clients.client(&Default::default()) {
+    let client = match peer_client(service) {
         Ok(client) => client,
         Err(e) => return Some(unavailable(format!("no HTTP client: {e}"))),
     };
@@ -213,6 +214,10 @@ pub async fn to_rule_host(
             request = request.header(name, value);
         }
     }
+    let request = match authorized(service, request).await {
+        Ok(request) => request,
+        Err(e) => return Some(unavailable(e)),
+    };
     let response = match request.send().await {
         Ok(r) => r,
         Err(e) => return Some(unavailable(e.to_string())),
@@ -227,4 +232,24 @@ pub async fn to_rule_host(
         Ok(body) => Some((status, [(header::CONTENT_TYPE, content_type)], body).into_response()),
         Err(e) => Some(unavailable(e.to_string())),
     }
+}
+
+/// The client for requests to the other processes: `--cluster.http-config`'s TLS
+/// settings (plain HTTP by default).
+fn peer_client(service: &Service) -> Result<reqwest::Client, String> {
+    service
+        .http_clients
+        .client(&service.options.cluster_http)
+        .map_err(|e| e.to_string())
+}
+
+/// `request` to another process with `--cluster.http-config`'s credentials (none by
+/// default), read as every configured client reads them.
+async fn authorized(
+    service: &Service,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::RequestBuilder, String> {
+    crate::http_client::authorize(request, &service.options.cluster_http)
+        .await
+        .map_err(|e| format!("credentials: {e}"))
 }

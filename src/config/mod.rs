@@ -188,6 +188,25 @@ impl Default for StorageConfig {
     }
 }
 
+impl HttpClientConfig {
+    /// Reads and validates a file holding one set of HTTP client settings (what a
+    /// section's `http_config` holds: `basic_auth`, `authorization`, `oauth2`,
+    /// `tls_config`, ...), as prometheus/common's `LoadHTTPConfigFile`; relative paths
+    /// in it are resolved against the file's directory. Used for the requests a
+    /// cluster's processes make to each other (`--cluster.http-config`).
+    pub fn load_file(path: &Path) -> Result<HttpClientConfig, ConfigError> {
+        let (text, file_name, base_dir) = read_config_file(path, "HTTP client config file")?;
+        load_located(
+            &text,
+            &file_name,
+            ignored_field_message,
+            |raw: &RawHttpClientConfig, problems| {
+                resolve_http_client(raw, base_dir, &FieldPath::root(), problems)
+            },
+        )
+    }
+}
+
 impl AlertingConfig {
     fn is_empty(&self) -> bool {
         self.alert_relabel_configs.is_empty() && self.alertmanagers.is_empty()
