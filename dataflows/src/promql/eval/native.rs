@@ -424,7 +424,8 @@ pub fn split_classic_native(
     (native, classic)
 }
 
-fn metric_name(l: &Labels) -> String {
+/// A metric name as Prometheus's annotations quote it.
+pub(super) fn metric_name(l: &Labels) -> String {
     format!("{:?}", l.metric_name())
 }
 
@@ -497,6 +498,11 @@ fn window_value(
         "rate" | "increase" | "delta" => {
             if mixed {
                 return Some(mixed_warning());
+            }
+            if arg.modifier.is_some() {
+                return Some(
+                    extended_rate(ev, func, points, &hs, arg, labels).map(|h| ev.boxed(h)),
+                );
             }
             let sts = if func == "delta" { &[][..] } else { &sts[..] };
             rate(ev, func, &hs, sts, arg, labels).map(|h| ev.boxed(h))
@@ -754,6 +760,168 @@ fn rate(
         result.compact();
     }
     result.mul(factor);
+    Some(result)
+}
+
+/// Prometheus's annotations for combining two histograms inside a range function
+/// (`addHistogramWithAnnotations` / `subHistogramWithAnnotations`): the reconciled
+/// custom buckets info, or (`false`) the mixed schemas warning. Counter-reset hint
+/// collisions are not reported.
+fn combined(
+    ev: &Evaluator<'_>,
+    r: Result<crate::histogram::Combined, CombineError>,
+    labels: &Labels,
+    operation: &str,
+) -> bool {
+    match r {
+        Ok(c) => {
+            if c.custom_bounds_reconciled {
+                ev.info(format!(
+                    "mismatched custom buckets were reconciled during {operation}"
+                ));
+            }
+            true
+        }
+        Err(CombineError::MixedSchemas) => {
+            ev.warn(format!(
+                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
+                metric_name(labels)
+            ));
+            false
+        }
+    }
+}
+
+/// The histogram at `t` on the line from `a` to `b` (Prometheus's
+/// `interpolateHistograms`): `a` or `b` when `t` is one of their times; for a
+/// `counter` that reset between them, the line starts from zero at `a`. `None` (with
+/// Prometheus's warning) when one has exponential and the other custom buckets.
+pub fn interpolate_histograms(
+    ev: &Evaluator<'_>,
+    a: (i64, &FloatHistogram),
+    b: (i64, &FloatHistogram),
+    t: i64,
+    counter: bool,
+    labels: &Labels,
+) -> Option<FloatHistogram> {
+    if t == a.0 {
+        return Some(a.1.clone());
+    }
+    if t == b.0 {
+        return Some(b.1.clone());
+    }
+    let fraction = (t - a.0) as f64 / (b.0 - a.0) as f64;
+    let mut out = b.1.clone();
+    if counter && b.1.detect_reset(a.1) {
+        out.mul(fraction);
+        return Some(out);
+    }
+    if !combined(ev, out.sub(a.1), labels, "subtraction") {
+        return None;
+    }
+    out.mul(fraction);
+    if !combined(ev, out.add(a.1), labels, "addition") {
+        return None;
+    }
+    Some(out)
+}
+
+/// `rate`/`increase` (`counter`) and `delta` of histograms over an `anchored` or
+/// `smoothed` window (Prometheus's `extendedHistogramRate`): no extrapolation; the
+/// histogram at the right edge minus the one at the left edge (edge samples, or
+/// interpolated onto the edges), plus for counters what every reset between them
+/// lost. `points` are the window's samples as read, `hs` their histograms.
+fn extended_rate(
+    ev: &Evaluator<'_>,
+    func: &str,
+    points: &[(i64, f64)],
+    hs: &[(i64, Arc<FloatHistogram>)],
+    arg: &RangeArg,
+    labels: &Labels,
+) -> Option<FloatHistogram> {
+    use super::selector::edge_indices;
+    let counter = func != "delta";
+    let smoothed = arg.modifier == Some(crate::promql::plan::SelectorModifier::Smoothed);
+    let (start, end) = (arg.window_end - arg.range_ms, arg.window_end);
+    let (first, last) = edge_indices(points, start, end, smoothed)?;
+    if smoothed && hs[first].0 > end {
+        return None;
+    }
+    let name = metric_name(labels);
+    let custom = hs[first].1.uses_custom_buckets();
+    for (_, h) in &hs[first..=last] {
+        if h.uses_custom_buckets() != custom {
+            ev.warn(format!(
+                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name}"
+            ));
+            return None;
+        }
+        if counter && h.counter_reset_hint == CounterResetHint::Gauge {
+            ev.warn(format!(
+                "this native histogram metric is not a counter: {name}"
+            ));
+        }
+    }
+    let at = |i: usize| (hs[i].0, hs[i].1.as_ref());
+    let left = if smoothed && hs[first].0 < start {
+        interpolate_histograms(ev, at(first), at(first + 1), start, counter, labels)?
+    } else {
+        hs[first].1.as_ref().clone()
+    };
+    let right = if smoothed && last > 0 && hs[last].0 > end {
+        interpolate_histograms(ev, at(last - 1), at(last), end, counter, labels)?
+    } else {
+        hs[last].1.as_ref().clone()
+    };
+    let gauge = |h: &FloatHistogram| h.counter_reset_hint == CounterResetHint::Gauge;
+    if !counter && (!gauge(&left) || !gauge(&right)) {
+        ev.warn(format!(
+            "this native histogram metric is not a gauge: {name}"
+        ));
+    }
+    let mut result = right.clone();
+    if !combined(ev, result.sub(&left), labels, "subtraction") {
+        return None;
+    }
+    if counter {
+        // The edge samples stand for themselves (`left`, `right`); a smoothed left
+        // edge interpolated across a reset has accounted for it already.
+        let mut lo = first + 1;
+        let mut prev: &FloatHistogram = &left;
+        if smoothed && hs[first].0 < start && hs[first + 1].1.detect_reset(&hs[first].1) {
+            prev = &hs[first + 1].1;
+            lo += 1;
+        }
+        if lo <= last {
+            let mut correction: Option<FloatHistogram> = None;
+            let mut lost = |h: &FloatHistogram| match correction.as_mut() {
+                None => {
+                    correction = Some(h.clone());
+                    true
+                }
+                Some(c) => combined(ev, c.add(h), labels, "addition"),
+            };
+            for (_, h) in &hs[lo..last] {
+                if h.detect_reset(prev) && !lost(prev) {
+                    return None;
+                }
+                prev = h;
+            }
+            if right.detect_reset(prev) && !lost(prev) {
+                return None;
+            }
+            if let Some(c) = correction {
+                if !combined(ev, result.add(&c), labels, "addition") {
+                    return None;
+                }
+            }
+        }
+    }
+    if func == "rate" {
+        result.div(arg.range_ms as f64 / 1000.0);
+    }
+    result.counter_reset_hint = CounterResetHint::Gauge;
+    result.compact();
     Some(result)
 }
 
