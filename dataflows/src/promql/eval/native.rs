@@ -550,7 +550,7 @@ fn window_value(
             let all: Vec<&FloatHistogram> = hs.iter().map(|(_, h)| h.as_ref()).collect();
             let mut sum = sum_histograms(ev, &all, labels)?;
             if func == "avg_over_time" {
-                sum.div(hs.len() as f64);
+                sum.kahan_mean(&all);
             }
             Some(ev.boxed(sum))
         }
@@ -997,7 +997,7 @@ pub fn aggregate(
                 return Some(None);
             };
             if op == AggOp::Avg {
-                sum.div(hs.len() as f64);
+                sum.kahan_mean(&all);
             }
             sum.compact();
             Some(ev.boxed(sum))
