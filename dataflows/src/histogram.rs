@@ -906,6 +906,46 @@ impl FloatHistogram {
         self.compact();
     }
 
+    /// Prometheus's `FloatHistogram.String()`: count, sum and every bucket with
+    /// observations, lowest first, as `[lower,upper):count` with the bounds'
+    /// inclusiveness (`{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (1,2]:2}`);
+    /// the label value `count_values` gives a histogram.
+    pub fn go_string(&self) -> String {
+        use crate::go_float::format_g as g;
+        use std::fmt::Write;
+        let mut out = format!("{{count:{}, sum:{}", g(self.count), g(self.sum));
+        let mut bucket = |lower: f64, upper: f64, count: f64, closed: (bool, bool)| {
+            let (open, close) = (
+                if closed.0 { '[' } else { '(' },
+                if closed.1 { ']' } else { ')' },
+            );
+            let _ = write!(out, ", {open}{},{}{close}:{}", g(lower), g(upper), g(count));
+        };
+        for (idx, count) in self.negative().into_iter().rev() {
+            let (lower, upper) = (-self.bound(idx), -self.bound(idx - 1));
+            if count != 0.0 {
+                bucket(lower, upper, count, (lower < 0.0, upper > 0.0));
+            }
+        }
+        if self.zero_count != 0.0 && !self.uses_custom_buckets() {
+            let zt = self.zero_threshold;
+            bucket(-zt, zt, self.zero_count, (true, true));
+        }
+        for (idx, count) in self.positive() {
+            let (lower, upper) = (self.bound(idx - 1), self.bound(idx));
+            let closed = if self.uses_custom_buckets() {
+                (idx == 0, true)
+            } else {
+                (lower < 0.0, upper > 0.0)
+            };
+            if count != 0.0 {
+                bucket(lower, upper, count, closed);
+            }
+        }
+        out.push('}');
+        out
+    }
+
     /// Equality as Prometheus's test runner judges it: compacted, counts within a
     /// relative `eps`, schema, zero threshold and bucket layout exact, custom bounds
     /// equal; the counter-reset hint only if `hint` (the expectation named one).
@@ -1115,6 +1155,19 @@ mod tests {
         out.set_negative(neg);
         out.count = zc + pos.iter().chain(neg).map(|b| b.1).sum::<f64>();
         out
+    }
+
+    /// Prometheus's aggregators.test (count_values): the label value of
+    /// {{schema:0 sum:10 count:20 z_bucket_w:0.001 z_bucket:2 buckets:[1 2] n_buckets:[1 2]}}.
+    #[test]
+    fn go_string_lists_buckets_with_their_bounds() {
+        let mut x = h(0, 0.001, 2.0, &[(0, 1.0), (1, 2.0)], &[(0, 1.0), (1, 2.0)]);
+        x.count = 20.0;
+        x.sum = 10.0;
+        assert_eq!(
+            x.go_string(),
+            "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (1,2]:2}"
+        );
     }
 
     /// Cases of Prometheus's native_histograms.test (trim operators).
