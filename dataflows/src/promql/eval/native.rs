@@ -540,6 +540,9 @@ fn window_value(
             Some(n as f64)
         }
         "count_over_time" => Some(points.len() as f64),
+        // The time of the first / last sample, float or histogram.
+        "ts_of_first_over_time" => Some(points[0].0 as f64 / 1000.0),
+        "ts_of_last_over_time" => Some(points[points.len() - 1].0 as f64 / 1000.0),
         "present_over_time" => Some(1.0),
         "last_over_time" => Some(points[points.len() - 1].1),
         "first_over_time" => Some(points[0].1),
