@@ -311,10 +311,20 @@ pub fn quantile(ev: &Evaluator<'_>, q: f64, h: &FloatHistogram, l: &Labels) -> f
             break;
         }
     }
-    let Some(at) = at else {
-        return f64::NAN;
+    // No bucket with observations (all of them NaN): Prometheus's zero bucket value,
+    // which falls short of the rank below.
+    let (mut bucket, next) = match at {
+        Some(at) => (buckets[at], at + 1),
+        None => (
+            Bucket {
+                lower: 0.0,
+                upper: 0.0,
+                count: 0.0,
+                index: 0,
+            },
+            buckets.len(),
+        ),
     };
-    let mut bucket = buckets[at];
     let name = || format!("{:?}", l.metric_name());
     if !h.uses_custom_buckets() {
         if bucket.lower < 0.0 && bucket.upper > 0.0 {
@@ -347,7 +357,7 @@ pub fn quantile(ev: &Evaluator<'_>, q: f64, h: &FloatHistogram, l: &Labels) -> f
         rank = count - rank;
     }
     if h.sum.is_nan() {
-        let total = count + buckets[at + 1..].iter().map(|b| b.count).sum::<f64>();
+        let total = count + buckets[next..].iter().map(|b| b.count).sum::<f64>();
         if total < h.count {
             ev.info(format!(
                 "input to histogram_quantile has NaN observations, result is skewed higher for metric name {}",
