@@ -820,20 +820,7 @@ impl FloatHistogram {
         let mut pos: BTreeMap<i32, Acc> = BTreeMap::new();
         let mut neg: BTreeMap<i32, Acc> = BTreeMap::new();
         for h in hs {
-            let mut h = (*h).clone();
-            if !self.uses_custom_buckets() {
-                if h.zero_threshold < self.zero_threshold {
-                    h.widen_zero_bucket(self.zero_threshold);
-                }
-                if h.schema > self.schema {
-                    let (p, n) = (h.positive(), h.negative());
-                    h.set_positive(&reduce(&p, h.schema, self.schema));
-                    h.set_negative(&reduce(&n, h.schema, self.schema));
-                }
-            } else if h.custom_values != self.custom_values {
-                let p = Self::rebucket_custom(&h.positive(), &h.custom_values, &self.custom_values);
-                h.set_positive(&p);
-            }
+            let h = self.in_layout(h);
             inc(&mut count, h.count);
             inc(&mut sum, h.sum);
             inc(&mut zero, h.zero_count);
@@ -853,6 +840,110 @@ impl FloatHistogram {
         self.set_positive(&p);
         self.set_negative(&n);
         self.compact();
+    }
+
+    /// `h` taken to this histogram's layout: its zero threshold (if wider), schema (if
+    /// lower) or custom bounds (a subset of `h`'s).
+    fn in_layout(&self, h: &FloatHistogram) -> FloatHistogram {
+        let mut h = h.clone();
+        if !self.uses_custom_buckets() {
+            if h.zero_threshold < self.zero_threshold {
+                h.widen_zero_bucket(self.zero_threshold);
+            }
+            if h.schema > self.schema {
+                let (p, n) = (h.positive(), h.negative());
+                h.set_positive(&reduce(&p, h.schema, self.schema));
+                h.set_negative(&reduce(&n, h.schema, self.schema));
+            }
+        } else if h.custom_values != self.custom_values {
+            let p = Self::rebucket_custom(&h.positive(), &h.custom_values, &self.custom_values);
+            h.set_positive(&p);
+        }
+        h
+    }
+
+    /// Recomputes counts, sum, zero count and buckets as the mean of `hs` taken to this
+    /// histogram's layout (which [`FloatHistogram::add`]ing them produced), as
+    /// Prometheus's `avg` and `avg_over_time` compute it: a Kahan-compensated sum
+    /// divided by their number, switching to a compensated incremental mean once the
+    /// running sum overflows (any of its counts becomes infinite); compacted.
+    pub fn kahan_mean(&mut self, hs: &[&FloatHistogram]) {
+        use std::collections::{BTreeMap, BTreeSet};
+        let laid: Vec<FloatHistogram> = hs.iter().map(|h| self.in_layout(h)).collect();
+        let indices = |side: fn(&FloatHistogram) -> Vec<(i32, f64)>| -> Vec<i32> {
+            let set: BTreeSet<i32> = laid.iter().flat_map(side).map(|b| b.0).collect();
+            set.into_iter().collect()
+        };
+        let (pos, neg) = (
+            indices(FloatHistogram::positive),
+            indices(FloatHistogram::negative),
+        );
+        // Each histogram as one vector: count, sum, zero count, then its buckets.
+        let vectors: Vec<Vec<f64>> = laid
+            .iter()
+            .map(|h| {
+                let (p, n): (BTreeMap<i32, f64>, BTreeMap<i32, f64>) = (
+                    h.positive().into_iter().collect(),
+                    h.negative().into_iter().collect(),
+                );
+                let mut v = vec![h.count, h.sum, h.zero_count];
+                v.extend(pos.iter().map(|i| p.get(i).copied().unwrap_or(0.0)));
+                v.extend(neg.iter().map(|i| n.get(i).copied().unwrap_or(0.0)));
+                v
+            })
+            .collect();
+        let mean = kahan_mean_of(&vectors);
+        self.count = mean[0];
+        self.sum = mean[1];
+        if !self.uses_custom_buckets() {
+            self.zero_count = mean[2];
+        }
+        let (p, n) = mean[3..].split_at(pos.len());
+        let p: Vec<(i32, f64)> = pos.iter().copied().zip(p.iter().copied()).collect();
+        let n: Vec<(i32, f64)> = neg.iter().copied().zip(n.iter().copied()).collect();
+        self.set_positive(&p);
+        self.set_negative(&n);
+        self.compact();
+    }
+
+    /// Prometheus's `FloatHistogram.String()`: count, sum and every bucket with
+    /// observations, lowest first, as `[lower,upper):count` with the bounds'
+    /// inclusiveness (`{count:20, sum:10, [-2,-1):2, [-0.001,0.001]:2, (1,2]:2}`);
+    /// the label value `count_values` gives a histogram.
+    pub fn go_string(&self) -> String {
+        use crate::go_float::format_g as g;
+        use std::fmt::Write;
+        let mut out = format!("{{count:{}, sum:{}", g(self.count), g(self.sum));
+        let mut bucket = |lower: f64, upper: f64, count: f64, closed: (bool, bool)| {
+            let (open, close) = (
+                if closed.0 { '[' } else { '(' },
+                if closed.1 { ']' } else { ')' },
+            );
+            let _ = write!(out, ", {open}{},{}{close}:{}", g(lower), g(upper), g(count));
+        };
+        for (idx, count) in self.negative().into_iter().rev() {
+            let (lower, upper) = (-self.bound(idx), -self.bound(idx - 1));
+            if count != 0.0 {
+                bucket(lower, upper, count, (lower < 0.0, upper > 0.0));
+            }
+        }
+        if self.zero_count != 0.0 && !self.uses_custom_buckets() {
+            let zt = self.zero_threshold;
+            bucket(-zt, zt, self.zero_count, (true, true));
+        }
+        for (idx, count) in self.positive() {
+            let (lower, upper) = (self.bound(idx - 1), self.bound(idx));
+            let closed = if self.uses_custom_buckets() {
+                (idx == 0, true)
+            } else {
+                (lower < 0.0, upper > 0.0)
+            };
+            if count != 0.0 {
+                bucket(lower, upper, count, closed);
+            }
+        }
+        out.push('}');
+        out
     }
 
     /// Equality as Prometheus's test runner judges it: compacted, counts within a
@@ -974,6 +1065,45 @@ fn infinite_bucket(b: &Bucket, bound: f64, keep_below: bool) -> (f64, f64) {
     }
 }
 
+/// The component-wise mean of equally long vectors `vs` (at least one) as Prometheus
+/// averages histograms: Kahan-compensated direct mean while no component of the
+/// running sum overflows, from then on a compensated incremental mean.
+fn kahan_mean_of(vs: &[Vec<f64>]) -> Vec<f64> {
+    use crate::promql::eval::math::kahan_inc;
+    let mut sum = vs[0].clone();
+    let mut c = vec![0.0; sum.len()];
+    let mut mean: Option<Vec<f64>> = None;
+    for (i, h) in vs.iter().enumerate().skip(1) {
+        let count = (i + 1) as f64;
+        let mean = match mean.as_mut() {
+            Some(mean) => mean,
+            None => {
+                let (mut s2, mut c2) = (sum.clone(), c.clone());
+                for k in 0..h.len() {
+                    (s2[k], c2[k]) = kahan_inc(h[k], s2[k], c2[k]);
+                }
+                if !s2.iter().any(|v| v.is_infinite()) {
+                    (sum, c) = (s2, c2);
+                    continue;
+                }
+                c.iter_mut().for_each(|v| *v /= count - 1.0);
+                mean.insert(sum.iter().map(|v| v / (count - 1.0)).collect())
+            }
+        };
+        let q = (count - 1.0) / count;
+        for k in 0..h.len() {
+            c[k] *= q;
+            mean[k] *= q;
+            (mean[k], c[k]) = kahan_inc(h[k] / count, mean[k], c[k]);
+        }
+    }
+    let n = vs.len() as f64;
+    match mean {
+        Some(mean) => mean.iter().zip(&c).map(|(m, c)| m + c).collect(),
+        None => sum.iter().zip(&c).map(|(s, c)| s / n + c / n).collect(),
+    }
+}
+
 impl std::fmt::Display for FloatHistogram {
     /// The test-script notation (`{{schema:0 count:4 sum:5 buckets:[1 2 1]}}`), spans
     /// written as an offset and zero-filled gaps.
@@ -1025,6 +1155,19 @@ mod tests {
         out.set_negative(neg);
         out.count = zc + pos.iter().chain(neg).map(|b| b.1).sum::<f64>();
         out
+    }
+
+    /// Prometheus's aggregators.test (count_values): the label value of
+    /// {{schema:0 sum:10 count:20 z_bucket_w:0.001 z_bucket:2 buckets:[1 2] n_buckets:[1 2]}}.
+    #[test]
+    fn go_string_lists_buckets_with_their_bounds() {
+        let mut x = h(0, 0.001, 2.0, &[(0, 1.0), (1, 2.0)], &[(0, 1.0), (1, 2.0)]);
+        x.count = 20.0;
+        x.sum = 10.0;
+        assert_eq!(
+            x.go_string(),
+            "{count:20, sum:10, [-2,-1):2, [-1,-0.5):1, [-0.001,0.001]:2, (0.5,1]:1, (1,2]:2}"
+        );
     }
 
     /// Cases of Prometheus's native_histograms.test (trim operators).

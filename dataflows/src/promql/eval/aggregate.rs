@@ -72,7 +72,11 @@ pub fn eval(
                 .into_iter()
                 .filter(|(n, _)| *n != label)
                 .collect();
-            pairs.push((label.clone(), format_value(e.value)));
+            let value = match ev.histogram(e.value) {
+                Some(h) => h.go_string(),
+                None => format_value(e.value),
+            };
+            pairs.push((label.clone(), value));
             add(Arc::new(Labels::from_pairs(pairs)), e);
         }
         return Ok(Value::Vector(

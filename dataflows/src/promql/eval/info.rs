@@ -121,12 +121,15 @@ fn latest_info_series(
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    for (labels, ts, _) in instant_with_ts(ev, info, t) {
+    for (labels, ts, value) in instant_with_ts(ev, info, t) {
         let relevant = wanted
             .iter()
             .all(|(n, values)| labels.get(n).is_some_and(|v| values.contains(v)));
         if !relevant {
             continue;
+        }
+        if ev.is_histogram(value) {
+            return Err(EvalError::Execution("info sample should be float".into()));
         }
         let key = (labels.metric_name().to_string(), identity(&labels));
         match out.get(&key) {

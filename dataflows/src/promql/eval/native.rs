@@ -311,10 +311,20 @@ pub fn quantile(ev: &Evaluator<'_>, q: f64, h: &FloatHistogram, l: &Labels) -> f
             break;
         }
     }
-    let Some(at) = at else {
-        return f64::NAN;
+    // No bucket with observations (all of them NaN): Prometheus's zero bucket value,
+    // which falls short of the rank below.
+    let (mut bucket, next) = match at {
+        Some(at) => (buckets[at], at + 1),
+        None => (
+            Bucket {
+                lower: 0.0,
+                upper: 0.0,
+                count: 0.0,
+                index: 0,
+            },
+            buckets.len(),
+        ),
     };
-    let mut bucket = buckets[at];
     let name = || format!("{:?}", l.metric_name());
     if !h.uses_custom_buckets() {
         if bucket.lower < 0.0 && bucket.upper > 0.0 {
@@ -347,7 +357,7 @@ pub fn quantile(ev: &Evaluator<'_>, q: f64, h: &FloatHistogram, l: &Labels) -> f
         rank = count - rank;
     }
     if h.sum.is_nan() {
-        let total = count + buckets[at + 1..].iter().map(|b| b.count).sum::<f64>();
+        let total = count + buckets[next..].iter().map(|b| b.count).sum::<f64>();
         if total < h.count {
             ev.info(format!(
                 "input to histogram_quantile has NaN observations, result is skewed higher for metric name {}",
@@ -424,7 +434,8 @@ pub fn split_classic_native(
     (native, classic)
 }
 
-fn metric_name(l: &Labels) -> String {
+/// A metric name as Prometheus's annotations quote it.
+pub(super) fn metric_name(l: &Labels) -> String {
     format!("{:?}", l.metric_name())
 }
 
@@ -498,6 +509,11 @@ fn window_value(
             if mixed {
                 return Some(mixed_warning());
             }
+            if arg.modifier.is_some() {
+                return Some(
+                    extended_rate(ev, func, points, &hs, arg, labels).map(|h| ev.boxed(h)),
+                );
+            }
             let sts = if func == "delta" { &[][..] } else { &sts[..] };
             rate(ev, func, &hs, sts, arg, labels).map(|h| ev.boxed(h))
         }
@@ -534,6 +550,9 @@ fn window_value(
             Some(n as f64)
         }
         "count_over_time" => Some(points.len() as f64),
+        // The time of the first / last sample, float or histogram.
+        "ts_of_first_over_time" => Some(points[0].0 as f64 / 1000.0),
+        "ts_of_last_over_time" => Some(points[points.len() - 1].0 as f64 / 1000.0),
         "present_over_time" => Some(1.0),
         "last_over_time" => Some(points[points.len() - 1].1),
         "first_over_time" => Some(points[0].1),
@@ -544,7 +563,7 @@ fn window_value(
             let all: Vec<&FloatHistogram> = hs.iter().map(|(_, h)| h.as_ref()).collect();
             let mut sum = sum_histograms(ev, &all, labels)?;
             if func == "avg_over_time" {
-                sum.div(hs.len() as f64);
+                sum.kahan_mean(&all);
             }
             Some(ev.boxed(sum))
         }
@@ -757,6 +776,168 @@ fn rate(
     Some(result)
 }
 
+/// Prometheus's annotations for combining two histograms inside a range function
+/// (`addHistogramWithAnnotations` / `subHistogramWithAnnotations`): the reconciled
+/// custom buckets info, or (`false`) the mixed schemas warning. Counter-reset hint
+/// collisions are not reported.
+fn combined(
+    ev: &Evaluator<'_>,
+    r: Result<crate::histogram::Combined, CombineError>,
+    labels: &Labels,
+    operation: &str,
+) -> bool {
+    match r {
+        Ok(c) => {
+            if c.custom_bounds_reconciled {
+                ev.info(format!(
+                    "mismatched custom buckets were reconciled during {operation}"
+                ));
+            }
+            true
+        }
+        Err(CombineError::MixedSchemas) => {
+            ev.warn(format!(
+                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
+                metric_name(labels)
+            ));
+            false
+        }
+    }
+}
+
+/// The histogram at `t` on the line from `a` to `b` (Prometheus's
+/// `interpolateHistograms`): `a` or `b` when `t` is one of their times; for a
+/// `counter` that reset between them, the line starts from zero at `a`. `None` (with
+/// Prometheus's warning) when one has exponential and the other custom buckets.
+pub fn interpolate_histograms(
+    ev: &Evaluator<'_>,
+    a: (i64, &FloatHistogram),
+    b: (i64, &FloatHistogram),
+    t: i64,
+    counter: bool,
+    labels: &Labels,
+) -> Option<FloatHistogram> {
+    if t == a.0 {
+        return Some(a.1.clone());
+    }
+    if t == b.0 {
+        return Some(b.1.clone());
+    }
+    let fraction = (t - a.0) as f64 / (b.0 - a.0) as f64;
+    let mut out = b.1.clone();
+    if counter && b.1.detect_reset(a.1) {
+        out.mul(fraction);
+        return Some(out);
+    }
+    if !combined(ev, out.sub(a.1), labels, "subtraction") {
+        return None;
+    }
+    out.mul(fraction);
+    if !combined(ev, out.add(a.1), labels, "addition") {
+        return None;
+    }
+    Some(out)
+}
+
+/// `rate`/`increase` (`counter`) and `delta` of histograms over an `anchored` or
+/// `smoothed` window (Prometheus's `extendedHistogramRate`): no extrapolation; the
+/// histogram at the right edge minus the one at the left edge (edge samples, or
+/// interpolated onto the edges), plus for counters what every reset between them
+/// lost. `points` are the window's samples as read, `hs` their histograms.
+fn extended_rate(
+    ev: &Evaluator<'_>,
+    func: &str,
+    points: &[(i64, f64)],
+    hs: &[(i64, Arc<FloatHistogram>)],
+    arg: &RangeArg,
+    labels: &Labels,
+) -> Option<FloatHistogram> {
+    use super::selector::edge_indices;
+    let counter = func != "delta";
+    let smoothed = arg.modifier == Some(crate::promql::plan::SelectorModifier::Smoothed);
+    let (start, end) = (arg.window_end - arg.range_ms, arg.window_end);
+    let (first, last) = edge_indices(points, start, end, smoothed)?;
+    if smoothed && hs[first].0 > end {
+        return None;
+    }
+    let name = metric_name(labels);
+    let custom = hs[first].1.uses_custom_buckets();
+    for (_, h) in &hs[first..=last] {
+        if h.uses_custom_buckets() != custom {
+            ev.warn(format!(
+                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name}"
+            ));
+            return None;
+        }
+        if counter && h.counter_reset_hint == CounterResetHint::Gauge {
+            ev.warn(format!(
+                "this native histogram metric is not a counter: {name}"
+            ));
+        }
+    }
+    let at = |i: usize| (hs[i].0, hs[i].1.as_ref());
+    let left = if smoothed && hs[first].0 < start {
+        interpolate_histograms(ev, at(first), at(first + 1), start, counter, labels)?
+    } else {
+        hs[first].1.as_ref().clone()
+    };
+    let right = if smoothed && last > 0 && hs[last].0 > end {
+        interpolate_histograms(ev, at(last - 1), at(last), end, counter, labels)?
+    } else {
+        hs[last].1.as_ref().clone()
+    };
+    let gauge = |h: &FloatHistogram| h.counter_reset_hint == CounterResetHint::Gauge;
+    if !counter && (!gauge(&left) || !gauge(&right)) {
+        ev.warn(format!(
+            "this native histogram metric is not a gauge: {name}"
+        ));
+    }
+    let mut result = right.clone();
+    if !combined(ev, result.sub(&left), labels, "subtraction") {
+        return None;
+    }
+    if counter {
+        // The edge samples stand for themselves (`left`, `right`); a smoothed left
+        // edge interpolated across a reset has accounted for it already.
+        let mut lo = first + 1;
+        let mut prev: &FloatHistogram = &left;
+        if smoothed && hs[first].0 < start && hs[first + 1].1.detect_reset(&hs[first].1) {
+            prev = &hs[first + 1].1;
+            lo += 1;
+        }
+        if lo <= last {
+            let mut correction: Option<FloatHistogram> = None;
+            let mut lost = |h: &FloatHistogram| match correction.as_mut() {
+                None => {
+                    correction = Some(h.clone());
+                    true
+                }
+                Some(c) => combined(ev, c.add(h), labels, "addition"),
+            };
+            for (_, h) in &hs[lo..last] {
+                if h.detect_reset(prev) && !lost(prev) {
+                    return None;
+                }
+                prev = h;
+            }
+            if right.detect_reset(prev) && !lost(prev) {
+                return None;
+            }
+            if let Some(c) = correction {
+                if !combined(ev, result.add(&c), labels, "addition") {
+                    return None;
+                }
+            }
+        }
+    }
+    if func == "rate" {
+        result.div(arg.range_ms as f64 / 1000.0);
+    }
+    result.counter_reset_hint = CounterResetHint::Gauge;
+    result.compact();
+    Some(result)
+}
+
 /// `irate`/`idelta` over histograms: the last two samples, `dt` ms apart;
 /// `start_reset`: the last one's start timestamp says the counter restarted.
 fn instant_rate(
@@ -829,7 +1010,7 @@ pub fn aggregate(
                 return Some(None);
             };
             if op == AggOp::Avg {
-                sum.div(hs.len() as f64);
+                sum.kahan_mean(&all);
             }
             sum.compact();
             Some(ev.boxed(sum))

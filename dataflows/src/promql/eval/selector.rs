@@ -110,7 +110,19 @@ fn smoothed_instant(ev: &Evaluator<'_>, sel: &VectorSel, t: i64) -> Vec<Element>
                 .into_iter()
                 .filter(|p| !is_stale_marker(p.1))
                 .collect();
+            let histograms = points.iter().filter(|p| ev.is_histogram(p.1)).count();
+            if histograms > 0 && histograms < points.len() {
+                ev.warn(format!(
+                    "encountered a mix of histograms and floats for metric name {}",
+                    super::native::metric_name(&labels)
+                ));
+                return None;
+            }
             let next = points.partition_point(|p| p.0 < eff);
+            if histograms > 0 {
+                let value = smoothed_histogram(ev, &points, next, eff, &labels)?;
+                return Some(Element::new(labels, value));
+            }
             let value = match (next.checked_sub(1), points.get(next)) {
                 (_, Some(&(ts, v))) if ts == eff => v,
                 (Some(prev), Some(&next)) => interpolate(points[prev], next, eff, false),
@@ -120,6 +132,52 @@ fn smoothed_instant(ev: &Evaluator<'_>, sel: &VectorSel, t: i64) -> Vec<Element>
             Some(Element::new(labels, value))
         })
         .collect()
+}
+
+/// `x smoothed` over histogram samples `points` (`next`: the first at or after
+/// `eff`): the one at `eff`, else interpolated between its neighbours (as a counter
+/// unless both are gauge histograms), else the last one with its counter-reset hint
+/// made unknown. Mixed exponential and custom buckets: nothing, with Prometheus's
+/// warning.
+fn smoothed_histogram(
+    ev: &Evaluator<'_>,
+    points: &[(i64, f64)],
+    next: usize,
+    eff: i64,
+    labels: &Labels,
+) -> Option<f64> {
+    use crate::histogram::CounterResetHint;
+    let at = |i: usize| Some((points[i].0, ev.histogram(points[i].1)?));
+    match (next.checked_sub(1), points.get(next)) {
+        (_, Some(&(ts, v))) if ts == eff => Some(v),
+        (Some(prev), Some(_)) => {
+            let ((t1, h1), (t2, h2)) = (at(prev)?, at(next)?);
+            if h1.uses_custom_buckets() != h2.uses_custom_buckets() {
+                ev.warn(format!(
+                    "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
+                    super::native::metric_name(labels)
+                ));
+                return None;
+            }
+            let counter = h1.counter_reset_hint != CounterResetHint::Gauge
+                || h2.counter_reset_hint != CounterResetHint::Gauge;
+            let h = super::native::interpolate_histograms(
+                ev,
+                (t1, &h1),
+                (t2, &h2),
+                eff,
+                counter,
+                labels,
+            )?;
+            Some(ev.boxed(h))
+        }
+        (Some(prev), None) => {
+            let mut h = at(prev)?.1.as_ref().clone();
+            h.counter_reset_hint = CounterResetHint::Unknown;
+            Some(ev.boxed(h))
+        }
+        (None, _) => None,
+    }
 }
 
 /// The value at `t` on the line between samples `a` and `b`; for a counter that
