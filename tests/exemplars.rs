@@ -311,3 +311,69 @@ fn without_the_feature_no_exemplar_is_kept_as_in_prometheus() {
         &[None, Some((ts - 60_000, ts + 60_000))],
     );
 }
+
+/// `convert_classic_histograms_to_nhcb` (Prometheus 3.x; 2.42 lacks it): the
+/// exemplars of a converted histogram's classic series go to its native series (the
+/// one named without suffix), those with a timestamp only, ordered by timestamp
+/// (3.x's `NHCBParser` collects them with the series; its scrape loop drops a native
+/// histogram's exemplars without a timestamp and sorts the rest). The exemplars
+/// themselves are the oracle's: Prometheus 2.42 scraping the same body keeps each on
+/// its classic bucket series.
+#[test]
+fn classic_bucket_exemplars_move_to_the_nhcb_as_prometheus_3_does() {
+    let ts = (now_ms() - 30_000) / 1000 * 1000;
+    let t = seconds(ts);
+    // Bucket 0.1's exemplar is newer than bucket 1's; +Inf's has no timestamp.
+    let body = format!(
+        "# TYPE req histogram\n\
+         req_bucket{{le=\"0.1\"}} 2 {t} # {{trace_id=\"newer\"}} 0.05 {newer}\n\
+         req_bucket{{le=\"1\"}} 5 {t} # {{trace_id=\"older\"}} 0.5 {older}\n\
+         req_bucket{{le=\"+Inf\"}} 6 {t} # {{trace_id=\"untimed\"}} 3\n\
+         req_count 6 {t}\n\
+         req_sum 4.5 {t}\n\
+         # TYPE steps counter\n\
+         steps_total 1 {t}\n\
+         # EOF\n",
+        newer = seconds(ts - 300),
+        older = seconds(ts - 700),
+    );
+    let exporter = Exporter::start(Reply {
+        status: 200,
+        content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
+        gzip: false,
+        body: body.into_bytes(),
+    });
+    let plain = config(&exporter, None);
+    let converting = plain.replace(
+        "  - job_name: app\n",
+        "  - job_name: app\n    convert_classic_histograms_to_nhcb: true\n",
+    );
+    let flags = ["--enable-feature=exemplar-storage"];
+    let promflow = Promflow::start_with_args(&converting, &flags);
+    let oracle = Prometheus::start_with_args(&plain, &flags);
+    for server in [&*promflow, &*oracle] {
+        assert!(wait_until(WAIT, || server.stored_at("steps_total", ts)));
+    }
+    let range = Some((ts - 60_000, ts + 60_000));
+    let theirs = exemplars(&oracle, "req_bucket", range);
+    let mut timed: Vec<Value> = theirs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|series| series["exemplars"].as_array().unwrap().clone())
+        .filter(|e| e["labels"]["trace_id"] != "untimed")
+        .collect();
+    assert_eq!(timed.len(), 2, "{theirs:#}");
+    timed.sort_by(|a, b| {
+        let at = |e: &Value| e["timestamp"].as_f64().unwrap();
+        at(a).total_cmp(&at(b))
+    });
+    let ours = exemplars(&promflow, "req", range);
+    let series = ours["data"].as_array().unwrap();
+    assert_eq!(series.len(), 1, "{ours:#}");
+    assert_eq!(series[0]["seriesLabels"]["__name__"], "req", "{ours:#}");
+    assert_eq!(series[0]["exemplars"], Value::Array(timed), "{ours:#}");
+    // The classic series are not kept (no always_scrape_classic_histograms).
+    let classic = exemplars(&promflow, "req_bucket", range);
+    assert_eq!(classic["data"], serde_json::json!([]), "{classic:#}");
+}

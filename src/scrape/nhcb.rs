@@ -20,11 +20,16 @@
 //!   `always_scrape_classic_histograms` the classic series of a converted histogram
 //!   are not kept, as in Prometheus).
 //!
-//! Not carried over: the classic buckets' exemplars (Prometheus moves them to the
-//! NHCB). Start timestamps ([`Collector::start`]) stay with their samples.
+//! Start timestamps ([`Collector::start`]) and exemplars ([`Collector::exemplar`])
+//! stay with their samples: a held-back sample given back as a float keeps its
+//! exemplars, and a converted histogram carries the exemplars of every series of its
+//! group that have a timestamp, ordered by timestamp, value and labels (Prometheus
+//! 3.x's `NHCBParser` collects them as it collects the series, and its scrape loop
+//! drops a native histogram's exemplars without a timestamp, then sorts them with
+//! `exemplar.Compare`). A kept classic series keeps its own exemplars too.
 
 use crate::exposition::{MetricMetadata, MetricType};
-use crate::scrape::exposition::SampleRef;
+use crate::scrape::exposition::{ExemplarRef, SampleRef};
 use dataflows::histogram::{from_classic, CounterResetHint, FloatHistogram};
 use std::collections::{HashMap, HashSet};
 
@@ -39,6 +44,46 @@ pub(crate) struct Part {
     pub series: Vec<u8>,
     /// Its start timestamp (0: none).
     pub start_ms: i64,
+    /// Its exemplars, as exposed.
+    pub exemplars: Vec<HeldExemplar>,
+}
+
+/// An exemplar of a candidate sample, owned.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct HeldExemplar {
+    /// As exposed.
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub timestamp_ms: Option<i64>,
+}
+
+impl HeldExemplar {
+    /// The exemplar, borrowed for the loop's exemplar path.
+    pub fn with_ref<R>(&self, f: impl FnOnce(ExemplarRef<'_>) -> R) -> R {
+        let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = self
+            .labels
+            .iter()
+            .map(|(n, v)| (n.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
+            .collect();
+        f(ExemplarRef {
+            labels: &labels,
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+        })
+    }
+
+    /// Prometheus's `exemplar.Compare`: timestamp, then value, then labels (sorted).
+    fn order(&self, other: &HeldExemplar) -> std::cmp::Ordering {
+        let sorted = |e: &HeldExemplar| {
+            let mut labels = e.labels.clone();
+            labels.sort();
+            labels
+        };
+        self.timestamp_ms
+            .cmp(&other.timestamp_ms)
+            .then(self.value.total_cmp(&other.value))
+            .then_with(|| sorted(self).cmp(&sorted(other)))
+    }
 }
 
 impl Part {
@@ -69,6 +114,8 @@ pub(crate) struct Converted {
     pub timestamp_ms: Option<i64>,
     /// The start timestamp of its first series (0: none).
     pub start_ms: i64,
+    /// Its group's exemplars that have a timestamp, in `exemplar.Compare` order.
+    pub exemplars: Vec<HeldExemplar>,
 }
 
 enum Role {
@@ -136,7 +183,23 @@ impl Collector {
             timestamp_ms: sample.timestamp_ms,
             series: sample.series.to_vec(),
             start_ms: 0,
+            exemplars: Vec::new(),
         });
+    }
+
+    /// An exemplar of the sample [`Collector::push`]ed last.
+    pub fn exemplar(&mut self, exemplar: &ExemplarRef<'_>) {
+        if let Some(part) = self.parts.last_mut() {
+            part.exemplars.push(HeldExemplar {
+                labels: exemplar
+                    .labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                value: exemplar.value,
+                timestamp_ms: exemplar.timestamp_ms,
+            });
+        }
     }
 
     /// The start timestamp of the sample [`Collector::push`]ed last.
@@ -245,6 +308,14 @@ impl Collector {
                 .cloned()
                 .collect();
             let inner: Vec<String> = labels.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+            let mut exemplars: Vec<HeldExemplar> = group
+                .members
+                .iter()
+                .flat_map(|&i| &self.parts[i].exemplars)
+                .filter(|e| e.timestamp_ms.is_some())
+                .cloned()
+                .collect();
+            exemplars.sort_by(HeldExemplar::order);
             converted.push(Converted {
                 series: format!("{base}{{{}}}", inner.join(",")).into_bytes(),
                 name: base,
@@ -252,6 +323,7 @@ impl Collector {
                 histogram,
                 timestamp_ms: first.timestamp_ms,
                 start_ms: first.start_ms,
+                exemplars,
             });
         }
         if !self.holds_back() {

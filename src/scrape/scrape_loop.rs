@@ -664,6 +664,9 @@ impl<'a> BatchBuilder<'a> {
             if part.start_ms != 0 {
                 self.start(part.start_ms);
             }
+            for exemplar in &part.exemplars {
+                exemplar.with_ref(|exemplar| self.exemplar(exemplar));
+            }
         }
         for h in converted {
             let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = h
@@ -680,6 +683,9 @@ impl<'a> BatchBuilder<'a> {
             });
             if h.start_ms != 0 {
                 self.start(h.start_ms);
+            }
+            for exemplar in &h.exemplars {
+                exemplar.with_ref(|exemplar| self.exemplar(exemplar));
             }
         }
     }
@@ -856,6 +862,10 @@ impl SampleSink for BatchBuilder<'_> {
     /// The exemplar of the sample just added, if its series is kept; without an
     /// exposed timestamp it takes its sample's (Prometheus does the same).
     fn exemplar(&mut self, exemplar: exposition::ExemplarRef<'_>) {
+        if let Some(collector) = self.nhcb.as_mut().filter(|_| self.collected) {
+            // A classic histogram's series: its exemplars go with it to the collector.
+            collector.exemplar(&exemplar);
+        }
         let Some(Last {
             series_id,
             timestamp_ms: sample_ts,
