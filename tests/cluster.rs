@@ -1059,7 +1059,14 @@ fn owned_rules_run_on_every_process_and_answer_as_prometheus() {
     );
     assert!(owned.iter().filter(|n| **n > 0.0).count() >= 2, "{owned:?}");
 
-    // Every recorded series equals the oracle's (the targets' values are constant).
+    // Every recorded series equals the oracle's (the targets' values are constant),
+    // once both have scraped every target and evaluated the rules since.
+    let up = |p: &common::Peer| p.query("count(up)")["result"][0]["value"][1].clone();
+    let every = Value::String(TARGETS.to_string());
+    for p in [&*processes[0], &*oracle] {
+        assert!(wait_until(Duration::from_secs(30), || up(p) == every));
+    }
+    std::thread::sleep(Duration::from_secs(3));
     for record in [
         "demo:latency:p90",
         "demo:free:top3",
@@ -1068,20 +1075,13 @@ fn owned_rules_run_on_every_process_and_answer_as_prometheus() {
         "demo:spare:sorted",
         "demo:missing",
     ] {
-        let mut theirs = BTreeSet::new();
-        assert!(
-            wait_until(Duration::from_secs(30), || {
-                theirs = rows_of(&oracle.query(record));
-                theirs.len() == oracle_len(record)
-            }),
-            "oracle {record}: {theirs:?}"
-        );
         for (i, p) in processes.iter().enumerate() {
-            let mut ours = BTreeSet::new();
+            let (mut ours, mut theirs) = (BTreeSet::new(), BTreeSet::new());
             assert!(
                 wait_until(Duration::from_secs(30), || {
+                    theirs = rows_of(&oracle.query(record));
                     ours = rows_of(&p.query(record));
-                    ours == theirs
+                    theirs.len() == oracle_len(record) && ours == theirs
                 }),
                 "process {i}: {record}:\n ours   {ours:?}\n theirs {theirs:?}"
             );
@@ -1109,9 +1109,10 @@ fn owned_rules_run_on_every_process_and_answer_as_prometheus() {
     let mut group = "name: late\nrules:\n".to_string();
     for k in 0..TARGETS {
         group.push_str(&format!(
-            "  - record: demo_value:max1h\n    expr: max_over_time(demo_value{{k=\"{k}\"}}[1h])\n"
+            "  - record: demo_value_k{k}:max1h\n    expr: max_over_time(demo_value{{k=\"{k}\"}}[1h])\n"
         ));
     }
+    let recorded = "{__name__=~\"demo_value_k[0-9]:max1h\"}";
     let resp = common::http::put(
         &processes[1].url("/api/v1/rules/team/late"),
         Some("application/yaml"),
@@ -1122,11 +1123,9 @@ fn owned_rules_run_on_every_process_and_answer_as_prometheus() {
     let theirs = rows_of(&oracle.query("max_over_time(demo_value[1h])"));
     assert_eq!(theirs.len(), TARGETS);
     assert!(
-        wait_until(Duration::from_secs(30), || count(
-            &processes[0],
-            "demo_value:max1h"
-        ) == TARGETS),
-        "demo_value:max1h not recorded"
+        wait_until(Duration::from_secs(30), || count(&processes[0], recorded)
+            == TARGETS),
+        "{recorded} not recorded"
     );
     let mut late_owned = Vec::new();
     assert!(
@@ -1147,7 +1146,7 @@ fn owned_rules_run_on_every_process_and_answer_as_prometheus() {
     // Every sample recorded, the first evaluation's included, saw the hour before the
     // registration: the least of them is Prometheus's answer (unseeded, a first
     // evaluation would have seen the low values only).
-    let first = rows_of(&processes[2].query("min_over_time(demo_value:max1h[1h])"));
+    let first = rows_of(&processes[2].query(&format!("min_over_time({recorded}[1h])")));
     assert_eq!(first, theirs);
 }
 
