@@ -9,7 +9,8 @@
 //! reading series of both processes, placed on the workers of both: their results
 //! cross back to the process that registered them), and rules registered halfway
 //! through with their windows seeded from a store of every sample so far (an owned
-//! `max_over_time(…[1h])` and a spread one), equal from their first evaluation.
+//! `max_over_time(…[1h])` and a spread one), equal from their first evaluation; removed
+//! through the process that registered them, every rule's channel closes.
 
 use dataflows::promql::eval::Value;
 use dataflows::promql::plan::parse;
@@ -181,7 +182,9 @@ fn two_processes_deliver_what_one_does() {
     let processes = [&zero, &one];
 
     let mut handles = Vec::new();
+    let mut homes = Vec::new();
     for (text, schedule, process) in rules() {
+        homes.push(process);
         let in_cluster = processes[process]
             .register(parse(text).unwrap(), schedule)
             .expect("registers in the cluster");
@@ -206,6 +209,7 @@ fn two_processes_deliver_what_one_does() {
                 every_ms: EVERY_MS,
             };
             for (text, process) in late_rules() {
+                homes.push(process);
                 let in_cluster = processes[process]
                     .register_seeded(parse(text).unwrap(), every, &stored)
                     .expect("registers in the cluster");
@@ -279,6 +283,30 @@ fn two_processes_deliver_what_one_does() {
     eprintln!("owned rules per process: {owned:?}");
     assert_eq!(owned.iter().sum::<u64>(), OWNED_RULES, "{owned:?}");
     assert!(owned[0] > 0 && owned[1] > 1, "{owned:?}");
+
+    // Removed through the process that registered it, each rule's channel closes,
+    // wherever the rule ran.
+    for ((_, in_cluster, _), home) in handles.iter().zip(&homes) {
+        assert!(processes[*home].unregister(in_cluster.id));
+    }
+    for engine in [&zero, &one] {
+        engine.advance_watermark(end + 1_000);
+    }
+    for (text, in_cluster, _) in &handles {
+        let closed = loop {
+            match in_cluster.output.recv_timeout(Duration::from_secs(30)) {
+                Ok(_) => continue,
+                Err(e) => break e.is_disconnected(),
+            }
+        };
+        assert!(closed, "{text}: channel still open");
+    }
+    // Each owner applies the removal at the same logical time as the deliverer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while zero.stats().rules_owned + one.stats().rules_owned > 0 {
+        assert!(Instant::now() < deadline, "owned rules left");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 
     // Each process's workers wait for the other's before they stop.
     std::thread::scope(|s| {

@@ -16,9 +16,12 @@
 //! series this worker keeps for spread rules) and, for on-arrival rules, records the
 //! evaluation times they trigger, (3) evaluates every rule whose next evaluation time
 //! `t` is *ready* — every sample it can read at `t` is older than the input frontier —
-//! sending `(t, result)` to the rule's channel, or for a spread rule its partials to
-//! the owner at logical time `ready(t)`, and (4) retires samples no rule can read
-//! any more.
+//! sending `(t, result)` to the rule's channel (for a rule registered by another
+//! process, through the exchange to the worker delivering it there,
+//! [`crate::render::spread::HostRecord::Output`]), or for a spread rule its partials to
+//! the owner, both at logical time `ready(t)`, and (4) retires samples no rule can read
+//! any more. A rule's seed series arrive on an input of their own
+//! ([`crate::render::seed`]) before the change installing it is applied.
 //!
 //! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
 //! inputs changed are recomputed) when the plan has an incremental shape and the rule
