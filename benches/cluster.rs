@@ -7,7 +7,10 @@
 //! `CL_INTERVAL` (5) seconds, and a recording rule per bench family evaluated at that
 //! interval, `sum by (job) (rate(node_bench_family<f>_total[1m]))`, together over every
 //! series, registered on the rule host (the first process) and spread over every
-//! worker of the cluster (`dataflows::render::spread`).
+//! worker of the cluster (`dataflows::render::spread`). With `CL_RULES=owned`, the rules
+//! are `sum by (job) (rate(node_bench_family<f>_total[1m]) * 2)` instead: the same
+//! result (doubled) of a shape that is not spread, so each rule runs whole on one owner
+//! worker, placed over every process's workers (`dataflows::render`, "Processes").
 //!
 //! For each cluster size, from the start of its processes: wait until the cluster
 //! answers `count(up)` with every target and every rule's 10 groups, then `CL_WARMUP`
@@ -34,13 +37,21 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The rule of bench family `f`: spread, or (`owned`) of a shape that is not.
+fn rule_expr(f: usize, owned: bool) -> String {
+    match owned {
+        false => format!("sum by (job) (rate(node_bench_family{f}_total[1m]))"),
+        true => format!("sum by (job) (rate(node_bench_family{f}_total[1m]) * 2)"),
+    }
+}
+
 /// The recording rules: one per bench family, together over every series.
-fn rules() -> String {
+fn rules(owned: bool) -> String {
     let mut out = String::from("groups:\n  - name: bulk\n    rules:\n");
     for f in 0..FAMILIES {
         out.push_str(&format!(
-            "      - record: bulk:rate{f}:sum\n        \
-             expr: sum by (job) (rate(node_bench_family{f}_total[1m]))\n"
+            "      - record: bulk:rate{f}:sum\n        expr: {}\n",
+            rule_expr(f, owned)
         ));
     }
     out
@@ -205,7 +216,8 @@ fn main() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, self::rules()).unwrap();
+    let owned = std::env::var("CL_RULES").is_ok_and(|r| r == "owned");
+    std::fs::write(&rules, self::rules(owned)).unwrap();
     let config = node_fleet_config(
         targets,
         series / targets,
@@ -217,8 +229,8 @@ fn main() {
     std::fs::write(&config_path, config).unwrap();
     println!(
         "cluster: {series} series over {targets} targets, scraped every {interval}s, \
-         {FAMILIES} rules `sum by (job) (rate(node_bench_family<f>_total[1m]))` every \
-         {interval}s; {} worker(s) per process",
+         {FAMILIES} rules `{}` every {interval}s; {} worker(s) per process",
+        rule_expr(0, owned).replace("family0", "family<f>"),
         env_or("CL_WORKERS", 1)
     );
     println!(

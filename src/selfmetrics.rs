@@ -240,6 +240,12 @@ impl SelfMetrics {
             &[(&[], inputs.engine.rules_installed as f64)],
         );
         metric(
+            "promflow_engine_rules_owned",
+            "gauge",
+            "Owned (not spread) maintained rules this process's workers evaluate, whichever process registered them.",
+            &[(&[], inputs.engine.rules_owned as f64)],
+        );
+        metric(
             "promflow_active_series",
             "gauge",
             "Series held in the in-memory head.",

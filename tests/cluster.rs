@@ -1062,3 +1062,210 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
         names(groups(oracle.addr()))
     );
 }
+
+/// Owned rules (neither spread nor read from storage): each needs all of its input in
+/// one place, and reads its own selectors, so they land on different workers.
+const OWNED_RULES: &str = "groups:
+  - name: owned
+    rules:
+      - record: demo:latency:p90
+        expr: histogram_quantile(0.9, sum by (le) (demo_latency_seconds_bucket))
+      - record: demo:free:top3
+        expr: topk(3, abs(demo_free))
+      - record: demo:ratio
+        expr: demo_used / on (k) demo_size
+      - record: demo:low
+        expr: demo_value{k=~\"[0-4]\"} > 102
+      - record: demo:spare:sorted
+        expr: sort_desc(demo_spare - 1)
+      - record: demo:missing
+        expr: absent(demo_missing)
+";
+
+/// How many rules of [`OWNED_RULES`] are owned (the join shares its owner's windows
+/// with no other rule here; every rule counts once).
+const OWNED_RULE_COUNT: f64 = 6.0;
+
+/// Target `k`'s families: `demo_value` at `value`, a classic histogram, gauges.
+fn fleet_reply(k: usize, value: usize) -> Reply {
+    let b = |i: usize| (k + 1) * i;
+    Reply::text(&format!(
+        "# TYPE demo_value gauge\ndemo_value{{k=\"{k}\"}} {value}\n\
+         # TYPE demo_latency_seconds histogram\n\
+         demo_latency_seconds_bucket{{k=\"{k}\",le=\"0.1\"}} {}\n\
+         demo_latency_seconds_bucket{{k=\"{k}\",le=\"1\"}} {}\n\
+         demo_latency_seconds_bucket{{k=\"{k}\",le=\"+Inf\"}} {}\n\
+         demo_latency_seconds_sum{{k=\"{k}\"}} {}\n\
+         demo_latency_seconds_count{{k=\"{k}\"}} {}\n\
+         # TYPE demo_free gauge\ndemo_free{{k=\"{k}\"}} {}\n\
+         # TYPE demo_used gauge\ndemo_used{{k=\"{k}\"}} {}\n\
+         # TYPE demo_size gauge\ndemo_size{{k=\"{k}\"}} {}\n\
+         # TYPE demo_spare gauge\ndemo_spare{{k=\"{k}\"}} {}\n",
+        b(1),
+        b(3) + k % 4,
+        b(4),
+        b(2),
+        b(4),
+        (k as f64 - 4.3) * 1.5,
+        k * 3 + 1,
+        40 + k,
+        (k * 7) % 5,
+    ))
+}
+
+/// Each process's `promflow_engine_rules_owned`.
+fn rules_owned(processes: &[Promflow]) -> Vec<f64> {
+    processes
+        .iter()
+        .map(|p| p.metrics().sum("promflow_engine_rules_owned").unwrap())
+        .collect()
+}
+
+/// A query's result as `(labels, value)` rows, sorted.
+fn rows_of(data: &Value) -> BTreeSet<(String, String)> {
+    data["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["metric"].to_string(), r["value"][1].to_string()))
+        .collect()
+}
+
+/// Owned rules are placed on the workers of every process, not only the first's: their
+/// results cross back to the first process (which records them) and equal Prometheus's
+/// for the same rule file, and rules registered after data exists (`max_over_time` over
+/// an hour, one per target so they land on several processes) answer from their first
+/// evaluation as Prometheus's query over its storage does, whichever process owns them.
+#[test]
+fn owned_rules_run_on_every_process_and_answer_as_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let exporters: Vec<Exporter> = (0..TARGETS)
+        .map(|k| Exporter::start(fleet_reply(k, 100 + k)))
+        .collect();
+    let targets: Vec<String> = exporters
+        .iter()
+        .map(|e| format!("'{}'", e.addr()))
+        .collect();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, OWNED_RULES).unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\nscrape_configs:\n  - job_name: demo\n    static_configs:\n      - targets: [{}]\n",
+        rules.display(),
+        targets.join(", ")
+    );
+    // Two workers each, whatever the machine: six workers to place rules on.
+    let processes =
+        ClusterLayout::new(3, dir.path()).launch(&config, &["--workers=2"], &[None, None, None]);
+    let oracle = Prometheus::start(&config);
+
+    // Placement: every owned rule on exactly one worker, and not all in one process.
+    let mut owned = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            owned = rules_owned(&processes);
+            owned.iter().sum::<f64>() == OWNED_RULE_COUNT
+        }),
+        "{owned:?}"
+    );
+    assert!(owned.iter().filter(|n| **n > 0.0).count() >= 2, "{owned:?}");
+
+    // Every recorded series equals the oracle's (the targets' values are constant),
+    // once both have scraped every target and evaluated the rules since.
+    let up = |p: &common::Peer| p.query("count(up)")["result"][0]["value"][1].clone();
+    let every = Value::String(TARGETS.to_string());
+    for p in [&*processes[0], &*oracle] {
+        assert!(wait_until(Duration::from_secs(30), || up(p) == every));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for record in [
+        "demo:latency:p90",
+        "demo:free:top3",
+        "demo:ratio",
+        "demo:low",
+        "demo:spare:sorted",
+        "demo:missing",
+    ] {
+        for (i, p) in processes.iter().enumerate() {
+            let (mut ours, mut theirs) = (BTreeSet::new(), BTreeSet::new());
+            assert!(
+                wait_until(Duration::from_secs(30), || {
+                    theirs = rows_of(&oracle.query(record));
+                    ours = rows_of(&p.query(record));
+                    theirs.len() == oracle_len(record) && ours == theirs
+                }),
+                "process {i}: {record}:\n ours   {ours:?}\n theirs {theirs:?}"
+            );
+        }
+    }
+
+    // Every target's high value stored, then low values only, on both sides.
+    let count = |p: &common::Peer, q: &str| p.query(q)["result"].as_array().map_or(0, Vec::len);
+    for p in [&*processes[0], &*oracle] {
+        assert!(wait_until(Duration::from_secs(30), || count(
+            p,
+            "demo_value > 99"
+        ) == TARGETS));
+    }
+    for (k, e) in exporters.iter().enumerate() {
+        e.set(fleet_reply(k, k));
+    }
+    for p in [&*processes[0], &*oracle] {
+        assert!(wait_until(Duration::from_secs(30), || count(
+            p,
+            "demo_value < 99"
+        ) == TARGETS));
+    }
+    // One rule per target, each reading its own selector: placed over the processes.
+    let mut group = "name: late\nrules:\n".to_string();
+    for k in 0..TARGETS {
+        group.push_str(&format!(
+            "  - record: demo_value_k{k}:max1h\n    expr: max_over_time(demo_value{{k=\"{k}\"}}[1h])\n"
+        ));
+    }
+    let recorded = "{__name__=~\"demo_value_k[0-9]:max1h\"}";
+    let resp = common::http::put(
+        &processes[1].url("/api/v1/rules/team/late"),
+        Some("application/yaml"),
+        group.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(resp.status, 202, "{}", resp.body);
+    let theirs = rows_of(&oracle.query("max_over_time(demo_value[1h])"));
+    assert_eq!(theirs.len(), TARGETS);
+    assert!(
+        wait_until(Duration::from_secs(30), || count(&processes[0], recorded)
+            == TARGETS),
+        "{recorded} not recorded"
+    );
+    let mut late_owned = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            late_owned = rules_owned(&processes)
+                .iter()
+                .zip(&owned)
+                .map(|(after, before)| after - before)
+                .collect();
+            late_owned.iter().sum::<f64>() == TARGETS as f64
+        }),
+        "{late_owned:?}"
+    );
+    assert!(
+        late_owned.iter().filter(|n| **n > 0.0).count() >= 2,
+        "{late_owned:?}"
+    );
+    // Every sample recorded, the first evaluation's included, saw the hour before the
+    // registration: the least of them is Prometheus's answer (unseeded, a first
+    // evaluation would have seen the low values only).
+    let first = rows_of(&processes[2].query(&format!("min_over_time({recorded}[1h])")));
+    assert_eq!(first, theirs);
+}
+
+/// How many series the oracle records for a rule of [`OWNED_RULES`].
+fn oracle_len(record: &str) -> usize {
+    match record {
+        "demo:latency:p90" | "demo:missing" => 1,
+        "demo:free:top3" => 3,
+        "demo:low" => 2,
+        _ => TARGETS,
+    }
+}

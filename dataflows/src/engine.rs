@@ -34,8 +34,9 @@ use crate::promql::plan::Plan;
 use crate::render::maintain::maintain_rules;
 use crate::render::route::{announce_to_peers, route_to_owners};
 use crate::render::rule::{
-    LocalRules, RuleChange, RuleCounters, RuleDef, RuleSpec, RULE_ID_PROCESS_SHIFT,
+    LocalRules, RuleChange, RuleCounters, RuleDef, RuleSpec, SeedSeries, RULE_ID_PROCESS_SHIFT,
 };
+use crate::render::seed::place_seeds;
 use crate::render::spread::combine_partials;
 use crate::render::{
     Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule,
@@ -103,6 +104,10 @@ pub struct EngineStats {
     pub rule_recomputations: u64,
     /// Rules installed since start ([`Engine::register`] and its variants).
     pub rules_installed: u64,
+    /// Owned (not spread) rules this process's workers evaluate now, whichever
+    /// process registered them (in a cluster, owned rules are placed on every
+    /// process's workers).
+    pub rules_owned: u64,
     /// Series in the catalog (id → labels).
     pub catalog_series: u64,
     /// Samples an operator skipped because the catalog did not know their series (a
@@ -113,7 +118,8 @@ pub struct EngineStats {
 enum Command {
     Samples(SampleBatch),
     Advance(u64),
-    Rule(RuleChange),
+    /// A change, and for an installation its seed series.
+    Rule(RuleChange, Vec<SeedSeries>),
     Shutdown,
 }
 
@@ -275,6 +281,7 @@ impl Engine {
             let mut input: InputHandleVec<u64, Point> = InputHandleVec::new();
             let mut histogram_input: InputHandleVec<u64, HistogramPoint> = InputHandleVec::new();
             let mut control: InputHandleVec<u64, RuleChange> = InputHandleVec::new();
+            let mut seed_input: InputHandleVec<u64, (RuleId, SeedSeries)> = InputHandleVec::new();
             let probe = ProbeHandle::new();
             let mut retirer =
                 LatestRetirer::new(table.clone(), catalog.clone(), local, lookback_ms);
@@ -297,6 +304,8 @@ impl Engine {
                 } else {
                     broadcast
                 };
+                // Seeds enter beside the changes and go to the workers keeping them.
+                let seeds = place_seeds(scope.input_from(&mut seed_input), changes.clone(), peers);
                 let routed = route_to_owners(samples, changes.clone(), catalog.clone(), peers);
                 let routed_histograms =
                     route_to_owners(histograms, changes.clone(), catalog.clone(), peers);
@@ -318,6 +327,7 @@ impl Engine {
                     routed,
                     routed_histograms,
                     announcements,
+                    seeds,
                     catalog,
                     changes.clone(),
                     index,
@@ -346,12 +356,21 @@ impl Engine {
                                 input.advance_to(to);
                                 histogram_input.advance_to(to);
                                 control.advance_to(to);
+                                seed_input.advance_to(to);
                             }
                         }
-                        Command::Rule(change) => control.send(change),
+                        Command::Rule(change, seed) => {
+                            if let RuleChange::Install(def) = &change {
+                                let id = def.id;
+                                let mut seed = seed.into_iter().map(|s| (id, s)).collect();
+                                seed_input.send_batch(&mut seed);
+                            }
+                            control.send(change);
+                        }
                         Command::Shutdown => break 'run,
                     }
                 }
+                seed_input.flush();
                 control.flush();
                 histogram_input.flush();
                 input.flush();
@@ -365,6 +384,7 @@ impl Engine {
             drop(input);
             drop(histogram_input);
             drop(control);
+            drop(seed_input);
             while !probe.done() {
                 worker.step_or_park(Some(Duration::from_millis(10)));
             }
@@ -589,27 +609,21 @@ impl Engine {
         // The same analysis every operator makes of the change: refused here, the
         // change is never sent.
         let spec = RuleSpec::analyse(&def, self.workers * self.processes)?;
+        // Sent beside the change, to the workers keeping the windows it fills.
         let seed = history.map(|h| spec.seed(h)).unwrap_or_default();
-        // A spread rule's seed is read by every worker (each keeps its series), an
-        // owned rule's by its owner.
-        let readers = if spec.spread.is_some() {
-            self.workers
-        } else {
-            1
-        };
-        self.local.insert(id, tx, seed, readers);
+        self.local.insert(id, tx);
         self.rules.lock().insert(id.0, schedule);
         self.rules_installed.fetch_add(1, Ordering::Relaxed);
-        Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(def)));
+        Self::broadcast(&mut feeder, RuleChange::Install(Arc::new(def)), seed);
         Ok(id)
     }
 
     /// Sends a rule change to this process's first worker's control input, from which
     /// the dataflow broadcasts it to every worker (of every process). The workers apply
     /// it once the frontier passes its time: the next advance must reach them.
-    fn broadcast(feeder: &mut Feeder, change: RuleChange) {
+    fn broadcast(feeder: &mut Feeder, change: RuleChange, seed: Vec<SeedSeries>) {
         feeder.fed_since_sent = true;
-        let _ = feeder.senders[0].send(Command::Rule(change));
+        let _ = feeder.senders[0].send(Command::Rule(change, seed));
         feeder.threads[0].unpark();
     }
 
@@ -621,7 +635,7 @@ impl Engine {
             let mut feeder = self.feeder.lock();
             let existed = self.rules.lock().remove(&id.0).is_some();
             if existed {
-                Self::broadcast(&mut feeder, RuleChange::Remove(id));
+                Self::broadcast(&mut feeder, RuleChange::Remove(id), Vec::new());
             }
             existed
         };
@@ -723,6 +737,7 @@ impl Engine {
             rule_evaluations_whole_plan: self.rule_counters.whole_plan.load(Ordering::Relaxed),
             rule_recomputations: self.rule_counters.recomputed.load(Ordering::Relaxed),
             rules_installed: self.rules_installed.load(Ordering::Relaxed),
+            rules_owned: self.rule_counters.owned.load(Ordering::Relaxed),
             catalog_series: self.catalog.len() as u64,
             samples_unknown_series: self.catalog.missing(),
         }

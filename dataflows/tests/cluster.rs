@@ -5,11 +5,16 @@
 //! the same rules over all the series (which the maintained-rule tests hold to the
 //! reference evaluator): an interval `sum by (job) (rate(x[5m]))` and `max by (job)
 //! (g)` (spread over the four workers of both processes), an alert-like `g > 0.5` at an
-//! interval and on arrival (owned by a worker of the registering process, reading series
-//! of both).
+//! interval and on arrival, a sort, a join and a comparison of a rate (owned rules,
+//! reading series of both processes, placed on the workers of both: their results
+//! cross back to the process that registered them), and rules registered halfway
+//! through with their windows seeded from a store of every sample so far (an owned
+//! `max_over_time(…[1h])` and a spread one), equal from their first evaluation; removed
+//! through the process that registered them, every rule's channel closes.
 
 use dataflows::promql::eval::Value;
 use dataflows::promql::plan::parse;
+use dataflows::promql::testscript::store::MemStorage;
 use dataflows::{
     ClusterConfig, Engine, EngineConfig, Labels, RuleHandle, RuleOutput, RuleSchedule, Sample,
 };
@@ -32,8 +37,24 @@ fn rules() -> Vec<(&'static str, RuleSchedule, usize)> {
         ("g > 0.5", every, 0),
         ("max by (job) (g)", every, 1),
         ("g > 0.5", RuleSchedule::OnArrival, 1),
+        ("sort_desc(g{job=\"j1\"})", every, 0),
+        ("g{job=\"j2\"} * on (instance, job) x{job=\"j2\"}", every, 0),
+        ("rate(x{instance=~\"i[0-3]\"}[5m]) > 0.6", every, 0),
+        ("rate(x{instance=~\"i[4-7]\"}[5m]) > 0.6", every, 0),
     ]
 }
+
+/// Rules registered halfway through, seeded: `(rule text, registering process)`.
+fn late_rules() -> Vec<(&'static str, usize)> {
+    vec![
+        ("max_over_time(g{job=\"j0\"}[1h])", 0),
+        ("min_over_time(g{instance=\"i3\"}[1h])", 0),
+        ("max by (job) (max_over_time(g[1h]))", 0),
+    ]
+}
+
+/// Of `rules()` and `late_rules()`, the owned ones (not spread).
+const OWNED_RULES: u64 = 8;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -161,7 +182,9 @@ fn two_processes_deliver_what_one_does() {
     let processes = [&zero, &one];
 
     let mut handles = Vec::new();
+    let mut homes = Vec::new();
     for (text, schedule, process) in rules() {
+        homes.push(process);
         let in_cluster = processes[process]
             .register(parse(text).unwrap(), schedule)
             .expect("registers in the cluster");
@@ -172,10 +195,30 @@ fn two_processes_deliver_what_one_does() {
     }
 
     let series = series();
-    let mut cluster_results: Vec<Results> = vec![Results::new(); handles.len()];
-    let mut single_results: Vec<Results> = vec![Results::new(); handles.len()];
+    let late = late_rules().len();
+    let mut cluster_results: Vec<Results> = vec![Results::new(); handles.len() + late];
+    let mut single_results: Vec<Results> = vec![Results::new(); handles.len() + late];
+    // Every sample fed so far: what storage would hold (the service seeds from every
+    // process's storage).
+    let mut stored = MemStorage::default();
     for k in 0..SCRAPES {
         let t = k * SCRAPE_MS + 1_000;
+        if k == SCRAPES / 2 {
+            let every = RuleSchedule::Interval {
+                start_ms: 0,
+                every_ms: EVERY_MS,
+            };
+            for (text, process) in late_rules() {
+                homes.push(process);
+                let in_cluster = processes[process]
+                    .register_seeded(parse(text).unwrap(), every, &stored)
+                    .expect("registers in the cluster");
+                let alone = single
+                    .register_seeded(parse(text).unwrap(), every, &stored)
+                    .expect("registers");
+                handles.push((text, in_cluster, alone));
+            }
+        }
         let mut halves: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
         let mut all = Vec::new();
         for (labels, process) in &series {
@@ -187,6 +230,11 @@ fn two_processes_deliver_what_one_does() {
                 start_ms: t,
             };
             halves[*process].push(sample.clone());
+            stored
+                .series
+                .entry(labels.clone())
+                .or_default()
+                .insert(t, sample.value);
             all.push(sample);
         }
         let [zero_half, one_half] = halves;
@@ -228,6 +276,36 @@ fn two_processes_deliver_what_one_does() {
         let stats = engine.stats();
         assert_eq!(stats.samples_unknown_series, 0, "{stats:?}");
         assert!(stats.catalog_series > half, "{stats:?}");
+    }
+    // The owned rules are spread over both processes' workers, whichever registered
+    // them: process 1 registered one of them (`g > 0.5` on arrival) and evaluates more.
+    let owned = [zero.stats().rules_owned, one.stats().rules_owned];
+    eprintln!("owned rules per process: {owned:?}");
+    assert_eq!(owned.iter().sum::<u64>(), OWNED_RULES, "{owned:?}");
+    assert!(owned[0] > 0 && owned[1] > 1, "{owned:?}");
+
+    // Removed through the process that registered it, each rule's channel closes,
+    // wherever the rule ran.
+    for ((_, in_cluster, _), home) in handles.iter().zip(&homes) {
+        assert!(processes[*home].unregister(in_cluster.id));
+    }
+    for engine in [&zero, &one] {
+        engine.advance_watermark(end + 1_000);
+    }
+    for (text, in_cluster, _) in &handles {
+        let closed = loop {
+            match in_cluster.output.recv_timeout(Duration::from_secs(30)) {
+                Ok(_) => continue,
+                Err(e) => break e.is_disconnected(),
+            }
+        };
+        assert!(closed, "{text}: channel still open");
+    }
+    // Each owner applies the removal at the same logical time as the deliverer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while zero.stats().rules_owned + one.stats().rules_owned > 0 {
+        assert!(Instant::now() < deadline, "owned rules left");
+        std::thread::sleep(Duration::from_millis(2));
     }
 
     // Each process's workers wait for the other's before they stop.

@@ -16,9 +16,12 @@
 //! series this worker keeps for spread rules) and, for on-arrival rules, records the
 //! evaluation times they trigger, (3) evaluates every rule whose next evaluation time
 //! `t` is *ready* — every sample it can read at `t` is older than the input frontier —
-//! sending `(t, result)` to the rule's channel, or for a spread rule its partials to
-//! the owner at logical time `ready(t)`, and (4) retires samples no rule can read
-//! any more.
+//! sending `(t, result)` to the rule's channel (for a rule registered by another
+//! process, through the exchange to the worker delivering it there,
+//! [`crate::render::spread::HostRecord::Output`]), or for a spread rule its partials to
+//! the owner, both at logical time `ready(t)`, and (4) retires samples no rule can read
+//! any more. A rule's seed series arrive on an input of their own
+//! ([`crate::render::seed`]) before the change installing it is applied.
 //!
 //! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
 //! inputs changed are recomputed) when the plan has an incremental shape and the rule
@@ -46,14 +49,14 @@ use crate::render::incremental::{Delta, Detached, IncrementalRule, Settings};
 use crate::render::route::{Announcement, ANNOUNCE_PERIOD_MS};
 use crate::render::rule::{
     first_eval, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange, RuleCounters,
-    RuleId, RuleOutput, RuleSchedule, RuleSpec, DEFAULT_SUBQUERY_STEP_MS,
+    RuleId, RuleOutput, RuleSchedule, RuleSpec, SeedRecord, SeedSeries, DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
-use crate::render::spread::{members_plan, partials, PartialRecord};
+use crate::render::spread::{members_plan, partials, HostRecord};
 use crate::render::window::{Reach, WindowStore};
 use crate::sample::{HistogramPoint, Point};
 use crossbeam_channel::Sender;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -428,21 +431,24 @@ impl RuleState {
     }
 }
 
-/// A rule hosted on this worker: an owned rule (one state, results to its channel) or
-/// this worker's part of a spread rule (one state per local plan, partials to the
-/// owner).
+/// A rule hosted on this worker: an owned rule (one state, results to its channel, or
+/// to its home process) or this worker's part of a spread rule (one state per local
+/// plan, partials to the owner).
 struct Hosted {
     states: Vec<RuleState>,
     /// For a spread rule's part: the owner worker.
     part_of: Option<u64>,
-    /// For an owned rule: where its results go (taken from [`LocalRules`]).
+    /// For an owned rule of this process: where its results go (taken from
+    /// [`LocalRules`]).
     output: Option<Sender<RuleOutput>>,
+    /// For an owned rule of another process: the worker there that delivers its
+    /// results ([`RuleSpec::delivered_by`]).
+    deliver_by: Option<u64>,
 }
 
 /// Everything one worker hosts.
 struct Host {
     worker: usize,
-    peers: usize,
     lookback_ms: i64,
     registry: Registry,
     /// Windows of the rules this worker owns.
@@ -453,8 +459,10 @@ struct Host {
     counters: Arc<RuleCounters>,
     /// Series id → labels.
     catalog: Arc<SeriesCatalog>,
-    /// This process's output channels and seeds, by rule.
+    /// This process's output channels, by rule.
     local: Arc<LocalRules>,
+    /// Seed series received for rules not installed yet, by rule.
+    seeds: HashMap<RuleId, Vec<SeedSeries>>,
 }
 
 impl Host {
@@ -463,7 +471,10 @@ impl Host {
     fn apply(&mut self, change: &RuleChange) {
         let applied = self.registry.apply(change);
         if let RuleChange::Remove(id) = change {
-            if self.rules.remove(id).is_some() {
+            if let Some(hosted) = self.rules.remove(id) {
+                if hosted.part_of.is_none() {
+                    self.counters.owned.fetch_sub(1, Ordering::Relaxed);
+                }
                 self.owned.remove_user(*id);
                 self.spread.remove_user(*id);
             }
@@ -487,18 +498,20 @@ impl Host {
             };
             store.add_user(&u.key, &u.selector, spec.id, reach);
         }
-        let (peers, worker) = (self.peers as u64, self.worker as u64);
-        let seed = match part_of {
-            // Each worker keeps the seed series it keeps samples of.
-            Some(_) => self
-                .local
-                .take_seed(spec.id, |labels| labels.hash() % peers == worker),
-            None => self.local.take_seed(spec.id, |_| true),
-        };
-        // The owner of an owned rule delivers its results.
-        let output = match part_of {
-            Some(_) => None,
-            None => self.local.take_output(spec.id),
+        // Sent here by the registering process (`crate::render::seed`): the series
+        // this worker keeps.
+        let seed = self.seeds.remove(&spec.id).unwrap_or_default();
+        // The owner of an owned rule delivers its results in its home process, or
+        // sends them there.
+        let (output, deliver_by) = match part_of {
+            Some(_) => (None, None),
+            None => {
+                self.counters.owned.fetch_add(1, Ordering::Relaxed);
+                match spec.delivered_by(owner) {
+                    w if w == self.worker => (self.local.take_output(spec.id), None),
+                    w => (None, Some(w as u64)),
+                }
+            }
         };
         for (key, labels, points, histograms) in seed {
             store.seed(&key, labels, &points, &histograms);
@@ -529,6 +542,7 @@ impl Host {
                 states,
                 part_of,
                 output,
+                deliver_by,
             },
         );
     }
@@ -593,8 +607,9 @@ impl Host {
     }
 
     /// Makes every evaluation ready at input frontier `front`: owned rules' results go
-    /// to their channels, spread parts' partials into `out` with their logical time.
-    fn evaluate_ready(&mut self, front: i64, out: &mut Vec<(u64, PartialRecord)>) {
+    /// to their channels (or, for a rule of another process, into `out`), spread parts'
+    /// partials into `out`, with their logical time.
+    fn evaluate_ready(&mut self, front: i64, out: &mut Vec<(u64, HostRecord)>) {
         let mut done = Vec::new();
         for (id, hosted) in self.rules.iter_mut() {
             let (first, others) = hosted.states.split_first_mut().expect("a state per rule");
@@ -611,8 +626,17 @@ impl Host {
                         let output = first.output(&self.owned, &self.counters, t);
                         first.last = Some(t);
                         first.schedule_wake(t);
-                        if let (Some(output), Some(to)) = (output, &hosted.output) {
-                            let _ = to.send(output);
+                        match (output, &hosted.output, hosted.deliver_by) {
+                            (Some(output), Some(to), _) => {
+                                let _ = to.send(output);
+                            }
+                            // To the home process, at the time the evaluation became
+                            // ready, as a spread part's partials.
+                            (Some(output), None, Some(by)) => {
+                                let at = first.ready_time(t).max(0) as u64;
+                                out.push((at, HostRecord::Output(by, output)));
+                            }
+                            _ => {}
                         }
                         continue;
                     };
@@ -632,7 +656,7 @@ impl Host {
                     let at = first.ready_time(t).max(0) as u64;
                     let spread = first.spec.spread.as_ref().expect("a spread rule's part");
                     let partials = partials(spread, t, values, members);
-                    out.push((at, (owner, *id, t, partials)));
+                    out.push((at, HostRecord::Partials((owner, *id, t, partials))));
                 }
             }
             if first.finished() && !first.released {
@@ -663,15 +687,18 @@ impl Host {
 
 /// Hosts the rules this worker owns and its part of every spread rule. `routed`
 /// carries `((worker, spread), sample)` from the router, `routed_histograms` the same
-/// for native-histogram samples, `control` the rule changes;
+/// for native-histogram samples, `seeds` the seed series of rules being installed
+/// ([`crate::render::seed`]), `control` the rule changes;
 /// `retained[worker_index % workers per process]` is kept at the number of samples the
 /// windows hold.
-/// Returns the spread rules' partial records, for [`crate::render::spread`]'s combine.
+/// Returns the spread rules' partial records and the results of owned rules of other
+/// processes, for [`crate::render::spread`]'s combine.
 #[allow(clippy::too_many_arguments)]
 pub fn maintain_rules<'scope>(
     routed: Stream<'scope, u64, Vec<(Destination, Point)>>,
     routed_histograms: Stream<'scope, u64, Vec<(Destination, HistogramPoint)>>,
     announcements: Stream<'scope, u64, Vec<Announcement>>,
+    seeds: Stream<'scope, u64, Vec<SeedRecord>>,
     catalog: Arc<SeriesCatalog>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
     worker_index: usize,
@@ -680,7 +707,7 @@ pub fn maintain_rules<'scope>(
     retained: Arc<Vec<AtomicU64>>,
     counters: Arc<RuleCounters>,
     local: Arc<LocalRules>,
-) -> Stream<'scope, u64, Vec<PartialRecord>> {
+) -> Stream<'scope, u64, Vec<HostRecord>> {
     // Three inputs (floats, histograms, rule changes): timely's `binary_frontier`
     // spelled out with one more input.
     let mut builder = OperatorBuilder::new("MaintainRules".to_owned(), routed.scope());
@@ -696,14 +723,14 @@ pub fn maintain_rules<'scope>(
         announcements,
         Exchange::new(|(worker, _, _): &Announcement| *worker),
     );
+    let mut seeded = builder.new_input(seeds, Exchange::new(|(worker, _, _): &SeedRecord| *worker));
     let mut ctl = builder.new_input(control, Pipeline);
-    let (output, stream) = builder.new_output::<Vec<PartialRecord>>();
+    let (output, stream) = builder.new_output::<Vec<HostRecord>>();
     let mut output = OutputBuilder::from(output);
     builder.build(move |mut capabilities| {
         let mut cap: Option<Capability<u64>> = capabilities.pop();
         let mut host = Host {
             worker: worker_index,
-            peers: peers.max(1),
             lookback_ms,
             registry: Registry::new(peers),
             owned: WindowStore::default(),
@@ -712,6 +739,7 @@ pub fn maintain_rules<'scope>(
             counters,
             catalog,
             local,
+            seeds: HashMap::new(),
         };
         let mut samples: BTreeMap<u64, Vec<(Destination, Point)>> = BTreeMap::new();
         let mut histograms: BTreeMap<u64, Vec<(Destination, HistogramPoint)>> = BTreeMap::new();
@@ -730,6 +758,12 @@ pub fn maintain_rules<'scope>(
                 for (_, id, labels) in batch.drain(..) {
                     host.catalog.announce(id, &labels);
                     held.extend(host.catalog.get(id));
+                }
+            });
+            // Before the changes installing their rules (the frontier covers this input).
+            seeded.for_each(|_, batch| {
+                for (_, rule, series) in batch.drain(..) {
+                    host.seeds.entry(rule).or_default().push(series);
                 }
             });
             input.for_each(|time, batch| {

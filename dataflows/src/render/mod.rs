@@ -18,12 +18,16 @@
 //!                                │  rules of an incremental shape (shape.rs)
 //!                                ├─ else the reference evaluator over the windows
 //!                                │  at each ready evaluation time → RuleOutput channel
+//!                                │  (owner in another process than the rule's home:
+//!                                │  ──exchange(home)── spread.rs → RuleOutput channel)
 //!                                └─ spread rules: partials per group ──exchange(owner)──
 //!                                   spread.rs: combined → RuleOutput channel ◄┘
+//! seeds (storage, at registration) ──seed.rs ──exchange(window keeper)──> maintain.rs
 //! ```
 //!
 //! Files: [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
-//! rule changes, registry, routing table), [`route`] (routing operator), [`window`]
+//! rule changes, registry, routing table), [`route`] (routing operator), [`seed`]
+//! (seed series sent to the workers keeping the windows), [`window`]
 //! (retained windows), [`shape`] (which plans are incremental), [`incremental`] (their
 //! per-series and per-group state), [`maintain`] (the evaluation operator), [`spread`]
 //! (rules spread over the workers, and the combine operator).
@@ -40,9 +44,12 @@
 //! deterministic; [`crate::Engine::register`] makes it first, so a refusal reaches the
 //! caller and a refused rule is never sent). What cannot cross processes stays in the
 //! registering engine's [`rule::LocalRules`], by rule id: the output channel, taken by
-//! the one operator that delivers the rule's results (the owner's rule host, or for a
-//! spread rule the owner's combiner), which drops it when it applies the removal (the
-//! channel then closes), and the seed, read by the workers keeping the rule's windows.
+//! the one operator that delivers the rule's results (the owner's rule host; for a
+//! rule owned in another process, the combiner of its home process's first worker;
+//! for a spread rule the owner's combiner), which drops it when it applies the removal
+//! (the channel then closes). The seed is data beside the change ([`seed`]): the
+//! registering process's first worker sends each seed series to the worker keeping
+//! its window, at the change's time.
 //!
 //! **Distribution.** A rule of the spread shape ([`spread`]: any aggregation —
 //! `sum avg min max count group stddev stdvar topk bottomk limitk limit_ratio quantile
@@ -60,8 +67,8 @@
 //! *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that
 //! rule's owner; otherwise the hash of its smallest selector key picks it (a rule
-//! reading nothing goes by its id), among the workers of the process that registered
-//! it (all of them in one process; see "Processes"). What is shared: one window per distinct selector
+//! reading nothing goes by its id), among every worker of every process (see
+//! "Processes"). What is shared: one window per distinct selector
 //! (canonical matcher text) per worker, read by every owned rule on that worker. So
 //! two rules reading the same selector share one window, unless the later one also
 //! reads a selector first read by a rule on another worker and was placed with that
@@ -86,13 +93,17 @@
 //!   process's rules (registering the same file in every process would run it once per
 //!   process).
 //! - *Where results go.* A rule's output channel stays in the registering process (its
-//!   home, [`rule::RuleDef::home_process`]). An owned rule is placed on a worker of its
-//!   home process (the hash picks among those workers; a rule shares a window only with
-//!   rules of the same home), and a spread rule's owner, which combines the partials,
-//!   is one too: results are delivered where the channel is, with no exchange back. So
-//!   the owned rules registered by one process run on that process's workers (their
-//!   inputs come to them), while spread rules' per-series work runs on every worker of
-//!   the cluster.
+//!   home, [`rule::RuleDef::home_process`]). An owned rule is placed on any worker of
+//!   the cluster (the hash picks among all of them, so the owned rules of one process
+//!   are balanced over every process; rules of different homes share windows like any
+//!   two rules). When its owner is in its home process it delivers the results itself;
+//!   otherwise it sends each [`RuleOutput`] (serialized, histograms detached) through
+//!   the exchange to its home process's first worker at the logical time the
+//!   evaluation became ready ([`spread::HostRecord`]), whose combiner passes it on to
+//!   the channel in the order the owner made them. A spread rule's owner, which
+//!   combines the partials, is a worker of its home process: its results are
+//!   delivered where the channel is. Seeds ([`seed`]) reach the owner, or for a spread
+//!   rule the worker keeping each series, in whatever process it is.
 //! - *Series and labels.* Series ids are label hashes ([`crate::Labels::hash`]), the
 //!   same in every process, so they need no partition of the id space; each series is
 //!   fed into one process (the one scraping its target). Each process has its own
@@ -108,12 +119,11 @@
 //!   engine in a cluster sends every advance to its workers (other processes' rules
 //!   may need them), never idling as one process does.
 //!
-//! Left: seeds come from the registering process's storage only and are read only by
-//! its workers (a spread rule's seed series kept on another process's worker, and the
-//! other processes' series, start unseeded: exact once the longest window has filled);
-//! the latest-sample table and [`crate::EngineStats`] are per process; owned rules are
-//! not balanced across processes (results of a rule owned in another process would
-//! need an exchange back to its home); a lost process stops the others as timely does
+//! Left: the seed is what the registering process's [`SeriesSource`] holds (the
+//! service reads every process's storage for it); the latest-sample table and
+//! [`crate::EngineStats`] are per process; a spread rule's combining runs on its home
+//! process; placement balances rules by their selectors, not by their cost (rules
+//! reading one selector share one owner); a lost process stops the others as timely does
 //! (its network threads panic; the service turns that into one log line and an exit,
 //! `promflow::cluster::exit_when_a_process_is_lost`).
 //!
@@ -221,6 +231,7 @@ pub mod incremental;
 pub mod maintain;
 pub mod route;
 pub mod rule;
+pub mod seed;
 pub mod shape;
 pub mod spread;
 pub mod window;

@@ -104,6 +104,8 @@ pub struct RuleCounters {
     pub incremental: AtomicU64,
     /// Evaluations of the whole plan.
     pub whole_plan: AtomicU64,
+    /// Owned (not spread) rules hosted by this process's workers now (a gauge).
+    pub owned: AtomicU64,
 }
 
 /// One evaluation of a registered expression.
@@ -176,11 +178,16 @@ pub type SeedSeries = (
     Vec<(i64, Arc<FloatHistogram>)>,
 );
 
+/// A seed series on its way to the worker keeping its window: `(worker, rule, series)`
+/// (see [`crate::render::seed`]).
+pub type SeedRecord = (u64, RuleId, SeedSeries);
+
 /// A registration as data: what a [`RuleChange::Install`] carries to every operator of
 /// every worker (of every process), each of which builds its own [`RuleSpec`] from it
 /// ([`RuleSpec::analyse`]: deterministic, so every operator sees the same rule). The
-/// rule's output channel and seed are not data: they stay in the registering process
-/// ([`LocalRules`]), found by the rule's id.
+/// rule's output channel is not data: it stays in the registering process
+/// ([`LocalRules`]), found by the rule's id; its seed travels beside the change, to
+/// the workers keeping its windows only ([`crate::render::seed`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RuleDef {
     /// Its id (unique in the cluster).
@@ -229,8 +236,12 @@ pub struct RuleSpec {
     pub spread: Option<Spread>,
     /// The process holding its output channel.
     pub home_process: usize,
-    /// The workers it may be owned by: those of its home process, so its results are
-    /// delivered in the process holding its channel (all workers in one process).
+    /// Workers per process.
+    pub process_workers: usize,
+    /// The workers it may be owned by: for an owned rule every worker of every
+    /// process (its results cross back to the home process when its owner is
+    /// elsewhere, [`RuleSpec::delivered_by`]); for a spread rule those of its home
+    /// process, where its owner combines the partials and delivers the results.
     pub owners: std::ops::Range<usize>,
 }
 
@@ -283,6 +294,11 @@ impl RuleSpec {
         let spread = (peers > 1)
             .then(|| spread_of(&def.plan, schedule, def.evaluation, &uses))
             .flatten();
+        let per = def.process_workers.max(1);
+        let owners = match spread {
+            Some(_) => def.home_process * per..(def.home_process + 1) * per,
+            None => 0..peers.max(1),
+        };
         Ok(RuleSpec {
             id: def.id,
             plan: def.plan.clone(),
@@ -294,12 +310,26 @@ impl RuleSpec {
             home,
             spread,
             home_process: def.home_process,
-            owners: {
-                let per = def.process_workers.max(1);
-                let first = def.home_process * per;
-                first..first + per
-            },
+            process_workers: def.process_workers.max(1),
+            owners,
         })
+    }
+
+    /// The process of worker `worker`.
+    pub fn process_of(&self, worker: usize) -> usize {
+        worker / self.process_workers
+    }
+
+    /// The worker that delivers the results of this rule when its owner is `owner`:
+    /// the owner itself when it is in the home process (or for a spread rule, whose
+    /// owner always is), else the home process's first worker, which receives them
+    /// through the dataflow.
+    pub fn delivered_by(&self, owner: usize) -> usize {
+        if self.process_of(owner) == self.home_process {
+            owner
+        } else {
+            self.home_process * self.process_workers
+        }
     }
 
     /// The samples of `source` the first evaluation reads, per window: what the
@@ -335,77 +365,25 @@ impl RuleSpec {
 }
 
 /// What the registering process keeps of each rule until the dataflow takes it: the
-/// output channel (taken by the one operator that delivers the rule's results) and the
-/// seed (read by the workers that keep the rule's windows). Neither can cross
-/// processes, so neither travels in a [`RuleChange`]; both are found by the rule's id.
+/// output channel, taken by the one operator that delivers the rule's results (the
+/// owner's rule host, the home process's combiner for a rule owned in another process
+/// or for a spread rule). It cannot cross processes, so it does not travel in a
+/// [`RuleChange`]; it is found by the rule's id.
 #[derive(Default)]
 pub struct LocalRules {
-    rules: Mutex<HashMap<RuleId, LocalRule>>,
-}
-
-struct LocalRule {
-    output: Option<Sender<RuleOutput>>,
-    seed: Vec<SeedSeries>,
-    /// Workers still to read the seed.
-    seed_readers: usize,
+    rules: Mutex<HashMap<RuleId, Sender<RuleOutput>>>,
 }
 
 impl LocalRules {
-    /// Keeps `output` and `seed` for rule `id` until taken; `seed_readers` workers
-    /// will each read the seed once ([`LocalRules::take_seed`]).
-    pub fn insert(
-        &self,
-        id: RuleId,
-        output: Sender<RuleOutput>,
-        seed: Vec<SeedSeries>,
-        seed_readers: usize,
-    ) {
-        let seed_readers = if seed.is_empty() { 0 } else { seed_readers };
-        self.rules.lock().insert(
-            id,
-            LocalRule {
-                output: Some(output),
-                seed,
-                seed_readers,
-            },
-        );
+    /// Keeps `output` for rule `id` until taken.
+    pub fn insert(&self, id: RuleId, output: Sender<RuleOutput>) {
+        self.rules.lock().insert(id, output);
     }
 
     /// Takes rule `id`'s output channel (once: the operator delivering its results);
     /// `None` if this process does not hold it.
     pub fn take_output(&self, id: RuleId) -> Option<Sender<RuleOutput>> {
-        let mut rules = self.rules.lock();
-        let rule = rules.get_mut(&id)?;
-        let output = rule.output.take();
-        if rule.seed_readers == 0 {
-            rules.remove(&id);
-        }
-        output
-    }
-
-    /// The seed series of rule `id` that `keep` accepts, for one of its readers; the
-    /// last reader takes what is left.
-    pub fn take_seed(&self, id: RuleId, keep: impl Fn(&Labels) -> bool) -> Vec<SeedSeries> {
-        let mut rules = self.rules.lock();
-        let Some(rule) = rules.get_mut(&id).filter(|r| r.seed_readers > 0) else {
-            return Vec::new();
-        };
-        rule.seed_readers -= 1;
-        let seed = if rule.seed_readers == 0 {
-            let mut seed = std::mem::take(&mut rule.seed);
-            seed.retain(|(_, labels, _, _)| keep(labels));
-            seed
-        } else {
-            rule.seed
-                .iter()
-                .filter(|(_, labels, _, _)| keep(labels))
-                .cloned()
-                .collect()
-        };
-        if rule.seed_readers == 0 && rule.output.is_none() {
-            rules.remove(&id);
-        }
-        seed
+        self.rules.lock().remove(&id)
     }
 
     /// Forgets rule `id` (removed before the dataflow took what it keeps).
@@ -695,7 +673,13 @@ mod tests {
                 RuleSpec::analyse(b, 4).unwrap(),
             );
             assert_eq!((a.home, a.owners.clone()), (b.home, b.owners.clone()));
-            assert_eq!(a.owners, 2..4);
+            // An owned rule may be owned by any worker of the cluster, a spread one
+            // (its combiner) by its home process's.
+            match a.spread {
+                Some(_) => assert_eq!(a.owners, 2..4),
+                None => assert_eq!(a.owners, 0..4),
+            }
+            assert_eq!((a.delivered_by(0), a.delivered_by(3)), (2, 3));
             assert_eq!(a.spread.is_some(), b.spread.is_some(), "{query}");
         }
     }

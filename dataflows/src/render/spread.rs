@@ -97,6 +97,7 @@ use crate::render::rule::{
 use crate::render::shape::{constant, element_wise, hole, operand_mut, per_series_range_function};
 use crate::selector::{MatchKind, Selector};
 use crossbeam_channel::Sender;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -182,6 +183,27 @@ pub fn members_plan(local: &Plan) -> Option<Plan> {
 /// One worker's part of one evaluation: `(owner worker, rule, evaluation time,
 /// partials)`.
 pub type PartialRecord = (u64, RuleId, i64, Partials);
+
+/// What a rule host sends to the combiners: a spread rule's part of an evaluation (to
+/// the rule's owner), or the result of an owned rule evaluated in a process other than
+/// its home (to the home process's worker delivering it,
+/// [`crate::render::rule::RuleSpec::delivered_by`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum HostRecord {
+    /// A spread rule's partials.
+    Partials(PartialRecord),
+    /// An owned rule's evaluation, to the worker delivering it.
+    Output(u64, RuleOutput),
+}
+
+impl HostRecord {
+    /// The worker it goes to.
+    pub fn worker(&self) -> u64 {
+        match self {
+            HostRecord::Partials((to, ..)) | HostRecord::Output(to, _) => *to,
+        }
+    }
+}
 
 /// Whether (and how) a rule is spread over the workers; see the module doc.
 pub fn spread_of(
@@ -686,29 +708,33 @@ fn fold_combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
 
 /// The owners' side: gathers the partial records of each spread rule's evaluations
 /// (exchanged to the rule's owner) and, once the frontier passes their time, sends
-/// the combined result on the rule's channel. `control` carries the rule changes, in
-/// time order and before the partials of the same time (an evaluation's time is never
-/// before its rule's installation, and always before its removal: one made before a
-/// removal is still delivered). The returned stream carries nothing; its frontier is
-/// how far results have been sent.
+/// the combined result on the rule's channel; and on the home process's first worker,
+/// passes the results of its owned rules evaluated in other processes on to their
+/// channels (in the order their owner made them: one sender, in time order).
+/// `control` carries the rule changes, in time order: the changes of a time are
+/// applied before its records, and a rule removed at that time still delivers them
+/// (an evaluation made before a removal is delivered). The returned stream carries
+/// nothing; its frontier is how far results have been sent.
 pub fn combine_partials<'scope>(
-    partials: Stream<'scope, u64, Vec<PartialRecord>>,
+    records: Stream<'scope, u64, Vec<HostRecord>>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
     worker: usize,
     peers: usize,
     local: Arc<LocalRules>,
 ) -> Stream<'scope, u64, Vec<()>> {
-    partials.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+    records.binary_frontier::<_, timely::container::CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
         control,
-        Exchange::new(|record: &PartialRecord| record.0),
+        Exchange::new(HostRecord::worker),
         Pipeline,
         "CombinePartials",
         move |cap, _info| {
             drop(cap);
             let mut registry = Registry::new(peers);
-            // The output channels of the spread rules this worker owns.
+            // The output channels of the rules whose results this worker delivers:
+            // the spread rules it owns, the owned rules of its process evaluated in
+            // other processes (on the process's first worker).
             let mut outputs: BTreeMap<RuleId, Sender<RuleOutput>> = BTreeMap::new();
-            let mut records: BTreeMap<u64, Vec<PartialRecord>> = BTreeMap::new();
+            let mut records: BTreeMap<u64, Vec<HostRecord>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             move |(input, frontier), (ctl, ctl_frontier), _output| {
                 input.for_each(|cap, batch| {
@@ -737,26 +763,51 @@ pub fn combine_partials<'scope>(
                     .into_iter()
                     .collect();
                 for time in times {
+                    // Rules removed at this time: kept for this time's records.
+                    let mut removed: BTreeMap<RuleId, Arc<crate::render::rule::RuleSpec>> =
+                        BTreeMap::new();
                     for change in changes.remove(&time).unwrap_or_default() {
+                        if let RuleChange::Remove(id) = change {
+                            if let Some((spec, _)) = registry.get(id) {
+                                removed.insert(id, spec.clone());
+                            }
+                        }
                         match registry.apply(&change) {
-                            Some((spec, owner)) if spec.spread.is_some() && owner == worker => {
-                                if let Some(output) = local.take_output(spec.id) {
-                                    outputs.insert(spec.id, output);
+                            Some((spec, owner)) if spec.delivered_by(owner) == worker => {
+                                let delivers = match spec.spread {
+                                    Some(_) => owner == worker,
+                                    // Else the owner delivers them itself.
+                                    None => owner != worker,
+                                };
+                                if delivers {
+                                    if let Some(output) = local.take_output(spec.id) {
+                                        outputs.insert(spec.id, output);
+                                    }
                                 }
                             }
                             _ => {}
                         }
-                        if let RuleChange::Remove(id) = change {
-                            outputs.remove(&id);
-                        }
                     }
                     let mut evaluations: BTreeMap<(RuleId, i64), Vec<Partials>> = BTreeMap::new();
-                    for (_, rule, t, parts) in records.remove(&time).unwrap_or_default() {
-                        evaluations.entry((rule, t)).or_default().push(parts);
+                    for record in records.remove(&time).unwrap_or_default() {
+                        match record {
+                            HostRecord::Partials((_, rule, t, parts)) => {
+                                evaluations.entry((rule, t)).or_default().push(parts);
+                            }
+                            HostRecord::Output(_, output) => {
+                                if let Some(to) = outputs.get(&output.rule) {
+                                    let _ = to.send(output);
+                                }
+                            }
+                        }
                     }
                     for ((rule, t), parts) in evaluations {
-                        let Some((spec, _)) = registry.get(rule) else {
-                            continue;
+                        let spec = match registry.get(rule) {
+                            Some((spec, _)) => spec,
+                            None => match removed.get(&rule) {
+                                Some(spec) => spec,
+                                None => continue,
+                            },
                         };
                         let Some(spread) = &spec.spread else { continue };
                         let (value, histograms) = combined(spread, t, parts);
@@ -770,6 +821,10 @@ pub fn combine_partials<'scope>(
                             gone: None,
                             histograms,
                         });
+                    }
+                    // Their channels close here, after this time's results.
+                    for id in removed.keys() {
+                        outputs.remove(id);
                     }
                 }
             }
