@@ -1554,3 +1554,50 @@ fn classic_histograms_are_converted_to_nhcb_as_prometheus_3_does() {
         assert_eq!(data["result"][0]["value"][1], "30", "{expr}: {data:#}");
     }
 }
+
+/// `/federate` of NHCB (`convert_classic_histograms_to_nhcb`): Prometheus 3.7 serves
+/// one as the classic histogram it stands for (`makeClassicHistogram`,
+/// web/federate.go), 2.42 has no NHCB at all. The oracle is a Prometheus 2.42 scraping
+/// the classic histogram directly, in protobuf as the federator reads it (its `le`
+/// labels are the protobuf parser's, `1.0` where the text has `1`); a Prometheus 2.42
+/// federating promflow (protobuf, native histograms enabled) must then hold the same
+/// `_bucket`, `_sum` and `_count` series at the same timestamps.
+#[test]
+fn an_nhcb_is_federated_as_its_classic_histogram_as_prometheus_3_7_does() {
+    let ts = (now_ms() - 60_000) / 1000 * 1000;
+    let text = Exporter::start(classic_protobuf(ts));
+    let job = |extra: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: text\n{extra}    static_configs:\n      - targets: ['{}']\n",
+            text.addr()
+        )
+    };
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start(&job("    convert_classic_histograms_to_nhcb: true\n"));
+    let oracle = Prometheus::start_with_args(&job(""), &flags);
+    let federator = Prometheus::start_with_args(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{__name__=\"req_seconds\"}}']\n    static_configs:\n      - targets: ['{}']\n",
+            promflow.addr()
+        ),
+        &flags,
+    );
+    let at = ts + 1_000;
+    let classic = r#"{__name__=~"req_seconds_(bucket|count|sum)"}"#;
+    assert!(wait_until(WAIT, || oracle
+        .stored_at(r#"req_seconds_count{path="/a"}"#, ts)));
+    assert!(
+        wait_until(WAIT, || {
+            federator.query_at(classic, at)["result"]
+                .as_array()
+                .is_some_and(|r| r.len() == 12)
+        }),
+        "{:#}",
+        federator.query_at(classic, at)
+    );
+    // Every sample stored, with its timestamp.
+    let raw = format!("{classic}[1m]");
+    let ours = sorted(federator.query_at(&raw, at));
+    let theirs = sorted(oracle.query_at(&raw, at));
+    assert_eq!(ours, theirs, "federated: {ours:#}\noracle: {theirs:#}");
+}
