@@ -250,7 +250,7 @@ impl Ingester {
     /// Writes native-histogram samples (a scrape's, or received by remote write) to
     /// storage (WAL and head), hands what it stored to the remote write queues and
     /// feeds it to the dataflow (its histogram column: the maintained rules reading
-    /// them); the latest-sample table (so the push stream) does not take histograms.
+    /// them, and the latest-sample table, so the push stream).
     /// A series is announced to the dataflow's catalog only while the catalog does not
     /// hold it with the labels the head keeps. Returns what storage did.
     pub fn commit_histograms(
