@@ -205,11 +205,12 @@ impl Ingester {
     }
 
     /// Writes a batch to storage (which hands what it stored to the remote write
-    /// queues), then feeds it to the dataflow. Returns the number of series storage saw
-    /// for the first time. A batch storage refuses (its WAL could not be written) is not
-    /// fed to the dataflow either: the caller gets the error. A producer without a
-    /// series cache hands its samples (`Vec<Sample>`: every series announced).
-    pub fn commit(&self, batch: impl Into<SampleBatch>) -> Result<usize, AppendError> {
+    /// queues), then feeds it to the dataflow. Returns what storage did (the series it
+    /// saw for the first time, the samples it refused). A batch storage refuses (its
+    /// WAL could not be written) is not fed to the dataflow either: the caller gets the
+    /// error. A producer without a series cache hands its samples (`Vec<Sample>`:
+    /// every series announced).
+    pub fn commit(&self, batch: impl Into<SampleBatch>) -> Result<AppendOutcome, AppendError> {
         self.commit_observed(batch.into(), &mut [], |_, _| {})
     }
 
@@ -225,7 +226,7 @@ impl Ingester {
         refs: &mut [Option<SeriesRef>],
         scrape: &ScrapeInFlight,
         holdback: Option<&mut TargetHoldback>,
-    ) -> Result<usize, AppendError> {
+    ) -> Result<AppendOutcome, AppendError> {
         let Some(holdback) = holdback else {
             return self.commit_observed(batch, refs, |_, _| {});
         };
@@ -249,13 +250,15 @@ impl Ingester {
     /// Writes native-histogram samples (a scrape's, or received by remote write) to
     /// storage (WAL and head), hands what it stored to the remote write queues and
     /// feeds it to the dataflow (its histogram column: the maintained rules reading
-    /// them); the latest-sample table (so the push stream) does not take histograms.
+    /// them, and the latest-sample table, so the push stream).
     /// A series is announced to the dataflow's catalog only while the catalog does not
-    /// hold it with the labels the head keeps. Returns the number of series storage
-    /// saw for the first time.
-    pub fn commit_histograms(&self, samples: Vec<HistogramSample>) -> Result<usize, AppendError> {
+    /// hold it with the labels the head keeps. Returns what storage did.
+    pub fn commit_histograms(
+        &self,
+        samples: Vec<HistogramSample>,
+    ) -> Result<AppendOutcome, AppendError> {
         if samples.is_empty() {
-            return Ok(0);
+            return Ok(AppendOutcome::default());
         }
         let mut fed = SampleBatch::default();
         let catalog = self.engine.catalog();
@@ -266,7 +269,7 @@ impl Ingester {
             .filter(|s| is_start_zero(s.timestamp_ms, s.start_ms) && s.timestamp_ms < watermark)
             .map(|s| (s.series_id, s.timestamp_ms))
             .collect();
-        let new_series = self.store_histograms_observed(samples, |stored| {
+        let outcome = self.store_histograms_observed(samples, |stored| {
             for &(series_id, labels, ts, histogram) in stored {
                 if late_zeros.contains(&(series_id, ts)) {
                     continue;
@@ -281,16 +284,16 @@ impl Ingester {
             }
         })?;
         self.engine.feed(fed);
-        Ok(new_series)
+        Ok(outcome)
     }
 
     /// Appends native-histogram samples to storage, hands what it stored to the remote
-    /// write queues and to `stored`, and counts; returns the number of new series.
+    /// write queues and to `stored`, and counts.
     fn store_histograms_observed(
         &self,
         samples: Vec<HistogramSample>,
         stored: impl FnOnce(&[StoredHistogram<'_>]),
-    ) -> Result<usize, AppendError> {
+    ) -> Result<AppendOutcome, AppendError> {
         let remote = &self.remote_write;
         let outcome = self
             .storage
@@ -366,14 +369,14 @@ impl Ingester {
         mut batch: SampleBatch,
         refs: &mut [Option<SeriesRef>],
         observe: impl FnOnce(&SampleBatch, &[usize]),
-    ) -> Result<usize, AppendError> {
+    ) -> Result<AppendOutcome, AppendError> {
         if batch.is_empty() {
-            return Ok(0);
+            return Ok(AppendOutcome::default());
         }
         let remote = &self.remote_write;
         // The indices stored, kept only when not every sample was.
         let mut partly: Option<Vec<usize>> = None;
-        let new_series = self.store_observed(&batch, refs, |applied| {
+        let outcome = self.store_observed(&batch, refs, |applied| {
             enqueue(remote, applied);
             observe(applied.batch, applied.at);
             if applied.at.len() < applied.batch.len() {
@@ -387,7 +390,7 @@ impl Ingester {
             batch.drop_starts(self.engine.watermark_ms());
         }
         self.engine.feed(batch);
-        Ok(new_series)
+        Ok(outcome)
     }
 
     /// Writes rule outputs: floats (stale markers included) and native histograms to
@@ -414,26 +417,25 @@ impl Ingester {
         }
     }
 
-    /// Appends to storage, handing what it stored to `stored`, and counts; returns
-    /// the number of new series.
+    /// Appends to storage, handing what it stored to `stored`, and counts.
     fn store_observed(
         &self,
         batch: &SampleBatch,
         refs: &mut [Option<SeriesRef>],
         stored: impl FnOnce(&Applied<'_>),
-    ) -> Result<usize, AppendError> {
+    ) -> Result<AppendOutcome, AppendError> {
         let outcome = self.storage.append_observed(batch, refs, stored)?;
         Ok(self.counted(outcome))
     }
 
-    /// Counts an append's samples (ingested, refused as out of order or bounds);
-    /// returns its number of new series.
-    fn counted(&self, outcome: AppendOutcome) -> usize {
+    /// Counts an append's samples (ingested; refused as out of order, as duplicates
+    /// with another value, or out of bounds; exact duplicates are neither).
+    fn counted(&self, outcome: AppendOutcome) -> AppendOutcome {
         self.metrics.samples_ingested.add(outcome.appended as u64);
         self.metrics
             .samples_out_of_order
-            .add((outcome.out_of_order + outcome.out_of_bounds) as u64);
-        outcome.new_series
+            .add((outcome.out_of_order + outcome.duplicate + outcome.out_of_bounds) as u64);
+        outcome
     }
 
     /// Advances the dataflow's watermark as far as the scrapes in flight and the
@@ -520,7 +522,8 @@ mod tests {
             batch.push(id, t, k as f64, 0);
             let new = ingester
                 .commit_scrape(batch, &mut refs, &scrape, None)
-                .unwrap();
+                .unwrap()
+                .new_series;
             assert_eq!(new, usize::from(k == 0));
             assert_eq!(refs[0].as_ref().map(SeriesRef::series_id), Some(id));
             drop(scrape);

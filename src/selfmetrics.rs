@@ -78,7 +78,8 @@ pub struct SdCounters {
 pub struct SelfMetrics {
     /// Samples written to storage.
     pub samples_ingested: Counter,
-    /// Samples refused by storage for being out of order or duplicate.
+    /// Samples refused by storage: out of order, duplicate timestamps with another
+    /// value, out of bounds (exact duplicates are dropped uncounted).
     pub samples_out_of_order: Counter,
     /// Per-job scrape counters, keyed by job name.
     pub jobs: Mutex<BTreeMap<String, JobCounters>>,
@@ -119,6 +120,13 @@ pub struct LimitCounters {
     pub scrape_samples: Counter,
     /// Scraped exemplars not newer than their series' newest (dropped).
     pub exemplars_out_of_order: Counter,
+    /// Scraped samples (floats and native histograms) older than their series' newest.
+    pub scrape_samples_out_of_order: Counter,
+    /// Scraped samples at their series' newest timestamp with another value (exact
+    /// duplicates are dropped uncounted, as Prometheus does).
+    pub scrape_samples_duplicate: Counter,
+    /// Scraped samples older than the head's lower bound (their time is in a block).
+    pub scrape_samples_out_of_bounds: Counter,
     /// Scrapes that failed on `label_limit`, `label_name_length_limit` or
     /// `label_value_length_limit`.
     pub scrape_labels: Counter,
@@ -218,7 +226,7 @@ impl SelfMetrics {
         metric(
             "promflow_samples_out_of_order_total",
             "counter",
-            "Samples refused by storage as out of order or duplicate.",
+            "Samples refused by storage: out of order, at the newest timestamp with another value, or out of bounds (exact duplicates are not).",
             &[(&[], self.samples_out_of_order.get() as f64)],
         );
         metric(
@@ -356,6 +364,21 @@ impl SelfMetrics {
                 "prometheus_target_scrapes_exemplar_out_of_order_total",
                 "Total number of exemplar rejected due to not being out of the expected order.",
                 limits.exemplars_out_of_order.get(),
+            ),
+            (
+                "prometheus_target_scrapes_sample_out_of_order_total",
+                "Total number of samples rejected due to not being out of the expected order.",
+                limits.scrape_samples_out_of_order.get(),
+            ),
+            (
+                "prometheus_target_scrapes_sample_duplicate_timestamp_total",
+                "Total number of samples rejected due to duplicate timestamps but different values.",
+                limits.scrape_samples_duplicate.get(),
+            ),
+            (
+                "prometheus_target_scrapes_sample_out_of_bounds_total",
+                "Total number of samples rejected due to timestamp falling outside of the time bounds.",
+                limits.scrape_samples_out_of_bounds.get(),
             ),
             (
                 "prometheus_target_scrape_pool_exceeded_label_limits_total",

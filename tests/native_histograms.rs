@@ -1554,3 +1554,138 @@ fn classic_histograms_are_converted_to_nhcb_as_prometheus_3_does() {
         assert_eq!(data["result"][0]["value"][1], "30", "{expr}: {data:#}");
     }
 }
+
+/// `/federate` of NHCB (`convert_classic_histograms_to_nhcb`): Prometheus 3.7 serves
+/// one as the classic histogram it stands for (`makeClassicHistogram`,
+/// web/federate.go), 2.42 has no NHCB at all. The oracle is a Prometheus 2.42 scraping
+/// the classic histogram directly, in protobuf as the federator reads it (its `le`
+/// labels are the protobuf parser's, `1.0` where the text has `1`); a Prometheus 2.42
+/// federating promflow (protobuf, native histograms enabled) must then hold the same
+/// `_bucket`, `_sum` and `_count` series at the same timestamps.
+#[test]
+fn an_nhcb_is_federated_as_its_classic_histogram_as_prometheus_3_7_does() {
+    let ts = (now_ms() - 60_000) / 1000 * 1000;
+    let text = Exporter::start(classic_protobuf(ts));
+    let job = |extra: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: text\n{extra}    static_configs:\n      - targets: ['{}']\n",
+            text.addr()
+        )
+    };
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start(&job("    convert_classic_histograms_to_nhcb: true\n"));
+    let oracle = Prometheus::start_with_args(&job(""), &flags);
+    let federator = Prometheus::start_with_args(
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: federate\n    honor_labels: true\n    metrics_path: /federate\n    params:\n      'match[]': ['{{__name__=\"req_seconds\"}}']\n    static_configs:\n      - targets: ['{}']\n",
+            promflow.addr()
+        ),
+        &flags,
+    );
+    let at = ts + 1_000;
+    let classic = r#"{__name__=~"req_seconds_(bucket|count|sum)"}"#;
+    assert!(wait_until(WAIT, || oracle
+        .stored_at(r#"req_seconds_count{path="/a"}"#, ts)));
+    assert!(
+        wait_until(WAIT, || {
+            federator.query_at(classic, at)["result"]
+                .as_array()
+                .is_some_and(|r| r.len() == 12)
+        }),
+        "{:#}",
+        federator.query_at(classic, at)
+    );
+    // Every sample stored, with its timestamp.
+    let raw = format!("{classic}[1m]");
+    let ours = sorted(federator.query_at(&raw, at));
+    let theirs = sorted(oracle.query_at(&raw, at));
+    assert_eq!(ours, theirs, "federated: {ours:#}\noracle: {theirs:#}");
+}
+
+/// The push stream (`/api/v1/stream`) carries scraped native histograms, in its
+/// snapshot and as changes, each as the query API shows it; the oracle is a
+/// Prometheus 2.42 scraping the same exporter (no exposed timestamps: the samples
+/// reach the dataflow's latest-sample table as scraped), queried for the same
+/// histograms. The text `/federate` still leaves them out.
+#[test]
+fn the_push_stream_carries_native_histograms_as_the_query_api_shows_them() {
+    let body = |k: i64| {
+        let metric = |kind: &str| Metric {
+            label: vec![label("kind", kind)],
+            histogram: Some(histogram(k, false)),
+            ..Default::default()
+        };
+        protobuf::reply(&[protobuf::family(
+            "rpc_latency_seconds",
+            MetricType::Histogram,
+            None,
+            vec![metric("a"), metric("b")],
+        )])
+    };
+    let exporter = Exporter::start(body(0));
+    let flags = ["--enable-feature=native-histograms"];
+    let promflow = Promflow::start_with_args(&config(&exporter), &flags);
+    let oracle = Prometheus::start_with_args(&config(&exporter), &flags);
+    let count = |server: &Peer, want: f64| {
+        server.query("histogram_count(rpc_latency_seconds)")["result"]
+            .as_array()
+            .is_some_and(|r| {
+                r.len() == 2
+                    && r.iter()
+                        .all(|s| s["value"][1].as_str().and_then(|v| v.parse().ok()) == Some(want))
+            })
+    };
+    let counts = |k: i64| histogram(k, false).sample_count.unwrap() as f64;
+    assert!(wait_until(WAIT, || count(&promflow, counts(0))));
+    assert!(wait_until(WAIT, || count(&oracle, counts(0))));
+    let theirs = |kind: &str| -> Value {
+        let data = oracle.query(&format!("rpc_latency_seconds{{kind=\"{kind}\"}}"));
+        data["result"][0]["histogram"][1].clone()
+    };
+    let mut client = common::stream_client::StreamClient::open(
+        &promflow,
+        r#"{__name__="rpc_latency_seconds"}"#,
+        "application/x-ndjson",
+    );
+    let mut snapshot = Vec::new();
+    loop {
+        let e = client.next_event().expect("snapshot");
+        if e["type"] == "snapshot_end" {
+            break;
+        }
+        snapshot.push(e);
+    }
+    assert_eq!(snapshot.len(), 2, "{snapshot:#?}");
+    for e in &snapshot {
+        let kind = e["labels"]["kind"].as_str().unwrap();
+        assert_eq!(e["type"], "sample");
+        assert!(e.get("value").is_none(), "{e}");
+        assert!(
+            same(&e["histogram"], &theirs(kind)),
+            "{e} vs {}",
+            theirs(kind)
+        );
+    }
+    // A change: the next scrapes bring step 1's histograms.
+    exporter.set(body(1));
+    assert!(wait_until(WAIT, || count(&oracle, counts(1))));
+    let mut changed = std::collections::BTreeMap::new();
+    while changed.len() < 2 {
+        let e = client.next_event().expect("a change");
+        let count = e["histogram"]["count"]
+            .as_str()
+            .and_then(|c| c.parse().ok());
+        if e["type"] == "sample" && count == Some(counts(1)) {
+            changed.insert(e["labels"]["kind"].as_str().unwrap().to_string(), e);
+        }
+    }
+    for (kind, e) in &changed {
+        assert!(
+            same(&e["histogram"], &theirs(kind)),
+            "{e} vs {}",
+            theirs(kind)
+        );
+    }
+    let federated = promflow.federate_body(&[r#"{job="app"}"#]);
+    assert!(!federated.contains("rpc_latency_seconds"), "{federated}");
+}

@@ -18,12 +18,19 @@
 //! selects, not the size of the table: the index changes only when a series enters or
 //! is retired, never for a new value of a known series.
 //!
+//! A series' newest sample may be a native histogram (the batch's histogram column,
+//! [`SampleBatch::histograms`]): its entry then holds the histogram
+//! ([`LatestEntry::histogram`]) and a float value of 0; a later float sample (a stale
+//! marker of the histogram series) replaces it. Readers that cannot show histograms
+//! (the text exposition) skip such entries, as Prometheus's federation does.
+//!
 //! Changes are also pushed to subscribers ([`LatestTable::subscribe`]) as they are
 //! applied: every accepted sample, every stale marker, every series retired past the
 //! lookback delta. A subscriber's callback runs on the feeding thread (a scrape's, a
 //! rule group's) or a worker thread, and must not block.
 
 use crate::catalog::SeriesCatalog;
+use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::postings::Postings;
 use crate::sample::{is_stale_marker, Point, SampleBatch};
@@ -38,8 +45,11 @@ pub struct LatestEntry {
     pub labels: Arc<Labels>,
     /// Milliseconds since the epoch.
     pub timestamp_ms: i64,
-    /// The value; a stale marker when the series went away.
+    /// The value; a stale marker when the series went away; 0 when the newest sample
+    /// is a native histogram.
     pub value: f64,
+    /// The native histogram, when the newest sample is one.
+    pub histogram: Option<Arc<FloatHistogram>>,
 }
 
 impl LatestEntry {
@@ -130,6 +140,7 @@ impl ShardData {
     fn upsert(
         &mut self,
         sample: Point,
+        histogram: Option<&Arc<FloatHistogram>>,
         labels: impl FnOnce() -> Option<Arc<Labels>>,
         publishing: bool,
     ) -> Option<LatestChange> {
@@ -144,6 +155,7 @@ impl ShardData {
                 }
                 entry.timestamp_ms = sample.timestamp_ms;
                 entry.value = sample.value;
+                entry.histogram = histogram.cloned();
                 entry
             }
             None => {
@@ -168,6 +180,7 @@ impl ShardData {
                     labels,
                     timestamp_ms: sample.timestamp_ms,
                     value: sample.value,
+                    histogram: histogram.cloned(),
                 })
             }
         };
@@ -471,7 +484,13 @@ impl LatestTable {
                 .enumerate()
                 .filter(|(_, &id)| id % shards == index)
                 .peekable();
-            if mine.peek().is_none() {
+            let has_histograms = || {
+                batch
+                    .histograms
+                    .iter()
+                    .any(|h| h.series_id % shards == index)
+            };
+            if mine.peek().is_none() && !has_histograms() {
                 continue;
             }
             let mut data = shard.write().unwrap_or_else(|e| e.into_inner());
@@ -482,8 +501,26 @@ impl LatestTable {
                     value: batch.values[at],
                     start_ms: 0,
                 };
-                if let Some(change) = data.upsert(point, || labels(series_id), publishing) {
+                if let Some(change) = data.upsert(point, None, || labels(series_id), publishing) {
                     changes.push((at, change));
+                }
+            }
+            // The histograms, ordered after the floats (a float and a histogram of one
+            // series at one time: the histogram is newest).
+            let floats = batch.series_ids.len();
+            for (at, h) in batch.histograms.iter().enumerate() {
+                if h.series_id % shards != index {
+                    continue;
+                }
+                let point = Point {
+                    series_id: h.series_id,
+                    timestamp_ms: h.timestamp_ms,
+                    value: 0.0,
+                    start_ms: 0,
+                };
+                let labels = || labels(h.series_id);
+                if let Some(change) = data.upsert(point, Some(&h.histogram), labels, publishing) {
+                    changes.push((floats + at, change));
                 }
             }
         }
@@ -598,6 +635,40 @@ mod tests {
             value,
             start_ms: 0,
         }
+    }
+
+    /// A native histogram is its series' newest sample (published with it); a later
+    /// stale marker (a float sample) replaces it.
+    #[test]
+    fn a_histogram_is_the_newest_sample_until_a_float_replaces_it() {
+        let table = LatestTable::new(2);
+        let seen: Arc<std::sync::Mutex<Vec<LatestChange>>> = Arc::default();
+        let sink = seen.clone();
+        table.subscribe(Arc::new(move |changes: &[LatestChange]| {
+            sink.lock().unwrap().extend_from_slice(changes)
+        }));
+        let h = Arc::new(FloatHistogram {
+            count: 3.0,
+            sum: 1.5,
+            ..FloatHistogram::default()
+        });
+        let labels = sample(1, 0, 0.0).labels;
+        let mut batch = SampleBatch::default();
+        batch.new_series.push((1, labels.clone()));
+        batch.push_histogram(1, 1_000, h.clone(), 0);
+        table.apply(&batch, |_| Some(labels.clone()));
+        let mut live = Vec::new();
+        table.for_each_live(|| 1_000, 300_000, |e| live.push(e.clone()));
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].histogram.as_deref(), Some(&*h));
+        match &seen.lock().unwrap()[..] {
+            [LatestChange::Sample(e)] => assert_eq!(e.histogram.as_deref(), Some(&*h)),
+            other => panic!("{other:?}"),
+        }
+        write_back(&table, vec![sample(1, 2_000, crate::sample::STALE_MARKER)]);
+        let mut live = 0;
+        table.for_each_live(|| 2_000, 300_000, |_| live += 1);
+        assert_eq!(live, 0);
     }
 
     /// Issue 19: a scrape applied while a read goes on (here, to the shard read second)

@@ -231,7 +231,12 @@ async fn federate_protobuf(
             now_ms,
             lookback_ms,
             &selectors,
-            |entry| floats.push(entry.clone()),
+            // Histograms are read from storage below (rule outputs are not in the table).
+            |entry| {
+                if entry.histogram.is_none() {
+                    floats.push(entry.clone())
+                }
+            },
         );
         let mut histograms = super::federate_proto::latest_histograms(
             service.ingester.storage(),
@@ -342,6 +347,7 @@ impl SampleSink for PeerSink<'_> {
             labels: self.labels(sample.name, sample.labels),
             timestamp_ms: sample.timestamp_ms.unwrap_or_default(),
             value: sample.value,
+            histogram: None,
         };
         self.series.floats.push(entry);
     }
@@ -467,6 +473,10 @@ impl EncodedLines {
         let now = now_ms();
         let mut picked: Vec<u32> = Vec::new();
         collect(&mut |entry: &LatestEntry| {
+            // The text format has no native histograms (as Prometheus's).
+            if entry.histogram.is_some() {
+                return;
+            }
             let key = entry.labels.hash();
             let i = match encoded.index.get(&key) {
                 Some(&i) => i,
@@ -781,6 +791,7 @@ mod tests {
             labels: Arc::new(Labels::from_strs(pairs)),
             timestamp_ms,
             value,
+            histogram: None,
         }
     }
 

@@ -18,8 +18,14 @@
 //! empty `instance`, see `super::federate`), and carry its
 //! timestamp. A histogram goes as an integer histogram (counts as deltas) when every
 //! count is whole, as client libraries expose them (a Prometheus 2.42 scraper reads
-//! float histograms as zero), else as a float histogram; histograms with custom bucket
-//! bounds (schema -53) have no form there and are left out.
+//! float histograms as zero), else as a float histogram. A histogram with custom bucket
+//! bounds (NHCB, schema -53, from `convert_classic_histograms_to_nhcb`) goes as the
+//! classic histogram it stands for (one bucket per custom bound, cumulative counts,
+//! no `+Inf` bucket: the scraper adds it from the count), as Prometheus 3.7 federates
+//! NHCB (`makeClassicHistogram`, web/federate.go); its counts are integers when whole
+//! (Prometheus 3.7 writes the float fields, which a 3.x scraper reads alike and a
+//! 2.42 scraper reads as zero), else floats. (Prometheus 3.7 also serves NHCB in the
+//! text form, as classic histograms; promflow's text form does not yet.)
 
 use crate::scrape::exposition::metrics_proto as pb;
 use crate::storage::Storage;
@@ -143,7 +149,6 @@ pub fn render(
     samples.extend(
         histograms
             .iter()
-            .filter(|(_, _, h)| h.custom_values.is_empty())
             .map(|(labels, ts, h)| (labels.as_ref(), *ts, Value::Histogram(h))),
     );
     samples.sort_by(|a, b| {
@@ -209,8 +214,44 @@ pub fn render(
     body
 }
 
-/// `h` in the exposition's form: integer when every count is whole.
+/// An NHCB (schema -53) as the classic histogram it stands for: per custom bound
+/// (ascending, `+Inf` not among them) the cumulative count of the buckets up to it,
+/// integer when every count is whole.
+fn classic_histogram(h: &FloatHistogram) -> pb::Histogram {
+    let whole = h.has_whole_counts();
+    let mut buckets = h.positive().into_iter().peekable();
+    let mut cumulative = 0.0;
+    let bucket = h
+        .custom_values
+        .iter()
+        .enumerate()
+        .map(|(i, &le)| {
+            while let Some((_, count)) = buckets.next_if(|&(index, _)| index <= i as i32) {
+                cumulative += count;
+            }
+            pb::Bucket {
+                upper_bound: Some(le),
+                cumulative_count: whole.then_some(cumulative as u64),
+                cumulative_count_float: (!whole).then_some(cumulative),
+                ..pb::Bucket::default()
+            }
+        })
+        .collect();
+    pb::Histogram {
+        sample_count: whole.then_some(h.count as u64),
+        sample_count_float: (!whole).then_some(h.count),
+        sample_sum: Some(h.sum),
+        bucket,
+        ..pb::Histogram::default()
+    }
+}
+
+/// `h` in the exposition's form: integer when every count is whole; an NHCB as its
+/// classic histogram.
 fn histogram(h: &FloatHistogram) -> pb::Histogram {
+    if h.uses_custom_buckets() {
+        return classic_histogram(h);
+    }
     let spans = |spans: &[Span]| -> Vec<pb::BucketSpan> {
         spans
             .iter()
@@ -251,6 +292,48 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
         wants_protobuf(&headers)
+    }
+
+    /// Prometheus 3.7's `TestFederationWithNativeHistograms` NHCB (web/federate_test.go):
+    /// buckets 3, 2 and 1 at indices 0, 1 and 4 of bounds 0.1, 0.2, 0.5, 1, 2 federate
+    /// as cumulative counts 3, 5, 5, 5, 6 and a count of 6.
+    #[test]
+    fn an_nhcb_federates_as_its_classic_histogram() {
+        let h = FloatHistogram {
+            schema: -53,
+            count: 6.0,
+            sum: 1.234,
+            positive_spans: vec![
+                Span {
+                    offset: 0,
+                    length: 2,
+                },
+                Span {
+                    offset: 2,
+                    length: 1,
+                },
+            ],
+            positive_buckets: vec![3.0, 2.0, 1.0],
+            custom_values: vec![0.1, 0.2, 0.5, 1.0, 2.0],
+            ..FloatHistogram::default()
+        };
+        let out = histogram(&h);
+        let buckets: Vec<(f64, u64)> = out
+            .bucket
+            .iter()
+            .map(|b| (b.upper_bound.unwrap(), b.cumulative_count.unwrap()))
+            .collect();
+        assert_eq!(buckets, [(0.1, 3), (0.2, 5), (0.5, 5), (1.0, 5), (2.0, 6)]);
+        assert_eq!((out.sample_count, out.sample_sum), (Some(6), Some(1.234)));
+        assert_eq!(out.schema, None, "a classic histogram, for any scraper");
+        let halves = FloatHistogram {
+            positive_buckets: vec![1.5, 2.0, 1.0],
+            count: 4.5,
+            ..h
+        };
+        let out = histogram(&halves);
+        assert_eq!(out.sample_count_float, Some(4.5));
+        assert_eq!(out.bucket[1].cumulative_count_float, Some(3.5));
     }
 
     #[test]

@@ -142,6 +142,7 @@ impl FederationView {
                             labels: labels.clone(),
                             timestamp_ms: *timestamp_ms,
                             value: STALE_MARKER,
+                            histogram: None,
                         },
                     ),
                     LatestChange::Expired { .. } => {
@@ -485,6 +486,7 @@ mod tests {
             labels: labels(name, x),
             timestamp_ms: t,
             value: v,
+            histogram: None,
         })
     }
 

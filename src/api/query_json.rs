@@ -201,8 +201,9 @@ impl Serialize for Sample<'_> {
     }
 }
 
-/// A native histogram as Prometheus's `marshalHistogram` writes it (module docs).
-struct HistogramJson<'a>(&'a FloatHistogram);
+/// A native histogram as Prometheus's `marshalHistogram` writes it (module docs); the
+/// push stream writes a histogram sample's so too.
+pub struct HistogramJson<'a>(pub &'a FloatHistogram);
 
 impl Serialize for HistogramJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

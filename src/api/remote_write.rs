@@ -13,7 +13,11 @@
 //! take the scraped histograms' path (`Ingester::commit_histograms`: storage and the
 //! remote write queues, the dataflow), as Prometheus 3.x stores them, in 1.0 and 2.0
 //! alike. Answers 204 on success, 400 for a body that does not decode (or, in 2.0,
-//! refers to symbols it lacks), 500 when storage refuses the batch (the sender
+//! refers to symbols it lacks), 400 for a 1.0 request with a sample the head refuses
+//! (out of bounds, out of order, or at a series' newest timestamp with another value;
+//! judged against what the head held before the request, nothing of it stored, as
+//! Prometheus rolls the request back; an exact duplicate, a retry's, is no refusal:
+//! it is dropped silently), 500 when storage refuses the batch (the sender
 //! retries; floats stored before the histograms failed are refused as duplicates
 //! then). Exemplars (1.0 and 2.0) are kept once their series' samples are stored
 //! (`Ingester::commit_exemplars`: the exemplar storage, with
@@ -204,6 +208,19 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             series.samples.into_iter().map(|s| (s.timestamp, s.value)),
             0,
         );
+    }
+    // Prometheus appends a 1.0 request in one appender and rolls it back whole on the
+    // first sample its head refuses (judged against what the head held before the
+    // request), answering 400 so the sender does not retry; an exact duplicate is
+    // no refusal (storage/remote/write_handler.go, 2.42).
+    if let Some(refusal) = service
+        .ingester
+        .storage()
+        .head()
+        .first_refusal(&batch, &histograms)
+    {
+        tracing::error!(err = %refusal, "Out of order sample from remote write");
+        return text(StatusCode::BAD_REQUEST, refusal.to_string());
     }
     match commit(service, batch, histograms, exemplars) {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),

@@ -7,7 +7,9 @@
 //! lookback delta. Events are newline-delimited JSON, or Server-Sent Events when the
 //! client asks for `text/event-stream`. Each change and snapshot event carries `type`,
 //! `labels` (with `__name__` and the external labels), `timestamp` (ms) and, for
-//! samples, `value`.
+//! samples, `value` (a float, as the query API spells it) or, for a native histogram
+//! (scraped or received), `histogram` (`{"count","sum","buckets"}`, the query API's
+//! form).
 //!
 //! Slow consumers are bounded: each stream has a queue of [`QUEUE_EVENTS`] events; a
 //! consumer whose queue is full is dropped, after a final `{"type":"dropped"}` event,
@@ -31,6 +33,7 @@ use crate::api::cluster_face;
 use crate::api::federate::parse_selector;
 use crate::api::federation_views::FederationView;
 use crate::api::params::Params;
+use crate::api::query_json::HistogramJson;
 use crate::api::response::{api_error, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
@@ -39,6 +42,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use dataflows::go_float::JsonSampleFloat;
+use dataflows::histogram::FloatHistogram;
 use dataflows::{ChangeListener, Labels, LatestChange, LatestEntry, LatestTable, Selector};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -134,7 +138,9 @@ pub async fn stream(
             }
             for change in changes {
                 let (kind, labels, ts, value) = match change {
-                    LatestChange::Sample(e) => ("sample", &e.labels, e.timestamp_ms, Some(e.value)),
+                    LatestChange::Sample(e) => {
+                        ("sample", &e.labels, e.timestamp_ms, Some(sampled(e)))
+                    }
                     LatestChange::Stale {
                         labels,
                         timestamp_ms,
@@ -166,7 +172,7 @@ pub async fn stream(
             &e.labels,
             &external,
             e.timestamp_ms,
-            Some(e.value),
+            Some(sampled(e)),
         ));
     });
     // The other processes' snapshots, then their changes as they come.
@@ -411,12 +417,26 @@ async fn forward(mut lines: PeerLines, events: mpsc::Sender<Value>, overflowed: 
     }
 }
 
+/// A sample's value as an event carries it: a float, or a native histogram.
+#[derive(Clone, Copy)]
+enum Sampled<'a> {
+    Float(f64),
+    Histogram(&'a FloatHistogram),
+}
+
+fn sampled(e: &LatestEntry) -> Sampled<'_> {
+    match &e.histogram {
+        Some(h) => Sampled::Histogram(h),
+        None => Sampled::Float(e.value),
+    }
+}
+
 fn event(
     kind: &str,
     labels: &Labels,
     external: &BTreeMap<String, String>,
     ts: i64,
-    value: Option<f64>,
+    value: Option<Sampled<'_>>,
 ) -> Value {
     let mut map: Map<String, Value> = labels
         .iter()
@@ -427,8 +447,12 @@ fn event(
             .or_insert_with(|| Value::String(v.clone()));
     }
     let mut e = json!({ "type": kind, "labels": Value::Object(map), "timestamp": ts });
-    if let Some(v) = value {
-        e["value"] = Value::String(JsonSampleFloat(v).to_string());
+    match value {
+        Some(Sampled::Float(v)) => e["value"] = Value::String(JsonSampleFloat(v).to_string()),
+        Some(Sampled::Histogram(h)) => {
+            e["histogram"] = serde_json::to_value(HistogramJson(h)).unwrap_or(Value::Null)
+        }
+        None => {}
     }
     e
 }

@@ -26,7 +26,7 @@ use crate::scrape::scrape_cache::{Lookup, ScrapeCache, Slot};
 use crate::scrape::target::TargetSpec;
 use crate::selfmetrics::SelfMetrics;
 use crate::storage::exemplars::Exemplar;
-use crate::storage::{HistogramSample, SeriesRef};
+use crate::storage::{AppendOutcome, HistogramSample, SeriesRef};
 use dataflows::histogram::FloatHistogram;
 use dataflows::{Labels, Sample, SampleBatch, STALE_MARKER};
 use parking_lot::Mutex;
@@ -350,7 +350,11 @@ async fn scrape_once(
     let committed =
         ctx.ingester
             .commit_scrape(batch, &mut refs, &in_flight, state.holdback.as_mut());
-    let committed = committed.and_then(|_| ctx.ingester.commit_histograms(histograms));
+    let committed = committed.and_then(|floats| {
+        let histograms = ctx.ingester.commit_histograms(histograms)?;
+        count_refused(spec, ctx, floats, histograms);
+        Ok(())
+    });
     if committed.is_ok() {
         state.cache.record_starts(starts);
         let out_of_order = ctx.ingester.commit_exemplars(exemplars);
@@ -412,6 +416,47 @@ async fn scrape_once(
     if let Some(metadata) = metadata {
         if *h.metadata != metadata {
             h.metadata = Arc::new(metadata);
+        }
+    }
+}
+
+/// Counts and logs a scrape's samples storage refused (floats and histograms), as
+/// Prometheus's scrape loop does with the errors its appender returns
+/// (`checkAddError`, scrape/scrape.go): out of order, duplicate timestamps with another
+/// value, out of bounds. Exact duplicates (a target repeating its exposed timestamps,
+/// federation) are dropped by storage uncounted.
+fn count_refused(
+    spec: &TargetSpec,
+    ctx: &LoopContext,
+    floats: AppendOutcome,
+    histograms: AppendOutcome,
+) {
+    let limits = &ctx.metrics.limits;
+    for (count, counter, message) in [
+        (
+            floats.out_of_order + histograms.out_of_order,
+            &limits.scrape_samples_out_of_order,
+            "Error on ingesting out-of-order samples",
+        ),
+        (
+            floats.duplicate + histograms.duplicate,
+            &limits.scrape_samples_duplicate,
+            "Error on ingesting samples with different value but same timestamp",
+        ),
+        (
+            floats.out_of_bounds + histograms.out_of_bounds,
+            &limits.scrape_samples_out_of_bounds,
+            "Error on ingesting samples that are too old or are too far into the future",
+        ),
+    ] {
+        if count > 0 {
+            counter.add(count as u64);
+            tracing::warn!(
+                scrape_pool = %spec.config.job_name,
+                target = %spec.url,
+                num_dropped = count,
+                "{message}"
+            );
         }
     }
 }

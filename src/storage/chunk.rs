@@ -451,6 +451,18 @@ impl SeriesChunks {
         }
     }
 
+    /// The newest sample, in O(1) while a chunk is open (an append at the newest
+    /// timestamp asks, to tell an exact duplicate from a different value).
+    pub fn last(&self) -> Option<(i64, f64)> {
+        match &self.open {
+            Some(open) => Some((open.last_t, f64::from_bits(open.last_value))),
+            None => self
+                .closed
+                .last()
+                .and_then(|c| decode(&c.bytes, c.count).last()),
+        }
+    }
+
     /// The oldest timestamp.
     pub fn first_ts(&self) -> Option<i64> {
         self.chunks().next().map(|c| c.2)

@@ -2,7 +2,12 @@
 //!
 //! Contract: [`Head::append`] keeps samples per series in timestamp order, refusing
 //! (and counting) samples older than the newest one already held for that series, and
-//! duplicates of the newest timestamp, as Prometheus's head does; the zero sample of a
+//! samples at the newest timestamp with another value (`ErrDuplicateSampleForTimestamp`,
+//! counted apart), as Prometheus's head does; an exact duplicate of the newest sample
+//! (same timestamp, same value bits; for histograms an equal histogram: federation
+//! with honored timestamps, a retried remote write) is dropped silently, neither
+//! stored again nor counted, as Prometheus's `appendable` lets it through and its
+//! commit drops it. The zero sample of a
 //! start ([`dataflows::is_start_zero`]) is refused the same way but not counted, as
 //! Prometheus's scrape loop ignores `AppendSTZeroSample`'s refusals. [`Head::select`] returns
 //! the samples of matching series in a closed time range. [`Head::truncate_before`] drops
@@ -134,11 +139,30 @@ pub struct AppendOutcome {
     pub appended: usize,
     /// Series seen for the first time.
     pub new_series: usize,
-    /// Samples refused: older than (or at the same time as) the series' newest sample.
+    /// Samples refused: older than the series' newest sample.
     pub out_of_order: usize,
+    /// Samples refused: at the series' newest timestamp with another value (for a
+    /// histogram: another histogram), Prometheus's `ErrDuplicateSampleForTimestamp`.
+    /// Exact duplicates are dropped without being counted anywhere.
+    pub duplicate: usize,
     /// Samples refused: older than the bound set by [`Head::refuse_before`] (their time
     /// range is in a block already).
     pub out_of_bounds: usize,
+}
+
+/// Why the head would refuse a sample, in the words of Prometheus's storage errors
+/// (`storage.ErrOutOfBounds`, `ErrOutOfOrderSample`, `ErrDuplicateSampleForTimestamp`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Older than [`Head::refuse_before`]'s bound.
+    #[error("out of bounds")]
+    OutOfBounds,
+    /// Older than the series' newest sample.
+    #[error("out of order sample")]
+    OutOfOrder,
+    /// At the series' newest timestamp with another value.
+    #[error("duplicate sample for timestamp")]
+    Duplicate,
 }
 
 /// The samples an append stored, as [`Head::append_logged`] hands them on (under the
@@ -460,7 +484,8 @@ impl Head {
         // accepted, so a batch holding a series twice is decided in order); series
         // the batch creates are tracked by id until they exist.
         let mut created: Vec<(u64, u32, &Arc<Labels>)> = Vec::new();
-        let mut creating: KeyMap<u64, (u32, i64)> = KeyMap::default();
+        // Per series created: its ref, newest timestamp and value so far.
+        let mut creating: KeyMap<u64, (u32, i64, f64)> = KeyMap::default();
         // The batch's announcements by id, built when a series is first created.
         let mut announced: Option<KeyMap<u64, &Arc<Labels>>> = None;
         let mut next_ref = inner.next_ref;
@@ -493,8 +518,24 @@ impl Head {
             }
             let (wal_ref, target) = match held {
                 Some(s) => {
-                    if s.newest() >= ts {
+                    let newest = s.newest();
+                    if newest > ts {
                         outcome.out_of_order += usize::from(!start_zero);
+                        continue;
+                    }
+                    if newest == ts {
+                        // The value at `ts`: stored, or accepted earlier in this batch.
+                        let last = match s.samples.lock().last() {
+                            Some((t, v)) if t == ts => v,
+                            _ => accepted
+                                .iter()
+                                .rev()
+                                .find(|a| a.0 == s.wal_ref() && a.1 == ts)
+                                .map_or(f64::NAN, |a| a.2),
+                        };
+                        if !start_zero && last.to_bits() != values[at].to_bits() {
+                            outcome.duplicate += 1;
+                        }
                         continue;
                     }
                     s.newest.store(ts, Ordering::Relaxed);
@@ -517,14 +558,21 @@ impl Head {
                             };
                             let wal_ref = inner.free_ref(&mut next_ref);
                             created.push((id, wal_ref, labels));
-                            place.insert((wal_ref, NO_SAMPLE))
+                            place.insert((wal_ref, NO_SAMPLE, 0.0))
                         }
                     };
-                    if state.1 >= ts {
+                    if state.1 > ts {
                         outcome.out_of_order += usize::from(!start_zero);
                         continue;
                     }
+                    if state.1 == ts {
+                        if !start_zero && state.2.to_bits() != values[at].to_bits() {
+                            outcome.duplicate += 1;
+                        }
+                        continue;
+                    }
                     state.1 = ts;
+                    state.2 = values[at];
                     (state.0, None)
                 }
             };
@@ -610,6 +658,60 @@ impl Head {
         self.min_valid_t.load(Ordering::Acquire)
     }
 
+    /// The first refusal the head would give a sample of `floats`, then of
+    /// `histograms`, judged against what it holds (not against each other), as
+    /// Prometheus's appender judges each `Append` against the committed head; the zero
+    /// samples of starts are never refused. A writer that must store all or nothing
+    /// (the remote write receiver, which Prometheus rolls back whole) asks first.
+    pub fn first_refusal(
+        &self,
+        floats: &[Sample],
+        histograms: &[HistogramSample],
+    ) -> Option<Refusal> {
+        let min_valid = self.min_valid_t.load(Ordering::Acquire);
+        let inner = self.inner.read();
+        let float_refusal = |s: &Sample| {
+            if s.timestamp_ms < min_valid {
+                return Some(Refusal::OutOfBounds);
+            }
+            let held = inner.by_id.get(s.series_id)?;
+            let newest = held.newest();
+            if newest > s.timestamp_ms {
+                return Some(Refusal::OutOfOrder);
+            }
+            let last = held.samples.lock().last();
+            match last {
+                Some((t, v)) if t == s.timestamp_ms && v.to_bits() != s.value.to_bits() => {
+                    Some(Refusal::Duplicate)
+                }
+                _ => None,
+            }
+        };
+        let histogram_refusal = |s: &HistogramSample| {
+            if s.timestamp_ms < min_valid {
+                return Some(Refusal::OutOfBounds);
+            }
+            let (t, last) = inner.histograms.get(&s.series_id)?.last()?;
+            if *t > s.timestamp_ms {
+                Some(Refusal::OutOfOrder)
+            } else if *t == s.timestamp_ms && !same_histogram(last, &s.histogram) {
+                Some(Refusal::Duplicate)
+            } else {
+                None
+            }
+        };
+        floats
+            .iter()
+            .filter(|s| !dataflows::is_start_zero(s.timestamp_ms, s.start_ms))
+            .find_map(float_refusal)
+            .or_else(|| {
+                histograms
+                    .iter()
+                    .filter(|s| !dataflows::is_start_zero(s.timestamp_ms, s.start_ms))
+                    .find_map(histogram_refusal)
+            })
+    }
+
     /// Whether series `id` has a histogram sample in `[start, end]`.
     fn has_histogram_in(&self, id: u64, start_ms: i64, end_ms: i64) -> bool {
         self.has_histograms.load(Ordering::Relaxed)
@@ -681,13 +783,18 @@ impl Head {
                     place.insert((wal_ref, last))
                 }
             };
-            if state
-                .1
-                .as_ref()
-                .is_some_and(|(ts, _)| *ts >= sample.timestamp_ms)
-            {
-                outcome.out_of_order += usize::from(!start_zero);
-                continue;
+            match &state.1 {
+                Some((ts, _)) if *ts > sample.timestamp_ms => {
+                    outcome.out_of_order += usize::from(!start_zero);
+                    continue;
+                }
+                Some((ts, last)) if *ts == sample.timestamp_ms => {
+                    if !start_zero && !same_histogram(last, &sample.histogram) {
+                        outcome.duplicate += 1;
+                    }
+                    continue;
+                }
+                _ => {}
             }
             let mut h = sample.histogram;
             if h.counter_reset_hint != CounterResetHint::Gauge {
@@ -1109,6 +1216,27 @@ impl Head {
 }
 
 /// The refs of the series matching any of `selectors` (all if there are none), sorted.
+/// Whether histogram `b` repeats `a`, as Prometheus's `Histogram.Equals` judges an
+/// append at the newest timestamp: schema, zero threshold, counts, sum (bitwise) and
+/// bucket layout alike, the counter-reset hint aside. The common case (the same
+/// exposition scraped again) is the same columns; otherwise both are compacted first.
+fn same_histogram(a: &FloatHistogram, b: &FloatHistogram) -> bool {
+    let bits = |x: f64, y: f64| x.to_bits() == y.to_bits();
+    let all_bits =
+        |x: &[f64], y: &[f64]| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| bits(*p, *q));
+    let columns_alike = a.schema == b.schema
+        && bits(a.zero_threshold, b.zero_threshold)
+        && bits(a.zero_count, b.zero_count)
+        && bits(a.count, b.count)
+        && bits(a.sum, b.sum)
+        && a.positive_spans == b.positive_spans
+        && a.negative_spans == b.negative_spans
+        && all_bits(&a.positive_buckets, &b.positive_buckets)
+        && all_bits(&a.negative_buckets, &b.negative_buckets)
+        && all_bits(&a.custom_values, &b.custom_values);
+    columns_alike || a.same(b, false, bits)
+}
+
 fn matching_refs(postings: &Postings, selectors: &[Selector]) -> Vec<u32> {
     match selectors {
         [] => postings.select(&Selector::default()),
@@ -1178,8 +1306,7 @@ pub(crate) mod tests {
             AppendOutcome {
                 appended: 3,
                 new_series: 2,
-                out_of_order: 0,
-                out_of_bounds: 0,
+                ..AppendOutcome::default()
             }
         );
         let out = head.append(&[
@@ -1192,11 +1319,41 @@ pub(crate) mod tests {
             AppendOutcome {
                 appended: 1,
                 new_series: 0,
-                out_of_order: 2,
+                out_of_order: 1,
+                duplicate: 1,
                 out_of_bounds: 0,
             }
         );
         assert_eq!(head.sample_count(), 4);
+    }
+
+    /// Prometheus's `memSeries.appendable` (tsdb/head_append.go, 2.42): at the newest
+    /// timestamp, the same value bits (a stale marker too) pass and are dropped at
+    /// commit, uncounted; another value is `ErrDuplicateSampleForTimestamp`. Held and
+    /// new series, and a value accepted earlier in the same batch, alike.
+    #[test]
+    fn an_exact_duplicate_is_dropped_silently_and_another_value_is_a_duplicate() {
+        let head = Head::new();
+        let stale = dataflows::STALE_MARKER;
+        let out = head.append(&[
+            sample("new", 10, 1.0),
+            sample("new", 10, 1.0),
+            sample("new", 10, 2.0),
+        ]);
+        let counts = |o: AppendOutcome| (o.appended, o.out_of_order, o.duplicate);
+        assert_eq!(counts(out), (1, 0, 1));
+        let out = head.append(&[sample("new", 10, 1.0), sample("new", 10, -1.0)]);
+        assert_eq!(counts(out), (0, 0, 1));
+        let out = head.append(&[
+            sample("new", 20, stale),
+            sample("new", 20, stale),
+            sample("new", 20, f64::NAN),
+            sample("new", 15, 1.0),
+        ]);
+        assert_eq!(counts(out), (1, 1, 1));
+        let out = head.append(&[sample("new", 20, stale)]);
+        assert_eq!(counts(out), (0, 0, 0));
+        assert_eq!(head.sample_count(), 2);
     }
 
     /// The zero sample of a start (Prometheus's `AppendSTZeroSample`,
@@ -1375,7 +1532,13 @@ pub(crate) mod tests {
 
         // Through the handles: in order, refused when not newer.
         let out = append(&[sample("a", 20, 2.0), sample("b", 10, 9.0)], &mut refs);
-        assert_eq!((out.appended, out.out_of_order, out.new_series), (1, 1, 0));
+        let counts = (
+            out.appended,
+            out.out_of_order,
+            out.duplicate,
+            out.new_series,
+        );
+        assert_eq!(counts, (1, 0, 1, 0));
         let all = head.select(&Selector::default(), 0, 100);
         let values: Vec<Vec<(i64, f64)>> = all.into_iter().map(|(_, s)| s).collect();
         assert_eq!(values, [vec![(10, 1.0), (20, 2.0)], vec![(10, 1.0)]]);
@@ -1410,7 +1573,7 @@ pub(crate) mod tests {
             sample("new", 10, 3.0),
             sample("new", 30, 4.0),
         ]);
-        assert_eq!((out.appended, out.out_of_order), (2, 2));
+        assert_eq!((out.appended, out.out_of_order, out.duplicate), (2, 1, 1));
         let all = head.select(&Selector { matchers: vec![] }, 0, 100);
         assert_eq!(all[0].1, vec![(20, 1.0), (30, 4.0)]);
     }
@@ -1425,7 +1588,7 @@ pub(crate) mod tests {
             sample("a", 30, 3.0),
             sample("a", 40, 4.0),
         ]);
-        assert_eq!((out.appended, out.out_of_order), (2, 2));
+        assert_eq!((out.appended, out.out_of_order, out.duplicate), (2, 1, 1));
         // Deleting the newest samples lets older ones in again.
         let deleted = head.delete_logged(&[], 25, 100, |_| Ok::<(), ()>(()));
         assert_eq!(deleted, Ok(2));

@@ -53,8 +53,8 @@ mod varint;
 pub mod wal;
 
 pub use head::{
-    AppendOutcome, Applied, HistogramSample, SeriesHistogramsInRange, SeriesInRange, SeriesRef,
-    SeriesSamplesInRange, StoredHistogram,
+    AppendOutcome, Applied, HistogramSample, Refusal, SeriesHistogramsInRange, SeriesInRange,
+    SeriesRef, SeriesSamplesInRange, StoredHistogram,
 };
 
 pub use append::KeptExemplar;

@@ -550,12 +550,23 @@ fn histograms_are_stored_selected_and_replayed_beside_floats() {
         let outcome = s
             .append_histograms(vec![
                 histogram_sample("a", 20, 2.0),
-                // Out of order, then a reset.
+                // Another histogram at the same time (a duplicate), the same one
+                // again (dropped silently), then a reset.
                 histogram_sample("a", 20, 3.0),
+                histogram_sample("a", 20, 2.0),
                 histogram_sample("b", 30, 1.0),
             ])
             .unwrap();
-        assert_eq!((outcome.appended, outcome.out_of_order), (2, 1));
+        let counts = (outcome.appended, outcome.out_of_order, outcome.duplicate);
+        assert_eq!(counts, (2, 0, 1));
+        let outcome = s
+            .append_histograms(vec![
+                histogram_sample("b", 30, 1.0),
+                histogram_sample("b", 20, 1.0),
+            ])
+            .unwrap();
+        let counts = (outcome.appended, outcome.out_of_order, outcome.duplicate);
+        assert_eq!(counts, (0, 1, 0));
         // A stale marker as a float sample of a histogram series.
         s.append(&[Sample {
             series_id: histogram_sample("a", 0, 0.0).series_id,
