@@ -226,25 +226,64 @@ impl SampleBatch {
         self.values.insert(at, 0.0);
     }
 
-    /// Takes the start timestamps out of the batch: the zero samples of starts older
-    /// than `late_before_ms` leave it (uncounted; see [`is_start_zero`]), and the
-    /// others lose their start timestamps. Returns how many samples went.
-    pub fn drop_starts(&mut self, late_before_ms: i64) -> usize {
-        let Some(starts) = self.start_ms.take() else {
-            return 0;
-        };
-        let kept: Vec<usize> = (0..self.len())
-            .filter(|&i| {
-                let ts = self.timestamps_ms[i];
-                !(is_start_zero(ts, starts[i]) && ts < late_before_ms)
-            })
-            .collect();
-        let gone = self.len() - kept.len();
-        self.retain_indices(&kept);
-        for h in &mut self.histograms {
-            h.start_ms = 0;
+    /// Keeps the start timestamps only where they mark the zero sample of a start
+    /// ([`is_start_zero`]), floats and histograms: what
+    /// [`crate::Engine::feed_with_start_zeros`] takes.
+    pub fn keep_start_zero_marks(&mut self) {
+        if let Some(starts) = &mut self.start_ms {
+            let mut any = false;
+            for (start, &ts) in starts.iter_mut().zip(&self.timestamps_ms) {
+                if is_start_zero(ts, *start) {
+                    any = true;
+                } else {
+                    *start = 0;
+                }
+            }
+            if !any {
+                self.start_ms = None;
+            }
         }
-        gone
+        for h in &mut self.histograms {
+            if !is_start_zero(h.timestamp_ms, h.start_ms) {
+                h.start_ms = 0;
+            }
+        }
+    }
+
+    /// Takes the zero samples of starts ([`is_start_zero`]) older than `before_ms` out
+    /// of the batch, floats and histograms, without their start timestamps, and drops
+    /// the start timestamps of the samples left (see
+    /// [`crate::Engine::feed_with_start_zeros`]).
+    pub fn take_start_zeros_before(&mut self, before_ms: i64) -> (Vec<Point>, Vec<HistogramPoint>) {
+        let mut zeros = Vec::new();
+        if let Some(starts) = self.start_ms.take() {
+            let mut kept = Vec::with_capacity(self.len());
+            for (i, &start) in starts.iter().enumerate() {
+                let ts = self.timestamps_ms[i];
+                if is_start_zero(ts, start) && ts < before_ms {
+                    zeros.push(Point {
+                        series_id: self.series_ids[i],
+                        timestamp_ms: ts,
+                        value: self.values[i],
+                        start_ms: 0,
+                    });
+                } else {
+                    kept.push(i);
+                }
+            }
+            self.retain_indices(&kept);
+        }
+        let mut histogram_zeros = Vec::new();
+        if self.histograms.iter().any(|h| h.start_ms != 0) {
+            let late = |h: &HistogramPoint| {
+                is_start_zero(h.timestamp_ms, h.start_ms) && h.timestamp_ms < before_ms
+            };
+            histogram_zeros = self.histograms.extract_if(.., |h| late(h)).collect();
+            for h in self.histograms.iter_mut().chain(&mut histogram_zeros) {
+                h.start_ms = 0;
+            }
+        }
+        (zeros, histogram_zeros)
     }
 
     /// The labels [`SampleBatch::new_series`] gives series `id`, if it announces it
