@@ -424,9 +424,11 @@ impl Engine {
 
     /// Like [`Engine::feed`], for a batch whose start timestamps mark only the zero
     /// samples of starts ([`crate::is_start_zero`]; what storage stored of a batch,
-    /// see [`SampleBatch::keep_start_zero_marks`]). A zero sample older than the
-    /// watermark is not late: it enters at the workers' current logical time, with
-    /// the samples of its batch, and the windows place it by its timestamp. So every
+    /// see [`SampleBatch::keep_start_zero_marks`]), each right before the sample that
+    /// brought its start. A zero sample older than the watermark is not late when
+    /// that sample is not: it enters at the workers' current logical time, with the
+    /// samples of its batch, and the windows place it by its timestamp (when the
+    /// sample is late, or not there, it goes uncounted). So every
     /// evaluation from then on reads it, as an evaluation over storage does (Prometheus
     /// 3.x's rules read storage, which holds it); an evaluation already made between
     /// the start and the batch is not made again (Prometheus made it before the
