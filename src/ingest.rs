@@ -27,8 +27,10 @@
 //! ([`dataflows::is_start_zero`]; storage drops it silently where the series already
 //! has a sample at or after it). The dataflow is fed what storage stored without start
 //! timestamps (storage keeps none, so maintained rules read what ad-hoc queries read),
-//! and without the zero samples older than its watermark: those only storage, and so
-//! ad-hoc queries, have (uncounted as late: a start is usually long past).
+//! the zero samples older than its watermark (a start is usually long past) included:
+//! they enter with their batch and the windows place them by their timestamps
+//! ([`Engine::feed_with_start_zeros`]), so a maintained rule reads what an evaluation
+//! over storage reads from then on.
 //! [`Ingester::commit_rule_outputs`] writes rule outputs (always behind the
 //! frontier), floats and native histograms, to storage (so the remote write queues)
 //! and the floats to the latest-sample table; the dataflow's input does not take them.
@@ -262,28 +264,30 @@ impl Ingester {
         }
         let mut fed = SampleBatch::default();
         let catalog = self.engine.catalog();
-        // Zero samples of starts the dataflow would find late (see the module docs).
-        let watermark = self.engine.watermark_ms();
-        let late_zeros: Vec<(u64, i64)> = samples
+        // The zero samples of starts, marked for the dataflow (see the module docs).
+        let zeros: Vec<(u64, i64)> = samples
             .iter()
-            .filter(|s| is_start_zero(s.timestamp_ms, s.start_ms) && s.timestamp_ms < watermark)
+            .filter(|s| is_start_zero(s.timestamp_ms, s.start_ms))
             .map(|s| (s.series_id, s.timestamp_ms))
             .collect();
         let outcome = self.store_histograms_observed(samples, |stored| {
             for &(series_id, labels, ts, histogram) in stored {
-                if late_zeros.contains(&(series_id, ts)) {
-                    continue;
-                }
                 // Announced unless the catalog holds the head's own labels: the head
                 // keeps them while the series lives, so the entry stays (as a scrape
                 // cache slot keeps a float series').
                 if !catalog.holds(series_id, labels) {
                     fed.new_series.push((series_id, labels.clone()));
                 }
-                fed.push_histogram(series_id, ts, Arc::new(histogram.clone()), 0);
+                let zero = zeros.contains(&(series_id, ts));
+                let mark = if zero { ts } else { 0 };
+                fed.push_histogram(series_id, ts, Arc::new(histogram.clone()), mark);
             }
         })?;
-        self.engine.feed(fed);
+        if zeros.is_empty() {
+            self.engine.feed(fed);
+        } else {
+            self.engine.feed_with_start_zeros(fed);
+        }
         Ok(outcome)
     }
 
@@ -386,10 +390,12 @@ impl Ingester {
         if let Some(stored) = partly {
             batch.retain_indices(&stored);
         }
-        if batch.start_ms.is_some() {
-            batch.drop_starts(self.engine.watermark_ms());
+        if batch.start_ms.is_none() {
+            self.engine.feed(batch);
+        } else {
+            batch.keep_start_zero_marks();
+            self.engine.feed_with_start_zeros(batch);
         }
-        self.engine.feed(batch);
         Ok(outcome)
     }
 

@@ -169,6 +169,9 @@ fn raw_of(
         .unwrap_or_default()
 }
 
+/// Raw samples as `(ms, value text)`.
+type Samples = Vec<(i64, String)>;
+
 fn expected(samples: &[(i64, f64)]) -> Vec<(i64, String)> {
     samples.iter().map(|&(t, v)| (t, format!("{v}"))).collect()
 }
@@ -343,4 +346,158 @@ fn start_timestamps_become_zero_samples_once_where_newest() {
                 .all(|a| a.starts_with("application/vnd.google.protobuf;")),
         "{accepts:?}"
     );
+}
+
+/// OpenMetrics: the counter `c` at `value` with its `_created` line, and no sample
+/// timestamp: the samples are stamped with their scrapes' start, so a start before
+/// the scrape lies behind promflow's watermark when the scrape lands.
+fn scraped_counter(value: f64, start_ms: i64) -> Reply {
+    Reply {
+        body: format!(
+            "# TYPE c counter\nc_total {value}\nc_created {}\n# EOF\n",
+            seconds(start_ms)
+        )
+        .into_bytes(),
+        ..open_metrics(Step {
+            value,
+            at: 0,
+            start: 0,
+        })
+    }
+}
+
+/// A maintained recording rule (`--rules.evaluation` `interval` or `on-arrival`)
+/// whose window holds a series' start: its zero sample, written at the start before
+/// the scrape that brought it (so behind the watermark), reaches the rule, and every
+/// recorded value equals the same expression evaluated ad hoc over storage, and the
+/// oracle's (Prometheus 2.42) over the stored samples, copied into it by remote write
+/// — as a Prometheus 3.x rule over its storage, which holds the zero sample, gives.
+/// The counter starts 3s before the first scrape, then restarts between two
+/// scrapes. An evaluation between a start and the scrape that brought it was made
+/// before the zero sample was stored (as Prometheus's was), so it is not compared.
+/// On arrival, a recorded `rate`/`increase` is the value at the counter's newest
+/// sample (see the README, *Rules and alerts*), so that is the time evaluated ad hoc.
+fn maintained_rules_read_the_zero_samples_of_starts(mode: &str) {
+    let first_start = now_ms() - 3_000;
+    let exporter = Exporter::start(scraped_counter(5.0, first_start));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: starts\n    interval: 1s\n    rules:\n\
+         \x20     - record: c:increase\n        expr: increase(c_total[5m])\n\
+         \x20     - record: c:rate\n        expr: rate(c_total[1m])\n",
+    )
+    .unwrap();
+    let yaml = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: om\n    static_configs:\n      - targets: ['{}']\n",
+        rules.display(),
+        exporter.addr()
+    );
+    let evaluation = format!("--rules.evaluation={mode}");
+    let on = Promflow::start_with_args(
+        &yaml,
+        &[
+            "--enable-feature=created-timestamp-zero-ingestion",
+            &evaluation,
+        ],
+    );
+    let oracle = Prometheus::start_with_args(
+        "global:\n  scrape_interval: 1m\n",
+        &["--web.enable-remote-write-receiver"],
+    );
+    let stored = |metric: &str| raw(&on, metric, now_ms() + 1_000);
+    let samples_after = |from: i64| stored("c_total").iter().filter(|s| s.0 > from).count();
+    assert!(
+        wait_until(WAIT, || samples_after(first_start) >= 4),
+        "{:?}\n{}",
+        stored("c_total"),
+        on.log()
+    );
+    exporter.set(scraped_counter(9.0, first_start));
+    let newest = |samples: &[(i64, String)]| samples.last().map_or(0, |s| s.0);
+    let before = newest(&stored("c_total"));
+    assert!(wait_until(WAIT, || samples_after(before) >= 3));
+    // The restart: its start just after the newest stored sample.
+    let restart = newest(&stored("c_total")) + 1;
+    exporter.set(scraped_counter(2.0, restart));
+    assert!(wait_until(WAIT, || samples_after(restart) >= 4));
+    exporter.set(scraped_counter(4.0, restart));
+    let before = newest(&stored("c_total"));
+    assert!(wait_until(WAIT, || samples_after(before) >= 3));
+
+    // What the rules recorded so far; every sample they read is stored by then.
+    let recorded: Vec<(&str, &str, Samples)> = [
+        ("c:increase", "increase(c_total[5m])"),
+        ("c:rate", "rate(c_total[1m])"),
+    ]
+    .into_iter()
+    .map(|(record, expr)| (record, expr, stored(record)))
+    .collect();
+    std::thread::sleep(Duration::from_millis(1_500));
+    let counter = stored("c_total");
+    // As Prometheus 3.x stores them: a zero sample at each start, before the first
+    // scrape after it.
+    let zeros: Vec<i64> = counter.iter().filter(|s| s.1 == "0").map(|s| s.0).collect();
+    assert_eq!(zeros, [first_start, restart], "{counter:?}");
+    assert_eq!(counter[0].0, first_start);
+    // An evaluation time between a start and the sample after it.
+    let before_its_sample = |t: i64| {
+        zeros.iter().any(|&z| {
+            let next = counter.iter().find(|s| s.0 > z).map_or(i64::MAX, |s| s.0);
+            t >= z && t < next
+        })
+    };
+
+    let copy: Vec<(i64, f64)> = counter
+        .iter()
+        .map(|(t, v)| (*t, v.parse().unwrap()))
+        .collect();
+    let labels = vec![("__name__".to_string(), "copied_total".to_string())];
+    let response = remote_write::send(&oracle.url(""), &remote_write::body(&[(labels, copy)]));
+    assert!(response.status < 300, "{response:?}");
+    assert_eq!(raw(&oracle, "copied_total", now_ms()), counter);
+    for (record, expr, values) in recorded {
+        // Recorded over the first start's zero sample and the restart's.
+        assert!(
+            values.iter().any(|v| v.0 > counter[1].0 && v.0 < restart),
+            "{record}: {values:?}"
+        );
+        assert!(values.iter().any(|v| v.0 > restart), "{record}: {values:?}");
+        for (t, value) in values.iter().filter(|v| !before_its_sample(v.0)) {
+            // On arrival, `rate` and `increase` are evaluated at the newest sample
+            // (see the README, *Rules and alerts*).
+            let newest = counter.iter().rev().find(|s| s.0 <= *t).map(|s| s.0);
+            let eval_at = match mode {
+                "on-arrival" => newest.unwrap(),
+                _ => *t,
+            };
+            let at = |server: &Peer, expr: &str| {
+                server.query_at(expr, eval_at)["result"][0]["value"][1]
+                    .as_str()
+                    .map(str::to_string)
+            };
+            assert_eq!(
+                Some(value.clone()),
+                at(&on, expr),
+                "{record} at {t}: the maintained rule and {expr} over storage at {eval_at}\n{counter:?}"
+            );
+            let theirs = expr.replace("c_total", "copied_total");
+            assert_eq!(
+                Some(value.clone()),
+                at(&oracle, &theirs),
+                "{record} at {t}: the maintained rule and the oracle's {theirs} at {eval_at}\n{counter:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn interval_rules_read_the_zero_samples_of_starts() {
+    maintained_rules_read_the_zero_samples_of_starts("interval");
+}
+
+#[test]
+fn on_arrival_rules_read_the_zero_samples_of_starts() {
+    maintained_rules_read_the_zero_samples_of_starts("on-arrival");
 }

@@ -34,6 +34,11 @@
 //!   (`service.namespace/service.name`), `instance` = `service.instance.id`;
 //!   `host.name` promoted by `otlp.promote_resource_attributes` onto every series;
 //! - `target_info`: `job`, `instance` and every other resource attribute (escaped).
+//! - exemplars (with `exemplar-storage`; the SDK keeps them for measurements in a
+//!   sampled span): the exponential histogram's on its series, the counter's on its
+//!   series, `rpc.latency`'s on its `_bucket` series as Prometheus 3.x's translator
+//!   places them (`addHistogramDataPoints`: each bucket from the lowest takes the next
+//!   ones, in the order sent, up to the first above its bound; `+Inf` the rest).
 //!
 //! A counter exported with delta temporality is refused (Prometheus without
 //! `otlp-deltatocumulative`), and counted in `promflow_otlp_refused_points_total`.
@@ -48,7 +53,7 @@ mod common;
 use common::http::post;
 use common::Promflow;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -74,13 +79,19 @@ fn otel_python() -> PathBuf {
     python
 }
 
-/// Runs the exporter script; returns the resource attributes it sent and its
-/// exponential-histogram data points by metric name (as the script prints them).
-fn export(
-    python: &PathBuf,
-    promflow: &Promflow,
-    mode: &str,
-) -> (Vec<(String, String)>, serde_json::Map<String, Value>) {
+/// What the exporter script sent, as it prints it.
+struct Exported {
+    /// The resource attributes.
+    resource: Vec<(String, String)>,
+    /// The exponential-histogram data points, by metric name.
+    exponential: serde_json::Map<String, Value>,
+    /// The exemplars of the sums' and explicit-bucket histograms' points, by metric
+    /// name.
+    sampled: serde_json::Map<String, Value>,
+}
+
+/// Runs the exporter script; what it sent.
+fn export(python: &PathBuf, promflow: &Promflow, mode: &str) -> Exported {
     let mut cmd = Command::new(python);
     cmd.arg(common::repo_root().join("tests/data/otlp_export.py"))
         .arg(promflow.url(""))
@@ -99,11 +110,12 @@ fn export(
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().expect("string attribute").to_string()))
         .collect();
-    let points = printed["exponential"]
-        .as_object()
-        .expect("exponential points")
-        .clone();
-    (attrs, points)
+    let object = |key: &str| printed[key].as_object().expect(key).clone();
+    Exported {
+        resource: attrs,
+        exponential: object("exponential"),
+        sampled: object("exemplars"),
+    }
 }
 
 /// Every float series with `instance="<instance>"` now, as `{labels} "value"` lines
@@ -209,13 +221,14 @@ fn expected_quantile(q: f64, count: f64, buckets: &[ApiBucket]) -> f64 {
     f64::NAN
 }
 
-/// The exemplars stored for the histogram are the data point's, as Prometheus 3.x
-/// keeps them: value, time, labels `trace_id` and `span_id` (hex; the filtered
-/// attributes are empty here).
-fn check_exemplars(promflow: &Promflow, name: &str, instance: &str, point: &Value) {
-    let sent = point["exemplars"].as_array().unwrap();
-    assert!(!sent.is_empty(), "the SDK kept exemplars: {point}");
-    let want: Vec<(String, String, f64, i64)> = sent
+/// An exemplar as compared: `trace_id`, `span_id`, value, time (ms).
+type ExemplarRow = (String, String, f64, i64);
+
+/// The exemplars of a data point, as the script printed them.
+fn sent_exemplars(exemplars: &Value) -> Vec<ExemplarRow> {
+    exemplars
+        .as_array()
+        .unwrap()
         .iter()
         .map(|e| {
             (
@@ -225,34 +238,81 @@ fn check_exemplars(promflow: &Promflow, name: &str, instance: &str, point: &Valu
                 (e["time_unix_nano"].as_u64().unwrap() / 1_000_000) as i64,
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The exemplars `/api/v1/query_exemplars` has for `selector` over the last hour, by
+/// series (its `le`, "" for none); each must have only `trace_id` and `span_id`.
+fn stored_exemplars(promflow: &Promflow, selector: &str) -> BTreeMap<String, Vec<ExemplarRow>> {
     let now = common::now_ms() / 1000;
     let body = promflow.get_ok(&common::http::with_query(
         "/api/v1/query_exemplars",
         &[
-            ("query", &format!("{name}{{instance=\"{instance}\"}}")),
+            ("query", selector),
             ("start", &(now - 3600).to_string()),
             ("end", &(now + 3600).to_string()),
         ],
     ));
     let v: Value = serde_json::from_str(&body).unwrap();
-    let series = v["data"].as_array().unwrap();
-    assert_eq!(series.len(), 1, "{body}");
-    let got: Vec<(String, String, f64, i64)> = series[0]["exemplars"]
+    v["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| {
-            assert_eq!(e["labels"].as_object().unwrap().len(), 2, "{e}");
-            (
-                e["labels"]["trace_id"].as_str().unwrap().to_string(),
-                e["labels"]["span_id"].as_str().unwrap().to_string(),
-                num(&e["value"]),
-                (e["timestamp"].as_f64().unwrap() * 1000.0).round() as i64,
-            )
+        .map(|series| {
+            let le = series["seriesLabels"]["le"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let rows = series["exemplars"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    assert_eq!(e["labels"].as_object().unwrap().len(), 2, "{e}");
+                    (
+                        e["labels"]["trace_id"].as_str().unwrap().to_string(),
+                        e["labels"]["span_id"].as_str().unwrap().to_string(),
+                        num(&e["value"]),
+                        (e["timestamp"].as_f64().unwrap() * 1000.0).round() as i64,
+                    )
+                })
+                .collect();
+            (le, rows)
         })
-        .collect();
-    assert_eq!(got, want, "{instance}");
+        .collect()
+}
+
+/// The exemplars stored for the histogram are the data point's, as Prometheus 3.x
+/// keeps them: value, time, labels `trace_id` and `span_id` (hex; the filtered
+/// attributes are empty here).
+fn check_exemplars(promflow: &Promflow, name: &str, instance: &str, point: &Value) {
+    let sent = sent_exemplars(&point["exemplars"]);
+    assert!(!sent.is_empty(), "the SDK kept exemplars: {point}");
+    let stored = stored_exemplars(promflow, &format!("{name}{{instance=\"{instance}\"}}"));
+    assert_eq!(
+        stored,
+        BTreeMap::from([(String::new(), sent)]),
+        "{instance}"
+    );
+}
+
+/// A classic histogram's exemplars by its `_bucket` series' `le`, placed as Prometheus
+/// 3.x's OTLP translator does (`addHistogramDataPoints`,
+/// otlptranslator/prometheusremotewrite/helper.go): in the order sent, each bucket
+/// from the lowest bound takes the next exemplars up to the first above its bound,
+/// `+Inf` the rest (buckets without any left out, as the API leaves them out).
+fn by_bucket(sent: Vec<ExemplarRow>, bounds: &[(f64, &str)]) -> BTreeMap<String, Vec<ExemplarRow>> {
+    let mut out: BTreeMap<String, Vec<ExemplarRow>> = BTreeMap::new();
+    let mut rest = sent.into_iter().peekable();
+    for (bound, le) in bounds {
+        while let Some(e) = rest.next_if(|e| e.2 <= *bound) {
+            out.entry(le.to_string()).or_default().push(e);
+        }
+    }
+    for e in rest {
+        out.entry("+Inf".to_string()).or_default().push(e);
+    }
+    out
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -430,7 +490,11 @@ fn the_python_sdk_exports_to_promflow_as_to_prometheus_3() {
     );
     for mode in ["protobuf", "gzip", "json"] {
         let before = refused_points(&promflow);
-        let (resource, points) = export(&python, &promflow, mode);
+        let Exported {
+            resource,
+            exponential: points,
+            sampled,
+        } = export(&python, &promflow, mode);
         let instance = format!("pod-{mode}");
         let want = expected(&instance, &resource);
         let got = stored(&promflow, &instance);
@@ -464,11 +528,32 @@ fn the_python_sdk_exports_to_promflow_as_to_prometheus_3() {
             &instance,
             &points["latency.exp"],
         );
+        // A sum's exemplars go to its series, a classic histogram's to its buckets'
+        // (none to `_sum` or `_count`).
+        let requests = sent_exemplars(&sampled["http.server.requests"]);
+        assert_eq!(requests.len(), 1, "{mode}: {sampled:?}");
+        let selector = |name: &str| format!("{name}{{instance=\"{instance}\"}}");
+        assert_eq!(
+            stored_exemplars(&promflow, &selector("http_server_requests_total")),
+            BTreeMap::from([(String::new(), requests)]),
+            "{mode}"
+        );
+        let latency = sent_exemplars(&sampled["rpc.latency"]);
+        assert_eq!(latency.len(), 3, "{mode}: {sampled:?}");
+        let bounds = [(0.005, "0.005"), (0.01, "0.01"), (0.1, "0.1"), (1.0, "1")];
+        assert_eq!(
+            stored_exemplars(
+                &promflow,
+                &format!("{{__name__=~\"rpc_latency_seconds_.*\", instance=\"{instance}\"}}")
+            ),
+            by_bucket(latency, &bounds),
+            "{mode}"
+        );
     }
 
     // Delta temporality: refused, only target_info is stored for that resource.
     let before = refused_points(&promflow);
-    let (resource, _) = export(&python, &promflow, "delta");
+    let resource = export(&python, &promflow, "delta").resource;
     let got = stored(&promflow, "pod-delta");
     assert_eq!(got, BTreeSet::from([target_info("pod-delta", &resource)]));
     assert_eq!(refused_points(&promflow), before + 1.0);
@@ -525,7 +610,7 @@ fn explicit_histograms_become_custom_bucket_histograms_with_convert_histograms_t
         "otlp:\n  convert_histograms_to_nhcb: true\nscrape_configs: []\n",
         &["--web.enable-otlp-receiver"],
     );
-    let (_, points) = export(&python, &promflow, "protobuf");
+    let points = export(&python, &promflow, "protobuf").exponential;
     let inf = f64::INFINITY;
     // rpc.latency: observations 0.003, 0.05, 2 over the bounds 0.005, 0.01, 0.1, 1.
     // http.server.duration: 3, 7, 30 ms over the SDK's default bounds 0, 5, 10, 25, 50, …

@@ -17,9 +17,13 @@
 //!   receiver, like Prometheus's, does not serve remote-written metadata on
 //!   `/api/v1/metadata`).
 //!
+//! - Start timestamps with `created-timestamp-zero-ingestion`: per sample and histogram
+//!   (`start_timestamp`, Prometheus 3.9 on) and per series (`created_timestamp`, older
+//!   senders) received; none sent, as 3.9.
+//!
 //! No 2.0 peer is installed (Debian's Prometheus is 2.42), so the 2.0 requests are the
 //! ones promflow's sender and `promflow::remote::proto::v2` (the upstream field numbers)
-//! build.
+//! build, and for start timestamps ones the test writes in the wire format by hand.
 //!
 //! External services: Prometheus (Debian `prometheus`).
 
@@ -146,7 +150,11 @@ fn v2_body_started(series: &[TestSeries], histograms: &[i64], created: i64) -> V
                 .collect(),
             samples: samples
                 .iter()
-                .map(|&(timestamp, value)| v2::Sample { value, timestamp })
+                .map(|&(timestamp, value)| v2::Sample {
+                    value,
+                    timestamp,
+                    start_timestamp: 0,
+                })
                 .collect(),
             histograms: if i == 0 {
                 histograms
@@ -376,6 +384,234 @@ fn created_timestamps_of_2_0_series_become_zero_samples() {
     );
 }
 
+/// Protobuf's wire format, written by hand for the test requests of
+/// [`start_timestamps_of_2_0_samples_become_zero_samples`], with the field numbers of
+/// prometheus/prometheus's prompb/io/prometheus/write/v2/types.proto (v3.9): built
+/// apart from promflow's own messages, so a wrong field number there shows.
+mod wire {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    fn key(out: &mut Vec<u8>, field: u64, wire_type: u64) {
+        varint(out, field << 3 | wire_type);
+    }
+
+    /// An `int64` / `uint64` / `uint32` field (proto3: 0 is not written).
+    pub fn int(out: &mut Vec<u8>, field: u64, v: i64) {
+        if v != 0 {
+            key(out, field, 0);
+            varint(out, v as u64);
+        }
+    }
+
+    pub fn double(out: &mut Vec<u8>, field: u64, v: f64) {
+        key(out, field, 1);
+        out.extend(v.to_le_bytes());
+    }
+
+    /// A `string`, `bytes`, embedded message or packed field.
+    pub fn bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+        key(out, field, 2);
+        varint(out, b.len() as u64);
+        out.extend(b);
+    }
+
+    pub fn packed(out: &mut Vec<u8>, field: u64, vs: &[u32]) {
+        let mut body = Vec::new();
+        for &v in vs {
+            varint(&mut body, u64::from(v));
+        }
+        bytes(out, field, &body);
+    }
+
+    /// `Sample`: value 1, timestamp 2, start_timestamp 3.
+    pub fn sample(value: f64, timestamp: i64, start: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        double(&mut out, 1, value);
+        int(&mut out, 2, timestamp);
+        int(&mut out, 3, start);
+        out
+    }
+
+    /// `Histogram`, an integer one with `count` observations, all in the zero
+    /// bucket: count_int 1, sum 3, zero_threshold 5, zero_count_int 6, timestamp 15,
+    /// start_timestamp 17.
+    pub fn histogram(count: i64, timestamp: i64, start: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        int(&mut out, 1, count);
+        double(&mut out, 3, 1.5);
+        double(&mut out, 5, 0.001);
+        int(&mut out, 6, count);
+        int(&mut out, 15, timestamp);
+        int(&mut out, 17, start);
+        out
+    }
+
+    /// A series of a request: its name, its encoded samples and histograms, and its
+    /// `created_timestamp` (0: none).
+    pub type Series<'a> = (&'a str, Vec<Vec<u8>>, Vec<Vec<u8>>, i64);
+
+    /// `Request` (symbols 4, timeseries 5) of series `(name, samples, histograms,
+    /// created)`: `TimeSeries` labels_refs 1, samples 2, histograms 3 and the field 6
+    /// of senders before 3.9 (`created_timestamp`), Snappy-compressed.
+    pub fn request(series: &[Series]) -> Vec<u8> {
+        let mut symbols = vec!["".to_string(), "__name__".to_string()];
+        let mut out = Vec::new();
+        let mut timeseries = Vec::new();
+        for (name, samples, histograms, created) in series {
+            symbols.push(name.to_string());
+            let mut ts = Vec::new();
+            packed(&mut ts, 1, &[1, symbols.len() as u32 - 1]);
+            for s in samples {
+                bytes(&mut ts, 2, s);
+            }
+            for h in histograms {
+                bytes(&mut ts, 3, h);
+            }
+            int(&mut ts, 6, *created);
+            timeseries.push(ts);
+        }
+        for symbol in &symbols {
+            bytes(&mut out, 4, symbol.as_bytes());
+        }
+        for ts in &timeseries {
+            bytes(&mut out, 5, ts);
+        }
+        snap::raw::Encoder::new().compress_vec(&out).unwrap()
+    }
+}
+
+/// `--enable-feature=created-timestamp-zero-ingestion` and Prometheus 3.9's remote
+/// write 2.0 (spec 2.0-rc.4): each sample's and histogram's `start_timestamp` puts
+/// the zero sample of its start before it (storage/remote/write_handler.go,
+/// `appendV2`: `AppendSTZeroSample` / `AppendHistogramSTZeroSample` before every
+/// sample with a start, the refusals ignored; tsdb/head_append.go refuses a start not
+/// before its sample and one not after the series' newest sample), so a restart in
+/// the middle of a series' samples is written too. A sample without one takes its
+/// series' `created_timestamp` (field 6, of senders before 3.9) as before. The zero
+/// samples are not counted in the `…-Written` headers.
+#[test]
+fn start_timestamps_of_2_0_samples_become_zero_samples() {
+    let promflow = Promflow::start_with_args(
+        "scrape_configs: []\n",
+        &[
+            RECEIVER,
+            "--enable-feature=created-timestamp-zero-ingestion",
+        ],
+    );
+    let t = now_ms() / 1000 * 1000 - 20_000;
+    let raw = |expr: &str| -> Vec<(i64, String)> {
+        let data = promflow.query_at(&format!("{expr}[1h]"), t + 10_000);
+        let series = &data["result"][0];
+        let points = series["values"]
+            .as_array()
+            .or(series["histograms"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        points
+            .iter()
+            .map(|p| {
+                let value = p[1]["count"].as_str().or(p[1].as_str()).unwrap();
+                let ms = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                (ms, value.to_string())
+            })
+            .collect()
+    };
+    let post = |series: &[wire::Series]| {
+        let r = post_v2(&promflow, V2_CONTENT_TYPE, "snappy", &wire::request(series));
+        assert_eq!(r.status, 204, "{}", r.body);
+        let written = |h: &str| r.header(h).unwrap_or_default().to_string();
+        (
+            written("X-Prometheus-Remote-Write-Samples-Written"),
+            written("X-Prometheus-Remote-Write-Histograms-Written"),
+        )
+    };
+    let (sample, histogram) = (wire::sample, wire::histogram);
+    let counts = |s: &str, h: &str| (s.to_string(), h.to_string());
+    assert_eq!(
+        post(&[
+            (
+                "st_total",
+                vec![sample(1.0, t, t - 5000), sample(2.0, t + 1000, t - 5000)],
+                vec![],
+                0
+            ),
+            (
+                "st_hist",
+                vec![],
+                vec![histogram(3, t, t - 5000), histogram(3, t + 1000, t - 5000)],
+                0
+            ),
+            // Older senders: the series' start, before its first sample only.
+            (
+                "ct_total",
+                vec![sample(1.0, t, 0), sample(2.0, t + 1000, 0)],
+                vec![],
+                t - 3000
+            ),
+        ]),
+        counts("4", "2")
+    );
+    // A restart after the newest sample, then the same start again (nothing), a start
+    // at its sample (nothing), a restart between two samples of one request.
+    assert_eq!(
+        post(&[
+            ("st_total", vec![sample(3.0, t + 2000, t + 1500)], vec![], 0),
+            ("st_hist", vec![], vec![histogram(3, t + 2000, t + 1500)], 0),
+        ]),
+        counts("1", "1")
+    );
+    assert_eq!(
+        post(&[(
+            "st_total",
+            vec![
+                sample(4.0, t + 3000, t + 1500),
+                sample(5.0, t + 4000, t + 4000),
+                sample(6.0, t + 5000, t + 1500),
+                sample(1.0, t + 6000, t + 5500),
+            ],
+            vec![],
+            0
+        )]),
+        counts("4", "0")
+    );
+    let at = |ms: i64, v: &str| (ms, v.to_string());
+    assert_eq!(
+        raw("st_total"),
+        [
+            at(t - 5000, "0"),
+            at(t, "1"),
+            at(t + 1000, "2"),
+            at(t + 1500, "0"),
+            at(t + 2000, "3"),
+            at(t + 3000, "4"),
+            at(t + 4000, "5"),
+            at(t + 5000, "6"),
+            at(t + 5500, "0"),
+            at(t + 6000, "1"),
+        ]
+    );
+    assert_eq!(
+        raw("st_hist"),
+        [
+            at(t - 5000, "0"),
+            at(t, "3"),
+            at(t + 1000, "3"),
+            at(t + 1500, "0"),
+            at(t + 2000, "3"),
+        ]
+    );
+    assert_eq!(
+        raw("ct_total"),
+        [at(t - 3000, "0"), at(t, "1"), at(t + 1000, "2")]
+    );
+}
+
 #[test]
 fn prometheus_2_42_still_writes_1_0_to_promflow() {
     let promflow = Promflow::start_with_args("scrape_configs: []\n", &[RECEIVER]);
@@ -464,4 +700,75 @@ fn promflow_sends_metric_metadata_with_2_0_series() {
         };
         assert_eq!(meta.as_ref(), Some(&want), "{name}");
     }
+}
+
+/// With `created-timestamp-zero-ingestion`, the 2.0 sender sends what Prometheus 3.9's
+/// does: the zero sample of a scraped counter's start as a sample (it is in the WAL
+/// like any other), and no start timestamps — neither the samples'
+/// `start_timestamp` nor the series' `created_timestamp` (3.9's queue manager,
+/// storage/remote/queue_manager.go `populateV2TimeSeries`, sets only value and
+/// timestamp; starts reach its WAL only with 3.11's `st-storage`).
+#[test]
+fn promflow_sends_start_zero_samples_without_start_timestamps_as_3_9_does() {
+    let capture = CaptureServer::start();
+    let start = now_ms() / 1000 * 1000 - 10_000;
+    let exporter = Exporter::start(Reply {
+        status: 200,
+        content_type: "application/openmetrics-text; version=1.0.0; charset=utf-8".into(),
+        gzip: false,
+        body: format!(
+            "# TYPE c counter\nc_total 7\nc_created {}.000\n# EOF\n",
+            start / 1000
+        )
+        .into_bytes(),
+    });
+    let _sender = Promflow::start_with_args(
+        &format!(
+            "global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: data\n    static_configs:\n      - targets: ['{}']\nremote_write:\n  - url: {}\n    protobuf_message: io.prometheus.write.v2.Request\n    queue_config: {{batch_send_deadline: 100ms}}\n",
+            exporter.addr(),
+            capture.url("/api/v1/write"),
+        ),
+        &["--enable-feature=created-timestamp-zero-ingestion"],
+    );
+    let sent = || -> Vec<v2::TimeSeries> {
+        capture
+            .requests()
+            .iter()
+            .filter_map(|r| proto::decode::<v2::Request>(&r.body).ok())
+            .flat_map(|req| {
+                let name = |ts: &v2::TimeSeries| {
+                    ts.labels_refs
+                        .chunks(2)
+                        .find(|p| req.symbols[p[0] as usize] == "__name__")
+                        .map(|p| req.symbols[p[1] as usize].clone())
+                };
+                req.timeseries
+                    .iter()
+                    .filter(|ts| name(ts).as_deref() == Some("c_total"))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let samples = |series: &[v2::TimeSeries]| -> Vec<(i64, f64)> {
+        series
+            .iter()
+            .flat_map(|ts| ts.samples.iter().map(|s| (s.timestamp, s.value)))
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || samples(&sent()).len() >= 3),
+        "requests: {}",
+        capture.count()
+    );
+    let series = sent();
+    let all = samples(&series);
+    assert_eq!(all[0], (start, 0.0), "{all:?}");
+    assert!(
+        all[1..].iter().all(|s| s.0 > start && s.1 == 7.0),
+        "{all:?}"
+    );
+    assert!(series
+        .iter()
+        .all(|ts| ts.created_timestamp == 0 && ts.samples.iter().all(|s| s.start_timestamp == 0)));
 }

@@ -3,7 +3,8 @@
 //! Contract: [`Engine::feed`] hands a batch of samples to the dataflow, in columns
 //! with the labels of the series not announced before, which it puts in the series
 //! catalog ([`crate::catalog`], [`Engine::catalog`]) first; samples older than the
-//! current watermark are late and only counted. A batch's native histograms
+//! current watermark are late and only counted (but for the zero samples of starts
+//! [`Engine::feed_with_start_zeros`] takes). A batch's native histograms
 //! ([`SampleBatch::histograms`]) enter on a second input stream, routed to the rule
 //! windows like the floats (see [`crate::sample`] for why apart); the latest-sample
 //! table keeps floats only. [`Engine::advance_watermark`]
@@ -116,7 +117,9 @@ pub struct EngineStats {
 }
 
 enum Command {
-    Samples(SampleBatch),
+    /// A batch, and the zero samples of starts behind the watermark that came with it
+    /// ([`Engine::feed_with_start_zeros`]), which the latest-sample table does not take.
+    Samples(SampleBatch, Vec<Point>),
     Advance(u64),
     /// A change, and for an installation its seed series.
     Rule(RuleChange, Vec<SeedSeries>),
@@ -342,13 +345,13 @@ impl Engine {
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
                     match command {
-                        Command::Samples(mut batch) => {
+                        Command::Samples(mut batch, behind) => {
                             // The feeder already refused late samples. One container
                             // handed over whole, not pushed point by point.
                             if !batch.histograms.is_empty() {
                                 histogram_input.send_batch(&mut batch.histograms);
                             }
-                            let mut points: Vec<Point> = batch.points().collect();
+                            let mut points: Vec<Point> = batch.points().chain(behind).collect();
                             input.send_batch(&mut points);
                         }
                         Command::Advance(to) => {
@@ -432,24 +435,53 @@ impl Engine {
     /// watermark are late: counted, not fed. Returns how many were fed. A `Vec` of
     /// [`crate::Sample`]s announces every series it holds.
     pub fn feed(&self, samples: impl Into<SampleBatch>) -> usize {
-        let fed = self.send_samples(samples.into());
+        let fed = self.send_samples(samples.into(), false);
         if fed > 0 {
             self.busy();
         }
         fed
     }
 
-    fn send_samples(&self, mut samples: SampleBatch) -> usize {
+    /// Like [`Engine::feed`], for a batch whose start timestamps mark only the zero
+    /// samples of starts ([`crate::is_start_zero`]; what storage stored of a batch,
+    /// see [`SampleBatch::keep_start_zero_marks`]), each right before the sample that
+    /// brought its start. A zero sample older than the watermark is not late when
+    /// that sample is not: it enters at the workers' current logical time, with the
+    /// samples of its batch, and the windows place it by its timestamp (when the
+    /// sample is late, or not there, it goes uncounted). So every
+    /// evaluation from then on reads it, as an evaluation over storage does (Prometheus
+    /// 3.x's rules read storage, which holds it); an evaluation already made between
+    /// the start and the batch is not made again (Prometheus made it before the
+    /// sample that brought the start was appended, too). The latest-sample table does
+    /// not take those zero samples (the sample after each is newer), and the marks do
+    /// not enter the dataflow: the samples have no start timestamps there.
+    pub fn feed_with_start_zeros(&self, samples: impl Into<SampleBatch>) -> usize {
+        let fed = self.send_samples(samples.into(), true);
+        if fed > 0 {
+            self.busy();
+        }
+        fed
+    }
+
+    /// Sends `samples` to a worker; with `start_zeros` as
+    /// [`Engine::feed_with_start_zeros`].
+    fn send_samples(&self, mut samples: SampleBatch, start_zeros: bool) -> usize {
         for (id, labels) in samples.new_series.drain(..) {
             self.catalog.announce(id, &labels);
         }
         let mut feeder = self.feeder.lock();
         let watermark = feeder.watermark as i64;
+        let (behind, behind_histograms) = if start_zeros {
+            samples.take_start_zeros_before(watermark)
+        } else {
+            Default::default()
+        };
         let late = samples.retain_by_time(|t| t >= watermark);
         if late > 0 {
             self.samples_late.fetch_add(late as u64, Ordering::Relaxed);
         }
-        let fed = samples.len() + samples.histograms.len();
+        samples.histograms.extend(behind_histograms);
+        let fed = samples.len() + samples.histograms.len() + behind.len();
         if fed == 0 {
             return 0;
         }
@@ -461,7 +493,7 @@ impl Engine {
         // Any worker will do: the dataflow exchanges samples by series id.
         let worker = feeder.next_worker % feeder.senders.len();
         feeder.next_worker = feeder.next_worker.wrapping_add(1);
-        let _ = feeder.senders[worker].send(Command::Samples(samples));
+        let _ = feeder.senders[worker].send(Command::Samples(samples, behind));
         feeder.threads[worker].unpark();
         fed
     }

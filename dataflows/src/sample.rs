@@ -226,25 +226,83 @@ impl SampleBatch {
         self.values.insert(at, 0.0);
     }
 
-    /// Takes the start timestamps out of the batch: the zero samples of starts older
-    /// than `late_before_ms` leave it (uncounted; see [`is_start_zero`]), and the
-    /// others lose their start timestamps. Returns how many samples went.
-    pub fn drop_starts(&mut self, late_before_ms: i64) -> usize {
-        let Some(starts) = self.start_ms.take() else {
-            return 0;
-        };
-        let kept: Vec<usize> = (0..self.len())
-            .filter(|&i| {
-                let ts = self.timestamps_ms[i];
-                !(is_start_zero(ts, starts[i]) && ts < late_before_ms)
-            })
-            .collect();
-        let gone = self.len() - kept.len();
-        self.retain_indices(&kept);
-        for h in &mut self.histograms {
-            h.start_ms = 0;
+    /// Keeps the start timestamps only where they mark the zero sample of a start
+    /// ([`is_start_zero`]), floats and histograms: what
+    /// [`crate::Engine::feed_with_start_zeros`] takes.
+    pub fn keep_start_zero_marks(&mut self) {
+        if let Some(starts) = &mut self.start_ms {
+            let mut any = false;
+            for (start, &ts) in starts.iter_mut().zip(&self.timestamps_ms) {
+                if is_start_zero(ts, *start) {
+                    any = true;
+                } else {
+                    *start = 0;
+                }
+            }
+            if !any {
+                self.start_ms = None;
+            }
         }
-        gone
+        for h in &mut self.histograms {
+            if !is_start_zero(h.timestamp_ms, h.start_ms) {
+                h.start_ms = 0;
+            }
+        }
+    }
+
+    /// Takes the zero samples of starts ([`is_start_zero`]) older than `before_ms` out
+    /// of the batch, floats and histograms, and drops the start timestamps of the
+    /// samples left (see [`crate::Engine::feed_with_start_zeros`]). Returned, without
+    /// their start timestamps, are those the sample that brought the start follows in
+    /// the batch (the next of the same kind, of the same series) not older than
+    /// `before_ms`; the others (their sample late too, or not stored) go.
+    pub fn take_start_zeros_before(&mut self, before_ms: i64) -> (Vec<Point>, Vec<HistogramPoint>) {
+        let mut zeros = Vec::new();
+        if let Some(starts) = self.start_ms.take() {
+            let mut kept = Vec::with_capacity(self.len());
+            for (i, &start) in starts.iter().enumerate() {
+                let (id, ts) = (self.series_ids[i], self.timestamps_ms[i]);
+                if !(is_start_zero(ts, start) && ts < before_ms) {
+                    kept.push(i);
+                    continue;
+                }
+                let next = i + 1;
+                if next < self.len()
+                    && self.series_ids[next] == id
+                    && self.timestamps_ms[next] >= before_ms
+                {
+                    zeros.push(Point {
+                        series_id: id,
+                        timestamp_ms: ts,
+                        value: self.values[i],
+                        start_ms: 0,
+                    });
+                }
+            }
+            self.retain_indices(&kept);
+        }
+        let mut histogram_zeros = Vec::new();
+        if self.histograms.iter().any(|h| h.start_ms != 0) {
+            let behind = |h: &HistogramPoint| {
+                is_start_zero(h.timestamp_ms, h.start_ms) && h.timestamp_ms < before_ms
+            };
+            let mut kept = Vec::with_capacity(self.histograms.len());
+            let mut rest = std::mem::take(&mut self.histograms).into_iter().peekable();
+            while let Some(mut h) = rest.next() {
+                let zero = behind(&h);
+                h.start_ms = 0;
+                if !zero {
+                    kept.push(h);
+                } else if rest
+                    .peek()
+                    .is_some_and(|n| n.series_id == h.series_id && n.timestamp_ms >= before_ms)
+                {
+                    histogram_zeros.push(h);
+                }
+            }
+            self.histograms = kept;
+        }
+        (zeros, histogram_zeros)
     }
 
     /// The labels [`SampleBatch::new_series`] gives series `id`, if it announces it
@@ -384,6 +442,52 @@ mod tests {
                 },
             ]
         );
+    }
+
+    /// Zero samples of starts behind the watermark come out of the batch, and are
+    /// returned only when the sample after them (the one that brought the start) is of
+    /// their series and not behind; every start mark goes.
+    #[test]
+    fn start_zeros_behind_come_out_with_their_sample_not_behind() {
+        let mut batch = SampleBatch::default();
+        for (id, ts, start) in [
+            (1, 5, 5),
+            (1, 20, 0),
+            (2, 6, 6),
+            (2, 8, 0),
+            (3, 7, 7),
+            (4, 30, 0),
+            (5, 3, 0),
+            (6, 12, 12),
+            (6, 25, 0),
+        ] {
+            batch.push(id, ts, if start == 0 { 1.0 } else { 0.0 }, start);
+        }
+        let h = |id: u64, ts: i64, start: i64| HistogramPoint {
+            series_id: id,
+            timestamp_ms: ts,
+            histogram: Arc::new(FloatHistogram::default()),
+            start_ms: start,
+        };
+        batch.histograms = vec![h(1, 4, 4), h(1, 21, 0), h(2, 5, 5), h(2, 9, 0)];
+        let (zeros, histogram_zeros) = batch.take_start_zeros_before(10);
+        let at = |p: &[Point]| {
+            p.iter()
+                .map(|p| (p.series_id, p.timestamp_ms))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(&zeros), [(1, 5)]);
+        assert!(zeros.iter().all(|p| p.start_ms == 0 && p.value == 0.0));
+        assert_eq!(batch.series_ids, [1, 2, 4, 5, 6, 6]);
+        assert_eq!(batch.timestamps_ms, [20, 8, 30, 3, 12, 25]);
+        assert!(batch.start_ms.is_none());
+        let hs = |h: &[HistogramPoint]| {
+            h.iter()
+                .map(|h| (h.series_id, h.timestamp_ms, h.start_ms))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(hs(&histogram_zeros), [(1, 4, 0)]);
+        assert_eq!(hs(&batch.histograms), [(1, 21, 0), (2, 9, 0)]);
     }
 
     /// Keeping samples by index keeps the columns aligned and the announcements.

@@ -484,3 +484,104 @@ fn rate_and_sum_of_histograms_are_maintained_incrementally() {
         assert!(stats.rule_evaluations_incremental > 0, "{stats:?}");
     }
 }
+
+/// The zero sample of a native histogram's start (an empty histogram at the start,
+/// `created-timestamp-zero-ingestion`), behind the watermark when its histogram
+/// arrives, reaches the windows through `Engine::feed_with_start_zeros` as a float's
+/// does (`maintained_rules.rs`, `zero_samples_of_starts_*`): from then on every
+/// evaluation equals the reference over what storage holds, the zero sample included;
+/// those between the start and its histogram were made before it came and are not
+/// compared.
+#[test]
+fn zero_histograms_of_starts_behind_the_watermark_reach_the_windows() {
+    let queries = [
+        "histogram_count(increase(h[5m]))",
+        "rate(h[1m])",
+        "count_over_time(h[5m])",
+    ];
+    let engine = Engine::start(EngineConfig {
+        workers: 2,
+        lookback_ms: 300_000,
+        cluster: None,
+    })
+    .expect("engine starts");
+    let rules: Vec<_> = queries
+        .iter()
+        .flat_map(|q| {
+            let interval = RuleSchedule::Interval {
+                start_ms: 0,
+                every_ms: 1_000,
+            };
+            [interval, RuleSchedule::OnArrival]
+                .map(|schedule| (q, engine.register(parse(q).unwrap(), schedule).unwrap()))
+        })
+        .collect();
+    let l = labels(&[("__name__", "h"), ("instance", "h0")]);
+    let mut store = MemStorage::default();
+    let mut fed = 0;
+    // (start of a zero sample before it, time, step of `histogram`)
+    for (start, t, k) in [
+        (Some(3_000), 10_000, 1),
+        (None, 20_000, 2),
+        (None, 30_000, 3),
+    ] {
+        engine.advance_watermark(t);
+        wait_for_frontier(&engine, t);
+        let mut batch = SampleBatch::default();
+        batch.new_series.push((l.hash(), l.clone()));
+        let zero = start.map(|s| {
+            (
+                s,
+                FloatHistogram {
+                    schema: 0,
+                    zero_threshold: 1e-128,
+                    ..FloatHistogram::default()
+                },
+            )
+        });
+        for (at, h, mark) in
+            zero.map(|(s, h)| (s, h, s))
+                .into_iter()
+                .chain([(t, histogram(k, 0), 0)])
+        {
+            let h = Arc::new(h);
+            store.histograms.push(h.clone());
+            let slot = (store.histograms.len() - 1) as u32;
+            store
+                .series
+                .entry(l.clone())
+                .or_default()
+                .insert(at, handle(SOURCE, slot));
+            batch.push_histogram(l.hash(), at, h, mark);
+            fed += 1;
+        }
+        engine.feed_with_start_zeros(batch);
+        engine.advance_watermark(t + 1);
+        wait_for_frontier(&engine, t + 1);
+    }
+    engine.advance_watermark(400_000);
+    wait_for_frontier(&engine, 400_000);
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = engine.stats();
+    engine.shutdown();
+    assert_eq!(
+        (stats.samples_late, stats.samples_fed),
+        (0, fed),
+        "{stats:?}"
+    );
+    for (query, rule) in &rules {
+        let outputs: Vec<RuleOutput> = rule.output.try_iter().collect();
+        assert!(
+            outputs
+                .iter()
+                .any(|o| (10_000..20_000).contains(&o.eval_ms)),
+            "{query}"
+        );
+        for out in outputs
+            .iter()
+            .filter(|o| !(3_000..10_000).contains(&o.eval_ms))
+        {
+            assert_matches_reference(query, out, &store);
+        }
+    }
+}

@@ -1284,3 +1284,105 @@ fn routing_follows_rules_registered_after_their_series_were_seen() {
     );
     assert_eq!(at(&x_outs, 3_000), Some(1.0));
 }
+
+/// The zero samples of starts (Prometheus 3.x's `created-timestamp-zero-ingestion`)
+/// usually lie behind the watermark when the sample that brought them arrives:
+/// `Engine::feed_with_start_zeros` lets them into the windows with that sample, not
+/// counted late, so every evaluation from then on equals the reference over what
+/// storage holds (the zero samples included). A counter `x` starts at 3s (first
+/// sample at 10s) and restarts at 25s (next sample at 30s); `y` has no start. The
+/// evaluations between a start and its sample were made before the sample brought
+/// the start (as Prometheus made them before it was appended), so they are not
+/// compared; all others are, interval and on arrival, incremental and whole plan,
+/// owned and spread.
+#[test]
+fn zero_samples_of_starts_behind_the_watermark_reach_the_windows() {
+    let queries = [
+        "increase(x[5m])",
+        "rate(x[1m])",
+        "sum(rate({__name__=~\"x|y\"}[1m]))",
+        "x",
+    ];
+    let engine = engine_of(2);
+    let mut rules = Vec::new();
+    for q in queries {
+        let plan = parse(q).expect("parses");
+        for evaluation in [Evaluation::Incremental, Evaluation::WholePlan] {
+            let interval = RuleSchedule::Interval {
+                start_ms: 0,
+                every_ms: 1_000,
+            };
+            for schedule in [interval, RuleSchedule::OnArrival] {
+                let rule = engine
+                    .register_with(plan.clone(), schedule, evaluation)
+                    .expect("registers");
+                rules.push((q, rule));
+            }
+        }
+    }
+    let x = labels(&[("__name__", "x"), ("instance", "h0")]);
+    let y = labels(&[("__name__", "y"), ("instance", "h0")]);
+    let zero = |at: i64| Sample {
+        start_ms: at,
+        ..sample(x.clone(), at, 0.0)
+    };
+    let batches = [
+        vec![
+            zero(3_000),
+            sample(x.clone(), 10_000, 5.0),
+            sample(y.clone(), 10_000, 1.0),
+        ],
+        vec![
+            sample(x.clone(), 20_000, 9.0),
+            sample(y.clone(), 20_000, 2.0),
+        ],
+        vec![
+            zero(25_000),
+            sample(x.clone(), 30_000, 2.0),
+            sample(y.clone(), 30_000, 3.0),
+        ],
+        vec![
+            sample(x.clone(), 40_000, 4.0),
+            sample(y.clone(), 40_000, 4.0),
+        ],
+    ];
+    let mut history = Vec::new();
+    for batch in batches {
+        let at = batch.last().expect("a sample").timestamp_ms;
+        // The watermark is at the batch's time when it arrives (its scrape started
+        // then): the zero samples are behind it.
+        engine.advance_watermark(at);
+        wait_for_frontier(&engine, at);
+        history.extend(batch.iter().cloned());
+        engine.feed_with_start_zeros(batch);
+        engine.advance_watermark(at + 1);
+        wait_for_frontier(&engine, at + 1);
+    }
+    engine.advance_watermark(400_000);
+    wait_for_frontier(&engine, 400_000);
+    settle(&engine);
+    let stats = engine.stats();
+    engine.shutdown();
+    assert_eq!(
+        (stats.samples_late, stats.samples_fed),
+        (0, 10),
+        "{stats:?}"
+    );
+
+    let store = store_of(&history);
+    for (query, rule) in &rules {
+        let outputs = drain(rule);
+        assert!(
+            outputs
+                .iter()
+                .any(|o| o.eval_ms >= 10_000 && o.eval_ms < 20_000),
+            "{query}: {:?}",
+            outputs.iter().map(|o| o.eval_ms).collect::<Vec<_>>()
+        );
+        let before_their_sample =
+            |t: i64| (3_000..10_000).contains(&t) || (25_000..30_000).contains(&t);
+        for out in outputs.iter().filter(|o| !before_their_sample(o.eval_ms)) {
+            assert_matches_reference(query, out, &store, 1_000);
+        }
+    }
+}

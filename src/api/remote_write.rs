@@ -26,10 +26,13 @@
 //! refused without failing the request. 2.0 answers carry
 //! `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written` (exemplars: those
 //! not refused as out of order). 2.0 metadata is read and not kept. With
-//! `--enable-feature=created-timestamp-zero-ingestion` a 2.0 series'
-//! `created_timestamp` puts the zero sample of that start before its first float
-//! sample and before each histogram (as Prometheus 3.x's handler; see `ingest`),
-//! not counted as written.
+//! `--enable-feature=created-timestamp-zero-ingestion` a 2.0 sample's or histogram's
+//! `start_timestamp` (spec 2.0-rc.4, Prometheus 3.9 on) puts the zero sample of that
+//! start before it, each time (storage drops the repeats; as Prometheus 3.9's
+//! handler, `appendV2` in storage/remote/write_handler.go; see `ingest`); a sample
+//! without one takes, as before 3.9, its series' `created_timestamp` (older senders'
+//! field 6, which 3.9 reserves): before the series' first float sample and before
+//! each histogram. The zero samples are not counted as written.
 //! The message types are in [`crate::remote::proto`].
 
 use crate::config::ProtobufMessage;
@@ -193,7 +196,7 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        push_histograms(&mut histograms, &labels, &series.histograms, 0);
+        push_histograms(&mut histograms, &labels, &series.histograms, |_| 0);
         push_exemplars(
             &mut exemplars,
             &labels,
@@ -205,8 +208,10 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
         push_samples(
             &mut batch,
             labels,
-            series.samples.into_iter().map(|s| (s.timestamp, s.value)),
-            0,
+            series
+                .samples
+                .into_iter()
+                .map(|s| (s.timestamp, s.value, 0)),
         );
     }
     // Prometheus appends a 1.0 request in one appender and rolls it back whole on the
@@ -230,15 +235,14 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
 }
 
 /// A series' received native histograms (1.0 and 2.0 share the message), as the
-/// scraped ones are stored, each with the series' start `start_ms` (0: none) when it
-/// has a timestamp, as Prometheus 3.x's handler calls `AppendHistogramCTZeroSample`
-/// before each (storage/remote/write_handler.go, v3.5; see
-/// `Ingester::start_zero_histograms`).
+/// scraped ones are stored, each with its start `start(h)` (0: none) when it has a
+/// timestamp, as Prometheus 3.x's handler calls `AppendHistogramSTZeroSample` before
+/// each (storage/remote/write_handler.go; see `Ingester::start_zero_histograms`).
 fn push_histograms(
     out: &mut Vec<HistogramSample>,
     labels: &Arc<Labels>,
     histograms: &[proto::Histogram],
-    start_ms: i64,
+    start: impl Fn(&proto::Histogram) -> i64,
 ) {
     let series_id = labels.hash();
     out.extend(histograms.iter().map(|h| HistogramSample {
@@ -246,7 +250,7 @@ fn push_histograms(
         labels: labels.clone(),
         timestamp_ms: h.timestamp,
         histogram: h.to_float(),
-        start_ms: if h.timestamp != 0 { start_ms } else { 0 },
+        start_ms: if h.timestamp != 0 { start(h) } else { 0 },
     }));
 }
 
@@ -294,27 +298,33 @@ fn commit(
     Ok(out_of_order)
 }
 
-/// A series' received float samples, the first with the series' start `start_ms` (0:
-/// none) when it has a timestamp, as Prometheus 3.x's handler calls
-/// `AppendCTZeroSample` once per series (write_handler.go, v3.5; see
+/// A series' received float samples `(ms, value, start ms)`, each start (0: none)
+/// kept when the sample has a timestamp, as Prometheus 3.x's handler calls
+/// `AppendSTZeroSample` before such a sample (write_handler.go; see
 /// `Ingester::start_zeros`).
 fn push_samples(
     batch: &mut Vec<Sample>,
     labels: Arc<Labels>,
-    samples: impl Iterator<Item = (i64, f64)>,
-    start_ms: i64,
+    samples: impl Iterator<Item = (i64, f64, i64)>,
 ) {
     let series_id = labels.hash();
-    let first = batch.len();
-    batch.extend(samples.map(|(timestamp_ms, value)| Sample {
+    batch.extend(samples.map(|(timestamp_ms, value, start_ms)| Sample {
         series_id,
         labels: labels.clone(),
         timestamp_ms,
         value,
-        start_ms: 0,
+        start_ms: if timestamp_ms != 0 { start_ms } else { 0 },
     }));
-    if let Some(sample) = batch.get_mut(first).filter(|s| s.timestamp_ms != 0) {
-        sample.start_ms = start_ms;
+}
+
+/// The start of a 2.0 series' sample: its own `start_timestamp` (Prometheus 3.9 on),
+/// else for the series' first float sample (`first`) or any histogram its series'
+/// `created_timestamp` (older senders: Prometheus 3.5–3.8's handler appended that
+/// start before the first float sample and before each histogram).
+fn v2_start(own: i64, series: &v2::TimeSeries, first: bool) -> i64 {
+    match own {
+        0 if first => series.created_timestamp,
+        own => own,
     }
 }
 
@@ -353,7 +363,6 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
     let mut histograms = Vec::new();
     let mut exemplars = Vec::new();
     for series in &request.timeseries {
-        let start_ms = series.created_timestamp;
         let pairs = match label_pairs(&series.labels_refs, &symbol) {
             Ok(pairs) => pairs,
             Err(e) => return refuse(e),
@@ -362,7 +371,9 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        push_histograms(&mut histograms, &labels, &series.histograms, start_ms);
+        push_histograms(&mut histograms, &labels, &series.histograms, |h| {
+            v2_start(h.start_timestamp, series, true)
+        });
         let mut received = Vec::with_capacity(series.exemplars.len());
         for e in &series.exemplars {
             match label_pairs(&e.labels_refs, &symbol) {
@@ -374,8 +385,10 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
         push_samples(
             &mut batch,
             labels,
-            series.samples.iter().map(|s| (s.timestamp, s.value)),
-            start_ms,
+            series.samples.iter().enumerate().map(|(i, s)| {
+                let start = v2_start(s.start_timestamp, series, i == 0);
+                (s.timestamp, s.value, start)
+            }),
         );
     }
     let (samples, histogram_count) = (batch.len(), histograms.len());

@@ -26,9 +26,13 @@
 //! - Sums and histograms (either kind) must be cumulative: delta (or unspecified)
 //!   temporality is refused per metric, as Prometheus does without
 //!   `otlp-deltatocumulative` / `otlp-native-delta-ingestion`.
-//! - The exemplars of native histograms (exponential, and NHCB) are returned by series
-//!   id, as Prometheus 3.x makes them (see [`exemplar`]). Not read: the exemplars of
-//!   sums and classic histograms, min and max.
+//! - Exemplars are returned by series id, as Prometheus 3.x makes them (see
+//!   [`exemplar`]; otlptranslator/prometheusremotewrite, v3.9): a sum point's go to its
+//!   series (`addSumNumberDataPoints`; a gauge's are dropped), a native histogram's
+//!   (exponential, and NHCB) to its series, a classic histogram's to its `_bucket`
+//!   series (`addHistogramDataPoints`: taken in the order sent, each bucket from the
+//!   lowest takes the next exemplars whose value is at most its bound, `+Inf` the
+//!   rest; none to `_sum` or `_count`). Not read: min and max.
 //! - Start times: every point's (`start_time_unix_nano`, ms) is its samples'
 //!   `start_ms`, which the receiver hands to `Ingester::start_zeros`: with
 //!   `created-timestamp-zero-ingestion` the zero sample of the start goes before each
@@ -52,6 +56,7 @@ use crate::storage::exemplars::Exemplar;
 use crate::storage::HistogramSample;
 use dataflows::histogram::{spans_of, CounterResetHint, FloatHistogram, CUSTOM_BUCKETS_SCHEMA};
 use dataflows::{Labels, Sample, STALE_MARKER};
+use std::cmp::Ordering::Greater;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -64,8 +69,8 @@ pub struct Translated {
     /// The native histograms (exponential histograms; explicit-bucket ones with
     /// `convert_histograms_to_nhcb`), in the order of the request.
     pub histograms: Vec<HistogramSample>,
-    /// The native histograms' exemplars, by series id (kept when exemplar storage is
-    /// on).
+    /// The exemplars (of sums, classic and native histograms), by series id (kept
+    /// when exemplar storage is on).
     pub exemplars: Vec<(u64, Exemplar)>,
     /// Why metrics were refused, one line each.
     pub refused: Vec<String>,
@@ -323,9 +328,11 @@ impl<'a> ResourceContext<'a> {
                 v
             }
         };
+        let exemplars = &mut translated.exemplars;
         match &metric.data {
             Some(Data::Gauge(otlp_proto::Gauge { data_points }))
             | Some(Data::Sum(otlp_proto::Sum { data_points, .. })) => {
+                let sum = matches!(metric.data, Some(Data::Sum(_)));
                 for p in data_points {
                     let value = match p.value {
                         Some(NumberValue::AsDouble(d)) => d,
@@ -333,6 +340,10 @@ impl<'a> ResourceContext<'a> {
                         None => 0.0,
                     };
                     let labels = self.labels(&p.attributes, &[], true, &[("__name__", &name)]);
+                    if sum {
+                        let (id, point_ms) = (labels.hash(), ms(p.time_unix_nano));
+                        exemplars.extend(p.exemplars.iter().map(|e| (id, exemplar(e, point_ms))));
+                    }
                     let times = (p.time_unix_nano, p.start_time_unix_nano);
                     self.push(out, labels, times, stale(p.flags, value));
                 }
@@ -374,6 +385,8 @@ impl<'a> ResourceContext<'a> {
                 );
                 for p in &h.data_points {
                     let times = (p.time_unix_nano, p.start_time_unix_nano);
+                    let point_ms = ms(p.time_unix_nano);
+                    let mut sampled = p.exemplars.iter().map(|e| exemplar(e, point_ms)).peekable();
                     if let Some(s) = p.sum {
                         let labels = self.labels(&p.attributes, &[], true, &[("__name__", &sum)]);
                         self.push(out, labels, times, stale(p.flags, s));
@@ -391,6 +404,12 @@ impl<'a> ResourceContext<'a> {
                             true,
                             &[("__name__", &bucket), ("le", &le)],
                         );
+                        let id = labels.hash();
+                        // Up to the first above the bound (a NaN is not).
+                        let above = |e: &Exemplar| e.value.partial_cmp(bound) == Some(Greater);
+                        while let Some(e) = sampled.next_if(|e| !above(e)) {
+                            exemplars.push((id, e));
+                        }
                         self.push(out, labels, times, stale(p.flags, cumulative as f64));
                     }
                     let labels = self.labels(
@@ -399,6 +418,8 @@ impl<'a> ResourceContext<'a> {
                         true,
                         &[("__name__", &bucket), ("le", "+Inf")],
                     );
+                    let id = labels.hash();
+                    exemplars.extend(sampled.map(|e| (id, e)));
                     self.push(out, labels, times, stale(p.flags, p.count as f64));
                 }
             }
@@ -1039,6 +1060,86 @@ mod tests {
             flags,
             ..Default::default()
         }
+    }
+
+    /// A sum point's exemplars go to its series, a gauge's nowhere, a classic
+    /// histogram's to its buckets as Prometheus 3.x's `addHistogramDataPoints` walks
+    /// them: in the order sent, a bucket takes the next ones up to the first above its
+    /// bound (a NaN is not above), `+Inf` the rest.
+    #[test]
+    fn exemplars_of_sums_and_classic_histograms_go_to_their_series() {
+        let sampled = |values: &[f64]| -> Vec<otlp_proto::Exemplar> {
+            values
+                .iter()
+                .map(|&v| otlp_proto::Exemplar {
+                    value: Some(otlp_proto::ExemplarValue::AsDouble(v)),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        let with_exemplars = otlp_proto::NumberDataPoint {
+            exemplars: sampled(&[4.0]),
+            ..point(vec![], 5000, 4.0, 0)
+        };
+        let metrics = vec![
+            Metric {
+                name: "requests".into(),
+                data: Some(Data::Sum(otlp_proto::Sum {
+                    data_points: vec![with_exemplars.clone()],
+                    aggregation_temporality: otlp_proto::TEMPORALITY_CUMULATIVE,
+                    is_monotonic: true,
+                })),
+                ..Default::default()
+            },
+            Metric {
+                name: "level".into(),
+                data: Some(Data::Gauge(otlp_proto::Gauge {
+                    data_points: vec![with_exemplars],
+                })),
+                ..Default::default()
+            },
+            Metric {
+                name: "latency".into(),
+                data: Some(Data::Histogram(otlp_proto::Histogram {
+                    data_points: vec![HistogramDataPoint {
+                        time_unix_nano: 5_000_000_000,
+                        count: 4,
+                        sum: Some(3.0),
+                        bucket_counts: vec![0, 3, 0, 1],
+                        explicit_bounds: vec![0.005, 0.1, 1.0],
+                        exemplars: sampled(&[0.05, 0.003, f64::NAN, 2.0, 0.5]),
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: otlp_proto::TEMPORALITY_CUMULATIVE,
+                })),
+                ..Default::default()
+            },
+        ];
+        let t = translate(&request(vec![], metrics), &OtlpConfig::default(), 300_000);
+        let name_of = |id: u64| {
+            let s = t.samples.iter().find(|s| s.series_id == id).unwrap();
+            s.labels.to_string()
+        };
+        let got: Vec<(String, String)> = t
+            .exemplars
+            .iter()
+            .map(|(id, e)| (name_of(*id), e.value.to_string()))
+            .collect();
+        let want = [
+            ("requests_total{}", "4"),
+            (r#"latency_bucket{le="0.1"}"#, "0.05"),
+            (r#"latency_bucket{le="0.1"}"#, "0.003"),
+            (r#"latency_bucket{le="0.1"}"#, "NaN"),
+            (r#"latency_bucket{le="+Inf"}"#, "2"),
+            (r#"latency_bucket{le="+Inf"}"#, "0.5"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(s, v)| (s.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // Without a time of their own, they take the point's.
+        assert!(t.exemplars.iter().all(|(_, e)| e.timestamp_ms == 5000));
     }
 
     /// Start times become the samples' `start_ms` (ms, truncated), every series of a

@@ -8,9 +8,8 @@
 //! `opentelemetry_sdk` besides the messages, and brings `base64` 0.22 next to our
 //! 0.23 (a second major, refused by deny.toml's `multiple-versions`).
 //!
-//! Only what the translation reads is declared: exemplars of number points, scope
-//! attributes, start times and min/max are skipped as unknown fields (protobuf) or
-//! unknown keys (JSON).
+//! Only what the translation reads is declared: scope attributes and min/max are
+//! skipped as unknown fields (protobuf) or unknown keys (JSON).
 
 use prost::{Message, Oneof};
 use serde::Deserialize;
@@ -149,7 +148,7 @@ pub struct ExponentialHistogram {
     pub aggregation_temporality: i32,
 }
 
-/// `ExponentialHistogramDataPoint` (`min`, `max` and exemplars are not read).
+/// `ExponentialHistogramDataPoint` (`min` and `max` are not read).
 #[derive(Clone, PartialEq, Message, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ExponentialHistogramDataPoint {
@@ -270,6 +269,9 @@ pub struct NumberDataPoint {
     /// [`FLAG_NO_RECORDED_VALUE`] marks a stale point.
     #[prost(uint32, tag = "8")]
     pub flags: u32,
+    /// Sampled measurements (read for sums).
+    #[prost(message, repeated, tag = "5")]
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// `NumberDataPoint.value`.

@@ -54,9 +54,10 @@ pub struct Exemplar {
     pub timestamp: i64,
 }
 
-/// `prometheus.Histogram` (and `io.prometheus.write.v2.Histogram`, the same fields): a
-/// native-histogram sample. Integer histograms carry `*_int` counts and bucket
-/// `*_deltas`, float histograms `*_float` counts and bucket `*_counts`.
+/// `prometheus.Histogram` (and `io.prometheus.write.v2.Histogram`, the same fields and
+/// 2.0's `start_timestamp`): a native-histogram sample. Integer histograms carry
+/// `*_int` counts and bucket `*_deltas`, float histograms `*_float` counts and bucket
+/// `*_counts`.
 #[derive(Clone, PartialEq, Message)]
 pub struct Histogram {
     /// Observations in total.
@@ -101,6 +102,10 @@ pub struct Histogram {
     /// Upper bounds of custom buckets (schema -53).
     #[prost(double, repeated, tag = "16")]
     pub custom_values: Vec<f64>,
+    /// Remote write 2.0 only (1.0's message has no field 17): when the histogram
+    /// started counting, ms; 0 unknown (Prometheus 3.9 on).
+    #[prost(int64, tag = "17")]
+    pub start_timestamp: i64,
 }
 
 /// `Histogram.count`.
@@ -379,7 +384,10 @@ pub mod v2 {
         /// Type, help and unit of the series' metric.
         #[prost(message, optional, tag = "5")]
         pub metadata: Option<Metadata>,
-        /// When the series (counter, histogram) started, ms; 0 unknown.
+        /// When the series (counter, histogram) started, ms; 0 unknown. Before
+        /// Prometheus 3.9 (spec 2.0-rc.3); 3.9 reserves field 6 and sends starts per
+        /// sample ([`Sample::start_timestamp`], `Histogram.start_timestamp`). Read
+        /// from older senders, never sent.
         #[prost(int64, tag = "6")]
         pub created_timestamp: i64,
     }
@@ -393,6 +401,10 @@ pub mod v2 {
         /// Milliseconds since the epoch.
         #[prost(int64, tag = "2")]
         pub timestamp: i64,
+        /// When the counter started counting, ms; 0 unknown (Prometheus 3.9 on,
+        /// spec 2.0-rc.4).
+        #[prost(int64, tag = "3")]
+        pub start_timestamp: i64,
     }
 
     /// `io.prometheus.write.v2.Exemplar`.

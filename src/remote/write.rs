@@ -44,6 +44,10 @@
 //!   targets ([`RemoteWrite::set_metadata_source`], read again at most every
 //!   [`METADATA_REFRESH`]); the first target's entry wins where targets differ
 //!   (Prometheus keeps it per series).
+//! - 2.0 samples and histograms carry no `start_timestamp` and series no
+//!   `created_timestamp` (field 6, which 3.9 reserves), as Prometheus 3.9's sender:
+//!   storage keeps no start timestamps (3.11's `st-storage` is not implemented); the
+//!   zero samples `created-timestamp-zero-ingestion` wrote go as samples.
 //! - [`RemoteWrite::apply`] (config load and reload) keeps the queues whose settings
 //!   (and `tls_config` files' contents) did not change and replaces the others; a
 //!   replaced queue makes one last attempt to send what it holds. Each queue has its
@@ -985,6 +989,10 @@ fn encode_as(
                         .map(|x| v2::Sample {
                             value: x.value,
                             timestamp: x.timestamp,
+                            // None, as Prometheus 3.9 sends (its WAL keeps no start
+                            // timestamps before 3.11's `st-storage`; storage keeps
+                            // none here): the zero samples of starts go as samples.
+                            start_timestamp: 0,
                         })
                         .collect(),
                     histograms: s.histograms,

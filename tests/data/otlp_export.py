@@ -10,7 +10,9 @@ Usage: otlp_export.py BASE_URL MODE, MODE one of
 Prints JSON on stdout: {"resource": the resource's attributes (the test derives
 target_info's labels from them), "exponential": {metric name: its data point as the
 SDK sent it (scale, zero_count, count, sum, positive/negative offset and bucket
-counts)}} (the test derives the expected native histograms from those points).
+counts, exemplars)}, "exemplars": {metric name: the exemplars of its data point, for
+the sums and explicit-bucket histograms that have some}} (the test derives the
+expected native histograms and exemplars from those points).
 """
 
 import base64
@@ -60,9 +62,10 @@ def record(provider):
     if mode == "delta":
         meter.create_counter("delta.requests", unit="{request}").add(7)
         return
-    meter.create_counter("http.server.requests", unit="{request}").add(
-        5, {"http.method": "GET", "http.status_code": 200}
-    )
+    requests = meter.create_counter("http.server.requests", unit="{request}")
+    # In a sampled span: the SDK keeps an exemplar of the sum's measurement.
+    with tracer.start_as_current_span("request"):
+        requests.add(5, {"http.method": "GET", "http.status_code": 200})
     meter.create_counter("network.io", unit="By").add(1024, {"direction": "in"})
     queue = meter.create_up_down_counter("queue.items", unit="{item}")
     queue.add(5)
@@ -78,8 +81,11 @@ def record(provider):
     latency = meter.create_histogram(
         "rpc.latency", unit="s", explicit_bucket_boundaries_advisory=[0.005, 0.01, 0.1, 1]
     )
-    for v in (0.003, 0.05, 2):
-        latency.record(v)
+    # In a span too: an exemplar per bucket measured (0.005, 0.1 and +Inf).
+    with tracer.start_as_current_span("request"):
+        for v in (0.003, 0.05, 2):
+            latency.record(v)
+            time.sleep(0.003)
     exp = meter.create_histogram("latency.exp", unit="s")
     # Inside a sampled span: the SDK's default (trace-based) exemplar filter keeps
     # exemplars with the span's trace and span ids. A few milliseconds apart: an
@@ -118,6 +124,33 @@ class CapturingExporter(OTLPMetricExporter):
         return super().export(metrics_data, *args, **kwargs)
 
 
+def exemplars(point):
+    return [
+        {
+            "value": e.value,
+            "time_unix_nano": e.time_unix_nano,
+            "trace_id": format(e.trace_id, "032x") if e.trace_id else None,
+            "span_id": format(e.span_id, "016x") if e.span_id else None,
+            "filtered_attributes": dict(e.filtered_attributes or {}),
+        }
+        for e in (point.exemplars or [])
+    ]
+
+
+def sampled_points(metrics_data):
+    """The exemplars of the sums' and explicit-bucket histograms' points, by metric."""
+    out = {}
+    for rm in metrics_data.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                if type(m.data).__name__ not in ("Sum", "Histogram"):
+                    continue
+                for p in m.data.data_points:
+                    if p.exemplars:
+                        out[m.name] = exemplars(p)
+    return out
+
+
 def exponential_points(metrics_data):
     out = {}
     for rm in metrics_data.resource_metrics:
@@ -133,16 +166,7 @@ def exponential_points(metrics_data):
                     "sum": p.sum,
                     "positive": {"offset": p.positive.offset, "bucket_counts": list(p.positive.bucket_counts)},
                     "negative": {"offset": p.negative.offset, "bucket_counts": list(p.negative.bucket_counts)},
-                    "exemplars": [
-                        {
-                            "value": e.value,
-                            "time_unix_nano": e.time_unix_nano,
-                            "trace_id": format(e.trace_id, "032x") if e.trace_id else None,
-                            "span_id": format(e.span_id, "016x") if e.span_id else None,
-                            "filtered_attributes": dict(e.filtered_attributes or {}),
-                        }
-                        for e in (p.exemplars or [])
-                    ],
+                    "exemplars": exemplars(p),
                 }
     return out
 
@@ -161,16 +185,19 @@ if mode in ("protobuf", "gzip", "delta"):
     provider.shutdown()
     # The first export's points: shutdown exports again, the same cumulative counts
     # but no exemplars (the SDK hands each exemplar out once).
-    points = {}
+    points, sampled = {}, {}
     for data in sent:
         for name, point in exponential_points(data).items():
             points.setdefault(name, point)
+        for name, point in sampled_points(data).items():
+            sampled.setdefault(name, point)
 elif mode == "json":
     reader = InMemoryMetricReader()
     provider = MeterProvider(resource=resource, metric_readers=[reader], views=views)
     record(provider)
     data = reader.get_metrics_data()
     points = exponential_points(data)
+    sampled = sampled_points(data)
     request = encode_metrics(data)
     message = json.loads(json_format.MessageToJson(request, use_integers_for_enums=True))
     hex_ids(message)
@@ -186,4 +213,4 @@ elif mode == "json":
 else:
     sys.exit(f"unknown mode {mode}")
 
-print(json.dumps({"resource": dict(resource.attributes), "exponential": points}))
+print(json.dumps({"resource": dict(resource.attributes), "exponential": points, "exemplars": sampled}))
