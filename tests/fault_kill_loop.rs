@@ -5,16 +5,20 @@
 //! A writer thread sends remote write 1.0 batches (`SERIES` series × `PER_BATCH`
 //! samples, timestamps 1 ms apart, values that name the batch and sample) to promflow's
 //! receiver without pause, as Prometheus's remote write does: a batch is acknowledged
-//! when promflow answers 2xx; a batch that was not (an error status, a reset
-//! connection, a kill in the middle of the request) is sent again, the same samples,
-//! until it is. So a batch that promflow wrote but could not acknowledge before it died
-//! arrives twice: the second copy must not become a second sample. Meanwhile the main
+//! when promflow answers 2xx; a batch that was not (a 5xx, a reset connection, a kill
+//! in the middle of the request) is sent again, the same samples, until it is; a 4xx
+//! ends its sending, as Prometheus's sender drops a batch on a 4xx. So a batch that
+//! promflow wrote but could not acknowledge before it died arrives twice: the second
+//! copy must not become a second sample — it is refused whole as out of order (400,
+//! as Prometheus 2.42 refuses a request holding samples older than the series' newest,
+//! rolling the whole request back) or, holding only exact duplicates, acknowledged.
+//! A batch may only be refused after an attempt that was not answered. Meanwhile the main
 //! thread kills promflow (SIGKILL, its own child handle) `KILLS` times, each after a
 //! random wait (`fastrand`, seed printed), and restarts it on the same data directory.
 //!
 //! At the end, every series read back (`ledger_metric[1h]`, raw samples) must equal
-//! the ledger exactly: the same timestamps, the same values, no missing one, no extra
-//! one, no timestamp twice. External services: none besides promflow.
+//! the ledger (every batch sent, acknowledged or refused) exactly: the same
+//! timestamps, the same values, no missing one, no extra one, no timestamp twice. External services: none besides promflow.
 
 mod common;
 
@@ -57,6 +61,8 @@ struct Tally {
     acked: usize,
     /// Attempts that were not acknowledged (error status or transport error).
     unacknowledged_attempts: usize,
+    /// Batches refused with a 4xx (after an attempt that was not answered).
+    refused: Vec<usize>,
 }
 
 #[test]
@@ -86,13 +92,25 @@ fn acknowledged_remote_writes_survive_random_sigkills_exactly_once() {
                     break;
                 }
                 let body = remote_write::body(&batch(base, k));
-                // Until acknowledged (bounded by the deadline: the test then fails).
+                // Until acknowledged or refused (bounded by the deadline: the test
+                // then fails).
+                let mut unanswered = false;
                 loop {
                     assert!(Instant::now() < deadline, "batch {k} never acknowledged");
                     let target = format!("{}/api/v1/write", url.lock().unwrap());
                     match post(&target, Some("application/x-protobuf"), &body) {
                         Ok(r) if (200..300).contains(&r.status) => break,
-                        _ => {
+                        Ok(r) if (400..500).contains(&r.status) => {
+                            assert!(
+                                unanswered,
+                                "batch {k} refused at its first sending: {} {}",
+                                r.status, r.body
+                            );
+                            tally.refused.push(k);
+                            break;
+                        }
+                        other => {
+                            unanswered |= other.is_err();
                             tally.unacknowledged_attempts += 1;
                             std::thread::sleep(Duration::from_millis(20));
                         }
@@ -132,10 +150,12 @@ fn acknowledged_remote_writes_survive_random_sigkills_exactly_once() {
     stop.store(true, Ordering::SeqCst);
     let tally = writer.join().unwrap();
     eprintln!(
-        "{} batches acknowledged ({} samples), {} attempts not acknowledged",
+        "{} batches sent ({} samples), {} attempts not acknowledged, refused as written \
+         before: {:?}",
         tally.acked,
         tally.acked * SERIES * PER_BATCH,
-        tally.unacknowledged_attempts
+        tally.unacknowledged_attempts,
+        tally.refused
     );
     assert!(tally.acked >= KILLS, "only {} batches", tally.acked);
 
