@@ -32,8 +32,11 @@
 //!
 //! 4. **recording_bulk, over workers.** One heavy recording rule,
 //!    `sum by (job) (rate(x[5m]))` over `RULES_BULK_SERIES` (50,000) series in 10 jobs,
-//!    scraped and evaluated every 10s in simulated time (fed as 100 batches a scrape,
-//!    like 100 targets), on the engine with 1 and then 2 workers: after 5 simulated
+//!    scraped and evaluated every 10s in simulated time, fed as the server feeds: 100
+//!    batches a scrape (like 100 targets) of series ids and values, a series' labels
+//!    announced with its first sample only (as the scrape cache does), from
+//!    `RULES_BULK_FEEDERS` (1) threads at once (scrape loops feed from the runtime's
+//!    threads); on the engine with 1 and then 2 workers: after 5 simulated
 //!    minutes (full windows), wall time and CPU of this process per evaluation (a
 //!    scrape fed, the evaluation received) over `RULES_BULK_EVALUATIONS` (30). With 2
 //!    workers the rule is spread (`dataflows::render::spread`).
@@ -421,10 +424,11 @@ fn fleet(targets: usize, series: usize, warmup: u64, seconds: u64) {
 }
 
 /// Part 4: one heavy rule on 1 and 2 workers, wall and CPU per evaluation.
-fn recording_bulk(series: usize, evaluations: u64) {
+fn recording_bulk(series: usize, evaluations: u64, feeders: usize) {
     println!(
         "part 4: recording_bulk, sum by (job) (rate(x[5m])) over {series} series, \
-         scraped and evaluated every 10s, {evaluations} evaluations measured"
+         scraped and evaluated every 10s, {evaluations} evaluations measured, \
+         {feeders} feeding threads"
     );
     let labels: Vec<Arc<Labels>> = (0..series)
         .map(|i| {
@@ -435,6 +439,8 @@ fn recording_bulk(series: usize, evaluations: u64) {
             ]))
         })
         .collect();
+    let ids: Vec<u64> = labels.iter().map(|l| l.hash()).collect();
+    let per_batch = series.div_ceil(100).max(1);
     let warmup = 30;
     for workers in [1, 2] {
         let engine = Engine::start(EngineConfig {
@@ -455,20 +461,37 @@ fn recording_bulk(series: usize, evaluations: u64) {
         let (mut wall, mut cpu) = (Duration::ZERO, 0.0);
         for k in 0..warmup + evaluations {
             let ts = k as i64 * 10_000;
-            let batches: Vec<Vec<Sample>> = labels
-                .chunks(series.div_ceil(100).max(1))
+            // A scrape's batches, a target's each: ids and values, labels announced
+            // on the first scrape only (the scrape cache's new series).
+            let mut batches: Vec<SampleBatch> = ids
+                .chunks(per_batch)
+                .zip(labels.chunks(per_batch))
                 .enumerate()
-                .map(|(c, chunk)| {
-                    chunk
-                        .iter()
-                        .map(|l| sample(l, ts, (k * (c as u64 % 7 + 1)) as f64))
-                        .collect()
+                .map(|(c, (ids, labels))| {
+                    let mut batch = SampleBatch::with_capacity(ids.len());
+                    for (&id, l) in ids.iter().zip(labels) {
+                        batch.push(id, ts, (k * (c as u64 % 7 + 1)) as f64, 0);
+                        if k == 0 {
+                            batch.new_series.push((id, l.clone()));
+                        }
+                    }
+                    batch
                 })
                 .collect();
             let (at, cpu0) = (Instant::now(), cpu_seconds(std::process::id()));
-            for batch in batches {
-                engine.feed(batch);
-            }
+            let share = batches.len().div_ceil(feeders.max(1));
+            std::thread::scope(|scope| {
+                let engine = &engine;
+                while !batches.is_empty() {
+                    let mine: Vec<SampleBatch> =
+                        batches.drain(..share.min(batches.len())).collect();
+                    scope.spawn(move || {
+                        for batch in mine {
+                            engine.feed(batch);
+                        }
+                    });
+                }
+            });
             engine.advance_watermark(ts + 1);
             loop {
                 let out = rule
@@ -635,6 +658,7 @@ fn main() {
         recording_bulk(
             env_or("RULES_BULK_SERIES", 50_000),
             env_or("RULES_BULK_EVALUATIONS", 30) as u64,
+            env_or("RULES_BULK_FEEDERS", 1),
         );
     }
     if part == 0 || part == 5 {

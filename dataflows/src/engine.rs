@@ -314,9 +314,13 @@ impl Engine {
                     route_to_owners(histograms, changes.clone(), catalog.clone(), peers);
                 // Labels cross to another process with the samples that need them.
                 let announcements = if processes > 1 {
-                    let floats =
-                        announce_to_peers(routed.clone(), catalog.clone(), process_id, workers);
-                    let histograms = announce_to_peers(
+                    let floats = announce_to_peers::<Point>(
+                        routed.clone(),
+                        catalog.clone(),
+                        process_id,
+                        workers,
+                    );
+                    let histograms = announce_to_peers::<HistogramPoint>(
                         routed_histograms.clone(),
                         catalog.clone(),
                         process_id,

@@ -46,7 +46,7 @@ use crate::promql::eval::{Element, EvalResult, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
 use crate::render::incremental::{Delta, Detached, IncrementalRule, Settings};
-use crate::render::route::{Announcement, ANNOUNCE_PERIOD_MS};
+use crate::render::route::{Announcement, Routed, ANNOUNCE_PERIOD_MS};
 use crate::render::rule::{
     first_eval, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange, RuleCounters,
     RuleId, RuleOutput, RuleSchedule, RuleSpec, SeedRecord, SeedSeries, DEFAULT_SUBQUERY_STEP_MS,
@@ -54,7 +54,7 @@ use crate::render::rule::{
 use crate::render::shape::shape;
 use crate::render::spread::{members_plan, partials, HostRecord};
 use crate::render::window::{Reach, WindowStore};
-use crate::sample::{HistogramPoint, Point};
+use crate::sample::{HistogramPoint, Pack, PackedPoints, Point};
 use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -686,17 +686,17 @@ impl Host {
 }
 
 /// Hosts the rules this worker owns and its part of every spread rule. `routed`
-/// carries `((worker, spread), sample)` from the router, `routed_histograms` the same
-/// for native-histogram samples, `seeds` the seed series of rules being installed
-/// ([`crate::render::seed`]), `control` the rule changes;
+/// carries the router's packs of samples by `(worker, spread)`, `routed_histograms`
+/// the same for native-histogram samples, `seeds` the seed series of rules being
+/// installed ([`crate::render::seed`]), `control` the rule changes;
 /// `retained[worker_index % workers per process]` is kept at the number of samples the
 /// windows hold.
 /// Returns the spread rules' partial records and the results of owned rules of other
 /// processes, for [`crate::render::spread`]'s combine.
 #[allow(clippy::too_many_arguments)]
 pub fn maintain_rules<'scope>(
-    routed: Stream<'scope, u64, Vec<(Destination, Point)>>,
-    routed_histograms: Stream<'scope, u64, Vec<(Destination, HistogramPoint)>>,
+    routed: Stream<'scope, u64, Vec<Routed<PackedPoints>>>,
+    routed_histograms: Stream<'scope, u64, Vec<Routed<Vec<HistogramPoint>>>>,
     announcements: Stream<'scope, u64, Vec<Announcement>>,
     seeds: Stream<'scope, u64, Vec<SeedRecord>>,
     catalog: Arc<SeriesCatalog>,
@@ -713,11 +713,11 @@ pub fn maintain_rules<'scope>(
     let mut builder = OperatorBuilder::new("MaintainRules".to_owned(), routed.scope());
     let mut input = builder.new_input(
         routed,
-        Exchange::new(|((worker, _), _): &(Destination, Point)| *worker),
+        Exchange::new(|routed: &Routed<PackedPoints>| routed.to.0),
     );
     let mut histogram_input = builder.new_input(
         routed_histograms,
-        Exchange::new(|((worker, _), _): &(Destination, HistogramPoint)| *worker),
+        Exchange::new(|routed: &Routed<Vec<HistogramPoint>>| routed.to.0),
     );
     let mut announced = builder.new_input(
         announcements,
@@ -741,8 +741,8 @@ pub fn maintain_rules<'scope>(
             local,
             seeds: HashMap::new(),
         };
-        let mut samples: BTreeMap<u64, Vec<(Destination, Point)>> = BTreeMap::new();
-        let mut histograms: BTreeMap<u64, Vec<(Destination, HistogramPoint)>> = BTreeMap::new();
+        let mut samples: BTreeMap<u64, Vec<Routed<PackedPoints>>> = BTreeMap::new();
+        let mut histograms: BTreeMap<u64, Vec<Routed<Vec<HistogramPoint>>>> = BTreeMap::new();
         let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
         let mut retired_at = i64::MIN;
         // Labels announced by routers of other processes, by announcement period: held
@@ -812,10 +812,14 @@ pub fn maintain_rules<'scope>(
                     }
                     (_, Some(s)) => {
                         for routed in samples.remove(&s).unwrap_or_default() {
-                            host.insert(routed);
+                            let to = routed.to;
+                            routed.samples.unpack(|point| host.insert((to, point)));
                         }
                         for routed in histograms.remove(&s).unwrap_or_default() {
-                            host.insert_histogram(routed);
+                            let to = routed.to;
+                            routed
+                                .samples
+                                .unpack(|point| host.insert_histogram((to, point)));
                         }
                     }
                     (Some(_), None) => unreachable!("handled above"),

@@ -8,10 +8,12 @@
 //! Runs on every worker where samples enter (no exchange on the way in). It builds its
 //! own [`Registry`] from the rule changes of the control stream, applied in time
 //! order: the samples of logical time `t` are routed once every change up to `t` is
-//! in (the control frontier passed `t`), with the rules those changes leave. It emits
-//! `((worker, spread), sample)` once per destination ([`crate::render::rule::Routing`]):
+//! in (the control frontier passed `t`), with the rules those changes leave. It sends
+//! each sample once per destination `(worker, spread)` ([`crate::render::rule::Routing`]):
 //! the owner of rules reading the series, and for spread rules the worker owning the
-//! series; the downstream exchange on the worker delivers it. One operator per kind
+//! series; the samples of one time for one destination travel packed as one [`Routed`]
+//! record (columns, most samples in about 15 bytes: [`crate::sample::PackedPoints`]),
+//! which the downstream exchange on the worker delivers. One operator per kind
 //! of sample ([`Routable`]): the float [`Point`]s and the native histograms
 //! ([`crate::sample::HistogramPoint`]) are routed by two instances of the same code,
 //! each with its own registry and cache (the histogram one idle without histograms). Samples no rule reads
@@ -37,8 +39,9 @@ use crate::render::rule::{Destination, Registry, Routing, RuleChange};
 use crate::render::window::DistinctLists;
 #[cfg(doc)]
 use crate::sample::Point;
-use crate::sample::Routable;
+use crate::sample::{Pack, Routable};
 use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
@@ -46,15 +49,28 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::Stream;
 
+/// The samples of one logical time bound for one destination: one record of the
+/// exchange, however many samples it packs ([`Pack`]; for floats
+/// [`crate::sample::PackedPoints`], about 15 bytes a sample where `((worker, spread),
+/// Point)` records took 41 and timely's framing).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Routed<P> {
+    /// Where they go: `(worker, spread)`.
+    pub to: Destination,
+    /// The samples.
+    pub samples: P,
+}
+
 /// Routes `samples` to the workers keeping their windows, with the rules `control`
-/// has installed by each sample's time.
+/// has installed by each sample's time: per logical time and activation, one
+/// [`Routed`] pack per destination.
 pub fn route_to_owners<'scope, S: Routable>(
     samples: Stream<'scope, u64, Vec<S>>,
     control: Stream<'scope, u64, Vec<RuleChange>>,
     catalog: Arc<SeriesCatalog>,
     peers: usize,
-) -> Stream<'scope, u64, Vec<(Destination, S)>> {
-    samples.binary_frontier::<_, CapacityContainerBuilder<Vec<(Destination, S)>>, _, _, _, _>(
+) -> Stream<'scope, u64, Vec<Routed<S::Packed>>> {
+    samples.binary_frontier::<_, CapacityContainerBuilder<Vec<Routed<S::Packed>>>, _, _, _, _>(
         control,
         Pipeline,
         Pipeline,
@@ -66,6 +82,8 @@ pub fn route_to_owners<'scope, S: Routable>(
             let mut cache = RouteCache::default();
             let mut pending: BTreeMap<u64, Vec<S>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
+            // The packs being filled, by `2 * worker + spread`.
+            let mut packs: Vec<Option<S::Packed>> = vec![None; 2 * peers.max(1)];
             move |(input, frontier), (ctl, ctl_frontier), output| {
                 input.for_each(|time, batch| {
                     if let Some(t) = time.least() {
@@ -95,12 +113,20 @@ pub fn route_to_owners<'scope, S: Routable>(
                     let at = cap.delayed(&t);
                     let mut session = output.session(&at);
                     cache.forget_churned(&catalog);
-                    for point in batch {
+                    for point in &batch {
                         if let Some(to) = cache.destinations(&routing, &catalog, point.series_id())
                         {
-                            for &to in to {
-                                session.give((to, point.clone()));
+                            for &(worker, spread) in to {
+                                packs[2 * worker as usize + spread as usize]
+                                    .get_or_insert_with(Default::default)
+                                    .push(point);
                             }
+                        }
+                    }
+                    for (slot, pack) in packs.iter_mut().enumerate() {
+                        if let Some(samples) = pack.take() {
+                            let to = ((slot / 2) as u64, slot % 2 == 1);
+                            session.give(Routed { to, samples });
                         }
                     }
                 }
@@ -223,7 +249,7 @@ pub const ANNOUNCE_PERIOD_MS: u64 = 600_000;
 /// series fed elsewhere). `process` is this worker's process, `process_workers` the
 /// workers per process. Not built in one process (nothing is remote).
 pub fn announce_to_peers<'scope, S: Routable>(
-    routed: Stream<'scope, u64, Vec<(Destination, S)>>,
+    routed: Stream<'scope, u64, Vec<Routed<S::Packed>>>,
     catalog: Arc<SeriesCatalog>,
     process: usize,
     process_workers: usize,
@@ -243,13 +269,19 @@ pub fn announce_to_peers<'scope, S: Routable>(
                         sent.clear();
                     }
                     let mut session = output.session(&time);
-                    for ((worker, _), point) in batch.iter() {
+                    for routed in batch.iter() {
+                        let worker = routed.to.0;
                         let to = worker / per;
-                        if to == process as u64 || !sent.insert((to, point.series_id())) {
+                        if to == process as u64 {
                             continue;
                         }
-                        if let Some(labels) = catalog.get(point.series_id()) {
-                            session.give((*worker, point.series_id(), labels));
+                        for id in routed.samples.series_ids() {
+                            if !sent.insert((to, id)) {
+                                continue;
+                            }
+                            if let Some(labels) = catalog.get(id) {
+                                session.give((worker, id, labels));
+                            }
                         }
                     }
                 });
