@@ -1269,8 +1269,10 @@ fn a_go_client_latency_histogram_is_scraped_queried_and_federated_as_prometheus_
     let steps_seen = |server: &Peer, k: u32| {
         server.query("steps_total")["result"][0]["value"][1].as_str() == Some(&k.to_string())
     };
-    let counts =
-        |server: &Peer| sorted(server.query("histogram_count(http_request_duration_seconds)"));
+    // Both read at one time: the answers hold their evaluation time.
+    let counts = |server: &Peer, at: i64| {
+        sorted(server.query_at("histogram_count(http_request_duration_seconds)", at))
+    };
     for k in 1..=4 {
         // Both hold the state of step k - 1 before step k changes it.
         assert!(
@@ -1281,11 +1283,15 @@ fn a_go_client_latency_histogram_is_scraped_queried_and_federated_as_prometheus_
             wait_until(WAIT, || steps_seen(&oracle, k)),
             "oracle step {k}"
         );
+        let mut at = now_ms();
         assert!(
-            wait_until(WAIT, || same(&counts(&federator), &counts(&oracle))),
+            wait_until(WAIT, || {
+                at = now_ms();
+                same(&counts(&federator, at), &counts(&oracle, at))
+            }),
             "federator step {k}: {:#} against {:#}",
-            counts(&federator),
-            counts(&oracle)
+            counts(&federator, at),
+            counts(&oracle, at)
         );
         observe_step(k);
     }
