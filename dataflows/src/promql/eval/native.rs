@@ -786,23 +786,11 @@ fn combined(
     labels: &Labels,
     operation: &str,
 ) -> bool {
-    match r {
-        Ok(c) => {
-            if c.custom_bounds_reconciled {
-                ev.info(format!(
-                    "mismatched custom buckets were reconciled during {operation}"
-                ));
-            }
-            true
-        }
-        Err(CombineError::MixedSchemas) => {
-            ev.warn(format!(
-                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
-                metric_name(labels)
-            ));
-            false
-        }
-    }
+    let quiet = r.map(|c| crate::histogram::Combined {
+        counter_reset_collision: false,
+        ..c
+    });
+    note(ev, quiet, labels, operation)
 }
 
 /// The histogram at `t` on the line from `a` to `b` (Prometheus's
