@@ -960,19 +960,9 @@ fn rule_windows_are_seeded_from_every_process() {
 /// answers for the targets it scrapes alone.
 #[test]
 fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
-    use base64::Engine as _;
     let dir = tempfile::tempdir().unwrap();
     let (_exporters, config) = demo_fleet(TARGETS, |k| k, Some(RULES), dir.path());
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        format!(
-            "basic_auth_users:\n  ops: {}\n  peer: {}\n",
-            bcrypt::hash("ops-pw", 4).unwrap(),
-            bcrypt::hash("peer-pw", 4).unwrap()
-        ),
-    )
-    .unwrap();
+    let web = common::write_web_config(dir.path(), &[("ops", "ops-pw"), ("peer", "peer-pw")]);
     std::fs::create_dir(dir.path().join("peer")).unwrap();
     std::fs::write(dir.path().join("peer/password"), "peer-pw\n").unwrap();
     let peer = dir.path().join("peer/http.yml");
@@ -981,7 +971,7 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
         "basic_auth:\n  username: peer\n  password_file: password\n",
     )
     .unwrap();
-    let web_flag = format!("--web.config.file={}", web.display());
+    let web_flag = format!("--web.config.file={web}");
     let peer_flag = format!("--cluster.http-config={}", peer.display());
     let processes = ClusterLayout::new(3, dir.path()).launch(
         &config,
@@ -990,10 +980,7 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
     );
     let oracle = Prometheus::start_with_args(&config, &[&web_flag]);
 
-    let authorization = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("ops:ops-pw")
-    );
+    let authorization = common::basic_auth("ops", "ops-pw");
     let get = |base: SocketAddr, path: &str| -> Value {
         let url = format!("http://{base}{path}");
         let response =

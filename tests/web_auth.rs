@@ -10,34 +10,13 @@ mod common;
 
 use common::exporter::{Exporter, Reply};
 use common::http::{self, HttpResponse};
-use common::{promtool, run_promflow, wait_until, Prometheus, Promflow};
+use common::{
+    basic_auth as basic, promtool, run_promflow, wait_until, write_web_config, Prometheus, Promflow,
+};
 use serde_json::Value;
-use std::path::Path;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// `Authorization: Basic base64(user:password)`.
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
-fn write_web_config(dir: &Path, users: &[(&str, &str)]) -> String {
-    let mut text = String::from("basic_auth_users:\n");
-    for (user, password) in users {
-        text.push_str(&format!(
-            "  {user}: {}\n",
-            bcrypt::hash(password, 4).unwrap()
-        ));
-    }
-    let path = dir.join("web.yml");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
 
 fn request(url: &str, method: &str, authorization: Option<&str>, body: &str) -> HttpResponse {
     let headers: Vec<(&str, &str)> = authorization

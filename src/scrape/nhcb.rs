@@ -31,7 +31,24 @@
 use crate::exposition::{MetricMetadata, MetricType};
 use crate::scrape::exposition::{ExemplarRef, SampleRef};
 use dataflows::histogram::{from_classic, CounterResetHint, FloatHistogram};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+
+/// Labels as the sample sinks take them, borrowed from owned ones.
+pub(crate) fn borrowed(labels: &[(String, String)]) -> Vec<(&str, Cow<'_, str>)> {
+    labels
+        .iter()
+        .map(|(n, v)| (n.as_str(), Cow::Borrowed(v.as_str())))
+        .collect()
+}
+
+/// Labels as the sample sinks give them, owned.
+fn owned(labels: &[(&str, Cow<'_, str>)]) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
 
 /// A classic-histogram candidate sample, owned.
 pub(crate) struct Part {
@@ -60,11 +77,7 @@ pub(crate) struct HeldExemplar {
 impl HeldExemplar {
     /// The exemplar, borrowed for the loop's exemplar path.
     pub fn with_ref<R>(&self, f: impl FnOnce(ExemplarRef<'_>) -> R) -> R {
-        let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = self
-            .labels
-            .iter()
-            .map(|(n, v)| (n.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
-            .collect();
+        let labels = borrowed(&self.labels);
         f(ExemplarRef {
             labels: &labels,
             value: self.value,
@@ -89,11 +102,7 @@ impl HeldExemplar {
 impl Part {
     /// The sample, borrowed for the loop's sample path.
     pub fn with_ref<R>(&self, f: impl FnOnce(SampleRef<'_>) -> R) -> R {
-        let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = self
-            .labels
-            .iter()
-            .map(|(n, v)| (n.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
-            .collect();
+        let labels = borrowed(&self.labels);
         f(SampleRef {
             series: &self.series,
             name: &self.name,
@@ -174,11 +183,7 @@ impl Collector {
     pub fn push(&mut self, sample: &SampleRef<'_>) {
         self.parts.push(Part {
             name: sample.name.to_string(),
-            labels: sample
-                .labels
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
+            labels: owned(sample.labels),
             value: sample.value,
             timestamp_ms: sample.timestamp_ms,
             series: sample.series.to_vec(),
@@ -191,11 +196,7 @@ impl Collector {
     pub fn exemplar(&mut self, exemplar: &ExemplarRef<'_>) {
         if let Some(part) = self.parts.last_mut() {
             part.exemplars.push(HeldExemplar {
-                labels: exemplar
-                    .labels
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect(),
+                labels: owned(exemplar.labels),
                 value: exemplar.value,
                 timestamp_ms: exemplar.timestamp_ms,
             });
@@ -212,11 +213,7 @@ impl Collector {
     /// A native histogram of the body: a classic one of the same series is not
     /// converted (Prometheus's "inhibiting" state).
     pub fn native(&mut self, name: &str, labels: &[(&str, std::borrow::Cow<'_, str>)]) {
-        let labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect();
-        self.native.insert(key(name, &labels));
+        self.native.insert(key(name, &owned(labels)));
     }
 
     /// See the module contract: `(converted, samples to ingest as floats)`; the
@@ -338,7 +335,6 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
 
     fn meta(family: &str, kind: MetricType) -> MetricMetadata {
         MetricMetadata {

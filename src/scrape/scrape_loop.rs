@@ -714,11 +714,7 @@ impl<'a> BatchBuilder<'a> {
             }
         }
         for h in converted {
-            let labels: Vec<(&str, std::borrow::Cow<'_, str>)> = h
-                .labels
-                .iter()
-                .map(|(n, v)| (n.as_str(), std::borrow::Cow::Borrowed(v.as_str())))
-                .collect();
+            let labels = nhcb::borrowed(&h.labels);
             self.histogram(HistogramRef {
                 series: &h.series,
                 name: &h.name,

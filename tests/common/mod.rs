@@ -1163,3 +1163,27 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted[rank.min(sorted.len()) - 1]
 }
+
+/// `Authorization: Basic base64(user:password)`.
+pub fn basic_auth(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// A `--web.config.file` in `dir` (`web.yml`) asking for basic authentication of
+/// `users` (bcrypt hashes of their passwords); its path.
+pub fn write_web_config(dir: &Path, users: &[(&str, &str)]) -> String {
+    let mut text = String::from("basic_auth_users:\n");
+    for (user, password) in users {
+        text.push_str(&format!(
+            "  {user}: {}\n",
+            bcrypt::hash(password, 4).unwrap()
+        ));
+    }
+    let path = dir.join("web.yml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
