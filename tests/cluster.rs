@@ -1051,7 +1051,9 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
 }
 
 /// Owned rules (neither spread nor read from storage): each needs all of its input in
-/// one place, and reads its own selectors, so they land on different workers.
+/// one place, and reads its own selectors, so they land on different workers. (A
+/// per-series plan or a one-to-one join of two would be spread: `sort` keeps those
+/// here whole.)
 const OWNED_RULES: &str = "groups:
   - name: owned
     rules:
@@ -1060,9 +1062,9 @@ const OWNED_RULES: &str = "groups:
       - record: demo:free:top3
         expr: topk(3, abs(demo_free))
       - record: demo:ratio
-        expr: demo_used / on (k) demo_size
+        expr: sort(demo_used / on (k) demo_size)
       - record: demo:low
-        expr: demo_value{k=~\"[0-4]\"} > 102
+        expr: sort(demo_value{k=~\"[0-4]\"} > 102)
       - record: demo:spare:sorted
         expr: sort_desc(demo_spare - 1)
       - record: demo:missing
@@ -1202,11 +1204,12 @@ fn owned_rules_run_on_every_process_and_answer_as_prometheus() {
             "demo_value < 99"
         ) == TARGETS));
     }
-    // One rule per target, each reading its own selector: placed over the processes.
+    // One rule per target, each reading its own selector: placed over the processes
+    // (owned: `max_over_time` alone would be spread).
     let mut group = "name: late\nrules:\n".to_string();
     for k in 0..TARGETS {
         group.push_str(&format!(
-            "  - record: demo_value_k{k}:max1h\n    expr: max_over_time(demo_value{{k=\"{k}\"}}[1h])\n"
+            "  - record: demo_value_k{k}:max1h\n    expr: sort(max_over_time(demo_value{{k=\"{k}\"}}[1h]))\n"
         ));
     }
     let recorded = "{__name__=~\"demo_value_k[0-9]:max1h\"}";

@@ -38,7 +38,7 @@ use crate::render::rule::{
     LocalRules, RuleChange, RuleCounters, RuleDef, RuleSpec, SeedSeries, RULE_ID_PROCESS_SHIFT,
 };
 use crate::render::seed::place_seeds;
-use crate::render::spread::combine_partials;
+use crate::render::spread::{combine_partials, join_sides};
 use crate::render::{
     Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule,
 };
@@ -344,6 +344,8 @@ impl Engine {
                     counters,
                     rules.clone(),
                 );
+                // A join's side elements meet by match group, then go to its owner.
+                let partials = join_sides(partials, changes.clone(), peers);
                 combine_partials(partials, changes, index, peers, rules).probe_with(&probe);
             });
             'run: loop {

@@ -493,9 +493,11 @@ fn only_changed_series_and_groups_are_recomputed() {
     assert!(last.samples().expect("vector").is_empty());
 }
 
+/// On one worker: with more, `a / b > 0.5` is spread (each worker recomputes its own
+/// series; the match groups are joined where their signatures hash to).
 #[test]
 fn one_to_one_matches_recompute_only_changed_pairs() {
-    let engine = engine();
+    let engine = engine_of(1);
     let query = "a / b > 0.5";
     let rule = every_second_from_1s(&engine, query);
     let series = |name: &str, i: usize| labels(&[("__name__", name), ("i", &i.to_string())]);
@@ -816,8 +818,9 @@ fn rules_reading_one_selector_share_its_window_whatever_their_first_selector() {
         start_ms: 0,
         every_ms: 1_000,
     };
+    // Owned (`b` alone would be spread, keeping its windows by series).
     let first = engine
-        .register(parse("b").expect("parses"), every)
+        .register(parse("sort(b)").expect("parses"), every)
         .expect("registers");
     let second = engine
         .register(
@@ -1108,6 +1111,11 @@ const SPREAD_QUERIES: &[&str] = &[
     "count_values(\"v\", y)",
     "-max(y) + 1 > 0",
     "y",
+    "rate(x[1m]) * 100 > 5",
+    r#"label_replace(y, "host", "$1", "instance", "h(.*)")"#,
+    "rate(x[1m]) / on (instance, job) y",
+    "y > bool x",
+    "x - ignoring (job) y > 1",
 ];
 
 /// What replaces `SPREAD_QUERIES[0]` mid-stream (seeded from what flowed before).
@@ -1228,6 +1236,63 @@ fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
                 );
             }
         }
+    }
+}
+
+/// Per-series plans and one-to-one joins of two (see `dataflows::render::spread`) are
+/// spread over the workers: no worker owns them (`rules_owned` stays 0), and every
+/// evaluation is the reference's, errors word for word (duplicate label sets made by a
+/// label function, many-to-many matches found on different workers).
+#[test]
+fn per_series_rules_and_their_joins_are_spread_and_exact() {
+    let until = 1_200_000;
+    let samples = random_stream(7, until);
+    let store = store_of(&samples);
+    let every_ms = 30_000;
+    let every = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms,
+    };
+    let queries = [
+        "x == 0",
+        "rate(x[1m]) * 100 > 5",
+        r#"label_replace(rate(x[1m]) > 1, "host", "$1", "instance", "h(.*)")"#,
+        r#"label_replace(x, "instance", "", "instance", ".*")"#,
+        "rate(x[1m]) / on (instance, job) y",
+        "x > bool y",
+        "y - ignoring (job) x > 1",
+        "x / ignoring (instance) y",
+        "y / on (job) group_left x",
+    ];
+    for workers in [2, 3] {
+        let engine = engine_of(workers);
+        let rules: Vec<RuleHandle> = queries
+            .iter()
+            .map(|q| engine.register(parse(q).unwrap(), every).unwrap())
+            .collect();
+        stream(&engine, &samples, |_| {});
+        wait_for_frontier(&engine, until + 1);
+        settle(&engine);
+        // All but the `group_left` join, which stays on one owner.
+        assert_eq!(engine.stats().rules_owned, 1, "{workers} workers");
+        let mut errors = 0;
+        for (q, rule) in queries.iter().zip(&rules) {
+            let outs = drain(rule);
+            assert!(outs.len() > 10, "{q}: {} evaluations", outs.len());
+            for out in &outs {
+                let plan = parse(q).unwrap();
+                let want = Evaluator::new(&store, out.eval_ms).instant(&plan, out.eval_ms);
+                match (&out.value, &want) {
+                    (Err(got), Err(want)) => {
+                        errors += 1;
+                        assert_eq!(got, want, "{q} at {}", out.eval_ms);
+                    }
+                    _ => assert_matches_reference(q, out, &store, every_ms),
+                }
+            }
+        }
+        assert!(errors > 20, "{errors} errors");
+        engine.shutdown();
     }
 }
 

@@ -19,9 +19,10 @@
 //! sending `(t, result)` to the rule's channel (for a rule registered by another
 //! process, through the exchange to the worker delivering it there,
 //! [`crate::render::spread::HostRecord::Output`]), or for a spread rule its partials to
-//! the owner, both at logical time `ready(t)`, and (4) retires samples no rule can read
-//! any more. A rule's seed series arrive on an input of their own
-//! ([`crate::render::seed`]) before the change installing it is applied.
+//! the owner (a join's side elements to the workers of their match groups,
+//! [`crate::render::spread::part_records`]), all at logical time `ready(t)`, and (4)
+//! retires samples no rule can read any more. A rule's seed series arrive on an input
+//! of their own ([`crate::render::seed`]) before the change installing it is applied.
 //!
 //! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
 //! inputs changed are recomputed) when the plan has an incremental shape and the rule
@@ -52,7 +53,7 @@ use crate::render::rule::{
     RuleId, RuleOutput, RuleSchedule, RuleSpec, SeedRecord, SeedSeries, DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
-use crate::render::spread::{members_plan, partials, HostRecord};
+use crate::render::spread::{members_plan, part_records, HostRecord};
 use crate::render::window::{Reach, WindowStore};
 use crate::sample::{HistogramPoint, Pack, PackedPoints, Point};
 use crossbeam_channel::Sender;
@@ -449,6 +450,8 @@ struct Hosted {
 /// Everything one worker hosts.
 struct Host {
     worker: usize,
+    /// The workers of the dataflow (every process's).
+    peers: usize,
     lookback_ms: i64,
     registry: Registry,
     /// Windows of the rules this worker owns.
@@ -655,8 +658,9 @@ impl Host {
                     // frontier it was downgraded to.
                     let at = first.ready_time(t).max(0) as u64;
                     let spread = first.spec.spread.as_ref().expect("a spread rule's part");
-                    let partials = partials(spread, t, values, members);
-                    out.push((at, HostRecord::Partials((owner, *id, t, partials))));
+                    let records =
+                        part_records(spread, (*id, owner, t), values, members, self.peers);
+                    out.extend(records.into_iter().map(|record| (at, record)));
                 }
             }
             if first.finished() && !first.released {
@@ -731,6 +735,7 @@ pub fn maintain_rules<'scope>(
         let mut cap: Option<Capability<u64>> = capabilities.pop();
         let mut host = Host {
             worker: worker_index,
+            peers,
             lookback_ms,
             registry: Registry::new(peers),
             owned: WindowStore::default(),

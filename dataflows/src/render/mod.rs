@@ -21,6 +21,7 @@
 //!                                │  (owner in another process than the rule's home:
 //!                                │  ──exchange(home)── spread.rs → RuleOutput channel)
 //!                                └─ spread rules: partials per group ──exchange(owner)──
+//!                                   (join sides ──exchange(match key)── joined ──)
 //!                                   spread.rs: combined → RuleOutput channel ◄┘
 //! seeds (storage, at registration) ──seed.rs ──exchange(window keeper)──> maintain.rs
 //! ```
@@ -62,9 +63,16 @@
 //! group (sums, counts, extremes; sum and count for `avg`; count, mean and M2 for
 //! `stddev`/`stdvar`), each worker's top k per group for `topk`/`bottomk`/`limitk`, the
 //! members themselves for `quantile`/`count_values`; the operations after the
-//! aggregation run on the owner. Any other plan can aggregate or join across series
-//! in ways without partials, so all of its input meets in one place: each rule has an
-//! *owner* worker. A rule
+//! aggregation run on the owner. Per-series work is spread too: a per-series plan of
+//! one named selector (`up == 0`, `rate(x[5m]) * 100 > 5`, `label_replace(x, …)`) runs
+//! where each series lives and the owner takes the union of the elements; a
+//! one-to-one arithmetic or comparison of two such plans (`rate(a[5m]) /
+//! rate(b[5m])`, `a / on (instance) b > 0.1`) evaluates both sides where their series
+//! live, and binary matching exchanges both sides by match key: each side element
+//! goes to the worker its match group's signature hashes to, which joins the group
+//! and sends the result to the owner, at the same logical time. Any other plan can
+//! aggregate or join across series in ways without partials, so all of its input
+//! meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that
 //! rule's owner; otherwise the hash of its smallest selector key picks it (a rule
 //! reading nothing goes by its id), among every worker of every process (see

@@ -160,19 +160,7 @@ pub fn shape(plan: &Plan, lookback_ms: i64) -> Option<Shape> {
     } = plan
     {
         if !op.is_set() && !constant(lhs) && !constant(rhs) {
-            let matching = matching.clone().unwrap_or(Matching {
-                on: false,
-                labels: Vec::new(),
-                card: Card::OneToOne,
-                fill_lhs: None,
-                fill_rhs: None,
-            });
-            let one_to_one = matching.card == Card::OneToOne
-                && matching.fill_lhs.is_none()
-                && matching.fill_rhs.is_none();
-            if !one_to_one {
-                return None;
-            }
+            let matching = one_to_one(matching.as_ref())?;
             return Some(Shape::Join {
                 lhs: Box::new(shape(lhs, lookback_ms)?),
                 rhs: Box::new(shape(rhs, lookback_ms)?),
@@ -196,6 +184,22 @@ pub fn shape(plan: &Plan, lookback_ms: i64) -> Option<Shape> {
         plan: with_hole(plan),
         writes_name,
     })
+}
+
+/// The matching of a vector/vector operation (the default when it has none) when it is
+/// one-to-one without `fill`.
+pub(crate) fn one_to_one(matching: Option<&Matching>) -> Option<Matching> {
+    let matching = matching.cloned().unwrap_or(Matching {
+        on: false,
+        labels: Vec::new(),
+        card: Card::OneToOne,
+        fill_lhs: None,
+        fill_rhs: None,
+    });
+    let one_to_one = matching.card == Card::OneToOne
+        && matching.fill_lhs.is_none()
+        && matching.fill_rhs.is_none();
+    one_to_one.then_some(matching)
 }
 
 /// The node tree in one line, e.g. `map(groups(per-series(__name__="x")))`.
@@ -297,7 +301,7 @@ pub(crate) fn element_wise(plan: &Plan) -> Option<(&Plan, bool)> {
 }
 
 /// The selector a per-series plan reads, and whether it depends on `t`.
-fn per_series(plan: &Plan) -> Option<(&VectorSel, bool)> {
+pub(crate) fn per_series(plan: &Plan) -> Option<(&VectorSel, bool)> {
     match plan {
         // `anchored`/`smoothed` read past the window and interpolate at `t`: whole plan.
         Plan::Vector(sel) => (sel.at.is_none() && sel.modifier.is_none()).then_some((sel, false)),
