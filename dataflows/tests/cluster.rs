@@ -6,13 +6,14 @@
 //! that to the reference evaluator): spread over the four workers of both processes,
 //! an interval `sum by (job) (rate(x[5m]))` and `max by (job) (g)`, the per-series
 //! `g > 0.5`, comparisons of a rate, a `label_replace` of a comparison, and one-to-one
-//! joins (their sides exchanged by match key between the processes); owned (reading
-//! series of both processes, placed on the workers of both: their results cross back
-//! to the process that registered them), `g > 0.5` on arrival, sorts, `absent` and a
-//! `group_left` join; and rules registered halfway through with their windows seeded
-//! from a store of every sample so far (spread per-series `max_over_time(…[1h])` and
-//! `min_over_time`, a spread aggregation), equal from their first evaluation; removed
-//! through the process that registered them, every rule's channel closes.
+//! joins (their sides exchanged by match key between the processes), a ratio of two
+//! aggregations; owned (reading series of both processes, placed on the workers of
+//! both: their results cross back to the process that registered them), `g > 0.5` on
+//! arrival, sorts, `absent` and a `group_left` join; and rules registered halfway
+//! through with their windows seeded from a store of every sample so far (spread
+//! per-series `max_over_time(…[1h])` and `min_over_time`, a spread aggregation), equal
+//! from their first evaluation; removed through the process that registered them,
+//! every rule's channel closes.
 
 use dataflows::promql::eval::Value;
 use dataflows::promql::plan::parse;
@@ -48,6 +49,11 @@ fn rules() -> Vec<(&'static str, RuleSchedule, usize)> {
             "label_replace(g < 0.5, \"host\", \"$1\", \"instance\", \"i(.*)\")",
             every,
             1,
+        ),
+        (
+            "sum by (job) (rate(x[5m])) / sum by (job) (g) > 0.05",
+            every,
+            0,
         ),
         ("sort(x{job=\"j0\"})", every, 1),
         ("absent(g{job=\"j7\"})", every, 0),

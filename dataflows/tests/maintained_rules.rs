@@ -818,13 +818,14 @@ fn rules_reading_one_selector_share_its_window_whatever_their_first_selector() {
         start_ms: 0,
         every_ms: 1_000,
     };
-    // Owned (`b` alone would be spread, keeping its windows by series).
+    // Owned (`b` alone, or `count(a) + count(b)`, would be spread, keeping windows by
+    // series).
     let first = engine
         .register(parse("sort(b)").expect("parses"), every)
         .expect("registers");
     let second = engine
         .register(
-            parse(&format!("count({a}) + count(b)")).expect("parses"),
+            parse(&format!("sort(count({a}) + count(b))")).expect("parses"),
             every,
         )
         .expect("registers");
@@ -1116,6 +1117,8 @@ const SPREAD_QUERIES: &[&str] = &[
     "rate(x[1m]) / on (instance, job) y",
     "y > bool x",
     "x - ignoring (job) y > 1",
+    "sum(rate(x[1m])) / sum(max_over_time(y[1m]))",
+    "sum by (job) (rate(x[1m])) / on (job) count by (job) (y) > 0.05",
 ];
 
 /// What replaces `SPREAD_QUERIES[0]` mid-stream (seeded from what flowed before).
@@ -1239,12 +1242,13 @@ fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
     }
 }
 
-/// Per-series plans and one-to-one joins of two (see `dataflows::render::spread`) are
-/// spread over the workers: no worker owns them (`rules_owned` stays 0), and every
-/// evaluation is the reference's, errors word for word (duplicate label sets made by a
-/// label function, many-to-many matches found on different workers).
+/// Per-series plans, one-to-one joins of two and operations of two aggregations (see
+/// `dataflows::render::spread`) are spread over the workers: no worker owns them
+/// (`rules_owned` stays at the one rule that is not spread), and every evaluation is
+/// the reference's, errors word for word (duplicate label sets made by a label
+/// function, many-to-many matches found on different workers or on the owner).
 #[test]
-fn per_series_rules_and_their_joins_are_spread_and_exact() {
+fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
     let until = 1_200_000;
     let samples = random_stream(7, until);
     let store = store_of(&samples);
@@ -1263,6 +1267,9 @@ fn per_series_rules_and_their_joins_are_spread_and_exact() {
         "y - ignoring (job) x > 1",
         "x / ignoring (instance) y",
         "y / on (job) group_left x",
+        "sum by (job) (rate(x[1m])) / sum by (job) (y) > 0.05",
+        "avg by (job) (y) - on (job) max by (job) (y)",
+        "sum by (job, instance) (x) / on (job) sum by (job) (y)",
     ];
     for workers in [2, 3] {
         let engine = engine_of(workers);

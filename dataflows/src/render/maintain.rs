@@ -649,11 +649,11 @@ impl Host {
                         values.push(other.evaluate(&self.spread, &self.counters, t));
                         other.last = Some(t);
                     }
-                    let members = self
-                        .spread
-                        .has_histograms()
-                        .then(|| first.members(&self.spread, t))
-                        .flatten();
+                    let histograms = self.spread.has_histograms();
+                    let members = std::iter::once(&*first)
+                        .chain(others.iter())
+                        .map(|s| histograms.then(|| s.members(&self.spread, t)).flatten())
+                        .collect();
                     // Not before the held capability: `t` was not ready at the
                     // frontier it was downgraded to.
                     let at = first.ready_time(t).max(0) as u64;

@@ -70,7 +70,10 @@
 //! rate(b[5m])`, `a / on (instance) b > 0.1`) evaluates both sides where their series
 //! live, and binary matching exchanges both sides by match key: each side element
 //! goes to the worker its match group's signature hashes to, which joins the group
-//! and sends the result to the owner, at the same logical time. Any other plan can
+//! and sends the result to the owner, at the same logical time; a vector/vector
+//! operation of two spread aggregations (`sum(rate(a[5m])) / sum(rate(b[5m]))`) sends
+//! both aggregations' partials to the owner, which combines each and runs the
+//! operation over the two. Any other plan can
 //! aggregate or join across series in ways without partials, so all of its input
 //! meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that

@@ -15,6 +15,8 @@
 //! label_replace(x, "a", "$1", "b", "(.*)")
 //! rate(a[5m]) / rate(b[5m])                      # one-to-one arithmetic or comparison
 //! a / on (instance) b > 0.1                      # of two per-series plans, ops after
+//! sum(rate(a[5m])) / sum(rate(b[5m]))            # any vector/vector operation of two
+//! sum by (job) (rate(e[5m])) / sum by (job) (rate(t[5m])) > 0.05   # aggregations
 //! ```
 //! Contract: [`spread_of`] says whether a rule is spread. A spread rule's selector
 //! window is kept on every worker, each holding the series whose id (modulo the
@@ -70,6 +72,17 @@
 //!   matching) sends its side elements instead, and the owner runs the operation
 //!   over those of every failing joiner: every failing match group is among them, in
 //!   the reference's order, so the error is the reference's, word for word.
+//! - a vector/vector operation (arithmetic, comparison, set operators, any matching)
+//!   of two spread aggregations ([`Combine::Pair`], [`Spread::pair`]): the local plans
+//!   are both aggregations' (left first); each worker sends both partials in one
+//!   [`HostRecord::Pair`], and the owner combines each aggregation as above and runs
+//!   the reference's operation over the two results (so its errors are the
+//!   reference's), then the operations after it. Not picks (`topk` and friends: their
+//!   elements keep labels with `__name__` pending removal in the reference), and not
+//!   where the "one" side could hold two elements of a match group (`on`/`ignoring`
+//!   that do not tell its groups apart): the error would name them in the order the
+//!   reference makes an aggregation's groups (first seen), which the owner does not
+//!   know.
 //!
 //! Element-wise operations with constant operands after the aggregation
 //! ([`Spread::after`]) run on the owner over the combined result, by the reference
@@ -108,13 +121,14 @@
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
 //! that are not constants, `by (__name__)`, selectors without a `__name__="…"` matcher
 //! (two metrics' series would become equal label sets under a range function, which
-//! the reference refuses and a worker could not see), nested aggregations, joins of
-//! anything but two per-series plans, `group_left`/`group_right`, `fill`, set
-//! operators, `label_replace`/`label_join` after a pick or a join or under a filter
-//! (the reference may still hold `__name__` pending removal there), operations after
-//! the aggregation or join that depend on `t`, and every rule when the engine has one
-//! worker. A rule that is spread and a rule that is
-//! not keep separate windows of a selector they both read.
+//! the reference refuses and a worker could not see), nested aggregations, operations
+//! of two operands other than two per-series plans (one-to-one, no set operators) or
+//! two aggregations, a per-series operand beside an aggregation (`x / on (job) group_left
+//! sum by (job) (x)`), `label_replace`/`label_join` after a pick or a join or under a
+//! filter (the reference may still hold `__name__` pending removal there), operations
+//! after the aggregation or join that depend on `t`, and every rule when the engine
+//! has one worker. A rule that is spread and a rule that is not keep separate windows
+//! of a selector they both read.
 
 use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, METRIC_NAME};
@@ -125,7 +139,7 @@ use crate::promql::eval::{
     check_unique, is_name_label, math, Element, EvalError, EvalResult, Evaluator, Selected,
     SeriesSource, Value,
 };
-use crate::promql::plan::{AggOp, Grouping, Matching, Plan, VectorSel};
+use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
 use crate::render::extent::SelectorUse;
 use crate::render::maintain::Evaluated;
 use crate::render::rule::{
@@ -169,6 +183,10 @@ pub enum Combine {
     /// to the worker of its match group ([`joiner`]), which joins them and sends the
     /// results to the owner; the owner's result is their union.
     Join,
+    /// A vector/vector operation of two spread aggregations ([`Spread::pair`]): each
+    /// worker sends both aggregations' partials in one record; the owner combines each
+    /// and runs the operation over the two results.
+    Pair,
 }
 
 /// How a spread rule is evaluated.
@@ -191,6 +209,9 @@ pub struct Spread {
     /// Element-wise operations with constant operands after the aggregation, reading
     /// it through [`hole`] (`sum by (job) (rate(x[5m])) > 10`), applied by the owner.
     pub after: Option<Plan>,
+    /// For [`Combine::Pair`]: the two aggregations, each made and combined as a spread
+    /// rule of its own (their local plans in order are [`Spread::local`]).
+    pub pair: Option<Box<[Spread; 2]>>,
 }
 
 /// The groups of one worker's evaluation of a spread rule: each group's labels and
@@ -242,6 +263,8 @@ pub type PartialRecord = (u64, RuleId, i64, Partials);
 pub enum HostRecord {
     /// A spread rule's partials.
     Partials(PartialRecord),
+    /// A [`Combine::Pair`] rule's partials: the left aggregation's, the right's.
+    Pair(PartialRecord, Partials),
     /// A [`Combine::Join`] rule's side elements of one match-group worker (the first
     /// field, [`joiner`]): each entry `(labels, [value, side])`, side 0 (left) or 1.
     Sides(PartialRecord),
@@ -254,6 +277,7 @@ impl HostRecord {
     pub fn worker(&self) -> u64 {
         match self {
             HostRecord::Partials((to, ..))
+            | HostRecord::Pair((to, ..), _)
             | HostRecord::Sides((to, ..))
             | HostRecord::Output(to, _) => *to,
         }
@@ -277,19 +301,31 @@ fn shifted(value: f64, by: usize) -> f64 {
 }
 
 /// One worker's records of its evaluation of a spread rule at `t` (the local plans'
-/// results `values`, in order; `members` as for [`partials`]): its partials to the
-/// owner; for a [`Combine::Join`], the owner's record holds nothing but the
+/// results `values`, in order; `members` as for [`partials`], per local plan): its
+/// partials to the owner (for a [`Combine::Pair`], both aggregations' in one
+/// [`HostRecord::Pair`]); for a [`Combine::Join`], the owner's record holds nothing but the
 /// evaluation's error (if any: the left side's first), so the owner has one record
 /// from every worker, and each side element goes to the worker of its match group
 /// ([`joiner`]) in a [`HostRecord::Sides`].
 pub fn part_records(
     spread: &Spread,
     (rule, owner, t): (RuleId, u64, i64),
-    values: Vec<Evaluated>,
-    members: Option<EvalResult<Value>>,
+    mut values: Vec<Evaluated>,
+    mut members: Vec<Option<EvalResult<Value>>>,
     peers: usize,
 ) -> Vec<HostRecord> {
+    if let Some([lhs, rhs]) = spread.pair.as_deref() {
+        let (rhs_values, rhs_members) = (
+            values.split_off(lhs.local.len().min(values.len())),
+            members.split_off(lhs.local.len().min(members.len())),
+        );
+        let first = |m: Vec<Option<EvalResult<Value>>>| m.into_iter().next().flatten();
+        let l = partials(lhs, t, values, first(members));
+        let r = partials(rhs, t, rhs_values, first(rhs_members));
+        return vec![HostRecord::Pair((owner, rule, t, l), r)];
+    }
     let Some(matching) = spread.matching() else {
+        let members = members.into_iter().next().flatten();
         let partials = partials(spread, t, values, members);
         return vec![HostRecord::Partials((owner, rule, t, partials))];
     };
@@ -446,8 +482,9 @@ pub fn spread_of(
     }
     let (inner, after) = peel(plan)?;
     match inner {
-        Plan::Binary { .. } => join_of(inner, after),
-        _ => aggregation_of(inner, after, uses),
+        Plan::Binary { .. } => join_of(inner, after.clone()).or_else(|| pair_of(inner, after)),
+        _ if uses.len() == 1 => aggregation_of(inner, after),
+        _ => None,
     }
 }
 
@@ -506,6 +543,7 @@ fn union_of(plan: &Plan) -> Option<Spread> {
         aggregate: hole(),
         grouping: Grouping::By(Vec::new()),
         after: None,
+        pair: None,
     })
 }
 
@@ -519,7 +557,7 @@ fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         lhs,
         rhs,
         matching,
-        return_bool,
+        ..
     } = plan
     else {
         return None;
@@ -541,16 +579,26 @@ fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         op: None,
         combine: Combine::Join,
         local: vec![(**lhs).clone(), (**rhs).clone()],
-        aggregate: Plan::Binary {
-            op: *op,
-            lhs: Box::new(hole()),
-            rhs: Box::new(rhs_hole()),
-            matching: Some(matching),
-            return_bool: *return_bool,
-        },
+        aggregate: over_holes(plan, Some(matching)),
         grouping: Grouping::By(Vec::new()),
         after,
+        pair: None,
     })
+}
+
+/// `plan`, a vector/vector operation, over [`hole`] (left) and [`rhs_hole`] (right),
+/// with `matching`.
+fn over_holes(plan: &Plan, with: Option<Matching>) -> Plan {
+    let mut plan = plan.clone();
+    if let Plan::Binary {
+        lhs, rhs, matching, ..
+    } = &mut plan
+    {
+        **lhs = hole();
+        **rhs = rhs_hole();
+        *matching = with;
+    }
+    plan
 }
 
 /// The selector that stands for a join's right-hand side in [`Spread::aggregate`]
@@ -566,9 +614,54 @@ fn rhs_hole() -> Plan {
     plan
 }
 
+/// A vector/vector operation of two spread aggregations ([`Combine::Pair`]), other than
+/// picks (their elements keep labels the reference may still hold `__name__` in), whose
+/// "one" side cannot have two elements in a match group: the owner does not know the
+/// order the reference gives an aggregation's groups (first seen), which such an
+/// error would show.
+fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
+    let Plan::Binary {
+        op,
+        lhs,
+        rhs,
+        matching,
+        ..
+    } = plan
+    else {
+        return None;
+    };
+    let side = |p: &Plan| aggregation_of(p, None).filter(|s| s.combine != Combine::Pick);
+    let sides = [side(lhs)?, side(rhs)?];
+    let one = match matching.as_ref().map(|m| &m.card) {
+        Some(Card::OneToMany(_)) => &sides[0],
+        _ => &sides[1],
+    };
+    let count_values = one.op == Some(AggOp::CountValues);
+    let unique = match matching {
+        None => true,
+        Some(m) if op.is_set() || (!m.on && m.labels.is_empty()) => true,
+        Some(m) => match &one.grouping {
+            Grouping::By(g) if !count_values => g.iter().all(|l| m.labels.contains(l) == m.on),
+            _ => false,
+        },
+    };
+    if !unique {
+        return None;
+    }
+    Some(Spread {
+        op: None,
+        combine: Combine::Pair,
+        local: sides.iter().flat_map(|s| s.local.clone()).collect(),
+        aggregate: over_holes(plan, matching.clone()),
+        grouping: Grouping::By(Vec::new()),
+        after,
+        pair: Some(Box::new(sides)),
+    })
+}
+
 /// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over one spreadable
 /// selector or a range function of it, `after` the operations on it.
-fn aggregation_of(aggregation: &Plan, after: Option<Plan>, uses: &[SelectorUse]) -> Option<Spread> {
+fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Aggregate {
         op,
         expr,
@@ -620,7 +713,7 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>, uses: &[SelectorUse])
         }
         _ => return None,
     };
-    if !spreadable(sel) || uses.len() != 1 {
+    if !spreadable(sel) {
         return None;
     }
     let local = match combine {
@@ -639,6 +732,7 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>, uses: &[SelectorUse])
         },
         grouping: grouping.clone(),
         after,
+        pair: None,
     })
 }
 
@@ -698,8 +792,8 @@ pub fn partials(
             return Ok((entries, (!held.is_empty()).then_some(held)));
         }
         Combine::Gather | Combine::Union => entries.extend(elements.into_iter().map(member)),
-        // Sent by side ([`part_records`]).
-        Combine::Join => {}
+        // Sent by side, or by aggregation ([`part_records`]).
+        Combine::Join | Combine::Pair => {}
         Combine::Mean | Combine::Moments | Combine::Fold => {
             let mut groups: BTreeMap<Arc<Labels>, Vec<Element>> = BTreeMap::new();
             for e in elements {
@@ -917,8 +1011,9 @@ fn combine(op: AggOp, parts: &[Vec<f64>]) -> f64 {
 /// Combines every worker's partials of one evaluation at `t` into the rule's result
 /// (the element-wise operations after the aggregation included), with the native
 /// histograms it names (detached).
-fn combined(spread: &Spread, t: i64, records: Vec<Partials>) -> Evaluated {
+fn combined(spread: &Spread, t: i64, [records, rhs]: [Vec<Partials>; 2]) -> Evaluated {
     let (value, histograms) = match (spread.combine, spread.op) {
+        (Combine::Pair, _) => pair_combined(spread, t, [records, rhs]),
         (Combine::Fold, Some(op)) => fold_combined(op, records),
         (Combine::Union | Combine::Join, _) => union_combined(spread, t, records),
         _ => member_combined(spread, t, records),
@@ -927,6 +1022,34 @@ fn combined(spread: &Spread, t: i64, records: Vec<Partials>) -> Evaluated {
         (Some(after), Ok(Value::Vector(elements))) => over_members(after, t, elements, &histograms),
         (_, value) => (value, histograms),
     }
+}
+
+/// Combines the partials of a [`Combine::Pair`] rule: each aggregation's (the left's
+/// error first, as the reference evaluates it first), then the operation over the two.
+fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Evaluated {
+    let Some([l, r]) = spread.pair.as_deref() else {
+        return (
+            Err(EvalError::Unsupported("a pair of no pair".into())),
+            Vec::new(),
+        );
+    };
+    let (left, mut histograms) = combined(l, t, [lhs, Vec::new()]);
+    let (right, held) = combined(r, t, [rhs, Vec::new()]);
+    let (left, right) = match (left, right) {
+        (Err(e), _) | (_, Err(e)) => return (Err(e), Vec::new()),
+        (Ok(Value::Vector(left)), Ok(Value::Vector(right))) => (left, right),
+        other => {
+            let e = EvalError::Unsupported(format!("unexpected pair {other:?}"));
+            return (Err(e), Vec::new());
+        }
+    };
+    let by = histograms.len();
+    histograms.extend(held);
+    let right: Vec<Element> = right
+        .into_iter()
+        .map(|e| Element::new(e.labels, shifted(e.value, by)))
+        .collect();
+    over_sides(&spread.aggregate, t, [&left, &right], &histograms)
 }
 
 /// Combines the partials of a rule that is not [`Combine::Fold`].
@@ -1120,11 +1243,17 @@ pub fn combine_partials<'scope>(
                             }
                         }
                     });
-                    let mut evaluations: BTreeMap<(RuleId, i64), Vec<Partials>> = BTreeMap::new();
+                    let mut evaluations: BTreeMap<(RuleId, i64), [Vec<Partials>; 2]> =
+                        BTreeMap::new();
                     for record in records.remove(&time).unwrap_or_default() {
                         match record {
                             HostRecord::Partials((_, rule, t, parts)) => {
-                                evaluations.entry((rule, t)).or_default().push(parts);
+                                evaluations.entry((rule, t)).or_default()[0].push(parts);
+                            }
+                            HostRecord::Pair((_, rule, t, lhs), rhs) => {
+                                let parts = evaluations.entry((rule, t)).or_default();
+                                parts[0].push(lhs);
+                                parts[1].push(rhs);
                             }
                             // Joined first (`join_sides`).
                             HostRecord::Sides(_) => {}
@@ -1328,7 +1457,6 @@ mod tests {
             "sum(x @ 100)",
             "sum(sum by (a) (x))",
             "timestamp(sum(x))",
-            "sum(x) > sum(y)",
             "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
         ] {
             assert_eq!(spread(q), None, "{q}");
@@ -1336,7 +1464,7 @@ mod tests {
     }
 
     #[test]
-    fn per_series_plans_and_their_one_to_one_joins_are_spread() {
+    fn per_series_plans_joins_and_pairs_of_aggregations_are_spread() {
         use Combine::*;
         for (q, how) in [
             ("up == 0", (Union, false)),
@@ -1357,6 +1485,21 @@ mod tests {
                 "rate(a[5m]) >= bool on (job, instance) b * 2",
                 (Join, false),
             ),
+            ("sum(rate(a[5m])) / sum(rate(b[5m]))", (Pair, false)),
+            (
+                "sum by (job) (rate(e[5m])) / sum by (job) (rate(t[5m])) > 0.05",
+                (Pair, true),
+            ),
+            (
+                "sum by (job) (a) / on (job, x) max by (job, x) (b)",
+                (Pair, false),
+            ),
+            (
+                "sum by (job, i) (a) / on (job) group_left sum by (job) (b)",
+                (Pair, false),
+            ),
+            ("avg(a) and count(b)", (Pair, false)),
+            ("sum(x) > sum(y)", (Pair, false)),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -1374,18 +1517,23 @@ mod tests {
             "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
             "a / {job=\"x\"}",
             "a / sum(b)",
+            "topk(1, a) / sum(b)",
+            // The one side may have two elements in a match group.
+            "sum by (job) (a) / on (job) sum by (job, i) (b)",
+            "sum(a) / on () group_left sum by (job) (b)",
+            "sum by (job) (a) / ignoring (i) sum without (job) (b)",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
     }
 
-    /// A spread per-series plan or join, dealt to 1 to 4 workers in every way (each
-    /// worker evaluating its local plans over its own series by the reference, side
-    /// elements exchanged to their joiners), gives exactly the reference's result over
-    /// every series: values, and errors (duplicate label sets, many-to-many matches)
-    /// word for word.
+    /// A spread per-series plan, join or pair of aggregations, dealt to 1 to 4 workers
+    /// in every way (each worker evaluating its local plans over its own series by the
+    /// reference, side elements exchanged to their joiners), gives exactly the
+    /// reference's result over every series: values, and errors (duplicate label sets,
+    /// many-to-many matches) word for word.
     #[test]
-    fn unions_and_joins_of_any_split_are_the_reference() {
+    fn unions_joins_and_pairs_of_any_split_are_the_reference() {
         use crate::promql::testscript::store::MemStorage;
         let mut store = MemStorage::default();
         for (i, name) in ["a", "a", "a", "a", "b", "b", "b", "c", "c"]
@@ -1416,6 +1564,14 @@ mod tests {
             "c / ignoring (instance) b",
             "a + on (instance) c",
             "a / on (job) c",
+            "sum(rate(a[1m])) / sum(rate(b[1m]))",
+            "sum by (job) (a) / sum by (job) (b) > 0.05",
+            "avg by (job) (a) - on (job) max by (job) (b)",
+            "sum by (job, instance) (a) / on (job) group_left sum by (job) (b)",
+            "count by (instance) (a) / ignoring (job) count by (instance) (c)",
+            "sum by (job) (a) and sum by (job) (c)",
+            "quantile by (job) (0.5, a) + stddev by (job) (b)",
+            "sum by (job, instance) (a) / on (job) sum by (job) (b)",
         ];
         let t = 45_000;
         let mut errors = 0;
@@ -1435,7 +1591,7 @@ mod tests {
                         }
                         part
                     };
-                    let mut to_owner = Vec::new();
+                    let mut to_owner: [Vec<Partials>; 2] = Default::default();
                     let mut to_joiner: BTreeMap<u64, Vec<Partials>> = BTreeMap::new();
                     for w in 0..workers {
                         let part = mine(w);
@@ -1444,10 +1600,15 @@ mod tests {
                             .iter()
                             .map(|l| (Evaluator::new(&part, t).instant(l, t), Vec::new()))
                             .collect();
-                        for record in part_records(&rule, (RuleId(1), 0, t), values, None, workers)
-                        {
+                        let members = rule.local.iter().map(|_| None).collect();
+                        let id = (RuleId(1), 0, t);
+                        for record in part_records(&rule, id, values, members, workers) {
                             match record {
-                                HostRecord::Partials((_, _, _, p)) => to_owner.push(p),
+                                HostRecord::Partials((_, _, _, p)) => to_owner[0].push(p),
+                                HostRecord::Pair((_, _, _, l), r) => {
+                                    to_owner[0].push(l);
+                                    to_owner[1].push(r);
+                                }
                                 HostRecord::Sides((j, _, _, p)) => {
                                     to_joiner.entry(j).or_default().push(p)
                                 }
@@ -1455,7 +1616,7 @@ mod tests {
                             }
                         }
                     }
-                    to_owner.extend(to_joiner.into_values().map(|p| joined(&rule, t, p)));
+                    to_owner[0].extend(to_joiner.into_values().map(|p| joined(&rule, t, p)));
                     let got = combined(&rule, t, to_owner).0;
                     match (&got, &want) {
                         (Ok(g), Ok(w)) => assert_eq!(
@@ -1469,7 +1630,7 @@ mod tests {
             }
         }
         // A duplicate label set, duplicates on the right, on the left.
-        assert_eq!(errors, 5);
+        assert_eq!(errors, 6);
     }
 
     fn labelled(v: &Value) -> Vec<(String, f64)> {
@@ -1486,13 +1647,15 @@ mod tests {
         let sum = spread_rule("sum by (job) (x)").unwrap();
         let a: Partials = Ok((vec![(l("a"), vec![1.0]), (l("b"), vec![4.0])], None));
         let b: Partials = Ok((vec![(l("a"), vec![2.0])], None));
-        let got = combined(&sum, 0, vec![a.clone(), b.clone()]).0.unwrap();
+        let got = combined(&sum, 0, [vec![a.clone(), b.clone()], vec![]])
+            .0
+            .unwrap();
         assert_eq!(
             labelled(&got),
             vec![("{job=\"a\"}".into(), 3.0), ("{job=\"b\"}".into(), 4.0)]
         );
         let err: Partials = Err(EvalError::Execution("boom".into()));
-        assert!(combined(&sum, 0, vec![a, err, b]).0.is_err());
+        assert!(combined(&sum, 0, [vec![a, err, b], vec![]]).0.is_err());
     }
 
     /// Every way of dealing a group's members to workers gives the reference's value
@@ -1563,7 +1726,7 @@ mod tests {
                                 partials(&rule, 0, vec![local], None)
                             })
                             .collect();
-                        let got = combined(&rule, 0, records).0.unwrap();
+                        let got = combined(&rule, 0, [records, vec![]]).0.unwrap();
                         let (g, w) = (labelled(&got), labelled(&want));
                         assert!(
                             g.len() == w.len()
