@@ -603,7 +603,7 @@ fn over_holes(plan: &Plan, with: Option<Matching>) -> Plan {
 
 /// The selector that stands for a join's right-hand side in [`Spread::aggregate`]
 /// ([`hole`] stands for the left).
-fn rhs_hole() -> Plan {
+pub fn rhs_hole() -> Plan {
     let mut plan = hole();
     if let Plan::Vector(sel) = &mut plan {
         sel.selector.matchers.push(LabelMatcher {
