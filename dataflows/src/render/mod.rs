@@ -77,9 +77,10 @@
 //! aggregate or join across series in ways without partials, so all of its input
 //! meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that
-//! rule's owner; otherwise the hash of its smallest selector key picks it (a rule
-//! reading nothing goes by its id), among every worker of every process (see
-//! "Processes"). What is shared: one window per distinct selector
+//! rule's owner; otherwise it goes to the worker owning the fewest rules, among every
+//! worker of every process (see "Processes"; of several, the first from the one the
+//! hash of its smallest selector key picks, or of its id for a rule reading nothing;
+//! every operator places it alike, from the same changes). What is shared: one window per distinct selector
 //! (canonical matcher text) per worker, read by every owned rule on that worker. So
 //! two rules reading the same selector share one window, unless the later one also
 //! reads a selector first read by a rule on another worker and was placed with that
@@ -133,8 +134,9 @@
 //! Left: the seed is what the registering process's [`SeriesSource`] holds (the
 //! service reads every process's storage for it); the latest-sample table and
 //! [`crate::EngineStats`] are per process; a spread rule's combining runs on its home
-//! process; placement balances rules by their selectors, not by their cost (rules
-//! reading one selector share one owner); a lost process stops the others as timely does
+//! process; placement balances the number of rules, not their cost (nothing knows a
+//! rule's series when it is placed; rules reading one selector share one owner); a
+//! lost process stops the others as timely does
 //! (its network threads panic; the service turns that into one log line and an exit,
 //! `promflow::cluster::exit_when_a_process_is_lost`).
 //!

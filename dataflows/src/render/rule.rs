@@ -553,17 +553,42 @@ impl Registry {
     /// Adds a rule and rebuilds the routing table; returns its owner. A rule (not
     /// spread) reading a selector some registered rule already reads on its owner goes
     /// to that rule's worker (whatever its own smallest selector is), so the two share
-    /// one window for it; otherwise its `home` hash picks the worker.
+    /// one window for it; otherwise it goes to the worker owning the fewest such rules
+    /// ([`Registry::least_loaded`]). A spread rule's owner, which only combines its
+    /// partials, is the one its `home` hash picks.
     pub fn insert(&mut self, spec: Arc<RuleSpec>) -> usize {
         let owners = spec.owners.len().max(1) as u64;
         let owner = match spec.spread {
-            Some(_) => None,
-            None => self.owner_reading(&spec),
-        }
-        .unwrap_or(spec.owners.start + (spec.home % owners) as usize);
+            Some(_) => spec.owners.start + (spec.home % owners) as usize,
+            None => self
+                .owner_reading(&spec)
+                .unwrap_or_else(|| self.least_loaded(&spec)),
+        };
         self.rules.insert(spec.id, (spec, owner));
         self.changed();
         owner
+    }
+
+    /// The worker of `spec.owners` that owns the fewest registered rules that are not
+    /// spread; of several, the first from the one its `home` hash picks on. Every
+    /// operator holds the same rules when it places one (they apply the same changes in
+    /// the same order), so they all place it alike; the count of rules stands for their
+    /// cost, which nothing knows at registration (a rule's series arrive later, on
+    /// whichever workers keep them).
+    fn least_loaded(&self, spec: &RuleSpec) -> usize {
+        let workers = spec.owners.len().max(1);
+        let mut owned = vec![0usize; workers];
+        for (rule, owner) in self.rules.values() {
+            if rule.spread.is_none() && spec.owners.contains(owner) {
+                owned[owner - spec.owners.start] += 1;
+            }
+        }
+        let first = (spec.home % workers as u64) as usize;
+        let least = (0..workers)
+            .map(|k| (first + k) % workers)
+            .min_by_key(|&w| owned[w])
+            .unwrap_or(first);
+        spec.owners.start + least
     }
 
     /// The worker of the oldest registered (not spread) rule of the same home process
@@ -682,5 +707,52 @@ mod tests {
             assert_eq!((a.delivered_by(0), a.delivered_by(3)), (2, 3));
             assert_eq!(a.spread.is_some(), b.spread.is_some(), "{query}");
         }
+    }
+
+    /// Owned rules reading different selectors are placed evenly over the workers (a
+    /// hash of their selectors would leave some with twice the rules of others), and
+    /// a rule reading a selector another already reads joins it; every registry
+    /// applying the same changes places them alike.
+    #[test]
+    fn owned_rules_are_placed_evenly_and_alike() {
+        let def = |id: u64, query: &str| RuleDef {
+            id: RuleId(id),
+            plan: parse(query).unwrap(),
+            schedule: RuleSchedule::Interval {
+                start_ms: 0,
+                every_ms: 60_000,
+            },
+            evaluation: Evaluation::Incremental,
+            delivery: Delivery::Changes,
+            registered_at_ms: 0,
+            lookback_ms: 300_000,
+            home_process: 0,
+            process_workers: 3,
+        };
+        let changes: Vec<RuleChange> = (0..20)
+            .map(|f| def(f, &format!("sum by (job) (rate(family{f}[1m]) * 2)")))
+            .chain([def(20, "family7 > 1")])
+            .map(|d| RuleChange::Install(Arc::new(d)))
+            .collect();
+        let place = || {
+            let mut registry = Registry::new(3);
+            let owners: Vec<usize> = changes
+                .iter()
+                .map(|c| registry.apply(c).expect("analyses").1)
+                .collect();
+            owners
+        };
+        let owners = place();
+        assert_eq!(owners, place());
+        let mut per_worker = [0; 3];
+        for owner in &owners[..20] {
+            per_worker[*owner] += 1;
+        }
+        per_worker.sort();
+        assert_eq!(per_worker, [6, 7, 7], "{owners:?}");
+        assert_eq!(
+            owners[20], owners[7],
+            "a rule reading family7 joins its window"
+        );
     }
 }
