@@ -18,8 +18,9 @@
 //! At most `--web.stream.max-consumers` streams are open at once; one more is refused
 //! with 503 (`promflow_stream_consumers_refused_total`).
 //!
-//! In a cluster (`--cluster.*`), a `match[]` stream holds the whole cluster's series:
-//! each other process's own stream for the same `match[]` is opened (through
+//! In a cluster (`--cluster.*`), a stream (of `match[]` or of a view) holds the whole
+//! cluster's series: each other process's own stream for the same `match[]` or `view`
+//! is opened (through
 //! `api::cluster_face`, answering for that process alone), its snapshot joins this
 //! one's before the one `snapshot_end`, and its changes are passed on as they come
 //! ([`PeerLines`], [`forward`]); a peer stream that drops its consumer drops this one.
@@ -27,7 +28,9 @@
 //!
 //! `?view=name` (instead of `match[]`) streams a registered federation view
 //! ([`crate::api::federation_views`]): its snapshot and changes come already filtered,
-//! and the stream ends when the view is deleted.
+//! and the stream ends when the view is deleted (in a cluster: when this process's
+//! and every other process's stream of it have ended, which a DELETE, passed on to
+//! every process, brings about).
 
 use crate::api::cluster_face;
 use crate::api::federate::parse_selector;
@@ -102,22 +105,21 @@ pub async fn stream(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    let peers = match &source {
-        Source::Table { .. } if !cluster_face::local_only(&service, &headers) => {
-            let matchers: Vec<(String, String)> = params
-                .0
-                .iter()
-                .filter(|(name, _)| name == "match[]")
-                .cloned()
-                .collect();
-            let path = cluster_face::with_params("/api/v1/stream", &matchers);
-            let (opened, unanswered) = cluster_face::open(&service, &path, None).await;
-            for warning in unanswered {
-                tracing::warn!(warning, "stream opened without a process of the cluster");
-            }
-            opened
+    let peers = if cluster_face::local_only(&service, &headers) {
+        Vec::new()
+    } else {
+        let asked: Vec<(String, String)> = params
+            .0
+            .iter()
+            .filter(|(name, _)| name == "match[]" || name == "view")
+            .cloned()
+            .collect();
+        let path = cluster_face::with_params("/api/v1/stream", &asked);
+        let (opened, unanswered) = cluster_face::open(&service, &path, None).await;
+        for warning in unanswered {
+            tracing::warn!(warning, "stream opened without a process of the cluster");
         }
-        _ => Vec::new(),
+        opened
     };
     let external = service.config.read().global.external_labels.clone();
     let (events, receiver) = mpsc::channel::<Value>(QUEUE_EVENTS);
