@@ -1000,7 +1000,7 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
     let peer_flag = format!("--cluster.http-config={}", peer.display());
     let processes = ClusterLayout::new(3, dir.path()).launch(
         &config,
-        &[&web_flag, &peer_flag],
+        &[&web_flag, &peer_flag, "--web.enable-federation-views-api"],
         &[None, None, None],
     );
     let oracle = Prometheus::start_with_args(&config, &[&web_flag]);
@@ -1038,8 +1038,8 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
         );
     }
     // `/federate` merges the others' answers.
-    let federated = |base: SocketAddr| -> usize {
-        let url = format!("http://{base}/federate?match[]=demo_value");
+    let federated_by = |base: SocketAddr, query: &str| -> usize {
+        let url = format!("http://{base}/federate?{query}");
         let response =
             common::http::send("GET", &url, &[("Authorization", &authorization)], None, b"")
                 .unwrap();
@@ -1050,6 +1050,7 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
             .filter(|l| l.starts_with("demo_value{"))
             .count()
     };
+    let federated = |base: SocketAddr| federated_by(base, "match[]=demo_value");
     let oracle_federated = federated(oracle.addr());
     assert_eq!(oracle_federated, TARGETS);
     for p in &processes {
@@ -1060,6 +1061,26 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
             p.addr()
         );
     }
+    // A federation view registered on the last process reaches the others with the
+    // cluster's credentials, and serves every process's series on the first.
+    let put = common::http::send(
+        "PUT",
+        &format!("http://{}/api/v1/federation/auth", processes[2].addr()),
+        &[("Authorization", &authorization)],
+        Some("application/x-www-form-urlencoded"),
+        b"match[]=demo_value",
+    )
+    .unwrap();
+    assert_eq!(put.status, 202, "{}", put.body);
+    assert!(!put.body.contains("warnings"), "{}", put.body);
+    for p in &processes {
+        let listed = get(p.addr(), "/api/v1/federation");
+        assert_eq!(listed["data"][0]["name"], "auth", "{listed}");
+    }
+    assert_eq!(
+        federated_by(processes[0].addr(), "view=auth"),
+        oracle_federated
+    );
     // The rules API of the last process is the first's (the rule host's).
     let groups = |base: SocketAddr| -> Vec<Value> {
         get(base, "/api/v1/rules")["data"]["groups"]
