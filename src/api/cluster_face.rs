@@ -91,6 +91,18 @@ pub fn with_params(path: &str, params: &[(String, String)]) -> String {
     )
 }
 
+/// `path` asking another process for the same series as a `/federate` or stream
+/// request with `params` selects: its `match[]` selectors, or its `view` (a
+/// federation view, the cluster's, see `federation_views`).
+pub fn same_selection(path: &str, params: &[(String, String)]) -> String {
+    let asked: Vec<(String, String)> = params
+        .iter()
+        .filter(|(name, _)| name == "match[]" || name == "view")
+        .cloned()
+        .collect();
+    with_params(path, &asked)
+}
+
 /// The other processes' bodies (with their URL) in answer to `GET path_and_query`
 /// (with `accept`, if given), and a warning for each one that gave none within
 /// [`PEER_TIMEOUT`].

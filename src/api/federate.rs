@@ -310,16 +310,11 @@ struct PeerSeries {
 }
 
 /// Asks the other processes for their `/federate` (protobuf, for this request's
-/// `match[]` or `view` parameters) and reads their series back as stored: the external labels
-/// they added (those equal to this process's, the same config) taken off again,
+/// `match[]` or `view` parameters) and reads their series back as stored: the
+/// external labels they added (those equal to this process's, the same config) taken off again,
 /// which renders the same.
 async fn peer_series(service: &Service, params: &[(String, String)]) -> PeerSeries {
-    let asked: Vec<(String, String)> = params
-        .iter()
-        .filter(|(name, _)| name == "match[]" || name == "view")
-        .cloned()
-        .collect();
-    let path = cluster_face::with_params("/federate", &asked);
+    let path = cluster_face::same_selection("/federate", params);
     let accept = super::federate_proto::PROTOBUF_CONTENT_TYPE;
     let (bodies, unanswered) = cluster_face::gather_bytes(service, &path, Some(accept)).await;
     for warning in unanswered {

@@ -84,6 +84,8 @@ pub struct FederationView {
     next_listener: AtomicU64,
     table: LatestTable,
     subscription: AtomicU64,
+    /// Whether the view was stopped (deleted or replaced).
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -121,6 +123,7 @@ impl FederationView {
             next_listener: AtomicU64::new(0),
             table: table.clone(),
             subscription: AtomicU64::new(0),
+            stopped: tokio::sync::watch::Sender::new(false),
         });
         // Subscribe before the snapshot: a change racing it is applied, not lost.
         let weak = Arc::downgrade(&view);
@@ -224,6 +227,16 @@ impl FederationView {
         self.table
             .unsubscribe(self.subscription.load(Ordering::SeqCst));
         self.listeners.write().clear();
+        self.stopped.send_replace(true);
+    }
+
+    /// Completes once the view is stopped (deleted or replaced): what else feeds a
+    /// stream of it (the other processes' streams) ends then too.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.subscribe();
+        async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
     }
 }
 
@@ -530,7 +543,11 @@ async fn tell_peers(service: &Service, headers: &HeaderMap, name: &str, change: 
         if status.is_success() {
             told.changed += 1;
         } else if !(matches!(change, Change::Delete) && status == StatusCode::NOT_FOUND) {
-            let why = response.text().await.unwrap_or_default();
+            let why = tokio::time::timeout(cluster_face::PEER_TIMEOUT, response.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
             warnings.push(format!(
                 "cluster process {url} did not take the change of federation view {name:?}: HTTP status {status}: {}",
                 why.trim()

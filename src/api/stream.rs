@@ -28,9 +28,9 @@
 //!
 //! `?view=name` (instead of `match[]`) streams a registered federation view
 //! ([`crate::api::federation_views`]): its snapshot and changes come already filtered,
-//! and the stream ends when the view is deleted (in a cluster: when this process's
-//! and every other process's stream of it have ended, which a DELETE, passed on to
-//! every process, brings about).
+//! and the stream ends when the view is deleted (in a cluster: deleted on this
+//! process, which a DELETE on any process brings about; the other processes' streams
+//! of it are let go then).
 
 use crate::api::cluster_face;
 use crate::api::federate::parse_selector;
@@ -108,13 +108,7 @@ pub async fn stream(
     let peers = if cluster_face::local_only(&service, &headers) {
         Vec::new()
     } else {
-        let asked: Vec<(String, String)> = params
-            .0
-            .iter()
-            .filter(|(name, _)| name == "match[]" || name == "view")
-            .cloned()
-            .collect();
-        let path = cluster_face::with_params("/api/v1/stream", &asked);
+        let path = cluster_face::same_selection("/api/v1/stream", &params.0);
         let (opened, unanswered) = cluster_face::open(&service, &path, None).await;
         for warning in unanswered {
             tracing::warn!(warning, "stream opened without a process of the cluster");
@@ -201,7 +195,8 @@ pub async fn stream(
             continue;
         }
         snapshot.extend(peer_snapshot);
-        tokio::spawn(forward(lines, events.clone(), overflowed.clone()));
+        let ended = source.ended();
+        tokio::spawn(forward(lines, events.clone(), overflowed.clone(), ended));
     }
     // Says where the snapshot ends: a client knows it holds every live series from here.
     snapshot.push(json!({"type": "snapshot_end", "series": snapshot.len()}));
@@ -268,6 +263,15 @@ impl Source {
         match self {
             Source::Table { table, .. } => table.unsubscribe(id),
             Source::View(view) => view.unsubscribe(id),
+        }
+    }
+
+    /// Completes when the source ends: a view when it is deleted here (never for the
+    /// table).
+    fn ended(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        match self {
+            Source::Table { .. } => Box::pin(std::future::pending()),
+            Source::View(view) => Box::pin(view.stopped()),
         }
     }
 
@@ -404,12 +408,20 @@ impl PeerLines {
 }
 
 /// Passes another process's events on to this stream's queue until this stream ends
-/// (its queue closed), that stream ends, or one of them drops its consumer.
-async fn forward(mut lines: PeerLines, events: mpsc::Sender<Value>, overflowed: Arc<AtomicBool>) {
+/// (its queue closed, or `ended`: its view deleted here), that stream ends, or one of
+/// them drops its consumer.
+async fn forward(
+    mut lines: PeerLines,
+    events: mpsc::Sender<Value>,
+    overflowed: Arc<AtomicBool>,
+    ended: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(ended);
     loop {
         let next = tokio::select! {
             e = lines.next() => e,
             _ = events.closed() => return,
+            _ = &mut ended => return,
         };
         let Some(e) = next else { return };
         if e["type"] == "dropped" || events.try_send(e).is_err() {
