@@ -8,8 +8,10 @@
 //! target, queries read the others' storage and give the single Prometheus's answers,
 //! `/federate` (text and protobuf), `/api/v1/series`, the label APIs and the metadata
 //! APIs hold every process's series and targets as the single Prometheus's do, a push
-//! stream on one process carries the others' series, and a rule group registered over
-//! the rules API on any process is evaluated by the first.
+//! stream on one process carries the others' series, a federation view registered on
+//! one process is every process's (its `/federate?view=` and stream are the cluster's
+//! `match[]` answers), and a rule group registered over the rules API on any process
+//! is evaluated by the first.
 //! Losing a process ends the others with one clear line; a cluster restarted after
 //! that on the same storage answers for the time before as it did and keeps its
 //! alerts' `activeAt` (beside a real Prometheus 2.42 killed and restarted).
