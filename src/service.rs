@@ -451,6 +451,7 @@ impl Service {
         service.apply(config, rule_groups, notify_config, scrape_clients);
         service.spawn_target_updates();
         service.spawn_housekeeping();
+        crate::api::federation_views::spawn_adopting(&service);
         service.ready.store(true, Ordering::SeqCst);
         Ok(service)
     }

@@ -8,8 +8,10 @@
 //! target, queries read the others' storage and give the single Prometheus's answers,
 //! `/federate` (text and protobuf), `/api/v1/series`, the label APIs and the metadata
 //! APIs hold every process's series and targets as the single Prometheus's do, a push
-//! stream on one process carries the others' series, and a rule group registered over
-//! the rules API on any process is evaluated by the first.
+//! stream on one process carries the others' series, a federation view registered on
+//! one process is every process's (its `/federate?view=` and stream are the cluster's
+//! `match[]` answers), and a rule group registered over the rules API on any process
+//! is evaluated by the first.
 //! Losing a process ends the others with one clear line; a cluster restarted after
 //! that on the same storage answers for the time before as it did and keeps its
 //! alerts' `activeAt` (beside a real Prometheus 2.42 killed and restarted).
@@ -214,6 +216,34 @@ fn federated(body: &Exposition) -> BTreeMap<String, f64> {
     body.samples.iter().map(|s| (s.series(), s.value)).collect()
 }
 
+/// A process's `/federate` for `params` in the protobuf format, as series key -> value.
+fn federated_protobuf(process: &Promflow, params: &[(&str, &str)]) -> BTreeMap<String, f64> {
+    let protobuf = common::http::send(
+        "GET",
+        &process.url(&common::http::with_query("/federate", params)),
+        &[("Accept", common::protobuf::PROTOBUF)],
+        None,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(protobuf.status, 200, "{}", protobuf.body);
+    let mut body: &[u8] = &protobuf.body_bytes;
+    let mut series = BTreeMap::new();
+    while !body.is_empty() {
+        let family = MetricFamily::decode_length_delimited(&mut body).unwrap();
+        for m in &family.metric {
+            let labels = m
+                .label
+                .iter()
+                .map(|l| (l.name().to_string(), l.value().to_string()))
+                .collect();
+            let key = common::exposition::series_key(family.name(), &labels);
+            series.insert(key, m.untyped.as_ref().and_then(|u| u.value).unwrap());
+        }
+    }
+    series
+}
+
 /// Series whose values the two sides agree on (not durations or times).
 fn same_values(series: &str) -> bool {
     !series.starts_with("scrape_duration_seconds") && !series.starts_with("ALERTS_FOR_STATE")
@@ -243,32 +273,7 @@ fn federate_series_and_labels_as_the_oracle(processes: &[Promflow], oracle: &com
         }
     }
     // The protobuf form: the same series.
-    let protobuf = common::http::send(
-        "GET",
-        &processes[2].url(&common::http::with_query(
-            "/federate",
-            &[("match[]", matchers[0])],
-        )),
-        &[("Accept", common::protobuf::PROTOBUF)],
-        None,
-        b"",
-    )
-    .unwrap();
-    assert_eq!(protobuf.status, 200);
-    let mut body: &[u8] = &protobuf.body_bytes;
-    let mut ours = BTreeMap::new();
-    while !body.is_empty() {
-        let family = MetricFamily::decode_length_delimited(&mut body).unwrap();
-        for m in &family.metric {
-            let labels = m
-                .label
-                .iter()
-                .map(|l| (l.name().to_string(), l.value().to_string()))
-                .collect();
-            let key = common::exposition::series_key(family.name(), &labels);
-            ours.insert(key, m.untyped.as_ref().and_then(|u| u.value).unwrap());
-        }
-    }
+    let ours = federated_protobuf(&processes[2], &[("match[]", matchers[0])]);
     assert_eq!(
         ours.keys().collect::<Vec<_>>(),
         theirs.keys().collect::<Vec<_>>(),
@@ -765,11 +770,20 @@ fn growing_from_one_process_keeps_the_samples_of_before_answered() {
     let mut alone = Promflow::launch(PromflowLaunch {
         config_yaml: &config,
         data_dir: data[0].clone(),
+        extra_args: &["--web.enable-federation-views-api"],
         ..PromflowLaunch::default()
     });
     let every = Value::String(GROWN.to_string());
     let count = |p: &common::Peer| p.query("count(up)")["result"][0]["value"][1].clone();
     assert!(wait_until(Duration::from_secs(30), || count(&alone) == every));
+    // A federation view of before: the new process takes it from the first.
+    let put = common::http::put(
+        &alone.url("/api/v1/federation/grown"),
+        Some("application/x-www-form-urlencoded"),
+        b"match[]=demo_value",
+    )
+    .unwrap();
+    assert_eq!(put.status, 202, "{}", put.body);
     let start = now_ms() / 1_000 * 1_000;
     std::thread::sleep(Duration::from_secs(4));
     let end = (now_ms() - 2_000) / 1_000 * 1_000;
@@ -807,6 +821,19 @@ fn growing_from_one_process_keeps_the_samples_of_before_answered() {
         GROWN,
         "{moved:?}"
     );
+    let view_series = |p: &Promflow| {
+        let body = p.get("/federate?view=grown").body;
+        body.lines()
+            .filter(|l| l.starts_with("demo_value{"))
+            .count()
+    };
+    for (i, p) in processes.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(30), || view_series(p) == GROWN),
+            "process {i}: {} series in view grown",
+            view_series(p)
+        );
+    }
     // A few scrapes by the new owners, then the span before and across the move.
     std::thread::sleep(Duration::from_secs(3));
     let after_start = now_ms();
@@ -975,7 +1002,7 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
     let peer_flag = format!("--cluster.http-config={}", peer.display());
     let processes = ClusterLayout::new(3, dir.path()).launch(
         &config,
-        &[&web_flag, &peer_flag],
+        &[&web_flag, &peer_flag, "--web.enable-federation-views-api"],
         &[None, None, None],
     );
     let oracle = Prometheus::start_with_args(&config, &[&web_flag]);
@@ -1013,8 +1040,8 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
         );
     }
     // `/federate` merges the others' answers.
-    let federated = |base: SocketAddr| -> usize {
-        let url = format!("http://{base}/federate?match[]=demo_value");
+    let federated_by = |base: SocketAddr, query: &str| -> usize {
+        let url = format!("http://{base}/federate?{query}");
         let response =
             common::http::send("GET", &url, &[("Authorization", &authorization)], None, b"")
                 .unwrap();
@@ -1025,6 +1052,7 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
             .filter(|l| l.starts_with("demo_value{"))
             .count()
     };
+    let federated = |base: SocketAddr| federated_by(base, "match[]=demo_value");
     let oracle_federated = federated(oracle.addr());
     assert_eq!(oracle_federated, TARGETS);
     for p in &processes {
@@ -1035,6 +1063,26 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
             p.addr()
         );
     }
+    // A federation view registered on the last process reaches the others with the
+    // cluster's credentials, and serves every process's series on the first.
+    let put = common::http::send(
+        "PUT",
+        &format!("http://{}/api/v1/federation/auth", processes[2].addr()),
+        &[("Authorization", &authorization)],
+        Some("application/x-www-form-urlencoded"),
+        b"match[]=demo_value",
+    )
+    .unwrap();
+    assert_eq!(put.status, 202, "{}", put.body);
+    assert!(!put.body.contains("warnings"), "{}", put.body);
+    for p in &processes {
+        let listed = get(p.addr(), "/api/v1/federation");
+        assert_eq!(listed["data"][0]["name"], "auth", "{listed}");
+    }
+    assert_eq!(
+        federated_by(processes[0].addr(), "view=auth"),
+        oracle_federated
+    );
     // The rules API of the last process is the first's (the rule host's).
     let groups = |base: SocketAddr| -> Vec<Value> {
         get(base, "/api/v1/rules")["data"]["groups"]
@@ -1258,4 +1306,165 @@ fn oracle_len(record: &str) -> usize {
         "demo:low" => 2,
         _ => TARGETS,
     }
+}
+
+/// A federation view registered on one process is the cluster's: another process
+/// lists it with the whole cluster's series count, and its `/federate?view=` (text and
+/// protobuf) and `?view=` stream serve every process's series, as `match[]` with the
+/// same selectors does there; a stream of the view ends when its process deletes it;
+/// deleted on that other process, the view is gone from the first too.
+#[test]
+fn federation_views_are_the_whole_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_exporters, config) = demo_fleet(TARGETS, |k| k, None, dir.path());
+    let processes = ClusterLayout::new(2, dir.path()).launch(
+        &config,
+        &["--web.enable-federation-views-api"],
+        &[None, None],
+    );
+    let shares: Vec<BTreeSet<String>> = processes.iter().map(|p| targets_of(p, true)).collect();
+    assert!(shares.iter().all(|s| !s.is_empty()), "{shares:?}");
+    let selectors = ["demo_value", "up{job=\"demo\"}"];
+    let matched: Vec<(&str, &str)> = selectors.iter().map(|s| ("match[]", *s)).collect();
+    let every_series = 2 * TARGETS;
+    for p in &processes {
+        assert!(wait_until(Duration::from_secs(30), || federated(
+            &p.federate(&selectors)
+        )
+        .len()
+            == every_series));
+    }
+    // Series of both processes' targets.
+    let of_both = |keys: Vec<&String>| {
+        shares.iter().all(|share| {
+            share
+                .iter()
+                .all(|target| keys.iter().any(|k| k.contains(&format!("\"{target}\""))))
+        })
+    };
+
+    let view = serde_json::json!({ "match[]": selectors }).to_string();
+    let put = common::http::put(
+        &processes[0].url("/api/v1/federation/demo"),
+        Some("application/json"),
+        view.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(put.status, 202, "{}", put.body);
+    assert!(!put.body.contains("warnings"), "{}", put.body);
+
+    // Process 1 knows it, with the cluster's live series.
+    let listed = |p: &Promflow| -> Value {
+        serde_json::from_str::<Value>(&p.get_ok("/api/v1/federation")).unwrap()["data"].clone()
+    };
+    let mut list = Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            list = listed(&processes[1]);
+            list[0]["series"] == every_series
+        }),
+        "{list}"
+    );
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["name"], "demo");
+    assert_eq!(list[0]["match[]"], serde_json::json!(selectors));
+    let one: Value = serde_json::from_str(&processes[1].get_ok("/api/v1/federation/demo")).unwrap();
+    assert_eq!(one["data"], list[0]);
+
+    // `/federate?view=` on process 1: the cluster's `match[]` answer.
+    let by_view = federated(&common::exposition::parse(
+        &processes[1].get_ok("/federate?view=demo"),
+    ));
+    let by_match = federated(&processes[1].federate(&selectors));
+    assert_eq!(by_view, by_match);
+    assert!(of_both(by_view.keys().collect()), "{by_view:?}");
+    let by_view = federated_protobuf(&processes[1], &[("view", "demo")]);
+    assert_eq!(by_view, federated_protobuf(&processes[1], &matched));
+    assert_eq!(by_view, by_match);
+
+    // The stream of the view on process 1: the `match[]` stream's snapshot, then the
+    // changes of both processes' targets.
+    let snapshot = |client: &mut StreamClient| -> BTreeSet<String> {
+        let mut series = BTreeSet::new();
+        loop {
+            let e = client.next_event().expect("stream ended in its snapshot");
+            if e["type"] == "snapshot_end" {
+                assert_eq!(e["series"], series.len(), "{e}");
+                return series;
+            }
+            assert_eq!(e["type"], "sample", "{e}");
+            series.insert(format!("{}={}", e["labels"], e["value"]));
+        }
+    };
+    let ndjson = "application/x-ndjson";
+    let mut by_view = StreamClient::open_path(&processes[1], "/api/v1/stream?view=demo", ndjson);
+    let mut by_match = StreamClient::open_path(
+        &processes[1],
+        &common::http::with_query("/api/v1/stream", &matched),
+        ndjson,
+    );
+    let view_snapshot = snapshot(&mut by_view);
+    assert_eq!(view_snapshot, snapshot(&mut by_match));
+    assert_eq!(view_snapshot.len(), every_series, "{view_snapshot:?}");
+    drop(by_match);
+    let mut changed = BTreeSet::new();
+    for _ in 0..1_000 {
+        let e = by_view.next_event().expect("view stream ended");
+        if e["type"] == "sample" {
+            changed.insert(e["labels"]["instance"].as_str().unwrap().to_string());
+        }
+        if shares.iter().all(|share| !share.is_disjoint(&changed)) {
+            break;
+        }
+    }
+    assert!(
+        shares.iter().all(|share| !share.is_disjoint(&changed)),
+        "changes only of {changed:?}"
+    );
+
+    // A stream of the view ends when the view is deleted on its process, even while
+    // another process still has it (as when that one missed the DELETE).
+    let ends = |client: &mut StreamClient| {
+        let asked = std::time::Instant::now();
+        while client.next_event().is_some() {
+            assert!(
+                asked.elapsed() < Duration::from_secs(15),
+                "the view's stream goes on"
+            );
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(15),
+            "the view's stream ended only by the client's read timeout"
+        );
+    };
+    let mut on_0 = StreamClient::open_path(&processes[0], "/api/v1/stream?view=demo", ndjson);
+    assert_eq!(snapshot(&mut on_0), view_snapshot);
+    let here_only = common::http::send(
+        "DELETE",
+        &processes[1].url("/api/v1/federation/demo"),
+        &[("x-promflow-cluster-local", "1")],
+        None,
+        b"",
+    )
+    .unwrap();
+    assert_eq!(here_only.status, 202, "{}", here_only.body);
+    ends(&mut by_view);
+    assert_eq!(listed(&processes[1])[0]["name"], "demo");
+    // Deleted on process 1 (which no longer has it): gone from process 0, whose
+    // stream ends.
+    let deleted = common::http::delete(&processes[1].url("/api/v1/federation/demo")).unwrap();
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
+    assert!(!deleted.body.contains("warnings"), "{}", deleted.body);
+    assert_eq!(processes[0].get("/api/v1/federation/demo").status, 404);
+    assert_eq!(processes[0].get("/federate?view=demo").status, 404);
+    for p in &processes {
+        assert_eq!(listed(p), serde_json::json!([]));
+    }
+    ends(&mut on_0);
+    assert_eq!(
+        common::http::delete(&processes[0].url("/api/v1/federation/demo"))
+            .unwrap()
+            .status,
+        404
+    );
 }

@@ -8,7 +8,9 @@
 //! a process that does not answer within [`PEER_TIMEOUT`] is left out and named in
 //! the returned warnings ([`gather_bytes`]: any body; [`open`]: the responses, for
 //! streams; [`peer_data`]: the `data` of API answers, for the endpoints that merge
-//! them). [`to_rule_host`] passes the rules API (`/api/v1/rules`, `/api/v1/alerts`,
+//! them). [`ask`] sends any request to every other process the same way and returns
+//! the responses whatever their status: federation views, registered and removed on
+//! every process, go through it (`api::federation_views`). [`to_rule_host`] passes the rules API (`/api/v1/rules`, `/api/v1/alerts`,
 //! rule groups registered over HTTP) on to the process that evaluates the rules (the
 //! first; [`from_rule_host`] for a GET). Queries
 //! do not come here: they read the other processes' storage through remote read
@@ -89,6 +91,18 @@ pub fn with_params(path: &str, params: &[(String, String)]) -> String {
     )
 }
 
+/// `path` asking another process for the same series as a `/federate` or stream
+/// request with `params` selects: its `match[]` selectors, or its `view` (a
+/// federation view, the cluster's, see `federation_views`).
+pub fn same_selection(path: &str, params: &[(String, String)]) -> String {
+    let asked: Vec<(String, String)> = params
+        .iter()
+        .filter(|(name, _)| name == "match[]" || name == "view")
+        .cloned()
+        .collect();
+    with_params(path, &asked)
+}
+
 /// The other processes' bodies (with their URL) in answer to `GET path_and_query`
 /// (with `accept`, if given), and a warning for each one that gave none within
 /// [`PEER_TIMEOUT`].
@@ -124,29 +138,54 @@ pub async fn open(
     path_and_query: &str,
     accept: Option<&str>,
 ) -> (Vec<(String, reqwest::Response)>, Vec<String>) {
+    let headers: Vec<(header::HeaderName, &str)> =
+        accept.map(|a| (header::ACCEPT, a)).into_iter().collect();
+    let (answers, mut warnings) =
+        ask(service, Method::GET, path_and_query, &headers, Bytes::new()).await;
+    let mut responses = Vec::new();
+    for (url, response) in answers {
+        let status = response.status();
+        if status.is_success() {
+            responses.push((url, response));
+        } else {
+            warnings.push(format!(
+                "cluster process {url} did not answer: HTTP status {status}"
+            ));
+        }
+    }
+    (responses, warnings)
+}
+
+/// The other processes' responses (any status; the body still to read) to `method
+/// path_and_query` with [`LOCAL_ONLY`], `headers` and `body`, with their URL; a
+/// warning for each one that did not answer within [`PEER_TIMEOUT`]. Changes made on
+/// one process that every process must make (federation views) go through here.
+pub async fn ask(
+    service: &Service,
+    method: Method,
+    path_and_query: &str,
+    headers: &[(header::HeaderName, &str)],
+    body: Bytes,
+) -> (Vec<(String, reqwest::Response)>, Vec<String>) {
     let client = match peer_client(service) {
         Ok(client) => client,
         Err(e) => return (Vec::new(), vec![format!("cluster: no HTTP client: {e}")]),
     };
     let asks = service.options.cluster.peer_urls().into_iter().map(|url| {
         let mut request = client
-            .get(format!("{url}{path_and_query}"))
-            .header(LOCAL_ONLY, "1");
-        if let Some(accept) = accept {
-            request = request.header(axum::http::header::ACCEPT, accept);
+            .request(method.clone(), format!("{url}{path_and_query}"))
+            .header(LOCAL_ONLY, "1")
+            .body(body.clone());
+        for (name, value) in headers {
+            request = request.header(name, *value);
         }
         async move {
             let answer = async {
                 let request = authorized(service, request).await?;
-                let response = tokio::time::timeout(PEER_TIMEOUT, request.send())
+                tokio::time::timeout(PEER_TIMEOUT, request.send())
                     .await
                     .map_err(|_| "timed out".to_string())?
-                    .map_err(|e| e.to_string())?;
-                let status = response.status();
-                if !status.is_success() {
-                    return Err(format!("HTTP status {status}"));
-                }
-                Ok(response)
+                    .map_err(|e| e.to_string())
             };
             match answer.await {
                 Ok(response) => Ok((url.to_string(), response)),
@@ -163,6 +202,16 @@ pub async fn open(
         }
     }
     (responses, warnings)
+}
+
+/// A URL path of `segments`, each percent-encoded as a path segment (a name given by
+/// a client, e.g. a federation view's, passed on to the other processes).
+pub fn path_of(segments: &[&str]) -> String {
+    let mut url = reqwest::Url::parse("http://peer/").expect("a valid URL");
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.clear().extend(segments);
+    }
+    url.path().to_string()
 }
 
 /// The rule-hosting process's answer to `GET uri` (`/api/v1/rules`, `/api/v1/alerts`),
@@ -252,4 +301,21 @@ async fn authorized(
     crate::http_client::authorize(request, &service.options.cluster_http)
         .await
         .map_err(|e| format!("credentials: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(
+            path_of(&["api", "v1", "federation", "a b/c?d%"]),
+            "/api/v1/federation/a%20b%2Fc%3Fd%25"
+        );
+        assert_eq!(
+            path_of(&["api", "v1", "federation", "demo"]),
+            "/api/v1/federation/demo"
+        );
+    }
 }

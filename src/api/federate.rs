@@ -1,7 +1,7 @@
 //! `GET /federate?match[]=…`: the latest sample of every matching live series, in the
 //! text format with timestamps, as Prometheus serves it; in the protobuf format, with
 //! native histograms, when the client's `Accept` asks for it
-//! ([`super::federate_proto`]; `?view=` is served as text).
+//! ([`super::federate_proto`]), for `match[]` and `?view=` alike.
 //!
 //! Reads the dataflow's maintained latest-sample table (not storage), through its label
 //! index (`LatestTable::for_each_live_matching`): a series is
@@ -13,14 +13,17 @@
 //! (and an empty `instance`, as Prometheus adds it) are added where the series lacks
 //! them, gzip when asked.
 //!
-//! In a cluster (`--cluster.*`), the other processes' live series for the same
-//! `match[]` are merged in ([`peer_series`]: their own `/federate`, asked in the
-//! protobuf form through `api::cluster_face`, which also carries native histograms);
-//! of a series more than one process holds, the newest sample is served. A process
-//! that does not answer is left out and logged.
-//!
 //! `?view=name` (instead of `match[]`) serves a registered federation view's maintained
-//! output ([`crate::api::federation_views`]), with no per-request filtering.
+//! output ([`crate::api::federation_views`]), with no per-request filtering; the same
+//! answer as its `match[]` would give.
+//!
+//! In a cluster (`--cluster.*`), the other processes' live series for the same
+//! `match[]` or view are merged in ([`peer_series`]: their own `/federate` for the
+//! request's `match[]` or `view`, asked in the protobuf form through
+//! `api::cluster_face`, which also carries native histograms; a view is every
+//! process's, see `federation_views`); of a series more than one process holds, the
+//! newest sample is served. A process that does not answer (or lacks the view) is left
+//! out and logged.
 //!
 //! Owns [`EncodedLines`]: every series' line up to its value (`name{labels} `), encoded
 //! once, the first time a read includes the series, and kept in the output's order, so
@@ -31,6 +34,7 @@
 //! of external labels re-encodes everything.
 
 use crate::api::cluster_face;
+use crate::api::federation_views::FederationView;
 use crate::api::TEXT_FORMAT_CONTENT_TYPE;
 use crate::exposition::escape_label_value;
 use crate::ingest::now_ms;
@@ -125,7 +129,7 @@ pub async fn federate(
             }
         }
     }
-    let view = match params.iter().find(|(name, _)| name == "view") {
+    let selection = match params.iter().find(|(name, _)| name == "view") {
         Some(_) if !selectors.is_empty() => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -134,7 +138,7 @@ pub async fn federate(
                 .into_response()
         }
         Some((_, name)) => match service.federation_views.get(name) {
-            Some(view) => Some(view),
+            Some(view) => Selection::View(view),
             None => {
                 return (
                     StatusCode::NOT_FOUND,
@@ -143,17 +147,16 @@ pub async fn federate(
                     .into_response()
             }
         },
-        None => None,
+        None => Selection::Matchers(selectors),
     };
     let wants_gzip = super::response::accepts_gzip(&headers);
-    let peers = match &view {
-        None if !cluster_face::local_only(&service, &headers) => {
-            Some(peer_series(&service, &params).await)
-        }
-        _ => None,
+    let peers = if cluster_face::local_only(&service, &headers) {
+        None
+    } else {
+        Some(peer_series(&service, &params).await)
     };
-    if view.is_none() && super::federate_proto::wants_protobuf(&headers) {
-        return federate_protobuf(service, selectors, wants_gzip, peers).await;
+    if super::federate_proto::wants_protobuf(&headers) {
+        return federate_protobuf(service, selection, wants_gzip, peers).await;
     }
     // Rendered off the async workers, sent as it is written; with gzip, compressed on
     // a second thread as the pieces come.
@@ -171,32 +174,20 @@ pub async fn federate(
     };
     tokio::task::spawn_blocking(move || {
         let external_labels = added_labels(&service);
-        let lookback_ms = service.options.lookback_delta.as_millis() as i64;
-        let lines = &service.federation_views.lines;
-        match view {
-            Some(view) => lines.render(
-                &external_labels,
-                |add| view.for_each_live(now_ms, add),
-                emit,
-            ),
-            None => lines.render(
-                &external_labels,
-                |add| {
-                    let latest = service.ingester.engine().latest();
-                    let Some(peers) = peers else {
-                        return latest.for_each_live_matching(now_ms, lookback_ms, &selectors, add);
-                    };
-                    let mut all = peers.floats;
-                    latest.for_each_live_matching(now_ms, lookback_ms, &selectors, |e| {
-                        all.push(e.clone())
-                    });
-                    newest(all, |e| (&e.labels, e.timestamp_ms))
-                        .iter()
-                        .for_each(add);
-                },
-                emit,
-            ),
-        }
+        service.federation_views.lines.render(
+            &external_labels,
+            |add| {
+                let Some(peers) = peers else {
+                    return selection.for_each_live(&service, add);
+                };
+                let mut all = peers.floats;
+                selection.for_each_live(&service, |e| all.push(e.clone()));
+                newest(all, |e| (&e.labels, e.timestamp_ms))
+                    .iter()
+                    .for_each(add);
+            },
+            emit,
+        )
     });
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         let piece = receiver.recv().await?;
@@ -214,11 +205,44 @@ pub async fn federate(
     response
 }
 
+/// What a request selects: the series of its `match[]`, or a registered view's.
+enum Selection {
+    Matchers(Vec<Selector>),
+    View(Arc<FederationView>),
+}
+
+impl Selection {
+    /// Calls `visit` with every live series selected in this process's latest-sample
+    /// table (through the view's maintained output for a view).
+    fn for_each_live(&self, service: &Service, visit: impl FnMut(&LatestEntry)) {
+        match self {
+            Selection::Matchers(selectors) => {
+                let lookback_ms = service.options.lookback_delta.as_millis() as i64;
+                service.ingester.engine().latest().for_each_live_matching(
+                    now_ms,
+                    lookback_ms,
+                    selectors,
+                    visit,
+                )
+            }
+            Selection::View(view) => view.for_each_live(now_ms, visit),
+        }
+    }
+
+    /// The selectors (a view's as registered).
+    fn selectors(&self) -> &[Selector] {
+        match self {
+            Selection::Matchers(selectors) => selectors,
+            Selection::View(view) => view.selectors(),
+        }
+    }
+}
+
 /// The answer in the protobuf format, with native histograms
 /// ([`super::federate_proto`]).
 async fn federate_protobuf(
     service: Arc<Service>,
-    selectors: Vec<Selector>,
+    selection: Selection,
     wants_gzip: bool,
     peers: Option<PeerSeries>,
 ) -> Response {
@@ -227,20 +251,15 @@ async fn federate_protobuf(
         let lookback_ms = service.options.lookback_delta.as_millis() as i64;
         let peers = peers.unwrap_or_default();
         let mut floats: Vec<LatestEntry> = peers.floats;
-        service.ingester.engine().latest().for_each_live_matching(
-            now_ms,
-            lookback_ms,
-            &selectors,
-            // Histograms are read from storage below (rule outputs are not in the table).
-            |entry| {
-                if entry.histogram.is_none() {
-                    floats.push(entry.clone())
-                }
-            },
-        );
+        // Histograms are read from storage below (rule outputs are not in the table).
+        selection.for_each_live(&service, |entry| {
+            if entry.histogram.is_none() {
+                floats.push(entry.clone())
+            }
+        });
         let mut histograms = super::federate_proto::latest_histograms(
             service.ingester.storage(),
-            &selectors,
+            selection.selectors(),
             now_ms(),
             lookback_ms,
         );
@@ -283,24 +302,19 @@ fn added_labels(service: &Service) -> BTreeMap<String, String> {
 }
 
 /// The live series the other processes of a cluster serve on `/federate` for the
-/// request's `match[]` (see the module doc).
+/// request's `match[]` or view (see the module doc).
 #[derive(Default)]
 struct PeerSeries {
     floats: Vec<LatestEntry>,
     histograms: Vec<(Arc<Labels>, i64, FloatHistogram)>,
 }
 
-/// Asks the other processes for their `/federate` (protobuf, for this process's
-/// `match[]` parameters) and reads their series back as stored: the external labels
-/// they added (those equal to this process's, the same config) taken off again,
+/// Asks the other processes for their `/federate` (protobuf, for this request's
+/// `match[]` or `view` parameters) and reads their series back as stored: the
+/// external labels they added (those equal to this process's, the same config) taken off again,
 /// which renders the same.
 async fn peer_series(service: &Service, params: &[(String, String)]) -> PeerSeries {
-    let matchers: Vec<(String, String)> = params
-        .iter()
-        .filter(|(name, _)| name == "match[]")
-        .cloned()
-        .collect();
-    let path = cluster_face::with_params("/federate", &matchers);
+    let path = cluster_face::same_selection("/federate", params);
     let accept = super::federate_proto::PROTOBUF_CONTENT_TYPE;
     let (bodies, unanswered) = cluster_face::gather_bytes(service, &path, Some(accept)).await;
     for warning in unanswered {

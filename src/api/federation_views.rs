@@ -20,14 +20,41 @@
 //!   404). Streams reading a deleted view end.
 //!
 //! Changes are refused with 403 `unavailable` unless `--web.enable-federation-views-api`.
+//!
+//! In a cluster (`--cluster.*`) the views are the cluster's:
+//!
+//! - A PUT or DELETE on any process is made there, then passed on to every other
+//!   process (`api::cluster_face::ask`: with its `LOCAL_ONLY` header, so it goes no
+//!   further, and `--cluster.http-config`'s credentials). The answer is 202 once this
+//!   process made the change, with a `warnings` entry (also logged) for each process
+//!   that did not answer or refused it; that process keeps what it had. A DELETE is
+//!   404 only when no process had the view.
+//! - After it starts, a process takes the views it lacks from the others
+//!   ([`spawn_adopting`]): it asks each for `GET /api/v1/federation` once a second
+//!   until each has answered (for at most [`ADOPT_FOR`]) and registers the views it has
+//!   no view of that name for. So a process added to the cluster, or one that missed a
+//!   PUT, has the views once it (re)starts. A missed DELETE is not repaired that way:
+//!   the view stays on the process that missed it (and comes back to the others at
+//!   their next start); delete it again, which any process accepts.
+//! - The GET answers are the cluster's: every view some process holds (this
+//!   process's selectors where it has the view), `series` the sum of the processes'
+//!   live series counts (a series two processes hold counts twice), with warnings for
+//!   the processes that did not answer.
+//! - `/federate?view=` and `/api/v1/stream?view=` merge every process's answer for the
+//!   view as they merge `match[]` answers (`api::federate`, `api::stream`).
 
+use crate::api::cluster_face;
 use crate::api::federate::{parse_selector, SelectorError};
-use crate::api::response::{api_disabled, api_error, api_success, ApiError, ErrorType};
+use crate::api::params::Params;
+use crate::api::response::{
+    api_disabled, api_error, api_success, api_success_with_warnings, ApiError, ErrorType,
+};
 use crate::ingest::now_ms;
 use crate::service::Service;
 use crate::state_file::{read_optional, write_atomically, ReadError};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dataflows::{
     is_stale_marker, ChangeListener, LatestChange, LatestEntry, LatestTable, Selector, STALE_MARKER,
@@ -57,6 +84,8 @@ pub struct FederationView {
     next_listener: AtomicU64,
     table: LatestTable,
     subscription: AtomicU64,
+    /// Whether the view was stopped (deleted or replaced).
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -94,6 +123,7 @@ impl FederationView {
             next_listener: AtomicU64::new(0),
             table: table.clone(),
             subscription: AtomicU64::new(0),
+            stopped: tokio::sync::watch::Sender::new(false),
         });
         // Subscribe before the snapshot: a change racing it is applied, not lost.
         let weak = Arc::downgrade(&view);
@@ -187,11 +217,26 @@ impl FederationView {
         }
     }
 
+    /// The parsed selectors.
+    pub fn selectors(&self) -> &[Selector] {
+        &self.selectors
+    }
+
     /// Stops maintaining the view; its subscribers' streams end.
     fn stop(&self) {
         self.table
             .unsubscribe(self.subscription.load(Ordering::SeqCst));
         self.listeners.write().clear();
+        self.stopped.send_replace(true);
+    }
+
+    /// Completes once the view is stopped (deleted or replaced): what else feeds a
+    /// stream of it (the other processes' streams) ends then too.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopped = self.stopped.subscribe();
+        async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
     }
 }
 
@@ -272,8 +317,26 @@ impl FederationViews {
     /// Registers or replaces a view; `Err` says what is wrong with `matchers` (nothing
     /// changed) or that it could not be persisted.
     pub fn put(&self, name: &str, matchers: Vec<String>) -> Result<(), ViewError> {
+        self.insert(name, matchers, true).map(|_| ())
+    }
+
+    /// Registers a view unless one of that name exists: `Ok(true)` when it did not.
+    pub fn adopt(&self, name: &str, matchers: Vec<String>) -> Result<bool, ViewError> {
+        if self.get(name).is_some() {
+            return Ok(false);
+        }
+        self.insert(name, matchers, false)
+    }
+
+    /// Starts a view and registers it (replacing one of the same name if `replace`):
+    /// `Ok(false)` when there was one and it was kept.
+    fn insert(&self, name: &str, matchers: Vec<String>, replace: bool) -> Result<bool, ViewError> {
         let view = FederationView::start(matchers, &self.table, self.lookback_ms)?;
         let mut views = self.views.lock();
+        if !replace && views.contains_key(name) {
+            view.stop();
+            return Ok(false);
+        }
         let mut next = views.clone();
         let previous = next.insert(name.to_string(), view.clone());
         if let Err(e) = self.persist(&next) {
@@ -284,7 +347,7 @@ impl FederationViews {
         if let Some(previous) = previous {
             previous.stop();
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Removes a view; `Ok(false)` when there was none.
@@ -409,58 +472,245 @@ pub async fn put_view(
             Err(e) => return api_error(ErrorType::BadData, &format!("invalid form body: {e}")),
         }
     };
-    match service.federation_views.put(&name, matchers) {
-        Ok(()) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({"status": "success", "data": null})),
-        )
-            .into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+    let forwarded = json!({ "match[]": &matchers }).to_string();
+    if let Err(e) = service.federation_views.put(&name, matchers) {
+        return ApiError::from(e).into_response();
     }
+    let change = Change::Put(forwarded);
+    let told = tell_peers(&service, &headers, &name, &change).await;
+    accepted(&told.warnings)
 }
 
-/// `DELETE /api/v1/federation/{name}`.
+/// `DELETE /api/v1/federation/{name}`: 404 when no process of the cluster had it.
 pub async fn delete_view(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Response {
     if let Some(refused) = refuse_unless_enabled(&service) {
         return refused;
     }
-    match service.federation_views.delete(&name) {
-        Ok(true) => (
-            StatusCode::ACCEPTED,
-            axum::Json(json!({"status": "success", "data": null})),
-        )
-            .into_response(),
-        Ok(false) => api_error(ErrorType::NotFound, &format!("no federation view {name:?}")),
-        Err(e) => ApiError::from(e).into_response(),
+    let deleted_here = match service.federation_views.delete(&name) {
+        Ok(deleted) => deleted,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let told = tell_peers(&service, &headers, &name, &Change::Delete).await;
+    if deleted_here || told.changed > 0 {
+        accepted(&told.warnings)
+    } else {
+        api_error(ErrorType::NotFound, &format!("no federation view {name:?}"))
     }
 }
 
+/// A change of one view, as passed on to the other processes of a cluster.
+enum Change {
+    /// Registered or replaced with this JSON body (`{"match[]": […]}`).
+    Put(String),
+    Delete,
+}
+
+/// What the other processes did with a change.
+struct Told {
+    /// How many made it (a DELETE: how many had the view).
+    changed: usize,
+    /// One for each process that did not answer or refused the change.
+    warnings: Vec<String>,
+}
+
+/// Makes `change` of view `name` on every other process of the cluster (with
+/// `LOCAL_ONLY`, so that it goes no further; nothing when this request is itself one
+/// passed on, or there is no other process). A process that does not answer or
+/// refuses is named in a warning (logged, and returned to the client) and keeps what
+/// it had until it takes the views of the others at its next start (see the module
+/// doc).
+async fn tell_peers(service: &Service, headers: &HeaderMap, name: &str, change: &Change) -> Told {
+    let mut told = Told {
+        changed: 0,
+        warnings: Vec::new(),
+    };
+    if cluster_face::local_only(service, headers) {
+        return told;
+    }
+    let path = cluster_face::path_of(&["api", "v1", "federation", name]);
+    let (method, body) = match change {
+        Change::Put(body) => (Method::PUT, Bytes::from(body.clone())),
+        Change::Delete => (Method::DELETE, Bytes::new()),
+    };
+    let json_body = [(header::CONTENT_TYPE, "application/json")];
+    let (answers, mut warnings) = cluster_face::ask(service, method, &path, &json_body, body).await;
+    for (url, response) in answers {
+        let status = response.status();
+        if status.is_success() {
+            told.changed += 1;
+        } else if !(matches!(change, Change::Delete) && status == StatusCode::NOT_FOUND) {
+            let why = tokio::time::timeout(cluster_face::PEER_TIMEOUT, response.text())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            warnings.push(format!(
+                "cluster process {url} did not take the change of federation view {name:?}: HTTP status {status}: {}",
+                why.trim()
+            ));
+        }
+    }
+    for warning in &warnings {
+        tracing::warn!(
+            warning,
+            "federation view changed without a process of the cluster"
+        );
+    }
+    told.warnings = warnings;
+    told
+}
+
+/// The 202 of a change, with the warnings of the processes that did not take it.
+fn accepted(warnings: &[String]) -> Response {
+    let mut body = json!({"status": "success", "data": null});
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+}
+
 /// `GET /api/v1/federation/{name}`.
-pub async fn get_view(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
-    match service.federation_views.get(&name) {
-        Some(view) => api_success(view_json(&name, &view)),
+pub async fn get_view(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (mut views, warnings) = cluster_views(&service, &headers).await;
+    match views.remove(&name) {
+        Some(view) => with_warnings(view, &warnings),
         None => api_error(ErrorType::NotFound, &format!("no federation view {name:?}")),
     }
 }
 
 /// `GET /api/v1/federation`.
-pub async fn list_views(State(service): State<Arc<Service>>) -> Response {
-    let views: Vec<serde_json::Value> = service
+pub async fn list_views(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
+    let (views, warnings) = cluster_views(&service, &headers).await;
+    with_warnings(json!(views.into_values().collect::<Vec<_>>()), &warnings)
+}
+
+fn with_warnings(data: serde_json::Value, warnings: &[String]) -> Response {
+    if warnings.is_empty() {
+        return api_success(data);
+    }
+    let warnings: Vec<&str> = warnings.iter().map(String::as_str).collect();
+    api_success_with_warnings(data, &warnings)
+}
+
+/// Every view of the cluster by name, as the GET handlers answer it: this process's,
+/// then those only other processes hold; `series` summed over the processes (see the
+/// module doc). And a warning for each process that did not answer.
+async fn cluster_views(
+    service: &Service,
+    headers: &HeaderMap,
+) -> (BTreeMap<String, serde_json::Value>, Vec<String>) {
+    let mut views: BTreeMap<String, serde_json::Value> = service
         .federation_views
         .all()
         .iter()
-        .map(|(name, view)| view_json(name, view))
+        .map(|(name, view)| (name.clone(), view_json(name, view)))
         .collect();
-    api_success(json!(views))
+    let (peers, warnings) = cluster_face::peer_data(
+        service,
+        headers,
+        "/api/v1/federation",
+        &Params::default(),
+        &[],
+    )
+    .await;
+    for view in peers.iter().filter_map(|data| data.as_array()).flatten() {
+        let Some(name) = view["name"].as_str() else {
+            continue;
+        };
+        match views.get_mut(name) {
+            Some(known) => {
+                let sum =
+                    known["series"].as_u64().unwrap_or(0) + view["series"].as_u64().unwrap_or(0);
+                known["series"] = json!(sum);
+            }
+            None => {
+                views.insert(name.to_string(), view.clone());
+            }
+        }
+    }
+    (views, warnings)
 }
 
 fn view_json(name: &str, view: &FederationView) -> serde_json::Value {
     let mut live = 0;
     view.for_each_live(now_ms, |_| live += 1);
     json!({ "name": name, "match[]": view.matchers, "series": live })
+}
+
+/// How long a process of a cluster keeps asking the others for their views after it
+/// started (once a second, until each answered).
+const ADOPT_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// In a cluster, takes the views this process lacks from the other processes once
+/// each answers after the start (see the module doc); nothing in one process.
+pub fn spawn_adopting(service: &Arc<Service>) {
+    if !service.options.cluster.is_multi() {
+        return;
+    }
+    let weak = Arc::downgrade(service);
+    tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let mut heard = std::collections::BTreeSet::new();
+        while started.elapsed() < ADOPT_FOR {
+            let Some(service) = weak.upgrade() else {
+                return;
+            };
+            let (bodies, _) =
+                cluster_face::gather_bytes(&service, "/api/v1/federation", None).await;
+            for (url, body) in bodies {
+                if heard.contains(&url) {
+                    continue;
+                }
+                match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(answer) => adopt(&service, &url, &answer["data"]),
+                    Err(e) => {
+                        tracing::warn!(process = url, error = %e, "federation views of a process of the cluster do not parse");
+                    }
+                }
+                heard.insert(url);
+            }
+            if heard.len() == service.options.cluster.peer_urls().len() {
+                return;
+            }
+            drop(service);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        tracing::warn!(
+            "federation views: not every process of the cluster answered within {ADOPT_FOR:?} of the start; views registered only there are not served here"
+        );
+    });
+}
+
+/// Registers here the views of `listed` (a process's `GET /api/v1/federation` data)
+/// this process does not have.
+fn adopt(service: &Service, url: &str, listed: &serde_json::Value) {
+    for view in listed.as_array().into_iter().flatten() {
+        let (Some(name), Ok(matchers)) = (
+            view["name"].as_str(),
+            serde_json::from_value::<Vec<String>>(view["match[]"].clone()),
+        ) else {
+            continue;
+        };
+        match service.federation_views.adopt(name, matchers) {
+            Ok(true) => tracing::info!(
+                view = name,
+                process = url,
+                "federation view taken from a process of the cluster"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(view = name, process = url, error = %e, "federation view of a process of the cluster not taken")
+            }
+        }
+    }
 }
 
 fn refuse_unless_enabled(service: &Service) -> Option<Response> {

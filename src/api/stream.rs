@@ -18,8 +18,9 @@
 //! At most `--web.stream.max-consumers` streams are open at once; one more is refused
 //! with 503 (`promflow_stream_consumers_refused_total`).
 //!
-//! In a cluster (`--cluster.*`), a `match[]` stream holds the whole cluster's series:
-//! each other process's own stream for the same `match[]` is opened (through
+//! In a cluster (`--cluster.*`), a stream (of `match[]` or of a view) holds the whole
+//! cluster's series: each other process's own stream for the same `match[]` or `view`
+//! is opened (through
 //! `api::cluster_face`, answering for that process alone), its snapshot joins this
 //! one's before the one `snapshot_end`, and its changes are passed on as they come
 //! ([`PeerLines`], [`forward`]); a peer stream that drops its consumer drops this one.
@@ -27,7 +28,9 @@
 //!
 //! `?view=name` (instead of `match[]`) streams a registered federation view
 //! ([`crate::api::federation_views`]): its snapshot and changes come already filtered,
-//! and the stream ends when the view is deleted.
+//! and the stream ends when the view is deleted (in a cluster: deleted on this
+//! process, which a DELETE on any process brings about; the other processes' streams
+//! of it are let go then).
 
 use crate::api::cluster_face;
 use crate::api::federate::parse_selector;
@@ -102,22 +105,15 @@ pub async fn stream(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
-    let peers = match &source {
-        Source::Table { .. } if !cluster_face::local_only(&service, &headers) => {
-            let matchers: Vec<(String, String)> = params
-                .0
-                .iter()
-                .filter(|(name, _)| name == "match[]")
-                .cloned()
-                .collect();
-            let path = cluster_face::with_params("/api/v1/stream", &matchers);
-            let (opened, unanswered) = cluster_face::open(&service, &path, None).await;
-            for warning in unanswered {
-                tracing::warn!(warning, "stream opened without a process of the cluster");
-            }
-            opened
+    let peers = if cluster_face::local_only(&service, &headers) {
+        Vec::new()
+    } else {
+        let path = cluster_face::same_selection("/api/v1/stream", &params.0);
+        let (opened, unanswered) = cluster_face::open(&service, &path, None).await;
+        for warning in unanswered {
+            tracing::warn!(warning, "stream opened without a process of the cluster");
         }
-        _ => Vec::new(),
+        opened
     };
     let external = service.config.read().global.external_labels.clone();
     let (events, receiver) = mpsc::channel::<Value>(QUEUE_EVENTS);
@@ -199,7 +195,8 @@ pub async fn stream(
             continue;
         }
         snapshot.extend(peer_snapshot);
-        tokio::spawn(forward(lines, events.clone(), overflowed.clone()));
+        let ended = source.ended();
+        tokio::spawn(forward(lines, events.clone(), overflowed.clone(), ended));
     }
     // Says where the snapshot ends: a client knows it holds every live series from here.
     snapshot.push(json!({"type": "snapshot_end", "series": snapshot.len()}));
@@ -266,6 +263,15 @@ impl Source {
         match self {
             Source::Table { table, .. } => table.unsubscribe(id),
             Source::View(view) => view.unsubscribe(id),
+        }
+    }
+
+    /// Completes when the source ends: a view when it is deleted here (never for the
+    /// table).
+    fn ended(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        match self {
+            Source::Table { .. } => Box::pin(std::future::pending()),
+            Source::View(view) => Box::pin(view.stopped()),
         }
     }
 
@@ -402,12 +408,20 @@ impl PeerLines {
 }
 
 /// Passes another process's events on to this stream's queue until this stream ends
-/// (its queue closed), that stream ends, or one of them drops its consumer.
-async fn forward(mut lines: PeerLines, events: mpsc::Sender<Value>, overflowed: Arc<AtomicBool>) {
+/// (its queue closed, or `ended`: its view deleted here), that stream ends, or one of
+/// them drops its consumer.
+async fn forward(
+    mut lines: PeerLines,
+    events: mpsc::Sender<Value>,
+    overflowed: Arc<AtomicBool>,
+    ended: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(ended);
     loop {
         let next = tokio::select! {
             e = lines.next() => e,
             _ = events.closed() => return,
+            _ = &mut ended => return,
         };
         let Some(e) = next else { return };
         if e["type"] == "dropped" || events.try_send(e).is_err() {
