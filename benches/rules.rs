@@ -39,7 +39,10 @@
 //!    threads); on the engine with 1 and then 2 workers: after 5 simulated
 //!    minutes (full windows), wall time and CPU of this process per evaluation (a
 //!    scrape fed, the evaluation received) over `RULES_BULK_EVALUATIONS` (30). With 2
-//!    workers the rule is spread (`dataflows::render::spread`).
+//!    workers the rule is spread (`dataflows::render::spread`). `RULES_BULK_RULE`
+//!    measures another rule over `x` instead (e.g. the join
+//!    `rate(x[5m]) / on (instance) rate(x[1m])`); two workers must give the result
+//!    sizes one gives.
 //!
 //! 5. **histogram_rate, incremental vs whole-plan.** `sum by (job) (rate(h[5m]))` over
 //!    `RULES_HIST_SERIES` (1,000) native-histogram series of 16 buckets in 10 jobs,
@@ -423,13 +426,18 @@ fn fleet(targets: usize, series: usize, warmup: u64, seconds: u64) {
     }
 }
 
+/// Part 4's rule unless `RULES_BULK_RULE` names another over `x`.
+const BULK_RULE: &str = "sum by (job) (rate(x[5m]))";
+
 /// Part 4: one heavy rule on 1 and 2 workers, wall and CPU per evaluation.
-fn recording_bulk(series: usize, evaluations: u64, feeders: usize) {
+fn recording_bulk(rule_expr: &str, series: usize, evaluations: u64, feeders: usize) {
     println!(
-        "part 4: recording_bulk, sum by (job) (rate(x[5m])) over {series} series, \
+        "part 4: recording_bulk, {rule_expr} over {series} series, \
          scraped and evaluated every 10s, {evaluations} evaluations measured, \
          {feeders} feeding threads"
     );
+    // The size of each evaluation's result on one worker, which two must give too.
+    let mut sizes: Vec<Option<usize>> = Vec::new();
     let labels: Vec<Arc<Labels>> = (0..series)
         .map(|i| {
             Arc::new(Labels::from_pairs(vec![
@@ -451,7 +459,7 @@ fn recording_bulk(series: usize, evaluations: u64, feeders: usize) {
         .expect("engine starts");
         let rule = engine
             .register(
-                parse("sum by (job) (rate(x[5m]))").expect("rule parses"),
+                parse(rule_expr).expect("rule parses"),
                 RuleSchedule::Interval {
                     start_ms: 0,
                     every_ms: 10_000,
@@ -499,9 +507,15 @@ fn recording_bulk(series: usize, evaluations: u64, feeders: usize) {
                     .recv_timeout(Duration::from_secs(600))
                     .expect("the evaluation comes out");
                 if out.eval_ms >= ts {
-                    // A rate needs two samples: every job from the second scrape on.
-                    let groups = if k == 0 { 0 } else { 10 };
-                    assert_eq!(out.samples().map(|s| s.len()), Some(groups));
+                    let size = out.samples().map(|s| s.len());
+                    if rule_expr == BULK_RULE {
+                        // A rate needs two samples: every job from the second scrape on.
+                        assert_eq!(size, Some(if k == 0 { 0 } else { 10 }));
+                    }
+                    match sizes.get(k as usize) {
+                        Some(one_worker) => assert_eq!(size, *one_worker, "evaluation {k}"),
+                        None => sizes.push(size),
+                    }
                     break;
                 }
             }
@@ -510,12 +524,16 @@ fn recording_bulk(series: usize, evaluations: u64, feeders: usize) {
                 cpu += cpu_seconds(std::process::id()) - cpu0;
             }
         }
+        let owned = engine.stats().rules_owned;
         engine.shutdown();
         let n = evaluations.max(1) as f64;
         println!(
-            "  {workers} worker(s): {:.1} ms wall, {:.1} ms CPU per evaluation",
+            "  {workers} worker(s): {:.1} ms wall, {:.1} ms CPU per evaluation \
+             ({}, {} elements at the last)",
             wall.as_secs_f64() * 1e3 / n,
-            cpu * 1e3 / n
+            cpu * 1e3 / n,
+            if owned == 0 { "spread" } else { "owned" },
+            sizes.last().copied().flatten().unwrap_or(0),
         );
     }
 }
@@ -655,7 +673,9 @@ fn main() {
         engine_part(targets, sim_seconds * 4, 15);
     }
     if part == 0 || part == 4 {
+        let rule_expr = std::env::var("RULES_BULK_RULE").unwrap_or_else(|_| BULK_RULE.into());
         recording_bulk(
+            &rule_expr,
             env_or("RULES_BULK_SERIES", 50_000),
             env_or("RULES_BULK_EVALUATIONS", 30) as u64,
             env_or("RULES_BULK_FEEDERS", 1),
