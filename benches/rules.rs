@@ -167,6 +167,7 @@ fn engine_run(
         workers: 1,
         lookback_ms: 300_000,
         cluster: None,
+        spread_joins: false,
     })
     .expect("engine starts");
     let handles: Vec<_> = (0..rules)
@@ -455,6 +456,7 @@ fn recording_bulk(rule_expr: &str, series: usize, evaluations: u64, feeders: usi
             workers,
             lookback_ms: 300_000,
             cluster: None,
+            spread_joins: false,
         })
         .expect("engine starts");
         let rule = engine
@@ -578,6 +580,7 @@ fn histogram_rate_run(
         workers: 1,
         lookback_ms: 300_000,
         cluster: None,
+        spread_joins: false,
     })
     .expect("engine starts");
     let rule = engine

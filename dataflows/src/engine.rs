@@ -65,6 +65,16 @@ pub struct EngineConfig {
     pub lookback_ms: i64,
     /// This process's place in a timely cluster; `None`: one process.
     pub cluster: Option<ClusterConfig>,
+    /// Spread one-to-one joins of two per-series plans (`rate(a[5m]) / rate(b[5m])`:
+    /// sides exchanged by match key, [`crate::render::spread`]) instead of running
+    /// them on one owner. Off unless asked: with 50k series
+    /// (`RULES_PART=4 RULES_BULK_RULE='rate(x[5m]) / on (instance) rate(x[1m])' cargo
+    /// bench --bench rules`, release, 2026-12-07) a spread join took 330–353 ms of CPU
+    /// and 174–186 ms of wall per evaluation on 2 workers, the owned one 117–138 ms of
+    /// both on 1: the joiners run the reference's join over every match group at every
+    /// evaluation, where an owned join keeps its match groups and recomputes those
+    /// with a changed side.
+    pub spread_joins: bool,
 }
 
 /// A timely cluster of processes (timely's `CommunicationConfig::Cluster`): every
@@ -154,6 +164,7 @@ pub struct Engine {
     process_id: usize,
     processes: usize,
     lookback_ms: i64,
+    spread_joins: bool,
     worker_frontiers: Arc<Vec<AtomicU64>>,
     rule_retained: Arc<Vec<AtomicU64>>,
     rule_counters: Arc<RuleCounters>,
@@ -424,6 +435,7 @@ impl Engine {
             process_id,
             processes,
             lookback_ms: config.lookback_ms,
+            spread_joins: config.spread_joins,
             worker_frontiers,
             rule_retained,
             rule_counters,
@@ -539,7 +551,7 @@ impl Engine {
     /// use dataflows::render::RuleSchedule;
     /// use std::sync::Arc;
     ///
-    /// let engine = Engine::start(EngineConfig { workers: 2, lookback_ms: 300_000, cluster: None }).unwrap();
+    /// let engine = Engine::start(EngineConfig { workers: 2, lookback_ms: 300_000, cluster: None, spread_joins: false }).unwrap();
     /// let rule = engine
     ///     .register(parse("sum(x)").unwrap(), RuleSchedule::At { at_ms: 1_000 })
     ///     .unwrap();
@@ -643,6 +655,7 @@ impl Engine {
             lookback_ms: self.lookback_ms,
             home_process: self.process_id,
             process_workers: self.workers,
+            spread_joins: self.spread_joins,
         };
         // The same analysis every operator makes of the change: refused here, the
         // change is never sent.
@@ -886,6 +899,7 @@ mod tests {
             workers: 3,
             lookback_ms: 300_000,
             cluster: None,
+            spread_joins: false,
         })
         .unwrap();
         let batch: Vec<Sample> = (0..50)
@@ -913,6 +927,7 @@ mod tests {
             workers: 2,
             lookback_ms: 300_000,
             cluster: None,
+            spread_joins: false,
         })
         .unwrap();
         engine.advance_watermark(10_000);
@@ -928,6 +943,7 @@ mod tests {
             workers: 2,
             lookback_ms: 300_000,
             cluster: None,
+            spread_joins: false,
         })
         .unwrap();
         engine.feed(vec![
@@ -959,6 +975,7 @@ mod tests {
             workers: 2,
             lookback_ms: 300_000,
             cluster: None,
+            spread_joins: false,
         })
         .unwrap();
         let calls = Arc::new(AtomicU64::new(0));
@@ -1004,6 +1021,7 @@ mod tests {
             workers: 1,
             lookback_ms: 300_000,
             cluster: None,
+            spread_joins: false,
         })
         .unwrap();
         let counter = calls.clone();
@@ -1052,6 +1070,7 @@ mod tests {
             workers: 2,
             lookback_ms: 300_000,
             cluster: None,
+            spread_joins: false,
         })
         .unwrap();
         let rule = engine

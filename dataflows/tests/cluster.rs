@@ -187,6 +187,7 @@ fn two_processes_deliver_what_one_does() {
                     workers: 2,
                     lookback_ms: 300_000,
                     cluster: Some(cluster),
+                    spread_joins: true,
                 })
                 .expect("cluster engine starts")
             })
@@ -198,6 +199,7 @@ fn two_processes_deliver_what_one_does() {
         workers: 1,
         lookback_ms: 300_000,
         cluster: None,
+        spread_joins: false,
     })
     .expect("engine starts");
     let processes = [&zero, &one];

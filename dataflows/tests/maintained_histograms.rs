@@ -61,6 +61,7 @@ fn interval_rules_fed(
         workers,
         lookback_ms: 300_000,
         cluster: None,
+        spread_joins: false,
     })
     .expect("engine starts");
     let rules: Vec<_> = queries
@@ -230,6 +231,7 @@ fn seeded_with_histograms_is_exact_from_the_start() {
         workers: 2,
         lookback_ms: 300_000,
         cluster: None,
+        spread_joins: false,
     })
     .expect("engine starts");
     let (mut store, mut history) = (MemStorage::default(), MemStorage::default());
@@ -277,6 +279,7 @@ fn on_arrival_over_histograms_matches_the_reference_and_expires() {
         workers: 2,
         lookback_ms: 300_000,
         cluster: None,
+        spread_joins: false,
     })
     .expect("engine starts");
     let queries = ["m", "histogram_count(h)", "sum(h)"];
@@ -503,6 +506,7 @@ fn zero_histograms_of_starts_behind_the_watermark_reach_the_windows() {
         workers: 2,
         lookback_ms: 300_000,
         cluster: None,
+        spread_joins: false,
     })
     .expect("engine starts");
     let rules: Vec<_> = queries

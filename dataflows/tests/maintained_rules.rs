@@ -81,10 +81,16 @@ fn engine() -> Engine {
 
 /// An engine of `workers` workers with the default lookback delta.
 fn engine_of(workers: usize) -> Engine {
+    engine_with(workers, false)
+}
+
+/// [`engine_of`], spreading joins of per-series plans with `spread_joins`.
+fn engine_with(workers: usize, spread_joins: bool) -> Engine {
     Engine::start(EngineConfig {
         workers,
         lookback_ms: 300_000,
         cluster: None,
+        spread_joins,
     })
     .expect("engine starts")
 }
@@ -1135,7 +1141,7 @@ fn spread_run(workers: usize, samples: &[Sample], half: i64) -> Vec<Vec<RuleOutp
         start_ms: 0,
         every_ms,
     };
-    let engine = engine_of(workers);
+    let engine = engine_with(workers, true);
     let mut rules: Vec<RuleHandle> = SPREAD_QUERIES
         .iter()
         .map(|q| {
@@ -1242,7 +1248,8 @@ fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
     }
 }
 
-/// Per-series plans, one-to-one joins of two and operations of two aggregations (see
+/// Per-series plans, one-to-one joins of two (with `spread_joins`; without, the four
+/// joins are owned) and operations of two aggregations (see
 /// `dataflows::render::spread`) are spread over the workers: no worker owns them
 /// (`rules_owned` stays at the one rule that is not spread), and every evaluation is
 /// the reference's, errors word for word (duplicate label sets made by a label
@@ -1271,8 +1278,8 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         "avg by (job) (y) - on (job) max by (job) (y)",
         "sum by (job, instance) (x) / on (job) sum by (job) (y)",
     ];
-    for workers in [2, 3] {
-        let engine = engine_of(workers);
+    for (workers, joins) in [(2, true), (3, true), (3, false)] {
+        let engine = engine_with(workers, joins);
         let rules: Vec<RuleHandle> = queries
             .iter()
             .map(|q| engine.register(parse(q).unwrap(), every).unwrap())
@@ -1280,8 +1287,10 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         stream(&engine, &samples, |_| {});
         wait_for_frontier(&engine, until + 1);
         settle(&engine);
-        // All but the `group_left` join, which stays on one owner.
-        assert_eq!(engine.stats().rules_owned, 1, "{workers} workers");
+        // All but the `group_left` join, which stays on one owner, and without
+        // `spread_joins` the four one-to-one joins of per-series plans.
+        let owned = if joins { 1 } else { 5 };
+        assert_eq!(engine.stats().rules_owned, owned, "{workers} workers");
         let mut errors = 0;
         for (q, rule) in queries.iter().zip(&rules) {
             let outs = drain(rule);

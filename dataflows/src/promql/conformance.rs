@@ -286,6 +286,8 @@ fn maintained(
         workers,
         lookback_ms: 300_000,
         cluster: None,
+        // Mode (c) spreads every shape that can be, joins too.
+        spread_joins: workers > 1,
     })
     .map_err(RunError::Engine)?;
     let mut handles: Vec<(usize, &Eval, RuleHandle)> = Vec::new();

@@ -406,6 +406,7 @@ mod tests {
             workers: 1,
             lookback_ms: 300_000,
             cluster: None,
+            spread_joins: false,
         })
         .unwrap();
         for (kind, levels) in [

@@ -208,6 +208,9 @@ pub struct RuleDef {
     pub home_process: usize,
     /// Workers per process (the same in every process of a timely cluster).
     pub process_workers: usize,
+    /// Whether a one-to-one join of two per-series plans is spread
+    /// ([`crate::EngineConfig::spread_joins`] of the registering engine).
+    pub spread_joins: bool,
 }
 
 /// A registered expression, as an operator sees it: its [`RuleDef`] analysed.
@@ -292,7 +295,7 @@ impl RuleSpec {
             .unwrap_or(def.id.0);
         // With one worker there is nothing to spread over.
         let spread = (peers > 1)
-            .then(|| spread_of(&def.plan, schedule, def.evaluation, &uses))
+            .then(|| spread_of(&def.plan, schedule, def.evaluation, &uses, def.spread_joins))
             .flatten();
         let per = def.process_workers.max(1);
         let owners = match spread {
@@ -684,6 +687,7 @@ mod tests {
                 lookback_ms: 300_000,
                 home_process: 1,
                 process_workers: 2,
+                spread_joins: false,
             };
             let change = RuleChange::Install(Arc::new(def));
             let text = serde_json::to_string(&change).unwrap();
@@ -728,6 +732,7 @@ mod tests {
             lookback_ms: 300_000,
             home_process: 0,
             process_workers: 3,
+            spread_joins: false,
         };
         let changes: Vec<RuleChange> = (0..20)
             .map(|f| def(f, &format!("sum by (job) (rate(family{f}[1m]) * 2)")))

@@ -60,7 +60,9 @@
 //!   `label_join` must come last, so no filter drops one of two elements that the
 //!   reference's check after the label function saw).
 //! - a one-to-one vector/vector arithmetic or comparison of two per-series plans
-//!   ([`Combine::Join`]): the local plans are the two sides; each worker sends each
+//!   ([`Combine::Join`], only when the registering engine has
+//!   [`crate::EngineConfig::spread_joins`], whose doc says why it is off by default):
+//!   the local plans are the two sides; each worker sends each
 //!   side element to the worker of its match group, the hash of the labels
 //!   `on`/`ignoring` select (Prometheus's signature, [`joiner`]), in a
 //!   [`HostRecord::Sides`] at the same logical time, and the owner a record of its
@@ -464,12 +466,14 @@ impl Spread {
     }
 }
 
-/// Whether (and how) a rule is spread over the workers; see the module doc.
+/// Whether (and how) a rule is spread over the workers; see the module doc. `joins`:
+/// whether a one-to-one join of two per-series plans may be ([`Combine::Join`]).
 pub fn spread_of(
     plan: &Plan,
     schedule: RuleSchedule,
     evaluation: Evaluation,
     uses: &[SelectorUse],
+    joins: bool,
 ) -> Option<Spread> {
     if evaluation != Evaluation::Incremental || schedule == RuleSchedule::OnArrival {
         return None;
@@ -482,7 +486,10 @@ pub fn spread_of(
     }
     let (inner, after) = peel(plan)?;
     match inner {
-        Plan::Binary { .. } => join_of(inner, after.clone()).or_else(|| pair_of(inner, after)),
+        Plan::Binary { .. } => joins
+            .then(|| join_of(inner, after.clone()))
+            .flatten()
+            .or_else(|| pair_of(inner, after)),
         _ if uses.len() == 1 => aggregation_of(inner, after),
         _ => None,
     }
@@ -1417,7 +1424,7 @@ mod tests {
             start_ms: 0,
             every_ms: 1_000,
         };
-        spread_of(&plan, every, Evaluation::Incremental, &uses)
+        spread_of(&plan, every, Evaluation::Incremental, &uses, true)
     }
 
     fn spread(q: &str) -> Option<(Combine, bool)> {
