@@ -49,8 +49,9 @@ use crate::render::extent::Extent;
 use crate::render::incremental::{Delta, Detached, IncrementalRule, Settings};
 use crate::render::route::{Announcement, Routed, ANNOUNCE_PERIOD_MS};
 use crate::render::rule::{
-    first_eval, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange, RuleCounters,
-    RuleId, RuleOutput, RuleSchedule, RuleSpec, SeedRecord, SeedSeries, DEFAULT_SUBQUERY_STEP_MS,
+    first_eval, hold_by_time, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange,
+    RuleCounters, RuleId, RuleOutput, RuleSchedule, RuleSpec, SeedRecord, SeedSeries,
+    DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
 use crate::render::spread::{members_plan, part_records, HostRecord};
@@ -771,21 +772,9 @@ pub fn maintain_rules<'scope>(
                     host.seeds.entry(rule).or_default().push(series);
                 }
             });
-            input.for_each(|time, batch| {
-                if let Some(t) = time.least() {
-                    samples.entry(*t).or_default().append(batch);
-                }
-            });
-            histogram_input.for_each(|time, batch| {
-                if let Some(t) = time.least() {
-                    histograms.entry(*t).or_default().append(batch);
-                }
-            });
-            ctl.for_each(|time, batch| {
-                if let Some(t) = time.least() {
-                    changes.entry(*t).or_default().append(batch);
-                }
-            });
+            input.for_each(hold_by_time(&mut samples));
+            histogram_input.for_each(hold_by_time(&mut histograms));
+            ctl.for_each(hold_by_time(&mut changes));
             let front_at = frontiers
                 .iter()
                 .filter_map(|f| f.frontier().iter().min().copied())

@@ -35,7 +35,7 @@
 
 use crate::catalog::SeriesCatalog;
 use crate::labels::Labels;
-use crate::render::rule::{Destination, Registry, Routing, RuleChange};
+use crate::render::rule::{hold_by_time, Destination, Registry, Routing, RuleChange};
 use crate::render::window::DistinctLists;
 #[cfg(doc)]
 use crate::sample::Point;
@@ -85,16 +85,8 @@ pub fn route_to_owners<'scope, S: Routable>(
             // The packs being filled, by `2 * worker + spread`.
             let mut packs: Vec<Option<S::Packed>> = vec![None; 2 * peers.max(1)];
             move |(input, frontier), (ctl, ctl_frontier), output| {
-                input.for_each(|time, batch| {
-                    if let Some(t) = time.least() {
-                        pending.entry(*t).or_default().append(batch);
-                    }
-                });
-                ctl.for_each(|time, batch| {
-                    if let Some(t) = time.least() {
-                        changes.entry(*t).or_default().append(batch);
-                    }
-                });
+                input.for_each(hold_by_time(&mut pending));
+                ctl.for_each(hold_by_time(&mut changes));
                 let ctl_front = ctl_frontier.frontier().first().copied().unwrap_or(u64::MAX);
                 while let Some((&t, _)) = pending.first_key_value().filter(|(t, _)| **t < ctl_front)
                 {

@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use timely::dataflow::operators::InputCapability;
+use timely::progress::frontier::MutableAntichain;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Identifies a registered expression.
@@ -497,6 +499,31 @@ pub enum RuleChange {
     Install(Arc<RuleDef>),
     /// A rule removed: its state is dropped, its channel closes.
     Remove(RuleId),
+}
+
+/// Keeps what an input brings by its logical time until the operator's frontier passes
+/// that time ([`frontier_of`]): an operator's `input.for_each`, e.g. of the rule
+/// changes of its control input.
+pub fn hold_by_time<D>(
+    held: &mut BTreeMap<u64, Vec<D>>,
+) -> impl FnMut(InputCapability<u64>, &mut Vec<D>) + '_ {
+    move |cap, batch| {
+        if let Some(t) = cap.least() {
+            held.entry(*t).or_default().append(batch);
+        }
+    }
+}
+
+/// The earliest time an operator's data and control inputs may still bring (`u64::MAX`
+/// once both are done): what it holds for earlier times is complete, rule changes
+/// included.
+pub fn frontier_of(data: &MutableAntichain<u64>, control: &MutableAntichain<u64>) -> u64 {
+    let (data, control) = (data.frontier(), control.frontier());
+    data.iter()
+        .chain(control.iter())
+        .min()
+        .copied()
+        .unwrap_or(u64::MAX)
 }
 
 /// A rule id's bits above this are its registering process (ids are unique in a

@@ -17,7 +17,9 @@
 //! covers the seed stream) when it installs the rule, in every process. Seeds are
 //! data like samples: nothing of them stays in the registering process.
 
-use crate::render::rule::{Registry, RuleChange, RuleId, SeedRecord, SeedSeries};
+use crate::render::rule::{
+    frontier_of, hold_by_time, Registry, RuleChange, RuleId, SeedRecord, SeedSeries,
+};
 use std::collections::{BTreeMap, HashMap};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -57,18 +59,8 @@ pub fn place_seeds<'scope>(
                         entry.1.entry(id).or_default().push(series);
                     }
                 });
-                ctl.for_each(|cap, batch| {
-                    if let Some(t) = cap.least() {
-                        changes.entry(*t).or_default().append(batch);
-                    }
-                });
-                let front = frontier
-                    .frontier()
-                    .iter()
-                    .chain(ctl_frontier.frontier().iter())
-                    .min()
-                    .copied()
-                    .unwrap_or(u64::MAX);
+                ctl.for_each(hold_by_time(&mut changes));
+                let front = frontier_of(frontier, ctl_frontier);
                 while let Some(time) = changes.keys().next().copied().filter(|t| *t < front) {
                     let mut seeds = held.remove(&time);
                     for change in changes.remove(&time).unwrap_or_default() {

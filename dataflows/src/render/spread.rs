@@ -145,7 +145,8 @@ use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
 use crate::render::extent::SelectorUse;
 use crate::render::maintain::Evaluated;
 use crate::render::rule::{
-    Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput, RuleSchedule, RuleSpec,
+    frontier_of, hold_by_time, Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput,
+    RuleSchedule, RuleSpec,
 };
 use crate::render::shape::{
     constant, element_wise, hole, one_to_one, operand_mut, per_series, per_series_range_function,
@@ -1208,30 +1209,14 @@ pub fn combine_partials<'scope>(
             let mut records: BTreeMap<u64, Vec<HostRecord>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             move |(input, frontier), (ctl, ctl_frontier), _output| {
-                input.for_each(|cap, batch| {
-                    if let Some(t) = cap.least() {
-                        records.entry(*t).or_default().append(batch);
-                    }
-                });
-                ctl.for_each(|cap, batch| {
-                    if let Some(t) = cap.least() {
-                        changes.entry(*t).or_default().append(batch);
-                    }
-                });
-                let front = frontier
-                    .frontier()
-                    .iter()
-                    .chain(ctl_frontier.frontier().iter())
-                    .min()
-                    .copied()
-                    .unwrap_or(u64::MAX);
-                let times: Vec<u64> = records
+                input.for_each(hold_by_time(&mut records));
+                ctl.for_each(hold_by_time(&mut changes));
+                let front = frontier_of(frontier, ctl_frontier);
+                let times: std::collections::BTreeSet<u64> = records
                     .keys()
                     .chain(changes.keys())
                     .copied()
                     .filter(|t| *t < front)
-                    .collect::<std::collections::BTreeSet<u64>>()
-                    .into_iter()
                     .collect();
                 for time in times {
                     let changes = changes.remove(&time).unwrap_or_default();
@@ -1364,18 +1349,8 @@ pub fn join_sides<'scope>(
                             .give_iterator(passed.into_iter());
                     }
                 });
-                ctl.for_each(|cap, batch| {
-                    if let Some(t) = cap.least() {
-                        changes.entry(*t).or_default().append(batch);
-                    }
-                });
-                let front = frontier
-                    .frontier()
-                    .iter()
-                    .chain(ctl_frontier.frontier().iter())
-                    .min()
-                    .copied()
-                    .unwrap_or(u64::MAX);
+                ctl.for_each(hold_by_time(&mut changes));
+                let front = frontier_of(frontier, ctl_frontier);
                 let times: std::collections::BTreeSet<u64> = sides
                     .keys()
                     .chain(changes.keys())
