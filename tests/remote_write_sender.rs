@@ -185,12 +185,10 @@ fn remote_write_reaches_prometheus_with_retries_relabeling_and_refusals() {
         ),
         0.0
     );
-    assert_eq!(
-        metric(
-            &promflow,
-            "prometheus_remote_storage_samples_failed_total",
-            "flaky"
-        ),
-        0.0
-    );
+    // No `samples_failed_total == 0` for the frozen receiver: the requests it took into
+    // its socket while frozen (the timed-out ones and their retries) are all applied when
+    // it thaws, concurrently and in any order, so the one the sender still waits on may
+    // come after a newer one and be refused with 400 (out of order), which the sender
+    // drops as failed, as Prometheus's own does (seen once in a full run: 22 samples).
+    // Nothing is lost: B's answers equal promflow's above.
 }
