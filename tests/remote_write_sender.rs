@@ -185,10 +185,12 @@ fn remote_write_reaches_prometheus_with_retries_relabeling_and_refusals() {
         ),
         0.0
     );
-    // No `samples_failed_total == 0` for the frozen receiver: the requests it took into
-    // its socket while frozen (the timed-out ones and their retries) are all applied when
-    // it thaws, concurrently and in any order, so the one the sender still waits on may
-    // come after a newer one and be refused with 400 (out of order), which the sender
-    // drops as failed, as Prometheus's own does (seen once in a full run: 22 samples).
+    // No `samples_failed_total == 0` for the frozen receiver: the copies of a batch it
+    // took into its socket while frozen (the timed-out request and its retries, the same
+    // body) are all applied when it thaws; once one is, a later copy holding two samples
+    // of a series is refused with 400 (the older one is out of order for Prometheus
+    // 2.42's head), and when that copy is the request the sender waits on, the sender
+    // drops the batch as failed, as Prometheus's own does (seen once in a full run: 22
+    // samples, 2 per series).
     // Nothing is lost: B's answers equal promflow's above.
 }
