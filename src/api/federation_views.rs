@@ -46,9 +46,7 @@
 use crate::api::cluster_face;
 use crate::api::federate::{parse_selector, SelectorError};
 use crate::api::params::Params;
-use crate::api::response::{
-    api_disabled, api_error, api_success, api_success_with_warnings, ApiError, ErrorType,
-};
+use crate::api::response::{api_disabled, api_error, api_success_annotated, ApiError, ErrorType};
 use crate::ingest::now_ms;
 use crate::service::Service;
 use crate::state_file::{read_optional, write_atomically, ReadError};
@@ -566,11 +564,8 @@ async fn tell_peers(service: &Service, headers: &HeaderMap, name: &str, change: 
 
 /// The 202 of a change, with the warnings of the processes that did not take it.
 fn accepted(warnings: &[String]) -> Response {
-    let mut body = json!({"status": "success", "data": null});
-    if !warnings.is_empty() {
-        body["warnings"] = json!(warnings);
-    }
-    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+    let answer = api_success_annotated(&serde_json::Value::Null, warnings, &[]);
+    (StatusCode::ACCEPTED, answer).into_response()
 }
 
 /// `GET /api/v1/federation/{name}`.
@@ -581,7 +576,7 @@ pub async fn get_view(
 ) -> Response {
     let (mut views, warnings) = cluster_views(&service, &headers).await;
     match views.remove(&name) {
-        Some(view) => with_warnings(view, &warnings),
+        Some(view) => api_success_annotated(&view, &warnings, &[]),
         None => api_error(ErrorType::NotFound, &format!("no federation view {name:?}")),
     }
 }
@@ -589,15 +584,8 @@ pub async fn get_view(
 /// `GET /api/v1/federation`.
 pub async fn list_views(State(service): State<Arc<Service>>, headers: HeaderMap) -> Response {
     let (views, warnings) = cluster_views(&service, &headers).await;
-    with_warnings(json!(views.into_values().collect::<Vec<_>>()), &warnings)
-}
-
-fn with_warnings(data: serde_json::Value, warnings: &[String]) -> Response {
-    if warnings.is_empty() {
-        return api_success(data);
-    }
-    let warnings: Vec<&str> = warnings.iter().map(String::as_str).collect();
-    api_success_with_warnings(data, &warnings)
+    let views: Vec<_> = views.into_values().collect();
+    api_success_annotated(&views, &warnings, &[])
 }
 
 /// Every view of the cluster by name, as the GET handlers answer it: this process's,
