@@ -69,11 +69,11 @@ pub struct EngineConfig {
     /// sides exchanged by match key, [`crate::render::spread`]) instead of running
     /// them on one owner. Off unless asked: with 50k series
     /// (`RULES_PART=4 RULES_BULK_RULE='rate(x[5m]) / on (instance) rate(x[1m])' cargo
-    /// bench --bench rules`, release, 2026-12-07) a spread join took 330–353 ms of CPU
-    /// and 174–186 ms of wall per evaluation on 2 workers, the owned one 117–138 ms of
-    /// both on 1: the joiners run the reference's join over every match group at every
-    /// evaluation, where an owned join keeps its match groups and recomputes those
-    /// with a changed side.
+    /// bench --bench rules`, release, 2026-12-07, four runs) a spread join took 328–353
+    /// ms of CPU and 174–186 ms of wall per evaluation on 2 workers, the owned one
+    /// 120–138 ms of CPU and 117–136 ms of wall on 1: the joiners run the reference's
+    /// join over every match group at every evaluation, where an owned join keeps its
+    /// match groups and recomputes those with a changed side.
     pub spread_joins: bool,
 }
 
