@@ -689,6 +689,26 @@ mod tests {
     use super::*;
     use crate::promql::plan::parse;
 
+    /// Rule `id`, `query` every minute, registered by `(home process, workers per
+    /// process)`.
+    fn def(id: u64, query: &str, (home_process, process_workers): (usize, usize)) -> RuleDef {
+        RuleDef {
+            id: RuleId(id),
+            plan: parse(query).unwrap(),
+            schedule: RuleSchedule::Interval {
+                start_ms: 0,
+                every_ms: 60_000,
+            },
+            evaluation: Evaluation::Incremental,
+            delivery: Delivery::Changes,
+            registered_at_ms: 0,
+            lookback_ms: 300_000,
+            home_process,
+            process_workers,
+            spread_joins: false,
+        }
+    }
+
     /// A change read back from its serialized form is the same change: the plan's
     /// matchers (regexes too), functions, subqueries and modifiers survive, and every
     /// operator analyses it the same way.
@@ -702,19 +722,8 @@ mod tests {
             "x * on (job) group_left (a) y",
         ] {
             let def = RuleDef {
-                id: RuleId((1 << RULE_ID_PROCESS_SHIFT) | 7),
-                plan: parse(query).unwrap(),
-                schedule: RuleSchedule::Interval {
-                    start_ms: 0,
-                    every_ms: 60_000,
-                },
-                evaluation: Evaluation::Incremental,
-                delivery: Delivery::Changes,
                 registered_at_ms: 5,
-                lookback_ms: 300_000,
-                home_process: 1,
-                process_workers: 2,
-                spread_joins: false,
+                ..def((1 << RULE_ID_PROCESS_SHIFT) | 7, query, (1, 2))
             };
             let change = RuleChange::Install(Arc::new(def));
             let text = serde_json::to_string(&change).unwrap();
@@ -746,24 +755,15 @@ mod tests {
     /// applying the same changes places them alike.
     #[test]
     fn owned_rules_are_placed_evenly_and_alike() {
-        let def = |id: u64, query: &str| RuleDef {
-            id: RuleId(id),
-            plan: parse(query).unwrap(),
-            schedule: RuleSchedule::Interval {
-                start_ms: 0,
-                every_ms: 60_000,
-            },
-            evaluation: Evaluation::Incremental,
-            delivery: Delivery::Changes,
-            registered_at_ms: 0,
-            lookback_ms: 300_000,
-            home_process: 0,
-            process_workers: 3,
-            spread_joins: false,
-        };
         let changes: Vec<RuleChange> = (0..20)
-            .map(|f| def(f, &format!("sum by (job) (rate(family{f}[1m]) * 2)")))
-            .chain([def(20, "family7 > 1")])
+            .map(|f| {
+                def(
+                    f,
+                    &format!("sum by (job) (rate(family{f}[1m]) * 2)"),
+                    (0, 3),
+                )
+            })
+            .chain([def(20, "family7 > 1", (0, 3))])
             .map(|d| RuleChange::Install(Arc::new(d)))
             .collect();
         let place = || {
