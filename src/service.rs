@@ -281,8 +281,24 @@ impl Service {
         end: i64,
         timeout: Duration,
     ) -> (Fetched, Vec<String>) {
+        self.remote_series_of(plan, (start, end), timeout, true)
+            .await
+    }
+
+    /// [`Service::remote_series`], the cluster's other processes asked only with
+    /// `peers`.
+    async fn remote_series_of(
+        &self,
+        plan: &Plan,
+        (start, end): (i64, i64),
+        timeout: Duration,
+        peers: bool,
+    ) -> (Fetched, Vec<String>) {
         let config = self.config.read().clone();
-        let peers = cluster_peers(&self.options.cluster, &self.options.cluster_http, timeout);
+        let peers = match peers {
+            true => cluster_peers(&self.options.cluster, &self.options.cluster_http, timeout),
+            false => Vec::new(),
+        };
         if config.remote_read.is_empty() && peers.is_empty() {
             return (Fetched::default(), Vec::new());
         }
@@ -348,6 +364,9 @@ impl Service {
             retention_size: options.retention_size,
         })?);
         head.housekeeping(now_ms());
+        // Open, and the watermark not yet advanced: the rules other processes of a
+        // cluster register are seeded from here too.
+        engine.set_seed_source(head.clone());
         let rule_registry = RuleRegistry::open(&options.storage_path)?;
         let federation_views = crate::api::federation_views::FederationViews::open(
             &options.storage_path,
@@ -577,29 +596,9 @@ impl Service {
                 for_outage_tolerance: flags.for_outage_tolerance,
                 for_grace_period: flags.for_grace_period,
                 for_restore: flags.for_restore,
-                for_restore_window: self.for_restore_window(config),
                 resend_delay: flags.resend_delay,
             },
         );
-    }
-
-    /// [`ManagerOptions::for_restore_window`]: none in one process; in a cluster, until
-    /// every process has scraped each of its targets again and the rules have
-    /// evaluated over that: a target's first scrape comes within its interval of its
-    /// process's start, and the processes start within about that of each other (they
-    /// wait for one another), so twice the longest scrape interval, then an evaluation
-    /// interval.
-    fn for_restore_window(&self, config: &Config) -> std::time::Duration {
-        if !self.options.cluster.is_multi() {
-            return std::time::Duration::ZERO;
-        }
-        let longest_scrape = config
-            .scrape_configs
-            .iter()
-            .map(|s| s.scrape_interval)
-            .max()
-            .unwrap_or_default();
-        2 * longest_scrape + config.global.evaluation_interval
     }
 
     /// The config's rule files (a registered namespace may not be one of them).
@@ -824,10 +823,23 @@ struct RulesRemote {
 
 impl RemoteSeries for RulesRemote {
     fn fetch(&self, plan: &Plan, t_ms: i64) -> Fetched {
+        self.fetch_from(plan, t_ms, true)
+    }
+
+    fn fetch_seeds(&self, plan: &Plan, t_ms: i64) -> Fetched {
+        self.fetch_from(plan, t_ms, false)
+    }
+}
+
+impl RulesRemote {
+    /// What the `remote_read` endpoints (and with `peers` the cluster's other
+    /// processes) hold for `plan` at `t_ms`.
+    fn fetch_from(&self, plan: &Plan, t_ms: i64, peers: bool) -> Fetched {
         let Some(service) = self.service.upgrade() else {
             return Fetched::default();
         };
-        if service.config.read().remote_read.is_empty() && !service.options.cluster.is_multi() {
+        let peers = peers && service.options.cluster.is_multi();
+        if service.config.read().remote_read.is_empty() && !peers {
             return Fetched::default();
         }
         // Rule groups run on threads of their own, which wait here while the runtime
@@ -836,7 +848,9 @@ impl RemoteSeries for RulesRemote {
         // spawned from it could sit in its slot, unrun, while it waits).
         let timeout = service.options.query_timeout;
         let fetch = async {
-            let (fetched, warnings) = service.remote_series(plan, t_ms, t_ms, timeout).await;
+            let (fetched, warnings) = service
+                .remote_series_of(plan, (t_ms, t_ms), timeout, peers)
+                .await;
             for warning in warnings {
                 tracing::debug!(%warning, "rule evaluation over remote storage");
             }

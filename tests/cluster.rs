@@ -519,6 +519,8 @@ const RESTART_RULES: &str = "groups:
     rules:
       - record: job:demo_value:sum
         expr: sum by (job) (demo_value)
+      - record: job:demo_value:samples_1h
+        expr: sum by (job) (count_over_time(demo_value[1h]))
       - alert: DemoFiring
         expr: demo_value > 4
         for: 2s
@@ -526,6 +528,11 @@ const RESTART_RULES: &str = "groups:
         expr: demo_value > 6
         for: 1h
 ";
+
+/// A rule of [`RESTART_RULES`] reading an hour of every process's samples, and its
+/// expression.
+const HOUR_SAMPLES: &str = "job:demo_value:samples_1h";
+const HOUR_SAMPLES_EXPR: &str = "sum by (job) (count_over_time(demo_value[1h]))";
 
 /// What the restart test asks over the span before the kill: scraped series, rule
 /// outputs (recorded, `ALERTS`, `ALERTS_FOR_STATE`) and remote-written series.
@@ -701,6 +708,7 @@ fn a_restarted_cluster_answers_for_before_and_keeps_its_alerts() {
     assert_eq!(pushed.len(), 3, "{pushed:?}");
 
     // The rule host is killed; the others end plainly.
+    let killed = now_ms();
     processes[0].signal("KILL");
     assert!(processes[0].wait_exit(Duration::from_secs(30)).is_some());
     for i in [1, 2] {
@@ -745,6 +753,12 @@ fn a_restarted_cluster_answers_for_before_and_keeps_its_alerts() {
             alert_states(p)
         );
     }
+    // From its first evaluation after the restart, the rule host's windows hold every
+    // process's samples (each process seeded them from its own storage, in the
+    // dataflow, and routes what it scrapes since): what it recorded at each
+    // evaluation since is what a query over every process's storage answers at that
+    // time, the hour before the kill included.
+    assert_recorded_as_queried(&processes[1], HOUR_SAMPLES, HOUR_SAMPLES_EXPR, killed);
     // Every answer over the span before the kill, as before it.
     for (i, p) in processes.iter().enumerate() {
         let after = range_answers(p, start, end);
@@ -920,10 +934,59 @@ fn a_target_set_change_moves_only_the_affected_targets() {
     }
 }
 
+/// Each sample the recording rule `record` (of expression `expr`) wrote after
+/// `since_ms` (up to 1.5 s ago: the evaluations the rule has written whole) equals
+/// the answer of a query of `expr` at its time, over every process's storage; once
+/// each series has at least two.
+fn assert_recorded_as_queried(peer: &common::Peer, record: &str, expr: &str, since_ms: i64) {
+    let written = || {
+        let upto = now_ms() - 1_500;
+        if upto <= since_ms {
+            return Vec::new();
+        }
+        let recorded = peer.query_at(&format!("{record}[{}ms]", upto - since_ms), upto);
+        recorded["result"].as_array().unwrap().clone()
+    };
+    let mut series = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            series = written();
+            !series.is_empty()
+                && series
+                    .iter()
+                    .all(|s| s["values"].as_array().unwrap().len() >= 2)
+        }),
+        "{record}: fewer than two evaluations: {series:?}"
+    );
+    for series in series {
+        let mut labels = series["metric"].clone();
+        labels.as_object_mut().unwrap().remove("__name__");
+        let points = series["values"].as_array().unwrap();
+        assert!(points.len() >= 2, "{series}");
+        for point in points {
+            let at = (point[0].as_f64().unwrap() * 1000.0).round() as i64;
+            let answer = peer.query_at(expr, at);
+            let answer = answer["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["metric"] == labels)
+                .map(|r| r["value"][1].clone());
+            assert_eq!(
+                answer,
+                Some(point[1].clone()),
+                "{record} {labels} recorded at {at}: {points:?}"
+            );
+        }
+    }
+}
+
 /// A rule registered while the cluster already holds samples starts with windows
 /// seeded from every process's storage, not the first's alone: `max_over_time` over
 /// an hour sees the values every target had before the registration, as Prometheus's
-/// query over its own storage does.
+/// query over its own storage does; and `count_over_time` over an hour counts every
+/// sample from its first evaluation, none of those the other processes scraped
+/// while the registration reached them missed or counted twice.
 #[test]
 fn rule_windows_are_seeded_from_every_process() {
     let dir = tempfile::tempdir().unwrap();
@@ -948,7 +1011,8 @@ fn rule_windows_are_seeded_from_every_process() {
             "demo_value < 99"
         ) == TARGETS));
     }
-    let group = "name: seeded\nrules:\n  - record: demo_value:max1h\n    expr: max_over_time(demo_value[1h])\n";
+    let group = "name: seeded\nrules:\n  - record: demo_value:max1h\n    expr: max_over_time(demo_value[1h])\n  - record: demo_value:count1h\n    expr: count_over_time(demo_value[1h])\n";
+    let registered = now_ms();
     let resp = common::http::put(
         &processes[0].url("/api/v1/rules/team/seeded"),
         Some("application/yaml"),
@@ -978,6 +1042,12 @@ fn rule_windows_are_seeded_from_every_process() {
         "{ours:?}"
     );
     assert_eq!(ours, theirs);
+    assert_recorded_as_queried(
+        &processes[0],
+        "demo_value:count1h",
+        "count_over_time(demo_value[1h])",
+        registered,
+    );
 }
 
 /// Processes whose `--web.config.file` asks for basic authentication read each other

@@ -37,7 +37,7 @@ use crate::render::route::{announce_to_peers, route_to_owners};
 use crate::render::rule::{
     LocalRules, RuleChange, RuleCounters, RuleDef, RuleSpec, SeedSeries, RULE_ID_PROCESS_SHIFT,
 };
-use crate::render::seed::place_seeds;
+use crate::render::seed::{place_seeds, OwnSeeds, SeedSlot};
 use crate::render::spread::{combine_partials, join_sides};
 use crate::render::{
     Delivery, Evaluation, RenderError, RuleHandle, RuleId, RuleOutput, RuleSchedule,
@@ -170,6 +170,9 @@ pub struct Engine {
     rule_counters: Arc<RuleCounters>,
     /// The registered rules' output channels and seeds, until the workers take them.
     local: Arc<LocalRules>,
+    /// This process's storage, which seeds the windows of rules other processes of the
+    /// cluster register ([`Engine::set_seed_source`]).
+    seed_source: SeedSlot,
     samples_fed: AtomicU64,
     samples_late: AtomicU64,
     rules_installed: AtomicU64,
@@ -261,6 +264,8 @@ impl Engine {
         let counters = rule_counters.clone();
         let local: Arc<LocalRules> = Default::default();
         let worker_local = local.clone();
+        let seed_source: SeedSlot = Default::default();
+        let worker_seed_source = seed_source.clone();
         let (senders, receivers): (Vec<Sender<Command>>, Vec<Receiver<Command>>) =
             (0..workers).map(|_| crossbeam_channel::unbounded()).unzip();
         let (thread_tx, thread_rx) = crossbeam_channel::unbounded::<(usize, Thread)>();
@@ -319,7 +324,18 @@ impl Engine {
                     broadcast
                 };
                 // Seeds enter beside the changes and go to the workers keeping them.
-                let seeds = place_seeds(scope.input_from(&mut seed_input), changes.clone(), peers);
+                // The first worker of each process of a cluster seeds other
+                // processes' rules from this process's storage.
+                let own = (processes > 1 && local == 0).then(|| OwnSeeds {
+                    process: process_id,
+                    source: worker_seed_source.clone(),
+                });
+                let seeds = place_seeds(
+                    scope.input_from(&mut seed_input),
+                    changes.clone(),
+                    peers,
+                    own,
+                );
                 let routed = route_to_owners(samples, changes.clone(), catalog.clone(), peers);
                 let routed_histograms =
                     route_to_owners(histograms, changes.clone(), catalog.clone(), peers);
@@ -440,6 +456,7 @@ impl Engine {
             rule_retained,
             rule_counters,
             local,
+            seed_source,
             samples_fed: AtomicU64::new(0),
             samples_late: AtomicU64::new(0),
             rules_installed: AtomicU64::new(0),
@@ -583,8 +600,18 @@ impl Engine {
         self.install(plan, schedule, evaluation, None)
     }
 
+    /// In a timely cluster: this process's storage, from which it seeds the windows of
+    /// the rules other processes register seeded ([`crate::render::seed`]). Set it once
+    /// the storage is open and before the watermark first advances (a rule registered
+    /// before is seeded without this process's series). Nothing in one process.
+    pub fn set_seed_source(&self, source: Arc<dyn SeriesSource + Send + Sync>) {
+        *self.seed_source.lock() = Some(source);
+    }
+
     /// Like [`Engine::register`], with the windows the first evaluation reads seeded
     /// from `history` (e.g. storage), so results are exact from the first evaluation.
+    /// In a cluster `history` is this process's: each other process seeds them from
+    /// its own ([`Engine::set_seed_source`]).
     pub fn register_seeded(
         &self,
         plan: Plan,
@@ -656,6 +683,7 @@ impl Engine {
             home_process: self.process_id,
             process_workers: self.workers,
             spread_joins: self.spread_joins,
+            seeded: history.is_some(),
         };
         // The same analysis every operator makes of the change: refused here, the
         // change is never sent.

@@ -10,24 +10,38 @@
 //! aggregations; owned (reading series of both processes, placed on the workers of
 //! both: their results cross back to the process that registered them), `g > 0.5` on
 //! arrival, sorts, `absent` and a `group_left` join; and rules registered halfway
-//! through with their windows seeded from a store of every sample so far (spread
-//! per-series `max_over_time(…[1h])` and `min_over_time`, a spread aggregation), equal
-//! from their first evaluation; removed through the process that registered them,
+//! through with their windows seeded (spread per-series `max_over_time(…[1h])` and
+//! `min_over_time`, a spread aggregation), each process's from a store of the samples
+//! it was fed (the registering one's given at registration, the other's read by the
+//! dataflow: `Engine::set_seed_source`), equal from their first evaluation; removed through the process that registered them,
 //! every rule's channel closes.
 
 use dataflows::promql::eval::Value;
+use dataflows::promql::eval::{Selected, SeriesSource};
 use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::store::MemStorage;
+use dataflows::Selector;
 use dataflows::{
     ClusterConfig, Engine, EngineConfig, Labels, RuleHandle, RuleOutput, RuleSchedule, Sample,
 };
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::mem::ManuallyDrop;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 const SCRAPE_MS: i64 = 15_000;
 const SCRAPES: i64 = 60;
 const EVERY_MS: i64 = 60_000;
+
+/// What one process has stored so far, shared with its engine (its seed source).
+#[derive(Clone, Default)]
+struct Stored(Arc<RwLock<MemStorage>>);
+
+impl SeriesSource for Stored {
+    fn select(&self, matchers: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+        self.0.read().unwrap().select(matchers, start_ms, end_ms)
+    }
+}
 
 /// `(rule text, schedule, registering process)`.
 fn rules() -> Vec<(&'static str, RuleSchedule, usize)> {
@@ -195,6 +209,10 @@ fn two_processes_deliver_what_one_does() {
         let (zero, one) = (start(0), start(1));
         (zero.join().unwrap(), one.join().unwrap())
     });
+    // Not dropped when an assertion fails: dropping one process's engine waits for the
+    // other's workers, which wait for it (the test would hang instead of failing).
+    let (zero, one) = (ManuallyDrop::new(zero), ManuallyDrop::new(one));
+    let (zero, one): (&Engine, &Engine) = (&zero, &one);
     let single = Engine::start(EngineConfig {
         workers: 1,
         lookback_ms: 300_000,
@@ -202,7 +220,7 @@ fn two_processes_deliver_what_one_does() {
         spread_joins: false,
     })
     .expect("engine starts");
-    let processes = [&zero, &one];
+    let processes = [zero, one];
 
     let mut handles = Vec::new();
     let mut homes = Vec::new();
@@ -221,9 +239,13 @@ fn two_processes_deliver_what_one_does() {
     let late = late_rules().len();
     let mut cluster_results: Vec<Results> = vec![Results::new(); handles.len() + late];
     let mut single_results: Vec<Results> = vec![Results::new(); handles.len() + late];
-    // Every sample fed so far: what storage would hold (the service seeds from every
-    // process's storage).
-    let mut stored = MemStorage::default();
+    // What each process has stored (it stores a batch before it feeds it), and every
+    // sample (the one-worker engine's storage).
+    let stored = [Stored::default(), Stored::default()];
+    for (engine, stored) in processes.iter().zip(&stored) {
+        engine.set_seed_source(Arc::new(stored.clone()));
+    }
+    let mut stored_all = MemStorage::default();
     for k in 0..SCRAPES {
         let t = k * SCRAPE_MS + 1_000;
         if k == SCRAPES / 2 {
@@ -234,10 +256,10 @@ fn two_processes_deliver_what_one_does() {
             for (text, process) in late_rules() {
                 homes.push(process);
                 let in_cluster = processes[process]
-                    .register_seeded(parse(text).unwrap(), every, &stored)
+                    .register_seeded(parse(text).unwrap(), every, &stored[process])
                     .expect("registers in the cluster");
                 let alone = single
-                    .register_seeded(parse(text).unwrap(), every, &stored)
+                    .register_seeded(parse(text).unwrap(), every, &stored_all)
                     .expect("registers");
                 handles.push((text, in_cluster, alone));
             }
@@ -253,18 +275,20 @@ fn two_processes_deliver_what_one_does() {
                 start_ms: t,
             };
             halves[*process].push(sample.clone());
-            stored
-                .series
-                .entry(labels.clone())
-                .or_default()
-                .insert(t, sample.value);
+            for store in [&mut *stored[*process].0.write().unwrap(), &mut stored_all] {
+                store
+                    .series
+                    .entry(labels.clone())
+                    .or_default()
+                    .insert(t, sample.value);
+            }
             all.push(sample);
         }
         let [zero_half, one_half] = halves;
         zero.feed(zero_half);
         one.feed(one_half);
         single.feed(all);
-        for engine in [&zero, &one, &single] {
+        for engine in [zero, one, &single] {
             engine.advance_watermark(t + 1);
         }
         for (i, (_, in_cluster, alone)) in handles.iter().enumerate() {
@@ -274,10 +298,10 @@ fn two_processes_deliver_what_one_does() {
     }
     // Past the last interval evaluation and every window the last samples are in.
     let end = SCRAPES * SCRAPE_MS + 400_000;
-    for engine in [&zero, &one, &single] {
+    for engine in [zero, one, &single] {
         engine.advance_watermark(end);
     }
-    wait_for_frontier(&[&zero, &one, &single], end);
+    wait_for_frontier(&[zero, one, &single], end);
     for (i, (text, in_cluster, alone)) in handles.iter().enumerate() {
         drain(in_cluster, &mut cluster_results[i]);
         drain(alone, &mut single_results[i]);
@@ -295,7 +319,7 @@ fn two_processes_deliver_what_one_does() {
     // Every window knew its series' labels, and labels did cross: each process's
     // catalog holds series fed into the other (announced with their samples).
     let half = series.len() as u64 / 2;
-    for engine in [&zero, &one] {
+    for engine in [zero, one] {
         let stats = engine.stats();
         assert_eq!(stats.samples_unknown_series, 0, "{stats:?}");
         assert!(stats.catalog_series > half, "{stats:?}");
@@ -312,7 +336,7 @@ fn two_processes_deliver_what_one_does() {
     for ((_, in_cluster, _), home) in handles.iter().zip(&homes) {
         assert!(processes[*home].unregister(in_cluster.id));
     }
-    for engine in [&zero, &one] {
+    for engine in [zero, one] {
         engine.advance_watermark(end + 1_000);
     }
     for (text, in_cluster, _) in &handles {

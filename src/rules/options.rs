@@ -126,13 +126,6 @@ pub struct ManagerOptions {
     pub for_grace_period: Duration,
     /// `--rules.alert.for-restore`.
     pub for_restore: ForRestore,
-    /// How long after startup alerts that become pending are still restored (0: at
-    /// the first evaluation only, as in one process, whose rule windows are seeded
-    /// from its storage). A cluster's rule host seeds them from its own storage only,
-    /// so an alert over another process's targets shows first once that process has
-    /// scraped them again: there, twice the longest scrape interval plus an
-    /// evaluation interval (`service.rs`).
-    pub for_restore_window: Duration,
 }
 
 impl Default for ManagerOptions {
@@ -146,7 +139,6 @@ impl Default for ManagerOptions {
             for_outage_tolerance: Duration::from_secs(3600),
             for_grace_period: Duration::from_secs(600),
             for_restore: ForRestore::Keep,
-            for_restore_window: Duration::ZERO,
         }
     }
 }

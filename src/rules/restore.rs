@@ -2,10 +2,9 @@
 //!
 //! Owns two things:
 //! - [`restore_for_state`]: the `for` restore. Each alert that the first evaluation
-//!   after startup made pending (in a cluster, any evaluation within
-//!   `ManagerOptions::for_restore_window` of startup: the rule host sees another
-//!   process's targets once that process has scraped them again) gets its
-//!   `activeAt` from the last sample of its
+//!   after startup made pending (in a cluster too: every process seeds the rule
+//!   windows from its own storage, so that evaluation sees every process's series,
+//!   `dataflows::render::seed`) gets its `activeAt` from the last sample of its
 //!   `ALERTS_FOR_STATE` series written before startup, within the outage tolerance
 //!   (none or a stale marker: nothing to restore). By default
 //!   ([`ForRestore::Keep`]) that `activeAt` is kept as it was: an alert pending when

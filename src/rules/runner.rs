@@ -34,14 +34,16 @@ pub struct Maintained {
     pub lookback_ms: i64,
     /// Where firing `keep_firing_for` alerts are persisted.
     pub state_file: Option<PathBuf>,
-    /// The other stores seeds are read from beside `history` (a cluster's other
-    /// processes, `remote_read` endpoints), once the service has set them.
+    /// The other stores seeds are read from beside `history` (`remote_read`
+    /// endpoints; a cluster's other processes seed from their own storage in the
+    /// dataflow), once the service has set them.
     pub remote: RemoteSlot,
 }
 
 impl Maintained {
-    /// Registers `plan` with windows seeded from storage and the other stores (each
-    /// asked for what an evaluation now reads; one that does not answer is left out).
+    /// Registers `plan` with windows seeded from storage and the `remote_read`
+    /// endpoints (each asked for what an evaluation now reads; one that does not answer
+    /// is left out); in a cluster every other process adds its own storage's series.
     fn register(
         &self,
         plan: Plan,
@@ -51,7 +53,7 @@ impl Maintained {
         let fetched = self
             .remote
             .get()
-            .map(|remote| remote.fetch(&plan, now_ms()))
+            .map(|remote| remote.fetch_seeds(&plan, now_ms()))
             .filter(|f| !f.is_empty());
         let with_remote = fetched.as_ref().map(|fetched| WithRemote {
             local: &*self.history,
@@ -262,6 +264,8 @@ impl GroupRunner {
 
     pub(crate) fn run(mut self, startup: bool) {
         let rules = self.sources.len();
+        // Per rule: its alerts' `for` state is restored at its first evaluation after
+        // startup (`restore`).
         let mut restore_pending: Vec<bool> = vec![startup; rules];
         let mut next_tick =
             next_eval_time(crate::ingest::now_ms(), self.interval_ms, self.offset_ms);
@@ -377,7 +381,7 @@ impl GroupRunner {
                 );
                 let t_eval = t - state.group.query_offset.as_millis() as i64;
                 for (index, pending) in restore_pending.iter_mut().enumerate() {
-                    if restore_due(pending, t_eval, self.context.created_ms, &options) {
+                    if std::mem::take(pending) {
                         Self::restore(&self.context, &mut state, index, t_eval, &options);
                     }
                 }
@@ -435,12 +439,7 @@ impl GroupRunner {
                 &*context.sink,
                 options,
             ));
-            if restore_due(
-                &mut restore_pending[index],
-                t_eval,
-                context.created_ms,
-                options,
-            ) {
+            if std::mem::take(&mut restore_pending[index]) {
                 Self::restore(context, state, index, t_eval, options);
             }
         }
@@ -577,12 +576,7 @@ impl GroupRunner {
                     ),
                 };
                 sends.extend(stepped);
-                if restore_due(
-                    &mut restore_pending[index],
-                    t,
-                    self.context.created_ms,
-                    &options,
-                ) {
+                if std::mem::take(&mut restore_pending[index]) {
                     Self::restore(&self.context, &mut state, index, t, &options);
                 }
                 output_at[index] = output_at[index].max(Some(t));
@@ -696,21 +690,6 @@ impl GroupRunner {
     }
 }
 
-/// Whether a rule whose restore is still `pending` restores the alerts that its
-/// evaluation at `t_eval` made pending: at the first evaluation after startup and at
-/// every one within [`ManagerOptions::for_restore_window`] of startup (a cluster's
-/// rule host sees another process's targets only once that process has scraped them
-/// again); `pending` is cleared at the first evaluation past the window.
-fn restore_due(pending: &mut bool, t_eval: i64, created_ms: i64, options: &ManagerOptions) -> bool {
-    if !*pending {
-        return false;
-    }
-    if t_eval >= created_ms + options.for_restore_window.as_millis() as i64 {
-        *pending = false;
-    }
-    true
-}
-
 /// The dataflow's result for exactly `t`, waiting until `deadline` for it; `None` when it
 /// did not come (the dataflow skipped `t` or is behind), so the caller falls back to
 /// storage.
@@ -741,24 +720,6 @@ fn dataflow_result_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn restore_is_due_at_the_first_evaluation_or_within_the_window() {
-        let mut options = ManagerOptions::default();
-        // One process: the first evaluation only.
-        let mut pending = true;
-        assert!(restore_due(&mut pending, 1_000, 1_000, &options));
-        assert!(!restore_due(&mut pending, 2_000, 1_000, &options));
-        // A cluster: every evaluation within the window, then no more.
-        options.for_restore_window = Duration::from_secs(3);
-        let mut pending = true;
-        assert!(restore_due(&mut pending, 1_500, 1_000, &options));
-        assert!(restore_due(&mut pending, 2_500, 1_000, &options));
-        assert!(restore_due(&mut pending, 4_000, 1_000, &options));
-        assert!(!restore_due(&mut pending, 5_000, 1_000, &options));
-        // A group not started with the process restores nothing.
-        assert!(!restore_due(&mut false, 1_000, 1_000, &options));
-    }
 
     #[test]
     fn eval_times_are_aligned_to_the_interval_and_offset() {

@@ -161,6 +161,11 @@ impl SampleSink for Storage {
 pub trait RemoteSeries: Send + Sync {
     /// What the endpoints hold for `plan` evaluated at `t_ms`.
     fn fetch(&self, plan: &Plan, t_ms: i64) -> Fetched;
+
+    /// What the `remote_read` endpoints alone hold for `plan` evaluated at `t_ms`: the
+    /// seeds of a maintained rule, whose windows every process of a cluster seeds from
+    /// its own storage in the dataflow (`dataflows::render::seed`).
+    fn fetch_seeds(&self, plan: &Plan, t_ms: i64) -> Fetched;
 }
 
 /// The reference evaluator over storage, native histograms included (as the ad-hoc

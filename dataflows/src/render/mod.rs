@@ -118,7 +118,9 @@
 //!   the channel in the order the owner made them. A spread rule's owner, which
 //!   combines the partials, is a worker of its home process: its results are
 //!   delivered where the channel is. Seeds ([`seed`]) reach the owner, or for a spread
-//!   rule the worker keeping each series, in whatever process it is.
+//!   rule the worker keeping each series, in whatever process it is; each process
+//!   seeds from its own storage (the registering one at registration, every other
+//!   one when the installation reaches its first worker), at the installation's time.
 //! - *Series and labels.* Series ids are label hashes ([`crate::Labels::hash`]), the
 //!   same in every process, so they need no partition of the id space; each series is
 //!   fed into one process (the one scraping its target). Each process has its own

@@ -213,6 +213,10 @@ pub struct RuleDef {
     /// Whether a one-to-one join of two per-series plans is spread
     /// ([`crate::EngineConfig::spread_joins`] of the registering engine).
     pub spread_joins: bool,
+    /// Whether its windows are seeded ([`crate::Engine::register_seeded`]): the
+    /// registering process sends its own storage's series beside the change, and every
+    /// other process its own storage's, in the dataflow ([`crate::render::seed`]).
+    pub seeded: bool,
 }
 
 /// A registered expression, as an operator sees it: its [`RuleDef`] analysed.
@@ -706,6 +710,7 @@ mod tests {
             home_process,
             process_workers,
             spread_joins: false,
+            seeded: false,
         }
     }
 
