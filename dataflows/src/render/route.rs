@@ -12,8 +12,19 @@
 //! each sample once per destination `(worker, spread)` ([`crate::render::rule::Routing`]):
 //! the owner of rules reading the series, and for spread rules the worker owning the
 //! series; the samples of one time for one destination travel packed as one [`Routed`]
-//! record (columns, most samples in about 15 bytes: [`crate::sample::PackedPoints`]),
-//! which the downstream exchange on the worker delivers. One operator per kind
+//! record (columns: [`crate::sample::PackedPoints`]), which the downstream exchange on
+//! the worker delivers. In a timely cluster, two operators follow the router on the
+//! packs going to workers of other processes (those to workers of this process are
+//! handed over as values, never serialized, and stay as they are):
+//! [`announce_to_peers`] sends the series' labels, and [`code_for_peers`] codes the
+//! float packs' series ids by a dictionary per (this worker, destination worker), so an
+//! id the destination has had from this worker in the current [`ANNOUNCE_PERIOD_MS`]
+//! period ([`id_epoch`]) crosses as an index (about a byte: consecutive indices in
+//! the order a target's series came first) instead of 8 bytes. It relies on logical
+//! time only, not on the order messages arrive in: a pack brings the entries (index,
+//! id) it is the first, by time, to use, and the rule host learns every entry of a
+//! time's packs before it decodes them, times in order
+//! ([`crate::sample::ReceivedIds`]). One operator per kind
 //! of sample ([`Routable`]): the float [`Point`]s and the native histograms
 //! ([`crate::sample::HistogramPoint`]) are routed by two instances of the same code,
 //! each with its own registry and cache (the histogram one idle without histograms). Samples no rule reads
@@ -39,7 +50,7 @@ use crate::render::rule::{hold_by_time, Destination, Registry, Routing, RuleChan
 use crate::render::window::DistinctLists;
 #[cfg(doc)]
 use crate::sample::Point;
-use crate::sample::{Pack, Routable};
+use crate::sample::{Pack, PackedPoints, Routable, SentIds};
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -51,8 +62,9 @@ use timely::dataflow::Stream;
 
 /// The samples of one logical time bound for one destination: one record of the
 /// exchange, however many samples it packs ([`Pack`]; for floats
-/// [`crate::sample::PackedPoints`], about 15 bytes a sample where `((worker, spread),
-/// Point)` records took 41 and timely's framing).
+/// [`crate::sample::PackedPoints`], a few bytes a sample where `((worker, spread),
+/// Point)` records took 41 and timely's framing). A time's samples for one
+/// destination may come in several records (one per activation that routes them).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Routed<P> {
     /// Where they go: `(worker, spread)`.
@@ -276,6 +288,56 @@ pub fn announce_to_peers<'scope, S: Routable>(
                             }
                         }
                     }
+                });
+            }
+        },
+    )
+}
+
+/// The epoch of the series-id dictionaries ([`SentIds`]) a pack of logical time `t`
+/// is coded in: its [`ANNOUNCE_PERIOD_MS`] period, so every dictionary starts empty
+/// each period (the ids of series gone leave with it) and a receiver drops the
+/// dictionaries of the periods its frontier has passed.
+pub fn id_epoch(t: u64) -> u64 {
+    t / ANNOUNCE_PERIOD_MS
+}
+
+/// In a timely cluster: codes the series ids of the float packs going to workers of
+/// other processes by a dictionary per destination worker
+/// ([`PackedPoints::code_ids`]; epochs by [`id_epoch`]), so an id that destination has
+/// had from this worker crosses as an index of about 1 byte, not 8. Packs to workers
+/// of this process pass as they are (timely hands them over unserialized). `worker`
+/// is this worker's index in the cluster, `process` its process, `process_workers` the
+/// workers per process, `peers` all workers. The receiving end is
+/// [`crate::sample::ReceivedIds`], in [`crate::render::maintain`].
+pub fn code_for_peers<'scope>(
+    routed: Stream<'scope, u64, Vec<Routed<PackedPoints>>>,
+    worker: usize,
+    process: usize,
+    process_workers: usize,
+    peers: usize,
+) -> Stream<'scope, u64, Vec<Routed<PackedPoints>>> {
+    let per = process_workers.max(1) as u64;
+    routed.unary::<CapacityContainerBuilder<Vec<Routed<PackedPoints>>>, _, _, _>(
+        Pipeline,
+        "CodeSeriesIds",
+        move |_cap, _info| {
+            let mut sent: Vec<SentIds> = (0..peers).map(|_| SentIds::default()).collect();
+            move |input, output| {
+                input.for_each(|time, batch| {
+                    let Some(&t) = time.least() else { return };
+                    for routed in batch.iter_mut() {
+                        let to = routed.to.0;
+                        if to / per != process as u64 {
+                            routed.samples.code_ids(
+                                worker as u32,
+                                id_epoch(t),
+                                t,
+                                &mut sent[to as usize],
+                            );
+                        }
+                    }
+                    output.session(&time).give_container(batch);
                 });
             }
         },
