@@ -979,7 +979,11 @@ mod tests {
                     series_id: xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes()),
                     timestamp_ms: t,
                     value,
-                    start_ms: if n % 5 == 0 { t - 86_400_000 } else { 0 },
+                    start_ms: if n.is_multiple_of(5) {
+                        t - 86_400_000
+                    } else {
+                        0
+                    },
                 });
             }
         }
