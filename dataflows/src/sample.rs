@@ -219,12 +219,15 @@ impl SentIds {
         }
     }
 
-    /// Empties it for epoch `epoch`.
-    fn start(&mut self, epoch: u64) {
-        self.epoch = Some(epoch);
-        self.entries.clear();
-        self.index.clear();
-        self.next = 0;
+    /// Moves it on to epoch `epoch` if its own is earlier, empty (its memory freed);
+    /// never back to an epoch it has had (an index must keep its id through one).
+    pub fn advance_to(&mut self, epoch: u64) {
+        if self.epoch.is_none_or(|e| e < epoch) {
+            *self = SentIds {
+                epoch: Some(epoch),
+                ..SentIds::with_limit(self.limit)
+            };
+        }
     }
 
     /// The index of `id`, with whether the pack of time `time` must bring its entry:
@@ -371,10 +374,9 @@ impl PackedPoints {
         if self.coded.is_some() || self.series_ids.is_empty() {
             return;
         }
-        match sent.epoch {
-            Some(e) if e > epoch => return,
-            Some(e) if e == epoch => {}
-            _ => sent.start(epoch),
+        sent.advance_to(epoch);
+        if sent.epoch != Some(epoch) {
+            return;
         }
         let mut coded = CodedIds {
             from,
@@ -1058,6 +1060,14 @@ mod tests {
         let late = coded(&scrape(0..1, 50, 2_000), 2_000, 0, &mut dictionary);
         assert!(late.0.coded.is_none());
         assert_eq!(late.0.series_ids.len(), 50);
+        // Moved on to epoch 2 (a new period, nothing sent): empty, and epoch 1 is
+        // not taken up again.
+        let mut moved = SentIds::with_limit(120);
+        coded(&scrape(0..1, 50, 700_000), 700_000, 1, &mut moved);
+        moved.advance_to(2);
+        assert!(moved.entries.is_empty() && moved.epoch == Some(2));
+        let behind = coded(&scrape(0..1, 50, 701_000), 701_000, 1, &mut moved);
+        assert!(behind.0.coded.is_none());
         let packs = vec![(1_000, first), (2_000, late), (700_000, next)];
         round_trip(&packs, &[2, 1, 0]);
         let mut received = ReceivedIds::default();

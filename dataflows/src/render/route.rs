@@ -323,9 +323,16 @@ pub fn code_for_peers<'scope>(
         "CodeSeriesIds",
         move |_cap, _info| {
             let mut sent: Vec<SentIds> = (0..peers).map(|_| SentIds::default()).collect();
+            let mut epoch = 0;
             move |input, output| {
                 input.for_each(|time, batch| {
                     let Some(&t) = time.least() else { return };
+                    // A new period empties every dictionary, also those of the
+                    // workers this one no longer sends to.
+                    if id_epoch(t) > epoch {
+                        epoch = id_epoch(t);
+                        sent.iter_mut().for_each(|s| s.advance_to(epoch));
+                    }
                     for routed in batch.iter_mut() {
                         let to = routed.to.0;
                         if to / per != process as u64 {
