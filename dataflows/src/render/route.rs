@@ -350,3 +350,105 @@ pub fn code_for_peers<'scope>(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{Point, ReceivedIds};
+    use timely::dataflow::operators::capture::Event;
+    use timely::dataflow::operators::{Capture, Input};
+
+    /// A pack of the series `ids` at time `t`.
+    fn pack(t: u64, ids: std::ops::Range<u64>) -> PackedPoints {
+        let mut pack = PackedPoints::default();
+        for id in ids {
+            pack.push(&Point {
+                series_id: id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                timestamp_ms: t as i64,
+                value: id as f64,
+                start_ms: 0,
+            });
+        }
+        pack
+    }
+
+    /// Three processes of one worker each, seen from worker 0: its packs to worker 0
+    /// leave as they are, those to workers 1 and 2 coded (the entries in the packs of
+    /// the first time, two records of one time sharing them, a new period bringing
+    /// them again), and decoded by time they give back every id.
+    #[test]
+    fn packs_to_other_processes_leave_coded_and_come_back_by_time() {
+        let sends: Vec<(u64, u64, std::ops::Range<u64>)> = vec![
+            (1_000, 0, 0..40),
+            (1_000, 1, 0..40),
+            (1_000, 2, 0..20),
+            (1_000, 2, 10..40),
+            (16_000, 0, 0..40),
+            (16_000, 1, 0..40),
+            (16_000, 2, 0..40),
+            (700_000, 1, 0..40),
+        ];
+        let fed = sends.clone();
+        let events = timely::execute_directly(move |worker| {
+            let (mut input, captured) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, routed) = scope.new_input::<Vec<Routed<PackedPoints>>>();
+                (input, code_for_peers(routed, 0, 0, 1, 3).capture())
+            });
+            for (t, to, ids) in fed {
+                input.advance_to(t);
+                input.send(Routed {
+                    to: (to, false),
+                    samples: pack(t, ids),
+                });
+            }
+            drop(input);
+            while worker.step() {}
+            captured
+        });
+        let mut by_time: BTreeMap<u64, Vec<Routed<PackedPoints>>> = BTreeMap::new();
+        for event in events.try_iter() {
+            if let Event::Messages(stamp, batch) = event {
+                by_time
+                    .entry(*stamp.least().unwrap())
+                    .or_default()
+                    .extend(batch);
+            }
+        }
+        let mut received: Vec<ReceivedIds> = (0..3).map(|_| ReceivedIds::default()).collect();
+        let mut back: Vec<(u64, u64, Vec<u64>)> = Vec::new();
+        for (t, mut packs) in by_time {
+            // Whatever order they crossed in.
+            packs.reverse();
+            for routed in &packs {
+                let whole = pack(t, 0..40).encoded_bytes();
+                let bytes = routed.samples.encoded_bytes();
+                match (routed.to.0, t) {
+                    (0, _) => assert_eq!(bytes, whole),
+                    // Ids of 8 bytes each as a byte each, and the sender and epoch.
+                    (_, 16_000) => assert_eq!(bytes, whole - 8 * 40 + 40 + 12),
+                    _ => {}
+                }
+                received[routed.to.0 as usize].learn(&routed.samples);
+            }
+            for mut routed in packs {
+                let to = routed.to.0;
+                received[to as usize].decode(&mut routed.samples);
+                let mut ids = Vec::new();
+                routed.samples.unpack(|p| ids.push(p.series_id));
+                back.push((t, to, ids));
+            }
+        }
+        let mut want: Vec<(u64, u64, Vec<u64>)> = sends
+            .into_iter()
+            .map(|(t, to, ids)| {
+                let ids = ids
+                    .map(|id| id.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                    .collect();
+                (t, to, ids)
+            })
+            .collect();
+        back.sort();
+        want.sort();
+        assert_eq!(back, want);
+    }
+}
