@@ -33,7 +33,7 @@ use crate::latest::{LatestRetirer, LatestTable};
 use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
 use crate::render::maintain::maintain_rules;
-use crate::render::route::{announce_to_peers, route_to_owners};
+use crate::render::route::{announce_to_peers, code_for_peers, route_to_owners};
 use crate::render::rule::{
     LocalRules, RuleChange, RuleCounters, RuleDef, RuleSpec, SeedSeries, RULE_ID_PROCESS_SHIFT,
 };
@@ -356,6 +356,12 @@ impl Engine {
                     floats.concat(histograms)
                 } else {
                     empty(scope)
+                };
+                // Series ids cross to another process as dictionary indices.
+                let routed = if processes > 1 {
+                    code_for_peers(routed, index, process_id, workers, peers)
+                } else {
+                    routed
                 };
                 let partials = maintain_rules(
                     routed,

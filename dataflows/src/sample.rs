@@ -17,7 +17,9 @@
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::render::window::KeyMap;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The bit pattern Prometheus uses for a staleness marker: a NaN that no computation
@@ -116,7 +118,16 @@ impl Pack<HistogramPoint> for Vec<HistogramPoint> {
 /// [`Point`]s bound for one worker, in columns, most of them in fewer bytes than the
 /// 32 of a point (issue 14: this is what crosses between processes, once per sample
 /// whose series is kept in another process):
-/// - series ids as they are (8 bytes: label hashes, spread over the whole range);
+/// - series ids: as they are (8 bytes: label hashes, spread over the whole range) in a
+///   pack to a worker of the same process, which timely hands over as a value (its
+///   in-process channels are typed: nothing is serialized); in a pack to a worker of
+///   another process, coded by the dictionary of ids this sender has sent that worker
+///   ([`PackedPoints::code_ids`], [`SentIds`], [`ReceivedIds`]): per sample a LEB128
+///   code, 0 for an id that crosses whole, else 1 + zigzag(index − (the previous
+///   coded sample's index + 1)), so a target's series, which come in the same order
+///   every scrape and took consecutive indices the first time, cost 1 byte each; the
+///   entries a pack brings (index, id) travel in it, at the logical time they are
+///   first used;
 /// - timestamps as the difference from the previous sample's (the first's from 0),
 ///   zigzag LEB128: a target's samples share their scrape's timestamp, 1 byte each;
 /// - values XORed with the previous sample's bits (the first's with 0), as Gorilla
@@ -129,7 +140,11 @@ impl Pack<HistogramPoint> for Vec<HistogramPoint> {
 /// Decoding gives back every bit, stale markers and NaN payloads included.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PackedPoints {
+    /// The series ids that cross whole, in their samples' order: every sample's in a
+    /// pack without a dictionary.
     series_ids: Vec<u64>,
+    /// The dictionary coding of the ids, in a pack to another process.
+    coded: Option<CodedIds>,
     timestamps: Vec<u8>,
     values: Vec<u8>,
     starts: Vec<u8>,
@@ -139,20 +154,258 @@ pub struct PackedPoints {
     last: (i64, u64),
 }
 
-impl PackedPoints {
-    /// The number of samples.
+/// A pack's series ids coded by the dictionary of its sender and destination.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct CodedIds {
+    /// The sending worker (its index in the cluster).
+    from: u32,
+    /// The dictionary's epoch (see [`SentIds`]).
+    epoch: u64,
+    /// Per sample, LEB128: 0 for the next id of [`PackedPoints::series_ids`], else
+    /// 1 + zigzag(index − (the previous coded sample's index + 1)), the first from
+    /// index −1.
+    codes: Vec<u8>,
+    /// The entries the pack brings, their indices coded as the samples' (zigzag of the
+    /// difference from the previous entry's index + 1, LEB128, without the 1 +).
+    entry_indices: Vec<u8>,
+    /// The entries' ids, in the order of `entry_indices`.
+    entry_ids: Vec<u64>,
+}
+
+/// The most entries a dictionary takes in one epoch: ids beyond them cross whole until
+/// the next epoch, so neither end's table grows past it whatever the churn (a
+/// received table is 8 bytes an entry, a sent one about 20).
+pub const MAX_DICTIONARY_ENTRIES: usize = 1 << 20;
+
+/// The dictionary of series ids one worker has sent one worker of another process, in
+/// one epoch: per index, the id and the earliest logical time a pack brought its
+/// entry at. The epoch is the caller's (in the dataflow a period of logical time,
+/// [`crate::render::route::id_epoch`]): a pack of a later epoch starts an empty
+/// dictionary, one of an earlier epoch crosses uncoded.
+///
+/// What the receiver may rely on, whatever order the packs arrive in: every index a
+/// pack of time `t` uses is brought (with its id) by a pack of the same sender,
+/// destination and epoch at a time not after `t`; an index keeps its id through the
+/// epoch. A pack of a time earlier than an entry's first brings the entry again.
+pub struct SentIds {
+    /// The most entries it takes in an epoch ([`MAX_DICTIONARY_ENTRIES`]).
+    limit: usize,
+    /// The epoch of the entries (`None`: none yet).
+    epoch: Option<u64>,
+    /// Per index, the id and the earliest time a pack brought it at.
+    entries: Vec<(u64, u64)>,
+    /// Indices in `entries`, by id.
+    index: HashTable<u32>,
+    /// Where the next lookup looks first: the entry after the one found last (the
+    /// series of a target come in the same order every scrape).
+    next: usize,
+}
+
+impl Default for SentIds {
+    fn default() -> SentIds {
+        SentIds::with_limit(MAX_DICTIONARY_ENTRIES)
+    }
+}
+
+impl SentIds {
+    /// An empty dictionary taking at most `limit` entries an epoch.
+    pub fn with_limit(limit: usize) -> SentIds {
+        SentIds {
+            limit,
+            epoch: None,
+            entries: Vec::new(),
+            index: HashTable::new(),
+            next: 0,
+        }
+    }
+
+    /// Moves it on to epoch `epoch` if its own is earlier, empty (its memory freed);
+    /// never back to an epoch it has had (an index must keep its id through one).
+    pub fn advance_to(&mut self, epoch: u64) {
+        if self.epoch.is_none_or(|e| e < epoch) {
+            *self = SentIds {
+                epoch: Some(epoch),
+                ..SentIds::with_limit(self.limit)
+            };
+        }
+    }
+
+    /// The index of `id`, with whether the pack of time `time` must bring its entry:
+    /// `None` when it is new and the dictionary full.
+    fn code(&mut self, id: u64, time: u64) -> Option<(u32, bool)> {
+        let at = match self.entries.get(self.next) {
+            Some(&(guess, _)) if guess == id => self.next,
+            _ => {
+                let entries = &self.entries;
+                match self.index.find(id, |&at| entries[at as usize].0 == id) {
+                    Some(&at) => at as usize,
+                    None => {
+                        if self.entries.len() >= self.limit {
+                            return None;
+                        }
+                        let at = self.entries.len();
+                        self.entries.push((id, time));
+                        let entries = &self.entries;
+                        self.index
+                            .insert_unique(id, at as u32, |&at| entries[at as usize].0);
+                        self.next = at + 1;
+                        return Some((at as u32, true));
+                    }
+                }
+            }
+        };
+        self.next = at + 1;
+        let first = &mut self.entries[at].1;
+        let bring = time < *first;
+        *first = (*first).min(time);
+        Some((at as u32, bring))
+    }
+}
+
+/// The dictionaries of series ids the workers of other processes have sent this one
+/// ([`SentIds`] at their end), by epoch and sender: fed the entries of every pack of a
+/// time ([`ReceivedIds::learn`]) before any of them is decoded
+/// ([`ReceivedIds::decode`]), times in order.
+#[derive(Default)]
+pub struct ReceivedIds {
+    /// By (epoch, sending worker): the ids by index.
+    tables: BTreeMap<(u64, u32), Vec<u64>>,
+}
+
+impl ReceivedIds {
+    /// Takes the dictionary entries `pack` brings.
+    pub fn learn(&mut self, pack: &PackedPoints) {
+        let Some(coded) = &pack.coded else { return };
+        if coded.entry_ids.is_empty() {
+            return;
+        }
+        let table = self.tables.entry((coded.epoch, coded.from)).or_default();
+        let (mut at, mut index) = (0, -1i64);
+        for &id in &coded.entry_ids {
+            index += 1 + unzigzag(get_varint(&coded.entry_indices, &mut at) as u64);
+            let i = index as usize;
+            if table.len() <= i {
+                table.resize(i + 1, 0);
+            }
+            table[i] = id;
+        }
+    }
+
+    /// Gives `pack` its series ids back (a pack without a dictionary is left as it is).
+    /// Panics on an index no pack has brought (the sender's contract broken).
+    pub fn decode(&self, pack: &mut PackedPoints) {
+        let Some(coded) = pack.coded.take() else {
+            return;
+        };
+        let table = self.tables.get(&(coded.epoch, coded.from));
+        let whole = std::mem::take(&mut pack.series_ids);
+        let mut whole = whole.into_iter();
+        let mut ids = Vec::with_capacity(pack.timestamps.len());
+        let (mut at, mut index) = (0, -1i64);
+        while at < coded.codes.len() {
+            match get_varint(&coded.codes, &mut at) {
+                0 => ids.push(whole.next().expect("a whole id per code 0")),
+                code => {
+                    index += 1 + unzigzag((code - 1) as u64);
+                    let id = table
+                        .and_then(|t| t.get(index as usize))
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "series id index {index} of worker {} epoch {} never brought",
+                                coded.from, coded.epoch
+                            )
+                        });
+                    ids.push(*id);
+                }
+            }
+        }
+        pack.series_ids = ids;
+    }
+
+    /// Drops the dictionaries of epochs before `epoch`.
+    pub fn forget_before(&mut self, epoch: u64) {
+        while let Some(entry) = self.tables.first_entry().filter(|e| e.key().0 < epoch) {
+            entry.remove();
+        }
+    }
+
+    /// The number of entries held, over every dictionary.
     pub fn len(&self) -> usize {
-        self.series_ids.len()
+        self.tables.values().map(Vec::len).sum()
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
+impl PackedPoints {
+    /// The number of samples (counted through the timestamps: not for a hot path).
+    pub fn len(&self) -> usize {
+        self.timestamps.iter().filter(|&&b| b < 0x80).count()
     }
 
     /// Whether it holds no sample.
     pub fn is_empty(&self) -> bool {
-        self.series_ids.is_empty()
+        self.timestamps.is_empty()
     }
 
-    /// Bytes of the encoded columns (what bincode sends, less its length prefixes).
+    /// Bytes of the encoded columns and the dictionary's sender and epoch (what
+    /// bincode sends, less its length prefixes and the option's tag).
     pub fn encoded_bytes(&self) -> usize {
-        8 * self.series_ids.len() + self.timestamps.len() + self.values.len() + self.starts.len()
+        let coded = self.coded.as_ref().map_or(0, |c| {
+            4 + 8 + c.codes.len() + c.entry_indices.len() + 8 * c.entry_ids.len()
+        });
+        8 * self.series_ids.len()
+            + coded
+            + self.timestamps.len()
+            + self.values.len()
+            + self.starts.len()
+    }
+
+    /// Codes the series ids by `sent`, the dictionary of sender `from` for this pack's
+    /// destination, for a pack of logical time `time` in epoch `epoch`: an epoch later
+    /// than the dictionary's empties it first; an earlier one (a late time) leaves
+    /// the pack uncoded, as do ids new to a full dictionary
+    /// ([`MAX_DICTIONARY_ENTRIES`]). The pack brings the entries it is the first of
+    /// (by time) to use. Nothing may be pushed after.
+    pub fn code_ids(&mut self, from: u32, epoch: u64, time: u64, sent: &mut SentIds) {
+        if self.coded.is_some() || self.series_ids.is_empty() {
+            return;
+        }
+        sent.advance_to(epoch);
+        if sent.epoch != Some(epoch) {
+            return;
+        }
+        let mut coded = CodedIds {
+            from,
+            epoch,
+            codes: Vec::with_capacity(self.series_ids.len()),
+            ..CodedIds::default()
+        };
+        let (mut last, mut last_entry) = (-1i64, -1i64);
+        let mut whole = Vec::new();
+        for &id in &self.series_ids {
+            let Some((index, bring)) = sent.code(id, time) else {
+                coded.codes.push(0);
+                whole.push(id);
+                continue;
+            };
+            let index = i64::from(index);
+            if bring {
+                put_varint(
+                    &mut coded.entry_indices,
+                    zigzag(index - (last_entry + 1)).into(),
+                );
+                coded.entry_ids.push(id);
+                last_entry = index;
+            }
+            put_varint(&mut coded.codes, 1 + u128::from(zigzag(index - (last + 1))));
+            last = index;
+        }
+        self.series_ids = whole;
+        self.coded = Some(coded);
     }
 }
 
@@ -188,7 +441,9 @@ fn unzigzag(v: u64) -> i64 {
 }
 
 impl Pack<Point> for PackedPoints {
+    /// Not on a coded pack ([`PackedPoints::code_ids`] is the last step).
     fn push(&mut self, p: &Point) {
+        debug_assert!(self.coded.is_none(), "a sample pushed after code_ids");
         let (last_ts, last_bits) = self.last;
         put_varint(
             &mut self.timestamps,
@@ -223,11 +478,15 @@ impl Pack<Point> for PackedPoints {
         self.last = (p.timestamp_ms, bits);
     }
 
+    /// Of a pack not coded (received: once [`ReceivedIds::decode`]d).
     fn series_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        debug_assert!(self.coded.is_none(), "series ids of a coded pack");
         self.series_ids.iter().copied()
     }
 
+    /// Of a pack not coded (received: once [`ReceivedIds::decode`]d).
     fn unpack(self, mut each: impl FnMut(Point)) {
+        assert!(self.coded.is_none(), "a coded pack unpacked before decode");
         let (mut ts, mut bits) = (0i64, 0u64);
         let (mut t_at, mut v_at, mut s_at) = (0, 0, 0);
         for &series_id in &self.series_ids {
@@ -652,6 +911,176 @@ mod tests {
             "{}",
             packed.encoded_bytes()
         );
+    }
+
+    /// A pack as it arrives in another process (serialized, its packer's place lost).
+    fn sent(packed: &PackedPoints) -> PackedPoints {
+        serde_json::from_str(&serde_json::to_string(packed).unwrap()).unwrap()
+    }
+
+    fn bits(points: &[Point]) -> Vec<(u64, i64, u64, i64)> {
+        points
+            .iter()
+            .map(|p| (p.series_id, p.timestamp_ms, p.value.to_bits(), p.start_ms))
+            .collect()
+    }
+
+    /// Packs `points` for time `t` and codes the pack by `dictionary`; returns the
+    /// pack with the points it must give back (pushed uncoded, kept for comparison).
+    fn coded(
+        points: &[Point],
+        t: u64,
+        epoch: u64,
+        dictionary: &mut SentIds,
+    ) -> (PackedPoints, Vec<Point>) {
+        let mut pack = PackedPoints::default();
+        for p in points {
+            pack.push(p);
+        }
+        pack.code_ids(3, epoch, t, dictionary);
+        (pack, points.to_vec())
+    }
+
+    /// Checks that every pack, crossed and decoded in time order, gives back its
+    /// points bit for bit.
+    fn round_trip(packs: &[(u64, (PackedPoints, Vec<Point>))], order: &[usize]) {
+        let mut received = ReceivedIds::default();
+        let mut by_time: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for &i in order {
+            by_time.entry(packs[i].0).or_default().push(i);
+        }
+        for (_, at) in by_time {
+            let arrived: Vec<(usize, PackedPoints)> =
+                at.iter().map(|&i| (i, sent(&packs[i].1 .0))).collect();
+            for (_, pack) in &arrived {
+                received.learn(pack);
+            }
+            for (i, mut pack) in arrived.into_iter().rev() {
+                received.decode(&mut pack);
+                let mut back = Vec::new();
+                pack.unpack(|p| back.push(p));
+                assert_eq!(bits(&back), bits(&packs[i].1 .1), "pack {i}");
+            }
+        }
+    }
+
+    /// Scrapes of `targets` targets of `per` series each at time `t`, values of every
+    /// kind (stale markers, NaNs, start timestamps among them).
+    fn scrape(targets: std::ops::Range<u64>, per: u64, t: i64) -> Vec<Point> {
+        let mut points = Vec::new();
+        for target in targets {
+            for i in 0..per {
+                let n = target * per + i;
+                let value = match n % 7 {
+                    0 => STALE_MARKER,
+                    1 => f64::from_bits(0x7ff8_0000_dead_beef),
+                    2 => -0.0,
+                    _ => (t / 1000) as f64 + n as f64,
+                };
+                points.push(Point {
+                    series_id: xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes()),
+                    timestamp_ms: t,
+                    value,
+                    start_ms: if n.is_multiple_of(5) {
+                        t - 86_400_000
+                    } else {
+                        0
+                    },
+                });
+            }
+        }
+        points
+    }
+
+    /// Coded packs give back every bit; a series the destination has had crosses as
+    /// about a byte; a series new mid-epoch brings its entry once; a pack at a time
+    /// earlier than an entry's first brings it again; packs of one time may use each
+    /// other's entries whatever order they cross in.
+    #[test]
+    fn coded_packs_come_back_whole_in_any_crossing_order() {
+        let mut dictionary = SentIds::default();
+        let mut packs = Vec::new();
+        // Two scrapes of targets 0..10, then 0..12 (two targets new mid-epoch), then a
+        // pack at a time before the first (a late time of the same epoch).
+        packs.push((
+            1_000,
+            coded(&scrape(0..10, 50, 1_000), 1_000, 0, &mut dictionary),
+        ));
+        let second = coded(&scrape(0..10, 50, 16_000), 16_000, 0, &mut dictionary);
+        assert!(second.0.coded.as_ref().unwrap().entry_ids.is_empty());
+        assert!(second.0.series_ids.is_empty());
+        // Known series in the order they came: a byte each.
+        assert_eq!(second.0.coded.as_ref().unwrap().codes.len(), 500);
+        packs.push((16_000, second));
+        let third = coded(&scrape(5..12, 50, 31_000), 31_000, 0, &mut dictionary);
+        assert_eq!(third.0.coded.as_ref().unwrap().entry_ids.len(), 100);
+        packs.push((31_000, third));
+        let late = coded(&scrape(9..11, 50, 500), 500, 0, &mut dictionary);
+        // Target 9 was first brought at 1000, 10 at 31000: both again at 500.
+        assert_eq!(late.0.coded.as_ref().unwrap().entry_ids.len(), 100);
+        packs.push((500, late));
+        // Two packs at one time, the second using the entries the first brought.
+        packs.push((
+            46_000,
+            coded(&scrape(12..13, 50, 46_000), 46_000, 0, &mut dictionary),
+        ));
+        let reuse = coded(&scrape(12..14, 50, 46_000), 46_000, 0, &mut dictionary);
+        assert_eq!(reuse.0.coded.as_ref().unwrap().entry_ids.len(), 50);
+        packs.push((46_000, reuse));
+        round_trip(&packs, &[0, 1, 2, 3, 4, 5]);
+        round_trip(&packs, &[5, 4, 3, 2, 1, 0]);
+        // Once the dictionary holds them, 500 samples take 500 bytes of ids.
+        let again = coded(&scrape(0..10, 50, 61_000), 61_000, 0, &mut dictionary).0;
+        let uncoded = {
+            let mut p = PackedPoints::default();
+            scrape(0..10, 50, 61_000).iter().for_each(|x| p.push(x));
+            p
+        };
+        assert_eq!(
+            uncoded.encoded_bytes() - again.encoded_bytes(),
+            500 * 8 - 500 - 12
+        );
+    }
+
+    /// A later epoch starts the dictionary over (indices from 0, entries brought
+    /// again); a pack of an earlier epoch crosses uncoded; the receiver forgets the
+    /// epochs it has passed and still decodes; ids beyond a full dictionary cross
+    /// whole.
+    #[test]
+    fn epochs_start_over_and_full_dictionaries_send_ids_whole() {
+        let mut dictionary = SentIds::with_limit(120);
+        let first = coded(&scrape(0..2, 50, 1_000), 1_000, 0, &mut dictionary);
+        assert_eq!(first.0.coded.as_ref().unwrap().entry_ids.len(), 100);
+        let next = coded(&scrape(0..3, 50, 700_000), 700_000, 1, &mut dictionary);
+        // The new epoch's dictionary takes 120 of the 150, from index 0.
+        let c = next.0.coded.as_ref().unwrap();
+        assert_eq!((c.epoch, c.entry_ids.len()), (1, 120));
+        assert_eq!(next.0.series_ids.len(), 30);
+        assert_eq!(c.entry_indices[0], 0);
+        let late = coded(&scrape(0..1, 50, 2_000), 2_000, 0, &mut dictionary);
+        assert!(late.0.coded.is_none());
+        assert_eq!(late.0.series_ids.len(), 50);
+        // Moved on to epoch 2 (a new period, nothing sent): empty, and epoch 1 is
+        // not taken up again.
+        let mut moved = SentIds::with_limit(120);
+        coded(&scrape(0..1, 50, 700_000), 700_000, 1, &mut moved);
+        moved.advance_to(2);
+        assert!(moved.entries.is_empty() && moved.epoch == Some(2));
+        let behind = coded(&scrape(0..1, 50, 701_000), 701_000, 1, &mut moved);
+        assert!(behind.0.coded.is_none());
+        let packs = vec![(1_000, first), (2_000, late), (700_000, next)];
+        round_trip(&packs, &[2, 1, 0]);
+        let mut received = ReceivedIds::default();
+        received.learn(&packs[0].1 .0);
+        received.learn(&packs[2].1 .0);
+        assert_eq!(received.len(), 220);
+        received.forget_before(1);
+        assert_eq!(received.len(), 120);
+        let mut pack = sent(&packs[2].1 .0);
+        received.decode(&mut pack);
+        let mut back = Vec::new();
+        pack.unpack(|p| back.push(p));
+        assert_eq!(bits(&back), bits(&packs[2].1 .1));
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! a rule is evaluated at the same times on every worker whatever frontiers each
 //! happened to see. Per activation it (1) installs and drops rules as the changes say,
 //! (2) adds routed samples to the [`WindowStore`] (one for owned rules, one for the
-//! series this worker keeps for spread rules) and, for on-arrival rules, records the
+//! series this worker keeps for spread rules; a time's packs from other processes are
+//! decoded once every series-id dictionary entry they bring is learned,
+//! [`crate::sample::ReceivedIds`]) and, for on-arrival rules, records the
 //! evaluation times they trigger, (3) evaluates every rule whose next evaluation time
 //! `t` is *ready* — every sample it can read at `t` is older than the input frontier —
 //! sending `(t, result)` to the rule's channel (for a rule registered by another
@@ -47,7 +49,7 @@ use crate::promql::eval::{Element, EvalResult, Value};
 use crate::promql::plan::Plan;
 use crate::render::extent::Extent;
 use crate::render::incremental::{Delta, Detached, IncrementalRule, Settings};
-use crate::render::route::{Announcement, Routed, ANNOUNCE_PERIOD_MS};
+use crate::render::route::{id_epoch, Announcement, Routed, ANNOUNCE_PERIOD_MS};
 use crate::render::rule::{
     first_eval, hold_by_time, Delivery, Destination, Evaluation, LocalRules, Registry, RuleChange,
     RuleCounters, RuleId, RuleOutput, RuleSchedule, RuleSpec, SeedRecord, SeedSeries,
@@ -56,7 +58,7 @@ use crate::render::rule::{
 use crate::render::shape::shape;
 use crate::render::spread::{members_plan, part_records, HostRecord};
 use crate::render::window::{Reach, WindowStore};
-use crate::sample::{HistogramPoint, Pack, PackedPoints, Point};
+use crate::sample::{HistogramPoint, Pack, PackedPoints, Point, ReceivedIds};
 use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -754,6 +756,9 @@ pub fn maintain_rules<'scope>(
         // Labels announced by routers of other processes, by announcement period: held
         // (so the catalog keeps them) through the period after theirs.
         let mut held: BTreeMap<u64, Vec<Arc<Labels>>> = BTreeMap::new();
+        // The series-id dictionaries of the routers of other processes
+        // ([`crate::render::route::code_for_peers`]).
+        let mut dictionaries = ReceivedIds::default();
         move |frontiers| {
             let mut output = output.activate();
             // Before any sample: the frontier below covers this input too, so the
@@ -805,7 +810,14 @@ pub fn maintain_rules<'scope>(
                         }
                     }
                     (_, Some(s)) => {
-                        for routed in samples.remove(&s).unwrap_or_default() {
+                        // Every entry a pack of time `s` brings, before any of them is
+                        // decoded: one may use an index another brings.
+                        let mut packs = samples.remove(&s).unwrap_or_default();
+                        for routed in &packs {
+                            dictionaries.learn(&routed.samples);
+                        }
+                        for mut routed in packs.drain(..) {
+                            dictionaries.decode(&mut routed.samples);
                             let to = routed.to;
                             routed.samples.unpack(|point| host.insert((to, point)));
                         }
@@ -820,6 +832,8 @@ pub fn maintain_rules<'scope>(
                 }
             }
             host.evaluate_ready(front, &mut out);
+            // No pack of a time before the frontier is to come.
+            dictionaries.forget_before(id_epoch(front_at));
             if let Some(cap) = &cap {
                 for (at, record) in out {
                     let at = at.max(*cap.time());

@@ -129,7 +129,10 @@
 //!   ([`route::announce_to_peers`]), once per series, destination process and
 //!   [`route::ANNOUNCE_PERIOD_MS`] of sample time; the receiving rule host puts them in
 //!   its process's catalog before the samples of the same time and holds them through
-//!   the next period, so the windows and whole-plan evaluations find them.
+//!   the next period, so the windows and whole-plan evaluations find them. The float
+//!   samples' series ids cross as indices into a dictionary per (sending worker,
+//!   receiving worker) and period ([`route::code_for_peers`]), whose entries travel
+//!   in the packs of the time they are first used.
 //! - *The watermark.* Every process advances its own input; the frontier every worker
 //!   sees is the minimum over all processes (timely's progress tracking), so an
 //!   evaluation at `t` waits for every process's watermark to pass what it reads. An

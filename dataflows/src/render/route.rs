@@ -12,8 +12,19 @@
 //! each sample once per destination `(worker, spread)` ([`crate::render::rule::Routing`]):
 //! the owner of rules reading the series, and for spread rules the worker owning the
 //! series; the samples of one time for one destination travel packed as one [`Routed`]
-//! record (columns, most samples in about 15 bytes: [`crate::sample::PackedPoints`]),
-//! which the downstream exchange on the worker delivers. One operator per kind
+//! record (columns: [`crate::sample::PackedPoints`]), which the downstream exchange on
+//! the worker delivers. In a timely cluster, two operators follow the router on the
+//! packs going to workers of other processes (those to workers of this process are
+//! handed over as values, never serialized, and stay as they are):
+//! [`announce_to_peers`] sends the series' labels, and [`code_for_peers`] codes the
+//! float packs' series ids by a dictionary per (this worker, destination worker), so an
+//! id the destination has had from this worker in the current [`ANNOUNCE_PERIOD_MS`]
+//! period ([`id_epoch`]) crosses as an index (about a byte: consecutive indices in
+//! the order a target's series came first) instead of 8 bytes. It relies on logical
+//! time only, not on the order messages arrive in: a pack brings the entries (index,
+//! id) it is the first, by time, to use, and the rule host learns every entry of a
+//! time's packs before it decodes them, times in order
+//! ([`crate::sample::ReceivedIds`]). One operator per kind
 //! of sample ([`Routable`]): the float [`Point`]s and the native histograms
 //! ([`crate::sample::HistogramPoint`]) are routed by two instances of the same code,
 //! each with its own registry and cache (the histogram one idle without histograms). Samples no rule reads
@@ -39,7 +50,7 @@ use crate::render::rule::{hold_by_time, Destination, Registry, Routing, RuleChan
 use crate::render::window::DistinctLists;
 #[cfg(doc)]
 use crate::sample::Point;
-use crate::sample::{Pack, Routable};
+use crate::sample::{Pack, PackedPoints, Routable, SentIds};
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -51,8 +62,9 @@ use timely::dataflow::Stream;
 
 /// The samples of one logical time bound for one destination: one record of the
 /// exchange, however many samples it packs ([`Pack`]; for floats
-/// [`crate::sample::PackedPoints`], about 15 bytes a sample where `((worker, spread),
-/// Point)` records took 41 and timely's framing).
+/// [`crate::sample::PackedPoints`], a few bytes a sample where `((worker, spread),
+/// Point)` records took 41 and timely's framing). A time's samples for one
+/// destination may come in several records (one per activation that routes them).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Routed<P> {
     /// Where they go: `(worker, spread)`.
@@ -280,4 +292,163 @@ pub fn announce_to_peers<'scope, S: Routable>(
             }
         },
     )
+}
+
+/// The epoch of the series-id dictionaries ([`SentIds`]) a pack of logical time `t`
+/// is coded in: its [`ANNOUNCE_PERIOD_MS`] period, so every dictionary starts empty
+/// each period (the ids of series gone leave with it) and a receiver drops the
+/// dictionaries of the periods its frontier has passed.
+pub fn id_epoch(t: u64) -> u64 {
+    t / ANNOUNCE_PERIOD_MS
+}
+
+/// In a timely cluster: codes the series ids of the float packs going to workers of
+/// other processes by a dictionary per destination worker
+/// ([`PackedPoints::code_ids`]; epochs by [`id_epoch`]), so an id that destination has
+/// had from this worker crosses as an index of about 1 byte, not 8. Packs to workers
+/// of this process pass as they are (timely hands them over unserialized). `worker`
+/// is this worker's index in the cluster, `process` its process, `process_workers` the
+/// workers per process, `peers` all workers. The receiving end is
+/// [`crate::sample::ReceivedIds`], in [`crate::render::maintain`].
+pub fn code_for_peers<'scope>(
+    routed: Stream<'scope, u64, Vec<Routed<PackedPoints>>>,
+    worker: usize,
+    process: usize,
+    process_workers: usize,
+    peers: usize,
+) -> Stream<'scope, u64, Vec<Routed<PackedPoints>>> {
+    let per = process_workers.max(1) as u64;
+    routed.unary::<CapacityContainerBuilder<Vec<Routed<PackedPoints>>>, _, _, _>(
+        Pipeline,
+        "CodeSeriesIds",
+        move |_cap, _info| {
+            let mut sent: Vec<SentIds> = (0..peers).map(|_| SentIds::default()).collect();
+            let mut epoch = 0;
+            move |input, output| {
+                input.for_each(|time, batch| {
+                    let Some(&t) = time.least() else { return };
+                    // A new period empties every dictionary, also those of the
+                    // workers this one no longer sends to.
+                    if id_epoch(t) > epoch {
+                        epoch = id_epoch(t);
+                        sent.iter_mut().for_each(|s| s.advance_to(epoch));
+                    }
+                    for routed in batch.iter_mut() {
+                        let to = routed.to.0;
+                        if to / per != process as u64 {
+                            routed.samples.code_ids(
+                                worker as u32,
+                                id_epoch(t),
+                                t,
+                                &mut sent[to as usize],
+                            );
+                        }
+                    }
+                    output.session(&time).give_container(batch);
+                });
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{Point, ReceivedIds};
+    use timely::dataflow::operators::capture::Event;
+    use timely::dataflow::operators::{Capture, Input};
+
+    /// A pack of the series `ids` at time `t`.
+    fn pack(t: u64, ids: std::ops::Range<u64>) -> PackedPoints {
+        let mut pack = PackedPoints::default();
+        for id in ids {
+            pack.push(&Point {
+                series_id: id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                timestamp_ms: t as i64,
+                value: id as f64,
+                start_ms: 0,
+            });
+        }
+        pack
+    }
+
+    /// Three processes of one worker each, seen from worker 0: its packs to worker 0
+    /// leave as they are, those to workers 1 and 2 coded (the entries in the packs of
+    /// the first time, two records of one time sharing them, a new period bringing
+    /// them again), and decoded by time they give back every id.
+    #[test]
+    fn packs_to_other_processes_leave_coded_and_come_back_by_time() {
+        let sends: Vec<(u64, u64, std::ops::Range<u64>)> = vec![
+            (1_000, 0, 0..40),
+            (1_000, 1, 0..40),
+            (1_000, 2, 0..20),
+            (1_000, 2, 10..40),
+            (16_000, 0, 0..40),
+            (16_000, 1, 0..40),
+            (16_000, 2, 0..40),
+            (700_000, 1, 0..40),
+        ];
+        let fed = sends.clone();
+        let events = timely::execute_directly(move |worker| {
+            let (mut input, captured) = worker.dataflow::<u64, _, _>(|scope| {
+                let (input, routed) = scope.new_input::<Vec<Routed<PackedPoints>>>();
+                (input, code_for_peers(routed, 0, 0, 1, 3).capture())
+            });
+            for (t, to, ids) in fed {
+                input.advance_to(t);
+                input.send(Routed {
+                    to: (to, false),
+                    samples: pack(t, ids),
+                });
+            }
+            drop(input);
+            while worker.step() {}
+            captured
+        });
+        let mut by_time: BTreeMap<u64, Vec<Routed<PackedPoints>>> = BTreeMap::new();
+        for event in events.try_iter() {
+            if let Event::Messages(stamp, batch) = event {
+                by_time
+                    .entry(*stamp.least().unwrap())
+                    .or_default()
+                    .extend(batch);
+            }
+        }
+        let mut received: Vec<ReceivedIds> = (0..3).map(|_| ReceivedIds::default()).collect();
+        let mut back: Vec<(u64, u64, Vec<u64>)> = Vec::new();
+        for (t, mut packs) in by_time {
+            // Whatever order they crossed in.
+            packs.reverse();
+            for routed in &packs {
+                let whole = pack(t, 0..40).encoded_bytes();
+                let bytes = routed.samples.encoded_bytes();
+                match (routed.to.0, t) {
+                    (0, _) => assert_eq!(bytes, whole),
+                    // Ids of 8 bytes each as a byte each, and the sender and epoch.
+                    (_, 16_000) => assert_eq!(bytes, whole - 8 * 40 + 40 + 12),
+                    _ => {}
+                }
+                received[routed.to.0 as usize].learn(&routed.samples);
+            }
+            for mut routed in packs {
+                let to = routed.to.0;
+                received[to as usize].decode(&mut routed.samples);
+                let mut ids = Vec::new();
+                routed.samples.unpack(|p| ids.push(p.series_id));
+                back.push((t, to, ids));
+            }
+        }
+        let mut want: Vec<(u64, u64, Vec<u64>)> = sends
+            .into_iter()
+            .map(|(t, to, ids)| {
+                let ids = ids
+                    .map(|id| id.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                    .collect();
+                (t, to, ids)
+            })
+            .collect();
+        back.sort();
+        want.sort();
+        assert_eq!(back, want);
+    }
 }
