@@ -75,7 +75,8 @@ mod map;
 mod series;
 
 use group::GroupNode;
-use join::{Filing, JoinNode};
+pub use join::SpreadJoin;
+use join::{Filing, JoinNode, Matcher};
 use map::MapNode;
 use series::{constant_value, Elements, Kept, PerSeriesNode, SeriesKernel, Step};
 
@@ -317,11 +318,7 @@ impl Node {
             } => Node::Join(JoinNode {
                 lhs: Box::new(Node::new(*lhs)),
                 rhs: Box::new(Node::new(*rhs)),
-                op,
-                matching,
-                return_bool,
-                sides: Default::default(),
-                result_labels: KeyMap::default(),
+                matcher: Matcher::new(op, matching, return_bool),
                 out: Outputs::default(),
             }),
         }
@@ -403,9 +400,7 @@ impl Node {
             Node::Group(n) => n.input.collisions(),
             // A match group with two elements on a side: the reference may answer with
             // a matching error.
-            Node::Join(n) => {
-                n.sides[0].crowded + n.sides[1].crowded + n.lhs.collisions() + n.rhs.collisions()
-            }
+            Node::Join(n) => n.matcher.crowded() + n.lhs.collisions() + n.rhs.collisions(),
         }
     }
 }
@@ -695,6 +690,32 @@ impl IncrementalRule {
             gone,
             histograms,
         })
+    }
+
+    /// Like [`IncrementalRule::evaluate`], the elements in no particular order, their
+    /// finished labels kept from one evaluation to the next (the same `Arc` while an
+    /// element's labels do not change, as [`IncrementalRule::evaluate_changes`] keeps
+    /// them): a spread join's side, which its joiners file by labels
+    /// ([`SpreadJoin`]). Costs what changed and a copy of the result, where
+    /// [`IncrementalRule::evaluate`] also sorts it and makes every name-dropped label
+    /// set again.
+    pub fn evaluate_unordered(
+        &mut self,
+        store: &WindowStore,
+        settings: &Settings,
+        t: i64,
+        recomputed: &mut u64,
+    ) -> Option<Detached> {
+        if let Delta::Whole(whole) = self.evaluate_changes(store, settings, t, recomputed)? {
+            return Some(whole);
+        }
+        let sent = self.sent.as_ref()?;
+        let elements = sent
+            .by_key
+            .values()
+            .map(|s| Element::new(s.finished.clone(), f64::from_bits(s.bits)))
+            .collect();
+        Some(self.detached(Ok(elements)))
     }
 
     /// Brings every node up to `t`; the root's changed keys, or `None` when the result
