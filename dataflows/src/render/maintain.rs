@@ -167,8 +167,8 @@ impl RuleState {
     /// spread join's side is in no particular order, its labels kept from one
     /// evaluation to the next ([`IncrementalRule::evaluate_unordered`]).
     fn evaluate(&mut self, store: &WindowStore, counters: &RuleCounters, t: i64) -> Evaluated {
-        let side = self.part
-            && (self.spec.spread.as_ref()).is_some_and(|s| s.combine == Combine::Join);
+        let side =
+            self.part && (self.spec.spread.as_ref()).is_some_and(|s| s.combine == Combine::Join);
         if let Some(inc) = &mut self.incremental {
             let mut recomputed = 0;
             let result = match side {

@@ -152,8 +152,7 @@ use crate::promql::eval::aggregate::group_labels;
 use crate::promql::eval::binary::signature_hash;
 use crate::promql::eval::native::{self, detach, handle, parse_handle, Detached, SOURCE};
 use crate::promql::eval::{
-    is_name_label, math, Element, EvalError, EvalResult, Evaluator, Selected,
-    SeriesSource, Value,
+    is_name_label, math, Element, EvalError, EvalResult, Evaluator, Selected, SeriesSource, Value,
 };
 use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
 use crate::render::extent::SelectorUse;
@@ -502,7 +501,8 @@ fn union_combined(records: Vec<Partials>) -> Evaluated {
         let by = histograms.len();
         histograms.extend(held.unwrap_or_default());
         elements.extend(
-            (entries.into_iter()).map(|(labels, values)| Element::new(labels, shifted(values[0], by))),
+            (entries.into_iter())
+                .map(|(labels, values)| Element::new(labels, shifted(values[0], by))),
         );
     }
     match unique_sorted(elements) {
@@ -515,7 +515,12 @@ fn union_combined(records: Vec<Partials>) -> Evaluated {
 /// error) and the joiners' parts; the union of the joined elements, with the
 /// reference's operation over the sides of the joiners that failed (its error),
 /// which the reference refuses if two share labels.
-fn join_combined(spread: &Spread, t: i64, records: Vec<Partials>, parts: Vec<JoinedPart>) -> Evaluated {
+fn join_combined(
+    spread: &Spread,
+    t: i64,
+    records: Vec<Partials>,
+    parts: Vec<JoinedPart>,
+) -> Evaluated {
     if let Some(Err(e)) = records.into_iter().find(Result::is_err) {
         return (Err(e), Vec::new());
     }
@@ -537,9 +542,10 @@ fn join_combined(spread: &Spread, t: i64, records: Vec<Partials>, parts: Vec<Joi
     }
     if !failed.is_empty() {
         match join_over(spread, t, &merged(failed)) {
-            (Ok(Value::Vector(joined)), held) => {
-                add(joined.into_iter().map(|e| (e.labels, e.value)).collect(), held)
-            }
+            (Ok(Value::Vector(joined)), held) => add(
+                joined.into_iter().map(|e| (e.labels, e.value)).collect(),
+                held,
+            ),
             (Ok(_), _) => {}
             (Err(e), _) => return (Err(e), Vec::new()),
         }

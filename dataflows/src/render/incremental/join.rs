@@ -177,10 +177,7 @@ impl JoinNode {
     pub(super) fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
         let changed = [self.lhs.update(ctx)?, self.rhs.update(ctx)?];
         let mut dirty = KeySet::default();
-        for (side, (mut keys, input)) in changed
-            .into_iter()
-            .zip([&self.lhs, &self.rhs])
-            .enumerate()
+        for (side, (mut keys, input)) in changed.into_iter().zip([&self.lhs, &self.rhs]).enumerate()
         {
             if ctx.rebuild {
                 keys = every_key(input.out(), self.matcher.sides[side].group_of.keys());
@@ -221,10 +218,14 @@ pub struct SpreadJoin {
     /// The groups of `out` in their elements' label order (with those labels), and
     /// whether two groups have one label set; `None`: to sort again (a group's element
     /// came, left, or changed labels).
-    order: Option<(Vec<(Arc<Labels>, Key)>, bool)>,
+    order: Option<Order>,
     /// Evaluations so far.
     round: u64,
 }
+
+/// Match groups in their elements' label order (with those labels), and whether two
+/// groups have one label set.
+type Order = (Vec<(Arc<Labels>, Key)>, bool);
 
 impl SpreadJoin {
     /// The state of a joiner of `lhs op on/ignoring (…) rhs` (one-to-one, not a set

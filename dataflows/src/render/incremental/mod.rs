@@ -646,6 +646,20 @@ impl IncrementalRule {
         t: i64,
         recomputed: &mut u64,
     ) -> Option<Delta> {
+        self.track(store, settings, t, recomputed, true)
+    }
+
+    /// [`IncrementalRule::evaluate_changes`]; with `changes` false, empty
+    /// [`Delta::Changes`] where it would give changes (the caller reads the result it
+    /// keeps, [`Sent`]).
+    fn track(
+        &mut self,
+        store: &WindowStore,
+        settings: &Settings,
+        t: i64,
+        recomputed: &mut u64,
+        changes: bool,
+    ) -> Option<Delta> {
         let Some(updated) = self.update(store, settings, t, recomputed) else {
             self.sent = None;
             return None;
@@ -680,6 +694,9 @@ impl IncrementalRule {
             self.sent = None;
             return None;
         }
+        if !changes {
+            (set, gone) = (Vec::new(), Vec::new());
+        }
         if !gone.is_empty() && !set.is_empty() {
             let now: HashSet<&Arc<Labels>> = set.iter().map(|e| &e.labels).collect();
             gone.retain(|l| !now.contains(l));
@@ -706,7 +723,7 @@ impl IncrementalRule {
         t: i64,
         recomputed: &mut u64,
     ) -> Option<Detached> {
-        if let Delta::Whole(whole) = self.evaluate_changes(store, settings, t, recomputed)? {
+        if let Delta::Whole(whole) = self.track(store, settings, t, recomputed, false)? {
             return Some(whole);
         }
         let sent = self.sent.as_ref()?;
