@@ -1802,19 +1802,33 @@ mod tests {
 
     /// A spread join's joiners keep their state ([`SpreadJoin`]) from one evaluation to
     /// the next while series come, go, change values and match groups, and a
-    /// many-to-many match appears and goes away: on 1 to 3 workers, dealt in every
-    /// way, every evaluation gives exactly the reference's result, errors word for
-    /// word; and a joiner of every match group answers incrementally (without the
-    /// reference) exactly when the reference has no error.
+    /// many-to-many match appears and goes away, their labels the same `Arc`s from one
+    /// evaluation to the next or new ones (as from another process): on 1 to 3
+    /// workers, dealt in every way, every evaluation gives exactly the reference's
+    /// result, errors word for word; and a joiner of every match group answers as a
+    /// new state would, incrementally (without the reference) exactly when the
+    /// reference has no error.
     #[test]
     fn joiners_state_follows_the_series_over_evaluations() {
         use crate::promql::testscript::store::MemStorage;
-        let series = |name: &str, instance: &str, job: &str| {
-            Arc::new(Labels::from_strs(&[
-                ("__name__", name),
-                ("instance", instance),
-                ("job", job),
-            ]))
+        // Labels made once (the same `Arc` at every step, as within one process) or
+        // at every step (as records from another process).
+        let mut made: BTreeMap<[&str; 3], Arc<Labels>> = BTreeMap::new();
+        let mut series = |name, instance, job, again: bool| {
+            let make = || {
+                Arc::new(Labels::from_strs(&[
+                    ("__name__", name),
+                    ("instance", instance),
+                    ("job", job),
+                ]))
+            };
+            match again {
+                true => make(),
+                false => made
+                    .entry([name, instance, job])
+                    .or_insert_with(make)
+                    .clone(),
+            }
         };
         // Each step: the series held, as (name, instance, job, value at `t`).
         let steps: Vec<Vec<(&str, &str, &str, f64)>> = vec![
@@ -1883,7 +1897,7 @@ mod tests {
         ];
         let t = 60_000;
         let mut errors = 0;
-        for q in queries {
+        for (n, q) in queries.into_iter().enumerate() {
             let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
             let plan = parse(q).unwrap();
             for workers in 1..=3usize {
@@ -1893,7 +1907,8 @@ mod tests {
                         let mut store = MemStorage::default();
                         for (name, instance, job, v) in held {
                             let points = [(t - 1_000, *v)].into_iter().collect();
-                            store.series.insert(series(name, instance, job), points);
+                            let labels = series(*name, *instance, *job, n % 2 == 1);
+                            store.series.insert(labels, points);
                         }
                         let want = Evaluator::new(&store, t).instant(&plan, t);
                         if workers == 1 {
