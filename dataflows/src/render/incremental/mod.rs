@@ -36,7 +36,10 @@
 //! holding that one series. A group is re-reduced with the reference's
 //! [`reduce`] over its members' values, a join's match group re-matched with its
 //! [`result_labels`] and [`matched_element`]. Keys carry their labels' hash ([`LabelsKey`]), so
-//! the maps of series, elements and groups never rehash label sets.
+//! the maps of series, elements and groups never rehash label sets. A spread join's
+//! joiner ([`crate::render::spread`]) keeps the same matching over the side elements
+//! it receives whole at each evaluation ([`SpreadJoin`]), and its sides are evaluated
+//! unordered with their finished labels kept ([`IncrementalRule::evaluate_unordered`]).
 //!
 //! Native histograms (`sum by (job) (rate(h[5m]))` over native-histogram series): an
 //! element may be a histogram, its value a handle `(SOURCE, i)` naming slot `i` of its
