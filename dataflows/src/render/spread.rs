@@ -100,9 +100,11 @@
 //!   reference makes an aggregation's groups (first seen), which the owner does not
 //!   know.
 //!
-//! Element-wise operations with constant operands after the aggregation
-//! ([`Spread::after`]) run on the owner over the combined result, by the reference
-//! evaluator. A worker's evaluation error makes the result that error.
+//! Element-wise operations with constant operands after the aggregation or join
+//! ([`Spread::after`]) run on the owner over the combined result: step by step as an
+//! incremental map node applies them ([`Step`]: `> 0.1`, `* 100`, `abs`) where each
+//! is one and the result holds floats, then finished as the reference finishes a
+//! result; else by the reference evaluator. A worker's evaluation error makes the result that error.
 //!
 //! Native histograms: a worker whose windows hold them evaluates its local plan as any
 //! other (incrementally: [`crate::render::incremental`]), and its `sum` partial of a
@@ -152,11 +154,12 @@ use crate::promql::eval::aggregate::group_labels;
 use crate::promql::eval::binary::signature_hash;
 use crate::promql::eval::native::{self, detach, handle, parse_handle, Detached, SOURCE};
 use crate::promql::eval::{
-    is_name_label, math, Element, EvalError, EvalResult, Evaluator, Selected, SeriesSource, Value,
+    finish_vector, is_name_label, math, Element, EvalError, EvalResult, Evaluator, Selected,
+    SeriesSource, Value,
 };
 use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
 use crate::render::extent::SelectorUse;
-use crate::render::incremental::SpreadJoin;
+use crate::render::incremental::{SpreadJoin, Step};
 use crate::render::maintain::Evaluated;
 use crate::render::rule::{
     frontier_of, hold_by_time, Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput,
@@ -165,6 +168,7 @@ use crate::render::rule::{
 use crate::render::shape::{
     constant, element_wise, hole, one_to_one, operand_mut, per_series, per_series_range_function,
 };
+use crate::sample::is_stale_marker;
 use crate::selector::{LabelMatcher, MatchKind, Selector};
 use crossbeam_channel::Sender;
 use serde::{Deserialize, Serialize};
@@ -1149,9 +1153,46 @@ fn combined(
         _ => member_combined(spread, t, records),
     };
     match (&spread.after, value) {
-        (Some(after), Ok(Value::Vector(elements))) => over_members(after, t, elements, &histograms),
+        (Some(after), Ok(Value::Vector(elements))) => {
+            after_combined(after, t, elements, histograms)
+        }
         (_, value) => (value, histograms),
     }
+}
+
+/// `after` (element-wise operations with constant operands over [`hole`]) at `t` over
+/// the combined `elements`: step by step as an incremental map node applies them
+/// ([`Step`]) where each is one and the elements are floats (no histogram, no stale
+/// marker, which the reference's selector of the hole would drop), then finished as
+/// the reference finishes a result; else by the reference evaluator.
+fn after_combined(
+    after: &Plan,
+    t: i64,
+    elements: Vec<Element>,
+    histograms: Vec<Arc<FloatHistogram>>,
+) -> Evaluated {
+    let floats = histograms.is_empty() && !elements.iter().any(|e| is_stale_marker(e.value));
+    let Some(steps) = steps_of(after).filter(|_| floats) else {
+        return over_members(after, t, elements, &histograms);
+    };
+    let applied = elements
+        .into_iter()
+        .filter_map(|e| steps.iter().try_fold(e, |e, step| step.apply(e)))
+        .collect();
+    (finish_vector(applied).map(Value::Vector), Vec::new())
+}
+
+/// The steps of `plan`, element-wise operations over [`hole`], innermost first, if
+/// each is a [`Step`].
+fn steps_of(plan: &Plan) -> Option<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut p = plan;
+    while !matches!(p, Plan::Vector(sel) if sel.selector.matchers.is_empty()) {
+        steps.push(Step::of(p)?);
+        p = element_wise(p)?.0;
+    }
+    steps.reverse();
+    Some(steps)
 }
 
 /// Combines the partials of a [`Combine::Pair`] rule: each aggregation's (the left's
@@ -1772,6 +1813,25 @@ mod tests {
             v.iter().map(|e| (e.labels.to_string(), e.value)).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// The owner applies the operations after a combine step by step where each is one
+    /// an incremental map node applies ([`Step`]), else by the reference.
+    #[test]
+    fn operations_after_run_as_steps() {
+        for (q, n) in [
+            ("a / on (instance) b > 0.1", 1),
+            ("100 - avg(x) * 100 > 90", 3),
+            ("-topk(2, x)", 1),
+            ("abs(sum by (job) (a) / sum by (job) (b)) > bool 0.05", 2),
+        ] {
+            let after = spread_rule(q).unwrap().after.unwrap();
+            assert_eq!(steps_of(&after).map(|s| s.len()), Some(n), "{q}");
+        }
+        for q in ["clamp_min(sum(x), 0)", "round(avg(x), 2) > 1"] {
+            let after = spread_rule(q).unwrap().after.unwrap();
+            assert!(steps_of(&after).is_none(), "{q}");
+        }
     }
 
     /// A side element's joiner hashes its matching signature as the labels it makes

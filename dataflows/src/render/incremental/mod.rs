@@ -81,7 +81,8 @@ use group::GroupNode;
 pub use join::SpreadJoin;
 use join::{Filing, JoinNode, Matcher};
 use map::MapNode;
-use series::{constant_value, Elements, Kept, PerSeriesNode, SeriesKernel, Step};
+pub(crate) use series::Step;
+use series::{constant_value, Elements, Kept, PerSeriesNode, SeriesKernel};
 
 /// How the reference evaluator is set up for a rule (lookback, subquery step, the
 /// query range for `@ start()`/`@ end()`/`step()`).
