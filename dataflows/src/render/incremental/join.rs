@@ -159,6 +159,13 @@ impl Matcher {
         )
     }
 
+    /// The result labels of match group `sig` as of its last [`Matcher::matched`]:
+    /// `Some` while it has one element on each side (whether the operation keeps their
+    /// match or not).
+    pub(super) fn result_labels_of(&self, sig: &Key) -> Option<&Arc<Labels>> {
+        self.result_labels.get(sig).map(|(_, labels)| labels)
+    }
+
     /// Match groups with more than one element on a side, where the reference may
     /// answer with a matching error.
     pub(super) fn crowded(&self) -> usize {
@@ -212,12 +219,13 @@ pub struct SpreadJoin {
     /// Per side, the elements held by labels, with the evaluation each was last
     /// received in.
     held: [KeyMap<(Element, u64)>; 2],
-    /// Each match group's joined element (its labels finished: side elements arrive
-    /// finished).
-    out: KeyMap<Element>,
-    /// The groups of `out` in their elements' label order (with those labels), and
-    /// whether two groups have one label set; `None`: to sort again (a group's element
-    /// came, left, or changed labels).
+    /// Each match group with one element on each side: its result labels (finished:
+    /// side elements arrive finished), and its joined value (`None`: a comparison
+    /// dropped it).
+    out: KeyMap<(Arc<Labels>, Option<f64>)>,
+    /// The groups of `out` in their labels' order (with those labels), and whether two
+    /// groups have one label set; `None`: to sort again (a group came, left, or changed
+    /// labels; not when a comparison keeps or drops a group's match).
     order: Option<Order>,
     /// Evaluations so far.
     round: u64,
@@ -306,15 +314,16 @@ impl SpreadJoin {
                 |k| lhs.get(k).map(|(e, _)| e),
                 |k| rhs.get(k).map(|(e, _)| e),
             );
-            match element {
-                Some(new) => {
-                    if let Some(old) = self.out.get_mut(&sig) {
-                        if Arc::ptr_eq(&old.labels, &new.labels) {
-                            old.value = new.value;
+            let value = element.map(|e| e.value);
+            match self.matcher.result_labels_of(&sig) {
+                Some(labels) => {
+                    if let Some((old, v)) = self.out.get_mut(&sig) {
+                        if Arc::ptr_eq(old, labels) {
+                            *v = value;
                             continue;
                         }
                     }
-                    self.out.insert(sig, new);
+                    self.out.insert(sig, (labels.clone(), value));
                     self.order = None;
                 }
                 None => {
@@ -328,7 +337,7 @@ impl SpreadJoin {
         let (order, duplicates) = self.order.get_or_insert_with(|| {
             let mut order: Vec<(Arc<Labels>, Key)> = out
                 .iter()
-                .map(|(sig, e)| (e.labels.clone(), sig.clone()))
+                .map(|(sig, (labels, _))| (labels.clone(), sig.clone()))
                 .collect();
             order.sort_by(|a, b| a.0.cmp(&b.0));
             let duplicates = order.windows(2).any(|w| w[0].0 == w[1].0);
@@ -338,9 +347,8 @@ impl SpreadJoin {
             return None;
         }
         Some(
-            order
-                .iter()
-                .map(|(labels, sig)| (labels.clone(), out[sig].value))
+            (order.iter())
+                .filter_map(|(labels, sig)| Some((labels.clone(), out[sig].1?)))
                 .collect(),
         )
     }
