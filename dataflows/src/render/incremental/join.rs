@@ -211,7 +211,8 @@ impl JoinNode {
 /// the side elements of the match groups it joins as of its previous evaluation, by
 /// labels (the same `Arc` skips their compare, another is compared once and replaced
 /// by the held one, so a record from another process costs a compare), filed by
-/// match group (`Filing`), and each group's joined element. An evaluation receives
+/// match group (`Filing`), and each matched group's result labels and joined value,
+/// in label order. An evaluation receives
 /// every side element of its groups again; only the groups with an element that
 /// came, left or changed value are re-matched, with the join node's `Matcher`.
 pub struct SpreadJoin {
