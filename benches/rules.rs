@@ -456,7 +456,8 @@ fn recording_bulk(rule_expr: &str, series: usize, evaluations: u64, feeders: usi
             workers,
             lookback_ms: 300_000,
             cluster: None,
-            spread_joins: false,
+            // As promflow: a join of two per-series plans is spread too.
+            spread_joins: true,
         })
         .expect("engine starts");
         let rule = engine

@@ -486,7 +486,7 @@ mod tests {
             workers: 2,
             lookback_ms: 300_000,
             cluster: None,
-            spread_joins: false,
+            spread_joins: true,
         })
         .unwrap();
         Ingester::new(

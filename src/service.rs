@@ -349,7 +349,7 @@ impl Service {
             workers: options.workers,
             lookback_ms: options.lookback_delta.as_millis() as i64,
             cluster: options.cluster.engine_config(),
-            spread_joins: false,
+            spread_joins: true,
         })?);
         let metrics = Arc::new(SelfMetrics::default());
         metrics

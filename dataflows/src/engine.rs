@@ -67,13 +67,16 @@ pub struct EngineConfig {
     pub cluster: Option<ClusterConfig>,
     /// Spread one-to-one joins of two per-series plans (`rate(a[5m]) / rate(b[5m])`:
     /// sides exchanged by match key, [`crate::render::spread`]) instead of running
-    /// them on one owner. Off unless asked: with 50k series
-    /// (`RULES_PART=4 RULES_BULK_RULE='rate(x[5m]) / on (instance) rate(x[1m])' cargo
-    /// bench --bench rules`, release, 2026-12-07, four runs) a spread join took 328–353
-    /// ms of CPU and 174–186 ms of wall per evaluation on 2 workers, the owned one
-    /// 120–138 ms of CPU and 117–136 ms of wall on 1: the joiners run the reference's
-    /// join over every match group at every evaluation, where an owned join keeps its
-    /// match groups and recomputes those with a changed side.
+    /// them on one owner (promflow sets it). Each joiner keeps its match groups from
+    /// one evaluation to the next and re-matches only those with a side element that
+    /// came, left or changed, with the owned incremental join's matching
+    /// ([`crate::render::incremental::SpreadJoin`]); the reference's join only where
+    /// that cannot vouch for the result (a match group with two elements on a side:
+    /// its errors). Measured with 50k series (`RULES_PART=4 RULES_BULK_RULE='rate(x[5m])
+    /// / on (instance) rate(x[1m])' cargo bench --bench rules`, release): spread on 2
+    /// workers, measured: TODO lead; owned on 1, 120–138 ms of CPU and 117–136 ms of
+    /// wall per evaluation (2026-12-07; before joiners kept state, spread took 328–353
+    /// ms of CPU and 174–186 ms of wall).
     pub spread_joins: bool,
 }
 

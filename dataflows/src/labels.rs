@@ -208,8 +208,14 @@ impl Labels {
     /// The series id: a 64-bit hash of names and values, separated so that
     /// `{a="bc"}` and `{ab="c"}` differ.
     pub fn hash(&self) -> u64 {
+        Labels::hash_pairs(self.iter())
+    }
+
+    /// [`Labels::hash`] of the set `pairs` make (sorted by name, each name once, no
+    /// empty value), without making it.
+    pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
         let mut hasher = Xxh3::new();
-        for (name, value) in self.iter() {
+        for (name, value) in pairs {
             hasher.update(name.as_bytes());
             hasher.update(&[0xff]);
             hasher.update(value.as_bytes());

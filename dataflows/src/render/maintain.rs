@@ -56,7 +56,7 @@ use crate::render::rule::{
     DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
-use crate::render::spread::{members_plan, part_records, HostRecord};
+use crate::render::spread::{members_plan, part_records, Combine, HostRecord};
 use crate::render::window::{Reach, WindowStore};
 use crate::sample::{HistogramPoint, Pack, PackedPoints, Point, ReceivedIds};
 use crossbeam_channel::Sender;
@@ -165,11 +165,18 @@ impl RuleState {
     }
 
     /// The result at `t`: incrementally when the rule's shape allows and the
-    /// incremental state can vouch for it, else the whole plan over the windows.
+    /// incremental state can vouch for it, else the whole plan over the windows. A
+    /// spread join's side is in no particular order, its labels kept from one
+    /// evaluation to the next ([`IncrementalRule::evaluate_unordered`]).
     fn evaluate(&mut self, store: &WindowStore, counters: &RuleCounters, t: i64) -> Evaluated {
+        let side =
+            self.part && (self.spec.spread.as_ref()).is_some_and(|s| s.combine == Combine::Join);
         if let Some(inc) = &mut self.incremental {
             let mut recomputed = 0;
-            let result = inc.evaluate(store, &self.settings, t, &mut recomputed);
+            let result = match side {
+                true => inc.evaluate_unordered(store, &self.settings, t, &mut recomputed),
+                false => inc.evaluate(store, &self.settings, t, &mut recomputed),
+            };
             counters.recomputed.fetch_add(recomputed, Ordering::Relaxed);
             if let Some(result) = result {
                 counters.incremental.fetch_add(1, Ordering::Relaxed);

@@ -70,10 +70,10 @@
 //! rate(b[5m])`, `a / on (instance) b > 0.1`) evaluates both sides where their series
 //! live, and binary matching exchanges both sides by match key: each side element
 //! goes to the worker its match group's signature hashes to, which joins the group
-//! and sends the result to the owner, at the same logical time (only with
-//! [`crate::EngineConfig::spread_joins`]: its joiners run the reference's join over
-//! every match group at every evaluation, which costs more than an owned join's
-//! incremental matching, measured there; without it such a join is owned); a vector/vector
+//! and sends the result to the owner, at the same logical time: each joiner keeps
+//! its match groups from one evaluation to the next and re-matches only those with a
+//! changed side, as an owned join does (with [`crate::EngineConfig::spread_joins`],
+//! which promflow sets; without it such a join is owned); a vector/vector
 //! operation of two spread aggregations (`sum(rate(a[5m])) / sum(rate(b[5m]))`) sends
 //! both aggregations' partials to the owner, which combines each and runs the
 //! operation over the two. Any other plan can

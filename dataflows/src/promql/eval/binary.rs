@@ -154,23 +154,37 @@ fn set_signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
     signature_with(labels, m, true)
 }
 
+/// [`Labels::hash`] of the labels of [`signature`] (`Labels::from_pairs(signature(…))`),
+/// without making them: a spread join's joiner of an element
+/// ([`crate::render::spread::joiner`]).
+pub fn signature_hash(labels: &Labels, m: &Matching) -> u64 {
+    Labels::hash_pairs(
+        labels
+            .iter()
+            .filter(|(n, v)| !v.is_empty() && in_signature(n, m, false)),
+    )
+}
+
 fn signature_with(labels: &Labels, m: &Matching, set_op: bool) -> Vec<(String, String)> {
     labels
         .iter()
-        .filter(|(n, _)| {
-            if m.on {
-                m.labels.iter().any(|l| l == n)
-            } else {
-                let meta = if set_op {
-                    is_name_label(n)
-                } else {
-                    *n == crate::labels::METRIC_NAME
-                };
-                !meta && !m.labels.iter().any(|l| l == n)
-            }
-        })
+        .filter(|(n, _)| in_signature(n, m, set_op))
         .map(|(n, v)| (n.to_string(), v.to_string()))
         .collect()
+}
+
+/// Whether label `n` is part of a matching signature.
+fn in_signature(n: &str, m: &Matching, set_op: bool) -> bool {
+    if m.on {
+        m.labels.iter().any(|l| l == n)
+    } else {
+        let meta = if set_op {
+            is_name_label(n)
+        } else {
+            n == crate::labels::METRIC_NAME
+        };
+        !meta && !m.labels.iter().any(|l| l == n)
+    }
 }
 
 fn set_op(op: BinOp, a: Vec<Element>, b: Vec<Element>, m: &Matching) -> Vec<Element> {

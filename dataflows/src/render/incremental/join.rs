@@ -1,7 +1,11 @@
 //! Join nodes: a binary operation between two vectors, re-matched only in the match
-//! groups with a changed side.
+//! groups with a changed side; and the same matching for a spread join's joiner
+//! ([`SpreadJoin`], [`crate::render::spread`]), whose sides arrive whole at each
+//! evaluation.
 
 use super::*;
+use crate::promql::eval::native::parse_handle;
+use crate::sample::is_stale_marker;
 
 /// Input keys filed under a group computed from their labels (an aggregation's
 /// group, a join side's match group), and each key's group.
@@ -75,17 +79,104 @@ impl Filing {
     }
 }
 
-pub(super) struct JoinNode {
-    pub(super) lhs: Box<Node>,
-    pub(super) rhs: Box<Node>,
-    pub(super) op: BinOp,
-    pub(super) matching: Matching,
-    pub(super) return_bool: bool,
+/// A one-to-one vector/vector operation's sides filed by match group, and each
+/// group's result labels: what a join node and a spread join's joiner share.
+pub(super) struct Matcher {
+    op: BinOp,
+    matching: Matching,
+    return_bool: bool,
     /// Left and right keys by match group.
     pub(super) sides: [Filing; 2],
     /// Per match group: the left labels its result labels were computed from, and
     /// those (one-to-one, they depend on the left labels only).
-    pub(super) result_labels: KeyMap<(Arc<Labels>, Arc<Labels>)>,
+    result_labels: KeyMap<(Arc<Labels>, Arc<Labels>)>,
+}
+
+impl Matcher {
+    pub(super) fn new(op: BinOp, matching: Matching, return_bool: bool) -> Matcher {
+        Matcher {
+            op,
+            matching,
+            return_bool,
+            sides: Default::default(),
+            result_labels: KeyMap::default(),
+        }
+    }
+
+    /// Files key `key` of side `side` (0: left; now `input`, or gone) under its match
+    /// group; marks the groups it left and joined dirty.
+    pub(super) fn refile(
+        &mut self,
+        side: usize,
+        key: Key,
+        input: Option<&Element>,
+        dirty: &mut KeySet,
+    ) {
+        let matching = &self.matching;
+        let signature = |l: &Labels| Labels::from_pairs(signature(l, matching));
+        self.sides[side].refile(key, input, signature, dirty);
+    }
+
+    /// Match group `sig`'s element, reading its left and right elements with `lhs` and
+    /// `rhs`: `None` unless the group has exactly one element on each side and the
+    /// operation keeps their match (a comparison without `bool` may drop it).
+    pub(super) fn matched<'a>(
+        &mut self,
+        sig: &Key,
+        lhs: impl Fn(&Key) -> Option<&'a Element>,
+        rhs: impl Fn(&Key) -> Option<&'a Element>,
+    ) -> Option<Element> {
+        let pair = self.sides[0]
+            .single(sig)
+            .and_then(lhs)
+            .zip(self.sides[1].single(sig).and_then(rhs));
+        let Some((l, r)) = pair else {
+            self.result_labels.remove(sig);
+            return None;
+        };
+        let labels = match self.result_labels.get(sig) {
+            Some((from, labels)) if Arc::ptr_eq(from, &l.labels) => labels.clone(),
+            _ => {
+                let labels = result_labels(
+                    &l.labels,
+                    &r.labels,
+                    self.op,
+                    &self.matching,
+                    &[],
+                    self.return_bool,
+                );
+                self.result_labels
+                    .insert(sig.clone(), (l.labels.clone(), labels.clone()));
+                labels
+            }
+        };
+        matched_element(
+            self.op,
+            (l.value, r.value),
+            labels,
+            l.drop_name,
+            self.return_bool,
+        )
+    }
+
+    /// The result labels of match group `sig` as of its last [`Matcher::matched`]:
+    /// `Some` while it has one element on each side (whether the operation keeps their
+    /// match or not).
+    pub(super) fn result_labels_of(&self, sig: &Key) -> Option<&Arc<Labels>> {
+        self.result_labels.get(sig).map(|(_, labels)| labels)
+    }
+
+    /// Match groups with more than one element on a side, where the reference may
+    /// answer with a matching error.
+    pub(super) fn crowded(&self) -> usize {
+        self.sides[0].crowded + self.sides[1].crowded
+    }
+}
+
+pub(super) struct JoinNode {
+    pub(super) lhs: Box<Node>,
+    pub(super) rhs: Box<Node>,
+    pub(super) matcher: Matcher,
     pub(super) out: Outputs,
 }
 
@@ -93,63 +184,173 @@ impl JoinNode {
     pub(super) fn update(&mut self, ctx: &mut Ctx<'_>) -> EvalResult<Vec<Key>> {
         let changed = [self.lhs.update(ctx)?, self.rhs.update(ctx)?];
         let mut dirty = KeySet::default();
-        for ((mut keys, input), side) in changed
-            .into_iter()
-            .zip([&self.lhs, &self.rhs])
-            .zip(&mut self.sides)
+        for (side, (mut keys, input)) in changed.into_iter().zip([&self.lhs, &self.rhs]).enumerate()
         {
             if ctx.rebuild {
-                keys = every_key(input.out(), side.group_of.keys());
+                keys = every_key(input.out(), self.matcher.sides[side].group_of.keys());
             }
-            let signature = |l: &Labels| Labels::from_pairs(signature(l, &self.matching));
             for key in keys {
                 let e = input.out().get(&key);
-                side.refile(key, e, signature, &mut dirty);
+                self.matcher.refile(side, key, e, &mut dirty);
             }
         }
+        let (lhs, rhs) = (self.lhs.out(), self.rhs.out());
         let mut changed = Vec::new();
         for sig in dirty {
             ctx.recomputed += 1;
-            let pair = self.sides[0]
-                .single(&sig)
-                .and_then(|l| self.lhs.out().get(l))
-                .zip(
-                    self.sides[1]
-                        .single(&sig)
-                        .and_then(|r| self.rhs.out().get(r)),
-                );
-            let element = pair.and_then(|(l, r)| {
-                let labels = match self.result_labels.get(&sig) {
-                    Some((from, labels)) if Arc::ptr_eq(from, &l.labels) => labels.clone(),
-                    _ => {
-                        let labels = result_labels(
-                            &l.labels,
-                            &r.labels,
-                            self.op,
-                            &self.matching,
-                            &[],
-                            self.return_bool,
-                        );
-                        self.result_labels
-                            .insert(sig.clone(), (l.labels.clone(), labels.clone()));
-                        labels
-                    }
-                };
-                matched_element(
-                    self.op,
-                    (l.value, r.value),
-                    labels,
-                    l.drop_name,
-                    self.return_bool,
-                )
-            });
-            if pair.is_none() {
-                self.result_labels.remove(&sig);
-            }
+            let element = self.matcher.matched(&sig, |k| lhs.get(k), |k| rhs.get(k));
             if self.out.set(&sig, element) {
                 changed.push(sig);
             }
         }
         Ok(changed)
+    }
+}
+
+/// A spread join's joiner state for one rule ([`crate::render::spread::join_sides`]):
+/// the side elements of the match groups it joins as of its previous evaluation, by
+/// labels (the same `Arc` skips their compare, another is compared once and replaced
+/// by the held one, so a record from another process costs a compare), filed by
+/// match group (`Filing`), and each matched group's result labels and joined value,
+/// in label order. An evaluation receives
+/// every side element of its groups again; only the groups with an element that
+/// came, left or changed value are re-matched, with the join node's `Matcher`.
+pub struct SpreadJoin {
+    matcher: Matcher,
+    /// Per side, the elements held by labels, with the evaluation each was last
+    /// received in.
+    held: [KeyMap<(Element, u64)>; 2],
+    /// Each match group with one element on each side: its result labels (finished:
+    /// side elements arrive finished), and its joined value (`None`: a comparison
+    /// dropped it).
+    out: KeyMap<(Arc<Labels>, Option<f64>)>,
+    /// The groups of `out` in their labels' order (with those labels), and whether two
+    /// groups have one label set; `None`: to sort again (a group came, left, or changed
+    /// labels; not when a comparison keeps or drops a group's match).
+    order: Option<Order>,
+    /// Evaluations so far.
+    round: u64,
+}
+
+/// Match groups in their elements' label order (with those labels), and whether two
+/// groups have one label set.
+type Order = (Vec<(Arc<Labels>, Key)>, bool);
+
+impl SpreadJoin {
+    /// The state of a joiner of `lhs op on/ignoring (…) rhs` (one-to-one, not a set
+    /// operator).
+    pub fn new(op: BinOp, matching: Matching, return_bool: bool) -> SpreadJoin {
+        SpreadJoin {
+            matcher: Matcher::new(op, matching, return_bool),
+            held: Default::default(),
+            out: KeyMap::default(),
+            order: None,
+            round: 0,
+        }
+    }
+
+    /// One evaluation over `elements`, `(side, labels, value)` (side 0: left), every
+    /// finished side element of this joiner's match groups: the joined elements in
+    /// label order, exactly the reference's operation over these sides; or `None`
+    /// where it cannot vouch for that (a match group with two elements on a side, two
+    /// elements of a side with one label set, two groups with one result label set, a
+    /// histogram or a stale marker) and the caller runs the reference. Either way the
+    /// state is these sides after it.
+    pub fn join<'a>(
+        &mut self,
+        elements: impl IntoIterator<Item = (usize, &'a Arc<Labels>, f64)>,
+    ) -> Option<Vec<(Arc<Labels>, f64)>> {
+        self.round += 1;
+        let round = self.round;
+        let mut vouch = true;
+        let mut dirty = KeySet::default();
+        let mut received = [0usize; 2];
+        for (side, labels, value) in elements {
+            if value.is_nan() && (is_stale_marker(value) || parse_handle(value).is_some()) {
+                vouch = false;
+            }
+            let key = Key::new(labels.clone());
+            match self.held[side].get_mut(&key) {
+                Some((_, seen)) if *seen == round => vouch = false,
+                Some((e, seen)) => {
+                    *seen = round;
+                    received[side] += 1;
+                    if e.value.to_bits() != value.to_bits() {
+                        e.value = value;
+                        // The held labels: their group is found without a compare.
+                        let key = Key {
+                            hash: key.hash,
+                            labels: e.labels.clone(),
+                        };
+                        self.matcher.refile(side, key, Some(&*e), &mut dirty);
+                    }
+                }
+                None => {
+                    let e = Element::new(labels.clone(), value);
+                    self.matcher.refile(side, key.clone(), Some(&e), &mut dirty);
+                    self.held[side].insert(key, (e, round));
+                    received[side] += 1;
+                }
+            }
+        }
+        for (side, received) in received.into_iter().enumerate() {
+            let held = &mut self.held[side];
+            if received == held.len() {
+                continue;
+            }
+            let gone: Vec<Key> = held
+                .iter()
+                .filter(|(_, (_, seen))| *seen != round)
+                .map(|(key, _)| key.clone())
+                .collect();
+            for key in gone {
+                held.remove(&key);
+                self.matcher.refile(side, key, None, &mut dirty);
+            }
+        }
+        let [lhs, rhs] = &self.held;
+        for sig in dirty {
+            let element = self.matcher.matched(
+                &sig,
+                |k| lhs.get(k).map(|(e, _)| e),
+                |k| rhs.get(k).map(|(e, _)| e),
+            );
+            let value = element.map(|e| e.value);
+            match self.matcher.result_labels_of(&sig) {
+                Some(labels) => {
+                    if let Some((old, v)) = self.out.get_mut(&sig) {
+                        if Arc::ptr_eq(old, labels) {
+                            *v = value;
+                            continue;
+                        }
+                    }
+                    self.out.insert(sig, (labels.clone(), value));
+                    self.order = None;
+                }
+                None => {
+                    if self.out.remove(&sig).is_some() {
+                        self.order = None;
+                    }
+                }
+            }
+        }
+        let out = &self.out;
+        let (order, duplicates) = self.order.get_or_insert_with(|| {
+            let mut order: Vec<(Arc<Labels>, Key)> = out
+                .iter()
+                .map(|(sig, (labels, _))| (labels.clone(), sig.clone()))
+                .collect();
+            order.sort_by(|a, b| a.0.cmp(&b.0));
+            let duplicates = order.windows(2).any(|w| w[0].0 == w[1].0);
+            (order, duplicates)
+        });
+        if !vouch || *duplicates || self.matcher.crowded() > 0 {
+            return None;
+        }
+        Some(
+            (order.iter())
+                .filter_map(|(labels, sig)| Some((labels.clone(), out[sig].1?)))
+                .collect(),
+        )
     }
 }

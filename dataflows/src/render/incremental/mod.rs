@@ -36,7 +36,10 @@
 //! holding that one series. A group is re-reduced with the reference's
 //! [`reduce`] over its members' values, a join's match group re-matched with its
 //! [`result_labels`] and [`matched_element`]. Keys carry their labels' hash ([`LabelsKey`]), so
-//! the maps of series, elements and groups never rehash label sets.
+//! the maps of series, elements and groups never rehash label sets. A spread join's
+//! joiner ([`crate::render::spread`]) keeps the same matching over the side elements
+//! it receives whole at each evaluation ([`SpreadJoin`]), and its sides are evaluated
+//! unordered with their finished labels kept ([`IncrementalRule::evaluate_unordered`]).
 //!
 //! Native histograms (`sum by (job) (rate(h[5m]))` over native-histogram series): an
 //! element may be a histogram, its value a handle `(SOURCE, i)` naming slot `i` of its
@@ -75,9 +78,11 @@ mod map;
 mod series;
 
 use group::GroupNode;
-use join::{Filing, JoinNode};
+pub use join::SpreadJoin;
+use join::{Filing, JoinNode, Matcher};
 use map::MapNode;
-use series::{constant_value, Elements, Kept, PerSeriesNode, SeriesKernel, Step};
+pub(crate) use series::Step;
+use series::{constant_value, Elements, Kept, PerSeriesNode, SeriesKernel};
 
 /// How the reference evaluator is set up for a rule (lookback, subquery step, the
 /// query range for `@ start()`/`@ end()`/`step()`).
@@ -317,11 +322,7 @@ impl Node {
             } => Node::Join(JoinNode {
                 lhs: Box::new(Node::new(*lhs)),
                 rhs: Box::new(Node::new(*rhs)),
-                op,
-                matching,
-                return_bool,
-                sides: Default::default(),
-                result_labels: KeyMap::default(),
+                matcher: Matcher::new(op, matching, return_bool),
                 out: Outputs::default(),
             }),
         }
@@ -403,9 +404,7 @@ impl Node {
             Node::Group(n) => n.input.collisions(),
             // A match group with two elements on a side: the reference may answer with
             // a matching error.
-            Node::Join(n) => {
-                n.sides[0].crowded + n.sides[1].crowded + n.lhs.collisions() + n.rhs.collisions()
-            }
+            Node::Join(n) => n.matcher.crowded() + n.lhs.collisions() + n.rhs.collisions(),
         }
     }
 }
@@ -651,6 +650,20 @@ impl IncrementalRule {
         t: i64,
         recomputed: &mut u64,
     ) -> Option<Delta> {
+        self.track(store, settings, t, recomputed, true)
+    }
+
+    /// [`IncrementalRule::evaluate_changes`]; with `changes` false, empty
+    /// [`Delta::Changes`] where it would give changes (the caller reads the result it
+    /// keeps, [`Sent`]).
+    fn track(
+        &mut self,
+        store: &WindowStore,
+        settings: &Settings,
+        t: i64,
+        recomputed: &mut u64,
+        changes: bool,
+    ) -> Option<Delta> {
         let Some(updated) = self.update(store, settings, t, recomputed) else {
             self.sent = None;
             return None;
@@ -685,6 +698,9 @@ impl IncrementalRule {
             self.sent = None;
             return None;
         }
+        if !changes {
+            (set, gone) = (Vec::new(), Vec::new());
+        }
         if !gone.is_empty() && !set.is_empty() {
             let now: HashSet<&Arc<Labels>> = set.iter().map(|e| &e.labels).collect();
             gone.retain(|l| !now.contains(l));
@@ -695,6 +711,32 @@ impl IncrementalRule {
             gone,
             histograms,
         })
+    }
+
+    /// Like [`IncrementalRule::evaluate`], the elements in no particular order, their
+    /// finished labels kept from one evaluation to the next (the same `Arc` while an
+    /// element's labels do not change, as [`IncrementalRule::evaluate_changes`] keeps
+    /// them): a spread join's side, which its joiners file by labels
+    /// ([`SpreadJoin`]). Costs what changed and a copy of the result, where
+    /// [`IncrementalRule::evaluate`] also sorts it and makes every name-dropped label
+    /// set again.
+    pub fn evaluate_unordered(
+        &mut self,
+        store: &WindowStore,
+        settings: &Settings,
+        t: i64,
+        recomputed: &mut u64,
+    ) -> Option<Detached> {
+        if let Delta::Whole(whole) = self.track(store, settings, t, recomputed, false)? {
+            return Some(whole);
+        }
+        let sent = self.sent.as_ref()?;
+        let elements = sent
+            .by_key
+            .values()
+            .map(|s| Element::new(s.finished.clone(), f64::from_bits(s.bits)))
+            .collect();
+        Some(self.detached(Ok(elements)))
     }
 
     /// Brings every node up to `t`; the root's changed keys, or `None` when the result

@@ -24,7 +24,7 @@ pub(super) fn constant_value(plan: &Plan) -> Option<f64> {
 
 /// One element-wise operation with constant operands, as the reference applies it.
 #[derive(Clone, Copy, Debug)]
-pub(super) enum Step {
+pub(crate) enum Step {
     /// `-x`.
     Neg,
     /// `x op s`, or `s op x` when `swap`.
@@ -40,7 +40,7 @@ pub(super) enum Step {
 
 impl Step {
     /// The step `plan` applies to its element-wise operand, if it is one of these.
-    pub(super) fn of(plan: &Plan) -> Option<Step> {
+    pub(crate) fn of(plan: &Plan) -> Option<Step> {
         match plan {
             Plan::Neg(_) => Some(Step::Neg),
             Plan::Binary {
@@ -67,7 +67,7 @@ impl Step {
     }
 
     /// The step applied to `e`; `None`: a comparison filtered it out.
-    pub(super) fn apply(&self, e: Element) -> Option<Element> {
+    pub(crate) fn apply(&self, e: Element) -> Option<Element> {
         match *self {
             Step::Neg => Some(Element::name_dropped(e.labels, -e.value)),
             Step::Scalar {
