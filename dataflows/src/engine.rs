@@ -73,10 +73,12 @@ pub struct EngineConfig {
     /// ([`crate::render::incremental::SpreadJoin`]); the reference's join only where
     /// that cannot vouch for the result (a match group with two elements on a side:
     /// its errors). Measured with 50k series (`RULES_PART=4 RULES_BULK_RULE='rate(x[5m])
-    /// / on (instance) rate(x[1m])' cargo bench --bench rules`, release): spread on 2
-    /// workers, measured: TODO lead; owned on 1, 120–138 ms of CPU and 117–136 ms of
-    /// wall per evaluation (2026-12-07; before joiners kept state, spread took 328–353
-    /// ms of CPU and 174–186 ms of wall).
+    /// / on (instance) rate(x[1m])' cargo bench --bench rules`, release, five runs on
+    /// a quiet 2-core machine, 2026-12-07): spread on 2 workers 88–105 ms of wall and
+    /// 153–182 ms of CPU per evaluation, owned on 1 worker 151–188 ms of wall and
+    /// 153–190 ms of CPU: 0.51–0.61 of the wall time for the same CPU (before joiners
+    /// kept state, on another machine, spread took 2.5× the owned join's CPU and more
+    /// wall time than it).
     pub spread_joins: bool,
 }
 

@@ -14,10 +14,10 @@
 //! [`Routable`]). So [`Point`] stays 32 bytes and `Copy`, and a float-only batch pays
 //! an empty `Vec` (no allocation), not a tag or a pointer per sample.
 
+use crate::arrival::ArrivalIndex;
 use crate::histogram::FloatHistogram;
 use crate::labels::Labels;
 use crate::render::window::KeyMap;
-use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -192,13 +192,9 @@ pub struct SentIds {
     limit: usize,
     /// The epoch of the entries (`None`: none yet).
     epoch: Option<u64>,
-    /// Per index, the id and the earliest time a pack brought it at.
-    entries: Vec<(u64, u64)>,
-    /// Indices in `entries`, by id.
-    index: HashTable<u32>,
-    /// Where the next lookup looks first: the entry after the one found last (the
-    /// series of a target come in the same order every scrape).
-    next: usize,
+    /// Per index (its position: the ids in the order they came), the earliest time a
+    /// pack brought its entry at.
+    entries: ArrivalIndex<u64>,
 }
 
 impl Default for SentIds {
@@ -213,9 +209,7 @@ impl SentIds {
         SentIds {
             limit,
             epoch: None,
-            entries: Vec::new(),
-            index: HashTable::new(),
-            next: 0,
+            entries: ArrivalIndex::default(),
         }
     }
 
@@ -233,29 +227,13 @@ impl SentIds {
     /// The index of `id`, with whether the pack of time `time` must bring its entry:
     /// `None` when it is new and the dictionary full.
     fn code(&mut self, id: u64, time: u64) -> Option<(u32, bool)> {
-        let at = match self.entries.get(self.next) {
-            Some(&(guess, _)) if guess == id => self.next,
-            _ => {
-                let entries = &self.entries;
-                match self.index.find(id, |&at| entries[at as usize].0 == id) {
-                    Some(&at) => at as usize,
-                    None => {
-                        if self.entries.len() >= self.limit {
-                            return None;
-                        }
-                        let at = self.entries.len();
-                        self.entries.push((id, time));
-                        let entries = &self.entries;
-                        self.index
-                            .insert_unique(id, at as u32, |&at| entries[at as usize].0);
-                        self.next = at + 1;
-                        return Some((at as u32, true));
-                    }
-                }
+        let Some(at) = self.entries.find(id) else {
+            if self.entries.len() >= self.limit {
+                return None;
             }
+            return Some((self.entries.push(id, time) as u32, true));
         };
-        self.next = at + 1;
-        let first = &mut self.entries[at].1;
+        let first = self.entries.value_mut(at);
         let bring = time < *first;
         *first = (*first).min(time);
         Some((at as u32, bring))

@@ -44,6 +44,7 @@
 //! series do, so the map is kept here and each worker's copy is rebuilt from the
 //! control stream, with no arrangement to share.
 
+use crate::arrival::ArrivalIndex;
 use crate::catalog::SeriesCatalog;
 use crate::labels::Labels;
 use crate::render::rule::{hold_by_time, Destination, Registry, Routing, RuleChange};
@@ -51,7 +52,6 @@ use crate::render::window::DistinctLists;
 #[cfg(doc)]
 use crate::sample::Point;
 use crate::sample::{Pack, PackedPoints, Routable, SentIds};
-use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -158,25 +158,15 @@ pub fn route_to_owners<'scope, S: Routable>(
     )
 }
 
-/// Each series' destinations under the current routing, by series id. The distinct
-/// destination lists are few (most series go nowhere), so a series costs one entry
-/// (an id and a list index). Cleared when the rules change; rebuilt once as many
-/// series have left the catalog as it holds, so churned ids do not pile up.
-///
-/// Entries sit in the order their series first came, and a lookup tries the entry
-/// after the one found last before it probes the index: a target's samples come in
-/// the same order on every scrape, so they are found one after another in memory.
-/// With a probe of a 100k-entry map per sample (a cache miss each), this lookup was
-/// the largest item of the workers' CPU on the compare bench's interval rules (6% of
-/// the process; perf record).
+/// Each series' destinations under the current routing, by series id, found in the
+/// order the series came ([`ArrivalIndex`]). The distinct destination lists are few
+/// (most series go nowhere), so a series costs one entry (an id and a list index).
+/// Cleared when the rules change; rebuilt once as many series have left the catalog
+/// as it holds, so churned ids do not pile up.
 #[derive(Default)]
 struct RouteCache {
-    /// Per series, in the order they came: its id and its index in `lists`.
-    entries: Vec<(u64, u32)>,
-    /// Positions in `entries`, by id.
-    index: HashTable<u32>,
-    /// Where the next lookup looks first.
-    next: usize,
+    /// Per series: its index in `lists`.
+    ids: ArrivalIndex<u32>,
     /// The distinct destination lists.
     lists: DistinctLists<Destination>,
     /// [`SeriesCatalog::retired`] when the cache was last emptied.
@@ -185,16 +175,14 @@ struct RouteCache {
 
 impl RouteCache {
     fn clear(&mut self) {
-        self.entries.clear();
-        self.index.clear();
-        self.next = 0;
+        self.ids.clear();
         self.lists.clear();
     }
 
     /// Empties the cache once the catalog has retired as many series as it holds.
     fn forget_churned(&mut self, catalog: &SeriesCatalog) {
         let retired = catalog.retired();
-        if retired.saturating_sub(self.retired_at_clear) > self.entries.len() as u64 {
+        if retired.saturating_sub(self.retired_at_clear) > self.ids.len() as u64 {
             self.clear();
             self.retired_at_clear = retired;
         }
@@ -207,30 +195,18 @@ impl RouteCache {
         catalog: &SeriesCatalog,
         id: u64,
     ) -> Option<&[Destination]> {
-        let at = match self.entries.get(self.next) {
-            Some(&(guess, _)) if guess == id => self.next,
-            _ => {
-                let entries = &self.entries;
-                match self.index.find(id, |&at| entries[at as usize].0 == id) {
-                    Some(&at) => at as usize,
-                    None => {
-                        let mut to = Vec::new();
-                        catalog.with(id, |labels| {
-                            routing.destinations(labels, id, |d| to.push(d))
-                        })?;
-                        let list = self.lists.intern(to);
-                        let at = self.entries.len();
-                        self.entries.push((id, list));
-                        let entries = &self.entries;
-                        self.index
-                            .insert_unique(id, at as u32, |&at| entries[at as usize].0);
-                        at
-                    }
-                }
+        let at = match self.ids.find(id) {
+            Some(at) => at,
+            None => {
+                let mut to = Vec::new();
+                catalog.with(id, |labels| {
+                    routing.destinations(labels, id, |d| to.push(d))
+                })?;
+                let list = self.lists.intern(to);
+                self.ids.push(id, list)
             }
         };
-        self.next = at + 1;
-        Some(self.lists.get(self.entries[at].1))
+        Some(self.lists.get(*self.ids.value(at)))
     }
 }
 

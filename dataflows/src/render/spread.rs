@@ -87,7 +87,8 @@
 //!   operation fails (many-to-many matching) sends its side elements, and the owner
 //!   runs the operation over those of every failing joiner: every failing match group
 //!   is among them, in the reference's order, so the error is the reference's, word
-//!   for word. Measured: TODO lead.
+//!   for word. Measured (README, "Part 4"): on 2 workers 0.51–0.61 of the owned
+//!   join's wall time on 1, for the same CPU.
 //! - a vector/vector operation (arithmetic, comparison, set operators, any matching)
 //!   of two spread aggregations ([`Combine::Pair`], [`Spread::pair`]): the local plans
 //!   are both aggregations' (left first); each worker sends both partials in one
