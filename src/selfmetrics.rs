@@ -242,6 +242,18 @@ impl SelfMetrics {
             &[(&[], inputs.engine.samples_unknown_series as f64)],
         );
         metric(
+            "promflow_engine_exchange_ids_indexed_total",
+            "counter",
+            "Samples sent to another process of the cluster with their series id as an index into the series-id dictionary of the sending and receiving workers.",
+            &[(&[], inputs.engine.exchange_ids_indexed as f64)],
+        );
+        metric(
+            "promflow_engine_exchange_id_entries_total",
+            "counter",
+            "Series-id dictionary entries sent to other processes of the cluster (a series id crossing whole, about once per sending worker, receiving worker and 10 minutes).",
+            &[(&[], inputs.engine.exchange_id_entries as f64)],
+        );
+        metric(
             "promflow_engine_rules_installed_total",
             "counter",
             "Rules installed in the dataflow (a rule group change installs only its own rules).",

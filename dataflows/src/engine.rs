@@ -129,6 +129,11 @@ pub struct EngineStats {
     /// Samples an operator skipped because the catalog did not know their series (a
     /// producer that did not announce it): 0 unless a producer breaks the contract.
     pub samples_unknown_series: u64,
+    /// Samples sent to workers of other processes with their series id as a
+    /// dictionary index (in one process: none).
+    pub exchange_ids_indexed: u64,
+    /// Series-id dictionary entries sent to other processes (an id crossing whole).
+    pub exchange_id_entries: u64,
 }
 
 enum Command {
@@ -364,7 +369,7 @@ impl Engine {
                 };
                 // Series ids cross to another process as dictionary indices.
                 let routed = if processes > 1 {
-                    code_for_peers(routed, index, process_id, workers, peers)
+                    code_for_peers(routed, index, process_id, workers, peers, counters.clone())
                 } else {
                     routed
                 };
@@ -830,6 +835,8 @@ impl Engine {
             rules_owned: self.rule_counters.owned.load(Ordering::Relaxed),
             catalog_series: self.catalog.len() as u64,
             samples_unknown_series: self.catalog.missing(),
+            exchange_ids_indexed: self.rule_counters.ids_indexed.load(Ordering::Relaxed),
+            exchange_id_entries: self.rule_counters.id_entries.load(Ordering::Relaxed),
         }
     }
 

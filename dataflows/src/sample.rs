@@ -347,14 +347,21 @@ impl PackedPoints {
     /// than the dictionary's empties it first; an earlier one (a late time) leaves
     /// the pack uncoded, as do ids new to a full dictionary
     /// ([`MAX_DICTIONARY_ENTRIES`]). The pack brings the entries it is the first of
-    /// (by time) to use. Nothing may be pushed after.
-    pub fn code_ids(&mut self, from: u32, epoch: u64, time: u64, sent: &mut SentIds) {
+    /// (by time) to use. Nothing may be pushed after. Returns how many ids it coded as
+    /// indices, and how many entries (ids crossing whole beside their index) it brings.
+    pub fn code_ids(
+        &mut self,
+        from: u32,
+        epoch: u64,
+        time: u64,
+        sent: &mut SentIds,
+    ) -> (usize, usize) {
         if self.coded.is_some() || self.series_ids.is_empty() {
-            return;
+            return (0, 0);
         }
         sent.advance_to(epoch);
         if sent.epoch != Some(epoch) {
-            return;
+            return (0, 0);
         }
         let mut coded = CodedIds {
             from,
@@ -382,8 +389,10 @@ impl PackedPoints {
             put_varint(&mut coded.codes, 1 + u128::from(zigzag(index - (last + 1))));
             last = index;
         }
+        let counts = (self.series_ids.len() - whole.len(), coded.entry_ids.len());
         self.series_ids = whole;
         self.coded = Some(coded);
+        counts
     }
 }
 

@@ -323,6 +323,13 @@ fn two_processes_deliver_what_one_does() {
         let stats = engine.stats();
         assert_eq!(stats.samples_unknown_series, 0, "{stats:?}");
         assert!(stats.catalog_series > half, "{stats:?}");
+        // Series ids crossed as dictionary indices, each id whole about once per
+        // sender, receiver and 10-minute period.
+        assert!(
+            stats.exchange_id_entries > 0
+                && stats.exchange_ids_indexed > 10 * stats.exchange_id_entries,
+            "{stats:?}"
+        );
     }
     // The owned rules are placed on both processes' workers, whichever registered
     // them; the spread ones are owned by none.

@@ -47,13 +47,14 @@
 use crate::arrival::ArrivalIndex;
 use crate::catalog::SeriesCatalog;
 use crate::labels::Labels;
-use crate::render::rule::{hold_by_time, Destination, Registry, Routing, RuleChange};
+use crate::render::rule::{hold_by_time, Destination, Registry, Routing, RuleChange, RuleCounters};
 use crate::render::window::DistinctLists;
 #[cfg(doc)]
 use crate::sample::Point;
 use crate::sample::{Pack, PackedPoints, Routable, SentIds};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -292,6 +293,7 @@ pub fn code_for_peers<'scope>(
     process: usize,
     process_workers: usize,
     peers: usize,
+    counters: Arc<RuleCounters>,
 ) -> Stream<'scope, u64, Vec<Routed<PackedPoints>>> {
     let per = process_workers.max(1) as u64;
     routed.unary::<CapacityContainerBuilder<Vec<Routed<PackedPoints>>>, _, _, _>(
@@ -309,17 +311,21 @@ pub fn code_for_peers<'scope>(
                         epoch = id_epoch(t);
                         sent.iter_mut().for_each(|s| s.advance_to(epoch));
                     }
+                    let (mut indexed, mut entries) = (0, 0);
                     for routed in batch.iter_mut() {
                         let to = routed.to.0;
                         if to / per != process as u64 {
-                            routed.samples.code_ids(
+                            let (i, e) = routed.samples.code_ids(
                                 worker as u32,
                                 id_epoch(t),
                                 t,
                                 &mut sent[to as usize],
                             );
+                            (indexed, entries) = (indexed + i as u64, entries + e as u64);
                         }
                     }
+                    counters.ids_indexed.fetch_add(indexed, Ordering::Relaxed);
+                    counters.id_entries.fetch_add(entries, Ordering::Relaxed);
                     output.session(&time).give_container(batch);
                 });
             }
@@ -368,7 +374,10 @@ mod tests {
         let events = timely::execute_directly(move |worker| {
             let (mut input, captured) = worker.dataflow::<u64, _, _>(|scope| {
                 let (input, routed) = scope.new_input::<Vec<Routed<PackedPoints>>>();
-                (input, code_for_peers(routed, 0, 0, 1, 3).capture())
+                (
+                    input,
+                    code_for_peers(routed, 0, 0, 1, 3, Default::default()).capture(),
+                )
             });
             for (t, to, ids) in fed {
                 input.advance_to(t);

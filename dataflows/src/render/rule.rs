@@ -108,6 +108,12 @@ pub struct RuleCounters {
     pub whole_plan: AtomicU64,
     /// Owned (not spread) rules hosted by this process's workers now (a gauge).
     pub owned: AtomicU64,
+    /// Samples sent to workers of other processes with their series id as a
+    /// dictionary index ([`crate::render::route::code_for_peers`]).
+    pub ids_indexed: AtomicU64,
+    /// Dictionary entries those packs brought (an id crossing whole, once per
+    /// sender, receiver and period).
+    pub id_entries: AtomicU64,
 }
 
 /// One evaluation of a registered expression.
