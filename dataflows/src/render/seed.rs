@@ -74,22 +74,17 @@ pub fn place_seeds<'scope>(
             drop(cap);
             let peers = peers.max(1);
             let mut registry = Registry::new(peers);
-            // Seeds by time (with the capability to send them at it) and rule.
-            type Held = (Capability<u64>, HashMap<RuleId, Vec<SeedSeries>>);
-            let mut held: BTreeMap<u64, Held> = BTreeMap::new();
-            // Changes by time, with the capability to send seeds read here at it.
+            // Seeds by time and rule: sent at their change's time, with its capability.
+            let mut held: BTreeMap<u64, HashMap<RuleId, Vec<SeedSeries>>> = BTreeMap::new();
+            // Changes by time, with the capability to send their seeds at it.
             type Changes = (Capability<u64>, Vec<RuleChange>);
             let mut changes: BTreeMap<u64, Changes> = BTreeMap::new();
             move |(input, frontier), (ctl, ctl_frontier), output| {
                 input.for_each(|cap, batch| {
-                    let Some(t) = cap.least().copied() else {
-                        return;
-                    };
-                    let entry = held
-                        .entry(t)
-                        .or_insert_with(|| (cap.delayed(&t, 0), HashMap::new()));
+                    let Some(&t) = cap.least() else { return };
+                    let by_rule = held.entry(t).or_default();
                     for (id, series) in batch.drain(..) {
-                        entry.1.entry(id).or_default().push(series);
+                        by_rule.entry(id).or_default().push(series);
                     }
                 });
                 ctl.for_each(|cap, batch| {
@@ -103,8 +98,8 @@ pub fn place_seeds<'scope>(
                 });
                 let front = frontier_of(frontier, ctl_frontier);
                 while let Some(time) = changes.keys().next().copied().filter(|t| *t < front) {
-                    let mut seeds = held.remove(&time);
-                    let (ctl_cap, time_changes) = changes.remove(&time).expect("a held time");
+                    let mut seeds = held.remove(&time).unwrap_or_default();
+                    let (cap, time_changes) = changes.remove(&time).expect("a held time");
                     for change in time_changes {
                         let Some((spec, owner)) = registry.apply(&change) else {
                             continue;
@@ -115,16 +110,14 @@ pub fn place_seeds<'scope>(
                                 if def.seeded && def.home_process != own.process =>
                             {
                                 let source = own.source.lock().clone();
-                                source.map(|source| (&ctl_cap, spec.seed(&*source)))
+                                source.map(|source| spec.seed(&*source))
                             }
-                            _ => seeds.as_mut().and_then(|(cap, by_rule)| {
-                                Some((&*cap, by_rule.remove(&spec.id)?))
-                            }),
+                            _ => seeds.remove(&spec.id),
                         };
-                        let Some((cap, series)) = series else {
+                        let Some(series) = series else {
                             continue;
                         };
-                        let mut session = output.session(cap);
+                        let mut session = output.session(&cap);
                         for s in series {
                             let to = match spec.spread {
                                 Some(_) => s.1.hash() % peers as u64,
