@@ -77,8 +77,8 @@ pub struct EngineConfig {
     /// a quiet 2-core machine, 2026-12-07): spread on 2 workers 88–105 ms of wall and
     /// 153–182 ms of CPU per evaluation, owned on 1 worker 151–188 ms of wall and
     /// 153–190 ms of CPU: 0.51–0.61 of the wall time for the same CPU (before joiners
-    /// kept state, on another machine, spread took 2.5× the owned join's CPU and more
-    /// wall time than it).
+    /// kept state, on another machine, spread took 2.4–2.9× the owned join's CPU and
+    /// more wall time than it).
     pub spread_joins: bool,
 }
 
