@@ -338,13 +338,16 @@ const PAGERDUTY_V1_PATH: &str = "/generic/2010-04-15/create_event.json";
 /// A `service_key` (v1) entry: the oracle reaches PagerDuty's fixed endpoint through
 /// `proxy`, an intercepting proxy it trusts through `ca_file`; promflow is pointed at
 /// `capture` with its `url` extension.
+/// `group_wait` is long enough that the oracle's group holds both alerts of one POST
+/// (Alertmanager dispatches them one by one: with 1s, a loaded machine once made it
+/// flush `a` alone, then `a` and `b`, one event more than the test expects).
 fn v1_config(pagerduty: &str, hook: &str) -> String {
     format!(
         r#"
 route:
   receiver: pager
   group_by: [alertname]
-  group_wait: 1s
+  group_wait: 5s
   group_interval: 1s
   repeat_interval: 1h
 receivers:
