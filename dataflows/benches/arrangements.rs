@@ -3,14 +3,17 @@
 //! series id — or the hand-written map promflow keeps (`render::route`'s cache of
 //! destinations by series id, `render::window`'s maps by series)?
 //!
-//! One worker, `ARR_SERIES` (100,000) series ids (label hashes), each reading one of
-//! 20 selectors. Three costs, each side by side:
-//! 1. *build*: every series enters. Differential: `(series id, selector)` inserted
+//! One worker, `ARR_SERIES` (100,000) series ids (label hashes), in two cases: each
+//! series reading one of 20 selectors (a small value by series id: also the shape of an
+//! aggregation's group membership and a join's match groups), and each series' labels
+//! (six pairs: the series catalog; the same `Arc<Labels>` values on both sides). Three
+//! costs, each side by side:
+//! 1. *build*: every series enters. Differential: `(series id, value)` inserted
 //!    into an input collection arranged by key (`arrange_by_key`), the worker stepped
 //!    until the arrangement holds them. By hand: a map by series id with the identity
 //!    hasher promflow's maps use ([`dataflows::render::window::KeyMap`]).
 //! 2. *lookups*: per scrape round (`ARR_ROUNDS`, 20), every series' sample finds its
-//!    selector. Differential: the samples of the round sorted by series id, then one
+//!    value. Differential: the samples of the round sorted by series id, then one
 //!    cursor over the arrangement's batches seeking each (the cheapest way to read an
 //!    arrangement from a timely stream of samples). By hand: one map lookup each, in
 //!    arrival order.
@@ -19,12 +22,13 @@
 //!    worker stepped until the arrangement holds the round (its compaction frontier
 //!    kept up). By hand: map removals and inserts.
 //!
-//! Both sides find the same selectors (checked). Run: `cargo bench -p dataflows
+//! Both sides find the same values (checked). Run: `cargo bench -p dataflows
 //! --bench arrangements`.
 
 use differential_dataflow::input::Input;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor};
 use differential_dataflow::trace::TraceReader;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::probe::Handle;
 use timely::dataflow::operators::Probe;
@@ -50,24 +54,72 @@ fn per(d: Duration, n: u64) -> f64 {
     d.as_secs_f64() * 1e9 / n.max(1) as f64
 }
 
+/// Series `i`'s labels: six pairs, as a typical exporter's series has.
+fn labels(i: u64) -> Arc<dataflows::Labels> {
+    Arc::new(dataflows::Labels::from_pairs(vec![
+        ("__name__".into(), format!("metric_{}", i % 20)),
+        (
+            "instance".into(),
+            format!("10.0.{}.{}:9100", i / 65_536 % 256, i / 256 % 256),
+        ),
+        ("job".into(), format!("job_{}", i % 10)),
+        ("le".into(), format!("{}", i % 12)),
+        ("path".into(), format!("/api/v1/{}", i % 50)),
+        ("series".into(), format!("{i}")),
+    ]))
+}
+
 fn main() {
     let series = env_or("ARR_SERIES", 100_000);
     let rounds = env_or("ARR_ROUNDS", 20);
     let churn = series * env_or("ARR_CHURN_PERMILLE", 10) / 1000;
+    println!("arrangements: {series} series, {rounds} rounds, {churn} series replaced a round");
+    println!("| case | cost | differential (ns) | by hand (ns) | ratio |");
+    println!("| --- | --- | --- | --- | --- |");
+    // Which selector (or aggregation group, or join match group) reads a series: a
+    // small value by series id (`render::route`'s cache, `render::incremental`'s
+    // group membership and match groups).
+    compare("selector by series", series, rounds, churn, selector, |v| {
+        u64::from(*v)
+    });
+    // The series catalog: series id → its labels, the same `Arc<Labels>` on both sides
+    // (made before the clock starts: a producer announces labels it has made).
+    let made: Vec<Arc<dataflows::Labels>> = (0..series + churn * rounds).map(labels).collect();
+    compare(
+        "catalog (labels by series)",
+        series,
+        rounds,
+        churn,
+        move |i| made[i as usize].clone(),
+        // Reads the value's header once, as a reader of the labels would start.
+        |v| (Arc::strong_count(v) as u64).min(1),
+    );
+}
+
+/// Measures one case (series `i` maps to `value(i)`): build, lookups and churn, each
+/// on both sides.
+fn compare<V: differential_dataflow::ExchangeData>(
+    name: &'static str,
+    series: u64,
+    rounds: u64,
+    churn: u64,
+    value: impl Fn(u64) -> V + Send + Sync + 'static,
+    found: fn(&V) -> u64,
+) {
     timely::execute_directly(move |worker| {
         let probe = Handle::new();
         let (mut input, mut trace) = worker.dataflow::<u64, _, _>(|scope| {
-            let (input, members) = scope.new_collection::<(u64, u32), isize>();
+            let (input, members) = scope.new_collection::<(u64, V), isize>();
             let arranged = members.arrange_by_key();
             arranged.stream.probe_with(&probe);
             (input, arranged.trace)
         });
-        let mut hand: dataflows::render::window::KeyMap<u64, u32> = Default::default();
+        let mut hand: dataflows::render::window::KeyMap<u64, V> = Default::default();
 
         // 1. Build.
         let at = Instant::now();
         for i in 0..series {
-            input.insert((id(i), selector(i)));
+            input.insert((id(i), value(i)));
         }
         input.advance_to(1);
         input.flush();
@@ -75,7 +127,7 @@ fn main() {
         let build_dd = at.elapsed();
         let at = Instant::now();
         for i in 0..series {
-            hand.insert(id(i), selector(i));
+            hand.insert(id(i), value(i));
         }
         let build_hand = at.elapsed();
 
@@ -99,7 +151,7 @@ fn main() {
                 cursor.seek_key(&storage, key);
                 if cursor.get_key(&storage) == Some(key) {
                     while let Some(v) = cursor.get_val(&storage) {
-                        found_dd += u64::from(*v) + 1;
+                        found_dd += found(v) + 1;
                         cursor.step_val(&storage);
                     }
                 }
@@ -109,21 +161,21 @@ fn main() {
             let mut found_hand = 0u64;
             for key in &samples {
                 if let Some(v) = hand.get(key) {
-                    found_hand += u64::from(*v) + 1;
+                    found_hand += found(v) + 1;
                 }
             }
             lookup_hand += at.elapsed();
-            assert_eq!(found_dd, found_hand, "both find every series' selector");
+            assert_eq!(found_dd, found_hand, "both find every series' value");
 
             let leaving: Vec<u64> = live.drain(..churn as usize).collect();
             let entering: Vec<u64> = (next..next + churn).collect();
             next += churn;
             let at = Instant::now();
             for &i in &leaving {
-                input.remove((id(i), selector(i)));
+                input.remove((id(i), value(i)));
             }
             for &i in &entering {
-                input.insert((id(i), selector(i)));
+                input.insert((id(i), value(i)));
             }
             input.advance_to(round + 1);
             input.flush();
@@ -136,16 +188,13 @@ fn main() {
                 hand.remove(&id(i));
             }
             for &i in &entering {
-                hand.insert(id(i), selector(i));
+                hand.insert(id(i), value(i));
             }
             churn_hand += at.elapsed();
             live.extend(entering);
         }
         let lookups = series * rounds;
         let changes = 2 * churn * rounds;
-        println!("arrangements: {series} series, {rounds} rounds, {churn} series replaced a round");
-        println!("| cost | differential (ns) | by hand (ns) | ratio |");
-        println!("| --- | --- | --- | --- |");
         for (what, dd, by_hand) in [
             (
                 "build, per series",
@@ -163,7 +212,10 @@ fn main() {
                 per(churn_hand, changes),
             ),
         ] {
-            println!("| {what} | {dd:.0} | {by_hand:.0} | {:.1}× |", dd / by_hand);
+            println!(
+                "| {name} | {what} | {dd:.0} | {by_hand:.0} | {:.1}× |",
+                dd / by_hand
+            );
         }
     });
 }

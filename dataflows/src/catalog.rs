@@ -15,6 +15,15 @@
 //! — and it was not announced since the previous sweep. A producer that keeps the
 //! announced `Arc` while it may send the series again can therefore announce once; a
 //! producer without a cache announces every series of every batch (idempotent).
+//!
+//! Why a sharded map by hand and not a differential-dataflow arrangement of (series id
+//! → labels): `dataflows/benches/arrangements.rs` ("catalog" case: release, one
+//! worker, 100k series of six labels, the same `Arc<Labels>` values on both sides;
+//! 3 runs on the shared 2-core machine, 2026-12-07) measures the arrangement at
+//! 4.8–5.7× the map's cost to build, 8.4–10.1× per lookup and 17–21× per series
+//! entering or leaving. Lookups are the hot path (a router or window that meets a
+//! series it has not cached), by id in arrival order, from every worker of the
+//! process; an arrangement would also be per worker, where this map is shared.
 
 use crate::labels::Labels;
 use crate::render::window::KeyMap;

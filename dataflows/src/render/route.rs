@@ -37,10 +37,11 @@
 //! registered).
 //!
 //! Why a map by hand and not a differential-dataflow arrangement of (series id →
-//! what reads it), shared by the rules: `benches/arrangements.rs` (release, one
-//! worker, 100k series, 2026-12-07) measures the arrangement at 4.5–5.0× the map's
-//! cost to build, 8.7–11.5× per sample to look up (sorted batch, one cursor) and
-//! 16–23× per series entering or leaving. The destinations change only when rules or
+//! what reads it), shared by the rules: `dataflows/benches/arrangements.rs`
+//! ("selector by series": release, one worker, 100k series; runs of 2026-12-07 on a
+//! quiet and on a loaded 2-core machine) measures the arrangement at 4.4–5.0× the
+//! map's cost to build (15× once under load), 2.7–11.5× per sample to look up (sorted
+//! batch, one cursor) and 14–26× per series entering or leaving. The destinations change only when rules or
 //! series do, so the map is kept here and each worker's copy is rebuilt from the
 //! control stream, with no arrangement to share.
 

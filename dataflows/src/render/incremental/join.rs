@@ -9,6 +9,13 @@ use crate::sample::is_stale_marker;
 
 /// Input keys filed under a group computed from their labels (an aggregation's
 /// group, a join side's match group), and each key's group.
+///
+/// By hand, not a differential-dataflow arrangement of (group → members): a filing
+/// changes only where a member comes, goes or changes labels, and is read per changed
+/// member at each evaluation, the shape `dataflows/benches/arrangements.rs` measures
+/// ("selector by series": a small value by series id) at 2.7–4.3× the map's cost per
+/// lookup and 14–26× per member entering or leaving for the arrangement (4 runs,
+/// 2026-12-07). Each rule files its own members: one rule's groups are not another's.
 #[derive(Default)]
 pub(super) struct Filing {
     /// The group of each input key, and the input labels it was computed from.
