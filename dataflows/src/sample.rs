@@ -224,9 +224,15 @@ impl SentIds {
         }
     }
 
-    /// The index of `id`, with whether the pack of time `time` must bring its entry:
-    /// `None` when it is new and the dictionary full.
-    fn code(&mut self, id: u64, time: u64) -> Option<(u32, bool)> {
+    /// The epoch of its entries (`None`: none yet).
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// The index of `id`, with whether the pack (or record) of time `time` must bring
+    /// its entry: `None` when it is new and the dictionary full. Also the dictionary of
+    /// label sets by their hashes ([`crate::render::dictionary`]).
+    pub fn code(&mut self, id: u64, time: u64) -> Option<(u32, bool)> {
         let Some(at) = self.entries.find(id) else {
             if self.entries.len() >= self.limit {
                 return None;

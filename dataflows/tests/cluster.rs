@@ -330,6 +330,18 @@ fn two_processes_deliver_what_one_does() {
                 && stats.exchange_ids_indexed > 10 * stats.exchange_id_entries,
             "{stats:?}"
         );
+        // The label sets of spread rules' records (join sides, joined elements,
+        // unions, picks, group labels) and of remote outputs crossed whole about once
+        // per sender, receiver and period, then as hashes: not at every evaluation.
+        eprintln!(
+            "labels: {} sent whole, {} as hashes",
+            stats.exchange_labels_sent, stats.exchange_label_refs
+        );
+        assert!(
+            stats.exchange_labels_sent > 0
+                && stats.exchange_label_refs > 5 * stats.exchange_labels_sent,
+            "{stats:?}"
+        );
     }
     // The owned rules are placed on both processes' workers, whichever registered
     // them; the spread ones are owned by none.

@@ -247,6 +247,7 @@
 //! [`Plan`]: crate::promql::plan::Plan
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource
 
+pub mod dictionary;
 pub mod extent;
 pub mod incremental;
 pub mod maintain;

@@ -159,9 +159,11 @@ use crate::promql::eval::{
     SeriesSource, Value,
 };
 use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
+use crate::render::dictionary::{decode_time, CodedLabels, LabelSlots, ReceivedLabels};
 use crate::render::extent::SelectorUse;
 use crate::render::incremental::{SpreadJoin, Step};
 use crate::render::maintain::Evaluated;
+use crate::render::route::id_epoch;
 use crate::render::rule::{
     frontier_of, hold_by_time, Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput,
     RuleSchedule, RuleSpec,
@@ -169,6 +171,7 @@ use crate::render::rule::{
 use crate::render::shape::{
     constant, element_wise, hole, one_to_one, operand_mut, per_series, per_series_range_function,
 };
+use crate::render::window::LabelsKey;
 use crate::sample::is_stale_marker;
 use crate::selector::{LabelMatcher, MatchKind, Selector};
 use crossbeam_channel::Sender;
@@ -294,6 +297,9 @@ pub enum HostRecord {
     Joined(JoinedRecord),
     /// An owned rule's evaluation, to the worker delivering it.
     Output(u64, RuleOutput),
+    /// A record to a worker of another process with its label sets coded by the
+    /// dictionary of its sender and destination ([`crate::render::dictionary`]).
+    Coded(Box<HostRecord>, CodedLabels),
 }
 
 impl HostRecord {
@@ -305,6 +311,48 @@ impl HostRecord {
             | HostRecord::Sides((to, ..))
             | HostRecord::Joined((to, ..))
             | HostRecord::Output(to, _) => *to,
+            HostRecord::Coded(inner, _) => inner.worker(),
+        }
+    }
+}
+
+/// Every label set a record carries: the elements' and groups' of partials, the side
+/// and joined elements, an output's elements, series and gone labels.
+impl LabelSlots for HostRecord {
+    fn each_labels(&mut self, f: &mut dyn FnMut(&mut Arc<Labels>)) {
+        fn partials(p: &mut Partials, f: &mut dyn FnMut(&mut Arc<Labels>)) {
+            if let Ok((entries, _)) = p {
+                entries.iter_mut().for_each(|(labels, _)| f(labels));
+            }
+        }
+        match self {
+            HostRecord::Partials((.., p)) => partials(p, f),
+            HostRecord::Pair((.., lhs), rhs) => {
+                partials(lhs, f);
+                partials(rhs, f);
+            }
+            HostRecord::Sides((.., sides))
+            | HostRecord::Joined((.., JoinedPart::Failed(sides))) => {
+                (sides.sides.iter_mut().flatten()).for_each(|(labels, _)| f(labels));
+            }
+            HostRecord::Joined((.., JoinedPart::Joined(joined, _))) => {
+                joined.iter_mut().for_each(|(labels, _)| f(labels));
+            }
+            HostRecord::Output(_, output) => {
+                match &mut output.value {
+                    Ok(Value::Vector(elements)) => {
+                        elements.iter_mut().for_each(|e| f(&mut e.labels));
+                    }
+                    Ok(Value::Matrix(series)) => series.iter_mut().for_each(|s| f(&mut s.labels)),
+                    _ => {}
+                }
+                output
+                    .gone
+                    .iter_mut()
+                    .flatten()
+                    .for_each(|labels| f(labels));
+            }
+            HostRecord::Coded(inner, _) => inner.each_labels(f),
         }
     }
 }
@@ -312,13 +360,18 @@ impl HostRecord {
 /// One worker's side elements of a [`Combine::Join`] evaluation for one joiner: the
 /// left and right elements `(labels, value)` (finished, in no particular order), and
 /// the native histograms their values name (detached: `(SOURCE, i)` is the `i`th).
-/// Plain values, no entry `Vec`s: the sides' transport costs their labels.
+/// Plain values, no entry `Vec`s: between processes the labels cross as hashes
+/// ([`crate::render::dictionary`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SideElements {
     /// Left, right.
     pub sides: [Vec<(Arc<Labels>, f64)>; 2],
     /// The histograms the values name.
     pub histograms: Vec<Arc<FloatHistogram>>,
+    /// The labels' [`Labels::hash`]es, left's then right's, where the record carried
+    /// them (decoded from another process); else empty.
+    #[serde(skip)]
+    pub hashes: Vec<u64>,
 }
 
 /// Side elements to a joiner: `(joiner worker, rule, evaluation time, elements)`.
@@ -463,9 +516,21 @@ pub fn joined(
     t: i64,
     records: Vec<SideElements>,
 ) -> JoinedPart {
+    // The hash a record from another process carried spares hashing the labels.
     let elements = records.iter().flat_map(|r| {
-        (r.sides.iter().enumerate())
-            .flat_map(|(side, elements)| elements.iter().map(move |(l, v)| (side, l, *v)))
+        let first = [0, r.sides[0].len()];
+        (r.sides.iter().enumerate()).flat_map(move |(side, elements)| {
+            elements.iter().enumerate().map(move |(i, (l, v))| {
+                let key = match r.hashes.get(first[side] + i) {
+                    Some(&hash) => LabelsKey {
+                        hash,
+                        labels: l.clone(),
+                    },
+                    None => LabelsKey::new(l.clone()),
+                };
+                (side, key, *v)
+            })
+        })
     });
     if let Some(joined) = state.join(elements) {
         return JoinedPart::Joined(joined, Vec::new());
@@ -1372,6 +1437,8 @@ pub fn combine_partials<'scope>(
             let mut outputs: BTreeMap<RuleId, Sender<RuleOutput>> = BTreeMap::new();
             let mut records: BTreeMap<u64, Vec<HostRecord>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
+            // The label sets of the joiners of other processes.
+            let mut received = ReceivedLabels::default();
             move |(input, frontier), (ctl, ctl_frontier), _output| {
                 input.for_each(hold_by_time(&mut records));
                 ctl.for_each(hold_by_time(&mut changes));
@@ -1401,7 +1468,9 @@ pub fn combine_partials<'scope>(
                     });
                     type Parts = ([Vec<Partials>; 2], Vec<JoinedPart>);
                     let mut evaluations: BTreeMap<(RuleId, i64), Parts> = BTreeMap::new();
-                    for record in records.remove(&time).unwrap_or_default() {
+                    // Every entry of this time's records before any is decoded.
+                    let arrived = records.remove(&time).unwrap_or_default();
+                    for (record, _) in decode_time(&mut received, arrived) {
                         match record {
                             HostRecord::Partials((_, rule, t, parts)) => {
                                 evaluations.entry((rule, t)).or_default().0[0].push(parts);
@@ -1414,8 +1483,8 @@ pub fn combine_partials<'scope>(
                             HostRecord::Joined((_, rule, t, part)) => {
                                 evaluations.entry((rule, t)).or_default().1.push(part);
                             }
-                            // Joined first (`join_sides`).
-                            HostRecord::Sides(_) => {}
+                            // Joined first, decoded by `join_sides`.
+                            HostRecord::Sides(_) | HostRecord::Coded(..) => {}
                             HostRecord::Output(_, output) => {
                                 if let Some(to) = outputs.get(&output.rule) {
                                     let _ = to.send(output);
@@ -1445,6 +1514,8 @@ pub fn combine_partials<'scope>(
                         outputs.remove(id);
                     }
                 }
+                // No record of a time before the frontier is to come.
+                received.forget_before(id_epoch(front));
             }
         },
     )
@@ -1493,8 +1564,11 @@ pub fn join_sides<'scope>(
         move |cap, _info| {
             drop(cap);
             let mut registry = Registry::new(peers);
-            // Side records by time, with the capability to send their joins at it.
-            let mut sides: BTreeMap<u64, (Capability<u64>, Vec<SideRecord>)> = BTreeMap::new();
+            // Side records by time, with the capability to send their joins at it, and
+            // the records from other processes, decoded once their time is complete.
+            type Held = (Capability<u64>, Vec<SideRecord>, Vec<HostRecord>);
+            let mut sides: BTreeMap<u64, Held> = BTreeMap::new();
+            let mut received = ReceivedLabels::default();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             let mut states: BTreeMap<RuleId, SpreadJoin> = BTreeMap::new();
             move |(input, frontier), (ctl, ctl_frontier), output| {
@@ -1504,14 +1578,16 @@ pub fn join_sides<'scope>(
                     };
                     let mut passed = Vec::new();
                     for record in batch.drain(..) {
+                        if !matches!(record, HostRecord::Sides(_) | HostRecord::Coded(..)) {
+                            passed.push(record);
+                            continue;
+                        }
+                        let held = sides
+                            .entry(t)
+                            .or_insert_with(|| (cap.delayed(&t, 0), Vec::new(), Vec::new()));
                         match record {
-                            HostRecord::Sides(part) => {
-                                let held = sides
-                                    .entry(t)
-                                    .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
-                                held.1.push(part);
-                            }
-                            other => passed.push(other),
+                            HostRecord::Sides(part) => held.1.push(part),
+                            coded => held.2.push(coded),
                         }
                     }
                     if !passed.is_empty() {
@@ -1531,13 +1607,23 @@ pub fn join_sides<'scope>(
                 for time in times {
                     let changes = changes.remove(&time).unwrap_or_default();
                     let removed = apply_changes(&mut registry, changes, |_, _| {});
-                    if let Some((cap, parts)) = sides.remove(&time) {
+                    if let Some((cap, mut parts, coded)) = sides.remove(&time) {
+                        let mut session = output.session(&cap);
+                        // Every entry of this time's records before any is decoded.
+                        for (record, hashes) in decode_time(&mut received, coded) {
+                            match record {
+                                HostRecord::Sides(mut part) => {
+                                    part.3.hashes = hashes.unwrap_or_default();
+                                    parts.push(part);
+                                }
+                                other => session.give(other),
+                            }
+                        }
                         let mut evaluations: BTreeMap<(RuleId, i64), Vec<SideElements>> =
                             BTreeMap::new();
                         for (_, rule, t, part) in parts {
                             evaluations.entry((rule, t)).or_default().push(part);
                         }
-                        let mut session = output.session(&cap);
                         // In time order per rule: each evaluation after the previous.
                         for ((rule, t), parts) in evaluations {
                             let Some((spec, owner)) = registry.get(rule).or(removed.get(&rule))
@@ -1563,6 +1649,8 @@ pub fn join_sides<'scope>(
                         states.remove(id);
                     }
                 }
+                // No record of a time before the frontier is to come.
+                received.forget_before(id_epoch(front));
             }
         },
     )
@@ -2013,7 +2101,9 @@ mod tests {
                                 let all = || {
                                     records.iter().flat_map(|r| {
                                         (r.sides.iter().enumerate()).flat_map(|(side, e)| {
-                                            e.iter().map(move |(l, v)| (side, l, *v))
+                                            e.iter().map(move |(l, v)| {
+                                                (side, LabelsKey::new(l.clone()), *v)
+                                            })
                                         })
                                     })
                                 };
