@@ -244,3 +244,247 @@ pub fn code_for_peers<'scope>(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::promql::eval::{Element, Value};
+    use crate::render::spread::{JoinedPart, SideElements};
+    use crate::render::{RuleId, RuleOutput};
+    use timely::dataflow::operators::capture::Event;
+    use timely::dataflow::operators::{Capture, Concat, Input};
+
+    fn labels(instance: u64) -> Arc<Labels> {
+        Arc::new(Labels::from_strs(&[
+            ("__name__", "node_cpu_seconds_total"),
+            ("cpu", "0"),
+            ("instance", &format!("host-{instance}.example.com:9100")),
+            ("job", "node"),
+            ("mode", "user"),
+        ]))
+    }
+
+    /// Side elements of `instances` for joiner `to`.
+    fn sides(to: u64, t: i64, instances: std::ops::Range<u64>) -> HostRecord {
+        let mut part = SideElements::default();
+        for i in instances {
+            part.sides[(i % 2) as usize].push((labels(i), i as f64));
+        }
+        HostRecord::Sides((to, RuleId(1), t, part))
+    }
+
+    /// A record of every kind that carries labels, `{}` among them.
+    fn every_kind(to: u64, t: i64) -> Vec<HostRecord> {
+        let entries =
+            |r: std::ops::Range<u64>| Ok((r.map(|i| (labels(i), vec![i as f64])).collect(), None));
+        let empty = Ok((vec![(Arc::new(Labels::default()), vec![1.0])], None));
+        let output = RuleOutput {
+            rule: RuleId(2),
+            eval_ms: t,
+            value: Ok(Value::Vector(
+                (0..3).map(|i| Element::new(labels(i), 1.0)).collect(),
+            )),
+            gone: Some(vec![labels(7)]),
+            histograms: Vec::new(),
+        };
+        let HostRecord::Sides((.., failed)) = sides(to, t, 3..5) else {
+            unreachable!()
+        };
+        vec![
+            HostRecord::Partials((to, RuleId(1), t, entries(0..4))),
+            HostRecord::Pair((to, RuleId(1), t, empty), entries(2..5)),
+            sides(to, t, 0..6),
+            HostRecord::Joined((
+                to,
+                RuleId(1),
+                t,
+                JoinedPart::Joined(vec![(labels(1), 2.0)], Vec::new()),
+            )),
+            HostRecord::Joined((to, RuleId(1), t, JoinedPart::Failed(failed))),
+            HostRecord::Output(to, output),
+        ]
+    }
+
+    /// What crosses: timely's serialization there and back.
+    fn crossed(record: &HostRecord) -> HostRecord {
+        bincode::deserialize(&bincode::serialize(record).unwrap()).unwrap()
+    }
+
+    fn coded(mut record: HostRecord, t: u64, sent: &mut SentIds) -> (HostRecord, usize, usize) {
+        let (coded, refs, whole) = code_labels(&mut record, t, sent);
+        (HostRecord::Coded(Box::new(record), coded), refs, whole)
+    }
+
+    fn text(record: &HostRecord) -> String {
+        format!("{record:?}")
+    }
+
+    /// A label set crosses with the first record (by time) to use it, as a hash after;
+    /// decoded, every kind of record is what was sent, in far fewer bytes.
+    #[test]
+    fn first_use_carries_labels_later_uses_a_hash() {
+        let mut sent = SentIds::default();
+        let mut received = ReceivedLabels::default();
+        for t in [1_000u64, 16_000, 31_000] {
+            let mut brought = 0;
+            for record in every_kind(3, t as i64) {
+                let before = bincode::serialized_size(&record).unwrap();
+                let (c, refs, whole) = coded(record.clone(), t, &mut sent);
+                brought += whole;
+                if t > 1_000 {
+                    assert_eq!(whole, 0, "{}", text(&record));
+                    assert!(refs > 0);
+                    let after = bincode::serialized_size(&c).unwrap();
+                    assert!(after * 2 < before, "{after} of {before}: {}", text(&record));
+                }
+                let (decoded, hashes) =
+                    decode_time(&mut received, vec![crossed(&c)]).pop().unwrap();
+                assert_eq!(text(&decoded), text(&record));
+                let mut want = Vec::new();
+                record.clone().each_labels(&mut |l| want.push(l.hash()));
+                assert_eq!(hashes, Some(want));
+            }
+            // The 7 label sets (not `{}`) once, each in the first record using it.
+            assert_eq!(brought, if t == 1_000 { 7 } else { 0 });
+        }
+        // One `Arc` per label set and period on the receiving end.
+        let mut decoded = |t| {
+            let (c, ..) = coded(sides(3, t, 0..2), t as u64, &mut sent);
+            match decode_time(&mut received, vec![crossed(&c)])
+                .pop()
+                .unwrap()
+                .0
+            {
+                HostRecord::Sides((.., s)) => s.sides[0][0].0.clone(),
+                _ => unreachable!(),
+            }
+        };
+        assert!(Arc::ptr_eq(&decoded(46_000), &decoded(61_000)));
+    }
+
+    /// A new period brings every label set again (and the receiver drops the periods
+    /// its frontier has passed); a record of a time before an entry's first brings it
+    /// again.
+    #[test]
+    fn a_new_period_and_an_earlier_time_bring_labels_again() {
+        let mut sent = SentIds::default();
+        assert_eq!(coded(sides(3, 1_000, 0..10), 1_000, &mut sent).2, 10);
+        assert_eq!(coded(sides(3, 16_000, 0..10), 16_000, &mut sent).1, 10);
+        // Instances 10 and 11 first at 31000; at 20000 they come whole again.
+        let (_, refs, whole) = coded(sides(3, 31_000, 5..12), 31_000, &mut sent);
+        assert_eq!((refs, whole), (5, 2));
+        let (_, refs, whole) = coded(sides(3, 20_000, 9..12), 20_000, &mut sent);
+        assert_eq!((refs, whole), (1, 2));
+        let (late, refs, whole) = coded(sides(3, 700_000, 0..10), 700_000, &mut sent);
+        assert_eq!((refs, whole), (0, 10));
+        // A record of the period the dictionary has left: every label set whole.
+        let (early, refs, whole) = coded(sides(3, 50_000, 0..10), 50_000, &mut sent);
+        assert_eq!((refs, whole), (0, 10));
+        let mut received = ReceivedLabels::default();
+        decode_time(&mut received, vec![crossed(&early)]);
+        decode_time(&mut received, vec![crossed(&late)]);
+        assert_eq!(received.len(), 20);
+        received.forget_before(id_epoch(700_000));
+        assert_eq!(received.len(), 10);
+    }
+
+    /// Records of one time may use each other's entries whatever order they cross in;
+    /// the records of several senders arrive in any order and are decoded by time.
+    #[test]
+    fn a_time_decodes_with_entries_from_any_of_its_records_and_senders() {
+        // Two senders to one receiver: times 1000 and 16000, two records a time each.
+        let mut senders = [SentIds::default(), SentIds::default()];
+        let mut by_time: BTreeMap<u64, Vec<(HostRecord, HostRecord)>> = BTreeMap::new();
+        for t in [1_000u64, 16_000] {
+            for (s, sent) in senders.iter_mut().enumerate() {
+                let s = s as u64;
+                // The second record of a time uses what the first brings.
+                for range in [s * 4..s * 4 + 6, s * 4 + 2..s * 4 + 8] {
+                    let record = sides(3, t as i64, range);
+                    let (c, ..) = coded(record.clone(), t, sent);
+                    by_time.entry(t).or_default().push((crossed(&c), record));
+                }
+            }
+        }
+        let HostRecord::Coded(inner, _) = &by_time[&1_000][1].0 else {
+            unreachable!()
+        };
+        let mut carried = 0;
+        inner
+            .clone()
+            .each_labels(&mut |l| carried += usize::from(!l.is_empty()));
+        assert_eq!(carried, 2, "brings only what the first did not");
+        let mut received = ReceivedLabels::default();
+        // Each time's records in reverse of the order they were made; every entry of
+        // a time is learned before any record of it is decoded.
+        for (_, mut records) in by_time {
+            records.reverse();
+            let (arrived, want): (Vec<_>, Vec<_>) = records.into_iter().unzip();
+            let back: Vec<String> = decode_time(&mut received, arrived)
+                .iter()
+                .map(|(r, _)| text(r))
+                .collect();
+            assert_eq!(back, want.iter().map(text).collect::<Vec<_>>());
+        }
+    }
+
+    /// The operator: records to this process pass uncoded; to another, coded by a
+    /// dictionary per destination and epoch, kept while the frontier is in its epoch
+    /// (a record of an earlier period after one of a later still finds its entries).
+    #[test]
+    fn records_to_other_processes_leave_coded_by_destination_and_epoch() {
+        let counters: Arc<RuleCounters> = Default::default();
+        let seen = counters.clone();
+        let events = timely::execute_directly(move |worker| {
+            let (mut early, mut late, captured) = worker.dataflow::<u64, _, _>(|scope| {
+                let (early, a) = scope.new_input::<Vec<HostRecord>>();
+                let (late, b) = scope.new_input::<Vec<HostRecord>>();
+                // Process 0 of two, two workers each.
+                let coded = code_for_peers(a.concat(b), 0, 2, 4, seen.clone());
+                (early, late, coded.capture())
+            });
+            early.advance_to(1_000);
+            for to in 0..4 {
+                early.send(sides(to, 1_000, 0..8));
+            }
+            early.advance_to(480_000);
+            late.advance_to(700_000);
+            for _ in 0..10 {
+                worker.step();
+            }
+            late.send(sides(2, 700_000, 0..8));
+            for _ in 0..10 {
+                worker.step();
+            }
+            early.send(sides(2, 480_000, 0..8));
+            drop((early, late));
+            while worker.step() {}
+            captured
+        });
+        let mut got: Vec<(u64, u64, bool)> = Vec::new();
+        for event in events.try_iter() {
+            if let Event::Messages(stamp, batch) = event {
+                let t = *stamp.least().unwrap();
+                for record in batch {
+                    got.push((t, record.worker(), matches!(record, HostRecord::Coded(..))));
+                }
+            }
+        }
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                (1_000, 0, false),
+                (1_000, 1, false),
+                (1_000, 2, true),
+                (1_000, 3, true),
+                (480_000, 2, true),
+                (700_000, 2, true)
+            ]
+        );
+        // 8 whole to each of workers 2 and 3 at 1000, 8 whole at 700000 (a new
+        // period), 8 as hashes at 480000 (the first period's dictionary still held).
+        assert_eq!(counters.labels_sent.load(Ordering::Relaxed), 24);
+        assert_eq!(counters.label_refs.load(Ordering::Relaxed), 8);
+    }
+}

@@ -1543,6 +1543,18 @@ fn apply_changes(
     removed
 }
 
+/// A record decoded from another process, with the hashes of its labels: side
+/// elements keep them for the joiner ([`SideElements::hashes`]).
+fn with_hashes(record: HostRecord, hashes: Option<Vec<u64>>) -> HostRecord {
+    match record {
+        HostRecord::Sides(mut part) => {
+            part.3.hashes = hashes.unwrap_or_default();
+            HostRecord::Sides(part)
+        }
+        other => other,
+    }
+}
+
 /// The match-group workers' side: receives the side elements of [`Combine::Join`]
 /// rules (exchanged by [`joiner`]) and, once the frontier passes their time, sends
 /// each evaluation's [`joined`] part to the rule's owner at that same time (so the
@@ -1611,11 +1623,8 @@ pub fn join_sides<'scope>(
                         let mut session = output.session(&cap);
                         // Every entry of this time's records before any is decoded.
                         for (record, hashes) in decode_time(&mut received, coded) {
-                            match record {
-                                HostRecord::Sides(mut part) => {
-                                    part.3.hashes = hashes.unwrap_or_default();
-                                    parts.push(part);
-                                }
+                            match with_hashes(record, hashes) {
+                                HostRecord::Sides(part) => parts.push(part),
                                 other => session.give(other),
                             }
                         }
@@ -1660,7 +1669,9 @@ pub fn join_sides<'scope>(
 mod tests {
     use super::*;
     use crate::promql::plan::parse;
+    use crate::render::dictionary::code_labels;
     use crate::render::extent::{selector_uses, QueryRange};
+    use crate::sample::SentIds;
 
     fn spread_rule(q: &str) -> Option<Spread> {
         let plan = parse(q).unwrap();
@@ -1831,6 +1842,9 @@ mod tests {
         ];
         let t = 45_000;
         let mut errors = 0;
+        // The labels dictionary of records crossing processes (one for every sender
+        // and destination here: entries are found by hash).
+        let (mut sent, mut received) = (SentIds::default(), ReceivedLabels::default());
         for q in queries {
             let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
             let plan = parse(q).unwrap();
@@ -1859,6 +1873,11 @@ mod tests {
                         let members = rule.local.iter().map(|_| None).collect();
                         let id = (RuleId(1), 0, t);
                         for record in part_records(&rule, id, values, members, workers) {
+                            // Odd shifts: as if every worker were in its own process.
+                            let record = match shift % 2 {
+                                1 => across(record, &mut sent, &mut received),
+                                _ => record,
+                            };
                             match record {
                                 HostRecord::Partials((_, _, _, p)) => to_owner[0].push(p),
                                 HostRecord::Pair((_, _, _, l), r) => {
@@ -1868,7 +1887,9 @@ mod tests {
                                 HostRecord::Sides((j, _, _, p)) => {
                                     to_joiner.entry(j).or_default().push(p)
                                 }
-                                HostRecord::Joined(..) | HostRecord::Output(..) => {
+                                HostRecord::Joined(..)
+                                | HostRecord::Output(..)
+                                | HostRecord::Coded(..) => {
                                     unreachable!()
                                 }
                             }
@@ -1877,7 +1898,15 @@ mod tests {
                     let joined: Vec<JoinedPart> = (to_joiner.into_values())
                         .map(|p| {
                             let mut state = rule.joiner_state().expect("a join");
-                            joined(&rule, &mut state, t, p)
+                            let part = joined(&rule, &mut state, t, p);
+                            if shift % 2 == 0 {
+                                return part;
+                            }
+                            let record = HostRecord::Joined((0, RuleId(1), t, part));
+                            match across(record, &mut sent, &mut received) {
+                                HostRecord::Joined((.., part)) => part,
+                                other => panic!("{other:?}"),
+                            }
                         })
                         .collect();
                     let got = combined(&rule, t, to_owner, joined).0;
@@ -1894,6 +1923,22 @@ mod tests {
         }
         // A duplicate label set, duplicates on the right, on the left.
         assert_eq!(errors, 6);
+    }
+
+    /// `record` as a worker of another process receives it: its labels coded by `sent`
+    /// (the sender's dictionary), serialized as timely does, decoded as
+    /// [`join_sides`] does.
+    fn across(
+        mut record: HostRecord,
+        sent: &mut SentIds,
+        received: &mut ReceivedLabels,
+    ) -> HostRecord {
+        let (coded, ..) = code_labels(&mut record, 1_000, sent);
+        let bytes = bincode::serialize(&HostRecord::Coded(Box::new(record), coded)).unwrap();
+        let (record, hashes) = decode_time(received, vec![bincode::deserialize(&bytes).unwrap()])
+            .pop()
+            .unwrap();
+        with_hashes(record, hashes)
     }
 
     fn labelled(v: &Value) -> Vec<(String, f64)> {
