@@ -78,8 +78,12 @@
 //!   and [`crate::promql::eval::binary::result_labels`] ([`joined`]); the joined
 //!   elements go to the owner at that time, in label order, and the owner's result is
 //!   their union, merged and checked for duplicate label sets (then the operations
-//!   after the join). Records cross processes serialized: held labels are matched by
-//!   hash and compared, the same `Arc` (one process) only skips the compare. Where the
+//!   after the join). Records to a worker of another process cross serialized, their
+//!   label sets coded by [`crate::render::dictionary`] (each whole once per sending
+//!   worker, receiving worker and period, else as its hash): held labels are matched
+//!   by hash (the one a coded record carried, else computed) and compared, and the same
+//!   `Arc` only skips the compare: one process's records pass theirs, a decoded label
+//!   set is the receiver's one `Arc` for that period. Where the
 //!   state cannot vouch for the result (a match group with two elements on a side,
 //!   two elements of a side with one label set, two groups with one result label set,
 //!   a histogram or stale marker among the values) the joiner runs the reference's
@@ -123,6 +127,15 @@
 //! the owner averages a group whose parts are all gathered with the reference, and
 //! drops a group with gathered and float parts (a mix); `stddev`/`stdvar` ignore
 //! histograms, as the reference does; picked and gathered members carry theirs.
+//!
+//! Every record to a worker of another process ([`HostRecord`]: partials with their
+//! group or member labels, side elements, joined elements, a remote owner's
+//! [`RuleOutput`]) crosses with its label sets coded ([`HostRecord::Coded`],
+//! [`crate::render::dictionary`]): each set whole in the first record (by logical time)
+//! of its period to that worker that uses it, as its 64-bit hash after;
+//! [`join_sides`] decodes the records from the rule hosts and [`combine_partials`]
+//! those from the joiners, each time's once all its records are in. Records within a
+//! process pass as they are.
 //!
 //! Partials go to the owner rather than by group key: the per-worker record is one
 //! entry per group (or per picked or gathered member), and the owner must gather the
