@@ -359,11 +359,7 @@ impl LabelSlots for HostRecord {
                     Ok(Value::Matrix(series)) => series.iter_mut().for_each(|s| f(&mut s.labels)),
                     _ => {}
                 }
-                output
-                    .gone
-                    .iter_mut()
-                    .flatten()
-                    .for_each(|labels| f(labels));
+                output.gone.iter_mut().flatten().for_each(&mut *f);
             }
             HostRecord::Coded(inner, _) => inner.each_labels(f),
         }
