@@ -362,6 +362,25 @@ mod tests {
         assert!(Arc::ptr_eq(&decoded(46_000), &decoded(61_000)));
     }
 
+    /// A side element whose label set the receiver has crosses in 24 bytes (its value,
+    /// the hash, the empty set's length), where with its five labels it took 178.
+    #[test]
+    fn a_known_label_set_crosses_as_its_hash() {
+        let mut sent = SentIds::default();
+        let size = |r: &HostRecord| bincode::serialized_size(r).unwrap();
+        coded(sides(3, 1_000, 0..200), 1_000, &mut sent);
+        let per_element = |n: u64, sent: &mut SentIds| {
+            let (whole, plain) = (
+                size(&sides(3, 2_000, 0..2 * n)),
+                size(&sides(3, 2_000, 0..n)),
+            );
+            let (a, ..) = coded(sides(3, 2_000, 0..2 * n), 2_000, sent);
+            let (b, ..) = coded(sides(3, 2_000, 0..n), 2_000, sent);
+            ((whole - plain) / n, (size(&a) - size(&b)) / n)
+        };
+        assert_eq!(per_element(100, &mut sent), (178, 24));
+    }
+
     /// A new period brings every label set again (and the receiver drops the periods
     /// its frontier has passed); a record of a time before an entry's first brings it
     /// again.
