@@ -1423,7 +1423,8 @@ fn fold_combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
 /// channels (in the order their owner made them: one sender, in time order).
 /// `control` carries the rule changes, in time order: the changes of a time are
 /// applied before its records, and a rule removed at that time still delivers them
-/// (an evaluation made before a removal is delivered). The returned stream carries
+/// (an evaluation made before a removal is delivered). The joiners' parts from other
+/// processes are decoded by time ([`ReceivedLabels`]). The returned stream carries
 /// nothing; its frontier is how far results have been sent.
 pub fn combine_partials<'scope>(
     records: Stream<'scope, u64, Vec<HostRecord>>,
@@ -1568,7 +1569,9 @@ fn with_hashes(record: HostRecord, hashes: Option<Vec<u64>>) -> HostRecord {
 /// rules (exchanged by [`joiner`]) and, once the frontier passes their time, sends
 /// each evaluation's [`joined`] part to the rule's owner at that same time (so the
 /// owner's frontier tells it every joiner's part is in); every other record passes
-/// through. Each rule it joins keeps its state here ([`SpreadJoin`]: the side elements
+/// through, those from other processes once their time is complete and they are
+/// decoded ([`ReceivedLabels`]: every entry of a time's records learned first, so
+/// the decoded side elements carry their hashes). Each rule it joins keeps its state here ([`SpreadJoin`]: the side elements
 /// and joined elements of its match groups as of the previous evaluation), dropped
 /// when the rule is removed. `control` carries the rule changes, applied as
 /// [`combine_partials`] does.
