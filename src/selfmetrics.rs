@@ -256,7 +256,7 @@ impl SelfMetrics {
         metric(
             "promflow_engine_exchange_label_refs_total",
             "counter",
-            "Label sets of spread rules' partials, join sides, joined elements and rule outputs sent to another process of the cluster as a hash only, the receiving worker having had them in the period.",
+            "Label sets of spread rules' partials, join sides, joined elements and rule outputs sent to another process of the cluster as an index into the labels dictionary of the sending and receiving workers (the receiving worker had them in the period).",
             &[(&[], inputs.engine.exchange_label_refs as f64)],
         );
         metric(

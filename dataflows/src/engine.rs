@@ -136,7 +136,8 @@ pub struct EngineStats {
     /// Series-id dictionary entries sent to other processes (an id crossing whole).
     pub exchange_id_entries: u64,
     /// Label sets of spread rules' records and remote rule outputs sent to other
-    /// processes as a hash, their labels known there (in one process: none).
+    /// processes as a dictionary index, their labels known there (in one process:
+    /// none).
     pub exchange_label_refs: u64,
     /// Label sets those records carried whole (once per sending worker, receiving
     /// worker and period).
@@ -394,10 +395,17 @@ impl Engine {
                     counters.clone(),
                     rules.clone(),
                 );
-                // Label sets cross to another process once per period, then as hashes.
+                // Label sets cross to another process once per period, then as indices.
                 let code = |records| {
                     if processes > 1 {
-                        code_labels_for_peers(records, process_id, workers, peers, counters.clone())
+                        code_labels_for_peers(
+                            records,
+                            index,
+                            process_id,
+                            workers,
+                            peers,
+                            counters.clone(),
+                        )
                     } else {
                         records
                     }

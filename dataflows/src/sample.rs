@@ -403,7 +403,7 @@ impl PackedPoints {
 }
 
 /// LEB128 (a `u128`: a start timestamp's `1 + zigzag` needs 65 bits at the extremes).
-fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u128) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -411,7 +411,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u128) {
     out.push(v as u8);
 }
 
-fn get_varint(bytes: &[u8], at: &mut usize) -> u128 {
+pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> u128 {
     let mut v = 0u128;
     let mut shift = 0;
     loop {
@@ -425,11 +425,11 @@ fn get_varint(bytes: &[u8], at: &mut usize) -> u128 {
     }
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 

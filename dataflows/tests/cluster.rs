@@ -336,9 +336,9 @@ fn two_processes_deliver_what_one_does() {
         );
         // The label sets of spread rules' records (join sides, joined elements,
         // unions, picks, group labels) and of remote outputs crossed whole about once
-        // per sender, receiver and period, then as hashes: not at every evaluation.
+        // per sender, receiver and period, then as indices: not at every evaluation.
         eprintln!(
-            "labels: {} sent whole, {} as hashes",
+            "labels: {} sent whole, {} as indices",
             stats.exchange_labels_sent, stats.exchange_label_refs
         );
         assert!(

@@ -7,25 +7,32 @@
 //! picks, gathers, unions, group labels, whole [`crate::render::RuleOutput`]s) carry a
 //! label set per element. To a worker of this process they pass as values (timely
 //! hands them over unserialized: the `Arc`s pass through, nothing here runs). To a
-//! worker of another process they cross serialized, and the same label sets cross at
-//! every evaluation; so [`code_for_peers`] codes them first, with one dictionary per
-//! (this worker, destination worker) and [`ANNOUNCE_PERIOD_MS`] period
-//! ([`id_epoch`]): the series-id dictionary's own [`SentIds`], by [`Labels::hash`].
-//! A coded record ([`HostRecord::Coded`], [`CodedLabels`]) carries per label slot
-//! ([`LabelSlots`], visited in one order on both ends) the hash, and keeps the label
-//! set itself only where it brings its entry: the first record, by logical time, to
-//! use it for that destination in the period (or a record of a period the dictionary
-//! has left, or beyond a full dictionary); every other slot crosses as the empty set.
-//! An empty label set (`sum(x)`'s group) stays as it is.
+//! worker of another process they cross serialized, and the same label sets would
+//! cross at every evaluation; so [`code_for_peers`] codes them first, with one
+//! dictionary per (this worker, destination worker) and [`ANNOUNCE_PERIOD_MS`] period
+//! ([`id_epoch`]): the series-id dictionary's own [`SentIds`], by [`Labels::hash`],
+//! its indices coded as the series ids' are (LEB128 of the difference from the
+//! previous slot's index + 1: about a byte where a record lists the sets in the order
+//! they first came). A coded record ([`HostRecord::Coded`], [`CodedLabels`]) carries
+//! per label slot ([`LabelSlots`], visited in one order on both ends) its index, and
+//! keeps the label set itself, with its hash, only where it brings its entry: in the
+//! first record, by logical time, to use it for that destination in the period. Every
+//! other slot crosses as the empty set, so a side element whose set the receiver
+//! knows crosses in 17 bytes (its value, the empty set's 8-byte length, a 1-byte
+//! index) where with five labels it took 178 (the test
+//! `a_known_label_set_crosses_as_its_index`).
+//! The empty set (`sum(x)`'s group), a record of a period the dictionary has left and
+//! sets beyond a full dictionary ([`crate::sample::MAX_DICTIONARY_ENTRIES`]) cross
+//! whole, with their hash.
 //!
 //! The receiving operator ([`ReceivedLabels`]: `join_sides` for the rule hosts'
 //! records, `combine_partials` for the joiners') relies on logical time only, not on
 //! the order messages arrive in: it learns every entry of a time's records before it
 //! decodes any of them, times in order (an entry comes in a record of a time not after
-//! any record using it), and drops a period's table once its frontier has passed the
-//! period. A decoded label set is the receiver's one `Arc` per hash and period, so a
-//! joiner holding it from the previous evaluation matches it by pointer, and the hash
-//! the record carries spares it hashing the set again.
+//! any record using it), and drops a period's tables once its frontier has passed the
+//! period. A decoded label set is the receiver's one `Arc` per sender, index and
+//! period, so a joiner holding it from the previous evaluation matches it by pointer,
+//! and the hash that came with its entry spares the joiner hashing the set again.
 
 use crate::labels::Labels;
 use crate::render::route::id_epoch;
@@ -33,8 +40,7 @@ use crate::render::route::id_epoch;
 use crate::render::route::ANNOUNCE_PERIOD_MS;
 use crate::render::rule::RuleCounters;
 use crate::render::spread::HostRecord;
-use crate::render::window::KeyMap;
-use crate::sample::SentIds;
+use crate::sample::{get_varint, put_varint, unzigzag, zigzag, SentIds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -51,7 +57,8 @@ pub trait LabelSlots {
     fn each_labels(&mut self, f: &mut dyn FnMut(&mut Arc<Labels>));
 }
 
-/// The empty label set: what a slot whose entry the receiver has crosses as.
+/// The empty label set, and its hash: what a slot whose entry the receiver has crosses
+/// as.
 static EMPTY: LazyLock<(Arc<Labels>, u64)> = LazyLock::new(|| {
     let empty = Labels::default();
     let hash = empty.hash();
@@ -61,21 +68,30 @@ static EMPTY: LazyLock<(Arc<Labels>, u64)> = LazyLock::new(|| {
 /// How a record's label sets are coded ([`code_labels`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CodedLabels {
-    /// The dictionary's epoch ([`id_epoch`] of the record's time, or the earlier
-    /// epoch of a late record, whose slots all bring their labels).
-    pub epoch: u64,
-    /// Per slot, in [`LabelSlots`] order: its labels' [`Labels::hash`].
-    pub hashes: Vec<u64>,
+    /// The sending worker (its index in the cluster).
+    from: u32,
+    /// The dictionary's epoch ([`id_epoch`] of the record's time).
+    epoch: u64,
+    /// Per slot, in [`LabelSlots`] order, LEB128: 0 for a slot crossing whole, else
+    /// 1 + zigzag(index − (the previous indexed slot's index + 1)), the first from −1.
+    /// An indexed slot that keeps its labels brings its entry; one crossing as the
+    /// empty set refers to it.
+    codes: Vec<u8>,
+    /// The [`Labels::hash`] of every slot that keeps its labels (crossing whole or
+    /// bringing its entry), in slot order.
+    hashes: Vec<u64>,
 }
 
-/// Codes the label sets of `record`, of logical time `time`, for a worker of another
-/// process, by `sent`, this worker's dictionary for that worker (moved on to the
-/// record's epoch if that is later): a slot whose label set the dictionary had
-/// brought at a time not after `time` crosses as the empty set, every other keeps its
-/// labels (its entry). Returns the coding, the slots that crossed as references and
-/// those that carried their labels.
+/// Codes the label sets of `record`, of logical time `time`, sent by worker `from`
+/// to a worker of another process, by `sent`, `from`'s dictionary for that worker
+/// (moved on to the record's epoch if that is later; one of a later epoch leaves the
+/// record's sets whole): a slot whose set the dictionary had brought at a time not
+/// after `time` crosses as the empty set and its index, the others keep their labels.
+/// Returns the coding, the slots that crossed as references and the label sets that
+/// crossed whole (the empty set not counted).
 pub fn code_labels(
     record: &mut impl LabelSlots,
+    from: u32,
     time: u64,
     sent: &mut SentIds,
 ) -> (CodedLabels, usize, usize) {
@@ -83,83 +99,139 @@ pub fn code_labels(
     sent.advance_to(epoch);
     let coding = sent.epoch() == Some(epoch);
     let (empty, empty_hash) = &*EMPTY;
-    let mut hashes = Vec::new();
-    let (mut refs, mut whole) = (0, 0);
+    let mut coded = CodedLabels {
+        from,
+        epoch,
+        ..CodedLabels::default()
+    };
+    let (mut refs, mut whole, mut last) = (0, 0, -1i64);
     record.each_labels(&mut |labels| {
         if labels.is_empty() {
-            hashes.push(*empty_hash);
+            coded.codes.push(0);
+            coded.hashes.push(*empty_hash);
             return;
         }
         let hash = labels.hash();
-        hashes.push(hash);
-        match coding.then(|| sent.code(hash, time)).flatten() {
-            Some((_, false)) => {
-                *labels = empty.clone();
-                refs += 1;
-            }
-            _ => whole += 1,
+        let Some((index, bring)) = coding.then(|| sent.code(hash, time)).flatten() else {
+            coded.codes.push(0);
+            coded.hashes.push(hash);
+            whole += 1;
+            return;
+        };
+        let index = i64::from(index);
+        put_varint(&mut coded.codes, 1 + u128::from(zigzag(index - (last + 1))));
+        last = index;
+        if bring {
+            coded.hashes.push(hash);
+            whole += 1;
+        } else {
+            *labels = empty.clone();
+            refs += 1;
         }
     });
-    (CodedLabels { epoch, hashes }, refs, whole)
+    (coded, refs, whole)
+}
+
+/// One slot of a coded record as the receiver reads it.
+enum Slot {
+    /// It kept its labels, without an entry (hash).
+    Whole(u64),
+    /// It brings the entry of an index (index, hash).
+    Brings(usize, u64),
+    /// It refers to the entry of an index.
+    Refers(usize),
+}
+
+/// Reads the slots of `record` coded as `coded`, in order, with `each`.
+fn read_slots(
+    record: &mut impl LabelSlots,
+    coded: &CodedLabels,
+    mut each: impl FnMut(Slot, &mut Arc<Labels>),
+) {
+    let (mut at, mut index, mut hashes) = (0, -1i64, coded.hashes.iter());
+    let mut hash = || *hashes.next().expect("a hash per slot that kept its labels");
+    record.each_labels(&mut |labels| {
+        let slot = match get_varint(&coded.codes, &mut at) {
+            0 => Slot::Whole(hash()),
+            code => {
+                index += 1 + unzigzag((code - 1) as u64);
+                match labels.is_empty() {
+                    true => Slot::Refers(index as usize),
+                    false => Slot::Brings(index as usize, hash()),
+                }
+            }
+        };
+        each(slot, labels);
+    });
 }
 
 /// The label sets the workers of other processes have sent this one in coded records
-/// ([`code_labels`] at their end), by epoch and hash: fed every coded record of a time
-/// ([`ReceivedLabels::learn`]) before any of them is decoded
+/// ([`code_labels`] at their end), by epoch and sender: fed every coded record of a
+/// time ([`ReceivedLabels::learn`]) before any of them is decoded
 /// ([`ReceivedLabels::decode`]), times in order.
 #[derive(Default)]
 pub struct ReceivedLabels {
-    tables: BTreeMap<u64, KeyMap<u64, Arc<Labels>>>,
+    /// By (epoch, sending worker): per index, the hash and the labels.
+    tables: BTreeMap<(u64, u32), Vec<Entry>>,
 }
 
+/// A dictionary entry: a label set's hash and the set.
+type Entry = (u64, Arc<Labels>);
+
 impl ReceivedLabels {
-    /// Takes the entries (the label sets it carries) of `record`, coded as `coded`.
+    /// Takes the entries `record`, coded as `coded`, brings.
     pub fn learn(&mut self, record: &mut impl LabelSlots, coded: &CodedLabels) {
-        let table = self.tables.entry(coded.epoch).or_default();
-        let mut hashes = coded.hashes.iter();
-        record.each_labels(&mut |labels| {
-            let hash = *hashes.next().expect("a hash per label slot");
-            if !labels.is_empty() {
-                table.entry(hash).or_insert_with(|| labels.clone());
+        let table = self.tables.entry((coded.epoch, coded.from)).or_default();
+        read_slots(record, coded, |slot, labels| {
+            if let Slot::Brings(i, hash) = slot {
+                if table.len() <= i {
+                    table.resize(i + 1, (EMPTY.1, EMPTY.0.clone()));
+                }
+                table[i] = (hash, labels.clone());
             }
         });
     }
 
-    /// Gives `record` its label sets back: each slot the receiver's `Arc` of its hash
-    /// (the same one every time in a period). Panics on a hash no record has brought
-    /// (the sender's contract broken).
-    pub fn decode(&self, record: &mut impl LabelSlots, coded: &CodedLabels) {
-        let table = self.tables.get(&coded.epoch);
-        let empty_hash = EMPTY.1;
-        let mut hashes = coded.hashes.iter();
-        record.each_labels(&mut |labels| {
-            let hash = *hashes.next().expect("a hash per label slot");
-            if hash == empty_hash {
-                return;
-            }
-            match table.and_then(|t| t.get(&hash)) {
-                Some(known) => *labels = known.clone(),
-                None if !labels.is_empty() => {}
-                None => panic!("label set {hash:#x} of epoch {} never brought", coded.epoch),
+    /// Gives `record` its label sets back (a set that brought its entry becomes the
+    /// receiver's `Arc` of it, the same every time in the period); returns each slot's
+    /// hash. Panics on an index no record has brought (the sender's contract broken).
+    pub fn decode(&self, record: &mut impl LabelSlots, coded: &CodedLabels) -> Vec<u64> {
+        let table = self.tables.get(&(coded.epoch, coded.from));
+        let entry = |i: usize| {
+            table.and_then(|t| t.get(i)).unwrap_or_else(|| {
+                panic!(
+                    "label set index {i} of worker {} epoch {} never brought",
+                    coded.from, coded.epoch
+                )
+            })
+        };
+        let mut hashes = Vec::new();
+        read_slots(record, coded, |slot, labels| match slot {
+            Slot::Whole(hash) => hashes.push(hash),
+            Slot::Brings(i, _) | Slot::Refers(i) => {
+                let (hash, known) = entry(i);
+                *labels = known.clone();
+                hashes.push(*hash);
             }
         });
+        hashes
     }
 
     /// Drops the tables of epochs before `epoch`.
     pub fn forget_before(&mut self, epoch: u64) {
-        while let Some(entry) = self.tables.first_entry().filter(|e| *e.key() < epoch) {
+        while let Some(entry) = self.tables.first_entry().filter(|e| e.key().0 < epoch) {
             entry.remove();
         }
     }
 
-    /// The number of label sets held, over every epoch.
+    /// The number of entries held, over every table.
     pub fn len(&self) -> usize {
-        self.tables.values().map(|t| t.len()).sum()
+        self.tables.values().map(Vec::len).sum()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.tables.values().all(|t| t.is_empty())
+        self.tables.values().all(Vec::is_empty)
     }
 }
 
@@ -179,8 +251,8 @@ pub fn decode_time(
         .into_iter()
         .map(|record| match record {
             HostRecord::Coded(mut inner, coded) => {
-                received.decode(&mut *inner, &coded);
-                (*inner, Some(coded.hashes))
+                let hashes = received.decode(&mut *inner, &coded);
+                (*inner, Some(hashes))
             }
             other => (other, None),
         })
@@ -194,10 +266,12 @@ pub fn decode_time(
 /// activation may come in any time order (a rule host makes every evaluation its
 /// frontier made ready, rule by rule), so the dictionaries of every epoch from its
 /// input frontier's on are kept, and those of the epochs it has passed dropped.
-/// `process` is this worker's process, `process_workers` the workers per process,
-/// `peers` all workers. Counts references and label sets sent whole in `counters`.
+/// `worker` is this worker's index in the cluster, `process` its process,
+/// `process_workers` the workers per process, `peers` all workers. Counts references
+/// and label sets sent whole in `counters`.
 pub fn code_for_peers<'scope>(
     records: Stream<'scope, u64, Vec<HostRecord>>,
+    worker: usize,
     process: usize,
     process_workers: usize,
     peers: usize,
@@ -225,8 +299,9 @@ pub fn code_for_peers<'scope>(
                             let dictionaries = sent.entry(id_epoch(t)).or_insert_with(|| {
                                 (0..peers).map(|_| SentIds::default()).collect()
                             });
+                            let dictionary = &mut dictionaries[to as usize];
                             let (coded, r, w) =
-                                code_labels(&mut record, t, &mut dictionaries[to as usize]);
+                                code_labels(&mut record, worker as u32, t, dictionary);
                             (refs, whole) = (refs + r as u64, whole + w as u64);
                             HostRecord::Coded(Box::new(record), coded)
                         })
@@ -310,19 +385,30 @@ mod tests {
         bincode::deserialize(&bincode::serialize(record).unwrap()).unwrap()
     }
 
-    fn coded(mut record: HostRecord, t: u64, sent: &mut SentIds) -> (HostRecord, usize, usize) {
-        let (coded, refs, whole) = code_labels(&mut record, t, sent);
+    /// `record` coded by worker `from`'s dictionary `sent`.
+    fn coded_by(
+        mut record: HostRecord,
+        from: u32,
+        t: u64,
+        sent: &mut SentIds,
+    ) -> (HostRecord, usize, usize) {
+        let (coded, refs, whole) = code_labels(&mut record, from, t, sent);
         (HostRecord::Coded(Box::new(record), coded), refs, whole)
+    }
+
+    fn coded(record: HostRecord, t: u64, sent: &mut SentIds) -> (HostRecord, usize, usize) {
+        coded_by(record, 0, t, sent)
     }
 
     fn text(record: &HostRecord) -> String {
         format!("{record:?}")
     }
 
-    /// A label set crosses with the first record (by time) to use it, as a hash after;
+    /// A label set crosses with the first record (by time) to use it, as an index
+    /// after;
     /// decoded, every kind of record is what was sent, in far fewer bytes.
     #[test]
-    fn first_use_carries_labels_later_uses_a_hash() {
+    fn first_use_carries_labels_later_uses_an_index() {
         let mut sent = SentIds::default();
         let mut received = ReceivedLabels::default();
         for t in [1_000u64, 16_000, 31_000] {
@@ -362,10 +448,11 @@ mod tests {
         assert!(Arc::ptr_eq(&decoded(46_000), &decoded(61_000)));
     }
 
-    /// A side element whose label set the receiver has crosses in 24 bytes (its value,
-    /// the hash, the empty set's length), where with its five labels it took 178.
+    /// A side element whose label set the receiver has crosses in 17 bytes (its value,
+    /// the empty set's length, its index: a byte in the order the sets came), where
+    /// with its five labels it took 178.
     #[test]
-    fn a_known_label_set_crosses_as_its_hash() {
+    fn a_known_label_set_crosses_as_its_index() {
         let mut sent = SentIds::default();
         let size = |r: &HostRecord| bincode::serialized_size(r).unwrap();
         coded(sides(3, 1_000, 0..200), 1_000, &mut sent);
@@ -378,7 +465,7 @@ mod tests {
             let (b, ..) = coded(sides(3, 2_000, 0..n), 2_000, sent);
             ((whole - plain) / n, (size(&a) - size(&b)) / n)
         };
-        assert_eq!(per_element(100, &mut sent), (178, 24));
+        assert_eq!(per_element(100, &mut sent), (178, 17));
     }
 
     /// A new period brings every label set again (and the receiver drops the periods
@@ -400,11 +487,19 @@ mod tests {
         let (early, refs, whole) = coded(sides(3, 50_000, 0..10), 50_000, &mut sent);
         assert_eq!((refs, whole), (0, 10));
         let mut received = ReceivedLabels::default();
-        decode_time(&mut received, vec![crossed(&early)]);
-        decode_time(&mut received, vec![crossed(&late)]);
-        assert_eq!(received.len(), 20);
+        for record in [&early, &late] {
+            let (back, _) = decode_time(&mut received, vec![crossed(record)])
+                .pop()
+                .unwrap();
+            let want = [&sides(3, 50_000, 0..10), &sides(3, 700_000, 0..10)];
+            assert!(want.iter().any(|w| text(w) == text(&back)));
+        }
+        // The late record's sets crossed whole, without entries.
+        assert_eq!(received.len(), 10);
         received.forget_before(id_epoch(700_000));
         assert_eq!(received.len(), 10);
+        received.forget_before(id_epoch(700_000) + 1);
+        assert!(received.is_empty());
     }
 
     /// Records of one time may use each other's entries whatever order they cross in;
@@ -420,7 +515,7 @@ mod tests {
                 // The second record of a time uses what the first brings.
                 for range in [s * 4..s * 4 + 6, s * 4 + 2..s * 4 + 8] {
                     let record = sides(3, t as i64, range);
-                    let (c, ..) = coded(record.clone(), t, sent);
+                    let (c, ..) = coded_by(record.clone(), s as u32, t, sent);
                     by_time.entry(t).or_default().push((crossed(&c), record));
                 }
             }
@@ -459,7 +554,7 @@ mod tests {
                 let (early, a) = scope.new_input::<Vec<HostRecord>>();
                 let (late, b) = scope.new_input::<Vec<HostRecord>>();
                 // Process 0 of two, two workers each.
-                let coded = code_for_peers(a.concat(b), 0, 2, 4, seen.clone());
+                let coded = code_for_peers(a.concat(b), 0, 0, 2, 4, seen.clone());
                 (early, late, coded.capture())
             });
             early.advance_to(1_000);

@@ -137,7 +137,7 @@
 //!   and joiners' records ([`spread::HostRecord`]: partials, picked and gathered
 //!   members, unions, join sides, joined elements, remote owners' [`RuleOutput`]s)
 //!   cross the same way ([`dictionary`]): whole in the first record, by logical time,
-//!   that uses one for a worker of another process in the period, as its hash after
+//!   that uses one for a worker of another process in the period, as an index after
 //!   (which the joiners use instead of hashing the labels), decoded by time at the
 //!   receiver; records within a process are not coded.
 //! - *The watermark.* Every process advances its own input; the frontier every worker

@@ -115,7 +115,7 @@ pub struct RuleCounters {
     /// sender, receiver and period).
     pub id_entries: AtomicU64,
     /// Label sets of rule hosts' and joiners' records sent to workers of other
-    /// processes as a hash only ([`crate::render::dictionary`]).
+    /// processes as a dictionary index only ([`crate::render::dictionary`]).
     pub label_refs: AtomicU64,
     /// Label sets those records carried whole (an entry of the labels dictionary,
     /// once per sender, receiver and period).

@@ -80,8 +80,8 @@
 //!   their union, merged and checked for duplicate label sets (then the operations
 //!   after the join). Records to a worker of another process cross serialized, their
 //!   label sets coded by [`crate::render::dictionary`] (each whole once per sending
-//!   worker, receiving worker and period, else as its hash): held labels are matched
-//!   by hash (the one a coded record carried, else computed) and compared, and the same
+//!   worker, receiving worker and period, else as an index): held labels are matched
+//!   by hash (the one a coded record's entry brought, else computed) and compared, and the same
 //!   `Arc` only skips the compare: one process's records pass theirs, a decoded label
 //!   set is the receiver's one `Arc` for that period. Where the
 //!   state cannot vouch for the result (a match group with two elements on a side,
@@ -132,7 +132,7 @@
 //! group or member labels, side elements, joined elements, a remote owner's
 //! [`RuleOutput`]) crosses with its label sets coded ([`HostRecord::Coded`],
 //! [`crate::render::dictionary`]): each set whole in the first record (by logical time)
-//! of its period to that worker that uses it, as its 64-bit hash after;
+//! of its period to that worker that uses it, with its hash, as an index after;
 //! [`join_sides`] decodes the records from the rule hosts and [`combine_partials`]
 //! those from the joiners, each time's once all its records are in. Records within a
 //! process pass as they are.
@@ -369,7 +369,7 @@ impl LabelSlots for HostRecord {
 /// One worker's side elements of a [`Combine::Join`] evaluation for one joiner: the
 /// left and right elements `(labels, value)` (finished, in no particular order), and
 /// the native histograms their values name (detached: `(SOURCE, i)` is the `i`th).
-/// Plain values, no entry `Vec`s: between processes the labels cross as hashes
+/// Plain values, no entry `Vec`s: between processes the labels cross as indices
 /// ([`crate::render::dictionary`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SideElements {
@@ -377,8 +377,8 @@ pub struct SideElements {
     pub sides: [Vec<(Arc<Labels>, f64)>; 2],
     /// The histograms the values name.
     pub histograms: Vec<Arc<FloatHistogram>>,
-    /// The labels' [`Labels::hash`]es, left's then right's, where the record carried
-    /// them (decoded from another process); else empty.
+    /// The labels' [`Labels::hash`]es, left's then right's, where the record came
+    /// from another process (its receiver's dictionary has them); else empty.
     #[serde(skip)]
     pub hashes: Vec<u64>,
 }
@@ -525,7 +525,7 @@ pub fn joined(
     t: i64,
     records: Vec<SideElements>,
 ) -> JoinedPart {
-    // The hash a record from another process carried spares hashing the labels.
+    // The hash a record from another process came with spares hashing the labels.
     let elements = records.iter().flat_map(|r| {
         let first = [0, r.sides[0].len()];
         (r.sides.iter().enumerate()).flat_map(move |(side, elements)| {
@@ -1945,7 +1945,7 @@ mod tests {
         sent: &mut SentIds,
         received: &mut ReceivedLabels,
     ) -> HostRecord {
-        let (coded, ..) = code_labels(&mut record, 1_000, sent);
+        let (coded, ..) = code_labels(&mut record, 0, 1_000, sent);
         let bytes = bincode::serialize(&HostRecord::Coded(Box::new(record), coded)).unwrap();
         let (record, hashes) = decode_time(received, vec![bincode::deserialize(&bytes).unwrap()])
             .pop()

@@ -211,7 +211,7 @@ impl JoinNode {
 /// the side elements of the match groups it joins as of its previous evaluation, by
 /// labels (the same `Arc` skips their compare, another is compared once and replaced
 /// by the held one; a record from another process brings the receiver's one `Arc` per
-/// label set and period with its hash, [`crate::render::dictionary`]), filed by
+/// label set, sender and period with its hash, [`crate::render::dictionary`]), filed by
 /// match group (`Filing`), and each matched group's result labels and joined value,
 /// in label order. An evaluation receives
 /// every side element of its groups again; only the groups with an element that
