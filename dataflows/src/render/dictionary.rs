@@ -38,8 +38,10 @@ use crate::labels::Labels;
 use crate::render::route::id_epoch;
 #[cfg(doc)]
 use crate::render::route::ANNOUNCE_PERIOD_MS;
-use crate::render::rule::RuleCounters;
+use crate::render::rule::{RuleCounters, RuleId};
 use crate::render::spread::HostRecord;
+#[cfg(doc)]
+use crate::render::spread::SideElements;
 use crate::sample::{get_varint, put_varint, unzigzag, zigzag, SentIds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -235,28 +237,27 @@ impl ReceivedLabels {
     }
 }
 
-/// Takes the entries of one time's records (every coded one of them) and decodes
-/// them: the records as they were sent, each with its labels' hashes (`None` for a
-/// record that crossed uncoded).
-pub fn decode_time(
-    received: &mut ReceivedLabels,
-    mut records: Vec<HostRecord>,
-) -> Vec<(HostRecord, Option<Vec<u64>>)> {
-    for record in &mut records {
+/// Decodes one time's records in place, having taken the entries of every coded one
+/// of them first: each as it was sent, side elements with their labels' hashes
+/// ([`SideElements::hashes`], for the joiner). Records that crossed uncoded (all of
+/// them in one process) stay as they are: two passes over them, no allocation.
+pub fn decode_time(received: &mut ReceivedLabels, records: &mut [HostRecord]) {
+    for record in records.iter_mut() {
         if let HostRecord::Coded(inner, coded) = record {
             received.learn(&mut **inner, coded);
         }
     }
-    records
-        .into_iter()
-        .map(|record| match record {
-            HostRecord::Coded(mut inner, coded) => {
-                let hashes = received.decode(&mut *inner, &coded);
-                (*inner, Some(hashes))
-            }
-            other => (other, None),
-        })
-        .collect()
+    for record in records.iter_mut() {
+        let HostRecord::Coded(inner, coded) = record else {
+            continue;
+        };
+        let hashes = received.decode(&mut **inner, coded);
+        if let HostRecord::Sides((.., part)) = &mut **inner {
+            part.hashes = hashes;
+        }
+        let nothing = HostRecord::Partials((0, RuleId(0), 0, Ok((Vec::new(), None))));
+        *record = std::mem::replace(&mut **inner, nothing);
+    }
 }
 
 /// In a timely cluster: codes the label sets of the records going to workers of other
@@ -325,7 +326,7 @@ mod tests {
     use super::*;
     use crate::promql::eval::{Element, Value};
     use crate::render::spread::{JoinedPart, SideElements};
-    use crate::render::{RuleId, RuleOutput};
+    use crate::render::RuleOutput;
     use timely::dataflow::operators::capture::Event;
     use timely::dataflow::operators::{Capture, Concat, Input};
 
@@ -400,8 +401,19 @@ mod tests {
         coded_by(record, 0, t, sent)
     }
 
+    /// A record as text, without the hashes a decoded one's side elements keep.
     fn text(record: &HostRecord) -> String {
+        let mut record = record.clone();
+        if let HostRecord::Sides((.., part)) = &mut record {
+            part.hashes.clear();
+        }
         format!("{record:?}")
+    }
+
+    /// Records of one time as the receiver gets them back.
+    fn decoded(received: &mut ReceivedLabels, mut records: Vec<HostRecord>) -> Vec<HostRecord> {
+        decode_time(received, &mut records);
+        records
     }
 
     /// A label set crosses with the first record (by time) to use it, as an index
@@ -423,29 +435,26 @@ mod tests {
                     let after = bincode::serialized_size(&c).unwrap();
                     assert!(after * 2 < before, "{after} of {before}: {}", text(&record));
                 }
-                let (decoded, hashes) =
-                    decode_time(&mut received, vec![crossed(&c)]).pop().unwrap();
-                assert_eq!(text(&decoded), text(&record));
-                let mut want = Vec::new();
-                record.clone().each_labels(&mut |l| want.push(l.hash()));
-                assert_eq!(hashes, Some(want));
+                let back = decoded(&mut received, vec![crossed(&c)]).pop().unwrap();
+                assert_eq!(text(&back), text(&record));
+                if let HostRecord::Sides((.., part)) = back {
+                    let mut want = Vec::new();
+                    record.clone().each_labels(&mut |l| want.push(l.hash()));
+                    assert_eq!(part.hashes, want);
+                }
             }
             // The 7 label sets (not `{}`) once, each in the first record using it.
             assert_eq!(brought, if t == 1_000 { 7 } else { 0 });
         }
         // One `Arc` per label set and period on the receiving end.
-        let mut decoded = |t| {
+        let mut first = |t| {
             let (c, ..) = coded(sides(3, t, 0..2), t as u64, &mut sent);
-            match decode_time(&mut received, vec![crossed(&c)])
-                .pop()
-                .unwrap()
-                .0
-            {
+            match decoded(&mut received, vec![crossed(&c)]).pop().unwrap() {
                 HostRecord::Sides((.., s)) => s.sides[0][0].0.clone(),
                 _ => unreachable!(),
             }
         };
-        assert!(Arc::ptr_eq(&decoded(46_000), &decoded(61_000)));
+        assert!(Arc::ptr_eq(&first(46_000), &first(61_000)));
     }
 
     /// A side element whose label set the receiver has crosses in 17 bytes (its value,
@@ -488,9 +497,7 @@ mod tests {
         assert_eq!((refs, whole), (0, 10));
         let mut received = ReceivedLabels::default();
         for record in [&early, &late] {
-            let (back, _) = decode_time(&mut received, vec![crossed(record)])
-                .pop()
-                .unwrap();
+            let back = decoded(&mut received, vec![crossed(record)]).pop().unwrap();
             let want = [&sides(3, 50_000, 0..10), &sides(3, 700_000, 0..10)];
             assert!(want.iter().any(|w| text(w) == text(&back)));
         }
@@ -534,10 +541,7 @@ mod tests {
         for (_, mut records) in by_time {
             records.reverse();
             let (arrived, want): (Vec<_>, Vec<_>) = records.into_iter().unzip();
-            let back: Vec<String> = decode_time(&mut received, arrived)
-                .iter()
-                .map(|(r, _)| text(r))
-                .collect();
+            let back: Vec<String> = decoded(&mut received, arrived).iter().map(text).collect();
             assert_eq!(back, want.iter().map(text).collect::<Vec<_>>());
         }
     }

@@ -1479,8 +1479,9 @@ pub fn combine_partials<'scope>(
                     type Parts = ([Vec<Partials>; 2], Vec<JoinedPart>);
                     let mut evaluations: BTreeMap<(RuleId, i64), Parts> = BTreeMap::new();
                     // Every entry of this time's records before any is decoded.
-                    let arrived = records.remove(&time).unwrap_or_default();
-                    for (record, _) in decode_time(&mut received, arrived) {
+                    let mut arrived = records.remove(&time).unwrap_or_default();
+                    decode_time(&mut received, &mut arrived);
+                    for record in arrived {
                         match record {
                             HostRecord::Partials((_, rule, t, parts)) => {
                                 evaluations.entry((rule, t)).or_default().0[0].push(parts);
@@ -1553,18 +1554,6 @@ fn apply_changes(
     removed
 }
 
-/// A record decoded from another process, with the hashes of its labels: side
-/// elements keep them for the joiner ([`SideElements::hashes`]).
-fn with_hashes(record: HostRecord, hashes: Option<Vec<u64>>) -> HostRecord {
-    match record {
-        HostRecord::Sides(mut part) => {
-            part.3.hashes = hashes.unwrap_or_default();
-            HostRecord::Sides(part)
-        }
-        other => other,
-    }
-}
-
 /// The match-group workers' side: receives the side elements of [`Combine::Join`]
 /// rules (exchanged by [`joiner`]) and, once the frontier passes their time, sends
 /// each evaluation's [`joined`] part to the rule's owner at that same time (so the
@@ -1631,11 +1620,12 @@ pub fn join_sides<'scope>(
                 for time in times {
                     let changes = changes.remove(&time).unwrap_or_default();
                     let removed = apply_changes(&mut registry, changes, |_, _| {});
-                    if let Some((cap, mut parts, coded)) = sides.remove(&time) {
+                    if let Some((cap, mut parts, mut coded)) = sides.remove(&time) {
                         let mut session = output.session(&cap);
                         // Every entry of this time's records before any is decoded.
-                        for (record, hashes) in decode_time(&mut received, coded) {
-                            match with_hashes(record, hashes) {
+                        decode_time(&mut received, &mut coded);
+                        for record in coded {
+                            match record {
                                 HostRecord::Sides(part) => parts.push(part),
                                 other => session.give(other),
                             }
@@ -1947,10 +1937,9 @@ mod tests {
     ) -> HostRecord {
         let (coded, ..) = code_labels(&mut record, 0, 1_000, sent);
         let bytes = bincode::serialize(&HostRecord::Coded(Box::new(record), coded)).unwrap();
-        let (record, hashes) = decode_time(received, vec![bincode::deserialize(&bytes).unwrap()])
-            .pop()
-            .unwrap();
-        with_hashes(record, hashes)
+        let mut records = vec![bincode::deserialize(&bytes).unwrap()];
+        decode_time(received, &mut records);
+        records.pop().unwrap()
     }
 
     fn labelled(v: &Value) -> Vec<(String, f64)> {
