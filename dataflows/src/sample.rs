@@ -177,7 +177,8 @@ struct CodedIds {
 /// received table is 8 bytes an entry, a sent one about 20).
 pub const MAX_DICTIONARY_ENTRIES: usize = 1 << 20;
 
-/// The dictionary of series ids one worker has sent one worker of another process, in
+/// The dictionary of series ids (or of label sets by their hash,
+/// [`crate::render::dictionary`]) one worker has sent one worker of another process, in
 /// one epoch: per index, the id and the earliest logical time a pack brought its
 /// entry at. The epoch is the caller's (in the dataflow a period of logical time,
 /// [`crate::render::route::id_epoch`]): a pack of a later epoch starts an empty

@@ -21,9 +21,12 @@
 //! knows crosses in 17 bytes (its value, the empty set's 8-byte length, a 1-byte
 //! index) where with five labels it took 178 (the test
 //! `a_known_label_set_crosses_as_its_index`).
-//! The empty set (`sum(x)`'s group), a record of a period the dictionary has left and
-//! sets beyond a full dictionary ([`crate::sample::MAX_DICTIONARY_ENTRIES`]) cross
-//! whole, with their hash.
+//! The empty set (`sum(x)`'s group) and sets beyond a full dictionary
+//! ([`crate::sample::MAX_DICTIONARY_ENTRIES`]) cross whole, with their hash. A rule
+//! host makes the records of one activation in no time order (every evaluation its
+//! frontier made ready, rule by rule), so the sender keeps a dictionary per epoch from
+//! its input frontier's on, not only the latest. The sender hashes each set it codes
+//! (its dictionary is by hash): the work the receiver no longer does.
 //!
 //! The receiving operator ([`ReceivedLabels`]: `join_sides` for the rule hosts'
 //! records, `combine_partials` for the joiners') relies on logical time only, not on
