@@ -177,7 +177,7 @@ fn read_slots(
 #[derive(Default)]
 pub struct ReceivedLabels {
     /// By (epoch, sending worker): per index, the hash and the labels.
-    tables: BTreeMap<(u64, u32), Vec<Entry>>,
+    tables: BTreeMap<(u64, u32), Vec<Option<Entry>>>,
 }
 
 /// A dictionary entry: a label set's hash and the set.
@@ -190,9 +190,9 @@ impl ReceivedLabels {
         read_slots(record, coded, |slot, labels| {
             if let Slot::Brings(i, hash) = slot {
                 if table.len() <= i {
-                    table.resize(i + 1, (EMPTY.1, EMPTY.0.clone()));
+                    table.resize(i + 1, None);
                 }
-                table[i] = (hash, labels.clone());
+                table[i] = Some((hash, labels.clone()));
             }
         });
     }
@@ -203,7 +203,7 @@ impl ReceivedLabels {
     pub fn decode(&self, record: &mut impl LabelSlots, coded: &CodedLabels) -> Vec<u64> {
         let table = self.tables.get(&(coded.epoch, coded.from));
         let entry = |i: usize| {
-            table.and_then(|t| t.get(i)).unwrap_or_else(|| {
+            table.and_then(|t| t.get(i)?.as_ref()).unwrap_or_else(|| {
                 panic!(
                     "label set index {i} of worker {} epoch {} never brought",
                     coded.from, coded.epoch
@@ -231,12 +231,13 @@ impl ReceivedLabels {
 
     /// The number of entries held, over every table.
     pub fn len(&self) -> usize {
-        self.tables.values().map(Vec::len).sum()
+        let entries = |t: &Vec<Option<Entry>>| t.iter().flatten().count();
+        self.tables.values().map(entries).sum()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.tables.values().all(Vec::is_empty)
+        self.len() == 0
     }
 }
 
@@ -478,6 +479,20 @@ mod tests {
             ((whole - plain) / n, (size(&a) - size(&b)) / n)
         };
         assert_eq!(per_element(100, &mut sent), (178, 17));
+    }
+
+    /// A record referring to an entry no record of its time or before brought is the
+    /// sender's contract broken: decoding it panics rather than guess.
+    #[test]
+    #[should_panic(expected = "never brought")]
+    fn an_entry_never_brought_is_refused() {
+        let mut sent = SentIds::default();
+        // Brings instances 0 to 3; never received.
+        coded(sides(3, 1_000, 0..4), 1_000, &mut sent);
+        let (second, ..) = coded(sides(3, 16_000, 2..6), 16_000, &mut sent);
+        let mut received = ReceivedLabels::default();
+        // Only the later record, which refers to 2 and 3.
+        decoded(&mut received, vec![crossed(&second)]);
     }
 
     /// A new period brings every label set again (and the receiver drops the periods
