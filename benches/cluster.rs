@@ -11,10 +11,17 @@
 //! are `sum by (job) (rate(node_bench_family<f>_total[1m]) * 2)` instead: the same
 //! result (doubled) of a shape that is not spread, so each rule runs whole on one owner
 //! worker, placed over every process's workers (`dataflows::render`, "Processes").
+//! Rules whose records carry a label set per series (what the labels dictionary of
+//! `dataflows::render::dictionary` codes): with `CL_RULES=union`, the per-series
+//! `rate(node_bench_family<f>_total[1m]) > 0` (spread: each worker sends the owner
+//! its series' elements); with `CL_RULES=join`, the one-to-one
+//! `rate(node_bench_family<f>_total[1m]) / rate(node_bench_family<f ^ 1>_total[1m])`
+//! (spread: both sides to the worker of their match group, the joined elements to the
+//! owner). Each of these records a series per member of its family.
 //!
 //! For each cluster size, from the start of its processes: wait until the cluster
-//! answers `count(up)` with every target and every rule's 10 groups, then `CL_WARMUP`
-//! (20) seconds; then over `CL_SECONDS` (60):
+//! answers `count(up)` with every target and every rule's 10 groups (or members), then
+//! `CL_WARMUP` (20) seconds; then over `CL_SECONDS` (60):
 //! - CPU (user + system, `/proc/<pid>/stat`) of all processes together, per million
 //!   samples ingested (the sum of their `promflow_samples_ingested_total`), and each
 //!   process's share;
@@ -37,21 +44,49 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// The rule of bench family `f`: spread, or (`owned`) of a shape that is not.
-fn rule_expr(f: usize, owned: bool) -> String {
-    match owned {
-        false => format!("sum by (job) (rate(node_bench_family{f}_total[1m]))"),
-        true => format!("sum by (job) (rate(node_bench_family{f}_total[1m]) * 2)"),
+/// The rules' shape (`CL_RULES`, see the module doc).
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A spread aggregation (the default).
+    Spread,
+    /// An aggregation of a shape that is not spread (`owned`).
+    Owned,
+    /// A spread per-series plan (`union`).
+    Union,
+    /// A spread one-to-one join of two per-series plans (`join`).
+    Join,
+}
+
+impl Shape {
+    fn from_env() -> Shape {
+        match std::env::var("CL_RULES").as_deref() {
+            Ok("owned") => Shape::Owned,
+            Ok("union") => Shape::Union,
+            Ok("join") => Shape::Join,
+            Ok(other) if !other.is_empty() => panic!("CL_RULES: owned, union or join"),
+            _ => Shape::Spread,
+        }
+    }
+}
+
+/// The rule of bench family `f`.
+fn rule_expr(f: usize, shape: Shape) -> String {
+    let rate = |f: usize| format!("rate(node_bench_family{f}_total[1m])");
+    match shape {
+        Shape::Spread => format!("sum by (job) ({})", rate(f)),
+        Shape::Owned => format!("sum by (job) ({} * 2)", rate(f)),
+        Shape::Union => format!("{} > 0", rate(f)),
+        Shape::Join => format!("{} / {}", rate(f), rate(f ^ 1)),
     }
 }
 
 /// The recording rules: one per bench family, together over every series.
-fn rules(owned: bool) -> String {
+fn rules(shape: Shape) -> String {
     let mut out = String::from("groups:\n  - name: bulk\n    rules:\n");
     for f in 0..FAMILIES {
         out.push_str(&format!(
             "      - record: bulk:rate{f}:sum\n        expr: {}\n",
-            rule_expr(f, owned)
+            rule_expr(f, shape)
         ));
     }
     out
@@ -216,8 +251,8 @@ fn main() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yml");
-    let owned = std::env::var("CL_RULES").is_ok_and(|r| r == "owned");
-    std::fs::write(&rules, self::rules(owned)).unwrap();
+    let shape = Shape::from_env();
+    std::fs::write(&rules, self::rules(shape)).unwrap();
     let config = node_fleet_config(
         targets,
         series / targets,
@@ -230,7 +265,9 @@ fn main() {
     println!(
         "cluster: {series} series over {targets} targets, scraped every {interval}s, \
          {FAMILIES} rules `{}` every {interval}s; {} worker(s) per process",
-        rule_expr(0, owned).replace("family0", "family<f>"),
+        rule_expr(0, shape)
+            .replace("family0", "family<f>")
+            .replace("family1", "family<f ^ 1>"),
         env_or("CL_WORKERS", 1)
     );
     println!(

@@ -254,6 +254,18 @@ impl SelfMetrics {
             &[(&[], inputs.engine.exchange_id_entries as f64)],
         );
         metric(
+            "promflow_engine_exchange_label_refs_total",
+            "counter",
+            "Label sets of spread rules' partials, join sides, joined elements and rule outputs sent to another process of the cluster as an index into the labels dictionary of the sending and receiving workers (the receiving worker had them in the period).",
+            &[(&[], inputs.engine.exchange_label_refs as f64)],
+        );
+        metric(
+            "promflow_engine_exchange_labels_sent_total",
+            "counter",
+            "Label sets sent whole to another process of the cluster in spread rules' partials, join sides, joined elements and rule outputs (about once per sending worker, receiving worker and 10 minutes).",
+            &[(&[], inputs.engine.exchange_labels_sent as f64)],
+        );
+        metric(
             "promflow_engine_rules_installed_total",
             "counter",
             "Rules installed in the dataflow (a rule group change installs only its own rules).",

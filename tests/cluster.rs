@@ -160,6 +160,18 @@ fn three_processes_scrape_each_target_once_and_answer_for_the_cluster() {
     assert!(wait_until(Duration::from_secs(30), || recorded_oracle(
         &oracle
     ) == "36"));
+    // The spread rules' records crossed between the processes, their label sets whole
+    // once, then as indices of the labels dictionary (`/metrics`).
+    let exchanged = |name: &str| -> f64 {
+        processes
+            .iter()
+            .map(|p| p.metrics().sum(name).unwrap())
+            .sum()
+    };
+    assert!(wait_until(Duration::from_secs(30), || exchanged(
+        "promflow_engine_exchange_label_refs_total"
+    ) > 0.0));
+    assert!(exchanged("promflow_engine_exchange_labels_sent_total") > 0.0);
     for expr in [
         "demo_value",
         "job:demo_value:sum",

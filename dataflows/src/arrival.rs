@@ -7,8 +7,8 @@
 //! probe of a 100k-entry map per sample (a cache miss each), the lookup of the routes
 //! was the largest item of the workers' CPU on the compare bench's interval rules (6%
 //! of the process; perf record). Used for the routes of each series
-//! ([`crate::render::route`]) and the series-id dictionaries of the exchange
-//! ([`crate::sample::SentIds`]).
+//! ([`crate::render::route`]) and the series-id and label-set dictionaries of the
+//! exchange ([`crate::sample::SentIds`], [`crate::render::dictionary`]).
 
 use hashbrown::HashTable;
 

@@ -32,6 +32,7 @@ use crate::catalog::SeriesCatalog;
 use crate::latest::{LatestRetirer, LatestTable};
 use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
+use crate::render::dictionary::code_for_peers as code_labels_for_peers;
 use crate::render::maintain::maintain_rules;
 use crate::render::route::{announce_to_peers, code_for_peers, route_to_owners};
 use crate::render::rule::{
@@ -134,6 +135,13 @@ pub struct EngineStats {
     pub exchange_ids_indexed: u64,
     /// Series-id dictionary entries sent to other processes (an id crossing whole).
     pub exchange_id_entries: u64,
+    /// Label sets of spread rules' records and remote rule outputs sent to other
+    /// processes as a dictionary index, their labels known there (in one process:
+    /// none).
+    pub exchange_label_refs: u64,
+    /// Label sets those records carried whole (once per sending worker, receiving
+    /// worker and period).
+    pub exchange_labels_sent: u64,
 }
 
 enum Command {
@@ -384,12 +392,27 @@ impl Engine {
                     peers,
                     lookback_ms,
                     retained,
-                    counters,
+                    counters.clone(),
                     rules.clone(),
                 );
+                // Label sets cross to another process once per period, then as indices.
+                let code = |records| {
+                    if processes > 1 {
+                        code_labels_for_peers(
+                            records,
+                            index,
+                            process_id,
+                            workers,
+                            peers,
+                            counters.clone(),
+                        )
+                    } else {
+                        records
+                    }
+                };
                 // A join's side elements meet by match group, then go to its owner.
-                let partials = join_sides(partials, changes.clone(), peers);
-                combine_partials(partials, changes, index, peers, rules).probe_with(&probe);
+                let partials = join_sides(code(partials), changes.clone(), peers);
+                combine_partials(code(partials), changes, index, peers, rules).probe_with(&probe);
             });
             'run: loop {
                 while let Ok(command) = commands.try_recv() {
@@ -837,6 +860,8 @@ impl Engine {
             samples_unknown_series: self.catalog.missing(),
             exchange_ids_indexed: self.rule_counters.ids_indexed.load(Ordering::Relaxed),
             exchange_id_entries: self.rule_counters.id_entries.load(Ordering::Relaxed),
+            exchange_label_refs: self.rule_counters.label_refs.load(Ordering::Relaxed),
+            exchange_labels_sent: self.rule_counters.labels_sent.load(Ordering::Relaxed),
         }
     }
 

@@ -177,7 +177,8 @@ struct CodedIds {
 /// received table is 8 bytes an entry, a sent one about 20).
 pub const MAX_DICTIONARY_ENTRIES: usize = 1 << 20;
 
-/// The dictionary of series ids one worker has sent one worker of another process, in
+/// The dictionary of series ids (or of label sets by their hash,
+/// [`crate::render::dictionary`]) one worker has sent one worker of another process, in
 /// one epoch: per index, the id and the earliest logical time a pack brought its
 /// entry at. The epoch is the caller's (in the dataflow a period of logical time,
 /// [`crate::render::route::id_epoch`]): a pack of a later epoch starts an empty
@@ -224,9 +225,15 @@ impl SentIds {
         }
     }
 
-    /// The index of `id`, with whether the pack of time `time` must bring its entry:
-    /// `None` when it is new and the dictionary full.
-    fn code(&mut self, id: u64, time: u64) -> Option<(u32, bool)> {
+    /// The epoch of its entries (`None`: none yet).
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// The index of `id`, with whether the pack (or record) of time `time` must bring
+    /// its entry: `None` when it is new and the dictionary full. Also the dictionary of
+    /// label sets by their hashes ([`crate::render::dictionary`]).
+    pub fn code(&mut self, id: u64, time: u64) -> Option<(u32, bool)> {
         let Some(at) = self.entries.find(id) else {
             if self.entries.len() >= self.limit {
                 return None;
@@ -397,7 +404,7 @@ impl PackedPoints {
 }
 
 /// LEB128 (a `u128`: a start timestamp's `1 + zigzag` needs 65 bits at the extremes).
-fn put_varint(out: &mut Vec<u8>, mut v: u128) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u128) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -405,7 +412,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u128) {
     out.push(v as u8);
 }
 
-fn get_varint(bytes: &[u8], at: &mut usize) -> u128 {
+pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> u128 {
     let mut v = 0u128;
     let mut shift = 0;
     loop {
@@ -419,11 +426,11 @@ fn get_varint(bytes: &[u8], at: &mut usize) -> u128 {
     }
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(v: u64) -> i64 {
+pub(crate) fn unzigzag(v: u64) -> i64 {
     (v >> 1) as i64 ^ -((v & 1) as i64)
 }
 

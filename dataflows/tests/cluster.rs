@@ -7,7 +7,9 @@
 //! an interval `sum by (job) (rate(x[5m]))` and `max by (job) (g)`, the per-series
 //! `g > 0.5`, comparisons of a rate, a `label_replace` of a comparison, and one-to-one
 //! joins (their sides exchanged by match key between the processes), a ratio of two
-//! aggregations; owned (reading series of both processes, placed on the workers of
+//! aggregations, a pick (`topk`) and a gather (`quantile`), every label set of their
+//! records crossing whole about once per sender, receiver and period (the labels
+//! dictionary, counted and checked); owned (reading series of both processes, placed on the workers of
 //! both: their results cross back to the process that registered them), `g > 0.5` on
 //! arrival, sorts, `absent` and a `group_left` join; and rules registered halfway
 //! through with their windows seeded (spread per-series `max_over_time(…[1h])` and
@@ -69,6 +71,8 @@ fn rules() -> Vec<(&'static str, RuleSchedule, usize)> {
             every,
             0,
         ),
+        ("topk by (job) (2, g)", every, 1),
+        ("quantile by (job) (0.5, rate(x[5m]))", every, 0),
         ("sort(x{job=\"j0\"})", every, 1),
         ("absent(g{job=\"j7\"})", every, 0),
         (
@@ -328,6 +332,18 @@ fn two_processes_deliver_what_one_does() {
         assert!(
             stats.exchange_id_entries > 0
                 && stats.exchange_ids_indexed > 10 * stats.exchange_id_entries,
+            "{stats:?}"
+        );
+        // The label sets of spread rules' records (join sides, joined elements,
+        // unions, picks, group labels) and of remote outputs crossed whole about once
+        // per sender, receiver and period, then as indices: not at every evaluation.
+        eprintln!(
+            "labels: {} sent whole, {} as indices",
+            stats.exchange_labels_sent, stats.exchange_label_refs
+        );
+        assert!(
+            stats.exchange_labels_sent > 0
+                && stats.exchange_label_refs > 5 * stats.exchange_labels_sent,
             "{stats:?}"
         );
     }

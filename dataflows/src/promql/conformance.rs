@@ -134,7 +134,7 @@ pub enum RunError {
     /// The engine for mode (b) does not start.
     Engine(EngineError),
     /// The dataflow stopped advancing while samples streamed in.
-    FrontierStuck(EngineStats),
+    FrontierStuck(Box<EngineStats>),
 }
 
 impl std::fmt::Display for RunError {
@@ -368,7 +368,7 @@ fn stream_in_time_order(engine: &Engine, store: &MemStorage) -> Result<(), RunEr
         let deadline = Instant::now() + Duration::from_secs(30);
         while engine.stats().frontier_ms < ts + 1 {
             if Instant::now() > deadline {
-                return Err(RunError::FrontierStuck(engine.stats()));
+                return Err(RunError::FrontierStuck(Box::new(engine.stats())));
             }
             std::thread::yield_now();
         }

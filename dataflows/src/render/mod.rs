@@ -26,7 +26,8 @@
 //! seeds (storage, at registration) ──seed.rs ──exchange(window keeper)──> maintain.rs
 //! ```
 //!
-//! Files: [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
+//! Files: [`dictionary`] (label sets of records crossing processes, coded by
+//! period), [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
 //! rule changes, registry, routing table), [`route`] (routing operator), [`seed`]
 //! (seed series sent to the workers keeping the windows), [`window`]
 //! (retained windows), [`shape`] (which plans are incremental), [`incremental`] (their
@@ -132,7 +133,13 @@
 //!   the next period, so the windows and whole-plan evaluations find them. The float
 //!   samples' series ids cross as indices into a dictionary per (sending worker,
 //!   receiving worker) and period ([`route::code_for_peers`]), whose entries travel
-//!   in the packs of the time they are first used.
+//!   in the packs of the time they are first used. The label sets of the rule hosts'
+//!   and joiners' records ([`spread::HostRecord`]: partials, picked and gathered
+//!   members, unions, join sides, joined elements, remote owners' [`RuleOutput`]s)
+//!   cross the same way ([`dictionary`]): whole in the first record, by logical time,
+//!   that uses one for a worker of another process in the period, as an index after
+//!   (which the joiners use instead of hashing the labels), decoded by time at the
+//!   receiver; records within a process are not coded.
 //! - *The watermark.* Every process advances its own input; the frontier every worker
 //!   sees is the minimum over all processes (timely's progress tracking), so an
 //!   evaluation at `t` waits for every process's watermark to pass what it reads. An
@@ -247,6 +254,7 @@
 //! [`Plan`]: crate::promql::plan::Plan
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource
 
+pub mod dictionary;
 pub mod extent;
 pub mod incremental;
 pub mod maintain;

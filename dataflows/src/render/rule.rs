@@ -114,6 +114,12 @@ pub struct RuleCounters {
     /// Dictionary entries those packs brought (an id crossing whole, once per
     /// sender, receiver and period).
     pub id_entries: AtomicU64,
+    /// Label sets of rule hosts' and joiners' records sent to workers of other
+    /// processes as a dictionary index only ([`crate::render::dictionary`]).
+    pub label_refs: AtomicU64,
+    /// Label sets those records carried whole (an entry of the labels dictionary,
+    /// once per sender, receiver and period).
+    pub labels_sent: AtomicU64,
 }
 
 /// One evaluation of a registered expression.

@@ -78,8 +78,12 @@
 //!   and [`crate::promql::eval::binary::result_labels`] ([`joined`]); the joined
 //!   elements go to the owner at that time, in label order, and the owner's result is
 //!   their union, merged and checked for duplicate label sets (then the operations
-//!   after the join). Records cross processes serialized: held labels are matched by
-//!   hash and compared, the same `Arc` (one process) only skips the compare. Where the
+//!   after the join). Records to a worker of another process cross serialized, their
+//!   label sets coded by [`crate::render::dictionary`] (each whole once per sending
+//!   worker, receiving worker and period, else as an index): held labels are matched
+//!   by hash (the one a coded record's entry brought, else computed) and compared, and the same
+//!   `Arc` only skips the compare: one process's records pass theirs, a decoded label
+//!   set is the receiver's one `Arc` for that period. Where the
 //!   state cannot vouch for the result (a match group with two elements on a side,
 //!   two elements of a side with one label set, two groups with one result label set,
 //!   a histogram or stale marker among the values) the joiner runs the reference's
@@ -124,6 +128,15 @@
 //! drops a group with gathered and float parts (a mix); `stddev`/`stdvar` ignore
 //! histograms, as the reference does; picked and gathered members carry theirs.
 //!
+//! Every record to a worker of another process ([`HostRecord`]: partials with their
+//! group or member labels, side elements, joined elements, a remote owner's
+//! [`RuleOutput`]) crosses with its label sets coded ([`HostRecord::Coded`],
+//! [`crate::render::dictionary`]): each set whole in the first record (by logical time)
+//! of its period to that worker that uses it, with its hash, as an index after;
+//! [`join_sides`] decodes the records from the rule hosts and [`combine_partials`]
+//! those from the joiners, each time's once all its records are in. Records within a
+//! process pass as they are.
+//!
 //! Partials go to the owner rather than by group key: the per-worker record is one
 //! entry per group (or per picked or gathered member), and the owner must gather the
 //! groups into one result anyway. A join's sides go by match key because the join
@@ -159,9 +172,11 @@ use crate::promql::eval::{
     SeriesSource, Value,
 };
 use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
+use crate::render::dictionary::{decode_time, CodedLabels, LabelSlots, ReceivedLabels};
 use crate::render::extent::SelectorUse;
 use crate::render::incremental::{SpreadJoin, Step};
 use crate::render::maintain::Evaluated;
+use crate::render::route::id_epoch;
 use crate::render::rule::{
     frontier_of, hold_by_time, Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput,
     RuleSchedule, RuleSpec,
@@ -169,6 +184,7 @@ use crate::render::rule::{
 use crate::render::shape::{
     constant, element_wise, hole, one_to_one, operand_mut, per_series, per_series_range_function,
 };
+use crate::render::window::LabelsKey;
 use crate::sample::is_stale_marker;
 use crate::selector::{LabelMatcher, MatchKind, Selector};
 use crossbeam_channel::Sender;
@@ -294,6 +310,9 @@ pub enum HostRecord {
     Joined(JoinedRecord),
     /// An owned rule's evaluation, to the worker delivering it.
     Output(u64, RuleOutput),
+    /// A record to a worker of another process with its label sets coded by the
+    /// dictionary of its sender and destination ([`crate::render::dictionary`]).
+    Coded(Box<HostRecord>, CodedLabels),
 }
 
 impl HostRecord {
@@ -305,6 +324,44 @@ impl HostRecord {
             | HostRecord::Sides((to, ..))
             | HostRecord::Joined((to, ..))
             | HostRecord::Output(to, _) => *to,
+            HostRecord::Coded(inner, _) => inner.worker(),
+        }
+    }
+}
+
+/// Every label set a record carries: the elements' and groups' of partials, the side
+/// and joined elements, an output's elements, series and gone labels.
+impl LabelSlots for HostRecord {
+    fn each_labels(&mut self, f: &mut dyn FnMut(&mut Arc<Labels>)) {
+        fn partials(p: &mut Partials, f: &mut dyn FnMut(&mut Arc<Labels>)) {
+            if let Ok((entries, _)) = p {
+                entries.iter_mut().for_each(|(labels, _)| f(labels));
+            }
+        }
+        match self {
+            HostRecord::Partials((.., p)) => partials(p, f),
+            HostRecord::Pair((.., lhs), rhs) => {
+                partials(lhs, f);
+                partials(rhs, f);
+            }
+            HostRecord::Sides((.., sides))
+            | HostRecord::Joined((.., JoinedPart::Failed(sides))) => {
+                (sides.sides.iter_mut().flatten()).for_each(|(labels, _)| f(labels));
+            }
+            HostRecord::Joined((.., JoinedPart::Joined(joined, _))) => {
+                joined.iter_mut().for_each(|(labels, _)| f(labels));
+            }
+            HostRecord::Output(_, output) => {
+                match &mut output.value {
+                    Ok(Value::Vector(elements)) => {
+                        elements.iter_mut().for_each(|e| f(&mut e.labels));
+                    }
+                    Ok(Value::Matrix(series)) => series.iter_mut().for_each(|s| f(&mut s.labels)),
+                    _ => {}
+                }
+                output.gone.iter_mut().flatten().for_each(&mut *f);
+            }
+            HostRecord::Coded(inner, _) => inner.each_labels(f),
         }
     }
 }
@@ -312,13 +369,18 @@ impl HostRecord {
 /// One worker's side elements of a [`Combine::Join`] evaluation for one joiner: the
 /// left and right elements `(labels, value)` (finished, in no particular order), and
 /// the native histograms their values name (detached: `(SOURCE, i)` is the `i`th).
-/// Plain values, no entry `Vec`s: the sides' transport costs their labels.
+/// Plain values, no entry `Vec`s: between processes the labels cross as indices
+/// ([`crate::render::dictionary`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SideElements {
     /// Left, right.
     pub sides: [Vec<(Arc<Labels>, f64)>; 2],
     /// The histograms the values name.
     pub histograms: Vec<Arc<FloatHistogram>>,
+    /// The labels' [`Labels::hash`]es, left's then right's, where the record came
+    /// from another process (its receiver's dictionary has them); else empty.
+    #[serde(skip)]
+    pub hashes: Vec<u64>,
 }
 
 /// Side elements to a joiner: `(joiner worker, rule, evaluation time, elements)`.
@@ -463,9 +525,21 @@ pub fn joined(
     t: i64,
     records: Vec<SideElements>,
 ) -> JoinedPart {
+    // The hash a record from another process came with spares hashing the labels.
     let elements = records.iter().flat_map(|r| {
-        (r.sides.iter().enumerate())
-            .flat_map(|(side, elements)| elements.iter().map(move |(l, v)| (side, l, *v)))
+        let first = [0, r.sides[0].len()];
+        (r.sides.iter().enumerate()).flat_map(move |(side, elements)| {
+            elements.iter().enumerate().map(move |(i, (l, v))| {
+                let key = match r.hashes.get(first[side] + i) {
+                    Some(&hash) => LabelsKey {
+                        hash,
+                        labels: l.clone(),
+                    },
+                    None => LabelsKey::new(l.clone()),
+                };
+                (side, key, *v)
+            })
+        })
     });
     if let Some(joined) = state.join(elements) {
         return JoinedPart::Joined(joined, Vec::new());
@@ -1349,7 +1423,8 @@ fn fold_combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
 /// channels (in the order their owner made them: one sender, in time order).
 /// `control` carries the rule changes, in time order: the changes of a time are
 /// applied before its records, and a rule removed at that time still delivers them
-/// (an evaluation made before a removal is delivered). The returned stream carries
+/// (an evaluation made before a removal is delivered). The joiners' parts from other
+/// processes are decoded by time ([`ReceivedLabels`]). The returned stream carries
 /// nothing; its frontier is how far results have been sent.
 pub fn combine_partials<'scope>(
     records: Stream<'scope, u64, Vec<HostRecord>>,
@@ -1372,6 +1447,8 @@ pub fn combine_partials<'scope>(
             let mut outputs: BTreeMap<RuleId, Sender<RuleOutput>> = BTreeMap::new();
             let mut records: BTreeMap<u64, Vec<HostRecord>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
+            // The label sets of the joiners of other processes.
+            let mut received = ReceivedLabels::default();
             move |(input, frontier), (ctl, ctl_frontier), _output| {
                 input.for_each(hold_by_time(&mut records));
                 ctl.for_each(hold_by_time(&mut changes));
@@ -1401,7 +1478,10 @@ pub fn combine_partials<'scope>(
                     });
                     type Parts = ([Vec<Partials>; 2], Vec<JoinedPart>);
                     let mut evaluations: BTreeMap<(RuleId, i64), Parts> = BTreeMap::new();
-                    for record in records.remove(&time).unwrap_or_default() {
+                    // Every entry of this time's records before any is decoded.
+                    let mut arrived = records.remove(&time).unwrap_or_default();
+                    decode_time(&mut received, &mut arrived);
+                    for record in arrived {
                         match record {
                             HostRecord::Partials((_, rule, t, parts)) => {
                                 evaluations.entry((rule, t)).or_default().0[0].push(parts);
@@ -1414,8 +1494,8 @@ pub fn combine_partials<'scope>(
                             HostRecord::Joined((_, rule, t, part)) => {
                                 evaluations.entry((rule, t)).or_default().1.push(part);
                             }
-                            // Joined first (`join_sides`).
-                            HostRecord::Sides(_) => {}
+                            // Joined first, decoded by `join_sides`.
+                            HostRecord::Sides(_) | HostRecord::Coded(..) => {}
                             HostRecord::Output(_, output) => {
                                 if let Some(to) = outputs.get(&output.rule) {
                                     let _ = to.send(output);
@@ -1445,6 +1525,8 @@ pub fn combine_partials<'scope>(
                         outputs.remove(id);
                     }
                 }
+                // No record of a time before the frontier is to come.
+                received.forget_before(id_epoch(front));
             }
         },
     )
@@ -1476,7 +1558,9 @@ fn apply_changes(
 /// rules (exchanged by [`joiner`]) and, once the frontier passes their time, sends
 /// each evaluation's [`joined`] part to the rule's owner at that same time (so the
 /// owner's frontier tells it every joiner's part is in); every other record passes
-/// through. Each rule it joins keeps its state here ([`SpreadJoin`]: the side elements
+/// through, those from other processes once their time is complete and they are
+/// decoded ([`ReceivedLabels`]: every entry of a time's records learned first, so
+/// the decoded side elements carry their hashes). Each rule it joins keeps its state here ([`SpreadJoin`]: the side elements
 /// and joined elements of its match groups as of the previous evaluation), dropped
 /// when the rule is removed. `control` carries the rule changes, applied as
 /// [`combine_partials`] does.
@@ -1493,8 +1577,11 @@ pub fn join_sides<'scope>(
         move |cap, _info| {
             drop(cap);
             let mut registry = Registry::new(peers);
-            // Side records by time, with the capability to send their joins at it.
-            let mut sides: BTreeMap<u64, (Capability<u64>, Vec<SideRecord>)> = BTreeMap::new();
+            // Side records by time, with the capability to send their joins at it, and
+            // the records from other processes, decoded once their time is complete.
+            type Held = (Capability<u64>, Vec<SideRecord>, Vec<HostRecord>);
+            let mut sides: BTreeMap<u64, Held> = BTreeMap::new();
+            let mut received = ReceivedLabels::default();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             let mut states: BTreeMap<RuleId, SpreadJoin> = BTreeMap::new();
             move |(input, frontier), (ctl, ctl_frontier), output| {
@@ -1504,14 +1591,16 @@ pub fn join_sides<'scope>(
                     };
                     let mut passed = Vec::new();
                     for record in batch.drain(..) {
+                        if !matches!(record, HostRecord::Sides(_) | HostRecord::Coded(..)) {
+                            passed.push(record);
+                            continue;
+                        }
+                        let held = sides
+                            .entry(t)
+                            .or_insert_with(|| (cap.delayed(&t, 0), Vec::new(), Vec::new()));
                         match record {
-                            HostRecord::Sides(part) => {
-                                let held = sides
-                                    .entry(t)
-                                    .or_insert_with(|| (cap.delayed(&t, 0), Vec::new()));
-                                held.1.push(part);
-                            }
-                            other => passed.push(other),
+                            HostRecord::Sides(part) => held.1.push(part),
+                            coded => held.2.push(coded),
                         }
                     }
                     if !passed.is_empty() {
@@ -1531,13 +1620,21 @@ pub fn join_sides<'scope>(
                 for time in times {
                     let changes = changes.remove(&time).unwrap_or_default();
                     let removed = apply_changes(&mut registry, changes, |_, _| {});
-                    if let Some((cap, parts)) = sides.remove(&time) {
+                    if let Some((cap, mut parts, mut coded)) = sides.remove(&time) {
+                        let mut session = output.session(&cap);
+                        // Every entry of this time's records before any is decoded.
+                        decode_time(&mut received, &mut coded);
+                        for record in coded {
+                            match record {
+                                HostRecord::Sides(part) => parts.push(part),
+                                other => session.give(other),
+                            }
+                        }
                         let mut evaluations: BTreeMap<(RuleId, i64), Vec<SideElements>> =
                             BTreeMap::new();
                         for (_, rule, t, part) in parts {
                             evaluations.entry((rule, t)).or_default().push(part);
                         }
-                        let mut session = output.session(&cap);
                         // In time order per rule: each evaluation after the previous.
                         for ((rule, t), parts) in evaluations {
                             let Some((spec, owner)) = registry.get(rule).or(removed.get(&rule))
@@ -1563,6 +1660,8 @@ pub fn join_sides<'scope>(
                         states.remove(id);
                     }
                 }
+                // No record of a time before the frontier is to come.
+                received.forget_before(id_epoch(front));
             }
         },
     )
@@ -1572,7 +1671,9 @@ pub fn join_sides<'scope>(
 mod tests {
     use super::*;
     use crate::promql::plan::parse;
+    use crate::render::dictionary::code_labels;
     use crate::render::extent::{selector_uses, QueryRange};
+    use crate::sample::SentIds;
 
     fn spread_rule(q: &str) -> Option<Spread> {
         let plan = parse(q).unwrap();
@@ -1743,6 +1844,9 @@ mod tests {
         ];
         let t = 45_000;
         let mut errors = 0;
+        // The labels dictionary of records crossing processes (one for every sender
+        // and destination here: entries are found by hash).
+        let (mut sent, mut received) = (SentIds::default(), ReceivedLabels::default());
         for q in queries {
             let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
             let plan = parse(q).unwrap();
@@ -1771,6 +1875,11 @@ mod tests {
                         let members = rule.local.iter().map(|_| None).collect();
                         let id = (RuleId(1), 0, t);
                         for record in part_records(&rule, id, values, members, workers) {
+                            // Odd shifts: as if every worker were in its own process.
+                            let record = match shift % 2 {
+                                1 => across(record, &mut sent, &mut received),
+                                _ => record,
+                            };
                             match record {
                                 HostRecord::Partials((_, _, _, p)) => to_owner[0].push(p),
                                 HostRecord::Pair((_, _, _, l), r) => {
@@ -1780,7 +1889,9 @@ mod tests {
                                 HostRecord::Sides((j, _, _, p)) => {
                                     to_joiner.entry(j).or_default().push(p)
                                 }
-                                HostRecord::Joined(..) | HostRecord::Output(..) => {
+                                HostRecord::Joined(..)
+                                | HostRecord::Output(..)
+                                | HostRecord::Coded(..) => {
                                     unreachable!()
                                 }
                             }
@@ -1789,7 +1900,15 @@ mod tests {
                     let joined: Vec<JoinedPart> = (to_joiner.into_values())
                         .map(|p| {
                             let mut state = rule.joiner_state().expect("a join");
-                            joined(&rule, &mut state, t, p)
+                            let part = joined(&rule, &mut state, t, p);
+                            if shift % 2 == 0 {
+                                return part;
+                            }
+                            let record = HostRecord::Joined((0, RuleId(1), t, part));
+                            match across(record, &mut sent, &mut received) {
+                                HostRecord::Joined((.., part)) => part,
+                                other => panic!("{other:?}"),
+                            }
                         })
                         .collect();
                     let got = combined(&rule, t, to_owner, joined).0;
@@ -1806,6 +1925,21 @@ mod tests {
         }
         // A duplicate label set, duplicates on the right, on the left.
         assert_eq!(errors, 6);
+    }
+
+    /// `record` as a worker of another process receives it: its labels coded by `sent`
+    /// (the sender's dictionary), serialized as timely does, decoded as
+    /// [`join_sides`] does.
+    fn across(
+        mut record: HostRecord,
+        sent: &mut SentIds,
+        received: &mut ReceivedLabels,
+    ) -> HostRecord {
+        let (coded, ..) = code_labels(&mut record, 0, 1_000, sent);
+        let bytes = bincode::serialize(&HostRecord::Coded(Box::new(record), coded)).unwrap();
+        let mut records = vec![bincode::deserialize(&bytes).unwrap()];
+        decode_time(received, &mut records);
+        records.pop().unwrap()
     }
 
     fn labelled(v: &Value) -> Vec<(String, f64)> {
@@ -2013,7 +2147,9 @@ mod tests {
                                 let all = || {
                                     records.iter().flat_map(|r| {
                                         (r.sides.iter().enumerate()).flat_map(|(side, e)| {
-                                            e.iter().map(move |(l, v)| (side, l, *v))
+                                            e.iter().map(move |(l, v)| {
+                                                (side, LabelsKey::new(l.clone()), *v)
+                                            })
                                         })
                                     })
                                 };

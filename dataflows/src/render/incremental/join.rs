@@ -217,7 +217,8 @@ impl JoinNode {
 /// A spread join's joiner state for one rule ([`crate::render::spread::join_sides`]):
 /// the side elements of the match groups it joins as of its previous evaluation, by
 /// labels (the same `Arc` skips their compare, another is compared once and replaced
-/// by the held one, so a record from another process costs a compare), filed by
+/// by the held one; a record from another process brings the receiver's one `Arc` per
+/// label set, sender and period with its hash, [`crate::render::dictionary`]), filed by
 /// match group (`Filing`), and each matched group's result labels and joined value,
 /// in label order. An evaluation receives
 /// every side element of its groups again; only the groups with an element that
@@ -256,27 +257,27 @@ impl SpreadJoin {
         }
     }
 
-    /// One evaluation over `elements`, `(side, labels, value)` (side 0: left), every
+    /// One evaluation over `elements`, `(side, labels key, value)` (side 0: left; the
+    /// key's hash carried from the sender where the record brought it), every
     /// finished side element of this joiner's match groups: the joined elements in
     /// label order, exactly the reference's operation over these sides; or `None`
     /// where it cannot vouch for that (a match group with two elements on a side, two
     /// elements of a side with one label set, two groups with one result label set, a
     /// histogram or a stale marker) and the caller runs the reference. Either way the
     /// state is these sides after it.
-    pub fn join<'a>(
+    pub fn join(
         &mut self,
-        elements: impl IntoIterator<Item = (usize, &'a Arc<Labels>, f64)>,
+        elements: impl IntoIterator<Item = (usize, Key, f64)>,
     ) -> Option<Vec<(Arc<Labels>, f64)>> {
         self.round += 1;
         let round = self.round;
         let mut vouch = true;
         let mut dirty = KeySet::default();
         let mut received = [0usize; 2];
-        for (side, labels, value) in elements {
+        for (side, key, value) in elements {
             if value.is_nan() && (is_stale_marker(value) || parse_handle(value).is_some()) {
                 vouch = false;
             }
-            let key = Key::new(labels.clone());
             match self.held[side].get_mut(&key) {
                 Some((_, seen)) if *seen == round => vouch = false,
                 Some((e, seen)) => {
@@ -293,7 +294,7 @@ impl SpreadJoin {
                     }
                 }
                 None => {
-                    let e = Element::new(labels.clone(), value);
+                    let e = Element::new(key.labels.clone(), value);
                     self.matcher.refile(side, key.clone(), Some(&e), &mut dirty);
                     self.held[side].insert(key, (e, round));
                     received[side] += 1;
