@@ -167,7 +167,7 @@ use crate::render::rule::{
     RuleSchedule, RuleSpec,
 };
 use crate::render::shape::{
-    constant, element_wise, hole, one_to_one, operand_mut, per_series, per_series_range_function,
+    constant, element_wise, hole, one_to_one, per_series, per_series_range_function,
 };
 use crate::sample::is_stale_marker;
 use crate::selector::{LabelMatcher, MatchKind, Selector};
@@ -693,7 +693,7 @@ fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     let matching = one_to_one(matching.as_ref())?;
     if op.is_set()
         || matching.labels.iter().any(|l| is_name_label(l))
-        || after.as_ref().is_some_and(labelling)
+        || after.as_ref().is_some_and(|a| reads_names(a) || ordered(a))
     {
         return None;
     }
@@ -773,7 +773,7 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
             _ => false,
         },
     };
-    if !unique {
+    if !unique || after.as_ref().is_some_and(ordered) {
         return None;
     }
     Some(Spread {
@@ -799,7 +799,17 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
+    // Operations after it that depend on the order of its groups: the owner runs the
+    // reference's aggregation over every member in label order (the reference's
+    // order), so the groups come in the reference's order.
+    let in_order = after.as_ref().is_some_and(ordered);
     let combine = match op {
+        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group | AggOp::Avg
+            if in_order =>
+        {
+            Combine::Gather
+        }
+        AggOp::Stddev | AggOp::Stdvar if in_order => Combine::Gather,
         AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Combine::Fold,
         AggOp::Avg => Combine::Mean,
         AggOp::Stddev | AggOp::Stdvar => Combine::Moments,
@@ -820,28 +830,21 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     // A picked element keeps its own labels, which the reference may still carry
     // `__name__` in (pending removal) where a worker's result has dropped it: no label
     // functions after it.
-    if combine == Combine::Pick && after.as_ref().is_some_and(labelling) {
+    if combine == Combine::Pick && after.as_ref().is_some_and(reads_names) {
         return None;
     }
     if matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| l == METRIC_NAME)) {
         return None;
     }
-    let sel = match &**expr {
-        Plan::Vector(sel) => sel,
-        Plan::Call { func, args } if per_series_range_function(func) => {
-            let mut matrix = None;
-            for a in args {
-                match a {
-                    Plan::Matrix { sel, .. } if matrix.is_none() => matrix = Some(sel),
-                    a if constant(a) => {}
-                    _ => return None,
-                }
-            }
-            matrix?
-        }
-        _ => return None,
-    };
-    if !spreadable(sel) {
+    // Over a per-series plan without label functions (two series a label function
+    // makes equal are the reference's duplicate error, which no worker sees).
+    // `limit_ratio` over a selector or a range function of it only: it hashes its
+    // members' labels, which the reference may still hold `__name__` in (pending
+    // removal) where an element-wise operation dropped it on a worker.
+    let (sel, _) = per_series(expr)?;
+    let plain = matches!(&**expr, Plan::Vector(_))
+        || matches!(&**expr, Plan::Call { func, .. } if per_series_range_function(func));
+    if !spreadable(sel) || labelling(expr) || (*op == AggOp::LimitRatio && !plain) {
         return None;
     }
     let local = match combine {
@@ -864,21 +867,144 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     })
 }
 
-/// The aggregation or vector/vector operation under `plan`'s element-wise operations
-/// with constant operands, and those operations over [`hole`] (`None`: `plan` is it).
+/// An operand of an operation after the combine other than the one over [`hole`]: a
+/// constant, a string, or `time()` (the owner evaluates the operations at the
+/// evaluation time, so `time()` is the reference's there).
+fn fixed(plan: &Plan) -> bool {
+    constant(plan)
+        || matches!(plan, Plan::String(_))
+        || matches!(plan, Plan::Call { func: "time", args } if args.is_empty())
+}
+
+/// Which operand of `plan` may hold the spread part, when `plan` is an operation the
+/// owner may run over the combined result by the reference: every other operand is
+/// [`fixed`]; not a set operator, not `absent`/`absent_over_time` (their labels come
+/// from their argument's matchers), `info` (it reads other series) or
+/// `start_timestamp` (the start timestamps of a selector's samples, nothing of an
+/// expression). A range argument or a subquery is no operand ([`peel`] stops there).
+fn operand_index(plan: &Plan) -> Option<usize> {
+    let only = |operands: &[&Plan]| {
+        let mut at = None;
+        for (i, p) in operands.iter().enumerate() {
+            if !fixed(p) {
+                if at.is_some() {
+                    return None;
+                }
+                at = Some(i);
+            }
+        }
+        at
+    };
+    match plan {
+        Plan::Neg(inner) => only(&[inner]),
+        Plan::Binary { op, lhs, rhs, .. } if !op.is_set() => only(&[lhs, rhs]),
+        Plan::Call { func, args }
+            if !matches!(
+                *func,
+                "absent" | "absent_over_time" | "info" | "start_timestamp"
+            ) =>
+        {
+            only(&args.iter().collect::<Vec<_>>())
+        }
+        Plan::Aggregate { expr, param, .. } if param.as_deref().is_none_or(fixed) => {
+            (!fixed(expr)).then_some(0)
+        }
+        _ => None,
+    }
+}
+
+/// The operand of `plan` at [`operand_index`] `i`.
+fn operand_at(plan: &Plan, i: usize) -> Option<&Plan> {
+    match plan {
+        Plan::Neg(inner) | Plan::Aggregate { expr: inner, .. } => Some(inner),
+        Plan::Binary { lhs, rhs, .. } => Some(if i == 0 { lhs } else { rhs }),
+        Plan::Call { args, .. } => args.get(i),
+        _ => None,
+    }
+}
+
+/// [`operand_at`], to replace it.
+fn operand_at_mut(plan: &mut Plan, i: usize) -> Option<&mut Plan> {
+    match plan {
+        Plan::Neg(inner) | Plan::Aggregate { expr: inner, .. } => Some(inner),
+        Plan::Binary { lhs, rhs, .. } => Some(if i == 0 { lhs } else { rhs }),
+        Plan::Call { args, .. } => args.get_mut(i),
+        _ => None,
+    }
+}
+
+/// The part of `plan` that is spread (a vector/vector operation of two operands that
+/// are not [`fixed`], or the innermost aggregation, the one over a per-series plan)
+/// and the operations after it, over [`hole`] (`None`: `plan` is it): any plan whose
+/// other operands are [`fixed`] ([`operand_index`]), e.g. `histogram_quantile(0.9, …)`,
+/// `topk(5, …)`, `count(…)`, `scalar(…)`, `label_replace(…)`, `time() - …`, nested.
 fn peel(plan: &Plan) -> Option<(&Plan, Option<Plan>)> {
-    let join = matches!(plan, Plan::Binary { lhs, rhs, .. } if !constant(lhs) && !constant(rhs));
-    if join || matches!(plan, Plan::Aggregate { .. }) {
+    let join = matches!(plan, Plan::Binary { lhs, rhs, .. } if !fixed(lhs) && !fixed(rhs));
+    let aggregation = matches!(plan, Plan::Aggregate { expr, .. } if per_series(expr).is_some());
+    if join || aggregation {
         return Some((plan, None));
     }
-    let (operand, time_dependent) = element_wise(plan)?;
-    if time_dependent {
-        return None;
-    }
-    let (aggregation, inner) = peel(operand)?;
+    let i = operand_index(plan)?;
+    let (inner, below) = peel(operand_at(plan, i)?)?;
     let mut after = plan.clone();
-    *operand_mut(&mut after)? = inner.unwrap_or_else(hole);
-    Some((aggregation, Some(after)))
+    *operand_at_mut(&mut after, i)? = below.unwrap_or_else(hole);
+    Some((inner, Some(after)))
+}
+
+/// Whether operations after the combine read the name labels of their input
+/// (`label_replace`/`label_join`, `by (__name__)`, `sort_by_label(…, "__name__")`):
+/// where the combined elements are a pick's or a join's, the reference may still hold
+/// `__name__` pending removal in them, which a worker's finished elements have dropped.
+fn reads_names(after: &Plan) -> bool {
+    any_node(after, &|p| match p {
+            Plan::Call {
+                func: "label_replace" | "label_join",
+                ..
+            } => true,
+            Plan::Call {
+                func: "sort_by_label" | "sort_by_label_desc",
+                args,
+            } => args
+                .iter()
+                .any(|a| matches!(a, Plan::String(l) if is_name_label(l))),
+            Plan::Aggregate {
+                grouping: Grouping::By(labels),
+                ..
+        } => labels.iter().any(|l| is_name_label(l)),
+        _ => false,
+    })
+}
+
+/// Whether the result of operations after the combine depends on the order of their
+/// input's elements beyond rounding: `topk`/`bottomk`/`limitk` (ties and the first k
+/// fall in input order) and `sort`/`sort_by_label` (equal values keep it). The
+/// reference's order of an aggregation's groups is the order it first sees them in,
+/// which a fold's or a join's owner does not know.
+fn ordered(after: &Plan) -> bool {
+    any_node(after, &|p| {
+        matches!(
+            p,
+            Plan::Aggregate {
+                op: AggOp::Topk | AggOp::Bottomk | AggOp::Limitk,
+                ..
+            } | Plan::Call {
+                func: "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc",
+                ..
+            }
+        )
+    })
+}
+
+/// Whether `plan` or a node under it is one `is`.
+fn any_node(plan: &Plan, is: &dyn Fn(&Plan) -> bool) -> bool {
+    is(plan)
+        || match plan {
+            Plan::Neg(inner) | Plan::Aggregate { expr: inner, .. } => any_node(inner, is),
+            Plan::Subquery { expr, .. } => any_node(expr, is),
+            Plan::Binary { lhs, rhs, .. } => any_node(lhs, is) || any_node(rhs, is),
+            Plan::Call { args, .. } => args.iter().any(|a| any_node(a, is)),
+            _ => false,
+        }
 }
 
 /// One worker's partials from its evaluations of the local plans (in order) at `t`,
@@ -1623,9 +1749,91 @@ mod tests {
             "sum by (__name__) (x)",
             "topk(scalar(y), x)",
             "sum(x @ 100)",
-            "sum(sum by (a) (x))",
-            "timestamp(sum(x))",
             "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+        ] {
+            assert_eq!(spread(q), None, "{q}");
+        }
+    }
+
+    /// Any operation after the combine whose other operands are constants, strings or
+    /// `time()`, nested aggregations (the innermost spread), aggregations over a
+    /// per-series plan; operations that depend on the order of an aggregation's groups
+    /// gather its members.
+    #[test]
+    fn operations_after_and_aggregations_of_per_series_plans_are_spread() {
+        use Combine::*;
+        for (q, how) in [
+            (
+                "histogram_quantile(0.99, sum by (le, job) (rate(x_bucket[5m])))",
+                (Fold, true),
+            ),
+            ("histogram_quantile(0.9, sum(rate(h[5m])))", (Fold, true)),
+            ("topk(5, sum by (job) (rate(x[5m])))", (Gather, true)),
+            ("bottomk(1, avg by (job) (x))", (Gather, true)),
+            ("limitk(2, stddev by (job) (x))", (Gather, true)),
+            ("limit_ratio(0.5, sum by (job) (x))", (Fold, true)),
+            ("count(sum by (job) (x))", (Fold, true)),
+            ("sum(sum by (a) (x))", (Fold, true)),
+            ("max by (b) (avg by (a, b) (x)) > 1", (Mean, true)),
+            ("sort_desc(sum by (job) (x))", (Gather, true)),
+            ("sort_by_label(count by (job) (x), \"job\")", (Gather, true)),
+            ("scalar(sum(x))", (Fold, true)),
+            ("vector(scalar(sum(x))) * 2", (Fold, true)),
+            (
+                "label_replace(sum by (job) (x), \"j\", \"$1\", \"job\", \"(.*)\")",
+                (Fold, true),
+            ),
+            ("timestamp(sum(x))", (Fold, true)),
+            ("time() - max(x)", (Fold, true)),
+            ("count_values(\"v\", sum by (job) (x))", (Fold, true)),
+            ("topk(1, topk by (job) (2, x))", (Pick, true)),
+            ("count(topk(2, x))", (Pick, true)),
+            ("quantile(0.5, quantile by (job) (0.9, x))", (Gather, true)),
+            ("sum by (job) (rate(x[5m]) > 0)", (Fold, false)),
+            ("count(up == 0)", (Fold, false)),
+            ("sum(x * 8)", (Fold, false)),
+            ("max(abs(delta(x[5m])))", (Fold, false)),
+            ("avg by (job) (clamp_min(x, 0))", (Mean, false)),
+            ("stddev(-x)", (Moments, false)),
+            ("topk(2, x * 8)", (Pick, false)),
+            ("quantile(0.9, histogram_count(rate(h[5m])))", (Gather, false)),
+            ("count(timestamp(x))", (Fold, false)),
+            ("sum(a * 2) / sum(b > 0)", (Pair, false)),
+            ("count(a / b)", (Join, true)),
+            ("sum by (job) (rate(a[5m]) / rate(b[5m]))", (Join, true)),
+            ("scalar(sum(a) / sum(b))", (Pair, true)),
+        ] {
+            assert_eq!(spread(q), Some(how), "{q}");
+        }
+        for q in [
+            // Label functions inside the aggregation.
+            "sum(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
+            "count(label_replace(x, \"a\", \"\", \"a\", \".*\") > 1)",
+            // It hashes labels the reference may hold a pending name in.
+            "limit_ratio(0.5, x * 2)",
+            // Other series, other operands, their labels from the matchers, ranges.
+            "absent(sum(x))",
+            "absent_over_time(sum(x)[5m:])",
+            "max_over_time(sum(x)[5m:1m])",
+            "sum(x) > scalar(y)",
+            "topk(scalar(y), sum(x))",
+            "sum(x) * on () group_left vector(1)",
+            "start_timestamp(sum(x))",
+            "max_over_time(sum(x)[5m:1m] @ 100)",
+            "sum(max_over_time(x[5m:1m] @ 100))",
+            "sum(x) and on () vector(1)",
+            // Names pending removal in the reference (a pick's, a join's elements).
+            "label_replace(topk(2, rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+            "count by (__name__) (topk(2, x))",
+            "sort_by_label(topk(2, rate(x[5m])), \"__name__\")",
+            "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
+            "count by (__name__) (a / b)",
+            // The order of a join's or a pair's groups.
+            "topk(1, a / b)",
+            "sort(sum by (job) (a) / sum by (job) (b))",
+            // An aggregation over a nested one that is not spread.
+            "sum(sum by (a) (x @ 100))",
+            "sum(x @ 100 * 2)",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
@@ -1806,6 +2014,237 @@ mod tests {
         }
         // A duplicate label set, duplicates on the right, on the left.
         assert_eq!(errors, 6);
+    }
+
+    /// `rule` at `t` over `store` dealt to `workers` workers (series `i` to worker
+    /// `(i + shift) % workers`): each worker evaluates its local plans over its own
+    /// series by the reference (histograms detached, a `sum`'s members where the store
+    /// holds histograms), side elements go to their joiners, and the owner combines.
+    fn split_run(
+        rule: &Spread,
+        store: &crate::promql::testscript::store::MemStorage,
+        t: i64,
+        workers: usize,
+        shift: usize,
+    ) -> Evaluated {
+        use crate::promql::testscript::store::MemStorage;
+        let mut to_owner: [Vec<Partials>; 2] = Default::default();
+        let mut to_joiner: BTreeMap<u64, Vec<SideElements>> = BTreeMap::new();
+        for w in 0..workers {
+            let mut part = MemStorage {
+                histograms: store.histograms.clone(),
+                ..MemStorage::default()
+            };
+            for (i, (l, s)) in store.series.iter().enumerate() {
+                if (i + shift) % workers == w {
+                    part.series.insert(l.clone(), s.clone());
+                }
+            }
+            let ev = Evaluator::new(&part, t);
+            let values = (rule.local.iter())
+                .map(|l| match ev.instant(l, t) {
+                    Ok(mut v) => {
+                        let held = detach(&ev, &mut v);
+                        (Ok(v), held)
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                })
+                .collect();
+            let members = (rule.local.iter())
+                .map(|l| {
+                    let plan = members_plan(l).filter(|_| !store.histograms.is_empty())?;
+                    Some(ev.instant(&plan, t))
+                })
+                .collect();
+            let id = (RuleId(1), 0, t);
+            for record in part_records(rule, id, values, members, workers) {
+                match record {
+                    HostRecord::Partials((_, _, _, p)) => to_owner[0].push(p),
+                    HostRecord::Pair((_, _, _, l), r) => {
+                        to_owner[0].push(l);
+                        to_owner[1].push(r);
+                    }
+                    HostRecord::Sides((j, _, _, p)) => to_joiner.entry(j).or_default().push(p),
+                    HostRecord::Joined(..) | HostRecord::Output(..) => unreachable!(),
+                }
+            }
+        }
+        let joined: Vec<JoinedPart> = (to_joiner.into_values())
+            .map(|p| {
+                let mut state = rule.joiner_state().expect("a join");
+                joined(rule, &mut state, t, p)
+            })
+            .collect();
+        combined(rule, t, to_owner, joined)
+    }
+
+    /// A value's elements in order as `(labels, float, histogram)`.
+    fn in_order(
+        v: &Value,
+        histograms: &dyn Fn(f64) -> Option<Arc<FloatHistogram>>,
+    ) -> Vec<(String, f64, Option<Arc<FloatHistogram>>)> {
+        match v {
+            Value::Vector(v) => v
+                .iter()
+                .map(|e| (e.labels.to_string(), e.value, histograms(e.value)))
+                .collect(),
+            Value::Scalar(s) => vec![(String::new(), *s, None)],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Operations after the combine (nested aggregations, `histogram_quantile`, picks
+    /// and sorts of the groups, `scalar`, label functions, `time()`) and aggregations of
+    /// per-series plans, over floats with ties, a stale marker, classic and native
+    /// histograms, dealt to 1 to 4 workers in every way: the reference's result, in the
+    /// reference's order where the operations depend on it (picks, sorts), values within
+    /// float rounding (histograms too), errors word for word.
+    #[test]
+    fn operations_after_and_aggregations_of_per_series_plans_of_any_split_are_the_reference() {
+        use crate::promql::eval::native::handle;
+        use crate::promql::testscript::store::MemStorage;
+        use crate::sample::STALE_MARKER;
+        let mut store = MemStorage::default();
+        let series = |name: &str, i: usize, extra: &[(&str, &str)]| {
+            // Jobs whose label order is not the order their first series come in.
+            let job = ["z", "a", "m", "a", "z", "m"][i % 6];
+            let mut pairs = vec![
+                ("__name__", name.to_string()),
+                ("instance", format!("h{i}")),
+                ("job", job.to_string()),
+            ];
+            pairs.extend(extra.iter().map(|(n, v)| (*n, v.to_string())));
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            Arc::new(Labels::from_strs(&pairs))
+        };
+        for i in 0..6 {
+            // Values with ties across groups and series.
+            let points = (0..4).map(|k| (k * 15_000, ((i % 3) * k as usize) as f64));
+            let mut points: BTreeMap<i64, f64> = points.collect();
+            if i == 4 {
+                points.insert(45_000, STALE_MARKER);
+            }
+            store.series.insert(series("x", i, &[]), points);
+            let y = (0..4).map(|k| (k * 15_000, (i as f64 - 2.0) * k as f64));
+            store.series.insert(series("y", i, &[]), y.collect());
+            for (b, le) in ["0.1", "1", "+Inf"].iter().enumerate() {
+                let v = (0..4).map(|k| (k * 15_000, ((b + 1) * (i + 1)) as f64 * k as f64));
+                store.series.insert(series("b", i, &[("le", le)]), v.collect());
+            }
+            let mut h = BTreeMap::new();
+            for k in 0..4 {
+                let buckets: Vec<f64> = (0..3).map(|b| (k * (i + 1) * (b + 1)) as f64).collect();
+                store.histograms.push(Arc::new(FloatHistogram {
+                    schema: 0,
+                    zero_threshold: 1e-128,
+                    count: buckets.iter().sum(),
+                    sum: (k * (i + 1)) as f64 * 2.5,
+                    positive_spans: vec![crate::histogram::Span {
+                        offset: 0,
+                        length: 3,
+                    }],
+                    positive_buckets: buckets,
+                    ..FloatHistogram::default()
+                }));
+                let at = (store.histograms.len() - 1) as u32;
+                h.insert(k as i64 * 15_000, handle(SOURCE, at));
+            }
+            store.series.insert(series("h", i, &[]), h);
+        }
+        let queries = [
+            "topk(2, sum by (job) (x))",
+            "bottomk(1, sum by (job) (rate(x[1m])))",
+            "limitk(2, avg by (job) (x))",
+            "topk(1, stddev by (job) (y))",
+            "sort_desc(sum by (job) (x))",
+            "sort(count by (job) (x))",
+            "sort_by_label_desc(max by (job) (x), \"job\")",
+            "count(sum by (job) (x))",
+            "sum(sum by (job) (x))",
+            "max by (job) (avg by (job, instance) (y)) > 1",
+            "histogram_quantile(0.9, sum by (le) (rate(b[1m])))",
+            "histogram_quantile(0.5, sum by (le, job) (b))",
+            "histogram_quantile(0.9, sum(rate(h[1m])))",
+            "histogram_count(sum(h * 2))",
+            "sum by (job) (h * 2)",
+            "count(h)",
+            "avg(h * 2)",
+            "scalar(sum(x))",
+            "vector(scalar(count(x))) * 2",
+            "label_replace(sum by (job) (x), \"job\", \"\", \"job\", \".*\")",
+            "label_replace(sum by (job) (x), \"j\", \"$1\", \"job\", \"(.*)\")",
+            "timestamp(sum(x))",
+            "time() - max(x)",
+            "count_values(\"v\", sum by (job) (x))",
+            "topk(1, topk by (job) (2, x))",
+            "count(topk(2, rate(x[1m])))",
+            "quantile(0.5, quantile by (job) (0.9, x))",
+            "sum by (job) (rate(x[1m]) > 0)",
+            "count(x == 0)",
+            "sum(x * 8)",
+            "max(abs(delta(y[1m])))",
+            "avg by (job) (clamp_min(y, 1))",
+            "stddev(-y)",
+            "topk(2, x * 8)",
+            "bottomk by (job) (1, -x)",
+            "limitk(1, x > 0)",
+            "quantile(0.9, rate(x[1m]) * 2)",
+            "count_values(\"v\", x * 2)",
+            "sum by (job) (rate(x[1m]) / y)",
+            "count(x > on (instance) y)",
+            "scalar(sum(x) / sum(y))",
+            "sum(x * 2) / sum(y > 0)",
+        ];
+        let t = 45_000;
+        let (mut errors, mut histograms) = (0, 0);
+        for q in queries {
+            let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            let plan = parse(q).unwrap();
+            let ev = Evaluator::new(&store, t);
+            let want = ev.instant(&plan, t);
+            errors += usize::from(want.is_err());
+            let ordered = rule.after.as_ref().is_some_and(ordered)
+                || (rule.combine == Combine::Pick && rule.after.is_none());
+            for workers in 1..=4usize {
+                for shift in 0..workers {
+                    let how = format!("{q} on {workers} workers, shift {shift}");
+                    let (got, held) = split_run(&rule, &store, t, workers, shift);
+                    let (got, want) = match (got, &want) {
+                        (Ok(g), Ok(w)) => (g, w),
+                        (got, want) => {
+                            assert_eq!(&got, want, "{how}");
+                            continue;
+                        }
+                    };
+                    let mut g = in_order(&got, &|v| match parse_handle(v) {
+                        Some((SOURCE, i)) => held.get(i as usize).cloned(),
+                        _ => None,
+                    });
+                    let mut w = in_order(want, &|v| ev.histogram(v));
+                    if !ordered {
+                        g.sort_by(|a, b| a.0.cmp(&b.0));
+                        w.sort_by(|a, b| a.0.cmp(&b.0));
+                    }
+                    let near = |a: f64, b: f64| {
+                        a == b || (a.is_nan() && b.is_nan()) || ((a - b) / b).abs() < 1e-9
+                    };
+                    let same = g.len() == w.len()
+                        && g.iter().zip(&w).all(|(g, w)| {
+                            g.0 == w.0
+                                && match (&g.2, &w.2) {
+                                    (Some(gh), Some(wh)) => gh.same(wh, true, near),
+                                    (None, None) => near(g.1, w.1),
+                                    _ => false,
+                                }
+                        });
+                    assert!(same, "{how}: {g:?}, reference {w:?}");
+                    histograms += g.iter().filter(|e| e.2.is_some()).count();
+                }
+            }
+        }
+        // The label function that makes every group's labels equal.
+        assert_eq!(errors, 1);
+        assert!(histograms > 0);
     }
 
     fn labelled(v: &Value) -> Vec<(String, f64)> {
