@@ -8,9 +8,12 @@
 //! interval, `sum by (job) (rate(node_bench_family<f>_total[1m]))`, together over every
 //! series, registered on the rule host (the first process) and spread over every
 //! worker of the cluster (`dataflows::render::spread`). With `CL_RULES=owned`, the rules
-//! are `sum by (job) (rate(node_bench_family<f>_total[1m]) * 2)` instead: the same
-//! result (doubled) of a shape that is not spread, so each rule runs whole on one owner
+//! are `sum by (job) (rate({__name__=~"node_bench_family<f>_total"}[1m]) * 2)` instead:
+//! the same result (doubled) of a shape that is not spread (a selector without a
+//! `__name__="…"` matcher), so each rule runs whole (incrementally) on one owner
 //! worker, placed over every process's workers (`dataflows::render`, "Processes").
+//! (Before the spread of aggregations over per-series plans, `rate(…) * 2` with the
+//! plain name was that shape, which the README's "Rules owned" rows ran.)
 //!
 //! For each cluster size, from the start of its processes: wait until the cluster
 //! answers `count(up)` with every target and every rule's 10 groups, then `CL_WARMUP`
@@ -41,7 +44,9 @@ use std::time::{Duration, Instant};
 fn rule_expr(f: usize, owned: bool) -> String {
     match owned {
         false => format!("sum by (job) (rate(node_bench_family{f}_total[1m]))"),
-        true => format!("sum by (job) (rate(node_bench_family{f}_total[1m]) * 2)"),
+        true => {
+            format!("sum by (job) (rate({{__name__=~\"node_bench_family{f}_total\"}}[1m]) * 2)")
+        }
     }
 }
 
@@ -50,7 +55,7 @@ fn rules(owned: bool) -> String {
     let mut out = String::from("groups:\n  - name: bulk\n    rules:\n");
     for f in 0..FAMILIES {
         out.push_str(&format!(
-            "      - record: bulk:rate{f}:sum\n        expr: {}\n",
+            "      - record: bulk:rate{f}:sum\n        expr: '{}'\n",
             rule_expr(f, owned)
         ));
     }

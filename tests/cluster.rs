@@ -1170,15 +1170,15 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
 
 /// Owned rules (neither spread nor read from storage): each needs all of its input in
 /// one place, and reads its own selectors, so they land on different workers. (A
-/// per-series plan or a one-to-one join of two would be spread: `sort` keeps those
-/// here whole.)
+/// per-series plan, a one-to-one join of two, or an aggregation of a per-series plan
+/// with operations after it would be spread: `sort` keeps those here whole.)
 const OWNED_RULES: &str = "groups:
   - name: owned
     rules:
       - record: demo:latency:p90
-        expr: histogram_quantile(0.9, sum by (le) (demo_latency_seconds_bucket))
+        expr: histogram_quantile(0.9, sum by (le) (sort(demo_latency_seconds_bucket)))
       - record: demo:free:top3
-        expr: topk(3, abs(demo_free))
+        expr: topk(3, sort(abs(demo_free)))
       - record: demo:ratio
         expr: sort(demo_used / on (k) demo_size)
       - record: demo:low

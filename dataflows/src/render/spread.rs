@@ -9,7 +9,13 @@
 //! stddev by (job) (x)                            # or a range function of it,
 //! topk(3, rate(x[5m]))                           # with a constant parameter
 //! count_values("v", x)
-//! avg by (job) (rate(x[5m])) * 100 > 10          # element-wise ops on constants after
+//! sum by (job) (rate(x[5m]) > 0)                 # or a per-series plan of it
+//! count(up == 0)                                 #   (no label functions inside)
+//! avg by (job) (rate(x[5m])) * 100 > 10          # any operation after an aggregation
+//! histogram_quantile(0.99, sum by (le, job) (rate(x_bucket[5m])))  # whose other
+//! topk(5, sum by (job) (rate(x[5m])))            # operands are constants, strings or
+//! count(sum by (job) (x))                        # time(): the innermost aggregation
+//! scalar(sum(x))                                 # is spread, the rest runs on the owner
 //! up == 0                                        # a per-series plan of one named
 //! rate(x[5m]) * 100 > 5                          # selector (label functions last)
 //! label_replace(x, "a", "$1", "b", "(.*)")
@@ -51,8 +57,9 @@
 //!   picked elements with their labels; the owner picks again from their union in label
 //!   order. An element the reference picks is picked by its worker too, so the result
 //!   is the reference's, ties included.
-//! - `quantile count_values` ([`Combine::Gather`]): every member, with its labels; the
-//!   owner runs the reference's aggregation over their union.
+//! - `quantile count_values`, and any aggregation under operations that depend on the
+//!   order of its groups ([`Combine::Gather`]): every member, with its labels; the
+//!   owner runs the reference's aggregation over their union, in label order.
 //! - a per-series plan ([`Combine::Union`]): the local plan is the rule's plan; every
 //!   element, with its labels; the owner's result is their union. Two elements with
 //!   the same labels (a label function made them equal, or the name drop) are the
@@ -101,11 +108,33 @@
 //!   reference makes an aggregation's groups (first seen), which the owner does not
 //!   know.
 //!
-//! Element-wise operations with constant operands after the aggregation or join
-//! ([`Spread::after`]) run on the owner over the combined result: step by step as an
-//! incremental map node applies them ([`Step`]: `> 0.1`, `* 100`, `abs`) where each
-//! is one and the result holds floats, then finished as the reference finishes a
-//! result; else by the reference evaluator. A worker's evaluation error makes the result that error.
+//! Operations after the aggregation, join or pair ([`Spread::after`], found by
+//! [`peel`]): any plan over the one combined result whose other operands are
+//! constants, strings or `time()`: element-wise operations, nested aggregations (the
+//! innermost, over the per-series plan, is the spread one), `histogram_quantile`,
+//! `topk`, `sort`, `scalar`, `vector`, label functions, `timestamp`. Not over a range
+//! or subquery of it, not with `@`, not `absent`/`absent_over_time` (their labels
+//! come from their argument's matchers), `info` (it reads other series) or
+//! `start_timestamp`. They run on the owner over the combined result, at every
+//! evaluation, over the whole result: step by step as an incremental map node applies
+//! them ([`Step`]: `> 0.1`, `* 100`, `abs`) where each is one and the result holds
+//! floats, then finished as the reference finishes a result; else by the reference
+//! evaluator over the combined elements as samples at `t` ([`over_members`]; so
+//! `time()` and `timestamp(…)` are the reference's: an owned rule's incremental map
+//! node cannot depend on `t`, as it recomputes only the elements whose input changed,
+//! but the owner recomputes every element at every evaluation). Their errors are the
+//! reference's (a duplicate label set's message names no labels). Where they depend
+//! on the order of their input beyond float rounding (`topk`, `bottomk`, `limitk`:
+//! ties and the first k; `sort*`: equal values), they need the reference's order of
+//! the aggregation's groups, the order it first sees them in: an aggregation under
+//! them gathers its members ([`Combine::Gather`]; the owner's reference aggregation
+//! over them in label order makes the groups in that order, a pick's and a gather's
+//! results are in it already), a join or a pair is not spread. After a pick or a
+//! join, no operation that reads the name labels (label functions, `by (__name__)`,
+//! `sort_by_label` of them): the reference may still hold `__name__` pending removal
+//! there. Nested aggregations and other folds over the combined groups see them in
+//! label order rather than the reference's: sums within float rounding. A worker's
+//! evaluation error makes the result that error.
 //!
 //! Native histograms: a worker whose windows hold them evaluates its local plan as any
 //! other (incrementally: [`crate::render::incremental`]), and its `sum` partial of a
@@ -140,13 +169,19 @@
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
 //! that are not constants, `by (__name__)`, selectors without a `__name__="…"` matcher
 //! (two metrics' series would become equal label sets under a range function, which
-//! the reference refuses and a worker could not see), nested aggregations, operations
-//! of two operands other than two per-series plans (one-to-one, no set operators) or
-//! two aggregations, a per-series operand beside an aggregation (`x / on (job) group_left
-//! sum by (job) (x)`), `label_replace`/`label_join` after a pick or a join or under a
-//! filter (the reference may still hold `__name__` pending removal there), operations
-//! after the aggregation or join that depend on `t`, and every rule when the engine
-//! has one worker. A rule that is spread and a rule that is not keep separate windows
+//! the reference refuses and a worker could not see), label functions inside an
+//! aggregation (two series they make equal are the reference's duplicate error, which
+//! no worker sees), `limit_ratio` of anything but a selector or a range function of it
+//! (it hashes labels the reference may hold a pending name in), operations of two
+//! operands other than two per-series plans (one-to-one, no set operators) or two
+//! aggregations, a per-series operand beside an aggregation (`x / on (job) group_left
+//! sum by (job) (x)`), operations after the combine with another selector, a range or
+//! subquery over it or `absent` (see above), `label_replace`/`label_join` (or other
+//! reads of the name labels) after a pick or a join or under a filter (the reference
+//! may still hold `__name__` pending removal there), picks and sorts after a join or a
+//! pair, a per-series plan under a non-element-wise operation
+//! (`histogram_quantile(0.9, rate(x_bucket[5m]))`), and every rule when the engine has
+//! one worker. A rule that is spread and a rule that is not keep separate windows
 //! of a selector they both read.
 
 use crate::histogram::FloatHistogram;
@@ -196,7 +231,8 @@ pub enum Combine {
     /// `topk bottomk limitk limit_ratio`: each worker's pick per group, with labels;
     /// the owner picks again from them.
     Pick,
-    /// `quantile count_values`: every member, with its labels.
+    /// `quantile count_values`, and any aggregation under operations that depend on
+    /// the order of its groups: every member, with its labels.
     Gather,
     /// A per-series plan: every element, with its labels; the owner's result is their
     /// union.
@@ -228,8 +264,9 @@ pub struct Spread {
     pub aggregate: Plan,
     /// Its grouping (`by ()` for a union or a join).
     pub grouping: Grouping,
-    /// Element-wise operations with constant operands after the aggregation, reading
-    /// it through [`hole`] (`sum by (job) (rate(x[5m])) > 10`), applied by the owner.
+    /// The operations after the aggregation, join or pair, reading it through
+    /// [`hole`] (`sum by (job) (rate(x[5m])) > 10`, `topk(5, …)`; see the module
+    /// doc), applied by the owner.
     pub after: Option<Plan>,
     /// For [`Combine::Pair`]: the two aggregations, each made and combined as a spread
     /// rule of its own (their local plans in order are [`Spread::local`]).
@@ -787,8 +824,8 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     })
 }
 
-/// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over one spreadable
-/// selector or a range function of it, `after` the operations on it.
+/// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over a per-series plan of
+/// one spreadable selector, `after` the operations on it.
 fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Aggregate {
         op,
@@ -957,19 +994,19 @@ fn peel(plan: &Plan) -> Option<(&Plan, Option<Plan>)> {
 /// `__name__` pending removal in them, which a worker's finished elements have dropped.
 fn reads_names(after: &Plan) -> bool {
     any_node(after, &|p| match p {
-            Plan::Call {
-                func: "label_replace" | "label_join",
-                ..
-            } => true,
-            Plan::Call {
-                func: "sort_by_label" | "sort_by_label_desc",
-                args,
-            } => args
-                .iter()
-                .any(|a| matches!(a, Plan::String(l) if is_name_label(l))),
-            Plan::Aggregate {
-                grouping: Grouping::By(labels),
-                ..
+        Plan::Call {
+            func: "label_replace" | "label_join",
+            ..
+        } => true,
+        Plan::Call {
+            func: "sort_by_label" | "sort_by_label_desc",
+            args,
+        } => args
+            .iter()
+            .any(|a| matches!(a, Plan::String(l) if is_name_label(l))),
+        Plan::Aggregate {
+            grouping: Grouping::By(labels),
+            ..
         } => labels.iter().any(|l| is_name_label(l)),
         _ => false,
     })
@@ -1796,7 +1833,10 @@ mod tests {
             ("avg by (job) (clamp_min(x, 0))", (Mean, false)),
             ("stddev(-x)", (Moments, false)),
             ("topk(2, x * 8)", (Pick, false)),
-            ("quantile(0.9, histogram_count(rate(h[5m])))", (Gather, false)),
+            (
+                "quantile(0.9, histogram_count(rate(h[5m])))",
+                (Gather, false),
+            ),
             ("count(timestamp(x))", (Fold, false)),
             ("sum(a * 2) / sum(b > 0)", (Pair, false)),
             ("count(a / b)", (Join, true)),
@@ -2129,7 +2169,9 @@ mod tests {
             store.series.insert(series("y", i, &[]), y.collect());
             for (b, le) in ["0.1", "1", "+Inf"].iter().enumerate() {
                 let v = (0..4).map(|k| (k * 15_000, ((b + 1) * (i + 1)) as f64 * k as f64));
-                store.series.insert(series("b", i, &[("le", le)]), v.collect());
+                store
+                    .series
+                    .insert(series("b", i, &[("le", le)]), v.collect());
             }
             let mut h = BTreeMap::new();
             for k in 0..4 {
