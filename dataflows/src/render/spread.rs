@@ -129,7 +129,9 @@
 //! the aggregation's groups, the order it first sees them in: an aggregation under
 //! them gathers its members ([`Combine::Gather`]; the owner's reference aggregation
 //! over them in label order makes the groups in that order, a pick's and a gather's
-//! results are in it already), a join or a pair is not spread. After a pick or a
+//! results are in it already), a join or a pair is not spread; so too where they make
+//! labels of values (`count_values`), which would show a combined sum's last bits
+//! (a join's values are the reference's to the bit). After a pick or a
 //! join, no operation that reads the name labels (label functions, `by (__name__)`,
 //! `sort_by_label` of them): the reference may still hold `__name__` pending removal
 //! there. Nested aggregations and other folds over the combined groups see them in
@@ -810,7 +812,11 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
             _ => false,
         },
     };
-    if !unique || after.as_ref().is_some_and(ordered) {
+    if !unique
+        || after
+            .as_ref()
+            .is_some_and(|a| ordered(a) || labels_values(a))
+    {
         return None;
     }
     Some(Spread {
@@ -836,10 +842,13 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    // Operations after it that depend on the order of its groups: the owner runs the
-    // reference's aggregation over every member in label order (the reference's
-    // order), so the groups come in the reference's order.
-    let in_order = after.as_ref().is_some_and(ordered);
+    // Operations after it that depend on the order of its groups or on the last bits
+    // of their values: the owner runs the reference's aggregation over every member
+    // in label order (the reference's order), so the groups come in the reference's
+    // order with its values to the bit.
+    let in_order = after
+        .as_ref()
+        .is_some_and(|a| ordered(a) || labels_values(a));
     let combine = match op {
         AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group | AggOp::Avg
             if in_order =>
@@ -1026,6 +1035,21 @@ fn ordered(after: &Plan) -> bool {
                 ..
             } | Plan::Call {
                 func: "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc",
+                ..
+            }
+        )
+    })
+}
+
+/// Whether operations after the combine make labels of values (`count_values`): a
+/// sum, mean or variance combined from the workers' partials equals the reference's
+/// within float rounding, not always to the last bit, which such a label would show.
+fn labels_values(after: &Plan) -> bool {
+    any_node(after, &|p| {
+        matches!(
+            p,
+            Plan::Aggregate {
+                op: AggOp::CountValues,
                 ..
             }
         )
@@ -1822,7 +1846,8 @@ mod tests {
             ),
             ("timestamp(sum(x))", (Fold, true)),
             ("time() - max(x)", (Fold, true)),
-            ("count_values(\"v\", sum by (job) (x))", (Fold, true)),
+            ("count_values(\"v\", sum by (job) (x))", (Gather, true)),
+            ("count_values(\"v\", a / b)", (Join, true)),
             ("topk(1, topk by (job) (2, x))", (Pick, true)),
             ("count(topk(2, x))", (Pick, true)),
             ("quantile(0.5, quantile by (job) (0.9, x))", (Gather, true)),
@@ -1871,6 +1896,8 @@ mod tests {
             // The order of a join's or a pair's groups.
             "topk(1, a / b)",
             "sort(sum by (job) (a) / sum by (job) (b))",
+            // Labels of a pair's values, combined within rounding.
+            "count_values(\"v\", sum(a) / sum(b))",
             // An aggregation over a nested one that is not spread.
             "sum(sum by (a) (x @ 100))",
             "sum(x @ 100 * 2)",
@@ -2218,6 +2245,8 @@ mod tests {
             "timestamp(sum(x))",
             "time() - max(x)",
             "count_values(\"v\", sum by (job) (x))",
+            "count_values(\"v\", sum(rate(x[1m]) * 0.1))",
+            "count_values(\"v\", x / on (instance, job) y)",
             "topk(1, topk by (job) (2, x))",
             "count(topk(2, rate(x[1m])))",
             "quantile(0.5, quantile by (job) (0.9, x))",
