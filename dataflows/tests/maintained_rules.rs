@@ -824,10 +824,13 @@ fn rules_reading_one_selector_share_its_window_whatever_their_first_selector() {
         start_ms: 0,
         every_ms: 1_000,
     };
-    // Owned (`b` alone, or `count(a) + count(b)`, would be spread, keeping windows by
-    // series).
+    // Owned (`b` alone, `sort(b)`, or `count(a) + count(b)`, would be spread, keeping
+    // windows by series; a label function under the sort keeps it owned).
     let first = engine
-        .register(parse("sort(b)").expect("parses"), every)
+        .register(
+            parse(r#"sort(label_replace(b, "j", "$1", "i", "(.*)"))"#).expect("parses"),
+            every,
+        )
         .expect("registers");
     let second = engine
         .register(
@@ -1137,6 +1140,8 @@ const SPREAD_QUERIES: &[&str] = &[
     "count(y == 0)",
     "sum(x * 8)",
     "max(abs(delta(y[1m])))",
+    "sort_desc(rate(x[1m]))",
+    "topk(3, sort(y))",
 ];
 
 /// What replaces `SPREAD_QUERIES[0]` mid-stream (seeded from what flowed before).
@@ -1299,6 +1304,8 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         "histogram_quantile(0.9, sum by (job) (rate(x[1m])))",
         "count(y == 0) > bool 1",
         "sum by (job) (rate(x[1m]) / on (instance, job) y)",
+        "scalar(y == 3)",
+        "limitk(2, sort_desc(y))",
     ];
     for (workers, joins) in [(2, true), (3, true), (3, false)] {
         let engine = engine_with(workers, joins);

@@ -71,7 +71,8 @@
 //! operations after the aggregation run on the owner, by the reference over the
 //! combined result. Per-series work is spread too: a per-series plan of
 //! one named selector (`up == 0`, `rate(x[5m]) * 100 > 5`, `label_replace(x, …)`) runs
-//! where each series lives and the owner takes the union of the elements; a
+//! where each series lives and the owner takes the union of the elements (and runs
+//! any operations after it: `histogram_quantile(0.9, rate(x_bucket[5m]))`); a
 //! one-to-one arithmetic or comparison of two such plans (`rate(a[5m]) /
 //! rate(b[5m])`, `a / on (instance) b > 0.1`) evaluates both sides where their series
 //! live, and binary matching exchanges both sides by match key: each side element

@@ -19,6 +19,8 @@
 //! up == 0                                        # a per-series plan of one named
 //! rate(x[5m]) * 100 > 5                          # selector (label functions last)
 //! label_replace(x, "a", "$1", "b", "(.*)")
+//! histogram_quantile(0.9, rate(x_bucket[5m]))    # any operation after it (no label
+//! sort_desc(rate(x[5m]))                         #   functions in it)
 //! rate(a[5m]) / rate(b[5m])                      # one-to-one arithmetic or comparison
 //! a / on (instance) b > 0.1                      # of two per-series plans, ops after
 //! sum(rate(a[5m])) / sum(rate(b[5m]))            # any vector/vector operation of two
@@ -65,7 +67,9 @@
 //!   the same labels (a label function made them equal, or the name drop) are the
 //!   reference's duplicate-labelset error, which the owner gives (`label_replace`/
 //!   `label_join` must come last, so no filter drops one of two elements that the
-//!   reference's check after the label function saw).
+//!   reference's check after the label function saw). Under operations that are not
+//!   element-wise (see below; then without label functions) the union, in label
+//!   order, is their input.
 //! - a one-to-one vector/vector arithmetic or comparison of two per-series plans
 //!   ([`Combine::Join`], when the registering engine has
 //!   [`crate::EngineConfig::spread_joins`], as promflow's does): the local plans are
@@ -108,8 +112,8 @@
 //!   reference makes an aggregation's groups (first seen), which the owner does not
 //!   know.
 //!
-//! Operations after the aggregation, join or pair ([`Spread::after`], found by
-//! [`peel`]): any plan over the one combined result whose other operands are
+//! Operations after the aggregation, join, pair or per-series plan ([`Spread::after`],
+//! found by [`peel`]): any plan over the one combined result whose other operands are
 //! constants, strings or `time()`: element-wise operations, nested aggregations (the
 //! innermost, over the per-series plan, is the spread one), `histogram_quantile`,
 //! `topk`, `sort`, `scalar`, `vector`, label functions, `timestamp`. Not over a range
@@ -129,10 +133,11 @@
 //! the aggregation's groups, the order it first sees them in: an aggregation under
 //! them gathers its members ([`Combine::Gather`]; the owner's reference aggregation
 //! over them in label order makes the groups in that order, a pick's and a gather's
-//! results are in it already), a join or a pair is not spread; so too where they make
-//! labels of values (`count_values`), which would show a combined sum's last bits
-//! (a join's values are the reference's to the bit). After a pick or a
-//! join, no operation that reads the name labels (label functions, `by (__name__)`,
+//! results, and a union's, are in it already), a join or a pair is not spread; so too
+//! where they make labels of values (`count_values`), which would show a combined
+//! sum's last bits (a join's values are the reference's to the bit). After a pick, a
+//! join or a
+//! union, no operation that reads the name labels (label functions, `by (__name__)`,
 //! `sort_by_label` of them): the reference may still hold `__name__` pending removal
 //! there. Nested aggregations and other folds over the combined groups see them in
 //! label order rather than the reference's: sums within float rounding. A worker's
@@ -181,9 +186,8 @@
 //! subquery over it or `absent` (see above), `label_replace`/`label_join` (or other
 //! reads of the name labels) after a pick or a join or under a filter (the reference
 //! may still hold `__name__` pending removal there), picks and sorts after a join or a
-//! pair, a per-series plan under a non-element-wise operation
-//! (`histogram_quantile(0.9, rate(x_bucket[5m]))`), and every rule when the engine has
-//! one worker. A rule that is spread and a rule that is not keep separate windows
+//! pair, a per-series plan with label functions under operations that are not
+//! element-wise, and every rule when the engine has one worker. A rule that is spread and a rule that is not keep separate windows
 //! of a selector they both read.
 
 use crate::histogram::FloatHistogram;
@@ -646,6 +650,7 @@ pub fn spread_of(
     }
     let (inner, after) = peel(plan)?;
     match inner {
+        _ if per_series(inner).is_some() => union_after(inner, after?),
         Plan::Binary { .. } => joins
             .then(|| join_of(inner, after.clone()))
             .flatten()
@@ -711,6 +716,23 @@ fn union_of(plan: &Plan) -> Option<Spread> {
         grouping: Grouping::By(Vec::new()),
         after: None,
         pair: None,
+    })
+}
+
+/// A per-series plan ([`Combine::Union`]) without label functions, under operations
+/// that are not element-wise (`histogram_quantile(0.9, rate(x_bucket[5m]))`,
+/// `sort_desc(rate(x[5m]))`) that read no name labels (the reference may still hold
+/// `__name__` pending removal in its elements). The union is in label order, the
+/// order the reference reads the selector's series in, and its values are the
+/// reference's to the bit: any operation after it may run on the owner.
+fn union_after(plan: &Plan, after: Plan) -> Option<Spread> {
+    let spread = union_of(plan)?;
+    if labelling(plan) || reads_names(&after) {
+        return None;
+    }
+    Some(Spread {
+        after: Some(after),
+        ..spread
     })
 }
 
@@ -980,14 +1002,15 @@ fn operand_at_mut(plan: &mut Plan, i: usize) -> Option<&mut Plan> {
 }
 
 /// The part of `plan` that is spread (a vector/vector operation of two operands that
-/// are not [`fixed`], or the innermost aggregation, the one over a per-series plan)
-/// and the operations after it, over [`hole`] (`None`: `plan` is it): any plan whose
+/// are not [`fixed`], the innermost aggregation, the one over a per-series plan, or
+/// else a per-series plan) and the operations after it, over [`hole`] (`None`: `plan`
+/// is it): any plan whose
 /// other operands are [`fixed`] ([`operand_index`]), e.g. `histogram_quantile(0.9, …)`,
 /// `topk(5, …)`, `count(…)`, `scalar(…)`, `label_replace(…)`, `time() - …`, nested.
 fn peel(plan: &Plan) -> Option<(&Plan, Option<Plan>)> {
     let join = matches!(plan, Plan::Binary { lhs, rhs, .. } if !fixed(lhs) && !fixed(rhs));
     let aggregation = matches!(plan, Plan::Aggregate { expr, .. } if per_series(expr).is_some());
-    if join || aggregation {
+    if join || aggregation || per_series(plan).is_some() {
         return Some((plan, None));
     }
     let i = operand_index(plan)?;
@@ -1867,6 +1890,15 @@ mod tests {
             ("count(a / b)", (Join, true)),
             ("sum by (job) (rate(a[5m]) / rate(b[5m]))", (Join, true)),
             ("scalar(sum(a) / sum(b))", (Pair, true)),
+            (
+                "histogram_quantile(0.99, rate(x_bucket[5m]))",
+                (Union, true),
+            ),
+            ("histogram_quantile(0.9, x_bucket)", (Union, true)),
+            ("sort_desc(rate(x[5m]))", (Union, true)),
+            ("topk(5, sort(x > 1))", (Union, true)),
+            ("scalar(x)", (Union, true)),
+            ("histogram_count(sort(h))", (Union, true)),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -1898,6 +1930,12 @@ mod tests {
             "sort(sum by (job) (a) / sum by (job) (b))",
             // Labels of a pair's values, combined within rounding.
             "count_values(\"v\", sum(a) / sum(b))",
+            // A per-series plan with label functions, or its names read, under
+            // operations that are not element-wise.
+            "sort(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
+            "label_replace(sort(rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+            "count by (__name__) (sort(x))",
+            "sort(x{job=\"a\"} or y)",
             // An aggregation over a nested one that is not spread.
             "sum(sum by (a) (x @ 100))",
             "sum(x @ 100 * 2)",
@@ -2247,6 +2285,17 @@ mod tests {
             "count_values(\"v\", sum by (job) (x))",
             "count_values(\"v\", sum(rate(x[1m]) * 0.1))",
             "count_values(\"v\", x / on (instance, job) y)",
+            "histogram_quantile(0.9, rate(b[1m]))",
+            "histogram_quantile(0.5, b)",
+            "histogram_quantile(0.9, rate(h[1m]))",
+            "histogram_count(sort(h))",
+            "sort_desc(rate(x[1m]))",
+            "sort(y)",
+            "topk(3, sort(y))",
+            "scalar(x)",
+            "scalar(x == 2)",
+            "sort_by_label(y, \"job\")",
+            "count_values(\"v\", sort(y))",
             "topk(1, topk by (job) (2, x))",
             "count(topk(2, rate(x[1m])))",
             "quantile(0.5, quantile by (job) (0.9, x))",
@@ -2276,6 +2325,10 @@ mod tests {
             errors += usize::from(want.is_err());
             let ordered = rule.after.as_ref().is_some_and(ordered)
                 || (rule.combine == Combine::Pick && rule.after.is_none());
+            assert!(
+                rule.after.is_some() || rule.combine != Combine::Union,
+                "{q}"
+            );
             for workers in 1..=4usize {
                 for shift in 0..workers {
                     let how = format!("{q} on {workers} workers, shift {shift}");
