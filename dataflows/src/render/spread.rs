@@ -136,10 +136,9 @@
 //! results, and a union's, are in it already), a join or a pair is not spread; so too
 //! where they make labels of values (`count_values`), which would show a combined
 //! sum's last bits (a join's values are the reference's to the bit). After a pick, a
-//! join or a
-//! union, no operation that reads the name labels (label functions, `by (__name__)`,
-//! `sort_by_label` of them): the reference may still hold `__name__` pending removal
-//! there. Nested aggregations and other folds over the combined groups see them in
+//! join or a union, no operation that reads the name labels (label functions,
+//! `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes every label):
+//! the reference may still hold `__name__` pending removal there. Nested aggregations and other folds over the combined groups see them in
 //! label order rather than the reference's: sums within float rounding. A worker's
 //! evaluation error makes the result that error.
 //!
@@ -178,7 +177,7 @@
 //! (two metrics' series would become equal label sets under a range function, which
 //! the reference refuses and a worker could not see), label functions inside an
 //! aggregation (two series they make equal are the reference's duplicate error, which
-//! no worker sees), `limit_ratio` of anything but a selector or a range function of it
+//! no worker sees), `limit_ratio` of anything but a selector
 //! (it hashes labels the reference may hold a pending name in), operations of two
 //! operands other than two per-series plans (one-to-one, no set operators) or two
 //! aggregations, a per-series operand beside an aggregation (`x / on (job) group_left
@@ -906,12 +905,11 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     }
     // Over a per-series plan without label functions (two series a label function
     // makes equal are the reference's duplicate error, which no worker sees).
-    // `limit_ratio` over a selector or a range function of it only: it hashes its
-    // members' labels, which the reference may still hold `__name__` in (pending
-    // removal) where an element-wise operation dropped it on a worker.
+    // `limit_ratio` over a selector only: it hashes its members' labels, which the
+    // reference still holds `__name__` in (pending removal) where a function dropped
+    // it, as a worker's finished elements do not.
     let (sel, _) = per_series(expr)?;
-    let plain = matches!(&**expr, Plan::Vector(_))
-        || matches!(&**expr, Plan::Call { func, .. } if per_series_range_function(func));
+    let plain = matches!(&**expr, Plan::Vector(_));
     if !spreadable(sel) || labelling(expr) || (*op == AggOp::LimitRatio && !plain) {
         return None;
     }
@@ -1021,7 +1019,8 @@ fn peel(plan: &Plan) -> Option<(&Plan, Option<Plan>)> {
 }
 
 /// Whether operations after the combine read the name labels of their input
-/// (`label_replace`/`label_join`, `by (__name__)`, `sort_by_label(…, "__name__")`):
+/// (`label_replace`/`label_join`, `by (__name__)`, `sort_by_label(…, "__name__")`,
+/// `limit_ratio`, which hashes every label):
 /// where the combined elements are a pick's or a join's, the reference may still hold
 /// `__name__` pending removal in them, which a worker's finished elements have dropped.
 fn reads_names(after: &Plan) -> bool {
@@ -1036,6 +1035,11 @@ fn reads_names(after: &Plan) -> bool {
         } => args
             .iter()
             .any(|a| matches!(a, Plan::String(l) if is_name_label(l))),
+        // It hashes every label.
+        Plan::Aggregate {
+            op: AggOp::LimitRatio,
+            ..
+        } => true,
         Plan::Aggregate {
             grouping: Grouping::By(labels),
             ..
@@ -1908,6 +1912,7 @@ mod tests {
             "count(label_replace(x, \"a\", \"\", \"a\", \".*\") > 1)",
             // It hashes labels the reference may hold a pending name in.
             "limit_ratio(0.5, x * 2)",
+            "limit_ratio(0.5, rate(x[5m]))",
             // Other series, other operands, their labels from the matchers, ranges.
             "absent(sum(x))",
             "absent_over_time(sum(x)[5m:])",
@@ -1935,6 +1940,9 @@ mod tests {
             "sort(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
             "label_replace(sort(rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
             "count by (__name__) (sort(x))",
+            "limit_ratio(0.5, sort(rate(x[5m])))",
+            "limit_ratio(0.5, topk(3, rate(x[5m])))",
+            "limit_ratio(0.5, a / b)",
             "sort(x{job=\"a\"} or y)",
             // An aggregation over a nested one that is not spread.
             "sum(sum by (a) (x @ 100))",
@@ -2296,6 +2304,8 @@ mod tests {
             "scalar(x == 2)",
             "sort_by_label(y, \"job\")",
             "count_values(\"v\", sort(y))",
+            "limit_ratio(-0.5, y)",
+            "limit_ratio(0.7, sum by (instance) (rate(x[1m])))",
             "topk(1, topk by (job) (2, x))",
             "count(topk(2, rate(x[1m])))",
             "quantile(0.5, quantile by (job) (0.9, x))",
