@@ -206,9 +206,7 @@ use crate::render::rule::{
     frontier_of, hold_by_time, Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput,
     RuleSchedule, RuleSpec,
 };
-use crate::render::shape::{
-    constant, element_wise, hole, one_to_one, per_series, per_series_range_function,
-};
+use crate::render::shape::{constant, element_wise, hole, one_to_one, per_series};
 use crate::sample::is_stale_marker;
 use crate::selector::{LabelMatcher, MatchKind, Selector};
 use crossbeam_channel::Sender;
