@@ -8,9 +8,12 @@
 //! interval, `sum by (job) (rate(node_bench_family<f>_total[1m]))`, together over every
 //! series, registered on the rule host (the first process) and spread over every
 //! worker of the cluster (`dataflows::render::spread`). With `CL_RULES=owned`, the rules
-//! are `sum by (job) (rate(node_bench_family<f>_total[1m]) * 2)` instead: the same
-//! result (doubled) of a shape that is not spread, so each rule runs whole on one owner
+//! are `sum by (job) (rate({__name__=~"node_bench_family<f>_total"}[1m]) * 2)` instead:
+//! the same result (doubled) of a shape that is not spread (a selector without a
+//! `__name__="…"` matcher), so each rule runs whole (incrementally) on one owner
 //! worker, placed over every process's workers (`dataflows::render`, "Processes").
+//! (Before the spread of aggregations over per-series plans, `rate(…) * 2` with the
+//! plain name was that shape, which the README's "Rules owned" rows ran.)
 //! Rules whose records carry a label set per series (what the labels dictionary of
 //! `dataflows::render::dictionary` codes): with `CL_RULES=union`, the per-series
 //! `rate(node_bench_family<f>_total[1m]) > 0` (spread: each worker sends the owner
@@ -74,7 +77,9 @@ fn rule_expr(f: usize, shape: Shape) -> String {
     let rate = |f: usize| format!("rate(node_bench_family{f}_total[1m])");
     match shape {
         Shape::Spread => format!("sum by (job) ({})", rate(f)),
-        Shape::Owned => format!("sum by (job) ({} * 2)", rate(f)),
+        Shape::Owned => {
+            format!("sum by (job) (rate({{__name__=~\"node_bench_family{f}_total\"}}[1m]) * 2)")
+        }
         Shape::Union => format!("{} > 0", rate(f)),
         Shape::Join => format!("{} / {}", rate(f), rate(f ^ 1)),
     }
@@ -85,7 +90,7 @@ fn rules(shape: Shape) -> String {
     let mut out = String::from("groups:\n  - name: bulk\n    rules:\n");
     for f in 0..FAMILIES {
         out.push_str(&format!(
-            "      - record: bulk:rate{f}:sum\n        expr: {}\n",
+            "      - record: bulk:rate{f}:sum\n        expr: '{}'\n",
             rule_expr(f, shape)
         ));
     }

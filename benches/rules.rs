@@ -42,7 +42,9 @@
 //!    workers the rule is spread (`dataflows::render::spread`). `RULES_BULK_RULE`
 //!    measures another rule over `x` instead (e.g. the join
 //!    `rate(x[5m]) / on (instance) rate(x[1m])`); two workers must give the result
-//!    sizes one gives.
+//!    sizes one gives. `RULES_BULK_LE` (0) = n makes every n consecutive series one
+//!    instance's classic histogram buckets (`le` 0.005, 0.01, … and `+Inf`), for
+//!    `histogram_quantile(0.99, sum by (le, job) (rate(x[5m])))`.
 //!
 //! 5. **histogram_rate, incremental vs whole-plan.** `sum by (job) (rate(h[5m]))` over
 //!    `RULES_HIST_SERIES` (1,000) native-histogram series of 16 buckets in 10 jobs,
@@ -439,13 +441,25 @@ fn recording_bulk(rule_expr: &str, series: usize, evaluations: u64, feeders: usi
     );
     // The size of each evaluation's result on one worker, which two must give too.
     let mut sizes: Vec<Option<usize>> = Vec::new();
+    // With `RULES_BULK_LE` = n > 0: n consecutive series are one instance's buckets
+    // of a classic histogram, `le` from 0.005 up to `+Inf` (for `histogram_quantile`).
+    let buckets = env_or("RULES_BULK_LE", 0);
+    let le = |b: usize| match b + 1 == buckets {
+        true => "+Inf".to_string(),
+        false => format!("{}", 0.005 * 2f64.powi(b as i32)),
+    };
     let labels: Vec<Arc<Labels>> = (0..series)
         .map(|i| {
-            Arc::new(Labels::from_pairs(vec![
+            let (host, mut pairs) = match buckets {
+                0 => (i, Vec::new()),
+                n => (i / n, vec![("le".to_string(), le(i % n))]),
+            };
+            pairs.extend([
                 ("__name__".into(), "x".into()),
-                ("instance".into(), format!("host-{i}")),
-                ("job".into(), format!("job-{}", i % 10)),
-            ]))
+                ("instance".into(), format!("host-{host}")),
+                ("job".into(), format!("job-{}", host % 10)),
+            ]);
+            Arc::new(Labels::from_pairs(pairs))
         })
         .collect();
     let ids: Vec<u64> = labels.iter().map(|l| l.hash()).collect();

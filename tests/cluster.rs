@@ -1182,21 +1182,22 @@ fn processes_behind_basic_auth_read_each_other_with_the_cluster_credentials() {
 
 /// Owned rules (neither spread nor read from storage): each needs all of its input in
 /// one place, and reads its own selectors, so they land on different workers. (A
-/// per-series plan or a one-to-one join of two would be spread: `sort` keeps those
-/// here whole.)
+/// per-series plan, a one-to-one join of two, an aggregation of a per-series plan,
+/// with operations after any of them, would be spread: a selector without a
+/// `__name__="…"` matcher keeps those here whole; `sort` keeps the join whole.)
 const OWNED_RULES: &str = "groups:
   - name: owned
     rules:
       - record: demo:latency:p90
-        expr: histogram_quantile(0.9, sum by (le) (demo_latency_seconds_bucket))
+        expr: histogram_quantile(0.9, sum by (le) ({__name__=~\"demo_latency_seconds_bucket\"}))
       - record: demo:free:top3
-        expr: topk(3, abs(demo_free))
+        expr: topk(3, abs({__name__=~\"demo_free\"}))
       - record: demo:ratio
         expr: sort(demo_used / on (k) demo_size)
       - record: demo:low
-        expr: sort(demo_value{k=~\"[0-4]\"} > 102)
+        expr: sort({__name__=~\"demo_value\",k=~\"[0-4]\"} > 102)
       - record: demo:spare:sorted
-        expr: sort_desc(demo_spare - 1)
+        expr: sort_desc({__name__=~\"demo_spare\"} - 1)
       - record: demo:missing
         expr: absent(demo_missing)
 ";
@@ -1335,11 +1336,11 @@ fn owned_rules_run_on_every_process_and_answer_as_prometheus() {
         ) == TARGETS));
     }
     // One rule per target, each reading its own selector: placed over the processes
-    // (owned: `max_over_time` alone would be spread).
+    // (owned: a selector with `__name__="demo_value"` would be spread).
     let mut group = "name: late\nrules:\n".to_string();
     for k in 0..TARGETS {
         group.push_str(&format!(
-            "  - record: demo_value_k{k}:max1h\n    expr: sort(max_over_time(demo_value{{k=\"{k}\"}}[1h]))\n"
+            "  - record: demo_value_k{k}:max1h\n    expr: 'sort(max_over_time({{__name__=~\"demo_value\",k=\"{k}\"}}[1h]))'\n"
         ));
     }
     let recorded = "{__name__=~\"demo_value_k[0-9]:max1h\"}";

@@ -4,7 +4,9 @@
 //! history (the oracle) at every evaluation: `histogram_quantile(0.9, rate(h[1m]))`,
 //! `sum(h)` (spread over the workers: histogram partials combined on the owner),
 //! `avg`, `limitk`, `stddev` and `quantile` of `h` (spread: members gathered),
-//! `sum by (job) (rate(h[1m]))`, `histogram_count(h)`, and a float rule beside them,
+//! `sum by (job) (rate(h[1m]))`, `histogram_count(h)`, operations after a spread
+//! aggregation of a per-series plan (`histogram_quantile(0.9, sum by (job) (…))`,
+//! `sum(h * 2)`, a `topk` of sums), and a float rule beside them,
 //! which stays incremental (the float path is untouched by histograms); a rule seeded
 //! with histograms from a history; on-arrival rules over histograms and over a series
 //! that turns from floats to histograms, through to their expiry.
@@ -193,6 +195,11 @@ fn histogram_rules_match_the_reference_while_streaming() {
         "limitk(2, h)",
         "stddev(h)",
         "quantile by (job) (0.5, h)",
+        // Operations after the combine, aggregations of per-series plans.
+        "histogram_quantile(0.9, sum by (job) (rate(h[1m])))",
+        "sum(h * 2)",
+        "histogram_count(sum(h * 2)) > 1",
+        "topk(1, sum by (job) (rate(x[1m])))",
     ];
     for workers in [1, 3] {
         let (engine, rules, store, end) = interval_rules_fed(workers, &queries, 60, scrape);
@@ -208,7 +215,11 @@ fn histogram_rules_match_the_reference_while_streaming() {
                 .map(|o| assert_matches_reference(q, o, &store))
                 .sum();
             match *q {
-                "sum(h)" | "sum by (job) (rate(h[1m]))" | "avg by (job) (h)" | "limitk(2, h)" => {
+                "sum(h)"
+                | "sum by (job) (rate(h[1m]))"
+                | "avg by (job) (h)"
+                | "limitk(2, h)"
+                | "sum(h * 2)" => {
                     assert!(histograms > 0, "{q}: histogram results")
                 }
                 _ => assert_eq!(histograms, 0, "{q}: float results"),
@@ -437,6 +448,8 @@ fn rate_and_sum_of_histograms_are_maintained_incrementally() {
         "sum(irate(h[5m]))",
         "histogram_avg(sum by (job) (rate(h[5m])))",
         "histogram_count(rate(h[5m])) > 0",
+        "sum by (job) (rate(h[5m]) * 2)",
+        "max(histogram_count(rate(h[5m])))",
     ];
     for workers in [1, 4] {
         let (engine, rules, store, end) = interval_rules_fed(workers, &queries, 70, scrape_cases);
@@ -476,7 +489,7 @@ fn rate_and_sum_of_histograms_are_maintained_incrementally() {
                 );
                 histograms += got.iter().filter(|e| e.2.is_some()).count();
             }
-            if !q.starts_with("count") && !q.starts_with("histogram_") {
+            if !q.starts_with("count") && !q.starts_with("histogram_") && !q.starts_with("max") {
                 assert!(histograms > 0, "{q}: histogram results");
             }
         }

@@ -824,10 +824,13 @@ fn rules_reading_one_selector_share_its_window_whatever_their_first_selector() {
         start_ms: 0,
         every_ms: 1_000,
     };
-    // Owned (`b` alone, or `count(a) + count(b)`, would be spread, keeping windows by
-    // series).
+    // Owned (`b` alone, `sort(b)`, or `count(a) + count(b)`, would be spread, keeping
+    // windows by series; a label function under the sort keeps it owned).
     let first = engine
-        .register(parse("sort(b)").expect("parses"), every)
+        .register(
+            parse(r#"sort(label_replace(b, "j", "$1", "i", "(.*)"))"#).expect("parses"),
+            every,
+        )
         .expect("registers");
     let second = engine
         .register(
@@ -1125,6 +1128,20 @@ const SPREAD_QUERIES: &[&str] = &[
     "x - ignoring (job) y > 1",
     "sum(rate(x[1m])) / sum(max_over_time(y[1m]))",
     "sum by (job) (rate(x[1m])) / on (job) count by (job) (y) > 0.05",
+    // Operations after the combine, aggregations of per-series plans.
+    "topk(2, sum by (instance) (y))",
+    "bottomk(1, avg by (instance) (rate(x[1m])))",
+    "sort_desc(sum by (job) (rate(x[1m])))",
+    "count(sum by (job) (y))",
+    "scalar(sum(y))",
+    r#"label_replace(sum by (job) (y), "j", "$1", "job", "(.*)")"#,
+    "time() - max(timestamp(y))",
+    "sum by (job) (rate(x[1m]) > 0)",
+    "count(y == 0)",
+    "sum(x * 8)",
+    "max(abs(delta(y[1m])))",
+    "sort_desc(rate(x[1m]))",
+    "topk(3, sort(y))",
 ];
 
 /// What replaces `SPREAD_QUERIES[0]` mid-stream (seeded from what flowed before).
@@ -1248,12 +1265,13 @@ fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
     }
 }
 
-/// Per-series plans, one-to-one joins of two (with `spread_joins`; without, the four
-/// joins are owned) and operations of two aggregations (see
-/// `dataflows::render::spread`) are spread over the workers: no worker owns them
-/// (`rules_owned` stays at the one rule that is not spread), and every evaluation is
-/// the reference's, errors word for word (duplicate label sets made by a label
-/// function, many-to-many matches found on different workers or on the owner).
+/// Per-series plans, one-to-one joins of two (with `spread_joins`; without, the five
+/// joins are owned), operations of two aggregations, and operations after an
+/// aggregation of a per-series plan or after a join (see `dataflows::render::spread`)
+/// are spread over the workers: no worker owns them (`rules_owned` stays at the one
+/// rule that is not spread), and every evaluation is the reference's, errors word for
+/// word (duplicate label sets made by a label function, many-to-many matches found on
+/// different workers or on the owner).
 #[test]
 fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
     let until = 1_200_000;
@@ -1277,6 +1295,17 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         "sum by (job) (rate(x[1m])) / sum by (job) (y) > 0.05",
         "avg by (job) (y) - on (job) max by (job) (y)",
         "sum by (job, instance) (x) / on (job) sum by (job) (y)",
+        // Operations after the combine, aggregations of per-series plans: a
+        // duplicate label set made after the aggregation, ties of picks and sorts
+        // (`y` is a small integer), a join under an aggregation.
+        r#"label_replace(sum by (job) (y), "job", "", "job", ".*")"#,
+        "topk(3, count by (instance) (y > 0))",
+        "limitk(2, sort(max by (instance) (y)))",
+        "histogram_quantile(0.9, sum by (job) (rate(x[1m])))",
+        "count(y == 0) > bool 1",
+        "sum by (job) (rate(x[1m]) / on (instance, job) y)",
+        "scalar(y == 3)",
+        "limitk(2, sort_desc(y))",
     ];
     for (workers, joins) in [(2, true), (3, true), (3, false)] {
         let engine = engine_with(workers, joins);
@@ -1288,8 +1317,8 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         wait_for_frontier(&engine, until + 1);
         settle(&engine);
         // All but the `group_left` join, which stays on one owner, and without
-        // `spread_joins` the four one-to-one joins of per-series plans.
-        let owned = if joins { 1 } else { 5 };
+        // `spread_joins` the five one-to-one joins of per-series plans.
+        let owned = if joins { 1 } else { 6 };
         assert_eq!(engine.stats().rules_owned, owned, "{workers} workers");
         let mut errors = 0;
         for (q, rule) in queries.iter().zip(&rules) {

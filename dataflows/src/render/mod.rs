@@ -55,18 +55,25 @@
 //!
 //! **Distribution.** A rule of the spread shape ([`spread`]: any aggregation —
 //! `sum avg min max count group stddev stdvar topk bottomk limitk limit_ratio quantile
-//! count_values`, with a constant parameter — by/without over one named selector or a
-//! range function of it, with element-wise operations on constants after it, at
+//! count_values`, with a constant parameter — by/without over a per-series plan of one
+//! named selector (`rate(x[5m])`, `x * 8`, `rate(x[5m]) > 0`; no label functions
+//! inside), with any operations after it whose other operands are constants, strings
+//! or `time()` (`> 10`, `histogram_quantile(0.99, …)`, `topk(5, …)`, `count(…)`,
+//! `scalar(…)`, `label_replace(…)`; nested aggregations spread the innermost), at
 //! interval, `At` or range schedules, with more than one worker) runs on every worker:
 //! each keeps the window of the series whose id (modulo the workers) is its own,
 //! evaluates its part over them incrementally and sends it to the rule's owner, which
 //! combines the parts once every worker's of that evaluation is in: one partial per
 //! group (sums, counts, extremes; sum and count for `avg`; count, mean and M2 for
 //! `stddev`/`stdvar`), each worker's top k per group for `topk`/`bottomk`/`limitk`, the
-//! members themselves for `quantile`/`count_values`; the operations after the
-//! aggregation run on the owner. Per-series work is spread too: a per-series plan of
+//! members themselves for `quantile`/`count_values` and for an aggregation under
+//! operations that depend on the order of its groups (`topk(5, sum by (job) (…))`:
+//! ties fall in the reference's order of the groups, which only the members tell); the
+//! operations after the aggregation run on the owner, by the reference over the
+//! combined result. Per-series work is spread too: a per-series plan of
 //! one named selector (`up == 0`, `rate(x[5m]) * 100 > 5`, `label_replace(x, …)`) runs
-//! where each series lives and the owner takes the union of the elements; a
+//! where each series lives and the owner takes the union of the elements (and runs
+//! any operations after it: `histogram_quantile(0.9, rate(x_bucket[5m]))`); a
 //! one-to-one arithmetic or comparison of two such plans (`rate(a[5m]) /
 //! rate(b[5m])`, `a / on (instance) b > 0.1`) evaluates both sides where their series
 //! live, and binary matching exchanges both sides by match key: each side element
@@ -77,7 +84,9 @@
 //! which promflow sets; without it such a join is owned); a vector/vector
 //! operation of two spread aggregations (`sum(rate(a[5m])) / sum(rate(b[5m]))`) sends
 //! both aggregations' partials to the owner, which combines each and runs the
-//! operation over the two. Any other plan can
+//! operation over the two; operations after a join or a pair run on the owner too
+//! (`sum by (job) (rate(a[5m]) / rate(b[5m]))`; not picks or sorts, nor reads of the
+//! name labels after a join). Any other plan can
 //! aggregate or join across series in ways without partials, so all of its input
 //! meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that

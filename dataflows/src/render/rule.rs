@@ -776,7 +776,10 @@ mod tests {
             .map(|f| {
                 def(
                     f,
-                    &format!("sum by (job) (rate(family{f}[1m]) * 2)"),
+                    // Owned: a label function inside the aggregation.
+                    &format!(
+                        r#"sum by (job) (label_replace(rate(family{f}[1m]), "f", "x", "", ""))"#
+                    ),
                     (0, 3),
                 )
             })

@@ -9,10 +9,18 @@
 //! stddev by (job) (x)                            # or a range function of it,
 //! topk(3, rate(x[5m]))                           # with a constant parameter
 //! count_values("v", x)
-//! avg by (job) (rate(x[5m])) * 100 > 10          # element-wise ops on constants after
+//! sum by (job) (rate(x[5m]) > 0)                 # or a per-series plan of it
+//! count(up == 0)                                 #   (no label functions inside)
+//! avg by (job) (rate(x[5m])) * 100 > 10          # any operation after an aggregation
+//! histogram_quantile(0.99, sum by (le, job) (rate(x_bucket[5m])))  # whose other
+//! topk(5, sum by (job) (rate(x[5m])))            # operands are constants, strings or
+//! count(sum by (job) (x))                        # time(): the innermost aggregation
+//! scalar(sum(x))                                 # is spread, the rest runs on the owner
 //! up == 0                                        # a per-series plan of one named
 //! rate(x[5m]) * 100 > 5                          # selector (label functions last)
 //! label_replace(x, "a", "$1", "b", "(.*)")
+//! histogram_quantile(0.9, rate(x_bucket[5m]))    # any operation after it (no label
+//! sort_desc(rate(x[5m]))                         #   functions in it)
 //! rate(a[5m]) / rate(b[5m])                      # one-to-one arithmetic or comparison
 //! a / on (instance) b > 0.1                      # of two per-series plans, ops after
 //! sum(rate(a[5m])) / sum(rate(b[5m]))            # any vector/vector operation of two
@@ -51,14 +59,17 @@
 //!   picked elements with their labels; the owner picks again from their union in label
 //!   order. An element the reference picks is picked by its worker too, so the result
 //!   is the reference's, ties included.
-//! - `quantile count_values` ([`Combine::Gather`]): every member, with its labels; the
-//!   owner runs the reference's aggregation over their union.
+//! - `quantile count_values`, and any aggregation under operations that depend on the
+//!   order of its groups ([`Combine::Gather`]): every member, with its labels; the
+//!   owner runs the reference's aggregation over their union, in label order.
 //! - a per-series plan ([`Combine::Union`]): the local plan is the rule's plan; every
 //!   element, with its labels; the owner's result is their union. Two elements with
 //!   the same labels (a label function made them equal, or the name drop) are the
 //!   reference's duplicate-labelset error, which the owner gives (`label_replace`/
 //!   `label_join` must come last, so no filter drops one of two elements that the
-//!   reference's check after the label function saw).
+//!   reference's check after the label function saw). Under operations that are not
+//!   element-wise (see below; then without label functions) the union, in label
+//!   order, is their input.
 //! - a one-to-one vector/vector arithmetic or comparison of two per-series plans
 //!   ([`Combine::Join`], when the registering engine has
 //!   [`crate::EngineConfig::spread_joins`], as promflow's does): the local plans are
@@ -105,11 +116,35 @@
 //!   reference makes an aggregation's groups (first seen), which the owner does not
 //!   know.
 //!
-//! Element-wise operations with constant operands after the aggregation or join
-//! ([`Spread::after`]) run on the owner over the combined result: step by step as an
-//! incremental map node applies them ([`Step`]: `> 0.1`, `* 100`, `abs`) where each
-//! is one and the result holds floats, then finished as the reference finishes a
-//! result; else by the reference evaluator. A worker's evaluation error makes the result that error.
+//! Operations after the aggregation, join, pair or per-series plan ([`Spread::after`],
+//! found by [`peel`]): any plan over the one combined result whose other operands are
+//! constants, strings or `time()`: element-wise operations, nested aggregations (the
+//! innermost, over the per-series plan, is the spread one), `histogram_quantile`,
+//! `topk`, `sort`, `scalar`, `vector`, label functions, `timestamp`. Not over a range
+//! or subquery of it, not with `@`, not `absent`/`absent_over_time` (their labels
+//! come from their argument's matchers), `info` (it reads other series) or
+//! `start_timestamp`. They run on the owner over the combined result, at every
+//! evaluation, over the whole result: step by step as an incremental map node applies
+//! them ([`Step`]: `> 0.1`, `* 100`, `abs`) where each is one and the result holds
+//! floats, then finished as the reference finishes a result; else by the reference
+//! evaluator over the combined elements as samples at `t` ([`over_members`]; so
+//! `time()` and `timestamp(…)` are the reference's: an owned rule's incremental map
+//! node cannot depend on `t`, as it recomputes only the elements whose input changed,
+//! but the owner recomputes every element at every evaluation). Their errors are the
+//! reference's (a duplicate label set's message names no labels). Where they depend
+//! on the order of their input beyond float rounding (`topk`, `bottomk`, `limitk`:
+//! ties and the first k; `sort*`: equal values), they need the reference's order of
+//! the aggregation's groups, the order it first sees them in: an aggregation under
+//! them gathers its members ([`Combine::Gather`]; the owner's reference aggregation
+//! over them in label order makes the groups in that order, a pick's and a gather's
+//! results, and a union's, are in it already), a join or a pair is not spread; so too
+//! where they make labels of values (`count_values`), which would show a combined
+//! sum's last bits (a join's values are the reference's to the bit). After a pick, a
+//! join or a union, no operation that reads the name labels (label functions,
+//! `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes every label):
+//! the reference may still hold `__name__` pending removal there. Nested aggregations and other folds over the combined groups see them in
+//! label order rather than the reference's: sums within float rounding. A worker's
+//! evaluation error makes the result that error.
 //!
 //! Native histograms: a worker whose windows hold them evaluates its local plan as any
 //! other (incrementally: [`crate::render::incremental`]), and its `sum` partial of a
@@ -153,13 +188,18 @@
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
 //! that are not constants, `by (__name__)`, selectors without a `__name__="…"` matcher
 //! (two metrics' series would become equal label sets under a range function, which
-//! the reference refuses and a worker could not see), nested aggregations, operations
-//! of two operands other than two per-series plans (one-to-one, no set operators) or
-//! two aggregations, a per-series operand beside an aggregation (`x / on (job) group_left
-//! sum by (job) (x)`), `label_replace`/`label_join` after a pick or a join or under a
-//! filter (the reference may still hold `__name__` pending removal there), operations
-//! after the aggregation or join that depend on `t`, and every rule when the engine
-//! has one worker. A rule that is spread and a rule that is not keep separate windows
+//! the reference refuses and a worker could not see), label functions inside an
+//! aggregation (two series they make equal are the reference's duplicate error, which
+//! no worker sees), `limit_ratio` of anything but a selector
+//! (it hashes labels the reference may hold a pending name in), operations of two
+//! operands other than two per-series plans (one-to-one, no set operators) or two
+//! aggregations, a per-series operand beside an aggregation (`x / on (job) group_left
+//! sum by (job) (x)`), operations after the combine with another selector, a range or
+//! subquery over it or `absent` (see above), `label_replace`/`label_join` (or other
+//! reads of the name labels) after a pick or a join or under a filter (the reference
+//! may still hold `__name__` pending removal there), picks and sorts after a join or a
+//! pair, a per-series plan with label functions under operations that are not
+//! element-wise, and every rule when the engine has one worker. A rule that is spread and a rule that is not keep separate windows
 //! of a selector they both read.
 
 use crate::histogram::FloatHistogram;
@@ -181,9 +221,7 @@ use crate::render::rule::{
     frontier_of, hold_by_time, Evaluation, LocalRules, Registry, RuleChange, RuleId, RuleOutput,
     RuleSchedule, RuleSpec,
 };
-use crate::render::shape::{
-    constant, element_wise, hole, one_to_one, operand_mut, per_series, per_series_range_function,
-};
+use crate::render::shape::{constant, element_wise, hole, one_to_one, per_series};
 use crate::render::window::LabelsKey;
 use crate::sample::is_stale_marker;
 use crate::selector::{LabelMatcher, MatchKind, Selector};
@@ -212,7 +250,8 @@ pub enum Combine {
     /// `topk bottomk limitk limit_ratio`: each worker's pick per group, with labels;
     /// the owner picks again from them.
     Pick,
-    /// `quantile count_values`: every member, with its labels.
+    /// `quantile count_values`, and any aggregation under operations that depend on
+    /// the order of its groups: every member, with its labels.
     Gather,
     /// A per-series plan: every element, with its labels; the owner's result is their
     /// union.
@@ -244,8 +283,9 @@ pub struct Spread {
     pub aggregate: Plan,
     /// Its grouping (`by ()` for a union or a join).
     pub grouping: Grouping,
-    /// Element-wise operations with constant operands after the aggregation, reading
-    /// it through [`hole`] (`sum by (job) (rate(x[5m])) > 10`), applied by the owner.
+    /// The operations after the aggregation, join or pair, reading it through
+    /// [`hole`] (`sum by (job) (rate(x[5m])) > 10`, `topk(5, …)`; see the module
+    /// doc), applied by the owner.
     pub after: Option<Plan>,
     /// For [`Combine::Pair`]: the two aggregations, each made and combined as a spread
     /// rule of its own (their local plans in order are [`Spread::local`]).
@@ -681,6 +721,7 @@ pub fn spread_of(
     }
     let (inner, after) = peel(plan)?;
     match inner {
+        _ if per_series(inner).is_some() => union_after(inner, after?),
         Plan::Binary { .. } => joins
             .then(|| join_of(inner, after.clone()))
             .flatten()
@@ -749,6 +790,23 @@ fn union_of(plan: &Plan) -> Option<Spread> {
     })
 }
 
+/// A per-series plan ([`Combine::Union`]) without label functions, under operations
+/// that are not element-wise (`histogram_quantile(0.9, rate(x_bucket[5m]))`,
+/// `sort_desc(rate(x[5m]))`) that read no name labels (the reference may still hold
+/// `__name__` pending removal in its elements). The union is in label order, the
+/// order the reference reads the selector's series in, and its values are the
+/// reference's to the bit: any operation after it may run on the owner.
+fn union_after(plan: &Plan, after: Plan) -> Option<Spread> {
+    let spread = union_of(plan)?;
+    if labelling(plan) || reads_names(&after) {
+        return None;
+    }
+    Some(Spread {
+        after: Some(after),
+        ..spread
+    })
+}
+
 /// A one-to-one arithmetic or comparison of two per-series plans over spreadable
 /// selectors ([`Combine::Join`]), without label functions in them or after, without
 /// `on`/`ignoring` of the name labels (a worker's side elements have their names
@@ -767,7 +825,7 @@ fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     let matching = one_to_one(matching.as_ref())?;
     if op.is_set()
         || matching.labels.iter().any(|l| is_name_label(l))
-        || after.as_ref().is_some_and(labelling)
+        || after.as_ref().is_some_and(|a| reads_names(a) || ordered(a))
     {
         return None;
     }
@@ -847,7 +905,11 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
             _ => false,
         },
     };
-    if !unique {
+    if !unique
+        || after
+            .as_ref()
+            .is_some_and(|a| ordered(a) || labels_values(a))
+    {
         return None;
     }
     Some(Spread {
@@ -861,8 +923,8 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     })
 }
 
-/// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over one spreadable
-/// selector or a range function of it, `after` the operations on it.
+/// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over a per-series plan of
+/// one spreadable selector, `after` the operations on it.
 fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Aggregate {
         op,
@@ -873,7 +935,20 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
+    // Operations after it that depend on the order of its groups or on the last bits
+    // of their values: the owner runs the reference's aggregation over every member
+    // in label order (the reference's order), so the groups come in the reference's
+    // order with its values to the bit.
+    let in_order = after
+        .as_ref()
+        .is_some_and(|a| ordered(a) || labels_values(a));
     let combine = match op {
+        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group | AggOp::Avg
+            if in_order =>
+        {
+            Combine::Gather
+        }
+        AggOp::Stddev | AggOp::Stdvar if in_order => Combine::Gather,
         AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Combine::Fold,
         AggOp::Avg => Combine::Mean,
         AggOp::Stddev | AggOp::Stdvar => Combine::Moments,
@@ -894,28 +969,20 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     // A picked element keeps its own labels, which the reference may still carry
     // `__name__` in (pending removal) where a worker's result has dropped it: no label
     // functions after it.
-    if combine == Combine::Pick && after.as_ref().is_some_and(labelling) {
+    if combine == Combine::Pick && after.as_ref().is_some_and(reads_names) {
         return None;
     }
     if matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| l == METRIC_NAME)) {
         return None;
     }
-    let sel = match &**expr {
-        Plan::Vector(sel) => sel,
-        Plan::Call { func, args } if per_series_range_function(func) => {
-            let mut matrix = None;
-            for a in args {
-                match a {
-                    Plan::Matrix { sel, .. } if matrix.is_none() => matrix = Some(sel),
-                    a if constant(a) => {}
-                    _ => return None,
-                }
-            }
-            matrix?
-        }
-        _ => return None,
-    };
-    if !spreadable(sel) {
+    // Over a per-series plan without label functions (two series a label function
+    // makes equal are the reference's duplicate error, which no worker sees).
+    // `limit_ratio` over a selector only: it hashes its members' labels, which the
+    // reference still holds `__name__` in (pending removal) where a function dropped
+    // it, as a worker's finished elements do not.
+    let (sel, _) = per_series(expr)?;
+    let plain = matches!(&**expr, Plan::Vector(_));
+    if !spreadable(sel) || labelling(expr) || (*op == AggOp::LimitRatio && !plain) {
         return None;
     }
     let local = match combine {
@@ -938,21 +1005,166 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     })
 }
 
-/// The aggregation or vector/vector operation under `plan`'s element-wise operations
-/// with constant operands, and those operations over [`hole`] (`None`: `plan` is it).
+/// An operand of an operation after the combine other than the one over [`hole`]: a
+/// constant, a string, or `time()` (the owner evaluates the operations at the
+/// evaluation time, so `time()` is the reference's there).
+fn fixed(plan: &Plan) -> bool {
+    constant(plan)
+        || matches!(plan, Plan::String(_))
+        || matches!(plan, Plan::Call { func: "time", args } if args.is_empty())
+}
+
+/// Which operand of `plan` may hold the spread part, when `plan` is an operation the
+/// owner may run over the combined result by the reference: every other operand is
+/// [`fixed`]; not a set operator, not `absent`/`absent_over_time` (their labels come
+/// from their argument's matchers), `info` (it reads other series) or
+/// `start_timestamp` (the start timestamps of a selector's samples, nothing of an
+/// expression). A range argument or a subquery is no operand ([`peel`] stops there).
+fn operand_index(plan: &Plan) -> Option<usize> {
+    let only = |operands: &[&Plan]| {
+        let mut at = None;
+        for (i, p) in operands.iter().enumerate() {
+            if !fixed(p) {
+                if at.is_some() {
+                    return None;
+                }
+                at = Some(i);
+            }
+        }
+        at
+    };
+    match plan {
+        Plan::Neg(inner) => only(&[inner]),
+        Plan::Binary { op, lhs, rhs, .. } if !op.is_set() => only(&[lhs, rhs]),
+        Plan::Call { func, args }
+            if !matches!(
+                *func,
+                "absent" | "absent_over_time" | "info" | "start_timestamp"
+            ) =>
+        {
+            only(&args.iter().collect::<Vec<_>>())
+        }
+        Plan::Aggregate { expr, param, .. } if param.as_deref().is_none_or(fixed) => {
+            (!fixed(expr)).then_some(0)
+        }
+        _ => None,
+    }
+}
+
+/// The operand of `plan` at [`operand_index`] `i`.
+fn operand_at(plan: &Plan, i: usize) -> Option<&Plan> {
+    match plan {
+        Plan::Neg(inner) | Plan::Aggregate { expr: inner, .. } => Some(inner),
+        Plan::Binary { lhs, rhs, .. } => Some(if i == 0 { lhs } else { rhs }),
+        Plan::Call { args, .. } => args.get(i),
+        _ => None,
+    }
+}
+
+/// [`operand_at`], to replace it.
+fn operand_at_mut(plan: &mut Plan, i: usize) -> Option<&mut Plan> {
+    match plan {
+        Plan::Neg(inner) | Plan::Aggregate { expr: inner, .. } => Some(inner),
+        Plan::Binary { lhs, rhs, .. } => Some(if i == 0 { lhs } else { rhs }),
+        Plan::Call { args, .. } => args.get_mut(i),
+        _ => None,
+    }
+}
+
+/// The part of `plan` that is spread (a vector/vector operation of two operands that
+/// are not [`fixed`], the innermost aggregation, the one over a per-series plan, or
+/// else a per-series plan) and the operations after it, over [`hole`] (`None`: `plan`
+/// is it): any plan whose
+/// other operands are [`fixed`] ([`operand_index`]), e.g. `histogram_quantile(0.9, …)`,
+/// `topk(5, …)`, `count(…)`, `scalar(…)`, `label_replace(…)`, `time() - …`, nested.
 fn peel(plan: &Plan) -> Option<(&Plan, Option<Plan>)> {
-    let join = matches!(plan, Plan::Binary { lhs, rhs, .. } if !constant(lhs) && !constant(rhs));
-    if join || matches!(plan, Plan::Aggregate { .. }) {
+    let join = matches!(plan, Plan::Binary { lhs, rhs, .. } if !fixed(lhs) && !fixed(rhs));
+    let aggregation = matches!(plan, Plan::Aggregate { expr, .. } if per_series(expr).is_some());
+    if join || aggregation || per_series(plan).is_some() {
         return Some((plan, None));
     }
-    let (operand, time_dependent) = element_wise(plan)?;
-    if time_dependent {
-        return None;
-    }
-    let (aggregation, inner) = peel(operand)?;
+    let i = operand_index(plan)?;
+    let (inner, below) = peel(operand_at(plan, i)?)?;
     let mut after = plan.clone();
-    *operand_mut(&mut after)? = inner.unwrap_or_else(hole);
-    Some((aggregation, Some(after)))
+    *operand_at_mut(&mut after, i)? = below.unwrap_or_else(hole);
+    Some((inner, Some(after)))
+}
+
+/// Whether operations after the combine read the name labels of their input
+/// (`label_replace`/`label_join`, `by (__name__)`, `sort_by_label(…, "__name__")`,
+/// `limit_ratio`, which hashes every label):
+/// where the combined elements are a pick's or a join's, the reference may still hold
+/// `__name__` pending removal in them, which a worker's finished elements have dropped.
+fn reads_names(after: &Plan) -> bool {
+    any_node(after, &|p| match p {
+        Plan::Call {
+            func: "label_replace" | "label_join",
+            ..
+        } => true,
+        Plan::Call {
+            func: "sort_by_label" | "sort_by_label_desc",
+            args,
+        } => args
+            .iter()
+            .any(|a| matches!(a, Plan::String(l) if is_name_label(l))),
+        // It hashes every label.
+        Plan::Aggregate {
+            op: AggOp::LimitRatio,
+            ..
+        } => true,
+        Plan::Aggregate {
+            grouping: Grouping::By(labels),
+            ..
+        } => labels.iter().any(|l| is_name_label(l)),
+        _ => false,
+    })
+}
+
+/// Whether the result of operations after the combine depends on the order of their
+/// input's elements beyond rounding: `topk`/`bottomk`/`limitk` (ties and the first k
+/// fall in input order) and `sort`/`sort_by_label` (equal values keep it). The
+/// reference's order of an aggregation's groups is the order it first sees them in,
+/// which a fold's or a join's owner does not know.
+fn ordered(after: &Plan) -> bool {
+    any_node(after, &|p| {
+        matches!(
+            p,
+            Plan::Aggregate {
+                op: AggOp::Topk | AggOp::Bottomk | AggOp::Limitk,
+                ..
+            } | Plan::Call {
+                func: "sort" | "sort_desc" | "sort_by_label" | "sort_by_label_desc",
+                ..
+            }
+        )
+    })
+}
+
+/// Whether operations after the combine make labels of values (`count_values`): a
+/// sum, mean or variance combined from the workers' partials equals the reference's
+/// within float rounding, not always to the last bit, which such a label would show.
+fn labels_values(after: &Plan) -> bool {
+    any_node(after, &|p| {
+        matches!(
+            p,
+            Plan::Aggregate {
+                op: AggOp::CountValues,
+                ..
+            }
+        )
+    })
+}
+
+/// Whether `plan` or a node under it is one `is`.
+fn any_node(plan: &Plan, is: &dyn Fn(&Plan) -> bool) -> bool {
+    is(plan)
+        || match plan {
+            Plan::Neg(inner) | Plan::Aggregate { expr: inner, .. } => any_node(inner, is),
+            Plan::Subquery { expr, .. } => any_node(expr, is),
+            Plan::Binary { lhs, rhs, .. } => any_node(lhs, is) || any_node(rhs, is),
+            Plan::Call { args, .. } => args.iter().any(|a| any_node(a, is)),
+            _ => false,
+        }
 }
 
 /// One worker's partials from its evaluations of the local plans (in order) at `t`,
@@ -1724,9 +1936,116 @@ mod tests {
             "sum by (__name__) (x)",
             "topk(scalar(y), x)",
             "sum(x @ 100)",
-            "sum(sum by (a) (x))",
-            "timestamp(sum(x))",
             "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+        ] {
+            assert_eq!(spread(q), None, "{q}");
+        }
+    }
+
+    /// Any operation after the combine whose other operands are constants, strings or
+    /// `time()`, nested aggregations (the innermost spread), aggregations over a
+    /// per-series plan; operations that depend on the order of an aggregation's groups
+    /// gather its members.
+    #[test]
+    fn operations_after_and_aggregations_of_per_series_plans_are_spread() {
+        use Combine::*;
+        for (q, how) in [
+            (
+                "histogram_quantile(0.99, sum by (le, job) (rate(x_bucket[5m])))",
+                (Fold, true),
+            ),
+            ("histogram_quantile(0.9, sum(rate(h[5m])))", (Fold, true)),
+            ("topk(5, sum by (job) (rate(x[5m])))", (Gather, true)),
+            ("bottomk(1, avg by (job) (x))", (Gather, true)),
+            ("limitk(2, stddev by (job) (x))", (Gather, true)),
+            ("limit_ratio(0.5, sum by (job) (x))", (Fold, true)),
+            ("count(sum by (job) (x))", (Fold, true)),
+            ("sum(sum by (a) (x))", (Fold, true)),
+            ("max by (b) (avg by (a, b) (x)) > 1", (Mean, true)),
+            ("sort_desc(sum by (job) (x))", (Gather, true)),
+            ("sort_by_label(count by (job) (x), \"job\")", (Gather, true)),
+            ("scalar(sum(x))", (Fold, true)),
+            ("vector(scalar(sum(x))) * 2", (Fold, true)),
+            (
+                "label_replace(sum by (job) (x), \"j\", \"$1\", \"job\", \"(.*)\")",
+                (Fold, true),
+            ),
+            ("timestamp(sum(x))", (Fold, true)),
+            ("time() - max(x)", (Fold, true)),
+            ("count_values(\"v\", sum by (job) (x))", (Gather, true)),
+            ("count_values(\"v\", a / b)", (Join, true)),
+            ("topk(1, topk by (job) (2, x))", (Pick, true)),
+            ("count(topk(2, x))", (Pick, true)),
+            ("quantile(0.5, quantile by (job) (0.9, x))", (Gather, true)),
+            ("sum by (job) (rate(x[5m]) > 0)", (Fold, false)),
+            ("count(up == 0)", (Fold, false)),
+            ("sum(x * 8)", (Fold, false)),
+            ("max(abs(delta(x[5m])))", (Fold, false)),
+            ("avg by (job) (clamp_min(x, 0))", (Mean, false)),
+            ("stddev(-x)", (Moments, false)),
+            ("topk(2, x * 8)", (Pick, false)),
+            (
+                "quantile(0.9, histogram_count(rate(h[5m])))",
+                (Gather, false),
+            ),
+            ("count(timestamp(x))", (Fold, false)),
+            ("sum(a * 2) / sum(b > 0)", (Pair, false)),
+            ("count(a / b)", (Join, true)),
+            ("sum by (job) (rate(a[5m]) / rate(b[5m]))", (Join, true)),
+            ("scalar(sum(a) / sum(b))", (Pair, true)),
+            (
+                "histogram_quantile(0.99, rate(x_bucket[5m]))",
+                (Union, true),
+            ),
+            ("histogram_quantile(0.9, x_bucket)", (Union, true)),
+            ("sort_desc(rate(x[5m]))", (Union, true)),
+            ("topk(5, sort(x > 1))", (Union, true)),
+            ("scalar(x)", (Union, true)),
+            ("histogram_count(sort(h))", (Union, true)),
+        ] {
+            assert_eq!(spread(q), Some(how), "{q}");
+        }
+        for q in [
+            // Label functions inside the aggregation.
+            "sum(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
+            "count(label_replace(x, \"a\", \"\", \"a\", \".*\") > 1)",
+            // It hashes labels the reference may hold a pending name in.
+            "limit_ratio(0.5, x * 2)",
+            "limit_ratio(0.5, rate(x[5m]))",
+            // Other series, other operands, their labels from the matchers, ranges.
+            "absent(sum(x))",
+            "absent_over_time(sum(x)[5m:])",
+            "max_over_time(sum(x)[5m:1m])",
+            "sum(x) > scalar(y)",
+            "topk(scalar(y), sum(x))",
+            "sum(x) * on () group_left vector(1)",
+            "start_timestamp(sum(x))",
+            "max_over_time(sum(x)[5m:1m] @ 100)",
+            "sum(max_over_time(x[5m:1m] @ 100))",
+            "sum(x) and on () vector(1)",
+            // Names pending removal in the reference (a pick's, a join's elements).
+            "label_replace(topk(2, rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+            "count by (__name__) (topk(2, x))",
+            "sort_by_label(topk(2, rate(x[5m])), \"__name__\")",
+            "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
+            "count by (__name__) (a / b)",
+            // The order of a join's or a pair's groups.
+            "topk(1, a / b)",
+            "sort(sum by (job) (a) / sum by (job) (b))",
+            // Labels of a pair's values, combined within rounding.
+            "count_values(\"v\", sum(a) / sum(b))",
+            // A per-series plan with label functions, or its names read, under
+            // operations that are not element-wise.
+            "sort(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
+            "label_replace(sort(rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+            "count by (__name__) (sort(x))",
+            "limit_ratio(0.5, sort(rate(x[5m])))",
+            "limit_ratio(0.5, topk(3, rate(x[5m])))",
+            "limit_ratio(0.5, a / b)",
+            "sort(x{job=\"a\"} or y)",
+            // An aggregation over a nested one that is not spread.
+            "sum(sum by (a) (x @ 100))",
+            "sum(x @ 100 * 2)",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
@@ -1940,6 +2259,275 @@ mod tests {
         let mut records = vec![bincode::deserialize(&bytes).unwrap()];
         decode_time(received, &mut records);
         records.pop().unwrap()
+    }
+
+    /// `rule` at `t` over `store` dealt to `workers` workers (series `i` to worker
+    /// `(i + shift) % workers`): each worker evaluates its local plans over its own
+    /// series by the reference (histograms detached, a `sum`'s members where the store
+    /// holds histograms), side elements go to their joiners, and the owner combines;
+    /// on odd shifts every record crosses as between processes ([`across`]).
+    fn split_run(
+        rule: &Spread,
+        store: &crate::promql::testscript::store::MemStorage,
+        t: i64,
+        workers: usize,
+        shift: usize,
+    ) -> Evaluated {
+        use crate::promql::testscript::store::MemStorage;
+        let mut to_owner: [Vec<Partials>; 2] = Default::default();
+        let mut to_joiner: BTreeMap<u64, Vec<SideElements>> = BTreeMap::new();
+        let (mut sent, mut received) = (SentIds::default(), ReceivedLabels::default());
+        for w in 0..workers {
+            let mut part = MemStorage {
+                histograms: store.histograms.clone(),
+                ..MemStorage::default()
+            };
+            for (i, (l, s)) in store.series.iter().enumerate() {
+                if (i + shift) % workers == w {
+                    part.series.insert(l.clone(), s.clone());
+                }
+            }
+            let ev = Evaluator::new(&part, t);
+            let values = (rule.local.iter())
+                .map(|l| match ev.instant(l, t) {
+                    Ok(mut v) => {
+                        let held = detach(&ev, &mut v);
+                        (Ok(v), held)
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                })
+                .collect();
+            let members = (rule.local.iter())
+                .map(|l| {
+                    let plan = members_plan(l).filter(|_| !store.histograms.is_empty())?;
+                    Some(ev.instant(&plan, t))
+                })
+                .collect();
+            let id = (RuleId(1), 0, t);
+            for record in part_records(rule, id, values, members, workers) {
+                // Odd shifts: as if every worker were in its own process.
+                let record = match shift % 2 {
+                    1 => across(record, &mut sent, &mut received),
+                    _ => record,
+                };
+                match record {
+                    HostRecord::Partials((_, _, _, p)) => to_owner[0].push(p),
+                    HostRecord::Pair((_, _, _, l), r) => {
+                        to_owner[0].push(l);
+                        to_owner[1].push(r);
+                    }
+                    HostRecord::Sides((j, _, _, p)) => to_joiner.entry(j).or_default().push(p),
+                    HostRecord::Joined(..) | HostRecord::Output(..) | HostRecord::Coded(..) => {
+                        unreachable!()
+                    }
+                }
+            }
+        }
+        let joined: Vec<JoinedPart> = (to_joiner.into_values())
+            .map(|p| {
+                let mut state = rule.joiner_state().expect("a join");
+                let part = joined(rule, &mut state, t, p);
+                if shift % 2 == 0 {
+                    return part;
+                }
+                let record = HostRecord::Joined((0, RuleId(1), t, part));
+                match across(record, &mut sent, &mut received) {
+                    HostRecord::Joined((.., part)) => part,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        combined(rule, t, to_owner, joined)
+    }
+
+    /// A value's elements in order as `(labels, float, histogram)`.
+    fn in_order(
+        v: &Value,
+        histograms: &dyn Fn(f64) -> Option<Arc<FloatHistogram>>,
+    ) -> Vec<(String, f64, Option<Arc<FloatHistogram>>)> {
+        match v {
+            Value::Vector(v) => v
+                .iter()
+                .map(|e| (e.labels.to_string(), e.value, histograms(e.value)))
+                .collect(),
+            Value::Scalar(s) => vec![(String::new(), *s, None)],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Operations after the combine (nested aggregations, `histogram_quantile`, picks
+    /// and sorts of the groups, `scalar`, label functions, `time()`) and aggregations of
+    /// per-series plans, over floats with ties, a stale marker, classic and native
+    /// histograms, dealt to 1 to 4 workers in every way: the reference's result, in the
+    /// reference's order where the operations depend on it (picks, sorts), values within
+    /// float rounding (histograms too), errors word for word.
+    #[test]
+    fn operations_after_and_aggregations_of_per_series_plans_of_any_split_are_the_reference() {
+        use crate::promql::eval::native::handle;
+        use crate::promql::testscript::store::MemStorage;
+        use crate::sample::STALE_MARKER;
+        let mut store = MemStorage::default();
+        let series = |name: &str, i: usize, extra: &[(&str, &str)]| {
+            // Jobs whose label order is not the order their first series come in.
+            let job = ["z", "a", "m", "a", "z", "m"][i % 6];
+            let mut pairs = vec![
+                ("__name__", name.to_string()),
+                ("instance", format!("h{i}")),
+                ("job", job.to_string()),
+            ];
+            pairs.extend(extra.iter().map(|(n, v)| (*n, v.to_string())));
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            Arc::new(Labels::from_strs(&pairs))
+        };
+        for i in 0..6 {
+            // Values with ties across groups and series.
+            let points = (0..4).map(|k| (k * 15_000, ((i % 3) * k as usize) as f64));
+            let mut points: BTreeMap<i64, f64> = points.collect();
+            if i == 4 {
+                points.insert(45_000, STALE_MARKER);
+            }
+            store.series.insert(series("x", i, &[]), points);
+            let y = (0..4).map(|k| (k * 15_000, (i as f64 - 2.0) * k as f64));
+            store.series.insert(series("y", i, &[]), y.collect());
+            for (b, le) in ["0.1", "1", "+Inf"].iter().enumerate() {
+                let v = (0..4).map(|k| (k * 15_000, ((b + 1) * (i + 1)) as f64 * k as f64));
+                store
+                    .series
+                    .insert(series("b", i, &[("le", le)]), v.collect());
+            }
+            let mut h = BTreeMap::new();
+            for k in 0..4 {
+                let buckets: Vec<f64> = (0..3).map(|b| (k * (i + 1) * (b + 1)) as f64).collect();
+                store.histograms.push(Arc::new(FloatHistogram {
+                    schema: 0,
+                    zero_threshold: 1e-128,
+                    count: buckets.iter().sum(),
+                    sum: (k * (i + 1)) as f64 * 2.5,
+                    positive_spans: vec![crate::histogram::Span {
+                        offset: 0,
+                        length: 3,
+                    }],
+                    positive_buckets: buckets,
+                    ..FloatHistogram::default()
+                }));
+                let at = (store.histograms.len() - 1) as u32;
+                h.insert(k as i64 * 15_000, handle(SOURCE, at));
+            }
+            store.series.insert(series("h", i, &[]), h);
+        }
+        let queries = [
+            "topk(2, sum by (job) (x))",
+            "bottomk(1, sum by (job) (rate(x[1m])))",
+            "limitk(2, avg by (job) (x))",
+            "topk(1, stddev by (job) (y))",
+            "sort_desc(sum by (job) (x))",
+            "sort(count by (job) (x))",
+            "sort_by_label_desc(max by (job) (x), \"job\")",
+            "count(sum by (job) (x))",
+            "sum(sum by (job) (x))",
+            "max by (job) (avg by (job, instance) (y)) > 1",
+            "histogram_quantile(0.9, sum by (le) (rate(b[1m])))",
+            "histogram_quantile(0.5, sum by (le, job) (b))",
+            "histogram_quantile(0.9, sum(rate(h[1m])))",
+            "histogram_count(sum(h * 2))",
+            "sum by (job) (h * 2)",
+            "count(h)",
+            "avg(h * 2)",
+            "scalar(sum(x))",
+            "vector(scalar(count(x))) * 2",
+            "label_replace(sum by (job) (x), \"job\", \"\", \"job\", \".*\")",
+            "label_replace(sum by (job) (x), \"j\", \"$1\", \"job\", \"(.*)\")",
+            "timestamp(sum(x))",
+            "time() - max(x)",
+            "count_values(\"v\", sum by (job) (x))",
+            "count_values(\"v\", sum(rate(x[1m]) * 0.1))",
+            "count_values(\"v\", x / on (instance, job) y)",
+            "histogram_quantile(0.9, rate(b[1m]))",
+            "histogram_quantile(0.5, b)",
+            "histogram_quantile(0.9, rate(h[1m]))",
+            "histogram_count(sort(h))",
+            "sort_desc(rate(x[1m]))",
+            "sort(y)",
+            "topk(3, sort(y))",
+            "scalar(x)",
+            "scalar(x == 2)",
+            "sort_by_label(y, \"job\")",
+            "count_values(\"v\", sort(y))",
+            "limit_ratio(-0.5, y)",
+            "limit_ratio(0.7, sum by (instance) (rate(x[1m])))",
+            "topk(1, topk by (job) (2, x))",
+            "count(topk(2, rate(x[1m])))",
+            "quantile(0.5, quantile by (job) (0.9, x))",
+            "sum by (job) (rate(x[1m]) > 0)",
+            "count(x == 0)",
+            "sum(x * 8)",
+            "max(abs(delta(y[1m])))",
+            "avg by (job) (clamp_min(y, 1))",
+            "stddev(-y)",
+            "topk(2, x * 8)",
+            "bottomk by (job) (1, -x)",
+            "limitk(1, x > 0)",
+            "quantile(0.9, rate(x[1m]) * 2)",
+            "count_values(\"v\", x * 2)",
+            "sum by (job) (rate(x[1m]) / y)",
+            "count(x > on (instance) y)",
+            "scalar(sum(x) / sum(y))",
+            "sum(x * 2) / sum(y > 0)",
+        ];
+        let t = 45_000;
+        let (mut errors, mut histograms) = (0, 0);
+        for q in queries {
+            let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            let plan = parse(q).unwrap();
+            let ev = Evaluator::new(&store, t);
+            let want = ev.instant(&plan, t);
+            errors += usize::from(want.is_err());
+            let ordered = rule.after.as_ref().is_some_and(ordered)
+                || (rule.combine == Combine::Pick && rule.after.is_none());
+            assert!(
+                rule.after.is_some() || rule.combine != Combine::Union,
+                "{q}"
+            );
+            for workers in 1..=4usize {
+                for shift in 0..workers {
+                    let how = format!("{q} on {workers} workers, shift {shift}");
+                    let (got, held) = split_run(&rule, &store, t, workers, shift);
+                    let (got, want) = match (got, &want) {
+                        (Ok(g), Ok(w)) => (g, w),
+                        (got, want) => {
+                            assert_eq!(&got, want, "{how}");
+                            continue;
+                        }
+                    };
+                    let mut g = in_order(&got, &|v| match parse_handle(v) {
+                        Some((SOURCE, i)) => held.get(i as usize).cloned(),
+                        _ => None,
+                    });
+                    let mut w = in_order(want, &|v| ev.histogram(v));
+                    if !ordered {
+                        g.sort_by(|a, b| a.0.cmp(&b.0));
+                        w.sort_by(|a, b| a.0.cmp(&b.0));
+                    }
+                    let near = |a: f64, b: f64| {
+                        a == b || (a.is_nan() && b.is_nan()) || ((a - b) / b).abs() < 1e-9
+                    };
+                    let same = g.len() == w.len()
+                        && g.iter().zip(&w).all(|(g, w)| {
+                            g.0 == w.0
+                                && match (&g.2, &w.2) {
+                                    (Some(gh), Some(wh)) => gh.same(wh, true, near),
+                                    (None, None) => near(g.1, w.1),
+                                    _ => false,
+                                }
+                        });
+                    assert!(same, "{how}: {g:?}, reference {w:?}");
+                    histograms += g.iter().filter(|e| e.2.is_some()).count();
+                }
+            }
+        }
+        // The label function that makes every group's labels equal.
+        assert_eq!(errors, 1);
+        assert!(histograms > 0);
     }
 
     fn labelled(v: &Value) -> Vec<(String, f64)> {
