@@ -58,7 +58,7 @@
 //! count_values`, with a constant parameter — by/without over a per-series plan of one
 //! named selector (`rate(x[5m])`, `x * 8`, `rate(x[5m]) > 0`; no label functions
 //! inside), with any operations after it whose other operands are constants, strings
-//! or `time()` (`> 10`, `histogram_quantile(0.99, …)`, `topk(5, …)`, `count(…)`,
+//! or `time()` (`> 10`, `histogram_quantile(0.99, …)`, `count(…)`,
 //! `scalar(…)`, `label_replace(…)`; nested aggregations spread the innermost), at
 //! interval, `At` or range schedules, with more than one worker) runs on every worker:
 //! each keeps the window of the series whose id (modulo the workers) is its own,
@@ -66,9 +66,10 @@
 //! combines the parts once every worker's of that evaluation is in: one partial per
 //! group (sums, counts, extremes; sum and count for `avg`; count, mean and M2 for
 //! `stddev`/`stdvar`), each worker's top k per group for `topk`/`bottomk`/`limitk`, the
-//! members themselves for `quantile`/`count_values` and for an aggregation under
-//! operations that depend on the order of its groups (`topk(5, sum by (job) (…))`:
-//! ties fall in the reference's order of the groups, which only the members tell); the
+//! members themselves for `quantile`/`count_values` (an aggregation of partials under
+//! operations that depend on the order of its groups, `topk(5, sum by (job) (…))`, is
+//! owned: ties fall in the reference's order of the groups, which only the members
+//! tell, and gathering them measured slower than owning the rule); the
 //! operations after the aggregation run on the owner, by the reference over the
 //! combined result. Per-series work is spread too: a per-series plan of
 //! one named selector (`up == 0`, `rate(x[5m]) * 100 > 5`, `label_replace(x, …)`) runs

@@ -13,7 +13,7 @@
 //! count(up == 0)                                 #   (no label functions inside)
 //! avg by (job) (rate(x[5m])) * 100 > 10          # any operation after an aggregation
 //! histogram_quantile(0.99, sum by (le, job) (rate(x_bucket[5m])))  # whose other
-//! topk(5, sum by (job) (rate(x[5m])))            # operands are constants, strings or
+//! sum(sum by (job) (rate(x[5m])))                # operands are constants, strings or
 //! count(sum by (job) (x))                        # time(): the innermost aggregation
 //! scalar(sum(x))                                 # is spread, the rest runs on the owner
 //! up == 0                                        # a per-series plan of one named
@@ -59,8 +59,7 @@
 //!   picked elements with their labels; the owner picks again from their union in label
 //!   order. An element the reference picks is picked by its worker too, so the result
 //!   is the reference's, ties included.
-//! - `quantile count_values`, and any aggregation under operations that depend on the
-//!   order of its groups ([`Combine::Gather`]): every member, with its labels; the
+//! - `quantile count_values` ([`Combine::Gather`]): every member, with its labels; the
 //!   owner runs the reference's aggregation over their union, in label order.
 //! - a per-series plan ([`Combine::Union`]): the local plan is the rule's plan; every
 //!   element, with its labels; the owner's result is their union. Two elements with
@@ -134,13 +133,13 @@
 //! reference's (a duplicate label set's message names no labels). Where they depend
 //! on the order of their input beyond float rounding (`topk`, `bottomk`, `limitk`:
 //! ties and the first k; `sort*`: equal values), they need the reference's order of
-//! the aggregation's groups, the order it first sees them in: an aggregation under
-//! them gathers its members ([`Combine::Gather`]; the owner's reference aggregation
-//! over them in label order makes the groups in that order, a pick's and a gather's
-//! results, and a union's, are in it already), a join or a pair is not spread; so too
-//! where they make labels of values (`count_values`), which would show a combined
-//! sum's last bits (a join's values are the reference's to the bit). After a pick, a
-//! join or a union, no operation that reads the name labels (label functions,
+//! the aggregation's groups, the order it first sees them in, which the owner of
+//! combined partials does not know (a pick's and a gather's results, and a union's,
+//! are in it already): another aggregation, a join or a pair under them is not
+//! spread (gathering every member to run the reference's aggregation in label order
+//! measured slower than the owned rule, see `aggregation_of`); so too where they make
+//! labels of values (`count_values`), which would show a combined sum's last bits.
+//! After a pick, a join or a union, no operation that reads the name labels (label functions,
 //! `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes every label):
 //! the reference may still hold `__name__` pending removal there. Nested aggregations and other folds over the combined groups see them in
 //! label order rather than the reference's: sums within float rounding. A worker's
@@ -198,7 +197,8 @@
 //! subquery over it or `absent` (see above), `label_replace`/`label_join` (or other
 //! reads of the name labels) after a pick or a join or under a filter (the reference
 //! may still hold `__name__` pending removal there), picks and sorts after a join or a
-//! pair, a per-series plan with label functions under operations that are not
+//! pair, aggregations of partials (`sum`, `avg`, `stddev`, …) under picks, sorts or
+//! `count_values`, a per-series plan with label functions under operations that are not
 //! element-wise, and every rule when the engine has one worker. A rule that is spread and a rule that is not keep separate windows
 //! of a selector they both read.
 
@@ -250,8 +250,7 @@ pub enum Combine {
     /// `topk bottomk limitk limit_ratio`: each worker's pick per group, with labels;
     /// the owner picks again from them.
     Pick,
-    /// `quantile count_values`, and any aggregation under operations that depend on
-    /// the order of its groups: every member, with its labels.
+    /// `quantile count_values`: every member, with its labels.
     Gather,
     /// A per-series plan: every element, with its labels; the owner's result is their
     /// union.
@@ -936,19 +935,30 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
         return None;
     };
     // Operations after it that depend on the order of its groups or on the last bits
-    // of their values: the owner runs the reference's aggregation over every member
-    // in label order (the reference's order), so the groups come in the reference's
-    // order with its values to the bit.
+    // of their values (`topk(5, sum by (job) (…))`, `sort(…)`, `count_values`): the
+    // owner would have to run the reference's aggregation over every member in label
+    // order (the reference's order) to give the groups in its order with its values
+    // to the bit, and gathering every member costs more than the owned rule
+    // (`RULES_PART=4 RULES_BULK_RULE='topk(5, sum by (job) (rate(x[5m])))' cargo bench
+    // --bench rules`, 2026-12-07: 147 ms wall and 224–228 ms CPU per evaluation on two
+    // workers gathering, 107–112 ms owned on one): such a rule is owned. A pick's or a
+    // gather's elements come in the reference's order already.
     let in_order = after
         .as_ref()
         .is_some_and(|a| ordered(a) || labels_values(a));
+    let partials = !matches!(
+        op,
+        AggOp::Quantile
+            | AggOp::CountValues
+            | AggOp::Topk
+            | AggOp::Bottomk
+            | AggOp::Limitk
+            | AggOp::LimitRatio
+    );
+    if in_order && partials {
+        return None;
+    }
     let combine = match op {
-        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group | AggOp::Avg
-            if in_order =>
-        {
-            Combine::Gather
-        }
-        AggOp::Stddev | AggOp::Stdvar if in_order => Combine::Gather,
         AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Combine::Fold,
         AggOp::Avg => Combine::Mean,
         AggOp::Stddev | AggOp::Stdvar => Combine::Moments,
@@ -1944,8 +1954,8 @@ mod tests {
 
     /// Any operation after the combine whose other operands are constants, strings or
     /// `time()`, nested aggregations (the innermost spread), aggregations over a
-    /// per-series plan; operations that depend on the order of an aggregation's groups
-    /// gather its members.
+    /// per-series plan; not operations that depend on the order of a combined
+    /// aggregation's groups.
     #[test]
     fn operations_after_and_aggregations_of_per_series_plans_are_spread() {
         use Combine::*;
@@ -1955,15 +1965,10 @@ mod tests {
                 (Fold, true),
             ),
             ("histogram_quantile(0.9, sum(rate(h[5m])))", (Fold, true)),
-            ("topk(5, sum by (job) (rate(x[5m])))", (Gather, true)),
-            ("bottomk(1, avg by (job) (x))", (Gather, true)),
-            ("limitk(2, stddev by (job) (x))", (Gather, true)),
             ("limit_ratio(0.5, sum by (job) (x))", (Fold, true)),
             ("count(sum by (job) (x))", (Fold, true)),
             ("sum(sum by (a) (x))", (Fold, true)),
             ("max by (b) (avg by (a, b) (x)) > 1", (Mean, true)),
-            ("sort_desc(sum by (job) (x))", (Gather, true)),
-            ("sort_by_label(count by (job) (x), \"job\")", (Gather, true)),
             ("scalar(sum(x))", (Fold, true)),
             ("vector(scalar(sum(x))) * 2", (Fold, true)),
             (
@@ -1972,7 +1977,6 @@ mod tests {
             ),
             ("timestamp(sum(x))", (Fold, true)),
             ("time() - max(x)", (Fold, true)),
-            ("count_values(\"v\", sum by (job) (x))", (Gather, true)),
             ("count_values(\"v\", a / b)", (Join, true)),
             ("topk(1, topk by (job) (2, x))", (Pick, true)),
             ("count(topk(2, x))", (Pick, true)),
@@ -2006,6 +2010,14 @@ mod tests {
             assert_eq!(spread(q), Some(how), "{q}");
         }
         for q in [
+            // The order of the groups (or their values' last bits) after an aggregation
+            // of partials: gathering every member costs more than owning the rule.
+            "topk(5, sum by (job) (rate(x[5m])))",
+            "bottomk(1, avg by (job) (x))",
+            "limitk(2, stddev by (job) (x))",
+            "sort_desc(sum by (job) (x))",
+            "sort_by_label(count by (job) (x), \"job\")",
+            "count_values(\"v\", sum by (job) (x))",
             // Label functions inside the aggregation.
             "sum(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
             "count(label_replace(x, \"a\", \"\", \"a\", \".*\") > 1)",
@@ -2416,13 +2428,6 @@ mod tests {
             store.series.insert(series("h", i, &[]), h);
         }
         let queries = [
-            "topk(2, sum by (job) (x))",
-            "bottomk(1, sum by (job) (rate(x[1m])))",
-            "limitk(2, avg by (job) (x))",
-            "topk(1, stddev by (job) (y))",
-            "sort_desc(sum by (job) (x))",
-            "sort(count by (job) (x))",
-            "sort_by_label_desc(max by (job) (x), \"job\")",
             "count(sum by (job) (x))",
             "sum(sum by (job) (x))",
             "max by (job) (avg by (job, instance) (y)) > 1",
@@ -2439,8 +2444,6 @@ mod tests {
             "label_replace(sum by (job) (x), \"j\", \"$1\", \"job\", \"(.*)\")",
             "timestamp(sum(x))",
             "time() - max(x)",
-            "count_values(\"v\", sum by (job) (x))",
-            "count_values(\"v\", sum(rate(x[1m]) * 0.1))",
             "count_values(\"v\", x / on (instance, job) y)",
             "histogram_quantile(0.9, rate(b[1m]))",
             "histogram_quantile(0.5, b)",
