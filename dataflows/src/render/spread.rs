@@ -2339,7 +2339,7 @@ mod tests {
             .map(|p| {
                 let mut state = rule.joiner_state().expect("a join");
                 let part = joined(rule, &mut state, t, p);
-                if shift % 2 == 0 {
+                if shift.is_multiple_of(2) {
                     return part;
                 }
                 let record = HostRecord::Joined((0, RuleId(1), t, part));
