@@ -934,30 +934,6 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    // Operations after it that depend on the order of its groups or on the last bits
-    // of their values (`topk(5, sum by (job) (…))`, `sort(…)`, `count_values`): the
-    // owner would have to run the reference's aggregation over every member in label
-    // order (the reference's order) to give the groups in its order with its values
-    // to the bit, and gathering every member costs more than the owned rule
-    // (`RULES_PART=4 RULES_BULK_RULE='topk(5, sum by (job) (rate(x[5m])))' cargo bench
-    // --bench rules`, 2026-12-07: 147 ms wall and 224–228 ms CPU per evaluation on two
-    // workers gathering, 107–112 ms owned on one): such a rule is owned. A pick's or a
-    // gather's elements come in the reference's order already.
-    let in_order = after
-        .as_ref()
-        .is_some_and(|a| ordered(a) || labels_values(a));
-    let partials = !matches!(
-        op,
-        AggOp::Quantile
-            | AggOp::CountValues
-            | AggOp::Topk
-            | AggOp::Bottomk
-            | AggOp::Limitk
-            | AggOp::LimitRatio
-    );
-    if in_order && partials {
-        return None;
-    }
     let combine = match op {
         AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Combine::Fold,
         AggOp::Avg => Combine::Mean,
@@ -965,6 +941,24 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio => Combine::Pick,
         AggOp::Quantile | AggOp::CountValues => Combine::Gather,
     };
+    // Operations after partials combined per group that depend on the order of the
+    // groups or on the last bits of their values (`topk(5, sum by (job) (…))`,
+    // `sort(…)`, `count_values`): the owner would have to run the reference's
+    // aggregation over every member in label order (the reference's order) to give the
+    // groups in its order with its values to the bit, and gathering every member costs
+    // more than the owned rule (`RULES_PART=4 RULES_BULK_RULE='topk(5, sum by (job)
+    // (rate(x[5m])))' cargo bench --bench rules`, 2026-12-07: 147 ms wall and 224–228
+    // ms CPU per evaluation on two workers gathering, 107–112 ms owned on one): such a
+    // rule is owned. A pick's or a gather's elements come in the reference's order
+    // already.
+    let partials = matches!(combine, Combine::Fold | Combine::Mean | Combine::Moments);
+    if partials
+        && after
+            .as_ref()
+            .is_some_and(|a| ordered(a) || labels_values(a))
+    {
+        return None;
+    }
     let param_fits = match (op, param.as_deref()) {
         (AggOp::CountValues, Some(Plan::String(_))) => true,
         (
