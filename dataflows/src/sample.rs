@@ -247,33 +247,81 @@ impl SentIds {
     }
 }
 
+/// What a receiving worker has learnt of the dictionaries the workers of other
+/// processes keep for it ([`SentIds`] at their end): per (epoch, sending worker), the
+/// entries by index. The one table of the series-id dictionary ([`ReceivedIds`]) and
+/// the label-set one ([`crate::render::dictionary::ReceivedLabels`]).
+pub struct ReceivedTables<T> {
+    tables: BTreeMap<(u64, u32), Vec<T>>,
+}
+
+impl<T> Default for ReceivedTables<T> {
+    fn default() -> Self {
+        ReceivedTables {
+            tables: BTreeMap::new(),
+        }
+    }
+}
+
+impl<T: Clone + Default> ReceivedTables<T> {
+    /// Takes `entries` (index, entry) of sender `from`'s dictionary of `epoch`.
+    pub fn learn(&mut self, epoch: u64, from: u32, entries: impl IntoIterator<Item = (usize, T)>) {
+        let mut entries = entries.into_iter().peekable();
+        if entries.peek().is_none() {
+            return;
+        }
+        let table = self.tables.entry((epoch, from)).or_default();
+        for (i, entry) in entries {
+            if table.len() <= i {
+                table.resize(i + 1, T::default());
+            }
+            table[i] = entry;
+        }
+    }
+
+    /// Sender `from`'s dictionary of `epoch`, as learnt so far.
+    pub fn table(&self, epoch: u64, from: u32) -> Option<&[T]> {
+        self.tables.get(&(epoch, from)).map(Vec::as_slice)
+    }
+
+    /// Drops the dictionaries of epochs before `epoch`.
+    pub fn forget_before(&mut self, epoch: u64) {
+        while let Some(entry) = self.tables.first_entry().filter(|e| e.key().0 < epoch) {
+            entry.remove();
+        }
+    }
+
+    /// The number of entries held (indices up to the largest learnt), over every
+    /// dictionary.
+    pub fn len(&self) -> usize {
+        self.tables.values().map(Vec::len).sum()
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
 /// The dictionaries of series ids the workers of other processes have sent this one
 /// ([`SentIds`] at their end), by epoch and sender: fed the entries of every pack of a
 /// time ([`ReceivedIds::learn`]) before any of them is decoded
 /// ([`ReceivedIds::decode`]), times in order.
 #[derive(Default)]
 pub struct ReceivedIds {
-    /// By (epoch, sending worker): the ids by index.
-    tables: BTreeMap<(u64, u32), Vec<u64>>,
+    tables: ReceivedTables<u64>,
 }
 
 impl ReceivedIds {
     /// Takes the dictionary entries `pack` brings.
     pub fn learn(&mut self, pack: &PackedPoints) {
         let Some(coded) = &pack.coded else { return };
-        if coded.entry_ids.is_empty() {
-            return;
-        }
-        let table = self.tables.entry((coded.epoch, coded.from)).or_default();
         let (mut at, mut index) = (0, -1i64);
-        for &id in &coded.entry_ids {
+        let entries = coded.entry_ids.iter().map(|&id| {
             index += 1 + unzigzag(get_varint(&coded.entry_indices, &mut at) as u64);
-            let i = index as usize;
-            if table.len() <= i {
-                table.resize(i + 1, 0);
-            }
-            table[i] = id;
-        }
+            (index as usize, id)
+        });
+        self.tables.learn(coded.epoch, coded.from, entries);
     }
 
     /// Gives `pack` its series ids back (a pack without a dictionary is left as it is).
@@ -282,7 +330,7 @@ impl ReceivedIds {
         let Some(coded) = pack.coded.take() else {
             return;
         };
-        let table = self.tables.get(&(coded.epoch, coded.from));
+        let table = self.tables.table(coded.epoch, coded.from);
         let whole = std::mem::take(&mut pack.series_ids);
         let mut whole = whole.into_iter();
         let mut ids = Vec::with_capacity(pack.timestamps.len());
@@ -309,14 +357,12 @@ impl ReceivedIds {
 
     /// Drops the dictionaries of epochs before `epoch`.
     pub fn forget_before(&mut self, epoch: u64) {
-        while let Some(entry) = self.tables.first_entry().filter(|e| e.key().0 < epoch) {
-            entry.remove();
-        }
+        self.tables.forget_before(epoch);
     }
 
     /// The number of entries held, over every dictionary.
     pub fn len(&self) -> usize {
-        self.tables.values().map(Vec::len).sum()
+        self.tables.len()
     }
 
     /// Whether it holds no entry.

@@ -45,7 +45,7 @@ use crate::render::rule::{RuleCounters, RuleId};
 use crate::render::spread::HostRecord;
 #[cfg(doc)]
 use crate::render::spread::SideElements;
-use crate::sample::{get_varint, put_varint, unzigzag, zigzag, SentIds};
+use crate::sample::{get_varint, put_varint, unzigzag, zigzag, ReceivedTables, SentIds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -176,8 +176,8 @@ fn read_slots(
 /// ([`ReceivedLabels::decode`]), times in order.
 #[derive(Default)]
 pub struct ReceivedLabels {
-    /// By (epoch, sending worker): per index, the hash and the labels.
-    tables: BTreeMap<(u64, u32), Vec<Option<Entry>>>,
+    /// Per index, the hash and the labels (`None`: an index no record has brought).
+    tables: ReceivedTables<Option<Entry>>,
 }
 
 /// A dictionary entry: a label set's hash and the set.
@@ -186,22 +186,20 @@ type Entry = (u64, Arc<Labels>);
 impl ReceivedLabels {
     /// Takes the entries `record`, coded as `coded`, brings.
     pub fn learn(&mut self, record: &mut impl LabelSlots, coded: &CodedLabels) {
-        let table = self.tables.entry((coded.epoch, coded.from)).or_default();
+        let mut brought = Vec::new();
         read_slots(record, coded, |slot, labels| {
             if let Slot::Brings(i, hash) = slot {
-                if table.len() <= i {
-                    table.resize(i + 1, None);
-                }
-                table[i] = Some((hash, labels.clone()));
+                brought.push((i, Some((hash, labels.clone()))));
             }
         });
+        self.tables.learn(coded.epoch, coded.from, brought);
     }
 
     /// Gives `record` its label sets back (a set that brought its entry becomes the
     /// receiver's `Arc` of it, the same every time in the period); returns each slot's
     /// hash. Panics on an index no record has brought (the sender's contract broken).
     pub fn decode(&self, record: &mut impl LabelSlots, coded: &CodedLabels) -> Vec<u64> {
-        let table = self.tables.get(&(coded.epoch, coded.from));
+        let table = self.tables.table(coded.epoch, coded.from);
         let entry = |i: usize| {
             table.and_then(|t| t.get(i)?.as_ref()).unwrap_or_else(|| {
                 panic!(
@@ -224,20 +222,18 @@ impl ReceivedLabels {
 
     /// Drops the tables of epochs before `epoch`.
     pub fn forget_before(&mut self, epoch: u64) {
-        while let Some(entry) = self.tables.first_entry().filter(|e| e.key().0 < epoch) {
-            entry.remove();
-        }
+        self.tables.forget_before(epoch);
     }
 
-    /// The number of entries held, over every table.
+    /// The number of entries held (indices up to the largest brought), over every
+    /// table.
     pub fn len(&self) -> usize {
-        let entries = |t: &Vec<Option<Entry>>| t.iter().flatten().count();
-        self.tables.values().map(entries).sum()
+        self.tables.len()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.tables.is_empty()
     }
 }
 
