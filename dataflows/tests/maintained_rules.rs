@@ -1306,6 +1306,10 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         "sum by (job) (rate(x[1m]) / on (instance, job) y)",
         "scalar(y == 3)",
         "limitk(2, sort_desc(y))",
+        // Set operators of two per-series plans, by match group.
+        "x > 1 and on (instance, job) y == 0",
+        "rate(x[1m]) unless on (instance) y > 2",
+        "x or ignoring (job) y",
     ];
     for (workers, joins) in [(2, true), (3, true), (3, false)] {
         let engine = engine_with(workers, joins);
@@ -1319,8 +1323,8 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         // All but the `group_left` join and the two picks of aggregations (the order
         // of their groups is the reference's first-seen order, which combined
         // partials lose), which stay on one owner, and without `spread_joins` the five
-        // one-to-one joins of per-series plans.
-        let owned = if joins { 3 } else { 8 };
+        // one-to-one joins and the three set operators of per-series plans.
+        let owned = if joins { 3 } else { 11 };
         assert_eq!(engine.stats().rules_owned, owned, "{workers} workers");
         let mut errors = 0;
         for (q, rule) in queries.iter().zip(&rules) {

@@ -344,7 +344,7 @@ mod tests {
     fn sides(to: u64, t: i64, instances: std::ops::Range<u64>) -> HostRecord {
         let mut part = SideElements::default();
         for i in instances {
-            part.sides[(i % 2) as usize].push((labels(i), i as f64));
+            part.sides[(i % 2) as usize].push((labels(i), i as f64, false));
         }
         HostRecord::Sides((to, RuleId(1), t, part))
     }

@@ -166,11 +166,11 @@ impl RuleState {
 
     /// The result at `t`: incrementally when the rule's shape allows and the
     /// incremental state can vouch for it, else the whole plan over the windows. A
-    /// spread join's side is in no particular order, its labels kept from one
-    /// evaluation to the next ([`IncrementalRule::evaluate_unordered`]).
+    /// spread join's side is in no particular order and unfinished, as the reference
+    /// holds it, its labels kept from one evaluation to the next
+    /// ([`IncrementalRule::evaluate_unordered`]).
     fn evaluate(&mut self, store: &WindowStore, counters: &RuleCounters, t: i64) -> Evaluated {
-        let side =
-            self.part && (self.spec.spread.as_ref()).is_some_and(|s| s.combine == Combine::Join);
+        let side = self.side();
         if let Some(inc) = &mut self.incremental {
             let mut recomputed = 0;
             let result = match side {
@@ -188,6 +188,12 @@ impl RuleState {
         self.evaluate_whole_plan(store, counters, t)
     }
 
+    /// Whether it is a spread join's side, whose elements its joiners match as the
+    /// reference holds them (unfinished).
+    fn side(&self) -> bool {
+        self.part && (self.spec.spread.as_ref()).is_some_and(|s| s.combine == Combine::Join)
+    }
+
     /// A spread part's groups after its evaluation at `t` over `store` holding native
     /// histograms (see [`members_plan`]): from the incremental state when it answered,
     /// else by the reference evaluator; `None` when the part needs none.
@@ -203,8 +209,9 @@ impl RuleState {
         }
     }
 
-    /// The reference evaluator's result for the whole plan at `t`, detached from the
-    /// store when it may hold histograms.
+    /// The reference evaluator's result for the whole plan at `t` (a spread join's
+    /// side unfinished, as the reference holds it), detached from the store when it
+    /// may hold histograms.
     fn evaluate_whole_plan(
         &mut self,
         store: &WindowStore,
@@ -213,7 +220,10 @@ impl RuleState {
     ) -> Evaluated {
         counters.whole_plan.fetch_add(1, Ordering::Relaxed);
         let ev = self.settings.evaluator(store, t);
-        let mut value = ev.instant(&self.plan, t);
+        let mut value = match self.side() {
+            true => ev.eval(&self.plan, t),
+            false => ev.instant(&self.plan, t),
+        };
         let histograms = match &mut value {
             Ok(v) if store.has_histograms() => detach(&ev, v),
             _ => Vec::new(),

@@ -205,7 +205,7 @@
 use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, METRIC_NAME};
 use crate::promql::eval::aggregate::group_labels;
-use crate::promql::eval::binary::signature_hash;
+use crate::promql::eval::binary::{self, set_signature_hash, signature_hash};
 use crate::promql::eval::native::{self, detach, handle, parse_handle, Detached, SOURCE};
 use crate::promql::eval::{
     finish_vector, is_name_label, math, Element, EvalError, EvalResult, Evaluator, Selected,
@@ -385,7 +385,7 @@ impl LabelSlots for HostRecord {
             }
             HostRecord::Sides((.., sides))
             | HostRecord::Joined((.., JoinedPart::Failed(sides))) => {
-                (sides.sides.iter_mut().flatten()).for_each(|(labels, _)| f(labels));
+                (sides.sides.iter_mut().flatten()).for_each(|(labels, ..)| f(labels));
             }
             HostRecord::Joined((.., JoinedPart::Joined(joined, _))) => {
                 joined.iter_mut().for_each(|(labels, _)| f(labels));
@@ -406,14 +406,15 @@ impl LabelSlots for HostRecord {
 }
 
 /// One worker's side elements of a [`Combine::Join`] evaluation for one joiner: the
-/// left and right elements `(labels, value)` (finished, in no particular order), and
-/// the native histograms their values name (detached: `(SOURCE, i)` is the `i`th).
-/// Plain values, no entry `Vec`s: between processes the labels cross as indices
+/// left and right elements `(labels, value, name pending removal)` (unfinished, as the
+/// reference holds them: [`Element::drop_name`]; in no particular order), and the
+/// native histograms their values name (detached: `(SOURCE, i)` is the `i`th). Plain
+/// values, no entry `Vec`s: between processes the labels cross as indices
 /// ([`crate::render::dictionary`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SideElements {
     /// Left, right.
-    pub sides: [Vec<(Arc<Labels>, f64)>; 2],
+    pub sides: [Vec<SideElement>; 2],
     /// The histograms the values name.
     pub histograms: Vec<Arc<FloatHistogram>>,
     /// The labels' [`Labels::hash`]es, left's then right's, where the record came
@@ -421,6 +422,10 @@ pub struct SideElements {
     #[serde(skip)]
     pub hashes: Vec<u64>,
 }
+
+/// A side element: its labels and value as the reference holds them, and whether its
+/// name is pending removal ([`Element::drop_name`]).
+pub type SideElement = (Arc<Labels>, f64, bool);
 
 /// Side elements to a joiner: `(joiner worker, rule, evaluation time, elements)`.
 pub type SideRecord = (u64, RuleId, i64, SideElements);
@@ -439,11 +444,17 @@ pub enum JoinedPart {
 /// A joiner's part to the owner: `(owner worker, rule, evaluation time, part)`.
 pub type JoinedRecord = (u64, RuleId, i64, JoinedPart);
 
-/// The worker joining the match group of a side element labelled `labels`: the hash
-/// of its matching signature (the labels `on`/`ignoring` select, as Prometheus's)
-/// modulo the workers, the same on every worker and in every process.
-pub fn joiner(labels: &Labels, matching: &Matching, peers: usize) -> u64 {
-    signature_hash(labels, matching) % peers.max(1) as u64
+/// The worker joining the match group of a side element labelled `labels` (as the
+/// reference holds it, a name pending removal still there): the hash of its matching
+/// signature (the labels `on`/`ignoring` select, as Prometheus's; for a set operator,
+/// `set`, without `__type__`/`__unit__`, as Prometheus's) modulo the workers, the same
+/// on every worker and in every process.
+pub fn joiner(labels: &Labels, matching: &Matching, set: bool, peers: usize) -> u64 {
+    let hash = match set {
+        true => set_signature_hash(labels, matching),
+        false => signature_hash(labels, matching),
+    };
+    hash % peers.max(1) as u64
 }
 
 /// A histogram handle of a list that now starts at `by` in a longer one; any other
@@ -479,6 +490,7 @@ pub fn part_records(
         let r = partials(rhs, t, rhs_values, first(rhs_members));
         return vec![HostRecord::Pair((owner, rule, t, l), r)];
     }
+    let set = spread.set_operator();
     let Some(matching) = spread.matching() else {
         let members = members.into_iter().next().flatten();
         let partials = partials(spread, t, values, members);
@@ -498,7 +510,7 @@ pub fn part_records(
     }
     for (side, (elements, held)) in sides.into_iter().enumerate() {
         for e in elements {
-            let to = &mut joiners[joiner(&e.labels, matching, peers) as usize];
+            let to = &mut joiners[joiner(&e.labels, matching, set, peers) as usize];
             let value = match parse_handle(e.value) {
                 Some((SOURCE, i)) if (i as usize) < held.len() => {
                     to.histograms.push(held[i as usize].clone());
@@ -506,7 +518,7 @@ pub fn part_records(
                 }
                 _ => e.value,
             };
-            to.sides[side].push((e.labels, value));
+            to.sides[side].push((e.labels, value, e.drop_name));
         }
     }
     let mut records = vec![HostRecord::Partials((
@@ -531,7 +543,7 @@ fn merged(records: Vec<SideElements>) -> SideElements {
         let by = all.histograms.len();
         all.histograms.extend(record.histograms);
         for (to, elements) in all.sides.iter_mut().zip(record.sides) {
-            to.extend(elements.into_iter().map(|(l, v)| (l, shifted(v, by))));
+            to.extend(elements.into_iter().map(|(l, v, d)| (l, shifted(v, by), d)));
         }
     }
     for side in &mut all.sides {
@@ -540,14 +552,49 @@ fn merged(records: Vec<SideElements>) -> SideElements {
     all
 }
 
-/// The reference's operation ([`Spread::aggregate`]) at `t` over `sides`, detached.
+/// The reference's operation ([`Spread::aggregate`]) at `t` over `sides` as the
+/// reference holds them (names pending removal, [`binary::vectors`]; without stale
+/// markers, which the reference's selections drop), its result finished as the
+/// reference finishes the whole result (per element, so a part's finished result is
+/// the part of the whole's; a duplicate label set among them is the whole's error
+/// too), detached.
 fn join_over(spread: &Spread, t: i64, sides: &SideElements) -> Evaluated {
+    let Plan::Binary {
+        op,
+        matching,
+        return_bool,
+        ..
+    } = &spread.aggregate
+    else {
+        let e = EvalError::Unsupported(format!("not a join: {:?}", spread.aggregate));
+        return (Err(e), Vec::new());
+    };
     let [lhs, rhs] = sides.sides.each_ref().map(|side| {
-        side.iter()
-            .map(|(l, v)| Element::new(l.clone(), *v))
+        (side.iter())
+            .filter(|(_, v, _)| !is_stale_marker(*v))
+            .map(|(labels, value, drop_name)| Element {
+                labels: labels.clone(),
+                value: *value,
+                drop_name: *drop_name,
+            })
             .collect::<Vec<Element>>()
     });
-    over_sides(&spread.aggregate, t, [&lhs, &rhs], &sides.histograms)
+    let source = Members {
+        elements: &[],
+        rhs: &[],
+        histograms: &sides.histograms,
+        t,
+    };
+    let ev = Evaluator::new(&source, t);
+    let joined = binary::vectors(&ev, *op, lhs, rhs, matching.as_ref(), *return_bool);
+    match joined.and_then(finish_vector) {
+        Ok(joined) => {
+            let mut value = Value::Vector(joined);
+            let held = detach(&ev, &mut value);
+            (Ok(value), held)
+        }
+        Err(e) => (Err(e), Vec::new()),
+    }
 }
 
 /// A joiner's part of a [`Combine::Join`] evaluation at `t`, from the side records it
@@ -568,7 +615,7 @@ pub fn joined(
     let elements = records.iter().flat_map(|r| {
         let first = [0, r.sides[0].len()];
         (r.sides.iter().enumerate()).flat_map(move |(side, elements)| {
-            elements.iter().enumerate().map(move |(i, (l, v))| {
+            elements.iter().enumerate().map(move |(i, (l, v, d))| {
                 let key = match r.hashes.get(first[side] + i) {
                     Some(&hash) => LabelsKey {
                         hash,
@@ -576,7 +623,7 @@ pub fn joined(
                     },
                     None => LabelsKey::new(l.clone()),
                 };
-                (side, key, *v)
+                (side, key, *v, *d)
             })
         })
     });
@@ -689,6 +736,15 @@ impl Spread {
             ) => Some(SpreadJoin::new(*op, matching.clone(), *return_bool)),
             _ => None,
         }
+    }
+
+    /// Whether it is a join by a set operator (`and`, `or`, `unless`), whose match
+    /// groups leave out `__type__`/`__unit__` ([`joiner`]).
+    pub fn set_operator(&self) -> bool {
+        matches!(
+            (&self.combine, &self.aggregate),
+            (Combine::Join, Plan::Binary { op, .. }) if op.is_set()
+        )
     }
 
     /// A join's matching (`None` for any other combine).
@@ -806,10 +862,10 @@ fn union_after(plan: &Plan, after: Plan) -> Option<Spread> {
     })
 }
 
-/// A one-to-one arithmetic or comparison of two per-series plans over spreadable
-/// selectors ([`Combine::Join`]), without label functions in them or after, without
-/// `on`/`ignoring` of the name labels (a worker's side elements have their names
-/// dropped already where the reference's are pending removal).
+/// A one-to-one arithmetic or comparison, or a set operator, of two per-series plans
+/// over spreadable selectors ([`Combine::Join`]), without label functions in them or
+/// after, without `on`/`ignoring` of the name labels (the joiners' finished results
+/// have their names dropped where the reference may still hold them pending removal).
 fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Binary {
         op,
@@ -821,9 +877,11 @@ fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    let matching = one_to_one(matching.as_ref())?;
-    if op.is_set()
-        || matching.labels.iter().any(|l| is_name_label(l))
+    let matching = match op.is_set() {
+        true => set_matching(matching.as_ref())?,
+        false => one_to_one(matching.as_ref())?,
+    };
+    if matching.labels.iter().any(|l| is_name_label(l))
         || after.as_ref().is_some_and(|a| reads_names(a) || ordered(a))
     {
         return None;
@@ -843,6 +901,20 @@ fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         after,
         pair: None,
     })
+}
+
+/// The matching of a set operator (`and`, `or`, `unless`: many-to-many, on every label
+/// but the name labels without `on`/`ignoring`), without fills (a set operator takes
+/// no group modifiers).
+fn set_matching(matching: Option<&Matching>) -> Option<Matching> {
+    let matching = matching.cloned().unwrap_or(Matching {
+        on: false,
+        labels: Vec::new(),
+        card: Card::ManyToMany,
+        fill_lhs: None,
+        fill_rhs: None,
+    });
+    (matching.fill_lhs.is_none() && matching.fill_rhs.is_none()).then_some(matching)
 }
 
 /// `plan`, a vector/vector operation, over [`hole`] (left) and [`rhs_hole`] (right),
@@ -1989,6 +2061,19 @@ mod tests {
             ("count(timestamp(x))", (Fold, false)),
             ("sum(a * 2) / sum(b > 0)", (Pair, false)),
             ("count(a / b)", (Join, true)),
+            ("a > 1 and b == 0", (Join, false)),
+            ("rate(a[5m]) unless on (instance) b", (Join, false)),
+            ("a or ignoring (job) b", (Join, false)),
+            ("count(a and b) > 1", (Join, true)),
+            // Shipped rules' set operators.
+            (
+                "avg_over_time(up[10m]) < 0.9 and avg_over_time(up[10m]) > 0",
+                (Join, false),
+            ),
+            (
+                "predict_linear(x[6h], 24 * 3600) < 0 and y == 0",
+                (Join, false),
+            ),
             ("sum by (job) (rate(a[5m]) / rate(b[5m]))", (Join, true)),
             ("scalar(sum(a) / sum(b))", (Pair, true)),
             (
@@ -2105,7 +2190,10 @@ mod tests {
             "x @ 100",
             "a / on (__name__) b",
             "a * on (x) group_left b",
-            "a and b",
+            "a and on (__type__) b",
+            "a or ignoring (__unit__) b",
+            // A join inside a join.
+            "a{x!~\"t\"} / b < 0.10 and c == 0",
             "a / b{job=~\"x\"} or c",
             "label_replace(a, \"a\", \"\", \"a\", \".*\") / b",
             "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
@@ -2158,6 +2246,14 @@ mod tests {
             "c / ignoring (instance) b",
             "a + on (instance) c",
             "a / on (job) c",
+            // Set operators between per-series plans, by match group.
+            "a and b",
+            "a > 5 and on (instance) b",
+            "a unless on (job) c",
+            "rate(a[1m]) or ignoring (job) rate(b[1m])",
+            "b or on (instance) a * 2",
+            "c and ignoring (instance) a",
+            "count(a unless on (instance) b)",
             "sum(rate(a[1m])) / sum(rate(b[1m]))",
             "sum by (job) (a) / sum by (job) (b) > 0.05",
             "avg by (job) (a) - on (job) max by (job) (b)",
@@ -2195,7 +2291,7 @@ mod tests {
                         let values = rule
                             .local
                             .iter()
-                            .map(|l| (Evaluator::new(&part, t).instant(l, t), Vec::new()))
+                            .map(|l| (local(&rule, &Evaluator::new(&part, t), l, t), Vec::new()))
                             .collect();
                         let members = rule.local.iter().map(|_| None).collect();
                         let id = (RuleId(1), 0, t);
@@ -2252,6 +2348,95 @@ mod tests {
         assert_eq!(errors, 6);
     }
 
+    /// Joins and set operators of two per-series plans over series of one name that
+    /// differ only in `__type__`/`__unit__` (Prometheus 3's type-and-unit labels),
+    /// where a side drops names and where none does: the reference matches the sides
+    /// with the names still pending removal (arithmetic and comparisons on
+    /// `__type__`/`__unit__`, set operators without them), and so do the joiners, the
+    /// side elements sent unfinished. Dealt to 1 to 4 workers in every way, as within
+    /// a process and as between processes: the reference's result, errors word for
+    /// word.
+    #[test]
+    fn joins_and_set_operators_over_type_and_unit_labels_of_any_split_are_the_reference() {
+        use crate::promql::testscript::store::MemStorage;
+        let mut store = MemStorage::default();
+        let series: [(&str, &[(&str, &str)]); 9] = [
+            ("a", &[("__type__", "counter"), ("__unit__", "request")]),
+            ("a", &[("__type__", "gauge"), ("__unit__", "request")]),
+            ("a", &[("__type__", "counter")]),
+            ("a", &[("__type__", "gauge")]),
+            ("a", &[]),
+            ("b", &[("__type__", "counter"), ("__unit__", "request")]),
+            ("b", &[]),
+            ("b", &[("__type__", "gauge")]),
+            ("b", &[("__unit__", "request")]),
+        ];
+        for (i, (name, meta)) in series.iter().enumerate() {
+            // Series 2 and 3 differ only in their metadata labels.
+            let instance = format!("h{}", [0, 1, 2, 2, 4, 0, 1, 2, 3][i]);
+            let mut pairs = vec![("__name__", *name), ("instance", &instance), ("job", "j")];
+            pairs.extend(meta.iter().copied());
+            let labels = Labels::from_strs(&pairs);
+            let points = (0..4).map(|k| (k * 15_000, (i as f64 + 1.0) * k as f64));
+            store.series.insert(Arc::new(labels), points.collect());
+        }
+        let queries = [
+            "a and b",
+            "a or b",
+            "a unless b",
+            "(a{instance!=\"h2\"} + 1) and b",
+            "(a{instance!=\"h2\"} + 1) or b",
+            "(a{instance!=\"h2\"} + 1) unless b",
+            "(a + 1) and b",
+            "rate(a{instance!=\"h2\"}[1m]) or rate(b[1m])",
+            "b unless on (instance) (a * 2)",
+            "(b > 0) or ignoring (job) rate(a[1m])",
+            "(a + 1) / b",
+            "a / b",
+            "rate(a[1m]) - on (instance) rate(b[1m])",
+            "rate(a{instance!=\"h2\"}[1m]) - on (instance) rate(b[1m])",
+            "rate(a[1m]) > bool ignoring (job) b",
+            "(a * 1) < ignoring (job) (b + 100)",
+        ];
+        let t = 45_000;
+        let mut outcomes = (0, 0);
+        for q in queries {
+            let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            assert_eq!(rule.combine, Combine::Join, "{q}");
+            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
+            match &want {
+                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+                _ => {}
+            }
+            for workers in 1..=4usize {
+                for shift in 0..workers {
+                    let got = split_run(&rule, &store, t, workers, shift).0;
+                    match (&got, &want) {
+                        (Ok(g), Ok(w)) => assert_eq!(
+                            labelled(g),
+                            labelled(w),
+                            "{q} on {workers} workers, shift {shift}"
+                        ),
+                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
+                    }
+                }
+            }
+        }
+        // Results with elements, and errors (a duplicate label set once the names are
+        // dropped, two many-to-one matches).
+        assert_eq!(outcomes, (13, 3));
+    }
+
+    /// A worker's local plan `l` of `rule` at `t` by the reference `ev`, as a rule
+    /// host evaluates it: a join's side unfinished (as the reference holds it).
+    fn local(rule: &Spread, ev: &Evaluator<'_>, l: &Plan, t: i64) -> EvalResult<Value> {
+        match rule.combine {
+            Combine::Join => ev.eval(l, t),
+            _ => ev.instant(l, t),
+        }
+    }
+
     /// `record` as a worker of another process receives it: its labels coded by `sent`
     /// (the sender's dictionary), serialized as timely does, decoded as
     /// [`join_sides`] does.
@@ -2295,7 +2480,7 @@ mod tests {
             }
             let ev = Evaluator::new(&part, t);
             let values = (rule.local.iter())
-                .map(|l| match ev.instant(l, t) {
+                .map(|l| match local(rule, &ev, l, t) {
                     Ok(mut v) => {
                         let held = detach(&ev, &mut v);
                         (Ok(v), held)
@@ -2706,7 +2891,9 @@ mod tests {
                             let values = rule
                                 .local
                                 .iter()
-                                .map(|l| (Evaluator::new(&part, t).instant(l, t), Vec::new()))
+                                .map(|l| {
+                                    (local(&rule, &Evaluator::new(&part, t), l, t), Vec::new())
+                                })
                                 .collect();
                             let id = (RuleId(1), 0, t);
                             let members = vec![None, None];
@@ -2732,8 +2919,8 @@ mod tests {
                                 let all = || {
                                     records.iter().flat_map(|r| {
                                         (r.sides.iter().enumerate()).flat_map(|(side, e)| {
-                                            e.iter().map(move |(l, v)| {
-                                                (side, LabelsKey::new(l.clone()), *v)
+                                            e.iter().map(move |(l, v, d)| {
+                                                (side, LabelsKey::new(l.clone()), *v, *d)
                                             })
                                         })
                                     })

@@ -40,19 +40,7 @@ pub fn eval(
         (Value::Vector(v), Value::Scalar(s)) => vector_scalar(ev, op, v, s, false, return_bool),
         (Value::Scalar(s), Value::Vector(v)) => vector_scalar(ev, op, v, s, true, return_bool),
         (Value::Vector(a), Value::Vector(b)) => {
-            let default = Matching {
-                on: false,
-                labels: Vec::new(),
-                card: Card::OneToOne,
-                fill_lhs: None,
-                fill_rhs: None,
-            };
-            let m = matching.unwrap_or(&default);
-            if op.is_set() {
-                Value::Vector(set_op(op, a, b, m))
-            } else {
-                Value::Vector(vector_vector(ev, op, a, b, m, return_bool)?)
-            }
+            Value::Vector(vectors(ev, op, a, b, matching, return_bool)?)
         }
         _ => {
             return Err(EvalError::Unsupported(
@@ -60,6 +48,33 @@ pub fn eval(
             ))
         }
     })
+}
+
+/// `a op b` of two vectors (any operator, `matching` or the default one-to-one), their
+/// elements as the reference holds them (names pending removal stay pending in the
+/// result): what [`eval`] does once both operands are vectors, for a spread join's
+/// joiner ([`crate::render::spread::joined`]), whose sides arrive unfinished.
+pub fn vectors(
+    ev: &Evaluator<'_>,
+    op: BinOp,
+    a: Vec<Element>,
+    b: Vec<Element>,
+    matching: Option<&Matching>,
+    return_bool: bool,
+) -> EvalResult<Vec<Element>> {
+    let default = Matching {
+        on: false,
+        labels: Vec::new(),
+        card: Card::OneToOne,
+        fill_lhs: None,
+        fill_rhs: None,
+    };
+    let m = matching.unwrap_or(&default);
+    if op.is_set() {
+        Ok(set_op(op, a, b, m))
+    } else {
+        vector_vector(ev, op, a, b, m, return_bool)
+    }
 }
 
 /// The value and "keep" flag of one element-wise operation.
@@ -158,10 +173,20 @@ fn set_signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
 /// without making them: a spread join's joiner of an element
 /// ([`crate::render::spread::joiner`]).
 pub fn signature_hash(labels: &Labels, m: &Matching) -> u64 {
+    signature_hash_with(labels, m, false)
+}
+
+/// [`signature_hash`] of a set operator's signature (without the `__type__` and
+/// `__unit__` metadata labels): the joiner of an element of `and`/`or`/`unless`.
+pub fn set_signature_hash(labels: &Labels, m: &Matching) -> u64 {
+    signature_hash_with(labels, m, true)
+}
+
+fn signature_hash_with(labels: &Labels, m: &Matching, set_op: bool) -> u64 {
     Labels::hash_pairs(
         labels
             .iter()
-            .filter(|(n, v)| !v.is_empty() && in_signature(n, m, false)),
+            .filter(|(n, v)| !v.is_empty() && in_signature(n, m, set_op)),
     )
 }
 

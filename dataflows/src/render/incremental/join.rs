@@ -228,10 +228,11 @@ pub struct SpreadJoin {
     /// Per side, the elements held by labels, with the evaluation each was last
     /// received in.
     held: [KeyMap<(Element, u64)>; 2],
-    /// Each match group with one element on each side: its result labels (finished:
-    /// side elements arrive finished), and its joined value (`None`: a comparison
-    /// dropped it).
-    out: KeyMap<(Arc<Labels>, Option<f64>)>,
+    /// Each match group with one element on each side: its result labels as the
+    /// reference holds them (side elements arrive unfinished, as the reference holds
+    /// them), whether the name is pending removal (the left element's), those labels
+    /// finished, and its joined value (`None`: a comparison dropped it).
+    out: KeyMap<Joined>,
     /// The groups of `out` in their labels' order (with those labels), and whether two
     /// groups have one label set; `None`: to sort again (a group came, left, or changed
     /// labels; not when a comparison keeps or drops a group's match).
@@ -240,13 +241,17 @@ pub struct SpreadJoin {
     round: u64,
 }
 
+/// A matched group's result labels, whether its name is pending removal, its finished
+/// labels, and its joined value.
+type Joined = (Arc<Labels>, bool, Arc<Labels>, Option<f64>);
+
 /// Match groups in their elements' label order (with those labels), and whether two
 /// groups have one label set.
 type Order = (Vec<(Arc<Labels>, Key)>, bool);
 
 impl SpreadJoin {
-    /// The state of a joiner of `lhs op on/ignoring (…) rhs` (one-to-one, not a set
-    /// operator).
+    /// The state of a joiner of `lhs op on/ignoring (…) rhs` (one-to-one; of a set
+    /// operator, the state of nothing: [`SpreadJoin::join`] gives `None`).
     pub fn new(op: BinOp, matching: Matching, return_bool: bool) -> SpreadJoin {
         SpreadJoin {
             matcher: Matcher::new(op, matching, return_bool),
@@ -257,24 +262,29 @@ impl SpreadJoin {
         }
     }
 
-    /// One evaluation over `elements`, `(side, labels key, value)` (side 0: left; the
-    /// key's hash carried from the sender where the record brought it), every
-    /// finished side element of this joiner's match groups: the joined elements in
-    /// label order, exactly the reference's operation over these sides; or `None`
-    /// where it cannot vouch for that (a match group with two elements on a side, two
-    /// elements of a side with one label set, two groups with one result label set, a
-    /// histogram or a stale marker) and the caller runs the reference. Either way the
-    /// state is these sides after it.
+    /// One evaluation over `elements`, `(side, labels key, value, name pending
+    /// removal)` (side 0: left; the key's hash carried from the sender where the record
+    /// brought it), every side element of this joiner's match groups as the reference
+    /// holds it (unfinished): the joined elements, finished, in label order, exactly
+    /// the reference's operation over these sides, finished; or `None` where it cannot
+    /// vouch for that (a match group with two elements on a side, two elements of a
+    /// side with one label set, two groups with one finished result label set, a
+    /// histogram or a stale marker; a set operator, which keeps or drops whole match
+    /// groups by whether the other side has one) and the caller runs the reference.
+    /// Either way the state is these sides after it (nothing for a set operator).
     pub fn join(
         &mut self,
-        elements: impl IntoIterator<Item = (usize, Key, f64)>,
+        elements: impl IntoIterator<Item = (usize, Key, f64, bool)>,
     ) -> Option<Vec<(Arc<Labels>, f64)>> {
+        if self.matcher.op.is_set() {
+            return None;
+        }
         self.round += 1;
         let round = self.round;
         let mut vouch = true;
         let mut dirty = KeySet::default();
         let mut received = [0usize; 2];
-        for (side, key, value) in elements {
+        for (side, key, value, drop_name) in elements {
             if value.is_nan() && (is_stale_marker(value) || parse_handle(value).is_some()) {
                 vouch = false;
             }
@@ -283,8 +293,9 @@ impl SpreadJoin {
                 Some((e, seen)) => {
                     *seen = round;
                     received[side] += 1;
-                    if e.value.to_bits() != value.to_bits() {
+                    if e.value.to_bits() != value.to_bits() || e.drop_name != drop_name {
                         e.value = value;
+                        e.drop_name = drop_name;
                         // The held labels: their group is found without a compare.
                         let key = Key {
                             hash: key.hash,
@@ -294,7 +305,11 @@ impl SpreadJoin {
                     }
                 }
                 None => {
-                    let e = Element::new(key.labels.clone(), value);
+                    let e = Element {
+                        labels: key.labels.clone(),
+                        value,
+                        drop_name,
+                    };
                     self.matcher.refile(side, key.clone(), Some(&e), &mut dirty);
                     self.held[side].insert(key, (e, round));
                     received[side] += 1;
@@ -324,15 +339,25 @@ impl SpreadJoin {
                 |k| rhs.get(k).map(|(e, _)| e),
             );
             let value = element.map(|e| e.value);
+            // The left element's: whether the result's name is pending removal.
+            let pending = self.matcher.sides[0]
+                .single(&sig)
+                .and_then(|k| lhs.get(k))
+                .is_some_and(|(e, _)| e.drop_name);
             match self.matcher.result_labels_of(&sig) {
                 Some(labels) => {
-                    if let Some((old, v)) = self.out.get_mut(&sig) {
-                        if Arc::ptr_eq(old, labels) {
+                    if let Some((old, drop, _, v)) = self.out.get_mut(&sig) {
+                        if Arc::ptr_eq(old, labels) && *drop == pending {
                             *v = value;
                             continue;
                         }
                     }
-                    self.out.insert(sig, (labels.clone(), value));
+                    let finished = match pending {
+                        true => drop_name(labels),
+                        false => labels.clone(),
+                    };
+                    self.out
+                        .insert(sig, (labels.clone(), pending, finished, value));
                     self.order = None;
                 }
                 None => {
@@ -346,7 +371,7 @@ impl SpreadJoin {
         let (order, duplicates) = self.order.get_or_insert_with(|| {
             let mut order: Vec<(Arc<Labels>, Key)> = out
                 .iter()
-                .map(|(sig, (labels, _))| (labels.clone(), sig.clone()))
+                .map(|(sig, (_, _, finished, _))| (finished.clone(), sig.clone()))
                 .collect();
             order.sort_by(|a, b| a.0.cmp(&b.0));
             let duplicates = order.windows(2).any(|w| w[0].0 == w[1].0);
@@ -357,7 +382,7 @@ impl SpreadJoin {
         }
         Some(
             (order.iter())
-                .filter_map(|(labels, sig)| Some((labels.clone(), out[sig].1?)))
+                .filter_map(|(labels, sig)| Some((labels.clone(), out[sig].3?)))
                 .collect(),
         )
     }

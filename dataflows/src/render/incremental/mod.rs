@@ -39,7 +39,8 @@
 //! the maps of series, elements and groups never rehash label sets. A spread join's
 //! joiner ([`crate::render::spread`]) keeps the same matching over the side elements
 //! it receives whole at each evaluation ([`SpreadJoin`]), and its sides are evaluated
-//! unordered with their finished labels kept ([`IncrementalRule::evaluate_unordered`]).
+//! unordered and unfinished, as the reference holds them, their labels kept
+//! ([`IncrementalRule::evaluate_unordered`]).
 //!
 //! Native histograms (`sum by (job) (rate(h[5m]))` over native-histogram series): an
 //! element may be a histogram, its value a handle `(SOURCE, i)` naming slot `i` of its
@@ -713,13 +714,14 @@ impl IncrementalRule {
         })
     }
 
-    /// Like [`IncrementalRule::evaluate`], the elements in no particular order, their
-    /// finished labels kept from one evaluation to the next (the same `Arc` while an
-    /// element's labels do not change, as [`IncrementalRule::evaluate_changes`] keeps
-    /// them): a spread join's side, which its joiners file by labels
-    /// ([`SpreadJoin`]). Costs what changed and a copy of the result, where
-    /// [`IncrementalRule::evaluate`] also sorts it and makes every name-dropped label
-    /// set again.
+    /// Like [`IncrementalRule::evaluate`], the elements in no particular order and
+    /// unfinished, as the reference holds a sub-expression's (a name pending removal
+    /// still there, with [`Element::drop_name`]), their labels the same `Arc` while an
+    /// element's labels do not change: a spread join's side, which its joiners match as
+    /// the reference matches the sides and file by labels ([`SpreadJoin`]). Costs what
+    /// changed and a copy of the result, where [`IncrementalRule::evaluate`] also sorts
+    /// it, makes every name-dropped label set again and checks them for duplicates
+    /// (which the reference checks only once the whole result is finished).
     pub fn evaluate_unordered(
         &mut self,
         store: &WindowStore,
@@ -727,14 +729,10 @@ impl IncrementalRule {
         t: i64,
         recomputed: &mut u64,
     ) -> Option<Detached> {
-        if let Delta::Whole(whole) = self.track(store, settings, t, recomputed, false)? {
-            return Some(whole);
-        }
-        let sent = self.sent.as_ref()?;
-        let elements = sent
-            .by_key
-            .values()
-            .map(|s| Element::new(s.finished.clone(), f64::from_bits(s.bits)))
+        self.sent = None;
+        self.update(store, settings, t, recomputed)?;
+        let elements = (self.root.out().elements.values())
+            .map(|(e, _)| e.clone())
             .collect();
         Some(self.detached(Ok(elements)))
     }
