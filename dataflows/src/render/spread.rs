@@ -23,6 +23,7 @@
 //! sort_desc(rate(x[5m]))                         #   functions in it)
 //! rate(a[5m]) / rate(b[5m])                      # one-to-one arithmetic or comparison
 //! a / on (instance) b > 0.1                      # of two per-series plans, ops after
+//! x < 0.9 and on (instance) y == 0               # or a set operator of them
 //! sum(rate(a[5m])) / sum(rate(b[5m]))            # any vector/vector operation of two
 //! sum by (job) (rate(e[5m])) / sum by (job) (rate(t[5m])) > 0.05   # aggregations
 //! ```
@@ -69,25 +70,35 @@
 //!   reference's check after the label function saw). Under operations that are not
 //!   element-wise (see below; then without label functions) the union, in label
 //!   order, is their input.
-//! - a one-to-one vector/vector arithmetic or comparison of two per-series plans
-//!   ([`Combine::Join`], when the registering engine has
-//!   [`crate::EngineConfig::spread_joins`], as promflow's does): the local plans are
-//!   the two sides, each evaluated in no particular order with its finished labels
-//!   kept from one evaluation to the next
-//!   ([`crate::render::incremental::IncrementalRule::evaluate_unordered`]); each
-//!   worker sends each side element to the worker of its match group, the hash of the
-//!   labels `on`/`ignoring` select (Prometheus's signature, [`joiner`], hashed without
-//!   making them), in a [`HostRecord::Sides`] ([`SideElements`]: plain
-//!   `(labels, value)` pairs) at the same logical time, and the owner a record of its
-//!   own (empty, or the side's error). [`join_sides`] on each worker keeps, per rule
-//!   it joins, the side elements of its match groups as of the previous evaluation
-//!   ([`SpreadJoin`]: by labels, filed by match group once, result labels cached per
-//!   group, dropped when the rule is removed) and, once its frontier passes that
-//!   time, re-matches only the groups with an element that came, left or changed
-//!   value, with the owned incremental join's [`crate::promql::eval::binary::matched_element`]
-//!   and [`crate::promql::eval::binary::result_labels`] ([`joined`]); the joined
-//!   elements go to the owner at that time, in label order, and the owner's result is
-//!   their union, merged and checked for duplicate label sets (then the operations
+//! - a one-to-one vector/vector arithmetic or comparison, or a set operator (`and`,
+//!   `or`, `unless`: many-to-many), of two per-series plans ([`Combine::Join`], when
+//!   the registering engine has [`crate::EngineConfig::spread_joins`], as promflow's
+//!   does): the local plans are the two sides, each evaluated in no particular order
+//!   and unfinished, as the reference holds a sub-expression (a `__name__` pending
+//!   removal still in the labels, with the element's flag, [`Element::drop_name`]),
+//!   its labels kept from one evaluation to the next
+//!   ([`crate::render::incremental::IncrementalRule::evaluate_unordered`]; the whole
+//!   plan by [`Evaluator::eval`], not `instant`, where that cannot vouch); each worker
+//!   sends each side element to the worker of its match group, the hash of the labels
+//!   `on`/`ignoring` select (Prometheus's signature, less `__type__`/`__unit__` for a
+//!   set operator as Prometheus's; [`joiner`], hashed without making them), in a
+//!   [`HostRecord::Sides`] ([`SideElements`]: plain `(labels, value, name pending
+//!   removal)` triples) at the same logical time, and the owner a record of its own
+//!   (empty, or the side's error). [`join_sides`] on each worker keeps, per rule it
+//!   joins by arithmetic or comparison, the side elements of its match groups as of
+//!   the previous evaluation ([`SpreadJoin`]: by labels, filed by match group once,
+//!   result labels cached per group, dropped when the rule is removed) and, once its
+//!   frontier passes that time, re-matches only the groups with an element that came,
+//!   left or changed value, with the owned incremental join's
+//!   [`crate::promql::eval::binary::matched_element`] and
+//!   [`crate::promql::eval::binary::result_labels`] ([`joined`]); for a set operator
+//!   (which keeps or drops whole match groups by whether the other side has one) it
+//!   runs the reference's operation over its groups' elements at every evaluation.
+//!   Either way it matches the unfinished elements exactly as the reference does and
+//!   finishes the joined elements (drops the pending names) as the reference finishes
+//!   the whole result, element by element; the joined elements go to the owner at
+//!   that time, in label order, and the owner's result is their union, merged and
+//!   checked for duplicate label sets (the whole result's check, then the operations
 //!   after the join). Records to a worker of another process cross serialized, their
 //!   label sets coded by [`crate::render::dictionary`] (each whole once per sending
 //!   worker, receiving worker and period, else as an index): held labels are matched
@@ -97,12 +108,15 @@
 //!   state cannot vouch for the result (a match group with two elements on a side,
 //!   two elements of a side with one label set, two groups with one result label set,
 //!   a histogram or stale marker among the values) the joiner runs the reference's
-//!   operation over the two holes for its match groups instead; a joiner whose
+//!   operation ([`crate::promql::eval::binary::vectors`]) over the side elements of
+//!   its match groups instead, each side in label order (the order the reference
+//!   reads a selector's series), as it always does for a set operator; a joiner whose
 //!   operation fails (many-to-many matching) sends its side elements, and the owner
 //!   runs the operation over those of every failing joiner: every failing match group
 //!   is among them, in the reference's order, so the error is the reference's, word
 //!   for word. Measured (README, "Part 4"): on 2 workers 0.51–0.61 of the owned
-//!   join's wall time on 1, for the same CPU.
+//!   join's wall time on 1, for the same CPU (arithmetic; set operators not
+//!   measured).
 //! - a vector/vector operation (arithmetic, comparison, set operators, any matching)
 //!   of two spread aggregations ([`Combine::Pair`], [`Spread::pair`]): the local plans
 //!   are both aggregations' (left first); each worker sends both partials in one
@@ -176,12 +190,15 @@
 //! groups into one result anyway. A join's sides go by match key because the join
 //! needs both sides of a match group in one place, and the owner then only unions.
 //!
-//! Names: a worker's results are finished (a pending `__name__` removal done), where
-//! the reference finishes only the whole result. Hence no label functions in a join's
-//! sides or after it, nor `on`/`ignoring` of the name labels; what is left is the
-//! difference between series of one name that differ only in `__type__`/`__unit__`
-//! (Prometheus 3's type-and-unit labels) under a name-dropping side: the reference
-//! matches them apart, a worker's finished side elements together.
+//! Names: a worker's results (partials, union elements) and a joiner's joined elements
+//! are finished (a pending `__name__` removal done, and with it `__type__`/`__unit__`
+//! dropped), where the reference finishes only the whole result. Hence no label
+//! functions in a join's sides or after it, nor `on`/`ignoring` of the name labels
+//! (the joiners' finished results no longer hold them). A join's side elements cross
+//! unfinished, so joiners match series of one name that differ only in
+//! `__type__`/`__unit__` (Prometheus 3's type-and-unit labels) under a name-dropping
+//! side as the reference does: apart for arithmetic and comparisons, which match on
+//! them, together for set operators, which do not.
 //!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
@@ -191,9 +208,10 @@
 //! aggregation (two series they make equal are the reference's duplicate error, which
 //! no worker sees), `limit_ratio` of anything but a selector
 //! (it hashes labels the reference may hold a pending name in), operations of two
-//! operands other than two per-series plans (one-to-one, no set operators) or two
-//! aggregations, a per-series operand beside an aggregation (`x / on (job) group_left
-//! sum by (job) (x)`), operations after the combine with another selector, a range or
+//! operands other than two per-series plans (one-to-one or a set operator, no
+//! `group_left`/`group_right` or fills) or two aggregations, so not a join inside a
+//! join (`a / b < 0.1 and c == 0`: its left side is not per-series), a per-series
+//! operand beside an aggregation (`x / on (job) group_left sum by (job) (x)`), operations after the combine with another selector, a range or
 //! subquery over it or `absent` (see above), `label_replace`/`label_join` (or other
 //! reads of the name labels) after a pick or a join or under a filter (the reference
 //! may still hold `__name__` pending removal there), picks and sorts after a join or a
@@ -255,9 +273,10 @@ pub enum Combine {
     /// A per-series plan: every element, with its labels; the owner's result is their
     /// union.
     Union,
-    /// A one-to-one vector/vector operation of two per-series plans: each side element
-    /// to the worker of its match group ([`joiner`]), which joins them and sends the
-    /// results to the owner; the owner's result is their union.
+    /// A one-to-one vector/vector arithmetic or comparison, or a set operator, of two
+    /// per-series plans: each side element, unfinished, to the worker of its match
+    /// group ([`joiner`]), which joins them and sends the finished results to the
+    /// owner; the owner's result is their union.
     Join,
     /// A vector/vector operation of two spread aggregations ([`Spread::pair`]): each
     /// worker sends both aggregations' partials in one record; the owner combines each
