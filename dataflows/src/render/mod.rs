@@ -81,10 +81,10 @@
 //! sides by match key: each side element, unfinished as the reference holds it (a
 //! name pending removal still there), goes to the worker its match group's signature
 //! hashes to, which joins the group as the reference does, finishes the result and
-//! sends it to the owner, at the same logical time: each joiner of an arithmetic or
-//! comparison keeps its match groups from one evaluation to the next and re-matches
-//! only those with a changed side, as an owned join does; a set operator's joiner
-//! runs the reference's operation over its groups (with
+//! sends it to the owner, at the same logical time: each joiner keeps its match
+//! groups from one evaluation to the next and re-matches only those with a changed
+//! side, as an owned join does (a set operator's, which no owned rule does
+//! incrementally, keeps or drops each changed group's elements) (with
 //! [`crate::EngineConfig::spread_joins`], which promflow sets; without it such a join
 //! is owned); a vector/vector
 //! operation of two spread aggregations (`sum(rate(a[5m])) / sum(rate(b[5m]))`) sends

@@ -85,15 +85,16 @@
 //!   [`HostRecord::Sides`] ([`SideElements`]: plain `(labels, value, name pending
 //!   removal)` triples) at the same logical time, and the owner a record of its own
 //!   (empty, or the side's error). [`join_sides`] on each worker keeps, per rule it
-//!   joins by arithmetic or comparison, the side elements of its match groups as of
-//!   the previous evaluation ([`SpreadJoin`]: by labels, filed by match group once,
-//!   result labels cached per group, dropped when the rule is removed) and, once its
-//!   frontier passes that time, re-matches only the groups with an element that came,
-//!   left or changed value, with the owned incremental join's
+//!   joins, the side elements of its match groups as of the previous evaluation
+//!   ([`SpreadJoin`]: by labels, filed by match group once, result labels cached per
+//!   group, dropped when the rule is removed) and, once its frontier passes that
+//!   time, re-matches only the groups with an element that came, left or changed
+//!   value ([`joined`]): with the owned incremental join's
 //!   [`crate::promql::eval::binary::matched_element`] and
-//!   [`crate::promql::eval::binary::result_labels`] ([`joined`]); for a set operator
-//!   (which keeps or drops whole match groups by whether the other side has one) it
-//!   runs the reference's operation over its groups' elements at every evaluation.
+//!   [`crate::promql::eval::binary::result_labels`]; for a set operator, which keeps
+//!   or drops whole match groups by whether the other side has one, by keeping the
+//!   group's left elements (`and`: if it has a right one; `unless`: if not) or its
+//!   left ones, else its right ones (`or`), the reference's operation group by group.
 //!   Either way it matches the unfinished elements exactly as the reference does and
 //!   finishes the joined elements (drops the pending names) as the reference finishes
 //!   the whole result, element by element; the joined elements go to the owner at
@@ -110,7 +111,7 @@
 //!   a histogram or stale marker among the values) the joiner runs the reference's
 //!   operation ([`crate::promql::eval::binary::vectors`]) over the side elements of
 //!   its match groups instead, each side in label order (the order the reference
-//!   reads a selector's series), as it always does for a set operator; a joiner whose
+//!   reads a selector's series); a joiner whose
 //!   operation fails (many-to-many matching) sends its side elements, and the owner
 //!   runs the operation over those of every failing joiner: every failing match group
 //!   is among them, in the reference's order, so the error is the reference's, word
@@ -2786,7 +2787,8 @@ mod tests {
 
     /// A spread join's joiners keep their state ([`SpreadJoin`]) from one evaluation to
     /// the next while series come, go, change values and match groups, and a
-    /// many-to-many match appears and goes away, their labels the same `Arc`s from one
+    /// many-to-many match appears and goes away (set operators: kept and dropped
+    /// groups, names pending removal), their labels the same `Arc`s from one
     /// evaluation to the next or new ones (as from another process): on 1 to 3
     /// workers, dealt in every way, every evaluation gives exactly the reference's
     /// result, errors word for word; and a joiner of every match group answers as a
@@ -2878,6 +2880,10 @@ mod tests {
             "a < bool on (instance) b",
             "a + b",
             "b / on (instance) a > 1",
+            "a and on (instance) b",
+            "abs(a) or ignoring (job) b",
+            "b unless on (instance) abs(a)",
+            "a > 2 or b",
         ];
         let t = 60_000;
         let mut errors = 0;
@@ -2963,8 +2969,9 @@ mod tests {
                 }
             }
         }
-        // Step 3 of every query but `a + b` (its match groups are whole label sets).
-        assert_eq!(errors, queries.len() - 1);
+        // Step 3 of every arithmetic or comparison but `a + b` (its match groups are
+        // whole label sets); set operators match many-to-many.
+        assert_eq!(errors, 5);
     }
 
     #[test]

@@ -165,7 +165,9 @@ pub fn signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
     signature_with(labels, m, false)
 }
 
-fn set_signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
+/// The matching signature of `labels` for a set operator (`and`, `or`, `unless`):
+/// [`signature`] without the `__type__` and `__unit__` metadata labels.
+pub fn set_signature(labels: &Labels, m: &Matching) -> Vec<(String, String)> {
     signature_with(labels, m, true)
 }
 

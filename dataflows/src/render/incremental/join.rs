@@ -1,9 +1,11 @@
 //! Join nodes: a binary operation between two vectors, re-matched only in the match
 //! groups with a changed side; and the same matching for a spread join's joiner
-//! ([`SpreadJoin`], [`crate::render::spread`]), whose sides arrive whole at each
-//! evaluation.
+//! ([`SpreadJoin`], [`crate::render::spread`]), whose sides arrive whole and
+//! unfinished at each evaluation, also for set operators (`and`, `or`, `unless`),
+//! whose groups it keeps or drops whole.
 
 use super::*;
+use crate::promql::eval::binary::set_signature;
 use crate::promql::eval::native::parse_handle;
 use crate::sample::is_stale_marker;
 
@@ -111,7 +113,8 @@ impl Matcher {
     }
 
     /// Files key `key` of side `side` (0: left; now `input`, or gone) under its match
-    /// group; marks the groups it left and joined dirty.
+    /// group (a set operator's: without `__type__`/`__unit__`); marks the groups it
+    /// left and joined dirty.
     pub(super) fn refile(
         &mut self,
         side: usize,
@@ -120,7 +123,11 @@ impl Matcher {
         dirty: &mut KeySet,
     ) {
         let matching = &self.matching;
-        let signature = |l: &Labels| Labels::from_pairs(signature(l, matching));
+        let set = self.op.is_set();
+        let signature = |l: &Labels| match set {
+            true => Labels::from_pairs(set_signature(l, matching)),
+            false => Labels::from_pairs(signature(l, matching)),
+        };
         self.sides[side].refile(key, input, signature, dirty);
     }
 
@@ -219,10 +226,13 @@ impl JoinNode {
 /// labels (the same `Arc` skips their compare, another is compared once and replaced
 /// by the held one; a record from another process brings the receiver's one `Arc` per
 /// label set, sender and period with its hash, [`crate::render::dictionary`]), filed by
-/// match group (`Filing`), and each matched group's result labels and joined value,
-/// in label order. An evaluation receives
-/// every side element of its groups again; only the groups with an element that
-/// came, left or changed value are re-matched, with the join node's `Matcher`.
+/// match group (`Filing`; a set operator's, without `__type__`/`__unit__`), and each
+/// matched group's result labels and joined value, in label order (a set operator:
+/// each group's kept elements). An evaluation receives every side element of its
+/// groups again, as the reference holds it (a name pending removal still there); only
+/// the groups with an element that came, left or changed value are re-matched, with
+/// the join node's `Matcher` (a set operator: kept or dropped again), and the result
+/// is finished as the reference finishes it, element by element.
 pub struct SpreadJoin {
     matcher: Matcher,
     /// Per side, the elements held by labels, with the evaluation each was last
@@ -239,7 +249,21 @@ pub struct SpreadJoin {
     order: Option<Order>,
     /// Evaluations so far.
     round: u64,
+    /// A set operator's result: per match group, the side elements it keeps
+    /// (`(side, held key)`, each side in label order).
+    kept: KeyMap<Vec<(usize, Key)>>,
+    /// A set operator's held elements' finished labels, per side, made once each is
+    /// first kept.
+    finished: [KeyMap<Arc<Labels>>; 2],
+    /// A set operator's kept elements in their finished labels' order (with those
+    /// labels), and whether two share them; `None`: to sort again (an element came
+    /// into the result or left it).
+    set_order: Option<SetOrder>,
 }
+
+/// Kept elements `(finished labels, side, held key)` in label order, and whether two
+/// share their labels.
+type SetOrder = (Vec<(Arc<Labels>, usize, Key)>, bool);
 
 /// A matched group's result labels, whether its name is pending removal, its finished
 /// labels, and its joined value.
@@ -250,8 +274,8 @@ type Joined = (Arc<Labels>, bool, Arc<Labels>, Option<f64>);
 type Order = (Vec<(Arc<Labels>, Key)>, bool);
 
 impl SpreadJoin {
-    /// The state of a joiner of `lhs op on/ignoring (…) rhs` (one-to-one; of a set
-    /// operator, the state of nothing: [`SpreadJoin::join`] gives `None`).
+    /// The state of a joiner of `lhs op on/ignoring (…) rhs` (one-to-one, or a set
+    /// operator).
     pub fn new(op: BinOp, matching: Matching, return_bool: bool) -> SpreadJoin {
         SpreadJoin {
             matcher: Matcher::new(op, matching, return_bool),
@@ -259,6 +283,9 @@ impl SpreadJoin {
             out: KeyMap::default(),
             order: None,
             round: 0,
+            kept: KeyMap::default(),
+            finished: Default::default(),
+            set_order: None,
         }
     }
 
@@ -267,18 +294,14 @@ impl SpreadJoin {
     /// brought it), every side element of this joiner's match groups as the reference
     /// holds it (unfinished): the joined elements, finished, in label order, exactly
     /// the reference's operation over these sides, finished; or `None` where it cannot
-    /// vouch for that (a match group with two elements on a side, two elements of a
-    /// side with one label set, two groups with one finished result label set, a
-    /// histogram or a stale marker; a set operator, which keeps or drops whole match
-    /// groups by whether the other side has one) and the caller runs the reference.
-    /// Either way the state is these sides after it (nothing for a set operator).
+    /// vouch for that (a match group with two elements on a side, but for a set
+    /// operator; two elements of a side with one label set, two result elements with
+    /// one finished label set, a histogram or a stale marker) and the caller runs the
+    /// reference. Either way the state is these sides after it.
     pub fn join(
         &mut self,
         elements: impl IntoIterator<Item = (usize, Key, f64, bool)>,
     ) -> Option<Vec<(Arc<Labels>, f64)>> {
-        if self.matcher.op.is_set() {
-            return None;
-        }
         self.round += 1;
         let round = self.round;
         let mut vouch = true;
@@ -294,6 +317,9 @@ impl SpreadJoin {
                     *seen = round;
                     received[side] += 1;
                     if e.value.to_bits() != value.to_bits() || e.drop_name != drop_name {
+                        if e.drop_name != drop_name && self.finished[side].remove(&key).is_some() {
+                            self.set_order = None;
+                        }
                         e.value = value;
                         e.drop_name = drop_name;
                         // The held labels: their group is found without a compare.
@@ -328,8 +354,12 @@ impl SpreadJoin {
                 .collect();
             for key in gone {
                 held.remove(&key);
+                self.finished[side].remove(&key);
                 self.matcher.refile(side, key, None, &mut dirty);
             }
+        }
+        if self.matcher.op.is_set() {
+            return self.set_join(dirty, vouch);
         }
         let [lhs, rhs] = &self.held;
         for sig in dirty {
@@ -383,6 +413,66 @@ impl SpreadJoin {
         Some(
             (order.iter())
                 .filter_map(|(labels, sig)| Some((labels.clone(), out[sig].3?)))
+                .collect(),
+        )
+    }
+
+    /// The rest of [`SpreadJoin::join`] for a set operator, its elements held and
+    /// filed, the groups in `dirty` changed: each changed group's kept elements again
+    /// (`and`: the left's if the right has any; `unless`: if it has none; `or`: the
+    /// left's, and the right's if the left has none; the reference's operation, group
+    /// by group), then every kept element, finished, in label order, with its value as
+    /// held; `None` where `vouch` is false or two share their finished labels.
+    fn set_join(&mut self, dirty: KeySet, vouch: bool) -> Option<Vec<(Arc<Labels>, f64)>> {
+        let [lhs, rhs] = &self.matcher.sides;
+        for sig in dirty {
+            let left = lhs.members(&sig).map(|k| (0, k.clone()));
+            let right = rhs.members(&sig).map(|k| (1, k.clone()));
+            let now: Vec<(usize, Key)> = match self.matcher.op {
+                BinOp::And if rhs.members(&sig).next().is_some() => left.collect(),
+                BinOp::Unless if rhs.members(&sig).next().is_none() => left.collect(),
+                BinOp::Or if lhs.members(&sig).next().is_some() => left.collect(),
+                BinOp::Or => right.collect(),
+                _ => Vec::new(),
+            };
+            if self
+                .kept
+                .get(&sig)
+                .map_or(now.is_empty(), |was| *was == now)
+            {
+                continue;
+            }
+            self.set_order = None;
+            match now.is_empty() {
+                true => self.kept.remove(&sig),
+                false => self.kept.insert(sig, now),
+            };
+        }
+        let (held, kept, finished) = (&self.held, &self.kept, &mut self.finished);
+        let (order, duplicates) = self.set_order.get_or_insert_with(|| {
+            let mut order: Vec<(Arc<Labels>, usize, Key)> = (kept.values().flatten())
+                .map(|(side, key)| {
+                    let labels = finished[*side].entry(key.clone()).or_insert_with(|| {
+                        match held[*side].get(key) {
+                            Some((e, _)) if e.drop_name => drop_name(&e.labels),
+                            _ => key.labels.clone(),
+                        }
+                    });
+                    (labels.clone(), *side, key.clone())
+                })
+                .collect();
+            order.sort_by(|a, b| a.0.cmp(&b.0));
+            let duplicates = order.windows(2).any(|w| w[0].0 == w[1].0);
+            (order, duplicates)
+        });
+        if !vouch || *duplicates {
+            return None;
+        }
+        Some(
+            (order.iter())
+                .filter_map(|(labels, side, key)| {
+                    Some((labels.clone(), held[*side].get(key)?.0.value))
+                })
                 .collect(),
         )
     }
