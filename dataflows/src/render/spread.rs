@@ -2085,13 +2085,14 @@ mod tests {
             ("rate(a[5m]) unless on (instance) b", (Join, false)),
             ("a or ignoring (job) b", (Join, false)),
             ("count(a and b) > 1", (Join, true)),
-            // Shipped rules' set operators.
+            // Shipped rules' set operators (queries/service.yml, queries/host.yml).
             (
                 "avg_over_time(up[10m]) < 0.9 and avg_over_time(up[10m]) > 0",
                 (Join, false),
             ),
             (
-                "predict_linear(x[6h], 24 * 3600) < 0 and y == 0",
+                "predict_linear(node_filesystem_avail_bytes{fstype!~\"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|fuse.*\"}[6h], 24 * 3600) < 0
+                  and node_filesystem_readonly == 0",
                 (Join, false),
             ),
             ("sum by (job) (rate(a[5m]) / rate(b[5m]))", (Join, true)),
@@ -2212,8 +2213,9 @@ mod tests {
             "a * on (x) group_left b",
             "a and on (__type__) b",
             "a or ignoring (__unit__) b",
-            // A join inside a join.
-            "a{x!~\"t\"} / b < 0.10 and c == 0",
+            // A join inside a join (queries/host.yml).
+            "node_filesystem_avail_bytes{fstype!~\"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|fuse.*\"}
+              / node_filesystem_size_bytes < 0.10 and node_filesystem_readonly == 0",
             "a / b{job=~\"x\"} or c",
             "label_replace(a, \"a\", \"\", \"a\", \".*\") / b",
             "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
