@@ -1310,6 +1310,9 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         "x > 1 and on (instance, job) y == 0",
         "rate(x[1m]) unless on (instance) y > 2",
         "x or ignoring (job) y",
+        // Joins inside joins, by the labels all their matchings match on.
+        "rate(x[1m]) / on (instance, job) y < 0.5 and on (instance) y == 0",
+        "x unless ignoring (job) (y - on (instance, job) x)",
     ];
     for (workers, joins) in [(2, true), (3, true), (3, false)] {
         let engine = engine_with(workers, joins);
@@ -1323,8 +1326,9 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         // All but the `group_left` join and the two picks of aggregations (the order
         // of their groups is the reference's first-seen order, which combined
         // partials lose), which stay on one owner, and without `spread_joins` the five
-        // one-to-one joins and the three set operators of per-series plans.
-        let owned = if joins { 3 } else { 11 };
+        // one-to-one joins, the three set operators of per-series plans and the two
+        // joins inside joins.
+        let owned = if joins { 3 } else { 13 };
         assert_eq!(engine.stats().rules_owned, owned, "{workers} workers");
         let mut errors = 0;
         for (q, rule) in queries.iter().zip(&rules) {

@@ -342,7 +342,10 @@ mod tests {
 
     /// Side elements of `instances` for joiner `to`.
     fn sides(to: u64, t: i64, instances: std::ops::Range<u64>) -> HostRecord {
-        let mut part = SideElements::default();
+        let mut part = SideElements {
+            sides: vec![Vec::new(), Vec::new()],
+            ..SideElements::default()
+        };
         for i in instances {
             part.sides[(i % 2) as usize].push((labels(i), i as f64, false));
         }

@@ -75,16 +75,19 @@
 //! one named selector (`up == 0`, `rate(x[5m]) * 100 > 5`, `label_replace(x, …)`) runs
 //! where each series lives and the owner takes the union of the elements (and runs
 //! any operations after it: `histogram_quantile(0.9, rate(x_bucket[5m]))`); a
-//! one-to-one arithmetic or comparison, or a set operator, of two such plans
-//! (`rate(a[5m]) / rate(b[5m])`, `a / on (instance) b > 0.1`, `x < 0.9 and y == 0`)
-//! evaluates both sides where their series live, and binary matching exchanges both
-//! sides by match key: each side element, unfinished as the reference holds it (a
+//! one-to-one arithmetic or comparison, or a set operator, of two such plans or of
+//! joins of them (`rate(a[5m]) / rate(b[5m])`, `a / on (instance) b > 0.1`,
+//! `x < 0.9 and y == 0`, `a / b < 0.1 and c == 0`) evaluates its per-series plans
+//! where their series live, and binary matching exchanges their elements by match
+//! key: each side element, unfinished as the reference holds it (a
 //! name pending removal still there), goes to the worker its match group's signature
 //! hashes to, which joins the group as the reference does, finishes the result and
 //! sends it to the owner, at the same logical time: each joiner keeps its match
 //! groups from one evaluation to the next and re-matches only those with a changed
 //! side, as an owned join does (a set operator's, which no owned rule does
-//! incrementally, keeps or drops each changed group's elements) (with
+//! incrementally, keeps or drops each changed group's elements; a join inside a join
+//! is routed by the labels all its matchings match on, and its joiner runs the
+//! reference's operations over its groups at every evaluation) (with
 //! [`crate::EngineConfig::spread_joins`], which promflow sets; without it such a join
 //! is owned); a vector/vector
 //! operation of two spread aggregations (`sum(rate(a[5m])) / sum(rate(b[5m]))`) sends

@@ -24,6 +24,7 @@
 //! rate(a[5m]) / rate(b[5m])                      # one-to-one arithmetic or comparison
 //! a / on (instance) b > 0.1                      # of two per-series plans, ops after
 //! x < 0.9 and on (instance) y == 0               # or a set operator of them
+//! a / b < 0.1 and c == 0                         # or of joins of them
 //! sum(rate(a[5m])) / sum(rate(b[5m]))            # any vector/vector operation of two
 //! sum by (job) (rate(e[5m])) / sum by (job) (rate(t[5m])) > 0.05   # aggregations
 //! ```
@@ -81,7 +82,8 @@
 //!   plan by [`Evaluator::eval`], not `instant`, where that cannot vouch); each worker
 //!   sends each side element to the worker of its match group, the hash of the labels
 //!   `on`/`ignoring` select (Prometheus's signature, less `__type__`/`__unit__` for a
-//!   set operator as Prometheus's; [`joiner`], hashed without making them), in a
+//!   set operator as Prometheus's; [`joiner`], hashed without making them; for a join
+//!   inside a join, see below), in a
 //!   [`HostRecord::Sides`] ([`SideElements`]: plain `(labels, value, name pending
 //!   removal)` triples) at the same logical time, and the owner a record of its own
 //!   (empty, or the side's error). [`join_sides`] on each worker keeps, per rule it
@@ -117,7 +119,18 @@
 //!   is among them, in the reference's order, so the error is the reference's, word
 //!   for word. Measured (README, "Part 4"): on 2 workers 0.51–0.61 of the owned
 //!   join's wall time on 1, for the same CPU (arithmetic; set operators not
-//!   measured).
+//!   measured). Joins inside joins (`a / b < 0.1 and c == 0`: operands of a join that
+//!   are joins, with vector/scalar operations over them, or per-series plans): the
+//!   local plans are the per-series leaves in the order the reference evaluates them
+//!   ([`SideElements`] has a side per leaf); every leaf element goes to the joiner of
+//!   the labels every matching of the tree matches on but the name labels
+//!   ([`Spread::route`]: the elements of a match group of any operation agree on them,
+//!   and an inner operation's result keeps its left element's), so each match group
+//!   of every operation meets on one joiner; the joiner runs the reference's
+//!   operations over its leaves' elements at every evaluation (no incremental state),
+//!   and the rest is as above (a failing joiner's sides go to the owner, which runs
+//!   the tree over those of every failing joiner: the reference evaluates the inner
+//!   operations whole before the outer, so its first error is among them).
 //! - a vector/vector operation (arithmetic, comparison, set operators, any matching)
 //!   of two spread aggregations ([`Combine::Pair`], [`Spread::pair`]): the local plans
 //!   are both aggregations' (left first); each worker sends both partials in one
@@ -209,10 +222,11 @@
 //! aggregation (two series they make equal are the reference's duplicate error, which
 //! no worker sees), `limit_ratio` of anything but a selector
 //! (it hashes labels the reference may hold a pending name in), operations of two
-//! operands other than two per-series plans (one-to-one or a set operator, no
-//! `group_left`/`group_right` or fills) or two aggregations, so not a join inside a
-//! join (`a / b < 0.1 and c == 0`: its left side is not per-series), a per-series
-//! operand beside an aggregation (`x / on (job) group_left sum by (job) (x)`), operations after the combine with another selector, a range or
+//! operands other than two per-series plans or joins of them (one-to-one or a set
+//! operator, no `group_left`/`group_right` or fills; over a join inside a join only
+//! vector/scalar operations, not `abs(a / b) and c`) or two aggregations, a
+//! per-series operand beside an aggregation (`x / on (job) group_left sum by (job)
+//! (x)`), operations after the combine with another selector, a range or
 //! subquery over it or `absent` (see above), `label_replace`/`label_join` (or other
 //! reads of the name labels) after a pick or a join or under a filter (the reference
 //! may still hold `__name__` pending removal there), picks and sorts after a join or a
@@ -275,7 +289,8 @@ pub enum Combine {
     /// union.
     Union,
     /// A one-to-one vector/vector arithmetic or comparison, or a set operator, of two
-    /// per-series plans: each side element, unfinished, to the worker of its match
+    /// per-series plans or joins of them: each side element, unfinished, to the worker
+    /// of its match
     /// group ([`joiner`]), which joins them and sends the finished results to the
     /// owner; the owner's result is their union.
     Join,
@@ -294,11 +309,13 @@ pub struct Spread {
     pub combine: Combine,
     /// What each worker evaluates over its series: the aggregation itself
     /// ([`Combine::Fold`]), its operand (the members), the per-series plan
-    /// ([`Combine::Union`]), the two sides ([`Combine::Join`]).
+    /// ([`Combine::Union`]), the sides ([`Combine::Join`]; of a join inside a join,
+    /// its per-series leaves in the order the reference evaluates them).
     pub local: Vec<Plan>,
     /// The aggregation over [`hole`]: the owner's last step over gathered members
     /// (and the workers' pick for [`Combine::Pick`]); [`hole`] for a union; for a join
-    /// the operation over [`hole`] (left) and [`rhs_hole`] (right), the joiners' step.
+    /// the operation over [`hole`] (left) and [`rhs_hole`] (right), the joiners' step
+    /// (a join inside a join: its operations, each per-series leaf a hole).
     pub aggregate: Plan,
     /// Its grouping (`by ()` for a union or a join).
     pub grouping: Grouping,
@@ -433,11 +450,12 @@ impl LabelSlots for HostRecord {
 /// ([`crate::render::dictionary`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SideElements {
-    /// Left, right.
-    pub sides: [Vec<SideElement>; 2],
+    /// Per local plan, in order (left, right; the leaves of a join inside a join in
+    /// the order the reference evaluates them).
+    pub sides: Vec<Vec<SideElement>>,
     /// The histograms the values name.
     pub histograms: Vec<Arc<FloatHistogram>>,
-    /// The labels' [`Labels::hash`]es, left's then right's, where the record came
+    /// The labels' [`Labels::hash`]es, side by side in order, where the record came
     /// from another process (its receiver's dictionary has them); else empty.
     #[serde(skip)]
     pub hashes: Vec<u64>,
@@ -469,7 +487,7 @@ pub type JoinedRecord = (u64, RuleId, i64, JoinedPart);
 /// signature (the labels `on`/`ignoring` select, as Prometheus's; for a set operator,
 /// `set`, without `__type__`/`__unit__`, as Prometheus's) modulo the workers, the same
 /// on every worker and in every process.
-pub fn joiner(labels: &Labels, matching: &Matching, set: bool, peers: usize) -> u64 {
+pub fn joiner(labels: &Labels, (matching, set): (&Matching, bool), peers: usize) -> u64 {
     let hash = match set {
         true => set_signature_hash(labels, matching),
         false => signature_hash(labels, matching),
@@ -510,13 +528,16 @@ pub fn part_records(
         let r = partials(rhs, t, rhs_values, first(rhs_members));
         return vec![HostRecord::Pair((owner, rule, t, l), r)];
     }
-    let set = spread.set_operator();
-    let Some(matching) = spread.matching() else {
+    let Some(route) = spread.route() else {
         let members = members.into_iter().next().flatten();
         let partials = partials(spread, t, values, members);
         return vec![HostRecord::Partials((owner, rule, t, partials))];
     };
-    let mut joiners: Vec<SideElements> = vec![SideElements::default(); peers.max(1)];
+    let empty = SideElements {
+        sides: vec![Vec::new(); values.len()],
+        ..SideElements::default()
+    };
+    let mut joiners: Vec<SideElements> = vec![empty; peers.max(1)];
     let mut sides = Vec::new();
     for (value, held) in values {
         match value {
@@ -530,7 +551,7 @@ pub fn part_records(
     }
     for (side, (elements, held)) in sides.into_iter().enumerate() {
         for e in elements {
-            let to = &mut joiners[joiner(&e.labels, matching, set, peers) as usize];
+            let to = &mut joiners[joiner(&e.labels, (&route.0, route.1), peers) as usize];
             let value = match parse_handle(e.value) {
                 Some((SOURCE, i)) if (i as usize) < held.len() => {
                     to.histograms.push(held[i as usize].clone());
@@ -562,6 +583,9 @@ fn merged(records: Vec<SideElements>) -> SideElements {
     for record in records {
         let by = all.histograms.len();
         all.histograms.extend(record.histograms);
+        if all.sides.len() < record.sides.len() {
+            all.sides.resize(record.sides.len(), Vec::new());
+        }
         for (to, elements) in all.sides.iter_mut().zip(record.sides) {
             to.extend(elements.into_iter().map(|(l, v, d)| (l, shifted(v, by), d)));
         }
@@ -579,17 +603,7 @@ fn merged(records: Vec<SideElements>) -> SideElements {
 /// the part of the whole's; a duplicate label set among them is the whole's error
 /// too), detached.
 fn join_over(spread: &Spread, t: i64, sides: &SideElements) -> Evaluated {
-    let Plan::Binary {
-        op,
-        matching,
-        return_bool,
-        ..
-    } = &spread.aggregate
-    else {
-        let e = EvalError::Unsupported(format!("not a join: {:?}", spread.aggregate));
-        return (Err(e), Vec::new());
-    };
-    let [lhs, rhs] = sides.sides.each_ref().map(|side| {
+    let mut vectors = sides.sides.iter().map(|side| {
         (side.iter())
             .filter(|(_, v, _)| !is_stale_marker(*v))
             .map(|(labels, value, drop_name)| Element {
@@ -606,14 +620,60 @@ fn join_over(spread: &Spread, t: i64, sides: &SideElements) -> Evaluated {
         t,
     };
     let ev = Evaluator::new(&source, t);
-    let joined = binary::vectors(&ev, *op, lhs, rhs, matching.as_ref(), *return_bool);
-    match joined.and_then(finish_vector) {
+    let joined = match tree_value(&ev, &spread.aggregate, t, &mut vectors) {
+        Ok(Value::Vector(joined)) => finish_vector(joined),
+        Ok(other) => Err(EvalError::Unsupported(format!("not a join: {other:?}"))),
+        Err(e) => Err(e),
+    };
+    match joined {
         Ok(joined) => {
             let mut value = Value::Vector(joined);
             let held = detach(&ev, &mut value);
             (Ok(value), held)
         }
         Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+/// A join's operations ([`Spread::aggregate`]: vector/vector operations, with
+/// vector/scalar ones over joins inside it) at `t` over its leaves' elements `sides`
+/// (each [`hole`] the next, in the order the reference evaluates them), as the
+/// reference evaluates them (names pending removal stay pending).
+fn tree_value(
+    ev: &Evaluator<'_>,
+    plan: &Plan,
+    t: i64,
+    sides: &mut dyn Iterator<Item = Vec<Element>>,
+) -> EvalResult<Value> {
+    match plan {
+        Plan::Vector(_) => Ok(Value::Vector(sides.next().unwrap_or_default())),
+        Plan::Binary {
+            op,
+            lhs,
+            rhs,
+            matching,
+            return_bool,
+        } if !fixed(lhs) || !fixed(rhs) => {
+            let l = tree_value(ev, lhs, t, sides)?;
+            let r = tree_value(ev, rhs, t, sides)?;
+            let bool = *return_bool;
+            Ok(match (l, r) {
+                (Value::Vector(a), Value::Vector(b)) => {
+                    Value::Vector(binary::vectors(ev, *op, a, b, matching.as_ref(), bool)?)
+                }
+                (Value::Vector(v), Value::Scalar(s)) => {
+                    binary::vector_scalar(ev, *op, v, s, false, bool)
+                }
+                (Value::Scalar(s), Value::Vector(v)) => {
+                    binary::vector_scalar(ev, *op, v, s, true, bool)
+                }
+                (l, r) => {
+                    let e = format!("binary operation on {l:?} and {r:?}");
+                    return Err(EvalError::Unsupported(e));
+                }
+            })
+        }
+        fixed => ev.eval(fixed, t),
     }
 }
 
@@ -633,10 +693,17 @@ pub fn joined(
 ) -> JoinedPart {
     // The hash a record from another process came with spares hashing the labels.
     let elements = records.iter().flat_map(|r| {
-        let first = [0, r.sides[0].len()];
+        let first: Vec<usize> = (r.sides.iter())
+            .scan(0, |at, side| {
+                let first = *at;
+                *at += side.len();
+                Some(first)
+            })
+            .collect();
         (r.sides.iter().enumerate()).flat_map(move |(side, elements)| {
+            let first = first[side];
             elements.iter().enumerate().map(move |(i, (l, v, d))| {
-                let key = match r.hashes.get(first[side] + i) {
+                let key = match r.hashes.get(first + i) {
                     Some(&hash) => LabelsKey {
                         hash,
                         labels: l.clone(),
@@ -647,8 +714,11 @@ pub fn joined(
             })
         })
     });
-    if let Some(joined) = state.join(elements) {
-        return JoinedPart::Joined(joined, Vec::new());
+    // A join inside a join: the reference's operations, each time.
+    if spread.local.len() == 2 {
+        if let Some(joined) = state.join(elements) {
+            return JoinedPart::Joined(joined, Vec::new());
+        }
     }
     let sides = merged(records);
     match join_over(spread, t, &sides) {
@@ -758,13 +828,22 @@ impl Spread {
         }
     }
 
-    /// Whether it is a join by a set operator (`and`, `or`, `unless`), whose match
-    /// groups leave out `__type__`/`__unit__` ([`joiner`]).
-    pub fn set_operator(&self) -> bool {
-        matches!(
-            (&self.combine, &self.aggregate),
-            (Combine::Join, Plan::Binary { op, .. }) if op.is_set()
-        )
+    /// A join's routing ([`joiner`]): its matching and whether it is a set operator's
+    /// (whose match groups leave out `__type__`/`__unit__`); for a join inside a join,
+    /// the labels every one of its matchings matches on but the name labels (so the
+    /// elements of a match group of any of them, and the results of the inner ones,
+    /// which keep those labels, meet on one joiner), as a set operator's `on` or
+    /// `ignoring`. `None` for any other combine.
+    pub fn route(&self) -> Option<(Matching, bool)> {
+        if self.combine != Combine::Join {
+            return None;
+        }
+        let mut joins = Vec::new();
+        matchings(&self.aggregate, &mut joins);
+        match joins.as_slice() {
+            [(matching, set)] => Some((matching.clone(), *set)),
+            _ => Some((common_route(&joins), true)),
+        }
     }
 
     /// A join's matching (`None` for any other combine).
@@ -883,44 +962,129 @@ fn union_after(plan: &Plan, after: Plan) -> Option<Spread> {
 }
 
 /// A one-to-one arithmetic or comparison, or a set operator, of two per-series plans
-/// over spreadable selectors ([`Combine::Join`]), without label functions in them or
-/// after, without `on`/`ignoring` of the name labels (the joiners' finished results
-/// have their names dropped where the reference may still hold them pending removal).
+/// over spreadable selectors, or of such joins (with vector/scalar operations after
+/// them: `a / b < 0.1 and c == 0`) and per-series plans ([`Combine::Join`]), without
+/// label functions in them or after, without `on`/`ignoring` of the name labels (the
+/// joiners' finished results have their names dropped where the reference may still
+/// hold them pending removal).
 fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
+    if after.as_ref().is_some_and(|a| reads_names(a) || ordered(a)) {
+        return None;
+    }
+    let mut local = Vec::new();
+    let aggregate = join_tree(plan, &mut local)?;
+    if local.len() < 2 {
+        return None;
+    }
+    Some(Spread {
+        op: None,
+        combine: Combine::Join,
+        local,
+        aggregate,
+        grouping: Grouping::By(Vec::new()),
+        after,
+        pair: None,
+    })
+}
+
+/// `plan`, a join (see [`join_of`]), with each per-series leaf, pushed to `leaves` in
+/// the order the reference evaluates them, replaced by [`hole`] (the second by
+/// [`rhs_hole`]), and each matching made explicit.
+fn join_tree(plan: &Plan, leaves: &mut Vec<Plan>) -> Option<Plan> {
+    if let Some((sel, _)) = per_series(plan) {
+        if !spreadable(sel) || labelling(plan) {
+            return None;
+        }
+        leaves.push(plan.clone());
+        return Some(match leaves.len() {
+            2 => rhs_hole(),
+            _ => hole(),
+        });
+    }
     let Plan::Binary {
+        op,
+        lhs,
+        rhs,
+        matching,
+        return_bool,
+    } = plan
+    else {
+        return None;
+    };
+    let (lhs, rhs, matching) = match (fixed(lhs), fixed(rhs)) {
+        (false, false) => {
+            let matching = match op.is_set() {
+                true => set_matching(matching.as_ref())?,
+                false => one_to_one(matching.as_ref())?,
+            };
+            if matching.labels.iter().any(|l| is_name_label(l)) {
+                return None;
+            }
+            let lhs = join_tree(lhs, leaves)?;
+            (lhs, join_tree(rhs, leaves)?, Some(matching))
+        }
+        // Over a join (a per-series plan is a leaf).
+        (false, true) => (join_tree(lhs, leaves)?, (**rhs).clone(), None),
+        (true, false) => ((**lhs).clone(), join_tree(rhs, leaves)?, None),
+        (true, true) => return None,
+    };
+    Some(Plan::Binary {
+        op: *op,
+        lhs: Box::new(lhs),
+        rhs: Box::new(rhs),
+        matching,
+        return_bool: *return_bool,
+    })
+}
+
+/// The matchings of the vector/vector operations of a join's [`Spread::aggregate`],
+/// each with whether it is a set operator's, into `out`.
+fn matchings(plan: &Plan, out: &mut Vec<(Matching, bool)>) {
+    if let Plan::Binary {
         op,
         lhs,
         rhs,
         matching,
         ..
     } = plan
-    else {
-        return None;
-    };
-    let matching = match op.is_set() {
-        true => set_matching(matching.as_ref())?,
-        false => one_to_one(matching.as_ref())?,
-    };
-    if matching.labels.iter().any(|l| is_name_label(l))
-        || after.as_ref().is_some_and(|a| reads_names(a) || ordered(a))
     {
-        return None;
-    }
-    for side in [lhs, rhs] {
-        let (sel, _) = per_series(side)?;
-        if !spreadable(sel) || labelling(side) {
-            return None;
+        if let (false, false, Some(matching)) = (fixed(lhs), fixed(rhs), matching) {
+            out.push((matching.clone(), op.is_set()));
         }
+        matchings(lhs, out);
+        matchings(rhs, out);
     }
-    Some(Spread {
-        op: None,
-        combine: Combine::Join,
-        local: vec![(**lhs).clone(), (**rhs).clone()],
-        aggregate: over_holes(plan, Some(matching)),
-        grouping: Grouping::By(Vec::new()),
-        after,
-        pair: None,
-    })
+}
+
+/// The labels every one of `joins`' matchings matches on, but the name labels: a set
+/// operator's matching (its `ignoring` leaves the name labels out) on them.
+fn common_route(joins: &[(Matching, bool)]) -> Matching {
+    let ignored: Vec<&String> = (joins.iter())
+        .filter(|(m, _)| !m.on)
+        .flat_map(|(m, _)| &m.labels)
+        .collect();
+    let mut on = joins.iter().filter(|(m, _)| m.on).map(|(m, _)| &m.labels);
+    let (on, mut labels) = match on.next() {
+        None => (false, ignored.into_iter().cloned().collect::<Vec<String>>()),
+        Some(first) => {
+            let rest: Vec<&Vec<String>> = on.collect();
+            let labels = (first.iter())
+                .filter(|l| rest.iter().all(|r| r.contains(l)))
+                .filter(|l| !ignored.contains(l) && !is_name_label(l))
+                .cloned()
+                .collect();
+            (true, labels)
+        }
+    };
+    labels.sort();
+    labels.dedup();
+    Matching {
+        on,
+        labels,
+        card: Card::ManyToMany,
+        fill_lhs: None,
+        fill_rhs: None,
+    }
 }
 
 /// The matching of a set operator (`and`, `or`, `unless`: many-to-many, on every label
@@ -2095,6 +2259,15 @@ mod tests {
                   and node_filesystem_readonly == 0",
                 (Join, false),
             ),
+            (
+                "node_filesystem_avail_bytes{fstype!~\"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|fuse.*\"}
+                  / node_filesystem_size_bytes < 0.10 and node_filesystem_readonly == 0",
+                (Join, false),
+            ),
+            // Joins inside joins.
+            ("a * on (instance) b > 1 or c", (Join, false)),
+            ("a / b{job=~\"x\"} or c", (Join, false)),
+            ("sum(a - (b and c))", (Join, true)),
             ("sum by (job) (rate(a[5m]) / rate(b[5m]))", (Join, true)),
             ("scalar(sum(a) / sum(b))", (Pair, true)),
             (
@@ -2213,10 +2386,11 @@ mod tests {
             "a * on (x) group_left b",
             "a and on (__type__) b",
             "a or ignoring (__unit__) b",
-            // A join inside a join (queries/host.yml).
-            "node_filesystem_avail_bytes{fstype!~\"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|fuse.*\"}
-              / node_filesystem_size_bytes < 0.10 and node_filesystem_readonly == 0",
-            "a / b{job=~\"x\"} or c",
+            // A join inside a join with a function after it or a label function in it.
+            "abs(a / b) and c",
+            "label_replace(a, \"x\", \"\", \"y\", \"\") / b and c",
+            "a / on (x) group_left b and c",
+            "a / {job=\"x\"} or c",
             "label_replace(a, \"a\", \"\", \"a\", \".*\") / b",
             "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
             "a / {job=\"x\"}",
@@ -2276,6 +2450,17 @@ mod tests {
             "b or on (instance) a * 2",
             "c and ignoring (instance) a",
             "count(a unless on (instance) b)",
+            // Joins inside joins, by the labels all their matchings match on.
+            "a / b > 0.5 and c",
+            "a / b > 0.5 and on (instance) c",
+            "a - on (instance) b unless ignoring (job) c",
+            "(a + b) * 2 or c",
+            "a and b and c",
+            "c or on (instance) rate(a[1m]) / rate(b[1m])",
+            "a > b + on (instance) c",
+            "count(a / b and c)",
+            "a / on (job) b and c",
+            "0.5 < a / ignoring (job) b unless on (job) c",
             "sum(rate(a[1m])) / sum(rate(b[1m]))",
             "sum by (job) (a) / sum by (job) (b) > 0.05",
             "avg by (job) (a) - on (job) max by (job) (b)",
@@ -2366,8 +2551,9 @@ mod tests {
                 }
             }
         }
-        // A duplicate label set, duplicates on the right, on the left.
-        assert_eq!(errors, 6);
+        // A duplicate label set, duplicates on the right, on the left (one of them
+        // inside a join).
+        assert_eq!(errors, 7);
     }
 
     /// Joins and set operators of two per-series plans over series of one name that
@@ -2419,6 +2605,10 @@ mod tests {
             "rate(a{instance!=\"h2\"}[1m]) - on (instance) rate(b[1m])",
             "rate(a[1m]) > bool ignoring (job) b",
             "(a * 1) < ignoring (job) (b + 100)",
+            // Joins inside joins.
+            "rate(a[1m]) / rate(b[1m]) or b",
+            "(rate(a[1m]) > bool b) and on (instance) rate(b[1m])",
+            "b unless ignoring (job) (a / a)",
         ];
         let t = 45_000;
         let mut outcomes = (0, 0);
@@ -2447,7 +2637,83 @@ mod tests {
         }
         // Results with elements, and errors (a duplicate label set once the names are
         // dropped, two many-to-one matches).
-        assert_eq!(outcomes, (13, 3));
+        assert_eq!(outcomes, (16, 3));
+    }
+
+    /// A join inside a join routes its leaves' elements by the labels all its
+    /// matchings match on, but the name labels ([`Spread::route`]), so every match
+    /// group of each meets on one joiner: over series whose labels do not follow each
+    /// other, dealt to 1 to 4 workers in every way, the reference's result, errors
+    /// word for word.
+    #[test]
+    fn joins_inside_joins_of_any_split_are_the_reference() {
+        use crate::promql::testscript::store::MemStorage;
+        let route = |q: &str| {
+            let (m, set) = spread_rule(q).unwrap().route().unwrap();
+            (m.on, m.labels, set)
+        };
+        let labels = |l: &[&str]| l.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        assert_eq!(route("a / b > 1 and c"), (false, labels(&[]), true));
+        assert_eq!(
+            route("a / ignoring (zone) b or ignoring (job) c"),
+            (false, labels(&["job", "zone"]), true)
+        );
+        assert_eq!(
+            route("a / on (instance, job) b unless ignoring (job) c"),
+            (true, labels(&["instance"]), true)
+        );
+        assert_eq!(
+            route("a / on (job, instance) b unless on (instance, zone, job) c"),
+            (true, labels(&["instance", "job"]), true)
+        );
+        let mut store = MemStorage::default();
+        for i in 0..18usize {
+            let name = ["a", "b", "c"][i % 3];
+            let labels = Labels::from_strs(&[
+                ("__name__", name),
+                ("instance", &format!("h{}", (i / 3) % 4)),
+                ("job", &format!("j{}", (i * 7 / 3) % 3)),
+                ("zone", &format!("z{}", i % 2)),
+            ]);
+            let points = (0..4).map(|k| (k * 15_000, (i as f64 + 1.0) * k as f64));
+            store.series.insert(Arc::new(labels), points.collect());
+        }
+        let queries = [
+            "a / b > 0.5 or c",
+            "a / ignoring (zone) b or ignoring (job) c",
+            "a + on (instance, job) b unless ignoring (job) c",
+            "a + on (instance, job) b and on (instance, zone) c",
+            "c and on (instance) (a - ignoring (zone) b)",
+            "(a and on (job) b) or on (zone) c",
+            "rate(a[1m]) / on (instance, zone) rate(b[1m]) > 0 unless on (instance) c",
+            "a * on (instance, zone, job) b / on (instance, zone, job) c",
+        ];
+        let t = 45_000;
+        let mut outcomes = (0, 0);
+        for q in queries {
+            let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            assert_eq!((rule.combine, rule.local.len()), (Combine::Join, 3), "{q}");
+            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
+            match &want {
+                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+                _ => {}
+            }
+            for workers in 1..=4usize {
+                for shift in 0..workers {
+                    let got = split_run(&rule, &store, t, workers, shift).0;
+                    match (&got, &want) {
+                        (Ok(g), Ok(w)) => assert_eq!(
+                            labelled(g),
+                            labelled(w),
+                            "{q} on {workers} workers, shift {shift}"
+                        ),
+                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
+                    }
+                }
+            }
+        }
+        assert_eq!(outcomes, (5, 1));
     }
 
     /// A worker's local plan `l` of `rule` at `t` by the reference `ev`, as a rule

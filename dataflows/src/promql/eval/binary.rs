@@ -99,7 +99,10 @@ fn elem(op: BinOp, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
-fn vector_scalar(
+/// `v op s` (`s op v` when `swap`) of a vector and a scalar, element by element (names
+/// pending removal stay pending): what [`eval`] does for such operands, for a spread
+/// join's joiner over a join inside a join ([`crate::render::spread`]).
+pub fn vector_scalar(
     ev: &Evaluator<'_>,
     op: BinOp,
     v: Vec<Element>,
