@@ -18,8 +18,8 @@
 //! keeps the label set itself, with its hash, only where it brings its entry: in the
 //! first record, by logical time, to use it for that destination in the period. Every
 //! other slot crosses as the empty set, so a side element whose set the receiver
-//! knows crosses in 17 bytes (its value, the empty set's 8-byte length, a 1-byte
-//! index) where with five labels it took 178 (the test
+//! knows crosses in 18 bytes (its value, its 1-byte name-pending flag, the empty
+//! set's 8-byte length, a 1-byte index) where with five labels it took 179 (the test
 //! `a_known_label_set_crosses_as_its_index`).
 //! The empty set (`sum(x)`'s group) and sets beyond a full dictionary
 //! ([`crate::sample::MAX_DICTIONARY_ENTRIES`]) cross whole, with their hash. A rule
@@ -460,9 +460,9 @@ mod tests {
         assert!(Arc::ptr_eq(&first(46_000), &first(61_000)));
     }
 
-    /// A side element whose label set the receiver has crosses in 17 bytes (its value,
-    /// the empty set's length, its index: a byte in the order the sets came), where
-    /// with its five labels it took 178.
+    /// A side element whose label set the receiver has crosses in 18 bytes (its value,
+    /// its name-pending flag, the empty set's length, its index: a byte in the order
+    /// the sets came), where with its five labels it took 179.
     #[test]
     fn a_known_label_set_crosses_as_its_index() {
         let mut sent = SentIds::default();
@@ -477,7 +477,7 @@ mod tests {
             let (b, ..) = coded(sides(3, 2_000, 0..n), 2_000, sent);
             ((whole - plain) / n, (size(&a) - size(&b)) / n)
         };
-        assert_eq!(per_element(100, &mut sent), (178, 17));
+        assert_eq!(per_element(100, &mut sent), (179, 18));
     }
 
     /// A record referring to an entry no record of its time or before brought is the
