@@ -443,7 +443,8 @@ impl LabelSlots for HostRecord {
 }
 
 /// One worker's side elements of a [`Combine::Join`] evaluation for one joiner: the
-/// left and right elements `(labels, value, name pending removal)` (unfinished, as the
+/// elements of each side (left, right; a join inside a join's leaves) as
+/// `(labels, value, name pending removal)` (unfinished, as the
 /// reference holds them: [`Element::drop_name`]; in no particular order), and the
 /// native histograms their values name (detached: `(SOURCE, i)` is the `i`th). Plain
 /// values, no entry `Vec`s: between processes the labels cross as indices
@@ -1354,7 +1355,8 @@ fn peel(plan: &Plan) -> Option<(&Plan, Option<Plan>)> {
 /// (`label_replace`/`label_join`, `by (__name__)`, `sort_by_label(…, "__name__")`,
 /// `limit_ratio`, which hashes every label):
 /// where the combined elements are a pick's or a join's, the reference may still hold
-/// `__name__` pending removal in them, which a worker's finished elements have dropped.
+/// `__name__` pending removal in them, which a worker's or joiner's finished elements
+/// have dropped.
 fn reads_names(after: &Plan) -> bool {
     any_node(after, &|p| match p {
         Plan::Call {
