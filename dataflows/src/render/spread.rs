@@ -873,11 +873,18 @@ pub fn rhs_hole() -> Plan {
     plan
 }
 
-/// A vector/vector operation of two spread aggregations ([`Combine::Pair`]), other than
-/// picks (their elements keep labels the reference may still hold `__name__` in), whose
-/// "one" side cannot have two elements in a match group: the owner does not know the
-/// order the reference gives an aggregation's groups (first seen), which such an
-/// error would show.
+/// A vector/vector operation ([`Combine::Pair`]) of two spread aggregations, or of a
+/// spread aggregation and a per-series plan of one spreadable selector without label
+/// functions (a [`Combine::Union`] side, [`series_side`]), any matching. Not picks
+/// (their elements keep labels the reference may still hold `__name__` in). An
+/// aggregation on the "one" side must not be able to hold two elements of a match
+/// group ([`unique_groups`]): the error would name them in the order the reference
+/// makes an aggregation's groups (first seen), which the owner does not know; a
+/// per-series "one" side may, as its union in label order is the order the reference
+/// reads the selector's series in, unless the reference holds its names pending
+/// removal ([`names_pending`]: `rate(x[5m])`), which such an error would show. A side
+/// with names pending: no `on`/`ignoring`/`group_x` of the name labels, no reads of
+/// them after (see the module doc, "Names").
 fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Binary {
         op,
@@ -889,22 +896,34 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    let side = |p: &Plan| aggregation_of(p, None).filter(|s| s.combine != Combine::Pick);
-    let sides = [side(lhs)?, side(rhs)?];
+    let aggregation = |p: &Plan| aggregation_of(p, None).filter(|s| s.combine != Combine::Pick);
+    let sides = match (aggregation(lhs), aggregation(rhs)) {
+        (Some(l), Some(r)) => [l, r],
+        (Some(l), None) => [l, series_side(rhs)?],
+        (None, Some(r)) => [series_side(lhs)?, r],
+        (None, None) => return None,
+    };
     let one = match matching.as_ref().map(|m| &m.card) {
         Some(Card::OneToMany(_)) => &sides[0],
         _ => &sides[1],
     };
-    let count_values = one.op == Some(AggOp::CountValues);
+    let pending = |s: &Spread| s.combine == Combine::Union && names_pending(&s.local[0]);
     let unique = match matching {
+        _ if op.is_set() => true,
+        _ if one.combine == Combine::Union => !pending(one),
         None => true,
-        Some(m) if op.is_set() || (!m.on && m.labels.is_empty()) => true,
-        Some(m) => match &one.grouping {
-            Grouping::By(g) if !count_values => g.iter().all(|l| m.labels.contains(l) == m.on),
-            _ => false,
-        },
+        Some(m) => unique_groups(one, m),
     };
+    let names = |m: &Matching| match &m.card {
+        Card::ManyToOne(include) | Card::OneToMany(include) => {
+            m.labels.iter().chain(include).any(|l| is_name_label(l))
+        }
+        _ => m.labels.iter().any(|l| is_name_label(l)),
+    };
+    let named = sides.iter().any(pending)
+        && (matching.as_ref().is_some_and(names) || after.as_ref().is_some_and(reads_names));
     if !unique
+        || named
         || after
             .as_ref()
             .is_some_and(|a| ordered(a) || labels_values(a))
@@ -920,6 +939,49 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         after,
         pair: Some(Box::new(sides)),
     })
+}
+
+/// Whether the spread aggregation `one`, the "one" side of a vector/vector operation
+/// matching by `m`, has at most one element per match group: each group's signature
+/// is all its labels (`by` labels all within `on`, or none of them `ignoring`d;
+/// `without` labels covering every `ignoring`d one, as a `without` group has no name
+/// labels), or the signature is all of every group's labels but `__name__` (no
+/// matching, `ignoring ()`). Not `count_values` under `on`/`ignoring` of labels (its
+/// groups have the value label too).
+fn unique_groups(one: &Spread, m: &Matching) -> bool {
+    if !m.on && m.labels.is_empty() {
+        return true;
+    }
+    match &one.grouping {
+        _ if one.op == Some(AggOp::CountValues) => false,
+        Grouping::By(g) => g.iter().all(|l| m.labels.contains(l) == m.on),
+        Grouping::Without(dropped) => {
+            !m.on && (m.labels.iter()).all(|l| dropped.contains(l) || is_name_label(l))
+        }
+    }
+}
+
+/// A per-series side of a [`Combine::Pair`]: a [`Combine::Union`] of a per-series plan
+/// without label functions (the operation is not element-wise: as [`union_after`]).
+fn series_side(plan: &Plan) -> Option<Spread> {
+    union_of(plan).filter(|_| !labelling(plan))
+}
+
+/// Whether the reference's elements of per-series plan `plan` may hold their names
+/// pending removal (a function or `-` over the selector, with only operations that
+/// keep names after it: `rate(x[5m])`, `abs(x) > 1`), where a worker's finished
+/// elements have dropped them: not a selector, nor one under filters (`x > 0`), nor
+/// under arithmetic with a constant, which drops the names at once (`rate(x[5m]) *
+/// 100`).
+fn names_pending(plan: &Plan) -> bool {
+    match plan {
+        Plan::Vector(_) => false,
+        Plan::Binary {
+            op, return_bool, ..
+        } if !op.keeps_name(*return_bool) => false,
+        Plan::Binary { .. } => element_wise(plan).is_none_or(|(operand, _)| names_pending(operand)),
+        _ => true,
+    }
 }
 
 /// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over a per-series plan of
@@ -2094,6 +2156,36 @@ mod tests {
             ),
             ("avg(a) and count(b)", (Pair, false)),
             ("sum(x) > sum(y)", (Pair, false)),
+            // An aggregation beside a per-series plan.
+            ("x / on (job) group_left sum by (job) (x)", (Pair, false)),
+            (
+                "rate(x[5m]) / ignoring (instance) group_left sum without (instance) (rate(x[5m]))",
+                (Pair, false),
+            ),
+            (
+                "sum by (instance, type) (m) / on (instance, type) group_left (job) m",
+                (Pair, false),
+            ),
+            (
+                "sum without (job) (m) / on (instance, type) m",
+                (Pair, false),
+            ),
+            (
+                "node_load1 / count without (cpu) (node_cpu_seconds_total{mode=\"idle\"})",
+                (Pair, false),
+            ),
+            ("a / sum(b)", (Pair, false)),
+            ("sum by (job) (a) > on (job) group_right b", (Pair, false)),
+            ("b and on (job) sum by (job) (a)", (Pair, false)),
+            ("rate(b[5m]) or sum(a)", (Pair, false)),
+            (
+                "abs(b) / on (job) group_left max by (job) (a) > 0.5",
+                (Pair, true),
+            ),
+            (
+                "sum by (job) (a) / on (job) (rate(b[5m]) * 2)",
+                (Pair, false),
+            ),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2110,12 +2202,24 @@ mod tests {
             "label_replace(a, \"a\", \"\", \"a\", \".*\") / b",
             "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
             "a / {job=\"x\"}",
-            "a / sum(b)",
             "topk(1, a) / sum(b)",
             // The one side may have two elements in a match group.
             "sum by (job) (a) / on (job) sum by (job, i) (b)",
             "sum(a) / on () group_left sum by (job) (b)",
             "sum by (job) (a) / ignoring (i) sum without (job) (b)",
+            "b / on (job) group_left sum by (job, i) (a)",
+            "b / on (job) group_left sum without (i) (a)",
+            "b / ignoring (i) group_left count_values without (j) (\"v\", a)",
+            // A per-series "one" side holding names pending removal, which the error
+            // for two elements of a match group would name.
+            "sum by (job) (a) / on (job) group_left rate(b[5m])",
+            "sum by (job, i) (a) / on (job) abs(b)",
+            // Name labels matched, or read after, where a side holds names pending.
+            "rate(b[5m]) / ignoring (__type__) group_left sum without (instance) (a)",
+            "label_replace(rate(b[5m]) > on (job) group_left sum by (job) (a), \"x\", \"$1\", \"__name__\", \"(.*)\")",
+            // A label function in the per-series side, an order after.
+            "label_replace(b, \"a\", \"\", \"a\", \".*\") / on (job) group_left sum by (job) (a)",
+            "topk(1, b / on (job) group_left sum by (job) (a))",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
@@ -2166,6 +2270,25 @@ mod tests {
             "sum by (job) (a) and sum by (job) (c)",
             "quantile by (job) (0.5, a) + stddev by (job) (b)",
             "sum by (job, instance) (a) / on (job) sum by (job) (b)",
+            // An aggregation beside a per-series plan: any matching; duplicates of a
+            // match group on the per-series "one" side (named in label order),
+            // many-to-one without group_left.
+            "a / on (job) group_left sum by (job) (a)",
+            "rate(a[1m]) / ignoring (instance) group_left sum without (instance) (rate(a[1m]))",
+            "sum by (instance) (a) / on (instance) group_left (job) b",
+            "sum by (job) (a) / on (job) group_left b",
+            "sum without (instance) (a) / on (job) c",
+            "sum without (instance) (a) * on (job) b",
+            "b - count without (instance) (a)",
+            "b / on (job) count by (job) (a)",
+            "sum by (job) (a) == bool on (job) group_right b",
+            "c * on (job) group_right sum by (job) (a)",
+            "a > on (job) group_left max by (job) (b)",
+            "abs(b) / on (job) group_left max by (job) (a) > 0.5",
+            "sum by (job) (a) % on (job) (rate(b[1m]) * 2)",
+            "b and on (job) sum by (job) (c)",
+            "sum by (job) (a) or rate(c[1m])",
+            "rate(b[1m]) unless on (job) max by (job) (c)",
         ];
         let t = 45_000;
         let mut errors = 0;
@@ -2248,8 +2371,9 @@ mod tests {
                 }
             }
         }
-        // A duplicate label set, duplicates on the right, on the left.
-        assert_eq!(errors, 6);
+        // A duplicate label set, duplicates on the right (of a per-series side beside
+        // an aggregation too), many-to-one without `group_left`.
+        assert_eq!(errors, 10);
     }
 
     /// `record` as a worker of another process receives it: its labels coded by `sent`
@@ -2470,6 +2594,12 @@ mod tests {
             "count(x > on (instance) y)",
             "scalar(sum(x) / sum(y))",
             "sum(x * 2) / sum(y > 0)",
+            // An aggregation beside a per-series plan: a stale marker, histograms.
+            "x / on (job) group_left sum by (job) (x)",
+            "rate(y[1m]) - ignoring (instance) group_left avg without (instance) (y)",
+            "h * on (job) group_left count by (job) (h)",
+            "sum by (job) (h) - on (job) group_right h",
+            "histogram_count(h / on (job) group_left count by (job) (x))",
         ];
         let t = 45_000;
         let (mut errors, mut histograms) = (0, 0);
