@@ -24,7 +24,10 @@
 //! rate(a[5m]) / rate(b[5m])                      # one-to-one arithmetic or comparison
 //! a / on (instance) b > 0.1                      # of two per-series plans, ops after
 //! sum(rate(a[5m])) / sum(rate(b[5m]))            # any vector/vector operation of two
-//! sum by (job) (rate(e[5m])) / sum by (job) (rate(t[5m])) > 0.05   # aggregations
+//! sum by (job) (rate(e[5m])) / sum by (job) (rate(t[5m])) > 0.05   # aggregations,
+//! x / on (job) group_left sum by (job) (x)       # or of an aggregation and a
+//! node_load1 / count without (cpu) (node_cpu_seconds_total{mode="idle"})  # per-series
+//! sum by (instance) (m) / on (instance) group_left (job) m               # plan
 //! ```
 //! Contract: [`spread_of`] says whether a rule is spread. A spread rule's selector
 //! window is kept on every worker, each holding the series whose id (modulo the
@@ -103,17 +106,27 @@
 //!   is among them, in the reference's order, so the error is the reference's, word
 //!   for word. Measured (README, "Part 4"): on 2 workers 0.51–0.61 of the owned
 //!   join's wall time on 1, for the same CPU.
-//! - a vector/vector operation (arithmetic, comparison, set operators, any matching)
-//!   of two spread aggregations ([`Combine::Pair`], [`Spread::pair`]): the local plans
-//!   are both aggregations' (left first); each worker sends both partials in one
-//!   [`HostRecord::Pair`], and the owner combines each aggregation as above and runs
-//!   the reference's operation over the two results (so its errors are the
-//!   reference's), then the operations after it. Not picks (`topk` and friends: their
-//!   elements keep labels with `__name__` pending removal in the reference), and not
-//!   where the "one" side could hold two elements of a match group (`on`/`ignoring`
-//!   that do not tell its groups apart): the error would name them in the order the
-//!   reference makes an aggregation's groups (first seen), which the owner does not
-//!   know.
+//! - a vector/vector operation (arithmetic, comparison, set operators, any matching,
+//!   `group_left`/`group_right` included) of two spread aggregations, or of a spread
+//!   aggregation and a per-series plan of one named selector without label functions
+//!   ([`Combine::Pair`], [`Spread::pair`]: each side a spread rule of its own, a
+//!   per-series side a [`Combine::Union`]): the local plans are both sides' (left
+//!   first); each worker sends both sides' partials (a per-series side's elements,
+//!   with their labels) in one [`HostRecord::Pair`], and the owner combines each side
+//!   as above (a per-series side's union in label order, the order the reference
+//!   reads a selector's series in) and runs the reference's operation over the two
+//!   results (so its errors are the reference's), then the operations after it. Not
+//!   picks (`topk` and friends: their elements keep labels with `__name__` pending
+//!   removal in the reference), and not where an aggregation on the "one" side could
+//!   hold two elements of a match group (`on`/`ignoring` that do not tell its groups
+//!   apart: `by` labels not all within `on`, or some `ignoring`d; `without` under
+//!   `on`, or not dropping every `ignoring`d label): the error would name them in the
+//!   order the reference makes an aggregation's groups (first seen), which the owner
+//!   does not know. A per-series "one" side may hold two (its order is the
+//!   reference's), unless the reference holds its elements' names pending removal
+//!   (`rate(x[5m])`, `abs(x)`; not a selector, a filter of one, or arithmetic with a
+//!   constant, which drops them at once), which that error would show; see "Names"
+//!   for a side with names pending on the "many" side.
 //!
 //! Operations after the aggregation, join, pair or per-series plan ([`Spread::after`],
 //! found by [`peel`]): any plan over the one combined result whose other operands are
@@ -139,7 +152,8 @@
 //! spread (gathering every member to run the reference's aggregation in label order
 //! measured slower than the owned rule, see `aggregation_of`); so too where they make
 //! labels of values (`count_values`), which would show a combined sum's last bits.
-//! After a pick, a join or a union, no operation that reads the name labels (label functions,
+//! After a pick, a join, a union or a pair with a per-series side holding names pending
+//! removal, no operation that reads the name labels (label functions,
 //! `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes every label):
 //! the reference may still hold `__name__` pending removal there. Nested aggregations and other folds over the combined groups see them in
 //! label order rather than the reference's: sums within float rounding. A worker's
@@ -178,10 +192,19 @@
 //!
 //! Names: a worker's results are finished (a pending `__name__` removal done), where
 //! the reference finishes only the whole result. Hence no label functions in a join's
-//! sides or after it, nor `on`/`ignoring` of the name labels; what is left is the
-//! difference between series of one name that differ only in `__type__`/`__unit__`
-//! (Prometheus 3's type-and-unit labels) under a name-dropping side: the reference
-//! matches them apart, a worker's finished side elements together.
+//! sides or after it, nor `on`/`ignoring` of the name labels; likewise, where a pair's
+//! per-series side holds names pending removal in the reference, no `on`/`ignoring`/
+//! `group_left`/`group_right` of the name labels, no reads of them after, and that
+//! side only as the "many" one (see above). What is left is the difference in
+//! series that carry `__type__`/`__unit__` labels (Prometheus 3's type-and-unit
+//! labels) under a name-dropping side: the reference's signatures (no matching, or
+//! `ignoring`) still hold them, a worker's finished side elements do not, so the
+//! reference may match apart what a worker matches together, and two series differing
+//! only in them are the side's duplicate-labelset error (a worker's or the owner's).
+//! Chosen over refusing such sides under `ignoring` (which would keep the
+//! share-of-total shape, `rate(x[5m]) / ignoring (instance) group_left sum without
+//! (instance) (rate(x[5m]))`, owned) as the join chose it; the conformance suite
+//! (type_and_unit.test) does not meet it.
 //!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
@@ -191,16 +214,21 @@
 //! aggregation (two series they make equal are the reference's duplicate error, which
 //! no worker sees), `limit_ratio` of anything but a selector
 //! (it hashes labels the reference may hold a pending name in), operations of two
-//! operands other than two per-series plans (one-to-one, no set operators) or two
-//! aggregations, a per-series operand beside an aggregation (`x / on (job) group_left
-//! sum by (job) (x)`), operations after the combine with another selector, a range or
-//! subquery over it or `absent` (see above), `label_replace`/`label_join` (or other
-//! reads of the name labels) after a pick or a join or under a filter (the reference
-//! may still hold `__name__` pending removal there), picks and sorts after a join or a
-//! pair, aggregations of partials (`sum`, `avg`, `stddev`, …) under picks, sorts or
-//! `count_values`, a per-series plan with label functions under operations that are not
-//! element-wise, and every rule when the engine has one worker. A rule that is spread and a rule that is not keep separate windows
-//! of a selector they both read.
+//! operands other than two per-series plans (one-to-one, no set operators), two
+//! aggregations, or an aggregation and a per-series plan (no picks among the
+//! aggregations, no label functions in the per-series plan), an aggregation on the "one" side that could
+//! hold two elements of a match group (`b / on (job) group_left sum by (job, i)
+//! (a)`), a per-series "one" side with names pending removal (`sum by (job) (a) / on
+//! (job) group_left rate(b[5m])`), operations after the combine with another
+//! selector, a range or subquery over it or `absent` (see above),
+//! `label_replace`/`label_join` (or other reads of the name labels) after a pick or a
+//! join or under a filter, or after a pair with a per-series side that holds names
+//! pending removal (the reference may still hold `__name__` there), picks and sorts
+//! after a join or a pair, aggregations of partials (`sum`, `avg`, `stddev`, …) under
+//! picks, sorts or `count_values`, a per-series plan with label functions under
+//! operations that are not element-wise, and every rule when the engine has one
+//! worker. A rule that is spread and a rule that is not keep separate windows of a
+//! selector they both read.
 
 use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, METRIC_NAME};
@@ -259,22 +287,25 @@ pub enum Combine {
     /// to the worker of its match group ([`joiner`]), which joins them and sends the
     /// results to the owner; the owner's result is their union.
     Join,
-    /// A vector/vector operation of two spread aggregations ([`Spread::pair`]): each
-    /// worker sends both aggregations' partials in one record; the owner combines each
-    /// and runs the operation over the two results.
+    /// A vector/vector operation of two spread aggregations, or of one and a
+    /// per-series plan ([`Spread::pair`]): each worker sends both sides' partials (a
+    /// per-series side's elements) in one record; the owner combines each and runs the
+    /// operation over the two results.
     Pair,
 }
 
 /// How a spread rule is evaluated.
 #[derive(Clone, Debug)]
 pub struct Spread {
-    /// The rule's aggregation (`None` for [`Combine::Union`] and [`Combine::Join`]).
+    /// The rule's aggregation (`None` for [`Combine::Union`], [`Combine::Join`] and
+    /// [`Combine::Pair`]).
     pub op: Option<AggOp>,
     /// How its partials are made and combined.
     pub combine: Combine,
     /// What each worker evaluates over its series: the aggregation itself
     /// ([`Combine::Fold`]), its operand (the members), the per-series plan
-    /// ([`Combine::Union`]), the two sides ([`Combine::Join`]).
+    /// ([`Combine::Union`]), the two sides ([`Combine::Join`]), both sides' local
+    /// plans ([`Combine::Pair`]).
     pub local: Vec<Plan>,
     /// The aggregation over [`hole`]: the owner's last step over gathered members
     /// (and the workers' pick for [`Combine::Pick`]); [`hole`] for a union; for a join
@@ -286,7 +317,8 @@ pub struct Spread {
     /// [`hole`] (`sum by (job) (rate(x[5m])) > 10`, `topk(5, …)`; see the module
     /// doc), applied by the owner.
     pub after: Option<Plan>,
-    /// For [`Combine::Pair`]: the two aggregations, each made and combined as a spread
+    /// For [`Combine::Pair`]: the two sides (aggregations, or an aggregation and a
+    /// [`Combine::Union`] of a per-series plan), each made and combined as a spread
     /// rule of its own (their local plans in order are [`Spread::local`]).
     pub pair: Option<Box<[Spread; 2]>>,
 }
@@ -340,7 +372,7 @@ pub type PartialRecord = (u64, RuleId, i64, Partials);
 pub enum HostRecord {
     /// A spread rule's partials.
     Partials(PartialRecord),
-    /// A [`Combine::Pair`] rule's partials: the left aggregation's, the right's.
+    /// A [`Combine::Pair`] rule's partials: the left side's, the right's.
     Pair(PartialRecord, Partials),
     /// A [`Combine::Join`] rule's side elements for one match-group worker (the first
     /// field, [`joiner`]).
@@ -1548,8 +1580,9 @@ fn steps_of(plan: &Plan) -> Option<Vec<Step>> {
     Some(steps)
 }
 
-/// Combines the partials of a [`Combine::Pair`] rule: each aggregation's (the left's
-/// error first, as the reference evaluates it first), then the operation over the two.
+/// Combines the partials of a [`Combine::Pair`] rule: each side's (an aggregation's
+/// groups, a per-series side's union in label order; the left's error first, as the
+/// reference evaluates it first), then the operation over the two.
 fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Evaluated {
     let Some([l, r]) = spread.pair.as_deref() else {
         return (
