@@ -2196,11 +2196,15 @@ mod tests {
                 (Pair, false),
             ),
             (
-                "sum by (instance, type) (m) / on (instance, type) group_left (job) m",
+                "sum by(instance, type) (demo_memory_usage_bytes) ^ on(instance, type) group_left(job) demo_memory_usage_bytes",
                 (Pair, false),
             ),
             (
-                "sum without (job) (m) / on (instance, type) m",
+                "sum without(job) (demo_memory_usage_bytes) / on(instance, type) demo_memory_usage_bytes",
+                (Pair, false),
+            ),
+            (
+                "sum without(job) (demo_memory_usage_bytes) / on(instance, type) group_left demo_memory_usage_bytes",
                 (Pair, false),
             ),
             (
