@@ -1301,6 +1301,8 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         "y / on (job) group_left sum by (job) (y)",
         "rate(x[1m]) / ignoring (instance) group_left sum without (instance) (rate(x[1m]))",
         "sum by (job) (x) / on (job) group_left y",
+        "sum by (job) (x) / on (job) group_left rate(y[1m])",
+        "abs(y) > on (job) group_left avg by (job) (y)",
         "max by (job) (y) < on (job) group_right x",
         "x - ignoring (instance) group_left count without (instance) (y > 0)",
         // Operations after the combine, aggregations of per-series plans: a

@@ -89,8 +89,9 @@
 //! per-series side's elements) to the owner, which combines each (a per-series side's
 //! union in label order, the reference's order of a selector's series) and runs the
 //! operation over the two (not where an aggregation on the "one" side could hold two
-//! elements of a match group, or a per-series "one" side holds names pending
-//! removal, `rate(…)`: the error naming them would differ); operations after a join
+//! elements of a match group: the error naming them would differ; a per-series side
+//! whose names the reference holds pending removal, `rate(…)`, is sent with them and
+//! the owner removes them at the end, as the reference does); operations after a join
 //! or a pair run on the owner too (`sum by (job) (rate(a[5m]) / rate(b[5m]))`; not
 //! picks or sorts, nor reads of the name labels after a join). Any other plan can
 //! aggregate or join across series in ways without partials, so all of its input

@@ -123,10 +123,17 @@
 //!   `on`, or not dropping every `ignoring`d label): the error would name them in the
 //!   order the reference makes an aggregation's groups (first seen), which the owner
 //!   does not know. A per-series "one" side may hold two (its order is the
-//!   reference's), unless the reference holds its elements' names pending removal
-//!   (`rate(x[5m])`, `abs(x)`; not a selector, a filter of one, or arithmetic with a
-//!   constant, which drops them at once), which that error would show; see "Names"
-//!   for a side with names pending on the "many" side.
+//!   reference's). A per-series side whose elements hold their names pending removal
+//!   in the reference (`rate(x[5m])`, `abs(x) > 1`; not a selector, a filter of one,
+//!   `last_over_time`, or arithmetic with a constant, which drops them at once) is
+//!   evaluated with them kept (`label_replace(…, "__name__", "$1", "__name__",
+//!   "(.*)")`, which cancels the pending removal and changes nothing else), and the
+//!   owner removes the names from the operation's result as the reference does, at
+//!   the end: its labels, signatures (`__type__`/`__unit__` included) and errors are
+//!   the reference's. Not `group_left`/`group_right` of a name label beside a
+//!   per-series side (copied into an aggregation's group, the reference may still
+//!   drop it, as a member of the group held its name pending, which the owner does
+//!   not know), nor, after a side with names pending, reads of the name labels.
 //!
 //! Operations after the aggregation, join, pair or per-series plan ([`Spread::after`],
 //! found by [`peel`]): any plan over the one combined result whose other operands are
@@ -192,19 +199,12 @@
 //!
 //! Names: a worker's results are finished (a pending `__name__` removal done), where
 //! the reference finishes only the whole result. Hence no label functions in a join's
-//! sides or after it, nor `on`/`ignoring` of the name labels; likewise, where a pair's
-//! per-series side holds names pending removal in the reference, no `on`/`ignoring`/
-//! `group_left`/`group_right` of the name labels, no reads of them after, and that
-//! side only as the "many" one (see above). What is left is the difference in
-//! series that carry `__type__`/`__unit__` labels (Prometheus 3's type-and-unit
-//! labels) under a name-dropping side: the reference's signatures (no matching, or
-//! `ignoring`) still hold them, a worker's finished side elements do not, so the
-//! reference may match apart what a worker matches together, and two series differing
-//! only in them are the side's duplicate-labelset error (a worker's or the owner's).
-//! Chosen over refusing such sides under `ignoring` (which would keep the
-//! share-of-total shape, `rate(x[5m]) / ignoring (instance) group_left sum without
-//! (instance) (rate(x[5m]))`, owned) as the join chose it; the conformance suite
-//! (type_and_unit.test) does not meet it.
+//! sides or after it, nor `on`/`ignoring` of the name labels; what is left is the
+//! difference between series of one name that differ only in `__type__`/`__unit__`
+//! (Prometheus 3's type-and-unit labels) under a name-dropping side: the reference
+//! matches them apart, a worker's finished side elements together. A pair's
+//! per-series side with names pending is evaluated unfinished instead (see above),
+//! so it has no such difference.
 //!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
@@ -216,11 +216,10 @@
 //! (it hashes labels the reference may hold a pending name in), operations of two
 //! operands other than two per-series plans (one-to-one, no set operators), two
 //! aggregations, or an aggregation and a per-series plan (no picks among the
-//! aggregations, no label functions in the per-series plan), an aggregation on the "one" side that could
-//! hold two elements of a match group (`b / on (job) group_left sum by (job, i)
-//! (a)`), a per-series "one" side with names pending removal (`sum by (job) (a) / on
-//! (job) group_left rate(b[5m])`), operations after the combine with another
-//! selector, a range or subquery over it or `absent` (see above),
+//! aggregations, no label functions in the per-series plan, no `group_left
+//! (__name__)`), an aggregation on the "one" side that could hold two elements of a
+//! match group (`b / on (job) group_left sum by (job, i) (a)`), operations after the
+//! combine with another selector, a range or subquery over it or `absent` (see above),
 //! `label_replace`/`label_join` (or other reads of the name labels) after a pick or a
 //! join or under a filter, or after a pair with a per-series side that holds names
 //! pending removal (the reference may still hold `__name__` there), picks and sorts
@@ -913,10 +912,13 @@ pub fn rhs_hole() -> Plan {
 /// group ([`unique_groups`]): the error would name them in the order the reference
 /// makes an aggregation's groups (first seen), which the owner does not know; a
 /// per-series "one" side may, as its union in label order is the order the reference
-/// reads the selector's series in, unless the reference holds its names pending
-/// removal ([`names_pending`]: `rate(x[5m])`), which such an error would show. A side
-/// with names pending: no `on`/`ignoring`/`group_x` of the name labels, no reads of
-/// them after (see the module doc, "Names").
+/// reads the selector's series in. A per-series side whose elements hold their names
+/// pending removal in the reference ([`names_held`]: `rate(x[5m])`) is sent with them
+/// ([`unfinished`]), so labels, signatures and errors are the reference's; then no
+/// reads of the name labels after (the owner's result is finished). Not
+/// `group_left`/`group_right` of a name label beside a per-series side: copied into
+/// the result of an aggregation's groups, the reference may still drop it (a member of
+/// the group held its name pending removal), which the owner does not know.
 fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Binary {
         op,
@@ -929,7 +931,7 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         return None;
     };
     let aggregation = |p: &Plan| aggregation_of(p, None).filter(|s| s.combine != Combine::Pick);
-    let sides = match (aggregation(lhs), aggregation(rhs)) {
+    let mut sides = match (aggregation(lhs), aggregation(rhs)) {
         (Some(l), Some(r)) => [l, r],
         (Some(l), None) => [l, series_side(rhs)?],
         (None, Some(r)) => [series_side(lhs)?, r],
@@ -939,23 +941,27 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         Some(Card::OneToMany(_)) => &sides[0],
         _ => &sides[1],
     };
-    let pending = |s: &Spread| s.combine == Combine::Union && names_pending(&s.local[0]);
     let unique = match matching {
-        _ if op.is_set() => true,
-        _ if one.combine == Combine::Union => !pending(one),
+        _ if op.is_set() || one.combine == Combine::Union => true,
         None => true,
         Some(m) => unique_groups(one, m),
     };
-    let names = |m: &Matching| match &m.card {
-        Card::ManyToOne(include) | Card::OneToMany(include) => {
-            m.labels.iter().chain(include).any(|l| is_name_label(l))
+    let mixed = sides.iter().any(|s| s.combine == Combine::Union);
+    let copies_names = matches!(
+        matching.as_ref().map(|m| &m.card),
+        Some(Card::ManyToOne(include) | Card::OneToMany(include))
+            if include.iter().any(|l| is_name_label(l))
+    );
+    let mut pending = false;
+    for side in sides.iter_mut().filter(|s| s.combine == Combine::Union) {
+        if names_held(&side.local[0]) == Some(true) {
+            side.local[0] = unfinished(&side.local[0]);
+            pending = true;
         }
-        _ => m.labels.iter().any(|l| is_name_label(l)),
-    };
-    let named = sides.iter().any(pending)
-        && (matching.as_ref().is_some_and(names) || after.as_ref().is_some_and(reads_names));
+    }
     if !unique
-        || named
+        || (mixed && copies_names)
+        || (pending && after.as_ref().is_some_and(reads_names))
         || after
             .as_ref()
             .is_some_and(|a| ordered(a) || labels_values(a))
@@ -999,21 +1005,60 @@ fn series_side(plan: &Plan) -> Option<Spread> {
     union_of(plan).filter(|_| !labelling(plan))
 }
 
-/// Whether the reference's elements of per-series plan `plan` may hold their names
-/// pending removal (a function or `-` over the selector, with only operations that
-/// keep names after it: `rate(x[5m])`, `abs(x) > 1`), where a worker's finished
-/// elements have dropped them: not a selector, nor one under filters (`x > 0`), nor
-/// under arithmetic with a constant, which drops the names at once (`rate(x[5m]) *
-/// 100`).
-fn names_pending(plan: &Plan) -> bool {
+/// Whether the reference's elements of per-series plan `plan` (no label functions)
+/// still carry their name labels (`Some`: not once arithmetic dropped them, `x * 2`),
+/// and whether they hold them pending removal (`Some(true)`: under a function or `-`
+/// other than `last_over_time`/`first_over_time`, with only filters after it,
+/// `rate(x[5m])`, `abs(x) > 1`; as [`crate::promql::eval::functions`] says), where a
+/// worker's finished elements have dropped them.
+fn names_held(plan: &Plan) -> Option<bool> {
     match plan {
-        Plan::Vector(_) => false,
+        Plan::Vector(_) => Some(false),
+        Plan::Call {
+            func: "last_over_time" | "first_over_time",
+            ..
+        } => Some(false),
+        Plan::Call { args, .. } if args.iter().any(|a| matches!(a, Plan::Matrix { .. })) => {
+            Some(true)
+        }
         Plan::Binary {
             op, return_bool, ..
-        } if !op.keeps_name(*return_bool) => false,
-        Plan::Binary { .. } => element_wise(plan).is_none_or(|(operand, _)| names_pending(operand)),
-        _ => true,
+        } if !op.keeps_name(*return_bool) => None,
+        Plan::Binary { .. } => names_held(element_wise(plan)?.0),
+        _ => names_held(element_wise(plan)?.0).map(|_| true),
     }
+}
+
+/// A pair's per-series side `plan` whose elements hold their names pending removal in
+/// the reference, as a worker evaluates it: with those names, unfinished
+/// (`label_replace` writing `__name__` from itself cancels the pending removal and
+/// changes nothing else), for the owner to remove them as the reference does, at the
+/// end ([`pair_over`]).
+fn unfinished(plan: &Plan) -> Plan {
+    let text = |s: &str| Plan::String(s.into());
+    Plan::Call {
+        func: "label_replace",
+        args: vec![
+            plan.clone(),
+            text(METRIC_NAME),
+            text("$1"),
+            text(METRIC_NAME),
+            text("(.*)"),
+        ],
+    }
+}
+
+/// Whether a pair's side is a per-series plan sent [`unfinished`] (the only label
+/// function a pair's per-series side has).
+fn sent_unfinished(side: &Spread) -> bool {
+    side.combine == Combine::Union
+        && matches!(
+            side.local.first(),
+            Some(Plan::Call {
+                func: "label_replace",
+                ..
+            })
+        )
 }
 
 /// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over a per-series plan of
@@ -1606,7 +1651,55 @@ fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Eva
         .into_iter()
         .map(|e| Element::new(e.labels, shifted(e.value, by)))
         .collect();
-    over_sides(&spread.aggregate, t, [&left, &right], &histograms)
+    let unfinished = [l, r].into_iter().any(sent_unfinished);
+    pair_over(
+        &spread.aggregate,
+        t,
+        [&left, &right],
+        &histograms,
+        unfinished,
+    )
+}
+
+/// A pair's operation `plan` (over [`hole`], left, and [`rhs_hole`], right) at `t` by
+/// the reference evaluator over the two sides' combined results, detached. Where a
+/// per-series side came [`unfinished`] (its names pending removal in the reference),
+/// every element of the result has its names removed at the end, as the reference's
+/// has: only that side's labels hold names (a copy from the other side, `group_left
+/// (__name__)`, is not spread), and every element of it holds them pending.
+fn pair_over(
+    plan: &Plan,
+    t: i64,
+    [elements, rhs]: [&[Element]; 2],
+    histograms: &[Arc<FloatHistogram>],
+    unfinished: bool,
+) -> Evaluated {
+    if !unfinished {
+        return over_sides(plan, t, [elements, rhs], histograms);
+    }
+    let source = Members {
+        elements,
+        rhs,
+        histograms,
+        t,
+    };
+    let ev = Evaluator::new(&source, t);
+    let value = ev.eval(plan, t).and_then(|value| match value {
+        Value::Vector(v) => {
+            let pending = v
+                .into_iter()
+                .map(|e| Element::name_dropped(e.labels, e.value));
+            finish_vector(pending.collect()).map(Value::Vector)
+        }
+        other => Ok(other),
+    });
+    match value {
+        Ok(mut value) => {
+            let held = detach(&ev, &mut value);
+            (Ok(value), held)
+        }
+        Err(e) => (Err(e), Vec::new()),
+    }
 }
 
 /// Combines the partials of a rule that is not [`Combine::Fold`].
@@ -2223,6 +2316,17 @@ mod tests {
                 "sum by (job) (a) / on (job) (rate(b[5m]) * 2)",
                 (Pair, false),
             ),
+            // A per-series side holding names pending removal, sent with them: as the
+            // "one" side too, its names matched.
+            (
+                "sum by (job) (a) / on (job) group_left rate(b[5m])",
+                (Pair, false),
+            ),
+            ("sum by (job, i) (a) / on (job) abs(b)", (Pair, false)),
+            (
+                "rate(b[5m]) / ignoring (__type__) group_left sum without (instance) (a)",
+                (Pair, false),
+            ),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2247,12 +2351,10 @@ mod tests {
             "b / on (job) group_left sum by (job, i) (a)",
             "b / on (job) group_left sum without (i) (a)",
             "b / ignoring (i) group_left count_values without (j) (\"v\", a)",
-            // A per-series "one" side holding names pending removal, which the error
-            // for two elements of a match group would name.
-            "sum by (job) (a) / on (job) group_left rate(b[5m])",
-            "sum by (job, i) (a) / on (job) abs(b)",
-            // Name labels matched, or read after, where a side holds names pending.
-            "rate(b[5m]) / ignoring (__type__) group_left sum without (instance) (a)",
+            // A name label copied beside a per-series side; the name labels read after
+            // a side that holds names pending removal.
+            "b / on (job) group_left (__name__) sum by (job) (a)",
+            "sum by (job) (a) / on (job) group_left (__name__) b",
             "label_replace(rate(b[5m]) > on (job) group_left sum by (job) (a), \"x\", \"$1\", \"__name__\", \"(.*)\")",
             // A label function in the per-series side, an order after.
             "label_replace(b, \"a\", \"\", \"a\", \".*\") / on (job) group_left sum by (job) (a)",
@@ -2282,6 +2384,17 @@ mod tests {
                 ("job", job),
             ]);
             let points = (0..4).map(|k| (k * 15_000, (i as f64 + 1.0) * k as f64));
+            store.series.insert(Arc::new(labels), points.collect());
+        }
+        // Two series of one name that differ only in `__type__`.
+        for (i, kind) in ["counter", "gauge"].iter().enumerate() {
+            let labels = Labels::from_strs(&[
+                ("__name__", "t"),
+                ("__type__", kind),
+                ("instance", "h1"),
+                ("job", "j1"),
+            ]);
+            let points = (0..4).map(|k| (k * 15_000, (i as f64 + 2.0) * k as f64));
             store.series.insert(Arc::new(labels), points.collect());
         }
         let queries = [
@@ -2326,6 +2439,18 @@ mod tests {
             "b and on (job) sum by (job) (c)",
             "sum by (job) (a) or rate(c[1m])",
             "rate(b[1m]) unless on (job) max by (job) (c)",
+            // A per-series side holding names pending removal: sent with them, named
+            // in the error as the reference names them; `__type__` labels matched, two
+            // series differing only in them, as the reference.
+            "sum by (job) (a) / on (job) group_left rate(b[1m])",
+            "last_over_time(b[1m]) > on (job) group_left max by (job) (a)",
+            "-b < ignoring (instance) group_left min without (instance) (a)",
+            "round(b) >= on (job) group_left sum by (job) (a)",
+            "rate(b[1m]) / on (__name__, job) group_left sum by (job) (a)",
+            "rate(t[1m]) / ignoring (instance) group_left sum without (instance) (rate(a[1m]))",
+            "sum by (job) (a) - on (job) group_right abs(t)",
+            "abs(t) > on (instance, job) group_left max by (instance, job) (a)",
+            "abs(t) > ignoring (__type__) group_left max by (instance, job) (a)",
         ];
         let t = 45_000;
         let mut errors = 0;
@@ -2409,8 +2534,9 @@ mod tests {
             }
         }
         // A duplicate label set, duplicates on the right (of a per-series side beside
-        // an aggregation too), many-to-one without `group_left`.
-        assert_eq!(errors, 10);
+        // an aggregation too, its names pending), many-to-one without `group_left`,
+        // many-to-many of two series that differ only in `__type__`.
+        assert_eq!(errors, 12);
     }
 
     /// `record` as a worker of another process receives it: its labels coded by `sent`
@@ -2637,6 +2763,8 @@ mod tests {
             "h * on (job) group_left count by (job) (h)",
             "sum by (job) (h) - on (job) group_right h",
             "histogram_count(h / on (job) group_left count by (job) (x))",
+            "rate(h[1m]) * on (job) group_left count by (job) (x)",
+            "sum by (job) (x) + on (job) group_left irate(y[1m])",
         ];
         let t = 45_000;
         let (mut errors, mut histograms) = (0, 0);
@@ -2689,8 +2817,9 @@ mod tests {
                 }
             }
         }
-        // The label function that makes every group's labels equal.
-        assert_eq!(errors, 1);
+        // The label function that makes every group's labels equal; two `irate(y)` of
+        // a job on the "one" side, named with their pending names.
+        assert_eq!(errors, 2);
         assert!(histograms > 0);
     }
 
