@@ -2451,6 +2451,11 @@ mod tests {
             "sum by (job) (a) - on (job) group_right abs(t)",
             "abs(t) > on (instance, job) group_left max by (instance, job) (a)",
             "abs(t) > ignoring (__type__) group_left max by (instance, job) (a)",
+            // Fills of match groups present on one side only.
+            "sum by (job) (a) + on (job) group_right fill(0) c",
+            "c / on (instance) group_left fill_right(1) max by (instance) (b)",
+            "sum by (instance) (b) - on (instance) fill(0) c",
+            "rate(c[1m]) + on (instance) group_left fill(0) max by (instance) (a)",
         ];
         let t = 45_000;
         let mut errors = 0;
