@@ -133,7 +133,9 @@
 //!   the reference's. Not `group_left`/`group_right` of a name label beside a
 //!   per-series side (copied into an aggregation's group, the reference may still
 //!   drop it, as a member of the group held its name pending, which the owner does
-//!   not know), nor, after a side with names pending, reads of the name labels.
+//!   not know), nor, after a side with names pending, reads of the name labels; nor
+//!   an aggregation `by` `__type__`/`__unit__` (a worker's groups have dropped them
+//!   where the reference may hold them pending removal until the end).
 //!
 //! Operations after the aggregation, join, pair or per-series plan ([`Spread::after`],
 //! found by [`peel`]): any plan over the one combined result whose other operands are
@@ -216,8 +218,8 @@
 //! (it hashes labels the reference may hold a pending name in), operations of two
 //! operands other than two per-series plans (one-to-one, no set operators), two
 //! aggregations, or an aggregation and a per-series plan (no picks among the
-//! aggregations, no label functions in the per-series plan, no `group_left
-//! (__name__)`), an aggregation on the "one" side that could hold two elements of a
+//! aggregations, no `by` of `__type__`/`__unit__`, no label functions in the
+//! per-series plan, no `group_left (__name__)`), an aggregation on the "one" side that could hold two elements of a
 //! match group (`b / on (job) group_left sum by (job, i) (a)`), operations after the
 //! combine with another selector, a range or subquery over it or `absent` (see above),
 //! `label_replace`/`label_join` (or other reads of the name labels) after a pick or a
@@ -930,7 +932,12 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    let aggregation = |p: &Plan| aggregation_of(p, None).filter(|s| s.combine != Combine::Pick);
+    // Not `by` of `__type__`/`__unit__`: a worker's groups have dropped them where the
+    // reference holds them pending removal (a member's name pending) until the end.
+    let aggregation = |p: &Plan| {
+        let named = |s: &Spread| matches!(&s.grouping, Grouping::By(g) if g.iter().any(|l| is_name_label(l)));
+        aggregation_of(p, None).filter(|s| s.combine != Combine::Pick && !named(s))
+    };
     let mut sides = match (aggregation(lhs), aggregation(rhs)) {
         (Some(l), Some(r)) => [l, r],
         (Some(l), None) => [l, series_side(rhs)?],
@@ -2354,6 +2361,7 @@ mod tests {
             // A name label copied beside a per-series side; the name labels read after
             // a side that holds names pending removal.
             "b / on (job) group_left (__name__) sum by (job) (a)",
+            "sum by (__type__, job) (rate(a[5m])) / on (job) group_left b",
             "sum by (job) (a) / on (job) group_left (__name__) b",
             "label_replace(rate(b[5m]) > on (job) group_left sum by (job) (a), \"x\", \"$1\", \"__name__\", \"(.*)\")",
             // A label function in the per-series side, an order after.
