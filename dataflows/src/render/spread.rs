@@ -206,7 +206,11 @@
 //! (Prometheus 3's type-and-unit labels) under a name-dropping side: the reference
 //! matches them apart, a worker's finished side elements together. A pair's
 //! per-series side with names pending is evaluated unfinished instead (see above),
-//! so it has no such difference.
+//! so it has no such difference; one whose names arithmetic with a constant dropped
+//! at once (`rate(x[5m]) * 2`) has the labels the reference has, but two series that
+//! differ only in `__type__`/`__unit__` are its duplicate-labelset error (a worker
+//! finishes its side, the owner checks the union), where the reference goes on to
+//! the operation (which may drop one, or name both in its own error).
 //!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
