@@ -7,7 +7,8 @@
 //! an interval `sum by (job) (rate(x[5m]))` and `max by (job) (g)`, the per-series
 //! `g > 0.5`, comparisons of a rate, a `label_replace` of a comparison, and one-to-one
 //! joins (their sides exchanged by match key between the processes), a ratio of two
-//! aggregations, a pick (`topk`) and a gather (`quantile`), sorts of per-series plans
+//! aggregations, shares of a total (an aggregation beside a per-series plan, `rate`'s
+//! elements crossing with their names pending removal), a pick (`topk`) and a gather (`quantile`), sorts of per-series plans
 //! (the owner sorts the union), every label set of their records crossing whole about
 //! once per sender, receiver and period (the labels dictionary, counted and checked);
 //! owned (reading series of both processes, placed on the workers of both: their
@@ -73,6 +74,12 @@ fn rules() -> Vec<(&'static str, RuleSchedule, usize)> {
             0,
         ),
         ("topk by (job) (2, g)", every, 1),
+        ("g / on (job) group_left sum by (job) (g)", every, 1),
+        (
+            "rate(x[5m]) / ignoring (instance) group_left sum without (instance) (rate(x[5m]))",
+            every,
+            0,
+        ),
         ("quantile by (job) (0.5, rate(x[5m]))", every, 0),
         ("sort(x{job=\"j0\"})", every, 1),
         ("absent(g{job=\"j7\"})", every, 0),

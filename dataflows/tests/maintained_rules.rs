@@ -1266,7 +1266,8 @@ fn spread_rules_give_the_same_evaluations_on_1_2_and_3_workers() {
 }
 
 /// Per-series plans, one-to-one joins of two (with `spread_joins`; without, the five
-/// joins are owned), operations of two aggregations, and operations after an
+/// joins are owned), operations of two aggregations or of an aggregation and a
+/// per-series plan, and operations after an
 /// aggregation of a per-series plan or after a join (see `dataflows::render::spread`)
 /// are spread over the workers: no worker owns them (`rules_owned` stays at the one
 /// rule that is not spread), and every evaluation is the reference's, errors word for
@@ -1295,6 +1296,15 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         "sum by (job) (rate(x[1m])) / sum by (job) (y) > 0.05",
         "avg by (job) (y) - on (job) max by (job) (y)",
         "sum by (job, instance) (x) / on (job) sum by (job) (y)",
+        // An aggregation beside a per-series plan: shares of a total, a per-series
+        // "one" side with two series of a match group (the error names them).
+        "y / on (job) group_left sum by (job) (y)",
+        "rate(x[1m]) / ignoring (instance) group_left sum without (instance) (rate(x[1m]))",
+        "sum by (job) (x) / on (job) group_left y",
+        "sum by (job) (x) / on (job) group_left rate(y[1m])",
+        "abs(y) > on (job) group_left avg by (job) (y)",
+        "max by (job) (y) < on (job) group_right x",
+        "x - ignoring (instance) group_left count without (instance) (y > 0)",
         // Operations after the combine, aggregations of per-series plans: a
         // duplicate label set made after the aggregation, ties of picks and sorts
         // (`y` is a small integer), a join under an aggregation.

@@ -90,11 +90,17 @@
 //! reference's operations over its groups at every evaluation) (with
 //! [`crate::EngineConfig::spread_joins`], which promflow sets; without it such a join
 //! is owned); a vector/vector
-//! operation of two spread aggregations (`sum(rate(a[5m])) / sum(rate(b[5m]))`) sends
-//! both aggregations' partials to the owner, which combines each and runs the
-//! operation over the two; operations after a join or a pair run on the owner too
-//! (`sum by (job) (rate(a[5m]) / rate(b[5m]))`; not picks or sorts, nor reads of the
-//! name labels after a join). Any other plan can
+//! operation of two spread aggregations (`sum(rate(a[5m])) / sum(rate(b[5m]))`), or of
+//! a spread aggregation and a per-series plan of one named selector, any matching
+//! (`x / on (job) group_left sum by (job) (x)`), sends both sides' partials (a
+//! per-series side's elements) to the owner, which combines each (a per-series side's
+//! union in label order, the reference's order of a selector's series) and runs the
+//! operation over the two (not where an aggregation on the "one" side could hold two
+//! elements of a match group: the error naming them would differ; a per-series side
+//! whose names the reference holds pending removal, `rate(…)`, is sent with them and
+//! the owner removes them at the end, as the reference does); operations after a join
+//! or a pair run on the owner too (`sum by (job) (rate(a[5m]) / rate(b[5m]))`; not
+//! picks or sorts, nor reads of the name labels after a join). Any other plan can
 //! aggregate or join across series in ways without partials, so all of its input
 //! meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that

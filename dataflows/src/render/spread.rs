@@ -26,7 +26,10 @@
 //! x < 0.9 and on (instance) y == 0               # or a set operator of them
 //! a / b < 0.1 and c == 0                         # or of joins of them
 //! sum(rate(a[5m])) / sum(rate(b[5m]))            # any vector/vector operation of two
-//! sum by (job) (rate(e[5m])) / sum by (job) (rate(t[5m])) > 0.05   # aggregations
+//! sum by (job) (rate(e[5m])) / sum by (job) (rate(t[5m])) > 0.05   # aggregations,
+//! x / on (job) group_left sum by (job) (x)       # or of an aggregation and a
+//! node_load1 / count without (cpu) (node_cpu_seconds_total{mode="idle"})  # per-series
+//! sum by (instance) (m) / on (instance) group_left (job) m               # plan
 //! ```
 //! Contract: [`spread_of`] says whether a rule is spread. A spread rule's selector
 //! window is kept on every worker, each holding the series whose id (modulo the
@@ -131,17 +134,36 @@
 //!   and the rest is as above (a failing joiner's sides go to the owner, which runs
 //!   the tree over those of every failing joiner: the reference evaluates the inner
 //!   operations whole before the outer, so its first error is among them).
-//! - a vector/vector operation (arithmetic, comparison, set operators, any matching)
-//!   of two spread aggregations ([`Combine::Pair`], [`Spread::pair`]): the local plans
-//!   are both aggregations' (left first); each worker sends both partials in one
-//!   [`HostRecord::Pair`], and the owner combines each aggregation as above and runs
-//!   the reference's operation over the two results (so its errors are the
-//!   reference's), then the operations after it. Not picks (`topk` and friends: their
-//!   elements keep labels with `__name__` pending removal in the reference), and not
-//!   where the "one" side could hold two elements of a match group (`on`/`ignoring`
-//!   that do not tell its groups apart): the error would name them in the order the
-//!   reference makes an aggregation's groups (first seen), which the owner does not
-//!   know.
+//! - a vector/vector operation (arithmetic, comparison, set operators, any matching,
+//!   `group_left`/`group_right` included) of two spread aggregations, or of a spread
+//!   aggregation and a per-series plan of one named selector without label functions
+//!   ([`Combine::Pair`], [`Spread::pair`]: each side a spread rule of its own, a
+//!   per-series side a [`Combine::Union`]): the local plans are both sides' (left
+//!   first); each worker sends both sides' partials (a per-series side's elements,
+//!   with their labels) in one [`HostRecord::Pair`], and the owner combines each side
+//!   as above (a per-series side's union in label order, the order the reference
+//!   reads a selector's series in) and runs the reference's operation over the two
+//!   results (so its errors are the reference's), then the operations after it. Not
+//!   picks (`topk` and friends: their elements keep labels with `__name__` pending
+//!   removal in the reference), and not where an aggregation on the "one" side could
+//!   hold two elements of a match group (`on`/`ignoring` that do not tell its groups
+//!   apart: `by` labels not all within `on`, or some `ignoring`d; `without` under
+//!   `on`, or not dropping every `ignoring`d label): the error would name them in the
+//!   order the reference makes an aggregation's groups (first seen), which the owner
+//!   does not know. A per-series "one" side may hold two (its order is the
+//!   reference's). A per-series side whose elements hold their names pending removal
+//!   in the reference (`rate(x[5m])`, `abs(x) > 1`; not a selector, a filter of one,
+//!   `last_over_time`, or arithmetic with a constant, which drops them at once) is
+//!   evaluated with them kept (`label_replace(…, "__name__", "$1", "__name__",
+//!   "(.*)")`, which cancels the pending removal and changes nothing else), and the
+//!   owner removes the names from the operation's result as the reference does, at
+//!   the end: its labels, signatures (`__type__`/`__unit__` included) and errors are
+//!   the reference's. Not `group_left`/`group_right` of a name label beside a
+//!   per-series side (copied into an aggregation's group, the reference may still
+//!   drop it, as a member of the group held its name pending, which the owner does
+//!   not know), nor, after a side with names pending, reads of the name labels; nor
+//!   an aggregation `by` `__type__`/`__unit__` (a worker's groups have dropped them
+//!   where the reference may hold them pending removal until the end).
 //!
 //! Operations after the aggregation, join, pair or per-series plan ([`Spread::after`],
 //! found by [`peel`]): any plan over the one combined result whose other operands are
@@ -167,7 +189,8 @@
 //! spread (gathering every member to run the reference's aggregation in label order
 //! measured slower than the owned rule, see `aggregation_of`); so too where they make
 //! labels of values (`count_values`), which would show a combined sum's last bits.
-//! After a pick, a join or a union, no operation that reads the name labels (label functions,
+//! After a pick, a join, a union or a pair with a per-series side holding names pending
+//! removal, no operation that reads the name labels (label functions,
 //! `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes every label):
 //! the reference may still hold `__name__` pending removal there. Nested aggregations and other folds over the combined groups see them in
 //! label order rather than the reference's: sums within float rounding. A worker's
@@ -213,6 +236,12 @@
 //! `__type__`/`__unit__` (Prometheus 3's type-and-unit labels) under a name-dropping
 //! side as the reference does: apart for arithmetic and comparisons, which match on
 //! them, together for set operators, which do not.
+//! A pair's per-series side with names pending is evaluated unfinished too (see
+//! above); one whose names arithmetic with a constant dropped at once
+//! (`rate(x[5m]) * 2`) has the labels the reference has, but two series that differ
+//! only in `__type__`/`__unit__` are its duplicate-labelset error (a worker finishes
+//! its side, the owner checks the union), where the reference goes on to the
+//! operation (which may drop one, or name both in its own error).
 //!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
@@ -224,16 +253,20 @@
 //! (it hashes labels the reference may hold a pending name in), operations of two
 //! operands other than two per-series plans or joins of them (one-to-one or a set
 //! operator, no `group_left`/`group_right` or fills; over a join inside a join only
-//! vector/scalar operations, not `abs(a / b) and c`) or two aggregations, a
-//! per-series operand beside an aggregation (`x / on (job) group_left sum by (job)
-//! (x)`), operations after the combine with another selector, a range or
-//! subquery over it or `absent` (see above), `label_replace`/`label_join` (or other
-//! reads of the name labels) after a pick or a join or under a filter (the reference
-//! may still hold `__name__` pending removal there), picks and sorts after a join or a
-//! pair, aggregations of partials (`sum`, `avg`, `stddev`, …) under picks, sorts or
-//! `count_values`, a per-series plan with label functions under operations that are not
-//! element-wise, and every rule when the engine has one worker. A rule that is spread and a rule that is not keep separate windows
-//! of a selector they both read.
+//! vector/scalar operations, not `abs(a / b) and c`), two aggregations, or an
+//! aggregation and a per-series plan (no picks among the aggregations, no `by` of
+//! `__type__`/`__unit__`, no label functions in the per-series plan, no
+//! `group_left (__name__)`), an aggregation on the "one" side that could hold two
+//! elements of a match group (`b / on (job) group_left sum by (job, i) (a)`),
+//! operations after the combine with another selector, a range or subquery over it or
+//! `absent` (see above), `label_replace`/`label_join` (or other reads of the name
+//! labels) after a pick or a join or under a filter, or after a pair with a per-series
+//! side that holds names pending removal (the reference may still hold `__name__`
+//! there), picks and sorts after a join or a pair, aggregations of partials (`sum`,
+//! `avg`, `stddev`, …) under picks, sorts or `count_values`, a per-series plan with
+//! label functions under operations that are not element-wise, and every rule when the
+//! engine has one worker. A rule that is spread and a rule that is not keep separate
+//! windows of a selector they both read.
 
 use crate::histogram::FloatHistogram;
 use crate::labels::{Labels, METRIC_NAME};
@@ -294,23 +327,26 @@ pub enum Combine {
     /// group ([`joiner`]), which joins them and sends the finished results to the
     /// owner; the owner's result is their union.
     Join,
-    /// A vector/vector operation of two spread aggregations ([`Spread::pair`]): each
-    /// worker sends both aggregations' partials in one record; the owner combines each
-    /// and runs the operation over the two results.
+    /// A vector/vector operation of two spread aggregations, or of one and a
+    /// per-series plan ([`Spread::pair`]): each worker sends both sides' partials (a
+    /// per-series side's elements) in one record; the owner combines each and runs the
+    /// operation over the two results.
     Pair,
 }
 
 /// How a spread rule is evaluated.
 #[derive(Clone, Debug)]
 pub struct Spread {
-    /// The rule's aggregation (`None` for [`Combine::Union`] and [`Combine::Join`]).
+    /// The rule's aggregation (`None` for [`Combine::Union`], [`Combine::Join`] and
+    /// [`Combine::Pair`]).
     pub op: Option<AggOp>,
     /// How its partials are made and combined.
     pub combine: Combine,
     /// What each worker evaluates over its series: the aggregation itself
     /// ([`Combine::Fold`]), its operand (the members), the per-series plan
     /// ([`Combine::Union`]), the sides ([`Combine::Join`]; of a join inside a join,
-    /// its per-series leaves in the order the reference evaluates them).
+    /// its per-series leaves in the order the reference evaluates them), both sides'
+    /// local plans ([`Combine::Pair`]).
     pub local: Vec<Plan>,
     /// The aggregation over [`hole`]: the owner's last step over gathered members
     /// (and the workers' pick for [`Combine::Pick`]); [`hole`] for a union; for a join
@@ -323,7 +359,8 @@ pub struct Spread {
     /// [`hole`] (`sum by (job) (rate(x[5m])) > 10`, `topk(5, …)`; see the module
     /// doc), applied by the owner.
     pub after: Option<Plan>,
-    /// For [`Combine::Pair`]: the two aggregations, each made and combined as a spread
+    /// For [`Combine::Pair`]: the two sides (aggregations, or an aggregation and a
+    /// [`Combine::Union`] of a per-series plan), each made and combined as a spread
     /// rule of its own (their local plans in order are [`Spread::local`]).
     pub pair: Option<Box<[Spread; 2]>>,
 }
@@ -377,7 +414,7 @@ pub type PartialRecord = (u64, RuleId, i64, Partials);
 pub enum HostRecord {
     /// A spread rule's partials.
     Partials(PartialRecord),
-    /// A [`Combine::Pair`] rule's partials: the left aggregation's, the right's.
+    /// A [`Combine::Pair`] rule's partials: the left side's, the right's.
     Pair(PartialRecord, Partials),
     /// A [`Combine::Join`] rule's side elements for one match-group worker (the first
     /// field, [`joiner`]).
@@ -1130,11 +1167,21 @@ pub fn rhs_hole() -> Plan {
     plan
 }
 
-/// A vector/vector operation of two spread aggregations ([`Combine::Pair`]), other than
-/// picks (their elements keep labels the reference may still hold `__name__` in), whose
-/// "one" side cannot have two elements in a match group: the owner does not know the
-/// order the reference gives an aggregation's groups (first seen), which such an
-/// error would show.
+/// A vector/vector operation ([`Combine::Pair`]) of two spread aggregations, or of a
+/// spread aggregation and a per-series plan of one spreadable selector without label
+/// functions (a [`Combine::Union`] side, [`series_side`]), any matching. Not picks
+/// (their elements keep labels the reference may still hold `__name__` in). An
+/// aggregation on the "one" side must not be able to hold two elements of a match
+/// group ([`unique_groups`]): the error would name them in the order the reference
+/// makes an aggregation's groups (first seen), which the owner does not know; a
+/// per-series "one" side may, as its union in label order is the order the reference
+/// reads the selector's series in. A per-series side whose elements hold their names
+/// pending removal in the reference ([`names_held`]: `rate(x[5m])`) is sent with them
+/// ([`unfinished`]), so labels, signatures and errors are the reference's; then no
+/// reads of the name labels after (the owner's result is finished). Not
+/// `group_left`/`group_right` of a name label beside a per-series side: copied into
+/// the result of an aggregation's groups, the reference may still drop it (a member of
+/// the group held its name pending removal), which the owner does not know.
 fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Binary {
         op,
@@ -1146,22 +1193,43 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    let side = |p: &Plan| aggregation_of(p, None).filter(|s| s.combine != Combine::Pick);
-    let sides = [side(lhs)?, side(rhs)?];
+    // Not `by` of `__type__`/`__unit__`: a worker's groups have dropped them where the
+    // reference holds them pending removal (a member's name pending) until the end.
+    let aggregation = |p: &Plan| {
+        let named = |s: &Spread| matches!(&s.grouping, Grouping::By(g) if g.iter().any(|l| is_name_label(l)));
+        aggregation_of(p, None).filter(|s| s.combine != Combine::Pick && !named(s))
+    };
+    let mut sides = match (aggregation(lhs), aggregation(rhs)) {
+        (Some(l), Some(r)) => [l, r],
+        (Some(l), None) => [l, series_side(rhs)?],
+        (None, Some(r)) => [series_side(lhs)?, r],
+        (None, None) => return None,
+    };
     let one = match matching.as_ref().map(|m| &m.card) {
         Some(Card::OneToMany(_)) => &sides[0],
         _ => &sides[1],
     };
-    let count_values = one.op == Some(AggOp::CountValues);
     let unique = match matching {
+        _ if op.is_set() || one.combine == Combine::Union => true,
         None => true,
-        Some(m) if op.is_set() || (!m.on && m.labels.is_empty()) => true,
-        Some(m) => match &one.grouping {
-            Grouping::By(g) if !count_values => g.iter().all(|l| m.labels.contains(l) == m.on),
-            _ => false,
-        },
+        Some(m) => unique_groups(one, m),
     };
+    let mixed = sides.iter().any(|s| s.combine == Combine::Union);
+    let copies_names = matches!(
+        matching.as_ref().map(|m| &m.card),
+        Some(Card::ManyToOne(include) | Card::OneToMany(include))
+            if include.iter().any(|l| is_name_label(l))
+    );
+    let mut pending = false;
+    for side in sides.iter_mut().filter(|s| s.combine == Combine::Union) {
+        if names_held(&side.local[0]) == Some(true) {
+            side.local[0] = unfinished(&side.local[0]);
+            pending = true;
+        }
+    }
     if !unique
+        || (mixed && copies_names)
+        || (pending && after.as_ref().is_some_and(reads_names))
         || after
             .as_ref()
             .is_some_and(|a| ordered(a) || labels_values(a))
@@ -1177,6 +1245,88 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         after,
         pair: Some(Box::new(sides)),
     })
+}
+
+/// Whether the spread aggregation `one`, the "one" side of a vector/vector operation
+/// matching by `m`, has at most one element per match group: each group's signature
+/// is all its labels (`by` labels all within `on`, or none of them `ignoring`d;
+/// `without` labels covering every `ignoring`d one, as a `without` group has no name
+/// labels), or the signature is all of every group's labels but `__name__` (no
+/// matching, `ignoring ()`). Not `count_values` under `on`/`ignoring` of labels (its
+/// groups have the value label too).
+fn unique_groups(one: &Spread, m: &Matching) -> bool {
+    if !m.on && m.labels.is_empty() {
+        return true;
+    }
+    match &one.grouping {
+        _ if one.op == Some(AggOp::CountValues) => false,
+        Grouping::By(g) => g.iter().all(|l| m.labels.contains(l) == m.on),
+        Grouping::Without(dropped) => {
+            !m.on && (m.labels.iter()).all(|l| dropped.contains(l) || is_name_label(l))
+        }
+    }
+}
+
+/// A per-series side of a [`Combine::Pair`]: a [`Combine::Union`] of a per-series plan
+/// without label functions (the operation is not element-wise: as [`union_after`]).
+fn series_side(plan: &Plan) -> Option<Spread> {
+    union_of(plan).filter(|_| !labelling(plan))
+}
+
+/// Whether the reference's elements of per-series plan `plan` (no label functions)
+/// still carry their name labels (`Some`: not once arithmetic dropped them, `x * 2`),
+/// and whether they hold them pending removal (`Some(true)`: under a function or `-`
+/// other than `last_over_time`/`first_over_time`, with only filters after it,
+/// `rate(x[5m])`, `abs(x) > 1`; as [`crate::promql::eval::functions`] says), where a
+/// worker's finished elements have dropped them.
+fn names_held(plan: &Plan) -> Option<bool> {
+    match plan {
+        Plan::Vector(_) => Some(false),
+        Plan::Call {
+            func: "last_over_time" | "first_over_time",
+            ..
+        } => Some(false),
+        Plan::Call { args, .. } if args.iter().any(|a| matches!(a, Plan::Matrix { .. })) => {
+            Some(true)
+        }
+        Plan::Binary {
+            op, return_bool, ..
+        } if !op.keeps_name(*return_bool) => None,
+        Plan::Binary { .. } => names_held(element_wise(plan)?.0),
+        _ => names_held(element_wise(plan)?.0).map(|_| true),
+    }
+}
+
+/// A pair's per-series side `plan` whose elements hold their names pending removal in
+/// the reference, as a worker evaluates it: with those names, unfinished
+/// (`label_replace` writing `__name__` from itself cancels the pending removal and
+/// changes nothing else), for the owner to remove them as the reference does, at the
+/// end ([`pair_over`]).
+fn unfinished(plan: &Plan) -> Plan {
+    let text = |s: &str| Plan::String(s.into());
+    Plan::Call {
+        func: "label_replace",
+        args: vec![
+            plan.clone(),
+            text(METRIC_NAME),
+            text("$1"),
+            text(METRIC_NAME),
+            text("(.*)"),
+        ],
+    }
+}
+
+/// Whether a pair's side is a per-series plan sent [`unfinished`] (the only label
+/// function a pair's per-series side has).
+fn sent_unfinished(side: &Spread) -> bool {
+    side.combine == Combine::Union
+        && matches!(
+            side.local.first(),
+            Some(Plan::Call {
+                func: "label_replace",
+                ..
+            })
+        )
 }
 
 /// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over a per-series plan of
@@ -1744,8 +1894,9 @@ fn steps_of(plan: &Plan) -> Option<Vec<Step>> {
     Some(steps)
 }
 
-/// Combines the partials of a [`Combine::Pair`] rule: each aggregation's (the left's
-/// error first, as the reference evaluates it first), then the operation over the two.
+/// Combines the partials of a [`Combine::Pair`] rule: each side's (an aggregation's
+/// groups, a per-series side's union in label order; the left's error first, as the
+/// reference evaluates it first), then the operation over the two.
 fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Evaluated {
     let Some([l, r]) = spread.pair.as_deref() else {
         return (
@@ -1769,7 +1920,55 @@ fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Eva
         .into_iter()
         .map(|e| Element::new(e.labels, shifted(e.value, by)))
         .collect();
-    over_sides(&spread.aggregate, t, [&left, &right], &histograms)
+    let unfinished = [l, r].into_iter().any(sent_unfinished);
+    pair_over(
+        &spread.aggregate,
+        t,
+        [&left, &right],
+        &histograms,
+        unfinished,
+    )
+}
+
+/// A pair's operation `plan` (over [`hole`], left, and [`rhs_hole`], right) at `t` by
+/// the reference evaluator over the two sides' combined results, detached. Where a
+/// per-series side came [`unfinished`] (its names pending removal in the reference),
+/// every element of the result has its names removed at the end, as the reference's
+/// has: only that side's labels hold names (a copy from the other side, `group_left
+/// (__name__)`, is not spread), and every element of it holds them pending.
+fn pair_over(
+    plan: &Plan,
+    t: i64,
+    [elements, rhs]: [&[Element]; 2],
+    histograms: &[Arc<FloatHistogram>],
+    unfinished: bool,
+) -> Evaluated {
+    if !unfinished {
+        return over_sides(plan, t, [elements, rhs], histograms);
+    }
+    let source = Members {
+        elements,
+        rhs,
+        histograms,
+        t,
+    };
+    let ev = Evaluator::new(&source, t);
+    let value = ev.eval(plan, t).and_then(|value| match value {
+        Value::Vector(v) => {
+            let pending = v
+                .into_iter()
+                .map(|e| Element::name_dropped(e.labels, e.value));
+            finish_vector(pending.collect()).map(Value::Vector)
+        }
+        other => Ok(other),
+    });
+    match value {
+        Ok(mut value) => {
+            let held = detach(&ev, &mut value);
+            (Ok(value), held)
+        }
+        Err(e) => (Err(e), Vec::new()),
+    }
 }
 
 /// Combines the partials of a rule that is not [`Combine::Fold`].
@@ -2375,6 +2574,51 @@ mod tests {
             ),
             ("avg(a) and count(b)", (Pair, false)),
             ("sum(x) > sum(y)", (Pair, false)),
+            // An aggregation beside a per-series plan.
+            ("x / on (job) group_left sum by (job) (x)", (Pair, false)),
+            (
+                "rate(x[5m]) / ignoring (instance) group_left sum without (instance) (rate(x[5m]))",
+                (Pair, false),
+            ),
+            (
+                "sum by(instance, type) (demo_memory_usage_bytes) ^ on(instance, type) group_left(job) demo_memory_usage_bytes",
+                (Pair, false),
+            ),
+            (
+                "sum without(job) (demo_memory_usage_bytes) / on(instance, type) demo_memory_usage_bytes",
+                (Pair, false),
+            ),
+            (
+                "sum without(job) (demo_memory_usage_bytes) / on(instance, type) group_left demo_memory_usage_bytes",
+                (Pair, false),
+            ),
+            (
+                "node_load1 / count without (cpu) (node_cpu_seconds_total{mode=\"idle\"})",
+                (Pair, false),
+            ),
+            ("a / sum(b)", (Pair, false)),
+            ("sum by (job) (a) > on (job) group_right b", (Pair, false)),
+            ("b and on (job) sum by (job) (a)", (Pair, false)),
+            ("rate(b[5m]) or sum(a)", (Pair, false)),
+            (
+                "abs(b) / on (job) group_left max by (job) (a) > 0.5",
+                (Pair, true),
+            ),
+            (
+                "sum by (job) (a) / on (job) (rate(b[5m]) * 2)",
+                (Pair, false),
+            ),
+            // A per-series side holding names pending removal, sent with them: as the
+            // "one" side too, its names matched.
+            (
+                "sum by (job) (a) / on (job) group_left rate(b[5m])",
+                (Pair, false),
+            ),
+            ("sum by (job, i) (a) / on (job) abs(b)", (Pair, false)),
+            (
+                "rate(b[5m]) / ignoring (__type__) group_left sum without (instance) (a)",
+                (Pair, false),
+            ),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2396,12 +2640,23 @@ mod tests {
             "label_replace(a, \"a\", \"\", \"a\", \".*\") / b",
             "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
             "a / {job=\"x\"}",
-            "a / sum(b)",
             "topk(1, a) / sum(b)",
             // The one side may have two elements in a match group.
             "sum by (job) (a) / on (job) sum by (job, i) (b)",
             "sum(a) / on () group_left sum by (job) (b)",
             "sum by (job) (a) / ignoring (i) sum without (job) (b)",
+            "b / on (job) group_left sum by (job, i) (a)",
+            "b / on (job) group_left sum without (i) (a)",
+            "b / ignoring (i) group_left count_values without (j) (\"v\", a)",
+            // A name label copied beside a per-series side; the name labels read after
+            // a side that holds names pending removal.
+            "b / on (job) group_left (__name__) sum by (job) (a)",
+            "sum by (__type__, job) (rate(a[5m])) / on (job) group_left b",
+            "sum by (job) (a) / on (job) group_left (__name__) b",
+            "label_replace(rate(b[5m]) > on (job) group_left sum by (job) (a), \"x\", \"$1\", \"__name__\", \"(.*)\")",
+            // A label function in the per-series side, an order after.
+            "label_replace(b, \"a\", \"\", \"a\", \".*\") / on (job) group_left sum by (job) (a)",
+            "topk(1, b / on (job) group_left sum by (job) (a))",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
@@ -2427,6 +2682,17 @@ mod tests {
                 ("job", job),
             ]);
             let points = (0..4).map(|k| (k * 15_000, (i as f64 + 1.0) * k as f64));
+            store.series.insert(Arc::new(labels), points.collect());
+        }
+        // Two series of one name that differ only in `__type__`.
+        for (i, kind) in ["counter", "gauge"].iter().enumerate() {
+            let labels = Labels::from_strs(&[
+                ("__name__", "t"),
+                ("__type__", kind),
+                ("instance", "h1"),
+                ("job", "j1"),
+            ]);
+            let points = (0..4).map(|k| (k * 15_000, (i as f64 + 2.0) * k as f64));
             store.series.insert(Arc::new(labels), points.collect());
         }
         let queries = [
@@ -2471,6 +2737,42 @@ mod tests {
             "sum by (job) (a) and sum by (job) (c)",
             "quantile by (job) (0.5, a) + stddev by (job) (b)",
             "sum by (job, instance) (a) / on (job) sum by (job) (b)",
+            // An aggregation beside a per-series plan: any matching; duplicates of a
+            // match group on the per-series "one" side (named in label order),
+            // many-to-one without group_left.
+            "a / on (job) group_left sum by (job) (a)",
+            "rate(a[1m]) / ignoring (instance) group_left sum without (instance) (rate(a[1m]))",
+            "sum by (instance) (a) / on (instance) group_left (job) b",
+            "sum by (job) (a) / on (job) group_left b",
+            "sum without (instance) (a) / on (job) c",
+            "sum without (instance) (a) * on (job) b",
+            "b - count without (instance) (a)",
+            "b / on (job) count by (job) (a)",
+            "sum by (job) (a) == bool on (job) group_right b",
+            "c * on (job) group_right sum by (job) (a)",
+            "a > on (job) group_left max by (job) (b)",
+            "abs(b) / on (job) group_left max by (job) (a) > 0.5",
+            "sum by (job) (a) % on (job) (rate(b[1m]) * 2)",
+            "b and on (job) sum by (job) (c)",
+            "sum by (job) (a) or rate(c[1m])",
+            "rate(b[1m]) unless on (job) max by (job) (c)",
+            // A per-series side holding names pending removal: sent with them, named
+            // in the error as the reference names them; `__type__` labels matched, two
+            // series differing only in them, as the reference.
+            "sum by (job) (a) / on (job) group_left rate(b[1m])",
+            "last_over_time(b[1m]) > on (job) group_left max by (job) (a)",
+            "-b < ignoring (instance) group_left min without (instance) (a)",
+            "round(b) >= on (job) group_left sum by (job) (a)",
+            "rate(b[1m]) / on (__name__, job) group_left sum by (job) (a)",
+            "rate(t[1m]) / ignoring (instance) group_left sum without (instance) (rate(a[1m]))",
+            "sum by (job) (a) - on (job) group_right abs(t)",
+            "abs(t) > on (instance, job) group_left max by (instance, job) (a)",
+            "abs(t) > ignoring (__type__) group_left max by (instance, job) (a)",
+            // Fills of match groups present on one side only.
+            "sum by (job) (a) + on (job) group_right fill(0) c",
+            "c / on (instance) group_left fill_right(1) max by (instance) (b)",
+            "sum by (instance) (b) - on (instance) fill(0) c",
+            "rate(c[1m]) + on (instance) group_left fill(0) max by (instance) (a)",
         ];
         let t = 45_000;
         let mut errors = 0;
@@ -2553,9 +2855,11 @@ mod tests {
                 }
             }
         }
-        // A duplicate label set, duplicates on the right, on the left (one of them
-        // inside a join).
-        assert_eq!(errors, 7);
+        // A duplicate label set, duplicates on the right (of a per-series side beside
+        // an aggregation too, its names pending), on the left (one of them inside a
+        // join), many-to-one without `group_left`, many-to-many of two series that
+        // differ only in `__type__`.
+        assert_eq!(errors, 13);
     }
 
     /// Joins and set operators of two per-series plans over series of one name that
@@ -2945,6 +3249,14 @@ mod tests {
             "count(x > on (instance) y)",
             "scalar(sum(x) / sum(y))",
             "sum(x * 2) / sum(y > 0)",
+            // An aggregation beside a per-series plan: a stale marker, histograms.
+            "x / on (job) group_left sum by (job) (x)",
+            "rate(y[1m]) - ignoring (instance) group_left avg without (instance) (y)",
+            "h * on (job) group_left count by (job) (h)",
+            "sum by (job) (h) - on (job) group_right h",
+            "histogram_count(h / on (job) group_left count by (job) (x))",
+            "rate(h[1m]) * on (job) group_left count by (job) (x)",
+            "sum by (job) (x) + on (job) group_left irate(y[1m])",
         ];
         let t = 45_000;
         let (mut errors, mut histograms) = (0, 0);
@@ -2997,8 +3309,9 @@ mod tests {
                 }
             }
         }
-        // The label function that makes every group's labels equal.
-        assert_eq!(errors, 1);
+        // The label function that makes every group's labels equal; two `irate(y)` of
+        // a job on the "one" side, named with their pending names.
+        assert_eq!(errors, 2);
         assert!(histograms > 0);
     }
 
