@@ -172,3 +172,83 @@ fn sort_alerts(v: &mut Value) {
         _ => {}
     }
 }
+
+const LIMITED: &str = r#"groups:
+  - name: limited
+    interval: 1s
+    limit: 1
+    rules:
+      - record: r
+        expr: m
+      - alert: Up
+        expr: m > 0
+"#;
+
+/// The instant vector `expr` answers now, as sorted label sets.
+fn present(peer: &common::Peer, expr: &str) -> Vec<String> {
+    let path = format!("/api/v1/query?query={expr}");
+    let v: Value = serde_json::from_str(&peer.get_ok(&path)).unwrap();
+    let mut sets: Vec<String> = v["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["metric"].to_string())
+        .collect();
+    sets.sort();
+    sets
+}
+
+/// Every rule of the group in error (its limit exceeded).
+fn failing(peer: &common::Peer) -> bool {
+    let v: Value = serde_json::from_str(&peer.get_ok("/api/v1/rules")).unwrap();
+    let health: Vec<&Value> = v["data"]["groups"][0]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| &r["health"])
+        .collect();
+    health.len() == 2 && health.iter().all(|h| *h == "err")
+}
+
+/// A failed evaluation (here the group's `limit` exceeded) writes nothing, as in
+/// Prometheus 2.42: the series the rules wrote at the evaluation before stay (no stale
+/// markers; queries find them until the lookback passes), where writing stale markers
+/// would end them at once. The rules' errors, and the alerts the limit cleared, are the
+/// oracle's.
+#[test]
+fn a_failed_evaluation_writes_nothing_like_prometheus() {
+    let exporter = Exporter::start(Reply::text("m{k=\"a\"} 1\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, LIMITED).unwrap();
+    let yaml = config(&rules, &exporter.addr().to_string());
+    let prometheus = Prometheus::start(&yaml);
+    let promflow = Promflow::start(&yaml);
+    for (name, peer) in [("prometheus", &*prometheus), ("promflow", &*promflow)] {
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                present(peer, "r").len() == 1 && present(peer, "ALERTS").len() == 1
+            }),
+            "{name} did not record r and fire Up: {}",
+            peer.log()
+        );
+    }
+    exporter.set(Reply::text("m{k=\"a\"} 1\nm{k=\"b\"} 1\n"));
+    for (name, peer) in [("prometheus", &*prometheus), ("promflow", &*promflow)] {
+        assert!(
+            wait_until(Duration::from_secs(30), || failing(peer)),
+            "{name} did not fail both rules: {}",
+            peer.get_ok("/api/v1/rules")
+        );
+    }
+    // A few failing evaluations more.
+    std::thread::sleep(Duration::from_millis(2500));
+    for expr in ["r", "ALERTS"] {
+        let want = present(&prometheus, expr);
+        assert_eq!(want.len(), 1, "the oracle keeps {expr}: {want:?}");
+        assert_eq!(present(&promflow, expr), want, "{expr}");
+    }
+    for path in ["/api/v1/rules", "/api/v1/alerts"] {
+        assert_eq!(api(&promflow, path), api(&prometheus, path), "{path}");
+    }
+}

@@ -166,7 +166,7 @@ impl GroupState {
 
     /// Steps rule `index` at `t_eval` with `result`: writes its output series (and
     /// stale markers for series that left it), steps its alert state, and returns its
-    /// alerts due for sending.
+    /// alerts due for sending; a failed evaluation only records its error.
     pub fn apply_result(
         &mut self,
         index: usize,
@@ -200,9 +200,16 @@ impl GroupState {
                 series
             }
             Err(e) => {
+                // As Prometheus 2.42's `Group.Eval`: a failed evaluation writes
+                // nothing, not even stale markers for the previous one's series (they
+                // stay until an evaluation succeeds without them, or the lookback
+                // passes), and sends no alerts.
                 tracing::warn!(rule = %rs.rule.name, error = %e, "rule evaluation failed");
                 rs.last_error = e.to_string();
-                Vec::new()
+                rs.last_eval_ms = t_eval;
+                rs.evaluated = true;
+                rs.eval_duration = rule_started.elapsed();
+                return None;
             }
         };
         let now: HashSet<Arc<Labels>> = series.iter().map(|(l, _)| l.clone()).collect();
