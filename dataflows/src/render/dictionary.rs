@@ -42,7 +42,7 @@ use crate::render::route::id_epoch;
 #[cfg(doc)]
 use crate::render::route::ANNOUNCE_PERIOD_MS;
 use crate::render::rule::{RuleCounters, RuleId};
-use crate::render::spread::HostRecord;
+use crate::render::spread::{HostRecord, Part};
 #[cfg(doc)]
 use crate::render::spread::SideElements;
 use crate::sample::{get_varint, put_varint, unzigzag, zigzag, ReceivedTables, SentIds};
@@ -255,7 +255,7 @@ pub fn decode_time(received: &mut ReceivedLabels, records: &mut [HostRecord]) {
         if let HostRecord::Sides((.., part)) = &mut **inner {
             part.hashes = hashes;
         }
-        let nothing = HostRecord::Partials((0, RuleId(0), 0, Ok((Vec::new(), None))));
+        let nothing = HostRecord::Partials((0, RuleId(0), 0, Part::Partials(Ok((Vec::new(), None)))));
         *record = std::mem::replace(&mut **inner, nothing);
     }
 }
@@ -357,6 +357,10 @@ mod tests {
         let entries =
             |r: std::ops::Range<u64>| Ok((r.map(|i| (labels(i), vec![i as f64])).collect(), None));
         let empty = Ok((vec![(Arc::new(Labels::default()), vec![1.0])], None));
+        let elements = |r: std::ops::Range<u64>| SideElements {
+            sides: vec![r.map(|i| (labels(i), i as f64, i % 2 == 0)).collect()],
+            ..SideElements::default()
+        };
         let output = RuleOutput {
             rule: RuleId(2),
             eval_ms: t,
@@ -370,8 +374,11 @@ mod tests {
             unreachable!()
         };
         vec![
-            HostRecord::Partials((to, RuleId(1), t, entries(0..4))),
-            HostRecord::Pair((to, RuleId(1), t, empty), entries(2..5)),
+            HostRecord::Partials((to, RuleId(1), t, Part::Partials(entries(0..4)))),
+            HostRecord::Pair(
+                (to, RuleId(1), t, Part::Partials(empty)),
+                Part::Elements(Ok(elements(2..5))),
+            ),
             sides(to, t, 0..6),
             HostRecord::Joined((
                 to,

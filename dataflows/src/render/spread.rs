@@ -402,9 +402,23 @@ pub fn members_plan(local: &Plan) -> Option<Plan> {
     }
 }
 
+/// One worker's part of one evaluation of a spread rule (or of one side of a
+/// [`Combine::Pair`]), as it crosses to the owner.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Part {
+    /// An aggregation's partials (a [`Combine::Join`]'s owner record: empty, or the
+    /// evaluation's error).
+    Partials(Partials),
+    /// A per-series plan's elements ([`Combine::Union`], a pair's per-series side) as
+    /// the reference holds them, unfinished (one side of [`SideElements`]: labels,
+    /// value, name pending removal), as a join's side elements cross; the owner
+    /// finishes the whole result, as the reference does.
+    Elements(Result<SideElements, EvalError>),
+}
+
 /// One worker's part of one evaluation: `(owner worker, rule, evaluation time,
-/// partials)`.
-pub type PartialRecord = (u64, RuleId, i64, Partials);
+/// part)`.
+pub type PartialRecord = (u64, RuleId, i64, Part);
 
 /// What a rule host sends to the combiners: a spread rule's part of an evaluation (to
 /// the rule's owner; a join's side elements to their joiners first), or the result of
@@ -414,8 +428,8 @@ pub type PartialRecord = (u64, RuleId, i64, Partials);
 pub enum HostRecord {
     /// A spread rule's partials.
     Partials(PartialRecord),
-    /// A [`Combine::Pair`] rule's partials: the left side's, the right's.
-    Pair(PartialRecord, Partials),
+    /// A [`Combine::Pair`] rule's parts: the left side's, the right's.
+    Pair(PartialRecord, Part),
     /// A [`Combine::Join`] rule's side elements for one match-group worker (the first
     /// field, [`joiner`]).
     Sides(SideRecord),
@@ -446,9 +460,15 @@ impl HostRecord {
 /// and joined elements, an output's elements, series and gone labels.
 impl LabelSlots for HostRecord {
     fn each_labels(&mut self, f: &mut dyn FnMut(&mut Arc<Labels>)) {
-        fn partials(p: &mut Partials, f: &mut dyn FnMut(&mut Arc<Labels>)) {
-            if let Ok((entries, _)) = p {
-                entries.iter_mut().for_each(|(labels, _)| f(labels));
+        fn partials(p: &mut Part, f: &mut dyn FnMut(&mut Arc<Labels>)) {
+            match p {
+                Part::Partials(Ok((entries, _))) => {
+                    entries.iter_mut().for_each(|(labels, _)| f(labels));
+                }
+                Part::Elements(Ok(part)) => {
+                    (part.sides.iter_mut().flatten()).for_each(|(labels, ..)| f(labels));
+                }
+                _ => {}
             }
         }
         match self {
@@ -562,34 +582,84 @@ pub fn part_records(
             members.split_off(lhs.local.len().min(members.len())),
         );
         let first = |m: Vec<Option<EvalResult<Value>>>| m.into_iter().next().flatten();
-        let l = partials(lhs, t, values, first(members));
-        let r = partials(rhs, t, rhs_values, first(rhs_members));
+        let l = part(lhs, t, values, first(members));
+        let r = part(rhs, t, rhs_values, first(rhs_members));
         return vec![HostRecord::Pair((owner, rule, t, l), r)];
     }
     let Some(route) = spread.route() else {
         let members = members.into_iter().next().flatten();
-        let partials = partials(spread, t, values, members);
-        return vec![HostRecord::Partials((owner, rule, t, partials))];
+        let part = part(spread, t, values, members);
+        return vec![HostRecord::Partials((owner, rule, t, part))];
     };
-    let empty = SideElements {
-        sides: vec![Vec::new(); values.len()],
-        ..SideElements::default()
+    let sides = match vectors(values) {
+        Ok(sides) => sides,
+        Err(e) => return vec![HostRecord::Partials((owner, rule, t, Part::Partials(Err(e))))],
     };
-    let mut joiners: Vec<SideElements> = vec![empty; peers.max(1)];
+    let joiners = side_elements(sides, peers, |e| {
+        joiner(&e.labels, (&route.0, route.1), peers) as usize
+    });
+    let mut records = vec![HostRecord::Partials((
+        owner,
+        rule,
+        t,
+        Part::Partials(Ok((Vec::new(), None))),
+    ))];
+    records.extend(
+        (joiners.into_iter().enumerate())
+            .filter(|(_, part)| part.sides.iter().any(|s| !s.is_empty()))
+            .map(|(to, part)| HostRecord::Sides((to as u64, rule, t, part))),
+    );
+    records
+}
+
+/// One worker's part of an evaluation of `spread` (not a pair, not a join) at `t`: a
+/// per-series plan's elements as evaluated, unfinished ([`Part::Elements`]), else the
+/// aggregation's [`partials`].
+fn part(
+    spread: &Spread,
+    t: i64,
+    values: Vec<Evaluated>,
+    members: Option<EvalResult<Value>>,
+) -> Part {
+    if spread.combine != Combine::Union {
+        return Part::Partials(partials(spread, t, values, members));
+    }
+    Part::Elements(vectors(values).map(|sides| {
+        let mut all = side_elements(sides, 1, |_| 0);
+        all.pop().unwrap_or_default()
+    }))
+}
+
+/// The local plans' results, each a vector with the histograms it names; or the first
+/// error (the left side's first, as the reference evaluates it first).
+type Sides = Vec<(Vec<Element>, Vec<Arc<FloatHistogram>>)>;
+
+/// `values` as [`Sides`].
+fn vectors(values: Vec<Evaluated>) -> EvalResult<Sides> {
     let mut sides = Vec::new();
     for (value, held) in values {
-        match value {
-            Ok(Value::Vector(elements)) => sides.push((elements, held)),
-            Ok(other) => {
-                let e = EvalError::Unsupported(format!("unexpected side {other:?}"));
-                return vec![HostRecord::Partials((owner, rule, t, Err(e)))];
+        match value? {
+            Value::Vector(elements) => sides.push((elements, held)),
+            other => {
+                return Err(EvalError::Unsupported(format!("unexpected side {other:?}")));
             }
-            Err(e) => return vec![HostRecord::Partials((owner, rule, t, Err(e)))],
         }
     }
+    Ok(sides)
+}
+
+/// The elements of `sides` as they cross, unfinished ([`SideElement`]s), to `n`
+/// destinations: each element to destination `to(element)`, with the histogram its
+/// value names.
+fn side_elements(sides: Sides, n: usize, to: impl Fn(&Element) -> usize) -> Vec<SideElements> {
+    let empty = SideElements {
+        sides: vec![Vec::new(); sides.len()],
+        ..SideElements::default()
+    };
+    let mut parts: Vec<SideElements> = vec![empty; n.max(1)];
     for (side, (elements, held)) in sides.into_iter().enumerate() {
         for e in elements {
-            let to = &mut joiners[joiner(&e.labels, (&route.0, route.1), peers) as usize];
+            let to = &mut parts[to(&e)];
             let value = match parse_handle(e.value) {
                 Some((SOURCE, i)) if (i as usize) < held.len() => {
                     to.histograms.push(held[i as usize].clone());
@@ -600,18 +670,7 @@ pub fn part_records(
             to.sides[side].push((e.labels, value, e.drop_name));
         }
     }
-    let mut records = vec![HostRecord::Partials((
-        owner,
-        rule,
-        t,
-        Ok((Vec::new(), None)),
-    ))];
-    records.extend(
-        (joiners.into_iter().enumerate())
-            .filter(|(_, part)| part.sides.iter().any(|s| !s.is_empty()))
-            .map(|(to, part)| HostRecord::Sides((to as u64, rule, t, part))),
-    );
-    records
+    parts
 }
 
 /// The side elements of `records` in one, each side in label order (the order the
@@ -634,42 +693,62 @@ fn merged(records: Vec<SideElements>) -> SideElements {
     all
 }
 
-/// The reference's operation ([`Spread::aggregate`]) at `t` over `sides` as the
-/// reference holds them (names pending removal, [`binary::vectors`]; without stale
-/// markers, which the reference's selections drop), its result finished as the
-/// reference finishes the whole result (per element, so a part's finished result is
-/// the part of the whole's; a duplicate label set among them is the whole's error
-/// too), detached.
-fn join_over(spread: &Spread, t: i64, sides: &SideElements) -> Evaluated {
-    let mut vectors = sides.sides.iter().map(|side| {
-        (side.iter())
-            .filter(|(_, v, _)| !is_stale_marker(*v))
-            .map(|(labels, value, drop_name)| Element {
-                labels: labels.clone(),
-                value: *value,
-                drop_name: *drop_name,
-            })
-            .collect::<Vec<Element>>()
-    });
+/// The elements of `side` as the reference holds them (names pending removal), without
+/// stale markers (which the reference's selections drop).
+fn held(side: &[SideElement]) -> Vec<Element> {
+    (side.iter())
+        .filter(|(_, v, _)| !is_stale_marker(*v))
+        .map(|(labels, value, drop_name)| Element {
+            labels: labels.clone(),
+            value: *value,
+            drop_name: *drop_name,
+        })
+        .collect()
+}
+
+/// The operations `plan` (a join's or a pair's [`Spread::aggregate`]) at `t` over
+/// `sides` (each [`hole`] the next, in the order the reference evaluates them) as the
+/// reference holds them, by the reference's operations ([`tree_value`]): the result
+/// unfinished (names pending removal stay pending), detached; `histograms` are those
+/// the sides' values name.
+fn operation_over(
+    plan: &Plan,
+    t: i64,
+    sides: Vec<Vec<Element>>,
+    histograms: &[Arc<FloatHistogram>],
+) -> Evaluated {
     let source = Members {
         elements: &[],
-        rhs: &[],
-        histograms: &sides.histograms,
+        histograms,
         t,
     };
     let ev = Evaluator::new(&source, t);
-    let joined = match tree_value(&ev, &spread.aggregate, t, &mut vectors) {
-        Ok(Value::Vector(joined)) => finish_vector(joined),
-        Ok(other) => Err(EvalError::Unsupported(format!("not a join: {other:?}"))),
-        Err(e) => Err(e),
-    };
-    match joined {
-        Ok(joined) => {
+    match tree_value(&ev, plan, t, &mut sides.into_iter()) {
+        Ok(Value::Vector(joined)) => {
             let mut value = Value::Vector(joined);
             let held = detach(&ev, &mut value);
             (Ok(value), held)
         }
+        Ok(other) => (
+            Err(EvalError::Unsupported(format!("not a join: {other:?}"))),
+            Vec::new(),
+        ),
         Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+/// The reference's operation ([`Spread::aggregate`]) at `t` over a join's `sides`
+/// ([`operation_over`]), its result finished as the reference finishes the whole result
+/// (per element, so a part's finished result is the part of the whole's; a duplicate
+/// label set among them is the whole's error too), detached.
+fn join_over(spread: &Spread, t: i64, sides: &SideElements) -> Evaluated {
+    let vectors = sides.sides.iter().map(|side| held(side)).collect();
+    match operation_over(&spread.aggregate, t, vectors, &sides.histograms) {
+        (Ok(Value::Vector(joined)), held) => match finish_vector(joined) {
+            Ok(joined) => (Ok(Value::Vector(joined)), held),
+            Err(e) => (Err(e), Vec::new()),
+        },
+        other => other,
     }
 }
 
@@ -782,26 +861,41 @@ fn unique_sorted(mut elements: Vec<Element>) -> EvalResult<Vec<Element>> {
 }
 
 /// Combines the records of a [`Combine::Union`] evaluation: the union of their
-/// elements, which the reference refuses if two share labels.
-fn union_combined(records: Vec<Partials>) -> Evaluated {
-    let mut elements = Vec::new();
-    let mut histograms: Vec<Arc<FloatHistogram>> = Vec::new();
+/// elements, unfinished, in label order (the order the reference reads a selector's
+/// series in); finishing it ([`finish_vector`]) is the reference's check that no two
+/// share labels.
+fn union_combined(records: Vec<Part>) -> Evaluated {
+    let mut parts = Vec::new();
     for record in records {
-        let (entries, held) = match record {
-            Ok(record) => record,
-            Err(e) => return (Err(e), Vec::new()),
-        };
-        let by = histograms.len();
-        histograms.extend(held.unwrap_or_default());
-        elements.extend(
-            (entries.into_iter())
-                .map(|(labels, values)| Element::new(labels, shifted(values[0], by))),
-        );
+        match record {
+            Part::Elements(Ok(part)) => parts.push(part),
+            Part::Elements(Err(e)) | Part::Partials(Err(e)) => return (Err(e), Vec::new()),
+            Part::Partials(Ok(_)) => {
+                let e = EvalError::Unsupported("a union of partials".into());
+                return (Err(e), Vec::new());
+            }
+        }
     }
-    match unique_sorted(elements) {
-        Ok(elements) => (Ok(Value::Vector(elements)), histograms),
-        Err(e) => (Err(e), Vec::new()),
-    }
+    let mut all = merged(parts);
+    let elements = (all.sides.pop().unwrap_or_default().into_iter())
+        .map(|(labels, value, drop_name)| Element {
+            labels,
+            value,
+            drop_name,
+        })
+        .collect();
+    (Ok(Value::Vector(elements)), all.histograms)
+}
+
+/// The partials of `records` (an aggregation's, a join's owner records).
+fn partials_of(records: Vec<Part>) -> Vec<Partials> {
+    (records.into_iter())
+        .map(|record| match record {
+            Part::Partials(p) => p,
+            Part::Elements(Err(e)) => Err(e),
+            Part::Elements(Ok(_)) => Err(EvalError::Unsupported("elements as partials".into())),
+        })
+        .collect()
 }
 
 /// Combines a [`Combine::Join`] evaluation: the workers' records (empty, or a side's
@@ -881,6 +975,22 @@ impl Spread {
         match joins.as_slice() {
             [(matching, set)] => Some((matching.clone(), *set)),
             _ => Some((common_route(&joins), true)),
+        }
+    }
+
+    /// Whether a worker evaluates local plan `i` unfinished, as the reference holds
+    /// it (names pending removal, with their flag, [`Element::drop_name`]), its
+    /// elements crossing as [`SideElement`]s, for the owner (or a joiner) to finish
+    /// where the reference finishes: a join's sides, a union's per-series plan, a
+    /// pair's per-series side.
+    pub fn sends_elements(&self, i: usize) -> bool {
+        match (self.combine, self.pair.as_deref()) {
+            (Combine::Join | Combine::Union, _) => true,
+            (Combine::Pair, Some([l, r])) => match i.checked_sub(l.local.len()) {
+                None => l.sends_elements(i),
+                Some(i) => r.sends_elements(i),
+            },
+            _ => false,
         }
     }
 
@@ -1199,7 +1309,7 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         let named = |s: &Spread| matches!(&s.grouping, Grouping::By(g) if g.iter().any(|l| is_name_label(l)));
         aggregation_of(p, None).filter(|s| s.combine != Combine::Pick && !named(s))
     };
-    let mut sides = match (aggregation(lhs), aggregation(rhs)) {
+    let sides = match (aggregation(lhs), aggregation(rhs)) {
         (Some(l), Some(r)) => [l, r],
         (Some(l), None) => [l, series_side(rhs)?],
         (None, Some(r)) => [series_side(lhs)?, r],
@@ -1220,13 +1330,8 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         Some(Card::ManyToOne(include) | Card::OneToMany(include))
             if include.iter().any(|l| is_name_label(l))
     );
-    let mut pending = false;
-    for side in sides.iter_mut().filter(|s| s.combine == Combine::Union) {
-        if names_held(&side.local[0]) == Some(true) {
-            side.local[0] = unfinished(&side.local[0]);
-            pending = true;
-        }
-    }
+    let pending = (sides.iter())
+        .any(|s| s.combine == Combine::Union && names_held(&s.local[0]) == Some(true));
     if !unique
         || (mixed && copies_names)
         || (pending && after.as_ref().is_some_and(reads_names))
@@ -1295,38 +1400,6 @@ fn names_held(plan: &Plan) -> Option<bool> {
         Plan::Binary { .. } => names_held(element_wise(plan)?.0),
         _ => names_held(element_wise(plan)?.0).map(|_| true),
     }
-}
-
-/// A pair's per-series side `plan` whose elements hold their names pending removal in
-/// the reference, as a worker evaluates it: with those names, unfinished
-/// (`label_replace` writing `__name__` from itself cancels the pending removal and
-/// changes nothing else), for the owner to remove them as the reference does, at the
-/// end ([`pair_over`]).
-fn unfinished(plan: &Plan) -> Plan {
-    let text = |s: &str| Plan::String(s.into());
-    Plan::Call {
-        func: "label_replace",
-        args: vec![
-            plan.clone(),
-            text(METRIC_NAME),
-            text("$1"),
-            text(METRIC_NAME),
-            text("(.*)"),
-        ],
-    }
-}
-
-/// Whether a pair's side is a per-series plan sent [`unfinished`] (the only label
-/// function a pair's per-series side has).
-fn sent_unfinished(side: &Spread) -> bool {
-    side.combine == Combine::Union
-        && matches!(
-            side.local.first(),
-            Some(Plan::Call {
-                func: "label_replace",
-                ..
-            })
-        )
 }
 
 /// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over a per-series plan of
@@ -1617,9 +1690,9 @@ pub fn partials(
             entries.extend(picked.into_iter().map(member));
             return Ok((entries, (!held.is_empty()).then_some(held)));
         }
-        Combine::Gather | Combine::Union => entries.extend(elements.into_iter().map(member)),
-        // Sent by side, or by aggregation ([`part_records`]).
-        Combine::Join | Combine::Pair => {}
+        Combine::Gather => entries.extend(elements.into_iter().map(member)),
+        // Sent as elements, by side, or by aggregation ([`part_records`]).
+        Combine::Union | Combine::Join | Combine::Pair => {}
         Combine::Mean | Combine::Moments | Combine::Fold => {
             let mut groups: BTreeMap<Arc<Labels>, Vec<Element>> = BTreeMap::new();
             for e in elements {
@@ -1722,25 +1795,18 @@ fn mean_of(parts: &[Vec<f64>]) -> f64 {
 
 /// Elements, at `t`, as a source for a plan reading them through [`hole`]: each a
 /// series with one sample at `t`; histogram handles name `histograms` ([`SOURCE`]).
-/// [`rhs_hole`] reads `rhs`.
 struct Members<'a> {
     elements: &'a [Element],
-    rhs: &'a [Element],
     histograms: &'a [Arc<FloatHistogram>],
     t: i64,
 }
 
 impl SeriesSource for Members<'_> {
-    fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+    fn select(&self, _: &Selector, start_ms: i64, end_ms: i64) -> Selected {
         if self.t < start_ms || self.t > end_ms {
             return Vec::new();
         }
-        let elements = match selector.matchers.is_empty() {
-            true => self.elements,
-            false => self.rhs,
-        };
-        elements
-            .iter()
+        (self.elements.iter())
             .map(|e| (e.labels.clone(), vec![(self.t, e.value)]))
             .collect()
     }
@@ -1758,20 +1824,8 @@ fn over_members(
     elements: Vec<Element>,
     histograms: &[Arc<FloatHistogram>],
 ) -> Evaluated {
-    over_sides(plan, t, [&elements, &[]], histograms)
-}
-
-/// `plan` (reading `lhs` through [`hole`], `rhs` through [`rhs_hole`]) at `t` by the
-/// reference evaluator, detached.
-fn over_sides(
-    plan: &Plan,
-    t: i64,
-    [elements, rhs]: [&[Element]; 2],
-    histograms: &[Arc<FloatHistogram>],
-) -> Evaluated {
     let source = Members {
-        elements,
-        rhs,
+        elements: &elements,
         histograms,
         t,
     };
@@ -1834,44 +1888,71 @@ fn combine(op: AggOp, parts: &[Vec<f64>]) -> f64 {
     }
 }
 
-/// Combines every worker's partials of one evaluation at `t` (and for a
-/// [`Combine::Join`] every joiner's part) into the rule's result (the element-wise
-/// operations after the aggregation included), with the native histograms it names
-/// (detached).
+/// Combines every worker's part of one evaluation at `t` (and for a
+/// [`Combine::Join`] every joiner's part) into the rule's result (the operations after
+/// the aggregation included), finished as the reference finishes a result, with the
+/// native histograms it names (detached).
 fn combined(
     spread: &Spread,
     t: i64,
-    [records, rhs]: [Vec<Partials>; 2],
+    parts: [Vec<Part>; 2],
     joined: Vec<JoinedPart>,
 ) -> Evaluated {
-    let (value, histograms) = match (spread.combine, spread.op) {
-        (Combine::Pair, _) => pair_combined(spread, t, [records, rhs]),
-        (Combine::Fold, Some(op)) => fold_combined(op, records),
-        (Combine::Union, _) => union_combined(records),
-        (Combine::Join, _) => join_combined(spread, t, records, joined),
-        _ => member_combined(spread, t, records),
-    };
+    let (value, histograms) = unfinished_combined(spread, t, parts, joined);
+    let unfinished = matches!(spread.combine, Combine::Union | Combine::Pair);
     match (&spread.after, value) {
         (Some(after), Ok(Value::Vector(elements))) => {
-            after_combined(after, t, elements, histograms)
+            after_combined(after, t, elements, histograms, unfinished)
         }
+        (None, Ok(Value::Vector(elements))) if unfinished => match finish_vector(elements) {
+            Ok(elements) => (Ok(Value::Vector(elements)), histograms),
+            Err(e) => (Err(e), Vec::new()),
+        },
         (_, value) => (value, histograms),
     }
 }
 
+/// The combined result before the operations after it: a union's and a pair's
+/// unfinished (names pending removal as the reference holds them, its duplicate check
+/// not yet made), the others' finished.
+fn unfinished_combined(
+    spread: &Spread,
+    t: i64,
+    [records, rhs]: [Vec<Part>; 2],
+    joined: Vec<JoinedPart>,
+) -> Evaluated {
+    match (spread.combine, spread.op) {
+        (Combine::Pair, _) => pair_combined(spread, t, [records, rhs]),
+        (Combine::Union, _) => union_combined(records),
+        (Combine::Fold, Some(op)) => fold_combined(op, partials_of(records)),
+        (Combine::Join, _) => join_combined(spread, t, partials_of(records), joined),
+        _ => member_combined(spread, t, partials_of(records)),
+    }
+}
+
 /// `after` (element-wise operations with constant operands over [`hole`]) at `t` over
-/// the combined `elements`: step by step as an incremental map node applies them
-/// ([`Step`]) where each is one and the elements are floats (no histogram, no stale
-/// marker, which the reference's selector of the hole would drop), then finished as
-/// the reference finishes a result; else by the reference evaluator.
+/// the combined `elements` (`unfinished`: as the reference holds them, names pending
+/// removal): step by step as an incremental map node applies them ([`Step`], which
+/// keep a pending removal pending) where each is one and the elements are floats (no
+/// histogram, no stale marker, which the reference's selector of the hole would drop),
+/// then finished as the reference finishes a result; else by the reference evaluator
+/// over the finished elements (its selection of the hole holds no pending removal).
 fn after_combined(
     after: &Plan,
     t: i64,
     elements: Vec<Element>,
     histograms: Vec<Arc<FloatHistogram>>,
+    unfinished: bool,
 ) -> Evaluated {
     let floats = histograms.is_empty() && !elements.iter().any(|e| is_stale_marker(e.value));
     let Some(steps) = steps_of(after).filter(|_| floats) else {
+        let elements = match unfinished {
+            true => match finish_vector(elements) {
+                Ok(elements) => elements,
+                Err(e) => return (Err(e), Vec::new()),
+            },
+            false => elements,
+        };
         return over_members(after, t, elements, &histograms);
     };
     let applied = elements
@@ -1894,18 +1975,20 @@ fn steps_of(plan: &Plan) -> Option<Vec<Step>> {
     Some(steps)
 }
 
-/// Combines the partials of a [`Combine::Pair`] rule: each side's (an aggregation's
-/// groups, a per-series side's union in label order; the left's error first, as the
-/// reference evaluates it first), then the operation over the two.
-fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Evaluated {
+/// Combines the parts of a [`Combine::Pair`] rule: each side's (an aggregation's
+/// groups, a per-series side's union in label order, unfinished; the left's error
+/// first, as the reference evaluates it first), then the reference's operation over
+/// the two ([`operation_over`], as a join's), unfinished: the owner finishes the whole
+/// result, as the reference does.
+fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Part>; 2]) -> Evaluated {
     let Some([l, r]) = spread.pair.as_deref() else {
         return (
             Err(EvalError::Unsupported("a pair of no pair".into())),
             Vec::new(),
         );
     };
-    let (left, mut histograms) = combined(l, t, [lhs, Vec::new()], Vec::new());
-    let (right, held) = combined(r, t, [rhs, Vec::new()], Vec::new());
+    let (left, mut histograms) = unfinished_combined(l, t, [lhs, Vec::new()], Vec::new());
+    let (right, held) = unfinished_combined(r, t, [rhs, Vec::new()], Vec::new());
     let (left, right) = match (left, right) {
         (Err(e), _) | (_, Err(e)) => return (Err(e), Vec::new()),
         (Ok(Value::Vector(left)), Ok(Value::Vector(right))) => (left, right),
@@ -1916,59 +1999,16 @@ fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Eva
     };
     let by = histograms.len();
     histograms.extend(held);
-    let right: Vec<Element> = right
-        .into_iter()
-        .map(|e| Element::new(e.labels, shifted(e.value, by)))
-        .collect();
-    let unfinished = [l, r].into_iter().any(sent_unfinished);
-    pair_over(
-        &spread.aggregate,
-        t,
-        [&left, &right],
-        &histograms,
-        unfinished,
-    )
-}
-
-/// A pair's operation `plan` (over [`hole`], left, and [`rhs_hole`], right) at `t` by
-/// the reference evaluator over the two sides' combined results, detached. Where a
-/// per-series side came [`unfinished`] (its names pending removal in the reference),
-/// every element of the result has its names removed at the end, as the reference's
-/// has: only that side's labels hold names (a copy from the other side, `group_left
-/// (__name__)`, is not spread), and every element of it holds them pending.
-fn pair_over(
-    plan: &Plan,
-    t: i64,
-    [elements, rhs]: [&[Element]; 2],
-    histograms: &[Arc<FloatHistogram>],
-    unfinished: bool,
-) -> Evaluated {
-    if !unfinished {
-        return over_sides(plan, t, [elements, rhs], histograms);
-    }
-    let source = Members {
-        elements,
-        rhs,
-        histograms,
-        t,
-    };
-    let ev = Evaluator::new(&source, t);
-    let value = ev.eval(plan, t).and_then(|value| match value {
-        Value::Vector(v) => {
-            let pending = v
-                .into_iter()
-                .map(|e| Element::name_dropped(e.labels, e.value));
-            finish_vector(pending.collect()).map(Value::Vector)
-        }
-        other => Ok(other),
-    });
-    match value {
-        Ok(mut value) => {
-            let held = detach(&ev, &mut value);
-            (Ok(value), held)
-        }
-        Err(e) => (Err(e), Vec::new()),
-    }
+    // As the reference's selections of the sides, without stale markers.
+    let left = (left.into_iter()).filter(|e| !is_stale_marker(e.value));
+    let right = (right.into_iter())
+        .filter(|e| !is_stale_marker(e.value))
+        .map(|e| Element {
+            value: shifted(e.value, by),
+            ..e
+        });
+    let sides = vec![left.collect(), right.collect()];
+    operation_over(&spread.aggregate, t, sides, &histograms)
 }
 
 /// Combines the partials of a rule that is not [`Combine::Fold`].
@@ -2149,7 +2189,7 @@ pub fn combine_partials<'scope>(
                             }
                         }
                     });
-                    type Parts = ([Vec<Partials>; 2], Vec<JoinedPart>);
+                    type Parts = ([Vec<Part>; 2], Vec<JoinedPart>);
                     let mut evaluations: BTreeMap<(RuleId, i64), Parts> = BTreeMap::new();
                     // Every entry of this time's records before any is decoded.
                     let mut arrived = records.remove(&time).unwrap_or_default();
@@ -2795,14 +2835,12 @@ mod tests {
                         }
                         part
                     };
-                    let mut to_owner: [Vec<Partials>; 2] = Default::default();
+                    let mut to_owner: [Vec<Part>; 2] = Default::default();
                     let mut to_joiner: BTreeMap<u64, Vec<SideElements>> = BTreeMap::new();
                     for w in 0..workers {
                         let part = mine(w);
-                        let values = rule
-                            .local
-                            .iter()
-                            .map(|l| (local(&rule, &Evaluator::new(&part, t), l, t), Vec::new()))
+                        let values = (0..rule.local.len())
+                            .map(|i| (local(&rule, &Evaluator::new(&part, t), i, t), Vec::new()))
                             .collect();
                         let members = rule.local.iter().map(|_| None).collect();
                         let id = (RuleId(1), 0, t);
@@ -3022,12 +3060,13 @@ mod tests {
         assert_eq!(outcomes, (5, 1));
     }
 
-    /// A worker's local plan `l` of `rule` at `t` by the reference `ev`, as a rule
-    /// host evaluates it: a join's side unfinished (as the reference holds it).
-    fn local(rule: &Spread, ev: &Evaluator<'_>, l: &Plan, t: i64) -> EvalResult<Value> {
-        match rule.combine {
-            Combine::Join => ev.eval(l, t),
-            _ => ev.instant(l, t),
+    /// A worker's local plan `i` of `rule` at `t` by the reference `ev`, as a rule
+    /// host evaluates it: one whose elements cross as [`SideElement`]s unfinished (as
+    /// the reference holds it).
+    fn local(rule: &Spread, ev: &Evaluator<'_>, i: usize, t: i64) -> EvalResult<Value> {
+        match rule.sends_elements(i) {
+            true => ev.eval(&rule.local[i], t),
+            false => ev.instant(&rule.local[i], t),
         }
     }
 
@@ -3059,7 +3098,7 @@ mod tests {
         shift: usize,
     ) -> Evaluated {
         use crate::promql::testscript::store::MemStorage;
-        let mut to_owner: [Vec<Partials>; 2] = Default::default();
+        let mut to_owner: [Vec<Part>; 2] = Default::default();
         let mut to_joiner: BTreeMap<u64, Vec<SideElements>> = BTreeMap::new();
         let (mut sent, mut received) = (SentIds::default(), ReceivedLabels::default());
         for w in 0..workers {
@@ -3073,8 +3112,8 @@ mod tests {
                 }
             }
             let ev = Evaluator::new(&part, t);
-            let values = (rule.local.iter())
-                .map(|l| match local(rule, &ev, l, t) {
+            let values = (0..rule.local.len())
+                .map(|i| match local(rule, &ev, i, t) {
                     Ok(mut v) => {
                         let held = detach(&ev, &mut v);
                         (Ok(v), held)
@@ -3496,11 +3535,9 @@ mod tests {
                                     part.series.insert(l.clone(), s.clone());
                                 }
                             }
-                            let values = rule
-                                .local
-                                .iter()
-                                .map(|l| {
-                                    (local(&rule, &Evaluator::new(&part, t), l, t), Vec::new())
+                            let values = (0..rule.local.len())
+                                .map(|i| {
+                                    (local(&rule, &Evaluator::new(&part, t), i, t), Vec::new())
                                 })
                                 .collect();
                             let id = (RuleId(1), 0, t);
@@ -3561,8 +3598,8 @@ mod tests {
     fn partials_combine_per_group() {
         let l = |v: &str| Arc::new(Labels::from_strs(&[("job", v)]));
         let sum = spread_rule("sum by (job) (x)").unwrap();
-        let a: Partials = Ok((vec![(l("a"), vec![1.0]), (l("b"), vec![4.0])], None));
-        let b: Partials = Ok((vec![(l("a"), vec![2.0])], None));
+        let a = Part::Partials(Ok((vec![(l("a"), vec![1.0]), (l("b"), vec![4.0])], None)));
+        let b = Part::Partials(Ok((vec![(l("a"), vec![2.0])], None)));
         let got = combined(&sum, 0, [vec![a.clone(), b.clone()], vec![]], vec![])
             .0
             .unwrap();
@@ -3570,7 +3607,7 @@ mod tests {
             labelled(&got),
             vec![("{job=\"a\"}".into(), 3.0), ("{job=\"b\"}".into(), 4.0)]
         );
-        let err: Partials = Err(EvalError::Execution("boom".into()));
+        let err = Part::Partials(Err(EvalError::Execution("boom".into())));
         assert!(combined(&sum, 0, [vec![a, err, b], vec![]], vec![])
             .0
             .is_err());
@@ -3625,14 +3662,13 @@ mod tests {
                 let plan = parse(q).unwrap();
                 let store = Members {
                     elements: &series,
-                    rhs: &[],
                     histograms: &[],
                     t: 0,
                 };
                 let want = Evaluator::new(&store, 0).instant(&plan, 0).unwrap();
                 for workers in 1..=4usize {
                     for shift in 0..workers {
-                        let records: Vec<Partials> = (0..workers)
+                        let records: Vec<Part> = (0..workers)
                             .map(|w| {
                                 let mine: Vec<Element> = elements
                                     .iter()
@@ -3641,7 +3677,7 @@ mod tests {
                                     .map(|(_, e)| e.clone())
                                     .collect();
                                 let local = over_members(&rule.local[0], 0, mine, &[]);
-                                partials(&rule, 0, vec![local], None)
+                                Part::Partials(partials(&rule, 0, vec![local], None))
                             })
                             .collect();
                         let got = combined(&rule, 0, [records, vec![]], vec![]).0.unwrap();
