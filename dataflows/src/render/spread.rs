@@ -2910,28 +2910,7 @@ mod tests {
     /// word.
     #[test]
     fn joins_and_set_operators_over_type_and_unit_labels_of_any_split_are_the_reference() {
-        use crate::promql::testscript::store::MemStorage;
-        let mut store = MemStorage::default();
-        let series: [(&str, &[(&str, &str)]); 9] = [
-            ("a", &[("__type__", "counter"), ("__unit__", "request")]),
-            ("a", &[("__type__", "gauge"), ("__unit__", "request")]),
-            ("a", &[("__type__", "counter")]),
-            ("a", &[("__type__", "gauge")]),
-            ("a", &[]),
-            ("b", &[("__type__", "counter"), ("__unit__", "request")]),
-            ("b", &[]),
-            ("b", &[("__type__", "gauge")]),
-            ("b", &[("__unit__", "request")]),
-        ];
-        for (i, (name, meta)) in series.iter().enumerate() {
-            // Series 2 and 3 differ only in their metadata labels.
-            let instance = format!("h{}", [0, 1, 2, 2, 4, 0, 1, 2, 3][i]);
-            let mut pairs = vec![("__name__", *name), ("instance", &instance), ("job", "j")];
-            pairs.extend(meta.iter().copied());
-            let labels = Labels::from_strs(&pairs);
-            let points = (0..4).map(|k| (k * 15_000, (i as f64 + 1.0) * k as f64));
-            store.series.insert(Arc::new(labels), points.collect());
-        }
+        let store = type_and_unit_store();
         let queries = [
             "a and b",
             "a or b",
@@ -2982,6 +2961,96 @@ mod tests {
         // Results with elements, and errors (a duplicate label set once the names are
         // dropped, two many-to-one matches).
         assert_eq!(outcomes, (16, 3));
+    }
+
+    /// Series `a` and `b` with and without `__type__`/`__unit__` labels, two of `a`
+    /// (instance `h2`) differing only in them.
+    fn type_and_unit_store() -> crate::promql::testscript::store::MemStorage {
+        let mut store = crate::promql::testscript::store::MemStorage::default();
+        let series: [(&str, &[(&str, &str)]); 9] = [
+            ("a", &[("__type__", "counter"), ("__unit__", "request")]),
+            ("a", &[("__type__", "gauge"), ("__unit__", "request")]),
+            ("a", &[("__type__", "counter")]),
+            ("a", &[("__type__", "gauge")]),
+            ("a", &[]),
+            ("b", &[("__type__", "counter"), ("__unit__", "request")]),
+            ("b", &[]),
+            ("b", &[("__type__", "gauge")]),
+            ("b", &[("__unit__", "request")]),
+        ];
+        for (i, (name, meta)) in series.iter().enumerate() {
+            // Series 2 and 3 differ only in their metadata labels.
+            let instance = format!("h{}", [0, 1, 2, 2, 4, 0, 1, 2, 3][i]);
+            let mut pairs = vec![("__name__", *name), ("instance", &instance), ("job", "j")];
+            pairs.extend(meta.iter().copied());
+            let labels = Labels::from_strs(&pairs);
+            let points = (0..4).map(|k| (k * 15_000, (i as f64 + 1.0) * k as f64));
+            store.series.insert(Arc::new(labels), points.collect());
+        }
+        store
+    }
+
+    /// Pairs of an aggregation and a per-series plan over series of one name that
+    /// differ only in `__type__`/`__unit__`: the per-series side's elements cross as
+    /// the reference holds them (names pending removal, or dropped at once by
+    /// arithmetic with a constant, `rate(a[1m]) * 2`, two of them then with one label
+    /// set), the owner runs the reference's operation over them and finishes the whole
+    /// result: the reference's, errors word for word, over every split.
+    #[test]
+    fn pairs_over_type_and_unit_labels_of_any_split_are_the_reference() {
+        let store = type_and_unit_store();
+        let queries = [
+            // Names dropped at once: two elements with one label set on the worker.
+            "rate(a[1m]) * 2 / on (job) group_left sum by (job) (b)",
+            "(a * 2) > on (instance) group_left max by (instance) (b)",
+            "max by (instance) (b) < on (instance) group_right () (rate(a[1m]) * 2)",
+            "sum by (instance) (b) / on (instance) group_left () (rate(a[1m]) * 2)",
+            "sum by (instance) (b) + on (instance) group_left () (a * 2)",
+            "(a{instance!=\"h2\"} * 2) / on (job) group_left sum by (job) (b)",
+            "(a * 2) and on (instance) sum by (instance) (b)",
+            "sum by (instance) (b) or on (instance) (rate(a[1m]) * 2)",
+            // Names pending removal.
+            "rate(a[1m]) / on (job) group_left sum by (job) (b)",
+            "rate(a[1m]) > on (instance) group_left max by (instance) (b)",
+            "abs(a) >= ignoring (__type__) group_left max by (instance, job) (b)",
+            "rate(a[1m]) > on (instance) group_left max by (instance) (b) > 0.05",
+            "sum by (instance) (b) / on (instance) group_left abs(a)",
+            "abs(a) unless on (instance) sum by (instance) (b)",
+            "rate(a{instance!=\"h2\"}[1m]) < on (instance) group_left max by (instance) (b)",
+            "sum by (instance) (b) / on (instance) group_left () abs(a{instance!=\"h2\"})",
+            // Names kept.
+            "a / on (instance) group_left sum by (instance) (b)",
+            "last_over_time(a[1m]) > on (job) group_left min by (job) (b)",
+        ];
+        let t = 45_000;
+        let mut outcomes = (0, 0);
+        for q in queries {
+            let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            assert_eq!(rule.combine, Combine::Pair, "{q}");
+            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
+            match &want {
+                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+                _ => {}
+            }
+            for workers in 1..=4usize {
+                for shift in 0..workers {
+                    let got = split_run(&rule, &store, t, workers, shift).0;
+                    match (&got, &want) {
+                        (Ok(g), Ok(w)) => assert_eq!(
+                            labelled(g),
+                            labelled(w),
+                            "{q} on {workers} workers, shift {shift}"
+                        ),
+                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
+                    }
+                }
+            }
+        }
+        // Results with elements, and errors (many-to-one matches and duplicates on
+        // the "one" side of two elements with one label set, duplicate label sets once
+        // the names are dropped).
+        assert_eq!(outcomes, (5, 9));
     }
 
     /// A join inside a join routes its leaves' elements by the labels all its
