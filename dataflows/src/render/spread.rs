@@ -717,11 +717,7 @@ fn operation_over(
     sides: Vec<Vec<Element>>,
     histograms: &[Arc<FloatHistogram>],
 ) -> Evaluated {
-    let source = Members {
-        elements: &[],
-        histograms,
-        t,
-    };
+    let source = Members::new(&[], histograms, t);
     let ev = Evaluator::new(&source, t);
     match tree_value(&ev, plan, t, &mut sides.into_iter()) {
         Ok(Value::Vector(joined)) => {
@@ -1094,13 +1090,14 @@ fn union_of(plan: &Plan) -> Option<Spread> {
 
 /// A per-series plan ([`Combine::Union`]) without label functions, under operations
 /// that are not element-wise (`histogram_quantile(0.9, rate(x_bucket[5m]))`,
-/// `sort_desc(rate(x[5m]))`) that read no name labels (the reference may still hold
-/// `__name__` pending removal in its elements). The union is in label order, the
-/// order the reference reads the selector's series in, and its values are the
-/// reference's to the bit: any operation after it may run on the owner.
+/// `sort_desc(rate(x[5m]))`, `sort_by_label(rate(x[5m]), "__name__")`). The union is
+/// in label order, the order the reference reads the selector's series in, its
+/// values are the reference's to the bit and its elements hold their names as the
+/// reference holds them (pending removal, [`Part::Elements`]), so any operation after
+/// it may run on the owner, the name labels read as the reference reads them.
 fn union_after(plan: &Plan, after: Plan) -> Option<Spread> {
     let spread = union_of(plan)?;
-    if labelling(plan) || reads_names(&after) {
+    if labelling(plan) {
         return None;
     }
     Some(Spread {
@@ -1303,12 +1300,7 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    // Not `by` of `__type__`/`__unit__`: a worker's groups have dropped them where the
-    // reference holds them pending removal (a member's name pending) until the end.
-    let aggregation = |p: &Plan| {
-        let named = |s: &Spread| matches!(&s.grouping, Grouping::By(g) if g.iter().any(|l| is_name_label(l)));
-        aggregation_of(p, None).filter(|s| s.combine != Combine::Pick && !named(s))
-    };
+    let aggregation = |p: &Plan| aggregation_of(p, None).filter(|s| s.combine != Combine::Pick);
     let sides = match (aggregation(lhs), aggregation(rhs)) {
         (Some(l), Some(r)) => [l, r],
         (Some(l), None) => [l, series_side(rhs)?],
@@ -1330,11 +1322,8 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         Some(Card::ManyToOne(include) | Card::OneToMany(include))
             if include.iter().any(|l| is_name_label(l))
     );
-    let pending = (sides.iter())
-        .any(|s| s.combine == Combine::Union && names_held(&s.local[0]) == Some(true));
     if !unique
         || (mixed && copies_names)
-        || (pending && after.as_ref().is_some_and(reads_names))
         || after
             .as_ref()
             .is_some_and(|a| ordered(a) || labels_values(a))
@@ -1457,6 +1446,14 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
         return None;
     }
     if matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| l == METRIC_NAME)) {
+        return None;
+    }
+    // Not `by` of `__type__`/`__unit__` where the members hold them pending removal
+    // (`count by (__type__) (rate(x[5m]))`): the reference's groups keep them until
+    // the end, then drops them (two groups that differ only in them are its duplicate
+    // error); a worker's groups have dropped them already.
+    let by_meta = matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| is_name_label(l)));
+    if by_meta && names_held(expr) == Some(true) {
         return None;
     }
     // Over a per-series plan without label functions (two series a label function
@@ -1794,14 +1791,36 @@ fn mean_of(parts: &[Vec<f64>]) -> f64 {
 }
 
 /// Elements, at `t`, as a source for a plan reading them through [`hole`]: each a
-/// series with one sample at `t`; histogram handles name `histograms` ([`SOURCE`]).
+/// series with one sample at `t`, its name pending removal where the element's is
+/// (`pending`: their labels' addresses); histogram handles name `histograms`
+/// ([`SOURCE`]).
 struct Members<'a> {
     elements: &'a [Element],
     histograms: &'a [Arc<FloatHistogram>],
     t: i64,
+    pending: std::collections::HashSet<usize>,
+}
+
+impl<'a> Members<'a> {
+    fn new(elements: &'a [Element], histograms: &'a [Arc<FloatHistogram>], t: i64) -> Self {
+        let pending = (elements.iter())
+            .filter(|e| e.drop_name)
+            .map(|e| Arc::as_ptr(&e.labels) as usize)
+            .collect();
+        Members {
+            elements,
+            histograms,
+            t,
+            pending,
+        }
+    }
 }
 
 impl SeriesSource for Members<'_> {
+    fn names_pending(&self, labels: &Arc<Labels>) -> bool {
+        !self.pending.is_empty() && self.pending.contains(&(Arc::as_ptr(labels) as usize))
+    }
+
     fn select(&self, _: &Selector, start_ms: i64, end_ms: i64) -> Selected {
         if self.t < start_ms || self.t > end_ms {
             return Vec::new();
@@ -1824,11 +1843,7 @@ fn over_members(
     elements: Vec<Element>,
     histograms: &[Arc<FloatHistogram>],
 ) -> Evaluated {
-    let source = Members {
-        elements: &elements,
-        histograms,
-        t,
-    };
+    let source = Members::new(&elements, histograms, t);
     let ev = Evaluator::new(&source, t);
     match ev.instant(plan, t) {
         Ok(mut value) => {
@@ -1902,7 +1917,7 @@ fn combined(
     let unfinished = matches!(spread.combine, Combine::Union | Combine::Pair);
     match (&spread.after, value) {
         (Some(after), Ok(Value::Vector(elements))) => {
-            after_combined(after, t, elements, histograms, unfinished)
+            after_combined(after, t, elements, histograms)
         }
         (None, Ok(Value::Vector(elements))) if unfinished => match finish_vector(elements) {
             Ok(elements) => (Ok(Value::Vector(elements)), histograms),
@@ -1930,29 +1945,21 @@ fn unfinished_combined(
     }
 }
 
-/// `after` (element-wise operations with constant operands over [`hole`]) at `t` over
-/// the combined `elements` (`unfinished`: as the reference holds them, names pending
-/// removal): step by step as an incremental map node applies them ([`Step`], which
-/// keep a pending removal pending) where each is one and the elements are floats (no
-/// histogram, no stale marker, which the reference's selector of the hole would drop),
-/// then finished as the reference finishes a result; else by the reference evaluator
-/// over the finished elements (its selection of the hole holds no pending removal).
+/// `after` (operations with constant operands over [`hole`]) at `t` over the combined
+/// `elements` as the reference holds them (a union's or a pair's unfinished, names
+/// pending removal): step by step as an incremental map node applies them ([`Step`],
+/// which keep a pending removal pending) where each is one and the elements are floats
+/// (no histogram, no stale marker, which the reference's selector of the hole would
+/// drop); else by the reference evaluator, its selection of the hole keeping the
+/// removals pending ([`Members`]); then finished as the reference finishes a result.
 fn after_combined(
     after: &Plan,
     t: i64,
     elements: Vec<Element>,
     histograms: Vec<Arc<FloatHistogram>>,
-    unfinished: bool,
 ) -> Evaluated {
     let floats = histograms.is_empty() && !elements.iter().any(|e| is_stale_marker(e.value));
     let Some(steps) = steps_of(after).filter(|_| floats) else {
-        let elements = match unfinished {
-            true => match finish_vector(elements) {
-                Ok(elements) => elements,
-                Err(e) => return (Err(e), Vec::new()),
-            },
-            false => elements,
-        };
         return over_members(after, t, elements, &histograms);
     };
     let applied = elements
@@ -2520,6 +2527,13 @@ mod tests {
             ("topk(5, sort(x > 1))", (Union, true)),
             ("scalar(x)", (Union, true)),
             ("histogram_count(sort(h))", (Union, true)),
+            // The name labels read after it: its elements cross unfinished.
+            (
+                "label_replace(sort(rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+                (Union, true),
+            ),
+            ("count by (__name__) (sort(x))", (Union, true)),
+            ("limit_ratio(0.5, sort(rate(x[5m])))", (Union, true)),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2560,12 +2574,9 @@ mod tests {
             "sort(sum by (job) (a) / sum by (job) (b))",
             // Labels of a pair's values, combined within rounding.
             "count_values(\"v\", sum(a) / sum(b))",
-            // A per-series plan with label functions, or its names read, under
-            // operations that are not element-wise.
+            // A per-series plan with label functions under operations that are not
+            // element-wise.
             "sort(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
-            "label_replace(sort(rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
-            "count by (__name__) (sort(x))",
-            "limit_ratio(0.5, sort(rate(x[5m])))",
             "limit_ratio(0.5, topk(3, rate(x[5m])))",
             "limit_ratio(0.5, a / b)",
             "sort(x{job=\"a\"} or y)",
@@ -2659,6 +2670,13 @@ mod tests {
                 "rate(b[5m]) / ignoring (__type__) group_left sum without (instance) (a)",
                 (Pair, false),
             ),
+            // The name labels read after a side that holds names pending removal: its
+            // elements cross and stay unfinished up to the end, as the reference's.
+            (
+                "label_replace(rate(b[5m]) > on (job) group_left sum by (job) (a), \"x\", \"$1\", \"__name__\", \"(.*)\")",
+                (Pair, true),
+            ),
+            ("sum by (__type__, job) (a) / on (job) group_left b", (Pair, false)),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2688,12 +2706,11 @@ mod tests {
             "b / on (job) group_left sum by (job, i) (a)",
             "b / on (job) group_left sum without (i) (a)",
             "b / ignoring (i) group_left count_values without (j) (\"v\", a)",
-            // A name label copied beside a per-series side; the name labels read after
-            // a side that holds names pending removal.
+            // A name label copied beside a per-series side; an aggregation by a
+            // metadata label its members hold pending removal.
             "b / on (job) group_left (__name__) sum by (job) (a)",
             "sum by (__type__, job) (rate(a[5m])) / on (job) group_left b",
             "sum by (job) (a) / on (job) group_left (__name__) b",
-            "label_replace(rate(b[5m]) > on (job) group_left sum by (job) (a), \"x\", \"$1\", \"__name__\", \"(.*)\")",
             // A label function in the per-series side, an order after.
             "label_replace(b, \"a\", \"\", \"a\", \".*\") / on (job) group_left sum by (job) (a)",
             "topk(1, b / on (job) group_left sum by (job) (a))",
@@ -3021,6 +3038,11 @@ mod tests {
             // Names kept.
             "a / on (instance) group_left sum by (instance) (b)",
             "last_over_time(a[1m]) > on (job) group_left min by (job) (b)",
+            "sum by (__type__, job) (b) / on (job) group_left a",
+            // The name labels read after a side with names pending.
+            "label_replace(rate(a{instance!=\"h2\"}[1m]) < on (instance) group_left max by (instance) (b), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+            "count by (__type__, instance) (abs(a{instance!=\"h2\"}) >= on (job) group_left min by (job) (b))",
+            "count by (__type__) (abs(a) > on (instance) group_left max by (instance) (b))",
         ];
         let t = 45_000;
         let mut outcomes = (0, 0);
@@ -3050,7 +3072,60 @@ mod tests {
         // Results with elements, and errors (many-to-one matches and duplicates on
         // the "one" side of two elements with one label set, duplicate label sets once
         // the names are dropped).
-        assert_eq!(outcomes, (5, 9));
+        assert_eq!(outcomes, (6, 10));
+    }
+
+    /// A per-series plan under operations that read the name labels (which the
+    /// reference may hold pending removal), and aggregations by the metadata labels, of
+    /// series of one name that differ only in `__type__`/`__unit__`: the reference's,
+    /// over every split.
+    #[test]
+    fn unions_and_aggregations_over_type_and_unit_labels_of_any_split_are_the_reference() {
+        let store = type_and_unit_store();
+        let queries = [
+            "label_replace(sort(rate(a{instance!=\"h2\"}[1m])), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+            "label_replace(sort(rate(a[1m])), \"n\", \"$1\", \"__type__\", \"(.*)\")",
+            "sort_by_label(abs(a), \"__type__\", \"__unit__\")",
+            "count by (__name__) (sort(rate(a[1m])))",
+            "count by (__type__) (sort(abs(a)))",
+            "limit_ratio(0.5, sort(rate(a[1m])))",
+            "limit_ratio(-0.5, sort(rate(a[1m])))",
+            "count by (__type__) (a)",
+            "count by (__type__) (a * 2)",
+            "sum by (__unit__, instance) (last_over_time(a[1m]))",
+        ];
+        let t = 45_000;
+        let mut outcomes = (0, 0);
+        for q in queries {
+            let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
+            match &want {
+                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+                _ => {}
+            }
+            for workers in 1..=4usize {
+                for shift in 0..workers {
+                    let got = split_run(&rule, &store, t, workers, shift).0;
+                    match (&got, &want) {
+                        (Ok(g), Ok(w)) => assert_eq!(
+                            labelled(g),
+                            labelled(w),
+                            "{q} on {workers} workers, shift {shift}"
+                        ),
+                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
+                    }
+                }
+            }
+        }
+        assert_eq!(outcomes, (7, 3));
+        // The metadata labels of groups the reference holds pending removal (at the
+        // end, two groups that differ only in them are its duplicate error; a worker
+        // holding one of them finishes its group, and the owner adds up the workers'
+        // groups as one).
+        for q in ["count by (__type__) (rate(a[1m]))", "sum by (__unit__) (abs(a))"] {
+            assert!(spread_rule(q).is_none(), "{q}");
+        }
     }
 
     /// A join inside a join routes its leaves' elements by the labels all its
@@ -3729,11 +3804,7 @@ mod tests {
             for q in queries {
                 let rule = spread_rule(q).unwrap();
                 let plan = parse(q).unwrap();
-                let store = Members {
-                    elements: &series,
-                    histograms: &[],
-                    t: 0,
-                };
+                let store = Members::new(&series, &[], 0);
                 let want = Evaluator::new(&store, 0).instant(&plan, 0).unwrap();
                 for workers in 1..=4usize {
                     for shift in 0..workers {
