@@ -1316,12 +1316,17 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         None => true,
         Some(m) => unique_groups(one, m),
     };
+    // A name label copied beside a per-series side into an aggregation's groups (the
+    // "many" side): the reference may still drop it at the end (a member of the group
+    // held its name pending removal, the group's flag), which the owner does not know.
+    // Into a per-series side's elements it is the reference's: they hold their flags.
     let mixed = sides.iter().any(|s| s.combine == Combine::Union);
-    let copies_names = matches!(
-        matching.as_ref().map(|m| &m.card),
-        Some(Card::ManyToOne(include) | Card::OneToMany(include))
-            if include.iter().any(|l| is_name_label(l))
-    );
+    let copied_into = match matching.as_ref().map(|m| &m.card) {
+        Some(Card::ManyToOne(include)) if include.iter().any(|l| is_name_label(l)) => Some(0),
+        Some(Card::OneToMany(include)) if include.iter().any(|l| is_name_label(l)) => Some(1),
+        _ => None,
+    };
+    let copies_names = copied_into.is_some_and(|many| sides[many].combine != Combine::Union);
     if !unique
         || (mixed && copies_names)
         || after
@@ -2677,6 +2682,15 @@ mod tests {
                 (Pair, true),
             ),
             ("sum by (__type__, job) (a) / on (job) group_left b", (Pair, false)),
+            // A name label copied into a per-series side's elements.
+            (
+                "b / on (job) group_left (__name__) sum by (job) (a)",
+                (Pair, false),
+            ),
+            (
+                "sum by (job) (a) < on (job) group_right (__type__) abs(b)",
+                (Pair, false),
+            ),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2708,7 +2722,6 @@ mod tests {
             "b / ignoring (i) group_left count_values without (j) (\"v\", a)",
             // A name label copied beside a per-series side; an aggregation by a
             // metadata label its members hold pending removal.
-            "b / on (job) group_left (__name__) sum by (job) (a)",
             "sum by (__type__, job) (rate(a[5m])) / on (job) group_left b",
             "sum by (job) (a) / on (job) group_left (__name__) b",
             // A label function in the per-series side, an order after.
@@ -3043,6 +3056,11 @@ mod tests {
             "label_replace(rate(a{instance!=\"h2\"}[1m]) < on (instance) group_left max by (instance) (b), \"n\", \"$1\", \"__name__\", \"(.*)\")",
             "count by (__type__, instance) (abs(a{instance!=\"h2\"}) >= on (job) group_left min by (job) (b))",
             "count by (__type__) (abs(a) > on (instance) group_left max by (instance) (b))",
+            // Name labels copied into a per-series side's elements (from an
+            // aggregation, which has none: they are dropped).
+            "abs(a{instance!=\"h2\"}) < on (instance) group_left (__name__, __type__) max by (instance) (b)",
+            "min by (instance) (b) > on (instance) group_right (__name__) rate(a{instance!=\"h2\"}[1m])",
+            "a / on (instance) group_left (__unit__) sum by (instance) (b)",
         ];
         let t = 45_000;
         let mut outcomes = (0, 0);
@@ -3072,7 +3090,7 @@ mod tests {
         // Results with elements, and errors (many-to-one matches and duplicates on
         // the "one" side of two elements with one label set, duplicate label sets once
         // the names are dropped).
-        assert_eq!(outcomes, (6, 10));
+        assert_eq!(outcomes, (8, 11));
     }
 
     /// A per-series plan under operations that read the name labels (which the
