@@ -42,9 +42,9 @@ use crate::render::route::id_epoch;
 #[cfg(doc)]
 use crate::render::route::ANNOUNCE_PERIOD_MS;
 use crate::render::rule::{RuleCounters, RuleId};
-use crate::render::spread::{HostRecord, Part};
 #[cfg(doc)]
 use crate::render::spread::SideElements;
+use crate::render::spread::{HostRecord, Part};
 use crate::sample::{get_varint, put_varint, unzigzag, zigzag, ReceivedTables, SentIds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -255,7 +255,8 @@ pub fn decode_time(received: &mut ReceivedLabels, records: &mut [HostRecord]) {
         if let HostRecord::Sides((.., part)) = &mut **inner {
             part.hashes = hashes;
         }
-        let nothing = HostRecord::Partials((0, RuleId(0), 0, Part::Partials(Ok((Vec::new(), None)))));
+        let nothing =
+            HostRecord::Partials((0, RuleId(0), 0, Part::Partials(Ok((Vec::new(), None)))));
         *record = std::mem::replace(&mut **inner, nothing);
     }
 }

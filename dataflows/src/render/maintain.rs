@@ -114,7 +114,8 @@ impl RuleState {
     /// The state of `plan`, the rule's, or (`part`: `Some(i)`) the `i`th local plan
     /// of a spread rule.
     fn new(spec: Arc<RuleSpec>, plan: Plan, part: Option<usize>, lookback_ms: i64) -> RuleState {
-        let side = part.is_some_and(|i| (spec.spread.as_ref()).is_some_and(|s| s.sends_elements(i)));
+        let side =
+            part.is_some_and(|i| (spec.spread.as_ref()).is_some_and(|s| s.sends_elements(i)));
         let part = part.is_some();
         let mut fwd = 0;
         let mut fixed_hi = None;

@@ -67,13 +67,17 @@
 //! - `quantile count_values` ([`Combine::Gather`]): every member, with its labels; the
 //!   owner runs the reference's aggregation over their union, in label order.
 //! - a per-series plan ([`Combine::Union`]): the local plan is the rule's plan; every
-//!   element, with its labels; the owner's result is their union. Two elements with
-//!   the same labels (a label function made them equal, or the name drop) are the
-//!   reference's duplicate-labelset error, which the owner gives (`label_replace`/
-//!   `label_join` must come last, so no filter drops one of two elements that the
-//!   reference's check after the label function saw). Under operations that are not
-//!   element-wise (see below; then without label functions) the union, in label
-//!   order, is their input.
+//!   element crosses as a join's side element does (below: evaluated unfinished, in
+//!   no particular order, as a [`SideElement`], `(labels, value, name pending
+//!   removal)`, in a [`Part::Elements`]); the owner's result is their union in label
+//!   order (the order the reference reads a selector's series in), finished as the
+//!   reference finishes the whole result ([`finish_vector`], at the end, after the
+//!   operations after it): two elements with the same labels then (a label function
+//!   made them equal, or the name drop) are the reference's duplicate-labelset error
+//!   (`label_replace`/`label_join` must come last, so no filter drops one of two
+//!   elements that the reference's check after the label function saw). Under
+//!   operations that are not element-wise (see below; then without label functions)
+//!   the union is their input, names pending as the reference holds them.
 //! - a one-to-one vector/vector arithmetic or comparison, or a set operator (`and`,
 //!   `or`, `unless`: many-to-many), of two per-series plans ([`Combine::Join`], when
 //!   the registering engine has [`crate::EngineConfig::spread_joins`], as promflow's
@@ -139,31 +143,26 @@
 //!   aggregation and a per-series plan of one named selector without label functions
 //!   ([`Combine::Pair`], [`Spread::pair`]: each side a spread rule of its own, a
 //!   per-series side a [`Combine::Union`]): the local plans are both sides' (left
-//!   first); each worker sends both sides' partials (a per-series side's elements,
-//!   with their labels) in one [`HostRecord::Pair`], and the owner combines each side
-//!   as above (a per-series side's union in label order, the order the reference
-//!   reads a selector's series in) and runs the reference's operation over the two
-//!   results (so its errors are the reference's), then the operations after it. Not
-//!   picks (`topk` and friends: their elements keep labels with `__name__` pending
-//!   removal in the reference), and not where an aggregation on the "one" side could
-//!   hold two elements of a match group (`on`/`ignoring` that do not tell its groups
-//!   apart: `by` labels not all within `on`, or some `ignoring`d; `without` under
-//!   `on`, or not dropping every `ignoring`d label): the error would name them in the
-//!   order the reference makes an aggregation's groups (first seen), which the owner
-//!   does not know. A per-series "one" side may hold two (its order is the
-//!   reference's). A per-series side whose elements hold their names pending removal
-//!   in the reference (`rate(x[5m])`, `abs(x) > 1`; not a selector, a filter of one,
-//!   `last_over_time`, or arithmetic with a constant, which drops them at once) is
-//!   evaluated with them kept (`label_replace(…, "__name__", "$1", "__name__",
-//!   "(.*)")`, which cancels the pending removal and changes nothing else), and the
-//!   owner removes the names from the operation's result as the reference does, at
-//!   the end: its labels, signatures (`__type__`/`__unit__` included) and errors are
-//!   the reference's. Not `group_left`/`group_right` of a name label beside a
-//!   per-series side (copied into an aggregation's group, the reference may still
-//!   drop it, as a member of the group held its name pending, which the owner does
-//!   not know), nor, after a side with names pending, reads of the name labels; nor
-//!   an aggregation `by` `__type__`/`__unit__` (a worker's groups have dropped them
-//!   where the reference may hold them pending removal until the end).
+//!   first); each worker sends both sides' parts (an aggregation's partials, a
+//!   per-series side's elements unfinished, as a union's) in one
+//!   [`HostRecord::Pair`], and the owner combines each side as above (a per-series
+//!   side's union in label order, the order the reference reads a selector's series
+//!   in, names pending as the reference holds them) and runs the reference's
+//!   operation over the two as a joiner does ([`binary::vectors`]; so its labels,
+//!   signatures, `__type__`/`__unit__` included, and errors are the reference's),
+//!   then the operations after it, and finishes the whole result. Not picks (`topk`
+//!   and friends: their elements keep labels with `__name__` pending removal in the
+//!   reference), and not where an aggregation on the "one" side could hold two
+//!   elements of a match group (`on`/`ignoring` that do not tell its groups apart:
+//!   `by` labels not all within `on`, or some `ignoring`d; `without` under `on`, or
+//!   not dropping every `ignoring`d label): the error would name them in the order the
+//!   reference makes an aggregation's groups (first seen), which the owner does not
+//!   know. A per-series "one" side may hold two (its order is the reference's). Not
+//!   `group_left`/`group_right` of a name label into an aggregation's groups beside a
+//!   per-series side (`sum by (job) (a) / on (job) group_left (__name__) b`: the
+//!   reference may still drop the copy at the end, as a member of the group held its
+//!   name pending, the group's flag, which the owner does not know; an aggregation's
+//!   partials cross finished); into a per-series side's elements it spreads.
 //!
 //! Operations after the aggregation, join, pair or per-series plan ([`Spread::after`],
 //! found by [`peel`]): any plan over the one combined result whose other operands are
@@ -189,12 +188,15 @@
 //! spread (gathering every member to run the reference's aggregation in label order
 //! measured slower than the owned rule, see `aggregation_of`); so too where they make
 //! labels of values (`count_values`), which would show a combined sum's last bits.
-//! After a pick, a join, a union or a pair with a per-series side holding names pending
-//! removal, no operation that reads the name labels (label functions,
-//! `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes every label):
-//! the reference may still hold `__name__` pending removal there. Nested aggregations and other folds over the combined groups see them in
-//! label order rather than the reference's: sums within float rounding. A worker's
-//! evaluation error makes the result that error.
+//! Over a union or a pair they read the combined elements unfinished, as the reference
+//! does (the hole's selection keeps each element's pending removal,
+//! [`SeriesSource::names_pending`]), so they may read the name labels (label
+//! functions, `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes
+//! every label). After a pick or a join, none that reads them: the reference may
+//! still hold `__name__` pending removal there, where a worker's pick and a joiner's
+//! joined elements are finished. Nested aggregations and other folds over the
+//! combined groups see them in label order rather than the reference's: sums within
+//! float rounding. A worker's evaluation error makes the result that error.
 //!
 //! Native histograms: a worker whose windows hold them evaluates its local plan as any
 //! other (incrementally: [`crate::render::incremental`]), and its `sum` partial of a
@@ -214,7 +216,8 @@
 //! histograms, as the reference does; picked and gathered members carry theirs.
 //!
 //! Every record to a worker of another process ([`HostRecord`]: partials with their
-//! group or member labels, side elements, joined elements, a remote owner's
+//! group or member labels, a union's or a pair's per-series elements, side elements,
+//! joined elements, a remote owner's
 //! [`RuleOutput`]) crosses with its label sets coded ([`HostRecord::Coded`],
 //! [`crate::render::dictionary`]): each set whole in the first record (by logical time)
 //! of its period to that worker that uses it, with its hash, as an index after;
@@ -227,21 +230,31 @@
 //! groups into one result anyway. A join's sides go by match key because the join
 //! needs both sides of a match group in one place, and the owner then only unions.
 //!
-//! Names: a worker's results (partials, union elements) and a joiner's joined elements
-//! are finished (a pending `__name__` removal done, and with it `__type__`/`__unit__`
-//! dropped), where the reference finishes only the whole result. Hence no label
-//! functions in a join's sides or after it, nor `on`/`ignoring` of the name labels
-//! (the joiners' finished results no longer hold them). A join's side elements cross
-//! unfinished, so joiners match series of one name that differ only in
-//! `__type__`/`__unit__` (Prometheus 3's type-and-unit labels) under a name-dropping
-//! side as the reference does: apart for arithmetic and comparisons, which match on
-//! them, together for set operators, which do not.
-//! A pair's per-series side with names pending is evaluated unfinished too (see
-//! above); one whose names arithmetic with a constant dropped at once
-//! (`rate(x[5m]) * 2`) has the labels the reference has, but two series that differ
-//! only in `__type__`/`__unit__` are its duplicate-labelset error (a worker finishes
-//! its side, the owner checks the union), where the reference goes on to the
-//! operation (which may drop one, or name both in its own error).
+//! Names: the reference holds a `__name__` removal pending (and with it
+//! `__type__`/`__unit__`, Prometheus 3's type-and-unit labels) on each element until
+//! it finishes the whole result ([`Element::drop_name`], [`finish_vector`]). One
+//! mechanism carries that across the spread path: a per-series element (a join's
+//! side, a union's, a pair's per-series side) is evaluated unfinished
+//! ([`Spread::sends_elements`]; incrementally by
+//! [`crate::render::incremental::IncrementalRule::evaluate_unordered`], else
+//! [`Evaluator::eval`], not `instant`) and crosses as the reference holds it, a
+//! [`SideElement`] `(labels, value, name pending removal)` (one byte for the flag; as
+//! a union's element it crosses in 7 bytes fewer than as a partial did, with no value
+//! list), and is finished where the reference finishes: a union's and a pair's by the
+//! owner over the whole result, after the operations after it; a join's by its
+//! joiners, element by element (so the result is finished before the operations after
+//! a join, hence no reads of the name labels there, nor label functions in a join's
+//! sides, nor `on`/`ignoring` of the name labels). So series of one name that differ
+//! only in `__type__`/`__unit__` match as in the reference (apart for arithmetic and
+//! comparisons, which match on them, together for set operators, which do not), and
+//! where arithmetic with a constant dropped the names at once (`rate(x[5m]) * 2`) two
+//! such series are two elements with one label set up to the operation, which gives
+//! the reference's error or result. A worker's partials and picks are finished: an
+//! aggregation's group holds its members' pending removal in the reference, so no
+//! `by` of `__type__`/`__unit__` over members holding them pending
+//! (`count by (__type__) (rate(x[5m]))`: at the end two such groups are the
+//! reference's duplicate error), and no name label copied into an aggregation's
+//! groups beside a per-series side (above).
 //!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
@@ -250,19 +263,19 @@
 //! the reference refuses and a worker could not see), label functions inside an
 //! aggregation (two series they make equal are the reference's duplicate error, which
 //! no worker sees), `limit_ratio` of anything but a selector
-//! (it hashes labels the reference may hold a pending name in), operations of two
+//! (it hashes labels the reference may hold a pending name in), `by`
+//! `__type__`/`__unit__` over members holding them pending removal, operations of two
 //! operands other than two per-series plans or joins of them (one-to-one or a set
 //! operator, no `group_left`/`group_right` or fills; over a join inside a join only
 //! vector/scalar operations, not `abs(a / b) and c`), two aggregations, or an
-//! aggregation and a per-series plan (no picks among the aggregations, no `by` of
-//! `__type__`/`__unit__`, no label functions in the per-series plan, no
-//! `group_left (__name__)`), an aggregation on the "one" side that could hold two
+//! aggregation and a per-series plan (no picks among the aggregations, no label
+//! functions in the per-series plan, no `group_left (__name__)` into an
+//! aggregation's groups), an aggregation on the "one" side that could hold two
 //! elements of a match group (`b / on (job) group_left sum by (job, i) (a)`),
 //! operations after the combine with another selector, a range or subquery over it or
 //! `absent` (see above), `label_replace`/`label_join` (or other reads of the name
-//! labels) after a pick or a join or under a filter, or after a pair with a per-series
-//! side that holds names pending removal (the reference may still hold `__name__`
-//! there), picks and sorts after a join or a pair, aggregations of partials (`sum`,
+//! labels) after a pick or a join or under a filter (the reference may still hold
+//! `__name__` there), picks and sorts after a join or a pair, aggregations of partials (`sum`,
 //! `avg`, `stddev`, …) under picks, sorts or `count_values`, a per-series plan with
 //! label functions under operations that are not element-wise, and every rule when the
 //! engine has one worker. A rule that is spread and a rule that is not keep separate
@@ -318,8 +331,8 @@ pub enum Combine {
     Pick,
     /// `quantile count_values`: every member, with its labels.
     Gather,
-    /// A per-series plan: every element, with its labels; the owner's result is their
-    /// union.
+    /// A per-series plan: every element unfinished, as the reference holds it (a
+    /// [`SideElement`]); the owner's result is their union, finished.
     Union,
     /// A one-to-one vector/vector arithmetic or comparison, or a set operator, of two
     /// per-series plans or joins of them: each side element, unfinished, to the worker
@@ -328,9 +341,10 @@ pub enum Combine {
     /// owner; the owner's result is their union.
     Join,
     /// A vector/vector operation of two spread aggregations, or of one and a
-    /// per-series plan ([`Spread::pair`]): each worker sends both sides' partials (a
-    /// per-series side's elements) in one record; the owner combines each and runs the
-    /// operation over the two results.
+    /// per-series plan ([`Spread::pair`]): each worker sends both sides' parts (an
+    /// aggregation's partials, a per-series side's elements unfinished, as a union's)
+    /// in one record; the owner combines each, runs the operation over the two results
+    /// and finishes the whole result.
     Pair,
 }
 
@@ -564,8 +578,9 @@ fn shifted(value: f64, by: usize) -> f64 {
 
 /// One worker's records of its evaluation of a spread rule at `t` (the local plans'
 /// results `values`, in order; `members` as for [`partials`], per local plan): its
-/// partials to the owner (for a [`Combine::Pair`], both aggregations' in one
-/// [`HostRecord::Pair`]); for a [`Combine::Join`], the owner's record holds nothing but the
+/// [`Part`] to the owner (a union's elements unfinished; for a [`Combine::Pair`], both
+/// sides' in one [`HostRecord::Pair`]); for a [`Combine::Join`], the owner's record
+/// holds nothing but the
 /// evaluation's error (if any: the left side's first), so the owner has one record
 /// from every worker, and each side element goes to the worker of its match group
 /// ([`joiner`]) in a [`HostRecord::Sides`].
@@ -593,7 +608,14 @@ pub fn part_records(
     };
     let sides = match vectors(values) {
         Ok(sides) => sides,
-        Err(e) => return vec![HostRecord::Partials((owner, rule, t, Part::Partials(Err(e))))],
+        Err(e) => {
+            return vec![HostRecord::Partials((
+                owner,
+                rule,
+                t,
+                Part::Partials(Err(e)),
+            ))]
+        }
     };
     let joiners = side_elements(sides, peers, |e| {
         joiner(&e.labels, (&route.0, route.1), peers) as usize
@@ -1282,13 +1304,12 @@ pub fn rhs_hole() -> Plan {
 /// group ([`unique_groups`]): the error would name them in the order the reference
 /// makes an aggregation's groups (first seen), which the owner does not know; a
 /// per-series "one" side may, as its union in label order is the order the reference
-/// reads the selector's series in. A per-series side whose elements hold their names
-/// pending removal in the reference ([`names_held`]: `rate(x[5m])`) is sent with them
-/// ([`unfinished`]), so labels, signatures and errors are the reference's; then no
-/// reads of the name labels after (the owner's result is finished). Not
-/// `group_left`/`group_right` of a name label beside a per-series side: copied into
-/// the result of an aggregation's groups, the reference may still drop it (a member of
-/// the group held its name pending removal), which the owner does not know.
+/// reads the selector's series in. A per-series side's elements cross unfinished
+/// ([`Spread::sends_elements`]), so labels, signatures and errors are the
+/// reference's, and the owner finishes the whole result. Not `group_left`/
+/// `group_right` of a name label beside a per-series side into an aggregation's groups
+/// (the "many" side): the reference may still drop the copy (a member of the group
+/// held its name pending removal), which the owner does not know.
 fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Binary {
         op,
@@ -1376,8 +1397,9 @@ fn series_side(plan: &Plan) -> Option<Spread> {
 /// still carry their name labels (`Some`: not once arithmetic dropped them, `x * 2`),
 /// and whether they hold them pending removal (`Some(true)`: under a function or `-`
 /// other than `last_over_time`/`first_over_time`, with only filters after it,
-/// `rate(x[5m])`, `abs(x) > 1`; as [`crate::promql::eval::functions`] says), where a
-/// worker's finished elements have dropped them.
+/// `rate(x[5m])`, `abs(x) > 1`; as [`crate::promql::eval::functions`] says): then an
+/// aggregation's group holds its `__type__`/`__unit__` pending removal in the
+/// reference, where a worker's finished groups have dropped them.
 fn names_held(plan: &Plan) -> Option<bool> {
     match plan {
         Plan::Vector(_) => Some(false),
@@ -1457,7 +1479,8 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     // (`count by (__type__) (rate(x[5m]))`): the reference's groups keep them until
     // the end, then drops them (two groups that differ only in them are its duplicate
     // error); a worker's groups have dropped them already.
-    let by_meta = matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| is_name_label(l)));
+    let by_meta =
+        matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| is_name_label(l)));
     if by_meta && names_held(expr) == Some(true) {
         return None;
     }
@@ -1912,12 +1935,7 @@ fn combine(op: AggOp, parts: &[Vec<f64>]) -> f64 {
 /// [`Combine::Join`] every joiner's part) into the rule's result (the operations after
 /// the aggregation included), finished as the reference finishes a result, with the
 /// native histograms it names (detached).
-fn combined(
-    spread: &Spread,
-    t: i64,
-    parts: [Vec<Part>; 2],
-    joined: Vec<JoinedPart>,
-) -> Evaluated {
+fn combined(spread: &Spread, t: i64, parts: [Vec<Part>; 2], joined: Vec<JoinedPart>) -> Evaluated {
     let (value, histograms) = unfinished_combined(spread, t, parts, joined);
     let unfinished = matches!(spread.combine, Combine::Union | Combine::Pair);
     match (&spread.after, value) {
@@ -3141,7 +3159,10 @@ mod tests {
         // end, two groups that differ only in them are its duplicate error; a worker
         // holding one of them finishes its group, and the owner adds up the workers'
         // groups as one).
-        for q in ["count by (__type__) (rate(a[1m]))", "sum by (__unit__) (abs(a))"] {
+        for q in [
+            "count by (__type__) (rate(a[1m]))",
+            "sum by (__unit__) (abs(a))",
+        ] {
             assert!(spread_rule(q).is_none(), "{q}");
         }
     }
