@@ -253,8 +253,11 @@
 //! aggregation's group holds its members' pending removal in the reference, so no
 //! `by` of `__type__`/`__unit__` over members holding them pending
 //! (`count by (__type__) (rate(x[5m]))`: at the end two such groups are the
-//! reference's duplicate error), and no name label copied into an aggregation's
-//! groups beside a per-series side (above).
+//! reference's duplicate error), no name label copied into an aggregation's groups
+//! beside a per-series side (above), and no label function writing
+//! `__type__`/`__unit__` after an aggregation or a pair (`label_replace(sum by (job)
+//! (rate(x[5m])), "__type__", …)`: the reference drops it at the end, as the group
+//! holds its members' pending removal).
 //!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
@@ -264,7 +267,8 @@
 //! aggregation (two series they make equal are the reference's duplicate error, which
 //! no worker sees), `limit_ratio` of anything but a selector
 //! (it hashes labels the reference may hold a pending name in), `by`
-//! `__type__`/`__unit__` over members holding them pending removal, operations of two
+//! `__type__`/`__unit__` over members holding them pending removal, label functions
+//! writing `__type__`/`__unit__` after an aggregation or a pair, operations of two
 //! operands other than two per-series plans or joins of them (one-to-one or a set
 //! operator, no `group_left`/`group_right` or fills; over a join inside a join only
 //! vector/scalar operations, not `abs(a / b) and c`), two aggregations, or an
@@ -1352,7 +1356,7 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         || (mixed && copies_names)
         || after
             .as_ref()
-            .is_some_and(|a| ordered(a) || labels_values(a))
+            .is_some_and(|a| ordered(a) || labels_values(a) || writes_meta(a))
     {
         return None;
     }
@@ -1463,7 +1467,7 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
         ) => constant(p),
         (_, p) => p.is_none(),
     };
-    if !param_fits {
+    if !param_fits || after.as_ref().is_some_and(writes_meta) {
         return None;
     }
     // A picked element keeps its own labels, which the reference may still carry
@@ -1626,6 +1630,20 @@ fn reads_names(after: &Plan) -> bool {
             grouping: Grouping::By(labels),
             ..
         } => labels.iter().any(|l| is_name_label(l)),
+        _ => false,
+    })
+}
+
+/// Whether operations after the combine write `__type__`/`__unit__` (a label function
+/// whose target is one): on an aggregation's group the reference holds its members'
+/// pending name removal (the group's flag) and drops them at the end, where the
+/// owner's combined groups are finished. (Writing `__name__` cancels the removal.)
+fn writes_meta(after: &Plan) -> bool {
+    any_node(after, &|p| match p {
+        Plan::Call {
+            func: "label_replace" | "label_join",
+            args,
+        } => matches!(args.get(1), Some(Plan::String(l)) if l == "__type__" || l == "__unit__"),
         _ => false,
     })
 }
@@ -3129,6 +3147,7 @@ mod tests {
             "count by (__type__) (a)",
             "count by (__type__) (a * 2)",
             "sum by (__unit__, instance) (last_over_time(a[1m]))",
+            "label_replace(sort(rate(a{instance!=\"h2\"}[1m])), \"__type__\", \"t\", \"\", \"\")",
         ];
         let t = 45_000;
         let mut outcomes = (0, 0);
@@ -3154,7 +3173,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(outcomes, (7, 3));
+        assert_eq!(outcomes, (8, 3));
         // The metadata labels of groups the reference holds pending removal (at the
         // end, two groups that differ only in them are its duplicate error; a worker
         // holding one of them finishes its group, and the owner adds up the workers'
@@ -3162,6 +3181,15 @@ mod tests {
         for q in [
             "count by (__type__) (rate(a[1m]))",
             "sum by (__unit__) (abs(a))",
+        ] {
+            assert!(spread_rule(q).is_none(), "{q}");
+        }
+        // `__type__`/`__unit__` written on an aggregation's groups, which hold their
+        // members' pending removal in the reference (it drops them at the end).
+        for q in [
+            "label_replace(sum by (job) (rate(a[1m])), \"__type__\", \"t\", \"\", \"\")",
+            "label_join(sum by (job) (rate(a[1m]) * 2), \"__unit__\", \"\", \"job\")",
+            "label_replace(sum by (instance) (rate(a[1m])) / on (instance) group_left b, \"__type__\", \"t\", \"\", \"\")",
         ] {
             assert!(spread_rule(q).is_none(), "{q}");
         }
