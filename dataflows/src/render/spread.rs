@@ -647,13 +647,24 @@ fn part(
     values: Vec<Evaluated>,
     members: Option<EvalResult<Value>>,
 ) -> Part {
-    if spread.combine != Combine::Union {
-        return Part::Partials(partials(spread, t, values, members));
-    }
-    Part::Elements(vectors(values).map(|sides| {
+    let elements = |sides: Sides| {
         let mut all = side_elements(sides, 1, |_| 0);
         all.pop().unwrap_or_default()
-    }))
+    };
+    match spread.combine {
+        Combine::Union | Combine::Gather => Part::Elements(vectors(values).map(elements)),
+        Combine::Pick => Part::Elements(vectors(values).and_then(|mut sides| {
+            let (mut members, held) = sides.pop().unwrap_or_default();
+            // The reference reads a selector's series in label order.
+            members.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let (picked, made) = over_held(&spread.aggregate, t, members, &held);
+            match picked? {
+                Value::Vector(picked) => Ok(elements(vec![(picked, made)])),
+                _ => Err(EvalError::Unsupported("a pick of no vector".into())),
+            }
+        })),
+        _ => Part::Partials(partials(spread, values, members)),
+    }
 }
 
 /// The local plans' results, each a vector with the histograms it names; or the first
@@ -1007,7 +1018,7 @@ impl Spread {
     /// pair's per-series side.
     pub fn sends_elements(&self, i: usize) -> bool {
         match (self.combine, self.pair.as_deref()) {
-            (Combine::Join | Combine::Union, _) => true,
+            (Combine::Join | Combine::Union | Combine::Pick | Combine::Gather, _) => true,
             (Combine::Pair, Some([l, r])) => match i.checked_sub(l.local.len()) {
                 None => l.sends_elements(i),
                 Some(i) => r.sends_elements(i),
@@ -1467,13 +1478,11 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
         ) => constant(p),
         (_, p) => p.is_none(),
     };
-    if !param_fits || after.as_ref().is_some_and(writes_meta) {
-        return None;
-    }
-    // A picked element keeps its own labels, which the reference may still carry
-    // `__name__` in (pending removal) where a worker's result has dropped it: no label
-    // functions after it.
-    if combine == Combine::Pick && after.as_ref().is_some_and(reads_names) {
+    // Partials combined per group are finished: the reference's groups hold their
+    // members' pending name removal, which a label function writing `__type__`/
+    // `__unit__` after them would show. (Picked and gathered members cross unfinished,
+    // and their owner finishes as the reference does.)
+    if !param_fits || (partials && after.as_ref().is_some_and(writes_meta)) {
         return None;
     }
     if matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| l == METRIC_NAME)) {
@@ -1485,17 +1494,13 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     // error); a worker's groups have dropped them already.
     let by_meta =
         matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| is_name_label(l)));
-    if by_meta && names_held(expr) == Some(true) {
+    if partials && by_meta && names_held(expr) == Some(true) {
         return None;
     }
     // Over a per-series plan without label functions (two series a label function
     // makes equal are the reference's duplicate error, which no worker sees).
-    // `limit_ratio` over a selector only: it hashes its members' labels, which the
-    // reference still holds `__name__` in (pending removal) where a function dropped
-    // it, as a worker's finished elements do not.
     let (sel, _) = per_series(expr)?;
-    let plain = matches!(&**expr, Plan::Vector(_));
-    if !spreadable(sel) || labelling(expr) || (*op == AggOp::LimitRatio && !plain) {
+    if !spreadable(sel) || labelling(expr) {
         return None;
     }
     let local = match combine {
@@ -1695,12 +1700,12 @@ fn any_node(plan: &Plan, is: &dyn Fn(&Plan) -> bool) -> bool {
         }
 }
 
-/// One worker's partials from its evaluations of the local plans (in order) at `t`,
-/// and, on a worker whose windows hold histograms, the members of each group of a
-/// `sum` ([`members_plan`]).
+/// One worker's partials of an aggregation combined per group ([`Combine::Fold`],
+/// [`Combine::Mean`], [`Combine::Moments`]) from its evaluations of the local plans
+/// (in order), and, on a worker whose windows hold histograms, the members of each
+/// group of a `sum` ([`members_plan`]).
 pub fn partials(
     spread: &Spread,
-    t: i64,
     values: Vec<Evaluated>,
     members: Option<EvalResult<Value>>,
 ) -> Partials {
@@ -1725,17 +1730,8 @@ pub fn partials(
     let member = |e: Element| (e.labels, vec![e.value]);
     let mut entries = Vec::new();
     match spread.combine {
-        Combine::Pick => {
-            let (picked, held) = over_members(&spread.aggregate, t, elements, &held);
-            let Value::Vector(picked) = picked? else {
-                return Err(EvalError::Unsupported("a pick of no vector".into()));
-            };
-            entries.extend(picked.into_iter().map(member));
-            return Ok((entries, (!held.is_empty()).then_some(held)));
-        }
-        Combine::Gather => entries.extend(elements.into_iter().map(member)),
-        // Sent as elements, by side, or by aggregation ([`part_records`]).
-        Combine::Union | Combine::Join | Combine::Pair => {}
+        // Sent as elements, by side, or by aggregation ([`part`], [`part_records`]).
+        Combine::Pick | Combine::Gather | Combine::Union | Combine::Join | Combine::Pair => {}
         Combine::Mean | Combine::Moments | Combine::Fold => {
             let mut groups: BTreeMap<Arc<Labels>, Vec<Element>> = BTreeMap::new();
             for e in elements {
@@ -1881,7 +1877,8 @@ impl SeriesSource for Members<'_> {
     }
 }
 
-/// `plan` (reading `elements` through [`hole`]) at `t` by the reference evaluator,
+/// `plan` (reading `elements` through [`hole`], their pending name removals kept) at
+/// `t` by the reference evaluator, finished as the reference finishes a result,
 /// detached.
 fn over_members(
     plan: &Plan,
@@ -1889,9 +1886,26 @@ fn over_members(
     elements: Vec<Element>,
     histograms: &[Arc<FloatHistogram>],
 ) -> Evaluated {
+    match over_held(plan, t, elements, histograms) {
+        (Ok(Value::Vector(v)), held) => match finish_vector(v) {
+            Ok(v) => (Ok(Value::Vector(v)), held),
+            Err(e) => (Err(e), Vec::new()),
+        },
+        other => other,
+    }
+}
+
+/// [`over_members`] unfinished, as the reference holds a sub-expression's result
+/// (names pending removal stay pending).
+fn over_held(
+    plan: &Plan,
+    t: i64,
+    elements: Vec<Element>,
+    histograms: &[Arc<FloatHistogram>],
+) -> Evaluated {
     let source = Members::new(&elements, histograms, t);
     let ev = Evaluator::new(&source, t);
-    match ev.instant(plan, t) {
+    match ev.eval(plan, t) {
         Ok(mut value) => {
             let held = detach(&ev, &mut value);
             (Ok(value), held)
@@ -1955,7 +1969,10 @@ fn combine(op: AggOp, parts: &[Vec<f64>]) -> f64 {
 /// native histograms it names (detached).
 fn combined(spread: &Spread, t: i64, parts: [Vec<Part>; 2], joined: Vec<JoinedPart>) -> Evaluated {
     let (value, histograms) = unfinished_combined(spread, t, parts, joined);
-    let unfinished = matches!(spread.combine, Combine::Union | Combine::Pair);
+    let unfinished = matches!(
+        spread.combine,
+        Combine::Union | Combine::Pair | Combine::Pick | Combine::Gather
+    );
     match (&spread.after, value) {
         (Some(after), Ok(Value::Vector(elements))) => {
             after_combined(after, t, elements, histograms)
@@ -1980,6 +1997,12 @@ fn unfinished_combined(
     match (spread.combine, spread.op) {
         (Combine::Pair, _) => pair_combined(spread, t, [records, rhs]),
         (Combine::Union, _) => union_combined(records),
+        // The reference's aggregation over the members (picked or gathered) of every
+        // worker, in label order, unfinished.
+        (Combine::Pick | Combine::Gather, _) => match union_combined(records) {
+            (Ok(Value::Vector(members)), held) => over_held(&spread.aggregate, t, members, &held),
+            other => other,
+        },
         (Combine::Fold, Some(op)) => fold_combined(op, partials_of(records)),
         (Combine::Join, _) => join_combined(spread, t, partials_of(records), joined),
         _ => member_combined(spread, t, partials_of(records)),
@@ -2080,9 +2103,6 @@ fn member_combined(spread: &Spread, t: i64, records: Vec<Partials>) -> Evaluated
         }
     }
     members.sort_by(|a, b| a.labels.cmp(&b.labels));
-    if matches!(spread.combine, Combine::Pick | Combine::Gather) {
-        return over_members(&spread.aggregate, t, members, &histograms);
-    }
     let mut elements = Vec::new();
     // `avg`: groups of gathered members (a worker's part held a histogram) by the
     // reference; a group of floats on one worker and histograms on another yields
@@ -2477,6 +2497,8 @@ mod tests {
             "avg by (job) (rate(x[5m])) * 100",
             "100 - avg(x) * 100 > 90",
             "-topk(2, x)",
+            // Picked members cross unfinished: the name labels read after them.
+            "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
         ] {
             assert!(matches!(spread(q), Some((_, true))), "{q}");
         }
@@ -2485,7 +2507,6 @@ mod tests {
             "sum by (__name__) (x)",
             "topk(scalar(y), x)",
             "sum(x @ 100)",
-            "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
@@ -2575,6 +2596,17 @@ mod tests {
             ),
             ("count by (__name__) (sort(x))", (Union, true)),
             ("limit_ratio(0.5, sort(rate(x[5m])))", (Union, true)),
+            // Picked members cross unfinished too; `limit_ratio` hashes their labels
+            // as the reference holds them.
+            ("limit_ratio(0.5, x * 2)", (Pick, false)),
+            ("limit_ratio(0.5, rate(x[5m]))", (Pick, false)),
+            (
+                "label_replace(topk(2, rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+                (Pick, true),
+            ),
+            ("count by (__name__) (topk(2, x))", (Pick, true)),
+            ("sort_by_label(topk(2, rate(x[5m])), \"__name__\")", (Pick, true)),
+            ("limit_ratio(0.5, topk(3, rate(x[5m])))", (Pick, true)),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2590,9 +2622,6 @@ mod tests {
             // Label functions inside the aggregation.
             "sum(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
             "count(label_replace(x, \"a\", \"\", \"a\", \".*\") > 1)",
-            // It hashes labels the reference may hold a pending name in.
-            "limit_ratio(0.5, x * 2)",
-            "limit_ratio(0.5, rate(x[5m]))",
             // Other series, other operands, their labels from the matchers, ranges.
             "absent(sum(x))",
             "absent_over_time(sum(x)[5m:])",
@@ -2604,10 +2633,7 @@ mod tests {
             "max_over_time(sum(x)[5m:1m] @ 100)",
             "sum(max_over_time(x[5m:1m] @ 100))",
             "sum(x) and on () vector(1)",
-            // Names pending removal in the reference (a pick's, a join's elements).
-            "label_replace(topk(2, rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
-            "count by (__name__) (topk(2, x))",
-            "sort_by_label(topk(2, rate(x[5m])), \"__name__\")",
+            // Names pending removal in the reference (a join's elements).
             "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
             "count by (__name__) (a / b)",
             // The order of a join's or a pair's groups.
@@ -2618,7 +2644,6 @@ mod tests {
             // A per-series plan with label functions under operations that are not
             // element-wise.
             "sort(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
-            "limit_ratio(0.5, topk(3, rate(x[5m])))",
             "limit_ratio(0.5, a / b)",
             "sort(x{job=\"a\"} or y)",
             // An aggregation over a nested one that is not spread.
@@ -3130,9 +3155,10 @@ mod tests {
     }
 
     /// A per-series plan under operations that read the name labels (which the
-    /// reference may hold pending removal), and aggregations by the metadata labels, of
-    /// series of one name that differ only in `__type__`/`__unit__`: the reference's,
-    /// over every split.
+    /// reference may hold pending removal), picks and gathers (their members crossing
+    /// unfinished, the name labels read after them), and aggregations by the metadata
+    /// labels, of series of one name that differ only in `__type__`/`__unit__`: the
+    /// reference's, over every split, errors word for word.
     #[test]
     fn unions_and_aggregations_over_type_and_unit_labels_of_any_split_are_the_reference() {
         let store = type_and_unit_store();
@@ -3148,6 +3174,19 @@ mod tests {
             "count by (__type__) (a * 2)",
             "sum by (__unit__, instance) (last_over_time(a[1m]))",
             "label_replace(sort(rate(a{instance!=\"h2\"}[1m])), \"__type__\", \"t\", \"\", \"\")",
+            // Picked and gathered members cross unfinished.
+            "topk(2, rate(a[1m]))",
+            "topk(3, abs(a{instance!=\"h2\"}))",
+            "bottomk by (__type__) (1, abs(a))",
+            "label_replace(topk(1, rate(a[1m])), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+            "count by (__type__) (topk(5, abs(a)))",
+            "limit_ratio(0.5, rate(a{instance!=\"h2\"}[1m]))",
+            "limit_ratio(-0.5, abs(a{instance!=\"h2\"}))",
+            "limitk by (__unit__) (1, rate(a[1m]))",
+            "quantile by (__type__) (0.5, rate(a[1m]))",
+            "quantile by (__type__, instance) (0.5, abs(a))",
+            "count_values by (__type__) (\"v\", abs(a))",
+            "label_replace(quantile by (job) (0.5, rate(a[1m])), \"__type__\", \"t\", \"\", \"\")",
         ];
         let t = 45_000;
         let mut outcomes = (0, 0);
@@ -3173,7 +3212,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(outcomes, (8, 3));
+        assert_eq!(outcomes, (17, 6));
         // The metadata labels of groups the reference holds pending removal (at the
         // end, two groups that differ only in them are its duplicate error; a worker
         // holding one of them finishes its group, and the owner adds up the workers'
@@ -3884,7 +3923,7 @@ mod tests {
                                     .map(|(_, e)| e.clone())
                                     .collect();
                                 let local = over_members(&rule.local[0], 0, mine, &[]);
-                                Part::Partials(partials(&rule, 0, vec![local], None))
+                                part(&rule, 0, vec![local], None)
                             })
                             .collect();
                         let got = combined(&rule, 0, [records, vec![]], vec![]).0.unwrap();
