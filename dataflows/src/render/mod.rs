@@ -66,7 +66,9 @@
 //! combines the parts once every worker's of that evaluation is in: one partial per
 //! group (sums, counts, extremes; sum and count for `avg`; count, mean and M2 for
 //! `stddev`/`stdvar`), each worker's top k per group for `topk`/`bottomk`/`limitk`, the
-//! members themselves for `quantile`/`count_values` (an aggregation of partials under
+//! members themselves for `quantile`/`count_values` (picked and gathered members cross
+//! unfinished, as a union's elements below, and the owner finishes the whole result;
+//! an aggregation of partials under
 //! operations that depend on the order of its groups, `topk(5, sum by (job) (…))`, is
 //! owned: ties fall in the reference's order of the groups, which only the members
 //! tell, and gathering them measured slower than owning the rule); the

@@ -59,13 +59,16 @@
 //!   finite means differ by more than the largest float, NaN, as the reference's
 //!   running mean gives).
 //! - `topk bottomk limitk limit_ratio` ([`Combine::Pick`]): each worker picks per group
-//!   from its members with the reference's own aggregation, in label order (the order
-//!   the reference reads a selector's series, which breaks its ties), and sends the
-//!   picked elements with their labels; the owner picks again from their union in label
-//!   order. An element the reference picks is picked by its worker too, so the result
-//!   is the reference's, ties included.
-//! - `quantile count_values` ([`Combine::Gather`]): every member, with its labels; the
-//!   owner runs the reference's aggregation over their union, in label order.
+//!   from its members, unfinished (as a union's elements, below), with the reference's
+//!   own aggregation, in label order (the order the reference reads a selector's
+//!   series, which breaks its ties), and sends the picked elements as a union's; the
+//!   owner picks again from their union in label order and finishes the whole result.
+//!   An element the reference picks is picked by its worker too, so the result is the
+//!   reference's, ties included (`limit_ratio` hashes the labels as the reference
+//!   holds them).
+//! - `quantile count_values` ([`Combine::Gather`]): every member, unfinished, as a
+//!   union's elements; the owner runs the reference's aggregation over their union, in
+//!   label order, and finishes the whole result.
 //! - a per-series plan ([`Combine::Union`]): the local plan is the rule's plan; every
 //!   element crosses as a join's side element does (below: evaluated unfinished, in
 //!   no particular order, as a [`SideElement`], `(labels, value, name pending
@@ -151,8 +154,8 @@
 //!   operation over the two as a joiner does ([`binary::vectors`]; so its labels,
 //!   signatures, `__type__`/`__unit__` included, and errors are the reference's),
 //!   then the operations after it, and finishes the whole result. Not picks (`topk`
-//!   and friends: their elements keep labels with `__name__` pending removal in the
-//!   reference), and not where an aggregation on the "one" side could hold two
+//!   and friends: not analysed as a side, whose groups hold several elements), and
+//!   not where an aggregation on the "one" side could hold two
 //!   elements of a match group (`on`/`ignoring` that do not tell its groups apart:
 //!   `by` labels not all within `on`, or some `ignoring`d; `without` under `on`, or
 //!   not dropping every `ignoring`d label): the error would name them in the order the
@@ -188,13 +191,12 @@
 //! spread (gathering every member to run the reference's aggregation in label order
 //! measured slower than the owned rule, see `aggregation_of`); so too where they make
 //! labels of values (`count_values`), which would show a combined sum's last bits.
-//! Over a union or a pair they read the combined elements unfinished, as the reference
-//! does (the hole's selection keeps each element's pending removal,
+//! Over a union, a pick, a gather or a pair they read the combined elements unfinished,
+//! as the reference does (the hole's selection keeps each element's pending removal,
 //! [`SeriesSource::names_pending`]), so they may read the name labels (label
 //! functions, `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes
-//! every label). After a pick or a join, none that reads them: the reference may
-//! still hold `__name__` pending removal there, where a worker's pick and a joiner's
-//! joined elements are finished. Nested aggregations and other folds over the
+//! every label). After a join, none that reads them: the reference may still hold
+//! `__name__` pending removal there, where a joiner's joined elements are finished. Nested aggregations and other folds over the
 //! combined groups see them in label order rather than the reference's: sums within
 //! float rounding. A worker's evaluation error makes the result that error.
 //!
@@ -234,14 +236,16 @@
 //! `__type__`/`__unit__`, Prometheus 3's type-and-unit labels) on each element until
 //! it finishes the whole result ([`Element::drop_name`], [`finish_vector`]). One
 //! mechanism carries that across the spread path: a per-series element (a join's
-//! side, a union's, a pair's per-series side) is evaluated unfinished
+//! side, a union's, a pick's or a gather's member, a pair's per-series side) is
+//! evaluated unfinished
 //! ([`Spread::sends_elements`]; incrementally by
 //! [`crate::render::incremental::IncrementalRule::evaluate_unordered`], else
 //! [`Evaluator::eval`], not `instant`) and crosses as the reference holds it, a
 //! [`SideElement`] `(labels, value, name pending removal)` (one byte for the flag; as
 //! a union's element it crosses in 7 bytes fewer than as a partial did, with no value
-//! list), and is finished where the reference finishes: a union's and a pair's by the
-//! owner over the whole result, after the operations after it; a join's by its
+//! list), and is finished where the reference finishes: a union's, a pick's, a
+//! gather's and a pair's by the owner over the whole result, after the operations
+//! after it; a join's by its
 //! joiners, element by element (so the result is finished before the operations after
 //! a join, hence no reads of the name labels there, nor label functions in a join's
 //! sides, nor `on`/`ignoring` of the name labels). So series of one name that differ
@@ -249,8 +253,9 @@
 //! comparisons, which match on them, together for set operators, which do not), and
 //! where arithmetic with a constant dropped the names at once (`rate(x[5m]) * 2`) two
 //! such series are two elements with one label set up to the operation, which gives
-//! the reference's error or result. A worker's partials and picks are finished: an
-//! aggregation's group holds its members' pending removal in the reference, so no
+//! the reference's error or result. A worker's partials (`sum`, `avg`, `stddev`, …)
+//! are finished: an aggregation's group holds its members' pending removal in the
+//! reference, so no
 //! `by` of `__type__`/`__unit__` over members holding them pending
 //! (`count by (__type__) (rate(x[5m]))`: at the end two such groups are the
 //! reference's duplicate error), no name label copied into an aggregation's groups
@@ -265,10 +270,9 @@
 //! (two metrics' series would become equal label sets under a range function, which
 //! the reference refuses and a worker could not see), label functions inside an
 //! aggregation (two series they make equal are the reference's duplicate error, which
-//! no worker sees), `limit_ratio` of anything but a selector
-//! (it hashes labels the reference may hold a pending name in), `by`
-//! `__type__`/`__unit__` over members holding them pending removal, label functions
-//! writing `__type__`/`__unit__` after an aggregation or a pair, operations of two
+//! no worker sees), `by` `__type__`/`__unit__` of partials (`sum`, `avg`, …) over
+//! members holding them pending removal, label functions writing `__type__`/`__unit__`
+//! after such an aggregation or a pair, operations of two
 //! operands other than two per-series plans or joins of them (one-to-one or a set
 //! operator, no `group_left`/`group_right` or fills; over a join inside a join only
 //! vector/scalar operations, not `abs(a / b) and c`), two aggregations, or an
@@ -278,7 +282,7 @@
 //! elements of a match group (`b / on (job) group_left sum by (job, i) (a)`),
 //! operations after the combine with another selector, a range or subquery over it or
 //! `absent` (see above), `label_replace`/`label_join` (or other reads of the name
-//! labels) after a pick or a join or under a filter (the reference may still hold
+//! labels) after a join or under a filter (the reference may still hold
 //! `__name__` there), picks and sorts after a join or a pair, aggregations of partials (`sum`,
 //! `avg`, `stddev`, …) under picks, sorts or `count_values`, a per-series plan with
 //! label functions under operations that are not element-wise, and every rule when the
@@ -330,10 +334,10 @@ pub enum Combine {
     /// `stddev stdvar`: per group `[count, mean, M2]` of a worker's float members,
     /// combined with Chan's parallel formula.
     Moments,
-    /// `topk bottomk limitk limit_ratio`: each worker's pick per group, with labels;
-    /// the owner picks again from them.
+    /// `topk bottomk limitk limit_ratio`: each worker's pick per group, unfinished
+    /// (as a union's elements); the owner picks again from them.
     Pick,
-    /// `quantile count_values`: every member, with its labels.
+    /// `quantile count_values`: every member, unfinished (as a union's elements).
     Gather,
     /// A per-series plan: every element unfinished, as the reference holds it (a
     /// [`SideElement`]); the owner's result is their union, finished.
@@ -1314,7 +1318,7 @@ pub fn rhs_hole() -> Plan {
 /// A vector/vector operation ([`Combine::Pair`]) of two spread aggregations, or of a
 /// spread aggregation and a per-series plan of one spreadable selector without label
 /// functions (a [`Combine::Union`] side, [`series_side`]), any matching. Not picks
-/// (their elements keep labels the reference may still hold `__name__` in). An
+/// (not analysed as a side: their groups hold several elements). An
 /// aggregation on the "one" side must not be able to hold two elements of a match
 /// group ([`unique_groups`]): the error would name them in the order the reference
 /// makes an aggregation's groups (first seen), which the owner does not know; a
