@@ -175,8 +175,10 @@ impl RuleState {
 
     /// The result at `t`: incrementally when the rule's shape allows and the
     /// incremental state can vouch for it, else the whole plan over the windows. A
-    /// spread join's side is in no particular order and unfinished, as the reference
-    /// holds it, its labels kept from one evaluation to the next
+    /// spread part whose elements cross unfinished (a join's side, a union's, a pick's
+    /// or a gather's members, a pair's per-series side) is in no particular order and
+    /// unfinished, as the reference holds it, its labels kept from one evaluation to the
+    /// next
     /// ([`IncrementalRule::evaluate_unordered`]).
     fn evaluate(&mut self, store: &WindowStore, counters: &RuleCounters, t: i64) -> Evaluated {
         let side = self.side();
@@ -198,7 +200,8 @@ impl RuleState {
     }
 
     /// Whether it is a spread part whose elements cross as the reference holds them
-    /// (unfinished): a join's side, a union's, a pair's per-series side.
+    /// (unfinished): a join's side, a union's, a pick's or a gather's members, a pair's
+    /// per-series side.
     fn side(&self) -> bool {
         self.side
     }
