@@ -221,8 +221,9 @@ impl RuleState {
         }
     }
 
-    /// The reference evaluator's result for the whole plan at `t` (a spread join's
-    /// side unfinished, as the reference holds it), detached from the store when it
+    /// The reference evaluator's result for the whole plan at `t` (a spread part whose
+    /// elements cross unfinished: as the reference holds it), detached from the store
+    /// when it
     /// may hold histograms.
     fn evaluate_whole_plan(
         &mut self,
