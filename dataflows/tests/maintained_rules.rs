@@ -1323,6 +1323,14 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         // Joins inside joins, by the labels all their matchings match on.
         "rate(x[1m]) / on (instance, job) y < 0.5 and on (instance) y == 0",
         "x unless ignoring (job) (y - on (instance, job) x)",
+        // Per-series elements, picked and gathered members crossing unfinished (names
+        // pending removal or dropped at once), the name labels read after them.
+        "rate(y[1m]) * 2 / on (job) group_left sum by (job) (x)",
+        r#"label_replace(rate(y[1m]) > on (job) group_left max by (job) (x), "n", "$1", "__name__", "(.*)")"#,
+        r#"label_replace(sort(rate(x[1m])), "n", "$1", "__name__", "(.*)")"#,
+        r#"label_replace(topk(2, rate(x[1m])), "n", "$1", "__name__", "(.*)")"#,
+        "limit_ratio(0.5, rate(x[1m]))",
+        "quantile by (job) (0.5, abs(y))",
     ];
     for (workers, joins) in [(2, true), (3, true), (3, false)] {
         let engine = engine_with(workers, joins);

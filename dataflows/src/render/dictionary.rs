@@ -42,9 +42,9 @@ use crate::render::route::id_epoch;
 #[cfg(doc)]
 use crate::render::route::ANNOUNCE_PERIOD_MS;
 use crate::render::rule::{RuleCounters, RuleId};
-use crate::render::spread::HostRecord;
 #[cfg(doc)]
 use crate::render::spread::SideElements;
+use crate::render::spread::{HostRecord, Part};
 use crate::sample::{get_varint, put_varint, unzigzag, zigzag, ReceivedTables, SentIds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -255,7 +255,8 @@ pub fn decode_time(received: &mut ReceivedLabels, records: &mut [HostRecord]) {
         if let HostRecord::Sides((.., part)) = &mut **inner {
             part.hashes = hashes;
         }
-        let nothing = HostRecord::Partials((0, RuleId(0), 0, Ok((Vec::new(), None))));
+        let nothing =
+            HostRecord::Partials((0, RuleId(0), 0, Part::Partials(Ok((Vec::new(), None)))));
         *record = std::mem::replace(&mut **inner, nothing);
     }
 }
@@ -357,6 +358,10 @@ mod tests {
         let entries =
             |r: std::ops::Range<u64>| Ok((r.map(|i| (labels(i), vec![i as f64])).collect(), None));
         let empty = Ok((vec![(Arc::new(Labels::default()), vec![1.0])], None));
+        let elements = |r: std::ops::Range<u64>| SideElements {
+            sides: vec![r.map(|i| (labels(i), i as f64, i % 2 == 0)).collect()],
+            ..SideElements::default()
+        };
         let output = RuleOutput {
             rule: RuleId(2),
             eval_ms: t,
@@ -370,8 +375,11 @@ mod tests {
             unreachable!()
         };
         vec![
-            HostRecord::Partials((to, RuleId(1), t, entries(0..4))),
-            HostRecord::Pair((to, RuleId(1), t, empty), entries(2..5)),
+            HostRecord::Partials((to, RuleId(1), t, Part::Partials(entries(0..4)))),
+            HostRecord::Pair(
+                (to, RuleId(1), t, Part::Partials(empty)),
+                Part::Elements(Ok(elements(2..5))),
+            ),
             sides(to, t, 0..6),
             HostRecord::Joined((
                 to,
@@ -465,19 +473,35 @@ mod tests {
     /// the sets came), where with its five labels it took 179.
     #[test]
     fn a_known_label_set_crosses_as_its_index() {
-        let mut sent = SentIds::default();
+        type Record = fn(u64, i64, std::ops::Range<u64>) -> HostRecord;
         let size = |r: &HostRecord| bincode::serialized_size(r).unwrap();
-        coded(sides(3, 1_000, 0..200), 1_000, &mut sent);
-        let per_element = |n: u64, sent: &mut SentIds| {
+        let per_element = |record: Record, n: u64| {
+            let mut sent = SentIds::default();
+            coded(record(3, 1_000, 0..200), 1_000, &mut sent);
             let (whole, plain) = (
-                size(&sides(3, 2_000, 0..2 * n)),
-                size(&sides(3, 2_000, 0..n)),
+                size(&record(3, 2_000, 0..2 * n)),
+                size(&record(3, 2_000, 0..n)),
             );
-            let (a, ..) = coded(sides(3, 2_000, 0..2 * n), 2_000, sent);
-            let (b, ..) = coded(sides(3, 2_000, 0..n), 2_000, sent);
+            let (a, ..) = coded(record(3, 2_000, 0..2 * n), 2_000, &mut sent);
+            let (b, ..) = coded(record(3, 2_000, 0..n), 2_000, &mut sent);
             ((whole - plain) / n, (size(&a) - size(&b)) / n)
         };
-        assert_eq!(per_element(100, &mut sent), (179, 18));
+        assert_eq!(per_element(sides, 100), (179, 18));
+        // A union's (a pair's per-series side's) elements cross as side elements do;
+        // as partials (a value list each) they took 7 bytes more.
+        let union: Record = |to, t, instances| {
+            let elements = SideElements {
+                sides: vec![instances.map(|i| (labels(i), i as f64, true)).collect()],
+                ..SideElements::default()
+            };
+            HostRecord::Partials((to, RuleId(1), t, Part::Elements(Ok(elements))))
+        };
+        assert_eq!(per_element(union, 100), (179, 18));
+        let listed: Record = |to, t, instances| {
+            let entries = instances.map(|i| (labels(i), vec![i as f64])).collect();
+            HostRecord::Partials((to, RuleId(1), t, Part::Partials(Ok((entries, None)))))
+        };
+        assert_eq!(per_element(listed, 100), (186, 25));
     }
 
     /// A record referring to an entry no record of its time or before brought is the

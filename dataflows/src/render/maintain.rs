@@ -56,7 +56,7 @@ use crate::render::rule::{
     DEFAULT_SUBQUERY_STEP_MS,
 };
 use crate::render::shape::shape;
-use crate::render::spread::{members_plan, part_records, Combine, HostRecord};
+use crate::render::spread::{members_plan, part_records, HostRecord};
 use crate::render::window::{Reach, WindowStore};
 use crate::sample::{HistogramPoint, Pack, PackedPoints, Point, ReceivedIds};
 use crossbeam_channel::Sender;
@@ -86,6 +86,9 @@ struct RuleState {
     /// A spread rule's part: evaluates every time due, never skipping (all workers
     /// must make the same evaluations).
     part: bool,
+    /// A spread rule's part whose elements cross unfinished, as the reference holds
+    /// them ([`crate::render::spread::Spread::sends_elements`]).
+    side: bool,
     /// Interval / At / Range: the next evaluation time; `None` when done.
     next: Option<i64>,
     /// OnArrival: triggered evaluation times not yet evaluated.
@@ -108,7 +111,12 @@ struct RuleState {
 }
 
 impl RuleState {
-    fn new(spec: Arc<RuleSpec>, plan: Plan, part: bool, lookback_ms: i64) -> RuleState {
+    /// The state of `plan`, the rule's, or (`part`: `Some(i)`) the `i`th local plan
+    /// of a spread rule.
+    fn new(spec: Arc<RuleSpec>, plan: Plan, part: Option<usize>, lookback_ms: i64) -> RuleState {
+        let side =
+            part.is_some_and(|i| (spec.spread.as_ref()).is_some_and(|s| s.sends_elements(i)));
+        let part = part.is_some();
         let mut fwd = 0;
         let mut fixed_hi = None;
         for u in &spec.uses {
@@ -152,6 +160,7 @@ impl RuleState {
             spec,
             plan,
             part,
+            side,
             next,
             pending: BTreeSet::new(),
             last: None,
@@ -166,8 +175,10 @@ impl RuleState {
 
     /// The result at `t`: incrementally when the rule's shape allows and the
     /// incremental state can vouch for it, else the whole plan over the windows. A
-    /// spread join's side is in no particular order and unfinished, as the reference
-    /// holds it, its labels kept from one evaluation to the next
+    /// spread part whose elements cross unfinished (a join's side, a union's, a pick's
+    /// or a gather's members, a pair's per-series side) is in no particular order and
+    /// unfinished, as the reference holds it, its labels kept from one evaluation to the
+    /// next
     /// ([`IncrementalRule::evaluate_unordered`]).
     fn evaluate(&mut self, store: &WindowStore, counters: &RuleCounters, t: i64) -> Evaluated {
         let side = self.side();
@@ -188,10 +199,11 @@ impl RuleState {
         self.evaluate_whole_plan(store, counters, t)
     }
 
-    /// Whether it is a spread join's side, whose elements its joiners match as the
-    /// reference holds them (unfinished).
+    /// Whether it is a spread part whose elements cross as the reference holds them
+    /// (unfinished): a join's side, a union's, a pick's or a gather's members, a pair's
+    /// per-series side.
     fn side(&self) -> bool {
-        self.part && (self.spec.spread.as_ref()).is_some_and(|s| s.combine == Combine::Join)
+        self.side
     }
 
     /// A spread part's groups after its evaluation at `t` over `store` holding native
@@ -209,8 +221,9 @@ impl RuleState {
         }
     }
 
-    /// The reference evaluator's result for the whole plan at `t` (a spread join's
-    /// side unfinished, as the reference holds it), detached from the store when it
+    /// The reference evaluator's result for the whole plan at `t` (a spread part whose
+    /// elements cross unfinished: as the reference holds it), detached from the store
+    /// when it
     /// may hold histograms.
     fn evaluate_whole_plan(
         &mut self,
@@ -550,9 +563,10 @@ impl Host {
         let reads_histograms = spec.uses.iter().any(|u| store.holds_histograms(&u.key));
         let states = plans
             .into_iter()
-            .map(|plan| {
-                let mut state =
-                    RuleState::new(spec.clone(), plan, part_of.is_some(), self.lookback_ms);
+            .enumerate()
+            .map(|(i, plan)| {
+                let part = part_of.map(|_| i);
+                let mut state = RuleState::new(spec.clone(), plan, part, self.lookback_ms);
                 if reads_histograms && !state.takes_histograms() {
                     state.incremental = None;
                 }

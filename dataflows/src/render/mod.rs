@@ -66,15 +66,19 @@
 //! combines the parts once every worker's of that evaluation is in: one partial per
 //! group (sums, counts, extremes; sum and count for `avg`; count, mean and M2 for
 //! `stddev`/`stdvar`), each worker's top k per group for `topk`/`bottomk`/`limitk`, the
-//! members themselves for `quantile`/`count_values` (an aggregation of partials under
+//! members themselves for `quantile`/`count_values` (picked and gathered members cross
+//! unfinished, as a union's elements below, and the owner finishes the whole result;
+//! an aggregation of partials under
 //! operations that depend on the order of its groups, `topk(5, sum by (job) (…))`, is
 //! owned: ties fall in the reference's order of the groups, which only the members
 //! tell, and gathering them measured slower than owning the rule); the
 //! operations after the aggregation run on the owner, by the reference over the
 //! combined result. Per-series work is spread too: a per-series plan of
 //! one named selector (`up == 0`, `rate(x[5m]) * 100 > 5`, `label_replace(x, …)`) runs
-//! where each series lives and the owner takes the union of the elements (and runs
-//! any operations after it: `histogram_quantile(0.9, rate(x_bucket[5m]))`); a
+//! where each series lives and the owner takes the union of the elements, each crossing
+//! unfinished as the reference holds it (a name pending removal still there, with its
+//! flag), runs any operations after it (`histogram_quantile(0.9, rate(x_bucket[5m]))`)
+//! and finishes the whole result, as the reference does; a
 //! one-to-one arithmetic or comparison, or a set operator, of two such plans or of
 //! joins of them (`rate(a[5m]) / rate(b[5m])`, `a / on (instance) b > 0.1`,
 //! `x < 0.9 and y == 0`, `a / b < 0.1 and c == 0`) evaluates its per-series plans
@@ -96,11 +100,11 @@
 //! per-series side's elements) to the owner, which combines each (a per-series side's
 //! union in label order, the reference's order of a selector's series) and runs the
 //! operation over the two (not where an aggregation on the "one" side could hold two
-//! elements of a match group: the error naming them would differ; a per-series side
-//! whose names the reference holds pending removal, `rate(…)`, is sent with them and
-//! the owner removes them at the end, as the reference does); operations after a join
-//! or a pair run on the owner too (`sum by (job) (rate(a[5m]) / rate(b[5m]))`; not
-//! picks or sorts, nor reads of the name labels after a join). Any other plan can
+//! elements of a match group: the error naming them would differ; a per-series side's
+//! elements cross unfinished, as a union's, and the owner finishes the whole result,
+//! as the reference does); operations after a join or a pair run on the owner too
+//! (`sum by (job) (rate(a[5m]) / rate(b[5m]))`; not picks or sorts, nor reads of the
+//! name labels after a join, whose joiners finish their elements). Any other plan can
 //! aggregate or join across series in ways without partials, so all of its input
 //! meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that

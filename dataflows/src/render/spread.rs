@@ -59,21 +59,28 @@
 //!   finite means differ by more than the largest float, NaN, as the reference's
 //!   running mean gives).
 //! - `topk bottomk limitk limit_ratio` ([`Combine::Pick`]): each worker picks per group
-//!   from its members with the reference's own aggregation, in label order (the order
-//!   the reference reads a selector's series, which breaks its ties), and sends the
-//!   picked elements with their labels; the owner picks again from their union in label
-//!   order. An element the reference picks is picked by its worker too, so the result
-//!   is the reference's, ties included.
-//! - `quantile count_values` ([`Combine::Gather`]): every member, with its labels; the
-//!   owner runs the reference's aggregation over their union, in label order.
+//!   from its members, unfinished (as a union's elements, below), with the reference's
+//!   own aggregation, in label order (the order the reference reads a selector's
+//!   series, which breaks its ties), and sends the picked elements as a union's; the
+//!   owner picks again from their union in label order and finishes the whole result.
+//!   An element the reference picks is picked by its worker too, so the result is the
+//!   reference's, ties included (`limit_ratio` hashes the labels as the reference
+//!   holds them).
+//! - `quantile count_values` ([`Combine::Gather`]): every member, unfinished, as a
+//!   union's elements; the owner runs the reference's aggregation over their union, in
+//!   label order, and finishes the whole result.
 //! - a per-series plan ([`Combine::Union`]): the local plan is the rule's plan; every
-//!   element, with its labels; the owner's result is their union. Two elements with
-//!   the same labels (a label function made them equal, or the name drop) are the
-//!   reference's duplicate-labelset error, which the owner gives (`label_replace`/
-//!   `label_join` must come last, so no filter drops one of two elements that the
-//!   reference's check after the label function saw). Under operations that are not
-//!   element-wise (see below; then without label functions) the union, in label
-//!   order, is their input.
+//!   element crosses as a join's side element does (below: evaluated unfinished, in
+//!   no particular order, as a [`SideElement`], `(labels, value, name pending
+//!   removal)`, in a [`Part::Elements`]); the owner's result is their union in label
+//!   order (the order the reference reads a selector's series in), finished as the
+//!   reference finishes the whole result ([`finish_vector`], at the end, after the
+//!   operations after it): two elements with the same labels then (a label function
+//!   made them equal, or the name drop) are the reference's duplicate-labelset error
+//!   (`label_replace`/`label_join` must come last, so no filter drops one of two
+//!   elements that the reference's check after the label function saw). Under
+//!   operations that are not element-wise (see below; then without label functions)
+//!   the union is their input, names pending as the reference holds them.
 //! - a one-to-one vector/vector arithmetic or comparison, or a set operator (`and`,
 //!   `or`, `unless`: many-to-many), of two per-series plans ([`Combine::Join`], when
 //!   the registering engine has [`crate::EngineConfig::spread_joins`], as promflow's
@@ -139,31 +146,26 @@
 //!   aggregation and a per-series plan of one named selector without label functions
 //!   ([`Combine::Pair`], [`Spread::pair`]: each side a spread rule of its own, a
 //!   per-series side a [`Combine::Union`]): the local plans are both sides' (left
-//!   first); each worker sends both sides' partials (a per-series side's elements,
-//!   with their labels) in one [`HostRecord::Pair`], and the owner combines each side
-//!   as above (a per-series side's union in label order, the order the reference
-//!   reads a selector's series in) and runs the reference's operation over the two
-//!   results (so its errors are the reference's), then the operations after it. Not
-//!   picks (`topk` and friends: their elements keep labels with `__name__` pending
-//!   removal in the reference), and not where an aggregation on the "one" side could
-//!   hold two elements of a match group (`on`/`ignoring` that do not tell its groups
-//!   apart: `by` labels not all within `on`, or some `ignoring`d; `without` under
-//!   `on`, or not dropping every `ignoring`d label): the error would name them in the
-//!   order the reference makes an aggregation's groups (first seen), which the owner
-//!   does not know. A per-series "one" side may hold two (its order is the
-//!   reference's). A per-series side whose elements hold their names pending removal
-//!   in the reference (`rate(x[5m])`, `abs(x) > 1`; not a selector, a filter of one,
-//!   `last_over_time`, or arithmetic with a constant, which drops them at once) is
-//!   evaluated with them kept (`label_replace(…, "__name__", "$1", "__name__",
-//!   "(.*)")`, which cancels the pending removal and changes nothing else), and the
-//!   owner removes the names from the operation's result as the reference does, at
-//!   the end: its labels, signatures (`__type__`/`__unit__` included) and errors are
-//!   the reference's. Not `group_left`/`group_right` of a name label beside a
-//!   per-series side (copied into an aggregation's group, the reference may still
-//!   drop it, as a member of the group held its name pending, which the owner does
-//!   not know), nor, after a side with names pending, reads of the name labels; nor
-//!   an aggregation `by` `__type__`/`__unit__` (a worker's groups have dropped them
-//!   where the reference may hold them pending removal until the end).
+//!   first); each worker sends both sides' parts (an aggregation's partials, a
+//!   per-series side's elements unfinished, as a union's) in one
+//!   [`HostRecord::Pair`], and the owner combines each side as above (a per-series
+//!   side's union in label order, the order the reference reads a selector's series
+//!   in, names pending as the reference holds them) and runs the reference's
+//!   operation over the two as a joiner does ([`binary::vectors`]; so its labels,
+//!   signatures, `__type__`/`__unit__` included, and errors are the reference's),
+//!   then the operations after it, and finishes the whole result. Not picks (`topk`
+//!   and friends: not analysed as a side, whose groups hold several elements), and
+//!   not where an aggregation on the "one" side could hold two
+//!   elements of a match group (`on`/`ignoring` that do not tell its groups apart:
+//!   `by` labels not all within `on`, or some `ignoring`d; `without` under `on`, or
+//!   not dropping every `ignoring`d label): the error would name them in the order the
+//!   reference makes an aggregation's groups (first seen), which the owner does not
+//!   know. A per-series "one" side may hold two (its order is the reference's). Not
+//!   `group_left`/`group_right` of a name label into an aggregation's groups beside a
+//!   per-series side (`sum by (job) (a) / on (job) group_left (__name__) b`: the
+//!   reference may still drop the copy at the end, as a member of the group held its
+//!   name pending, the group's flag, which the owner does not know; an aggregation's
+//!   partials cross finished); into a per-series side's elements it spreads.
 //!
 //! Operations after the aggregation, join, pair or per-series plan ([`Spread::after`],
 //! found by [`peel`]): any plan over the one combined result whose other operands are
@@ -189,12 +191,14 @@
 //! spread (gathering every member to run the reference's aggregation in label order
 //! measured slower than the owned rule, see `aggregation_of`); so too where they make
 //! labels of values (`count_values`), which would show a combined sum's last bits.
-//! After a pick, a join, a union or a pair with a per-series side holding names pending
-//! removal, no operation that reads the name labels (label functions,
-//! `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes every label):
-//! the reference may still hold `__name__` pending removal there. Nested aggregations and other folds over the combined groups see them in
-//! label order rather than the reference's: sums within float rounding. A worker's
-//! evaluation error makes the result that error.
+//! Over a union, a pick, a gather or a pair they read the combined elements unfinished,
+//! as the reference does (the hole's selection keeps each element's pending removal,
+//! [`SeriesSource::names_pending`]), so they may read the name labels (label
+//! functions, `by (__name__)`, `sort_by_label` of them, `limit_ratio`, which hashes
+//! every label). After a join, none that reads them: the reference may still hold
+//! `__name__` pending removal there, where a joiner's joined elements are finished. Nested aggregations and other folds over the
+//! combined groups see them in label order rather than the reference's: sums within
+//! float rounding. A worker's evaluation error makes the result that error.
 //!
 //! Native histograms: a worker whose windows hold them evaluates its local plan as any
 //! other (incrementally: [`crate::render::incremental`]), and its `sum` partial of a
@@ -214,7 +218,8 @@
 //! histograms, as the reference does; picked and gathered members carry theirs.
 //!
 //! Every record to a worker of another process ([`HostRecord`]: partials with their
-//! group or member labels, side elements, joined elements, a remote owner's
+//! group or member labels, a union's or a pair's per-series elements, side elements,
+//! joined elements, a remote owner's
 //! [`RuleOutput`]) crosses with its label sets coded ([`HostRecord::Coded`],
 //! [`crate::render::dictionary`]): each set whole in the first record (by logical time)
 //! of its period to that worker that uses it, with its hash, as an index after;
@@ -227,21 +232,37 @@
 //! groups into one result anyway. A join's sides go by match key because the join
 //! needs both sides of a match group in one place, and the owner then only unions.
 //!
-//! Names: a worker's results (partials, union elements) and a joiner's joined elements
-//! are finished (a pending `__name__` removal done, and with it `__type__`/`__unit__`
-//! dropped), where the reference finishes only the whole result. Hence no label
-//! functions in a join's sides or after it, nor `on`/`ignoring` of the name labels
-//! (the joiners' finished results no longer hold them). A join's side elements cross
-//! unfinished, so joiners match series of one name that differ only in
-//! `__type__`/`__unit__` (Prometheus 3's type-and-unit labels) under a name-dropping
-//! side as the reference does: apart for arithmetic and comparisons, which match on
-//! them, together for set operators, which do not.
-//! A pair's per-series side with names pending is evaluated unfinished too (see
-//! above); one whose names arithmetic with a constant dropped at once
-//! (`rate(x[5m]) * 2`) has the labels the reference has, but two series that differ
-//! only in `__type__`/`__unit__` are its duplicate-labelset error (a worker finishes
-//! its side, the owner checks the union), where the reference goes on to the
-//! operation (which may drop one, or name both in its own error).
+//! Names: the reference holds a `__name__` removal pending (and with it
+//! `__type__`/`__unit__`, Prometheus 3's type-and-unit labels) on each element until
+//! it finishes the whole result ([`Element::drop_name`], [`finish_vector`]). One
+//! mechanism carries that across the spread path: a per-series element (a join's
+//! side, a union's, a pick's or a gather's member, a pair's per-series side) is
+//! evaluated unfinished
+//! ([`Spread::sends_elements`]; incrementally by
+//! [`crate::render::incremental::IncrementalRule::evaluate_unordered`], else
+//! [`Evaluator::eval`], not `instant`) and crosses as the reference holds it, a
+//! [`SideElement`] `(labels, value, name pending removal)` (one byte for the flag; as
+//! a union's element it crosses in 7 bytes fewer than as a partial did, with no value
+//! list), and is finished where the reference finishes: a union's, a pick's, a
+//! gather's and a pair's by the owner over the whole result, after the operations
+//! after it; a join's by its
+//! joiners, element by element (so the result is finished before the operations after
+//! a join, hence no reads of the name labels there, nor label functions in a join's
+//! sides, nor `on`/`ignoring` of the name labels). So series of one name that differ
+//! only in `__type__`/`__unit__` match as in the reference (apart for arithmetic and
+//! comparisons, which match on them, together for set operators, which do not), and
+//! where arithmetic with a constant dropped the names at once (`rate(x[5m]) * 2`) two
+//! such series are two elements with one label set up to the operation, which gives
+//! the reference's error or result. A worker's partials (`sum`, `avg`, `stddev`, …)
+//! are finished: an aggregation's group holds its members' pending removal in the
+//! reference, so no
+//! `by` of `__type__`/`__unit__` over members holding them pending
+//! (`count by (__type__) (rate(x[5m]))`: at the end two such groups are the
+//! reference's duplicate error), no name label copied into an aggregation's groups
+//! beside a per-series side (above), and no label function writing
+//! `__type__`/`__unit__` after an aggregation or a pair (`label_replace(sum by (job)
+//! (rate(x[5m])), "__type__", …)`: the reference drops it at the end, as the group
+//! holds its members' pending removal).
 //!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
@@ -249,20 +270,20 @@
 //! (two metrics' series would become equal label sets under a range function, which
 //! the reference refuses and a worker could not see), label functions inside an
 //! aggregation (two series they make equal are the reference's duplicate error, which
-//! no worker sees), `limit_ratio` of anything but a selector
-//! (it hashes labels the reference may hold a pending name in), operations of two
+//! no worker sees), `by` `__type__`/`__unit__` of partials (`sum`, `avg`, …) over
+//! members holding them pending removal, label functions writing `__type__`/`__unit__`
+//! after such an aggregation or a pair, operations of two
 //! operands other than two per-series plans or joins of them (one-to-one or a set
 //! operator, no `group_left`/`group_right` or fills; over a join inside a join only
 //! vector/scalar operations, not `abs(a / b) and c`), two aggregations, or an
-//! aggregation and a per-series plan (no picks among the aggregations, no `by` of
-//! `__type__`/`__unit__`, no label functions in the per-series plan, no
-//! `group_left (__name__)`), an aggregation on the "one" side that could hold two
+//! aggregation and a per-series plan (no picks among the aggregations, no label
+//! functions in the per-series plan, no `group_left (__name__)` into an
+//! aggregation's groups), an aggregation on the "one" side that could hold two
 //! elements of a match group (`b / on (job) group_left sum by (job, i) (a)`),
 //! operations after the combine with another selector, a range or subquery over it or
 //! `absent` (see above), `label_replace`/`label_join` (or other reads of the name
-//! labels) after a pick or a join or under a filter, or after a pair with a per-series
-//! side that holds names pending removal (the reference may still hold `__name__`
-//! there), picks and sorts after a join or a pair, aggregations of partials (`sum`,
+//! labels) after a join or under a filter (the reference may still hold
+//! `__name__` there), picks and sorts after a join or a pair, aggregations of partials (`sum`,
 //! `avg`, `stddev`, …) under picks, sorts or `count_values`, a per-series plan with
 //! label functions under operations that are not element-wise, and every rule when the
 //! engine has one worker. A rule that is spread and a rule that is not keep separate
@@ -313,13 +334,13 @@ pub enum Combine {
     /// `stddev stdvar`: per group `[count, mean, M2]` of a worker's float members,
     /// combined with Chan's parallel formula.
     Moments,
-    /// `topk bottomk limitk limit_ratio`: each worker's pick per group, with labels;
-    /// the owner picks again from them.
+    /// `topk bottomk limitk limit_ratio`: each worker's pick per group, unfinished
+    /// (as a union's elements); the owner picks again from them.
     Pick,
-    /// `quantile count_values`: every member, with its labels.
+    /// `quantile count_values`: every member, unfinished (as a union's elements).
     Gather,
-    /// A per-series plan: every element, with its labels; the owner's result is their
-    /// union.
+    /// A per-series plan: every element unfinished, as the reference holds it (a
+    /// [`SideElement`]); the owner's result is their union, finished.
     Union,
     /// A one-to-one vector/vector arithmetic or comparison, or a set operator, of two
     /// per-series plans or joins of them: each side element, unfinished, to the worker
@@ -328,9 +349,10 @@ pub enum Combine {
     /// owner; the owner's result is their union.
     Join,
     /// A vector/vector operation of two spread aggregations, or of one and a
-    /// per-series plan ([`Spread::pair`]): each worker sends both sides' partials (a
-    /// per-series side's elements) in one record; the owner combines each and runs the
-    /// operation over the two results.
+    /// per-series plan ([`Spread::pair`]): each worker sends both sides' parts (an
+    /// aggregation's partials, a per-series side's elements unfinished, as a union's)
+    /// in one record; the owner combines each, runs the operation over the two results
+    /// and finishes the whole result.
     Pair,
 }
 
@@ -402,9 +424,23 @@ pub fn members_plan(local: &Plan) -> Option<Plan> {
     }
 }
 
+/// One worker's part of one evaluation of a spread rule (or of one side of a
+/// [`Combine::Pair`]), as it crosses to the owner.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Part {
+    /// An aggregation's partials (a [`Combine::Join`]'s owner record: empty, or the
+    /// evaluation's error).
+    Partials(Partials),
+    /// A per-series plan's elements ([`Combine::Union`], a pair's per-series side) as
+    /// the reference holds them, unfinished (one side of [`SideElements`]: labels,
+    /// value, name pending removal), as a join's side elements cross; the owner
+    /// finishes the whole result, as the reference does.
+    Elements(Result<SideElements, EvalError>),
+}
+
 /// One worker's part of one evaluation: `(owner worker, rule, evaluation time,
-/// partials)`.
-pub type PartialRecord = (u64, RuleId, i64, Partials);
+/// part)`.
+pub type PartialRecord = (u64, RuleId, i64, Part);
 
 /// What a rule host sends to the combiners: a spread rule's part of an evaluation (to
 /// the rule's owner; a join's side elements to their joiners first), or the result of
@@ -414,8 +450,8 @@ pub type PartialRecord = (u64, RuleId, i64, Partials);
 pub enum HostRecord {
     /// A spread rule's partials.
     Partials(PartialRecord),
-    /// A [`Combine::Pair`] rule's partials: the left side's, the right's.
-    Pair(PartialRecord, Partials),
+    /// A [`Combine::Pair`] rule's parts: the left side's, the right's.
+    Pair(PartialRecord, Part),
     /// A [`Combine::Join`] rule's side elements for one match-group worker (the first
     /// field, [`joiner`]).
     Sides(SideRecord),
@@ -446,9 +482,15 @@ impl HostRecord {
 /// and joined elements, an output's elements, series and gone labels.
 impl LabelSlots for HostRecord {
     fn each_labels(&mut self, f: &mut dyn FnMut(&mut Arc<Labels>)) {
-        fn partials(p: &mut Partials, f: &mut dyn FnMut(&mut Arc<Labels>)) {
-            if let Ok((entries, _)) = p {
-                entries.iter_mut().for_each(|(labels, _)| f(labels));
+        fn partials(p: &mut Part, f: &mut dyn FnMut(&mut Arc<Labels>)) {
+            match p {
+                Part::Partials(Ok((entries, _))) => {
+                    entries.iter_mut().for_each(|(labels, _)| f(labels));
+                }
+                Part::Elements(Ok(part)) => {
+                    (part.sides.iter_mut().flatten()).for_each(|(labels, ..)| f(labels));
+                }
+                _ => {}
             }
         }
         match self {
@@ -544,8 +586,9 @@ fn shifted(value: f64, by: usize) -> f64 {
 
 /// One worker's records of its evaluation of a spread rule at `t` (the local plans'
 /// results `values`, in order; `members` as for [`partials`], per local plan): its
-/// partials to the owner (for a [`Combine::Pair`], both aggregations' in one
-/// [`HostRecord::Pair`]); for a [`Combine::Join`], the owner's record holds nothing but the
+/// [`Part`] to the owner (a union's elements unfinished; for a [`Combine::Pair`], both
+/// sides' in one [`HostRecord::Pair`]); for a [`Combine::Join`], the owner's record
+/// holds nothing but the
 /// evaluation's error (if any: the left side's first), so the owner has one record
 /// from every worker, and each side element goes to the worker of its match group
 /// ([`joiner`]) in a [`HostRecord::Sides`].
@@ -562,34 +605,102 @@ pub fn part_records(
             members.split_off(lhs.local.len().min(members.len())),
         );
         let first = |m: Vec<Option<EvalResult<Value>>>| m.into_iter().next().flatten();
-        let l = partials(lhs, t, values, first(members));
-        let r = partials(rhs, t, rhs_values, first(rhs_members));
+        let l = part(lhs, t, values, first(members));
+        let r = part(rhs, t, rhs_values, first(rhs_members));
         return vec![HostRecord::Pair((owner, rule, t, l), r)];
     }
     let Some(route) = spread.route() else {
         let members = members.into_iter().next().flatten();
-        let partials = partials(spread, t, values, members);
-        return vec![HostRecord::Partials((owner, rule, t, partials))];
+        let part = part(spread, t, values, members);
+        return vec![HostRecord::Partials((owner, rule, t, part))];
     };
-    let empty = SideElements {
-        sides: vec![Vec::new(); values.len()],
-        ..SideElements::default()
+    let sides = match vectors(values) {
+        Ok(sides) => sides,
+        Err(e) => {
+            return vec![HostRecord::Partials((
+                owner,
+                rule,
+                t,
+                Part::Partials(Err(e)),
+            ))]
+        }
     };
-    let mut joiners: Vec<SideElements> = vec![empty; peers.max(1)];
+    let joiners = side_elements(sides, peers, |e| {
+        joiner(&e.labels, (&route.0, route.1), peers) as usize
+    });
+    let mut records = vec![HostRecord::Partials((
+        owner,
+        rule,
+        t,
+        Part::Partials(Ok((Vec::new(), None))),
+    ))];
+    records.extend(
+        (joiners.into_iter().enumerate())
+            .filter(|(_, part)| part.sides.iter().any(|s| !s.is_empty()))
+            .map(|(to, part)| HostRecord::Sides((to as u64, rule, t, part))),
+    );
+    records
+}
+
+/// One worker's part of an evaluation of `spread` (not a pair, not a join) at `t`: a
+/// per-series plan's elements as evaluated, unfinished ([`Part::Elements`]), else the
+/// aggregation's [`partials`].
+fn part(
+    spread: &Spread,
+    t: i64,
+    values: Vec<Evaluated>,
+    members: Option<EvalResult<Value>>,
+) -> Part {
+    let elements = |sides: Sides| {
+        let mut all = side_elements(sides, 1, |_| 0);
+        all.pop().unwrap_or_default()
+    };
+    match spread.combine {
+        Combine::Union | Combine::Gather => Part::Elements(vectors(values).map(elements)),
+        Combine::Pick => Part::Elements(vectors(values).and_then(|mut sides| {
+            let (mut members, held) = sides.pop().unwrap_or_default();
+            // The reference reads a selector's series in label order.
+            members.sort_by(|a, b| a.labels.cmp(&b.labels));
+            let (picked, made) = over_held(&spread.aggregate, t, members, &held);
+            match picked? {
+                Value::Vector(picked) => Ok(elements(vec![(picked, made)])),
+                _ => Err(EvalError::Unsupported("a pick of no vector".into())),
+            }
+        })),
+        _ => Part::Partials(partials(spread, values, members)),
+    }
+}
+
+/// The local plans' results, each a vector with the histograms it names; or the first
+/// error (the left side's first, as the reference evaluates it first).
+type Sides = Vec<(Vec<Element>, Vec<Arc<FloatHistogram>>)>;
+
+/// `values` as [`Sides`].
+fn vectors(values: Vec<Evaluated>) -> EvalResult<Sides> {
     let mut sides = Vec::new();
     for (value, held) in values {
-        match value {
-            Ok(Value::Vector(elements)) => sides.push((elements, held)),
-            Ok(other) => {
-                let e = EvalError::Unsupported(format!("unexpected side {other:?}"));
-                return vec![HostRecord::Partials((owner, rule, t, Err(e)))];
+        match value? {
+            Value::Vector(elements) => sides.push((elements, held)),
+            other => {
+                return Err(EvalError::Unsupported(format!("unexpected side {other:?}")));
             }
-            Err(e) => return vec![HostRecord::Partials((owner, rule, t, Err(e)))],
         }
     }
+    Ok(sides)
+}
+
+/// The elements of `sides` as they cross, unfinished ([`SideElement`]s), to `n`
+/// destinations: each element to destination `to(element)`, with the histogram its
+/// value names.
+fn side_elements(sides: Sides, n: usize, to: impl Fn(&Element) -> usize) -> Vec<SideElements> {
+    let empty = SideElements {
+        sides: vec![Vec::new(); sides.len()],
+        ..SideElements::default()
+    };
+    let mut parts: Vec<SideElements> = vec![empty; n.max(1)];
     for (side, (elements, held)) in sides.into_iter().enumerate() {
         for e in elements {
-            let to = &mut joiners[joiner(&e.labels, (&route.0, route.1), peers) as usize];
+            let to = &mut parts[to(&e)];
             let value = match parse_handle(e.value) {
                 Some((SOURCE, i)) if (i as usize) < held.len() => {
                     to.histograms.push(held[i as usize].clone());
@@ -600,18 +711,7 @@ pub fn part_records(
             to.sides[side].push((e.labels, value, e.drop_name));
         }
     }
-    let mut records = vec![HostRecord::Partials((
-        owner,
-        rule,
-        t,
-        Ok((Vec::new(), None)),
-    ))];
-    records.extend(
-        (joiners.into_iter().enumerate())
-            .filter(|(_, part)| part.sides.iter().any(|s| !s.is_empty()))
-            .map(|(to, part)| HostRecord::Sides((to as u64, rule, t, part))),
-    );
-    records
+    parts
 }
 
 /// The side elements of `records` in one, each side in label order (the order the
@@ -634,42 +734,58 @@ fn merged(records: Vec<SideElements>) -> SideElements {
     all
 }
 
-/// The reference's operation ([`Spread::aggregate`]) at `t` over `sides` as the
-/// reference holds them (names pending removal, [`binary::vectors`]; without stale
-/// markers, which the reference's selections drop), its result finished as the
-/// reference finishes the whole result (per element, so a part's finished result is
-/// the part of the whole's; a duplicate label set among them is the whole's error
-/// too), detached.
-fn join_over(spread: &Spread, t: i64, sides: &SideElements) -> Evaluated {
-    let mut vectors = sides.sides.iter().map(|side| {
-        (side.iter())
-            .filter(|(_, v, _)| !is_stale_marker(*v))
-            .map(|(labels, value, drop_name)| Element {
-                labels: labels.clone(),
-                value: *value,
-                drop_name: *drop_name,
-            })
-            .collect::<Vec<Element>>()
-    });
-    let source = Members {
-        elements: &[],
-        rhs: &[],
-        histograms: &sides.histograms,
-        t,
-    };
+/// The elements of `side` as the reference holds them (names pending removal), without
+/// stale markers (which the reference's selections drop).
+fn held(side: &[SideElement]) -> Vec<Element> {
+    (side.iter())
+        .filter(|(_, v, _)| !is_stale_marker(*v))
+        .map(|(labels, value, drop_name)| Element {
+            labels: labels.clone(),
+            value: *value,
+            drop_name: *drop_name,
+        })
+        .collect()
+}
+
+/// The operations `plan` (a join's or a pair's [`Spread::aggregate`]) at `t` over
+/// `sides` (each [`hole`] the next, in the order the reference evaluates them) as the
+/// reference holds them, by the reference's operations ([`tree_value`]): the result
+/// unfinished (names pending removal stay pending), detached; `histograms` are those
+/// the sides' values name.
+fn operation_over(
+    plan: &Plan,
+    t: i64,
+    sides: Vec<Vec<Element>>,
+    histograms: &[Arc<FloatHistogram>],
+) -> Evaluated {
+    let source = Members::new(&[], histograms, t);
     let ev = Evaluator::new(&source, t);
-    let joined = match tree_value(&ev, &spread.aggregate, t, &mut vectors) {
-        Ok(Value::Vector(joined)) => finish_vector(joined),
-        Ok(other) => Err(EvalError::Unsupported(format!("not a join: {other:?}"))),
-        Err(e) => Err(e),
-    };
-    match joined {
-        Ok(joined) => {
+    match tree_value(&ev, plan, t, &mut sides.into_iter()) {
+        Ok(Value::Vector(joined)) => {
             let mut value = Value::Vector(joined);
             let held = detach(&ev, &mut value);
             (Ok(value), held)
         }
+        Ok(other) => (
+            Err(EvalError::Unsupported(format!("not a join: {other:?}"))),
+            Vec::new(),
+        ),
         Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+/// The reference's operation ([`Spread::aggregate`]) at `t` over a join's `sides`
+/// ([`operation_over`]), its result finished as the reference finishes the whole result
+/// (per element, so a part's finished result is the part of the whole's; a duplicate
+/// label set among them is the whole's error too), detached.
+fn join_over(spread: &Spread, t: i64, sides: &SideElements) -> Evaluated {
+    let vectors = sides.sides.iter().map(|side| held(side)).collect();
+    match operation_over(&spread.aggregate, t, vectors, &sides.histograms) {
+        (Ok(Value::Vector(joined)), held) => match finish_vector(joined) {
+            Ok(joined) => (Ok(Value::Vector(joined)), held),
+            Err(e) => (Err(e), Vec::new()),
+        },
+        other => other,
     }
 }
 
@@ -782,26 +898,41 @@ fn unique_sorted(mut elements: Vec<Element>) -> EvalResult<Vec<Element>> {
 }
 
 /// Combines the records of a [`Combine::Union`] evaluation: the union of their
-/// elements, which the reference refuses if two share labels.
-fn union_combined(records: Vec<Partials>) -> Evaluated {
-    let mut elements = Vec::new();
-    let mut histograms: Vec<Arc<FloatHistogram>> = Vec::new();
+/// elements, unfinished, in label order (the order the reference reads a selector's
+/// series in); finishing it ([`finish_vector`]) is the reference's check that no two
+/// share labels.
+fn union_combined(records: Vec<Part>) -> Evaluated {
+    let mut parts = Vec::new();
     for record in records {
-        let (entries, held) = match record {
-            Ok(record) => record,
-            Err(e) => return (Err(e), Vec::new()),
-        };
-        let by = histograms.len();
-        histograms.extend(held.unwrap_or_default());
-        elements.extend(
-            (entries.into_iter())
-                .map(|(labels, values)| Element::new(labels, shifted(values[0], by))),
-        );
+        match record {
+            Part::Elements(Ok(part)) => parts.push(part),
+            Part::Elements(Err(e)) | Part::Partials(Err(e)) => return (Err(e), Vec::new()),
+            Part::Partials(Ok(_)) => {
+                let e = EvalError::Unsupported("a union of partials".into());
+                return (Err(e), Vec::new());
+            }
+        }
     }
-    match unique_sorted(elements) {
-        Ok(elements) => (Ok(Value::Vector(elements)), histograms),
-        Err(e) => (Err(e), Vec::new()),
-    }
+    let mut all = merged(parts);
+    let elements = (all.sides.pop().unwrap_or_default().into_iter())
+        .map(|(labels, value, drop_name)| Element {
+            labels,
+            value,
+            drop_name,
+        })
+        .collect();
+    (Ok(Value::Vector(elements)), all.histograms)
+}
+
+/// The partials of `records` (an aggregation's, a join's owner records).
+fn partials_of(records: Vec<Part>) -> Vec<Partials> {
+    (records.into_iter())
+        .map(|record| match record {
+            Part::Partials(p) => p,
+            Part::Elements(Err(e)) => Err(e),
+            Part::Elements(Ok(_)) => Err(EvalError::Unsupported("elements as partials".into())),
+        })
+        .collect()
 }
 
 /// Combines a [`Combine::Join`] evaluation: the workers' records (empty, or a side's
@@ -881,6 +1012,22 @@ impl Spread {
         match joins.as_slice() {
             [(matching, set)] => Some((matching.clone(), *set)),
             _ => Some((common_route(&joins), true)),
+        }
+    }
+
+    /// Whether a worker evaluates local plan `i` unfinished, as the reference holds
+    /// it (names pending removal, with their flag, [`Element::drop_name`]), its
+    /// elements crossing as [`SideElement`]s, for the owner (or a joiner) to finish
+    /// where the reference finishes: a join's sides, a union's per-series plan, a
+    /// pair's per-series side.
+    pub fn sends_elements(&self, i: usize) -> bool {
+        match (self.combine, self.pair.as_deref()) {
+            (Combine::Join | Combine::Union | Combine::Pick | Combine::Gather, _) => true,
+            (Combine::Pair, Some([l, r])) => match i.checked_sub(l.local.len()) {
+                None => l.sends_elements(i),
+                Some(i) => r.sends_elements(i),
+            },
+            _ => false,
         }
     }
 
@@ -984,13 +1131,14 @@ fn union_of(plan: &Plan) -> Option<Spread> {
 
 /// A per-series plan ([`Combine::Union`]) without label functions, under operations
 /// that are not element-wise (`histogram_quantile(0.9, rate(x_bucket[5m]))`,
-/// `sort_desc(rate(x[5m]))`) that read no name labels (the reference may still hold
-/// `__name__` pending removal in its elements). The union is in label order, the
-/// order the reference reads the selector's series in, and its values are the
-/// reference's to the bit: any operation after it may run on the owner.
+/// `sort_desc(rate(x[5m]))`, `sort_by_label(rate(x[5m]), "__name__")`). The union is
+/// in label order, the order the reference reads the selector's series in, its
+/// values are the reference's to the bit and its elements hold their names as the
+/// reference holds them (pending removal, [`Part::Elements`]), so any operation after
+/// it may run on the owner, the name labels read as the reference reads them.
 fn union_after(plan: &Plan, after: Plan) -> Option<Spread> {
     let spread = union_of(plan)?;
-    if labelling(plan) || reads_names(&after) {
+    if labelling(plan) {
         return None;
     }
     Some(Spread {
@@ -1170,18 +1318,17 @@ pub fn rhs_hole() -> Plan {
 /// A vector/vector operation ([`Combine::Pair`]) of two spread aggregations, or of a
 /// spread aggregation and a per-series plan of one spreadable selector without label
 /// functions (a [`Combine::Union`] side, [`series_side`]), any matching. Not picks
-/// (their elements keep labels the reference may still hold `__name__` in). An
+/// (not analysed as a side: their groups hold several elements). An
 /// aggregation on the "one" side must not be able to hold two elements of a match
 /// group ([`unique_groups`]): the error would name them in the order the reference
 /// makes an aggregation's groups (first seen), which the owner does not know; a
 /// per-series "one" side may, as its union in label order is the order the reference
-/// reads the selector's series in. A per-series side whose elements hold their names
-/// pending removal in the reference ([`names_held`]: `rate(x[5m])`) is sent with them
-/// ([`unfinished`]), so labels, signatures and errors are the reference's; then no
-/// reads of the name labels after (the owner's result is finished). Not
-/// `group_left`/`group_right` of a name label beside a per-series side: copied into
-/// the result of an aggregation's groups, the reference may still drop it (a member of
-/// the group held its name pending removal), which the owner does not know.
+/// reads the selector's series in. A per-series side's elements cross unfinished
+/// ([`Spread::sends_elements`]), so labels, signatures and errors are the
+/// reference's, and the owner finishes the whole result. Not `group_left`/
+/// `group_right` of a name label beside a per-series side into an aggregation's groups
+/// (the "many" side): the reference may still drop the copy (a member of the group
+/// held its name pending removal), which the owner does not know.
 fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     let Plan::Binary {
         op,
@@ -1193,13 +1340,8 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    // Not `by` of `__type__`/`__unit__`: a worker's groups have dropped them where the
-    // reference holds them pending removal (a member's name pending) until the end.
-    let aggregation = |p: &Plan| {
-        let named = |s: &Spread| matches!(&s.grouping, Grouping::By(g) if g.iter().any(|l| is_name_label(l)));
-        aggregation_of(p, None).filter(|s| s.combine != Combine::Pick && !named(s))
-    };
-    let mut sides = match (aggregation(lhs), aggregation(rhs)) {
+    let aggregation = |p: &Plan| aggregation_of(p, None).filter(|s| s.combine != Combine::Pick);
+    let sides = match (aggregation(lhs), aggregation(rhs)) {
         (Some(l), Some(r)) => [l, r],
         (Some(l), None) => [l, series_side(rhs)?],
         (None, Some(r)) => [series_side(lhs)?, r],
@@ -1214,25 +1356,22 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         None => true,
         Some(m) => unique_groups(one, m),
     };
+    // A name label copied beside a per-series side into an aggregation's groups (the
+    // "many" side): the reference may still drop it at the end (a member of the group
+    // held its name pending removal, the group's flag), which the owner does not know.
+    // Into a per-series side's elements it is the reference's: they hold their flags.
     let mixed = sides.iter().any(|s| s.combine == Combine::Union);
-    let copies_names = matches!(
-        matching.as_ref().map(|m| &m.card),
-        Some(Card::ManyToOne(include) | Card::OneToMany(include))
-            if include.iter().any(|l| is_name_label(l))
-    );
-    let mut pending = false;
-    for side in sides.iter_mut().filter(|s| s.combine == Combine::Union) {
-        if names_held(&side.local[0]) == Some(true) {
-            side.local[0] = unfinished(&side.local[0]);
-            pending = true;
-        }
-    }
+    let copied_into = match matching.as_ref().map(|m| &m.card) {
+        Some(Card::ManyToOne(include)) if include.iter().any(|l| is_name_label(l)) => Some(0),
+        Some(Card::OneToMany(include)) if include.iter().any(|l| is_name_label(l)) => Some(1),
+        _ => None,
+    };
+    let copies_names = copied_into.is_some_and(|many| sides[many].combine != Combine::Union);
     if !unique
         || (mixed && copies_names)
-        || (pending && after.as_ref().is_some_and(reads_names))
         || after
             .as_ref()
-            .is_some_and(|a| ordered(a) || labels_values(a))
+            .is_some_and(|a| ordered(a) || labels_values(a) || writes_meta(a))
     {
         return None;
     }
@@ -1277,8 +1416,9 @@ fn series_side(plan: &Plan) -> Option<Spread> {
 /// still carry their name labels (`Some`: not once arithmetic dropped them, `x * 2`),
 /// and whether they hold them pending removal (`Some(true)`: under a function or `-`
 /// other than `last_over_time`/`first_over_time`, with only filters after it,
-/// `rate(x[5m])`, `abs(x) > 1`; as [`crate::promql::eval::functions`] says), where a
-/// worker's finished elements have dropped them.
+/// `rate(x[5m])`, `abs(x) > 1`; as [`crate::promql::eval::functions`] says): then an
+/// aggregation's group holds its `__type__`/`__unit__` pending removal in the
+/// reference, where a worker's finished groups have dropped them.
 fn names_held(plan: &Plan) -> Option<bool> {
     match plan {
         Plan::Vector(_) => Some(false),
@@ -1295,38 +1435,6 @@ fn names_held(plan: &Plan) -> Option<bool> {
         Plan::Binary { .. } => names_held(element_wise(plan)?.0),
         _ => names_held(element_wise(plan)?.0).map(|_| true),
     }
-}
-
-/// A pair's per-series side `plan` whose elements hold their names pending removal in
-/// the reference, as a worker evaluates it: with those names, unfinished
-/// (`label_replace` writing `__name__` from itself cancels the pending removal and
-/// changes nothing else), for the owner to remove them as the reference does, at the
-/// end ([`pair_over`]).
-fn unfinished(plan: &Plan) -> Plan {
-    let text = |s: &str| Plan::String(s.into());
-    Plan::Call {
-        func: "label_replace",
-        args: vec![
-            plan.clone(),
-            text(METRIC_NAME),
-            text("$1"),
-            text(METRIC_NAME),
-            text("(.*)"),
-        ],
-    }
-}
-
-/// Whether a pair's side is a per-series plan sent [`unfinished`] (the only label
-/// function a pair's per-series side has).
-fn sent_unfinished(side: &Spread) -> bool {
-    side.combine == Combine::Union
-        && matches!(
-            side.local.first(),
-            Some(Plan::Call {
-                func: "label_replace",
-                ..
-            })
-        )
 }
 
 /// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over a per-series plan of
@@ -1374,26 +1482,29 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
         ) => constant(p),
         (_, p) => p.is_none(),
     };
-    if !param_fits {
-        return None;
-    }
-    // A picked element keeps its own labels, which the reference may still carry
-    // `__name__` in (pending removal) where a worker's result has dropped it: no label
-    // functions after it.
-    if combine == Combine::Pick && after.as_ref().is_some_and(reads_names) {
+    // Partials combined per group are finished: the reference's groups hold their
+    // members' pending name removal, which a label function writing `__type__`/
+    // `__unit__` after them would show. (Picked and gathered members cross unfinished,
+    // and their owner finishes as the reference does.)
+    if !param_fits || (partials && after.as_ref().is_some_and(writes_meta)) {
         return None;
     }
     if matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| l == METRIC_NAME)) {
         return None;
     }
+    // Not `by` of `__type__`/`__unit__` where the members hold them pending removal
+    // (`count by (__type__) (rate(x[5m]))`): the reference's groups keep them until
+    // the end, then drops them (two groups that differ only in them are its duplicate
+    // error); a worker's groups have dropped them already.
+    let by_meta =
+        matches!(grouping, Grouping::By(labels) if labels.iter().any(|l| is_name_label(l)));
+    if partials && by_meta && names_held(expr) == Some(true) {
+        return None;
+    }
     // Over a per-series plan without label functions (two series a label function
     // makes equal are the reference's duplicate error, which no worker sees).
-    // `limit_ratio` over a selector only: it hashes its members' labels, which the
-    // reference still holds `__name__` in (pending removal) where a function dropped
-    // it, as a worker's finished elements do not.
     let (sel, _) = per_series(expr)?;
-    let plain = matches!(&**expr, Plan::Vector(_));
-    if !spreadable(sel) || labelling(expr) || (*op == AggOp::LimitRatio && !plain) {
+    if !spreadable(sel) || labelling(expr) {
         return None;
     }
     let local = match combine {
@@ -1532,6 +1643,20 @@ fn reads_names(after: &Plan) -> bool {
     })
 }
 
+/// Whether operations after the combine write `__type__`/`__unit__` (a label function
+/// whose target is one): on an aggregation's group the reference holds its members'
+/// pending name removal (the group's flag) and drops them at the end, where the
+/// owner's combined groups are finished. (Writing `__name__` cancels the removal.)
+fn writes_meta(after: &Plan) -> bool {
+    any_node(after, &|p| match p {
+        Plan::Call {
+            func: "label_replace" | "label_join",
+            args,
+        } => matches!(args.get(1), Some(Plan::String(l)) if l == "__type__" || l == "__unit__"),
+        _ => false,
+    })
+}
+
 /// Whether the result of operations after the combine depends on the order of their
 /// input's elements beyond rounding: `topk`/`bottomk`/`limitk` (ties and the first k
 /// fall in input order) and `sort`/`sort_by_label` (equal values keep it). The
@@ -1579,12 +1704,12 @@ fn any_node(plan: &Plan, is: &dyn Fn(&Plan) -> bool) -> bool {
         }
 }
 
-/// One worker's partials from its evaluations of the local plans (in order) at `t`,
-/// and, on a worker whose windows hold histograms, the members of each group of a
-/// `sum` ([`members_plan`]).
+/// One worker's partials of an aggregation combined per group ([`Combine::Fold`],
+/// [`Combine::Mean`], [`Combine::Moments`]) from its evaluations of the local plans
+/// (in order), and, on a worker whose windows hold histograms, the members of each
+/// group of a `sum` ([`members_plan`]).
 pub fn partials(
     spread: &Spread,
-    t: i64,
     values: Vec<Evaluated>,
     members: Option<EvalResult<Value>>,
 ) -> Partials {
@@ -1609,17 +1734,8 @@ pub fn partials(
     let member = |e: Element| (e.labels, vec![e.value]);
     let mut entries = Vec::new();
     match spread.combine {
-        Combine::Pick => {
-            let (picked, held) = over_members(&spread.aggregate, t, elements, &held);
-            let Value::Vector(picked) = picked? else {
-                return Err(EvalError::Unsupported("a pick of no vector".into()));
-            };
-            entries.extend(picked.into_iter().map(member));
-            return Ok((entries, (!held.is_empty()).then_some(held)));
-        }
-        Combine::Gather | Combine::Union => entries.extend(elements.into_iter().map(member)),
-        // Sent by side, or by aggregation ([`part_records`]).
-        Combine::Join | Combine::Pair => {}
+        // Sent as elements, by side, or by aggregation ([`part`], [`part_records`]).
+        Combine::Pick | Combine::Gather | Combine::Union | Combine::Join | Combine::Pair => {}
         Combine::Mean | Combine::Moments | Combine::Fold => {
             let mut groups: BTreeMap<Arc<Labels>, Vec<Element>> = BTreeMap::new();
             for e in elements {
@@ -1721,26 +1837,41 @@ fn mean_of(parts: &[Vec<f64>]) -> f64 {
 }
 
 /// Elements, at `t`, as a source for a plan reading them through [`hole`]: each a
-/// series with one sample at `t`; histogram handles name `histograms` ([`SOURCE`]).
-/// [`rhs_hole`] reads `rhs`.
+/// series with one sample at `t`, its name pending removal where the element's is
+/// (`pending`: their labels' addresses); histogram handles name `histograms`
+/// ([`SOURCE`]).
 struct Members<'a> {
     elements: &'a [Element],
-    rhs: &'a [Element],
     histograms: &'a [Arc<FloatHistogram>],
     t: i64,
+    pending: std::collections::HashSet<usize>,
+}
+
+impl<'a> Members<'a> {
+    fn new(elements: &'a [Element], histograms: &'a [Arc<FloatHistogram>], t: i64) -> Self {
+        let pending = (elements.iter())
+            .filter(|e| e.drop_name)
+            .map(|e| Arc::as_ptr(&e.labels) as usize)
+            .collect();
+        Members {
+            elements,
+            histograms,
+            t,
+            pending,
+        }
+    }
 }
 
 impl SeriesSource for Members<'_> {
-    fn select(&self, selector: &Selector, start_ms: i64, end_ms: i64) -> Selected {
+    fn names_pending(&self, labels: &Arc<Labels>) -> bool {
+        !self.pending.is_empty() && self.pending.contains(&(Arc::as_ptr(labels) as usize))
+    }
+
+    fn select(&self, _: &Selector, start_ms: i64, end_ms: i64) -> Selected {
         if self.t < start_ms || self.t > end_ms {
             return Vec::new();
         }
-        let elements = match selector.matchers.is_empty() {
-            true => self.elements,
-            false => self.rhs,
-        };
-        elements
-            .iter()
+        (self.elements.iter())
             .map(|e| (e.labels.clone(), vec![(self.t, e.value)]))
             .collect()
     }
@@ -1750,7 +1881,8 @@ impl SeriesSource for Members<'_> {
     }
 }
 
-/// `plan` (reading `elements` through [`hole`]) at `t` by the reference evaluator,
+/// `plan` (reading `elements` through [`hole`], their pending name removals kept) at
+/// `t` by the reference evaluator, finished as the reference finishes a result,
 /// detached.
 fn over_members(
     plan: &Plan,
@@ -1758,25 +1890,26 @@ fn over_members(
     elements: Vec<Element>,
     histograms: &[Arc<FloatHistogram>],
 ) -> Evaluated {
-    over_sides(plan, t, [&elements, &[]], histograms)
+    match over_held(plan, t, elements, histograms) {
+        (Ok(Value::Vector(v)), held) => match finish_vector(v) {
+            Ok(v) => (Ok(Value::Vector(v)), held),
+            Err(e) => (Err(e), Vec::new()),
+        },
+        other => other,
+    }
 }
 
-/// `plan` (reading `lhs` through [`hole`], `rhs` through [`rhs_hole`]) at `t` by the
-/// reference evaluator, detached.
-fn over_sides(
+/// [`over_members`] unfinished, as the reference holds a sub-expression's result
+/// (names pending removal stay pending).
+fn over_held(
     plan: &Plan,
     t: i64,
-    [elements, rhs]: [&[Element]; 2],
+    elements: Vec<Element>,
     histograms: &[Arc<FloatHistogram>],
 ) -> Evaluated {
-    let source = Members {
-        elements,
-        rhs,
-        histograms,
-        t,
-    };
+    let source = Members::new(&elements, histograms, t);
     let ev = Evaluator::new(&source, t);
-    match ev.instant(plan, t) {
+    match ev.eval(plan, t) {
         Ok(mut value) => {
             let held = detach(&ev, &mut value);
             (Ok(value), held)
@@ -1834,36 +1967,59 @@ fn combine(op: AggOp, parts: &[Vec<f64>]) -> f64 {
     }
 }
 
-/// Combines every worker's partials of one evaluation at `t` (and for a
-/// [`Combine::Join`] every joiner's part) into the rule's result (the element-wise
-/// operations after the aggregation included), with the native histograms it names
-/// (detached).
-fn combined(
-    spread: &Spread,
-    t: i64,
-    [records, rhs]: [Vec<Partials>; 2],
-    joined: Vec<JoinedPart>,
-) -> Evaluated {
-    let (value, histograms) = match (spread.combine, spread.op) {
-        (Combine::Pair, _) => pair_combined(spread, t, [records, rhs]),
-        (Combine::Fold, Some(op)) => fold_combined(op, records),
-        (Combine::Union, _) => union_combined(records),
-        (Combine::Join, _) => join_combined(spread, t, records, joined),
-        _ => member_combined(spread, t, records),
-    };
+/// Combines every worker's part of one evaluation at `t` (and for a
+/// [`Combine::Join`] every joiner's part) into the rule's result (the operations after
+/// the aggregation included), finished as the reference finishes a result, with the
+/// native histograms it names (detached).
+fn combined(spread: &Spread, t: i64, parts: [Vec<Part>; 2], joined: Vec<JoinedPart>) -> Evaluated {
+    let (value, histograms) = unfinished_combined(spread, t, parts, joined);
+    let unfinished = matches!(
+        spread.combine,
+        Combine::Union | Combine::Pair | Combine::Pick | Combine::Gather
+    );
     match (&spread.after, value) {
         (Some(after), Ok(Value::Vector(elements))) => {
             after_combined(after, t, elements, histograms)
         }
+        (None, Ok(Value::Vector(elements))) if unfinished => match finish_vector(elements) {
+            Ok(elements) => (Ok(Value::Vector(elements)), histograms),
+            Err(e) => (Err(e), Vec::new()),
+        },
         (_, value) => (value, histograms),
     }
 }
 
-/// `after` (element-wise operations with constant operands over [`hole`]) at `t` over
-/// the combined `elements`: step by step as an incremental map node applies them
-/// ([`Step`]) where each is one and the elements are floats (no histogram, no stale
-/// marker, which the reference's selector of the hole would drop), then finished as
-/// the reference finishes a result; else by the reference evaluator.
+/// The combined result before the operations after it: a union's and a pair's
+/// unfinished (names pending removal as the reference holds them, its duplicate check
+/// not yet made), the others' finished.
+fn unfinished_combined(
+    spread: &Spread,
+    t: i64,
+    [records, rhs]: [Vec<Part>; 2],
+    joined: Vec<JoinedPart>,
+) -> Evaluated {
+    match (spread.combine, spread.op) {
+        (Combine::Pair, _) => pair_combined(spread, t, [records, rhs]),
+        (Combine::Union, _) => union_combined(records),
+        // The reference's aggregation over the members (picked or gathered) of every
+        // worker, in label order, unfinished.
+        (Combine::Pick | Combine::Gather, _) => match union_combined(records) {
+            (Ok(Value::Vector(members)), held) => over_held(&spread.aggregate, t, members, &held),
+            other => other,
+        },
+        (Combine::Fold, Some(op)) => fold_combined(op, partials_of(records)),
+        (Combine::Join, _) => join_combined(spread, t, partials_of(records), joined),
+        _ => member_combined(spread, t, partials_of(records)),
+    }
+}
+
+/// `after` (operations with constant operands over [`hole`]) at `t` over the combined
+/// `elements` as the reference holds them (a union's or a pair's unfinished, names
+/// pending removal): step by step as an incremental map node applies them ([`Step`],
+/// which keep a pending removal pending) where each is one and the elements are floats
+/// (no histogram, no stale marker, which the reference's selector of the hole would
+/// drop); else by the reference evaluator, its selection of the hole keeping the
+/// removals pending ([`Members`]); then finished as the reference finishes a result.
 fn after_combined(
     after: &Plan,
     t: i64,
@@ -1894,18 +2050,20 @@ fn steps_of(plan: &Plan) -> Option<Vec<Step>> {
     Some(steps)
 }
 
-/// Combines the partials of a [`Combine::Pair`] rule: each side's (an aggregation's
-/// groups, a per-series side's union in label order; the left's error first, as the
-/// reference evaluates it first), then the operation over the two.
-fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Evaluated {
+/// Combines the parts of a [`Combine::Pair`] rule: each side's (an aggregation's
+/// groups, a per-series side's union in label order, unfinished; the left's error
+/// first, as the reference evaluates it first), then the reference's operation over
+/// the two ([`operation_over`], as a join's), unfinished: the owner finishes the whole
+/// result, as the reference does.
+fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Part>; 2]) -> Evaluated {
     let Some([l, r]) = spread.pair.as_deref() else {
         return (
             Err(EvalError::Unsupported("a pair of no pair".into())),
             Vec::new(),
         );
     };
-    let (left, mut histograms) = combined(l, t, [lhs, Vec::new()], Vec::new());
-    let (right, held) = combined(r, t, [rhs, Vec::new()], Vec::new());
+    let (left, mut histograms) = unfinished_combined(l, t, [lhs, Vec::new()], Vec::new());
+    let (right, held) = unfinished_combined(r, t, [rhs, Vec::new()], Vec::new());
     let (left, right) = match (left, right) {
         (Err(e), _) | (_, Err(e)) => return (Err(e), Vec::new()),
         (Ok(Value::Vector(left)), Ok(Value::Vector(right))) => (left, right),
@@ -1916,59 +2074,16 @@ fn pair_combined(spread: &Spread, t: i64, [lhs, rhs]: [Vec<Partials>; 2]) -> Eva
     };
     let by = histograms.len();
     histograms.extend(held);
-    let right: Vec<Element> = right
-        .into_iter()
-        .map(|e| Element::new(e.labels, shifted(e.value, by)))
-        .collect();
-    let unfinished = [l, r].into_iter().any(sent_unfinished);
-    pair_over(
-        &spread.aggregate,
-        t,
-        [&left, &right],
-        &histograms,
-        unfinished,
-    )
-}
-
-/// A pair's operation `plan` (over [`hole`], left, and [`rhs_hole`], right) at `t` by
-/// the reference evaluator over the two sides' combined results, detached. Where a
-/// per-series side came [`unfinished`] (its names pending removal in the reference),
-/// every element of the result has its names removed at the end, as the reference's
-/// has: only that side's labels hold names (a copy from the other side, `group_left
-/// (__name__)`, is not spread), and every element of it holds them pending.
-fn pair_over(
-    plan: &Plan,
-    t: i64,
-    [elements, rhs]: [&[Element]; 2],
-    histograms: &[Arc<FloatHistogram>],
-    unfinished: bool,
-) -> Evaluated {
-    if !unfinished {
-        return over_sides(plan, t, [elements, rhs], histograms);
-    }
-    let source = Members {
-        elements,
-        rhs,
-        histograms,
-        t,
-    };
-    let ev = Evaluator::new(&source, t);
-    let value = ev.eval(plan, t).and_then(|value| match value {
-        Value::Vector(v) => {
-            let pending = v
-                .into_iter()
-                .map(|e| Element::name_dropped(e.labels, e.value));
-            finish_vector(pending.collect()).map(Value::Vector)
-        }
-        other => Ok(other),
-    });
-    match value {
-        Ok(mut value) => {
-            let held = detach(&ev, &mut value);
-            (Ok(value), held)
-        }
-        Err(e) => (Err(e), Vec::new()),
-    }
+    // As the reference's selections of the sides, without stale markers.
+    let left = (left.into_iter()).filter(|e| !is_stale_marker(e.value));
+    let right = (right.into_iter())
+        .filter(|e| !is_stale_marker(e.value))
+        .map(|e| Element {
+            value: shifted(e.value, by),
+            ..e
+        });
+    let sides = vec![left.collect(), right.collect()];
+    operation_over(&spread.aggregate, t, sides, &histograms)
 }
 
 /// Combines the partials of a rule that is not [`Combine::Fold`].
@@ -1992,9 +2107,6 @@ fn member_combined(spread: &Spread, t: i64, records: Vec<Partials>) -> Evaluated
         }
     }
     members.sort_by(|a, b| a.labels.cmp(&b.labels));
-    if matches!(spread.combine, Combine::Pick | Combine::Gather) {
-        return over_members(&spread.aggregate, t, members, &histograms);
-    }
     let mut elements = Vec::new();
     // `avg`: groups of gathered members (a worker's part held a histogram) by the
     // reference; a group of floats on one worker and histograms on another yields
@@ -2149,7 +2261,7 @@ pub fn combine_partials<'scope>(
                             }
                         }
                     });
-                    type Parts = ([Vec<Partials>; 2], Vec<JoinedPart>);
+                    type Parts = ([Vec<Part>; 2], Vec<JoinedPart>);
                     let mut evaluations: BTreeMap<(RuleId, i64), Parts> = BTreeMap::new();
                     // Every entry of this time's records before any is decoded.
                     let mut arrived = records.remove(&time).unwrap_or_default();
@@ -2389,6 +2501,8 @@ mod tests {
             "avg by (job) (rate(x[5m])) * 100",
             "100 - avg(x) * 100 > 90",
             "-topk(2, x)",
+            // Picked members cross unfinished: the name labels read after them.
+            "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
         ] {
             assert!(matches!(spread(q), Some((_, true))), "{q}");
         }
@@ -2397,7 +2511,6 @@ mod tests {
             "sum by (__name__) (x)",
             "topk(scalar(y), x)",
             "sum(x @ 100)",
-            "label_replace(topk(1, x), \"a\", \"$1\", \"__name__\", \"(.*)\")",
         ] {
             assert_eq!(spread(q), None, "{q}");
         }
@@ -2480,6 +2593,24 @@ mod tests {
             ("topk(5, sort(x > 1))", (Union, true)),
             ("scalar(x)", (Union, true)),
             ("histogram_count(sort(h))", (Union, true)),
+            // The name labels read after it: its elements cross unfinished.
+            (
+                "label_replace(sort(rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+                (Union, true),
+            ),
+            ("count by (__name__) (sort(x))", (Union, true)),
+            ("limit_ratio(0.5, sort(rate(x[5m])))", (Union, true)),
+            // Picked members cross unfinished too; `limit_ratio` hashes their labels
+            // as the reference holds them.
+            ("limit_ratio(0.5, x * 2)", (Pick, false)),
+            ("limit_ratio(0.5, rate(x[5m]))", (Pick, false)),
+            (
+                "label_replace(topk(2, rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
+                (Pick, true),
+            ),
+            ("count by (__name__) (topk(2, x))", (Pick, true)),
+            ("sort_by_label(topk(2, rate(x[5m])), \"__name__\")", (Pick, true)),
+            ("limit_ratio(0.5, topk(3, rate(x[5m])))", (Pick, true)),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2495,9 +2626,6 @@ mod tests {
             // Label functions inside the aggregation.
             "sum(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
             "count(label_replace(x, \"a\", \"\", \"a\", \".*\") > 1)",
-            // It hashes labels the reference may hold a pending name in.
-            "limit_ratio(0.5, x * 2)",
-            "limit_ratio(0.5, rate(x[5m]))",
             // Other series, other operands, their labels from the matchers, ranges.
             "absent(sum(x))",
             "absent_over_time(sum(x)[5m:])",
@@ -2509,10 +2637,7 @@ mod tests {
             "max_over_time(sum(x)[5m:1m] @ 100)",
             "sum(max_over_time(x[5m:1m] @ 100))",
             "sum(x) and on () vector(1)",
-            // Names pending removal in the reference (a pick's, a join's elements).
-            "label_replace(topk(2, rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
-            "count by (__name__) (topk(2, x))",
-            "sort_by_label(topk(2, rate(x[5m])), \"__name__\")",
+            // Names pending removal in the reference (a join's elements).
             "label_replace(a / b, \"a\", \"\", \"a\", \".*\")",
             "count by (__name__) (a / b)",
             // The order of a join's or a pair's groups.
@@ -2520,13 +2645,9 @@ mod tests {
             "sort(sum by (job) (a) / sum by (job) (b))",
             // Labels of a pair's values, combined within rounding.
             "count_values(\"v\", sum(a) / sum(b))",
-            // A per-series plan with label functions, or its names read, under
-            // operations that are not element-wise.
+            // A per-series plan with label functions under operations that are not
+            // element-wise.
             "sort(label_replace(x, \"a\", \"\", \"a\", \".*\"))",
-            "label_replace(sort(rate(x[5m])), \"a\", \"$1\", \"__name__\", \"(.*)\")",
-            "count by (__name__) (sort(x))",
-            "limit_ratio(0.5, sort(rate(x[5m])))",
-            "limit_ratio(0.5, topk(3, rate(x[5m])))",
             "limit_ratio(0.5, a / b)",
             "sort(x{job=\"a\"} or y)",
             // An aggregation over a nested one that is not spread.
@@ -2619,6 +2740,22 @@ mod tests {
                 "rate(b[5m]) / ignoring (__type__) group_left sum without (instance) (a)",
                 (Pair, false),
             ),
+            // The name labels read after a side that holds names pending removal: its
+            // elements cross and stay unfinished up to the end, as the reference's.
+            (
+                "label_replace(rate(b[5m]) > on (job) group_left sum by (job) (a), \"x\", \"$1\", \"__name__\", \"(.*)\")",
+                (Pair, true),
+            ),
+            ("sum by (__type__, job) (a) / on (job) group_left b", (Pair, false)),
+            // A name label copied into a per-series side's elements.
+            (
+                "b / on (job) group_left (__name__) sum by (job) (a)",
+                (Pair, false),
+            ),
+            (
+                "sum by (job) (a) < on (job) group_right (__type__) abs(b)",
+                (Pair, false),
+            ),
         ] {
             assert_eq!(spread(q), Some(how), "{q}");
         }
@@ -2648,12 +2785,10 @@ mod tests {
             "b / on (job) group_left sum by (job, i) (a)",
             "b / on (job) group_left sum without (i) (a)",
             "b / ignoring (i) group_left count_values without (j) (\"v\", a)",
-            // A name label copied beside a per-series side; the name labels read after
-            // a side that holds names pending removal.
-            "b / on (job) group_left (__name__) sum by (job) (a)",
+            // A name label copied beside a per-series side; an aggregation by a
+            // metadata label its members hold pending removal.
             "sum by (__type__, job) (rate(a[5m])) / on (job) group_left b",
             "sum by (job) (a) / on (job) group_left (__name__) b",
-            "label_replace(rate(b[5m]) > on (job) group_left sum by (job) (a), \"x\", \"$1\", \"__name__\", \"(.*)\")",
             // A label function in the per-series side, an order after.
             "label_replace(b, \"a\", \"\", \"a\", \".*\") / on (job) group_left sum by (job) (a)",
             "topk(1, b / on (job) group_left sum by (job) (a))",
@@ -2795,14 +2930,12 @@ mod tests {
                         }
                         part
                     };
-                    let mut to_owner: [Vec<Partials>; 2] = Default::default();
+                    let mut to_owner: [Vec<Part>; 2] = Default::default();
                     let mut to_joiner: BTreeMap<u64, Vec<SideElements>> = BTreeMap::new();
                     for w in 0..workers {
                         let part = mine(w);
-                        let values = rule
-                            .local
-                            .iter()
-                            .map(|l| (local(&rule, &Evaluator::new(&part, t), l, t), Vec::new()))
+                        let values = (0..rule.local.len())
+                            .map(|i| (local(&rule, &Evaluator::new(&part, t), i, t), Vec::new()))
                             .collect();
                         let members = rule.local.iter().map(|_| None).collect();
                         let id = (RuleId(1), 0, t);
@@ -2872,28 +3005,7 @@ mod tests {
     /// word.
     #[test]
     fn joins_and_set_operators_over_type_and_unit_labels_of_any_split_are_the_reference() {
-        use crate::promql::testscript::store::MemStorage;
-        let mut store = MemStorage::default();
-        let series: [(&str, &[(&str, &str)]); 9] = [
-            ("a", &[("__type__", "counter"), ("__unit__", "request")]),
-            ("a", &[("__type__", "gauge"), ("__unit__", "request")]),
-            ("a", &[("__type__", "counter")]),
-            ("a", &[("__type__", "gauge")]),
-            ("a", &[]),
-            ("b", &[("__type__", "counter"), ("__unit__", "request")]),
-            ("b", &[]),
-            ("b", &[("__type__", "gauge")]),
-            ("b", &[("__unit__", "request")]),
-        ];
-        for (i, (name, meta)) in series.iter().enumerate() {
-            // Series 2 and 3 differ only in their metadata labels.
-            let instance = format!("h{}", [0, 1, 2, 2, 4, 0, 1, 2, 3][i]);
-            let mut pairs = vec![("__name__", *name), ("instance", &instance), ("job", "j")];
-            pairs.extend(meta.iter().copied());
-            let labels = Labels::from_strs(&pairs);
-            let points = (0..4).map(|k| (k * 15_000, (i as f64 + 1.0) * k as f64));
-            store.series.insert(Arc::new(labels), points.collect());
-        }
+        let store = type_and_unit_store();
         let queries = [
             "a and b",
             "a or b",
@@ -2944,6 +3056,186 @@ mod tests {
         // Results with elements, and errors (a duplicate label set once the names are
         // dropped, two many-to-one matches).
         assert_eq!(outcomes, (16, 3));
+    }
+
+    /// Series `a` and `b` with and without `__type__`/`__unit__` labels, two of `a`
+    /// (instance `h2`) differing only in them.
+    fn type_and_unit_store() -> crate::promql::testscript::store::MemStorage {
+        let mut store = crate::promql::testscript::store::MemStorage::default();
+        let series: [(&str, &[(&str, &str)]); 9] = [
+            ("a", &[("__type__", "counter"), ("__unit__", "request")]),
+            ("a", &[("__type__", "gauge"), ("__unit__", "request")]),
+            ("a", &[("__type__", "counter")]),
+            ("a", &[("__type__", "gauge")]),
+            ("a", &[]),
+            ("b", &[("__type__", "counter"), ("__unit__", "request")]),
+            ("b", &[]),
+            ("b", &[("__type__", "gauge")]),
+            ("b", &[("__unit__", "request")]),
+        ];
+        for (i, (name, meta)) in series.iter().enumerate() {
+            // Series 2 and 3 differ only in their metadata labels.
+            let instance = format!("h{}", [0, 1, 2, 2, 4, 0, 1, 2, 3][i]);
+            let mut pairs = vec![("__name__", *name), ("instance", &instance), ("job", "j")];
+            pairs.extend(meta.iter().copied());
+            let labels = Labels::from_strs(&pairs);
+            let points = (0..4).map(|k| (k * 15_000, (i as f64 + 1.0) * k as f64));
+            store.series.insert(Arc::new(labels), points.collect());
+        }
+        store
+    }
+
+    /// Pairs of an aggregation and a per-series plan over series of one name that
+    /// differ only in `__type__`/`__unit__`: the per-series side's elements cross as
+    /// the reference holds them (names pending removal, or dropped at once by
+    /// arithmetic with a constant, `rate(a[1m]) * 2`, two of them then with one label
+    /// set), the owner runs the reference's operation over them and finishes the whole
+    /// result: the reference's, errors word for word, over every split.
+    #[test]
+    fn pairs_over_type_and_unit_labels_of_any_split_are_the_reference() {
+        let store = type_and_unit_store();
+        let queries = [
+            // Names dropped at once: two elements with one label set on the worker.
+            "rate(a[1m]) * 2 / on (job) group_left sum by (job) (b)",
+            "(a * 2) > on (instance) group_left max by (instance) (b)",
+            "max by (instance) (b) < on (instance) group_right () (rate(a[1m]) * 2)",
+            "sum by (instance) (b) / on (instance) group_left () (rate(a[1m]) * 2)",
+            "sum by (instance) (b) + on (instance) group_left () (a * 2)",
+            "(a{instance!=\"h2\"} * 2) / on (job) group_left sum by (job) (b)",
+            "(a * 2) and on (instance) sum by (instance) (b)",
+            "sum by (instance) (b) or on (instance) (rate(a[1m]) * 2)",
+            // Names pending removal.
+            "rate(a[1m]) / on (job) group_left sum by (job) (b)",
+            "rate(a[1m]) > on (instance) group_left max by (instance) (b)",
+            "abs(a) >= ignoring (__type__) group_left max by (instance, job) (b)",
+            "rate(a[1m]) > on (instance) group_left max by (instance) (b) > 0.05",
+            "sum by (instance) (b) / on (instance) group_left abs(a)",
+            "abs(a) unless on (instance) sum by (instance) (b)",
+            "rate(a{instance!=\"h2\"}[1m]) < on (instance) group_left max by (instance) (b)",
+            "sum by (instance) (b) / on (instance) group_left () abs(a{instance!=\"h2\"})",
+            // Names kept.
+            "a / on (instance) group_left sum by (instance) (b)",
+            "last_over_time(a[1m]) > on (job) group_left min by (job) (b)",
+            "sum by (__type__, job) (b) / on (job) group_left a",
+            // The name labels read after a side with names pending.
+            "label_replace(rate(a{instance!=\"h2\"}[1m]) < on (instance) group_left max by (instance) (b), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+            "count by (__type__, instance) (abs(a{instance!=\"h2\"}) >= on (job) group_left min by (job) (b))",
+            "count by (__type__) (abs(a) > on (instance) group_left max by (instance) (b))",
+            // Name labels copied into a per-series side's elements (from an
+            // aggregation, which has none: they are dropped).
+            "abs(a{instance!=\"h2\"}) < on (instance) group_left (__name__, __type__) max by (instance) (b)",
+            "min by (instance) (b) > on (instance) group_right (__name__) rate(a{instance!=\"h2\"}[1m])",
+            "a / on (instance) group_left (__unit__) sum by (instance) (b)",
+        ];
+        let t = 45_000;
+        let mut outcomes = (0, 0);
+        for q in queries {
+            let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            assert_eq!(rule.combine, Combine::Pair, "{q}");
+            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
+            match &want {
+                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+                _ => {}
+            }
+            for workers in 1..=4usize {
+                for shift in 0..workers {
+                    let got = split_run(&rule, &store, t, workers, shift).0;
+                    match (&got, &want) {
+                        (Ok(g), Ok(w)) => assert_eq!(
+                            labelled(g),
+                            labelled(w),
+                            "{q} on {workers} workers, shift {shift}"
+                        ),
+                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
+                    }
+                }
+            }
+        }
+        // Results with elements, and errors (many-to-one matches and duplicates on
+        // the "one" side of two elements with one label set, duplicate label sets once
+        // the names are dropped).
+        assert_eq!(outcomes, (8, 11));
+    }
+
+    /// A per-series plan under operations that read the name labels (which the
+    /// reference may hold pending removal), picks and gathers (their members crossing
+    /// unfinished, the name labels read after them), and aggregations by the metadata
+    /// labels, of series of one name that differ only in `__type__`/`__unit__`: the
+    /// reference's, over every split, errors word for word.
+    #[test]
+    fn unions_and_aggregations_over_type_and_unit_labels_of_any_split_are_the_reference() {
+        let store = type_and_unit_store();
+        let queries = [
+            "label_replace(sort(rate(a{instance!=\"h2\"}[1m])), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+            "label_replace(sort(rate(a[1m])), \"n\", \"$1\", \"__type__\", \"(.*)\")",
+            "sort_by_label(abs(a), \"__type__\", \"__unit__\")",
+            "count by (__name__) (sort(rate(a[1m])))",
+            "count by (__type__) (sort(abs(a)))",
+            "limit_ratio(0.5, sort(rate(a[1m])))",
+            "limit_ratio(-0.5, sort(rate(a[1m])))",
+            "count by (__type__) (a)",
+            "count by (__type__) (a * 2)",
+            "sum by (__unit__, instance) (last_over_time(a[1m]))",
+            "label_replace(sort(rate(a{instance!=\"h2\"}[1m])), \"__type__\", \"t\", \"\", \"\")",
+            // Picked and gathered members cross unfinished.
+            "topk(2, rate(a[1m]))",
+            "topk(3, abs(a{instance!=\"h2\"}))",
+            "bottomk by (__type__) (1, abs(a))",
+            "label_replace(topk(1, rate(a[1m])), \"n\", \"$1\", \"__name__\", \"(.*)\")",
+            "count by (__type__) (topk(5, abs(a)))",
+            "limit_ratio(0.5, rate(a{instance!=\"h2\"}[1m]))",
+            "limit_ratio(-0.5, abs(a{instance!=\"h2\"}))",
+            "limitk by (__unit__) (1, rate(a[1m]))",
+            "quantile by (__type__) (0.5, rate(a[1m]))",
+            "quantile by (__type__, instance) (0.5, abs(a))",
+            "count_values by (__type__) (\"v\", abs(a))",
+            "label_replace(quantile by (job) (0.5, rate(a[1m])), \"__type__\", \"t\", \"\", \"\")",
+        ];
+        let t = 45_000;
+        let mut outcomes = (0, 0);
+        for q in queries {
+            let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
+            match &want {
+                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
+                Err(_) => outcomes.1 += 1,
+                _ => {}
+            }
+            for workers in 1..=4usize {
+                for shift in 0..workers {
+                    let got = split_run(&rule, &store, t, workers, shift).0;
+                    match (&got, &want) {
+                        (Ok(g), Ok(w)) => assert_eq!(
+                            labelled(g),
+                            labelled(w),
+                            "{q} on {workers} workers, shift {shift}"
+                        ),
+                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
+                    }
+                }
+            }
+        }
+        assert_eq!(outcomes, (17, 6));
+        // The metadata labels of groups the reference holds pending removal (at the
+        // end, two groups that differ only in them are its duplicate error; a worker
+        // holding one of them finishes its group, and the owner adds up the workers'
+        // groups as one).
+        for q in [
+            "count by (__type__) (rate(a[1m]))",
+            "sum by (__unit__) (abs(a))",
+        ] {
+            assert!(spread_rule(q).is_none(), "{q}");
+        }
+        // `__type__`/`__unit__` written on an aggregation's groups, which hold their
+        // members' pending removal in the reference (it drops them at the end).
+        for q in [
+            "label_replace(sum by (job) (rate(a[1m])), \"__type__\", \"t\", \"\", \"\")",
+            "label_join(sum by (job) (rate(a[1m]) * 2), \"__unit__\", \"\", \"job\")",
+            "label_replace(sum by (instance) (rate(a[1m])) / on (instance) group_left b, \"__type__\", \"t\", \"\", \"\")",
+        ] {
+            assert!(spread_rule(q).is_none(), "{q}");
+        }
     }
 
     /// A join inside a join routes its leaves' elements by the labels all its
@@ -3022,12 +3314,13 @@ mod tests {
         assert_eq!(outcomes, (5, 1));
     }
 
-    /// A worker's local plan `l` of `rule` at `t` by the reference `ev`, as a rule
-    /// host evaluates it: a join's side unfinished (as the reference holds it).
-    fn local(rule: &Spread, ev: &Evaluator<'_>, l: &Plan, t: i64) -> EvalResult<Value> {
-        match rule.combine {
-            Combine::Join => ev.eval(l, t),
-            _ => ev.instant(l, t),
+    /// A worker's local plan `i` of `rule` at `t` by the reference `ev`, as a rule
+    /// host evaluates it: one whose elements cross as [`SideElement`]s unfinished (as
+    /// the reference holds it).
+    fn local(rule: &Spread, ev: &Evaluator<'_>, i: usize, t: i64) -> EvalResult<Value> {
+        match rule.sends_elements(i) {
+            true => ev.eval(&rule.local[i], t),
+            false => ev.instant(&rule.local[i], t),
         }
     }
 
@@ -3059,7 +3352,7 @@ mod tests {
         shift: usize,
     ) -> Evaluated {
         use crate::promql::testscript::store::MemStorage;
-        let mut to_owner: [Vec<Partials>; 2] = Default::default();
+        let mut to_owner: [Vec<Part>; 2] = Default::default();
         let mut to_joiner: BTreeMap<u64, Vec<SideElements>> = BTreeMap::new();
         let (mut sent, mut received) = (SentIds::default(), ReceivedLabels::default());
         for w in 0..workers {
@@ -3073,8 +3366,8 @@ mod tests {
                 }
             }
             let ev = Evaluator::new(&part, t);
-            let values = (rule.local.iter())
-                .map(|l| match local(rule, &ev, l, t) {
+            let values = (0..rule.local.len())
+                .map(|i| match local(rule, &ev, i, t) {
                     Ok(mut v) => {
                         let held = detach(&ev, &mut v);
                         (Ok(v), held)
@@ -3496,11 +3789,9 @@ mod tests {
                                     part.series.insert(l.clone(), s.clone());
                                 }
                             }
-                            let values = rule
-                                .local
-                                .iter()
-                                .map(|l| {
-                                    (local(&rule, &Evaluator::new(&part, t), l, t), Vec::new())
+                            let values = (0..rule.local.len())
+                                .map(|i| {
+                                    (local(&rule, &Evaluator::new(&part, t), i, t), Vec::new())
                                 })
                                 .collect();
                             let id = (RuleId(1), 0, t);
@@ -3561,8 +3852,8 @@ mod tests {
     fn partials_combine_per_group() {
         let l = |v: &str| Arc::new(Labels::from_strs(&[("job", v)]));
         let sum = spread_rule("sum by (job) (x)").unwrap();
-        let a: Partials = Ok((vec![(l("a"), vec![1.0]), (l("b"), vec![4.0])], None));
-        let b: Partials = Ok((vec![(l("a"), vec![2.0])], None));
+        let a = Part::Partials(Ok((vec![(l("a"), vec![1.0]), (l("b"), vec![4.0])], None)));
+        let b = Part::Partials(Ok((vec![(l("a"), vec![2.0])], None)));
         let got = combined(&sum, 0, [vec![a.clone(), b.clone()], vec![]], vec![])
             .0
             .unwrap();
@@ -3570,7 +3861,7 @@ mod tests {
             labelled(&got),
             vec![("{job=\"a\"}".into(), 3.0), ("{job=\"b\"}".into(), 4.0)]
         );
-        let err: Partials = Err(EvalError::Execution("boom".into()));
+        let err = Part::Partials(Err(EvalError::Execution("boom".into())));
         assert!(combined(&sum, 0, [vec![a, err, b], vec![]], vec![])
             .0
             .is_err());
@@ -3623,16 +3914,11 @@ mod tests {
             for q in queries {
                 let rule = spread_rule(q).unwrap();
                 let plan = parse(q).unwrap();
-                let store = Members {
-                    elements: &series,
-                    rhs: &[],
-                    histograms: &[],
-                    t: 0,
-                };
+                let store = Members::new(&series, &[], 0);
                 let want = Evaluator::new(&store, 0).instant(&plan, 0).unwrap();
                 for workers in 1..=4usize {
                     for shift in 0..workers {
-                        let records: Vec<Partials> = (0..workers)
+                        let records: Vec<Part> = (0..workers)
                             .map(|w| {
                                 let mine: Vec<Element> = elements
                                     .iter()
@@ -3641,7 +3927,7 @@ mod tests {
                                     .map(|(_, e)| e.clone())
                                     .collect();
                                 let local = over_members(&rule.local[0], 0, mine, &[]);
-                                partials(&rule, 0, vec![local], None)
+                                part(&rule, 0, vec![local], None)
                             })
                             .collect();
                         let got = combined(&rule, 0, [records, vec![]], vec![]).0.unwrap();

@@ -78,6 +78,16 @@ pub trait SeriesSource {
     fn histogram(&self, _index: u32) -> Option<Arc<FloatHistogram>> {
         None
     }
+
+    /// Whether the series `labels` (as one `select` returned them) is an element whose
+    /// name is pending removal ([`Element::drop_name`]): a source of elements held as
+    /// the reference holds a sub-expression's, unfinished (a spread rule's owner
+    /// running the operations after its combined result,
+    /// [`crate::render::spread`]). An instant selection of it keeps the removal
+    /// pending. Default: none (stored series).
+    fn names_pending(&self, _labels: &Arc<Labels>) -> bool {
+        false
+    }
 }
 
 /// One element of an instant vector.

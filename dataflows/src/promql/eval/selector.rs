@@ -89,7 +89,11 @@ pub fn instant(ev: &Evaluator<'_>, sel: &VectorSel, t: i64) -> Vec<Element> {
     }
     instant_with_ts(ev, sel, t)
         .into_iter()
-        .map(|(labels, _, value)| Element::new(labels, value))
+        .map(|(labels, _, value)| Element {
+            drop_name: ev.source.names_pending(&labels),
+            labels,
+            value,
+        })
         .collect()
 }
 

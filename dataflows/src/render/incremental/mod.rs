@@ -38,9 +38,10 @@
 //! [`result_labels`] and [`matched_element`]. Keys carry their labels' hash ([`LabelsKey`]), so
 //! the maps of series, elements and groups never rehash label sets. A spread join's
 //! joiner ([`crate::render::spread`]) keeps the same matching over the side elements
-//! it receives whole at each evaluation ([`SpreadJoin`]), and its sides are evaluated
-//! unordered and unfinished, as the reference holds them, their labels kept
-//! ([`IncrementalRule::evaluate_unordered`]).
+//! it receives whole at each evaluation ([`SpreadJoin`]), and its sides (as every
+//! spread part whose elements cross unfinished: a union's, a pick's or a gather's
+//! members, a pair's per-series side) are evaluated unordered and unfinished, as the
+//! reference holds them, their labels kept ([`IncrementalRule::evaluate_unordered`]).
 //!
 //! Native histograms (`sum by (job) (rate(h[5m]))` over native-histogram series): an
 //! element may be a histogram, its value a handle `(SOURCE, i)` naming slot `i` of its
@@ -718,7 +719,9 @@ impl IncrementalRule {
     /// unfinished, as the reference holds a sub-expression's (a name pending removal
     /// still there, with [`Element::drop_name`]), their labels the same `Arc` while an
     /// element's labels do not change: a spread join's side, which its joiners match as
-    /// the reference matches the sides and file by labels ([`SpreadJoin`]). Costs what
+    /// the reference matches the sides and file by labels ([`SpreadJoin`]), and every
+    /// other spread part whose elements cross unfinished, for the owner to finish
+    /// ([`crate::render::spread::Spread::sends_elements`]). Costs what
     /// changed and a copy of the result, where [`IncrementalRule::evaluate`] also sorts
     /// it, makes every name-dropped label set again and checks them for duplicates
     /// (which the reference checks only once the whole result is finished).
