@@ -170,6 +170,7 @@ fn engine_run(
         lookback_ms: 300_000,
         cluster: None,
         spread_joins: false,
+        spread_owner_bound: false,
     })
     .expect("engine starts");
     let handles: Vec<_> = (0..rules)
@@ -472,6 +473,7 @@ fn recording_bulk(rule_expr: &str, series: usize, evaluations: u64, feeders: usi
             cluster: None,
             // As promflow: a join of two per-series plans is spread too.
             spread_joins: true,
+            spread_owner_bound: std::env::var_os("RULES_SPREAD_OWNER_BOUND").is_some(),
         })
         .expect("engine starts");
         let rule = engine
@@ -596,6 +598,7 @@ fn histogram_rate_run(
         lookback_ms: 300_000,
         cluster: None,
         spread_joins: false,
+        spread_owner_bound: false,
     })
     .expect("engine starts");
     let rule = engine

@@ -114,6 +114,7 @@ fn placement(query: &str) -> &'static str {
         home_process: 0,
         process_workers: 2,
         spread_joins: true,
+        spread_owner_bound: false,
         seeded: false,
     };
     match RuleSpec::analyse(&def, 2) {

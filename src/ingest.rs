@@ -487,6 +487,7 @@ mod tests {
             lookback_ms: 300_000,
             cluster: None,
             spread_joins: true,
+            spread_owner_bound: false,
         })
         .unwrap();
         Ingester::new(

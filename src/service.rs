@@ -350,6 +350,7 @@ impl Service {
             lookback_ms: options.lookback_delta.as_millis() as i64,
             cluster: options.cluster.engine_config(),
             spread_joins: true,
+            spread_owner_bound: false,
         })?);
         let metrics = Arc::new(SelfMetrics::default());
         metrics

@@ -81,6 +81,14 @@ pub struct EngineConfig {
     /// kept state, on another machine, spread took 2.4–2.9× the owned join's CPU and
     /// more wall time than it).
     pub spread_joins: bool,
+    /// Whether a rule is spread even where its owner would run the reference's
+    /// evaluation over every element of its series at every evaluation
+    /// ([`crate::render::spread::Spread::owner_bound`]: a per-series plan under
+    /// operations that are not element-wise, `quantile`/`count_values`, a pair with a
+    /// per-series side, a join under operations that are not element-wise). Off in
+    /// promflow: such rules measured slower than owned (README, "Part 4"); on in the
+    /// conformance suite's spread mode and the tests of those shapes.
+    pub spread_owner_bound: bool,
 }
 
 /// A timely cluster of processes (timely's `CommunicationConfig::Cluster`): every
@@ -183,6 +191,7 @@ pub struct Engine {
     processes: usize,
     lookback_ms: i64,
     spread_joins: bool,
+    spread_owner_bound: bool,
     worker_frontiers: Arc<Vec<AtomicU64>>,
     rule_retained: Arc<Vec<AtomicU64>>,
     rule_counters: Arc<RuleCounters>,
@@ -491,6 +500,7 @@ impl Engine {
             processes,
             lookback_ms: config.lookback_ms,
             spread_joins: config.spread_joins,
+            spread_owner_bound: config.spread_owner_bound,
             worker_frontiers,
             rule_retained,
             rule_counters,
@@ -607,7 +617,7 @@ impl Engine {
     /// use dataflows::render::RuleSchedule;
     /// use std::sync::Arc;
     ///
-    /// let engine = Engine::start(EngineConfig { workers: 2, lookback_ms: 300_000, cluster: None, spread_joins: false }).unwrap();
+    /// let engine = Engine::start(EngineConfig { workers: 2, lookback_ms: 300_000, cluster: None, spread_joins: false, spread_owner_bound: false }).unwrap();
     /// let rule = engine
     ///     .register(parse("sum(x)").unwrap(), RuleSchedule::At { at_ms: 1_000 })
     ///     .unwrap();
@@ -722,6 +732,7 @@ impl Engine {
             home_process: self.process_id,
             process_workers: self.workers,
             spread_joins: self.spread_joins,
+            spread_owner_bound: self.spread_owner_bound,
             seeded: history.is_some(),
         };
         // The same analysis every operator makes of the change: refused here, the
@@ -971,6 +982,7 @@ mod tests {
             lookback_ms: 300_000,
             cluster: None,
             spread_joins: false,
+            spread_owner_bound: false,
         })
         .unwrap();
         let batch: Vec<Sample> = (0..50)
@@ -999,6 +1011,7 @@ mod tests {
             lookback_ms: 300_000,
             cluster: None,
             spread_joins: false,
+            spread_owner_bound: false,
         })
         .unwrap();
         engine.advance_watermark(10_000);
@@ -1015,6 +1028,7 @@ mod tests {
             lookback_ms: 300_000,
             cluster: None,
             spread_joins: false,
+            spread_owner_bound: false,
         })
         .unwrap();
         engine.feed(vec![
@@ -1047,6 +1061,7 @@ mod tests {
             lookback_ms: 300_000,
             cluster: None,
             spread_joins: false,
+            spread_owner_bound: false,
         })
         .unwrap();
         let calls = Arc::new(AtomicU64::new(0));
@@ -1093,6 +1108,7 @@ mod tests {
             lookback_ms: 300_000,
             cluster: None,
             spread_joins: false,
+            spread_owner_bound: false,
         })
         .unwrap();
         let counter = calls.clone();
@@ -1142,6 +1158,7 @@ mod tests {
             lookback_ms: 300_000,
             cluster: None,
             spread_joins: false,
+            spread_owner_bound: false,
         })
         .unwrap();
         let rule = engine

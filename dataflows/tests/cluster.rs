@@ -214,6 +214,7 @@ fn two_processes_deliver_what_one_does() {
                     lookback_ms: 300_000,
                     cluster: Some(cluster),
                     spread_joins: true,
+                    spread_owner_bound: true,
                 })
                 .expect("cluster engine starts")
             })
@@ -230,6 +231,7 @@ fn two_processes_deliver_what_one_does() {
         lookback_ms: 300_000,
         cluster: None,
         spread_joins: false,
+        spread_owner_bound: false,
     })
     .expect("engine starts");
     let processes = [zero, one];

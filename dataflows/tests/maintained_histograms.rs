@@ -64,6 +64,7 @@ fn interval_rules_fed(
         lookback_ms: 300_000,
         cluster: None,
         spread_joins: false,
+        spread_owner_bound: false,
     })
     .expect("engine starts");
     let rules: Vec<_> = queries
@@ -243,6 +244,7 @@ fn seeded_with_histograms_is_exact_from_the_start() {
         lookback_ms: 300_000,
         cluster: None,
         spread_joins: false,
+        spread_owner_bound: false,
     })
     .expect("engine starts");
     let (mut store, mut history) = (MemStorage::default(), MemStorage::default());
@@ -291,6 +293,7 @@ fn on_arrival_over_histograms_matches_the_reference_and_expires() {
         lookback_ms: 300_000,
         cluster: None,
         spread_joins: false,
+        spread_owner_bound: false,
     })
     .expect("engine starts");
     let queries = ["m", "histogram_count(h)", "sum(h)"];
@@ -520,6 +523,7 @@ fn zero_histograms_of_starts_behind_the_watermark_reach_the_windows() {
         lookback_ms: 300_000,
         cluster: None,
         spread_joins: false,
+        spread_owner_bound: false,
     })
     .expect("engine starts");
     let rules: Vec<_> = queries

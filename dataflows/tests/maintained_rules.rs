@@ -81,16 +81,18 @@ fn engine() -> Engine {
 
 /// An engine of `workers` workers with the default lookback delta.
 fn engine_of(workers: usize) -> Engine {
-    engine_with(workers, false)
+    engine_with(workers, false, false)
 }
 
-/// [`engine_of`], spreading joins of per-series plans with `spread_joins`.
-fn engine_with(workers: usize, spread_joins: bool) -> Engine {
+/// [`engine_of`], spreading joins of per-series plans with `spread_joins`, and rules
+/// whose owner evaluates every element with `spread_owner_bound`.
+fn engine_with(workers: usize, spread_joins: bool, spread_owner_bound: bool) -> Engine {
     Engine::start(EngineConfig {
         workers,
         lookback_ms: 300_000,
         cluster: None,
         spread_joins,
+        spread_owner_bound,
     })
     .expect("engine starts")
 }
@@ -1158,7 +1160,7 @@ fn spread_run(workers: usize, samples: &[Sample], half: i64) -> Vec<Vec<RuleOutp
         start_ms: 0,
         every_ms,
     };
-    let engine = engine_with(workers, true);
+    let engine = engine_with(workers, true, true);
     let mut rules: Vec<RuleHandle> = SPREAD_QUERIES
         .iter()
         .map(|q| {
@@ -1332,8 +1334,15 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         "limit_ratio(0.5, rate(x[1m]))",
         "quantile by (job) (0.5, abs(y))",
     ];
-    for (workers, joins) in [(2, true), (3, true), (3, false)] {
-        let engine = engine_with(workers, joins);
+    // Everything spread; as promflow spreads (not the rules whose owner evaluates
+    // every element); without spread joins either.
+    for (workers, joins, bound) in [
+        (2, true, true),
+        (3, true, true),
+        (3, true, false),
+        (3, false, false),
+    ] {
+        let engine = engine_with(workers, joins, bound);
         let rules: Vec<RuleHandle> = queries
             .iter()
             .map(|q| engine.register(parse(q).unwrap(), every).unwrap())
@@ -1345,8 +1354,16 @@ fn per_series_rules_joins_and_pairs_are_spread_and_exact() {
         // of their groups is the reference's first-seen order, which combined
         // partials lose), which stay on one owner, and without `spread_joins` the five
         // one-to-one joins, the three set operators of per-series plans and the two
-        // joins inside joins.
-        let owned = if joins { 3 } else { 13 };
+        // joins inside joins; without `spread_owner_bound` the fourteen whose owner
+        // would evaluate every element (nine pairs with a per-series side, an
+        // aggregation of a join, `scalar`/`limitk`/`label_replace` over a union or a
+        // sort of one, a `quantile`), the join among them one of the ten above.
+        let owned = match (joins, bound) {
+            (true, true) => 3,
+            (true, false) => 17,
+            (false, true) => 13,
+            (false, false) => 26,
+        };
         assert_eq!(engine.stats().rules_owned, owned, "{workers} workers");
         let mut errors = 0;
         for (q, rule) in queries.iter().zip(&rules) {

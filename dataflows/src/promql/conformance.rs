@@ -288,6 +288,7 @@ fn maintained(
         cluster: None,
         // Mode (c) spreads every shape that can be, joins too.
         spread_joins: workers > 1,
+        spread_owner_bound: workers > 1,
     })
     .map_err(RunError::Engine)?;
     let mut handles: Vec<(usize, &Eval, RuleHandle)> = Vec::new();

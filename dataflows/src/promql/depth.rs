@@ -407,6 +407,7 @@ mod tests {
             lookback_ms: 300_000,
             cluster: None,
             spread_joins: false,
+            spread_owner_bound: false,
         })
         .unwrap();
         for (kind, levels) in [

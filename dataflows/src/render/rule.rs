@@ -225,6 +225,9 @@ pub struct RuleDef {
     /// Whether a one-to-one join of two per-series plans is spread
     /// ([`crate::EngineConfig::spread_joins`] of the registering engine).
     pub spread_joins: bool,
+    /// Whether a rule whose owner would evaluate every element is spread anyway
+    /// ([`crate::EngineConfig::spread_owner_bound`] of the registering engine).
+    pub spread_owner_bound: bool,
     /// Whether its windows are seeded ([`crate::Engine::register_seeded`]): the
     /// registering process sends its own storage's series beside the change, and every
     /// other process its own storage's, in the dataflow ([`crate::render::seed`]).
@@ -313,7 +316,16 @@ impl RuleSpec {
             .unwrap_or(def.id.0);
         // With one worker there is nothing to spread over.
         let spread = (peers > 1)
-            .then(|| spread_of(&def.plan, schedule, def.evaluation, &uses, def.spread_joins))
+            .then(|| {
+                spread_of(
+                    &def.plan,
+                    schedule,
+                    def.evaluation,
+                    &uses,
+                    def.spread_joins,
+                    def.spread_owner_bound,
+                )
+            })
             .flatten();
         let per = def.process_workers.max(1);
         let owners = match spread {
@@ -722,6 +734,7 @@ mod tests {
             home_process,
             process_workers,
             spread_joins: false,
+            spread_owner_bound: false,
             seeded: false,
         }
     }

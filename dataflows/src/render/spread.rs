@@ -264,6 +264,17 @@
 //! (rate(x[5m])), "__type__", …)`: the reference drops it at the end, as the group
 //! holds its members' pending removal).
 //!
+//! Spread only where the registering engine has
+//! [`crate::EngineConfig::spread_owner_bound`] (the conformance suite's spread mode,
+//! tests; not promflow): the shapes whose owner runs the reference's evaluation over
+//! every element of the rule's series at every evaluation ([`Spread::owner_bound`]: a
+//! per-series plan under operations that are not element-wise steps, `quantile` and
+//! `count_values`, a pair with a per-series side, a join under operations that are not
+//! element-wise steps). Their owner's work grows with the series and is not
+//! incremental, so on 2 workers they measured slower than owned on 1, for more CPU
+//! (the figures are at [`Spread::owner_bound`]); they are built and checked against
+//! the reference like every other shape.
+//!
 //! Not spread (stays on one owner, see [`crate::render`]): on-arrival rules (their
 //! evaluation times depend on each worker's arrivals), whole-plan rules, parameters
 //! that are not constants, `by (__name__)`, selectors without a `__name__="…"` matcher
@@ -1031,6 +1042,30 @@ impl Spread {
         }
     }
 
+    /// Whether the owner runs the reference's evaluation over every element of the
+    /// rule's series at every evaluation: a per-series plan under operations that are
+    /// not element-wise steps (`sort_desc(rate(x[5m]))`), a gather (`quantile`,
+    /// `count_values`), a pair with a per-series side (`x / on (job) group_left sum by
+    /// (job) (x)`), a join under such operations (`sum by (job) (rate(a[5m]) /
+    /// rate(b[5m]))`). The owner's work then grows with the series, not the groups,
+    /// and is not incremental; spread over 2 workers such rules measured slower than
+    /// owned on 1, with more CPU (50,000 series, `RULES_PART=4
+    /// RULES_SPREAD_OWNER_BOUND=1 RULES_BULK_RULE=… cargo bench --bench rules`,
+    /// 2026-12-07, wall / CPU per evaluation, owned vs spread): `sort_desc(rate(x[5m]))`
+    /// 81 / 84 vs 99 / 125 ms, `quantile by (job) (0.9, rate(x[5m]))` 59 / 61 vs
+    /// 112 / 138 ms, `x / on (job) group_left sum by (job) (x)` 93 / 97 vs 106 / 133
+    /// ms, `sum by (job) (rate(x[5m]) / on (instance) rate(x[1m]))` 78 / 79 vs 87 /
+    /// 136 ms. So they stay owned unless [`crate::EngineConfig::spread_owner_bound`].
+    pub fn owner_bound(&self) -> bool {
+        let whole_after = self.after.as_ref().is_some_and(|a| steps_of(a).is_none());
+        match (self.combine, self.pair.as_deref()) {
+            (Combine::Gather, _) => true,
+            (Combine::Union | Combine::Join, _) => whole_after,
+            (Combine::Pair, Some(sides)) => sides.iter().any(|s| s.combine == Combine::Union),
+            _ => false,
+        }
+    }
+
     /// A join's matching (`None` for any other combine).
     pub fn matching(&self) -> Option<&Matching> {
         match (&self.combine, &self.aggregate) {
@@ -1041,8 +1076,23 @@ impl Spread {
 }
 
 /// Whether (and how) a rule is spread over the workers; see the module doc. `joins`:
-/// whether a one-to-one join of two per-series plans may be ([`Combine::Join`]).
+/// whether a one-to-one join of two per-series plans may be ([`Combine::Join`]);
+/// `owner_bound`: whether a rule may be whose owner evaluates every element
+/// ([`Spread::owner_bound`]).
 pub fn spread_of(
+    plan: &Plan,
+    schedule: RuleSchedule,
+    evaluation: Evaluation,
+    uses: &[SelectorUse],
+    joins: bool,
+    owner_bound: bool,
+) -> Option<Spread> {
+    spread_shape(plan, schedule, evaluation, uses, joins)
+        .filter(|spread| owner_bound || !spread.owner_bound())
+}
+
+/// The spread shape of a rule, if it has one (see [`spread_of`]).
+fn spread_shape(
     plan: &Plan,
     schedule: RuleSchedule,
     evaluation: Evaluation,
@@ -2471,11 +2521,57 @@ mod tests {
             start_ms: 0,
             every_ms: 1_000,
         };
-        spread_of(&plan, every, Evaluation::Incremental, &uses, true)
+        spread_of(&plan, every, Evaluation::Incremental, &uses, true, true)
     }
 
     fn spread(q: &str) -> Option<(Combine, bool)> {
         spread_rule(q).map(|s| (s.combine, s.after.is_some()))
+    }
+
+    /// The rules whose owner would evaluate every element are spread only when asked
+    /// (`EngineConfig::spread_owner_bound`); those whose owner combines groups, picks,
+    /// or takes a union, and joins whose joiners do the work, are spread either way.
+    #[test]
+    fn owner_bound_rules_are_spread_only_when_asked() {
+        let owner_bound = [
+            "sort_desc(rate(x[5m]))",
+            "histogram_quantile(0.9, rate(x_bucket[5m]))",
+            "quantile by (job) (0.9, rate(x[5m]))",
+            "count_values(\"v\", x)",
+            "x / on (job) group_left sum by (job) (x)",
+            "node_load1 / count without (cpu) (node_cpu_seconds_total)",
+            "sum by (job) (rate(a[5m]) / rate(b[5m]))",
+            "count(a > 1 and b == 0)",
+        ];
+        let spread_either_way = [
+            "sum by (job) (rate(x[5m]))",
+            "histogram_quantile(0.99, sum by (le, job) (rate(x[5m])))",
+            "topk(3, rate(x[5m]))",
+            "rate(x[5m]) > 0",
+            "rate(a[5m]) / rate(b[5m]) > 0.1",
+            "a > 1 and b == 0",
+            "a / b < 0.1 and c == 0",
+            "sum(rate(a[5m])) / sum(rate(b[5m]))",
+        ];
+        let every = RuleSchedule::Interval {
+            start_ms: 0,
+            every_ms: 1_000,
+        };
+        let range = QueryRange {
+            start_ms: None,
+            end_ms: None,
+        };
+        for (queries, bound) in [(&owner_bound, true), (&spread_either_way, false)] {
+            for q in queries {
+                let plan = parse(q).unwrap();
+                let uses = selector_uses(&plan, 300_000, range);
+                let of =
+                    |asked| spread_of(&plan, every, Evaluation::Incremental, &uses, true, asked);
+                let spread = of(true).unwrap_or_else(|| panic!("{q} has a spread shape"));
+                assert_eq!(spread.owner_bound(), bound, "{q}");
+                assert_eq!(of(false).is_none(), bound, "{q} without spread_owner_bound");
+            }
+        }
     }
 
     #[test]
