@@ -722,11 +722,22 @@ fn side_elements(sides: Sides, n: usize, to: impl Fn(&Element) -> usize) -> Vec<
             to.sides[side].push((e.labels, value, e.drop_name));
         }
     }
+    // In label order: the receiver's [`merged`] then merges sorted runs (its stable
+    // sort finds them), so the sorting is done by the senders, in parallel. Sorting
+    // the whole union on the owner took a union of 50,000 series from 0.58 to
+    // 0.75–0.85 of the owned rule's wall time (`RULES_PART=4 RULES_BULK_RULE='rate(x[5m])
+    // > 0' cargo bench --bench rules`).
+    for part in &mut parts {
+        for side in &mut part.sides {
+            side.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
     parts
 }
 
 /// The side elements of `records` in one, each side in label order (the order the
-/// reference reads a selector's series), histogram handles renumbered.
+/// reference reads a selector's series), histogram handles renumbered; each record's
+/// sides come sorted ([`side_elements`]), so this merges their runs.
 fn merged(records: Vec<SideElements>) -> SideElements {
     let mut all = SideElements::default();
     for record in records {
