@@ -3146,19 +3146,7 @@ mod tests {
                 Err(_) => outcomes.1 += 1,
                 _ => {}
             }
-            for workers in 1..=4usize {
-                for shift in 0..workers {
-                    let got = split_run(&rule, &store, t, workers, shift).0;
-                    match (&got, &want) {
-                        (Ok(g), Ok(w)) => assert_eq!(
-                            labelled(g),
-                            labelled(w),
-                            "{q} on {workers} workers, shift {shift}"
-                        ),
-                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
-                    }
-                }
-            }
+            assert_every_split(q, &rule, &store, t, &want);
         }
         // Results with elements, and errors (a duplicate label set once the names are
         // dropped, two many-to-one matches).
@@ -3245,19 +3233,7 @@ mod tests {
                 Err(_) => outcomes.1 += 1,
                 _ => {}
             }
-            for workers in 1..=4usize {
-                for shift in 0..workers {
-                    let got = split_run(&rule, &store, t, workers, shift).0;
-                    match (&got, &want) {
-                        (Ok(g), Ok(w)) => assert_eq!(
-                            labelled(g),
-                            labelled(w),
-                            "{q} on {workers} workers, shift {shift}"
-                        ),
-                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
-                    }
-                }
-            }
+            assert_every_split(q, &rule, &store, t, &want);
         }
         // Results with elements, and errors (many-to-one matches and duplicates on
         // the "one" side of two elements with one label set, duplicate label sets once
@@ -3309,19 +3285,7 @@ mod tests {
                 Err(_) => outcomes.1 += 1,
                 _ => {}
             }
-            for workers in 1..=4usize {
-                for shift in 0..workers {
-                    let got = split_run(&rule, &store, t, workers, shift).0;
-                    match (&got, &want) {
-                        (Ok(g), Ok(w)) => assert_eq!(
-                            labelled(g),
-                            labelled(w),
-                            "{q} on {workers} workers, shift {shift}"
-                        ),
-                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
-                    }
-                }
-            }
+            assert_every_split(q, &rule, &store, t, &want);
         }
         assert_eq!(outcomes, (17, 6));
         // The metadata labels of groups the reference holds pending removal (at the
@@ -3404,19 +3368,7 @@ mod tests {
                 Err(_) => outcomes.1 += 1,
                 _ => {}
             }
-            for workers in 1..=4usize {
-                for shift in 0..workers {
-                    let got = split_run(&rule, &store, t, workers, shift).0;
-                    match (&got, &want) {
-                        (Ok(g), Ok(w)) => assert_eq!(
-                            labelled(g),
-                            labelled(w),
-                            "{q} on {workers} workers, shift {shift}"
-                        ),
-                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
-                    }
-                }
-            }
+            assert_every_split(q, &rule, &store, t, &want);
         }
         assert_eq!(outcomes, (5, 1));
     }
@@ -3444,6 +3396,31 @@ mod tests {
         let mut records = vec![bincode::deserialize(&bytes).unwrap()];
         decode_time(received, &mut records);
         records.pop().unwrap()
+    }
+
+    /// `rule` (the query `q`) at `t` over `store` dealt to 1 to 4 workers in every way
+    /// ([`split_run`]) gives `want`, the reference's result (the same labelled
+    /// elements), or its error word for word.
+    fn assert_every_split(
+        q: &str,
+        rule: &Spread,
+        store: &crate::promql::testscript::store::MemStorage,
+        t: i64,
+        want: &EvalResult<Value>,
+    ) {
+        for workers in 1..=4usize {
+            for shift in 0..workers {
+                let got = split_run(rule, store, t, workers, shift).0;
+                match (&got, want) {
+                    (Ok(g), Ok(w)) => assert_eq!(
+                        labelled(g),
+                        labelled(w),
+                        "{q} on {workers} workers, shift {shift}"
+                    ),
+                    _ => assert_eq!(&got, want, "{q} on {workers} workers, shift {shift}"),
+                }
+            }
+        }
     }
 
     /// `rule` at `t` over `store` dealt to `workers` workers (series `i` to worker
