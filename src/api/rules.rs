@@ -33,7 +33,7 @@ fn time_json(ms: i64) -> String {
 fn alert_json(a: &Alert) -> Json {
     let mut j = json!({
         "labels": labels_json(&a.labels),
-        "annotations": a.annotations,
+        "annotations": a.payload,
         "state": a.state.as_str(),
         "activeAt": time_json(a.active_at_ms),
         "value": format_e(a.value),

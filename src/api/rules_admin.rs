@@ -213,8 +213,8 @@ fn send_resolved(service: &Service, alerts: Vec<(String, Vec<Alert>)>) {
         let resolved = alerts
             .into_iter()
             .map(|mut a| {
-                a.state = AlertState::Inactive;
-                a.resolved_at_ms = Some(now);
+                a.core.state = AlertState::Inactive;
+                a.core.resolved_at_ms = Some(now);
                 a.last_sent_ms = Some(now);
                 a
             })

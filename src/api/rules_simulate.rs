@@ -189,7 +189,7 @@ impl Request {
                     continue;
                 }
                 let e = series.entry(a.labels.clone()).or_default();
-                e.annotations = a.annotations.clone();
+                e.annotations = a.payload.clone();
                 match e.runs.last_mut() {
                     Some(run)
                         if run.state == a.state

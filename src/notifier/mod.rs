@@ -363,7 +363,7 @@ pub fn to_outgoing(config: &NotifierConfig, expr: &str, a: &Alert) -> Option<Out
     };
     Some(OutgoingAlert {
         labels,
-        annotations: a.annotations.clone(),
+        annotations: a.payload.clone(),
         starts_at_ms: a.fired_at_ms.unwrap_or(a.active_at_ms),
         ends_at_ms,
         generator_url: format!(
@@ -381,17 +381,19 @@ mod tests {
     #[test]
     fn payload_has_prometheus_shape() {
         let alert = Alert {
-            labels: Arc::new(Labels::from_pairs(vec![
-                ("alertname".into(), "HighCPU".into()),
-                ("instance".into(), "b".into()),
-            ])),
-            annotations: BTreeMap::from([("summary".into(), "CPU 95 on b".into())]),
-            state: AlertState::Firing,
-            value: 95.0,
-            active_at_ms: 1_704_067_200_000,
-            fired_at_ms: Some(1_704_068_400_000),
-            resolved_at_ms: None,
-            keep_firing_since_ms: None,
+            core: crate::rules::alert::AlertCore {
+                labels: Arc::new(Labels::from_pairs(vec![
+                    ("alertname".into(), "HighCPU".into()),
+                    ("instance".into(), "b".into()),
+                ])),
+                state: AlertState::Firing,
+                value: 95.0,
+                active_at_ms: 1_704_067_200_000,
+                fired_at_ms: Some(1_704_068_400_000),
+                resolved_at_ms: None,
+                keep_firing_since_ms: None,
+            },
+            payload: BTreeMap::from([("summary".into(), "CPU 95 on b".into())]),
             last_sent_ms: Some(1_704_068_400_000),
             valid_until_ms: Some(1_704_068_640_000),
         };

@@ -2,7 +2,7 @@
 //! function of (time, results) that writes rule outputs with stale markers and steps
 //! alerting rules' state (see [`crate::rules::manager`] for who calls it when).
 
-use crate::rules::alert::{Alert, AlertRuleState, Candidate};
+use crate::rules::alert::{final_labels, Alert, AlertRuleState, Candidate};
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
 use crate::rules::options::ManagerOptions;
 use crate::rules::sinks::{
@@ -331,7 +331,8 @@ impl GroupState {
                 let step = match state.step_changes(t_eval, candidates, &gone, limit) {
                     Ok(step) => step,
                     Err(e) => {
-                        return self.apply_result(index, t_eval, Err(e), evaluator, sink, options)
+                        let e = Err(e.into());
+                        return self.apply_result(index, t_eval, e, evaluator, sink, options);
                     }
                 };
                 for (labels, from, to) in &step.changes {
@@ -444,24 +445,20 @@ fn alert_candidate(
         template::expand(&name, text, &data, Some(query.clone()))
             .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
     };
-    let mut pairs: Vec<(String, String)> = labels
+    let rule_labels: Vec<(String, String)> = rule
+        .labels
         .iter()
-        .filter(|(k, _)| *k != "__name__")
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.clone(), expand(v)))
         .collect();
-    for (k, v) in &rule.labels {
-        pairs.push((k.clone(), expand(v)));
-    }
-    pairs.push(("alertname".into(), rule.name.clone()));
     let annotations = rule
         .annotations
         .iter()
         .map(|(k, v)| (k.clone(), expand(v)))
         .collect();
     Candidate {
-        labels: Arc::new(Labels::from_pairs(pairs)),
-        annotations,
+        labels: final_labels(labels, &rule_labels, &rule.name),
         value,
+        payload: annotations,
     }
 }
 

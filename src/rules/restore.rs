@@ -15,7 +15,8 @@
 //!   activeAt`, `remaining = for − pending`: if `remaining <= 0` (it was firing) the old
 //!   `activeAt` is kept; if `remaining < grace` it fires `grace` after the restore
 //!   (`activeAt = t + grace − for`); otherwise the downtime does not count (`activeAt =
-//!   old + (t − downAt)`). Prometheus restores
+//!   old + (t − downAt)`; the arithmetic is the alert kernel's,
+//!   `dataflows::render::alert_state::restored_active_at`). Prometheus restores
 //!   after its second evaluation and suppresses `ALERTS` until then; promflow's rule
 //!   windows are seeded from storage, so it restores at the first one, reading only
 //!   samples written before startup.
@@ -30,11 +31,12 @@
 //!   after startup) and resolves, and Alertmanager is told both.
 
 use crate::ingest::now_ms;
-use crate::rules::alert::{for_state_series, Alert, AlertState};
+use crate::rules::alert::{Alert, AlertCore, AlertState};
 use crate::rules::group::GroupState;
 use crate::rules::options::{ForRestore, ManagerOptions};
 use dataflows::promql::eval::SeriesSource;
-use dataflows::{is_stale_marker, LabelMatcher, Labels, Selector};
+use dataflows::render::alert_state::RestorePolicy;
+use dataflows::{LabelMatcher, Labels, Selector};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -59,23 +61,11 @@ pub fn restore_for_state(
     source: &dyn SeriesSource,
     options: &ManagerOptions,
 ) {
-    let grace_ms = options.for_grace_period.as_millis() as i64;
     let mint = t_ms - options.for_outage_tolerance.as_millis() as i64;
     let Some(alerts) = state.rules[rule_index].alerts.as_mut() else {
         return;
     };
-    let hold_ms = alerts.for_ms();
-    let prometheus = options.for_restore == ForRestore::Prometheus;
-    if prometheus && hold_ms < grace_ms {
-        return;
-    }
-    let pending: Vec<Arc<Labels>> = alerts
-        .alerts()
-        .filter(|a| a.state == AlertState::Pending && a.active_at_ms == t_ms)
-        .map(|a| a.labels.clone())
-        .collect();
-    for labels in pending {
-        let series = for_state_series(&labels);
+    let last_before_start = |series: &Arc<Labels>| {
         let selector = Selector {
             matchers: series
                 .iter()
@@ -85,26 +75,21 @@ pub fn restore_for_state(
         let found = source
             .select(&selector, mint, started_ms - 1)
             .into_iter()
-            .find(|(l, _)| **l == *series);
-        let Some((_, points)) = found else { continue };
-        let Some(&(t_down, v)) = points.last() else {
-            continue;
-        };
-        if is_stale_marker(v) {
-            continue;
-        }
-        let down_at = t_down.div_euclid(1000) * 1000;
-        let old_active_at = (v as i64) * 1000;
-        let remaining = hold_ms - (down_at - old_active_at);
-        let restored = if !prometheus || remaining <= 0 {
-            old_active_at
-        } else if remaining < grace_ms {
-            t_ms + grace_ms - hold_ms
-        } else {
-            old_active_at + (t_ms - down_at)
-        };
+            .find(|(l, _)| **l == **series);
+        found.and_then(|(_, points)| points.last().copied())
+    };
+    for (labels, restored) in alerts.restore_for(t_ms, restore_policy(options), last_before_start) {
         tracing::info!(alert = %labels, active_at_ms = restored, "restored alert 'for' state");
-        alerts.set_active_at(&labels, restored);
+    }
+}
+
+/// The `for` restore `options` ask for.
+pub fn restore_policy(options: &ManagerOptions) -> RestorePolicy {
+    match options.for_restore {
+        ForRestore::Keep => RestorePolicy::Keep,
+        ForRestore::Prometheus => RestorePolicy::Prometheus {
+            grace_ms: options.for_grace_period.as_millis() as i64,
+        },
     }
 }
 
@@ -208,7 +193,7 @@ impl KeepFiringFile {
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_string()))
                         .collect(),
-                    annotations: a.annotations.clone(),
+                    annotations: a.payload.clone(),
                     value: a.value,
                     active_at_ms: a.active_at_ms,
                     fired_at_ms: a.fired_at_ms,
@@ -274,18 +259,16 @@ pub fn restore_keep_firing(state: &mut GroupState, saved: &[SavedAlert]) {
                 .collect(),
         ));
         tracing::info!(alert = %labels, "restored firing alert (keep_firing_for)");
-        alerts.insert_if_absent(Alert {
+        let core = AlertCore {
             labels,
-            annotations: a.annotations.clone(),
             state: AlertState::Firing,
             value: a.value,
             active_at_ms: a.active_at_ms,
             fired_at_ms: a.fired_at_ms,
             resolved_at_ms: None,
             keep_firing_since_ms: a.keep_firing_since_ms,
-            last_sent_ms: None,
-            valid_until_ms: None,
-        });
+        };
+        alerts.insert_if_absent(Alert::new(core, a.annotations.clone()));
     }
 }
 
@@ -334,8 +317,8 @@ mod tests {
         let alerts = state.rules[0].alerts.as_mut().unwrap();
         let c = crate::rules::alert::Candidate {
             labels: Arc::new(Labels::from_pairs(vec![("alertname".into(), "A".into())])),
-            annotations: BTreeMap::new(),
             value: 2.0,
+            payload: BTreeMap::new(),
         };
         alerts.step(t, vec![c], 0).unwrap();
     }

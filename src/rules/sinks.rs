@@ -11,7 +11,7 @@ use dataflows::promql::plan::Plan;
 use dataflows::{Labels, RuleOutput, Sample};
 use std::sync::{Arc, OnceLock};
 
-use crate::rules::alert::Alert;
+use crate::rules::alert::{Alert, AlertError};
 
 /// A rule's result at one time: an instant vector, or the evaluation error.
 pub type RuleResult = Result<Vec<(Arc<Labels>, RuleValue)>, RuleError>;
@@ -120,6 +120,15 @@ pub enum RuleError {
     /// The rule's alert state went to a reloaded rule while it was evaluated.
     #[error("alert state moved to a reloaded rule")]
     StateMoved,
+}
+
+impl From<AlertError> for RuleError {
+    fn from(e: AlertError) -> RuleError {
+        match e {
+            AlertError::Duplicate => RuleError::DuplicateAfterAlertLabels,
+            AlertError::Limit { limit, count } => RuleError::AlertLimit { limit, count },
+        }
+    }
 }
 
 /// Evaluates a planned expression at one instant (ms) into an instant vector.

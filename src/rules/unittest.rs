@@ -263,7 +263,7 @@ pub fn run_file(path: &Path) -> Result<Vec<Outcome>, RunError> {
                             got.extend(
                                 s.alerts()
                                     .filter(|a| a.state == AlertState::Firing)
-                                    .map(|a| (label_map(&a.labels), a.annotations.clone())),
+                                    .map(|a| (label_map(&a.labels), a.payload.clone())),
                             );
                         }
                     }

@@ -26,8 +26,9 @@
 //! seeds (storage, at registration) ──seed.rs ──exchange(window keeper)──> maintain.rs
 //! ```
 //!
-//! Files: [`dictionary`] (label sets of records crossing processes, coded by
-//! period), [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
+//! Files: [`alert_state`] (an alerting rule's alert state machine, pure),
+//! [`dictionary`] (label sets of records crossing processes, coded by period),
+//! [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
 //! rule changes, registry, routing table), [`route`] (routing operator), [`seed`]
 //! (seed series sent to the workers keeping the windows), [`window`]
 //! (retained windows), [`shape`] (which plans are incremental), [`incremental`] (their
@@ -286,6 +287,7 @@
 //! [`Plan`]: crate::promql::plan::Plan
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource
 
+pub mod alert_state;
 pub mod dictionary;
 pub mod extent;
 pub mod incremental;
