@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 
 pub use dataflows::render::alert_state::{
-    alerts_series, final_labels, for_state_series, AlertCore, AlertError, AlertState, StepOutput,
-    RESOLVED_RETENTION, RESOLVED_RETENTION_MS,
+    alerts_series, final_labels, for_state_series, keeps_final_labels_distinct, AlertCore,
+    AlertError, AlertState, StepOutput, RESOLVED_RETENTION, RESOLVED_RETENTION_MS,
 };
 
 /// An alert's expanded annotations.
@@ -26,3 +26,7 @@ pub type Candidate = dataflows::render::alert_state::Candidate<Annotations>;
 
 /// The state of one alerting rule.
 pub type AlertRuleState = dataflows::render::alert_state::AlertMachine<Annotations>;
+
+/// The copy of a dataflow alert stage's state, with annotations
+/// ([`dataflows::render::alerting`]).
+pub type AlertMirror = dataflows::render::alerting::AlertMirror<Annotations>;

@@ -2,7 +2,9 @@
 //! function of (time, results) that writes rule outputs with stale markers and steps
 //! alerting rules' state (see [`crate::rules::manager`] for who calls it when).
 
-use crate::rules::alert::{final_labels, Alert, AlertRuleState, Candidate};
+use crate::rules::alert::{
+    final_labels, keeps_final_labels_distinct, Alert, AlertRuleState, Candidate,
+};
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
 use crate::rules::options::ManagerOptions;
 use crate::rules::sinks::{
@@ -63,13 +65,14 @@ impl RuleState {
     /// rule's `__name__`, an alerting rule's `alertname`) and labels are added (see
     /// `distinct_outputs`).
     fn output_stays_distinct(&self, labels: &Labels) -> bool {
-        labels.get(dataflows::labels::METRIC_NAME).is_none()
-            && (self.rule.kind == RuleKind::Recording || labels.get("alertname").is_none())
-            && self
-                .rule
-                .labels
-                .iter()
-                .all(|(k, _)| labels.get(k).is_none())
+        let rule_labels = self.rule.labels.keys().map(String::as_str);
+        match self.rule.kind {
+            RuleKind::Recording => {
+                labels.get(dataflows::labels::METRIC_NAME).is_none() && { rule_labels }
+                    .all(|k| labels.get(k).is_none())
+            }
+            RuleKind::Alerting => keeps_final_labels_distinct(labels, rule_labels),
+        }
     }
 }
 
@@ -212,16 +215,7 @@ impl GroupState {
                 return None;
             }
         };
-        let now: HashSet<Arc<Labels>> = series.iter().map(|(l, _)| l.clone()).collect();
-        let mut batch = RuleWrites::with_capacity(series.len());
-        for (labels, value) in series {
-            batch.push(labels, t_eval, &value);
-        }
-        for gone in rs.previous_series.difference(&now) {
-            batch.push(gone.clone(), t_eval, &STALE);
-        }
-        rs.previous_series = now;
-        sink.commit(batch);
+        sink.commit(step_writes(&mut rs.previous_series, t_eval, series, None));
         rs.last_eval_ms = t_eval;
         rs.evaluated = true;
         rs.eval_duration = rule_started.elapsed();
@@ -281,29 +275,28 @@ impl GroupState {
             let whole = rs.current_result();
             return self.apply_result(index, t_eval, Ok(whole), evaluator, sink, options);
         }
-        let mut batch = RuleWrites::with_capacity(set.len() + left.len());
-        match rs.rule.kind {
+        let (series, ended) = match rs.rule.kind {
             RuleKind::Recording => {
-                for (labels, current) in left {
-                    let output = current
-                        .output
-                        .unwrap_or_else(|| record_labels(&rs.rule, &labels));
-                    rs.previous_series.remove(&output);
-                    batch.push(output, t_eval, &STALE);
-                }
+                let ended = left
+                    .into_iter()
+                    .map(|(labels, current)| {
+                        (current.output).unwrap_or_else(|| record_labels(&rs.rule, &labels))
+                    })
+                    .collect();
+                let mut series = Vec::with_capacity(set.len());
                 for (labels, value) in set {
                     let output = match rs.current.get(&labels).and_then(|c| c.output.clone()) {
                         Some(output) => output,
                         None => record_labels(&rs.rule, &labels),
                     };
-                    batch.push(output.clone(), t_eval, &value);
+                    series.push((output.clone(), value.clone()));
                     let current = Current {
                         value,
-                        output: Some(output.clone()),
+                        output: Some(output),
                     };
                     rs.current.insert(labels, current);
-                    rs.previous_series.insert(output);
                 }
+                (series, ended)
             }
             RuleKind::Alerting => {
                 let query = template_query(evaluator, t_eval);
@@ -338,17 +331,17 @@ impl GroupState {
                 for (labels, from, to) in &step.changes {
                     tracing::debug!(alert = %labels, from = from.as_str(), to = to.as_str(), at_ms = t_eval, "alert state changed");
                 }
-                for ended in step.ended {
-                    rs.previous_series.remove(&ended);
-                    batch.push(ended, t_eval, &STALE);
-                }
-                for (labels, value) in step.samples {
-                    batch.push(labels.clone(), t_eval, &RuleValue::Float(value));
-                    rs.previous_series.insert(labels);
-                }
+                let samples = step.samples.into_iter();
+                let series = samples.map(|(l, v)| (l, RuleValue::Float(v))).collect();
+                (series, step.ended)
             }
-        }
-        sink.commit(batch);
+        };
+        sink.commit(step_writes(
+            &mut rs.previous_series,
+            t_eval,
+            series,
+            Some(ended),
+        ));
         rs.last_eval_ms = t_eval;
         rs.eval_duration = started.elapsed();
         let interval_ms = self.interval.as_millis() as i64;
@@ -396,6 +389,42 @@ impl GroupState {
 /// into a histogram one; storage keeps it beside the histograms).
 const STALE: RuleValue = RuleValue::Float(STALE_MARKER);
 
+/// What a step at `t` writes of a rule's output `series`, given the series it wrote
+/// before (`previous`, kept up to date): the series, and a stale marker for each that
+/// ended — those in `ended` for a step with the changes alone (written first), the
+/// previous ones not in `series` for a step with the whole result (`ended` is `None`).
+pub(crate) fn step_writes(
+    previous: &mut HashSet<Arc<Labels>>,
+    t: i64,
+    series: Vec<(Arc<Labels>, RuleValue)>,
+    ended: Option<Vec<Arc<Labels>>>,
+) -> RuleWrites {
+    let mut batch = RuleWrites::with_capacity(series.len());
+    match ended {
+        Some(ended) => {
+            for labels in ended {
+                previous.remove(&labels);
+                batch.push(labels, t, &STALE);
+            }
+            for (labels, value) in series {
+                batch.push(labels.clone(), t, &value);
+                previous.insert(labels);
+            }
+        }
+        None => {
+            let now: HashSet<Arc<Labels>> = series.iter().map(|(l, _)| l.clone()).collect();
+            for (labels, value) in series {
+                batch.push(labels, t, &value);
+            }
+            for gone in previous.difference(&now) {
+                batch.push(gone.clone(), t, &STALE);
+            }
+            *previous = now;
+        }
+    }
+    batch
+}
+
 /// A recording rule's output series for an element labelled `labels`: the rule's name
 /// and labels added.
 fn record_labels(rule: &Rule, labels: &Labels) -> Arc<Labels> {
@@ -409,7 +438,7 @@ fn record_labels(rule: &Rule, labels: &Labels) -> Arc<Labels> {
 }
 
 /// The templates' `query` function of an alerting rule evaluated at `t`.
-fn template_query(evaluator: &Arc<dyn RuleEvaluator>, t: i64) -> QueryFn {
+pub(crate) fn template_query(evaluator: &Arc<dyn RuleEvaluator>, t: i64) -> QueryFn {
     let evaluator = evaluator.clone();
     Arc::new(move |q: &str| {
         let plan = parse(q)?;
@@ -424,7 +453,7 @@ fn template_query(evaluator: &Arc<dyn RuleEvaluator>, t: i64) -> QueryFn {
 /// The alert an element (`labels`, `value`) of an alerting rule's result makes: its
 /// labels without `__name__`, the rule's labels and `alertname`, and the annotations,
 /// templates expanded.
-fn alert_candidate(
+pub(crate) fn alert_candidate(
     rule: &Rule,
     labels: &Labels,
     value: f64,

@@ -20,5 +20,7 @@ pub mod registry;
 pub mod restore;
 pub mod runner;
 pub mod sinks;
+#[cfg(test)]
+mod stage_equivalence;
 pub mod template;
 pub mod unittest;

@@ -31,11 +31,14 @@
 //!   after startup) and resolves, and Alertmanager is told both.
 
 use crate::ingest::now_ms;
-use crate::rules::alert::{Alert, AlertCore, AlertState};
+use crate::rules::alert::{for_state_series, Alert, AlertCore, AlertState};
+use crate::rules::file::Rule;
 use crate::rules::group::GroupState;
 use crate::rules::options::{ForRestore, ManagerOptions};
+use dataflows::labels::METRIC_NAME;
 use dataflows::promql::eval::SeriesSource;
-use dataflows::render::alert_state::RestorePolicy;
+use dataflows::render::alert_state::{RestorePolicy, ALERT_NAME};
+use dataflows::render::alerting::ForRestoreSeed;
 use dataflows::{LabelMatcher, Labels, Selector};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -65,7 +68,8 @@ pub fn restore_for_state(
     let Some(alerts) = state.rules[rule_index].alerts.as_mut() else {
         return;
     };
-    let last_before_start = |series: &Arc<Labels>| {
+    let last_before_start = |alert: &Arc<Labels>| {
+        let series = for_state_series(alert);
         let selector = Selector {
             matchers: series
                 .iter()
@@ -75,7 +79,7 @@ pub fn restore_for_state(
         let found = source
             .select(&selector, mint, started_ms - 1)
             .into_iter()
-            .find(|(l, _)| **l == **series);
+            .find(|(l, _)| **l == *series);
         found.and_then(|(_, points)| points.last().copied())
     };
     for (labels, restored) in alerts.restore_for(t_ms, restore_policy(options), last_before_start) {
@@ -252,23 +256,66 @@ pub fn restore_keep_firing(state: &mut GroupState, saved: &[SavedAlert]) {
         let Some(alerts) = rs.alerts.as_mut() else {
             continue;
         };
-        let labels = Arc::new(Labels::from_pairs(
-            a.labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ));
-        tracing::info!(alert = %labels, "restored firing alert (keep_firing_for)");
-        let core = AlertCore {
-            labels,
-            state: AlertState::Firing,
-            value: a.value,
-            active_at_ms: a.active_at_ms,
-            fired_at_ms: a.fired_at_ms,
-            resolved_at_ms: None,
-            keep_firing_since_ms: a.keep_firing_since_ms,
-        };
+        let core = saved_core(a);
+        tracing::info!(alert = %core.labels, "restored firing alert (keep_firing_for)");
         alerts.insert_if_absent(Alert::new(core, a.annotations.clone()));
+    }
+}
+
+/// A saved alert's state: firing, as it was saved.
+pub fn saved_core(a: &SavedAlert) -> AlertCore {
+    let labels = a.labels.iter().map(|(k, v)| (k.clone(), v.clone()));
+    AlertCore {
+        labels: Arc::new(Labels::from_pairs(labels.collect())),
+        state: AlertState::Firing,
+        value: a.value,
+        active_at_ms: a.active_at_ms,
+        fired_at_ms: a.fired_at_ms,
+        resolved_at_ms: None,
+        keep_firing_since_ms: a.keep_firing_since_ms,
+    }
+}
+
+/// What the `for` restore of `rule` (labels not templates) reads, for an alert stage
+/// that restores at its first step ([`ForRestoreSeed`]): the last sample in `source`
+/// from `from_ms` to before `started_ms` of each of the rule's `ALERTS_FOR_STATE`
+/// series, and `options`' restore. The stage takes what [`restore_for_state`] would
+/// read at the first evaluation `t`, from `from_ms <= t − outage tolerance` on.
+pub fn for_restore_seed(
+    rule: &Rule,
+    from_ms: i64,
+    started_ms: i64,
+    source: &dyn SeriesSource,
+    options: &ManagerOptions,
+) -> ForRestoreSeed {
+    let name = [
+        (METRIC_NAME, "ALERTS_FOR_STATE"),
+        (ALERT_NAME, rule.name.as_str()),
+    ];
+    let labels = rule.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    let selector = Selector {
+        matchers: name
+            .into_iter()
+            .chain(labels)
+            .filter_map(|(k, v)| LabelMatcher::new(k, "=", v).ok())
+            .collect(),
+    };
+    let last = source
+        .select(&selector, from_ms, started_ms - 1)
+        .into_iter()
+        .filter_map(|(series, points)| {
+            let &(t_down, value) = points.last()?;
+            let alert = series
+                .iter()
+                .filter(|(k, _)| *k != METRIC_NAME)
+                .map(|(k, v)| (k.to_string(), v.to_string()));
+            Some((Arc::new(Labels::from_pairs(alert.collect())), t_down, value))
+        })
+        .collect();
+    ForRestoreSeed {
+        policy: restore_policy(options),
+        tolerance_ms: options.for_outage_tolerance.as_millis() as i64,
+        last,
     }
 }
 

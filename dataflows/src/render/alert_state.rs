@@ -1,5 +1,6 @@
 //! Alert state: the state machine of one alerting rule, pure and deterministic: the one
-//! kernel every path that steps alerts uses (promflow's rule host today).
+//! kernel every path that steps alerts uses (promflow's rule host, and the alert stage
+//! of [`crate::render::alerting`]), which also applies a stage's steps to a mirror.
 //!
 //! Owns: per-alert state (pending → firing → inactive/resolved) keyed by the alert's
 //! final label set ([`final_labels`]), with Prometheus 2.42's exact semantics
@@ -155,7 +156,9 @@ pub enum AlertError {
 pub struct AlertMachine<P> {
     for_ms: i64,
     keep_firing_for_ms: i64,
-    active: BTreeMap<Arc<Labels>, Alert<P>>,
+    /// By final labels; a mirror ([`crate::render::alerting::AlertMirror`]) writes it
+    /// as its stage's steps say.
+    pub(crate) active: BTreeMap<Arc<Labels>, Alert<P>>,
 }
 
 impl<P: Clone> AlertMachine<P> {
@@ -462,8 +465,8 @@ impl<P: Clone> AlertMachine<P> {
 
     /// The `for` restore at the first step after a restart, at `t_ms`: each alert that
     /// step made pending (`activeAt == t_ms`) whose `ALERTS_FOR_STATE` series' last
-    /// sample written before the restart, `last(series)` = (time, value), is not a
-    /// stale marker gets its `activeAt` back ([`restored_active_at`]). `last` looks
+    /// sample written before the restart, `last(alert labels)` = (time, value), is not
+    /// a stale marker gets its `activeAt` back ([`restored_active_at`]). `last` looks
     /// within the outage tolerance. The restored alerts and their `activeAt`.
     pub fn restore_for(
         &mut self,
@@ -479,7 +482,7 @@ impl<P: Clone> AlertMachine<P> {
             if a.state != AlertState::Pending || a.active_at_ms != t_ms {
                 continue;
             }
-            let Some((t_down, v)) = last(&for_state_series(&a.labels)) else {
+            let Some((t_down, v)) = last(&a.labels) else {
                 continue;
             };
             if is_stale_marker(v) {

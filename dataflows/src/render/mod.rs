@@ -27,6 +27,8 @@
 //! ```
 //!
 //! Files: [`alert_state`] (an alerting rule's alert state machine, pure),
+//! [`alerting`] (the alert stage stepping it beside a rule's results, and the mirror
+//! applying the stage's steps; not wired in yet),
 //! [`dictionary`] (label sets of records crossing processes, coded by period),
 //! [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
 //! rule changes, registry, routing table), [`route`] (routing operator), [`seed`]
@@ -288,6 +290,7 @@
 //! [`SeriesSource`]: crate::promql::eval::SeriesSource
 
 pub mod alert_state;
+pub mod alerting;
 pub mod dictionary;
 pub mod extent;
 pub mod incremental;
