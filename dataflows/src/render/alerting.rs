@@ -458,3 +458,130 @@ fn samples_of(a: &AlertCore) -> [(Arc<Labels>, f64); 2] {
         (for_state_series(&a.labels), (a.active_at_ms / 1000) as f64),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: i64 = 60_000;
+
+    fn element(instance: &str) -> (Arc<Labels>, f64) {
+        let labels = Labels::from_pairs(vec![("instance".into(), instance.into())]);
+        (Arc::new(labels), 1.0)
+    }
+
+    fn spec(for_ms: i64, seed: AlertSeed) -> AlertSpec {
+        AlertSpec {
+            name: "A".into(),
+            labels: vec![("severity".into(), "page".into())],
+            for_ms,
+            keep_firing_for_ms: 0,
+            limit: 0,
+            seed,
+        }
+    }
+
+    /// Steps the stage and the mirror with the whole result `elements` at `t`.
+    fn whole(
+        stage: &mut AlertStage,
+        mirror: &mut AlertMirror<()>,
+        t: i64,
+        elements: Vec<(Arc<Labels>, f64)>,
+    ) -> (AlertStep, StepOutput) {
+        let candidates = elements
+            .iter()
+            .map(|(labels, value)| Candidate {
+                labels: stage.final_labels(labels),
+                value: *value,
+                payload: (),
+            })
+            .collect();
+        let step = stage.on_output(t, StageInput::Whole(Some(elements)));
+        let out = mirror.apply(&step, candidates).unwrap();
+        (step, out)
+    }
+
+    /// The first step's `ALERTS_FOR_STATE` carries the step's time; the restored
+    /// `activeAt` shows from the next step on, as the host writes them.
+    #[test]
+    fn the_for_restore_comes_after_the_first_steps_samples() {
+        let alert = final_labels(&element("a").0, &[("severity".into(), "page".into())], "A");
+        let restore = ForRestoreSeed {
+            policy: RestorePolicy::Keep,
+            tolerance_ms: 60 * M,
+            last: vec![(alert.clone(), 95 * M, (90 * M / 1000) as f64)],
+        };
+        let seed = AlertSeed {
+            restore: Some(restore),
+            ..AlertSeed::default()
+        };
+        let mut stage = AlertStage::new(spec(20 * M, seed));
+        let mut mirror = AlertMirror::new(AlertMachine::new(20 * M, 0));
+        let (step, out) = whole(&mut stage, &mut mirror, 100 * M, vec![element("a")]);
+        assert_eq!(step.restored, vec![(alert.clone(), 90 * M)]);
+        assert_eq!(
+            out.samples[1],
+            (for_state_series(&alert), (100 * M / 1000) as f64)
+        );
+        assert_eq!(mirror.machine().get(&alert).unwrap().active_at_ms, 90 * M);
+        let (_, out) = whole(&mut stage, &mut mirror, 101 * M, vec![element("a")]);
+        assert_eq!(
+            out.samples[1],
+            (for_state_series(&alert), (90 * M / 1000) as f64)
+        );
+        // Fires 20m after the restored activeAt.
+        let (step, _) = whole(&mut stage, &mut mirror, 110 * M, vec![element("a")]);
+        assert_eq!(step.upserts[0].state, AlertState::Firing);
+    }
+
+    /// A resolved alert that comes back is a new alert: the mirror forgets when the old
+    /// one was sent.
+    #[test]
+    fn a_resolved_alert_that_comes_back_is_new_to_the_mirror() {
+        let mut stage = AlertStage::new(spec(0, AlertSeed::default()));
+        let mut mirror = AlertMirror::new(AlertMachine::new(0, 0));
+        whole(&mut stage, &mut mirror, 0, vec![element("a")]);
+        assert_eq!(mirror.machine_mut().to_send(0, M, M).len(), 1);
+        let (step, out) = whole(&mut stage, &mut mirror, M, Vec::new());
+        assert_eq!(step.upserts[0].state, AlertState::Inactive);
+        assert!(out.samples.is_empty());
+        assert_eq!(mirror.machine_mut().to_send(M, M, M).len(), 1, "resolved");
+        whole(&mut stage, &mut mirror, 2 * M, vec![element("a")]);
+        let a = mirror.machine().alerts().next().unwrap();
+        assert_eq!((a.state, a.last_sent_ms), (AlertState::Firing, None));
+        assert_eq!(a.active_at_ms, 2 * M);
+    }
+
+    /// A failed evaluation steps nothing; duplicate final labels leave the state, a
+    /// limit breach clears the mirror too.
+    #[test]
+    fn failures_reach_the_mirror_as_the_kernel_has_them() {
+        let mut stage = AlertStage::new(AlertSpec {
+            limit: 1,
+            ..spec(5 * M, AlertSeed::default())
+        });
+        let mut mirror = AlertMirror::new(AlertMachine::new(5 * M, 0));
+        whole(&mut stage, &mut mirror, 0, vec![element("a")]);
+        let step = stage.on_output(M, StageInput::Whole(None));
+        assert_eq!(step.kind, StepKind::Skipped);
+        assert_eq!(mirror.apply(&step, Vec::new()), Ok(StepOutput::default()));
+        let twin = Labels::from_pairs(vec![
+            ("instance".into(), "a".into()),
+            ("severity".into(), "low".into()),
+        ]);
+        let step = stage.on_output(
+            2 * M,
+            StageInput::Whole(Some(vec![element("a"), (Arc::new(twin), 1.0)])),
+        );
+        assert_eq!(mirror.apply(&step, Vec::new()), Err(AlertError::Duplicate));
+        assert_eq!(mirror.machine().alerts().count(), 1);
+        let step = stage.on_output(
+            3 * M,
+            StageInput::Whole(Some(vec![element("a"), element("b")])),
+        );
+        let limit = Err(AlertError::Limit { limit: 1, count: 2 });
+        assert_eq!(mirror.apply(&step, Vec::new()), limit);
+        assert_eq!(mirror.machine().alerts().count(), 0);
+        assert_eq!(stage.machine().alerts().count(), 0);
+    }
+}
