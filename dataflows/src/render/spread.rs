@@ -396,6 +396,13 @@ pub struct Spread {
     /// [`Combine::Union`] of a per-series plan), each made and combined as a spread
     /// rule of its own (their local plans in order are [`Spread::local`]).
     pub pair: Option<Box<[Spread; 2]>>,
+    /// For a flat [`Combine::Join`] (two per-series sides) under an aggregation of
+    /// partials (`sum by (job) (rate(a[5m]) / rate(b[5m]))`): that aggregation, as a
+    /// spread aggregation's ([`Combine::Fold`], [`Combine::Mean`],
+    /// [`Combine::Moments`]; no local plans), whose partials each joiner makes over its
+    /// joined elements and the owner combines; [`Spread::after`] is then what follows
+    /// the aggregation.
+    pub fold: Option<Box<Spread>>,
 }
 
 /// The groups of one worker's evaluation of a spread rule: each group's labels and
@@ -517,6 +524,9 @@ impl LabelSlots for HostRecord {
             HostRecord::Joined((.., JoinedPart::Joined(joined, _))) => {
                 joined.iter_mut().for_each(|(labels, _)| f(labels));
             }
+            HostRecord::Joined((.., JoinedPart::Partials(entries, _))) => {
+                entries.iter_mut().for_each(|(labels, _)| f(labels));
+            }
             HostRecord::Output(_, output) => {
                 match &mut output.value {
                     Ok(Value::Vector(elements)) => {
@@ -568,6 +578,13 @@ pub enum JoinedPart {
     /// The operation failed: its side elements (each side in label order), which the
     /// owner joins with those of every other failing joiner.
     Failed(SideElements),
+    /// For a join under an aggregation of partials ([`Spread::fold`]): the
+    /// aggregation's partials over its joined elements, as a worker's of a spread
+    /// aggregation ([`Partials`]).
+    Partials(
+        Vec<(Arc<Labels>, Vec<f64>)>,
+        Option<Vec<Arc<FloatHistogram>>>,
+    ),
 }
 
 /// A joiner's part to the owner: `(owner worker, rule, evaluation time, part)`.
@@ -890,6 +907,15 @@ pub fn joined(
             })
         })
     });
+    // Under an aggregation of partials: the reference's operation, unfinished, and the
+    // aggregation's partials over its result.
+    if let Some(fold) = &spread.fold {
+        let sides = merged(records);
+        return match fold_over(spread, fold, t, &sides) {
+            Ok((entries, held)) => JoinedPart::Partials(entries, held),
+            Err(_) => JoinedPart::Failed(sides),
+        };
+    }
     // A join inside a join: the reference's operations, each time.
     if spread.local.len() == 2 {
         if let Some(joined) = state.join(elements) {
@@ -906,6 +932,30 @@ pub fn joined(
         }
         _ => JoinedPart::Failed(sides),
     }
+}
+
+/// The partials of the aggregation `fold` ([`Spread::fold`]) at `t` over the result of
+/// the join's operation over `sides`, unfinished, as the reference aggregates it (names
+/// pending removal stay pending; stale markers dropped, as the reference's selections
+/// of the sides): made as a worker makes a spread aggregation's ([`partials`]: the
+/// aggregation itself for [`Combine::Fold`], with its `sum`'s member counts where the
+/// elements hold histograms; else the elements, as members). No duplicate check: the
+/// reference aggregates the join's result before it finishes (and checks) the whole.
+fn fold_over(spread: &Spread, fold: &Spread, t: i64, sides: &SideElements) -> Partials {
+    let vectors = sides.sides.iter().map(|side| held(side)).collect();
+    let (value, held) = operation_over(&spread.aggregate, t, vectors, &sides.histograms);
+    let Value::Vector(elements) = value? else {
+        return Err(EvalError::Unsupported("not a join".into()));
+    };
+    if fold.combine != Combine::Fold {
+        return partials(fold, vec![(Ok(Value::Vector(elements)), held)], None);
+    }
+    let members = match members_plan(&fold.aggregate) {
+        Some(count) if !held.is_empty() => Some(over_held(&count, t, elements.clone(), &held).0),
+        _ => None,
+    };
+    let value = over_held(&fold.aggregate, t, elements, &held);
+    partials(fold, vec![value], members)
 }
 
 /// `elements` in label order, or the reference's duplicate-labelset error if two share
@@ -970,6 +1020,9 @@ fn join_combined(
     if let Some(Err(e)) = records.into_iter().find(Result::is_err) {
         return (Err(e), Vec::new());
     }
+    if let Some(fold) = &spread.fold {
+        return fold_join_combined(spread, fold, t, parts);
+    }
     let mut elements = Vec::new();
     let mut histograms: Vec<Arc<FloatHistogram>> = Vec::new();
     let mut failed = Vec::new();
@@ -984,6 +1037,10 @@ fn join_combined(
         match part {
             JoinedPart::Joined(joined, held) => add(joined, held),
             JoinedPart::Failed(sides) => failed.push(sides),
+            JoinedPart::Partials(..) => {
+                let e = EvalError::Unsupported("partials of a join without a fold".into());
+                return (Err(e), Vec::new());
+            }
         }
     }
     if !failed.is_empty() {
@@ -999,6 +1056,34 @@ fn join_combined(
     match unique_sorted(elements) {
         Ok(elements) => (Ok(Value::Vector(elements)), histograms),
         Err(e) => (Err(e), Vec::new()),
+    }
+}
+
+/// Combines the joiners' partials of a join under an aggregation ([`Spread::fold`]) as
+/// a spread aggregation's are combined; the sides of the joiners that failed are
+/// joined first (the reference's error, see [`join_combined`]).
+fn fold_join_combined(spread: &Spread, fold: &Spread, t: i64, parts: Vec<JoinedPart>) -> Evaluated {
+    let mut records = Vec::new();
+    let mut failed = Vec::new();
+    for part in parts {
+        match part {
+            JoinedPart::Partials(entries, held) => records.push(Ok((entries, held))),
+            JoinedPart::Failed(sides) => failed.push(sides),
+            JoinedPart::Joined(..) => {
+                let e = EvalError::Unsupported("joined elements of a fold".into());
+                return (Err(e), Vec::new());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        match fold_over(spread, fold, t, &merged(failed)) {
+            Ok(part) => records.push(Ok(part)),
+            Err(e) => return (Err(e), Vec::new()),
+        }
+    }
+    match (fold.combine, fold.op) {
+        (Combine::Fold, Some(op)) => fold_combined(op, records),
+        _ => member_combined(fold, t, records),
     }
 }
 
@@ -1071,6 +1156,8 @@ impl Spread {
         let whole_after = self.after.as_ref().is_some_and(|a| steps_of(a).is_none());
         match (self.combine, self.pair.as_deref()) {
             (Combine::Gather, _) => true,
+            // Its owner combines the joiners' partials per group.
+            (Combine::Join, _) if self.fold.is_some() => false,
             (Combine::Union | Combine::Join, _) => whole_after,
             (Combine::Pair, Some(sides)) => sides.iter().any(|s| s.combine == Combine::Union),
             _ => false,
@@ -1187,6 +1274,7 @@ fn union_of(plan: &Plan) -> Option<Spread> {
         grouping: Grouping::By(Vec::new()),
         after: None,
         pair: None,
+        fold: None,
     })
 }
 
@@ -1223,6 +1311,14 @@ fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
     if local.len() < 2 {
         return None;
     }
+    // A flat join under an aggregation of partials: the joiners make its partials.
+    let (fold, after) = match after {
+        Some(a) if local.len() == 2 => match joiners_fold(&aggregate, &a) {
+            Some((fold, rest)) => (Some(Box::new(fold)), rest),
+            None => (None, Some(a)),
+        },
+        after => (None, after),
+    };
     Some(Spread {
         op: None,
         combine: Combine::Join,
@@ -1231,7 +1327,87 @@ fn join_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         grouping: Grouping::By(Vec::new()),
         after,
         pair: None,
+        fold,
     })
+}
+
+/// The innermost operation of `after` (the operations after a combine, over [`hole`])
+/// and the rest over [`hole`] (`None`: `after` is it).
+fn innermost(after: &Plan) -> Option<(&Plan, Option<Plan>)> {
+    let i = operand_index(after)?;
+    let operand = operand_at(after, i)?;
+    if matches!(operand, Plan::Vector(sel) if sel.selector.matchers.is_empty()) {
+        return Some((after, None));
+    }
+    let (inner, below) = innermost(operand)?;
+    let mut rest = after.clone();
+    *operand_at_mut(&mut rest, i)? = below.unwrap_or_else(hole);
+    Some((inner, Some(rest)))
+}
+
+/// For a flat join (`aggregate`, the operation over two holes) under `after`: the
+/// aggregation of partials its joiners make (the innermost of `after`: `sum count min
+/// max group avg stddev stdvar`, no parameter) and the rest of `after`, or `None`.
+/// The joiners aggregate the joined elements unfinished, as the reference holds them
+/// ([`joined`]), and their partials cross finished, as a worker's of an aggregation
+/// do: so not `by` of a name label (the reference's group would hold it pending
+/// removal), not `without` unless the join's results hold no name label (a one-to-one
+/// arithmetic or comparison `on` labels that are not name labels: its result labels
+/// are those), and not under operations after it that need the groups' order or
+/// values' last bits or write `__type__`/`__unit__` (as [`aggregation_of`]).
+fn joiners_fold(aggregate: &Plan, after: &Plan) -> Option<(Spread, Option<Plan>)> {
+    let (inner, rest) = innermost(after)?;
+    let Plan::Aggregate {
+        op,
+        param: None,
+        grouping,
+        ..
+    } = inner
+    else {
+        return None;
+    };
+    let combine = match op {
+        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Combine::Fold,
+        AggOp::Avg => Combine::Mean,
+        AggOp::Stddev | AggOp::Stdvar => Combine::Moments,
+        _ => return None,
+    };
+    if rest
+        .as_ref()
+        .is_some_and(|a| ordered(a) || labels_values(a) || writes_meta(a))
+    {
+        return None;
+    }
+    let fits = match grouping {
+        Grouping::By(labels) => !labels.iter().any(|l| is_name_label(l)),
+        Grouping::Without(_) => matches!(
+            aggregate,
+            Plan::Binary {
+                op,
+                matching: Some(Matching { on: true, labels, card: Card::OneToOne, .. }),
+                ..
+            } if !op.is_set() && !labels.iter().any(|l| is_name_label(l))
+        ),
+    };
+    if !fits {
+        return None;
+    }
+    let fold = Spread {
+        op: Some(*op),
+        combine,
+        local: Vec::new(),
+        aggregate: Plan::Aggregate {
+            op: *op,
+            expr: Box::new(hole()),
+            param: None,
+            grouping: grouping.clone(),
+        },
+        grouping: grouping.clone(),
+        after: None,
+        pair: None,
+        fold: None,
+    };
+    Some((fold, rest))
 }
 
 /// `plan`, a join (see [`join_of`]), with each per-series leaf, pushed to `leaves` in
@@ -1444,6 +1620,7 @@ fn pair_of(plan: &Plan, after: Option<Plan>) -> Option<Spread> {
         grouping: Grouping::By(Vec::new()),
         after,
         pair: Some(Box::new(sides)),
+        fold: None,
     })
 }
 
@@ -1585,6 +1762,7 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
         grouping: grouping.clone(),
         after,
         pair: None,
+        fold: None,
     })
 }
 
@@ -2536,7 +2714,8 @@ mod tests {
     }
 
     fn spread(q: &str) -> Option<(Combine, bool)> {
-        spread_rule(q).map(|s| (s.combine, s.after.is_some()))
+        // A join's aggregation the joiners make partials of is an operation after it.
+        spread_rule(q).map(|s| (s.combine, s.after.is_some() || s.fold.is_some()))
     }
 
     /// The rules whose owner would evaluate every element are spread only when asked
@@ -2551,8 +2730,9 @@ mod tests {
             "count_values(\"v\", x)",
             "x / on (job) group_left sum by (job) (x)",
             "node_load1 / count without (cpu) (node_cpu_seconds_total)",
-            "sum by (job) (rate(a[5m]) / rate(b[5m]))",
-            "count(a > 1 and b == 0)",
+            "quantile(0.9, rate(a[5m]) / rate(b[5m]))",
+            "sum by (job) (a / b < 0.1 and c == 0)",
+            "sum without (instance) (rate(a[5m]) / rate(b[5m]))",
         ];
         let spread_either_way = [
             "sum by (job) (rate(x[5m]))",
@@ -2563,6 +2743,11 @@ mod tests {
             "a > 1 and b == 0",
             "a / b < 0.1 and c == 0",
             "sum(rate(a[5m])) / sum(rate(b[5m]))",
+            // A flat join under an aggregation of partials: the joiners make them.
+            "sum by (job) (rate(a[5m]) / rate(b[5m]))",
+            "count(a > 1 and b == 0)",
+            "avg without (instance) (a / on (instance, job) b)",
+            "sum(sum by (job) (a - b)) > 1",
         ];
         let every = RuleSchedule::Interval {
             start_ms: 0,
@@ -2572,7 +2757,7 @@ mod tests {
             start_ms: None,
             end_ms: None,
         };
-        for (queries, bound) in [(&owner_bound, true), (&spread_either_way, false)] {
+        for (queries, bound) in [(&owner_bound[..], true), (&spread_either_way[..], false)] {
             for q in queries {
                 let plan = parse(q).unwrap();
                 let uses = selector_uses(&plan, 300_000, range);
@@ -2960,6 +3145,16 @@ mod tests {
             "b or on (instance) a * 2",
             "c and ignoring (instance) a",
             "count(a unless on (instance) b)",
+            // A flat join under an aggregation of partials: the joiners' partials
+            // (a many-to-many match group: the failing joiners' sides, the error).
+            "sum by (job) (rate(a[1m]) / rate(b[1m]))",
+            "avg without (instance) (a / on (instance, job) b)",
+            "count(a > 1 and b == 0)",
+            "stddev by (job) (a - b)",
+            "max(a / b) > 1",
+            "stdvar(a + on (instance) b) * 2",
+            "group by (instance) (a or b)",
+            "sum by (job) (a / on (job) b)",
             // Joins inside joins, by the labels all their matchings match on.
             "a / b > 0.5 and c",
             "a / b > 0.5 and on (instance) c",
@@ -3099,7 +3294,7 @@ mod tests {
         // an aggregation too, its names pending), on the left (one of them inside a
         // join), many-to-one without `group_left`, many-to-many of two series that
         // differ only in `__type__`.
-        assert_eq!(errors, 13);
+        assert_eq!(errors, 14);
     }
 
     /// Joins and set operators of two per-series plans over series of one name that
