@@ -22,6 +22,7 @@
 //! histogram_quantile(0.9, rate(x_bucket[5m]))    # any operation after it (no label
 //! sort_desc(rate(x[5m]))                         #   functions in it)
 //! rate(a[5m]) / rate(b[5m])                      # one-to-one arithmetic or comparison
+//! sum by (job) (rate(a[5m]) / rate(b[5m]))       #   (an aggregation of it: partials)
 //! a / on (instance) b > 0.1                      # of two per-series plans, ops after
 //! x < 0.9 and on (instance) y == 0               # or a set operator of them
 //! a / b < 0.1 and c == 0                         # or of joins of them
@@ -141,6 +142,29 @@
 //!   and the rest is as above (a failing joiner's sides go to the owner, which runs
 //!   the tree over those of every failing joiner: the reference evaluates the inner
 //!   operations whole before the outer, so its first error is among them).
+//!   Under an aggregation of partials (`sum count min max group avg stddev stdvar`, no
+//!   parameter; the innermost operation after a join of two per-series plans, not one
+//!   inside a join: [`Spread::fold`]) the joiners make the aggregation's partials
+//!   instead: each runs the reference's operation over its side elements (no
+//!   incremental state) and, over its result unfinished (names pending removal, as
+//!   the reference aggregates it), makes the partials a worker makes of a spread
+//!   aggregation ([`partials`]: the aggregation itself for `sum` and friends, with its
+//!   member counts where histograms are among them; the members for `avg`, gathered
+//!   where a group holds a histogram, and `stddev`/`stdvar`), and sends them to the
+//!   owner in a [`JoinedPart::Partials`]; the owner combines them per group as an
+//!   aggregation's (`Fold`, `Mean`, `Moments`), then runs the rest of the operations
+//!   after. No duplicate label sets to check: the reference aggregates the join's
+//!   result before it finishes (and checks) the whole, so two joined elements with one
+//!   label set (once finished) are two members, as there; a group's members on two
+//!   joiners are partials combined, as a group's on two workers. A failing joiner
+//!   sends its side elements as above, and the owner's operation over those of every
+//!   failing joiner gives the reference's error. Not `by` of a name label, and
+//!   `without` only over a one-to-one arithmetic or comparison `on` labels that are
+//!   not name labels (its results hold exactly those labels): the partials cross
+//!   finished, where the reference's groups would hold `__type__`/`__unit__` pending
+//!   removal. Not under operations after it that need the order of its groups or
+//!   the last bits of their values, or that write `__type__`/`__unit__` (as after an
+//!   aggregation, below).
 //! - a vector/vector operation (arithmetic, comparison, set operators, any matching,
 //!   `group_left`/`group_right` included) of two spread aggregations, or of a spread
 //!   aggregation and a per-series plan of one named selector without label functions
@@ -246,7 +270,9 @@
 //! list), and is finished where the reference finishes: a union's, a pick's, a
 //! gather's and a pair's by the owner over the whole result, after the operations
 //! after it; a join's by its
-//! joiners, element by element (so the result is finished before the operations after
+//! joiners, element by element (under an aggregation of partials the joiners
+//! aggregate it unfinished, as the reference does, and the partials cross finished, as
+//! a worker's; so the result is finished before the operations after
 //! a join, hence no reads of the name labels there, nor label functions in a join's
 //! sides, nor `on`/`ignoring` of the name labels). So series of one name that differ
 //! only in `__type__`/`__unit__` match as in the reference (apart for arithmetic and
@@ -270,7 +296,7 @@
 //! every element of the rule's series at every evaluation ([`Spread::owner_bound`]: a
 //! per-series plan under operations that are not element-wise steps, `quantile` and
 //! `count_values`, a pair with a per-series side, a join under operations that are not
-//! element-wise steps). Their owner's work grows with the series and is not
+//! element-wise steps, unless its joiners make an aggregation's partials). Their owner's work grows with the series and is not
 //! incremental, so on 2 workers they measured slower than owned on 1, for more CPU
 //! (the figures are at [`Spread::owner_bound`]); they are built and checked against
 //! the reference like every other shape.
@@ -357,7 +383,8 @@ pub enum Combine {
     /// per-series plans or joins of them: each side element, unfinished, to the worker
     /// of its match
     /// group ([`joiner`]), which joins them and sends the finished results to the
-    /// owner; the owner's result is their union.
+    /// owner; the owner's result is their union. Under an aggregation of partials
+    /// ([`Spread::fold`]) the joiners send its partials, which the owner combines.
     Join,
     /// A vector/vector operation of two spread aggregations, or of one and a
     /// per-series plan ([`Spread::pair`]): each worker sends both sides' parts (an
@@ -1142,8 +1169,11 @@ impl Spread {
     /// rule's series at every evaluation: a per-series plan under operations that are
     /// not element-wise steps (`sort_desc(rate(x[5m]))`), a gather (`quantile`,
     /// `count_values`), a pair with a per-series side (`x / on (job) group_left sum by
-    /// (job) (x)`), a join under such operations (`sum by (job) (rate(a[5m]) /
-    /// rate(b[5m]))`). The owner's work then grows with the series, not the groups,
+    /// (job) (x)`), a join under such operations (`quantile(0.9, rate(a[5m]) /
+    /// rate(b[5m]))`) but an aggregation of partials whose joiners make them
+    /// ([`Spread::fold`]: `sum by (job) (rate(a[5m]) / rate(b[5m]))`, whose owner
+    /// combines groups; the figure below is from before, when its owner aggregated
+    /// every joined element). The owner's work then grows with the series, not the groups,
     /// and is not incremental; spread over 2 workers such rules measured slower than
     /// owned on 1, with more CPU (50,000 series, `RULES_PART=4
     /// RULES_SPREAD_OWNER_BOUND=1 RULES_BULK_RULE=… cargo bench --bench rules`,
@@ -3912,11 +3942,10 @@ mod tests {
     /// joiners' partials are combined as an aggregation's: sums in another order).
     fn assert_near(got: &Value, want: &Value, what: &str) {
         let (g, w) = (labelled(got), labelled(want));
-        let near = |a: f64, b: f64| {
-            a == b || (a.is_nan() && b.is_nan()) || ((a - b) / b).abs() < 1e-12
-        };
-        let same = g.len() == w.len()
-            && (g.iter().zip(&w)).all(|(g, w)| g.0 == w.0 && near(g.1, w.1));
+        let near =
+            |a: f64, b: f64| a == b || (a.is_nan() && b.is_nan()) || ((a - b) / b).abs() < 1e-12;
+        let same =
+            g.len() == w.len() && (g.iter().zip(&w)).all(|(g, w)| g.0 == w.0 && near(g.1, w.1));
         assert!(same, "{what}: {g:?} != {w:?}");
     }
 
