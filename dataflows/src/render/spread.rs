@@ -3246,8 +3246,21 @@ mod tests {
         // The labels dictionary of records crossing processes (one for every sender
         // and destination here: entries are found by hash).
         let (mut sent, mut received) = (SentIds::default(), ReceivedLabels::default());
+        // The joins under an aggregation of partials go by the joiners' partials.
+        let folds = [
+            "sum by (job) (rate(a[1m]) / rate(b[1m]))",
+            "avg without (instance) (a / on (instance, job) b)",
+            "count(a > 1 and b == 0)",
+            "stddev by (job) (a - b)",
+            "max(a / b) > 1",
+            "stdvar(a + on (instance) b) * 2",
+            "group by (instance) (a or b)",
+            "sum by (job) (a / on (job) b)",
+            "count(a unless on (instance) b)",
+        ];
         for q in queries {
             let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
+            assert_eq!(rule.fold.is_some(), folds.contains(&q), "{q}");
             let plan = parse(q).unwrap();
             let want = Evaluator::new(&store, t).instant(&plan, t);
             errors += usize::from(want.is_err());
