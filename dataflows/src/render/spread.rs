@@ -3883,6 +3883,15 @@ mod tests {
             "count_values(\"v\", x * 2)",
             "sum by (job) (rate(x[1m]) / y)",
             "count(x > on (instance) y)",
+            // Joins under aggregations of partials (the joiners'): histograms, a
+            // stale marker.
+            "sum by (job) (h * on (instance, job) x)",
+            "avg(h + on (instance) h)",
+            "avg by (job) (rate(h[1m]) + on (instance) rate(h[1m]))",
+            "stddev(h - on (instance) h)",
+            "max(x - on (instance) y)",
+            "sum(h + on (instance) x)",
+            "histogram_count(sum(h / on (instance) h))",
             "scalar(sum(x) / sum(y))",
             "sum(x * 2) / sum(y > 0)",
             // An aggregation beside a per-series plan: a stale marker, histograms.
@@ -3908,6 +3917,19 @@ mod tests {
                 rule.after.is_some() || rule.combine != Combine::Union,
                 "{q}"
             );
+            // The joins under aggregations of partials go by the joiners' partials.
+            let folds = [
+                "sum by (job) (rate(x[1m]) / y)",
+                "count(x > on (instance) y)",
+                "sum by (job) (h * on (instance, job) x)",
+                "avg(h + on (instance) h)",
+                "avg by (job) (rate(h[1m]) + on (instance) rate(h[1m]))",
+                "stddev(h - on (instance) h)",
+                "max(x - on (instance) y)",
+                "sum(h + on (instance) x)",
+                "histogram_count(sum(h / on (instance) h))",
+            ];
+            assert_eq!(rule.fold.is_some(), folds.contains(&q), "{q}");
             for workers in 1..=4usize {
                 for shift in 0..workers {
                     let how = format!("{q} on {workers} workers, shift {shift}");
