@@ -44,7 +44,9 @@
 //!    `rate(x[5m]) / on (instance) rate(x[1m])`); two workers must give the result
 //!    sizes one gives. `RULES_BULK_LE` (0) = n makes every n consecutive series one
 //!    instance's classic histogram buckets (`le` 0.005, 0.01, … and `+Inf`), for
-//!    `histogram_quantile(0.99, sum by (le, job) (rate(x[5m])))`.
+//!    `histogram_quantile(0.99, sum by (le, job) (rate(x[5m])))`. With
+//!    `RULES_SPREAD_OWNER_BOUND` set, a rule whose owner would evaluate every element
+//!    (`Spread::owner_bound`), which promflow keeps owned, is spread on 2 workers too.
 //!
 //! 5. **histogram_rate, incremental vs whole-plan.** `sum by (job) (rate(h[5m]))` over
 //!    `RULES_HIST_SERIES` (1,000) native-histogram series of 16 buckets in 10 jobs,

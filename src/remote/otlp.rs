@@ -740,7 +740,9 @@ fn exponential_histogram(p: &ExponentialHistogramDataPoint) -> Result<FloatHisto
             p.scale
         ));
     }
-    let scale_down = (p.scale - MAX_SCHEMA).max(0) as u32;
+    // Go's shift of a signed integer by its width or more gives 0 or -1 (the sign);
+    // Rust's would overflow, so a scale past 8 + 63 shifts by 63, the same result.
+    let scale_down = (p.scale - MAX_SCHEMA).clamp(0, 63) as u32;
     let buckets = |b: &Option<ExponentialBuckets>| {
         let mut merged: Vec<(i32, f64)> = Vec::new();
         let Some(b) = b else { return merged };
@@ -1357,6 +1359,11 @@ mod histogram_tests {
         // Scale 20 → 8: 4096 OTel buckets per bucket; 4095 and 4096 straddle a bound.
         let h = exponential_histogram(&point(20, 4095, &[5, 7])).unwrap();
         assert_eq!(h.positive(), [(1, 5.0), (2, 7.0)]);
+        // A scale past what a shift can take (the OTel spec stops at 20, a client need
+        // not): every bucket merges into schema-8 bucket 1 (0 and up) or 0 (below), as
+        // Go's shift of a signed index by 64 or more does.
+        let h = exponential_histogram(&point(80, -2, &[1, 1, 3])).unwrap();
+        assert_eq!((h.schema, h.positive()), (8, vec![(0, 2.0), (1, 3.0)]));
         let err = exponential_histogram(&point(-5, 0, &[1])).unwrap_err();
         assert_eq!(
             err,

@@ -3383,23 +3383,7 @@ mod tests {
         for q in queries {
             let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
             assert_eq!(rule.combine, Combine::Join, "{q}");
-            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
-            match &want {
-                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
-                Err(_) => outcomes.1 += 1,
-                _ => {}
-            }
-            for workers in 1..=4usize {
-                for shift in 0..workers {
-                    let got = split_run(&rule, &store, t, workers, shift).0;
-                    match (&got, &want) {
-                        (Ok(g), Ok(w)) => {
-                            assert_near(g, w, &format!("{q} on {workers} workers, shift {shift}"))
-                        }
-                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
-                    }
-                }
-            }
+            assert_every_split(q, &rule, &store, t, &mut outcomes);
         }
         // Results with elements, and errors (a duplicate label set once the names are
         // dropped, three many-to-one matches, one under an aggregation the joiners
@@ -3481,23 +3465,7 @@ mod tests {
         for q in queries {
             let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
             assert_eq!(rule.combine, Combine::Pair, "{q}");
-            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
-            match &want {
-                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
-                Err(_) => outcomes.1 += 1,
-                _ => {}
-            }
-            for workers in 1..=4usize {
-                for shift in 0..workers {
-                    let got = split_run(&rule, &store, t, workers, shift).0;
-                    match (&got, &want) {
-                        (Ok(g), Ok(w)) => {
-                            assert_near(g, w, &format!("{q} on {workers} workers, shift {shift}"))
-                        }
-                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
-                    }
-                }
-            }
+            assert_every_split(q, &rule, &store, t, &mut outcomes);
         }
         // Results with elements, and errors (many-to-one matches and duplicates on
         // the "one" side of two elements with one label set, duplicate label sets once
@@ -3543,23 +3511,7 @@ mod tests {
         let mut outcomes = (0, 0);
         for q in queries {
             let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
-            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
-            match &want {
-                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
-                Err(_) => outcomes.1 += 1,
-                _ => {}
-            }
-            for workers in 1..=4usize {
-                for shift in 0..workers {
-                    let got = split_run(&rule, &store, t, workers, shift).0;
-                    match (&got, &want) {
-                        (Ok(g), Ok(w)) => {
-                            assert_near(g, w, &format!("{q} on {workers} workers, shift {shift}"))
-                        }
-                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
-                    }
-                }
-            }
+            assert_every_split(q, &rule, &store, t, &mut outcomes);
         }
         assert_eq!(outcomes, (17, 6));
         // The metadata labels of groups the reference holds pending removal (at the
@@ -3636,23 +3588,7 @@ mod tests {
         for q in queries {
             let rule = spread_rule(q).unwrap_or_else(|| panic!("{q} is spread"));
             assert_eq!((rule.combine, rule.local.len()), (Combine::Join, 3), "{q}");
-            let want = Evaluator::new(&store, t).instant(&parse(q).unwrap(), t);
-            match &want {
-                Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
-                Err(_) => outcomes.1 += 1,
-                _ => {}
-            }
-            for workers in 1..=4usize {
-                for shift in 0..workers {
-                    let got = split_run(&rule, &store, t, workers, shift).0;
-                    match (&got, &want) {
-                        (Ok(g), Ok(w)) => {
-                            assert_near(g, w, &format!("{q} on {workers} workers, shift {shift}"))
-                        }
-                        _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
-                    }
-                }
-            }
+            assert_every_split(q, &rule, &store, t, &mut outcomes);
         }
         assert_eq!(outcomes, (5, 1));
     }
@@ -3680,6 +3616,36 @@ mod tests {
         let mut records = vec![bincode::deserialize(&bytes).unwrap()];
         decode_time(received, &mut records);
         records.pop().unwrap()
+    }
+
+    /// `rule` (the query `q`) at `t` over `store` dealt to 1 to 4 workers in every way
+    /// ([`split_run`]) gives the reference's result (the same labelled elements), or its
+    /// error word for word; `outcomes` counts the reference's results with elements
+    /// and its errors.
+    fn assert_every_split(
+        q: &str,
+        rule: &Spread,
+        store: &crate::promql::testscript::store::MemStorage,
+        t: i64,
+        outcomes: &mut (usize, usize),
+    ) {
+        let want = Evaluator::new(store, t).instant(&parse(q).unwrap(), t);
+        match &want {
+            Ok(Value::Vector(v)) if !v.is_empty() => outcomes.0 += 1,
+            Err(_) => outcomes.1 += 1,
+            _ => {}
+        }
+        for workers in 1..=4usize {
+            for shift in 0..workers {
+                let got = split_run(rule, store, t, workers, shift).0;
+                match (&got, &want) {
+                    (Ok(g), Ok(w)) => {
+                        assert_near(g, w, &format!("{q} on {workers} workers, shift {shift}"))
+                    }
+                    _ => assert_eq!(got, want, "{q} on {workers} workers, shift {shift}"),
+                }
+            }
+        }
     }
 
     /// `rule` at `t` over `store` dealt to `workers` workers (series `i` to worker
