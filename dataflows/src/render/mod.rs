@@ -107,8 +107,9 @@
 //! name labels after a join, whose joiners finish their elements), except an
 //! aggregation of partials right after a join of two per-series plans
 //! (`sum by (job) (rate(a[5m]) / rate(b[5m]))`: each joiner makes its partials over
-//! its joined elements, unfinished as the reference aggregates them, and the owner
-//! combines them as an aggregation's, then runs the rest). The shapes whose
+//! its joined elements, unfinished as the reference aggregates them, from its match
+//! groups kept as above, each group's again only where a member changed, and the
+//! owner combines them as an aggregation's, then runs the rest). The shapes whose
 //! owner would so evaluate every element of the rule's series at every evaluation (a
 //! pair with a per-series side, a join or per-series plan under other operations that
 //! are not element-wise, `quantile`, `count_values`: [`spread::Spread::owner_bound`]) are
