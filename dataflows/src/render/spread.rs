@@ -688,9 +688,8 @@ pub fn part_records(
             ))]
         }
     };
-    let joiners = side_elements(sides, peers, |e| {
-        joiner(&e.labels, (&route.0, route.1), peers) as usize
-    });
+    let to = |e: &Element| joiner(&e.labels, (&route.0, route.1), peers) as usize;
+    let joiners = side_elements(sides, peers, to, !spread.joined_by_state());
     let mut records = vec![HostRecord::Partials((
         owner,
         rule,
@@ -715,7 +714,7 @@ fn part(
     members: Option<EvalResult<Value>>,
 ) -> Part {
     let elements = |sides: Sides| {
-        let mut all = side_elements(sides, 1, |_| 0);
+        let mut all = side_elements(sides, 1, |_| 0, true);
         all.pop().unwrap_or_default()
     };
     match spread.combine {
@@ -754,8 +753,13 @@ fn vectors(values: Vec<Evaluated>) -> EvalResult<Sides> {
 
 /// The elements of `sides` as they cross, unfinished ([`SideElement`]s), to `n`
 /// destinations: each element to destination `to(element)`, with the histogram its
-/// value names.
-fn side_elements(sides: Sides, n: usize, to: impl Fn(&Element) -> usize) -> Vec<SideElements> {
+/// value names; each side in label order where `sorted`.
+fn side_elements(
+    sides: Sides,
+    n: usize,
+    to: impl Fn(&Element) -> usize,
+    sorted: bool,
+) -> Vec<SideElements> {
     let empty = SideElements {
         sides: vec![Vec::new(); sides.len()],
         ..SideElements::default()
@@ -778,7 +782,12 @@ fn side_elements(sides: Sides, n: usize, to: impl Fn(&Element) -> usize) -> Vec<
     // sort finds them), so the sorting is done by the senders, in parallel. Sorting
     // the whole union on the owner took a union of 50,000 series from 0.58 to
     // 0.75–0.85 of the owned rule's wall time (`RULES_PART=4 RULES_BULK_RULE='rate(x[5m])
-    // > 0' cargo bench --bench rules`).
+    // > 0' cargo bench --bench rules`). Not for joiners that match by their state
+    // ([`Spread::joined_by_state`]), which reads them in any order and sorts (in
+    // [`merged`]) only where it runs the reference.
+    if !sorted {
+        return parts;
+    }
     for part in &mut parts {
         for side in &mut part.sides {
             side.sort_by(|a, b| a.0.cmp(&b.0));
@@ -789,7 +798,8 @@ fn side_elements(sides: Sides, n: usize, to: impl Fn(&Element) -> usize) -> Vec<
 
 /// The side elements of `records` in one, each side in label order (the order the
 /// reference reads a selector's series), histogram handles renumbered; each record's
-/// sides come sorted ([`side_elements`]), so this merges their runs.
+/// sides come sorted ([`side_elements`]; but to joiners that match by their state,
+/// [`Spread::joined_by_state`]), so this merges their runs.
 fn merged(records: Vec<SideElements>) -> SideElements {
     let mut all = SideElements::default();
     for record in records {
@@ -1192,6 +1202,15 @@ impl Spread {
             [(matching, set)] => Some((matching.clone(), *set)),
             _ => Some((common_route(&joins), true)),
         }
+    }
+
+    /// Whether its joiners match by their state ([`SpreadJoin`]), which reads the side
+    /// elements in any order: a join of two per-series plans, but a set operator's
+    /// under an aggregation (whose joiners run the reference at every evaluation, as
+    /// those of a join inside a join).
+    pub fn joined_by_state(&self) -> bool {
+        let set = matches!(&self.aggregate, Plan::Binary { op, .. } if op.is_set());
+        self.combine == Combine::Join && self.local.len() == 2 && !(set && self.fold.is_some())
     }
 
     /// Whether a worker evaluates local plan `i` unfinished, as the reference holds
