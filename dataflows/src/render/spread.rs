@@ -592,7 +592,9 @@ pub struct SideElements {
     /// The histograms the values name.
     pub histograms: Vec<Arc<FloatHistogram>>,
     /// The labels' [`Labels::hash`]es, side by side in order, where the record came
-    /// from another process (its receiver's dictionary has them); else empty.
+    /// from another process (its receiver's dictionary has them) or goes to a joiner
+    /// that matches by its state (its sender hashed them, [`Spread::joined_by_state`]);
+    /// else empty.
     #[serde(skip)]
     pub hashes: Vec<u64>,
 }
@@ -689,7 +691,7 @@ pub fn part_records(
         }
     };
     let to = |e: &Element| joiner(&e.labels, (&route.0, route.1), peers) as usize;
-    let joiners = side_elements(sides, peers, to, !spread.joined_by_state());
+    let joiners = side_elements(sides, peers, to, spread.joined_by_state());
     let mut records = vec![HostRecord::Partials((
         owner,
         rule,
@@ -714,7 +716,7 @@ fn part(
     members: Option<EvalResult<Value>>,
 ) -> Part {
     let elements = |sides: Sides| {
-        let mut all = side_elements(sides, 1, |_| 0, true);
+        let mut all = side_elements(sides, 1, |_| 0, false);
         all.pop().unwrap_or_default()
     };
     match spread.combine {
@@ -753,12 +755,14 @@ fn vectors(values: Vec<Evaluated>) -> EvalResult<Sides> {
 
 /// The elements of `sides` as they cross, unfinished ([`SideElement`]s), to `n`
 /// destinations: each element to destination `to(element)`, with the histogram its
-/// value names; each side in label order where `sorted`.
+/// value names; each side in label order, but to joiners that match by their state
+/// (`by_state`, [`Spread::joined_by_state`]), which take them in any order and with
+/// their labels' hashes ([`SideElements::hashes`]).
 fn side_elements(
     sides: Sides,
     n: usize,
     to: impl Fn(&Element) -> usize,
-    sorted: bool,
+    by_state: bool,
 ) -> Vec<SideElements> {
     let empty = SideElements {
         sides: vec![Vec::new(); sides.len()],
@@ -775,6 +779,11 @@ fn side_elements(
                 }
                 _ => e.value,
             };
+            if by_state {
+                // The labels were just read for the route: hashing them here spares
+                // the joiner reading them.
+                to.hashes.push(e.labels.hash());
+            }
             to.sides[side].push((e.labels, value, e.drop_name));
         }
     }
@@ -785,7 +794,7 @@ fn side_elements(
     // > 0' cargo bench --bench rules`). Not for joiners that match by their state
     // ([`Spread::joined_by_state`]), which reads them in any order and sorts (in
     // [`merged`]) only where it runs the reference.
-    if !sorted {
+    if by_state {
         return parts;
     }
     for part in &mut parts {
@@ -929,7 +938,8 @@ pub fn joined(
     t: i64,
     records: Vec<SideElements>,
 ) -> JoinedPart {
-    // The hash a record from another process came with spares hashing the labels.
+    // The hash a record came with (from another process, or hashed by its sender)
+    // spares reading and hashing the labels.
     let elements = records.iter().flat_map(|r| {
         let first: Vec<usize> = (r.sides.iter())
             .scan(0, |at, side| {

@@ -242,8 +242,9 @@ pub struct SpreadJoin {
     held: [KeyMap<(Element, u64)>; 2],
     /// Each match group with one element on each side: its result labels as the
     /// reference holds them (side elements arrive unfinished, as the reference holds
-    /// them), whether the name is pending removal (the left element's), those labels
-    /// finished, and its joined value (`None`: a comparison dropped it).
+    /// them), whether the name is pending removal (the left element's; under a fold,
+    /// not kept: false), those labels finished, and its joined value (`None`: a
+    /// comparison dropped it).
     out: KeyMap<Joined>,
     /// The groups of `out` in their labels' order (with those labels), and whether two
     /// groups have one label set; `None`: to sort again (a group came, left, or changed
@@ -517,11 +518,12 @@ impl SpreadJoin {
                 fold.filing
                     .refile(sig.clone(), kept, group_of, &mut fold.dirty);
             }
-            // The left element's: whether the result's name is pending removal.
-            let pending = self.matcher.sides[0]
-                .single(&sig)
-                .and_then(|k| lhs.get(k))
-                .is_some_and(|(e, _)| e.drop_name);
+            // The left element's: whether the result's name is pending removal (not
+            // under a fold, whose partials cross by group).
+            let pending = self.fold.is_none()
+                && (self.matcher.sides[0].single(&sig))
+                    .and_then(|k| lhs.get(k))
+                    .is_some_and(|(e, _)| e.drop_name);
             match labels {
                 Some(labels) => {
                     if let Some((old, drop, _, v)) = self.out.get_mut(&sig) {
