@@ -112,9 +112,10 @@
 //! owner combines them as an aggregation's, then runs the rest). The shapes whose
 //! owner would so evaluate every element of the rule's series at every evaluation (a
 //! pair with a per-series side, a join or per-series plan under other operations that
-//! are not element-wise, `quantile`, `count_values`: [`spread::Spread::owner_bound`]) are
-//! spread only with [`crate::EngineConfig::spread_owner_bound`], which promflow leaves
-//! off: they measured slower than owned. Any other plan can
+//! are not element-wise, `quantile`, `count_values`: [`spread::Spread::owner_bound`]),
+//! and for now a join under an aggregation of partials too (not yet measured faster
+//! than owned), are spread only with [`crate::EngineConfig::spread_owner_bound`], which
+//! promflow leaves off: they measured slower than owned. Any other plan can
 //! aggregate or join across series in ways without partials, so all of its input
 //! meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that
