@@ -85,7 +85,8 @@ pub struct EngineConfig {
     /// evaluation over every element of its series at every evaluation
     /// ([`crate::render::spread::Spread::owner_bound`]: a per-series plan under
     /// operations that are not element-wise, `quantile`/`count_values`, a pair with a
-    /// per-series side, a join under operations that are not element-wise). Off in
+    /// per-series side, a join under operations that are not element-wise, an
+    /// aggregation of partials included, whose joiners make the partials). Off in
     /// promflow: such rules measured slower than owned (README, "Part 4"); on in the
     /// conformance suite's spread mode and the tests of those shapes.
     pub spread_owner_bound: bool,

@@ -63,6 +63,12 @@ fn rules() -> Vec<(&'static str, RuleSchedule, usize)> {
         ("rate(x{instance=~\"i[0-3]\"}[5m]) > 0.6", every, 0),
         ("rate(x{instance=~\"i[4-7]\"}[5m]) > 0.6", every, 0),
         ("rate(x[5m]) / on (instance, job) (g + 1)", every, 1),
+        // A join under an aggregation of partials: its joiners' partials cross.
+        (
+            "sum by (job) (rate(x[5m]) / on (instance, job) (g + 1))",
+            every,
+            0,
+        ),
         (
             "label_replace(g < 0.5, \"host\", \"$1\", \"instance\", \"i(.*)\")",
             every,
