@@ -31,11 +31,13 @@ use crate::render::alert_state::{
     alerts_series, final_labels, for_state_series, keeps_final_labels_distinct, Alert, AlertCore,
     AlertError, AlertMachine, AlertState, Candidate, RestorePolicy, StepOutput,
 };
+use crate::render::rule::{Arrival, RuleOutput};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// An alerting rule as its stage needs it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AlertSpec {
     /// The rule's name (`alertname`).
     pub name: String,
@@ -52,7 +54,7 @@ pub struct AlertSpec {
 }
 
 /// What an alert stage's state starts from.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AlertSeed {
     /// A reload: the state of the rule it replaces, unchanged.
     pub carried: Vec<AlertCore>,
@@ -65,7 +67,7 @@ pub struct AlertSeed {
 
 /// What the `for` restore reads: the last sample written before the restart of each
 /// `ALERTS_FOR_STATE` series of the rule.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ForRestoreSeed {
     /// How `activeAt` is restored.
     pub policy: RestorePolicy,
@@ -93,7 +95,7 @@ pub enum StageInput {
 }
 
 /// How a step stepped the state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StepKind {
     /// Not at all: the evaluation failed.
     Skipped,
@@ -104,7 +106,7 @@ pub enum StepKind {
 }
 
 /// What one step of an alert stage changed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertStep {
     /// The evaluation time (ms).
     pub t_ms: i64,
@@ -220,6 +222,17 @@ impl AlertStage {
     /// Steps with the rule's evaluation at `t_ms`.
     pub fn on_output(&mut self, t_ms: i64, input: StageInput) -> AlertStep {
         self.step(t_ms, input, false)
+    }
+
+    /// Steps with a rule's evaluation as the dataflow outputs it, converted as the
+    /// rule host converts it ([`RuleOutput::arrival`]: a result that is no instant
+    /// vector fails, a histogram's value is 0).
+    pub fn on_rule_output(&mut self, output: &RuleOutput) -> AlertStep {
+        let input = match output.arrival::<f64>() {
+            Arrival::Whole(result) => StageInput::Whole(result.ok()),
+            Arrival::Changes { set, gone } => StageInput::Changes { set, gone },
+        };
+        self.on_output(output.eval_ms, input)
     }
 
     /// A timer step at `t_ms`: the last result again.

@@ -310,6 +310,7 @@ use crate::promql::eval::{
     SeriesSource, Value,
 };
 use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
+use crate::render::alerting::AlertStep;
 use crate::render::dictionary::{decode_time, CodedLabels, LabelSlots, ReceivedLabels};
 use crate::render::extent::SelectorUse;
 use crate::render::incremental::{SpreadJoin, Step};
@@ -470,6 +471,10 @@ pub enum HostRecord {
     Joined(JoinedRecord),
     /// An owned rule's evaluation, to the worker delivering it.
     Output(u64, RuleOutput),
+    /// An owned alerting rule's evaluation and its alert stage's step
+    /// ([`RuleOutput::alerts`], which does not serialize with the output), to the
+    /// worker delivering them.
+    Alerting(u64, RuleOutput, Box<AlertStep>),
     /// A record to a worker of another process with its label sets coded by the
     /// dictionary of its sender and destination ([`crate::render::dictionary`]).
     Coded(Box<HostRecord>, CodedLabels),
@@ -483,7 +488,8 @@ impl HostRecord {
             | HostRecord::Pair((to, ..), _)
             | HostRecord::Sides((to, ..))
             | HostRecord::Joined((to, ..))
-            | HostRecord::Output(to, _) => *to,
+            | HostRecord::Output(to, _)
+            | HostRecord::Alerting(to, ..) => *to,
             HostRecord::Coded(inner, _) => inner.worker(),
         }
     }
@@ -504,6 +510,16 @@ impl LabelSlots for HostRecord {
                 _ => {}
             }
         }
+        fn outputs(output: &mut RuleOutput, f: &mut dyn FnMut(&mut Arc<Labels>)) {
+            match &mut output.value {
+                Ok(Value::Vector(elements)) => {
+                    elements.iter_mut().for_each(|e| f(&mut e.labels));
+                }
+                Ok(Value::Matrix(series)) => series.iter_mut().for_each(|s| f(&mut s.labels)),
+                _ => {}
+            }
+            output.gone.iter_mut().flatten().for_each(&mut *f);
+        }
         match self {
             HostRecord::Partials((.., p)) => partials(p, f),
             HostRecord::Pair((.., lhs), rhs) => {
@@ -517,15 +533,12 @@ impl LabelSlots for HostRecord {
             HostRecord::Joined((.., JoinedPart::Joined(joined, _))) => {
                 joined.iter_mut().for_each(|(labels, _)| f(labels));
             }
-            HostRecord::Output(_, output) => {
-                match &mut output.value {
-                    Ok(Value::Vector(elements)) => {
-                        elements.iter_mut().for_each(|e| f(&mut e.labels));
-                    }
-                    Ok(Value::Matrix(series)) => series.iter_mut().for_each(|s| f(&mut s.labels)),
-                    _ => {}
-                }
-                output.gone.iter_mut().flatten().for_each(&mut *f);
+            HostRecord::Output(_, output) => outputs(output, f),
+            HostRecord::Alerting(_, output, step) => {
+                outputs(output, f);
+                step.upserts.iter_mut().for_each(|a| f(&mut a.labels));
+                step.removed.iter_mut().for_each(&mut *f);
+                step.restored.iter_mut().for_each(|(labels, _)| f(labels));
             }
             HostRecord::Coded(inner, _) => inner.each_labels(f),
         }
@@ -2347,6 +2360,12 @@ pub fn combine_partials<'scope>(
                                     let _ = to.send(output);
                                 }
                             }
+                            HostRecord::Alerting(_, mut output, step) => {
+                                if let Some(to) = outputs.get(&output.rule) {
+                                    output.alerts = Some(step);
+                                    let _ = to.send(output);
+                                }
+                            }
                         }
                     }
                     for ((rule, t), (parts, joined)) in evaluations {
@@ -2364,6 +2383,7 @@ pub fn combine_partials<'scope>(
                             value,
                             gone: None,
                             histograms,
+                            alerts: None,
                         });
                     }
                     // Their channels close here, after this time's results.
@@ -3063,6 +3083,7 @@ mod tests {
                                 }
                                 HostRecord::Joined(..)
                                 | HostRecord::Output(..)
+                                | HostRecord::Alerting(..)
                                 | HostRecord::Coded(..) => {
                                     unreachable!()
                                 }
@@ -3462,7 +3483,10 @@ mod tests {
                         to_owner[1].push(r);
                     }
                     HostRecord::Sides((j, _, _, p)) => to_joiner.entry(j).or_default().push(p),
-                    HostRecord::Joined(..) | HostRecord::Output(..) | HostRecord::Coded(..) => {
+                    HostRecord::Joined(..)
+                    | HostRecord::Output(..)
+                    | HostRecord::Alerting(..)
+                    | HostRecord::Coded(..) => {
                         unreachable!()
                     }
                 }
