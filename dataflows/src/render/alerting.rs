@@ -24,7 +24,17 @@
 //! a whole step, the new or changed ones' for changes), holds the same alerts,
 //! payloads and sending times as the host's own state, and yields the same samples:
 //! the property test of promflow's `rules::stage_equivalence` checks it over random
-//! results. Nothing here is wired into the dataflow yet.
+//! results.
+//!
+//! In the dataflow: a rule registered with an [`AlertSpec`] ([`RuleDef::alerting`],
+//! `Engine::register_alerting_to`; owned interval rules only, never spread, until the
+//! combiner and on-arrival timers have stages) has its stage on its owner's rule host
+//! (`render::maintain`), stepped at every tick with the output converted as the host
+//! converts it ([`AlertStage::on_rule_output`], [`RuleOutput::arrival`]); the step
+//! leaves in [`RuleOutput::alerts`]. The dataflow test `tests/alert_stage.rs` checks
+//! the steps, applied to a mirror, against [`AlertMachine::step`] over the reference
+//! evaluator at every tick. No consumer applies them yet (promflow's runner: step
+//! S5a).
 
 use crate::labels::Labels;
 use crate::render::alert_state::{
@@ -32,6 +42,8 @@ use crate::render::alert_state::{
     AlertError, AlertMachine, AlertState, Candidate, RestorePolicy, StepOutput,
 };
 use crate::render::rule::{Arrival, RuleOutput};
+#[cfg(doc)]
+use crate::render::rule::RuleDef;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

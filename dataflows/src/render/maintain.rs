@@ -26,6 +26,15 @@
 //! retires samples no rule can read any more. A rule's seed series arrive on an input
 //! of their own ([`crate::render::seed`]) before the change installing it is applied.
 //!
+//! An owned alerting rule registered with an alert stage ([`RuleSpec::alerting`]:
+//! interval schedules only, never spread) has its [`AlertStage`] here, on its owner:
+//! each evaluation, in `t` order in the same call that makes it, steps the stage with
+//! the result as the rule host converts it ([`AlertStage::on_rule_output`]), and the
+//! step leaves with the output ([`RuleOutput::alerts`]; to a home in another process
+//! in a [`crate::render::spread::HostRecord::Alerting`]). It steps at every tick: an
+//! evaluation delivering changes that changed nothing leaves as an empty change with
+//! its step. Every other rule carries no step and costs nothing more.
+//!
 //! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
 //! inputs changed are recomputed) when the plan has an incremental shape and the rule
 //! did not ask for [`Evaluation::WholePlan`]; otherwise, or when the incremental state

@@ -94,7 +94,9 @@ pub enum Delivery {
     /// at all for an evaluation that changed nothing. A whole result again after a
     /// rebuild, an error, or an evaluation of the whole plan. For a consumer that keeps
     /// the result itself (an on-arrival rule group): an arrival then costs what it
-    /// changed, not the size of the result.
+    /// changed, not the size of the result. A rule with an alert stage
+    /// ([`RuleDef::alerting`]) outputs at every evaluation (an empty change when nothing
+    /// changed), each with the stage's step.
     Changes,
 }
 

@@ -220,7 +220,8 @@
 //! Every record to a worker of another process ([`HostRecord`]: partials with their
 //! group or member labels, a union's or a pair's per-series elements, side elements,
 //! joined elements, a remote owner's
-//! [`RuleOutput`]) crosses with its label sets coded ([`HostRecord::Coded`],
+//! [`RuleOutput`], with its alert stage's step for an alerting rule,
+//! [`HostRecord::Alerting`]: the alert labels too) crosses with its label sets coded ([`HostRecord::Coded`],
 //! [`crate::render::dictionary`]): each set whole in the first record (by logical time)
 //! of its period to that worker that uses it, with its hash, as an index after;
 //! [`join_sides`] decodes the records from the rule hosts and [`combine_partials`]
