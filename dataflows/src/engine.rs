@@ -700,7 +700,8 @@ impl Engine {
     /// stepped in the dataflow ([`crate::render::alerting`]): its owner runs an alert
     /// stage from `alerting` beside each evaluation, and each output carries the
     /// stage's step ([`RuleOutput::alerts`]). The schedule must be an interval
-    /// ([`RenderError::BadSchedule`] else); the rule is never spread.
+    /// ([`RenderError::BadSchedule`] else). A spread rule's stage runs in its owner's
+    /// combiner, beside the combined result.
     pub fn register_alerting_to(
         &self,
         plan: Plan,

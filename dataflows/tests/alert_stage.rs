@@ -1,12 +1,13 @@
 //! Alerting rules whose alert state is stepped in the dataflow (design S3,
-//! `docs/design/alert-state-stage.md` §6.3): an owned interval rule registered with an
+//! S4, `docs/design/alert-state-stage.md` §6.3): an interval rule registered with an
 //! [`AlertSpec`] carries its alert stage's step in each output
 //! ([`RuleOutput::alerts`]); applied in order to an [`AlertMirror`], the steps hold,
 //! at every evaluation time, exactly the alerts that [`AlertMachine::step`] holds when
 //! stepped with the reference evaluator's `instant(plan, t)` over the full sample
 //! history at the same times (duplicate final labels, limit breaches, `for` and
-//! `keep_firing_for` included), whole results or changes delivered, on 1 and 2
-//! workers.
+//! `keep_firing_for` included), whole results or changes delivered, on 1, 2 and 4
+//! workers (on more than one, every rule but one is spread: their stage is in the
+//! owner's combiner).
 
 use dataflows::promql::eval::Evaluator;
 use dataflows::promql::plan::parse;
@@ -144,6 +145,14 @@ const CASES: &[Case] = &[
         keep_firing_for_ms: 30_000,
         limit: 0,
     },
+    // Owned on any number of workers (a label function inside an aggregation).
+    Case {
+        expr: r#"max by (instance, job) (label_replace(y, "f", "x", "", "")) > 4"#,
+        labels: &[("severity", "page")],
+        for_ms: 20_000,
+        keep_firing_for_ms: 10_000,
+        limit: 0,
+    },
     // A scalar result is one element without labels.
     Case {
         expr: "scalar(sum(y)) > bool 12",
@@ -246,7 +255,13 @@ fn run(workers: usize, seed: u64, delivery: Delivery) {
     }
     engine.advance_watermark(until + 10_000);
     wait_for_frontier(&engine, until + 10_000);
+    let owned = engine.stats().rules_owned;
     engine.shutdown();
+    if workers > 1 {
+        // The label function's rule is owned, every other spread (their stages in
+        // the combiner).
+        assert_eq!(owned, 1, "alerting rules are spread");
+    }
     assert!(plain.try_iter().all(|o| o.alerts.is_none()));
     let mut changes = 0;
     for (case, rx) in CASES.iter().zip(&rules) {
@@ -365,4 +380,10 @@ fn an_alert_stage_steps_as_the_kernel_over_the_reference_on_2_workers() {
         run(2, seed, Delivery::Whole);
         run(2, seed, Delivery::Changes);
     }
+}
+
+#[test]
+fn an_alert_stage_steps_as_the_kernel_over_the_reference_on_4_workers() {
+    run(4, 3, Delivery::Whole);
+    run(4, 3, Delivery::Changes);
 }

@@ -109,21 +109,40 @@ fn late_rules() -> Vec<(&'static str, usize)> {
 /// Of `rules()` and `late_rules()`, the owned ones (not spread).
 const OWNED_RULES: u64 = 3;
 
-/// Alerting rules whose alert state is stepped in the dataflow (owned, never spread),
-/// reading distinct selectors so they are placed over every worker of both processes
-/// (an owner in the other process sends its steps home in `HostRecord::Alerting`):
+/// Alerting rules whose alert state is stepped in the dataflow: owned ones (a label
+/// function inside an aggregation) reading distinct selectors, so they are placed over
+/// every worker of both processes (an owner in the other process sends its steps home
+/// in `HostRecord::Alerting`), then spread ones (their stage in the combiner):
 /// `(rule text, registering process)`.
 fn alerting_rules() -> Vec<(&'static str, usize)> {
     vec![
-        ("g{job=\"j0\"} > 0.5", 0),
-        ("g{job=\"j1\"} > 0.5", 0),
-        ("g{job=\"j2\"} > 0.4", 1),
         (
-            "x{job=\"j0\"} > 0 and g{job=\"j0\", instance=~\"i[0-3]\"} < 0.6",
+            "max by (instance) (label_replace(g{job=\"j0\"}, \"f\", \"x\", \"\", \"\")) > 0.5",
+            0,
+        ),
+        (
+            "max by (instance) (label_replace(g{job=\"j1\"}, \"f\", \"x\", \"\", \"\")) > 0.5",
+            0,
+        ),
+        (
+            "max by (instance) (label_replace(g{job=\"j2\"}, \"f\", \"x\", \"\", \"\")) > 0.4",
             1,
         ),
+        (
+            "min by (job) (label_replace(g{instance=~\"i[0-3]\"}, \"f\", \"x\", \"\", \"\")) < 0.3",
+            1,
+        ),
+        ("g{job=\"j1\"} > 0.5", 1),
+        (
+            "x{job=\"j0\"} > 0 and g{job=\"j0\", instance=~\"i[0-3]\"} < 0.6",
+            0,
+        ),
+        ("avg by (job) (g) > 0.5", 1),
     ]
 }
+
+/// Of `alerting_rules()`, the owned ones.
+const OWNED_ALERTING_RULES: u64 = 4;
 
 fn alert_spec(i: usize) -> AlertSpec {
     AlertSpec {
@@ -403,23 +422,32 @@ fn two_processes_deliver_what_one_does() {
     // The alert stages step alike wherever their rule is owned, and every step
     // reaches the registering process with its output.
     let mut upserts = 0;
-    for ((text, ..), outputs) in alerting.iter().zip(&mut alert_outputs) {
+    for ((text, _, _, in_cluster_rx, alone_rx), outputs) in alerting.iter().zip(&mut alert_outputs)
+    {
         let [in_cluster, alone] = outputs;
-        in_cluster.extend(alerting_output(&alerting, text, 0));
-        alone.extend(alerting_output(&alerting, text, 1));
+        in_cluster.extend(in_cluster_rx.try_iter());
+        alone.extend(alone_rx.try_iter());
         assert!(alone.len() > 5, "{text}: only {} evaluations", alone.len());
         assert_eq!(in_cluster.len(), alone.len(), "{text}: evaluations");
         for (got, want) in in_cluster.iter().zip(alone.iter()) {
             assert_eq!(got.eval_ms, want.eval_ms, "{text}");
-            assert_eq!(rows(got), rows(want), "{text} at {}", want.eval_ms);
-            let step = got.alerts.as_deref().expect("a step");
-            assert_eq!(
-                Some(step),
-                want.alerts.as_deref(),
-                "{text} at {}",
-                want.eval_ms
+            let t = want.eval_ms;
+            same(
+                text,
+                &Results::from([(t, rows(got))]),
+                &Results::from([(t, rows(want))]),
             );
-            upserts += step.upserts.len();
+            // Values as the results' (a spread rule's combined within rounding).
+            let (mut got, mut want) = (got.alerts.clone(), want.alerts.clone());
+            let (got, want) = (got.as_deref_mut(), want.as_deref_mut());
+            let (got, want) = (got.expect("a step"), want.expect("a step"));
+            for (g, w) in got.upserts.iter_mut().zip(&mut want.upserts) {
+                let close = (g.value - w.value).abs() <= 1e-9 * w.value.abs().max(1.0);
+                assert!(close, "{text} at {t}: {g:?} vs {w:?}");
+                (g.value, w.value) = (0.0, 0.0);
+            }
+            assert_eq!(got, want, "{text} at {t}");
+            upserts += got.upserts.len();
         }
     }
     assert!(upserts > 0, "no alert came");
@@ -454,10 +482,9 @@ fn two_processes_deliver_what_one_does() {
     // them; the spread ones are owned by none.
     let owned = [zero.stats().rules_owned, one.stats().rules_owned];
     eprintln!("owned rules per process: {owned:?}");
-    let owned_alerting = alerting.len() as u64;
     assert_eq!(
         owned.iter().sum::<u64>(),
-        OWNED_RULES + owned_alerting,
+        OWNED_RULES + OWNED_ALERTING_RULES,
         "{owned:?}"
     );
     assert!(owned[0] > 0 && owned[1] > 0, "{owned:?}");
@@ -503,21 +530,4 @@ fn two_processes_deliver_what_one_does() {
         s.spawn(|| zero.shutdown());
         s.spawn(|| one.shutdown());
     });
-}
-
-/// What is left on an alerting rule's channel (`side` 0: the cluster's, 1: the
-/// one-worker engine's).
-fn alerting_output(
-    alerting: &[(
-        &str,
-        usize,
-        dataflows::RuleId,
-        crossbeam_channel::Receiver<RuleOutput>,
-        crossbeam_channel::Receiver<RuleOutput>,
-    )],
-    text: &str,
-    side: usize,
-) -> Vec<RuleOutput> {
-    let (.., in_cluster, alone) = alerting.iter().find(|a| a.0 == text).expect("a rule");
-    [in_cluster, alone][side].try_iter().collect()
 }

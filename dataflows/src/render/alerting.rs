@@ -27,11 +27,12 @@
 //! results.
 //!
 //! In the dataflow: a rule registered with an [`AlertSpec`] ([`RuleDef::alerting`],
-//! `Engine::register_alerting_to`; owned interval rules only, never spread, until the
-//! combiner and on-arrival timers have stages) has its stage on its owner's rule host
-//! (`render::maintain`), stepped at every tick with the output converted as the host
-//! converts it ([`AlertStage::on_rule_output`], [`RuleOutput::arrival`]); the step
-//! leaves in [`RuleOutput::alerts`]. The dataflow test `tests/alert_stage.rs` checks
+//! `Engine::register_alerting_to`; interval schedules only, until on-arrival timers
+//! step stages) has its stage on its owner: an owned rule's on the owner's rule host
+//! (`render::maintain`), a spread rule's in the owner's combiner beside the combined
+//! result (`render::spread::combine_partials`), stepped at every tick with the output
+//! converted as the host converts it ([`AlertStage::on_rule_output`],
+//! [`RuleOutput::arrival`]); the step leaves in [`RuleOutput::alerts`]. The dataflow test `tests/alert_stage.rs` checks
 //! the steps, applied to a mirror, against [`AlertMachine::step`] over the reference
 //! evaluator at every tick. No consumer applies them yet (promflow's runner: step
 //! S5a).
@@ -41,9 +42,9 @@ use crate::render::alert_state::{
     alerts_series, final_labels, for_state_series, keeps_final_labels_distinct, Alert, AlertCore,
     AlertError, AlertMachine, AlertState, Candidate, RestorePolicy, StepOutput,
 };
-use crate::render::rule::{Arrival, RuleOutput};
 #[cfg(doc)]
 use crate::render::rule::RuleDef;
+use crate::render::rule::{Arrival, RuleOutput};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

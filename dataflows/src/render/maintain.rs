@@ -27,7 +27,8 @@
 //! of their own ([`crate::render::seed`]) before the change installing it is applied.
 //!
 //! An owned alerting rule registered with an alert stage ([`RuleSpec::alerting`]:
-//! interval schedules only, never spread) has its [`AlertStage`] here, on its owner:
+//! interval schedules only; a spread one's is in its combiner) has its [`AlertStage`]
+//! here, on its owner:
 //! each evaluation, in `t` order in the same call that makes it, steps the stage with
 //! the result as the rule host converts it ([`AlertStage::on_rule_output`]), and the
 //! step leaves with the output ([`RuleOutput::alerts`]; to a home in another process

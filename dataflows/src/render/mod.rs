@@ -27,10 +27,11 @@
 //! ```
 //!
 //! Files: [`alert_state`] (an alerting rule's alert state machine, pure),
-//! [`alerting`] (the alert stage stepping it beside a rule's results, run by the
-//! owner's rule host for an owned interval rule registered with an
-//! [`alerting::AlertSpec`], [`crate::Engine::register_alerting_to`]; and the mirror
-//! applying the stage's steps, for the rule's home),
+//! [`alerting`] (the alert stage stepping it beside a rule's results, for an interval
+//! rule registered with an [`alerting::AlertSpec`],
+//! [`crate::Engine::register_alerting_to`]: run by the owner's rule host for an owned
+//! rule, by the owner's combiner for a spread one; and the mirror applying the
+//! stage's steps, for the rule's home),
 //! [`dictionary`] (label sets of records crossing processes, coded by period),
 //! [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
 //! rule changes, registry, routing table), [`route`] (routing operator), [`seed`]

@@ -327,9 +327,10 @@ pub struct RuleDef {
     /// registering process sends its own storage's series beside the change, and every
     /// other process its own storage's, in the dataflow ([`crate::render::seed`]).
     pub seeded: bool,
-    /// An alerting rule whose alert state is stepped in the dataflow: the owner of an
-    /// owned rule with an interval schedule runs its alert stage beside the
-    /// evaluation and sends each step with the result ([`RuleOutput::alerts`]; see
+    /// An alerting rule whose alert state is stepped in the dataflow (interval
+    /// schedules only): the owner of an owned rule runs its alert stage beside the
+    /// evaluation, the owner of a spread rule beside the combined result, and each
+    /// step leaves with the result ([`RuleOutput::alerts`]; see
     /// [`crate::render::alerting`]). `None` for every other rule.
     pub alerting: Option<Arc<AlertSpec>>,
 }
@@ -421,9 +422,8 @@ impl RuleSpec {
             .min()
             .map(|k| xxh3_64(k.as_bytes()))
             .unwrap_or(def.id.0);
-        // With one worker there is nothing to spread over. An alerting rule's stage
-        // runs on its owner's rule host: not spread (the combiner has no stage yet).
-        let spread = (peers > 1 && def.alerting.is_none())
+        // With one worker there is nothing to spread over.
+        let spread = (peers > 1)
             .then(|| {
                 spread_of(
                     &def.plan,

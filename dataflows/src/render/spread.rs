@@ -311,7 +311,7 @@ use crate::promql::eval::{
     SeriesSource, Value,
 };
 use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
-use crate::render::alerting::AlertStep;
+use crate::render::alerting::{AlertStage, AlertStep};
 use crate::render::dictionary::{decode_time, CodedLabels, LabelSlots, ReceivedLabels};
 use crate::render::extent::SelectorUse;
 use crate::render::incremental::{SpreadJoin, Step};
@@ -2278,7 +2278,9 @@ fn fold_combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
 
 /// The owners' side: gathers the partial records of each spread rule's evaluations
 /// (exchanged to the rule's owner) and, once the frontier passes their time, sends
-/// the combined result on the rule's channel; and on the home process's first worker,
+/// the combined result on the rule's channel (with a spread alerting rule's alert
+/// stage's step, [`RuleOutput::alerts`], its stage kept here beside the channel); and
+/// on the home process's first worker,
 /// passes the results of its owned rules evaluated in other processes on to their
 /// channels (in the order their owner made them: one sender, in time order).
 /// `control` carries the rule changes, in time order: the changes of a time are
@@ -2305,6 +2307,8 @@ pub fn combine_partials<'scope>(
             // the spread rules it owns, the owned rules of its process evaluated in
             // other processes (on the process's first worker).
             let mut outputs: BTreeMap<RuleId, Sender<RuleOutput>> = BTreeMap::new();
+            // The alert stages of the spread alerting rules it delivers.
+            let mut stages: BTreeMap<RuleId, AlertStage> = BTreeMap::new();
             let mut records: BTreeMap<u64, Vec<HostRecord>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             // The label sets of the joiners of other processes.
@@ -2333,6 +2337,12 @@ pub fn combine_partials<'scope>(
                         if delivers {
                             if let Some(output) = local.take_output(spec.id) {
                                 outputs.insert(spec.id, output);
+                                // A spread alerting rule's stage, beside its result.
+                                let alerting =
+                                    spec.alerting.as_ref().filter(|_| spec.spread.is_some());
+                                if let Some(alerting) = alerting {
+                                    stages.insert(spec.id, AlertStage::new((**alerting).clone()));
+                                }
                             }
                         }
                     });
@@ -2378,18 +2388,23 @@ pub fn combine_partials<'scope>(
                         let Some(output) = outputs.get(&rule) else {
                             continue;
                         };
-                        let _ = output.send(RuleOutput {
+                        let mut combined = RuleOutput {
                             rule,
                             eval_ms: t,
                             value,
                             gone: None,
                             histograms,
                             alerts: None,
-                        });
+                        };
+                        if let Some(stage) = stages.get_mut(&rule) {
+                            combined.alerts = Some(Box::new(stage.on_rule_output(&combined)));
+                        }
+                        let _ = output.send(combined);
                     }
                     // Their channels close here, after this time's results.
                     for id in removed.keys() {
                         outputs.remove(id);
+                        stages.remove(id);
                     }
                 }
                 // No record of a time before the frontier is to come.
