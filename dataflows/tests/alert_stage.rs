@@ -17,6 +17,7 @@ use dataflows::render::alert_state::{final_labels, AlertCore, AlertMachine, Cand
 use dataflows::render::alerting::{AlertMirror, AlertSeed, AlertSpec, StepKind};
 use dataflows::render::rule::{instant_vector, Arrival};
 use dataflows::{Delivery, Engine, EngineConfig, Labels, RuleOutput, RuleSchedule, Sample};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -328,7 +329,11 @@ fn run(workers: usize, seed: u64, delivery: Delivery) {
             let mut ev = Evaluator::new(&store, t);
             ev.subquery_step_ms = every;
             let value = ev.instant(&plan, t);
-            let want = match value.as_ref().ok().map(|v| instant_vector(v, |_| None)) {
+            let want = match value
+                .as_ref()
+                .ok()
+                .map(|v| instant_vector(Cow::Borrowed(v), |_| None))
+            {
                 Some(Ok(elements)) => Some(reference.step(t, candidates(elements), case.limit)),
                 _ => None,
             };

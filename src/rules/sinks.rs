@@ -10,6 +10,7 @@ use dataflows::promql::eval::{EvalError, Evaluator, SeriesSource, Value};
 use dataflows::promql::plan::Plan;
 use dataflows::render::rule::{self, instant_vector, ElementValue, NoVector};
 use dataflows::{Labels, RuleOutput, Sample};
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use crate::rules::alert::{Alert, AlertError};
@@ -238,7 +239,7 @@ fn vector_result(
     value: Value,
     histogram: impl Fn(f64) -> Option<Arc<FloatHistogram>>,
 ) -> RuleResult {
-    instant_vector(&value, histogram).map_err(RuleError::NotAVector)
+    instant_vector(Cow::Owned(value), histogram).map_err(RuleError::NotAVector)
 }
 
 /// The host's element values: a float, or the native histogram the element names.
@@ -273,10 +274,10 @@ pub(crate) enum Arrival {
 }
 
 impl Arrival {
-    /// The dataflow's conversion ([`RuleOutput::arrival`]), its failures as
+    /// The dataflow's conversion ([`RuleOutput::into_arrival`]), its failures as
     /// [`RuleError`]s.
     pub(crate) fn of(output: RuleOutput) -> Arrival {
-        match output.arrival::<RuleValue>() {
+        match output.into_arrival::<RuleValue>() {
             rule::Arrival::Whole(Ok(set)) => Arrival::Whole(Ok(set)),
             rule::Arrival::Whole(Err(NoVector::NotAVector(text))) => {
                 Arrival::Whole(Err(RuleError::NotAVector(text)))

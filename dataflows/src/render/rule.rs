@@ -23,6 +23,7 @@ use crate::selector::{MatchKind, Selector};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -181,18 +182,25 @@ impl ElementValue for f64 {
 /// A rule's result as an instant vector (a scalar is one element without labels), each
 /// element's value with the histogram `histogram` resolves its handle to; `Err` with
 /// the value's text for a string or range vector. The one conversion of a result the
-/// rule host and the alert stage both make.
+/// rule host and the alert stage both make: the host takes the value (its elements'
+/// labels move), the stage borrows it (they are shared).
 pub fn instant_vector<T: ElementValue>(
-    value: &Value,
+    value: Cow<'_, Value>,
     histogram: impl Fn(f64) -> Option<Arc<FloatHistogram>>,
 ) -> Result<Vec<(Arc<Labels>, T)>, String> {
+    let element = |labels, v: f64| (labels, T::element(v, histogram(v)));
     match value {
-        Value::Vector(v) => Ok(v
+        Cow::Owned(Value::Vector(v)) => {
+            Ok(v.into_iter().map(|e| element(e.labels, e.value)).collect())
+        }
+        Cow::Borrowed(Value::Vector(v)) => Ok(v
             .iter()
-            .map(|e| (e.labels.clone(), T::element(e.value, histogram(e.value))))
+            .map(|e| element(e.labels.clone(), e.value))
             .collect()),
-        Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), T::scalar(*v))]),
-        other => Err(format!("{other:?}")),
+        other => match other.as_ref() {
+            Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), T::scalar(*v))]),
+            other => Err(format!("{other:?}")),
+        },
     }
 }
 
@@ -221,20 +229,39 @@ pub enum Arrival<T> {
 }
 
 impl RuleOutput {
-    /// The evaluation as an instant vector ([`instant_vector`]), whole or its changes.
+    /// The evaluation as an instant vector ([`instant_vector`]), whole or its changes
+    /// (the alert stage's view: the output goes on).
     pub fn arrival<T: ElementValue>(&self) -> Arrival<T> {
+        let value = self.value.as_ref().map(Cow::Borrowed);
+        self.arrival_of(value.map_err(Clone::clone), self.gone.clone())
+    }
+
+    /// [`RuleOutput::arrival`], taking the output (the rule host's: nothing is copied).
+    pub fn into_arrival<T: ElementValue>(mut self) -> Arrival<T> {
+        let value = std::mem::replace(&mut self.value, Ok(Value::Vector(Vec::new())));
+        let gone = self.gone.take();
+        self.arrival_of(value.map(Cow::Owned), gone)
+    }
+
+    fn arrival_of<T: ElementValue>(
+        &self,
+        value: Result<Cow<'_, Value>, EvalError>,
+        gone: Option<Vec<Arc<Labels>>>,
+    ) -> Arrival<T> {
         let histogram = |v| self.histogram(v).cloned();
-        match (&self.gone, &self.value) {
-            (None, Err(e)) => Arrival::Whole(Err(NoVector::Eval(e.clone()))),
+        match (gone, value) {
+            (None, Err(e)) => Arrival::Whole(Err(NoVector::Eval(e))),
             (None, Ok(value)) => {
                 Arrival::Whole(instant_vector(value, histogram).map_err(NoVector::NotAVector))
             }
             (Some(gone), value) => Arrival::Changes {
                 set: match value {
-                    Ok(v @ Value::Vector(_)) => instant_vector(v, histogram).unwrap_or_default(),
+                    Ok(v) if matches!(*v, Value::Vector(_)) => {
+                        instant_vector(v, histogram).unwrap_or_default()
+                    }
                     _ => Vec::new(),
                 },
-                gone: gone.clone(),
+                gone,
             },
         }
     }

@@ -2396,7 +2396,8 @@ pub fn combine_partials<'scope>(
                             histograms,
                             alerts: None,
                         };
-                        if let Some(stage) = stages.get_mut(&rule) {
+                        let stage = spec.alerting.as_ref().and_then(|_| stages.get_mut(&rule));
+                        if let Some(stage) = stage {
                             combined.alerts = Some(Box::new(stage.on_rule_output(&combined)));
                         }
                         let _ = output.send(combined);
