@@ -27,8 +27,11 @@
 //! ```
 //!
 //! Files: [`alert_state`] (an alerting rule's alert state machine, pure),
-//! [`alerting`] (the alert stage stepping it beside a rule's results, and the mirror
-//! applying the stage's steps; not wired in yet),
+//! [`alerting`] (the alert stage stepping it beside a rule's results, for an interval
+//! rule registered with an [`alerting::AlertSpec`],
+//! [`crate::Engine::register_alerting_to`]: run by the owner's rule host for an owned
+//! rule, by the owner's combiner for a spread one; and the mirror applying the
+//! stage's steps, for the rule's home),
 //! [`dictionary`] (label sets of records crossing processes, coded by period),
 //! [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
 //! rule changes, registry, routing table), [`route`] (routing operator), [`seed`]
@@ -157,7 +160,10 @@
 //!   otherwise it sends each [`RuleOutput`] (serialized, histograms detached) through
 //!   the exchange to its home process's first worker at the logical time the
 //!   evaluation became ready ([`spread::HostRecord`]), whose combiner passes it on to
-//!   the channel in the order the owner made them. A spread rule's owner, which
+//!   the channel in the order the owner made them. An alerting rule's alert stage
+//!   ([`alerting`]) runs on its owner, wherever that is, and its step crosses with the
+//!   output ([`spread::HostRecord::Alerting`], its alert labels coded like the
+//!   output's); the rule's mirror, templates, writes and sends stay in its home. A spread rule's owner, which
 //!   combines the partials, is a worker of its home process: its results are
 //!   delivered where the channel is. Seeds ([`seed`]) reach the owner, or for a spread
 //!   rule the worker keeping each series, in whatever process it is; each process

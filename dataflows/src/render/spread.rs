@@ -252,7 +252,8 @@
 //! Every record to a worker of another process ([`HostRecord`]: partials with their
 //! group or member labels, a union's or a pair's per-series elements, side elements,
 //! joined elements, a remote owner's
-//! [`RuleOutput`]) crosses with its label sets coded ([`HostRecord::Coded`],
+//! [`RuleOutput`], with its alert stage's step for an alerting rule,
+//! [`HostRecord::Alerting`]: the alert labels too) crosses with its label sets coded ([`HostRecord::Coded`],
 //! [`crate::render::dictionary`]): each set whole in the first record (by logical time)
 //! of its period to that worker that uses it, with its hash, as an index after;
 //! [`join_sides`] decodes the records from the rule hosts and [`combine_partials`]
@@ -346,6 +347,7 @@ use crate::promql::eval::{
     SeriesSource, Value,
 };
 use crate::promql::plan::{AggOp, Card, Grouping, Matching, Plan, VectorSel};
+use crate::render::alerting::{AlertStage, AlertStep};
 use crate::render::dictionary::{decode_time, CodedLabels, LabelSlots, ReceivedLabels};
 use crate::render::extent::SelectorUse;
 use crate::render::incremental::{PartialOf, SpreadJoin, Step};
@@ -514,6 +516,10 @@ pub enum HostRecord {
     Joined(JoinedRecord),
     /// An owned rule's evaluation, to the worker delivering it.
     Output(u64, RuleOutput),
+    /// An owned alerting rule's evaluation and its alert stage's step
+    /// ([`RuleOutput::alerts`], which does not serialize with the output), to the
+    /// worker delivering them.
+    Alerting(u64, RuleOutput, Box<AlertStep>),
     /// A record to a worker of another process with its label sets coded by the
     /// dictionary of its sender and destination ([`crate::render::dictionary`]).
     Coded(Box<HostRecord>, CodedLabels),
@@ -527,7 +533,8 @@ impl HostRecord {
             | HostRecord::Pair((to, ..), _)
             | HostRecord::Sides((to, ..))
             | HostRecord::Joined((to, ..))
-            | HostRecord::Output(to, _) => *to,
+            | HostRecord::Output(to, _)
+            | HostRecord::Alerting(to, ..) => *to,
             HostRecord::Coded(inner, _) => inner.worker(),
         }
     }
@@ -548,6 +555,16 @@ impl LabelSlots for HostRecord {
                 _ => {}
             }
         }
+        fn outputs(output: &mut RuleOutput, f: &mut dyn FnMut(&mut Arc<Labels>)) {
+            match &mut output.value {
+                Ok(Value::Vector(elements)) => {
+                    elements.iter_mut().for_each(|e| f(&mut e.labels));
+                }
+                Ok(Value::Matrix(series)) => series.iter_mut().for_each(|s| f(&mut s.labels)),
+                _ => {}
+            }
+            output.gone.iter_mut().flatten().for_each(&mut *f);
+        }
         match self {
             HostRecord::Partials((.., p)) => partials(p, f),
             HostRecord::Pair((.., lhs), rhs) => {
@@ -564,15 +581,12 @@ impl LabelSlots for HostRecord {
             HostRecord::Joined((.., JoinedPart::Partials(entries, _))) => {
                 entries.iter_mut().for_each(|(labels, _)| f(labels));
             }
-            HostRecord::Output(_, output) => {
-                match &mut output.value {
-                    Ok(Value::Vector(elements)) => {
-                        elements.iter_mut().for_each(|e| f(&mut e.labels));
-                    }
-                    Ok(Value::Matrix(series)) => series.iter_mut().for_each(|s| f(&mut s.labels)),
-                    _ => {}
-                }
-                output.gone.iter_mut().flatten().for_each(&mut *f);
+            HostRecord::Output(_, output) => outputs(output, f),
+            HostRecord::Alerting(_, output, step) => {
+                outputs(output, f);
+                step.upserts.iter_mut().for_each(|a| f(&mut a.labels));
+                step.removed.iter_mut().for_each(&mut *f);
+                step.restored.iter_mut().for_each(|(labels, _)| f(labels));
             }
             HostRecord::Coded(inner, _) => inner.each_labels(f),
         }
@@ -2551,7 +2565,9 @@ fn fold_combined(op: AggOp, records: Vec<Partials>) -> Evaluated {
 
 /// The owners' side: gathers the partial records of each spread rule's evaluations
 /// (exchanged to the rule's owner) and, once the frontier passes their time, sends
-/// the combined result on the rule's channel; and on the home process's first worker,
+/// the combined result on the rule's channel (with a spread alerting rule's alert
+/// stage's step, [`RuleOutput::alerts`], its stage kept here beside the channel); and
+/// on the home process's first worker,
 /// passes the results of its owned rules evaluated in other processes on to their
 /// channels (in the order their owner made them: one sender, in time order).
 /// `control` carries the rule changes, in time order: the changes of a time are
@@ -2578,6 +2594,8 @@ pub fn combine_partials<'scope>(
             // the spread rules it owns, the owned rules of its process evaluated in
             // other processes (on the process's first worker).
             let mut outputs: BTreeMap<RuleId, Sender<RuleOutput>> = BTreeMap::new();
+            // The alert stages of the spread alerting rules it delivers.
+            let mut stages: BTreeMap<RuleId, AlertStage> = BTreeMap::new();
             let mut records: BTreeMap<u64, Vec<HostRecord>> = BTreeMap::new();
             let mut changes: BTreeMap<u64, Vec<RuleChange>> = BTreeMap::new();
             // The label sets of the joiners of other processes.
@@ -2606,6 +2624,12 @@ pub fn combine_partials<'scope>(
                         if delivers {
                             if let Some(output) = local.take_output(spec.id) {
                                 outputs.insert(spec.id, output);
+                                // A spread alerting rule's stage, beside its result.
+                                let alerting =
+                                    spec.alerting.as_ref().filter(|_| spec.spread.is_some());
+                                if let Some(alerting) = alerting {
+                                    stages.insert(spec.id, AlertStage::new((**alerting).clone()));
+                                }
                             }
                         }
                     });
@@ -2634,6 +2658,12 @@ pub fn combine_partials<'scope>(
                                     let _ = to.send(output);
                                 }
                             }
+                            HostRecord::Alerting(_, mut output, step) => {
+                                if let Some(to) = outputs.get(&output.rule) {
+                                    output.alerts = Some(step);
+                                    let _ = to.send(output);
+                                }
+                            }
                         }
                     }
                     for ((rule, t), (parts, joined)) in evaluations {
@@ -2645,17 +2675,24 @@ pub fn combine_partials<'scope>(
                         let Some(output) = outputs.get(&rule) else {
                             continue;
                         };
-                        let _ = output.send(RuleOutput {
+                        let mut combined = RuleOutput {
                             rule,
                             eval_ms: t,
                             value,
                             gone: None,
                             histograms,
-                        });
+                            alerts: None,
+                        };
+                        let stage = spec.alerting.as_ref().and_then(|_| stages.get_mut(&rule));
+                        if let Some(stage) = stage {
+                            combined.alerts = Some(Box::new(stage.on_rule_output(&combined)));
+                        }
+                        let _ = output.send(combined);
                     }
                     // Their channels close here, after this time's results.
                     for id in removed.keys() {
                         outputs.remove(id);
+                        stages.remove(id);
                     }
                 }
                 // No record of a time before the frontier is to come.
@@ -3381,6 +3418,7 @@ mod tests {
                                 }
                                 HostRecord::Joined(..)
                                 | HostRecord::Output(..)
+                                | HostRecord::Alerting(..)
                                 | HostRecord::Coded(..) => {
                                     unreachable!()
                                 }
@@ -3784,7 +3822,10 @@ mod tests {
                         to_owner[1].push(r);
                     }
                     HostRecord::Sides((j, _, _, p)) => to_joiner.entry(j).or_default().push(p),
-                    HostRecord::Joined(..) | HostRecord::Output(..) | HostRecord::Coded(..) => {
+                    HostRecord::Joined(..)
+                    | HostRecord::Output(..)
+                    | HostRecord::Alerting(..)
+                    | HostRecord::Coded(..) => {
                         unreachable!()
                     }
                 }
