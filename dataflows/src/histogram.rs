@@ -120,19 +120,24 @@ pub struct FloatHistogram {
     pub custom_values: Vec<f64>,
 }
 
-/// `(index, count)` of each bucket described by `spans` and `counts`.
+/// `(index, count)` of each bucket described by `spans` and `counts` (indexes wrap
+/// around as Go's `int32` do: offsets arrive unchecked from senders).
 pub fn indexed(spans: &[Span], counts: &[f64]) -> Vec<(i32, f64)> {
     let mut out = Vec::with_capacity(counts.len());
     let mut idx = 0i32;
     let mut counts = counts.iter();
     for (n, s) in spans.iter().enumerate() {
-        idx = if n == 0 { s.offset } else { idx + s.offset };
+        idx = if n == 0 {
+            s.offset
+        } else {
+            idx.wrapping_add(s.offset)
+        };
         for _ in 0..s.length {
             match counts.next() {
                 Some(&c) => out.push((idx, c)),
                 None => return out,
             }
-            idx += 1;
+            idx = idx.wrapping_add(1);
         }
     }
     out
@@ -147,11 +152,11 @@ pub fn spans_of(buckets: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
         match spans.last_mut() {
             Some(s) if idx == next => s.length += 1,
             _ => spans.push(Span {
-                offset: if n == 0 { idx } else { idx - next },
+                offset: if n == 0 { idx } else { idx.wrapping_sub(next) },
                 length: 1,
             }),
         }
-        next = idx + 1;
+        next = idx.wrapping_add(1);
     }
     (spans, buckets.iter().map(|b| b.1).collect())
 }
@@ -276,9 +281,16 @@ fn ldexp(frac: f64, exp: i64) -> f64 {
     frac * 2f64.powi(half) * 2f64.powi((exp - i64::from(half)) as i32)
 }
 
-/// The index of exponential bucket `idx` of `from` in the coarser schema `to`.
+/// The index of exponential bucket `idx` of `from` in the coarser schema `to`, as
+/// Go computes Prometheus's `targetIdx` on `int32`s (wrapping; a shift by 32 or more
+/// leaves the sign, as remote write's reserved schemas up to 52 may need).
 pub fn target_index(idx: i32, from: i32, to: i32) -> i32 {
-    ((idx - 1) >> (from - to)) + 1
+    let below = idx.wrapping_sub(1);
+    let shift = u32::try_from(from.wrapping_sub(to)).unwrap_or(0);
+    below
+        .checked_shr(shift)
+        .unwrap_or(below >> 31)
+        .wrapping_add(1)
 }
 
 /// Adds `(index, count)` lists sorted by index (`sign` scales `b`), keeping every
@@ -1377,6 +1389,27 @@ fn go_v(v: f64, integer: bool) -> String {
 }
 
 impl FloatHistogram {
+    /// The part of [`FloatHistogram::validate`] an exponential histogram's buckets
+    /// must pass before they can be merged into a coarser schema (Prometheus's
+    /// `checkHistogramSpans`, positive side then negative): the spans describe exactly
+    /// the bucket counts given, none after the first with a negative offset.
+    pub fn validate_spans(&self) -> Result<(), InvalidHistogram> {
+        use HistogramPart::{Negative, Positive};
+        check_spans(
+            Positive,
+            &self.positive_spans,
+            self.positive_buckets.len(),
+            false,
+        )?;
+        check_spans(
+            Negative,
+            &self.negative_spans,
+            self.negative_buckets.len(),
+            false,
+        )?;
+        Ok(())
+    }
+
     /// Prometheus's `Validate` (model/histogram/histogram.go and float_histogram.go),
     /// which the TSDB head runs on every appended histogram: `integer` for one
     /// received with integer counts (`Histogram`: its count must equal the zero bucket's
@@ -1432,18 +1465,7 @@ impl FloatHistogram {
                 return Err(InvalidHistogram::CustomNegativeBuckets);
             }
         } else if (-4..=8).contains(&self.schema) {
-            check_spans(
-                Positive,
-                &self.positive_spans,
-                self.positive_buckets.len(),
-                false,
-            )?;
-            check_spans(
-                Negative,
-                &self.negative_spans,
-                self.negative_buckets.len(),
-                false,
-            )?;
+            self.validate_spans()?;
             negative = check_buckets(Negative, &self.negative_buckets, integer)?;
             if !integer && self.zero_count < 0.0 {
                 return Err(InvalidHistogram::NegativeBucket {
