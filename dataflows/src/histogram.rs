@@ -421,7 +421,7 @@ impl FloatHistogram {
         for (idx, count) in self.negative().into_iter().rev() {
             let mut b = Bucket {
                 lower: -self.bound(idx),
-                upper: -self.bound(idx - 1),
+                upper: -self.bound(idx.wrapping_sub(1)),
                 count,
                 index: idx,
             };
@@ -440,7 +440,7 @@ impl FloatHistogram {
         }
         for (idx, count) in self.positive() {
             let mut b = Bucket {
-                lower: self.bound(idx - 1),
+                lower: self.bound(idx.wrapping_sub(1)),
                 upper: self.bound(idx),
                 count,
                 index: idx,
@@ -519,10 +519,10 @@ impl FloatHistogram {
                 }
                 let (lower, upper) = if positive {
                     has_positive = true;
-                    (self.bound(idx - 1), self.bound(idx))
+                    (self.bound(idx.wrapping_sub(1)), self.bound(idx))
                 } else {
                     has_negative = true;
-                    (-self.bound(idx), -self.bound(idx - 1))
+                    (-self.bound(idx), -self.bound(idx.wrapping_sub(1)))
                 };
                 let b = Bucket {
                     lower,
@@ -699,7 +699,7 @@ impl FloatHistogram {
         'outer: loop {
             let mut zero = self.zero_count;
             for (idx, c) in self.positive() {
-                let (lower, upper) = (self.bound(idx - 1), self.bound(idx));
+                let (lower, upper) = (self.bound(idx.wrapping_sub(1)), self.bound(idx));
                 if lower >= threshold {
                     break;
                 }
@@ -712,7 +712,7 @@ impl FloatHistogram {
                 }
             }
             for (idx, c) in self.negative() {
-                let (lower, upper) = (-self.bound(idx), -self.bound(idx - 1));
+                let (lower, upper) = (-self.bound(idx), -self.bound(idx.wrapping_sub(1)));
                 if upper <= -threshold {
                     break;
                 }
@@ -738,12 +738,12 @@ impl FloatHistogram {
         let p: Vec<(i32, f64)> = self
             .positive()
             .into_iter()
-            .filter(|(idx, _)| self.bound(idx - 1) >= threshold)
+            .filter(|(idx, _)| self.bound(idx.wrapping_sub(1)) >= threshold)
             .collect();
         let n: Vec<(i32, f64)> = self
             .negative()
             .into_iter()
-            .filter(|(idx, _)| self.bound(idx - 1) >= threshold)
+            .filter(|(idx, _)| self.bound(idx.wrapping_sub(1)) >= threshold)
             .collect();
         self.set_positive(&p);
         self.set_negative(&n);
@@ -936,7 +936,7 @@ impl FloatHistogram {
             let _ = write!(out, ", {open}{},{}{close}:{}", g(lower), g(upper), g(count));
         };
         for (idx, count) in self.negative().into_iter().rev() {
-            let (lower, upper) = (-self.bound(idx), -self.bound(idx - 1));
+            let (lower, upper) = (-self.bound(idx), -self.bound(idx.wrapping_sub(1)));
             if count != 0.0 {
                 bucket(lower, upper, count, (lower < 0.0, upper > 0.0));
             }
@@ -946,7 +946,7 @@ impl FloatHistogram {
             bucket(-zt, zt, self.zero_count, (true, true));
         }
         for (idx, count) in self.positive() {
-            let (lower, upper) = (self.bound(idx - 1), self.bound(idx));
+            let (lower, upper) = (self.bound(idx.wrapping_sub(1)), self.bound(idx));
             let closed = if self.uses_custom_buckets() {
                 (idx == 0, true)
             } else {
@@ -1679,6 +1679,16 @@ mod tests {
             none,
         );
         assert!(wide.validate(false).is_err());
+        // A first span may start anywhere; the buckets' bounds wrap as Go's do.
+        let far = raw(
+            0,
+            2.0,
+            1.0,
+            (&[(i32::MIN, 1), (i32::MAX, 1)], &[1.0, 1.0]),
+            none,
+        );
+        assert_eq!(far.validate(true), Ok(()));
+        assert_eq!(far.all_buckets().len(), 2);
     }
 
     fn h(schema: i32, zt: f64, zc: f64, pos: &[(i32, f64)], neg: &[(i32, f64)]) -> FloatHistogram {

@@ -191,11 +191,12 @@ pub async fn write(
 
 fn refuse(e: impl Into<WriteError>) -> Response {
     let e = e.into();
-    if let WriteError::InvalidHistogram { labels, .. } = &e {
-        tracing::warn!(error = %e, series = %labels, "remote write request refused: invalid histogram");
-        return text(StatusCode::BAD_REQUEST, e.to_string());
+    match &e {
+        WriteError::InvalidHistogram { labels, .. } => {
+            tracing::warn!(error = %e, series = %labels, "remote write request refused: invalid histogram")
+        }
+        _ => tracing::warn!(error = %e, "remote write request refused"),
     }
-    tracing::warn!(error = %e, "remote write request refused");
     text(StatusCode::BAD_REQUEST, e.to_string())
 }
 
