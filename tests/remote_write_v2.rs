@@ -12,6 +12,10 @@
 //!   unknown messages and encodings.
 //! - Prometheus 2.42 remote-writes (1.0, `Content-Type: application/x-protobuf`) to a
 //!   promflow with the default accepted messages.
+//! - Native histograms Prometheus's head refuses (`Validate`) refuse the request: in
+//!   1.0 side by side with Prometheus 2.42 (the same text; 2.42 answers 500, 3.7 on and
+//!   promflow 400; neither stores anything of the request), in 2.0 as 3.7's
+//!   `appendV2` (400 naming the series, the rest stored).
 //! - The 2.0 sender's series carry their metric's metadata (type, help, unit) as the
 //!   target exposes it (read from the requests by a capturing receiver: promflow's
 //!   receiver, like Prometheus's, does not serve remote-written metadata on
@@ -771,4 +775,215 @@ fn promflow_sends_start_zero_samples_without_start_timestamps_as_3_9_does() {
     assert!(series
         .iter()
         .all(|ts| ts.created_timestamp == 0 && ts.samples.iter().all(|s| s.start_timestamp == 0)));
+}
+
+/// An integer native histogram of schema 0 with `spans` (offset, length) and bucket
+/// `deltas` on the positive side, `count` observations, `sum`, at `timestamp`.
+fn int_histogram(
+    timestamp: i64,
+    count: u64,
+    sum: f64,
+    spans: &[(i32, u32)],
+    deltas: &[i64],
+) -> proto::Histogram {
+    proto::Histogram {
+        count: Some(HistogramCount::Int(count)),
+        zero_count: Some(HistogramZeroCount::Int(0)),
+        sum,
+        positive_spans: spans
+            .iter()
+            .map(|&(offset, length)| proto::BucketSpan { offset, length })
+            .collect(),
+        positive_deltas: deltas.to_vec(),
+        timestamp,
+        ..Default::default()
+    }
+}
+
+fn post_v1(peer: &Peer, body: &[u8]) -> common::http::HttpResponse {
+    send(
+        "POST",
+        &peer.url("/api/v1/write"),
+        &[
+            ("Content-Encoding", "snappy"),
+            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+        ],
+        Some("application/x-protobuf"),
+        body,
+    )
+    .expect("POST /api/v1/write")
+}
+
+fn v1_series(
+    labels: &[(&str, &str)],
+    samples: &[(i64, f64)],
+    histograms: Vec<proto::Histogram>,
+) -> proto::TimeSeries {
+    proto::TimeSeries {
+        labels: labels
+            .iter()
+            .map(|(name, value)| proto::Label {
+                name: name.to_string(),
+                value: value.to_string(),
+            })
+            .collect(),
+        samples: samples
+            .iter()
+            .map(|&(timestamp, value)| proto::Sample { value, timestamp })
+            .collect(),
+        exemplars: Vec::new(),
+        histograms,
+    }
+}
+
+/// A native histogram Prometheus's head refuses (`Validate`) refuses the request.
+/// 1.0, side by side with Prometheus 2.42: a float sample, a valid histogram and an
+/// invalid one in a request; 2.42 answers 500 (its handler knew no other answer for
+/// the error), Prometheus 3.7 on 400 (storage/remote/write_handler.go,
+/// `isHistogramValidationError`), which promflow follows: the same text as 2.42's, and
+/// neither stores anything of the request (rolled back). 2.0 (no 2.0 peer: as 3.7's
+/// `appendV2`): 400 naming the series, the rest of the request stored and counted.
+#[test]
+fn invalid_native_histograms_refuse_the_request_as_prometheus_does() {
+    let promflow = Promflow::start_with_args("scrape_configs: []\n", &[RECEIVER]);
+    let oracle = Prometheus::start_with_args(
+        "scrape_configs: []\n",
+        &[RECEIVER, "--enable-feature=native-histograms"],
+    );
+    let t = now_ms() - 10_000;
+    let valid = || int_histogram(t, 3, 2.0, &[(0, 2)], &[1, 1]);
+    let mut float_negative = valid();
+    float_negative.count = Some(HistogramCount::Float(3.0));
+    float_negative.zero_count = Some(HistogramZeroCount::Float(0.0));
+    float_negative.positive_deltas.clear();
+    float_negative.positive_counts = vec![1.0, -2.0];
+    let cases = [
+        ("spans", int_histogram(t + 1, 3, 2.0, &[(0, 3)], &[1, 1])),
+        (
+            "offset",
+            int_histogram(t + 1, 3, 2.0, &[(0, 1), (-2, 1)], &[1, 1]),
+        ),
+        (
+            "negative",
+            int_histogram(t + 1, 0, 2.0, &[(0, 2)], &[1, -2]),
+        ),
+        (
+            "count",
+            int_histogram(t + 1, 1, f64::NAN, &[(0, 2)], &[1, 1]),
+        ),
+        (
+            "float",
+            proto::Histogram {
+                timestamp: t + 1,
+                ..float_negative
+            },
+        ),
+    ];
+    let stored = |peer: &Peer, case: &str| {
+        answer(
+            peer,
+            &format!("count({{__name__=~\"(float|hist)_{case}\"}})"),
+            t + 1000,
+        )
+    };
+    for (case, invalid) in cases {
+        let float_name = format!("float_{case}");
+        let hist_name = format!("hist_{case}");
+        let body = proto::encode(&proto::WriteRequest {
+            timeseries: vec![
+                v1_series(&[("__name__", &float_name)], &[(t, 1.0)], Vec::new()),
+                v1_series(&[("__name__", &hist_name)], &[], vec![valid(), invalid]),
+            ],
+        });
+        let theirs = post_v1(&oracle, &body);
+        let ours = post_v1(&promflow, &body);
+        assert_eq!(theirs.status, 500, "{case}: 2.42: {}", theirs.body);
+        assert_eq!(ours.status, 400, "{case}: {}", ours.body);
+        assert_eq!(ours.body, theirs.body, "{case}");
+        assert!(stored(&oracle, case).is_empty(), "{case}: 2.42 stored");
+        assert!(stored(&promflow, case).is_empty(), "{case}: stored");
+    }
+    assert!(
+        promflow
+            .log()
+            .contains("remote write request refused: invalid histogram"),
+        "{}",
+        promflow.log()
+    );
+    // Once valid, the same request is stored by both.
+    let body = proto::encode(&proto::WriteRequest {
+        timeseries: vec![
+            v1_series(&[("__name__", "float_ok")], &[(t, 1.0)], Vec::new()),
+            v1_series(&[("__name__", "hist_ok")], &[], vec![valid()]),
+        ],
+    });
+    for peer in [&*oracle, &*promflow] {
+        let r = post_v1(peer, &body);
+        assert_eq!(r.status, 204, "{}", r.body);
+        assert_eq!(stored(peer, "ok"), ["{} \"2\""]);
+    }
+    // A count other than the buckets' sum (the sum not NaN): refused by Prometheus
+    // 3.x's rule, which 2.42 did not have (it stores it).
+    let body = proto::encode(&proto::WriteRequest {
+        timeseries: vec![v1_series(
+            &[("__name__", "hist_mismatch")],
+            &[],
+            vec![int_histogram(t, 5, 2.0, &[(0, 2)], &[1, 1])],
+        )],
+    });
+    assert_eq!(post_v1(&oracle, &body).status, 204);
+    let r = post_v1(&promflow, &body);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body,
+        "3 observations found in buckets, but the Count field is 5: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)\n"
+    );
+
+    // 2.0: the rest of the request is stored and counted; the answer names the series.
+    let mut symbols = v2::Symbols::new();
+    let mut series = |name: &str, samples: Vec<v2::Sample>, histograms| v2::TimeSeries {
+        labels_refs: vec![symbols.intern("__name__"), symbols.intern(name)],
+        samples,
+        histograms,
+        ..Default::default()
+    };
+    let timeseries = vec![
+        series(
+            "v2_float",
+            vec![v2::Sample {
+                value: 1.0,
+                timestamp: t,
+                start_timestamp: 0,
+            }],
+            Vec::new(),
+        ),
+        series(
+            "v2_hist",
+            Vec::new(),
+            vec![valid(), int_histogram(t + 1, 3, 2.0, &[(0, 3)], &[1, 1])],
+        ),
+    ];
+    let body = proto::encode(&v2::Request {
+        symbols: symbols.into_table(),
+        timeseries,
+    });
+    let r = post_v2(&promflow, V2_CONTENT_TYPE, "snappy", &body);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(
+        r.body,
+        "positive side: spans need 3 buckets, have 2 buckets: histogram spans specify different number of buckets than provided for series {__name__=\"v2_hist\"}\n"
+    );
+    assert_eq!(
+        r.header("X-Prometheus-Remote-Write-Samples-Written"),
+        Some("1")
+    );
+    assert_eq!(
+        r.header("X-Prometheus-Remote-Write-Histograms-Written"),
+        Some("1")
+    );
+    assert_eq!(answer(&promflow, "v2_float", t + 1000).len(), 1);
+    assert_eq!(
+        answer(&promflow, "histogram_count(v2_hist)", t + 1000),
+        ["{} \"3\""]
+    );
 }

@@ -20,7 +20,7 @@
 use std::fmt;
 
 /// `NaN`, `+Inf` or `-Inf` for those values, else `None`.
-fn special(v: f64) -> Option<&'static str> {
+pub(crate) fn special(v: f64) -> Option<&'static str> {
     if v.is_nan() {
         Some("NaN")
     } else if v == f64::INFINITY {

@@ -5,7 +5,9 @@
 //! with a zero bucket, or custom bounds with schema -53), bucket bounds and iteration
 //! in Prometheus's order, compaction, scaling by a scalar, adding and subtracting
 //! (reducing the finer schema, widening the narrower zero bucket, intersecting
-//! mismatched custom bounds), and counter-reset detection between two samples.
+//! mismatched custom bounds), and counter-reset detection between two samples; and
+//! Prometheus's `Validate`, the rules a histogram must meet to be stored
+//! ([`FloatHistogram::validate`], used by scraping and the remote write receiver).
 //!
 //! Contract: buckets are kept as Prometheus keeps them, spans of consecutive bucket
 //! indexes plus one count per bucket (zero counts allowed until [`FloatHistogram::compact`]).
@@ -118,19 +120,24 @@ pub struct FloatHistogram {
     pub custom_values: Vec<f64>,
 }
 
-/// `(index, count)` of each bucket described by `spans` and `counts`.
+/// `(index, count)` of each bucket described by `spans` and `counts` (indexes wrap
+/// around as Go's `int32` do: offsets arrive unchecked from senders).
 pub fn indexed(spans: &[Span], counts: &[f64]) -> Vec<(i32, f64)> {
     let mut out = Vec::with_capacity(counts.len());
     let mut idx = 0i32;
     let mut counts = counts.iter();
     for (n, s) in spans.iter().enumerate() {
-        idx = if n == 0 { s.offset } else { idx + s.offset };
+        idx = if n == 0 {
+            s.offset
+        } else {
+            idx.wrapping_add(s.offset)
+        };
         for _ in 0..s.length {
             match counts.next() {
                 Some(&c) => out.push((idx, c)),
                 None => return out,
             }
-            idx += 1;
+            idx = idx.wrapping_add(1);
         }
     }
     out
@@ -145,11 +152,11 @@ pub fn spans_of(buckets: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
         match spans.last_mut() {
             Some(s) if idx == next => s.length += 1,
             _ => spans.push(Span {
-                offset: if n == 0 { idx } else { idx - next },
+                offset: if n == 0 { idx } else { idx.wrapping_sub(next) },
                 length: 1,
             }),
         }
-        next = idx + 1;
+        next = idx.wrapping_add(1);
     }
     (spans, buckets.iter().map(|b| b.1).collect())
 }
@@ -274,9 +281,16 @@ fn ldexp(frac: f64, exp: i64) -> f64 {
     frac * 2f64.powi(half) * 2f64.powi((exp - i64::from(half)) as i32)
 }
 
-/// The index of exponential bucket `idx` of `from` in the coarser schema `to`.
+/// The index of exponential bucket `idx` of `from` in the coarser schema `to`, as
+/// Go computes Prometheus's `targetIdx` on `int32`s (wrapping; a shift by 32 or more
+/// leaves the sign, as remote write's reserved schemas up to 52 may need).
 pub fn target_index(idx: i32, from: i32, to: i32) -> i32 {
-    ((idx - 1) >> (from - to)) + 1
+    let below = idx.wrapping_sub(1);
+    let shift = u32::try_from(from.wrapping_sub(to)).unwrap_or(0);
+    below
+        .checked_shr(shift)
+        .unwrap_or(below >> 31)
+        .wrapping_add(1)
 }
 
 /// Adds `(index, count)` lists sorted by index (`sign` scales `b`), keeping every
@@ -407,7 +421,7 @@ impl FloatHistogram {
         for (idx, count) in self.negative().into_iter().rev() {
             let mut b = Bucket {
                 lower: -self.bound(idx),
-                upper: -self.bound(idx - 1),
+                upper: -self.bound(idx.wrapping_sub(1)),
                 count,
                 index: idx,
             };
@@ -426,7 +440,7 @@ impl FloatHistogram {
         }
         for (idx, count) in self.positive() {
             let mut b = Bucket {
-                lower: self.bound(idx - 1),
+                lower: self.bound(idx.wrapping_sub(1)),
                 upper: self.bound(idx),
                 count,
                 index: idx,
@@ -505,10 +519,10 @@ impl FloatHistogram {
                 }
                 let (lower, upper) = if positive {
                     has_positive = true;
-                    (self.bound(idx - 1), self.bound(idx))
+                    (self.bound(idx.wrapping_sub(1)), self.bound(idx))
                 } else {
                     has_negative = true;
-                    (-self.bound(idx), -self.bound(idx - 1))
+                    (-self.bound(idx), -self.bound(idx.wrapping_sub(1)))
                 };
                 let b = Bucket {
                     lower,
@@ -685,7 +699,7 @@ impl FloatHistogram {
         'outer: loop {
             let mut zero = self.zero_count;
             for (idx, c) in self.positive() {
-                let (lower, upper) = (self.bound(idx - 1), self.bound(idx));
+                let (lower, upper) = (self.bound(idx.wrapping_sub(1)), self.bound(idx));
                 if lower >= threshold {
                     break;
                 }
@@ -698,7 +712,7 @@ impl FloatHistogram {
                 }
             }
             for (idx, c) in self.negative() {
-                let (lower, upper) = (-self.bound(idx), -self.bound(idx - 1));
+                let (lower, upper) = (-self.bound(idx), -self.bound(idx.wrapping_sub(1)));
                 if upper <= -threshold {
                     break;
                 }
@@ -724,12 +738,12 @@ impl FloatHistogram {
         let p: Vec<(i32, f64)> = self
             .positive()
             .into_iter()
-            .filter(|(idx, _)| self.bound(idx - 1) >= threshold)
+            .filter(|(idx, _)| self.bound(idx.wrapping_sub(1)) >= threshold)
             .collect();
         let n: Vec<(i32, f64)> = self
             .negative()
             .into_iter()
-            .filter(|(idx, _)| self.bound(idx - 1) >= threshold)
+            .filter(|(idx, _)| self.bound(idx.wrapping_sub(1)) >= threshold)
             .collect();
         self.set_positive(&p);
         self.set_negative(&n);
@@ -922,7 +936,7 @@ impl FloatHistogram {
             let _ = write!(out, ", {open}{},{}{close}:{}", g(lower), g(upper), g(count));
         };
         for (idx, count) in self.negative().into_iter().rev() {
-            let (lower, upper) = (-self.bound(idx), -self.bound(idx - 1));
+            let (lower, upper) = (-self.bound(idx), -self.bound(idx.wrapping_sub(1)));
             if count != 0.0 {
                 bucket(lower, upper, count, (lower < 0.0, upper > 0.0));
             }
@@ -932,7 +946,7 @@ impl FloatHistogram {
             bucket(-zt, zt, self.zero_count, (true, true));
         }
         for (idx, count) in self.positive() {
-            let (lower, upper) = (self.bound(idx - 1), self.bound(idx));
+            let (lower, upper) = (self.bound(idx.wrapping_sub(1)), self.bound(idx));
             let closed = if self.uses_custom_buckets() {
                 (idx == 0, true)
             } else {
@@ -1140,9 +1154,542 @@ impl std::fmt::Display for FloatHistogram {
     }
 }
 
+/// Which part of a histogram an [`InvalidHistogram`] is about, as Prometheus prefixes
+/// its validation errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistogramPart {
+    /// `positive side: `.
+    Positive,
+    /// `negative side: `.
+    Negative,
+    /// `custom buckets: ` (the bounds and spans of schema -53).
+    Custom,
+}
+
+impl HistogramPart {
+    fn prefix(self) -> &'static str {
+        match self {
+            HistogramPart::Positive => "positive side: ",
+            HistogramPart::Negative => "negative side: ",
+            HistogramPart::Custom => "custom buckets: ",
+        }
+    }
+}
+
+/// Why Prometheus's `Validate` (model/histogram: `Histogram.Validate`,
+/// `FloatHistogram.Validate`, called by the TSDB head on every appended histogram)
+/// refuses a histogram. Displayed as Prometheus words it (its wrapped error texts),
+/// counts in Go's `%v` (an integer histogram's as integers).
+#[derive(Clone, Debug, PartialEq)]
+pub enum InvalidHistogram {
+    /// A span after the first (any span with custom buckets) has a negative offset.
+    SpanNegativeOffset {
+        /// Where.
+        part: HistogramPart,
+        /// 1-based.
+        span: usize,
+        /// The offset.
+        offset: i32,
+    },
+    /// The spans' lengths do not add up to the number of bucket counts.
+    SpansBucketsMismatch {
+        /// Where.
+        part: HistogramPart,
+        /// The spans' lengths summed.
+        needed: u64,
+        /// Bucket counts given.
+        have: usize,
+    },
+    /// A bucket count below zero (`bucket` 1-based; 0: the zero bucket).
+    NegativeBucket {
+        /// Where (`None`: the zero bucket).
+        part: Option<HistogramPart>,
+        /// 1-based; 0 for the zero bucket.
+        bucket: usize,
+        /// The count as Prometheus prints it.
+        count: String,
+    },
+    /// A float histogram's count below zero.
+    NegativeCount(String),
+    /// An integer histogram's count below the buckets' sum (sum NaN).
+    CountNotBigEnough {
+        /// Zero bucket and buckets summed.
+        in_buckets: u64,
+        /// The count.
+        count: u64,
+    },
+    /// An integer histogram's count other than the buckets' sum (sum not NaN).
+    CountMismatch {
+        /// Zero bucket and buckets summed.
+        in_buckets: u64,
+        /// The count.
+        count: u64,
+    },
+    /// A schema neither exponential (-4..=8) nor custom (-53).
+    InvalidSchema(i32),
+    /// A NaN custom bound.
+    CustomBoundNaN,
+    /// Custom bounds not strictly increasing (Go's `%f` of both).
+    CustomBoundsNotIncreasing {
+        /// The bound before.
+        previous: f64,
+        /// The bound not above it.
+        current: f64,
+    },
+    /// A custom bound of +Inf (implied, never given).
+    CustomBoundInfinite,
+    /// Fewer custom bounds than the spans reach.
+    CustomBoundsTooFew {
+        /// Bounds given.
+        bounds: usize,
+        /// Offsets and lengths summed.
+        span_length: i64,
+    },
+    /// Custom buckets with a zero count.
+    CustomZeroCount,
+    /// Custom buckets with a zero threshold.
+    CustomZeroThreshold,
+    /// Custom buckets with negative spans.
+    CustomNegativeSpans,
+    /// Custom buckets with negative buckets.
+    CustomNegativeBuckets,
+    /// Custom bounds on an exponential schema.
+    ExponentialCustomBounds,
+}
+
+impl std::fmt::Display for InvalidHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use InvalidHistogram::*;
+        match self {
+            SpanNegativeOffset { part, span, offset } => write!(
+                f,
+                "{}span number {span} with offset {offset}: histogram has a span whose offset is negative",
+                part.prefix()
+            ),
+            SpansBucketsMismatch { part, needed, have } => write!(
+                f,
+                "{}spans need {needed} buckets, have {have} buckets: histogram spans specify different number of buckets than provided",
+                part.prefix()
+            ),
+            NegativeBucket { part, bucket, count } => {
+                let part = part.map_or("", HistogramPart::prefix);
+                let bucket = match bucket {
+                    0 => "zero bucket".to_string(),
+                    n => format!("bucket number {n}"),
+                };
+                write!(f, "{part}{bucket} has observation count of {count}: histogram has a bucket whose observation count is negative")
+            }
+            NegativeCount(count) => write!(
+                f,
+                "observation count is  {count}: histogram's observation count is negative"
+            ),
+            CountNotBigEnough { in_buckets, count } => write!(
+                f,
+                "{in_buckets} observations found in buckets, but the Count field is {count}: histogram's observation count should be at least the number of observations found in the buckets"
+            ),
+            CountMismatch { in_buckets, count } => write!(
+                f,
+                "{in_buckets} observations found in buckets, but the Count field is {count}: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
+            ),
+            InvalidSchema(schema) => write!(
+                f,
+                "histogram has an invalid schema, which must be between -4 and 8 for exponential buckets, or -53 for custom buckets, got schema {schema}"
+            ),
+            CustomBoundNaN => f.write_str("custom buckets: histogram custom bounds must not be NaN"),
+            CustomBoundsNotIncreasing { previous, current } => write!(
+                f,
+                "custom buckets: previous bound is {} and current is {}: histogram custom bounds must be in strictly increasing order",
+                go_f(*previous),
+                go_f(*current)
+            ),
+            CustomBoundInfinite => f.write_str(
+                "custom buckets: last +Inf bound must not be explicitly defined: histogram custom bounds must be finite",
+            ),
+            CustomBoundsTooFew { bounds, span_length } => write!(
+                f,
+                "custom buckets: only {bounds} custom bounds defined which is insufficient to cover total span length of {span_length}: histogram custom bounds are too few"
+            ),
+            CustomZeroCount => f.write_str("custom buckets: must have zero count of 0"),
+            CustomZeroThreshold => f.write_str("custom buckets: must have zero threshold of 0"),
+            CustomNegativeSpans => f.write_str("custom buckets: must not have negative spans"),
+            CustomNegativeBuckets => f.write_str("custom buckets: must not have negative buckets"),
+            ExponentialCustomBounds => {
+                f.write_str("histogram with exponential schema must not have custom bounds")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidHistogram {}
+
+/// Go's `%f`: six decimals, `+Inf`, `-Inf`, `NaN`.
+fn go_f(v: f64) -> String {
+    crate::go_float::special(v).map_or_else(|| format!("{v:.6}"), str::to_string)
+}
+
+/// Prometheus's `checkHistogramSpans`: no negative offset after the first span (with
+/// `custom`, none at all), lengths adding up to `buckets`; returns the offsets and
+/// lengths summed (for the custom bounds' check).
+fn check_spans(
+    part: HistogramPart,
+    spans: &[Span],
+    buckets: usize,
+    custom: bool,
+) -> Result<i64, InvalidHistogram> {
+    let (mut needed, mut reach) = (0u64, 0i64);
+    for (n, s) in spans.iter().enumerate() {
+        if (n > 0 || custom) && s.offset < 0 {
+            return Err(InvalidHistogram::SpanNegativeOffset {
+                part,
+                span: n + 1,
+                offset: s.offset,
+            });
+        }
+        needed += u64::from(s.length);
+        reach += i64::from(s.length) + i64::from(s.offset);
+    }
+    if needed != buckets as u64 {
+        return Err(InvalidHistogram::SpansBucketsMismatch {
+            part,
+            needed,
+            have: buckets,
+        });
+    }
+    Ok(reach)
+}
+
+/// Prometheus's `checkHistogramBuckets`: no negative count; returns the counts summed
+/// as Go's `uint64` (wrapping; used for integer histograms only).
+fn check_buckets(
+    part: HistogramPart,
+    buckets: &[f64],
+    integer: bool,
+) -> Result<u64, InvalidHistogram> {
+    let mut whole = 0u64;
+    for (i, &c) in buckets.iter().enumerate() {
+        if c < 0.0 {
+            return Err(InvalidHistogram::NegativeBucket {
+                part: Some(part),
+                bucket: i + 1,
+                count: go_v(c, integer),
+            });
+        }
+        whole = whole.wrapping_add(c as u64);
+    }
+    Ok(whole)
+}
+
+/// Go's `%v` of a count: an `int64`'s digits or a `float64`'s shortest `%g`.
+fn go_v(v: f64, integer: bool) -> String {
+    if integer {
+        (v as i64).to_string()
+    } else {
+        crate::go_float::format_g(v)
+    }
+}
+
+impl FloatHistogram {
+    /// The part of [`FloatHistogram::validate`] an exponential histogram's buckets
+    /// must pass before they can be merged into a coarser schema (Prometheus's
+    /// `checkHistogramSpans`, positive side then negative): the spans describe exactly
+    /// the bucket counts given, none after the first with a negative offset.
+    pub fn validate_spans(&self) -> Result<(), InvalidHistogram> {
+        use HistogramPart::{Negative, Positive};
+        check_spans(
+            Positive,
+            &self.positive_spans,
+            self.positive_buckets.len(),
+            false,
+        )?;
+        check_spans(
+            Negative,
+            &self.negative_spans,
+            self.negative_buckets.len(),
+            false,
+        )?;
+        Ok(())
+    }
+
+    /// Prometheus's `Validate` (model/histogram/histogram.go and float_histogram.go),
+    /// which the TSDB head runs on every appended histogram: `integer` for one
+    /// received with integer counts (`Histogram`: its count must equal the zero bucket's
+    /// and the buckets' counts summed, or be at least that when the sum is NaN), else a
+    /// `FloatHistogram` (no negative count or zero count). Both: the schema is -4..=8
+    /// or -53; spans describe exactly the bucket counts given, none after the first
+    /// with a negative offset; no negative bucket count; custom buckets (-53) have
+    /// finite, strictly increasing bounds enough for their spans (no negative offset
+    /// at all), no zero bucket and no negative side; exponential ones no custom bounds.
+    /// Integer counts are checked as the `f64`s they were read into (exact up to 2^53).
+    pub fn validate(&self, integer: bool) -> Result<(), InvalidHistogram> {
+        use HistogramPart::{Custom, Negative, Positive};
+        let mut negative = 0u64;
+        if self.uses_custom_buckets() {
+            let mut previous = f64::NEG_INFINITY;
+            for (i, &bound) in self.custom_values.iter().enumerate() {
+                if bound.is_nan() {
+                    return Err(InvalidHistogram::CustomBoundNaN);
+                }
+                if i > 0 && bound <= previous {
+                    return Err(InvalidHistogram::CustomBoundsNotIncreasing {
+                        previous,
+                        current: bound,
+                    });
+                }
+                previous = bound;
+            }
+            if previous == f64::INFINITY {
+                return Err(InvalidHistogram::CustomBoundInfinite);
+            }
+            let reach = check_spans(
+                Custom,
+                &self.positive_spans,
+                self.positive_buckets.len(),
+                true,
+            )?;
+            if self.custom_values.len() as i64 + 1 < reach {
+                return Err(InvalidHistogram::CustomBoundsTooFew {
+                    bounds: self.custom_values.len(),
+                    span_length: reach,
+                });
+            }
+            if self.zero_count != 0.0 {
+                return Err(InvalidHistogram::CustomZeroCount);
+            }
+            if self.zero_threshold != 0.0 {
+                return Err(InvalidHistogram::CustomZeroThreshold);
+            }
+            if !self.negative_spans.is_empty() {
+                return Err(InvalidHistogram::CustomNegativeSpans);
+            }
+            if !self.negative_buckets.is_empty() {
+                return Err(InvalidHistogram::CustomNegativeBuckets);
+            }
+        } else if (-4..=8).contains(&self.schema) {
+            self.validate_spans()?;
+            negative = check_buckets(Negative, &self.negative_buckets, integer)?;
+            if !integer && self.zero_count < 0.0 {
+                return Err(InvalidHistogram::NegativeBucket {
+                    part: None,
+                    bucket: 0,
+                    count: go_v(self.zero_count, false),
+                });
+            }
+            if !self.custom_values.is_empty() {
+                return Err(InvalidHistogram::ExponentialCustomBounds);
+            }
+        } else {
+            return Err(InvalidHistogram::InvalidSchema(self.schema));
+        }
+        if !integer {
+            if self.count < 0.0 {
+                return Err(InvalidHistogram::NegativeCount(go_v(self.count, false)));
+            }
+            check_buckets(Positive, &self.positive_buckets, false)?;
+            return Ok(());
+        }
+        let positive = check_buckets(Positive, &self.positive_buckets, true)?;
+        let in_buckets = negative
+            .wrapping_add(positive)
+            .wrapping_add(self.zero_count as u64);
+        let count = self.count as u64;
+        if self.sum.is_nan() {
+            if in_buckets > count {
+                return Err(InvalidHistogram::CountNotBigEnough { in_buckets, count });
+            }
+        } else if in_buckets != count {
+            return Err(InvalidHistogram::CountMismatch { in_buckets, count });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An integer-style histogram: `pos`/`neg` as (offset, length) spans and counts.
+    fn raw(
+        schema: i32,
+        count: f64,
+        sum: f64,
+        pos: (&[(i32, u32)], &[f64]),
+        neg: (&[(i32, u32)], &[f64]),
+    ) -> FloatHistogram {
+        let spans = |s: &[(i32, u32)]| {
+            s.iter()
+                .map(|&(offset, length)| Span { offset, length })
+                .collect()
+        };
+        FloatHistogram {
+            schema,
+            count,
+            sum,
+            positive_spans: spans(pos.0),
+            positive_buckets: pos.1.to_vec(),
+            negative_spans: spans(neg.0),
+            negative_buckets: neg.1.to_vec(),
+            ..FloatHistogram::default()
+        }
+    }
+
+    /// Prometheus's `Validate` cases, worded as Prometheus 2.42 answered them to a
+    /// remote write request (the texts 3.x kept) and as model/histogram 3.x words
+    /// the rules 2.42 did not have.
+    #[test]
+    fn validate_refuses_what_prometheus_refuses() {
+        let none: (&[(i32, u32)], &[f64]) = (&[], &[]);
+        let err = |h: &FloatHistogram, integer: bool| h.validate(integer).unwrap_err().to_string();
+        let valid = raw(0, 3.0, 2.0, (&[(0, 2)], &[1.0, 2.0]), none);
+        assert_eq!(valid.validate(true), Ok(()));
+        assert_eq!(valid.validate(false), Ok(()));
+        // A first span's offset may be negative.
+        assert_eq!(
+            raw(0, 3.0, 2.0, (&[(-3, 1), (2, 1)], &[1.0, 2.0]), none).validate(true),
+            Ok(())
+        );
+        assert_eq!(
+            err(&raw(0, 3.0, 2.0, (&[(0, 3)], &[1.0, 2.0]), none), true),
+            "positive side: spans need 3 buckets, have 2 buckets: histogram spans specify different number of buckets than provided"
+        );
+        assert_eq!(
+            err(&raw(0, 3.0, 2.0, none, (&[(0, 1)], &[1.0, 2.0])), true),
+            "negative side: spans need 1 buckets, have 2 buckets: histogram spans specify different number of buckets than provided"
+        );
+        assert_eq!(
+            err(&raw(0, 3.0, 2.0, (&[(0, 1), (-2, 1)], &[1.0, 2.0]), none), true),
+            "positive side: span number 2 with offset -2: histogram has a span whose offset is negative"
+        );
+        assert_eq!(
+            err(&raw(0, 0.0, 2.0, (&[(0, 2)], &[1.0, -1.0]), none), true),
+            "positive side: bucket number 2 has observation count of -1: histogram has a bucket whose observation count is negative"
+        );
+        assert_eq!(
+            err(&raw(0, 3.0, 2.0, (&[(0, 2)], &[1.0, -2.5]), none), false),
+            "positive side: bucket number 2 has observation count of -2.5: histogram has a bucket whose observation count is negative"
+        );
+        assert_eq!(
+            err(&raw(0, 1.0, f64::NAN, (&[(0, 2)], &[1.0, 2.0]), none), true),
+            "3 observations found in buckets, but the Count field is 1: histogram's observation count should be at least the number of observations found in the buckets"
+        );
+        // NaN observations are counted in no bucket: a larger count is fine then.
+        assert_eq!(
+            raw(0, 5.0, f64::NAN, (&[(0, 2)], &[1.0, 2.0]), none).validate(true),
+            Ok(())
+        );
+        assert_eq!(
+            err(&raw(0, 5.0, 2.0, (&[(0, 2)], &[1.0, 2.0]), none), true),
+            "3 observations found in buckets, but the Count field is 5: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
+        );
+        // Float histograms have no count rule but no negative count.
+        assert_eq!(
+            raw(0, 10.0, 2.0, (&[(0, 2)], &[1.0, 2.0]), none).validate(false),
+            Ok(())
+        );
+        assert_eq!(
+            err(&raw(0, -1.0, 2.0, none, none), false),
+            "observation count is  -1: histogram's observation count is negative"
+        );
+        let mut zero = raw(0, 1.0, 2.0, none, none);
+        zero.zero_count = -0.5;
+        assert_eq!(
+            err(&zero, false),
+            "zero bucket has observation count of -0.5: histogram has a bucket whose observation count is negative"
+        );
+        for schema in [9, -5, 52, i32::MIN] {
+            assert_eq!(
+                err(&raw(schema, 0.0, 0.0, none, none), true),
+                format!("histogram has an invalid schema, which must be between -4 and 8 for exponential buckets, or -53 for custom buckets, got schema {schema}")
+            );
+        }
+        let mut exp_bounds = raw(0, 0.0, 0.0, none, none);
+        exp_bounds.custom_values = vec![1.0];
+        assert_eq!(
+            err(&exp_bounds, true),
+            "histogram with exponential schema must not have custom bounds"
+        );
+    }
+
+    #[test]
+    fn validate_custom_buckets() {
+        let none: (&[(i32, u32)], &[f64]) = (&[], &[]);
+        let custom = |bounds: &[f64], spans: &[(i32, u32)], counts: &[f64]| {
+            let mut h = raw(
+                CUSTOM_BUCKETS_SCHEMA,
+                counts.iter().sum(),
+                1.0,
+                (spans, counts),
+                none,
+            );
+            h.custom_values = bounds.to_vec();
+            h
+        };
+        let err = |h: &FloatHistogram| h.validate(true).unwrap_err().to_string();
+        // Two bounds, three buckets (the last up to +Inf).
+        assert_eq!(
+            custom(&[1.0, 2.0], &[(0, 3)], &[1.0, 0.0, 2.0]).validate(true),
+            Ok(())
+        );
+        assert_eq!(
+            err(&custom(&[1.0, 1.0], &[(0, 1)], &[1.0])),
+            "custom buckets: previous bound is 1.000000 and current is 1.000000: histogram custom bounds must be in strictly increasing order"
+        );
+        assert_eq!(
+            err(&custom(&[1.0, f64::NAN], &[(0, 1)], &[1.0])),
+            "custom buckets: histogram custom bounds must not be NaN"
+        );
+        assert_eq!(
+            err(&custom(&[1.0, f64::INFINITY], &[(0, 1)], &[1.0])),
+            "custom buckets: last +Inf bound must not be explicitly defined: histogram custom bounds must be finite"
+        );
+        assert_eq!(
+            err(&custom(&[1.0], &[(-1, 1)], &[1.0])),
+            "custom buckets: span number 1 with offset -1: histogram has a span whose offset is negative"
+        );
+        assert_eq!(
+            err(&custom(&[1.0], &[(1, 2)], &[1.0, 1.0])),
+            "custom buckets: only 1 custom bounds defined which is insufficient to cover total span length of 3: histogram custom bounds are too few"
+        );
+        assert_eq!(
+            err(&custom(&[1.0], &[(0, 2)], &[1.0])),
+            "custom buckets: spans need 2 buckets, have 1 buckets: histogram spans specify different number of buckets than provided"
+        );
+        let mut h = custom(&[1.0], &[(0, 1)], &[1.0]);
+        h.zero_count = 1.0;
+        assert_eq!(err(&h), "custom buckets: must have zero count of 0");
+        let mut h = custom(&[1.0], &[(0, 1)], &[1.0]);
+        h.zero_threshold = 0.1;
+        assert_eq!(err(&h), "custom buckets: must have zero threshold of 0");
+        let mut h = custom(&[1.0], &[(0, 1)], &[1.0]);
+        h.negative_spans = vec![Span {
+            offset: 0,
+            length: 1,
+        }];
+        assert_eq!(err(&h), "custom buckets: must not have negative spans");
+        let mut h = custom(&[1.0], &[(0, 1)], &[1.0]);
+        h.negative_buckets = vec![1.0];
+        assert_eq!(err(&h), "custom buckets: must not have negative buckets");
+        // Extreme spans neither overflow nor panic.
+        let wide = custom(&[1.0], &[(i32::MAX, u32::MAX), (i32::MAX, u32::MAX)], &[]);
+        assert!(wide.validate(true).is_err());
+        let wide = raw(
+            0,
+            0.0,
+            0.0,
+            (&[(i32::MIN, u32::MAX), (i32::MAX, u32::MAX)], &[]),
+            none,
+        );
+        assert!(wide.validate(false).is_err());
+        // A first span may start anywhere; the buckets' bounds wrap as Go's do.
+        let far = raw(
+            0,
+            2.0,
+            1.0,
+            (&[(i32::MIN, 1), (i32::MAX, 1)], &[1.0, 1.0]),
+            none,
+        );
+        assert_eq!(far.validate(true), Ok(()));
+        assert_eq!(far.all_buckets().len(), 2);
+    }
 
     fn h(schema: i32, zt: f64, zc: f64, pos: &[(i32, f64)], neg: &[(i32, f64)]) -> FloatHistogram {
         let mut out = FloatHistogram {

@@ -17,7 +17,15 @@
 //! (out of bounds, out of order, or at a series' newest timestamp with another value;
 //! judged against what the head held before the request, nothing of it stored, as
 //! Prometheus rolls the request back; an exact duplicate, a retry's, is no refusal:
-//! it is dropped silently), 500 when storage refuses the batch (the sender
+//! it is dropped silently), 400 for a request with a native histogram Prometheus's
+//! head refuses (`Validate`: spans against buckets, negative offsets or counts, the
+//! count rules, schemas, custom bounds; a reserved schema 9..=52 is reduced to 8
+//! first; see [`proto::Histogram::to_valid_float`]), as Prometheus 3.7 on answers
+//! (storage/remote/write_handler.go; 2.42 to 3.6 answer 500): in 1.0 the request is
+//! rolled back, nothing of it stored, the answer Prometheus's error alone (the series
+//! is logged); in 2.0 the rest of the request is stored and the answer lists each
+//! refused histogram's error with its series, as `appendV2` does.
+//! 500 when storage refuses the batch (the sender
 //! retries; floats stored before the histograms failed are refused as duplicates
 //! then). Exemplars (1.0 and 2.0) are kept once their series' samples are stored
 //! (`Ingester::commit_exemplars`: the exemplar storage, with
@@ -44,6 +52,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use dataflows::histogram::InvalidHistogram;
 use dataflows::{Labels, Sample};
 use std::sync::Arc;
 
@@ -78,6 +87,25 @@ pub enum WriteError {
     /// A series without `__name__` (400).
     #[error("series without a metric name: {0}")]
     NoMetricName(Labels),
+    /// A native histogram Prometheus's head refuses (400), in its words: alone in a
+    /// 1.0 answer, as Prometheus's; the series named in 2.0's, as Prometheus's.
+    #[error("{error}")]
+    InvalidHistogram {
+        /// What is wrong.
+        error: InvalidHistogram,
+        /// Its series.
+        labels: Arc<Labels>,
+    },
+}
+
+/// Go's `labels.Labels.String()`, as Prometheus names a series in its errors:
+/// `{__name__="m", a="1"}`.
+fn go_labels(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|(name, value)| format!("{name}={value:?}"))
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
 }
 
 /// Which message a request's `Content-Type` names, or why it is refused (415).
@@ -163,7 +191,12 @@ pub async fn write(
 
 fn refuse(e: impl Into<WriteError>) -> Response {
     let e = e.into();
-    tracing::warn!(error = %e, "remote write request refused");
+    match &e {
+        WriteError::InvalidHistogram { labels, .. } => {
+            tracing::warn!(error = %e, series = %labels, "remote write request refused: invalid histogram")
+        }
+        _ => tracing::warn!(error = %e, "remote write request refused"),
+    }
     text(StatusCode::BAD_REQUEST, e.to_string())
 }
 
@@ -196,7 +229,14 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        push_histograms(&mut histograms, &labels, &series.histograms, |_| 0);
+        // Prometheus 3.7 on answers 400 and rolls the request back (2.42 to 3.6:
+        // 500, rolled back alike): nothing of it is stored.
+        if let Some(invalid) = push_histograms(&mut histograms, &labels, &series.histograms, |_| 0)
+            .into_iter()
+            .next()
+        {
+            return refuse(invalid);
+        }
         push_exemplars(
             &mut exemplars,
             &labels,
@@ -238,20 +278,32 @@ fn write_v1(service: &Service, body: &[u8]) -> Response {
 /// scraped ones are stored, each with its start `start(h)` (0: none) when it has a
 /// timestamp, as Prometheus 3.x's handler calls `AppendHistogramSTZeroSample` before
 /// each (storage/remote/write_handler.go; see `Ingester::start_zero_histograms`).
+/// Those Prometheus's head refuses ([`proto::Histogram::to_valid_float`]) are left
+/// out and returned, in order.
 fn push_histograms(
     out: &mut Vec<HistogramSample>,
     labels: &Arc<Labels>,
     histograms: &[proto::Histogram],
     start: impl Fn(&proto::Histogram) -> i64,
-) {
+) -> Vec<WriteError> {
     let series_id = labels.hash();
-    out.extend(histograms.iter().map(|h| HistogramSample {
-        series_id,
-        labels: labels.clone(),
-        timestamp_ms: h.timestamp,
-        histogram: h.to_float(),
-        start_ms: if h.timestamp != 0 { start(h) } else { 0 },
-    }));
+    let mut invalid = Vec::new();
+    for h in histograms {
+        match h.to_valid_float() {
+            Ok(histogram) => out.push(HistogramSample {
+                series_id,
+                labels: labels.clone(),
+                timestamp_ms: h.timestamp,
+                histogram,
+                start_ms: if h.timestamp != 0 { start(h) } else { 0 },
+            }),
+            Err(error) => invalid.push(WriteError::InvalidHistogram {
+                error,
+                labels: labels.clone(),
+            }),
+        }
+    }
+    invalid
 }
 
 /// A series' received exemplars (`(labels, value, timestamp)`), as Prometheus reads
@@ -362,6 +414,7 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
     let mut batch = Vec::new();
     let mut histograms = Vec::new();
     let mut exemplars = Vec::new();
+    let mut invalid = Vec::new();
     for series in &request.timeseries {
         let pairs = match label_pairs(&series.labels_refs, &symbol) {
             Ok(pairs) => pairs,
@@ -371,9 +424,12 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             Ok(l) => l,
             Err(e) => return refuse(e),
         };
-        push_histograms(&mut histograms, &labels, &series.histograms, |h| {
-            v2_start(h.start_timestamp, series, true)
-        });
+        invalid.extend(push_histograms(
+            &mut histograms,
+            &labels,
+            &series.histograms,
+            |h| v2_start(h.start_timestamp, series, true),
+        ));
         let mut received = Vec::with_capacity(series.exemplars.len());
         for e in &series.exemplars {
             match label_pairs(&e.labels_refs, &symbol) {
@@ -411,5 +467,26 @@ fn write_v2(service: &Service, body: &[u8]) -> Response {
             exemplars_written.to_string(),
         ),
     ];
-    (StatusCode::NO_CONTENT, written).into_response()
+    if invalid.is_empty() {
+        return (StatusCode::NO_CONTENT, written).into_response();
+    }
+    // Prometheus 3.7 on (`appendV2`): a histogram its head refuses is a bad request
+    // that does not stop the rest of the request from being stored; the errors, each
+    // naming its series, joined by newlines (Go's `errors.Join`).
+    let errors: Vec<String> = invalid
+        .iter()
+        .map(|e| match e {
+            WriteError::InvalidHistogram { error, labels } => {
+                tracing::error!(err = %error, series = %labels, "Invalid histogram received");
+                format!("{error} for series {}", go_labels(labels))
+            }
+            other => other.to_string(),
+        })
+        .collect();
+    (
+        StatusCode::BAD_REQUEST,
+        written,
+        format!("{}\n", errors.join("\n")),
+    )
+        .into_response()
 }

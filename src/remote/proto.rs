@@ -7,11 +7,13 @@
 //! Field numbers follow `prompb`. Native histograms ([`Histogram`], the same message in
 //! 1.0 and 2.0) convert to and from promflow's [`FloatHistogram`]: integer histograms
 //! (counts as deltas) when every count is a whole number, as Prometheus sends the
-//! histograms it scrapes, else float histograms. Exemplars ([`Exemplar`], 2.0's
+//! histograms it scrapes, else float histograms; received ones are checked as Prometheus
+//! 3.x's receiver checks them ([`Histogram::to_valid_float`]). Exemplars ([`Exemplar`], 2.0's
 //! [`v2::Exemplar`]) are carried in both.
 
 use dataflows::histogram::{
-    counts_from_deltas, deltas_from_counts, CounterResetHint, FloatHistogram, Span,
+    counts_from_deltas, deltas_from_counts, CounterResetHint, FloatHistogram, InvalidHistogram,
+    Span,
 };
 use prost::{Message, Oneof};
 
@@ -189,6 +191,22 @@ impl Histogram {
     /// `IsFloatHistogram` tells them apart.
     pub fn is_float(&self) -> bool {
         matches!(self.count, Some(HistogramCount::Float(_)))
+    }
+
+    /// The histogram as Prometheus 3.x's receiver appends it, or why its head refuses
+    /// it: a reserved exponential schema above 8 (9..=52) is reduced to 8 first, once
+    /// its spans are found to describe its buckets (`remoteWriteAppender.AppendHistogram`
+    /// in storage/remote/write_handler.go, `ReduceResolution`), then the histogram is
+    /// checked by [`FloatHistogram::validate`] (the head's `Validate`), as an integer
+    /// histogram unless [`Histogram::is_float`].
+    pub fn to_valid_float(&self) -> Result<FloatHistogram, InvalidHistogram> {
+        let mut h = self.to_float();
+        if (9..=52).contains(&h.schema) {
+            h.validate_spans()?;
+            h.reduce_resolution(8);
+        }
+        h.validate(!self.is_float())?;
+        Ok(h)
     }
 
     /// The histogram as promflow holds it: integer counts summed from their deltas.
@@ -521,6 +539,68 @@ pub enum DecodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Received histograms as Prometheus 3.x's receiver appends them: reserved schemas
+    /// above 8 reduced to 8, then `Validate`d (integer or float as sent); no input
+    /// panics.
+    #[test]
+    fn received_histograms_are_reduced_and_validated() {
+        let h =
+            |schema: i32, count: HistogramCount, spans: &[(i32, u32)], deltas: &[i64]| Histogram {
+                count: Some(count),
+                sum: 1.0,
+                schema,
+                positive_spans: spans
+                    .iter()
+                    .map(|&(offset, length)| BucketSpan { offset, length })
+                    .collect(),
+                positive_deltas: deltas.to_vec(),
+                ..Default::default()
+            };
+        // Indexes 1 and 2 of schema 9 are index 1 of schema 8.
+        let got = h(9, HistogramCount::Int(3), &[(1, 2)], &[1, 1])
+            .to_valid_float()
+            .unwrap();
+        assert_eq!(got.schema, 8);
+        assert_eq!(got.positive(), [(1, 3.0)]);
+        // Schema 52 reduces too (a shift past the index width, as Go's).
+        let got = h(52, HistogramCount::Int(2), &[(-5, 1), (10, 1)], &[1, 0])
+            .to_valid_float()
+            .unwrap();
+        assert_eq!((got.schema, got.positive()), (8, vec![(0, 1.0), (1, 1.0)]));
+        assert_eq!(
+            h(9, HistogramCount::Int(3), &[(0, 3)], &[1, 1]).to_valid_float().unwrap_err().to_string(),
+            "positive side: spans need 3 buckets, have 2 buckets: histogram spans specify different number of buckets than provided"
+        );
+        assert_eq!(
+            h(53, HistogramCount::Int(0), &[], &[]).to_valid_float(),
+            Err(InvalidHistogram::InvalidSchema(53))
+        );
+        // The count rule holds for integer histograms only.
+        assert!(h(0, HistogramCount::Int(9), &[(0, 2)], &[1, 1])
+            .to_valid_float()
+            .is_err());
+        let mut float = h(0, HistogramCount::Float(9.0), &[(0, 2)], &[]);
+        float.positive_counts = vec![1.0, 2.0];
+        assert!(float.to_valid_float().is_ok());
+        // Extreme offsets and lengths: an answer, no panic.
+        for schema in [0, 9, 52, -53] {
+            for spans in [
+                vec![(i32::MIN, 1), (i32::MAX, 1), (i32::MAX, 1)],
+                vec![(i32::MAX, u32::MAX), (i32::MAX, u32::MAX)],
+            ] {
+                let deltas = vec![1; spans.iter().map(|s| s.1.min(3) as usize).sum()];
+                let _ = h(schema, HistogramCount::Int(3), &spans, &deltas).to_valid_float();
+            }
+            let _ = h(
+                schema,
+                HistogramCount::Int(3),
+                &[(i32::MIN, 1), (i32::MAX, 1), (i32::MAX, 1)],
+                &[1, 0, 0],
+            )
+            .to_valid_float();
+        }
+    }
 
     #[test]
     fn round_trips_a_snappy_protobuf_body() {

@@ -263,3 +263,32 @@ for body in [
     delimited(metric_family("gh", 5, "", [field(7, 2, f64(4, 2.5) + field(3, 2, f64(4, 1.5) + f64(2, -1.0)))])),
 ]:
     put("exposition", body)
+
+
+# Remote write 1.0 requests with native histograms (prompb.Histogram, unpacked
+# repeated fields, as protobuf also reads them): valid, a reserved schema the receiver
+# reduces, custom buckets, and ones the receiver refuses (spans, offsets, counts).
+def span(offset, length):
+    return sint(1, offset) + u64(2, length)
+
+
+def prompb_histogram(count, schema, spans, deltas, ts, sum_=1.0, custom=(), float_counts=None):
+    out = (f64(2, float(count)) if float_counts is not None else u64(1, count)) + f64(3, sum_) + sint(4, schema)
+    out += b"".join(field(11, 2, span(o, n)) for o, n in spans)
+    if float_counts is None:
+        out += b"".join(sint(12, d) for d in deltas)
+    else:
+        out += b"".join(f64(13, c) for c in float_counts)
+    out += b"".join(f64(16, c) for c in custom) + i64(15, ts)
+    return out
+
+
+for histograms in [
+    [prompb_histogram(3, 0, [(0, 2)], [1, 1], 1000)],
+    [prompb_histogram(3, 9, [(-1, 2)], [1, 1], 1000), prompb_histogram(2, 52, [(-5, 1), (10, 1)], [1, 0], 2000)],
+    [prompb_histogram(3, -53, [(0, 2)], [1, 1], 1000, custom=(0.5, 1.0))],
+    [prompb_histogram(3, 0, [(0, 3)], [1, 1], 1000), prompb_histogram(3, 0, [(0, 1), (-2, 1)], [1, 1], 1000)],
+    [prompb_histogram(5, 0, [(0, 2)], [1, 1], 1000, sum_=float("nan")), prompb_histogram(3, 0, [(0, 2)], [], 1000, float_counts=[1.0, -2.0])],
+]:
+    ts = series([("__name__", "h")], []) + b"".join(field(4, 2, h) for h in histograms)
+    put("remote_write", snappy(field(1, 2, ts)))

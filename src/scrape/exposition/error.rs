@@ -58,19 +58,13 @@ pub(super) enum ErrorKind {
     InvalidLabelName(String),
     #[error("unknown metric type for metric {name:?}: {raw}")]
     UnknownMetricType { name: String, raw: i32 },
-    /// A native histogram whose spans do not describe its bucket counts (Prometheus's
-    /// `ErrHistogramSpansBucketsMismatch` wording).
-    #[error("histogram {metric}: {side} side: spans need {needed} buckets, have {have} buckets")]
-    HistogramSpansMismatch {
+    /// A native histogram Prometheus's `Validate` refuses at append (spans against
+    /// bucket counts, negative offsets or counts, count rules): its words.
+    #[error("histogram {metric}: {error}")]
+    InvalidHistogram {
         metric: String,
-        side: &'static str,
-        needed: u64,
-        have: usize,
+        error: dataflows::histogram::InvalidHistogram,
     },
-    /// A native histogram with a negative bucket count (Prometheus's
-    /// `ErrHistogramNegativeBucketCount`).
-    #[error("histogram {metric}: {side} side: histogram has a bucket whose observation count is negative")]
-    HistogramNegativeBucket { metric: String, side: &'static str },
     /// A native histogram schema outside -4..=8.
     #[error("histogram {metric}: invalid histogram schema {schema}")]
     HistogramSchema { metric: String, schema: i32 },

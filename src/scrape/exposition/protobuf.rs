@@ -408,8 +408,9 @@ impl<S: SampleSink> Emitter<'_, '_, '_, S> {
 /// histogram when `sample_count_float` or `zero_count_float` is positive, else an
 /// integer one whose bucket deltas are summed into absolute counts; the counter-reset
 /// hint is `Gauge` for a gauge histogram and `Unknown` otherwise. Checked as
-/// Prometheus's `ValidateHistogram` checks it at append (spans against bucket counts,
-/// no negative count), which fails the scrape here.
+/// Prometheus's head checks it at append (`Validate`: spans against bucket counts,
+/// offsets, no negative count, the count rules; [`FloatHistogram::validate`]), which
+/// fails the scrape here.
 fn native_histogram(
     metric: &str,
     h: &pb::Histogram,
@@ -465,26 +466,11 @@ fn native_histogram(
         negative_buckets: negative,
         custom_values: Vec::new(),
     };
-    for (side, spans, buckets) in [
-        ("negative", &out.negative_spans, &out.negative_buckets),
-        ("positive", &out.positive_spans, &out.positive_buckets),
-    ] {
-        let needed: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
-        if needed != buckets.len() as u64 {
-            return Err(ErrorKind::HistogramSpansMismatch {
-                metric: metric.to_string(),
-                side,
-                needed,
-                have: buckets.len(),
-            });
-        }
-        if buckets.iter().any(|c| *c < 0.0) {
-            return Err(ErrorKind::HistogramNegativeBucket {
-                metric: metric.to_string(),
-                side,
-            });
-        }
-    }
+    out.validate(!is_float)
+        .map_err(|error| ErrorKind::InvalidHistogram {
+            metric: metric.to_string(),
+            error,
+        })?;
     Ok(out)
 }
 
@@ -846,7 +832,9 @@ mod tests {
                 offset: Some(2),
                 length: Some(1),
             }],
-            negative_delta: vec![3],
+            // 1 in the zero bucket, 5 positive, 1 negative: the count (Prometheus 3.x
+            // refuses an integer histogram whose count is not its buckets' sum).
+            negative_delta: vec![1],
             bucket: vec![bucket(0.5, 3), bucket(f64::INFINITY, 7)],
             ..Default::default()
         };
@@ -920,7 +908,7 @@ mod tests {
                 length: 1,
             }],
             positive_buckets: vec![2.0, 2.0, 1.0],
-            negative_buckets: vec![3.0],
+            negative_buckets: vec![1.0],
             custom_values: vec![],
         };
         let want_float = FloatHistogram {
@@ -985,16 +973,29 @@ mod tests {
                 positive_delta: vec![1],
                 ..Default::default()
             }),
-            "metric family 1: histogram x: positive side: spans need 2 buckets, have 1 buckets"
+            "metric family 1: histogram x: positive side: spans need 2 buckets, have 1 buckets: histogram spans specify different number of buckets than provided"
         );
         assert_eq!(
             bad(Histogram {
                 schema: Some(0),
-                positive_span: spans,
+                positive_span: spans.clone(),
                 positive_delta: vec![1, -2],
                 ..Default::default()
             }),
-            "metric family 1: histogram x: positive side: histogram has a bucket whose observation count is negative"
+            "metric family 1: histogram x: positive side: bucket number 2 has observation count of -1: histogram has a bucket whose observation count is negative"
+        );
+        // Prometheus 3.x's rule for integer histograms (2.42 only refused a count below
+        // the buckets' sum).
+        assert_eq!(
+            bad(Histogram {
+                schema: Some(0),
+                sample_count: Some(5),
+                sample_sum: Some(1.0),
+                positive_span: spans,
+                positive_delta: vec![1, 0],
+                ..Default::default()
+            }),
+            "metric family 1: histogram x: 2 observations found in buckets, but the Count field is 5: histogram's observation count should equal the number of observations found in the buckets (in absence of NaN)"
         );
     }
 

@@ -1,7 +1,9 @@
 //! Fuzzes the remote write receiver's decoding (`POST /api/v1/write`): Snappy and
 //! protobuf (`promflow::remote::proto::decode`), then each series' labels as the
-//! handler builds them. Checks only that nothing panics, aborts, or runs (or
-//! allocates) without bound.
+//! handler builds them and its native histograms as the handler checks them
+//! (`to_valid_float`: schema reduction, `Validate`), with the buckets of those it
+//! would store. Checks only that nothing panics, aborts, or runs (or allocates)
+//! without bound.
 #![no_main]
 
 use dataflows::Labels;
@@ -21,5 +23,10 @@ fuzz_target!(|body: &[u8]| {
                 .collect(),
         );
         let _ = (labels.metric_name().is_empty(), labels.hash());
+        for h in &series.histograms {
+            if let Ok(h) = h.to_valid_float() {
+                let _ = h.all_buckets();
+            }
+        }
     }
 });
