@@ -116,6 +116,7 @@ fn placement(query: &str) -> &'static str {
         spread_joins: true,
         spread_owner_bound: false,
         seeded: false,
+        alerting: None,
     };
     match RuleSpec::analyse(&def, 2) {
         Ok(spec) if spec.spread.is_some() => "spread",

@@ -32,6 +32,7 @@ use crate::catalog::SeriesCatalog;
 use crate::latest::{LatestRetirer, LatestTable};
 use crate::promql::eval::SeriesSource;
 use crate::promql::plan::Plan;
+use crate::render::alerting::AlertSpec;
 use crate::render::dictionary::code_for_peers as code_labels_for_peers;
 use crate::render::maintain::maintain_rules;
 use crate::render::route::{announce_to_peers, code_for_peers, route_to_owners};
@@ -85,7 +86,8 @@ pub struct EngineConfig {
     /// evaluation over every element of its series at every evaluation
     /// ([`crate::render::spread::Spread::owner_bound`]: a per-series plan under
     /// operations that are not element-wise, `quantile`/`count_values`, a pair with a
-    /// per-series side, a join under operations that are not element-wise). Off in
+    /// per-series side, a join under operations that are not element-wise, an
+    /// aggregation of partials included, whose joiners make the partials). Off in
     /// promflow: such rules measured slower than owned (README, "Part 4"); on in the
     /// conformance suite's spread mode and the tests of those shapes.
     pub spread_owner_bound: bool,
@@ -689,6 +691,35 @@ impl Engine {
             delivery,
             Some(history),
             output,
+            None,
+        )?;
+        self.busy();
+        Ok(id)
+    }
+
+    /// Like [`Engine::register_seeded_to`], for an alerting rule whose alert state is
+    /// stepped in the dataflow ([`crate::render::alerting`]): its owner runs an alert
+    /// stage from `alerting` beside each evaluation, and each output carries the
+    /// stage's step ([`RuleOutput::alerts`]). The schedule must be an interval
+    /// ([`RenderError::BadSchedule`] else). A spread rule's stage runs in its owner's
+    /// combiner, beside the combined result.
+    pub fn register_alerting_to(
+        &self,
+        plan: Plan,
+        schedule: RuleSchedule,
+        history: &dyn SeriesSource,
+        output: crossbeam_channel::Sender<RuleOutput>,
+        delivery: Delivery,
+        alerting: AlertSpec,
+    ) -> Result<RuleId, RenderError> {
+        let id = self.install_locked(
+            plan,
+            schedule,
+            Evaluation::Incremental,
+            delivery,
+            Some(history),
+            output,
+            Some(Arc::new(alerting)),
         )?;
         self.busy();
         Ok(id)
@@ -702,11 +733,20 @@ impl Engine {
         history: Option<&dyn SeriesSource>,
     ) -> Result<RuleHandle, RenderError> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let id = self.install_locked(plan, schedule, evaluation, Delivery::Whole, history, tx)?;
+        let id = self.install_locked(
+            plan,
+            schedule,
+            evaluation,
+            Delivery::Whole,
+            history,
+            tx,
+            None,
+        )?;
         self.busy();
         Ok(RuleHandle { id, output: rx })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn install_locked(
         &self,
         plan: Plan,
@@ -715,6 +755,7 @@ impl Engine {
         delivery: Delivery,
         history: Option<&dyn SeriesSource>,
         tx: crossbeam_channel::Sender<RuleOutput>,
+        alerting: Option<Arc<AlertSpec>>,
     ) -> Result<RuleId, RenderError> {
         // Under the feeder lock: the change reaches every worker's control input before
         // any sample fed after it, at the logical time those samples will have.
@@ -734,6 +775,7 @@ impl Engine {
             spread_joins: self.spread_joins,
             spread_owner_bound: self.spread_owner_bound,
             seeded: history.is_some(),
+            alerting,
         };
         // The same analysis every operator makes of the change: refused here, the
         // change is never sent.

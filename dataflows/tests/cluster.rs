@@ -17,16 +17,22 @@
 //! through with their windows seeded (spread per-series `max_over_time(…[1h])` and
 //! `min_over_time`, a spread aggregation), each process's from a store of the samples
 //! it was fed (the registering one's given at registration, the other's read by the
-//! dataflow: `Engine::set_seed_source`), equal from their first evaluation; removed through the process that registered them,
+//! dataflow: `Engine::set_seed_source`), equal from their first evaluation; alerting
+//! rules with an alert stage (`Engine::register_alerting_to`), registered on either
+//! process and placed on workers of both, whose steps (`RuleOutput::alerts`) reach the
+//! registering process with their outputs, labels decoded, equal to the one-worker
+//! engine's; removed through the process that registered them,
 //! every rule's channel closes.
 
 use dataflows::promql::eval::Value;
 use dataflows::promql::eval::{Selected, SeriesSource};
 use dataflows::promql::plan::parse;
 use dataflows::promql::testscript::store::MemStorage;
+use dataflows::render::alerting::{AlertSeed, AlertSpec};
 use dataflows::Selector;
 use dataflows::{
-    ClusterConfig, Engine, EngineConfig, Labels, RuleHandle, RuleOutput, RuleSchedule, Sample,
+    ClusterConfig, Delivery, Engine, EngineConfig, Labels, RuleHandle, RuleOutput, RuleSchedule,
+    Sample,
 };
 use std::collections::BTreeMap;
 use std::mem::ManuallyDrop;
@@ -63,6 +69,12 @@ fn rules() -> Vec<(&'static str, RuleSchedule, usize)> {
         ("rate(x{instance=~\"i[0-3]\"}[5m]) > 0.6", every, 0),
         ("rate(x{instance=~\"i[4-7]\"}[5m]) > 0.6", every, 0),
         ("rate(x[5m]) / on (instance, job) (g + 1)", every, 1),
+        // A join under an aggregation of partials: its joiners' partials cross.
+        (
+            "sum by (job) (rate(x[5m]) / on (instance, job) (g + 1))",
+            every,
+            0,
+        ),
         (
             "label_replace(g < 0.5, \"host\", \"$1\", \"instance\", \"i(.*)\")",
             every,
@@ -102,6 +114,52 @@ fn late_rules() -> Vec<(&'static str, usize)> {
 
 /// Of `rules()` and `late_rules()`, the owned ones (not spread).
 const OWNED_RULES: u64 = 3;
+
+/// Alerting rules whose alert state is stepped in the dataflow: owned ones (a label
+/// function inside an aggregation) reading distinct selectors, so they are placed over
+/// every worker of both processes (an owner in the other process sends its steps home
+/// in `HostRecord::Alerting`), then spread ones (their stage in the combiner):
+/// `(rule text, registering process)`.
+fn alerting_rules() -> Vec<(&'static str, usize)> {
+    vec![
+        (
+            "max by (instance) (label_replace(g{job=\"j0\"}, \"f\", \"x\", \"\", \"\")) > 0.5",
+            0,
+        ),
+        (
+            "max by (instance) (label_replace(g{job=\"j1\"}, \"f\", \"x\", \"\", \"\")) > 0.5",
+            0,
+        ),
+        (
+            "max by (instance) (label_replace(g{job=\"j2\"}, \"f\", \"x\", \"\", \"\")) > 0.4",
+            1,
+        ),
+        (
+            "min by (job) (label_replace(g{instance=~\"i[0-3]\"}, \"f\", \"x\", \"\", \"\")) < 0.3",
+            1,
+        ),
+        ("g{job=\"j1\"} > 0.5", 1),
+        (
+            "x{job=\"j0\"} > 0 and g{job=\"j0\", instance=~\"i[0-3]\"} < 0.6",
+            0,
+        ),
+        ("avg by (job) (g) > 0.5", 1),
+    ]
+}
+
+/// Of `alerting_rules()`, the owned ones.
+const OWNED_ALERTING_RULES: u64 = 4;
+
+fn alert_spec(i: usize) -> AlertSpec {
+    AlertSpec {
+        name: format!("A{i}"),
+        labels: vec![("severity".into(), "page".into())],
+        for_ms: EVERY_MS,
+        keep_firing_for_ms: EVERY_MS,
+        limit: 0,
+        seed: AlertSeed::default(),
+    }
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -249,6 +307,39 @@ fn two_processes_deliver_what_one_does() {
         handles.push((text, in_cluster, alone));
     }
 
+    // Alerting rules: each output carries its alert stage's step.
+    let every = RuleSchedule::Interval {
+        start_ms: 0,
+        every_ms: EVERY_MS,
+    };
+    let mut alerting = Vec::new();
+    for (i, (text, process)) in alerting_rules().into_iter().enumerate() {
+        let (tx, in_cluster) = crossbeam_channel::unbounded();
+        let id = processes[process]
+            .register_alerting_to(
+                parse(text).unwrap(),
+                every,
+                &MemStorage::default(),
+                tx,
+                Delivery::Whole,
+                alert_spec(i),
+            )
+            .expect("registers in the cluster");
+        let (tx, alone) = crossbeam_channel::unbounded();
+        single
+            .register_alerting_to(
+                parse(text).unwrap(),
+                every,
+                &MemStorage::default(),
+                tx,
+                Delivery::Whole,
+                alert_spec(i),
+            )
+            .expect("registers");
+        alerting.push((text, process, id, in_cluster, alone));
+    }
+    let mut alert_outputs: Vec<[Vec<RuleOutput>; 2]> = vec![Default::default(); alerting.len()];
+
     let series = series();
     let late = late_rules().len();
     let mut cluster_results: Vec<Results> = vec![Results::new(); handles.len() + late];
@@ -309,6 +400,10 @@ fn two_processes_deliver_what_one_does() {
             drain(in_cluster, &mut cluster_results[i]);
             drain(alone, &mut single_results[i]);
         }
+        for ((.., in_cluster, alone), outputs) in alerting.iter().zip(&mut alert_outputs) {
+            outputs[0].extend(in_cluster.try_iter());
+            outputs[1].extend(alone.try_iter());
+        }
     }
     // Past the last interval evaluation and every window the last samples are in.
     let end = SCRAPES * SCRAPE_MS + 400_000;
@@ -330,6 +425,38 @@ fn two_processes_deliver_what_one_does() {
         );
         same(text, &cluster_results[i], &single_results[i]);
     }
+    // The alert stages step alike wherever their rule is owned, and every step
+    // reaches the registering process with its output.
+    let mut upserts = 0;
+    for ((text, _, _, in_cluster_rx, alone_rx), outputs) in alerting.iter().zip(&mut alert_outputs)
+    {
+        let [in_cluster, alone] = outputs;
+        in_cluster.extend(in_cluster_rx.try_iter());
+        alone.extend(alone_rx.try_iter());
+        assert!(alone.len() > 5, "{text}: only {} evaluations", alone.len());
+        assert_eq!(in_cluster.len(), alone.len(), "{text}: evaluations");
+        for (got, want) in in_cluster.iter().zip(alone.iter()) {
+            assert_eq!(got.eval_ms, want.eval_ms, "{text}");
+            let t = want.eval_ms;
+            same(
+                text,
+                &Results::from([(t, rows(got))]),
+                &Results::from([(t, rows(want))]),
+            );
+            // Values as the results' (a spread rule's combined within rounding).
+            let (mut got, mut want) = (got.alerts.clone(), want.alerts.clone());
+            let (got, want) = (got.as_deref_mut(), want.as_deref_mut());
+            let (got, want) = (got.expect("a step"), want.expect("a step"));
+            for (g, w) in got.upserts.iter_mut().zip(&mut want.upserts) {
+                let close = (g.value - w.value).abs() <= 1e-9 * w.value.abs().max(1.0);
+                assert!(close, "{text} at {t}: {g:?} vs {w:?}");
+                (g.value, w.value) = (0.0, 0.0);
+            }
+            assert_eq!(got, want, "{text} at {t}");
+            upserts += got.upserts.len();
+        }
+    }
+    assert!(upserts > 0, "no alert came");
     // Every window knew its series' labels, and labels did cross: each process's
     // catalog holds series fed into the other (announced with their samples).
     let half = series.len() as u64 / 2;
@@ -361,7 +488,11 @@ fn two_processes_deliver_what_one_does() {
     // them; the spread ones are owned by none.
     let owned = [zero.stats().rules_owned, one.stats().rules_owned];
     eprintln!("owned rules per process: {owned:?}");
-    assert_eq!(owned.iter().sum::<u64>(), OWNED_RULES, "{owned:?}");
+    assert_eq!(
+        owned.iter().sum::<u64>(),
+        OWNED_RULES + OWNED_ALERTING_RULES,
+        "{owned:?}"
+    );
     assert!(owned[0] > 0 && owned[1] > 0, "{owned:?}");
 
     // Removed through the process that registered it, each rule's channel closes,
@@ -369,12 +500,24 @@ fn two_processes_deliver_what_one_does() {
     for ((_, in_cluster, _), home) in handles.iter().zip(&homes) {
         assert!(processes[*home].unregister(in_cluster.id));
     }
+    for (_, home, id, ..) in &alerting {
+        assert!(processes[*home].unregister(*id));
+    }
     for engine in [zero, one] {
         engine.advance_watermark(end + 1_000);
     }
     for (text, in_cluster, _) in &handles {
         let closed = loop {
             match in_cluster.output.recv_timeout(Duration::from_secs(30)) {
+                Ok(_) => continue,
+                Err(e) => break e.is_disconnected(),
+            }
+        };
+        assert!(closed, "{text}: channel still open");
+    }
+    for (text, _, _, in_cluster, _) in &alerting {
+        let closed = loop {
+            match in_cluster.recv_timeout(Duration::from_secs(30)) {
                 Ok(_) => continue,
                 Err(e) => break e.is_disconnected(),
             }

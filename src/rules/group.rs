@@ -57,6 +57,19 @@ pub(crate) struct Current {
 }
 
 impl RuleState {
+    /// When an on-arrival alerting rule is next stepped without a new result (its
+    /// nearest `for`/`keep_firing_for` deadline), or `None`. None after a failed
+    /// evaluation: a step with the same result fails the same way (duplicate alert
+    /// labels, the limit), or would act on the result before the failure; as
+    /// Prometheus, which fails once per interval, the next arrival or group tick
+    /// evaluates again.
+    pub(crate) fn timer_deadline(&self) -> Option<i64> {
+        if !self.last_error.is_empty() {
+            return None;
+        }
+        self.alerts.as_ref()?.next_deadline(self.last_eval_ms)
+    }
+
     /// The last result as a vector (in no particular order).
     pub(crate) fn current_result(&self) -> Vec<(Arc<Labels>, RuleValue)> {
         self.current
@@ -561,7 +574,7 @@ impl GroupState {
     pub(crate) fn next_deadline_after_last(&self) -> Option<i64> {
         self.rules
             .iter()
-            .filter_map(|r| r.alerts.as_ref()?.next_deadline(r.last_eval_ms))
+            .filter_map(RuleState::timer_deadline)
             .min()
     }
 }

@@ -618,11 +618,7 @@ impl GroupRunner {
                 if !rs.maintained || !rs.evaluated {
                     continue;
                 }
-                let Some(d) = rs
-                    .alerts
-                    .as_ref()
-                    .and_then(|a| a.next_deadline(rs.last_eval_ms))
-                else {
+                let Some(d) = rs.timer_deadline() else {
                     continue;
                 };
                 if d > now || d >= frontier {

@@ -8,7 +8,9 @@ use crate::storage::{HistogramSample, HistogramSource, Storage};
 use dataflows::histogram::FloatHistogram;
 use dataflows::promql::eval::{EvalError, Evaluator, SeriesSource, Value};
 use dataflows::promql::plan::Plan;
+use dataflows::render::rule::{self, instant_vector, ElementValue, NoVector};
 use dataflows::{Labels, RuleOutput, Sample};
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 
 use crate::rules::alert::{Alert, AlertError};
@@ -231,47 +233,33 @@ impl RuleEvaluator for HeadEvaluator {
 
 /// A rule result as an instant vector (a scalar is one element without labels); an
 /// element whose value is a histogram handle gets the histogram `histogram` resolves
-/// it to ([`dataflows::promql::eval::native`]).
+/// it to ([`dataflows::promql::eval::native`]): the dataflow's conversion
+/// ([`instant_vector`]), which the alert stage makes of the same results.
 fn vector_result(
     value: Value,
     histogram: impl Fn(f64) -> Option<Arc<FloatHistogram>>,
 ) -> RuleResult {
-    match value {
-        Value::Vector(v) => Ok(elements(v, histogram)),
-        Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), RuleValue::Float(v))]),
-        other => Err(RuleError::NotAVector(format!("{other:?}"))),
+    instant_vector(Cow::Owned(value), histogram).map_err(RuleError::NotAVector)
+}
+
+/// The host's element values: a float, or the native histogram the element names.
+impl ElementValue for RuleValue {
+    fn scalar(value: f64) -> RuleValue {
+        RuleValue::Float(value)
+    }
+
+    fn element(value: f64, histogram: Option<Arc<FloatHistogram>>) -> RuleValue {
+        histogram.map_or(RuleValue::Float(value), RuleValue::Histogram)
     }
 }
 
-/// A vector's elements with their values resolved (see [`vector_result`]).
-fn elements(
-    v: Vec<dataflows::promql::eval::Element>,
-    histogram: impl Fn(f64) -> Option<Arc<FloatHistogram>>,
-) -> Vec<(Arc<Labels>, RuleValue)> {
-    v.into_iter()
-        .map(|e| {
-            let value = histogram(e.value).map_or(RuleValue::Float(e.value), RuleValue::Histogram);
-            (e.labels, value)
-        })
-        .collect()
-}
-
-/// A dataflow evaluation's value, taken out, and a resolver of its histogram handles
-/// ([`RuleOutput::histograms`]).
-fn take_value(
-    mut output: RuleOutput,
-) -> (
-    Result<Value, EvalError>,
-    impl Fn(f64) -> Option<Arc<FloatHistogram>>,
-) {
-    let value = std::mem::replace(&mut output.value, Ok(Value::Vector(Vec::new())));
-    (value, move |v| output.histogram(v).cloned())
-}
-
 /// A dataflow evaluation as a rule result (of a rule delivering whole results).
-pub(crate) fn output_result(output: RuleOutput) -> RuleResult {
-    let (value, histogram) = take_value(output);
-    vector_result(value?, histogram)
+pub(crate) fn output_result(mut output: RuleOutput) -> RuleResult {
+    output.gone = None;
+    match Arrival::of(output) {
+        Arrival::Whole(result) => result,
+        Arrival::Changes { .. } => unreachable!("a whole output"),
+    }
 }
 
 /// A dataflow evaluation of a rule delivering changes ([`dataflows::Delivery`]).
@@ -286,16 +274,16 @@ pub(crate) enum Arrival {
 }
 
 impl Arrival {
-    pub(crate) fn of(mut output: RuleOutput) -> Arrival {
-        match output.gone.take() {
-            None => Arrival::Whole(output_result(output)),
-            Some(gone) => {
-                let set = match take_value(output) {
-                    (Ok(Value::Vector(v)), histogram) => elements(v, histogram),
-                    _ => Vec::new(),
-                };
-                Arrival::Changes { set, gone }
+    /// The dataflow's conversion ([`RuleOutput::into_arrival`]), its failures as
+    /// [`RuleError`]s.
+    pub(crate) fn of(output: RuleOutput) -> Arrival {
+        match output.into_arrival::<RuleValue>() {
+            rule::Arrival::Whole(Ok(set)) => Arrival::Whole(Ok(set)),
+            rule::Arrival::Whole(Err(NoVector::NotAVector(text))) => {
+                Arrival::Whole(Err(RuleError::NotAVector(text)))
             }
+            rule::Arrival::Whole(Err(NoVector::Eval(e))) => Arrival::Whole(Err(RuleError::Eval(e))),
+            rule::Arrival::Changes { set, gone } => Arrival::Changes { set, gone },
         }
     }
 }

@@ -28,6 +28,7 @@
 
 use crate::labels::{Labels, METRIC_NAME};
 use crate::sample::is_stale_marker;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -40,7 +41,7 @@ pub const RESOLVED_RETENTION: std::time::Duration = std::time::Duration::from_se
 pub const ALERT_NAME: &str = "alertname";
 
 /// An alert's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlertState {
     /// Resolved (kept for re-sending) or never active.
     Inactive,
@@ -62,7 +63,7 @@ impl AlertState {
 }
 
 /// What the state machine decides of one alert.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertCore {
     /// Final labels (incl. `alertname`).
     pub labels: Arc<Labels>,
@@ -138,7 +139,7 @@ pub struct StepOutput {
 }
 
 /// Why a step failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AlertError {
     /// Two candidates have the same final labels (the state is untouched).
     Duplicate,
@@ -499,7 +500,7 @@ impl<P: Clone> AlertMachine<P> {
 }
 
 /// How `activeAt` is restored after a restart (see promflow's `rules::restore`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RestorePolicy {
     /// `activeAt` as it was.
     Keep,

@@ -24,18 +24,33 @@
 //! a whole step, the new or changed ones' for changes), holds the same alerts,
 //! payloads and sending times as the host's own state, and yields the same samples:
 //! the property test of promflow's `rules::stage_equivalence` checks it over random
-//! results. Nothing here is wired into the dataflow yet.
+//! results.
+//!
+//! In the dataflow: a rule registered with an [`AlertSpec`] ([`RuleDef::alerting`],
+//! `Engine::register_alerting_to`; interval schedules only, until on-arrival timers
+//! step stages) has its stage on its owner: an owned rule's on the owner's rule host
+//! (`render::maintain`), a spread rule's in the owner's combiner beside the combined
+//! result (`render::spread::combine_partials`), stepped at every tick with the output
+//! converted as the host converts it ([`AlertStage::on_rule_output`],
+//! [`RuleOutput::arrival`]); the step leaves in [`RuleOutput::alerts`]. The dataflow test `tests/alert_stage.rs` checks
+//! the steps, applied to a mirror, against [`AlertMachine::step`] over the reference
+//! evaluator at every tick. No consumer applies them yet (promflow's runner: step
+//! S5a).
 
 use crate::labels::Labels;
 use crate::render::alert_state::{
     alerts_series, final_labels, for_state_series, keeps_final_labels_distinct, Alert, AlertCore,
     AlertError, AlertMachine, AlertState, Candidate, RestorePolicy, StepOutput,
 };
+#[cfg(doc)]
+use crate::render::rule::RuleDef;
+use crate::render::rule::{Arrival, RuleOutput};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// An alerting rule as its stage needs it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AlertSpec {
     /// The rule's name (`alertname`).
     pub name: String,
@@ -52,7 +67,7 @@ pub struct AlertSpec {
 }
 
 /// What an alert stage's state starts from.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AlertSeed {
     /// A reload: the state of the rule it replaces, unchanged.
     pub carried: Vec<AlertCore>,
@@ -65,7 +80,7 @@ pub struct AlertSeed {
 
 /// What the `for` restore reads: the last sample written before the restart of each
 /// `ALERTS_FOR_STATE` series of the rule.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ForRestoreSeed {
     /// How `activeAt` is restored.
     pub policy: RestorePolicy,
@@ -93,7 +108,7 @@ pub enum StageInput {
 }
 
 /// How a step stepped the state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StepKind {
     /// Not at all: the evaluation failed.
     Skipped,
@@ -104,7 +119,7 @@ pub enum StepKind {
 }
 
 /// What one step of an alert stage changed.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlertStep {
     /// The evaluation time (ms).
     pub t_ms: i64,
@@ -220,6 +235,17 @@ impl AlertStage {
     /// Steps with the rule's evaluation at `t_ms`.
     pub fn on_output(&mut self, t_ms: i64, input: StageInput) -> AlertStep {
         self.step(t_ms, input, false)
+    }
+
+    /// Steps with a rule's evaluation as the dataflow outputs it, converted as the
+    /// rule host converts it ([`RuleOutput::arrival`]: a result that is no instant
+    /// vector fails, a histogram's value is 0).
+    pub fn on_rule_output(&mut self, output: &RuleOutput) -> AlertStep {
+        let input = match output.arrival::<f64>() {
+            Arrival::Whole(result) => StageInput::Whole(result.ok()),
+            Arrival::Changes { set, gone } => StageInput::Changes { set, gone },
+        };
+        self.on_output(output.eval_ms, input)
     }
 
     /// A timer step at `t_ms`: the last result again.

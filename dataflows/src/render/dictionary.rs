@@ -370,6 +370,7 @@ mod tests {
             )),
             gone: Some(vec![labels(7)]),
             histograms: Vec::new(),
+            alerts: None,
         };
         let HostRecord::Sides((.., failed)) = sides(to, t, 3..5) else {
             unreachable!()

@@ -26,6 +26,16 @@
 //! retires samples no rule can read any more. A rule's seed series arrive on an input
 //! of their own ([`crate::render::seed`]) before the change installing it is applied.
 //!
+//! An owned alerting rule registered with an alert stage ([`RuleSpec::alerting`]:
+//! interval schedules only; a spread one's is in its combiner) has its [`AlertStage`]
+//! here, on its owner:
+//! each evaluation, in `t` order in the same call that makes it, steps the stage with
+//! the result as the rule host converts it ([`AlertStage::on_rule_output`]), and the
+//! step leaves with the output ([`RuleOutput::alerts`]; to a home in another process
+//! in a [`crate::render::spread::HostRecord::Alerting`]). It steps at every tick: an
+//! evaluation delivering changes that changed nothing leaves as an empty change with
+//! its step. Every other rule carries no step and costs nothing more.
+//!
 //! An evaluation is incremental ([`IncrementalRule`]: only the series and groups whose
 //! inputs changed are recomputed) when the plan has an incremental shape and the rule
 //! did not ask for [`Evaluation::WholePlan`]; otherwise, or when the incremental state
@@ -47,6 +57,7 @@ use crate::labels::Labels;
 use crate::promql::eval::native::detach;
 use crate::promql::eval::{Element, EvalResult, Value};
 use crate::promql::plan::Plan;
+use crate::render::alerting::AlertStage;
 use crate::render::extent::Extent;
 use crate::render::incremental::{Delta, Detached, IncrementalRule, Settings};
 use crate::render::route::{id_epoch, Announcement, Routed, ANNOUNCE_PERIOD_MS};
@@ -289,6 +300,7 @@ impl RuleState {
             value,
             gone,
             histograms,
+            alerts: None,
         };
         let changes = self.spec.delivery == Delivery::Changes;
         let Some(inc) = self.incremental.as_mut().filter(|_| changes) else {
@@ -478,6 +490,9 @@ struct Hosted {
     /// For an owned rule of another process: the worker there that delivers its
     /// results ([`RuleSpec::delivered_by`]).
     deliver_by: Option<u64>,
+    /// For an owned alerting rule ([`RuleSpec::alerting`]): its alert stage, stepped
+    /// at each evaluation, its step sent with the result ([`RuleOutput::alerts`]).
+    alert: Option<AlertStage>,
 }
 
 /// Everything one worker hosts.
@@ -539,6 +554,14 @@ impl Host {
         let seed = self.seeds.remove(&spec.id).unwrap_or_default();
         // The owner of an owned rule delivers its results in its home process, or
         // sends them there.
+        // An owned alerting rule's stage (its spec's schedule is an interval).
+        let alert = match part_of {
+            Some(_) => None,
+            None => spec
+                .alerting
+                .as_ref()
+                .map(|a| AlertStage::new((**a).clone())),
+        };
         let (output, deliver_by) = match part_of {
             Some(_) => (None, None),
             None => {
@@ -580,6 +603,7 @@ impl Host {
                 part_of,
                 output,
                 deliver_by,
+                alert,
             },
         );
     }
@@ -660,18 +684,36 @@ impl Host {
                 }
                 for t in due {
                     let Some(owner) = hosted.part_of else {
-                        let output = first.output(&self.owned, &self.counters, t);
+                        let mut output = first.output(&self.owned, &self.counters, t);
                         first.last = Some(t);
                         first.schedule_wake(t);
+                        if let Some(stage) = &mut hosted.alert {
+                            // Steps at every tick: an evaluation that changed nothing
+                            // is an empty change.
+                            let mut stepped = output.unwrap_or_else(|| RuleOutput {
+                                rule: *id,
+                                eval_ms: t,
+                                value: Ok(Value::Vector(Vec::new())),
+                                gone: Some(Vec::new()),
+                                histograms: Vec::new(),
+                                alerts: None,
+                            });
+                            stepped.alerts = Some(Box::new(stage.on_rule_output(&stepped)));
+                            output = Some(stepped);
+                        }
                         match (output, &hosted.output, hosted.deliver_by) {
                             (Some(output), Some(to), _) => {
                                 let _ = to.send(output);
                             }
                             // To the home process, at the time the evaluation became
                             // ready, as a spread part's partials.
-                            (Some(output), None, Some(by)) => {
+                            (Some(mut output), None, Some(by)) => {
                                 let at = first.ready_time(t).max(0) as u64;
-                                out.push((at, HostRecord::Output(by, output)));
+                                let record = match output.alerts.take() {
+                                    Some(step) => HostRecord::Alerting(by, output, step),
+                                    None => HostRecord::Output(by, output),
+                                };
+                                out.push((at, record));
                             }
                             _ => {}
                         }

@@ -27,8 +27,11 @@
 //! ```
 //!
 //! Files: [`alert_state`] (an alerting rule's alert state machine, pure),
-//! [`alerting`] (the alert stage stepping it beside a rule's results, and the mirror
-//! applying the stage's steps; not wired in yet),
+//! [`alerting`] (the alert stage stepping it beside a rule's results, for an interval
+//! rule registered with an [`alerting::AlertSpec`],
+//! [`crate::Engine::register_alerting_to`]: run by the owner's rule host for an owned
+//! rule, by the owner's combiner for a spread one; and the mirror applying the
+//! stage's steps, for the rule's home),
 //! [`dictionary`] (label sets of records crossing processes, coded by period),
 //! [`extent`] (what a plan reads at `t`), [`rule`] (registration, schedules,
 //! rule changes, registry, routing table), [`route`] (routing operator), [`seed`]
@@ -106,13 +109,19 @@
 //! elements of a match group: the error naming them would differ; a per-series side's
 //! elements cross unfinished, as a union's, and the owner finishes the whole result,
 //! as the reference does); operations after a join or a pair run on the owner too
-//! (`sum by (job) (rate(a[5m]) / rate(b[5m]))`; not picks or sorts, nor reads of the
-//! name labels after a join, whose joiners finish their elements). The shapes whose
+//! (`abs(rate(a[5m]) / rate(b[5m]))`; not picks or sorts, nor reads of the
+//! name labels after a join, whose joiners finish their elements), except an
+//! aggregation of partials right after a join of two per-series plans
+//! (`sum by (job) (rate(a[5m]) / rate(b[5m]))`: each joiner makes its partials over
+//! its joined elements, unfinished as the reference aggregates them, from its match
+//! groups kept as above, each group's again only where a member changed, and the
+//! owner combines them as an aggregation's, then runs the rest). The shapes whose
 //! owner would so evaluate every element of the rule's series at every evaluation (a
-//! pair with a per-series side, a join or per-series plan under operations that are not
-//! element-wise, `quantile`, `count_values`: [`spread::Spread::owner_bound`]) are
-//! spread only with [`crate::EngineConfig::spread_owner_bound`], which promflow leaves
-//! off: they measured slower than owned. Any other plan can
+//! pair with a per-series side, a join or per-series plan under other operations that
+//! are not element-wise, `quantile`, `count_values`: [`spread::Spread::owner_bound`]),
+//! and for now a join under an aggregation of partials too (not yet measured faster
+//! than owned), are spread only with [`crate::EngineConfig::spread_owner_bound`], which
+//! promflow leaves off: they measured slower than owned. Any other plan can
 //! aggregate or join across series in ways without partials, so all of its input
 //! meets in one place: each rule has an *owner* worker. A rule
 //! reading a selector that a registered (not spread) rule already reads goes to that
@@ -151,7 +160,10 @@
 //!   otherwise it sends each [`RuleOutput`] (serialized, histograms detached) through
 //!   the exchange to its home process's first worker at the logical time the
 //!   evaluation became ready ([`spread::HostRecord`]), whose combiner passes it on to
-//!   the channel in the order the owner made them. A spread rule's owner, which
+//!   the channel in the order the owner made them. An alerting rule's alert stage
+//!   ([`alerting`]) runs on its owner, wherever that is, and its step crosses with the
+//!   output ([`spread::HostRecord::Alerting`], its alert labels coded like the
+//!   output's); the rule's mirror, templates, writes and sends stay in its home. A spread rule's owner, which
 //!   combines the partials, is a worker of its home process: its results are
 //!   delivered where the channel is. Seeds ([`seed`]) reach the owner, or for a spread
 //!   rule the worker keeping each series, in whatever process it is; each process

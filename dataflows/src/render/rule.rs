@@ -16,12 +16,14 @@ use crate::labels::Labels;
 use crate::promql::eval::native::{parse_handle, SOURCE};
 use crate::promql::eval::{EvalError, SeriesSource, Value};
 use crate::promql::plan::Plan;
+use crate::render::alerting::{AlertSpec, AlertStep};
 use crate::render::extent::{selector_uses, Extent, QueryRange, SelectorUse};
 use crate::render::spread::{spread_of, Spread};
 use crate::selector::{MatchKind, Selector};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -93,7 +95,9 @@ pub enum Delivery {
     /// at all for an evaluation that changed nothing. A whole result again after a
     /// rebuild, an error, or an evaluation of the whole plan. For a consumer that keeps
     /// the result itself (an on-arrival rule group): an arrival then costs what it
-    /// changed, not the size of the result.
+    /// changed, not the size of the result. A rule with an alert stage
+    /// ([`RuleDef::alerting`]) outputs at every evaluation (an empty change when nothing
+    /// changed), each with the stage's step.
     Changes,
 }
 
@@ -141,9 +145,127 @@ pub struct RuleOutput {
     /// `(SOURCE, i)` ([`crate::promql::eval::native`]) is `histograms[i]`
     /// ([`RuleOutput::histogram`]). Empty (no allocation) for a float result.
     pub histograms: Vec<Arc<FloatHistogram>>,
+    /// An alerting rule's alert stage's step at this evaluation
+    /// ([`crate::render::alerting`]; [`RuleDef::alerting`]); `None` for every other
+    /// rule. Not serialized with the output: an output crossing processes carries it
+    /// in a record of its own ([`crate::render::spread::HostRecord::Alerting`]), so an
+    /// output without one crosses as it did before.
+    /// Boxed: an output without one stays the size it was.
+    #[serde(skip)]
+    pub alerts: Option<Box<AlertStep>>,
+}
+
+/// An element's value as a consumer of instant vectors takes it ([`RuleOutput::arrival`],
+/// [`instant_vector`]): promflow's rule host a float or a native histogram, the alert
+/// stage a float (a histogram's is 0, as Prometheus 2.42 takes a histogram sample's
+/// float value).
+pub trait ElementValue: Sized {
+    /// A scalar result's value.
+    fn scalar(value: f64) -> Self;
+    /// An element's value, and the native histogram it names, if it is one.
+    fn element(value: f64, histogram: Option<Arc<FloatHistogram>>) -> Self;
+}
+
+impl ElementValue for f64 {
+    fn scalar(value: f64) -> f64 {
+        value
+    }
+
+    fn element(value: f64, histogram: Option<Arc<FloatHistogram>>) -> f64 {
+        match histogram {
+            Some(_) => 0.0,
+            None => value,
+        }
+    }
+}
+
+/// A rule's result as an instant vector (a scalar is one element without labels), each
+/// element's value with the histogram `histogram` resolves its handle to; `Err` with
+/// the value's text for a string or range vector. The one conversion of a result the
+/// rule host and the alert stage both make: the host takes the value (its elements'
+/// labels move), the stage borrows it (they are shared).
+pub fn instant_vector<T: ElementValue>(
+    value: Cow<'_, Value>,
+    histogram: impl Fn(f64) -> Option<Arc<FloatHistogram>>,
+) -> Result<Vec<(Arc<Labels>, T)>, String> {
+    let element = |labels, v: f64| (labels, T::element(v, histogram(v)));
+    match value {
+        Cow::Owned(Value::Vector(v)) => {
+            Ok(v.into_iter().map(|e| element(e.labels, e.value)).collect())
+        }
+        Cow::Borrowed(Value::Vector(v)) => Ok(v
+            .iter()
+            .map(|e| element(e.labels.clone(), e.value))
+            .collect()),
+        other => match other.as_ref() {
+            Value::Scalar(v) => Ok(vec![(Arc::new(Labels::default()), T::scalar(*v))]),
+            other => Err(format!("{other:?}")),
+        },
+    }
+}
+
+/// Why a rule's evaluation gave no instant vector ([`Arrival::Whole`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum NoVector {
+    /// The evaluation failed.
+    Eval(EvalError),
+    /// The result is a string or a range vector (its text).
+    NotAVector(String),
+}
+
+/// A rule's evaluation as a consumer of instant vectors takes it ([`RuleOutput::arrival`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arrival<T> {
+    /// The whole result, or why it is none.
+    Whole(Result<Vec<(Arc<Labels>, T)>, NoVector>),
+    /// Elements new or with a new value, and the labels of elements that left
+    /// ([`Delivery::Changes`]).
+    Changes {
+        /// New or changed elements.
+        set: Vec<(Arc<Labels>, T)>,
+        /// Labels of the elements that left.
+        gone: Vec<Arc<Labels>>,
+    },
 }
 
 impl RuleOutput {
+    /// The evaluation as an instant vector ([`instant_vector`]), whole or its changes
+    /// (the alert stage's view: the output goes on).
+    pub fn arrival<T: ElementValue>(&self) -> Arrival<T> {
+        let value = self.value.as_ref().map(Cow::Borrowed);
+        self.arrival_of(value.map_err(Clone::clone), self.gone.clone())
+    }
+
+    /// [`RuleOutput::arrival`], taking the output (the rule host's: nothing is copied).
+    pub fn into_arrival<T: ElementValue>(mut self) -> Arrival<T> {
+        let value = std::mem::replace(&mut self.value, Ok(Value::Vector(Vec::new())));
+        let gone = self.gone.take();
+        self.arrival_of(value.map(Cow::Owned), gone)
+    }
+
+    fn arrival_of<T: ElementValue>(
+        &self,
+        value: Result<Cow<'_, Value>, EvalError>,
+        gone: Option<Vec<Arc<Labels>>>,
+    ) -> Arrival<T> {
+        let histogram = |v| self.histogram(v).cloned();
+        match (gone, value) {
+            (None, Err(e)) => Arrival::Whole(Err(NoVector::Eval(e))),
+            (None, Ok(value)) => {
+                Arrival::Whole(instant_vector(value, histogram).map_err(NoVector::NotAVector))
+            }
+            (Some(gone), value) => Arrival::Changes {
+                set: match value {
+                    Ok(v) if matches!(*v, Value::Vector(_)) => {
+                        instant_vector(v, histogram).unwrap_or_default()
+                    }
+                    _ => Vec::new(),
+                },
+                gone,
+            },
+        }
+    }
+
     /// The native histogram an element's value names, if it is one.
     pub fn histogram(&self, value: f64) -> Option<&Arc<FloatHistogram>> {
         match parse_handle(value)? {
@@ -232,6 +354,12 @@ pub struct RuleDef {
     /// registering process sends its own storage's series beside the change, and every
     /// other process its own storage's, in the dataflow ([`crate::render::seed`]).
     pub seeded: bool,
+    /// An alerting rule whose alert state is stepped in the dataflow (interval
+    /// schedules only): the owner of an owned rule runs its alert stage beside the
+    /// evaluation, the owner of a spread rule beside the combined result, and each
+    /// step leaves with the result ([`RuleOutput::alerts`]; see
+    /// [`crate::render::alerting`]). `None` for every other rule.
+    pub alerting: Option<Arc<AlertSpec>>,
 }
 
 /// A registered expression, as an operator sees it: its [`RuleDef`] analysed.
@@ -267,6 +395,8 @@ pub struct RuleSpec {
     /// elsewhere, [`RuleSpec::delivered_by`]); for a spread rule those of its home
     /// process, where its owner combines the partials and delivers the results.
     pub owners: std::ops::Range<usize>,
+    /// Its alert stage's definition ([`RuleDef::alerting`]).
+    pub alerting: Option<Arc<AlertSpec>>,
 }
 
 impl RuleSpec {
@@ -298,6 +428,11 @@ impl RuleSpec {
                 end_ms: None,
             },
         };
+        if def.alerting.is_some() && !matches!(schedule, RuleSchedule::Interval { .. }) {
+            return Err(RenderError::BadSchedule(
+                "an alert stage steps at the ticks of an interval schedule only".into(),
+            ));
+        }
         let uses = selector_uses(&def.plan, def.lookback_ms, range);
         if uses.is_empty() && schedule == RuleSchedule::OnArrival {
             return Err(RenderError::NotSupported(
@@ -345,6 +480,7 @@ impl RuleSpec {
             home_process: def.home_process,
             process_workers: def.process_workers.max(1),
             owners,
+            alerting: def.alerting.clone(),
         })
     }
 
@@ -736,6 +872,7 @@ mod tests {
             spread_joins: false,
             spread_owner_bound: false,
             seeded: false,
+            alerting: None,
         }
     }
 

@@ -24,8 +24,12 @@ impl GroupNode {
         let grouping = &self.grouping;
         for key in keys {
             let input = self.input.out().get(&key);
-            self.filing
-                .refile(key, input, |l| group_labels(l, grouping), &mut dirty);
+            self.filing.refile(
+                key,
+                input.map(|e| &e.labels),
+                |l| group_labels(l, grouping),
+                &mut dirty,
+            );
         }
         let mut changed = Vec::new();
         let mut values = Vec::new();

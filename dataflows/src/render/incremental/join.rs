@@ -2,7 +2,9 @@
 //! groups with a changed side; and the same matching for a spread join's joiner
 //! ([`SpreadJoin`], [`crate::render::spread`]), whose sides arrive whole and
 //! unfinished at each evaluation, also for set operators (`and`, `or`, `unless`),
-//! whose groups it keeps or drops whole.
+//! whose groups it keeps or drops whole; under an aggregation of partials
+//! (`sum by (job) (a / on (instance) b)`), the aggregation's partials per group of the
+//! joined elements, made again only for groups with a changed member.
 
 use super::*;
 use crate::promql::eval::binary::set_signature;
@@ -29,17 +31,17 @@ pub(super) struct Filing {
 }
 
 impl Filing {
-    /// Files input key `key` (now `input`, or gone) under its group `group_of(labels)`;
-    /// marks the groups it left and joined dirty.
+    /// Files input key `key` (now labelled `input`, or gone) under its group
+    /// `group_of(labels)`; marks the groups it left and joined dirty.
     pub(super) fn refile(
         &mut self,
         key: Key,
-        input: Option<&Element>,
+        input: Option<&Arc<Labels>>,
         group_of: impl Fn(&Labels) -> Labels,
         dirty: &mut KeySet,
     ) {
-        if let (Some((labels, group)), Some(e)) = (self.group_of.get(&key), input) {
-            if Arc::ptr_eq(labels, &e.labels) {
+        if let (Some((labels, group)), Some(input)) = (self.group_of.get(&key), input) {
+            if Arc::ptr_eq(labels, input) {
                 // Same labels, same group: only its value changed.
                 dirty.insert(group.clone());
                 return;
@@ -57,8 +59,8 @@ impl Filing {
             }
             dirty.insert(group);
         }
-        if let Some(e) = input {
-            let group = Key::new(Arc::new(group_of(&e.labels)));
+        if let Some(input) = input {
+            let group = Key::new(Arc::new(group_of(input)));
             // One `Arc` per group.
             let group = match self.members.get_key_value(&group) {
                 Some((g, _)) => g.clone(),
@@ -69,7 +71,7 @@ impl Filing {
             if keys.len() == 2 {
                 self.crowded += 1;
             }
-            self.group_of.insert(key, (e.labels.clone(), group.clone()));
+            self.group_of.insert(key, (input.clone(), group.clone()));
             dirty.insert(group);
         }
     }
@@ -128,7 +130,7 @@ impl Matcher {
             true => Labels::from_pairs(set_signature(l, matching)),
             false => Labels::from_pairs(signature(l, matching)),
         };
-        self.sides[side].refile(key, input, signature, dirty);
+        self.sides[side].refile(key, input.map(|e| &e.labels), signature, dirty);
     }
 
     /// Match group `sig`'s element, reading its left and right elements with `lhs` and
@@ -240,8 +242,9 @@ pub struct SpreadJoin {
     held: [KeyMap<(Element, u64)>; 2],
     /// Each match group with one element on each side: its result labels as the
     /// reference holds them (side elements arrive unfinished, as the reference holds
-    /// them), whether the name is pending removal (the left element's), those labels
-    /// finished, and its joined value (`None`: a comparison dropped it).
+    /// them), whether the name is pending removal (the left element's; under a fold,
+    /// not kept: false), those labels finished, and its joined value (`None`: a
+    /// comparison dropped it).
     out: KeyMap<Joined>,
     /// The groups of `out` in their labels' order (with those labels), and whether two
     /// groups have one label set; `None`: to sort again (a group came, left, or changed
@@ -259,6 +262,33 @@ pub struct SpreadJoin {
     /// labels), and whether two share them; `None`: to sort again (an element came
     /// into the result or left it).
     set_order: Option<SetOrder>,
+    /// Under an aggregation of partials ([`SpreadJoin::fold`]): its groups and their
+    /// partials.
+    fold: Option<JoinFold>,
+}
+
+/// The partials of one group of an aggregation of a join's result, from its members'
+/// values (in their match groups' label order): what a worker sends of a spread
+/// aggregation ([`crate::render::spread::partials`]).
+pub type PartialOf = Box<dyn Fn(&[f64]) -> Vec<f64>>;
+
+/// An aggregation of partials over a spread join's result, kept by a joiner
+/// ([`SpreadJoin::fold`]): the match groups whose joined element is kept (a comparison
+/// may drop it), filed by the aggregation's group of their result labels (unfinished,
+/// as the reference aggregates them), and each group's partials, made again only where
+/// a member came, left or changed value.
+struct JoinFold {
+    grouping: Grouping,
+    partial: PartialOf,
+    /// Match groups by aggregation group.
+    filing: Filing,
+    /// Aggregation groups whose partials are to be made again.
+    dirty: KeySet,
+    /// Each aggregation group's partials.
+    partials: KeyMap<Vec<f64>>,
+    /// The groups of `partials` in label order; `None`: to sort again (a group came or
+    /// left).
+    order: Option<Vec<Key>>,
 }
 
 /// Kept elements `(finished labels, side, held key)` in label order, and whether two
@@ -286,7 +316,24 @@ impl SpreadJoin {
             kept: KeyMap::default(),
             finished: Default::default(),
             set_order: None,
+            fold: None,
         }
+    }
+
+    /// The state of a joiner of a one-to-one join under an aggregation of partials
+    /// (`sum by (job) (a / on (instance) b)`) with `grouping`, whose groups' partials
+    /// `partial` makes from their members' values: see [`SpreadJoin::fold`]. (A set
+    /// operator's joiner runs the reference.)
+    pub fn with_fold(mut self, grouping: Grouping, partial: PartialOf) -> SpreadJoin {
+        self.fold = Some(JoinFold {
+            grouping,
+            partial,
+            filing: Filing::default(),
+            dirty: KeySet::default(),
+            partials: KeyMap::default(),
+            order: None,
+        });
+        self
     }
 
     /// One evaluation over `elements`, `(side, labels key, value, name pending
@@ -302,6 +349,96 @@ impl SpreadJoin {
         &mut self,
         elements: impl IntoIterator<Item = (usize, Key, f64, bool)>,
     ) -> Option<Vec<(Arc<Labels>, f64)>> {
+        let (dirty, vouch) = self.receive(elements);
+        if self.matcher.op.is_set() {
+            return self.set_join(dirty, vouch);
+        }
+        self.rematch(dirty);
+        let out = &self.out;
+        let (order, duplicates) = self.order.get_or_insert_with(|| {
+            let mut order: Vec<(Arc<Labels>, Key)> = out
+                .iter()
+                .map(|(sig, (_, _, finished, _))| (finished.clone(), sig.clone()))
+                .collect();
+            order.sort_by(|a, b| a.0.cmp(&b.0));
+            let duplicates = order.windows(2).any(|w| w[0].0 == w[1].0);
+            (order, duplicates)
+        });
+        if !vouch || *duplicates || self.matcher.crowded() > 0 {
+            return None;
+        }
+        Some(
+            (order.iter())
+                .filter_map(|(labels, sig)| Some((labels.clone(), out[sig].3?)))
+                .collect(),
+        )
+    }
+
+    /// Whether it was made [`SpreadJoin::with_fold`].
+    pub fn folds(&self) -> bool {
+        self.fold.is_some()
+    }
+
+    /// [`SpreadJoin::join`] for a joiner made [`SpreadJoin::with_fold`] (a one-to-one
+    /// join): the aggregation's partials over the joined elements, unfinished (names
+    /// pending removal stay pending, as the reference aggregates them), one entry per
+    /// group in label order; each group's made again only where a member (a match
+    /// group's joined element) came, left or changed value, from its members' values
+    /// in their match groups' label order. No duplicate check: the reference
+    /// aggregates the join's result before it finishes (and checks) the whole. `None`
+    /// where the state cannot vouch for the reference's join (a match group with two
+    /// elements on a side, two elements of a side with one label set, a histogram or
+    /// a stale marker); either way the state is these sides after it.
+    pub fn fold(
+        &mut self,
+        elements: impl IntoIterator<Item = (usize, Key, f64, bool)>,
+    ) -> Option<Vec<(Arc<Labels>, Vec<f64>)>> {
+        let (dirty, vouch) = self.receive(elements);
+        self.rematch(dirty);
+        let out = &self.out;
+        let fold = self.fold.as_mut()?;
+        let mut values = Vec::new();
+        for group in fold.dirty.drain() {
+            values.clear();
+            values.extend((fold.filing.members(&group)).filter_map(|sig| out.get(sig)?.3));
+            if values.is_empty() {
+                if fold.partials.remove(&group).is_some() {
+                    fold.order = None;
+                }
+                continue;
+            }
+            if fold
+                .partials
+                .insert(group, (fold.partial)(&values))
+                .is_none()
+            {
+                fold.order = None;
+            }
+        }
+        if !vouch || self.matcher.crowded() > 0 {
+            return None;
+        }
+        let partials = &fold.partials;
+        let order = fold.order.get_or_insert_with(|| {
+            let mut order: Vec<Key> = partials.keys().cloned().collect();
+            order.sort();
+            order
+        });
+        Some(
+            (order.iter())
+                .map(|group| (group.labels.clone(), partials[group].clone()))
+                .collect(),
+        )
+    }
+
+    /// Holds and files an evaluation's side elements (see [`SpreadJoin::join`]): the
+    /// match groups with an element that came, left or changed value, and whether no
+    /// side element keeps the state from vouching for the reference's result (two of
+    /// a side with one label set, a histogram, a stale marker).
+    fn receive(
+        &mut self,
+        elements: impl IntoIterator<Item = (usize, Key, f64, bool)>,
+    ) -> (KeySet, bool) {
         self.round += 1;
         let round = self.round;
         let mut vouch = true;
@@ -358,9 +495,13 @@ impl SpreadJoin {
                 self.matcher.refile(side, key, None, &mut dirty);
             }
         }
-        if self.matcher.op.is_set() {
-            return self.set_join(dirty, vouch);
-        }
+        (dirty, vouch)
+    }
+
+    /// Matches the match groups in `dirty` again (a one-to-one join): their result
+    /// labels and joined values in `out`, and, under a fold, the aggregation groups of
+    /// those whose kept element came, left or changed.
+    fn rematch(&mut self, dirty: KeySet) {
         let [lhs, rhs] = &self.held;
         for sig in dirty {
             let element = self.matcher.matched(
@@ -369,12 +510,21 @@ impl SpreadJoin {
                 |k| rhs.get(k).map(|(e, _)| e),
             );
             let value = element.map(|e| e.value);
-            // The left element's: whether the result's name is pending removal.
-            let pending = self.matcher.sides[0]
-                .single(&sig)
-                .and_then(|k| lhs.get(k))
-                .is_some_and(|(e, _)| e.drop_name);
-            match self.matcher.result_labels_of(&sig) {
+            let labels = self.matcher.result_labels_of(&sig);
+            if let Some(fold) = &mut self.fold {
+                let grouping = &fold.grouping;
+                let kept = labels.filter(|_| value.is_some());
+                let group_of = |l: &Labels| group_labels(l, grouping);
+                fold.filing
+                    .refile(sig.clone(), kept, group_of, &mut fold.dirty);
+            }
+            // The left element's: whether the result's name is pending removal (not
+            // under a fold, whose partials cross by group).
+            let pending = self.fold.is_none()
+                && (self.matcher.sides[0].single(&sig))
+                    .and_then(|k| lhs.get(k))
+                    .is_some_and(|(e, _)| e.drop_name);
+            match labels {
                 Some(labels) => {
                     if let Some((old, drop, _, v)) = self.out.get_mut(&sig) {
                         if Arc::ptr_eq(old, labels) && *drop == pending {
@@ -397,24 +547,6 @@ impl SpreadJoin {
                 }
             }
         }
-        let out = &self.out;
-        let (order, duplicates) = self.order.get_or_insert_with(|| {
-            let mut order: Vec<(Arc<Labels>, Key)> = out
-                .iter()
-                .map(|(sig, (_, _, finished, _))| (finished.clone(), sig.clone()))
-                .collect();
-            order.sort_by(|a, b| a.0.cmp(&b.0));
-            let duplicates = order.windows(2).any(|w| w[0].0 == w[1].0);
-            (order, duplicates)
-        });
-        if !vouch || *duplicates || self.matcher.crowded() > 0 {
-            return None;
-        }
-        Some(
-            (order.iter())
-                .filter_map(|(labels, sig)| Some((labels.clone(), out[sig].3?)))
-                .collect(),
-        )
     }
 
     /// The rest of [`SpreadJoin::join`] for a set operator, its elements held and

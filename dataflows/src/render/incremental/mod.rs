@@ -80,8 +80,8 @@ mod map;
 mod series;
 
 use group::GroupNode;
-pub use join::SpreadJoin;
 use join::{Filing, JoinNode, Matcher};
+pub use join::{PartialOf, SpreadJoin};
 use map::MapNode;
 pub(crate) use series::Step;
 use series::{constant_value, Elements, Kept, PerSeriesNode, SeriesKernel};
