@@ -140,7 +140,7 @@ fn main() {
     }
     // What promflow's notifier went through (a retried POST shows as errors).
     for line in promflow.get_ok("/metrics").lines() {
-        if line.starts_with("promflow_notifications_") {
+        if line.starts_with("prometheus_notifications_") {
             println!("promflow: {line}");
         }
     }

@@ -50,6 +50,75 @@ impl Gauge {
     }
 }
 
+/// A summary over a sliding window, as Prometheus's client summaries: quantiles of the
+/// observations of the last [`Summary::WINDOW`] (at most [`Summary::KEEP`] of the
+/// newest), with the `_sum` and `_count` of every observation.
+#[derive(Default)]
+pub struct Summary(Mutex<SummaryState>);
+
+#[derive(Default)]
+struct SummaryState {
+    recent: std::collections::VecDeque<(std::time::Instant, f64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl Summary {
+    /// How long an observation counts in the quantiles (Prometheus's `MaxAge`).
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+    /// The most observations kept for the quantiles.
+    pub const KEEP: usize = 4096;
+
+    /// Records one observation.
+    pub fn observe(&self, v: f64) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.sum += v;
+        s.count += 1;
+        if s.recent.len() == Self::KEEP {
+            s.recent.pop_front();
+        }
+        s.recent.push_back((std::time::Instant::now(), v));
+    }
+
+    /// Writes the family `name` with `quantiles` (NaN while the window is empty, as
+    /// Prometheus writes them).
+    pub fn render(&self, out: &mut String, name: &str, help: &str, quantiles: &[f64]) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        while s
+            .recent
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() > Self::WINDOW)
+        {
+            s.recent.pop_front();
+        }
+        let mut values: Vec<f64> = s.recent.iter().map(|(_, v)| *v).collect();
+        values.sort_by(f64::total_cmp);
+        write_header(out, name, "summary", help);
+        for q in quantiles {
+            let value = if values.is_empty() {
+                f64::NAN
+            } else {
+                let rank = (q * values.len() as f64).ceil() as usize;
+                values[rank.clamp(1, values.len()) - 1]
+            };
+            let q = q.to_string();
+            write_sample(out, name, [("quantile", q.as_str())], value, None);
+        }
+        write_sample(out, &format!("{name}_sum"), [], s.sum, None);
+        write_sample(out, &format!("{name}_count"), [], s.count as f64, None);
+    }
+}
+
+/// Per-Alertmanager notification counters (Prometheus's `alertmanager` label: the
+/// URL alerts are POSTed to).
+#[derive(Default, Clone, Copy)]
+pub struct AlertmanagerCounters {
+    /// Alerts sent (accepted or not), one per alert per batch.
+    pub sent: u64,
+    /// Failed POST attempts.
+    pub errors: u64,
+}
+
 /// Counters kept per scrape job.
 #[derive(Default)]
 pub struct JobCounters {
@@ -89,10 +158,9 @@ pub struct SelfMetrics {
     pub config_last_reload_success_timestamp_seconds: Gauge,
     /// Reloads that failed.
     pub config_reload_failures: Counter,
-    /// Alerts sent to Alertmanagers (one per alert per Alertmanager).
-    pub notifications_sent: Counter,
-    /// Alert batches that failed to reach an Alertmanager.
-    pub notification_errors: Counter,
+    /// Per Alertmanager URL: alerts sent and failed POSTs (an Alertmanager is listed,
+    /// at 0, once discovered).
+    pub alertmanagers: Mutex<BTreeMap<String, AlertmanagerCounters>>,
     /// Alerts dropped: the notification queue was full, or no Alertmanager took them.
     pub notifications_dropped: Counter,
     /// Alerts waiting in the notification queue.
@@ -475,13 +543,13 @@ impl SelfMetrics {
             );
         }
         metric(
-            "promflow_config_last_reload_successful",
+            "prometheus_config_last_reload_successful",
             "gauge",
             "Whether the last configuration reload attempt was successful.",
             &[(&[], self.config_last_reload_successful.get())],
         );
         metric(
-            "promflow_config_last_reload_success_timestamp_seconds",
+            "prometheus_config_last_reload_success_timestamp_seconds",
             "gauge",
             "Timestamp of the last successful configuration reload.",
             &[(&[], self.config_last_reload_success_timestamp_seconds.get())],
@@ -492,38 +560,52 @@ impl SelfMetrics {
             "Configuration reloads that failed.",
             &[(&[], self.config_reload_failures.get() as f64)],
         );
+        {
+            let ams = self.alertmanagers.lock().unwrap_or_else(|e| e.into_inner());
+            let labels: Vec<[(&str, &str); 1]> = ams
+                .keys()
+                .map(|url| [("alertmanager", url.as_str())])
+                .collect();
+            for (name, help, pick) in [
+                (
+                    "prometheus_notifications_errors_total",
+                    "Total number of errors sending alert notifications.",
+                    (|c: &AlertmanagerCounters| c.errors) as fn(&AlertmanagerCounters) -> u64,
+                ),
+                (
+                    "prometheus_notifications_sent_total",
+                    "Total number of alerts sent.",
+                    |c: &AlertmanagerCounters| c.sent,
+                ),
+            ] {
+                let rows: Vec<(&[(&str, &str)], f64)> = labels
+                    .iter()
+                    .zip(ams.values())
+                    .map(|(l, c)| (&l[..], pick(c) as f64))
+                    .collect();
+                metric(name, "counter", help, &rows);
+            }
+        }
         metric(
-            "promflow_notifications_sent_total",
+            "prometheus_notifications_dropped_total",
             "counter",
-            "Alerts sent to Alertmanagers.",
-            &[(&[], self.notifications_sent.get() as f64)],
-        );
-        metric(
-            "promflow_notifications_errors_total",
-            "counter",
-            "Failed attempts to POST alerts to an Alertmanager (retried with backoff within its timeout).",
-            &[(&[], self.notification_errors.get() as f64)],
-        );
-        metric(
-            "promflow_notifications_dropped_total",
-            "counter",
-            "Alerts dropped because the notification queue was full or no Alertmanager accepted them.",
+            "Total number of alerts dropped due to errors when sending to Alertmanager.",
             &[(&[], self.notifications_dropped.get() as f64)],
         );
         metric(
-            "promflow_notifications_queue_length",
+            "prometheus_notifications_queue_length",
             "gauge",
-            "Alerts waiting in the notification queue.",
+            "The number of alert notifications in the queue.",
             &[(&[], self.notifications_queue_length.get())],
         );
         metric(
-            "promflow_notifications_queue_capacity",
+            "prometheus_notifications_queue_capacity",
             "gauge",
-            "Capacity of the notification queue.",
+            "The capacity of the alert notifications queue.",
             &[(&[], self.notifications_queue_capacity.get())],
         );
         metric(
-            "promflow_notifications_alertmanagers_discovered",
+            "prometheus_notifications_alertmanagers_discovered",
             "gauge",
             "The number of alertmanagers discovered and active.",
             &[(&[], self.notifications_alertmanagers_discovered.get())],

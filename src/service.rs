@@ -3,7 +3,7 @@
 //!
 //! Contract of [`Service::reload`]: the new configuration is loaded and validated
 //! completely before anything changes; a bad one is refused with every problem listed,
-//! the old one keeps running, and `promflow_config_last_reload_successful` drops to 0.
+//! the old one keeps running, and `prometheus_config_last_reload_successful` drops to 0.
 //!
 //! Targets: the [`DiscoveryManager`] keeps each job's target groups; whenever they (or
 //! the config) change, every job's groups are resolved (relabeled) and the union of

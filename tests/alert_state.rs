@@ -17,6 +17,10 @@
 //!   with `keep_firing_for` whose condition cleared during the downtime stays firing
 //!   with its `activeAt` (Prometheus would lose it).
 //!
+//! - Regression: in on-arrival mode a failing alerting rule past its `for` deadline is
+//!   evaluated per scrape and group tick, not re-stepped at every wake-up of the runner
+//!   (counted by `prometheus_rule_evaluation_failures_total`).
+//!
 //! Real peers: promflow itself (killed with SIGKILL through its child handle and
 //! restarted on the same storage), the controllable exporter of `common`.
 
@@ -404,4 +408,54 @@ fn alert_state_survives_a_sigkill_restart() {
         (last.0 > restarted_ms).then_some(last.1)
     });
     assert_eq!(restored, Some((pend.1 / 1000) as f64));
+}
+
+/// Regression (on-arrival runner busy loop): an alerting rule with `for: 3s` over
+/// `{__name__=~"a|b"} > 0` becomes pending on `a 1`; then the exporter serves `a 1` and
+/// `b 1` (duplicate alert labels: every evaluation fails). Once the `for` deadline has
+/// passed, the group's `prometheus_rule_evaluation_failures_total` grows only per
+/// scrape and group tick (a few a second), not at every wake-up of the runner (it
+/// re-stepped the failing timer every ~5 ms before the fix).
+#[test]
+fn on_arrival_failing_alert_is_not_restepped_at_its_deadline() {
+    let exporter = Exporter::start(Reply::text("a 1\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        dir.path(),
+        "groups:\n  - name: dup\n    rules:\n      - alert: Dup\n        expr: '{__name__=~\"a|b\"} > 0'\n        for: 3s\n",
+    );
+    let promflow = Promflow::start_with_args(
+        &config(&rules, "1s", &exporter.addr().to_string()),
+        &["--rules.evaluation=on-arrival"],
+    );
+    let pending = wait_for(Duration::from_secs(30), || {
+        alert(&promflow, "Dup").filter(|(s, _)| s == "pending")
+    });
+    pending.unwrap_or_else(|| panic!("never pending: {}", promflow.log()));
+    exporter.set(Reply::text("a 1\nb 1\n"));
+    let key = format!("{};dup", rules.display());
+    let failures = || {
+        promflow
+            .metrics()
+            .find(
+                "prometheus_rule_evaluation_failures_total",
+                &[("rule_group", &key)],
+            )
+            .map_or(0.0, |s| s.value)
+    };
+    // The deadline (3s after pending) passes while every evaluation fails.
+    assert!(
+        common::wait_until(Duration::from_secs(20), || failures() >= 1.0),
+        "no failure counted: {}",
+        promflow.get_ok("/metrics")
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let before = failures();
+    std::thread::sleep(Duration::from_secs(3));
+    let grown = failures() - before;
+    assert!(
+        grown <= 10.0,
+        "{grown} failed evaluations in 3s with a 1s scrape and group interval"
+    );
+    assert!(grown >= 1.0, "the failing rule stopped being evaluated");
 }

@@ -154,7 +154,7 @@ fn alerts_reach_an_alertmanager_that_starts_late() {
     let errors = || {
         promflow
             .metrics()
-            .sum("promflow_notifications_errors_total")
+            .sum("prometheus_notifications_errors_total")
     };
     assert!(
         common::wait_until(Duration::from_secs(30), || errors().unwrap_or(0.0) >= 2.0),
@@ -175,18 +175,20 @@ fn alerts_reach_an_alertmanager_that_starts_late() {
     );
     let metrics = promflow.metrics();
     assert_eq!(
-        metrics.sum("promflow_notifications_dropped_total"),
+        metrics.sum("prometheus_notifications_dropped_total"),
         Some(0.0)
     );
     assert!(
         metrics
-            .sum("promflow_notifications_sent_total")
+            .sum("prometheus_notifications_sent_total")
             .unwrap_or(0.0)
             >= 1.0
     );
     assert_eq!(
-        metrics.sum("promflow_notifications_queue_capacity"),
+        metrics.sum("prometheus_notifications_queue_capacity"),
         Some(10_000.0)
     );
-    assert!(metrics.sum("promflow_notifications_queue_length").is_some());
+    assert!(metrics
+        .sum("prometheus_notifications_queue_length")
+        .is_some());
 }

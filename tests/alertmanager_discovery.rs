@@ -159,11 +159,11 @@ fn alerts_follow_the_file_sd_file_to_another_alertmanager() {
     );
     let metrics = promflow.metrics();
     assert_eq!(
-        metrics.sum("promflow_notifications_alertmanagers_discovered"),
+        metrics.sum("prometheus_notifications_alertmanagers_discovered"),
         Some(1.0)
     );
     assert_eq!(
-        metrics.sum("promflow_notifications_dropped_total"),
+        metrics.sum("prometheus_notifications_dropped_total"),
         Some(0.0)
     );
 }

@@ -13,7 +13,7 @@
 //! Then Alertmanager gets SIGCONT and the servers answer 200: every one of the five
 //! alerts reaches Alertmanager's webhook, Slack and Pushover. Toward Alertmanager this
 //! is Prometheus's contract: a batch that no Alertmanager took within its `timeout`
-//! (retried with backoff meanwhile) is counted in `promflow_notifications_dropped_total`,
+//! (retried with backoff meanwhile) is counted in `prometheus_notifications_dropped_total`,
 //! and firing alerts are sent again every `--rules.alert.resend-delay` (2s here); the
 //! built-in Alertmanager's receivers keep their notifications until delivered. External services: Alertmanager 0.25 (`prometheus-alertmanager`);
 //! the rest are threads of this test on 127.0.0.1.
@@ -231,7 +231,7 @@ fn hanging_notifiers_block_no_evaluation_and_lose_no_alert() {
     );
     let attempts = promflow
         .metrics()
-        .sum("promflow_notifications_errors_total")
+        .sum("prometheus_notifications_errors_total")
         .unwrap_or(0.0);
     eprintln!("Alertmanager attempts failed while frozen: {attempts}");
     assert!(
@@ -265,7 +265,7 @@ fn hanging_notifiers_block_no_evaluation_and_lose_no_alert() {
     // the alerts themselves were not lost: the resend delivered them.
     let dropped = promflow
         .metrics()
-        .sum("promflow_notifications_dropped_total")
+        .sum("prometheus_notifications_dropped_total")
         .unwrap_or(0.0);
     eprintln!("batches of alerts dropped while Alertmanager was frozen: {dropped}");
     assert!(dropped >= 1.0, "dropped batches counted: {dropped}");

@@ -361,7 +361,7 @@ fn log_format_json_and_queue_capacity() {
     assert_eq!(
         promflow
             .metrics()
-            .sum("promflow_notifications_queue_capacity"),
+            .sum("prometheus_notifications_queue_capacity"),
         Some(77.0)
     );
 }

@@ -235,7 +235,7 @@ fn acknowledged_samples_survive_sigkill_without_duplicates() {
     }
     let metrics = get(&promflow.url("/metrics")).unwrap().body;
     assert!(
-        metrics.contains("promflow_wal_corruptions_total"),
+        metrics.contains("prometheus_tsdb_wal_corruptions_total"),
         "no WAL corruption counter on /metrics"
     );
     stop.store(true, Ordering::SeqCst);
@@ -244,7 +244,7 @@ fn acknowledged_samples_survive_sigkill_without_duplicates() {
 
 /// A WAL whose last record was torn by the crash (the newest segment cut short by a
 /// few bytes) and one with garbage appended: promflow still starts, truncates the
-/// tail, counts it in `promflow_wal_corruptions_total`, and keeps every sample before it.
+/// tail, counts it in `prometheus_tsdb_wal_corruptions_total`, and keeps every sample before it.
 #[test]
 fn a_torn_wal_tail_is_truncated_and_counted_not_fatal() {
     let dir = tempfile::Builder::new()
@@ -284,9 +284,9 @@ fn a_torn_wal_tail_is_truncated_and_counted_not_fatal() {
         let metrics = get(&p.url("/metrics")).unwrap().body;
         metrics
             .lines()
-            .find_map(|l| l.strip_prefix("promflow_wal_corruptions_total "))
+            .find_map(|l| l.strip_prefix("prometheus_tsdb_wal_corruptions_total "))
             .and_then(|v| v.trim().parse().ok())
-            .expect("promflow_wal_corruptions_total on /metrics")
+            .expect("prometheus_tsdb_wal_corruptions_total on /metrics")
     };
     for damage in ["cut", "garbage"] {
         let promflow = Running::start(dir.path());

@@ -265,7 +265,7 @@ fn alerts_reach_an_https_alertmanager() {
     assert!(
         wait_until(SETTLE, || {
             common::exposition::parse(&promflow.get_ok("/metrics"))
-                .sum("promflow_notifications_errors_total")
+                .sum("prometheus_notifications_errors_total")
                 .is_some_and(|errors| errors >= 1.0)
         }),
         "no notification error with the wrong CA; log:\n{}",

@@ -202,6 +202,10 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
         active_targets: service.scrapes.targets().len(),
     });
     body.push_str(&head.render_metrics());
+    let groups = service
+        .rules
+        .with_groups(crate::rules::metrics::GroupFigures::of);
+    crate::rules::metrics::render(&mut body, &groups);
     body.push_str(&service.ingester.exemplars().render_metrics());
     if service.builtin_notifier.is_enabled() {
         body.push_str(&service.builtin_notifier.metrics.render());

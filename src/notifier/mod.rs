@@ -12,16 +12,20 @@
 //!
 //! Contract: [`Notifier::enqueue`] never blocks; when the queue ([`QUEUE_CAPACITY`])
 //! is full the oldest alerts are dropped and counted in
-//! `promflow_notifications_dropped_total`, as Prometheus does. A POST that fails with
+//! `prometheus_notifications_dropped_total`, as Prometheus does. A POST that fails with
 //! a network error or a 5xx is retried with exponential backoff ([`FIRST_BACKOFF`]
 //! doubling up to [`MAX_BACKOFF`]) until the Alertmanager's `timeout` has passed
 //! since the first attempt (so an Alertmanager that starts or restarts meanwhile still
 //! gets the batch); a 4xx is not retried. Every failed attempt is counted in
-//! `promflow_notifications_errors_total` and logged; a batch that no Alertmanager
-//! accepted is counted in `promflow_notifications_dropped_total` (the rule manager
-//! still re-sends firing alerts every resend delay, 1m). The queue's length and
-//! capacity are gauges (`promflow_notifications_queue_length`, `_capacity`), the
-//! number of active Alertmanagers is `promflow_notifications_alertmanagers_discovered`.
+//! `prometheus_notifications_errors_total{alertmanager}` (the URL POSTed to) and
+//! logged; the alerts of a batch are counted in
+//! `prometheus_notifications_sent_total{alertmanager}` once its POSTs end, accepted or
+//! not, as Prometheus counts them; a batch that no Alertmanager accepted is counted in
+//! `prometheus_notifications_dropped_total` (the rule manager still re-sends firing
+//! alerts every resend delay, 1m). The queue's length and capacity are gauges
+//! (`prometheus_notifications_queue_length`, `_capacity`), the number of active
+//! Alertmanagers is `prometheus_notifications_alertmanagers_discovered`; an
+//! Alertmanager's counters are listed, at 0, once it is discovered.
 //! Each batch goes to the Alertmanagers resolved when it is taken from the queue;
 //! they are resolved again on every discovery change and every [`Notifier::apply`].
 
@@ -33,7 +37,7 @@ use crate::notifier::alertmanagers::{AlertmanagerSet, ResolvedAlertmanagers};
 use crate::rules::alert::{Alert, AlertState};
 use crate::rules::sinks::AlertSink;
 use crate::rules::template::graph_link;
-use crate::selfmetrics::SelfMetrics;
+use crate::selfmetrics::{AlertmanagerCounters, SelfMetrics};
 use dataflows::Labels;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -176,6 +180,17 @@ impl Notifier {
             .map(|(set, groups)| alertmanagers::resolve(set, groups))
             .collect();
         let active: usize = resolved.iter().map(|r| r.active.len()).sum();
+        {
+            // Listed at 0 once discovered, as Prometheus initializes them.
+            let mut ams = self
+                .metrics
+                .alertmanagers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for url in resolved.iter().flat_map(|r| r.active.iter()) {
+                ams.entry(url.to_string()).or_default();
+            }
+        }
         self.metrics
             .notifications_alertmanagers_discovered
             .set(active as f64);
@@ -282,19 +297,31 @@ impl Notifier {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let retry = match self.post_once(am, url, body.to_vec(), left).await {
                 Ok(()) => {
-                    self.metrics.notifications_sent.add(n as u64);
+                    self.count_alertmanager(url, |c| c.sent += n as u64);
                     return true;
                 }
                 Err(retry) => retry,
             };
-            self.metrics.notification_errors.inc();
+            self.count_alertmanager(url, |c| c.errors += 1);
             let now = tokio::time::Instant::now();
             if !retry || now + backoff >= deadline {
+                // As Prometheus counts a batch it tried to send, accepted or not.
+                self.count_alertmanager(url, |c| c.sent += n as u64);
                 return false;
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// Updates the counters of the Alertmanager at `url`.
+    fn count_alertmanager(&self, url: &str, f: impl FnOnce(&mut AlertmanagerCounters)) {
+        let mut ams = self
+            .metrics
+            .alertmanagers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        f(ams.entry(url.to_string()).or_default());
     }
 
     /// One POST with `timeout`; on failure, whether it is worth retrying.

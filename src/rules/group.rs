@@ -6,6 +6,7 @@ use crate::rules::alert::{
     final_labels, keeps_final_labels_distinct, Alert, AlertRuleState, Candidate,
 };
 use crate::rules::file::{Rule, RuleGroup, RuleKind};
+use crate::rules::metrics::GroupCounters;
 use crate::rules::options::ManagerOptions;
 use crate::rules::sinks::{
     RuleError, RuleEvaluator, RuleResult, RuleValue, RuleWrites, SampleSink,
@@ -35,6 +36,9 @@ pub struct RuleState {
     /// Whether its results come from the maintained dataflow (else from storage).
     pub maintained: bool,
     pub(crate) previous_series: HashSet<Arc<Labels>>,
+    /// Samples the last step wrote (0 if it failed): the group's
+    /// `prometheus_rule_group_last_evaluation_samples` sums them.
+    pub last_samples: usize,
     /// The last result, by labels (on arrival: what changes apply to, and what timer
     /// steps and refreshes step with).
     pub(crate) current: HashMap<Arc<Labels>, Current>,
@@ -101,6 +105,9 @@ pub struct GroupState {
     pub last_eval_ms: i64,
     /// Wall time of the last evaluation.
     pub eval_duration: Duration,
+    /// The group's `prometheus_rule_*` counters (kept by a reload that replaces the
+    /// state of a group with the same file and name).
+    pub counters: Arc<GroupCounters>,
 }
 
 impl GroupState {
@@ -124,6 +131,7 @@ impl GroupState {
                 evaluated: false,
                 maintained: false,
                 previous_series: HashSet::new(),
+                last_samples: 0,
                 current: HashMap::new(),
                 distinct_outputs: false,
             })
@@ -134,6 +142,7 @@ impl GroupState {
             rules,
             last_eval_ms: 0,
             eval_duration: Duration::ZERO,
+            counters: Arc::default(),
         }
     }
 
@@ -225,13 +234,17 @@ impl GroupState {
                 rs.last_eval_ms = t_eval;
                 rs.evaluated = true;
                 rs.eval_duration = rule_started.elapsed();
+                rs.last_samples = 0;
+                self.counters.evaluation(true, rs.eval_duration);
                 return None;
             }
         };
+        rs.last_samples = series.len();
         sink.commit(step_writes(&mut rs.previous_series, t_eval, series, None));
         rs.last_eval_ms = t_eval;
         rs.evaluated = true;
         rs.eval_duration = rule_started.elapsed();
+        self.counters.evaluation(false, rs.eval_duration);
         let state = rs.alerts.as_mut()?;
         let due = state.to_send(t_eval, options.resend_delay.as_millis() as i64, interval_ms);
         (!due.is_empty()).then(|| (rs.rule.query.clone(), due))
@@ -349,6 +362,7 @@ impl GroupState {
                 (series, step.ended)
             }
         };
+        rs.last_samples = series.len();
         sink.commit(step_writes(
             &mut rs.previous_series,
             t_eval,
@@ -357,6 +371,7 @@ impl GroupState {
         ));
         rs.last_eval_ms = t_eval;
         rs.eval_duration = started.elapsed();
+        self.counters.evaluation(false, rs.eval_duration);
         let interval_ms = self.interval.as_millis() as i64;
         let state = rs.alerts.as_mut()?;
         let due = state.to_send(t_eval, options.resend_delay.as_millis() as i64, interval_ms);

@@ -183,6 +183,7 @@ impl RuleManager {
             if let Some(previous) = old.remove(&key) {
                 previous.stop.store(true, Ordering::SeqCst);
                 let mut previous = previous.state.lock();
+                state.counters = previous.counters.clone();
                 for rs in &mut state.rules {
                     let identity = rs.rule.identity();
                     if let Some(p) = previous

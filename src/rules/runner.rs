@@ -8,6 +8,7 @@ use crate::remote::read::WithRemote;
 use crate::rules::alert::Alert;
 use crate::rules::file::RuleGroup;
 use crate::rules::group::{output_names, reads_rule_outputs, GroupState};
+use crate::rules::metrics::GroupCounters;
 use crate::rules::options::{EvaluationMode, ManagerOptions};
 use crate::rules::restore::{self, KeepFiringFile};
 use crate::rules::sinks::{
@@ -164,6 +165,8 @@ pub(crate) struct GroupRunner {
     mode: EvaluationMode,
     interval_ms: i64,
     offset_ms: i64,
+    /// The group's `prometheus_rule_*` counters (iterations are counted here).
+    counters: Arc<GroupCounters>,
 }
 
 impl GroupRunner {
@@ -246,8 +249,10 @@ impl GroupRunner {
                     .collect()
             })
             .collect();
+        let counters = s.counters.clone();
         drop(s);
         GroupRunner {
+            counters,
             context,
             state,
             stop,
@@ -275,23 +280,13 @@ impl GroupRunner {
                     if !self.sleep_until(next_tick) {
                         break;
                     }
-                    self.tick(next_tick, &mut restore_pending);
-                    next_tick = next_eval_time(
-                        crate::ingest::now_ms().max(next_tick),
-                        self.interval_ms,
-                        self.offset_ms,
-                    );
+                    next_tick = self.iteration(next_tick, &mut restore_pending);
                 }
                 EvaluationMode::OnArrival => {
                     let mut refresh = None;
                     if crate::ingest::now_ms() >= next_tick {
-                        self.tick(next_tick, &mut restore_pending);
                         refresh = Some(next_tick);
-                        next_tick = next_eval_time(
-                            crate::ingest::now_ms().max(next_tick),
-                            self.interval_ms,
-                            self.offset_ms,
-                        );
+                        next_tick = self.iteration(next_tick, &mut restore_pending);
                     }
                     self.on_arrival_step(next_tick, refresh, &mut restore_pending);
                 }
@@ -304,6 +299,23 @@ impl GroupRunner {
                 }
             }
         }
+    }
+
+    /// The group tick at `t` (see [`GroupRunner::tick`]), counted as an iteration with
+    /// the ticks skipped after it as missed ones; the next tick's time.
+    fn iteration(&mut self, t: i64, restore_pending: &mut [bool]) -> i64 {
+        let began_ms = crate::ingest::now_ms();
+        let started = Instant::now();
+        self.tick(t, restore_pending);
+        let took = started.elapsed();
+        let next = next_eval_time(
+            crate::ingest::now_ms().max(t),
+            self.interval_ms,
+            self.offset_ms,
+        );
+        let missed = ((next - t) / self.interval_ms - 1).max(0) as u64;
+        self.counters.iteration(began_ms, took, missed);
+        next
     }
 
     /// Sleeps until wall time `t_ms`; false if stopped meanwhile.

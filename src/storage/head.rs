@@ -50,7 +50,7 @@ use dataflows::{Labels, Sample, SampleBatch, Selector};
 use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 use std::collections::hash_map::Entry;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 struct MemSeries {
@@ -403,6 +403,9 @@ pub struct Head {
     /// Set once a histogram sample is held (never cleared): readers skip the side map
     /// of histograms until then.
     has_histograms: AtomicBool,
+    /// Samples appended by the write paths (not by the WAL replay), floats and
+    /// histograms: `prometheus_tsdb_head_samples_appended_total{type}`.
+    appended: [AtomicU64; 2],
 }
 
 impl Default for Head {
@@ -416,6 +419,7 @@ impl Default for Head {
             samples_held: AtomicUsize::new(0),
             bytes_held: AtomicUsize::new(0),
             has_histograms: AtomicBool::new(false),
+            appended: Default::default(),
         }
     }
 }
@@ -619,6 +623,7 @@ impl Head {
         }
         self.widen_bounds(min_t, max_t);
         outcome.appended = accepted_at.len();
+        self.appended[0].fetch_add(outcome.appended as u64, Ordering::Relaxed);
         self.samples_held
             .fetch_add(outcome.appended, Ordering::Relaxed);
         self.bytes_held.fetch_add(bytes, Ordering::Relaxed);
@@ -828,6 +833,7 @@ impl Head {
         }
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         outcome.appended = accepted.len();
+        self.appended[1].fetch_add(outcome.appended as u64, Ordering::Relaxed);
         for (id, _, ts, h) in accepted {
             min_t = min_t.min(ts);
             max_t = max_t.max(ts);
@@ -1187,6 +1193,14 @@ impl Head {
     /// The number of series held.
     pub fn series_count(&self) -> usize {
         self.inner.read().by_id.len()
+    }
+
+    /// Float and histogram samples appended so far (WAL replay aside).
+    pub fn samples_appended(&self) -> (u64, u64) {
+        (
+            self.appended[0].load(Ordering::Relaxed),
+            self.appended[1].load(Ordering::Relaxed),
+        )
     }
 
     /// The number of samples held (floats and histograms).

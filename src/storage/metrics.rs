@@ -3,7 +3,8 @@
 //! head.
 //!
 //! Contract: [`Storage::render_metrics`] writes every family through
-//! [`crate::exposition`], one sample each, the same family names whatever the storage
+//! [`crate::exposition`], one sample each (`prometheus_tsdb_head_samples_appended_total`:
+//! one per `type`, `float` and `histogram`), the same family names whatever the storage
 //! (an in-memory storage reports zero for what it does not have).
 
 use super::Storage;
@@ -39,9 +40,9 @@ impl Storage {
         let (block_bytes, _) = self.disk_bytes();
         let rows: [(&str, &str, &str, f64); 15] = [
             (
-                "promflow_wal_corruptions_total",
+                "prometheus_tsdb_wal_corruptions_total",
                 "counter",
-                "WAL torn or corrupt tails truncated at replay.",
+                "Total number of WAL corruptions.",
                 m.wal_corruptions.load(Ordering::Relaxed) as f64,
             ),
             (
@@ -133,6 +134,24 @@ impl Storage {
         let mut out = String::new();
         for (name, kind, help, value) in rows {
             crate::exposition::write_single(&mut out, name, kind, help, value);
+        }
+        crate::exposition::write_single(
+            &mut out,
+            "prometheus_tsdb_head_series",
+            "gauge",
+            "Total number of series in the head block.",
+            self.head.series_count() as f64,
+        );
+        let (floats, histograms) = self.head.samples_appended();
+        let name = "prometheus_tsdb_head_samples_appended_total";
+        crate::exposition::write_header(
+            &mut out,
+            name,
+            "counter",
+            "Total number of appended samples.",
+        );
+        for (kind, value) in [("float", floats), ("histogram", histograms)] {
+            crate::exposition::write_sample(&mut out, name, [("type", kind)], value as f64, None);
         }
         out
     }
