@@ -51,18 +51,19 @@ fn now_secs() -> f64 {
         .as_secs_f64()
 }
 
-/// The reload scenario; `prefix` is `promflow` or `prometheus` (gauge names).
-fn check_reload(server: &Peer, node: &str, prefix: &str) {
-    let ok_gauge = format!("{prefix}_config_last_reload_successful");
-    let ts_gauge = format!("{prefix}_config_last_reload_success_timestamp_seconds");
+/// The reload scenario; `who` is `promflow` or `prometheus` (both report the reload
+/// under Prometheus's gauge names).
+fn check_reload(server: &Peer, node: &str, who: &str) {
+    let ok_gauge = "prometheus_config_last_reload_successful";
+    let ts_gauge = "prometheus_config_last_reload_success_timestamp_seconds";
     let wait = Duration::from_secs(30);
 
     assert!(
         wait_until(wait, || up_timestamp(server, "old").is_some()),
-        "job old never scraped"
+        "{who}: job old never scraped"
     );
-    assert_eq!(gauge(server, &ok_gauge), 1.0, "{ok_gauge} after start");
-    let loaded_at = gauge(server, &ts_gauge);
+    assert_eq!(gauge(server, ok_gauge), 1.0, "{ok_gauge} after start");
+    let loaded_at = gauge(server, ts_gauge);
     assert!(loaded_at > 0.0, "{ts_gauge} after start: {loaded_at}");
 
     // A broken config: refused with 500 and the reason; the old config keeps running.
@@ -75,12 +76,12 @@ fn check_reload(server: &Peer, node: &str, prefix: &str) {
         resp.body
     );
     assert_eq!(
-        gauge(server, &ok_gauge),
+        gauge(server, ok_gauge),
         0.0,
         "{ok_gauge} after a failed reload"
     );
     assert_eq!(
-        gauge(server, &ts_gauge),
+        gauge(server, ts_gauge),
         loaded_at,
         "{ts_gauge} moved on a failed reload"
     );
@@ -100,8 +101,8 @@ fn check_reload(server: &Peer, node: &str, prefix: &str) {
         "job new never appeared after SIGHUP"
     );
     let reloaded_at = wait_for(wait, || {
-        let ok = gauge(server, &ok_gauge);
-        (ok == 1.0).then(|| gauge(server, &ts_gauge))
+        let ok = gauge(server, ok_gauge);
+        (ok == 1.0).then(|| gauge(server, ts_gauge))
     })
     .unwrap_or_else(|| panic!("{ok_gauge} did not return to 1 after SIGHUP"));
     // The gauge has second resolution in Prometheus: allow the truncation.
@@ -154,7 +155,7 @@ fn check_bad_rule_file_reload(server: &Peer, rules_path: &std::path::Path, prefi
     let refused = server.reload();
     assert_eq!(refused.status, 500, "{prefix}: {}", refused.body);
     assert_eq!(
-        gauge(server, &format!("{prefix}_config_last_reload_successful")),
+        gauge(server, "prometheus_config_last_reload_successful"),
         0.0
     );
     // The previous rule still runs: its output keeps appearing.
