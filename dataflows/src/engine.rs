@@ -684,17 +684,7 @@ impl Engine {
         output: crossbeam_channel::Sender<RuleOutput>,
         delivery: Delivery,
     ) -> Result<RuleId, RenderError> {
-        let id = self.install_locked(
-            plan,
-            schedule,
-            Evaluation::Incremental,
-            delivery,
-            Some(history),
-            output,
-            None,
-        )?;
-        self.busy();
-        Ok(id)
+        self.register_history_to(plan, schedule, history, output, delivery, None)
     }
 
     /// Like [`Engine::register_seeded_to`], for an alerting rule whose alert state is
@@ -712,6 +702,21 @@ impl Engine {
         delivery: Delivery,
         alerting: AlertSpec,
     ) -> Result<RuleId, RenderError> {
+        let alerting = Some(Arc::new(alerting));
+        self.register_history_to(plan, schedule, history, output, delivery, alerting)
+    }
+
+    /// [`Engine::register_seeded_to`] and [`Engine::register_alerting_to`]: an
+    /// incremental rule seeded from `history`, with or without an alert stage.
+    fn register_history_to(
+        &self,
+        plan: Plan,
+        schedule: RuleSchedule,
+        history: &dyn SeriesSource,
+        output: crossbeam_channel::Sender<RuleOutput>,
+        delivery: Delivery,
+        alerting: Option<Arc<AlertSpec>>,
+    ) -> Result<RuleId, RenderError> {
         let id = self.install_locked(
             plan,
             schedule,
@@ -719,7 +724,7 @@ impl Engine {
             delivery,
             Some(history),
             output,
-            Some(Arc::new(alerting)),
+            alerting,
         )?;
         self.busy();
         Ok(id)

@@ -314,28 +314,22 @@ fn two_processes_deliver_what_one_does() {
     };
     let mut alerting = Vec::new();
     for (i, (text, process)) in alerting_rules().into_iter().enumerate() {
-        let (tx, in_cluster) = crossbeam_channel::unbounded();
-        let id = processes[process]
-            .register_alerting_to(
+        let register = |engine: &Engine| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let spec = alert_spec(i);
+            let history = MemStorage::default();
+            let id = engine.register_alerting_to(
                 parse(text).unwrap(),
                 every,
-                &MemStorage::default(),
+                &history,
                 tx,
                 Delivery::Whole,
-                alert_spec(i),
-            )
-            .expect("registers in the cluster");
-        let (tx, alone) = crossbeam_channel::unbounded();
-        single
-            .register_alerting_to(
-                parse(text).unwrap(),
-                every,
-                &MemStorage::default(),
-                tx,
-                Delivery::Whole,
-                alert_spec(i),
-            )
-            .expect("registers");
+                spec,
+            );
+            (id.expect("registers"), rx)
+        };
+        let (id, in_cluster) = register(processes[process]);
+        let (_, alone) = register(&single);
         alerting.push((text, process, id, in_cluster, alone));
     }
     let mut alert_outputs: Vec<[Vec<RuleOutput>; 2]> = vec![Default::default(); alerting.len()];

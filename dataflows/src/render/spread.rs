@@ -1489,12 +1489,7 @@ fn joiners_fold(aggregate: &Plan, after: &Plan) -> Option<(Spread, Option<Plan>)
     else {
         return None;
     };
-    let combine = match op {
-        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Combine::Fold,
-        AggOp::Avg => Combine::Mean,
-        AggOp::Stddev | AggOp::Stdvar => Combine::Moments,
-        _ => return None,
-    };
+    let combine = partials_combine(*op)?;
     if rest
         .as_ref()
         .is_some_and(|a| ordered(a) || labels_values(a) || writes_meta(a))
@@ -1798,6 +1793,17 @@ fn names_held(plan: &Plan) -> Option<bool> {
     }
 }
 
+/// How the partials of aggregation `op` combine, for the aggregations of mergeable
+/// partials (sum, min, max, count, group; avg; stddev, stdvar); `None` for the others.
+fn partials_combine(op: AggOp) -> Option<Combine> {
+    match op {
+        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Some(Combine::Fold),
+        AggOp::Avg => Some(Combine::Mean),
+        AggOp::Stddev | AggOp::Stdvar => Some(Combine::Moments),
+        _ => None,
+    }
+}
+
 /// An aggregation ([`Combine::Fold`] to [`Combine::Gather`]) over a per-series plan of
 /// one spreadable selector, `after` the operations on it.
 fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
@@ -1810,13 +1816,10 @@ fn aggregation_of(aggregation: &Plan, after: Option<Plan>) -> Option<Spread> {
     else {
         return None;
     };
-    let combine = match op {
-        AggOp::Sum | AggOp::Min | AggOp::Max | AggOp::Count | AggOp::Group => Combine::Fold,
-        AggOp::Avg => Combine::Mean,
-        AggOp::Stddev | AggOp::Stdvar => Combine::Moments,
+    let combine = partials_combine(*op).unwrap_or(match op {
         AggOp::Topk | AggOp::Bottomk | AggOp::Limitk | AggOp::LimitRatio => Combine::Pick,
-        AggOp::Quantile | AggOp::CountValues => Combine::Gather,
-    };
+        _ => Combine::Gather,
+    });
     // Operations after partials combined per group that depend on the order of the
     // groups or on the last bits of their values (`topk(5, sum by (job) (…))`,
     // `sort(…)`, `count_values`): the owner would have to run the reference's
